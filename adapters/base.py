@@ -1,0 +1,204 @@
+"""The adapter interface. The base class owns the pipeline; a vendor fills in hooks.
+
+    deliver(ctx):  link exists?  ── yes ─▶ build_update → apply vendor_extra → send_update  → "updated"
+                        │ no
+                        ▼
+                 outcome unknown? ─ yes ─▶ find_existing → found? → "created" (nothing re-sent)
+                        │ no / not found
+                        ▼
+                 build_create → apply vendor_extra → send_create → "created"
+
+`render(ctx)` runs the same build steps without sending: the `preview` target shows it, and the
+admin preview uses it, so what is previewed is what is sent.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Literal, Mapping
+
+from connector.brief import Brief
+from connector.errors import ConfigError
+from connector.settings import Settings
+
+Status = Literal["created", "updated"]
+
+
+@dataclass(frozen=True)
+class Link:
+    """The ticket this conversation already has at the target."""
+
+    vendor_id: str
+    url: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HandoffContext:
+    """Everything an adapter may use. Built once per attempt by the outbox."""
+
+    handoff_id: str
+    target: str
+    packet: Mapping[str, Any]
+    brief: Brief
+    assignment: Mapping[str, Any]
+    idempotency_key: str
+    link: Link | None = None
+    outcome_unknown: bool = False
+    attempt: int = 1
+    # Tickets already made at the other targets of this handoff (Slack links to them).
+    related: tuple[Mapping[str, Any], ...] = ()
+    public_url: str = ""
+
+    @property
+    def vendor_extra(self) -> Mapping[str, Any]:
+        return (self.packet.get("vendor_extra") or {}).get(self.target, {})
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What a send hook reports back: the vendor's id for people and machines."""
+
+    vendor_id: str
+    url: str | None
+    reply: Any = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    vendor_id: str
+    url: str | None
+    payload: Mapping[str, Any] | None
+    receipt: Mapping[str, Any]
+    reply: Any = None
+    link_extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """`extra` wins; nested dicts merge key by key; lists and scalars are replaced."""
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+class Adapter(abc.ABC):
+    """Base of every target. Subclasses set `name` and implement the abstract hooks."""
+
+    name: ClassVar[str]
+    # Settings attributes that must be non-empty when the target is enabled. A tuple inside the
+    # tuple means "one of these" (e.g. API token or OAuth token).
+    required_settings: ClassVar[tuple[str | tuple[str, ...], ...]] = ()
+
+    def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
+        self.settings = settings
+        self.mapping: Mapping[str, Any] = mapping or {}
+
+    # ---- configuration -------------------------------------------------------------------
+
+    @classmethod
+    def check_settings(cls, settings: Settings) -> None:
+        """Raise `ConfigError` naming the first missing variable. Called at start-up."""
+        for requirement in cls.required_settings:
+            options = requirement if isinstance(requirement, tuple) else (requirement,)
+            if not any(getattr(settings, attr) for attr in options):
+                names = " or ".join(Settings.variable_for(attr) for attr in options)
+                raise ConfigError(names, f"must be set when the {cls.name!r} target is enabled")
+
+    # ---- hooks ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def build_create(self, ctx: HandoffContext) -> dict[str, Any]:
+        """The vendor payload that opens a ticket / case / message for this handoff."""
+
+    @abc.abstractmethod
+    def build_update(self, ctx: HandoffContext) -> dict[str, Any]:
+        """The payload that adds this handoff to `ctx.link` (comment, case comment, thread reply)."""
+
+    @abc.abstractmethod
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        """Send `payload`; translate the library's errors into `adapters.errors`."""
+
+    @abc.abstractmethod
+    def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        """Send an update to `ctx.link`; translate errors likewise."""
+
+    def find_existing(self, ctx: HandoffContext) -> Sent | None:
+        """After an unknown outcome: the ticket this handoff already made, if the vendor has it.
+
+        The default trusts the vendor's idempotency on re-send; override when there is none.
+        """
+        return None
+
+    def find_open_ticket(self, ctx: HandoffContext) -> Link | None:
+        """The customer's open ticket at this vendor, when the mapping sets `update_open_ticket: true`.
+
+        Used only to *add to* an existing ticket, never to deduplicate our own creates (vendor
+        searches are eventually consistent).
+        """
+        return None
+
+    def previous_agent(self, packet: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The assignee of the customer's most recent open ticket (`{"id", "name", "email"}`), for routing."""
+        return None
+
+    def related_changed(self, ctx: HandoffContext) -> None:
+        """Another target of this handoff finished: `ctx.related` lists its ticket. Default: nothing.
+
+        Called only after this target's own delivery succeeded, with `ctx.link` its own ticket.
+        """
+
+    def apply_extra(self, payload: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge `vendor_extra` last. Override when the payload wraps the object (`{"ticket": …}`)."""
+        return deep_merge(payload, extra)
+
+    def receipt(self, ctx: HandoffContext, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Which parts of the packet reach the vendor. Every adapter carries the whole brief."""
+        present = ctx.brief.parts_present
+        return {
+            "delivered": [part for part in present if part in ctx.brief.sections],
+            "dropped": [
+                {"part": part, "reason": "not carried by this target"}
+                for part in present
+                if part not in ctx.brief.sections
+            ],
+        }
+
+    # ---- pipeline (owned here, not by vendors) --------------------------------------------
+
+    def render(self, ctx: HandoffContext) -> dict[str, Any]:
+        """The exact payload `deliver` would send for `ctx`."""
+        payload = self.build_update(ctx) if ctx.link else self.build_create(ctx)
+        return self.apply_extra(payload, ctx.vendor_extra)
+
+    def deliver(self, ctx: HandoffContext) -> Outcome:
+        if ctx.link is None and self.mapping.get("update_open_ticket"):
+            open_ticket = self.find_open_ticket(ctx)
+            if open_ticket is not None:
+                ctx = replace(ctx, link=open_ticket)
+        if ctx.link is None and ctx.outcome_unknown:
+            found = self.find_existing(ctx)
+            if found is not None:
+                return self._outcome("created", found, None, ctx)
+        payload = self.render(ctx)
+        if ctx.link is not None:
+            return self._outcome("updated", self.send_update(payload, ctx), payload, ctx)
+        return self._outcome("created", self.send_create(payload, ctx), payload, ctx)
+
+    def _outcome(self, status: Status, sent: Sent, payload: dict[str, Any] | None, ctx: HandoffContext) -> Outcome:
+        return Outcome(
+            status=status,
+            vendor_id=sent.vendor_id,
+            url=sent.url,
+            payload=payload,
+            receipt=self.receipt(ctx, payload or {}),
+            reply=sent.reply,
+            link_extra=sent.extra,
+        )

@@ -1,0 +1,58 @@
+"""What can go wrong when delivering to a vendor, in the project's own terms.
+
+Each adapter catches its client library's exceptions at its edge and raises one of these
+`from err`. `decide()` is the one place that turns an error into retry / give up.
+Configuration problems are `connector.errors.ConfigError`, outside this tree: never retried.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+
+class DeliveryError(Exception):
+    """Base of every vendor failure. `reply` is the vendor's answer, kept for debugging."""
+
+    def __init__(self, message: str, *, status: int | None = None, reply: Any = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.reply = reply
+
+
+class TransientError(DeliveryError):
+    """Worth retrying: timeouts before sending, connection errors, 5xx, 429.
+
+    `retry_after` (seconds) is the vendor's own word on when to come back.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class RateLimited(TransientError):
+    """429: the whole target pauses for `retry_after`, not just this delivery."""
+
+
+class OutcomeUnknown(TransientError):
+    """The request left and no answer came back: the vendor may have acted.
+
+    The next attempt must look the handoff up at the vendor before sending again.
+    """
+
+
+class AuthError(DeliveryError):
+    """The vendor refused our credentials (401/403). An operator must act; not retried."""
+
+
+class RejectedError(DeliveryError):
+    """The vendor refused the content (4xx validation). Retrying the same payload cannot help."""
+
+
+Decision = Literal["retry", "fail"]
+
+
+def decide(error: DeliveryError) -> Decision:
+    """Retry transient failures; everything else needs a person."""
+    return "retry" if isinstance(error, TransientError) else "fail"

@@ -1,0 +1,68 @@
+"""The built-in target: renders what every vendor adapter would send, stores it, sends nothing.
+
+It runs the vendors' own build hooks (`Adapter.render`), so the preview is the real payload. A
+second handoff of a conversation renders the vendors' *update* payloads, as they would be sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connector.settings import Settings
+
+from . import registry
+from .base import Adapter, HandoffContext, Link, Sent
+
+
+class PreviewAdapter(Adapter):
+    name = "preview"
+
+    def __init__(self, settings: Settings, mapping: Any = None, vendor_mappings: Any = None):
+        super().__init__(settings, mapping)
+        self.vendor_mappings = vendor_mappings or {}
+
+    def _vendors(self) -> dict[str, Adapter]:
+        return {
+            name: registry.adapter_class(name)(self.settings, self.vendor_mappings.get(name, {}))
+            for name in registry.vendor_names()
+        }
+
+    def _render_all(self, ctx: HandoffContext) -> dict[str, Any]:
+        rendered: dict[str, Any] = {"brief": {"text": ctx.brief.text, "html": ctx.brief.html}, "vendors": {}}
+        for name, vendor in self._vendors().items():
+            vendor_ctx = _as_target(ctx, name)
+            payload = vendor.render(vendor_ctx)
+            rendered["vendors"][name] = {
+                "operation": "update" if ctx.link else "create",
+                "payload": payload,
+                "receipt": vendor.receipt(vendor_ctx, payload),
+            }
+        return rendered
+
+    def build_create(self, ctx: HandoffContext) -> dict[str, Any]:
+        return self._render_all(ctx)
+
+    def build_update(self, ctx: HandoffContext) -> dict[str, Any]:
+        return self._render_all(ctx)
+
+    def apply_extra(self, payload: dict[str, Any], extra: Any) -> dict[str, Any]:
+        return payload  # each vendor applied its own share of vendor_extra in render()
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        return Sent(vendor_id=f"preview-{ctx.handoff_id}", url=self._url(ctx))
+
+    def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        assert ctx.link is not None
+        return Sent(vendor_id=ctx.link.vendor_id, url=self._url(ctx))
+
+    @staticmethod
+    def _url(ctx: HandoffContext) -> str:
+        return f"{ctx.public_url}/v1/handoffs/{ctx.handoff_id}"
+
+
+def _as_target(ctx: HandoffContext, target: str) -> HandoffContext:
+    """The same context seen by another target: its own vendor_extra, a link with a stand-in id."""
+    from dataclasses import replace
+
+    link = Link(vendor_id="(existing ticket)", url=None) if ctx.link else None
+    return replace(ctx, target=target, link=link, idempotency_key=f"{ctx.handoff_id}:{target}")

@@ -1,0 +1,43 @@
+"""The only place that knows target names. Modules are imported lazily, so a target's library is
+needed only when it is enabled or previewed."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Mapping
+
+from connector.errors import ConfigError
+from connector.settings import Settings
+
+from .base import Adapter
+
+TARGETS: dict[str, str] = {
+    "preview": "adapters.preview:PreviewAdapter",
+    "zendesk": "adapters.zendesk:ZendeskAdapter",
+    "salesforce": "adapters.salesforce:SalesforceAdapter",
+    "slack": "adapters.slack:SlackAdapter",
+}
+BUILT_IN = "preview"
+
+
+def adapter_class(name: str) -> type[Adapter]:
+    module_name, _, class_name = TARGETS[name].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def vendor_names() -> list[str]:
+    """Real vendors, in a stable order (what `preview` renders)."""
+    return [name for name in TARGETS if name != BUILT_IN]
+
+
+def check_targets(names: tuple[str, ...], settings: Settings) -> None:
+    """Refuse unknown names and enabled targets with missing credentials (start-up)."""
+    for name in names:
+        if name not in TARGETS:
+            raise ConfigError("CONNECTOR_TARGETS", f"unknown target {name!r}; known: {', '.join(TARGETS)}")
+        adapter_class(name).check_settings(settings)
+
+
+def build_adapters(settings: Settings, mappings: Mapping[str, Mapping[str, Any]]) -> dict[str, Adapter]:
+    check_targets(settings.targets, settings)
+    return {name: adapter_class(name)(settings, mappings.get(name, {})) for name in settings.targets}

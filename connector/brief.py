@@ -1,0 +1,220 @@
+"""The agent brief: the note an agent reads first, in plain text and HTML.
+
+One view model (`_view`) is built from the packet and rendered by two templates in Jinja2's
+sandbox (`templates/brief.txt.j2`, `brief.html.j2`); the HTML one autoescapes, so a customer's
+`<script>` or `{{ }}` stays text. Order follows what an agent needs first: why, who, how they feel,
+what they want, what was tried, what is known — then the whole transcript.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+REASONS = {
+    "customer_request": "The customer asked for a person",
+    "ai_unable": "The bot could not handle the request",
+    "negative_sentiment": "The customer is upset",
+    "repeated_failure": "The bot's answers did not solve it",
+    "keyword": "A trigger word was said",
+    "data_collected": "The bot gathered what an agent needs",
+    "regulatory": "Regulation requires a person",
+    "other": "Other",
+}
+OUTCOMES = {
+    "not_helpful": "did not help",
+    "partially_helpful": "helped partly",
+    "declined": "customer declined",
+    "unknown": "outcome unknown",
+}
+TRENDS = {"worsening": "getting worse", "stable": "steady", "improving": "improving"}
+ROLES = {"customer": "Customer", "bot": "Bot", "agent": "Agent", "system": "System"}
+# Parts of the packet an agent can be given (the context receipt speaks in these names).
+PARTS = (
+    "escalation", "customer", "conversation", "sentiment", "intent", "attempted_solutions",
+    "collected_data", "history", "routing", "transcript", "attachments", "metadata",
+)
+
+
+@dataclass(frozen=True)
+class Brief:
+    text: str
+    html: str
+    subject: str
+    sections: tuple[str, ...]
+    parts_present: tuple[str, ...]
+
+
+_env = SandboxedEnvironment(
+    loader=FileSystemLoader(TEMPLATES),
+    autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+
+
+def render_brief(packet: Mapping[str, Any], handoff_id: str) -> Brief:
+    view = _view(packet, handoff_id)
+    text = _env.get_template("brief.txt.j2").render(b=view)
+    html = _env.get_template("brief.html.j2").render(b=view)
+    present = tuple(part for part in PARTS if _has(packet, part))
+    return Brief(text=text, html=html, subject=view["subject"], sections=present, parts_present=present)
+
+
+def _has(packet: Mapping[str, Any], part: str) -> bool:
+    if part == "attachments":
+        return any(entry.get("attachments") for entry in packet.get("transcript", []))
+    return bool(packet.get(part))
+
+
+def subject_for(packet: Mapping[str, Any]) -> str:
+    """One line an agent can triage by: the problem, in the customer's words when we have them."""
+    intent = packet.get("intent") or {}
+    problem = intent.get("stated_problem") or intent.get("summary") or first_customer_line(packet) or "Conversation handed off"
+    return one_line(problem, 120)
+
+
+def first_customer_line(packet: Mapping[str, Any]) -> str:
+    for entry in packet.get("transcript", []):
+        if entry.get("role") == "customer" and entry.get("text", "").strip():
+            return entry["text"]
+    return ""
+
+
+def one_line(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def _parse(at: str | None) -> dt.datetime | None:
+    if not at:
+        return None
+    try:
+        return dt.datetime.fromisoformat(at).astimezone(dt.timezone.utc)
+    except ValueError:
+        return None
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def _size(size: Any) -> str:
+    if not isinstance(size, int):
+        return ""
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return ""
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(_scalar(item) for item in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "—" if value is None else str(value)
+
+
+def _transcript(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
+    times = [_parse(entry.get("at")) for entry in entries]
+    known = [t for t in times if t]
+    start, end = (min(known), max(known)) if known else (None, None)
+    multi_day = bool(start and end and start.date() != end.date())
+    rows = []
+    for entry, at in zip(entries, times):
+        stamp = at.strftime("%Y-%m-%d %H:%M:%S" if multi_day else "%H:%M:%S") if at else entry.get("at", "")
+        rows.append({
+            "at": stamp,
+            "role": ROLES.get(entry.get("role", ""), entry.get("role", "")),
+            "is_customer": entry.get("role") == "customer",
+            "text": entry.get("text", ""),
+            "attachments": [
+                {"name": a.get("name") or a.get("url"), "url": a.get("url"),
+                 "type": a.get("content_type") or "", "size": _size(a.get("size"))}
+                for a in entry.get("attachments") or []
+            ],
+        })
+    return {
+        "rows": rows,
+        "count": len(rows),
+        "customer_count": sum(1 for e in entries if e.get("role") == "customer"),
+        "span": f"{start:%Y-%m-%d %H:%M} – {end:%H:%M} UTC, {_duration((end - start).total_seconds())}" if start and end else "",
+    }
+
+
+def _view(packet: Mapping[str, Any], handoff_id: str) -> dict[str, Any]:
+    bot = packet.get("bot") or {}
+    conversation = packet.get("conversation") or {}
+    customer = packet.get("customer") or {}
+    escalation = packet.get("escalation") or {}
+    intent = packet.get("intent") or {}
+    sentiment = packet.get("sentiment") or {}
+    routing = packet.get("routing") or {}
+    collected = packet.get("collected_data") or {}
+    urgency = escalation.get("urgency") or routing.get("priority")
+    identity = [(label, customer[key]) for key, label in
+                (("email", "email"), ("phone", "phone"), ("id", "customer id"), ("account_id", "account"))
+                if customer.get(key)]
+    already_given = [label for label, _ in identity] + [key.replace("_", " ") for key in collected]
+    return {
+        "handoff_id": handoff_id,
+        "subject": subject_for(packet),
+        "bot": bot.get("name") or bot.get("id"),
+        "bot_id": bot.get("id"),
+        "platform": bot.get("platform"),
+        "channel": conversation.get("channel"),
+        "language": conversation.get("language"),
+        "conversation_url": conversation.get("url"),
+        "conversation_id": conversation.get("id"),
+        "reason": REASONS.get(escalation.get("reason", ""), escalation.get("reason", "")),
+        "reason_detail": escalation.get("detail"),
+        "keywords": escalation.get("keywords") or [],
+        "urgency": urgency,
+        "urgent": urgency in ("high", "urgent"),
+        "customer_name": customer.get("name") or customer.get("email") or customer.get("phone") or customer.get("id"),
+        "identity": identity,
+        "segment": customer.get("segment"),
+        "attributes": [(k, _scalar(v)) for k, v in (customer.get("attributes") or {}).items()],
+        "sentiment": sentiment.get("label"),
+        "sentiment_score": sentiment.get("score"),
+        "trend": TRENDS.get(sentiment.get("trend", ""), sentiment.get("trend")),
+        "worsening": sentiment.get("trend") == "worsening",
+        "stated_problem": intent.get("stated_problem"),
+        "summary": intent.get("summary"),
+        "intent": intent.get("name"),
+        "confidence": f"{intent['confidence']:.0%}" if isinstance(intent.get("confidence"), (int, float)) else None,
+        "first_words": one_line(first_customer_line(packet), 300) if not intent.get("stated_problem") else None,
+        "attempts": [
+            {"title": a.get("title") or a.get("url") or "(untitled)", "detail": a.get("detail"), "url": a.get("url"),
+             "outcome": OUTCOMES.get(a.get("outcome", "unknown"), a.get("outcome"))}
+            for a in packet.get("attempted_solutions") or []
+        ],
+        "collected": [(k, _scalar(v)) for k, v in collected.items()],
+        "already_given": already_given,
+        "history": [
+            {"at": (_parse(h.get("at")) or dt.datetime.min).strftime("%Y-%m-%d") if h.get("at") else "",
+             "channel": h.get("channel"), "summary": h.get("summary"), "agent": h.get("agent"),
+             "ticket": h.get("ticket") or {}}
+            for h in packet.get("history") or []
+        ],
+        "routing": {k: _scalar(v) for k, v in routing.items() if k != "preferred_agent"},
+        "preferred_agent": (routing.get("preferred_agent") or {}).get("email") or (routing.get("preferred_agent") or {}).get("id"),
+        "transcript": _transcript(packet.get("transcript") or []),
+        "metadata": [(k, _scalar(v) if not isinstance(v, dict) else str(v)) for k, v in (packet.get("metadata") or {}).items()],
+    }

@@ -1,0 +1,100 @@
+"""The project's exception tree.
+
+Two families, kept apart on purpose:
+
+* `ConfigError` — the operator must fix a setting or a file. Never retried, never a 503.
+* `ApiProblem` — what a caller did wrong (or a state it must wait out); rendered once, at the
+  edge, as RFC 9457 `application/problem+json`.
+
+Vendor failures have their own tree in `adapters.errors`; the outbox decides what to do with them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+class ConfigError(Exception):
+    """A setting or admin file is missing or wrong. `source` is the variable or file to fix."""
+
+    def __init__(self, source: str, message: str):
+        self.source = source
+        self.message = message
+        super().__init__(f"{source}: {message} (see .env.example and README.md, 'Configuration')")
+
+
+class ApiProblem(Exception):
+    """An error answered to the caller as problem+json."""
+
+    status = 400
+    title = "Bad request"
+    type_slug = "bad-request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: Mapping[str, list[str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        status: int | None = None,
+        title: str | None = None,
+    ):
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = dict(errors or {})
+        self.headers = dict(headers or {})
+        if status is not None:
+            self.status = status
+        if title is not None:
+            self.title = title
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": f"https://github.com/handoff-connector/docs/problems/{self.type_slug}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.errors:
+            body["errors"] = self.errors
+        return body
+
+
+class MalformedRequest(ApiProblem):
+    status, title, type_slug = 400, "Malformed request", "malformed-request"
+
+
+class Unauthenticated(ApiProblem):
+    status, title, type_slug = 401, "Authentication required", "unauthenticated"
+
+    def __init__(self, detail: str, **kwargs: Any):
+        kwargs.setdefault("headers", {"WWW-Authenticate": 'Bearer realm="handoff-connector"'})
+        super().__init__(detail, **kwargs)
+
+
+class Forbidden(ApiProblem):
+    status, title, type_slug = 403, "Forbidden", "forbidden"
+
+
+class NotFound(ApiProblem):
+    status, title, type_slug = 404, "Not found", "not-found"
+
+
+class Conflict(ApiProblem):
+    status, title, type_slug = 409, "Conflict", "conflict"
+
+
+class PayloadTooLarge(ApiProblem):
+    status, title, type_slug = 413, "Payload too large", "payload-too-large"
+
+
+class UnsupportedMediaType(ApiProblem):
+    status, title, type_slug = 415, "Unsupported media type", "unsupported-media-type"
+
+
+class ValidationFailed(ApiProblem):
+    status, title, type_slug = 422, "Validation failed", "validation-failed"
+
+
+class ServiceUnavailable(ApiProblem):
+    status, title, type_slug = 503, "Service unavailable", "service-unavailable"

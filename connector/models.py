@@ -1,0 +1,122 @@
+"""Tables: handoffs, one delivery per target (the outbox), and conversation → ticket links.
+
+Every change goes through an Alembic migration in `connector/migrations/versions/`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Optional
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UTCDateTime(DateTime):
+    """SQLite forgets time zones; give every datetime back as aware UTC."""
+
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def result_processor(self, dialect, coltype):  # type: ignore[no-untyped-def]
+        parent = super().result_processor(dialect, coltype)
+
+        def process(value: Any) -> Any:
+            if parent is not None:
+                value = parent(value)
+            if isinstance(value, dt.datetime) and value.tzinfo is None:
+                value = value.replace(tzinfo=dt.timezone.utc)
+            return value
+
+        return process
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON}
+
+
+class Handoff(Base):
+    __tablename__ = "handoffs"
+    __table_args__ = (
+        UniqueConstraint("bot_id", "idempotency_key", name="uq_handoffs_bot_idempotency"),
+        Index("ix_handoffs_conversation", "bot_id", "conversation_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    bot_id: Mapped[str] = mapped_column(String(200))
+    conversation_id: Mapped[str] = mapped_column(String(200))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    packet: Mapped[dict[str, Any]]
+    # What intake decided, stored so the answer can be rebuilt identically later.
+    assignment: Mapped[dict[str, Any]]
+    customer_message: Mapped[dict[str, Any]]
+    estimated_wait_seconds: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    deliveries: Mapped[list["Delivery"]] = relationship(
+        back_populates="handoff", order_by="Delivery.position", lazy="selectin"
+    )
+
+
+class Delivery(Base):
+    """One target's share of a handoff — the outbox row workers claim with a lease."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("handoff_id", "target", name="uq_deliveries_handoff_target"),
+        Index("ix_deliveries_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id", ondelete="CASCADE"))
+    target: Mapped[str] = mapped_column(String(40))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    vendor_id: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
+    url: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    last_error: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    # An attempt was sent and its outcome is unknown (timeout after the request left):
+    # the next attempt must look the handoff up at the vendor before sending again.
+    outcome_unknown: Mapped[bool] = mapped_column(default=False)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    lease_owner: Mapped[Optional[str]] = mapped_column(String(80), nullable=True)
+    lease_expires_at: Mapped[Optional[dt.datetime]] = mapped_column(nullable=True)
+    payload: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    receipt: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    vendor_reply: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(nullable=True)
+
+    handoff: Mapped[Handoff] = relationship(back_populates="deliveries")
+
+
+class ConversationLink(Base):
+    """The ticket a conversation already has at a target, so a second handoff updates it.
+
+    `owner_delivery_id` is the delivery creating the ticket: while it has no `vendor_id`, other
+    deliveries for the same conversation wait rather than open a second ticket.
+    """
+
+    __tablename__ = "conversation_links"
+    __table_args__ = (UniqueConstraint("bot_id", "conversation_id", "target", name="uq_links_conversation_target"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bot_id: Mapped[str] = mapped_column(String(200))
+    conversation_id: Mapped[str] = mapped_column(String(200))
+    target: Mapped[str] = mapped_column(String(40))
+    owner_delivery_id: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    vendor_id: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
+    url: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    extra: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

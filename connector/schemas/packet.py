@@ -1,0 +1,248 @@
+"""The handoff packet (contract §2), validated field by field.
+
+Top-level unknown fields are refused so typos surface; nested objects keep fields we do not know
+yet (a bot's `bot.name`, a future attribute) so nothing a bot sent is silently dropped.
+Limits are configurable, so the schema is built with a `Limits` instance.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+ID = validate.Length(min=1, max=200)
+SHORT = validate.Length(max=500)
+LONG = validate.Length(max=20_000)
+
+ROLES = ("customer", "bot", "agent", "system")
+REASONS = (
+    "customer_request", "ai_unable", "negative_sentiment", "repeated_failure",
+    "keyword", "data_collected", "regulatory", "other",
+)
+SENTIMENTS = ("angry", "frustrated", "negative", "neutral", "positive")
+TRENDS = ("worsening", "stable", "improving")
+OUTCOMES = ("not_helpful", "partially_helpful", "declined", "unknown")
+URGENCIES = ("low", "normal", "high", "urgent")
+CALLBACK_EVENTS = ("queued", "delivered", "assigned", "failed", "completed")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_transcript_entries: int = 2000
+    max_entry_chars: int = 20_000
+
+
+class Rfc3339(fields.String):
+    """An RFC 3339 timestamp with an offset; kept as the bot wrote it."""
+
+    default_error_messages = {"rfc3339": "Not an RFC 3339 time with a time zone (e.g. 2026-11-20T09:14:02Z)."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            parsed = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise self.make_error("rfc3339") from None
+        if parsed.tzinfo is None or "T" not in text.upper():
+            raise self.make_error("rfc3339")
+        return text
+
+
+class Scalar(fields.Raw):
+    """A string, number, boolean or null — what attributes and collected data may hold."""
+
+    default_error_messages = {"scalar": "Must be a string, number, boolean or null."}
+    allow_list = False
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> Any:
+        if self.allow_list and isinstance(value, list):
+            return [self._scalar(item) for item in value]
+        return self._scalar(value)
+
+    def _scalar(self, value: Any) -> Any:
+        if value is None or isinstance(value, (str, int, float, bool)):
+            if isinstance(value, str) and len(value) > 20_000:
+                raise ValidationError("Longer than 20000 characters.")
+            return value
+        raise self.make_error("scalar")
+
+
+class ScalarOrList(Scalar):
+    default_error_messages = {"scalar": "Must be a string, number, boolean, null or a list of those."}
+    allow_list = True
+
+
+class _Open(Schema):
+    """Nested objects keep unknown fields (stored and visible to mappings)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+
+class BotSchema(_Open):
+    id = fields.String(required=True, validate=ID)
+    platform = fields.String(validate=SHORT)
+
+
+class ConversationSchema(_Open):
+    id = fields.String(required=True, validate=ID)
+    channel = fields.String(validate=SHORT)
+    language = fields.String(validate=[validate.Length(max=35), validate.Regexp(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$", error="Not a BCP 47 language tag (e.g. en, es-MX).")])
+    url = fields.Url(validate=validate.Length(max=2000))
+
+
+class CustomerSchema(_Open):
+    id = fields.String(validate=ID)
+    name = fields.String(validate=SHORT)
+    email = fields.Email(validate=validate.Length(max=320))
+    phone = fields.String(validate=validate.Length(max=64))
+    account_id = fields.String(validate=ID)
+    segment = fields.String(validate=validate.Length(max=100))
+    attributes = fields.Dict(keys=fields.String(validate=validate.Length(max=200)), values=Scalar())
+
+    @validates_schema
+    def _identified(self, data: dict[str, Any], **_: Any) -> None:
+        if not any(data.get(key) for key in ("id", "email", "phone")):
+            raise ValidationError("At least one of id, email or phone is required.", "_schema")
+
+
+class AttachmentSchema(_Open):
+    url = fields.Url(required=True, validate=validate.Length(max=2000))
+    name = fields.String(validate=SHORT)
+    content_type = fields.String(validate=validate.Length(max=200))
+    size = fields.Integer(strict=True, validate=validate.Range(min=0))
+
+
+class TranscriptEntrySchema(_Open):
+    at = Rfc3339(required=True)
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+    text = fields.String(required=True)
+    attachments = fields.List(fields.Nested(AttachmentSchema), validate=validate.Length(max=50))
+
+    @validates_schema
+    def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
+        if "text" in data and not data["text"].strip() and not data.get("attachments"):
+            raise ValidationError("May be empty only when the entry has attachments.", "text")
+
+
+class IntentSchema(_Open):
+    name = fields.String(validate=SHORT)
+    confidence = fields.Float(validate=validate.Range(min=0, max=1))
+    stated_problem = fields.String(validate=LONG)
+    summary = fields.String(validate=LONG)
+
+
+class SentimentSchema(_Open):
+    label = fields.String(validate=validate.OneOf(SENTIMENTS))
+    score = fields.Float(validate=validate.Range(min=-1, max=1))
+    trend = fields.String(validate=validate.OneOf(TRENDS))
+
+
+class AttemptSchema(_Open):
+    title = fields.String(validate=SHORT)
+    detail = fields.String(validate=LONG)
+    url = fields.Url(validate=validate.Length(max=2000))
+    outcome = fields.String(validate=validate.OneOf(OUTCOMES))
+
+
+class TicketRefSchema(_Open):
+    system = fields.String(validate=validate.Length(max=100))
+    id = fields.String(validate=ID)
+    url = fields.Url(validate=validate.Length(max=2000))
+
+
+class HistorySchema(_Open):
+    at = Rfc3339()
+    channel = fields.String(validate=SHORT)
+    summary = fields.String(validate=LONG)
+    ticket = fields.Nested(TicketRefSchema)
+    agent = fields.String(validate=SHORT)
+
+
+class EscalationSchema(_Open):
+    reason = fields.String(required=True, validate=validate.OneOf(REASONS))
+    detail = fields.String(validate=LONG)
+    keywords = fields.List(fields.String(validate=validate.Length(max=200)), validate=validate.Length(max=50))
+    urgency = fields.String(validate=validate.OneOf(URGENCIES))
+
+
+class PreferredAgentSchema(_Open):
+    id = fields.String(validate=ID)
+    email = fields.Email()
+
+
+class RoutingHintsSchema(_Open):
+    department = fields.String(validate=validate.Length(max=200))
+    skills = fields.List(fields.String(validate=validate.Length(max=100)), validate=validate.Length(max=50))
+    priority = fields.String(validate=validate.OneOf(URGENCIES))
+    queue = fields.String(validate=validate.Length(max=200))
+    preferred_agent = fields.Nested(PreferredAgentSchema)
+
+
+class CallbackSchema(_Open):
+    url = fields.Url(required=True, schemes={"http", "https"}, validate=validate.Length(max=2000))
+    events = fields.List(fields.String(validate=validate.OneOf(CALLBACK_EVENTS)))
+
+
+class PacketSchema(Schema):
+    """The request body of `POST /v1/handoffs`."""
+
+    class Meta:
+        unknown = RAISE
+
+    bot = fields.Nested(BotSchema, required=True)
+    conversation = fields.Nested(ConversationSchema, required=True)
+    customer = fields.Nested(CustomerSchema, required=True)
+    transcript = fields.List(fields.Nested(TranscriptEntrySchema), required=True, validate=validate.Length(min=1))
+    intent = fields.Nested(IntentSchema)
+    sentiment = fields.Nested(SentimentSchema)
+    attempted_solutions = fields.List(fields.Nested(AttemptSchema), validate=validate.Length(max=100))
+    collected_data = fields.Dict(keys=fields.String(validate=validate.Length(max=200)), values=ScalarOrList())
+    history = fields.List(fields.Nested(HistorySchema), validate=validate.Length(max=200))
+    escalation = fields.Nested(EscalationSchema, required=True)
+    routing = fields.Nested(RoutingHintsSchema)
+    targets = fields.List(fields.String(validate=validate.Length(max=40)), validate=validate.Length(min=1, max=20))
+    callback = fields.Nested(CallbackSchema)
+    vendor_extra = fields.Dict(keys=fields.String(validate=validate.Length(max=40)), values=fields.Dict())
+    metadata = fields.Dict()
+
+    def __init__(self, limits: Limits | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.limits = limits or Limits()
+
+    @validates_schema
+    def _limits(self, data: dict[str, Any], **_: Any) -> None:
+        transcript = data.get("transcript") or []
+        errors: dict[str, Any] = {}
+        if len(transcript) > self.limits.max_transcript_entries:
+            raise ValidationError(
+                {"transcript": [f"At most {self.limits.max_transcript_entries} entries (CONNECTOR_MAX_TRANSCRIPT_ENTRIES); got {len(transcript)}."]}
+            )
+        for index, entry in enumerate(transcript):
+            text = entry.get("text") or ""
+            if len(text) > self.limits.max_entry_chars:
+                errors[index] = {"text": [f"At most {self.limits.max_entry_chars} characters (CONNECTOR_MAX_ENTRY_CHARS); got {len(text)}."]}
+        if errors:
+            raise ValidationError({"transcript": errors})
+
+
+def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """marshmallow's nested error dict → `{"transcript.3.at": [...]}` (`_schema` names the parent)."""
+    flat: dict[str, list[str]] = {}
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            path = prefix if key == "_schema" else (f"{prefix}.{key}" if prefix else str(key))
+            for sub_path, sub_messages in flatten_errors(value, path).items():
+                flat.setdefault(sub_path or "(body)", []).extend(sub_messages)
+    elif isinstance(messages, list) and all(isinstance(item, str) for item in messages):
+        flat[prefix or "(body)"] = list(messages)
+    elif isinstance(messages, list):
+        for item in messages:
+            for sub_path, sub_messages in flatten_errors(item, prefix).items():
+                flat.setdefault(sub_path, []).extend(sub_messages)
+    else:
+        flat[prefix or "(body)"] = [str(messages)]
+    return flat

@@ -1,0 +1,112 @@
+"""Response bodies (contract §3). Used to serialize answers and to generate `/openapi.json`."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+TICKET_STATES = ("created", "updated", "pending", "failed", "dead")
+HANDOFF_STATES = ("delivered", "partial", "pending", "failed")
+
+
+class TicketSchema(Schema):
+    target = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(TICKET_STATES))
+    id = fields.String(required=True, allow_none=True)
+    url = fields.String(required=True, allow_none=True)
+    attempts = fields.Integer(required=True)
+    error = fields.String(required=True, allow_none=True)
+
+
+class AssignmentSchema(Schema):
+    team = fields.String(required=True, allow_none=True)
+    queue = fields.String(required=True, allow_none=True)
+    agent = fields.String(required=True, allow_none=True)
+    priority = fields.String(required=True, allow_none=True)
+    rule = fields.String(required=True, allow_none=True)
+    trace = fields.List(fields.String(), required=True)
+
+
+class CustomerMessageSchema(Schema):
+    locale = fields.String(required=True)
+    text = fields.String(required=True)
+
+
+class DroppedPartSchema(Schema):
+    part = fields.String(required=True)
+    reason = fields.String(required=True)
+
+
+class ReceiptSchema(Schema):
+    delivered = fields.List(fields.String(), required=True)
+    dropped = fields.List(fields.Nested(DroppedPartSchema), required=True)
+
+
+class LinksSchema(Schema):
+    self = fields.String(required=True)
+
+
+class HandoffResponseSchema(Schema):
+    """The answer to `POST /v1/handoffs` (and the body replayed for a repeated idempotency key)."""
+
+    id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(HANDOFF_STATES))
+    conversation_id = fields.String(required=True)
+    tickets = fields.List(fields.Nested(TicketSchema), required=True)
+    assignment = fields.Nested(AssignmentSchema, required=True)
+    customer_message = fields.Nested(CustomerMessageSchema, required=True)
+    estimated_wait_seconds = fields.Integer(required=True, allow_none=True)
+    context_receipt = fields.Dict(keys=fields.String(), values=fields.Nested(ReceiptSchema), required=True)
+    links = fields.Nested(LinksSchema, required=True)
+
+
+class DeliveryDetailSchema(Schema):
+    target = fields.String(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(TICKET_STATES))
+    attempts = fields.Integer(required=True)
+    next_attempt_at = fields.String(required=True, allow_none=True)
+    last_error = fields.String(required=True, allow_none=True)
+    payload = fields.Dict(
+        required=True, allow_none=True,
+        metadata={"description": "What was sent to the vendor (for `preview`: what each vendor would receive)."},
+    )
+
+
+class HandoffDetailSchema(HandoffResponseSchema):
+    """`GET /v1/handoffs/{id}`: the answer plus what each target received."""
+
+    created_at = fields.String(required=True)
+    updated_at = fields.String(required=True)
+    deliveries = fields.List(fields.Nested(DeliveryDetailSchema), required=True)
+
+
+class HandoffListSchema(Schema):
+    items = fields.List(fields.Nested(HandoffResponseSchema), required=True)
+
+
+class DeliveryRowSchema(Schema):
+    id = fields.Integer(required=True)
+    handoff_id = fields.String(required=True)
+    target = fields.String(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(TICKET_STATES))
+    attempts = fields.Integer(required=True)
+    last_error = fields.String(required=True, allow_none=True)
+    updated_at = fields.String(required=True)
+
+
+class DeliveryListSchema(Schema):
+    items = fields.List(fields.Nested(DeliveryRowSchema), required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True)
+    checks = fields.Dict(keys=fields.String(), values=fields.Raw())
+
+
+class ProblemSchema(Schema):
+    """RFC 9457 problem details."""
+
+    type = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))

@@ -1,0 +1,172 @@
+"""Settings, read once from the environment (and `.env`) when the app is created.
+
+Every variable is parsed here and nowhere else; a bad value raises `ConfigError`
+naming the variable and pointing at `.env.example`. Adapters receive the parsed
+`Settings`; none of them reads `os.environ` at call time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, Mapping
+
+from .errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite:///instance/connector.db"
+
+
+def _split_pairs(name: str, raw: str) -> tuple[tuple[str, str], ...]:
+    """`bot:value,bot:value` → pairs; a bot may appear several times (rotation)."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        bot, sep, value = item.partition(":")
+        if not sep or not bot.strip() or not value.strip():
+            raise ConfigError(name, f"expected 'bot_id:value' pairs separated by commas, got {item[:12]!r}…")
+        pairs.append((bot.strip(), value.strip()))
+    return tuple(pairs)
+
+
+def _int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(name, f"must not be negative, got {value}")
+    return value
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(name, f"must be 1 or 0, got {raw!r}")
+
+
+def _list(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _str(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+# variable name → (Settings attribute, parser). The single table of what the service reads.
+_VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "CONNECTOR_DATABASE_URL": ("database_url", _str),
+    "CONNECTOR_MAPPINGS_DIR": ("mappings_dir", _str),
+    "CONNECTOR_TARGETS": ("targets", _list),
+    "CONNECTOR_BOT_KEYS": ("bot_keys", _split_pairs),
+    "CONNECTOR_BOT_SECRETS": ("bot_secrets", _split_pairs),
+    "CONNECTOR_ADMIN_TOKEN": ("admin_token", _str),
+    "CONNECTOR_ALLOW_UNAUTHENTICATED": ("allow_unauthenticated", _bool),
+    "CONNECTOR_SYNC_BUDGET_MS": ("sync_budget_ms", _int),
+    "CONNECTOR_MAX_BODY_BYTES": ("max_body_bytes", _int),
+    "CONNECTOR_MAX_TRANSCRIPT_ENTRIES": ("max_transcript_entries", _int),
+    "CONNECTOR_MAX_ENTRY_CHARS": ("max_entry_chars", _int),
+    "CONNECTOR_MAX_JSON_DEPTH": ("max_json_depth", _int),
+    "CONNECTOR_DELIVERY_THREADS": ("delivery_threads", _int),
+    "CONNECTOR_MAX_ATTEMPTS": ("max_attempts", _int),
+    "CONNECTOR_MAX_DELIVERY_AGE_S": ("max_delivery_age_s", _int),
+    "CONNECTOR_LEASE_S": ("lease_s", _int),
+    "CONNECTOR_VENDOR_TIMEOUT_S": ("vendor_timeout_s", _int),
+    "CONNECTOR_LOG_LEVEL": ("log_level", _str),
+    "CONNECTOR_PUBLIC_URL": ("public_url", _str),
+    "ZENDESK_SUBDOMAIN": ("zendesk_subdomain", _str),
+    "ZENDESK_EMAIL": ("zendesk_email", _str),
+    "ZENDESK_API_TOKEN": ("zendesk_api_token", _str),
+    "ZENDESK_OAUTH_TOKEN": ("zendesk_oauth_token", _str),
+    "ZENDESK_BASE_URL": ("zendesk_base_url", _str),
+    "SALESFORCE_INSTANCE_URL": ("salesforce_instance_url", _str),
+    "SALESFORCE_ACCESS_TOKEN": ("salesforce_access_token", _str),
+    "SALESFORCE_USERNAME": ("salesforce_username", _str),
+    "SALESFORCE_PASSWORD": ("salesforce_password", _str),
+    "SALESFORCE_SECURITY_TOKEN": ("salesforce_security_token", _str),
+    "SALESFORCE_DOMAIN": ("salesforce_domain", _str),
+    "SALESFORCE_CLIENT_ID": ("salesforce_client_id", _str),
+    "SALESFORCE_CLIENT_SECRET": ("salesforce_client_secret", _str),
+    "SLACK_BOT_TOKEN": ("slack_bot_token", _str),
+    "SLACK_SIGNING_SECRET": ("slack_signing_secret", _str),
+    "SLACK_CHANNEL": ("slack_channel", _str),
+    "SLACK_API_URL": ("slack_api_url", _str),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    mappings_dir: str = "mappings"
+    targets: tuple[str, ...] = ("preview",)
+    bot_keys: tuple[tuple[str, str], ...] = ()
+    bot_secrets: tuple[tuple[str, str], ...] = ()
+    admin_token: str = ""
+    allow_unauthenticated: bool = False
+    sync_budget_ms: int = 5000
+    max_body_bytes: int = 1024 * 1024
+    max_transcript_entries: int = 2000
+    max_entry_chars: int = 20000
+    max_json_depth: int = 32
+    delivery_threads: int = 16
+    max_attempts: int = 12
+    max_delivery_age_s: int = 24 * 3600
+    lease_s: int = 60
+    vendor_timeout_s: int = 15
+    log_level: str = "INFO"
+    public_url: str = ""
+    zendesk_subdomain: str = ""
+    zendesk_email: str = ""
+    zendesk_api_token: str = field(default="", repr=False)
+    zendesk_oauth_token: str = field(default="", repr=False)
+    zendesk_base_url: str = ""
+    salesforce_instance_url: str = ""
+    salesforce_access_token: str = field(default="", repr=False)
+    salesforce_username: str = ""
+    salesforce_password: str = field(default="", repr=False)
+    salesforce_security_token: str = field(default="", repr=False)
+    salesforce_domain: str = ""
+    salesforce_client_id: str = ""
+    salesforce_client_secret: str = field(default="", repr=False)
+    slack_bot_token: str = field(default="", repr=False)
+    slack_signing_secret: str = field(default="", repr=False)
+    slack_channel: str = ""
+    slack_api_url: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        environ = os.environ if environ is None else environ
+        values = {attr: parse(name, environ[name]) for name, (attr, parse) in _VARIABLES.items() if name in environ}
+        if "targets" in values and not values["targets"]:
+            values.pop("targets")
+        return cls(**values).checked()
+
+    def override(self, overrides: Mapping[str, Any]) -> "Settings":
+        """Settings with some attributes replaced (tests use this through `test_config`)."""
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ConfigError("test_config", f"unknown settings {sorted(unknown)}")
+        return replace(self, **overrides).checked()
+
+    def checked(self) -> "Settings":
+        if self.sync_budget_ms > 60_000:
+            raise ConfigError("CONNECTOR_SYNC_BUDGET_MS", "must be at most 60000 (bots time out long before)")
+        if self.delivery_threads < 1:
+            raise ConfigError("CONNECTOR_DELIVERY_THREADS", "must be at least 1")
+        if self.max_attempts < 1:
+            raise ConfigError("CONNECTOR_MAX_ATTEMPTS", "must be at least 1")
+        return self
+
+    @staticmethod
+    def variable_for(attr: str) -> str:
+        """The environment variable behind a settings attribute (for error messages)."""
+        for name, (known, _) in _VARIABLES.items():
+            if known == attr:
+                return name
+        return attr
+
+    @staticmethod
+    def variables() -> tuple[str, ...]:
+        return tuple(_VARIABLES)

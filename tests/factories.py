@@ -1,0 +1,55 @@
+"""Builders for tests: sample packets and adapter contexts, so tests state only what they vary."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from adapters.base import HandoffContext, Link
+from connector.brief import render_brief
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _example(name: str) -> dict[str, Any]:
+    local = FIXTURES / "packets" / name
+    path = local if local.exists() else EXAMPLES / name
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def full_packet(**overrides: Any) -> dict[str, Any]:
+    packet = copy.deepcopy(_example("handoff-full.json"))
+    packet.update(overrides)
+    return packet
+
+
+def minimal_packet(**overrides: Any) -> dict[str, Any]:
+    packet = copy.deepcopy(_example("handoff-minimal.json"))
+    packet.update(overrides)
+    return packet
+
+
+def make_context(
+    packet: dict[str, Any] | None = None,
+    *,
+    target: str = "preview",
+    handoff_id: str = "hnd_01TESTHANDOFF0000000000000",
+    link: Link | None = None,
+    assignment: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> HandoffContext:
+    packet = packet if packet is not None else full_packet()
+    return HandoffContext(
+        handoff_id=handoff_id,
+        target=target,
+        packet=packet,
+        brief=render_brief(packet, handoff_id),
+        assignment=assignment or {"team": "support", "queue": None, "agent": None, "priority": "normal",
+                                  "rule": "default", "trace": [], "targets": {}},
+        idempotency_key=f"{handoff_id}:{target}",
+        link=link,
+        **kwargs,
+    )
