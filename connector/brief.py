@@ -45,11 +45,14 @@ PARTS = (
 
 @dataclass(frozen=True)
 class Brief:
-    text: str
+    text: str  # the whole brief, transcript included
     html: str
     subject: str
-    sections: tuple[str, ...]
-    parts_present: tuple[str, ...]
+    sections: tuple[str, ...]  # packet parts the brief carries (the context receipt's vocabulary)
+    parts_present: tuple[str, ...]  # packet parts the bot sent
+    summary_text: str = ""  # the brief without the transcript, for targets that carry it apart
+    summary_html: str = ""
+    transcript_lines: tuple[str, ...] = ()  # one plain-text line (or block) per message, oldest first
 
 
 _env = SandboxedEnvironment(
@@ -64,10 +67,20 @@ _env = SandboxedEnvironment(
 
 def render_brief(packet: Mapping[str, Any], handoff_id: str) -> Brief:
     view = _view(packet, handoff_id)
-    text = _env.get_template("brief.txt.j2").render(b=view)
-    html = _env.get_template("brief.html.j2").render(b=view)
+    text_template = _env.get_template("brief.txt.j2")
+    html_template = _env.get_template("brief.html.j2")
     present = tuple(part for part in PARTS if _has(packet, part))
-    return Brief(text=text, html=html, subject=view["subject"], sections=present, parts_present=present)
+    return Brief(
+        text=text_template.render(b=view, include_transcript=True),
+        html=html_template.render(b=view, include_transcript=True),
+        subject=view["subject"],
+        sections=present,
+        parts_present=present,
+        summary_text=text_template.render(b=view, include_transcript=False),
+        summary_html=html_template.render(b=view, include_transcript=False),
+        transcript_lines=tuple(_env.get_template("transcript_entry.txt.j2").render(row=row).rstrip("\n")
+                               for row in view["transcript"]["rows"]),
+    )
 
 
 def _has(packet: Mapping[str, Any], part: str) -> bool:
