@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from connector.settings import Settings
-
 from . import registry
 from .base import Adapter, HandoffContext, Link, Sent
 
@@ -17,13 +15,11 @@ from .base import Adapter, HandoffContext, Link, Sent
 class PreviewAdapter(Adapter):
     name = "preview"
 
-    def __init__(self, settings: Settings, mapping: Any = None, vendor_mappings: Any = None):
-        super().__init__(settings, mapping)
-        self.vendor_mappings = vendor_mappings or {}
+    # `self.mapping` is every vendor's mapping, keyed by target name (see registry.build_adapters).
 
     def _vendors(self) -> dict[str, Adapter]:
         return {
-            name: registry.adapter_class(name)(self.settings, self.vendor_mappings.get(name, {}))
+            name: registry.adapter_class(name)(self.settings, self.mapping.get(name, {}))
             for name in registry.vendor_names()
         }
 

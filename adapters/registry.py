@@ -39,5 +39,9 @@ def check_targets(names: tuple[str, ...], settings: Settings) -> None:
 
 
 def build_adapters(settings: Settings, mappings: Mapping[str, Mapping[str, Any]]) -> dict[str, Adapter]:
+    """Instances of the enabled targets. `preview` gets every vendor's mapping: it renders them all."""
     check_targets(settings.targets, settings)
-    return {name: adapter_class(name)(settings, mappings.get(name, {})) for name in settings.targets}
+    return {
+        name: adapter_class(name)(settings, mappings if name == BUILT_IN else mappings.get(name, {}))
+        for name in settings.targets
+    }

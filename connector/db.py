@@ -38,17 +38,27 @@ def make_engine(url: str, root: str) -> Engine:
             os.makedirs(os.path.dirname(database), exist_ok=True)
         engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    # pysqlite's own transaction handling breaks SAVEPOINT and begins late; take it over
+    # (SQLAlchemy's documented recipe) and begin explicitly in `_sqlite_begin`.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin(connection) -> None:  # type: ignore[no-untyped-def]
+    # IMMEDIATE takes the write lock up front: concurrent writers wait on busy_timeout instead of
+    # failing with SQLITE_BUSY_SNAPSHOT when a read transaction later tries to write (WAL).
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:

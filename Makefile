@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint check bench bench-smoke migrate worker clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
+	touch $(STAMP)
+
+## Set up, create/upgrade the database, serve on http://127.0.0.1:8000 (embedded SQLite, `preview` target).
+run: $(STAMP)
+	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+## Set up and run the whole test suite (lint first).
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+check: $(STAMP)
+	$(BIN)/flask --app wsgi connector check
+
+migrate: $(STAMP)
+	$(BIN)/flask --app wsgi connector migrate
+
+worker: $(STAMP)
+	$(BIN)/flask --app wsgi connector worker
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

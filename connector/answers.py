@@ -1,0 +1,72 @@
+"""The answer a bot gets (contract §3), rebuilt from stored rows so every read says the same thing."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from .models import Delivery, Handoff
+
+_ASSIGNMENT_KEYS = ("team", "queue", "agent", "priority", "rule", "trace")
+
+
+def handoff_status(states: Iterable[str]) -> str:
+    """delivered: all done · failed: all given up · pending: nothing done or given up yet · else partial."""
+    states = list(states)
+    done = [s in ("created", "updated") for s in states]
+    given_up = [s in ("failed", "dead") for s in states]
+    if all(done):
+        return "delivered"
+    if all(given_up):
+        return "failed"
+    if not any(done) and not any(given_up):
+        return "pending"
+    return "partial"
+
+
+def finished(handoff: Handoff) -> bool:
+    return all(d.state != "pending" for d in handoff.deliveries)
+
+
+def _ticket(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "target": delivery.target,
+        "status": delivery.state,
+        "id": delivery.vendor_id,
+        "url": delivery.url,
+        "attempts": delivery.attempts,
+        "error": delivery.last_error,
+    }
+
+
+def render(handoff: Handoff) -> dict[str, Any]:
+    deliveries = handoff.deliveries
+    return {
+        "id": handoff.id,
+        "status": handoff_status(d.state for d in deliveries),
+        "conversation_id": handoff.conversation_id,
+        "tickets": [_ticket(d) for d in deliveries],
+        "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS},
+        "customer_message": handoff.customer_message,
+        "estimated_wait_seconds": handoff.estimated_wait_seconds,
+        # Targets appear here when they finish: until then nothing has reached them.
+        "context_receipt": {d.target: d.receipt for d in deliveries if d.receipt is not None},
+        "links": {"self": f"/v1/handoffs/{handoff.id}"},
+    }
+
+
+def render_detail(handoff: Handoff) -> dict[str, Any]:
+    body = render(handoff)
+    body["created_at"] = handoff.created_at.isoformat()
+    body["updated_at"] = max([handoff.updated_at, *(d.updated_at for d in handoff.deliveries)]).isoformat()
+    body["deliveries"] = [
+        {
+            "target": d.target,
+            "state": d.state,
+            "attempts": d.attempts,
+            "next_attempt_at": d.next_attempt_at.isoformat() if d.state == "pending" else None,
+            "last_error": d.last_error,
+            "payload": d.payload,
+        }
+        for d in handoff.deliveries
+    ]
+    return body

@@ -1,0 +1,1 @@
+"""HTTP blueprints. Views stay thin: parse, call the domain, serialize."""

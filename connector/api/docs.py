@@ -1,0 +1,59 @@
+"""`/openapi.json`, generated from the marshmallow schemas and the views' docstrings — never by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec_webframeworks.flask import FlaskPlugin
+from flask import Blueprint, Flask, Response, current_app, jsonify
+
+from .. import schemas
+
+bp = Blueprint("docs", __name__)
+
+_COMPONENTS = {
+    "Packet": schemas.PacketSchema,
+    "HandoffResponse": schemas.HandoffResponseSchema,
+    "HandoffDetail": schemas.HandoffDetailSchema,
+    "HandoffList": schemas.HandoffListSchema,
+    "DeliveryList": schemas.DeliveryListSchema,
+    "Health": schemas.HealthSchema,
+    "Problem": schemas.ProblemSchema,
+}
+
+
+def build_spec(app: Flask) -> dict[str, Any]:
+    spec = APISpec(
+        title="Handoff connector",
+        version="1.0.0",
+        openapi_version="3.0.3",
+        info={"description": "Chatbot → human handoff: tickets, cases and alerts with the whole context."},
+        plugins=[FlaskPlugin(), MarshmallowPlugin()],
+    )
+    spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+    for name, schema in _COMPONENTS.items():
+        spec.components.schema(name, schema=schema)
+    spec.components.response(
+        "Problem",
+        {"description": "RFC 9457 problem details", "content": {"application/problem+json": {"schema": "Problem"}}},
+    )
+    with app.test_request_context():
+        for endpoint, view in app.view_functions.items():
+            if endpoint != "static" and (view.__doc__ or "").find("---") >= 0:
+                spec.path(view=view, app=app)
+    return spec.to_dict()
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI document.
+    ---
+    get:
+      summary: This API's OpenAPI 3 description
+      responses:
+        200: {description: The document, content: {application/json: {schema: {type: object}}}}
+    """
+    cached = current_app.extensions.setdefault("openapi", build_spec(current_app))
+    return jsonify(cached)

@@ -1,0 +1,120 @@
+"""The bot-facing API: `/v1/handoffs`."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy import select
+
+from .. import answers
+from ..auth import authenticate_bot
+from ..errors import NotFound, ValidationFailed
+from ..intake import accept
+from ..models import Handoff
+from ..services import current_services
+
+bp = Blueprint("handoffs", __name__, url_prefix="/v1/handoffs")
+
+
+def _json(body: dict, status: int) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+@bp.post("")
+def create_handoff() -> Response:
+    """Hand a conversation off to people.
+    ---
+    post:
+      summary: Hand a conversation off to people
+      description: >-
+        Validates the packet, stores it, delivers it to every target within
+        CONNECTOR_SYNC_BUDGET_MS and answers with what is known. A repeated
+        Idempotency-Key (or, without one, the same packet from the same bot) returns
+        the stored answer with 200.
+      security: [{bearerAuth: []}]
+      parameters:
+        - {in: header, name: Idempotency-Key, required: false, schema: {type: string, maxLength: 200}}
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: Packet
+      responses:
+        200: {description: The same handoff was seen before; its stored answer, content: {application/json: {schema: HandoffResponse}}}
+        201: {description: Every target finished, content: {application/json: {schema: HandoffResponse}}}
+        202: {description: Some targets are still being delivered, content: {application/json: {schema: HandoffResponse}}}
+        400: {$ref: "#/components/responses/Problem"}
+        401: {$ref: "#/components/responses/Problem"}
+        403: {$ref: "#/components/responses/Problem"}
+        409: {$ref: "#/components/responses/Problem"}
+        413: {$ref: "#/components/responses/Problem"}
+        415: {$ref: "#/components/responses/Problem"}
+        422: {$ref: "#/components/responses/Problem"}
+        503: {$ref: "#/components/responses/Problem"}
+    """
+    services = current_services()
+    caller = authenticate_bot(request, services.settings)
+    answer = accept(services, caller, request.get_data(cache=False), request.content_type,
+                    request.headers.get("Idempotency-Key"))
+    response = _json(answer.body, answer.status)
+    if answer.status in (201, 202):
+        response.headers["Location"] = answer.body["links"]["self"]
+    return response
+
+
+@bp.get("/<handoff_id>")
+def get_handoff(handoff_id: str) -> Response:
+    """The current state of one handoff.
+    ---
+    get:
+      summary: The current state of a handoff, with what each target received
+      security: [{bearerAuth: []}]
+      parameters:
+        - {in: path, name: handoff_id, required: true, schema: {type: string}}
+      responses:
+        200: {description: The handoff, content: {application/json: {schema: HandoffDetail}}}
+        401: {$ref: "#/components/responses/Problem"}
+        404: {$ref: "#/components/responses/Problem"}
+    """
+    services = current_services()
+    caller = authenticate_bot(request, services.settings)
+    with services.db.session() as session:
+        handoff = session.get(Handoff, handoff_id)
+        if handoff is None or (caller.bot_id is not None and handoff.bot_id != caller.bot_id):
+            raise NotFound(f"No handoff {handoff_id!r} for this bot.")
+        return _json(answers.render_detail(handoff), 200)
+
+
+@bp.get("")
+def list_handoffs() -> Response:
+    """Handoffs of one conversation, newest first.
+    ---
+    get:
+      summary: The handoffs of one conversation, newest first
+      security: [{bearerAuth: []}]
+      parameters:
+        - {in: query, name: conversation_id, required: true, schema: {type: string}}
+        - {in: query, name: limit, required: false, schema: {type: integer, minimum: 1, maximum: 100, default: 20}}
+      responses:
+        200: {description: Handoffs, content: {application/json: {schema: HandoffList}}}
+        401: {$ref: "#/components/responses/Problem"}
+        422: {$ref: "#/components/responses/Problem"}
+    """
+    services = current_services()
+    caller = authenticate_bot(request, services.settings)
+    conversation_id = request.args.get("conversation_id", "")
+    if not conversation_id:
+        raise ValidationFailed("Say which conversation: ?conversation_id=…", errors={"conversation_id": ["required"]})
+    try:
+        limit = int(request.args.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise ValidationFailed("limit must be a whole number from 1 to 100.", errors={"limit": ["1 to 100"]})
+    query = select(Handoff).filter_by(conversation_id=conversation_id)
+    if caller.bot_id is not None:
+        query = query.filter_by(bot_id=caller.bot_id)
+    with services.db.session() as session:
+        rows = session.scalars(query.order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(limit)).all()
+        return _json({"items": [answers.render(row) for row in rows]}, 200)

@@ -1,0 +1,50 @@
+"""Liveness and readiness for orchestrators and operators."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..services import current_services
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """Liveness.
+    ---
+    get:
+      summary: The process is up
+      responses:
+        200: {description: Alive, content: {application/json: {schema: Health}}}
+    """
+    return jsonify({"status": "ok", "checks": {}})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """Readiness.
+    ---
+    get:
+      summary: The database answers and the mappings are loaded; delivery counts per target
+      responses:
+        200: {description: Ready, content: {application/json: {schema: Health}}}
+        503: {description: Not ready, content: {application/json: {schema: Health}}}
+    """
+    services = current_services()
+    checks: dict = {"mappings": {"ok": True, "source": services.mappings.source},
+                    "targets": list(services.adapters)}
+    ready = True
+    try:
+        services.db.ping()
+        checks["database"] = {"ok": True, "dialect": services.db.dialect}
+        checks["deliveries"] = services.outbox.counts()
+    except SQLAlchemyError as err:
+        ready = False
+        checks["database"] = {"ok": False, "error": type(err).__name__}
+    response = jsonify({"status": "ready" if ready else "unavailable", "checks": checks})
+    if not ready:
+        response.status_code = 503
+        response.headers["Retry-After"] = "5"
+    return response

@@ -1,0 +1,100 @@
+"""`flask --app wsgi connector …`: migrate, check, preview, worker."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from .errors import ApiProblem, ConfigError
+
+group = AppGroup("connector", help="Operate the handoff connector.")
+
+
+def _services():  # type: ignore[no-untyped-def]
+    from .services import current_services
+
+    return current_services()
+
+
+@group.command("migrate")
+def migrate() -> None:
+    """Create or upgrade the database schema, and nothing else."""
+    services = _services()
+    services.db.upgrade()
+    click.echo(f"database schema is current ({services.db.dialect})")
+
+
+@group.command("check")
+def check() -> None:
+    """Validate settings, mappings and every enabled target; warn about insecure settings."""
+    services = _services()
+    settings = services.settings
+    problems: list[str] = []
+    warnings: list[str] = []
+    click.echo(f"targets: {', '.join(services.adapters)}")
+    click.echo(f"mappings: {services.mappings.source}")
+    try:
+        services.db.ping()
+        click.echo(f"database: reachable ({services.db.dialect})")
+    except Exception as err:  # report, don't crash: check is for finding problems
+        problems.append(f"CONNECTOR_DATABASE_URL: database unreachable ({type(err).__name__})")
+    if settings.allow_unauthenticated:
+        warnings.append("CONNECTOR_ALLOW_UNAUTHENTICATED=1 accepts requests from anyone — development only")
+    if not settings.bot_keys and not settings.bot_secrets and not settings.allow_unauthenticated:
+        warnings.append("no CONNECTOR_BOT_KEYS or CONNECTOR_BOT_SECRETS: every bot request will be refused")
+    if not settings.admin_token:
+        warnings.append("no CONNECTOR_ADMIN_TOKEN: the admin surface (preview, deliveries, replay) is off")
+    for bot_id, key in settings.bot_keys:
+        if len(key) < 24:
+            warnings.append(f"CONNECTOR_BOT_KEYS: the key for {bot_id!r} is shorter than 24 characters")
+    for line in warnings:
+        click.echo(f"warning: {line}")
+    for line in problems:
+        click.echo(f"problem: {line}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo("ok" if not warnings else f"ok with {len(warnings)} warning(s)")
+
+
+@group.command("preview")
+@click.argument("packet_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def preview(packet_file: Path) -> None:
+    """Show what each vendor would receive for PACKET_FILE. Nothing is sent or stored."""
+    from .previewing import preview_packet
+
+    services = _services()
+    try:
+        result = preview_packet(services, packet_file.read_bytes())
+    except ApiProblem as err:
+        click.echo(json.dumps(err.body(), indent=2, ensure_ascii=False), err=True)
+        sys.exit(1)
+    click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+@group.command("worker")
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between looks at the outbox.")
+def worker(interval: float) -> None:
+    """Run a dedicated delivery worker until SIGTERM/SIGINT (then release claimed work)."""
+    services = _services()
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    services.start_loop(interval)
+    click.echo(f"worker {services.outbox.owner} running; Ctrl-C to stop")
+    done.wait()
+    services.stop()
+    click.echo("worker stopped; leases released")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(group)
+
+
+__all__ = ["ConfigError", "init_app"]

@@ -1,0 +1,29 @@
+"""Which requests are "the same handoff" (contract §4)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any, Mapping
+
+from .errors import MalformedRequest
+
+_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+def packet_hash(packet: Mapping[str, Any]) -> str:
+    """A hash of the packet's meaning: key order and whitespace do not matter."""
+    canonical = json.dumps(packet, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def key_for(header: str | None, digest: str) -> str:
+    """The `Idempotency-Key` header, or — when absent — the packet hash (scoped to the bot by the caller)."""
+    if header is None:
+        return f"sha256:{digest}"
+    if not _KEY.match(header):
+        raise MalformedRequest(
+            "Idempotency-Key must be 1 to 200 visible ASCII characters.", errors={"Idempotency-Key": ["invalid"]}
+        )
+    return header

@@ -1,0 +1,158 @@
+"""`POST /v1/handoffs`: parse → validate → decide → commit handoff and deliveries → deliver within
+the budget → answer. Nothing reaches a vendor before the handoff is committed (transactional outbox).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import wait
+from dataclasses import dataclass
+from typing import Any
+
+from ulid import ULID
+from marshmallow import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from . import answers, customer_message, routing
+from .auth import Caller, check_bot
+from .errors import Conflict, MalformedRequest, ServiceUnavailable, UnsupportedMediaType, ValidationFailed
+from .idempotency import key_for, packet_hash
+from .jsonlog import log_context
+from .models import Delivery, Handoff
+from .schemas import Limits, PacketSchema, flatten_errors
+from .services import Services
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+
+
+def parse_json(raw: bytes, content_type: str | None, max_depth: int) -> Any:
+    mimetype = (content_type or "").split(";")[0].strip().lower()
+    if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
+        raise UnsupportedMediaType(f"Send the packet as application/json (got {mimetype or 'no content type'}).")
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise MalformedRequest("The body is not valid UTF-8.") from None
+    except RecursionError:
+        raise MalformedRequest(f"The JSON nests deeper than {max_depth} levels (CONNECTOR_MAX_JSON_DEPTH).") from None
+    except ValueError as err:
+        raise MalformedRequest(f"The body is not valid JSON: {err}") from None
+    if _depth(data) > max_depth:
+        raise ValidationFailed(f"The JSON nests deeper than {max_depth} levels (CONNECTOR_MAX_JSON_DEPTH).",
+                               errors={"(body)": [f"nesting deeper than {max_depth}"]})
+    if not isinstance(data, dict):
+        raise ValidationFailed("The packet must be a JSON object.", errors={"(body)": ["must be an object"]})
+    return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
+def validate_packet(data: dict[str, Any], services: Services) -> dict[str, Any]:
+    settings = services.settings
+    schema = PacketSchema(Limits(settings.max_transcript_entries, settings.max_entry_chars))
+    try:
+        packet = schema.load(data)
+    except ValidationError as err:
+        errors = flatten_errors(err.messages)
+        raise ValidationFailed(f"The packet is not valid: {len(errors)} field(s) need attention.", errors=errors) from None
+    for index, name in enumerate(packet.get("targets") or []):
+        if name not in services.adapters:
+            raise ValidationFailed(
+                f"Target {name!r} is not enabled on this connector.",
+                errors={f"targets.{index}": [f"not enabled; enabled: {', '.join(services.adapters)}"]},
+            )
+    return packet
+
+
+def accept(services: Services, caller: Caller, raw: bytes, content_type: str | None,
+           idempotency_header: str | None) -> Answer:
+    data = parse_json(raw, content_type, services.settings.max_json_depth)
+    packet = validate_packet(data, services)
+    bot_id = packet["bot"]["id"]
+    check_bot(caller, bot_id)
+    digest = packet_hash(packet)
+    key = key_for(idempotency_header, digest)
+
+    try:
+        existing = _find(services, bot_id, key)
+        if existing is not None:
+            return _replay(existing, digest)
+        handoff = _commit(services, packet, bot_id, key, digest)
+    except IntegrityError:  # the same key arrived twice at once: the other request won
+        existing = _find(services, bot_id, key)
+        assert existing is not None
+        return _replay(existing, digest)
+    except OperationalError as err:
+        log.error("database unavailable at intake", extra={"error": type(err).__name__})
+        raise ServiceUnavailable("The connector cannot store handoffs right now; nothing was recorded. Retry shortly.",
+                                 headers={"Retry-After": "5"}) from None
+
+    with log_context(handoff_id=handoff.id):
+        log.info("handoff accepted", extra={"targets": [d.target for d in handoff.deliveries],
+                                            "conversation_id": handoff.conversation_id})
+        futures = [services.submit(d.id) for d in handoff.deliveries]
+        wait(futures, timeout=services.settings.sync_budget_ms / 1000)
+        with services.db.session() as session:
+            stored = session.get(Handoff, handoff.id)
+            assert stored is not None
+            body = answers.render(stored)
+            status = 201 if answers.finished(stored) else 202
+        log.info("handoff answered", extra={"status": body["status"], "http_status": status})
+    return Answer(status, body)
+
+
+def _find(services: Services, bot_id: str, key: str) -> Handoff | None:
+    with services.db.session() as session:
+        return session.scalars(select(Handoff).filter_by(bot_id=bot_id, idempotency_key=key)).first()
+
+
+def _replay(existing: Handoff, digest: str) -> Answer:
+    if existing.request_hash != digest:
+        raise Conflict("This Idempotency-Key was already used with a different packet.",
+                       errors={"Idempotency-Key": ["reused with another body"]})
+    log.info("idempotent replay", extra={"handoff_id": existing.id})
+    return Answer(200, answers.render(existing))
+
+
+def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, digest: str) -> Handoff:
+    assignment = routing.assign(packet, services.mappings.routing)
+    wait_seconds = routing.expected_wait(assignment, services.mappings.routing)
+    message = customer_message.compose(packet, assignment, wait_seconds, services.mappings.messages)
+    targets = packet.get("targets") or list(services.adapters)
+    handoff = Handoff(
+        id=f"hnd_{ULID()}",
+        bot_id=bot_id,
+        conversation_id=packet["conversation"]["id"],
+        idempotency_key=key,
+        request_hash=digest,
+        packet=packet,
+        assignment=assignment,
+        customer_message=message,
+        estimated_wait_seconds=wait_seconds,
+    )
+    handoff.deliveries = [Delivery(target=name, position=index) for index, name in enumerate(targets)]
+    with services.db.session() as session:
+        session.add(handoff)
+    return handoff

@@ -1,0 +1,317 @@
+"""Delivering the outbox: claim a delivery with a lease, call its adapter, record what happened.
+
+The handoff and its deliveries are committed before any vendor is called (intake). From then on
+the request thread and the background loop run the same `run_delivery`, so there is one path to
+a vendor. A lease (`lease_owner`, `lease_expires_at`) makes a delivery run in one place at a time;
+an expired lease (a crashed process) lets another take over.
+
+Conversation links make a second handoff of a conversation *update* the ticket: the first delivery
+to a target owns the link until it has a vendor id; later ones wait for it instead of opening a
+second ticket.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import tenacity
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from adapters.base import Adapter, HandoffContext, Link, Outcome
+from adapters.errors import DeliveryError, OutcomeUnknown, TransientError, decide
+
+from .brief import render_brief
+from .db import Database
+from .jsonlog import log_context
+from .models import ConversationLink, Delivery, Handoff, utcnow
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+DONE = ("created", "updated")
+TERMINAL = ("created", "updated", "failed", "dead")
+WAIT_FOR_OWNER_S = 2.0
+# Exponential backoff with jitter, capped; computed here, scheduled in the database.
+_BACKOFF = tenacity.wait_exponential_jitter(initial=2, max=600, exp_base=2, jitter=2)
+
+
+def backoff_seconds(attempt: int, retry_after: float | None) -> float:
+    state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = attempt
+    computed = _BACKOFF(state)
+    return max(computed, retry_after or 0.0)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class _Claimed:
+    delivery: Delivery
+    handoff: Handoff
+    link: Link | None
+    related: tuple[Mapping[str, Any], ...]
+
+
+class Outbox:
+    def __init__(self, db: Database, adapters: Mapping[str, Adapter], settings: Settings):
+        self.db = db
+        self.adapters = adapters
+        self.settings = settings
+        self.owner = worker_id()
+
+    # ---- claiming --------------------------------------------------------------------------
+
+    def claim(self, session: Session, delivery_id: int, now: dt.datetime) -> bool:
+        lease_until = now + dt.timedelta(seconds=self.settings.lease_s)
+        result = session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id == delivery_id,
+                Delivery.state == "pending",
+                or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now),
+            )
+            .values(lease_owner=self.owner, lease_expires_at=lease_until)
+        )
+        return result.rowcount == 1
+
+    def due(self, limit: int = 50) -> list[int]:
+        """Ids of pending deliveries whose time has come and whose lease is free."""
+        now = utcnow()
+        query = (
+            select(Delivery.id)
+            .where(
+                Delivery.state == "pending",
+                Delivery.next_attempt_at <= now,
+                or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now),
+            )
+            .order_by(Delivery.next_attempt_at)
+            .limit(limit)
+        )
+        with self.db.session() as session:
+            return list(session.scalars(query))
+
+    # ---- one attempt -----------------------------------------------------------------------
+
+    def run_delivery(self, delivery_id: int) -> str | None:
+        """One attempt at one delivery. Returns its state afterwards (None if not claimed)."""
+        claimed = self._claim_and_load(delivery_id)
+        if claimed is None:
+            return None
+        delivery, handoff = claimed.delivery, claimed.handoff
+        with log_context(handoff_id=handoff.id, target=delivery.target, delivery_id=str(delivery.id)):
+            adapter = self.adapters.get(delivery.target)
+            if adapter is None:
+                return self._finish_failure(delivery.id, "failed", f"target {delivery.target!r} is not enabled here")
+            ctx = HandoffContext(
+                handoff_id=handoff.id,
+                target=delivery.target,
+                packet=handoff.packet,
+                brief=render_brief(handoff.packet, handoff.id),
+                assignment=handoff.assignment,
+                idempotency_key=f"{handoff.id}:{delivery.target}",
+                link=claimed.link,
+                outcome_unknown=delivery.outcome_unknown,
+                attempt=delivery.attempts + 1,
+                related=claimed.related,
+                public_url=self.settings.public_url,
+            )
+            log.info("delivery attempt", extra={"attempt": ctx.attempt, "update": ctx.link is not None})
+            try:
+                outcome = adapter.deliver(ctx)
+            except DeliveryError as err:
+                return self._record_error(delivery, err)
+            except Exception as err:  # a bug must not lose the handoff: retry, then dead
+                log.exception("unexpected error in adapter")
+                return self._record_error(delivery, TransientError(f"internal error: {type(err).__name__}"))
+            state = self._record_success(delivery, handoff, outcome)
+        self._notify_related(handoff.id, delivery.target)
+        return state
+
+    def _claim_and_load(self, delivery_id: int) -> _Claimed | None:
+        now = utcnow()
+        with self.db.session() as session:
+            if not self.claim(session, delivery_id, now):
+                return None
+            delivery = session.get(Delivery, delivery_id)
+            assert delivery is not None
+            handoff = delivery.handoff
+            link = self._link_for(session, delivery, handoff, now)
+            if link is False:
+                return None
+            related = tuple(
+                {"target": d.target, "status": d.state, "id": d.vendor_id, "url": d.url}
+                for d in handoff.deliveries
+                if d.id != delivery.id and d.state in DONE
+            )
+            return _Claimed(delivery, handoff, link or None, related)
+
+    def _link_for(self, session: Session, delivery: Delivery, handoff: Handoff, now: dt.datetime) -> Link | None | bool:
+        """The conversation's ticket at this target; False when another delivery is creating it."""
+        key = dict(bot_id=handoff.bot_id, conversation_id=handoff.conversation_id, target=delivery.target)
+        row = session.scalars(select(ConversationLink).filter_by(**key)).first()
+        if row is None:
+            try:
+                with session.begin_nested():
+                    session.add(ConversationLink(**key, owner_delivery_id=delivery.id))
+                return None
+            except IntegrityError:  # another handoff of this conversation got there first
+                row = session.scalars(select(ConversationLink).filter_by(**key)).one()
+        if row.vendor_id:
+            return Link(vendor_id=row.vendor_id, url=row.url, extra=row.extra or {})
+        if row.owner_delivery_id not in (None, delivery.id):
+            owner = session.get(Delivery, row.owner_delivery_id)
+            if owner is not None and owner.state == "pending":
+                # Wait for the first ticket rather than open a second one; not an attempt.
+                delivery.next_attempt_at = now + dt.timedelta(seconds=WAIT_FOR_OWNER_S)
+                delivery.lease_owner = delivery.lease_expires_at = None
+                log.info("waiting for the conversation's first ticket", extra={"owner_delivery": owner.id})
+                return False
+        row.owner_delivery_id = delivery.id
+        return None
+
+    # ---- recording -------------------------------------------------------------------------
+
+    def _record_success(self, delivery: Delivery, handoff: Handoff, outcome: Outcome) -> str:
+        now = utcnow()
+        with self.db.session() as session:
+            row = session.get(Delivery, delivery.id)
+            assert row is not None
+            row.state = outcome.status
+            row.attempts += 1
+            row.vendor_id, row.url = outcome.vendor_id, outcome.url
+            row.payload = dict(outcome.payload) if outcome.payload is not None else row.payload
+            row.receipt = dict(outcome.receipt)
+            row.vendor_reply = _jsonable(outcome.reply)
+            row.last_error, row.outcome_unknown = None, False
+            row.lease_owner = row.lease_expires_at = None
+            row.finished_at = now
+            link = session.scalars(
+                select(ConversationLink).filter_by(
+                    bot_id=handoff.bot_id, conversation_id=handoff.conversation_id, target=delivery.target
+                )
+            ).first()
+            if link is None:
+                link = ConversationLink(bot_id=handoff.bot_id, conversation_id=handoff.conversation_id,
+                                        target=delivery.target)
+                session.add(link)
+            if not link.vendor_id or outcome.status == "created":
+                link.vendor_id, link.url = outcome.vendor_id, outcome.url
+                link.extra = dict(outcome.link_extra)
+            link.owner_delivery_id = None
+        log.info("delivered", extra={"state": outcome.status, "vendor_id": outcome.vendor_id})
+        return outcome.status
+
+    def _record_error(self, delivery: Delivery, err: DeliveryError) -> str:
+        now = utcnow()
+        message = f"{type(err).__name__}: {err.message}"[:2000]
+        with self.db.session() as session:
+            row = session.get(Delivery, delivery.id)
+            assert row is not None
+            row.attempts += 1
+            row.last_error = message
+            row.vendor_reply = _jsonable(err.reply)
+            row.lease_owner = row.lease_expires_at = None
+            if isinstance(err, OutcomeUnknown):
+                row.outcome_unknown = True
+            if decide(err) == "fail":
+                row.state, row.finished_at = "failed", now
+            elif row.attempts >= self.settings.max_attempts or (now - row.created_at).total_seconds() > self.settings.max_delivery_age_s:
+                row.state, row.finished_at = "dead", now
+            else:
+                retry_after = err.retry_after if isinstance(err, TransientError) else None
+                row.next_attempt_at = now + dt.timedelta(seconds=backoff_seconds(row.attempts, retry_after))
+            state, attempts, next_at = row.state, row.attempts, row.next_attempt_at
+        level = logging.WARNING if state == "pending" else logging.ERROR
+        log.log(level, "delivery attempt failed",
+                extra={"state": state, "attempts": attempts, "error": message, "next_attempt_at": next_at.isoformat()})
+        return state
+
+    def _finish_failure(self, delivery_id: int, state: str, message: str) -> str:
+        with self.db.session() as session:
+            row = session.get(Delivery, delivery_id)
+            assert row is not None
+            row.state, row.last_error, row.finished_at = state, message, utcnow()
+            row.lease_owner = row.lease_expires_at = None
+        log.error("delivery not possible", extra={"error": message})
+        return state
+
+    def _notify_related(self, handoff_id: str, finished_target: str) -> None:
+        """Tell the other finished targets of this handoff about each other's tickets (Slack links)."""
+        with self.db.session() as session:
+            handoff = session.get(Handoff, handoff_id)
+            if handoff is None:
+                return
+            done = [d for d in handoff.deliveries if d.state in DONE]
+            contexts = []
+            for delivery in done:
+                if delivery.target == finished_target and len(done) == 1:
+                    continue
+                link = session.scalars(select(ConversationLink).filter_by(
+                    bot_id=handoff.bot_id, conversation_id=handoff.conversation_id, target=delivery.target)).first()
+                related = tuple({"target": d.target, "status": d.state, "id": d.vendor_id, "url": d.url}
+                                for d in done if d.id != delivery.id)
+                if link is None or not link.vendor_id or not related:
+                    continue
+                contexts.append((delivery.target, handoff, Link(link.vendor_id, link.url, link.extra or {}), related))
+        for target, handoff, link, related in contexts:
+            adapter = self.adapters.get(target)
+            if adapter is None:
+                continue
+            ctx = HandoffContext(
+                handoff_id=handoff.id, target=target, packet=handoff.packet,
+                brief=render_brief(handoff.packet, handoff.id), assignment=handoff.assignment,
+                idempotency_key=f"{handoff.id}:{target}", link=link, related=related,
+                public_url=self.settings.public_url,
+            )
+            try:
+                adapter.related_changed(ctx)
+            except DeliveryError as err:  # cosmetic: the tickets exist; the links can wait
+                log.warning("could not link related tickets", extra={"target": target, "error": err.message})
+
+    # ---- operators ----------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Deliveries per target and state (pending split into waiting and retrying)."""
+        from sqlalchemy import func
+
+        with self.db.session() as session:
+            rows = session.execute(
+                select(Delivery.target, Delivery.state, Delivery.attempts > 0, func.count())
+                .where(Delivery.state.in_(("pending", "dead", "failed")))
+                .group_by(Delivery.target, Delivery.state, Delivery.attempts > 0)
+            ).all()
+        counts: dict[str, dict[str, int]] = {}
+        for target, state, retried, number in rows:
+            name = "retrying" if state == "pending" and retried else state
+            bucket = counts.setdefault(target, {"pending": 0, "retrying": 0, "dead": 0, "failed": 0})
+            bucket[name] += number
+        return counts
+
+
+def release_all(db: Database, owner: str) -> int:
+    """Give back every lease this process holds (shutdown), so another process can take over."""
+    with db.session() as session:
+        result = session.execute(
+            update(Delivery)
+            .where(and_(Delivery.lease_owner == owner, Delivery.state == "pending"))
+            .values(lease_owner=None, lease_expires_at=None)
+        )
+        return result.rowcount
+
+
+def _jsonable(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return value
+    return {"reply": str(value)[:2000]}

@@ -1,0 +1,61 @@
+"""Every error a caller can meet, as RFC 9457 `application/problem+json` — wrapped once, here."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, current_app, json
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from .errors import ApiProblem, PayloadTooLarge, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def problem_response(problem: ApiProblem) -> Response:
+    response = Response(json.dumps(problem.body()), status=problem.status, mimetype="application/problem+json")
+    for name, value in problem.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def _api_problem(err: ApiProblem) -> Response:
+    if err.status >= 500:
+        log.error("request failed", extra={"status": err.status, "title": err.title})
+    return problem_response(err)
+
+
+def _too_large(_err: RequestEntityTooLarge) -> Response:
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    return problem_response(PayloadTooLarge(
+        f"The body is larger than {limit} bytes (CONNECTOR_MAX_BODY_BYTES).",
+        errors={"(body)": [f"at most {limit} bytes"]},
+    ))
+
+
+def _http(err: HTTPException) -> Response:
+    problem = ApiProblem(err.description or err.name, status=err.code or 500, title=err.name)
+    problem.type_slug = err.name.lower().replace(" ", "-")
+    response = problem_response(problem)
+    if err.code == 405 and err.valid_methods:  # type: ignore[attr-defined]
+        response.headers["Allow"] = ", ".join(err.valid_methods)  # type: ignore[attr-defined]
+    return response
+
+
+def _unexpected(err: Exception) -> Response:
+    # The traceback goes to the log (with the handoff id from the log context), never to the caller.
+    log.exception("unhandled error")
+    problem = ApiProblem("Something went wrong on our side; the error was logged.", status=500,
+                         title="Internal server error")
+    problem.type_slug = "internal-error"
+    return problem_response(problem)
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(ApiProblem, _api_problem)
+    app.register_error_handler(RequestEntityTooLarge, _too_large)
+    app.register_error_handler(HTTPException, _http)
+    app.register_error_handler(Exception, _unexpected)
+
+
+__all__ = ["ServiceUnavailable", "init_app", "problem_response"]

@@ -1,0 +1,40 @@
+"""gunicorn settings for `make run` and production. Every value can be overridden on the command line
+or with GUNICORN_CMD_ARGS."""
+
+import os
+
+bind = os.environ.get("CONNECTOR_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("CONNECTOR_WEB_WORKERS", "2"))
+threads = int(os.environ.get("CONNECTOR_WEB_THREADS", "8"))
+worker_class = "gthread"
+timeout = 60
+graceful_timeout = 30
+accesslog = "-"
+
+
+def on_starting(server):  # noqa: ARG001 - gunicorn's hook signature
+    """Once, in the master, before any worker: create or upgrade the schema."""
+    from connector import create_app
+
+    app = create_app()
+    services = app.extensions["connector"]
+    services.db.upgrade()
+    services.db.dispose()
+
+
+def post_worker_init(worker):
+    """Each web worker also runs the outbox loop (retries, leftovers after a restart), so one
+    command runs everything; dedicated workers (`flask --app wsgi connector worker`) can be added."""
+    from flask import Flask
+
+    app = worker.wsgi
+    if isinstance(app, Flask):
+        app.extensions["connector"].start_loop()
+
+
+def worker_exit(server, worker):  # noqa: ARG001
+    from flask import Flask
+
+    app = getattr(worker, "wsgi", None)
+    if isinstance(app, Flask):
+        app.extensions["connector"].stop()

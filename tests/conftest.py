@@ -1,0 +1,109 @@
+"""Fixtures: an app on a fresh database, a client that checks every response against
+`/openapi.json`, and PostgreSQL when the machine has it (required in CI)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any, Callable, Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from openapi_core import OpenAPI
+from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
+
+from connector import create_app
+from connector.api.docs import build_spec
+
+BOT_KEY = "test-key-support-bot-0123456789"
+OTHER_KEY = "test-key-other-bot-0123456789ab"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+PG_URL = os.environ.get("CONNECTOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+class CheckedClient(FlaskClient):
+    """Validates every response against the app's own OpenAPI document."""
+
+    def open(self, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
+        response = super().open(*args, **kwargs)
+        if self.application.config.get("CHECK_OPENAPI", True) and response.request.path != "/openapi.json":
+            spec = self.application.extensions.get("openapi-core")
+            if spec is None:
+                spec = self.application.extensions["openapi-core"] = OpenAPI.from_dict(build_spec(self.application))
+            spec.validate_response(WerkzeugOpenAPIRequest(response.request), WerkzeugOpenAPIResponse(response))
+        return response
+
+
+def auth(key: str = BOT_KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def make_app(tmp_path) -> Iterator[Callable[..., Flask]]:
+    apps: list[Flask] = []
+
+    def factory(**overrides: Any) -> Flask:
+        config: dict[str, Any] = {
+            "database_url": f"sqlite:///{tmp_path}/connector-{len(apps)}.db",
+            "bot_keys": (("support-bot", BOT_KEY), ("other-bot", OTHER_KEY)),
+            "admin_token": ADMIN_TOKEN,
+            "sync_budget_ms": 5000,
+        }
+        config.update(overrides)
+        app = create_app(config)
+        app.test_client_class = CheckedClient
+        app.extensions["connector"].db.upgrade()
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        app.extensions["connector"].stop()
+
+
+@pytest.fixture
+def app(make_app) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def _postgres_reachable() -> str | None:
+    import psycopg
+
+    try:
+        with psycopg.connect(PG_URL.replace("postgresql+psycopg", "postgresql"), connect_timeout=3):
+            return None
+    except psycopg.Error as err:
+        return str(err).strip().splitlines()[0]
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test; dropped afterwards."""
+    import psycopg
+
+    problem = _postgres_reachable()
+    if problem:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI but unreachable at {PG_URL}: {problem}")
+        pytest.skip(f"PostgreSQL unreachable at {PG_URL} ({problem}); CI runs these")
+    name = f"connector_test_{uuid.uuid4().hex[:10]}"
+    admin_url = PG_URL.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_db_app(request, make_app) -> Flask:
+    """The same test on the embedded SQLite and on PostgreSQL."""
+    if request.param == "postgres":
+        return make_app(database_url=request.getfixturevalue("postgres_url"))
+    return make_app()

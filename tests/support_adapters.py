@@ -1,0 +1,60 @@
+"""Stand-in targets for pipeline tests (registered through the registry, as a real vendor would be)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from adapters.base import Adapter, HandoffContext, Sent
+from adapters.errors import RejectedError, TransientError
+
+
+class _Recording(Adapter):
+    calls: list[dict[str, Any]]
+
+    def build_create(self, ctx: HandoffContext) -> dict[str, Any]:
+        return {"op": "create", "subject": ctx.brief.subject}
+
+    def build_update(self, ctx: HandoffContext) -> dict[str, Any]:
+        return {"op": "update", "on": ctx.link.vendor_id if ctx.link else None}
+
+    def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        assert ctx.link is not None
+        return Sent(vendor_id=ctx.link.vendor_id, url=ctx.link.url)
+
+
+class BrokenAdapter(_Recording):
+    """Always refuses: a permanent vendor error."""
+
+    name = "broken"
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        raise RejectedError("Subject is too long for this vendor", status=422, reply={"error": "RecordInvalid"})
+
+
+class FlakyAdapter(_Recording):
+    """Fails the first attempt of each delivery with a transient error, then succeeds."""
+
+    name = "flaky"
+    seen: set[str] = set()
+    lock = threading.Lock()
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        with self.lock:
+            first = ctx.idempotency_key not in self.seen
+            self.seen.add(ctx.idempotency_key)
+        if first:
+            raise TransientError("503 from vendor", status=503)
+        return Sent(vendor_id=f"flaky-{ctx.handoff_id}", url=f"https://flaky.example/t/{ctx.handoff_id}")
+
+
+class SlowAdapter(_Recording):
+    """Takes longer than the test's sync budget, then succeeds."""
+
+    name = "slow"
+    delay = 1.0
+    release = threading.Event()
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        self.release.wait(self.delay)
+        return Sent(vendor_id=f"slow-{ctx.handoff_id}", url=f"https://slow.example/t/{ctx.handoff_id}")
