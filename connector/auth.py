@@ -34,6 +34,10 @@ def _bearer(request: Request) -> str | None:
 
 def authenticate_bot(request: Request, settings: Settings) -> Caller:
     token = _bearer(request)
+    if not settings.bot_keys and not settings.bot_secrets and not settings.allow_unauthenticated:
+        raise Unauthenticated(
+            "No bot credentials are configured on this connector (CONNECTOR_BOT_KEYS), so every request is refused."
+        )
     if token is not None:
         matched = None
         for bot_id, key in settings.bot_keys:
@@ -44,10 +48,6 @@ def authenticate_bot(request: Request, settings: Settings) -> Caller:
         return Caller(bot_id=matched, method="bearer")
     if settings.allow_unauthenticated:
         return Caller(bot_id=None, method="unauthenticated")
-    if not settings.bot_keys and not settings.bot_secrets:
-        raise Unauthenticated(
-            "No bot credentials are configured on this connector (CONNECTOR_BOT_KEYS), so every request is refused."
-        )
     raise Unauthenticated("Missing credentials: send 'Authorization: Bearer <key>'.")
 
 

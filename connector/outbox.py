@@ -40,7 +40,7 @@ DONE = ("created", "updated")
 TERMINAL = ("created", "updated", "failed", "dead")
 WAIT_FOR_OWNER_S = 2.0
 # Exponential backoff with jitter, capped; computed here, scheduled in the database.
-_BACKOFF = tenacity.wait_exponential_jitter(initial=2, max=600, exp_base=2, jitter=2)
+_BACKOFF = tenacity.wait_exponential_jitter(multiplier=2, max=600, exp_base=2, jitter=2)
 
 
 def backoff_seconds(attempt: int, retry_after: float | None) -> float:

@@ -55,7 +55,7 @@ def create_handoff() -> Response:
     """
     services = current_services()
     caller = authenticate_bot(request, services.settings)
-    answer = accept(services, caller, request.get_data(cache=False), request.content_type,
+    answer = accept(services, caller, request.get_data(), request.content_type,
                     request.headers.get("Idempotency-Key"))
     response = _json(answer.body, answer.status)
     if answer.status in (201, 202):

@@ -234,7 +234,10 @@ def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     flat: dict[str, list[str]] = {}
     if isinstance(messages, dict):
         for key, value in messages.items():
-            path = prefix if key == "_schema" else (f"{prefix}.{key}" if prefix else str(key))
+            # "_schema" names the object itself; "key"/"value" are marshmallow's Dict-entry levels
+            # (no field of the packet is called that), so the path ends at the entry.
+            nameless = key == "_schema" or (key in ("key", "value") and prefix)
+            path = prefix if nameless else (f"{prefix}.{key}" if prefix else str(key))
             for sub_path, sub_messages in flatten_errors(value, path).items():
                 flat.setdefault(sub_path or "(body)", []).extend(sub_messages)
     elif isinstance(messages, list) and all(isinstance(item, str) for item in messages):

@@ -1,0 +1,57 @@
+"""The agent brief: what an agent reads first, in order, with hostile text left inert."""
+
+from __future__ import annotations
+
+from connector.brief import render_brief
+from tests.factories import full_packet, minimal_packet
+
+
+def test_full_brief_leads_with_why_then_who_then_what():
+    brief = render_brief(full_packet(), "hnd_1")
+    text = brief.text
+    order = [text.index(heading) for heading in (
+        "WHY A PERSON IS NEEDED", "CUSTOMER", "WHAT THEY WANT", "ALREADY TRIED", "WHAT THE BOT COLLECTED",
+        "EARLIER CONTACTS", "TRANSCRIPT")]
+    assert order == sorted(order)
+    assert text.startswith("[HIGH] HANDOFF — Invoices stopped syncing to QuickBooks")
+    assert "Mood: frustrated (-0.55), getting worse" in text
+    assert "In their words: \"Invoices stopped syncing to QuickBooks; reconnecting did not help\"" in text
+    assert "✗ QuickBooks reconnect guide — did not help" in text
+    assert "error_code: 4012" in text
+    assert "Don't ask again for: email, phone, customer id, account, error code, integration, since" in text
+    assert "[zendesk #77120]" in text and "agent sam@acme.example" in text
+    assert "[09:15:40] Customer: It says: 'OAuth token expired (code 4012)'" in text
+    assert "📎 screenshot.png (image/png, 178.1 KB)" in text
+    assert "TRANSCRIPT — 5 messages (3 from the customer), 2026-11-20 09:14 – 09:17 UTC, 3 min" in text
+
+
+def test_minimal_brief_is_still_useful():
+    text = render_brief(minimal_packet(), "hnd_2").text
+    assert "The customer asked for a person" in text
+    assert 'First message: "Can I talk to a person?"' in text
+    assert "TRANSCRIPT — 1 message (1 from the customer)" in text
+
+
+def test_summary_leaves_out_only_the_transcript():
+    brief = render_brief(full_packet(), "hnd_3")
+    assert "[09:14:02]" not in brief.summary_text and "[09:14:02]" in brief.text
+    assert "WHAT THE BOT COLLECTED" in brief.summary_text
+    assert len(brief.transcript_lines) == 5
+    assert brief.transcript_lines[2].endswith("<https://files.acme.example/u/88213/screenshot.png>")
+
+
+def test_hostile_text_is_inert_in_html_and_templates_stay_text():
+    packet = minimal_packet()
+    packet["transcript"][0]["text"] = '<script>alert(1)</script><img src=x onerror=alert(2)> {{ 7*7 }} {% raw %}'
+    packet["customer"]["name"] = "<b>Mallory</b>"
+    brief = render_brief(packet, "hnd_4")
+    assert "<script>" not in brief.html and "&lt;script&gt;" in brief.html
+    assert "<img" not in brief.html and "<b>Mallory" not in brief.html
+    assert "{{ 7*7 }}" in brief.text and "49" not in brief.text
+    assert "{% raw %}" in brief.text
+
+
+def test_multi_day_transcripts_show_dates():
+    packet = minimal_packet()
+    packet["transcript"].append({"at": "2026-11-21T08:00:00+01:00", "role": "customer", "text": "Next day"})
+    assert "[2026-11-21 07:00:00] Customer: Next day" in render_brief(packet, "hnd_5").text

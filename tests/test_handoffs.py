@@ -1,0 +1,210 @@
+"""The whole request path on the embedded default: intake, idempotency, updates, failures, reads."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from adapters import registry
+from tests.conftest import OTHER_KEY, auth
+from tests.factories import full_packet, minimal_packet
+from tests.support_adapters import SlowAdapter
+
+
+def post(client, packet, key=None, bot_key=None):
+    headers = auth(bot_key) if bot_key else auth()
+    if key:
+        headers["Idempotency-Key"] = key
+    return client.post("/v1/handoffs", data=json.dumps(packet), headers=headers, content_type="application/json")
+
+
+@pytest.fixture
+def test_targets(monkeypatch):
+    """Register stand-in targets the way a vendor module is registered."""
+    monkeypatch.setitem(registry.TARGETS, "broken", "tests.support_adapters:BrokenAdapter")
+    monkeypatch.setitem(registry.TARGETS, "flaky", "tests.support_adapters:FlakyAdapter")
+    monkeypatch.setitem(registry.TARGETS, "slow", "tests.support_adapters:SlowAdapter")
+
+
+def test_sample_packet_gets_a_complete_answer(any_db_app):
+    client = any_db_app.test_client()
+    response = post(client, full_packet(), key="k-1")
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["id"].startswith("hnd_") and body["status"] == "delivered"
+    assert body["conversation_id"] == "conv-1029"
+    [ticket] = body["tickets"]
+    assert ticket == {"target": "preview", "status": "created", "id": f"preview-{body['id']}",
+                      "url": f"/v1/handoffs/{body['id']}", "attempts": 1, "error": None}
+    assert body["assignment"]["team"] == "technical_support"
+    assert body["assignment"]["priority"] == "high"
+    assert body["assignment"]["trace"]
+    message = body["customer_message"]["text"]
+    assert "won't need to repeat" in message and "QuickBooks" in message
+    receipt = body["context_receipt"]["preview"]
+    assert {"transcript", "customer", "sentiment", "intent", "attempted_solutions", "collected_data",
+            "history", "escalation"} <= set(receipt["delivered"])
+    assert receipt["dropped"] == []
+    assert response.headers["Location"] == body["links"]["self"]
+
+
+def test_same_request_again_returns_the_identical_body_with_200(any_db_app):
+    client = any_db_app.test_client()
+    first = post(client, full_packet(), key="k-2")
+    again = post(client, full_packet(), key="k-2")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.get_data() == first.get_data()
+
+
+def test_without_a_key_the_packet_hash_identifies_the_handoff(client):
+    first = post(client, minimal_packet())
+    reordered = json.loads(json.dumps(minimal_packet()), object_pairs_hook=lambda p: dict(reversed(p)))
+    again = post(client, reordered)
+    assert again.status_code == 200 and again.get_json() == first.get_json()
+
+
+def test_same_key_other_body_is_409(client):
+    assert post(client, minimal_packet(), key="k-3").status_code == 201
+    changed = minimal_packet()
+    changed["transcript"][0]["text"] = "Something else"
+    response = post(client, changed, key="k-3")
+    assert response.status_code == 409 and response.mimetype == "application/problem+json"
+    assert "Idempotency-Key" in response.get_json()["errors"]
+
+
+def test_keys_are_scoped_per_bot(client):
+    assert post(client, minimal_packet(), key="shared").status_code == 201
+    other = minimal_packet(bot={"id": "other-bot"})
+    assert post(client, other, key="shared", bot_key=OTHER_KEY).status_code == 201
+
+
+def test_concurrent_duplicates_make_one_handoff(client, app):
+    results = []
+
+    def send():
+        results.append(post(app.test_client(), minimal_packet(), key="race"))
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.status_code for r in results) == [200] * 5 + [201]
+    assert len({r.get_json()["id"] for r in results}) == 1
+
+
+def test_second_handoff_of_a_conversation_updates_the_ticket(any_db_app):
+    client = any_db_app.test_client()
+    first = post(client, full_packet()).get_json()
+    follow_up = full_packet()
+    follow_up["transcript"].append({"at": "2026-11-20T10:30:00Z", "role": "customer", "text": "Still waiting…"})
+    second = post(client, follow_up)
+    assert second.status_code == 201
+    body = second.get_json()
+    assert body["id"] != first["id"]
+    [ticket] = body["tickets"]
+    assert ticket["status"] == "updated" and ticket["id"] == first["tickets"][0]["id"]
+    detail = client.get(body["links"]["self"], headers=auth()).get_json()
+    assert detail["deliveries"][0]["payload"]["vendors"]["zendesk"]["operation"] == "update"
+
+
+def test_a_failing_target_does_not_fail_the_others(make_app, test_targets):
+    client = make_app(targets=("preview", "broken")).test_client()
+    response = post(client, minimal_packet())
+    assert response.status_code == 201  # every target finished, one of them by failing
+    body = response.get_json()
+    assert body["status"] == "partial"
+    tickets = {t["target"]: t for t in body["tickets"]}
+    assert tickets["preview"]["status"] == "created"
+    assert tickets["broken"]["status"] == "failed"
+    assert "Subject is too long" in tickets["broken"]["error"]
+    assert "broken" not in body["context_receipt"]
+
+
+def test_transient_failure_answers_202_and_retries(make_app, test_targets):
+    app = make_app(targets=("flaky",))
+    client = app.test_client()
+    response = post(client, minimal_packet())
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["status"] == "pending" and body["tickets"][0]["attempts"] == 1
+    assert "503" in body["tickets"][0]["error"]
+    services = app.extensions["connector"]
+    # Make the retry due now instead of after its backoff, then let the outbox run it.
+    from sqlalchemy import update
+
+    from connector.models import Delivery, utcnow
+
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+    [delivery_id] = services.outbox.due()
+    assert services.outbox.run_delivery(delivery_id) == "created"
+    final = client.get(body["links"]["self"], headers=auth()).get_json()
+    assert final["status"] == "delivered" and final["tickets"][0]["attempts"] == 2
+
+
+def test_slow_target_sets_latency_not_the_sum_and_finishes_in_background(make_app, test_targets):
+    SlowAdapter.release.clear()
+    client = make_app(targets=("preview", "slow"), sync_budget_ms=300).test_client()
+    response = post(client, minimal_packet())
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["status"] == "partial"
+    assert {t["target"]: t["status"] for t in body["tickets"]} == {"preview": "created", "slow": "pending"}
+    SlowAdapter.release.set()
+    for _ in range(50):
+        final = client.get(body["links"]["self"], headers=auth()).get_json()
+        if final["status"] == "delivered":
+            break
+        threading.Event().wait(0.1)
+    assert final["status"] == "delivered"
+    again = post(client, minimal_packet())  # the replay tells the current truth
+    assert again.status_code == 200 and again.get_json()["status"] == "delivered"
+
+
+def test_get_shows_what_each_vendor_would_have_received(client):
+    body = post(client, full_packet()).get_json()
+    detail = client.get(f"/v1/handoffs/{body['id']}", headers=auth()).get_json()
+    [delivery] = detail["deliveries"]
+    payload = delivery["payload"]
+    assert set(payload["vendors"]) == {"zendesk", "salesforce", "slack"}
+    assert "Invoices stopped syncing" in payload["brief"]["text"]
+    assert payload["vendors"]["zendesk"]["payload"]["ticket"]["external_id"] == body["id"]
+    assert detail["status"] == "delivered" and detail["created_at"]
+
+
+def test_list_by_conversation_newest_first_and_only_own_bot(client):
+    ids = [post(client, minimal_packet(), key=f"l-{i}").get_json()["id"] for i in range(3)]
+    post(client, minimal_packet(bot={"id": "other-bot"}), bot_key=OTHER_KEY)
+    listed = client.get("/v1/handoffs?conversation_id=conv-2001", headers=auth()).get_json()["items"]
+    assert [item["id"] for item in listed] == list(reversed(ids))
+    response = client.get("/v1/handoffs", headers=auth())
+    assert response.status_code == 422 and "conversation_id" in response.get_json()["errors"]
+
+
+def test_another_bots_handoff_is_not_found(client):
+    body = post(client, minimal_packet()).get_json()
+    response = client.get(f"/v1/handoffs/{body['id']}", headers=auth(OTHER_KEY))
+    assert response.status_code == 404
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").get_json()["status"] == "ok"
+    post(client, minimal_packet())
+    ready = client.get("/readyz").get_json()
+    assert ready["status"] == "ready"
+    assert ready["checks"]["database"]["ok"] is True
+    assert ready["checks"]["deliveries"] == {}  # nothing pending, retrying or dead
+
+
+def test_readyz_is_503_when_the_database_is_gone(make_app, tmp_path):
+    app = make_app(database_url=f"sqlite:///{tmp_path}/missing-dir/sub/x.db")
+    services = app.extensions["connector"]
+    services.db.dispose()
+    import shutil
+
+    shutil.rmtree(tmp_path / "missing-dir")
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503 and response.get_json()["checks"]["database"]["ok"] is False

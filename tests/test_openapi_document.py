@@ -1,0 +1,20 @@
+"""`/openapi.json` is generated, valid OpenAPI 3, and describes every route the app serves."""
+
+from __future__ import annotations
+
+from openapi_spec_validator import validate
+
+
+def test_document_is_valid_and_complete(client, app):
+    document = client.get("/openapi.json").get_json()
+    validate(document)
+    routes = {rule.rule.replace("<", "{").replace(">", "}") for rule in app.url_map.iter_rules()
+              if rule.endpoint != "static"}
+    assert routes == set(document["paths"])
+    packet = document["components"]["schemas"]["Packet"]
+    assert {"bot", "conversation", "customer", "transcript", "escalation"} <= set(packet["required"])
+    assert packet["additionalProperties"] is False
+
+
+def test_document_is_served_the_same_each_time(client):
+    assert client.get("/openapi.json").get_data() == client.get("/openapi.json").get_data()

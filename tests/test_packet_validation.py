@@ -1,0 +1,193 @@
+"""The packet contract at the HTTP edge: required fields, types, unknown fields, limits, Unicode,
+malformed bodies. Every answer is problem+json with errors keyed by field path."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from tests.conftest import auth
+from tests.factories import full_packet, minimal_packet
+
+
+def post(client, body, headers=None, **kwargs):
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return client.post("/v1/handoffs", data=data, headers={**auth(), **(headers or {})},
+                       content_type=kwargs.pop("content_type", "application/json"), **kwargs)
+
+
+def without(packet: dict, path: str) -> dict:
+    packet = copy.deepcopy(packet)
+    *parents, last = path.split(".")
+    node = packet
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    del node[int(last) if isinstance(node, list) else last]
+    return packet
+
+
+def problem(response, status):
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["status"] == status and body["title"] and body["detail"] and body["type"]
+    return body
+
+
+@pytest.mark.parametrize("path", [
+    "bot", "bot.id", "conversation", "conversation.id", "customer", "transcript",
+    "transcript.0.at", "transcript.0.role", "transcript.0.text", "escalation", "escalation.reason",
+])
+def test_each_required_field_missing_is_named(client, path):
+    body = problem(post(client, without(minimal_packet(), path)), 422)
+    assert path in body["errors"], body["errors"]
+
+
+def test_customer_needs_an_identity(client):
+    packet = minimal_packet(customer={"name": "Sam"})
+    body = problem(post(client, packet), 422)
+    assert body["errors"] == {"customer": ["At least one of id, email or phone is required."]}
+
+
+def test_empty_transcript_is_refused(client):
+    body = problem(post(client, minimal_packet(transcript=[])), 422)
+    assert "transcript" in body["errors"]
+
+
+def test_empty_text_needs_an_attachment(client):
+    packet = minimal_packet()
+    packet["transcript"][0]["text"] = "  "
+    assert "transcript.0.text" in problem(post(client, packet), 422)["errors"]
+    packet["transcript"][0]["attachments"] = [{"url": "https://files.example/a.png", "name": "a.png"}]
+    assert post(client, packet).status_code == 201
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    ("bot.id", 42),
+    ("transcript.0.at", "yesterday"),
+    ("transcript.0.at", "2026-11-20T10:00:00"),  # no time zone
+    ("transcript.0.role", "robot"),
+    ("escalation.reason", "bored"),
+    ("sentiment.score", 3),
+    ("sentiment.label", "meh"),
+    ("intent.confidence", "high"),
+    ("customer.email", "not-an-email"),
+    ("customer.attributes.plan", {"nested": True}),
+    ("collected_data.order_number", {"nested": True}),
+    ("callback.url", "ftp://bots.example/cb"),
+    ("conversation.language", "english please"),
+])
+def test_wrong_types_name_the_path(client, path, value):
+    packet = full_packet()
+    node = packet
+    *parents, last = path.split(".")
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    node[int(last) if isinstance(node, list) else last] = value
+    body = problem(post(client, packet), 422)
+    assert path in body["errors"], body["errors"]
+
+
+def test_unknown_top_level_field_is_refused(client):
+    body = problem(post(client, minimal_packet(transcipt=[])), 422)
+    assert body["errors"] == {"transcipt": ["Unknown field."]}
+
+
+def test_unknown_nested_fields_are_kept_not_dropped(client):
+    packet = full_packet()  # carries bot.name, which the contract does not list
+    packet["customer"]["loyalty_tier"] = "gold"
+    response = post(client, packet)
+    assert response.status_code == 201
+    detail = client.get(response.get_json()["links"]["self"], headers=auth()).get_json()
+    brief = detail["deliveries"][0]["payload"]["brief"]["text"]
+    assert "Acme Assistant" in brief
+
+
+def test_unknown_target_is_refused(client):
+    body = problem(post(client, minimal_packet(targets=["preview", "jira"])), 422)
+    assert "targets.1" in body["errors"]
+
+
+def test_body_over_the_limit_is_413_naming_it(make_app):
+    client = make_app(max_body_bytes=2048).test_client()
+    packet = minimal_packet()
+    packet["transcript"][0]["text"] = "x" * 4000
+    body = problem(post(client, packet), 413)
+    assert "2048" in body["detail"] and "CONNECTOR_MAX_BODY_BYTES" in body["detail"]
+
+
+def test_too_many_transcript_entries_names_the_limit(make_app):
+    client = make_app(max_transcript_entries=3).test_client()
+    packet = minimal_packet()
+    packet["transcript"] = packet["transcript"] * 4
+    body = problem(post(client, packet), 422)
+    assert "At most 3 entries" in body["errors"]["transcript"][0]
+    assert "CONNECTOR_MAX_TRANSCRIPT_ENTRIES" in body["errors"]["transcript"][0]
+
+
+def test_entry_too_long_names_the_entry_and_limit(make_app):
+    client = make_app(max_entry_chars=100).test_client()
+    packet = minimal_packet()
+    packet["transcript"].append({"at": "2026-11-20T10:00:05Z", "role": "customer", "text": "é" * 101})
+    body = problem(post(client, packet), 422)
+    assert body["errors"]["transcript.1.text"] == [
+        "At most 100 characters (CONNECTOR_MAX_ENTRY_CHARS); got 101."
+    ]
+
+
+def test_default_limits_accept_exactly_the_maximum(client):
+    packet = minimal_packet()
+    packet["transcript"][0]["text"] = "a" * 20_000
+    assert post(client, packet).status_code == 201
+
+
+def test_deep_json_is_refused_without_crashing(client):
+    deep = {"metadata": {}}
+    node = deep["metadata"]
+    for _ in range(40):
+        node["x"] = {}
+        node = node["x"]
+    body = problem(post(client, {**minimal_packet(), **deep}), 422)
+    assert "CONNECTOR_MAX_JSON_DEPTH" in body["detail"]
+    body = problem(post(client, "[" * 100_000 + "]" * 100_000), 400)
+    assert "deeper" in body["detail"]
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"", b'{"a": NaN}', b"\xff\xfe{}"])
+def test_malformed_json_is_400(client, raw):
+    problem(post(client, raw), 400)
+
+
+def test_json_that_is_not_an_object_is_422(client):
+    assert problem(post(client, b"[1, 2]"), 422)["errors"] == {"(body)": ["must be an object"]}
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
+def test_wrong_content_type_is_415(client, content_type):
+    problem(post(client, json.dumps(minimal_packet()), content_type=content_type), 415)
+
+
+def test_unicode_survives_intact(client):
+    texts = [
+        "Mi pedido no llegó 😡🔥 — ¿dónde está?",
+        "הזמנה שלי לא הגיעה، طلبي لم يصل",  # right-to-left, Hebrew and Arabic
+        "Zalgo: Z̷̢̛a̸͔͝l̵̰̈g̶̱͒o̵̞͠ and e\u0301 (combining acute)",
+        "ＣＪＫ：我的订单没有到达 — 注文が届きません",
+    ]
+    packet = minimal_packet(customer={"email": "zoë@example.com", "name": "Zoë Ångström 🙂"})
+    packet["transcript"] = [{"at": "2026-11-20T10:00:0%dZ" % i, "role": "customer", "text": t} for i, t in enumerate(texts)]
+    response = post(client, packet)
+    assert response.status_code == 201
+    detail = client.get(response.get_json()["links"]["self"], headers=auth()).get_json()
+    brief = detail["deliveries"][0]["payload"]["brief"]
+    for text in texts:
+        assert text in brief["text"]
+    assert "Zoë Ångström 🙂" in brief["text"]
+    assert response.get_json()["customer_message"]["text"].count("😡") == 1
+
+
+def test_405_and_404_are_problems_too(client):
+    problem(client.delete("/v1/handoffs", headers=auth()), 405)
+    problem(client.get("/nowhere"), 404)

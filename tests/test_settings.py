@@ -1,0 +1,39 @@
+"""Settings are read once; a bad value names the variable to fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from connector import create_app
+from connector.errors import ConfigError
+from connector.settings import Settings
+
+
+@pytest.mark.parametrize(("environ", "variable"), [
+    ({"CONNECTOR_SYNC_BUDGET_MS": "soon"}, "CONNECTOR_SYNC_BUDGET_MS"),
+    ({"CONNECTOR_SYNC_BUDGET_MS": "120000"}, "CONNECTOR_SYNC_BUDGET_MS"),
+    ({"CONNECTOR_ALLOW_UNAUTHENTICATED": "maybe"}, "CONNECTOR_ALLOW_UNAUTHENTICATED"),
+    ({"CONNECTOR_TARGETS": "preview,jira"}, "CONNECTOR_TARGETS"),
+    ({"CONNECTOR_DATABASE_URL": "not a url"}, "CONNECTOR_DATABASE_URL"),
+    ({"CONNECTOR_MAPPINGS_DIR": "/nonexistent"}, "CONNECTOR_MAPPINGS_DIR"),
+])
+def test_bad_values_stop_start_up_naming_the_variable(environ, variable, tmp_path):
+    environ = {"CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", **environ}
+    with pytest.raises(ConfigError) as caught:
+        create_app({"environ": environ})
+    assert variable in str(caught.value) and ".env.example" in str(caught.value)
+
+
+def test_every_variable_is_documented_in_env_example():
+    from pathlib import Path
+
+    example = (Path(__file__).parents[1] / ".env.example").read_text()
+    missing = [name for name in Settings.variables() if f"#{name}=" not in example]
+    assert missing == []
+
+
+def test_defaults_are_the_embedded_default():
+    settings = Settings.from_env({})
+    assert settings.targets == ("preview",)
+    assert settings.database_url == "sqlite:///instance/connector.db"
+    assert not settings.allow_unauthenticated
