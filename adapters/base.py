@@ -1,10 +1,12 @@
 """The adapter interface. The base class owns the pipeline; a vendor fills in hooks.
 
-    deliver(ctx):  link exists?  ── yes ─▶ build_update → apply vendor_extra → send_update  → "updated"
-                        │ no
+    deliver(ctx):  outcome of the last attempt unknown? ─ yes ─▶ find_existing(_update) → found? → done,
+                        │ no / not found                                                nothing re-sent
                         ▼
-                 outcome unknown? ─ yes ─▶ find_existing → found? → "created" (nothing re-sent)
-                        │ no / not found
+                 no link and mapping `update_open_ticket`? ─▶ find_open_ticket → becomes the link
+                        ▼
+                 link?  ── yes ─▶ build_update → apply vendor_extra → send_update → "updated"
+                        │ no
                         ▼
                  build_create → apply vendor_extra → send_create → "created"
 
@@ -137,6 +139,14 @@ class Adapter(abc.ABC):
         """
         return None
 
+    def find_existing_update(self, ctx: HandoffContext) -> Sent | None:
+        """After an unknown outcome of an *update*: has this handoff already reached `ctx.link`?
+
+        The default finds nothing, so the update is sent again; vendors without idempotent
+        updates should look for the handoff id on the ticket.
+        """
+        return None
+
     def find_open_ticket(self, ctx: HandoffContext) -> Link | None:
         """The customer's open ticket at this vendor, when the mapping sets `update_open_ticket: true`.
 
@@ -179,14 +189,16 @@ class Adapter(abc.ABC):
         return self.apply_extra(payload, ctx.vendor_extra)
 
     def deliver(self, ctx: HandoffContext) -> Outcome:
+        # An unknown outcome is resolved first: the ticket our timed-out create made must not be
+        # mistaken for "the customer's open ticket" and commented on a second time.
+        if ctx.outcome_unknown:
+            found = self.find_existing_update(ctx) if ctx.link else self.find_existing(ctx)
+            if found is not None:
+                return self._outcome("updated" if ctx.link else "created", found, None, ctx)
         if ctx.link is None and self.mapping.get("update_open_ticket"):
             open_ticket = self.find_open_ticket(ctx)
             if open_ticket is not None:
                 ctx = replace(ctx, link=open_ticket)
-        if ctx.link is None and ctx.outcome_unknown:
-            found = self.find_existing(ctx)
-            if found is not None:
-                return self._outcome("created", found, None, ctx)
         payload = self.render(ctx)
         if ctx.link is not None:
             return self._outcome("updated", self.send_update(payload, ctx), payload, ctx)

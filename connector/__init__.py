@@ -1,47 +1,19 @@
 """The handoff connector: a Flask service that turns a chatbot's escalation into tickets, cases and
-alerts an agent can work from. `create_app` is the only entry point (see `wsgi.py`)."""
+alerts an agent can work from. `create_app` is the only entry point (see `wsgi.py`).
+
+The factory is imported on first use so that `import connector.brief` (which adapters need) does
+not pull in the whole app, and with it the adapter registry, in a circle.
+"""
 
 from __future__ import annotations
 
-import logging
-import os
-from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from dotenv import load_dotenv
-from flask import Flask
-
-from . import cli, jsonlog, problems
-from .services import Services, init_app
-from .settings import Settings
-
-ROOT = str(Path(__file__).resolve().parent.parent)
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from flask import Flask
 
 
-def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app. With `test_config`, the process environment is ignored: tests are hermetic;
-    pass `environ` to simulate variables and any `Settings` attribute to override it."""
-    if test_config is None:
-        load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
-        settings = Settings.from_env()
-    else:
-        overrides = dict(test_config)
-        settings = Settings.from_env(overrides.pop("environ", {})).override(overrides)
+def create_app(test_config: Mapping[str, Any] | None = None) -> "Flask":
+    from .app import create_app as factory
 
-    jsonlog.configure(settings.log_level)
-    app = Flask(__name__, instance_path=os.path.join(ROOT, "instance"))
-    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
-    app.json.sort_keys = False
-    app.json.ensure_ascii = False
-
-    init_app(app, Services.build(settings, ROOT))
-    problems.init_app(app)
-    cli.init_app(app)
-
-    from .api import docs, handoffs, health
-
-    for blueprint in (handoffs.bp, health.bp, docs.bp):
-        app.register_blueprint(blueprint)
-    log.info("connector ready", extra={"targets": list(settings.targets)})
-    return app
+    return factory(test_config)

@@ -1,0 +1,46 @@
+"""The app factory: settings once, services, error handlers, CLI, blueprints."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from dotenv import load_dotenv
+from flask import Flask
+
+from . import cli, jsonlog, problems
+from .services import Services, init_app
+from .settings import Settings
+
+ROOT = str(Path(__file__).resolve().parent.parent)
+log = logging.getLogger(__name__)
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. With `test_config`, the process environment is ignored: tests are hermetic;
+    pass `environ` to simulate variables and any `Settings` attribute to override it."""
+    if test_config is None:
+        load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
+        settings = Settings.from_env()
+    else:
+        overrides = dict(test_config)
+        settings = Settings.from_env(overrides.pop("environ", {})).override(overrides)
+
+    jsonlog.configure(settings.log_level)
+    app = Flask(__name__, instance_path=os.path.join(ROOT, "instance"))
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
+    app.json.sort_keys = False
+    app.json.ensure_ascii = False
+
+    init_app(app, Services.build(settings, ROOT))
+    problems.init_app(app)
+    cli.init_app(app)
+
+    from .api import docs, handoffs, health
+
+    for blueprint in (handoffs.bp, health.bp, docs.bp):
+        app.register_blueprint(blueprint)
+    log.info("connector ready", extra={"targets": list(settings.targets)})
+    return app
