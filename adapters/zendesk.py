@@ -1,0 +1,326 @@
+"""Zendesk Support: a ticket per handoff, the agent brief as its first (internal) comment.
+
+Payloads are plain JSON built from the packet and `mappings/zendesk.yaml`; no credentials are needed
+to build one (the `preview` target renders them with none). The client is made on first send.
+
+Every call goes as raw JSON through the session zenpy authenticates (`Zenpy(session=...)`), not
+through zenpy's object model: the dict we render, preview and validate is exactly what goes on the
+wire (vendor_extra fields zenpy does not know included); `Idempotency-Key` goes per request
+(thread-safe, no shared session headers); reply headers are readable; search queries are
+URL-encoded (zenpy does not encode them); and ZENDESK_BASE_URL works (zenpy only parses replies
+from `{subdomain}.zendesk.com`). zenpy still owns the authentication conventions (API token or
+OAuth) on that session.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from zenpy import Zenpy
+
+from connector.errors import ConfigError
+from connector.settings import Settings
+
+from .base import Adapter, HandoffContext, Link, Sent, deep_merge
+from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, TransientError
+from .zendesk_http import ZendeskSession, edge
+
+log = logging.getLogger(__name__)
+
+# Zendesk caps a comment at about 64 KB. Stay well under it: the limit counts the stored body and
+# Zendesk may add markup of its own.
+COMMENT_LIMIT_BYTES = 60_000
+PRIORITIES = {"low": "low", "normal": "normal", "high": "high", "urgent": "urgent"}
+DEFAULTS: dict[str, Any] = {"type": "question", "public_comment": False, "tags": [], "custom_fields": []}
+OPEN_STATUSES = ("new", "open", "pending", "hold")
+_TAG_UNSAFE = re.compile(r"[^\w\-]+")
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class _Comment:
+    html_body: str
+    attachment: tuple[str, str] | None = None  # (file name, text) uploaded and linked at send time
+    attached_part: str = ""
+
+
+@dataclass(frozen=True)
+class _Client:
+    session: ZendeskSession
+    zenpy: Zenpy
+
+
+class ZendeskAdapter(Adapter):
+    name = "zendesk"
+    required_settings = ("zendesk_subdomain", ("zendesk_api_token", "zendesk_oauth_token"))
+
+    def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
+        super().__init__(settings, mapping)
+        self._conf = _config(self.mapping)
+        self._client_cache: _Client | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def check_settings(cls, settings: Settings) -> None:
+        super().check_settings(settings)
+        if not settings.zendesk_oauth_token and not settings.zendesk_email:
+            raise ConfigError("ZENDESK_EMAIL", "must be set with ZENDESK_API_TOKEN (an OAuth token needs none)")
+        base = settings.zendesk_base_url
+        if base and not re.match(r"https?://[^/\s]+", base):
+            raise ConfigError("ZENDESK_BASE_URL", f"must start with https:// (or http://), got {base[:40]!r}")
+
+    # ---- payloads ---------------------------------------------------------------------------
+
+    def build_create(self, ctx: HandoffContext) -> dict[str, Any]:
+        packet, mapping = ctx.packet, self._conf
+        ticket: dict[str, Any] = {
+            # Subject is plain text in Zendesk (never rendered as HTML): no escaping needed.
+            "subject": str(mapping.get("subject") or ctx.brief.subject),
+            "comment": self._comment_json(self._comment(ctx)),
+            "requester": _requester(packet.get("customer") or {}),
+            "type": mapping["type"],
+            "tags": self._tags(packet),
+            "external_id": ctx.handoff_id,  # find_existing looks tickets up by it
+        }
+        priority = ctx.assignment.get("priority")
+        if priority:
+            # An unmapped value goes as is: Zendesk rejects it by name rather than us dropping it.
+            ticket["priority"] = mapping["priority"].get(priority, str(priority).lower())
+        ids = (ctx.assignment.get("targets") or {}).get("zendesk") or {}
+        for key in ("group_id", "assignee_id"):
+            if ids.get(key) is not None:
+                ticket[key] = ids[key]
+        if mapping.get("brand_id") is not None:
+            ticket["brand_id"] = mapping["brand_id"]
+        fields = [{"id": f["id"], "value": v} for f in mapping["custom_fields"]
+                  if (v := _resolve(packet, str(f["path"]))) is not _MISSING]
+        if fields:
+            ticket["custom_fields"] = fields
+        return {"ticket": ticket}
+
+    def build_update(self, ctx: HandoffContext) -> dict[str, Any]:
+        # additional_tags adds to the ticket's tags; `tags` would replace the agent's own.
+        comment = self._comment_json(self._comment(ctx))
+        return {"ticket": {"comment": comment, "additional_tags": self._tags(ctx.packet)}}
+
+    def apply_extra(self, payload: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+        # vendor_extra.zendesk speaks of the ticket ({"ticket_form_id": …}), not of the envelope.
+        return {**payload, "ticket": deep_merge(payload["ticket"], extra)} if extra else payload
+
+    def receipt(self, ctx: HandoffContext, payload: Mapping[str, Any]) -> dict[str, Any]:
+        receipt = super().receipt(ctx, payload)
+        comment = self._comment(ctx)
+        if comment.attachment:
+            receipt["attached"] = [{
+                "part": comment.attached_part, "file": comment.attachment[0],
+                "reason": f"the brief exceeds Zendesk's comment limit ({COMMENT_LIMIT_BYTES} bytes); "
+                          "the comment carries the summary and the whole text is attached, nothing cut",
+            }]
+        return receipt
+
+    def _comment(self, ctx: HandoffContext) -> _Comment:
+        """The brief, or its summary plus a file when the whole brief is too long for one comment."""
+        if _fits(ctx.brief.html):
+            return _Comment(ctx.brief.html)
+        safe_id = re.sub(r"[^A-Za-z0-9_-]", "_", ctx.handoff_id)
+        name = f"transcript-{safe_id}.txt"
+        note = _note(f"The whole transcript ({len(ctx.brief.transcript_lines)} messages) is attached as "
+                     f"{name}: it is too long for a Zendesk comment. Nothing was cut.")
+        if _fits(ctx.brief.summary_html + note):
+            return _Comment(ctx.brief.summary_html + note, (name, "\n".join(ctx.brief.transcript_lines) + "\n"),
+                            "transcript")
+        name = f"handoff-{safe_id}.txt"
+        return _Comment(_note(f"Handoff {ctx.handoff_id}: the brief is too long for a Zendesk comment. "
+                              f"It is attached in full as {name}.") + f"<p>{html.escape(ctx.brief.subject)}</p>",
+                        (name, ctx.brief.text), "brief")
+
+    def _comment_json(self, comment: _Comment) -> dict[str, Any]:
+        return {"html_body": comment.html_body, "public": bool(self._conf["public_comment"])}
+
+    def _tags(self, packet: Mapping[str, Any]) -> list[str]:
+        facets = {"bot": (packet.get("bot") or {}).get("id"), "intent": (packet.get("intent") or {}).get("name"),
+                  "sentiment": (packet.get("sentiment") or {}).get("label"),
+                  "escalation": (packet.get("escalation") or {}).get("reason")}
+        tags = [*map(str, self._conf["tags"]), "handoff", *(f"{key}_{value}" for key, value in facets.items() if value)]
+        return list(dict.fromkeys(tag for tag in map(_tag, tags) if tag))
+
+    # ---- sending ------------------------------------------------------------------------------
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        body = self._with_upload(payload, ctx)
+        reply, response = self._call("POST", "/api/v2/tickets.json", write=True, json=body,
+                                     headers={"Idempotency-Key": ctx.idempotency_key}, expect="ticket")
+        # "hit": Zendesk replayed the ticket an earlier attempt with this key created.
+        return self._sent(reply["ticket"], reply, idempotency_lookup=response.headers.get("x-idempotency-lookup"))
+
+    def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        assert ctx.link is not None  # the base calls this only with a link
+        body = self._with_upload(payload, ctx)
+        path = f"/api/v2/tickets/{quote(str(ctx.link.vendor_id), safe='')}.json"
+        reply, _ = self._call("PUT", path, write=True, json=body, expect="ticket")
+        return self._sent(reply["ticket"], reply)
+
+    def find_existing(self, ctx: HandoffContext) -> Sent | None:
+        # external_id lookups read the ticket table directly; search is eventually consistent.
+        external_id = str(ctx.vendor_extra.get("external_id") or ctx.handoff_id)  # vendor_extra may override it
+        reply, _ = self._call("GET", "/api/v2/tickets.json", write=False, params={"external_id": external_id},
+                              expect="tickets")
+        tickets = sorted(reply.get("tickets") or [], key=lambda t: t["id"])
+        return self._sent(tickets[0], {}, found_by="external_id") if tickets else None
+
+    def find_open_ticket(self, ctx: HandoffContext) -> Link | None:
+        try:
+            ticket = self._latest_open_ticket(ctx.packet)
+        except (RateLimited, AuthError):
+            raise  # would fail the create just the same; let the outbox pause / report
+        except DeliveryError as err:
+            log.warning("zendesk: open-ticket search failed, creating a new ticket: %s", err.message)
+            return None
+        return Link(vendor_id=str(ticket["id"]), url=self._agent_url(ticket["id"]), extra={"found_by": "search"}) \
+            if ticket else None
+
+    def previous_agent(self, packet: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        try:
+            ticket = self._latest_open_ticket(packet, assigned=True)
+            if ticket is None:
+                return None
+            path = f"/api/v2/users/{quote(str(ticket['assignee_id']))}.json"
+            reply, _ = self._call("GET", path, write=False, expect="user")
+            user = reply["user"]
+            return {"id": str(user["id"]), "name": user.get("name"), "email": user.get("email")}
+        except (DeliveryError, ConfigError) as err:
+            # Routing goes on without the hint; say why once.
+            log.warning("zendesk: previous agent unknown: %s", getattr(err, "message", err))
+            return None
+
+    def _latest_open_ticket(self, packet: Mapping[str, Any], assigned: bool = False) -> dict[str, Any] | None:
+        email = str((packet.get("customer") or {}).get("email") or "")
+        if not email or re.search(r'[\s"]', email):
+            return None
+        query = f"type:ticket requester:{email} status<solved"
+        reply, _ = self._call("GET", "/api/v2/search.json", write=False,
+                              params={"query": query, "sort_by": "created_at", "sort_order": "desc"}, expect="results")
+        for result in reply.get("results") or []:
+            if result.get("result_type") == "ticket" and result.get("status") in OPEN_STATUSES \
+                    and (result.get("assignee_id") or not assigned):
+                return result
+        return None
+
+    def _with_upload(self, payload: dict[str, Any], ctx: HandoffContext) -> dict[str, Any]:
+        """Upload the attachment `_comment` planned and link its token to the comment.
+
+        The token exists only once uploaded, so the preview shows the payload without it.
+        """
+        attachment = self._comment(ctx).attachment
+        if attachment is None:
+            return payload
+        name, text = attachment
+        reply, _ = self._call("POST", "/api/v2/uploads.json", write=False, expect="upload", params={"filename": name},
+                              data=text.encode("utf-8"), headers={"Content-Type": "text/plain; charset=utf-8"})
+        # An upload only becomes visible to agents once a comment links it: safe to redo.
+        token = reply["upload"]["token"]
+        comment = payload["ticket"].get("comment") or {}
+        return deep_merge(payload, {"ticket": {"comment": {"uploads": [*comment.get("uploads", []), token]}}})
+
+    def _call(self, method: str, path: str, *, write: bool, expect: str,
+              **kwargs: Any) -> tuple[dict[str, Any], requests.Response]:
+        """One raw call; `expect` is the key a 2xx answer must carry (a proxy's HTML page has none)."""
+        client = self._client()
+        with edge(write=write):
+            response = client.session.request(method, client.session.origin + path,
+                                              timeout=self.settings.vendor_timeout_s, **kwargs)
+            reply = response.json()
+        if not isinstance(reply, dict) or not isinstance(reply.get(expect), (dict, list)):
+            kind = OutcomeUnknown if write else TransientError
+            raise kind(f"Zendesk answered {response.status_code} without {expect!r}", status=response.status_code)
+        return reply, response
+
+    def _client(self) -> _Client:
+        with self._lock:
+            if self._client_cache is None:
+                settings = self.settings
+                self.check_settings(settings)
+                session = ZendeskSession(self._origin)
+                # OAuth when given (no email needed), else email + API token. zenpy puts either on the
+                # session; no password path (Zendesk has retired passwords for the API).
+                credentials = ({"oauth_token": settings.zendesk_oauth_token} if settings.zendesk_oauth_token
+                               else {"email": settings.zendesk_email, "token": settings.zendesk_api_token})
+                zenpy = Zenpy(subdomain=settings.zendesk_subdomain, session=session, disable_cache=True,
+                              timeout=settings.vendor_timeout_s, **credentials)
+                self._client_cache = _Client(session, zenpy)
+            return self._client_cache
+
+    @property
+    def _origin(self) -> str:
+        return self.settings.zendesk_base_url.rstrip("/") or f"https://{self.settings.zendesk_subdomain}.zendesk.com"
+
+    def _agent_url(self, ticket_id: Any) -> str:
+        return f"{self._origin}/agent/tickets/{ticket_id}"
+
+    def _sent(self, ticket: Mapping[str, Any], reply: Mapping[str, Any], **notes: Any) -> Sent:
+        # A small reply for debugging: ids and states, no customer data, no comment bodies.
+        kept = {k: ticket.get(k) for k in ("id", "status", "priority", "type", "group_id", "assignee_id",
+                                           "brand_id", "external_id", "created_at", "updated_at") if k in ticket}
+        small: dict[str, Any] = {"ticket": kept}
+        if isinstance(reply.get("audit"), Mapping):
+            small["audit_id"] = reply["audit"].get("id")
+        small.update((key, value) for key, value in notes.items() if value)
+        return Sent(vendor_id=str(ticket["id"]), url=self._agent_url(ticket["id"]), reply=small)
+
+
+def _config(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """The mapping over the shipped defaults; a malformed entry names its key (checked at start-up)."""
+    conf = {**DEFAULTS, **{key: value for key, value in mapping.items() if value is not None}}
+    conf["priority"] = {**PRIORITIES, **(mapping.get("priority") or {})}
+    for i, entry in enumerate(conf["custom_fields"]):
+        if not isinstance(entry, Mapping) or "id" not in entry or not entry.get("path"):
+            raise ConfigError(f"mappings/zendesk.yaml: custom_fields[{i}]", "needs an 'id' and a 'path'")
+    if not isinstance(conf["tags"], list):
+        raise ConfigError("mappings/zendesk.yaml: tags", "must be a list")
+    return conf
+
+
+def _requester(customer: Mapping[str, Any]) -> dict[str, Any]:
+    """Zendesk finds or creates the end user. Email is its key; without one, phone / our customer id."""
+    name = customer.get("name") or customer.get("email") or customer.get("phone") or customer.get("id") or "Customer"
+    requester: dict[str, Any] = {"name": str(name)}
+    if customer.get("email"):
+        requester["email"] = customer["email"]
+    elif customer.get("phone"):
+        requester["phone"] = customer["phone"]
+    if not customer.get("email") and customer.get("id"):
+        requester["external_id"] = str(customer["id"])
+    return requester
+
+
+def _tag(value: str) -> str:
+    # Zendesk splits tags on spaces and lowercases them; keep letters, digits, _ and -.
+    return re.sub(r"_{2,}", "_", _TAG_UNSAFE.sub("_", value.strip().lower())).strip("_")[:80]
+
+
+def _resolve(packet: Mapping[str, Any], path: str) -> Any:
+    value: Any = packet
+    for key in path.split("."):
+        if isinstance(value, Mapping) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
+            return _MISSING
+    return _MISSING if value is None else value
+
+
+def _fits(html_body: str) -> bool:
+    return len(html_body.encode("utf-8")) <= COMMENT_LIMIT_BYTES
+
+
+def _note(text: str) -> str:
+    return f"<p><em>{html.escape(text)}</em></p>"

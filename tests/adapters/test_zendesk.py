@@ -1,0 +1,420 @@
+"""Zendesk adapter, faked at the HTTP boundary (`responses`): what goes on the wire, headers included,
+and what each failure becomes. Every ticket body sent is checked against Zendesk's OpenAPI spec."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import responses
+from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+from adapters.base import Link
+from adapters.errors import AuthError, OutcomeUnknown, RateLimited, RejectedError, TransientError
+from adapters.zendesk import COMMENT_LIMIT_BYTES, ZendeskAdapter
+from connector.errors import ConfigError
+from connector.mappings import load_file
+from connector.settings import Settings
+from tests.factories import full_packet, make_context, minimal_packet
+from tests.fakes.zendesk import FakeZendesk, validation_errors
+
+MAPPING_FILE = Path(__file__).resolve().parents[2] / "mappings" / "zendesk.yaml"
+SETTINGS = Settings(zendesk_subdomain="acme", zendesk_email="bot@acme.example", zendesk_api_token="s3cr3t-token")
+TICKETS = "/api/v2/tickets.json"
+ASSIGNMENT = {"team": "technical_support", "queue": "Technical support", "agent": None, "priority": "high",
+              "rule": "tech", "trace": [], "targets": {"zendesk": {"group_id": 360004421977}}}
+
+
+@pytest.fixture
+def zd() -> Iterator[FakeZendesk]:
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        fake = FakeZendesk(rsps)
+        yield fake
+        fake.assert_ticket_requests_valid()
+
+
+def adapter(settings: Settings = SETTINGS, **mapping: Any) -> ZendeskAdapter:
+    return ZendeskAdapter(settings, {**load_file(MAPPING_FILE), **mapping})
+
+
+def ctx(packet: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    kwargs.setdefault("assignment", ASSIGNMENT)
+    return make_context(packet, target="zendesk", **kwargs)
+
+
+def basic_auth(email: str = "bot@acme.example", token: str = "s3cr3t-token") -> str:
+    return "Basic " + base64.b64encode(f"{email}/token:{token}".encode()).decode()
+
+
+# ---- create / update ----------------------------------------------------------------------------
+
+
+def test_create_sends_complete_ticket_and_returns_agent_url(zd: FakeZendesk) -> None:
+    zd.create_ticket()
+    context = ctx()
+    mapping = {"brand_id": 360002214531, "custom_fields": [
+        {"id": 360001, "path": "collected_data.error_code"}, {"id": 360002, "path": "collected_data.missing"},
+        {"id": 360003, "path": "customer.attributes.seats"}]}
+
+    outcome = adapter(**mapping).deliver(context)
+
+    assert (outcome.status, outcome.vendor_id) == ("created", "1001")
+    assert outcome.url == "https://acme.zendesk.com/agent/tickets/1001"
+    [call] = zd.calls("POST", TICKETS)
+    assert call.request.headers["Idempotency-Key"] == "hnd_01TESTHANDOFF0000000000000:zendesk"
+    assert call.request.headers["Authorization"] == basic_auth()
+    assert call.request.req_kwargs["timeout"] == SETTINGS.vendor_timeout_s
+    assert json.loads(call.request.body) == {"ticket": {
+        "subject": "Invoices stopped syncing to QuickBooks; reconnecting did not help",
+        "comment": {"html_body": context.brief.html, "public": False},
+        "requester": {"name": "Dana Whitfield", "email": "dana.whitfield@example.com"},
+        "type": "question",
+        "tags": ["chatbot", "handoff", "bot_support-bot", "intent_integrations_quickbooks_sync_failure",
+                 "sentiment_frustrated", "escalation_repeated_failure"],
+        "external_id": "hnd_01TESTHANDOFF0000000000000",
+        "priority": "high",
+        "group_id": 360004421977,
+        "brand_id": 360002214531,
+        "custom_fields": [{"id": 360001, "value": "4012"}, {"id": 360003, "value": 40}],
+    }}
+    assert outcome.payload == json.loads(call.request.body)  # what is previewed is what is sent
+    # The reply we keep is small and carries no customer data.
+    assert outcome.reply == {"ticket": {"id": 1001, "status": "new", "priority": "high", "type": "question",
+                                        "group_id": 360004421977, "assignee_id": None, "brand_id": 360002214531,
+                                        "external_id": "hnd_01TESTHANDOFF0000000000000",
+                                        "created_at": "2026-11-20T09:17:31Z", "updated_at": "2026-11-20T09:17:31Z"},
+                             "audit_id": 28861002334517, "idempotency_lookup": "miss"}
+    assert outcome.receipt == {"delivered": list(context.brief.sections), "dropped": []}
+
+
+def test_link_present_adds_a_comment_instead_of_a_second_ticket(zd: FakeZendesk) -> None:
+    zd.update_ticket(77120)  # no POST route: a create would fail the test
+
+    outcome = adapter().deliver(ctx(link=Link(vendor_id="77120")))
+
+    assert (outcome.status, outcome.vendor_id, outcome.url) == (
+        "updated", "77120", "https://acme.zendesk.com/agent/tickets/77120")
+    [body] = zd.json_bodies("PUT", "/api/v2/tickets/77120.json")
+    assert body["ticket"]["comment"] == {"html_body": ctx().brief.html, "public": False}
+    assert set(body["ticket"]) == {"comment", "additional_tags"}  # nothing the agent set is overwritten
+    assert "handoff" in body["ticket"]["additional_tags"]
+
+
+def test_oauth_token_is_sent_as_bearer_without_an_email(zd: FakeZendesk) -> None:
+    zd.create_ticket()
+    adapter(Settings(zendesk_subdomain="acme", zendesk_oauth_token="oauth-abc")).deliver(ctx())
+    assert zd.calls("POST", TICKETS)[0].request.headers["Authorization"] == "Bearer oauth-abc"
+
+
+def test_base_url_override_is_used_for_api_and_agent_links() -> None:
+    settings = replace(SETTINGS, zendesk_base_url="http://127.0.0.1:8089/zd/")
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        zd = FakeZendesk(rsps, origin="http://127.0.0.1:8089/zd")
+        zd.create_ticket()
+        zd.search(results=[{**zd_fixture_ticket(), "assignee_id": 381156009921}])
+        zd.show_user()
+        target = adapter(settings)
+        outcome = target.deliver(ctx())
+        agent = target.previous_agent(full_packet())
+    assert outcome.url == "http://127.0.0.1:8089/zd/agent/tickets/1001"
+    assert agent == {"id": "381156009921", "name": "Sam Okafor", "email": "sam@acme.example"}
+
+
+def zd_fixture_ticket() -> dict[str, Any]:
+    from tests.fakes.zendesk import fixture
+
+    return fixture("search-open-tickets.json")["results"][0]
+
+
+# ---- no duplicates --------------------------------------------------------------------------------
+
+
+def test_timeout_after_the_vendor_acted_is_found_by_external_id_not_reposted(zd: FakeZendesk) -> None:
+    zd.raises("POST", TICKETS, requests.exceptions.ReadTimeout("read timed out (read timeout=15)"))
+    target = adapter()
+
+    with pytest.raises(OutcomeUnknown):
+        target.deliver(ctx())
+    zd.tickets_by_external_id("hnd_01TESTHANDOFF0000000000000")
+    outcome = target.deliver(ctx(outcome_unknown=True, attempt=2))
+
+    assert (outcome.status, outcome.vendor_id) == ("created", "1001")
+    assert outcome.url == "https://acme.zendesk.com/agent/tickets/1001"
+    assert len(zd.calls("POST", TICKETS)) == 1
+
+
+def test_unknown_outcome_not_found_resends_with_the_same_idempotency_key(zd: FakeZendesk) -> None:
+    zd.raises("POST", TICKETS, requests.exceptions.ReadTimeout("read timed out"))
+    target = adapter()
+    with pytest.raises(OutcomeUnknown):
+        target.deliver(ctx())
+    zd.tickets_by_external_id("hnd_01TESTHANDOFF0000000000000", found=False)
+    zd.create_ticket(replay=True)
+
+    outcome = target.deliver(ctx(outcome_unknown=True, attempt=2))
+
+    assert outcome.status == "created"
+    keys = [c.request.headers["Idempotency-Key"] for c in zd.calls("POST", TICKETS)]
+    assert keys == ["hnd_01TESTHANDOFF0000000000000:zendesk"] * 2
+    assert outcome.reply["idempotency_lookup"] == "hit"
+
+
+def test_idempotency_key_reused_with_another_body_is_an_unknown_outcome(zd: FakeZendesk) -> None:
+    zd.error("POST", TICKETS, 400, "error-400-idempotency.json")
+    with pytest.raises(OutcomeUnknown, match="IdempotentRequestError"):
+        adapter().deliver(ctx())
+
+
+def test_open_ticket_reused_when_mapping_asks(zd: FakeZendesk) -> None:
+    packet = full_packet(customer={"name": "Dana", "email": "dana+billing@example.com"})
+    zd.search(query="type:ticket requester:dana+billing@example.com status<solved")  # `+` encoded, not a space
+    zd.update_ticket(77120)
+
+    outcome = adapter(update_open_ticket=True).deliver(ctx(packet))
+
+    assert (outcome.status, outcome.vendor_id) == ("updated", "77120")
+
+
+def test_open_ticket_search_failure_falls_back_to_create(zd: FakeZendesk, caplog: pytest.LogCaptureFixture) -> None:
+    zd.error("GET", "/api/v2/search.json", 500, "error-503.html")
+    zd.create_ticket()
+    assert adapter(update_open_ticket=True).deliver(ctx()).status == "created"
+    assert "open-ticket search failed" in caplog.text
+
+
+# ---- failures ---------------------------------------------------------------------------------------
+
+
+def test_rate_limit_raises_promptly_with_retry_after(zd: FakeZendesk) -> None:
+    zd.error("POST", TICKETS, 429, "error-429.json", headers={"Retry-After": "37"})
+    started = time.monotonic()
+    with pytest.raises(RateLimited) as caught:
+        adapter().deliver(ctx())
+    assert time.monotonic() - started < 0.5  # no sleeping in the delivery thread
+    assert (caught.value.retry_after, caught.value.status) == (37.0, 429)
+
+
+def test_rate_limit_on_the_adapter_session_stops_zenpys_sleep_loop(zd: FakeZendesk) -> None:
+    # The adapter sends raw JSON, but the session is zenpy's: a zenpy call on it must not sleep either.
+    zd.error("GET", "/api/v2/users/381156009921.json", 429, "error-429.json", headers={"Retry-After": "60"})
+    started = time.monotonic()
+    with pytest.raises(RateLimited):
+        adapter()._client().zenpy.users(id=381156009921)  # zenpy alone would sleep 60 s and retry forever
+    assert time.monotonic() - started < 0.5
+
+
+def test_previous_agent_failure_is_none_and_logged(zd: FakeZendesk, caplog: pytest.LogCaptureFixture) -> None:
+    zd.search()
+    zd.error("GET", "/api/v2/users/381156009921.json", 429, "error-429.json", headers={"Retry-After": "60"})
+    started = time.monotonic()
+    assert adapter().previous_agent(full_packet()) is None
+    assert time.monotonic() - started < 0.5
+    assert "previous agent unknown" in caplog.text
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_credentials_are_auth_errors(zd: FakeZendesk, status: int) -> None:
+    zd.error("POST", TICKETS, status, "error-401.json")
+    with pytest.raises(AuthError, match="Couldn't authenticate you"):
+        adapter().deliver(ctx())
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 409])
+def test_server_errors_are_transient(zd: FakeZendesk, status: int) -> None:
+    zd.error("POST", TICKETS, status, "error-503.html", headers={"Retry-After": "5"})
+    with pytest.raises(TransientError) as caught:
+        adapter().deliver(ctx())
+    assert not isinstance(caught.value, OutcomeUnknown)
+    assert caught.value.retry_after == 5.0
+
+
+def test_refused_connection_is_transient_not_unknown(zd: FakeZendesk) -> None:
+    refused = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")
+    zd.raises("POST", TICKETS, requests.exceptions.ConnectionError(MaxRetryError(None, "/", refused)))  # type: ignore[arg-type]
+    with pytest.raises(TransientError) as caught:
+        adapter().deliver(ctx())
+    assert not isinstance(caught.value, OutcomeUnknown)
+
+
+def test_connection_dropped_after_sending_is_unknown(zd: FakeZendesk) -> None:
+    zd.raises("POST", TICKETS, requests.exceptions.ConnectionError("Connection aborted: RemoteDisconnected"))
+    with pytest.raises(OutcomeUnknown):
+        adapter().deliver(ctx())
+
+
+def test_validation_error_is_rejected_with_the_vendors_words(zd: FakeZendesk) -> None:
+    zd.error("POST", TICKETS, 422, "error-422-record-invalid.json")
+    with pytest.raises(RejectedError) as caught:
+        adapter().deliver(ctx())
+    assert caught.value.status == 422
+    assert "RecordInvalid" in caught.value.message
+    assert "Requester: Email is not properly formatted" in caught.value.message
+    assert caught.value.reply["details"]["requester"][0]["error"] == "InvalidValue"
+
+
+def test_proxy_page_instead_of_json_after_create_is_unknown(zd: FakeZendesk) -> None:
+    zd.error("POST", TICKETS, 200, "<html>Welcome to the guest Wi-Fi</html>")
+    with pytest.raises(OutcomeUnknown):
+        adapter().deliver(ctx())
+
+
+def test_transport_retries_are_off_so_the_outbox_alone_retries(zd: FakeZendesk) -> None:
+    zd.create_ticket()
+    target = adapter()
+    target.deliver(ctx())
+    session = target._client().session
+    for prefix in ("https://", "http://"):
+        retries = session.get_adapter(prefix + "acme.zendesk.com").max_retries
+        assert (retries.total, retries.read) == (0, False)
+
+
+# ---- content ------------------------------------------------------------------------------------------
+
+
+def test_oversize_multibyte_transcript_goes_as_attachment_nothing_cut(zd: FakeZendesk) -> None:
+    lines = [f"第{i}条消息：我的订单还没到 😡🚚 — {'数据' * 300}" for i in range(60)]
+    packet = full_packet(transcript=[{"at": f"2026-11-20T09:{i // 60:02d}:{i % 60:02d}Z", "role": "customer",
+                                      "text": line} for i, line in enumerate(lines)])
+    context = ctx(packet)
+    assert len(context.brief.html.encode()) > 64 * 1024
+    upload = zd.upload(filename="transcript-hnd_01TESTHANDOFF0000000000000.txt")
+    zd.create_ticket()
+    target = adapter()
+
+    outcome = target.deliver(context)
+
+    [upload_call] = upload.calls
+    assert upload_call.request.headers["Content-Type"] == "text/plain; charset=utf-8"
+    sent_text = upload_call.request.body.decode("utf-8")
+    assert all(line in sent_text for line in lines)
+    assert sent_text == "\n".join(context.brief.transcript_lines) + "\n"
+    [body] = zd.json_bodies("POST", TICKETS)
+    comment = body["ticket"]["comment"]
+    assert comment["uploads"] == ["6bk3gql82em5nmf"]
+    assert comment["html_body"].startswith(context.brief.summary_html)
+    assert "attached as transcript-hnd_01TESTHANDOFF0000000000000.txt" in comment["html_body"]
+    assert len(comment["html_body"].encode()) <= COMMENT_LIMIT_BYTES
+    assert "transcript" in outcome.receipt["delivered"]
+    assert outcome.receipt["attached"][0]["part"] == "transcript"
+    assert outcome.receipt["attached"][0]["file"] == "transcript-hnd_01TESTHANDOFF0000000000000.txt"
+
+
+def test_hostile_customer_text_lands_escaped(zd: FakeZendesk) -> None:
+    hostile = '<script>alert(1)</script><img src=x onerror="alert(2)"> {{ 7*7 }}'
+    packet = full_packet(
+        customer={"name": hostile, "email": "dana@example.com"},
+        intent={"stated_problem": hostile, "name": "<b>intent</b>"},
+        transcript=[{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": hostile}],
+    )
+    zd.create_ticket()
+
+    adapter().deliver(ctx(packet))
+
+    [body] = zd.json_bodies("POST", TICKETS)
+    html_body = body["ticket"]["comment"]["html_body"]
+    assert "<script" not in html_body and "<img" not in html_body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html_body
+    assert "{{ 7*7 }}" in html_body and "49" not in html_body
+    assert body["ticket"]["subject"].startswith("<script>")  # plain text field: Zendesk shows it as text
+    assert "intent_b_intent_b" in body["ticket"]["tags"]
+
+
+def test_vendor_extra_reaches_the_wire_last(zd: FakeZendesk) -> None:
+    packet = full_packet(vendor_extra={"zendesk": {
+        "ticket_form_id": 360000812411,
+        "x_future_field_2027": {"enabled": True},
+        "comment": {"public": True},
+        "priority": "urgent",
+    }})
+    zd.create_ticket()
+
+    adapter().deliver(ctx(packet))
+
+    [body] = zd.json_bodies("POST", TICKETS)
+    ticket = body["ticket"]
+    assert ticket["x_future_field_2027"] == {"enabled": True}
+    assert ticket["ticket_form_id"] == 360000812411
+    assert ticket["priority"] == "urgent"
+    assert ticket["comment"]["public"] is True and ticket["comment"]["html_body"]  # merged, not replaced
+
+
+def test_requester_without_email_uses_phone_and_customer_id() -> None:
+    packet = minimal_packet(customer={"id": "cus_77", "phone": "+44 20 7946 0000"})
+    payload = adapter().render(ctx(packet))
+    assert payload["ticket"]["requester"] == {"name": "+44 20 7946 0000", "phone": "+44 20 7946 0000",
+                                              "external_id": "cus_77"}
+    assert validation_errors(payload) == []
+
+
+def test_render_needs_no_credentials_and_sends_nothing() -> None:
+    with responses.RequestsMock(assert_all_requests_are_fired=True):
+        payload = ZendeskAdapter(Settings(), {}).render(ctx())
+    assert payload["ticket"]["type"] == "question" and payload["ticket"]["comment"]["public"] is False
+    assert validation_errors(payload) == []
+
+
+def test_shipped_mapping_gives_a_valid_update_payload() -> None:
+    payload = adapter().render(ctx(link=Link(vendor_id="77120")))
+    assert validation_errors(payload, "TicketUpdateRequest") == []
+
+
+def test_previous_agent_is_the_assignee_of_the_latest_open_ticket(zd: FakeZendesk) -> None:
+    zd.search(query="type:ticket requester:dana.whitfield@example.com status<solved")
+    zd.show_user()
+    agent = adapter().previous_agent(full_packet())
+    assert agent == {"id": "381156009921", "name": "Sam Okafor", "email": "sam@acme.example"}
+
+
+# ---- settings -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("overrides", "variable"), [
+    ({"zendesk_subdomain": ""}, "ZENDESK_SUBDOMAIN"),
+    ({"zendesk_api_token": ""}, "ZENDESK_API_TOKEN or ZENDESK_OAUTH_TOKEN"),
+    ({"zendesk_email": ""}, "ZENDESK_EMAIL"),
+    ({"zendesk_base_url": "acme.zendesk.com"}, "ZENDESK_BASE_URL"),
+])
+def test_check_settings_names_the_missing_variable(overrides: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        ZendeskAdapter.check_settings(replace(SETTINGS, **overrides))
+    assert caught.value.source == variable
+
+
+def test_oauth_needs_no_email() -> None:
+    ZendeskAdapter.check_settings(Settings(zendesk_subdomain="acme", zendesk_oauth_token="oauth-abc"))
+
+
+def test_malformed_custom_field_names_its_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        adapter(custom_fields=[{"id": 1, "path": "intent.name"}, {"path": "intent.name"}])
+    assert caught.value.source == "mappings/zendesk.yaml: custom_fields[1]"
+
+
+def test_logs_carry_no_payload(zd: FakeZendesk, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="adapters")
+    zd.create_ticket()
+    adapter().deliver(ctx())
+    assert "dana.whitfield@example.com" not in caplog.text
+
+
+def test_brief_too_long_even_without_transcript_is_attached_whole(zd: FakeZendesk) -> None:
+    packet = full_packet(collected_data={f"field_{i}": "ü" * 2000 for i in range(40)})
+    context = ctx(packet)
+    upload = zd.upload(filename="handoff-hnd_01TESTHANDOFF0000000000000.txt")
+    zd.update_ticket(77120)
+
+    outcome = adapter().deliver(replace(context, link=Link(vendor_id="77120")))
+
+    assert upload.calls[0].request.body.decode("utf-8") == context.brief.text
+    [body] = zd.json_bodies("PUT", "/api/v2/tickets/77120.json")
+    assert body["ticket"]["comment"]["uploads"] == ["6bk3gql82em5nmf"]
+    assert "attached in full as handoff-hnd_01TESTHANDOFF0000000000000.txt" in body["ticket"]["comment"]["html_body"]
+    assert outcome.receipt["attached"][0]["part"] == "brief"
