@@ -1,0 +1,348 @@
+"""Salesforce: one Case per handoff, with the customer's Contact and the whole transcript.
+
+Payload (what `preview` shows is what is sent, in this order): `contact` (SOQL lookup, record to
+create), `request` (POST, or PATCH upsert on an External ID), `headers` (`Sforce-Auto-Assign`),
+`case` (vendor_extra merges in here, last), then `comments` (CaseComments) or `feed_items`.
+
+Dedup and resume: with `handoff_id_field` the Case carries the handoff id, so after an unknown
+outcome `find_existing` finds it by SOQL (consistent, unlike search) instead of making a second one.
+Each transcript comment starts with a header naming the handoff and its part, so bodies are unique
+per handoff: a resumed delivery reads the case's comments and posts only the missing ones. When the
+case exists but its transcript is incomplete, transient errors become `OutcomeUnknown`, so the next
+attempt goes through `find_existing` and resumes instead of re-creating.
+"""
+
+from __future__ import annotations
+
+import threading
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import requests
+from simple_salesforce import Salesforce, format_soql
+from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
+from simple_salesforce.format import format_external_id
+
+from connector.settings import Settings
+
+from .base import Adapter, HandoffContext, Sent, deep_merge
+from .errors import DeliveryError, OutcomeUnknown, TransientError
+from .salesforce_client import (
+    DEFAULT_RETRY_AFTER_S,
+    Client,
+    Throttled,
+    VendorSession,
+    auth_mode,
+    check_mapping,
+    connect,
+    translate,
+)
+
+T = TypeVar("T")
+
+SUBJECT_MAX = 255  # characters
+DESCRIPTION_MAX = 32_000  # characters
+COMMENT_MAX_BYTES = 4_000  # CaseComment.CommentBody is limited in UTF-8 bytes, not characters
+FEED_ITEM_MAX = 10_000  # FeedItem.Body, characters
+CONTINUED = "\n(continued)"  # ends every part of a message too long for one comment
+OVERFLOW = "\n[… the brief continues in the case comments]"
+PRIORITY = {"low": "Low", "normal": "Medium", "high": "High", "urgent": "High"}
+ORIGIN = {"web_chat": "Web", "email": "Email", "voice": "Phone", "sms": "Phone"}
+_JOINERS = {"\u200d", "\ufe0e", "\ufe0f"}  # zero-width joiner, variation selectors
+
+
+class SalesforceAdapter(Adapter):
+    name = "salesforce"
+
+    def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
+        super().__init__(settings, mapping)
+        check_mapping(self.mapping, f"{settings.mappings_dir}/salesforce.yaml")
+        self._lock = threading.Lock()
+        self._conn: Client | None = None  # built on first send: rendering needs no credentials
+        # handoff id → case id, for cases whose transcript is incomplete: lets a retry in this process
+        # resume even without `handoff_id_field` (which alone survives a restart).
+        self._unfinished: dict[str, str] = {}
+
+    @classmethod
+    def check_settings(cls, settings: Settings) -> None:
+        auth_mode(settings)
+
+    # ---- building -----------------------------------------------------------------------------
+
+    def build_create(self, ctx: HandoffContext) -> dict[str, Any]:
+        customer = ctx.packet.get("customer") or {}
+        text = ctx.brief.text
+        overflow: list[str] = []
+        if len(text) > DESCRIPTION_MAX:  # the transcript goes as comments anyway: keep the summary here
+            text = ctx.brief.summary_text
+            if len(text) > DESCRIPTION_MAX:  # rare; nothing is lost: the whole summary goes as comments too
+                overflow, text = [text], text[: DESCRIPTION_MAX - len(OVERFLOW)] + OVERFLOW
+        routing = (ctx.assignment.get("targets") or {}).get("salesforce") or {}
+        priority = ctx.assignment.get("priority") or (ctx.packet.get("escalation") or {}).get("urgency")
+        channel = (ctx.packet.get("conversation") or {}).get("channel")
+        case: dict[str, Any] = {
+            "Subject": _clip(ctx.brief.subject, SUBJECT_MAX),
+            "Description": text,
+            "Status": self.mapping.get("status", "New"),
+            "Priority": (self.mapping.get("priority") or PRIORITY).get(priority),
+            "Origin": (self.mapping.get("origin") or ORIGIN).get(channel, self.mapping.get("default_origin", "Web")),
+            "SuppliedName": customer.get("name"),
+            "SuppliedEmail": customer.get("email"),
+            "SuppliedPhone": customer.get("phone"),
+            "OwnerId": routing.get("owner_id"),  # a user (005…) or a queue (00G…)
+        }
+        view = {**ctx.packet, "assignment": ctx.assignment, "handoff": {"id": ctx.handoff_id}}
+        for api_name, path in (self.mapping.get("fields") or {}).items():
+            case[api_name] = _lookup(view, path)
+        case = {key: value for key, value in case.items() if value not in (None, "")}
+        request = {"method": "POST", "path": "sobjects/Case/"}
+        field = self.mapping.get("handoff_id_field")
+        if field and self.mapping.get("handoff_id_is_external_id"):
+            # Upsert on the External ID: the id travels in the URL (Salesforce refuses it in the body too).
+            request = {"method": "PATCH", "path": "sobjects/Case/" + format_external_id(field, ctx.handoff_id)}
+        elif field:
+            case[field] = ctx.handoff_id
+        # Without handoff_id_field nothing on the Case says which handoff made it: after a timeout on
+        # the create, a later attempt cannot tell whether the case exists, and may make a second one.
+        payload = {"contact": self._contact_plan(customer), "request": request, "headers": _headers(case),
+                   "case": case}
+        return payload | self._transcript(ctx, [("brief", overflow), ("transcript", ctx.brief.transcript_lines)])
+
+    def build_update(self, ctx: HandoffContext) -> dict[str, Any]:
+        assert ctx.link is not None
+        payload: dict[str, Any] = {
+            "case_id": ctx.link.vendor_id,
+            "headers": {"Sforce-Auto-Assign": "FALSE"},  # a case being worked must not be re-routed
+            "case": {},  # fields to PATCH; only vendor_extra fills it
+        }
+        parts = [("brief", [ctx.brief.summary_text]), ("transcript", ctx.brief.transcript_lines)]
+        return payload | self._transcript(ctx, parts, parent_id=ctx.link.vendor_id)
+
+    def apply_extra(self, payload: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+        if not extra:
+            return payload
+        merged = payload | {"case": deep_merge(payload["case"], extra)}
+        if "request" in merged:  # a create: vendor_extra may have chosen the owner
+            merged["headers"] = _headers(merged["case"])
+        return merged
+
+    def _contact_plan(self, customer: Mapping[str, Any]) -> dict[str, Any] | None:
+        mode = self.mapping.get("contact", "find_or_create")
+        key = next(((field, customer[attr]) for field, attr in (("Email", "email"), ("Phone", "phone"))
+                    if customer.get(attr)), None)
+        if mode == "none" or key is None:
+            return None
+        soql = "SELECT Id FROM Contact WHERE {field:literal} = {value} ORDER BY CreatedDate ASC LIMIT 1"
+        plan: dict[str, Any] = {"query": format_soql(soql, field=key[0], value=key[1])}
+        if mode == "find_or_create":
+            name = (customer.get("name") or "").split()
+            first, last = (" ".join(name[:-1]), name[-1]) if name else ("", key[1])  # LastName is required
+            record = {"FirstName": first, "LastName": last, "Email": customer.get("email"),
+                      "Phone": customer.get("phone")}
+            plan["create"] = {k: v for k, v in record.items() if v}
+        return plan
+
+    def _transcript(self, ctx: HandoffContext, parts: Sequence[tuple[str, Sequence[str]]],
+                    parent_id: str | None = None) -> dict[str, Any]:
+        """The brief's overflow and the transcript as CaseComments (or FeedItems), numbered in order."""
+        feed = self.mapping.get("transcript_as", "case_comment") == "feed_item"
+        limit, in_bytes = (FEED_ITEM_MAX, False) if feed else (COMMENT_MAX_BYTES, True)
+        budget = limit - _size(_header(ctx.handoff_id, "transcript", 9999, 9999), in_bytes)
+        pieces = [(kind, piece) for kind, blocks in parts for piece in split_blocks(blocks, budget, in_bytes)]
+        bodies = [_header(ctx.handoff_id, kind, i, len(pieces)) + piece for i, (kind, piece) in enumerate(pieces, 1)]
+        parent = {"ParentId": parent_id} if parent_id else {}
+        if feed:
+            return {"feed_items": [{**parent, "Body": body, "Type": "TextPost", "IsRichText": False}
+                                   for body in bodies]}
+        published = bool(self.mapping.get("comments_published", False))
+        return {"comments": [{**parent, "CommentBody": body, "IsPublished": published} for body in bodies]}
+
+    # ---- sending ------------------------------------------------------------------------------
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        case, headers, path = dict(payload["case"]), payload["headers"], payload["request"]["path"]
+        contact_id, contact_created = self._contact(payload.get("contact"))
+        if contact_id:
+            case.setdefault("ContactId", contact_id)
+        if payload["request"]["method"] == "PATCH":
+            key = path.removeprefix("sobjects/Case/")
+            reply = self._call(lambda sf: _json(sf.Case.upsert(key, case, raw_response=True, headers=headers)))
+        else:
+            reply = self._call(lambda sf: sf.Case.create(case, headers=headers))
+        case_id = reply.get("id")
+        if not case_id:  # a 204 from an old API version: the case exists, its id comes from find_existing
+            raise OutcomeUnknown("Salesforce upserted the case without returning its id", reply=reply)
+        # `created: false` means the upsert found this handoff's case: a retry, so resume its transcript.
+        counts = self._finish(case_id, payload, ctx, resume=reply.get("created") is False)
+        return self._sent(case_id, {"case": reply, "contact_id": contact_id, "contact_created": contact_created,
+                                    **counts})
+
+    def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        case_id, headers = payload["case_id"], payload["headers"]
+        if payload["case"]:
+            self._call(lambda sf: sf.Case.update(case_id, payload["case"], headers=headers))
+        counts = self._transcript_to(case_id, payload, resume=ctx.attempt > 1 or ctx.outcome_unknown)
+        return self._sent(case_id, {"case_id": case_id, **counts})
+
+    def find_existing(self, ctx: HandoffContext) -> Sent | None:
+        case_id = self._unfinished.get(ctx.handoff_id)
+        field = self.mapping.get("handoff_id_field")
+        if case_id is None and field:
+            soql = format_soql("SELECT Id FROM Case WHERE {field:literal} = {value} ORDER BY CreatedDate ASC LIMIT 1",
+                               field=field, value=ctx.handoff_id)
+            records = self._call(lambda sf: sf.query(soql), write=False).get("records") or []
+            case_id = records[0]["Id"] if records else None
+        if case_id is None:
+            return None  # without handoff_id_field (and after a restart) we cannot know: create again
+        counts = self._finish(case_id, self.render(ctx), ctx, resume=True)
+        return self._sent(case_id, {"case_id": case_id, "found": True, **counts})
+
+    def _contact(self, plan: Mapping[str, Any] | None) -> tuple[str | None, bool]:
+        """Find the contact by SOQL (consistent, so a retry finds one we created), else create it."""
+        if not plan:
+            return None, False
+        records = self._call(lambda sf: sf.query(plan["query"]), write=False).get("records") or []
+        if records:
+            return records[0]["Id"], False
+        if not plan.get("create"):
+            return None, False
+        created = self._call(lambda sf: sf.Contact.create(plan["create"]))
+        return created.get("id"), True
+
+    def _finish(self, case_id: str, payload: Mapping[str, Any], ctx: HandoffContext, *, resume: bool) -> dict[str, int]:
+        """Post the transcript to a case that exists; on failure, make the next attempt resume it."""
+        try:
+            counts = self._transcript_to(case_id, payload, resume=resume)
+        except DeliveryError as err:
+            self._unfinished[ctx.handoff_id] = case_id
+            message = f"case {case_id} exists but its transcript is incomplete: {err.message}"
+            reply = {"case_id": case_id, "url": self._link(case_id), "error": err.reply}
+            if isinstance(err, TransientError):  # so the next attempt comes through find_existing
+                raise OutcomeUnknown(message, retry_after=err.retry_after, status=err.status, reply=reply) from err
+            raise type(err)(message, status=err.status, reply=reply) from err
+        self._unfinished.pop(ctx.handoff_id, None)
+        return counts
+
+    def _transcript_to(self, case_id: str, payload: Mapping[str, Any], *, resume: bool) -> dict[str, int]:
+        sobject, key, body = ("FeedItem", "feed_items", "Body") if "feed_items" in payload else \
+            ("CaseComment", "comments", "CommentBody")
+        present: Counter[str] = Counter()
+        if resume:  # bodies are unique per handoff (header), so matching them finds what was posted
+            soql = format_soql("SELECT {:literal} FROM {:literal} WHERE ParentId = {}", body, sobject, case_id)
+            present.update(r[body] for r in self._call(lambda sf: sf.query_all(soql), write=False)["records"])
+        posted = skipped = 0
+        for record in payload.get(key) or []:
+            if present[record[body]] > 0:
+                present[record[body]] -= 1
+                skipped += 1
+                continue
+            self._create(sobject, {**record, "ParentId": case_id})
+            posted += 1
+        return {"comments_posted": posted, "comments_skipped": skipped}
+
+    def _create(self, sobject: str, record: dict[str, Any]) -> dict[str, Any]:
+        return self._call(lambda sf: getattr(sf, sobject).create(record))
+
+    def _sent(self, case_id: str, reply: dict[str, Any]) -> Sent:
+        return Sent(vendor_id=case_id, url=self._link(case_id), reply=reply)
+
+    def _link(self, case_id: str) -> str:
+        base = self._conn.instance_url if self._conn else self.settings.salesforce_instance_url.rstrip("/")
+        return f"{base}/lightning/r/Case/{case_id}/view"
+
+    # ---- the edge -----------------------------------------------------------------------------
+
+    def _call(self, op: Callable[[Salesforce], T], *, write: bool = True) -> T:
+        """Run one request; translate every library error; renew an expired login once, ourselves."""
+        retry_after = float(self.mapping.get("rate_limit_retry_after_s", DEFAULT_RETRY_AFTER_S))
+        try:
+            client = self._client()
+            try:
+                return op(client.sf)
+            except SalesforceExpiredSession:
+                if not client.renewable:
+                    raise
+                # `op` re-sends the same request, headers included; a second 401 ends as AuthError.
+                return op(self._client(stale=client).sf)
+        except (SalesforceError, Throttled, requests.RequestException) as err:
+            raise translate(err, write=write, rate_limit_after=retry_after) from err
+
+    def _client(self, stale: Client | None = None) -> Client:
+        with self._lock:  # one login at a time; a thread that finds a renewed client uses it
+            if self._conn is None or self._conn is stale:
+                self._conn = connect(self.settings, VendorSession(self.settings.vendor_timeout_s),
+                                     auth_mode(self.settings))
+            return self._conn
+
+
+def split_blocks(blocks: Sequence[str], budget: int, in_bytes: bool) -> list[str]:
+    """Pack whole blocks (one per message) into pieces of at most `budget`, in order. Only a block that
+    cannot fit alone is split, inside itself, each part ending with CONTINUED: nothing is cut off."""
+    pieces: list[str] = []
+    current: str | None = None
+    for block in blocks:
+        if current is not None and _size(current + "\n" + block, in_bytes) <= budget:
+            current += "\n" + block
+            continue
+        if current is not None:
+            pieces.append(current)
+        while _size(block, in_bytes) > budget:
+            head = _cut(block, budget - _size(CONTINUED, in_bytes), in_bytes)
+            pieces.append(head + CONTINUED)
+            block = block[len(head):]
+        current = block
+    if current is not None:
+        pieces.append(current)
+    return pieces
+
+
+def _cut(text: str, budget: int, in_bytes: bool) -> str:
+    """The longest prefix within `budget` ending on a character (not byte) boundary, not inside an
+    emoji sequence or before a combining mark, and after a space when one is near the end."""
+    fit = len(text.encode()[:budget].decode("utf-8", "ignore")) if in_bytes else budget
+    end = fit
+    while 0 < end < len(text) and (unicodedata.combining(text[end]) or text[end] in _JOINERS
+                                   or text[end - 1] == "\u200d" or "\U0001f3fb" <= text[end] <= "\U0001f3ff"):
+        end -= 1
+    end = end or fit or 1  # a "character" longer than the budget: split it rather than loop forever
+    space = max(text.rfind(" ", 0, end), text.rfind("\n", 0, end))
+    return text[: space + 1] if space >= end * 0.8 else text[:end]
+
+
+def _size(text: str, in_bytes: bool) -> int:
+    return len(text.encode()) if in_bytes else len(text)
+
+
+def _header(handoff_id: str, kind: str, number: int, total: int) -> str:
+    # Salesforce lists comments newest first; the number puts them back in order for an agent.
+    return f"Handoff {handoff_id} · {kind} · part {number}/{total}\n"
+
+
+def _headers(case: Mapping[str, Any]) -> dict[str, str]:
+    # Assignment rules would overwrite an owner routing chose; without one, the org's rules decide.
+    return {"Sforce-Auto-Assign": "FALSE" if case.get("OwnerId") else "TRUE"}
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _lookup(view: Mapping[str, Any], path: str) -> Any:
+    """`customer.attributes.plan` → the value, or None. Lists of scalars become `a;b` (multi-picklist)."""
+    value: Any = view
+    for step in str(path).split("."):
+        if isinstance(value, Mapping):
+            value = value.get(step)
+        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        else:
+            return None
+    if isinstance(value, list):
+        return ";".join(str(item) for item in value)
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
+def _json(response: Any) -> dict[str, Any]:
+    return response.json() if response.content else {}

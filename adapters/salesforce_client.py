@@ -1,0 +1,235 @@
+"""Talking to Salesforce: checking the settings and mapping, logging in, and the one place that
+turns simple-salesforce and requests exceptions into `adapters.errors`.
+
+Every client we build is a *direct* `Salesforce(instance_url=, session_id=)`, even after a password
+or client-credentials login that we run ourselves. That keeps simple-salesforce's own 401 refresh
+switched off: it re-sends without our extra headers (`Sforce-Auto-Assign`) and can recurse until
+`RecursionError`. The adapter renews once, itself, and re-sends the same request with its headers.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+import simple_salesforce
+from simple_salesforce.exceptions import (
+    SalesforceAuthenticationFailed,
+    SalesforceError,
+    SalesforceExpiredSession,
+    SalesforceMalformedRequest,
+    SalesforceMoreThanOneRecord,
+    SalesforceRefusedRequest,
+    SalesforceResourceNotFound,
+)
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
+
+from connector.errors import ConfigError
+from connector.settings import Settings
+
+from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TransientError
+
+API_VERSION = "59.0"
+DEFAULT_RETRY_AFTER_S = 60.0
+
+# Auth mode → the settings it needs, in the order we name a missing one.
+AUTH_MODES: dict[str, tuple[str, ...]] = {
+    "token": ("salesforce_instance_url", "salesforce_access_token"),
+    "password": ("salesforce_username", "salesforce_password", "salesforce_security_token"),
+    "client_credentials": ("salesforce_instance_url", "salesforce_client_id", "salesforce_client_secret"),
+}
+_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # field names go into SOQL and URLs unquoted
+_SHARED = {"salesforce_instance_url"}  # set in two modes, so it says nothing about which one is meant
+
+
+def auth_mode(settings: Settings) -> str:
+    """The one complete auth mode the settings describe; `ConfigError` naming what to fix otherwise."""
+    var = Settings.variable_for
+    started = [mode for mode, attrs in AUTH_MODES.items()
+               if any(getattr(settings, attr) for attr in attrs if attr not in _SHARED)]
+    if not started and settings.salesforce_domain:
+        started = ["password"]  # SALESFORCE_DOMAIN only means something for password login
+    if not started:
+        raise ConfigError(
+            var("salesforce_access_token") if settings.salesforce_instance_url else var("salesforce_instance_url"),
+            "must be set when the 'salesforce' target is enabled: set SALESFORCE_INSTANCE_URL + "
+            "SALESFORCE_ACCESS_TOKEN, or SALESFORCE_USERNAME + SALESFORCE_PASSWORD + SALESFORCE_SECURITY_TOKEN, "
+            "or SALESFORCE_INSTANCE_URL + SALESFORCE_CLIENT_ID + SALESFORCE_CLIENT_SECRET",
+        )
+    if len(started) > 1:
+        extra = next(attr for attr in AUTH_MODES[started[1]] if attr not in _SHARED and getattr(settings, attr))
+        raise ConfigError(var(extra), f"set the variables of one Salesforce auth mode only; {started[0]} and "
+                                      f"{started[1]} are both (partly) configured")
+    mode = started[0]
+    for attr in AUTH_MODES[mode]:
+        if not getattr(settings, attr):
+            raise ConfigError(var(attr), f"must be set for Salesforce {mode.replace('_', '-')} auth")
+    url = urlparse(settings.salesforce_instance_url)
+    if settings.salesforce_instance_url and (url.scheme != "https" or not url.hostname):
+        # simple-salesforce builds https:// URLs from the host alone; anything else would be ignored.
+        raise ConfigError(var("salesforce_instance_url"), "must be an https:// URL like https://acme.my.salesforce.com")
+    return mode
+
+
+def check_mapping(mapping: Mapping[str, Any], source: str) -> None:
+    """Refuse values that would fail every delivery, or put text into SOQL unquoted."""
+    choices = {"transcript_as": ("case_comment", "feed_item"), "contact": ("find_or_create", "find", "none")}
+    for key, allowed in choices.items():
+        if key in mapping and mapping[key] not in allowed:
+            raise ConfigError(f"{source}: {key}", f"must be one of {', '.join(allowed)}")
+    for name in [mapping.get("handoff_id_field") or "Id", *(mapping.get("fields") or {})]:
+        if not isinstance(name, str) or not _IDENTIFIER.match(name):
+            raise ConfigError(f"{source}: {name}", "is not a Salesforce field API name (like Order_Number__c)")
+
+
+class Throttled(Exception):
+    """A 429 seen by the session. Raised there because simple-salesforce's errors drop headers."""
+
+    def __init__(self, retry_after: float | None, status: int):
+        super().__init__(f"rate limited (HTTP {status})")
+        self.retry_after = retry_after
+        self.status = status
+
+
+class VendorSession(requests.Session):
+    """requests session with our timeout on every call (simple-salesforce passes none).
+
+    `trust_env` (the default, kept on purpose) makes requests read REQUESTS_CA_BUNDLE, SSL_CERT_FILE
+    and the proxy variables, as the contract promises for all outbound HTTPS.
+    """
+
+    def __init__(self, timeout_s: float):
+        super().__init__()
+        self.trust_env = True
+        self.timeout_s = timeout_s
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout_s)
+        response = super().request(method, url, *args, **kwargs)
+        if response.status_code == 429:
+            raise Throttled(parse_retry_after(response.headers.get("Retry-After")), response.status_code)
+        return response
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After is delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Client:
+    sf: simple_salesforce.Salesforce
+    instance_url: str  # https://host[:port], for agent links
+    renewable: bool  # False for a given token: nobody can renew it but its owner
+
+
+def connect(settings: Settings, session: VendorSession, mode: str) -> Client:
+    """Log in as `mode` says (network for password and client credentials, none for a token)."""
+    if mode == "token":
+        token, instance_url = settings.salesforce_access_token, settings.salesforce_instance_url
+    elif mode == "password":
+        token, host = simple_salesforce.SalesforceLogin(
+            username=settings.salesforce_username,
+            password=settings.salesforce_password,
+            security_token=settings.salesforce_security_token,
+            domain=settings.salesforce_domain or "login",
+            sf_version=API_VERSION,
+            session=session,
+        )
+        instance_url = f"https://{host}"
+    else:
+        token, instance_url = _client_credentials(settings, session)
+    instance_url = instance_url.rstrip("/")
+    sf = simple_salesforce.Salesforce(instance_url=instance_url, session_id=token, session=session, version=API_VERSION)
+    return Client(sf=sf, instance_url=instance_url, renewable=mode != "token")
+
+
+def _client_credentials(settings: Settings, session: VendorSession) -> tuple[str, str]:
+    """OAuth client-credentials flow against the org's My Domain (the connected app's run-as user)."""
+    url = f"{settings.salesforce_instance_url.rstrip('/')}/services/oauth2/token"
+    response = session.post(url, data={
+        "grant_type": "client_credentials",
+        "client_id": settings.salesforce_client_id,
+        "client_secret": settings.salesforce_client_secret,
+    })
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": response.text[:200]}
+    if response.status_code >= 500:
+        raise TransientError(f"Salesforce token endpoint answered {response.status_code}",
+                             status=response.status_code, reply=body)
+    if response.status_code != 200 or not body.get("access_token"):
+        raise AuthError(f"Salesforce refused the client credentials: {body.get('error')}: "
+                        f"{body.get('error_description', '')}".rstrip(": "), status=response.status_code, reply=body)
+    return body["access_token"], body.get("instance_url") or settings.salesforce_instance_url
+
+
+def vendor_error(content: Any) -> tuple[str, str]:
+    """(errorCode, message) from Salesforce's error list `[{"errorCode", "message", "fields"}]`."""
+    first = content[0] if isinstance(content, list) and content and isinstance(content[0], dict) else {}
+    if not first and isinstance(content, dict):
+        first = content
+    code = str(first.get("errorCode") or first.get("error") or "")
+    message = str(first.get("message") or first.get("error_description") or content)[:1000]
+    if first.get("fields"):
+        message += f" (fields: {', '.join(map(str, first['fields']))})"
+    return code, message
+
+
+def translate(err: Exception, *, write: bool, rate_limit_after: float = DEFAULT_RETRY_AFTER_S) -> DeliveryError:
+    """The one mapping from library exceptions to ours. `write`: the call may change data."""
+    if isinstance(err, Throttled):
+        return RateLimited(str(err), retry_after=err.retry_after or rate_limit_after, status=err.status)
+    if isinstance(err, SalesforceAuthenticationFailed):
+        status = err.code if isinstance(err.code, int) else None
+        if status and status >= 500:
+            return TransientError(f"Salesforce login answered {status}", status=status)
+        return AuthError(f"Salesforce login failed: {err.code}: {err.auth_message}", status=status)
+    if isinstance(err, SalesforceError):
+        code, message = vendor_error(err.content)
+        text = f"Salesforce {err.status} {code}: {message}"
+        if isinstance(err, SalesforceExpiredSession):
+            return AuthError(text, status=401, reply=err.content)
+        if isinstance(err, SalesforceRefusedRequest):
+            if code == "REQUEST_LIMIT_EXCEEDED":  # the org's API quota, sent as 403 without Retry-After
+                return RateLimited(text, retry_after=rate_limit_after, status=403, reply=err.content)
+            return AuthError(text, status=403, reply=err.content)
+        if isinstance(err, (SalesforceMalformedRequest, SalesforceResourceNotFound, SalesforceMoreThanOneRecord)):
+            return RejectedError(text, status=err.status, reply=err.content)
+        if err.status >= 500:
+            return TransientError(text, status=err.status, reply=err.content)
+        return RejectedError(text, status=err.status, reply=err.content)
+    if isinstance(err, requests.RequestException):
+        if write and _request_left(err):
+            return OutcomeUnknown(f"no answer from Salesforce after sending: {err}")
+        return TransientError(f"could not reach Salesforce: {err}")
+    raise TypeError(f"not a Salesforce or requests error: {err!r}") from err
+
+
+def _request_left(err: requests.RequestException) -> bool:
+    """Could Salesforce have received (and acted on) the request before `err`?"""
+    if isinstance(err, (requests.ConnectTimeout, requests.exceptions.SSLError, requests.exceptions.ProxyError)):
+        return False
+    if isinstance(err, requests.ConnectionError):
+        reason = err.args[0] if err.args else None
+        if isinstance(reason, MaxRetryError):
+            reason = reason.reason
+        # Refused, unresolvable, connect timeout: nothing was sent. A reset while waiting is ambiguous.
+        return not isinstance(reason, ConnectTimeoutError)
+    return True  # read timeouts, broken or undecodable answers: it may have acted

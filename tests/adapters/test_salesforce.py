@@ -1,0 +1,444 @@
+"""The Salesforce adapter against a fake org at the HTTP boundary (`responses`): what goes on the
+wire (JSON bodies, SOQL, headers), and how every failure comes back as `adapters.errors`."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import requests
+import responses
+from responses import matchers
+from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+from adapters.base import Link
+from adapters.errors import AuthError, OutcomeUnknown, RateLimited, RejectedError, TransientError
+from adapters.salesforce import COMMENT_MAX_BYTES, CONTINUED, SalesforceAdapter
+from connector.errors import ConfigError
+from connector.settings import Settings
+from tests.factories import full_packet, make_context
+from tests.fakes.salesforce import IDS, INSTANCE, TOKEN, SalesforceFake
+
+CASE_ID = IDS["Case"]
+HID = "hnd_01TESTHANDOFF0000000000000"
+TOKEN_SETTINGS = Settings(salesforce_instance_url=INSTANCE, salesforce_access_token=TOKEN, vendor_timeout_s=7)
+PASSWORD_SETTINGS = Settings(salesforce_username="handoff@acme.example", salesforce_password="pw",
+                             salesforce_security_token="sectok")
+CC_SETTINGS = Settings(salesforce_instance_url=INSTANCE, salesforce_client_id="3MVG9id",
+                       salesforce_client_secret="s3cret")
+CONTACT_SOQL = "SELECT Id FROM Contact WHERE Email = {} ORDER BY CreatedDate ASC LIMIT 1"
+
+
+@pytest.fixture
+def org() -> Iterator[SalesforceFake]:
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        yield SalesforceFake(rsps)
+
+
+def adapter(settings: Settings = TOKEN_SETTINGS, **mapping: Any) -> SalesforceAdapter:
+    return SalesforceAdapter(settings, mapping)
+
+
+def ctx_for(packet: dict[str, Any] | None = None, **kwargs: Any):
+    return make_context(packet if packet is not None else full_packet(), target="salesforce", **kwargs)
+
+
+def routed(owner_id: str = "00G5g000003QueueAAA") -> dict[str, Any]:
+    return {"team": "billing", "queue": "Billing", "agent": None, "priority": "urgent", "rule": "vip",
+            "trace": [], "targets": {"salesforce": {"owner_id": owner_id}}}
+
+
+def rejoin(bodies: list[str]) -> str:
+    """The transcript back from comment bodies: drop each header line, undo the marked cuts."""
+    text = ""
+    for body in bodies:
+        piece = body.split("\n", 1)[1]
+        text += piece.removesuffix(CONTINUED) if piece.endswith(CONTINUED) else piece + "\n"
+    return text.removesuffix("\n")
+
+
+# ---- create ----------------------------------------------------------------------------------------
+
+
+def test_create_finds_contact_by_escaped_email_then_posts_case_and_comments(org: SalesforceFake) -> None:
+    customer = full_packet()["customer"] | {"email": "o'brien@example.com", "name": "Siobhán O'Brien"}
+    ctx = ctx_for(full_packet(customer=customer), assignment=routed())
+    org.query([{"Id": "0035g00000Existing"}],
+              soql="SELECT Id FROM Contact WHERE Email = 'o\\'brien@example.com' ORDER BY CreatedDate ASC LIMIT 1")
+    org.create("Case", headers={"Authorization": f"Bearer {TOKEN}", "Sforce-Auto-Assign": "FALSE"})
+    org.comments(1)
+
+    outcome = adapter().deliver(ctx)
+
+    assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID)
+    assert outcome.url == f"{INSTANCE}/lightning/r/Case/{CASE_ID}/view"
+    [case] = org.sent("Case")
+    assert case["ContactId"] == "0035g00000Existing"
+    assert case["OwnerId"] == "00G5g000003QueueAAA"
+    assert case["Subject"] == "Invoices stopped syncing to QuickBooks; reconnecting did not help"
+    assert case["Description"] == ctx.brief.text
+    assert (case["Priority"], case["Origin"], case["Status"]) == ("High", "Web", "New")
+    assert (case["SuppliedEmail"], case["SuppliedName"]) == ("o'brien@example.com", "Siobhán O'Brien")
+    [comment] = org.sent("CaseComment")
+    assert comment["ParentId"] == CASE_ID
+    assert comment["IsPublished"] is False
+    assert comment["CommentBody"].startswith(f"Handoff {HID} · transcript · part 1/1\n[09:14:02] Customer:")
+    assert rejoin([comment["CommentBody"]]) == "\n".join(ctx.brief.transcript_lines)
+    assert not org.sent("Contact")  # found, not created
+    assert all(c.request.headers["Authorization"] == f"Bearer {TOKEN}" for c in org.calls())
+    assert all(c.request.req_kwargs["timeout"] == 7 for c in org.calls())
+    assert outcome.reply["contact_id"] == "0035g00000Existing"
+
+
+def test_create_makes_the_contact_when_none_matches_and_lets_rules_assign(org: SalesforceFake) -> None:
+    org.query([])
+    org.create("Contact")
+    org.create("Case", headers={"Sforce-Auto-Assign": "TRUE"})
+    org.comments(1)
+
+    adapter().deliver(ctx_for())
+
+    assert org.sent("Contact") == [{"FirstName": "Dana", "LastName": "Whitfield",
+                                    "Email": "dana.whitfield@example.com", "Phone": "+1 415 555 0134"}]
+    [case] = org.sent("Case")
+    assert case["ContactId"] == IDS["Contact"] and "OwnerId" not in case
+    assert [c.request.url.split("/sobjects/")[1] for c in org.calls("POST")] == ["Contact/", "Case/", "CaseComment/"]
+
+
+def test_hostile_text_is_escaped_in_soql(org: SalesforceFake) -> None:
+    hostile = "x' OR Name != '"
+    org.query([], soql="SELECT Id FROM Contact WHERE Email = 'x\\' OR Name != \\'' ORDER BY CreatedDate ASC LIMIT 1")
+    org.create("Contact")
+    org.create("Case")
+    org.comments(1)
+
+    adapter().deliver(ctx_for(full_packet(customer={"email": hostile})))
+
+    assert org.queries() == [CONTACT_SOQL.format("'x\\' OR Name != \\''")]
+    assert org.sent("Contact")[0]["LastName"] == hostile  # no name: the email stands in, as data
+
+
+def test_vendor_extra_reaches_the_wire_last_and_can_choose_the_owner(org: SalesforceFake) -> None:
+    extra = {"salesforce": {"Invented_Future_Field__c": "yes", "Status": "Escalated", "OwnerId": "0055g00000AgentAAA"}}
+    org.query([{"Id": "0035g00000Existing"}])
+    org.create("Case", headers={"Sforce-Auto-Assign": "FALSE"})
+    org.comments(1)
+
+    adapter().deliver(ctx_for(full_packet(vendor_extra=extra)))
+
+    [case] = org.sent("Case")
+    assert case["Invented_Future_Field__c"] == "yes"
+    assert (case["Status"], case["OwnerId"]) == ("Escalated", "0055g00000AgentAAA")
+
+
+def test_mapping_sets_picklists_custom_fields_and_handoff_id() -> None:
+    mapping = {"priority": {"normal": "P3"}, "origin": {"web_chat": "Chat"}, "status": "Open",
+               "handoff_id_field": "Handoff_Id__c",
+               "fields": {"Account_Number__c": "customer.account_id", "Skills__c": "routing.skills",
+                          "Team__c": "assignment.team", "Missing__c": "collected_data.nope"}}
+    case = adapter(Settings(), **mapping).render(ctx_for())["case"]
+    assert (case["Priority"], case["Origin"], case["Status"]) == ("P3", "Chat", "Open")
+    assert case["Account_Number__c"] == "ACME-88213"
+    assert case["Skills__c"] == "integrations;quickbooks"
+    assert case["Team__c"] == "support"
+    assert case["Handoff_Id__c"] == HID
+    assert "Missing__c" not in case
+
+
+def test_render_needs_no_credentials_and_long_text_is_never_cut_silently() -> None:
+    long_subject = {"stated_problem": "word " * 100}
+    huge = [{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "x" * 19_000} for _ in range(3)]
+    ctx = ctx_for(full_packet(intent=long_subject, transcript=huge))
+    payload = SalesforceAdapter(Settings(), {}).render(ctx)  # no settings at all, no HTTP
+    assert len(ctx.brief.text) > 32_000
+    assert payload["case"]["Description"] == ctx.brief.summary_text
+    assert payload["case"]["Subject"].endswith("…") and len(payload["case"]["Subject"]) <= 255
+    assert rejoin([c["CommentBody"] for c in payload["comments"]]) == "\n".join(ctx.brief.transcript_lines)
+
+
+def test_multibyte_transcript_is_split_into_comments_under_4000_bytes(org: SalesforceFake) -> None:
+    texts = ["你好，我的发票没有同步。" * 60, "🙂" * 2_500, "👩‍👩‍👧‍👦 family " * 400, "ok", "é" * 3_000]
+    transcript = [{"at": f"2026-11-20T09:{i:02d}:00Z", "role": "customer", "text": t} for i, t in enumerate(texts)]
+    ctx = ctx_for(full_packet(transcript=transcript))
+    org.query([{"Id": "0035g00000Existing"}])
+    org.create("Case")
+    count = len(adapter().render(ctx)["comments"])
+    org.comments(count)
+
+    adapter().deliver(ctx)
+
+    bodies = [c["CommentBody"] for c in org.sent("CaseComment")]
+    assert len(bodies) == count > 5
+    assert all(len(body.encode("utf-8")) <= COMMENT_MAX_BYTES for body in bodies)
+    assert [b.split("\n", 1)[0] for b in bodies] == [f"Handoff {HID} · transcript · part {i}/{count}"
+                                                     for i in range(1, count + 1)]
+    assert any(body.endswith("\n(continued)") for body in bodies)
+    assert rejoin(bodies) == "\n".join(ctx.brief.transcript_lines)
+    for body in bodies:  # never inside an emoji sequence
+        piece = body.split("\n", 1)[1]
+        assert not piece.startswith(("\u200d", "\ufe0f")) and not piece.removesuffix(CONTINUED).endswith("\u200d")
+
+
+def test_transcript_as_feed_item(org: SalesforceFake) -> None:
+    org.query([{"Id": "0035g00000Existing"}])
+    org.create("Case")
+    org.comments(1, "FeedItem")
+
+    adapter(transcript_as="feed_item").deliver(ctx_for())
+
+    [item] = org.sent("FeedItem")
+    assert (item["ParentId"], item["Type"], item["IsRichText"]) == (CASE_ID, "TextPost", False)
+    assert item["Body"].startswith(f"Handoff {HID} · transcript · part 1/1\n")
+
+
+# ---- update, dedup, resume -------------------------------------------------------------------------
+
+
+def test_link_present_adds_case_comments_only(org: SalesforceFake) -> None:
+    ctx = ctx_for(link=Link(vendor_id="5005g00000OldCaseAA", url=None))
+    org.comments(2)
+
+    outcome = adapter().deliver(ctx)
+
+    assert (outcome.status, outcome.vendor_id) == ("updated", "5005g00000OldCaseAA")
+    brief, transcript = org.sent("CaseComment")
+    assert {brief["ParentId"], transcript["ParentId"]} == {"5005g00000OldCaseAA"}
+    assert brief["CommentBody"] == f"Handoff {HID} · brief · part 1/2\n" + ctx.brief.summary_text
+    assert transcript["CommentBody"].startswith(f"Handoff {HID} · transcript · part 2/2\n")
+    assert len(org.calls()) == 2  # no contact lookup, no Case
+
+
+def test_timeout_after_the_vendor_acted_does_not_make_a_second_case(org: SalesforceFake) -> None:
+    sf = adapter(handoff_id_field="Handoff_Id__c")
+    org.query([{"Id": "0035g00000Existing"}])
+    org.raise_("POST", "sobjects/Case/", requests.ReadTimeout("read timed out"))
+    with pytest.raises(OutcomeUnknown):
+        sf.deliver(ctx_for())
+    assert org.sent("Case")[0]["Handoff_Id__c"] == HID
+
+    org.query([{"Id": CASE_ID}], sobject="Case",
+              soql=f"SELECT Id FROM Case WHERE Handoff_Id__c = '{HID}' ORDER BY CreatedDate ASC LIMIT 1")
+    org.query([], sobject="CaseComment",
+              soql=f"SELECT CommentBody FROM CaseComment WHERE ParentId = '{CASE_ID}'")
+    org.comments(1)
+    outcome = SalesforceAdapter(TOKEN_SETTINGS, {"handoff_id_field": "Handoff_Id__c"}).deliver(
+        ctx_for(outcome_unknown=True, attempt=2))  # a fresh process: only the org knows
+
+    assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID)
+    assert len(org.calls("POST", "sobjects/Case/")) == 1
+    assert org.sent("CaseComment")[0]["ParentId"] == CASE_ID
+
+
+def test_comments_failing_after_the_case_resume_without_reposting(org: SalesforceFake) -> None:
+    lines = [{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "z" * 3_000} for _ in range(3)]
+    ctx = ctx_for(full_packet(transcript=lines))
+    sf = adapter()  # no handoff_id_field: this process remembers the case
+    org.query([{"Id": "0035g00000Existing"}])
+    org.create("Case")
+    org.comments(1)
+    org.error("POST", "sobjects/CaseComment/", 503, "error-500-unknown.json")
+    with pytest.raises(OutcomeUnknown, match=CASE_ID):
+        sf.deliver(ctx)
+    first = org.sent("CaseComment")[0]["CommentBody"]
+
+    org.query([{"Id": "00a5g00000Cmt01AAB", "CommentBody": first}], sobject="CaseComment")
+    org.comments(2)
+    outcome = sf.deliver(replace(ctx, outcome_unknown=True, attempt=2))
+
+    assert outcome.vendor_id == CASE_ID
+    bodies = [c["CommentBody"] for c in org.sent("CaseComment")]
+    assert [b.split("\n", 1)[0][-8:] for b in bodies] == ["part 1/3", "part 2/3", "part 2/3", "part 3/3"]
+    assert len(org.calls("POST", "sobjects/Case/")) == 1
+    assert outcome.reply["comments_skipped"] == 1
+
+
+def test_external_id_mapping_upserts_the_case(org: SalesforceFake) -> None:
+    org.query([{"Id": "0035g00000Existing"}])
+    org.upsert_case(f"Handoff_Id__c/{HID}")
+    org.comments(1)
+
+    sf = adapter(handoff_id_field="Handoff_Id__c", handoff_id_is_external_id=True)
+    outcome = sf.deliver(ctx_for(assignment=routed()))
+
+    assert outcome.vendor_id == CASE_ID
+    [call] = org.calls("PATCH")
+    assert call.request.headers["Sforce-Auto-Assign"] == "FALSE"
+    assert "Handoff_Id__c" not in json.loads(call.request.body)  # the id is in the URL
+
+
+# ---- auth --------------------------------------------------------------------------------------------
+
+
+def test_token_mode_401_is_an_auth_error_without_retry(org: SalesforceFake) -> None:
+    org.error("GET", "query/", 401, "error-401-invalid-session.json")
+    with pytest.raises(AuthError, match="INVALID_SESSION_ID"):
+        adapter().deliver(ctx_for())
+    assert len(org.rsps.calls) == 1
+
+
+@pytest.mark.parametrize("settings", [PASSWORD_SETTINGS, CC_SETTINGS], ids=["password", "client_credentials"])
+def test_expired_login_is_renewed_once_and_the_retry_keeps_its_headers(org: SalesforceFake, settings: Settings) -> None:
+    def login(token: str) -> None:
+        org.password_login(token) if settings is PASSWORD_SETTINGS else org.client_credentials(token)
+
+    login("TOKEN-1")
+    org.query([{"Id": "0035g00000Existing"}])
+    org.error("POST", "sobjects/Case/", 401, "error-401-invalid-session.json",
+              match=[matchers.header_matcher({"Authorization": "Bearer TOKEN-1"})])
+    login("TOKEN-2")
+    org.create("Case", headers={"Authorization": "Bearer TOKEN-2", "Sforce-Auto-Assign": "FALSE"})
+    org.comments(1)
+
+    outcome = adapter(settings).deliver(ctx_for(assignment=routed()))
+
+    assert outcome.url == f"{INSTANCE}/lightning/r/Case/{CASE_ID}/view"
+    assert [c.request.headers.get("Sforce-Auto-Assign") for c in org.calls("POST", "sobjects/Case/")] == ["FALSE"] * 2
+
+
+def test_a_second_401_after_renewal_is_an_auth_error(org: SalesforceFake) -> None:
+    org.password_login("TOKEN-1")
+    org.error("GET", "query/", 401, "error-401-invalid-session.json")
+    org.password_login("TOKEN-2")
+    with pytest.raises(AuthError):
+        adapter(PASSWORD_SETTINGS).deliver(ctx_for())
+    assert len(org.calls()) == 2
+
+
+def test_client_credentials_request_and_refused_login(org: SalesforceFake) -> None:
+    org.client_credentials(status=400)
+    with pytest.raises(AuthError, match="invalid_client"):
+        adapter(CC_SETTINGS).deliver(ctx_for())
+    assert org.rsps.calls[0].request.body == "grant_type=client_credentials&client_id=3MVG9id&client_secret=s3cret"
+
+
+def test_refused_password_login_is_an_auth_error(org: SalesforceFake) -> None:
+    org.password_login_refused()
+    with pytest.raises(AuthError, match="INVALID_LOGIN"):
+        adapter(PASSWORD_SETTINGS).deliver(ctx_for())
+
+
+def test_outbound_https_honours_ca_bundle_and_proxy(org: SalesforceFake, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/corp/ca.pem")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    org.error("GET", "query/", 404, "error-404-not-found.json")
+    with pytest.raises(RejectedError):
+        adapter().deliver(ctx_for())
+    kwargs = org.rsps.calls[0].request.req_kwargs
+    assert kwargs["verify"] == "/etc/corp/ca.pem"
+    assert kwargs["proxies"]["https"] == "http://proxy.corp:3128"
+
+
+# ---- errors ------------------------------------------------------------------------------------------
+
+
+def test_429_is_rate_limited_promptly_with_retry_after(org: SalesforceFake) -> None:
+    org.query([{"Id": "0035g00000Existing"}])
+    org.error("POST", "sobjects/Case/", 429, "error-429-too-many.json", headers={"Retry-After": "17"})
+    started = time.monotonic()
+    with pytest.raises(RateLimited) as caught:
+        adapter().deliver(ctx_for())
+    assert time.monotonic() - started < 0.5
+    assert caught.value.retry_after == 17
+
+
+def test_request_limit_exceeded_is_rate_limited_for_the_mapped_pause(org: SalesforceFake) -> None:
+    org.error("GET", "query/", 403, "error-403-request-limit.json")
+    started = time.monotonic()
+    with pytest.raises(RateLimited) as caught:
+        adapter(rate_limit_retry_after_s=300).deliver(ctx_for())
+    assert time.monotonic() - started < 0.5
+    assert caught.value.retry_after == 300
+
+
+def test_other_403_is_an_auth_error(org: SalesforceFake) -> None:
+    org.error("GET", "query/", 403, "error-403-insufficient-access.json")
+    with pytest.raises(AuthError, match="INSUFFICIENT_ACCESS"):
+        adapter().deliver(ctx_for())
+
+
+def test_400_is_rejected_with_the_vendor_message(org: SalesforceFake) -> None:
+    org.query([{"Id": "0035g00000Existing"}])
+    org.error("POST", "sobjects/Case/", 400, "error-400-restricted-picklist.json")
+    with pytest.raises(RejectedError) as caught:
+        adapter(status="Nouveau").deliver(ctx_for())
+    assert "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST" in caught.value.message
+    assert "bad value for restricted picklist field: Nouveau" in caught.value.message
+    assert caught.value.status == 400
+
+
+def test_5xx_is_transient(org: SalesforceFake) -> None:
+    org.query([{"Id": "0035g00000Existing"}])
+    org.error("POST", "sobjects/Case/", 500, "error-500-unknown.json")
+    with pytest.raises(TransientError) as caught:
+        adapter().deliver(ctx_for())
+    assert not isinstance(caught.value, OutcomeUnknown) and caught.value.status == 500
+
+
+@pytest.mark.parametrize("exc", [
+    requests.ConnectTimeout("connect timed out"),
+    requests.ConnectionError(MaxRetryError(None, "/", NewConnectionError(None, "Connection refused"))),  # type: ignore[arg-type]
+], ids=["connect-timeout", "refused"])
+def test_connect_errors_are_transient_not_unknown(org: SalesforceFake, exc: Exception) -> None:
+    org.query([{"Id": "0035g00000Existing"}])
+    org.raise_("POST", "sobjects/Case/", exc)
+    with pytest.raises(TransientError) as caught:
+        adapter().deliver(ctx_for())
+    assert not isinstance(caught.value, OutcomeUnknown)
+
+
+def test_a_read_timeout_on_a_query_is_transient(org: SalesforceFake) -> None:
+    org.raise_("GET", "query/", requests.ReadTimeout("read timed out"))
+    with pytest.raises(TransientError) as caught:
+        adapter().deliver(ctx_for())
+    assert not isinstance(caught.value, OutcomeUnknown)
+
+
+# ---- configuration -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("values", "missing"), [
+    ({}, "SALESFORCE_INSTANCE_URL"),
+    ({"salesforce_instance_url": INSTANCE}, "SALESFORCE_ACCESS_TOKEN"),
+    ({"salesforce_access_token": TOKEN}, "SALESFORCE_INSTANCE_URL"),
+    ({"salesforce_username": "u"}, "SALESFORCE_PASSWORD"),
+    ({"salesforce_username": "u", "salesforce_password": "p"}, "SALESFORCE_SECURITY_TOKEN"),
+    ({"salesforce_password": "p", "salesforce_security_token": "t"}, "SALESFORCE_USERNAME"),
+    ({"salesforce_domain": "test"}, "SALESFORCE_USERNAME"),
+    ({"salesforce_client_id": "c", "salesforce_client_secret": "s"}, "SALESFORCE_INSTANCE_URL"),
+    ({"salesforce_instance_url": INSTANCE, "salesforce_client_id": "c"}, "SALESFORCE_CLIENT_SECRET"),
+    ({"salesforce_instance_url": INSTANCE, "salesforce_client_secret": "s"}, "SALESFORCE_CLIENT_ID"),
+    ({"salesforce_instance_url": INSTANCE, "salesforce_access_token": TOKEN, "salesforce_client_id": "c"},
+     "SALESFORCE_CLIENT_ID"),
+    ({"salesforce_instance_url": "http://acme.my.salesforce.com", "salesforce_access_token": TOKEN},
+     "SALESFORCE_INSTANCE_URL"),
+])
+def test_check_settings_names_the_missing_variable(values: dict[str, str], missing: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        SalesforceAdapter.check_settings(Settings(**values))
+    assert caught.value.source == missing
+
+
+@pytest.mark.parametrize("settings", [TOKEN_SETTINGS, PASSWORD_SETTINGS, CC_SETTINGS,
+                                      replace(PASSWORD_SETTINGS, salesforce_domain="test")])
+def test_check_settings_accepts_each_complete_mode(settings: Settings) -> None:
+    SalesforceAdapter.check_settings(settings)
+
+
+def test_sandbox_login_uses_the_test_domain(org: SalesforceFake) -> None:
+    org.password_login("TOKEN-1", domain="test")
+    org.error("GET", "query/", 404, "error-404-not-found.json")
+    with pytest.raises(RejectedError):
+        adapter(replace(PASSWORD_SETTINGS, salesforce_domain="test")).deliver(ctx_for())
+
+
+@pytest.mark.parametrize("mapping", [{"transcript_as": "email"}, {"handoff_id_field": "Id = '' OR Id"},
+                                     {"fields": {"Bad Name": "customer.id"}}])
+def test_bad_mapping_is_a_config_error(mapping: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match=r"salesforce\.yaml"):
+        SalesforceAdapter(Settings(), mapping)

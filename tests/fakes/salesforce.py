@@ -1,0 +1,121 @@
+"""A fake Salesforce org at the HTTP boundary, for `responses`.
+
+Registers realistic routes (SOAP login, OAuth token, SOQL query, sObject create / upsert / update)
+answered from `tests/fixtures/salesforce/`, and reads back what was sent. Reusable by any test that
+runs the Salesforce adapter, down to an end-to-end test through the web app:
+
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        org = SalesforceFake(rsps)
+        org.query([])                      # no contact yet
+        org.create("Contact", "003...")
+        org.create("Case", "500...")
+        org.create("CaseComment", "00a...")
+        ...
+        assert org.sent("Case")[0]["Subject"] == ...
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from string import Template
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import responses
+from responses import matchers
+
+from adapters.salesforce_client import API_VERSION
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "salesforce"
+HOST = "acme.my.salesforce.com"
+INSTANCE = f"https://{HOST}"
+TOKEN = "00D5g000004ABCD!AQ4AQGivenToken"
+# Realistic 18-character ids by key prefix: 500 Case, 003 Contact, 00a CaseComment, 0D5 FeedItem.
+IDS = {"Case": "5005g00000Hnd0fAAB", "Contact": "0035g00000Cst0mAAB", "CaseComment": "00a5g00000Cmt%02dAAB",
+       "FeedItem": "0D55g00000Fd%02dAAB"}
+
+
+def fixture(name: str, **values: Any) -> str:
+    return Template((FIXTURES / name).read_text(encoding="utf-8")).substitute(values)
+
+
+class SalesforceFake:
+    def __init__(self, rsps: responses.RequestsMock, host: str = HOST):
+        self.rsps = rsps
+        self.host = host
+        self.api = f"https://{host}/services/data/v{API_VERSION}"
+
+    # ---- authentication ---------------------------------------------------------------------
+
+    def password_login(self, session_id: str = "00D5g000004ABCD!AQ4AQLoggedIn", domain: str = "login") -> None:
+        self.rsps.post(f"https://{domain}.salesforce.com/services/Soap/u/{API_VERSION}",
+                       body=fixture("soap-login-ok.xml", host=self.host, session_id=session_id),
+                       content_type="text/xml", match=[matchers.header_matcher({"SOAPAction": "login"})])
+
+    def password_login_refused(self, domain: str = "login") -> None:
+        self.rsps.post(f"https://{domain}.salesforce.com/services/Soap/u/{API_VERSION}", status=500,
+                       body=fixture("soap-login-invalid.xml"), content_type="text/xml")
+
+    def client_credentials(self, access_token: str = "00D5g000004ABCD!AQ4AQClientCreds", status: int = 200) -> None:
+        body = fixture("oauth-token-ok.json", access_token=access_token, host=self.host) if status == 200 \
+            else fixture("oauth-token-invalid-client.json")
+        self.rsps.post(f"https://{self.host}/services/oauth2/token", status=status, body=body,
+                       content_type="application/json")
+
+    # ---- data -------------------------------------------------------------------------------
+
+    def query(self, records: list[dict[str, Any]], soql: str | None = None, sobject: str = "Contact") -> None:
+        """GET query/ answering `records`; with `soql`, only that exact query string matches."""
+        body = {"totalSize": len(records), "done": True, "records": [
+            {"attributes": {"type": sobject, "url": f"/services/data/v{API_VERSION}/sobjects/{sobject}/{r.get('Id')}"},
+             **r} for r in records]}
+        match = [matchers.query_param_matcher({"q": soql})] if soql else []
+        self.rsps.get(f"{self.api}/query/", json=body, match=match)
+
+    def create(self, sobject: str, record_id: str | None = None, *, headers: dict[str, str] | None = None) -> str:
+        """POST sobjects/<sobject>/ → 201; `headers` must then be on the request (e.g. Authorization)."""
+        record_id = record_id or IDS[sobject]
+        match = [matchers.header_matcher(headers)] if headers else []
+        self.rsps.post(f"{self.api}/sobjects/{sobject}/", status=201, body=fixture("create-ok.json", id=record_id),
+                       content_type="application/json", match=match)
+        return record_id
+
+    def comments(self, count: int, sobject: str = "CaseComment") -> list[str]:
+        return [self.create(sobject, IDS[sobject] % n) for n in range(1, count + 1)]
+
+    def upsert_case(self, path: str, record_id: str = IDS["Case"], *, created: bool = True) -> None:
+        """PATCH sobjects/Case/<Field>/<value> → 201 created, or 200 when the record existed."""
+        self.rsps.patch(f"{self.api}/sobjects/Case/{path}", status=201 if created else 200,
+                        body=fixture("upsert-created.json" if created else "upsert-existing.json", id=record_id),
+                        content_type="application/json")
+
+    def update(self, sobject: str, record_id: str) -> None:
+        self.rsps.patch(f"{self.api}/sobjects/{sobject}/{record_id}", status=204)
+
+    def error(self, method: str, path: str, status: int, name: str, *, headers: dict[str, str] | None = None,
+              match: list[Any] | None = None) -> None:
+        """Answer `method path` (relative to the API root) with a recorded error body."""
+        self.rsps.add(method, f"{self.api}/{path}", status=status, body=fixture(name),
+                      content_type="application/json", headers=headers, match=match or [])
+
+    def raise_(self, method: str, path: str, exc: Exception) -> None:
+        """The transport fails: `exc` is raised where the answer would be (timeouts, resets)."""
+        self.rsps.add(method, f"{self.api}/{path}", body=exc)
+
+    # ---- what was sent ----------------------------------------------------------------------
+
+    def calls(self, method: str | None = None, path: str | None = None) -> list[Any]:
+        """Calls to the REST API, in order, optionally only `method` and paths starting with `path`."""
+        return [c for c in self.rsps.calls
+                if c.request.url.startswith(self.api)
+                and (method is None or c.request.method == method)
+                and (path is None or urlparse(c.request.url).path.startswith(urlparse(f"{self.api}/{path}").path))]
+
+    def sent(self, sobject: str, method: str = "POST") -> list[dict[str, Any]]:
+        """JSON bodies sent to sobjects/<sobject>/…, in order."""
+        return [json.loads(c.request.body) for c in self.calls(method, f"sobjects/{sobject}/")]
+
+    def queries(self) -> list[str]:
+        """SOQL strings sent, decoded from the query string, in order."""
+        return [parse_qs(urlparse(c.request.url).query)["q"][0] for c in self.calls("GET", "query/")]
