@@ -93,6 +93,42 @@ def worker(interval: float) -> None:
     click.echo("worker stopped; leases released")
 
 
+@group.command("deliveries")
+@click.option("--state", type=click.Choice(["created", "updated", "pending", "failed", "dead"]), default="dead",
+              show_default=True)
+@click.option("--target", default=None, help="Only this target.")
+@click.option("--limit", default=100, show_default=True)
+def deliveries(state: str, target: str | None, limit: int) -> None:
+    """List deliveries (by default the dead ones)."""
+    from .outbox import list_deliveries
+
+    rows = list_deliveries(_services().db, state=state, target=target, limit=limit)
+    for row in rows:
+        click.echo(f"{row.id}\t{row.handoff_id}\t{row.target}\t{row.state}\tattempts={row.attempts}\t"
+                   f"{row.updated_at:%Y-%m-%d %H:%M:%S}\t{(row.last_error or '')[:120]}")
+    click.echo(f"{len(rows)} deliver{'y' if len(rows) == 1 else 'ies'}", err=True)
+
+
+@group.command("replay")
+@click.argument("delivery_ids", nargs=-1, type=int)
+@click.option("--all-dead", is_flag=True, help="Replay every dead delivery.")
+@click.option("--include-failed", is_flag=True, help="Failed (refused) deliveries too.")
+@click.option("--target", default=None, help="Only this target.")
+def replay_command(delivery_ids: tuple[int, ...], all_dead: bool, include_failed: bool, target: str | None) -> None:
+    """Queue dead (or failed) deliveries again; each is looked up at the vendor before any resend."""
+    from .outbox import REPLAYABLE, replay
+
+    if not delivery_ids and not all_dead:
+        raise click.UsageError("name delivery ids, or pass --all-dead")
+    states = REPLAYABLE if include_failed or delivery_ids else ("dead",)
+    replayed = replay(_services().db, ids=list(delivery_ids) or None, states=states, target=target)
+    click.echo(f"replayed {len(replayed)}: {' '.join(map(str, replayed))}".rstrip(": "))
+    if delivery_ids and len(replayed) < len(delivery_ids):
+        missing = sorted(set(delivery_ids) - set(replayed))
+        click.echo(f"not dead or failed, left alone: {' '.join(map(str, missing))}", err=True)
+        sys.exit(1)
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(group)
 

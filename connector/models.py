@@ -84,6 +84,8 @@ class Delivery(Base):
     # the next attempt must look the handoff up at the vendor before sending again.
     outcome_unknown: Mapped[bool] = mapped_column(default=False)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Start of the current retry window (intake, or the last replay): bounds the age of retries.
+    window_started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     lease_owner: Mapped[Optional[str]] = mapped_column(String(80), nullable=True)
     lease_expires_at: Mapped[Optional[dt.datetime]] = mapped_column(nullable=True)
     payload: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
@@ -115,4 +117,15 @@ class ConversationLink(Base):
     url: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
     extra: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TargetPause(Base):
+    """A target told us to slow down (429): every worker holds its deliveries until `until`."""
+
+    __tablename__ = "target_pauses"
+
+    target: Mapped[str] = mapped_column(String(40), primary_key=True)
+    until: Mapped[dt.datetime]
+    reason: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

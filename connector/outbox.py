@@ -26,12 +26,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adapters.base import Adapter, HandoffContext, Link, Outcome
-from adapters.errors import DeliveryError, OutcomeUnknown, TransientError, decide
+from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, TransientError, decide
 
 from .brief import render_brief
 from .db import Database
 from .jsonlog import log_context
-from .models import ConversationLink, Delivery, Handoff, utcnow
+from .models import ConversationLink, Delivery, Handoff, TargetPause, utcnow
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,40 +71,57 @@ class Outbox:
 
     # ---- claiming --------------------------------------------------------------------------
 
-    def claim(self, session: Session, delivery_id: int, now: dt.datetime) -> bool:
+    def _token(self) -> str:
+        """A lease token per claim, so two threads of one process never run the same delivery."""
+        return f"{self.owner}/{uuid.uuid4().hex[:8]}"
+
+    def claim(self, session: Session, delivery_id: int, now: dt.datetime, token: str) -> bool:
         lease_until = now + dt.timedelta(seconds=self.settings.lease_s)
         result = session.execute(
             update(Delivery)
-            .where(
-                Delivery.id == delivery_id,
-                Delivery.state == "pending",
-                or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now),
-            )
-            .values(lease_owner=self.owner, lease_expires_at=lease_until)
+            .where(Delivery.id == delivery_id, Delivery.state == "pending", _lease_free(now))
+            .values(lease_owner=token, lease_expires_at=lease_until)
         )
         return result.rowcount == 1
 
-    def due(self, limit: int = 50) -> list[int]:
-        """Ids of pending deliveries whose time has come and whose lease is free."""
-        now = utcnow()
+    def claim_due(self, limit: int = 50) -> tuple[list[int], str]:
+        """Claim up to `limit` deliveries whose time has come, skipping paused targets.
+
+        On PostgreSQL the candidates are locked with `FOR UPDATE SKIP LOCKED`, so workers sharing
+        the database take different rows without waiting on each other; SQLite serializes writers.
+        """
+        now, token = utcnow(), self._token()
         query = (
             select(Delivery.id)
             .where(
                 Delivery.state == "pending",
                 Delivery.next_attempt_at <= now,
-                or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now),
+                _lease_free(now),
+                Delivery.target.not_in(select(TargetPause.target).where(TargetPause.until > now)),
             )
             .order_by(Delivery.next_attempt_at)
             .limit(limit)
         )
+        if self.db.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=Delivery)
         with self.db.session() as session:
-            return list(session.scalars(query))
+            ids = list(session.scalars(query))
+            if ids:
+                session.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_(ids))
+                    .values(lease_owner=token, lease_expires_at=now + dt.timedelta(seconds=self.settings.lease_s))
+                )
+        return ids, token
 
     # ---- one attempt -----------------------------------------------------------------------
 
-    def run_delivery(self, delivery_id: int) -> str | None:
-        """One attempt at one delivery. Returns its state afterwards (None if not claimed)."""
-        claimed = self._claim_and_load(delivery_id)
+    def run_delivery(self, delivery_id: int, token: str | None = None) -> str | None:
+        """One attempt at one delivery. Returns its state afterwards (None if not run now).
+
+        `token` is the lease of a delivery already claimed by `claim_due`; without one it is claimed here.
+        """
+        claimed = self._claim_and_load(delivery_id, token)
         if claimed is None:
             return None
         delivery, handoff = claimed.delivery, claimed.handoff
@@ -137,14 +154,22 @@ class Outbox:
         self._notify_related(handoff.id, delivery.target)
         return state
 
-    def _claim_and_load(self, delivery_id: int) -> _Claimed | None:
+    def _claim_and_load(self, delivery_id: int, token: str | None) -> _Claimed | None:
         now = utcnow()
         with self.db.session() as session:
-            if not self.claim(session, delivery_id, now):
-                return None
+            if token is None:
+                if not self.claim(session, delivery_id, now, self._token()):
+                    return None
             delivery = session.get(Delivery, delivery_id)
-            assert delivery is not None
+            if delivery is None or delivery.state != "pending" or (token and delivery.lease_owner != token):
+                return None
             handoff = delivery.handoff
+            pause = session.get(TargetPause, delivery.target)
+            if pause is not None and pause.until > now:
+                # The vendor asked everyone to wait: hold this delivery until then; not an attempt.
+                delivery.next_attempt_at = pause.until
+                delivery.lease_owner = delivery.lease_expires_at = None
+                return None
             link = self._link_for(session, delivery, handoff, now)
             if link is False:
                 return None
@@ -223,9 +248,12 @@ class Outbox:
             row.lease_owner = row.lease_expires_at = None
             if isinstance(err, OutcomeUnknown):
                 row.outcome_unknown = True
+            if isinstance(err, RateLimited):
+                self._pause(session, row.target, now + dt.timedelta(seconds=err.retry_after or 30), err.message)
             if decide(err) == "fail":
                 row.state, row.finished_at = "failed", now
-            elif row.attempts >= self.settings.max_attempts or (now - row.created_at).total_seconds() > self.settings.max_delivery_age_s:
+            elif (row.attempts >= self.settings.max_attempts
+                  or (now - row.window_started_at).total_seconds() > self.settings.max_delivery_age_s):
                 row.state, row.finished_at = "dead", now
             else:
                 retry_after = err.retry_after if isinstance(err, TransientError) else None
@@ -235,6 +263,15 @@ class Outbox:
         log.log(level, "delivery attempt failed",
                 extra={"state": state, "attempts": attempts, "error": message, "next_attempt_at": next_at.isoformat()})
         return state
+
+    @staticmethod
+    def _pause(session: Session, target: str, until: dt.datetime, reason: str) -> None:
+        pause = session.get(TargetPause, target)
+        if pause is None:
+            session.add(TargetPause(target=target, until=until, reason=reason[:500]))
+        elif pause.until < until:
+            pause.until, pause.reason = until, reason[:500]
+        log.warning("target paused", extra={"paused_target": target, "until": until.isoformat()})
 
     def _finish_failure(self, delivery_id: int, state: str, message: str) -> str:
         with self.db.session() as session:
@@ -298,15 +335,58 @@ class Outbox:
         return counts
 
 
+REPLAYABLE = ("dead", "failed")
+
+
+def replay(db: Database, *, ids: list[int] | None = None, states: tuple[str, ...] = ("dead",),
+           target: str | None = None) -> list[int]:
+    """Put given-up deliveries back in the queue, with a fresh retry window.
+
+    They are marked *outcome unknown*, so the first new attempt looks the handoff up at the vendor
+    before sending: a replay never duplicates what already reached it.
+    """
+    now = utcnow()
+    query = select(Delivery.id).where(Delivery.state.in_([s for s in states if s in REPLAYABLE]))
+    if ids is not None:
+        query = query.where(Delivery.id.in_(ids))
+    if target is not None:
+        query = query.where(Delivery.target == target)
+    with db.session() as session:
+        chosen = list(session.scalars(query.order_by(Delivery.id)))
+        if chosen:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(chosen))
+                .values(state="pending", attempts=0, next_attempt_at=now, window_started_at=now,
+                        outcome_unknown=True, finished_at=None, lease_owner=None, lease_expires_at=None)
+            )
+    log.info("deliveries replayed", extra={"count": len(chosen)})
+    return chosen
+
+
+def list_deliveries(db: Database, *, state: str | None, target: str | None, limit: int) -> list[Delivery]:
+    query = select(Delivery)
+    if state:
+        query = query.where(Delivery.state == state)
+    if target:
+        query = query.where(Delivery.target == target)
+    with db.session() as session:
+        return list(session.scalars(query.order_by(Delivery.updated_at.desc(), Delivery.id.desc()).limit(limit)))
+
+
 def release_all(db: Database, owner: str) -> int:
     """Give back every lease this process holds (shutdown), so another process can take over."""
     with db.session() as session:
         result = session.execute(
             update(Delivery)
-            .where(and_(Delivery.lease_owner == owner, Delivery.state == "pending"))
+            .where(and_(Delivery.lease_owner.startswith(f"{owner}/"), Delivery.state == "pending"))
             .values(lease_owner=None, lease_expires_at=None)
         )
         return result.rowcount
+
+
+def _lease_free(now: dt.datetime):  # type: ignore[no-untyped-def]
+    return or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now)
 
 
 def _jsonable(value: Any) -> dict[str, Any] | None:

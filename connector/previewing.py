@@ -15,8 +15,8 @@ from .services import Services
 PREVIEW_ID = "hnd_PREVIEW"
 
 
-def preview_packet(services: Services, raw: bytes) -> dict[str, Any]:
-    packet = validate_packet(parse_json(raw, "application/json", services.settings.max_json_depth), services)
+def preview_packet(services: Services, raw: bytes, content_type: str | None = "application/json") -> dict[str, Any]:
+    packet = validate_packet(parse_json(raw, content_type, services.settings.max_json_depth), services)
     assignment = routing.assign(packet, services.mappings.routing)
     wait_seconds = routing.expected_wait(assignment, services.mappings.routing)
     brief = render_brief(packet, PREVIEW_ID)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from .outbox import Outbox, release_all
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+REPORT_EVERY_S = 60.0
 
 
 @dataclass
@@ -32,6 +34,8 @@ class Services:
     executor: ThreadPoolExecutor
     _loop: threading.Thread | None = field(default=None, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _count_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _running: int = 0  # deliveries submitted and not yet finished, in this process
 
     @classmethod
     def build(cls, settings: Settings, root: str) -> "Services":
@@ -47,15 +51,20 @@ class Services:
             executor=ThreadPoolExecutor(max_workers=settings.delivery_threads, thread_name_prefix="deliver"),
         )
 
-    def submit(self, delivery_id: int) -> Future:
-        return self.executor.submit(self._run_logged, delivery_id)
+    def submit(self, delivery_id: int, token: str | None = None) -> Future:
+        with self._count_lock:
+            self._running += 1
+        return self.executor.submit(self._run_logged, delivery_id, token)
 
-    def _run_logged(self, delivery_id: int) -> str | None:
+    def _run_logged(self, delivery_id: int, token: str | None) -> str | None:
         try:
-            return self.outbox.run_delivery(delivery_id)
+            return self.outbox.run_delivery(delivery_id, token)
         except Exception:  # the lease expires and the loop retries; never kill the pool thread
             log.exception("delivery run crashed", extra={"delivery_id": delivery_id})
             return None
+        finally:
+            with self._count_lock:
+                self._running -= 1
 
     # ---- the background loop (embedded worker) ------------------------------------------
 
@@ -69,13 +78,27 @@ class Services:
         log.info("outbox loop started", extra={"owner": self.outbox.owner})
 
     def _run_loop(self, interval: float) -> None:
+        last_report = 0.0
         while not self._stop.is_set():
             try:
-                for delivery_id in self.outbox.due():
-                    self.submit(delivery_id)
+                # Claim no more than there are free threads: claimed work waits in no queue.
+                free = max(0, self.settings.delivery_threads - self._in_flight())
+                if free:
+                    ids, token = self.outbox.claim_due(limit=free)
+                    for delivery_id in ids:
+                        self.submit(delivery_id, token)
+                if time.monotonic() - last_report >= REPORT_EVERY_S:
+                    last_report = time.monotonic()
+                    counts = self.outbox.counts()
+                    if counts:
+                        log.info("outbox backlog", extra={"deliveries": counts})
             except Exception:
                 log.exception("outbox loop iteration failed")
             self._stop.wait(interval)
+
+    def _in_flight(self) -> int:
+        with self._count_lock:
+            return self._running
 
     def stop(self) -> None:
         self._stop.set()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from openapi_spec_validator import validate
 
 
 def test_document_is_valid_and_complete(client, app):
     document = client.get("/openapi.json").get_json()
     validate(document)
-    routes = {rule.rule.replace("<", "{").replace(">", "}") for rule in app.url_map.iter_rules()
+    routes = {re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule) for rule in app.url_map.iter_rules()
               if rule.endpoint != "static"}
     assert routes == set(document["paths"])
     packet = document["components"]["schemas"]["Packet"]

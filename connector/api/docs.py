@@ -32,7 +32,10 @@ def build_spec(app: Flask) -> dict[str, Any]:
         info={"description": "Chatbot → human handoff: tickets, cases and alerts with the whole context."},
         plugins=[FlaskPlugin(), MarshmallowPlugin()],
     )
-    spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+    spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer",
+                                                    "description": "A bot's key (CONNECTOR_BOT_KEYS)"})
+    spec.components.security_scheme("adminAuth", {"type": "http", "scheme": "bearer",
+                                                   "description": "CONNECTOR_ADMIN_TOKEN"})
     for name, schema in _COMPONENTS.items():
         spec.components.schema(name, schema=schema)
     spec.components.response(

@@ -1,0 +1,120 @@
+"""The admin surface: dry runs, deliveries, replays. Needs `CONNECTOR_ADMIN_TOKEN`; bot credentials
+never open it."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from ..auth import authenticate_admin
+from ..errors import NotFound, ValidationFailed
+from ..outbox import REPLAYABLE, list_deliveries, replay
+from ..previewing import preview_packet
+from ..schemas.responses import TICKET_STATES
+from ..services import current_services
+
+bp = Blueprint("admin", __name__, url_prefix="/v1")
+
+
+@bp.before_request
+def _admin_only() -> None:
+    authenticate_admin(request, current_services().settings)
+
+
+def _row(delivery) -> dict:  # type: ignore[no-untyped-def]
+    return {"id": delivery.id, "handoff_id": delivery.handoff_id, "target": delivery.target,
+            "state": delivery.state, "attempts": delivery.attempts, "last_error": delivery.last_error,
+            "updated_at": delivery.updated_at.isoformat()}
+
+
+@bp.post("/preview")
+def preview() -> Response:
+    """Dry run.
+    ---
+    post:
+      summary: What each vendor would receive for a packet, the routing decision and the message; nothing is sent
+      security: [{adminAuth: []}]
+      requestBody:
+        required: true
+        content: {application/json: {schema: Packet}}
+      responses:
+        200: {description: The dry run, content: {application/json: {schema: {type: object}}}}
+        400: {$ref: "#/components/responses/Problem"}
+        401: {$ref: "#/components/responses/Problem"}
+        413: {$ref: "#/components/responses/Problem"}
+        415: {$ref: "#/components/responses/Problem"}
+        422: {$ref: "#/components/responses/Problem"}
+    """
+    services = current_services()
+    return jsonify(preview_packet(services, request.get_data(), request.content_type))
+
+
+@bp.get("/deliveries")
+def deliveries() -> Response:
+    """Deliveries by state.
+    ---
+    get:
+      summary: Deliveries, newest first, filtered by state and target (e.g. ?state=dead)
+      security: [{adminAuth: []}]
+      parameters:
+        - {in: query, name: state, required: false, schema: {type: string, enum: [created, updated, pending, failed, dead]}}
+        - {in: query, name: target, required: false, schema: {type: string}}
+        - {in: query, name: limit, required: false, schema: {type: integer, minimum: 1, maximum: 500, default: 100}}
+      responses:
+        200: {description: Deliveries, content: {application/json: {schema: DeliveryList}}}
+        401: {$ref: "#/components/responses/Problem"}
+        422: {$ref: "#/components/responses/Problem"}
+    """
+    state = request.args.get("state")
+    if state is not None and state not in TICKET_STATES:
+        raise ValidationFailed(f"state must be one of {', '.join(TICKET_STATES)}.", errors={"state": ["unknown"]})
+    limit = request.args.get("limit", "100")
+    if not limit.isdigit() or not 1 <= int(limit) <= 500:
+        raise ValidationFailed("limit must be a whole number from 1 to 500.", errors={"limit": ["1 to 500"]})
+    rows = list_deliveries(current_services().db, state=state, target=request.args.get("target"), limit=int(limit))
+    return jsonify({"items": [_row(row) for row in rows]})
+
+
+@bp.post("/deliveries/<int:delivery_id>/retry")
+def retry_one(delivery_id: int) -> Response:
+    """Replay one delivery.
+    ---
+    post:
+      summary: Replay a dead or failed delivery (it is looked up at the vendor first, never duplicated)
+      security: [{adminAuth: []}]
+      parameters:
+        - {in: path, name: delivery_id, required: true, schema: {type: integer}}
+      responses:
+        202: {description: Queued again, content: {application/json: {schema: DeliveryList}}}
+        401: {$ref: "#/components/responses/Problem"}
+        404: {$ref: "#/components/responses/Problem"}
+    """
+    services = current_services()
+    replayed = replay(services.db, ids=[delivery_id], states=REPLAYABLE)
+    if not replayed:
+        raise NotFound(f"No dead or failed delivery {delivery_id}.")
+    services.submit(delivery_id)
+    rows = list_deliveries(services.db, state=None, target=None, limit=500)
+    response = jsonify({"items": [_row(row) for row in rows if row.id == delivery_id]})
+    response.status_code = 202
+    return response
+
+
+@bp.post("/deliveries/retry")
+def retry_many() -> Response:
+    """Replay in bulk.
+    ---
+    post:
+      summary: Replay every dead delivery (optionally of one target, or failed ones too)
+      security: [{adminAuth: []}]
+      parameters:
+        - {in: query, name: target, required: false, schema: {type: string}}
+        - {in: query, name: include_failed, required: false, schema: {type: boolean, default: false}}
+      responses:
+        202: {description: Queued again, content: {application/json: {schema: {type: object, properties: {replayed: {type: array, items: {type: integer}}}}}}}
+        401: {$ref: "#/components/responses/Problem"}
+    """
+    states = REPLAYABLE if request.args.get("include_failed") in ("1", "true") else ("dead",)
+    replayed = replay(current_services().db, states=states, target=request.args.get("target"))
+    response = jsonify({"replayed": replayed})
+    response.status_code = 202
+    return response

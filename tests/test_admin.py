@@ -1,0 +1,104 @@
+"""The admin surface: its own token, dry runs, dead deliveries and replays that never duplicate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select, update
+
+from adapters import registry
+from connector.models import Delivery
+from tests.conftest import ADMIN_TOKEN, BOT_KEY, auth
+from tests.factories import full_packet, minimal_packet
+from tests.support_adapters import FlakyAdapter
+
+
+@pytest.fixture
+def flaky(monkeypatch):
+    monkeypatch.setitem(registry.TARGETS, "flaky", "tests.support_adapters:FlakyAdapter")
+    FlakyAdapter.seen = set()
+
+
+def admin(**extra):
+    return {**auth(ADMIN_TOKEN), **extra}
+
+
+@pytest.mark.parametrize("path", ["/v1/deliveries", "/v1/deliveries?state=dead"])
+def test_bot_credentials_never_open_the_admin_surface(client, path):
+    assert client.get(path, headers=auth(BOT_KEY)).status_code == 401
+    assert client.get(path).status_code == 401
+    assert client.get(path, headers=admin()).status_code == 200
+
+
+def test_admin_token_does_not_work_as_a_bot_key(client):
+    response = client.post("/v1/handoffs", data=json.dumps(minimal_packet()), headers=admin(),
+                           content_type="application/json")
+    assert response.status_code == 401
+
+
+def test_admin_surface_is_off_without_a_token(make_app):
+    client = make_app(admin_token="").test_client()
+    response = client.get("/v1/deliveries", headers=admin())
+    assert response.status_code == 401 and "CONNECTOR_ADMIN_TOKEN" in response.get_json()["detail"]
+
+
+def test_preview_shows_every_vendor_and_sends_nothing(client, app):
+    response = client.post("/v1/preview", data=json.dumps(full_packet()), headers=admin(),
+                           content_type="application/json")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert set(body["vendors"]) == {"zendesk", "salesforce", "slack"}
+    assert body["assignment"]["trace"] and body["customer_message"]["text"]
+    assert body["vendors"]["zendesk"]["payload"]["ticket"]["subject"].startswith("Invoices stopped syncing")
+    with app.extensions["connector"].db.session() as session:
+        assert session.scalars(select(Delivery)).all() == []
+
+
+def test_preview_reports_packet_errors(client):
+    response = client.post("/v1/preview", data=json.dumps({"bot": {}}), headers=admin(),
+                           content_type="application/json")
+    assert response.status_code == 422 and "bot.id" in response.get_json()["errors"]
+
+
+def _kill(app):
+    """Make every pending delivery dead, as exhausted retries would."""
+    with app.extensions["connector"].db.session() as session:
+        session.execute(update(Delivery).where(Delivery.state == "pending").values(state="dead", attempts=12))
+
+
+def test_dead_deliveries_are_listed_and_replayed_once(make_app, flaky):
+    app = make_app(targets=("flaky",))
+    client = app.test_client()
+    handoff = client.post("/v1/handoffs", data=json.dumps(minimal_packet()), headers=auth(),
+                          content_type="application/json").get_json()
+    _kill(app)
+    dead = client.get("/v1/deliveries?state=dead", headers=admin()).get_json()["items"]
+    assert [(d["handoff_id"], d["state"], d["attempts"]) for d in dead] == [(handoff["id"], "dead", 12)]
+    response = client.post(f"/v1/deliveries/{dead[0]['id']}/retry", headers=admin())
+    assert response.status_code == 202
+    app.extensions["connector"].executor.shutdown(wait=True)
+    final = client.get(handoff["links"]["self"], headers=auth()).get_json()
+    assert final["tickets"][0]["status"] == "created"
+    with app.extensions["connector"].db.session() as session:
+        row = session.scalars(select(Delivery)).one()
+        assert row.attempts == 1 and row.outcome_unknown is False
+    assert client.post(f"/v1/deliveries/{dead[0]['id']}/retry", headers=admin()).status_code == 404
+
+
+def test_bulk_replay_and_cli(make_app, flaky):
+    app = make_app(targets=("flaky",))
+    client = app.test_client()
+    for index in range(3):
+        client.post("/v1/handoffs", data=json.dumps(minimal_packet()), headers={**auth(), "Idempotency-Key": f"b{index}"},
+                    content_type="application/json")
+    _kill(app)
+    runner = app.test_cli_runner()
+    listed = runner.invoke(args=["connector", "deliveries"])
+    assert listed.exit_code == 0 and listed.output.count("\tdead\t") == 3
+    replayed = runner.invoke(args=["connector", "replay", "--all-dead"])
+    assert replayed.exit_code == 0 and replayed.output.startswith("replayed 3")
+    _kill(app)
+    response = client.post("/v1/deliveries/retry?target=flaky", headers=admin())
+    assert response.status_code == 202 and len(response.get_json()["replayed"]) == 3
+    assert runner.invoke(args=["connector", "replay", "999"]).exit_code == 1
