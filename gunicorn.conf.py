@@ -29,7 +29,8 @@ def post_worker_init(worker):
 
     app = worker.wsgi
     if isinstance(app, Flask):
-        app.extensions["connector"].start_loop()
+        services = app.extensions["connector"]
+        services.start_loop(services.settings.poll_interval_s)
 
 
 def worker_exit(server, worker):  # noqa: ARG001

@@ -79,14 +79,15 @@ def preview(packet_file: Path) -> None:
 
 
 @group.command("worker")
-@click.option("--interval", default=1.0, show_default=True, help="Seconds between looks at the outbox.")
-def worker(interval: float) -> None:
+@click.option("--interval", type=float, default=None, help="Seconds between looks at the outbox "
+              "(default CONNECTOR_POLL_INTERVAL_S).")
+def worker(interval: float | None) -> None:
     """Run a dedicated delivery worker until SIGTERM/SIGINT (then release claimed work)."""
     services = _services()
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    services.start_loop(interval)
+    services.start_loop(interval or services.settings.poll_interval_s)
     click.echo(f"worker {services.outbox.owner} running; Ctrl-C to stop")
     done.wait()
     services.stop()

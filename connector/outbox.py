@@ -39,15 +39,17 @@ log = logging.getLogger(__name__)
 DONE = ("created", "updated")
 TERMINAL = ("created", "updated", "failed", "dead")
 WAIT_FOR_OWNER_S = 2.0
-# Exponential backoff with jitter, capped; computed here, scheduled in the database.
-_BACKOFF = tenacity.wait_exponential_jitter(multiplier=2, max=600, exp_base=2, jitter=2)
 
 
-def backoff_seconds(attempt: int, retry_after: float | None) -> float:
+def backoff_seconds(attempt: int, retry_after: float | None, base: float = 2.0, cap: float = 600.0) -> float:
+    """Exponential backoff with jitter (tenacity's), never sooner than the vendor's Retry-After.
+
+    Retries are scheduled in the database rather than slept through, so any worker can take them.
+    """
+    wait = tenacity.wait_exponential_jitter(multiplier=base, max=cap, exp_base=2, jitter=base)
     state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
     state.attempt_number = attempt
-    computed = _BACKOFF(state)
-    return max(computed, retry_after or 0.0)
+    return max(wait(state), retry_after or 0.0)
 
 
 def worker_id() -> str:
@@ -257,7 +259,8 @@ class Outbox:
                 row.state, row.finished_at = "dead", now
             else:
                 retry_after = err.retry_after if isinstance(err, TransientError) else None
-                row.next_attempt_at = now + dt.timedelta(seconds=backoff_seconds(row.attempts, retry_after))
+                delay = backoff_seconds(row.attempts, retry_after, self.settings.retry_base_s, self.settings.retry_max_s)
+                row.next_attempt_at = now + dt.timedelta(seconds=delay)
             state, attempts, next_at = row.state, row.attempts, row.next_attempt_at
         level = logging.WARNING if state == "pending" else logging.ERROR
         log.log(level, "delivery attempt failed",

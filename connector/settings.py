@@ -37,6 +37,16 @@ def _int(name: str, raw: str) -> int:
     return value
 
 
+def _float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number of seconds, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(name, f"must be more than 0, got {raw!r}")
+    return value
+
+
 def _bool(name: str, raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -72,6 +82,9 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CONNECTOR_MAX_ATTEMPTS": ("max_attempts", _int),
     "CONNECTOR_MAX_DELIVERY_AGE_S": ("max_delivery_age_s", _int),
     "CONNECTOR_LEASE_S": ("lease_s", _int),
+    "CONNECTOR_RETRY_BASE_S": ("retry_base_s", _float),
+    "CONNECTOR_RETRY_MAX_S": ("retry_max_s", _float),
+    "CONNECTOR_POLL_INTERVAL_S": ("poll_interval_s", _float),
     "CONNECTOR_VENDOR_TIMEOUT_S": ("vendor_timeout_s", _int),
     "CONNECTOR_LOG_LEVEL": ("log_level", _str),
     "CONNECTOR_PUBLIC_URL": ("public_url", _str),
@@ -113,6 +126,9 @@ class Settings:
     max_attempts: int = 12
     max_delivery_age_s: int = 24 * 3600
     lease_s: int = 60
+    retry_base_s: float = 2.0
+    retry_max_s: float = 600.0
+    poll_interval_s: float = 1.0
     vendor_timeout_s: int = 15
     log_level: str = "INFO"
     public_url: str = ""
