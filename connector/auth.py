@@ -1,25 +1,34 @@
-"""Who is calling: a bot (bearer key) or an admin (admin token).
+"""Who is calling: a bot (Standard Webhooks signature or bearer key) or an admin (admin token).
 
-Comparisons are constant-time and every configured key is checked, so timing reveals neither
+A signed request (`webhook-signature` present) is checked against every bot's secrets — several per
+bot during a rotation — over the raw body, in a five-minute window (`connector.vendor_signatures`).
+Bearer comparisons are constant-time and every configured key is checked, so timing reveals neither
 which bot nor how much of a key matched. No credentials configured → refused, unless the explicit
-development switch `CONNECTOR_ALLOW_UNAUTHENTICATED=1` is on.
+development switch `CONNECTOR_ALLOW_UNAUTHENTICATED=1` is on. A signature that is present but wrong
+is refused even in that mode: it is a bot that is misconfigured or an attacker, never a developer.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
+import time
 from dataclasses import dataclass
 
 from flask import Request
 
 from .errors import Forbidden, Unauthenticated
 from .settings import Settings
+from .vendor_signatures import SignatureError, verify_standard_webhook
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Caller:
     bot_id: str | None  # None: unauthenticated development mode, any bot
-    method: str
+    method: str  # "signature", "bearer" or "unauthenticated"
+    message_id: str | None = None  # the signed request's webhook-id: a replay is answered, not acted on
 
 
 def _bearer(request: Request) -> str | None:
@@ -32,12 +41,34 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def authenticate_bot(request: Request, settings: Settings) -> Caller:
-    token = _bearer(request)
+def _signed(request: Request, settings: Settings, now: float) -> Caller:
+    by_bot: dict[str, list[str]] = {}
+    for bot_id, secret in settings.bot_secrets:
+        by_bot.setdefault(bot_id, []).append(secret)
+    reasons = []
+    for bot_id, secrets in by_bot.items():
+        try:
+            verify_standard_webhook(request.get_data(), request.headers, secrets, now)
+        except SignatureError as err:
+            reasons.append(err.reason)
+            continue
+        return Caller(bot_id=bot_id, method="signature", message_id=request.headers.get("webhook-id"))
+    # A header or clock problem is the same for every bot and says more than "no bot matched".
+    reason = next((r for r in reasons if r not in ("mismatch", "no_secret_configured")),
+                  "mismatch" if "mismatch" in reasons else "no_secret_configured")
+    log.warning("bot signature refused", extra={"reason": reason})
+    raise Unauthenticated(f"The request signature was refused ({reason}).", errors={"webhook-signature": [reason]})
+
+
+def authenticate_bot(request: Request, settings: Settings, now: float | None = None) -> Caller:
     if not settings.bot_keys and not settings.bot_secrets and not settings.allow_unauthenticated:
         raise Unauthenticated(
-            "No bot credentials are configured on this connector (CONNECTOR_BOT_KEYS), so every request is refused."
+            "No bot credentials are configured on this connector (CONNECTOR_BOT_KEYS or CONNECTOR_BOT_SECRETS), "
+            "so every request is refused."
         )
+    if "webhook-signature" in request.headers or "webhook-id" in request.headers:
+        return _signed(request, settings, time.time() if now is None else now)
+    token = _bearer(request)
     if token is not None:
         matched = None
         for bot_id, key in settings.bot_keys:
@@ -48,7 +79,7 @@ def authenticate_bot(request: Request, settings: Settings) -> Caller:
         return Caller(bot_id=matched, method="bearer")
     if settings.allow_unauthenticated:
         return Caller(bot_id=None, method="unauthenticated")
-    raise Unauthenticated("Missing credentials: send 'Authorization: Bearer <key>'.")
+    raise Unauthenticated("Missing credentials: sign the request (Standard Webhooks) or send 'Authorization: Bearer <key>'.")
 
 
 def check_bot(caller: Caller, bot_id: str) -> None:

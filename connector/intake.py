@@ -12,7 +12,7 @@ from typing import Any
 
 from ulid import ULID
 from marshmallow import ValidationError
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from . import answers, customer_message, routing
@@ -96,12 +96,12 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
     key = key_for(idempotency_header, digest)
 
     try:
-        existing = _find(services, bot_id, key)
+        existing = _find(services, bot_id, key, caller.message_id)
         if existing is not None:
             return _replay(existing, digest)
-        handoff = _commit(services, packet, bot_id, key, digest)
-    except IntegrityError:  # the same key arrived twice at once: the other request won
-        existing = _find(services, bot_id, key)
+        handoff = _commit(services, packet, bot_id, key, digest, caller.message_id)
+    except IntegrityError:  # the same key or message arrived twice at once: the other request won
+        existing = _find(services, bot_id, key, caller.message_id)
         assert existing is not None
         return _replay(existing, digest)
     except OperationalError as err:
@@ -123,9 +123,13 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
     return Answer(status, body)
 
 
-def _find(services: Services, bot_id: str, key: str) -> Handoff | None:
+def _find(services: Services, bot_id: str, key: str, message_id: str | None) -> Handoff | None:
+    """The handoff this request repeats: same signed message id, or same idempotency key."""
+    same = Handoff.idempotency_key == key
+    if message_id is not None:
+        same = or_(same, Handoff.message_id == message_id)
     with services.db.session() as session:
-        return session.scalars(select(Handoff).filter_by(bot_id=bot_id, idempotency_key=key)).first()
+        return session.scalars(select(Handoff).where(Handoff.bot_id == bot_id, same)).first()
 
 
 def _replay(existing: Handoff, digest: str) -> Answer:
@@ -136,7 +140,8 @@ def _replay(existing: Handoff, digest: str) -> Answer:
     return Answer(200, answers.render(existing))
 
 
-def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, digest: str) -> Handoff:
+def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, digest: str,
+            message_id: str | None) -> Handoff:
     assignment = routing.assign(packet, services.mappings.routing)
     wait_seconds = routing.expected_wait(assignment, services.mappings.routing)
     message = customer_message.compose(packet, assignment, wait_seconds, services.mappings.messages)
@@ -147,6 +152,7 @@ def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, d
         conversation_id=packet["conversation"]["id"],
         idempotency_key=key,
         request_hash=digest,
+        message_id=message_id,
         packet=packet,
         assignment=assignment,
         customer_message=message,

@@ -41,6 +41,7 @@ class Handoff(Base):
     __tablename__ = "handoffs"
     __table_args__ = (
         UniqueConstraint("bot_id", "idempotency_key", name="uq_handoffs_bot_idempotency"),
+        UniqueConstraint("bot_id", "message_id", name="uq_handoffs_bot_message"),
         Index("ix_handoffs_conversation", "bot_id", "conversation_id"),
     )
 
@@ -49,6 +50,8 @@ class Handoff(Base):
     conversation_id: Mapped[str] = mapped_column(String(200))
     idempotency_key: Mapped[str] = mapped_column(String(200))
     request_hash: Mapped[str] = mapped_column(String(64))
+    # The signed request's webhook-id: the same message again is answered from here, never re-run.
+    message_id: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
     packet: Mapped[dict[str, Any]]
     # What intake decided, stored so the answer can be rebuilt identically later.
     assignment: Mapped[dict[str, Any]]

@@ -1,0 +1,102 @@
+"""Bots signing with Standard Webhooks (contract §5): every failure refused with its reason, rotation,
+and a replayed message answered from the stored result — never acted on twice."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import time
+
+import pytest
+from sqlalchemy import func, select
+from standardwebhooks import Webhook
+
+from connector.models import Handoff
+from tests.factories import minimal_packet
+
+OLD = "whsec_" + base64.b64encode(b"old-secret-for-support-bot-0001").decode()
+NEW = "whsec_" + base64.b64encode(b"new-secret-for-support-bot-0002").decode()
+OTHER = "whsec_" + base64.b64encode(b"secret-of-the-other-bot-000003").decode()
+
+
+@pytest.fixture
+def signed_app(make_app):
+    return make_app(bot_keys=(), bot_secrets=(("support-bot", OLD), ("support-bot", NEW), ("other-bot", OTHER)))
+
+
+def signed(body: bytes, secret: str = NEW, msg_id: str = "msg_1", at: float | None = None) -> dict[str, str]:
+    stamp = dt.datetime.fromtimestamp(int(at if at is not None else time.time()), tz=dt.timezone.utc)
+    return {"webhook-id": msg_id, "webhook-timestamp": str(int(stamp.timestamp())),
+            "webhook-signature": Webhook(secret).sign(msg_id, stamp, body.decode())}
+
+
+def post(client, body: bytes, headers: dict[str, str]):
+    return client.post("/v1/handoffs", data=body, headers=headers, content_type="application/json")
+
+
+BODY = json.dumps(minimal_packet()).encode()
+
+
+def test_a_correctly_signed_request_is_accepted_with_either_rotated_secret(signed_app):
+    client = signed_app.test_client()
+    assert post(client, BODY, signed(BODY, NEW, "msg_new")).status_code == 201
+    other = json.dumps(minimal_packet(conversation={"id": "conv-2"})).encode()
+    assert post(client, other, signed(other, OLD, "msg_old")).status_code == 201
+
+
+@pytest.mark.parametrize(("mutate", "reason"), [
+    (lambda h: {k: v for k, v in h.items() if k != "webhook-signature"}, "missing_signature"),
+    (lambda h: {k: v for k, v in h.items() if k != "webhook-timestamp"}, "missing_timestamp"),
+    (lambda h: {**h, "webhook-signature": "v1,not base64!"}, "malformed_signature"),
+    (lambda h: {**h, "webhook-timestamp": "yesterday"}, "malformed_timestamp"),
+    (lambda h: {**h, "webhook-signature": signed(BODY, "whsec_" + base64.b64encode(b"x" * 24).decode())["webhook-signature"]},
+     "mismatch"),
+])
+def test_each_signature_failure_is_refused_with_its_reason(signed_app, mutate, reason):
+    response = post(signed_app.test_client(), BODY, mutate(signed(BODY)))
+    assert response.status_code == 401
+    assert response.get_json()["errors"] == {"webhook-signature": [reason]}
+
+
+def test_stale_and_future_timestamps_are_refused(signed_app):
+    client = signed_app.test_client()
+    stale = post(client, BODY, signed(BODY, at=time.time() - 6 * 60))
+    future = post(client, BODY, signed(BODY, at=time.time() + 6 * 60))
+    assert stale.get_json()["errors"] == {"webhook-signature": ["stale_timestamp"]}
+    assert future.get_json()["errors"] == {"webhook-signature": ["future_timestamp"]}
+
+
+def test_a_tampered_body_is_refused(signed_app):
+    headers = signed(BODY)
+    tampered = BODY.replace(b"Can I talk", b"Wire me $9k")
+    assert post(signed_app.test_client(), tampered, headers).status_code == 401
+
+
+def test_another_bots_secret_cannot_sign_for_this_bot(signed_app):
+    response = post(signed_app.test_client(), BODY, signed(BODY, OTHER))
+    assert response.status_code == 403  # authenticated as other-bot; the packet says support-bot
+
+
+def test_a_replayed_message_is_answered_from_the_stored_result(signed_app):
+    client = signed_app.test_client()
+    headers = signed(BODY, msg_id="msg_replay")
+    first = post(client, BODY, headers)
+    again = post(client, BODY, {**headers, "Idempotency-Key": "a-new-key"})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.get_data() == first.get_data()
+    with signed_app.extensions["connector"].db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Handoff)) == 1
+
+
+def test_a_signature_is_checked_even_in_unauthenticated_development_mode(make_app):
+    client = make_app(bot_keys=(), bot_secrets=(("support-bot", NEW),), allow_unauthenticated=True).test_client()
+    assert post(client, BODY, {**signed(BODY), "webhook-signature": "v1,AAAA"}).status_code == 401
+    assert post(client, BODY, {}).status_code == 201
+
+
+def test_signed_reads_work_too(signed_app):
+    client = signed_app.test_client()
+    created = post(client, BODY, signed(BODY, msg_id="m-read")).get_json()
+    path = f"/v1/handoffs/{created['id']}"
+    assert client.get(path, headers=signed(b"", msg_id="m-get")).status_code == 200
