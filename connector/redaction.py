@@ -1,0 +1,271 @@
+"""PII redaction for what a target shows people (`redact: [card, iban, …]` in a mapping).
+
+Kinds, applied in this order so a longer secret is not half-masked as a card or phone first:
+
+* `secret` — Stripe `sk_/rk_live|test_…`, `whsec_…`, Slack `xox[abposr]-…`/`xapp-…`, GitHub `ghp_…`
+  (and `gho_ ghu_ ghs_ ghr_ github_pat_`), AWS `AKIA…`/`ASIA…`, JWTs `eyJ….….…`, `Bearer <token>` /
+  `Basic <token>`, and assignments such as `password: …`, `pwd=…`, `api_key=…`, `token: …`, `pin: …`.
+* `iban` — country + check digits + BBAN, length checked against the country, mod-97 checked;
+  printed in groups of four or compact. Keeps country and last four.
+* `card` — 13–19 digits, optionally grouped by single spaces or dashes, Luhn-checked. Keeps last four.
+* `national_id` — US SSN `123-45-6789` (dashes; area 000, 666 and 9xx, group 00 and serial 0000 are
+  never issued, so not masked) and UK National Insurance numbers (`AB 12 34 56 C`, upper case).
+* `email` — `local@domain.tld`.
+* `phone` — 9–15 digits (8–15 after `+`) with spaces, dots, dashes or brackets, not shaped like a date.
+
+Only ASCII digits are recognised. Every placeholder is `[redacted …]` and holds no run a pattern
+could match again; boundaries treat `]` before and `[` after like the letter or digit a placeholder
+replaced. So redacting twice gives what redacting once gave. Every pattern is
+either anchored on a literal or on a lookbehind that allows one start per run, so time is linear.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+KINDS: tuple[str, ...] = ("secret", "iban", "card", "national_id", "email", "phone")  # order of application
+MASK = "••••"
+
+_KEY_START = r"(?<![A-Za-z0-9_\]-])"
+_SECRET_TOKENS = re.compile(
+    _KEY_START + r"(?:(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}|whsec_[A-Za-z0-9+/=]{10,}"
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{10,}|gh[pousr]_[A-Za-z0-9]{30,}"
+    r"|github_pat_[A-Za-z0-9_]{30,}|(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9\[])"
+    r"|eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,})"
+)
+# The scheme word stays, so an agent still sees that a credential was there.
+_AUTH_HEADER = re.compile(r"(?<![A-Za-z0-9_\]])([Bb]earer|Basic)(\s+)[A-Za-z0-9._~+/-]{16,}=*")
+_ASSIGNMENT = re.compile(
+    r"(?i)(?<![A-Za-z0-9_\]])((?:password|passwd|pwd|passcode|pin|secret|client_secret|api[_-]?key"
+    r"|access[_-]?token|auth[_-]?token|token)[\"']?\s*[:=]\s*)"
+    r"(?!\[redacted)(\"[^\"\n]*\"|'[^'\n]*'|[^\s&;,'\"]+)"
+)
+_IBAN_START = re.compile(r"(?<![A-Za-z0-9\]])[A-Za-z]{2}[0-9]{2}")
+# SWIFT IBAN registry: total length per country.
+_IBAN_LENGTHS = {
+    code: int(length) for code, length in (item.split(":") for item in (
+        "AD:24 AE:23 AL:28 AT:20 AZ:28 BA:20 BE:16 BG:22 BH:22 BI:27 BR:29 BY:28 CH:21 CR:22 CY:28 CZ:24 "
+        "DE:22 DJ:27 DK:18 DO:28 EE:20 EG:29 ES:24 FI:18 FK:18 FO:18 FR:27 GB:22 GE:22 GI:23 GL:18 GR:27 "
+        "GT:28 HR:21 HU:28 IE:22 IL:23 IQ:23 IS:26 IT:27 JO:30 KW:30 KZ:20 LB:28 LC:32 LI:21 LT:20 LU:20 "
+        "LV:21 LY:25 MC:27 MD:24 ME:22 MK:19 MN:20 MR:27 MT:31 MU:30 NI:28 NL:18 NO:15 OM:23 PK:24 PL:28 "
+        "PS:29 PT:25 QA:29 RO:24 RS:22 RU:33 SA:24 SC:31 SD:18 SE:24 SI:19 SK:24 SM:27 SO:23 ST:25 SV:28 "
+        "TL:23 TN:24 TR:26 UA:29 VA:22 VG:24 XK:20 YE:30"
+    ).split())
+}
+_DIGIT_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")  # no required suffix, so no backtracking
+_DIGITS = re.compile(r"[0-9]+")
+_SSN = re.compile(r"(?<![\w\]-])(?!000|666|9)[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?![\w\[-])")
+_NINO = re.compile(
+    r"(?<![A-Za-z0-9\]])(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
+    r" ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D](?![A-Za-z0-9\[])"
+)
+# Local parts may hold any letter and the RFC 5322 specials (o'brien, josé); domains may be IDNs.
+_EMAIL = re.compile(
+    r"(?<![\w.!#$%&'*+/=?^`{|}~\]-])[\w.!#$%&'*+/=?^`{|}~-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})*\.[^\W\d_]{2,24}"
+    r"(?![\w\[-])"
+)
+# The whole run is taken greedily and judged in Python: a trailing lookahead here would make the
+# engine retry every start inside a long run of digits (quadratic).
+_PHONE_RUN = re.compile(r"(?<![\w.+/\]-])\+?\(?[0-9](?:[ .-]?\(?[0-9]\)?)*")
+# Dots appear in versions, IP addresses and decimals: with dots only the US 555.123.4567 shape counts.
+_DOTTED_PHONE = re.compile(r"\(?[0-9]{3}\)?\.[0-9]{3}\.[0-9]{4}")
+_DATE = re.compile(
+    r"(?:19|20)[0-9]{2}[-./](?:0?[1-9]|1[0-2])[-./](?:0?[1-9]|[12][0-9]|3[01])"
+    r"|(?:0?[1-9]|[12][0-9]|3[01])[-./](?:0?[1-9]|1[0-2])[-./](?:19|20)[0-9]{2}"
+)
+
+
+def redact_text(text: str, kinds: Collection[str]) -> tuple[str, Counter[str]]:
+    """`text` with every requested kind masked, and how many of each were masked."""
+    counts: Counter[str] = Counter()
+    for kind in _checked(kinds):
+        text = _MASKERS[kind](text, counts)
+    return text, counts
+
+
+def redact_packet(packet: Mapping[str, Any], kinds: Collection[str]) -> tuple[dict[str, Any], dict[str, int]]:
+    """A deep copy of a handoff packet with its free text masked, and counts per kind.
+
+    Kept as they are: dict keys, non-text values, and `_STRUCTURAL` — ids, enums, timestamps,
+    links (attachment and ticket urls must still open), `routing`, `callback`, `vendor_extra`
+    (the bot's explicit vendor fields) and the customer's identity fields, which the adapters need
+    to find the requester. Everything else is masked, including nested fields added later.
+    Integers in free-text places are checked too (a card number sent as a JSON number).
+    """
+    order = _checked(kinds)
+    counts: Counter[str] = Counter()
+    return _walk(packet, (), order, counts), dict(counts)
+
+
+_STRUCTURAL = frozenset(
+    tuple(path.split("."))
+    for path in (
+        "bot conversation.id conversation.channel conversation.language conversation.url customer.id "
+        "customer.name customer.email customer.phone customer.account_id customer.segment transcript.[].at "
+        "transcript.[].role transcript.[].attachments.[].url transcript.[].attachments.[].content_type "
+        "transcript.[].attachments.[].size intent.name intent.confidence sentiment attempted_solutions.[].url "
+        "attempted_solutions.[].outcome history.[].at history.[].channel history.[].ticket history.[].agent "
+        "escalation.reason escalation.urgency routing targets callback vendor_extra"
+    ).split()
+)
+
+
+def _walk(value: Any, path: tuple[str, ...], kinds: tuple[str, ...], counts: Counter[str]) -> Any:
+    if path in _STRUCTURAL:
+        return copy.deepcopy(value)
+    if isinstance(value, Mapping):
+        return {key: _walk(item, (*path, str(key)), kinds, counts) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_walk(item, (*path, "[]"), kinds, counts) for item in value]
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        masked = str(value)
+        for kind in kinds:
+            masked = _MASKERS[kind](masked, counts)
+        return value if masked == str(value) else masked
+    return value
+
+
+def _checked(kinds: Collection[str]) -> tuple[str, ...]:
+    # A typo ("cards") must not silently turn redaction off: refuse unknown kinds.
+    if isinstance(kinds, str):
+        raise TypeError("kinds must be a collection of kind names, not a single string")
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        raise ValueError(f"unknown redaction kinds {unknown}; known: {', '.join(KINDS)}")
+    return tuple(kind for kind in KINDS if kind in kinds)
+
+
+def _sub(pattern: re.Pattern[str], kind: str, replacement: str | Callable[[re.Match[str]], str | None]
+         ) -> Callable[[str, Counter[str]], str]:
+    """A masker: every match replaced; a callable may return None to keep a match as it is."""
+
+    def mask(text: str, counts: Counter[str]) -> str:
+        def one(match: re.Match[str]) -> str:
+            new = replacement(match) if callable(replacement) else match.expand(replacement)
+            if new is None:
+                return match.group()
+            counts[kind] += 1
+            return new
+
+        return pattern.sub(one, text)
+
+    return mask
+
+
+def _mask_secrets(text: str, counts: Counter[str]) -> str:
+    for masker in _SECRET_MASKS:
+        text = masker(text, counts)
+    return text
+
+
+def _mask_ibans(text: str, counts: Counter[str]) -> str:
+    pieces, pos = [], 0
+    for start in _IBAN_START.finditer(text):
+        if start.start() < pos or (found := _iban_at(text, start.start())) is None:
+            continue
+        end, compact = found
+        pieces += [text[pos : start.start()], f"[redacted iban {compact[:2]}{MASK}{compact[-4:]}]"]
+        pos = end
+        counts["iban"] += 1
+    return "".join([*pieces, text[pos:]])
+
+
+def _iban_at(text: str, start: int) -> tuple[int, str] | None:
+    """(end, compact IBAN) when a valid IBAN starts at `start`: spaces allowed between groups of 4."""
+    length = _IBAN_LENGTHS.get(text[start : start + 2].upper())
+    if length is None:
+        return None
+    chars, pos = [], start
+    while len(chars) < length and pos < len(text):
+        char = text[pos]
+        if char.isascii() and char.isalnum():
+            chars.append(char.upper())
+        elif not (char == " " and chars and len(chars) % 4 == 0 and text[pos - 1] != " "):
+            return None
+        pos += 1
+    following = text[pos : pos + 1]
+    if len(chars) < length or (following.isascii() and following.isalnum()) or following == "[":
+        return None
+    compact = "".join(chars)
+    rearranged = compact[4:] + compact[:4]
+    return (pos, compact) if int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1 else None
+
+
+def _mask_cards(text: str, counts: Counter[str]) -> str:
+    return _DIGIT_RUN.sub(lambda run: _mask_cards_in_run(run.group(), counts), text)
+
+
+def _mask_cards_in_run(run: str, counts: Counter[str]) -> str:
+    """Mask Luhn-valid sequences of whole digit groups (13–19 digits) inside one run of digits.
+
+    Each end group is tried with the longest start first. A group's Luhn contribution is computed
+    once for both parities, so each end costs at most 19 additions and a run is linear.
+    """
+    if len(run) < 13:  # most runs (dates, amounts, order numbers) stop here
+        return run
+    groups = [(g.start(), g.end(), _luhn_parts(g.group())) for g in _DIGITS.finditer(run)]
+    pieces, pos, free = [], 0, 0  # `free`: first group not yet inside a masked card
+    for end in range(len(groups)):
+        best, total, checksum = None, 0, 0
+        for first in range(end, free - 1, -1):
+            size, parts = groups[first][1] - groups[first][0], groups[first][2]
+            if total + size > 19:
+                break
+            checksum += parts[total % 2]
+            total += size
+            if total >= 13 and checksum % 10 == 0:
+                best = first
+        if best is not None:
+            last4 = "".join(_DIGITS.findall(run[groups[best][0] : groups[end][1]]))[-4:]
+            pieces += [run[pos : groups[best][0]], f"[redacted card {MASK}{last4}]"]
+            pos, free = groups[end][1], end + 1
+            counts["card"] += 1
+    return "".join([*pieces, run[pos:]])
+
+
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # a Luhn-doubled digit, its two digits summed
+
+
+def _luhn_parts(digits: str) -> tuple[int, int]:
+    """Luhn sums of `digits` when its last digit is at an even (not doubled) or odd position."""
+    if len(digits) > 19:  # never part of a card: skip the work
+        return (0, 0)
+    plain = doubled = 0
+    for index, char in enumerate(reversed(digits)):
+        digit = ord(char) - 48
+        plain += _DOUBLED[digit] if index % 2 else digit
+        doubled += digit if index % 2 else _DOUBLED[digit]
+    return (plain, doubled)
+
+
+def _phone(match: re.Match[str]) -> str | None:
+    run = match.group()
+    digits = sum(char.isdigit() for char in run)
+    following = match.string[match.end() : match.end() + 1]
+    shortest = 8 if run.startswith("+") else 9
+    if not shortest <= digits <= 15 or (following.isalnum() or following in ("_", "[")) or _DATE.search(run):
+        return None
+    if "." in run and not run.startswith("+") and _DOTTED_PHONE.fullmatch(run) is None:
+        return None
+    return "[redacted phone]"
+
+
+_SECRET_MASKS = (
+    _sub(_SECRET_TOKENS, "secret", "[redacted secret]"),
+    _sub(_AUTH_HEADER, "secret", r"\1\2[redacted secret]"),
+    _sub(_ASSIGNMENT, "secret", r"\1[redacted secret]"),
+)
+_SSN_MASK = _sub(_SSN, "national_id", "[redacted national_id]")
+_NINO_MASK = _sub(_NINO, "national_id", "[redacted national_id]")
+_MASKERS: dict[str, Callable[[str, Counter[str]], str]] = {
+    "secret": _mask_secrets,
+    "iban": _mask_ibans,
+    "card": _mask_cards,
+    "national_id": lambda text, counts: _NINO_MASK(_SSN_MASK(text, counts), counts),
+    "email": _sub(_EMAIL, "email", "[redacted email]"),
+    "phone": _sub(_PHONE_RUN, "phone", _phone),
+}

@@ -1,0 +1,204 @@
+"""Signature checks for inbound webhooks (Slack, Zendesk, bots signing with Standard Webhooks).
+
+Pure functions over the raw body bytes, run before anything parses the body (in Flask: call
+`request.get_data()` first, never `request.form` / `request.json`, so the bytes are the ones signed).
+They fail closed: no secret, a missing or malformed header, a timestamp outside the window or no
+matching digest all raise `SignatureError`, whose `reason` is one of `REASONS` so logs and metrics
+can tell an attack from a clock skew from a forgotten secret. Nothing here logs, and no message
+carries a secret, an expected digest or the received signature.
+
+`now` is passed in (unix seconds) so tests run at a fixed time and the route decides the clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal, get_args
+
+from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
+
+WINDOW_S = 5 * 60  # every vendor here allows five minutes either way
+
+Reason = Literal[
+    "no_secret_configured",
+    "missing_signature",
+    "missing_timestamp",
+    "missing_id",
+    "malformed_signature",
+    "malformed_timestamp",
+    "malformed_body",
+    "stale_timestamp",
+    "future_timestamp",
+    "mismatch",
+]
+REASONS: frozenset[str] = frozenset(get_args(Reason))
+
+# Unix seconds as the vendors send them: ASCII digits, no sign, no leading zero, no fraction.
+# Bounded length so a hostile header cannot make int() expensive.
+_UNIX_SECONDS = re.compile(r"[1-9][0-9]{0,11}", re.ASCII)
+_SLACK_SIGNATURE = re.compile(r"v0=([0-9a-fA-F]{64})", re.ASCII)
+_DIGEST_SIZE = hashlib.sha256().digest_size
+_MAX_SIGNATURES = 16  # Standard Webhooks allows several; more than this is not a rotation
+
+
+class SignatureError(Exception):
+    """A webhook was refused. `reason` is machine-readable; the message is safe to log."""
+
+    def __init__(self, vendor: str, reason: Reason, detail: str):
+        self.vendor = vendor
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{vendor} webhook refused ({reason}): {detail}")
+
+
+def verify_slack(raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float) -> None:
+    """Slack: `X-Slack-Signature: v0=<hex HMAC-SHA256(secret, "v0:{timestamp}:{body}")>`."""
+    keys = [secret.encode("utf-8") for secret in _configured("slack", secrets)]
+    signature = _require(headers, "slack", "x-slack-signature", "missing_signature", "malformed_signature")
+    timestamp = _require(headers, "slack", "x-slack-request-timestamp", "missing_timestamp", "malformed_timestamp")
+    seconds = _unix_seconds("slack", timestamp)
+    match = _SLACK_SIGNATURE.fullmatch(signature)
+    if match is None:
+        raise SignatureError("slack", "malformed_signature", "X-Slack-Signature is not 'v0=' and 64 hex digits")
+    _check_window("slack", seconds, now)
+    signed = b"v0:" + timestamp.encode("ascii") + b":" + raw_body
+    _compare("slack", (_hmac(key, signed) for key in keys), [bytes.fromhex(match[1])])
+
+
+def verify_zendesk(raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float) -> None:
+    """Zendesk: `X-Zendesk-Webhook-Signature` = base64(HMAC-SHA256(secret, timestamp + body)),
+    the timestamp being `X-Zendesk-Webhook-Signature-Timestamp` exactly as sent (ISO 8601)."""
+    keys = [secret.encode("utf-8") for secret in _configured("zendesk", secrets)]
+    signature = _require(
+        headers, "zendesk", "x-zendesk-webhook-signature", "missing_signature", "malformed_signature"
+    )
+    timestamp = _require(
+        headers, "zendesk", "x-zendesk-webhook-signature-timestamp", "missing_timestamp", "malformed_timestamp"
+    )
+    seconds = _iso_seconds(timestamp)
+    received = _b64_digest(signature)
+    if received is None:
+        raise SignatureError("zendesk", "malformed_signature", "signature is not the base64 of a SHA-256 digest")
+    _check_window("zendesk", seconds, now)
+    signed = timestamp.encode("ascii") + raw_body
+    _compare("zendesk", (_hmac(key, signed) for key in keys), [received])
+
+
+def verify_standard_webhook(
+    raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float
+) -> None:
+    """Standard Webhooks (contract §5): `webhook-signature: v1,<base64> [v1,<base64> …]` over
+    `{webhook-id}.{webhook-timestamp}.{body}`, keyed with the base64 part of `whsec_…`.
+
+    The `standardwebhooks` package decodes each secret and computes the digest (`Webhook.sign`).
+    Its `verify()` is not used because it reads the wall clock itself (`datetime.now()`), which
+    would make `now` impossible to inject, and it raises bare ValueError/binascii errors on
+    malformed headers instead of one reason per failure.
+    """
+    hooks = _standard_hooks(secrets)
+    msg_id = _require(headers, "bot", "webhook-id", "missing_id", "missing_id")
+    timestamp = _require(headers, "bot", "webhook-timestamp", "missing_timestamp", "malformed_timestamp")
+    header = _require(headers, "bot", "webhook-signature", "missing_signature", "malformed_signature")
+    seconds = _unix_seconds("bot", timestamp)
+    received = [
+        digest
+        for version, _, value in (entry.partition(",") for entry in header.split()[:_MAX_SIGNATURES])
+        if version == "v1" and (digest := _b64_digest(value)) is not None
+    ]
+    if not received:
+        raise SignatureError("bot", "malformed_signature", "webhook-signature holds no 'v1,<base64>' signature")
+    _check_window("bot", seconds, now)
+    try:
+        # The package signs text; decoding is lossless for UTF-8, and a packet is UTF-8 JSON.
+        text = raw_body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SignatureError("bot", "malformed_body", "body is not UTF-8") from None
+    signed_at = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+    expected = (base64.b64decode(hook.sign(msg_id, signed_at, text).partition(",")[2]) for hook in hooks)
+    _compare("bot", expected, received)
+
+
+def _configured(vendor: str, secrets: Sequence[str]) -> list[str]:
+    # A bare string is a Sequence[str] too: each character would become a "secret". Refuse it.
+    if isinstance(secrets, (str, bytes)):
+        raise TypeError("secrets must be a sequence of strings, not a single string")
+    usable = [secret for secret in secrets if isinstance(secret, str) and secret.strip()]
+    if not usable:
+        raise SignatureError(vendor, "no_secret_configured", "no signing secret is configured; refusing every request")
+    return usable
+
+
+def _standard_hooks(secrets: Sequence[str]) -> list[Webhook]:
+    hooks = []
+    for secret in _configured("bot", secrets):
+        try:
+            hooks.append(Webhook(secret))
+        except (ValueError, EmptyWebhookSecretError):  # undecodable or empty after 'whsec_'
+            continue  # the `check` command reports it; the other secrets still work
+    if not hooks:
+        raise SignatureError("bot", "no_secret_configured", "no usable whsec_ secret is configured")
+    return hooks
+
+
+def _require(headers: Mapping[str, str], vendor: str, name: str, missing: Reason, malformed: Reason) -> str:
+    """The one value of header `name` (matched case-insensitively), stripped."""
+    values = {str(value).strip() for key, value in headers.items() if key.lower() == name}
+    values.discard("")
+    if not values:
+        raise SignatureError(vendor, missing, f"header {name} is missing or empty")
+    if len(values) > 1:  # e.g. {"X-Slack-Signature": a, "x-slack-signature": b}: which one was signed?
+        raise SignatureError(vendor, malformed, f"header {name} is sent more than once with different values")
+    return values.pop()
+
+
+def _unix_seconds(vendor: str, value: str) -> int:
+    if _UNIX_SECONDS.fullmatch(value) is None:
+        raise SignatureError(vendor, "malformed_timestamp", "timestamp is not whole unix seconds")
+    return int(value)
+
+
+def _iso_seconds(value: str) -> float:
+    try:
+        parsed = dt.datetime.fromisoformat(value) if value.isascii() and len(value) <= 40 else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:  # a time without offset is ambiguous: refuse
+        raise SignatureError("zendesk", "malformed_timestamp", "timestamp is not ISO 8601 with a time zone")
+    return parsed.timestamp()
+
+
+def _b64_digest(value: str) -> bytes | None:
+    try:
+        digest = base64.b64decode(value.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error):
+        return None
+    return digest if len(digest) == _DIGEST_SIZE else None
+
+
+def _check_window(vendor: str, seconds: float, now: float) -> None:
+    age = now - seconds
+    if age > WINDOW_S:
+        raise SignatureError(vendor, "stale_timestamp", f"signed {age:.0f} s ago; the window is {WINDOW_S} s")
+    if -age > WINDOW_S:
+        detail = f"signed {-age:.0f} s in the future; the window is {WINDOW_S} s"
+        raise SignatureError(vendor, "future_timestamp", detail)
+
+
+def _hmac(key: bytes, message: bytes) -> bytes:
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def _compare(vendor: str, expected: Iterable[bytes], received: Sequence[bytes]) -> None:
+    # Every pair is compared (no early exit) so timing does not tell which secret matched.
+    matched = False
+    for digest in expected:
+        for candidate in received:
+            matched |= hmac.compare_digest(digest, candidate)
+    if not matched:
+        raise SignatureError(vendor, "mismatch", "no configured secret produces this signature")

@@ -1,0 +1,224 @@
+"""PII redaction: each kind masked, near misses kept, packets walked, linear time, properties."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.redaction import KINDS, redact_packet, redact_text
+
+ALL = KINDS
+
+
+def luhn_valid(digits: str) -> bool:
+    """Independent Luhn check (not the module's), to state the premises of the tests."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        digit = int(char) * (2 if index % 2 else 1)
+        total += digit - 9 if digit > 9 else digit
+    return total % 10 == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "expected"),
+    [
+        ("card", "card 4242 4242 4242 4242, exp 12/27", "card [redacted card ••••4242], exp 12/27"),
+        ("card", "4111-1111-1111-1111", "[redacted card ••••1111]"),
+        ("card", "amex 378282246310005.", "amex [redacted card ••••0005]."),
+        ("card", "n°6011111111111117 cvv 123", "n°[redacted card ••••1117] cvv 123"),
+        ("card", "4000056655665556 123", "[redacted card ••••5556] 123"),
+        ("iban", "IBAN DE89 3704 0044 0532 0130 00 thanks", "IBAN [redacted iban DE••••3000] thanks"),
+        ("iban", "to GB82WEST12345698765432.", "to [redacted iban GB••••5432]."),
+        ("iban", "fr1420041010050500013m02606", "[redacted iban FR••••2606]"),
+        ("national_id", "SSN 123-45-6789 on file", "SSN [redacted national_id] on file"),
+        ("national_id", "NI AB 12 34 56 C / QQ123456C", "NI [redacted national_id] / QQ123456C"),
+        ("national_id", "NI JG103759A.", "NI [redacted national_id]."),
+        ("secret", "key sk_live_4eC39HqLyjWDarjtT1zdp7dc!", "key [redacted secret]!"),
+        ("secret", "xoxb-1234567890-0987654321-AbCdEfGhIjKl", "[redacted secret]"),
+        ("secret", "ghp_abcdefghijklmnopqrstuvwxyz0123456789", "[redacted secret]"),
+        ("secret", "aws AKIAIOSFODNN7EXAMPLE", "aws [redacted secret]"),
+        ("secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "[redacted secret]"),
+        ("secret", "Authorization: Bearer abcDEF0123456789._-~+/xyz", "Authorization: Bearer [redacted secret]"),
+        ("secret", "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl ok",
+         "jwt [redacted secret] ok"),
+        ("secret", "password: hunter2 and pwd=s3cr3t&user=bob",
+         "password: [redacted secret] and pwd=[redacted secret]&user=bob"),
+        ("secret", 'PASSWORD = "correct horse battery"', "PASSWORD = [redacted secret]"),
+        ("secret", "api_key=abc123, pin: 4821", "api_key=[redacted secret], pin: [redacted secret]"),
+        ("email", "write to josé.o'brien+billing@example.co.uk.", "write to [redacted email]."),
+        ("phone", "call +44 20 7946 0958 or (415) 555-0134", "call [redacted phone] or [redacted phone]"),
+        ("phone", "or 415.555.0134, +1-415-555-0134", "or [redacted phone], [redacted phone]"),
+    ],
+)
+def test_each_kind_is_masked(kind: str, text: str, expected: str) -> None:
+    masked, counts = redact_text(text, [kind])
+    assert masked == expected
+    assert set(counts) == {kind}
+    assert redact_text(masked, ALL)[0] == redact_text(masked, ALL)[0]
+
+
+@pytest.mark.parametrize(
+    ("kinds", "text"),
+    [
+        (ALL, "order 1234567890123456 and 4242 4242 4242 4241"),  # 16 digits, not Luhn
+        (ALL, "reference 12345678901234567890123"),  # too long to be a card
+        (ALL, "on 2026-11-21 12:00, due 21/11/2026 or 21.11.2026"),
+        (ALL, "ip 192.168.100.200, version 10.0.19045.2965, pi 3.14159265358979"),
+        (["iban"], "IBAN DE89 3704 0044 0532 0130 01"),  # bad check digits (its digits pass Luhn!)
+        (["iban"], "IBAN DE89 3704 0044 0532 0130 0"),  # one character short
+        (["national_id"], "000-12-3456 666-12-3456 900-12-3456 123-00-4567 123-45-0000 12-345-6789 1234-56-789"),
+        (ALL, "GB 12 34 56 A, QQ 12 34 56 E, ab123456c"),  # forbidden prefix, bad suffix, lower case
+        (ALL, "the Bearer token expired; password reset; my password is secret"),
+        (ALL, "user@localhost, @handle, a@b"),
+        (["card", "iban", "national_id", "secret", "email"], "order 555-123-4567 / 415 555 0134 / +14155550134"),
+        (["phone"], "order 12345678 has 3 items"),  # too short for a phone
+    ],
+)
+def test_near_misses_are_kept(kinds: tuple[str, ...], text: str) -> None:
+    assert luhn_valid("1234567890123456") is False and luhn_valid("4242424242424241") is False
+    assert redact_text(text, kinds) == (text, {})
+
+
+def test_only_requested_kinds_and_counts() -> None:
+    text = "card 4111111111111111, mail bob@example.com, call +1 415 555 0134, card 5555 5555 5555 4444"
+    masked, counts = redact_text(text, ["card"])
+    assert masked == "card [redacted card ••••1111], mail bob@example.com, call +1 415 555 0134, " \
+                     "card [redacted card ••••4444]"
+    assert counts == {"card": 2}
+    assert redact_text(text, [])[0] == text
+
+
+def test_multibyte_text_around_pii_is_intact() -> None:
+    text = "Señor Müller – 日本語 4242 4242 4242 4242 😀 ✉ müller@exämple.de ☎ +49 30 123456789 fin"
+    masked, counts = redact_text(text, ALL)
+    assert masked == "Señor Müller – 日本語 [redacted card ••••4242] 😀 ✉ [redacted email] ☎ [redacted phone] fin"
+    assert counts == {"card": 1, "email": 1, "phone": 1}
+
+
+def test_unknown_kind_fails_loudly() -> None:
+    with pytest.raises(ValueError, match="cards"):
+        redact_text("x", ["cards"])
+    with pytest.raises(TypeError):
+        redact_text("x", "card")
+
+
+# --- packets -----------------------------------------------------------------------------------
+
+PACKET = {
+    "bot": {"id": "bot-4111111111111111", "name": "Bot"},
+    "conversation": {"id": "conv-1", "channel": "web_chat", "url": "https://bots.example/c/1?t=4111111111111111"},
+    "customer": {"email": "dana@example.com", "phone": "+1 415 555 0134",
+                 "attributes": {"card_on_file": "4111 1111 1111 1111", "seats": 40, "vip": True}},
+    "transcript": [
+        {"at": "2026-11-20T09:14:02Z", "role": "customer",
+         "text": "my card is 4242-4242-4242-4242, reach me at dana@example.com",
+         "attachments": [{"url": "https://files.example/4111111111111111.png", "name": "card 4111111111111111.png",
+                          "size": 4111111111111111}]},
+        {"at": "2026-11-20T09:14:05Z", "role": "bot", "text": "Thanks — noted."},
+    ],
+    "intent": {"name": "billing.refund", "stated_problem": "charged twice on 5555 5555 5555 4444"},
+    "attempted_solutions": [{"title": "refund", "detail": "password: hunter2", "url": "https://help.example/a",
+                             "outcome": "not_helpful"}],
+    "collected_data": {"card": 4111111111111111, "cards": ["5555555555554444", "n/a"], "amount": 12.5, "ok": True},
+    "history": [{"at": "2026-10-02T13:00:00Z", "summary": "SSN 123-45-6789 given", "agent": "sam@acme.example",
+                 "ticket": {"system": "zendesk", "id": "77120", "url": "https://acme.zendesk.com/agent/tickets/77120"}}],
+    "escalation": {"reason": "customer_request", "detail": "IBAN GB82WEST12345698765432", "urgency": "high",
+                   "keywords": ["refund"]},
+    "routing": {"queue": "4111111111111111"},
+    "vendor_extra": {"zendesk": {"custom_fields": [{"id": 1, "value": "4111111111111111"}]}},
+    "metadata": {"nested": {"deep": ["token=abc123"]}, "future_field": "sk_test_abcdefghijklmnop"},
+}
+
+
+def test_packet_free_text_is_masked_and_structure_kept() -> None:
+    original = copy.deepcopy(PACKET)
+    masked, counts = redact_packet(PACKET, ALL)
+    assert PACKET == original  # the input is never modified
+    card = "[redacted card ••••{}]".format
+    assert masked["bot"] == PACKET["bot"] and masked["conversation"] == PACKET["conversation"]
+    assert masked["customer"]["email"] == "dana@example.com"  # identity the adapters need
+    assert masked["customer"]["attributes"] == {"card_on_file": card("1111"), "seats": 40, "vip": True}
+    entry = masked["transcript"][0]
+    assert entry["text"] == f"my card is {card('4242')}, reach me at [redacted email]"
+    assert entry["at"] == "2026-11-20T09:14:02Z" and entry["role"] == "customer"
+    assert entry["attachments"][0]["url"] == "https://files.example/4111111111111111.png"
+    assert entry["attachments"][0]["size"] == 4111111111111111
+    assert entry["attachments"][0]["name"] == f"card {card('1111')}.png"
+    assert masked["intent"] == {"name": "billing.refund", "stated_problem": f"charged twice on {card('4444')}"}
+    assert masked["attempted_solutions"][0]["detail"] == "password: [redacted secret]"
+    assert masked["collected_data"] == {"card": card("1111"), "cards": [card("4444"), "n/a"], "amount": 12.5,
+                                        "ok": True}
+    assert masked["history"][0]["summary"] == "SSN [redacted national_id] given"
+    assert masked["history"][0]["agent"] == "sam@acme.example"
+    assert masked["history"][0]["ticket"] == PACKET["history"][0]["ticket"]
+    assert masked["escalation"] == {**PACKET["escalation"], "detail": "IBAN [redacted iban GB••••5432]"}
+    assert masked["routing"] == PACKET["routing"] and masked["vendor_extra"] == PACKET["vendor_extra"]
+    assert masked["metadata"] == {"nested": {"deep": ["token=[redacted secret]"]}, "future_field": "[redacted secret]"}
+    assert counts == {"card": 6, "email": 1, "secret": 3, "national_id": 1, "iban": 1}
+    assert redact_packet(masked, ALL) == (masked, {})
+
+
+def test_a_one_mebibyte_packet_and_pathological_inputs_finish() -> None:
+    line = "Order 1234567890123456, card 4242 4242 4242 4242, call +1 415 555 0134, IBAN DE89370400440532013000 — ok. "
+    packet = copy.deepcopy(PACKET)
+    packet["transcript"] = [{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": line * 18}
+                            for _ in range(550)]
+    assert len(json.dumps(packet, ensure_ascii=False).encode()) > 1024 * 1024
+    _, counts = redact_packet(packet, ALL)
+    assert counts["card"] >= 550 * 18 and counts["iban"] == 550 * 18 + 1  # + the one in escalation.detail
+    # Each would take minutes with a backtracking pattern; linear patterns take milliseconds.
+    for text in ("1 " * 10_000, "1-2 3" * 4_000, "4" * 20_000, "+1 (" * 5_000, "eyJ-x" * 4_000, "a" * 20_000 + "@",
+                 "x@a." * 5_000, "DE89 " * 4_000, "1." * 10_000, "Bearer " * 3_000, "AB 12 " * 3_000):
+        redact_text(text, ALL)
+
+
+# --- properties --------------------------------------------------------------------------------
+
+PIECES = st.one_of(
+    st.text(alphabet="0123456789 -", max_size=40),
+    st.text(alphabet="0123456789 -./()+@:=_abcXYZé日😀\n", max_size=30),
+    st.sampled_from([
+        "4242 4242 4242 4242", "4111111111111111", "5555-5555-5555-4444", "378282246310005",
+        "DE89 3704 0044 0532 0130 00", "GB82WEST12345698765432", "123-45-6789", "AB 12 34 56 C",
+        "sk_live_4eC39HqLyjWDarjtT1zdp7dc", "password: x",
+        "Bearer abcdefghijklmnop1234", "bob@example.com", "+1 415 555 0134", "[redacted card ••••4242]", "pwd=",
+    ]),
+)
+TEXTS = st.lists(PIECES, max_size=12).map("".join)
+KIND_SETS = st.sets(st.sampled_from(KINDS))
+GROUPED_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")
+
+
+def luhn_valid_16_digit_groups(text: str) -> list[str]:
+    """Sequences of whole digit groups (separated by one space or dash) with 16 digits, Luhn-valid."""
+    found = []
+    for run in GROUPED_RUN.findall(text):
+        groups = re.findall(r"[0-9]+", run)
+        for first in range(len(groups)):
+            digits = ""
+            for group in groups[first:]:
+                digits += group
+                if len(digits) == 16 and luhn_valid(digits):
+                    found.append(digits)
+                if len(digits) >= 16:
+                    break
+    return found
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=TEXTS, kinds=KIND_SETS)
+def test_redaction_never_raises_and_is_idempotent(text: str, kinds: set[str]) -> None:
+    once, _ = redact_text(text, kinds)
+    assert redact_text(once, kinds) == (once, {})
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=TEXTS, kinds=KIND_SETS)
+def test_no_luhn_valid_16_digit_card_survives(text: str, kinds: set[str]) -> None:
+    masked, _ = redact_text(text, kinds | {"card"})
+    assert luhn_valid_16_digit_groups(masked) == []
