@@ -1,17 +1,27 @@
 """The message the bot shows the customer: acknowledges the handoff, promises they won't repeat
-themselves, restates the problem in one line, and sets an expectation.
+themselves, restates the problem in one line, and sets an expectation (a wait, no known wait, or —
+out of hours — when the team opens).
 
 Templates per locale live in `mappings/messages.yaml`; the packet's `conversation.language`
-picks one (`es-MX` → `es` → the default locale).
+picks one (`es-MX` → `es` → the default locale). A routing rule may name a variant (`message: vip`);
+a locale without that variant uses its `template`. Everything renders in Jinja2's sandbox.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from .brief import one_line, subject_for
+from .errors import ConfigError
+from .mapping_values import check_template
 from .templating import render
 
+ENGLISH_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 FALLBACK = {
     "default_locale": "en",
     "locales": {
@@ -20,11 +30,53 @@ FALLBACK = {
                 "I'm connecting you with our {{ team }} team now. They'll see our whole conversation, "
                 "so you won't need to repeat yourself. I've passed on: {{ problem }}. {{ expectation }}"
             ),
-            "wait": "Someone should be with you in about {{ minutes }} minute{{ 's' if minutes != 1 }}.",
+            "wait": "Someone should be with you in about {{ minutes }} minute{{ 's' if minutes != 1 else '' }}.",
             "no_wait": "Someone will reply here as soon as they're free.",
+            "closed": "We're closed now; we'll reply by {{ time }} {{ day }} ({{ timezone }}).",
         }
     },
 }
+
+
+class Template(fields.String):
+    """A template string, compiled and checked against sandbox escapes at load time."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return check_template(text, attr or "template")
+        except ConfigError as err:
+            raise ValidationError(err.message) from None
+
+
+class LocaleSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    template = Template(required=True)
+    variants = fields.Dict(keys=fields.String(), values=Template(), load_default=dict)
+    wait = Template(required=True)
+    no_wait = Template(required=True)
+    closed = Template(required=True)
+    teams = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    weekdays = fields.List(fields.String(), validate=validate.Length(equal=7), load_default=lambda: ENGLISH_DAYS)
+    today = fields.String()
+    tomorrow = fields.String()
+
+
+class MessagesSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    version = fields.Integer(required=True, validate=validate.Equal(1))
+    default_locale = fields.String(load_default="en")
+    locales = fields.Dict(keys=fields.String(), values=fields.Nested(LocaleSchema), required=True,
+                          validate=validate.Length(min=1))
+
+    @validates_schema
+    def _default_exists(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("locales") and data["default_locale"] not in data["locales"]:
+            raise ValidationError(f"{data['default_locale']!r} is not under locales:", "default_locale")
 
 
 def pick_locale(language: str | None, available: Mapping[str, Any], default: str) -> str:
@@ -37,7 +89,7 @@ def pick_locale(language: str | None, available: Mapping[str, Any], default: str
 
 
 def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_seconds: int | None,
-            messages: Mapping[str, Any]) -> dict[str, str]:
+            messages: Mapping[str, Any], *, now: dt.datetime | None = None) -> dict[str, str]:
     config = messages if messages.get("locales") else FALLBACK
     locales = config["locales"]
     locale = pick_locale((packet.get("conversation") or {}).get("language"), locales,
@@ -47,10 +99,30 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     teams = strings.get("teams") or {}
     team = teams.get(assignment.get("team"), str(assignment.get("team") or "support").replace("_", " "))
     problem = one_line(subject_for(packet), 140).rstrip(".")
-    if wait_seconds is not None:
+    hours = assignment.get("business_hours") or {}
+    if assignment.get("out_of_hours") and hours.get("next_opening"):
+        expectation = render(strings["closed"], f"{where}.closed", **_opening_words(hours, strings, now))
+    elif wait_seconds is not None:
         minutes = max(1, round(wait_seconds / 60))
         expectation = render(strings["wait"], f"{where}.wait", minutes=minutes)
     else:
         expectation = render(strings["no_wait"], f"{where}.no_wait")
-    text = render(strings["template"], f"{where}.template", team=team, problem=problem, expectation=expectation)
+    variant = assignment.get("customer_message_template")
+    key, template = ("template", strings["template"])
+    if variant and variant in (strings.get("variants") or {}):
+        key, template = f"variants.{variant}", strings["variants"][variant]
+    text = render(template, f"{where}.{key}", team=team, problem=problem, expectation=expectation)
     return {"locale": locale, "text": " ".join(text.split())}
+
+
+def _opening_words(hours: Mapping[str, Any], strings: Mapping[str, Any], now: dt.datetime | None) -> dict[str, str]:
+    """`time`, `day`, `date`, `timezone` for the `closed` template, in the team's zone."""
+    zone = ZoneInfo(hours["timezone"])
+    at = dt.datetime.fromisoformat(hours["next_opening"]).astimezone(zone)
+    days = (at.date() - (now or dt.datetime.now(dt.UTC)).astimezone(zone).date()).days
+    day = (strings.get("weekdays") or ENGLISH_DAYS)[at.weekday()]
+    if days == 0 and strings.get("today"):
+        day = strings["today"]
+    elif days == 1 and strings.get("tomorrow"):
+        day = strings["tomorrow"]
+    return {"time": at.strftime("%H:%M"), "day": day, "date": at.date().isoformat(), "timezone": zone.key}

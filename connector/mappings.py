@@ -1,20 +1,36 @@
 """Admin-editable files in `mappings/`: one per target, plus routing and customer messages.
 
-YAML through `yaml.safe_load` only. Every file carries `version: 1`; an error names the file
-(and the key) to fix. Templates inside these files render in Jinja2's sandbox (`connector.templating`).
+YAML through PyYAML's SafeLoader only. Every file carries `version: 1`. Each file is validated when
+loaded — routing.yaml and messages.yaml by their marshmallow schemas, vendor files for their common
+part (templates compile, paths are well-formed; the rest belongs to the adapter) — and an error names
+the file, the LINE and the key (`mappings/routing.yaml:14 rules[2].when.segment`), read from the
+node marks of the composed YAML tree. `MappingStore` re-reads edited files without a restart and
+keeps the last good set when an edit is bad.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
+from marshmallow import Schema, ValidationError
 
+from .customer_message import MessagesSchema
 from .errors import ConfigError
+from .mapping_values import check_document
+from .routing_schema import compile_routing, flatten
 
+log = logging.getLogger(__name__)
 SUPPORTED_VERSIONS = {1}
+Lines = dict[tuple[Any, ...], int]
 
 
 @dataclass(frozen=True)
@@ -25,29 +41,184 @@ class Mappings:
     source: str = ""
 
 
-def load_file(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path, name: str | None = None) -> tuple[Any, Lines]:
+    """The document and, for every key path, the line it starts on (1-based)."""
+    name = name or str(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(where, f"is not valid YAML: {err.problem}") from None
+        raise ConfigError(f"{name}:{mark.line + 1}" if mark else name, f"is not valid YAML: {err.problem}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(str(path), f"cannot be read: {err}") from None
+        raise ConfigError(name, f"cannot be read: {err}") from None
+    lines: Lines = {}
+    if node is not None:
+        _walk(node, (), lines, name)
+    return data, lines
+
+
+def _walk(node: yaml.Node, path: tuple[Any, ...], lines: Lines, name: str) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:  # PyYAML keeps the last silently; an admin would not notice the first is ignored
+                raise ConfigError(f"{name}:{key_node.start_mark.line + 1} {_dotted((*path, key))}", "duplicate key")
+            seen.add(key)
+            _walk(value_node, (*path, key), lines, name)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(item, (*path, index), lines, name)
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    text = ""
+    for step in path:
+        text += f"[{step}]" if isinstance(step, int) else f".{step}" if text else str(step)
+    return text
+
+
+def _parse(key_path: str) -> tuple[Any, ...]:
+    return tuple(int(s[1:-1]) if s.startswith("[") else s for s in re.findall(r"\[\d+\]|[^.\[\]]+", key_path))
+
+
+def locate(name: str, lines: Lines, key_path: str) -> str:
+    """`file:line key` for a key path; the line of the deepest part of the path the file has."""
+    path = _parse(key_path)
+    # YAML keys may be ints or dates while error paths are strings: compare as text.
+    by_text = {tuple(str(s) for s in k): v for k, v in lines.items()}
+    for depth in range(len(path), -1, -1):
+        line = by_text.get(tuple(str(s) for s in path[:depth]))
+        if line is not None:
+            return f"{name}:{line} {key_path}".rstrip()
+    return f"{name} {key_path}".rstrip()
+
+
+def _check_version(data: Any, name: str, lines: Lines) -> dict[str, Any]:
     if not isinstance(data, dict):
-        raise ConfigError(str(path), "must be a mapping with a 'version:' key at the top")
+        raise ConfigError(name, "must be a mapping with a 'version:' key at the top")
     if data.get("version") not in SUPPORTED_VERSIONS:
-        raise ConfigError(f"{path}: version", f"must be one of {sorted(SUPPORTED_VERSIONS)}, got {data.get('version')!r}")
+        raise ConfigError(locate(name, lines, "version"),
+                          f"must be one of {sorted(SUPPORTED_VERSIONS)}, got {data.get('version')!r}")
     return data
 
 
+def load_file(path: Path, name: str | None = None) -> dict[str, Any]:
+    """A mapping file's data after the common checks (YAML, version, templates, paths)."""
+    name = name or str(path)
+    data, lines = read_yaml(path, name)
+    data = _check_version(data, name, lines)
+    tables = data.get("lookups") if isinstance(data.get("lookups"), Mapping) else None
+    try:
+        check_document({k: v for k, v in data.items() if k != "version"}, "", tables)
+    except ConfigError as err:
+        raise ConfigError(locate(name, lines, err.source), err.message) from None
+    return data
+
+
+def _schema_load(schema: Schema | Callable[[dict[str, Any]], Any], path: Path, name: str) -> Any:
+    data, lines = read_yaml(path, name)
+    data = _check_version(data, name, lines)
+    try:
+        return schema.load(data) if isinstance(schema, Schema) else schema(data)
+    except ValidationError as err:
+        problems = flatten(err.messages)
+        key, message = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise ConfigError(locate(name, lines, key), f"{message}{more}") from None
+    except ConfigError as err:  # a template the sandbox check refused, deeper down
+        raise ConfigError(locate(name, lines, err.source), err.message) from None
+
+
 def load_mappings(directory: str, root: str, target_names: list[str]) -> Mappings:
+    """Every mapping file, validated; raises ConfigError naming the first bad file, line and key."""
     base = Path(directory)
     if not base.is_absolute():
         base = Path(root) / base
     if not base.is_dir():
         raise ConfigError("CONNECTOR_MAPPINGS_DIR", f"{base} is not a directory")
-    targets = {name: load_file(base / f"{name}.yaml") for name in target_names if (base / f"{name}.yaml").exists()}
-    routing = load_file(base / "routing.yaml") if (base / "routing.yaml").exists() else {}
-    messages = load_file(base / "messages.yaml") if (base / "messages.yaml").exists() else {}
+
+    def shown(filename: str) -> str:
+        return os.path.join(directory, filename) if not Path(directory).is_absolute() else str(base / filename)
+
+    targets = {name: load_file(base / f"{name}.yaml", shown(f"{name}.yaml"))
+               for name in target_names if (base / f"{name}.yaml").exists()}
+    known = list(target_names)
+    routing = (_schema_load(lambda data: compile_routing(data, known), base / "routing.yaml", shown("routing.yaml"))
+               if (base / "routing.yaml").exists() else compile_routing({}, known))
+    messages: Mapping[str, Any] = {}
+    if (base / "messages.yaml").exists():
+        messages = _schema_load(MessagesSchema(), base / "messages.yaml", shown("messages.yaml"))
+        _check_variants(routing, messages, shown("routing.yaml"), base / "routing.yaml")
     return Mappings(targets=targets, routing=routing, messages=messages, source=str(base))
+
+
+def _check_variants(routing: Mapping[str, Any], messages: Mapping[str, Any], name: str, path: Path) -> None:
+    """A rule's `message:` must name a variant of the default locale (a typo would go unnoticed)."""
+    variants = messages["locales"][messages["default_locale"]].get("variants") or {}
+    for index, rule in enumerate(routing["rules"]):
+        wanted = rule["then"].get("message")
+        if wanted and wanted not in variants:
+            lines = read_yaml(path, name)[1] if path.exists() else {}
+            raise ConfigError(locate(name, lines, f"rules[{index}].then.message"),
+                              f"no variant {wanted!r} in messages.yaml locales.{messages['default_locale']}.variants")
+
+
+class MappingStore:
+    """The live mappings: `current()` re-reads the directory when a file changed (checked at most
+    once per `interval` seconds, by mtime and size), and keeps the last good set when an edit is bad."""
+
+    def __init__(self, directory: str, root: str, target_names: list[str], *, interval: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.directory, self.root, self.target_names = directory, root, list(target_names)
+        self.interval, self._clock = interval, clock
+        self._lock = threading.Lock()
+        self._stamps = self._scan()
+        self._mappings = load_mappings(directory, root, self.target_names)  # start-up: a bad file stops us
+        self._checked = clock()
+        self.errors: ConfigError | None = None
+
+    def _base(self) -> Path:
+        base = Path(self.directory)
+        return base if base.is_absolute() else Path(self.root) / base
+
+    def _scan(self) -> dict[str, tuple[int, int]]:
+        stamps: dict[str, tuple[int, int]] = {}
+        for path in self._base().glob("*.yaml"):
+            try:
+                stat = path.stat()
+            except OSError:  # removed between glob and stat: the next scan sees it gone
+                continue
+            stamps[path.name] = (stat.st_mtime_ns, stat.st_size)
+        return stamps
+
+    def current(self) -> Mappings:
+        now = self._clock()
+        if now - self._checked < self.interval:
+            return self._mappings
+        with self._lock:
+            if now - self._checked >= self.interval:
+                self._checked = now
+                stamps = self._scan()
+                if stamps != self._stamps:
+                    self._stamps = stamps  # a bad edit is reported once, not every second
+                    self._reload()
+        return self._mappings
+
+    def _reload(self) -> None:
+        try:
+            self._mappings = load_mappings(self.directory, self.root, self.target_names)
+        except ConfigError as err:
+            self.errors = err
+            log.error("mappings edit refused; keeping the last good set",
+                      extra={"source": err.source, "error": err.message})
+        else:
+            self.errors = None
+            log.info("mappings reloaded", extra={"source": self._mappings.source})

@@ -1,50 +1,203 @@
-"""Who should take the handoff: team, queue, agent, priority — with a trace of why.
+"""Who should take the handoff: team, queue, agent, priority, per-vendor ids — with a trace of why.
 
-Until the rules engine lands, one default rule: the bot's department hint, else the default team
-from `mappings/routing.yaml`; priority from the bot's hint, else the escalation urgency.
+`mappings/routing.yaml` holds ordered rules; the first whose `when:` conditions all hold decides.
+A rule without `when:` is the default: one must exist, and it must come last. The file's schema is
+in `connector.routing_schema` (`connector.mappings` validates it at start-up and on reload, naming
+file and line); mappings/README.md documents the format.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import copy
+import datetime as dt
+from collections.abc import Callable, Mapping
+from functools import cached_property
+from typing import Any
 
-PRIORITIES = ("low", "normal", "high", "urgent")
+from . import business_hours
+from .errors import ConfigError
+from .routing_schema import PRIORITIES, RoutingConfig, compile_routing, compiled
+
+__all__ = ["PRIORITIES", "assign", "compile_routing", "expected_wait", "wait_estimate"]
+
+class Facts:
+    """The packet fields rules look at, normalized once (lowercase, defaults)."""
+
+    def __init__(self, packet: Mapping[str, Any]):
+        self.packet = packet
+        get = lambda key: packet.get(key) or {}  # noqa: E731
+        self.intent = str(get("intent").get("name") or "").lower()
+        self.department = str(get("routing").get("department") or "").lower()
+        self.skills = {str(s).lower() for s in get("routing").get("skills") or ()}
+        self.segment = str(get("customer").get("segment") or "").lower()
+        self.sentiment = str(get("sentiment").get("label") or "").lower()
+        self.trend = str(get("sentiment").get("trend") or "").lower()
+        self.score = get("sentiment").get("score")
+        self.urgency = str(get("escalation").get("urgency") or "").lower()
+        self.reason = str(get("escalation").get("reason") or "").lower()
+        self.keywords = {str(k).strip().lower() for k in get("escalation").get("keywords") or ()}
+        self.language = str(get("conversation").get("language") or "").lower().replace("_", "-")
+        self.channel = str(get("conversation").get("channel") or "").lower()
+
+    @cached_property
+    def customer_text(self) -> str:
+        """What the customer wrote (not the bot): keyword rules look for their words only."""
+        return "\n".join(str(e.get("text") or "") for e in self.packet.get("transcript") or ()
+                         if e.get("role") == "customer")
 
 
-def assign(packet: Mapping[str, Any], routing: Mapping[str, Any]) -> dict[str, Any]:
-    defaults = routing.get("default") or {}
-    hints = packet.get("routing") or {}
-    escalation = packet.get("escalation") or {}
-    trace: list[str] = []
+def _one_of(actual: str, wanted: list[str], label: str) -> tuple[bool, str]:
+    return actual in wanted, f"{label}={actual or '(none)'} {'in' if actual in wanted else 'not in'} {wanted}"
 
-    team = hints.get("department")
-    if team:
-        trace.append(f"routing.department={team} chose the team")
-    else:
-        team = defaults.get("team", "support")
-        trace.append(f"no department hint: default team {team}")
 
-    priority = hints.get("priority") or escalation.get("urgency")
-    if priority:
-        trace.append(f"priority {priority} from the bot ({'routing.priority' if hints.get('priority') else 'escalation.urgency'})")
-    else:
-        priority = defaults.get("priority", "normal")
-        trace.append(f"no priority hint: default {priority}")
+def _check(name: str, wanted: Any, f: Facts, ctx: dict[str, Any]) -> tuple[bool, str]:
+    """One condition: (held?, what was checked) — the second part goes into the trace."""
+    if name == "intent":  # prefix on dotted segments: `billing` matches billing and billing.refund
+        hit = next((p for p in wanted if f.intent == p.rstrip(".") or f.intent.startswith(p.rstrip(".") + ".")), None)
+        return hit is not None, f"intent={f.intent or '(none)'} {'starts with ' + hit if hit else 'matches none of'}" \
+                                f"{'' if hit else ' ' + str(wanted)}"
+    if name in ("department", "segment", "sentiment", "urgency", "reason", "channel"):
+        label = {"sentiment": "sentiment.label", "reason": "escalation.reason", "urgency": "escalation.urgency"}
+        return _one_of(getattr(f, name), wanted, label.get(name, name))
+    if name == "sentiment_trend":
+        return _one_of(f.trend, wanted, "sentiment.trend")
+    if name == "language":  # BCP 47 prefix: `es` matches es-MX
+        hit = any(f.language == w or f.language.startswith(w + "-") for w in wanted)
+        return hit, f"language={f.language or '(none)'} {'matches' if hit else 'matches none of'} {wanted}"
+    if name in ("skills_any", "skills_all"):
+        have = f.skills & set(wanted)
+        hit = bool(have) if name == "skills_any" else have == set(wanted)
+        which = "any" if name == "skills_any" else "all"
+        return hit, f"skills {sorted(f.skills)} {'have' if hit else 'lack'} {which} of {wanted}"
+    if name in ("score_below", "score_above"):
+        score = f.score
+        hit = isinstance(score, (int, float)) and (score < wanted if name == "score_below" else score > wanted)
+        return hit, f"sentiment.score={score} {'is' if hit else 'is not'} {name.split('_')[1]} {wanted}"
+    if name == "keywords":
+        return _keywords(wanted, f, ctx["keywords_in"])
+    if name == "in_hours":
+        calendar, team = ctx["calendar"], ctx["team"]
+        is_open = business_hours.is_open(calendar, ctx["now"])
+        return is_open == wanted, f"team {team} is {'open' if is_open else 'closed'} now ({calendar.name}, " \
+                                  f"{calendar.timezone})"
+    raise ConfigError("mappings/routing.yaml", f"unknown condition {name!r}")  # the schema prevents this
 
-    team_settings = (routing.get("teams") or {}).get(team) or {}
-    return {
-        "team": team,
-        "queue": hints.get("queue") or team_settings.get("queue"),
-        "agent": None,
-        "priority": priority,
-        "rule": "default",
-        "trace": trace,
-        "targets": dict(team_settings.get("targets") or {}),
+
+def _keywords(patterns: list[Any], f: Facts, where: list[str]) -> tuple[bool, str]:
+    for pattern in patterns:
+        word = pattern.pattern_text
+        if "escalation" in where and word in f.keywords:
+            return True, f"keyword {word!r} in escalation.keywords"
+        if "transcript" in where and pattern.search(f.customer_text):
+            return True, f"keyword {word!r} in the customer's messages"
+    return False, f"no keyword of {[p.pattern_text for p in patterns]} in {' or '.join(where)}"
+
+
+def _matches(rule: Mapping[str, Any], f: Facts, config: RoutingConfig, now: dt.datetime) -> tuple[bool, list[str]]:
+    when = dict(rule["when"])
+    team = when.pop("hours_of", None) or rule["then"].get("team") or config["default"]["team"]
+    ctx = {"now": now, "team": team, "keywords_in": when.pop("keywords_in", ["escalation", "transcript"]),
+           "calendar": (config["teams"].get(team) or {}).get("calendar")}
+    checked: list[str] = []
+    for name, wanted in when.items():
+        held, note = _check(name, wanted, f, ctx)
+        checked.append(note)
+        if not held:
+            return False, checked
+    return True, checked
+
+
+def assign(packet: Mapping[str, Any], routing: Mapping[str, Any], *, now: dt.datetime | None = None,
+           previous_agent: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The first matching rule's decision. `previous_agent` is the assignee of the customer's recent
+    open ticket (`{"id", "name", "email", "target"}`), offered when the rule says `sticky: true`."""
+    config = compiled(routing)
+    now = now or dt.datetime.now(dt.UTC)
+    facts, trace = Facts(packet), []
+    for rule in config["rules"]:
+        held, checked = _matches(rule, facts, config, now)
+        if not held:
+            trace.append(f"rule {rule['name']}: skipped, {checked[-1]}")
+            continue
+        if rule["then"].get("sticky") and not previous_agent and rule["then"].get("fallback") == "next":
+            trace.append(f"rule {rule['name']}: matched, but sticky with no previous agent known; fallback: next rule")
+            continue
+        why = "; ".join(checked) if checked else "default rule, no conditions"
+        trace.append(f"rule {rule['name']}: matched ({why})")
+        return _decide(packet, rule, config, now, previous_agent, trace)
+    raise ConfigError("mappings/routing.yaml", "no rule matched; the file needs a default rule (one without 'when:')")
+
+
+def _decide(packet: Mapping[str, Any], rule: Mapping[str, Any], config: RoutingConfig, now: dt.datetime,
+            previous_agent: Mapping[str, Any] | None, trace: list[str]) -> dict[str, Any]:
+    then, default = rule["then"], config["default"]
+    hints, escalation = packet.get("routing") or {}, packet.get("escalation") or {}
+    team, why = next((v, w) for v, w in ((then.get("team"), f"rule {rule['name']}"),
+                                         (hints.get("department"), "routing.department (the bot's hint)"),
+                                         (default["team"], "the default team")) if v)
+    trace.append(f"team {team} from {why}")
+    priority, why = next((v, w) for v, w in ((then.get("priority"), f"rule {rule['name']}"),
+                                             (hints.get("priority"), "routing.priority (the bot's hint)"),
+                                             (escalation.get("urgency"), "escalation.urgency"),
+                                             (default["priority"], "the default priority")) if v)
+    trace.append(f"priority {priority} from {why}")
+    settings = config["teams"].get(team) or {}
+    targets = copy.deepcopy(dict(settings.get("targets") or {}))
+    for vendor, ids in (then.get("targets") or {}).items():
+        targets.setdefault(vendor, {}).update(ids)
+    assignment: dict[str, Any] = {
+        "team": team, "queue": then.get("queue") or hints.get("queue") or settings.get("queue"),
+        "agent": None, "priority": priority, "rule": rule["name"], "trace": trace, "targets": targets,
+        "target_names": list(then["target_names"]) if then.get("target_names") else None,
+        "customer_message_template": then.get("message"),
+        "business_hours": None, "out_of_hours": False,
     }
+    if then.get("sticky"):
+        _offer_previous_agent(assignment, previous_agent, config, trace)
+    calendar = settings.get("calendar")
+    if calendar is not None:
+        state = business_hours.status(calendar, now)
+        assignment["business_hours"], assignment["out_of_hours"] = state, not state["open"]
+        trace.append(f"team {team} is {'open' if state['open'] else 'closed'} ({calendar.name}, {calendar.timezone})"
+                     + ("" if state["open"] else f"; next opening {state['next_opening'] or 'unknown'}"))
+    return assignment
 
 
-def expected_wait(assignment: Mapping[str, Any], routing: Mapping[str, Any]) -> int | None:
-    """A configured figure for the team, else None — never an invented number."""
-    team_settings = (routing.get("teams") or {}).get(assignment.get("team")) or {}
-    value = team_settings.get("expected_wait_seconds", (routing.get("default") or {}).get("expected_wait_seconds"))
-    return int(value) if isinstance(value, (int, float)) else None
+def _offer_previous_agent(assignment: dict[str, Any], agent: Mapping[str, Any] | None, config: RoutingConfig,
+                          trace: list[str]) -> None:
+    if not agent:
+        trace.append(f"sticky: no previous agent known; fallback: team {assignment['team']}")
+        return
+    label = agent.get("name") or agent.get("email") or agent.get("id")
+    assignment["agent"] = label
+    assignment["previous_agent"] = {k: agent.get(k) for k in ("id", "name", "email", "target")}
+    field = config["agent_fields"].get(str(agent.get("target")))
+    if field and agent.get("id"):
+        assignment["targets"].setdefault(agent["target"], {})[field] = agent["id"]
+        trace.append(f"sticky: offered previous agent {label} ({agent['target']} {field}={agent['id']})")
+    else:
+        trace.append(f"sticky: offered previous agent {label} by name only (no id field for {agent.get('target')!r})")
+
+
+def wait_estimate(assignment: Mapping[str, Any], routing: Mapping[str, Any], *,
+                  observed_wait: Callable[[str], int | None] | None = None) -> tuple[int | None, str]:
+    """(seconds, where the figure came from). Out of hours there is no wait to quote: the message
+    gives the next opening instead. Never an invented number."""
+    if assignment.get("out_of_hours"):
+        return None, "out of hours"
+    team = str(assignment.get("team") or "")
+    observed = observed_wait(team) if observed_wait else None
+    if observed is not None:
+        return int(observed), "observed"
+    config = compiled(routing)
+    for value, source in (((config["teams"].get(team) or {}).get("expected_wait_seconds"), "team"),
+                          (config["default"].get("expected_wait_seconds"), "default")):
+        if value is not None:
+            return int(value), f"configured ({source})"
+    return None, "unknown"
+
+
+def expected_wait(assignment: Mapping[str, Any], routing: Mapping[str, Any], *,
+                  observed_wait: Callable[[str], int | None] | None = None) -> int | None:
+    """Observed time-to-assignment for the team, else its configured figure, else None."""
+    return wait_estimate(assignment, routing, observed_wait=observed_wait)[0]

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
+from pathlib import Path
+
 import pytest
 
 from connector.customer_message import compose
-from connector.mappings import load_file
+from connector.errors import ConfigError
+from connector.mappings import load_file, load_mappings
 from tests.factories import full_packet
 
-MESSAGES = load_file(__import__("pathlib").Path(__file__).parents[1] / "mappings" / "messages.yaml")
+ROOT = Path(__file__).parents[1]
+MESSAGES = load_file(ROOT / "mappings" / "messages.yaml")
 ASSIGNMENT = {"team": "billing"}
 
 
@@ -42,3 +48,61 @@ def test_customer_text_is_not_a_template():
     packet["intent"]["stated_problem"] = "{{ 7*7 }} {{ ''.__class__.__mro__ }}"
     text = compose(packet, ASSIGNMENT, None, MESSAGES)["text"]
     assert "{{ 7*7 }}" in text and "49" not in text
+
+
+SHIPPED = load_mappings("mappings", str(ROOT), ["zendesk", "salesforce", "slack"]).messages
+CLOSED = {"team": "billing", "out_of_hours": True,
+          "business_hours": {"calendar": "office", "timezone": "Europe/Paris", "open": False,
+                             "next_opening": "2026-11-30T09:00:00+01:00"}}
+FRIDAY_EVENING = dt.datetime(2026, 11, 27, 18, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(("language", "expected"), [
+    ("en", "We're closed now; we'll reply by 09:00 Monday (Europe/Paris)."),
+    ("es-MX", "te responderemos antes de las 09:00 del lunes (Europe/Paris)."),
+    ("fr", "nous vous répondrons d'ici lundi 09:00 (Europe/Paris)."),
+    ("de", "wir antworten Ihnen bis Montag, 09:00 Uhr (Europe/Paris)."),
+])
+def test_out_of_hours_each_locale_gives_the_next_opening(language, expected):
+    packet = full_packet()
+    packet["conversation"]["language"] = language
+    text = compose(packet, CLOSED, None, SHIPPED, now=FRIDAY_EVENING)["text"]
+    assert expected in text
+
+
+def test_an_opening_tomorrow_says_tomorrow_where_the_locale_has_the_word():
+    sunday = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
+    assert "by 09:00 tomorrow (Europe/Paris)" in compose(full_packet(), CLOSED, None, SHIPPED, now=sunday)["text"]
+
+
+@pytest.mark.parametrize(("variant", "phrase"), [("vip", "you have priority"), ("urgent", "flagged this as urgent"),
+                                                 ("apology", "sorry this has been frustrating")])
+def test_a_rule_can_pick_a_variant(variant, phrase):
+    text = compose(full_packet(), {"team": "billing", "customer_message_template": variant}, 240, SHIPPED)["text"]
+    assert phrase in text and "won't need to repeat" in text and "about 4 minutes" in text
+
+
+def test_a_locale_without_the_variant_uses_its_template():
+    messages = copy.deepcopy(SHIPPED)
+    del messages["locales"]["de"]["variants"]["vip"]
+    packet = full_packet()
+    packet["conversation"]["language"] = "de"
+    text = compose(packet, {"team": "billing", "customer_message_template": "vip"}, None, messages)["text"]
+    assert text.startswith("Ich verbinde Sie jetzt mit unserem Abrechnungs-Team.")
+
+
+def test_every_shipped_locale_has_every_part():
+    for locale, strings in SHIPPED["locales"].items():
+        for key in ("template", "wait", "no_wait", "closed"):
+            assert strings[key], (locale, key)
+        assert set(strings["variants"]) == {"urgent", "vip", "apology"}, locale
+
+
+def test_a_template_that_escapes_the_sandbox_at_render_time_names_file_and_key():
+    # Load-time checks refuse literal `_` names (tests/test_mappings.py); a name built at run time
+    # still meets the sandbox, and the error names the file and key.
+    messages = copy.deepcopy(SHIPPED)
+    messages["locales"]["en"]["no_wait"] = "{{ (problem | attr('_' ~ '_class_' ~ '_')) }}"
+    with pytest.raises(ConfigError) as err:
+        compose(full_packet(), ASSIGNMENT, None, messages)
+    assert err.value.source == "mappings/messages.yaml: locales.en.no_wait"

@@ -1,0 +1,186 @@
+"""The value language of vendor field mappings: where a field's value comes from.
+
+A value spec in YAML is one of
+
+* `{path: collected_data.order_number}` — a dotted path into the packet (`transcript.0.text`
+  indexes a list); a missing value resolves to `MISSING` and the adapter leaves the field out;
+* `{template: "{{ intent.name | default('') }}"}` — a Jinja2 template rendered in the sandbox, with
+  the packet's top-level keys (and any extra context, e.g. `assignment`) as variables;
+* `{literal: Web}` — a fixed value (so is any bare number or boolean);
+* `{lookup: sentiment_priority, from: sentiment.label, default: normal}` — the value at a path
+  translated through a table (named in the file's `lookups:` or written inline as a mapping).
+
+A bare string is a path when it is well-formed and starts at a packet field (`customer.id`,
+`assignment.team`), a template when it contains `{{` or `{%`, else a literal — so existing
+`Field__c: customer.account_id` entries keep working. Write `{literal: …}` to force a literal.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import TemplateSyntaxError, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .errors import ConfigError
+from .templating import render
+
+MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING", "__bool__": lambda self: False})()
+
+# Packet fields (contract §2) plus what the connector adds for mappings.
+ROOTS = frozenset({
+    "bot", "conversation", "customer", "transcript", "intent", "sentiment", "attempted_solutions",
+    "collected_data", "history", "escalation", "routing", "targets", "callback", "vendor_extra",
+    "metadata", "assignment", "handoff",
+})
+_SEGMENT = r"(?:[A-Za-z_][A-Za-z0-9_-]*|[0-9]+)"
+PATH_RE = re.compile(rf"^[A-Za-z_][A-Za-z0-9_]*(?:\.{_SEGMENT})*$")
+KINDS = ("path", "template", "literal", "lookup")
+# Parsing only: the sandbox that renders is `connector.templating`'s.
+_parser = ImmutableSandboxedEnvironment()
+
+
+@dataclass(frozen=True)
+class Value:
+    """A compiled spec: validated once at load, resolved per handoff."""
+
+    kind: str
+    source: Any  # the path, template text, literal, or (for lookup) the `from` path
+    where: str
+    table: Mapping[Any, Any] | None = None
+    default: Any = MISSING
+
+
+def check_path(path: Any, where: str) -> str:
+    if not isinstance(path, str) or not PATH_RE.match(path):
+        raise ConfigError(where, f"{path!r} is not a dotted path (e.g. collected_data.order_number, transcript.0.text)")
+    return path
+
+
+def check_template(source: Any, where: str) -> str:
+    """Compile `source` and refuse what could only be a sandbox escape (`_`-attributes), at load time.
+
+    The sandbox would refuse these at render time too; refusing here means a bad edit never goes live.
+    """
+    if not isinstance(source, str):
+        raise ConfigError(where, "a template must be a string")
+    try:
+        tree = _parser.parse(source)
+    except TemplateSyntaxError as err:
+        raise ConfigError(where, f"template syntax error: {err.message} (template line {err.lineno})") from None
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name, nodes.Const)):
+        if isinstance(node, nodes.Const):  # `|attr('__class__')`, `x['__init__']`
+            name, bad = node.value, isinstance(node.value, str) and node.value.startswith("__")
+        else:
+            name = node.attr if isinstance(node, nodes.Getattr) else getattr(node, "name", None)
+            bad = isinstance(name, str) and name.startswith("_")
+        if bad:
+            raise ConfigError(where, f"template refers to {name!r}: names starting with '_' are not allowed")
+    return source
+
+
+def looks_like_template(text: str) -> bool:
+    return "{{" in text or "{%" in text
+
+
+def compile_value(raw: Any, where: str, tables: Mapping[str, Mapping[Any, Any]] | None = None) -> Value:
+    """Validate one spec (see the module doc); `where` names the file, line and key for errors."""
+    if isinstance(raw, Value):
+        return raw
+    if isinstance(raw, Mapping):
+        kinds = [kind for kind in KINDS if kind in raw]
+        if len(kinds) != 1:
+            raise ConfigError(where, f"a value needs exactly one of {', '.join(KINDS)}; got keys {sorted(raw)}")
+        kind = kinds[0]
+        allowed = {"lookup", "from", "default"} if kind == "lookup" else {kind}
+        if extra := sorted(set(raw) - allowed):
+            raise ConfigError(where, f"unknown key(s) {extra} in a {kind} value")
+        if kind == "path":
+            return Value("path", check_path(raw["path"], f"{where}.path"), where)
+        if kind == "template":
+            return Value("template", check_template(raw["template"], f"{where}.template"), where)
+        if kind == "literal":
+            return Value("literal", raw["literal"], where)
+        return Value("lookup", check_path(raw.get("from"), f"{where}.from"), where,
+                     table=_table(raw["lookup"], tables, f"{where}.lookup"), default=raw.get("default", MISSING))
+    if isinstance(raw, str):
+        if looks_like_template(raw):
+            return Value("template", check_template(raw, where), where)
+        if PATH_RE.match(raw) and raw.split(".")[0] in ROOTS:
+            return Value("path", raw, where)
+    if raw is not None and not isinstance(raw, (str, int, float, bool)):
+        raise ConfigError(where, f"a value must be a scalar or one of {{path|template|literal|lookup: …}}, got {raw!r}")
+    return Value("literal", raw, where)
+
+
+def _table(ref: Any, tables: Mapping[str, Mapping[Any, Any]] | None, where: str) -> Mapping[Any, Any]:
+    if isinstance(ref, Mapping):
+        return ref
+    if isinstance(ref, str) and tables is not None and isinstance(tables.get(ref), Mapping):
+        return tables[ref]
+    known = ", ".join(sorted(tables or {})) or "none"
+    raise ConfigError(where, f"no lookup table {ref!r} (known: {known}); define it under 'lookups:'")
+
+
+def get_path(data: Any, path: str) -> Any:
+    """The value at a dotted path, or MISSING; digits index lists (`transcript.0.text`)."""
+    current = data
+    for step in path.split("."):
+        if isinstance(current, Mapping) and step in current:
+            current = current[step]
+        elif isinstance(current, (list, tuple)) and step.isdigit() and int(step) < len(current):
+            current = current[int(step)]
+        else:
+            return MISSING
+    return MISSING if current is None else current
+
+
+def lookup(table: Mapping[Any, Any], value: Any, default: Any = MISSING) -> Any:
+    """`table[value]`, matching strings case-insensitively; `default` when absent."""
+    if value is MISSING or value is None:
+        return default
+    if value in table:
+        return table[value]
+    if isinstance(value, str):
+        folded = value.casefold()
+        for key, mapped in table.items():
+            if isinstance(key, str) and key.casefold() == folded:
+                return mapped
+    return default
+
+
+def resolve(spec: Any, packet: Mapping[str, Any], extra_context: Mapping[str, Any] | None = None,
+            *, tables: Mapping[str, Mapping[Any, Any]] | None = None) -> Any:
+    """The value `spec` gives for this packet; MISSING when a path or lookup finds nothing."""
+    value = spec if isinstance(spec, Value) else compile_value(spec, "mapping value", tables)
+    view = {**packet, **(extra_context or {})}
+    if value.kind == "literal":
+        return value.source
+    if value.kind == "path":
+        return get_path(view, value.source)
+    if value.kind == "lookup":
+        return lookup(value.table or {}, get_path(view, value.source), value.default)
+    # A template sees only packet keys as variables; packet text is data, never compiled.
+    return render(value.source, value.where, **{k: v for k, v in view.items() if isinstance(k, str)})
+
+
+def check_document(data: Any, where: str, tables: Mapping[str, Mapping[Any, Any]] | None = None) -> None:
+    """Validate the common part of a vendor file: every template compiles, every path is well-formed.
+
+    Vendor-specific keys are the adapter's; here only `{path|template|literal|lookup}` mappings and
+    strings that look like templates are checked, wherever they sit.
+    """
+    if isinstance(data, Mapping):
+        if any(kind in data for kind in KINDS) and set(data) <= {*KINDS, "from", "default", "id", "name", "field"}:
+            compile_value({k: v for k, v in data.items() if k in {*KINDS, "from", "default"}}, where, tables)
+            return
+        for key, item in data.items():
+            check_document(item, f"{where}.{key}" if where else str(key), tables)
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            check_document(item, f"{where}[{index}]", tables)
+    elif isinstance(data, str) and looks_like_template(data):
+        check_template(data, where)

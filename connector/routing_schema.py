@@ -1,0 +1,193 @@
+"""The schema of `mappings/routing.yaml`: rules, teams, calendars — validated at load, compiled once.
+
+`connector.mappings` loads the file and names file, line and key on error; `connector.routing`
+matches packets against the compiled `RoutingConfig`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from . import business_hours
+from .errors import ConfigError
+
+PRIORITIES = ("low", "normal", "high", "urgent")
+# Which id field carries a named agent, per vendor (a previous agent is offered through it).
+# routing.yaml's `agent_fields:` overrides; only vendors listed there can take a sticky agent by id.
+AGENT_FIELDS = {"zendesk": "assignee_id", "salesforce": "owner_id"}
+# No routing.yaml at all: the bot's department hint, else the default team.
+BUILT_IN: dict[str, Any] = {"version": 1, "rules": [{"name": "default"}]}
+LIST_CONDITIONS = ("intent", "department", "skills_any", "skills_all", "segment", "sentiment", "sentiment_trend",
+                   "urgency", "reason", "language", "channel")
+
+
+class RoutingConfig(dict):
+    """A routing.yaml that passed `RoutingSchema`: calendars built, keywords compiled."""
+
+
+class Keyword:
+    """A trigger word or phrase: equal to an escalation keyword, or whole words in the customer's text."""
+
+    def __init__(self, text: str):
+        self.pattern_text = text.strip().lower()
+        self._regex = re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, self.pattern_text.split())) + r"(?!\w)",
+                                 re.IGNORECASE)
+
+    def search(self, text: str) -> bool:
+        return bool(self._regex.search(text))
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class Words(fields.Field):
+    """A string or a list of strings, kept lowercase."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> list[str]:
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(isinstance(i, str) and i.strip() for i in items):
+            raise ValidationError("must be a word or a list of words")
+        return [i.strip().lower() for i in items]
+
+
+class WhenSchema(_Strict):
+    locals().update({name: Words() for name in LIST_CONDITIONS})
+    keywords = Words()
+    keywords_in = fields.List(fields.String(validate=validate.OneOf(("escalation", "transcript"))),
+                              validate=validate.Length(min=1))
+    score_below = fields.Float(validate=validate.Range(min=-1, max=1))
+    score_above = fields.Float(validate=validate.Range(min=-1, max=1))
+    in_hours = fields.Boolean()
+    hours_of = fields.String()  # whose calendar `in_hours` reads; default: the rule's team
+
+    @post_load
+    def _compile(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if "keywords" in data:
+            data["keywords"] = [Keyword(word) for word in data["keywords"]]
+        return data
+
+
+class ThenSchema(_Strict):
+    team = fields.String(validate=validate.Length(min=1))
+    priority = fields.String(validate=validate.OneOf(PRIORITIES))
+    queue = fields.String()
+    targets = fields.Dict(keys=fields.String(), values=fields.Dict(keys=fields.String()))
+    target_names = fields.List(fields.String(), validate=validate.Length(min=1))
+    message = fields.String(validate=validate.Length(min=1))
+    sticky = fields.Boolean(load_default=False)
+    fallback = fields.String(validate=validate.OneOf(("team", "next")), load_default="team")
+
+
+class RuleSchema(_Strict):
+    name = fields.String(required=True, validate=validate.Length(min=1))
+    description = fields.String()
+    when = fields.Nested(WhenSchema, load_default=dict)
+    then = fields.Nested(ThenSchema, load_default=dict)
+
+
+class TeamSchema(_Strict):
+    queue = fields.String()
+    calendar = fields.String()
+    expected_wait_seconds = fields.Integer(validate=validate.Range(min=0))
+    targets = fields.Dict(keys=fields.String(), values=fields.Dict(keys=fields.String()))
+
+
+class DefaultSchema(_Strict):
+    team = fields.String(load_default="support")
+    priority = fields.String(validate=validate.OneOf(PRIORITIES), load_default="normal")
+    expected_wait_seconds = fields.Integer(validate=validate.Range(min=0))
+
+
+class RoutingSchema(_Strict):
+    version = fields.Integer(required=True, validate=validate.Equal(1))
+    default = fields.Nested(DefaultSchema, load_default=lambda: DefaultSchema().load({}))
+    calendars = fields.Dict(keys=fields.String(), values=fields.Nested(business_hours.CalendarSchema),
+                            load_default=dict)
+    teams = fields.Dict(keys=fields.String(), values=fields.Nested(TeamSchema), load_default=dict)
+    agent_fields = fields.Dict(keys=fields.String(), values=fields.String(), load_default=lambda: dict(AGENT_FIELDS))
+    rules = fields.List(fields.Nested(RuleSchema), required=True, validate=validate.Length(min=1))
+
+    def __init__(self, *, known_targets: list[str] | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.known_targets = known_targets
+
+    @validates_schema
+    def _coherent(self, data: dict[str, Any], **_: Any) -> None:
+        """Cross-references: a typo here would silently route everything to the default."""
+        errors: dict[str, Any] = {}
+        teams, calendars = data.get("teams") or {}, data.get("calendars") or {}
+        for name, team in teams.items():
+            if team.get("calendar") and team["calendar"] not in calendars:
+                message = f"no calendar {team['calendar']!r} under calendars:"
+                errors.setdefault("teams", {})[name] = {"calendar": [message]}
+        if teams and data["default"]["team"] not in teams:
+            errors["default"] = {"team": [f"{data['default']['team']!r} is not under teams:"]}
+        seen: set[str] = set()
+        rules = data.get("rules") or []
+        for i, rule in enumerate(rules):
+            then, problems = rule["then"], {}
+            if rule["name"] in seen:
+                problems["name"] = [f"{rule['name']!r} is used by an earlier rule"]
+            seen.add(rule["name"])
+            team = rule["when"].get("hours_of") or then.get("team") or data["default"]["team"]
+            if then.get("team") and teams and then["team"] not in teams:
+                problems.setdefault("then", {})["team"] = [f"{then['team']!r} is not under teams:"]
+            if "in_hours" in rule["when"] and not (teams.get(team) or {}).get("calendar"):
+                problems.setdefault("when", {})["in_hours"] = [f"team {team!r} has no calendar"]
+            unknown = [n for n in [*(then.get("target_names") or ()), *(then.get("targets") or {})]
+                       if self.known_targets is not None and n not in self.known_targets]
+            if unknown:
+                problems.setdefault("then", {})["target_names" if then.get("target_names") else "targets"] = [
+                    f"unknown target(s) {unknown}; known: {self.known_targets}"]
+            if not rule["when"] and i != len(rules) - 1:
+                problems["when"] = ["a rule without conditions must be the last: rules after it never run"]
+            if not rule["when"] and then.get("fallback") == "next":
+                problems.setdefault("then", {})["fallback"] = ["the default rule cannot fall through to a next rule"]
+            if problems:
+                errors.setdefault("rules", {})[i] = problems
+        if rules and rules[-1]["when"]:
+            errors.setdefault("rules", {}).setdefault(len(rules) - 1, {})["when"] = [
+                "the last rule must be a default (no 'when:'), so every handoff is routed"]
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> RoutingConfig:
+        calendars = business_hours.build_calendars(data["calendars"])
+        for team in data["teams"].values():
+            if team.get("calendar"):
+                team["calendar"] = calendars[team["calendar"]]
+        return RoutingConfig(data, calendars=calendars)
+
+
+def flatten(messages: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """marshmallow's nested messages as (key path, message): `rules[2].when.segment`."""
+    if isinstance(messages, Mapping):
+        out: list[tuple[str, str]] = []
+        for key, value in messages.items():
+            path = f"{prefix}[{key}]" if isinstance(key, int) else f"{prefix}.{key}" if prefix else str(key)
+            # `_schema` (whole-object errors) and `value` (a Dict field's value) add no key of their own
+            out.extend(flatten(value, prefix if key in ("_schema", "value") else path))
+        return out
+    return [(prefix, str(m)) for m in (messages if isinstance(messages, list) else [messages])]
+
+
+def compile_routing(data: Mapping[str, Any], known_targets: list[str] | None = None) -> RoutingConfig:
+    """A validated, ready-to-match config; raises marshmallow's ValidationError (mappings adds lines)."""
+    if isinstance(data, RoutingConfig):
+        return data
+    raw = data if data.get("rules") is not None or data.get("version") else {**BUILT_IN, **data}
+    return RoutingSchema(known_targets=known_targets).load(raw)
+
+
+def compiled(routing: Mapping[str, Any]) -> RoutingConfig:
+    try:
+        return compile_routing(routing)
+    except ValidationError as err:
+        raise ConfigError("mappings/routing.yaml", "; ".join(f"{k}: {v}" for k, v in flatten(err.messages))) from None

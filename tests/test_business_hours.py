@@ -1,0 +1,133 @@
+"""Business hours: wall-clock hours in a zone, right across daylight-saving changes; holidays."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import yaml
+from marshmallow import ValidationError
+
+from connector.business_hours import CalendarSchema, build_calendars, is_open, next_opening, status
+from connector.customer_message import compose
+from connector.mappings import load_file
+from connector.routing import assign, compile_routing, expected_wait
+from tests.factories import FIXTURES, full_packet
+
+UTC = dt.UTC
+
+
+def calendar(zone: str, hours: dict, holidays: list | None = None):  # type: ignore[no-untyped-def]
+    spec = CalendarSchema().load({"timezone": zone, "hours": hours, "holidays": holidays or []})
+    return build_calendars({"test": spec})["test"]
+
+
+def at(*args: int) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=UTC)
+
+
+BERLIN = calendar("Europe/Berlin", {"mon-fri": "09:00-17:00"}, ["2026-12-25"])
+NEW_YORK = calendar("America/New_York", {"mon-fri": "09:00-17:00", "sun": "02:30-04:00"})
+
+
+@pytest.mark.parametrize(("now", "opening"), [
+    # Spring forward (Sun 29 Mar 2026): Friday evening CET → Monday 09:00 CEST, 07:00 UTC (not 08:00).
+    (at(2026, 3, 27, 17, 0), at(2026, 3, 30, 7, 0)),
+    # Fall back (Sun 25 Oct 2026): Friday evening CEST → Monday 09:00 CET, 08:00 UTC (not 07:00).
+    (at(2026, 10, 23, 16, 0), at(2026, 10, 26, 8, 0)),
+    # The morning of: 07:30 UTC is 08:30 CET → opens at 09:00 local the same day.
+    (at(2026, 10, 26, 7, 30), at(2026, 10, 26, 8, 0)),
+])
+def test_next_opening_across_berlin_dst(now, opening):
+    assert not is_open(BERLIN, now)
+    found = next_opening(BERLIN, now)
+    assert found == opening
+    assert found.strftime("%H:%M %A") == f"09:00 {opening.astimezone(BERLIN.zone):%A}"
+
+
+@pytest.mark.parametrize(("now", "expected"), [
+    (at(2026, 3, 9, 13, 30), True),    # 09:30 EDT, the day after spring forward (08:30 in EST terms)
+    (at(2026, 3, 6, 13, 30), False),   # 08:30 EST, before it
+    (at(2026, 11, 2, 14, 30), True),   # 09:30 EST, the day after fall back
+    (at(2026, 11, 2, 13, 30), False),  # 08:30 EST (would be 09:30 in EDT terms)
+    (at(2026, 10, 30, 20, 59), True),  # 16:59 EDT on the Friday before
+    (at(2026, 10, 30, 21, 0), False),  # 17:00 EDT: closed, the end is exclusive
+])
+def test_is_open_in_new_york_around_dst(now, expected):
+    assert is_open(NEW_YORK, now) is expected
+
+
+def test_an_opening_inside_the_spring_forward_gap_is_the_real_instant_after_it():
+    # Sunday 8 Mar 2026, New York: 02:30 never happens (02:00 → 03:00 EDT).
+    found = next_opening(NEW_YORK, at(2026, 3, 8, 5, 0))  # 00:00 EST
+    assert found == at(2026, 3, 8, 7, 30)  # 03:30 EDT
+    # And on the fall-back Sunday 02:30 happens once, in EST.
+    assert next_opening(NEW_YORK, at(2026, 11, 1, 4, 0)) == at(2026, 11, 1, 7, 30)
+
+
+def test_holidays_are_closed_all_day():
+    christmas_noon = at(2026, 12, 25, 11, 0)  # a Friday
+    assert not is_open(BERLIN, christmas_noon)
+    assert next_opening(BERLIN, at(2026, 12, 24, 17, 0)) == at(2026, 12, 28, 8, 0)
+    state = status(BERLIN, christmas_noon)
+    assert state == {"calendar": "test", "timezone": "Europe/Berlin", "open": False,
+                     "next_opening": "2026-12-28T09:00:00+01:00"}
+
+
+def test_open_status_has_no_next_opening():
+    assert status(BERLIN, at(2026, 12, 23, 10, 0))["open"] is True
+    assert status(BERLIN, at(2026, 12, 23, 10, 0))["next_opening"] is None
+
+
+def test_day_ranges_wrap_and_lists_allow_breaks():
+    cal = calendar("UTC", {"fri-mon": ["08:00-12:00", "13:00-17:00"]})
+    assert is_open(cal, at(2026, 11, 29, 9, 0))  # Sunday
+    assert not is_open(cal, at(2026, 11, 29, 12, 30))  # lunch
+    assert not is_open(cal, at(2026, 11, 25, 9, 0))  # Wednesday
+
+
+@pytest.mark.parametrize(("hours", "message"), [
+    ({"mon": 540}, "not a range"),  # what YAML makes of an unquoted 9:00
+    ({"mon": "17:00-09:00"}, "end after the start"),
+    ({"weekdays": "09:00-17:00"}, "not a day"),
+    ({"mon": "closed"}, "opens on no day"),
+])
+def test_bad_hours_are_refused(hours, message):
+    with pytest.raises(ValidationError) as err:
+        CalendarSchema().load({"timezone": "Europe/Paris", "hours": hours})
+    assert message in str(err.value.messages)
+
+
+def test_unknown_zone_is_refused():
+    with pytest.raises(ValidationError, match="unknown time zone"):
+        CalendarSchema().load({"timezone": "Europe/Atlantis", "hours": {"mon": "09:00-10:00"}})
+
+
+ROUTING = compile_routing(yaml.safe_load((FIXTURES / "mappings" / "good" / "routing.yaml").read_text()))
+MESSAGES = load_file(FIXTURES / "mappings" / "good" / "messages.yaml")
+
+
+def billing_packet():  # type: ignore[no-untyped-def]
+    packet = full_packet()
+    packet["customer"]["segment"] = "standard"
+    packet["intent"]["name"] = "billing.refund"
+    return packet
+
+
+def test_out_of_hours_the_message_gives_the_opening_instead_of_a_wait():
+    saturday = at(2026, 3, 28, 12, 0)  # the weekend Berlin springs forward
+    assignment = assign(billing_packet(), ROUTING, now=saturday)
+    assert assignment["team"] == "billing" and assignment["out_of_hours"] is True
+    assert any("next opening 2026-03-30T09:00:00+02:00" in line for line in assignment["trace"])
+    wait = expected_wait(assignment, ROUTING, observed_wait=lambda team: 60)
+    assert wait is None  # no wait is quoted while closed
+    text = compose(billing_packet(), assignment, wait, MESSAGES, now=saturday)["text"]
+    assert "Closed; reply by 09:00 Monday (Europe/Berlin)." in text
+    assert "min" not in text
+
+
+def test_in_hours_the_wait_is_quoted():
+    assignment = assign(billing_packet(), ROUTING, now=at(2026, 3, 30, 8, 0))
+    assert assignment["out_of_hours"] is False
+    wait = expected_wait(assignment, ROUTING)
+    assert "About 4 min." in compose(billing_packet(), assignment, wait, MESSAGES)["text"]

@@ -1,0 +1,215 @@
+"""Mapping files: validated at load with file, line and key; reloaded on edit, last good kept;
+the value language (paths, templates, literals, lookups); sandbox escapes refused."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from connector.errors import ConfigError
+from connector.mapping_values import MISSING, compile_value, lookup, resolve
+from connector.mappings import MappingStore, load_file, load_mappings
+from tests.factories import FIXTURES, full_packet
+
+ROOT = Path(__file__).parents[1]
+TARGETS = ["preview", "zendesk", "salesforce", "slack"]
+GOOD = FIXTURES / "mappings" / "good"
+ESCAPES = ["{{ ''.__class__.__mro__[1].__subclasses__() }}", "{{ cycler.__init__.__globals__ }}",
+           "{{ x | attr('__class__') }}", "{{ self._TemplateReference__context }}"]
+
+
+def test_the_shipped_mappings_load():
+    mappings = load_mappings("mappings", str(ROOT), TARGETS)
+    assert [rule["name"] for rule in mappings.routing["rules"]][-1] == "default"
+    assert set(mappings.messages["locales"]) == {"en", "es", "fr", "de"}
+    assert set(mappings.targets) == {"zendesk", "salesforce", "slack"}
+
+
+@pytest.fixture
+def mapdir(tmp_path: Path) -> Path:
+    directory = tmp_path / "mappings"
+    shutil.copytree(GOOD, directory)
+    return directory
+
+
+def load(directory: Path):  # type: ignore[no-untyped-def]
+    return load_mappings(str(directory), "/", TARGETS)
+
+
+def test_a_bad_key_is_named_with_its_file_and_line(tmp_path):
+    shutil.copytree(FIXTURES / "mappings" / "bad", tmp_path / "m")
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path / "m")
+    assert err.value.source.endswith("routing.yaml:8 rules[0].when.mood")
+    assert "Unknown field" in err.value.message
+
+
+def test_the_relative_directory_is_shown_as_configured(mapdir):
+    (mapdir / "routing.yaml").write_text("version: 1\nrules:\n  - {name: x, when: {segment: 3}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_mappings("mappings", str(mapdir.parent), TARGETS)
+    assert err.value.source == "mappings/routing.yaml:3 rules[0].when.segment"
+
+
+@pytest.mark.parametrize(("text", "source"), [
+    ("version: 2\nrules: []\n", "routing.yaml:1 version"),
+    ("version: 1\nrules:\n  - name: a\n    name: b\n", "routing.yaml:4 rules[0].name"),  # duplicate key
+    ("version: 1\nrules: [\n", "routing.yaml:3"),  # not YAML
+    ("version: 1\nteams:\n  support: {calendar: nope}\nrules:\n  - {name: default}\n",
+     "routing.yaml:3 teams.support.calendar"),
+    ("version: 1\nrules:\n  - {name: a, when: {segment: vip}, then: {message: gold}}\n  - {name: default}\n",
+     "routing.yaml:3 rules[0].then.message"),  # no such variant in messages.yaml
+])
+def test_routing_errors_name_file_line_and_key(mapdir, text, source):
+    (mapdir / "routing.yaml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load(mapdir)
+    assert err.value.source.endswith(source), err.value.source
+
+
+@pytest.mark.parametrize("escape", ESCAPES)
+def test_sandbox_escapes_are_refused_at_load_in_messages(mapdir, escape):
+    text = (mapdir / "messages.yaml").read_text().replace('no_wait: "Soon."', f'no_wait: "{escape}"')
+    (mapdir / "messages.yaml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load(mapdir)
+    assert err.value.source.endswith("messages.yaml:8 locales.en.no_wait")
+    assert "not allowed" in err.value.message
+
+
+@pytest.mark.parametrize("escape", ESCAPES)
+def test_sandbox_escapes_are_refused_at_load_in_vendor_files(mapdir, escape):
+    (mapdir / "zendesk.yaml").write_text(f'version: 1\ncustom_fields:\n  - {{id: 1, template: "{escape}"}}\n')
+    with pytest.raises(ConfigError) as err:
+        load(mapdir)
+    assert err.value.source.endswith("zendesk.yaml:3 custom_fields[0].template")
+
+
+def test_vendor_files_paths_and_lookups_are_checked(mapdir):
+    (mapdir / "zendesk.yaml").write_text("version: 1\ncustom_fields:\n  - {id: 1, path: 'collected_data..x'}\n")
+    with pytest.raises(ConfigError, match="not a dotted path") as err:
+        load(mapdir)
+    assert err.value.source.endswith("zendesk.yaml:3 custom_fields[0].path")
+    (mapdir / "zendesk.yaml").write_text("version: 1\nx:\n  y: {lookup: nope, from: sentiment.label}\n")
+    with pytest.raises(ConfigError, match="no lookup table 'nope'"):
+        load(mapdir)
+    (mapdir / "zendesk.yaml").write_text("version: 1\nsubject: '{{ intent.name '\n")
+    with pytest.raises(ConfigError, match="template syntax error") as err:
+        load(mapdir)
+    assert err.value.source.endswith("zendesk.yaml:2 subject")
+
+
+def test_vendor_specific_keys_are_left_to_the_adapter(mapdir):
+    (mapdir / "slack.yaml").write_text("version: 1\nanything: {nested: [1, 2]}\nmention_on_urgent: '<!here>'\n")
+    assert load(mapdir).targets["slack"]["anything"] == {"nested": [1, 2]}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def touch(path: Path, text: str, bump: int) -> None:
+    path.write_text(text)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + bump * 1_000_000_000))
+
+
+def test_a_good_edit_is_picked_up_without_a_restart(mapdir):
+    clock = Clock()
+    store = MappingStore(str(mapdir), "/", TARGETS, clock=clock)
+    first = store.current()
+    routing = mapdir / "routing.yaml"
+    touch(routing, routing.read_text().replace("expected_wait_seconds: 600", "expected_wait_seconds: 30"), 5)
+    assert store.current() is first  # checked at most once a second
+    clock.now += 1.5
+    assert store.current().routing["default"]["expected_wait_seconds"] == 30
+    assert store.errors is None
+
+
+def test_a_bad_edit_keeps_the_last_good_set_and_is_logged(mapdir, caplog):
+    clock = Clock()
+    store = MappingStore(str(mapdir), "/", TARGETS, clock=clock)
+    good = store.current()
+    routing = mapdir / "routing.yaml"
+    touch(routing, routing.read_text().replace("when: {segment: vip}", "when: {segmnt: vip}"), 5)
+    clock.now += 2
+    with caplog.at_level(logging.ERROR, logger="connector.mappings"):
+        assert store.current() is good
+    assert store.errors is not None and store.errors.source.endswith("routing.yaml:15 rules[0].when.segmnt")
+    assert [r.source for r in caplog.records] == [store.errors.source]  # type: ignore[attr-defined]
+    clock.now += 2
+    caplog.clear()
+    assert store.current() is good and not caplog.records  # reported once, not every second
+    touch(routing, routing.read_text().replace("segmnt", "segment"), 10)  # fixed
+    clock.now += 2
+    assert store.current() is not good and store.errors is None
+
+
+def test_a_bad_file_at_start_up_is_refused(tmp_path):
+    shutil.copytree(FIXTURES / "mappings" / "bad", tmp_path / "m")
+    with pytest.raises(ConfigError):
+        MappingStore(str(tmp_path / "m"), "/", TARGETS)
+
+
+PACKET = full_packet()
+TABLES = {"sentiment_priority": {"angry": "urgent", "frustrated": "high"}}
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ({"path": "collected_data.error_code"}, "4012"),
+    ("customer.attributes.plan", "Business Pro"),  # a bare string starting at a packet field is a path
+    ({"path": "transcript.0.text"}, "Our invoices stopped syncing to QuickBooks since Monday."),
+    ({"path": "transcript.99.text"}, MISSING),
+    ({"path": "collected_data.order_number"}, MISSING),
+    ({"template": "{{ intent.name | default('') }} / {{ customer.segment }}"},
+     "integrations.quickbooks.sync_failure / enterprise"),
+    ("{{ assignment.team }}", "billing"),
+    ({"literal": "customer.id"}, "customer.id"),
+    ("Web", "Web"),
+    (360001234567, 360001234567),
+    ({"lookup": "sentiment_priority", "from": "sentiment.label", "default": "normal"}, "high"),
+    ({"lookup": {"billing": "00G1"}, "from": "assignment.team"}, "00G1"),
+    ({"lookup": "sentiment_priority", "from": "intent.name", "default": "normal"}, "normal"),
+])
+def test_resolve(spec, expected):
+    assert resolve(spec, PACKET, {"assignment": {"team": "billing"}}, tables=TABLES) == expected
+
+
+def test_packet_text_is_never_compiled():
+    packet = full_packet()
+    packet["intent"]["name"] = "{{ 7*7 }}"
+    assert resolve({"template": "[{{ intent.name }}]"}, packet) == "[{{ 7*7 }}]"
+
+
+def test_a_runtime_sandbox_violation_names_the_file_and_key():
+    # `_`-names are refused at load; one built at run time is caught by the sandbox itself.
+    value = compile_value({"template": "{{ (cycler | attr(name)) }}"}, "mappings/zendesk.yaml:9 subject")
+    with pytest.raises(ConfigError) as err:
+        resolve(value, {"name": "__init__", **PACKET})
+    assert err.value.source == "mappings/zendesk.yaml:9 subject"
+
+
+def test_lookup_is_case_insensitive_and_has_a_default():
+    assert lookup({"Billing": 1}, "billing", 0) == 1
+    assert lookup({"billing": 1}, "sales", 0) == 0
+    assert lookup({"billing": 1}, MISSING, "x") == "x"
+
+
+@pytest.mark.parametrize("spec", [{"path": "a", "template": "b"}, {"path": "a b"}, {"lookup": "t", "from": "x"},
+                                  [1, 2], {"literal": 1, "extra": 2}])
+def test_bad_specs_are_refused(spec):
+    with pytest.raises(ConfigError):
+        compile_value(spec, "here", TABLES)
+
+
+def test_load_file_keeps_its_interface():
+    data = load_file(GOOD / "zendesk.yaml")
+    assert data["version"] == 1 and data["custom_fields"][0]["path"] == "collected_data.order_number"

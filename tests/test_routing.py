@@ -1,0 +1,246 @@
+"""Routing rules: every condition, every action, first match wins, the default, stickiness, waits."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import yaml
+
+from connector.errors import ConfigError
+from connector.mappings import load_mappings
+from connector.routing import assign, compile_routing, expected_wait, wait_estimate
+from tests.factories import FIXTURES, full_packet, minimal_packet
+
+TUESDAY_NOON = dt.datetime(2026, 11, 24, 11, 0, tzinfo=dt.UTC)  # 12:00 in Berlin: open
+SATURDAY = dt.datetime(2026, 11, 28, 11, 0, tzinfo=dt.UTC)
+BASE = """
+version: 1
+default: {team: support, priority: normal}
+calendars:
+  berlin: {timezone: Europe/Berlin, hours: {mon-fri: "09:00-17:00"}}
+teams:
+  support: {queue: Support, targets: {zendesk: {group_id: "100"}}}
+  special: {queue: Special, calendar: berlin, targets: {zendesk: {group_id: "900"}, slack: {channel: C0SPECIAL}}}
+"""
+
+
+def config(rules: str, base: str = BASE):  # type: ignore[no-untyped-def]
+    return compile_routing(yaml.safe_load(base + "rules:\n" + rules), ["zendesk", "salesforce", "slack"])
+
+
+def one_rule(when: str, then: str = "{team: special}"):  # type: ignore[no-untyped-def]
+    return config(f"  - {{name: r, when: {when}, then: {then}}}\n  - {{name: default}}\n")
+
+
+def packet(**changes):  # type: ignore[no-untyped-def]
+    p = full_packet()
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = p
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return p
+
+
+CONDITIONS = [  # (when, packet change that matches, packet change that does not)
+    ("{intent: billing}", {"intent__name": "billing.refund"}, {"intent__name": "billingish.refund"}),
+    ("{intent: [billing.refund, payments]}", {"intent__name": "payments"}, {"intent__name": "billing.invoice"}),
+    ("{department: Billing}", {"routing__department": "billing"}, {"routing__department": "sales"}),
+    ("{skills_any: [quickbooks, xero]}", {"routing__skills": ["xero"]}, {"routing__skills": ["sage"]}),
+    ("{skills_all: [quickbooks, xero]}", {"routing__skills": ["xero", "quickbooks", "sage"]},
+     {"routing__skills": ["xero"]}),
+    ("{segment: [vip, enterprise]}", {"customer__segment": "VIP"}, {"customer__segment": "standard"}),
+    ("{sentiment: angry}", {"sentiment__label": "angry"}, {"sentiment__label": "neutral"}),
+    ("{sentiment_trend: worsening}", {"sentiment__trend": "worsening"}, {"sentiment__trend": "stable"}),
+    ("{score_below: -0.5}", {"sentiment__score": -0.8}, {"sentiment__score": -0.5}),
+    ("{score_above: 0.5}", {"sentiment__score": 0.9}, {"sentiment__score": 0.5}),
+    ("{urgency: [urgent]}", {"escalation__urgency": "urgent"}, {"escalation__urgency": "high"}),
+    ("{reason: regulatory}", {"escalation__reason": "regulatory"}, {"escalation__reason": "other"}),
+    ("{keywords: [fraud]}", {"escalation__keywords": ["Fraud"]}, {"escalation__keywords": ["refund"]}),
+    ("{language: es}", {"conversation__language": "es-MX"}, {"conversation__language": "en"}),
+    ("{channel: [voice, sms]}", {"conversation__channel": "voice"}, {"conversation__channel": "web_chat"}),
+]
+
+
+@pytest.mark.parametrize(("when", "hit", "miss"), CONDITIONS, ids=[c[0] for c in CONDITIONS])
+def test_each_condition_matches_and_misses(when, hit, miss):
+    rules = one_rule(when)
+    matched = assign(packet(**hit), rules, now=TUESDAY_NOON)
+    assert matched["rule"] == "r" and matched["team"] == "special"
+    assert any(line.startswith("rule r: matched") for line in matched["trace"])
+    missed = assign(packet(**miss), rules, now=TUESDAY_NOON)
+    assert missed["rule"] == "default"
+    assert any(line.startswith("rule r: skipped") for line in missed["trace"])
+
+
+def test_a_missing_field_never_matches():
+    rules = one_rule("{score_below: 0}")
+    assert assign(minimal_packet(), rules, now=TUESDAY_NOON)["rule"] == "default"
+
+
+def test_keywords_in_the_customers_own_words_but_not_the_bots():
+    rules = one_rule("{keywords: [cancel my account]}")
+    p = packet()
+    p["transcript"][0]["text"] = "I want to CANCEL  my account now."
+    result = assign(p, rules, now=TUESDAY_NOON)
+    assert result["rule"] == "r"
+    assert any("in the customer's messages" in line for line in result["trace"])
+    p["transcript"][0]["text"] = "ok"
+    p["transcript"][1]["text"] = "You can cancel my account settings here"  # the bot said it
+    assert assign(p, rules, now=TUESDAY_NOON)["rule"] == "default"
+    p["transcript"][0]["text"] = "please cancel my accountant"  # whole words only
+    assert assign(p, rules, now=TUESDAY_NOON)["rule"] == "default"
+
+
+def test_keywords_in_can_restrict_to_escalation_keywords():
+    rules = one_rule("{keywords: [fraud], keywords_in: [escalation]}")
+    p = packet()
+    p["transcript"][0]["text"] = "this is fraud"
+    assert assign(p, rules, now=TUESDAY_NOON)["rule"] == "default"
+    p["escalation"]["keywords"] = ["fraud"]
+    assert assign(p, rules, now=TUESDAY_NOON)["rule"] == "r"
+
+
+def test_in_hours_reads_the_rules_team_calendar_or_hours_of():
+    open_rule = one_rule("{in_hours: true}")
+    assert assign(packet(), open_rule, now=TUESDAY_NOON)["rule"] == "r"
+    assert assign(packet(), open_rule, now=SATURDAY)["rule"] == "default"
+    closed = config("  - {name: r, when: {in_hours: false, hours_of: special}, then: {team: support}}\n"
+                    "  - {name: default}\n")
+    result = assign(packet(), closed, now=SATURDAY)
+    assert result["rule"] == "r" and result["team"] == "support"
+    assert any("team special is closed now" in line for line in result["trace"])
+
+
+def test_all_conditions_of_a_rule_must_hold():
+    rules = one_rule("{segment: enterprise, sentiment: angry}")
+    assert assign(packet(), rules, now=TUESDAY_NOON)["rule"] == "default"  # frustrated, not angry
+    assert assign(packet(sentiment__label="angry"), rules, now=TUESDAY_NOON)["rule"] == "r"
+
+
+def test_first_match_wins():
+    rules = config("  - {name: first, when: {segment: enterprise}, then: {team: special}}\n"
+                   "  - {name: second, when: {segment: enterprise}, then: {team: support}}\n"
+                   "  - {name: default}\n")
+    result = assign(packet(), rules, now=TUESDAY_NOON)
+    assert (result["rule"], result["team"]) == ("first", "special")
+    assert not any("second" in line for line in result["trace"])
+
+
+def test_every_action():
+    rules = one_rule("{segment: enterprise}",
+                     "{team: special, priority: urgent, queue: Tier 2, message: vip, target_names: [zendesk, slack],"
+                     " targets: {zendesk: {assignee_id: '7'}, salesforce: {owner_id: 00G1}}}")
+    result = assign(packet(), rules, now=TUESDAY_NOON)
+    assert result["team"] == "special" and result["priority"] == "urgent" and result["queue"] == "Tier 2"
+    assert result["customer_message_template"] == "vip"
+    assert result["target_names"] == ["zendesk", "slack"]
+    assert result["targets"] == {"zendesk": {"group_id": "900", "assignee_id": "7"},  # merged over the team's
+                                 "slack": {"channel": "C0SPECIAL"}, "salesforce": {"owner_id": "00G1"}}
+    assert result["business_hours"]["open"] is True and result["out_of_hours"] is False
+
+
+def test_default_rule_uses_the_bots_hints_then_defaults():
+    rules = config("  - {name: default}\n")
+    result = assign(packet(), rules, now=TUESDAY_NOON)
+    assert (result["team"], result["priority"], result["rule"]) == ("technical_support", "high", "default")
+    assert "team technical_support from routing.department (the bot's hint)" in result["trace"]
+    bare = assign(minimal_packet(), rules, now=TUESDAY_NOON)
+    assert (bare["team"], bare["priority"], bare["queue"]) == ("support", "normal", "Support")
+    assert bare["targets"] == {"zendesk": {"group_id": "100"}}
+    assert set(bare) >= {"team", "queue", "agent", "priority", "rule", "trace", "targets"}
+
+
+def test_no_routing_file_routes_everything_by_default():
+    result = assign(packet(), {}, now=TUESDAY_NOON)
+    assert result["rule"] == "default" and result["team"] == "technical_support"
+
+
+@pytest.mark.parametrize(("rules", "problem"), [
+    ("  - {name: only, when: {segment: vip}}\n", "rules[0].when"),
+    ("  - {name: default}\n  - {name: late, when: {segment: vip}}\n", "rules[0].when"),
+    ("  - {name: a, when: {segment: vip}, then: {team: nobody}}\n  - {name: default}\n", "rules[0].then.team"),
+    ("  - {name: a, when: {segment: vip}, then: {target_names: [jira]}}\n  - {name: default}\n",
+     "rules[0].then.target_names"),
+    ("  - {name: a, when: {in_hours: true}}\n  - {name: default}\n", "rules[0].when.in_hours"),
+    ("  - {name: a, when: {segment: vip}}\n  - {name: a, when: {segment: x}}\n  - {name: default}\n", "rules[1].name"),
+])
+def test_a_file_without_a_proper_default_or_with_typos_is_refused(tmp_path, rules, problem):
+    (tmp_path / "routing.yaml").write_text(BASE + "rules:\n" + rules)
+    with pytest.raises(ConfigError) as err:
+        load_mappings(str(tmp_path), "/", ["zendesk", "salesforce", "slack"])
+    assert problem in err.value.source and "routing.yaml:" in err.value.source
+
+
+PREVIOUS = {"id": "123", "name": "Sam", "email": "sam@acme.example", "target": "zendesk"}
+
+
+def test_sticky_rule_offers_the_previous_agent():
+    rules = one_rule("{segment: enterprise}", "{team: special, sticky: true, fallback: team}")
+    result = assign(packet(), rules, now=TUESDAY_NOON, previous_agent=PREVIOUS)
+    assert result["agent"] == "Sam"
+    assert result["targets"]["zendesk"] == {"group_id": "900", "assignee_id": "123"}
+    assert "sticky: offered previous agent Sam (zendesk assignee_id=123)" in result["trace"]
+    sf = assign(packet(), rules, now=TUESDAY_NOON, previous_agent={**PREVIOUS, "id": "005X", "target": "salesforce"})
+    assert sf["targets"]["salesforce"] == {"owner_id": "005X"} and "assignee_id" not in sf["targets"]["zendesk"]
+
+
+def test_sticky_falls_back_to_the_team_without_a_previous_agent():
+    rules = one_rule("{segment: enterprise}", "{team: special, sticky: true, fallback: team}")
+    result = assign(packet(), rules, now=TUESDAY_NOON)
+    assert result["agent"] is None and result["team"] == "special" and result["rule"] == "r"
+    assert "sticky: no previous agent known; fallback: team special" in result["trace"]
+
+
+def test_sticky_with_fallback_next_tries_the_next_rule():
+    rules = config("  - {name: mine, when: {segment: enterprise},"
+                   " then: {team: special, sticky: true, fallback: next}}\n  - {name: default}\n")
+    assert assign(packet(), rules, now=TUESDAY_NOON, previous_agent=PREVIOUS)["rule"] == "mine"
+    result = assign(packet(), rules, now=TUESDAY_NOON)
+    assert result["rule"] == "default"
+    assert any("fallback: next rule" in line for line in result["trace"])
+
+
+def test_a_non_sticky_rule_ignores_the_previous_agent():
+    result = assign(packet(), one_rule("{segment: enterprise}"), now=TUESDAY_NOON, previous_agent=PREVIOUS)
+    assert result["agent"] is None and "assignee_id" not in result["targets"]["zendesk"]
+
+
+def test_wait_observed_beats_configured_beats_none():
+    rules = compile_routing(yaml.safe_load((FIXTURES / "mappings" / "good" / "routing.yaml").read_text()))
+    billing = {"team": "billing"}
+    assert wait_estimate(billing, rules, observed_wait=lambda team: 95) == (95, "observed")
+    assert expected_wait(billing, rules, observed_wait=lambda team: None) == 240
+    assert expected_wait({"team": "support"}, rules) == 600  # the default figure
+    assert expected_wait({"team": "billing", "out_of_hours": True}, rules, observed_wait=lambda t: 95) is None
+    bare = config("  - {name: default}\n")
+    assert wait_estimate({"team": "support"}, bare) == (None, "unknown")
+
+
+def test_observed_wait_is_asked_for_the_assigned_team():
+    asked: list[str] = []
+    expected_wait({"team": "billing"}, {}, observed_wait=lambda team: asked.append(team))
+    assert asked == ["billing"]
+
+
+SHIPPED = load_mappings("mappings", str(FIXTURES.parents[1]), ["zendesk", "salesforce", "slack"]).routing
+
+
+@pytest.mark.parametrize(("changes", "rule", "team", "priority"), [
+    ({"escalation__reason": "regulatory"}, "regulatory", "escalations", "urgent"),
+    ({"escalation__urgency": "urgent"}, "urgent", "escalations", "urgent"),
+    ({"escalation__keywords": ["chargeback"]}, "fraud-or-legal", "escalations", "high"),
+    ({"customer__segment": "vip"}, "vip", "priority_support", "high"),
+    ({}, "enterprise", "technical_support", "high"),
+    ({"customer__segment": "standard", "intent__name": "billing.refund", "escalation__urgency": "normal"},
+     "billing", "billing", "normal"),
+    ({"customer__segment": "standard", "sentiment__label": "angry"}, "angry-worsening", "technical_support", "high"),
+    ({"customer__segment": "standard", "sentiment__trend": "stable", "sentiment__score": -0.9},
+     "very-negative", "technical_support", "high"),
+    ({"customer__segment": "standard", "sentiment__trend": "stable"}, "default", "technical_support", "high"),
+])
+def test_the_shipped_rules(changes, rule, team, priority):
+    result = assign(packet(**changes), SHIPPED, now=TUESDAY_NOON)
+    assert (result["rule"], result["team"], result["priority"]) == (rule, team, priority)
