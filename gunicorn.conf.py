@@ -12,7 +12,7 @@ graceful_timeout = 30
 accesslog = "-"
 
 
-def on_starting(server):  # noqa: ARG001 - gunicorn's hook signature
+def on_starting(server):
     """Once, in the master, before any worker: create or upgrade the schema."""
     from connector import create_app
 
@@ -33,7 +33,7 @@ def post_worker_init(worker):
         services.start_loop(services.settings.poll_interval_s)
 
 
-def worker_exit(server, worker):  # noqa: ARG001
+def worker_exit(server, worker):
     from flask import Flask
 
     app = getattr(worker, "wsgi", None)

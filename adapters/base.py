@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import abc
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, ClassVar, Literal
 
 from connector.brief import Brief
 from connector.errors import ConfigError
@@ -164,6 +165,7 @@ class Adapter(abc.ABC):
 
         Called only after this target's own delivery succeeded, with `ctx.link` its own ticket.
         """
+        return None
 
     def apply_extra(self, payload: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
         """Merge `vendor_extra` last. Override when the payload wraps the object (`{"ticket": …}`)."""

@@ -4,7 +4,8 @@ needed only when it is enabled or previewed."""
 from __future__ import annotations
 
 import importlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from connector.errors import ConfigError
 from connector.settings import Settings

@@ -79,7 +79,9 @@ def authenticate_bot(request: Request, settings: Settings, now: float | None = N
         return Caller(bot_id=matched, method="bearer")
     if settings.allow_unauthenticated:
         return Caller(bot_id=None, method="unauthenticated")
-    raise Unauthenticated("Missing credentials: sign the request (Standard Webhooks) or send 'Authorization: Bearer <key>'.")
+    raise Unauthenticated(
+        "Missing credentials: sign the request (Standard Webhooks) or send 'Authorization: Bearer <key>'."
+    )
 
 
 def check_bot(caller: Caller, bot_id: str) -> None:

@@ -9,9 +9,10 @@ what they want, what was tried, what is known — then the whole transcript.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
@@ -92,7 +93,8 @@ def _has(packet: Mapping[str, Any], part: str) -> bool:
 def subject_for(packet: Mapping[str, Any]) -> str:
     """One line an agent can triage by: the problem, in the customer's words when we have them."""
     intent = packet.get("intent") or {}
-    problem = intent.get("stated_problem") or intent.get("summary") or first_customer_line(packet) or "Conversation handed off"
+    problem = (intent.get("stated_problem") or intent.get("summary") or first_customer_line(packet)
+               or "Conversation handed off")
     return one_line(problem, 120)
 
 
@@ -112,7 +114,7 @@ def _parse(at: str | None) -> dt.datetime | None:
     if not at:
         return None
     try:
-        return dt.datetime.fromisoformat(at).astimezone(dt.timezone.utc)
+        return dt.datetime.fromisoformat(at).astimezone(dt.UTC)
     except ValueError:
         return None
 
@@ -150,7 +152,7 @@ def _transcript(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
     start, end = (min(known), max(known)) if known else (None, None)
     multi_day = bool(start and end and start.date() != end.date())
     rows = []
-    for entry, at in zip(entries, times):
+    for entry, at in zip(entries, times, strict=True):
         stamp = at.strftime("%Y-%m-%d %H:%M:%S" if multi_day else "%H:%M:%S") if at else entry.get("at", "")
         rows.append({
             "at": stamp,
@@ -163,11 +165,14 @@ def _transcript(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
                 for a in entry.get("attachments") or []
             ],
         })
+    span = ""
+    if start and end:
+        span = f"{start:%Y-%m-%d %H:%M} – {end:%H:%M} UTC, {_duration((end - start).total_seconds())}"
     return {
         "rows": rows,
         "count": len(rows),
         "customer_count": sum(1 for e in entries if e.get("role") == "customer"),
-        "span": f"{start:%Y-%m-%d %H:%M} – {end:%H:%M} UTC, {_duration((end - start).total_seconds())}" if start and end else "",
+        "span": span,
     }
 
 
@@ -181,6 +186,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str) -> dict[str, Any]:
     routing = packet.get("routing") or {}
     collected = packet.get("collected_data") or {}
     urgency = escalation.get("urgency") or routing.get("priority")
+    preferred = routing.get("preferred_agent") or {}
     identity = [(label, customer[key]) for key, label in
                 (("email", "email"), ("phone", "phone"), ("id", "customer id"), ("account_id", "account"))
                 if customer.get(key)]
@@ -227,7 +233,8 @@ def _view(packet: Mapping[str, Any], handoff_id: str) -> dict[str, Any]:
             for h in packet.get("history") or []
         ],
         "routing": {k: _scalar(v) for k, v in routing.items() if k != "preferred_agent"},
-        "preferred_agent": (routing.get("preferred_agent") or {}).get("email") or (routing.get("preferred_agent") or {}).get("id"),
+        "preferred_agent": preferred.get("email") or preferred.get("id"),
         "transcript": _transcript(packet.get("transcript") or []),
-        "metadata": [(k, _scalar(v) if not isinstance(v, dict) else str(v)) for k, v in (packet.get("metadata") or {}).items()],
+        "metadata": [(k, str(v) if isinstance(v, dict) else _scalar(v))
+                     for k, v in (packet.get("metadata") or {}).items()],
     }

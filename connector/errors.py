@@ -11,7 +11,8 @@ Vendor failures have their own tree in `adapters.errors`; the outbox decides wha
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 class ConfigError(Exception):

@@ -10,10 +10,10 @@ from concurrent.futures import wait
 from dataclasses import dataclass
 from typing import Any
 
-from ulid import ULID
 from marshmallow import ValidationError
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
+from ulid import ULID
 
 from . import answers, customer_message, routing
 from .auth import Caller, check_bot
@@ -76,7 +76,8 @@ def validate_packet(data: dict[str, Any], services: Services) -> dict[str, Any]:
         packet = schema.load(data)
     except ValidationError as err:
         errors = flatten_errors(err.messages)
-        raise ValidationFailed(f"The packet is not valid: {len(errors)} field(s) need attention.", errors=errors) from None
+        detail = f"The packet is not valid: {len(errors)} field(s) need attention."
+        raise ValidationFailed(detail, errors=errors) from None
     for index, name in enumerate(packet.get("targets") or []):
         if name not in services.adapters:
             raise ValidationFailed(

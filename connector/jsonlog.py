@@ -10,17 +10,17 @@ import contextlib
 import contextvars
 import logging
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 from pythonjsonlogger.json import JsonFormatter
 
-_context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("log_context", default={})
+_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("log_context", default=None)
 
 
 @contextlib.contextmanager
 def log_context(**values: str) -> Iterator[None]:
     """Add fields (handoff_id, target, delivery_id…) to every log line inside the block."""
-    token = _context.set({**_context.get(), **{k: v for k, v in values.items() if v is not None}})
+    token = _context.set({**(_context.get() or {}), **{k: v for k, v in values.items() if v is not None}})
     try:
         yield
     finally:
@@ -29,7 +29,7 @@ def log_context(**values: str) -> Iterator[None]:
 
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in _context.get().items():
+        for key, value in (_context.get() or {}).items():
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True

@@ -6,14 +6,14 @@ Every change goes through an Alembic migration in `connector/migrations/versions
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class UTCDateTime(TypeDecorator):
@@ -25,11 +25,11 @@ class UTCDateTime(TypeDecorator):
     def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(dt.timezone.utc) if value is not None else None
+        return value.astimezone(dt.UTC) if value is not None else None
 
     def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
         return value
 
 
@@ -51,12 +51,12 @@ class Handoff(Base):
     idempotency_key: Mapped[str] = mapped_column(String(200))
     request_hash: Mapped[str] = mapped_column(String(64))
     # The signed request's webhook-id: the same message again is answered from here, never re-run.
-    message_id: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
+    message_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     packet: Mapped[dict[str, Any]]
     # What intake decided, stored so the answer can be rebuilt identically later.
     assignment: Mapped[dict[str, Any]]
     customer_message: Mapped[dict[str, Any]]
-    estimated_wait_seconds: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    estimated_wait_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -80,23 +80,23 @@ class Delivery(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
     state: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    vendor_id: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
-    url: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
-    last_error: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    vendor_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     # An attempt was sent and its outcome is unknown (timeout after the request left):
     # the next attempt must look the handoff up at the vendor before sending again.
     outcome_unknown: Mapped[bool] = mapped_column(default=False)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # Start of the current retry window (intake, or the last replay): bounds the age of retries.
     window_started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    lease_owner: Mapped[Optional[str]] = mapped_column(String(80), nullable=True)
-    lease_expires_at: Mapped[Optional[dt.datetime]] = mapped_column(nullable=True)
-    payload: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
-    receipt: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
-    vendor_reply: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    receipt: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    vendor_reply: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
 
     handoff: Mapped[Handoff] = relationship(back_populates="deliveries")
 
@@ -115,10 +115,10 @@ class ConversationLink(Base):
     bot_id: Mapped[str] = mapped_column(String(200))
     conversation_id: Mapped[str] = mapped_column(String(200))
     target: Mapped[str] = mapped_column(String(40))
-    owner_delivery_id: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
-    vendor_id: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
-    url: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
-    extra: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    owner_delivery_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    vendor_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -130,5 +130,5 @@ class TargetPause(Base):
 
     target: Mapped[str] = mapped_column(String(40), primary_key=True)
     until: Mapped[dt.datetime]
-    reason: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

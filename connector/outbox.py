@@ -17,8 +17,9 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import tenacity
 from sqlalchemy import and_, or_, select, update
@@ -259,7 +260,8 @@ class Outbox:
                 row.state, row.finished_at = "dead", now
             else:
                 retry_after = err.retry_after if isinstance(err, TransientError) else None
-                delay = backoff_seconds(row.attempts, retry_after, self.settings.retry_base_s, self.settings.retry_max_s)
+                settings = self.settings
+                delay = backoff_seconds(row.attempts, retry_after, settings.retry_base_s, settings.retry_max_s)
                 row.next_attempt_at = now + dt.timedelta(seconds=delay)
             state, attempts, next_at = row.state, row.attempts, row.next_attempt_at
         level = logging.WARNING if state == "pending" else logging.ERROR

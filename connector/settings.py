@@ -8,8 +8,9 @@ naming the variable and pointing at `.env.example`. Adapters receive the parsed
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .errors import ConfigError
 

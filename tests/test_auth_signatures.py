@@ -26,7 +26,7 @@ def signed_app(make_app):
 
 
 def signed(body: bytes, secret: str = NEW, msg_id: str = "msg_1", at: float | None = None) -> dict[str, str]:
-    stamp = dt.datetime.fromtimestamp(int(at if at is not None else time.time()), tz=dt.timezone.utc)
+    stamp = dt.datetime.fromtimestamp(int(at if at is not None else time.time()), tz=dt.UTC)
     return {"webhook-id": msg_id, "webhook-timestamp": str(int(stamp.timestamp())),
             "webhook-signature": Webhook(secret).sign(msg_id, stamp, body.decode())}
 

@@ -177,7 +177,7 @@ def test_unicode_survives_intact(client):
         "ＣＪＫ：我的订单没有到达 — 注文が届きません",
     ]
     packet = minimal_packet(customer={"email": "zoë@example.com", "name": "Zoë Ångström 🙂"})
-    packet["transcript"] = [{"at": "2026-11-20T10:00:0%dZ" % i, "role": "customer", "text": t} for i, t in enumerate(texts)]
+    packet["transcript"] = [{"at": f"2026-11-20T10:00:0{i}Z", "role": "customer", "text": t} for i, t in enumerate(texts)]
     response = post(client, packet)
     assert response.status_code == 201
     detail = client.get(response.get_json()["links"]["self"], headers=auth()).get_json()

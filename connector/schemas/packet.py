@@ -8,8 +8,9 @@ Limits are configurable, so the schema is built with a `Limits` instance.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
@@ -90,7 +91,10 @@ class BotSchema(_Open):
 class ConversationSchema(_Open):
     id = fields.String(required=True, validate=ID)
     channel = fields.String(validate=SHORT)
-    language = fields.String(validate=[validate.Length(max=35), validate.Regexp(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$", error="Not a BCP 47 language tag (e.g. en, es-MX).")])
+    language = fields.String(validate=[
+        validate.Length(max=35),
+        validate.Regexp(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$", error="Not a BCP 47 language tag (e.g. en, es-MX)."),
+    ])
     url = fields.Url(validate=validate.Length(max=2000))
 
 
@@ -217,14 +221,15 @@ class PacketSchema(Schema):
     def _limits(self, data: dict[str, Any], **_: Any) -> None:
         transcript = data.get("transcript") or []
         errors: dict[str, Any] = {}
-        if len(transcript) > self.limits.max_transcript_entries:
-            raise ValidationError(
-                {"transcript": [f"At most {self.limits.max_transcript_entries} entries (CONNECTOR_MAX_TRANSCRIPT_ENTRIES); got {len(transcript)}."]}
-            )
+        most, longest = self.limits.max_transcript_entries, self.limits.max_entry_chars
+        if len(transcript) > most:
+            message = f"At most {most} entries (CONNECTOR_MAX_TRANSCRIPT_ENTRIES); got {len(transcript)}."
+            raise ValidationError({"transcript": [message]})
         for index, entry in enumerate(transcript):
             text = entry.get("text") or ""
-            if len(text) > self.limits.max_entry_chars:
-                errors[index] = {"text": [f"At most {self.limits.max_entry_chars} characters (CONNECTOR_MAX_ENTRY_CHARS); got {len(text)}."]}
+            if len(text) > longest:
+                message = f"At most {longest} characters (CONNECTOR_MAX_ENTRY_CHARS); got {len(text)}."
+                errors[index] = {"text": [message]}
         if errors:
             raise ValidationError({"transcript": errors})
 
