@@ -1,0 +1,315 @@
+"""Slack target: an alert in a channel, the details and the whole transcript as thread replies.
+
+Payload (what `render` shows and `send_*` sends)::
+
+    {"message": <chat.postMessage arguments>, "thread": [{"text", "blocks", "metadata"}, …]}
+
+Slack has no idempotency key, so every message we post carries Slack message metadata naming
+the handoff (`handoff_created` on the alert, `handoff_thread` + part number on each reply). After
+an unknown outcome `find_existing` looks the alert up by that metadata and finishes its thread
+instead of posting a second alert. Block Kit layout and limits live in `slack_blocks`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import os
+import re
+import ssl
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.error import URLError
+from urllib.parse import urlsplit
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
+
+from connector.errors import ConfigError
+from connector.settings import Settings
+
+from . import slack_blocks as kit
+from .base import Adapter, HandoffContext, Sent, deep_merge
+from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TransientError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://slack.com/api/"
+CREATED, UPDATED, THREAD = "handoff_created", "handoff_updated", "handoff_thread"
+AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive",
+                         "missing_scope", "no_permission", "ekm_access_denied"})
+# find_existing reads at most PAGES × PAGE_SIZE messages of the channel, newest first, no older than
+# the oldest delivery the outbox still retries (max_delivery_age_s) plus a margin for clock skew.
+PAGES, PAGE_SIZE, SKEW_S = 5, 200, 600
+_ONE_MENTION = r"(?:<!here>|<!channel>|<!subteam\^[A-Z0-9]+>|<@[UW][A-Z0-9]+>)"
+MENTION = re.compile(rf"^{_ONE_MENTION}(?: {_ONE_MENTION})*$")
+
+
+class SlackAdapter(Adapter):
+    name = "slack"
+    required_settings = ("slack_bot_token", "slack_channel")
+
+    def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
+        super().__init__(settings, mapping)
+        self._web: WebClient | None = None  # built on first send: `preview` renders without credentials
+        self._lock = threading.Lock()
+        mention = self.mapping.get("mention_on_urgent") or ""
+        if mention and not MENTION.match(mention):  # admin-edited: only real mention syntax, never free mrkdwn
+            raise ConfigError("mappings/slack.yaml: mention_on_urgent",
+                              "must be <!here>, <!channel>, <@U…> or <!subteam^S…> (several: separated by spaces)")
+
+    @classmethod
+    def check_settings(cls, settings: Settings) -> None:
+        super().check_settings(settings)
+        if settings.slack_api_url and not kit.safe_url(settings.slack_api_url):
+            raise ConfigError("SLACK_API_URL", "must be an http(s) URL such as https://slack.com/api/")
+
+    # ---- build ---------------------------------------------------------------------------
+
+    def build_create(self, ctx: HandoffContext) -> dict[str, Any]:
+        return self._compose(ctx, update=False)[0]
+
+    def build_update(self, ctx: HandoffContext) -> dict[str, Any]:
+        return self._compose(ctx, update=True)[0]
+
+    def apply_extra(self, payload: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+        return {**payload, "message": deep_merge(payload["message"], extra)}
+
+    def receipt(self, ctx: HandoffContext, payload: Mapping[str, Any]) -> dict[str, Any]:
+        # Everything reaches the thread in full; the alert itself may have had to shorten parts,
+        # and agents triage from the alert, so those cuts are reported as not intact.
+        result = super().receipt(ctx, payload)
+        result["dropped"] = [*result["dropped"], *self._compose(ctx, update=ctx.link is not None)[1]]
+        return result
+
+    def _compose(self, ctx: HandoffContext, update: bool) -> tuple[dict[str, Any], list[kit.Note]]:
+        """The payload and what the alert had to shorten. `update`: a reply on `ctx.link`'s alert."""
+        packet = ctx.packet
+        message, notes = kit.alert(packet, ctx.handoff_id, ctx.assignment, ctx.related,
+                                   mention=self._mention(ctx), repeat=update)
+        event = {"event_type": UPDATED if update else CREATED, "event_payload": {"handoff_id": ctx.handoff_id}}
+        message = {"channel": self._channel(ctx), **message, "metadata": event, "unfurl_links": False,
+                   "unfurl_media": False}
+        if update:
+            channel, ts = _link_target(ctx)
+            # A re-escalation is news: broadcast the first reply to the channel unless the mapping says no.
+            broadcast = bool(self.mapping.get("broadcast_updates", True))
+            message.update(channel=channel, thread_ts=ts, reply_broadcast=broadcast)
+        replies = kit.details(packet, ctx.handoff_id) + kit.transcript(packet, ctx.handoff_id)
+        thread = [{**reply, "metadata": {"event_type": THREAD,
+                                         "event_payload": {"handoff_id": ctx.handoff_id, "part": n}}}
+                  for n, reply in enumerate(replies)]
+        return {"message": message, "thread": thread}, notes
+
+    def _channel(self, ctx: HandoffContext) -> str:
+        routed = ((ctx.assignment.get("targets") or {}).get("slack") or {}).get("channel")
+        return routed or self.mapping.get("channel") or self.settings.slack_channel
+
+    def _mention(self, ctx: HandoffContext) -> str:
+        urgencies = self.mapping.get("mention_urgencies", ["urgent"])
+        urgent = kit.urgency_of(ctx.packet, ctx.assignment) in urgencies
+        return (self.mapping.get("mention_on_urgent") or "") if urgent else ""
+
+    # ---- send ----------------------------------------------------------------------------
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        # Before the alert is up, errors keep their kind (a timeout here is already OutcomeUnknown).
+        # After it, every failure becomes OutcomeUnknown: see _after_posting.
+        posted = self._call("chat_postMessage", acts=True, **payload["message"])
+        channel, ts = posted["channel"], posted["ts"]
+        with _after_posting(f"alert {channel}/{ts}"):
+            self._post_thread(channel, ts, payload["thread"], start=0)
+            permalink = self._call("chat_getPermalink", channel=channel, message_ts=ts)["permalink"]
+        return self._sent(ctx, channel, ts, permalink, posted.get("message"))
+
+    def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        assert ctx.link is not None
+        channel, ts = _link_target(ctx)
+        first, start = None, 0
+        if ctx.outcome_unknown:  # an earlier attempt may have posted some of these replies: resume
+            first, highest = self._posted_in_thread(channel, ts, ctx.handoff_id)
+            start = highest + 1
+        if first is None:
+            first = self._call("chat_postMessage", acts=True, **payload["message"])
+        with _after_posting(f"update of {channel}/{ts}"):
+            self._post_thread(channel, ts, payload["thread"], start=start)
+        return Sent(vendor_id=ctx.link.vendor_id, url=ctx.link.url, extra=dict(ctx.link.extra),
+                    reply={"ts": first.get("ts"), "replies": len(payload["thread"]) + 1})
+
+    def find_existing(self, ctx: HandoffContext) -> Sent | None:
+        channel = self._channel(ctx)
+        alert = self._find_alert(channel, ctx.handoff_id)
+        if alert is None:
+            return None
+        ts = alert["ts"]
+        log.info("found the alert of an unknown outcome", extra={"vendor_id": f"{channel}/{ts}"})
+        thread = self.render(ctx)["thread"]
+        self._post_thread(channel, ts, thread, start=self._posted_in_thread(channel, ts, ctx.handoff_id)[1] + 1)
+        permalink = self._call("chat_getPermalink", channel=channel, message_ts=ts)["permalink"]
+        return self._sent(ctx, channel, ts, permalink, alert)
+
+    def related_changed(self, ctx: HandoffContext) -> None:
+        assert ctx.link is not None
+        # Only our own alert is rewritten; an alert made by an earlier handoff of the conversation
+        # describes that handoff and keeps its own metadata (find_existing relies on it).
+        if ctx.link.extra.get("handoff_id") != ctx.handoff_id:
+            return
+        channel, ts = _link_target(ctx)
+        message = self.apply_extra(self.build_create(ctx), ctx.vendor_extra)["message"]
+        self._call("chat_update", channel=channel, ts=ts, text=message["text"], blocks=message["blocks"],
+                   metadata=message["metadata"])
+
+    def _post_thread(self, channel: str, ts: str, thread: list[dict[str, Any]], start: int) -> None:
+        for reply in thread[start:]:
+            self._call("chat_postMessage", acts=True, channel=channel, thread_ts=ts, unfurl_links=False,
+                       unfurl_media=False, **reply)
+
+    def _find_alert(self, channel: str, handoff_id: str) -> dict[str, Any] | None:
+        oldest = time.time() - self.settings.max_delivery_age_s - SKEW_S
+        cursor = None
+        for _ in range(PAGES):
+            page = self._call("conversations_history", channel=channel, oldest=f"{oldest:.6f}", limit=PAGE_SIZE,
+                              include_all_metadata=True, cursor=cursor)
+            for message in page.get("messages", []):
+                if _ours(message, CREATED, handoff_id):
+                    return message
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not page.get("has_more") or not cursor:
+                return None
+        return None
+
+    def _posted_in_thread(self, channel: str, ts: str, handoff_id: str) -> tuple[dict[str, Any] | None, int]:
+        """This handoff's update reply (if any) and the highest thread part posted (-1: none).
+
+        Parts go out one by one, in order, so everything after the highest one is missing.
+        """
+        update, highest, cursor = None, -1, None
+        for _ in range(PAGES * 4):
+            page = self._call("conversations_replies", channel=channel, ts=ts, limit=PAGE_SIZE,
+                              include_all_metadata=True, cursor=cursor)
+            for message in page.get("messages", []):
+                if _ours(message, THREAD, handoff_id):
+                    highest = max(highest, int(message["metadata"]["event_payload"].get("part", -1)))
+                elif _ours(message, UPDATED, handoff_id):
+                    update = message
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not page.get("has_more") or not cursor:
+                break
+        return update, highest
+
+    def _sent(self, ctx: HandoffContext, channel: str, ts: str, permalink: str | None, message: Any) -> Sent:
+        return Sent(vendor_id=f"{channel}/{ts}", url=permalink,
+                    extra={"channel": channel, "ts": ts, "handoff_id": ctx.handoff_id},
+                    reply={"channel": channel, "ts": ts, "permalink": permalink,
+                           "message_metadata": (message or {}).get("metadata")})
+
+    # ---- transport -----------------------------------------------------------------------
+
+    def _client(self) -> WebClient:
+        with self._lock:
+            if self._web is None:
+                self._web = _make_client(self.settings.slack_bot_token, self.settings.slack_api_url or DEFAULT_API_URL,
+                                         self.settings.vendor_timeout_s, os.environ)
+            return self._web
+
+    def _call(self, method: str, *, acts: bool = False, **kwargs: Any) -> dict[str, Any]:
+        """One Web API call; every library and socket error leaves as an `adapters.errors` error.
+
+        `acts`: the call changes something at Slack, so a reply lost after the request left means
+        the outcome is unknown (the retry must look before posting again).
+        """
+        api = method.replace("_", ".", 1)
+        try:
+            return getattr(self._client(), method)(**kwargs).data
+        except SlackApiError as err:
+            raise _api_error(api, err, acts) from err
+        except URLError as err:  # urllib wraps failures while connecting or sending: nothing arrived
+            raise TransientError(f"Slack {api}: cannot reach Slack ({err.reason})") from err
+        except (OSError, http.client.HTTPException) as err:  # timeout / reset while awaiting the reply
+            kind = OutcomeUnknown if acts else TransientError
+            raise kind(f"Slack {api}: no answer ({type(err).__name__}: {err})") from err
+        except SlackClientError as err:
+            raise RejectedError(f"Slack {api}: {err}") from err
+
+
+def _make_client(token: str, base_url: str, timeout: int, environ: Mapping[str, str]) -> WebClient:
+    variable = next((name for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE") if environ.get(name)), None)
+    try:  # enterprise TLS interception: the CA bundle the rest of the service trusts
+        context = ssl.create_default_context(cafile=environ[variable]) if variable else None
+    except (OSError, ssl.SSLError) as err:
+        raise ConfigError(str(variable), f"cannot load the CA bundle: {err}") from None
+    client = WebClient(
+        token=token, base_url=base_url, timeout=timeout, ssl=context,
+        # Our outbox owns retrying (with backoff and the find_existing check), so no rate-limit or
+        # server-error handlers here. The one kept retries URLError only — raised while connecting
+        # or sending, before Slack could act. slack-sdk's default would also retry a connection
+        # reset *after* the request left, which re-posts an alert.
+        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1, error_types=[URLError])],
+    )
+    # slack-sdk reads HTTPS_PROXY but ignores NO_PROXY; decide ourselves, then urllib does the rest.
+    host = urlsplit(base_url).hostname or ""
+    proxy = environ.get("HTTPS_PROXY") or environ.get("https_proxy") or ""
+    no_proxy = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
+    bypass = urllib.request.proxy_bypass_environment(host, {"no": no_proxy})
+    client.proxy = proxy if proxy and not bypass else None
+    return client
+
+
+def _api_error(api: str, err: SlackApiError, acts: bool) -> DeliveryError:
+    response = err.response
+    status = response.status_code
+    data = response.data if isinstance(response.data, dict) else {}
+    code = str(data.get("error") or f"HTTP {status}")[:300]  # a proxy's HTML page can be long
+    message = f"Slack {api}: {code}"
+    if status == 429 or code == "ratelimited":
+        headers = {k.lower(): v for k, v in (response.headers or {}).items()}
+        raw = headers.get("retry-after")
+        raw = raw[0] if isinstance(raw, list) else raw
+        try:
+            retry_after = float(raw) if raw is not None else None
+        except ValueError:
+            retry_after = None
+        return RateLimited(message, retry_after=retry_after, status=status, reply=data)
+    if code in AUTH_ERRORS:
+        return AuthError(message, status=status, reply=data)
+    if status >= 500:
+        # A 5xx to a post may come from a gateway after Slack stored the message: look before re-posting.
+        return (OutcomeUnknown if acts else TransientError)(message, status=status, reply=data)
+    return RejectedError(message, status=status, reply=data)
+
+
+@contextlib.contextmanager
+def _after_posting(what: str) -> Iterator[None]:
+    """Failures once the first message is up are unknown outcomes, never plain retries.
+
+    The retry then goes through find_existing (or the resume in send_update), which finds what
+    was posted and finishes the thread, instead of posting the alert a second time. A 429 keeps
+    its retry_after.
+    """
+    try:
+        yield
+    except DeliveryError as err:
+        if isinstance(err, OutcomeUnknown):
+            raise
+        raise OutcomeUnknown(f"{what} posted, then: {err.message}", status=err.status, reply=err.reply,
+                             retry_after=getattr(err, "retry_after", None)) from err
+
+
+def _link_target(ctx: HandoffContext) -> tuple[str, str]:
+    assert ctx.link is not None
+    extra = ctx.link.extra
+    if extra.get("channel") and extra.get("ts"):
+        return str(extra["channel"]), str(extra["ts"])
+    channel, _, ts = ctx.link.vendor_id.partition("/")
+    return channel, ts
+
+
+def _ours(message: Mapping[str, Any], event_type: str, handoff_id: str) -> bool:
+    metadata = message.get("metadata") or {}
+    payload = metadata.get("event_payload") or {}
+    return metadata.get("event_type") == event_type and payload.get("handoff_id") == handoff_id

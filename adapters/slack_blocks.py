@@ -1,0 +1,399 @@
+"""Block Kit for the Slack adapter: limits, mrkdwn escaping, and the alert / thread layouts.
+
+Pure functions over the packet: no client, no settings, so `preview` renders without credentials.
+
+Two rules hold for every string a customer or bot wrote:
+
+* it is escaped (`&` `<` `>`) before it enters any text object, so `<!channel>` or
+  `<https://evil|bank.com>` stays inert text; only links built here use `<url|label>`;
+* it is measured *after* escaping, in UTF-16 code units (an emoji counts 2), and shortened with a
+  visible "…" — never cut inside an entity or a link, never left for Slack to reject.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from connector.brief import OUTCOMES, REASONS, ROLES, TRENDS, subject_for
+
+# Slack's documented limits, and the ones we hold ourselves to (a margin under each).
+MAX_BLOCKS = 50
+SECTION_TEXT = 3000
+HEADER_TEXT = 150
+MAX_FIELDS = 10
+FIELD_TEXT = 2000
+BUTTON_TEXT = 75
+BUTTON_VALUE = 2000
+AGGREGATE = 13_000  # `msg_blocks_too_long` fires near here; Slack does not say how it counts
+SAFE_BLOCKS = 45
+SAFE_AGGREGATE = 11_500  # measured on the serialized blocks, structure included: the strictest reading
+PREFIX_TEXT = 1000  # the label part of a thread line (a key, a link); the value part is never cut
+FALLBACK_TEXT = 300  # top-level `text`: notifications show ~1 line; Slack's own cap is 40k
+
+_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+ELLIPSIS = "…"
+Note = dict[str, str]
+Message = dict[str, Any]  # {"text": …, "blocks": […]}
+
+URGENCY = {"urgent": ("🔴", "Urgent"), "high": ("🟠", "High"), "normal": ("🔵", "Normal"), "low": ("⚪", "Low")}
+
+
+def size(text: str) -> int:
+    """Length as Slack's JavaScript counts it (UTF-16 code units): never under-counts emoji."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def escape(raw: Any) -> str:
+    return "".join(_ESCAPES.get(ch, ch) for ch in str(raw))
+
+
+def fit(raw: Any, limit: int, more: str = "") -> tuple[str, bool]:
+    """`raw` escaped, within `limit`; when cut, ends with "…" and `more` (mrkdwn, e.g. a link)."""
+    text = escape(raw)
+    if size(text) <= limit:
+        return text, False
+    tail = ELLIPSIS + more
+    budget, used, out = limit - size(tail), 0, []
+    for ch in str(raw):  # escape per character, so the cut never lands inside an entity
+        piece = _ESCAPES.get(ch, ch)
+        if used + size(piece) > budget:
+            break
+        out.append(piece)
+        used += size(piece)
+    return "".join(out).rstrip() + tail, True
+
+
+def split(raw: str, limit: int) -> list[str]:
+    """`raw` escaped and cut into chunks of at most `limit`, at a space or newline when one is near.
+
+    Lossless: the chunks, joined, are exactly `escape(raw)`.
+    """
+    chunks, start = [], 0
+    while start < len(raw):
+        used, end, last_break = 0, start, -1
+        while end < len(raw):
+            cost = size(_ESCAPES.get(raw[end], raw[end]))
+            if used + cost > limit:
+                break
+            used += cost
+            if raw[end] in " \n":
+                last_break = end
+            end += 1
+        if end < len(raw) and last_break > start + (end - start) // 2:
+            end = last_break + 1
+        end = max(end, start + 1)  # always progress, even if one character outgrows a tiny limit
+        chunks.append(escape(raw[start:end]))
+        start = end
+    return chunks or [""]
+
+
+def safe_url(url: Any, longest: int = 2000) -> str | None:
+    """`url` when it is an http(s) URL that cannot break out of `<url|label>`, else None."""
+    if not isinstance(url, str) or len(url) > longest or re.search(r"[\s|<>\"]", url):
+        return None
+    parts = urlsplit(url)
+    return url if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def link(url: Any, label: Any, limit: int = 200, longest: int = 2000) -> str:
+    """A link we build: the url validated, the label escaped. An unusable url shows as text."""
+    text, _ = fit(label, limit)
+    checked = safe_url(url, longest)
+    return f"<{escape(checked)}|{text}>" if checked else text
+
+
+def clip(mrkdwn: str, limit: int) -> str:
+    """Last-resort cut of already-built mrkdwn: never inside `&…;` or `<…>`."""
+    if size(mrkdwn) <= limit:
+        return mrkdwn
+    used, end = 0, 0
+    while used + size(mrkdwn[end]) <= limit - 1:
+        used += size(mrkdwn[end])
+        end += 1
+    cut = mrkdwn[:end]
+    for opener, closer in (("<", ">"), ("&", ";")):
+        if cut.rfind(opener) > cut.rfind(closer):
+            cut = cut[: cut.rfind(opener)]
+    return cut + ELLIPSIS
+
+
+# ---- blocks -------------------------------------------------------------------------------
+
+
+def mrkdwn(text: str, limit: int = SECTION_TEXT) -> dict[str, Any]:
+    # verbatim: no auto-parsing of bare "@here" or #channel in text we did not write.
+    return {"type": "mrkdwn", "text": clip(text, limit), "verbatim": True}
+
+
+def header(raw: str) -> dict[str, Any]:
+    # plain_text is escaped too: Slack treats & < > as control characters in every text object.
+    return {"type": "header", "text": {"type": "plain_text", "text": fit(raw, HEADER_TEXT)[0], "emoji": True}}
+
+
+def section(text: str, fields: Sequence[str] = (), block_id: str = "") -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "section", "text": mrkdwn(text)}
+    if block_id:  # the packet part it shows: lets the size guard and the receipt name it
+        block["block_id"] = block_id
+    if fields:
+        block["fields"] = [mrkdwn(field, FIELD_TEXT) for field in fields[:MAX_FIELDS]]
+    return block
+
+
+def context(*texts: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [mrkdwn(text, 2000) for text in texts[:10] if text]}
+
+
+def button(label: str, url: str, action_id: str, value: str) -> dict[str, Any]:
+    return {"type": "button", "text": {"type": "plain_text", "text": fit(label, BUTTON_TEXT)[0]},
+            "url": url, "action_id": action_id, "value": value[:BUTTON_VALUE]}
+
+
+def blocks_size(blocks: Sequence[Mapping[str, Any]]) -> int:
+    return size(json.dumps(list(blocks), ensure_ascii=False, separators=(",", ":")))
+
+
+def sections(pieces: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Pieces (`prefix` mrkdwn, `raw` text) joined by newlines into sections of at most 3,000.
+
+    A piece too long for one section continues in the next one, in order, nothing dropped.
+    """
+    blocks, current = [], ""
+    for prefix, raw in pieces:
+        prefix = clip(prefix, PREFIX_TEXT)  # labels built from packet keys: bounded, the text is not
+        room = SECTION_TEXT - size(current) - (1 if current else 0)
+        body = prefix + escape(raw)
+        if size(body) <= room:
+            current = f"{current}\n{body}" if current else body
+            continue
+        if current:
+            blocks.append(section(current))
+        chunks = split(raw, SECTION_TEXT - size(prefix))
+        chunks[0] = prefix + chunks[0]
+        blocks.extend(section(chunk) for chunk in chunks[:-1])
+        current = chunks[-1]
+    if current:
+        blocks.append(section(current))
+    return blocks
+
+
+def pack(blocks: Sequence[dict[str, Any]], label: str) -> list[Message]:
+    """Blocks spread over as few messages as fit our limits, each with its own fallback text."""
+    groups: list[list[dict[str, Any]]] = [[]]
+    for block in blocks:
+        if groups[-1] and (len(groups[-1]) >= SAFE_BLOCKS or blocks_size([*groups[-1], block]) > SAFE_AGGREGATE):
+            groups.append([])
+        groups[-1].append(block)
+    total = len(groups)
+    return [{"text": fit(f"{label} ({n} of {total})" if total > 1 else label, FALLBACK_TEXT)[0], "blocks": group}
+            for n, group in enumerate(groups, 1) if group]
+
+
+# ---- the alert ----------------------------------------------------------------------------
+
+
+def urgency_of(packet: Mapping[str, Any], assignment: Mapping[str, Any]) -> str:
+    escalation, routing = packet.get("escalation") or {}, packet.get("routing") or {}
+    return escalation.get("urgency") or routing.get("priority") or assignment.get("priority") or "normal"
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(_scalar(item) for item in value)
+    return "—" if value is None else str(value)
+
+
+def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any],
+          related: Sequence[Mapping[str, Any]], mention: str = "", repeat: bool = False) -> tuple[Message, list[Note]]:
+    """The one message agents triage from, and notes on what it had to shorten (for the receipt)."""
+    notes: list[Note] = []
+
+    def short(part: str, raw: Any, limit: int) -> str:
+        text, cut = fit(raw, limit, " _(in full in the thread)_")
+        if cut:
+            notes.append({"part": part, "reason": "shortened in the alert; in full in the thread"})
+        return text
+
+    customer, escalation = packet.get("customer") or {}, packet.get("escalation") or {}
+    intent, sentiment = packet.get("intent") or {}, packet.get("sentiment") or {}
+    conversation = packet.get("conversation") or {}
+    urgency = urgency_of(packet, assignment)
+    emoji, label = URGENCY.get(urgency, ("🔵", urgency.title()))
+    subject = subject_for(packet)
+    who = customer.get("name") or customer.get("email") or customer.get("phone") or customer.get("id") or "Customer"
+    title = f"{emoji} {'Handed off again' if repeat else label}: {subject}"
+    blocks: list[dict[str, Any]] = [header(title)]
+    if mention:
+        blocks.append(section(f"{mention} {escape(label.lower())} handoff"))
+
+    identity = " · ".join(str(customer[key]) for key in ("email", "phone", "id", "account_id") if customer.get(key))
+    segment = f" · _{short('customer', customer['segment'], 100)}_" if customer.get("segment") else ""
+    identity = f"\n{short('customer', identity, 400)}" if identity else ""
+    blocks.append(section(f"*Customer:* {short('customer', who, 200)}{segment}{identity}", block_id="customer"))
+
+    why = f"*Why:* {escape(REASONS.get(escalation.get('reason', ''), escalation.get('reason', '')))}"
+    if escalation.get("detail"):
+        why += f" — {short('escalation', escalation['detail'], 1200)}"
+    if escalation.get("keywords"):
+        why += f"\n*Trigger words:* {short('escalation', ', '.join(map(str, escalation['keywords'])), 300)}"
+    fields = []
+    if sentiment:
+        score = f" ({sentiment['score']:+.2f})" if isinstance(sentiment.get("score"), (int, float)) else ""
+        trend = f", {TRENDS.get(sentiment.get('trend', ''), sentiment.get('trend'))}" if sentiment.get("trend") else ""
+        mood = f"{sentiment.get('label') or '—'}{score}{trend}"
+        fields.append(f"*Sentiment*\n{fit(mood, 200)[0]}")
+    if intent.get("name"):
+        confidence = f" ({intent['confidence']:.0%})" if isinstance(intent.get("confidence"), (int, float)) else ""
+        fields.append(f"*Intent*\n{fit(intent['name'] + confidence, 200)[0]}")
+    channel = " · ".join(str(v) for v in (conversation.get("channel"), conversation.get("language")) if v)
+    if channel:
+        fields.append(f"*Channel*\n{fit(channel, 200)[0]}")
+    team = " / ".join(str(assignment[k]) for k in ("team", "queue", "agent") if assignment.get(k))
+    if team:
+        fields.append(f"*Routed to*\n{fit(team, 200)[0]}")
+    blocks.append(section(why, fields, block_id="escalation"))
+
+    words = intent.get("stated_problem") or next(
+        (e.get("text") for e in packet.get("transcript") or [] if e.get("role") == "customer" and e.get("text")), "")
+    if words or intent.get("summary"):
+        text = f"*In the customer's words:*\n>{short('intent', words, 1200)}" if words else ""
+        if intent.get("summary"):
+            text += f"\n*Bot's summary:* {short('intent', intent['summary'], 600)}"
+        blocks.append(section(text.strip(), block_id="intent"))
+
+    collected = list((packet.get("collected_data") or {}).items())
+    if collected:
+        shown = [f"*{fit(k, 100)[0]}*\n{short('collected_data', _scalar(v), 150)}" for k, v in collected[:MAX_FIELDS]]
+        heading = "*Collected data*"
+        if len(collected) > MAX_FIELDS:
+            heading += f" — {MAX_FIELDS} of {len(collected)} shown; all in the thread"
+            notes.append({"part": "collected_data",
+                          "reason": f"{MAX_FIELDS} of {len(collected)} fields shown in the alert; all in the thread"})
+        blocks.append(section(heading, shown, block_id="collected_data"))
+
+    attempts = packet.get("attempted_solutions") or []
+    if attempts:
+        lines = [f"• {link(a.get('url'), a.get('title') or a.get('url') or '(untitled)', 150, 500)} — "
+                 f"{escape(OUTCOMES.get(a.get('outcome', 'unknown'), a.get('outcome')))}" for a in attempts[:5]]
+        if len(attempts) > 5:
+            lines.append(f"_…and {len(attempts) - 5} more in the thread_")
+            notes.append({"part": "attempted_solutions",
+                          "reason": f"5 of {len(attempts)} shown in the alert; all in the thread"})
+        blocks.append(section("*What the bot tried:*\n" + "\n".join(lines), block_id="attempted_solutions"))
+
+    history = packet.get("history") or []
+    if history:
+        lines = [f"• {escape(str(h.get('at', ''))[:10])} {escape(h.get('channel') or '')} — "
+                 f"{fit(h.get('summary') or '', 150)[0]} {_ticket_link(h.get('ticket') or {}, 500)}".rstrip()
+                 for h in history[:3]]
+        if len(history) > 3:
+            notes.append({"part": "history",
+                          "reason": f"3 of {len(history)} earlier contacts shown in the alert; all in the thread"})
+        blocks.append(section("*Earlier contacts:*\n" + "\n".join(lines), block_id="history"))
+
+    tickets = [_ticket_link({"system": r.get("target"), "id": r.get("id"), "url": r.get("url")}, 500)
+               for r in related[:10]]
+    if tickets:
+        blocks.append(section("*Tickets for this handoff:* " + " · ".join(tickets), block_id="related"))
+
+    url = safe_url(conversation.get("url"))
+    if url:
+        open_it = button("Open conversation", url, "handoff_open_conversation", handoff_id)
+        blocks.append({"type": "actions", "elements": [open_it]})
+    bot = (packet.get("bot") or {}).get("name") or (packet.get("bot") or {}).get("id") or ""
+    count = len(packet.get("transcript") or [])
+    blocks.append(context(f"Handoff `{escape(handoff_id)}` · conversation `{fit(conversation.get('id', ''), 100)[0]}`"
+                          f" · {fit(bot, 80)[0]} · {count} messages in the thread"))
+
+    # Belt and braces: if the parts still add up past our margin (long URLs, many fields), give up
+    # the least urgent blocks, then halve the longest texts — never send what Slack would refuse.
+    for part in ("history", "attempted_solutions", "collected_data"):
+        if blocks_size(blocks) > SAFE_AGGREGATE and any(b.get("block_id") == part for b in blocks):
+            blocks = [b for b in blocks if b.get("block_id") != part]
+            notes.append({"part": part, "reason": "left out of the alert (size); in full in the thread"})
+    while blocks_size(blocks) > SAFE_AGGREGATE:
+        longest = max((b for b in blocks if b["type"] == "section"), key=lambda b: size(b["text"]["text"]))
+        if size(longest["text"]["text"]) < 200:
+            break
+        longest["text"]["text"] = clip(longest["text"]["text"], size(longest["text"]["text"]) // 2)
+        notes.append({"part": longest.get("block_id") or "alert",
+                      "reason": "cut in the alert (size); in full in the thread"})
+    fallback = f"{emoji} {'Handed off again' if repeat else label + ' handoff'}: {subject} — {who}"
+    text = f"{mention} {fit(fallback, FALLBACK_TEXT)[0]}" if mention else fit(fallback, FALLBACK_TEXT)[0]
+    reasons: dict[str, list[str]] = {}  # one note per part, its reasons in order, each once
+    for note in notes:
+        seen = reasons.setdefault(note["part"], [])
+        if note["reason"] not in seen:
+            seen.append(note["reason"])
+    return {"text": text, "blocks": blocks}, [{"part": p, "reason": "; ".join(r)} for p, r in reasons.items()]
+
+
+def _ticket_link(ticket: Mapping[str, Any], longest: int = 2000) -> str:
+    if not ticket.get("id") and not ticket.get("url"):
+        return ""
+    label = " ".join(str(v) for v in (str(ticket.get("system") or "").title(), ticket.get("id")) if v)
+    return link(ticket.get("url"), label or "ticket", 120, longest)
+
+
+# ---- the thread ---------------------------------------------------------------------------
+
+
+def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
+    """Everything known, unshortened: what the alert had to cut is always here."""
+    customer, escalation = packet.get("customer") or {}, packet.get("escalation") or {}
+    intent, routing = packet.get("intent") or {}, packet.get("routing") or {}
+    pieces: list[tuple[str, str]] = [("*Everything the bot passed on*", "")]
+    who = [f"{k}: {customer[k]}" for k in ("name", "email", "phone", "id", "account_id", "segment") if customer.get(k)]
+    pieces.append(("*Customer:* ", " · ".join(who)))
+    pieces += [(f"• {escape(k)}: ", _scalar(v)) for k, v in (customer.get("attributes") or {}).items()]
+    reason = REASONS.get(escalation.get("reason", ""), escalation.get("reason", ""))
+    pieces.append(("*Why:* ", " — ".join(filter(None, (reason, escalation.get("detail"))))))
+    for key, title in (("stated_problem", "In the customer's words"), ("summary", "Bot's summary")):
+        if intent.get(key):
+            pieces.append((f"*{title}:* ", intent[key]))
+    if packet.get("collected_data"):
+        pieces.append(("*Collected data:*", ""))
+        pieces += [(f"• *{escape(k)}:* ", _scalar(v)) for k, v in packet["collected_data"].items()]
+    if packet.get("attempted_solutions"):
+        pieces.append(("*What the bot tried:*", ""))
+        for a in packet["attempted_solutions"]:
+            outcome = escape(OUTCOMES.get(a.get("outcome", "unknown"), a.get("outcome")))
+            title = link(a.get("url"), a.get("title") or a.get("url") or "(untitled)", 300)
+            pieces.append((f"• {title} — {outcome}" + (". " if a.get("detail") else ""), a.get("detail") or ""))
+    if packet.get("history"):
+        pieces.append(("*Earlier contacts:*", ""))
+        for h in packet["history"]:
+            ticket = _ticket_link(h.get("ticket") or {})
+            pieces.append((f"• {escape(h.get('at', ''))} {escape(h.get('channel') or '')} {ticket} — ",
+                           " · ".join(filter(None, (h.get("summary"), h.get("agent"))))))
+    if routing:
+        pieces.append(("*Routing hints:* ", " · ".join(f"{k}: {_scalar(v)}" for k, v in routing.items())))
+    if packet.get("metadata"):
+        pieces.append(("*Metadata:* ", " · ".join(f"{k}: {_scalar(v)}" for k, v in packet["metadata"].items())))
+    return pack(sections((p, r) for p, r in pieces if p or r), f"Details of handoff {handoff_id}")
+
+
+def transcript(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
+    """The whole conversation, oldest first, over as many replies as it takes."""
+    entries = packet.get("transcript") or []
+    days = {str(e.get("at", ""))[:10] for e in entries}
+    pieces: list[tuple[str, str]] = [(f"*Transcript* — {len(entries)} messages", "")]
+    for entry in entries:
+        at = str(entry.get("at", ""))
+        stamp = at[:19].replace("T", " ") if len(days) > 1 else at[11:19] or at
+        role = ROLES.get(entry.get("role", ""), entry.get("role", ""))
+        pieces.append((f"*[{escape(stamp)}] {escape(role)}:* ", entry.get("text", "")))
+        for a in entry.get("attachments") or []:
+            kind = ", ".join(str(v) for v in (a.get("content_type"), _bytes(a.get("size"))) if v)
+            name = link(a.get("url"), a.get("name") or a.get("url") or "attachment", 300)
+            pieces.append((f"    📎 {name} ", f"({kind})" if kind else ""))
+    return pack(sections(pieces), f"Transcript of handoff {handoff_id}")
+
+
+def _bytes(size: Any) -> str:
+    if not isinstance(size, int):
+        return ""
+    return f"{size} B" if size < 1024 else f"{size / 1024:.1f} KB" if size < 1024 * 1024 else f"{size / 1048576:.1f} MB"

@@ -1,0 +1,543 @@
+"""Slack adapter against a loopback fake of the Web API: what goes over the wire, and what comes back.
+
+Every message the adapter sends is run through `assert_within_limits`, a Block Kit checker written
+here from Slack's documented limits (not imported from the code under test).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adapters.base import Link
+from adapters.errors import AuthError, OutcomeUnknown, RateLimited, RejectedError, TransientError
+from adapters.slack import SlackAdapter
+from connector.errors import ConfigError
+from connector.settings import Settings
+from tests.factories import full_packet, make_context, minimal_packet
+from tests.fakes.slack import FakeSlack
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "slack"
+HANDOFF = "hnd_01TESTHANDOFF0000000000000"
+
+
+# ---- a Block Kit limits checker (Slack's numbers; our aggregate margin under ~13k) -----------
+
+
+def _units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def assert_within_limits(message: dict[str, Any]) -> None:
+    text = message.get("text")
+    assert isinstance(text, str) and text.strip(), "top-level text fallback missing"
+    assert _units(text) <= 4000
+    blocks = message.get("blocks") or []
+    assert 0 < len(blocks) <= 50
+    assert _units(json.dumps(blocks, ensure_ascii=False, separators=(",", ":"))) <= 12_000
+    for block in blocks:
+        kind = block["type"]
+        if kind == "header":
+            assert block["text"]["type"] == "plain_text"
+            assert 0 < _units(block["text"]["text"]) <= 150
+        elif kind == "section":
+            assert "text" in block or "fields" in block
+            if "text" in block:
+                assert 0 < _units(block["text"]["text"]) <= 3000
+            fields = block.get("fields", [])
+            assert len(fields) <= 10
+            assert all(0 < _units(f["text"]) <= 2000 for f in fields)
+        elif kind == "actions":
+            assert 0 < len(block["elements"]) <= 25
+            for element in block["elements"]:
+                assert 0 < _units(element["text"]["text"]) <= 75
+                assert _units(element.get("value", "")) <= 2000
+                assert element["url"].startswith(("https://", "http://")) and _units(element["url"]) <= 3000
+        elif kind == "context":
+            assert 0 < len(block["elements"]) <= 10
+        else:
+            assert kind == "divider", kind
+
+
+def sent_messages(fake: FakeSlack) -> list[dict[str, Any]]:
+    return [call.body for call in fake.calls if call.method in ("chat.postMessage", "chat.update")]
+
+
+def texts(message: dict[str, Any]) -> list[str]:
+    """Every text object in a message, top-level text first."""
+    out = [message["text"]]
+    for block in message.get("blocks", []):
+        if "text" in block:
+            out.append(block["text"]["text"])
+        out += [field["text"] for field in block.get("fields", [])]
+        for element in block.get("elements", []):
+            out.append(element["text"] if isinstance(element.get("text"), str) else element["text"]["text"])
+    return out
+
+
+# ---- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack() as fake:
+        yield fake
+
+
+def settings_for(fake: FakeSlack, **overrides: Any) -> Settings:
+    values = dict(slack_bot_token=fake.token, slack_channel="C0HANDOFF", slack_api_url=fake.api_url,
+                  vendor_timeout_s=2)
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def adapter(slack: FakeSlack) -> SlackAdapter:
+    return SlackAdapter(settings_for(slack), {})
+
+
+def ctx_for(packet: dict[str, Any] | None = None, **kwargs: Any):
+    return make_context(packet, target="slack", **kwargs)
+
+
+# ---- create --------------------------------------------------------------------------------
+
+
+def test_create_posts_alert_then_thread_then_permalink(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    outcome = adapter.deliver(ctx_for())
+
+    methods = [call.method for call in slack.calls]
+    thread = outcome.payload["thread"]
+    assert methods == ["chat.postMessage"] * (1 + len(thread)) + ["chat.getPermalink"]
+    assert all(call.headers["authorization"] == f"Bearer {slack.token}" for call in slack.calls)
+
+    alert = slack.calls[0]
+    assert alert.content_type.startswith("application/json")
+    assert alert.body["channel"] == "C0HANDOFF"
+    assert alert.body["metadata"] == {"event_type": "handoff_created", "event_payload": {"handoff_id": HANDOFF}}
+    assert alert.body["unfurl_links"] is False and "thread_ts" not in alert.body
+    assert "Invoices stopped syncing to QuickBooks" in alert.body["text"]
+    words = " ".join(texts(alert.body))
+    for expected in ("Dana Whitfield", "enterprise", "did not solve it", "frustrated", "getting worse",
+                     "integrations.quickbooks.sync_failure", "reconnecting did not help", "*error_code*\n4012",
+                     "<https://help.acme.example/articles/qb-reconnect|QuickBooks reconnect guide> — did not help",
+                     HANDOFF):
+        assert expected in words, expected
+    assert alert.body["blocks"][0]["type"] == "header" and alert.body["blocks"][0]["text"]["text"].startswith("🟠 High")
+    button = next(b for b in alert.body["blocks"] if b["type"] == "actions")["elements"][0]
+    assert button["url"] == "https://bots.acme.example/conversations/conv-1029"
+
+    ts = outcome.link_extra["ts"]
+    replies = slack.calls[1:-1]
+    assert [r.body["thread_ts"] for r in replies] == [ts] * len(replies)
+    assert [r.body["metadata"]["event_payload"]["part"] for r in replies] == list(range(len(replies)))
+    assert "Everything the bot passed on" in replies[0].body["blocks"][0]["text"]["text"]
+    assert "*[09:17:10] Customer:* Did that." in replies[-1].body["blocks"][0]["text"]["text"]
+
+    permalink = slack.calls[-1]
+    assert permalink.content_type == "application/x-www-form-urlencoded"
+    assert permalink.body == {"channel": "C0HANDOFF", "message_ts": ts}
+    assert outcome.status == "created"
+    assert outcome.vendor_id == f"C0HANDOFF/{ts}"
+    assert outcome.url == f"https://acme.slack.com/archives/C0HANDOFF/p{ts.replace('.', '')}"
+    assert outcome.link_extra == {"channel": "C0HANDOFF", "ts": ts, "handoff_id": HANDOFF}
+    assert outcome.receipt["dropped"] == []
+    for message in sent_messages(slack):
+        assert_within_limits(message)
+
+
+def test_channel_from_routing_beats_mapping_and_settings(slack: FakeSlack) -> None:
+    adapter = SlackAdapter(settings_for(slack), {"channel": "C0MAPPING"})
+    assignment = {"team": "billing", "priority": "high", "targets": {"slack": {"channel": "C0ROUTED"}}}
+    adapter.deliver(ctx_for(assignment=assignment))
+    adapter.deliver(ctx_for(handoff_id="hnd_other"))
+    assert [c.body["channel"] for c in slack.calls_to("chat.postMessage") if "thread_ts" not in c.body] == [
+        "C0ROUTED", "C0MAPPING"]
+
+
+def test_preview_renders_without_credentials_or_network() -> None:
+    payload = SlackAdapter(Settings(), {}).render(ctx_for(minimal_packet()))
+    assert payload["message"]["channel"] == ""
+    assert_within_limits(payload["message"])
+    assert all(assert_within_limits(reply) is None for reply in payload["thread"])
+
+
+# ---- update instead of a duplicate ------------------------------------------------------------
+
+
+def test_second_handoff_is_a_thread_reply_not_a_new_alert(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    first = adapter.deliver(ctx_for())
+    link = Link(first.vendor_id, first.url, first.link_extra)
+    before = len(slack.top_level("C0HANDOFF"))
+
+    outcome = adapter.deliver(ctx_for(handoff_id="hnd_second", link=link))
+
+    assert outcome.status == "updated" and outcome.vendor_id == first.vendor_id and outcome.url == first.url
+    assert len(slack.top_level("C0HANDOFF")) == before
+    new_calls = [c for c in slack.calls_to("chat.postMessage") if c.body.get("metadata", {})
+                 .get("event_payload", {}).get("handoff_id") == "hnd_second"]
+    assert new_calls and all(c.body["thread_ts"] == first.link_extra["ts"] for c in new_calls)
+    assert new_calls[0].body["metadata"]["event_type"] == "handoff_updated"
+    assert new_calls[0].body["reply_broadcast"] is True
+    assert "Handed off again" in new_calls[0].body["blocks"][0]["text"]["text"]
+    for message in sent_messages(slack):
+        assert_within_limits(message)
+
+
+# ---- unknown outcomes: never two alerts ------------------------------------------------------
+
+
+def test_timeout_after_slack_posted_then_found_by_metadata(slack: FakeSlack) -> None:
+    adapter = SlackAdapter(settings_for(slack, vendor_timeout_s=1), {})
+    slack.delay("chat.postMessage", 3.0, act=True)  # Slack stores the alert; the answer never arrives in time
+    ctx = ctx_for()
+
+    with pytest.raises(OutcomeUnknown):
+        adapter.deliver(ctx)
+    assert len(slack.calls_to("chat.postMessage")) == 1  # no library retry re-posted it
+    assert len(slack.top_level("C0HANDOFF")) == 1
+
+    outcome = adapter.deliver(replace(ctx, outcome_unknown=True, attempt=2))
+
+    assert outcome.status == "created"
+    alerts = slack.top_level("C0HANDOFF")
+    assert len(alerts) == 1, "the alert was posted twice"
+    assert outcome.vendor_id == f"C0HANDOFF/{alerts[0]['ts']}"
+    assert outcome.url.endswith(alerts[0]["ts"].replace(".", ""))
+    history = slack.calls_to("conversations.history")[0].body
+    assert history["channel"] == "C0HANDOFF" and history["include_all_metadata"] == "1"
+    assert float(history["oldest"]) > time.time() - 2 * 86400 and int(history["limit"]) <= 200
+    replies = slack.replies("C0HANDOFF", alerts[0]["ts"])
+    expected = adapter.render(ctx)["thread"]
+    assert [r["metadata"]["event_payload"]["part"] for r in replies] == list(range(len(expected)))
+
+
+def test_failure_mid_thread_resumes_the_thread_without_reposting(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    ctx = ctx_for()
+    slack.fail("chat.postMessage", after=2, status=429, headers={"Retry-After": "3"})
+
+    with pytest.raises(OutcomeUnknown) as caught:  # the alert is up: the retry must look first
+        adapter.deliver(ctx)
+    assert caught.value.retry_after == 3
+
+    outcome = adapter.deliver(replace(ctx, outcome_unknown=True))
+
+    alert = slack.top_level("C0HANDOFF")
+    assert len(alert) == 1 and outcome.vendor_id == f"C0HANDOFF/{alert[0]['ts']}"
+    parts = [r["metadata"]["event_payload"]["part"] for r in slack.replies("C0HANDOFF", alert[0]["ts"])]
+    assert parts == list(range(len(adapter.render(ctx)["thread"])))  # each part once, in order
+    assert slack.calls_to("conversations.replies")[0].body["include_all_metadata"] == "1"
+
+
+def test_update_interrupted_mid_thread_resumes_without_duplicates(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    first = adapter.deliver(ctx_for())
+    ctx = ctx_for(handoff_id="hnd_second", link=Link(first.vendor_id, first.url, first.link_extra))
+    slack.fail("chat.postMessage", after=2, status=503)
+    with pytest.raises(OutcomeUnknown):
+        adapter.deliver(ctx)
+
+    outcome = adapter.deliver(replace(ctx, outcome_unknown=True))
+
+    assert outcome.status == "updated"
+    mine = [r["metadata"] for r in slack.replies("C0HANDOFF", first.link_extra["ts"])
+            if r["metadata"]["event_payload"]["handoff_id"] == "hnd_second"]
+    assert [m["event_type"] for m in mine].count("handoff_updated") == 1
+    parts = [m["event_payload"]["part"] for m in mine if m["event_type"] == "handoff_thread"]
+    assert parts == list(range(len(adapter.render(ctx)["thread"])))
+
+
+def test_unknown_outcome_with_nothing_at_slack_posts_normally(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    outcome = adapter.deliver(ctx_for(outcome_unknown=True))
+    assert outcome.status == "created" and len(slack.top_level("C0HANDOFF")) == 1
+    assert [c.method for c in slack.calls][:2] == ["conversations.history", "chat.postMessage"]
+
+
+# ---- errors --------------------------------------------------------------------------------
+
+
+def test_rate_limit_raises_promptly_with_retry_after(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    slack.fail("chat.postMessage", status=429, error="ratelimited", headers={"Retry-After": "7"})
+    started = time.monotonic()
+    with pytest.raises(RateLimited) as caught:
+        adapter.deliver(ctx_for())
+    assert time.monotonic() - started < 0.5  # nobody sleeps on a 429
+    assert caught.value.retry_after == 7.0 and caught.value.status == 429
+    assert len(slack.calls) == 1
+
+
+@pytest.mark.parametrize("code", ["invalid_auth", "not_authed", "token_revoked", "account_inactive", "missing_scope"])
+def test_auth_errors(slack: FakeSlack, adapter: SlackAdapter, code: str) -> None:
+    slack.fail("chat.postMessage", error=code)
+    with pytest.raises(AuthError, match=code):
+        adapter.deliver(ctx_for())
+
+
+def test_wrong_token_is_refused_as_auth_error(slack: FakeSlack) -> None:
+    adapter = SlackAdapter(settings_for(slack, slack_bot_token="xoxb-wrong"), {})
+    with pytest.raises(AuthError, match="invalid_auth"):
+        adapter.deliver(ctx_for())
+    assert slack.calls[0].headers["authorization"] == "Bearer xoxb-wrong"
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_server_errors_are_transient(slack: FakeSlack, adapter: SlackAdapter, status: int) -> None:
+    slack.fail("chat.postMessage", status=status, raw=b"<html>Bad gateway</html>")
+    with pytest.raises(TransientError) as caught:
+        adapter.deliver(ctx_for())
+    assert caught.value.status == status
+    # A 5xx to a post may follow the post itself: the retry looks before posting again.
+    assert isinstance(caught.value, OutcomeUnknown)
+
+
+def test_server_error_on_a_read_is_plain_transient(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    slack.fail("conversations.history", status=503)
+    with pytest.raises(TransientError) as caught:
+        adapter.deliver(ctx_for(outcome_unknown=True))
+    assert not isinstance(caught.value, OutcomeUnknown)
+
+
+def test_connection_refused_is_transient_not_unknown() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = Settings(slack_bot_token="xoxb-x", slack_channel="C0HANDOFF", slack_api_url=f"http://127.0.0.1:{port}/api/",
+                        vendor_timeout_s=1)
+    with pytest.raises(TransientError) as caught:
+        SlackAdapter(settings, {}).deliver(ctx_for())
+    assert not isinstance(caught.value, OutcomeUnknown)
+
+
+@pytest.mark.parametrize("code", ["channel_not_found", "not_in_channel", "invalid_blocks", "msg_blocks_too_long",
+                                  "is_archived"])
+def test_rejections_keep_slacks_error(slack: FakeSlack, adapter: SlackAdapter, code: str) -> None:
+    slack.fail("chat.postMessage", error=code)
+    with pytest.raises(RejectedError) as caught:
+        adapter.deliver(ctx_for())
+    assert code in caught.value.message and caught.value.reply["error"] == code
+
+
+def test_unknown_channel_from_the_fake_itself(slack: FakeSlack) -> None:
+    adapter = SlackAdapter(settings_for(slack, slack_channel="#missing-channel"), {})
+    with pytest.raises(RejectedError, match="channel_not_found"):
+        adapter.deliver(ctx_for())
+
+
+# ---- limits and escaping -------------------------------------------------------------------
+
+
+def _oversize_packet() -> dict[str, Any]:
+    phrases = ["請幫我退款，訂單號碼 88213 😡🔥", "Ça ne marche toujours pas — 🙃 <b>&amp;</b> ",
+               "결제가 두 번 됐어요 💳💳 "]
+    transcript = [{"at": f"2026-11-{20 + i // 200:02d}T{(i // 60) % 24:02d}:{i % 60:02d}:00Z",
+                   "role": "customer" if i % 2 else "bot", "text": f"#{i:03d} " + phrases[i % 3] * (12 + i % 40)}
+                  for i in range(400)]
+    transcript.append({"at": "2026-11-22T23:59:59Z", "role": "customer", "text": "#end " + "🦄長" * 6000})
+    return full_packet(
+        transcript=transcript,
+        intent={"name": "billing", "stated_problem": "😡 " * 1500, "summary": "長い説明 " * 400},
+        collected_data={f"field_{n:02d}": "値" * (50 + n * 40) for n in range(30)},
+        attempted_solutions=[{"title": f"Guide {n} 📘" * 30, "url": f"https://help.example/{n}",
+                              "outcome": "not_helpful", "detail": "詳細" * 500} for n in range(12)],
+    )
+
+
+def test_oversize_multibyte_handoff_fits_every_limit_and_loses_nothing(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    packet = _oversize_packet()
+    outcome = adapter.deliver(ctx_for(packet))
+
+    messages = sent_messages(slack)
+    for message in messages:
+        assert_within_limits(message)
+    assert "…" in " ".join(texts(messages[0]))  # the alert shortened visibly
+    # The thread, joined, carries every transcript message whole and in order.
+    thread = "".join(block["text"]["text"] for m in messages[1:] for block in m["blocks"])
+    plain = html.unescape(thread)
+    position = 0
+    for entry in packet["transcript"]:
+        found = plain.find(entry["text"], position)
+        assert found >= position, entry["text"][:20]
+        position = found + len(entry["text"])
+    assert all(f"field_{n:02d}" in plain for n in range(30))
+    reasons = {d["part"]: d["reason"] for d in outcome.receipt["dropped"]}
+    assert reasons["collected_data"] == ("shortened in the alert; in full in the thread; "
+                                         "10 of 30 fields shown in the alert; all in the thread")
+    assert "attempted_solutions" in reasons and "intent" in reasons
+
+
+_PIECES = st.sampled_from([*"ab <>&|!@#^*_~`\n", "😡", "長", "é", "💳", "<!channel>", "<@U1>", "<https://e.x|b>"])
+_TEXT = st.lists(_PIECES, max_size=600).map("".join)
+_URL = st.one_of(st.just("https://ok.example/p?a=1&b=2"), st.text(max_size=40).map(lambda t: "https://x.example/" + t))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(name=_TEXT, words=_TEXT, detail=_TEXT, key=_TEXT, value=_TEXT, url=_URL,
+       lines=st.lists(_TEXT, min_size=1, max_size=30), fields=st.integers(0, 40), related=st.integers(0, 10))
+def test_any_packet_renders_within_limits_and_inert(name: str, words: str, detail: str, key: str, value: str,
+                                                    url: str, lines: list[str], fields: int, related: int) -> None:
+    packet = full_packet(
+        customer={"name": name * 3, "email": value, "segment": key, "account_id": detail},
+        intent={"name": key, "stated_problem": words * 2, "summary": detail},
+        escalation={"reason": "other", "detail": detail * 2, "keywords": [key, value], "urgency": "urgent"},
+        collected_data={f"{key}{n}": value for n in range(fields)},
+        attempted_solutions=[{"title": name, "url": url + "/" + "x" * 900, "outcome": "unknown",
+                              "detail": detail}] * 8,
+        history=[{"at": "2026-01-01T00:00:00Z", "summary": words,
+                  "ticket": {"system": key, "id": value, "url": url}}] * 6,
+        conversation={"id": key, "url": url},
+        transcript=[{"at": "2026-11-20T09:00:00Z", "role": "customer", "text": line or "-"} for line in lines],
+    )
+    tickets = tuple({"target": "zendesk", "id": value, "url": url + "/" + "y" * 400} for _ in range(related))
+    payload = SlackAdapter(Settings(), {}).render(ctx_for(packet, related=tickets))
+    for message in [payload["message"], *payload["thread"]]:
+        assert_within_limits(message)
+        for text in texts(message):
+            for inside in re.findall(r"<([^>]*)>", text):  # any markup left must be a link we built
+                assert re.fullmatch(r"https?://[^\s|<>]+\|[^<>]*", inside), inside
+
+
+def test_pathological_packet_still_fits(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    """Every field huge and full of characters that grow when escaped: the size guard must hold."""
+    big = "<😡>&" * 2000
+    url = "https://x.example/" + "a" * 480
+    packet = full_packet(
+        customer={"name": big, "email": big, "segment": big, "account_id": big, "phone": big, "attributes": {big: big}},
+        intent={"name": big, "stated_problem": big, "summary": big, "confidence": 0.5},
+        sentiment={"label": big, "score": 0.1, "trend": big},
+        escalation={"reason": big, "detail": big, "keywords": [big] * 10, "urgency": "urgent"},
+        collected_data={big[:300] + str(n): big for n in range(40)},
+        attempted_solutions=[{"title": big, "url": url, "outcome": big, "detail": big}] * 20,
+        history=[{"at": big, "channel": big, "summary": big, "ticket": {"system": big, "id": big, "url": url}}] * 20,
+        conversation={"id": big, "url": url, "channel": big, "language": big}, bot={"id": big, "name": big},
+        transcript=[{"at": big, "role": big, "text": big}] * 3)
+    related = tuple({"target": big, "id": big, "url": url} for _ in range(10))
+    assignment = {"team": big, "queue": big, "agent": big, "priority": "urgent"}
+    adapter.mapping = {"mention_on_urgent": "<!here> <!subteam^S123>"}
+    outcome = adapter.deliver(ctx_for(packet, related=related, assignment=assignment))
+    for message in sent_messages(slack):
+        assert_within_limits(message)
+    assert slack.calls_to("chat.postMessage")[0].body["text"].startswith("<!here> <!subteam^S123> ")
+    dropped = {d["part"] for d in outcome.receipt["dropped"]}
+    assert {"customer", "escalation", "intent", "collected_data", "attempted_solutions", "history"} <= dropped
+
+
+HOSTILE = ["<!channel>", "<!here", "<@U123>", "<@U999>", "<!subteam^", "<https://evil.example", "<#C123>",
+           "<!date", "javascript:", "|<!channel>"]
+
+
+def test_hostile_text_is_rendered_inert(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    overrides = json.loads((FIXTURES / "hostile-packet-overrides.json").read_text(encoding="utf-8"))
+    adapter.deliver(ctx_for(full_packet(**overrides)))
+
+    messages = sent_messages(slack)
+    wire = [text for message in messages for text in texts(message)]
+    for text in wire:
+        for bad in HOSTILE:
+            assert bad not in text, (bad, text)
+    joined = "\n".join(wire)
+    assert "&lt;!channel&gt; wake up &lt;@U123&gt;" in joined
+    assert "&lt;https://evil.example|bank&gt; &amp;amp; more" in joined
+    assert "Refund me now &lt;@U123&gt; &amp; &lt;!here&gt;" in joined
+    assert "&lt;!channel&gt;.png" in joined  # attachment names too
+    urls = [el["url"] for m in messages for b in m["blocks"] if b["type"] == "actions" for el in b["elements"]]
+    assert urls == []  # the conversation URL tried to break out of the link: no button for it
+    for message in messages:
+        assert_within_limits(message)
+
+
+def test_urgent_mention_is_opt_in_and_validated(slack: FakeSlack) -> None:
+    urgent = full_packet(escalation={"reason": "keyword", "urgency": "urgent"})
+    quiet = SlackAdapter(settings_for(slack), {}).render(ctx_for(urgent))
+    assert "<!here>" not in json.dumps(quiet)
+    loud = SlackAdapter(settings_for(slack), {"mention_on_urgent": "<!here>"}).render(ctx_for(urgent))
+    assert loud["message"]["text"].startswith("<!here> ")
+    assert SlackAdapter(settings_for(slack), {"mention_on_urgent": "<!here>"}).render(ctx_for())["message"][
+        "text"].startswith("🟠")  # high, not urgent: no mention
+    with pytest.raises(ConfigError, match="mention_on_urgent"):  # at start-up, not mid-delivery
+        SlackAdapter(settings_for(slack), {"mention_on_urgent": "*everyone* <!here>"})
+
+
+# ---- vendor_extra, related tickets, settings ---------------------------------------------------
+
+
+def test_vendor_extra_reaches_the_wire_last(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    extra = {"slack": {"future_field": {"nested": [1, 2]}, "icon_emoji": ":rotating_light:", "unfurl_links": True}}
+    adapter.deliver(ctx_for(full_packet(vendor_extra=extra)))
+    body = slack.calls_to("chat.postMessage")[0].body
+    assert body["future_field"] == {"nested": [1, 2]}
+    assert body["icon_emoji"] == ":rotating_light:" and body["unfurl_links"] is True
+
+
+def test_related_tickets_are_linked_by_updating_the_alert(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    first = adapter.deliver(ctx_for())
+    related = ({"target": "zendesk", "status": "created", "id": "1001", "url": "https://acme.zendesk.com/agent/tickets/1001"},
+               {"target": "salesforce", "status": "created", "id": "500XX", "url": "javascript:alert(1)"})
+    ctx = ctx_for(link=Link(first.vendor_id, first.url, first.link_extra), related=related)
+
+    adapter.related_changed(ctx)
+
+    update = slack.calls_to("chat.update")[-1].body
+    assert update["channel"] == "C0HANDOFF" and update["ts"] == first.link_extra["ts"]
+    assert update["metadata"] == {"event_type": "handoff_created", "event_payload": {"handoff_id": HANDOFF}}
+    assert update["blocks"][0]["text"]["text"].startswith("🟠 High:") and "thread_ts" not in update
+    words = " ".join(texts(update))
+    assert "<https://acme.zendesk.com/agent/tickets/1001|Zendesk 1001>" in words
+    assert "Salesforce 500XX" in words and "javascript:" not in words
+    assert_within_limits(update)
+    assert len(slack.top_level("C0HANDOFF")) == 1
+
+
+def test_related_tickets_leave_an_earlier_handoffs_alert_alone(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    first = adapter.deliver(ctx_for())
+    related = ({"target": "zendesk", "status": "created", "id": "1", "url": "https://acme.zendesk.com/agent/tickets/1"},)
+    adapter.related_changed(ctx_for(handoff_id="hnd_later", link=Link(first.vendor_id, first.url, first.link_extra),
+                                    related=related))
+    assert slack.calls_to("chat.update") == []
+
+
+@pytest.mark.parametrize(("missing", "variable"), [("slack_bot_token", "SLACK_BOT_TOKEN"),
+                                                   ("slack_channel", "SLACK_CHANNEL")])
+def test_check_settings_names_the_missing_variable(missing: str, variable: str) -> None:
+    settings = Settings(slack_bot_token="xoxb-1", slack_channel="C0HANDOFF").override({missing: ""})
+    with pytest.raises(ConfigError) as caught:
+        SlackAdapter.check_settings(settings)
+    assert caught.value.source == variable
+
+
+def test_check_settings_refuses_a_non_http_api_url() -> None:
+    settings = Settings(slack_bot_token="xoxb-1", slack_channel="C0HANDOFF", slack_api_url="file:///etc/passwd")
+    with pytest.raises(ConfigError) as caught:
+        SlackAdapter.check_settings(settings)
+    assert caught.value.source == "SLACK_API_URL"
+
+
+def test_https_proxy_is_honoured(slack: FakeSlack, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fake doubles as the proxy: urllib sends it the absolute URL of an unreachable host.
+    monkeypatch.setenv("HTTPS_PROXY", slack.api_url.removesuffix("/api/"))
+    monkeypatch.setenv("NO_PROXY", "")
+    adapter = SlackAdapter(settings_for(slack, slack_api_url="http://slack.invalid/api/"), {})
+    adapter.deliver(ctx_for())
+    assert slack.calls[0].method == "chat.postMessage" and slack.calls[0].headers["host"] == "slack.invalid"
+
+
+def test_no_proxy_and_ca_bundle(slack: FakeSlack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    adapter = SlackAdapter(settings_for(slack), {})
+    adapter.deliver(ctx_for())  # reached the fake directly, not the (unreachable) proxy
+    assert slack.calls
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    if bundle.exists():
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+        client = SlackAdapter(settings_for(slack), {})._client()
+        assert client.ssl is not None and client.ssl.cert_store_stats()["x509_ca"] > 0
