@@ -11,8 +11,10 @@ from pathlib import Path
 import click
 from flask import Flask
 from flask.cli import AppGroup
+from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from .errors import ApiProblem, ConfigError
+from .mappings import load_mappings
 
 group = AppGroup("connector", help="Operate the handoff connector.")
 
@@ -40,6 +42,15 @@ def check() -> None:
     warnings: list[str] = []
     click.echo(f"targets: {', '.join(services.adapters)}")
     click.echo(f"mappings: {services.mappings.source}")
+    try:  # a fresh, strict load: the live store keeps the last good set and would hide a bad edit
+        load_mappings(settings.mappings_dir, services.mapping_store.root, services.mapping_store.target_names)
+    except ConfigError as err:
+        problems.append(f"{err.source}: {err.message}")
+    for bot_id, secret in settings.bot_secrets:
+        try:
+            Webhook(secret)
+        except (ValueError, EmptyWebhookSecretError):
+            problems.append(f"CONNECTOR_BOT_SECRETS: the secret for {bot_id!r} is not a valid whsec_… value")
     try:
         services.db.ping()
         click.echo(f"database: reachable ({services.db.dialect})")

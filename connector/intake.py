@@ -15,8 +15,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from ulid import ULID
 
-from . import answers, customer_message, routing
+from . import answers
 from .auth import Caller, check_bot
+from .decision import decide
 from .errors import Conflict, MalformedRequest, ServiceUnavailable, UnsupportedMediaType, ValidationFailed
 from .idempotency import key_for, packet_hash
 from .jsonlog import log_context
@@ -143,10 +144,7 @@ def _replay(existing: Handoff, digest: str) -> Answer:
 
 def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, digest: str,
             message_id: str | None) -> Handoff:
-    assignment = routing.assign(packet, services.mappings.routing)
-    wait_seconds = routing.expected_wait(assignment, services.mappings.routing)
-    message = customer_message.compose(packet, assignment, wait_seconds, services.mappings.messages)
-    targets = packet.get("targets") or list(services.adapters)
+    decision = decide(packet, services.mappings, services.adapters)
     handoff = Handoff(
         id=f"hnd_{ULID()}",
         bot_id=bot_id,
@@ -155,11 +153,11 @@ def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, d
         request_hash=digest,
         message_id=message_id,
         packet=packet,
-        assignment=assignment,
-        customer_message=message,
-        estimated_wait_seconds=wait_seconds,
+        assignment=decision.assignment,
+        customer_message=decision.customer_message,
+        estimated_wait_seconds=decision.wait_seconds,
     )
-    handoff.deliveries = [Delivery(target=name, position=index) for index, name in enumerate(targets)]
+    handoff.deliveries = [Delivery(target=name, position=index) for index, name in enumerate(decision.targets)]
     with services.db.session() as session:
         session.add(handoff)
     return handoff

@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,9 +66,9 @@ class _Claimed:
 
 
 class Outbox:
-    def __init__(self, db: Database, adapters: Mapping[str, Adapter], settings: Settings):
+    def __init__(self, db: Database, adapters: Callable[[], Mapping[str, Adapter]], settings: Settings):
         self.db = db
-        self.adapters = adapters
+        self.adapters = adapters  # a provider: the set changes when an admin edits the mappings
         self.settings = settings
         self.owner = worker_id()
 
@@ -129,7 +129,7 @@ class Outbox:
             return None
         delivery, handoff = claimed.delivery, claimed.handoff
         with log_context(handoff_id=handoff.id, target=delivery.target, delivery_id=str(delivery.id)):
-            adapter = self.adapters.get(delivery.target)
+            adapter = self.adapters().get(delivery.target)
             if adapter is None:
                 return self._finish_failure(delivery.id, "failed", f"target {delivery.target!r} is not enabled here")
             ctx = HandoffContext(
@@ -306,7 +306,7 @@ class Outbox:
                     continue
                 contexts.append((delivery.target, handoff, Link(link.vendor_id, link.url, link.extra or {}), related))
         for target, handoff, link, related in contexts:
-            adapter = self.adapters.get(target)
+            adapter = self.adapters().get(target)
             if adapter is None:
                 continue
             ctx = HandoffContext(

@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from flask import Flask, current_app
 from sqlalchemy.exc import SQLAlchemyError
@@ -16,7 +15,7 @@ from adapters import registry
 from adapters.base import Adapter
 
 from .db import Database
-from .mappings import Mappings, load_mappings
+from .mappings import Mappings, MappingStore
 from .outbox import Outbox, release_all
 from .settings import Settings
 
@@ -24,32 +23,43 @@ log = logging.getLogger(__name__)
 REPORT_EVERY_S = 60.0
 
 
-@dataclass
 class Services:
-    settings: Settings
-    db: Database
-    mappings: Mappings
-    adapters: dict[str, Adapter]
-    outbox: Outbox
-    executor: ThreadPoolExecutor
-    _loop: threading.Thread | None = field(default=None, repr=False)
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
-    _count_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _running: int = 0  # deliveries submitted and not yet finished, in this process
+    """Mappings are live (`MappingStore`): an edit is picked up without a restart, and the adapters
+    are rebuilt from the new set; a bad edit keeps the last good set (and `check` reports it)."""
+
+    def __init__(self, settings: Settings, root: str):
+        self.settings = settings
+        self.mapping_store = MappingStore(settings.mappings_dir, root, list(registry.TARGETS))
+        self._adapters_lock = threading.Lock()
+        self._adapters_source: Mappings | None = None
+        self._adapters: dict[str, Adapter] = {}
+        self.adapters  # build once now: missing credentials stop start-up, naming the variable  # noqa: B018
+        self.db = Database(settings.database_url, root)
+        self.outbox = Outbox(self.db, lambda: self.adapters, settings)
+        self.executor = ThreadPoolExecutor(max_workers=settings.delivery_threads, thread_name_prefix="deliver")
+        self._loop: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._count_lock = threading.Lock()
+        self._running = 0  # deliveries submitted and not yet finished, in this process
 
     @classmethod
     def build(cls, settings: Settings, root: str) -> "Services":
-        mappings = load_mappings(settings.mappings_dir, root, list(registry.TARGETS))
-        adapters = registry.build_adapters(settings, mappings.targets)
-        db = Database(settings.database_url, root)
-        return cls(
-            settings=settings,
-            db=db,
-            mappings=mappings,
-            adapters=adapters,
-            outbox=Outbox(db, adapters, settings),
-            executor=ThreadPoolExecutor(max_workers=settings.delivery_threads, thread_name_prefix="deliver"),
-        )
+        return cls(settings, root)
+
+    @property
+    def mappings(self) -> Mappings:
+        return self.mapping_store.current()
+
+    @property
+    def adapters(self) -> dict[str, Adapter]:
+        """The enabled targets, built from the current mappings (rebuilt when they change)."""
+        current = self.mappings
+        if current is not self._adapters_source:
+            with self._adapters_lock:
+                if current is not self._adapters_source:
+                    self._adapters = registry.build_adapters(self.settings, current.targets)
+                    self._adapters_source = current
+        return self._adapters
 
     def submit(self, delivery_id: int, token: str | None = None) -> Future:
         with self._count_lock:

@@ -1,0 +1,73 @@
+"""What intake decides before anything is stored: who takes the handoff, which targets get it,
+what the customer is told and what wait to quote. The dry run (`preview`) decides the same way."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.errors import DeliveryError
+
+from . import customer_message, routing
+from .mappings import Mappings
+from .routing_schema import compiled
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Decision:
+    assignment: dict[str, Any]
+    targets: list[str]
+    wait_seconds: int | None
+    wait_source: str
+    customer_message: dict[str, str]
+
+
+def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str, Any], *,
+           ask_vendors: bool = True) -> Decision:
+    """One snapshot of the mappings for the whole decision. `ask_vendors=False` (dry runs) never
+    calls a vendor, so a sticky rule falls back as if no previous agent were known."""
+    previous = previous_agent(packet, mappings, adapters) if ask_vendors else None
+    assignment = routing.assign(packet, mappings.routing, previous_agent=previous)
+    wait_seconds, wait_source = routing.wait_estimate(assignment, mappings.routing)
+    return Decision(
+        assignment=assignment,
+        targets=choose_targets(packet, assignment, list(adapters)),
+        wait_seconds=wait_seconds,
+        wait_source=wait_source,
+        customer_message=customer_message.compose(packet, assignment, wait_seconds, mappings.messages),
+    )
+
+
+def choose_targets(packet: Mapping[str, Any], assignment: dict[str, Any], enabled: list[str]) -> list[str]:
+    """The bot's `targets` (already checked to be enabled), else the rule's, else every enabled one."""
+    if packet.get("targets"):
+        return list(packet["targets"])
+    wanted = assignment.get("target_names")
+    if wanted:
+        chosen = [name for name in wanted if name in enabled]
+        if chosen:
+            return chosen
+        assignment["trace"].append(f"rule targets {wanted} are not enabled here; every enabled target instead")
+    return enabled
+
+
+def previous_agent(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str, Any]) -> dict | None:
+    """The assignee of the customer's recent open ticket at the first target that knows one.
+
+    Asked only when some rule is sticky: it is a vendor call made before the handoff is stored.
+    """
+    if not any(rule["then"].get("sticky") for rule in compiled(mappings.routing)["rules"]):
+        return None
+    for name, adapter in adapters.items():
+        try:
+            agent = adapter.previous_agent(packet)
+        except DeliveryError as err:  # routing must not fail because a lookup did
+            log.warning("previous agent lookup failed", extra={"target": name, "error": err.message})
+            continue
+        if agent:
+            return {**agent, "target": name}
+    return None
