@@ -97,7 +97,10 @@ class ZendeskAdapter(Adapter):
         ids = (ctx.assignment.get("targets") or {}).get("zendesk") or {}
         for key in ("group_id", "assignee_id"):
             if ids.get(key) is not None:
-                ticket[key] = ids[key]
+                # Zendesk ids are integers; routing hands them over as written (a previous agent's
+                # id arrives as a string), so a numeric string is sent as the number it is.
+                value = ids[key]
+                ticket[key] = int(value) if isinstance(value, str) and value.isdigit() else value
         if mapping.get("brand_id") is not None:
             ticket["brand_id"] = mapping["brand_id"]
         fields = [{"id": f["id"], "value": v} for f in mapping["custom_fields"]

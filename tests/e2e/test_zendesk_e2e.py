@@ -22,6 +22,8 @@ def test_handoff_creates_a_ticket_then_a_second_one_comments_on_it(make_app):
     client = make_app(**ZENDESK).test_client()
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
         zd = FakeZendesk(rsps)
+        # The shipped enterprise rule is sticky: intake asks Zendesk for the customer's open ticket.
+        zd.search(results=[])
         zd.create_ticket({"id": 1001})
         response = post(client, full_packet())
         assert response.status_code == 201, response.get_json()
@@ -43,4 +45,19 @@ def test_handoff_creates_a_ticket_then_a_second_one_comments_on_it(make_app):
         assert second["tickets"][0]["status"] == "updated" and second["tickets"][0]["id"] == "1001"
         [update] = zd.json_bodies("PUT", "/api/v2/tickets/1001.json")
         assert "Any news?" in update["ticket"]["comment"]["html_body"]
+        zd.assert_ticket_requests_valid()
+
+
+def test_a_sticky_rule_offers_the_previous_agent_from_zendesk(make_app):
+    client = make_app(**ZENDESK).test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        zd = FakeZendesk(rsps)
+        zd.search()  # the recorded search: an open ticket with an assignee
+        zd.show_user()
+        zd.create_ticket({"id": 1002})
+        body = post(client, full_packet()).get_json()
+        assignment = body["assignment"]
+        assert assignment["agent"] and any("previous agent" in line for line in assignment["trace"])
+        [sent] = zd.json_bodies("POST", "/api/v2/tickets.json")
+        assert sent["ticket"]["assignee_id"] == 381156009921
         zd.assert_ticket_requests_valid()
