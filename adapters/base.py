@@ -22,8 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
-from connector.brief import Brief
+from connector.brief import Brief, render_brief
 from connector.errors import ConfigError
+from connector.redaction import redact_packet
 from connector.settings import Settings
 
 Status = Literal["created", "updated"]
@@ -54,6 +55,8 @@ class HandoffContext:
     # Tickets already made at the other targets of this handoff (Slack links to them).
     related: tuple[Mapping[str, Any], ...] = ()
     public_url: str = ""
+    # What this target's mapping masked before anything left (`redact:` kinds → how many).
+    redactions: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def vendor_extra(self) -> Mapping[str, Any]:
@@ -171,10 +174,22 @@ class Adapter(abc.ABC):
         """Merge `vendor_extra` last. Override when the payload wraps the object (`{"ticket": …}`)."""
         return deep_merge(payload, extra)
 
+    def for_target(self, ctx: HandoffContext) -> HandoffContext:
+        """The context as this target may see it: the PII kinds its mapping lists under `redact:`
+        masked in every free-text field, and the brief rendered from that."""
+        kinds = self.mapping.get("redact") or ()
+        if not kinds:
+            return ctx
+        packet, counts = redact_packet(ctx.packet, kinds)
+        return replace(ctx, packet=packet, brief=render_brief(packet, ctx.handoff_id),
+                       redactions={kind: n for kind, n in counts.items() if n})
+
     def receipt(self, ctx: HandoffContext, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Which parts of the packet reach the vendor. Every adapter carries the whole brief."""
         present = ctx.brief.parts_present
+        extra = {"redacted": dict(ctx.redactions)} if ctx.redactions else {}
         return {
+            **extra,
             "delivered": [part for part in present if part in ctx.brief.sections],
             "dropped": [
                 {"part": part, "reason": "not carried by this target"}
@@ -191,6 +206,7 @@ class Adapter(abc.ABC):
         return self.apply_extra(payload, ctx.vendor_extra)
 
     def deliver(self, ctx: HandoffContext) -> Outcome:
+        ctx = self.for_target(ctx)
         # An unknown outcome is resolved first: the ticket our timed-out create made must not be
         # mistaken for "the customer's open ticket" and commented on a second time.
         if ctx.outcome_unknown:

@@ -26,7 +26,7 @@ class PreviewAdapter(Adapter):
     def _render_all(self, ctx: HandoffContext) -> dict[str, Any]:
         rendered: dict[str, Any] = {"brief": {"text": ctx.brief.text, "html": ctx.brief.html}, "vendors": {}}
         for name, vendor in self._vendors().items():
-            vendor_ctx = _as_target(ctx, name)
+            vendor_ctx = vendor.for_target(_as_target(ctx, name))
             payload = vendor.render(vendor_ctx)
             rendered["vendors"][name] = {
                 "operation": "update" if ctx.link else "create",

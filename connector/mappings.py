@@ -26,6 +26,7 @@ from marshmallow import Schema, ValidationError
 from .customer_message import MessagesSchema
 from .errors import ConfigError
 from .mapping_values import check_document
+from .redaction import KINDS
 from .routing_schema import compile_routing, flatten
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,9 @@ def load_file(path: Path, name: str | None = None) -> dict[str, Any]:
     name = name or str(path)
     data, lines = read_yaml(path, name)
     data = _check_version(data, name, lines)
+    redact = data.get("redact", [])
+    if not isinstance(redact, list) or not all(kind in KINDS for kind in redact):
+        raise ConfigError(locate(name, lines, "redact"), f"must be a list of PII kinds from {', '.join(KINDS)}")
     tables = data.get("lookups") if isinstance(data.get("lookups"), Mapping) else None
     try:
         check_document({k: v for k, v in data.items() if k != "version"}, "", tables)

@@ -23,9 +23,9 @@ def preview_packet(services: Services, raw: bytes, content_type: str | None = "a
     vendors: dict[str, Any] = {}
     for name in registry.vendor_names():
         adapter = registry.adapter_class(name)(services.settings, mappings.targets.get(name, {}))
-        ctx = HandoffContext(handoff_id=PREVIEW_ID, target=name, packet=packet, brief=brief,
-                             assignment=decision.assignment, idempotency_key=f"{PREVIEW_ID}:{name}",
-                             public_url=services.settings.public_url)
+        ctx = adapter.for_target(HandoffContext(
+            handoff_id=PREVIEW_ID, target=name, packet=packet, brief=brief, assignment=decision.assignment,
+            idempotency_key=f"{PREVIEW_ID}:{name}", public_url=services.settings.public_url))
         payload = adapter.render(ctx)
         vendors[name] = {"enabled": name in adapters, "would_receive": name in decision.targets,
                          "payload": payload, "receipt": adapter.receipt(ctx, payload)}

@@ -36,9 +36,19 @@ class DroppedPartSchema(Schema):
     reason = fields.String(required=True)
 
 
+class AttachedPartSchema(Schema):
+    part = fields.String(required=True)
+    file = fields.String(required=True)
+    reason = fields.String(required=True)
+
+
 class ReceiptSchema(Schema):
     delivered = fields.List(fields.String(), required=True)
     dropped = fields.List(fields.Nested(DroppedPartSchema), required=True)
+    attached = fields.List(fields.Nested(AttachedPartSchema),
+                           metadata={"description": "Parts sent as a file because they exceed the vendor's limits."})
+    redacted = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                           metadata={"description": "PII masked before leaving, per kind (mapping `redact:`)."})
 
 
 class LinksSchema(Schema):
