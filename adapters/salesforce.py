@@ -25,6 +25,7 @@ from simple_salesforce import Salesforce, format_soql
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
 from simple_salesforce.format import format_external_id
 
+from connector.mapping_values import MISSING, resolve
 from connector.settings import Settings
 
 from .base import Adapter, HandoffContext, Sent, deep_merge
@@ -93,9 +94,9 @@ class SalesforceAdapter(Adapter):
             "SuppliedPhone": customer.get("phone"),
             "OwnerId": routing.get("owner_id"),  # a user (005…) or a queue (00G…)
         }
-        view = {**ctx.packet, "assignment": ctx.assignment, "handoff": {"id": ctx.handoff_id}}
-        for api_name, path in (self.mapping.get("fields") or {}).items():
-            case[api_name] = _lookup(view, path)
+        context = {"assignment": ctx.assignment, "handoff": {"id": ctx.handoff_id}}
+        for api_name, spec in (self.mapping.get("fields") or {}).items():
+            case[api_name] = _field_value(resolve(spec, ctx.packet, context, tables=self.mapping.get("lookups")))
         case = {key: value for key, value in case.items() if value not in (None, "")}
         request = {"method": "POST", "path": "sobjects/Case/"}
         field = self.mapping.get("handoff_id_field")
@@ -329,16 +330,10 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _lookup(view: Mapping[str, Any], path: str) -> Any:
-    """`customer.attributes.plan` → the value, or None. Lists of scalars become `a;b` (multi-picklist)."""
-    value: Any = view
-    for step in str(path).split("."):
-        if isinstance(value, Mapping):
-            value = value.get(step)
-        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
-            value = value[int(step)]
-        else:
-            return None
+def _field_value(value: Any) -> Any:
+    """A resolved mapping value as Salesforce takes it: lists of scalars become `a;b` (multi-picklist)."""
+    if value is MISSING:
+        return None
     if isinstance(value, list):
         return ";".join(str(item) for item in value)
     return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)

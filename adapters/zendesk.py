@@ -27,6 +27,8 @@ import requests
 from zenpy import Zenpy
 
 from connector.errors import ConfigError
+from connector.mapping_values import KINDS as VALUE_KINDS
+from connector.mapping_values import MISSING, compile_value, resolve
 from connector.settings import Settings
 
 from .base import Adapter, HandoffContext, Link, Sent, deep_merge
@@ -42,7 +44,6 @@ PRIORITIES = {"low": "low", "normal": "normal", "high": "high", "urgent": "urgen
 DEFAULTS: dict[str, Any] = {"type": "question", "public_comment": False, "tags": [], "custom_fields": []}
 OPEN_STATUSES = ("new", "open", "pending", "hold")
 _TAG_UNSAFE = re.compile(r"[^\w\-]+")
-_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,25 @@ class ZendeskAdapter(Adapter):
 
     # ---- payloads ---------------------------------------------------------------------------
 
+    def _value(self, spec: Mapping[str, Any], ctx: HandoffContext) -> Any:
+        context = {"assignment": ctx.assignment, "handoff": {"id": ctx.handoff_id}}
+        return resolve(_spec(spec), ctx.packet, context, tables=self.mapping.get("lookups"))
+
+    def _subject(self, ctx: HandoffContext) -> str:
+        """The brief's one-line subject, unless the mapping gives a value spec (e.g. a template)."""
+        spec = self.mapping.get("subject")
+        if not spec:
+            return ctx.brief.subject
+        context = {"assignment": ctx.assignment, "handoff": {"id": ctx.handoff_id},
+                   "brief": {"subject": ctx.brief.subject}}
+        value = resolve(spec, ctx.packet, context, tables=self.mapping.get("lookups"))
+        return ctx.brief.subject if value is MISSING or not str(value).strip() else str(value)[:250]
+
     def build_create(self, ctx: HandoffContext) -> dict[str, Any]:
         packet, mapping = ctx.packet, self._conf
         ticket: dict[str, Any] = {
             # Subject is plain text in Zendesk (never rendered as HTML): no escaping needed.
-            "subject": str(mapping.get("subject") or ctx.brief.subject),
+            "subject": self._subject(ctx),
             "comment": self._comment_json(self._comment(ctx)),
             "requester": _requester(packet.get("customer") or {}),
             "type": mapping["type"],
@@ -104,7 +119,7 @@ class ZendeskAdapter(Adapter):
         if mapping.get("brand_id") is not None:
             ticket["brand_id"] = mapping["brand_id"]
         fields = [{"id": f["id"], "value": v} for f in mapping["custom_fields"]
-                  if (v := _resolve(packet, str(f["path"]))) is not _MISSING]
+                  if (v := self._value(f, ctx)) is not MISSING and v is not None]
         if fields:
             ticket["custom_fields"] = fields
         return {"ticket": ticket}
@@ -279,13 +294,20 @@ class ZendeskAdapter(Adapter):
         return Sent(vendor_id=str(ticket["id"]), url=self._agent_url(ticket["id"]), reply=small)
 
 
+def _spec(entry: Mapping[str, Any]) -> Any:
+    """A custom field's value spec (connector.mapping_values): `path`, `template`, `literal` or `lookup`."""
+    return {key: value for key, value in entry.items() if key in (*VALUE_KINDS, "from", "default")}
+
+
 def _config(mapping: Mapping[str, Any]) -> dict[str, Any]:
     """The mapping over the shipped defaults; a malformed entry names its key (checked at start-up)."""
     conf = {**DEFAULTS, **{key: value for key, value in mapping.items() if value is not None}}
     conf["priority"] = {**PRIORITIES, **(mapping.get("priority") or {})}
     for i, entry in enumerate(conf["custom_fields"]):
-        if not isinstance(entry, Mapping) or "id" not in entry or not entry.get("path"):
-            raise ConfigError(f"mappings/zendesk.yaml: custom_fields[{i}]", "needs an 'id' and a 'path'")
+        if not isinstance(entry, Mapping) or "id" not in entry or not any(entry.get(k) for k in VALUE_KINDS):
+            raise ConfigError(f"mappings/zendesk.yaml: custom_fields[{i}]",
+                              "needs an 'id' and a value: path, template, literal or lookup")
+        compile_value(_spec(entry), f"mappings/zendesk.yaml: custom_fields[{i}]", mapping.get("lookups"))
     if not isinstance(conf["tags"], list):
         raise ConfigError("mappings/zendesk.yaml: tags", "must be a list")
     return conf
@@ -307,18 +329,6 @@ def _requester(customer: Mapping[str, Any]) -> dict[str, Any]:
 def _tag(value: str) -> str:
     # Zendesk splits tags on spaces and lowercases them; keep letters, digits, _ and -.
     return re.sub(r"_{2,}", "_", _TAG_UNSAFE.sub("_", value.strip().lower())).strip("_")[:80]
-
-
-def _resolve(packet: Mapping[str, Any], path: str) -> Any:
-    value: Any = packet
-    for key in path.split("."):
-        if isinstance(value, Mapping) and key in value:
-            value = value[key]
-        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
-            value = value[int(key)]
-        else:
-            return _MISSING
-    return _MISSING if value is None else value
 
 
 def _fits(html_body: str) -> bool:

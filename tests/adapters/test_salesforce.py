@@ -442,3 +442,18 @@ def test_sandbox_login_uses_the_test_domain(org: SalesforceFake) -> None:
 def test_bad_mapping_is_a_config_error(mapping: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match=r"salesforce\.yaml"):
         SalesforceAdapter(Settings(), mapping)
+
+
+def test_case_fields_use_the_mapping_value_language() -> None:
+    mapping = {"lookups": {"tier": {"enterprise": "Tier 1"}},
+               "fields": {"Intent__c": "intent.name",
+                          "Summary__c": {"template": "{{ intent.name }}: {{ sentiment.label }}"},
+                          "Tier__c": {"lookup": "tier", "from": "customer.segment", "default": "Tier 2"},
+                          "Skills__c": "routing.skills",
+                          "Missing__c": "collected_data.nothing"}}
+    case = SalesforceAdapter(Settings(), mapping).render(ctx_for())["case"]
+    assert case["Intent__c"] == "integrations.quickbooks.sync_failure"
+    assert case["Summary__c"] == "integrations.quickbooks.sync_failure: frustrated"
+    assert case["Tier__c"] == "Tier 1"
+    assert case["Skills__c"] == "integrations;quickbooks"
+    assert "Missing__c" not in case

@@ -418,3 +418,33 @@ def test_brief_too_long_even_without_transcript_is_attached_whole(zd: FakeZendes
     assert body["ticket"]["comment"]["uploads"] == ["6bk3gql82em5nmf"]
     assert "attached in full as handoff-hnd_01TESTHANDOFF0000000000000.txt" in body["ticket"]["comment"]["html_body"]
     assert outcome.receipt["attached"][0]["part"] == "brief"
+
+
+def test_custom_fields_use_the_mapping_value_language() -> None:
+    mapping = {
+        "lookups": {"tier": {"enterprise": "tier_1"}},
+        "custom_fields": [
+            {"id": 1, "path": "collected_data.error_code"},
+            {"id": 2, "template": "{{ intent.name }} / {{ sentiment.label }}"},
+            {"id": 3, "lookup": "tier", "from": "customer.segment", "default": "tier_2"},
+            {"id": 4, "literal": "chatbot"},
+            {"id": 5, "path": "assignment.team"},
+            {"id": 6, "path": "collected_data.not_there"},
+        ],
+        "subject": {"template": "[{{ assignment.team }}] {{ brief.subject }}"},
+    }
+    context = ctx()
+    ticket = adapter(**mapping).render(context)["ticket"]
+    assert ticket["custom_fields"] == [
+        {"id": 1, "value": "4012"},
+        {"id": 2, "value": "integrations.quickbooks.sync_failure / frustrated"},
+        {"id": 3, "value": "tier_1"},
+        {"id": 4, "value": "chatbot"},
+        {"id": 5, "value": context.assignment["team"]},
+    ]
+    assert ticket["subject"] == f"[{context.assignment['team']}] {context.brief.subject}"
+
+
+def test_a_custom_field_without_a_value_is_refused_at_start_up() -> None:
+    with pytest.raises(ConfigError, match=r"custom_fields\[0\]"):
+        adapter(custom_fields=[{"id": 1}])

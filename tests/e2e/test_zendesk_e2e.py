@@ -61,3 +61,23 @@ def test_a_sticky_rule_offers_the_previous_agent_from_zendesk(make_app):
         [sent] = zd.json_bodies("POST", "/api/v2/tickets.json")
         assert sent["ticket"]["assignee_id"] == 381156009921
         zd.assert_ticket_requests_valid()
+
+
+def test_the_admin_preview_is_what_is_then_sent(make_app):
+    from tests.conftest import ADMIN_TOKEN
+
+    client = make_app(**ZENDESK).test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        zd = FakeZendesk(rsps)
+        zd.search(results=[])
+        zd.create_ticket({"id": 1003})
+        packet = full_packet()
+        preview = client.post("/v1/preview", data=json.dumps(packet), headers=auth(ADMIN_TOKEN),
+                              content_type="application/json").get_json()
+        body = post(client, packet).get_json()
+        [sent] = zd.json_bodies("POST", "/api/v2/tickets.json")
+    # The dry run cannot know the handoff id it will get; everything else is the same, byte for byte.
+    expected = json.loads(json.dumps(preview["vendors"]["zendesk"]["payload"]).replace("hnd_PREVIEW", body["id"]))
+    assert sent == expected
+    assert preview["assignment"]["rule"] == body["assignment"]["rule"]
+    assert preview["customer_message"] == body["customer_message"]
