@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from concurrent.futures import wait
 from dataclasses import dataclass
 from typing import Any
@@ -46,9 +47,15 @@ def parse_json(raw: bytes, content_type: str | None, max_depth: int) -> Any:
         raise MalformedRequest(f"The JSON nests deeper than {max_depth} levels (CONNECTOR_MAX_JSON_DEPTH).") from None
     except ValueError as err:
         raise MalformedRequest(f"The body is not valid JSON: {err}") from None
-    if _depth(data) > max_depth:
+    depth, unstorable = _scan(data)
+    if depth > max_depth:
         raise ValidationFailed(f"The JSON nests deeper than {max_depth} levels (CONNECTOR_MAX_JSON_DEPTH).",
                                errors={"(body)": [f"nesting deeper than {max_depth}"]})
+    if unstorable:
+        raise ValidationFailed(
+            "Text may not hold U+0000 or unpaired surrogates (\\ud800-\\udfff): they cannot be stored or sent.",
+            errors={path: ["contains U+0000 or an unpaired surrogate"] for path in unstorable[:_MAX_REPORTED]},
+        )
     if not isinstance(data, dict):
         raise ValidationFailed("The packet must be a JSON object.", errors={"(body)": ["must be an object"]})
     return data
@@ -58,16 +65,36 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in JSON")
 
 
-def _depth(value: Any) -> int:
-    deepest, stack = 0, [(value, 1)]
+# `"\u0000"` and `"\ud800"` are valid JSON, yet PostgreSQL text refuses NUL and a lone surrogate
+# cannot be encoded as UTF-8 (for the answer, a vendor or the log): refused here, named by path.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_MAX_REPORTED = 20
+
+
+def _scan(value: Any) -> tuple[int, list[str]]:
+    """The document's nesting depth, and the paths of strings (keys too) that cannot be stored."""
+    deepest, unstorable = 0, []
+    stack: list[tuple[Any, int, str]] = [(value, 1, "")]
     while stack:
-        item, level = stack.pop()
+        item, level, path = stack.pop()
         deepest = max(deepest, level)
         if isinstance(item, dict):
-            stack.extend((v, level + 1) for v in item.values())
+            for key, child in item.items():
+                child_path = f"{path}.{_shown(key)}" if path else _shown(key)
+                if _UNSTORABLE.search(key):
+                    unstorable.append(child_path)
+                stack.append((child, level + 1, child_path))
         elif isinstance(item, list):
-            stack.extend((v, level + 1) for v in item)
-    return deepest
+            stack.extend((child, level + 1, f"{path}.{index}" if path else str(index))
+                         for index, child in enumerate(item))
+        elif isinstance(item, str) and _UNSTORABLE.search(item):
+            unstorable.append(path or "(body)")
+    return deepest, sorted(unstorable)
+
+
+def _shown(key: str) -> str:
+    """A key as it can appear in an answer: a lone surrogate written as `\\ud800`."""
+    return key.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def validate_packet(data: dict[str, Any], services: Services) -> dict[str, Any]:

@@ -46,7 +46,14 @@ def build_spec(app: Flask) -> dict[str, Any]:
         for endpoint, view in app.view_functions.items():
             if endpoint != "static" and (view.__doc__ or "").find("---") >= 0:
                 spec.path(view=view, app=app)
-    return spec.to_dict()
+    document = spec.to_dict()
+    # Any operation can meet a bug: `problems._unexpected` answers it as a generic 500 problem, so
+    # the document says so once here rather than in every docstring (clients and checkers rely on it).
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                operation["responses"].setdefault("500", {"$ref": "#/components/responses/Problem"})
+    return document
 
 
 @bp.get("/openapi.json")

@@ -79,6 +79,8 @@ def get_handoff(handoff_id: str) -> Response:
     """
     services = current_services()
     caller = authenticate_bot(request, services.settings)
+    if "\x00" in handoff_id:  # no id holds NUL, and PostgreSQL refuses it in a query (a 500)
+        raise NotFound("No handoff with this id for this bot.")
     with services.db.session() as session:
         handoff = session.get(Handoff, handoff_id)
         if handoff is None or (caller.bot_id is not None and handoff.bot_id != caller.bot_id):
@@ -106,6 +108,8 @@ def list_handoffs() -> Response:
     conversation_id = request.args.get("conversation_id", "")
     if not conversation_id:
         raise ValidationFailed("Say which conversation: ?conversation_id=…", errors={"conversation_id": ["required"]})
+    if "\x00" in conversation_id:  # intake refuses NUL, and PostgreSQL cannot compare text with it (a 500)
+        raise ValidationFailed("conversation_id may not hold U+0000.", errors={"conversation_id": ["contains U+0000"]})
     try:
         limit = int(request.args.get("limit", "20"))
     except ValueError:

@@ -58,6 +58,11 @@ class Scalar(fields.Raw):
     default_error_messages = {"scalar": "Must be a string, number, boolean or null."}
     allow_list = False
 
+    def __init__(self, **kwargs: Any):
+        # marshmallow refuses None before `_deserialize` unless told otherwise; null is a scalar here.
+        kwargs.setdefault("allow_none", True)
+        super().__init__(**kwargs)
+
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> Any:
         if self.allow_list and isinstance(value, list):
             return [self._scalar(item) for item in value]
