@@ -22,6 +22,7 @@ from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+READONLY = "connector_readonly"
 
 
 def make_engine(url: str, root: str) -> Engine:
@@ -58,13 +59,16 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 def _sqlite_begin(connection) -> None:  # type: ignore[no-untyped-def]
     # IMMEDIATE takes the write lock up front: concurrent writers wait on busy_timeout instead of
     # failing with SQLITE_BUSY_SNAPSHOT when a read transaction later tries to write (WAL).
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Read-only sessions (`Database.reading`) need no lock at all: WAL readers never wait.
+    readonly = connection.get_execution_options().get(READONLY, False)
+    connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 class Database:
     def __init__(self, url: str, root: str):
         self.engine = make_engine(url, root)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.readers = sessionmaker(self.engine.execution_options(**{READONLY: True}), expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -80,6 +84,15 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only unit of work (on SQLite it takes no write lock); never commits.
+
+        Closing (not rolling back) ends it, so the objects read stay loaded for the caller.
+        """
+        with self.readers() as session:
+            yield session
 
     def upgrade(self) -> None:
         """Create or upgrade the schema to the newest migration."""

@@ -12,7 +12,6 @@ from adapters.errors import DeliveryError
 
 from . import customer_message, routing
 from .mappings import Mappings
-from .routing_schema import compiled
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,10 @@ def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str,
            ask_vendors: bool = True) -> Decision:
     """One snapshot of the mappings for the whole decision. `ask_vendors=False` (dry runs) never
     calls a vendor, so a sticky rule falls back as if no previous agent were known."""
-    previous = previous_agent(packet, mappings, adapters) if ask_vendors else None
+    previous = None
+    if ask_vendors and routing.wants_previous_agent(packet, mappings.routing):
+        asked = packet.get("targets") or list(adapters)
+        previous = previous_agent(packet, {name: adapters[name] for name in asked if name in adapters})
     assignment = routing.assign(packet, mappings.routing, previous_agent=previous)
     wait_seconds, wait_source = routing.wait_estimate(assignment, mappings.routing)
     return Decision(
@@ -55,13 +57,11 @@ def choose_targets(packet: Mapping[str, Any], assignment: dict[str, Any], enable
     return enabled
 
 
-def previous_agent(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str, Any]) -> dict | None:
-    """The assignee of the customer's recent open ticket at the first target that knows one.
+def previous_agent(packet: Mapping[str, Any], adapters: Mapping[str, Any]) -> dict | None:
+    """The assignee of the customer's recent open ticket at the first of `adapters` that knows one.
 
-    Asked only when some rule is sticky: it is a vendor call made before the handoff is stored.
+    Asked only when the matching rule is sticky: it is a vendor call made before the handoff is stored.
     """
-    if not any(rule["then"].get("sticky") for rule in compiled(mappings.routing)["rules"]):
-        return None
     for name, adapter in adapters.items():
         try:
             agent = adapter.previous_agent(packet)

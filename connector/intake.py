@@ -143,7 +143,7 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
                                             "conversation_id": handoff.conversation_id})
         futures = [services.submit(d.id) for d in handoff.deliveries]
         wait(futures, timeout=services.settings.sync_budget_ms / 1000)
-        with services.db.session() as session:
+        with services.db.reading() as session:
             stored = session.get(Handoff, handoff.id)
             assert stored is not None
             body = answers.render(stored)
@@ -157,7 +157,7 @@ def _find(services: Services, bot_id: str, key: str, message_id: str | None) -> 
     same = Handoff.idempotency_key == key
     if message_id is not None:
         same = or_(same, Handoff.message_id == message_id)
-    with services.db.session() as session:
+    with services.db.reading() as session:
         return session.scalars(select(Handoff).where(Handoff.bot_id == bot_id, same)).first()
 
 

@@ -18,7 +18,7 @@ from . import business_hours
 from .errors import ConfigError
 from .routing_schema import PRIORITIES, RoutingConfig, compile_routing, compiled
 
-__all__ = ["PRIORITIES", "assign", "compile_routing", "expected_wait", "wait_estimate"]
+__all__ = ["PRIORITIES", "assign", "compile_routing", "expected_wait", "wait_estimate", "wants_previous_agent"]
 
 class Facts:
     """The packet fields rules look at, normalized once (lowercase, defaults)."""
@@ -105,6 +105,18 @@ def _matches(rule: Mapping[str, Any], f: Facts, config: RoutingConfig, now: dt.d
         if not held:
             return False, checked
     return True, checked
+
+
+def wants_previous_agent(packet: Mapping[str, Any], routing: Mapping[str, Any], *,
+                         now: dt.datetime | None = None) -> bool:
+    """Whether the first rule whose conditions hold is sticky — the only case where asking a vendor
+    for the customer's previous agent (a call made before the handoff is stored) can change anything."""
+    config, facts = compiled(routing), Facts(packet)
+    now = now or dt.datetime.now(dt.UTC)
+    for rule in config["rules"]:
+        if _matches(rule, facts, config, now)[0]:
+            return bool(rule["then"].get("sticky"))
+    return False
 
 
 def assign(packet: Mapping[str, Any], routing: Mapping[str, Any], *, now: dt.datetime | None = None,

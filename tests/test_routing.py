@@ -244,3 +244,15 @@ SHIPPED = load_mappings("mappings", str(FIXTURES.parents[1]), ["zendesk", "sales
 def test_the_shipped_rules(changes, rule, team, priority):
     result = assign(packet(**changes), SHIPPED, now=TUESDAY_NOON)
     assert (result["rule"], result["team"], result["priority"]) == (rule, team, priority)
+
+
+def test_only_a_sticky_first_match_asks_for_the_previous_agent():
+    from connector.routing import wants_previous_agent
+
+    config = {"version": 1, "teams": {"support": {}}, "default": {"team": "support", "priority": "normal"},
+              "rules": [{"name": "vip", "when": {"segment": "vip"}, "then": {"sticky": True, "fallback": "team"}},
+                        {"name": "default"}]}
+    vip, standard = minimal_packet(), minimal_packet()
+    vip["customer"]["segment"], standard["customer"]["segment"] = "vip", "standard"
+    assert wants_previous_agent(vip, config) is True
+    assert wants_previous_agent(standard, config) is False

@@ -81,7 +81,7 @@ def get_handoff(handoff_id: str) -> Response:
     caller = authenticate_bot(request, services.settings)
     if "\x00" in handoff_id:  # no id holds NUL, and PostgreSQL refuses it in a query (a 500)
         raise NotFound("No handoff with this id for this bot.")
-    with services.db.session() as session:
+    with services.db.reading() as session:
         handoff = session.get(Handoff, handoff_id)
         if handoff is None or (caller.bot_id is not None and handoff.bot_id != caller.bot_id):
             raise NotFound(f"No handoff {handoff_id!r} for this bot.")
@@ -119,6 +119,6 @@ def list_handoffs() -> Response:
     query = select(Handoff).filter_by(conversation_id=conversation_id)
     if caller.bot_id is not None:
         query = query.filter_by(bot_id=caller.bot_id)
-    with services.db.session() as session:
+    with services.db.reading() as session:
         rows = session.scalars(query.order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(limit)).all()
         return _json({"items": [answers.render(row) for row in rows]}, 200)
