@@ -114,9 +114,9 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     mappings_dir: str = "mappings"
     targets: tuple[str, ...] = ("preview",)
-    bot_keys: tuple[tuple[str, str], ...] = ()
-    bot_secrets: tuple[tuple[str, str], ...] = ()
-    admin_token: str = ""
+    bot_keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    bot_secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    admin_token: str = field(default="", repr=False)
     allow_unauthenticated: bool = False
     sync_budget_ms: int = 5000
     max_body_bytes: int = 1024 * 1024

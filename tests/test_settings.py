@@ -46,3 +46,11 @@ def test_backoff_grows_honours_retry_after_and_is_capped():
     assert 1.0 <= first <= 2.0 and 16.0 <= fifth <= 17.0
     assert backoff_seconds(1, 30.0, 1.0, 60.0) == 30.0
     assert backoff_seconds(30, None, 1.0, 60.0) <= 60.0
+
+
+def test_secrets_never_show_in_the_settings_repr():
+    settings = Settings.from_env({"CONNECTOR_BOT_KEYS": "bot:key-abc", "CONNECTOR_ADMIN_TOKEN": "admin-xyz",
+                                  "CONNECTOR_BOT_SECRETS": "bot:whsec_c2VjcmV0", "ZENDESK_API_TOKEN": "zd-tok"})
+    shown = repr(settings)
+    for secret in ("key-abc", "admin-xyz", "whsec_c2VjcmV0", "zd-tok"):
+        assert secret not in shown

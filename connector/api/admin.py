@@ -70,7 +70,10 @@ def deliveries() -> Response:
     limit = request.args.get("limit", "100")
     if not limit.isdigit() or not 1 <= int(limit) <= 500:
         raise ValidationFailed("limit must be a whole number from 1 to 500.", errors={"limit": ["1 to 500"]})
-    rows = list_deliveries(current_services().db, state=state, target=request.args.get("target"), limit=int(limit))
+    target = request.args.get("target")
+    if target is not None and not target.isprintable():
+        raise ValidationFailed("target must be a target name.", errors={"target": ["not a name"]})
+    rows = list_deliveries(current_services().db, state=state, target=target, limit=int(limit))
     return jsonify({"items": [_row(row) for row in rows]})
 
 
@@ -114,6 +117,8 @@ def retry_many() -> Response:
         401: {$ref: "#/components/responses/Problem"}
     """
     states = REPLAYABLE if request.args.get("include_failed") in ("1", "true") else ("dead",)
+    if not (request.args.get("target") or "").isprintable():
+        raise ValidationFailed("target must be a target name.", errors={"target": ["not a name"]})
     replayed = replay(current_services().db, states=states, target=request.args.get("target"))
     response = jsonify({"replayed": replayed})
     response.status_code = 202
