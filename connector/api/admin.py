@@ -115,6 +115,7 @@ def retry_many() -> Response:
       responses:
         202: {description: Queued again, content: {application/json: {schema: {type: object, properties: {replayed: {type: array, items: {type: integer}}}}}}}
         401: {$ref: "#/components/responses/Problem"}
+        422: {$ref: "#/components/responses/Problem"}
     """
     states = REPLAYABLE if request.args.get("include_failed") in ("1", "true") else ("dead",)
     if not (request.args.get("target") or "").isprintable():
