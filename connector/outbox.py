@@ -83,7 +83,7 @@ class Outbox:
         result = session.execute(
             update(Delivery)
             .where(Delivery.id == delivery_id, Delivery.state == "pending", _lease_free(now))
-            .values(lease_owner=token, lease_expires_at=lease_until)
+            .values(lease_owner=token, lease_expires_at=lease_until, outcome_unknown=_taken_over())
         )
         return result.rowcount == 1
 
@@ -113,9 +113,28 @@ class Outbox:
                 session.execute(
                     update(Delivery)
                     .where(Delivery.id.in_(ids))
-                    .values(lease_owner=token, lease_expires_at=now + dt.timedelta(seconds=self.settings.lease_s))
+                    .values(lease_owner=token, lease_expires_at=now + dt.timedelta(seconds=self.settings.lease_s),
+                            outcome_unknown=_taken_over())
                 )
         return ids, token
+
+    def renew_leases(self) -> int:
+        """Extend the leases this process holds (called by its loop while it is alive).
+
+        Without it an attempt that outlasts `lease_s` (many slow vendor calls, a short lease) was
+        claimed again — by another process or by this one's own loop — while still running, and
+        both runs sent (the durability tests saw doubled cases). A live process now keeps what it
+        holds; a dead one stops renewing, and its leases expire `lease_s` later.
+        """
+        now = utcnow()
+        with self.db.session() as session:
+            result = session.execute(
+                update(Delivery)
+                .where(Delivery.lease_owner.startswith(f"{self.owner}/"), Delivery.state == "pending",
+                       Delivery.lease_expires_at.is_not(None))
+                .values(lease_expires_at=now + dt.timedelta(seconds=self.settings.lease_s))
+            )
+            return result.rowcount
 
     # ---- one attempt -----------------------------------------------------------------------
 
@@ -324,13 +343,17 @@ class Outbox:
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Deliveries per target and state (pending split into waiting and retrying)."""
-        from sqlalchemy import func
+        from sqlalchemy import func, literal_column
 
+        # `attempts > 0` written twice with a bound 0 becomes two parameters ($1, $2), and PostgreSQL
+        # then refuses the select as not grouped (GroupingError), so /readyz answered 503 on every
+        # PostgreSQL deployment. One labelled expression with a literal 0 is the same on both sides.
+        retried = (Delivery.attempts > literal_column("0")).label("retried")
         with self.db.session() as session:
             rows = session.execute(
-                select(Delivery.target, Delivery.state, Delivery.attempts > 0, func.count())
+                select(Delivery.target, Delivery.state, retried, func.count())
                 .where(Delivery.state.in_(("pending", "dead", "failed")))
-                .group_by(Delivery.target, Delivery.state, Delivery.attempts > 0)
+                .group_by(Delivery.target, Delivery.state, retried)
             ).all()
         counts: dict[str, dict[str, int]] = {}
         for target, state, retried, number in rows:
@@ -392,6 +415,17 @@ def release_all(db: Database, owner: str) -> int:
 
 def _lease_free(now: dt.datetime):  # type: ignore[no-untyped-def]
     return or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now)
+
+
+def _taken_over():  # type: ignore[no-untyped-def]
+    """`outcome_unknown` for a claim: set when the row still names an owner whose lease expired.
+
+    Every orderly end of an attempt clears `lease_owner`; one left behind means a process died (or
+    hung) mid-attempt, perhaps after the vendor acted. Found by the kill -9 test: the next attempt
+    sent a plain create and Salesforce got a second case. Now it looks the handoff up first.
+    (In an UPDATE, SET expressions read the row's values from before the update.)
+    """
+    return or_(Delivery.outcome_unknown, Delivery.lease_owner.is_not(None))
 
 
 def _jsonable(value: Any) -> dict[str, Any] | None:

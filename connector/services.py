@@ -88,9 +88,14 @@ class Services:
         log.info("outbox loop started", extra={"owner": self.outbox.owner})
 
     def _run_loop(self, interval: float) -> None:
-        last_report = 0.0
+        last_report = last_renewal = 0.0
         while not self._stop.is_set():
             try:
+                # Keep the leases of running attempts alive (see Outbox.renew_leases).
+                if time.monotonic() - last_renewal >= self.settings.lease_s / 3:
+                    last_renewal = time.monotonic()
+                    if self._in_flight():
+                        self.outbox.renew_leases()
                 # Claim no more than there are free threads: claimed work waits in no queue.
                 free = max(0, self.settings.delivery_threads - self._in_flight())
                 if free:

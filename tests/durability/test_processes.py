@@ -1,0 +1,98 @@
+"""Processes dying, stopping and sharing the outbox on PostgreSQL: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from tests.conftest import auth
+from tests.durability.conftest import assert_exactly_once, http, post_handoffs, wait_until
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+def _queue_while_vendors_down(processes, vendors, db, count: int, tag: str) -> list[str]:
+    """Handoffs accepted by a web process while every vendor is down; then the web process stops."""
+    vendors.configure(down=True)
+    web = processes.web()
+    ids = post_handoffs([web.url], count, tag)
+    wait_until(lambda: db.rows("SELECT count(*) FROM deliveries WHERE attempts = 0")[0][0] == 0, 30,
+               "every delivery to have failed once")
+    assert processes.stop(web) == 0
+    assert db.unfinished() == 3 * count
+    return ids
+
+
+def test_kill_9_of_a_worker_mid_delivery_then_a_restart(processes, vendors, db):
+    ids = _queue_while_vendors_down(processes, vendors, db, 100, "kill")
+    # Slow vendors that sometimes act and then time out: the kill lands with calls in flight.
+    vendors.configure(down=False, latency_s=(0.05, 0.3), failure_rate=0.15,
+                      failures={"timeout": 1, "5xx": 1, "drop": 1}, stall_s=1.3, seed=99)
+    worker = processes.worker(CONNECTOR_LEASE_S="3", CONNECTOR_DELIVERY_THREADS="16")
+    wait_until(lambda: db.delivered() >= 60, 60, "a fifth of the deliveries", 0.05)
+    processes.signal(worker, signal.SIGKILL)
+    worker.popen.wait(timeout=10)
+    held = db.rows("SELECT count(*) FROM deliveries WHERE state = 'pending' AND lease_owner IS NOT NULL")[0][0]
+    delivered_at_kill = db.delivered()
+    assert delivered_at_kill < 300 and held > 0, (delivered_at_kill, held)  # it died with work in hand
+    processes.worker(CONNECTOR_LEASE_S="3", CONNECTOR_DELIVERY_THREADS="16")
+    wait_until(lambda: db.unfinished() == 0, 80, f"every delivery after the restart ({db.states()})", 0.5)
+    assert db.states() == {"created": 300}
+    assert_exactly_once(vendors, ids)
+
+
+def test_sigterm_finishes_or_releases_claimed_work(processes, vendors, db):
+    ids = _queue_while_vendors_down(processes, vendors, db, 60, "term")
+    vendors.configure(down=False, latency_s=(0.1, 0.4), seed=5)
+    # A long lease: if SIGTERM left leases behind, nobody could take them within this test.
+    worker = processes.worker(CONNECTOR_LEASE_S="600", CONNECTOR_DELIVERY_THREADS="8")
+    wait_until(lambda: db.delivered() >= 30, 60, "some deliveries", 0.05)
+    started = time.monotonic()
+    assert processes.stop(worker, timeout_s=30) == 0, worker.log()[-2000:]
+    assert time.monotonic() - started < 15
+    assert "leases released" in worker.log()
+    held = db.rows("SELECT count(*) FROM deliveries WHERE state = 'pending' AND lease_owner IS NOT NULL")[0][0]
+    assert held == 0
+    assert db.unfinished() > 0  # stopped mid-way
+    processes.worker(CONNECTOR_LEASE_S="600", CONNECTOR_DELIVERY_THREADS="8")
+    wait_until(lambda: db.unfinished() == 0, 60, f"the rest, by the next worker ({db.states()})", 0.5)
+    assert_exactly_once(vendors, ids)
+
+
+def test_pending_deliveries_resume_after_a_restart(processes, vendors, db):
+    vendors.configure(down=True)
+    web = processes.web()
+    ids = post_handoffs([web.url], 30, "resume")
+    wait_until(lambda: db.rows("SELECT count(*) FROM deliveries WHERE attempts = 0")[0][0] == 0, 30,
+               "every delivery to have failed once")
+    # Operators see the backlog per target.
+    status, _, body = http("GET", web.url + "/readyz")
+    assert status == 200, body
+    for target in ("zendesk", "salesforce", "slack"):
+        counts = body["checks"]["deliveries"][target]
+        assert counts["pending"] + counts["retrying"] == 30 and counts["retrying"] > 0, (target, counts)
+    assert processes.stop(web) == 0
+    vendors.configure(down=False)
+    web = processes.web()
+    wait_until(lambda: db.unfinished() == 0, 60, f"the pending deliveries to resume ({db.states()})", 0.5)
+    assert_exactly_once(vendors, ids)
+    assert {http("GET", f"{web.url}/v1/handoffs/{hid}", headers=auth())[2]["status"] for hid in ids} == {"delivered"}
+    status, _, body = http("GET", web.url + "/readyz")
+    assert status == 200 and all(sum(c.values()) == 0 for c in body["checks"]["deliveries"].values()), body
+
+
+def test_two_web_processes_and_two_workers_share_the_load(processes, vendors, db):
+    vendors.configure(failure_rate=0.2, failures={"5xx": 2, "timeout": 1, "drop": 1}, latency_s=(0.0, 0.05),
+                      stall_s=1.3, seed=3)
+    threads = {"CONNECTOR_DELIVERY_THREADS": "8"}
+    webs = [processes.web(**threads), processes.web(**threads)]
+    workers = [processes.worker(**threads), processes.worker(**threads)]
+    ids = post_handoffs([web.url for web in webs], 200, "shared")
+    wait_until(lambda: db.unfinished() == 0, 80, f"every delivery ({db.states()})", 0.5)
+    assert db.states() == {"created": 600}
+    assert_exactly_once(vendors, ids)
+    per_process = [proc.delivered_here() for proc in (*webs, *workers)]
+    assert sum(per_process) == 600, per_process  # each delivery recorded once, by one process
+    assert sum(1 for n in per_process if n) >= 3, per_process  # and the work was shared
