@@ -21,6 +21,14 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
+## Benchmark against loopback vendor fakes (< 10 min): bench/RESULTS.md, bench/latency.png.
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	$(BIN)/python -m bench.run
+
+bench-smoke: $(STAMP)
+	$(BIN)/python -m pytest tests/test_bench_smoke.py -q
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 

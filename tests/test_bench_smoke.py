@@ -1,0 +1,50 @@
+"""A smoke run of the benchmark harness (bench/): one scenario, a few handoffs, seconds.
+
+It proves the pieces fit — loopback fakes in their own process, gunicorn with a fresh database,
+the load driver, RESULTS.md and the plot — and that no child process outlives the run. It measures
+nothing: `make bench` does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("trustme") is None,
+                                reason="the loopback fakes need trustme (requirements-dev.txt)")
+
+
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == pid:
+                found |= {int(entry.name)} | _descendants(int(entry.name))
+    return found
+
+
+def test_quick_run_writes_results_and_leaves_no_process(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--scenarios", "latency", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("CONNECTOR_", "GUNICORN_"))},
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = (tmp_path / "RESULTS.md").read_text(encoding="utf-8")
+    assert "| cores (nproc) |" in results
+    assert "| 1 added latency | p50, one target (Zendesk) |" in results
+    assert "scenario failed" not in results
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not _descendants(os.getpid()), "a benchmark child process is still running"
