@@ -66,7 +66,8 @@ def previous_agent(packet: Mapping[str, Any], adapters: Mapping[str, Any]) -> di
         try:
             agent = adapter.previous_agent(packet)
         except DeliveryError as err:  # routing must not fail because a lookup did
-            log.warning("previous agent lookup failed", extra={"target": name, "error": err.message})
+            log.warning("previous agent lookup failed",
+                        extra={"target": name, "error_type": type(err).__name__, "vendor_status": err.status})
             continue
         if agent:
             return {**agent, "target": name}

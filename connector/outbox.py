@@ -260,7 +260,7 @@ class Outbox:
 
     def _record_error(self, delivery: Delivery, err: DeliveryError) -> str:
         now = utcnow()
-        message = f"{type(err).__name__}: {err.message}"[:2000]
+        message = f"{type(err).__name__}: {err.message}"[:2000]  # stored for admins, never logged
         with self.db.session() as session:
             row = session.get(Delivery, delivery.id)
             assert row is not None
@@ -284,8 +284,11 @@ class Outbox:
                 row.next_attempt_at = now + dt.timedelta(seconds=delay)
             state, attempts, next_at = row.state, row.attempts, row.next_attempt_at
         level = logging.WARNING if state == "pending" else logging.ERROR
+        # Vendors quote back what they refused (a requester's address…): the text stays in
+        # `last_error` for admins; the log gets its kind and status only.
         log.log(level, "delivery attempt failed",
-                extra={"state": state, "attempts": attempts, "error": message, "next_attempt_at": next_at.isoformat()})
+                extra={"state": state, "attempts": attempts, "error_type": type(err).__name__,
+                       "vendor_status": err.status, "next_attempt_at": next_at.isoformat()})
         return state
 
     @staticmethod
@@ -337,7 +340,8 @@ class Outbox:
             try:
                 adapter.related_changed(ctx)
             except DeliveryError as err:  # cosmetic: the tickets exist; the links can wait
-                log.warning("could not link related tickets", extra={"target": target, "error": err.message})
+                log.warning("could not link related tickets",
+                            extra={"target": target, "error_type": type(err).__name__, "vendor_status": err.status})
 
     # ---- operators ----------------------------------------------------------------------------
 

@@ -146,9 +146,9 @@ def test_database_down_at_intake_answers_503_and_writes_nothing_half(postgres_ur
                 proxy.cut(refuse=False)
             for future in futures:
                 future.result()
-        # 500 is possible today when the cut falls between the commit and the answer: see
-        # test_connection_lost_right_after_the_commit_is_not_a_500 (xfail) for that case alone.
-        assert set(answers.values()) <= {201, 202, 503, 500}, answers
+        # A cut between the commit and the answer is a 202 from what was stored (see
+        # test_connection_lost_right_after_the_commit_is_not_a_500), never a 500.
+        assert set(answers.values()) <= {201, 202, 503}, answers
 
         # Nothing half-written: every stored handoff has its delivery rows.
         orphans = db.rows("SELECT h.id FROM handoffs h LEFT JOIN deliveries d ON d.handoff_id = h.id "
@@ -165,10 +165,6 @@ def test_database_down_at_intake_answers_503_and_writes_nothing_half(postgres_ur
         services.stop()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "connector/intake.py re-reads the handoff after the commit outside its OperationalError handler: "
-    "a connection lost right after the commit answers 500 (the handoff IS stored and will be delivered). "
-    "Fix belongs to intake.py (not owned here): answer 202 from the committed handoff, or 503."))
 def test_connection_lost_right_after_the_commit_is_not_a_500(postgres_url, proxy, db):
     proxied = postgres_url.replace(f":{urlsplit(postgres_url).port or 5432}/", f":{proxy.port}/")
     app = create_app({"database_url": proxied, "bot_keys": (("support-bot", BOT_KEY),), "sync_budget_ms": 0,

@@ -135,7 +135,6 @@ def test_logs_of_refusals_carry_no_packet_or_credential(leaky_app, log_lines):
 # vendor's error text as `error` on "delivery attempt failed", and vendors echo the values they
 # refused. Strict, so this fails — as a reminder to drop the mark — once the message is redacted
 # or left to `deliveries.last_error`.
-@pytest.mark.xfail(strict=True, reason="outbox logs the vendor's error text, which can echo customer PII")
 def test_logs_of_a_vendor_refusal_carry_no_pii(make_app, log_lines):
     app = make_app(log_level="DEBUG", zendesk_api_token=VENDOR_SECRETS["zendesk_api_token"], **ZENDESK)
     # Vendors echo what they refused; Zendesk's 422 names the requester's address.
