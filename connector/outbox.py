@@ -66,8 +66,10 @@ class _Claimed:
 
 
 class Outbox:
-    def __init__(self, db: Database, adapters: Callable[[], Mapping[str, Adapter]], settings: Settings):
+    def __init__(self, db: Database, adapters: Callable[[], Mapping[str, Adapter]], settings: Settings,
+                 defer: Callable[[Callable[[], None]], Any] | None = None):
         self.db = db
+        self.defer = defer or (lambda work: work())  # where follow-up work runs (services: its thread pool)
         self.adapters = adapters  # a provider: the set changes when an admin edits the mappings
         self.settings = settings
         self.owner = worker_id()
@@ -173,7 +175,8 @@ class Outbox:
                 log.exception("unexpected error in adapter")
                 return self._record_error(delivery, TransientError(f"internal error: {type(err).__name__}"))
             state = self._record_success(delivery, handoff, outcome)
-        self._notify_related(handoff.id, delivery.target)
+        # Linking the targets' tickets to each other is cosmetic: it must not delay the answer.
+        self.defer(lambda: self._notify_related(handoff.id, delivery.target))
         return state
 
     def _claim_and_load(self, delivery_id: int, token: str | None) -> _Claimed | None:
@@ -310,10 +313,12 @@ class Outbox:
         return state
 
     def _notify_related(self, handoff_id: str, finished_target: str) -> None:
-        """Tell the other finished targets of this handoff about each other's tickets (Slack links)."""
-        with self.db.session() as session:
+        """Tell the finished targets of this handoff about each other's tickets (Slack links) — once,
+        when the last target has finished (an edit per finished target cost the bench 2 Slack calls
+        per handoff)."""
+        with self.db.reading() as session:
             handoff = session.get(Handoff, handoff_id)
-            if handoff is None:
+            if handoff is None or any(d.state == "pending" for d in handoff.deliveries):
                 return
             done = [d for d in handoff.deliveries if d.state in DONE]
             contexts = []

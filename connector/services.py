@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from flask import Flask, current_app
@@ -35,7 +36,7 @@ class Services:
         self._adapters: dict[str, Adapter] = {}
         self.adapters  # build once now: missing credentials stop start-up, naming the variable  # noqa: B018
         self.db = Database(settings.database_url, root)
-        self.outbox = Outbox(self.db, lambda: self.adapters, settings)
+        self.outbox = Outbox(self.db, lambda: self.adapters, settings, defer=self._defer)
         self.executor = ThreadPoolExecutor(max_workers=settings.delivery_threads, thread_name_prefix="deliver")
         self._loop: threading.Thread | None = None
         self._stop = threading.Event()
@@ -110,6 +111,18 @@ class Services:
             except Exception:
                 log.exception("outbox loop iteration failed")
             self._stop.wait(interval)
+
+    def _defer(self, work: Callable[[], None]) -> None:
+        def logged() -> None:
+            try:
+                work()
+            except Exception:  # follow-up work is best effort; the deliveries are recorded
+                log.exception("follow-up work failed")
+
+        try:
+            self.executor.submit(logged)
+        except RuntimeError:  # shutting down: the links are cosmetic, skip them
+            pass
 
     def _in_flight(self) -> int:
         with self._count_lock:
