@@ -118,6 +118,10 @@ class Adapter(abc.ABC):
                 names = " or ".join(Settings.variable_for(attr) for attr in options)
                 raise ConfigError(names, f"must be set when the {cls.name!r} target is enabled")
 
+    def warnings(self) -> list[str]:
+        """What `connector check` should tell an operator about this target's setup (not fatal)."""
+        return []
+
     # ---- hooks ---------------------------------------------------------------------------
 
     @abc.abstractmethod

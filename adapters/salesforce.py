@@ -72,6 +72,12 @@ class SalesforceAdapter(Adapter):
 
     # ---- building -----------------------------------------------------------------------------
 
+    def warnings(self) -> list[str]:
+        if self.mapping.get("handoff_id_field"):
+            return []
+        return ["mappings/salesforce.yaml: no handoff_id_field — after a timeout or a crash the case a "
+                "handoff already made cannot be found, so a retry may open a second one"]
+
     def build_create(self, ctx: HandoffContext) -> dict[str, Any]:
         customer = ctx.packet.get("customer") or {}
         text = ctx.brief.text

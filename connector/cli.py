@@ -65,6 +65,8 @@ def check() -> None:
     for bot_id, key in settings.bot_keys:
         if len(key) < 24:
             warnings.append(f"CONNECTOR_BOT_KEYS: the key for {bot_id!r} is shorter than 24 characters")
+    for adapter in services.adapters.values():
+        warnings.extend(adapter.warnings())
     for line in warnings:
         click.echo(f"warning: {line}")
     for line in problems:

@@ -102,3 +102,25 @@ def test_bulk_replay_and_cli(make_app, flaky):
     response = client.post("/v1/deliveries/retry?target=flaky", headers=admin())
     assert response.status_code == 202 and len(response.get_json()["replayed"]) == 3
     assert runner.invoke(args=["connector", "replay", "999"]).exit_code == 1
+
+
+def test_check_reports_insecure_settings_and_risky_mappings(make_app):
+    from tests.fakes.salesforce import INSTANCE, TOKEN
+
+    app = make_app(allow_unauthenticated=True, targets=("preview", "salesforce"),
+                   salesforce_instance_url=INSTANCE, salesforce_access_token=TOKEN)
+    result = app.test_cli_runner().invoke(args=["connector", "check"])
+    assert result.exit_code == 0, result.output
+    assert "CONNECTOR_ALLOW_UNAUTHENTICATED=1" in result.output
+    assert "no handoff_id_field" in result.output
+
+
+def test_check_fails_on_a_bad_mapping_edit(make_app, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(Path(__file__).parents[1] / "mappings", tmp_path / "m")
+    app = make_app(mappings_dir=str(tmp_path / "m"))
+    (tmp_path / "m" / "routing.yaml").write_text("version: 1\nrules: [{name: x, when: {segmnt: vip}}]\n")
+    result = app.test_cli_runner().invoke(args=["connector", "check"])
+    assert result.exit_code == 1 and "routing.yaml:2" in result.output
