@@ -194,6 +194,19 @@ class ZendeskAdapter(Adapter):
         tickets = sorted(reply.get("tickets") or [], key=lambda t: t["id"])
         return self._sent(tickets[0], {}, found_by="external_id") if tickets else None
 
+    def find_existing_update(self, ctx: HandoffContext) -> Sent | None:
+        """After a timed-out comment: did it land? Updates have no Idempotency-Key at Zendesk, but
+        every brief names its handoff id, so the ticket's newest comments tell."""
+        assert ctx.link is not None
+        ticket_id = quote(ctx.link.vendor_id)
+        reply, _ = self._call("GET", f"/api/v2/tickets/{ticket_id}/comments.json", write=False,
+                              params={"sort_order": "desc", "per_page": 20}, expect="comments")
+        for comment in reply["comments"]:
+            if ctx.handoff_id in (comment.get("html_body") or comment.get("body") or ""):
+                return Sent(vendor_id=ctx.link.vendor_id, url=self._agent_url(ctx.link.vendor_id),
+                            reply={"found_by": "comment"})
+        return None
+
     def find_open_ticket(self, ctx: HandoffContext) -> Link | None:
         try:
             ticket = self._latest_open_ticket(ctx.packet)

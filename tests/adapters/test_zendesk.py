@@ -448,3 +448,28 @@ def test_custom_fields_use_the_mapping_value_language() -> None:
 def test_a_custom_field_without_a_value_is_refused_at_start_up() -> None:
     with pytest.raises(ConfigError, match=r"custom_fields\[0\]"):
         adapter(custom_fields=[{"id": 1}])
+
+
+def test_a_timed_out_comment_is_looked_up_not_posted_twice(zd: FakeZendesk) -> None:
+    link = Link(vendor_id="77120", url="https://acme.zendesk.com/agent/tickets/77120")
+    context = ctx(link=link, outcome_unknown=True)
+    comments = "/api/v2/tickets/77120/comments.json"
+    zd.rsps.add("GET", zd.origin + comments, status=200, json={"comments": [
+        {"id": 1, "html_body": f"<p>Handoff {context.handoff_id} from support-bot</p>"}]})
+
+    outcome = adapter().deliver(context)
+
+    assert (outcome.status, outcome.vendor_id) == ("updated", "77120")
+    assert not zd.calls("PUT", "/api/v2/tickets/77120.json")
+
+
+def test_a_timed_out_comment_that_did_not_land_is_sent_again(zd: FakeZendesk) -> None:
+    link = Link(vendor_id="77120", url="https://acme.zendesk.com/agent/tickets/77120")
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/77120/comments.json", status=200,
+                json={"comments": [{"id": 1, "html_body": "<p>an agent's reply</p>"}]})
+    zd.update_ticket(77120)
+
+    outcome = adapter().deliver(ctx(link=link, outcome_unknown=True))
+
+    assert outcome.status == "updated"
+    assert len(zd.calls("PUT", "/api/v2/tickets/77120.json")) == 1
