@@ -42,6 +42,7 @@ Salesforce case comments posted twice); `stats()` adds call and fault counts.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import contextlib
 import dataclasses
@@ -98,7 +99,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class FakeVendor:
+class FakeVendor(abc.ABC):
     """One vendor: an HTTP(S) server, its state, and the chaos in front of it. Subclasses route."""
 
     name = "vendor"
@@ -202,12 +203,13 @@ class FakeVendor:
 
     # ---- routing and counters (subclasses) ---------------------------------------------------
 
+    @abc.abstractmethod
     def route(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any) -> Reply:
-        raise NotImplementedError
+        """Answer one request of this vendor's API."""
 
+    @abc.abstractmethod
     def counts(self) -> dict[str, int]:
         """Things made per handoff id."""
-        raise NotImplementedError
 
     def duplicates(self) -> list[str]:
         return [f"{self.name}: {hid} made {n} times" for hid, n in sorted(self.counts().items()) if n > 1]
