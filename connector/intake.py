@@ -4,6 +4,7 @@ the budget → answer. Nothing reaches a vendor before the handoff is committed 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import re
@@ -22,7 +23,7 @@ from .decision import decide
 from .errors import Conflict, MalformedRequest, ServiceUnavailable, UnsupportedMediaType, ValidationFailed
 from .idempotency import key_for, packet_hash
 from .jsonlog import log_context
-from .models import Delivery, Handoff
+from .models import Delivery, Handoff, utcnow
 from .schemas import Limits, PacketSchema, flatten_errors
 from .services import Services
 
@@ -141,7 +142,7 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
     with log_context(handoff_id=handoff.id):
         log.info("handoff accepted", extra={"targets": [d.target for d in handoff.deliveries],
                                             "conversation_id": handoff.conversation_id})
-        futures = [services.submit(d.id) for d in handoff.deliveries]
+        futures = [services.submit(d.id, d.lease_owner) for d in handoff.deliveries]
         wait(futures, timeout=services.settings.sync_budget_ms / 1000)
         try:
             with services.db.reading() as session:
@@ -191,7 +192,13 @@ def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, d
         customer_message=decision.customer_message,
         estimated_wait_seconds=decision.wait_seconds,
     )
-    handoff.deliveries = [Delivery(target=name, position=index) for index, name in enumerate(decision.targets)]
+    # Claimed by this request in the same transaction: the background loop must not take a fresh
+    # delivery from under the request thread (the bench saw quick 202s for work that took 80 ms).
+    # If this process dies, the lease expires and another takes over.
+    token = services.outbox.new_token()
+    lease_until = utcnow() + dt.timedelta(seconds=services.settings.lease_s)
+    handoff.deliveries = [Delivery(target=name, position=index, lease_owner=token, lease_expires_at=lease_until)
+                          for index, name in enumerate(decision.targets)]
     with services.db.session() as session:
         session.add(handoff)
     return handoff

@@ -76,7 +76,7 @@ class Outbox:
 
     # ---- claiming --------------------------------------------------------------------------
 
-    def _token(self) -> str:
+    def new_token(self) -> str:
         """A lease token per claim, so two threads of one process never run the same delivery."""
         return f"{self.owner}/{uuid.uuid4().hex[:8]}"
 
@@ -95,7 +95,7 @@ class Outbox:
         On PostgreSQL the candidates are locked with `FOR UPDATE SKIP LOCKED`, so workers sharing
         the database take different rows without waiting on each other; SQLite serializes writers.
         """
-        now, token = utcnow(), self._token()
+        now, token = utcnow(), self.new_token()
         query = (
             select(Delivery.id)
             .where(
@@ -183,7 +183,7 @@ class Outbox:
         now = utcnow()
         with self.db.session() as session:
             if token is None:
-                if not self.claim(session, delivery_id, now, self._token()):
+                if not self.claim(session, delivery_id, now, self.new_token()):
                     return None
             delivery = session.get(Delivery, delivery_id)
             if delivery is None or delivery.state != "pending" or (token and delivery.lease_owner != token):
