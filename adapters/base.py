@@ -102,6 +102,9 @@ class Adapter(abc.ABC):
     # Settings attributes that must be non-empty when the target is enabled. A tuple inside the
     # tuple means "one of these" (e.g. API token or OAuth token).
     required_settings: ClassVar[tuple[str | tuple[str, ...], ...]] = ()
+    # The routing field that names an agent at this vendor (a sticky rule offers the previous agent
+    # through it); None when the vendor assigns no one by id.
+    agent_field: ClassVar[str | None] = None
 
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
         self.settings = settings

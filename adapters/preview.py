@@ -6,6 +6,7 @@ second handoff of a conversation renders the vendors' *update* payloads, as they
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from . import registry
@@ -58,7 +59,5 @@ class PreviewAdapter(Adapter):
 
 def _as_target(ctx: HandoffContext, target: str) -> HandoffContext:
     """The same context seen by another target: its own vendor_extra, a link with a stand-in id."""
-    from dataclasses import replace
-
     link = Link(vendor_id="(existing ticket)", url=None) if ctx.link else None
     return replace(ctx, target=target, link=link, idempotency_key=f"{ctx.handoff_id}:{target}")

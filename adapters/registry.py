@@ -31,6 +31,11 @@ def vendor_names() -> list[str]:
     return [name for name in TARGETS if name != BUILT_IN]
 
 
+def agent_fields() -> dict[str, str]:
+    """Vendor → the routing field that assigns an agent there (sticky routing's default)."""
+    return {name: field for name in vendor_names() if (field := adapter_class(name).agent_field)}
+
+
 def check_targets(names: tuple[str, ...], settings: Settings) -> None:
     """Refuse unknown names and enabled targets with missing credentials (start-up)."""
     for name in names:

@@ -56,6 +56,7 @@ _JOINERS = {"\u200d", "\ufe0e", "\ufe0f"}  # zero-width joiner, variation select
 
 class SalesforceAdapter(Adapter):
     name = "salesforce"
+    agent_field = "owner_id"  # a user (005…); routing may also put a queue (00G…) there
 
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
         super().__init__(settings, mapping)

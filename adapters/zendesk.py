@@ -62,6 +62,7 @@ class _Client:
 class ZendeskAdapter(Adapter):
     name = "zendesk"
     required_settings = ("zendesk_subdomain", ("zendesk_api_token", "zendesk_oauth_token"))
+    agent_field = "assignee_id"
 
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
         super().__init__(settings, mapping)

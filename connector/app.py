@@ -35,7 +35,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     app.json.ensure_ascii = False
 
-    init_app(app, Services.build(settings, ROOT))
+    init_app(app, Services(settings, ROOT))
     problems.init_app(app)
     cli.init_app(app)
 

@@ -146,5 +146,3 @@ def replay_command(delivery_ids: tuple[int, ...], all_dead: bool, include_failed
 def init_app(app: Flask) -> None:
     app.cli.add_command(group)
 
-
-__all__ = ["ConfigError", "init_app"]

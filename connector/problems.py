@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response, current_app, json
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .errors import ApiProblem, PayloadTooLarge, ServiceUnavailable
+from .errors import ApiProblem, PayloadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -57,5 +57,3 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http)
     app.register_error_handler(Exception, _unexpected)
 
-
-__all__ = ["ServiceUnavailable", "init_app", "problem_response"]

@@ -12,13 +12,14 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from adapters import registry
+
 from . import business_hours
 from .errors import ConfigError
 
 PRIORITIES = ("low", "normal", "high", "urgent")
-# Which id field carries a named agent, per vendor (a previous agent is offered through it).
+# Which id field carries a named agent, per vendor, comes from the adapters (`agent_field`);
 # routing.yaml's `agent_fields:` overrides; only vendors listed there can take a sticky agent by id.
-AGENT_FIELDS = {"zendesk": "assignee_id", "salesforce": "owner_id"}
 # No routing.yaml at all: the bot's department hint, else the default team.
 BUILT_IN: dict[str, Any] = {"version": 1, "rules": [{"name": "default"}]}
 LIST_CONDITIONS = ("intent", "department", "skills_any", "skills_all", "segment", "sentiment", "sentiment_trend",
@@ -110,7 +111,7 @@ class RoutingSchema(_Strict):
     calendars = fields.Dict(keys=fields.String(), values=fields.Nested(business_hours.CalendarSchema),
                             load_default=dict)
     teams = fields.Dict(keys=fields.String(), values=fields.Nested(TeamSchema), load_default=dict)
-    agent_fields = fields.Dict(keys=fields.String(), values=fields.String(), load_default=lambda: dict(AGENT_FIELDS))
+    agent_fields = fields.Dict(keys=fields.String(), values=fields.String(), load_default=registry.agent_fields)
     rules = fields.List(fields.Nested(RuleSchema), required=True, validate=validate.Length(min=1))
 
     def __init__(self, *, known_targets: list[str] | None = None, **kwargs: Any):

@@ -43,10 +43,6 @@ class Services:
         self._count_lock = threading.Lock()
         self._running = 0  # deliveries submitted and not yet finished, in this process
 
-    @classmethod
-    def build(cls, settings: Settings, root: str) -> "Services":
-        return cls(settings, root)
-
     @property
     def mappings(self) -> Mappings:
         return self.mapping_store.current()

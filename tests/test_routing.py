@@ -256,3 +256,10 @@ def test_only_a_sticky_first_match_asks_for_the_previous_agent():
     vip["customer"]["segment"], standard["customer"]["segment"] = "vip", "standard"
     assert wants_previous_agent(vip, config) is True
     assert wants_previous_agent(standard, config) is False
+
+
+def test_agent_fields_come_from_the_adapters():
+    from adapters import registry
+
+    assert registry.agent_fields() == {"zendesk": "assignee_id", "salesforce": "owner_id"}
+    assert compile_routing({"version": 1, "rules": [{"name": "default"}]})["agent_fields"] == registry.agent_fields()
