@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .models import Delivery, Handoff
@@ -24,11 +24,20 @@ def handoff_status(states: Iterable[str]) -> str:
     return "partial"
 
 
+# What an answer reads of each delivery: intake reads just these columns back after its wait.
+DELIVERY_COLUMNS = (Delivery.target, Delivery.state, Delivery.vendor_id, Delivery.url, Delivery.attempts,
+                    Delivery.last_error, Delivery.receipt)
+
+
 def finished(handoff: Handoff) -> bool:
-    return all(d.state != "pending" for d in handoff.deliveries)
+    return all_finished(handoff.deliveries)
 
 
-def _ticket(delivery: Delivery) -> dict[str, Any]:
+def all_finished(deliveries: Iterable[Any]) -> bool:
+    return all(d.state != "pending" for d in deliveries)
+
+
+def _ticket(delivery: Any) -> dict[str, Any]:
     return {
         "target": delivery.target,
         "status": delivery.state,
@@ -39,8 +48,9 @@ def _ticket(delivery: Delivery) -> dict[str, Any]:
     }
 
 
-def render(handoff: Handoff) -> dict[str, Any]:
-    deliveries = handoff.deliveries
+def render(handoff: Handoff, deliveries: Sequence[Any] | None = None) -> dict[str, Any]:
+    """`deliveries`: rows with the `DELIVERY_COLUMNS` read apart from the handoff (default: its own)."""
+    deliveries = handoff.deliveries if deliveries is None else deliveries
     return {
         "id": handoff.id,
         "status": handoff_status(d.state for d in deliveries),

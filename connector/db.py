@@ -11,10 +11,13 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -86,6 +89,12 @@ class Database:
                 raise
 
     @contextlib.contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A unit of work of plain statements, without an ORM session (hot paths)."""
+        with self.engine.begin() as connection:
+            yield connection
+
+    @contextlib.contextmanager
     def reading(self) -> Iterator[Session]:
         """A read-only unit of work (on SQLite it takes no write lock); never commits.
 
@@ -93,6 +102,11 @@ class Database:
         """
         with self.readers() as session:
             yield session
+
+    def insert_or_skip(self, model: type) -> Any:
+        """`INSERT … ON CONFLICT DO NOTHING` in this database's dialect: rowcount 1 if inserted."""
+        dialect_insert = postgresql_insert if self.dialect == "postgresql" else sqlite_insert
+        return dialect_insert(model).on_conflict_do_nothing()
 
     def upgrade(self) -> None:
         """Create or upgrade the schema to the newest migration."""

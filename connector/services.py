@@ -17,6 +17,7 @@ from adapters.base import Adapter
 
 from .db import Database
 from .mappings import Mappings, MappingStore
+from .models import Handoff
 from .outbox import Outbox, release_all
 from .settings import Settings
 
@@ -58,14 +59,14 @@ class Services:
                     self._adapters_source = current
         return self._adapters
 
-    def submit(self, delivery_id: int, token: str | None = None) -> Future:
+    def submit(self, delivery_id: int, token: str | None = None, fresh: Handoff | None = None) -> Future:
         with self._count_lock:
             self._running += 1
-        return self.executor.submit(self._run_logged, delivery_id, token)
+        return self.executor.submit(self._run_logged, delivery_id, token, fresh)
 
-    def _run_logged(self, delivery_id: int, token: str | None) -> str | None:
+    def _run_logged(self, delivery_id: int, token: str | None, fresh: Handoff | None = None) -> str | None:
         try:
-            return self.outbox.run_delivery(delivery_id, token)
+            return self.outbox.run_delivery(delivery_id, token, fresh=fresh)
         except Exception:  # the lease expires and the loop retries; never kill the pool thread
             log.exception("delivery run crashed", extra={"delivery_id": delivery_id})
             return None
