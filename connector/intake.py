@@ -43,14 +43,18 @@ def parse_json(raw: bytes, content_type: str | None, max_depth: int) -> Any:
     if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
         raise UnsupportedMediaType(f"Send the packet as application/json (got {mimetype or 'no content type'}).")
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        text = raw.decode("utf-8")
+        data = json.loads(text, parse_constant=_refuse_constant)
     except UnicodeDecodeError:
         raise MalformedRequest("The body is not valid UTF-8.") from None
     except RecursionError:
         raise MalformedRequest(f"The JSON nests deeper than {max_depth} levels (CONNECTOR_MAX_JSON_DEPTH).") from None
     except ValueError as err:
         raise MalformedRequest(f"The body is not valid JSON: {err}") from None
-    depth, unstorable = _scan(data)
+    # Only a \u escape can put U+0000 or a lone surrogate in the parsed text (raw control characters
+    # and invalid UTF-8 were refused above), so the per-string check runs only when one is present.
+    depth, suspect = _depth(data, check_text="\\u" in text)
+    unstorable = _scan(data) if suspect else []
     if depth > max_depth:
         raise ValidationFailed(f"The JSON nests deeper than {max_depth} levels (CONNECTOR_MAX_JSON_DEPTH).",
                                errors={"(body)": [f"nesting deeper than {max_depth}"]})
@@ -74,25 +78,40 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _MAX_REPORTED = 20
 
 
-def _scan(value: Any) -> tuple[int, list[str]]:
-    """The document's nesting depth, and the paths of strings (keys too) that cannot be stored."""
-    deepest, unstorable = 0, []
-    stack: list[tuple[Any, int, str]] = [(value, 1, "")]
+def _depth(value: Any, *, check_text: bool) -> tuple[int, bool]:
+    """The document's nesting depth, and whether any string (keys too) may not be storable."""
+    deepest, suspect = 0, False
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
-        item, level, path = stack.pop()
+        item, level = stack.pop()
         deepest = max(deepest, level)
+        if isinstance(item, dict):
+            suspect = suspect or (check_text and any(_UNSTORABLE.search(key) for key in item))
+            stack.extend((child, level + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, level + 1) for child in item)
+        elif check_text and isinstance(item, str) and _UNSTORABLE.search(item):
+            suspect = True
+    return deepest, suspect
+
+
+def _scan(value: Any) -> list[str]:
+    """The paths of strings (keys too) that cannot be stored."""
+    unstorable = []
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
         if isinstance(item, dict):
             for key, child in item.items():
                 child_path = f"{path}.{_shown(key)}" if path else _shown(key)
                 if _UNSTORABLE.search(key):
                     unstorable.append(child_path)
-                stack.append((child, level + 1, child_path))
+                stack.append((child, child_path))
         elif isinstance(item, list):
-            stack.extend((child, level + 1, f"{path}.{index}" if path else str(index))
-                         for index, child in enumerate(item))
+            stack.extend((child, f"{path}.{index}" if path else str(index)) for index, child in enumerate(item))
         elif isinstance(item, str) and _UNSTORABLE.search(item):
             unstorable.append(path or "(body)")
-    return deepest, sorted(unstorable)
+    return sorted(unstorable)
 
 
 def _shown(key: str) -> str:
