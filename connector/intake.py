@@ -25,6 +25,7 @@ from .errors import Conflict, MalformedRequest, ServiceUnavailable, UnsupportedM
 from .idempotency import key_for, packet_hash
 from .jsonlog import log_context
 from .models import Delivery, Handoff, utcnow
+from .outbox import Attempted
 from .schemas import Limits, PacketSchema, flatten_errors
 from .services import Services
 
@@ -157,7 +158,7 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
         # whether this repeats a handoff. A lookup before every insert cost a read transaction per
         # handoff for the rare retry; a retry pays the decision again instead (a vendor lookup
         # when its rule is sticky) and is answered from the stored handoff.
-        handoff = _commit(services, packet, bot_id, key, digest, caller.message_id)
+        handoff, prepared = _commit(services, packet, bot_id, key, digest, caller.message_id)
     except IntegrityError:
         existing = _find(services, bot_id, key, caller.message_id)
         if existing is None:  # not a repeat after all: a constraint this code does not expect
@@ -171,18 +172,23 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
     with log_context(handoff_id=handoff.id):
         log.info("handoff accepted", extra={"targets": [d.target for d in handoff.deliveries],
                                             "conversation_id": handoff.conversation_id})
-        futures = [services.submit(d.id, d.lease_owner, fresh=handoff) for d in handoff.deliveries]
+        futures = [services.submit(d.id, d.lease_owner, fresh=handoff, prepared=d.id in prepared)
+                   for d in handoff.deliveries if d.lease_owner]  # held ones (paused target) wait for the loop
         finished, _ = wait(futures, timeout=services.settings.sync_budget_ms / 1000)
-        body, status = _answer(services, handoff, read_back=bool(finished))
+        body, status = _answer(services, handoff, [future.result() for future in finished])
         log.info("handoff answered", extra={"status": body["status"], "http_status": status})
     return Answer(status, body)
 
 
-def _answer(services: Services, handoff: Handoff, *, read_back: bool) -> tuple[dict[str, Any], int]:
+def _answer(services: Services, handoff: Handoff, attempted: list[Attempted | None]) -> tuple[dict[str, Any], int]:
     """201 when every target finished within the budget, else 202. What the request committed is
-    in memory; only the deliveries' rows can have moved since, and only when an attempt ended."""
-    if not read_back:
-        return answers.render(handoff), 202
+    in memory, and each finished attempt says what it wrote; only an attempt that did not run
+    (its target paused meanwhile, another handoff of the conversation creating the ticket) makes
+    the rows worth reading again."""
+    if None not in attempted:
+        ended = {a.target: a for a in attempted if a is not None}
+        rows = [ended.get(d.target, d) for d in handoff.deliveries]
+        return answers.render(handoff, rows), 201 if answers.all_finished(rows) else 202
     try:
         with services.db.reading() as session:
             rows = session.execute(
@@ -215,8 +221,9 @@ def _replay(existing: Handoff, digest: str) -> Answer:
 
 
 def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, digest: str,
-            message_id: str | None) -> Handoff:
-    """Store the handoff and its deliveries in one transaction; return them as (unattached) rows."""
+            message_id: str | None) -> tuple[Handoff, set[int]]:
+    """Store the handoff and its deliveries in one transaction; return them as (unattached) rows,
+    with the deliveries whose attempt can start at the vendor (`Outbox.prepare_fresh`)."""
     decision = decide(packet, services.mappings, services.adapters)
     now = utcnow()
     handoff_row = dict(
@@ -243,6 +250,8 @@ def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, d
         ids = connection.execute(
             insert(_DELIVERIES).returning(_DELIVERIES.c.id, sort_by_parameter_order=True), delivery_rows
         ).scalars().all()
-    handoff = Handoff(**handoff_row)
-    handoff.deliveries = [Delivery(id=delivery_id, **row) for delivery_id, row in zip(ids, delivery_rows, strict=True)]
-    return handoff
+        handoff = Handoff(**handoff_row)
+        handoff.deliveries = [Delivery(id=delivery_id, **row)
+                              for delivery_id, row in zip(ids, delivery_rows, strict=True)]
+        prepared = services.outbox.prepare_fresh(connection, handoff, now)
+    return handoff, prepared

@@ -44,6 +44,7 @@ WAIT_FOR_OWNER_S = 2.0
 # The statements every attempt runs, built once (compiled once, cached by SQLAlchemy) on the tables.
 _DELIVERIES, _LINKS, _PAUSES = Delivery.__table__, ConversationLink.__table__, TargetPause.__table__
 _PAUSED_UNTIL = select(_PAUSES.c.until).where(_PAUSES.c.target == bindparam("target"))
+_PAUSES_RUNNING = select(_PAUSES.c.target, _PAUSES.c.until).where(_PAUSES.c.until > bindparam("now"))
 _STATE_OF = select(_DELIVERIES.c.state).where(_DELIVERIES.c.id == bindparam("delivery_id"))
 _HOLD = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("delivery_id"))
          .values(next_attempt_at=bindparam("until"), lease_owner=None, lease_expires_at=None))
@@ -78,6 +79,23 @@ def backoff_seconds(attempt: int, retry_after: float | None, base: float = 2.0, 
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class Attempted:
+    """What an attempt left in its delivery's row: the columns an answer shows (`answers.DELIVERY_COLUMNS`)."""
+
+    target: str
+    state: str
+    vendor_id: str | None
+    url: str | None
+    attempts: int
+    last_error: str | None
+    receipt: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, row: Delivery) -> Attempted:
+        return cls(row.target, row.state, row.vendor_id, row.url, row.attempts, row.last_error, row.receipt)
 
 
 @dataclass
@@ -163,14 +181,21 @@ class Outbox:
 
     # ---- one attempt -----------------------------------------------------------------------
 
-    def run_delivery(self, delivery_id: int, token: str | None = None, *, fresh: Handoff | None = None) -> str | None:
-        """One attempt at one delivery. Returns its state afterwards (None if not run now).
+    def run_delivery(self, delivery_id: int, token: str | None = None, *, fresh: Handoff | None = None,
+                     prepared: bool = False) -> Attempted | None:
+        """One attempt at one delivery. Returns what it left in the row (None if not run now).
 
         `token` is the lease of a delivery already claimed (by `claim_due`, or by intake in the
         transaction that stored it); without one it is claimed here. `fresh` is the handoff intake
-        has just committed with this delivery claimed under `token`: its rows are not read again.
+        has just committed with this delivery claimed under `token`: its rows are not read again;
+        `prepared` says that intake's transaction also took the conversation's link for it and
+        found the target unpaused (`prepare_fresh`), so the attempt starts at the vendor.
         """
-        claimed = self._claim_and_load(delivery_id, token, fresh)
+        if fresh is not None and token is not None and prepared:
+            delivery = next(d for d in fresh.deliveries if d.id == delivery_id)
+            claimed: _Claimed | None = _Claimed(delivery, fresh, None, ())
+        else:
+            claimed = self._claim_and_load(delivery_id, token, fresh)
         if claimed is None:
             return None
         delivery, handoff = claimed.delivery, claimed.handoff
@@ -199,11 +224,38 @@ class Outbox:
             except Exception as err:  # a bug must not lose the handoff: retry, then dead
                 log.exception("unexpected error in adapter")
                 return self._record_error(delivery, TransientError(f"internal error: {type(err).__name__}"))
-            state = self._record_success(delivery, handoff, outcome)
+            attempted = self._record_success(delivery, handoff, outcome)
         if len(handoff.deliveries) > 1:
             # Linking the targets' tickets to each other is cosmetic: it must not delay the answer.
             self.defer(lambda: self._notify_related(handoff.id, delivery.target))
-        return state
+        return attempted
+
+    def prepare_fresh(self, connection: Connection, handoff: Handoff, now: dt.datetime) -> set[int]:
+        """In intake's transaction: what each attempt would otherwise check in one of its own.
+
+        A paused target's delivery is held until the pause ends (and not attempted now); for the
+        others, the conversation's link is taken when the conversation has none yet (its first
+        handoff). Returns the deliveries that can go straight to their vendor.
+        """
+        paused = dict(connection.execute(_PAUSES_RUNNING, {"now": now}).all())
+        ready = set()
+        for delivery in handoff.deliveries:
+            until = paused.get(delivery.target)
+            if until is not None:
+                connection.execute(_HOLD, {"delivery_id": delivery.id, "until": until})
+                delivery.next_attempt_at, delivery.lease_owner, delivery.lease_expires_at = until, None, None
+                continue
+            key = {"bot_id": handoff.bot_id, "conversation_id": handoff.conversation_id, "target": delivery.target}
+            if self._take_new_link(connection, key, delivery.id, now):
+                ready.add(delivery.id)
+        return ready
+
+    def _take_new_link(self, connection: Connection, key: Mapping[str, str], delivery_id: int,
+                       now: dt.datetime) -> bool:
+        """The conversation's first handoff (the usual case) takes its link row in one statement."""
+        return connection.execute(
+            self.db.insert_or_skip(_LINKS).values(**key, owner_delivery_id=delivery_id, created_at=now, updated_at=now)
+        ).rowcount == 1
 
     def _claim_and_load(self, delivery_id: int, token: str | None, fresh: Handoff | None) -> _Claimed | None:
         now = utcnow()
@@ -240,13 +292,9 @@ class Outbox:
                   now: dt.datetime) -> Link | None | bool:
         """The conversation's ticket at this target; False when another delivery is creating it."""
         key = {"bot_id": handoff.bot_id, "conversation_id": handoff.conversation_id, "target": delivery.target}
-        # The first handoff of a conversation (the usual case) takes the row in one statement; when
-        # another handoff of it got there first, the row says whether its ticket exists yet.
-        inserted = connection.execute(
-            self.db.insert_or_skip(_LINKS).values(**key, owner_delivery_id=delivery.id, created_at=now, updated_at=now)
-        ).rowcount
-        if inserted == 1:
+        if self._take_new_link(connection, key, delivery.id, now):
             return None
+        # Another handoff of this conversation got there first: its row says whether the ticket exists yet.
         row = connection.execute(_LINK_OF, key).one()
         if row.vendor_id:
             return Link(vendor_id=row.vendor_id, url=row.url, extra=row.extra or {})
@@ -263,7 +311,7 @@ class Outbox:
 
     # ---- recording -------------------------------------------------------------------------
 
-    def _record_success(self, delivery: Delivery, handoff: Handoff, outcome: Outcome) -> str:
+    def _record_success(self, delivery: Delivery, handoff: Handoff, outcome: Outcome) -> Attempted:
         now = utcnow()
         # Prepared statements, not loaded rows: the attempt knows every value it writes (the ORM's
         # read and flush of both rows showed in the benchmark's profile of every delivery).
@@ -286,9 +334,10 @@ class Outbox:
             else:
                 connection.execute(_SET_LINK_OWNER, {"link_id": link.id, "owner": None, "now": now})
         log.info("delivered", extra={"state": outcome.status, "vendor_id": outcome.vendor_id})
-        return outcome.status
+        return Attempted(delivery.target, outcome.status, outcome.vendor_id, outcome.url, delivery.attempts + 1,
+                         None, done["receipt"])
 
-    def _record_error(self, delivery: Delivery, err: DeliveryError) -> str:
+    def _record_error(self, delivery: Delivery, err: DeliveryError) -> Attempted:
         now = utcnow()
         message = f"{type(err).__name__}: {err.message}"[:2000]  # stored for admins, never logged
         with self.db.session() as session:
@@ -312,32 +361,37 @@ class Outbox:
                 settings = self.settings
                 delay = backoff_seconds(row.attempts, retry_after, settings.retry_base_s, settings.retry_max_s)
                 row.next_attempt_at = now + dt.timedelta(seconds=delay)
-            state, attempts, next_at = row.state, row.attempts, row.next_attempt_at
+            state, attempts, next_at, attempted = row.state, row.attempts, row.next_attempt_at, Attempted.of(row)
         level = logging.WARNING if state == "pending" else logging.ERROR
         # Vendors quote back what they refused (a requester's address…): the text stays in
         # `last_error` for admins; the log gets its kind and status only.
         log.log(level, "delivery attempt failed",
                 extra={"state": state, "attempts": attempts, "error_type": type(err).__name__,
                        "vendor_status": err.status, "next_attempt_at": next_at.isoformat()})
-        return state
+        return attempted
 
-    @staticmethod
-    def _pause(session: Session, target: str, until: dt.datetime, reason: str) -> None:
-        pause = session.get(TargetPause, target)
-        if pause is None:
-            session.add(TargetPause(target=target, until=until, reason=reason[:500]))
-        elif pause.until < until:
-            pause.until, pause.reason = until, reason[:500]
+    def _pause(self, session: Session, target: str, until: dt.datetime, reason: str) -> None:
+        """Pause `target` until `until`, or leave a longer pause as it is.
+
+        An upsert, not a read then an insert: threads meeting 429s together all pause the target,
+        and the second insert failed on the primary key (the chaos test's log showed the crash)."""
+        connection, reason = session.connection(), reason[:500]
+        connection.execute(self.db.insert_or_skip(_PAUSES).values(target=target, until=until, reason=reason,
+                                                                  updated_at=utcnow()))
+        connection.execute(update(_PAUSES).where(_PAUSES.c.target == target, _PAUSES.c.until < until)
+                           .values(until=until, reason=reason))
         log.warning("target paused", extra={"paused_target": target, "until": until.isoformat()})
 
-    def _finish_failure(self, delivery_id: int, state: str, message: str) -> str:
+    def _finish_failure(self, delivery_id: int, state: str, message: str) -> Attempted:
         with self.db.session() as session:
             row = session.get(Delivery, delivery_id)
             assert row is not None
             row.state, row.last_error, row.finished_at = state, message, utcnow()
             row.lease_owner = row.lease_expires_at = None
+            session.flush()
+            attempted = Attempted.of(row)
         log.error("delivery not possible", extra={"error": message})
-        return state
+        return attempted
 
     def _notify_related(self, handoff_id: str, finished_target: str) -> None:
         """Tell the finished targets of this handoff about each other's tickets (Slack links) — once,

@@ -18,7 +18,7 @@ from adapters.base import Adapter
 from .db import Database
 from .mappings import Mappings, MappingStore
 from .models import Handoff
-from .outbox import Outbox, release_all
+from .outbox import Attempted, Outbox, release_all
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,14 +59,17 @@ class Services:
                     self._adapters_source = current
         return self._adapters
 
-    def submit(self, delivery_id: int, token: str | None = None, fresh: Handoff | None = None) -> Future:
+    def submit(self, delivery_id: int, token: str | None = None, fresh: Handoff | None = None,
+               prepared: bool = False) -> Future:
+        """Run one attempt on the pool; the future's result is the `Attempted` (or None)."""
         with self._count_lock:
             self._running += 1
-        return self.executor.submit(self._run_logged, delivery_id, token, fresh)
+        return self.executor.submit(self._run_logged, delivery_id, token, fresh, prepared)
 
-    def _run_logged(self, delivery_id: int, token: str | None, fresh: Handoff | None = None) -> str | None:
+    def _run_logged(self, delivery_id: int, token: str | None, fresh: Handoff | None = None,
+                    prepared: bool = False) -> Attempted | None:
         try:
-            return self.outbox.run_delivery(delivery_id, token, fresh=fresh)
+            return self.outbox.run_delivery(delivery_id, token, fresh=fresh, prepared=prepared)
         except Exception:  # the lease expires and the loop retries; never kill the pool thread
             log.exception("delivery run crashed", extra={"delivery_id": delivery_id})
             return None

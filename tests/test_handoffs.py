@@ -140,7 +140,8 @@ def test_transient_failure_answers_202_and_retries(make_app, test_targets):
     with services.db.session() as session:
         session.execute(update(Delivery).values(next_attempt_at=utcnow()))
     [delivery_id], token = services.outbox.claim_due()
-    assert services.outbox.run_delivery(delivery_id, token) == "created"
+    attempted = services.outbox.run_delivery(delivery_id, token)
+    assert attempted is not None and attempted.state == "created"
     final = client.get(body["links"]["self"], headers=auth()).get_json()
     assert final["status"] == "delivered" and final["tickets"][0]["attempts"] == 2
 

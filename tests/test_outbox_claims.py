@@ -1,0 +1,124 @@
+"""What an attempt checks before it reaches a vendor — a paused target, a conversation whose first
+ticket is still being created — on both paths: the one intake prepares in its own transaction,
+and the one the loop claims later."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+
+import pytest
+from sqlalchemy import select, update
+
+from adapters import registry
+from connector.models import ConversationLink, Delivery, TargetPause, utcnow
+from connector.outbox import WAIT_FOR_OWNER_S
+from tests.conftest import auth
+from tests.factories import minimal_packet
+from tests.support_adapters import SlowAdapter
+
+
+def post(client, packet):
+    return client.post("/v1/handoffs", data=json.dumps(packet), headers=auth(), content_type="application/json")
+
+
+def deliveries(services):
+    with services.db.reading() as session:
+        return list(session.scalars(select(Delivery).order_by(Delivery.id)))
+
+
+def pause(services, target: str, seconds: float) -> dt.datetime:
+    until = utcnow() + dt.timedelta(seconds=seconds)
+    with services.db.session() as session:
+        session.add(TargetPause(target=target, until=until, reason="429 from the vendor"))
+    return until
+
+
+def test_a_paused_target_is_held_at_intake_until_the_pause_ends_then_delivered(any_db_app):
+    services = any_db_app.extensions["connector"]
+    client = any_db_app.test_client()
+    until = pause(services, "preview", 60)
+    response = post(client, minimal_packet())
+    assert response.status_code == 202
+    assert response.get_json()["tickets"][0] == {"target": "preview", "status": "pending", "id": None, "url": None,
+                                                 "attempts": 0, "error": None}
+    [held] = deliveries(services)
+    assert (held.state, held.attempts, held.lease_owner) == ("pending", 0, None)
+    assert abs((held.next_attempt_at - until).total_seconds()) < 0.01
+    assert services.outbox.claim_due()[0] == []  # not due, and its target is paused
+
+    with services.db.session() as session:  # the pause ends
+        session.execute(update(TargetPause).values(until=utcnow() - dt.timedelta(seconds=1)))
+        session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+    [delivery_id], token = services.outbox.claim_due()
+    attempted = services.outbox.run_delivery(delivery_id, token)
+    assert attempted is not None and (attempted.state, attempted.attempts) == ("created", 1)
+
+
+def test_a_target_paused_after_the_claim_holds_the_claimed_delivery_without_an_attempt(make_app, monkeypatch):
+    monkeypatch.setitem(registry.TARGETS, "flaky", "tests.support_adapters:FlakyAdapter")
+    app = make_app(targets=("flaky",))
+    services = app.extensions["connector"]
+    assert post(app.test_client(), minimal_packet()).status_code == 202  # the first attempt failed (503)
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+    [delivery_id], token = services.outbox.claim_due()
+    until = pause(services, "flaky", 30)  # another worker met a 429 meanwhile
+    assert services.outbox.run_delivery(delivery_id, token) is None
+    [held] = deliveries(services)
+    assert (held.attempts, held.lease_owner) == (1, None)
+    assert abs((held.next_attempt_at - until).total_seconds()) < 0.01
+
+
+@pytest.fixture
+def slow_target(monkeypatch):
+    monkeypatch.setitem(registry.TARGETS, "slow", "tests.support_adapters:SlowAdapter")
+    SlowAdapter.release.clear()
+    yield
+    SlowAdapter.release.set()
+
+
+def test_a_second_handoff_waits_for_the_conversations_first_ticket_then_updates_it(make_app, slow_target):
+    app = make_app(targets=("slow",), sync_budget_ms=200)
+    services = app.extensions["connector"]
+    client = app.test_client()
+    first = post(client, minimal_packet())  # its ticket is still being created (the vendor is slow)
+    assert first.status_code == 202
+    second = post(client, minimal_packet() | {"metadata": {"again": True}})
+    assert second.status_code == 202
+    first_row, second_row = deliveries(services)
+    # The second did not open a ticket of its own: it waits for the first, without counting an attempt.
+    assert (second_row.state, second_row.attempts, second_row.lease_owner) == ("pending", 0, None)
+    assert second_row.next_attempt_at - utcnow() > dt.timedelta(seconds=WAIT_FOR_OWNER_S / 2)
+    with services.db.reading() as session:
+        [link] = session.scalars(select(ConversationLink))
+    assert (link.owner_delivery_id, link.vendor_id) == (first_row.id, None)
+
+    SlowAdapter.release.set()
+    for _ in range(50):
+        if deliveries(services)[0].state == "created":
+            break
+        threading.Event().wait(0.1)
+    with services.db.session() as session:
+        session.execute(update(Delivery).where(Delivery.id == second_row.id).values(next_attempt_at=utcnow()))
+    [delivery_id], token = services.outbox.claim_due()
+    attempted = services.outbox.run_delivery(delivery_id, token)
+    first_row = deliveries(services)[0]
+    assert attempted is not None and (attempted.state, attempted.vendor_id) == ("updated", first_row.vendor_id)
+
+
+def test_pausing_a_paused_target_keeps_the_longer_pause(any_db_app):
+    services = any_db_app.extensions["connector"]
+    first = pause(services, "zendesk", 30)
+    with services.db.session() as session:  # a shorter Retry-After meanwhile does not shorten it
+        services.outbox._pause(session, "zendesk", first - dt.timedelta(seconds=20), "429, retry after 10 s")
+    with services.db.session() as session:  # a longer one extends it
+        services.outbox._pause(session, "zendesk", first + dt.timedelta(seconds=60), "429, retry after 90 s")
+    with services.db.session() as session:  # a target never paused before gets its row
+        services.outbox._pause(session, "slack", first, "ratelimited")
+    with services.db.reading() as session:
+        rows = {p.target: p for p in session.scalars(select(TargetPause))}
+    assert abs((rows["zendesk"].until - first).total_seconds() - 60) < 0.01
+    assert rows["zendesk"].reason == "429, retry after 90 s"
+    assert abs((rows["slack"].until - first).total_seconds()) < 0.01
