@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md and latency.png go")
     parser.add_argument("--latency-ms", type=float, default=80.0, help="latency of every fake vendor call")
     parser.add_argument("--burst-handoffs", type=int, default=Config.burst_handoffs)
+    parser.add_argument("--burst-per-minute", type=int, default=Config.burst_per_minute,
+                        help="the Zendesk fake's rate limit in the burst scenario")
     parser.add_argument("--burst-cap-s", type=float, default=Config.burst_cap_s)
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny counts, seconds")
     parser.add_argument("--keep-work", action="store_true", help="keep logs and databases")
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="connector-bench-"))
     cfg = Config(work=work, latency_ms=args.latency_ms, burst_handoffs=args.burst_handoffs,
-                 burst_cap_s=args.burst_cap_s,
+                 burst_per_minute=args.burst_per_minute, burst_cap_s=args.burst_cap_s,
                  log=lambda line: print(line, flush=True))
     if args.quick:
         quick(cfg)

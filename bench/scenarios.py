@@ -22,10 +22,7 @@ from . import driver, procs
 from .driver import percentile
 
 ALL = "zendesk,salesforce,slack"
-SCALED_NOTE = ("Burst and memory ran {n} handoffs, not the 10,000 asked: intake on this machine is a few dozen "
-               "handoffs per second (scenario 3), so 10,000 would take several minutes to post alone and the whole "
-               "`make bench` must stay under 10 minutes. `python -m bench.run --scenarios burst --burst-handoffs "
-               "10000` runs the full size (capped at --burst-cap-s).")
+SCALED_NOTE = ("Burst and memory ran {n} handoffs, not the 10,000 asked (--burst-handoffs); the default is 10,000.")
 
 
 @dataclass
@@ -39,10 +36,12 @@ class Config:
     intake_clients: int = 32
     intake_seconds: float = 10.0
     intake_budget_ms: int = 10
-    burst_handoffs: int = 2_000  # the brief asks 10,000: see SCALED_NOTE
-    burst_per_minute: int = 1_200
+    burst_handoffs: int = 10_000
+    # Chosen so that the bound for 10,000 handoffs is 100 s and `make bench` stays under 10 minutes
+    # (a real Zendesk account allows 200–2,500 calls a minute; the ratio is what is compared).
+    burst_per_minute: int = 6_000
     burst_clients: int = 32
-    burst_cap_s: float = 240.0  # the whole burst (posting + draining) stops here, reported as such
+    burst_cap_s: float = 300.0  # the whole burst (posting + draining) stops here, reported as such
     memory_early: int = 100
     databases: tuple[str, ...] = ("sqlite", "postgresql")
     log: Callable[[str], None] = print
