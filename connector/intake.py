@@ -179,7 +179,7 @@ def _replay(existing: Handoff, digest: str) -> Answer:
 
 def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, digest: str,
             message_id: str | None) -> Handoff:
-    decision = decide(packet, services.mappings, services.adapters)
+    decision = decide(packet, services.mappings, services.adapters, observed_wait=services.observed_wait)
     handoff = Handoff(
         id=f"hnd_{ULID()}",
         bot_id=bot_id,
