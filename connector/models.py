@@ -73,6 +73,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("handoff_id", "target", name="uq_deliveries_handoff_target"),
         Index("ix_deliveries_due", "state", "next_attempt_at"),
+        # Vendor events name the ticket: find the handoffs delivered to it.
+        Index("ix_deliveries_vendor", "target", "vendor_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

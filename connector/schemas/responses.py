@@ -112,6 +112,14 @@ class HealthSchema(Schema):
     checks = fields.Dict(keys=fields.String(), values=fields.Raw())
 
 
+class WebhookReceiptSchema(Schema):
+    """What the connector made of a verified vendor event (the vendor shows it in its webhook log)."""
+
+    outcome = fields.String(required=True, validate=validate.OneOf(("recorded", "duplicate", "ignored")))
+    detail = fields.String(required=True)
+    handoff_id = fields.String(required=True, allow_none=True)
+
+
 class ProblemSchema(Schema):
     """RFC 9457 problem details."""
 

@@ -42,6 +42,7 @@ OPERATIONS = [
     "POST /v1/deliveries/retry",
     "GET /healthz",
     "GET /readyz",
+    "POST /webhooks/zendesk",
 ]
 
 

@@ -1,4 +1,5 @@
-"""assignments: who took each handoff and after how long (vendor events; the observed wait)
+"""assignments: who took each handoff and after how long (vendor events; the observed wait);
+deliveries found by the vendor's ticket id
 
 Revision ID: 0004
 Revises: 0003
@@ -35,9 +36,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("assignments") as batch:
         batch.create_index("ix_assignments_team_recent", ["team", "assigned_at", "wait_seconds"], unique=False)
+    with op.batch_alter_table("deliveries") as batch:
+        batch.create_index("ix_deliveries_vendor", ["target", "vendor_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("deliveries") as batch:
+        batch.drop_index("ix_deliveries_vendor")
     with op.batch_alter_table("assignments") as batch:
         batch.drop_index("ix_assignments_team_recent")
     op.drop_table("assignments")
