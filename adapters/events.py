@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,10 @@ class Ignored:
     reason: str  # said in the answer and the log: nothing in it comes from the payload's free text
 
 
+# PostgreSQL text refuses NUL, and a lone surrogate cannot be encoded: refused before storing.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 class VendorId(fields.Field):
     """An id as vendors send it: a string (Zendesk event payloads) or a whole number (placeholders
     in older trigger payloads); given back as a non-empty string of at most 200 characters."""
@@ -34,7 +39,13 @@ class VendorId(fields.Field):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise ValidationError("Must be a string or a whole number.")
-        text = str(value).strip()
-        if not text or len(text) > 200:
-            raise ValidationError("Must be 1 to 200 characters.")
-        return text
+        return stored_text(str(value).strip())
+
+
+def stored_text(text: str) -> str:
+    """`text` if it can be stored as one of our ids or names, else a ValidationError."""
+    if not text or len(text) > 200:
+        raise ValidationError("Must be 1 to 200 characters.")
+    if _UNSTORABLE.search(text):
+        raise ValidationError("Contains U+0000 or an unpaired surrogate.")
+    return text

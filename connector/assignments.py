@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -51,11 +51,11 @@ class Received:
         return {"outcome": self.outcome, "detail": self.detail, "handoff_id": self.handoff_id}
 
 
-def receive(services: Services, parse: Callable[[Mapping[str, Any]], AssignmentEvent | Ignored],
-            data: Mapping[str, Any], now: dt.datetime) -> Received:
-    """Parse a verified vendor payload and record what it says."""
+def receive(services: Services, parse: Callable[[Any], AssignmentEvent | Ignored], payload: Any,
+            now: dt.datetime) -> Received:
+    """Parse a verified vendor payload with its vendor's `parse` and record what it says."""
     try:
-        event = parse(data)
+        event = parse(payload)
     except ValidationError as err:
         errors = flatten_errors(err.messages)
         raise ValidationFailed(f"The event is not valid: {len(errors)} field(s) need attention.", errors=errors) \

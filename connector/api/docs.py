@@ -44,6 +44,10 @@ def build_spec(app: Flask) -> dict[str, Any]:
         "type": "apiKey", "in": "header", "name": "X-Zendesk-Webhook-Signature",
         "description": "base64 HMAC-SHA256 of the timestamp header and the raw body, keyed with one of "
                        "ZENDESK_WEBHOOK_SECRETS; five-minute window"})
+    spec.components.security_scheme("slackSignature", {
+        "type": "apiKey", "in": "header", "name": "X-Slack-Signature",
+        "description": "v0= hex HMAC-SHA256 of 'v0:{timestamp}:{raw body}', keyed with SLACK_SIGNING_SECRET; "
+                       "five-minute window"})
     for name, schema in _COMPONENTS.items():
         spec.components.schema(name, schema=schema)
     spec.components.response(

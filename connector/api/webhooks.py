@@ -10,13 +10,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 from flask import Blueprint, Response, jsonify, request
 
-from adapters import zendesk_events
+from adapters import slack_events, zendesk_events
 
 from ..assignments import receive
-from ..errors import Unauthenticated
+from ..errors import Unauthenticated, UnsupportedMediaType
 from ..intake import parse_json
 from ..services import current_services
-from ..vendor_signatures import SignatureError, verify_zendesk
+from ..vendor_signatures import SignatureError, verify_slack, verify_zendesk
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
@@ -68,4 +68,44 @@ def zendesk() -> Response:
                          "ZENDESK_WEBHOOK_SECRETS")
     data = parse_json(raw, request.content_type, services.settings.max_json_depth)
     received = receive(services, zendesk_events.parse, data, dt.datetime.fromtimestamp(now, dt.UTC))
+    return jsonify(received.body())
+
+
+@bp.post("/slack")
+def slack() -> Response:
+    """Slack interactivity.
+    ---
+    post:
+      summary: Slack interactivity (the alert's Claim button), signed by Slack
+      description: >-
+        The first agent to click an alert's Claim button takes the handoff: recorded once,
+        shown by GET /v1/handoffs/{id} and fed to the observed wait. Later clicks and every
+        other interaction are answered 200 with outcome `ignored`. Slack wants an answer
+        within three seconds; nothing here calls a vendor.
+      security: [{slackSignature: []}]
+      parameters:
+        - {in: header, name: X-Slack-Request-Timestamp, required: true, schema: {type: string}}
+      requestBody:
+        required: true
+        content:
+          application/x-www-form-urlencoded:
+            schema:
+              type: object
+              required: [payload]
+              properties:
+                payload: {type: string, description: "The JSON of a block_actions interaction"}
+      responses:
+        200: {description: "Recorded, a duplicate, or ignored", content: {application/json: {schema: WebhookReceipt}}}
+        401: {$ref: "#/components/responses/Problem"}
+        413: {$ref: "#/components/responses/Problem"}
+        415: {$ref: "#/components/responses/Problem"}
+        422: {$ref: "#/components/responses/Problem"}
+    """
+    services = current_services()
+    raw, now = _verified(verify_slack, (services.settings.slack_signing_secret,), "X-Slack-Signature",
+                         "SLACK_SIGNING_SECRET")
+    mimetype = (request.content_type or "").split(";")[0].strip().lower()
+    if mimetype != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType(f"Slack interactivity is form-encoded (got {mimetype or 'no content type'}).")
+    received = receive(services, slack_events.parse, raw, dt.datetime.fromtimestamp(now, dt.UTC))
     return jsonify(received.body())

@@ -43,6 +43,7 @@ OPERATIONS = [
     "GET /healthz",
     "GET /readyz",
     "POST /webhooks/zendesk",
+    "POST /webhooks/slack",
 ]
 
 
