@@ -7,6 +7,9 @@ the handoff the payload names (Zendesk's `external_id`, the Claim button's value
 handoff was delivered to the target — an event can arrive before the delivery has recorded the
 ticket id. The wait is counted from the handoff's arrival, when the customer started waiting.
 
+An agent routing itself put on the ticket (sticky routing, a rule's assignee) is not recorded: the
+vendor reports our own choice, and counting it would quote sticky teams a wait of nothing.
+
 Vendors deliver events at least once: an event id already recorded for the target is answered as
 a duplicate, never counted twice (a unique constraint settles two copies arriving at once).
 """
@@ -29,6 +32,7 @@ from adapters.events import AssignmentEvent, Ignored
 from .errors import ValidationFailed
 from .jsonlog import log_context
 from .models import Assignment, Delivery, Handoff
+from .routing_schema import compiled
 from .schemas import flatten_errors
 from .services import Services
 
@@ -82,6 +86,8 @@ def record(services: Services, event: AssignmentEvent) -> Received:
             if handoff is None:
                 # A copy of this event may have been committed since the first look (READ COMMITTED).
                 return _recorded(session, event) or Received("ignored", why_not)
+            if _routed_to(handoff, event, services):
+                return Received("ignored", "the agent routing named when the ticket was made")
             team = str(handoff.assignment.get("team") or "")
             wait = max(0, int((event.at - handoff.created_at).total_seconds()))
             session.add(Assignment(handoff_id=handoff.id, target=event.target, vendor_ticket_id=event.ticket_id,
@@ -97,6 +103,14 @@ def record(services: Services, event: AssignmentEvent) -> Received:
     with log_context(handoff_id=handoff_id):
         log.info("assignment recorded", extra={"target": event.target, "team": team, "wait_seconds": wait})
     return Received("recorded", f"assigned after {wait} s", handoff_id)
+
+
+def _routed_to(handoff: Handoff, event: AssignmentEvent, services: Services) -> bool:
+    """Routing put this agent on the ticket itself (a sticky previous agent, a rule's assignee): the
+    vendor reports our own choice, made before anyone was free, not a wait that was observed."""
+    field = compiled(services.mappings.routing)["agent_fields"].get(event.target)
+    chosen = ((handoff.assignment.get("targets") or {}).get(event.target) or {}).get(field) if field else None
+    return chosen is not None and str(chosen) == event.agent_id
 
 
 def _recorded(session: Session, event: AssignmentEvent) -> Received | None:

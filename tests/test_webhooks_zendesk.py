@@ -74,12 +74,15 @@ def hooked(request):
 
 
 def delivered(app, handoff_id: str = HANDOFF, ticket: str | None = "1001", *, team: str = "billing",
-              created: float = -115, conversation: str = "conv-1", target: str = "zendesk") -> None:
-    """A handoff the bot made `created` seconds from T0, delivered to Zendesk ticket `ticket`."""
+              created: float = -115, conversation: str = "conv-1", target: str = "zendesk",
+              routed: dict | None = None) -> None:
+    """A handoff the bot made `created` seconds from T0, delivered to Zendesk ticket `ticket`;
+    `routed`: the per-vendor ids routing chose (`assignment.targets`)."""
     with app.extensions["connector"].db.session() as session:
         session.add(Handoff(id=handoff_id, bot_id="support-bot", conversation_id=conversation,
                             idempotency_key=handoff_id, request_hash="0" * 64, packet={},
-                            assignment={"team": team, "trace": []}, customer_message={}, created_at=at(created),
+                            assignment={"team": team, "trace": [], "targets": routed or {}},
+                            customer_message={}, created_at=at(created),
                             deliveries=[Delivery(target=target, state="created" if ticket else "pending",
                                                  vendor_id=ticket)]))
 
@@ -270,3 +273,15 @@ def test_copies_arriving_at_once_are_recorded_once(hooked):
         outcomes = list(pool.map(lambda _: post(hooked, event()).get_json()["outcome"], range(6)))
     assert sorted(outcomes) == ["duplicate"] * 5 + ["recorded"]
     assert len(assignments(hooked)) == 1
+
+
+def test_the_agent_routing_put_on_the_ticket_is_not_an_observed_wait(hooked):
+    # A sticky rule offered the customer's previous agent: the ticket was created assigned to them.
+    delivered(hooked, routed={"zendesk": {"group_id": "360004421977", "assignee_id": "381156009921"}})
+    response = post(hooked, event())
+    assert response.get_json() == {"outcome": "ignored", "handoff_id": None,
+                                   "detail": "the agent routing named when the ticket was made"}
+    # Someone else taking it later (after the sticky agent let go) is a real assignment.
+    later = post(hooked, event(id="evt-later", time="2026-11-21T12:02:05Z", event__current="20978392"))
+    assert later.get_json()["outcome"] == "recorded"
+    assert assignments(hooked)[0].wait_seconds == 240
