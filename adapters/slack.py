@@ -90,8 +90,11 @@ class SlackAdapter(Adapter):
     def _compose(self, ctx: HandoffContext, update: bool) -> tuple[dict[str, Any], list[kit.Note]]:
         """The payload and what the alert had to shorten. `update`: a reply on `ctx.link`'s alert."""
         packet = ctx.packet
+        # The Claim button needs Slack's interactivity, which posts back signed with SLACK_SIGNING_SECRET:
+        # without that secret a click could not be verified, so no button is offered.
         message, notes = kit.alert(packet, ctx.handoff_id, ctx.assignment, ctx.related,
-                                   mention=self._mention(ctx), repeat=update)
+                                   mention=self._mention(ctx), repeat=update,
+                                   claim=bool(self.settings.slack_signing_secret))
         event = {"event_type": UPDATED if update else CREATED, "event_payload": {"handoff_id": ctx.handoff_id}}
         message = {"channel": self._channel(ctx), **message, "metadata": event, "unfurl_links": False,
                    "unfurl_media": False}

@@ -39,6 +39,8 @@ ELLIPSIS = "…"
 Note = dict[str, str]
 Message = dict[str, Any]  # {"text": …, "blocks": […]}
 
+CLAIM_ACTION = "handoff_claim"  # the action id `adapters.slack_events` looks for
+
 URGENCY = {"urgent": ("🔴", "Urgent"), "high": ("🟠", "High"), "normal": ("🔵", "Normal"), "low": ("⚪", "Low")}
 
 
@@ -147,9 +149,15 @@ def context(*texts: str) -> dict[str, Any]:
     return {"type": "context", "elements": [mrkdwn(text, 2000) for text in texts[:10] if text]}
 
 
-def button(label: str, url: str, action_id: str, value: str) -> dict[str, Any]:
-    return {"type": "button", "text": {"type": "plain_text", "text": fit(label, BUTTON_TEXT)[0]},
-            "url": url, "action_id": action_id, "value": value[:BUTTON_VALUE]}
+def button(label: str, url: str | None, action_id: str, value: str, style: str = "") -> dict[str, Any]:
+    """A link button (`url`), or one Slack posts back to the connector when clicked (no `url`)."""
+    element: dict[str, Any] = {"type": "button", "text": {"type": "plain_text", "text": fit(label, BUTTON_TEXT)[0]},
+                               "action_id": action_id, "value": value[:BUTTON_VALUE]}
+    if url:
+        element["url"] = url
+    if style:
+        element["style"] = style
+    return element
 
 
 def blocks_size(blocks: Sequence[Mapping[str, Any]]) -> int:
@@ -207,8 +215,12 @@ def _scalar(value: Any) -> str:
 
 
 def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any],
-          related: Sequence[Mapping[str, Any]], mention: str = "", repeat: bool = False) -> tuple[Message, list[Note]]:
-    """The one message agents triage from, and notes on what it had to shorten (for the receipt)."""
+          related: Sequence[Mapping[str, Any]], mention: str = "", repeat: bool = False,
+          claim: bool = False) -> tuple[Message, list[Note]]:
+    """The one message agents triage from, and notes on what it had to shorten (for the receipt).
+
+    `claim`: a "Claim" button (`CLAIM_ACTION`, value the handoff id) that Slack posts to
+    `/webhooks/slack` — the agent who clicks it first takes the handoff."""
     notes: list[Note] = []
 
     def short(part: str, raw: Any, limit: int) -> str:
@@ -300,9 +312,11 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         blocks.append(section("*Tickets for this handoff:* " + " · ".join(tickets), block_id="related"))
 
     url = safe_url(conversation.get("url"))
+    actions = [button("Claim", None, CLAIM_ACTION, handoff_id, style="primary")] if claim else []
     if url:
-        open_it = button("Open conversation", url, "handoff_open_conversation", handoff_id)
-        blocks.append({"type": "actions", "elements": [open_it]})
+        actions.append(button("Open conversation", url, "handoff_open_conversation", handoff_id))
+    if actions:
+        blocks.append({"type": "actions", "elements": actions})
     bot = (packet.get("bot") or {}).get("name") or (packet.get("bot") or {}).get("id") or ""
     count = len(packet.get("transcript") or [])
     blocks.append(context(f"Handoff `{escape(handoff_id)}` · conversation `{fit(conversation.get('id', ''), 100)[0]}`"

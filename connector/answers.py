@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .models import Delivery, Handoff
+from .models import Assignment, Delivery, Handoff
 
 _ASSIGNMENT_KEYS = ("team", "queue", "agent", "priority", "rule", "trace")
 
@@ -65,7 +65,7 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None) -> dict[st
     }
 
 
-def render_detail(handoff: Handoff) -> dict[str, Any]:
+def render_detail(handoff: Handoff, assigned: Assignment | None = None) -> dict[str, Any]:
     body = render(handoff)
     body["created_at"] = handoff.created_at.isoformat()
     body["updated_at"] = max([handoff.updated_at, *(d.updated_at for d in handoff.deliveries)]).isoformat()
@@ -80,4 +80,9 @@ def render_detail(handoff: Handoff) -> dict[str, Any]:
         }
         for d in handoff.deliveries
     ]
+    body["assigned"] = None if assigned is None else {
+        "target": assigned.target, "ticket_id": assigned.vendor_ticket_id, "agent_id": assigned.agent_id,
+        "agent_name": assigned.agent_name, "assigned_at": assigned.assigned_at.isoformat(),
+        "wait_seconds": assigned.wait_seconds,
+    }
     return body

@@ -39,9 +39,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     problems.init_app(app)
     cli.init_app(app)
 
-    from .api import admin, docs, handoffs, health
+    from .api import admin, docs, handoffs, health, webhooks
 
-    for blueprint in (handoffs.bp, admin.bp, health.bp, docs.bp):
+    for blueprint in (handoffs.bp, admin.bp, health.bp, webhooks.bp, docs.bp):
         app.register_blueprint(blueprint)
     log.info("connector ready", extra={"targets": list(settings.targets)})
     return app

@@ -4,7 +4,7 @@ what the customer is told and what wait to quote. The dry run (`preview`) decide
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,15 +26,19 @@ class Decision:
 
 
 def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str, Any], *,
-           ask_vendors: bool = True) -> Decision:
+           ask_vendors: bool = True, observed_wait: Callable[[str], int | None] | None = None) -> Decision:
     """One snapshot of the mappings for the whole decision. `ask_vendors=False` (dry runs) never
-    calls a vendor, so a sticky rule falls back as if no previous agent were known."""
+    calls a vendor, so a sticky rule falls back as if no previous agent were known.
+    `observed_wait(team)` is the time to assignment seen recently (`connector.observed_wait`)."""
     previous = None
     if ask_vendors and routing.wants_previous_agent(packet, mappings.routing):
         asked = packet.get("targets") or list(adapters)
         previous = previous_agent(packet, {name: adapters[name] for name in asked if name in adapters})
     assignment = routing.assign(packet, mappings.routing, previous_agent=previous)
-    wait_seconds, wait_source = routing.wait_estimate(assignment, mappings.routing)
+    wait_seconds, wait_source = routing.wait_estimate(assignment, mappings.routing, observed_wait=observed_wait)
+    # The trace is in every answer: it says where the quoted figure came from.
+    quoted = f"{wait_seconds} s" if wait_seconds is not None else "none quoted"
+    assignment["trace"].append(f"wait: {quoted}, {wait_source}")
     return Decision(
         assignment=assignment,
         targets=choose_targets(packet, assignment, list(adapters)),

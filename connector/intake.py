@@ -224,7 +224,7 @@ def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, d
             message_id: str | None) -> tuple[Handoff, set[int]]:
     """Store the handoff and its deliveries in one transaction; return them as (unattached) rows,
     with the deliveries whose attempt can start at the vendor (`Outbox.prepare_fresh`)."""
-    decision = decide(packet, services.mappings, services.adapters)
+    decision = decide(packet, services.mappings, services.adapters, observed_wait=services.observed_wait)
     now = utcnow()
     handoff_row = dict(
         id=f"hnd_{ULID()}", bot_id=bot_id, conversation_id=packet["conversation"]["id"], idempotency_key=key,

@@ -1,4 +1,5 @@
-"""Tables: handoffs, one delivery per target (the outbox), and conversation → ticket links.
+"""Tables: handoffs, one delivery per target (the outbox), conversation → ticket links, and who
+took each handoff (assignments, from vendor events).
 
 Every change goes through an Alembic migration in `connector/migrations/versions/`.
 """
@@ -72,6 +73,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("handoff_id", "target", name="uq_deliveries_handoff_target"),
         Index("ix_deliveries_due", "state", "next_attempt_at"),
+        # Vendor events name the ticket: find the handoffs delivered to it.
+        Index("ix_deliveries_vendor", "target", "vendor_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -132,3 +135,34 @@ class TargetPause(Base):
     until: Mapped[dt.datetime]
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Assignment(Base):
+    """An agent took a handoff, as a vendor reported it (Zendesk assignee event, Slack claim).
+
+    One per handoff: the first report is the customer's time to assignment; later reassignments
+    and a second target's report are not a second wait. `event_id` is the vendor's id for the
+    event, unique per target, because vendors deliver events at least once.
+    """
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        UniqueConstraint("handoff_id", name="uq_assignments_handoff"),
+        UniqueConstraint("target", "event_id", name="uq_assignments_target_event"),
+        # The observed-wait query reads (team, recent assigned_at) → wait_seconds from the index alone.
+        Index("ix_assignments_team_recent", "team", "assigned_at", "wait_seconds"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id", ondelete="CASCADE"))
+    target: Mapped[str] = mapped_column(String(40))
+    vendor_ticket_id: Mapped[str] = mapped_column(String(200))
+    team: Mapped[str] = mapped_column(String(200))
+    agent_id: Mapped[str] = mapped_column(String(200))
+    agent_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    event_id: Mapped[str] = mapped_column(String(200))
+    # When the bot handed off (the handoff's created_at): the customer has waited since then.
+    handed_off_at: Mapped[dt.datetime]
+    assigned_at: Mapped[dt.datetime]  # the vendor's time for the event
+    wait_seconds: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

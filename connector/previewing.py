@@ -18,7 +18,7 @@ PREVIEW_ID = "hnd_PREVIEW"
 def preview_packet(services: Services, raw: bytes, content_type: str | None = "application/json") -> dict[str, Any]:
     mappings, adapters = services.mappings, services.adapters
     packet = validate_packet(parse_json(raw, content_type, services.settings.max_json_depth), services)
-    decision = decide(packet, mappings, adapters, ask_vendors=False)
+    decision = decide(packet, mappings, adapters, ask_vendors=False, observed_wait=services.observed_wait)
     brief = render_brief(packet, PREVIEW_ID)
     vendors: dict[str, Any] = {}
     for name in registry.vendor_names():

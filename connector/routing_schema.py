@@ -99,10 +99,18 @@ class TeamSchema(_Strict):
     targets = fields.Dict(keys=fields.String(), values=fields.Dict(keys=fields.String()))
 
 
+class ObservedWaitSchema(_Strict):
+    """How the quoted wait is learnt from assignments (`connector.observed_wait`)."""
+
+    window_minutes = fields.Integer(validate=validate.Range(min=1, max=7 * 24 * 60), load_default=120)
+    min_samples = fields.Integer(validate=validate.Range(min=1, max=1000), load_default=3)
+
+
 class DefaultSchema(_Strict):
     team = fields.String(load_default="support")
     priority = fields.String(validate=validate.OneOf(PRIORITIES), load_default="normal")
     expected_wait_seconds = fields.Integer(validate=validate.Range(min=0))
+    observed_wait = fields.Nested(ObservedWaitSchema, load_default=lambda: ObservedWaitSchema().load({}))
 
 
 class RoutingSchema(_Strict):

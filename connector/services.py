@@ -18,6 +18,7 @@ from adapters.base import Adapter
 from .db import Database
 from .mappings import Mappings, MappingStore
 from .models import Handoff
+from .observed_wait import ObservedWait
 from .outbox import Attempted, Outbox, release_all
 from .settings import Settings
 
@@ -37,6 +38,8 @@ class Services:
         self._adapters: dict[str, Adapter] = {}
         self.adapters  # build once now: missing credentials stop start-up, naming the variable  # noqa: B018
         self.db = Database(settings.database_url, root)
+        self.observed_wait = ObservedWait(self.db, lambda: self.mappings.routing)
+        self.clock: Callable[[], float] = time.time  # the wall clock signature windows are checked against
         self.outbox = Outbox(self.db, lambda: self.adapters, settings, defer=self._defer)
         self.executor = ThreadPoolExecutor(max_workers=settings.delivery_threads, thread_name_prefix="deliver")
         self._loop: threading.Thread | None = None

@@ -94,6 +94,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "ZENDESK_API_TOKEN": ("zendesk_api_token", _str),
     "ZENDESK_OAUTH_TOKEN": ("zendesk_oauth_token", _str),
     "ZENDESK_BASE_URL": ("zendesk_base_url", _str),
+    "ZENDESK_WEBHOOK_SECRETS": ("zendesk_webhook_secrets", _list),
     "SALESFORCE_INSTANCE_URL": ("salesforce_instance_url", _str),
     "SALESFORCE_ACCESS_TOKEN": ("salesforce_access_token", _str),
     "SALESFORCE_USERNAME": ("salesforce_username", _str),
@@ -138,6 +139,7 @@ class Settings:
     zendesk_api_token: str = field(default="", repr=False)
     zendesk_oauth_token: str = field(default="", repr=False)
     zendesk_base_url: str = ""
+    zendesk_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     salesforce_instance_url: str = ""
     salesforce_access_token: str = field(default="", repr=False)
     salesforce_username: str = ""

@@ -63,6 +63,10 @@ def test_the_relative_directory_is_shown_as_configured(mapdir):
      "routing.yaml:3 teams.support.calendar"),
     ("version: 1\nrules:\n  - {name: a, when: {segment: vip}, then: {message: gold}}\n  - {name: default}\n",
      "routing.yaml:3 rules[0].then.message"),  # no such variant in messages.yaml
+    ("version: 1\ndefault:\n  observed_wait:\n    window_minutes: 0\nrules:\n  - {name: default}\n",
+     "routing.yaml:4 default.observed_wait.window_minutes"),
+    ("version: 1\ndefault:\n  observed_wait: {min_samples: 2, median: true}\nrules:\n  - {name: default}\n",
+     "routing.yaml:3 default.observed_wait.median"),
 ])
 def test_routing_errors_name_file_line_and_key(mapdir, text, source):
     (mapdir / "routing.yaml").write_text(text)

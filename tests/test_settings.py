@@ -50,7 +50,9 @@ def test_backoff_grows_honours_retry_after_and_is_capped():
 
 def test_secrets_never_show_in_the_settings_repr():
     settings = Settings.from_env({"CONNECTOR_BOT_KEYS": "bot:key-abc", "CONNECTOR_ADMIN_TOKEN": "admin-xyz",
-                                  "CONNECTOR_BOT_SECRETS": "bot:whsec_c2VjcmV0", "ZENDESK_API_TOKEN": "zd-tok"})
+                                  "CONNECTOR_BOT_SECRETS": "bot:whsec_c2VjcmV0", "ZENDESK_API_TOKEN": "zd-tok",
+                                  "ZENDESK_WEBHOOK_SECRETS": "zd-hook-old,zd-hook-new"})
+    assert settings.zendesk_webhook_secrets == ("zd-hook-old", "zd-hook-new")
     shown = repr(settings)
-    for secret in ("key-abc", "admin-xyz", "whsec_c2VjcmV0", "zd-tok"):
+    for secret in ("key-abc", "admin-xyz", "whsec_c2VjcmV0", "zd-tok", "zd-hook-old", "zd-hook-new"):
         assert secret not in shown

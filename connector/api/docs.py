@@ -9,6 +9,8 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec_webframeworks.flask import FlaskPlugin
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
+from adapters.zendesk_events import ZendeskEventSchema
+
 from .. import schemas
 
 bp = Blueprint("docs", __name__)
@@ -21,6 +23,8 @@ _COMPONENTS = {
     "DeliveryList": schemas.DeliveryListSchema,
     "Health": schemas.HealthSchema,
     "Problem": schemas.ProblemSchema,
+    "WebhookReceipt": schemas.WebhookReceiptSchema,
+    "ZendeskEvent": ZendeskEventSchema,
 }
 
 
@@ -36,6 +40,14 @@ def build_spec(app: Flask) -> dict[str, Any]:
                                                     "description": "A bot's key (CONNECTOR_BOT_KEYS)"})
     spec.components.security_scheme("adminAuth", {"type": "http", "scheme": "bearer",
                                                    "description": "CONNECTOR_ADMIN_TOKEN"})
+    spec.components.security_scheme("zendeskSignature", {
+        "type": "apiKey", "in": "header", "name": "X-Zendesk-Webhook-Signature",
+        "description": "base64 HMAC-SHA256 of the timestamp header and the raw body, keyed with one of "
+                       "ZENDESK_WEBHOOK_SECRETS; five-minute window"})
+    spec.components.security_scheme("slackSignature", {
+        "type": "apiKey", "in": "header", "name": "X-Slack-Signature",
+        "description": "v0= hex HMAC-SHA256 of 'v0:{timestamp}:{raw body}', keyed with SLACK_SIGNING_SECRET; "
+                       "five-minute window"})
     for name, schema in _COMPONENTS.items():
         spec.components.schema(name, schema=schema)
     spec.components.response(

@@ -9,7 +9,7 @@ from .. import answers
 from ..auth import authenticate_bot
 from ..errors import NotFound, ValidationFailed
 from ..intake import accept
-from ..models import Handoff
+from ..models import Assignment, Handoff
 from ..services import current_services
 
 bp = Blueprint("handoffs", __name__, url_prefix="/v1/handoffs")
@@ -85,7 +85,8 @@ def get_handoff(handoff_id: str) -> Response:
         handoff = session.get(Handoff, handoff_id)
         if handoff is None or (caller.bot_id is not None and handoff.bot_id != caller.bot_id):
             raise NotFound(f"No handoff {handoff_id!r} for this bot.")
-        return _json(answers.render_detail(handoff), 200)
+        assigned = session.scalars(select(Assignment).filter_by(handoff_id=handoff.id)).first()
+        return _json(answers.render_detail(handoff, assigned), 200)
 
 
 @bp.get("")

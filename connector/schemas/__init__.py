@@ -11,6 +11,7 @@ from .responses import (
     HandoffResponseSchema,
     HealthSchema,
     ProblemSchema,
+    WebhookReceiptSchema,
 )
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "Limits",
     "PacketSchema",
     "ProblemSchema",
+    "WebhookReceiptSchema",
     "flatten_errors",
 ]

@@ -81,12 +81,26 @@ class DeliveryDetailSchema(Schema):
     )
 
 
+class AssignedSchema(Schema):
+    target = fields.String(required=True, metadata={"description": "The target that reported it."})
+    ticket_id = fields.String(required=True)
+    agent_id = fields.String(required=True, metadata={"description": "The vendor's id of the agent."})
+    agent_name = fields.String(required=True, allow_none=True)
+    assigned_at = fields.String(required=True)
+    wait_seconds = fields.Integer(required=True, metadata={"description": "From the handoff to the assignment."})
+
+
 class HandoffDetailSchema(HandoffResponseSchema):
     """`GET /v1/handoffs/{id}`: the answer plus what each target received."""
 
     created_at = fields.String(required=True)
     updated_at = fields.String(required=True)
     deliveries = fields.List(fields.Nested(DeliveryDetailSchema), required=True)
+    assigned = fields.Nested(
+        AssignedSchema, required=True, allow_none=True,
+        metadata={"description": "The agent who took the handoff, as a vendor reported it (Zendesk assignee "
+                                 "event, Slack Claim button); null until then."},
+    )
 
 
 class HandoffListSchema(Schema):
@@ -110,6 +124,14 @@ class DeliveryListSchema(Schema):
 class HealthSchema(Schema):
     status = fields.String(required=True)
     checks = fields.Dict(keys=fields.String(), values=fields.Raw())
+
+
+class WebhookReceiptSchema(Schema):
+    """What the connector made of a verified vendor event (the vendor shows it in its webhook log)."""
+
+    outcome = fields.String(required=True, validate=validate.OneOf(("recorded", "duplicate", "ignored")))
+    detail = fields.String(required=True)
+    handoff_id = fields.String(required=True, allow_none=True)
 
 
 class ProblemSchema(Schema):

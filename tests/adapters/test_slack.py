@@ -30,6 +30,7 @@ from tests.fakes.slack import FakeSlack
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "slack"
 HANDOFF = "hnd_01TESTHANDOFF0000000000000"
+SIGNING_SECRET = "slack-signing-secret-adapter-tests"  # interactivity on: alerts carry a Claim button
 
 
 # ---- a Block Kit limits checker (Slack's numbers; our aggregate margin under ~13k) -----------
@@ -63,7 +64,10 @@ def assert_within_limits(message: dict[str, Any]) -> None:
             for element in block["elements"]:
                 assert 0 < _units(element["text"]["text"]) <= 75
                 assert _units(element.get("value", "")) <= 2000
-                assert element["url"].startswith(("https://", "http://")) and _units(element["url"]) <= 3000
+                assert 0 < _units(element["action_id"]) <= 255
+                if "url" in element:  # a link button; without one Slack posts the click back to us
+                    assert element["url"].startswith(("https://", "http://")) and _units(element["url"]) <= 3000
+                assert element.get("style", "primary") in ("primary", "danger")
         elif kind == "context":
             assert 0 < len(block["elements"]) <= 10
         else:
@@ -97,7 +101,7 @@ def slack() -> Iterator[FakeSlack]:
 
 def settings_for(fake: FakeSlack, **overrides: Any) -> Settings:
     values = dict(slack_bot_token=fake.token, slack_channel="C0HANDOFF", slack_api_url=fake.api_url,
-                  vendor_timeout_s=2)
+                  slack_signing_secret=SIGNING_SECRET, vendor_timeout_s=2)
     values.update(overrides)
     return Settings(**values)
 
@@ -135,8 +139,10 @@ def test_create_posts_alert_then_thread_then_permalink(slack: FakeSlack, adapter
                      HANDOFF):
         assert expected in words, expected
     assert alert.body["blocks"][0]["type"] == "header" and alert.body["blocks"][0]["text"]["text"].startswith("🟠 High")
-    button = next(b for b in alert.body["blocks"] if b["type"] == "actions")["elements"][0]
-    assert button["url"] == "https://bots.acme.example/conversations/conv-1029"
+    claim, open_it = next(b for b in alert.body["blocks"] if b["type"] == "actions")["elements"]
+    assert claim == {"type": "button", "text": {"type": "plain_text", "text": "Claim"}, "action_id": "handoff_claim",
+                     "value": HANDOFF, "style": "primary"}
+    assert open_it["url"] == "https://bots.acme.example/conversations/conv-1029"
 
     ts = outcome.link_extra["ts"]
     replies = slack.calls[1:-1]
@@ -171,6 +177,15 @@ def test_preview_renders_without_credentials_or_network() -> None:
     assert payload["message"]["channel"] == ""
     assert_within_limits(payload["message"])
     assert all(assert_within_limits(reply) is None for reply in payload["thread"])
+
+
+def test_no_claim_button_without_the_signing_secret_that_verifies_its_clicks() -> None:
+    unverifiable = SlackAdapter(Settings(), {}).render(ctx_for())["message"]["blocks"]
+    assert [e["action_id"] for b in unverifiable if b["type"] == "actions" for e in b["elements"]] == [
+        "handoff_open_conversation"]
+    claimable = SlackAdapter(Settings(slack_signing_secret="s"), {}).render(ctx_for(minimal_packet()))
+    [actions] = [b for b in claimable["message"]["blocks"] if b["type"] == "actions"]
+    assert [e["action_id"] for e in actions["elements"]] == ["handoff_claim"]  # no conversation URL: Claim alone
 
 
 # ---- update instead of a duplicate ------------------------------------------------------------
@@ -398,7 +413,7 @@ def test_any_packet_renders_within_limits_and_inert(name: str, words: str, detai
         transcript=[{"at": "2026-11-20T09:00:00Z", "role": "customer", "text": line or "-"} for line in lines],
     )
     tickets = tuple({"target": "zendesk", "id": value, "url": url + "/" + "y" * 400} for _ in range(related))
-    payload = SlackAdapter(Settings(), {}).render(ctx_for(packet, related=tickets))
+    payload = SlackAdapter(Settings(slack_signing_secret="s"), {}).render(ctx_for(packet, related=tickets))
     for message in [payload["message"], *payload["thread"]]:
         assert_within_limits(message)
         for text in texts(message):
@@ -449,8 +464,8 @@ def test_hostile_text_is_rendered_inert(slack: FakeSlack, adapter: SlackAdapter)
     assert "&lt;https://evil.example|bank&gt; &amp;amp; more" in joined
     assert "Refund me now &lt;@U123&gt; &amp; &lt;!here&gt;" in joined
     assert "&lt;!channel&gt;.png" in joined  # attachment names too
-    urls = [el["url"] for m in messages for b in m["blocks"] if b["type"] == "actions" for el in b["elements"]]
-    assert urls == []  # the conversation URL tried to break out of the link: no button for it
+    urls = [el.get("url") for m in messages for b in m["blocks"] if b["type"] == "actions" for el in b["elements"]]
+    assert urls == [None]  # only Claim: the conversation URL tried to break out of the link, no button for it
     for message in messages:
         assert_within_limits(message)
 

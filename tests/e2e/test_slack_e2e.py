@@ -1,10 +1,13 @@
 """Slack end to end, beside Zendesk: POST /v1/handoffs → the alert and its thread on a loopback Slack,
-then the alert updated with the Zendesk ticket's link once it exists."""
+then the alert updated with the Zendesk ticket's link once it exists; and an agent claiming the alert."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
+from urllib.parse import quote_plus
 
 import responses
 
@@ -45,3 +48,34 @@ def test_alert_thread_and_links_to_the_other_targets_ticket(make_app):
             time.sleep(0.05)
         updated = json.dumps(slack.calls_to("chat.update")[-1].body)
         assert "https://acme.zendesk.com/agent/tickets/1001" in updated
+
+
+SIGNING_SECRET = "slack-signing-secret-e2e-0001"
+
+
+def test_the_agent_who_clicks_claim_takes_the_handoff(make_app):
+    with FakeSlack() as slack:
+        app = make_app(targets=("slack",), slack_bot_token=slack.token, slack_api_url=slack.api_url,
+                       slack_channel="C0HANDOFF", slack_signing_secret=SIGNING_SECRET)
+        client = app.test_client()
+        body = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
+                           content_type="application/json").get_json()
+        [alert] = slack.top_level("C0HANDOFF")
+        [claim] = [e for b in alert["blocks"] if b["type"] == "actions" for e in b["elements"]
+                   if e["action_id"] == "handoff_claim"]
+        assert claim["value"] == body["id"]
+
+        # What Slack posts when Dana clicks it (only the fields that matter here), signed as Slack signs.
+        click = {"type": "block_actions", "trigger_id": "7281926354.1.abc", "user": {"id": "U0DANA", "name": "dana"},
+                 "container": {"type": "message", "channel_id": "C0HANDOFF", "message_ts": alert["ts"]},
+                 "actions": [{**claim, "action_ts": f"{time.time():.6f}"}]}
+        form = ("payload=" + quote_plus(json.dumps(click))).encode()
+        stamp = str(int(time.time()))
+        digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + form, hashlib.sha256).hexdigest()
+        answer = client.post("/webhooks/slack", data=form, content_type="application/x-www-form-urlencoded",
+                             headers={"X-Slack-Signature": f"v0={digest}", "X-Slack-Request-Timestamp": stamp})
+        assert answer.status_code == 200 and answer.get_json()["outcome"] == "recorded"
+
+        assigned = client.get(f"/v1/handoffs/{body['id']}", headers=auth()).get_json()["assigned"]
+        assert (assigned["target"], assigned["agent_id"], assigned["agent_name"]) == ("slack", "U0DANA", "dana")
+        assert assigned["ticket_id"] == f"C0HANDOFF/{alert['ts']}" and assigned["wait_seconds"] >= 0

@@ -1,18 +1,24 @@
-"""Zendesk end to end: POST /v1/handoffs → a real ZendeskAdapter → Zendesk faked at the HTTP boundary."""
+"""Zendesk end to end: POST /v1/handoffs → a real ZendeskAdapter → Zendesk faked at the HTTP boundary;
+then Zendesk's signed assignment events → the wait quoted to the next customer."""
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import hashlib
+import hmac
 import json
 
 import pytest
 import responses
 
-from tests.conftest import auth
+from tests.conftest import ADMIN_TOKEN, auth
 from tests.factories import full_packet
-from tests.fakes.zendesk import FakeZendesk
+from tests.fakes.zendesk import FakeZendesk, fixture
 
+WEBHOOK_SECRET = "zd-webhook-signing-secret-e2e-0001"
 ZENDESK = {"targets": ("zendesk",), "zendesk_subdomain": "acme", "zendesk_email": "bot@acme.example",
-           "zendesk_api_token": "zd-token-123"}
+           "zendesk_api_token": "zd-token-123", "zendesk_webhook_secrets": (WEBHOOK_SECRET,)}
 
 
 @pytest.fixture
@@ -69,8 +75,6 @@ def test_a_sticky_rule_offers_the_previous_agent_from_zendesk(zendesk):
 
 
 def test_the_admin_preview_is_what_is_then_sent(zendesk):
-    from tests.conftest import ADMIN_TOKEN
-
     client, zd = zendesk
     zd.search(results=[])
     zd.create_ticket({"id": 1003})
@@ -84,3 +88,62 @@ def test_the_admin_preview_is_what_is_then_sent(zendesk):
     assert sent == expected
     assert preview["assignment"]["rule"] == body["assignment"]["rule"]
     assert preview["customer_message"] == body["customer_message"]
+
+
+def zendesk_event(client, ticket_id: int, handoff_id: str, event_id: str, at: dt.datetime):
+    """Zendesk assigning the ticket, signed as Zendesk signs (written out here, not our verifier)."""
+    body = fixture("event-agent-assignment-changed.json")
+    body.update(id=event_id, time=at.isoformat().replace("+00:00", "Z"), subject=f"zen:ticket:{ticket_id}")
+    body["detail"].update(id=str(ticket_id), external_id=handoff_id)
+    raw = json.dumps(body).encode()
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    signature = base64.b64encode(hmac.new(WEBHOOK_SECRET.encode(), stamp.encode() + raw, hashlib.sha256).digest())
+    return client.post("/webhooks/zendesk", data=raw, content_type="application/json",
+                       headers={"X-Zendesk-Webhook-Signature": signature.decode(),
+                                "X-Zendesk-Webhook-Signature-Timestamp": stamp})
+
+
+def wait_line(body) -> str:
+    return next(line for line in body["assignment"]["trace"] if line.startswith("wait:"))
+
+
+def test_assignments_zendesk_reports_set_the_wait_quoted_next(zendesk):
+    client, zd = zendesk
+    handoffs = []
+    for n, wait_s in enumerate((30, 45, 120)):
+        zd.search(results=[])
+        zd.create_ticket({"id": 2001 + n})
+        packet = full_packet()
+        packet["conversation"]["id"] = f"conv-wait-{n}"
+        body = post(client, packet).get_json()
+        assert body["assignment"]["team"] == "technical_support"
+        # Nothing observed yet, and the shipped routing gives this team no figure: none is quoted.
+        assert body["estimated_wait_seconds"] is None and wait_line(body) == "wait: none quoted, unknown"
+        handoffs.append((body["id"], 2001 + n, wait_s))
+
+    for handoff_id, ticket_id, wait_s in handoffs:
+        created = dt.datetime.fromisoformat(client.get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()
+                                            ["created_at"])
+        answer = zendesk_event(client, ticket_id, handoff_id, f"evt-{ticket_id}", created + dt.timedelta(seconds=wait_s))
+        assert answer.get_json() == {"outcome": "recorded", "detail": f"assigned after {wait_s} s",
+                                     "handoff_id": handoff_id}
+    again = zendesk_event(client, 2001, handoffs[0][0], "evt-2001", dt.datetime.now(dt.UTC))
+    assert again.get_json()["outcome"] == "duplicate"  # Zendesk delivers at least once
+
+    detail = client.get(f"/v1/handoffs/{handoffs[0][0]}", headers=auth()).get_json()
+    assert detail["assigned"]["agent_id"] == "381156009921" and detail["assigned"]["wait_seconds"] == 30
+    assert detail["assigned"]["target"] == "zendesk" and detail["assigned"]["ticket_id"] == "2001"
+
+    zd.search(results=[])
+    zd.create_ticket({"id": 2004})
+    packet = full_packet()
+    packet["conversation"]["id"] = "conv-wait-next"
+    body = post(client, packet).get_json()
+    assert body["estimated_wait_seconds"] == 45  # the median of 30, 45 and 120
+    assert wait_line(body) == "wait: 45 s, observed"
+    assert "about 1 minute" in body["customer_message"]["text"]
+    assert client.get(f"/v1/handoffs/{body['id']}", headers=auth()).get_json()["assigned"] is None
+
+    preview = client.post("/v1/preview", data=json.dumps(packet), headers=auth(ADMIN_TOKEN),
+                          content_type="application/json").get_json()
+    assert (preview["estimated_wait_seconds"], preview["wait_source"]) == (45, "observed")

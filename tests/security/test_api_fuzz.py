@@ -42,6 +42,8 @@ OPERATIONS = [
     "POST /v1/deliveries/retry",
     "GET /healthz",
     "GET /readyz",
+    "POST /webhooks/zendesk",
+    "POST /webhooks/slack",
 ]
 
 

@@ -25,7 +25,8 @@ VENDOR_SECRETS = {
     "slack_bot_token": "xoxb-leak-canary-0003",
     "slack_signing_secret": "slack-signing-leak-canary-0004",
 }
-SECRETS = (BOT_KEY, OTHER_KEY, ADMIN_TOKEN, BOT_SECRET, *VENDOR_SECRETS.values())
+WEBHOOK_SECRET = "zendesk-webhook-leak-canary-0005"
+SECRETS = (BOT_KEY, OTHER_KEY, ADMIN_TOKEN, BOT_SECRET, WEBHOOK_SECRET, *VENDOR_SECRETS.values())
 INTERNALS = ("Traceback", "/work/main", "site-packages", 'File "')
 SOURCE_FILE = re.compile(r"[\w/]+\.py\b")  # `connector/intake.py`, `/usr/lib/python3.11/json/decoder.py`
 # What the customer said and who they are (from tests/fixtures/packets/handoff-full.json).
@@ -37,7 +38,8 @@ ZENDESK = {"targets": ("zendesk",), "zendesk_subdomain": "acme", "zendesk_email"
 @pytest.fixture
 def leaky_app(make_app):
     """Every credential set, so a leak of any of them would show."""
-    return make_app(bot_secrets=(("support-bot", BOT_SECRET),), log_level="DEBUG", **VENDOR_SECRETS)
+    return make_app(bot_secrets=(("support-bot", BOT_SECRET),), zendesk_webhook_secrets=(WEBHOOK_SECRET,),
+                    log_level="DEBUG", **VENDOR_SECRETS)
 
 
 @pytest.fixture
@@ -99,6 +101,9 @@ def test_an_internal_error_answers_a_generic_500(leaky_app, monkeypatch, log_lin
     ("an unknown path", lambda c: c.get("/v1/../../etc/passwd")),
     ("a wrong method", lambda c: c.delete("/v1/handoffs")),
     ("a body over the limit", lambda c: post(c, b"[" * (2 * 1024 * 1024))),
+    ("a forged Zendesk event", lambda c: c.post("/webhooks/zendesk", data=b'{"type": "x"}', headers={
+        "X-Zendesk-Webhook-Signature": "AAAA", "X-Zendesk-Webhook-Signature-Timestamp": "2026-11-21T12:00:00Z"})),
+    ("an unsigned Zendesk event", lambda c: c.post("/webhooks/zendesk", json={"type": "x"})),
 ])
 def test_error_answers_hold_no_secret_trace_or_path(leaky_app, name, send):
     response = send(leaky_app.test_client())

@@ -1,0 +1,51 @@
+"""What a vendor tells us after delivery, normalized. A vendor-event module (`zendesk_events`,
+`slack_events`) turns a verified payload into an `AssignmentEvent` or says why it is `Ignored`;
+`connector.assignments` records it. Vendor payload shapes never leave those modules."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import ValidationError, fields
+
+
+@dataclass(frozen=True)
+class AssignmentEvent:
+    target: str
+    event_id: str  # the vendor's id for this event: deliveries are at least once
+    ticket_id: str  # the target's `Delivery.vendor_id` of the ticket, case or alert
+    handoff_id: str | None  # the handoff the payload names, when it names one (checked, never trusted alone)
+    agent_id: str
+    agent_name: str | None
+    at: dt.datetime  # when the agent took it, by the vendor's clock
+
+
+@dataclass(frozen=True)
+class Ignored:
+    reason: str  # said in the answer and the log: nothing in it comes from the payload's free text
+
+
+# PostgreSQL text refuses NUL, and a lone surrogate cannot be encoded: refused before storing.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+class VendorId(fields.Field):
+    """An id as vendors send it: a string (Zendesk event payloads) or a whole number (placeholders
+    in older trigger payloads); given back as a non-empty string of at most 200 characters."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValidationError("Must be a string or a whole number.")
+        return stored_text(str(value).strip())
+
+
+def stored_text(text: str) -> str:
+    """`text` if it can be stored as one of our ids or names, else a ValidationError."""
+    if not text or len(text) > 200:
+        raise ValidationError("Must be 1 to 200 characters.")
+    if _UNSTORABLE.search(text):
+        raise ValidationError("Contains U+0000 or an unpaired surrogate.")
+    return text

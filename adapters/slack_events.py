@@ -1,0 +1,118 @@
+"""Slack interactivity (`POST /webhooks/slack`): a click on an alert's "Claim" button becomes an
+`AssignmentEvent` — the agent who clicks first takes the handoff.
+
+Slack posts `application/x-www-form-urlencoded` with one field, `payload`: the JSON of a
+`block_actions` interaction (`user`, `container` {`channel_id`, `message_ts`}, `trigger_id`,
+`actions` [{`action_id`, `value`, `action_ts`}]). The alert's ticket id is `<channel>/<ts>` (the
+delivery's `vendor_id`); a re-escalation's reply in the thread carries its own handoff id as the
+button's value. Every other interaction (the "Open conversation" link button, shortcuts, modals)
+is `Ignored`. Parsed from the raw bytes the signature was checked over, never from a framework's
+form parser.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qs
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from .events import AssignmentEvent, Ignored, VendorId, stored_text
+from .slack_blocks import CLAIM_ACTION
+
+TARGET = "slack"
+_UNIX_TS = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?", re.ASCII)
+
+
+class _Lenient(Schema):
+    class Meta:
+        unknown = EXCLUDE  # Slack sends much more than we read
+
+
+class SlackTime(fields.String):
+    """Slack's `"1732190005.123456"`: unix seconds as text."""
+
+    default_error_messages = {"ts": "Not Slack unix seconds (e.g. 1732190005.123456)."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not _UNIX_TS.fullmatch(text):
+            raise self.make_error("ts")
+        return dt.datetime.fromtimestamp(float(text), dt.UTC)
+
+
+class Name(fields.String):
+    """A display name: kept when it can be stored; empty means none."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        return stored_text(text) if text else None
+
+
+class SlackUser(_Lenient):
+    id = VendorId(required=True)
+    name = Name(allow_none=True, load_default=None)
+    username = Name(allow_none=True, load_default=None)
+
+
+class SlackContainer(_Lenient):
+    channel_id = VendorId(required=True)
+    message_ts = VendorId(required=True)
+
+
+class SlackAction(_Lenient):
+    action_id = fields.String(required=True, validate=validate.Length(max=255))
+    value = VendorId(allow_none=True, load_default=None)
+    action_ts = SlackTime(required=True)
+
+
+class SlackBlockActions(_Lenient):
+    type = fields.String(required=True)
+    trigger_id = VendorId(required=True)
+    user = fields.Nested(SlackUser, required=True)
+    container = fields.Nested(SlackContainer, required=True)
+    actions = fields.List(fields.Nested(SlackAction), required=True, validate=validate.Length(min=1, max=25))
+
+
+class _Envelope(_Lenient):
+    type = fields.String(required=True, validate=validate.Length(min=1, max=100))
+
+
+def parse(raw_body: bytes) -> AssignmentEvent | Ignored:
+    """Raises marshmallow's ValidationError naming the field (`payload.user.id`) when the body is
+    not a Slack interaction."""
+    payload = _payload(raw_body)
+    try:
+        if _Envelope().load(payload)["type"] != "block_actions":
+            return Ignored("not a button click")
+        interaction = SlackBlockActions().load(payload)
+    except ValidationError as err:
+        raise ValidationError({"payload": err.messages}) from None
+    claim = next((a for a in interaction["actions"] if a["action_id"] == CLAIM_ACTION), None)
+    if claim is None:
+        return Ignored("not a Claim click")
+    container, user = interaction["container"], interaction["user"]
+    return AssignmentEvent(target=TARGET, event_id=interaction["trigger_id"],
+                           ticket_id=f"{container['channel_id']}/{container['message_ts']}",
+                           handoff_id=claim["value"], agent_id=user["id"],
+                           agent_name=user["name"] or user["username"], at=claim["action_ts"])
+
+
+def _payload(raw_body: bytes) -> dict[str, Any]:
+    try:
+        form = parse_qs(raw_body.decode("utf-8"), strict_parsing=True, max_num_fields=50, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise ValidationError({"(body)": ["Not a UTF-8 form (application/x-www-form-urlencoded)."]}) from None
+    values = form.get("payload") or []
+    if len(values) != 1:
+        raise ValidationError({"payload": ["Exactly one 'payload' field is required."]})
+    try:
+        payload = json.loads(values[0])
+    except (ValueError, RecursionError):
+        raise ValidationError({"payload": ["Not JSON."]}) from None
+    if not isinstance(payload, dict):
+        raise ValidationError({"payload": ["Must be a JSON object."]})
+    return payload

@@ -1,0 +1,96 @@
+"""Zendesk event webhooks (`POST /webhooks/zendesk`): an agent assignment becomes an `AssignmentEvent`.
+
+Zendesk's event format: `{"type": "zen:event-type:ticket.agent_assignment_changed", "id": <event
+uuid>, "time": RFC 3339, "subject": "zen:ticket:35436", "detail": {<the ticket: "id", "external_id",
+"assignee_id"… as strings>}, "event": {"current": <agent id>, "previous": <agent id or null>}}`.
+Our tickets carry the handoff id as `external_id` (`adapters.zendesk`); the ticket id is the
+delivery's `vendor_id`. Other event types, unassignments and reassignments are `Ignored`: only an
+agent taking an unassigned ticket ends a customer's wait.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from .events import AssignmentEvent, Ignored, VendorId
+
+TARGET = "zendesk"
+ASSIGNMENT_CHANGED = "zen:event-type:ticket.agent_assignment_changed"
+
+
+class _Lenient(Schema):
+    class Meta:
+        unknown = EXCLUDE  # Zendesk adds properties over time; we read only what we use
+
+
+class Time(fields.String):
+    default_error_messages = {"time": "Not an RFC 3339 time with a time zone."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            parsed = dt.datetime.fromisoformat(text) if len(text) <= 40 else None
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.tzinfo is None:
+            raise self.make_error("time")
+        return parsed.astimezone(dt.UTC)
+
+
+class ZendeskTicketDetail(_Lenient):
+    id = VendorId(required=True)
+    external_id = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
+
+
+class ZendeskChange(_Lenient):
+    current = fields.Raw(allow_none=True, load_default=None)
+    previous = fields.Raw(allow_none=True, load_default=None)
+
+
+class ZendeskEventSchema(_Lenient):
+    """A Zendesk event webhook body: the envelope every event type shares."""
+
+    type = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    id = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                       metadata={"description": "The event's id; Zendesk may deliver an event more than once."})
+    time = Time(required=True)
+    subject = fields.String()
+    detail = fields.Nested(ZendeskTicketDetail, required=True)
+    event = fields.Nested(ZendeskChange, required=True)
+
+
+class _Envelope(_Lenient):
+    type = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+def parse(data: Mapping[str, Any]) -> AssignmentEvent | Ignored:
+    """Raises marshmallow's ValidationError naming the field when the body is not an event."""
+    kind = _Envelope().load(data)["type"]
+    if kind != ASSIGNMENT_CHANGED:
+        return Ignored("not an agent assignment event")
+    event = ZendeskEventSchema().load(data)
+    change = event["event"]
+    current, previous = _agent(change["current"], "current"), _agent(change["previous"], "previous")
+    if current is None:
+        return Ignored("the ticket was unassigned")
+    if previous is not None:
+        # The ticket already had an agent: moving it is not the end of a customer's wait.
+        return Ignored("a reassignment from one agent to another")
+    ticket = event["detail"]
+    return AssignmentEvent(target=TARGET, event_id=event["id"], ticket_id=ticket["id"],
+                           handoff_id=ticket["external_id"] or None, agent_id=current, agent_name=None,
+                           at=event["time"])
+
+
+def _agent(value: Any, key: str) -> str | None:
+    """An assignee id; null, "" (and Zendesk's "0") mean nobody."""
+    if value is None or value in ("", "0", 0):
+        return None
+    try:
+        return VendorId().deserialize(value)
+    except ValidationError as err:
+        raise ValidationError({"event": {key: err.messages}}) from None

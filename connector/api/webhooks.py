@@ -1,0 +1,111 @@
+"""Vendor events: `/webhooks/<vendor>`. Each view verifies the vendor's signature over the raw
+body first (no secret configured → refused), then hands the payload to that vendor's event module
+in `adapters/` and records what it says (`connector.assignments`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+from flask import Blueprint, Response, jsonify, request
+
+from adapters import slack_events, zendesk_events
+
+from ..assignments import receive
+from ..errors import Unauthenticated, UnsupportedMediaType
+from ..intake import parse_json
+from ..services import current_services
+from ..vendor_signatures import SignatureError, verify_slack, verify_zendesk
+
+log = logging.getLogger(__name__)
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+Verifier = Callable[[bytes, Mapping[str, str], Sequence[str], float], None]
+
+
+def _verified(verify: Verifier, secrets: Sequence[str], header: str, variable: str) -> tuple[bytes, float]:
+    """The raw body, read before anything parses it, once its signature holds; and the time."""
+    services = current_services()
+    raw, now = request.get_data(), services.clock()
+    try:
+        verify(raw, request.headers, secrets, now)
+    except SignatureError as err:
+        log.warning("vendor webhook refused", extra={"vendor": err.vendor, "reason": err.reason})
+        detail = (f"{variable} is not set on this connector, so every {err.vendor} event is refused."
+                  if err.reason == "no_secret_configured" else f"The {header} signature was refused ({err.reason}).")
+        raise Unauthenticated(detail, errors={header: [err.reason]},
+                              headers={"WWW-Authenticate": f'Signature realm="{err.vendor}-webhooks"'}) from None
+    return raw, now
+
+
+@bp.post("/zendesk")
+def zendesk() -> Response:
+    """Zendesk events.
+    ---
+    post:
+      summary: Zendesk event webhook (agent assignment changed), signed by Zendesk
+      description: >-
+        An agent taking an unassigned ticket of a handoff is recorded once per event id and
+        feeds the observed wait. Other event types, unassignments, reassignments and tickets
+        that no handoff made are answered 200 with outcome `ignored`.
+      security: [{zendeskSignature: []}]
+      parameters:
+        - {in: header, name: X-Zendesk-Webhook-Signature-Timestamp, required: true, schema: {type: string}}
+      requestBody:
+        required: true
+        content: {application/json: {schema: ZendeskEvent}}
+      responses:
+        200: {description: "Recorded, a duplicate, or ignored", content: {application/json: {schema: WebhookReceipt}}}
+        400: {$ref: "#/components/responses/Problem"}
+        401: {$ref: "#/components/responses/Problem"}
+        413: {$ref: "#/components/responses/Problem"}
+        415: {$ref: "#/components/responses/Problem"}
+        422: {$ref: "#/components/responses/Problem"}
+    """
+    services = current_services()
+    raw, now = _verified(verify_zendesk, services.settings.zendesk_webhook_secrets, "X-Zendesk-Webhook-Signature",
+                         "ZENDESK_WEBHOOK_SECRETS")
+    data = parse_json(raw, request.content_type, services.settings.max_json_depth)
+    received = receive(services, zendesk_events.parse, data, dt.datetime.fromtimestamp(now, dt.UTC))
+    return jsonify(received.body())
+
+
+@bp.post("/slack")
+def slack() -> Response:
+    """Slack interactivity.
+    ---
+    post:
+      summary: Slack interactivity (the alert's Claim button), signed by Slack
+      description: >-
+        The first agent to click an alert's Claim button takes the handoff: recorded once,
+        shown by GET /v1/handoffs/{id} and fed to the observed wait. Later clicks and every
+        other interaction are answered 200 with outcome `ignored`. Slack wants an answer
+        within three seconds; nothing here calls a vendor.
+      security: [{slackSignature: []}]
+      parameters:
+        - {in: header, name: X-Slack-Request-Timestamp, required: true, schema: {type: string}}
+      requestBody:
+        required: true
+        content:
+          application/x-www-form-urlencoded:
+            schema:
+              type: object
+              required: [payload]
+              properties:
+                payload: {type: string, description: "The JSON of a block_actions interaction"}
+      responses:
+        200: {description: "Recorded, a duplicate, or ignored", content: {application/json: {schema: WebhookReceipt}}}
+        401: {$ref: "#/components/responses/Problem"}
+        413: {$ref: "#/components/responses/Problem"}
+        415: {$ref: "#/components/responses/Problem"}
+        422: {$ref: "#/components/responses/Problem"}
+    """
+    services = current_services()
+    raw, now = _verified(verify_slack, (services.settings.slack_signing_secret,), "X-Slack-Signature",
+                         "SLACK_SIGNING_SECRET")
+    mimetype = (request.content_type or "").split(";")[0].strip().lower()
+    if mimetype != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType(f"Slack interactivity is form-encoded (got {mimetype or 'no content type'}).")
+    received = receive(services, slack_events.parse, raw, dt.datetime.fromtimestamp(now, dt.UTC))
+    return jsonify(received.body())

@@ -1,0 +1,135 @@
+"""Vendor events that say an agent took a handoff: matched to the handoff, recorded once.
+
+A verified event (`adapters.events.AssignmentEvent`) names the ticket it is about. The handoff it
+ends the wait of is the newest handoff delivered to that ticket before the event (a second handoff
+of a conversation updates the first one's ticket, and supersedes it), if not assigned yet; else
+the handoff the payload names (Zendesk's `external_id`, the Claim button's value) when that
+handoff was delivered to the target — an event can arrive before the delivery has recorded the
+ticket id. The wait is counted from the handoff's arrival, when the customer started waiting.
+
+An agent routing itself put on the ticket (sticky routing, a rule's assignee) is not recorded: the
+vendor reports our own choice, and counting it would quote sticky teams a wait of nothing.
+
+Vendors deliver events at least once: an event id already recorded for the target is answered as
+a duplicate, never counted twice (a unique constraint settles two copies arriving at once).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from marshmallow import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from adapters.events import AssignmentEvent, Ignored
+
+from .errors import ValidationFailed
+from .jsonlog import log_context
+from .models import Assignment, Delivery, Handoff
+from .routing_schema import compiled
+from .schemas import flatten_errors
+from .services import Services
+
+log = logging.getLogger(__name__)
+
+# Vendors' clocks and ours differ a little; an agent taking a ticket within this margin *before*
+# our handoff was stored is still taking it (auto-assignment can be that quick). Its wait is 0.
+CLOCK_SKEW = dt.timedelta(seconds=60)
+# An event dated further ahead than this is not believed (a sample there would sit in every window).
+FUTURE_LIMIT = dt.timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Received:
+    outcome: Literal["recorded", "duplicate", "ignored"]
+    detail: str
+    handoff_id: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "detail": self.detail, "handoff_id": self.handoff_id}
+
+
+def receive(services: Services, parse: Callable[[Any], AssignmentEvent | Ignored], payload: Any,
+            now: dt.datetime) -> Received:
+    """Parse a verified vendor payload with its vendor's `parse` and record what it says."""
+    try:
+        event = parse(payload)
+    except ValidationError as err:
+        errors = flatten_errors(err.messages)
+        raise ValidationFailed(f"The event is not valid: {len(errors)} field(s) need attention.", errors=errors) \
+            from None
+    if isinstance(event, Ignored):
+        log.debug("vendor event ignored", extra={"reason": event.reason})
+        return Received("ignored", event.reason)
+    if event.at > now + FUTURE_LIMIT:
+        log.info("vendor event ignored", extra={"target": event.target, "reason": "dated in the future"})
+        return Received("ignored", "the event is dated in the future")
+    received = record(services, event)
+    if received.outcome == "ignored":
+        log.info("vendor event ignored", extra={"target": event.target, "reason": received.detail})
+    return received
+
+
+def record(services: Services, event: AssignmentEvent) -> Received:
+    try:
+        with services.db.session() as session:
+            duplicate = _recorded(session, event)
+            if duplicate is not None:
+                return duplicate
+            handoff, why_not = _waiting_handoff(session, event)
+            if handoff is None:
+                # A copy of this event may have been committed since the first look (READ COMMITTED).
+                return _recorded(session, event) or Received("ignored", why_not)
+            if _routed_to(handoff, event, services):
+                return Received("ignored", "the agent routing named when the ticket was made")
+            team = str(handoff.assignment.get("team") or "")
+            wait = max(0, int((event.at - handoff.created_at).total_seconds()))
+            session.add(Assignment(handoff_id=handoff.id, target=event.target, vendor_ticket_id=event.ticket_id,
+                                   team=team, agent_id=event.agent_id, agent_name=event.agent_name,
+                                   event_id=event.event_id, handed_off_at=handoff.created_at,
+                                   assigned_at=event.at, wait_seconds=wait))
+            handoff_id = handoff.id
+    except IntegrityError:  # the same event, or another report for this handoff, committed first
+        with services.db.reading() as session:
+            duplicate = _recorded(session, event)
+        return duplicate or Received("ignored", "the ticket's newest handoff was assigned already")
+    services.observed_wait.forget(team)  # this process quotes the new figure at once
+    with log_context(handoff_id=handoff_id):
+        log.info("assignment recorded", extra={"target": event.target, "team": team, "wait_seconds": wait})
+    return Received("recorded", f"assigned after {wait} s", handoff_id)
+
+
+def _routed_to(handoff: Handoff, event: AssignmentEvent, services: Services) -> bool:
+    """Routing put this agent on the ticket itself (a sticky previous agent, a rule's assignee): the
+    vendor reports our own choice, made before anyone was free, not a wait that was observed."""
+    field = compiled(services.mappings.routing)["agent_fields"].get(event.target)
+    chosen = ((handoff.assignment.get("targets") or {}).get(event.target) or {}).get(field) if field else None
+    return chosen is not None and str(chosen) == event.agent_id
+
+
+def _recorded(session: Session, event: AssignmentEvent) -> Received | None:
+    handoff_id = session.scalars(select(Assignment.handoff_id).where(
+        Assignment.target == event.target, Assignment.event_id == event.event_id)).first()
+    return Received("duplicate", "this event was recorded already", handoff_id) if handoff_id else None
+
+
+def _waiting_handoff(session: Session, event: AssignmentEvent) -> tuple[Handoff | None, str]:
+    """The handoff this event ends the wait of, or why there is none."""
+    delivered_here = (select(Handoff).join(Delivery, Delivery.handoff_id == Handoff.id)
+                      .where(Delivery.target == event.target, Handoff.created_at <= event.at + CLOCK_SKEW))
+    handoff = session.scalars(delivered_here.where(Delivery.vendor_id == event.ticket_id)
+                              .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(1)).first()
+    if handoff is None and event.handoff_id:
+        handoff = session.scalars(delivered_here.where(Handoff.id == event.handoff_id)).first()
+    if handoff is None:
+        return None, "no handoff was delivered to this ticket before this event"
+    # Only the newest handoff on the ticket is waiting: older ones were superseded by it.
+    if session.scalars(select(Assignment.id).where(Assignment.handoff_id == handoff.id)).first() is not None:
+        return None, "the ticket's newest handoff was assigned already"
+    return handoff, ""

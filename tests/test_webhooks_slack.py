@@ -1,0 +1,212 @@
+"""`POST /webhooks/slack`: the alert's Claim button. Verified over the raw form body (fail closed);
+the first agent to click takes the handoff, recorded once; every other interaction is ignored."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import hmac
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import quote_plus
+
+import pytest
+from sqlalchemy import select
+
+from connector.models import Assignment, Delivery, Handoff
+
+FIXTURES = Path(__file__).parent / "fixtures" / "slack"
+SECRET = "slack-signing-secret-test-0001"
+CLAIM_TEXT = (FIXTURES / "block_actions.claim.json").read_text(encoding="utf-8")
+CLAIM_BODY = ("payload=" + quote_plus(CLAIM_TEXT)).encode()
+T0 = 1795262400  # 2026-11-21T12:00:00Z
+SIGNED_AT = "1795262410"
+# Known answer: "v0=" + hex HMAC-SHA256(SECRET, "v0:" + SIGNED_AT + ":" + CLAIM_BODY), computed once
+# with hmac/hashlib in a throwaway snippet — not with the code under test.
+CLAIM_SIG = "v0=654978a40cbc77fbceb4dce3c3644bb21c80f5e1a5acb6eac4a8d3273b049003"
+# Slack's own published example (docs.slack.dev, "Verifying requests from Slack"): a slash command.
+DOC_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+DOC_TS = "1531420618"
+DOC_BODY = (
+    b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V"
+    b"&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text="
+    b"&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN"
+    b"&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c"
+)
+DOC_SIG = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
+HANDOFF = "hnd_01TESTHANDOFF0000000000000"
+ALERT = "C0HANDOFF/1795262300.000100"
+
+
+def headers(signature: str = CLAIM_SIG, timestamp: str = SIGNED_AT) -> dict[str, str]:
+    return {"X-Slack-Signature": signature, "X-Slack-Request-Timestamp": timestamp}
+
+
+def form(payload: dict | str) -> bytes:
+    return ("payload=" + quote_plus(payload if isinstance(payload, str) else json.dumps(payload))).encode()
+
+
+def signed(body: bytes, secret: str = SECRET, timestamp: str = SIGNED_AT) -> dict[str, str]:
+    """Slack's scheme written out here, independent of `connector.vendor_signatures`."""
+    digest = hmac.new(secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()
+    return headers("v0=" + digest, timestamp)
+
+
+def claim(**changes) -> dict:
+    """The recorded Claim click with changes: `user__id="U2"`, `action__value=…` (the first action)."""
+    payload = copy.deepcopy(json.loads(CLAIM_TEXT))
+    for path, value in changes.items():
+        *parents, leaf = path.split("__")
+        node = payload
+        for key in parents:
+            node = node["actions"][0] if key == "action" else node[key]
+        node[leaf] = value
+    return payload
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def slack_app(request):
+    database = {"database_url": request.getfixturevalue("postgres_url")} if request.param == "postgres" else {}
+    app = request.getfixturevalue("make_app")(slack_signing_secret=SECRET, **database)
+    app.extensions["connector"].clock = lambda: T0 + 15
+    return app
+
+
+def alerted(app, handoff_id: str = HANDOFF, alert: str | None = ALERT, *, team: str = "billing",
+            created: float = -115, state: str = "created") -> None:
+    """A handoff made `created` seconds from T0 whose Slack delivery is alert `alert`."""
+    with app.extensions["connector"].db.session() as session:
+        session.add(Handoff(id=handoff_id, bot_id="support-bot", conversation_id="conv-1", idempotency_key=handoff_id,
+                            request_hash="0" * 64, packet={}, assignment={"team": team, "trace": []},
+                            customer_message={}, created_at=dt.datetime.fromtimestamp(T0 + created, dt.UTC),
+                            deliveries=[Delivery(target="slack", state=state, vendor_id=alert)]))
+
+
+def post(app, body: bytes | dict, hdrs=None, content_type="application/x-www-form-urlencoded"):
+    data = body if isinstance(body, bytes) else form(body)
+    return app.test_client().post("/webhooks/slack", data=data, content_type=content_type,
+                                  headers=hdrs if hdrs is not None else signed(data))
+
+
+def assignments(app) -> list[Assignment]:
+    with app.extensions["connector"].db.reading() as session:
+        return list(session.scalars(select(Assignment).order_by(Assignment.id)))
+
+
+# ---- signatures --------------------------------------------------------------------------------
+
+
+def test_known_answer_claim_is_recorded_with_the_agent(slack_app):
+    alerted(slack_app)
+    response = post(slack_app, CLAIM_BODY, headers())
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json() == {"outcome": "recorded", "detail": "assigned after 120 s", "handoff_id": HANDOFF}
+    [row] = assignments(slack_app)
+    assert (row.target, row.vendor_ticket_id, row.team, row.wait_seconds) == ("slack", ALERT, "billing", 120)
+    assert (row.agent_id, row.agent_name) == ("U0AGENT01", "dana.agent")
+    assert row.event_id == "7281926354.1795262405.5f0c7a9e3b6d4c2a9e8f7d6c5b4a3f21"
+
+
+def test_slacks_published_vector_passes_verification(make_app):
+    app = make_app(slack_signing_secret=DOC_SECRET)
+    app.extensions["connector"].clock = lambda: int(DOC_TS) + 30
+    response = post(app, DOC_BODY, headers(DOC_SIG, DOC_TS))
+    assert response.status_code == 422  # verified; a slash command is not an interaction
+    assert "payload" in response.get_json()["errors"]
+
+
+@pytest.mark.parametrize(("hdrs", "reason"), [
+    ({"X-Slack-Request-Timestamp": SIGNED_AT}, "missing_signature"),
+    ({"X-Slack-Signature": CLAIM_SIG}, "missing_timestamp"),
+    (headers(CLAIM_SIG.replace("6549", "6548")), "mismatch"),
+    (headers(CLAIM_SIG, str(int(SIGNED_AT) + 1)), "mismatch"),
+    (headers("sha256=abc"), "malformed_signature"),
+])
+def test_a_bad_signature_is_refused_with_its_reason(slack_app, hdrs, reason):
+    alerted(slack_app)
+    response = post(slack_app, CLAIM_BODY, hdrs)
+    assert response.status_code == 401
+    assert response.get_json()["errors"] == {"X-Slack-Signature": [reason]}
+    assert assignments(slack_app) == []
+
+
+def test_outside_the_window_is_refused(slack_app):
+    slack_app.extensions["connector"].clock = lambda: T0 + 10 + 6 * 60
+    response = post(slack_app, CLAIM_BODY, headers())
+    assert response.get_json()["errors"] == {"X-Slack-Signature": ["stale_timestamp"]}
+
+
+def test_without_the_signing_secret_every_click_is_refused(make_app):
+    app = make_app()
+    app.extensions["connector"].clock = lambda: T0 + 15
+    alerted(app)
+    response = post(app, CLAIM_BODY, headers())
+    assert response.status_code == 401
+    assert response.get_json()["errors"] == {"X-Slack-Signature": ["no_secret_configured"]}
+    assert "SLACK_SIGNING_SECRET" in response.get_json()["detail"]
+    assert assignments(app) == []
+
+
+# ---- clicks ------------------------------------------------------------------------------------
+
+
+def test_two_agents_clicking_at_once_the_first_takes_it(slack_app):
+    alerted(slack_app)
+    clicks = [claim(trigger_id=f"trigger-{n}", user__id=f"U0AGENT{n:02d}") for n in range(5)]
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        answers = list(pool.map(lambda payload: post(slack_app, payload).get_json(), clicks))
+    assert sorted(a["outcome"] for a in answers) == ["ignored"] * 4 + ["recorded"]
+    [row] = assignments(slack_app)
+    winner = next(n for n, a in enumerate(answers) if a["outcome"] == "recorded")
+    assert row.agent_id == f"U0AGENT{winner:02d}"
+
+
+def test_the_same_click_twice_is_recorded_once(slack_app):
+    alerted(slack_app)
+    assert post(slack_app, claim()).get_json()["outcome"] == "recorded"
+    assert post(slack_app, claim()).get_json()["outcome"] == "duplicate"
+    assert len(assignments(slack_app)) == 1
+
+
+def test_a_claim_on_a_re_escalations_reply_takes_that_handoff(slack_app):
+    alerted(slack_app, "hnd_FIRST", created=-900)
+    alerted(slack_app, "hnd_AGAIN", created=-100, state="updated")  # its reply is in the alert's thread
+    reply = claim(container__message_ts="1795262350.000200", action__value="hnd_AGAIN")
+    assert post(slack_app, reply).get_json()["handoff_id"] == "hnd_AGAIN"
+
+
+@pytest.mark.parametrize(("payload", "detail"), [
+    (claim(action__action_id="handoff_open_conversation"), "not a Claim click"),
+    ({"type": "view_submission", "user": {"id": "U0AGENT01"}}, "not a button click"),
+    (claim(container__message_ts="1795262999.000000", action__value="hnd_UNKNOWN"),
+     "no handoff was delivered to this ticket before this event"),
+])
+def test_other_interactions_are_ignored_without_error(slack_app, payload, detail):
+    alerted(slack_app)
+    response = post(slack_app, payload)
+    assert response.status_code == 200
+    assert response.get_json() == {"outcome": "ignored", "detail": detail, "handoff_id": None}
+    assert assignments(slack_app) == []
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    (b"token=x", "payload"),
+    (b"payload=not-json", "payload"),
+    (form([1, 2]), "payload"),
+    (form({k: v for k, v in claim().items() if k != "user"}), "payload.user"),
+    (form(claim(user={"name": "dana"})), "payload.user.id"),
+    (form(claim(action__action_ts="yesterday")), "payload.actions.0.action_ts"),
+    (form(claim(trigger_id="t\u0000")), "payload.trigger_id"),
+    (b"payload=%FF", "(body)"),
+])
+def test_a_malformed_interaction_is_422_naming_the_field(slack_app, body, field):
+    response = post(slack_app, body)
+    assert response.status_code == 422, response.get_json()
+    assert field in response.get_json()["errors"], response.get_json()
+
+
+def test_only_form_bodies_are_interactions(slack_app):
+    body = json.dumps(claim()).encode()
+    assert post(slack_app, body, content_type="application/json").status_code == 415

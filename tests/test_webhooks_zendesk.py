@@ -1,0 +1,287 @@
+"""`POST /webhooks/zendesk`: verified over the raw body (fail closed), an agent taking a handoff's
+ticket recorded once with its team and wait, everything else answered and ignored."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import func, select
+
+from connector.models import Assignment, Delivery, Handoff
+from tests.fakes.zendesk import FIXTURES
+
+SECRET = "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="
+SECRET_NEXT = "zendesk-rotated-secret-0002"
+EVENT_FILE = FIXTURES / "event-agent-assignment-changed.json"
+EVENT_BYTES = EVENT_FILE.read_bytes()
+SIGNED_AT = "2026-11-21T12:00:00Z"
+T0 = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC).timestamp()
+# Known answers: base64(HMAC-SHA256(secret, SIGNED_AT + the fixture's bytes)), computed once with
+# hmac/hashlib in a throwaway snippet — not with the code under test.
+SIG = "6ijympFAv6IrADXWGO4g14wCu/VdZizsjb0zxHoOAl8="
+SIG_NEXT = "R/8sj0lK3j3KD1TkALrB9Vs0SAjlFqCFd/L7/Od922w="
+HANDOFF = "hnd_01TESTHANDOFF0000000000000"
+
+
+def headers(signature: str = SIG, timestamp: str = SIGNED_AT) -> dict[str, str]:
+    return {"X-Zendesk-Webhook-Signature": signature, "X-Zendesk-Webhook-Signature-Timestamp": timestamp}
+
+
+def signed(body: bytes, secret: str = SECRET, timestamp: str = SIGNED_AT) -> dict[str, str]:
+    """Zendesk's scheme written out here, independent of `connector.vendor_signatures`."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + body, hashlib.sha256).digest()
+    return headers(base64.b64encode(digest).decode(), timestamp)
+
+
+def event(**changes) -> dict:
+    """The recorded event with `changes` applied: `detail__id="7"` sets event["detail"]["id"]."""
+    body = copy.deepcopy(json.loads(EVENT_BYTES))
+    for path, value in changes.items():
+        *parents, leaf = path.split("__")
+        node = body
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return body
+
+
+def at(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(T0 + seconds, dt.UTC)
+
+
+@pytest.fixture
+def zendesk_app(make_app):
+    app = make_app(zendesk_webhook_secrets=(SECRET, SECRET_NEXT))
+    app.extensions["connector"].clock = lambda: T0 + 30
+    return app
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def hooked(request):
+    """The same, on SQLite and PostgreSQL (the database first, so it is dropped after the app stops)."""
+    database = {"database_url": request.getfixturevalue("postgres_url")} if request.param == "postgres" else {}
+    app = request.getfixturevalue("make_app")(zendesk_webhook_secrets=(SECRET,), **database)
+    app.extensions["connector"].clock = lambda: T0 + 30
+    return app
+
+
+def delivered(app, handoff_id: str = HANDOFF, ticket: str | None = "1001", *, team: str = "billing",
+              created: float = -115, conversation: str = "conv-1", target: str = "zendesk",
+              routed: dict | None = None) -> None:
+    """A handoff the bot made `created` seconds from T0, delivered to Zendesk ticket `ticket`;
+    `routed`: the per-vendor ids routing chose (`assignment.targets`)."""
+    with app.extensions["connector"].db.session() as session:
+        session.add(Handoff(id=handoff_id, bot_id="support-bot", conversation_id=conversation,
+                            idempotency_key=handoff_id, request_hash="0" * 64, packet={},
+                            assignment={"team": team, "trace": [], "targets": routed or {}},
+                            customer_message={}, created_at=at(created),
+                            deliveries=[Delivery(target=target, state="created" if ticket else "pending",
+                                                 vendor_id=ticket)]))
+
+
+def post(app, body, hdrs=None, content_type="application/json"):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return app.test_client().post("/webhooks/zendesk", data=data, content_type=content_type,
+                                  headers=hdrs if hdrs is not None else signed(data))
+
+
+def assignments(app) -> list[Assignment]:
+    with app.extensions["connector"].db.reading() as session:
+        return list(session.scalars(select(Assignment).order_by(Assignment.id)))
+
+
+# ---- signatures --------------------------------------------------------------------------------
+
+
+def test_known_answer_is_accepted_and_recorded(zendesk_app):
+    delivered(zendesk_app)
+    response = post(zendesk_app, EVENT_BYTES, headers())
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json() == {"outcome": "recorded", "detail": "assigned after 120 s", "handoff_id": HANDOFF}
+
+
+def test_either_rotated_secret_is_accepted(zendesk_app):
+    assert post(zendesk_app, EVENT_BYTES, headers(SIG_NEXT)).status_code == 200
+    assert post(zendesk_app, EVENT_BYTES, headers(SIG)).status_code == 200
+
+
+@pytest.mark.parametrize(("hdrs", "reason"), [
+    ({"X-Zendesk-Webhook-Signature-Timestamp": SIGNED_AT}, "missing_signature"),
+    ({"X-Zendesk-Webhook-Signature": SIG}, "missing_timestamp"),
+    (headers("R/8sj0lK3j3KD1TkALrB9Vs0SAjlFqCFd/L7/Od922w=".replace("R/8", "S/8")), "mismatch"),
+    (headers(SIG, "2026-11-21T12:00:01Z"), "mismatch"),
+    (headers("not base64!"), "malformed_signature"),
+])
+def test_a_bad_signature_is_refused_with_its_reason(zendesk_app, hdrs, reason):
+    delivered(zendesk_app)
+    response = post(zendesk_app, EVENT_BYTES, hdrs)
+    assert response.status_code == 401
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["errors"] == {"X-Zendesk-Webhook-Signature": [reason]}
+    assert assignments(zendesk_app) == []
+
+
+def test_a_tampered_body_is_refused(zendesk_app):
+    delivered(zendesk_app)
+    tampered = EVENT_BYTES.replace(b'"current": "381156009921"', b'"current": "666"')
+    assert post(zendesk_app, tampered, headers()).status_code == 401
+    assert assignments(zendesk_app) == []
+
+
+@pytest.mark.parametrize(("offset", "reason"), [(6 * 60, "stale_timestamp"), (-6 * 60, "future_timestamp")])
+def test_outside_the_window_is_refused(zendesk_app, offset, reason):
+    zendesk_app.extensions["connector"].clock = lambda: T0 + offset
+    response = post(zendesk_app, EVENT_BYTES, headers())
+    assert response.status_code == 401
+    assert response.get_json()["errors"] == {"X-Zendesk-Webhook-Signature": [reason]}
+
+
+def test_without_a_configured_secret_every_event_is_refused(make_app):
+    app = make_app()
+    app.extensions["connector"].clock = lambda: T0 + 30
+    delivered(app)
+    response = post(app, EVENT_BYTES, headers())
+    assert response.status_code == 401
+    body = response.get_json()
+    assert body["errors"] == {"X-Zendesk-Webhook-Signature": ["no_secret_configured"]}
+    assert "ZENDESK_WEBHOOK_SECRETS" in body["detail"]
+    assert assignments(app) == []
+
+
+# ---- events ------------------------------------------------------------------------------------
+
+
+def test_an_assignment_is_recorded_with_the_handoffs_team_and_wait(hooked):
+    delivered(hooked, team="billing", created=-115)
+    response = post(hooked, event())
+    assert response.get_json()["outcome"] == "recorded"
+    [row] = assignments(hooked)
+    assert (row.handoff_id, row.target, row.vendor_ticket_id, row.team) == (HANDOFF, "zendesk", "1001", "billing")
+    assert (row.agent_id, row.agent_name) == ("381156009921", None)
+    assert row.event_id == "5bcd1d3a-8f6e-4f3c-9a51-2f0f3b7e6c11"
+    assert (row.handed_off_at, row.assigned_at, row.wait_seconds) == (at(-115), at(5), 120)
+
+
+def test_the_same_event_twice_is_recorded_once(hooked):
+    delivered(hooked)
+    first, again = post(hooked, event()), post(hooked, event())
+    assert first.get_json()["outcome"] == "recorded"
+    assert again.status_code == 200
+    assert again.get_json() == {"outcome": "duplicate", "detail": "this event was recorded already",
+                                "handoff_id": HANDOFF}
+    assert len(assignments(hooked)) == 1
+
+
+def test_a_ticket_updated_by_a_second_handoff_assigns_the_newest(hooked):
+    delivered(hooked, "hnd_FIRST", created=-600)
+    delivered(hooked, "hnd_SECOND", created=-60)  # the same conversation again: the same ticket
+    assert post(hooked, event(detail__external_id="hnd_FIRST")).get_json()["handoff_id"] == "hnd_SECOND"
+    [row] = assignments(hooked)
+    assert row.wait_seconds == 65
+    # Unassigned, then taken again: the newest handoff has its agent; the older one was superseded.
+    again = post(hooked, event(id="another-event", time="2026-11-21T12:01:00Z"))
+    assert again.get_json() == {"outcome": "ignored", "detail": "the ticket's newest handoff was assigned already",
+                                "handoff_id": None}
+    assert len(assignments(hooked)) == 1
+
+
+def test_an_event_older_than_the_newest_handoff_belongs_to_the_one_before(hooked):
+    delivered(hooked, "hnd_FIRST", created=-600)
+    delivered(hooked, "hnd_SECOND", created=240)  # handed off again after the agent took the ticket
+    assert post(hooked, event()).get_json()["handoff_id"] == "hnd_FIRST"
+    assert assignments(hooked)[0].wait_seconds == 605
+
+
+def test_before_the_ticket_id_is_recorded_the_external_id_finds_the_handoff(hooked):
+    delivered(hooked, ticket=None)  # auto-assigned before our delivery recorded the ticket id
+    response = post(hooked, event())
+    assert response.get_json()["outcome"] == "recorded"
+    assert assignments(hooked)[0].vendor_ticket_id == "1001"
+
+
+def test_an_external_id_alone_proves_nothing_without_a_zendesk_delivery(hooked):
+    delivered(hooked, ticket="preview-x", target="preview")
+    response = post(hooked, event())
+    assert response.get_json() == {"outcome": "ignored", "detail": "no handoff was delivered to this ticket before this event",
+                                   "handoff_id": None}
+    assert assignments(hooked) == []
+
+
+@pytest.mark.parametrize(("changes", "detail"), [
+    ({"detail__id": "999", "detail__external_id": None}, "no handoff was delivered to this ticket before this event"),
+    ({"detail__id": "999", "detail__external_id": "hnd_SOMEONE_ELSES"}, "no handoff was delivered to this ticket before this event"),
+    ({"type": "zen:event-type:ticket.status_changed", "event": {"current": "SOLVED", "previous": "OPEN"}},
+     "not an agent assignment event"),
+    ({"event__current": None, "event__previous": "381156009921"}, "the ticket was unassigned"),
+    ({"event__current": ""}, "the ticket was unassigned"),
+    ({"event__previous": "20978392"}, "a reassignment from one agent to another"),
+    ({"time": "2026-11-21T13:00:00Z"}, "the event is dated in the future"),
+])
+def test_what_is_not_a_handoff_being_taken_is_ignored_without_error(hooked, caplog, changes, detail):
+    delivered(hooked)
+    with caplog.at_level(logging.DEBUG, logger="connector.assignments"):
+        response = post(hooked, event(**changes))
+    assert response.status_code == 200
+    assert response.get_json() == {"outcome": "ignored", "detail": detail, "handoff_id": None}
+    assert assignments(hooked) == []
+    assert [r.levelno for r in caplog.records if r.name == "connector.assignments"] in ([logging.DEBUG],
+                                                                                       [logging.INFO])
+
+
+@pytest.mark.parametrize(("body", "field", "status"), [
+    (event(time="yesterday"), "time", 422),
+    ({k: v for k, v in event().items() if k != "id"}, "id", 422),
+    (event(detail={"external_id": HANDOFF}), "detail.id", 422),
+    (event(detail__id=["1001"]), "detail.id", 422),
+    (event(event__current={"id": "1"}), "event.current", 422),
+    ({k: v for k, v in event().items() if k != "event"}, "event", 422),
+    ({"id": "x"}, "type", 422),
+    ([event()], "(body)", 422),
+])
+def test_a_malformed_event_is_422_naming_the_field(hooked, body, field, status):
+    response = post(hooked, body)
+    assert response.status_code == status, response.get_json()
+    assert response.mimetype == "application/problem+json"
+    assert field in response.get_json()["errors"], response.get_json()
+
+
+def test_a_body_that_is_not_json_is_refused(hooked):
+    assert post(hooked, b"ticket=1001").status_code == 400
+    assert post(hooked, b"{}", content_type="text/plain").status_code == 415
+
+
+def test_two_reports_for_one_handoff_keep_the_first(hooked):
+    delivered(hooked)
+    post(hooked, event())
+    later = post(hooked, event(id="evt-2", time="2026-11-21T12:03:00Z", event__previous=None))
+    assert later.get_json()["outcome"] == "ignored"
+    with hooked.extensions["connector"].db.reading() as session:
+        assert session.scalar(select(func.count()).select_from(Assignment)) == 1
+
+
+def test_copies_arriving_at_once_are_recorded_once(hooked):
+    delivered(hooked)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        outcomes = list(pool.map(lambda _: post(hooked, event()).get_json()["outcome"], range(6)))
+    assert sorted(outcomes) == ["duplicate"] * 5 + ["recorded"]
+    assert len(assignments(hooked)) == 1
+
+
+def test_the_agent_routing_put_on_the_ticket_is_not_an_observed_wait(hooked):
+    # A sticky rule offered the customer's previous agent: the ticket was created assigned to them.
+    delivered(hooked, routed={"zendesk": {"group_id": "360004421977", "assignee_id": "381156009921"}})
+    response = post(hooked, event())
+    assert response.get_json() == {"outcome": "ignored", "handoff_id": None,
+                                   "detail": "the agent routing named when the ticket was made"}
+    # Someone else taking it later (after the sticky agent let go) is a real assignment.
+    later = post(hooked, event(id="evt-later", time="2026-11-21T12:02:05Z", event__current="20978392"))
+    assert later.get_json()["outcome"] == "recorded"
+    assert assignments(hooked)[0].wait_seconds == 240
