@@ -14,6 +14,8 @@ from typing import Any
 from .driver import percentile
 from .scenarios import Config, Outcome, Row
 
+FIXES = Path(__file__).resolve().parent / "FIXES.md"
+
 
 def cores() -> str:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -82,7 +84,11 @@ def render(cfg: Config, outcomes: Mapping[str, Outcome], started: dt.datetime, e
         lines += [f"![latency distributions]({plot})", ""]
     lines += ["## Details", ""]
     lines += [f"- {note}" for outcome in outcomes.values() for note in outcome.notes]
-    lines += ["", "## Fixes that landed", "", "None yet: every number above is the code as it stands.", ""]
+    # The history of what profiling found and fixed is written by hand (bench/FIXES.md); each run
+    # carries it, so regenerating RESULTS.md never drops the before/after record.
+    fixes = FIXES.read_text(encoding="utf-8").strip() if FIXES.exists() else \
+        "## Fixes that landed\n\nNone yet: every number above is the code as it stands."
+    lines += ["", fixes, ""]
     return "\n".join(lines)
 
 
