@@ -29,10 +29,6 @@ DELIVERY_COLUMNS = (Delivery.target, Delivery.state, Delivery.vendor_id, Deliver
                     Delivery.last_error, Delivery.receipt)
 
 
-def finished(handoff: Handoff) -> bool:
-    return all_finished(handoff.deliveries)
-
-
 def all_finished(deliveries: Iterable[Any]) -> bool:
     return all(d.state != "pending" for d in deliveries)
 

@@ -192,7 +192,7 @@ class Outbox:
         found the target unpaused (`prepare_fresh`), so the attempt starts at the vendor.
         """
         if fresh is not None and token is not None and prepared:
-            delivery = next(d for d in fresh.deliveries if d.id == delivery_id)
+            delivery = _member(fresh, delivery_id)
             claimed: _Claimed | None = _Claimed(delivery, fresh, None, ())
         else:
             claimed = self._claim_and_load(delivery_id, token, fresh)
@@ -245,7 +245,7 @@ class Outbox:
                 connection.execute(_HOLD, {"delivery_id": delivery.id, "until": until})
                 delivery.next_attempt_at, delivery.lease_owner, delivery.lease_expires_at = until, None, None
                 continue
-            key = {"bot_id": handoff.bot_id, "conversation_id": handoff.conversation_id, "target": delivery.target}
+            key = _link_key(handoff, delivery.target)
             if self._take_new_link(connection, key, delivery.id, now):
                 ready.add(delivery.id)
         return ready
@@ -264,7 +264,7 @@ class Outbox:
                 # Nothing else can have changed it since intake's commit (the lease is ours): the
                 # rows in memory are current, and are only read here (by several threads at once).
                 handoff = fresh
-                delivery = next(d for d in fresh.deliveries if d.id == delivery_id)
+                delivery = _member(fresh, delivery_id)
             else:
                 if token is None and not self.claim(session, delivery_id, now, self.new_token()):
                     return None
@@ -291,7 +291,7 @@ class Outbox:
     def _link_for(self, connection: Connection, delivery: Delivery, handoff: Handoff,
                   now: dt.datetime) -> Link | None | bool:
         """The conversation's ticket at this target; False when another delivery is creating it."""
-        key = {"bot_id": handoff.bot_id, "conversation_id": handoff.conversation_id, "target": delivery.target}
+        key = _link_key(handoff, delivery.target)
         if self._take_new_link(connection, key, delivery.id, now):
             return None
         # Another handoff of this conversation got there first: its row says whether the ticket exists yet.
@@ -319,7 +319,7 @@ class Outbox:
                 "url": outcome.url, "receipt": dict(outcome.receipt), "vendor_reply": _jsonable(outcome.reply),
                 "now": now}
         ticket = {"vendor_id": outcome.vendor_id, "url": outcome.url, "extra": dict(outcome.link_extra)}
-        key = {"bot_id": handoff.bot_id, "conversation_id": handoff.conversation_id, "target": delivery.target}
+        key = _link_key(handoff, delivery.target)
         with self.db.writing() as connection:
             if outcome.payload is None:
                 connection.execute(_DELIVERED, done)
@@ -406,8 +406,8 @@ class Outbox:
             for delivery in done:
                 if delivery.target == finished_target and len(done) == 1:
                     continue
-                link = session.scalars(select(ConversationLink).filter_by(
-                    bot_id=handoff.bot_id, conversation_id=handoff.conversation_id, target=delivery.target)).first()
+                link = session.scalars(
+                    select(ConversationLink).filter_by(**_link_key(handoff, delivery.target))).first()
                 related = tuple({"target": d.target, "status": d.state, "id": d.vendor_id, "url": d.url}
                                 for d in done if d.id != delivery.id)
                 if link is None or not link.vendor_id or not related:
@@ -516,6 +516,15 @@ def _taken_over():  # type: ignore[no-untyped-def]
     (In an UPDATE, SET expressions read the row's values from before the update.)
     """
     return or_(Delivery.outcome_unknown, Delivery.lease_owner.is_not(None))
+
+
+def _link_key(handoff: Handoff, target: str) -> dict[str, str]:
+    """What names a conversation's ticket at one target (`ConversationLink`'s unique key)."""
+    return {"bot_id": handoff.bot_id, "conversation_id": handoff.conversation_id, "target": target}
+
+
+def _member(handoff: Handoff, delivery_id: int) -> Delivery:
+    return next(d for d in handoff.deliveries if d.id == delivery_id)
 
 
 def _jsonable(value: Any) -> dict[str, Any] | None:
