@@ -7,8 +7,10 @@ side by side; PostgreSQL needs nothing special. The schema is owned by Alembic.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,9 +69,70 @@ def _sqlite_begin(connection) -> None:  # type: ignore[no-untyped-def]
     connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
+class WriterLock:
+    """One SQLite writer at a time, handed over as soon as it is free.
+
+    SQLite admits one writer; the others wait in `BEGIN IMMEDIATE`, where busy_timeout *polls*: it
+    sleeps 1, 2, 5 … 100 ms between tries, so under load the database sat unlocked while its
+    waiters slept (the benchmark saw BEGIN waits of 9 ms on average, 20 ms at p90, for
+    transactions that held the lock ~2 ms). Here a writer first queues on a thread lock (this
+    process) and on an `flock` of a file beside the database (gunicorn's other workers), which the
+    kernel hands to the next waiter the moment it is released. Whatever does not take this lock
+    (a CLI command, a migration) still meets busy_timeout, as before.
+    """
+
+    def __init__(self, database_path: str | None):
+        self.path = f"{database_path}-writer.lock" if database_path else None
+        self._threads = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+        self._fd_pid: int | None = None
+        self._warned = False
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        with self._threads:
+            self._depth += 1
+            fd = self._file() if self._depth == 1 else None
+            try:
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                self._depth -= 1
+
+    def _file(self) -> int | None:
+        if self.path is None:
+            return None
+        if self._fd_pid != os.getpid():
+            # A descriptor inherited across fork shares its lock with the parent: open our own.
+            if self._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)
+            self._fd = None
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as err:
+                if self._warned:
+                    return None
+                self._warned = True
+                # Not fatal: the database's own busy_timeout still orders writers (slowly), and if
+                # the directory is gone the database reports that itself, as it always did.
+                log.warning("no writer lock file; writers fall back to busy_timeout",
+                            extra={"path": self.path, "error": type(err).__name__})
+                return None
+            self._fd_pid = os.getpid()
+        return self._fd
+
+
 class Database:
     def __init__(self, url: str, root: str):
         self.engine = make_engine(url, root)
+        database = self.engine.url.database if self.dialect == "sqlite" else None
+        on_disk = bool(database) and database != ":memory:" and not str(database).startswith("file:")
+        self._writer = WriterLock(database if on_disk else None) if self.dialect == "sqlite" else None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.readers = sessionmaker(self.engine.execution_options(**{READONLY: True}), expire_on_commit=False)
 
@@ -80,7 +143,7 @@ class Database:
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
         """A unit of work: committed on success, rolled back on any error."""
-        with self.sessions() as session:
+        with self._writing_turn(), self.sessions() as session:
             try:
                 yield session
                 session.commit()
@@ -91,8 +154,11 @@ class Database:
     @contextlib.contextmanager
     def writing(self) -> Iterator[Connection]:
         """A unit of work of plain statements, without an ORM session (hot paths)."""
-        with self.engine.begin() as connection:
+        with self._writing_turn(), self.engine.begin() as connection:
             yield connection
+
+    def _writing_turn(self) -> contextlib.AbstractContextManager[None]:
+        return self._writer.held() if self._writer is not None else contextlib.nullcontext()
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Session]:

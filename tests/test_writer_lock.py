@@ -1,0 +1,125 @@
+"""SQLite's writer lock (`db.WriterLock`): one writer across threads and processes, handed on at
+release, re-entrant in one thread, and never fatal when its file cannot be made."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import multiprocessing
+import os
+import threading
+import time
+
+import pytest
+
+from connector.db import Database, WriterLock
+
+
+def _hold_in_child(path: str, held, release) -> None:  # runs in a forked process
+    lock = WriterLock(path)
+    with lock.held():
+        held.set()
+        release.wait(10)
+
+
+def _free(lock_file: str) -> bool:
+    fd = os.open(lock_file, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_another_process_holding_it_keeps_this_one_out_until_it_lets_go(tmp_path):
+    path = str(tmp_path / "c.db")
+    fork = multiprocessing.get_context("fork")
+    held, release = fork.Event(), fork.Event()
+    child = fork.Process(target=_hold_in_child, args=(path, held, release))
+    child.start()
+    try:
+        assert held.wait(10)
+        assert not _free(path + "-writer.lock")
+        lock, entered = WriterLock(path), threading.Event()
+
+        def enter() -> None:
+            with lock.held():
+                entered.set()
+
+        waiter = threading.Thread(target=enter)
+        waiter.start()
+        time.sleep(0.2)
+        assert not entered.is_set()  # waiting on the child
+        release.set()
+        assert entered.wait(5)  # handed over at release, not after a polling interval
+        waiter.join(5)
+    finally:
+        release.set()
+        child.join(10)
+    assert child.exitcode == 0
+
+
+def test_threads_of_one_process_take_turns_and_a_thread_may_nest(tmp_path):
+    lock = WriterLock(str(tmp_path / "c.db"))
+    inside, most = [0], [0]
+
+    def work() -> None:
+        for _ in range(50):
+            with lock.held():
+                with lock.held():  # nested: no deadlock, and the file stays locked until the outer exits
+                    inside[0] += 1
+                    most[0] = max(most[0], inside[0])
+                assert not _free(lock.path)
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert most[0] == 1
+    assert _free(lock.path)
+
+
+def test_a_forked_child_does_not_share_its_parent_s_lock(tmp_path):
+    lock = WriterLock(str(tmp_path / "c.db"))
+    with lock.held():
+        pass  # the parent has opened its descriptor
+    fork = multiprocessing.get_context("fork")
+    held, release = fork.Event(), fork.Event()
+
+    def child() -> None:
+        with lock.held():  # the same object, inherited: it must open a descriptor of its own
+            held.set()
+            release.wait(10)
+
+    process = fork.Process(target=child)
+    process.start()
+    try:
+        assert held.wait(10)
+        assert not _free(lock.path)
+    finally:
+        release.set()
+        process.join(10)
+    assert process.exitcode == 0
+
+
+def test_a_lock_file_that_cannot_be_made_falls_back_to_busy_timeout_with_one_warning(tmp_path, caplog):
+    lock = WriterLock(str(tmp_path / "missing" / "c.db"))
+    with caplog.at_level(logging.WARNING, logger="connector.db"):
+        for _ in range(3):
+            with lock.held():
+                pass
+    assert [r.getMessage() for r in caplog.records].count("no writer lock file; writers fall back to busy_timeout") == 1
+
+
+@pytest.mark.parametrize(("url", "locked"), [("sqlite:///{tmp}/c.db", True), ("sqlite://", False)])
+def test_an_on_disk_sqlite_database_gets_a_lock_file_and_memory_does_not(tmp_path, url, locked):
+    db = Database(url.format(tmp=tmp_path), str(tmp_path))
+    with db.writing():
+        pass
+    assert os.path.exists(tmp_path / "c.db-writer.lock") is locked
+    db.dispose()
