@@ -14,14 +14,15 @@ from functools import lru_cache
 from typing import Any
 
 from marshmallow import ValidationError
-from sqlalchemy import insert, or_, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import or_, select
+from sqlalchemy.exc import OperationalError
 from ulid import ULID
 
 from . import answers
 from .auth import Caller, check_bot
 from .decision import decide
 from .errors import Conflict, MalformedRequest, ServiceUnavailable, UnsupportedMediaType, ValidationFailed
+from .handoff_store import Stored, new_handoff
 from .idempotency import key_for, packet_hash
 from .jsonlog import log_context
 from .models import Delivery, Handoff, utcnow
@@ -30,7 +31,6 @@ from .schemas import Limits, PacketSchema, flatten_errors
 from .services import Services
 
 log = logging.getLogger(__name__)
-_HANDOFFS, _DELIVERIES = Handoff.__table__, Delivery.__table__
 
 
 @dataclass(frozen=True)
@@ -158,16 +158,17 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
         # whether this repeats a handoff. A lookup before every insert cost a read transaction per
         # handoff for the rare retry; a retry pays the decision again instead (a vendor lookup
         # when its rule is sticky) and is answered from the stored handoff.
-        handoff, prepared = _commit(services, packet, bot_id, key, digest, caller.message_id)
-    except IntegrityError:
-        existing = _find(services, bot_id, key, caller.message_id)
-        if existing is None:  # not a repeat after all: a constraint this code does not expect
-            raise
-        return _replay(existing, digest)
+        stored = _commit(services, packet, bot_id, key, digest, caller.message_id)
     except OperationalError as err:
         log.error("database unavailable at intake", extra={"error": type(err).__name__})
         raise ServiceUnavailable("The connector cannot store handoffs right now; nothing was recorded. Retry shortly.",
                                  headers={"Retry-After": "5"}) from None
+    if stored is None:
+        existing = _find(services, bot_id, key, caller.message_id)
+        if existing is None:  # skipped as a repeat, yet nothing matches: a state this code does not expect
+            raise RuntimeError("a handoff was skipped as a repeat but no stored handoff matches it")
+        return _replay(existing, digest)
+    handoff, prepared = stored.handoff, stored.prepared
 
     with log_context(handoff_id=handoff.id):
         log.info("handoff accepted", extra={"targets": [d.target for d in handoff.deliveries],
@@ -221,37 +222,16 @@ def _replay(existing: Handoff, digest: str) -> Answer:
 
 
 def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, digest: str,
-            message_id: str | None) -> tuple[Handoff, set[int]]:
-    """Store the handoff and its deliveries in one transaction; return them as (unattached) rows,
-    with the deliveries whose attempt can start at the vendor (`Outbox.prepare_fresh`)."""
+            message_id: str | None) -> Stored | None:
+    """Decide, build the rows, and store them with whatever other requests are storing at the same
+    moment (`handoff_store`); None when the handoff repeats a stored one."""
     decision = decide(packet, services.mappings, services.adapters, observed_wait=services.observed_wait)
     now = utcnow()
-    handoff_row = dict(
+    row = dict(
         id=f"hnd_{ULID()}", bot_id=bot_id, conversation_id=packet["conversation"]["id"], idempotency_key=key,
         request_hash=digest, message_id=message_id, packet=packet, assignment=decision.assignment,
         customer_message=decision.customer_message, estimated_wait_seconds=decision.wait_seconds,
         created_at=now, updated_at=now,
     )
-    # Claimed by this request in the same transaction: the background loop must not take a fresh
-    # delivery from under the request thread (the bench saw quick 202s for work that took 80 ms).
-    # If this process dies, the lease expires and another takes over.
-    token = services.outbox.new_token()
     lease_until = now + dt.timedelta(seconds=services.settings.lease_s)
-    delivery_rows = [
-        dict(handoff_id=handoff_row["id"], target=name, position=index, state="pending", attempts=0,
-             outcome_unknown=False, next_attempt_at=now, window_started_at=now, lease_owner=token,
-             lease_expires_at=lease_until, created_at=now, updated_at=now)
-        for index, name in enumerate(decision.targets)
-    ]
-    # Two statements rather than the ORM's unit of work, which was most of intake's CPU in the
-    # benchmark's profile; the objects returned carry exactly what was written.
-    with services.db.writing() as connection:
-        connection.execute(insert(_HANDOFFS), handoff_row)
-        ids = connection.execute(
-            insert(_DELIVERIES).returning(_DELIVERIES.c.id, sort_by_parameter_order=True), delivery_rows
-        ).scalars().all()
-        handoff = Handoff(**handoff_row)
-        handoff.deliveries = [Delivery(id=delivery_id, **row)
-                              for delivery_id, row in zip(ids, delivery_rows, strict=True)]
-        prepared = services.outbox.prepare_fresh(connection, handoff, now)
-    return handoff, prepared
+    return services.store_handoff(new_handoff(row, decision.targets, services.outbox.new_token(), lease_until))

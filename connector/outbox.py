@@ -44,7 +44,6 @@ WAIT_FOR_OWNER_S = 2.0
 # The statements every attempt runs, built once (compiled once, cached by SQLAlchemy) on the tables.
 _DELIVERIES, _LINKS, _PAUSES = Delivery.__table__, ConversationLink.__table__, TargetPause.__table__
 _PAUSED_UNTIL = select(_PAUSES.c.until).where(_PAUSES.c.target == bindparam("target"))
-_PAUSES_RUNNING = select(_PAUSES.c.target, _PAUSES.c.until).where(_PAUSES.c.until > bindparam("now"))
 _STATE_OF = select(_DELIVERIES.c.state).where(_DELIVERIES.c.id == bindparam("delivery_id"))
 _HOLD = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("delivery_id"))
          .values(next_attempt_at=bindparam("until"), lease_owner=None, lease_expires_at=None))
@@ -189,7 +188,7 @@ class Outbox:
         transaction that stored it); without one it is claimed here. `fresh` is the handoff intake
         has just committed with this delivery claimed under `token`: its rows are not read again;
         `prepared` says that intake's transaction also took the conversation's link for it and
-        found the target unpaused (`prepare_fresh`), so the attempt starts at the vendor.
+        found the target unpaused (`handoff_store`), so the attempt starts at the vendor.
         """
         if fresh is not None and token is not None and prepared:
             delivery = _member(fresh, delivery_id)
@@ -229,26 +228,6 @@ class Outbox:
             # Linking the targets' tickets to each other is cosmetic: it must not delay the answer.
             self.defer(lambda: self._notify_related(handoff.id, delivery.target))
         return attempted
-
-    def prepare_fresh(self, connection: Connection, handoff: Handoff, now: dt.datetime) -> set[int]:
-        """In intake's transaction: what each attempt would otherwise check in one of its own.
-
-        A paused target's delivery is held until the pause ends (and not attempted now); for the
-        others, the conversation's link is taken when the conversation has none yet (its first
-        handoff). Returns the deliveries that can go straight to their vendor.
-        """
-        paused = dict(connection.execute(_PAUSES_RUNNING, {"now": now}).all())
-        ready = set()
-        for delivery in handoff.deliveries:
-            until = paused.get(delivery.target)
-            if until is not None:
-                connection.execute(_HOLD, {"delivery_id": delivery.id, "until": until})
-                delivery.next_attempt_at, delivery.lease_owner, delivery.lease_expires_at = until, None, None
-                continue
-            key = _link_key(handoff, delivery.target)
-            if self._take_new_link(connection, key, delivery.id, now):
-                ready.add(delivery.id)
-        return ready
 
     def _take_new_link(self, connection: Connection, key: Mapping[str, str], delivery_id: int,
                        now: dt.datetime) -> bool:

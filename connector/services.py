@@ -15,7 +15,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from adapters import registry
 from adapters.base import Adapter
 
+from . import handoff_store
 from .db import Database
+from .group_commit import GroupCommit
 from .mappings import Mappings, MappingStore
 from .models import Handoff
 from .observed_wait import ObservedWait
@@ -38,6 +40,9 @@ class Services:
         self._adapters: dict[str, Adapter] = {}
         self.adapters  # build once now: missing credentials stop start-up, naming the variable  # noqa: B018
         self.db = Database(settings.database_url, root)
+        # Concurrent requests store their handoffs together, in one transaction (group_commit.py).
+        self.store_handoff: GroupCommit[handoff_store.NewHandoff, handoff_store.Stored | None] = GroupCommit(
+            lambda group: handoff_store.store(self.db, group))
         self.observed_wait = ObservedWait(self.db, lambda: self.mappings.routing)
         self.clock: Callable[[], float] = time.time  # the wall clock signature windows are checked against
         self.outbox = Outbox(self.db, lambda: self.adapters, settings, defer=self._defer)

@@ -1,0 +1,115 @@
+"""Storing new handoffs: rows built by the request, written in groups (`GroupCommit`).
+
+Everything that can be done before the write lock is done by the request thread (`new_handoff`):
+the decision, the ids, the rows. A group is then written by a fixed handful of multi-row
+statements, whatever its size: the handoffs (a repeat is skipped by the unique keys, not raised),
+their deliveries, and the conversations' links. Inside the same transaction, and once per group:
+
+- a target paused by its vendor (429) has its deliveries stored *held* until the pause ends, with
+  no lease, for the loop to take then;
+- every other delivery takes its conversation's link when the conversation has none yet (its first
+  handoff, the usual case): such a delivery is *prepared* and its attempt starts at the vendor.
+  A delivery whose conversation already has a link checks it in its own attempt (`Outbox`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.exc import DataError, IntegrityError
+
+from .db import Database
+from .models import ConversationLink, Delivery, Handoff, TargetPause, utcnow
+
+_HANDOFFS, _DELIVERIES = Handoff.__table__, Delivery.__table__
+_LINKS, _PAUSES = ConversationLink.__table__, TargetPause.__table__
+_PAUSES_RUNNING = select(_PAUSES.c.target, _PAUSES.c.until).where(_PAUSES.c.until > bindparam("now"))
+_NEW_DELIVERIES = insert(_DELIVERIES).returning(_DELIVERIES.c.id, _DELIVERIES.c.handoff_id, _DELIVERIES.c.position)
+
+
+@dataclass
+class NewHandoff:
+    """One handoff's rows, as the request built them (ids, lease and times included)."""
+
+    row: dict[str, Any]
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Stored:
+    """A handoff as written, with its deliveries (unattached rows) and the ids of those prepared."""
+
+    handoff: Handoff
+    prepared: set[int]
+
+
+def new_handoff(row: dict[str, Any], targets: list[str], token: str, lease_until: dt.datetime) -> NewHandoff:
+    """Rows for `row`'s handoff and one delivery per target, claimed by the request under `token`:
+    the background loop must not take a fresh delivery from under the request thread. If this
+    process dies, the lease expires and another takes over."""
+    now = row["created_at"]
+    return NewHandoff(row, [
+        dict(handoff_id=row["id"], target=name, position=index, state="pending", attempts=0,
+             outcome_unknown=False, next_attempt_at=now, window_started_at=now, lease_owner=token,
+             lease_expires_at=lease_until, created_at=now, updated_at=now)
+        for index, name in enumerate(targets)
+    ])
+
+
+def store(db: Database, group: list[NewHandoff]) -> list[Stored | None | BaseException]:
+    """Write `group` in one transaction; None for a handoff that repeats a stored one (same bot and
+    Idempotency-Key or signed message id, stored before or earlier in this group).
+
+    A row the database refuses for another reason would fail the whole group, so the group is then
+    written one handoff at a time: only the request that sent it gets the error.
+    """
+    try:
+        return list(_write(db, group))
+    except (IntegrityError, DataError):
+        if len(group) == 1:
+            raise
+    results: list[Stored | None | BaseException] = []
+    for new in group:
+        try:
+            results.extend(_write(db, [new]))
+        except (IntegrityError, DataError) as err:
+            results.append(err)
+    return results
+
+
+def _write(db: Database, group: list[NewHandoff]) -> list[Stored | None]:
+    with db.writing() as connection:
+        now = utcnow()
+        inserted = set(connection.execute(
+            db.insert_or_skip(_HANDOFFS).returning(_HANDOFFS.c.id), [new.row for new in group]).scalars())
+        fresh = [new for new in group if new.row["id"] in inserted]
+        if not fresh:
+            return [None] * len(group)
+        paused = dict(connection.execute(_PAUSES_RUNNING, {"now": now}).all())
+        rows = [row for new in fresh for row in new.deliveries]
+        for row in rows:
+            until = paused.get(row["target"])
+            if until is not None:  # held: the loop attempts it when the pause ends
+                row.update(next_attempt_at=until, lease_owner=None, lease_expires_at=None)
+        ids = {(handoff_id, position): delivery_id
+               for delivery_id, handoff_id, position in connection.execute(_NEW_DELIVERIES, rows).all()}
+        handoffs: dict[str, Handoff] = {}
+        links = []
+        for new in fresh:
+            handoff = handoffs[new.row["id"]] = Handoff(**new.row)
+            handoff.deliveries = [Delivery(id=ids[(row["handoff_id"], row["position"])], **row)
+                                  for row in new.deliveries]
+            links.extend(
+                dict(bot_id=handoff.bot_id, conversation_id=handoff.conversation_id, target=delivery.target,
+                     owner_delivery_id=delivery.id, created_at=now, updated_at=now)
+                for delivery in handoff.deliveries if delivery.lease_owner is not None
+            )
+        prepared: set[int] = set()
+        if links:
+            prepared.update(connection.execute(
+                db.insert_or_skip(_LINKS).returning(_LINKS.c.owner_delivery_id), links).scalars())
+    return [Stored(handoffs[new.row["id"]], prepared & {d.id for d in handoffs[new.row["id"]].deliveries})
+            if new.row["id"] in handoffs else None for new in group]
