@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
 
 import pytest
 from sqlalchemy import select, update
@@ -122,3 +123,24 @@ def test_pausing_a_paused_target_keeps_the_longer_pause(any_db_app):
     assert abs((rows["zendesk"].until - first).total_seconds() - 60) < 0.01
     assert rows["zendesk"].reason == "429, retry after 90 s"
     assert abs((rows["slack"].until - first).total_seconds()) < 0.01
+
+
+def test_the_loop_claims_again_as_threads_free_up_not_one_batch_per_interval(make_app):
+    """A backlog larger than the pool (deliveries held by a pause that has ended) drains at the
+    vendor's pace: with 4 threads and a 5 s interval, 40 due deliveries once took 50 s."""
+    app = make_app(delivery_threads=4, poll_interval_s=5.0)
+    services = app.extensions["connector"]
+    client = app.test_client()
+    pause(services, "preview", 60)
+    for n in range(40):
+        packet = minimal_packet()
+        packet["conversation"]["id"] = f"backlog-{n}"
+        assert post(client, packet).status_code == 202
+    with services.db.session() as session:  # the pause ends: all 40 are due at once
+        session.execute(update(TargetPause).values(until=utcnow() - dt.timedelta(seconds=1)))
+        session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+    services.start_loop(services.settings.poll_interval_s)
+    deadline = time.monotonic() + 4.0
+    while time.monotonic() < deadline and any(d.state == "pending" for d in deliveries(services)):
+        time.sleep(0.05)
+    assert [d.state for d in deliveries(services)] == ["created"] * 40
