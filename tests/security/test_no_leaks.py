@@ -42,6 +42,17 @@ def leaky_app(make_app):
                     log_level="DEBUG", **VENDOR_SECRETS)
 
 
+class _Written(io.StringIO):
+    """The buffer the handler writes to; reading it first waits for what was logged (the handler
+    writes on a thread of its own)."""
+
+    handler: logging.Handler
+
+    def getvalue(self) -> str:
+        self.handler.flush()
+        return super().getvalue()
+
+
 @pytest.fixture
 def log_lines() -> Iterator[io.StringIO]:
     """The connector's own JSON handler, pointed at a buffer (what an operator's log pipeline gets)."""
@@ -49,7 +60,8 @@ def log_lines() -> Iterator[io.StringIO]:
     level = root.level
     jsonlog.configure("DEBUG")  # installs the handler if no app has yet (idempotent)
     [handler] = [h for h in root.handlers if getattr(h, "_connector", False)]
-    buffer = io.StringIO()
+    buffer = _Written()
+    buffer.handler = handler
     previous = handler.setStream(buffer)
     try:
         yield buffer

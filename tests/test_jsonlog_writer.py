@@ -1,0 +1,117 @@
+"""The JSON log's handler writes on a thread of its own: a slow or stuck stream never holds up the
+thread that logs, lines keep their order, flush() waits for them, and a forked child writes its own."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import multiprocessing
+import threading
+import time
+
+from connector.jsonlog import BackgroundStreamHandler
+
+
+class StuckStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def write(self, text: str) -> int:
+        self.entered.set()
+        assert self.release.wait(10)
+        return super().write(text)
+
+
+def logger_with(handler: logging.Handler, name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+def test_a_stuck_stream_does_not_hold_up_the_threads_that_log():
+    stream = StuckStream()
+    handler = BackgroundStreamHandler(stream)
+    log = logger_with(handler, "test.jsonlog.stuck")
+    log.info("first")
+    assert stream.entered.wait(5)  # the writer is inside write(), holding nothing the callers need
+    started = time.monotonic()
+    done = []
+    threads = [threading.Thread(target=lambda n=n: (log.info("line %d", n), done.append(n))) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert sorted(done) == list(range(8))
+    assert time.monotonic() - started < 2
+    stream.release.set()
+    handler.flush()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "first" and sorted(lines[1:]) == sorted(f"line {n}" for n in range(8))
+
+
+def test_lines_keep_their_order_and_flush_waits_for_them():
+    stream = io.StringIO()
+    handler = BackgroundStreamHandler(stream)
+    log = logger_with(handler, "test.jsonlog.order")
+    for n in range(500):
+        log.info("n=%d", n)
+    handler.flush()
+    assert stream.getvalue().splitlines() == [f"n={n}" for n in range(500)]
+
+
+def test_a_filter_still_drops_records_and_a_format_error_is_reported_not_raised(capsys):
+    stream = io.StringIO()
+    handler = BackgroundStreamHandler(stream)
+    handler.addFilter(lambda record: "secret" not in record.msg)
+    log = logger_with(handler, "test.jsonlog.filter")
+    log.info("secret thing")
+    log.info("bad %d", "not a number")  # a formatting error in the caller's thread
+    log.info("kept")
+    handler.flush()
+    assert stream.getvalue().splitlines() == ["kept"]
+    assert "Logging error" in capsys.readouterr().err
+
+
+def _log_in_child(path: str, handler: BackgroundStreamHandler) -> None:
+    log = logger_with(handler, "test.jsonlog.fork")
+    log.info("from the child")
+    handler.flush()
+
+
+def test_a_forked_child_starts_its_own_writer(tmp_path):
+    path = tmp_path / "log.jsonl"
+    with open(path, "a", encoding="utf-8") as stream:
+        handler = BackgroundStreamHandler(stream)
+        log = logger_with(handler, "test.jsonlog.fork")
+        log.info("from the parent")
+        handler.flush()  # the parent's writer thread is running; a fork does not copy it
+        child = multiprocessing.get_context("fork").Process(target=_log_in_child, args=(str(path), handler))
+        child.start()
+        child.join(10)
+        assert child.exitcode == 0
+        log.info("parent again")
+        handler.flush()
+    assert path.read_text(encoding="utf-8").splitlines() == ["from the parent", "from the child", "parent again"]
+
+
+def test_the_connector_s_handler_writes_json_lines(monkeypatch):
+    from connector import jsonlog
+
+    root = logging.getLogger()
+    jsonlog.configure("INFO")
+    [handler] = [h for h in root.handlers if getattr(h, "_connector", False)]
+    assert isinstance(handler, BackgroundStreamHandler)
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    try:
+        with jsonlog.log_context(handoff_id="hnd_1"):
+            logging.getLogger("connector.test").info("hello", extra={"count": 2})
+        handler.flush()
+    finally:
+        handler.setStream(previous)
+    line = json.loads(stream.getvalue().splitlines()[-1])
+    assert (line["message"], line["handoff_id"], line["count"], line["level"]) == ("hello", "hnd_1", 2, "INFO")
