@@ -186,6 +186,16 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def server_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """gunicorn.conf.py's workers and threads as it computes them under `env` (one source of truth)."""
+    import runpy
+    from unittest import mock
+
+    with mock.patch.dict(os.environ, dict(env or {}), clear=env is not None):
+        conf = runpy.run_path(str(REPO / "gunicorn.conf.py"))
+    return {"workers": conf["workers"], "threads": conf["threads"]}
+
+
 def connector_env(database_url: str, targets: str, extra: Mapping[str, str]) -> dict[str, str]:
     """Production settings (gunicorn.conf.py and the .env.example defaults) plus what a run varies."""
     env = {key: value for key, value in os.environ.items()
@@ -223,7 +233,7 @@ def connector(work: Path, database_url: str, targets: str, extra: Mapping[str, s
                 return False
 
         _wait_for(ready, startup_s, "gunicorn", proc, log)
-        expected = int(env.get("CONNECTOR_WEB_WORKERS", "2"))
+        expected = server_settings(env)["workers"]
         _wait_for(lambda: len(children(proc.pid)) >= expected, 30, "gunicorn workers", proc, log)
         yield Connector(proc, port, log, env)
     finally:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import procs
 from .driver import percentile
 from .scenarios import Config, Outcome, Row
 
@@ -41,6 +42,7 @@ def cpu_share(before: tuple[float, float], after: tuple[float, float]) -> str:
 def render(cfg: Config, outcomes: Mapping[str, Outcome], started: dt.datetime, elapsed_s: float,
            plot: str | None, command: str, cpu: str = "") -> str:
     rows: list[Row] = [row for outcome in outcomes.values() for row in outcome.rows]
+    server = procs.server_settings(procs.connector_env("sqlite://", "zendesk", {}))
     lines = [
         "# Benchmark results",
         "",
@@ -57,7 +59,8 @@ def render(cfg: Config, outcomes: Mapping[str, Outcome], started: dt.datetime, e
         "",
         "| setting | value |",
         "| --- | --- |",
-        "| server | gunicorn -c gunicorn.conf.py wsgi:app: 2 workers × 8 threads (gthread), access log on |",
+        f"| server | gunicorn -c gunicorn.conf.py wsgi:app: {server['workers']} workers × {server['threads']} threads "
+        "(gthread), access log on |",
         "| connector | production defaults (.env.example): 16 delivery threads, poll 1 s, budget 5000 ms, "
         "log level INFO, shipped mappings/ |",
         f"| vendor fakes | loopback, {cfg.latency_ms:.0f} ms per call (slow: {cfg.slow_latency_ms:.0f} ms); "
