@@ -39,10 +39,11 @@ class Answer:
     body: dict[str, Any]
 
 
-def parse_json(raw: bytes, content_type: str | None, max_depth: int) -> Any:
+def parse_json(raw: bytes, content_type: str | None, max_depth: int, what: str = "packet") -> Any:
+    """The body as a JSON object; `what` names it in the errors ("packet", "event")."""
     mimetype = (content_type or "").split(";")[0].strip().lower()
     if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
-        raise UnsupportedMediaType(f"Send the packet as application/json (got {mimetype or 'no content type'}).")
+        raise UnsupportedMediaType(f"Send the {what} as application/json (got {mimetype or 'no content type'}).")
     try:
         text = raw.decode("utf-8")
         data = json.loads(text, parse_constant=_refuse_constant)
@@ -65,7 +66,7 @@ def parse_json(raw: bytes, content_type: str | None, max_depth: int) -> Any:
             errors={path: ["contains U+0000 or an unpaired surrogate"] for path in unstorable[:_MAX_REPORTED]},
         )
     if not isinstance(data, dict):
-        raise ValidationFailed("The packet must be a JSON object.", errors={"(body)": ["must be an object"]})
+        raise ValidationFailed(f"The {what} must be a JSON object.", errors={"(body)": ["must be an object"]})
     return data
 
 

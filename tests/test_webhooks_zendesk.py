@@ -255,7 +255,10 @@ def test_a_malformed_event_is_422_naming_the_field(hooked, body, field, status):
 
 def test_a_body_that_is_not_json_is_refused(hooked):
     assert post(hooked, b"ticket=1001").status_code == 400
-    assert post(hooked, b"{}", content_type="text/plain").status_code == 415
+    refused = post(hooked, b"{}", content_type="text/plain")
+    assert refused.status_code == 415
+    assert refused.get_json()["detail"] == "Send the event as application/json (got text/plain)."
+    assert post(hooked, [event()]).get_json()["detail"] == "The event must be a JSON object."
 
 
 def test_two_reports_for_one_handoff_keep_the_first(hooked):

@@ -66,7 +66,7 @@ def zendesk() -> Response:
     services = current_services()
     raw, now = _verified(verify_zendesk, services.settings.zendesk_webhook_secrets, "X-Zendesk-Webhook-Signature",
                          "ZENDESK_WEBHOOK_SECRETS")
-    data = parse_json(raw, request.content_type, services.settings.max_json_depth)
+    data = parse_json(raw, request.content_type, services.settings.max_json_depth, what="event")
     received = receive(services, zendesk_events.parse, data, dt.datetime.fromtimestamp(now, dt.UTC))
     return jsonify(received.body())
 
