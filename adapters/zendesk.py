@@ -70,6 +70,12 @@ class ZendeskAdapter(Adapter):
         self._client_cache: _Client | None = None
         self._lock = threading.Lock()
 
+    def warnings(self) -> list[str]:
+        if self.settings.zendesk_webhook_secrets:
+            return []
+        return ["no ZENDESK_WEBHOOK_SECRETS: /webhooks/zendesk refuses every event, so who took a handoff is "
+                "never recorded and quoted waits stay the configured figures (README: Vendor events)"]
+
     @classmethod
     def check_settings(cls, settings: Settings) -> None:
         super().check_settings(settings)

@@ -115,6 +115,15 @@ def test_check_reports_insecure_settings_and_risky_mappings(make_app):
     assert "no handoff_id_field" in result.output
 
 
+@pytest.mark.parametrize(("secrets", "warned"), [((), True), (("whsec-zendesk-0123456789",), False)])
+def test_check_warns_when_zendesk_is_on_without_a_webhook_secret(make_app, secrets, warned):
+    app = make_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
+                   zendesk_api_token="token", zendesk_webhook_secrets=secrets)
+    result = app.test_cli_runner().invoke(args=["connector", "check"])
+    assert result.exit_code == 0, result.output
+    assert ("no ZENDESK_WEBHOOK_SECRETS" in result.output) is warned
+
+
 def test_check_fails_on_a_bad_mapping_edit(make_app, tmp_path):
     import shutil
     from pathlib import Path
