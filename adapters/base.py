@@ -71,6 +71,9 @@ class Sent:
     url: str | None
     reply: Any = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Seconds the vendor's quota headers ask us to hold this target (its per-minute allowance is
+    # nearly spent): the outbox pauses the target as for a 429, but before any call is refused.
+    slow_down_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class Outcome:
     receipt: Mapping[str, Any]
     reply: Any = None
     link_extra: Mapping[str, Any] = field(default_factory=dict)
+    slow_down_s: float | None = None  # from `Sent.slow_down_s`
 
 
 def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -238,4 +242,5 @@ class Adapter(abc.ABC):
             receipt=self.receipt(ctx, payload or {}),
             reply=sent.reply,
             link_extra=sent.extra,
+            slow_down_s=sent.slow_down_s,
         )

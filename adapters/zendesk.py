@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -33,7 +33,7 @@ from connector.settings import Settings
 
 from .base import Adapter, HandoffContext, Link, Sent, deep_merge
 from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, TransientError
-from .zendesk_http import ZendeskSession, edge
+from .zendesk_http import ZendeskSession, edge, quota_pause
 
 log = logging.getLogger(__name__)
 
@@ -184,14 +184,15 @@ class ZendeskAdapter(Adapter):
         reply, response = self._call("POST", "/api/v2/tickets.json", write=True, json=body,
                                      headers={"Idempotency-Key": ctx.idempotency_key}, expect="ticket")
         # "hit": Zendesk replayed the ticket an earlier attempt with this key created.
-        return self._sent(reply["ticket"], reply, idempotency_lookup=response.headers.get("x-idempotency-lookup"))
+        sent = self._sent(reply["ticket"], reply, idempotency_lookup=response.headers.get("x-idempotency-lookup"))
+        return replace(sent, slow_down_s=quota_pause(response))
 
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         assert ctx.link is not None  # the base calls this only with a link
         body = self._with_upload(payload, ctx)
         path = f"/api/v2/tickets/{quote(str(ctx.link.vendor_id), safe='')}.json"
-        reply, _ = self._call("PUT", path, write=True, json=body, expect="ticket")
-        return self._sent(reply["ticket"], reply)
+        reply, response = self._call("PUT", path, write=True, json=body, expect="ticket")
+        return replace(self._sent(reply["ticket"], reply), slow_down_s=quota_pause(response))
 
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
         # external_id lookups read the ticket table directly; search is eventually consistent.

@@ -22,6 +22,7 @@ from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyExce
 from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TransientError
 
 MESSAGE_LIMIT = 500  # characters of a vendor error kept in our message (the full body stays in `reply`)
+RESERVE_SHARE, RESERVE_MIN = 0.05, 10  # of the per-minute allowance, left unspent (see quota_pause)
 
 
 class ZendeskSession(requests.Session):
@@ -110,6 +111,33 @@ def retry_after(response: requests.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def quota_pause(response: requests.Response) -> float | None:
+    """Seconds to hold the Zendesk target because the account's per-minute allowance is nearly
+    spent; None while there is room.
+
+    Zendesk counts calls per minute for the whole account (agents' apps and other integrations
+    too) and says on every answer how many are left and when the window resets
+    (`ratelimit-remaining` / `X-Rate-Limit-Remaining`, `ratelimit-reset`, in seconds). Waiting
+    for the reset once `RESERVE_SHARE` of the allowance is left (at least `RESERVE_MIN` calls)
+    keeps that room for the account's other users and for our own calls already in flight,
+    instead of learning of the limit from a round of 429s.
+    """
+    headers = response.headers
+    remaining = _number(headers.get("ratelimit-remaining") or headers.get("x-rate-limit-remaining"))
+    reset = _number(headers.get("ratelimit-reset"))
+    if remaining is None or reset is None or reset <= 0:
+        return None
+    limit = _number(headers.get("ratelimit-limit") or headers.get("x-rate-limit")) or 0
+    return reset if remaining <= max(RESERVE_MIN, limit * RESERVE_SHARE) else None
+
+
+def _number(raw: str | None) -> float | None:
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None
 
 
 @contextmanager

@@ -312,6 +312,9 @@ class Outbox:
                 connection.execute(_SET_LINK_TICKET, {"link_id": link.id, "now": now, **ticket})
             else:
                 connection.execute(_SET_LINK_OWNER, {"link_id": link.id, "owner": None, "now": now})
+            if outcome.slow_down_s:
+                self._pause(connection, delivery.target, now + dt.timedelta(seconds=outcome.slow_down_s),
+                            "the vendor's per-minute allowance is nearly spent", level=logging.INFO)
         log.info("delivered", extra={"state": outcome.status, "vendor_id": outcome.vendor_id})
         return Attempted(delivery.target, outcome.status, outcome.vendor_id, outcome.url, delivery.attempts + 1,
                          None, done["receipt"])
@@ -329,7 +332,8 @@ class Outbox:
             if isinstance(err, OutcomeUnknown):
                 row.outcome_unknown = True
             if isinstance(err, RateLimited):
-                self._pause(session, row.target, now + dt.timedelta(seconds=err.retry_after or 30), err.message)
+                self._pause(session.connection(), row.target, now + dt.timedelta(seconds=err.retry_after or 30),
+                            err.message)
             if decide(err) == "fail":
                 row.state, row.finished_at = "failed", now
             elif (row.attempts >= self.settings.max_attempts
@@ -349,17 +353,18 @@ class Outbox:
                        "vendor_status": err.status, "next_attempt_at": next_at.isoformat()})
         return attempted
 
-    def _pause(self, session: Session, target: str, until: dt.datetime, reason: str) -> None:
+    def _pause(self, connection: Connection, target: str, until: dt.datetime, reason: str,
+               level: int = logging.WARNING) -> None:
         """Pause `target` until `until`, or leave a longer pause as it is.
 
         An upsert, not a read then an insert: threads meeting 429s together all pause the target,
         and the second insert failed on the primary key (the chaos test's log showed the crash)."""
-        connection, reason = session.connection(), reason[:500]
+        reason = reason[:500]
         connection.execute(self.db.insert_or_skip(_PAUSES).values(target=target, until=until, reason=reason,
                                                                   updated_at=utcnow()))
         connection.execute(update(_PAUSES).where(_PAUSES.c.target == target, _PAUSES.c.until < until)
                            .values(until=until, reason=reason))
-        log.warning("target paused", extra={"paused_target": target, "until": until.isoformat()})
+        log.log(level, "target paused", extra={"paused_target": target, "until": until.isoformat()})
 
     def _finish_failure(self, delivery_id: int, state: str, message: str) -> Attempted:
         with self.db.session() as session:

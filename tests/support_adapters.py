@@ -58,3 +58,13 @@ class SlowAdapter(_Recording):
     def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         self.release.wait(self.delay)
         return Sent(vendor_id=f"slow-{ctx.handoff_id}", url=f"https://slow.example/t/{ctx.handoff_id}")
+
+
+class QuotaAdapter(_Recording):
+    """Succeeds, and says (as Zendesk's quota headers do) that its allowance is nearly spent."""
+
+    name = "quota"
+    hold_s = 30.0
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        return Sent(vendor_id=f"quota-{ctx.handoff_id}", url=None, slow_down_s=self.hold_s)

@@ -144,3 +144,20 @@ def test_the_loop_claims_again_as_threads_free_up_not_one_batch_per_interval(mak
     while time.monotonic() < deadline and any(d.state == "pending" for d in deliveries(services)):
         time.sleep(0.05)
     assert [d.state for d in deliveries(services)] == ["created"] * 40
+
+
+def test_a_vendor_saying_its_allowance_is_nearly_spent_pauses_the_target_before_any_429(make_app, monkeypatch):
+    monkeypatch.setitem(registry.TARGETS, "quota", "tests.support_adapters:QuotaAdapter")
+    app = make_app(targets=("quota",))
+    services = app.extensions["connector"]
+    client = app.test_client()
+    first = post(client, minimal_packet())
+    assert first.status_code == 201  # delivered: the quota only shapes what comes next
+    with services.db.reading() as session:
+        [paused] = session.scalars(select(TargetPause))
+    assert paused.target == "quota" and 25 < (paused.until - utcnow()).total_seconds() <= 30
+    packet = minimal_packet()
+    packet["conversation"]["id"] = "the-next-one"
+    second = post(client, packet)
+    assert second.status_code == 202  # held until the window resets, not sent into a 429
+    assert [d.lease_owner for d in deliveries(services)][-1] is None

@@ -95,6 +95,26 @@ def test_create_sends_complete_ticket_and_returns_agent_url(zd: FakeZendesk) -> 
     assert outcome.receipt == {"delivered": list(context.brief.sections), "dropped": []}
 
 
+@pytest.mark.parametrize(("quota", "hold_s"), [
+    ({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "699", "ratelimit-reset": "41"}, None),
+    ({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "36", "ratelimit-reset": "41"}, None),
+    ({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "35", "ratelimit-reset": "41"}, 41.0),  # 5 % left
+    ({"ratelimit-limit": "100", "ratelimit-remaining": "10", "ratelimit-reset": "7"}, 7.0),  # at least 10 kept
+    ({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "0"}, None),  # no reset time: nothing to wait for
+    ({}, None),
+])
+def test_a_nearly_spent_minute_allowance_asks_to_hold_the_target_until_it_resets(zd: FakeZendesk, quota, hold_s):
+    zd.create_ticket(quota=quota)
+    assert adapter().deliver(ctx(minimal_packet())).slow_down_s == hold_s
+
+
+def test_an_update_reads_the_allowance_too(zd: FakeZendesk) -> None:
+    zd.update_ticket(quota={"ratelimit-limit": "400", "ratelimit-remaining": "3", "ratelimit-reset": "12"})
+    link = Link(vendor_id="77120", url="https://acme.zendesk.com/agent/tickets/77120")
+    outcome = adapter().deliver(ctx(minimal_packet(), link=link))
+    assert (outcome.status, outcome.slow_down_s) == ("updated", 12.0)
+
+
 def test_link_present_adds_a_comment_instead_of_a_second_ticket(zd: FakeZendesk) -> None:
     zd.update_ticket(77120)  # no POST route: a create would fail the test
 

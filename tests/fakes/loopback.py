@@ -31,7 +31,8 @@ or from a shell: `python -m tests.fakes.loopback --failure-rate 0.3 --latency-ms
   `timeout` (the vendor **acts**, then stalls `stall_s` — longer than the client's timeout — so the
   caller cannot know), `drop` (the connection is reset; the vendor acted or not, half and half);
 * `rate_limit_per_minute`: calls beyond it in a clock minute get 429 with `Retry-After` to the
-  next minute;
+  next minute; Zendesk's answers also carry its quota headers (`X-Rate-Limit-Remaining`,
+  `ratelimit-remaining`, `ratelimit-reset`…), as the real one does;
 * `down`: every call answers 503 and nothing is done (a vendor outage).
 
 Counters: `counts()` gives, per vendor, the number of tickets / cases / top-level Slack messages
@@ -195,6 +196,15 @@ class FakeVendor(abc.ABC):
     def error_reply(self, status: int, message: str) -> Reply:
         return Reply(status, {"error": message})
 
+    def quota_headers(self) -> dict[str, str]:
+        """What this vendor says about its rate limit on every answer (none by default)."""
+        return {}
+
+    def _window(self) -> tuple[int, int]:
+        """(calls left in this clock minute, seconds until it resets) under `rate_limit_per_minute`."""
+        limit = self.behaviour.rate_limit_per_minute or 0
+        return max(0, limit - self._in_minute), max(1, int(60 - time.time() % 60))
+
     def rate_limited_reply(self, retry_after: str) -> Reply:
         return Reply(429, {"error": "rate limited"}, {"Retry-After": retry_after})
 
@@ -236,6 +246,15 @@ class FakeZendesk(FakeVendor):
     def rate_limited_reply(self, retry_after: str) -> Reply:
         return Reply(429, {"error": "APIRateLimitExceeded", "description": "Rate limit exceeded"},
                      {"Retry-After": retry_after})
+
+    def quota_headers(self) -> dict[str, str]:
+        """Zendesk's account-wide per-minute counters, on every answer (its "Rate limits" page)."""
+        limit = self.behaviour.rate_limit_per_minute
+        if not limit:
+            return {}
+        remaining, reset = self._window()
+        return {"X-Rate-Limit": str(limit), "X-Rate-Limit-Remaining": str(remaining),
+                "ratelimit-limit": str(limit), "ratelimit-remaining": str(remaining), "ratelimit-reset": str(reset)}
 
     def route(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any) -> Reply:
         with self.lock:
@@ -630,6 +649,7 @@ class _Handler(BaseHTTPRequestHandler):
             vendor.calls[f"{self.command} {path}"] += 1
             if fault:
                 vendor.faults[fault] += 1
+            self.quota = vendor.quota_headers()  # as counted when this call was let in
         if latency and vendor.stopping.wait(latency):
             return self._drop()
         if early is not None:
@@ -650,7 +670,7 @@ class _Handler(BaseHTTPRequestHandler):
             if payload:
                 self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(payload)))
-            for name, value in reply.headers.items():
+            for name, value in {**getattr(self, "quota", {}), **reply.headers}.items():
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(payload)

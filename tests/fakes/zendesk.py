@@ -45,16 +45,18 @@ class FakeZendesk:
 
     # ---- routes -------------------------------------------------------------------------------
 
-    def create_ticket(self, ticket: Mapping[str, Any] | None = None, *, replay: bool = False) -> responses.BaseResponse:
+    def create_ticket(self, ticket: Mapping[str, Any] | None = None, *, replay: bool = False,
+                      quota: Mapping[str, str] | None = None) -> responses.BaseResponse:
+        """`quota`: rate-limit headers to answer with (`X-Rate-Limit-Remaining`, `ratelimit-reset`…)."""
         body = fixture("ticket-create-201.json")
         body["ticket"].update(ticket or {})
-        headers = {"x-idempotency-lookup": "hit" if replay else "miss", "Location": body["ticket"]["url"]}
+        headers = {"x-idempotency-lookup": "hit" if replay else "miss", "Location": body["ticket"]["url"], **(quota or {})}
         return self._add("POST", "/api/v2/tickets.json", 201, body, headers)
 
-    def update_ticket(self, ticket_id: int = 77120) -> responses.BaseResponse:
+    def update_ticket(self, ticket_id: int = 77120, *, quota: Mapping[str, str] | None = None) -> responses.BaseResponse:
         body = fixture("ticket-update-200.json")
         body["ticket"]["id"] = body["audit"]["ticket_id"] = ticket_id
-        return self._add("PUT", f"/api/v2/tickets/{ticket_id}.json", 200, body)
+        return self._add("PUT", f"/api/v2/tickets/{ticket_id}.json", 200, body, quota)
 
     def show_ticket(self, ticket_id: int = 1001) -> responses.BaseResponse:
         ticket = fixture("tickets-by-external-id.json")["tickets"][0]
