@@ -46,15 +46,19 @@ class Stored:
     prepared: set[int]
 
 
-def new_handoff(row: dict[str, Any], targets: list[str], token: str, lease_until: dt.datetime) -> NewHandoff:
-    """Rows for `row`'s handoff and one delivery per target, claimed by the request under `token`:
-    the background loop must not take a fresh delivery from under the request thread. If this
-    process dies, the lease expires and another takes over."""
+def new_handoff(row: dict[str, Any], targets: list[str], token: str, lease_until: dt.datetime,
+                leased: int | None = None) -> NewHandoff:
+    """Rows for `row`'s handoff and one delivery per target. The first `leased` (default: all) are
+    claimed by the request under `token`: the background loop must not take a fresh delivery from
+    under the request thread, and if this process dies the lease expires and another takes over.
+    The others (no free delivery thread) are stored due and unclaimed, for the loop."""
     now = row["created_at"]
+    leased = len(targets) if leased is None else leased
     return NewHandoff(row, [
         dict(handoff_id=row["id"], target=name, position=index, state="pending", attempts=0,
-             outcome_unknown=False, next_attempt_at=now, window_started_at=now, lease_owner=token,
-             lease_expires_at=lease_until, created_at=now, updated_at=now)
+             outcome_unknown=False, next_attempt_at=now, window_started_at=now,
+             lease_owner=token if index < leased else None, lease_expires_at=lease_until if index < leased else None,
+             created_at=now, updated_at=now)
         for index, name in enumerate(targets)
     ])
 

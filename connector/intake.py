@@ -174,8 +174,9 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
     with log_context(handoff_id=handoff.id):
         log.info("handoff accepted", extra={"targets": [d.target for d in handoff.deliveries],
                                             "conversation_id": handoff.conversation_id})
-        futures = [services.submit(d.id, d.lease_owner, fresh=handoff, prepared=d.id in prepared)
-                   for d in handoff.deliveries if d.lease_owner]  # held ones (paused target) wait for the loop
+        # Held (paused target) or left unclaimed (no free thread): the loop takes those.
+        futures = [services.submit(d.id, d.lease_owner, fresh=handoff, prepared=d.id in prepared, reserved=True)
+                   for d in handoff.deliveries if d.lease_owner]
         finished, _ = wait(futures, timeout=services.settings.sync_budget_ms / 1000)
         body, status = _answer(services, handoff, [future.result() for future in finished])
         log.info("handoff answered", extra={"status": body["status"], "http_status": status})
@@ -235,4 +236,13 @@ def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, d
         created_at=now, updated_at=now,
     )
     lease_until = now + dt.timedelta(seconds=services.settings.lease_s)
-    return services.store_handoff(new_handoff(row, decision.targets, services.outbox.new_token(), lease_until))
+    slots = services.reserve(len(decision.targets))  # the rest wait, unclaimed, for the loop
+    try:
+        stored = services.store_handoff(
+            new_handoff(row, decision.targets, services.outbox.new_token(), lease_until, leased=slots))
+    except BaseException:
+        services.release(slots)
+        raise
+    used = sum(1 for d in stored.handoff.deliveries if d.lease_owner) if stored is not None else 0
+    services.release(slots - used)  # a repeat, or a target paused meanwhile
+    return stored

@@ -161,3 +161,28 @@ def test_a_vendor_saying_its_allowance_is_nearly_spent_pauses_the_target_before_
     second = post(client, packet)
     assert second.status_code == 202  # held until the window resets, not sent into a 429
     assert [d.lease_owner for d in deliveries(services)][-1] is None
+
+
+def test_a_request_leaves_what_no_free_thread_can_run_to_the_loop_instead_of_queuing_it(make_app, slow_target):
+    """The pool never queues: a handoff arriving while every delivery thread is busy is stored due
+    and unclaimed, answered at once, and delivered by the loop when a thread frees up."""
+    app = make_app(targets=("slow",), delivery_threads=1, sync_budget_ms=100, poll_interval_s=0.2)
+    services = app.extensions["connector"]
+    client = app.test_client()
+    busy = post(client, minimal_packet())
+    assert busy.status_code == 202  # its attempt holds the only thread (SlowAdapter waits)
+    packet = minimal_packet()
+    packet["conversation"]["id"] = "arrives-while-busy"
+    started = time.monotonic()
+    waiting = post(client, packet)
+    assert waiting.status_code == 202 and time.monotonic() - started < 0.09  # no budget spent waiting
+    first, second = deliveries(services)
+    assert first.lease_owner is not None and second.lease_owner is None  # left for the loop
+    assert services.executor._work_queue.qsize() == 0  # nothing queued on the pool
+    services.start_loop(services.settings.poll_interval_s)
+    SlowAdapter.release.set()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(d.state == "pending" for d in deliveries(services)):
+        time.sleep(0.05)
+    assert [d.state for d in deliveries(services)] == ["created", "created"]
+    assert services._in_flight() == 0  # every reserved thread was given back
