@@ -147,6 +147,12 @@ class Outbox:
             .order_by(Delivery.next_attempt_at)
             .limit(limit)
         )
+        # Most polls find nothing due: a read (no write lock on SQLite, no row locks) says so, and
+        # only then is the claim's transaction opened. Idle loops in every worker took the writer
+        # lock each second, and a request's commit could queue behind one.
+        with self.db.reading() as session:
+            if session.scalars(query.limit(1)).first() is None:
+                return [], token
         if self.db.dialect == "postgresql":
             query = query.with_for_update(skip_locked=True, of=Delivery)
         with self.db.session() as session:

@@ -186,3 +186,25 @@ def test_a_request_leaves_what_no_free_thread_can_run_to_the_loop_instead_of_que
         time.sleep(0.05)
     assert [d.state for d in deliveries(services)] == ["created", "created"]
     assert services._in_flight() == 0  # every reserved thread was given back
+
+
+def test_a_poll_that_finds_nothing_due_takes_no_write_lock(make_app):
+    from sqlalchemy import event
+
+    app = make_app()
+    services = app.extensions["connector"]
+    begun: list[str] = []
+    listener = lambda conn, cursor, statement, *args: begun.append(statement)  # noqa: E731
+    event.listen(services.db.engine, "before_cursor_execute", listener)
+    try:
+        assert services.outbox.claim_due()[0] == []
+    finally:
+        event.remove(services.db.engine, "before_cursor_execute", listener)
+    assert "BEGIN IMMEDIATE" not in begun and not any(s.startswith("UPDATE") for s in begun), begun
+    packet = minimal_packet()
+    with services.db.session() as session:  # something due: the claim happens as before
+        session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+    assert post(app.test_client(), packet).status_code == 201
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(state="pending", next_attempt_at=utcnow(), lease_owner=None))
+    assert len(services.outbox.claim_due()[0]) == 1
