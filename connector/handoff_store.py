@@ -79,7 +79,7 @@ def store(db: Database, group: list[NewHandoff]) -> list[Stored | None | BaseExc
     for new in group:
         try:
             results.extend(_write(db, [new]))
-        except (IntegrityError, DataError) as err:
+        except Exception as err:  # each request its own answer: some of the group may be stored already
             results.append(err)
     return results
 
@@ -87,8 +87,10 @@ def store(db: Database, group: list[NewHandoff]) -> list[Stored | None | BaseExc
 def _write(db: Database, group: list[NewHandoff]) -> list[Stored | None]:
     with db.writing() as connection:
         now = utcnow()
-        inserted = set(connection.execute(
-            db.insert_or_skip(_HANDOFFS).returning(_HANDOFFS.c.id), [new.row for new in group]).scalars())
+        # Rows go in key order: two PostgreSQL workers inserting overlapping keys in opposite
+        # orders could otherwise deadlock on the unique indexes.
+        ordered = sorted((new.row for new in group), key=lambda row: (row["bot_id"] or "", row["idempotency_key"]))
+        inserted = set(connection.execute(db.insert_or_skip(_HANDOFFS).returning(_HANDOFFS.c.id), ordered).scalars())
         fresh = [new for new in group if new.row["id"] in inserted]
         if not fresh:
             return [None] * len(group)
@@ -113,6 +115,7 @@ def _write(db: Database, group: list[NewHandoff]) -> list[Stored | None]:
             )
         prepared: set[int] = set()
         if links:
+            links.sort(key=lambda link: (link["bot_id"], link["conversation_id"], link["target"]))
             prepared.update(connection.execute(
                 db.insert_or_skip(_LINKS).returning(_LINKS.c.owner_delivery_id), links).scalars())
     return [Stored(handoffs[new.row["id"]], prepared & {d.id for d in handoffs[new.row["id"]].deliveries})

@@ -141,3 +141,25 @@ def test_concurrent_requests_are_stored_in_groups_and_each_gets_its_own_answer(a
     assert sorted(a.get_json()["conversation_id"] for a in answers) == sorted(f"conv-{n}" for n in range(12))
     assert len({a.get_json()["id"] for a in answers}) == 12
     assert len(sizes) < 12 and sum(sizes) == 12  # some requests shared a transaction
+
+
+def test_when_the_one_at_a_time_rewrite_fails_midway_each_request_still_gets_its_own_answer(any_db_app, monkeypatch):
+    """The rewrite after a refused row commits one handoff per transaction: a database error on
+    the third must not tell the first two (already stored) that nothing was recorded."""
+    from sqlalchemy.exc import OperationalError
+
+    services = any_db_app.extensions["connector"]
+    real = handoff_store._write
+
+    def write(db, group):
+        if len(group) == 1 and group[0].row["conversation_id"] == "d":
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return real(db, group)
+
+    monkeypatch.setattr(handoff_store, "_write", write)
+    group = [new(services, conversation="a"), new(services, conversation="b"),
+             new(services, conversation="c", bot_id=None), new(services, conversation="d")]
+    results = handoff_store.store(services.db, group)
+    assert [type(r).__name__ for r in results] == ["Stored", "Stored", "IntegrityError", "OperationalError"]
+    with services.db.reading() as session:
+        assert sorted(session.scalars(select(Handoff.conversation_id))) == ["a", "b"]
