@@ -162,16 +162,22 @@ class Services:
                 self._stop.wait(interval)
 
     def _defer(self, work: Callable[[], None]) -> None:
+        """Follow-up work on the delivery pool, counted as a running thread like a delivery (so
+        `reserve` never hands out a thread it occupies)."""
         def logged() -> None:
             try:
                 work()
             except Exception:  # follow-up work is best effort; the deliveries are recorded
                 log.exception("follow-up work failed")
+            finally:
+                self.release(1)
 
+        with self._count_lock:
+            self._running += 1
         try:
             self.executor.submit(logged)
         except RuntimeError:  # shutting down: the links are cosmetic, skip them
-            pass
+            self.release(1)
 
     def _in_flight(self) -> int:
         with self._count_lock:

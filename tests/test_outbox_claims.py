@@ -208,3 +208,17 @@ def test_a_poll_that_finds_nothing_due_takes_no_write_lock(make_app):
     with services.db.session() as session:
         session.execute(update(Delivery).values(state="pending", next_attempt_at=utcnow(), lease_owner=None))
     assert len(services.outbox.claim_due()[0]) == 1
+
+
+def test_follow_up_work_on_the_pool_counts_as_a_busy_thread(make_app):
+    app = make_app(delivery_threads=1)
+    services = app.extensions["connector"]
+    release = threading.Event()
+    services._defer(lambda: release.wait(5))
+    assert services._in_flight() == 1 and services.reserve(1) == 0  # no thread handed out twice
+    release.set()
+    deadline = time.monotonic() + 5
+    while services._in_flight() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert services._in_flight() == 0 and services.reserve(1) == 1
+    services.release(1)
