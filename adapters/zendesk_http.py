@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -129,15 +130,20 @@ def quota_pause(response: requests.Response) -> float | None:
     reset = _number(headers.get("ratelimit-reset"))
     if remaining is None or reset is None or reset <= 0:
         return None
-    limit = _number(headers.get("ratelimit-limit") or headers.get("x-rate-limit")) or 0
-    return reset if remaining <= max(RESERVE_MIN, limit * RESERVE_SHARE) else None
+    limit = _number(headers.get("ratelimit-limit") or headers.get("x-rate-limit"))
+    keep = max(RESERVE_MIN, (limit or 0) * RESERVE_SHARE)
+    if limit:
+        keep = min(keep, limit // 2)  # a tiny allowance is still used, not reserved whole
+    # The window is a minute: a larger figure (a timestamp from a proxy) must not pause for days.
+    return min(reset, 60.0) if remaining <= keep else None
 
 
 def _number(raw: str | None) -> float | None:
     try:
-        return float(raw) if raw is not None else None
+        value = float(raw) if raw is not None else None
     except ValueError:
         return None
+    return value if value is not None and math.isfinite(value) else None
 
 
 @contextmanager

@@ -102,6 +102,11 @@ def test_create_sends_complete_ticket_and_returns_agent_url(zd: FakeZendesk) -> 
     ({"ratelimit-limit": "100", "ratelimit-remaining": "10", "ratelimit-reset": "7"}, 7.0),  # at least 10 kept
     ({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "0"}, None),  # no reset time: nothing to wait for
     ({}, None),
+    ({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "3", "ratelimit-reset": "1795000000"}, 60.0),  # a timestamp
+    ({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "3", "ratelimit-reset": "inf"}, None),
+    ({"X-Rate-Limit": "nan", "X-Rate-Limit-Remaining": "3", "ratelimit-reset": "9"}, 9.0),
+    ({"X-Rate-Limit": "6", "X-Rate-Limit-Remaining": "4", "ratelimit-reset": "9"}, None),  # a tiny allowance is used
+    ({"X-Rate-Limit": "6", "X-Rate-Limit-Remaining": "3", "ratelimit-reset": "9"}, 9.0),
 ])
 def test_a_nearly_spent_minute_allowance_asks_to_hold_the_target_until_it_resets(zd: FakeZendesk, quota, hold_s):
     zd.create_ticket(quota=quota)
