@@ -11,6 +11,7 @@ import fcntl
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,13 @@ def make_engine(url: str, root: str) -> Engine:
             parsed = parsed.set(database=database)
         if database and database != ":memory:":
             os.makedirs(os.path.dirname(database), exist_ok=True)
-        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
+        # hide_parameters: an error's text must not carry the packets a statement was writing
+        # (a group commit writes several customers' at once) into a log line.
+        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -88,6 +91,14 @@ class WriterLock:
         self._fd: int | None = None
         self._fd_pid: int | None = None
         self._warned = False
+        # A child forked while this process held the lock would inherit the thread lock as held by
+        # its own (forking) thread and take itself for nested inside the parent's turn.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (lock := ref()) is not None and lock._forget_parent())
+
+    def _forget_parent(self) -> None:
+        self._threads = threading.RLock()
+        self._depth = 0
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:

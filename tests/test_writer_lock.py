@@ -85,25 +85,22 @@ def test_threads_of_one_process_take_turns_and_a_thread_may_nest(tmp_path):
 
 
 def test_a_forked_child_does_not_share_its_parent_s_lock(tmp_path):
+    """The same object, inherited across fork, must still exclude parent and child from each other
+    (a shared descriptor would let both hold the flock at once)."""
     lock = WriterLock(str(tmp_path / "c.db"))
-    with lock.held():
-        pass  # the parent has opened its descriptor
     fork = multiprocessing.get_context("fork")
-    held, release = fork.Event(), fork.Event()
+    entered = fork.Event()
 
     def child() -> None:
-        with lock.held():  # the same object, inherited: it must open a descriptor of its own
-            held.set()
-            release.wait(10)
+        with lock.held():
+            entered.set()
 
-    process = fork.Process(target=child)
-    process.start()
-    try:
-        assert held.wait(10)
-        assert not _free(lock.path)
-    finally:
-        release.set()
-        process.join(10)
+    with lock.held():  # the parent holds it through its own descriptor while the child starts
+        process = fork.Process(target=child)
+        process.start()
+        assert not entered.wait(0.5)  # the child waits for the parent
+    assert entered.wait(5)  # and gets it once the parent lets go
+    process.join(10)
     assert process.exitcode == 0
 
 
