@@ -13,6 +13,7 @@ import os
 import queue
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import IO
 
@@ -55,6 +56,10 @@ class BackgroundStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._lines: queue.SimpleQueue[str | threading.Event] = queue.SimpleQueue()
         self._writer_pid: int | None = None
         self._start_lock = threading.Lock()
+        # Fork only with the writer idle: a writer inside `stream.write()` at the fork would leave
+        # the child a stream locked forever (gunicorn's master logs, then forks its workers).
+        ref = weakref.ref(self)
+        os.register_at_fork(before=lambda: (handler := ref()) is not None and handler._drain())
 
     def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
         if not self.filter(record):
@@ -71,11 +76,15 @@ class BackgroundStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.handle(record)
 
     def flush(self) -> None:
+        self._drain()
+        super().flush()
+
+    def _drain(self) -> None:
+        """Wait (5 s at most) until the writer has written everything logged so far."""
         if self._writer_pid == os.getpid():
             written = threading.Event()
             self._lines.put(written)
             written.wait(timeout=5)
-        super().flush()
 
     def _put(self, item: str | threading.Event) -> None:
         if self._writer_pid != os.getpid():

@@ -115,3 +115,20 @@ def test_the_connector_s_handler_writes_json_lines(monkeypatch):
         handler.setStream(previous)
     line = json.loads(stream.getvalue().splitlines()[-1])
     assert (line["message"], line["handoff_id"], line["count"], line["level"]) == ("hello", "hnd_1", 2, "INFO")
+
+
+def test_a_fork_waits_for_the_writer_to_finish_what_it_is_writing(tmp_path):
+    """A fork while the writer is inside write() would hand the child a stream locked for good."""
+    stream = StuckStream()
+    handler = BackgroundStreamHandler(stream)
+    log = logger_with(handler, "test.jsonlog.forkwait")
+    log.info("being written")
+    assert stream.entered.wait(5)
+    threading.Timer(0.3, stream.release.set).start()
+    started = time.monotonic()
+    child = multiprocessing.get_context("fork").Process(target=lambda: None)
+    child.start()  # runs the before-fork hook: flush, i.e. wait for the line
+    waited = time.monotonic() - started
+    child.join(10)
+    assert waited >= 0.25 and child.exitcode == 0
+    assert stream.getvalue().splitlines() == ["being written"]
