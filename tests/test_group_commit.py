@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -29,6 +30,14 @@ class Recorder:
         return [ValueError(f"bad {i}") if i < 0 else i * 10 for i in items]
 
 
+def queued(commit: GroupCommit, n: int) -> None:
+    """Wait until `n` callers are queued behind the write in progress."""
+    deadline = time.monotonic() + 5
+    while len(commit._queue) < n:
+        assert time.monotonic() < deadline, f"{len(commit._queue)} of {n} queued"
+        time.sleep(0.005)
+
+
 def test_a_caller_alone_writes_its_own_item_on_its_own_thread():
     write = Recorder()
     commit = GroupCommit(write)
@@ -44,8 +53,7 @@ def test_callers_arriving_while_a_group_is_written_share_the_next_write():
         first = pool.submit(commit, 1)
         assert write.entered.wait(5)
         rest = [pool.submit(commit, n) for n in range(2, 10)]
-        while len(commit._queue) < 8:  # all eight are queued behind the open write
-            threading.Event().wait(0.005)
+        queued(commit, 8)  # all eight wait behind the open write
         write.release.set()
         assert first.result(5) == 10
         assert [f.result(5) for f in rest] == [n * 10 for n in range(2, 10)]
@@ -61,8 +69,7 @@ def test_an_item_s_own_error_reaches_only_its_caller():
         first = pool.submit(commit, 1)
         assert write.entered.wait(5)
         bad, good = pool.submit(commit, -1), pool.submit(commit, 2)
-        while len(commit._queue) < 2:
-            threading.Event().wait(0.005)
+        queued(commit, 2)
         write.release.set()
         assert first.result(5) == 10
         assert good.result(5) == 20
@@ -92,8 +99,7 @@ def test_groups_are_capped_and_every_queued_caller_is_answered():
         first = pool.submit(commit, 0)
         assert write.entered.wait(5)
         rest = [pool.submit(commit, n) for n in range(1, 8)]
-        while len(commit._queue) < 7:
-            threading.Event().wait(0.005)
+        queued(commit, 7)
         write.release.set()
         assert [f.result(5) for f in [first, *rest]] == [n * 10 for n in range(8)]
     assert max(len(g) for g in write.groups) <= 3
