@@ -148,10 +148,8 @@ def test_logs_of_refusals_carry_no_packet_or_credential(leaky_app, log_lines):
         assert needle not in logged, needle
 
 
-# Known leak, outside this change's files: `Outbox._record_error` (connector/outbox.py) logs the
-# vendor's error text as `error` on "delivery attempt failed", and vendors echo the values they
-# refused. Strict, so this fails — as a reminder to drop the mark — once the message is redacted
-# or left to `deliveries.last_error`.
+# Vendors echo the values they refused: `Outbox._record_error` keeps that text in
+# `deliveries.last_error` and logs only the error's kind and status.
 def test_logs_of_a_vendor_refusal_carry_no_pii(make_app, log_lines):
     app = make_app(log_level="DEBUG", zendesk_api_token=VENDOR_SECRETS["zendesk_api_token"], **ZENDESK)
     # Vendors echo what they refused; Zendesk's 422 names the requester's address.
