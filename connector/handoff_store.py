@@ -109,8 +109,8 @@ def _write(db: Database, group: list[NewHandoff]) -> list[Stored | None]:
             handoff.deliveries = [Delivery(id=ids[(row["handoff_id"], row["position"])], **row)
                                   for row in new.deliveries]
             links.extend(
-                dict(bot_id=handoff.bot_id, conversation_id=handoff.conversation_id, target=delivery.target,
-                     owner_delivery_id=delivery.id, created_at=now, updated_at=now)
+                dict(ConversationLink.key_for(handoff, delivery.target), owner_delivery_id=delivery.id,
+                     created_at=now, updated_at=now)
                 for delivery in handoff.deliveries if delivery.lease_owner is not None
             )
         prepared: set[int] = set()

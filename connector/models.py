@@ -125,6 +125,11 @@ class ConversationLink(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
+    @staticmethod
+    def key_for(handoff: Handoff, target: str) -> dict[str, str]:
+        """What names a conversation's ticket at one target (the unique key above)."""
+        return {"bot_id": handoff.bot_id, "conversation_id": handoff.conversation_id, "target": target}
+
 
 class TargetPause(Base):
     """A target told us to slow down (429): every worker holds its deliveries until `until`."""

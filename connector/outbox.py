@@ -276,7 +276,7 @@ class Outbox:
     def _link_for(self, connection: Connection, delivery: Delivery, handoff: Handoff,
                   now: dt.datetime) -> Link | None | bool:
         """The conversation's ticket at this target; False when another delivery is creating it."""
-        key = _link_key(handoff, delivery.target)
+        key = ConversationLink.key_for(handoff, delivery.target)
         if self._take_new_link(connection, key, delivery.id, now):
             return None
         # Another handoff of this conversation got there first: its row says whether the ticket exists yet.
@@ -304,7 +304,7 @@ class Outbox:
                 "url": outcome.url, "receipt": dict(outcome.receipt), "vendor_reply": _jsonable(outcome.reply),
                 "now": now}
         ticket = {"vendor_id": outcome.vendor_id, "url": outcome.url, "extra": dict(outcome.link_extra)}
-        key = _link_key(handoff, delivery.target)
+        key = ConversationLink.key_for(handoff, delivery.target)
         with self.db.writing() as connection:
             if outcome.payload is None:
                 connection.execute(_DELIVERED, done)
@@ -397,7 +397,7 @@ class Outbox:
                 if delivery.target == finished_target and len(done) == 1:
                     continue
                 link = session.scalars(
-                    select(ConversationLink).filter_by(**_link_key(handoff, delivery.target))).first()
+                    select(ConversationLink).filter_by(**ConversationLink.key_for(handoff, delivery.target))).first()
                 related = tuple({"target": d.target, "status": d.state, "id": d.vendor_id, "url": d.url}
                                 for d in done if d.id != delivery.id)
                 if link is None or not link.vendor_id or not related:
@@ -507,10 +507,6 @@ def _taken_over():  # type: ignore[no-untyped-def]
     """
     return or_(Delivery.outcome_unknown, Delivery.lease_owner.is_not(None))
 
-
-def _link_key(handoff: Handoff, target: str) -> dict[str, str]:
-    """What names a conversation's ticket at one target (`ConversationLink`'s unique key)."""
-    return {"bot_id": handoff.bot_id, "conversation_id": handoff.conversation_id, "target": target}
 
 
 def _member(handoff: Handoff, delivery_id: int) -> Delivery:
