@@ -34,6 +34,7 @@ from connector.errors import ConfigError
 from connector.settings import Settings
 
 from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TransientError
+from .http_session import SettledEnvironmentSession
 
 API_VERSION = "59.0"
 DEFAULT_RETRY_AFTER_S = 60.0
@@ -97,11 +98,12 @@ class Throttled(Exception):
         self.status = status
 
 
-class VendorSession(requests.Session):
+class VendorSession(SettledEnvironmentSession):
     """requests session with our timeout on every call (simple-salesforce passes none).
 
     `trust_env` (the default, kept on purpose) makes requests read REQUESTS_CA_BUNDLE, SSL_CERT_FILE
-    and the proxy variables, as the contract promises for all outbound HTTPS.
+    and the proxy variables, as the contract promises for all outbound HTTPS (read once per origin:
+    `SettledEnvironmentSession`).
     """
 
     def __init__(self, timeout_s: float):

@@ -21,12 +21,13 @@ from urllib3.util.retry import Retry
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
 
 from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TransientError
+from .http_session import SettledEnvironmentSession
 
 MESSAGE_LIMIT = 500  # characters of a vendor error kept in our message (the full body stays in `reply`)
 RESERVE_SHARE, RESERVE_MIN = 0.05, 10  # of the per-minute allowance, left unspent (see quota_pause)
 
 
-class ZendeskSession(requests.Session):
+class ZendeskSession(SettledEnvironmentSession):
     """The session zenpy authenticates (`Zenpy(session=...)`) and the adapter sends through.
 
     * Every 4xx/5xx raises our own error from a response hook, inside `Session.send`. Should a
@@ -35,7 +36,8 @@ class ZendeskSession(requests.Session):
       owns retries and honours `retry_after` for the whole target.
     * Transport retries are off (`total=0, read=False`): zenpy's default adapter replays PUT on 503
       and a comment could land twice. A read timeout surfaces as `ReadTimeout`, never retried here.
-    * `trust_env` stays on, so REQUESTS_CA_BUNDLE, SSL_CERT_FILE and proxy variables apply.
+    * `trust_env` stays on, so REQUESTS_CA_BUNDLE, SSL_CERT_FILE and proxy variables apply (read
+      once per origin: `SettledEnvironmentSession`).
     """
 
     def __init__(self, origin: str):
