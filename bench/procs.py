@@ -213,11 +213,9 @@ def connector_env(database_url: str, targets: str, extra: Mapping[str, str]) -> 
 @contextlib.contextmanager
 def connector(work: Path, database_url: str, targets: str, extra: Mapping[str, str] | None = None,
               startup_s: float = 60.0) -> Iterator[Connector]:
-    """`gunicorn -c gunicorn.conf.py wsgi:app` on a free port, up when /healthz answers 200.
-
-    (/healthz rather than /readyz: on PostgreSQL /readyz answers 503 — its delivery counts query
-    is refused, see RESULTS.md — while the service works; the schema is migrated before workers start.)
-    """
+    """`gunicorn -c gunicorn.conf.py wsgi:app` on a free port, up when /healthz answers 200 and every
+    worker is running (the schema is migrated before workers start). The intake scenario asks
+    /readyz too, and RESULTS.md says so if it did not answer 200 while handoffs were accepted."""
     port = free_port()
     env = connector_env(database_url, targets, {"CONNECTOR_BIND": f"127.0.0.1:{port}", **(extra or {})})
     log = work / f"gunicorn-{port}.log"
