@@ -128,7 +128,11 @@ class ConversationLink(Base):
     @staticmethod
     def key_for(handoff: Handoff, target: str) -> dict[str, str]:
         """What names a conversation's ticket at one target (the unique key above)."""
-        return {"bot_id": handoff.bot_id, "conversation_id": handoff.conversation_id, "target": target}
+        return ConversationLink.key(handoff.bot_id, handoff.conversation_id, target)
+
+    @staticmethod
+    def key(bot_id: str, conversation_id: str, target: str) -> dict[str, str]:
+        return {"bot_id": bot_id, "conversation_id": conversation_id, "target": target}
 
 
 class TargetPause(Base):
