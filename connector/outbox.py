@@ -429,7 +429,8 @@ class Outbox:
         # then refuses the select as not grouped (GroupingError), so /readyz answered 503 on every
         # PostgreSQL deployment. One labelled expression with a literal 0 is the same on both sides.
         retried = (Delivery.attempts > literal_column("0")).label("retried")
-        with self.db.session() as session:
+        # A read: /readyz (asked every few seconds by an orchestrator) must not queue for SQLite's writer.
+        with self.db.reading() as session:
             rows = session.execute(
                 select(Delivery.target, Delivery.state, retried, func.count())
                 .where(Delivery.state.in_(("pending", "dead", "failed")))

@@ -188,6 +188,20 @@ def test_a_request_leaves_what_no_free_thread_can_run_to_the_loop_instead_of_que
     assert services._in_flight() == 0  # every reserved thread was given back
 
 
+def test_backlog_counts_take_no_write_lock(make_app):
+    from sqlalchemy import event
+
+    services = make_app().extensions["connector"]
+    begun: list[str] = []
+    listener = lambda conn, cursor, statement, *args: begun.append(statement)  # noqa: E731
+    event.listen(services.db.engine, "before_cursor_execute", listener)
+    try:
+        assert services.outbox.counts() == {}
+    finally:
+        event.remove(services.db.engine, "before_cursor_execute", listener)
+    assert "BEGIN IMMEDIATE" not in begun, begun
+
+
 def test_a_poll_that_finds_nothing_due_takes_no_write_lock(make_app):
     from sqlalchemy import event
 
