@@ -16,7 +16,8 @@ class SettledEnvironmentSession(requests.Session):
     twice (`urllib.request.getproxies`); in the benchmark's profile of a worker that was the largest
     single item of a delivery's CPU. The connector reads its settings once at start and never edits
     its environment, so what requests derives from it is kept per origin (scheme and host) and for
-    the same call arguments; anything unusual (an unhashable argument) takes requests' own path.
+    the same call arguments and session settings; anything unusual (an unhashable value) takes
+    requests' own path.
     """
 
     def __init__(self) -> None:
@@ -29,7 +30,9 @@ class SettledEnvironmentSession(requests.Session):
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
         parts = urlsplit(url if isinstance(url, str) else str(url))
         try:
-            key = (parts.scheme, parts.netloc, frozenset((proxies or {}).items()), stream, verify, cert)
+            # The session's own settings are merged in too, and may be set after the first call.
+            key = (parts.scheme, parts.netloc, frozenset((proxies or {}).items()), stream, verify, cert,
+                   frozenset((self.proxies or {}).items()), self.stream, self.verify, self.cert)
             merged = self._environment.get(key)
         except TypeError:  # an unhashable argument (a list as cert…)
             return super().merge_environment_settings(url, proxies, stream, verify, cert)

@@ -63,6 +63,17 @@ def test_call_arguments_are_part_of_the_key_and_answers_are_copies(monkeypatch):
     assert unhashable["cert"] == ["c.pem", "k"]
 
 
+def test_session_settings_changed_after_the_first_call_apply(monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/our-ca.pem")
+    session = SettledEnvironmentSession()
+    assert session.merge_environment_settings("https://acme.zendesk.com/x", {}, None, None, None)["verify"] == \
+        "/etc/ssl/our-ca.pem"
+    session.proxies = {"https": "http://set-later:3128"}  # as simple-salesforce does when given proxies
+    session.cert = "client.pem"
+    settings = session.merge_environment_settings("https://acme.zendesk.com/x", {}, None, None, None)
+    assert settings["proxies"]["https"] == "http://set-later:3128" and settings["cert"] == "client.pem"
+
+
 def test_without_trust_env_the_environment_is_not_read(monkeypatch):
     calls = _counting(monkeypatch)
     session = SettledEnvironmentSession()
