@@ -13,7 +13,6 @@ import http.client
 import itertools
 import json
 import math
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -109,16 +108,6 @@ def run(connect: Callable[[], Any], call: Call, *, clients: int, total: int | No
 # ---- calls ----------------------------------------------------------------------------------
 
 
-class _NoDelayConnection(http.client.HTTPConnection):
-    """http.client sends the headers and the body in two writes; with Nagle's algorithm on, the
-    body can wait for the server's delayed ACK of the headers. The baseline's client (requests,
-    through urllib3) turns Nagle off, and so do most HTTP client libraries; so does this one."""
-
-    def connect(self) -> None:
-        super().connect()
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 class Handoffs:
     """POST /v1/handoffs of the full sample packet, a new conversation each time (a new ticket).
 
@@ -141,7 +130,7 @@ class Handoffs:
         self.statuses: dict[int, int] = {}
 
     def connect(self) -> http.client.HTTPConnection:
-        return _NoDelayConnection(self.host, self.port, timeout=65)
+        return http.client.HTTPConnection(self.host, self.port, timeout=65)
 
     def body(self, number: int) -> bytes:
         return self.template.replace("@@CONV@@", f"bench-{self.run_id}-{number}").encode()
