@@ -19,6 +19,8 @@ from typing import IO
 
 from pythonjsonlogger.json import JsonFormatter
 
+MAX_WAITING_LINES = 10_000  # a few MB of JSON lines: minutes of a busy worker's log
+
 _context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("log_context", default=None)
 
 
@@ -49,11 +51,16 @@ class BackgroundStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     put on a queue. Lines keep their order; `flush()` (logging.shutdown calls it at exit) returns
     once everything logged before it is written. The writer belongs to the process that started
     it: after a fork (gunicorn's workers) the child starts its own on its first line.
+
+    At most `max_waiting` lines wait to be written. Past that (a log pipe stalled for long) a log
+    call waits for room, as a plain handler waits on a stalled pipe, rather than growing the
+    process's memory without bound; no line is dropped.
     """
 
-    def __init__(self, stream: IO[str] | None = None):
+    def __init__(self, stream: IO[str] | None = None, max_waiting: int = MAX_WAITING_LINES):
         super().__init__(stream)
-        self._lines: queue.SimpleQueue[str | threading.Event] = queue.SimpleQueue()
+        self._max_waiting = max_waiting
+        self._lines: queue.Queue[str | threading.Event] = queue.Queue(max_waiting)
         self._writer_pid: int | None = None
         self._start_lock = threading.Lock()
         # Fork only with the writer idle: a writer inside `stream.write()` at the fork would leave
@@ -83,7 +90,10 @@ class BackgroundStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         """Wait (5 s at most) until the writer has written everything logged so far."""
         if self._writer_pid == os.getpid():
             written = threading.Event()
-            self._lines.put(written)
+            try:
+                self._lines.put(written, timeout=5)
+            except queue.Full:  # the stream is stuck: do not hang a fork or the exit on it
+                return
             written.wait(timeout=5)
 
     def _put(self, item: str | threading.Event) -> None:
@@ -96,11 +106,11 @@ class BackgroundStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             if self._writer_pid == os.getpid():
                 return
             # A queue inherited from the parent may still hold its lines: they are the parent's to write.
-            self._lines = queue.SimpleQueue()
+            self._lines = queue.Queue(self._max_waiting)
             threading.Thread(target=self._write_lines, args=(self._lines,), name="log-writer", daemon=True).start()
             self._writer_pid = os.getpid()
 
-    def _write_lines(self, lines: queue.SimpleQueue[str | threading.Event]) -> None:
+    def _write_lines(self, lines: queue.Queue[str | threading.Event]) -> None:
         while True:
             batch: list[str] = []
             item = lines.get()

@@ -1,5 +1,6 @@
-"""The JSON log's handler writes on a thread of its own: a slow or stuck stream never holds up the
-thread that logs, lines keep their order, flush() waits for them, and a forked child writes its own."""
+"""The JSON log's handler writes on a thread of its own: a slow or stuck stream holds up no thread
+that logs until its buffer is full (then they wait, and nothing is lost), lines keep their order,
+flush() waits for them, and a forked child writes its own."""
 
 from __future__ import annotations
 
@@ -51,6 +52,39 @@ def test_a_stuck_stream_does_not_hold_up_the_threads_that_log():
     handler.flush()
     lines = stream.getvalue().splitlines()
     assert lines[0] == "first" and sorted(lines[1:]) == sorted(f"line {n}" for n in range(8))
+
+
+def test_past_its_buffer_a_log_call_waits_for_room_and_no_line_is_lost():
+    stream = StuckStream()
+    handler = BackgroundStreamHandler(stream, max_waiting=3)
+    log = logger_with(handler, "test.jsonlog.full")
+    log.info("first")
+    assert stream.entered.wait(5)  # the writer holds "first", stuck in write()
+    for n in range(3):
+        log.info("queued %d", n)  # the buffer's three places
+    late = threading.Thread(target=log.info, args=("late",))
+    late.start()
+    late.join(0.3)
+    assert late.is_alive()  # waiting for room: memory stays bounded
+    stream.release.set()
+    late.join(5)
+    assert not late.is_alive()
+    handler.flush()
+    assert stream.getvalue().splitlines() == ["first", "queued 0", "queued 1", "queued 2", "late"]
+
+
+def test_flush_gives_up_on_a_stream_stuck_with_a_full_buffer():
+    stream = StuckStream()
+    handler = BackgroundStreamHandler(stream, max_waiting=1)
+    log = logger_with(handler, "test.jsonlog.giveup")
+    log.info("first")
+    assert stream.entered.wait(5)
+    log.info("fills the buffer")
+    started = time.monotonic()
+    handler._drain()  # what a fork waits on: bounded, not forever
+    assert 4 < time.monotonic() - started < 8
+    stream.release.set()
+    handler.flush()
 
 
 def test_lines_keep_their_order_and_flush_waits_for_them():
