@@ -5,11 +5,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import ValidationError, fields
+
+from connector.text_rules import UNSTORABLE
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,6 @@ class Ignored:
     reason: str  # said in the answer and the log: nothing in it comes from the payload's free text
 
 
-# PostgreSQL text refuses NUL, and a lone surrogate cannot be encoded: refused before storing.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
 class VendorId(fields.Field):
     """An id as vendors send it: a string (Zendesk event payloads) or a whole number (placeholders
     in older trigger payloads); given back as a non-empty string of at most 200 characters."""
@@ -46,6 +43,6 @@ def stored_text(text: str) -> str:
     """`text` if it can be stored as one of our ids or names, else a ValidationError."""
     if not text or len(text) > 200:
         raise ValidationError("Must be 1 to 200 characters.")
-    if _UNSTORABLE.search(text):
+    if UNSTORABLE.search(text):
         raise ValidationError("Contains U+0000 or an unpaired surrogate.")
     return text

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import re
 from concurrent.futures import wait
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,6 +28,7 @@ from .models import Delivery, Handoff, utcnow
 from .outbox import Attempted
 from .schemas import Limits, PacketSchema, flatten_errors
 from .services import Services
+from .text_rules import UNSTORABLE
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,7 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in JSON")
 
 
-# `"\u0000"` and `"\ud800"` are valid JSON, yet PostgreSQL text refuses NUL and a lone surrogate
-# cannot be encoded as UTF-8 (for the answer, a vendor or the log): refused here, named by path.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-_MAX_REPORTED = 20
+_MAX_REPORTED = 20  # paths named in an answer refusing unstorable text (`text_rules.UNSTORABLE`)
 
 
 def _depth(value: Any, *, check_text: bool) -> tuple[int, bool]:
@@ -88,11 +85,11 @@ def _depth(value: Any, *, check_text: bool) -> tuple[int, bool]:
         item, level = stack.pop()
         deepest = max(deepest, level)
         if isinstance(item, dict):
-            suspect = suspect or (check_text and any(_UNSTORABLE.search(key) for key in item))
+            suspect = suspect or (check_text and any(UNSTORABLE.search(key) for key in item))
             stack.extend((child, level + 1) for child in item.values())
         elif isinstance(item, list):
             stack.extend((child, level + 1) for child in item)
-        elif check_text and isinstance(item, str) and _UNSTORABLE.search(item):
+        elif check_text and isinstance(item, str) and UNSTORABLE.search(item):
             suspect = True
     return deepest, suspect
 
@@ -106,12 +103,12 @@ def _scan(value: Any) -> list[str]:
         if isinstance(item, dict):
             for key, child in item.items():
                 child_path = f"{path}.{_shown(key)}" if path else _shown(key)
-                if _UNSTORABLE.search(key):
+                if UNSTORABLE.search(key):
                     unstorable.append(child_path)
                 stack.append((child, child_path))
         elif isinstance(item, list):
             stack.extend((child, f"{path}.{index}" if path else str(index)) for index, child in enumerate(item))
-        elif isinstance(item, str) and _UNSTORABLE.search(item):
+        elif isinstance(item, str) and UNSTORABLE.search(item):
             unstorable.append(path or "(body)")
     return sorted(unstorable)
 
