@@ -509,7 +509,6 @@ def _taken_over():  # type: ignore[no-untyped-def]
     return or_(Delivery.outcome_unknown, Delivery.lease_owner.is_not(None))
 
 
-
 def _member(handoff: Handoff, delivery_id: int) -> Delivery:
     return next(d for d in handoff.deliveries if d.id == delivery_id)
 
