@@ -18,7 +18,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -146,6 +146,7 @@ class Database:
         self._writer = WriterLock(database if on_disk else None) if self.dialect == "sqlite" else None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.readers = sessionmaker(self.engine.execution_options(**{READONLY: True}), expire_on_commit=False)
+        self._skipping: dict[tuple[str, tuple[str, ...]], Any] = {}
 
     @property
     def dialect(self) -> str:
@@ -180,10 +181,19 @@ class Database:
         with self.readers() as session:
             yield session
 
-    def insert_or_skip(self, model: type) -> Any:
-        """`INSERT … ON CONFLICT DO NOTHING` in this database's dialect: rowcount 1 if inserted."""
-        dialect_insert = postgresql_insert if self.dialect == "postgresql" else sqlite_insert
-        return dialect_insert(model).on_conflict_do_nothing()
+    def insert_or_skip(self, table: Table, returning: tuple[str, ...] = ()) -> Any:
+        """`INSERT … ON CONFLICT DO NOTHING [RETURNING …]` in this database's dialect: rowcount 1 if
+        inserted. Built once per table and returned columns: the same object each time is compiled
+        once (`driver_cursor`, SQLAlchemy's cache), where a new one is keyed again on every call."""
+        key = (table.name, returning)
+        statement = self._skipping.get(key)
+        if statement is None:
+            dialect_insert = postgresql_insert if self.dialect == "postgresql" else sqlite_insert
+            statement = dialect_insert(table).on_conflict_do_nothing()
+            if returning:
+                statement = statement.returning(*(table.c[name] for name in returning))
+            self._skipping[key] = statement
+        return statement
 
     def upgrade(self) -> None:
         """Create or upgrade the schema to the newest migration."""

@@ -18,9 +18,10 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Connection, Executable, bindparam, insert, select
 from sqlalchemy.exc import DataError, IntegrityError
 
+from . import driver_cursor
 from .db import Database
 from .models import ConversationLink, Delivery, Handoff, TargetPause, utcnow
 
@@ -94,29 +95,37 @@ def _write(db: Database, group: list[NewHandoff]) -> list[Stored | None]:
     # alone takes ~0.8 ms, because the holder's Python work waited for its worker's GIL.
     with db.writing() as connection:
         now = utcnow()
-        inserted = set(connection.execute(db.insert_or_skip(_HANDOFFS).returning(_HANDOFFS.c.id), ordered).scalars())
+        inserted = {id_ for id_, in _rows(connection, db.insert_or_skip(_HANDOFFS, ("id",)), ordered)}
         fresh = [new for new in group if new.row["id"] in inserted]
         if not fresh:
             return [None] * len(group)
-        paused = dict(connection.execute(_PAUSES_RUNNING, {"now": now}).all())
+        paused = dict(driver_cursor.run(connection, _PAUSES_RUNNING, {"now": now}).rows)
         rows = [row for new in fresh for row in new.deliveries]
         for row in rows:
             until = paused.get(row["target"])
             if until is not None:  # held: the loop attempts it when the pause ends
                 row.update(next_attempt_at=until, lease_owner=None, lease_expires_at=None)
         ids = {(handoff_id, position): delivery_id
-               for delivery_id, handoff_id, position in connection.execute(_NEW_DELIVERIES, rows).all()}
+               for delivery_id, handoff_id, position in _rows(connection, _NEW_DELIVERIES, rows)}
         links = sorted(
             (dict(ConversationLink.key(new.row["bot_id"], new.row["conversation_id"], row["target"]),
                   owner_delivery_id=ids[(row["handoff_id"], row["position"])], created_at=now, updated_at=now)
              for new in fresh for row in new.deliveries if row["lease_owner"] is not None),
             key=lambda link: (link["bot_id"], link["conversation_id"], link["target"]))
-        prepared: set[int] = set()
+        taken: set[int] = set()
         if links:
-            prepared.update(connection.execute(
-                db.insert_or_skip(_LINKS).returning(_LINKS.c.owner_delivery_id), links).scalars())
-    stored = {new.row["id"]: _stored(new, ids, prepared) for new in fresh}
+            new_links = db.insert_or_skip(_LINKS, ("owner_delivery_id",))
+            taken.update(owner for owner, in _rows(connection, new_links, links))
+    stored = {new.row["id"]: _stored(new, ids, taken) for new in fresh}
     return [stored.get(new.row["id"]) for new in group]
+
+
+def _rows(connection: Connection, statement: Executable, params: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """What `statement` returns for `params`: one row on the driver's cursor (`driver_cursor`: the quiet
+    path, where latency counts), several in one multi-row statement (SQLAlchemy's insertmanyvalues)."""
+    if len(params) == 1:
+        return driver_cursor.run(connection, statement, params[0]).rows
+    return [tuple(row) for row in connection.execute(statement, params)]
 
 
 def _stored(new: NewHandoff, ids: dict[tuple[str, int], int], prepared: set[int]) -> Stored:

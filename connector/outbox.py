@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import tenacity
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Boolean, Connection, and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from adapters.base import Adapter, HandoffContext, Link, Outcome
 from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, TransientError, decide
 
+from . import driver_cursor
 from .brief import render_brief
 from .db import Database
 from .jsonlog import log_context
@@ -55,14 +56,20 @@ _DELIVERED = (
             finished_at=bindparam("now"), updated_at=bindparam("now"))
 )
 _DELIVERED_WITH_PAYLOAD = _DELIVERED.values(payload=bindparam("payload"))
+_THE_LINK = and_(_LINKS.c.bot_id == bindparam("bot_id"), _LINKS.c.conversation_id == bindparam("conversation_id"),
+                 _LINKS.c.target == bindparam("target"))  # a conversation's link at one target
 _LINK_OF = select(_LINKS.c.id, _LINKS.c.vendor_id, _LINKS.c.url, _LINKS.c.extra, _LINKS.c.owner_delivery_id).where(
-    _LINKS.c.bot_id == bindparam("bot_id"), _LINKS.c.conversation_id == bindparam("conversation_id"),
-    _LINKS.c.target == bindparam("target"))
+    _THE_LINK)
 _SET_LINK_OWNER = (update(_LINKS).where(_LINKS.c.id == bindparam("link_id"))
                    .values(owner_delivery_id=bindparam("owner"), updated_at=bindparam("now")))
-_SET_LINK_TICKET = (update(_LINKS).where(_LINKS.c.id == bindparam("link_id"))
-                    .values(vendor_id=bindparam("vendor_id"), url=bindparam("url"), extra=bindparam("extra"),
-                            owner_delivery_id=None, updated_at=bindparam("now")))
+# A new ticket replaces the conversation's link; an update of its ticket fills a link that has none.
+_LINK_TICKET_BY_KEY = (
+    update(_LINKS).where(_THE_LINK, or_(_LINKS.c.vendor_id.is_(None), bindparam("replaces", type_=Boolean)))
+    .values(vendor_id=bindparam("vendor_id"), url=bindparam("url"), extra=bindparam("extra"),
+            owner_delivery_id=None, updated_at=bindparam("now"))
+)
+_LINK_OWNER_BY_KEY = update(_LINKS).where(_THE_LINK).values(owner_delivery_id=None, updated_at=bindparam("now"))
+_NEW_LINK = insert(_LINKS)
 
 
 def backoff_seconds(attempt: int, retry_after: float | None, base: float = 2.0, cap: float = 600.0) -> float:
@@ -305,19 +312,22 @@ class Outbox:
                 "now": now}
         ticket = {"vendor_id": outcome.vendor_id, "url": outcome.url, "extra": dict(outcome.link_extra)}
         key = ConversationLink.key_for(handoff, delivery.target)
+        # Statements straight on the driver's cursor (`driver_cursor`): this transaction is on the
+        # path between the vendor's answer and the bot's.
         with self.db.writing() as connection:
             if outcome.payload is None:
-                connection.execute(_DELIVERED, done)
+                driver_cursor.run(connection, _DELIVERED, done)
             else:
-                connection.execute(_DELIVERED_WITH_PAYLOAD, {**done, "payload": dict(outcome.payload)})
-            link = connection.execute(_LINK_OF, key).first()
-            if link is None:
-                connection.execute(insert(_LINKS).values(**key, **ticket, created_at=now, updated_at=now))
-            elif not link.vendor_id or outcome.status == "created":
-                # A new ticket replaces the conversation's link; an update of its ticket keeps it.
-                connection.execute(_SET_LINK_TICKET, {"link_id": link.id, "now": now, **ticket})
-            else:
-                connection.execute(_SET_LINK_OWNER, {"link_id": link.id, "owner": None, "now": now})
+                driver_cursor.run(connection, _DELIVERED_WITH_PAYLOAD, {**done, "payload": dict(outcome.payload)})
+            # The usual case, one statement: the link this delivery took at intake gets its ticket.
+            filled = driver_cursor.run(connection, _LINK_TICKET_BY_KEY,
+                                       {**key, **ticket, "replaces": outcome.status == "created", "now": now})
+            if not filled.rowcount:
+                # No link (taken over from an older handoff without one), or one whose ticket was updated.
+                kept = driver_cursor.run(connection, _LINK_OWNER_BY_KEY, {**key, "now": now})
+                if not kept.rowcount:
+                    driver_cursor.run(connection, _NEW_LINK, {**key, **ticket, "owner_delivery_id": None,
+                                                              "created_at": now, "updated_at": now})
             if outcome.slow_down_s:
                 self._pause(connection, delivery.target, now + dt.timedelta(seconds=outcome.slow_down_s),
                             "the vendor's per-minute allowance is nearly spent", level=logging.INFO)
