@@ -2,8 +2,8 @@
 
 A handoff's latency is mostly Python: per statement SQLAlchemy's execution path (execution
 context, parameter processing, result wrapping) costs ~0.1 ms, and ~0.3 ms on a CPU that has just
-been idle, where SQLite itself takes ~0.02 ms. Intake's transaction took 2.1 ms that way and 1.1 ms
-on the driver's cursor (`bench/FIXES.md`, round 5).
+been idle, where SQLite itself takes ~0.02 ms. Storing one handoff took 2.1 ms that way and 1.4 ms
+with its statements on the driver's cursor (`bench/FIXES.md`, round 5).
 
 The statements stay SQLAlchemy Core constructs, one definition for both databases. SQLAlchemy
 compiles each once per dialect and set of parameter names, and the columns' own types convert the
