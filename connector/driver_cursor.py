@@ -14,8 +14,10 @@ values both ways, as on its usual path. What this path does not do:
 - invalidate a pooled connection the server dropped: `pool_pre_ping` finds it at the next
   checkout (PostgreSQL), as it does for a connection dropped while idle.
 
-Errors are SQLAlchemy's (`IntegrityError`, `OperationalError`, …), without the parameters in
-their text, like the engine's (`hide_parameters`).
+The database's errors are SQLAlchemy's (`IntegrityError`, `OperationalError`, …), without the
+parameters in their text, like the engine's (`hide_parameters`); a value a column's type refuses
+(a naive datetime) raises that type's own error. Engine events (`before_cursor_execute`, echo)
+do not see these statements.
 """
 
 from __future__ import annotations
@@ -87,7 +89,9 @@ def _prepare(statement: Executable, dialect: Dialect, names: tuple[str, ...]) ->
     defaulted = [column.key for column in (*compiled.insert_prefetch, *compiled.update_prefetch)]
     if defaulted:
         raise ValueError(f"give every value: {', '.join(defaulted)} would take a Python-side default")
-    order = compiled.positiontup if compiled.positiontup is not None else list(compiled.binds)
+    # Named styles: the names the SQL uses (`binds` also lists SQLAlchemy's internal anonymous ones).
+    order = compiled.positiontup if compiled.positiontup is not None else list(dict.fromkeys(
+        compiled.bind_names.values()))
     binds = []
     for name in order:
         bind = compiled.binds[name]

@@ -69,7 +69,7 @@ class BackgroundStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._max_waiting = max_waiting
         self._lines: queue.Queue[str | threading.Event] = queue.Queue(max_waiting)
         self._writer_pid: int | None = None
-        self._wake = threading.Event()  # set by flush(): write now, not at the next tick
+        self._wake = threading.Event()  # set by flush(): write now, not at the next tick (one per writer)
         self._start_lock = threading.Lock()
         # Fork only with the writer idle: a writer inside `stream.write()` at the fork would leave
         # the child a stream locked forever (gunicorn's master logs, then forks its workers).
@@ -116,6 +116,8 @@ class BackgroundStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 return
             # A queue inherited from the parent may still hold its lines: they are the parent's to write.
             self._lines = queue.Queue(self._max_waiting)
+            # The parent's event too: its writer may have held the event's lock at the fork.
+            self._wake = threading.Event()
             threading.Thread(target=self._write_lines, args=(self._lines,), name="log-writer", daemon=True).start()
             self._writer_pid = os.getpid()
 

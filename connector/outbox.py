@@ -64,7 +64,8 @@ _SET_LINK_OWNER = (update(_LINKS).where(_LINKS.c.id == bindparam("link_id"))
                    .values(owner_delivery_id=bindparam("owner"), updated_at=bindparam("now")))
 # A new ticket replaces the conversation's link; an update of its ticket fills a link that has none.
 _LINK_TICKET_BY_KEY = (
-    update(_LINKS).where(_THE_LINK, or_(_LINKS.c.vendor_id.is_(None), bindparam("replaces", type_=Boolean)))
+    update(_LINKS).where(_THE_LINK, or_(_LINKS.c.vendor_id.is_(None), _LINKS.c.vendor_id == "",
+                                        bindparam("replaces", type_=Boolean)))
     .values(vendor_id=bindparam("vendor_id"), url=bindparam("url"), extra=bindparam("extra"),
             owner_delivery_id=None, updated_at=bindparam("now"))
 )
