@@ -61,7 +61,8 @@ class BackgroundStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     process's memory without bound; no line is dropped.
 
     A log call does not wake the writer: it writes every `WRITE_EVERY_S`, so a line reaches the
-    stream at most that late. `flush()` wakes it at once.
+    stream that much later while the stream keeps up (and a process killed outright loses that
+    much). `flush()` wakes it at once.
     """
 
     def __init__(self, stream: IO[str] | None = None, max_waiting: int = MAX_WAITING_LINES):

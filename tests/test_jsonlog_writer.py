@@ -188,3 +188,17 @@ def test_a_line_is_written_without_a_flush_and_a_log_call_wakes_no_one():
     while "second" not in stream.getvalue() and time.monotonic() < deadline:
         time.sleep(0.005)
     assert time.monotonic() - started < WRITE_EVERY_S + 0.5
+
+
+def test_flush_wakes_the_writer_instead_of_waiting_for_its_tick(monkeypatch):
+    from connector import jsonlog
+
+    monkeypatch.setattr(jsonlog, "WRITE_EVERY_S", 30.0)  # a tick that would never come in this test
+    stream = io.StringIO()
+    handler = BackgroundStreamHandler(stream)
+    log = logger_with(handler, "test.jsonlog.flushwake")
+    log.info("now")
+    started = time.monotonic()
+    handler.flush()
+    assert stream.getvalue().splitlines() == ["now"]
+    assert time.monotonic() - started < 2

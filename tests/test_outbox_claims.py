@@ -236,3 +236,30 @@ def test_follow_up_work_on_the_pool_counts_as_a_busy_thread(make_app):
         time.sleep(0.01)
     assert services._in_flight() == 0 and services.reserve(1) == 1
     services.release(1)
+
+
+@pytest.mark.parametrize(("link", "status", "expected"), [
+    (None, "created", ("T-new", None)),  # no link yet: one is made
+    ({"vendor_id": None, "owner": "self"}, "created", ("T-new", None)),  # the link taken at intake gets its ticket
+    ({"vendor_id": None, "owner": "self"}, "updated", ("T-new", None)),
+    ({"vendor_id": "T-old", "owner": "self"}, "created", ("T-new", None)),  # a new ticket replaces the link's
+    ({"vendor_id": "T-old", "owner": "self"}, "updated", ("T-old", None)),  # an update keeps it, frees the owner
+])
+def test_recording_leaves_the_conversations_link_as_the_ticket_it_names(any_db_app, link, status, expected):
+    from adapters.base import Outcome
+
+    services = any_db_app.extensions["connector"]
+    assert post(any_db_app.test_client(), minimal_packet(targets=["preview"])).status_code in (201, 202)
+    [delivery] = deliveries(services)
+    with services.db.session() as session:
+        handoff = session.get(Delivery, delivery.id).handoff
+        session.execute(ConversationLink.__table__.delete())
+        if link is not None:
+            session.add(ConversationLink(**ConversationLink.key_for(handoff, "preview"), vendor_id=link["vendor_id"],
+                                         owner_delivery_id=delivery.id))
+    outcome = Outcome(status=status, vendor_id="T-old" if status == "updated" and link and link["vendor_id"]
+                      else "T-new", url="https://x/t", payload={"p": 1}, receipt={})
+    services.outbox._record_success(delivery, handoff, outcome)
+    with services.db.reading() as session:
+        [row] = session.scalars(select(ConversationLink))
+        assert (row.vendor_id, row.owner_delivery_id) == expected
