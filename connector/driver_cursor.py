@@ -22,8 +22,9 @@ do not see these statements.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -67,15 +68,28 @@ class _Prepared:
 
 def run(connection: Connection, statement: Executable, params: Mapping[str, Any]) -> Ran:
     """Execute one statement with one set of parameters inside `connection`'s transaction."""
-    dialect = connection.dialect
-    prepared = _prepare(statement, dialect, tuple(sorted(params)))
-    cursor = connection.connection.cursor()
-    try:
+    prepared = _prepare(statement, connection.dialect, tuple(sorted(params)))
+    with _cursor(connection, prepared.sql) as cursor:
         cursor.execute(prepared.sql, prepared.values(params))
         rows = cursor.fetchall() if cursor.description is not None else []
         return Ran([prepared.row(row) for row in rows], cursor.rowcount)
+
+
+def plain(connection: Connection, sql: str) -> None:
+    """Run SQL without parameters or results (`BEGIN IMMEDIATE`), errors as from `run`. Usable
+    inside the engine's `begin` event, where the connection has no transaction yet."""
+    with _cursor(connection, sql) as cursor:
+        cursor.execute(sql)
+
+
+@contextlib.contextmanager
+def _cursor(connection: Connection, sql: str) -> Iterator[Any]:
+    dialect = connection.dialect
+    cursor = connection.connection.cursor()
+    try:
+        yield cursor
     except dialect.loaded_dbapi.Error as err:
-        raise exc.DBAPIError.instance(prepared.sql, None, err, dialect.loaded_dbapi.Error,
+        raise exc.DBAPIError.instance(sql, None, err, dialect.loaded_dbapi.Error,
                                       hide_parameters=True, dialect=dialect) from err
     finally:
         cursor.close()

@@ -4,13 +4,15 @@ and the one the loop claims later."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from adapters import registry
 from connector.models import ConversationLink, Delivery, TargetPause, utcnow
@@ -188,33 +190,40 @@ def test_a_request_leaves_what_no_free_thread_can_run_to_the_loop_instead_of_que
     assert services._in_flight() == 0  # every reserved thread was given back
 
 
-def test_backlog_counts_take_no_write_lock(make_app):
-    from sqlalchemy import event
-
-    services = make_app().extensions["connector"]
-    begun: list[str] = []
-    listener = lambda conn, cursor, statement, *args: begun.append(statement)  # noqa: E731
-    event.listen(services.db.engine, "before_cursor_execute", listener)
+@contextlib.contextmanager
+def sql_sqlite_ran(engine) -> Iterator[list[str]]:
+    """Every statement SQLite itself ran while inside, whichever path sent it (SQLAlchemy's
+    execution, or `driver_cursor` — which engine events do not see, BEGIN included)."""
+    ran: list[str] = []
+    listener = lambda dbapi_connection, *_: dbapi_connection.set_trace_callback(ran.append)  # noqa: E731
+    event.listen(engine, "checkout", listener)
     try:
-        assert services.outbox.counts() == {}
+        yield ran
     finally:
-        event.remove(services.db.engine, "before_cursor_execute", listener)
-    assert "BEGIN IMMEDIATE" not in begun, begun
+        event.remove(engine, "checkout", listener)
+        engine.dispose()  # pooled connections stop reporting to `ran`
+
+
+def test_the_statement_record_sees_a_write_transaction_begin(make_app):
+    services = make_app().extensions["connector"]
+    with sql_sqlite_ran(services.db.engine) as ran, services.db.writing():
+        pass
+    assert "BEGIN IMMEDIATE" in ran, ran
+
+
+def test_backlog_counts_take_no_write_lock(make_app):
+    services = make_app().extensions["connector"]
+    with sql_sqlite_ran(services.db.engine) as ran:
+        assert services.outbox.counts() == {}
+    assert "BEGIN IMMEDIATE" not in ran, ran
 
 
 def test_a_poll_that_finds_nothing_due_takes_no_write_lock(make_app):
-    from sqlalchemy import event
-
     app = make_app()
     services = app.extensions["connector"]
-    begun: list[str] = []
-    listener = lambda conn, cursor, statement, *args: begun.append(statement)  # noqa: E731
-    event.listen(services.db.engine, "before_cursor_execute", listener)
-    try:
+    with sql_sqlite_ran(services.db.engine) as ran:
         assert services.outbox.claim_due()[0] == []
-    finally:
-        event.remove(services.db.engine, "before_cursor_execute", listener)
-    assert "BEGIN IMMEDIATE" not in begun and not any(s.startswith("UPDATE") for s in begun), begun
+    assert "BEGIN IMMEDIATE" not in ran and not any(s.startswith("UPDATE") for s in ran), ran
     packet = minimal_packet()
     with services.db.session() as session:  # something due: the claim happens as before
         session.execute(update(Delivery).values(next_attempt_at=utcnow()))
