@@ -3,6 +3,7 @@ what the customer is told and what wait to quote. The dry run (`preview`) decide
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,10 +32,11 @@ def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str,
     calls a vendor, so a sticky rule falls back as if no previous agent were known.
     `observed_wait(team)` is the time to assignment seen recently (`connector.observed_wait`)."""
     previous = None
-    if ask_vendors and routing.wants_previous_agent(packet, mappings.routing):
+    facts, now = routing.Facts(packet), dt.datetime.now(dt.UTC)  # the rules are checked once, for both
+    if ask_vendors and routing.wants_previous_agent(packet, mappings.routing, now=now, facts=facts):
         asked = packet.get("targets") or list(adapters)
         previous = previous_agent(packet, {name: adapters[name] for name in asked if name in adapters})
-    assignment = routing.assign(packet, mappings.routing, previous_agent=previous)
+    assignment = routing.assign(packet, mappings.routing, previous_agent=previous, now=now, facts=facts)
     wait_seconds, wait_source = routing.wait_estimate(assignment, mappings.routing, observed_wait=observed_wait)
     # The trace is in every answer: it says where the quoted figure came from.
     quoted = f"{wait_seconds} s" if wait_seconds is not None else "none quoted"

@@ -18,7 +18,7 @@ from . import business_hours
 from .errors import ConfigError
 from .routing_schema import PRIORITIES, RoutingConfig, compile_routing, compiled
 
-__all__ = ["PRIORITIES", "assign", "compile_routing", "expected_wait", "wait_estimate", "wants_previous_agent"]
+__all__ = ["PRIORITIES", "Facts", "assign", "compile_routing", "expected_wait", "wait_estimate", "wants_previous_agent"]
 
 class Facts:
     """The packet fields rules look at, normalized once (lowercase, defaults)."""
@@ -38,6 +38,17 @@ class Facts:
         self.keywords = {str(k).strip().lower() for k in get("escalation").get("keywords") or ()}
         self.language = str(get("conversation").get("language") or "").lower().replace("_", "-")
         self.channel = str(get("conversation").get("channel") or "").lower()
+        self._checked: dict[tuple[int, dt.datetime], tuple[Mapping[str, Any], bool, list[str]]] = {}
+
+    def matches(self, rule: Mapping[str, Any], config: RoutingConfig, now: dt.datetime) -> tuple[bool, list[str]]:
+        """Whether `rule`'s conditions hold, and what was checked. Kept per rule and clock reading:
+        the decision asks twice (is the matching rule sticky? then: assign), keyword rules search
+        the whole transcript, and intake runs it on the path the bot waits on."""
+        key = (id(rule), now)
+        kept = self._checked.get(key)
+        if kept is None or kept[0] is not rule:  # the rule is kept too: its id cannot be reused meanwhile
+            kept = self._checked[key] = (rule, *_matches(rule, self, config, now))
+        return kept[1], list(kept[2])
 
     @cached_property
     def customer_text(self) -> str:
@@ -108,26 +119,27 @@ def _matches(rule: Mapping[str, Any], f: Facts, config: RoutingConfig, now: dt.d
 
 
 def wants_previous_agent(packet: Mapping[str, Any], routing: Mapping[str, Any], *,
-                         now: dt.datetime | None = None) -> bool:
+                         now: dt.datetime | None = None, facts: Facts | None = None) -> bool:
     """Whether the first rule whose conditions hold is sticky — the only case where asking a vendor
-    for the customer's previous agent (a call made before the handoff is stored) can change anything."""
-    config, facts = compiled(routing), Facts(packet)
+    for the customer's previous agent (a call made before the handoff is stored) can change anything.
+    Pass the same `facts` and `now` to `assign` afterwards and it reuses what was checked here."""
+    config, facts = compiled(routing), facts or Facts(packet)
     now = now or dt.datetime.now(dt.UTC)
     for rule in config["rules"]:
-        if _matches(rule, facts, config, now)[0]:
+        if facts.matches(rule, config, now)[0]:
             return bool(rule["then"].get("sticky"))
     return False
 
 
 def assign(packet: Mapping[str, Any], routing: Mapping[str, Any], *, now: dt.datetime | None = None,
-           previous_agent: Mapping[str, Any] | None = None) -> dict[str, Any]:
+           previous_agent: Mapping[str, Any] | None = None, facts: Facts | None = None) -> dict[str, Any]:
     """The first matching rule's decision. `previous_agent` is the assignee of the customer's recent
     open ticket (`{"id", "name", "email", "target"}`), offered when the rule says `sticky: true`."""
     config = compiled(routing)
     now = now or dt.datetime.now(dt.UTC)
-    facts, trace = Facts(packet), []
+    facts, trace = facts or Facts(packet), []
     for rule in config["rules"]:
-        held, checked = _matches(rule, facts, config, now)
+        held, checked = facts.matches(rule, config, now)
         if not held:
             trace.append(f"rule {rule['name']}: skipped, {checked[-1]}")
             continue

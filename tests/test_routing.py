@@ -263,3 +263,22 @@ def test_agent_fields_come_from_the_adapters():
 
     assert registry.agent_fields() == {"zendesk": "assignee_id", "salesforce": "owner_id"}
     assert compile_routing({"version": 1, "rules": [{"name": "default"}]})["agent_fields"] == registry.agent_fields()
+
+
+def test_a_decision_checks_each_rule_once_and_asks_again_at_another_time(monkeypatch):
+    """Intake asks whether the matching rule is sticky, then assigns: one pass over the rules
+    (a keyword rule searches the whole transcript), and the same trace as a fresh one."""
+    from connector import routing
+
+    calls: list[str] = []
+    real = routing._matches
+    monkeypatch.setattr(routing, "_matches", lambda rule, *rest: calls.append(rule["name"]) or real(rule, *rest))
+    changes = {"customer__segment": "standard", "sentiment__trend": "stable"}
+    facts = routing.Facts(packet(**changes))
+    assert routing.wants_previous_agent(facts.packet, SHIPPED, now=TUESDAY_NOON, facts=facts) is False
+    result = routing.assign(facts.packet, SHIPPED, now=TUESDAY_NOON, facts=facts)
+    assert result["rule"] == "default" and len(calls) == len(set(calls)) == len(SHIPPED["rules"])
+    assert result["trace"] == assign(packet(**changes), SHIPPED, now=TUESDAY_NOON)["trace"]
+    del calls[:]
+    routing.assign(facts.packet, SHIPPED, now=SATURDAY, facts=facts)  # in_hours conditions change with time
+    assert len(calls) == len(SHIPPED["rules"])
