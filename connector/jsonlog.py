@@ -47,13 +47,18 @@ class _ContextFilter(logging.Filter):
 
 
 class BackgroundStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Formats a record in the thread that logs it; one thread of its own writes the lines.
+    """Filters a record in the thread that logs it; one thread of its own formats and writes.
 
     A plain StreamHandler writes under its lock. Under the benchmark's intake load the request
     threads spent ~18 % of their time waiting for that lock: its holder, inside `write()`, had let
-    go of the GIL and queued to get it back. Here a log call costs the caller the formatting and a
-    put on a queue. Lines keep their order; `flush()` (logging.shutdown calls it at exit) returns
-    once everything logged before it is written. The writer belongs to the process that started
+    go of the GIL and queued to get it back. Here a log call costs the caller its filters (the
+    context's fields are added there) and a put on a queue; formatting, a JSON encoding per line,
+    waits for the writer, off the path a bot waits on. So a record is formatted up to a tick after
+    the call: its arguments and extra fields must not change meanwhile (call sites log ids,
+    counts and states, not objects they go on changing).
+
+    Lines keep their order; `flush()` (logging.shutdown calls it at exit) returns once everything
+    logged before it is written. The writer belongs to the process that started
     it: after a fork (gunicorn's workers) the child starts its own on its first line.
 
     At most `max_waiting` lines wait to be written. Past that (a log pipe stalled for long) a log
@@ -68,7 +73,7 @@ class BackgroundStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self, stream: IO[str] | None = None, max_waiting: int = MAX_WAITING_LINES):
         super().__init__(stream)
         self._max_waiting = max_waiting
-        self._lines: queue.Queue[str | threading.Event] = queue.Queue(max_waiting)
+        self._lines: queue.Queue[logging.LogRecord | threading.Event] = queue.Queue(max_waiting)
         self._writer_pid: int | None = None
         self._wake = threading.Event()  # set by flush(): write now, not at the next tick (one per writer)
         self._start_lock = threading.Lock()
@@ -80,12 +85,7 @@ class BackgroundStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
         if not self.filter(record):
             return False
-        try:
-            line = self.format(record)
-        except Exception:
-            self.handleError(record)
-            return True
-        self._put(line)
+        self._put(record)
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -106,7 +106,7 @@ class BackgroundStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._wake.set()
             written.wait(timeout=5)
 
-    def _put(self, item: str | threading.Event) -> None:
+    def _put(self, item: logging.LogRecord | threading.Event) -> None:
         if self._writer_pid != os.getpid():
             self._start_writer()
         self._lines.put(item)
@@ -122,7 +122,7 @@ class BackgroundStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             threading.Thread(target=self._write_lines, args=(self._lines,), name="log-writer", daemon=True).start()
             self._writer_pid = os.getpid()
 
-    def _write_lines(self, lines: queue.Queue[str | threading.Event]) -> None:
+    def _write_lines(self, lines: queue.Queue[logging.LogRecord | threading.Event]) -> None:
         # Nobody waits in `lines.get()`, so a put finds no one to wake (see WRITE_EVERY_S). A caller
         # waiting for room in a full queue is woken by the gets below.
         while True:
@@ -139,7 +139,10 @@ class BackgroundStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
                     batch = []
                     item.set()
                 else:
-                    batch.append(item)
+                    try:
+                        batch.append(self.format(item))
+                    except Exception:
+                        self.handleError(item)
             self._write(batch)
 
     def _write(self, batch: list[str]) -> None:
@@ -168,6 +171,11 @@ def configure(level: str = "INFO") -> None:
         handler._connector = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level.upper())
+    # No line shows the caller's file and line, thread or process (the format above): skip
+    # collecting them on every record — the logging HOWTO's "Optimization" switches. Looking up the
+    # caller walked the stack on every log call, a sixth of a log call's cost on the request path.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     # Library chatter that would log URLs with query strings or bodies stays at WARNING.
     for noisy in ("urllib3", "zenpy", "simple_salesforce", "slack_sdk"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

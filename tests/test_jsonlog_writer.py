@@ -103,7 +103,7 @@ def test_a_filter_still_drops_records_and_a_format_error_is_reported_not_raised(
     handler.addFilter(lambda record: "secret" not in record.msg)
     log = logger_with(handler, "test.jsonlog.filter")
     log.info("secret thing")
-    log.info("bad %d", "not a number")  # a formatting error in the caller's thread
+    log.info("bad %d", "not a number")  # a formatting error, met by the writer
     log.info("kept")
     handler.flush()
     assert stream.getvalue().splitlines() == ["kept"]
@@ -202,3 +202,22 @@ def test_flush_wakes_the_writer_instead_of_waiting_for_its_tick(monkeypatch):
     handler.flush()
     assert stream.getvalue().splitlines() == ["now"]
     assert time.monotonic() - started < 2
+
+
+def test_lines_are_formatted_by_the_writer_not_the_thread_that_logs():
+    """Formatting (a JSON encoding per line) stays off the request threads; what the line says
+    was settled at the call (the context's fields are added by the caller's filter)."""
+    formatted_in: list[str] = []
+
+    class Recording(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            formatted_in.append(threading.current_thread().name)
+            return super().format(record)
+
+    stream = io.StringIO()
+    handler = BackgroundStreamHandler(stream)
+    handler.setFormatter(Recording("%(message)s"))
+    log = logger_with(handler, "test.jsonlog.formatting")
+    log.info("one %s", "line")
+    handler.flush()
+    assert (stream.getvalue(), formatted_in) == ("one line\n", ["log-writer"])
