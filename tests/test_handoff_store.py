@@ -163,3 +163,17 @@ def test_when_the_one_at_a_time_rewrite_fails_midway_each_request_still_gets_its
     assert [type(r).__name__ for r in results] == ["Stored", "Stored", "IntegrityError", "OperationalError"]
     with services.db.reading() as session:
         assert sorted(session.scalars(select(Handoff.conversation_id))) == ["a", "b"]
+
+
+def test_the_stored_handoff_in_memory_says_what_the_database_holds(any_db_app):
+    """The request goes on with the handoff it wrote, without reading it back: every column as the
+    database has it (those it did not write are None), deliveries in order, with their ids."""
+    services = any_db_app.extensions["connector"]
+    [stored] = handoff_store.store(services.db, [new(services, targets=("preview", "other"))])
+    with services.db.reading() as session:
+        handoff = session.get(Handoff, stored.handoff.id)
+        expected = [{c: getattr(row, c) for c in row.__mapper__.column_attrs.keys()}
+                    for row in (handoff, *handoff.deliveries)]
+    in_memory = [{c: getattr(row, c) for c in expected[0]} for row in (stored.handoff,)] + [
+        {c: getattr(row, c) for c in expected[1]} for row in stored.handoff.deliveries]
+    assert in_memory == expected
