@@ -26,6 +26,7 @@ from urllib.parse import quote
 import requests
 from zenpy import Zenpy
 
+from connector import json_codec
 from connector.errors import ConfigError
 from connector.mapping_values import KINDS as VALUE_KINDS
 from connector.mapping_values import MISSING, compile_value, resolve
@@ -274,6 +275,9 @@ class ZendeskAdapter(Adapter):
               **kwargs: Any) -> tuple[dict[str, Any], requests.Response]:
         """One raw call; `expect` is the key a 2xx answer must carry (a proxy's HTML page has none)."""
         client = self._client()
+        if "json" in kwargs:  # encoded by orjson (`json_codec`): requests' `json=` uses the standard library
+            kwargs["data"] = json_codec.dumps_bytes(kwargs.pop("json"))
+            kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
         with edge(write=write):
             response = client.session.request(method, client.session.origin + path,
                                               timeout=self.settings.vendor_timeout_s, **kwargs)

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import driver_cursor
+from . import driver_cursor, json_codec
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,13 @@ def make_engine(url: str, root: str) -> Engine:
             os.makedirs(os.path.dirname(database), exist_ok=True)
         # hide_parameters: an error's text must not carry the packets a statement was writing
         # (a group commit writes several customers' at once) into a log line.
-        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
+        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True,
+                               json_serializer=json_codec.dumps)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
+    return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True,
+                         json_serializer=json_codec.dumps)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -72,6 +72,7 @@ def test_create_sends_complete_ticket_and_returns_agent_url(zd: FakeZendesk) -> 
     assert call.request.headers["Idempotency-Key"] == "hnd_01TESTHANDOFF0000000000000:zendesk"
     assert call.request.headers["Authorization"] == basic_auth()
     assert call.request.req_kwargs["timeout"] == SETTINGS.vendor_timeout_s
+    assert call.request.headers["Content-Type"] == "application/json"  # the body is encoded by json_codec
     assert json.loads(call.request.body) == {"ticket": {
         "subject": "Invoices stopped syncing to QuickBooks; reconnecting did not help",
         "comment": {"html_body": context.brief.html, "public": False},

@@ -1,0 +1,35 @@
+"""JSON text the connector writes on the bot's path: the database's JSON columns (the packet, the
+assignment, receipts, vendor replies) and the bodies sent to Zendesk.
+
+orjson encodes the sample packet in ~3 µs where the standard library takes ~43 µs, and both
+happen between a bot's request and its answer. What orjson refuses is written by the standard
+library as before (SQLAlchemy's and requests' default): integers beyond 64 bits, non-string keys,
+lone surrogates (escaped), and — passed through on purpose — datetimes, dataclasses and
+subclasses of str, int, dict and list, which orjson would otherwise encode where the standard
+library refuses them or encodes them its own way. One difference remains: orjson writes NaN and
+the infinities as null, the standard library as the non-JSON `NaN`/`Infinity` (PostgreSQL refuses
+those). A packet cannot hold them: intake refuses them (`intake.parse_json`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+_LIKE_THE_STANDARD_LIBRARY = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+                              | orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+
+def dumps_bytes(value: Any) -> bytes:
+    """UTF-8 JSON, compact."""
+    try:
+        return orjson.dumps(value, option=_LIKE_THE_STANDARD_LIBRARY)
+    except orjson.JSONEncodeError:  # every type orjson does not encode itself, and its limits
+        return json.dumps(value).encode("utf-8")
+
+
+def dumps(value: Any) -> str:
+    """JSON text for a JSON column (SQLAlchemy's `json_serializer`)."""
+    return dumps_bytes(value).decode("utf-8")

@@ -1,0 +1,47 @@
+"""JSON written on the bot's path (`connector.json_codec`): orjson where it writes what the standard
+library would mean, the standard library for everything else, and the database's JSON columns
+written by it."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+
+import pytest
+
+from connector import json_codec
+from tests.factories import full_packet
+
+
+def test_a_packet_reads_back_as_the_same_value_with_its_keys_in_order():
+    packet = full_packet()
+    packet["customer"]["name"] = "Dana Ünal 🙂"
+    text = json_codec.dumps(packet)
+    assert json.loads(text) == packet and list(json.loads(text)) == list(packet)
+    assert "Ünal 🙂" in text  # UTF-8, not escaped
+
+
+@pytest.mark.parametrize("value", [
+    {"big": 2**70},  # beyond orjson's 64 bits
+    {"lone": "\ud800"},  # orjson refuses lone surrogates; json escapes them
+    {1: "non-string key"},
+])
+def test_what_orjson_refuses_is_written_by_the_standard_library(value):
+    assert json_codec.dumps(value) == json.dumps(value)
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+
+@pytest.mark.parametrize("value", [{"at": dt.datetime(2026, 12, 2, tzinfo=dt.UTC)}, {"p": Point(1)}])
+def test_a_value_the_standard_library_refuses_is_still_refused(value):
+    with pytest.raises(TypeError):
+        json_codec.dumps(value)
+
+
+def test_the_json_columns_are_written_by_it(any_db_app):
+    engine = any_db_app.extensions["connector"].db.engine
+    assert engine.dialect._json_serializer is json_codec.dumps
