@@ -17,7 +17,8 @@ values both ways, as on its usual path. What this path does not do:
 The database's errors are SQLAlchemy's (`IntegrityError`, `OperationalError`, …), without the
 parameters in their text, like the engine's (`hide_parameters`); a value a column's type refuses
 (a naive datetime) raises that type's own error. Engine events (`before_cursor_execute`, echo)
-do not see these statements.
+do not see these statements. `Database.statements()` runs a transaction of them on a pooled
+driver connection (`Pooled`), without SQLAlchemy's `Connection` around it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, exc
+from sqlalchemy import Connection, Engine, exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import Executable, Select
 from sqlalchemy.sql.dml import Insert, UpdateBase
@@ -66,7 +67,7 @@ class _Prepared:
                      for value, convert in zip(raw, self.results, strict=False))
 
 
-def run(connection: Connection, statement: Executable, params: Mapping[str, Any]) -> Ran:
+def run(connection: Connection | Pooled, statement: Executable, params: Mapping[str, Any]) -> Ran:
     """Execute one statement with one set of parameters inside `connection`'s transaction."""
     prepared = _prepare(statement, connection.dialect, tuple(sorted(params)))
     with _cursor(connection, prepared.sql) as cursor:
@@ -75,24 +76,50 @@ def run(connection: Connection, statement: Executable, params: Mapping[str, Any]
         return Ran([prepared.row(row) for row in rows], cursor.rowcount)
 
 
-def plain(connection: Connection, sql: str) -> None:
+def plain(connection: Connection | Pooled, sql: str) -> None:
     """Run SQL without parameters or results (`BEGIN IMMEDIATE`), errors as from `run`. Usable
     inside the engine's `begin` event, where the connection has no transaction yet."""
     with _cursor(connection, sql) as cursor:
         cursor.execute(sql)
 
 
+class Pooled(NamedTuple):
+    """A pooled driver connection without SQLAlchemy's `Connection` around it, for transactions
+    of `run` statements only (`Database.statements`). `run` and `plain` take either."""
+
+    dialect: Dialect
+    connection: Any  # the pool's proxy of the driver's connection: cursor(), commit(), rollback(), close()
+
+    @classmethod
+    def checkout(cls, engine: Engine) -> Pooled:
+        """A connection from `engine`'s pool; a database that cannot be reached raises SQLAlchemy's
+        `OperationalError`, as `engine.connect()` would (the pool itself raises the driver's)."""
+        with _errors(engine.dialect, "connect"):
+            return cls(engine.dialect, engine.raw_connection())
+
+    def commit(self) -> None:
+        with _errors(self.dialect, "COMMIT"):
+            self.connection.commit()
+
+
 @contextlib.contextmanager
-def _cursor(connection: Connection, sql: str) -> Iterator[Any]:
-    dialect = connection.dialect
+def _cursor(connection: Connection | Pooled, sql: str) -> Iterator[Any]:
     cursor = connection.connection.cursor()
     try:
-        yield cursor
+        with _errors(connection.dialect, sql):
+            yield cursor
+    finally:
+        cursor.close()
+
+
+@contextlib.contextmanager
+def _errors(dialect: Dialect, sql: str) -> Iterator[None]:
+    """The driver's errors as SQLAlchemy's (`OperationalError`, `IntegrityError`…), without parameters."""
+    try:
+        yield
     except dialect.loaded_dbapi.Error as err:
         raise exc.DBAPIError.instance(sql, None, err, dialect.loaded_dbapi.Error,
                                       hide_parameters=True, dialect=dialect) from err
-    finally:
-        cursor.close()
 
 
 @functools.lru_cache(maxsize=128)  # keyed by the statement object: hot statements are module constants

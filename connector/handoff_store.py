@@ -98,7 +98,9 @@ def _write(db: Database, group: list[NewHandoff]) -> list[Stored | None]:
     # are built after the commit. SQLite has one writer for all workers: in the intake benchmark
     # the lock was held 80 % of the time, each turn ~4 ms at p50 where one handoff's transaction
     # alone takes ~0.8 ms, because the holder's Python work waited for its worker's GIL.
-    with db.writing() as connection:
+    # One handoff (a quiet moment: its latency counts) runs on the driver alone; a group needs
+    # SQLAlchemy's multi-row statements (`_rows`).
+    with db.statements() if len(group) == 1 else db.writing() as connection:
         now = utcnow()
         inserted = {id_ for id_, in _rows(connection, db.insert_or_skip(_HANDOFFS, ("id",)), ordered)}
         fresh = [new for new in group if new.row["id"] in inserted]
@@ -125,11 +127,13 @@ def _write(db: Database, group: list[NewHandoff]) -> list[Stored | None]:
     return [stored.get(new.row["id"]) for new in group]
 
 
-def _rows(connection: Connection, statement: Executable, params: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """What `statement` returns for `params`: one row on the driver's cursor (`driver_cursor`: the quiet
-    path, where latency counts), several in one multi-row statement (SQLAlchemy's insertmanyvalues)."""
-    if len(params) == 1:
-        return driver_cursor.run(connection, statement, params[0]).rows
+def _rows(connection: Connection | driver_cursor.Pooled, statement: Executable,
+          params: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """What `statement` returns for `params`. One handoff (`Pooled`) has a row or a few (one per
+    target): each on the driver's cursor (`driver_cursor`, the quiet path, where latency counts).
+    A group: one multi-row statement (SQLAlchemy's insertmanyvalues)."""
+    if isinstance(connection, driver_cursor.Pooled) or len(params) == 1:
+        return [row for one in params for row in driver_cursor.run(connection, statement, one).rows]
     return [tuple(row) for row in connection.execute(statement, params)]
 
 

@@ -70,6 +70,8 @@ _LINK_TICKET_BY_KEY = (
             owner_delivery_id=None, updated_at=bindparam("now"))
 )
 _LINK_OWNER_BY_KEY = update(_LINKS).where(_THE_LINK).values(owner_delivery_id=None, updated_at=bindparam("now"))
+_LONGER_PAUSE = (update(_PAUSES).where(_PAUSES.c.target == bindparam("paused"), _PAUSES.c.until < bindparam("later"))
+                 .values(until=bindparam("later"), reason=bindparam("why"), updated_at=bindparam("now")))
 _NEW_LINK = insert(_LINKS)
 
 
@@ -315,7 +317,7 @@ class Outbox:
         key = ConversationLink.key_for(handoff, delivery.target)
         # Statements straight on the driver's cursor (`driver_cursor`): this transaction is on the
         # path between the vendor's answer and the bot's.
-        with self.db.writing() as connection:
+        with self.db.statements() as connection:
             if outcome.payload is None:
                 driver_cursor.run(connection, _DELIVERED, done)
             else:
@@ -370,17 +372,17 @@ class Outbox:
                        "vendor_status": err.status, "next_attempt_at": next_at.isoformat()})
         return attempted
 
-    def _pause(self, connection: Connection, target: str, until: dt.datetime, reason: str,
+    def _pause(self, connection: Connection | driver_cursor.Pooled, target: str, until: dt.datetime, reason: str,
                level: int = logging.WARNING) -> None:
         """Pause `target` until `until`, or leave a longer pause as it is.
 
         An upsert, not a read then an insert: threads meeting 429s together all pause the target,
         and the second insert failed on the primary key (the chaos test's log showed the crash)."""
         reason = reason[:500]
-        connection.execute(self.db.insert_or_skip(_PAUSES).values(target=target, until=until, reason=reason,
-                                                                  updated_at=utcnow()))
-        connection.execute(update(_PAUSES).where(_PAUSES.c.target == target, _PAUSES.c.until < until)
-                           .values(until=until, reason=reason))
+        now = utcnow()
+        driver_cursor.run(connection, self.db.insert_or_skip(_PAUSES),
+                          {"target": target, "until": until, "reason": reason, "updated_at": now})
+        driver_cursor.run(connection, _LONGER_PAUSE, {"paused": target, "later": until, "why": reason, "now": now})
         log.log(level, "target paused", extra={"paused_target": target, "until": until.isoformat()})
 
     def _finish_failure(self, delivery_id: int, state: str, message: str) -> Attempted:

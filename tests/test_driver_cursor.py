@@ -106,3 +106,18 @@ def test_each_statement_is_compiled_once_per_dialect_and_parameter_names(any_db_
             driver_cursor.run(connection, statement, {"state": "pending"})
         after = driver_cursor._prepare.cache_info()
     assert (after.hits - before.hits, after.misses - before.misses) == (3, 0)
+
+
+def test_a_driver_only_transaction_commits_on_success_and_rolls_back_on_error(any_db_app):
+    """`Database.statements()`: a unit of work on a pooled driver connection, without SQLAlchemy's
+    Connection; what it wrote is kept only when the block ends normally."""
+    db = any_db_app.extensions["connector"].db
+    with db.statements() as connection:
+        driver_cursor.run(connection, insert(Handoff.__table__), handoff_row("hnd_kept"))
+    with pytest.raises(RuntimeError), db.statements() as connection:
+        driver_cursor.run(connection, insert(Handoff.__table__), handoff_row("hnd_undone"))
+        raise RuntimeError("after the insert")
+    with pytest.raises(IntegrityError), db.statements() as connection:  # the driver's error, as SQLAlchemy's
+        driver_cursor.run(connection, insert(Handoff.__table__), handoff_row("hnd_kept"))
+    with db.reading() as session:
+        assert list(session.scalars(select(Handoff.id).order_by(Handoff.id))) == ["hnd_kept"]

@@ -115,11 +115,11 @@ def test_pausing_a_paused_target_keeps_the_longer_pause(any_db_app):
     services = any_db_app.extensions["connector"]
     first = pause(services, "zendesk", 30)
     with services.db.session() as session:  # a shorter Retry-After meanwhile does not shorten it
-        services.outbox._pause(session, "zendesk", first - dt.timedelta(seconds=20), "429, retry after 10 s")
+        services.outbox._pause(session.connection(), "zendesk", first - dt.timedelta(seconds=20), "429, retry after 10 s")
     with services.db.session() as session:  # a longer one extends it
-        services.outbox._pause(session, "zendesk", first + dt.timedelta(seconds=60), "429, retry after 90 s")
+        services.outbox._pause(session.connection(), "zendesk", first + dt.timedelta(seconds=60), "429, retry after 90 s")
     with services.db.session() as session:  # a target never paused before gets its row
-        services.outbox._pause(session, "slack", first, "ratelimited")
+        services.outbox._pause(session.connection(), "slack", first, "ratelimited")
     with services.db.reading() as session:
         rows = {p.target: p for p in session.scalars(select(TargetPause))}
     assert abs((rows["zendesk"].until - first).total_seconds() - 60) < 0.01
