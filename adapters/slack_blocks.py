@@ -50,7 +50,9 @@ def size(text: str) -> int:
 
 
 def escape(raw: Any) -> str:
-    return "".join(_ESCAPES.get(ch, ch) for ch in str(raw))
+    # `&` first, so the entities written next are not escaped again. (A generator over the
+    # characters took a fifth of a preview's CPU: every line of a brief passes through here.)
+    return str(raw).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def fit(raw: Any, limit: int, more: str = "") -> tuple[str, bool]:

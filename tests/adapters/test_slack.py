@@ -556,3 +556,11 @@ def test_no_proxy_and_ca_bundle(slack: FakeSlack, monkeypatch: pytest.MonkeyPatc
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
         client = SlackAdapter(settings_for(slack), {})._client()
         assert client.ssl is not None and client.ssl.cert_store_stats()["x509_ca"] > 0
+
+
+def test_text_is_escaped_once_for_mrkdwn_entities_included():
+    from adapters.slack_blocks import escape, fit
+
+    assert escape("R&D <b> &lt; 🙂") == "R&amp;D &lt;b&gt; &amp;lt; 🙂"
+    assert fit("a & b", 100) == ("a &amp; b", False)
+    assert fit("<" * 10, 12) == ("&lt;&lt;…", True)  # a cut never splits an entity
