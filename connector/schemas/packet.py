@@ -43,13 +43,17 @@ class Rfc3339(fields.String):
 
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
-        try:
-            parsed = dt.datetime.fromisoformat(text)
-        except ValueError:
-            raise self.make_error("rfc3339") from None
-        if parsed.tzinfo is None or "T" not in text.upper():
+        if not is_rfc3339(text):
             raise self.make_error("rfc3339")
         return text
+
+
+def is_rfc3339(text: str) -> bool:
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return parsed.tzinfo is not None and "T" in text.upper()
 
 
 class Scalar(fields.Raw):
@@ -137,6 +141,46 @@ class TranscriptEntrySchema(_Open):
             raise ValidationError("May be empty only when the entry has attachments.", "text")
 
 
+def _plain_entry(entry: Any) -> bool:
+    """Whether `TranscriptEntrySchema` would load `entry` as it is: exactly `at`, `role` and `text`,
+    each valid by the schema's own rules (an RFC 3339 time, a known role, text that is not blank)."""
+    if type(entry) is not dict or len(entry) != 3:
+        return False
+    at, role, text = entry.get("at"), entry.get("role"), entry.get("text")
+    return (type(at) is str and type(role) is str and type(text) is str and role in ROLES
+            and bool(text.strip()) and is_rfc3339(at))
+
+
+class Transcript(fields.List):
+    """The transcript's entries, each loaded by `TranscriptEntrySchema`, except that a plain entry
+    (`_plain_entry`: most of them) is checked directly and kept as it is. A nested schema load took
+    ~27 µs per entry, on the bot's path, and transcripts run to thousands of entries. Anything else —
+    attachments, fields we do not know, anything invalid — goes through the schema, which says what
+    is wrong and where, exactly as `fields.List` would (a test compares the two on many entries)."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(fields.Nested(TranscriptEntrySchema), **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> list[Any]:
+        if type(value) is not list:
+            return super()._deserialize(value, attr, data, **kwargs)
+        result: list[Any] = []
+        errors: dict[int, Any] = {}
+        for index, entry in enumerate(value):
+            if _plain_entry(entry):
+                result.append({"at": entry["at"], "role": entry["role"], "text": entry["text"]})  # the schema's order
+                continue
+            try:  # from here on as marshmallow's List does it
+                result.append(self.inner.deserialize(entry, **kwargs))
+            except ValidationError as error:
+                if error.valid_data is not None:
+                    result.append(error.valid_data)
+                errors[index] = error.messages
+        if errors:
+            raise ValidationError(errors, valid_data=result)
+        return result
+
+
 class IntentSchema(_Open):
     name = fields.String(validate=SHORT)
     confidence = fields.Float(validate=validate.Range(min=0, max=1))
@@ -205,7 +249,7 @@ class PacketSchema(Schema):
     bot = fields.Nested(BotSchema, required=True)
     conversation = fields.Nested(ConversationSchema, required=True)
     customer = fields.Nested(CustomerSchema, required=True)
-    transcript = fields.List(fields.Nested(TranscriptEntrySchema), required=True, validate=validate.Length(min=1))
+    transcript = Transcript(required=True, validate=validate.Length(min=1))
     intent = fields.Nested(IntentSchema)
     sentiment = fields.Nested(SentimentSchema)
     attempted_solutions = fields.List(fields.Nested(AttemptSchema), validate=validate.Length(max=100))
