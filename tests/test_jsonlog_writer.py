@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import multiprocessing
+import os
 import threading
 import time
 
@@ -221,3 +222,17 @@ def test_lines_are_formatted_by_the_writer_not_the_thread_that_logs():
     log.info("one %s", "line")
     handler.flush()
     assert (stream.getvalue(), formatted_in) == ("one line\n", ["log-writer"])
+
+
+def test_after_configure_gunicorn_s_own_log_format_still_works():
+    """configure() turns off what no line shows; gunicorn's error log, in the same process, shows
+    the process id: its lines must still format (they were lost when the id was switched off)."""
+    from connector import jsonlog
+
+    jsonlog.configure("INFO")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] [%(levelname)s] %(message)s"))
+    log = logger_with(handler, "test.gunicorn.error")
+    log.info("Booting worker")
+    assert f"[{os.getpid()}] [INFO] Booting worker" in stream.getvalue()
