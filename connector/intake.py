@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 from concurrent.futures import wait
 from dataclasses import dataclass
 from functools import lru_cache
@@ -46,7 +47,7 @@ def parse_json(raw: bytes, content_type: str | None, max_depth: int, what: str =
         raise UnsupportedMediaType(f"Send the {what} as application/json (got {mimetype or 'no content type'}).")
     try:
         text = raw.decode("utf-8")
-        data = json.loads(text, parse_constant=_refuse_constant)
+        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
     except UnicodeDecodeError:
         raise MalformedRequest("The body is not valid UTF-8.") from None
     except RecursionError:
@@ -68,6 +69,15 @@ def parse_json(raw: bytes, content_type: str | None, max_depth: int, what: str =
     if not isinstance(data, dict):
         raise ValidationFailed(f"The {what} must be a JSON object.", errors={"(body)": ["must be an object"]})
     return data
+
+
+def _finite(literal: str) -> float:
+    # A literal too large for a float (1e400) would load as infinity, which JSON cannot carry on:
+    # stored or sent, it would come out as null or be refused by PostgreSQL and the vendors.
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"{literal[:40]} is out of a number's range (about ±1.8e308)")
+    return value
 
 
 def _refuse_constant(name: str) -> Any:

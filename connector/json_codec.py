@@ -6,9 +6,11 @@ happen between a bot's request and its answer. What orjson refuses is written by
 library as before (SQLAlchemy's and requests' default): integers beyond 64 bits, non-string keys,
 lone surrogates (escaped), and — passed through on purpose — datetimes, dataclasses and
 subclasses of str, int, dict and list, which orjson would otherwise encode where the standard
-library refuses them or encodes them its own way. One difference remains: orjson writes NaN and
-the infinities as null, the standard library as the non-JSON `NaN`/`Infinity` (PostgreSQL refuses
-those). A packet cannot hold them: intake refuses them (`intake.parse_json`).
+library refuses them or encodes them its own way. Differences that remain: orjson writes NaN and
+the infinities as null, where the standard library writes the non-JSON `NaN`/`Infinity` (which
+PostgreSQL refuses) — a packet cannot hold them, intake refuses them (`intake.parse_json`); and it
+encodes `uuid.UUID` and plain `enum.Enum` values, which the standard library refuses (nothing here
+passes those).
 """
 
 from __future__ import annotations

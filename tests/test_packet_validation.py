@@ -155,9 +155,16 @@ def test_deep_json_is_refused_without_crashing(client):
     assert "deeper" in body["detail"]
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"", b'{"a": NaN}', b"\xff\xfe{}"])
+@pytest.mark.parametrize("raw", [b"{not json", b"", b'{"a": NaN}', b'{"a": -Infinity}', b"\xff\xfe{}"])
 def test_malformed_json_is_400(client, raw):
     problem(post(client, raw), 400)
+
+
+def test_a_number_beyond_a_float_s_range_is_refused_naming_it(client):
+    packet = minimal_packet()
+    packet["collected_data"] = {"order_total": "@@"}
+    body = problem(post(client, json.dumps(packet).replace('"@@"', "1e400")), 400)
+    assert "1e400" in body["detail"] and "range" in body["detail"]
 
 
 def test_json_that_is_not_an_object_is_422(client):
