@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import driver_cursor, json_codec
@@ -186,9 +187,12 @@ class Database:
                     driver_cursor.plain(pooled, "BEGIN IMMEDIATE")
                 yield pooled
                 pooled.commit()
-            except BaseException:
-                with contextlib.suppress(Exception):  # the error that got here is the one to report
-                    pooled.connection.rollback()
+            except BaseException as err:
+                if isinstance(err, DBAPIError) and err.connection_invalidated:
+                    pooled.connection.invalidate(err)  # dropped by the database: never back into the pool
+                else:
+                    with contextlib.suppress(Exception):  # the error that got here is the one to report
+                        pooled.connection.rollback()
                 raise
             finally:
                 pooled.connection.close()  # back to the pool

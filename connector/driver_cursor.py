@@ -11,8 +11,9 @@ values both ways, as on its usual path. What this path does not do:
 
 - Python-side column defaults: a statement that would need one is refused when it is prepared,
   so every value is given by the caller;
-- invalidate a pooled connection the server dropped: `pool_pre_ping` finds it at the next
-  checkout (PostgreSQL), as it does for a connection dropped while idle.
+- invalidate a `Connection` the server dropped under one of these statements: its next statement
+  of its own, or `pool_pre_ping` at the next checkout (PostgreSQL), finds it. A `Pooled` one is
+  invalidated at once (`Database.statements`).
 
 The database's errors are SQLAlchemy's (`IntegrityError`, `OperationalError`, …), without the
 parameters in their text, like the engine's (`hide_parameters`); a value a column's type refuses
@@ -98,28 +99,32 @@ class Pooled(NamedTuple):
             return cls(engine.dialect, engine.raw_connection())
 
     def commit(self) -> None:
-        with _errors(self.dialect, "COMMIT"):
+        with _errors(self.dialect, "COMMIT", self.connection):
             self.connection.commit()
 
 
 @contextlib.contextmanager
 def _cursor(connection: Connection | Pooled, sql: str) -> Iterator[Any]:
-    cursor = connection.connection.cursor()
-    try:
-        with _errors(connection.dialect, sql):
+    with _errors(connection.dialect, sql, connection.connection if isinstance(connection, Pooled) else None):
+        cursor = connection.connection.cursor()  # inside: a dropped connection may fail here already
+        try:
             yield cursor
-    finally:
-        cursor.close()
+        finally:
+            cursor.close()
 
 
 @contextlib.contextmanager
-def _errors(dialect: Dialect, sql: str) -> Iterator[None]:
-    """The driver's errors as SQLAlchemy's (`OperationalError`, `IntegrityError`…), without parameters."""
+def _errors(dialect: Dialect, sql: str, pooled: Any = None) -> Iterator[None]:
+    """The driver's errors as SQLAlchemy's (`OperationalError`, `IntegrityError`…), without parameters.
+    On a `Pooled` connection, one the database dropped says so (`connection_invalidated`), and
+    `Database.statements` invalidates it, as SQLAlchemy's `Connection` would; a `Connection`'s own
+    error handling does that for its statements."""
     try:
         yield
     except dialect.loaded_dbapi.Error as err:
-        raise exc.DBAPIError.instance(sql, None, err, dialect.loaded_dbapi.Error,
-                                      hide_parameters=True, dialect=dialect) from err
+        lost = pooled is not None and dialect.is_disconnect(err, pooled.dbapi_connection, None)
+        raise exc.DBAPIError.instance(sql, None, err, dialect.loaded_dbapi.Error, hide_parameters=True,
+                                      dialect=dialect, connection_invalidated=lost) from err
 
 
 @functools.lru_cache(maxsize=128)  # keyed by the statement object: hot statements are module constants

@@ -121,3 +121,21 @@ def test_a_driver_only_transaction_commits_on_success_and_rolls_back_on_error(an
         driver_cursor.run(connection, insert(Handoff.__table__), handoff_row("hnd_kept"))
     with db.reading() as session:
         assert list(session.scalars(select(Handoff.id).order_by(Handoff.id))) == ["hnd_kept"]
+
+
+def test_a_connection_lost_inside_a_driver_only_transaction_is_invalidated_not_pooled(any_db_app, caplog):
+    """The database drops the connection mid-transaction: the error says so, the connection is
+    thrown away (not rolled back and returned to the pool, which logged a reset failure), and the
+    next transaction gets a working one."""
+    from sqlalchemy.exc import DBAPIError
+
+    db = any_db_app.extensions["connector"].db
+    with pytest.raises(DBAPIError) as raised, db.statements() as connection:
+        connection.connection.dbapi_connection.close()  # as if the server had gone
+        driver_cursor.run(connection, insert(Handoff.__table__), handoff_row("hnd_lost"))
+    assert raised.value.connection_invalidated
+    with db.statements() as connection:
+        driver_cursor.run(connection, insert(Handoff.__table__), handoff_row("hnd_after"))
+    with db.reading() as session:
+        assert list(session.scalars(select(Handoff.id))) == ["hnd_after"]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.records
