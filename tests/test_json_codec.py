@@ -43,5 +43,20 @@ def test_a_value_the_standard_library_refuses_is_still_refused(value):
 
 
 def test_the_json_columns_are_written_by_it(any_db_app):
-    engine = any_db_app.extensions["connector"].db.engine
-    assert engine.dialect._json_serializer is json_codec.dumps
+    """What the database holds is json_codec's text: UTF-8 as it is, compact (the standard
+    library would write `\\u00dc` and a space after each colon)."""
+    from sqlalchemy import insert, text
+
+    from connector import driver_cursor
+    from connector.models import Handoff
+
+    now = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
+    row = dict(id="hnd_codec", bot_id="b", conversation_id="c", idempotency_key="k", request_hash="0" * 64,
+               message_id=None, packet={"name": "Ünal"}, assignment={}, customer_message={},
+               estimated_wait_seconds=None, created_at=now, updated_at=now)
+    db = any_db_app.extensions["connector"].db
+    with db.statements() as connection:
+        driver_cursor.run(connection, insert(Handoff.__table__), row)
+    with db.engine.connect() as connection:
+        stored = connection.execute(text("SELECT CAST(packet AS TEXT) FROM handoffs WHERE id = 'hnd_codec'")).scalar()
+    assert stored == json_codec.dumps({"name": "Ünal"}) == '{"name":"Ünal"}'
