@@ -30,6 +30,7 @@ class Sample:
     started: float  # seconds since the run began
     latency: float  # seconds
     status: int  # HTTP status; 0 for a transport error
+    side: str = ""  # which call of an `Alternating` run answered
 
 
 @dataclass
@@ -49,6 +50,10 @@ class Result:
         for sample in self.samples:
             counts[sample.status] = counts.get(sample.status, 0) + 1
         return dict(sorted(counts.items()))
+
+    def of(self, side: str) -> Result:
+        """The samples one side of an `Alternating` run answered."""
+        return Result([s for s in self.samples if s.side == side], self.elapsed, self.errors)
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -91,8 +96,9 @@ def run(connect: Callable[[], Any], call: Call, *, clients: int, total: int | No
                 conn.close()
                 conn = None
             finished = time.perf_counter()
+            side = call.side(number) if isinstance(call, Alternating) else ""
             with lock:
-                result.samples.append(Sample(start - begin, finished - start, status))
+                result.samples.append(Sample(start - begin, finished - start, status, side))
         if conn is not None:
             conn.close()
 
@@ -106,6 +112,32 @@ def run(connect: Callable[[], Any], call: Call, *, clients: int, total: int | No
 
 
 # ---- calls ----------------------------------------------------------------------------------
+
+
+class _Connections(dict):
+    def close(self) -> None:
+        for conn in self.values():
+            conn.close()
+
+
+class Alternating:
+    """Several calls taken in turn by sequence number, each client holding a connection for every
+    side: the sides of one run share the host's moments, so its drift falls on all of them alike.
+    `Result.of(side)` splits the samples afterwards."""
+
+    def __init__(self, **sides: tuple[Callable[[], Any], Call]):
+        self.sides, self.names = sides, list(sides)
+
+    def connect(self) -> _Connections:
+        return _Connections({name: connect() for name, (connect, _) in self.sides.items()})
+
+    def side(self, number: int) -> str:
+        return self.names[number % len(self.names)]
+
+    def __call__(self, conns: _Connections, number: int) -> int:
+        side = self.side(number)
+        return self.sides[side][1](conns[side], number)
+
 
 
 class Handoffs:

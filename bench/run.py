@@ -30,7 +30,7 @@ def quick(cfg: Config) -> Config:
     """A tiny run: a few handoffs, short bounds; proves the harness, measures nothing."""
     cfg.latency_ms = cfg.slow_latency_ms = 5.0
     cfg.clients, cfg.latency_requests, cfg.fanout_requests = 2, 10, 6
-    cfg.intake_clients, cfg.intake_seconds = 4, 2.0
+    cfg.intake_clients, cfg.intake_seconds, cfg.intake_runs = 4, 2.0, 1
     cfg.burst_handoffs, cfg.burst_per_minute, cfg.burst_clients, cfg.burst_cap_s = 30, 20, 4, 60.0
     cfg.memory_early = 5
     cfg.databases = ("sqlite",)

@@ -49,3 +49,27 @@ def test_quick_run_writes_results_and_leaves_no_process(tmp_path):
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not _descendants(os.getpid()), "a benchmark child process is still running"
+
+
+def test_alternating_calls_take_turns_and_split_by_side():
+    from bench import driver
+
+    class Conn:
+        def __init__(self, name: str):
+            self.name, self.closed = name, False
+
+        def close(self) -> None:
+            self.closed = True
+
+    calls: list[tuple[str, int]] = []
+    opened: list[Conn] = []
+
+    def side(name: str, status: int) -> tuple:
+        return (lambda: opened.append(Conn(name)) or opened[-1],
+                lambda conn, n: calls.append((conn.name, n)) or status)
+
+    both = driver.Alternating(a=side("a", 201), b=side("b", 202))
+    result = driver.run(both.connect, both, clients=1, total=6)
+    assert calls == [("a", 0), ("b", 1), ("a", 2), ("b", 3), ("a", 4), ("b", 5)]
+    assert [c.name for c in opened] == ["a", "b"] and all(c.closed for c in opened)
+    assert result.of("a").statuses() == {201: 3} and result.of("b").statuses() == {202: 3}
