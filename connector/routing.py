@@ -16,7 +16,7 @@ from typing import Any
 
 from . import business_hours
 from .errors import ConfigError
-from .routing_schema import PRIORITIES, RoutingConfig, compile_routing, compiled
+from .routing_schema import PRIORITIES, Keywords, RoutingConfig, compile_routing, compiled
 
 __all__ = ["PRIORITIES", "Facts", "assign", "compile_routing", "expected_wait", "wait_estimate", "wants_previous_agent"]
 
@@ -94,13 +94,25 @@ def _check(name: str, wanted: Any, f: Facts, ctx: dict[str, Any]) -> tuple[bool,
     raise ConfigError("mappings/routing.yaml", f"unknown condition {name!r}")  # the schema prevents this
 
 
-def _keywords(patterns: list[Any], f: Facts, where: list[str]) -> tuple[bool, str]:
+def _keywords(patterns: Keywords, f: Facts, where: list[str]) -> tuple[bool, str]:
+    in_escalation = "escalation" in where and any(p.pattern_text in f.keywords for p in patterns)
+    if in_escalation or ("transcript" in where and patterns.any_in(f.customer_text)):
+        return _first_keyword(patterns, f, where)
+    return _no_keyword(patterns, where)
+
+
+def _first_keyword(patterns: Keywords, f: Facts, where: list[str]) -> tuple[bool, str]:
+    """Which keyword held, in the rule's order (the trace names it)."""
     for pattern in patterns:
         word = pattern.pattern_text
         if "escalation" in where and word in f.keywords:
             return True, f"keyword {word!r} in escalation.keywords"
         if "transcript" in where and pattern.search(f.customer_text):
             return True, f"keyword {word!r} in the customer's messages"
+    return _no_keyword(patterns, where)
+
+
+def _no_keyword(patterns: Keywords, where: list[str]) -> tuple[bool, str]:
     return False, f"no keyword of {[p.pattern_text for p in patterns]} in {' or '.join(where)}"
 
 

@@ -282,3 +282,15 @@ def test_a_decision_checks_each_rule_once_and_asks_again_at_another_time(monkeyp
     del calls[:]
     routing.assign(facts.packet, SHIPPED, now=SATURDAY, facts=facts)  # in_hours conditions change with time
     assert len(calls) == len(SHIPPED["rules"])
+
+
+@pytest.mark.parametrize("text", [
+    "", "nothing here", "I want to cancel my account", "CANCEL   my\naccount now", "cancel my accounts",
+    "fraudulent?", "it's fraud!", "a chargeback.", "chargebacks", "my lawyer", "lawyers", "data-breach",
+    "data breach", "unauthorized  charge", "an unauthorized charges", "défraud", "_fraud", "fraud_",
+])
+def test_one_pattern_for_all_keywords_agrees_with_each_keyword(text):
+    from connector.routing_schema import Keywords
+
+    keywords = Keywords(["fraud", "unauthorized charge", "chargeback", "lawyer", "data breach", "cancel my account"])
+    assert keywords.any_in(text) == any(k.search(text) for k in keywords)
