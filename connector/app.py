@@ -11,7 +11,7 @@ from typing import Any
 from dotenv import load_dotenv
 from flask import Flask
 
-from . import cli, jsonlog, problems
+from . import cli, json_codec, jsonlog, problems
 from .services import Services, init_app
 from .settings import Settings
 
@@ -32,6 +32,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     jsonlog.configure(settings.log_level)
     app = Flask(__name__, instance_path=os.path.join(ROOT, "instance"))
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
+    app.json = json_codec.JSONProvider(app)
     app.json.sort_keys = False
     app.json.ensure_ascii = False
 

@@ -1,5 +1,6 @@
 """JSON text the connector writes on the bot's path: the database's JSON columns (the packet, the
-assignment, receipts, vendor replies) and the bodies sent to Zendesk.
+assignment, receipts, vendor replies), the bodies sent to Zendesk and the API's answers (Flask's
+`jsonify`, through `JSONProvider`).
 
 orjson encodes the sample packet in ~3 µs where the standard library takes ~43 µs, and both
 happen between a bot's request and its answer. What orjson refuses is written by the standard
@@ -19,6 +20,7 @@ import json
 from typing import Any
 
 import orjson
+from flask.json.provider import DefaultJSONProvider
 
 _LIKE_THE_STANDARD_LIBRARY = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
                               | orjson.OPT_PASSTHROUGH_SUBCLASS)
@@ -35,3 +37,21 @@ def dumps_bytes(value: Any) -> bytes:
 def dumps(value: Any) -> str:
     """JSON text for a JSON column (SQLAlchemy's `json_serializer`)."""
     return dumps_bytes(value).decode("utf-8")
+
+
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, encoded by orjson when the call asks for what orjson writes: the compact
+    answers of production (`jsonify`; 9 µs warm for a handoff's answer with the standard library,
+    0.6 µs with orjson), keys in insertion order, non-ASCII as UTF-8 (the app turns Flask's
+    sorting and escaping off). Debug mode's indentation, sorted keys, escaping, and whatever orjson
+    refuses (`dumps_bytes`) go to Flask's own, with its `default` for dates, decimals and UUIDs."""
+
+    _COMPACT = {"separators": (",", ":")}
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        if kwargs in ({}, self._COMPACT) and not self.sort_keys and not self.ensure_ascii:
+            try:
+                return orjson.dumps(obj, option=_LIKE_THE_STANDARD_LIBRARY).decode("utf-8")
+            except orjson.JSONEncodeError:
+                pass
+        return super().dumps(obj, **kwargs)

@@ -60,3 +60,45 @@ def test_the_json_columns_are_written_by_it(any_db_app):
     with db.engine.connect() as connection:
         stored = connection.execute(text("SELECT CAST(packet AS TEXT) FROM handoffs WHERE id = 'hnd_codec'")).scalar()
     assert stored == json_codec.dumps({"name": "Ünal"}) == '{"name":"Ünal"}'
+
+
+def _flask_pair(debug: bool = False):
+    from flask import Flask
+    from flask.json.provider import DefaultJSONProvider
+
+    ours, flasks = Flask("ours"), Flask("flasks")
+    ours.json = json_codec.JSONProvider(ours)
+    for app in (ours, flasks):
+        app.debug = debug
+        app.json.sort_keys = False
+        app.json.ensure_ascii = False
+    assert type(flasks.json) is DefaultJSONProvider
+    return ours, flasks
+
+
+@pytest.mark.parametrize("value", [
+    {"status": "delivered", "customer_message": {"text": "Merci — un collègue arrive 🙂"}, "wait": 1.5,
+     "targets": [{"id": 2**40, "ok": True, "none": None}]},
+    {"at": dt.datetime(2026, 12, 2, 17, 0, tzinfo=dt.UTC)},  # Flask's own (an HTTP date)
+    {"big": 2**70}, {"p": Point(1)},
+])
+@pytest.mark.parametrize("debug", [False, True])
+def test_answers_read_the_same_as_flasks_own_json(value, debug):
+    ours, flasks = _flask_pair(debug)
+    with ours.app_context():
+        mine = ours.json.response(value).get_data()
+    with flasks.app_context():
+        theirs = flasks.json.response(value).get_data()
+    assert mine == theirs
+
+
+def test_the_app_answers_through_orjson(monkeypatch):
+    from connector import create_app
+
+    encoded = []
+    real = json_codec.orjson.dumps
+    monkeypatch.setattr(json_codec.orjson, "dumps", lambda *a, **k: encoded.append(a[0]) or real(*a, **k))
+    app = create_app({"environ": {}})
+    with app.app_context():
+        assert app.json.response({"b": 1, "a": "é"}).get_data() == '{"b":1,"a":"é"}\n'.encode()
+    assert encoded == [{"b": 1, "a": "é"}]
