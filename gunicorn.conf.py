@@ -12,34 +12,36 @@ workers = int(os.environ.get("CONNECTOR_WEB_WORKERS", str(min((os.cpu_count() or
 # below what its CPU could do; idle threads cost little.
 threads = int(os.environ.get("CONNECTOR_WEB_THREADS", "32"))
 worker_class = "gthread"
-
-
-def _limit_malloc_arenas(arenas: int = 2) -> None:
-    """glibc gives each thread that meets contention a malloc arena of its own (up to 8 per core),
-    and each keeps what it has freed: with 32 request and 16 delivery threads per worker, RSS grew
-    +10 to +13 % over 10,000 handoffs, against +7 to +10 % with two arenas (bench/FIXES.md, round 7).
-    The GIL already serializes nearly all of these allocations, so more arenas buy little. Set in
-    the master, before any thread, so every forked worker inherits it; MALLOC_ARENA_MAX in the
-    environment wins, and elsewhere than glibc this does nothing."""
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(ctypes.c_int(-8), ctypes.c_int(arenas))  # M_ARENA_MAX from glibc's malloc.h
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
-_limit_malloc_arenas()
 timeout = 60
 graceful_timeout = 30
 accesslog = "-"
 
 
+def limit_malloc_arenas(log, arenas: int = 2) -> bool:
+    """glibc gives each thread that meets contention a malloc arena of its own (up to 8 per core),
+    and each keeps what it has freed: with 32 request and 16 delivery threads per worker, the worst
+    worker's RSS went from 93 MiB after 100 handoffs to 105 MiB after 10,000 with the default, and
+    from 89 to 94 MiB with two arenas (bench/FIXES.md, round 7). The GIL already serializes nearly
+    all of these allocations, so more arenas buy little. Called in the master before any worker is
+    forked (each inherits it); a limit set in the environment (MALLOC_ARENA_MAX, or
+    glibc.malloc.arena_max in GLIBC_TUNABLES) wins; elsewhere than glibc this does nothing."""
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    if os.environ.get("MALLOC_ARENA_MAX") or "arena_max" in os.environ.get("GLIBC_TUNABLES", ""):
+        return False
+    arena_max = -8  # M_ARENA_MAX in glibc's malloc.h
+    if ctypes.CDLL(None).mallopt(ctypes.c_int(arena_max), ctypes.c_int(arenas)) != 1:
+        log.warning("mallopt(M_ARENA_MAX, %d) was refused; workers keep glibc's default arenas", arenas)
+        return False
+    return True
+
+
 def on_starting(server):
-    """Once, in the master, before any worker: create or upgrade the schema."""
+    """Once, in the master, before any worker: fewer malloc arenas, then create or upgrade the schema."""
+    limit_malloc_arenas(server.log)
     from connector import create_app
 
     app = create_app()

@@ -52,7 +52,7 @@ class Result:
         return dict(sorted(counts.items()))
 
     def of(self, side: str) -> Result:
-        """The samples one side of an `Alternating` run answered."""
+        """The samples one side of an `Alternating` run answered (`errors` stay the run's)."""
         return Result([s for s in self.samples if s.side == side], self.elapsed, self.errors)
 
 
@@ -85,18 +85,22 @@ def run(connect: Callable[[], Any], call: Call, *, clients: int, total: int | No
                 break
             if conn is None:
                 conn = connect()
-            start = time.perf_counter()
+            start, failed = time.perf_counter(), False
             try:
                 status = call(conn, number)
             except (OSError, http.client.HTTPException) as err:
-                status = 0
+                status, failed = 0, True
                 with lock:
                     if len(result.errors) < 20:
                         result.errors.append(f"{type(err).__name__}: {err}")
-                conn.close()
-                conn = None
             finished = time.perf_counter()
-            side = call.side(number) if isinstance(call, Alternating) else ""
+            side = getattr(conn, "side", "")  # an `Alternating` call's connections say whose turn it was
+            if failed:
+                if isinstance(conn, _Connections):
+                    conn.reset()  # only the side that failed reconnects
+                else:
+                    conn.close()
+                    conn = None
             with lock:
                 result.samples.append(Sample(start - begin, finished - start, status, side))
         if conn is not None:
@@ -115,29 +119,46 @@ def run(connect: Callable[[], Any], call: Call, *, clients: int, total: int | No
 
 
 class _Connections(dict):
+    """One client's connections of an `Alternating` run, one per side, opened when first needed,
+    and whose turn is next."""
+
+    def __init__(self, connects: dict[str, Callable[[], Any]], turn: int):
+        super().__init__()
+        self.connects, self.turn, self.side = connects, turn, ""
+
+    def of(self, side: str) -> Any:
+        if side not in self:
+            self[side] = self.connects[side]()
+        return self[side]
+
+    def reset(self) -> None:
+        """Close the connection of the side that just failed; its next turn opens a new one."""
+        failed = self.pop(self.side, None)
+        if failed is not None:
+            failed.close()
+
     def close(self) -> None:
         for conn in self.values():
             conn.close()
 
 
 class Alternating:
-    """Several calls taken in turn by sequence number, each client holding a connection for every
+    """Several calls that each client takes in turn (a, b, a, b …), holding a connection for every
     side: the sides of one run share the host's moments, so its drift falls on all of them alike.
-    `Result.of(side)` splits the samples afterwards."""
+    Clients start on different sides, so at any moment some run each. `Result.of(side)` splits the
+    samples afterwards."""
 
     def __init__(self, **sides: tuple[Callable[[], Any], Call]):
         self.sides, self.names = sides, list(sides)
+        self._starts = itertools.count()
 
     def connect(self) -> _Connections:
-        return _Connections({name: connect() for name, (connect, _) in self.sides.items()})
-
-    def side(self, number: int) -> str:
-        return self.names[number % len(self.names)]
+        return _Connections({name: connect for name, (connect, _) in self.sides.items()}, next(self._starts))
 
     def __call__(self, conns: _Connections, number: int) -> int:
-        side = self.side(number)
-        return self.sides[side][1](conns[side], number)
-
+        conns.side = self.names[conns.turn % len(self.names)]
+        conns.turn += 1
+        return self.sides[conns.side][1](conns.of(conns.side), number)
 
 
 class Handoffs:

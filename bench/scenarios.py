@@ -128,8 +128,8 @@ def _added_rows(out: Outcome, base: list[float], conn: list[float], how: str, ju
 
 def added_latency(cfg: Config) -> Outcome:
     """The connector's answer vs the direct call, taken in turn by the same clients (each client
-    alternates, so both sides meet the same moments of a noisy host); then, for comparison with
-    rounds 1–6 of bench/FIXES.md, the two measured one after the other."""
+    alternates, starting on different sides, so both meet the same moments of a noisy host); then,
+    for comparison with rounds 1–6 of bench/FIXES.md, the two measured one after the other."""
     out = Outcome()
     tag = uuid.uuid4().hex[:6]
     with procs.fakes(cfg.work, cfg.latency_ms) as fakes, procs.database("sqlite", cfg.work) as db, \
@@ -151,7 +151,8 @@ def added_latency(cfg: Config) -> Outcome:
     _added_rows(out, base.latencies(), conn.latencies(), "", judged=True)
     _added_rows(out, seq_base.latencies(), seq_conn.latencies(), ", measured one after the other", judged=False)
     made = {route: after.get(route, 0) - before.get(route, 0) for route in after}
-    made[DIRECT_ROUTE] -= len(base.samples)  # the direct calls of the same run, not the connector's
+    # the direct calls of the same run that the fake answered are not the connector's
+    made[DIRECT_ROUTE] -= sum(1 for sample in base.samples if sample.status)
     per = {route: n / max(1, conn.count(201, 202)) for route, n in made.items()}
     out.facts["zendesk_calls_per_handoff"] = {r: round(n, 2) for r, n in per.items() if n}
     out.notes.append(f"Added latency: {cfg.clients} closed-loop clients, each alternating a direct call and a handoff, "

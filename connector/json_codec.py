@@ -40,16 +40,20 @@ def dumps(value: Any) -> str:
 
 
 class JSONProvider(DefaultJSONProvider):
-    """Flask's JSON, encoded by orjson when the call asks for what orjson writes: the compact
-    answers of production (`jsonify`; 9 µs warm for a handoff's answer with the standard library,
-    0.6 µs with orjson), keys in insertion order, non-ASCII as UTF-8 (the app turns Flask's
-    sorting and escaping off). Debug mode's indentation, sorted keys, escaping, and whatever orjson
-    refuses (`dumps_bytes`) go to Flask's own, with its `default` for dates, decimals and UUIDs."""
+    """Flask's JSON, encoded by orjson for the compact answers of production (`jsonify` and
+    `response()` out of debug mode: 9 µs warm for a handoff's answer with the standard library,
+    0.6 µs with orjson), keys in insertion order, non-ASCII as UTF-8 (the app turns Flask's sorting
+    and escaping off). Every other call — no options (Flask's default `", "` and `": "` separators:
+    the test client's bodies, `tojson`), debug mode's indentation, sorted keys, escaping — and
+    whatever orjson refuses goes to Flask's own, with its `default` for dates, decimals and UUIDs.
+    On the compact path orjson differs from the standard library as `dumps_bytes` does: NaN and the
+    infinities as null (no answer carries them), exponents as `1e-7` rather than `1e-07` (the same
+    number), and plain `enum.Enum` values encoded where Flask refuses them (no answer holds one)."""
 
     _COMPACT = {"separators": (",", ":")}
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        if kwargs in ({}, self._COMPACT) and not self.sort_keys and not self.ensure_ascii:
+        if kwargs == self._COMPACT and not self.sort_keys and not self.ensure_ascii:
             try:
                 return orjson.dumps(obj, option=_LIKE_THE_STANDARD_LIBRARY).decode("utf-8")
             except orjson.JSONEncodeError:

@@ -35,8 +35,8 @@ class Keyword:
 
     def __init__(self, text: str):
         self.pattern_text = text.strip().lower()
-        self.words = r"\s+".join(map(re.escape, self.pattern_text.split()))
-        self._regex = re.compile(rf"(?<!\w){self.words}(?!\w)", re.IGNORECASE)
+        self.regex_source = r"\s+".join(map(re.escape, self.pattern_text.split()))  # the words, any spacing
+        self._regex = re.compile(rf"(?<!\w){self.regex_source}(?!\w)", re.IGNORECASE)
 
     def search(self, text: str) -> bool:
         return bool(self._regex.search(text))
@@ -48,7 +48,8 @@ class Keywords(list[Keyword]):
 
     def __init__(self, words: list[str]):
         super().__init__(Keyword(word) for word in words)
-        self._any = re.compile(rf"(?<!\w)(?:{'|'.join(k.words for k in self)})(?!\w)", re.IGNORECASE)
+        either = "|".join(k.regex_source for k in self) or "(?!)"  # no keywords: a pattern that never matches
+        self._any = re.compile(rf"(?<!\w)(?:{either})(?!\w)", re.IGNORECASE)
 
     def any_in(self, text: str) -> bool:
         return bool(self._any.search(text))

@@ -51,7 +51,7 @@ def test_quick_run_writes_results_and_leaves_no_process(tmp_path):
     assert not _descendants(os.getpid()), "a benchmark child process is still running"
 
 
-def test_alternating_calls_take_turns_and_split_by_side():
+def test_alternating_calls_take_turns_per_client_and_split_by_side():
     from bench import driver
 
     class Conn:
@@ -64,12 +64,26 @@ def test_alternating_calls_take_turns_and_split_by_side():
     calls: list[tuple[str, int]] = []
     opened: list[Conn] = []
 
-    def side(name: str, status: int) -> tuple:
-        return (lambda: opened.append(Conn(name)) or opened[-1],
-                lambda conn, n: calls.append((conn.name, n)) or status)
+    def side(name: str, status: int, fail_on: int | None = None) -> tuple:
+        def call(conn: Conn, n: int) -> int:
+            calls.append((conn.name, n))
+            if n == fail_on:
+                raise ConnectionResetError("dropped")
+            return status
 
-    both = driver.Alternating(a=side("a", 201), b=side("b", 202))
+        return (lambda: opened.append(Conn(name)) or opened[-1], call)
+
+    both = driver.Alternating(a=side("a", 201), b=side("b", 202, fail_on=3))
     result = driver.run(both.connect, both, clients=1, total=6)
     assert calls == [("a", 0), ("b", 1), ("a", 2), ("b", 3), ("a", 4), ("b", 5)]
-    assert [c.name for c in opened] == ["a", "b"] and all(c.closed for c in opened)
-    assert result.of("a").statuses() == {201: 3} and result.of("b").statuses() == {202: 3}
+    # the failed call closed b's connection only; b's next turn opened another, a kept its own
+    assert [(c.name, c.closed) for c in opened] == [("a", True), ("b", True), ("b", True)]
+    assert result.of("a").statuses() == {201: 3} and result.of("b").statuses() == {0: 1, 202: 2}
+    assert result.errors == ["ConnectionResetError: dropped"]
+
+    # clients start on different sides, so both sides run at any moment
+    starts = driver.Alternating(a=side("a", 201), b=side("b", 202))
+    first, second = starts.connect(), starts.connect()
+    calls.clear()
+    starts(first, 10), starts(second, 11)
+    assert [name for name, _ in calls] == ["a", "b"]

@@ -1,50 +1,80 @@
-"""gunicorn.conf.py: what it computes and sets up before any worker starts."""
+"""gunicorn.conf.py: the settings it computes, and what its master does before any worker."""
 
 from __future__ import annotations
 
 import ctypes
+import logging
+import platform
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 from unittest import mock
+
+import pytest
 
 CONF = str(Path(__file__).resolve().parents[1] / "gunicorn.conf.py")
 
 
 class FakeLibc:
-    def __init__(self) -> None:
+    def __init__(self, answer: int = 1) -> None:
         self.calls: list[tuple[int, int]] = []
+        self.answer = answer
 
     def mallopt(self, param: ctypes.c_int, value: ctypes.c_int) -> int:
         self.calls.append((param.value, value.value))
-        return 1
+        return self.answer
 
 
-def _load(environ: dict[str, str], libc: object) -> dict:
-    with mock.patch.dict("os.environ", environ, clear=True), mock.patch("ctypes.CDLL", return_value=libc):
-        return runpy.run_path(CONF)
+def _conf(environ: dict[str, str] | None = None) -> dict:
+    with mock.patch.dict("os.environ", environ or {}, clear=True), mock.patch("ctypes.CDLL") as cdll:
+        conf = runpy.run_path(CONF)
+    assert not cdll.called  # loading the settings (bench/procs.py does) changes nothing in the process
+    return conf
 
 
-def test_two_malloc_arenas_are_set_in_the_master_before_any_worker():
+def _limit(environ: dict[str, str], libc: FakeLibc, libc_name: str = "glibc") -> bool:
+    limit = _conf()["limit_malloc_arenas"]
+    with mock.patch.dict("os.environ", environ, clear=True), mock.patch("ctypes.CDLL", return_value=libc), \
+            mock.patch("platform.libc_ver", return_value=(libc_name, "2.36")):
+        return limit(logging.getLogger("gunicorn.error"))
+
+
+def test_the_master_asks_glibc_for_two_malloc_arenas():
     libc = FakeLibc()
-    conf = _load({}, libc)
+    assert _limit({}, libc) is True
     assert libc.calls == [(-8, 2)]  # M_ARENA_MAX
-    assert conf["worker_class"] == "gthread"
 
 
-def test_malloc_arena_max_in_the_environment_wins():
+@pytest.mark.parametrize("environ", [{"MALLOC_ARENA_MAX": "8"}, {"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}])
+def test_a_limit_in_the_environment_wins(environ):
     libc = FakeLibc()
-    _load({"MALLOC_ARENA_MAX": "8"}, libc)
+    assert _limit(environ, libc) is False
     assert libc.calls == []
 
 
-def test_without_glibc_nothing_is_set_and_the_settings_still_load():
-    class NotGlibc:
-        pass  # no mallopt: musl, macOS
+def test_elsewhere_than_glibc_nothing_is_asked():
+    libc = FakeLibc()
+    assert _limit({}, libc, libc_name="") is False
+    assert libc.calls == []
 
-    conf = _load({}, NotGlibc())
-    assert conf["threads"] == 32
+
+def test_a_refusal_is_logged(caplog):
+    with caplog.at_level(logging.WARNING, logger="gunicorn.error"):
+        assert _limit({}, FakeLibc(answer=0)) is False
+    assert "M_ARENA_MAX" in caplog.text
+
+
+def test_this_machines_glibc_accepts_it():
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("not a glibc system")
+    code = (f"import logging, runpy; conf = runpy.run_path({CONF!r}); "
+            "print(conf['limit_malloc_arenas'](logging.getLogger()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "True", out.stderr
 
 
 def test_workers_and_threads_follow_their_variables():
-    conf = _load({"CONNECTOR_WEB_WORKERS": "5", "CONNECTOR_WEB_THREADS": "7"}, FakeLibc())
-    assert (conf["workers"], conf["threads"]) == (5, 7)
+    conf = _conf({"CONNECTOR_WEB_WORKERS": "5", "CONNECTOR_WEB_THREADS": "7"})
+    assert (conf["workers"], conf["threads"], conf["worker_class"]) == (5, 7, "gthread")

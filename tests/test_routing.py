@@ -294,3 +294,9 @@ def test_one_pattern_for_all_keywords_agrees_with_each_keyword(text):
 
     keywords = Keywords(["fraud", "unauthorized charge", "chargeback", "lawyer", "data breach", "cancel my account"])
     assert keywords.any_in(text) == any(k.search(text) for k in keywords)
+
+
+def test_no_keywords_match_nothing():
+    from connector.routing_schema import Keywords
+
+    assert not Keywords([]).any_in("anything at all")
