@@ -156,8 +156,9 @@ def added_latency(cfg: Config) -> Outcome:
     per = {route: n / max(1, conn.count(201, 202)) for route, n in made.items()}
     out.facts["zendesk_calls_per_handoff"] = {r: round(n, 2) for r, n in per.items() if n}
     out.notes.append(f"Added latency: {cfg.clients} closed-loop clients, each alternating a direct call and a handoff, "
-                     f"{cfg.latency_requests} of each after a warm-up; connector answers {_summary(conn)}; direct "
-                     f"answers {_summary(base)}. Zendesk calls per handoff: {out.facts['zendesk_calls_per_handoff']}. "
+                     f"{2 * cfg.latency_requests} calls in all after a warm-up; connector answers {_summary(conn)}; "
+                     f"direct answers {_summary(base)}. "
+                     f"Zendesk calls per handoff: {out.facts['zendesk_calls_per_handoff']}. "
                      f"Then the method of rounds 1–6, {cfg.latency_requests} direct calls followed by "
                      f"{cfg.latency_requests} handoffs: connector {_summary(seq_conn)}, direct {_summary(seq_base)}.")
     return out
