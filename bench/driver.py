@@ -167,9 +167,14 @@ class Handoffs:
     The packet is serialized once with placeholders; each call substitutes its own ids.
     """
 
-    def __init__(self, base_url: str, run_id: str, targets: Sequence[str] | None = None):
+    def __init__(self, base_url: str, run_id: str, targets: Sequence[str] | None = None, *,
+                 reconnect: bool = False):
         host, port = base_url.removeprefix("http://").split(":")
         self.host, self.port, self.run_id = host, int(port), run_id
+        # Each call on a new connection (http.client opens one when the last was closed): the
+        # worker that accepts a connection serves all of its requests, so only new connections
+        # reach every worker (the warm-up's).
+        self.reconnect = reconnect
         packet = copy.deepcopy(json.loads(PACKET.read_text(encoding="utf-8")))
         # Not a sticky-routed segment: sticky routing asks Zendesk for the previous agent before the
         # handoff is stored (a vendor round trip of its own); the benchmark measures the delivery path.
@@ -194,7 +199,7 @@ class Handoffs:
             "Idempotency-Key": f"bench-{self.run_id}-{number}"})
         response = conn.getresponse()
         response.read()
-        if response.getheader("Connection", "").lower() == "close":
+        if self.reconnect or response.getheader("Connection", "").lower() == "close":
             conn.close()
         return response.status
 

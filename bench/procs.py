@@ -212,15 +212,16 @@ def connector_env(database_url: str, targets: str, extra: Mapping[str, str]) -> 
 
 @contextlib.contextmanager
 def connector(work: Path, database_url: str, targets: str, extra: Mapping[str, str] | None = None,
-              startup_s: float = 60.0) -> Iterator[Connector]:
-    """`gunicorn -c gunicorn.conf.py wsgi:app` on a free port, up when /healthz answers 200 and every
-    worker is running (the schema is migrated before workers start). The intake scenario asks
+              startup_s: float = 60.0, app: str = "wsgi:app") -> Iterator[Connector]:
+    """`gunicorn -c gunicorn.conf.py wsgi:app` (or `app`, such as `bench.floor_app:app`) on a free port,
+    up when /healthz answers 200 and every worker is running (the schema is migrated before workers
+    start). The intake scenario asks
     /readyz too, and RESULTS.md says so if it did not answer 200 while handoffs were accepted."""
     port = free_port()
     env = connector_env(database_url, targets, {"CONNECTOR_BIND": f"127.0.0.1:{port}", **(extra or {})})
     log = work / f"gunicorn-{port}.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],  # noqa: S603
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app],  # noqa: S603
                                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         def ready() -> bool:

@@ -67,8 +67,8 @@ def render(cfg: Config, outcomes: Mapping[str, Outcome], started: dt.datetime, e
         "Salesforce over TLS (trustme CA via REQUESTS_CA_BUNDLE) |",
         "| packet | tests/fixtures/packets/handoff-full.json, a new conversation per request, segment `standard` |",
         f"| latency / fan-out | {cfg.clients} closed-loop clients; {cfg.latency_requests} / {cfg.fanout_requests} "
-        "requests per measurement after 20 warm-up; added latency: each client alternates a direct call and a "
-        "handoff |",
+        f"requests per measurement after {cfg.warm_per_worker} warm-up handoffs per worker, each on a new "
+        "connection; added latency: each client alternates a direct call and a handoff |",
         f"| intake | {cfg.intake_clients} clients for {cfg.intake_seconds:.0f} s, CONNECTOR_SYNC_BUDGET_MS="
         f"{cfg.intake_budget_ms}, all three targets; median of {cfg.intake_runs} runs per database |",
         f"| burst + memory | {cfg.burst_handoffs} handoffs to Zendesk limited to {cfg.burst_per_minute}/min, "

@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 def quick(cfg: Config) -> Config:
     """A tiny run: a few handoffs, short bounds; proves the harness, measures nothing."""
     cfg.latency_ms = cfg.slow_latency_ms = 5.0
-    cfg.clients, cfg.latency_requests, cfg.fanout_requests = 2, 10, 6
+    cfg.clients, cfg.latency_requests, cfg.fanout_requests, cfg.warm_per_worker = 2, 10, 6, 4
     cfg.intake_clients, cfg.intake_seconds, cfg.intake_runs = 4, 2.0, 1
     cfg.burst_handoffs, cfg.burst_per_minute, cfg.burst_clients, cfg.burst_cap_s = 30, 20, 4, 60.0
     cfg.memory_early = 5

@@ -31,6 +31,7 @@ class Config:
     slow_latency_ms: float = 1000.0
     clients: int = 4  # latency scenarios: light, steady load
     latency_requests: int = 300
+    warm_per_worker: int = 20  # warm-up handoffs per gunicorn worker, before any measurement
     fanout_requests: int = 150
     intake_clients: int = 32
     intake_seconds: float = 10.0
@@ -79,10 +80,13 @@ def _summary(result: driver.Result) -> str:
     return ", ".join(f"{status or 'transport error'}: {n}" for status, n in result.statuses().items())
 
 
-def _warm(c: procs.Connector, targets: list[str] | None, n: int = 20) -> None:
-    """Warm-up requests (first imports, connections, caches), not measured."""
-    call = driver.Handoffs(c.url, f"warm-{uuid.uuid4().hex[:6]}", targets)
-    driver.run(call.connect, call, clients=2, total=n, duration_s=60)
+def _warm(c: procs.Connector, targets: list[str] | None, per_worker: int) -> None:
+    """Warm-up requests (first imports, connections, compiled patterns and statements), not
+    measured, each on a new connection so that every worker takes some: a keep-alive connection
+    stays with the worker that accepted it, and the two clients' connections of rounds 1–7 warmed
+    at most two of the three workers (bench/FIXES.md, round 8)."""
+    call = driver.Handoffs(c.url, f"warm-{uuid.uuid4().hex[:6]}", targets, reconnect=True)
+    driver.run(call.connect, call, clients=2, total=per_worker * max(1, len(c.worker_pids())), duration_s=60)
 
 
 # ---- 1. added latency -----------------------------------------------------------------------
@@ -129,39 +133,60 @@ def _added_rows(out: Outcome, base: list[float], conn: list[float], how: str, ju
 def added_latency(cfg: Config) -> Outcome:
     """The connector's answer vs the direct call, taken in turn by the same clients (each client
     alternates, starting on different sides, so both meet the same moments of a noisy host); then,
-    for comparison with rounds 1–6 of bench/FIXES.md, the two measured one after the other."""
+    for comparison with rounds 1–6 of bench/FIXES.md, the two measured one after the other; then,
+    alternating with the direct call the same way, the floor: a proxy with the connector's hops and
+    none of its work (`floor_app`)."""
     out = Outcome()
     tag = uuid.uuid4().hex[:6]
-    with procs.fakes(cfg.work, cfg.latency_ms) as fakes, procs.database("sqlite", cfg.work) as db, \
-            procs.connector(cfg.work, db, "zendesk", fakes.connector_env()) as c:
-        warm = DirectZendesk(fakes.url("zendesk"), f"warm-{tag}")
-        driver.run(warm.connect, warm, clients=cfg.clients, total=min(20, cfg.latency_requests))
-        _warm(c, None, n=min(20, cfg.latency_requests))
-        before = fakes.stats("zendesk")["by_route"]
-        direct, call = DirectZendesk(fakes.url("zendesk"), f"direct-{tag}"), driver.Handoffs(c.url, f"lat-{tag}")
-        both = driver.Alternating(direct=(direct.connect, direct), connector=(call.connect, call))
-        mixed = driver.run(both.connect, both, clients=cfg.clients, total=2 * cfg.latency_requests)
-        after = fakes.stats("zendesk")["by_route"]
-        direct, call = DirectZendesk(fakes.url("zendesk"), f"seq-{tag}"), driver.Handoffs(c.url, f"seq-{tag}")
-        seq_base = driver.run(direct.connect, direct, clients=cfg.clients, total=cfg.latency_requests)
-        seq_conn = driver.run(call.connect, call, clients=cfg.clients, total=cfg.latency_requests)
+    with procs.fakes(cfg.work, cfg.latency_ms) as fakes:
+        with procs.database("sqlite", cfg.work) as db, procs.connector(cfg.work, db, "zendesk",
+                                                                       fakes.connector_env()) as c:
+            warm = DirectZendesk(fakes.url("zendesk"), f"warm-{tag}")
+            driver.run(warm.connect, warm, clients=cfg.clients, total=cfg.warm_per_worker)
+            _warm(c, None, cfg.warm_per_worker)
+            before = fakes.stats("zendesk")["by_route"]
+            mixed = _alternate(cfg, fakes, c, f"lat-{tag}")
+            after = fakes.stats("zendesk")["by_route"]
+            direct, call = DirectZendesk(fakes.url("zendesk"), f"seq-{tag}"), driver.Handoffs(c.url, f"seq-{tag}")
+            seq_base = driver.run(direct.connect, direct, clients=cfg.clients, total=cfg.latency_requests)
+            seq_conn = driver.run(call.connect, call, clients=cfg.clients, total=cfg.latency_requests)
+        with procs.database("sqlite", cfg.work) as db, procs.connector(cfg.work, db, "zendesk", fakes.connector_env(),
+                                                                       app="bench.floor_app:app") as floor:
+            _warm(floor, None, cfg.warm_per_worker)
+            floored = _alternate(cfg, fakes, floor, f"floor-{tag}")
     base, conn = mixed.of("direct"), mixed.of("connector")
     out.series["1|direct call (requests → fake Zendesk)"] = base.latencies()
     out.series["1|connector, Zendesk only"] = conn.latencies()
+    out.series["1|floor: the same hops, none of the work"] = floored.of("connector").latencies()
     _added_rows(out, base.latencies(), conn.latencies(), "", judged=True)
     _added_rows(out, seq_base.latencies(), seq_conn.latencies(), ", measured one after the other", judged=False)
+    _added_rows(out, floored.of("direct").latencies(), floored.of("connector").latencies(),
+                ", the floor: a proxy with the connector's hops and none of its work (`floor_app.py`)", judged=False)
     made = {route: after.get(route, 0) - before.get(route, 0) for route in after}
     # the direct calls of the same run that the fake answered are not the connector's
     made[DIRECT_ROUTE] -= sum(1 for sample in base.samples if sample.status)
     per = {route: n / max(1, conn.count(201, 202)) for route, n in made.items()}
     out.facts["zendesk_calls_per_handoff"] = {r: round(n, 2) for r, n in per.items() if n}
+    floor_added = percentile(floored.of("connector").latencies(), 50) - percentile(floored.of("direct").latencies(), 50)
+    out.facts["floor_added_p50_ms"] = round(floor_added * 1000, 2)
     out.notes.append(f"Added latency: {cfg.clients} closed-loop clients, each alternating a direct call and a handoff, "
                      f"{2 * cfg.latency_requests} calls in all after a warm-up; connector answers {_summary(conn)}; "
                      f"direct answers {_summary(base)}. "
                      f"Zendesk calls per handoff: {out.facts['zendesk_calls_per_handoff']}. "
                      f"Then the method of rounds 1–6, {cfg.latency_requests} direct calls followed by "
-                     f"{cfg.latency_requests} handoffs: connector {_summary(seq_conn)}, direct {_summary(seq_base)}.")
+                     f"{cfg.latency_requests} handoffs: connector {_summary(seq_conn)}, direct {_summary(seq_base)}. "
+                     f"Then the floor (`bench/floor_app.py`, the same gunicorn settings, a pool thread making the "
+                     f"direct call's request), alternating with the direct call as above: it answered "
+                     f"{_summary(floored.of('connector'))}; its added p50, +{floor_added * 1000:.1f} ms, is what any "
+                     f"service with these hops adds on this machine, and the rest of the connector's is its own work.")
     return out
+
+
+def _alternate(cfg: Config, fakes: procs.Fakes, c: procs.Connector, run_id: str) -> driver.Result:
+    """`cfg.latency_requests` handoffs to `c` and as many direct calls, each client alternating."""
+    direct, call = DirectZendesk(fakes.url("zendesk"), f"direct-{run_id}"), driver.Handoffs(c.url, run_id)
+    both = driver.Alternating(direct=(direct.connect, direct), connector=(call.connect, call))
+    return driver.run(both.connect, both, clients=cfg.clients, total=2 * cfg.latency_requests)
 
 
 # ---- 2. fan-out -----------------------------------------------------------------------------
@@ -172,7 +197,7 @@ def fan_out(cfg: Config) -> Outcome:
     singles: dict[str, list[float]] = {}
     with procs.fakes(cfg.work, cfg.latency_ms) as fakes, procs.database("sqlite", cfg.work) as db, \
             procs.connector(cfg.work, db, ALL, fakes.connector_env()) as c:
-        _warm(c, None)
+        _warm(c, None, cfg.warm_per_worker)
         for target in ALL.split(","):
             call = driver.Handoffs(c.url, f"one-{target}-{uuid.uuid4().hex[:6]}", [target])
             singles[target] = driver.run(call.connect, call, clients=cfg.clients, total=cfg.fanout_requests).latencies()
@@ -206,7 +231,7 @@ def _intake_once(cfg: Config, kind: str) -> tuple[driver.Result, float, int]:
     with procs.fakes(cfg.work, cfg.slow_latency_ms) as fakes, procs.database(kind, cfg.work) as db, \
             procs.connector(cfg.work, db, ALL, {**fakes.connector_env(),
                                                 "CONNECTOR_SYNC_BUDGET_MS": str(cfg.intake_budget_ms)}) as c:
-        _warm(c, None, n=10)
+        _warm(c, None, cfg.warm_per_worker)
         call = driver.Handoffs(c.url, f"intake-{kind}-{uuid.uuid4().hex[:6]}")
         result = driver.run(call.connect, call, clients=cfg.intake_clients, duration_s=cfg.intake_seconds)
         readyz = c.status_of("/readyz")

@@ -45,6 +45,7 @@ def test_quick_run_writes_results_and_leaves_no_process(tmp_path):
     assert "| cores (nproc) |" in results
     assert "| 1 added latency | p50, one target (Zendesk) |" in results
     assert "scenario failed" not in results
+    assert "the floor: a proxy with the connector's hops" in results
     assert "### Round 2" in results  # the hand-kept history of fixes (bench/FIXES.md) survives every run
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -87,3 +88,40 @@ def test_alternating_calls_take_turns_per_client_and_split_by_side():
     calls.clear()
     starts(first, 10), starts(second, 11)
     assert [name for name, _ in calls] == ["a", "b"]
+
+
+def test_a_warm_up_call_opens_a_new_connection_each_time_so_every_worker_gets_some():
+    """A keep-alive connection stays with the gunicorn worker that accepted it: the warm-up's calls
+    (`reconnect=True`) each take a new one; measured calls keep theirs."""
+    import http.server
+    import threading
+
+    from bench import driver
+
+    peers: list[int] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            peers.append(self.client_address[1])
+            self.send_response(201)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}"
+            for reconnect, connections in ((True, 3), (False, 1)):
+                peers.clear()
+                call = driver.Handoffs(url, "t", reconnect=reconnect)
+                result = driver.run(call.connect, call, clients=1, total=3)
+                assert result.statuses() == {201: 3}
+                assert len(set(peers)) == connections, (reconnect, peers)
+        finally:
+            server.shutdown()
