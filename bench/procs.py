@@ -165,6 +165,10 @@ class Connector:
     def worker_rss_kib(self) -> dict[int, int]:
         return {pid: rss_kib(pid) for pid in self.worker_pids()}
 
+    def worker_cpu_s(self) -> dict[int, float]:
+        """CPU seconds (user + system) each worker has used so far."""
+        return {pid: cpu_s(pid) for pid in self.worker_pids()}
+
 
 def children(pid: int) -> list[int]:
     found = []
@@ -177,6 +181,11 @@ def children(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(entry.name))
     return sorted(found)
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, in ticks
 
 
 def rss_kib(pid: int) -> int:
@@ -215,8 +224,8 @@ def connector(work: Path, database_url: str, targets: str, extra: Mapping[str, s
               startup_s: float = 60.0, app: str = "wsgi:app") -> Iterator[Connector]:
     """`gunicorn -c gunicorn.conf.py wsgi:app` (or `app`, such as `bench.floor_app:app`) on a free port,
     up when /healthz answers 200 and every worker is running (the schema is migrated before workers
-    start). The intake scenario asks
-    /readyz too, and RESULTS.md says so if it did not answer 200 while handoffs were accepted."""
+    start). The intake scenario asks /readyz too, and RESULTS.md says so if it did not answer 200
+    while handoffs were accepted."""
     port = free_port()
     env = connector_env(database_url, targets, {"CONNECTOR_BIND": f"127.0.0.1:{port}", **(extra or {})})
     log = work / f"gunicorn-{port}.log"

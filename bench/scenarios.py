@@ -80,13 +80,19 @@ def _summary(result: driver.Result) -> str:
     return ", ".join(f"{status or 'transport error'}: {n}" for status, n in result.statuses().items())
 
 
-def _warm(c: procs.Connector, targets: list[str] | None, per_worker: int) -> None:
+def _warm(c: procs.Connector, targets: list[str] | None, per_worker: int) -> str:
     """Warm-up requests (first imports, connections, compiled patterns and statements), not
     measured, each on a new connection so that every worker takes some: a keep-alive connection
     stays with the worker that accepted it, and the two clients' connections of rounds 1–7 warmed
-    at most two of the three workers (bench/FIXES.md, round 8)."""
+    at most two of the three workers (bench/FIXES.md, round 8). Which worker accepts a connection
+    is theirs to race for, so the CPU each used is returned for the notes."""
+    before = c.worker_cpu_s()
     call = driver.Handoffs(c.url, f"warm-{uuid.uuid4().hex[:6]}", targets, reconnect=True)
-    driver.run(call.connect, call, clients=2, total=per_worker * max(1, len(c.worker_pids())), duration_s=60)
+    result = driver.run(call.connect, call, clients=2, total=per_worker * max(1, len(before)), duration_s=60)
+    if result.count(201, 202) != len(result.samples):
+        raise RuntimeError(f"warm-up calls failed: {_summary(result)}; {result.errors[:3]}")
+    after = c.worker_cpu_s()
+    return " / ".join(f"{after[pid] - cpu:.2f} s" for pid, cpu in before.items() if pid in after)
 
 
 # ---- 1. added latency -----------------------------------------------------------------------
@@ -121,72 +127,86 @@ class DirectZendesk:
         return response.status_code
 
 
-def _added_rows(out: Outcome, base: list[float], conn: list[float], how: str, judged: bool) -> None:
+def _added_rows(out: Outcome, base: list[float], conn: list[float], how: str, judged: bool) -> float:
+    """A p50 and a p99 row of what `conn` adds to `base`; returns the p50's difference (s)."""
+    added_p50 = math.nan
     for pct, limit in ((50, 0.005), (99, 0.020)):
         b, k = percentile(base, pct), percentile(conn, pct)
         added = k - b
+        added_p50 = added if pct == 50 else added_p50
         out.rows.append(Row("1 added latency", f"p{pct}, one target (Zendesk){how}", ms(b), ms(k),
-                            f"+{added * 1000:.1f} ms (×{k / b:.2f})", f"+≤ {limit * 1000:.0f} ms" if judged else "—",
+                            f"{added * 1000:+.1f} ms (×{k / b:.2f})", f"+≤ {limit * 1000:.0f} ms" if judged else "—",
                             verdict(added <= limit) if judged else "info"))
+    return added_p50
 
 
 def added_latency(cfg: Config) -> Outcome:
     """The connector's answer vs the direct call, taken in turn by the same clients (each client
     alternates, starting on different sides, so both meet the same moments of a noisy host); then,
-    for comparison with rounds 1–6 of bench/FIXES.md, the two measured one after the other; then,
-    alternating with the direct call the same way, the floor: a proxy with the connector's hops and
-    none of its work (`floor_app`)."""
+    for comparison with rounds 1–6 of bench/FIXES.md, the two measured one after the other; then
+    the floor, a proxy with the connector's hops and none of its work (`floor_app`), in a run where
+    each client takes the direct call, the connector and the floor in turn, so that the floor and
+    the connector are compared in the same minutes (the verdict's run keeps two sides: a third
+    would give the connector a third of the calls, and a colder worker)."""
     out = Outcome()
     tag = uuid.uuid4().hex[:6]
-    with procs.fakes(cfg.work, cfg.latency_ms) as fakes:
-        with procs.database("sqlite", cfg.work) as db, procs.connector(cfg.work, db, "zendesk",
-                                                                       fakes.connector_env()) as c:
-            warm = DirectZendesk(fakes.url("zendesk"), f"warm-{tag}")
-            driver.run(warm.connect, warm, clients=cfg.clients, total=cfg.warm_per_worker)
-            _warm(c, None, cfg.warm_per_worker)
-            before = fakes.stats("zendesk")["by_route"]
-            mixed = _alternate(cfg, fakes, c, f"lat-{tag}")
-            after = fakes.stats("zendesk")["by_route"]
-            direct, call = DirectZendesk(fakes.url("zendesk"), f"seq-{tag}"), driver.Handoffs(c.url, f"seq-{tag}")
-            seq_base = driver.run(direct.connect, direct, clients=cfg.clients, total=cfg.latency_requests)
-            seq_conn = driver.run(call.connect, call, clients=cfg.clients, total=cfg.latency_requests)
-        with procs.database("sqlite", cfg.work) as db, procs.connector(cfg.work, db, "zendesk", fakes.connector_env(),
-                                                                       app="bench.floor_app:app") as floor:
-            _warm(floor, None, cfg.warm_per_worker)
-            floored = _alternate(cfg, fakes, floor, f"floor-{tag}")
+    with procs.fakes(cfg.work, cfg.latency_ms) as fakes, procs.database("sqlite", cfg.work) as db, \
+            procs.connector(cfg.work, db, "zendesk", fakes.connector_env()) as c:
+        warm = DirectZendesk(fakes.url("zendesk"), f"warm-{tag}")
+        driver.run(warm.connect, warm, clients=cfg.clients, total=min(20, cfg.latency_requests))
+        warmed = _warm(c, None, cfg.warm_per_worker)
+        before = fakes.stats("zendesk")["by_route"]
+        mixed = _alternate(cfg, fakes, f"lat-{tag}", connector=c)
+        after = fakes.stats("zendesk")["by_route"]
+        direct, call = DirectZendesk(fakes.url("zendesk"), f"seq-{tag}"), driver.Handoffs(c.url, f"seq-{tag}")
+        seq_base = driver.run(direct.connect, direct, clients=cfg.clients, total=cfg.latency_requests)
+        seq_conn = driver.run(call.connect, call, clients=cfg.clients, total=cfg.latency_requests)
+        # The floor needs a database only because gunicorn.conf.py migrates the connector's at start.
+        with procs.database("sqlite", cfg.work) as floor_db, \
+                procs.connector(cfg.work, floor_db, "zendesk", fakes.connector_env(), app="bench.floor_app:app") as f:
+            _warm(f, None, cfg.warm_per_worker)
+            three = _alternate(cfg, fakes, f"floor-{tag}", connector=c, floor=f)
     base, conn = mixed.of("direct"), mixed.of("connector")
     out.series["1|direct call (requests → fake Zendesk)"] = base.latencies()
     out.series["1|connector, Zendesk only"] = conn.latencies()
-    out.series["1|floor: the same hops, none of the work"] = floored.of("connector").latencies()
+    out.series["1|the floor: the same hops, none of the work"] = three.of("floor").latencies()
     _added_rows(out, base.latencies(), conn.latencies(), "", judged=True)
     _added_rows(out, seq_base.latencies(), seq_conn.latencies(), ", measured one after the other", judged=False)
-    _added_rows(out, floored.of("direct").latencies(), floored.of("connector").latencies(),
-                ", the floor: a proxy with the connector's hops and none of its work (`floor_app.py`)", judged=False)
+    floor_added = _added_rows(out, three.of("direct").latencies(), three.of("floor").latencies(),
+                              ", the floor (`floor_app.py`)", judged=False)
+    beside_floor = percentile(three.of("connector").latencies(), 50) - percentile(three.of("direct").latencies(), 50)
     made = {route: after.get(route, 0) - before.get(route, 0) for route in after}
     # the direct calls of the same run that the fake answered are not the connector's
     made[DIRECT_ROUTE] -= sum(1 for sample in base.samples if sample.status)
     per = {route: n / max(1, conn.count(201, 202)) for route, n in made.items()}
     out.facts["zendesk_calls_per_handoff"] = {r: round(n, 2) for r, n in per.items() if n}
-    floor_added = percentile(floored.of("connector").latencies(), 50) - percentile(floored.of("direct").latencies(), 50)
     out.facts["floor_added_p50_ms"] = round(floor_added * 1000, 2)
+    out.facts["connector_added_p50_beside_floor_ms"] = round(beside_floor * 1000, 2)
     out.notes.append(f"Added latency: {cfg.clients} closed-loop clients, each alternating a direct call and a handoff, "
-                     f"{2 * cfg.latency_requests} calls in all after a warm-up; connector answers {_summary(conn)}; "
-                     f"direct answers {_summary(base)}. "
+                     f"{2 * cfg.latency_requests} calls in all after a warm-up (CPU each worker used: {warmed}); "
+                     f"connector answers {_summary(conn)}; direct answers {_summary(base)}. "
                      f"Zendesk calls per handoff: {out.facts['zendesk_calls_per_handoff']}. "
                      f"Then the method of rounds 1–6, {cfg.latency_requests} direct calls followed by "
                      f"{cfg.latency_requests} handoffs: connector {_summary(seq_conn)}, direct {_summary(seq_base)}. "
-                     f"Then the floor (`bench/floor_app.py`, the same gunicorn settings, a pool thread making the "
-                     f"direct call's request), alternating with the direct call as above: it answered "
-                     f"{_summary(floored.of('connector'))}; its added p50, +{floor_added * 1000:.1f} ms, is what any "
-                     f"service with these hops adds on this machine, and the rest of the connector's is its own work.")
+                     f"Then the floor (`bench/floor_app.py`: the same gunicorn settings, a pool thread making the "
+                     f"direct call's request), each client taking the direct call, the connector and the floor in "
+                     f"turn, {cfg.latency_requests} calls each: the floor answered {_summary(three.of('floor'))} and "
+                     f"added {floor_added * 1000:+.1f} ms at p50, the connector {beside_floor * 1000:+.1f} ms. "
+                     f"The floor is what any service with these hops adds on this machine; the rest of the "
+                     f"connector's is its own work.")
     return out
 
 
-def _alternate(cfg: Config, fakes: procs.Fakes, c: procs.Connector, run_id: str) -> driver.Result:
-    """`cfg.latency_requests` handoffs to `c` and as many direct calls, each client alternating."""
-    direct, call = DirectZendesk(fakes.url("zendesk"), f"direct-{run_id}"), driver.Handoffs(c.url, run_id)
-    both = driver.Alternating(direct=(direct.connect, direct), connector=(call.connect, call))
-    return driver.run(both.connect, both, clients=cfg.clients, total=2 * cfg.latency_requests)
+def _alternate(cfg: Config, fakes: procs.Fakes, run_id: str, **services: procs.Connector) -> driver.Result:
+    """`cfg.latency_requests` direct calls and as many handoffs to each of `services`, every client
+    taking them in turn; `Result.of("direct")` and `Result.of(name)` split the samples."""
+    direct = DirectZendesk(fakes.url("zendesk"), f"direct-{run_id}")
+    sides: dict[str, tuple[Callable[[], Any], driver.Call]] = {"direct": (direct.connect, direct)}
+    for name, service in services.items():
+        call = driver.Handoffs(service.url, f"{name}-{run_id}")
+        sides[name] = (call.connect, call)
+    turns = driver.Alternating(**sides)
+    return driver.run(turns.connect, turns, clients=cfg.clients, total=len(sides) * cfg.latency_requests)
 
 
 # ---- 2. fan-out -----------------------------------------------------------------------------
@@ -232,6 +252,7 @@ def _intake_once(cfg: Config, kind: str) -> tuple[driver.Result, float, int]:
             procs.connector(cfg.work, db, ALL, {**fakes.connector_env(),
                                                 "CONNECTOR_SYNC_BUDGET_MS": str(cfg.intake_budget_ms)}) as c:
         _warm(c, None, cfg.warm_per_worker)
+        _wait_delivered(db)  # the warm-up's deliveries (vendors at 1 s) must not share the measured seconds
         call = driver.Handoffs(c.url, f"intake-{kind}-{uuid.uuid4().hex[:6]}")
         result = driver.run(call.connect, call, clients=cfg.intake_clients, duration_s=cfg.intake_seconds)
         readyz = c.status_of("/readyz")
@@ -282,6 +303,14 @@ def _db_states(database_url: str) -> dict[str, int]:
             return dict(conn.execute(text("SELECT state, count(*) FROM deliveries GROUP BY state")).all())  # type: ignore[arg-type]
     finally:
         engine.dispose()
+
+
+def _wait_delivered(database_url: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _db_states(database_url).get("pending", 0):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"deliveries still pending after {timeout_s:.0f} s: {_db_states(database_url)}")
+        time.sleep(0.2)
 
 
 def burst_and_memory(cfg: Config) -> Outcome:

@@ -45,7 +45,8 @@ def test_quick_run_writes_results_and_leaves_no_process(tmp_path):
     assert "| cores (nproc) |" in results
     assert "| 1 added latency | p50, one target (Zendesk) |" in results
     assert "scenario failed" not in results
-    assert "the floor: a proxy with the connector's hops" in results
+    assert "| 1 added latency | p50, one target (Zendesk), the floor (`floor_app.py`) |" in results
+    assert "the floor answered 201: 10 and added" in results  # it made every vendor call
     assert "### Round 2" in results  # the hand-kept history of fixes (bench/FIXES.md) survives every run
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
