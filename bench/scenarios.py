@@ -31,7 +31,7 @@ class Config:
     slow_latency_ms: float = 1000.0
     clients: int = 4  # latency scenarios: light, steady load
     latency_requests: int = 300
-    warm_per_worker: int = 20  # warm-up handoffs per gunicorn worker, before any measurement
+    warm_per_worker: int = 20  # warm-up handoffs per gunicorn worker (latency, fan-out, intake)
     fanout_requests: int = 150
     intake_clients: int = 32
     intake_seconds: float = 10.0
@@ -127,17 +127,19 @@ class DirectZendesk:
         return response.status_code
 
 
+def _added_p50(base: list[float], conn: list[float]) -> float:
+    return percentile(conn, 50) - percentile(base, 50)
+
+
 def _added_rows(out: Outcome, base: list[float], conn: list[float], how: str, judged: bool) -> float:
     """A p50 and a p99 row of what `conn` adds to `base`; returns the p50's difference (s)."""
-    added_p50 = math.nan
     for pct, limit in ((50, 0.005), (99, 0.020)):
         b, k = percentile(base, pct), percentile(conn, pct)
         added = k - b
-        added_p50 = added if pct == 50 else added_p50
         out.rows.append(Row("1 added latency", f"p{pct}, one target (Zendesk){how}", ms(b), ms(k),
                             f"{added * 1000:+.1f} ms (×{k / b:.2f})", f"+≤ {limit * 1000:.0f} ms" if judged else "—",
                             verdict(added <= limit) if judged else "info"))
-    return added_p50
+    return _added_p50(base, conn)
 
 
 def added_latency(cfg: Config) -> Outcome:
@@ -174,7 +176,7 @@ def added_latency(cfg: Config) -> Outcome:
     _added_rows(out, seq_base.latencies(), seq_conn.latencies(), ", measured one after the other", judged=False)
     floor_added = _added_rows(out, three.of("direct").latencies(), three.of("floor").latencies(),
                               ", the floor (`floor_app.py`)", judged=False)
-    beside_floor = percentile(three.of("connector").latencies(), 50) - percentile(three.of("direct").latencies(), 50)
+    beside_floor = _added_p50(three.of("direct").latencies(), three.of("connector").latencies())
     made = {route: after.get(route, 0) - before.get(route, 0) for route in after}
     # the direct calls of the same run that the fake answered are not the connector's
     made[DIRECT_ROUTE] -= sum(1 for sample in base.samples if sample.status)
