@@ -60,6 +60,11 @@ _THE_LINK = and_(_LINKS.c.bot_id == bindparam("bot_id"), _LINKS.c.conversation_i
                  _LINKS.c.target == bindparam("target"))  # a conversation's link at one target
 _LINK_OF = select(_LINKS.c.id, _LINKS.c.vendor_id, _LINKS.c.url, _LINKS.c.extra, _LINKS.c.owner_delivery_id).where(
     _THE_LINK)
+# What the other attempts of a handoff wrote: its deliveries' outcomes, in the answer's order.
+_OUTCOMES_OF_HANDOFF = (
+    select(_DELIVERIES.c.id, _DELIVERIES.c.target, _DELIVERIES.c.state, _DELIVERIES.c.vendor_id, _DELIVERIES.c.url)
+    .where(_DELIVERIES.c.handoff_id == bindparam("handoff_id")).order_by(_DELIVERIES.c.position)
+)
 _SET_LINK_OWNER = (update(_LINKS).where(_LINKS.c.id == bindparam("link_id"))
                    .values(owner_delivery_id=bindparam("owner"), updated_at=bindparam("now")))
 # A new ticket replaces the conversation's link; an update of its ticket fills a link that has none.
@@ -242,7 +247,7 @@ class Outbox:
             attempted = self._record_success(delivery, handoff, outcome)
         if len(handoff.deliveries) > 1:
             # Linking the targets' tickets to each other is cosmetic: it must not delay the answer.
-            self.defer(lambda: self._notify_related(handoff.id, delivery.target))
+            self.defer(lambda: self._notify_related(handoff, delivery.target))
         return attempted
 
     def _take_new_link(self, connection: Connection, key: Mapping[str, str], delivery_id: int,
@@ -396,27 +401,31 @@ class Outbox:
         log.error("delivery not possible", extra={"error": message})
         return attempted
 
-    def _notify_related(self, handoff_id: str, finished_target: str) -> None:
+    def _notify_related(self, handoff: Handoff, finished_target: str) -> None:
         """Tell the finished targets of this handoff about each other's tickets (Slack links) — once,
         when the last target has finished (an edit per finished target cost the bench 2 Slack calls
-        per handoff)."""
+        per handoff). The packet and assignment are the attempt's own; only what the other attempts
+        wrote is read: the deliveries' outcomes and the conversation's links (reading the whole
+        handoff back through the ORM, packet included, took ~10 % of the workers' time in the
+        benchmark's intake with three targets, `bench/FIXES.md` round 8)."""
         with self.db.reading() as session:
-            handoff = session.get(Handoff, handoff_id)
-            if handoff is None or any(d.state == "pending" for d in handoff.deliveries):
+            connection = session.connection()
+            outcomes = driver_cursor.run(connection, _OUTCOMES_OF_HANDOFF, {"handoff_id": handoff.id}).rows
+            if any(state == "pending" for _, _, state, _, _ in outcomes):
                 return
-            done = [d for d in handoff.deliveries if d.state in DONE]
+            done = [row for row in outcomes if row[2] in DONE]
             contexts = []
-            for delivery in done:
-                if delivery.target == finished_target and len(done) == 1:
+            for delivery_id, target, *_ in done:
+                if target == finished_target and len(done) == 1:
                     continue
-                link = session.scalars(
-                    select(ConversationLink).filter_by(**ConversationLink.key_for(handoff, delivery.target))).first()
-                related = tuple({"target": d.target, "status": d.state, "id": d.vendor_id, "url": d.url}
-                                for d in done if d.id != delivery.id)
-                if link is None or not link.vendor_id or not related:
+                links = driver_cursor.run(connection, _LINK_OF, ConversationLink.key_for(handoff, target)).rows
+                related = tuple({"target": other, "status": state, "id": vendor_id, "url": url}
+                                for other_id, other, state, vendor_id, url in done if other_id != delivery_id)
+                if not links or not links[0][1] or not related:
                     continue
-                contexts.append((delivery.target, handoff, Link(link.vendor_id, link.url, link.extra or {}), related))
-        for target, handoff, link, related in contexts:
+                _, vendor_id, url, extra, _ = links[0]
+                contexts.append((target, Link(vendor_id, url, extra or {}), related))
+        for target, link, related in contexts:
             adapter = self.adapters().get(target)
             if adapter is None:
                 continue
