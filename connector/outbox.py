@@ -413,18 +413,20 @@ class Outbox:
             outcomes = driver_cursor.run(connection, _OUTCOMES_OF_HANDOFF, {"handoff_id": handoff.id}).rows
             if any(state == "pending" for _, _, state, _, _ in outcomes):
                 return
-            done = [row for row in outcomes if row[2] in DONE]
+            done = [(delivery_id, target, state, vendor_id, url)
+                    for delivery_id, target, state, vendor_id, url in outcomes if state in DONE]
             contexts = []
             for delivery_id, target, *_ in done:
                 if target == finished_target and len(done) == 1:
                     continue
-                links = driver_cursor.run(connection, _LINK_OF, ConversationLink.key_for(handoff, target)).rows
                 related = tuple({"target": other, "status": state, "id": vendor_id, "url": url}
                                 for other_id, other, state, vendor_id, url in done if other_id != delivery_id)
-                if not links or not links[0][1] or not related:
+                links = driver_cursor.run(connection, _LINK_OF, ConversationLink.key_for(handoff, target)).rows
+                if not links or not related:
                     continue
-                _, vendor_id, url, extra, _ = links[0]
-                contexts.append((target, Link(vendor_id, url, extra or {}), related))
+                [(_, ticket_id, ticket_url, extra, _)] = links  # one per conversation and target
+                if ticket_id:
+                    contexts.append((target, Link(ticket_id, ticket_url, extra or {}), related))
         for target, link, related in contexts:
             adapter = self.adapters().get(target)
             if adapter is None:

@@ -68,3 +68,25 @@ class QuotaAdapter(_Recording):
 
     def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         return Sent(vendor_id=f"quota-{ctx.handoff_id}", url=None, slow_down_s=self.hold_s)
+
+
+class _Linking(_Recording):
+    """Succeeds with a ticket whose link carries data of its own, and records what it is told of
+    the other targets' tickets (`related_changed`), as Slack edits its alert."""
+
+    related_calls: list[tuple[str, HandoffContext]] = []
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        return Sent(vendor_id=f"{self.name}-{ctx.handoff_id}", url=f"https://{self.name}.example/t/{ctx.handoff_id}",
+                    extra={"handoff_id": ctx.handoff_id, "k": [1]})
+
+    def related_changed(self, ctx: HandoffContext) -> None:
+        self.related_calls.append((self.name, ctx))
+
+
+class LinkedAAdapter(_Linking):
+    name = "linked_a"
+
+
+class LinkedBAdapter(_Linking):
+    name = "linked_b"

@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy import event, select, update
 
 from adapters import registry
-from connector.models import ConversationLink, Delivery, TargetPause, utcnow
+from connector.models import ConversationLink, Delivery, Handoff, TargetPause, utcnow
 from connector.outbox import WAIT_FOR_OWNER_S
 from tests.conftest import auth
 from tests.factories import minimal_packet
-from tests.support_adapters import SlowAdapter
+from tests.support_adapters import FlakyAdapter, SlowAdapter, _Linking
 
 
 def post(client, packet):
@@ -272,3 +272,60 @@ def test_recording_leaves_the_conversations_link_as_the_ticket_it_names(any_db_a
     with services.db.reading() as session:
         [row] = session.scalars(select(ConversationLink))
         assert (row.vendor_id, row.owner_delivery_id) == expected
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def linking_app(request, make_app, monkeypatch):
+    """Three targets: two that record what they are told of the others' tickets, and between them
+    one whose first attempt fails, so the last to finish is the loop's attempt."""
+    monkeypatch.setitem(registry.TARGETS, "linked_a", "tests.support_adapters:LinkedAAdapter")
+    monkeypatch.setitem(registry.TARGETS, "flaky", "tests.support_adapters:FlakyAdapter")
+    monkeypatch.setitem(registry.TARGETS, "linked_b", "tests.support_adapters:LinkedBAdapter")
+    monkeypatch.setattr(FlakyAdapter, "seen", set())
+    monkeypatch.setattr(_Linking, "related_calls", [])
+    overrides: dict = {"targets": ("linked_a", "flaky", "linked_b")}
+    if request.param == "postgres":
+        overrides["database_url"] = request.getfixturevalue("postgres_url")  # set up first, torn down after
+    return make_app(**overrides)
+
+
+def _settled(services, timeout_s: float = 5.0) -> None:
+    """Until the pool has nothing running: the deferred related-tickets work included."""
+    deadline = time.monotonic() + timeout_s
+    while services._in_flight() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not services._in_flight()
+
+
+def test_each_target_is_told_the_others_tickets_once_when_the_last_finishes_on_the_loop(linking_app):
+    services = linking_app.extensions["connector"]
+    packet = minimal_packet()
+    packet["targets"] = ["linked_a", "flaky", "linked_b"]
+    response = post(linking_app.test_client(), packet)
+    assert response.status_code == 202  # flaky's first attempt failed
+    handoff_id = response.get_json()["id"]
+    _settled(services)
+    assert _Linking.related_calls == []  # a target still pending: nobody is told anything yet
+
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+    [delivery_id], token = services.outbox.claim_due()
+    attempted = services.outbox.run_delivery(delivery_id, token)  # the loop's path: no handoff in memory
+    assert attempted is not None and attempted.state == "created"
+    _settled(services)
+
+    told = {name: ctx for name, ctx in _Linking.related_calls}
+    assert sorted(name for name, _ in _Linking.related_calls) == ["linked_a", "linked_b"]  # once each
+    ticket = {name: {"target": name, "status": "created", "id": f"{name}-{handoff_id}",
+                     "url": f"https://{name}.example/t/{handoff_id}"} for name in ("linked_a", "flaky", "linked_b")}
+    ticket["flaky"]["url"] = f"https://flaky.example/t/{handoff_id}"
+    assert told["linked_a"].related == (ticket["flaky"], ticket["linked_b"])  # the others, in the packet's order
+    assert told["linked_b"].related == (ticket["linked_a"], ticket["flaky"])
+    with services.db.reading() as session:
+        stored = session.get(Handoff, handoff_id)
+        assert stored is not None
+        packet_stored, assignment_stored = stored.packet, stored.assignment
+    for name, ctx in told.items():
+        assert ctx.link is not None and ctx.link.vendor_id == f"{name}-{handoff_id}"
+        assert ctx.link.extra == {"handoff_id": handoff_id, "k": [1]}  # the link's own data, read back
+        assert (ctx.packet, ctx.assignment) == (packet_stored, assignment_stored)
