@@ -70,7 +70,7 @@ class QuotaAdapter(_Recording):
         return Sent(vendor_id=f"quota-{ctx.handoff_id}", url=None, slow_down_s=self.hold_s)
 
 
-class _Linking(_Recording):
+class LinkingAdapter(_Recording):
     """Succeeds with a ticket whose link carries data of its own, and records what it is told of
     the other targets' tickets (`related_changed`), as Slack edits its alert."""
 
@@ -84,9 +84,9 @@ class _Linking(_Recording):
         self.related_calls.append((self.name, ctx))
 
 
-class LinkedAAdapter(_Linking):
+class LinkedAAdapter(LinkingAdapter):
     name = "linked_a"
 
 
-class LinkedBAdapter(_Linking):
+class LinkedBAdapter(LinkingAdapter):
     name = "linked_b"

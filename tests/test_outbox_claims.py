@@ -19,7 +19,7 @@ from connector.models import ConversationLink, Delivery, Handoff, TargetPause, u
 from connector.outbox import WAIT_FOR_OWNER_S
 from tests.conftest import auth
 from tests.factories import minimal_packet
-from tests.support_adapters import FlakyAdapter, SlowAdapter, _Linking
+from tests.support_adapters import FlakyAdapter, LinkingAdapter, SlowAdapter
 
 
 def post(client, packet):
@@ -282,7 +282,7 @@ def linking_app(request, make_app, monkeypatch):
     monkeypatch.setitem(registry.TARGETS, "flaky", "tests.support_adapters:FlakyAdapter")
     monkeypatch.setitem(registry.TARGETS, "linked_b", "tests.support_adapters:LinkedBAdapter")
     monkeypatch.setattr(FlakyAdapter, "seen", set())
-    monkeypatch.setattr(_Linking, "related_calls", [])
+    monkeypatch.setattr(LinkingAdapter, "related_calls", [])
     overrides: dict = {"targets": ("linked_a", "flaky", "linked_b")}
     if request.param == "postgres":
         overrides["database_url"] = request.getfixturevalue("postgres_url")  # set up first, torn down after
@@ -305,7 +305,7 @@ def test_each_target_is_told_the_others_tickets_once_when_the_last_finishes_on_t
     assert response.status_code == 202  # flaky's first attempt failed
     handoff_id = response.get_json()["id"]
     _settled(services)
-    assert _Linking.related_calls == []  # a target still pending: nobody is told anything yet
+    assert LinkingAdapter.related_calls == []  # a target still pending: nobody is told anything yet
 
     with services.db.session() as session:
         session.execute(update(Delivery).values(next_attempt_at=utcnow()))
@@ -314,11 +314,10 @@ def test_each_target_is_told_the_others_tickets_once_when_the_last_finishes_on_t
     assert attempted is not None and attempted.state == "created"
     _settled(services)
 
-    told = {name: ctx for name, ctx in _Linking.related_calls}
-    assert sorted(name for name, _ in _Linking.related_calls) == ["linked_a", "linked_b"]  # once each
+    told = {name: ctx for name, ctx in LinkingAdapter.related_calls}
+    assert sorted(name for name, _ in LinkingAdapter.related_calls) == ["linked_a", "linked_b"]  # once each
     ticket = {name: {"target": name, "status": "created", "id": f"{name}-{handoff_id}",
                      "url": f"https://{name}.example/t/{handoff_id}"} for name in ("linked_a", "flaky", "linked_b")}
-    ticket["flaky"]["url"] = f"https://flaky.example/t/{handoff_id}"
     assert told["linked_a"].related == (ticket["flaky"], ticket["linked_b"])  # the others, in the packet's order
     assert told["linked_b"].related == (ticket["linked_a"], ticket["flaky"])
     with services.db.reading() as session:
