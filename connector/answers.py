@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .models import Assignment, Delivery, Handoff
+from .models import Assignment, Callback, Delivery, Handoff
 
 _ASSIGNMENT_KEYS = ("team", "queue", "agent", "priority", "rule", "trace")
 
@@ -61,7 +61,8 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None) -> dict[st
     }
 
 
-def render_detail(handoff: Handoff, assigned: Assignment | None = None) -> dict[str, Any]:
+def render_detail(handoff: Handoff, assigned: Assignment | None = None,
+                  callbacks: Iterable[Callback] = ()) -> dict[str, Any]:
     body = render(handoff)
     body["created_at"] = handoff.created_at.isoformat()
     body["updated_at"] = max([handoff.updated_at, *(d.updated_at for d in handoff.deliveries)]).isoformat()
@@ -81,4 +82,15 @@ def render_detail(handoff: Handoff, assigned: Assignment | None = None) -> dict[
         "agent_name": assigned.agent_name, "assigned_at": assigned.assigned_at.isoformat(),
         "wait_seconds": assigned.wait_seconds,
     }
+    body["callbacks"] = [
+        {
+            "state": c.state,
+            "status": c.status,
+            "attempts": c.attempts,
+            "next_attempt_at": c.next_attempt_at.isoformat() if c.status == "pending" else None,
+            "finished_at": c.finished_at.isoformat() if c.finished_at else None,
+            "last_error": c.last_error,
+        }
+        for c in callbacks
+    ]
     return body

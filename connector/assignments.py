@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from adapters.events import AssignmentEvent, Ignored
 
+from . import callbacks
 from .errors import ValidationFailed
 from .jsonlog import log_context
 from .models import Assignment, Delivery, Handoff
@@ -94,6 +95,7 @@ def record(services: Services, event: AssignmentEvent) -> Received:
                                    team=team, agent_id=event.agent_id, agent_name=event.agent_name,
                                    event_id=event.event_id, handed_off_at=handoff.created_at,
                                    assigned_at=event.at, wait_seconds=wait))
+            _owe_callback(session, services, handoff, event)
             handoff_id = handoff.id
     except IntegrityError:  # the same event, or another report for this handoff, committed first
         with services.db.reading() as session:
@@ -103,6 +105,21 @@ def record(services: Services, event: AssignmentEvent) -> Received:
     with log_context(handoff_id=handoff_id):
         log.info("assignment recorded", extra={"target": event.target, "team": team, "wait_seconds": wait})
     return Received("recorded", f"assigned after {wait} s", handoff_id)
+
+
+def _owe_callback(session: Session, services: Services, handoff: Handoff, event: AssignmentEvent) -> None:
+    """The `assigned` status callback, in the assignment's transaction, if the bot asked for it."""
+    url = callbacks.url_for(handoff.packet, "assigned")
+    if url is None:
+        return
+    tickets = [callbacks.ticket(d.target, d.state, d.vendor_id, d.url) for d in handoff.deliveries]
+    agent = {"id": event.agent_id, "name": event.agent_name, "target": event.target}
+    # The event names the agent's ticket even when the delivery has not recorded its id yet.
+    unknown = callbacks.ticket(event.target, "pending", None, None)
+    taken = next((t for t in tickets if t["target"] == event.target), unknown)
+    primary = {**taken, "id": event.ticket_id}
+    new = callbacks.row(handoff, "assigned", url, tickets, event.at, agent=agent, primary=primary)
+    callbacks.add(session.connection(), services.db, new)
 
 
 def _routed_to(handoff: Handoff, event: AssignmentEvent, services: Services) -> bool:

@@ -9,7 +9,8 @@ their deliveries, and the conversations' links. Inside the same transaction, and
   no lease, for the loop to take then;
 - every other delivery takes its conversation's link when the conversation has none yet (its first
   handoff, the usual case): such a delivery is *prepared* and its attempt starts at the vendor.
-  A delivery whose conversation already has a link checks it in its own attempt (`Outbox`).
+  A delivery whose conversation already has a link checks it in its own attempt (`Outbox`);
+- a packet whose bot asked for `queued` status callbacks gets its row (`callbacks`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Executable, bindparam, insert, select
 from sqlalchemy.exc import DataError, IntegrityError
 
-from . import driver_cursor
+from . import callbacks, driver_cursor
 from .db import Database
 from .models import ConversationLink, Delivery, Handoff, TargetPause, utcnow
 
@@ -123,6 +124,10 @@ def _write(db: Database, group: list[NewHandoff]) -> list[Stored | None]:
         if links:
             new_links = db.insert_or_skip(_LINKS, ("owner_delivery_id",))
             taken.update(owner for owner, in _rows(connection, new_links, links))
+        for new in fresh:  # the bots that asked to hear `queued` (contract §6)
+            queued = callbacks.queued(new.row, new.deliveries, now)
+            if queued is not None:
+                callbacks.add(connection, db, queued)
     stored = {new.row["id"]: _stored(new, ids, taken) for new in fresh}
     return [stored.get(new.row["id"]) for new in group]
 

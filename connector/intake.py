@@ -18,7 +18,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import OperationalError
 from ulid import ULID
 
-from . import answers
+from . import answers, callback_http
 from .auth import Caller, check_bot
 from .decision import decide
 from .errors import Conflict, MalformedRequest, ServiceUnavailable, UnsupportedMediaType, ValidationFailed
@@ -143,6 +143,10 @@ def validate_packet(data: dict[str, Any], services: Services) -> dict[str, Any]:
         errors = flatten_errors(err.messages)
         detail = f"The packet is not valid: {len(errors)} field(s) need attention."
         raise ValidationFailed(detail, errors=errors) from None
+    callback = packet.get("callback")
+    problem = callback_http.url_problem(callback["url"], settings.callback_allow_private) if callback else None
+    if problem is not None:
+        raise ValidationFailed(f"The callback URL cannot be used: it {problem}.", errors={"callback.url": [problem]})
     for index, name in enumerate(packet.get("targets") or []):
         if name not in services.adapters:
             raise ValidationFailed(

@@ -1,5 +1,5 @@
-"""Tables: handoffs, one delivery per target (the outbox), conversation → ticket links, and who
-took each handoff (assignments, from vendor events).
+"""Tables: handoffs, one delivery per target (the outbox), conversation → ticket links, who took
+each handoff (assignments, from vendor events), and the status callbacks owed to bots.
 
 Every change goes through an Alembic migration in `connector/migrations/versions/`.
 """
@@ -175,3 +175,30 @@ class Assignment(Base):
     assigned_at: Mapped[dt.datetime]  # the vendor's time for the event
     wait_seconds: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Callback(Base):
+    """A status callback owed to a bot (contract §6): one per handoff and state, its body fixed when
+    the state was reached (in the same transaction), sent by `callbacks.Sender` with a lease like a
+    delivery, and retried until the bot answers 2xx or it is given up (`dead`)."""
+
+    __tablename__ = "callbacks"
+    __table_args__ = (
+        UniqueConstraint("handoff_id", "state", name="uq_callbacks_handoff_state"),
+        Index("ix_callbacks_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id", ondelete="CASCADE"))
+    bot_id: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16))  # the handoff's: queued, delivered, assigned, failed, completed
+    url: Mapped[str] = mapped_column(Text)
+    body: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, sent, dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)

@@ -21,14 +21,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import tenacity
 from sqlalchemy import Boolean, Connection, and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from adapters.base import Adapter, HandoffContext, Link, Outcome
 from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, TransientError, decide
 
-from . import driver_cursor
+from . import callbacks, driver_cursor
+from .backoff import backoff_seconds
 from .brief import render_brief
 from .db import Database
 from .jsonlog import log_context
@@ -78,17 +78,6 @@ _LINK_OWNER_BY_KEY = update(_LINKS).where(_THE_LINK).values(owner_delivery_id=No
 _LONGER_PAUSE = (update(_PAUSES).where(_PAUSES.c.target == bindparam("paused"), _PAUSES.c.until < bindparam("later"))
                  .values(until=bindparam("later"), reason=bindparam("why"), updated_at=bindparam("now")))
 _NEW_LINK = insert(_LINKS)
-
-
-def backoff_seconds(attempt: int, retry_after: float | None, base: float = 2.0, cap: float = 600.0) -> float:
-    """Exponential backoff with jitter (tenacity's), never sooner than the vendor's Retry-After.
-
-    Retries are scheduled in the database rather than slept through, so any worker can take them.
-    """
-    wait = tenacity.wait_exponential_jitter(multiplier=base, max=cap, exp_base=2, jitter=base)
-    state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-    state.attempt_number = attempt
-    return max(wait(state), retry_after or 0.0)
 
 
 def worker_id() -> str:
@@ -222,7 +211,8 @@ class Outbox:
         with log_context(handoff_id=handoff.id, target=delivery.target, delivery_id=str(delivery.id)):
             adapter = self.adapters().get(delivery.target)
             if adapter is None:
-                return self._finish_failure(delivery.id, "failed", f"target {delivery.target!r} is not enabled here")
+                return self._finish_failure(delivery.id, handoff, "failed",
+                                            f"target {delivery.target!r} is not enabled here")
             ctx = HandoffContext(
                 handoff_id=handoff.id,
                 target=delivery.target,
@@ -240,10 +230,10 @@ class Outbox:
             try:
                 outcome = adapter.deliver(ctx)
             except DeliveryError as err:
-                return self._record_error(delivery, err)
+                return self._record_error(delivery, handoff, err)
             except Exception as err:  # a bug must not lose the handoff: retry, then dead
                 log.exception("unexpected error in adapter")
-                return self._record_error(delivery, TransientError(f"internal error: {type(err).__name__}"))
+                return self._record_error(delivery, handoff, TransientError(f"internal error: {type(err).__name__}"))
             attempted = self._record_success(delivery, handoff, outcome)
         if len(handoff.deliveries) > 1:
             # Linking the targets' tickets to each other is cosmetic: it must not delay the answer.
@@ -339,11 +329,12 @@ class Outbox:
             if outcome.slow_down_s:
                 self._pause(connection, delivery.target, now + dt.timedelta(seconds=outcome.slow_down_s),
                             "the vendor's per-minute allowance is nearly spent", level=logging.INFO)
+            callbacks.on_delivery_finished(connection, self.db, handoff, now)
         log.info("delivered", extra={"state": outcome.status, "vendor_id": outcome.vendor_id})
         return Attempted(delivery.target, outcome.status, outcome.vendor_id, outcome.url, delivery.attempts + 1,
                          None, done["receipt"])
 
-    def _record_error(self, delivery: Delivery, err: DeliveryError) -> Attempted:
+    def _record_error(self, delivery: Delivery, handoff: Handoff, err: DeliveryError) -> Attempted:
         now = utcnow()
         message = f"{type(err).__name__}: {err.message}"[:2000]  # stored for admins, never logged
         with self.db.session() as session:
@@ -368,6 +359,9 @@ class Outbox:
                 settings = self.settings
                 delay = backoff_seconds(row.attempts, retry_after, settings.retry_base_s, settings.retry_max_s)
                 row.next_attempt_at = now + dt.timedelta(seconds=delay)
+            if row.state != "pending":
+                session.flush()
+                callbacks.on_delivery_finished(session.connection(), self.db, handoff, now)
             state, attempts, next_at, attempted = row.state, row.attempts, row.next_attempt_at, Attempted.of(row)
         level = logging.WARNING if state == "pending" else logging.ERROR
         # Vendors quote back what they refused (a requester's address…): the text stays in
@@ -390,13 +384,14 @@ class Outbox:
         driver_cursor.run(connection, _LONGER_PAUSE, {"paused": target, "later": until, "why": reason, "now": now})
         log.log(level, "target paused", extra={"paused_target": target, "until": until.isoformat()})
 
-    def _finish_failure(self, delivery_id: int, state: str, message: str) -> Attempted:
+    def _finish_failure(self, delivery_id: int, handoff: Handoff, state: str, message: str) -> Attempted:
         with self.db.session() as session:
             row = session.get(Delivery, delivery_id)
             assert row is not None
             row.state, row.last_error, row.finished_at = state, message, utcnow()
             row.lease_owner = row.lease_expires_at = None
             session.flush()
+            callbacks.on_delivery_finished(session.connection(), self.db, handoff, row.finished_at)
             attempted = Attempted.of(row)
         log.error("delivery not possible", extra={"error": message})
         return attempted

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from adapters import registry
 from adapters.base import Adapter
 
-from . import handoff_store
+from . import callbacks, handoff_store
 from .db import Database
 from .group_commit import GroupCommit
 from .mappings import Mappings, MappingStore
@@ -54,6 +54,12 @@ class Services:
         self._left_for_loop = threading.Event()  # a request left deliveries to the loop (pool full)
         self._count_lock = threading.Lock()
         self._running = 0  # deliveries submitted and not yet finished, in this process
+        # Status callbacks to bots: their own outbox, threads and loop, so a slow bot never holds
+        # a thread a delivery needs.
+        self.callbacks = callbacks.Sender(self.db, settings, self.outbox.owner)
+        self._callback_pool = ThreadPoolExecutor(max_workers=settings.callback_threads, thread_name_prefix="callback")
+        self._callback_loop: threading.Thread | None = None
+        self._callbacks_sending = threading.BoundedSemaphore(settings.callback_threads)
 
     @property
     def mappings(self) -> Mappings:
@@ -122,6 +128,9 @@ class Services:
         self._stop.clear()
         self._loop = threading.Thread(target=self._run_loop, args=(interval,), name="outbox-loop", daemon=True)
         self._loop.start()
+        self._callback_loop = threading.Thread(target=self._run_callbacks, args=(interval,), name="callback-loop",
+                                               daemon=True)
+        self._callback_loop.start()
         log.info("outbox loop started", extra={"owner": self.outbox.owner})
 
     def _run_loop(self, interval: float) -> None:
@@ -161,6 +170,35 @@ class Services:
             else:
                 self._stop.wait(interval)
 
+    def _run_callbacks(self, interval: float) -> None:
+        """Send the status callbacks that are due, a thread each, until `stop()`."""
+        while not self._stop.is_set():
+            claimed = 0
+            try:
+                free = 0
+                while self._callbacks_sending.acquire(blocking=False):
+                    free += 1
+                try:
+                    due = self.callbacks.claim_due(free) if free else []
+                finally:
+                    for _ in range(free - len(due)):
+                        self._callbacks_sending.release()
+                for one in due:
+                    self._callback_pool.submit(self._send_callback, one)
+                claimed = len(due)
+            except Exception:
+                log.exception("callback loop iteration failed")
+            # A full claim means more may be due: look again soon rather than an interval later.
+            self._stop.wait(CLAIM_COALESCE_S if claimed and claimed == self.settings.callback_threads else interval)
+
+    def _send_callback(self, due: callbacks.Due) -> None:
+        try:
+            self.callbacks.send(due)
+        except Exception:  # the lease expires and the loop sends it again
+            log.exception("status callback crashed", extra={"handoff_id": due.handoff_id})
+        finally:
+            self._callbacks_sending.release()
+
     def _defer(self, work: Callable[[], None]) -> None:
         """Follow-up work on the delivery pool, counted as a running thread like a delivery (so
         `reserve` never hands out a thread it occupies)."""
@@ -186,10 +224,16 @@ class Services:
     def stop(self) -> None:
         self._stop.set()
         self._freed.set()
-        if self._loop is not None:
-            self._loop.join(timeout=5)
-            self._loop = None
+        for loop in (self._loop, self._callback_loop):
+            if loop is not None:
+                loop.join(timeout=5)
+        self._loop = self._callback_loop = None
         self.executor.shutdown(wait=True, cancel_futures=True)
+        self._callback_pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self.callbacks.release()
+        except SQLAlchemyError as err:  # they will simply expire
+            log.warning("could not release callback leases at shutdown", extra={"error": type(err).__name__})
         try:
             released = release_all(self.db, self.outbox.owner)
         except SQLAlchemyError as err:  # the leases will simply expire

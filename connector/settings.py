@@ -89,6 +89,9 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CONNECTOR_VENDOR_TIMEOUT_S": ("vendor_timeout_s", _int),
     "CONNECTOR_LOG_LEVEL": ("log_level", _str),
     "CONNECTOR_PUBLIC_URL": ("public_url", _str),
+    "CONNECTOR_CALLBACK_THREADS": ("callback_threads", _int),
+    "CONNECTOR_CALLBACK_TIMEOUT_S": ("callback_timeout_s", _int),
+    "CONNECTOR_CALLBACK_ALLOW_PRIVATE": ("callback_allow_private", _bool),
     "ZENDESK_SUBDOMAIN": ("zendesk_subdomain", _str),
     "ZENDESK_EMAIL": ("zendesk_email", _str),
     "ZENDESK_API_TOKEN": ("zendesk_api_token", _str),
@@ -134,6 +137,9 @@ class Settings:
     vendor_timeout_s: int = 15
     log_level: str = "INFO"
     public_url: str = ""
+    callback_threads: int = 4
+    callback_timeout_s: int = 10
+    callback_allow_private: bool = False
     zendesk_subdomain: str = ""
     zendesk_email: str = ""
     zendesk_api_token: str = field(default="", repr=False)
@@ -174,6 +180,8 @@ class Settings:
             raise ConfigError("CONNECTOR_SYNC_BUDGET_MS", "must be at most 60000 (bots time out long before)")
         if self.delivery_threads < 1:
             raise ConfigError("CONNECTOR_DELIVERY_THREADS", "must be at least 1")
+        if self.callback_threads < 1:
+            raise ConfigError("CONNECTOR_CALLBACK_THREADS", "must be at least 1")
         if self.max_attempts < 1:
             raise ConfigError("CONNECTOR_MAX_ATTEMPTS", "must be at least 1")
         return self

@@ -40,7 +40,7 @@ def test_defaults_are_the_embedded_default():
 
 
 def test_backoff_grows_honours_retry_after_and_is_capped():
-    from connector.outbox import backoff_seconds
+    from connector.backoff import backoff_seconds
 
     first, fifth = backoff_seconds(1, None, 1.0, 60.0), backoff_seconds(5, None, 1.0, 60.0)
     assert 1.0 <= first <= 2.0 and 16.0 <= fifth <= 17.0

@@ -9,7 +9,7 @@ from .. import answers
 from ..auth import authenticate_bot
 from ..errors import NotFound, ValidationFailed
 from ..intake import accept
-from ..models import Assignment, Handoff
+from ..models import Assignment, Callback, Handoff
 from ..services import current_services
 
 bp = Blueprint("handoffs", __name__, url_prefix="/v1/handoffs")
@@ -86,7 +86,8 @@ def get_handoff(handoff_id: str) -> Response:
         if handoff is None or (caller.bot_id is not None and handoff.bot_id != caller.bot_id):
             raise NotFound(f"No handoff {handoff_id!r} for this bot.")
         assigned = session.scalars(select(Assignment).filter_by(handoff_id=handoff.id)).first()
-        return _json(answers.render_detail(handoff, assigned), 200)
+        callbacks = session.scalars(select(Callback).filter_by(handoff_id=handoff.id).order_by(Callback.id)).all()
+        return _json(answers.render_detail(handoff, assigned, callbacks), 200)
 
 
 @bp.get("")

@@ -90,6 +90,16 @@ class AssignedSchema(Schema):
     wait_seconds = fields.Integer(required=True, metadata={"description": "From the handoff to the assignment."})
 
 
+class CallbackDetailSchema(Schema):
+    state = fields.String(required=True, metadata={"description": "The handoff state it reports (contract §6)."})
+    status = fields.String(required=True, validate=validate.OneOf(("pending", "sent", "dead")))
+    attempts = fields.Integer(required=True)
+    next_attempt_at = fields.String(required=True, allow_none=True)
+    finished_at = fields.String(required=True, allow_none=True)
+    last_error = fields.String(required=True, allow_none=True,
+                               metadata={"description": "Why the last attempt failed, or why it was given up."})
+
+
 class HandoffDetailSchema(HandoffResponseSchema):
     """`GET /v1/handoffs/{id}`: the answer plus what each target received."""
 
@@ -100,6 +110,10 @@ class HandoffDetailSchema(HandoffResponseSchema):
         AssignedSchema, required=True, allow_none=True,
         metadata={"description": "The agent who took the handoff, as a vendor reported it (Zendesk assignee "
                                  "event, Slack Claim button); null until then."},
+    )
+    callbacks = fields.List(
+        fields.Nested(CallbackDetailSchema), required=True,
+        metadata={"description": "The status callbacks owed to the bot's `callback.url`, oldest first."},
     )
 
 

@@ -1,0 +1,126 @@
+"""HTTP for status callbacks: a bot names the URL, so the connector must not become a way into the
+network it runs in (SSRF).
+
+Unless `CONNECTOR_CALLBACK_ALLOW_PRIVATE` is on (development, tests), a callback goes only to
+`https` on a public address:
+
+- before sending, every address the host resolves to must be public (`check_url`), which also
+  covers a proxy from the environment, where the connector never sees the bot's address itself;
+- on a direct connection, the address actually connected to is checked again before a byte is
+  sent (`_Guarded._new_conn`), so a name that resolves to a public address for the check and to a
+  private one for the connection (DNS rebinding) is still refused.
+
+Redirects are not followed (the sender says so as the error): a public URL must not forward the
+signed body elsewhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+ALLOW_VARIABLE = "CONNECTOR_CALLBACK_ALLOW_PRIVATE"
+
+
+class Refused(Exception):
+    """The URL may not be called; the message says why and is safe to store and log."""
+
+
+def is_public(address: str) -> bool:
+    """A globally routable unicast address (not loopback, private, link-local, CGNAT, reserved…)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def literal_address(host: str) -> str | None:
+    """`host` if it is an IP address literal (IPv6 without brackets), else None."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
+
+
+def url_problem(url: str, allow_private: bool) -> str | None:
+    """What is wrong with a callback URL before any lookup (intake answers it as a 422), or None."""
+    if allow_private:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        return f"must be https (plain {parts.scheme} only with {ALLOW_VARIABLE})"
+    host = (parts.hostname or "").rstrip(".").lower()
+    address = literal_address(host)
+    if host == "localhost" or host.endswith(".localhost") or (address is not None and not is_public(address)):
+        return f"must reach a public address, not {host} (only with {ALLOW_VARIABLE})"
+    return None
+
+
+def check_url(url: str, allow_private: bool) -> None:
+    """Refuse what a callback may not reach: anything but https, or a host with a non-public address."""
+    problem = url_problem(url, allow_private)
+    if problem is not None:
+        raise Refused(f"callback.url {problem}")
+    if allow_private:
+        return
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as err:
+        raise requests.ConnectionError(f"cannot resolve {host!r}: {err}") from None  # may resolve later: retried
+    private = sorted({info[4][0] for info in infos if not is_public(info[4][0])})
+    if private:
+        raise Refused(f"{host} resolves to {', '.join(private)}, not a public address ({ALLOW_VARIABLE})")
+
+
+class _Guarded:
+    """Checks the peer of each new direct connection before anything is sent on it."""
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()  # type: ignore[misc]
+        peer = sock.getpeername()[0]
+        if not is_public(peer):
+            sock.close()
+            raise Refused(f"{self.host} connected to {peer}, not a public address ({ALLOW_VARIABLE})")  # type: ignore[attr-defined]
+        return sock
+
+
+class _GuardedHTTPConnection(_Guarded, HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_Guarded, HTTPSConnection):
+    pass
+
+
+class _GuardedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class _GuardedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+
+
+def session(allow_private: bool) -> requests.Session:
+    """A session for callbacks; with `allow_private` off, its direct connections check their peer.
+    Proxies and CA bundles come from the environment, as for the vendors."""
+    http = requests.Session()
+    http.headers["User-Agent"] = "handoff-connector/1 (status callbacks)"
+    if not allow_private:
+        for prefix in ("http://", "https://"):
+            http.mount(prefix, _GuardedAdapter())
+    return http

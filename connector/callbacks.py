@@ -1,0 +1,251 @@
+"""Status callbacks to bots (contract §6): `POST callback.url`, signed, retried with backoff.
+
+A callback is owed when its handoff reaches a state the packet's `callback.events` asks for (all
+of them when `events` is left out):
+
+- `queued`: the handoff is accepted and stored (its deliveries may still be running);
+- `delivered`: every target has finished and at least one holds a ticket (`tickets` says which);
+- `failed`: every target has finished and none holds a ticket;
+- `assigned`: a vendor reported an agent taking it (`assignments`).
+
+(`completed`, the ticket solved, needs vendor events the connector does not parse yet: it is
+accepted in `events` and never sent.)
+
+Nothing is lost between the state and the callback: its row is written in the transaction that
+records the state (intake's, the last delivery's, the assignment's), with its body fixed then.
+`Sender` sends due rows from any process, with a lease like a delivery's; the bot gets each state at
+least once, with a `webhook-id` that stays the same across retries (`{handoff_id}.{state}`), so it
+can drop repeats. One per handoff and state: a replayed delivery that finishes again sends nothing new.
+
+Signing is Standard Webhooks with the bot's secrets (`CONNECTOR_BOT_SECRETS`), one signature per
+secret so a bot rotating its secret verifies with either. A bot with no secret gets nothing: its
+callbacks are given up (`dead`) with that reason, and `connector check` warns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, cast
+
+import requests
+from sqlalchemy import Connection, bindparam, or_, select, update
+from standardwebhooks.webhooks import Webhook
+
+from . import callback_http, driver_cursor
+from .backoff import backoff_seconds
+from .db import Database
+from .models import Callback, Delivery, Handoff, utcnow
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+DONE = ("created", "updated")
+_CALLBACKS, _DELIVERIES, _HANDOFFS = Callback.__table__, Delivery.__table__, Handoff.__table__
+# The last deliveries of a handoff may finish at once in two PostgreSQL transactions, each seeing
+# the other's target as pending: the handoff's row lock makes the second read after the first commits.
+_LOCK_HANDOFF = select(_HANDOFFS.c.id).where(_HANDOFFS.c.id == bindparam("handoff_id")).with_for_update()
+_OUTCOMES = (select(_DELIVERIES.c.target, _DELIVERIES.c.state, _DELIVERIES.c.vendor_id, _DELIVERIES.c.url)
+             .where(_DELIVERIES.c.handoff_id == bindparam("handoff_id")).order_by(_DELIVERIES.c.position))
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def url_for(packet: Mapping[str, Any], state: str) -> str | None:
+    """Where the packet wants `state` sent, or None (no callback, or not among its `events`)."""
+    callback = packet.get("callback") or {}
+    url = callback.get("url")
+    events = callback.get("events")
+    if not url or (events is not None and state not in events):
+        return None
+    return str(url)
+
+
+def ticket(target: str, status: str, vendor_id: str | None, url: str | None) -> dict[str, Any]:
+    return {"target": target, "status": status, "id": vendor_id, "url": url}
+
+
+def row(handoff: Handoff, state: str, url: str, tickets: Sequence[Mapping[str, Any]], now: dt.datetime,
+        agent: Mapping[str, Any] | None = None, primary: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The callback's row, its body as the contract has it (plus every target's `tickets`). Its
+    `ticket` is `primary` (the agent's) or else the first one made."""
+    done = [primary] if primary is not None else [t for t in tickets if t["status"] in DONE]
+    body = {
+        "type": "handoff.status",
+        "handoff_id": handoff.id,
+        "conversation_id": handoff.conversation_id,
+        "state": state,
+        "at": now.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+        "ticket": dict(done[0]) if done else None,
+        "agent": dict(agent) if agent else None,
+        "estimated_wait_seconds": handoff.estimated_wait_seconds,
+        # Ready to show while the customer waits for a ticket; after that the bot words it itself.
+        "message": (handoff.customer_message or {}).get("text") if state in ("queued", "delivered") else None,
+        "tickets": [dict(t) for t in tickets],
+    }
+    return {"handoff_id": handoff.id, "bot_id": handoff.bot_id, "state": state, "url": url, "body": body,
+            "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
+
+
+def queued(handoff: Mapping[str, Any], deliveries: Iterable[Mapping[str, Any]],
+           now: dt.datetime) -> dict[str, Any] | None:
+    """The `queued` row for a handoff being stored (its row and its deliveries' as intake built
+    them), if its packet wants one."""
+    url = url_for(handoff["packet"], "queued")
+    if url is None:
+        return None
+    tickets = [ticket(d["target"], "pending", None, None) for d in deliveries]
+    return row(cast(Handoff, SimpleNamespace(**handoff)), "queued", url, tickets, now)
+
+
+def add(connection: Connection | driver_cursor.Pooled, db: Database, new: dict[str, Any]) -> None:
+    """Write a callback's row in the caller's transaction; a second one for the same state is skipped."""
+    driver_cursor.run(connection, db.insert_or_skip(_CALLBACKS), new)
+
+
+def on_delivery_finished(connection: Connection | driver_cursor.Pooled, db: Database, handoff: Handoff,
+                         now: dt.datetime) -> None:
+    """In the transaction that finished one of `handoff`'s deliveries: when none is pending any
+    more, the `delivered` or `failed` callback its packet asks for."""
+    if url_for(handoff.packet, "delivered") is None and url_for(handoff.packet, "failed") is None:
+        return  # the usual packet: no statement at all
+    if db.dialect == "postgresql":
+        driver_cursor.run(connection, _LOCK_HANDOFF, {"handoff_id": handoff.id})
+    outcomes = [ticket(*r) for r in driver_cursor.run(connection, _OUTCOMES, {"handoff_id": handoff.id}).rows]
+    if any(t["status"] == "pending" for t in outcomes):
+        return
+    state = "delivered" if any(t["status"] in DONE for t in outcomes) else "failed"
+    url = url_for(handoff.packet, state)
+    if url is not None:
+        add(connection, db, row(handoff, state, url, outcomes, now))
+
+
+# ---- sending ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Due:
+    id: int
+    handoff_id: str
+    bot_id: str
+    state: str
+    url: str
+    body: dict[str, Any]
+    attempts: int
+    created_at: dt.datetime
+
+
+class Sender:
+    """Claims due callbacks (a lease per claim) and sends them; any process may, one at a time each."""
+
+    def __init__(self, db: Database, settings: Settings, owner: str):
+        self.db = db
+        self.settings = settings
+        self.owner = owner
+        self.http = callback_http.session(settings.callback_allow_private)
+        # A send never outlasts its lease: connect and read timeouts are each `callback_timeout_s`.
+        self.lease = dt.timedelta(seconds=max(settings.lease_s, 3 * settings.callback_timeout_s))
+
+    def claim_due(self, limit: int) -> list[Due]:
+        now = utcnow()
+        free = or_(Callback.lease_expires_at.is_(None), Callback.lease_expires_at < now)
+        query = (select(Callback).where(Callback.status == "pending", Callback.next_attempt_at <= now, free)
+                 .order_by(Callback.next_attempt_at, Callback.id).limit(limit))
+        with self.db.reading() as session:  # most looks find nothing: no write lock for those
+            if session.scalars(query.with_only_columns(Callback.id).limit(1)).first() is None:
+                return []
+        if self.db.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        with self.db.session() as session:
+            rows = list(session.scalars(query))
+            for callback in rows:
+                callback.lease_owner, callback.lease_expires_at = self.owner, now + self.lease
+            return [Due(c.id, c.handoff_id, c.bot_id, c.state, c.url, c.body, c.attempts, c.created_at)
+                    for c in rows]
+
+    def send_due(self, limit: int = 50) -> int:
+        """Claim and send what is due, one after the other (tests, and `connector callbacks`)."""
+        claimed = self.claim_due(limit)
+        for due in claimed:
+            self.send(due)
+        return len(claimed)
+
+    def send(self, due: Due) -> str:
+        """One attempt; returns the callback's status after it (`sent`, `pending` or `dead`)."""
+        secrets = [secret for bot_id, secret in self.settings.bot_secrets if bot_id == due.bot_id]
+        if not secrets:
+            return self._record(due, "dead", f"bot {due.bot_id!r} has no signing secret (CONNECTOR_BOT_SECRETS)")
+        payload = json.dumps(due.body, ensure_ascii=False, separators=(",", ":"))
+        msg_id = f"{due.handoff_id}.{due.state}"
+        signed_at = utcnow().replace(microsecond=0)
+        headers = {
+            "Content-Type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(int(signed_at.timestamp())),
+            "webhook-signature": " ".join(Webhook(secret).sign(msg_id, signed_at, payload) for secret in secrets),
+        }
+        timeout = self.settings.callback_timeout_s
+        try:
+            callback_http.check_url(due.url, self.settings.callback_allow_private)
+            response = self.http.post(due.url, data=payload.encode("utf-8"), headers=headers,
+                                      timeout=(timeout, timeout), allow_redirects=False)
+        except callback_http.Refused as err:
+            return self._record(due, "dead", f"refused: {err}")
+        except requests.RequestException as err:
+            return self._retry(due, f"{type(err).__name__}: {_first_line(err)}", None)
+        if 200 <= response.status_code < 300:
+            return self._record(due, "sent", None)
+        answered = f"the bot answered {response.status_code}"
+        if response.status_code in RETRYABLE_STATUS:
+            return self._retry(due, answered, _retry_after(response.headers.get("Retry-After")))
+        if 300 <= response.status_code < 400:
+            answered += " (redirects are not followed)"
+        return self._record(due, "dead", answered)
+
+    def _retry(self, due: Due, error: str, retry_after: float | None) -> str:
+        now, attempts, settings = utcnow(), due.attempts + 1, self.settings
+        if attempts >= settings.max_attempts or (now - due.created_at).total_seconds() > settings.max_delivery_age_s:
+            return self._record(due, "dead", error)
+        delay = backoff_seconds(attempts, retry_after, settings.retry_base_s, settings.retry_max_s)
+        return self._record(due, "pending", error, now + dt.timedelta(seconds=delay))
+
+    def _record(self, due: Due, status: str, error: str | None, next_at: dt.datetime | None = None) -> str:
+        now = utcnow()
+        values: dict[str, Any] = {"status": status, "attempts": due.attempts + 1, "last_error": error,
+                                  "lease_owner": None, "lease_expires_at": None}
+        if status == "pending":
+            values["next_attempt_at"] = next_at
+        else:
+            values["finished_at"] = now
+        with self.db.session() as session:
+            session.execute(update(Callback).where(Callback.id == due.id, Callback.lease_owner == self.owner)
+                            .values(**values))
+        level = {"sent": logging.INFO, "pending": logging.WARNING}.get(status, logging.ERROR)
+        extra = {"handoff_id": due.handoff_id, "callback_state": due.state, "status": status,
+                 "attempts": due.attempts + 1}
+        if error:
+            extra["error"] = error[:300]
+        log.log(level, "status callback " + {"sent": "sent", "pending": "will be retried"}.get(status, "given up"),
+                extra=extra)
+        return status
+
+    def release(self) -> int:
+        """Give back this process's leases (shutdown)."""
+        with self.db.session() as session:
+            return session.execute(update(Callback).where(Callback.lease_owner == self.owner,
+                                                          Callback.status == "pending")
+                                   .values(lease_owner=None, lease_expires_at=None)).rowcount
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return min(float(value), 3600.0) if value else None
+    except ValueError:
+        return None
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).splitlines() or [""])[0][:200]

@@ -1,0 +1,340 @@
+"""Status callbacks to bots (contract §6): owed in the transaction that reaches the state, signed
+with every secret of the bot, retried with backoff, given up with a reason, never sent where a bot
+could reach into our network."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import socket
+import threading
+import time
+
+import pytest
+from sqlalchemy import select, update
+from standardwebhooks.webhooks import Webhook
+
+from adapters import registry
+from adapters.base import HandoffContext, Sent
+from adapters.events import AssignmentEvent
+from connector import assignments, callback_http
+from connector.models import Callback, utcnow
+from tests.conftest import auth
+from tests.factories import full_packet, minimal_packet
+from tests.fakes.bot import FakeBot
+from tests.support_adapters import LinkingAdapter
+
+SECRET_A = "whsec_" + base64.b64encode(b"a" * 32).decode()
+SECRET_B = "whsec_" + base64.b64encode(b"b" * 32).decode()
+TWO_SECRETS = (("support-bot", SECRET_A), ("support-bot", SECRET_B))
+
+
+@pytest.fixture
+def bot():
+    with FakeBot() as fake:
+        yield fake
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def make_callback_app(request):
+    """Apps whose bot signs (two secrets: a rotation) and may be called back on loopback."""
+    # The database first, so it is torn down after the apps.
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    make_app = request.getfixturevalue("make_app")
+
+    def factory(**overrides):
+        config = {"bot_secrets": TWO_SECRETS, "callback_allow_private": True}
+        if url:
+            config["database_url"] = url
+        return make_app(**{**config, **overrides})
+
+    return factory
+
+
+def post(app, packet, key="k-1"):
+    headers = {**auth(), "Idempotency-Key": key}
+    response = app.test_client().post("/v1/handoffs", data=json.dumps(packet), headers=headers,
+                                      content_type="application/json")
+    assert response.status_code in (201, 202), response.get_json()
+    return response.get_json()
+
+
+def rows(app):
+    with app.extensions["connector"].db.reading() as session:
+        return list(session.scalars(select(Callback).order_by(Callback.id)))
+
+
+def send_due(app):
+    return app.extensions["connector"].callbacks.send_due()
+
+
+def make_due_now(app):
+    with app.extensions["connector"].db.session() as session:
+        session.execute(update(Callback).values(next_attempt_at=utcnow() - dt.timedelta(seconds=1)))
+
+
+def test_the_bot_hears_queued_then_delivered_signed_with_each_of_its_secrets(make_callback_app, bot):
+    app = make_callback_app()
+    answer = post(app, full_packet(callback={"url": bot.url}))
+    hid = answer["id"]
+    assert send_due(app) == 2
+    assert bot.states() == ["queued", "delivered"]
+    queued, delivered = bot.requests
+    for received in bot.requests:
+        assert received.path == "/handoff-status"
+        assert received.headers["content-type"] == "application/json"
+        assert received.headers["webhook-id"] == f"{hid}.{received.json['state']}"
+        assert len(received.headers["webhook-signature"].split()) == 2  # one per secret
+        for secret in (SECRET_A, SECRET_B):  # a bot verifies with either while it rotates
+            assert Webhook(secret).verify(received.body, received.headers) == received.json
+    ticket = {"target": "preview", "status": "created", "id": f"preview-{hid}", "url": f"/v1/handoffs/{hid}"}
+    assert delivered.json == {
+        "type": "handoff.status", "handoff_id": hid, "conversation_id": "conv-1029", "state": "delivered",
+        "at": delivered.json["at"], "ticket": ticket, "agent": None,
+        "estimated_wait_seconds": answer["estimated_wait_seconds"], "message": answer["customer_message"]["text"],
+        "tickets": [ticket],
+    }
+    assert dt.datetime.fromisoformat(delivered.json["at"]).tzinfo is not None
+    assert queued.json["ticket"] is None
+    assert queued.json["tickets"] == [{"target": "preview", "status": "pending", "id": None, "url": None}]
+    assert queued.json["message"] == answer["customer_message"]["text"]
+    assert [(r.status, r.attempts, r.last_error) for r in rows(app)] == [("sent", 1, None)] * 2
+    assert send_due(app) == 0  # sent once
+
+
+def test_only_the_states_the_packet_asks_for_are_owed(make_callback_app, bot):
+    app = make_callback_app()
+    post(app, full_packet(callback={"url": bot.url, "events": ["delivered", "assigned"]}), key="k-events")
+    post(app, minimal_packet(), key="k-none")  # no callback at all: no row, no statement
+    post(app, full_packet(callback={"url": bot.url, "events": []}), key="k-empty")
+    assert [r.state for r in rows(app)] == ["delivered"]
+    send_due(app)
+    assert bot.states() == ["delivered"]
+
+
+def test_a_failing_bot_is_retried_after_its_retry_after_with_the_same_message_id(make_callback_app, bot):
+    app = make_callback_app(retry_base_s=1.0)
+    hid = post(app, full_packet(callback={"url": bot.url, "events": ["delivered"]}))["id"]
+    bot.answer(503, {"Retry-After": "7"})
+    before = utcnow()
+    send_due(app)
+    [callback] = rows(app)
+    assert (callback.status, callback.attempts, callback.last_error) == ("pending", 1, "the bot answered 503")
+    assert callback.next_attempt_at >= before + dt.timedelta(seconds=7)  # never sooner than it asked
+    [shown] = app.test_client().get(f"/v1/handoffs/{hid}", headers=auth()).get_json()["callbacks"]
+    assert shown["status"] == "pending" and shown["next_attempt_at"] == callback.next_attempt_at.isoformat()
+    assert send_due(app) == 0  # not due yet
+    make_due_now(app)
+    send_due(app)
+    assert [r.status for r in rows(app)] == ["sent"]
+    assert [r.headers["webhook-id"] for r in bot.requests] == [f"{hid}.delivered"] * 2  # the bot can drop repeats
+
+
+@pytest.mark.parametrize(("status", "error"), [
+    (400, "the bot answered 400"),
+    (410, "the bot answered 410"),
+    (302, "the bot answered 302 (redirects are not followed)"),
+])
+def test_a_refusal_or_a_redirect_gives_the_callback_up(make_callback_app, bot, status, error):
+    app = make_callback_app()
+    post(app, full_packet(callback={"url": bot.url, "events": ["delivered"]}))
+    bot.answer(status, {"Location": bot.url + "/elsewhere"})
+    send_due(app)
+    [callback] = rows(app)
+    assert (callback.status, callback.last_error) == ("dead", error)
+    assert callback.finished_at is not None
+    assert len(bot.requests) == 1  # the redirect was not followed
+
+
+def test_retries_end_when_the_attempts_are_spent(make_callback_app, bot):
+    app = make_callback_app(max_attempts=2)
+    post(app, full_packet(callback={"url": bot.url, "events": ["delivered"]}))
+    for _ in range(2):
+        bot.answer(500)
+        make_due_now(app)
+        send_due(app)
+    [callback] = rows(app)
+    assert (callback.status, callback.attempts, callback.last_error) == ("dead", 2, "the bot answered 500")
+
+
+def test_a_bot_without_a_signing_secret_gets_nothing_and_the_reason_is_kept(make_callback_app, bot):
+    app = make_callback_app(bot_secrets=())
+    post(app, full_packet(callback={"url": bot.url, "events": ["delivered"]}))
+    send_due(app)
+    [callback] = rows(app)
+    assert callback.status == "dead"
+    assert callback.last_error == "bot 'support-bot' has no signing secret (CONNECTOR_BOT_SECRETS)"
+    assert bot.requests == []
+    # The bot (and its developer) can see why nothing arrives.
+    detail = app.test_client().get(f"/v1/handoffs/{callback.handoff_id}", headers=auth()).get_json()
+    assert detail["callbacks"] == [{"state": "delivered", "status": "dead", "attempts": 1, "next_attempt_at": None,
+                                    "finished_at": callback.finished_at.isoformat(),
+                                    "last_error": callback.last_error}]
+
+
+def test_failed_when_no_target_made_a_ticket(make_callback_app, bot, monkeypatch):
+    monkeypatch.setitem(registry.TARGETS, "broken", "tests.support_adapters:BrokenAdapter")
+    app = make_callback_app(targets=("preview", "broken"))
+    post(app, full_packet(targets=["broken"], callback={"url": bot.url, "events": ["delivered", "failed"]}),
+         key="k-failed")
+    post(app, full_packet(targets=["preview", "broken"], callback={"url": bot.url}), key="k-partial")
+    send_due(app)
+    failed, partial = [r.json for r in bot.requests if r.json["state"] in ("failed", "delivered")]
+    assert failed["state"] == "failed" and failed["ticket"] is None and failed["message"] is None
+    assert [t["status"] for t in failed["tickets"]] == ["failed"]
+    # One target holds a ticket: an agent will see the handoff, and `tickets` says what failed.
+    assert partial["state"] == "delivered" and partial["ticket"]["target"] == "preview"
+    assert [t["status"] for t in partial["tickets"]] == ["created", "failed"]
+    assert sorted(bot.states()) == ["delivered", "failed", "queued"]  # the partial one's queued too
+
+
+def test_an_assignment_tells_the_bot_who_took_which_ticket(make_callback_app, bot):
+    app = make_callback_app()
+    services = app.extensions["connector"]
+    hid = post(app, full_packet(callback={"url": bot.url, "events": ["assigned"]}))["id"]
+    at = utcnow().replace(microsecond=0)
+    event = AssignmentEvent(target="preview", event_id="ev-1", ticket_id=f"preview-{hid}", handoff_id=None,
+                            agent_id="agent-7", agent_name="Dana", at=at)
+    assert assignments.record(services, event).outcome == "recorded"
+    assert assignments.record(services, event).outcome == "duplicate"  # a repeated event owes nothing more
+    send_due(app)
+    [received] = bot.requests
+    assert received.json["state"] == "assigned"
+    assert received.json["agent"] == {"id": "agent-7", "name": "Dana", "target": "preview"}
+    assert received.json["ticket"] == {"target": "preview", "status": "created", "id": f"preview-{hid}",
+                                       "url": f"/v1/handoffs/{hid}"}
+    assert dt.datetime.fromisoformat(received.json["at"].replace("Z", "+00:00")) == at
+    assert received.json["message"] is None
+
+
+class _TogetherAdapter(LinkingAdapter):
+    """Two targets whose vendors answer at the same moment, so both record at once."""
+
+    barrier = threading.Barrier(2, timeout=5)
+
+    def send_create(self, payload, ctx: HandoffContext) -> Sent:
+        try:
+            self.barrier.wait()
+        except threading.BrokenBarrierError:
+            self.barrier.reset()
+        return super().send_create(payload, ctx)
+
+
+class TogetherA(_TogetherAdapter):
+    name = "together_a"
+
+
+class TogetherB(_TogetherAdapter):
+    name = "together_b"
+
+
+def test_the_last_two_deliveries_finishing_at_once_owe_exactly_one_callback(make_callback_app, bot, monkeypatch):
+    monkeypatch.setitem(registry.TARGETS, "together_a", f"{__name__}:TogetherA")
+    monkeypatch.setitem(registry.TARGETS, "together_b", f"{__name__}:TogetherB")
+    app = make_callback_app(targets=("together_a", "together_b"))
+    handoffs = 12
+    for n in range(handoffs):
+        packet = full_packet(targets=["together_a", "together_b"], callback={"url": bot.url, "events": ["delivered"]})
+        packet["conversation"]["id"] = f"conv-together-{n}"  # a ticket of its own at each target
+        post(app, packet, key=f"k-{n}")
+    assert [r.state for r in rows(app)] == ["delivered"] * handoffs
+    assert {r.body["handoff_id"] for r in rows(app)} == {r.handoff_id for r in rows(app)}
+    assert all([t["status"] for t in r.body["tickets"]] == ["created", "created"] for r in rows(app))
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("http://bots.acme.example/status", "must be https (plain http only with CONNECTOR_CALLBACK_ALLOW_PRIVATE)"),
+    ("https://127.0.0.1/status", "must reach a public address, not 127.0.0.1"),
+    ("https://10.1.2.3:8443/status", "must reach a public address, not 10.1.2.3"),
+    ("https://[::1]/status", "must reach a public address, not ::1"),
+    ("https://169.254.169.254/latest/meta-data", "must reach a public address, not 169.254.169.254"),
+    ("https://localhost/status", "must reach a public address, not localhost"),
+])
+def test_intake_refuses_a_callback_url_that_is_not_public_https(make_app, url, problem):
+    app = make_app()
+    response = app.test_client().post("/v1/handoffs", data=json.dumps(full_packet(callback={"url": url})),
+                                      headers=auth(), content_type="application/json")
+    assert response.status_code == 422
+    [message] = response.get_json()["errors"]["callback.url"]
+    assert message.startswith(problem)
+    assert rows(app) == []  # nothing stored
+
+
+def _resolving(monkeypatch, *answers):
+    """`socket.getaddrinfo` answering each lookup of *.example with the next address (the last repeats)."""
+    real = socket.getaddrinfo
+    given = list(answers)
+
+    def fake(host, port, *args, **kwargs):
+        if not str(host).endswith(".example"):
+            return real(host, port, *args, **kwargs)
+        address = given.pop(0) if len(given) > 1 else given[0]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+
+
+def test_a_name_that_resolves_to_a_private_address_is_refused_at_send(make_app, bot, monkeypatch):
+    app = make_app(bot_secrets=TWO_SECRETS)
+    post(app, full_packet(callback={"url": f"https://bot.internal.example:{bot.port}/x", "events": ["delivered"]}))
+    _resolving(monkeypatch, "127.0.0.1")
+    send_due(app)
+    [callback] = rows(app)
+    assert callback.status == "dead"
+    assert callback.last_error == ("refused: bot.internal.example resolves to 127.0.0.1, not a public address "
+                                   "(CONNECTOR_CALLBACK_ALLOW_PRIVATE)")
+    assert bot.requests == []
+
+
+def test_a_name_rebound_to_a_private_address_after_the_check_is_refused_on_connect(make_app, bot, monkeypatch):
+    app = make_app(bot_secrets=TWO_SECRETS)
+    post(app, full_packet(callback={"url": f"https://rebind.example:{bot.port}/x", "events": ["delivered"]}))
+    _resolving(monkeypatch, "93.184.216.34", "127.0.0.1")  # public for the check, loopback for the connection
+    send_due(app)
+    [callback] = rows(app)
+    assert callback.status == "dead"
+    assert callback.last_error == ("refused: rebind.example connected to 127.0.0.1, not a public address "
+                                   "(CONNECTOR_CALLBACK_ALLOW_PRIVATE)")
+    assert bot.requests == []  # refused before a byte was sent
+
+
+@pytest.mark.parametrize(("address", "public"), [
+    ("93.184.216.34", True), ("2606:4700:4700::1111", True), ("127.0.0.1", False), ("10.0.0.1", False),
+    ("172.16.5.4", False), ("192.168.1.1", False), ("169.254.169.254", False), ("100.64.0.1", False),
+    ("0.0.0.0", False), ("::1", False), ("fe80::1%eth0", False), ("fc00::1", False), ("::ffff:127.0.0.1", False),
+    ("224.0.0.1", False),
+])
+def test_which_addresses_are_public(address, public):
+    assert callback_http.is_public(address) is public
+
+
+def test_the_loop_sends_callbacks_in_the_background(make_callback_app, bot):
+    app = make_callback_app()
+    services = app.extensions["connector"]
+    services.start_loop(interval=0.05)
+    post(app, full_packet(callback={"url": bot.url}))
+    deadline = time.monotonic() + 10
+    while len(bot.requests) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sorted(bot.states()) == ["delivered", "queued"]
+
+
+def test_a_callback_held_by_a_dead_process_is_sent_by_another(make_callback_app, bot):
+    app = make_callback_app()
+    services = app.extensions["connector"]
+    post(app, full_packet(callback={"url": bot.url, "events": ["delivered"]}))
+    [held] = services.callbacks.claim_due(10)  # claimed, then the process "dies"
+    assert services.callbacks.claim_due(10) == []  # leased: nobody else takes it
+    with services.db.session() as session:
+        session.execute(update(Callback).values(lease_expires_at=utcnow() - dt.timedelta(seconds=1)))
+    assert send_due(app) == 1
+    assert bot.states() == ["delivered"] and held.id == rows(app)[0].id
+
+
+def test_check_warns_of_bots_whose_callbacks_cannot_be_signed_and_of_private_callbacks(make_app):
+    app = make_app(bot_secrets=(("support-bot", SECRET_A),), callback_allow_private=True)
+    output = app.test_cli_runner().invoke(args=["connector", "check"]).output
+    assert "no CONNECTOR_BOT_SECRETS entry for 'other-bot'" in output
+    assert "no CONNECTOR_BOT_SECRETS entry for 'support-bot'" not in output
+    assert "CONNECTOR_CALLBACK_ALLOW_PRIVATE=1" in output
