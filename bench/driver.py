@@ -179,6 +179,8 @@ class Handoffs:
         # Not a sticky-routed segment: sticky routing asks Zendesk for the previous agent before the
         # handoff is stored (a vendor round trip of its own); the benchmark measures the delivery path.
         packet["customer"]["segment"] = "standard"
+        # No status callbacks: the benchmark's bot has no receiver, and the direct call has none to send.
+        packet.pop("callback", None)
         # A new conversation and customer each time: every handoff opens a ticket of its own.
         packet["conversation"]["id"] = "@@CONV@@"
         packet["customer"]["email"] = "customer-@@CONV@@@example.com"
