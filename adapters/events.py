@@ -1,6 +1,6 @@
 """What a vendor tells us after delivery, normalized. A vendor-event module (`zendesk_events`,
-`slack_events`) turns a verified payload into an `AssignmentEvent` or says why it is `Ignored`;
-`connector.assignments` records it. Vendor payload shapes never leave those modules."""
+`slack_events`) turns a verified payload into an `AssignmentEvent` or a `CompletionEvent`, or says
+why it is `Ignored`; `connector.assignments` records it. Vendor payload shapes never leave those modules."""
 
 from __future__ import annotations
 
@@ -22,6 +22,17 @@ class AssignmentEvent:
     agent_id: str
     agent_name: str | None
     at: dt.datetime  # when the agent took it, by the vendor's clock
+
+
+@dataclass(frozen=True)
+class CompletionEvent:
+    """The ticket was solved: what the bot hears as its handoff's `completed` status callback."""
+
+    target: str
+    event_id: str
+    ticket_id: str  # the target's `Delivery.vendor_id`
+    handoff_id: str | None  # the handoff the payload names, when it names one (checked, never trusted alone)
+    at: dt.datetime
 
 
 @dataclass(frozen=True)

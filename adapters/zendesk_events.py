@@ -1,11 +1,13 @@
-"""Zendesk event webhooks (`POST /webhooks/zendesk`): an agent assignment becomes an `AssignmentEvent`.
+"""Zendesk event webhooks (`POST /webhooks/zendesk`): an agent assignment becomes an `AssignmentEvent`,
+a ticket solved or closed a `CompletionEvent`.
 
 Zendesk's event format: `{"type": "zen:event-type:ticket.agent_assignment_changed", "id": <event
 uuid>, "time": RFC 3339, "subject": "zen:ticket:35436", "detail": {<the ticket: "id", "external_id",
 "assignee_id"… as strings>}, "event": {"current": <agent id>, "previous": <agent id or null>}}`.
 Our tickets carry the handoff id as `external_id` (`adapters.zendesk`); the ticket id is the
 delivery's `vendor_id`. Other event types, unassignments and reassignments are `Ignored`: only an
-agent taking an unassigned ticket ends a customer's wait.
+agent taking an unassigned ticket ends a customer's wait. A status change (`ticket.status_changed`,
+UPPERCASE statuses in `event.current`) counts only when it is to SOLVED or CLOSED.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from .events import AssignmentEvent, Ignored, VendorId
+from .events import AssignmentEvent, CompletionEvent, Ignored, VendorId
 
 TARGET = "zendesk"
 ASSIGNMENT_CHANGED = "zen:event-type:ticket.agent_assignment_changed"
+STATUS_CHANGED = "zen:event-type:ticket.status_changed"
+FINISHED = ("SOLVED", "CLOSED")
 
 
 class _Lenient(Schema):
@@ -67,20 +71,24 @@ class _Envelope(_Lenient):
     type = fields.String(required=True, validate=validate.Length(min=1, max=200))
 
 
-def parse(data: Mapping[str, Any]) -> AssignmentEvent | Ignored:
+def parse(data: Mapping[str, Any]) -> AssignmentEvent | CompletionEvent | Ignored:
     """Raises marshmallow's ValidationError naming the field when the body is not an event."""
     kind = _Envelope().load(data)["type"]
-    if kind != ASSIGNMENT_CHANGED:
-        return Ignored("not an agent assignment event")
+    if kind not in (ASSIGNMENT_CHANGED, STATUS_CHANGED):
+        return Ignored("not an agent assignment or status change event")
     event = ZendeskEventSchema().load(data)
-    change = event["event"]
+    change, ticket = event["event"], event["detail"]
+    if kind == STATUS_CHANGED:
+        if not isinstance(change["current"], str) or change["current"].upper() not in FINISHED:
+            return Ignored("a status change to something other than solved or closed")
+        return CompletionEvent(target=TARGET, event_id=event["id"], ticket_id=ticket["id"],
+                               handoff_id=ticket["external_id"] or None, at=event["time"])
     current, previous = _agent(change["current"], "current"), _agent(change["previous"], "previous")
     if current is None:
         return Ignored("the ticket was unassigned")
     if previous is not None:
         # The ticket already had an agent: moving it is not the end of a customer's wait.
         return Ignored("a reassignment from one agent to another")
-    ticket = event["detail"]
     return AssignmentEvent(target=TARGET, event_id=event["id"], ticket_id=ticket["id"],
                            handoff_id=ticket["external_id"] or None, agent_id=current, agent_name=None,
                            at=event["time"])

@@ -12,6 +12,9 @@ vendor reports our own choice, and counting it would quote sticky teams a wait o
 
 Vendors deliver events at least once: an event id already recorded for the target is answered as
 a duplicate, never counted twice (a unique constraint settles two copies arriving at once).
+
+A ticket solved (`CompletionEvent`) ends the newest handoff delivered to it the same way, and owes
+its bot the `completed` status callback when it asked for one; once per handoff (`callbacks`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from adapters.events import AssignmentEvent, Ignored
+from adapters.events import AssignmentEvent, CompletionEvent, Ignored
 
 from . import callbacks
 from .errors import ValidationFailed
@@ -56,7 +59,7 @@ class Received:
         return {"outcome": self.outcome, "detail": self.detail, "handoff_id": self.handoff_id}
 
 
-def receive(services: Services, parse: Callable[[Any], AssignmentEvent | Ignored], payload: Any,
+def receive(services: Services, parse: Callable[[Any], AssignmentEvent | CompletionEvent | Ignored], payload: Any,
             now: dt.datetime) -> Received:
     """Parse a verified vendor payload with its vendor's `parse` and record what it says."""
     try:
@@ -71,7 +74,7 @@ def receive(services: Services, parse: Callable[[Any], AssignmentEvent | Ignored
     if event.at > now + FUTURE_LIMIT:
         log.info("vendor event ignored", extra={"target": event.target, "reason": "dated in the future"})
         return Received("ignored", "the event is dated in the future")
-    received = record(services, event)
+    received = record(services, event) if isinstance(event, AssignmentEvent) else complete(services, event)
     if received.outcome == "ignored":
         log.info("vendor event ignored", extra={"target": event.target, "reason": received.detail})
     return received
@@ -107,18 +110,45 @@ def record(services: Services, event: AssignmentEvent) -> Received:
     return Received("recorded", f"assigned after {wait} s", handoff_id)
 
 
+def complete(services: Services, event: CompletionEvent) -> Received:
+    """The `completed` status callback for the handoff whose ticket was solved, if its bot wants it."""
+    with services.db.session() as session:
+        handoff = _delivered_to(session, event.target, event.ticket_id, event.handoff_id, event.at)
+        if handoff is None:
+            return Received("ignored", "no handoff was delivered to this ticket before this event")
+        url = callbacks.url_for(handoff.packet, "completed")
+        if url is None:
+            return Received("ignored", "the handoff's bot did not ask to hear of its completion", handoff.id)
+        tickets = _tickets(handoff)
+        new = callbacks.row(handoff, "completed", url, tickets, event.at,
+                            primary=_ticket_at(tickets, event.target, event.ticket_id))
+        if not callbacks.add(session.connection(), services.db, new):
+            return Received("duplicate", "the handoff's completion was recorded already", handoff.id)
+        handoff_id = handoff.id
+    with log_context(handoff_id=handoff_id):
+        log.info("completion recorded", extra={"target": event.target})
+    return Received("recorded", "completed", handoff_id)
+
+
+def _tickets(handoff: Handoff) -> list[dict[str, Any]]:
+    return [callbacks.ticket(d.target, d.state, d.vendor_id, d.url) for d in handoff.deliveries]
+
+
+def _ticket_at(tickets: list[dict[str, Any]], target: str, ticket_id: str) -> dict[str, Any]:
+    """The ticket the event is about; its id from the event, which may precede the delivery's record."""
+    taken = next((t for t in tickets if t["target"] == target), callbacks.ticket(target, "pending", None, None))
+    return {**taken, "id": ticket_id}
+
+
 def _owe_callback(session: Session, services: Services, handoff: Handoff, event: AssignmentEvent) -> None:
     """The `assigned` status callback, in the assignment's transaction, if the bot asked for it."""
     url = callbacks.url_for(handoff.packet, "assigned")
     if url is None:
         return
-    tickets = [callbacks.ticket(d.target, d.state, d.vendor_id, d.url) for d in handoff.deliveries]
+    tickets = _tickets(handoff)
     agent = {"id": event.agent_id, "name": event.agent_name, "target": event.target}
-    # The event names the agent's ticket even when the delivery has not recorded its id yet.
-    unknown = callbacks.ticket(event.target, "pending", None, None)
-    taken = next((t for t in tickets if t["target"] == event.target), unknown)
-    primary = {**taken, "id": event.ticket_id}
-    new = callbacks.row(handoff, "assigned", url, tickets, event.at, agent=agent, primary=primary)
+    new = callbacks.row(handoff, "assigned", url, tickets, event.at, agent=agent,
+                        primary=_ticket_at(tickets, event.target, event.ticket_id))
     callbacks.add(session.connection(), services.db, new)
 
 
@@ -136,14 +166,22 @@ def _recorded(session: Session, event: AssignmentEvent) -> Received | None:
     return Received("duplicate", "this event was recorded already", handoff_id) if handoff_id else None
 
 
+def _delivered_to(session: Session, target: str, ticket_id: str, handoff_id: str | None,
+                  at: dt.datetime) -> Handoff | None:
+    """The newest handoff delivered to this ticket before `at`, else the one the payload names if
+    it was delivered to `target` (its ticket id may not be recorded yet)."""
+    delivered_here = (select(Handoff).join(Delivery, Delivery.handoff_id == Handoff.id)
+                      .where(Delivery.target == target, Handoff.created_at <= at + CLOCK_SKEW))
+    handoff = session.scalars(delivered_here.where(Delivery.vendor_id == ticket_id)
+                              .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(1)).first()
+    if handoff is None and handoff_id:
+        handoff = session.scalars(delivered_here.where(Handoff.id == handoff_id)).first()
+    return handoff
+
+
 def _waiting_handoff(session: Session, event: AssignmentEvent) -> tuple[Handoff | None, str]:
     """The handoff this event ends the wait of, or why there is none."""
-    delivered_here = (select(Handoff).join(Delivery, Delivery.handoff_id == Handoff.id)
-                      .where(Delivery.target == event.target, Handoff.created_at <= event.at + CLOCK_SKEW))
-    handoff = session.scalars(delivered_here.where(Delivery.vendor_id == event.ticket_id)
-                              .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(1)).first()
-    if handoff is None and event.handoff_id:
-        handoff = session.scalars(delivered_here.where(Handoff.id == event.handoff_id)).first()
+    handoff = _delivered_to(session, event.target, event.ticket_id, event.handoff_id, event.at)
     if handoff is None:
         return None, "no handoff was delivered to this ticket before this event"
     # Only the newest handoff on the ticket is waiting: older ones were superseded by it.

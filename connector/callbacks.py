@@ -8,8 +8,7 @@ of them when `events` is left out):
 - `failed`: every target has finished and none holds a ticket;
 - `assigned`: a vendor reported an agent taking it (`assignments`).
 
-(`completed`, the ticket solved, needs vendor events the connector does not parse yet: it is
-accepted in `events` and never sent.)
+- `completed`: the ticket was solved or closed (Zendesk's status events, `assignments.complete`).
 
 Nothing is lost between the state and the callback: its row is written in the transaction that
 records the state (intake's, the last delivery's, the assignment's), with its body fixed then.
@@ -101,9 +100,10 @@ def queued(handoff: Mapping[str, Any], deliveries: Iterable[Mapping[str, Any]],
     return row(cast(Handoff, SimpleNamespace(**handoff)), "queued", url, tickets, now)
 
 
-def add(connection: Connection | driver_cursor.Pooled, db: Database, new: dict[str, Any]) -> None:
-    """Write a callback's row in the caller's transaction; a second one for the same state is skipped."""
-    driver_cursor.run(connection, db.insert_or_skip(_CALLBACKS), new)
+def add(connection: Connection | driver_cursor.Pooled, db: Database, new: dict[str, Any]) -> bool:
+    """Write a callback's row in the caller's transaction; False (and nothing written) when the
+    handoff owes this state already."""
+    return driver_cursor.run(connection, db.insert_or_skip(_CALLBACKS), new).rowcount == 1
 
 
 def on_delivery_finished(connection: Connection | driver_cursor.Pooled, db: Database, handoff: Handoff,

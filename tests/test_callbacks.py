@@ -338,3 +338,49 @@ def test_check_warns_of_bots_whose_callbacks_cannot_be_signed_and_of_private_cal
     assert "no CONNECTOR_BOT_SECRETS entry for 'other-bot'" in output
     assert "no CONNECTOR_BOT_SECRETS entry for 'support-bot'" not in output
     assert "CONNECTOR_CALLBACK_ALLOW_PRIVATE=1" in output
+
+
+def test_a_ticket_solved_at_zendesk_tells_the_bot_completed_once(make_callback_app, bot):
+    from connector.models import Delivery, Handoff
+    from tests.test_webhooks_zendesk import SECRET, T0, at, event, signed
+
+    app = make_callback_app(zendesk_webhook_secrets=(SECRET,))
+    services = app.extensions["connector"]
+    services.clock = lambda: T0 + 30
+    packet = full_packet(callback={"url": bot.url, "events": ["completed"]})
+    with services.db.session() as session:
+        session.add(Handoff(id="hnd_SOLVED", bot_id="support-bot", conversation_id="conv-1029", idempotency_key="k",
+                            request_hash="0" * 64, packet=packet, assignment={"team": "billing", "trace": []},
+                            customer_message={"text": "hi"}, created_at=at(-115),
+                            deliveries=[Delivery(target="zendesk", state="created", vendor_id="1001",
+                                                 url="https://acme.zendesk.com/agent/tickets/1001")]))
+    solved = json.dumps(event(type="zen:event-type:ticket.status_changed",
+                              event={"current": "SOLVED", "previous": "OPEN"})).encode()
+    hook = app.test_client()
+    first = hook.post("/webhooks/zendesk", data=solved, content_type="application/json", headers=signed(solved))
+    assert first.get_json() == {"outcome": "recorded", "detail": "completed", "handoff_id": "hnd_SOLVED"}
+    closed = json.dumps(event(type="zen:event-type:ticket.status_changed", id="another-event",
+                              event={"current": "CLOSED", "previous": "SOLVED"})).encode()
+    again = hook.post("/webhooks/zendesk", data=closed, content_type="application/json", headers=signed(closed))
+    assert again.get_json()["outcome"] == "duplicate"  # solved, then closed: the bot hears it once
+    send_due(app)
+    [received] = bot.requests
+    assert received.json["state"] == "completed"
+    assert received.json["ticket"] == {"target": "zendesk", "status": "created", "id": "1001",
+                                       "url": "https://acme.zendesk.com/agent/tickets/1001"}
+    assert received.json["at"] == "2026-11-21T12:00:05Z"  # Zendesk's time for the event
+
+
+def test_a_solved_ticket_whose_bot_did_not_ask_owes_nothing(make_callback_app, bot):
+    from tests.test_webhooks_zendesk import SECRET, T0, delivered, event, signed
+
+    app = make_callback_app(zendesk_webhook_secrets=(SECRET,))
+    app.extensions["connector"].clock = lambda: T0 + 30
+    delivered(app)  # a packet without `callback`
+    solved = json.dumps(event(type="zen:event-type:ticket.status_changed",
+                              event={"current": "solved", "previous": "OPEN"})).encode()
+    response = app.test_client().post("/webhooks/zendesk", data=solved, content_type="application/json",
+                                      headers=signed(solved))
+    assert response.get_json() == {"outcome": "ignored", "handoff_id": "hnd_01TESTHANDOFF0000000000000",
+                                   "detail": "the handoff's bot did not ask to hear of its completion"}
+    assert rows(app) == []

@@ -44,11 +44,12 @@ def zendesk() -> Response:
     """Zendesk events.
     ---
     post:
-      summary: Zendesk event webhook (agent assignment changed), signed by Zendesk
+      summary: Zendesk event webhook (agent assignment changed, status changed), signed by Zendesk
       description: >-
         An agent taking an unassigned ticket of a handoff is recorded once per event id and
-        feeds the observed wait. Other event types, unassignments, reassignments and tickets
-        that no handoff made are answered 200 with outcome `ignored`.
+        feeds the observed wait. A ticket solved or closed owes the handoff's bot its `completed`
+        status callback, once. Other event types, unassignments, reassignments, other statuses and
+        tickets that no handoff made are answered 200 with outcome `ignored`.
       security: [{zendeskSignature: []}]
       parameters:
         - {in: header, name: X-Zendesk-Webhook-Signature-Timestamp, required: true, schema: {type: string}}
