@@ -146,8 +146,9 @@ class Sender:
         self.settings = settings
         self.owner = owner
         self.http = callback_http.session(settings.callback_allow_private)
-        # A send never outlasts its lease: connect and read timeouts are each `callback_timeout_s`.
-        self.lease = dt.timedelta(seconds=max(settings.lease_s, 3 * settings.callback_timeout_s))
+        # A send never outlasts its lease (connect and read timeouts are each `callback_timeout_s`, and
+        # the name's lookup comes first), so no other process sends it again while it is in flight.
+        self.lease = dt.timedelta(seconds=max(settings.lease_s, 2 * settings.callback_timeout_s + 10))
 
     def claim_due(self, limit: int) -> list[Due]:
         now = utcnow()

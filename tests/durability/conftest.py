@@ -254,12 +254,14 @@ def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None
             return err.code, dict(err.headers), json.loads(err.read() or b"null")
 
 
-def post_handoffs(base_urls: list[str], count: int, tag: str, threads: int = 8) -> list[str]:
-    """POST `count` handoffs spread over `base_urls`; the handoff ids, in order."""
+def post_handoffs(base_urls: list[str], count: int, tag: str, threads: int = 8,
+                  extra: dict[str, Any] | None = None) -> list[str]:
+    """POST `count` handoffs spread over `base_urls` (`extra`: top-level packet fields to add); the
+    handoff ids, in order."""
 
     def one(n: int) -> str:
         url = base_urls[n % len(base_urls)]
-        status, _, body = http("POST", url + "/v1/handoffs", packet(n, tag),
+        status, _, body = http("POST", url + "/v1/handoffs", {**packet(n, tag), **(extra or {})},
                                {"Authorization": f"Bearer {BOT_KEY}", "Idempotency-Key": f"{tag}-{n}"})
         assert status in (200, 201, 202), (status, body)
         return body["id"]

@@ -2,6 +2,7 @@
 
     with FakeBot() as bot:
         bot.answer(503, {"Retry-After": "7"})   # the next request gets this, later ones 204
+        release = bot.hang()                    # the next one waits until release.set()
         ...
         assert bot.requests[0].json["state"] == "delivered"
 """
@@ -30,7 +31,7 @@ class Received:
 class FakeBot:
     def __init__(self) -> None:
         self.requests: list[Received] = []
-        self._answers: deque[tuple[int, dict[str, str]]] = deque()
+        self._answers: deque[tuple[int, dict[str, str], threading.Event | None]] = deque()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -47,7 +48,14 @@ class FakeBot:
 
     def answer(self, status: int, headers: dict[str, str] | None = None) -> None:
         with self._lock:
-            self._answers.append((status, headers or {}))
+            self._answers.append((status, headers or {}, None))
+
+    def hang(self) -> threading.Event:
+        """The next request is recorded, then left waiting until the event is set (then 204)."""
+        release = threading.Event()
+        with self._lock:
+            self._answers.append((204, {}, release))
+        return release
 
     def states(self) -> list[str]:
         return [r.json["state"] for r in self.requests]
@@ -60,7 +68,9 @@ class FakeBot:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with bot._lock:
                     bot.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-                    status, headers = bot._answers.popleft() if bot._answers else (204, {})
+                    status, headers, release = bot._answers.popleft() if bot._answers else (204, {}, None)
+                if release is not None:
+                    release.wait(60)
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
