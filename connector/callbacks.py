@@ -86,7 +86,7 @@ def row(handoff: Handoff, state: str, url: str, tickets: Sequence[Mapping[str, A
         "tickets": [dict(t) for t in tickets],
     }
     return {"handoff_id": handoff.id, "bot_id": handoff.bot_id, "state": state, "url": url, "body": body,
-            "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
+            "status": "pending", "attempts": 0, "next_attempt_at": now, "window_started_at": now, "created_at": now}
 
 
 def queued(handoff: Mapping[str, Any], deliveries: Iterable[Mapping[str, Any]],
@@ -135,7 +135,7 @@ class Due:
     url: str
     body: dict[str, Any]
     attempts: int
-    created_at: dt.datetime
+    window_started_at: dt.datetime
 
 
 class Sender:
@@ -164,7 +164,7 @@ class Sender:
             rows = list(session.scalars(query))
             for callback in rows:
                 callback.lease_owner, callback.lease_expires_at = self.owner, now + self.lease
-            return [Due(c.id, c.handoff_id, c.bot_id, c.state, c.url, c.body, c.attempts, c.created_at)
+            return [Due(c.id, c.handoff_id, c.bot_id, c.state, c.url, c.body, c.attempts, c.window_started_at)
                     for c in rows]
 
     def send_due(self, limit: int = 50) -> int:
@@ -208,7 +208,8 @@ class Sender:
 
     def _retry(self, due: Due, error: str, retry_after: float | None) -> str:
         now, attempts, settings = utcnow(), due.attempts + 1, self.settings
-        if attempts >= settings.max_attempts or (now - due.created_at).total_seconds() > settings.max_delivery_age_s:
+        too_old = (now - due.window_started_at).total_seconds() > settings.max_delivery_age_s
+        if attempts >= settings.max_attempts or too_old:
             return self._record(due, "dead", error)
         delay = backoff_seconds(attempts, retry_after, settings.retry_base_s, settings.retry_max_s)
         return self._record(due, "pending", error, now + dt.timedelta(seconds=delay))
@@ -232,6 +233,27 @@ class Sender:
         log.log(level, "status callback " + {"sent": "sent", "pending": "will be retried"}.get(status, "given up"),
                 extra=extra)
         return status
+
+    def resend(self, ids: Sequence[int] | None = None) -> list[int]:
+        """Queue given-up callbacks again (all of them, or `ids`), with fresh attempts and window:
+        after the bot's endpoint was down longer than the retries last, or its secret was added."""
+        now = utcnow()
+        query = select(Callback.id).where(Callback.status == "dead")
+        if ids is not None:
+            query = query.where(Callback.id.in_(ids))
+        with self.db.session() as session:
+            chosen = list(session.scalars(query.order_by(Callback.id)))
+            if chosen:
+                session.execute(update(Callback).where(Callback.id.in_(chosen)).values(
+                    status="pending", attempts=0, next_attempt_at=now, window_started_at=now, finished_at=None,
+                    lease_owner=None, lease_expires_at=None))
+        log.info("status callbacks queued again", extra={"count": len(chosen)})
+        return chosen
+
+    def listed(self, status: str, limit: int) -> list[Callback]:
+        with self.db.reading() as session:
+            return list(session.scalars(select(Callback).where(Callback.status == status)
+                                        .order_by(Callback.id.desc()).limit(limit)))
 
     def release(self) -> int:
         """Give back this process's leases (shutdown)."""

@@ -130,6 +130,25 @@ def deliveries(state: str, target: str | None, limit: int) -> None:
     click.echo(f"{len(rows)} deliver{'y' if len(rows) == 1 else 'ies'}", err=True)
 
 
+@group.command("callbacks")
+@click.argument("callback_ids", nargs=-1, type=int)
+@click.option("--status", type=click.Choice(["pending", "sent", "dead"]), default="dead", show_default=True)
+@click.option("--limit", default=100, show_default=True)
+@click.option("--resend", is_flag=True, help="Queue the given-up callbacks again: the ids named, or all of them.")
+def callbacks_command(callback_ids: tuple[int, ...], status: str, limit: int, resend: bool) -> None:
+    """List status callbacks to bots (by default the given-up ones), or queue given-up ones again."""
+    sender = _services().callbacks
+    if resend:
+        queued = sender.resend(list(callback_ids) or None)
+        click.echo(f"queued again {len(queued)}: {' '.join(map(str, queued))}".rstrip(": "))
+        return
+    rows = sender.listed(status, limit)
+    for row in rows:
+        click.echo(f"{row.id}\t{row.handoff_id}\t{row.state}\t{row.status}\tattempts={row.attempts}\t"
+                   f"{row.created_at:%Y-%m-%d %H:%M:%S}\t{(row.last_error or '')[:120]}")
+    click.echo(f"{len(rows)} callback{'' if len(rows) == 1 else 's'}", err=True)
+
+
 @group.command("replay")
 @click.argument("delivery_ids", nargs=-1, type=int)
 @click.option("--all-dead", is_flag=True, help="Replay every dead delivery.")

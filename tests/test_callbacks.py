@@ -384,3 +384,28 @@ def test_a_solved_ticket_whose_bot_did_not_ask_owes_nothing(make_callback_app, b
     assert response.get_json() == {"outcome": "ignored", "handoff_id": "hnd_01TESTHANDOFF0000000000000",
                                    "detail": "the handoff's bot did not ask to hear of its completion"}
     assert rows(app) == []
+
+
+def test_given_up_callbacks_are_listed_and_sent_again_once_the_bot_can_be_signed_for(make_app, bot, tmp_path):
+    database = {"database_url": f"sqlite:///{tmp_path}/shared.db", "callback_allow_private": True}
+    before = make_app(**database)  # the bot's secret not configured yet
+    post(before, full_packet(callback={"url": bot.url, "events": ["delivered"]}))
+    send_due(before)
+    after = make_app(**database, bot_secrets=TWO_SECRETS, max_delivery_age_s=60)
+    runner = after.test_cli_runner()
+    [callback] = rows(after)
+    listed = runner.invoke(args=["connector", "callbacks"])
+    assert listed.exit_code == 0
+    assert f"{callback.id}\t{callback.handoff_id}\tdelivered\tdead\tattempts=1" in listed.output
+    assert "has no signing secret" in listed.output
+    with after.extensions["connector"].db.session() as session:  # given up long ago: a fresh window
+        session.execute(update(Callback).values(window_started_at=utcnow() - dt.timedelta(days=3)))
+    resent = runner.invoke(args=["connector", "callbacks", "--resend"])
+    assert resent.output.strip() == f"queued again 1: {callback.id}"
+    bot.answer(503)  # one more failure inside the new window is retried, not given up for age
+    send_due(after)
+    assert [(r.status, r.attempts) for r in rows(after)] == [("pending", 1)]
+    make_due_now(after)
+    send_due(after)
+    assert bot.states() == ["delivered", "delivered"] and rows(after)[0].status == "sent"
+    assert runner.invoke(args=["connector", "callbacks", "--status", "sent"]).output.count("\tsent\t") == 1
