@@ -90,6 +90,8 @@ def record(services: Services, event: AssignmentEvent) -> Received:
             if handoff is None:
                 # A copy of this event may have been committed since the first look (READ COMMITTED).
                 return _recorded(session, event) or Received("ignored", why_not)
+            # The bot hears of any agent taking its handoff, even one routing chose itself.
+            _owe_callback(session, services, handoff, event)
             if _routed_to(handoff, event, services):
                 return Received("ignored", "the agent routing named when the ticket was made")
             team = str(handoff.assignment.get("team") or "")
@@ -98,7 +100,6 @@ def record(services: Services, event: AssignmentEvent) -> Received:
                                    team=team, agent_id=event.agent_id, agent_name=event.agent_name,
                                    event_id=event.event_id, handed_off_at=handoff.created_at,
                                    assigned_at=event.at, wait_seconds=wait))
-            _owe_callback(session, services, handoff, event)
             handoff_id = handoff.id
     except IntegrityError:  # the same event, or another report for this handoff, committed first
         with services.db.reading() as session:

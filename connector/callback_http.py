@@ -5,7 +5,8 @@ Unless `CONNECTOR_CALLBACK_ALLOW_PRIVATE` is on (development, tests), a callback
 `https` on a public address:
 
 - before sending, every address the host resolves to must be public (`check_url`), which also
-  covers a proxy from the environment, where the connector never sees the bot's address itself;
+  covers a proxy from the environment, where the connector never sees the bot's address itself
+  (but a name that changes its answer after this check is the proxy's to refuse);
 - on a direct connection, the address actually connected to is checked again before a byte is
   sent (`_Guarded._new_conn`), so a name that resolves to a public address for the check and to a
   private one for the connection (DNS rebinding) is still refused.
@@ -33,11 +34,26 @@ class Refused(Exception):
     """The URL may not be called; the message says why and is safe to store and log."""
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known prefix: the last 32 bits are the IPv4 address
+_NOT_PUBLIC_V6 = tuple(ipaddress.ip_network(n) for n in (
+    "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215)
+    "::/96",  # IPv4-compatible (deprecated): ::10.0.0.1 reaches 10.0.0.1 on some stacks
+    "fec0::/10",  # site-local (deprecated, still routed inside some networks)
+))
+
+
 def is_public(address: str) -> bool:
-    """A globally routable unicast address (not loopback, private, link-local, CGNAT, reserved…)."""
+    """A globally routable unicast address (not loopback, private, link-local, CGNAT, reserved…).
+    IPv6 forms that carry an IPv4 address (mapped, NAT64, 6to4, Teredo) are judged by it."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in network for network in _NOT_PUBLIC_V6):
+            return False
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            ip = embedded
     return ip.is_global and not ip.is_multicast
 
 
@@ -56,6 +72,12 @@ def url_problem(url: str, allow_private: bool) -> str | None:
     parts = urlsplit(url)
     if parts.scheme != "https":
         return f"must be https (plain {parts.scheme} only with {ALLOW_VARIABLE})"
+    try:
+        port = parts.port  # urllib parses it only when asked, and raises for 65536 and up
+    except ValueError:
+        port = 0
+    if port == 0:
+        return "has a port outside 1-65535"
     host = (parts.hostname or "").rstrip(".").lower()
     address = literal_address(host)
     if host == "localhost" or host.endswith(".localhost") or (address is not None and not is_public(address)):

@@ -4,21 +4,26 @@ A callback is owed when its handoff reaches a state the packet's `callback.event
 of them when `events` is left out):
 
 - `queued`: the handoff is accepted and stored (its deliveries may still be running);
-- `delivered`: every target has finished and at least one holds a ticket (`tickets` says which);
+- `delivered`: the first target holds a ticket — an agent can see the handoff (`tickets` says
+  where the other targets stand then);
 - `failed`: every target has finished and none holds a ticket;
-- `assigned`: a vendor reported an agent taking it (`assignments`).
-
+- `assigned`: a vendor reported an agent taking it (`assignments.record`);
 - `completed`: the ticket was solved or closed (Zendesk's status events, `assignments.complete`).
 
-Nothing is lost between the state and the callback: its row is written in the transaction that
-records the state (intake's, the last delivery's, the assignment's), with its body fixed then.
-`Sender` sends due rows from any process, with a lease like a delivery's; the bot gets each state at
-least once, with a `webhook-id` that stays the same across retries (`{handoff_id}.{state}`), so it
-can drop repeats. One per handoff and state: a replayed delivery that finishes again sends nothing new.
+Its row is written in the transaction that records the state (intake's, the delivery's, the
+assignment's), with its body fixed then, so a crash cannot separate the two. `Sender` sends due rows
+from any process under a lease (one per process, renewed while a send runs), a handoff's in the
+order they were owed. Each state is owed once per handoff (a unique key); the bot may receive it more
+than once (a process dying mid-send), always with the same `webhook-id` (`{handoff_id}.{state}`),
+so it can drop repeats. A replayed delivery that turns `failed` into a ticket owes `delivered` then.
 
 Signing is Standard Webhooks with the bot's secrets (`CONNECTOR_BOT_SECRETS`), one signature per
-secret so a bot rotating its secret verifies with either. A bot with no secret gets nothing: its
-callbacks are given up (`dead`) with that reason, and `connector check` warns.
+secret so a bot rotating its secret verifies with either. A bot with no usable secret gets nothing:
+its callbacks are given up (`dead`) with that reason, and `connector check` warns.
+
+What a bot can read back (`last_error` in `GET /v1/handoffs/{id}`) says what kind of failure it
+was, never what the connector learnt about the network on the way (a name's private address): that
+goes to the log, for operators (`callback_http`).
 """
 
 from __future__ import annotations
@@ -32,10 +37,10 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import requests
-from sqlalchemy import Connection, bindparam, or_, select, update
-from standardwebhooks.webhooks import Webhook
+from sqlalchemy import Connection, bindparam, exists, or_, select, update
+from sqlalchemy.orm import aliased
 
-from . import callback_http, driver_cursor
+from . import callback_http, driver_cursor, vendor_signatures
 from .backoff import backoff_seconds
 from .db import Database
 from .models import Callback, Delivery, Handoff, utcnow
@@ -45,7 +50,7 @@ log = logging.getLogger(__name__)
 
 DONE = ("created", "updated")
 _CALLBACKS, _DELIVERIES, _HANDOFFS = Callback.__table__, Delivery.__table__, Handoff.__table__
-# The last deliveries of a handoff may finish at once in two PostgreSQL transactions, each seeing
+# The last deliveries of a handoff may be given up at once in two PostgreSQL transactions, each seeing
 # the other's target as pending: the handoff's row lock makes the second read after the first commits.
 _LOCK_HANDOFF = select(_HANDOFFS.c.id).where(_HANDOFFS.c.id == bindparam("handoff_id")).with_for_update()
 _OUTCOMES = (select(_DELIVERIES.c.target, _DELIVERIES.c.state, _DELIVERIES.c.vendor_id, _DELIVERIES.c.url)
@@ -106,21 +111,32 @@ def add(connection: Connection | driver_cursor.Pooled, db: Database, new: dict[s
     return driver_cursor.run(connection, db.insert_or_skip(_CALLBACKS), new).rowcount == 1
 
 
-def on_delivery_finished(connection: Connection | driver_cursor.Pooled, db: Database, handoff: Handoff,
-                         now: dt.datetime) -> None:
-    """In the transaction that finished one of `handoff`'s deliveries: when none is pending any
-    more, the `delivered` or `failed` callback its packet asks for."""
-    if url_for(handoff.packet, "delivered") is None and url_for(handoff.packet, "failed") is None:
+def on_delivered(connection: Connection | driver_cursor.Pooled, db: Database, handoff: Handoff,
+                 now: dt.datetime) -> None:
+    """In the transaction that recorded one of `handoff`'s tickets: the `delivered` callback, if its
+    packet asks for it and no other ticket has owed it already."""
+    url = url_for(handoff.packet, "delivered")
+    if url is None:
         return  # the usual packet: no statement at all
+    add(connection, db, row(handoff, "delivered", url, _outcomes(connection, handoff), now))
+
+
+def on_given_up(connection: Connection | driver_cursor.Pooled, db: Database, handoff: Handoff,
+                now: dt.datetime) -> None:
+    """In the transaction that gave up one of `handoff`'s deliveries: when every target has
+    finished and none holds a ticket, the `failed` callback its packet asks for."""
+    url = url_for(handoff.packet, "failed")
+    if url is None:
+        return
     if db.dialect == "postgresql":
         driver_cursor.run(connection, _LOCK_HANDOFF, {"handoff_id": handoff.id})
-    outcomes = [ticket(*r) for r in driver_cursor.run(connection, _OUTCOMES, {"handoff_id": handoff.id}).rows]
-    if any(t["status"] == "pending" for t in outcomes):
-        return
-    state = "delivered" if any(t["status"] in DONE for t in outcomes) else "failed"
-    url = url_for(handoff.packet, state)
-    if url is not None:
-        add(connection, db, row(handoff, state, url, outcomes, now))
+    outcomes = _outcomes(connection, handoff)
+    if all(t["status"] not in ("pending", *DONE) for t in outcomes):
+        add(connection, db, row(handoff, "failed", url, outcomes, now))
+
+
+def _outcomes(connection: Connection | driver_cursor.Pooled, handoff: Handoff) -> list[dict[str, Any]]:
+    return [ticket(*r) for r in driver_cursor.run(connection, _OUTCOMES, {"handoff_id": handoff.id}).rows]
 
 
 # ---- sending ---------------------------------------------------------------------------------
@@ -138,28 +154,34 @@ class Due:
     window_started_at: dt.datetime
 
 
+_EARLIER = aliased(Callback)
+
+
 class Sender:
-    """Claims due callbacks (a lease per claim) and sends them; any process may, one at a time each."""
+    """Claims due callbacks and sends them; any process may, each under its lease."""
 
     def __init__(self, db: Database, settings: Settings, owner: str):
         self.db = db
         self.settings = settings
         self.owner = owner
         self.http = callback_http.session(settings.callback_allow_private)
-        # A send never outlasts its lease (connect and read timeouts are each `callback_timeout_s`, and
-        # the name's lookup comes first), so no other process sends it again while it is in flight.
+        # Renewed by the loop while a send runs (`renew`); a dead process's expires this much later.
         self.lease = dt.timedelta(seconds=max(settings.lease_s, 2 * settings.callback_timeout_s + 10))
 
     def claim_due(self, limit: int) -> list[Due]:
+        """Up to `limit` due callbacks, each the oldest its handoff still owes (in order per handoff)."""
         now = utcnow()
         free = or_(Callback.lease_expires_at.is_(None), Callback.lease_expires_at < now)
-        query = (select(Callback).where(Callback.status == "pending", Callback.next_attempt_at <= now, free)
+        owed_before = exists().where(_EARLIER.handoff_id == Callback.handoff_id, _EARLIER.status == "pending",
+                                     _EARLIER.id < Callback.id)
+        query = (select(Callback).where(Callback.status == "pending", Callback.next_attempt_at <= now, free,
+                                        ~owed_before)
                  .order_by(Callback.next_attempt_at, Callback.id).limit(limit))
         with self.db.reading() as session:  # most looks find nothing: no write lock for those
             if session.scalars(query.with_only_columns(Callback.id).limit(1)).first() is None:
                 return []
         if self.db.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
+            query = query.with_for_update(skip_locked=True, of=Callback)
         with self.db.session() as session:
             rows = list(session.scalars(query))
             for callback in rows:
@@ -167,18 +189,37 @@ class Sender:
             return [Due(c.id, c.handoff_id, c.bot_id, c.state, c.url, c.body, c.attempts, c.window_started_at)
                     for c in rows]
 
+    def renew(self) -> int:
+        """Extend the leases this process holds, so a slow send is not taken over while it runs."""
+        with self.db.session() as session:
+            return session.execute(update(Callback).where(Callback.lease_owner == self.owner,
+                                                          Callback.status == "pending")
+                                   .values(lease_expires_at=utcnow() + self.lease)).rowcount
+
     def send_due(self, limit: int = 50) -> int:
-        """Claim and send what is due, one after the other (tests, and `connector callbacks`)."""
+        """Claim and send what is due, one after the other (tests; the loop uses threads)."""
         claimed = self.claim_due(limit)
         for due in claimed:
             self.send(due)
         return len(claimed)
 
     def send(self, due: Due) -> str:
-        """One attempt; returns the callback's status after it (`sent`, `pending` or `dead`)."""
-        secrets = [secret for bot_id, secret in self.settings.bot_secrets if bot_id == due.bot_id]
-        if not secrets:
-            return self._record(due, "dead", f"bot {due.bot_id!r} has no signing secret (CONNECTOR_BOT_SECRETS)")
+        """One attempt; returns the callback's status after it (`sent`, `pending` or `dead`).
+        Whatever happens is recorded: an unexpected error is retried like a failed send."""
+        try:
+            return self._attempt(due)
+        except Exception as err:
+            log.exception("status callback failed unexpectedly", extra={"handoff_id": due.handoff_id})
+            return self._retry(due, f"internal error: {type(err).__name__}", None)
+
+    def _attempt(self, due: Due) -> str:
+        hooks = vendor_signatures.usable_hooks(secret for bot_id, secret in self.settings.bot_secrets
+                                               if bot_id == due.bot_id)
+        if not hooks:
+            return self._record(due, "dead", f"bot {due.bot_id!r} has no usable signing secret (CONNECTOR_BOT_SECRETS)")
+        problem = callback_http.url_problem(due.url, self.settings.callback_allow_private)
+        if problem is not None:  # stored before a setting changed: what the URL says, nothing learnt
+            return self._record(due, "dead", f"callback.url {problem}")
         payload = json.dumps(due.body, ensure_ascii=False, separators=(",", ":"))
         msg_id = f"{due.handoff_id}.{due.state}"
         signed_at = utcnow().replace(microsecond=0)
@@ -186,23 +227,27 @@ class Sender:
             "Content-Type": "application/json",
             "webhook-id": msg_id,
             "webhook-timestamp": str(int(signed_at.timestamp())),
-            "webhook-signature": " ".join(Webhook(secret).sign(msg_id, signed_at, payload) for secret in secrets),
+            "webhook-signature": " ".join(hook.sign(msg_id, signed_at, payload) for hook in hooks),
         }
         timeout = self.settings.callback_timeout_s
         try:
             callback_http.check_url(due.url, self.settings.callback_allow_private)
-            response = self.http.post(due.url, data=payload.encode("utf-8"), headers=headers,
-                                      timeout=(timeout, timeout), allow_redirects=False)
-        except callback_http.Refused as err:
-            return self._record(due, "dead", f"refused: {err}")
-        except requests.RequestException as err:
-            return self._retry(due, f"{type(err).__name__}: {_first_line(err)}", None)
-        if 200 <= response.status_code < 300:
+            # The body is never read (`stream`, closed at once): a bot's answer is its status.
+            with self.http.post(due.url, data=payload.encode("utf-8"), headers=headers, timeout=(timeout, timeout),
+                                allow_redirects=False, stream=True) as response:
+                status, retry_after = response.status_code, response.headers.get("Retry-After")
+        except (callback_http.Refused, requests.RequestException) as err:
+            # A refused address reads like any unreachable host: the bot learns nothing of our network.
+            if isinstance(err, callback_http.Refused):
+                log.warning("status callback refused", extra={"handoff_id": due.handoff_id, "reason": str(err)})
+            kind = "ConnectionError" if isinstance(err, callback_http.Refused) else type(err).__name__
+            return self._retry(due, f"could not reach the callback URL ({kind})", None)
+        if 200 <= status < 300:
             return self._record(due, "sent", None)
-        answered = f"the bot answered {response.status_code}"
-        if response.status_code in RETRYABLE_STATUS:
-            return self._retry(due, answered, _retry_after(response.headers.get("Retry-After")))
-        if 300 <= response.status_code < 400:
+        answered = f"the bot answered {status}"
+        if status in RETRYABLE_STATUS:
+            return self._retry(due, answered, _retry_after(retry_after))
+        if 300 <= status < 400:
             answered += " (redirects are not followed)"
         return self._record(due, "dead", answered)
 
@@ -223,13 +268,16 @@ class Sender:
         else:
             values["finished_at"] = now
         with self.db.session() as session:
-            session.execute(update(Callback).where(Callback.id == due.id, Callback.lease_owner == self.owner)
-                            .values(**values))
-        level = {"sent": logging.INFO, "pending": logging.WARNING}.get(status, logging.ERROR)
-        extra = {"handoff_id": due.handoff_id, "callback_state": due.state, "status": status,
-                 "attempts": due.attempts + 1}
+            kept = session.execute(update(Callback).where(Callback.id == due.id, Callback.lease_owner == self.owner)
+                                   .values(**values)).rowcount
+        extra: dict[str, Any] = {"handoff_id": due.handoff_id, "callback_state": due.state, "status": status,
+                                 "attempts": due.attempts + 1}
         if error:
-            extra["error"] = error[:300]
+            extra["error"] = error
+        if not kept:  # another process took it over meanwhile; its outcome stands
+            log.warning("status callback's lease was lost before its outcome was recorded", extra=extra)
+            return status
+        level = {"sent": logging.INFO, "pending": logging.WARNING}.get(status, logging.ERROR)
         log.log(level, "status callback " + {"sent": "sent", "pending": "will be retried"}.get(status, "given up"),
                 extra=extra)
         return status
@@ -268,7 +316,3 @@ def _retry_after(value: str | None) -> float | None:
         return min(float(value), 3600.0) if value else None
     except ValueError:
         return None
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).splitlines() or [""])[0][:200]

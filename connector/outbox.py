@@ -329,7 +329,7 @@ class Outbox:
             if outcome.slow_down_s:
                 self._pause(connection, delivery.target, now + dt.timedelta(seconds=outcome.slow_down_s),
                             "the vendor's per-minute allowance is nearly spent", level=logging.INFO)
-            callbacks.on_delivery_finished(connection, self.db, handoff, now)
+            callbacks.on_delivered(connection, self.db, handoff, now)
         log.info("delivered", extra={"state": outcome.status, "vendor_id": outcome.vendor_id})
         return Attempted(delivery.target, outcome.status, outcome.vendor_id, outcome.url, delivery.attempts + 1,
                          None, done["receipt"])
@@ -361,7 +361,7 @@ class Outbox:
                 row.next_attempt_at = now + dt.timedelta(seconds=delay)
             if row.state != "pending":
                 session.flush()
-                callbacks.on_delivery_finished(session.connection(), self.db, handoff, now)
+                callbacks.on_given_up(session.connection(), self.db, handoff, now)
             state, attempts, next_at, attempted = row.state, row.attempts, row.next_attempt_at, Attempted.of(row)
         level = logging.WARNING if state == "pending" else logging.ERROR
         # Vendors quote back what they refused (a requester's address…): the text stays in
@@ -391,7 +391,7 @@ class Outbox:
             row.state, row.last_error, row.finished_at = state, message, utcnow()
             row.lease_owner = row.lease_expires_at = None
             session.flush()
-            callbacks.on_delivery_finished(session.connection(), self.db, handoff, row.finished_at)
+            callbacks.on_given_up(session.connection(), self.db, handoff, row.finished_at)
             attempted = Attempted.of(row)
         log.error("delivery not possible", extra={"error": message})
         return attempted

@@ -59,7 +59,7 @@ class Services:
         self.callbacks = callbacks.Sender(self.db, settings, self.outbox.owner)
         self._callback_pool = ThreadPoolExecutor(max_workers=settings.callback_threads, thread_name_prefix="callback")
         self._callback_loop: threading.Thread | None = None
-        self._callbacks_sending = threading.BoundedSemaphore(settings.callback_threads)
+        self._sending = 0  # callbacks handed to the pool and not yet recorded, in this process
 
     @property
     def mappings(self) -> Mappings:
@@ -171,33 +171,41 @@ class Services:
                 self._stop.wait(interval)
 
     def _run_callbacks(self, interval: float) -> None:
-        """Send the status callbacks that are due, a thread each, until `stop()`."""
+        """Send the status callbacks that are due, a pool thread each, until `stop()`; keep the
+        leases of those being sent alive meanwhile (a slow bot must not get a second copy)."""
+        last_renewal = 0.0
         while not self._stop.is_set():
-            claimed = 0
+            full = False
             try:
-                free = 0
-                while self._callbacks_sending.acquire(blocking=False):
-                    free += 1
-                try:
-                    due = self.callbacks.claim_due(free) if free else []
-                finally:
-                    for _ in range(free - len(due)):
-                        self._callbacks_sending.release()
-                for one in due:
-                    self._callback_pool.submit(self._send_callback, one)
-                claimed = len(due)
-            except Exception:
+                renew_every = self.callbacks.lease.total_seconds() / 3
+                if self._callbacks_sending() and time.monotonic() - last_renewal >= renew_every:
+                    last_renewal = time.monotonic()
+                    self.callbacks.renew()
+                free = self.settings.callback_threads - self._callbacks_sending()
+                if free > 0:
+                    due = self.callbacks.claim_due(free)
+                    full = len(due) == free
+                    for one in due:
+                        with self._count_lock:
+                            self._sending += 1
+                        self._callback_pool.submit(self._send_callback, one)
+            except Exception:  # the next turn tries again; claimed callbacks' leases expire
                 log.exception("callback loop iteration failed")
             # A full claim means more may be due: look again soon rather than an interval later.
-            self._stop.wait(CLAIM_COALESCE_S if claimed and claimed == self.settings.callback_threads else interval)
+            self._stop.wait(CLAIM_COALESCE_S if full else interval)
 
     def _send_callback(self, due: callbacks.Due) -> None:
         try:
-            self.callbacks.send(due)
-        except Exception:  # the lease expires and the loop sends it again
+            self.callbacks.send(due)  # records whatever happens; a crash here leaves the lease to expire
+        except Exception:
             log.exception("status callback crashed", extra={"handoff_id": due.handoff_id})
         finally:
-            self._callbacks_sending.release()
+            with self._count_lock:
+                self._sending -= 1
+
+    def _callbacks_sending(self) -> int:
+        with self._count_lock:
+            return self._sending
 
     def _defer(self, work: Callable[[], None]) -> None:
         """Follow-up work on the delivery pool, counted as a running thread like a delivery (so

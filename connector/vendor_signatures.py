@@ -135,14 +135,21 @@ def _configured(vendor: str, secrets: Sequence[str]) -> list[str]:
 
 
 def _standard_hooks(secrets: Sequence[str]) -> list[Webhook]:
+    hooks = usable_hooks(_configured("bot", secrets))
+    if not hooks:
+        raise SignatureError("bot", "no_secret_configured", "no usable whsec_ secret is configured")
+    return hooks
+
+
+def usable_hooks(secrets: Iterable[str]) -> list[Webhook]:
+    """A signer per secret that decodes; the others are skipped (the `check` command reports them),
+    so one bad secret in a rotation does not stop the good ones, verifying or signing."""
     hooks = []
-    for secret in _configured("bot", secrets):
+    for secret in secrets:
         try:
             hooks.append(Webhook(secret))
         except (ValueError, EmptyWebhookSecretError):  # undecodable or empty after 'whsec_'
-            continue  # the `check` command reports it; the other secrets still work
-    if not hooks:
-        raise SignatureError("bot", "no_secret_configured", "no usable whsec_ secret is configured")
+            continue
     return hooks
 
 
