@@ -74,8 +74,9 @@ def ticket(target: str, status: str, vendor_id: str | None, url: str | None) -> 
 
 def row(handoff: Handoff, state: str, url: str, tickets: Sequence[Mapping[str, Any]], now: dt.datetime,
         agent: Mapping[str, Any] | None = None, primary: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The callback's row, its body as the contract has it (plus every target's `tickets`). Its
-    `ticket` is `primary` (the agent's) or else the first one made."""
+    """The callback's row, its body as the contract has it (plus every target's `tickets`;
+    `schemas.HandoffStatusSchema` describes it in /openapi.json). Its `ticket` is `primary` (the
+    agent's) or else the first one made."""
     done = [primary] if primary is not None else [t for t in tickets if t["status"] in DONE]
     body = {
         "type": "handoff.status",

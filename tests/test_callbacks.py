@@ -24,6 +24,7 @@ from adapters.base import HandoffContext, Sent
 from adapters.events import AssignmentEvent
 from connector import assignments, callback_http
 from connector.models import Callback, Delivery, Handoff, utcnow
+from connector.schemas import HandoffStatusSchema
 from tests.conftest import auth
 from tests.factories import full_packet, minimal_packet
 from tests.fakes.bot import FakeBot
@@ -38,6 +39,19 @@ TWO_SECRETS = (("support-bot", SECRET_A), ("support-bot", SECRET_B))
 def bot():
     with FakeBot() as fake:
         yield fake
+    # Whatever a test made the connector send, it is what /openapi.json describes.
+    for received in fake.requests:
+        assert HandoffStatusSchema().validate(received.json) == {}, received.json
+
+
+def test_the_openapi_document_describes_the_callback_on_the_handoff_operation(client):
+    document = client.get("/openapi.json").get_json()
+    [callback] = document["paths"]["/v1/handoffs"]["post"]["callbacks"]["handoffStatus"].values()
+    body = callback["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/HandoffStatus"}
+    assert set(document["components"]["schemas"]["HandoffStatus"]["required"]) == {
+        "type", "handoff_id", "conversation_id", "state", "at", "ticket", "agent", "estimated_wait_seconds",
+        "message", "tickets"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

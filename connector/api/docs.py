@@ -20,6 +20,7 @@ _COMPONENTS = {
     "HandoffResponse": schemas.HandoffResponseSchema,
     "HandoffDetail": schemas.HandoffDetailSchema,
     "HandoffList": schemas.HandoffListSchema,
+    "HandoffStatus": schemas.HandoffStatusSchema,
     "DeliveryList": schemas.DeliveryListSchema,
     "Health": schemas.HealthSchema,
     "Problem": schemas.ProblemSchema,

@@ -52,6 +52,21 @@ def create_handoff() -> Response:
         415: {$ref: "#/components/responses/Problem"}
         422: {$ref: "#/components/responses/Problem"}
         503: {$ref: "#/components/responses/Problem"}
+      callbacks:
+        handoffStatus:
+          "{$request.body#/callback/url}":
+            post:
+              summary: A state the handoff reached, among the packet's `callback.events`
+              description: >-
+                Signed with each of the bot's CONNECTOR_BOT_SECRETS (Standard Webhooks headers
+                webhook-id, webhook-timestamp, webhook-signature). Retried with backoff on timeouts,
+                408, 425, 429 and 5xx; any other non-2xx answer ends it. One per handoff and state,
+                in the order they were reached.
+              requestBody:
+                required: true
+                content: {application/json: {schema: HandoffStatus}}
+              responses:
+                2XX: {description: Received}
     """
     services = current_services()
     caller = authenticate_bot(request, services.settings)

@@ -117,6 +117,41 @@ class HandoffDetailSchema(HandoffResponseSchema):
     )
 
 
+class CallbackTicketSchema(Schema):
+    target = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(TICKET_STATES))
+    id = fields.String(required=True, allow_none=True)
+    url = fields.String(required=True, allow_none=True)
+
+
+class CallbackAgentSchema(Schema):
+    id = fields.String(required=True, metadata={"description": "The vendor's id of the agent."})
+    name = fields.String(required=True, allow_none=True)
+    target = fields.String(required=True, metadata={"description": "The target that reported it."})
+
+
+class HandoffStatusSchema(Schema):
+    """What the connector POSTs to a packet's `callback.url` (contract §6), signed as in Standard
+    Webhooks with the bot's secrets; `webhook-id` is `{handoff_id}.{state}` on every attempt."""
+
+    type = fields.String(required=True, validate=validate.Equal("handoff.status"))
+    handoff_id = fields.String(required=True)
+    conversation_id = fields.String(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(("queued", "delivered", "assigned", "failed",
+                                                                   "completed")))
+    at = fields.String(required=True, metadata={"description": "When the state was reached (RFC 3339, UTC)."})
+    ticket = fields.Nested(CallbackTicketSchema, required=True, allow_none=True,
+                           metadata={"description": "The ticket the state is about: the first made (delivered), "
+                                                    "the agent's (assigned), the solved one (completed)."})
+    agent = fields.Nested(CallbackAgentSchema, required=True, allow_none=True,
+                          metadata={"description": "Who took it (assigned); null otherwise."})
+    estimated_wait_seconds = fields.Integer(required=True, allow_none=True)
+    message = fields.String(required=True, allow_none=True,
+                            metadata={"description": "Ready to show the customer (queued, delivered); else null."})
+    tickets = fields.List(fields.Nested(CallbackTicketSchema), required=True,
+                          metadata={"description": "Every target's outcome when the state was reached."})
+
+
 class HandoffListSchema(Schema):
     items = fields.List(fields.Nested(HandoffResponseSchema), required=True)
 
