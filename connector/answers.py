@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .models import Assignment, Callback, Delivery, Handoff
+from .models import DONE, Assignment, Callback, Delivery, Handoff
 
 _ASSIGNMENT_KEYS = ("team", "queue", "agent", "priority", "rule", "trace")
 
@@ -13,7 +13,7 @@ _ASSIGNMENT_KEYS = ("team", "queue", "agent", "priority", "rule", "trace")
 def handoff_status(states: Iterable[str]) -> str:
     """delivered: all done · failed: all given up · pending: nothing done or given up yet · else partial."""
     states = list(states)
-    done = [s in ("created", "updated") for s in states]
+    done = [s in DONE for s in states]
     given_up = [s in ("failed", "dead") for s in states]
     if all(done):
         return "delivered"

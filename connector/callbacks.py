@@ -43,12 +43,11 @@ from sqlalchemy.orm import aliased
 from . import callback_http, driver_cursor, vendor_signatures
 from .backoff import backoff_seconds
 from .db import Database
-from .models import Callback, Delivery, Handoff, utcnow
+from .models import DONE, Callback, Delivery, Handoff, utcnow
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-DONE = ("created", "updated")
 _CALLBACKS, _DELIVERIES, _HANDOFFS = Callback.__table__, Delivery.__table__, Handoff.__table__
 # The last deliveries of a handoff may be given up at once in two PostgreSQL transactions, each seeing
 # the other's target as pending: the handoff's row lock makes the second read after the first commits.

@@ -66,6 +66,10 @@ class Handoff(Base):
     )
 
 
+# The delivery states in which the target holds a ticket, case or alert.
+DONE = ("created", "updated")
+
+
 class Delivery(Base):
     """One target's share of a handoff — the outbox row workers claim with a lease."""
 

@@ -32,12 +32,11 @@ from .backoff import backoff_seconds
 from .brief import render_brief
 from .db import Database
 from .jsonlog import log_context
-from .models import ConversationLink, Delivery, Handoff, TargetPause, utcnow
+from .models import DONE, ConversationLink, Delivery, Handoff, TargetPause, utcnow
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-DONE = ("created", "updated")
 TERMINAL = ("created", "updated", "failed", "dead")
 WAIT_FOR_OWNER_S = 2.0
 
