@@ -374,19 +374,30 @@ def test_check_warns_of_bots_whose_callbacks_cannot_be_signed_and_of_private_cal
     assert "CONNECTOR_CALLBACK_ALLOW_PRIVATE=1" in output
 
 
-def test_a_ticket_solved_at_zendesk_tells_the_bot_completed_once(make_callback_app, bot):
-    from tests.test_webhooks_zendesk import SECRET, T0, at, event, signed
+def _with_a_zendesk_handoff(make_callback_app, handoff_id, packet, *, vendor_id="1001", state="created", url=None,
+                            routed=None):
+    """An app taking signed Zendesk events (at the recorded event's time), holding a handoff that
+    was delivered to Zendesk ticket `vendor_id` (None: not recorded yet) 115 s before."""
+    from tests.test_webhooks_zendesk import SECRET, T0, at
 
     app = make_callback_app(zendesk_webhook_secrets=(SECRET,))
     services = app.extensions["connector"]
     services.clock = lambda: T0 + 30
-    packet = full_packet(callback={"url": bot.url, "events": ["completed"]})
     with services.db.session() as session:
-        session.add(Handoff(id="hnd_SOLVED", bot_id="support-bot", conversation_id="conv-1029", idempotency_key="k",
-                            request_hash="0" * 64, packet=packet, assignment={"team": "billing", "trace": []},
-                            customer_message={"text": "hi"}, created_at=at(-115),
-                            deliveries=[Delivery(target="zendesk", state="created", vendor_id="1001",
-                                                 url="https://acme.zendesk.com/agent/tickets/1001")]))
+        session.add(Handoff(id=handoff_id, bot_id="support-bot", conversation_id="conv-1", idempotency_key="k",
+                            request_hash="0" * 64, packet=packet,
+                            assignment={"team": "billing", "trace": [], "targets": routed or {}},
+                            customer_message={}, created_at=at(-115),
+                            deliveries=[Delivery(target="zendesk", state=state, vendor_id=vendor_id, url=url)]))
+    return app
+
+
+def test_a_ticket_solved_at_zendesk_tells_the_bot_completed_once(make_callback_app, bot):
+    from tests.test_webhooks_zendesk import event, signed
+
+    app = _with_a_zendesk_handoff(make_callback_app, "hnd_SOLVED",
+                                  full_packet(callback={"url": bot.url, "events": ["completed"]}),
+                                  url="https://acme.zendesk.com/agent/tickets/1001")
     solved = json.dumps(event(type="zen:event-type:ticket.status_changed",
                               event={"current": "SOLVED", "previous": "OPEN"})).encode()
     hook = app.test_client()
@@ -525,19 +536,11 @@ def test_a_target_no_longer_enabled_owes_failed(make_callback_app, bot, monkeypa
 
 
 def test_an_agent_routing_named_is_still_news_to_the_bot(make_callback_app, bot):
-    from tests.test_webhooks_zendesk import EVENT_BYTES, SECRET, T0, at, headers
+    from tests.test_webhooks_zendesk import EVENT_BYTES, headers
 
-    app = make_callback_app(zendesk_webhook_secrets=(SECRET,))
-    services = app.extensions["connector"]
-    services.clock = lambda: T0 + 30
-    packet = full_packet(callback={"url": bot.url, "events": ["assigned"]})
-    with services.db.session() as session:
-        session.add(Handoff(id="hnd_01TESTHANDOFF0000000000000", bot_id="support-bot", conversation_id="conv-1",
-                            idempotency_key="k", request_hash="0" * 64, packet=packet,
-                            assignment={"team": "billing", "trace": [],
-                                        "targets": {"zendesk": {"assignee_id": "381156009921"}}},
-                            customer_message={}, created_at=at(-115),
-                            deliveries=[Delivery(target="zendesk", state="created", vendor_id="1001")]))
+    app = _with_a_zendesk_handoff(make_callback_app, "hnd_01TESTHANDOFF0000000000000",
+                                  full_packet(callback={"url": bot.url, "events": ["assigned"]}),
+                                  routed={"zendesk": {"assignee_id": "381156009921"}})
     answer = app.test_client().post("/webhooks/zendesk", data=EVENT_BYTES, content_type="application/json",
                                     headers=headers()).get_json()
     assert answer["detail"] == "the agent routing named when the ticket was made"  # not an observed wait
@@ -547,16 +550,10 @@ def test_an_agent_routing_named_is_still_news_to_the_bot(make_callback_app, bot)
 
 
 def test_a_completion_before_the_ticket_id_is_recorded_is_found_by_external_id(make_callback_app, bot):
-    from tests.test_webhooks_zendesk import SECRET, T0, at, event, signed
+    from tests.test_webhooks_zendesk import event, signed
 
-    app = make_callback_app(zendesk_webhook_secrets=(SECRET,))
-    services = app.extensions["connector"]
-    services.clock = lambda: T0 + 30
-    with services.db.session() as session:
-        session.add(Handoff(id="hnd_EARLY", bot_id="support-bot", conversation_id="conv-1", idempotency_key="k",
-                            request_hash="0" * 64, packet=full_packet(callback={"url": bot.url}),
-                            assignment={"team": "billing", "trace": []}, customer_message={}, created_at=at(-115),
-                            deliveries=[Delivery(target="zendesk", state="pending", vendor_id=None)]))
+    app = _with_a_zendesk_handoff(make_callback_app, "hnd_EARLY", full_packet(callback={"url": bot.url}),
+                                  vendor_id=None, state="pending")
     solved = json.dumps(event(type="zen:event-type:ticket.status_changed", detail__external_id="hnd_EARLY",
                               event={"current": "SOLVED", "previous": "OPEN"})).encode()
     answer = app.test_client().post("/webhooks/zendesk", data=solved, content_type="application/json",
