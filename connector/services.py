@@ -60,6 +60,7 @@ class Services:
         self._callback_pool = ThreadPoolExecutor(max_workers=settings.callback_threads, thread_name_prefix="callback")
         self._callback_loop: threading.Thread | None = None
         self._sending = 0  # callbacks handed to the pool and not yet recorded, in this process
+        self._callback_done = threading.Event()  # a send finished: the handoff's next callback may be due
 
     @property
     def mappings(self) -> Mappings:
@@ -176,6 +177,7 @@ class Services:
         last_renewal = 0.0
         while not self._stop.is_set():
             full = False
+            self._callback_done.clear()
             try:
                 renew_every = self.callbacks.lease.total_seconds() / 3
                 if self._callbacks_sending() and time.monotonic() - last_renewal >= renew_every:
@@ -191,8 +193,10 @@ class Services:
                         self._callback_pool.submit(self._send_callback, one)
             except Exception:  # the next turn tries again; claimed callbacks' leases expire
                 log.exception("callback loop iteration failed")
-            # A full claim means more may be due: look again soon rather than an interval later.
-            self._stop.wait(CLAIM_COALESCE_S if full else interval)
+            if full:  # more may be due: look again soon rather than an interval later
+                self._stop.wait(CLAIM_COALESCE_S)
+            else:  # a handoff's next callback waits for the one before it: claim it as soon as that is sent
+                self._callback_done.wait(interval)
 
     def _send_callback(self, due: callbacks.Due) -> None:
         try:
@@ -202,6 +206,7 @@ class Services:
         finally:
             with self._count_lock:
                 self._sending -= 1
+            self._callback_done.set()
 
     def _callbacks_sending(self) -> int:
         with self._count_lock:
@@ -232,6 +237,7 @@ class Services:
     def stop(self) -> None:
         self._stop.set()
         self._freed.set()
+        self._callback_done.set()
         for loop in (self._loop, self._callback_loop):
             if loop is not None:
                 loop.join(timeout=5)
