@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -141,6 +142,8 @@ def session(allow_private: bool) -> requests.Session:
     """A session for callbacks; with `allow_private` off, its direct connections check their peer.
     Proxies and CA bundles come from the environment, as for the vendors."""
     http = requests.Session()
+    # Shared by every bot's callbacks: a cookie one bot's endpoint sets must never reach another's.
+    http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     http.headers["User-Agent"] = "handoff-connector/1 (status callbacks)"
     if not allow_private:
         for prefix in ("http://", "https://"):

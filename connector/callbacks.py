@@ -29,15 +29,18 @@ goes to the log, for operators (`callback_http`).
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, cast
 
 import requests
+import tenacity
 from sqlalchemy import Connection, bindparam, exists, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 
 from . import callback_http, driver_cursor, vendor_signatures
@@ -54,7 +57,7 @@ _CALLBACKS, _DELIVERIES, _HANDOFFS = Callback.__table__, Delivery.__table__, Han
 _LOCK_HANDOFF = select(_HANDOFFS.c.id).where(_HANDOFFS.c.id == bindparam("handoff_id")).with_for_update()
 _OUTCOMES = (select(_DELIVERIES.c.target, _DELIVERIES.c.state, _DELIVERIES.c.vendor_id, _DELIVERIES.c.url)
              .where(_DELIVERIES.c.handoff_id == bindparam("handoff_id")).order_by(_DELIVERIES.c.position))
-RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})  # others (501, 505…) will not change
 
 
 def url_for(packet: Mapping[str, Any], state: str) -> str | None:
@@ -155,6 +158,7 @@ class Due:
 
 
 _EARLIER = aliased(Callback)
+_Verdict = tuple[str, str | None, dt.datetime | None]  # an attempt's status, error and next attempt
 
 
 class Sender:
@@ -189,10 +193,13 @@ class Sender:
             return [Due(c.id, c.handoff_id, c.bot_id, c.state, c.url, c.body, c.attempts, c.window_started_at)
                     for c in rows]
 
-    def renew(self) -> int:
-        """Extend the leases this process holds, so a slow send is not taken over while it runs."""
+    def renew(self, ids: Collection[int]) -> int:
+        """Extend the leases of the callbacks this process is sending (`ids`), so a slow send is not
+        taken over while it runs. Only those: a row whose outcome could not be recorded must lapse."""
+        if not ids:
+            return 0
         with self.db.session() as session:
-            return session.execute(update(Callback).where(Callback.lease_owner == self.owner,
+            return session.execute(update(Callback).where(Callback.id.in_(ids), Callback.lease_owner == self.owner,
                                                           Callback.status == "pending")
                                    .values(lease_expires_at=utcnow() + self.lease)).rowcount
 
@@ -204,22 +211,25 @@ class Sender:
         return len(claimed)
 
     def send(self, due: Due) -> str:
-        """One attempt; returns the callback's status after it (`sent`, `pending` or `dead`).
-        Whatever happens is recorded: an unexpected error is retried like a failed send."""
+        """One attempt, and its outcome recorded; returns the callback's status after it (`sent`,
+        `pending` or `dead`). An unexpected error before the outcome is retried like a failed send.
+        If the outcome cannot be recorded (the database is away), the error is raised and the lease
+        lapses: the callback is sent again later, a repeat the bot drops by its `webhook-id`."""
         try:
-            return self._attempt(due)
+            verdict = self._attempt(due)
         except Exception as err:
             log.exception("status callback failed unexpectedly", extra={"handoff_id": due.handoff_id})
-            return self._retry(due, f"internal error: {type(err).__name__}", None)
+            verdict = self._retry(due, f"internal error: {type(err).__name__}", None)
+        return self._record(due, *verdict)
 
-    def _attempt(self, due: Due) -> str:
+    def _attempt(self, due: Due) -> _Verdict:
         hooks = vendor_signatures.usable_hooks(secret for bot_id, secret in self.settings.bot_secrets
                                                if bot_id == due.bot_id)
         if not hooks:
-            return self._record(due, "dead", f"bot {due.bot_id!r} has no usable signing secret (CONNECTOR_BOT_SECRETS)")
+            return "dead", f"bot {due.bot_id!r} has no usable signing secret (CONNECTOR_BOT_SECRETS)", None
         problem = callback_http.url_problem(due.url, self.settings.callback_allow_private)
         if problem is not None:  # stored before a setting changed: what the URL says, nothing learnt
-            return self._record(due, "dead", f"callback.url {problem}")
+            return "dead", f"callback.url {problem}", None
         payload = json.dumps(due.body, ensure_ascii=False, separators=(",", ":"))
         msg_id = f"{due.handoff_id}.{due.state}"
         signed_at = utcnow().replace(microsecond=0)
@@ -237,29 +247,35 @@ class Sender:
                                 allow_redirects=False, stream=True) as response:
                 status, retry_after = response.status_code, response.headers.get("Retry-After")
         except (callback_http.Refused, requests.RequestException) as err:
-            # A refused address reads like any unreachable host: the bot learns nothing of our network.
             if isinstance(err, callback_http.Refused):
                 log.warning("status callback refused", extra={"handoff_id": due.handoff_id, "reason": str(err)})
-            kind = "ConnectionError" if isinstance(err, callback_http.Refused) else type(err).__name__
-            return self._retry(due, f"could not reach the callback URL ({kind})", None)
+            # A refused address, a connection refused or timed out: all read alike to the bot, which
+            # learns nothing of our network from them. Past the connection (a read timeout) it may.
+            unreachable = isinstance(err, (callback_http.Refused, requests.ConnectionError))
+            error = "could not reach the callback URL" + ("" if unreachable else f" ({type(err).__name__})")
+            return self._retry(due, error, None)
         if 200 <= status < 300:
-            return self._record(due, "sent", None)
+            return "sent", None, None
         answered = f"the bot answered {status}"
         if status in RETRYABLE_STATUS:
             return self._retry(due, answered, _retry_after(retry_after))
         if 300 <= status < 400:
             answered += " (redirects are not followed)"
-        return self._record(due, "dead", answered)
+        return "dead", answered, None
 
-    def _retry(self, due: Due, error: str, retry_after: float | None) -> str:
+    def _retry(self, due: Due, error: str, retry_after: float | None) -> _Verdict:
         now, attempts, settings = utcnow(), due.attempts + 1, self.settings
         too_old = (now - due.window_started_at).total_seconds() > settings.max_delivery_age_s
         if attempts >= settings.max_attempts or too_old:
-            return self._record(due, "dead", error)
+            return "dead", error, None
         delay = backoff_seconds(attempts, retry_after, settings.retry_base_s, settings.retry_max_s)
-        return self._record(due, "pending", error, now + dt.timedelta(seconds=delay))
+        return "pending", error, now + dt.timedelta(seconds=delay)
 
-    def _record(self, due: Due, status: str, error: str | None, next_at: dt.datetime | None = None) -> str:
+    @tenacity.retry(retry=tenacity.retry_if_exception_type(OperationalError), stop=tenacity.stop_after_attempt(3),
+                    wait=tenacity.wait_fixed(0.2), reraise=True)
+    def _record(self, due: Due, status: str, error: str | None, next_at: dt.datetime | None) -> str:
+        """Write an attempt's outcome; a database blip is tried again twice, as a second send would
+        be the cost of giving up."""
         now = utcnow()
         values: dict[str, Any] = {"status": status, "attempts": due.attempts + 1, "last_error": error,
                                   "lease_owner": None, "lease_expires_at": None}
@@ -312,7 +328,14 @@ class Sender:
 
 
 def _retry_after(value: str | None) -> float | None:
-    try:
-        return min(float(value), 3600.0) if value else None
-    except ValueError:
+    """`Retry-After` in seconds, from either of its forms (seconds, or an HTTP date); at most an hour."""
+    if not value:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (email.utils.parsedate_to_datetime(value) - utcnow()).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), 3600.0)

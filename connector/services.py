@@ -59,7 +59,7 @@ class Services:
         self.callbacks = callbacks.Sender(self.db, settings, self.outbox.owner)
         self._callback_pool = ThreadPoolExecutor(max_workers=settings.callback_threads, thread_name_prefix="callback")
         self._callback_loop: threading.Thread | None = None
-        self._sending = 0  # callbacks handed to the pool and not yet recorded, in this process
+        self._sending: set[int] = set()  # ids of the callbacks handed to the pool and not yet recorded
         self._callback_done = threading.Event()  # a send finished: the handoff's next callback may be due
 
     @property
@@ -180,16 +180,17 @@ class Services:
             self._callback_done.clear()
             try:
                 renew_every = self.callbacks.lease.total_seconds() / 3
-                if self._callbacks_sending() and time.monotonic() - last_renewal >= renew_every:
+                sending = self._callbacks_sending()
+                if sending and time.monotonic() - last_renewal >= renew_every:
                     last_renewal = time.monotonic()
-                    self.callbacks.renew()
-                free = self.settings.callback_threads - self._callbacks_sending()
+                    self.callbacks.renew(sending)
+                free = self.settings.callback_threads - len(sending)
                 if free > 0:
                     due = self.callbacks.claim_due(free)
                     full = len(due) == free
                     for one in due:
                         with self._count_lock:
-                            self._sending += 1
+                            self._sending.add(one.id)
                         self._callback_pool.submit(self._send_callback, one)
             except Exception:  # the next turn tries again; claimed callbacks' leases expire
                 log.exception("callback loop iteration failed")
@@ -200,17 +201,17 @@ class Services:
 
     def _send_callback(self, due: callbacks.Due) -> None:
         try:
-            self.callbacks.send(due)  # records whatever happens; a crash here leaves the lease to expire
-        except Exception:
+            self.callbacks.send(due)
+        except Exception:  # its outcome could not be recorded: no longer renewed, its lease lapses
             log.exception("status callback crashed", extra={"handoff_id": due.handoff_id})
         finally:
             with self._count_lock:
-                self._sending -= 1
+                self._sending.discard(due.id)
             self._callback_done.set()
 
-    def _callbacks_sending(self) -> int:
+    def _callbacks_sending(self) -> set[int]:
         with self._count_lock:
-            return self._sending
+            return set(self._sending)
 
     def _defer(self, work: Callable[[], None]) -> None:
         """Follow-up work on the delivery pool, counted as a running thread like a delivery (so
