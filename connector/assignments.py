@@ -106,6 +106,7 @@ def record(services: Services, event: AssignmentEvent) -> Received:
             duplicate = _recorded(session, event)
         return duplicate or Received("ignored", "the ticket's newest handoff was assigned already")
     services.observed_wait.forget(team)  # this process quotes the new figure at once
+    services.wake_callbacks()  # `assigned`, if the bot asked for it
     with log_context(handoff_id=handoff_id):
         log.info("assignment recorded", extra={"target": event.target, "team": team, "wait_seconds": wait})
     return Received("recorded", f"assigned after {wait} s", handoff_id)
@@ -126,6 +127,7 @@ def complete(services: Services, event: CompletionEvent) -> Received:
         if not callbacks.add(session.connection(), services.db, new):
             return Received("duplicate", "the handoff's completion was recorded already", handoff.id)
         handoff_id = handoff.id
+    services.wake_callbacks()  # `completed`
     with log_context(handoff_id=handoff_id):
         log.info("completion recorded", extra={"target": event.target})
     return Received("recorded", "completed", handoff_id)

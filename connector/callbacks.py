@@ -115,27 +115,28 @@ def add(connection: Connection | driver_cursor.Pooled, db: Database, new: dict[s
 
 
 def on_delivered(connection: Connection | driver_cursor.Pooled, db: Database, handoff: Handoff,
-                 now: dt.datetime) -> None:
+                 now: dt.datetime) -> bool:
     """In the transaction that recorded one of `handoff`'s tickets: the `delivered` callback, if its
-    packet asks for it and no other ticket has owed it already."""
+    packet asks for it and no other ticket has owed it already. True if one is owed now."""
     url = url_for(handoff.packet, "delivered")
     if url is None:
-        return  # the usual packet: no statement at all
-    add(connection, db, row(handoff, "delivered", url, _outcomes(connection, handoff), now))
+        return False  # the usual packet: no statement at all
+    return add(connection, db, row(handoff, "delivered", url, _outcomes(connection, handoff), now))
 
 
 def on_given_up(connection: Connection | driver_cursor.Pooled, db: Database, handoff: Handoff,
-                now: dt.datetime) -> None:
+                now: dt.datetime) -> bool:
     """In the transaction that gave up one of `handoff`'s deliveries: when every target has
-    finished and none holds a ticket, the `failed` callback its packet asks for."""
+    finished and none holds a ticket, the `failed` callback its packet asks for. True if owed now."""
     url = url_for(handoff.packet, "failed")
     if url is None:
-        return
+        return False
     if db.dialect == "postgresql":
         driver_cursor.run(connection, _LOCK_HANDOFF, {"handoff_id": handoff.id})
     outcomes = _outcomes(connection, handoff)
-    if all(t["status"] not in ("pending", *DONE) for t in outcomes):
-        add(connection, db, row(handoff, "failed", url, outcomes, now))
+    if any(t["status"] in ("pending", *DONE) for t in outcomes):
+        return False
+    return add(connection, db, row(handoff, "failed", url, outcomes, now))
 
 
 def _outcomes(connection: Connection | driver_cursor.Pooled, handoff: Handoff) -> list[dict[str, Any]]:
@@ -190,6 +191,8 @@ class Sender:
             rows = list(session.scalars(query))
             for callback in rows:
                 callback.lease_owner, callback.lease_expires_at = self.owner, now + self.lease
+                if callback.attempts == 0:  # its retries are counted from its first try, not from when
+                    callback.window_started_at = now  # it was owed (it may have waited behind another)
             return [Due(c.id, c.handoff_id, c.bot_id, c.state, c.url, c.body, c.attempts, c.window_started_at)
                     for c in rows]
 

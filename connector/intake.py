@@ -18,7 +18,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import OperationalError
 from ulid import ULID
 
-from . import answers, callback_http
+from . import answers, callback_http, callbacks
 from .auth import Caller, check_bot
 from .decision import decide
 from .errors import Conflict, MalformedRequest, ServiceUnavailable, UnsupportedMediaType, ValidationFailed
@@ -181,6 +181,8 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
             raise RuntimeError("a handoff was skipped as a repeat but no stored handoff matches it")
         return _replay(existing, digest)
     handoff, prepared = stored.handoff, stored.prepared
+    if callbacks.url_for(packet, "queued"):
+        services.wake_callbacks()  # its `queued` row is committed: send it now, not at the next poll
 
     with log_context(handoff_id=handoff.id):
         log.info("handoff accepted", extra={"targets": [d.target for d in handoff.deliveries],

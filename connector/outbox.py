@@ -110,9 +110,11 @@ class _Claimed:
 
 class Outbox:
     def __init__(self, db: Database, adapters: Callable[[], Mapping[str, Adapter]], settings: Settings,
-                 defer: Callable[[Callable[[], None]], Any] | None = None):
+                 defer: Callable[[Callable[[], None]], Any] | None = None,
+                 callback_owed: Callable[[], None] | None = None):
         self.db = db
         self.defer = defer or (lambda work: work())  # where follow-up work runs (services: its thread pool)
+        self.callback_owed = callback_owed or (lambda: None)  # after a commit that may owe a status callback
         self.adapters = adapters  # a provider: the set changes when an admin edits the mappings
         self.settings = settings
         self.owner = worker_id()
@@ -328,7 +330,9 @@ class Outbox:
             if outcome.slow_down_s:
                 self._pause(connection, delivery.target, now + dt.timedelta(seconds=outcome.slow_down_s),
                             "the vendor's per-minute allowance is nearly spent", level=logging.INFO)
-            callbacks.on_delivered(connection, self.db, handoff, now)
+            owed = callbacks.on_delivered(connection, self.db, handoff, now)
+        if owed:
+            self.callback_owed()
         log.info("delivered", extra={"state": outcome.status, "vendor_id": outcome.vendor_id})
         return Attempted(delivery.target, outcome.status, outcome.vendor_id, outcome.url, delivery.attempts + 1,
                          None, done["receipt"])
@@ -358,10 +362,13 @@ class Outbox:
                 settings = self.settings
                 delay = backoff_seconds(row.attempts, retry_after, settings.retry_base_s, settings.retry_max_s)
                 row.next_attempt_at = now + dt.timedelta(seconds=delay)
+            owed = False
             if row.state != "pending":
                 session.flush()
-                callbacks.on_given_up(session.connection(), self.db, handoff, now)
+                owed = callbacks.on_given_up(session.connection(), self.db, handoff, now)
             state, attempts, next_at, attempted = row.state, row.attempts, row.next_attempt_at, Attempted.of(row)
+        if owed:
+            self.callback_owed()
         level = logging.WARNING if state == "pending" else logging.ERROR
         # Vendors quote back what they refused (a requester's address…): the text stays in
         # `last_error` for admins; the log gets its kind and status only.
@@ -390,8 +397,10 @@ class Outbox:
             row.state, row.last_error, row.finished_at = state, message, utcnow()
             row.lease_owner = row.lease_expires_at = None
             session.flush()
-            callbacks.on_given_up(session.connection(), self.db, handoff, row.finished_at)
+            owed = callbacks.on_given_up(session.connection(), self.db, handoff, row.finished_at)
             attempted = Attempted.of(row)
+        if owed:
+            self.callback_owed()
         log.error("delivery not possible", extra={"error": message})
         return attempted
 

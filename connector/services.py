@@ -46,7 +46,8 @@ class Services:
             lambda group: handoff_store.store(self.db, group))
         self.observed_wait = ObservedWait(self.db, lambda: self.mappings.routing)
         self.clock: Callable[[], float] = time.time  # the wall clock signature windows are checked against
-        self.outbox = Outbox(self.db, lambda: self.adapters, settings, defer=self._defer)
+        self.outbox = Outbox(self.db, lambda: self.adapters, settings, defer=self._defer,
+                             callback_owed=self.wake_callbacks)
         self.executor = ThreadPoolExecutor(max_workers=settings.delivery_threads, thread_name_prefix="deliver")
         self._loop: threading.Thread | None = None
         self._stop = threading.Event()
@@ -60,7 +61,7 @@ class Services:
         self._callback_pool = ThreadPoolExecutor(max_workers=settings.callback_threads, thread_name_prefix="callback")
         self._callback_loop: threading.Thread | None = None
         self._sending: set[int] = set()  # ids of the callbacks handed to the pool and not yet recorded
-        self._callback_done = threading.Event()  # a send finished: the handoff's next callback may be due
+        self._callbacks_due = threading.Event()  # a send finished or a state was reached here: look now
 
     @property
     def mappings(self) -> Mappings:
@@ -177,7 +178,7 @@ class Services:
         last_renewal = 0.0
         while not self._stop.is_set():
             full = False
-            self._callback_done.clear()
+            self._callbacks_due.clear()
             try:
                 renew_every = self.callbacks.lease.total_seconds() / 3
                 sending = self._callbacks_sending()
@@ -196,8 +197,8 @@ class Services:
                 log.exception("callback loop iteration failed")
             if full:  # more may be due: look again soon rather than an interval later
                 self._stop.wait(CLAIM_COALESCE_S)
-            else:  # a handoff's next callback waits for the one before it: claim it as soon as that is sent
-                self._callback_done.wait(interval)
+            else:  # a new state, or a handoff's next callback (held back for order): claim it at once
+                self._callbacks_due.wait(interval)
 
     def _send_callback(self, due: callbacks.Due) -> None:
         try:
@@ -207,7 +208,11 @@ class Services:
         finally:
             with self._count_lock:
                 self._sending.discard(due.id)
-            self._callback_done.set()
+            self._callbacks_due.set()
+
+    def wake_callbacks(self) -> None:
+        """A callback was owed in this process: the loop looks at once (others, at their next poll)."""
+        self._callbacks_due.set()
 
     def _callbacks_sending(self) -> set[int]:
         with self._count_lock:
@@ -238,7 +243,7 @@ class Services:
     def stop(self) -> None:
         self._stop.set()
         self._freed.set()
-        self._callback_done.set()
+        self._callbacks_due.set()
         for loop in (self._loop, self._callback_loop):
             if loop is not None:
                 loop.join(timeout=5)

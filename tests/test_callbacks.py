@@ -613,3 +613,24 @@ def test_an_outcome_the_database_cannot_take_is_tried_again_not_sent_again(make_
     assert services.callbacks.send(due) == "sent"
     monkeypatch.setattr(services.db, "session", real)
     assert len(bot.requests) == 1 and [r.status for r in rows(app)] == ["sent"]
+
+
+def test_a_state_reached_in_this_process_is_sent_without_waiting_for_the_next_poll(make_callback_app, bot):
+    app = make_callback_app()
+    app.extensions["connector"].start_loop(interval=30)
+    time.sleep(0.2)  # its first look found nothing; the next poll is 30 s away
+    post(app, full_packet(callback={"url": bot.url, "events": ["queued", "delivered"]}))
+    deadline = time.monotonic() + 10
+    while len(bot.requests) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert bot.states() == ["queued", "delivered"]
+
+
+def test_retries_are_counted_from_the_first_try_not_from_when_the_callback_was_owed(make_callback_app, bot):
+    app = make_callback_app(max_delivery_age_s=60)
+    post(app, full_packet(callback={"url": bot.url, "events": ["delivered"]}))
+    with app.extensions["connector"].db.session() as session:  # it waited long behind another, say
+        session.execute(update(Callback).values(window_started_at=utcnow() - dt.timedelta(hours=2)))
+    bot.answer(503)
+    send_due(app)
+    assert [(r.status, r.attempts) for r in rows(app)] == [("pending", 1)]  # retried, not given up for age
