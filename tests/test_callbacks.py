@@ -332,6 +332,29 @@ def test_a_name_that_leads_to_a_private_address_is_refused_and_the_bot_learns_no
     assert "s3cret" not in caplog.text  # never the URL's path or query
 
 
+def test_through_the_guard_a_public_https_endpoint_gets_its_callback(make_app, monkeypatch, tmp_path):
+    # Only loopback exists here: 127.0.0.1 plays a public address, so the guarded path (the check
+    # of what the name resolves to, the check of the peer, TLS) runs to the end and must deliver.
+    import ssl
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("bot.example").configure_cert(tls)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
+    checked: list[str] = []
+    monkeypatch.setattr(callback_http, "is_public", lambda address: checked.append(address) or address == "127.0.0.1")
+    with FakeBot(tls=tls) as secure_bot:
+        _resolving(monkeypatch, "127.0.0.1")
+        app = make_app(bot_secrets=TWO_SECRETS)  # callbacks guarded: public https only
+        post(app, full_packet(callback={"url": f"https://bot.example:{secure_bot.port}/x", "events": ["delivered"]}))
+        send_due(app)
+        assert secure_bot.states() == ["delivered"]
+        assert [r.status for r in rows(app)] == ["sent"]
+    assert checked == ["127.0.0.1", "127.0.0.1"]  # resolved, then connected: both checked
+
+
 @pytest.mark.parametrize(("address", "public"), [
     ("93.184.216.34", True), ("2606:4700:4700::1111", True), ("127.0.0.1", False), ("10.0.0.1", False),
     ("172.16.5.4", False), ("192.168.1.1", False), ("169.254.169.254", False), ("100.64.0.1", False),

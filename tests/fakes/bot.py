@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ class Received:
 
 
 class FakeBot:
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls  # serve https with this context (its certificate names the host to call)
         self.requests: list[Received] = []
         self._answers: deque[tuple[int, dict[str, str], threading.Event | None]] = deque()
         self._lock = threading.Lock()
@@ -81,6 +83,8 @@ class FakeBot:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
