@@ -91,22 +91,24 @@ def record(services: Services, event: AssignmentEvent) -> Received:
                 # A copy of this event may have been committed since the first look (READ COMMITTED).
                 return _recorded(session, event) or Received("ignored", why_not)
             # The bot hears of any agent taking its handoff, even one routing chose itself.
-            _owe_callback(session, services, handoff, event)
-            if _routed_to(handoff, event, services):
-                return Received("ignored", "the agent routing named when the ticket was made")
-            team = str(handoff.assignment.get("team") or "")
-            wait = max(0, int((event.at - handoff.created_at).total_seconds()))
-            session.add(Assignment(handoff_id=handoff.id, target=event.target, vendor_ticket_id=event.ticket_id,
-                                   team=team, agent_id=event.agent_id, agent_name=event.agent_name,
-                                   event_id=event.event_id, handed_off_at=handoff.created_at,
-                                   assigned_at=event.at, wait_seconds=wait))
-            handoff_id = handoff.id
+            owed = _owe_callback(session, services, handoff, event)
+            handoff_id, routed = handoff.id, _routed_to(handoff, event, services)
+            if not routed:
+                team = str(handoff.assignment.get("team") or "")
+                wait = max(0, int((event.at - handoff.created_at).total_seconds()))
+                session.add(Assignment(handoff_id=handoff.id, target=event.target, vendor_ticket_id=event.ticket_id,
+                                       team=team, agent_id=event.agent_id, agent_name=event.agent_name,
+                                       event_id=event.event_id, handed_off_at=handoff.created_at,
+                                       assigned_at=event.at, wait_seconds=wait))
     except IntegrityError:  # the same event, or another report for this handoff, committed first
         with services.db.reading() as session:
             duplicate = _recorded(session, event)
         return duplicate or Received("ignored", "the ticket's newest handoff was assigned already")
+    if owed:
+        services.wake_callbacks()  # `assigned`: committed above, so the loop finds it now
+    if routed:
+        return Received("ignored", "the agent routing named when the ticket was made")
     services.observed_wait.forget(team)  # this process quotes the new figure at once
-    services.wake_callbacks()  # `assigned`, if the bot asked for it
     with log_context(handoff_id=handoff_id):
         log.info("assignment recorded", extra={"target": event.target, "team": team, "wait_seconds": wait})
     return Received("recorded", f"assigned after {wait} s", handoff_id)
@@ -143,16 +145,17 @@ def _ticket_at(tickets: list[dict[str, Any]], target: str, ticket_id: str) -> di
     return {**taken, "id": ticket_id}
 
 
-def _owe_callback(session: Session, services: Services, handoff: Handoff, event: AssignmentEvent) -> None:
-    """The `assigned` status callback, in the assignment's transaction, if the bot asked for it."""
+def _owe_callback(session: Session, services: Services, handoff: Handoff, event: AssignmentEvent) -> bool:
+    """The `assigned` status callback, in the assignment's transaction, if the bot asked for it
+    (True: a row was added)."""
     url = callbacks.url_for(handoff.packet, "assigned")
     if url is None:
-        return
+        return False
     tickets = _tickets(handoff)
     agent = {"id": event.agent_id, "name": event.agent_name, "target": event.target}
     new = callbacks.row(handoff, "assigned", url, tickets, event.at, agent=agent,
                         primary=_ticket_at(tickets, event.target, event.ticket_id))
-    callbacks.add(session.connection(), services.db, new)
+    return callbacks.add(session.connection(), services.db, new)
 
 
 def _routed_to(handoff: Handoff, event: AssignmentEvent, services: Services) -> bool:

@@ -572,6 +572,21 @@ def test_an_agent_routing_named_is_still_news_to_the_bot(make_callback_app, bot)
     assert received.json["agent"] == {"id": "381156009921", "name": None, "target": "zendesk"}
 
 
+def test_an_agent_routing_named_is_sent_without_waiting_for_the_next_poll(make_callback_app, bot):
+    from tests.test_webhooks_zendesk import EVENT_BYTES, headers
+
+    app = _with_a_zendesk_handoff(make_callback_app, "hnd_01TESTHANDOFF0000000000000",
+                                  full_packet(callback={"url": bot.url, "events": ["assigned"]}),
+                                  routed={"zendesk": {"assignee_id": "381156009921"}})
+    app.extensions["connector"].start_loop(interval=30)
+    time.sleep(0.2)  # its first look found nothing; the next poll is 30 s away
+    app.test_client().post("/webhooks/zendesk", data=EVENT_BYTES, content_type="application/json", headers=headers())
+    deadline = time.monotonic() + 10
+    while not bot.requests and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert bot.states() == ["assigned"]
+
+
 def test_a_completion_before_the_ticket_id_is_recorded_is_found_by_external_id(make_callback_app, bot):
     from tests.test_webhooks_zendesk import event, signed
 
