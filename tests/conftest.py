@@ -96,23 +96,43 @@ def _postgres_reachable() -> str | None:
         return str(err).strip().splitlines()[0]
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test; dropped afterwards."""
+def _admin(sql: str) -> None:
     import psycopg
+
+    with psycopg.connect(PG_URL.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """One database migrated to head for the whole session. Each test's database is a copy of it
+    (`CREATE DATABASE … TEMPLATE`): a fraction of running the migrations again, which this still
+    does once per session on PostgreSQL."""
+    from connector.db import Database
 
     problem = _postgres_reachable()
     if problem:
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL is required in CI but unreachable at {PG_URL}: {problem}")
         pytest.skip(f"PostgreSQL unreachable at {PG_URL} ({problem}); CI runs these")
+    name = f"connector_template_{uuid.uuid4().hex[:10]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    database = Database(PG_URL.rsplit("/", 1)[0] + f"/{name}", root=".")
+    try:
+        database.upgrade()
+    finally:
+        database.dispose()  # a template with a connection open cannot be copied
+    yield name
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, at the newest migration; dropped afterwards."""
     name = f"connector_test_{uuid.uuid4().hex[:10]}"
-    admin_url = PG_URL.replace("postgresql+psycopg", "postgresql")
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    _admin(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
     yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
