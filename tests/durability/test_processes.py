@@ -28,7 +28,7 @@ def _queue_while_vendors_down(processes, vendors, db, count: int, tag: str) -> l
 def test_kill_9_of_a_worker_mid_delivery_then_a_restart(processes, vendors, db):
     ids = _queue_while_vendors_down(processes, vendors, db, 100, "kill")
     # Slow vendors that sometimes act and then time out: the kill lands with calls in flight.
-    vendors.configure(down=False, latency_s=(0.05, 0.3), failure_rate=0.15,
+    vendors.configure(down=False, latency_s=(0.02, 0.15), failure_rate=0.15,
                       failures={"timeout": 1, "5xx": 1, "drop": 1}, stall_s=1.3, seed=99)
     worker = processes.worker(CONNECTOR_LEASE_S="3", CONNECTOR_DELIVERY_THREADS="16")
     wait_until(lambda: db.delivered() >= 60, 60, "a fifth of the deliveries", 0.05)
@@ -37,7 +37,7 @@ def test_kill_9_of_a_worker_mid_delivery_then_a_restart(processes, vendors, db):
     held = db.rows("SELECT count(*) FROM deliveries WHERE state = 'pending' AND lease_owner IS NOT NULL")[0][0]
     delivered_at_kill = db.delivered()
     assert delivered_at_kill < 300 and held > 0, (delivered_at_kill, held)  # it died with work in hand
-    processes.worker(CONNECTOR_LEASE_S="3", CONNECTOR_DELIVERY_THREADS="16")
+    processes.worker(CONNECTOR_LEASE_S="3", CONNECTOR_DELIVERY_THREADS="32")
     wait_until(lambda: db.unfinished() == 0, 80, f"every delivery after the restart ({db.states()})", 0.5)
     assert db.states() == {"created": 300}
     assert_exactly_once(vendors, ids)
@@ -45,7 +45,7 @@ def test_kill_9_of_a_worker_mid_delivery_then_a_restart(processes, vendors, db):
 
 def test_sigterm_finishes_or_releases_claimed_work(processes, vendors, db):
     ids = _queue_while_vendors_down(processes, vendors, db, 60, "term")
-    vendors.configure(down=False, latency_s=(0.1, 0.4), seed=5)
+    vendors.configure(down=False, latency_s=(0.05, 0.2), seed=5)
     # A long lease: if SIGTERM left leases behind, nobody could take them within this test.
     worker = processes.worker(CONNECTOR_LEASE_S="600", CONNECTOR_DELIVERY_THREADS="8")
     wait_until(lambda: db.delivered() >= 30, 60, "some deliveries", 0.05)
