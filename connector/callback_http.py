@@ -13,12 +13,20 @@ Unless `CONNECTOR_CALLBACK_ALLOW_PRIVATE` is on (development, tests), a callback
 
 Redirects are not followed (the sender says so as the error): a public URL must not forward the
 signed body elsewhere.
+
+A send has a deadline for the whole of it (`deadline`): the per-step timeouts bound each connect
+and each read, but a bot that drips its answer a byte at a time, each within the read timeout,
+would otherwise hold a callback thread (shared by every bot) for as long as it liked. When the
+time is up, the sockets the send is using are shut down, which ends whatever step is blocked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
+import threading
+from collections.abc import Callable, Iterator
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urlsplit
@@ -104,11 +112,69 @@ def check_url(url: str, allow_private: bool) -> None:
         raise Refused(f"{host} resolves to {', '.join(private)}, not a public address ({ALLOW_VARIABLE})")
 
 
-class _Guarded:
-    """Checks the peer of each new direct connection before anything is sent on it."""
+class _Send(threading.local):
+    track: Callable[[socket.socket], None] | None = None  # the current thread's send, while it runs
+
+
+_send = _Send()
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[threading.Event]:
+    """Run one send on this thread with a deadline; the event is set if it was cut off.
+
+    A timer shuts down every socket the send connects once `seconds` have passed: the blocked call
+    raises (a connection error to requests), so the thread is free again.
+    """
+    sockets: list[socket.socket] = []
+    expired = threading.Event()
+    lock = threading.Lock()
+
+    def cut() -> None:
+        with lock:
+            expired.set()
+            for sock in sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def track(sock: socket.socket) -> None:
+        with lock:
+            sockets.append(sock)
+            if expired.is_set():  # connected just as time ran out
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True
+    _send.track = track
+    timer.start()
+    try:
+        yield expired
+    finally:
+        timer.cancel()
+        _send.track = None
+
+
+def _track(sock: socket.socket | None) -> None:
+    if sock is not None and _send.track is not None:
+        _send.track(sock)
+
+
+class _Tracked:
+    """Puts each socket a send connects under the send's `deadline`. Connections are never reused:
+    the sender closes every answer unread, which closes its connection (a test holds to that)."""
 
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()  # type: ignore[misc]
+        _track(sock)
+        return sock
+
+
+class _Guarded(_Tracked):
+    """Checks the peer of each new direct connection before anything is sent on it."""
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
         peer = sock.getpeername()[0]
         if not is_public(peer):
             sock.close()
@@ -116,36 +182,34 @@ class _Guarded:
         return sock
 
 
-class _GuardedHTTPConnection(_Guarded, HTTPConnection):
-    pass
+def _adapter(http_conn: type, https_conn: type) -> HTTPAdapter:
+    """A requests adapter whose pools make connections of these classes."""
+    http_pool = type("Pool", (HTTPConnectionPool,), {"ConnectionCls": http_conn})
+    https_pool = type("Pool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn})
+
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": http_pool, "https": https_pool}
+
+    return Adapter()
 
 
-class _GuardedHTTPSConnection(_Guarded, HTTPSConnection):
-    pass
-
-
-class _GuardedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
-
-
-class _GuardedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
-
-
-class _GuardedAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+_TRACKED = (type("TrackedHTTPConnection", (_Tracked, HTTPConnection), {}),
+            type("TrackedHTTPSConnection", (_Tracked, HTTPSConnection), {}))
+_GUARDED = (type("GuardedHTTPConnection", (_Guarded, HTTPConnection), {}),
+            type("GuardedHTTPSConnection", (_Guarded, HTTPSConnection), {}))
 
 
 def session(allow_private: bool) -> requests.Session:
-    """A session for callbacks; with `allow_private` off, its direct connections check their peer.
-    Proxies and CA bundles come from the environment, as for the vendors."""
+    """A session for callbacks: its connections are under a send's `deadline`, and with
+    `allow_private` off, its direct connections check their peer. Proxies and CA bundles come from
+    the environment, as for the vendors."""
     http = requests.Session()
     # Shared by every bot's callbacks: a cookie one bot's endpoint sets must never reach another's.
     http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     http.headers["User-Agent"] = "handoff-connector/1 (status callbacks)"
-    if not allow_private:
-        for prefix in ("http://", "https://"):
-            http.mount(prefix, _GuardedAdapter())
+    connections = _TRACKED if allow_private else _GUARDED
+    for prefix in ("http://", "https://"):
+        http.mount(prefix, _adapter(*connections))
     return http

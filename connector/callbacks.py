@@ -171,6 +171,7 @@ class Sender:
         self.owner = owner
         self.http = callback_http.session(settings.callback_allow_private)
         # Renewed by the loop while a send runs (`renew`); a dead process's expires this much later.
+        # At least a whole send's deadline (twice the timeout) and time to record its outcome.
         self.lease = dt.timedelta(seconds=max(settings.lease_s, 2 * settings.callback_timeout_s + 10))
 
     def claim_due(self, limit: int) -> list[Due]:
@@ -243,20 +244,26 @@ class Sender:
             "webhook-signature": " ".join(hook.sign(msg_id, signed_at, payload) for hook in hooks),
         }
         timeout = self.settings.callback_timeout_s
-        try:
-            callback_http.check_url(due.url, self.settings.callback_allow_private)
-            # The body is never read (`stream`, closed at once): a bot's answer is its status.
-            with self.http.post(due.url, data=payload.encode("utf-8"), headers=headers, timeout=(timeout, timeout),
-                                allow_redirects=False, stream=True) as response:
-                status, retry_after = response.status_code, response.headers.get("Retry-After")
-        except (callback_http.Refused, requests.RequestException) as err:
-            if isinstance(err, callback_http.Refused):
-                log.warning("status callback refused", extra={"handoff_id": due.handoff_id, "reason": str(err)})
-            # A refused address, a connection refused or timed out: all read alike to the bot, which
-            # learns nothing of our network from them. Past the connection (a read timeout) it may.
-            unreachable = isinstance(err, (callback_http.Refused, requests.ConnectionError))
-            error = "could not reach the callback URL" + ("" if unreachable else f" ({type(err).__name__})")
-            return self._retry(due, error, None)
+        # Each step has `timeout`; the whole send has twice that (connecting, then the answer's
+        # status and headers), so a bot dripping its answer frees the thread all the same.
+        with callback_http.deadline(2 * timeout) as cut_off:
+            try:
+                callback_http.check_url(due.url, self.settings.callback_allow_private)
+                # The body is never read (`stream`, closed at once): a bot's answer is its status.
+                with self.http.post(due.url, data=payload.encode("utf-8"), headers=headers,
+                                    timeout=(timeout, timeout), allow_redirects=False, stream=True) as response:
+                    status, retry_after = response.status_code, response.headers.get("Retry-After")
+            except (callback_http.Refused, requests.RequestException) as err:
+                if isinstance(err, callback_http.Refused):
+                    log.warning("status callback refused", extra={"handoff_id": due.handoff_id, "reason": str(err)})
+                if cut_off.is_set():
+                    return self._retry(due, f"the bot took longer than {2 * timeout:g} s to answer (cut off)", None)
+                # A refused address, a connection refused or timed out: all read alike to the bot,
+                # which learns nothing of our network from them. Past the connection (a read
+                # timeout) it may.
+                unreachable = isinstance(err, (callback_http.Refused, requests.ConnectionError))
+                error = "could not reach the callback URL" + ("" if unreachable else f" ({type(err).__name__})")
+                return self._retry(due, error, None)
         if 200 <= status < 300:
             return "sent", None, None
         answered = f"the bot answered {status}"
