@@ -27,6 +27,8 @@ from connector.errors import ConfigError
 from connector.redaction import redact_packet
 from connector.settings import Settings
 
+from .events import AssignmentEvent, Holder
+
 Status = Literal["created", "updated"]
 
 
@@ -179,6 +181,13 @@ class Adapter(abc.ABC):
 
         Called only after this target's own delivery succeeded, with `ctx.link` its own ticket.
         """
+        return None
+
+    def claim_answered(self, event: AssignmentEvent, holder: Holder) -> None:
+        """An agent's action at this vendor (`event`) was matched to a handoff `holder` now holds:
+        tell that agent, where the vendor shows them nothing of its own. Default: nothing (a
+        helpdesk's own screen shows the assignee). Called off the request, after the commit;
+        raises `adapters.errors` errors, which are only logged."""
         return None
 
     def apply_extra(self, payload: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

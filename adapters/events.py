@@ -25,6 +25,17 @@ class AssignmentEvent:
 
 
 @dataclass(frozen=True)
+class Holder:
+    """Who holds a handoff, as the agent whose action an `AssignmentEvent` reported is told of it
+    (`Adapter.claim_answered`): `first` when that action is what gave it to them."""
+
+    target: str
+    agent_id: str
+    agent_name: str | None
+    first: bool
+
+
+@dataclass(frozen=True)
 class CompletionEvent:
     """The ticket was solved: what the bot hears as its handoff's `completed` status callback."""
 

@@ -36,6 +36,7 @@ from connector.settings import Settings
 from . import slack_blocks as kit
 from .base import Adapter, HandoffContext, Sent, deep_merge
 from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TransientError
+from .events import AssignmentEvent, Holder
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,18 @@ class SlackAdapter(Adapter):
         message = self.apply_extra(self.build_create(ctx), ctx.vendor_extra)["message"]
         self._call("chat_update", channel=channel, ts=ts, text=message["text"], blocks=message["blocks"],
                    metadata=message["metadata"])
+
+    def claim_answered(self, event: AssignmentEvent, holder: Holder) -> None:
+        """Slack shows nothing when a button is clicked. The first claim is answered in the alert's
+        thread and in the channel (`reply_broadcast`), so nobody else takes the handoff too; a
+        later click, with a message only that agent sees, naming who has it."""
+        channel, _, ts = event.ticket_id.partition("/")
+        text = kit.claim_notice(holder, event.agent_id)
+        if holder.first:
+            self._call("chat_postMessage", acts=True, channel=channel, thread_ts=ts, reply_broadcast=True, text=text,
+                       unfurl_links=False, unfurl_media=False)
+        else:
+            self._call("chat_postEphemeral", channel=channel, user=event.agent_id, text=text)
 
     def _post_thread(self, channel: str, ts: str, thread: list[dict[str, Any]], start: int) -> None:
         for reply in thread[start:]:

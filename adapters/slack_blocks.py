@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 from connector.brief import OUTCOMES, REASONS, ROLES, TRENDS, subject_for
 
+from .events import Holder
+
 # Slack's documented limits, and the ones we hold ourselves to (a margin under each).
 MAX_BLOCKS = 50
 SECTION_TEXT = 3000
@@ -413,3 +415,27 @@ def _bytes(size: Any) -> str:
     if not isinstance(size, int):
         return ""
     return f"{size} B" if size < 1024 else f"{size / 1024:.1f} KB" if size < 1024 * 1024 else f"{size / 1048576:.1f} MB"
+
+
+_SLACK_USER = re.compile(r"[UW][A-Z0-9]{1,30}", re.ASCII)
+TARGET_NAMES = {"zendesk": "Zendesk", "salesforce": "Salesforce", "slack": "Slack"}
+
+
+def who(target: str, agent_id: str, agent_name: str | None) -> str:
+    """An agent as mrkdwn: a Slack user as a mention (only a real user id becomes one), anyone
+    else by name, escaped, with where they work."""
+    if target == "slack" and _SLACK_USER.fullmatch(agent_id):
+        return f"<@{agent_id}>"
+    name = fit(agent_name or f"agent {agent_id}", 100)[0]
+    return f"{name} (in {TARGET_NAMES.get(target, escape(target))})"
+
+
+def claim_notice(holder: Holder, clicker: str) -> str:
+    """What an agent who clicked Claim is told: who took the handoff (the channel's reply for the
+    first claim; a message only the clicker sees for a later one)."""
+    taker = who(holder.target, holder.agent_id, holder.agent_name)
+    if holder.first:
+        return f"✋ {taker} took this handoff."
+    if holder.target == "slack" and holder.agent_id == clicker:
+        return "You took this handoff already."
+    return f"{taker} took this handoff already; nothing changed."

@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from adapters.events import AssignmentEvent, CompletionEvent, Ignored
+from adapters.events import AssignmentEvent, CompletionEvent, Holder, Ignored
 
 from . import callbacks
 from .errors import ValidationFailed
@@ -54,6 +54,7 @@ class Received:
     outcome: Literal["recorded", "duplicate", "ignored"]
     detail: str
     handoff_id: str | None = None
+    holder: Holder | None = None  # who holds the handoff the event was matched to (not in the body)
 
     def body(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "detail": self.detail, "handoff_id": self.handoff_id}
@@ -75,12 +76,15 @@ def receive(services: Services, parse: Callable[[Any], AssignmentEvent | Complet
         log.info("vendor event ignored", extra={"target": event.target, "reason": "dated in the future"})
         return Received("ignored", "the event is dated in the future")
     received = record(services, event) if isinstance(event, AssignmentEvent) else complete(services, event)
+    if isinstance(event, AssignmentEvent) and received.holder is not None:
+        services.tell_agent(event, received.holder)
     if received.outcome == "ignored":
         log.info("vendor event ignored", extra={"target": event.target, "reason": received.detail})
     return received
 
 
 def record(services: Services, event: AssignmentEvent) -> Received:
+    matched: str | None = None  # the handoff the event was matched to
     try:
         with services.db.session() as session:
             duplicate = _recorded(session, event)
@@ -89,10 +93,10 @@ def record(services: Services, event: AssignmentEvent) -> Received:
             handoff, why_not = _waiting_handoff(session, event)
             if handoff is None:
                 # A copy of this event may have been committed since the first look (READ COMMITTED).
-                return _recorded(session, event) or Received("ignored", why_not)
+                return _recorded(session, event) or Received("ignored", why_not, holder=_holder(session, event))
             # The bot hears of any agent taking its handoff, even one routing chose itself.
             owed = _owe_callback(session, services, handoff, event)
-            handoff_id, routed = handoff.id, _routed_to(handoff, event, services)
+            matched, routed = handoff.id, _routed_to(handoff, event, services)
             if not routed:
                 team = str(handoff.assignment.get("team") or "")
                 wait = max(0, int((event.at - handoff.created_at).total_seconds()))
@@ -103,15 +107,17 @@ def record(services: Services, event: AssignmentEvent) -> Received:
     except IntegrityError:  # the same event, or another report for this handoff, committed first
         with services.db.reading() as session:
             duplicate = _recorded(session, event)
-        return duplicate or Received("ignored", "the ticket's newest handoff was assigned already")
+            holder = None if duplicate else _holder(session, event, matched)
+        return duplicate or Received("ignored", "the ticket's newest handoff was assigned already", holder=holder)
     if owed:
         services.wake_callbacks()  # `assigned`: committed above, so the loop finds it now
+    taker = Holder(event.target, event.agent_id, event.agent_name, first=True)
     if routed:
-        return Received("ignored", "the agent routing named when the ticket was made")
+        return Received("ignored", "the agent routing named when the ticket was made", holder=taker)
     services.observed_wait.forget(team)  # this process quotes the new figure at once
-    with log_context(handoff_id=handoff_id):
+    with log_context(handoff_id=matched):
         log.info("assignment recorded", extra={"target": event.target, "team": team, "wait_seconds": wait})
-    return Received("recorded", f"assigned after {wait} s", handoff_id)
+    return Received("recorded", f"assigned after {wait} s", matched, holder=taker)
 
 
 def complete(services: Services, event: CompletionEvent) -> Received:
@@ -194,3 +200,16 @@ def _waiting_handoff(session: Session, event: AssignmentEvent) -> tuple[Handoff 
     if session.scalars(select(Assignment.id).where(Assignment.handoff_id == handoff.id)).first() is not None:
         return None, "the ticket's newest handoff was assigned already"
     return handoff, ""
+
+
+def _holder(session: Session, event: AssignmentEvent, handoff_id: str | None = None) -> Holder | None:
+    """Who took the handoff this event is about before it did (None: nobody, or no such handoff)."""
+    if handoff_id is None:
+        handoff = _delivered_to(session, event.target, event.ticket_id, event.handoff_id, event.at)
+        if handoff is None:
+            return None
+        handoff_id = handoff.id
+    taken = session.scalars(select(Assignment).where(Assignment.handoff_id == handoff_id)).first()
+    if taken is None:
+        return None
+    return Holder(taken.target, taken.agent_id, taken.agent_name, first=False)

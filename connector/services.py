@@ -14,6 +14,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from adapters import registry
 from adapters.base import Adapter
+from adapters.errors import DeliveryError
+from adapters.events import AssignmentEvent, Holder
 
 from . import callbacks, handoff_store
 from .db import Database
@@ -213,6 +215,23 @@ class Services:
     def wake_callbacks(self) -> None:
         """A callback was owed in this process: the loop looks at once (others, at their next poll)."""
         self._callbacks_due.set()
+
+    def tell_agent(self, event: AssignmentEvent, holder: Holder) -> None:
+        """The target tells the agent whose action `event` reported who holds the handoff
+        (`Adapter.claim_answered`), off the request: Slack wants its answer within three seconds.
+        Best effort, like the related-tickets edit: a failure is logged and not retried."""
+        adapter = self.adapters.get(event.target)
+        if adapter is None:
+            return
+
+        def tell() -> None:
+            try:
+                adapter.claim_answered(event, holder)
+            except DeliveryError as err:
+                log.warning("could not tell the agent who holds the handoff",
+                            extra={"target": event.target, "ticket_id": event.ticket_id, "error": str(err)})
+
+        self._defer(tell)
 
     def _callbacks_sending(self) -> set[int]:
         with self._count_lock:

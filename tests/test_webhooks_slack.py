@@ -15,6 +15,7 @@ from urllib.parse import quote_plus
 import pytest
 from sqlalchemy import select
 
+from adapters.events import Holder
 from connector.models import Assignment, Delivery, Handoff
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slack"
@@ -152,8 +153,16 @@ def test_without_the_signing_secret_every_click_is_refused(make_app):
 # ---- clicks ------------------------------------------------------------------------------------
 
 
-def test_two_agents_clicking_at_once_the_first_takes_it(slack_app):
+def told(app) -> list[tuple[str, Holder]]:
+    """What the Slack target is asked to tell agents (`Services.tell_agent`): (clicker, holder)."""
+    said: list[tuple[str, Holder]] = []
+    app.extensions["connector"].tell_agent = lambda event, holder: said.append((event.agent_id, holder))
+    return said
+
+
+def test_two_agents_clicking_at_once_the_first_takes_it_and_each_is_told_who_did(slack_app):
     alerted(slack_app)
+    said = told(slack_app)
     clicks = [claim(trigger_id=f"trigger-{n}", user__id=f"U0AGENT{n:02d}") for n in range(5)]
     with ThreadPoolExecutor(max_workers=5) as pool:
         answers = list(pool.map(lambda payload: post(slack_app, payload).get_json(), clicks))
@@ -161,6 +170,32 @@ def test_two_agents_clicking_at_once_the_first_takes_it(slack_app):
     [row] = assignments(slack_app)
     winner = next(n for n, a in enumerate(answers) if a["outcome"] == "recorded")
     assert row.agent_id == f"U0AGENT{winner:02d}"
+    # Those who lost a race (their insert refused) are told as well as those who came later.
+    assert sorted(clicker for clicker, _ in said) == [f"U0AGENT{n:02d}" for n in range(5)]
+    assert {(h.agent_id, h.first) for clicker, h in said if clicker == row.agent_id} == {(row.agent_id, True)}
+    assert {(h.agent_id, h.first) for clicker, h in said if clicker != row.agent_id} == {(row.agent_id, False)}
+
+
+def test_an_agent_who_took_it_elsewhere_is_named_to_a_later_click(slack_app):
+    alerted(slack_app)
+    with slack_app.extensions["connector"].db.session() as session:
+        session.add(Assignment(handoff_id=HANDOFF, target="zendesk", vendor_ticket_id="1001", team="billing",
+                               agent_id="381156009921", agent_name="Sam Agent", event_id="zd-1",
+                               handed_off_at=dt.datetime.fromtimestamp(T0 - 115, dt.UTC),
+                               assigned_at=dt.datetime.fromtimestamp(T0, dt.UTC), wait_seconds=115))
+    said = told(slack_app)
+    assert post(slack_app, claim()).get_json()["outcome"] == "ignored"
+    assert said == [("U0AGENT01", Holder("zendesk", "381156009921", "Sam Agent", first=False))]
+
+
+def test_a_click_matching_no_handoff_and_a_repeated_click_tell_nobody(slack_app):
+    alerted(slack_app)
+    said = told(slack_app)
+    unknown = claim(container__message_ts="1795262999.000000", action__value="hnd_UNKNOWN")
+    assert post(slack_app, unknown).get_json()["outcome"] == "ignored"
+    assert post(slack_app, claim()).get_json()["outcome"] == "recorded"
+    assert post(slack_app, claim()).get_json()["outcome"] == "duplicate"  # Slack's retry: told once
+    assert said == [("U0AGENT01", Holder("slack", "U0AGENT01", "dana.agent", first=True))]
 
 
 def test_the_same_click_twice_is_recorded_once(slack_app):

@@ -82,7 +82,8 @@ def slack() -> Response:
         The first agent to click an alert's Claim button takes the handoff: recorded once,
         shown by GET /v1/handoffs/{id} and fed to the observed wait. Later clicks and every
         other interaction are answered 200 with outcome `ignored`. Slack wants an answer
-        within three seconds; nothing here calls a vendor.
+        within three seconds, so the answer calls no vendor; the agent who clicked is told
+        who holds the handoff by a Slack message posted after it.
       security: [{slackSignature: []}]
       parameters:
         - {in: header, name: X-Slack-Request-Timestamp, required: true, schema: {type: string}}

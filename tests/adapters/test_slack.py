@@ -20,8 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adapters import slack_blocks as kit
 from adapters.base import Link
 from adapters.errors import AuthError, OutcomeUnknown, RateLimited, RejectedError, TransientError
+from adapters.events import Holder
 from adapters.slack import SlackAdapter
 from connector.errors import ConfigError
 from connector.settings import Settings
@@ -564,3 +566,19 @@ def test_text_is_escaped_once_for_mrkdwn_entities_included():
     assert escape("R&D <b> &lt; 🙂") == "R&amp;D &lt;b&gt; &amp;lt; 🙂"
     assert fit("a & b", 100) == ("a &amp; b", False)
     assert fit("<" * 10, 12) == ("&lt;&lt;…", True)  # a cut never splits an entity
+
+
+@pytest.mark.parametrize(("holder", "clicker", "text"), [
+    (Holder("slack", "U0DANA", "dana", first=True), "U0DANA", "✋ <@U0DANA> took this handoff."),
+    (Holder("slack", "U0DANA", "dana", first=False), "U0DANA", "You took this handoff already."),
+    (Holder("slack", "U0DANA", "dana", first=False), "U0SAM", "<@U0DANA> took this handoff already; nothing changed."),
+    # Anyone else by name, escaped: a name is the vendor's free text, never a mention or a link.
+    (Holder("zendesk", "3811", "<!channel> <https://evil.example|Sam>", first=False), "U0SAM",
+     "&lt;!channel&gt; &lt;https://evil.example|Sam&gt; (in Zendesk) took this handoff already; nothing changed."),
+    (Holder("salesforce", "005xx", None, first=False), "U0SAM",
+     "agent 005xx (in Salesforce) took this handoff already; nothing changed."),
+    # Only a real Slack user id becomes a mention.
+    (Holder("slack", "U1>|<!here", None, first=True), "U0SAM", "✋ agent U1&gt;|&lt;!here (in Slack) took this handoff."),
+])
+def test_a_claim_is_answered_in_words_that_cannot_mention_anyone_else(holder, clicker, text):
+    assert kit.claim_notice(holder, clicker) == text

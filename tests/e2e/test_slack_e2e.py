@@ -65,17 +65,42 @@ def test_the_agent_who_clicks_claim_takes_the_handoff(make_app):
                    if e["action_id"] == "handoff_claim"]
         assert claim["value"] == body["id"]
 
-        # What Slack posts when Dana clicks it (only the fields that matter here), signed as Slack signs.
-        click = {"type": "block_actions", "trigger_id": "7281926354.1.abc", "user": {"id": "U0DANA", "name": "dana"},
-                 "container": {"type": "message", "channel_id": "C0HANDOFF", "message_ts": alert["ts"]},
-                 "actions": [{**claim, "action_ts": f"{time.time():.6f}"}]}
-        form = ("payload=" + quote_plus(json.dumps(click))).encode()
-        stamp = str(int(time.time()))
-        digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + form, hashlib.sha256).hexdigest()
-        answer = client.post("/webhooks/slack", data=form, content_type="application/x-www-form-urlencoded",
-                             headers={"X-Slack-Signature": f"v0={digest}", "X-Slack-Request-Timestamp": stamp})
-        assert answer.status_code == 200 and answer.get_json()["outcome"] == "recorded"
+        def click(user: str, trigger: str):
+            """What Slack posts when `user` clicks it (only the fields that matter here), signed as Slack signs."""
+            payload = {"type": "block_actions", "trigger_id": trigger, "user": {"id": user, "name": user.lower()},
+                       "container": {"type": "message", "channel_id": "C0HANDOFF", "message_ts": alert["ts"]},
+                       "actions": [{**claim, "action_ts": f"{time.time():.6f}"}]}
+            form = ("payload=" + quote_plus(json.dumps(payload))).encode()
+            stamp = str(int(time.time()))
+            digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + form, hashlib.sha256).hexdigest()
+            answer = client.post("/webhooks/slack", data=form, content_type="application/x-www-form-urlencoded",
+                                 headers={"X-Slack-Signature": f"v0={digest}", "X-Slack-Request-Timestamp": stamp})
+            assert answer.status_code == 200
+            return answer.get_json()["outcome"]
 
+        assert click("U0DANA", "7281926354.1.abc") == "recorded"
         assigned = client.get(f"/v1/handoffs/{body['id']}", headers=auth()).get_json()["assigned"]
-        assert (assigned["target"], assigned["agent_id"], assigned["agent_name"]) == ("slack", "U0DANA", "dana")
+        assert (assigned["target"], assigned["agent_id"], assigned["agent_name"]) == ("slack", "U0DANA", "u0dana")
         assert assigned["ticket_id"] == f"C0HANDOFF/{alert['ts']}" and assigned["wait_seconds"] >= 0
+
+        # Slack shows nothing of a click: the channel hears who took it, in the alert's thread.
+        said = _eventually(lambda: [c.body for c in slack.calls_to("chat.postMessage")
+                                    if c.body.get("text", "").startswith("✋")])
+        assert said == [{"channel": "C0HANDOFF", "thread_ts": alert["ts"], "reply_broadcast": True,
+                         "text": "✋ <@U0DANA> took this handoff.", "unfurl_links": False, "unfurl_media": False}]
+        # A later click is told, where only that agent sees it, who has the handoff; nothing changes.
+        assert click("U0SAM", "7281926354.2.def") == "ignored"
+        assert click("U0DANA", "7281926354.3.ghi") == "ignored"
+        told = _eventually(lambda: [(c.body["user"], c.body["text"]) for c in slack.calls_to("chat.postEphemeral")], 2)
+        assert sorted(told) == [("U0DANA", "You took this handoff already."),
+                                ("U0SAM", "<@U0DANA> took this handoff already; nothing changed.")]
+        assert {c.body["channel"] for c in slack.calls_to("chat.postEphemeral")} == {"C0HANDOFF"}
+        assert len([c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")]) == 1
+
+
+def _eventually(found, count: int = 1, within_s: float = 5.0):
+    """What `found()` returns once it has `count` items (deferred work runs after the answer)."""
+    deadline = time.monotonic() + within_s
+    while len(value := found()) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return value

@@ -145,6 +145,16 @@ class FakeSlack:
             self.channels[channel].append(message)
         return {"ok": True, "channel": channel, "ts": message["ts"], "message": message}
 
+    def api_chat_postEphemeral(self, body: dict[str, Any]) -> dict[str, Any]:
+        channel, user = body.get("channel"), body.get("user")
+        if not channel or channel.startswith("#missing"):
+            return {"ok": False, "error": "channel_not_found"}
+        if not user:
+            return {"ok": False, "error": "user_not_in_channel"}
+        if not body.get("text") and not body.get("blocks"):
+            return {"ok": False, "error": "no_text"}
+        return {"ok": True, "message_ts": self._ts()}
+
     def api_chat_update(self, body: dict[str, Any]) -> dict[str, Any]:
         for message in self.channels.get(body.get("channel", ""), []):
             if message["ts"] == body.get("ts"):
