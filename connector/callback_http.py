@@ -123,26 +123,33 @@ _send = _Send()
 def deadline(seconds: float) -> Iterator[threading.Event]:
     """Run one send on this thread with a deadline; the event is set if it was cut off.
 
-    A timer shuts down every socket the send connects once `seconds` have passed: the blocked call
-    raises (a connection error to requests), so the thread is free again.
+    Each connection the send opens is watched through a descriptor of its own (`socket.dup`:
+    the same connection, whoever owns the original — TLS takes it over at once). When `seconds`
+    have passed, a timer shuts the connection down through that descriptor: the blocked step, TLS
+    handshake included, raises (a connection error to requests), so the thread is free again. The
+    descriptors are ours until the send ends, so a shutdown can never reach another connection
+    that reused a number.
     """
-    sockets: list[socket.socket] = []
+    watched: list[socket.socket] = []
     expired = threading.Event()
     lock = threading.Lock()
+    over = False
 
     def cut() -> None:
         with lock:
+            if over:
+                return
             expired.set()
-            for sock in sockets:
+            for watch in watched:
                 with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+                    watch.shutdown(socket.SHUT_RDWR)
 
-    def track(sock: socket.socket) -> None:
+    def track(watch: socket.socket) -> None:
         with lock:
-            sockets.append(sock)
+            watched.append(watch)
             if expired.is_set():  # connected just as time ran out
                 with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+                    watch.shutdown(socket.SHUT_RDWR)
 
     timer = threading.Timer(seconds, cut)
     timer.daemon = True
@@ -153,20 +160,21 @@ def deadline(seconds: float) -> Iterator[threading.Event]:
     finally:
         timer.cancel()
         _send.track = None
-
-
-def _track(sock: socket.socket | None) -> None:
-    if sock is not None and _send.track is not None:
-        _send.track(sock)
+        with lock:  # a `cut` already running finishes first; none starts after
+            over = True
+            for watch in watched:
+                watch.close()
 
 
 class _Tracked:
-    """Puts each socket a send connects under the send's `deadline`. Connections are never reused:
-    the sender closes every answer unread, which closes its connection (a test holds to that)."""
+    """Puts each connection a send opens under the send's `deadline`. Connections are never
+    reused: the sender closes every answer unread, which closes its connection (a test holds to
+    that), so every send's connections are new ones."""
 
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()  # type: ignore[misc]
-        _track(sock)
+        if _send.track is not None:
+            _send.track(sock.dup())
         return sock
 
 
@@ -182,23 +190,25 @@ class _Guarded(_Tracked):
         return sock
 
 
-def _adapter(http_conn: type, https_conn: type) -> HTTPAdapter:
-    """A requests adapter whose pools make connections of these classes."""
-    http_pool = type("Pool", (HTTPConnectionPool,), {"ConnectionCls": http_conn})
-    https_pool = type("Pool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn})
-
-    class Adapter(HTTPAdapter):
-        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-            super().init_poolmanager(*args, **kwargs)
-            self.poolmanager.pool_classes_by_scheme = {"http": http_pool, "https": https_pool}
-
-    return Adapter()
+def _pools(kind: type) -> dict[str, type]:
+    """Connection pools, by scheme, whose connections mix in `kind` (`_Tracked` or `_Guarded`)."""
+    return {scheme: type(f"{kind.__name__.strip('_')}{pool.__name__}", (pool,),
+                         {"ConnectionCls": type(f"{kind.__name__.strip('_')}{conn.__name__}", (kind, conn), {})})
+            for scheme, pool, conn in (("http", HTTPConnectionPool, HTTPConnection),
+                                       ("https", HTTPSConnectionPool, HTTPSConnection))}
 
 
-_TRACKED = (type("TrackedHTTPConnection", (_Tracked, HTTPConnection), {}),
-            type("TrackedHTTPSConnection", (_Tracked, HTTPSConnection), {}))
-_GUARDED = (type("GuardedHTTPConnection", (_Guarded, HTTPConnection), {}),
-            type("GuardedHTTPSConnection", (_Guarded, HTTPSConnection), {}))
+_POOLS = {True: _pools(_Tracked), False: _pools(_Guarded)}  # by `allow_private`
+
+
+class _Adapter(HTTPAdapter):
+    def __init__(self, pools: dict[str, type]):
+        self._pools = pools
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pools
 
 
 def session(allow_private: bool) -> requests.Session:
@@ -209,7 +219,6 @@ def session(allow_private: bool) -> requests.Session:
     # Shared by every bot's callbacks: a cookie one bot's endpoint sets must never reach another's.
     http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     http.headers["User-Agent"] = "handoff-connector/1 (status callbacks)"
-    connections = _TRACKED if allow_private else _GUARDED
     for prefix in ("http://", "https://"):
-        http.mount(prefix, _adapter(*connections))
+        http.mount(prefix, _Adapter(_POOLS[allow_private]))
     return http

@@ -332,9 +332,12 @@ def test_a_name_that_leads_to_a_private_address_is_refused_and_the_bot_learns_no
     assert "s3cret" not in caplog.text  # never the URL's path or query
 
 
-def test_through_the_guard_a_public_https_endpoint_gets_its_callback(make_app, monkeypatch, tmp_path):
-    # Only loopback exists here: 127.0.0.1 plays a public address, so the guarded path (the check
-    # of what the name resolves to, the check of the peer, TLS) runs to the end and must deliver.
+@pytest.fixture
+def public_tls(monkeypatch, tmp_path):
+    """A TLS context for a bot at `bot.example`, trusted through REQUESTS_CA_BUNDLE; the name
+    resolves to 127.0.0.1, which plays a public address (only loopback exists here), so the guarded
+    path (the check of what the name resolves to, the check of the peer, TLS) runs to the end.
+    Yields the addresses the guard checked."""
     import ssl
 
     trustme = pytest.importorskip("trustme")
@@ -345,14 +348,32 @@ def test_through_the_guard_a_public_https_endpoint_gets_its_callback(make_app, m
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
     checked: list[str] = []
     monkeypatch.setattr(callback_http, "is_public", lambda address: checked.append(address) or address == "127.0.0.1")
+    _resolving(monkeypatch, "127.0.0.1")
+    return tls, checked
+
+
+def test_through_the_guard_a_public_https_endpoint_gets_its_callback(make_app, public_tls):
+    tls, checked = public_tls
     with FakeBot(tls=tls) as secure_bot:
-        _resolving(monkeypatch, "127.0.0.1")
         app = make_app(bot_secrets=TWO_SECRETS)  # callbacks guarded: public https only
         post(app, full_packet(callback={"url": f"https://bot.example:{secure_bot.port}/x", "events": ["delivered"]}))
         send_due(app)
         assert secure_bot.states() == ["delivered"]
         assert [r.status for r in rows(app)] == ["sent"]
     assert checked == ["127.0.0.1", "127.0.0.1"]  # resolved, then connected: both checked
+
+
+def test_over_tls_a_dripping_bot_is_cut_off_all_the_same(make_app, public_tls):
+    """TLS takes the connection's socket over as it starts: the deadline must still reach it."""
+    tls, _ = public_tls
+    with FakeBot(tls=tls) as secure_bot:
+        app = make_app(bot_secrets=TWO_SECRETS, callback_timeout_s=1)
+        post(app, full_packet(callback={"url": f"https://bot.example:{secure_bot.port}/x", "events": ["delivered"]}))
+        secure_bot.drip(0.2)
+        started = time.monotonic()
+        send_due(app)
+        assert time.monotonic() - started < 5
+        assert [r.last_error for r in rows(app)] == ["the bot took longer than 2 s to answer (cut off)"]
 
 
 @pytest.mark.parametrize(("address", "public"), [
