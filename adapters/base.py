@@ -183,11 +183,12 @@ class Adapter(abc.ABC):
         """
         return None
 
-    def claim_answered(self, event: AssignmentEvent, holder: Holder) -> None:
-        """An agent's action at this vendor (`event`) was matched to a handoff `holder` now holds:
-        tell that agent, where the vendor shows them nothing of its own. Default: nothing (a
-        helpdesk's own screen shows the assignee). Called off the request, after the commit;
-        raises `adapters.errors` errors, which are only logged."""
+    def claim_answered(self, event: AssignmentEvent, holder: Holder, ticket_id: str) -> None:
+        """An agent's action at this vendor (`event`) was matched to a handoff `holder` now holds,
+        whose ticket here is `ticket_id` (a `Sent.vendor_id`): tell that agent, where the vendor
+        shows them nothing of its own. Default: nothing (a helpdesk's own screen shows the
+        assignee). Called off the request, after the commit; raises `adapters.errors` errors,
+        which are only logged."""
         return None
 
     def apply_extra(self, payload: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

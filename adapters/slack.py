@@ -47,7 +47,7 @@ AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_e
 # find_existing reads at most PAGES × PAGE_SIZE messages of the channel, newest first, no older than
 # the oldest delivery the outbox still retries (max_delivery_age_s) plus a margin for clock skew.
 PAGES, PAGE_SIZE, SKEW_S = 5, 200, 600
-_ONE_MENTION = r"(?:<!here>|<!channel>|<!subteam\^[A-Z0-9]+>|<@[UW][A-Z0-9]+>)"
+_ONE_MENTION = rf"(?:<!here>|<!channel>|<!subteam\^[A-Z0-9]+>|<@{kit.USER_ID}>)"
 MENTION = re.compile(rf"^{_ONE_MENTION}(?: {_ONE_MENTION})*$")
 
 
@@ -168,17 +168,20 @@ class SlackAdapter(Adapter):
         self._call("chat_update", channel=channel, ts=ts, text=message["text"], blocks=message["blocks"],
                    metadata=message["metadata"])
 
-    def claim_answered(self, event: AssignmentEvent, holder: Holder) -> None:
+    def claim_answered(self, event: AssignmentEvent, holder: Holder, ticket_id: str) -> None:
         """Slack shows nothing when a button is clicked. The first claim is answered in the alert's
         thread and in the channel (`reply_broadcast`), so nobody else takes the handoff too; a
-        later click, with a message only that agent sees, naming who has it."""
-        channel, _, ts = event.ticket_id.partition("/")
+        later click, with a message only that agent sees, naming who has it. Both go to the alert
+        our delivery posted (`ticket_id`), never to a channel the click's payload names; a click
+        inside the thread (a re-escalation's reply) is answered in the thread."""
+        channel, ts = ticket_id.split("/", 1)
         text = kit.claim_notice(holder, event.agent_id)
         if holder.first:
             self._call("chat_postMessage", acts=True, channel=channel, thread_ts=ts, reply_broadcast=True, text=text,
                        unfurl_links=False, unfurl_media=False)
-        else:
-            self._call("chat_postEphemeral", channel=channel, user=event.agent_id, text=text)
+            return
+        in_thread = {"thread_ts": ts} if event.ticket_id != ticket_id else {}
+        self._call("chat_postEphemeral", channel=channel, user=event.agent_id, text=text, **in_thread)
 
     def _post_thread(self, channel: str, ts: str, thread: list[dict[str, Any]], start: int) -> None:
         for reply in thread[start:]:

@@ -417,7 +417,8 @@ def _bytes(size: Any) -> str:
     return f"{size} B" if size < 1024 else f"{size / 1024:.1f} KB" if size < 1024 * 1024 else f"{size / 1048576:.1f} MB"
 
 
-_SLACK_USER = re.compile(r"[UW][A-Z0-9]{1,30}", re.ASCII)
+USER_ID = r"[UW][A-Z0-9]+"  # a Slack user id, the only thing that may become a mention `<@…>`
+_SLACK_USER = re.compile(USER_ID, re.ASCII)
 TARGET_NAMES = {"zendesk": "Zendesk", "salesforce": "Salesforce", "slack": "Slack"}
 
 

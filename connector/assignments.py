@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 CLOCK_SKEW = dt.timedelta(seconds=60)
 # An event dated further ahead than this is not believed (a sample there would sit in every window).
 FUTURE_LIMIT = dt.timedelta(minutes=5)
+NO_HANDOFF = "no handoff was delivered to this ticket before this event"
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,11 @@ class Received:
     outcome: Literal["recorded", "duplicate", "ignored"]
     detail: str
     handoff_id: str | None = None
-    holder: Holder | None = None  # who holds the handoff the event was matched to (not in the body)
+    # For the agent whose action this was, not in the body: who holds the handoff the event was
+    # matched to, and that handoff's ticket at the event's target (where the vendor answers the
+    # agent: the Slack alert itself, whatever message the click came from).
+    holder: Holder | None = None
+    ticket_id: str | None = None
 
     def body(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "detail": self.detail, "handoff_id": self.handoff_id}
@@ -76,27 +81,31 @@ def receive(services: Services, parse: Callable[[Any], AssignmentEvent | Complet
         log.info("vendor event ignored", extra={"target": event.target, "reason": "dated in the future"})
         return Received("ignored", "the event is dated in the future")
     received = record(services, event) if isinstance(event, AssignmentEvent) else complete(services, event)
-    if isinstance(event, AssignmentEvent) and received.holder is not None:
-        services.tell_agent(event, received.holder)
+    if isinstance(event, AssignmentEvent) and received.holder is not None and received.ticket_id:
+        services.tell_agent(event, received.holder, received.ticket_id)
     if received.outcome == "ignored":
         log.info("vendor event ignored", extra={"target": event.target, "reason": received.detail})
     return received
 
 
 def record(services: Services, event: AssignmentEvent) -> Received:
-    matched: str | None = None  # the handoff the event was matched to
+    matched: str | None = None  # the handoff the event was matched to, and its ticket at the target
+    where: str | None = None
     try:
         with services.db.session() as session:
             duplicate = _recorded(session, event)
             if duplicate is not None:
                 return duplicate
-            handoff, why_not = _waiting_handoff(session, event)
+            handoff, taken = _waiting_handoff(session, event)
             if handoff is None:
                 # A copy of this event may have been committed since the first look (READ COMMITTED).
-                return _recorded(session, event) or Received("ignored", why_not, holder=_holder(session, event))
+                return _recorded(session, event) or Received("ignored", NO_HANDOFF)
+            matched, where = handoff.id, _ticket_of(handoff, event.target)
+            if taken is not None:
+                return _recorded(session, event) or _taken_already(taken, where)
             # The bot hears of any agent taking its handoff, even one routing chose itself.
             owed = _owe_callback(session, services, handoff, event)
-            matched, routed = handoff.id, _routed_to(handoff, event, services)
+            routed = _routed_to(handoff, event, services)
             if not routed:
                 team = str(handoff.assignment.get("team") or "")
                 wait = max(0, int((event.at - handoff.created_at).total_seconds()))
@@ -107,17 +116,26 @@ def record(services: Services, event: AssignmentEvent) -> Received:
     except IntegrityError:  # the same event, or another report for this handoff, committed first
         with services.db.reading() as session:
             duplicate = _recorded(session, event)
-            holder = None if duplicate else _holder(session, event, matched)
-        return duplicate or Received("ignored", "the ticket's newest handoff was assigned already", holder=holder)
+            taken = None if duplicate else _assignment_of(session, matched)
+        return duplicate or _taken_already(taken, where)
     if owed:
         services.wake_callbacks()  # `assigned`: committed above, so the loop finds it now
     taker = Holder(event.target, event.agent_id, event.agent_name, first=True)
     if routed:
-        return Received("ignored", "the agent routing named when the ticket was made", holder=taker)
+        return Received("ignored", "the agent routing named when the ticket was made", holder=taker, ticket_id=where)
     services.observed_wait.forget(team)  # this process quotes the new figure at once
     with log_context(handoff_id=matched):
         log.info("assignment recorded", extra={"target": event.target, "team": team, "wait_seconds": wait})
-    return Received("recorded", f"assigned after {wait} s", matched, holder=taker)
+    return Received("recorded", f"assigned after {wait} s", matched, holder=taker, ticket_id=where)
+
+
+def _taken_already(taken: Assignment | None, where: str | None) -> Received:
+    holder = Holder(taken.target, taken.agent_id, taken.agent_name, first=False) if taken is not None else None
+    return Received("ignored", "the ticket's newest handoff was assigned already", holder=holder, ticket_id=where)
+
+
+def _ticket_of(handoff: Handoff, target: str) -> str | None:
+    return next((d.vendor_id for d in handoff.deliveries if d.target == target), None)
 
 
 def complete(services: Services, event: CompletionEvent) -> Received:
@@ -125,7 +143,7 @@ def complete(services: Services, event: CompletionEvent) -> Received:
     with services.db.session() as session:
         handoff = _delivered_to(session, event.target, event.ticket_id, event.handoff_id, event.at)
         if handoff is None:
-            return Received("ignored", "no handoff was delivered to this ticket before this event")
+            return Received("ignored", NO_HANDOFF)
         url = callbacks.url_for(handoff.packet, "completed")
         if url is None:
             return Received("ignored", "the handoff's bot did not ask to hear of its completion", handoff.id)
@@ -191,25 +209,16 @@ def _delivered_to(session: Session, target: str, ticket_id: str, handoff_id: str
     return handoff
 
 
-def _waiting_handoff(session: Session, event: AssignmentEvent) -> tuple[Handoff | None, str]:
-    """The handoff this event ends the wait of, or why there is none."""
+def _waiting_handoff(session: Session, event: AssignmentEvent) -> tuple[Handoff | None, Assignment | None]:
+    """The handoff this event is about, and who took it already (None: it is still waiting)."""
     handoff = _delivered_to(session, event.target, event.ticket_id, event.handoff_id, event.at)
     if handoff is None:
-        return None, "no handoff was delivered to this ticket before this event"
+        return None, None
     # Only the newest handoff on the ticket is waiting: older ones were superseded by it.
-    if session.scalars(select(Assignment.id).where(Assignment.handoff_id == handoff.id)).first() is not None:
-        return None, "the ticket's newest handoff was assigned already"
-    return handoff, ""
+    return handoff, _assignment_of(session, handoff.id)
 
 
-def _holder(session: Session, event: AssignmentEvent, handoff_id: str | None = None) -> Holder | None:
-    """Who took the handoff this event is about before it did (None: nobody, or no such handoff)."""
+def _assignment_of(session: Session, handoff_id: str | None) -> Assignment | None:
     if handoff_id is None:
-        handoff = _delivered_to(session, event.target, event.ticket_id, event.handoff_id, event.at)
-        if handoff is None:
-            return None
-        handoff_id = handoff.id
-    taken = session.scalars(select(Assignment).where(Assignment.handoff_id == handoff_id)).first()
-    if taken is None:
         return None
-    return Holder(taken.target, taken.agent_id, taken.agent_name, first=False)
+    return session.scalars(select(Assignment).where(Assignment.handoff_id == handoff_id)).first()

@@ -154,9 +154,15 @@ def test_without_the_signing_secret_every_click_is_refused(make_app):
 
 
 def told(app) -> list[tuple[str, Holder]]:
-    """What the Slack target is asked to tell agents (`Services.tell_agent`): (clicker, holder)."""
+    """What the Slack target is asked to tell agents (`Services.tell_agent`): (clicker, holder),
+    always on the matched handoff's own alert."""
     said: list[tuple[str, Holder]] = []
-    app.extensions["connector"].tell_agent = lambda event, holder: said.append((event.agent_id, holder))
+
+    def tell(event, holder, ticket_id):
+        assert ticket_id == ALERT, ticket_id
+        said.append((event.agent_id, holder))
+
+    app.extensions["connector"].tell_agent = tell
     return said
 
 
@@ -186,6 +192,14 @@ def test_an_agent_who_took_it_elsewhere_is_named_to_a_later_click(slack_app):
     said = told(slack_app)
     assert post(slack_app, claim()).get_json()["outcome"] == "ignored"
     assert said == [("U0AGENT01", Holder("zendesk", "381156009921", "Sam Agent", first=False))]
+
+
+def test_a_click_is_answered_on_the_handoffs_alert_not_where_the_payload_says(slack_app):
+    alerted(slack_app)
+    said = told(slack_app)  # asserts the alert
+    elsewhere = claim(container__channel_id="C0GENERAL", container__message_ts="1795262999.000000")
+    assert post(slack_app, elsewhere).get_json()["outcome"] == "recorded"  # matched by the button's handoff id
+    assert said == [("U0AGENT01", Holder("slack", "U0AGENT01", "dana.agent", first=True))]
 
 
 def test_a_click_matching_no_handoff_and_a_repeated_click_tell_nobody(slack_app):

@@ -83,7 +83,7 @@ def slack() -> Response:
         shown by GET /v1/handoffs/{id} and fed to the observed wait. Later clicks and every
         other interaction are answered 200 with outcome `ignored`. Slack wants an answer
         within three seconds, so the answer calls no vendor; the agent who clicked is told
-        who holds the handoff by a Slack message posted after it.
+        who holds the handoff by a Slack message posted beside it, on the handoff's alert.
       security: [{slackSignature: []}]
       parameters:
         - {in: header, name: X-Slack-Request-Timestamp, required: true, schema: {type: string}}

@@ -6,6 +6,7 @@ here from Slack's documented limits (not imported from the code under test).
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import re
@@ -23,7 +24,7 @@ from hypothesis import strategies as st
 from adapters import slack_blocks as kit
 from adapters.base import Link
 from adapters.errors import AuthError, OutcomeUnknown, RateLimited, RejectedError, TransientError
-from adapters.events import Holder
+from adapters.events import AssignmentEvent, Holder
 from adapters.slack import SlackAdapter
 from connector.errors import ConfigError
 from connector.settings import Settings
@@ -582,3 +583,26 @@ def test_text_is_escaped_once_for_mrkdwn_entities_included():
 ])
 def test_a_claim_is_answered_in_words_that_cannot_mention_anyone_else(holder, clicker, text):
     assert kit.claim_notice(holder, clicker) == text
+
+
+def _click(ticket_id: str, agent: str = "U0SAM") -> AssignmentEvent:
+    return AssignmentEvent(target="slack", event_id="trigger-1", ticket_id=ticket_id, handoff_id=HANDOFF,
+                           agent_id=agent, agent_name=None, at=dt.datetime(2026, 11, 21, tzinfo=dt.UTC))
+
+
+def test_a_later_click_is_answered_to_that_agent_alone_where_they_clicked(adapter, slack):
+    taken = Holder("slack", "U0DANA", "dana", first=False)
+    adapter.claim_answered(_click("C0HANDOFF/1795262300.000100"), taken, "C0HANDOFF/1795262300.000100")
+    # A click on a re-escalation's reply, inside the alert's thread: answered in the thread.
+    adapter.claim_answered(_click("C0HANDOFF/1795262350.000200"), taken, "C0HANDOFF/1795262300.000100")
+    assert [c.body for c in slack.calls_to("chat.postEphemeral")] == [
+        {"channel": "C0HANDOFF", "user": "U0SAM", "text": "<@U0DANA> took this handoff already; nothing changed."},
+        {"channel": "C0HANDOFF", "user": "U0SAM", "text": "<@U0DANA> took this handoff already; nothing changed.",
+         "thread_ts": "1795262300.000100"}]
+    assert slack.calls_to("chat.postMessage") == []
+
+
+def test_a_failed_answer_to_a_click_is_the_adapters_own_error(adapter, slack):
+    slack.fail("chat.postMessage", error="channel_not_found")
+    with pytest.raises(RejectedError, match="channel_not_found"):
+        adapter.claim_answered(_click("C0GONE/1.2"), Holder("slack", "U0SAM", None, first=True), "C0GONE/1.2")
