@@ -557,8 +557,10 @@ def test_no_proxy_and_ca_bundle(slack: FakeSlack, monkeypatch: pytest.MonkeyPatc
     bundle = Path("/etc/ssl/certs/ca-certificates.crt")
     if bundle.exists():
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
-        client = SlackAdapter(settings_for(slack), {})._client()
+        client = SlackAdapter(settings_for(slack, slack_api_url="https://slack.example/api/"), {})._client()
         assert client.ssl is not None and client.ssl.cert_store_stats()["x509_ca"] > 0
+        # Plain http has no use for it (and slack-sdk would build an opener per call for it).
+        assert SlackAdapter(settings_for(slack), {})._client().ssl is None
 
 
 def test_text_is_escaped_once_for_mrkdwn_entities_included():
