@@ -80,7 +80,7 @@ def render_detail(handoff: Handoff, assigned: Assignment | None = None,
     body["assigned"] = None if assigned is None else {
         "target": assigned.target, "ticket_id": assigned.vendor_ticket_id, "agent_id": assigned.agent_id,
         "agent_name": assigned.agent_name, "assigned_at": assigned.assigned_at.isoformat(),
-        "wait_seconds": assigned.wait_seconds,
+        "wait_seconds": assigned.wait_seconds, "routed": assigned.routed,
     }
     body["callbacks"] = [
         {

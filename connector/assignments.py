@@ -7,8 +7,11 @@ the handoff the payload names (Zendesk's `external_id`, the Claim button's value
 handoff was delivered to the target — an event can arrive before the delivery has recorded the
 ticket id. The wait is counted from the handoff's arrival, when the customer started waiting.
 
-An agent routing itself put on the ticket (sticky routing, a rule's assignee) is not recorded: the
-vendor reports our own choice, and counting it would quote sticky teams a wait of nothing.
+An agent routing itself put on the ticket (sticky routing, a rule's assignee) is recorded as
+`routed`: the handoff is theirs (the bot sees who holds it), but the vendor reports our own choice,
+so it is never an observed wait (it would quote sticky teams a wait of nothing). If another agent
+takes the ticket later, that agent replaces it, and their wait is the customer's. The bot's
+`assigned` callback stays the first report's (one per handoff).
 
 Vendors deliver events at least once: an event id already recorded for the target is answered as
 a duplicate, never counted twice (a unique constraint settles two copies arriving at once).
@@ -48,6 +51,7 @@ CLOCK_SKEW = dt.timedelta(seconds=60)
 # An event dated further ahead than this is not believed (a sample there would sit in every window).
 FUTURE_LIMIT = dt.timedelta(minutes=5)
 NO_HANDOFF = "no handoff was delivered to this ticket before this event"
+ROUTED = "the agent routing named when the ticket was made (not an observed wait)"
 
 
 @dataclass(frozen=True)
@@ -101,18 +105,22 @@ def record(services: Services, event: AssignmentEvent) -> Received:
                 # A copy of this event may have been committed since the first look (READ COMMITTED).
                 return _recorded(session, event) or Received("ignored", NO_HANDOFF)
             matched, where = handoff.id, _ticket_of(handoff, event.target)
-            if taken is not None:
+            routed = _routed_to(handoff, event, services)
+            # Taken: by anyone, unless routing's own choice holds it and someone else takes it now.
+            if taken is not None and (routed or not taken.routed):
                 return _recorded(session, event) or _taken_already(taken, where)
             # The bot hears of any agent taking its handoff, even one routing chose itself.
             owed = _owe_callback(session, services, handoff, event)
-            routed = _routed_to(handoff, event, services)
-            if not routed:
-                team = str(handoff.assignment.get("team") or "")
-                wait = max(0, int((event.at - handoff.created_at).total_seconds()))
-                session.add(Assignment(handoff_id=handoff.id, target=event.target, vendor_ticket_id=event.ticket_id,
-                                       team=team, agent_id=event.agent_id, agent_name=event.agent_name,
-                                       event_id=event.event_id, handed_off_at=handoff.created_at,
-                                       assigned_at=event.at, wait_seconds=wait))
+            team = str(handoff.assignment.get("team") or "")
+            wait = max(0, int((event.at - handoff.created_at).total_seconds()))
+            taking = dict(target=event.target, vendor_ticket_id=event.ticket_id, team=team, agent_id=event.agent_id,
+                          agent_name=event.agent_name, event_id=event.event_id, assigned_at=event.at,
+                          wait_seconds=wait, routed=routed)
+            if taken is not None:  # routing's choice gave way: this agent is the one the customer waited for
+                for column, value in taking.items():
+                    setattr(taken, column, value)
+            else:
+                session.add(Assignment(handoff_id=handoff.id, handed_off_at=handoff.created_at, **taking))
     except IntegrityError:  # the same event, or another report for this handoff, committed first
         with services.db.reading() as session:
             duplicate = _recorded(session, event)
@@ -121,11 +129,12 @@ def record(services: Services, event: AssignmentEvent) -> Received:
     if owed:
         services.wake_callbacks()  # `assigned`: committed above, so the loop finds it now
     taker = Holder(event.target, event.agent_id, event.agent_name, first=True)
-    if routed:
-        return Received("ignored", "the agent routing named when the ticket was made", holder=taker, ticket_id=where)
-    services.observed_wait.forget(team)  # this process quotes the new figure at once
     with log_context(handoff_id=matched):
-        log.info("assignment recorded", extra={"target": event.target, "team": team, "wait_seconds": wait})
+        log.info("assignment recorded", extra={"target": event.target, "team": team, "wait_seconds": wait,
+                                               "routed": routed})
+    if routed:
+        return Received("recorded", ROUTED, matched, holder=taker, ticket_id=where)
+    services.observed_wait.forget(team)  # this process quotes the new figure at once
     return Received("recorded", f"assigned after {wait} s", matched, holder=taker, ticket_id=where)
 
 

@@ -9,7 +9,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -162,8 +174,8 @@ class Assignment(Base):
     __table_args__ = (
         UniqueConstraint("handoff_id", name="uq_assignments_handoff"),
         UniqueConstraint("target", "event_id", name="uq_assignments_target_event"),
-        # The observed-wait query reads (team, recent assigned_at) → wait_seconds from the index alone.
-        Index("ix_assignments_team_recent", "team", "assigned_at", "wait_seconds"),
+        # The observed-wait query reads (team, recent assigned_at, not routed) → wait_seconds from the index alone.
+        Index("ix_assignments_team_recent", "team", "assigned_at", "routed", "wait_seconds"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -178,6 +190,10 @@ class Assignment(Base):
     handed_off_at: Mapped[dt.datetime]
     assigned_at: Mapped[dt.datetime]  # the vendor's time for the event
     wait_seconds: Mapped[int] = mapped_column(Integer)
+    # The agent routing itself put on the ticket (a sticky previous agent, a rule's assignee), as the
+    # vendor reported it: the handoff is theirs, but no one was waited for — never an observed wait.
+    # A later report of another agent taking the ticket replaces it.
+    routed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

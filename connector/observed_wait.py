@@ -77,7 +77,7 @@ class ObservedWait:
     def _measure(self, team: str, window_minutes: int, min_samples: int) -> int | None:
         since = self._now() - dt.timedelta(minutes=window_minutes)
         query = (select(Assignment.wait_seconds)
-                 .where(Assignment.team == team, Assignment.assigned_at >= since)
+                 .where(Assignment.team == team, Assignment.assigned_at >= since, Assignment.routed.is_(False))
                  .order_by(Assignment.assigned_at.desc())
                  .limit(MAX_SAMPLES))
         try:

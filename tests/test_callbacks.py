@@ -587,7 +587,7 @@ def test_an_agent_routing_named_is_still_news_to_the_bot(make_callback_app, bot)
                                   routed={"zendesk": {"assignee_id": "381156009921"}})
     answer = app.test_client().post("/webhooks/zendesk", data=EVENT_BYTES, content_type="application/json",
                                     headers=headers()).get_json()
-    assert answer["detail"] == "the agent routing named when the ticket was made"  # not an observed wait
+    assert answer["detail"] == "the agent routing named when the ticket was made (not an observed wait)"
     send_due(app)
     [received] = bot.requests
     assert received.json["agent"] == {"id": "381156009921", "name": None, "target": "zendesk"}

@@ -28,8 +28,9 @@ def routing_with(window_minutes: int = 120, min_samples: int = 3):
     return compile_routing(data)
 
 
-def assigned(db, team: str, wait_s: int, minutes_ago: float) -> None:
-    """A handoff of `team` that an agent took `wait_s` after it arrived, `minutes_ago` before NOW."""
+def assigned(db, team: str, wait_s: int, minutes_ago: float, routed: bool = False) -> None:
+    """A handoff of `team` that an agent took `wait_s` after it arrived, `minutes_ago` before NOW
+    (`routed`: the agent routing itself put on the ticket)."""
     n = next(_ids)
     at = NOW - dt.timedelta(minutes=minutes_ago)
     handed_off = at - dt.timedelta(seconds=wait_s)
@@ -40,7 +41,7 @@ def assigned(db, team: str, wait_s: int, minutes_ago: float) -> None:
         session.flush()
         session.add(Assignment(handoff_id=f"hnd_OBS{n:06d}", target="zendesk", vendor_ticket_id=str(1000 + n),
                                team=team, agent_id="235324", event_id=f"evt-{n}", handed_off_at=handed_off,
-                               assigned_at=at, wait_seconds=wait_s))
+                               assigned_at=at, wait_seconds=wait_s, routed=routed))
 
 
 class Clock:
@@ -67,8 +68,9 @@ def test_the_median_of_recent_assignments_per_team(db):
     assigned(db, "billing", 9000, 121)  # outside the two-hour window: ignored
     for wait_s in (30, 30, 45):
         assigned(db, "support", wait_s, 10)
+    assigned(db, "billing", 0, 1, routed=True)  # routing's own choice: nobody waited for it
     observed = observer(db)
-    assert observed("billing") == 105  # median of 60, 90, 120, 300 — not the old 9000
+    assert observed("billing") == 105  # median of 60, 90, 120, 300 — not the old 9000, not the routed 0
     assert observed("support") == 30
     assert observed("escalations") is None  # nothing seen for this team
 

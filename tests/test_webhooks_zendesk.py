@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from connector.models import Assignment, Delivery, Handoff
+from tests.conftest import auth
 from tests.fakes.zendesk import FIXTURES
 
 SECRET = "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="
@@ -82,7 +83,8 @@ def delivered(app, handoff_id: str = HANDOFF, ticket: str | None = "1001", *, te
         session.add(Handoff(id=handoff_id, bot_id="support-bot", conversation_id=conversation,
                             idempotency_key=handoff_id, request_hash="0" * 64, packet={},
                             assignment={"team": team, "trace": [], "targets": routed or {}},
-                            customer_message={}, created_at=at(created),
+                            customer_message={"locale": "en", "text": "An agent will be with you shortly."},
+                            created_at=at(created),
                             deliveries=[Delivery(target=target, state="created" if ticket else "pending",
                                                  vendor_id=ticket)]))
 
@@ -282,13 +284,23 @@ def test_copies_arriving_at_once_are_recorded_once(hooked):
     assert len(assignments(hooked)) == 1
 
 
-def test_the_agent_routing_put_on_the_ticket_is_not_an_observed_wait(hooked):
+def test_the_agent_routing_put_on_the_ticket_holds_it_but_is_not_an_observed_wait(hooked):
     # A sticky rule offered the customer's previous agent: the ticket was created assigned to them.
     delivered(hooked, routed={"zendesk": {"group_id": "360004421977", "assignee_id": "381156009921"}})
     response = post(hooked, event())
-    assert response.get_json() == {"outcome": "ignored", "handoff_id": None,
-                                   "detail": "the agent routing named when the ticket was made"}
-    # Someone else taking it later (after the sticky agent let go) is a real assignment.
+    assert response.get_json() == {"outcome": "recorded", "handoff_id": HANDOFF,
+                                   "detail": "the agent routing named when the ticket was made (not an observed wait)"}
+    [row] = assignments(hooked)
+    assert (row.agent_id, row.routed) == ("381156009921", True)
+    assigned = hooked.test_client().get(f"/v1/handoffs/{HANDOFF}", headers=auth()).get_json()["assigned"]
+    assert (assigned["agent_id"], assigned["routed"]) == ("381156009921", True)  # the bot sees who holds it
+    # Someone else taking it later (after the sticky agent let go) is a real assignment, and replaces it.
     later = post(hooked, event(id="evt-later", time="2026-11-21T12:02:05Z", event__current="20978392"))
     assert later.get_json()["outcome"] == "recorded"
-    assert assignments(hooked)[0].wait_seconds == 240
+    [row] = assignments(hooked)
+    assert (row.agent_id, row.routed, row.wait_seconds, row.event_id) == ("20978392", False, 240, "evt-later")
+    # …and only once: a third report is the ticket's handoff being assigned already.
+    third = post(hooked, event(id="evt-third", time="2026-11-21T12:03:05Z", event__current="31"))
+    assert third.get_json()["detail"] == "the ticket's newest handoff was assigned already"
+
+

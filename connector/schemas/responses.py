@@ -88,6 +88,9 @@ class AssignedSchema(Schema):
     agent_name = fields.String(required=True, allow_none=True)
     assigned_at = fields.String(required=True)
     wait_seconds = fields.Integer(required=True, metadata={"description": "From the handoff to the assignment."})
+    routed = fields.Boolean(required=True, metadata={
+        "description": "The agent routing itself put on the ticket (a sticky previous agent), as the vendor "
+                       "reported: not a wait anyone observed. Another agent taking the ticket later replaces it."})
 
 
 class CallbackDetailSchema(Schema):
