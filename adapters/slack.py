@@ -257,9 +257,15 @@ class SlackAdapter(Adapter):
 
 
 def _make_client(token: str, base_url: str, timeout: int, environ: Mapping[str, str]) -> WebClient:
+    # slack-sdk reads HTTPS_PROXY but ignores NO_PROXY; decide ourselves, then urllib does the rest.
+    host = urlsplit(base_url).hostname or ""
+    proxy = environ.get("HTTPS_PROXY") or environ.get("https_proxy") or ""
+    no_proxy = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
+    proxy = proxy if proxy and not urllib.request.proxy_bypass_environment(host, {"no": no_proxy}) else ""
     # slack-sdk opens each call with `urlopen(context=…)`, which builds a urllib opener per call
-    # (~1.3 ms): only https is given the context, since plain http (a loopback fake) has no use for it.
-    secure = urlsplit(base_url).scheme == "https"
+    # (~1.3 ms): the context goes only where TLS is spoken — Slack over https, or a proxy over
+    # https — not to plain http (a loopback fake), which has no use for it.
+    secure = urlsplit(base_url).scheme == "https" or urlsplit(proxy).scheme == "https"
     variable = next((name for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE") if environ.get(name)), None) \
         if secure else None
     try:  # enterprise TLS interception: the CA bundle the rest of the service trusts
@@ -274,12 +280,7 @@ def _make_client(token: str, base_url: str, timeout: int, environ: Mapping[str, 
         # reset *after* the request left, which re-posts an alert.
         retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1, error_types=[URLError])],
     )
-    # slack-sdk reads HTTPS_PROXY but ignores NO_PROXY; decide ourselves, then urllib does the rest.
-    host = urlsplit(base_url).hostname or ""
-    proxy = environ.get("HTTPS_PROXY") or environ.get("https_proxy") or ""
-    no_proxy = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
-    bypass = urllib.request.proxy_bypass_environment(host, {"no": no_proxy})
-    client.proxy = proxy if proxy and not bypass else None
+    client.proxy = proxy or None
     return client
 
 

@@ -14,7 +14,8 @@ takes the ticket later, that agent replaces it, and their wait is the customer's
 `assigned` callback stays the first report's (one per handoff).
 
 Vendors deliver events at least once: an event id already recorded for the target is answered as
-a duplicate, never counted twice (a unique constraint settles two copies arriving at once).
+a duplicate, never counted twice (a unique constraint settles two copies arriving at once; when
+they replace routing's report, the update that finds it no longer routing's does).
 
 A ticket solved (`CompletionEvent`) ends the newest handoff delivered to it the same way, and owes
 its bot the `completed` status callback when it asked for one; once per handoff (`callbacks`).
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from marshmallow import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -92,9 +93,10 @@ def receive(services: Services, parse: Callable[[Any], AssignmentEvent | Complet
     return received
 
 
-def record(services: Services, event: AssignmentEvent) -> Received:
+def record(services: Services, event: AssignmentEvent, again: bool = True) -> Received:
     matched: str | None = None  # the handoff the event was matched to, and its ticket at the target
     where: str | None = None
+    routed = False
     try:
         with services.db.session() as session:
             duplicate = _recorded(session, event)
@@ -116,15 +118,22 @@ def record(services: Services, event: AssignmentEvent) -> Received:
             taking = dict(target=event.target, vendor_ticket_id=event.ticket_id, team=team, agent_id=event.agent_id,
                           agent_name=event.agent_name, event_id=event.event_id, assigned_at=event.at,
                           wait_seconds=wait, routed=routed)
-            if taken is not None:  # routing's choice gave way: this agent is the one the customer waited for
-                for column, value in taking.items():
-                    setattr(taken, column, value)
+            if taken is not None:  # routing's choice gives way: this agent is the one the customer waited for
+                # Only while it is still routing's: of two takers at once (or two copies of this
+                # event), the second's update waits for the first's commit, then matches nothing.
+                replaced = session.execute(update(Assignment).where(Assignment.id == taken.id, Assignment.routed)
+                                           .values(**taking)).rowcount
+                if not replaced:
+                    session.expire(taken)
+                    return _recorded(session, event) or _taken_already(_assignment_of(session, matched), where)
             else:
                 session.add(Assignment(handoff_id=handoff.id, handed_off_at=handoff.created_at, **taking))
     except IntegrityError:  # the same event, or another report for this handoff, committed first
         with services.db.reading() as session:
             duplicate = _recorded(session, event)
             taken = None if duplicate else _assignment_of(session, matched)
+        if again and taken is not None and taken.routed and not routed:
+            return record(services, event, again=False)  # routing's report came first: take it over
         return duplicate or _taken_already(taken, where)
     if owed:
         services.wake_callbacks()  # `assigned`: committed above, so the loop finds it now

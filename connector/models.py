@@ -165,8 +165,9 @@ class TargetPause(Base):
 class Assignment(Base):
     """An agent took a handoff, as a vendor reported it (Zendesk assignee event, Slack claim).
 
-    One per handoff: the first report is the customer's time to assignment; later reassignments
-    and a second target's report are not a second wait. `event_id` is the vendor's id for the
+    One per handoff: the first report is the customer's time to assignment — unless it is the agent
+    routing itself put on the ticket (`routed`), whom the first other agent to take it replaces;
+    later reassignments and a second target's report are not a second wait. `event_id` is the vendor's id for the
     event, unique per target, because vendors deliver events at least once.
     """
 
@@ -174,8 +175,8 @@ class Assignment(Base):
     __table_args__ = (
         UniqueConstraint("handoff_id", name="uq_assignments_handoff"),
         UniqueConstraint("target", "event_id", name="uq_assignments_target_event"),
-        # The observed-wait query reads (team, recent assigned_at, not routed) → wait_seconds from the index alone.
-        Index("ix_assignments_team_recent", "team", "assigned_at", "routed", "wait_seconds"),
+        # The observed-wait query reads (team, not routed, recent assigned_at) → wait_seconds from the index alone.
+        Index("ix_assignments_team_recent", "team", "routed", "assigned_at", "wait_seconds"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -593,6 +593,21 @@ def test_an_agent_routing_named_is_still_news_to_the_bot(make_callback_app, bot)
     assert received.json["agent"] == {"id": "381156009921", "name": None, "target": "zendesk"}
 
 
+def test_an_agent_taking_over_from_routings_owes_no_second_assigned(make_callback_app, bot):
+    from tests.test_webhooks_zendesk import EVENT_BYTES, event, headers, signed
+
+    app = _with_a_zendesk_handoff(make_callback_app, "hnd_01TESTHANDOFF0000000000000",
+                                  full_packet(callback={"url": bot.url, "events": ["assigned"]}),
+                                  routed={"zendesk": {"assignee_id": "381156009921"}})
+    client = app.test_client()
+    client.post("/webhooks/zendesk", data=EVENT_BYTES, content_type="application/json", headers=headers())
+    later = json.dumps(event(id="evt-later", time="2026-11-21T12:02:05Z", event__current="20978392")).encode()
+    answer = client.post("/webhooks/zendesk", data=later, content_type="application/json", headers=signed(later))
+    assert answer.get_json()["outcome"] == "recorded"  # took over from routing's agent
+    send_due(app)
+    assert [r.json["agent"]["id"] for r in bot.requests] == ["381156009921"]  # one per handoff: the first report
+
+
 def test_an_agent_routing_named_is_sent_without_waiting_for_the_next_poll(make_callback_app, bot):
     from tests.test_webhooks_zendesk import EVENT_BYTES, headers
 

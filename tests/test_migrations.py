@@ -13,3 +13,36 @@ def test_migrated_schema_matches_the_models(any_db_app):
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
+
+
+def test_going_back_to_0005_forgets_the_assignments_routing_made(any_db_app):
+    """0005's code counts every assignment as an observed wait and lets none be replaced: the
+    routed ones (which it never stored) must not be left for it."""
+    import datetime as dt
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from connector.db import MIGRATIONS
+    from connector.models import Assignment, Handoff
+
+    db = any_db_app.extensions["connector"].db
+    at = dt.datetime(2026, 11, 21, 12, tzinfo=dt.UTC)
+    with db.session() as session:
+        for n, routed in ((1, False), (2, True)):
+            session.add(Handoff(id=f"hnd_M{n}", bot_id="b", conversation_id=f"c{n}", idempotency_key=f"k{n}",
+                                request_hash="0" * 64, packet={}, assignment={}, customer_message={}, created_at=at))
+            session.flush()
+            session.add(Assignment(handoff_id=f"hnd_M{n}", target="zendesk", vendor_ticket_id=str(n), team="t",
+                                   agent_id="a", event_id=f"e{n}", handed_off_at=at, assigned_at=at, wait_seconds=n,
+                                   routed=routed))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+        assert connection.execute(text("SELECT handoff_id FROM assignments")).scalars().all() == ["hnd_M1"]
+    db.upgrade()
+    with db.engine.connect() as connection:
+        assert connection.execute(text("SELECT routed FROM assignments")).scalars().all() == [False]

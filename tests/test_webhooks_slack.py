@@ -202,6 +202,20 @@ def test_a_click_is_answered_on_the_handoffs_alert_not_where_the_payload_says(sl
     assert said == [("U0AGENT01", Holder("slack", "U0AGENT01", "dana.agent", first=True))]
 
 
+def test_a_click_takes_over_from_the_agent_routing_put_on_the_zendesk_ticket(slack_app):
+    alerted(slack_app)
+    with slack_app.extensions["connector"].db.session() as session:
+        session.add(Assignment(handoff_id=HANDOFF, target="zendesk", vendor_ticket_id="1001", team="billing",
+                               agent_id="381156009921", agent_name="Sam Agent", event_id="zd-1", routed=True,
+                               handed_off_at=dt.datetime.fromtimestamp(T0 - 115, dt.UTC),
+                               assigned_at=dt.datetime.fromtimestamp(T0 - 110, dt.UTC), wait_seconds=5))
+    said = told(slack_app)
+    assert post(slack_app, claim()).get_json()["outcome"] == "recorded"
+    [row] = assignments(slack_app)
+    assert (row.target, row.agent_id, row.routed, row.wait_seconds) == ("slack", "U0AGENT01", False, 120)
+    assert said == [("U0AGENT01", Holder("slack", "U0AGENT01", "dana.agent", first=True))]
+
+
 def test_a_click_matching_no_handoff_and_a_repeated_click_tell_nobody(slack_app):
     alerted(slack_app)
     said = told(slack_app)

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -302,5 +303,76 @@ def test_the_agent_routing_put_on_the_ticket_holds_it_but_is_not_an_observed_wai
     # …and only once: a third report is the ticket's handoff being assigned already.
     third = post(hooked, event(id="evt-third", time="2026-11-21T12:03:05Z", event__current="31"))
     assert third.get_json()["detail"] == "the ticket's newest handoff was assigned already"
+
+
+@pytest.mark.postgres
+def test_two_agents_who_both_saw_routings_agent_cannot_both_take_over(make_app, postgres_url, monkeypatch):
+    """Both transactions read the routed row before either writes (READ COMMITTED): the second's
+    update waits for the first's commit and must then find the row no longer routing's."""
+    from connector import assignments as recording
+
+    app = make_app(zendesk_webhook_secrets=(SECRET,), database_url=postgres_url)
+    app.extensions["connector"].clock = lambda: T0 + 30
+    delivered(app, routed={"zendesk": {"assignee_id": "381156009921"}})
+    assert post(app, event()).get_json()["outcome"] == "recorded"  # routing's own choice
+    barrier, real = threading.Barrier(2, timeout=10), recording._owe_callback
+
+    def after_both_have_read(*args):
+        barrier.wait()
+        return real(*args)
+
+    monkeypatch.setattr(recording, "_owe_callback", after_both_have_read)
+    takers = [event(id=f"evt-{n}", time="2026-11-21T12:02:05Z", event__current=f"2097839{n}") for n in range(2)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(pool.map(lambda body: post(app, body).get_json(), takers))
+    assert sorted(a["outcome"] for a in answers) == ["ignored", "recorded"], answers
+    [row] = assignments(app)
+    winner = next(n for n, a in enumerate(answers) if a["outcome"] == "recorded")
+    assert (row.agent_id, row.routed) == (f"2097839{winner}", False)
+
+
+@pytest.mark.postgres
+def test_an_agent_whose_insert_lost_to_routings_report_takes_over_from_it(make_app, postgres_url, monkeypatch):
+    """Routing's report and a real taker both find the handoff untaken; routing's commits first, so
+    the taker's insert is refused (one row per handoff): it must still take over, not be told
+    the handoff was taken."""
+    import time
+
+    from connector import assignments as recording
+
+    app = make_app(zendesk_webhook_secrets=(SECRET,), database_url=postgres_url)
+    app.extensions["connector"].clock = lambda: T0 + 30
+    delivered(app, routed={"zendesk": {"assignee_id": "381156009921"}})
+    barrier, real, calls = threading.Barrier(2, timeout=10), recording._owe_callback, []
+
+    def after_both_have_read(session, services, handoff, event):
+        calls.append(event.event_id)
+        if len(calls) <= 2:  # the two first looks; the taker's second try goes straight on
+            barrier.wait()
+            if event.agent_id != "381156009921":
+                time.sleep(0.3)  # routing's report commits first
+        return real(session, services, handoff, event)
+
+    monkeypatch.setattr(recording, "_owe_callback", after_both_have_read)
+    taker = event(id="evt-taker", time="2026-11-21T12:02:05Z", event__current="20978392")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(pool.map(lambda body: post(app, body).get_json(), [event(), taker]))
+    assert [a["outcome"] for a in answers] == ["recorded", "recorded"], answers
+    [row] = assignments(app)
+    assert (row.agent_id, row.routed, row.wait_seconds) == ("20978392", False, 240)
+
+
+def test_agents_taking_over_from_routing_at_once_the_first_takes_it(hooked):
+    delivered(hooked, routed={"zendesk": {"assignee_id": "381156009921"}})
+    assert post(hooked, event()).get_json()["outcome"] == "recorded"  # routing's own choice
+    takers = [event(id=f"evt-{n}", time="2026-11-21T12:02:05Z", event__current=f"2097839{n}") for n in range(6)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda body: post(hooked, body).get_json(), [*takers, takers[0]]))
+    # One takes it over; the others (a copy of the winner's event included) find it taken.
+    assert sorted(a["outcome"] for a in answers).count("recorded") == 1, answers
+    [row] = assignments(hooked)
+    assert not row.routed
+    winner = next(n for n, a in enumerate(answers[:6]) if a["outcome"] == "recorded")
+    assert row.agent_id == f"2097839{winner}"
 
 

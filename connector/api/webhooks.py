@@ -47,7 +47,9 @@ def zendesk() -> Response:
       summary: Zendesk event webhook (agent assignment changed, status changed), signed by Zendesk
       description: >-
         An agent taking an unassigned ticket of a handoff is recorded once per event id and
-        feeds the observed wait. A ticket solved or closed owes the handoff's bot its `completed`
+        feeds the observed wait; the agent routing itself put on the ticket is recorded as
+        holding it (`routed`), never as an observed wait, until another agent takes the ticket
+        and replaces it. A ticket solved or closed owes the handoff's bot its `completed`
         status callback, once. Other event types, unassignments, reassignments, other statuses and
         tickets that no handoff made are answered 200 with outcome `ignored`.
       security: [{zendeskSignature: []}]

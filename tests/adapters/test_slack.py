@@ -559,8 +559,12 @@ def test_no_proxy_and_ca_bundle(slack: FakeSlack, monkeypatch: pytest.MonkeyPatc
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
         client = SlackAdapter(settings_for(slack, slack_api_url="https://slack.example/api/"), {})._client()
         assert client.ssl is not None and client.ssl.cert_store_stats()["x509_ca"] > 0
-        # Plain http has no use for it (and slack-sdk would build an opener per call for it).
+        # Plain http has no use for it (and slack-sdk would build an opener per call for it)…
         assert SlackAdapter(settings_for(slack), {})._client().ssl is None
+        # …unless the way to it is a proxy spoken to over https.
+        monkeypatch.setenv("HTTPS_PROXY", "https://proxy.invalid:3128")
+        monkeypatch.setenv("NO_PROXY", "")
+        assert SlackAdapter(settings_for(slack), {})._client().ssl is not None
 
 
 def test_text_is_escaped_once_for_mrkdwn_entities_included():

@@ -17,13 +17,15 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("assignments") as batch:
         batch.add_column(sa.Column("routed", sa.Boolean(), server_default=sa.false(), nullable=False))
-        # The observed wait reads (team, recent assigned_at, not routed) → wait_seconds from the index alone.
+        # The observed wait reads (team, not routed, recent assigned_at) → wait_seconds from the index alone.
         batch.drop_index("ix_assignments_team_recent")
-        batch.create_index("ix_assignments_team_recent", ["team", "assigned_at", "routed", "wait_seconds"],
+        batch.create_index("ix_assignments_team_recent", ["team", "routed", "assigned_at", "wait_seconds"],
                            unique=False)
 
 
 def downgrade() -> None:
+    # 0005 never stored these: left, they would count as observed waits and block real takers.
+    op.execute("DELETE FROM assignments WHERE routed")
     with op.batch_alter_table("assignments") as batch:
         batch.drop_index("ix_assignments_team_recent")
         batch.create_index("ix_assignments_team_recent", ["team", "assigned_at", "wait_seconds"], unique=False)
