@@ -710,10 +710,11 @@ def test_retries_are_counted_from_the_first_try_not_from_when_the_callback_was_o
     assert [(r.status, r.attempts) for r in rows(app)] == [("pending", 1)]  # retried, not given up for age
 
 
-def test_a_bot_dripping_its_answer_is_cut_off_at_twice_the_timeout_and_retried(make_callback_app, bot):
+def test_a_bot_dripping_its_answer_is_cut_off_at_twice_the_timeout_and_retried(make_app, bot):
     """Each byte comes within the read timeout, so only a deadline for the whole send frees the
-    thread: without it, this send would hold one for a minute."""
-    app = make_callback_app(callback_timeout_s=1)
+    thread: without it, this send would hold one for a minute. (SQLite only: the deadline is the
+    sender's, whatever the database.)"""
+    app = make_app(bot_secrets=TWO_SECRETS, callback_allow_private=True, callback_timeout_s=1)
     post(app, full_packet(callback={"url": bot.url, "events": ["delivered"]}))
     bot.drip(0.2)
     started = time.monotonic()
@@ -727,11 +728,11 @@ def test_a_bot_dripping_its_answer_is_cut_off_at_twice_the_timeout_and_retried(m
     assert bot.states() == ["delivered", "delivered"]
 
 
-def test_each_send_has_a_connection_of_its_own_so_the_deadline_sees_every_socket(make_callback_app, bot):
+def test_each_send_has_a_connection_of_its_own_so_the_deadline_sees_every_socket(make_app, bot):
     """The deadline tracks the sockets a send connects; a kept-alive connection would escape it.
     The sender closes every answer unread, which closes the connection: so the second send, to a
     bot that keeps connections alive, is cut off all the same."""
-    app = make_callback_app(callback_timeout_s=1)
+    app = make_app(bot_secrets=TWO_SECRETS, callback_allow_private=True, callback_timeout_s=1)
     post(app, full_packet(callback={"url": bot.url, "events": ["queued", "delivered"]}))
     sender = app.extensions["connector"].callbacks
     sender.send_due()  # `queued`
