@@ -174,7 +174,7 @@ class SlackAdapter(Adapter):
         later click, with a message only that agent sees, naming who has it. Both go to the alert
         our delivery posted (`ticket_id`), never to a channel the click's payload names; a click
         inside the thread (a re-escalation's reply) is answered in the thread."""
-        channel, ts = ticket_id.split("/", 1)
+        channel, ts = _alert(ticket_id)
         text = kit.claim_notice(holder, event.agent_id)
         if holder.first:
             self._call("chat_postMessage", acts=True, channel=channel, thread_ts=ts, reply_broadcast=True, text=text,
@@ -329,7 +329,12 @@ def _link_target(ctx: HandoffContext) -> tuple[str, str]:
     extra = ctx.link.extra
     if extra.get("channel") and extra.get("ts"):
         return str(extra["channel"]), str(extra["ts"])
-    channel, _, ts = ctx.link.vendor_id.partition("/")
+    return _alert(ctx.link.vendor_id)
+
+
+def _alert(vendor_id: str) -> tuple[str, str]:
+    """An alert's channel and ts from the `vendor_id` our delivery recorded (`<channel>/<ts>`)."""
+    channel, _, ts = vendor_id.partition("/")
     return channel, ts
 
 

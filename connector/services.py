@@ -233,7 +233,7 @@ class Services:
             except DeliveryError as err:
                 log.warning("could not tell the agent who holds the handoff",
                             extra={"target": event.target, "ticket_id": ticket_id, "error": str(err)})
-            except Exception:  # never lose the pool thread
+            except Exception:  # nobody reads the future: unlogged, the failure would vanish
                 log.exception("telling the agent who holds the handoff failed", extra={"target": event.target})
 
         try:
