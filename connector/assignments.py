@@ -112,7 +112,7 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             if taken is not None and (routed or not taken.routed):
                 return _recorded(session, event) or _taken_already(taken, where)
             # The bot hears of any agent taking its handoff, even one routing chose itself.
-            owed = _owe_callback(session, services, handoff, event)
+            owed = _owe_callback(session, services, handoff, event, routed)
             team = str(handoff.assignment.get("team") or "")
             wait = max(0, int((event.at - handoff.created_at).total_seconds()))
             taking = dict(target=event.target, vendor_ticket_id=event.ticket_id, team=team, agent_id=event.agent_id,
@@ -187,14 +187,16 @@ def _ticket_at(tickets: list[dict[str, Any]], target: str, ticket_id: str) -> di
     return {**taken, "id": ticket_id}
 
 
-def _owe_callback(session: Session, services: Services, handoff: Handoff, event: AssignmentEvent) -> bool:
+def _owe_callback(session: Session, services: Services, handoff: Handoff, event: AssignmentEvent,
+                  routed: bool) -> bool:
     """The `assigned` status callback, in the assignment's transaction, if the bot asked for it
-    (True: a row was added)."""
+    (True: a row was added). `routed` tells the bot the agent is routing's own choice, who may
+    still give way to another (GET shows who holds it then; the bot gets one `assigned`)."""
     url = callbacks.url_for(handoff.packet, "assigned")
     if url is None:
         return False
     tickets = _tickets(handoff)
-    agent = {"id": event.agent_id, "name": event.agent_name, "target": event.target}
+    agent = {"id": event.agent_id, "name": event.agent_name, "target": event.target, "routed": routed}
     new = callbacks.row(handoff, "assigned", url, tickets, event.at, agent=agent,
                         primary=_ticket_at(tickets, event.target, event.ticket_id))
     return callbacks.add(session.connection(), services.db, new)

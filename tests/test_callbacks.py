@@ -232,7 +232,7 @@ def test_an_assignment_tells_the_bot_who_took_which_ticket(make_callback_app, bo
     send_due(app)
     [received] = bot.requests
     assert received.json["state"] == "assigned"
-    assert received.json["agent"] == {"id": "agent-7", "name": "Dana", "target": "preview"}
+    assert received.json["agent"] == {"id": "agent-7", "name": "Dana", "target": "preview", "routed": False}
     assert received.json["ticket"] == {"target": "preview", "status": "created", "id": f"preview-{hid}",
                                        "url": f"/v1/handoffs/{hid}"}
     assert dt.datetime.fromisoformat(received.json["at"].replace("Z", "+00:00")) == at
@@ -590,7 +590,7 @@ def test_an_agent_routing_named_is_still_news_to_the_bot(make_callback_app, bot)
     assert answer["detail"] == "the agent routing named when the ticket was made (not an observed wait)"
     send_due(app)
     [received] = bot.requests
-    assert received.json["agent"] == {"id": "381156009921", "name": None, "target": "zendesk"}
+    assert received.json["agent"] == {"id": "381156009921", "name": None, "target": "zendesk", "routed": True}
 
 
 def test_an_agent_taking_over_from_routings_owes_no_second_assigned(make_callback_app, bot):
@@ -605,7 +605,8 @@ def test_an_agent_taking_over_from_routings_owes_no_second_assigned(make_callbac
     answer = client.post("/webhooks/zendesk", data=later, content_type="application/json", headers=signed(later))
     assert answer.get_json()["outcome"] == "recorded"  # took over from routing's agent
     send_due(app)
-    assert [r.json["agent"]["id"] for r in bot.requests] == ["381156009921"]  # one per handoff: the first report
+    # One per handoff: the first report, which said it was routing's choice (GET names the new holder).
+    assert [(r.json["agent"]["id"], r.json["agent"]["routed"]) for r in bot.requests] == [("381156009921", True)]
 
 
 def test_an_agent_routing_named_is_sent_without_waiting_for_the_next_poll(make_callback_app, bot):

@@ -345,13 +345,13 @@ def test_an_agent_whose_insert_lost_to_routings_report_takes_over_from_it(make_a
     delivered(app, routed={"zendesk": {"assignee_id": "381156009921"}})
     barrier, real, calls = threading.Barrier(2, timeout=10), recording._owe_callback, []
 
-    def after_both_have_read(session, services, handoff, event):
+    def after_both_have_read(session, services, handoff, event, routed):
         calls.append(event.event_id)
         if len(calls) <= 2:  # the two first looks; the taker's second try goes straight on
             barrier.wait()
             if event.agent_id != "381156009921":
                 time.sleep(0.3)  # routing's report commits first
-        return real(session, services, handoff, event)
+        return real(session, services, handoff, event, routed)
 
     monkeypatch.setattr(recording, "_owe_callback", after_both_have_read)
     taker = event(id="evt-taker", time="2026-11-21T12:02:05Z", event__current="20978392")

@@ -131,6 +131,10 @@ class CallbackAgentSchema(Schema):
     id = fields.String(required=True, metadata={"description": "The vendor's id of the agent."})
     name = fields.String(required=True, allow_none=True)
     target = fields.String(required=True, metadata={"description": "The target that reported it."})
+    routed = fields.Boolean(required=True, metadata={
+        "description": "The agent routing itself put on the ticket (a sticky previous agent), as the vendor "
+                       "reported. Another agent taking the ticket later replaces it in `GET /v1/handoffs/{id}` "
+                       "(`assigned`); the bot gets one `assigned` callback per handoff, this one."})
 
 
 class HandoffStatusSchema(Schema):
