@@ -9,12 +9,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import tenacity
 from flask import Flask, current_app
 from sqlalchemy.exc import SQLAlchemyError
 
 from adapters import registry
 from adapters.base import Adapter
-from adapters.errors import DeliveryError
+from adapters.errors import DeliveryError, OutcomeUnknown, TransientError
 from adapters.events import AssignmentEvent, Holder
 
 from . import callbacks, handoff_store
@@ -29,6 +30,9 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 REPORT_EVERY_S = 60.0
 CLAIM_COALESCE_S = 0.05
+# An agent's notice is worth a short wait: Slack allows about one message a second per channel, so
+# claims at once meet 429s whose Retry-After is a second or two. Longer than this, it is stale.
+NOTICE_TRIES, NOTICE_WAIT_MAX_S = 3, 30.0
 
 
 class Services:
@@ -222,14 +226,21 @@ class Services:
         """The target tells the agent whose action `event` reported who holds the handoff, on its
         ticket `ticket_id` (`Adapter.claim_answered`). On a small pool of its own, never on the
         request (Slack wants its answer within three seconds) nor on the delivery threads. Best
-        effort, like the related-tickets edit: a failure is logged and not retried."""
+        effort: a rate limit or a vendor error that did nothing is tried again after the vendor's
+        Retry-After (up to `NOTICE_TRIES` times, waiting at most `NOTICE_WAIT_MAX_S`, and not
+        past shutdown); an unknown outcome is not, since the agent may have been told. Then a
+        failure is logged."""
         adapter = self.adapters.get(event.target)
         if adapter is None or type(adapter).claim_answered is Adapter.claim_answered:
             return  # the vendor shows the agent the assignment itself: nothing to queue
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_notice_worth_another_try),
+            stop=tenacity.stop_after_attempt(NOTICE_TRIES) | tenacity.stop_when_event_set(self._stop),
+            wait=_vendors_wait, sleep=self._stop.wait, reraise=True)
 
         def tell() -> None:
             try:
-                adapter.claim_answered(event, holder, ticket_id)
+                retrying(adapter.claim_answered, event, holder, ticket_id)
             except DeliveryError as err:
                 log.warning("could not tell the agent who holds the handoff",
                             extra={"target": event.target, "ticket_id": ticket_id, "error": str(err)})
@@ -298,3 +309,13 @@ def current_services() -> Services:
 
 def init_app(app: Flask, services: Services) -> None:
     app.extensions["connector"] = services
+
+
+def _notice_worth_another_try(err: BaseException) -> bool:
+    return (isinstance(err, TransientError) and not isinstance(err, OutcomeUnknown)
+            and (err.retry_after or 0) <= NOTICE_WAIT_MAX_S)
+
+
+def _vendors_wait(state: tenacity.RetryCallState) -> float:
+    err = state.outcome.exception() if state.outcome else None
+    return float(getattr(err, "retry_after", None) or 1.0)

@@ -53,31 +53,37 @@ def test_alert_thread_and_links_to_the_other_targets_ticket(make_app):
 SIGNING_SECRET = "slack-signing-secret-e2e-0001"
 
 
+def _claimable(make_app, slack, **settings):
+    """A handoff alerted in Slack with a Claim button, and a way to click it as Slack would."""
+    app = make_app(targets=("slack",), slack_bot_token=slack.token, slack_api_url=slack.api_url,
+                   slack_channel="C0HANDOFF", slack_signing_secret=SIGNING_SECRET, **settings)
+    client = app.test_client()
+    body = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
+                       content_type="application/json").get_json()
+    [alert] = slack.top_level("C0HANDOFF")
+    [claim] = [e for b in alert["blocks"] if b["type"] == "actions" for e in b["elements"]
+               if e["action_id"] == "handoff_claim"]
+    assert claim["value"] == body["id"]
+
+    def click(user: str, trigger: str):
+        """What Slack posts when `user` clicks it (only the fields that matter here), signed as Slack signs."""
+        payload = {"type": "block_actions", "trigger_id": trigger, "user": {"id": user, "name": user.lower()},
+                   "container": {"type": "message", "channel_id": "C0HANDOFF", "message_ts": alert["ts"]},
+                   "actions": [{**claim, "action_ts": f"{time.time():.6f}"}]}
+        form = ("payload=" + quote_plus(json.dumps(payload))).encode()
+        stamp = str(int(time.time()))
+        digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + form, hashlib.sha256).hexdigest()
+        answer = client.post("/webhooks/slack", data=form, content_type="application/x-www-form-urlencoded",
+                             headers={"X-Slack-Signature": f"v0={digest}", "X-Slack-Request-Timestamp": stamp})
+        assert answer.status_code == 200
+        return answer.get_json()["outcome"]
+
+    return client, body, alert, click
+
+
 def test_the_agent_who_clicks_claim_takes_the_handoff(make_app):
     with FakeSlack() as slack:
-        app = make_app(targets=("slack",), slack_bot_token=slack.token, slack_api_url=slack.api_url,
-                       slack_channel="C0HANDOFF", slack_signing_secret=SIGNING_SECRET)
-        client = app.test_client()
-        body = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
-                           content_type="application/json").get_json()
-        [alert] = slack.top_level("C0HANDOFF")
-        [claim] = [e for b in alert["blocks"] if b["type"] == "actions" for e in b["elements"]
-                   if e["action_id"] == "handoff_claim"]
-        assert claim["value"] == body["id"]
-
-        def click(user: str, trigger: str):
-            """What Slack posts when `user` clicks it (only the fields that matter here), signed as Slack signs."""
-            payload = {"type": "block_actions", "trigger_id": trigger, "user": {"id": user, "name": user.lower()},
-                       "container": {"type": "message", "channel_id": "C0HANDOFF", "message_ts": alert["ts"]},
-                       "actions": [{**claim, "action_ts": f"{time.time():.6f}"}]}
-            form = ("payload=" + quote_plus(json.dumps(payload))).encode()
-            stamp = str(int(time.time()))
-            digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + form, hashlib.sha256).hexdigest()
-            answer = client.post("/webhooks/slack", data=form, content_type="application/x-www-form-urlencoded",
-                                 headers={"X-Slack-Signature": f"v0={digest}", "X-Slack-Request-Timestamp": stamp})
-            assert answer.status_code == 200
-            return answer.get_json()["outcome"]
-
+        client, body, alert, click = _claimable(make_app, slack)
         assert click("U0DANA", "7281926354.1.abc") == "recorded"
         assigned = client.get(f"/v1/handoffs/{body['id']}", headers=auth()).get_json()["assigned"]
         assert (assigned["target"], assigned["agent_id"], assigned["agent_name"]) == ("slack", "U0DANA", "u0dana")
@@ -96,6 +102,43 @@ def test_the_agent_who_clicks_claim_takes_the_handoff(make_app):
                                 ("U0SAM", "<@U0DANA> took this handoff already; nothing changed.")]
         assert {c.body["channel"] for c in slack.calls_to("chat.postEphemeral")} == {"C0HANDOFF"}
         assert len([c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")]) == 1
+
+
+def test_a_claims_announcement_refused_for_the_rate_limit_is_posted_after_its_retry_after(make_app):
+    with FakeSlack() as slack:
+        _, _, alert, click = _claimable(make_app, slack)
+        slack.fail("chat.postMessage", status=429, headers={"Retry-After": "1"})  # Slack: ~1 message/s a channel
+        clicked = time.monotonic()
+        assert click("U0DANA", "7281926354.1.abc") == "recorded"
+        said = _eventually(lambda: [c for c in slack.calls_to("chat.postMessage")
+                                    if c.body.get("text", "").startswith("✋")], 2)
+        assert [c.body["text"] for c in said] == ["✋ <@U0DANA> took this handoff."] * 2  # refused, then posted
+        assert said[1].at - said[0].at >= 0.9  # not before the Retry-After
+        assert time.monotonic() - clicked < 5
+        assert said[1].body["reply_broadcast"] is True
+        assert [m["text"] for m in slack.replies("C0HANDOFF", alert["ts"]) if m.get("text", "").startswith("✋")] == [
+            "✋ <@U0DANA> took this handoff."]  # once, in the alert's thread
+
+
+def test_a_notice_waiting_out_a_rate_limit_does_not_hold_up_shutdown(make_app):
+    with FakeSlack() as slack:
+        client, _, _, click = _claimable(make_app, slack)
+        slack.fail("chat.postMessage", status=429, headers={"Retry-After": "20"})
+        assert click("U0DANA", "7281926354.1.abc") == "recorded"
+        _eventually(lambda: [c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")])
+        stopping = time.monotonic()
+        client.application.extensions["connector"].stop()
+        assert time.monotonic() - stopping < 3
+
+
+def test_a_claims_announcement_that_may_have_been_posted_is_not_posted_again(make_app):
+    with FakeSlack() as slack:
+        *_, click = _claimable(make_app, slack, vendor_timeout_s=1)
+        slack.delay("chat.postMessage", 2, act=True)  # past the client's timeout: Slack posted it, we cannot tell
+        assert click("U0DANA", "7281926354.1.abc") == "recorded"
+        said = _eventually(lambda: [c for c in slack.calls_to("chat.postMessage")
+                                    if c.body.get("text", "").startswith("✋")], 2, within_s=4)
+        assert len(said) == 1
 
 
 def _eventually(found, count: int = 1, within_s: float = 5.0):

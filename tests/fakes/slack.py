@@ -34,6 +34,7 @@ class Call:
     headers: dict[str, str]
     body: dict[str, Any]
     content_type: str
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
