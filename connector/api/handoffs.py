@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from .. import answers
 from ..auth import authenticate_bot
-from ..errors import NotFound, ValidationFailed
+from ..errors import NotFound, NotImplementedYet, ValidationFailed
 from ..intake import accept
 from ..models import Assignment, Callback, Handoff
 from ..services import current_services
@@ -94,15 +95,53 @@ def get_handoff(handoff_id: str) -> Response:
     """
     services = current_services()
     caller = authenticate_bot(request, services.settings)
-    if "\x00" in handoff_id:  # no id holds NUL, and PostgreSQL refuses it in a query (a 500)
-        raise NotFound("No handoff with this id for this bot.")
     with services.db.reading() as session:
-        handoff = session.get(Handoff, handoff_id)
-        if handoff is None or (caller.bot_id is not None and handoff.bot_id != caller.bot_id):
-            raise NotFound(f"No handoff {handoff_id!r} for this bot.")
+        handoff = _callers_handoff(session, handoff_id, caller.bot_id)
         assigned = session.scalars(select(Assignment).filter_by(handoff_id=handoff.id)).first()
         callbacks = session.scalars(select(Callback).filter_by(handoff_id=handoff.id).order_by(Callback.id)).all()
         return _json(answers.render_detail(handoff, assigned, callbacks), 200)
+
+
+@bp.post("/<handoff_id>/messages")
+def add_messages(handoff_id: str) -> Response:
+    """Not built yet: what the customer says while the handoff waits.
+    ---
+    post:
+      summary: Not built yet (501), with what to do instead
+      description: >-
+        The contract names this route for what the customer says while waiting. This connector
+        does not carry such messages yet, and says so with 501 (after authenticating the bot and
+        finding its handoff), so no bot takes the answer for an unknown handoff or believes the
+        messages reached an agent. Instead, send a new handoff of the same conversation with the
+        whole transcript: it is added to the same ticket, case and Slack thread.
+      security: [{bearerAuth: []}]
+      parameters:
+        - {in: path, name: handoff_id, required: true, schema: {type: string}}
+      responses:
+        401: {$ref: "#/components/responses/Problem"}
+        404: {$ref: "#/components/responses/Problem"}
+        501: {$ref: "#/components/responses/Problem"}
+    """
+    services = current_services()
+    caller = authenticate_bot(request, services.settings)
+    with services.db.reading() as session:
+        handoff = _callers_handoff(session, handoff_id, caller.bot_id)
+        conversation_id = handoff.conversation_id
+    raise NotImplementedYet(
+        "This connector does not carry messages sent while a handoff waits yet: nothing was stored or "
+        "sent. To bring the agent what the customer said, POST /v1/handoffs again for conversation "
+        f"{conversation_id!r} with the whole transcript: it is added to the same ticket, case and Slack thread.")
+
+
+def _callers_handoff(session: Session, handoff_id: str, bot_id: str | None) -> Handoff:
+    """The handoff, if the calling bot may see it (`bot_id` None: any); else 404, alike for a handoff
+    that does not exist and one of another bot, so ids cannot be probed."""
+    if "\x00" in handoff_id:  # no id holds NUL, and PostgreSQL refuses it in a query (a 500)
+        raise NotFound("No handoff with this id for this bot.")
+    handoff = session.get(Handoff, handoff_id)
+    if handoff is None or (bot_id is not None and handoff.bot_id != bot_id):
+        raise NotFound(f"No handoff {handoff_id!r} for this bot.")
+    return handoff
 
 
 @bp.get("")

@@ -36,6 +36,7 @@ OPERATIONS = [
     "POST /v1/handoffs",
     "GET /v1/handoffs",
     "GET /v1/handoffs/{handoff_id}",
+    "POST /v1/handoffs/{handoff_id}/messages",
     "POST /v1/preview",
     "GET /v1/deliveries",
     "POST /v1/deliveries/{delivery_id}/retry",
