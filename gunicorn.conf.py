@@ -39,9 +39,27 @@ def limit_malloc_arenas(log, arenas: int = 2) -> bool:
     return True
 
 
+def share_metrics(environ=os.environ) -> str:
+    """Every worker writes its metrics to files in one directory, so a scrape of any worker adds
+    them all up (prometheus-client's multiprocess mode): PROMETHEUS_MULTIPROC_DIR, else a new
+    temporary directory. A previous run's files are removed, or they would be counted again. Must
+    run before prometheus-client is first imported (it picks its mode then), so before the app."""
+    import tempfile
+
+    directory = environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="connector-metrics-")
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.remove(os.path.join(directory, name))
+    environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory
+
+
 def on_starting(server):
-    """Once, in the master, before any worker: fewer malloc arenas, then create or upgrade the schema."""
+    """Once, in the master, before any worker: fewer malloc arenas, one directory for every worker's
+    metrics, then create or upgrade the schema."""
     limit_malloc_arenas(server.log)
+    share_metrics()
     from connector import create_app
 
     app = create_app()
@@ -67,3 +85,10 @@ def worker_exit(server, worker):
     app = getattr(worker, "wsgi", None)
     if isinstance(app, Flask):
         app.extensions["connector"].stop()
+
+
+def child_exit(server, worker):
+    """A worker is gone: its live-gauge files go too (what it counted stays in the totals)."""
+    from connector import metrics
+
+    metrics.process_gone(worker.pid)

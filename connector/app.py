@@ -11,7 +11,7 @@ from typing import Any
 from dotenv import load_dotenv
 from flask import Flask
 
-from . import cli, json_codec, jsonlog, problems
+from . import cli, json_codec, jsonlog, metrics, problems
 from .services import Services, init_app
 from .settings import Settings
 
@@ -38,6 +38,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     init_app(app, Services(settings, ROOT))
     problems.init_app(app)
+    metrics.init_app(app)
     cli.init_app(app)
 
     from .api import admin, docs, handoffs, health, webhooks

@@ -93,6 +93,17 @@ def check_bot(caller: Caller, bot_id: str) -> None:
 def authenticate_admin(request: Request, settings: Settings) -> None:
     if not settings.admin_token:
         raise Unauthenticated("The admin surface is off: set CONNECTOR_ADMIN_TOKEN to use it.")
+    _require_token(request, settings.admin_token, "CONNECTOR_ADMIN_TOKEN", "admin token")
+
+
+def authenticate_scraper(request: Request, settings: Settings) -> None:
+    """`/metrics`: open like `/readyz` unless CONNECTOR_METRICS_TOKEN is set (a scraper's own token,
+    so it never holds the admin's, which can replay deliveries)."""
+    if settings.metrics_token:
+        _require_token(request, settings.metrics_token, "CONNECTOR_METRICS_TOKEN", "metrics token")
+
+
+def _require_token(request: Request, expected: str, variable: str, what: str) -> None:
     token = _bearer(request)
-    if token is None or not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
-        raise Unauthenticated("A valid admin token is required (Authorization: Bearer <CONNECTOR_ADMIN_TOKEN>).")
+    if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise Unauthenticated(f"A valid {what} is required (Authorization: Bearer <{variable}>).")

@@ -39,11 +39,11 @@ from typing import Any, cast
 
 import requests
 import tenacity
-from sqlalchemy import Connection, bindparam, exists, or_, select, update
+from sqlalchemy import Connection, bindparam, exists, func, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 
-from . import callback_http, driver_cursor, vendor_signatures
+from . import callback_http, driver_cursor, metrics, vendor_signatures
 from .backoff import backoff_seconds
 from .db import Database
 from .models import DONE, Callback, Delivery, Handoff, utcnow
@@ -303,6 +303,7 @@ class Sender:
         if not kept:  # another process took it over meanwhile; its outcome stands
             log.warning("status callback's lease was lost before its outcome was recorded", extra=extra)
             return status
+        metrics.CALLBACKS.labels("retry" if status == "pending" else status).inc()
         level = {"sent": logging.INFO, "pending": logging.WARNING}.get(status, logging.ERROR)
         log.log(level, "status callback " + {"sent": "sent", "pending": "will be retried"}.get(status, "given up"),
                 extra=extra)
@@ -323,6 +324,13 @@ class Sender:
                     lease_owner=None, lease_expires_at=None))
         log.info("status callbacks queued again", extra={"count": len(chosen)})
         return chosen
+
+    def counts(self) -> dict[str, int]:
+        """Callbacks not sent, by status (`pending`, `dead`): zero included."""
+        with self.db.reading() as session:
+            rows = session.execute(select(Callback.status, func.count()).where(Callback.status != "sent")
+                                   .group_by(Callback.status)).all()
+        return {"pending": 0, "dead": 0, **{status: number for status, number in rows}}
 
     def listed(self, status: str, limit: int) -> list[Callback]:
         with self.db.reading() as session:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from adapters.base import Adapter, HandoffContext, Link, Outcome
 from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, TransientError, decide
 
-from . import callbacks, driver_cursor
+from . import callbacks, driver_cursor, metrics
 from .backoff import backoff_seconds
 from .brief import render_brief
 from .db import Database
@@ -229,7 +229,8 @@ class Outbox:
             )
             log.info("delivery attempt", extra={"attempt": ctx.attempt, "update": ctx.link is not None})
             try:
-                outcome = adapter.deliver(ctx)
+                with metrics.DELIVERY_SECONDS.labels(delivery.target).time():
+                    outcome = adapter.deliver(ctx)
             except DeliveryError as err:
                 return self._record_error(delivery, handoff, err)
             except Exception as err:  # a bug must not lose the handoff: retry, then dead
@@ -333,6 +334,7 @@ class Outbox:
             owed = callbacks.on_delivered(connection, self.db, handoff, now)
         if owed:
             self.callback_owed()
+        metrics.DELIVERY_ATTEMPTS.labels(delivery.target, outcome.status).inc()
         log.info("delivered", extra={"state": outcome.status, "vendor_id": outcome.vendor_id})
         return Attempted(delivery.target, outcome.status, outcome.vendor_id, outcome.url, delivery.attempts + 1,
                          None, done["receipt"])
@@ -369,6 +371,7 @@ class Outbox:
             state, attempts, next_at, attempted = row.state, row.attempts, row.next_attempt_at, Attempted.of(row)
         if owed:
             self.callback_owed()
+        metrics.DELIVERY_ATTEMPTS.labels(delivery.target, metrics.delivery_outcome(state)).inc()
         level = logging.WARNING if state == "pending" else logging.ERROR
         # Vendors quote back what they refused (a requester's address…): the text stays in
         # `last_error` for admins; the log gets its kind and status only.
@@ -401,6 +404,7 @@ class Outbox:
             attempted = Attempted.of(row)
         if owed:
             self.callback_owed()
+        metrics.DELIVERY_ATTEMPTS.labels(attempted.target, attempted.state).inc()
         log.error("delivery not possible", extra={"error": message})
         return attempted
 
@@ -447,6 +451,11 @@ class Outbox:
                             extra={"target": target, "error_type": type(err).__name__, "vendor_status": err.status})
 
     # ---- operators ----------------------------------------------------------------------------
+
+    def paused_targets(self) -> list[str]:
+        """The targets paused now at their vendor's request (a 429, or a quota nearly spent)."""
+        with self.db.reading() as session:
+            return list(session.scalars(select(TargetPause.target).where(TargetPause.until > utcnow())))
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Deliveries per target and state (pending split into waiting and retrying)."""

@@ -73,6 +73,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CONNECTOR_BOT_KEYS": ("bot_keys", _split_pairs),
     "CONNECTOR_BOT_SECRETS": ("bot_secrets", _split_pairs),
     "CONNECTOR_ADMIN_TOKEN": ("admin_token", _str),
+    "CONNECTOR_METRICS_TOKEN": ("metrics_token", _str),
     "CONNECTOR_ALLOW_UNAUTHENTICATED": ("allow_unauthenticated", _bool),
     "CONNECTOR_SYNC_BUDGET_MS": ("sync_budget_ms", _int),
     "CONNECTOR_MAX_BODY_BYTES": ("max_body_bytes", _int),
@@ -121,6 +122,7 @@ class Settings:
     bot_keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     bot_secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     admin_token: str = field(default="", repr=False)
+    metrics_token: str = field(default="", repr=False)
     allow_unauthenticated: bool = False
     sync_budget_ms: int = 5000
     max_body_bytes: int = 1024 * 1024

@@ -743,3 +743,27 @@ def test_each_send_has_a_connection_of_its_own_so_the_deadline_sees_every_socket
     assert time.monotonic() - started < 5
     assert [r.last_error for r in rows(app)] == [None, "the bot took longer than 2 s to answer (cut off)"]
     assert bot.connections == 2
+
+
+def test_callback_outcomes_are_counted_and_what_is_owed_is_shown_in_the_metrics(make_callback_app, bot):
+    from tests.test_metrics import scrape, value
+
+    app = make_callback_app()
+    client = app.test_client()
+    before = scrape(client)
+    post(app, full_packet(callback={"url": bot.url, "events": ["queued", "delivered"]}))
+    assert value(scrape(client), "connector_status_callbacks_owed", status="pending") == 2
+    bot.answer(503)
+    bot.answer(410)
+    send_due(app)  # queued: 503, retried later
+    make_due_now(app)
+    send_due(app)  # queued: 410, given up; delivered: sent
+    after = scrape(client)
+
+    def grew(outcome: str) -> float:
+        return (value(after, "connector_status_callbacks_total", outcome=outcome)
+                - value(before, "connector_status_callbacks_total", outcome=outcome))
+
+    assert (grew("retry"), grew("dead"), grew("sent")) == (1, 1, 1)
+    assert value(after, "connector_status_callbacks_owed", status="dead") == 1
+    assert value(after, "connector_status_callbacks_owed", status="pending") == 0

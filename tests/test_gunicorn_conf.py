@@ -78,3 +78,16 @@ def test_this_machines_glibc_accepts_it():
 def test_workers_and_threads_follow_their_variables():
     conf = _conf({"CONNECTOR_WEB_WORKERS": "5", "CONNECTOR_WEB_THREADS": "7"})
     assert (conf["workers"], conf["threads"], conf["worker_class"]) == (5, 7, "gthread")
+
+
+def test_workers_share_one_metrics_directory_emptied_of_an_earlier_runs_counts(tmp_path):
+    share = _conf()["share_metrics"]
+    (tmp_path / "counter_123.db").write_bytes(b"old")
+    (tmp_path / "README").write_text("an operator's note")
+    environ = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    assert share(environ) == str(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README"]  # only prometheus-client's files go
+    made: dict[str, str] = {}
+    directory = share(made)  # unset: a new temporary directory, for this run only
+    assert made["PROMETHEUS_MULTIPROC_DIR"] == directory and Path(directory).is_dir()
+    Path(directory).rmdir()

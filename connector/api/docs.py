@@ -41,6 +41,8 @@ def build_spec(app: Flask) -> dict[str, Any]:
                                                     "description": "A bot's key (CONNECTOR_BOT_KEYS)"})
     spec.components.security_scheme("adminAuth", {"type": "http", "scheme": "bearer",
                                                    "description": "CONNECTOR_ADMIN_TOKEN"})
+    spec.components.security_scheme("metricsAuth", {"type": "http", "scheme": "bearer",
+                                                     "description": "CONNECTOR_METRICS_TOKEN, when it is set"})
     spec.components.security_scheme("zendeskSignature", {
         "type": "apiKey", "in": "header", "name": "X-Zendesk-Webhook-Signature",
         "description": "base64 HMAC-SHA256 of the timestamp header and the raw body, keyed with one of "

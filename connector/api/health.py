@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
+from .. import metrics
+from ..auth import authenticate_scraper
 from ..services import current_services
 
 bp = Blueprint("health", __name__)
@@ -48,3 +50,24 @@ def readyz() -> Response:
         response.status_code = 503
         response.headers["Retry-After"] = "5"
     return response
+
+
+@bp.get("/metrics")
+def prometheus_metrics() -> Response:
+    """Prometheus metrics.
+    ---
+    get:
+      summary: Prometheus metrics (text exposition format)
+      description: >-
+        Requests answered and their times, delivery attempts by target and outcome, status
+        callbacks sent, all processes added up; and, read from the database at each scrape,
+        deliveries waiting, retrying or given up per target, callbacks owed and paused targets.
+        Open like /readyz unless CONNECTOR_METRICS_TOKEN is set; then it needs that bearer token.
+      security: [{}, {metricsAuth: []}]
+      responses:
+        200: {description: The metrics, content: {text/plain: {schema: {type: string}}}}
+        401: {$ref: "#/components/responses/Problem"}
+    """
+    services = current_services()
+    authenticate_scraper(request, services.settings)
+    return Response(metrics.exposition(services), mimetype=None, content_type=metrics.CONTENT_TYPE)

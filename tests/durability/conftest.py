@@ -168,9 +168,9 @@ class Processes:
         assert proc.alive(), proc.log()
         return proc
 
-    def web(self, **env: str) -> Proc:
+    def web(self, workers: int = 1, **env: str) -> Proc:
         port = free_port()
-        argv = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--workers", "1", "--bind", f"127.0.0.1:{port}",
+        argv = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
                 "--access-logfile", "/dev/null", "wsgi:app"]
         proc = self._spawn("web", argv, {**self.env, **env})
         proc.url = f"http://127.0.0.1:{port}"
@@ -216,7 +216,8 @@ class Processes:
 @pytest.fixture
 def connector_env(postgres_url: str, vendors: Loopback, mappings_dir: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("CONNECTOR_", "ZENDESK_",
-                                                                                    "SALESFORCE_", "SLACK_"))}
+                                                                                    "SALESFORCE_", "SLACK_",
+                                                                                    "PROMETHEUS_"))}
     env.update(vendors.env())
     env.update(FAST)
     env.update({

@@ -100,3 +100,39 @@ def test_two_web_processes_and_two_workers_share_the_load(processes, vendors, db
     per_process = logged()
     assert sum(per_process) == 600, per_process  # each delivery recorded once, by one process
     assert sum(1 for n in per_process if n) >= 3, per_process  # and the work was shared
+
+
+def test_metrics_add_up_every_process_that_shares_their_directory(processes, vendors, db, tmp_path):
+    """gunicorn's workers and a `connector worker` write their counts to one directory; a scrape of
+    any worker adds them all up. A file an earlier run left there is removed when gunicorn starts."""
+    import os
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    stale = shared / "counter_4194304.db"
+    stale.write_bytes(b"left by an earlier run")  # unreadable: a scrape would fail on it
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(shared), "CONNECTOR_DELIVERY_THREADS": "4"}
+    web = processes.web(workers=2, **env)
+    processes.worker(**env)
+    post_handoffs([web.url], 30, "metrics")
+    wait_until(lambda: db.unfinished() == 0, 60, f"every delivery ({db.states()})", 0.2)
+    assert not stale.exists()
+
+    def totals() -> tuple[float, float]:
+        with urllib.request.urlopen(web.url + "/metrics", timeout=10) as response:
+            families = list(text_string_to_metric_families(response.read().decode()))
+        samples = [s for family in families for s in family.samples]
+        posted = sum(s.value for s in samples if s.name == "connector_http_requests_total"
+                     and s.labels["route"] == "/v1/handoffs" and s.labels["method"] == "POST")
+        made = sum(s.value for s in samples if s.name == "connector_delivery_attempts_total"
+                   and s.labels["outcome"] == "created")
+        return posted, made
+
+    expected = (30, db.delivered())
+    wait_until(lambda: totals() == expected, 10, f"the scrape to count {expected} (last: {totals()})", 0.2)
+    assert [totals() for _ in range(6)] == [expected] * 6  # whichever worker answers
+    writers = {name.rsplit("_", 1)[-1] for name in os.listdir(shared)}
+    assert len(writers) >= 2, writers  # more than one process wrote its counts there

@@ -43,6 +43,7 @@ OPERATIONS = [
     "POST /v1/deliveries/retry",
     "GET /healthz",
     "GET /readyz",
+    "GET /metrics",
     "POST /webhooks/zendesk",
     "POST /webhooks/slack",
 ]

@@ -1,0 +1,141 @@
+"""Prometheus metrics: what an operator graphs and alerts on, at `GET /metrics`.
+
+Two kinds, kept apart on purpose:
+
+* **Events** counted where they happen, in the process they happen in — requests answered,
+  delivery attempts and their outcomes, status callbacks sent. Under gunicorn every worker (and a
+  `connector worker` process sharing the directory) writes them to files in
+  `PROMETHEUS_MULTIPROC_DIR` (prometheus-client's multiprocess mode, set up by `gunicorn.conf.py`),
+  and a scrape of any worker adds them all up. Without that variable they live in this process.
+* **Backlog** read from the database at scrape time — deliveries waiting, retrying or given up per
+  target, callbacks owed, targets paused. The database is the truth every process shares, so
+  these are never summed over workers or lost with one.
+
+Labels have few values: targets, outcomes, a route's pattern (never its path: ids would make a new
+series per handoff).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from flask import Flask, Response, g, request
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
+
+if TYPE_CHECKING:
+    from .services import Services
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+# The events' own registry: a scrape in one process reads these (or, in multiprocess mode, every
+# process's files); the process and platform collectors of the default registry are left out,
+# since under gunicorn they would describe only the worker that happened to answer.
+EVENTS = CollectorRegistry(auto_describe=True)
+
+REQUESTS = Counter(
+    "connector_http_requests", "Requests answered, by route pattern, method and status code.",
+    ["route", "method", "status"], registry=EVENTS)
+REQUEST_SECONDS = Histogram(
+    "connector_http_request_duration_seconds",
+    "Time to answer, by route pattern (for POST /v1/handoffs: what a bot waits, the sync budget included).",
+    ["route", "method"], registry=EVENTS,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+DELIVERY_ATTEMPTS = Counter(
+    "connector_delivery_attempts",
+    "Delivery attempts by target and outcome: created, updated, retry (will be tried again), "
+    "failed (refused for good), dead (retries exhausted).",
+    ["target", "outcome"], registry=EVENTS)
+DELIVERY_SECONDS = Histogram(
+    "connector_delivery_attempt_duration_seconds", "Time of one delivery attempt at the vendor, by target.",
+    ["target"], registry=EVENTS, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+CALLBACKS = Counter(
+    "connector_status_callbacks", "Status callback attempts by outcome: sent, retry, dead.",
+    ["outcome"], registry=EVENTS)
+
+
+def delivery_outcome(state: str) -> str:
+    """A delivery's state after an attempt, as the `outcome` label ("pending" is a retry)."""
+    return "retry" if state == "pending" else state
+
+
+class Backlog(Collector):
+    """What the database holds right now, read at scrape time (one grouped query per table)."""
+
+    def __init__(self, services: Services):
+        self.services = services
+
+    def collect(self) -> Iterator[Metric]:
+        deliveries = GaugeMetricFamily(
+            "connector_deliveries", "Deliveries not delivered, by target and state: pending (first try not yet "
+            "made or waiting), retrying, dead (retries exhausted, replayable), failed (refused, replayable).",
+            labels=["target", "state"])
+        callbacks = GaugeMetricFamily(
+            "connector_status_callbacks_owed", "Status callbacks not sent, by status: pending, dead.",
+            labels=["status"])
+        paused = GaugeMetricFamily(
+            "connector_target_paused", "1 while a target is paused at its vendor's request (a 429).",
+            labels=["target"])
+        up = GaugeMetricFamily("connector_database_up", "1 when the database answered this scrape's queries.")
+        try:
+            # Every enabled target has its series, at 0 when nothing waits: an alert on a series
+            # that appears only once there is trouble cannot tell "fine" from "not scraped".
+            enabled = set(self.services.adapters)
+            counts = self.services.outbox.counts()
+            zero = dict.fromkeys(("pending", "retrying", "dead", "failed"), 0)
+            for target in sorted(enabled | set(counts)):
+                for state, number in {**zero, **counts.get(target, {})}.items():
+                    deliveries.add_metric([target, state], number)
+            for status, number in sorted(self.services.callbacks.counts().items()):
+                callbacks.add_metric([status], number)
+            now_paused = set(self.services.outbox.paused_targets())
+            for target in sorted(enabled | now_paused):
+                paused.add_metric([target], 1 if target in now_paused else 0)
+        except SQLAlchemyError:
+            up.add_metric([], 0)
+            yield up  # the event counters still answer; the backlog is unknown, not zero
+            return
+        up.add_metric([], 1)
+        yield from (deliveries, callbacks, paused, up)
+
+
+def exposition(services: Services) -> bytes:
+    """The text a scrape receives: every process's events (or this one's) and the backlog."""
+    registry = CollectorRegistry()
+    if os.environ.get(MULTIPROCESS_DIR):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(EVENTS)
+    registry.register(Backlog(services))
+    return generate_latest(registry)
+
+
+def process_gone(pid: int) -> None:
+    """A worker exited: drop its live-gauge files (counters and histograms keep what it counted)."""
+    if os.environ.get(MULTIPROCESS_DIR):
+        multiprocess.mark_process_dead(pid)
+
+
+def init_app(app: Flask) -> None:
+    """Count and time every request the app answers (error answers included)."""
+    app.before_request(_started)
+    app.after_request(_answered)
+
+
+def _started() -> None:
+    g.metrics_started = time.perf_counter()
+
+
+def _answered(response: Response) -> Response:
+    route = request.url_rule.rule if request.url_rule is not None else "(no route)"
+    REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+    started = g.get("metrics_started")
+    if started is not None:
+        REQUEST_SECONDS.labels(route, request.method).observe(time.perf_counter() - started)
+    return response

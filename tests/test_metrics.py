@@ -1,0 +1,118 @@
+"""GET /metrics: events counted where they happen, the backlog read from the database at each scrape.
+
+Counters are process-wide (one registry per process, as in production), so each test compares
+what it did with the value before it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import insert
+from sqlalchemy.exc import OperationalError
+
+from connector.models import TargetPause, utcnow
+from tests.conftest import auth
+from tests.factories import minimal_packet
+from tests.test_handoffs import post, test_targets  # noqa: F401  (the fixture registers stand-in targets)
+
+
+def scrape(client, headers: dict[str, str] | None = None) -> dict[tuple[str, tuple], float]:
+    """Every sample of one scrape: (name, sorted labels) → value."""
+    response = client.get("/metrics", headers=headers or {})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.content_type.startswith("text/plain; version=0.0.4")
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(response.get_data(as_text=True))
+            for sample in family.samples}
+
+
+def value(samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_requests_are_counted_by_route_pattern_and_status_never_by_id(client):
+    before = scrape(client)
+    created = post(client, minimal_packet()).get_json()
+    client.get(f"/v1/handoffs/{created['id']}", headers=auth())
+    client.get("/v1/handoffs/hnd_unknown", headers=auth())
+    client.post("/v1/handoffs", data=json.dumps(minimal_packet()), content_type="application/json")  # no key
+    after = scrape(client)
+
+    def grew(route: str, method: str, status: str) -> float:
+        labels = {"route": route, "method": method, "status": status}
+        return value(after, "connector_http_requests_total", **labels) - value(
+            before, "connector_http_requests_total", **labels)
+
+    assert grew("/v1/handoffs", "POST", "201") == 1
+    assert grew("/v1/handoffs", "POST", "401") == 1
+    assert grew("/v1/handoffs/<handoff_id>", "GET", "200") == 1
+    assert grew("/v1/handoffs/<handoff_id>", "GET", "404") == 1
+    assert not any("hnd_" in str(labels) for _, labels in after)  # one series per route, not per handoff
+    timed = {"route": "/v1/handoffs", "method": "POST"}
+    assert value(after, "connector_http_request_duration_seconds_count", **timed) - value(
+        before, "connector_http_request_duration_seconds_count", **timed) == 2
+
+
+def test_delivery_attempts_by_target_and_outcome_and_what_waits(make_app, test_targets):  # noqa: F811
+    app = make_app(targets=("preview", "broken"))
+    client = app.test_client()
+    before = scrape(client)
+    assert post(client, minimal_packet()).status_code == 201
+    after = scrape(client)
+    attempts = "connector_delivery_attempts_total"
+    assert value(after, attempts, target="preview", outcome="created") - value(
+        before, attempts, target="preview", outcome="created") == 1
+    assert value(after, attempts, target="broken", outcome="failed") - value(
+        before, attempts, target="broken", outcome="failed") == 1
+    # The backlog is the database's: the refused delivery waits for an admin's replay.
+    assert value(after, "connector_deliveries", target="broken", state="failed") == 1
+    assert value(after, "connector_deliveries", target="preview", state="failed") == 0
+    assert ("connector_deliveries", (("state", "pending"), ("target", "preview"))) in after  # at 0, not absent
+    assert value(after, "connector_database_up") == 1
+
+
+def test_a_paused_target_and_the_callbacks_owed_are_shown(app, client):
+    with app.extensions["connector"].db.session() as session:
+        session.execute(insert(TargetPause).values(target="preview", until=utcnow() + dt.timedelta(minutes=1),
+                                                   reason="429", updated_at=utcnow()))
+    samples = scrape(client)
+    assert value(samples, "connector_target_paused", target="preview") == 1
+    assert value(samples, "connector_status_callbacks_owed", status="pending") == 0
+    assert ("connector_status_callbacks_owed", (("status", "dead"),)) in samples
+
+
+def test_a_scrape_while_the_database_is_away_says_so_and_still_answers(app, client, monkeypatch):
+    def away(*_args, **_kwargs):
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(app.extensions["connector"].outbox, "counts", away)
+    samples = scrape(client)
+    assert value(samples, "connector_database_up") == 0
+    assert not any(name == "connector_deliveries" for name, _ in samples)  # unknown, not zero
+    assert any(name == "connector_http_requests_total" for name, _ in samples)
+
+
+@pytest.mark.parametrize(("token", "sent", "status"), [
+    ("", None, 200),  # open like /readyz
+    ("scrape-token-0123456789abcdef", None, 401),
+    ("scrape-token-0123456789abcdef", "wrong", 401),
+    ("scrape-token-0123456789abcdef", "scrape-token-0123456789abcdef", 200),
+])
+def test_the_metrics_token_when_set_is_required(make_app, token, sent, status):
+    client = make_app(metrics_token=token).test_client()
+    headers = {"Authorization": f"Bearer {sent}"} if sent else {}
+    response = client.get("/metrics", headers=headers)
+    assert response.status_code == status
+    if status == 401:
+        assert "CONNECTOR_METRICS_TOKEN" in response.get_json()["detail"]
+
+
+def test_the_admin_token_is_not_a_metrics_token(make_app):
+    from tests.conftest import ADMIN_TOKEN
+
+    client = make_app(metrics_token="scrape-token-0123456789abcdef").test_client()
+    assert client.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).status_code == 401
