@@ -29,6 +29,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         overrides = dict(test_config)
         settings = Settings.from_env(overrides.pop("environ", {})).override(overrides)
 
+    metrics.check_directory(os.environ)
     jsonlog.configure(settings.log_level)
     app = Flask(__name__, instance_path=os.path.join(ROOT, "instance"))
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from flask import Flask, Response, g, request
@@ -27,6 +27,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
+
+from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .services import Services
@@ -114,6 +116,15 @@ def exposition(services: Services) -> bytes:
         registry.register(EVENTS)
     registry.register(Backlog(services))
     return generate_latest(registry)
+
+
+def check_directory(environ: Mapping[str, str]) -> None:
+    """At start-up: a `PROMETHEUS_MULTIPROC_DIR` this process cannot write would make every counted
+    event fail later (a request answered 500, a delivery attempt retried) — refuse to start instead."""
+    directory = environ.get(MULTIPROCESS_DIR)
+    if directory and not (os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK)):
+        raise ConfigError(MULTIPROCESS_DIR, f"{directory!r} is not a directory this process can write "
+                                            "(create it, or unset it outside gunicorn)")
 
 
 def process_gone(pid: int) -> None:

@@ -116,3 +116,13 @@ def test_the_admin_token_is_not_a_metrics_token(make_app):
 
     client = make_app(metrics_token="scrape-token-0123456789abcdef").test_client()
     assert client.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).status_code == 401
+
+
+def test_a_metrics_directory_that_cannot_be_written_stops_start_up_naming_the_variable(tmp_path, monkeypatch):
+    from connector import create_app
+    from connector.errors import ConfigError
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError) as refused:
+        create_app({"database_url": f"sqlite:///{tmp_path}/c.db"})
+    assert refused.value.source == "PROMETHEUS_MULTIPROC_DIR" and "missing" in refused.value.message
