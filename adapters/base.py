@@ -30,6 +30,9 @@ from connector.settings import Settings
 from .events import AssignmentEvent, Holder
 
 Status = Literal["created", "updated"]
+# Keys every vendor mapping file may hold: the pipeline here reads `redact` and `update_open_ticket`,
+# `connector.mappings` reads `version` and `lookups`.
+COMMON_MAPPING_KEYS = frozenset({"version", "redact", "lookups", "update_open_ticket"})
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,10 @@ class Adapter(abc.ABC):
     # The routing field that names an agent at this vendor (a sticky rule offers the previous agent
     # through it); None when the vendor assigns no one by id.
     agent_field: ClassVar[str | None] = None
+    # The top-level keys this target reads from its mapping file, besides `COMMON_MAPPING_KEYS`. Any
+    # other key is refused at load with its file and line: a misspelt `redact:` would otherwise
+    # switch masking off without a word.
+    mapping_keys: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
         self.settings = settings

@@ -10,7 +10,7 @@ from typing import Any
 from connector.errors import ConfigError
 from connector.settings import Settings
 
-from .base import Adapter
+from .base import COMMON_MAPPING_KEYS, Adapter
 
 TARGETS: dict[str, str] = {
     "preview": "adapters.preview:PreviewAdapter",
@@ -24,6 +24,11 @@ BUILT_IN = "preview"
 def adapter_class(name: str) -> type[Adapter]:
     module_name, _, class_name = TARGETS[name].partition(":")
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def mapping_keys(name: str) -> frozenset[str]:
+    """The top-level keys target `name`'s mapping file may hold."""
+    return COMMON_MAPPING_KEYS | adapter_class(name).mapping_keys
 
 
 def vendor_names() -> list[str]:

@@ -56,6 +56,9 @@ _JOINERS = {"\u200d", "\ufe0e", "\ufe0f"}  # zero-width joiner, variation select
 
 class SalesforceAdapter(Adapter):
     name = "salesforce"
+    mapping_keys = frozenset({"status", "priority", "origin", "default_origin", "contact", "transcript_as",
+                                 "comments_published", "rate_limit_retry_after_s", "fields", "handoff_id_field",
+                                 "handoff_id_is_external_id"})
     agent_field = "owner_id"  # a user (005…); routing may also put a queue (00G…) there
 
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):

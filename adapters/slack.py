@@ -53,6 +53,7 @@ MENTION = re.compile(rf"^{_ONE_MENTION}(?: {_ONE_MENTION})*$")
 
 class SlackAdapter(Adapter):
     name = "slack"
+    mapping_keys = frozenset({"mention_on_urgent", "mention_urgencies", "broadcast_updates", "channel"})
     required_settings = ("slack_bot_token", "slack_channel")
 
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):

@@ -62,6 +62,7 @@ class _Client:
 
 class ZendeskAdapter(Adapter):
     name = "zendesk"
+    mapping_keys = frozenset({"type", "public_comment", "priority", "tags", "custom_fields", "brand_id", "subject"})
     required_settings = ("zendesk_subdomain", ("zendesk_api_token", "zendesk_oauth_token"))
     agent_field = "assignee_id"
 

@@ -14,7 +14,6 @@ from flask.cli import AppGroup
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from .errors import ApiProblem, ConfigError
-from .mappings import load_mappings
 
 group = AppGroup("connector", help="Operate the handoff connector.")
 
@@ -43,7 +42,7 @@ def check() -> None:
     click.echo(f"targets: {', '.join(services.adapters)}")
     click.echo(f"mappings: {services.mappings.source}")
     try:  # a fresh, strict load: the live store keeps the last good set and would hide a bad edit
-        load_mappings(settings.mappings_dir, services.mapping_store.root, services.mapping_store.target_names)
+        services.mapping_store.load()
     except ConfigError as err:
         problems.append(f"{err.source}: {err.message}")
     for bot_id, secret in settings.bot_secrets:

@@ -10,12 +10,13 @@ keeps the last good set when an edit is bad.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,11 +112,21 @@ def _check_version(data: Any, name: str, lines: Lines) -> dict[str, Any]:
     return data
 
 
-def load_file(path: Path, name: str | None = None) -> dict[str, Any]:
-    """A mapping file's data after the common checks (YAML, version, templates, paths)."""
+KeysOf = Callable[[str], Collection[str]]  # a target's name → the top-level keys its file may hold
+
+
+def load_file(path: Path, name: str | None = None, known: Collection[str] | None = None) -> dict[str, Any]:
+    """A mapping file's data after the common checks (YAML, version, `known` top-level keys when
+    given, templates, paths)."""
     name = name or str(path)
     data, lines = read_yaml(path, name)
     data = _check_version(data, name, lines)
+    for key in data:
+        if known is not None and key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(locate(name, lines, str(key)),
+                              f"unknown key; {hint}this file's keys are {', '.join(sorted(known))}")
     redact = data.get("redact", [])
     if not isinstance(redact, list) or not all(kind in KINDS for kind in redact):
         raise ConfigError(locate(name, lines, "redact"), f"must be a list of PII kinds from {', '.join(KINDS)}")
@@ -141,8 +152,10 @@ def _schema_load(schema: Schema | Callable[[dict[str, Any]], Any], path: Path, n
         raise ConfigError(locate(name, lines, err.source), err.message) from None
 
 
-def load_mappings(directory: str, root: str, target_names: list[str]) -> Mappings:
-    """Every mapping file, validated; raises ConfigError naming the first bad file, line and key."""
+def load_mappings(directory: str, root: str, target_names: list[str], keys_of: KeysOf | None = None) -> Mappings:
+    """Every mapping file, validated; raises ConfigError naming the first bad file, line and key.
+    `keys_of` gives each target's known keys (`adapters.registry.mapping_keys`); without it, vendor
+    files are not checked for unknown keys (tests of the common checks)."""
     base = Path(directory)
     if not base.is_absolute():
         base = Path(root) / base
@@ -152,7 +165,7 @@ def load_mappings(directory: str, root: str, target_names: list[str]) -> Mapping
     def shown(filename: str) -> str:
         return os.path.join(directory, filename) if not Path(directory).is_absolute() else str(base / filename)
 
-    targets = {name: load_file(base / f"{name}.yaml", shown(f"{name}.yaml"))
+    targets = {name: load_file(base / f"{name}.yaml", shown(f"{name}.yaml"), keys_of(name) if keys_of else None)
                for name in target_names if (base / f"{name}.yaml").exists()}
     known = list(target_names)
     routing = (_schema_load(lambda data: compile_routing(data, known), base / "routing.yaml", shown("routing.yaml"))
@@ -179,15 +192,19 @@ class MappingStore:
     """The live mappings: `current()` re-reads the directory when a file changed (checked at most
     once per `interval` seconds, by mtime and size), and keeps the last good set when an edit is bad."""
 
-    def __init__(self, directory: str, root: str, target_names: list[str], *, interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic):
-        self.directory, self.root, self.target_names = directory, root, list(target_names)
+    def __init__(self, directory: str, root: str, target_names: list[str], *, keys_of: KeysOf | None = None,
+                 interval: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self.directory, self.root, self.target_names, self.keys_of = directory, root, list(target_names), keys_of
         self.interval, self._clock = interval, clock
         self._lock = threading.Lock()
         self._stamps = self._scan()
-        self._mappings = load_mappings(directory, root, self.target_names)  # start-up: a bad file stops us
+        self._mappings = self.load()  # start-up: a bad file stops us
         self._checked = clock()
         self.errors: ConfigError | None = None
+
+    def load(self) -> Mappings:
+        """A fresh, strict load of the directory (raises ConfigError), whatever the store holds."""
+        return load_mappings(self.directory, self.root, self.target_names, self.keys_of)
 
     def _base(self) -> Path:
         base = Path(self.directory)
@@ -218,7 +235,7 @@ class MappingStore:
 
     def _reload(self) -> None:
         try:
-            self._mappings = load_mappings(self.directory, self.root, self.target_names)
+            self._mappings = self.load()
         except ConfigError as err:
             self.errors = err
             log.error("mappings edit refused; keeping the last good set",

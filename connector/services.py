@@ -41,7 +41,8 @@ class Services:
 
     def __init__(self, settings: Settings, root: str):
         self.settings = settings
-        self.mapping_store = MappingStore(settings.mappings_dir, root, list(registry.TARGETS))
+        self.mapping_store = MappingStore(settings.mappings_dir, root, list(registry.TARGETS),
+                                          keys_of=registry.mapping_keys)
         self._adapters_lock = threading.Lock()
         self._adapters_source: Mappings | None = None
         self._adapters: dict[str, Adapter] = {}

@@ -107,9 +107,38 @@ def test_vendor_files_paths_and_lookups_are_checked(mapdir):
     assert err.value.source.endswith("zendesk.yaml:2 subject")
 
 
-def test_vendor_specific_keys_are_left_to_the_adapter(mapdir):
+def test_the_common_checks_leave_vendor_keys_to_the_adapter(mapdir):
     (mapdir / "slack.yaml").write_text("version: 1\nanything: {nested: [1, 2]}\nmention_on_urgent: '<!here>'\n")
     assert load(mapdir).targets["slack"]["anything"] == {"nested": [1, 2]}
+
+
+@pytest.mark.parametrize(("file", "text", "where", "hint"), [
+    # A misspelt `redact:` would send unmasked card numbers to the channel without a word.
+    ("slack.yaml", "version: 1\nmention_on_urgent: '<!here>'\nredcat: [card]\n", "slack.yaml:3 redcat",
+     "did you mean 'redact'?"),
+    ("slack.yaml", "version: 1\nmention_on_urgnet: '<!here>'\n", "slack.yaml:2 mention_on_urgnet",
+     "did you mean 'mention_on_urgent'?"),
+    ("zendesk.yaml", "version: 1\nupdate_open_tickets: true\n", "zendesk.yaml:2 update_open_tickets",
+     "did you mean 'update_open_ticket'?"),
+    ("salesforce.yaml", "version: 1\nfeilds: {Subject: {path: intent.summary}}\n", "salesforce.yaml:2 feilds",
+     "did you mean 'fields'?"),
+    ("zendesk.yaml", "version: 1\ncompletely_else: 1\n", "zendesk.yaml:2 completely_else", "this file's keys are"),
+])
+def test_a_key_the_target_does_not_read_is_refused_with_file_line_and_a_guess(mapdir, file, text, where, hint):
+    from adapters.registry import mapping_keys
+
+    (mapdir / file).write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_mappings(str(mapdir), "/", TARGETS, mapping_keys)
+    assert err.value.source.endswith(where)
+    assert err.value.message.startswith("unknown key") and hint in err.value.message
+
+
+def test_every_key_the_shipped_files_and_their_docs_use_is_known():
+    from adapters.registry import mapping_keys
+
+    load_mappings("mappings", str(ROOT), TARGETS, mapping_keys)
+    load_mappings(str(GOOD), "/", TARGETS, mapping_keys)
 
 
 class Clock:
