@@ -61,8 +61,13 @@ def on_starting(server):
     limit_malloc_arenas(server.log)
     share_metrics()
     from connector import create_app
+    from connector.errors import ConfigError
 
-    app = create_app()
+    try:
+        app = create_app()
+    except ConfigError as err:  # one line saying what to fix, not a traceback ending with it
+        server.log.error("configuration error: %s", err)
+        raise SystemExit(2) from None
     services = app.extensions["connector"]
     services.db.upgrade()
     services.db.dispose()

@@ -21,7 +21,14 @@ class ConfigError(Exception):
     def __init__(self, source: str, message: str):
         self.source = source
         self.message = message
-        super().__init__(f"{source}: {message} (see .env.example and README.md, 'Configuration')")
+        super().__init__(f"{source}: {message} (see {self.guide})")
+
+    @property
+    def guide(self) -> str:
+        """Where the fix is explained: a mapping file's format, or the settings."""
+        if ".yaml" in self.source or self.source.startswith(("mappings", "CONNECTOR_MAPPINGS_DIR")):
+            return "mappings/README.md"
+        return ".env.example and README.md, 'Configuration'"
 
 
 class ApiProblem(Exception):

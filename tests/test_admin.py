@@ -133,3 +133,26 @@ def test_check_fails_on_a_bad_mapping_edit(make_app, tmp_path):
     (tmp_path / "m" / "routing.yaml").write_text("version: 1\nrules: [{name: x, when: {segmnt: vip}}]\n")
     result = app.test_cli_runner().invoke(args=["connector", "check"])
     assert result.exit_code == 1 and "routing.yaml:2" in result.output
+
+
+def test_a_bad_mapping_at_start_up_is_one_line_naming_file_line_and_guide_not_a_traceback(tmp_path):
+    """Every CLI command (and each gunicorn worker) builds the app in wsgi.py: `check` on a broken
+    file, in a fresh process, says what to fix and where it is explained."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    shutil.copytree(root / "mappings", tmp_path / "m")
+    (tmp_path / "m" / "routing.yaml").write_text("version: 1\nrules: [{name: x, when: {segmnt: vip}}]\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECTOR_", "PROMETHEUS_"))}
+    env.update(CONNECTOR_MAPPINGS_DIR=str(tmp_path / "m"), CONNECTOR_DATABASE_URL=f"sqlite:///{tmp_path}/c.db")
+    done = subprocess.run([str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "connector", "check"],
+                          cwd=tmp_path, env={**env, "PYTHONPATH": str(root)}, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    [line] = [text for text in done.stderr.splitlines() if "configuration error" in text]
+    assert "routing.yaml:2 rules[0].when.segmnt" in line and line.endswith("(see mappings/README.md)")

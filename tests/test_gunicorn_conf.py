@@ -91,3 +91,15 @@ def test_workers_share_one_metrics_directory_emptied_of_an_earlier_runs_counts(t
     directory = share(made)  # unset: a new temporary directory, for this run only
     assert made["PROMETHEUS_MULTIPROC_DIR"] == directory and Path(directory).is_dir()
     Path(directory).rmdir()
+
+
+def test_a_configuration_error_at_start_is_one_logged_line_and_exit_2(tmp_path):
+    on_starting = _conf()["on_starting"]
+    server = mock.Mock()
+    environ = {"CONNECTOR_SYNC_BUDGET_MS": "abc", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    with mock.patch.dict("os.environ", environ, clear=True), mock.patch("ctypes.CDLL", return_value=FakeLibc()):
+        with pytest.raises(SystemExit) as stopped:
+            on_starting(server)
+    assert stopped.value.code == 2
+    [(fmt, err)] = [call.args for call in server.log.error.call_args_list]
+    assert fmt == "configuration error: %s" and str(err).startswith("CONNECTOR_SYNC_BUDGET_MS: must be a whole number")
