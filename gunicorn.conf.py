@@ -3,6 +3,12 @@ or with GUNICORN_CMD_ARGS."""
 
 import os
 
+from dotenv import load_dotenv
+
+# `.env` is read here too (the app reads it again, to the same effect): CONNECTOR_BIND and the
+# worker counts below are needed before the app exists, and `make run` should honour them.
+load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
+
 bind = os.environ.get("CONNECTOR_BIND", "127.0.0.1:8000")
 # One worker more than there are cores, at most four: each worker is one GIL, and on SQLite all of
 # them queue for the same writer lock. Intake on 2 cores (make bench): 2 workers 330–345/s,

@@ -47,4 +47,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     for blueprint in (handoffs.bp, admin.bp, health.bp, webhooks.bp, docs.bp):
         app.register_blueprint(blueprint)
     log.info("connector ready", extra={"targets": list(settings.targets)})
+    services = app.extensions["connector"]
+    for warning in [*settings.warnings(), *(w for adapter in services.adapters.values() for w in adapter.warnings())]:
+        log.warning("setting to look at", extra={"warning": warning})  # `connector check` lists the same
     return app

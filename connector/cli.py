@@ -55,22 +55,7 @@ def check() -> None:
         click.echo(f"database: reachable ({services.db.dialect})")
     except Exception as err:  # report, don't crash: check is for finding problems
         problems.append(f"CONNECTOR_DATABASE_URL: database unreachable ({type(err).__name__})")
-    if settings.allow_unauthenticated:
-        warnings.append("CONNECTOR_ALLOW_UNAUTHENTICATED=1 accepts requests from anyone — development only")
-    if not settings.bot_keys and not settings.bot_secrets and not settings.allow_unauthenticated:
-        warnings.append("no CONNECTOR_BOT_KEYS or CONNECTOR_BOT_SECRETS: every bot request will be refused")
-    if not settings.admin_token:
-        warnings.append("no CONNECTOR_ADMIN_TOKEN: the admin surface (preview, deliveries, replay) is off")
-    signing = {bot_id for bot_id, _ in settings.bot_secrets}
-    for bot_id, key in settings.bot_keys:
-        if len(key) < 24:
-            warnings.append(f"CONNECTOR_BOT_KEYS: the key for {bot_id!r} is shorter than 24 characters")
-        if bot_id not in signing:
-            warnings.append(f"no CONNECTOR_BOT_SECRETS entry for {bot_id!r}: its status callbacks cannot be signed "
-                            "and are not sent")
-    if settings.callback_allow_private:
-        warnings.append("CONNECTOR_CALLBACK_ALLOW_PRIVATE=1 lets bots' callback URLs reach this network — "
-                        "development only")
+    warnings.extend(settings.warnings())
     for adapter in services.adapters.values():
         warnings.extend(adapter.warnings())
     for line in warnings:

@@ -26,7 +26,7 @@ class ConfigError(Exception):
     @property
     def guide(self) -> str:
         """Where the fix is explained: a mapping file's format, or the settings."""
-        if ".yaml" in self.source or self.source.startswith(("mappings", "CONNECTOR_MAPPINGS_DIR")):
+        if ".yaml" in self.source:
             return "mappings/README.md"
         return ".env.example and README.md, 'Configuration'"
 

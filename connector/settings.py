@@ -65,6 +65,8 @@ def _str(name: str, raw: str) -> str:
     return raw.strip()
 
 
+MIN_TOKEN_CHARS = 24  # bearer keys and tokens shorter than this are warned about (SECURITY.md)
+
 # variable name → (Settings attribute, parser). The single table of what the service reads.
 _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CONNECTOR_DATABASE_URL": ("database_url", _str),
@@ -187,6 +189,32 @@ class Settings:
         if self.max_attempts < 1:
             raise ConfigError("CONNECTOR_MAX_ATTEMPTS", "must be at least 1")
         return self
+
+    def warnings(self) -> list[str]:
+        """What is risky or useless in these settings without being wrong: `connector check` prints
+        it, and the service logs it at start-up."""
+        said = []
+        if self.allow_unauthenticated:
+            said.append("CONNECTOR_ALLOW_UNAUTHENTICATED=1 accepts requests from anyone — development only")
+        if not self.bot_keys and not self.bot_secrets and not self.allow_unauthenticated:
+            said.append("no CONNECTOR_BOT_KEYS or CONNECTOR_BOT_SECRETS: every bot request will be refused")
+        if not self.admin_token:
+            said.append("no CONNECTOR_ADMIN_TOKEN: the admin surface (preview, deliveries, replay) is off")
+        for variable, token in (("CONNECTOR_ADMIN_TOKEN", self.admin_token),
+                                ("CONNECTOR_METRICS_TOKEN", self.metrics_token)):
+            if token and len(token) < MIN_TOKEN_CHARS:
+                said.append(f"{variable} is shorter than {MIN_TOKEN_CHARS} characters")
+        signing = {bot_id for bot_id, _ in self.bot_secrets}
+        for bot_id, key in self.bot_keys:
+            if len(key) < MIN_TOKEN_CHARS:
+                said.append(f"CONNECTOR_BOT_KEYS: the key for {bot_id!r} is shorter than {MIN_TOKEN_CHARS} characters")
+            if bot_id not in signing:
+                said.append(f"no CONNECTOR_BOT_SECRETS entry for {bot_id!r}: its status callbacks cannot be signed "
+                            "and are not sent")
+        if self.callback_allow_private:
+            said.append("CONNECTOR_CALLBACK_ALLOW_PRIVATE=1 lets bots' callback URLs reach this network — "
+                        "development only")
+        return said
 
     @staticmethod
     def variable_for(attr: str) -> str:

@@ -156,3 +156,25 @@ def test_a_bad_mapping_at_start_up_is_one_line_naming_file_line_and_guide_not_a_
     assert "Traceback" not in done.stderr
     [line] = [text for text in done.stderr.splitlines() if "configuration error" in text]
     assert "routing.yaml:2 rules[0].when.segmnt" in line and line.endswith("(see mappings/README.md)")
+
+
+def test_short_admin_and_metrics_tokens_are_warned_about_by_check_and_at_start_up(make_app, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="connector.app"):
+        app = make_app(admin_token="short", metrics_token="also-short")
+    result = app.test_cli_runner().invoke(args=["connector", "check"])
+    assert result.exit_code == 0, result.output
+    for said in ("CONNECTOR_ADMIN_TOKEN is shorter than 24 characters",
+                 "CONNECTOR_METRICS_TOKEN is shorter than 24 characters"):
+        assert f"warning: {said}" in result.output
+        assert said in [getattr(r, "warning", None) for r in caplog.records]
+
+
+def test_a_service_that_will_refuse_every_bot_says_so_when_it_starts(make_app, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="connector.app"):
+        make_app(bot_keys=(), bot_secrets=())
+    assert "no CONNECTOR_BOT_KEYS or CONNECTOR_BOT_SECRETS: every bot request will be refused" in [
+        getattr(r, "warning", None) for r in caplog.records]

@@ -103,3 +103,11 @@ def test_a_configuration_error_at_start_is_one_logged_line_and_exit_2(tmp_path):
     assert stopped.value.code == 2
     [(fmt, err)] = [call.args for call in server.log.error.call_args_list]
     assert fmt == "configuration error: %s" and str(err).startswith("CONNECTOR_SYNC_BUDGET_MS: must be a whole number")
+
+
+def test_make_run_takes_the_address_and_workers_from_dot_env_and_the_environment_wins(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("CONNECTOR_BIND=127.0.0.1:8011\nCONNECTOR_WEB_WORKERS=2\n")
+    conf = _conf()
+    assert (conf["bind"], conf["workers"]) == ("127.0.0.1:8011", 2)
+    assert _conf({"CONNECTOR_BIND": "127.0.0.1:8012"})["bind"] == "127.0.0.1:8012"
