@@ -154,6 +154,9 @@ class Services:
                     last_renewal = time.monotonic()
                     if self._in_flight():
                         self.outbox.renew_leases()
+                # An edited mapping file is read (and a bad edit logged) now, not when the next
+                # request happens to arrive: an admin watching the log sees the verdict at once.
+                self.mapping_store.current()
                 # Claim no more than there are free threads: claimed work waits in no queue.
                 free = max(0, self.settings.delivery_threads - self._in_flight())
                 if free:

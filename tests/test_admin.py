@@ -178,3 +178,41 @@ def test_a_service_that_will_refuse_every_bot_says_so_when_it_starts(make_app, c
         make_app(bot_keys=(), bot_secrets=())
     assert "no CONNECTOR_BOT_KEYS or CONNECTOR_BOT_SECRETS: every bot request will be refused" in [
         getattr(r, "warning", None) for r in caplog.records]
+
+
+def test_readyz_shows_a_refused_mapping_edit_while_the_last_good_set_serves(make_app, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(Path(__file__).parents[1] / "mappings", tmp_path / "m")
+    app = make_app(mappings_dir=str(tmp_path / "m"))
+    store = app.extensions["connector"].mapping_store
+    store.interval = 0  # look at the files on every use
+    client = app.test_client()
+    assert client.get("/readyz").get_json()["checks"]["mappings"]["ok"] is True
+    (tmp_path / "m" / "routing.yaml").write_text("version: 1\nrules: [{name: x, when: {segmnt: vip}}]\n")
+    response = client.get("/readyz")
+    assert response.status_code == 200  # still serving, on the last good set
+    shown = response.get_json()["checks"]["mappings"]
+    assert shown["ok"] is False and shown["serving"] == "the last good set"
+    assert "routing.yaml:2 rules[0].when.segmnt" in shown["refused_edit"]
+
+
+def test_the_loop_reads_an_edited_mapping_without_waiting_for_a_request(make_app, tmp_path, caplog):
+    import logging
+    import shutil
+    import time
+    from pathlib import Path
+
+    shutil.copytree(Path(__file__).parents[1] / "mappings", tmp_path / "m")
+    app = make_app(mappings_dir=str(tmp_path / "m"))
+    services = app.extensions["connector"]
+    services.mapping_store.interval = 0
+    (tmp_path / "m" / "slack.yaml").write_text("version: 1\nredcat: [card]\n")
+    with caplog.at_level(logging.ERROR, logger="connector.mappings"):
+        services.start_loop(0.05)
+        deadline = time.monotonic() + 5
+        while services.mapping_store.errors is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert services.mapping_store.errors is not None and "redcat" in services.mapping_store.errors.source
+    assert any(r.message == "mappings edit refused; keeping the last good set" for r in caplog.records)

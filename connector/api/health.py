@@ -35,8 +35,13 @@ def readyz() -> Response:
         503: {description: Not ready, content: {application/json: {schema: Health}}}
     """
     services = current_services()
-    checks: dict = {"mappings": {"ok": True, "source": services.mappings.source},
-                    "targets": list(services.adapters)}
+    mappings: dict = {"ok": True, "source": services.mappings.source}
+    refused = services.mapping_store.errors
+    if refused is not None:
+        # Still ready — the last good set serves — but the next start would stop on this file.
+        mappings = {**mappings, "ok": False, "serving": "the last good set",
+                    "refused_edit": f"{refused.source}: {refused.message}"}
+    checks: dict = {"mappings": mappings, "targets": list(services.adapters)}
     ready = True
     try:
         services.db.ping()
