@@ -10,6 +10,7 @@ a locale without that variant uses its `template`. Everything renders in Jinja2'
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -88,6 +89,9 @@ def pick_locale(language: str | None, available: Mapping[str, Any], default: str
     return default
 
 
+_DOUBLED_STOP = re.compile(r"([?!…])\.(?=\s|$)")
+
+
 def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_seconds: int | None,
             messages: Mapping[str, Any], *, now: dt.datetime | None = None) -> dict[str, str]:
     config = messages if messages.get("locales") else FALLBACK
@@ -112,7 +116,8 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     if variant and variant in (strings.get("variants") or {}):
         key, template = f"variants.{variant}", strings["variants"][variant]
     text = render(template, f"{where}.{key}", team=team, problem=problem, expectation=expectation)
-    return {"locale": locale, "text": " ".join(text.split())}
+    # Templates end the problem with a full stop; one the customer ended with "?" or "!" keeps its own.
+    return {"locale": locale, "text": _DOUBLED_STOP.sub(r"\1", " ".join(text.split()))}
 
 
 def _opening_words(hours: Mapping[str, Any], strings: Mapping[str, Any], now: dt.datetime | None) -> dict[str, str]:

@@ -43,6 +43,23 @@ def test_a_known_wait_is_quoted_and_an_unknown_one_is_not_invented():
     assert "minute" not in text and "as soon as" in text
 
 
+@pytest.mark.parametrize(("language", "stated", "shown"), [
+    ("en", "Can I talk to a person?", "I've passed on: Can I talk to a person? "),
+    ("en", "My card was charged twice!", "I've passed on: My card was charged twice! "),
+    ("en", "It stopped working…", "I've passed on: It stopped working… "),
+    ("en", "The export fails.", "I've passed on: The export fails. "),
+    ("es", "¿Puedo hablar con una persona?", "Les he contado: ¿Puedo hablar con una persona? "),
+])
+def test_the_customers_own_question_or_exclamation_mark_ends_the_problem_not_a_doubled_stop(language, stated,
+                                                                                           shown):
+    packet = full_packet()
+    packet["conversation"]["language"] = language
+    packet["intent"]["stated_problem"] = stated
+    text = compose(packet, ASSIGNMENT, None, MESSAGES)["text"]
+    assert shown in text
+    assert not any(doubled in text for doubled in ("?.", "!.", "….", ".."))
+
+
 def test_customer_text_is_not_a_template():
     packet = full_packet()
     packet["intent"]["stated_problem"] = "{{ 7*7 }} {{ ''.__class__.__mro__ }}"
