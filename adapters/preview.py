@@ -49,6 +49,8 @@ class PreviewAdapter(Adapter):
         return Sent(vendor_id=f"preview-{ctx.handoff_id}", url=self._url(ctx))
 
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        # The conversation's "ticket" keeps its id, as a vendor's would; the link shows what this
+        # handoff rendered (the update payloads), which is what a preview is for.
         assert ctx.link is not None
         return Sent(vendor_id=ctx.link.vendor_id, url=self._url(ctx))
 

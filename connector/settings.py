@@ -54,7 +54,7 @@ def _bool(name: str, raw: str) -> bool:
         return True
     if lowered in {"0", "false", "no", "off", ""}:
         return False
-    raise ConfigError(name, f"must be 1 or 0, got {raw!r}")
+    raise ConfigError(name, f"must be 1 or 0 (true/false, yes/no and on/off work too), got {raw!r}")
 
 
 def _list(name: str, raw: str) -> tuple[str, ...]:

@@ -39,6 +39,11 @@ def build_spec(app: Flask) -> dict[str, Any]:
     )
     spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer",
                                                     "description": "A bot's key (CONNECTOR_BOT_KEYS)"})
+    spec.components.security_scheme("botSignature", {
+        "type": "apiKey", "in": "header", "name": "webhook-signature",
+        "description": "Standard Webhooks: `v1,<base64 HMAC-SHA256>` of `{webhook-id}.{webhook-timestamp}.{body}` "
+                       "keyed with one of the bot's CONNECTOR_BOT_SECRETS, with the webhook-id and "
+                       "webhook-timestamp headers; five-minute window. The alternative to a bearer key."})
     spec.components.security_scheme("adminAuth", {"type": "http", "scheme": "bearer",
                                                    "description": "CONNECTOR_ADMIN_TOKEN"})
     spec.components.security_scheme("metricsAuth", {"type": "http", "scheme": "bearer",

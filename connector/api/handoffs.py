@@ -33,7 +33,7 @@ def create_handoff() -> Response:
         CONNECTOR_SYNC_BUDGET_MS and answers with what is known. A repeated
         Idempotency-Key (or, without one, the same packet from the same bot) returns
         the stored answer with 200.
-      security: [{bearerAuth: []}]
+      security: [{bearerAuth: []}, {botSignature: []}]
       parameters:
         - {in: header, name: Idempotency-Key, required: false, schema: {type: string, maxLength: 200}}
       requestBody:
@@ -85,7 +85,7 @@ def get_handoff(handoff_id: str) -> Response:
     ---
     get:
       summary: The current state of a handoff, with what each target received
-      security: [{bearerAuth: []}]
+      security: [{bearerAuth: []}, {botSignature: []}]
       parameters:
         - {in: path, name: handoff_id, required: true, schema: {type: string}}
       responses:
@@ -114,7 +114,7 @@ def add_messages(handoff_id: str) -> Response:
         finding its handoff), so no bot takes the answer for an unknown handoff or believes the
         messages reached an agent. Instead, send a new handoff of the same conversation with the
         whole transcript: it is added to the same ticket, case and Slack thread.
-      security: [{bearerAuth: []}]
+      security: [{bearerAuth: []}, {botSignature: []}]
       parameters:
         - {in: path, name: handoff_id, required: true, schema: {type: string}}
       responses:
@@ -150,7 +150,7 @@ def list_handoffs() -> Response:
     ---
     get:
       summary: The handoffs of one conversation, newest first
-      security: [{bearerAuth: []}]
+      security: [{bearerAuth: []}, {botSignature: []}]
       parameters:
         - {in: query, name: conversation_id, required: true, schema: {type: string}}
         - {in: query, name: limit, required: false, schema: {type: integer, minimum: 1, maximum: 100, default: 20}}
