@@ -182,7 +182,7 @@ class SlackAdapter(Adapter):
                        unfurl_links=False, unfurl_media=False)
             return
         in_thread = {"thread_ts": ts} if event.ticket_id != ticket_id else {}
-        self._call("chat_postEphemeral", channel=channel, user=event.agent_id, text=text, **in_thread)
+        self._call("chat_postEphemeral", acts=True, channel=channel, user=event.agent_id, text=text, **in_thread)
 
     def _post_thread(self, channel: str, ts: str, thread: list[dict[str, Any]], start: int) -> None:
         for reply in thread[start:]:

@@ -230,21 +230,24 @@ class Services:
         """The target tells the agent whose action `event` reported who holds the handoff, on its
         ticket `ticket_id` (`Adapter.claim_answered`). On a small pool of its own, never on the
         request (Slack wants its answer within three seconds) nor on the delivery threads. Best
-        effort: a rate limit or a vendor error that did nothing is tried again after the vendor's
-        Retry-After (up to `NOTICE_TRIES` times, waiting at most `NOTICE_WAIT_MAX_S`, and not
-        past shutdown); an unknown outcome is not, since the agent may have been told. Then a
-        failure is logged."""
+        effort: a notice the vendor refused for its rate limit, or that never reached it, is sent
+        again after the vendor's Retry-After — up to `NOTICE_TRIES` tries and `NOTICE_WAIT_MAX_S`
+        of waiting in all, and never once `stop()` has begun; one whose fate is unknown is not
+        (the agent may have been told). Then a failure is logged. Two threads: notices waiting
+        out a rate limit hold up the others, which would meet the same limit."""
         adapter = self.adapters.get(event.target)
         if adapter is None or type(adapter).claim_answered is Adapter.claim_answered:
             return  # the vendor shows the agent the assignment itself: nothing to queue
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_notice_worth_another_try),
-            stop=tenacity.stop_after_attempt(NOTICE_TRIES) | tenacity.stop_when_event_set(self._stop),
-            wait=_vendors_wait, sleep=self._stop.wait, reraise=True)
+            stop=tenacity.stop_any(tenacity.stop_after_attempt(NOTICE_TRIES), _notice_waits_too_long),
+            wait=_vendors_wait, sleep=self._nap, reraise=True)
 
         def tell() -> None:
             try:
                 retrying(adapter.claim_answered, event, holder, ticket_id)
+            except _ShuttingDown:
+                log.info("notice to the agent dropped at shutdown", extra={"target": event.target})
             except DeliveryError as err:
                 log.warning("could not tell the agent who holds the handoff",
                             extra={"target": event.target, "ticket_id": ticket_id, "error": str(err)})
@@ -255,6 +258,12 @@ class Services:
             self._notices.submit(tell)
         except RuntimeError:  # shutting down: the notice is a courtesy, skip it
             pass
+
+    def _nap(self, seconds: float) -> None:
+        """A notice's wait for the vendor's Retry-After, cut short by `stop()`, which then ends it:
+        tenacity would otherwise try once more after a sleep that returned early."""
+        if self._stop.wait(seconds):
+            raise _ShuttingDown
 
     def _callbacks_sending(self) -> set[int]:
         with self._count_lock:
@@ -315,9 +324,17 @@ def init_app(app: Flask, services: Services) -> None:
     app.extensions["connector"] = services
 
 
+class _ShuttingDown(Exception):
+    """`stop()` began while a notice waited to be sent again."""
+
+
 def _notice_worth_another_try(err: BaseException) -> bool:
-    return (isinstance(err, TransientError) and not isinstance(err, OutcomeUnknown)
-            and (err.retry_after or 0) <= NOTICE_WAIT_MAX_S)
+    return isinstance(err, TransientError) and not isinstance(err, OutcomeUnknown)
+
+
+def _notice_waits_too_long(state: tenacity.RetryCallState) -> bool:
+    """The next wait would take the notice's waiting past `NOTICE_WAIT_MAX_S` in all: it is stale."""
+    return state.idle_for + state.upcoming_sleep > NOTICE_WAIT_MAX_S
 
 
 def _vendors_wait(state: tenacity.RetryCallState) -> float:

@@ -191,7 +191,7 @@ def test_another_bots_handoff_is_not_found(client):
     assert response.status_code == 404
 
 
-def test_messages_while_waiting_are_refused_as_not_built_yet_and_say_what_to_do(client):
+def test_messages_while_waiting_are_refused_as_not_built_yet_and_say_what_to_do(client, caplog):
     """The contract names the route; until it is built, a bot must neither read a 404 as "no such
     handoff" nor believe the messages reached the agent (README, "Not built yet")."""
     body = post(client, minimal_packet()).get_json()
@@ -210,6 +210,7 @@ def test_messages_while_waiting_are_refused_as_not_built_yet_and_say_what_to_do(
     anonymous = client.post(f"/v1/handoffs/{body['id']}/messages", data=json.dumps(said),
                             content_type="application/json")
     assert (unknown.status_code, others.status_code, anonymous.status_code) == (404, 404, 401)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # answered as designed: nobody is paged
 
 
 def test_health_and_readiness(client):
