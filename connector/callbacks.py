@@ -46,7 +46,7 @@ from sqlalchemy.orm import aliased
 from . import callback_http, driver_cursor, metrics, vendor_signatures
 from .backoff import backoff_seconds
 from .db import Database
-from .models import DONE, Callback, Delivery, Handoff, utcnow
+from .models import DONE, Assignment, Callback, Delivery, Handoff, utcnow
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ class Sender:
         problem = callback_http.url_problem(due.url, self.settings.callback_allow_private)
         if problem is not None:  # stored before a setting changed: what the URL says, nothing learnt
             return "dead", f"callback.url {problem}", None
-        payload = json.dumps(due.body, ensure_ascii=False, separators=(",", ":"))
+        payload = json.dumps(self._current_shape(due), ensure_ascii=False, separators=(",", ":"))
         msg_id = f"{due.handoff_id}.{due.state}"
         signed_at = utcnow().replace(microsecond=0)
         headers = {
@@ -272,6 +272,23 @@ class Sender:
         if 300 <= status < 400:
             answered += " (redirects are not followed)"
         return "dead", answered, None
+
+    def _current_shape(self, due: Due) -> dict[str, Any]:
+        """The body as /openapi.json describes it now. An `assigned` body stored before its agent
+        had `routed` gets it from the assignments table: that agent still holds the handoff (the
+        row says whether routing chose them), or was routing's choice, since only routing's agent
+        is ever replaced."""
+        agent = due.body.get("agent")
+        if due.state != "assigned" or not isinstance(agent, dict) or "routed" in agent:
+            return due.body
+        with self.db.reading() as session:
+            holder = session.execute(select(Assignment.agent_id, Assignment.routed)
+                                     .where(Assignment.handoff_id == due.handoff_id)).first()
+        if holder is None:  # cannot happen (an `assigned` is owed with its assignment); claim nothing
+            routed = False
+        else:
+            routed = bool(holder.routed) if holder.agent_id == agent.get("id") else True
+        return {**due.body, "agent": {**agent, "routed": routed}}
 
     def _retry(self, due: Due, error: str, retry_after: float | None) -> _Verdict:
         now, attempts, settings = utcnow(), due.attempts + 1, self.settings

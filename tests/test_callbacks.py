@@ -767,3 +767,30 @@ def test_callback_outcomes_are_counted_and_what_is_owed_is_shown_in_the_metrics(
     assert (grew("retry"), grew("dead"), grew("sent")) == (1, 1, 1)
     assert value(after, "connector_status_callbacks_owed", status="dead") == 1
     assert value(after, "connector_status_callbacks_owed", status="pending") == 0
+
+
+@pytest.mark.parametrize(("chosen_by_routing", "taken_over", "routed"), [
+    (True, False, True),  # routing's agent still holds it
+    (True, True, True),  # routing's agent, replaced since by another
+    (False, False, False),  # an agent who took it from the queue
+])
+def test_an_assigned_body_queued_before_agents_had_routed_gets_it_when_sent(make_callback_app, bot, chosen_by_routing,
+                                                                           taken_over, routed):
+    """A callback row written by the code before `agent.routed` existed is sent as /openapi.json says."""
+    from tests.test_webhooks_zendesk import EVENT_BYTES, event, headers, signed
+
+    app = _with_a_zendesk_handoff(make_callback_app, "hnd_01TESTHANDOFF0000000000000",
+                                  full_packet(callback={"url": bot.url, "events": ["assigned"]}),
+                                  routed={"zendesk": {"assignee_id": "381156009921"}} if chosen_by_routing else None)
+    client = app.test_client()
+    client.post("/webhooks/zendesk", data=EVENT_BYTES, content_type="application/json", headers=headers())
+    if taken_over:
+        later = json.dumps(event(id="evt-later", time="2026-11-21T12:02:05Z", event__current="20978392")).encode()
+        client.post("/webhooks/zendesk", data=later, content_type="application/json", headers=signed(later))
+    [row] = rows(app)
+    old_body = {**row.body, "agent": {k: v for k, v in row.body["agent"].items() if k != "routed"}}
+    with app.extensions["connector"].db.session() as session:
+        session.execute(update(Callback).where(Callback.id == row.id).values(body=old_body))
+    send_due(app)
+    [received] = bot.requests
+    assert received.json["agent"] == {"id": "381156009921", "name": None, "target": "zendesk", "routed": routed}
