@@ -121,8 +121,8 @@ def load_file(path: Path, name: str | None = None, known: Collection[str] | None
     name = name or str(path)
     data, lines = read_yaml(path, name)
     data = _check_version(data, name, lines)
-    for key in data:
-        if known is not None and key not in known:
+    for key in data if known is not None else ():
+        if key not in known:
             close = difflib.get_close_matches(str(key), sorted(known), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ConfigError(locate(name, lines, str(key)),

@@ -143,10 +143,16 @@ def _started() -> None:
     g.metrics_started = time.perf_counter()
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def _answered(response: Response) -> Response:
     route = request.url_rule.rule if request.url_rule is not None else "(no route)"
-    REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+    # Any word is a method to HTTP: a stranger's made-up ones would each open a series that lives
+    # as long as the process (and its file, under gunicorn).
+    method = request.method if request.method in _METHODS else "(other)"
+    REQUESTS.labels(route, method, str(response.status_code)).inc()
     started = g.get("metrics_started")
     if started is not None:
-        REQUEST_SECONDS.labels(route, request.method).observe(time.perf_counter() - started)
+        REQUEST_SECONDS.labels(route, method).observe(time.perf_counter() - started)
     return response

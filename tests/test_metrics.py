@@ -126,3 +126,12 @@ def test_a_metrics_directory_that_cannot_be_written_stops_start_up_naming_the_va
     with pytest.raises(ConfigError) as refused:
         create_app({"database_url": f"sqlite:///{tmp_path}/c.db"})
     assert refused.value.source == "PROMETHEUS_MULTIPROC_DIR" and "missing" in refused.value.message
+
+
+def test_a_made_up_method_or_path_opens_no_series_of_its_own(client):
+    client.open("/v1/handoffs", method="BREW")
+    client.get("/no/such/path/hnd_123")
+    samples = scrape(client)
+    labels = {dict(found).get("method") for name, found in samples if name == "connector_http_requests_total"}
+    assert "BREW" not in labels and "(other)" in labels
+    assert not any("/no/such" in str(found) for _, found in samples)
