@@ -55,10 +55,23 @@ def share_metrics(environ=os.environ) -> str:
     directory = environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="connector-metrics-")
     os.makedirs(directory, exist_ok=True)
     for name in os.listdir(directory):
-        if name.endswith(".db"):
+        # `<kind>_<pid>.db`: a live process (a `connector worker` sharing the directory) keeps its
+        # file open and mapped — removed, its counts would go on into a file nobody reads.
+        pid = name.removesuffix(".db").rpartition("_")[2]
+        if name.endswith(".db") and not (pid.isdigit() and _alive(int(pid))):
             os.remove(os.path.join(directory, name))
     environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     return directory
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def on_starting(server):

@@ -9,6 +9,7 @@ try:
     app = create_app()
 except ConfigError as err:
     # What to fix, in one line, instead of a traceback that ends with it (every CLI command and
-    # each gunicorn worker start here).
+    # each gunicorn worker start here). Exit 3 is gunicorn's "worker failed to boot": the master
+    # stops, where another code would respawn the worker forever (a bad edit, then a HUP).
     print(f"configuration error: {err}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(3)

@@ -320,7 +320,7 @@ class Sender:
         if not kept:  # another process took it over meanwhile; its outcome stands
             log.warning("status callback's lease was lost before its outcome was recorded", extra=extra)
             return status
-        metrics.CALLBACKS.labels("retry" if status == "pending" else status).inc()
+        metrics.callback_sent(status)
         level = {"sent": logging.INFO, "pending": logging.WARNING}.get(status, logging.ERROR)
         log.log(level, "status callback " + {"sent": "sent", "pending": "will be retried"}.get(status, "given up"),
                 extra=extra)

@@ -17,22 +17,24 @@ series per handoff).
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, request
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess, values
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .services import Services
 
+log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -62,6 +64,31 @@ CALLBACKS = Counter(
     ["outcome"], registry=EVENTS)
 
 
+def safely(record: Callable[..., None]) -> Callable[..., None]:
+    """Counting must never change what happens: a failure to record (its directory removed by a
+    /tmp cleaner, say) is logged and dropped — not a retried delivery (a second ticket) or a 500."""
+    @functools.wraps(record)
+    def guarded(*args: Any, **kwargs: Any) -> None:
+        try:
+            record(*args, **kwargs)
+        except Exception as err:
+            log.warning("metrics: could not record", extra={"metric": record.__name__, "error": type(err).__name__})
+    return guarded
+
+
+@safely
+def attempted(target: str, state: str, seconds: float | None = None) -> None:
+    """One delivery attempt ended in `state` (its row's state after it), at the vendor for `seconds`."""
+    DELIVERY_ATTEMPTS.labels(target, delivery_outcome(state)).inc()
+    if seconds is not None:
+        DELIVERY_SECONDS.labels(target).observe(seconds)
+
+
+@safely
+def callback_sent(status: str) -> None:
+    CALLBACKS.labels("retry" if status == "pending" else status).inc()
+
+
 def delivery_outcome(state: str) -> str:
     """A delivery's state after an attempt, as the `outcome` label ("pending" is a retry)."""
     return "retry" if state == "pending" else state
@@ -84,7 +111,8 @@ class Backlog(Collector):
         paused = GaugeMetricFamily(
             "connector_target_paused", "1 while a target is paused at its vendor's request (a 429).",
             labels=["target"])
-        up = GaugeMetricFamily("connector_database_up", "1 when the database answered this scrape's queries.")
+        up = GaugeMetricFamily("connector_backlog_up", "1 when this scrape could read the backlog (the database "
+                               "answered, the enabled targets could be built).")
         try:
             # Every enabled target has its series, at 0 when nothing waits: an alert on a series
             # that appears only once there is trouble cannot tell "fine" from "not scraped".
@@ -99,7 +127,8 @@ class Backlog(Collector):
             now_paused = set(self.services.outbox.paused_targets())
             for target in sorted(enabled | now_paused):
                 paused.add_metric([target], 1 if target in now_paused else 0)
-        except SQLAlchemyError:
+        except Exception as err:  # the database away, or an edit only an adapter refuses: say so, answer
+            log.warning("metrics: the backlog could not be read", extra={"error": type(err).__name__})
             up.add_metric([], 0)
             yield up  # the event counters still answer; the backlog is unknown, not zero
             return
@@ -110,7 +139,9 @@ class Backlog(Collector):
 def exposition(services: Services) -> bytes:
     """The text a scrape receives: every process's events (or this one's) and the backlog."""
     registry = CollectorRegistry()
-    if os.environ.get(MULTIPROCESS_DIR):
+    # The mode prometheus-client chose when first imported, not the variable now: imported before
+    # gunicorn.conf.py set it (`--preload`), counts stay in each process, and the directory is empty.
+    if getattr(values.ValueClass, "_multiprocess", False):
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(EVENTS)
@@ -147,12 +178,17 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 def _answered(response: Response) -> Response:
+    _count_request(response.status_code)
+    return response
+
+
+@safely
+def _count_request(status: int) -> None:
     route = request.url_rule.rule if request.url_rule is not None else "(no route)"
     # Any word is a method to HTTP: a stranger's made-up ones would each open a series that lives
     # as long as the process (and its file, under gunicorn).
     method = request.method if request.method in _METHODS else "(other)"
-    REQUESTS.labels(route, method, str(response.status_code)).inc()
+    REQUESTS.labels(route, method, str(status)).inc()
     started = g.get("metrics_started")
     if started is not None:
         REQUEST_SECONDS.labels(route, method).observe(time.perf_counter() - started)
-    return response

@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -228,15 +229,16 @@ class Outbox:
                 public_url=self.settings.public_url,
             )
             log.info("delivery attempt", extra={"attempt": ctx.attempt, "update": ctx.link is not None})
+            started = time.perf_counter()
             try:
-                with metrics.DELIVERY_SECONDS.labels(delivery.target).time():
-                    outcome = adapter.deliver(ctx)
+                outcome = adapter.deliver(ctx)
             except DeliveryError as err:
-                return self._record_error(delivery, handoff, err)
+                return self._record_error(delivery, handoff, err, time.perf_counter() - started)
             except Exception as err:  # a bug must not lose the handoff: retry, then dead
                 log.exception("unexpected error in adapter")
-                return self._record_error(delivery, handoff, TransientError(f"internal error: {type(err).__name__}"))
-            attempted = self._record_success(delivery, handoff, outcome)
+                return self._record_error(delivery, handoff, TransientError(f"internal error: {type(err).__name__}"),
+                                          time.perf_counter() - started)
+            attempted = self._record_success(delivery, handoff, outcome, time.perf_counter() - started)
         if len(handoff.deliveries) > 1:
             # Linking the targets' tickets to each other is cosmetic: it must not delay the answer.
             self.defer(lambda: self._notify_related(handoff, delivery.target))
@@ -303,7 +305,7 @@ class Outbox:
 
     # ---- recording -------------------------------------------------------------------------
 
-    def _record_success(self, delivery: Delivery, handoff: Handoff, outcome: Outcome) -> Attempted:
+    def _record_success(self, delivery: Delivery, handoff: Handoff, outcome: Outcome, seconds: float) -> Attempted:
         now = utcnow()
         # Prepared statements, not loaded rows: the attempt knows every value it writes (the ORM's
         # read and flush of both rows showed in the benchmark's profile of every delivery).
@@ -334,12 +336,13 @@ class Outbox:
             owed = callbacks.on_delivered(connection, self.db, handoff, now)
         if owed:
             self.callback_owed()
-        metrics.DELIVERY_ATTEMPTS.labels(delivery.target, outcome.status).inc()
+        metrics.attempted(delivery.target, outcome.status, seconds)
         log.info("delivered", extra={"state": outcome.status, "vendor_id": outcome.vendor_id})
         return Attempted(delivery.target, outcome.status, outcome.vendor_id, outcome.url, delivery.attempts + 1,
                          None, done["receipt"])
 
-    def _record_error(self, delivery: Delivery, handoff: Handoff, err: DeliveryError) -> Attempted:
+    def _record_error(self, delivery: Delivery, handoff: Handoff, err: DeliveryError,
+                      seconds: float | None = None) -> Attempted:
         now = utcnow()
         message = f"{type(err).__name__}: {err.message}"[:2000]  # stored for admins, never logged
         with self.db.session() as session:
@@ -371,7 +374,7 @@ class Outbox:
             state, attempts, next_at, attempted = row.state, row.attempts, row.next_attempt_at, Attempted.of(row)
         if owed:
             self.callback_owed()
-        metrics.DELIVERY_ATTEMPTS.labels(delivery.target, metrics.delivery_outcome(state)).inc()
+        metrics.attempted(delivery.target, state, seconds)
         level = logging.WARNING if state == "pending" else logging.ERROR
         # Vendors quote back what they refused (a requester's address…): the text stays in
         # `last_error` for admins; the log gets its kind and status only.
@@ -404,7 +407,7 @@ class Outbox:
             attempted = Attempted.of(row)
         if owed:
             self.callback_owed()
-        metrics.DELIVERY_ATTEMPTS.labels(attempted.target, attempted.state).inc()
+        metrics.attempted(attempted.target, attempted.state)
         log.error("delivery not possible", extra={"error": message})
         return attempted
 

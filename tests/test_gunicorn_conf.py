@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import platform
 import runpy
 import subprocess
@@ -82,11 +83,13 @@ def test_workers_and_threads_follow_their_variables():
 
 def test_workers_share_one_metrics_directory_emptied_of_an_earlier_runs_counts(tmp_path):
     share = _conf()["share_metrics"]
-    (tmp_path / "counter_123.db").write_bytes(b"old")
+    (tmp_path / "counter_4194304.db").write_bytes(b"old")  # a pid no process has
+    live = tmp_path / f"counter_{os.getpid()}.db"  # a connector worker still running
+    live.write_bytes(b"its counts")
     (tmp_path / "README").write_text("an operator's note")
     environ = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     assert share(environ) == str(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["README"]  # only prometheus-client's files go
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README", live.name]  # only dead processes' files go
     made: dict[str, str] = {}
     directory = share(made)  # unset: a new temporary directory, for this run only
     assert made["PROMETHEUS_MULTIPROC_DIR"] == directory and Path(directory).is_dir()

@@ -246,3 +246,20 @@ def test_bad_specs_are_refused(spec):
 def test_load_file_keeps_its_interface():
     data = load_file(GOOD / "zendesk.yaml")
     assert data["version"] == 1 and data["custom_fields"][0]["path"] == "collected_data.order_number"
+
+
+def test_every_key_an_adapter_reads_from_its_mapping_is_one_it_declares():
+    """Drift guard: a key read in an adapter's source but missing from `mapping_keys` would refuse
+    a valid file (and a declared key nobody reads would accept a useless one)."""
+    import re
+
+    from adapters.base import COMMON_MAPPING_KEYS
+    from adapters.registry import adapter_class
+
+    adapters = ROOT / "adapters"
+    for target in ("zendesk", "salesforce", "slack"):
+        source = "".join(path.read_text() for path in adapters.glob(f"{target}*.py"))
+        read = set(re.findall(r'(?:mapping|_conf|conf)(?:\.get\(|\[)"([a-z_]+)"', source))
+        declared = adapter_class(target).mapping_keys | COMMON_MAPPING_KEYS
+        assert read <= declared, (target, read - declared)
+        assert adapter_class(target).mapping_keys <= read | set(re.findall(r'"([a-z_]+)"', source)), target

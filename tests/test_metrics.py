@@ -72,7 +72,7 @@ def test_delivery_attempts_by_target_and_outcome_and_what_waits(make_app, test_t
     assert value(after, "connector_deliveries", target="broken", state="failed") == 1
     assert value(after, "connector_deliveries", target="preview", state="failed") == 0
     assert ("connector_deliveries", (("state", "pending"), ("target", "preview"))) in after  # at 0, not absent
-    assert value(after, "connector_database_up") == 1
+    assert value(after, "connector_backlog_up") == 1
 
 
 def test_a_paused_target_and_the_callbacks_owed_are_shown(app, client):
@@ -91,7 +91,7 @@ def test_a_scrape_while_the_database_is_away_says_so_and_still_answers(app, clie
 
     monkeypatch.setattr(app.extensions["connector"].outbox, "counts", away)
     samples = scrape(client)
-    assert value(samples, "connector_database_up") == 0
+    assert value(samples, "connector_backlog_up") == 0
     assert not any(name == "connector_deliveries" for name, _ in samples)  # unknown, not zero
     assert any(name == "connector_http_requests_total" for name, _ in samples)
 
@@ -135,3 +135,36 @@ def test_a_made_up_method_or_path_opens_no_series_of_its_own(client):
     labels = {dict(found).get("method") for name, found in samples if name == "connector_http_requests_total"}
     assert "BREW" not in labels and "(other)" in labels
     assert not any("/no/such" in str(found) for _, found in samples)
+
+
+def test_each_attempt_is_timed_by_target(client):
+    count = "connector_delivery_attempt_duration_seconds_count"
+    before = value(scrape(client), count, target="preview")
+    post(client, minimal_packet())
+    assert value(scrape(client), count, target="preview") - before == 1
+
+
+def test_a_failure_to_count_changes_nothing_the_delivery_or_the_answer_does(client, monkeypatch):
+    from connector import metrics
+
+    class Broken:
+        def labels(self, *_args):
+            raise OSError("the metrics directory is gone")
+
+    for name in ("REQUESTS", "DELIVERY_ATTEMPTS", "DELIVERY_SECONDS"):
+        monkeypatch.setattr(metrics, name, Broken())
+    response = post(client, minimal_packet())
+    assert response.status_code == 201
+    [ticket] = response.get_json()["tickets"]
+    assert (ticket["status"], ticket["attempts"]) == ("created", 1)  # delivered once, not retried
+
+
+def test_an_edit_only_the_adapter_refuses_still_lets_the_scrape_answer(app, client, monkeypatch):
+    from connector.errors import ConfigError
+
+    def refused(*_args, **_kwargs):
+        raise ConfigError("mappings/zendesk.yaml: custom_fields[0]", "needs an id")
+
+    monkeypatch.setattr(app.extensions["connector"].outbox, "counts", refused)
+    samples = scrape(client)
+    assert value(samples, "connector_backlog_up") == 0

@@ -268,7 +268,7 @@ def test_recording_leaves_the_conversations_link_as_the_ticket_it_names(any_db_a
                                          owner_delivery_id=delivery.id))
     outcome = Outcome(status=status, vendor_id="T-old" if status == "updated" and link and link["vendor_id"]
                       else "T-new", url="https://x/t", payload={"p": 1}, receipt={})
-    services.outbox._record_success(delivery, handoff, outcome)
+    services.outbox._record_success(delivery, handoff, outcome, 0.1)
     with services.db.reading() as session:
         [row] = session.scalars(select(ConversationLink))
         assert (row.vendor_id, row.owner_delivery_id) == expected
