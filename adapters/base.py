@@ -209,7 +209,7 @@ class Adapter(abc.ABC):
         if not kinds:
             return ctx
         packet, counts = redact_packet(ctx.packet, kinds)
-        return replace(ctx, packet=packet, brief=render_brief(packet, ctx.handoff_id),
+        return replace(ctx, packet=packet, brief=render_brief(packet, ctx.handoff_id, update=ctx.link is not None),
                        redactions={kind: n for kind, n in counts.items() if n})
 
     def receipt(self, ctx: HandoffContext, payload: Mapping[str, Any]) -> dict[str, Any]:

@@ -91,21 +91,28 @@ class SlackAdapter(Adapter):
 
     def _compose(self, ctx: HandoffContext, update: bool) -> tuple[dict[str, Any], list[kit.Note]]:
         """The payload and what the alert had to shorten. `update`: a reply on `ctx.link`'s alert."""
-        packet = ctx.packet
-        # The Claim button needs Slack's interactivity, which posts back signed with SLACK_SIGNING_SECRET:
-        # without that secret a click could not be verified, so no button is offered.
-        message, notes = kit.alert(packet, ctx.handoff_id, ctx.assignment, ctx.related,
-                                   mention=self._mention(ctx), repeat=update,
-                                   claim=bool(self.settings.slack_signing_secret))
+        packet, messages = ctx.packet, ctx.brief.follow_up
+        if messages is not None:  # a follow-up's reply: a line, then only the messages it adds
+            message, notes = kit.follow_up(packet, messages), []
+        else:
+            # The Claim button needs Slack's interactivity, which posts back signed with
+            # SLACK_SIGNING_SECRET: without that secret a click could not be verified, so no button.
+            message, notes = kit.alert(packet, ctx.handoff_id, ctx.assignment, ctx.related,
+                                       mention=self._mention(ctx), repeat=update,
+                                       claim=bool(self.settings.slack_signing_secret))
         event = {"event_type": UPDATED if update else CREATED, "event_payload": {"handoff_id": ctx.handoff_id}}
         message = {"channel": self._channel(ctx), **message, "metadata": event, "unfurl_links": False,
                    "unfurl_media": False}
         if update:
             channel, ts = _link_target(ctx)
-            # A re-escalation is news: broadcast the first reply to the channel unless the mapping says no.
-            broadcast = bool(self.mapping.get("broadcast_updates", True))
+            # A re-escalation is news: broadcast the first reply to the channel unless the mapping
+            # says no. Messages while waiting stay in the thread, where whoever holds it looks.
+            broadcast = messages is None and bool(self.mapping.get("broadcast_updates", True))
             message.update(channel=channel, thread_ts=ts, reply_broadcast=broadcast)
-        replies = kit.details(packet, ctx.handoff_id) + kit.transcript(packet, ctx.handoff_id)
+        if messages is not None:
+            replies = kit.transcript({"transcript": messages}, ctx.handoff_id)
+        else:
+            replies = kit.details(packet, ctx.handoff_id) + kit.transcript(packet, ctx.handoff_id)
         thread = [{**reply, "metadata": {"event_type": THREAD,
                                          "event_payload": {"handoff_id": ctx.handoff_id, "part": n}}}
                   for n, reply in enumerate(replies)]

@@ -349,6 +349,17 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     return {"text": text, "blocks": blocks}, [{"part": p, "reason": "; ".join(r)} for p, r in reasons.items()]
 
 
+def follow_up(packet: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]) -> Message:
+    """The reply that brings a waiting handoff's thread what the customer wrote since: one line
+    saying so; the messages follow in the thread (`transcript` of them)."""
+    customer = packet.get("customer") or {}
+    who = customer.get("name") or customer.get("email") or customer.get("phone") or customer.get("id") or "The customer"
+    count = f"{len(messages)} message{'s' if len(messages) != 1 else ''}"
+    line = f"💬 {fit(who, 200)[0]} wrote again while waiting for an agent ({count}):"
+    return {"text": fit(f"💬 {who} wrote again while waiting ({count})", FALLBACK_TEXT)[0],
+            "blocks": [section(line)]}
+
+
 def _ticket_link(ticket: Mapping[str, Any], longest: int = 2000) -> str:
     if not ticket.get("id") and not ticket.get("url"):
         return ""

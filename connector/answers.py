@@ -61,8 +61,24 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None) -> dict[st
     }
 
 
+def render_follow_up(follow_up: Handoff, deliveries: Sequence[Any] | None = None) -> dict[str, Any]:
+    """A batch of messages sent while a handoff waited (`follow_ups`): where each target has it.
+    `deliveries` as for `render`."""
+    deliveries = follow_up.deliveries if deliveries is None else deliveries
+    first = (follow_up.packet.get("follow_up") or {}).get("first", 0)
+    return {
+        "id": follow_up.id,
+        "handoff_id": follow_up.follows_id,
+        "status": handoff_status(d.state for d in deliveries),
+        "messages": len(follow_up.packet["transcript"]) - first,
+        "received_at": follow_up.created_at.isoformat(),
+        "tickets": [_ticket(d) for d in deliveries],
+        "links": {"self": f"/v1/handoffs/{follow_up.follows_id}/messages"},
+    }
+
+
 def render_detail(handoff: Handoff, assigned: Assignment | None = None,
-                  callbacks: Iterable[Callback] = ()) -> dict[str, Any]:
+                  callbacks: Iterable[Callback] = (), follow_ups: Iterable[Handoff] = ()) -> dict[str, Any]:
     body = render(handoff)
     body["created_at"] = handoff.created_at.isoformat()
     body["updated_at"] = max([handoff.updated_at, *(d.updated_at for d in handoff.deliveries)]).isoformat()
@@ -93,4 +109,5 @@ def render_detail(handoff: Handoff, assigned: Assignment | None = None,
         }
         for c in callbacks
     ]
+    body["messages"] = [render_follow_up(f) for f in follow_ups]
     return body

@@ -219,13 +219,22 @@ def _recorded(session: Session, event: AssignmentEvent) -> Received | None:
 def _delivered_to(session: Session, target: str, ticket_id: str, handoff_id: str | None,
                   at: dt.datetime) -> Handoff | None:
     """The newest handoff delivered to this ticket before `at`, else the one the payload names if
-    it was delivered to `target` (its ticket id may not be recorded yet)."""
+    it was delivered to `target` (its ticket id may not be recorded yet).
+
+    Agents take a handoff, not the messages that followed it (`follow_ups`): a follow-up found
+    here answers for its handoff. It is found only when no handoff is: one named by the payload
+    (a Slack alert it posted), or one that opened the ticket when its handoff gave up there."""
     delivered_here = (select(Handoff).join(Delivery, Delivery.handoff_id == Handoff.id)
                       .where(Delivery.target == target, Handoff.created_at <= at + CLOCK_SKEW))
-    handoff = session.scalars(delivered_here.where(Delivery.vendor_id == ticket_id)
-                              .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(1)).first()
+    on_ticket = (delivered_here.where(Delivery.vendor_id == ticket_id)
+                 .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(1))
+    handoff = session.scalars(on_ticket.where(Handoff.follows_id.is_(None))).first()
     if handoff is None and handoff_id:
         handoff = session.scalars(delivered_here.where(Handoff.id == handoff_id)).first()
+    if handoff is None:
+        handoff = session.scalars(on_ticket).first()
+    if handoff is not None and handoff.follows_id is not None:
+        handoff = session.get(Handoff, handoff.follows_id)
     return handoff
 
 

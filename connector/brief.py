@@ -49,6 +49,10 @@ class Brief:
     them (Zendesk the HTML, Salesforce the text, Slack the summary and the transcript lines), and
     rendering all five on every attempt was a third of a delivery's CPU in the benchmark."""
 
+    template = "brief"  # templates/<template>.txt.j2 and .html.j2
+    # The messages a follow-up adds (transcript entries), when this is a follow-up's brief.
+    follow_up: tuple[Mapping[str, Any], ...] | None = None
+
     def __init__(self, packet: Mapping[str, Any], handoff_id: str):
         self._view = _view(packet, handoff_id)
         self.subject: str = self._view["subject"]
@@ -58,20 +62,24 @@ class Brief:
 
     @cached_property
     def text(self) -> str:
-        return _env.get_template("brief.txt.j2").render(b=self._view, include_transcript=True)
+        return self._render("txt", include_transcript=True)
 
     @cached_property
     def html(self) -> str:
-        return _env.get_template("brief.html.j2").render(b=self._view, include_transcript=True)
+        return self._render("html", include_transcript=True)
 
     @cached_property
     def summary_text(self) -> str:
         """The brief without the transcript, for targets that carry it apart."""
-        return _env.get_template("brief.txt.j2").render(b=self._view, include_transcript=False)
+        return self._render("txt", include_transcript=False)
 
     @cached_property
     def summary_html(self) -> str:
-        return _env.get_template("brief.html.j2").render(b=self._view, include_transcript=False)
+        return self._render("html", include_transcript=False)
+
+    def _render(self, kind: str, include_transcript: bool) -> str:
+        return _env.get_template(f"{self.template}.{kind}.j2").render(b=self._view,
+                                                                      include_transcript=include_transcript)
 
     @cached_property
     def transcript_lines(self) -> tuple[str, ...]:
@@ -91,7 +99,27 @@ _env = SandboxedEnvironment(
 )
 
 
-def render_brief(packet: Mapping[str, Any], handoff_id: str) -> Brief:
+class FollowUpBrief(Brief):
+    """What a follow-up adds to a ticket that holds its handoff's brief already: only the messages
+    the customer sent while waiting (`follow_ups`), under a line saying so. The ticket has the rest."""
+
+    template = "follow_up"
+
+    def __init__(self, packet: Mapping[str, Any], handoff_id: str):
+        follows = packet["follow_up"]
+        self.follow_up = tuple(packet["transcript"][follows["first"]:])
+        super().__init__({**packet, "transcript": list(self.follow_up)}, handoff_id)
+        self._view["follows"] = follows["handoff_id"]
+        present = ("transcript", "attachments") if _has({"transcript": self.follow_up}, "attachments") else (
+            "transcript",)
+        self.sections = self.parts_present = present
+
+
+def render_brief(packet: Mapping[str, Any], handoff_id: str, update: bool = False) -> Brief:
+    """The brief of `handoff_id`. A follow-up's *update* of its ticket carries only its messages; a
+    follow-up that has to open the ticket (its handoff's never reached the target) carries it all."""
+    if update and packet.get("follow_up"):
+        return FollowUpBrief(packet, handoff_id)
     return Brief(packet, handoff_id)
 
 

@@ -104,12 +104,5 @@ class ValidationFailed(ApiProblem):
     status, title, type_slug = 422, "Validation failed", "validation-failed"
 
 
-class NotImplementedYet(ApiProblem):
-    """A route the contract names that this connector does not serve yet: said plainly, so a
-    caller neither takes it for a missing resource (404) nor believes it worked."""
-
-    status, title, type_slug = 501, "Not implemented", "not-implemented"
-
-
 class ServiceUnavailable(ApiProblem):
     status, title, type_slug = 503, "Service unavailable", "service-unavailable"

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import logging
 import math
+from collections.abc import Callable
 from concurrent.futures import wait
 from dataclasses import dataclass
 from functools import lru_cache
@@ -176,27 +177,32 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
         raise ServiceUnavailable("The connector cannot store handoffs right now; nothing was recorded. Retry shortly.",
                                  headers={"Retry-After": "5"}) from None
     if stored is None:
-        existing = _find(services, bot_id, key, caller.message_id)
-        if existing is None:  # skipped as a repeat, yet nothing matches: a state this code does not expect
-            raise RuntimeError("a handoff was skipped as a repeat but no stored handoff matches it")
-        return _replay(existing, digest)
-    handoff, prepared = stored.handoff, stored.prepared
+        return replay(find_repeat(services, bot_id, key, caller.message_id), digest, answers.render)
     if callbacks.url_for(packet, "queued"):
         services.wake_callbacks()  # its `queued` row is committed: send it now, not at the next poll
+    with log_context(handoff_id=stored.handoff.id):
+        log.info("handoff accepted", extra={"targets": [d.target for d in stored.handoff.deliveries],
+                                            "conversation_id": stored.handoff.conversation_id})
+        return deliver_and_answer(services, stored, answers.render)
 
-    with log_context(handoff_id=handoff.id):
-        log.info("handoff accepted", extra={"targets": [d.target for d in handoff.deliveries],
-                                            "conversation_id": handoff.conversation_id})
-        # Held (paused target) or left unclaimed (no free thread): the loop takes those.
-        futures = [services.submit(d.id, d.lease_owner, fresh=handoff, prepared=d.id in prepared, reserved=True)
-                   for d in handoff.deliveries if d.lease_owner]
-        finished, _ = wait(futures, timeout=services.settings.sync_budget_ms / 1000)
-        body, status = _answer(services, handoff, [future.result() for future in finished])
-        log.info("handoff answered", extra={"status": body["status"], "http_status": status})
+
+Render = Callable[..., dict[str, Any]]  # `answers.render` or `answers.render_follow_up`: (handoff, rows=None)
+
+
+def deliver_and_answer(services: Services, stored: Stored, render: Render) -> Answer:
+    """Run the deliveries the request holds within the sync budget, then answer with `render`.
+    Held (paused target) or left unclaimed (no free thread): the loop takes those."""
+    handoff, prepared = stored.handoff, stored.prepared
+    futures = [services.submit(d.id, d.lease_owner, fresh=handoff, prepared=d.id in prepared, reserved=True)
+               for d in handoff.deliveries if d.lease_owner]
+    finished, _ = wait(futures, timeout=services.settings.sync_budget_ms / 1000)
+    body, status = _answer(services, handoff, [future.result() for future in finished], render)
+    log.info("handoff answered", extra={"status": body["status"], "http_status": status})
     return Answer(status, body)
 
 
-def _answer(services: Services, handoff: Handoff, attempted: list[Attempted | None]) -> tuple[dict[str, Any], int]:
+def _answer(services: Services, handoff: Handoff, attempted: list[Attempted | None],
+            render: Render) -> tuple[dict[str, Any], int]:
     """201 when every target finished within the budget, else 202. What the request committed is
     in memory, and each finished attempt says what it wrote; only an attempt that did not run
     (its target paused meanwhile, another handoff of the conversation creating the ticket) makes
@@ -204,7 +210,7 @@ def _answer(services: Services, handoff: Handoff, attempted: list[Attempted | No
     if None not in attempted:
         ended = {a.target: a for a in attempted if a is not None}
         rows = [ended.get(d.target, d) for d in handoff.deliveries]
-        return answers.render(handoff, rows), 201 if answers.all_finished(rows) else 202
+        return render(handoff, rows), 201 if answers.all_finished(rows) else 202
     try:
         with services.db.reading() as session:
             rows = session.execute(
@@ -215,25 +221,31 @@ def _answer(services: Services, handoff: Handoff, attempted: list[Attempted | No
         # is certain — accepted, pending — rather than a 500 the bot would retry as a failure.
         log.warning("could not read the handoff back; answering from what was stored",
                     extra={"error": type(err).__name__})
-        return answers.render(handoff), 202
-    return answers.render(handoff, rows), 201 if answers.all_finished(rows) else 202
+        return render(handoff), 202
+    return render(handoff, rows), 201 if answers.all_finished(rows) else 202
 
 
-def _find(services: Services, bot_id: str, key: str, message_id: str | None) -> Handoff | None:
-    """The handoff this request repeats: same signed message id, or same idempotency key."""
+def find_repeat(services: Services, bot_id: str, key: str, message_id: str | None) -> Handoff:
+    """The stored handoff (or follow-up) a request skipped as a repeat: same signed message id, or
+    same idempotency key."""
     same = Handoff.idempotency_key == key
     if message_id is not None:
         same = or_(same, Handoff.message_id == message_id)
     with services.db.reading() as session:
-        return session.scalars(select(Handoff).where(Handoff.bot_id == bot_id, same)).first()
+        found = session.scalars(select(Handoff).where(Handoff.bot_id == bot_id, same)).first()
+    if found is None:  # skipped as a repeat, yet nothing matches: a state this code does not expect
+        raise RuntimeError("a handoff was skipped as a repeat but no stored handoff matches it")
+    return found
 
 
-def _replay(existing: Handoff, digest: str) -> Answer:
+def replay(existing: Handoff, digest: str, render: Render) -> Answer:
+    """The stored answer to a repeated request (200), or 409 when the key came with another body.
+    A key names one request of one kind: a handoff's key reused for messages is another body."""
     if existing.request_hash != digest:
-        raise Conflict("This Idempotency-Key was already used with a different packet.",
+        raise Conflict("This Idempotency-Key was already used with a different body.",
                        errors={"Idempotency-Key": ["reused with another body"]})
     log.info("idempotent replay", extra={"handoff_id": existing.id})
-    return Answer(200, answers.render(existing))
+    return Answer(200, render(existing))
 
 
 def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, digest: str,
@@ -248,11 +260,17 @@ def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, d
         customer_message=decision.customer_message, estimated_wait_seconds=decision.wait_seconds,
         created_at=now, updated_at=now,
     )
-    lease_until = now + dt.timedelta(seconds=services.settings.lease_s)
-    slots = services.reserve(len(decision.targets))  # the rest wait, unclaimed, for the loop
+    return store(services, row, decision.targets)
+
+
+def store(services: Services, row: dict[str, Any], targets: list[str]) -> Stored | None:
+    """Store `row`'s handoff and a delivery per target, the request claiming as many as there are
+    free delivery threads; None when it repeats a stored one."""
+    lease_until = row["created_at"] + dt.timedelta(seconds=services.settings.lease_s)
+    slots = services.reserve(len(targets))  # the rest wait, unclaimed, for the loop
     try:
         stored = services.store_handoff(
-            new_handoff(row, decision.targets, services.outbox.new_token(), lease_until, leased=slots))
+            new_handoff(row, targets, services.outbox.new_token(), lease_until, leased=slots))
     except BaseException:
         services.release(slots)
         raise

@@ -56,6 +56,7 @@ class Handoff(Base):
         UniqueConstraint("bot_id", "idempotency_key", name="uq_handoffs_bot_idempotency"),
         UniqueConstraint("bot_id", "message_id", name="uq_handoffs_bot_message"),
         Index("ix_handoffs_conversation", "bot_id", "conversation_id"),
+        Index("ix_handoffs_follows", "follows_id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -70,6 +71,9 @@ class Handoff(Base):
     assignment: Mapped[dict[str, Any]]
     customer_message: Mapped[dict[str, Any]]
     estimated_wait_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Set on a follow-up: messages the customer sent while the handoff named here waited
+    # (`follow_ups`). Its packet is that handoff's, with the messages added to the transcript.
+    follows_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

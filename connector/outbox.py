@@ -219,7 +219,7 @@ class Outbox:
                 handoff_id=handoff.id,
                 target=delivery.target,
                 packet=handoff.packet,
-                brief=render_brief(handoff.packet, handoff.id),
+                brief=render_brief(handoff.packet, handoff.id, update=claimed.link is not None),
                 assignment=handoff.assignment,
                 idempotency_key=f"{handoff.id}:{delivery.target}",
                 link=claimed.link,
@@ -239,7 +239,7 @@ class Outbox:
                 return self._record_error(delivery, handoff, TransientError(f"internal error: {type(err).__name__}"),
                                           time.perf_counter() - started)
             attempted = self._record_success(delivery, handoff, outcome, time.perf_counter() - started)
-        if len(handoff.deliveries) > 1:
+        if len(handoff.deliveries) > 1 and not handoff.follows_id:
             # Linking the targets' tickets to each other is cosmetic: it must not delay the answer.
             self.defer(lambda: self._notify_related(handoff, delivery.target))
         return attempted

@@ -20,9 +20,7 @@ def problem_response(problem: ApiProblem) -> Response:
 
 
 def _api_problem(err: ApiProblem) -> Response:
-    # A 501 is a route not built yet, answered as designed (a bot may call it for every message):
-    # not a failure to page anyone about.
-    if err.status >= 500 and err.status != 501:
+    if err.status >= 500:
         log.error("request failed", extra={"status": err.status, "title": err.title})
     return problem_response(err)
 

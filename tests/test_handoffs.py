@@ -191,28 +191,6 @@ def test_another_bots_handoff_is_not_found(client):
     assert response.status_code == 404
 
 
-def test_messages_while_waiting_are_refused_as_not_built_yet_and_say_what_to_do(client, caplog):
-    """The contract names the route; until it is built, a bot must neither read a 404 as "no such
-    handoff" nor believe the messages reached the agent (README, "Not built yet")."""
-    body = post(client, minimal_packet()).get_json()
-    said = {"messages": [{"at": "2026-11-21T12:05:00Z", "role": "customer", "text": "still there?"}]}
-    response = client.post(f"/v1/handoffs/{body['id']}/messages", data=json.dumps(said), headers=auth(),
-                           content_type="application/json")
-    assert response.status_code == 501
-    assert response.content_type == "application/problem+json"
-    problem = response.get_json()
-    assert problem["title"] == "Not implemented" and "nothing was stored or sent" in problem["detail"]
-    assert "POST /v1/handoffs again for conversation 'conv-2001'" in problem["detail"]
-    unknown = client.post("/v1/handoffs/hnd_nope/messages", data=json.dumps(said), headers=auth(),
-                          content_type="application/json")
-    others = client.post(f"/v1/handoffs/{body['id']}/messages", data=json.dumps(said), headers=auth(OTHER_KEY),
-                         content_type="application/json")
-    anonymous = client.post(f"/v1/handoffs/{body['id']}/messages", data=json.dumps(said),
-                            content_type="application/json")
-    assert (unknown.status_code, others.status_code, anonymous.status_code) == (404, 404, 401)
-    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # answered as designed: nobody is paged
-
-
 def test_health_and_readiness(client):
     assert client.get("/healthz").get_json()["status"] == "ok"
     post(client, minimal_packet())

@@ -46,3 +46,36 @@ def test_going_back_to_0005_forgets_the_assignments_routing_made(any_db_app):
     db.upgrade()
     with db.engine.connect() as connection:
         assert connection.execute(text("SELECT routed FROM assignments")).scalars().all() == [False]
+
+
+def test_going_back_to_0006_forgets_follow_ups_and_keeps_everything_else(any_db_app):
+    """0006 knows no follow-ups (they would be listed and matched as handoffs); dropping the column
+    must not copy the handoffs table, which on SQLite cascaded to every delivery and assignment."""
+    import datetime as dt
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from connector.db import MIGRATIONS
+    from connector.models import Assignment, Delivery, Handoff
+
+    db = any_db_app.extensions["connector"].db
+    at = dt.datetime(2026, 11, 21, 12, tzinfo=dt.UTC)
+    with db.session() as session:
+        for id_, follows in (("hnd_F1", None), ("msg_F2", "hnd_F1")):
+            session.add(Handoff(id=id_, bot_id="b", conversation_id="c", idempotency_key=id_, request_hash="0" * 64,
+                                packet={}, assignment={}, customer_message={}, created_at=at, follows_id=follows,
+                                deliveries=[Delivery(target="zendesk", state="created", vendor_id="1")]))
+        session.flush()
+        session.add(Assignment(handoff_id="hnd_F1", target="zendesk", vendor_ticket_id="1", team="t", agent_id="a",
+                               event_id="e1", handed_off_at=at, assigned_at=at, wait_seconds=1))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0006")
+        assert connection.execute(text("SELECT id FROM handoffs")).scalars().all() == ["hnd_F1"]
+        assert connection.execute(text("SELECT handoff_id FROM deliveries")).scalars().all() == ["hnd_F1"]
+        assert connection.execute(text("SELECT handoff_id FROM assignments")).scalars().all() == ["hnd_F1"]
+    db.upgrade()

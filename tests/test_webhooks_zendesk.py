@@ -77,16 +77,17 @@ def hooked(request):
 
 def delivered(app, handoff_id: str = HANDOFF, ticket: str | None = "1001", *, team: str = "billing",
               created: float = -115, conversation: str = "conv-1", target: str = "zendesk",
-              routed: dict | None = None) -> None:
+              routed: dict | None = None, follows: str | None = None, state: str | None = None) -> None:
     """A handoff the bot made `created` seconds from T0, delivered to Zendesk ticket `ticket`;
-    `routed`: the per-vendor ids routing chose (`assignment.targets`)."""
+    `routed`: the per-vendor ids routing chose (`assignment.targets`); `follows`: the handoff
+    whose messages this is (a follow-up)."""
     with app.extensions["connector"].db.session() as session:
         session.add(Handoff(id=handoff_id, bot_id="support-bot", conversation_id=conversation,
                             idempotency_key=handoff_id, request_hash="0" * 64, packet={},
                             assignment={"team": team, "trace": [], "targets": routed or {}},
                             customer_message={"locale": "en", "text": "An agent will be with you shortly."},
-                            created_at=at(created),
-                            deliveries=[Delivery(target=target, state="created" if ticket else "pending",
+                            created_at=at(created), follows_id=follows,
+                            deliveries=[Delivery(target=target, state=state or ("created" if ticket else "pending"),
                                                  vendor_id=ticket)]))
 
 
@@ -194,6 +195,22 @@ def test_a_ticket_updated_by_a_second_handoff_assigns_the_newest(hooked):
     assert again.get_json() == {"outcome": "ignored", "detail": "the ticket's newest handoff was assigned already",
                                 "handoff_id": None}
     assert len(assignments(hooked)) == 1
+
+
+def test_messages_on_the_ticket_do_not_take_the_event_from_their_handoff(hooked):
+    """Agents take a handoff, not the messages the customer sent while it waited."""
+    delivered(hooked, "hnd_FIRST", created=-600)
+    delivered(hooked, "msg_LATER", created=-60, state="updated", follows="hnd_FIRST")
+    assert post(hooked, event(detail__external_id="hnd_FIRST")).get_json()["handoff_id"] == "hnd_FIRST"
+    assert [row.handoff_id for row in assignments(hooked)] == ["hnd_FIRST"]
+
+
+def test_a_ticket_only_the_messages_reached_is_their_handoffs(hooked):
+    """The handoff gave up at Zendesk; its messages opened the ticket (with everything)."""
+    delivered(hooked, "hnd_FIRST", ticket=None, state="failed", created=-600)
+    delivered(hooked, "msg_LATER", created=-60, follows="hnd_FIRST")
+    assert post(hooked, event(detail__external_id="msg_LATER")).get_json()["handoff_id"] == "hnd_FIRST"
+    assert assignments(hooked)[0].wait_seconds == 605
 
 
 def test_an_event_older_than_the_newest_handoff_belongs_to_the_one_before(hooked):

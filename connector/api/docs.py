@@ -18,6 +18,10 @@ bp = Blueprint("docs", __name__)
 _COMPONENTS = {
     "Packet": schemas.PacketSchema,
     "HandoffResponse": schemas.HandoffResponseSchema,
+    # Before HandoffDetail, which nests it: apispec would register it first under the same name.
+    "MessagesResponse": schemas.MessagesResponseSchema,
+    "Messages": schemas.MessagesSchema,
+    "MessagesList": schemas.MessagesListSchema,
     "HandoffDetail": schemas.HandoffDetailSchema,
     "HandoffList": schemas.HandoffListSchema,
     "HandoffStatus": schemas.HandoffStatusSchema,

@@ -6,9 +6,9 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import answers
+from .. import answers, follow_ups
 from ..auth import authenticate_bot
-from ..errors import NotFound, NotImplementedYet, ValidationFailed
+from ..errors import NotFound, ValidationFailed
 from ..intake import accept
 from ..models import Assignment, Callback, Handoff
 from ..services import current_services
@@ -99,38 +99,79 @@ def get_handoff(handoff_id: str) -> Response:
         handoff = _callers_handoff(session, handoff_id, caller.bot_id)
         assigned = session.scalars(select(Assignment).filter_by(handoff_id=handoff.id)).first()
         callbacks = session.scalars(select(Callback).filter_by(handoff_id=handoff.id).order_by(Callback.id)).all()
-        return _json(answers.render_detail(handoff, assigned, callbacks), 200)
+        return _json(answers.render_detail(handoff, assigned, callbacks, _follow_ups(session, handoff.id)), 200)
 
 
 @bp.post("/<handoff_id>/messages")
 def add_messages(handoff_id: str) -> Response:
-    """Not built yet: what the customer says while the handoff waits.
+    """What the customer says while the handoff waits.
     ---
     post:
-      summary: Not built yet (501), with what to do instead
+      summary: Bring the agent what the customer said while waiting
       description: >-
-        The contract names this route for what the customer says while waiting. This connector
-        does not carry such messages yet, and says so with 501 (after authenticating the bot and
-        finding its handoff), so no bot takes the answer for an unknown handoff or believes the
-        messages reached an agent. Instead, send a new handoff of the same conversation with the
-        whole transcript: it is added to the same ticket, case and Slack thread.
+        Stores the messages and adds them to the ticket, case and Slack thread of each of the
+        handoff's targets — only the new messages, under a line saying they came while the customer
+        waited (a target still creating its ticket gets them once it exists; a target the handoff
+        never reached gets a ticket with everything). Delivered within CONNECTOR_SYNC_BUDGET_MS like
+        a handoff, then retried in the background. No status callbacks are sent for messages; GET
+        the handoff, or this route, to see where they are. A repeated Idempotency-Key (or, without
+        one, the same messages for the same handoff) returns the stored answer with 200.
       security: [{bearerAuth: []}, {botSignature: []}]
       parameters:
         - {in: path, name: handoff_id, required: true, schema: {type: string}}
+        - {in: header, name: Idempotency-Key, required: false, schema: {type: string, maxLength: 200}}
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: Messages
       responses:
+        200: {description: The same messages were seen before; their stored answer, content: {application/json: {schema: MessagesResponse}}}
+        201: {description: Every target has the messages, content: {application/json: {schema: MessagesResponse}}}
+        202: {description: Some targets are still being given them, content: {application/json: {schema: MessagesResponse}}}
+        400: {$ref: "#/components/responses/Problem"}
         401: {$ref: "#/components/responses/Problem"}
         404: {$ref: "#/components/responses/Problem"}
-        501: {$ref: "#/components/responses/Problem"}
+        409: {$ref: "#/components/responses/Problem"}
+        413: {$ref: "#/components/responses/Problem"}
+        415: {$ref: "#/components/responses/Problem"}
+        422: {$ref: "#/components/responses/Problem"}
+        503: {$ref: "#/components/responses/Problem"}
     """
     services = current_services()
     caller = authenticate_bot(request, services.settings)
     with services.db.reading() as session:
         handoff = _callers_handoff(session, handoff_id, caller.bot_id)
-        conversation_id = handoff.conversation_id
-    raise NotImplementedYet(
-        "This connector does not carry messages sent while a handoff waits yet: nothing was stored or "
-        "sent. To bring the agent what the customer said, POST /v1/handoffs again for conversation "
-        f"{conversation_id!r} with the whole transcript: it is added to the same ticket, case and Slack thread.")
+        session.expunge_all()  # its rows are read after the session: they must be loaded now
+    answer = follow_ups.accept(services, handoff, caller.message_id, request.get_data(), request.content_type,
+                               request.headers.get("Idempotency-Key"))
+    return _json(answer.body, answer.status)
+
+
+@bp.get("/<handoff_id>/messages")
+def list_messages(handoff_id: str) -> Response:
+    """The messages sent while a handoff waited, oldest first.
+    ---
+    get:
+      summary: The batches of messages sent while a handoff waited, and where each target has them
+      security: [{bearerAuth: []}, {botSignature: []}]
+      parameters:
+        - {in: path, name: handoff_id, required: true, schema: {type: string}}
+      responses:
+        200: {description: The batches, content: {application/json: {schema: MessagesList}}}
+        401: {$ref: "#/components/responses/Problem"}
+        404: {$ref: "#/components/responses/Problem"}
+    """
+    services = current_services()
+    caller = authenticate_bot(request, services.settings)
+    with services.db.reading() as session:
+        handoff = _callers_handoff(session, handoff_id, caller.bot_id)
+        return _json({"items": [answers.render_follow_up(f) for f in _follow_ups(session, handoff.id)]}, 200)
+
+
+def _follow_ups(session: Session, handoff_id: str) -> list[Handoff]:
+    return list(session.scalars(select(Handoff).where(Handoff.follows_id == handoff_id)
+                                .order_by(Handoff.created_at, Handoff.id)))
 
 
 def _callers_handoff(session: Session, handoff_id: str, bot_id: str | None) -> Handoff:
@@ -139,7 +180,8 @@ def _callers_handoff(session: Session, handoff_id: str, bot_id: str | None) -> H
     if "\x00" in handoff_id:  # no id holds NUL, and PostgreSQL refuses it in a query (a 500)
         raise NotFound("No handoff with this id for this bot.")
     handoff = session.get(Handoff, handoff_id)
-    if handoff is None or (bot_id is not None and handoff.bot_id != bot_id):
+    # A follow-up (messages while waiting) is a handoff row, but not a handoff a bot can address.
+    if handoff is None or handoff.follows_id is not None or (bot_id is not None and handoff.bot_id != bot_id):
         raise NotFound(f"No handoff {handoff_id!r} for this bot.")
     return handoff
 
@@ -172,7 +214,7 @@ def list_handoffs() -> Response:
         limit = 0
     if not 1 <= limit <= 100:
         raise ValidationFailed("limit must be a whole number from 1 to 100.", errors={"limit": ["1 to 100"]})
-    query = select(Handoff).filter_by(conversation_id=conversation_id)
+    query = select(Handoff).filter_by(conversation_id=conversation_id, follows_id=None)
     if caller.bot_id is not None:
         query = query.filter_by(bot_id=caller.bot_id)
     with services.db.reading() as session:

@@ -3,7 +3,7 @@
 The OpenAPI document is generated from these same classes, so they are the one description of the API.
 """
 
-from .packet import Limits, PacketSchema, flatten_errors
+from .packet import Limits, MessagesSchema, PacketSchema, flatten_errors
 from .responses import (
     DeliveryListSchema,
     HandoffDetailSchema,
@@ -11,6 +11,8 @@ from .responses import (
     HandoffResponseSchema,
     HandoffStatusSchema,
     HealthSchema,
+    MessagesListSchema,
+    MessagesResponseSchema,
     ProblemSchema,
     WebhookReceiptSchema,
 )
@@ -23,6 +25,9 @@ __all__ = [
     "HandoffStatusSchema",
     "HealthSchema",
     "Limits",
+    "MessagesListSchema",
+    "MessagesResponseSchema",
+    "MessagesSchema",
     "PacketSchema",
     "ProblemSchema",
     "WebhookReceiptSchema",

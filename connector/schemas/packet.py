@@ -268,19 +268,41 @@ class PacketSchema(Schema):
 
     @validates_schema
     def _limits(self, data: dict[str, Any], **_: Any) -> None:
-        transcript = data.get("transcript") or []
-        errors: dict[str, Any] = {}
-        most, longest = self.limits.max_transcript_entries, self.limits.max_entry_chars
-        if len(transcript) > most:
-            message = f"At most {most} entries (CONNECTOR_MAX_TRANSCRIPT_ENTRIES); got {len(transcript)}."
-            raise ValidationError({"transcript": [message]})
-        for index, entry in enumerate(transcript):
-            text = entry.get("text") or ""
-            if len(text) > longest:
-                message = f"At most {longest} characters (CONNECTOR_MAX_ENTRY_CHARS); got {len(text)}."
-                errors[index] = {"text": [message]}
-        if errors:
-            raise ValidationError({"transcript": errors})
+        _within_limits(data.get("transcript") or [], self.limits, "transcript")
+
+
+class MessagesSchema(Schema):
+    """The request body of `POST /v1/handoffs/{id}/messages`: what was said since the handoff (by
+    the customer, mostly, while waiting), oldest first, each entry as in the packet's transcript."""
+
+    class Meta:
+        unknown = RAISE
+
+    messages = Transcript(required=True, validate=validate.Length(min=1))
+
+    def __init__(self, limits: Limits | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.limits = limits or Limits()
+
+    @validates_schema
+    def _limits(self, data: dict[str, Any], **_: Any) -> None:
+        _within_limits(data.get("messages") or [], self.limits, "messages")
+
+
+def _within_limits(entries: list[dict[str, Any]], limits: Limits, name: str) -> None:
+    """The configured limits on a list of transcript entries (`name`: its field), named in the error."""
+    errors: dict[int, Any] = {}
+    most, longest = limits.max_transcript_entries, limits.max_entry_chars
+    if len(entries) > most:
+        message = f"At most {most} entries (CONNECTOR_MAX_TRANSCRIPT_ENTRIES); got {len(entries)}."
+        raise ValidationError({name: [message]})
+    for index, entry in enumerate(entries):
+        text = entry.get("text") or ""
+        if len(text) > longest:
+            message = f"At most {longest} characters (CONNECTOR_MAX_ENTRY_CHARS); got {len(text)}."
+            errors[index] = {"text": [message]}
+    if errors:
+        raise ValidationError({name: errors})
 
 
 def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:

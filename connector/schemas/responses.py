@@ -69,6 +69,23 @@ class HandoffResponseSchema(Schema):
     links = fields.Nested(LinksSchema, required=True)
 
 
+class MessagesResponseSchema(Schema):
+    """The answer to `POST /v1/handoffs/{id}/messages`: one batch of messages sent while the
+    handoff waited, and where each of its targets has it."""
+
+    id = fields.String(required=True)
+    handoff_id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(HANDOFF_STATES))
+    messages = fields.Integer(required=True, metadata={"description": "How many messages the batch holds."})
+    received_at = fields.String(required=True)
+    tickets = fields.List(fields.Nested(TicketSchema), required=True)
+    links = fields.Nested(LinksSchema, required=True)
+
+
+class MessagesListSchema(Schema):
+    items = fields.List(fields.Nested(MessagesResponseSchema), required=True)
+
+
 class DeliveryDetailSchema(Schema):
     target = fields.String(required=True)
     state = fields.String(required=True, validate=validate.OneOf(TICKET_STATES))
@@ -117,6 +134,11 @@ class HandoffDetailSchema(HandoffResponseSchema):
     callbacks = fields.List(
         fields.Nested(CallbackDetailSchema), required=True,
         metadata={"description": "The status callbacks owed to the bot's `callback.url`, oldest first."},
+    )
+    messages = fields.List(
+        fields.Nested(MessagesResponseSchema), required=True,
+        metadata={"description": "The batches of messages sent while the handoff waited "
+                                 "(`POST /v1/handoffs/{id}/messages`), oldest first."},
     )
 
 

@@ -17,10 +17,7 @@ def test_handoff_opens_a_case_with_the_transcript_as_comments(make_app):
     client = make_app(**SALESFORCE).test_client()
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
         org = SalesforceFake(rsps)
-        org.query([])
-        org.create("Contact")
-        org.create("Case", headers={"Sforce-Auto-Assign": "TRUE"})
-        org.comments(1)
+        org.new_case()
         response = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
                                content_type="application/json")
         assert response.status_code == 201, response.get_json()

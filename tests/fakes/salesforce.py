@@ -81,6 +81,14 @@ class SalesforceFake:
                        content_type="application/json", match=match)
         return record_id
 
+    def new_case(self, comments: int = 1) -> None:
+        """A handoff's first delivery: no contact found, so one is made, then the case (routed by
+        Salesforce's assignment rules) and its transcript as `comments` case comments."""
+        self.query([])
+        self.create("Contact")
+        self.create("Case", headers={"Sforce-Auto-Assign": "TRUE"})
+        self.comments(comments)
+
     def comments(self, count: int, sobject: str = "CaseComment") -> list[str]:
         return [self.create(sobject, IDS[sobject] % n) for n in range(1, count + 1)]
 

@@ -37,6 +37,7 @@ OPERATIONS = [
     "GET /v1/handoffs",
     "GET /v1/handoffs/{handoff_id}",
     "POST /v1/handoffs/{handoff_id}/messages",
+    "GET /v1/handoffs/{handoff_id}/messages",
     "POST /v1/preview",
     "GET /v1/deliveries",
     "POST /v1/deliveries/{delivery_id}/retry",

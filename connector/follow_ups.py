@@ -1,0 +1,98 @@
+"""`POST /v1/handoffs/{id}/messages`: what the customer says while a handoff waits for an agent.
+
+A batch of messages is stored as a *follow-up*: a handoff row naming the handoff it follows
+(`follows_id`), with that handoff's packet and routing, the messages added to its transcript, and a
+delivery for each of that handoff's targets. The outbox then delivers it as it delivers a second
+handoff of the conversation: as an update of the ticket, case and Slack thread the first one made
+(waiting while that one is still being created), with the same leases, retries, 429 pauses,
+look-ups after an unknown outcome, dead letters and replay. Two things differ:
+
+- the update carries only the new messages, under a line saying what they are
+  (`brief.FollowUpBrief`), not the whole brief a second time;
+- a follow-up whose handoff never reached a target (given up there) opens the ticket with
+  everything, its messages included, so nothing the customer said is lost on the way.
+
+Follow-ups send no status callbacks (the handoff's own say where it stands), are never matched to
+vendor events (agents take the handoff, not its messages), and are not listed as handoffs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from functools import lru_cache
+from typing import Any
+
+from marshmallow import ValidationError
+from sqlalchemy.exc import OperationalError
+from ulid import ULID
+
+from . import answers
+from .errors import ServiceUnavailable, ValidationFailed
+from .idempotency import key_for, packet_hash
+from .intake import Answer, deliver_and_answer, find_repeat, parse_json, replay, store
+from .jsonlog import log_context
+from .models import Handoff, utcnow
+from .schemas import Limits, MessagesSchema, flatten_errors
+from .services import Services
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=8)
+def _schema(limits: Limits) -> MessagesSchema:
+    return MessagesSchema(limits)
+
+
+def validate_messages(data: dict[str, Any], services: Services) -> list[dict[str, Any]]:
+    settings = services.settings
+    try:
+        loaded = _schema(Limits(settings.max_transcript_entries, settings.max_entry_chars)).load(data)
+    except ValidationError as err:
+        errors = flatten_errors(err.messages)
+        raise ValidationFailed(f"The messages are not valid: {len(errors)} field(s) need attention.",
+                               errors=errors) from None
+    return loaded["messages"]
+
+
+def follow_up_packet(handoff: Handoff, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The handoff's packet with `messages` added to its transcript, marked as a follow-up (where
+    its own messages start), and without the callback: the handoff's callbacks speak for it."""
+    packet = {key: value for key, value in handoff.packet.items() if key != "callback"}
+    packet["transcript"] = [*handoff.packet["transcript"], *messages]
+    packet["follow_up"] = {"handoff_id": handoff.id, "first": len(handoff.packet["transcript"])}
+    return packet
+
+
+def accept(services: Services, handoff: Handoff, message_id: str | None, raw: bytes, content_type: str | None,
+           idempotency_header: str | None) -> Answer:
+    """Store the batch for `handoff` (the caller's, found by the route) and deliver it within the
+    sync budget, as intake does; a repeat (same Idempotency-Key, or the same messages again
+    without one, or the same signed message) is answered from what was stored."""
+    data = parse_json(raw, content_type, services.settings.max_json_depth, what="messages")
+    messages = validate_messages(data, services)
+    digest = packet_hash({"messages": messages})
+    # Keys are the bot's, one namespace for handoffs and messages: scoped here to the handoff (and
+    # hashed, so the stored key keeps to its 200 characters), the same key may serve each handoff.
+    scoped = hashlib.sha256(key_for(idempotency_header, digest).encode("utf-8")).hexdigest()
+    now = utcnow()
+    row = dict(
+        id=f"msg_{ULID()}", bot_id=handoff.bot_id, conversation_id=handoff.conversation_id,
+        idempotency_key=f"{handoff.id}:{scoped}", request_hash=digest, message_id=message_id,
+        packet=follow_up_packet(handoff, messages), assignment=handoff.assignment,
+        customer_message=handoff.customer_message, estimated_wait_seconds=None, follows_id=handoff.id,
+        created_at=now, updated_at=now,
+    )
+    targets = [delivery.target for delivery in handoff.deliveries]
+    try:
+        stored = store(services, row, targets)
+    except OperationalError as err:
+        log.error("database unavailable for messages", extra={"error": type(err).__name__})
+        raise ServiceUnavailable("The connector cannot store messages right now; nothing was recorded. "
+                                 "Retry shortly.", headers={"Retry-After": "5"}) from None
+    if stored is None:
+        return replay(find_repeat(services, handoff.bot_id, row["idempotency_key"], message_id), digest,
+                      answers.render_follow_up)
+    with log_context(handoff_id=handoff.id, follow_up_id=row["id"]):
+        log.info("messages accepted", extra={"messages": len(messages), "targets": targets})
+        return deliver_and_answer(services, stored, answers.render_follow_up)

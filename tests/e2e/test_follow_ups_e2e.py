@@ -1,0 +1,227 @@
+"""Messages while waiting (`POST /v1/handoffs/{id}/messages`) end to end: each vendor faked at its
+HTTP boundary gets only the new messages, on the handoff's own ticket, case and thread — once."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import responses
+from requests.exceptions import ReadTimeout
+from sqlalchemy import select
+
+from connector.models import Callback, Delivery
+from tests.conftest import OTHER_KEY, auth
+from tests.factories import full_packet, minimal_packet
+from tests.fakes.salesforce import IDS, INSTANCE, TOKEN, SalesforceFake
+from tests.fakes.slack import FakeSlack
+from tests.fakes.zendesk import FakeZendesk
+
+ZENDESK = {"targets": ("zendesk",), "zendesk_subdomain": "acme", "zendesk_email": "bot@acme.example",
+           "zendesk_api_token": "zd-token-123"}
+SAID = [{"at": "2026-11-20T09:25:00Z", "role": "customer", "text": "Still waiting… is anyone there?"},
+        {"at": "2026-11-20T09:26:30Z", "role": "customer", "text": "Error code is now 4013, not 4012."}]
+EARLIER = "I need someone who can look at our account"  # the handoff's last line: on the ticket already
+
+
+def post(client, packet):
+    return client.post("/v1/handoffs", data=json.dumps(packet), headers=auth(), content_type="application/json")
+
+
+def send(client, handoff_id, messages=SAID, **headers):
+    return client.post(f"/v1/handoffs/{handoff_id}/messages", data=json.dumps({"messages": messages}),
+                       headers={**auth(), **headers}, content_type="application/json")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def zendesk(request):
+    """An app delivering to a fake Zendesk, on SQLite and on PostgreSQL (the database first, so it
+    is dropped after the app stops)."""
+    database = {"database_url": request.getfixturevalue("postgres_url")} if request.param == "postgres" else {}
+    app = request.getfixturevalue("make_app")(**ZENDESK, **database)
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        yield app, FakeZendesk(rsps)
+
+
+def _handoff_with_ticket(app, zd, ticket_id=1001):
+    zd.search(results=[])  # the shipped enterprise rule is sticky: intake asks for the open ticket
+    zd.create_ticket({"id": ticket_id})
+    body = post(app.test_client(), full_packet()).get_json()
+    assert body["tickets"][0]["status"] == "created"
+    return body["id"]
+
+
+def test_zendesk_gets_the_new_messages_as_one_private_comment_and_a_repeat_changes_nothing(zendesk):
+    app, zd = zendesk
+    client = app.test_client()
+    handoff_id = _handoff_with_ticket(app, zd)
+    zd.update_ticket(1001)
+
+    response = send(client, handoff_id, **{"Idempotency-Key": "said-1"})
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert body["id"].startswith("msg_") and body["handoff_id"] == handoff_id
+    assert (body["status"], body["messages"]) == ("delivered", 2)
+    assert body["tickets"][0] | {"url": None} == {"target": "zendesk", "status": "updated", "id": "1001", "url": None,
+                                                 "attempts": 1, "error": None}
+    [update] = zd.json_bodies("PUT", "/api/v2/tickets/1001.json")
+    comment = update["ticket"]["comment"]
+    assert comment["public"] is False  # the customer's words, for the agent: not mailed back to them
+    html = comment["html_body"]
+    assert "wrote again while waiting" in html and "2 messages" in html
+    assert "Still waiting… is anyone there?" in html and "Error code is now 4013, not 4012." in html
+    assert body["id"] in html and handoff_id in html  # how a timed-out comment is found again
+    assert EARLIER not in html and "Why a person is needed" not in html  # the brief is there already
+    zd.assert_ticket_requests_valid()
+
+    again = send(client, handoff_id, **{"Idempotency-Key": "said-1"})
+    assert (again.status_code, again.get_json()) == (200, body)
+    assert len(zd.calls("PUT", "/api/v2/tickets/1001.json")) == 1
+    other = send(client, handoff_id, messages=SAID[:1], **{"Idempotency-Key": "said-1"})
+    assert other.status_code == 409 and "Idempotency-Key" in other.get_json()["errors"]
+    without_key = send(client, handoff_id, messages=SAID[:1])
+    assert without_key.status_code == 201
+    assert send(client, handoff_id, messages=SAID[:1]).status_code == 200  # the same messages: the same batch
+
+    detail = client.get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()
+    assert [batch["id"] for batch in detail["messages"]] == [body["id"], without_key.get_json()["id"]]
+    assert detail["status"] == "delivered" and len(detail["deliveries"]) == 1  # the handoff's own, unchanged
+    listed = client.get(f"/v1/handoffs/{handoff_id}/messages", headers=auth()).get_json()
+    assert listed["items"] == detail["messages"]
+    conversation = client.get("/v1/handoffs?conversation_id=conv-1029", headers=auth()).get_json()
+    assert [item["id"] for item in conversation["items"]] == [handoff_id]  # batches are not handoffs
+    assert client.get(f"/v1/handoffs/{body['id']}", headers=auth()).status_code == 404
+    with app.extensions["connector"].db.reading() as session:  # the handoff's callbacks speak for it
+        assert not session.scalars(select(Callback).where(Callback.handoff_id.like("msg_%"))).all()
+
+
+def test_a_timed_out_comment_is_looked_up_on_the_ticket_not_sent_twice(zendesk):
+    app, zd = zendesk
+    client = app.test_client()
+    handoff_id = _handoff_with_ticket(app, zd)
+    zd.raises("PUT", "/api/v2/tickets/1001.json", ReadTimeout("read timed out"))
+    response = send(client, handoff_id)
+    assert response.status_code == 202 and response.get_json()["tickets"][0]["status"] == "pending"
+    html = zd.json_bodies("PUT", "/api/v2/tickets/1001.json")[0]["ticket"]["comment"]["html_body"]
+
+    # Zendesk had written it: the retry finds the batch's id in the ticket's newest comments.
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/1001/comments.json", status=200,
+                json={"comments": [{"id": 9, "html_body": html}], "next_page": None})
+    services = app.extensions["connector"]
+    with services.db.session() as session:
+        [delivery_id] = session.scalars(select(Delivery.id).where(Delivery.handoff_id == response.get_json()["id"]))
+    attempted = services.outbox.run_delivery(delivery_id)
+    assert attempted is not None and attempted.state == "updated"
+    assert len(zd.calls("PUT", "/api/v2/tickets/1001.json")) == 1
+
+
+def test_messages_wait_for_a_ticket_still_being_created_then_go_on_it(zendesk):
+    app, zd = zendesk
+    client = app.test_client()
+    services = app.extensions["connector"]
+    zd.search(results=[])
+    zd.error("POST", "/api/v2/tickets.json", 503)
+    handoff = post(client, full_packet()).get_json()
+    assert handoff["tickets"][0]["status"] == "pending"  # retried later: it owns the conversation's ticket
+
+    response = send(client, handoff["id"])
+    assert response.status_code == 202
+    assert response.get_json()["tickets"][0] | {"error": None} == {
+        "target": "zendesk", "status": "pending", "id": None, "url": None, "attempts": 0, "error": None}
+    assert not zd.calls("PUT", "/api/v2/tickets/1001.json")  # no second ticket, nothing sent yet
+
+    zd.create_ticket({"id": 1001})
+    zd.update_ticket(1001)
+    with services.db.session() as session:
+        ids = dict(session.execute(select(Delivery.handoff_id, Delivery.id)).all())
+    assert services.outbox.run_delivery(ids[handoff["id"]]).state == "created"
+    assert services.outbox.run_delivery(ids[response.get_json()["id"]]).state == "updated"
+    [update] = zd.json_bodies("PUT", "/api/v2/tickets/1001.json")
+    assert "Error code is now 4013" in update["ticket"]["comment"]["html_body"]
+
+
+def test_when_the_handoff_never_reached_the_target_its_messages_open_the_ticket_with_everything(zendesk):
+    app, zd = zendesk
+    client = app.test_client()
+    zd.search(results=[])
+    zd.error("POST", "/api/v2/tickets.json", 422, {"error": "RecordInvalid", "description": "Record validation"})
+    handoff = post(client, full_packet()).get_json()
+    assert handoff["tickets"][0]["status"] == "failed"
+
+    zd.create_ticket({"id": 1002})
+    response = send(client, handoff["id"])
+    assert response.status_code == 201 and response.get_json()["tickets"][0]["status"] == "created"
+    created = zd.json_bodies("POST", "/api/v2/tickets.json")[-1]["ticket"]
+    html = created["comment"]["html_body"]
+    assert EARLIER in html and "Error code is now 4013" in html  # the whole brief, the messages included
+    zd.assert_ticket_requests_valid()
+
+
+def test_salesforce_gets_the_messages_as_case_comments_on_the_handoffs_case(make_app):
+    client = make_app(targets=("salesforce",), salesforce_instance_url=INSTANCE,
+                      salesforce_access_token=TOKEN).test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        org = SalesforceFake(rsps)
+        org.new_case()
+        handoff_id = post(client, full_packet()).get_json()["id"]
+        org.comments(2)
+        response = send(client, handoff_id)
+        assert response.status_code == 201, response.get_json()
+        assert response.get_json()["tickets"][0]["id"] == IDS["Case"]
+        new = org.sent("CaseComment")[1:]
+        text = "\n".join(comment["CommentBody"] for comment in new)
+        assert all(comment["ParentId"] == IDS["Case"] for comment in new)
+        assert "wrote again while waiting" in text and "Error code is now 4013, not 4012." in text
+        assert EARLIER not in text and "WHY A PERSON IS NEEDED" not in text
+        assert len(org.sent("Case")) == 1 and not org.sent("Case", method="PATCH")  # the case itself untouched
+
+
+def test_slack_gets_the_messages_in_the_alerts_thread_without_broadcasting(make_app):
+    with FakeSlack() as slack:
+        app = make_app(targets=("slack",), slack_bot_token=slack.token, slack_api_url=slack.api_url,
+                       slack_channel="C0HANDOFF")
+        client = app.test_client()
+        handoff_id = post(client, full_packet()).get_json()["id"]
+        [alert] = slack.top_level("C0HANDOFF")
+        before = len(slack.replies("C0HANDOFF", alert["ts"]))
+
+        response = send(client, handoff_id)
+        assert response.status_code == 201, response.get_json()
+        batch = response.get_json()["id"]
+        assert len(slack.top_level("C0HANDOFF")) == 1  # no second alert
+        replies = slack.replies("C0HANDOFF", alert["ts"])[before:]
+        first = slack.calls_to("chat.postMessage")[-len(replies)].body
+        assert first["thread_ts"] == alert["ts"] and not first.get("reply_broadcast")
+        text = json.dumps(replies, ensure_ascii=False)
+        assert "wrote again while waiting" in text and "Error code is now 4013, not 4012." in text
+        assert EARLIER not in text
+        assert {r["metadata"]["event_payload"]["handoff_id"] for r in replies} == {batch}  # found again after a timeout
+
+
+def test_messages_are_refused_with_the_field_and_the_limit_named(make_app):
+    client = make_app(max_entry_chars=100).test_client()
+    handoff_id = post(client, minimal_packet()).get_json()["id"]
+    cases = {
+        "messages": ({}, "Missing data"),
+        "messages.0.text": ({"messages": [{"at": "2026-11-20T09:25:00Z", "role": "customer", "text": "x" * 101}]},
+                            "CONNECTOR_MAX_ENTRY_CHARS"),
+        "messages.0.at": ({"messages": [{"at": "yesterday", "role": "customer", "text": "hi"}]}, "RFC 3339"),
+        "note": ({"messages": SAID[:1], "note": "?"}, "Unknown field"),
+    }
+    for field, (body, words) in cases.items():
+        response = client.post(f"/v1/handoffs/{handoff_id}/messages", data=json.dumps(body), headers=auth(),
+                               content_type="application/json")
+        assert response.status_code == 422, (field, response.get_json())
+        errors = response.get_json()["errors"]
+        assert field in errors and any(words.lower() in m.lower() for m in errors[field]), (field, errors)
+    empty = client.post(f"/v1/handoffs/{handoff_id}/messages", data=json.dumps({"messages": []}), headers=auth(),
+                        content_type="application/json")
+    assert empty.status_code == 422 and "messages" in empty.get_json()["errors"]
+    assert send(client, "hnd_nope").status_code == 404
+    assert client.post(f"/v1/handoffs/{handoff_id}/messages", data=json.dumps({"messages": SAID}),
+                       content_type="application/json").status_code == 401
+    others = client.post(f"/v1/handoffs/{handoff_id}/messages", data=json.dumps({"messages": SAID}),
+                         headers=auth(OTHER_KEY), content_type="application/json")
+    assert others.status_code == 404
+    batch = send(client, handoff_id).get_json()["id"]
+    assert send(client, batch).status_code == 404  # messages follow a handoff, not other messages
