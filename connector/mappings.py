@@ -193,8 +193,13 @@ class MappingStore:
     once per `interval` seconds, by mtime and size), and keeps the last good set when an edit is bad."""
 
     def __init__(self, directory: str, root: str, target_names: list[str], *, keys_of: KeysOf | None = None,
-                 interval: float = 1.0, clock: Callable[[], float] = time.monotonic):
+                 check: Callable[[Mappings], object] | None = None, interval: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
+        """`check`: what else a set must pass before it serves (the services build the enabled
+        adapters from it, whose own checks — a Zendesk custom field without an id — would
+        otherwise refuse it only when first used, as a 500 on every request)."""
         self.directory, self.root, self.target_names, self.keys_of = directory, root, list(target_names), keys_of
+        self.check = check
         self.interval, self._clock = interval, clock
         self._lock = threading.Lock()
         self._stamps = self._scan()
@@ -204,7 +209,10 @@ class MappingStore:
 
     def load(self) -> Mappings:
         """A fresh, strict load of the directory (raises ConfigError), whatever the store holds."""
-        return load_mappings(self.directory, self.root, self.target_names, self.keys_of)
+        mappings = load_mappings(self.directory, self.root, self.target_names, self.keys_of)
+        if self.check is not None:
+            self.check(mappings)
+        return mappings
 
     def _base(self) -> Path:
         base = Path(self.directory)

@@ -41,12 +41,15 @@ class Services:
 
     def __init__(self, settings: Settings, root: str):
         self.settings = settings
+        # A set serves only if the enabled adapters can be built from it: missing credentials stop
+        # start-up, naming the variable, and an edit an adapter refuses is refused like any other.
         self.mapping_store = MappingStore(settings.mappings_dir, root, list(registry.TARGETS),
-                                          keys_of=registry.mapping_keys)
+                                          keys_of=registry.mapping_keys,
+                                          check=lambda mappings: registry.build_adapters(settings, mappings.targets))
         self._adapters_lock = threading.Lock()
         self._adapters_source: Mappings | None = None
         self._adapters: dict[str, Adapter] = {}
-        self.adapters  # build once now: missing credentials stop start-up, naming the variable  # noqa: B018
+        self.adapters  # build once now, from the set the store checked  # noqa: B018
         self.db = Database(settings.database_url, root)
         # Concurrent requests store their handoffs together, in one transaction (group_commit.py).
         self.store_handoff: GroupCommit[handoff_store.NewHandoff, handoff_store.Stored | None] = GroupCommit(

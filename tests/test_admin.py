@@ -198,6 +198,28 @@ def test_readyz_shows_a_refused_mapping_edit_while_the_last_good_set_serves(make
     assert "routing.yaml:2 rules[0].when.segmnt" in shown["refused_edit"]
 
 
+def test_an_edit_the_adapter_refuses_is_refused_like_any_other_not_a_500(make_app, tmp_path):
+    """The mapping loader passed it; the Zendesk adapter, built from it, refuses a custom field
+    without an id. It used to serve anyway: every request that built the adapters answered 500."""
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(Path(__file__).parents[1] / "mappings", tmp_path / "m")
+    app = make_app(mappings_dir=str(tmp_path / "m"), targets=("zendesk",), zendesk_subdomain="acme",
+                   zendesk_email="bot@acme.example", zendesk_api_token="zd-token-123")
+    services = app.extensions["connector"]
+    services.mapping_store.interval = 0
+    before = services.adapters["zendesk"]
+    zendesk = tmp_path / "m" / "zendesk.yaml"
+    zendesk.write_text(zendesk.read_text() + "custom_fields:\n  - literal: gold\n")
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 200, response.get_json()
+    shown = response.get_json()["checks"]["mappings"]
+    assert shown["ok"] is False and "custom_fields[0]" in shown["refused_edit"]
+    assert services.adapters["zendesk"] is before  # the last good set serves
+    assert app.test_client().get("/metrics").status_code == 200
+
+
 def test_the_loop_reads_an_edited_mapping_without_waiting_for_a_request(make_app, tmp_path, caplog):
     import logging
     import shutil
