@@ -45,6 +45,9 @@ def limit_malloc_arenas(log, arenas: int = 2) -> bool:
     return True
 
 
+_MADE_DIRECTORIES: list[str] = []  # metrics directories `share_metrics` made: removed at exit
+
+
 def share_metrics(environ=os.environ) -> str:
     """Every worker writes its metrics to files in one directory, so a scrape of any worker adds
     them all up (prometheus-client's multiprocess mode): PROMETHEUS_MULTIPROC_DIR, else a new
@@ -52,7 +55,10 @@ def share_metrics(environ=os.environ) -> str:
     run before prometheus-client is first imported (it picks its mode then), so before the app."""
     import tempfile
 
-    directory = environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="connector-metrics-")
+    directory = environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        directory = tempfile.mkdtemp(prefix="connector-metrics-")
+        _MADE_DIRECTORIES.append(directory)
     os.makedirs(directory, exist_ok=True)
     for name in os.listdir(directory):
         # `<kind>_<pid>.db`: a live process (a `connector worker` sharing the directory) keeps its
@@ -109,6 +115,15 @@ def worker_exit(server, worker):
     app = getattr(worker, "wsgi", None)
     if isinstance(app, Flask):
         app.extensions["connector"].stop()
+
+
+def on_exit(server):
+    """The master stops: a metrics directory it made goes with it (one left each start filled
+    /tmp); a configured one stays, with the files of any `connector worker` still sharing it."""
+    import shutil
+
+    for directory in _MADE_DIRECTORIES:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def child_exit(server, worker):

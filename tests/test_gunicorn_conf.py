@@ -82,7 +82,8 @@ def test_workers_and_threads_follow_their_variables():
 
 
 def test_workers_share_one_metrics_directory_emptied_of_an_earlier_runs_counts(tmp_path):
-    share = _conf()["share_metrics"]
+    conf = _conf()
+    share = conf["share_metrics"]
     (tmp_path / "counter_4194304.db").write_bytes(b"old")  # a pid no process has
     live = tmp_path / f"counter_{os.getpid()}.db"  # a connector worker still running
     live.write_bytes(b"its counts")
@@ -93,7 +94,9 @@ def test_workers_share_one_metrics_directory_emptied_of_an_earlier_runs_counts(t
     made: dict[str, str] = {}
     directory = share(made)  # unset: a new temporary directory, for this run only
     assert made["PROMETHEUS_MULTIPROC_DIR"] == directory and Path(directory).is_dir()
-    Path(directory).rmdir()
+    (Path(directory) / "counter_1.db").write_bytes(b"counts")
+    conf["on_exit"](mock.Mock())  # the master stops: the directory it made goes; the configured one stays
+    assert not Path(directory).exists() and live.exists()
 
 
 def test_a_configuration_error_at_start_is_one_logged_line_and_exit_2(tmp_path):
