@@ -121,12 +121,12 @@ def load_file(path: Path, name: str | None = None, known: Collection[str] | None
     name = name or str(path)
     data, lines = read_yaml(path, name)
     data = _check_version(data, name, lines)
-    for key in data if known is not None else ():
-        if key not in known:
-            close = difflib.get_close_matches(str(key), sorted(known), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(locate(name, lines, str(key)),
-                              f"unknown key; {hint}this file's keys are {', '.join(sorted(known))}")
+    unknown = [key for key in data if known is not None and key not in known]
+    if unknown and known is not None:
+        close = difflib.get_close_matches(str(unknown[0]), sorted(known), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(locate(name, lines, str(unknown[0])),
+                          f"unknown key; {hint}this file's keys are {', '.join(sorted(known))}")
     redact = data.get("redact", [])
     if not isinstance(redact, list) or not all(kind in KINDS for kind in redact):
         raise ConfigError(locate(name, lines, "redact"), f"must be a list of PII kinds from {', '.join(KINDS)}")
