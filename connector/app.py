@@ -42,9 +42,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     metrics.init_app(app)
     cli.init_app(app)
 
-    from .api import admin, docs, handoffs, health, webhooks
+    from .api import admin, admin_page, docs, handoffs, health, webhooks
 
-    for blueprint in (handoffs.bp, admin.bp, health.bp, webhooks.bp, docs.bp):
+    for blueprint in (handoffs.bp, admin.bp, admin_page.bp, health.bp, webhooks.bp, docs.bp):
         app.register_blueprint(blueprint)
     log.info("connector ready", extra={"targets": list(settings.targets)})
     services = app.extensions["connector"]

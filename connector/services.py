@@ -24,7 +24,7 @@ from .group_commit import GroupCommit
 from .mappings import Mappings, MappingStore
 from .models import Handoff
 from .observed_wait import ObservedWait
-from .outbox import Attempted, Outbox, release_all
+from .outbox import REPLAYABLE, Attempted, Outbox, release_all, replay
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,14 @@ class Services:
             with self._count_lock:
                 self._running += 1
         return self.executor.submit(self._run_logged, delivery_id, token, fresh, prepared)
+
+    def replay_one(self, delivery_id: int) -> bool:
+        """Put one dead or failed delivery back and attempt it now (it looks the handoff up at the
+        vendor first: `outbox.replay`); False when it was neither."""
+        if not replay(self.db, ids=[delivery_id], states=REPLAYABLE):
+            return False
+        self.submit(delivery_id)
+        return True
 
     def _run_logged(self, delivery_id: int, token: str | None, fresh: Handoff | None = None,
                     prepared: bool = False) -> Attempted | None:

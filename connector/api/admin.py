@@ -92,10 +92,8 @@ def retry_one(delivery_id: int) -> Response:
         404: {$ref: "#/components/responses/Problem"}
     """
     services = current_services()
-    replayed = replay(services.db, ids=[delivery_id], states=REPLAYABLE)
-    if not replayed:
+    if not services.replay_one(delivery_id):
         raise NotFound(f"No dead or failed delivery {delivery_id}.")
-    services.submit(delivery_id)
     rows = list_deliveries(services.db, state=None, target=None, limit=500)
     response = jsonify({"items": [_row(row) for row in rows if row.id == delivery_id]})
     response.status_code = 202

@@ -96,10 +96,15 @@ def get_handoff(handoff_id: str) -> Response:
     services = current_services()
     caller = authenticate_bot(request, services.settings)
     with services.db.reading() as session:
-        handoff = _callers_handoff(session, handoff_id, caller.bot_id)
-        assigned = session.scalars(select(Assignment).filter_by(handoff_id=handoff.id)).first()
-        callbacks = session.scalars(select(Callback).filter_by(handoff_id=handoff.id).order_by(Callback.id)).all()
-        return _json(answers.render_detail(handoff, assigned, callbacks, _follow_ups(session, handoff.id)), 200)
+        return _json(detail_of(session, _callers_handoff(session, handoff_id, caller.bot_id)), 200)
+
+
+def detail_of(session: Session, handoff: Handoff) -> dict:
+    """`GET /v1/handoffs/{id}`'s body (the admin page shows the same): the answer, each delivery,
+    who took it, the callbacks and the messages sent while it waited."""
+    assigned = session.scalars(select(Assignment).filter_by(handoff_id=handoff.id)).first()
+    callbacks = session.scalars(select(Callback).filter_by(handoff_id=handoff.id).order_by(Callback.id)).all()
+    return answers.render_detail(handoff, assigned, callbacks, follow_ups_of(session, handoff.id))
 
 
 @bp.post("/<handoff_id>/messages")
@@ -166,10 +171,10 @@ def list_messages(handoff_id: str) -> Response:
     caller = authenticate_bot(request, services.settings)
     with services.db.reading() as session:
         handoff = _callers_handoff(session, handoff_id, caller.bot_id)
-        return _json({"items": [answers.render_follow_up(f) for f in _follow_ups(session, handoff.id)]}, 200)
+        return _json({"items": [answers.render_follow_up(f) for f in follow_ups_of(session, handoff.id)]}, 200)
 
 
-def _follow_ups(session: Session, handoff_id: str) -> list[Handoff]:
+def follow_ups_of(session: Session, handoff_id: str) -> list[Handoff]:
     return list(session.scalars(select(Handoff).where(Handoff.follows_id == handoff_id)
                                 .order_by(Handoff.created_at, Handoff.id)))
 

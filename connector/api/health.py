@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import metrics
 from ..auth import authenticate_scraper
-from ..services import current_services
+from ..services import Services, current_services
 
 bp = Blueprint("health", __name__)
 
@@ -34,27 +36,32 @@ def readyz() -> Response:
         200: {description: Ready, content: {application/json: {schema: Health}}}
         503: {description: Not ready, content: {application/json: {schema: Health}}}
     """
-    services = current_services()
-    mappings: dict = {"ok": True, "source": services.mappings.source}
-    refused = services.mapping_store.errors
-    if refused is not None:
-        # Still ready — the last good set serves — but the next start would stop on this file.
-        mappings = {**mappings, "ok": False, "serving": "the last good set",
-                    "refused_edit": f"{refused.source}: {refused.message}"}
-    checks: dict = {"mappings": mappings, "targets": list(services.adapters)}
-    ready = True
-    try:
-        services.db.ping()
-        checks["database"] = {"ok": True, "dialect": services.db.dialect}
-        checks["deliveries"] = services.outbox.counts()
-    except SQLAlchemyError as err:
-        ready = False
-        checks["database"] = {"ok": False, "error": type(err).__name__}
+    ready, checks = readiness(current_services())
     response = jsonify({"status": "ready" if ready else "unavailable", "checks": checks})
     if not ready:
         response.status_code = 503
         response.headers["Retry-After"] = "5"
     return response
+
+
+def readiness(services: Services) -> tuple[bool, dict[str, Any]]:
+    """Whether the service can take handoffs (the database answers), and what an operator checks:
+    the mappings serving (and an edit refused), the targets, the deliveries per target and state."""
+    mappings: dict[str, Any] = {"ok": True, "source": services.mappings.source}
+    refused = services.mapping_store.errors
+    if refused is not None:
+        # Still ready — the last good set serves — but the next start would stop on this file.
+        mappings = {**mappings, "ok": False, "serving": "the last good set",
+                    "refused_edit": f"{refused.source}: {refused.message}"}
+    checks: dict[str, Any] = {"mappings": mappings, "targets": list(services.adapters)}
+    try:
+        services.db.ping()
+        checks["database"] = {"ok": True, "dialect": services.db.dialect}
+        checks["deliveries"] = services.outbox.counts()
+    except SQLAlchemyError as err:
+        checks["database"] = {"ok": False, "error": type(err).__name__}
+        return False, checks
+    return True, checks
 
 
 @bp.get("/metrics")

@@ -1,0 +1,178 @@
+"""The admin page (`/admin`): what an operator looks at — is the service ready, what waits, retries
+or was given up, one handoff in full with what each target received — and the action it needs:
+replaying deliveries. The JSON admin routes (`admin.py`) do the same for scripts.
+
+Rendered on the server (Jinja2, autoescaped), with no JavaScript at all, under a policy that lets
+the page load nothing but its own stylesheet: a customer's `<script>` in a transcript stays text.
+The browser never holds the token: the admin signs in once with CONNECTOR_ADMIN_TOKEN and gets a
+session cookie (HttpOnly, SameSite=Strict, path /admin, Secure behind an https CONNECTOR_PUBLIC_URL)
+signed with a key derived from that token, so a new token signs everyone out. Each form that
+changes something carries the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from typing import Any
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
+from flask.blueprints import BlueprintSetupState
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from .. import answers
+from ..brief import render_brief
+from ..models import Handoff
+from ..outbox import REPLAYABLE, list_deliveries, replay
+from ..services import current_services
+from .handoffs import detail_of
+from .health import readiness
+
+log = logging.getLogger(__name__)
+bp = Blueprint("admin_page", __name__, url_prefix="/admin")
+
+SESSION = dt.timedelta(hours=8)
+LISTED = 50  # deliveries per state on the dashboard; the JSON route pages further
+POLICY = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+          "frame-ancestors 'none'; base-uri 'none'")
+_OPEN = ("admin_page.login", "admin_page.style")  # reachable before signing in
+
+
+@bp.record_once
+def _configure(state: BlueprintSetupState) -> None:
+    settings = state.app.extensions["connector"].settings
+    if settings.admin_token:
+        state.app.secret_key = hmac.new(settings.admin_token.encode(), b"connector admin page session",
+                                        hashlib.sha256).digest()
+    state.app.config.update(
+        SESSION_COOKIE_NAME="connector_admin", SESSION_COOKIE_PATH="/admin", SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=SESSION,
+    )
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = POLICY
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"  # handoff ids in the address stay here
+    response.headers["Cache-Control"] = "no-store"  # customers' words are not left in a shared cache
+    return response
+
+
+@bp.before_request
+def _signed_in() -> Response | tuple[str, int] | None:
+    if not current_services().settings.admin_token:
+        return _message("The admin page is off: set CONNECTOR_ADMIN_TOKEN to use it.", 404)
+    if request.endpoint in _OPEN:
+        return None
+    if not session.get("admin"):
+        return redirect(url_for("admin_page.login"))
+    if request.method == "POST" and not hmac.compare_digest(str(request.form.get("csrf", "")),
+                                                            str(session.get("csrf", ""))):
+        return _message("This form is out of date: reload the page and try again.", 400)
+    return None
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Response | str | tuple[str, int]:
+    if request.method == "GET":
+        return render_template("admin/login.html")
+    token = str(request.form.get("token", ""))
+    if not hmac.compare_digest(token.encode(), current_services().settings.admin_token.encode()):
+        log.warning("admin sign-in refused", extra={"remote_addr": request.remote_addr})
+        return render_template("admin/login.html", error="That is not the admin token."), 401
+    session.clear()
+    session.permanent = True
+    session.update(admin=True, csrf=secrets.token_urlsafe(32))
+    log.info("admin signed in", extra={"remote_addr": request.remote_addr})
+    return redirect(url_for("admin_page.dashboard"))
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    session.clear()
+    return redirect(url_for("admin_page.login"))
+
+
+@bp.get("/style.css")
+def style() -> Response:
+    return Response(render_template("admin/style.css"), mimetype="text/css")
+
+
+@bp.get("")
+def dashboard() -> str:
+    services = current_services()
+    ready, checks = readiness(services)
+    attention: list[Any] = []
+    recent: list[dict[str, Any]] = []
+    paused: list[str] = []
+    owed: dict[str, int] = {}
+    if ready:
+        try:
+            attention = [row for state in REPLAYABLE
+                         for row in list_deliveries(services.db, state=state, target=None, limit=LISTED)]
+            with services.db.reading() as reading:
+                handoffs = reading.scalars(select(Handoff).where(Handoff.follows_id.is_(None))
+                                           .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(20)).all()
+                recent = [answers.render(handoff) | {"bot_id": handoff.bot_id, "created_at": handoff.created_at}
+                          for handoff in handoffs]
+            paused, owed = services.outbox.paused_targets(), services.callbacks.counts()
+        except SQLAlchemyError as err:  # the database went away between the check and the lists
+            ready, checks["database"] = False, {"ok": False, "error": type(err).__name__}
+    return render_template("admin/dashboard.html", ready=ready, checks=checks, attention=attention, recent=recent,
+                           paused=paused, owed=owed, csrf=session["csrf"])
+
+
+@bp.get("/handoffs")
+def find_handoff() -> Response:
+    return redirect(url_for("admin_page.handoff", handoff_id=str(request.args.get("id", "")).strip() or "-"))
+
+
+@bp.get("/handoffs/<handoff_id>")
+def handoff(handoff_id: str) -> str | tuple[str, int]:
+    services = current_services()
+    with services.db.reading() as reading:
+        found = reading.get(Handoff, handoff_id) if "\x00" not in handoff_id else None
+        if found is None:
+            return _message(f"No handoff {handoff_id!r}.", 404)
+        detail = detail_of(reading, found)
+        brief = render_brief(found.packet, found.id, update=found.follows_id is not None).text
+        follows, delivery_ids = found.follows_id, {d.target: d.id for d in found.deliveries}
+    payloads = {d["target"]: json.dumps(d["payload"], indent=2, ensure_ascii=False) if d["payload"] else None
+                for d in detail["deliveries"]}
+    return render_template("admin/handoff.html", h=detail, brief=brief, follows=follows, payloads=payloads,
+                           delivery_ids=delivery_ids, csrf=session["csrf"])
+
+
+@bp.post("/deliveries/<int:delivery_id>/retry")
+def retry_one(delivery_id: int) -> Response:
+    if current_services().replay_one(delivery_id):
+        flash(f"Delivery {delivery_id} is being delivered again (looked up at the vendor first).")
+    else:
+        flash(f"Delivery {delivery_id} was not dead or failed: nothing replayed.")
+    return redirect(_back())
+
+
+@bp.post("/deliveries/retry")
+def retry_dead() -> Response:
+    replayed = replay(current_services().db, states=("dead",))
+    flash(f"{len(replayed)} dead deliver{'y' if len(replayed) == 1 else 'ies'} queued again.")
+    return redirect(url_for("admin_page.dashboard"))
+
+
+def _back() -> str:
+    """Where a form came from, if it is a page of ours; else the dashboard."""
+    target = str(request.form.get("back", ""))
+    return target if target.startswith("/admin") and "//" not in target and "\\" not in target \
+        else url_for("admin_page.dashboard")
+
+
+def _message(text: str, status: int) -> tuple[str, int]:
+    return render_template("admin/message.html", message=text), status

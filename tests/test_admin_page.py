@@ -1,0 +1,149 @@
+"""The admin page: signing in with the admin token, the dashboard, one handoff in full, replays —
+and that a customer's words stay text, forms need the session's CSRF token, and nothing opens it
+without the token."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from sqlalchemy import update
+
+from connector.models import Delivery
+from tests.conftest import ADMIN_TOKEN, BOT_KEY, auth
+from tests.factories import full_packet, minimal_packet
+
+
+@pytest.fixture
+def app(make_app):
+    app = make_app()
+    app.config["CHECK_OPENAPI"] = False  # HTML pages, not in the API's document
+    return app
+
+
+def signed_in(app):
+    client = app.test_client()
+    response = client.post("/admin/login", data={"token": ADMIN_TOKEN})
+    assert response.status_code == 302 and response.headers["Location"] == "/admin"
+    return client
+
+
+def csrf_of(page: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+def handoff(client_or_app, packet=None) -> str:
+    client = client_or_app.test_client() if hasattr(client_or_app, "test_client") else client_or_app
+    response = client.post("/v1/handoffs", data=json.dumps(packet or minimal_packet()), headers=auth(),
+                           content_type="application/json")
+    return response.get_json()["id"]
+
+
+def test_signing_in_takes_the_admin_token_and_sets_a_strict_cookie(app):
+    client = app.test_client()
+    assert client.get("/admin").headers["Location"] == "/admin/login"
+    assert "Admin token" in client.get("/admin/login").get_data(as_text=True)
+    for wrong in ("", "nope", BOT_KEY):
+        refused = client.post("/admin/login", data={"token": wrong})
+        assert refused.status_code == 401 and "not the admin token" in refused.get_data(as_text=True)
+        assert "Set-Cookie" not in refused.headers
+    ok = client.post("/admin/login", data={"token": ADMIN_TOKEN})
+    cookie = ok.headers["Set-Cookie"]
+    assert cookie.startswith("connector_admin=") and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "Path=/admin" in cookie and "Secure" not in cookie  # http here; https public URLs get Secure
+    assert client.get("/admin").status_code == 200
+    page = client.get("/admin").get_data(as_text=True)
+    assert client.post("/admin/logout", data={"csrf": csrf_of(page)}).status_code == 302
+    assert client.get("/admin").status_code == 302  # signed out
+
+
+def test_another_token_signs_every_session_out(make_app, tmp_path):
+    first = make_app(database_url=f"sqlite:///{tmp_path}/a.db")
+    first.config["CHECK_OPENAPI"] = False
+    client = signed_in(first)
+    cookie = client.get_cookie("connector_admin", path="/admin").value
+    rotated = make_app(database_url=f"sqlite:///{tmp_path}/a.db", admin_token="another-admin-token-0123456789ab")
+    rotated.config["CHECK_OPENAPI"] = False
+    other = rotated.test_client()
+    other.set_cookie("connector_admin", cookie, path="/admin")
+    assert other.get("/admin").status_code == 302
+
+
+def test_without_an_admin_token_the_page_is_off(make_app):
+    app = make_app(admin_token="")
+    app.config["CHECK_OPENAPI"] = False
+    response = app.test_client().get("/admin/login")
+    assert response.status_code == 404 and "set CONNECTOR_ADMIN_TOKEN" in response.get_data(as_text=True)
+    assert app.test_client().post("/admin/login", data={"token": ""}).status_code == 404
+
+
+def test_the_dashboard_shows_readiness_backlog_and_what_was_given_up_and_replays_it(app):
+    client = signed_in(app)
+    handoff_id = handoff(client)
+    services = app.extensions["connector"]
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(state="dead", last_error="TransientError: 503 from the vendor"))
+    page = client.get("/admin").get_data(as_text=True)
+    assert "Ready" in page and "answers (sqlite)" in page and "preview" in page
+    assert handoff_id in page and "503 from the vendor" in page and "Replay every dead delivery" in page
+    [delivery_id] = re.findall(r'/admin/deliveries/(\d+)/retry', page)
+
+    assert client.post(f"/admin/deliveries/{delivery_id}/retry").status_code == 400  # no CSRF token
+    assert client.post(f"/admin/deliveries/{delivery_id}/retry", data={"csrf": "forged"}).status_code == 400
+    with services.db.reading() as session:
+        assert session.get(Delivery, int(delivery_id)).state == "dead"
+    replayed = client.post(f"/admin/deliveries/{delivery_id}/retry",
+                           data={"csrf": csrf_of(page), "back": "//evil.example/"}, follow_redirects=True)
+    assert replayed.request.path == "/admin"  # back only to a page of ours
+    assert f"Delivery {delivery_id} is being delivered again" in replayed.get_data(as_text=True)
+    services.executor.shutdown(wait=True)  # the replay's attempt ran on the pool
+    with services.db.reading() as session:
+        assert session.get(Delivery, int(delivery_id)).state in ("created", "updated")
+
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(state="dead"))
+    bulk = client.post("/admin/deliveries/retry", data={"csrf": csrf_of(page)}, follow_redirects=True)
+    assert "1 dead delivery queued again." in bulk.get_data(as_text=True)
+
+
+def test_a_handoff_page_shows_everything_and_a_customers_markup_stays_text(app):
+    client = signed_in(app)
+    packet = full_packet()
+    packet["customer"]["name"] = "<script>alert('name')</script>"
+    packet["transcript"][0]["text"] = '<img src=x onerror="alert(1)"> {{ 7*7 }}'
+    handoff_id = handoff(client, packet)
+    response = client.get(f"/admin/handoffs/{handoff_id}")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and f"Handoff {handoff_id}" in page
+    assert "<script>alert" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(&#39;name&#39;)&lt;/script&gt;" in page and "{{ 7*7 }}" in page
+    assert "What was sent" in page and "WHY A PERSON IS NEEDED" in page  # the brief and the preview's payload
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "script-src" not in policy and "frame-ancestors 'none'" in policy
+    assert response.headers["Cache-Control"] == "no-store" and response.headers["X-Frame-Options"] == "DENY"
+    assert client.get("/admin/style.css").mimetype == "text/css"
+
+    said = {"messages": [{"at": "2026-11-20T09:30:00Z", "role": "customer", "text": "hello again?"}]}
+    batch = client.post(f"/v1/handoffs/{handoff_id}/messages", data=json.dumps(said), headers=auth(),
+                        content_type="application/json").get_json()["id"]
+    page = client.get(f"/admin/handoffs/{handoff_id}").get_data(as_text=True)
+    assert batch in page and "Messages while waiting" in page
+    messages = client.get(f"/admin/handoffs/{batch}").get_data(as_text=True)
+    assert "Sent while handoff" in messages and "hello again?" in messages and "WHY A PERSON" not in messages
+    found = client.get(f"/admin/handoffs?id=+{handoff_id}+")
+    assert found.headers["Location"] == f"/admin/handoffs/{handoff_id}"
+    assert client.get("/admin/handoffs/hnd_nope").status_code == 404
+
+
+def test_the_dashboard_says_when_the_database_is_away(make_app, tmp_path):
+    import shutil
+
+    app = make_app(database_url=f"sqlite:///{tmp_path}/gone/x.db")
+    app.config["CHECK_OPENAPI"] = False
+    client = signed_in(app)
+    app.extensions["connector"].db.dispose()
+    shutil.rmtree(tmp_path / "gone")
+    page = client.get("/admin")
+    assert page.status_code == 200
+    assert "Not ready" in page.get_data(as_text=True) and "refused with 503" in page.get_data(as_text=True)
