@@ -209,7 +209,9 @@ class Adapter(abc.ABC):
         if not kinds:
             return ctx
         packet, counts = redact_packet(ctx.packet, kinds)
-        return replace(ctx, packet=packet, brief=render_brief(packet, ctx.handoff_id, update=ctx.link is not None),
+        # The same form of brief as given: a follow-up's short one stays short (`render_brief`).
+        brief = render_brief(packet, ctx.handoff_id, update=ctx.brief.follow_up is not None)
+        return replace(ctx, packet=packet, brief=brief,
                        redactions={kind: n for kind, n in counts.items() if n})
 
     def receipt(self, ctx: HandoffContext, payload: Mapping[str, Any]) -> dict[str, Any]:

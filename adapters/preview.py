@@ -56,6 +56,9 @@ class PreviewAdapter(Adapter):
 
     @staticmethod
     def _url(ctx: HandoffContext) -> str:
+        follows = (ctx.packet.get("follow_up") or {}).get("handoff_id")
+        if follows:  # messages while waiting are shown with their handoff's
+            return f"{ctx.public_url}/v1/handoffs/{follows}/messages"
         return f"{ctx.public_url}/v1/handoffs/{ctx.handoff_id}"
 
 

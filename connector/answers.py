@@ -73,6 +73,7 @@ def render_follow_up(follow_up: Handoff, deliveries: Sequence[Any] | None = None
         "messages": len(follow_up.packet["transcript"]) - first,
         "received_at": follow_up.created_at.isoformat(),
         "tickets": [_ticket(d) for d in deliveries],
+        "context_receipt": {d.target: d.receipt for d in deliveries if d.receipt is not None},
         "links": {"self": f"/v1/handoffs/{follow_up.follows_id}/messages"},
     }
 

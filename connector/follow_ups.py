@@ -24,6 +24,7 @@ from functools import lru_cache
 from typing import Any
 
 from marshmallow import ValidationError
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from ulid import ULID
 
@@ -37,6 +38,9 @@ from .schemas import Limits, MessagesSchema, flatten_errors
 from .services import Services
 
 log = logging.getLogger(__name__)
+# Each batch holds its handoff's packet again (it may have to open a ticket with everything): a
+# bot posting every line as a batch would otherwise grow one handoff without end.
+MAX_BATCHES = 100
 
 
 @lru_cache(maxsize=8)
@@ -55,12 +59,15 @@ def validate_messages(data: dict[str, Any], services: Services) -> list[dict[str
     return loaded["messages"]
 
 
-def follow_up_packet(handoff: Handoff, messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """The handoff's packet with `messages` added to its transcript, marked as a follow-up (where
-    its own messages start), and without the callback: the handoff's callbacks speak for it."""
+def follow_up_packet(handoff: Handoff, earlier: list[Handoff], messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The handoff's packet with the `earlier` follow-ups' messages and then `messages` added to
+    its transcript — everything, should this follow-up have to carry it all — marked as a
+    follow-up (where its own messages start), without the callback: the handoff's speak for it."""
     packet = {key: value for key, value in handoff.packet.items() if key != "callback"}
-    packet["transcript"] = [*handoff.packet["transcript"], *messages]
-    packet["follow_up"] = {"handoff_id": handoff.id, "first": len(handoff.packet["transcript"])}
+    said = [entry for before in earlier for entry in before.packet["transcript"][before.packet["follow_up"]["first"]:]]
+    packet["transcript"] = [*handoff.packet["transcript"], *said]
+    packet["follow_up"] = {"handoff_id": handoff.id, "first": len(packet["transcript"])}
+    packet["transcript"].extend(messages)
     return packet
 
 
@@ -75,17 +82,29 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
     # Keys are the bot's, one namespace for handoffs and messages: scoped here to the handoff (and
     # hashed, so the stored key keeps to its 200 characters), the same key may serve each handoff.
     scoped = hashlib.sha256(key_for(idempotency_header, digest).encode("utf-8")).hexdigest()
-    now = utcnow()
-    row = dict(
-        id=f"msg_{ULID()}", bot_id=handoff.bot_id, conversation_id=handoff.conversation_id,
-        idempotency_key=f"{handoff.id}:{scoped}", request_hash=digest, message_id=message_id,
-        packet=follow_up_packet(handoff, messages), assignment=handoff.assignment,
-        customer_message=handoff.customer_message, estimated_wait_seconds=None, follows_id=handoff.id,
-        created_at=now, updated_at=now,
-    )
+    key = f"{handoff.id}:{scoped}"
     targets = [delivery.target for delivery in handoff.deliveries]
     try:
-        stored = store(services, row, targets)
+        earlier = _earlier(services, handoff)
+        if len(earlier) >= MAX_BATCHES:
+            repeat = next((f for f in earlier
+                           if f.idempotency_key == key or (message_id and f.message_id == message_id)), None)
+            if repeat is not None:
+                return replay(repeat, digest, answers.render_follow_up)
+            raise ValidationFailed(
+                f"A handoff takes at most {MAX_BATCHES} batches of messages, and this one has them. Send a new "
+                "handoff of the conversation with the whole transcript instead.",
+                errors={"messages": [f"at most {MAX_BATCHES} batches per handoff"]})
+        now = utcnow()
+        row = dict(
+            id=f"msg_{ULID()}", bot_id=handoff.bot_id, conversation_id=handoff.conversation_id, idempotency_key=key,
+            request_hash=digest, message_id=message_id, packet=follow_up_packet(handoff, earlier, messages),
+            assignment=handoff.assignment, customer_message=handoff.customer_message, estimated_wait_seconds=None,
+            follows_id=handoff.id, created_at=now, updated_at=now,
+        )
+        # Unclaimed, so none takes the conversation's link: each attempt first checks that the
+        # handoff and the earlier messages went before it (`Outbox._follow_up_may_go`).
+        stored = store(services, row, targets, claim=False)
     except OperationalError as err:
         log.error("database unavailable for messages", extra={"error": type(err).__name__})
         raise ServiceUnavailable("The connector cannot store messages right now; nothing was recorded. "
@@ -95,4 +114,12 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
                       answers.render_follow_up)
     with log_context(handoff_id=handoff.id, follow_up_id=row["id"]):
         log.info("messages accepted", extra={"messages": len(messages), "targets": targets})
-        return deliver_and_answer(services, stored, answers.render_follow_up)
+        return deliver_and_answer(services, stored, answers.render_follow_up, claimed=False)
+
+
+def _earlier(services: Services, handoff: Handoff) -> list[Handoff]:
+    """The handoff's follow-ups so far, oldest first (ids are ULIDs: they sort by time)."""
+    with services.db.reading() as session:
+        found = list(session.scalars(select(Handoff).where(Handoff.follows_id == handoff.id).order_by(Handoff.id)))
+        session.expunge_all()
+        return found

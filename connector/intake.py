@@ -189,12 +189,16 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
 Render = Callable[..., dict[str, Any]]  # `answers.render` or `answers.render_follow_up`: (handoff, rows=None)
 
 
-def deliver_and_answer(services: Services, stored: Stored, render: Render) -> Answer:
+def deliver_and_answer(services: Services, stored: Stored, render: Render, claimed: bool = True) -> Answer:
     """Run the deliveries the request holds within the sync budget, then answer with `render`.
-    Held (paused target) or left unclaimed (no free thread): the loop takes those."""
+    Held (paused target) or left unclaimed (no free thread): the loop takes those. `claimed`
+    False (stored with `claim=False`): each delivery is claimed and checked by its own attempt."""
     handoff, prepared = stored.handoff, stored.prepared
-    futures = [services.submit(d.id, d.lease_owner, fresh=handoff, prepared=d.id in prepared, reserved=True)
-               for d in handoff.deliveries if d.lease_owner]
+    if claimed:
+        futures = [services.submit(d.id, d.lease_owner, fresh=handoff, prepared=d.id in prepared, reserved=True)
+                   for d in handoff.deliveries if d.lease_owner]
+    else:
+        futures = [services.submit(d.id) for d in handoff.deliveries]
     finished, _ = wait(futures, timeout=services.settings.sync_budget_ms / 1000)
     body, status = _answer(services, handoff, [future.result() for future in finished], render)
     log.info("handoff answered", extra={"status": body["status"], "http_status": status})
@@ -263,11 +267,12 @@ def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, d
     return store(services, row, decision.targets)
 
 
-def store(services: Services, row: dict[str, Any], targets: list[str]) -> Stored | None:
+def store(services: Services, row: dict[str, Any], targets: list[str], claim: bool = True) -> Stored | None:
     """Store `row`'s handoff and a delivery per target, the request claiming as many as there are
-    free delivery threads; None when it repeats a stored one."""
+    free delivery threads (none without `claim`: nor do they take the conversation's link); None
+    when it repeats a stored one."""
     lease_until = row["created_at"] + dt.timedelta(seconds=services.settings.lease_s)
-    slots = services.reserve(len(targets))  # the rest wait, unclaimed, for the loop
+    slots = services.reserve(len(targets)) if claim else 0  # the rest wait, unclaimed, for the loop
     try:
         stored = services.store_handoff(
             new_handoff(row, targets, services.outbox.new_token(), lease_until, leased=slots))

@@ -65,6 +65,14 @@ _OUTCOMES_OF_HANDOFF = (
     select(_DELIVERIES.c.id, _DELIVERIES.c.target, _DELIVERIES.c.state, _DELIVERIES.c.vendor_id, _DELIVERIES.c.url)
     .where(_DELIVERIES.c.handoff_id == bindparam("handoff_id")).order_by(_DELIVERIES.c.position)
 )
+_HANDOFFS = Handoff.__table__
+# What came before a follow-up at its target: its handoff's delivery there, and earlier follow-ups'.
+_BEFORE_FOLLOW_UP = (
+    select(_DELIVERIES.c.state).join(_HANDOFFS, _HANDOFFS.c.id == _DELIVERIES.c.handoff_id)
+    .where(_DELIVERIES.c.target == bindparam("target"),
+           or_(_HANDOFFS.c.id == bindparam("follows_id"),
+               and_(_HANDOFFS.c.follows_id == bindparam("follows_id"), _HANDOFFS.c.id < bindparam("handoff_id"))))
+)
 _SET_LINK_OWNER = (update(_LINKS).where(_LINKS.c.id == bindparam("link_id"))
                    .values(owner_delivery_id=bindparam("owner"), updated_at=bindparam("now")))
 # A new ticket replaces the conversation's link; an update of its ticket fills a link that has none.
@@ -107,6 +115,9 @@ class _Claimed:
     handoff: Handoff
     link: Link | None
     related: tuple[Mapping[str, Any], ...]
+    # A follow-up whose handoff (and every earlier follow-up) reached this target: its update
+    # carries only its own messages. Otherwise it carries everything (`brief.render_brief`).
+    caught_up: bool = False
 
 
 class Outbox:
@@ -219,7 +230,7 @@ class Outbox:
                 handoff_id=handoff.id,
                 target=delivery.target,
                 packet=handoff.packet,
-                brief=render_brief(handoff.packet, handoff.id, update=claimed.link is not None),
+                brief=render_brief(handoff.packet, handoff.id, update=claimed.link is not None and claimed.caught_up),
                 assignment=handoff.assignment,
                 idempotency_key=f"{handoff.id}:{delivery.target}",
                 link=claimed.link,
@@ -272,6 +283,11 @@ class Outbox:
                 # The vendor asked everyone to wait: hold this delivery until then; not an attempt.
                 connection.execute(_HOLD, {"delivery_id": delivery.id, "until": until})
                 return None
+            caught_up = False
+            if handoff.follows_id is not None:
+                caught_up = self._follow_up_may_go(connection, delivery, handoff, now)
+                if caught_up is None:
+                    return None
             link = self._link_for(connection, delivery, handoff, now)
             if link is False:
                 return None
@@ -280,7 +296,22 @@ class Outbox:
                 for d in handoff.deliveries
                 if d.id != delivery.id and d.state in DONE
             )
-            return _Claimed(delivery, handoff, link or None, related)
+            return _Claimed(delivery, handoff, link or None, related, caught_up)
+
+    def _follow_up_may_go(self, connection: Connection, delivery: Delivery, handoff: Handoff,
+                          now: dt.datetime) -> bool | None:
+        """Messages sent while a handoff waited go to a target after the handoff, and after the
+        earlier messages: None (held, not an attempt) while any of those is still being delivered
+        there. Else whether all of them reached it — then only these messages need to; if any was
+        given up, this follow-up carries everything (the packet holds it all), so nothing is lost."""
+        before = connection.execute(_BEFORE_FOLLOW_UP, {"target": delivery.target, "follows_id": handoff.follows_id,
+                                                         "handoff_id": handoff.id}).scalars().all()
+        if "pending" in before:
+            until = now + dt.timedelta(seconds=WAIT_FOR_OWNER_S)
+            connection.execute(_HOLD, {"delivery_id": delivery.id, "until": until})
+            log.info("messages wait for what came before them at this target")
+            return None
+        return bool(before) and all(state in DONE for state in before)
 
     def _link_for(self, connection: Connection, delivery: Delivery, handoff: Handoff,
                   now: dt.datetime) -> Link | None | bool:

@@ -115,9 +115,10 @@ def add_messages(handoff_id: str) -> Response:
       summary: Bring the agent what the customer said while waiting
       description: >-
         Stores the messages and adds them to the ticket, case and Slack thread of each of the
-        handoff's targets — only the new messages, under a line saying they came while the customer
-        waited (a target still creating its ticket gets them once it exists; a target the handoff
-        never reached gets a ticket with everything). Delivered within CONNECTOR_SYNC_BUDGET_MS like
+        handoff's targets, after the handoff and any earlier messages are there — only the new
+        messages, under a line saying they came while the customer waited; where the handoff or
+        earlier messages were given up, everything, these messages included, so nothing is lost
+        (a new ticket if there is none). Delivered within CONNECTOR_SYNC_BUDGET_MS like
         a handoff, then retried in the background. No status callbacks are sent for messages; GET
         the handoff, or this route, to see where they are. A repeated Idempotency-Key (or, without
         one, the same messages for the same handoff) returns the stored answer with 200.
@@ -132,7 +133,7 @@ def add_messages(handoff_id: str) -> Response:
             schema: Messages
       responses:
         200: {description: The same messages were seen before; their stored answer, content: {application/json: {schema: MessagesResponse}}}
-        201: {description: Every target has the messages, content: {application/json: {schema: MessagesResponse}}}
+        201: {description: "Every target finished: has them, or gave up (`status` says which)", content: {application/json: {schema: MessagesResponse}}}
         202: {description: Some targets are still being given them, content: {application/json: {schema: MessagesResponse}}}
         400: {$ref: "#/components/responses/Problem"}
         401: {$ref: "#/components/responses/Problem"}

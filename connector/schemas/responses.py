@@ -79,6 +79,10 @@ class MessagesResponseSchema(Schema):
     messages = fields.Integer(required=True, metadata={"description": "How many messages the batch holds."})
     received_at = fields.String(required=True)
     tickets = fields.List(fields.Nested(TicketSchema), required=True)
+    context_receipt = fields.Dict(
+        keys=fields.String(), values=fields.Nested(ReceiptSchema), required=True,
+        metadata={"description": "What reached each finished target: `transcript` (these messages) when the "
+                                 "ticket had the rest, the whole handoff's parts when they had to go again."})
     links = fields.Nested(LinksSchema, required=True)
 
 

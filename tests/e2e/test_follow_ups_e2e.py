@@ -225,3 +225,79 @@ def test_messages_are_refused_with_the_field_and_the_limit_named(make_app):
     assert others.status_code == 404
     batch = send(client, handoff_id).get_json()["id"]
     assert send(client, batch).status_code == 404  # messages follow a handoff, not other messages
+
+
+def _deliveries(services) -> dict[str, int]:
+    with services.db.reading() as session:
+        return dict(session.execute(select(Delivery.handoff_id, Delivery.id)).all())
+
+
+def test_messages_wait_for_a_second_handoff_whose_update_is_unresolved_then_follow_it(zendesk):
+    """The handoff is the conversation's second: its update of the ticket timed out. The messages
+    must not go first — a lookup of the handoff on the ticket would find them and take them for it."""
+    app, zd = zendesk
+    client = app.test_client()
+    services = app.extensions["connector"]
+    _handoff_with_ticket(app, zd)
+    zd.search(results=[])
+    zd.raises("PUT", "/api/v2/tickets/1001.json", ReadTimeout("read timed out"))
+    second = full_packet()
+    second["transcript"].append({"at": "2026-11-20T09:20:00Z", "role": "customer", "text": "Hello??"})
+    h2 = post(client, second).get_json()
+    assert h2["tickets"][0]["status"] == "pending"
+    response = send(client, h2["id"])
+    assert response.status_code == 202 and response.get_json()["tickets"][0]["attempts"] == 0
+    assert len(zd.calls("PUT", "/api/v2/tickets/1001.json")) == 1  # only the handoff's own, timed out
+
+    h2_comment = zd.json_bodies("PUT", "/api/v2/tickets/1001.json")[0]["ticket"]["comment"]["html_body"]
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/1001/comments.json", status=200,
+                json={"comments": [{"id": 8, "html_body": h2_comment}], "next_page": None})
+    ids = _deliveries(services)
+    assert services.outbox.run_delivery(ids[h2["id"]]).state == "updated"  # found: it had landed
+    zd.update_ticket(1001)
+    assert services.outbox.run_delivery(ids[response.get_json()["id"]]).state == "updated"
+    html = zd.json_bodies("PUT", "/api/v2/tickets/1001.json")[-1]["ticket"]["comment"]["html_body"]
+    assert "wrote again while waiting" in html and "Hello??" not in html  # only its own messages
+
+
+def test_messages_never_open_the_ticket_before_their_held_handoff(zendesk):
+    """The handoff's delivery was stored held (the target paused by a 429), so it holds no link yet:
+    its messages must wait for it, not open the conversation's ticket themselves."""
+    import datetime as dt
+
+    from connector.models import TargetPause, utcnow
+
+    app, zd = zendesk
+    client = app.test_client()
+    services = app.extensions["connector"]
+    with services.db.session() as session:
+        session.add(TargetPause(target="zendesk", until=utcnow() + dt.timedelta(minutes=5), reason="429"))
+    zd.search(results=[])
+    handoff = post(client, full_packet()).get_json()
+    response = send(client, handoff["id"])
+    assert response.status_code == 202
+    with services.db.session() as session:
+        session.query(TargetPause).delete()
+    ids = _deliveries(services)
+    assert services.outbox.run_delivery(ids[response.get_json()["id"]]) is None  # held: the handoff goes first
+    zd.create_ticket({"id": 1001})
+    zd.update_ticket(1001)
+    assert services.outbox.run_delivery(ids[handoff["id"]]).state == "created"
+    assert services.outbox.run_delivery(ids[response.get_json()["id"]]).state == "updated"
+    assert len(zd.calls("POST", "/api/v2/tickets.json")) == 1
+
+
+def test_messages_after_earlier_ones_were_given_up_bring_those_too(zendesk):
+    app, zd = zendesk
+    client = app.test_client()
+    handoff_id = _handoff_with_ticket(app, zd)
+    zd.error("PUT", "/api/v2/tickets/1001.json", 422, {"error": "RecordInvalid", "description": "Record validation"})
+    first = send(client, handoff_id, messages=SAID[:1]).get_json()
+    assert first["tickets"][0]["status"] == "failed"
+    zd.update_ticket(1001)
+    later = [{"at": "2026-11-20T09:40:00Z", "role": "customer", "text": "Hello? Third time asking."}]
+    second = send(client, handoff_id, messages=later)
+    assert second.get_json()["tickets"][0]["status"] == "updated"
+    html = zd.json_bodies("PUT", "/api/v2/tickets/1001.json")[-1]["ticket"]["comment"]["html_body"]
+    assert "Still waiting… is anyone there?" in html and "Third time asking" in html  # the lost one too
+    assert EARLIER in html  # everything, as the earlier messages never reached the ticket
