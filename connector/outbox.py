@@ -68,7 +68,8 @@ _OUTCOMES_OF_HANDOFF = (
 _HANDOFFS = Handoff.__table__
 # What came before a follow-up at its target: its handoff's delivery there, and earlier follow-ups'.
 _BEFORE_FOLLOW_UP = (
-    select(_DELIVERIES.c.state).join(_HANDOFFS, _HANDOFFS.c.id == _DELIVERIES.c.handoff_id)
+    select(_DELIVERIES.c.state, _DELIVERIES.c.next_attempt_at)
+    .join(_HANDOFFS, _HANDOFFS.c.id == _DELIVERIES.c.handoff_id)
     .where(_DELIVERIES.c.target == bindparam("target"),
            or_(_HANDOFFS.c.id == bindparam("follows_id"),
                and_(_HANDOFFS.c.follows_id == bindparam("follows_id"), _HANDOFFS.c.id < bindparam("handoff_id"))))
@@ -305,13 +306,16 @@ class Outbox:
         there. Else whether all of them reached it — then only these messages need to; if any was
         given up, this follow-up carries everything (the packet holds it all), so nothing is lost."""
         before = connection.execute(_BEFORE_FOLLOW_UP, {"target": delivery.target, "follows_id": handoff.follows_id,
-                                                         "handoff_id": handoff.id}).scalars().all()
-        if "pending" in before:
-            until = now + dt.timedelta(seconds=WAIT_FOR_OWNER_S)
+                                                         "handoff_id": handoff.id}).all()
+        waiting_for = [next_at for state, next_at in before if state == "pending"]
+        if waiting_for:
+            # Until the latest of their next attempts (a vendor down for an hour: not a poll every
+            # 2 s per batch), and no sooner than the wait for a conversation's first ticket.
+            until = max(now + dt.timedelta(seconds=WAIT_FOR_OWNER_S), *waiting_for)
             connection.execute(_HOLD, {"delivery_id": delivery.id, "until": until})
             log.info("messages wait for what came before them at this target")
             return None
-        return bool(before) and all(state in DONE for state in before)
+        return bool(before) and all(state in DONE for state, _ in before)
 
     def _link_for(self, connection: Connection, delivery: Delivery, handoff: Handoff,
                   now: dt.datetime) -> Link | None | bool:
