@@ -275,6 +275,42 @@ def test_update_interrupted_mid_thread_resumes_without_duplicates(slack: FakeSla
     assert parts == list(range(len(adapter.render(ctx)["thread"])))
 
 
+def _messages_while_waiting(first_link: Link, text: str) -> Any:
+    """A follow-up's context as the outbox builds it once its handoff reached Slack: the short brief."""
+    from connector.brief import render_brief
+
+    packet = full_packet()
+    packet["follow_up"] = {"handoff_id": "hnd_01TESTHANDOFF0000000000000", "first": len(packet["transcript"])}
+    packet["transcript"].append({"at": "2026-11-20T09:30:00Z", "role": "customer", "text": text})
+    return replace(ctx_for(packet, handoff_id="msg_batch", link=first_link),
+                   brief=render_brief(packet, "msg_batch", update=True))
+
+
+def test_messages_interrupted_mid_thread_resume_without_duplicates(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    first = adapter.deliver(ctx_for())
+    ctx = _messages_while_waiting(Link(first.vendor_id, first.url, first.link_extra), "still here")
+    slack.fail("chat.postMessage", after=1, status=503)  # the line went up; its messages did not
+    with pytest.raises(OutcomeUnknown):
+        adapter.deliver(ctx)
+
+    assert adapter.deliver(replace(ctx, outcome_unknown=True)).status == "updated"
+    mine = [r for r in slack.replies("C0HANDOFF", first.link_extra["ts"])
+            if r["metadata"]["event_payload"]["handoff_id"] == "msg_batch"]
+    assert [r["metadata"]["event_type"] for r in mine].count("handoff_updated") == 1
+    assert sum("still here" in json.dumps(r["blocks"]) for r in mine) == 1
+
+
+def test_messages_are_masked_as_the_mapping_says_and_stay_short(slack: FakeSlack) -> None:
+    adapter = SlackAdapter(settings_for(slack), {"redact": ["card"]})
+    first = adapter.deliver(ctx_for())
+    ctx = _messages_while_waiting(Link(first.vendor_id, first.url, first.link_extra), "my card 4242 4242 4242 4242")
+    adapter.deliver(ctx)
+    mine = json.dumps([r for r in slack.replies("C0HANDOFF", first.link_extra["ts"])
+                       if r["metadata"]["event_payload"]["handoff_id"] == "msg_batch"], ensure_ascii=False)
+    assert "4242 4242 4242 4242" not in mine and "redacted card ••••4242" in mine
+    assert "wrote again while waiting" in mine and "Everything the bot passed on" not in mine
+
+
 def test_unknown_outcome_with_nothing_at_slack_posts_normally(slack: FakeSlack, adapter: SlackAdapter) -> None:
     outcome = adapter.deliver(ctx_for(outcome_unknown=True))
     assert outcome.status == "created" and len(slack.top_level("C0HANDOFF")) == 1
