@@ -197,8 +197,9 @@ def deliver_and_answer(services: Services, stored: Stored, render: Render, claim
     if claimed:
         futures = [services.submit(d.id, d.lease_owner, fresh=handoff, prepared=d.id in prepared, reserved=True)
                    for d in handoff.deliveries if d.lease_owner]
-    else:
-        futures = [services.submit(d.id) for d in handoff.deliveries]
+    else:  # as many as there are free threads now; the loop takes the rest (`Services.reserve`)
+        free = services.reserve(len(handoff.deliveries))
+        futures = [services.submit(d.id, reserved=True) for d in handoff.deliveries[:free]]
     finished, _ = wait(futures, timeout=services.settings.sync_budget_ms / 1000)
     body, status = _answer(services, handoff, [future.result() for future in finished], render)
     log.info("handoff answered", extra={"status": body["status"], "http_status": status})

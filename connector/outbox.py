@@ -48,6 +48,8 @@ _PAUSED_UNTIL = select(_PAUSES.c.until).where(_PAUSES.c.target == bindparam("tar
 _STATE_OF = select(_DELIVERIES.c.state).where(_DELIVERIES.c.id == bindparam("delivery_id"))
 _HOLD = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("delivery_id"))
          .values(next_attempt_at=bindparam("until"), lease_owner=None, lease_expires_at=None))
+# A follow-up held for its turn: its retry window starts when it may go, not while it waits.
+_HOLD_FOR_TURN = _HOLD.values(window_started_at=bindparam("until"))
 _DELIVERED = (
     update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("delivery_id"))
     .values(state=bindparam("state"), attempts=_DELIVERIES.c.attempts + 1, vendor_id=bindparam("vendor_id"),
@@ -308,14 +310,20 @@ class Outbox:
         before = connection.execute(_BEFORE_FOLLOW_UP, {"target": delivery.target, "follows_id": handoff.follows_id,
                                                          "handoff_id": handoff.id}).all()
         waiting_for = [next_at for state, next_at in before if state == "pending"]
-        if waiting_for:
-            # Until the latest of their next attempts (a vendor down for an hour: not a poll every
-            # 2 s per batch), and no sooner than the wait for a conversation's first ticket.
-            until = max(now + dt.timedelta(seconds=WAIT_FOR_OWNER_S), *waiting_for)
-            connection.execute(_HOLD, {"delivery_id": delivery.id, "until": until})
-            log.info("messages wait for what came before them at this target")
-            return None
-        return bool(before) and all(state in DONE for state, _ in before)
+        if not waiting_for:
+            return bool(before) and all(state in DONE for state, _ in before)
+        link = connection.execute(_LINK_OF, ConversationLink.key_for(handoff, delivery.target)).first()
+        if link is not None and link.owner_delivery_id == delivery.id and not link.vendor_id:
+            # It went ahead once (all before it given up), took the conversation's link and is
+            # opening the ticket with everything: what was replayed since waits for it (`_link_for`),
+            # so waiting for that in turn would hold both for ever.
+            return False
+        # Until the latest of their next attempts (a vendor down for an hour: not a poll every
+        # 2 s per batch), and no sooner than the wait for a conversation's first ticket.
+        until = max(now + dt.timedelta(seconds=WAIT_FOR_OWNER_S), *waiting_for)
+        connection.execute(_HOLD_FOR_TURN, {"delivery_id": delivery.id, "until": until})
+        log.info("messages wait for what came before them at this target")
+        return None
 
     def _link_for(self, connection: Connection, delivery: Delivery, handoff: Handoff,
                   now: dt.datetime) -> Link | None | bool:

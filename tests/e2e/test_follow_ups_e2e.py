@@ -280,6 +280,9 @@ def test_messages_never_open_the_ticket_before_their_held_handoff(zendesk):
         session.query(TargetPause).delete()
     ids = _deliveries(services)
     assert services.outbox.run_delivery(ids[response.get_json()["id"]]) is None  # held: the handoff goes first
+    with services.db.reading() as session:  # its retry window starts when it may go, not while held
+        held = session.get(Delivery, ids[response.get_json()["id"]])
+        assert held.window_started_at == held.next_attempt_at > held.created_at
     zd.create_ticket({"id": 1001})
     zd.update_ticket(1001)
     assert services.outbox.run_delivery(ids[handoff["id"]]).state == "created"
@@ -301,3 +304,33 @@ def test_messages_after_earlier_ones_were_given_up_bring_those_too(zendesk):
     html = zd.json_bodies("PUT", "/api/v2/tickets/1001.json")[-1]["ticket"]["comment"]["html_body"]
     assert "Still waiting… is anyone there?" in html and "Third time asking" in html  # the lost one too
     assert EARLIER in html  # everything, as the earlier messages never reached the ticket
+
+
+def test_a_replayed_handoff_and_the_messages_opening_its_ticket_do_not_wait_for_each_other(zendesk):
+    """The handoff was refused; its messages went ahead, took the conversation's ticket to open it
+    with everything, and met a 503. Replaying the handoff then must not hold both for ever: it
+    waits for that ticket, the messages must not wait for it."""
+    from connector.outbox import replay
+
+    app, zd = zendesk
+    client = app.test_client()
+    services = app.extensions["connector"]
+    zd.search(results=[])
+    zd.error("POST", "/api/v2/tickets.json", 422, {"error": "RecordInvalid", "description": "Record validation"})
+    handoff = post(client, full_packet()).get_json()
+    zd.error("POST", "/api/v2/tickets.json", 503)
+    batch = send(client, handoff["id"]).get_json()
+    assert batch["tickets"][0]["status"] == "pending" and batch["tickets"][0]["attempts"] == 1
+    ids = _deliveries(services)
+    assert replay(services.db, ids=[ids[handoff["id"]]], states=("failed",)) == [ids[handoff["id"]]]
+
+    assert services.outbox.run_delivery(ids[handoff["id"]]) is None  # waits for the ticket being opened
+    zd.create_ticket({"id": 1003})
+    assert services.outbox.run_delivery(ids[batch["id"]]).state == "created"  # not held by the replay
+    # A replay looks first (its earlier outcome is unknown): not on the ticket yet, so it is sent.
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/1003/comments.json", status=200,
+                json={"comments": [], "next_page": None})
+    zd.update_ticket(1003)
+    assert services.outbox.run_delivery(ids[handoff["id"]]).state == "updated"
+    opened = zd.json_bodies("POST", "/api/v2/tickets.json")[-1]["ticket"]["comment"]["html_body"]
+    assert EARLIER in opened and "Error code is now 4013" in opened
