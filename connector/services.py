@@ -123,8 +123,9 @@ class Services:
 
     def replay_one(self, delivery_id: int) -> bool:
         """Put one dead or failed delivery back and attempt it now (it looks the handoff up at the
-        vendor first: `outbox.replay`); False when it was neither."""
-        if not replay(self.db, ids=[delivery_id], states=REPLAYABLE):
+        vendor first: `outbox.replay`); False when it was neither. An id beyond the database's
+        integers names no delivery (a URL may hold any number: not an overflow's 500)."""
+        if not 0 < delivery_id < 2**63 or not replay(self.db, ids=[delivery_id], states=REPLAYABLE):
             return False
         self.submit(delivery_id)
         return True

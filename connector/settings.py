@@ -199,7 +199,10 @@ class Settings:
         if not self.bot_keys and not self.bot_secrets and not self.allow_unauthenticated:
             said.append("no CONNECTOR_BOT_KEYS or CONNECTOR_BOT_SECRETS: every bot request will be refused")
         if not self.admin_token:
-            said.append("no CONNECTOR_ADMIN_TOKEN: the admin surface (preview, deliveries, replay) is off")
+            said.append("no CONNECTOR_ADMIN_TOKEN: the admin surface (admin page, preview, deliveries, replay) is off")
+        elif not self.public_url.startswith("https://"):
+            said.append("CONNECTOR_PUBLIC_URL is not an https:// address: the admin page's session cookie is marked "
+                        "Secure only on requests that reach this process over https — behind a TLS proxy, set it")
         for variable, token in (("CONNECTOR_ADMIN_TOKEN", self.admin_token),
                                 ("CONNECTOR_METRICS_TOKEN", self.metrics_token)):
             if token and len(token) < MIN_TOKEN_CHARS:

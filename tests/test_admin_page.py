@@ -147,3 +147,62 @@ def test_the_dashboard_says_when_the_database_is_away(make_app, tmp_path):
     page = client.get("/admin")
     assert page.status_code == 200
     assert "Not ready" in page.get_data(as_text=True) and "refused with 503" in page.get_data(as_text=True)
+
+
+def test_the_session_holds_on_another_worker_and_ends_eight_hours_after_signing_in(make_app, tmp_path, monkeypatch):
+    """Every gunicorn worker derives the same key from the token; the 8 hours count from signing in,
+    not from the last page (the cookie is re-signed as it is used)."""
+    import time
+
+    first = make_app(database_url=f"sqlite:///{tmp_path}/a.db")
+    first.config["CHECK_OPENAPI"] = False
+    cookie = signed_in(first).get_cookie("connector_admin", path="/admin").value
+    second = make_app(database_url=f"sqlite:///{tmp_path}/a.db")
+    second.config["CHECK_OPENAPI"] = False
+    other = second.test_client()
+    other.set_cookie("connector_admin", cookie, path="/admin")
+    assert other.get("/admin").status_code == 200
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 7.9 * 3600)
+    assert other.get("/admin").status_code == 200
+    monkeypatch.setattr(time, "time", lambda: now + 8.1 * 3600)
+    assert other.get("/admin").headers["Location"] == "/admin/login"
+
+
+def test_the_cookie_is_secure_over_https_and_never_reaches_the_api(make_app):
+    app = make_app(public_url="https://connector.example")
+    app.config["CHECK_OPENAPI"] = False
+    assert "Secure" in app.test_client().post("/admin/login", data={"token": ADMIN_TOKEN}).headers["Set-Cookie"]
+    plain = make_app()
+    plain.config["CHECK_OPENAPI"] = False
+    over_tls = plain.test_client().post("/admin/login", data={"token": ADMIN_TOKEN}, base_url="https://localhost")
+    assert "Secure" in over_tls.headers["Set-Cookie"]  # the request came over https: so is the cookie
+    client = signed_in(plain)
+    api = client.post("/v1/handoffs", data=json.dumps(minimal_packet()), headers=auth(),
+                      content_type="application/json")
+    assert "Set-Cookie" not in api.headers and "Cookie" not in api.headers.get("Vary", "")
+
+
+def test_every_changing_form_needs_the_csrf_token(app):
+    client = signed_in(app)
+    assert client.post("/admin/deliveries/retry").status_code == 400
+    assert client.post("/admin/logout").status_code == 400
+    assert client.get("/admin").status_code == 200  # still signed in
+
+
+def test_odd_input_and_a_database_away_are_pages_not_500s(make_app, tmp_path):
+    import shutil
+
+    app = make_app(database_url=f"sqlite:///{tmp_path}/gone/x.db")
+    app.config["CHECK_OPENAPI"] = False
+    client = signed_in(app)
+    csrf = csrf_of(client.get("/admin").get_data(as_text=True))
+    huge = client.post("/admin/deliveries/99999999999999999999999/retry", data={"csrf": csrf}, follow_redirects=True)
+    assert huge.status_code == 200 and "nothing replayed" in huge.get_data(as_text=True)
+    crlf = client.post("/admin/deliveries/1/retry", data={"csrf": csrf, "back": "/admin\r\nX-Evil: 1"})
+    assert crlf.status_code == 302 and crlf.headers["Location"] == "/admin"
+    assert client.get("/admin/handoffs/hnd_%00x").status_code == 404
+    app.extensions["connector"].db.dispose()
+    shutil.rmtree(tmp_path / "gone")
+    for response in (client.get("/admin/handoffs/hnd_x"), client.post("/admin/deliveries/retry", data={"csrf": csrf})):
+        assert response.status_code == 503 and "does not answer" in response.get_data(as_text=True)

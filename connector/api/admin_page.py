@@ -18,10 +18,23 @@ import hmac
 import json
 import logging
 import secrets
+import time
 from typing import Any
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    flash,
+    has_request_context,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.blueprints import BlueprintSetupState
+from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -43,12 +56,21 @@ POLICY = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'se
 _OPEN = ("admin_page.login", "admin_page.style")  # reachable before signing in
 
 
+class _Sessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, the cookie marked Secure also whenever the request itself
+    came over https (CONNECTOR_PUBLIC_URL may be unset; `check` warns about that)."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(super().get_cookie_secure(app) or (has_request_context() and request.is_secure))
+
+
 @bp.record_once
 def _configure(state: BlueprintSetupState) -> None:
     settings = state.app.extensions["connector"].settings
     if settings.admin_token:
         state.app.secret_key = hmac.new(settings.admin_token.encode(), b"connector admin page session",
                                         hashlib.sha256).digest()
+    state.app.session_interface = _Sessions()
     state.app.config.update(
         SESSION_COOKIE_NAME="connector_admin", SESSION_COOKIE_PATH="/admin", SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
@@ -72,7 +94,10 @@ def _signed_in() -> Response | tuple[str, int] | None:
         return _message("The admin page is off: set CONNECTOR_ADMIN_TOKEN to use it.", 404)
     if request.endpoint in _OPEN:
         return None
-    if not session.get("admin"):
+    # 8 hours from signing in, however busy: the cookie is re-signed as it is used, so its own
+    # age says only how long since the last page.
+    if not session.get("admin") or not 0 <= time.time() - float(session.get("since", 0)) < SESSION.total_seconds():
+        session.clear()
         return redirect(url_for("admin_page.login"))
     if request.method == "POST" and not hmac.compare_digest(str(request.form.get("csrf", "")),
                                                             str(session.get("csrf", ""))):
@@ -90,7 +115,7 @@ def login() -> Response | str | tuple[str, int]:
         return render_template("admin/login.html", error="That is not the admin token."), 401
     session.clear()
     session.permanent = True
-    session.update(admin=True, csrf=secrets.token_urlsafe(32))
+    session.update(admin=True, csrf=secrets.token_urlsafe(32), since=time.time())
     log.info("admin signed in", extra={"remote_addr": request.remote_addr})
     return redirect(url_for("admin_page.dashboard"))
 
@@ -135,6 +160,12 @@ def find_handoff() -> Response:
     return redirect(url_for("admin_page.handoff", handoff_id=str(request.args.get("id", "")).strip() or "-"))
 
 
+@bp.errorhandler(SQLAlchemyError)
+def _database_away(err: SQLAlchemyError) -> tuple[str, int]:
+    log.warning("admin page: database unavailable", extra={"error": type(err).__name__})
+    return _message("The database does not answer right now; nothing was changed. Try again shortly.", 503)
+
+
 @bp.get("/handoffs/<handoff_id>")
 def handoff(handoff_id: str) -> str | tuple[str, int]:
     services = current_services()
@@ -170,8 +201,8 @@ def retry_dead() -> Response:
 def _back() -> str:
     """Where a form came from, if it is a page of ours; else the dashboard."""
     target = str(request.form.get("back", ""))
-    return target if target.startswith("/admin") and "//" not in target and "\\" not in target \
-        else url_for("admin_page.dashboard")
+    ours = target.startswith("/admin") and "//" not in target and "\\" not in target and target.isprintable()
+    return target if ours else url_for("admin_page.dashboard")
 
 
 def _message(text: str, status: int) -> tuple[str, int]:
