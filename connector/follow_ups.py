@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 # Each batch holds its handoff's packet again (it may have to open a ticket with everything): a
 # bot posting every line as a batch would otherwise grow one handoff without end.
 MAX_BATCHES = 100
+PLACE_TRIES = 5  # batches of one handoff posted at the same moment: each takes the next place in turn
 
 
 @lru_cache(maxsize=8)
@@ -85,41 +86,50 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
     key = f"{handoff.id}:{scoped}"
     targets = [delivery.target for delivery in handoff.deliveries]
     try:
-        earlier = _earlier(services, handoff)
-        if len(earlier) >= MAX_BATCHES:
-            repeat = next((f for f in earlier
-                           if f.idempotency_key == key or (message_id and f.message_id == message_id)), None)
+        for _ in range(PLACE_TRIES):
+            earlier = _earlier(services, handoff)
+            if len(earlier) >= MAX_BATCHES:
+                repeat = find_repeat(services, handoff.bot_id, key, message_id)
+                if repeat is not None:
+                    return replay(repeat, digest, answers.render_follow_up)
+                raise ValidationFailed(
+                    f"A handoff takes at most {MAX_BATCHES} batches of messages, and this one has them. Send a new "
+                    "handoff of the conversation with the whole transcript instead.",
+                    errors={"messages": [f"at most {MAX_BATCHES} batches per handoff"]})
+            now = utcnow()
+            row = dict(
+                id=f"msg_{ULID()}", bot_id=handoff.bot_id, conversation_id=handoff.conversation_id,
+                idempotency_key=key, request_hash=digest, message_id=message_id,
+                packet=follow_up_packet(handoff, earlier, messages), assignment=handoff.assignment,
+                customer_message=handoff.customer_message, estimated_wait_seconds=None, follows_id=handoff.id,
+                follow_up_seq=(earlier[-1].follow_up_seq if earlier else 0) + 1, created_at=now, updated_at=now,
+            )
+            # Unclaimed, so none takes the conversation's link: each attempt first checks that the
+            # handoff and the earlier messages went before it (`Outbox._follow_up_may_go`).
+            stored = store(services, row, targets, claim=False)
+            if stored is not None:
+                break
+            repeat = find_repeat(services, handoff.bot_id, key, message_id)
             if repeat is not None:
                 return replay(repeat, digest, answers.render_follow_up)
-            raise ValidationFailed(
-                f"A handoff takes at most {MAX_BATCHES} batches of messages, and this one has them. Send a new "
-                "handoff of the conversation with the whole transcript instead.",
-                errors={"messages": [f"at most {MAX_BATCHES} batches per handoff"]})
-        now = utcnow()
-        row = dict(
-            id=f"msg_{ULID()}", bot_id=handoff.bot_id, conversation_id=handoff.conversation_id, idempotency_key=key,
-            request_hash=digest, message_id=message_id, packet=follow_up_packet(handoff, earlier, messages),
-            assignment=handoff.assignment, customer_message=handoff.customer_message, estimated_wait_seconds=None,
-            follows_id=handoff.id, created_at=now, updated_at=now,
-        )
-        # Unclaimed, so none takes the conversation's link: each attempt first checks that the
-        # handoff and the earlier messages went before it (`Outbox._follow_up_may_go`).
-        stored = store(services, row, targets, claim=False)
+            # Not a repeat: a batch posted at the same moment took the next place. Read them again,
+            # so this one follows it and carries its messages too.
+        else:
+            raise ServiceUnavailable("Other messages for this handoff are being stored at this moment; nothing "
+                                     "was recorded. Retry shortly.", headers={"Retry-After": "1"})
     except OperationalError as err:
         log.error("database unavailable for messages", extra={"error": type(err).__name__})
         raise ServiceUnavailable("The connector cannot store messages right now; nothing was recorded. "
                                  "Retry shortly.", headers={"Retry-After": "5"}) from None
-    if stored is None:
-        return replay(find_repeat(services, handoff.bot_id, row["idempotency_key"], message_id), digest,
-                      answers.render_follow_up)
     with log_context(handoff_id=handoff.id, follow_up_id=row["id"]):
         log.info("messages accepted", extra={"messages": len(messages), "targets": targets})
         return deliver_and_answer(services, stored, answers.render_follow_up, claimed=False)
 
 
 def _earlier(services: Services, handoff: Handoff) -> list[Handoff]:
-    """The handoff's follow-ups so far, oldest first (ids are ULIDs: they sort by time)."""
+    """The handoff's follow-ups so far, in their order."""
     with services.db.reading() as session:
-        found = list(session.scalars(select(Handoff).where(Handoff.follows_id == handoff.id).order_by(Handoff.id)))
+        found = list(session.scalars(select(Handoff).where(Handoff.follows_id == handoff.id)
+                                     .order_by(Handoff.follow_up_seq)))
         session.expunge_all()
         return found

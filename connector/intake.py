@@ -177,7 +177,10 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
         raise ServiceUnavailable("The connector cannot store handoffs right now; nothing was recorded. Retry shortly.",
                                  headers={"Retry-After": "5"}) from None
     if stored is None:
-        return replay(find_repeat(services, bot_id, key, caller.message_id), digest, answers.render)
+        existing = find_repeat(services, bot_id, key, caller.message_id)
+        if existing is None:  # skipped as a repeat, yet nothing matches: a state this code does not expect
+            raise RuntimeError("a handoff was skipped as a repeat but no stored handoff matches it")
+        return replay(existing, digest, answers.render)
     if callbacks.url_for(packet, "queued"):
         services.wake_callbacks()  # its `queued` row is committed: send it now, not at the next poll
     with log_context(handoff_id=stored.handoff.id):
@@ -230,17 +233,14 @@ def _answer(services: Services, handoff: Handoff, attempted: list[Attempted | No
     return render(handoff, rows), 201 if answers.all_finished(rows) else 202
 
 
-def find_repeat(services: Services, bot_id: str, key: str, message_id: str | None) -> Handoff:
-    """The stored handoff (or follow-up) a request skipped as a repeat: same signed message id, or
-    same idempotency key."""
+def find_repeat(services: Services, bot_id: str, key: str, message_id: str | None) -> Handoff | None:
+    """The stored handoff (or follow-up) a request repeats: same signed message id, or same
+    idempotency key."""
     same = Handoff.idempotency_key == key
     if message_id is not None:
         same = or_(same, Handoff.message_id == message_id)
     with services.db.reading() as session:
-        found = session.scalars(select(Handoff).where(Handoff.bot_id == bot_id, same)).first()
-    if found is None:  # skipped as a repeat, yet nothing matches: a state this code does not expect
-        raise RuntimeError("a handoff was skipped as a repeat but no stored handoff matches it")
-    return found
+        return session.scalars(select(Handoff).where(Handoff.bot_id == bot_id, same)).first()
 
 
 def replay(existing: Handoff, digest: str, render: Render) -> Answer:

@@ -56,7 +56,7 @@ class Handoff(Base):
         UniqueConstraint("bot_id", "idempotency_key", name="uq_handoffs_bot_idempotency"),
         UniqueConstraint("bot_id", "message_id", name="uq_handoffs_bot_message"),
         Index("ix_handoffs_conversation", "bot_id", "conversation_id"),
-        Index("ix_handoffs_follows", "follows_id"),
+        Index("ix_handoffs_follows", "follows_id", "follow_up_seq", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -74,6 +74,8 @@ class Handoff(Base):
     # Set on a follow-up: messages the customer sent while the handoff named here waited
     # (`follow_ups`). Its packet is that handoff's, with the messages added to the transcript.
     follows_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # Its place among that handoff's follow-ups (1, 2, …): the order they reach each target in.
+    follow_up_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

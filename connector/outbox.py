@@ -74,7 +74,7 @@ _BEFORE_FOLLOW_UP = (
     .join(_HANDOFFS, _HANDOFFS.c.id == _DELIVERIES.c.handoff_id)
     .where(_DELIVERIES.c.target == bindparam("target"),
            or_(_HANDOFFS.c.id == bindparam("follows_id"),
-               and_(_HANDOFFS.c.follows_id == bindparam("follows_id"), _HANDOFFS.c.id < bindparam("handoff_id"))))
+               and_(_HANDOFFS.c.follows_id == bindparam("follows_id"), _HANDOFFS.c.follow_up_seq < bindparam("seq"))))
 )
 _SET_LINK_OWNER = (update(_LINKS).where(_LINKS.c.id == bindparam("link_id"))
                    .values(owner_delivery_id=bindparam("owner"), updated_at=bindparam("now")))
@@ -308,7 +308,7 @@ class Outbox:
         there. Else whether all of them reached it — then only these messages need to; if any was
         given up, this follow-up carries everything (the packet holds it all), so nothing is lost."""
         before = connection.execute(_BEFORE_FOLLOW_UP, {"target": delivery.target, "follows_id": handoff.follows_id,
-                                                         "handoff_id": handoff.id}).all()
+                                                         "seq": handoff.follow_up_seq}).all()
         waiting_for = [next_at for state, next_at in before if state == "pending"]
         if not waiting_for:
             return bool(before) and all(state in DONE for state, _ in before)

@@ -334,3 +334,23 @@ def test_a_replayed_handoff_and_the_messages_opening_its_ticket_do_not_wait_for_
     assert services.outbox.run_delivery(ids[handoff["id"]]).state == "updated"
     opened = zd.json_bodies("POST", "/api/v2/tickets.json")[-1]["ticket"]["comment"]["html_body"]
     assert EARLIER in opened and "Error code is now 4013" in opened
+
+
+def test_batches_posted_at_the_same_moment_each_take_their_own_place(make_app, monkeypatch):
+    """Two batches of one handoff posted at once (two processes) read the same earlier batches; the
+    second to be stored must not share the first's place: it reads again, follows it, carries it."""
+    from connector import follow_ups
+    from connector.models import Handoff
+
+    app = make_app()
+    client = app.test_client()
+    handoff_id = post(client, minimal_packet()).get_json()["id"]
+    first = send(client, handoff_id, messages=SAID[:1]).get_json()["id"]
+    real, stale = follow_ups._earlier, iter([[]])  # the second post read before the first was stored
+    monkeypatch.setattr(follow_ups, "_earlier", lambda services, handoff: next(stale, None) or real(services, handoff))
+    response = send(client, handoff_id, messages=SAID[1:])
+    assert response.status_code == 201, response.get_json()
+    with app.extensions["connector"].db.reading() as session:
+        second = session.get(Handoff, response.get_json()["id"])
+        assert (session.get(Handoff, first).follow_up_seq, second.follow_up_seq) == (1, 2)
+        assert [e["text"] for e in second.packet["transcript"][-2:]] == [SAID[0]["text"], SAID[1]["text"]]

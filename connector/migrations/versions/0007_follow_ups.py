@@ -15,9 +15,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # Nullable and without a foreign key, so SQLite adds it in place (no copy of the handoffs table).
+    # Nullable and without a foreign key, so SQLite adds them in place (no copy of the handoffs table).
     op.add_column("handoffs", sa.Column("follows_id", sa.String(length=40), nullable=True))
-    op.create_index("ix_handoffs_follows", "handoffs", ["follows_id"], unique=False)
+    op.add_column("handoffs", sa.Column("follow_up_seq", sa.Integer(), nullable=True))
+    # A follow-up's place among its handoff's: two posted at once cannot take the same one.
+    op.create_index("ix_handoffs_follows", "handoffs", ["follows_id", "follow_up_seq"], unique=True)
 
 
 def downgrade() -> None:
@@ -27,4 +29,5 @@ def downgrade() -> None:
     op.drop_index("ix_handoffs_follows", table_name="handoffs")
     # In place (SQLite ≥ 3.35 drops a column itself): a batch copy would drop the handoffs table,
     # and with foreign keys on, that deletes every delivery, assignment and callback with it.
+    op.drop_column("handoffs", "follow_up_seq")
     op.drop_column("handoffs", "follows_id")
