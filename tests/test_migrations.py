@@ -15,16 +15,31 @@ def test_migrated_schema_matches_the_models(any_db_app):
         assert compare_metadata(context, Base.metadata) == []
 
 
-def test_going_back_to_0005_forgets_the_assignments_routing_made(any_db_app):
-    """0005's code counts every assignment as an observed wait and lets none be replaced: the
-    routed ones (which it never stored) must not be left for it."""
-    import datetime as dt
-
+def downgraded(db, revision: str) -> dict[str, list]:
+    """Go back to `revision` and read what is left: table → its first column's values, sorted."""
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import text
 
     from connector.db import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+        return {table: sorted(connection.execute(text(f"SELECT {column} FROM {table}")).scalars().all())
+                for table, column in (("handoffs", "id"), ("deliveries", "handoff_id"),
+                                      ("assignments", "handoff_id"))}
+
+
+def test_going_back_to_0005_forgets_the_assignments_routing_made(any_db_app):
+    """0005's code counts every assignment as an observed wait and lets none be replaced: the
+    routed ones (which it never stored) must not be left for it."""
+    import datetime as dt
+
+    from sqlalchemy import text
+
     from connector.models import Assignment, Handoff
 
     db = any_db_app.extensions["connector"].db
@@ -37,12 +52,7 @@ def test_going_back_to_0005_forgets_the_assignments_routing_made(any_db_app):
             session.add(Assignment(handoff_id=f"hnd_M{n}", target="zendesk", vendor_ticket_id=str(n), team="t",
                                    agent_id="a", event_id=f"e{n}", handed_off_at=at, assigned_at=at, wait_seconds=n,
                                    routed=routed))
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with db.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0005")
-        assert connection.execute(text("SELECT handoff_id FROM assignments")).scalars().all() == ["hnd_M1"]
+    assert downgraded(db, "0005")["assignments"] == ["hnd_M1"]
     db.upgrade()
     with db.engine.connect() as connection:
         assert connection.execute(text("SELECT routed FROM assignments")).scalars().all() == [False]
@@ -53,11 +63,6 @@ def test_going_back_to_0006_forgets_follow_ups_and_keeps_everything_else(any_db_
     must not copy the handoffs table, which on SQLite cascaded to every delivery and assignment."""
     import datetime as dt
 
-    from alembic import command
-    from alembic.config import Config
-    from sqlalchemy import text
-
-    from connector.db import MIGRATIONS
     from connector.models import Assignment, Delivery, Handoff
 
     db = any_db_app.extensions["connector"].db
@@ -70,12 +75,5 @@ def test_going_back_to_0006_forgets_follow_ups_and_keeps_everything_else(any_db_
         session.flush()
         session.add(Assignment(handoff_id="hnd_F1", target="zendesk", vendor_ticket_id="1", team="t", agent_id="a",
                                event_id="e1", handed_off_at=at, assigned_at=at, wait_seconds=1))
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with db.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0006")
-        assert connection.execute(text("SELECT id FROM handoffs")).scalars().all() == ["hnd_F1"]
-        assert connection.execute(text("SELECT handoff_id FROM deliveries")).scalars().all() == ["hnd_F1"]
-        assert connection.execute(text("SELECT handoff_id FROM assignments")).scalars().all() == ["hnd_F1"]
+    assert downgraded(db, "0006") == {"handoffs": ["hnd_F1"], "deliveries": ["hnd_F1"], "assignments": ["hnd_F1"]}
     db.upgrade()
