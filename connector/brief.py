@@ -110,14 +110,14 @@ class FollowUpBrief(Brief):
         self.follow_up = tuple(packet["transcript"][follows["first"]:])
         super().__init__({**packet, "transcript": list(self.follow_up)}, handoff_id)
         self._view["follows"] = follows["handoff_id"]
-        present = ("transcript", "attachments") if _has({"transcript": self.follow_up}, "attachments") else (
-            "transcript",)
-        self.sections = self.parts_present = present
+        self.sections = self.parts_present = tuple(
+            part for part in ("transcript", "attachments") if _has({"transcript": self.follow_up}, part))
 
 
 def render_brief(packet: Mapping[str, Any], handoff_id: str, update: bool = False) -> Brief:
-    """The brief of `handoff_id`. A follow-up's *update* of its ticket carries only its messages; a
-    follow-up that has to open the ticket (its handoff's never reached the target) carries it all."""
+    """The brief of `handoff_id`. `update`: the ticket holds everything before this follow-up (its
+    handoff and the earlier follow-ups all reached it: `Outbox._follow_up_may_go`), so a follow-up
+    carries only its own messages; otherwise it carries everything its packet holds."""
     if update and packet.get("follow_up"):
         return FollowUpBrief(packet, handoff_id)
     return Brief(packet, handoff_id)

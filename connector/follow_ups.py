@@ -1,16 +1,19 @@
 """`POST /v1/handoffs/{id}/messages`: what the customer says while a handoff waits for an agent.
 
 A batch of messages is stored as a *follow-up*: a handoff row naming the handoff it follows
-(`follows_id`), with that handoff's packet and routing, the messages added to its transcript, and a
-delivery for each of that handoff's targets. The outbox then delivers it as it delivers a second
-handoff of the conversation: as an update of the ticket, case and Slack thread the first one made
-(waiting while that one is still being created), with the same leases, retries, 429 pauses,
-look-ups after an unknown outcome, dead letters and replay. Two things differ:
+(`follows_id`) and its place among that handoff's follow-ups (`follow_up_seq`), with the handoff's
+packet and routing, the earlier follow-ups' messages and its own added to the transcript, and a
+delivery for each of the handoff's targets. The outbox delivers it as it delivers a second handoff
+of the conversation — an update of the ticket, case and Slack thread — with the same leases,
+retries, 429 pauses, look-ups after an unknown outcome, dead letters and replay. What differs
+(`Outbox._follow_up_may_go`):
 
-- the update carries only the new messages, under a line saying what they are
-  (`brief.FollowUpBrief`), not the whole brief a second time;
-- a follow-up whose handoff never reached a target (given up there) opens the ticket with
-  everything, its messages included, so nothing the customer said is lost on the way.
+- at each target it waits (held, not an attempt) until the handoff and every earlier follow-up
+  have finished there, so an agent reads them in order;
+- when they all reached the target, the update carries only its own messages, under a line saying
+  what they are (`brief.FollowUpBrief`); when any was given up, it carries everything — the brief
+  and every batch's messages, on a new ticket if there is none — so nothing the customer said is
+  lost on the way.
 
 Follow-ups send no status callbacks (the handoff's own say where it stands), are never matched to
 vendor events (agents take the handoff, not its messages), and are not listed as handoffs.
