@@ -5,9 +5,10 @@ replaying deliveries. The JSON admin routes (`admin.py`) do the same for scripts
 Rendered on the server (Jinja2, autoescaped), with no JavaScript at all, under a policy that lets
 the page load nothing but its own stylesheet: a customer's `<script>` in a transcript stays text.
 The browser never holds the token: the admin signs in once with CONNECTOR_ADMIN_TOKEN and gets a
-session cookie (HttpOnly, SameSite=Strict, path /admin, Secure behind an https CONNECTOR_PUBLIC_URL)
-signed with a key derived from that token, so a new token signs everyone out. Each form that
-changes something carries the session's CSRF token.
+session cookie (HttpOnly, SameSite=Strict, path /admin, Secure behind an https CONNECTOR_PUBLIC_URL
+or on a request over https) that ends 8 hours after signing in, signed with a key derived from that
+token: every worker accepts it, and a new token signs everyone out. Each form that changes
+something carries the session's CSRF token.
 """
 
 from __future__ import annotations
