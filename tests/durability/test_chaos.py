@@ -61,12 +61,13 @@ def test_500_handoffs_through_a_third_of_calls_failing(processes, vendors, db):
     processes.worker(**quiet)
     # 429s pause the whole target (as the vendor asks), so they are a smaller share with a short
     # Retry-After; timeouts hold a delivery thread for the whole client timeout (1 s).
-    vendors.configure(failure_rate=0.33, failures={"5xx": 3, "429": 1, "timeout": 1, "drop": 2}, retry_after_s=0.1,
+    vendors.configure(failure_rate=0.33, failures={"5xx": 3, "429": 1, "timeout": 1, "drop": 2}, retry_after_s=0.05,
                       stall_s=1.3, latency_s=(0.0, 0.01), seed=20261120)
     started = time.monotonic()
     ids = post_handoffs([web.url], 500, "chaos")
     intake = time.monotonic() - started
-    wait_until(lambda: db.unfinished() == 0, 120, f"all deliveries done (states: {db.states()})", 0.5)
+    # A bound, not a timing (~75 s alone; `make test` runs the other scenarios beside it).
+    wait_until(lambda: db.unfinished() == 0, 300, f"all deliveries done (states: {db.states()})", 0.5)
     elapsed = time.monotonic() - started
     stats = vendors.stats()
     assert db.states() == {"created": 1500}
