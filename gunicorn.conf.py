@@ -86,6 +86,7 @@ def on_starting(server):
     limit_malloc_arenas(server.log)
     share_metrics()
     from connector import create_app
+    from connector.app import WARNED
     from connector.errors import ConfigError
 
     try:
@@ -93,6 +94,7 @@ def on_starting(server):
     except ConfigError as err:  # one line saying what to fix, not a traceback ending with it
         server.log.error("configuration error: %s", err)
         raise SystemExit(2) from None
+    os.environ[WARNED] = "1"  # create_app logged the settings' warnings: the workers need not again
     services = app.extensions["connector"]
     services.db.upgrade()
     services.db.dispose()

@@ -17,6 +17,7 @@ from .settings import Settings
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 log = logging.getLogger(__name__)
+WARNED = "_CONNECTOR_SETTINGS_WARNED"  # set in gunicorn's master once it has logged the settings' warnings
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -48,6 +49,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(blueprint)
     log.info("connector ready", extra={"targets": list(settings.targets)})
     services = app.extensions["connector"]
-    for warning in [*settings.warnings(), *(w for adapter in services.adapters.values() for w in adapter.warnings())]:
-        log.warning("setting to look at", extra={"warning": warning})  # `connector check` lists the same
+    # Said once per start: gunicorn's master says it (`gunicorn.conf.on_starting`) and marks the
+    # environment its workers inherit, rather than each of them saying it again.
+    if not os.environ.get(WARNED):
+        said = [*settings.warnings(), *(w for adapter in services.adapters.values() for w in adapter.warnings())]
+        for warning in said:
+            log.warning("setting to look at", extra={"warning": warning})  # `connector check` lists the same
     return app

@@ -111,6 +111,29 @@ def test_a_configuration_error_at_start_is_one_logged_line_and_exit_2(tmp_path):
     assert fmt == "configuration error: %s" and str(err).startswith("CONNECTOR_SYNC_BUDGET_MS: must be a whole number")
 
 
+def test_the_settings_warnings_are_logged_once_by_the_master_not_again_by_each_worker(tmp_path, caplog):
+    # Imported before the environment below names a metrics directory: prometheus-client picks its
+    # mode when first imported, and this process's other tests count in memory.
+    from connector import (
+        create_app,
+        metrics,  # noqa: F401
+    )
+
+    on_starting = _conf()["on_starting"]
+    environ = {"CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/c.db", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    warned = lambda: [r for r in caplog.records if r.getMessage() == "setting to look at"]  # noqa: E731
+    with mock.patch.dict("os.environ", environ, clear=True), mock.patch("ctypes.CDLL", return_value=FakeLibc()):
+        with caplog.at_level(logging.WARNING, logger="connector.app"):
+            on_starting(mock.Mock())  # the master: no bot keys, no admin token — said here
+            said = len(warned())
+            assert said >= 2
+            create_app().extensions["connector"].stop()  # a worker, forked with the master's environment
+            assert len(warned()) == said
+    with caplog.at_level(logging.WARNING, logger="connector.app"):
+        create_app({"database_url": f"sqlite:///{tmp_path}/c.db"}).extensions["connector"].stop()
+    assert len(warned()) > said  # anything else (a CLI command, tests) still says them
+
+
 def test_make_run_takes_the_address_and_workers_from_dot_env_and_the_environment_wins(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text("CONNECTOR_BIND=127.0.0.1:8011\nCONNECTOR_WEB_WORKERS=2\n")
