@@ -245,9 +245,9 @@ class MappingStore:
         try:
             self._mappings = self.load()
         except ConfigError as err:
-            self.errors = err
             log.error("mappings edit refused; keeping the last good set",
                       extra={"source": err.source, "error": err.message})
+            self.errors = err  # after the log line: whoever sees the refusal finds it logged too
         else:
             self.errors = None
             log.info("mappings reloaded", extra={"source": self._mappings.source})

@@ -231,10 +231,11 @@ def test_the_loop_reads_an_edited_mapping_without_waiting_for_a_request(make_app
     services = app.extensions["connector"]
     services.mapping_store.interval = 0
     (tmp_path / "m" / "slack.yaml").write_text("version: 1\nredcat: [card]\n")
+    refused = "mappings edit refused; keeping the last good set"
     with caplog.at_level(logging.ERROR, logger="connector.mappings"):
         services.start_loop(0.05)
         deadline = time.monotonic() + 5
-        while services.mapping_store.errors is None and time.monotonic() < deadline:
+        while not any(r.message == refused for r in caplog.records) and time.monotonic() < deadline:
             time.sleep(0.02)
+    assert any(r.message == refused for r in caplog.records)
     assert services.mapping_store.errors is not None and "redcat" in services.mapping_store.errors.source
-    assert any(r.message == "mappings edit refused; keeping the last good set" for r in caplog.records)
