@@ -16,14 +16,14 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
-## Set up and run the whole test suite (lint first). Two runs: the tests of one process in four
-## pytest-xdist workers (they mostly wait on sockets and threads: on two cores four workers took
-## 125 s where one per core took 165 s), then the durability scenarios, which start gunicorn and
-## worker processes: the 500-handoff chaos run in one worker, the others one after another in a
-## second (tests/durability/conftest.py groups them; ~175 s where one after another took 213-259 s).
+## Set up and run the whole test suite (lint first). Two runs: the tests of one process on every
+## core (pytest-xdist; four workers on two cores were faster, but timing-bound tests failed under
+## the contention now and then), then the durability scenarios, which start gunicorn and worker
+## processes: the 500-handoff chaos run in one worker, the others one after another in a second
+## (tests/durability/conftest.py groups them; ~175 s where one after another took 213-259 s).
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 4 --ignore=tests/durability
+	$(BIN)/python -m pytest -n auto --ignore=tests/durability
 	$(BIN)/python -m pytest -n 2 --dist loadgroup tests/durability
 
 ## Benchmark against loopback vendor fakes (< 10 min): bench/RESULTS.md, bench/latency.png.
