@@ -127,7 +127,7 @@ class Backlog(Collector):
             now_paused = set(self.services.outbox.paused_targets())
             for target in sorted(enabled | now_paused):
                 paused.add_metric([target], 1 if target in now_paused else 0)
-        except Exception as err:  # the database away, or an edit only an adapter refuses: say so, answer
+        except Exception as err:  # the database away, or anything else: say so, answer
             log.warning("metrics: the backlog could not be read", extra={"error": type(err).__name__})
             up.add_metric([], 0)
             yield up  # the event counters still answer; the backlog is unknown, not zero
