@@ -14,6 +14,7 @@ from flask.cli import AppGroup
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from .errors import ApiProblem, ConfigError
+from .settings import RETENTION_MIN_DAYS
 
 group = AppGroup("connector", help="Operate the handoff connector.")
 
@@ -151,6 +152,29 @@ def replay_command(delivery_ids: tuple[int, ...], all_dead: bool, include_failed
         missing = sorted(set(delivery_ids) - set(replayed))
         click.echo(f"not dead or failed, left alone: {' '.join(map(str, missing))}", err=True)
         sys.exit(1)
+
+
+@group.command("purge")
+@click.option("--days", type=click.IntRange(min=RETENTION_MIN_DAYS), default=None,
+              help="Forget handoffs older than this many days (default CONNECTOR_RETENTION_DAYS).")
+@click.option("--dry-run", is_flag=True, help="Only count the handoffs that would be forgotten.")
+def purge_command(days: int | None, dry_run: bool) -> None:
+    """Forget old handoffs that reached every target: their packets, follow-ups, deliveries and
+    callbacks (README, "Retention"). Handoffs with a pending, dead or failed delivery are kept."""
+    from . import retention
+
+    services = _services()
+    days = days or services.settings.retention_days
+    if not days:
+        raise click.UsageError("pass --days, or set CONNECTOR_RETENTION_DAYS")
+    before = retention.cutoff(days)
+    if dry_run:
+        click.echo(f"would forget {retention.count(services.db, before)} handoff(s) created before "
+                   f"{before:%Y-%m-%d %H:%M:%S} UTC")
+        return
+    purged = retention.purge(services.db, before)
+    click.echo(f"forgot {purged.handoffs} handoff(s), {purged.follow_ups} follow-up(s) and {purged.links} "
+               f"conversation link(s) created before {before:%Y-%m-%d %H:%M:%S} UTC")
 
 
 def init_app(app: Flask) -> None:

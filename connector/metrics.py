@@ -62,6 +62,10 @@ DELIVERY_SECONDS = Histogram(
 CALLBACKS = Counter(
     "connector_status_callbacks", "Status callback attempts by outcome: sent, retry, dead.",
     ["outcome"], registry=EVENTS)
+PURGED = Counter(
+    "connector_purged", "Rows forgotten for being older than CONNECTOR_RETENTION_DAYS, by kind: handoffs, "
+    "follow_ups (messages sent while a handoff waited), conversation_links.",
+    ["kind"], registry=EVENTS)
 
 
 def safely(record: Callable[..., None]) -> Callable[..., None]:
@@ -87,6 +91,12 @@ def attempted(target: str, state: str, seconds: float | None = None) -> None:
 @safely
 def callback_sent(status: str) -> None:
     CALLBACKS.labels("retry" if status == "pending" else status).inc()
+
+
+@safely
+def purged(handoffs: int, follow_ups: int, links: int) -> None:
+    for kind, rows in (("handoffs", handoffs), ("follow_ups", follow_ups), ("conversation_links", links)):
+        PURGED.labels(kind).inc(rows)
 
 
 def delivery_outcome(state: str) -> str:

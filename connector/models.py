@@ -57,6 +57,7 @@ class Handoff(Base):
         UniqueConstraint("bot_id", "message_id", name="uq_handoffs_bot_message"),
         Index("ix_handoffs_conversation", "bot_id", "conversation_id"),
         Index("ix_handoffs_follows", "follows_id", "follow_up_seq", unique=True),
+        Index("ix_handoffs_created", "created_at"),  # retention reads the oldest first
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

@@ -18,7 +18,7 @@ from adapters.base import Adapter
 from adapters.errors import DeliveryError, OutcomeUnknown, TransientError
 from adapters.events import AssignmentEvent, Holder
 
-from . import callbacks, handoff_store
+from . import callbacks, handoff_store, retention
 from .db import Database
 from .group_commit import GroupCommit
 from .mappings import Mappings, MappingStore
@@ -157,7 +157,7 @@ class Services:
         log.info("outbox loop started", extra={"owner": self.outbox.owner})
 
     def _run_loop(self, interval: float) -> None:
-        last_report = last_renewal = 0.0
+        last_report = last_renewal = next_purge = 0.0
         while not self._stop.is_set():
             full = False
             try:
@@ -182,6 +182,13 @@ class Services:
                     counts = self.outbox.counts()
                     if counts:
                         log.info("outbox backlog", extra={"deliveries": counts})
+                if self.settings.retention_days and time.monotonic() >= next_purge:
+                    # One chunk per turn (deliveries are claimed between chunks); at once again
+                    # while whole chunks go, then hourly. A failure waits for the hour too.
+                    next_purge = time.monotonic() + retention.EVERY_S
+                    before = retention.cutoff(self.settings.retention_days)
+                    if retention.purge(self.db, before, max_chunks=1).more:
+                        next_purge = 0.0
             except Exception:
                 log.exception("outbox loop iteration failed")
             if full or self._left_for_loop.is_set():

@@ -65,6 +65,7 @@ def _str(name: str, raw: str) -> str:
     return raw.strip()
 
 
+RETENTION_MIN_DAYS = 7  # the observed wait may read seven days of assignments (`retention`)
 MIN_TOKEN_CHARS = 24  # bearer keys and tokens shorter than this are warned about (SECURITY.md)
 
 # variable name → (Settings attribute, parser). The single table of what the service reads.
@@ -95,6 +96,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CONNECTOR_CALLBACK_THREADS": ("callback_threads", _int),
     "CONNECTOR_CALLBACK_TIMEOUT_S": ("callback_timeout_s", _int),
     "CONNECTOR_CALLBACK_ALLOW_PRIVATE": ("callback_allow_private", _bool),
+    "CONNECTOR_RETENTION_DAYS": ("retention_days", _int),
     "ZENDESK_SUBDOMAIN": ("zendesk_subdomain", _str),
     "ZENDESK_EMAIL": ("zendesk_email", _str),
     "ZENDESK_API_TOKEN": ("zendesk_api_token", _str),
@@ -144,6 +146,7 @@ class Settings:
     callback_threads: int = 4
     callback_timeout_s: int = 10
     callback_allow_private: bool = False
+    retention_days: int = 0  # 0: keep every handoff (`retention`)
     zendesk_subdomain: str = ""
     zendesk_email: str = ""
     zendesk_api_token: str = field(default="", repr=False)
@@ -188,6 +191,9 @@ class Settings:
             raise ConfigError("CONNECTOR_CALLBACK_THREADS", "must be at least 1")
         if self.max_attempts < 1:
             raise ConfigError("CONNECTOR_MAX_ATTEMPTS", "must be at least 1")
+        if self.retention_days < 0 or 0 < self.retention_days < RETENTION_MIN_DAYS:
+            raise ConfigError("CONNECTOR_RETENTION_DAYS", f"must be 0 (keep everything) or at least "
+                              f"{RETENTION_MIN_DAYS}: the observed wait reads up to seven days of assignments")
         return self
 
     def warnings(self) -> list[str]:

@@ -1,0 +1,151 @@
+"""Old handoffs are forgotten (`CONNECTOR_RETENTION_DAYS`) only once nothing of theirs is owed:
+every delivery reached its target, every follow-up too, no status callback is still being sent."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+
+import pytest
+from sqlalchemy import func, select, update
+
+from connector import metrics, retention
+from connector.errors import ConfigError
+from connector.models import Callback, ConversationLink, Delivery, Handoff, utcnow
+from connector.settings import Settings
+from tests.conftest import auth
+from tests.factories import minimal_packet
+
+OLD = utcnow() - dt.timedelta(days=40)
+BEFORE = retention.cutoff(30)
+
+
+def post(client, conversation: str) -> str:
+    packet = minimal_packet()
+    packet["conversation"]["id"] = conversation
+    packet["metadata"] = {"nonce": time.monotonic_ns()}  # a second handoff of a conversation, not a retry
+    response = client.post("/v1/handoffs", data=json.dumps(packet), headers=auth(), content_type="application/json")
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["id"]
+
+
+def follow_up(client, handoff_id: str) -> str:
+    response = client.post(f"/v1/handoffs/{handoff_id}/messages", headers=auth(), content_type="application/json",
+                           data=json.dumps({"messages": [{"at": "2026-11-20T09:25:00Z", "role": "customer",
+                                                          "text": "Still there?"}]}))
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["id"]
+
+
+def age(db, *ids: str) -> None:
+    with db.session() as session:
+        session.execute(update(Handoff).where(Handoff.id.in_(ids)).values(created_at=OLD))
+
+
+def left(db, model, column) -> set:
+    with db.reading() as session:
+        return set(session.scalars(select(column)))
+
+
+def test_only_handoffs_with_nothing_owed_are_forgotten_with_all_that_is_theirs(any_db_app):
+    services = any_db_app.extensions["connector"]
+    db, client = services.db, any_db_app.test_client()
+    done = post(client, "c-done")
+    dead = post(client, "c-dead")
+    calling = post(client, "c-calling")
+    with_young_messages = post(client, "c-young-messages")
+    with_old_messages = post(client, "c-old-messages")
+    old_messages = follow_up(client, with_old_messages)
+    young = post(client, "c-young")
+    shared_old, shared_young = post(client, "c-shared"), post(client, "c-shared")
+    age(db, done, dead, calling, with_young_messages, with_old_messages, old_messages, shared_old)
+    young_messages = follow_up(client, with_young_messages)
+    with db.session() as session:
+        session.execute(update(Delivery).where(Delivery.handoff_id == dead).values(state="dead"))
+        session.add(Callback(handoff_id=calling, bot_id="support-bot", state="delivered", url="https://bot.example/cb",
+                             body={}, status="pending"))
+
+    assert retention.count(db, BEFORE) == 3
+    purged = retention.purge(db, BEFORE)
+
+    assert (purged.handoffs, purged.follow_ups, purged.links, purged.more) == (3, 1, 2, False)
+    kept = {dead, calling, with_young_messages, young_messages, young, shared_young}
+    assert left(db, Handoff, Handoff.id) == kept
+    assert left(db, Delivery, Delivery.handoff_id) == kept  # by cascade
+    links = left(db, ConversationLink, ConversationLink.conversation_id)
+    assert {"c-done", "c-old-messages"}.isdisjoint(links)
+    assert {"c-dead", "c-young", "c-shared"} <= links  # a conversation with a handoff left keeps its ticket
+    assert retention.count(db, BEFORE) == 0 and retention.purge(db, BEFORE).handoffs == 0
+    assert client.get(f"/v1/handoffs/{done}", headers=auth()).status_code == 404
+
+
+def test_a_backlog_goes_a_chunk_per_transaction_oldest_first(app):
+    db, client = app.extensions["connector"].db, app.test_client()
+    ids = [post(client, f"c{n}") for n in range(5)]
+    with db.session() as session:
+        for n, handoff_id in enumerate(ids):
+            session.execute(update(Handoff).where(Handoff.id == handoff_id)
+                            .values(created_at=OLD + dt.timedelta(minutes=n)))
+    first = retention.purge_chunk(db, BEFORE, limit=2)
+    assert (first.handoffs, first.more) == (2, True)
+    assert left(db, Handoff, Handoff.id) == set(ids[2:])
+    rest = retention.purge(db, BEFORE)
+    assert (rest.handoffs, rest.more) == (3, False)
+
+
+def test_the_outbox_loop_forgets_them_when_retention_is_set(make_app):
+    app = make_app(retention_days=30)
+    services = app.extensions["connector"]
+    handoff_id = post(app.test_client(), "c-loop")
+    age(services.db, handoff_id)
+    counted = before = purged_handoffs()
+    services.start_loop(0.05)
+    deadline = time.monotonic() + 10
+    while counted == before and time.monotonic() < deadline:  # counted after the commit
+        time.sleep(0.05)
+        counted = purged_handoffs()
+    assert counted == before + 1
+    assert left(services.db, Handoff, Handoff.id) == set()
+
+
+def purged_handoffs() -> float:
+    return metrics.EVENTS.get_sample_value("connector_purged_total", {"kind": "handoffs"}) or 0.0
+
+
+def test_without_retention_the_loop_keeps_everything(app):
+    services = app.extensions["connector"]
+    handoff_id = post(app.test_client(), "c-kept")
+    age(services.db, handoff_id)
+    services.start_loop(0.05)
+    time.sleep(0.5)
+    with services.db.reading() as session:
+        assert session.scalar(select(func.count()).select_from(Handoff)) == 1
+
+
+def test_the_purge_command_counts_then_forgets(app):
+    db, runner = app.extensions["connector"].db, app.test_cli_runner()
+    handoff_id = post(app.test_client(), "c-cli")
+    age(db, handoff_id)
+    refused = runner.invoke(args=["connector", "purge"])
+    assert refused.exit_code == 2 and "CONNECTOR_RETENTION_DAYS" in refused.output
+    too_short = runner.invoke(args=["connector", "purge", "--days", "3"])
+    assert too_short.exit_code == 2 and "--days" in too_short.output
+    counted = runner.invoke(args=["connector", "purge", "--days", "30", "--dry-run"])
+    assert counted.exit_code == 0 and "would forget 1 handoff(s)" in counted.output
+    assert left(db, Handoff, Handoff.id) == {handoff_id}
+    forgot = runner.invoke(args=["connector", "purge", "--days", "30"])
+    assert forgot.exit_code == 0 and "forgot 1 handoff(s), 0 follow-up(s) and 1 conversation link(s)" in forgot.output
+    assert left(db, Handoff, Handoff.id) == set()
+
+
+@pytest.mark.parametrize("days", ["-1", "3", "soon"])
+def test_a_retention_shorter_than_a_week_is_refused_naming_the_variable(days):
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"CONNECTOR_RETENTION_DAYS": days})
+    assert refused.value.source == "CONNECTOR_RETENTION_DAYS"
+
+
+def test_retention_is_off_by_default_and_a_week_is_accepted():
+    assert Settings().retention_days == 0
+    assert Settings.from_env({"CONNECTOR_RETENTION_DAYS": "7"}).retention_days == 7
