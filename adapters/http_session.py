@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
 
+def honour_ssl_cert_file(session: requests.Session, environ: Mapping[str, str] | None = None) -> None:
+    """The contract promises `SSL_CERT_FILE` for outbound HTTPS, and requests reads only
+    REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE: behind a TLS-inspecting proxy with only SSL_CERT_FILE
+    set, every delivery would fail verification and die. It becomes the session's bundle, which
+    requests' own variables still override (they are applied per request, over the session's)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("SSL_CERT_FILE") and session.trust_env:
+        session.verify = environ["SSL_CERT_FILE"]
+
+
 class SettledEnvironmentSession(requests.Session):
     """A requests session that reads the environment's proxy and CA variables once per origin.
 
     `trust_env` stays on: HTTPS_PROXY / NO_PROXY, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE apply as
-    requests documents. requests reads them again on *every* call, walking the whole of `os.environ`
-    twice (`urllib.request.getproxies`); in the benchmark's profile of a worker that was the largest
+    requests documents, and SSL_CERT_FILE too (`honour_ssl_cert_file`). requests reads them again
+    on *every* call, walking the whole of `os.environ` twice (`urllib.request.getproxies`); in the
+    benchmark's profile of a worker that was the largest
     single item of a delivery's CPU. The connector reads its settings once at start and never edits
     its environment, so what requests derives from it is kept per origin (scheme and host) and for
     the same call arguments and session settings; anything unusual (an unhashable value) takes
@@ -23,6 +36,7 @@ class SettledEnvironmentSession(requests.Session):
     def __init__(self) -> None:
         super().__init__()
         self._environment: dict[tuple[Any, ...], dict[str, Any]] = {}
+        honour_ssl_cert_file(self)
 
     def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
                                    cert: Any) -> dict[str, Any]:

@@ -36,6 +36,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from adapters.http_session import honour_ssl_cert_file
+
 ALLOW_VARIABLE = "CONNECTOR_CALLBACK_ALLOW_PRIVATE"
 
 
@@ -219,6 +221,7 @@ def session(allow_private: bool) -> requests.Session:
     # Shared by every bot's callbacks: a cookie one bot's endpoint sets must never reach another's.
     http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     http.headers["User-Agent"] = "handoff-connector/1 (status callbacks)"
+    honour_ssl_cert_file(http)
     for prefix in ("http://", "https://"):
         http.mount(prefix, _Adapter(_POOLS[allow_private]))
     return http

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import requests
 import requests.sessions
 
 from adapters.http_session import SettledEnvironmentSession
@@ -86,3 +87,57 @@ def test_the_vendor_sessions_are_settled_ones():
     assert isinstance(ZendeskSession("https://acme.zendesk.com"), SettledEnvironmentSession)
     assert isinstance(VendorSession(15), SettledEnvironmentSession)
     assert VendorSession(15).trust_env and ZendeskSession("https://acme.zendesk.com").trust_env
+
+
+def _tls_server(tmp_path):
+    """An https server on loopback whose certificate only a throwaway CA (in ca.pem) vouches for."""
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import trustme
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(tls)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"https://127.0.0.1:{server.server_address[1]}/"
+
+
+def test_ssl_cert_file_is_trusted_by_every_requests_session_as_the_contract_promises(tmp_path, monkeypatch):
+    """requests itself reads only REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE: with SSL_CERT_FILE alone,
+    a TLS-inspecting proxy's CA was ignored and every delivery failed verification."""
+    import pytest
+
+    from connector.callback_http import session as callback_session
+
+    server, url = _tls_server(tmp_path)
+    try:
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+            monkeypatch.delenv(name, raising=False)
+        with pytest.raises(requests.exceptions.SSLError):
+            ZendeskSession(url).get(url, timeout=5)
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+        for made in (ZendeskSession(url), VendorSession(5), callback_session(allow_private=True)):
+            assert made.get(url, timeout=5).status_code == 200, type(made).__name__
+        # requests' own variable still wins over it, as it would over any session's bundle
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+        with pytest.raises(OSError):
+            ZendeskSession(url).get(url, timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
