@@ -6,9 +6,10 @@
                  no link and mapping `update_open_ticket`? ─▶ find_open_ticket → becomes the link
                         ▼
                  link?  ── yes ─▶ build_update → apply vendor_extra → send_update → "updated"
-                        │ no
-                        ▼
-                 build_create → apply vendor_extra → send_create → "created"
+                        │ no                                   │ TicketGone (closed, deleted)
+                        ▼                                      ▼
+                 build_create → apply vendor_extra → send_create → "created" (a closed ticket is
+                                                     named as the new one's predecessor)
 
 `render(ctx)` runs the same build steps without sending: the `preview` target shows it, and the
 admin preview uses it, so what is previewed is what is sent.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import copy
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
@@ -27,7 +29,10 @@ from connector.errors import ConfigError
 from connector.redaction import redact_packet
 from connector.settings import Settings
 
+from .errors import TicketGone
 from .events import AssignmentEvent, Holder
+
+log = logging.getLogger(__name__)
 
 Status = Literal["created", "updated"]
 # Keys every vendor mapping file may hold: the pipeline here reads `redact` and `update_open_ticket`,
@@ -62,6 +67,9 @@ class HandoffContext:
     public_url: str = ""
     # What this target's mapping masked before anything left (`redact:` kinds → how many).
     redactions: Mapping[str, int] = field(default_factory=dict)
+    # The conversation's earlier ticket, closed for good: the new one names it (Zendesk's follow-up
+    # ticket, Salesforce's parent case).
+    follows_ticket: str | None = None
 
     @property
     def vendor_extra(self) -> Mapping[str, Any]:
@@ -249,8 +257,25 @@ class Adapter(abc.ABC):
                 ctx = replace(ctx, link=open_ticket)
         payload = self.render(ctx)
         if ctx.link is not None:
-            return self._outcome("updated", self.send_update(payload, ctx), payload, ctx)
+            try:
+                return self._outcome("updated", self.send_update(payload, ctx), payload, ctx)
+            except TicketGone as gone:
+                ctx = self._instead_of(gone, ctx)
+                # The new ticket may exist already: an earlier attempt made it, then timed out.
+                found = self.find_existing(ctx) if ctx.outcome_unknown else None
+                if found is not None:
+                    return self._outcome("created", found, None, ctx)
+                payload = self.render(ctx)
         return self._outcome("created", self.send_create(payload, ctx), payload, ctx)
+
+    def _instead_of(self, gone: TicketGone, ctx: HandoffContext) -> HandoffContext:
+        """The context for a new ticket in place of one that takes no more updates: with the whole
+        brief (a follow-up's short one assumed the old ticket held the rest) and, when the old one
+        was closed, its id to name. The outbox then links the conversation to the new ticket."""
+        log.info("the conversation's ticket takes no more updates; opening a new one",
+                 extra={"target": self.name, "ticket": gone.ticket_id, "closed": gone.closed})
+        brief = render_brief(ctx.packet, ctx.handoff_id) if ctx.brief.follow_up is not None else ctx.brief
+        return replace(ctx, link=None, brief=brief, follows_ticket=gone.ticket_id if gone.closed else None)
 
     def _outcome(self, status: Status, sent: Sent, payload: dict[str, Any] | None, ctx: HandoffContext) -> Outcome:
         return Outcome(

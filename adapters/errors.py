@@ -50,6 +50,18 @@ class RejectedError(DeliveryError):
     """The vendor refused the content (4xx validation). Retrying the same payload cannot help."""
 
 
+class TicketGone(RejectedError):
+    """The conversation's ticket takes no more updates: closed for good (`closed`), or deleted.
+    The base pipeline opens a new one instead — naming the old one when it was closed — so a
+    customer who comes back is not lost on a ticket nobody will see again. Left unhandled, it
+    fails the delivery like any refusal."""
+
+    def __init__(self, message: str, *, ticket_id: str, closed: bool, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.ticket_id = ticket_id
+        self.closed = closed
+
+
 Decision = Literal["retry", "fail"]
 
 

@@ -33,7 +33,7 @@ from connector.mapping_values import MISSING, compile_value, resolve
 from connector.settings import Settings
 
 from .base import Adapter, HandoffContext, Link, Sent, deep_merge
-from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, TransientError
+from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TicketGone, TransientError
 from .zendesk_http import ZendeskSession, edge, quota_pause
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,10 @@ log = logging.getLogger(__name__)
 # Zendesk may add markup of its own.
 COMMENT_LIMIT_BYTES = 60_000
 PRIORITIES = {"low": "low", "normal": "normal", "high": "high", "urgent": "urgent"}
-DEFAULTS: dict[str, Any] = {"type": "question", "public_comment": False, "tags": [], "custom_fields": []}
+DEFAULTS: dict[str, Any] = {"type": "question", "public_comment": False, "tags": [], "custom_fields": [],
+                            "reopen_solved": True}
+# Zendesk's answer to any update of a closed ticket (422 RecordInvalid); a deleted one answers 404.
+CLOSED_TICKET = "closed prevents ticket update"
 OPEN_STATUSES = ("new", "open", "pending", "hold")
 _TAG_UNSAFE = re.compile(r"[^\w\-]+")
 
@@ -62,7 +65,8 @@ class _Client:
 
 class ZendeskAdapter(Adapter):
     name = "zendesk"
-    mapping_keys = frozenset({"type", "public_comment", "priority", "tags", "custom_fields", "brand_id", "subject"})
+    mapping_keys = frozenset({"type", "public_comment", "priority", "tags", "custom_fields", "brand_id", "subject",
+                              "reopen_solved"})
     required_settings = ("zendesk_subdomain", ("zendesk_api_token", "zendesk_oauth_token"))
     agent_field = "assignee_id"
 
@@ -114,6 +118,9 @@ class ZendeskAdapter(Adapter):
             "tags": self._tags(packet),
             "external_id": ctx.handoff_id,  # find_existing looks tickets up by it
         }
+        if ctx.follows_ticket is not None and ctx.follows_ticket.isdigit():
+            # A follow-up of the conversation's closed ticket: Zendesk links the two for the agent.
+            ticket["via_followup_source_id"] = int(ctx.follows_ticket)
         priority = ctx.assignment.get("priority")
         if priority:
             # An unmapped value goes as is: Zendesk rejects it by name rather than us dropping it.
@@ -193,8 +200,30 @@ class ZendeskAdapter(Adapter):
         assert ctx.link is not None  # the base calls this only with a link
         body = self._with_upload(payload, ctx)
         path = f"/api/v2/tickets/{quote(str(ctx.link.vendor_id), safe='')}.json"
-        reply, response = self._call("PUT", path, write=True, json=body, expect="ticket")
-        return replace(self._sent(reply["ticket"], reply), slow_down_s=quota_pause(response))
+        try:
+            reply, response = self._call("PUT", path, write=True, json=body, expect="ticket")
+        except RejectedError as err:
+            closed = err.status == 422 and CLOSED_TICKET in err.message
+            if closed or err.status == 404:
+                raise TicketGone(f"ticket {ctx.link.vendor_id} is {'closed' if closed else 'gone'}: {err.message}",
+                                 ticket_id=str(ctx.link.vendor_id), closed=closed, status=err.status,
+                                 reply=err.reply) from err
+            raise
+        reopened = reply["ticket"].get("status") == "solved" and self._conf["reopen_solved"] \
+            and self._reopen(path, ctx.link.vendor_id)
+        return replace(self._sent(reply["ticket"], reply, reopened=reopened), slow_down_s=quota_pause(response))
+
+    def _reopen(self, path: str, ticket_id: str) -> bool:
+        """A note on a solved ticket leaves it solved, out of every queue, until it closes: the
+        customer who came back would wait for no one. Reopened as a reply of theirs would. The note
+        is in already, so a failure here is logged, not retried (a retry would post it twice)."""
+        try:
+            self._call("PUT", path, write=True, json={"ticket": {"status": "open"}}, expect="ticket")
+        except DeliveryError as err:
+            log.warning("solved ticket not reopened", extra={"ticket": ticket_id, "error": type(err).__name__,
+                                                             "status": err.status})
+            return False
+        return True
 
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
         # external_id lookups read the ticket table directly; search is eventually consistent.

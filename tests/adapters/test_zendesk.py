@@ -20,6 +20,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 from adapters.base import Link
 from adapters.errors import AuthError, OutcomeUnknown, RateLimited, RejectedError, TransientError
 from adapters.zendesk import COMMENT_LIMIT_BYTES, ZendeskAdapter
+from connector.brief import render_brief
 from connector.errors import ConfigError
 from connector.mappings import load_file
 from connector.settings import Settings
@@ -132,6 +133,77 @@ def test_link_present_adds_a_comment_instead_of_a_second_ticket(zd: FakeZendesk)
     assert body["ticket"]["comment"] == {"html_body": ctx().brief.html, "public": False}
     assert set(body["ticket"]) == {"comment", "additional_tags"}  # nothing the agent set is overwritten
     assert "handoff" in body["ticket"]["additional_tags"]
+
+
+def test_a_closed_ticket_gets_a_follow_up_ticket_with_the_whole_brief(zd: FakeZendesk) -> None:
+    """Zendesk refuses every update of a closed ticket, for good: the conversation came back after
+    it closed. Failing would lose this handoff and every later one of the conversation."""
+    zd.error("PUT", "/api/v2/tickets/77120.json", 422, "error-422-closed-ticket.json")
+    zd.create_ticket({"id": 1002})
+    packet = {**full_packet(), "follow_up": {"handoff_id": "hnd_01TESTHANDOFF0000000000000", "first": 3}}
+    short = replace(ctx(packet, link=Link(vendor_id="77120")), brief=render_brief(packet, "msg_1", update=True))
+
+    outcome = adapter().deliver(short)
+
+    assert (outcome.status, outcome.vendor_id) == ("created", "1002")
+    [created] = zd.json_bodies("POST", TICKETS)
+    assert created["ticket"]["via_followup_source_id"] == 77120  # Zendesk links the two for the agent
+    # the short form of a follow-up assumed the old ticket held the rest: the new one carries it all
+    assert created["ticket"]["comment"]["html_body"] == render_brief(packet, "hnd_01TESTHANDOFF0000000000000").html
+    assert outcome.payload["ticket"]["via_followup_source_id"] == 77120
+
+
+def test_a_deleted_ticket_gets_a_new_ticket_naming_nothing(zd: FakeZendesk) -> None:
+    zd.error("PUT", "/api/v2/tickets/77120.json", 404, "error-404-ticket.json")
+    zd.create_ticket({"id": 1002})
+    outcome = adapter().deliver(ctx(link=Link(vendor_id="77120")))
+    assert (outcome.status, outcome.vendor_id) == ("created", "1002")
+    assert "via_followup_source_id" not in zd.json_bodies("POST", TICKETS)[0]["ticket"]
+
+
+def test_another_refusal_of_an_update_is_still_a_refusal(zd: FakeZendesk) -> None:
+    zd.error("PUT", "/api/v2/tickets/77120.json", 422, "error-422-record-invalid.json")
+    with pytest.raises(RejectedError, match="Email is not properly formatted"):
+        adapter().deliver(ctx(link=Link(vendor_id="77120")))
+    assert zd.calls("POST", TICKETS) == []
+
+
+def test_a_follow_up_ticket_whose_create_timed_out_is_found_not_made_twice(zd: FakeZendesk) -> None:
+    zd.error("PUT", "/api/v2/tickets/77120.json", 422, "error-422-closed-ticket.json")
+    zd.raises("POST", TICKETS, requests.exceptions.ReadTimeout("read timed out"))
+    target, closed = adapter(), Link(vendor_id="77120")
+    with pytest.raises(OutcomeUnknown):
+        target.deliver(ctx(link=closed))
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/77120/comments.json", json={"comments": []})
+    zd.tickets_by_external_id("hnd_01TESTHANDOFF0000000000000")
+
+    outcome = target.deliver(ctx(link=closed, outcome_unknown=True, attempt=2))
+
+    assert (outcome.status, outcome.vendor_id) == ("created", "1001")
+    assert len(zd.calls("POST", TICKETS)) == 1
+
+
+@pytest.mark.parametrize("reopen", [True, False])
+def test_a_note_on_a_solved_ticket_reopens_it_unless_the_mapping_says_not(zd: FakeZendesk, reopen: bool) -> None:
+    """A private note leaves a solved ticket solved — out of every queue until it closes."""
+    zd.update_ticket(77120, status="solved")
+    if reopen:
+        zd.update_ticket(77120)
+    outcome = adapter(reopen_solved=reopen).deliver(ctx(link=Link(vendor_id="77120")))
+    assert outcome.status == "updated"
+    bodies = zd.json_bodies("PUT", "/api/v2/tickets/77120.json")
+    assert bodies[1:] == ([{"ticket": {"status": "open"}}] if reopen else [])
+    assert bool(outcome.reply.get("reopened")) is reopen
+
+
+def test_a_solved_ticket_that_could_not_be_reopened_keeps_the_note_and_is_not_retried(
+        zd: FakeZendesk, caplog: pytest.LogCaptureFixture) -> None:
+    zd.update_ticket(77120, status="solved")
+    zd.error("PUT", "/api/v2/tickets/77120.json", 503, "error-503.html")
+    with caplog.at_level(logging.WARNING, logger="adapters.zendesk"):
+        outcome = adapter().deliver(ctx(link=Link(vendor_id="77120")))
+    assert outcome.status == "updated" and "reopened" not in outcome.reply
+    assert [r.message for r in caplog.records] == ["solved ticket not reopened"]
 
 
 def test_oauth_token_is_sent_as_bearer_without_an_email(zd: FakeZendesk) -> None:

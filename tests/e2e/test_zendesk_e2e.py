@@ -61,6 +61,36 @@ def test_handoff_creates_a_ticket_then_a_second_one_comments_on_it(zendesk):
     zd.assert_ticket_requests_valid()
 
 
+def test_a_conversation_back_after_its_ticket_closed_gets_a_follow_up_ticket_and_keeps_it(zendesk):
+    """Zendesk closes solved tickets after a few days and refuses every update of them: the next
+    handoff of the conversation opens a follow-up ticket, and the one after it updates that one —
+    not the closed one again, which would fail every later handoff of the conversation."""
+    client, zd = zendesk
+    zd.search(results=[])  # the sticky rule's look for an open ticket, once per handoff
+    zd.create_ticket({"id": 1001})
+    assert post(client, full_packet()).get_json()["tickets"][0]["id"] == "1001"
+
+    zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
+    zd.create_ticket({"id": 1002})
+    came_back = full_packet()
+    came_back["transcript"].append({"at": "2026-11-27T11:00:00Z", "role": "customer", "text": "It broke again."})
+    second = post(client, came_back)
+    assert second.status_code == 201, second.get_json()
+    [ticket] = second.get_json()["tickets"]
+    assert (ticket["status"], ticket["id"], ticket["error"]) == ("created", "1002", None)
+    follow_up = zd.json_bodies("POST", "/api/v2/tickets.json")[1]["ticket"]
+    assert follow_up["via_followup_source_id"] == 1001 and "It broke again." in follow_up["comment"]["html_body"]
+
+    zd.update_ticket(1002)
+    third = full_packet()
+    third["transcript"].append({"at": "2026-11-27T11:05:00Z", "role": "customer", "text": "Still broken."})
+    assert post(client, third).get_json()["tickets"][0] == {
+        "target": "zendesk", "status": "updated", "id": "1002", "url": "https://acme.zendesk.com/agent/tickets/1002",
+        "attempts": 1, "error": None}
+    assert len(zd.calls("PUT", "/api/v2/tickets/1001.json")) == 1
+    zd.assert_ticket_requests_valid()
+
+
 def test_a_sticky_rule_offers_the_previous_agent_from_zendesk(zendesk):
     client, zd = zendesk
     zd.search()  # the recorded search: an open ticket with an assignee

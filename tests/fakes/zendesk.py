@@ -53,9 +53,12 @@ class FakeZendesk:
         headers = {"x-idempotency-lookup": "hit" if replay else "miss", "Location": body["ticket"]["url"], **(quota or {})}
         return self._add("POST", "/api/v2/tickets.json", 201, body, headers)
 
-    def update_ticket(self, ticket_id: int = 77120, *, quota: Mapping[str, str] | None = None) -> responses.BaseResponse:
+    def update_ticket(self, ticket_id: int = 77120, *, quota: Mapping[str, str] | None = None,
+                      status: str = "open") -> responses.BaseResponse:
+        """`status`: the ticket's status after the update, as Zendesk answers it."""
         body = fixture("ticket-update-200.json")
         body["ticket"]["id"] = body["audit"]["ticket_id"] = ticket_id
+        body["ticket"]["status"] = status
         return self._add("PUT", f"/api/v2/tickets/{ticket_id}.json", 200, body, quota)
 
     def show_ticket(self, ticket_id: int = 1001) -> responses.BaseResponse:
