@@ -29,7 +29,7 @@ from connector.mapping_values import MISSING, resolve
 from connector.settings import Settings
 
 from .base import Adapter, HandoffContext, Sent, deep_merge
-from .errors import DeliveryError, OutcomeUnknown, TransientError
+from .errors import DeliveryError, OutcomeUnknown, TicketGone, TransientError
 from .salesforce_client import (
     DEFAULT_RETRY_AFTER_S,
     Client,
@@ -103,6 +103,7 @@ class SalesforceAdapter(Adapter):
             "SuppliedEmail": customer.get("email"),
             "SuppliedPhone": customer.get("phone"),
             "OwnerId": routing.get("owner_id"),  # a user (005…) or a queue (00G…)
+            "ParentId": ctx.follows_ticket,  # the conversation's closed case, when it came back after it
         }
         context = {"assignment": ctx.assignment, "handoff": {"id": ctx.handoff_id}}
         for api_name, spec in (self.mapping.get("fields") or {}).items():
@@ -192,10 +193,20 @@ class SalesforceAdapter(Adapter):
 
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         case_id, headers = payload["case_id"], payload["headers"]
+        self._still_open(case_id)
         if payload["case"]:
             self._call(lambda sf: sf.Case.update(case_id, payload["case"], headers=headers))
         counts = self._transcript_to(case_id, payload, resume=ctx.attempt > 1 or ctx.outcome_unknown)
         return self._sent(case_id, {"case_id": case_id, **counts})
+
+    def _still_open(self, case_id: str) -> None:
+        """Comments on a closed case reach no queue: the customer who came back would wait for no
+        one. A closed (or deleted) case makes the base open a new case, its child (`TicketGone`)."""
+        soql = format_soql("SELECT IsClosed FROM Case WHERE Id = {}", case_id)
+        records = self._call(lambda sf: sf.query(soql), write=False).get("records") or []
+        if not records or records[0].get("IsClosed"):
+            raise TicketGone(f"case {case_id} is {'closed' if records else 'gone'}", ticket_id=case_id,
+                             closed=bool(records))
 
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
         case_id = self._unfinished.get(ctx.handoff_id)

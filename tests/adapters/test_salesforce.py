@@ -200,6 +200,7 @@ def test_transcript_as_feed_item(org: SalesforceFake) -> None:
 
 def test_link_present_adds_case_comments_only(org: SalesforceFake) -> None:
     ctx = ctx_for(link=Link(vendor_id="5005g00000OldCaseAA", url=None))
+    org.case_state("5005g00000OldCaseAA")
     org.comments(2)
 
     outcome = adapter().deliver(ctx)
@@ -209,7 +210,22 @@ def test_link_present_adds_case_comments_only(org: SalesforceFake) -> None:
     assert {brief["ParentId"], transcript["ParentId"]} == {"5005g00000OldCaseAA"}
     assert brief["CommentBody"] == f"Handoff {HID} · brief · part 1/2\n" + ctx.brief.summary_text
     assert transcript["CommentBody"].startswith(f"Handoff {HID} · transcript · part 2/2\n")
-    assert len(org.calls()) == 2  # no contact lookup, no Case
+    assert len(org.calls()) == 3  # the case's state, two comments: no contact lookup, no Case
+
+
+@pytest.mark.parametrize(("closed", "parent"), [(True, "5005g00000OldCaseAA"), (False, None)])
+def test_a_closed_or_deleted_case_gets_a_new_case_with_the_whole_brief(org: SalesforceFake, closed, parent) -> None:
+    """Comments on a closed case reach no queue: the conversation came back after it closed."""
+    org.case_state("5005g00000OldCaseAA", closed=closed, gone=not closed)
+    org.new_case(comments=1)
+
+    outcome = adapter().deliver(ctx_for(link=Link(vendor_id="5005g00000OldCaseAA", url=None)))
+
+    assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID)
+    [case] = org.sent("Case")
+    assert case.get("ParentId") == parent  # a child of the closed case; a deleted one is not named
+    assert case["Description"] == ctx_for().brief.text
+    assert [c["ParentId"] for c in org.sent("CaseComment")] == [CASE_ID]
 
 
 def test_timeout_after_the_vendor_acted_does_not_make_a_second_case(org: SalesforceFake) -> None:

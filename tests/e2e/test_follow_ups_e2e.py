@@ -164,6 +164,7 @@ def test_salesforce_gets_the_messages_as_case_comments_on_the_handoffs_case(make
         org = SalesforceFake(rsps)
         org.new_case()
         handoff_id = post(client, full_packet()).get_json()["id"]
+        org.case_state(IDS["Case"])
         org.comments(2)
         response = send(client, handoff_id)
         assert response.status_code == 201, response.get_json()

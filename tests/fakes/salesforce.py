@@ -66,11 +66,12 @@ class SalesforceFake:
     # ---- data -------------------------------------------------------------------------------
 
     def query(self, records: list[dict[str, Any]], soql: str | None = None, sobject: str = "Contact") -> None:
-        """GET query/ answering `records`; with `soql`, only that exact query string matches."""
+        """GET query/ answering `records`; with `soql`, only that exact query string matches, else any
+        query of `sobject`."""
         body = {"totalSize": len(records), "done": True, "records": [
             {"attributes": {"type": sobject, "url": f"/services/data/v{API_VERSION}/sobjects/{sobject}/{r.get('Id')}"},
              **r} for r in records]}
-        match = [matchers.query_param_matcher({"q": soql})] if soql else []
+        match = [matchers.query_param_matcher({"q": soql})] if soql else [_from(sobject)]
         self.rsps.get(f"{self.api}/query/", json=body, match=match)
 
     def create(self, sobject: str, record_id: str | None = None, *, headers: dict[str, str] | None = None) -> str:
@@ -88,6 +89,11 @@ class SalesforceFake:
         self.create("Contact")
         self.create("Case", headers={"Sforce-Auto-Assign": "TRUE"})
         self.comments(comments)
+
+    def case_state(self, case_id: str, *, closed: bool = False, gone: bool = False) -> None:
+        """The look at a conversation's case before adding to it: open, closed, or deleted (no row)."""
+        self.query([] if gone else [{"Id": case_id, "IsClosed": closed}], sobject="Case",
+                   soql=f"SELECT IsClosed FROM Case WHERE Id = '{case_id}'")
 
     def comments(self, count: int, sobject: str = "CaseComment") -> list[str]:
         return [self.create(sobject, IDS[sobject] % n) for n in range(1, count + 1)]
@@ -127,3 +133,11 @@ class SalesforceFake:
     def queries(self) -> list[str]:
         """SOQL strings sent, decoded from the query string, in order."""
         return [parse_qs(urlparse(c.request.url).query)["q"][0] for c in self.calls("GET", "query/")]
+
+
+def _from(sobject: str) -> Any:
+    """A `responses` matcher: a SOQL query of `sobject` (`… FROM Contact …`)."""
+    def match(request: Any) -> tuple[bool, str]:
+        soql = parse_qs(urlparse(request.url).query).get("q", [""])[0]
+        return f" FROM {sobject} " in f"{soql} ", f"not a query of {sobject}: {soql[:80]}"
+    return match
