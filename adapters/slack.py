@@ -119,6 +119,12 @@ class SlackAdapter(Adapter):
         return {"message": message, "thread": thread}, notes
 
     def _channel(self, ctx: HandoffContext) -> str:
+        """Where the alert goes — and so where a lookup after a timeout must search: a bot's
+        `vendor_extra.slack.channel` (merged into the message last), else routing's, else the
+        mapping's, else SLACK_CHANNEL."""
+        chosen = ctx.vendor_extra.get("channel")
+        if isinstance(chosen, str) and chosen:
+            return chosen
         routed = ((ctx.assignment.get("targets") or {}).get("slack") or {}).get("channel")
         return routed or self.mapping.get("channel") or self.settings.slack_channel
 
@@ -298,6 +304,8 @@ def _api_error(api: str, err: SlackApiError, acts: bool) -> DeliveryError:
     data = response.data if isinstance(response.data, dict) else {}
     code = str(data.get("error") or f"HTTP {status}")[:300]  # a proxy's HTML page can be long
     message = f"Slack {api}: {code}"
+    if code == "missing_scope" and data.get("needed"):  # name what to add to the Slack app
+        message += f" (the bot token needs {str(data['needed'])[:100]}; see .env.example, SLACK_BOT_TOKEN)"
     if status == 429 or code == "ratelimited":
         headers = {k.lower(): v for k, v in (response.headers or {}).items()}
         raw = headers.get("retry-after")

@@ -241,6 +241,20 @@ def test_timeout_after_slack_posted_then_found_by_metadata(slack: FakeSlack) -> 
     assert [r["metadata"]["event_payload"]["part"] for r in replies] == list(range(len(expected)))
 
 
+def test_an_alert_a_bot_sent_elsewhere_by_vendor_extra_is_looked_for_there(slack: FakeSlack) -> None:
+    adapter = SlackAdapter(settings_for(slack, vendor_timeout_s=1), {})
+    slack.delay("chat.postMessage", 3.0, act=True)
+    ctx = ctx_for(full_packet(vendor_extra={"slack": {"channel": "C0ESCALATE"}}))
+    with pytest.raises(OutcomeUnknown):
+        adapter.deliver(ctx)
+
+    outcome = adapter.deliver(replace(ctx, outcome_unknown=True, attempt=2))
+
+    assert len(slack.top_level("C0ESCALATE")) == 1, "the alert was posted twice"
+    assert outcome.vendor_id.startswith("C0ESCALATE/") and not slack.top_level("C0HANDOFF")
+    assert slack.calls_to("conversations.history")[0].body["channel"] == "C0ESCALATE"
+
+
 def test_failure_mid_thread_resumes_the_thread_without_reposting(slack: FakeSlack, adapter: SlackAdapter) -> None:
     ctx = ctx_for()
     slack.fail("chat.postMessage", after=2, status=429, headers={"Retry-After": "3"})
@@ -335,6 +349,14 @@ def test_auth_errors(slack: FakeSlack, adapter: SlackAdapter, code: str) -> None
     slack.fail("chat.postMessage", error=code)
     with pytest.raises(AuthError, match=code):
         adapter.deliver(ctx_for())
+
+
+def test_a_missing_scope_is_named_so_the_admin_knows_what_to_add(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    """The lookup after a timeout reads the channel's history, which chat:write alone does not allow."""
+    slack.fail("conversations.history", raw=json.dumps({"ok": False, "error": "missing_scope",
+                                                         "needed": "channels:history", "provided": "chat:write"}).encode())
+    with pytest.raises(AuthError, match=r"missing_scope \(the bot token needs channels:history;"):
+        adapter.deliver(ctx_for(outcome_unknown=True, attempt=2))
 
 
 def test_wrong_token_is_refused_as_auth_error(slack: FakeSlack) -> None:
