@@ -105,6 +105,18 @@ def test_unknown_nested_fields_are_kept_not_dropped(client):
     assert "Acme Assistant" in brief
 
 
+def test_urls_on_a_self_hosted_bots_own_network_are_accepted(client):
+    """A self-hosted bot (Rasa X, Botpress) links to hosts without a dot: refusing them would
+    refuse the whole handoff."""
+    packet = full_packet()
+    packet["conversation"]["url"] = "http://rasa-x:5002/conversations/abc"
+    packet["transcript"][0]["attachments"] = [{"url": "http://files:8080/screenshot.png", "name": "screenshot"}]
+    response = post(client, packet)
+    assert response.status_code == 201, response.get_json()
+    body = problem(post(client, minimal_packet(conversation={"id": "c", "url": "rasa-x/no-scheme"})), 422)
+    assert list(body["errors"]) == ["conversation.url"]
+
+
 def test_unknown_target_is_refused(client):
     body = problem(post(client, minimal_packet(targets=["preview", "jira"])), 422)
     assert "targets.1" in body["errors"]

@@ -104,7 +104,7 @@ class ConversationSchema(_Open):
         validate.Length(max=35),
         validate.Regexp(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$", error="Not a BCP 47 language tag (e.g. en, es-MX)."),
     ])
-    url = fields.Url(validate=validate.Length(max=2000))
+    url = fields.Url(require_tld=False, validate=validate.Length(max=2000))
 
 
 class CustomerSchema(_Open):
@@ -123,7 +123,7 @@ class CustomerSchema(_Open):
 
 
 class AttachmentSchema(_Open):
-    url = fields.Url(required=True, validate=validate.Length(max=2000))
+    url = fields.Url(required=True, require_tld=False, validate=validate.Length(max=2000))
     name = fields.String(validate=SHORT)
     content_type = fields.String(validate=validate.Length(max=200))
     size = fields.Integer(strict=True, validate=validate.Range(min=0))
@@ -197,14 +197,14 @@ class SentimentSchema(_Open):
 class AttemptSchema(_Open):
     title = fields.String(validate=SHORT)
     detail = fields.String(validate=LONG)
-    url = fields.Url(validate=validate.Length(max=2000))
+    url = fields.Url(require_tld=False, validate=validate.Length(max=2000))
     outcome = fields.String(validate=validate.OneOf(OUTCOMES))
 
 
 class TicketRefSchema(_Open):
     system = fields.String(validate=validate.Length(max=100))
     id = fields.String(validate=ID)
-    url = fields.Url(validate=validate.Length(max=2000))
+    url = fields.Url(require_tld=False, validate=validate.Length(max=2000))
 
 
 class HistorySchema(_Open):
