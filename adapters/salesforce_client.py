@@ -215,7 +215,11 @@ def translate(err: Exception, *, write: bool, rate_limit_after: float = DEFAULT_
         if isinstance(err, (SalesforceMalformedRequest, SalesforceResourceNotFound, SalesforceMoreThanOneRecord)):
             return RejectedError(text, status=err.status, reply=err.content)
         if err.status >= 500:
-            return TransientError(text, status=err.status, reply=err.content)
+            # Salesforce's own error list means it answered, and a request's changes roll back on an
+            # error; anything else (a gateway's 502/504 page) may have come after it acted. A write
+            # answered so is looked up before it is sent again.
+            unknown = write and not code
+            return (OutcomeUnknown if unknown else TransientError)(text, status=err.status, reply=err.content)
         return RejectedError(text, status=err.status, reply=err.content)
     if isinstance(err, requests.RequestException):
         if write and _request_left(err):

@@ -396,6 +396,18 @@ def test_5xx_is_transient(org: SalesforceFake) -> None:
     assert not isinstance(caught.value, OutcomeUnknown) and caught.value.status == 500
 
 
+@pytest.mark.parametrize("status", [502, 504])
+def test_a_gateways_5xx_to_a_create_is_an_unknown_outcome(org: SalesforceFake, status: int) -> None:
+    """Salesforce's own 5xx (its error list) rolls the request back; a gateway's page in front of
+    it may come after the case was made, so the next attempt looks before creating again."""
+    org.query([{"Id": "0035g00000Existing"}])
+    org.rsps.add("POST", f"{org.api}/sobjects/Case/", status=status, body="<html>Bad gateway</html>",
+                 content_type="text/html")
+    with pytest.raises(OutcomeUnknown) as caught:
+        adapter().deliver(ctx_for())
+    assert caught.value.status == status
+
+
 @pytest.mark.parametrize("exc", [
     requests.ConnectTimeout("connect timed out"),
     requests.ConnectionError(MaxRetryError(None, "/", NewConnectionError(None, "Connection refused"))),  # type: ignore[arg-type]

@@ -561,6 +561,24 @@ def test_a_timed_out_comment_is_looked_up_not_posted_twice(zd: FakeZendesk) -> N
     assert not zd.calls("PUT", "/api/v2/tickets/77120.json")
 
 
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_comment_answered_5xx_is_looked_up_before_it_is_sent_again(zd: FakeZendesk, status: int) -> None:
+    """A gateway's 5xx may come after Zendesk added the comment, and a comment has no idempotency
+    key: resending blindly could post the brief twice."""
+    link = Link(vendor_id="77120", url="https://acme.zendesk.com/agent/tickets/77120")
+    zd.error("PUT", "/api/v2/tickets/77120.json", status, "error-503.html")
+    with pytest.raises(OutcomeUnknown):
+        adapter().deliver(ctx(link=link))
+    context = ctx(link=link, outcome_unknown=True, attempt=2)
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/77120/comments.json", status=200, json={"comments": [
+        {"id": 1, "html_body": f"<p>Handoff {context.handoff_id} from support-bot</p>"}]})
+
+    outcome = adapter().deliver(context)
+
+    assert (outcome.status, outcome.vendor_id) == ("updated", "77120")
+    assert len(zd.calls("PUT", "/api/v2/tickets/77120.json")) == 1
+
+
 def test_a_timed_out_comment_that_did_not_land_is_sent_again(zd: FakeZendesk) -> None:
     link = Link(vendor_id="77120", url="https://acme.zendesk.com/agent/tickets/77120")
     zd.rsps.add("GET", zd.origin + "/api/v2/tickets/77120/comments.json", status=200,
