@@ -14,6 +14,7 @@ attempt goes through `find_existing` and resumes instead of re-creating.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import unicodedata
 from collections import Counter
@@ -24,6 +25,7 @@ import requests
 from simple_salesforce import Salesforce, format_soql
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
 from simple_salesforce.format import format_external_id
+from ulid import ULID
 
 from connector.mapping_values import MISSING, resolve
 from connector.settings import Settings
@@ -45,6 +47,7 @@ T = TypeVar("T")
 
 SUBJECT_MAX = 255  # characters
 DESCRIPTION_MAX = 32_000  # characters
+CLOCK_SKEW_S = 600  # between this host's clock (a handoff id's time) and Salesforce's CreatedDate
 COMMENT_MAX_BYTES = 4_000  # CaseComment.CommentBody is limited in UTF-8 bytes, not characters
 FEED_ITEM_MAX = 10_000  # FeedItem.Body, characters
 CONTINUED = "\n(continued)"  # ends every part of a message too long for one comment
@@ -79,8 +82,9 @@ class SalesforceAdapter(Adapter):
     def warnings(self) -> list[str]:
         if self.mapping.get("handoff_id_field"):
             return []
-        return ["mappings/salesforce.yaml: no handoff_id_field — after a timeout or a crash the case a "
-                "handoff already made cannot be found, so a retry may open a second one"]
+        return ["mappings/salesforce.yaml: no handoff_id_field — after a timeout a case is looked up by its "
+                "subject and the handoff id its description ends with; a vendor_extra that replaces the "
+                "description defeats that, and a retry may then open a second case"]
 
     def build_create(self, ctx: HandoffContext) -> dict[str, Any]:
         customer = ctx.packet.get("customer") or {}
@@ -211,15 +215,33 @@ class SalesforceAdapter(Adapter):
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
         case_id = self._unfinished.get(ctx.handoff_id)
         field = self.mapping.get("handoff_id_field")
+        payload = self.render(ctx)
         if case_id is None and field:
             soql = format_soql("SELECT Id FROM Case WHERE {field:literal} = {value} ORDER BY CreatedDate ASC LIMIT 1",
                                field=field, value=ctx.handoff_id)
             records = self._call(lambda sf: sf.query(soql), write=False).get("records") or []
             case_id = records[0]["Id"] if records else None
+        elif case_id is None:
+            case_id = self._by_description(ctx, payload["case"])
         if case_id is None:
-            return None  # without handoff_id_field (and after a restart) we cannot know: create again
-        counts = self._finish(case_id, self.render(ctx), ctx, resume=True)
+            return None
+        counts = self._finish(case_id, payload, ctx, resume=True)
         return self._sent(case_id, {"case_id": case_id, "found": True, **counts})
+
+    def _by_description(self, ctx: HandoffContext, case: Mapping[str, Any]) -> str | None:
+        """Without `handoff_id_field`: the cases with this handoff's subject made since the handoff
+        was (its ULID says when), whose description names the handoff — the brief ends with its id.
+        SOQL cannot filter on a long text area, so the few same-subject cases are read and checked
+        here; a read, consistent, unlike a search. What it cannot find (a `vendor_extra` that
+        replaced the description, a summary too long to keep the id) is created again."""
+        if not case.get("Subject") or ctx.handoff_id not in str(case.get("Description") or ""):
+            return None
+        since = created_at(ctx.handoff_id) - dt.timedelta(seconds=CLOCK_SKEW_S)
+        soql = format_soql("SELECT Id, Description FROM Case WHERE Subject = {} AND CreatedDate >= {:literal} "
+                           "ORDER BY CreatedDate ASC LIMIT 200", case["Subject"],
+                           since.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        records = self._call(lambda sf: sf.query(soql), write=False).get("records") or []
+        return next((r["Id"] for r in records if ctx.handoff_id in (r.get("Description") or "")), None)
 
     def _contact(self, plan: Mapping[str, Any] | None) -> tuple[str | None, bool]:
         """Find the contact by SOQL (consistent, so a retry finds one we created), else create it."""
@@ -297,6 +319,15 @@ class SalesforceAdapter(Adapter):
                 self._conn = connect(self.settings, VendorSession(self.settings.vendor_timeout_s),
                                      auth_mode(self.settings))
             return self._conn
+
+
+def created_at(handoff_id: str) -> dt.datetime:
+    """When a handoff (or follow-up) was made, from the ULID its id holds; a day ago for an id
+    that holds none (tests', previews')."""
+    try:
+        return ULID.from_str(handoff_id.split("_", 1)[-1]).datetime
+    except ValueError:
+        return dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
 
 
 def split_blocks(blocks: Sequence[str], budget: int, in_bytes: bool) -> list[str]:

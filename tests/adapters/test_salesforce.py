@@ -249,6 +249,46 @@ def test_timeout_after_the_vendor_acted_does_not_make_a_second_case(org: Salesfo
     assert org.sent("CaseComment")[0]["ParentId"] == CASE_ID
 
 
+def test_without_a_handoff_id_field_a_timed_out_case_is_found_by_its_description(org: SalesforceFake) -> None:
+    """The shipped mapping has no custom field (it must be made in the org first): the case a
+    timed-out create made is found by its subject, then by the handoff id its description ends
+    with — not taken for another handoff's case with the same subject."""
+    org.query([{"Id": "0035g00000Existing"}])
+    org.raise_("POST", "sobjects/Case/", requests.ReadTimeout("read timed out"))
+    with pytest.raises(OutcomeUnknown):
+        adapter().deliver(ctx_for())
+    [case] = org.sent("Case")
+    org.query([{"Id": "5005g00000OtherAAA", "Description": "another handoff's brief, same subject"},
+               {"Id": CASE_ID, "Description": case["Description"]}], sobject="Case")
+    org.query([], sobject="CaseComment", soql=f"SELECT CommentBody FROM CaseComment WHERE ParentId = '{CASE_ID}'")
+    org.comments(1)
+
+    outcome = SalesforceAdapter(TOKEN_SETTINGS, {}).deliver(ctx_for(outcome_unknown=True, attempt=2))
+
+    assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID)
+    assert len(org.calls("POST", "sobjects/Case/")) == 1
+    [lookup] = [q for q in org.queries() if " FROM Case WHERE Subject" in q]
+    assert lookup.startswith(f"SELECT Id, Description FROM Case WHERE Subject = '{case['Subject']}' AND CreatedDate >= ")
+
+
+def test_a_case_whose_description_does_not_name_the_handoff_is_not_taken_for_it(org: SalesforceFake) -> None:
+    org.query([{"Id": "0035g00000Existing"}])
+    org.query([{"Id": "5005g00000OtherAAA", "Description": "another handoff's brief, same subject"}], sobject="Case")
+    org.create("Case")
+    org.comments(1)
+    outcome = adapter().deliver(ctx_for(outcome_unknown=True, attempt=2))
+    assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID) and len(org.sent("Case")) == 1
+
+
+def test_a_handoff_ids_time_bounds_the_lookup() -> None:
+    from ulid import ULID
+
+    from adapters.salesforce import created_at
+
+    made = ULID()
+    assert created_at(f"hnd_{made}") == made.datetime and created_at(f"msg_{made}") == made.datetime
+
+
 def test_comments_failing_after_the_case_resume_without_reposting(org: SalesforceFake) -> None:
     lines = [{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "z" * 3_000} for _ in range(3)]
     ctx = ctx_for(full_packet(transcript=lines))

@@ -346,16 +346,17 @@ class FakeSalesforce(FakeVendor):
         return Reply(404, [{"errorCode": "NOT_FOUND", "message": f"{method} {path}"}])
 
     def _query(self, soql: str) -> Reply:
-        match = re.match(r"SELECT\s+(\w+)\s+FROM\s+(\w+)\s+WHERE\s+(\w+)\s*=\s*'((?:[^'\\]|\\.)*)'(.*)$", soql, re.S)
+        # Only the first condition filters (a time bound after AND is taken as met).
+        match = re.match(r"SELECT\s+([\w, ]+?)\s+FROM\s+(\w+)\s+WHERE\s+(\w+)\s*=\s*'((?:[^'\\]|\\.)*)'(.*)$", soql, re.S)
         if not match or match[2] not in self.records:
             return Reply(400, [{"errorCode": "MALFORMED_QUERY", "message": soql[:200]}])
-        column, sobject, where, value, rest = match.groups()
+        columns, sobject, where, value, rest = match.groups()
         value = re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r", "t": "\t"}.get(m[1], m[1]), value)
         rows = [r for r in self.records[sobject] if str(r.get(where)) == value]
         if limit := re.search(r"LIMIT\s+(\d+)", rest):
             rows = rows[: int(limit[1])]
         records = [{"attributes": {"type": sobject, "url": f"{SF_API}sobjects/{sobject}/{r['Id']}"},
-                    column: r.get(column)} for r in rows]
+                    **{column.strip(): r.get(column.strip()) for column in columns.split(",")}} for r in rows]
         return Reply(200, {"totalSize": len(records), "done": True, "records": records})
 
     def counts(self) -> dict[str, int]:
