@@ -117,6 +117,22 @@ def test_urls_on_a_self_hosted_bots_own_network_are_accepted(client):
     assert list(body["errors"]) == ["conversation.url"]
 
 
+def test_an_attachment_with_a_name_only_is_kept_and_one_with_nothing_is_named(client):
+    """The contract requires no attachment field: a file the bot could not fetch still tells the
+    agent the customer sent it."""
+    packet = full_packet()
+    packet["transcript"][0]["attachments"] = [{"name": "invoice-8812.pdf", "content_type": "application/pdf"}]
+    response = post(client, packet)
+    assert response.status_code == 201, response.get_json()
+    detail = client.get(response.get_json()["links"]["self"], headers=auth()).get_json()
+    brief = detail["deliveries"][0]["payload"]["brief"]
+    assert "📎 invoice-8812.pdf (application/pdf)\n" in brief["text"] and "None" not in brief["text"]
+    assert "📎 invoice-8812.pdf (application/pdf)</p>" in brief["html"] and 'href="None"' not in brief["html"]
+    packet["transcript"][0]["attachments"] = [{"content_type": "application/pdf"}]
+    body = problem(post(client, packet), 422)
+    assert body["errors"] == {"transcript.0.attachments.0": ["An attachment needs a url or a name."]}
+
+
 def test_unknown_target_is_refused(client):
     body = problem(post(client, minimal_packet(targets=["preview", "jira"])), 422)
     assert "targets.1" in body["errors"]

@@ -123,10 +123,17 @@ class CustomerSchema(_Open):
 
 
 class AttachmentSchema(_Open):
-    url = fields.Url(required=True, require_tld=False, validate=validate.Length(max=2000))
+    # The contract requires none of these; an attachment must still say something an agent can
+    # use: where it is or what it was called (a file the bot could not fetch has a name only).
+    url = fields.Url(require_tld=False, validate=validate.Length(max=2000))
     name = fields.String(validate=SHORT)
     content_type = fields.String(validate=validate.Length(max=200))
     size = fields.Integer(strict=True, validate=validate.Range(min=0))
+
+    @validates_schema
+    def _named_or_linked(self, data: dict[str, Any], **_: Any) -> None:
+        if not data.get("url") and not str(data.get("name") or "").strip():
+            raise ValidationError("An attachment needs a url or a name.", "_schema")
 
 
 class TranscriptEntrySchema(_Open):
