@@ -8,6 +8,8 @@ still being sent. A delivery that is pending, dead or failed keeps its handoff h
 handoff never reached an agent, and the admin page and replay still need it. A conversation's
 link to its ticket goes once no handoff of the conversation is left, so a conversation that comes
 back after the cutoff starts a new ticket instead of updating one the helpdesk may have archived.
+Messages posted to a handoff at the moment it is forgotten stay: they are delivered with
+everything (their handoff is gone) and forgotten on their own once they are old.
 
 What else forgetting means: a bot retrying with an idempotency key older than the cutoff makes a
 new handoff (bots retry within minutes; the cutoff is at least `settings.RETENTION_MIN_DAYS`
@@ -22,9 +24,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, select, tuple_
+from sqlalchemy import and_, delete, exists, func, or_, select, tuple_
 from sqlalchemy.engine import Connection
 
 from . import metrics
@@ -39,8 +43,6 @@ _H = Handoff.__table__
 _D = Delivery.__table__
 _C = Callback.__table__
 _L = ConversationLink.__table__
-_FOLLOW_UP = _H.alias("follow_up")
-_FOLLOW_UP_DELIVERY = _D.alias("follow_up_delivery")
 
 
 @dataclass(frozen=True)
@@ -59,16 +61,22 @@ def cutoff(days: int, now: dt.datetime | None = None) -> dt.datetime:
     return (now or utcnow()) - dt.timedelta(days=days)
 
 
+def _settled(row: Any, before: dt.datetime):  # type: ignore[no-untyped-def]
+    """`row` (the handoffs table or an alias of it) is older than `before`, every delivery of it
+    reached its target, and no status callback of it is still being sent."""
+    deliveries, sending = _D.alias(), _C.alias()
+    return and_(row.c.created_at < before,
+                ~exists().where(deliveries.c.handoff_id == row.c.id, deliveries.c.state.not_in(DONE)),
+                ~exists().where(sending.c.handoff_id == row.c.id, sending.c.status == "pending"))
+
+
 def _forgettable(before: dt.datetime):  # type: ignore[no-untyped-def]
-    """The conditions above, on the handoffs table (follow-ups go with their handoff)."""
-    undelivered = exists().where(_D.c.handoff_id == _H.c.id, _D.c.state.not_in(DONE))
-    follow_up_young_or_undelivered = exists().where(
-        _FOLLOW_UP.c.follows_id == _H.c.id,
-        (_FOLLOW_UP.c.created_at >= before) | exists().where(
-            _FOLLOW_UP_DELIVERY.c.handoff_id == _FOLLOW_UP.c.id, _FOLLOW_UP_DELIVERY.c.state.not_in(DONE)))
-    sending = exists().where(_C.c.handoff_id == _H.c.id, _C.c.status == "pending")
-    return and_(_H.c.follows_id.is_(None), _H.c.created_at < before,
-                ~undelivered, ~follow_up_young_or_undelivered, ~sending)
+    """The conditions above, on the handoffs table. Follow-ups go with their handoff; one whose
+    handoff is gone already (it was posted while the handoff was being forgotten) on its own."""
+    parent, follow_up = _H.alias("parent"), _H.alias("follow_up")
+    unit = or_(_H.c.follows_id.is_(None), ~exists().where(parent.c.id == _H.c.follows_id))
+    unsettled = exists().where(follow_up.c.follows_id == _H.c.id, ~_settled(follow_up, before))
+    return and_(unit, _settled(_H, before), ~unsettled)
 
 
 def count(db: Database, before: dt.datetime) -> int:
@@ -85,11 +93,20 @@ def purge_chunk(db: Database, before: dt.datetime, limit: int = CHUNK) -> Purged
                                   .where(_forgettable(before)).order_by(_H.c.created_at).limit(limit)).all()
         if not rows:
             return Purged()
-        ids = [row.id for row in rows]
-        follow_ups = connection.execute(delete(_H).where(_H.c.follows_id.in_(ids))).rowcount
-        handoffs = connection.execute(delete(_H).where(_H.c.id.in_(ids))).rowcount
-        links = _forget_links(connection, {(row.bot_id, row.conversation_id) for row in rows})
+        handoffs, follow_ups, links = _forget(connection, rows, before)
     return Purged(handoffs, follow_ups, links, more=len(rows) == limit)
+
+
+def _forget(connection: Connection, rows: Sequence[Any], before: dt.datetime) -> tuple[int, int, int]:
+    """Delete the handoffs `rows` name, their settled follow-ups and their conversations' orphaned
+    links. The follow-ups are chosen by the DELETE itself: on PostgreSQL one committed since the
+    handoffs were chosen is seen by it, and a new one — accepted, not yet delivered — must stay
+    (it is delivered with everything, and forgotten later on its own)."""
+    ids = [row.id for row in rows]
+    follow_ups = connection.execute(delete(_H).where(_H.c.follows_id.in_(ids), _settled(_H, before))).rowcount
+    handoffs = connection.execute(delete(_H).where(_H.c.id.in_(ids))).rowcount
+    links = _forget_links(connection, {(row.bot_id, row.conversation_id) for row in rows})
+    return handoffs, follow_ups, links
 
 
 def _forget_links(connection: Connection, conversations: set[tuple[str, str]]) -> int:

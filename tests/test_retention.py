@@ -80,6 +80,32 @@ def test_only_handoffs_with_nothing_owed_are_forgotten_with_all_that_is_theirs(a
     assert client.get(f"/v1/handoffs/{done}", headers=auth()).status_code == 404
 
 
+def test_messages_posted_while_their_handoff_is_being_forgotten_stay_until_they_are_old(any_db_app):
+    """On PostgreSQL the purge's DELETE sees a follow-up committed after its SELECT chose the
+    handoff: one just accepted (the bot was answered 201 or 202) must not go with it. It stays,
+    is delivered with everything (its handoff is gone), and is forgotten on its own later."""
+    db, client = any_db_app.extensions["connector"].db, any_db_app.test_client()
+    handoff_id = post(client, "c-race")
+    age(db, handoff_id)
+    with db.reading() as session:  # the purge chose the handoff before the messages came
+        chosen = session.execute(select(Handoff.id, Handoff.bot_id, Handoff.conversation_id)
+                                 .where(Handoff.id == handoff_id)).all()
+    messages = follow_up(client, handoff_id)
+    with db.writing() as connection:
+        assert retention._forget(connection, chosen, BEFORE) == (1, 0, 0)
+    assert left(db, Handoff, Handoff.id) == {messages}
+    assert retention.count(db, BEFORE) == 0  # young: kept
+    age(db, messages)
+    with db.session() as session:
+        session.execute(update(Delivery).where(Delivery.handoff_id == messages).values(state="pending"))
+    assert retention.count(db, BEFORE) == 0  # undelivered: kept
+    with db.session() as session:
+        session.execute(update(Delivery).where(Delivery.handoff_id == messages).values(state="updated"))
+    purged = retention.purge(db, BEFORE)
+    assert (purged.handoffs, purged.follow_ups, purged.links) == (1, 0, 1)
+    assert left(db, Handoff, Handoff.id) == set()
+
+
 def test_a_backlog_goes_a_chunk_per_transaction_oldest_first(app):
     db, client = app.extensions["connector"].db, app.test_client()
     ids = [post(client, f"c{n}") for n in range(5)]
