@@ -248,7 +248,11 @@ class Adapter(abc.ABC):
         # An unknown outcome is resolved first: the ticket our timed-out create made must not be
         # mistaken for "the customer's open ticket" and commented on a second time.
         if ctx.outcome_unknown:
-            found = self.find_existing_update(ctx) if ctx.link else self.find_existing(ctx)
+            try:
+                found = self.find_existing_update(ctx) if ctx.link else self.find_existing(ctx)
+            except TicketGone as gone:  # the ticket went meanwhile; our new one may exist already
+                ctx = self._instead_of(gone, ctx)
+                found = self.find_existing(ctx)
             if found is not None:
                 return self._outcome("updated" if ctx.link else "created", found, None, ctx)
         if ctx.link is None and self.mapping.get("update_open_ticket"):

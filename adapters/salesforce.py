@@ -209,8 +209,10 @@ class SalesforceAdapter(Adapter):
         soql = format_soql("SELECT IsClosed FROM Case WHERE Id = {}", case_id)
         records = self._call(lambda sf: sf.query(soql), write=False).get("records") or []
         if not records or records[0].get("IsClosed"):
-            raise TicketGone(f"case {case_id} is {'closed' if records else 'gone'}", ticket_id=case_id,
-                             closed=bool(records))
+            # No row: deleted, or no longer visible to the API user (private sharing after a change
+            # of owner) — either way nothing can be added to it that anyone routed here would see.
+            raise TicketGone(f"case {case_id} is {'closed' if records else 'deleted or not visible to the API user'}",
+                             ticket_id=case_id, closed=bool(records))
 
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
         case_id = self._unfinished.get(ctx.handoff_id)

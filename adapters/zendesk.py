@@ -238,13 +238,31 @@ class ZendeskAdapter(Adapter):
         every brief names its handoff id, so the ticket's newest comments tell."""
         assert ctx.link is not None
         ticket_id = quote(ctx.link.vendor_id)
-        reply, _ = self._call("GET", f"/api/v2/tickets/{ticket_id}/comments.json", write=False,
-                              params={"sort_order": "desc", "per_page": 20}, expect="comments")
+        try:
+            reply, _ = self._call("GET", f"/api/v2/tickets/{ticket_id}/comments.json", write=False,
+                                  params={"sort_order": "desc", "per_page": 20}, expect="comments")
+        except RejectedError as err:
+            if err.status == 404:  # deleted since: the comment cannot be there, a new ticket may
+                raise TicketGone(f"ticket {ctx.link.vendor_id} is gone: {err.message}", ticket_id=ctx.link.vendor_id,
+                                 closed=False, status=404, reply=err.reply) from err
+            raise
         for comment in reply["comments"]:
             if ctx.handoff_id in (comment.get("html_body") or comment.get("body") or ""):
+                # The timed-out update may not have got as far as reopening a solved ticket.
+                reopened = self._conf["reopen_solved"] and self._reopen_if_solved(ctx.link.vendor_id)
                 return Sent(vendor_id=ctx.link.vendor_id, url=self._agent_url(ctx.link.vendor_id),
-                            reply={"found_by": "comment"})
+                            reply={"found_by": "comment", **({"reopened": True} if reopened else {})})
         return None
+
+    def _reopen_if_solved(self, ticket_id: str) -> bool:
+        path = f"/api/v2/tickets/{quote(str(ticket_id), safe='')}.json"
+        try:
+            reply, _ = self._call("GET", path, write=False, expect="ticket")
+        except DeliveryError as err:
+            log.warning("solved ticket not reopened", extra={"ticket": ticket_id, "error": type(err).__name__,
+                                                             "status": err.status})
+            return False
+        return reply["ticket"].get("status") == "solved" and self._reopen(path, ticket_id)
 
     def find_open_ticket(self, ctx: HandoffContext) -> Link | None:
         try:

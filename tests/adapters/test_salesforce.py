@@ -3,6 +3,7 @@ wire (JSON bodies, SOQL, headers), and how every failure comes back as `adapters
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Iterator
@@ -268,7 +269,12 @@ def test_without_a_handoff_id_field_a_timed_out_case_is_found_by_its_description
     assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID)
     assert len(org.calls("POST", "sobjects/Case/")) == 1
     [lookup] = [q for q in org.queries() if " FROM Case WHERE Subject" in q]
-    assert lookup.startswith(f"SELECT Id, Description FROM Case WHERE Subject = '{case['Subject']}' AND CreatedDate >= ")
+    prefix = f"SELECT Id, Description FROM Case WHERE Subject = '{case['Subject']}' AND CreatedDate >= "
+    assert lookup.startswith(prefix) and lookup.endswith(" ORDER BY CreatedDate ASC LIMIT 200")
+    # the test's handoff id holds no time: a day back, less the clock skew, in UTC
+    since = dt.datetime.strptime(lookup[len(prefix):len(prefix) + 20], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    expected = dt.datetime.now(dt.UTC) - dt.timedelta(days=1, seconds=600)
+    assert abs((since - expected).total_seconds()) < 60
 
 
 def test_a_case_whose_description_does_not_name_the_handoff_is_not_taken_for_it(org: SalesforceFake) -> None:

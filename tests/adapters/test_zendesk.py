@@ -25,7 +25,7 @@ from connector.errors import ConfigError
 from connector.mappings import load_file
 from connector.settings import Settings
 from tests.factories import full_packet, make_context, minimal_packet
-from tests.fakes.zendesk import FakeZendesk, validation_errors
+from tests.fakes.zendesk import FakeZendesk, fixture, validation_errors
 
 MAPPING_FILE = Path(__file__).resolve().parents[2] / "mappings" / "zendesk.yaml"
 SETTINGS = Settings(zendesk_subdomain="acme", zendesk_email="bot@acme.example", zendesk_api_token="s3cr3t-token")
@@ -181,6 +181,37 @@ def test_a_follow_up_ticket_whose_create_timed_out_is_found_not_made_twice(zd: F
 
     assert (outcome.status, outcome.vendor_id) == ("created", "1001")
     assert len(zd.calls("POST", TICKETS)) == 1
+
+
+def test_a_ticket_deleted_while_an_update_was_unknown_gets_the_new_ticket_an_attempt_made(zd: FakeZendesk) -> None:
+    """Attempt 1: 404 on the update, the new ticket's create times out. Attempt 2 must not fail
+    on the deleted ticket's comments: it finds the new ticket by external_id instead."""
+    zd.error("PUT", "/api/v2/tickets/77120.json", 404, "error-404-ticket.json")
+    zd.raises("POST", TICKETS, requests.exceptions.ReadTimeout("read timed out"))
+    target, deleted = adapter(), Link(vendor_id="77120")
+    with pytest.raises(OutcomeUnknown):
+        target.deliver(ctx(link=deleted))
+    zd.error("GET", "/api/v2/tickets/77120/comments.json", 404, "error-404-ticket.json")
+    zd.tickets_by_external_id("hnd_01TESTHANDOFF0000000000000")
+
+    outcome = target.deliver(ctx(link=deleted, outcome_unknown=True, attempt=2))
+
+    assert (outcome.status, outcome.vendor_id) == ("created", "1001")
+    assert len(zd.calls("POST", TICKETS)) == 1
+
+
+def test_a_timed_out_note_on_a_solved_ticket_found_later_still_reopens_it(zd: FakeZendesk) -> None:
+    context = ctx(link=Link(vendor_id="77120"), outcome_unknown=True, attempt=2)
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/77120/comments.json", json={"comments": [
+        {"id": 1, "html_body": f"<p>Handoff {context.handoff_id} from support-bot</p>"}]})
+    solved = fixture("tickets-by-external-id.json")["tickets"][0] | {"id": 77120, "status": "solved"}
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/77120.json", json={"ticket": solved})
+    zd.update_ticket(77120)
+
+    outcome = adapter().deliver(context)
+
+    assert (outcome.status, outcome.reply) == ("updated", {"found_by": "comment", "reopened": True})
+    assert zd.json_bodies("PUT", "/api/v2/tickets/77120.json") == [{"ticket": {"status": "open"}}]
 
 
 @pytest.mark.parametrize("reopen", [True, False])
@@ -554,6 +585,7 @@ def test_a_timed_out_comment_is_looked_up_not_posted_twice(zd: FakeZendesk) -> N
     comments = "/api/v2/tickets/77120/comments.json"
     zd.rsps.add("GET", zd.origin + comments, status=200, json={"comments": [
         {"id": 1, "html_body": f"<p>Handoff {context.handoff_id} from support-bot</p>"}]})
+    zd.show_ticket(77120)  # not solved: nothing to reopen
 
     outcome = adapter().deliver(context)
 
@@ -572,6 +604,7 @@ def test_a_comment_answered_5xx_is_looked_up_before_it_is_sent_again(zd: FakeZen
     context = ctx(link=link, outcome_unknown=True, attempt=2)
     zd.rsps.add("GET", zd.origin + "/api/v2/tickets/77120/comments.json", status=200, json={"comments": [
         {"id": 1, "html_body": f"<p>Handoff {context.handoff_id} from support-bot</p>"}]})
+    zd.show_ticket(77120)
 
     outcome = adapter().deliver(context)
 
