@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
@@ -29,10 +29,11 @@ from connector.errors import ConfigError
 from connector.redaction import redact_packet
 from connector.settings import Settings
 
-from .errors import TicketGone
+from .errors import TicketGone, TransientError
 from .events import AssignmentEvent, Holder
 
 log = logging.getLogger(__name__)
+REPLACEMENT_WAIT_S = 2.0  # before a delivery that met a closed ticket looks again for the new one
 
 Status = Literal["created", "updated"]
 # Keys every vendor mapping file may hold: the pipeline here reads `redact` and `update_open_ticket`,
@@ -70,6 +71,10 @@ class HandoffContext:
     # The conversation's earlier ticket, closed for good: the new one names it (Zendesk's follow-up
     # ticket, Salesforce's parent case).
     follows_ticket: str | None = None
+    # Asked before a new ticket replaces one that takes no more updates (`TicketGone`): True when
+    # this delivery may open it; False when another delivery of the conversation already is (the
+    # outbox's conversation link decides). None: nothing to coordinate with (previews, tests).
+    take_replacement: Callable[[str], bool] | None = field(default=None, repr=False, compare=False)
 
     @property
     def vendor_extra(self) -> Mapping[str, Any]:
@@ -276,6 +281,11 @@ class Adapter(abc.ABC):
         """The context for a new ticket in place of one that takes no more updates: with the whole
         brief (a follow-up's short one assumed the old ticket held the rest) and, when the old one
         was closed, its id to name. The outbox then links the conversation to the new ticket."""
+        if ctx.take_replacement is not None and not ctx.take_replacement(gone.ticket_id):
+            # Two deliveries of the conversation met the same closed ticket: one new ticket, which
+            # the other then updates (the outbox holds it while that ticket is being made).
+            raise TransientError(f"ticket {gone.ticket_id} takes no more updates and another delivery of "
+                                 "this conversation is opening the new one", retry_after=REPLACEMENT_WAIT_S)
         log.info("the conversation's ticket takes no more updates; opening a new one",
                  extra={"target": self.name, "ticket": gone.ticket_id, "closed": gone.closed})
         brief = render_brief(ctx.packet, ctx.handoff_id) if ctx.brief.follow_up is not None else ctx.brief

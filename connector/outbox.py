@@ -85,6 +85,14 @@ _LINK_TICKET_BY_KEY = (
     .values(vendor_id=bindparam("vendor_id"), url=bindparam("url"), extra=bindparam("extra"),
             owner_delivery_id=None, updated_at=bindparam("now"))
 )
+# The ticket gone (closed, deleted) — or no ticket yet, this delivery owning the link — is left
+# for the new ticket this delivery opens; 0 rows when another delivery took it first.
+_TAKE_FOR_REPLACEMENT = (
+    update(_LINKS).where(_THE_LINK, or_(_LINKS.c.vendor_id == bindparam("gone"),
+                                        and_(_LINKS.c.vendor_id.is_(None),
+                                             _LINKS.c.owner_delivery_id == bindparam("owner"))))
+    .values(vendor_id=None, url=None, owner_delivery_id=bindparam("owner"), updated_at=bindparam("now"))
+)
 _LINK_OWNER_BY_KEY = update(_LINKS).where(_THE_LINK).values(owner_delivery_id=None, updated_at=bindparam("now"))
 _LONGER_PAUSE = (update(_PAUSES).where(_PAUSES.c.target == bindparam("paused"), _PAUSES.c.until < bindparam("later"))
                  .values(until=bindparam("later"), reason=bindparam("why"), updated_at=bindparam("now")))
@@ -241,6 +249,7 @@ class Outbox:
                 attempt=delivery.attempts + 1,
                 related=claimed.related,
                 public_url=self.settings.public_url,
+                take_replacement=self._replacement_taker(delivery, handoff),
             )
             log.info("delivery attempt", extra={"attempt": ctx.attempt, "update": ctx.link is not None})
             started = time.perf_counter()
@@ -257,6 +266,20 @@ class Outbox:
             # Linking the targets' tickets to each other is cosmetic: it must not delay the answer.
             self.defer(lambda: self._notify_related(handoff, delivery.target))
         return attempted
+
+    def _replacement_taker(self, delivery: Delivery, handoff: Handoff) -> Callable[[str], bool]:
+        """For `HandoffContext.take_replacement`: the conversation's link gives up the ticket that
+        takes no more updates and names this delivery as the one opening its successor — once. A
+        second delivery that met the same ticket finds the link changed, retries, and is then held
+        for the new ticket (`_link_for`) and updates it, instead of opening a third."""
+        key = ConversationLink.key_for(handoff, delivery.target)
+
+        def take(gone: str) -> bool:
+            with self.db.statements() as connection:
+                taken = driver_cursor.run(connection, _TAKE_FOR_REPLACEMENT,
+                                          {**key, "gone": gone, "owner": delivery.id, "now": utcnow()})
+                return taken.rowcount == 1
+        return take
 
     def _take_new_link(self, connection: Connection, key: Mapping[str, str], delivery_id: int,
                        now: dt.datetime) -> bool:

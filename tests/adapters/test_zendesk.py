@@ -153,6 +153,16 @@ def test_a_closed_ticket_gets_a_follow_up_ticket_with_the_whole_brief(zd: FakeZe
     assert outcome.payload["ticket"]["via_followup_source_id"] == 77120
 
 
+def test_a_closed_ticket_another_delivery_is_replacing_is_waited_for_not_replaced_twice(zd: FakeZendesk) -> None:
+    zd.error("PUT", "/api/v2/tickets/77120.json", 422, "error-422-closed-ticket.json")
+    asked: list[str] = []
+    busy = ctx(link=Link(vendor_id="77120"), take_replacement=lambda gone: asked.append(gone) and False)
+    with pytest.raises(TransientError, match="another delivery of this conversation is opening the new one") as caught:
+        adapter().deliver(busy)
+    assert asked == ["77120"] and not isinstance(caught.value, OutcomeUnknown) and caught.value.retry_after == 2.0
+    assert zd.calls("POST", TICKETS) == []
+
+
 def test_a_deleted_ticket_gets_a_new_ticket_naming_nothing(zd: FakeZendesk) -> None:
     zd.error("PUT", "/api/v2/tickets/77120.json", 404, "error-404-ticket.json")
     zd.create_ticket({"id": 1002})

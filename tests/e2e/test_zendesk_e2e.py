@@ -91,6 +91,51 @@ def test_a_conversation_back_after_its_ticket_closed_gets_a_follow_up_ticket_and
     zd.assert_ticket_requests_valid()
 
 
+def test_two_handoffs_meeting_the_same_closed_ticket_make_one_new_ticket(zendesk):
+    """The second handoff takes the conversation's link to open the closed ticket's successor; a
+    third, which met the closed ticket at the same moment, may not open another: it waits for
+    that ticket and updates it."""
+    from requests.exceptions import ReadTimeout
+    from sqlalchemy import select
+
+    from connector.models import Delivery, Handoff
+
+    client, zd = zendesk
+    services = client.application.extensions["connector"]
+    zd.search(results=[])
+    zd.create_ticket({"id": 1001})
+    post(client, full_packet())
+    zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
+    zd.raises("POST", "/api/v2/tickets.json", ReadTimeout("read timed out"))  # the new ticket: fate unknown
+    packets = [full_packet(), full_packet()]
+    for n, packet in enumerate(packets):
+        packet["transcript"].append({"at": "2026-11-27T11:00:00Z", "role": "customer", "text": f"Back ({n})."})
+    second = post(client, packets[0]).get_json()
+    third = post(client, packets[1]).get_json()  # held: the link says the second is opening a ticket
+    assert (second["tickets"][0]["status"], third["tickets"][0]["status"]) == ("pending", "pending")
+    assert len(zd.calls("POST", "/api/v2/tickets.json")) == 2 and len(zd.calls("PUT", "/api/v2/tickets/1001.json")) == 1
+
+    def row(handoff_id):
+        with services.db.session() as session:
+            handoff = session.get(Handoff, handoff_id)
+            return session.scalars(select(Delivery).where(Delivery.handoff_id == handoff_id)).one(), handoff
+
+    # had the third met ticket 1001 at the same moment as the second, it could not take it
+    assert services.outbox._replacement_taker(*row(third["id"]))("1001") is False
+    assert services.outbox._replacement_taker(*row(second["id"]))("1001") is True  # its own, still
+
+    made = {**fixture("tickets-by-external-id.json")["tickets"][0], "id": 1002, "external_id": second["id"]}
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets.json", json={"tickets": [made]})  # Zendesk had made it
+    zd.update_ticket(1002)
+    with services.db.session() as session:
+        session.execute(Delivery.__table__.update().values(next_attempt_at=Delivery.created_at))
+    assert services.outbox.run_delivery(row(second["id"])[0].id).vendor_id == "1002"
+    services.outbox.run_delivery(row(third["id"])[0].id)  # no longer held: 1002 is recorded
+    delivered = row(third["id"])[0]
+    assert (delivered.state, delivered.vendor_id) == ("updated", "1002")
+    assert len(zd.calls("POST", "/api/v2/tickets.json")) == 2  # no third ticket
+
+
 def test_a_sticky_rule_offers_the_previous_agent_from_zendesk(zendesk):
     client, zd = zendesk
     zd.search()  # the recorded search: an open ticket with an assignee
