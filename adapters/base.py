@@ -29,7 +29,7 @@ from connector.errors import ConfigError
 from connector.redaction import redact_packet
 from connector.settings import Settings
 
-from .errors import TicketGone, TransientError
+from .errors import ReplacementUnderway, TicketGone
 from .events import AssignmentEvent, Holder
 
 log = logging.getLogger(__name__)
@@ -71,10 +71,11 @@ class HandoffContext:
     # The conversation's earlier ticket, closed for good: the new one names it (Zendesk's follow-up
     # ticket, Salesforce's parent case).
     follows_ticket: str | None = None
-    # Asked before a new ticket replaces one that takes no more updates (`TicketGone`): True when
-    # this delivery may open it; False when another delivery of the conversation already is (the
-    # outbox's conversation link decides). None: nothing to coordinate with (previews, tests).
-    take_replacement: Callable[[str], bool] | None = field(default=None, repr=False, compare=False)
+    # Asked, with the gone ticket's id and whether it was closed, before a new ticket replaces one
+    # that takes no more updates (`TicketGone`): True when this delivery may open it; False when
+    # another delivery of the conversation already is (the outbox's conversation link decides, and
+    # keeps the closed ticket's id for whoever opens it). None: nothing to coordinate with.
+    take_replacement: Callable[[str, bool], bool] | None = field(default=None, repr=False, compare=False)
 
     @property
     def vendor_extra(self) -> Mapping[str, Any]:
@@ -260,7 +261,8 @@ class Adapter(abc.ABC):
                 found = self.find_existing(ctx)
             if found is not None:
                 return self._outcome("updated" if ctx.link else "created", found, None, ctx)
-        if ctx.link is None and self.mapping.get("update_open_ticket"):
+        # Not for the successor of a closed ticket: that one is opened, naming it.
+        if ctx.link is None and ctx.follows_ticket is None and self.mapping.get("update_open_ticket"):
             open_ticket = self.find_open_ticket(ctx)
             if open_ticket is not None:
                 ctx = replace(ctx, link=open_ticket)
@@ -281,11 +283,11 @@ class Adapter(abc.ABC):
         """The context for a new ticket in place of one that takes no more updates: with the whole
         brief (a follow-up's short one assumed the old ticket held the rest) and, when the old one
         was closed, its id to name. The outbox then links the conversation to the new ticket."""
-        if ctx.take_replacement is not None and not ctx.take_replacement(gone.ticket_id):
+        if ctx.take_replacement is not None and not ctx.take_replacement(gone.ticket_id, gone.closed):
             # Two deliveries of the conversation met the same closed ticket: one new ticket, which
             # the other then updates (the outbox holds it while that ticket is being made).
-            raise TransientError(f"ticket {gone.ticket_id} takes no more updates and another delivery of "
-                                 "this conversation is opening the new one", retry_after=REPLACEMENT_WAIT_S)
+            raise ReplacementUnderway(f"ticket {gone.ticket_id} takes no more updates and another delivery of "
+                                      "this conversation is opening the new one", retry_after=REPLACEMENT_WAIT_S)
         log.info("the conversation's ticket takes no more updates; opening a new one",
                  extra={"target": self.name, "ticket": gone.ticket_id, "closed": gone.closed})
         brief = render_brief(ctx.packet, ctx.handoff_id) if ctx.brief.follow_up is not None else ctx.brief

@@ -62,6 +62,12 @@ class TicketGone(RejectedError):
         self.closed = closed
 
 
+class ReplacementUnderway(TransientError):
+    """Another delivery of the conversation is opening the ticket that replaces one gone
+    (`TicketGone`): the outbox holds this one for it — not an attempt — and it then updates that
+    ticket. Anywhere else it is a plain retry."""
+
+
 Decision = Literal["retry", "fail"]
 
 

@@ -26,7 +26,7 @@ from sqlalchemy import Boolean, Connection, and_, bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
 from adapters.base import Adapter, HandoffContext, Link, Outcome
-from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, TransientError, decide
+from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, ReplacementUnderway, TransientError, decide
 
 from . import callbacks, driver_cursor, metrics
 from .backoff import backoff_seconds
@@ -91,7 +91,8 @@ _TAKE_FOR_REPLACEMENT = (
     update(_LINKS).where(_THE_LINK, or_(_LINKS.c.vendor_id == bindparam("gone"),
                                         and_(_LINKS.c.vendor_id.is_(None),
                                              _LINKS.c.owner_delivery_id == bindparam("owner"))))
-    .values(vendor_id=None, url=None, owner_delivery_id=bindparam("owner"), updated_at=bindparam("now"))
+    .values(vendor_id=None, url=None, extra=bindparam("extra"), owner_delivery_id=bindparam("owner"),
+            updated_at=bindparam("now"))
 )
 _LINK_OWNER_BY_KEY = update(_LINKS).where(_THE_LINK).values(owner_delivery_id=None, updated_at=bindparam("now"))
 _LONGER_PAUSE = (update(_PAUSES).where(_PAUSES.c.target == bindparam("paused"), _PAUSES.c.until < bindparam("later"))
@@ -129,6 +130,15 @@ class _Claimed:
     # A follow-up whose handoff (and every earlier follow-up) reached this target: its update
     # carries only its own messages. Otherwise it carries everything (`brief.render_brief`).
     caught_up: bool = False
+    # The closed ticket the conversation's new one replaces (`_TAKE_FOR_REPLACEMENT`), to name it.
+    follows_ticket: str | None = None
+
+
+@dataclass(frozen=True)
+class _Opening:
+    """`_link_for`: this delivery opens the conversation's ticket, the successor of `replaces`."""
+
+    replaces: str
 
 
 class Outbox:
@@ -249,12 +259,15 @@ class Outbox:
                 attempt=delivery.attempts + 1,
                 related=claimed.related,
                 public_url=self.settings.public_url,
+                follows_ticket=claimed.follows_ticket,
                 take_replacement=self._replacement_taker(delivery, handoff),
             )
             log.info("delivery attempt", extra={"attempt": ctx.attempt, "update": ctx.link is not None})
             started = time.perf_counter()
             try:
                 outcome = adapter.deliver(ctx)
+            except ReplacementUnderway:
+                return self._hold_for_replacement(delivery)
             except DeliveryError as err:
                 return self._record_error(delivery, handoff, err, time.perf_counter() - started)
             except Exception as err:  # a bug must not lose the handoff: retry, then dead
@@ -274,12 +287,24 @@ class Outbox:
         for the new ticket (`_link_for`) and updates it, instead of opening a third."""
         key = ConversationLink.key_for(handoff, delivery.target)
 
-        def take(gone: str) -> bool:
+        def take(gone: str, closed: bool) -> bool:
+            # The closed ticket's id stays on the link until its successor is recorded there: if
+            # this delivery fails, whoever opens the ticket instead still names it (`_link_for`).
             with self.db.statements() as connection:
-                taken = driver_cursor.run(connection, _TAKE_FOR_REPLACEMENT,
-                                          {**key, "gone": gone, "owner": delivery.id, "now": utcnow()})
+                taken = driver_cursor.run(connection, _TAKE_FOR_REPLACEMENT, {
+                    **key, "gone": gone, "owner": delivery.id, "now": utcnow(),
+                    "extra": {"replaces": gone} if closed else None})
                 return taken.rowcount == 1
         return take
+
+    def _hold_for_replacement(self, delivery: Delivery) -> None:
+        """Another delivery is opening the ticket this one must update: held, not an attempt (it
+        would count towards giving up), until `_link_for` finds that ticket or takes over."""
+        with self.db.writing() as connection:
+            connection.execute(_HOLD, {"delivery_id": delivery.id,
+                                       "until": utcnow() + dt.timedelta(seconds=WAIT_FOR_OWNER_S)})
+        log.info("waiting for the ticket that replaces the conversation's closed one")
+        return None
 
     def _take_new_link(self, connection: Connection, key: Mapping[str, str], delivery_id: int,
                        now: dt.datetime) -> bool:
@@ -317,12 +342,14 @@ class Outbox:
             link = self._link_for(connection, delivery, handoff, now)
             if link is False:
                 return None
+            follows = link.replaces if isinstance(link, _Opening) else None
+            link = None if isinstance(link, _Opening) else link
             related = tuple(
                 {"target": d.target, "status": d.state, "id": d.vendor_id, "url": d.url}
                 for d in handoff.deliveries
                 if d.id != delivery.id and d.state in DONE
             )
-            return _Claimed(delivery, handoff, link or None, related, caught_up)
+            return _Claimed(delivery, handoff, link or None, related, caught_up, follows)
 
     def _follow_up_may_go(self, connection: Connection, delivery: Delivery, handoff: Handoff,
                           now: dt.datetime) -> bool | None:
@@ -349,7 +376,7 @@ class Outbox:
         return None
 
     def _link_for(self, connection: Connection, delivery: Delivery, handoff: Handoff,
-                  now: dt.datetime) -> Link | None | bool:
+                  now: dt.datetime) -> Link | _Opening | None | bool:
         """The conversation's ticket at this target; False when another delivery is creating it."""
         key = ConversationLink.key_for(handoff, delivery.target)
         if self._take_new_link(connection, key, delivery.id, now):
@@ -367,7 +394,8 @@ class Outbox:
                 log.info("waiting for the conversation's first ticket", extra={"owner_delivery": row.owner_delivery_id})
                 return False
         connection.execute(_SET_LINK_OWNER, {"link_id": row.id, "owner": delivery.id, "now": now})
-        return None
+        replaces = (row.extra or {}).get("replaces")
+        return _Opening(replaces) if replaces else None
 
     # ---- recording -------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import responses
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from adapters.base import Link
-from adapters.errors import AuthError, OutcomeUnknown, RateLimited, RejectedError, TransientError
+from adapters.errors import AuthError, OutcomeUnknown, RateLimited, RejectedError, ReplacementUnderway, TransientError
 from adapters.zendesk import COMMENT_LIMIT_BYTES, ZendeskAdapter
 from connector.brief import render_brief
 from connector.errors import ConfigError
@@ -155,11 +155,11 @@ def test_a_closed_ticket_gets_a_follow_up_ticket_with_the_whole_brief(zd: FakeZe
 
 def test_a_closed_ticket_another_delivery_is_replacing_is_waited_for_not_replaced_twice(zd: FakeZendesk) -> None:
     zd.error("PUT", "/api/v2/tickets/77120.json", 422, "error-422-closed-ticket.json")
-    asked: list[str] = []
-    busy = ctx(link=Link(vendor_id="77120"), take_replacement=lambda gone: asked.append(gone) and False)
-    with pytest.raises(TransientError, match="another delivery of this conversation is opening the new one") as caught:
+    asked: list[tuple[str, bool]] = []
+    busy = ctx(link=Link(vendor_id="77120"), take_replacement=lambda *gone: asked.append(gone) and False)
+    with pytest.raises(ReplacementUnderway, match="another delivery of this conversation is opening the new one"):
         adapter().deliver(busy)
-    assert asked == ["77120"] and not isinstance(caught.value, OutcomeUnknown) and caught.value.retry_after == 2.0
+    assert asked == [("77120", True)]
     assert zd.calls("POST", TICKETS) == []
 
 

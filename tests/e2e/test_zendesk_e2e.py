@@ -120,9 +120,9 @@ def test_two_handoffs_meeting_the_same_closed_ticket_make_one_new_ticket(zendesk
             handoff = session.get(Handoff, handoff_id)
             return session.scalars(select(Delivery).where(Delivery.handoff_id == handoff_id)).one(), handoff
 
-    # had the third met ticket 1001 at the same moment as the second, it could not take it
-    assert services.outbox._replacement_taker(*row(third["id"]))("1001") is False
-    assert services.outbox._replacement_taker(*row(second["id"]))("1001") is True  # its own, still
+    # had the third met ticket 1001 at the same moment as the second, it could not take it …
+    assert services.outbox._replacement_taker(*row(third["id"]))("1001", True) is False
+    assert services.outbox._replacement_taker(*row(second["id"]))("1001", True) is True  # its own, still
 
     made = {**fixture("tickets-by-external-id.json")["tickets"][0], "id": 1002, "external_id": second["id"]}
     zd.rsps.add("GET", zd.origin + "/api/v2/tickets.json", json={"tickets": [made]})  # Zendesk had made it
@@ -134,6 +134,48 @@ def test_two_handoffs_meeting_the_same_closed_ticket_make_one_new_ticket(zendesk
     delivered = row(third["id"])[0]
     assert (delivered.state, delivered.vendor_id) == ("updated", "1002")
     assert len(zd.calls("POST", "/api/v2/tickets.json")) == 2  # no third ticket
+
+
+def test_a_delivery_waiting_for_the_closed_tickets_successor_is_held_not_charged_an_attempt(zendesk):
+    """It could otherwise be given up (and the bot told `failed`) while nothing failed."""
+    from unittest import mock
+
+    from adapters.errors import ReplacementUnderway
+    from adapters.zendesk import ZendeskAdapter
+    from connector.models import Delivery
+
+    client, zd = zendesk
+    services = client.application.extensions["connector"]
+    zd.search(results=[])
+    zd.create_ticket({"id": 1001})
+    post(client, full_packet())
+    again = full_packet()
+    again["transcript"].append({"at": "2026-11-27T11:00:00Z", "role": "customer", "text": "Back."})
+    with mock.patch.object(ZendeskAdapter, "deliver", side_effect=ReplacementUnderway("another is opening it")):
+        answer = post(client, again).get_json()
+    assert answer["tickets"][0]["status"] == "pending"
+    with services.db.session() as session:
+        held = session.query(Delivery).filter_by(handoff_id=answer["id"]).one()
+        assert (held.attempts, held.state, held.lease_owner, held.last_error) == (0, "pending", None, None)
+        assert held.next_attempt_at > held.created_at
+
+
+def test_when_the_closed_tickets_successor_fails_to_open_the_next_handoff_still_names_it(zendesk):
+    client, zd = zendesk
+    zd.search(results=[])
+    zd.create_ticket({"id": 1001})
+    post(client, full_packet())
+    zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
+    zd.error("POST", "/api/v2/tickets.json", 422, "error-422-record-invalid.json")  # this one is refused
+    first = full_packet()
+    first["transcript"].append({"at": "2026-11-27T11:00:00Z", "role": "customer", "text": "Back."})
+    assert post(client, first).get_json()["tickets"][0]["status"] == "failed"
+    zd.create_ticket({"id": 1003})
+    again = full_packet()
+    again["transcript"].append({"at": "2026-11-27T11:05:00Z", "role": "customer", "text": "Back again."})
+    assert post(client, again).get_json()["tickets"][0]["id"] == "1003"
+    creates = [body["ticket"] for body in zd.json_bodies("POST", "/api/v2/tickets.json")]
+    assert [t.get("via_followup_source_id") for t in creates] == [None, 1001, 1001]
 
 
 def test_a_sticky_rule_offers_the_previous_agent_from_zendesk(zendesk):
