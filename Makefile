@@ -19,8 +19,9 @@ run: $(STAMP)
 ## Set up and run the whole test suite (lint first). Two runs: the tests of one process on every
 ## core (pytest-xdist; four workers on two cores were faster, but timing-bound tests failed under
 ## the contention now and then), then the durability scenarios, which start gunicorn and worker
-## processes: the 500-handoff chaos run in one worker, the others one after another in a second
-## (tests/durability/conftest.py groups them; ~175 s where one after another took 213-259 s).
+## processes: the 500-handoff chaos run and two shorter scenarios in one worker, the others in a second
+## (tests/durability/conftest.py groups them; 170-240 s by the hour, where one after another took 213-259 s
+## in a quiet one).
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n auto --ignore=tests/durability

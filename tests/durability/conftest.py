@@ -46,15 +46,20 @@ FAST = {
 }
 DONE = ("created", "updated")
 CHAOS = "test_500_handoffs_through_a_third_of_calls_failing"
+BESIDE_CHAOS = ("test_dead_and_replay.py", "test_callback_processes.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """`make test` runs these scenarios in two pytest-xdist workers (`--dist loadgroup`): the
-    500-handoff chaos run, most of the time, alone in one; every other scenario, one after another,
-    in the other. Each keeps its processes to itself; their waits are bounds, not timings."""
+    500-handoff chaos run (~2 of ~6 minutes' work) with the replay and callback scenarios in one,
+    every other scenario one after another in the other, so both end at about the same time.
+    Each keeps its processes to itself; their waits are bounds, not timings."""
+    here = Path(__file__).parent
     for item in items:
-        if Path(str(item.fspath)).parent == Path(__file__).parent:
-            item.add_marker(pytest.mark.xdist_group("chaos" if item.name == CHAOS else "scenarios"))
+        path = Path(str(item.fspath))
+        if path.parent == here:
+            beside_chaos = item.name == CHAOS or path.name in BESIDE_CHAOS
+            item.add_marker(pytest.mark.xdist_group("chaos" if beside_chaos else "scenarios"))
 
 
 def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.2) -> Any:
