@@ -256,9 +256,8 @@ class Adapter(abc.ABC):
         if ctx.outcome_unknown:
             try:
                 found = self.find_existing_update(ctx) if ctx.link else self.find_existing(ctx)
-            except TicketGone as gone:  # the ticket went meanwhile; our new one may exist already
-                ctx = self._instead_of(gone, ctx)
-                found = self.find_existing(ctx)
+            except TicketGone as gone:  # the ticket went meanwhile
+                ctx, found = self._instead_of(gone, ctx)
             if found is not None:
                 return self._outcome("updated" if ctx.link else "created", found, None, ctx)
         # Not for the successor of a closed ticket: that one is opened, naming it.
@@ -271,18 +270,17 @@ class Adapter(abc.ABC):
             try:
                 return self._outcome("updated", self.send_update(payload, ctx), payload, ctx)
             except TicketGone as gone:
-                ctx = self._instead_of(gone, ctx)
-                # The new ticket may exist already: an earlier attempt made it, then timed out.
-                found = self.find_existing(ctx) if ctx.outcome_unknown else None
+                ctx, found = self._instead_of(gone, ctx)
                 if found is not None:
                     return self._outcome("created", found, None, ctx)
                 payload = self.render(ctx)
         return self._outcome("created", self.send_create(payload, ctx), payload, ctx)
 
-    def _instead_of(self, gone: TicketGone, ctx: HandoffContext) -> HandoffContext:
+    def _instead_of(self, gone: TicketGone, ctx: HandoffContext) -> tuple[HandoffContext, Sent | None]:
         """The context for a new ticket in place of one that takes no more updates: with the whole
         brief (a follow-up's short one assumed the old ticket held the rest) and, when the old one
-        was closed, its id to name. The outbox then links the conversation to the new ticket."""
+        was closed, its id to name; and that new ticket if an earlier attempt made it before timing
+        out. The outbox then links the conversation to the new ticket."""
         if ctx.take_replacement is not None and not ctx.take_replacement(gone.ticket_id, gone.closed):
             # Two deliveries of the conversation met the same closed ticket: one new ticket, which
             # the other then updates (the outbox holds it while that ticket is being made).
@@ -291,7 +289,8 @@ class Adapter(abc.ABC):
         log.info("the conversation's ticket takes no more updates; opening a new one",
                  extra={"target": self.name, "ticket": gone.ticket_id, "closed": gone.closed})
         brief = render_brief(ctx.packet, ctx.handoff_id) if ctx.brief.follow_up is not None else ctx.brief
-        return replace(ctx, link=None, brief=brief, follows_ticket=gone.ticket_id if gone.closed else None)
+        ctx = replace(ctx, link=None, brief=brief, follows_ticket=gone.ticket_id if gone.closed else None)
+        return ctx, self.find_existing(ctx) if ctx.outcome_unknown else None
 
     def _outcome(self, status: Status, sent: Sent, payload: dict[str, Any] | None, ctx: HandoffContext) -> Outcome:
         return Outcome(
