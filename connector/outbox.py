@@ -280,7 +280,7 @@ class Outbox:
             self.defer(lambda: self._notify_related(handoff, delivery.target))
         return attempted
 
-    def _replacement_taker(self, delivery: Delivery, handoff: Handoff) -> Callable[[str], bool]:
+    def _replacement_taker(self, delivery: Delivery, handoff: Handoff) -> Callable[[str, bool], bool]:
         """For `HandoffContext.take_replacement`: the conversation's link gives up the ticket that
         takes no more updates and names this delivery as the one opening its successor — once. A
         second delivery that met the same ticket finds the link changed, retries, and is then held
