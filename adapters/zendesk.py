@@ -203,12 +203,7 @@ class ZendeskAdapter(Adapter):
         try:
             reply, response = self._call("PUT", path, write=True, json=body, expect="ticket")
         except RejectedError as err:
-            closed = err.status == 422 and CLOSED_TICKET in err.message
-            if closed or err.status == 404:
-                raise TicketGone(f"ticket {ctx.link.vendor_id} is {'closed' if closed else 'gone'}: {err.message}",
-                                 ticket_id=str(ctx.link.vendor_id), closed=closed, status=err.status,
-                                 reply=err.reply) from err
-            raise
+            raise _gone(err, ctx.link.vendor_id) or err from err
         reopened = reply["ticket"].get("status") == "solved" and self._conf["reopen_solved"] \
             and self._reopen(path, ctx.link.vendor_id)
         return replace(self._sent(reply["ticket"], reply, reopened=reopened), slow_down_s=quota_pause(response))
@@ -241,11 +236,8 @@ class ZendeskAdapter(Adapter):
         try:
             reply, _ = self._call("GET", f"/api/v2/tickets/{ticket_id}/comments.json", write=False,
                                   params={"sort_order": "desc", "per_page": 20}, expect="comments")
-        except RejectedError as err:
-            if err.status == 404:  # deleted since: the comment cannot be there, a new ticket may
-                raise TicketGone(f"ticket {ctx.link.vendor_id} is gone: {err.message}", ticket_id=ctx.link.vendor_id,
-                                 closed=False, status=404, reply=err.reply) from err
-            raise
+        except RejectedError as err:  # deleted since: the comment cannot be there, a new ticket may
+            raise _gone(err, ctx.link.vendor_id) or err from err
         for comment in reply["comments"]:
             if ctx.handoff_id in (comment.get("html_body") or comment.get("body") or ""):
                 # The timed-out update may not have got as far as reopening a solved ticket.
@@ -366,6 +358,16 @@ class ZendeskAdapter(Adapter):
             small["audit_id"] = reply["audit"].get("id")
         small.update((key, value) for key, value in notes.items() if value)
         return Sent(vendor_id=str(ticket["id"]), url=self._agent_url(ticket["id"]), reply=small)
+
+
+def _gone(err: RejectedError, ticket_id: str) -> TicketGone | None:
+    """Zendesk's refusal as `TicketGone` when the ticket takes no more updates: closed (422 with
+    `CLOSED_TICKET`) or deleted (404); None for any other refusal."""
+    closed = err.status == 422 and CLOSED_TICKET in err.message
+    if not closed and err.status != 404:
+        return None
+    return TicketGone(f"ticket {ticket_id} is {'closed' if closed else 'gone'}: {err.message}",
+                      ticket_id=str(ticket_id), closed=closed, status=err.status, reply=err.reply)
 
 
 def _spec(entry: Mapping[str, Any]) -> Any:
