@@ -2,12 +2,16 @@
 or with GUNICORN_CMD_ARGS."""
 
 import os
+import sys
 
-from dotenv import load_dotenv
+# gunicorn may be started elsewhere (`--chdir`): the package sits beside this file.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from connector.settings import load_env_file
 
-# `.env` is read here too (the app reads it again, to the same effect): CONNECTOR_BIND and the
-# worker counts below are needed before the app exists, and `make run` should honour them.
-load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
+# `.env` (or CONNECTOR_ENV_FILE) is read here too (the app reads it again, to the same effect):
+# CONNECTOR_BIND and the worker counts below are needed before the app exists, and `make run`
+# should honour them. connector.settings imports nothing of prometheus-client (see share_metrics).
+load_env_file()
 
 bind = os.environ.get("CONNECTOR_BIND", "127.0.0.1:8000")
 # One worker more than there are cores, at most four: each worker is one GIL, and on SQLite all of

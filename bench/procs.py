@@ -213,6 +213,7 @@ def connector_env(database_url: str, targets: str, extra: Mapping[str, str]) -> 
         "CONNECTOR_DATABASE_URL": database_url,
         "CONNECTOR_TARGETS": targets,
         "CONNECTOR_BOT_KEYS": f"{BOT_ID}:{BOT_KEY}",
+        "CONNECTOR_ENV_FILE": "",  # a developer's .env (credentials, targets) stays out of the run
         "PYTHONDONTWRITEBYTECODE": "1",
     })
     env.update(extra)

@@ -8,12 +8,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dotenv import load_dotenv
 from flask import Flask
 
 from . import cli, json_codec, jsonlog, metrics, problems
 from .services import Services, init_app
-from .settings import Settings
+from .settings import Settings, load_env_file
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 log = logging.getLogger(__name__)
@@ -24,7 +23,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. With `test_config`, the process environment is ignored: tests are hermetic;
     pass `environ` to simulate variables and any `Settings` attribute to override it."""
     if test_config is None:
-        load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
+        load_env_file()
         settings = Settings.from_env()
     else:
         overrides = dict(test_config)

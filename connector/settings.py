@@ -15,6 +15,30 @@ from typing import Any
 from .errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/connector.db"
+ENV_FILE = "CONNECTOR_ENV_FILE"  # read from the process environment only: it says which file to read
+
+
+def load_env_file(environ: Mapping[str, str] | None = None) -> str | None:
+    """Read the dotenv file into `os.environ` (variables already set win) and return its path.
+
+    `CONNECTOR_ENV_FILE` names it; unset, `.env` in the working directory, if present; empty, none.
+    The benchmark and the process tests set it empty, so a developer's `.env` (their credentials,
+    their targets) never reaches the services they start. Called by gunicorn.conf.py (the bind
+    address and workers are needed before the app) and by the app; the second read changes nothing.
+    """
+    from dotenv import load_dotenv
+
+    environ = os.environ if environ is None else environ
+    named = environ.get(ENV_FILE)
+    path = os.path.join(os.getcwd(), ".env") if named is None else named
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        if named is None:
+            return None
+        raise ConfigError(ENV_FILE, f"names {path!r}, which is not a readable file (empty reads no file)")
+    load_dotenv(path, override=False)
+    return path
 
 
 def _split_pairs(name: str, raw: str) -> tuple[tuple[str, str], ...]:

@@ -140,3 +140,21 @@ def test_make_run_takes_the_address_and_workers_from_dot_env_and_the_environment
     conf = _conf()
     assert (conf["bind"], conf["workers"]) == ("127.0.0.1:8011", 2)
     assert _conf({"CONNECTOR_BIND": "127.0.0.1:8012"})["bind"] == "127.0.0.1:8012"
+
+
+def test_the_benchmark_and_process_tests_start_gunicorn_without_a_developers_dot_env(tmp_path, monkeypatch):
+    from bench.procs import connector_env
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("CONNECTOR_BIND=127.0.0.1:8011\nCONNECTOR_WEB_WORKERS=2\n")
+    env = connector_env("sqlite:///x.db", "zendesk", {"CONNECTOR_BIND": "127.0.0.1:8013"})
+    assert env["CONNECTOR_ENV_FILE"] == ""
+    conf = _conf({k: v for k, v in env.items() if k.startswith("CONNECTOR_")})
+    assert (conf["bind"], conf["workers"]) == ("127.0.0.1:8013", min((os.cpu_count() or 1) + 1, 4))
+
+
+def test_gunicorn_started_elsewhere_still_finds_the_package(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "-c", CONF, "--check-config", "--chdir",
+                           str(Path(CONF).parent), "wsgi:app"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, env={"PATH": os.environ["PATH"], "CONNECTOR_ENV_FILE": ""})
+    assert done.returncode == 0, done.stderr

@@ -56,3 +56,40 @@ def test_secrets_never_show_in_the_settings_repr():
     shown = repr(settings)
     for secret in ("key-abc", "admin-xyz", "whsec_c2VjcmV0", "zd-tok", "zd-hook-old", "zd-hook-new"):
         assert secret not in shown
+
+
+def _read_env_file(tmp_path, monkeypatch, environ: dict[str, str]) -> tuple[str | None, dict[str, str]]:
+    """`load_env_file` run in `tmp_path` with only `environ` set; what it read, what it set."""
+    import os
+    from unittest import mock
+
+    from connector.settings import load_env_file
+
+    monkeypatch.chdir(tmp_path)
+    with mock.patch.dict(os.environ, environ, clear=True):
+        path = load_env_file()
+        return path, {k: v for k, v in os.environ.items() if k.startswith("CONNECTOR_")}
+
+
+def test_dot_env_in_the_working_directory_is_read_and_the_environment_wins(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("CONNECTOR_TARGETS=zendesk\nCONNECTOR_SYNC_BUDGET_MS=100\n")
+    path, seen = _read_env_file(tmp_path, monkeypatch, {"CONNECTOR_SYNC_BUDGET_MS": "200"})
+    assert path == str(tmp_path / ".env")
+    assert seen == {"CONNECTOR_TARGETS": "zendesk", "CONNECTOR_SYNC_BUDGET_MS": "200"}
+    assert _read_env_file(tmp_path / "..", monkeypatch, {}) == (None, {})  # no .env there: nothing, no error
+
+
+def test_connector_env_file_names_another_file_or_with_nothing_none(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("CONNECTOR_TARGETS=zendesk\n")
+    (tmp_path / "prod.env").write_text("CONNECTOR_TARGETS=slack\n")
+    named = str(tmp_path / "prod.env")
+    assert _read_env_file(tmp_path, monkeypatch, {"CONNECTOR_ENV_FILE": named}) == \
+        (named, {"CONNECTOR_ENV_FILE": named, "CONNECTOR_TARGETS": "slack"})
+    # How the benchmark and the process tests keep a developer's .env out of what they start.
+    assert _read_env_file(tmp_path, monkeypatch, {"CONNECTOR_ENV_FILE": ""}) == (None, {"CONNECTOR_ENV_FILE": ""})
+
+
+def test_a_connector_env_file_that_is_not_there_stops_start_up_naming_the_variable(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError) as caught:
+        _read_env_file(tmp_path, monkeypatch, {"CONNECTOR_ENV_FILE": str(tmp_path / "missing.env")})
+    assert str(caught.value).startswith(f"CONNECTOR_ENV_FILE: names '{tmp_path / 'missing.env'}'")

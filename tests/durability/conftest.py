@@ -240,6 +240,9 @@ def connector_env(postgres_url: str, vendors: Loopback, mappings_dir: str) -> di
         "CONNECTOR_MAPPINGS_DIR": mappings_dir,
         "CONNECTOR_BOT_KEYS": f"support-bot:{BOT_KEY}",
         "CONNECTOR_ADMIN_TOKEN": ADMIN_TOKEN,
+        # A developer's .env must not reach these processes: not the app's read, nor the flask CLI's.
+        "CONNECTOR_ENV_FILE": "",
+        "FLASK_SKIP_DOTENV": "1",
         "PYTHONUNBUFFERED": "1",
     })
     return env
