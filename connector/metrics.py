@@ -161,11 +161,18 @@ def exposition(services: Services) -> bytes:
 
 def check_directory(environ: Mapping[str, str]) -> None:
     """At start-up: a `PROMETHEUS_MULTIPROC_DIR` this process cannot write would make every counted
-    event fail later (a request answered 500, a delivery attempt retried) — refuse to start instead."""
+    event fail later (a request answered 500, a delivery attempt retried) — refuse to start instead.
+    A missing one is made, as gunicorn.conf.py makes it: set in `.env`, it reaches every `flask`
+    command too, and `check` or `purge` before the first `make run` should not fail for it."""
     directory = environ.get(MULTIPROCESS_DIR)
-    if directory and not (os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK)):
-        raise ConfigError(MULTIPROCESS_DIR, f"{directory!r} is not a directory this process can write "
-                                            "(create it, or unset it outside gunicorn)")
+    if not directory:
+        return
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(MULTIPROCESS_DIR, f"{directory!r} cannot be made ({err.strerror})") from None
+    if not (os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK)):
+        raise ConfigError(MULTIPROCESS_DIR, f"{directory!r} is not a directory this process can write")
 
 
 def process_gone(pid: int) -> None:

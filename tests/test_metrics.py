@@ -118,14 +118,23 @@ def test_the_admin_token_is_not_a_metrics_token(make_app):
     assert client.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).status_code == 401
 
 
-def test_a_metrics_directory_that_cannot_be_written_stops_start_up_naming_the_variable(tmp_path, monkeypatch):
+def test_a_metrics_directory_that_cannot_be_made_stops_start_up_naming_the_variable(tmp_path, monkeypatch):
     from connector import create_app
     from connector.errors import ConfigError
 
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "missing"))
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "a-file" / "metrics"))
     with pytest.raises(ConfigError) as refused:
         create_app({"database_url": f"sqlite:///{tmp_path}/c.db"})
-    assert refused.value.source == "PROMETHEUS_MULTIPROC_DIR" and "missing" in refused.value.message
+    assert refused.value.source == "PROMETHEUS_MULTIPROC_DIR" and "cannot be made" in refused.value.message
+
+
+def test_a_missing_metrics_directory_is_made_so_a_command_before_the_first_run_works(tmp_path, monkeypatch):
+    from connector import create_app
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "run" / "metrics"))
+    create_app({"database_url": f"sqlite:///{tmp_path}/c.db"}).extensions["connector"].stop()
+    assert (tmp_path / "run" / "metrics").is_dir()
 
 
 def test_a_made_up_method_or_path_opens_no_series_of_its_own(client):
