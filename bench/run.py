@@ -1,7 +1,8 @@
 """`python -m bench.run`: run the scenarios, write bench/RESULTS.md and bench/latency.png.
 
     python -m bench.run                        # everything (make bench), under 10 minutes
-    python -m bench.run --scenarios latency    # one scenario
+    python -m bench.run --scenarios latency    # one scenario (into bench/out/: only a whole default run
+                                               # replaces the committed bench/RESULTS.md)
     python -m bench.run --quick --out /tmp/b   # seconds: a smoke run of the harness (tests use it)
 
 Every child process (fakes, gunicorn) is stopped when its scenario ends, failing or not; scratch
@@ -37,10 +38,12 @@ def quick(cfg: Config) -> Config:
     return cfg
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Benchmark the handoff connector against loopback vendor fakes.")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma list of {', '.join(SCENARIOS)}")
-    parser.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md and latency.png go")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where RESULTS.md and latency.png go (default: bench/ for a whole run with the "
+                             "default settings, which is what is committed; bench/out/ for any other run)")
     parser.add_argument("--latency-ms", type=float, default=80.0, help="latency of every fake vendor call")
     parser.add_argument("--burst-handoffs", type=int, default=Config.burst_handoffs)
     parser.add_argument("--burst-per-minute", type=int, default=Config.burst_per_minute,
@@ -48,11 +51,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst-cap-s", type=float, default=Config.burst_cap_s)
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny counts, seconds")
     parser.add_argument("--keep-work", action="store_true", help="keep logs and databases")
+    return parser
+
+
+def _committed_kind(parser: argparse.ArgumentParser, args: argparse.Namespace) -> bool:
+    """Whether this is the run `make bench` makes: every scenario, every setting at its default."""
+    varied = [name for name in ("scenarios", "latency_ms", "burst_handoffs", "burst_per_minute", "burst_cap_s",
+                                "quick") if getattr(args, name) != parser.get_default(name)]
+    return not varied
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.scenarios.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario(s) {unknown}; choose from {list(SCENARIOS)}")
+    if args.out is None:  # a partial or re-tuned run must not overwrite the committed results
+        args.out = HERE if _committed_kind(parser, args) else HERE / "out"
 
     work = Path(tempfile.mkdtemp(prefix="connector-bench-"))
     cfg = Config(work=work, latency_ms=args.latency_ms, burst_handoffs=args.burst_handoffs,

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 from flask import Flask
 from flask.cli import AppGroup
+from sqlalchemy.exc import SQLAlchemyError
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from .errors import ApiProblem, ConfigError
@@ -23,6 +24,31 @@ def _services():  # type: ignore[no-untyped-def]
     from .services import current_services
 
     return current_services()
+
+
+MIGRATE = "flask --app wsgi connector migrate"
+
+
+def _migrated():  # type: ignore[no-untyped-def]
+    """The services, for a command that reads or writes the database: one line saying what to do
+    when the database cannot be reached or its schema is not this code's, not a traceback."""
+    services = _services()
+    try:
+        gap = services.db.schema_gap()
+    except SQLAlchemyError as err:  # the driver's error, whichever: the operator gets one line
+        raise click.ClickException(f"the database cannot be reached: {_reason(err)} (CONNECTOR_DATABASE_URL)") \
+            from None
+    if gap is not None:
+        raise click.ClickException(f"the database cannot be used yet: {gap}. Run `{MIGRATE}` (starting the "
+                                   "service with gunicorn runs it too).")
+    return services
+
+
+def _reason(err: Exception) -> str:
+    """The driver's own first line (SQLAlchemy's adds the statement and a link): it names the host
+    or file and why, never the password."""
+    text = str(getattr(err, "orig", None) or err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
 
 
 @group.command("migrate")
@@ -52,10 +78,14 @@ def check() -> None:
         except (ValueError, EmptyWebhookSecretError):
             problems.append(f"CONNECTOR_BOT_SECRETS: the secret for {bot_id!r} is not a valid whsec_… value")
     try:
-        services.db.ping()
-        click.echo(f"database: reachable ({services.db.dialect})")
+        gap = services.db.schema_gap()
     except Exception as err:  # report, don't crash: check is for finding problems
-        problems.append(f"CONNECTOR_DATABASE_URL: database unreachable ({type(err).__name__})")
+        problems.append(f"CONNECTOR_DATABASE_URL: database unreachable ({_reason(err)})")
+    else:
+        click.echo(f"database: reachable ({services.db.dialect}), schema {'current' if gap is None else 'behind'}")
+        if gap is not None:  # gunicorn's start migrates; the other commands refuse until then
+            warnings.append(f"the database cannot be used yet: {gap}; `{MIGRATE}` or the service's first "
+                            "start brings it up to date")
     warnings.extend(settings.warnings())
     for adapter in services.adapters.values():
         warnings.extend(adapter.warnings())
@@ -88,7 +118,7 @@ def preview(packet_file: Path) -> None:
               "(default CONNECTOR_POLL_INTERVAL_S).")
 def worker(interval: float | None) -> None:
     """Run a dedicated delivery worker until SIGTERM/SIGINT (then release claimed work)."""
-    services = _services()
+    services = _migrated()
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
@@ -108,7 +138,7 @@ def deliveries(state: str, target: str | None, limit: int) -> None:
     """List deliveries (by default the dead ones)."""
     from .outbox import list_deliveries
 
-    rows = list_deliveries(_services().db, state=state, target=target, limit=limit)
+    rows = list_deliveries(_migrated().db, state=state, target=target, limit=limit)
     for row in rows:
         click.echo(f"{row.id}\t{row.handoff_id}\t{row.target}\t{row.state}\tattempts={row.attempts}\t"
                    f"{row.updated_at:%Y-%m-%d %H:%M:%S}\t{(row.last_error or '')[:120]}")
@@ -122,7 +152,7 @@ def deliveries(state: str, target: str | None, limit: int) -> None:
 @click.option("--resend", is_flag=True, help="Queue the given-up callbacks again: the ids named, or all of them.")
 def callbacks_command(callback_ids: tuple[int, ...], status: str, limit: int, resend: bool) -> None:
     """List status callbacks to bots (by default the given-up ones), or queue given-up ones again."""
-    sender = _services().callbacks
+    sender = _migrated().callbacks
     if resend:
         queued = sender.resend(list(callback_ids) or None)
         click.echo(f"queued again {len(queued)}: {' '.join(map(str, queued))}".rstrip(": "))
@@ -146,7 +176,7 @@ def replay_command(delivery_ids: tuple[int, ...], all_dead: bool, include_failed
     if not delivery_ids and not all_dead:
         raise click.UsageError("name delivery ids, or pass --all-dead")
     states = REPLAYABLE if include_failed or delivery_ids else ("dead",)
-    replayed = replay(_services().db, ids=list(delivery_ids) or None, states=states, target=target)
+    replayed = replay(_migrated().db, ids=list(delivery_ids) or None, states=states, target=target)
     click.echo(f"replayed {len(replayed)}: {' '.join(map(str, replayed))}".rstrip(": "))
     if delivery_ids and len(replayed) < len(delivery_ids):
         missing = sorted(set(delivery_ids) - set(replayed))
@@ -163,7 +193,7 @@ def purge_command(days: int | None, dry_run: bool) -> None:
     callbacks (README, "Retention"). Handoffs with a pending, dead or failed delivery are kept."""
     from . import retention
 
-    services = _services()
+    services = _migrated()
     days = days or services.settings.retention_days
     if not days:
         raise click.UsageError("pass --days, or set CONNECTOR_RETENTION_DAYS")

@@ -225,12 +225,32 @@ class Database:
 
     def upgrade(self) -> None:
         """Create or upgrade the schema to the newest migration."""
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
+        config = _alembic_config()
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
         log.info("database schema at head", extra={"dialect": self.dialect})
+
+    def schema_gap(self) -> str | None:
+        """None when the schema is at the newest migration, else what it is instead, in words.
+        Reads only Alembic's version table (a database the service never started on has none)."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+        from alembic.util import CommandError
+
+        script = ScriptDirectory.from_config(_alembic_config())
+        head = script.get_current_head()
+        with self.engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+        if current == head:
+            return None
+        if current is None:
+            return "it holds no connector schema yet"
+        try:
+            script.get_revision(current)
+        except CommandError:
+            return f"its schema is at revision {current}, which this code does not know (a newer release's?)"
+        return f"its schema is at revision {current}; this code needs {head}"
 
     def ping(self) -> None:
         with self.engine.connect() as connection:
@@ -238,3 +258,9 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config

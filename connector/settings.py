@@ -229,10 +229,13 @@ class Settings:
         if not self.bot_keys and not self.bot_secrets and not self.allow_unauthenticated:
             said.append("no CONNECTOR_BOT_KEYS or CONNECTOR_BOT_SECRETS: every bot request will be refused")
         if not self.admin_token:
-            said.append("no CONNECTOR_ADMIN_TOKEN: the admin surface (admin page, preview, deliveries, replay) is off")
+            said.append("no CONNECTOR_ADMIN_TOKEN: the admin HTTP surface (the admin page, /v1/preview, "
+                        "/v1/deliveries and their retries) is off; the flask commands work without it")
         elif not self.public_url.startswith("https://"):
-            said.append("CONNECTOR_PUBLIC_URL is not an https:// address: the admin page's session cookie is marked "
-                        "Secure only on requests that reach this process over https — behind a TLS proxy, set it")
+            shown = repr(self.public_url) if self.public_url else "unset"
+            said.append(f"CONNECTOR_PUBLIC_URL ({shown}) is not an https:// address: the admin page's session "
+                        "cookie is marked Secure only on requests that reach this process over https — behind a "
+                        "TLS proxy, set it to the address people use")
         for variable, token in (("CONNECTOR_ADMIN_TOKEN", self.admin_token),
                                 ("CONNECTOR_METRICS_TOKEN", self.metrics_token)):
             if token and len(token) < MIN_TOKEN_CHARS:

@@ -127,3 +127,18 @@ def test_a_warm_up_call_opens_a_new_connection_each_time_so_every_worker_gets_so
                 assert len(set(peers)) == connections, (reconnect, peers)
         finally:
             server.shutdown()
+
+
+@pytest.mark.parametrize(("argv", "committed"), [
+    ([], True),
+    (["--keep-work"], True),
+    (["--scenarios", "latency"], False),
+    (["--quick"], False),
+    (["--latency-ms", "5"], False),
+    (["--burst-handoffs", "2000", "--burst-per-minute", "1200"], False),
+])
+def test_only_a_whole_default_run_writes_where_the_committed_results_are(argv, committed):
+    from bench.run import _committed_kind, _parser
+
+    parser = _parser()
+    assert _committed_kind(parser, parser.parse_args(argv)) is committed
