@@ -30,6 +30,8 @@ def load_env_file(environ: Mapping[str, str] | None = None) -> str | None:
 
     environ = os.environ if environ is None else environ
     named = environ.get(ENV_FILE)
+    if named is not None:
+        _refuse_flasks_own_read(named)
     path = os.path.join(os.getcwd(), ".env") if named is None else named
     if not path:
         return None
@@ -39,6 +41,24 @@ def load_env_file(environ: Mapping[str, str] | None = None) -> str | None:
         raise ConfigError(ENV_FILE, f"names {path!r}, which is not a readable file (empty reads no file)")
     load_dotenv(path, override=False)
     return path
+
+
+def _refuse_flasks_own_read(named: str) -> None:
+    """The `flask` command reads the nearest `.env` before the app exists, and what it set wins
+    over `CONNECTOR_ENV_FILE`'s lines like the environment does: `check` would then judge another
+    configuration than the service runs. Refused, saying how to run it, rather than mixed."""
+    import click
+    from dotenv import find_dotenv
+    from flask.cli import FlaskGroup, get_load_dotenv
+
+    context = click.get_current_context(silent=True)
+    if context is None or not isinstance(context.find_root().command, FlaskGroup) or not get_load_dotenv():
+        return
+    read = find_dotenv(".env", usecwd=True)
+    if not read or (named and os.path.isfile(named) and os.path.samefile(read, named)):
+        return  # nothing read, or the very file named
+    raise ConfigError(ENV_FILE, f"is set, but the flask command has already read {read}, whose lines would win "
+                                "over it: run the command with FLASK_SKIP_DOTENV=1")
 
 
 def _split_pairs(name: str, raw: str) -> tuple[tuple[str, str], ...]:

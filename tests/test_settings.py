@@ -93,3 +93,32 @@ def test_a_connector_env_file_that_is_not_there_stops_start_up_naming_the_variab
     with pytest.raises(ConfigError) as caught:
         _read_env_file(tmp_path, monkeypatch, {"CONNECTOR_ENV_FILE": str(tmp_path / "missing.env")})
     assert str(caught.value).startswith(f"CONNECTOR_ENV_FILE: names '{tmp_path / 'missing.env'}'")
+
+
+def _flask_check(tmp_path, **env: str):  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECTOR_", "PROMETHEUS_", "FLASK_"))}
+    return subprocess.run([str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "connector", "check"],
+                          cwd=tmp_path, env={**clean, "PYTHONPATH": str(root),
+                                             "CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/c.db", **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_flask_command_reading_dot_env_beside_connector_env_file_is_refused_not_mixed(tmp_path):
+    """flask reads ./.env before the app, and its lines would win over CONNECTOR_ENV_FILE's: `check`
+    would judge another configuration than the service runs."""
+    (tmp_path / ".env").write_text("CONNECTOR_ADMIN_TOKEN=from-dot-env-0123456789abcdef\n")
+    (tmp_path / "alt.env").write_text("CONNECTOR_ADMIN_TOKEN=short\n")
+    mixed = _flask_check(tmp_path, CONNECTOR_ENV_FILE=str(tmp_path / "alt.env"))
+    assert mixed.returncode != 0
+    assert (f"CONNECTOR_ENV_FILE: is set, but the flask command has already read {tmp_path / '.env'}, whose lines "
+            "would win over it: run the command with FLASK_SKIP_DOTENV=1") in mixed.stderr
+    alone = _flask_check(tmp_path, CONNECTOR_ENV_FILE=str(tmp_path / "alt.env"), FLASK_SKIP_DOTENV="1")
+    assert alone.returncode == 0 and "CONNECTOR_ADMIN_TOKEN is shorter than 24 characters" in alone.stdout
+    same = _flask_check(tmp_path, CONNECTOR_ENV_FILE=str(tmp_path / ".env"))  # the very file flask read
+    assert same.returncode == 0 and "shorter than" not in same.stdout
