@@ -44,7 +44,7 @@ def make_engine(url: str, root: str) -> Engine:
             database = os.path.join(root, database)
             parsed = parsed.set(database=database)
         if database and database != ":memory:":
-            os.makedirs(os.path.dirname(database), exist_ok=True)
+            _private_file(database)
         # hide_parameters: an error's text must not carry the packets a statement was writing
         # (a group commit writes several customers' at once) into a log line.
         engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True,
@@ -54,6 +54,15 @@ def make_engine(url: str, root: str) -> Engine:
         return engine
     return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True,
                          json_serializer=json_codec.dumps)
+
+
+def _private_file(database: str) -> None:
+    """The database holds packets — names, addresses, whole transcripts: a directory or file made
+    here is its owner's alone (0700, 0600; SQLite gives its -wal and -shm files the database's
+    mode). What already exists keeps the mode its operator gave it."""
+    os.makedirs(os.path.dirname(database), mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -77,3 +77,28 @@ def test_going_back_to_0006_forgets_follow_ups_and_keeps_everything_else(any_db_
                                event_id="e1", handed_off_at=at, assigned_at=at, wait_seconds=1))
     assert downgraded(db, "0006") == {"handoffs": ["hnd_F1"], "deliveries": ["hnd_F1"], "assignments": ["hnd_F1"]}
     db.upgrade()
+
+
+def test_a_new_sqlite_database_and_its_directory_are_its_owners_alone(tmp_path):
+    """Packets hold names, addresses and transcripts: not readable by other users of the machine."""
+    import stat
+
+    from sqlalchemy import text
+
+    from connector import create_app
+
+    app = create_app({"database_url": f"sqlite:///{tmp_path}/instance/connector.db"})
+    try:
+        db = app.extensions["connector"].db
+        db.upgrade()
+        with db.engine.begin() as connection:  # a write, so the -wal file exists
+            connection.execute(text("DELETE FROM handoffs"))
+        modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "instance").iterdir()}
+        assert stat.S_IMODE((tmp_path / "instance").stat().st_mode) == 0o700
+        assert modes["connector.db"] == 0o600 and modes.get("connector.db-wal", 0o600) == 0o600, modes
+    finally:
+        app.extensions["connector"].stop()
+    (tmp_path / "shared").mkdir(mode=0o755)
+    (tmp_path / "shared").chmod(0o755)
+    create_app({"database_url": f"sqlite:///{tmp_path}/shared/c.db"}).extensions["connector"].stop()
+    assert stat.S_IMODE((tmp_path / "shared").stat().st_mode) == 0o755  # the operator's directory is theirs
