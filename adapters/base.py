@@ -141,12 +141,16 @@ class Adapter(abc.ABC):
 
     @classmethod
     def check_settings(cls, settings: Settings) -> None:
-        """Raise `ConfigError` naming the first missing variable. Called at start-up."""
+        """Raise `ConfigError` naming the first missing variable, and the others missing too (one
+        start-up, or one `check`, tells them all). Called at start-up."""
+        missing = []
         for requirement in cls.required_settings:
             options = requirement if isinstance(requirement, tuple) else (requirement,)
             if not any(getattr(settings, attr) for attr in options):
-                names = " or ".join(Settings.variable_for(attr) for attr in options)
-                raise ConfigError(names, f"must be set when the {cls.name!r} target is enabled")
+                missing.append(" or ".join(Settings.variable_for(attr) for attr in options))
+        if missing:
+            also = f"; so must {', '.join(missing[1:])}" if missing[1:] else ""
+            raise ConfigError(missing[0], f"must be set when the {cls.name!r} target is enabled{also}")
 
     def warnings(self) -> list[str]:
         """What `connector check` should tell an operator about this target's setup (not fatal)."""

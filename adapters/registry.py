@@ -42,11 +42,19 @@ def agent_fields() -> dict[str, str]:
 
 
 def check_targets(names: tuple[str, ...], settings: Settings) -> None:
-    """Refuse unknown names and enabled targets with missing credentials (start-up)."""
+    """Refuse unknown names and enabled targets with missing credentials (start-up). Every target
+    is checked before refusing, so one start-up names what each of them lacks."""
+    refused: list[ConfigError] = []
     for name in names:
         if name not in TARGETS:
             raise ConfigError("CONNECTOR_TARGETS", f"unknown target {name!r}; known: {', '.join(TARGETS)}")
-        adapter_class(name).check_settings(settings)
+        try:
+            adapter_class(name).check_settings(settings)
+        except ConfigError as err:
+            refused.append(err)
+    if refused:
+        first, *others = refused
+        raise ConfigError(first.source, "; ".join([first.message, *(f"{e.source}: {e.message}" for e in others)]))
 
 
 def build_adapters(settings: Settings, mappings: Mapping[str, Mapping[str, Any]]) -> dict[str, Adapter]:

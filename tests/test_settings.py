@@ -122,3 +122,13 @@ def test_the_flask_command_reading_dot_env_beside_connector_env_file_is_refused_
     assert alone.returncode == 0 and "CONNECTOR_ADMIN_TOKEN is shorter than 24 characters" in alone.stdout
     same = _flask_check(tmp_path, CONNECTOR_ENV_FILE=str(tmp_path / ".env"))  # the very file flask read
     assert same.returncode == 0 and "shorter than" not in same.stdout
+
+
+def test_one_start_up_names_every_variable_the_enabled_targets_lack(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        create_app({"environ": {"CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
+                                "CONNECTOR_TARGETS": "zendesk,slack", "ZENDESK_EMAIL": "a@example.com"}})
+    assert caught.value.source == "ZENDESK_SUBDOMAIN"
+    assert caught.value.message == (
+        "must be set when the 'zendesk' target is enabled; so must ZENDESK_API_TOKEN or ZENDESK_OAUTH_TOKEN; "
+        "SLACK_BOT_TOKEN: must be set when the 'slack' target is enabled; so must SLACK_CHANNEL")
