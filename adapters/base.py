@@ -156,6 +156,12 @@ class Adapter(abc.ABC):
         """What `connector check` should tell an operator about this target's setup (not fatal)."""
         return []
 
+    def probe(self) -> str | None:
+        """`connector check --vendors`: one cheap authenticated read that a delivery's calls would
+        need to pass, and who the vendor takes us for; None when there is no vendor to ask. Raises
+        `DeliveryError` as a delivery would (bad credentials: `AuthError`)."""
+        return None
+
     # ---- hooks ---------------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -86,6 +86,11 @@ class SalesforceAdapter(Adapter):
                 "subject and the handoff id its description ends with; a vendor_extra that replaces the "
                 "description defeats that, and a retry may then open a second case"]
 
+    def probe(self) -> str:
+        # The lookups after a timeout read Case with SOQL; a delivery's first call would log in.
+        self._call(lambda sf: sf.query("SELECT Id FROM Case LIMIT 1"), write=False)
+        return f"signed in ({auth_mode(self.settings).replace('_', '-')} auth), cases readable"
+
     def build_create(self, ctx: HandoffContext) -> dict[str, Any]:
         customer = ctx.packet.get("customer") or {}
         text = ctx.brief.text

@@ -182,6 +182,13 @@ class SlackAdapter(Adapter):
         self._call("chat_update", channel=channel, ts=ts, text=message["text"], blocks=message["blocks"],
                    metadata=message["metadata"])
 
+    def probe(self) -> str:
+        who = self._call("auth_test")
+        # The alert channel's history is what the lookup after a timeout reads: it needs the
+        # history scope and, for a private channel, the bot in it.
+        self._call("conversations_history", channel=self.settings.slack_channel, limit=1)
+        return f"signed in as {who.get('user')} in {who.get('team')}; {self.settings.slack_channel} readable"
+
     def claim_answered(self, event: AssignmentEvent, holder: Holder, ticket_id: str) -> None:
         """Slack shows nothing when a button is clicked. The first claim is answered in the alert's
         thread and in the channel (`reply_broadcast`), so nobody else takes the handoff too; a
@@ -306,6 +313,8 @@ def _api_error(api: str, err: SlackApiError, acts: bool) -> DeliveryError:
     message = f"Slack {api}: {code}"
     if code == "missing_scope" and data.get("needed"):  # name what to add to the Slack app
         message += f" (the bot token needs {str(data['needed'])[:100]}; see .env.example, SLACK_BOT_TOKEN)"
+    if code in ("channel_not_found", "not_in_channel"):  # a name (#support) posts, but history needs the id
+        message += " (give the channel's id, C…, not its name, and invite the bot to it; see SLACK_CHANNEL)"
     if status == 429 or code == "ratelimited":
         headers = {k.lower(): v for k, v in (response.headers or {}).items()}
         raw = headers.get("retry-after")

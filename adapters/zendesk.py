@@ -246,6 +246,16 @@ class ZendeskAdapter(Adapter):
                             reply={"found_by": "comment", **({"reopened": True} if reopened else {})})
         return None
 
+    def probe(self) -> str:
+        reply, _ = self._call("GET", "/api/v2/users/me.json", write=False, expect="user")
+        user = reply["user"]
+        who = user.get("email") or user.get("name") or f"user {user.get('id')}"
+        if user.get("id") is None:  # Zendesk answers a caller it could not authenticate as "Anonymous user"
+            raise AuthError("Zendesk took these credentials for an anonymous user")
+        if user.get("role") == "end-user":
+            raise AuthError(f"Zendesk signs these credentials in as {who}, an end user: tickets need an agent")
+        return f"signed in as {who} ({user.get('role')})"
+
     def _reopen_if_solved(self, ticket_id: str) -> bool:
         path = f"/api/v2/tickets/{quote(str(ticket_id), safe='')}.json"
         try:

@@ -60,8 +60,11 @@ def migrate() -> None:
 
 
 @group.command("check")
-def check() -> None:
-    """Validate settings, mappings and every enabled target; warn about insecure settings."""
+@click.option("--vendors", is_flag=True, help="Also sign in to each enabled vendor with one read "
+              "(Zendesk: who am I; Salesforce: a Case query; Slack: auth.test and the channel's history).")
+def check(vendors: bool) -> None:
+    """Validate settings, mappings and every enabled target; warn about insecure settings. Offline
+    unless --vendors: the credentials are otherwise first tried by a delivery."""
     services = _services()
     settings = services.settings
     problems: list[str] = []
@@ -89,6 +92,8 @@ def check() -> None:
     warnings.extend(settings.warnings())
     for adapter in services.adapters.values():
         warnings.extend(adapter.warnings())
+    if vendors:
+        problems.extend(_probe(services.adapters))
     for line in warnings:
         click.echo(f"warning: {line}")
     for line in problems:
@@ -96,6 +101,22 @@ def check() -> None:
     if problems:
         sys.exit(1)
     click.echo("ok" if not warnings else f"ok with {len(warnings)} warning(s)")
+
+
+def _probe(adapters) -> list[str]:  # type: ignore[no-untyped-def]
+    """Each enabled vendor's answer to one authenticated read, printed; the refusals returned."""
+    from adapters.errors import DeliveryError
+
+    refused = []
+    for name, adapter in adapters.items():
+        try:
+            said = adapter.probe()
+        except DeliveryError as err:
+            refused.append(f"{name}: {err.message}")
+            continue
+        if said is not None:
+            click.echo(f"{name}: {said}")
+    return refused
 
 
 @group.command("preview")

@@ -531,3 +531,15 @@ def test_case_fields_use_the_mapping_value_language() -> None:
     assert case["Tier__c"] == "Tier 1"
     assert case["Skills__c"] == "integrations;quickbooks"
     assert "Missing__c" not in case
+
+
+def test_probe_logs_in_and_reads_a_case(org: SalesforceFake) -> None:
+    org.password_login()
+    org.query([{"Id": "5005g00000AbCdEAAV"}], soql="SELECT Id FROM Case LIMIT 1", sobject="Case")
+    assert adapter(PASSWORD_SETTINGS).probe() == "signed in (password auth), cases readable"
+
+
+def test_probe_with_a_refused_login_is_an_auth_error(org: SalesforceFake) -> None:
+    org.password_login_refused()
+    with pytest.raises(AuthError, match="INVALID_LOGIN"):
+        adapter(PASSWORD_SETTINGS).probe()

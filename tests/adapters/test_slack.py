@@ -670,3 +670,19 @@ def test_a_failed_answer_to_a_click_is_the_adapters_own_error(adapter, slack):
     slack.fail("chat.postMessage", error="channel_not_found")
     with pytest.raises(RejectedError, match="channel_not_found"):
         adapter.claim_answered(_click("C0GONE/1.2"), Holder("slack", "U0SAM", None, first=True), "C0GONE/1.2")
+
+
+def test_probe_signs_in_and_reads_the_alert_channel(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    assert adapter.probe() == "signed in as handoff-bot in Acme; C0HANDOFF readable"
+    assert [(call.method, call.body.get("channel")) for call in slack.calls] == \
+        [("auth.test", None), ("conversations.history", "C0HANDOFF")]
+
+
+def test_probe_names_a_channel_given_by_name_and_what_to_give_instead(slack: FakeSlack) -> None:
+    with pytest.raises(RejectedError, match=r"channel_not_found \(give the channel's id, C…, not its name"):
+        SlackAdapter(settings_for(slack, slack_channel="#support"), {}).probe()
+
+
+def test_probe_with_a_revoked_token_is_an_auth_error(slack: FakeSlack) -> None:
+    with pytest.raises(AuthError, match="invalid_auth"):
+        SlackAdapter(settings_for(slack, slack_bot_token="xoxb-revoked"), {}).probe()

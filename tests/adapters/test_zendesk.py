@@ -632,3 +632,26 @@ def test_a_timed_out_comment_that_did_not_land_is_sent_again(zd: FakeZendesk) ->
 
     assert outcome.status == "updated"
     assert len(zd.calls("PUT", "/api/v2/tickets/77120.json")) == 1
+
+
+def test_probe_signs_in_and_says_as_whom(zd: FakeZendesk) -> None:
+    zd.me()
+    assert adapter().probe() == "signed in as johnny@example.com (agent)"
+    assert zd.rsps.calls[0].request.headers["Authorization"] == basic_auth()
+
+
+@pytest.mark.parametrize(("user", "said"), [
+    ({"id": None, "name": "Anonymous user", "role": "end-user"}, "anonymous user"),
+    ({"role": "end-user", "email": "jo@example.com"}, "as jo@example.com, an end user: tickets need an agent"),
+])
+def test_probe_refuses_an_anonymous_or_end_user_sign_in(zd: FakeZendesk, user: dict[str, Any], said: str) -> None:
+    zd.me(**user)
+    with pytest.raises(AuthError, match=said):
+        adapter().probe()
+
+
+def test_probe_with_refused_credentials_is_an_auth_error(zd: FakeZendesk) -> None:
+    zd.rsps.add("GET", "https://acme.zendesk.com/api/v2/users/me.json", status=401,
+                json={"error": "Couldn't authenticate you"})
+    with pytest.raises(AuthError, match="Zendesk refused the credentials \\(401\\)"):
+        adapter().probe()

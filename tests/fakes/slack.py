@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 import time
 from collections import defaultdict, deque
@@ -169,7 +170,13 @@ class FakeSlack:
             return {"ok": False, "error": "message_not_found"}
         return {"ok": True, "channel": channel, "permalink": f"{WORKSPACE}/archives/{channel}/p{ts.replace('.', '')}"}
 
+    def api_auth_test(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": f"{WORKSPACE}/", "team": "Acme", "user": "handoff-bot", "team_id": "T0ACME",
+                "user_id": "U0BOT", "bot_id": "B0FAKE"}
+
     def api_conversations_history(self, body: dict[str, Any]) -> dict[str, Any]:
+        if not re.fullmatch(r"[CGD][A-Z0-9]+", body.get("channel", "")):  # Slack reads history by id only
+            return {"ok": False, "error": "channel_not_found"}
         oldest = float(body.get("oldest") or 0)
         messages = [m for m in reversed(self.top_level(body.get("channel", ""))) if float(m["ts"]) > oldest]
         return self._page(messages, body)

@@ -53,6 +53,13 @@ class FakeZendesk:
         headers = {"x-idempotency-lookup": "hit" if replay else "miss", "Location": body["ticket"]["url"], **(quota or {})}
         return self._add("POST", "/api/v2/tickets.json", 201, body, headers)
 
+    def me(self, **user: Any) -> responses.BaseResponse:
+        """`GET /api/v2/users/me.json`, shaped as Zendesk's description's example (an agent);
+        `id=None` is how Zendesk answers a caller it could not authenticate."""
+        body = {"user": {"id": 35436, "name": "Johnny Agent", "email": "johnny@example.com", "role": "agent",
+                         "url": f"{self.origin}/api/v2/users/35436", **user}}
+        return self._add("GET", "/api/v2/users/me.json", 200, body)
+
     def update_ticket(self, ticket_id: int = 77120, *, quota: Mapping[str, str] | None = None,
                       status: str = "open") -> responses.BaseResponse:
         """`status`: the ticket's status after the update, as Zendesk answers it."""
