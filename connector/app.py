@@ -46,12 +46,19 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     for blueprint in (handoffs.bp, admin.bp, admin_page.bp, health.bp, webhooks.bp, docs.bp):
         app.register_blueprint(blueprint)
-    log.info("connector ready", extra={"targets": list(settings.targets)})
     services = app.extensions["connector"]
+    if cli.in_command():  # a flask command reports for itself
+        return app
+    log.info("connector ready", extra={"targets": list(settings.targets)})
     # Said once per start: gunicorn's master says it (`gunicorn.conf.on_starting`) and marks the
     # environment its workers inherit, rather than each of them saying it again.
     if not os.environ.get(WARNED):
-        said = [*settings.warnings(), *(w for adapter in services.adapters.values() for w in adapter.warnings())]
-        for warning in said:
-            log.warning("setting to look at", extra={"warning": warning})  # `connector check` lists the same
+        log_warnings(services)
     return app
+
+
+def log_warnings(services: Services) -> None:
+    """What is risky or useless in the settings, one line each (`connector check` lists the same)."""
+    settings = services.settings
+    for warning in [*settings.warnings(), *(w for adapter in services.adapters.values() for w in adapter.warnings())]:
+        log.warning("setting to look at", extra={"warning": warning})

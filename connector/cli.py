@@ -140,6 +140,9 @@ def preview(packet_file: Path) -> None:
 def worker(interval: float | None) -> None:
     """Run a dedicated delivery worker until SIGTERM/SIGINT (then release claimed work)."""
     services = _migrated()
+    from .app import log_warnings
+
+    log_warnings(services)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
@@ -226,6 +229,13 @@ def purge_command(days: int | None, dry_run: bool) -> None:
     purged = retention.purge(services.db, before)
     click.echo(f"forgot {purged.handoffs} handoff(s), {purged.follow_ups} follow-up(s) and {purged.links} "
                f"conversation link(s) created before {before:%Y-%m-%d %H:%M:%S} UTC")
+
+
+def in_command() -> bool:
+    """Whether the app is being made for a `flask` command. Those are short and print what they
+    found (`check` prints the settings' warnings in its report: logged as well, each showed twice),
+    so the app leaves the warnings to them; `worker`, which runs on, logs them itself."""
+    return click.get_current_context(silent=True) is not None
 
 
 def init_app(app: Flask) -> None:

@@ -131,7 +131,7 @@ def test_the_settings_warnings_are_logged_once_by_the_master_not_again_by_each_w
             assert len(warned()) == said
     with caplog.at_level(logging.WARNING, logger="connector.app"):
         create_app({"database_url": f"sqlite:///{tmp_path}/c.db"}).extensions["connector"].stop()
-    assert len(warned()) > said  # anything else (a CLI command, tests) still says them
+    assert len(warned()) > said  # anything else (tests, another WSGI server) still says them
 
 
 def test_make_run_takes_the_address_and_workers_from_dot_env_and_the_environment_wins(tmp_path, monkeypatch):

@@ -132,3 +132,32 @@ def test_one_start_up_names_every_variable_the_enabled_targets_lack(tmp_path):
     assert caught.value.message == (
         "must be set when the 'zendesk' target is enabled; so must ZENDESK_API_TOKEN or ZENDESK_OAUTH_TOKEN; "
         "SLACK_BOT_TOKEN: must be set when the 'slack' target is enabled; so must SLACK_CHANNEL")
+
+
+def test_check_prints_each_warning_once_and_the_worker_logs_them(tmp_path):
+    """`check` lists the settings' warnings in its report; logging them too showed each twice. The
+    worker, which runs on, logs them like the service does."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    checked = _flask_check(tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert "warning: no CONNECTOR_BOT_KEYS" in checked.stdout
+    assert "setting to look at" not in checked.stderr and "connector ready" not in checked.stderr
+
+    root = Path(__file__).parents[1]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("CONNECTOR_", "PROMETHEUS_", "FLASK_"))},
+           "PYTHONPATH": str(root), "CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/c.db", "PYTHONUNBUFFERED": "1"}
+    flask = [str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "connector"]
+    subprocess.run([*flask, "migrate"], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=60)
+    worker = subprocess.Popen([*flask, "worker"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None and "running" in worker.stdout.readline()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=30)
+    assert '"setting to look at"' in stderr and "no CONNECTOR_BOT_KEYS" in stderr
