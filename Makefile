@@ -3,17 +3,24 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# What the service itself needs: `make run` and the operating commands install only this.
+SERVE  := $(VENV)/.installed-serve
 
 .PHONY: run test lint check bench bench-smoke migrate worker clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(SERVE): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $(SERVE)
+
+# ...and the test and lint tools on top.
+$(STAMP): $(SERVE) requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
 	touch $(STAMP)
 
 ## Set up, create/upgrade the database, serve on http://127.0.0.1:8000 (embedded SQLite, `preview` target).
-run: $(STAMP)
+run: $(SERVE)
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 ## Set up and run the whole test suite (lint first). Two runs: the tests of one process on every
@@ -38,13 +45,13 @@ bench-smoke: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-check: $(STAMP)
+check: $(SERVE)
 	$(BIN)/flask --app wsgi connector check
 
-migrate: $(STAMP)
+migrate: $(SERVE)
 	$(BIN)/flask --app wsgi connector migrate
 
-worker: $(STAMP)
+worker: $(SERVE)
 	$(BIN)/flask --app wsgi connector worker
 
 clean:
