@@ -6,12 +6,19 @@ import sys
 
 # gunicorn may be started elsewhere (`--chdir`): the package sits beside this file.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from connector.settings import load_env_file
+from connector.errors import ConfigError
+from connector.settings import ENV_FILE, load_env_file
 
-# `.env` (or CONNECTOR_ENV_FILE) is read here too (the app reads it again, to the same effect):
-# CONNECTOR_BIND and the worker counts below are needed before the app exists, and `make run`
-# should honour them. connector.settings imports nothing of prometheus-client (see share_metrics).
-load_env_file()
+# `.env` (or CONNECTOR_ENV_FILE) is read here, in the directory gunicorn starts in: CONNECTOR_BIND
+# and the worker counts below are needed before the app exists, and `make run` should honour them.
+# The app reads the same file again (to the same effect), named absolutely for it: after a
+# `--chdir` it would otherwise look for another `.env`, or resolve a relative name elsewhere.
+# connector.settings imports nothing of prometheus-client (see share_metrics).
+try:
+    _read = load_env_file()
+except ConfigError as err:  # one line saying what to fix, not gunicorn's traceback ending with it
+    sys.exit(f"configuration error: {err}")
+os.environ[ENV_FILE] = os.path.abspath(_read) if _read else ""
 
 bind = os.environ.get("CONNECTOR_BIND", "127.0.0.1:8000")
 # One worker more than there are cores, at most four: each worker is one GIL, and on SQLite all of

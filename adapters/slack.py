@@ -38,6 +38,7 @@ from .base import Adapter, HandoffContext, Sent, deep_merge
 from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TransientError
 from .events import AssignmentEvent, Holder
 
+CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")  # what Slack reads history by; a name is not
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://slack.com/api/"
@@ -267,7 +268,7 @@ class SlackAdapter(Adapter):
         try:
             return getattr(self._client(), method)(**kwargs).data
         except SlackApiError as err:
-            raise _api_error(api, err, acts) from err
+            raise _api_error(api, err, acts, kwargs.get("channel")) from err
         except URLError as err:  # urllib wraps failures while connecting or sending: nothing arrived
             raise TransientError(f"Slack {api}: cannot reach Slack ({err.reason})") from err
         except (OSError, http.client.HTTPException) as err:  # timeout / reset while awaiting the reply
@@ -305,7 +306,7 @@ def _make_client(token: str, base_url: str, timeout: int, environ: Mapping[str, 
     return client
 
 
-def _api_error(api: str, err: SlackApiError, acts: bool) -> DeliveryError:
+def _api_error(api: str, err: SlackApiError, acts: bool, channel: Any = None) -> DeliveryError:
     response = err.response
     status = response.status_code
     data = response.data if isinstance(response.data, dict) else {}
@@ -313,8 +314,9 @@ def _api_error(api: str, err: SlackApiError, acts: bool) -> DeliveryError:
     message = f"Slack {api}: {code}"
     if code == "missing_scope" and data.get("needed"):  # name what to add to the Slack app
         message += f" (the bot token needs {str(data['needed'])[:100]}; see .env.example, SLACK_BOT_TOKEN)"
-    if code in ("channel_not_found", "not_in_channel"):  # a name (#support) posts, but history needs the id
-        message += " (give the channel's id, C…, not its name, and invite the bot to it; see SLACK_CHANNEL)"
+    if code == "channel_not_found" and isinstance(channel, str) and not CHANNEL_ID.fullmatch(channel):
+        # A name (#support) posts, but reading the channel's history (the lookup after a timeout) needs its id.
+        message += f" ({channel!r} is a name: give the channel's id, C…, and invite the bot to it)"
     if status == 429 or code == "ratelimited":
         headers = {k.lower(): v for k, v in (response.headers or {}).items()}
         raw = headers.get("retry-after")

@@ -58,7 +58,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def log_warnings(services: Services) -> None:
-    """What is risky or useless in the settings, one line each (`connector check` lists the same)."""
-    settings = services.settings
-    for warning in [*settings.warnings(), *(w for adapter in services.adapters.values() for w in adapter.warnings())]:
+    """What is risky or useless in the setup, one line each (`connector check` lists the same)."""
+    for warning in services.warnings():
         log.warning("setting to look at", extra={"warning": warning})

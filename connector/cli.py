@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from .errors import ApiProblem, ConfigError
-from .settings import RETENTION_MIN_DAYS
+from .settings import RETENTION_MIN_DAYS, in_flask_command
 
 group = AppGroup("connector", help="Operate the handoff connector.")
 
@@ -27,6 +27,11 @@ def _services():  # type: ignore[no-untyped-def]
 
 
 MIGRATE = "flask --app wsgi connector migrate"
+UNREACHABLE_WAIT_S = 5.0
+
+
+class Unreachable(click.ClickException):
+    """The database did not answer (`_migrated`); the worker waits for it instead of stopping."""
 
 
 def _migrated():  # type: ignore[no-untyped-def]
@@ -36,12 +41,17 @@ def _migrated():  # type: ignore[no-untyped-def]
     try:
         gap = services.db.schema_gap()
     except SQLAlchemyError as err:  # the driver's error, whichever: the operator gets one line
-        raise click.ClickException(f"the database cannot be reached: {_reason(err)} (CONNECTOR_DATABASE_URL)") \
-            from None
+        raise Unreachable(f"the database cannot be reached: {_reason(err)} (CONNECTOR_DATABASE_URL)") from None
     if gap is not None:
-        raise click.ClickException(f"the database cannot be used yet: {gap}. Run `{MIGRATE}` (starting the "
-                                   "service with gunicorn runs it too).")
+        raise click.ClickException(f"the database cannot be used by this code: {_advice(gap)}")
     return services
+
+
+def _advice(gap) -> str:  # type: ignore[no-untyped-def]
+    """A `db.SchemaGap` and what closes it."""
+    if not gap.migrate:
+        return gap.words
+    return f"{gap.words}. Run `{MIGRATE}` (starting the service with gunicorn runs it too)"
 
 
 def _reason(err: Exception) -> str:
@@ -85,13 +95,11 @@ def check(vendors: bool) -> None:
     except Exception as err:  # report, don't crash: check is for finding problems
         problems.append(f"CONNECTOR_DATABASE_URL: database unreachable ({_reason(err)})")
     else:
-        click.echo(f"database: reachable ({services.db.dialect}), schema {'current' if gap is None else 'behind'}")
-        if gap is not None:  # gunicorn's start migrates; the other commands refuse until then
-            warnings.append(f"the database cannot be used yet: {gap}; `{MIGRATE}` or the service's first "
-                            "start brings it up to date")
-    warnings.extend(settings.warnings())
-    for adapter in services.adapters.values():
-        warnings.extend(adapter.warnings())
+        state = "current" if gap is None else "behind" if gap.migrate else "from a newer release"
+        click.echo(f"database: reachable ({services.db.dialect}), schema {state}")
+        if gap is not None:  # behind: gunicorn's start migrates it (the other commands refuse until then)
+            (warnings if gap.migrate else problems).append(f"the database cannot be used by this code: {_advice(gap)}")
+    warnings.extend(services.warnings())
     if vendors:
         problems.extend(_probe(services.adapters))
     for line in warnings:
@@ -139,13 +147,20 @@ def preview(packet_file: Path) -> None:
               "(default CONNECTOR_POLL_INTERVAL_S).")
 def worker(interval: float | None) -> None:
     """Run a dedicated delivery worker until SIGTERM/SIGINT (then release claimed work)."""
-    services = _migrated()
-    from .app import log_warnings
-
-    log_warnings(services)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
+    while True:  # a database still starting (compose, a failover) is waited for, as the loop would
+        try:
+            services = _migrated()
+            break
+        except Unreachable as err:
+            click.echo(f"{err.message}; trying again in {UNREACHABLE_WAIT_S:g} s", err=True)
+            if done.wait(UNREACHABLE_WAIT_S):
+                return
+    from .app import log_warnings
+
+    log_warnings(services)
     services.start_loop(interval or services.settings.poll_interval_s)
     click.echo(f"worker {services.outbox.owner} running; Ctrl-C to stop")
     done.wait()
@@ -232,10 +247,11 @@ def purge_command(days: int | None, dry_run: bool) -> None:
 
 
 def in_command() -> bool:
-    """Whether the app is being made for a `flask` command. Those are short and print what they
-    found (`check` prints the settings' warnings in its report: logged as well, each showed twice),
-    so the app leaves the warnings to them; `worker`, which runs on, logs them itself."""
-    return click.get_current_context(silent=True) is not None
+    """Whether the app is being made for a `flask` command other than the development server's.
+    Those are short and print what they found (`check` prints the settings' warnings in its
+    report: logged as well, each showed twice), so the app leaves the warnings to them; `worker`,
+    which runs on, logs them itself."""
+    return in_flask_command() not in (None, "run")
 
 
 def init_app(app: Flask) -> None:

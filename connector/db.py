@@ -13,6 +13,7 @@ import os
 import threading
 import weakref
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +60,12 @@ def make_engine(url: str, root: str) -> Engine:
 def _private_file(database: str) -> None:
     """The database holds packets — names, addresses, whole transcripts: a directory or file made
     here is its owner's alone (0700, 0600; SQLite gives its -wal and -shm files the database's
-    mode). What already exists keeps the mode its operator gave it."""
-    os.makedirs(os.path.dirname(database), mode=0o700, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    mode). What already exists keeps its mode (`Database.warnings` names a readable one). Where
+    nothing can be made, SQLite's own error says so when the database is first used."""
+    with contextlib.suppress(OSError):
+        os.makedirs(os.path.dirname(database), mode=0o700, exist_ok=True)
+        if not os.path.exists(database):  # follows a symlink: its target is made private too
+            os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -153,12 +156,22 @@ class WriterLock:
         return self._fd
 
 
+@dataclass(frozen=True)
+class SchemaGap:
+    """How the database's schema differs from this code's: `words` say it; `migrate` is whether
+    `connector migrate` closes the gap (not for a newer release's schema)."""
+
+    words: str
+    migrate: bool
+
+
 class Database:
     def __init__(self, url: str, root: str):
         self.engine = make_engine(url, root)
         database = self.engine.url.database if self.dialect == "sqlite" else None
         on_disk = bool(database) and database != ":memory:" and not str(database).startswith("file:")
-        self._writer = WriterLock(database if on_disk else None) if self.dialect == "sqlite" else None
+        self.sqlite_file = database if on_disk else None
+        self._writer = WriterLock(self.sqlite_file) if self.dialect == "sqlite" else None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.readers = sessionmaker(self.engine.execution_options(**{READONLY: True}), expire_on_commit=False)
         self._skipping: dict[tuple[str, tuple[str, ...]], Any] = {}
@@ -240,31 +253,50 @@ class Database:
             command.upgrade(config, "head")
         log.info("database schema at head", extra={"dialect": self.dialect})
 
-    def schema_gap(self) -> str | None:
-        """None when the schema is at the newest migration, else what it is instead, in words.
-        Reads only Alembic's version table (a database the service never started on has none)."""
+    def schema_gap(self) -> SchemaGap | None:
+        """None when the schema is at the newest migration, else how it differs. Reads only
+        Alembic's version table (a database the service never started on has none), directly:
+        Alembic's context logs two lines."""
         from alembic.script import ScriptDirectory
         from alembic.util import CommandError
         from sqlalchemy import inspect
 
         script = ScriptDirectory.from_config(_alembic_config())
         head = script.get_current_head()
-        with self.engine.connect() as connection:  # read directly: Alembic's context logs two lines
+        with self._reader() as connection:
             current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar() \
                 if inspect(connection).has_table("alembic_version") else None
         if current == head:
             return None
         if current is None:
-            return "it holds no connector schema yet"
+            return SchemaGap("it holds no connector schema yet", migrate=True)
         try:
             script.get_revision(current)
         except CommandError:
-            return f"its schema is at revision {current}, which this code does not know (a newer release's?)"
-        return f"its schema is at revision {current}; this code needs {head}"
+            return SchemaGap(f"its schema is at revision {current}, which this code does not know: a newer "
+                             "release made it; run that release, or restore a backup taken before it", migrate=False)
+        return SchemaGap(f"its schema is at revision {current}; this code needs {head}", migrate=True)
+
+    def warnings(self) -> list[str]:
+        """A SQLite file other users of the machine may read (made before the service made its
+        files private, or by hand): it holds packets."""
+        try:
+            mode = os.stat(self.sqlite_file).st_mode & 0o777 if self.sqlite_file else 0
+        except OSError:
+            return []
+        if not mode & 0o077:
+            return []
+        return [f"the SQLite database {self.sqlite_file} can be read by other users of this machine (mode "
+                f"{mode:04o}); it holds whole packets: chmod 600 '{self.sqlite_file}'*"]
 
     def ping(self) -> None:
-        with self.engine.connect() as connection:
+        with self._reader() as connection:
             connection.execute(text("SELECT 1"))
+
+    def _reader(self) -> contextlib.AbstractContextManager[Connection]:
+        """A connection that begins without the write lock: SQLite's `BEGIN IMMEDIATE` would queue a
+        readiness probe or a CLI look at the schema behind the service's writers, and block them."""
+        return self.engine.execution_options(**{READONLY: True}).connect()
 
     def dispose(self) -> None:
         self.engine.dispose()

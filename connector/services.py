@@ -90,6 +90,12 @@ class Services:
                     self._adapters_source = current
         return self._adapters
 
+    def warnings(self) -> list[str]:
+        """What is risky or useless in this setup without being wrong: `connector check` lists it,
+        the service logs it at start-up."""
+        return [*self.settings.warnings(), *(w for adapter in self.adapters.values() for w in adapter.warnings()),
+                *self.db.warnings()]
+
     def reserve(self, wanted: int) -> int:
         """Take up to `wanted` of the pool's free threads for a request's fresh deliveries.
 

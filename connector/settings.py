@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -47,12 +48,10 @@ def _refuse_flasks_own_read(named: str) -> None:
     """The `flask` command reads the nearest `.env` before the app exists, and what it set wins
     over `CONNECTOR_ENV_FILE`'s lines like the environment does: `check` would then judge another
     configuration than the service runs. Refused, saying how to run it, rather than mixed."""
-    import click
     from dotenv import find_dotenv
-    from flask.cli import FlaskGroup, get_load_dotenv
+    from flask.cli import get_load_dotenv
 
-    context = click.get_current_context(silent=True)
-    if context is None or not isinstance(context.find_root().command, FlaskGroup) or not get_load_dotenv():
+    if in_flask_command() is None or not get_load_dotenv():
         return
     read = find_dotenv(".env", usecwd=True)
     if not read or (named and os.path.isfile(named) and os.path.samefile(read, named)):
@@ -252,7 +251,8 @@ class Settings:
             said.append("no CONNECTOR_ADMIN_TOKEN: the admin HTTP surface (the admin page, /v1/preview, "
                         "/v1/deliveries and their retries) is off; the flask commands work without it")
         elif not self.public_url.startswith("https://"):
-            shown = repr(self.public_url) if self.public_url else "unset"
+            parts = urlsplit(self.public_url)  # scheme and host only: a URL may carry user:password@
+            shown = f"{parts.scheme}://{parts.hostname or ''}…" if self.public_url else "unset"
             said.append(f"CONNECTOR_PUBLIC_URL ({shown}) is not an https:// address: the admin page's session "
                         "cookie is marked Secure only on requests that reach this process over https — behind a "
                         "TLS proxy, set it to the address people use")
@@ -283,3 +283,16 @@ class Settings:
     @staticmethod
     def variables() -> tuple[str, ...]:
         return tuple(_VARIABLES)
+
+
+def in_flask_command() -> str | None:
+    """Whether the app is being made for a `flask` command: None if not (gunicorn, tests, another
+    server); else the command's name when it is running already (`run` loads the app itself), or
+    "" while flask is still looking for the command (it loads the app to find `connector`)."""
+    import click
+    from flask.cli import FlaskGroup
+
+    context = click.get_current_context(silent=True)
+    if context is None or not isinstance(context.find_root().command, FlaskGroup):
+        return None
+    return "" if context.parent is None else (context.command.name or "")

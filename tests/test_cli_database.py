@@ -26,8 +26,8 @@ def test_a_command_on_a_database_never_migrated_says_to_migrate(fresh_app, args)
     result = fresh_app.test_cli_runner().invoke(args=["connector", *args])
     assert result.exit_code == 1
     assert result.output.strip() == (
-        "Error: the database cannot be used yet: it holds no connector schema yet. Run "
-        "`flask --app wsgi connector migrate` (starting the service with gunicorn runs it too).")
+        "Error: the database cannot be used by this code: it holds no connector schema yet. Run "
+        "`flask --app wsgi connector migrate` (starting the service with gunicorn runs it too)")
 
 
 def test_a_database_at_an_older_release_names_both_revisions_and_migrate_fixes_it(fresh_app):
@@ -49,8 +49,8 @@ def test_check_says_the_schema_is_behind_as_a_warning_since_the_first_start_migr
     result = fresh_app.test_cli_runner().invoke(args=["connector", "check"])
     assert result.exit_code == 0, result.output
     assert "database: reachable (sqlite), schema behind" in result.output
-    assert ("warning: the database cannot be used yet: it holds no connector schema yet; "
-            "`flask --app wsgi connector migrate` or the service's first start brings it up to date") in result.output
+    assert ("warning: the database cannot be used by this code: it holds no connector schema yet. Run "
+            "`flask --app wsgi connector migrate` (starting the service with gunicorn runs it too)") in result.output
 
 
 def test_an_unreachable_database_is_named_with_the_drivers_reason(tmp_path):
@@ -61,9 +61,89 @@ def test_an_unreachable_database_is_named_with_the_drivers_reason(tmp_path):
         assert listed.exit_code == 1
         assert listed.output.startswith("Error: the database cannot be reached: OperationalError: ")
         assert "127.0.0.1" in listed.output and listed.output.rstrip().endswith("(CONNECTOR_DATABASE_URL)")
+        assert "sqlalche.me" not in listed.output  # the driver's first line only, not SQLAlchemy's link
         checked = runner.invoke(args=["connector", "check"])
         assert checked.exit_code == 1
         assert "problem: CONNECTOR_DATABASE_URL: database unreachable (OperationalError: " in checked.output
         assert "Traceback" not in listed.output + checked.output
     finally:
         app.extensions["connector"].stop()
+
+
+def test_a_schema_from_a_newer_release_is_a_problem_that_migrate_cannot_fix(fresh_app):
+    from sqlalchemy import text
+
+    db = fresh_app.extensions["connector"].db
+    db.upgrade()
+    with db.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    runner = fresh_app.test_cli_runner()
+    listed = runner.invoke(args=["connector", "deliveries"])
+    assert listed.exit_code == 1
+    assert listed.output.strip() == ("Error: the database cannot be used by this code: its schema is at revision "
+                                     "0099, which this code does not know: a newer release made it; run that "
+                                     "release, or restore a backup taken before it")
+    checked = runner.invoke(args=["connector", "check"])
+    assert checked.exit_code == 1 and "schema from a newer release" in checked.output
+    assert "problem: the database cannot be used by this code: its schema is at revision 0099" in checked.output
+
+
+def test_looking_at_the_schema_or_pinging_takes_no_write_lock(tmp_path):
+    """SQLite's BEGIN IMMEDIATE would queue a readiness probe or a CLI command behind the service's
+    writers (and block them); with a writer holding the lock both still answer."""
+    import sqlite3
+    import threading
+
+    app = create_app({"database_url": f"sqlite:///{tmp_path}/c.db"})
+    db = app.extensions["connector"].db
+    db.upgrade()
+    writer = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    answered: list[object] = []
+    looking = threading.Thread(target=lambda: answered.extend([db.schema_gap(), db.ping()]), daemon=True)
+    try:
+        looking.start()
+        looking.join(10)  # with the lock wanted, both would wait out busy_timeout (30 s), then fail
+        assert answered == [None, None]
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        looking.join(40)
+        app.extensions["connector"].stop()
+
+
+def test_a_database_that_cannot_be_made_is_reported_not_a_traceback(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    app = create_app({"database_url": f"sqlite:///{tmp_path}/a-file/c.db"})  # the directory cannot exist
+    try:
+        checked = app.test_cli_runner().invoke(args=["connector", "check"])
+        assert checked.exit_code == 1
+        assert "problem: CONNECTOR_DATABASE_URL: database unreachable (OperationalError: unable to open database " \
+               "file)" in checked.output
+    finally:
+        app.extensions["connector"].stop()
+
+
+def test_the_worker_waits_for_a_database_that_is_not_up_yet_and_stops_on_sigterm(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("CONNECTOR_", "PROMETHEUS_", "FLASK_"))},
+           "PYTHONPATH": str(root), "PYTHONUNBUFFERED": "1",
+           "CONNECTOR_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/test"}
+    worker = subprocess.Popen([str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "connector", "worker"],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert worker.stderr is not None
+        said = worker.stderr.readline()
+        assert said.startswith("the database cannot be reached: OperationalError: ") and \
+            said.rstrip().endswith("(CONNECTOR_DATABASE_URL); trying again in 5 s"), said
+        assert worker.poll() is None  # still waiting, not stopped
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=30)
+    assert worker.returncode == 0

@@ -158,3 +158,25 @@ def test_gunicorn_started_elsewhere_still_finds_the_package(tmp_path):
                            str(Path(CONF).parent), "wsgi:app"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=60, env={"PATH": os.environ["PATH"], "CONNECTOR_ENV_FILE": ""})
     assert done.returncode == 0, done.stderr
+
+
+def test_the_app_reads_the_env_file_gunicorn_read_even_after_a_chdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("CONNECTOR_BIND=127.0.0.1:8011\n")
+    with mock.patch.dict("os.environ", {}, clear=True), mock.patch("ctypes.CDLL"):
+        runpy.run_path(CONF)
+        assert os.environ["CONNECTOR_ENV_FILE"] == str(tmp_path / ".env")  # absolute: the workers read this one
+    (tmp_path / ".env").unlink()
+    with mock.patch.dict("os.environ", {}, clear=True), mock.patch("ctypes.CDLL"):
+        runpy.run_path(CONF)
+        assert os.environ["CONNECTOR_ENV_FILE"] == ""  # none here: none for the app either
+
+
+def test_a_missing_env_file_stops_gunicorn_with_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "-c", CONF, "--check-config", "wsgi:app"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60,
+                          env={"PATH": os.environ["PATH"], "CONNECTOR_ENV_FILE": "nope.env"})
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("configuration error: CONNECTOR_ENV_FILE: names 'nope.env', which is not a "
+                                   "readable file (empty reads no file) (see .env.example and README.md, "
+                                   "'Configuration')")

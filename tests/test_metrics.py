@@ -177,3 +177,14 @@ def test_an_edit_only_the_adapter_refuses_still_lets_the_scrape_answer(app, clie
     monkeypatch.setattr(app.extensions["connector"].outbox, "counts", refused)
     samples = scrape(client)
     assert value(samples, "connector_backlog_up") == 0
+
+
+def test_a_metrics_directory_this_process_cannot_write_stops_start_up(tmp_path, monkeypatch):
+    from unittest import mock
+
+    from connector.errors import ConfigError
+    from connector.metrics import check_directory
+
+    with mock.patch("os.access", return_value=False), pytest.raises(ConfigError) as refused:  # as root, mode won't do
+        check_directory({"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    assert refused.value.message == f"{str(tmp_path)!r} is not a directory this process can write"

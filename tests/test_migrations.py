@@ -102,3 +102,28 @@ def test_a_new_sqlite_database_and_its_directory_are_its_owners_alone(tmp_path):
     (tmp_path / "shared").chmod(0o755)
     create_app({"database_url": f"sqlite:///{tmp_path}/shared/c.db"}).extensions["connector"].stop()
     assert stat.S_IMODE((tmp_path / "shared").stat().st_mode) == 0o755  # the operator's directory is theirs
+
+
+def test_a_database_others_can_read_is_warned_about_and_a_symlinks_target_is_made_private(tmp_path):
+    import os
+    import stat
+
+    from connector import create_app
+
+    (tmp_path / "old.db").write_text("")
+    (tmp_path / "old.db").chmod(0o644)  # made before the service made its files private
+    app = create_app({"database_url": f"sqlite:///{tmp_path}/old.db"})
+    try:
+        assert app.extensions["connector"].warnings()[-1] == (
+            f"the SQLite database {tmp_path}/old.db can be read by other users of this machine (mode 0644); it "
+            f"holds whole packets: chmod 600 '{tmp_path}/old.db'*")
+    finally:
+        app.extensions["connector"].stop()
+    os.symlink(tmp_path / "data" / "real.db", tmp_path / "link.db")
+    (tmp_path / "data").mkdir()
+    app = create_app({"database_url": f"sqlite:///{tmp_path}/link.db"})
+    try:
+        assert stat.S_IMODE((tmp_path / "data" / "real.db").stat().st_mode) == 0o600
+        assert not any("can be read by other users" in said for said in app.extensions["connector"].warnings())
+    finally:
+        app.extensions["connector"].stop()

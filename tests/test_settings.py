@@ -161,3 +161,21 @@ def test_check_prints_each_warning_once_and_the_worker_logs_them(tmp_path):
         worker.send_signal(signal.SIGTERM)
         _, stderr = worker.communicate(timeout=30)
     assert '"setting to look at"' in stderr and "no CONNECTOR_BOT_KEYS" in stderr
+
+
+def test_only_the_flask_command_is_refused_for_its_own_dot_env_read(tmp_path, monkeypatch):
+    """Another click program (a deployer's wrapper, say) loading the app has read no .env."""
+    import click
+    from click.testing import CliRunner
+
+    (tmp_path / ".env").write_text("CONNECTOR_TARGETS=zendesk\n")
+    (tmp_path / "alt.env").write_text("CONNECTOR_TARGETS=slack\n")
+
+    @click.command()
+    def wrapper() -> None:
+        path, seen = _read_env_file(tmp_path, monkeypatch, {"CONNECTOR_ENV_FILE": str(tmp_path / "alt.env")})
+        click.echo(f"{path} {seen['CONNECTOR_TARGETS']}")
+
+    result = CliRunner().invoke(wrapper)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"{tmp_path / 'alt.env'} slack"

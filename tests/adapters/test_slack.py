@@ -679,8 +679,12 @@ def test_probe_signs_in_and_reads_the_alert_channel(slack: FakeSlack, adapter: S
 
 
 def test_probe_names_a_channel_given_by_name_and_what_to_give_instead(slack: FakeSlack) -> None:
-    with pytest.raises(RejectedError, match=r"channel_not_found \(give the channel's id, C…, not its name"):
+    with pytest.raises(RejectedError, match=r"channel_not_found \('#support' is a name: give the channel's id"):
         SlackAdapter(settings_for(slack, slack_channel="#support"), {}).probe()
+    slack.fail("conversations.history", error="channel_not_found")  # an id, deleted since: no such advice
+    with pytest.raises(RejectedError) as caught:
+        SlackAdapter(settings_for(slack, slack_channel="C0GONE"), {}).probe()
+    assert caught.value.message == "Slack conversations.history: channel_not_found"
 
 
 def test_probe_with_a_revoked_token_is_an_auth_error(slack: FakeSlack) -> None:
