@@ -14,6 +14,7 @@ from flask.cli import AppGroup
 from sqlalchemy.exc import SQLAlchemyError
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
+from .db import SchemaGap
 from .errors import ApiProblem, ConfigError
 from .settings import RETENTION_MIN_DAYS, in_flask_command
 
@@ -47,8 +48,8 @@ def _migrated():  # type: ignore[no-untyped-def]
     return services
 
 
-def _advice(gap) -> str:  # type: ignore[no-untyped-def]
-    """A `db.SchemaGap` and what closes it."""
+def _advice(gap: SchemaGap) -> str:
+    """How the schema differs, and what closes the gap."""
     if not gap.migrate:
         return gap.words
     return f"{gap.words}. Run `{MIGRATE}` (starting the service with gunicorn runs it too)"
