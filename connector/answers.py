@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .customer_message import FAILED
 from .models import DONE, Assignment, Callback, Delivery, Handoff
 
 _ASSIGNMENT_KEYS = ("team", "queue", "agent", "priority", "rule", "trace")
@@ -47,18 +48,29 @@ def _ticket(delivery: Any) -> dict[str, Any]:
 def render(handoff: Handoff, deliveries: Sequence[Any] | None = None) -> dict[str, Any]:
     """`deliveries`: rows with the `DELIVERY_COLUMNS` read apart from the handoff (default: its own)."""
     deliveries = handoff.deliveries if deliveries is None else deliveries
+    status = handoff_status(d.state for d in deliveries)
     return {
         "id": handoff.id,
-        "status": handoff_status(d.state for d in deliveries),
+        "status": status,
         "conversation_id": handoff.conversation_id,
         "tickets": [_ticket(d) for d in deliveries],
         "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS},
-        "customer_message": handoff.customer_message,
+        "customer_message": shown_message(handoff.customer_message, status),
         "estimated_wait_seconds": handoff.estimated_wait_seconds,
         # Targets appear here when they finish: until then nothing has reached them.
         "context_receipt": {d.target: d.receipt for d in deliveries if d.receipt is not None},
         "links": {"self": f"/v1/handoffs/{handoff.id}"},
     }
+
+
+def shown_message(message: dict[str, str] | None, status: str) -> dict[str, str] | None:
+    """The customer message as the bot should show it now: its promise that someone will reply
+    holds while any target has the handoff or is still being tried; once every one has given up
+    (`failed`), the stored apology says so instead (`customer_message.compose`)."""
+    if not message:
+        return message
+    text = message.get("if_failed") or FAILED if status == "failed" else message["text"]
+    return {"locale": message["locale"], "text": text}
 
 
 def render_follow_up(follow_up: Handoff, deliveries: Sequence[Any] | None = None) -> dict[str, Any]:

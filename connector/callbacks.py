@@ -43,7 +43,7 @@ from sqlalchemy import Connection, bindparam, exists, func, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 
-from . import callback_http, driver_cursor, metrics, vendor_signatures
+from . import answers, callback_http, driver_cursor, metrics, vendor_signatures
 from .backoff import backoff_seconds
 from .db import Database
 from .models import DONE, Assignment, Callback, Delivery, Handoff, utcnow
@@ -89,8 +89,10 @@ def row(handoff: Handoff, state: str, url: str, tickets: Sequence[Mapping[str, A
         "ticket": dict(done[0]) if done else None,
         "agent": dict(agent) if agent else None,
         "estimated_wait_seconds": handoff.estimated_wait_seconds,
-        # Ready to show while the customer waits for a ticket; after that the bot words it itself.
-        "message": (handoff.customer_message or {}).get("text") if state in ("queued", "delivered") else None,
+        # Ready to show while the customer waits for a ticket, and the apology when every target
+        # gave up; after an agent has it, the bot words it itself.
+        "message": (answers.shown_message(handoff.customer_message, state) or {}).get("text")
+        if state in ("queued", "delivered", "failed") else None,
         "tickets": [dict(t) for t in tickets],
     }
     return {"handoff_id": handoff.id, "bot_id": handoff.bot_id, "state": state, "url": url, "body": body,

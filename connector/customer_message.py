@@ -22,6 +22,10 @@ from .errors import ConfigError
 from .mapping_values import check_template
 from .templating import render
 
+# Shown once every target has given up, where messages.yaml has no `failed` of its own (and for
+# handoffs stored before the connector composed one with each message).
+FAILED = ("I'm sorry — I couldn't pass this on to our team just now, so nobody has it yet. "
+          "Please try again in a few minutes.")
 ENGLISH_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 FALLBACK = {
     "default_locale": "en",
@@ -34,6 +38,7 @@ FALLBACK = {
             "wait": "Someone should be with you in about {{ minutes }} minute{{ 's' if minutes != 1 else '' }}.",
             "no_wait": "Someone will reply here as soon as they're free.",
             "closed": "We're closed now; we'll reply by {{ time }} {{ day }} ({{ timezone }}).",
+            "failed": FAILED,
         }
     },
 }
@@ -59,6 +64,7 @@ class LocaleSchema(Schema):
     wait = Template(required=True)
     no_wait = Template(required=True)
     closed = Template(required=True)
+    failed = Template()  # optional: the default locale's, else the built-in English one
     teams = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     weekdays = fields.List(fields.String(), validate=validate.Length(equal=7), load_default=lambda: ENGLISH_DAYS)
     today = fields.String()
@@ -116,8 +122,14 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     if variant and variant in (strings.get("variants") or {}):
         key, template = f"variants.{variant}", strings["variants"][variant]
     text = render(template, f"{where}.{key}", team=team, problem=problem, expectation=expectation)
+    # What the answer shows instead once every target has given up (`answers.shown_message`): the
+    # promise above would then be false. Composed now, while the mappings are at hand.
+    failed_locale = locale if strings.get("failed") else config.get("default_locale", "en")
+    failed = (locales.get(failed_locale) or {}).get("failed") or FAILED
     # Templates end the problem with a full stop; one the customer ended with "?" or "!" keeps its own.
-    return {"locale": locale, "text": _DOUBLED_STOP.sub(r"\1", " ".join(text.split()))}
+    return {"locale": locale, "text": _DOUBLED_STOP.sub(r"\1", " ".join(text.split())),
+            "if_failed": " ".join(render(failed, f"mappings/messages.yaml: locales.{failed_locale}.failed",
+                                         team=team, problem=problem).split())}
 
 
 def _opening_words(hours: Mapping[str, Any], strings: Mapping[str, Any], now: dt.datetime | None) -> dict[str, str]:

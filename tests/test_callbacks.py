@@ -211,7 +211,10 @@ def test_failed_when_no_target_made_a_ticket(make_callback_app, bot, monkeypatch
     post(app, full_packet(targets=["preview", "broken"], callback={"url": bot.url}), key="k-partial")
     send_due(app)
     failed, partial = [r.json for r in bot.requests if r.json["state"] in ("failed", "delivered")]
-    assert failed["state"] == "failed" and failed["ticket"] is None and failed["message"] is None
+    assert failed["state"] == "failed" and failed["ticket"] is None
+    # No promise that someone will reply: the apology, ready to show (messages.yaml `failed`).
+    assert failed["message"] == ("I'm sorry — I couldn't pass this on to our technical support team just now, so "
+                                 "nobody has it yet. Please try again in a few minutes.")
     assert [t["status"] for t in failed["tickets"]] == ["failed"]
     # Owed once one target holds a ticket (an agent can see the handoff); `tickets` says where the
     # other stood then.

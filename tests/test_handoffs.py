@@ -123,6 +123,31 @@ def test_a_failing_target_does_not_fail_the_others(make_app, test_targets):
     assert "broken" not in body["context_receipt"]
 
 
+def test_when_every_target_gave_up_the_customer_message_promises_no_reply(make_app, test_targets):
+    client = make_app(targets=("broken",)).test_client()
+    spanish = full_packet()
+    spanish["conversation"]["language"] = "es"
+    for packet, text in [
+        (full_packet(), "I'm sorry — I couldn't pass this on to our technical support team just now, so nobody "
+                        "has it yet. Please try again in a few minutes."),
+        (spanish, "Lo siento: no he podido pasarle esto a nuestro equipo de soporte técnico ahora mismo, así que "
+                  "nadie lo tiene todavía. Vuelve a intentarlo en unos minutos."),
+    ]:
+        body = post(client, packet).get_json()
+        assert body["status"] == "failed"
+        assert body["customer_message"] == {"locale": packet["conversation"].get("language", "en"), "text": text}
+        assert client.get(body["links"]["self"], headers=auth()).get_json()["customer_message"]["text"] == text
+
+
+def test_a_handoff_stored_before_the_apology_existed_gets_the_built_in_one():
+    from connector.answers import shown_message
+    from connector.customer_message import FAILED
+
+    stored = {"locale": "en", "text": "I'm connecting you with our support team now. …"}
+    assert shown_message(stored, "failed") == {"locale": "en", "text": FAILED}
+    assert shown_message(stored, "pending") == stored and shown_message(stored, "partial") == stored
+
+
 def test_transient_failure_answers_202_and_retries(make_app, test_targets):
     app = make_app(targets=("flaky",))
     client = app.test_client()
