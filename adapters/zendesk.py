@@ -18,6 +18,7 @@ import html
 import logging
 import re
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -279,25 +280,33 @@ class ZendeskAdapter(Adapter):
             if ticket else None
 
     def previous_agent(self, packet: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        # Asked before the handoff is stored, while the bot waits: each call gets half the sync
+        # budget at most (a second at least), not the delivery timeout — a Zendesk that does not
+        # answer made the bot wait 15 s more, with nothing stored yet. Routing falls back then.
+        timeout = min(self.settings.vendor_timeout_s, max(1.0, self.settings.sync_budget_ms / 2000))
+        started = time.monotonic()
         try:
-            ticket = self._latest_open_ticket(packet, assigned=True)
+            ticket = self._latest_open_ticket(packet, assigned=True, timeout=timeout)
             if ticket is None:
                 return None
             path = f"/api/v2/users/{quote(str(ticket['assignee_id']))}.json"
-            reply, _ = self._call("GET", path, write=False, expect="user")
+            reply, _ = self._call("GET", path, write=False, expect="user", timeout=timeout)
             user = reply["user"]
             return {"id": str(user["id"]), "name": user.get("name"), "email": user.get("email")}
         except (DeliveryError, ConfigError) as err:
             # Routing goes on without the hint; say why once.
-            log.warning("zendesk: previous agent unknown (%s)", type(err).__name__)
+            log.warning("zendesk: previous agent unknown (%s)", type(err).__name__,
+                        extra={"conversation_id": (packet.get("conversation") or {}).get("id"),
+                               "waited_ms": round((time.monotonic() - started) * 1000)})
             return None
 
-    def _latest_open_ticket(self, packet: Mapping[str, Any], assigned: bool = False) -> dict[str, Any] | None:
+    def _latest_open_ticket(self, packet: Mapping[str, Any], assigned: bool = False,
+                            timeout: float | None = None) -> dict[str, Any] | None:
         email = str((packet.get("customer") or {}).get("email") or "")
         if not email or re.search(r'[\s"]', email):
             return None
         query = f"type:ticket requester:{email} status<solved"
-        reply, _ = self._call("GET", "/api/v2/search.json", write=False,
+        reply, _ = self._call("GET", "/api/v2/search.json", write=False, timeout=timeout,
                               params={"query": query, "sort_by": "created_at", "sort_order": "desc"}, expect="results")
         for result in reply.get("results") or []:
             if result.get("result_type") == "ticket" and result.get("status") in OPEN_STATUSES \
@@ -321,16 +330,17 @@ class ZendeskAdapter(Adapter):
         comment = payload["ticket"].get("comment") or {}
         return deep_merge(payload, {"ticket": {"comment": {"uploads": [*comment.get("uploads", []), token]}}})
 
-    def _call(self, method: str, path: str, *, write: bool, expect: str,
+    def _call(self, method: str, path: str, *, write: bool, expect: str, timeout: float | None = None,
               **kwargs: Any) -> tuple[dict[str, Any], requests.Response]:
-        """One raw call; `expect` is the key a 2xx answer must carry (a proxy's HTML page has none)."""
+        """One raw call; `expect` is the key a 2xx answer must carry (a proxy's HTML page has none);
+        `timeout` in seconds, else the delivery timeout (VENDOR_TIMEOUT_S)."""
         client = self._client()
         if "json" in kwargs:  # encoded by orjson (`json_codec`): requests' `json=` uses the standard library
             kwargs["data"] = json_codec.dumps_bytes(kwargs.pop("json"))
             kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
         with edge(write=write, replayable="Idempotency-Key" in kwargs.get("headers", {})):
             response = client.session.request(method, client.session.origin + path,
-                                              timeout=self.settings.vendor_timeout_s, **kwargs)
+                                              timeout=timeout or self.settings.vendor_timeout_s, **kwargs)
             reply = response.json()
         if not isinstance(reply, dict) or not isinstance(reply.get(expect), (dict, list)):
             kind = OutcomeUnknown if write else TransientError

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from concurrent.futures import wait
 from dataclasses import dataclass
@@ -159,6 +160,9 @@ def validate_packet(data: dict[str, Any], services: Services) -> dict[str, Any]:
 
 def accept(services: Services, caller: Caller, raw: bytes, content_type: str | None,
            idempotency_header: str | None) -> Answer:
+    # The sync budget counts from here: a sticky rule's vendor lookup, made before the handoff is
+    # stored, comes out of it rather than on top of it.
+    deadline = time.monotonic() + services.settings.sync_budget_ms / 1000
     data = parse_json(raw, content_type, services.settings.max_json_depth)
     packet = validate_packet(data, services)
     bot_id = packet["bot"]["id"]
@@ -186,14 +190,16 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
     with log_context(handoff_id=stored.handoff.id):
         log.info("handoff accepted", extra={"targets": [d.target for d in stored.handoff.deliveries],
                                             "conversation_id": stored.handoff.conversation_id})
-        return deliver_and_answer(services, stored, answers.render)
+        return deliver_and_answer(services, stored, answers.render, deadline=deadline)
 
 
 Render = Callable[..., dict[str, Any]]  # `answers.render` or `answers.render_follow_up`: (handoff, rows=None)
 
 
-def deliver_and_answer(services: Services, stored: Stored, render: Render, claimed: bool = True) -> Answer:
-    """Run the deliveries the request holds within the sync budget, then answer with `render`.
+def deliver_and_answer(services: Services, stored: Stored, render: Render, claimed: bool = True,
+                       deadline: float | None = None) -> Answer:
+    """Run the deliveries the request holds within the sync budget (until `deadline`, a
+    `time.monotonic()`, when the request began counting it), then answer with `render`.
     Held (paused target) or left unclaimed (no free thread): the loop takes those. `claimed`
     False (stored with `claim=False`): each delivery is claimed and checked by its own attempt."""
     handoff, prepared = stored.handoff, stored.prepared
@@ -203,7 +209,8 @@ def deliver_and_answer(services: Services, stored: Stored, render: Render, claim
     else:  # as many as there are free threads now; the loop takes the rest (`Services.reserve`)
         free = services.reserve(len(handoff.deliveries))
         futures = [services.submit(d.id, reserved=True) for d in handoff.deliveries[:free]]
-    finished, _ = wait(futures, timeout=services.settings.sync_budget_ms / 1000)
+    budget_s = services.settings.sync_budget_ms / 1000
+    finished, _ = wait(futures, timeout=budget_s if deadline is None else max(0.0, deadline - time.monotonic()))
     body, status = _answer(services, handoff, [future.result() for future in finished], render)
     log.info("handoff answered", extra={"status": body["status"], "http_status": status})
     return Answer(status, body)

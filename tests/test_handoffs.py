@@ -148,6 +148,30 @@ def test_a_handoff_stored_before_the_apology_existed_gets_the_built_in_one():
     assert shown_message(stored, "pending") == stored and shown_message(stored, "partial") == stored
 
 
+def test_the_sync_budget_counts_from_the_request_so_a_slow_lookup_comes_out_of_it(make_app, monkeypatch):
+    """A sticky rule's previous-agent lookup runs before the handoff is stored; the wait for the
+    deliveries gets what is left of the budget, not a whole one on top."""
+    from types import SimpleNamespace
+
+    import connector.intake as intake
+    from adapters.preview import PreviewAdapter
+
+    clock = [1000.0]
+    monkeypatch.setattr(intake, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+
+    def slow_lookup(self, packet):  # type: ignore[no-untyped-def]
+        clock[0] += 2.0
+        return None
+
+    monkeypatch.setattr(PreviewAdapter, "previous_agent", slow_lookup)
+    waited: list[float] = []
+    real_wait = intake.wait
+    monkeypatch.setattr(intake, "wait", lambda futures, timeout: waited.append(timeout) or real_wait(futures, 5))
+    client = make_app(targets=("preview",), sync_budget_ms=5000).test_client()
+    assert post(client, full_packet()).status_code == 201  # enterprise: the shipped rules ask for the agent
+    assert waited == [3.0]
+
+
 def test_transient_failure_answers_202_and_retries(make_app, test_targets):
     app = make_app(targets=("flaky",))
     client = app.test_client()

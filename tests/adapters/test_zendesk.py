@@ -356,7 +356,8 @@ def test_previous_agent_failure_is_none_and_logged(zd: FakeZendesk, caplog: pyte
     started = time.monotonic()
     assert adapter().previous_agent(full_packet()) is None
     assert time.monotonic() - started < 0.5
-    assert "previous agent unknown" in caplog.text
+    [said] = [r for r in caplog.records if "previous agent unknown" in r.getMessage()]
+    assert said.conversation_id == full_packet()["conversation"]["id"] and isinstance(said.waited_ms, int)
 
 
 @pytest.mark.parametrize("status", [401, 403])
@@ -510,6 +511,20 @@ def test_previous_agent_is_the_assignee_of_the_latest_open_ticket(zd: FakeZendes
     zd.show_user()
     agent = adapter().previous_agent(full_packet())
     assert agent == {"id": "381156009921", "name": "Sam Okafor", "email": "sam@acme.example"}
+    # Asked while the bot waits, before anything is stored: half the sync budget per call, not the
+    # delivery timeout (15 s by default).
+    assert [call.request.req_kwargs["timeout"] for call in zd.rsps.calls] == [2.5, 2.5]
+
+
+@pytest.mark.parametrize(("budget_ms", "vendor_timeout_s", "expected"), [(1000, 15, 1.0), (500, 15, 1.0),
+                                                                         (20000, 4, 4)])
+def test_previous_agent_lookups_are_bounded_by_the_budget_and_the_vendor_timeout(
+        zd: FakeZendesk, budget_ms: int, vendor_timeout_s: float, expected: float) -> None:
+    zd.search(query="type:ticket requester:dana.whitfield@example.com status<solved")
+    zd.show_user()
+    settings = replace(SETTINGS, sync_budget_ms=budget_ms, vendor_timeout_s=vendor_timeout_s)
+    assert adapter(settings).previous_agent(full_packet()) is not None
+    assert {call.request.req_kwargs["timeout"] for call in zd.rsps.calls} == {expected}
 
 
 # ---- settings -------------------------------------------------------------------------------------------
