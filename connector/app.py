@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import cli, json_codec, jsonlog, metrics, problems
+from . import cli, json_codec, jsonlog, mappings, metrics, problems
 from .services import Services, init_app
 from .settings import Settings, load_env_file
 
@@ -37,7 +37,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     app.json.ensure_ascii = False
 
-    init_app(app, Services(settings, ROOT))
+    # A gunicorn worker (its master checked everything and said so: WARNED) may serve the set its
+    # master last checked when an edit is bad as it boots (`mappings.inherited`).
+    fallback = mappings.inherited() if test_config is None and os.environ.get(WARNED) else None
+    init_app(app, Services(settings, ROOT, fallback=fallback))
     problems.init_app(app)
     metrics.init_app(app)
     cli.init_app(app)

@@ -194,18 +194,26 @@ class MappingStore:
 
     def __init__(self, directory: str, root: str, target_names: list[str], *, keys_of: KeysOf | None = None,
                  check: Callable[[Mappings], object] | None = None, interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, fallback: Mappings | None = None):
         """`check`: what else a set must pass before it serves (the services build the enabled
         adapters from it, whose own checks — a Zendesk custom field without an id — would
-        otherwise refuse it only when first used, as a 500 on every request)."""
+        otherwise refuse it only when first used, as a 500 on every request). `fallback`: the set
+        to serve when the files are bad at start (`inherited`); without one, a bad file stops us."""
         self.directory, self.root, self.target_names, self.keys_of = directory, root, list(target_names), keys_of
         self.check = check
         self.interval, self._clock = interval, clock
         self._lock = threading.Lock()
         self._stamps = self._scan()
-        self._mappings = self.load()  # start-up: a bad file stops us
-        self._checked = clock()
         self.errors: ConfigError | None = None
+        try:
+            self._mappings = self.load()
+        except ConfigError as err:
+            if fallback is None:
+                raise
+            log.error("mappings edit refused at start; serving the set gunicorn last checked",
+                      extra={"source": err.source, "error": err.message})
+            self._mappings, self.errors = fallback, err
+        self._checked = clock()
 
     def load(self) -> Mappings:
         """A fresh, strict load of the directory (raises ConfigError), whatever the store holds."""
@@ -251,3 +259,20 @@ class MappingStore:
         else:
             self.errors = None
             log.info("mappings reloaded", extra={"source": self._mappings.source})
+
+
+# The last set gunicorn's master checked (at start, then before forking each worker), which the
+# workers it forks inherit in memory. A worker that restarts (a crash, an OOM kill) while an edit is
+# refused serves this set instead of failing to boot: gunicorn stops the whole service when a worker
+# cannot boot, so one bad edit and one dead worker took everything down. A restart of the service
+# itself still stops on the bad file, as it should.
+_INHERITED: Mappings | None = None
+
+
+def keep_for_workers(mappings: Mappings) -> None:
+    global _INHERITED
+    _INHERITED = mappings
+
+
+def inherited() -> Mappings | None:
+    return _INHERITED

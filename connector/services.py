@@ -39,12 +39,13 @@ class Services:
     """Mappings are live (`MappingStore`): an edit is picked up without a restart, and the adapters
     are rebuilt from the new set; a bad edit keeps the last good set (and `check` reports it)."""
 
-    def __init__(self, settings: Settings, root: str):
+    def __init__(self, settings: Settings, root: str, fallback: Mappings | None = None):
         self.settings = settings
         # A set serves only if the enabled adapters can be built from it: missing credentials stop
         # start-up, naming the variable, and an edit an adapter refuses is refused like any other.
+        # `fallback`: what a gunicorn worker serves when an edit is bad as it boots (`mappings.inherited`).
         self.mapping_store = MappingStore(settings.mappings_dir, root, list(registry.TARGETS),
-                                          keys_of=registry.mapping_keys,
+                                          keys_of=registry.mapping_keys, fallback=fallback,
                                           check=lambda mappings: registry.build_adapters(settings, mappings.targets))
         self._adapters_lock = threading.Lock()
         self._adapters_source: Mappings | None = None

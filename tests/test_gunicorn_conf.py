@@ -180,3 +180,25 @@ def test_a_missing_env_file_stops_gunicorn_with_one_line(tmp_path):
     assert done.stderr.strip() == ("configuration error: CONNECTOR_ENV_FILE: names 'nope.env', which is not a "
                                    "readable file (empty reads no file) (see .env.example and README.md, "
                                    "'Configuration')")
+
+
+def test_before_each_fork_the_master_keeps_the_mappings_if_they_pass_and_the_last_good_set_if_not(tmp_path):
+    import shutil
+
+    from connector import mappings
+
+    shutil.copytree(Path(CONF).parent / "mappings", tmp_path / "m")
+    conf = _conf()
+    store = mappings.MappingStore(str(tmp_path / "m"), "/", ["zendesk", "salesforce", "slack"])
+    conf["_MASTER_MAPPINGS"].append(store)
+    before = mappings.inherited()
+    try:
+        conf["pre_fork"](mock.Mock(), mock.Mock())
+        good = mappings.inherited()
+        assert good is not None and good is not before and good.source == str(tmp_path / "m")
+        routing = tmp_path / "m" / "routing.yaml"
+        routing.write_text(routing.read_text().replace("\nrules:", "\nrulez:", 1))
+        conf["pre_fork"](mock.Mock(), mock.Mock())
+        assert mappings.inherited() is good  # the edit is refused: the workers keep the set that passed
+    finally:
+        mappings.keep_for_workers(before)

@@ -192,6 +192,16 @@ def test_a_bad_file_at_start_up_is_refused(tmp_path):
         MappingStore(str(tmp_path / "m"), "/", TARGETS)
 
 
+def test_with_a_fallback_a_bad_file_at_start_serves_it_and_says_the_edit_is_refused(tmp_path, mapdir, caplog):
+    """What a gunicorn worker does when it boots while an edit is refused (`mappings.inherited`)."""
+    checked = MappingStore(str(mapdir), "/", TARGETS).current()
+    shutil.copytree(FIXTURES / "mappings" / "bad", tmp_path / "m")
+    with caplog.at_level(logging.ERROR, logger="connector.mappings"):
+        store = MappingStore(str(tmp_path / "m"), "/", TARGETS, fallback=checked)
+    assert store.current() is checked and store.errors is not None
+    assert "mappings edit refused at start; serving the set gunicorn last checked" in caplog.text
+
+
 PACKET = full_packet()
 TABLES = {"sentiment_priority": {"angry": "urgent", "frustrated": "high"}}
 

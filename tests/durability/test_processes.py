@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -136,3 +137,31 @@ def test_metrics_add_up_every_process_that_shares_their_directory(processes, ven
     assert [totals() for _ in range(6)] == [expected] * 6  # whichever worker answers
     writers = {name.rsplit("_", 1)[-1] for name in os.listdir(shared)}
     assert len(writers) >= 2, writers  # more than one process wrote its counts there
+
+
+def test_a_worker_replaced_while_a_mapping_edit_is_refused_keeps_serving(processes, vendors, mappings_dir, db):
+    """gunicorn stops the whole service when a worker cannot boot: one refused mapping edit and one
+    dead worker (a crash, an OOM kill) took everything down. The new worker serves the set its
+    master last checked, and says the edit is refused; a restart of the service would still stop."""
+    import subprocess
+    from pathlib import Path
+
+    web = processes.web(workers=1)
+    routing = Path(mappings_dir) / "routing.yaml"
+    routing.write_text(routing.read_text(encoding="utf-8").replace("\nrules:", "\nrulez:", 1), encoding="utf-8")
+    wait_until(lambda: "mappings edit refused; keeping the last good set" in web.log(), 30, "the edit refused")
+    [first] = subprocess.run(["pgrep", "-P", str(web.popen.pid)], capture_output=True, text=True).stdout.split()
+    os.kill(int(first), signal.SIGKILL)
+
+    def replaced() -> bool:
+        assert web.alive(), web.log()  # the master must not stop
+        found = subprocess.run(["pgrep", "-P", str(web.popen.pid)], capture_output=True, text=True).stdout.split()
+        return found not in ([], [first]) and "serving the set gunicorn last checked" in web.log()
+
+    wait_until(replaced, 30, "a new worker booted on the inherited set")
+    status, _, ready = http("GET", web.url + "/readyz")
+    refused = ready["checks"]["mappings"]
+    assert status == 200 and refused["ok"] is False and "routing.yaml" in refused["refused_edit"]
+    ids = post_handoffs([web.url], 3, "inherited")
+    wait_until(lambda: db.delivered() >= 9, 30, "the three handoffs delivered to every target")
+    assert_exactly_once(vendors, ids)
