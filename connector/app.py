@@ -10,6 +10,8 @@ from typing import Any
 
 from flask import Flask
 
+from adapters import registry
+
 from . import cli, json_codec, jsonlog, mappings, metrics, problems
 from .services import Services, init_app
 from .settings import Settings, load_env_file
@@ -38,8 +40,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.ensure_ascii = False
 
     # A gunicorn worker (its master checked everything and said so: WARNED) may serve the set its
-    # master last checked when an edit is bad as it boots (`mappings.inherited`).
-    fallback = mappings.inherited() if test_config is None and os.environ.get(WARNED) else None
+    # master last checked when an edit is bad as it boots (`mappings.inherited`); a `flask` command
+    # starts on no mappings then (`mappings.none_loaded`), and those that need them refuse.
+    fallback = None
+    if test_config is None and os.environ.get(WARNED):
+        fallback = mappings.inherited()
+    elif test_config is None and cli.in_command():
+        fallback = mappings.none_loaded(settings.mappings_dir, ROOT, list(registry.TARGETS))
     init_app(app, Services(settings, ROOT, fallback=fallback))
     problems.init_app(app)
     metrics.init_app(app)

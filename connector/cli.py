@@ -55,6 +55,15 @@ def _advice(gap: SchemaGap) -> str:
     return f"{gap.words}. Run `{MIGRATE}` (starting the service with gunicorn runs it too)"
 
 
+def _mappings_loaded(services):  # type: ignore[no-untyped-def]
+    """The services, for a command that acts on the mappings (worker, preview): refused while an
+    edit is, since the command started on none (`mappings.none_loaded`)."""
+    refused = services.mapping_store.errors
+    if refused is not None:
+        raise click.ClickException(f"the mappings are refused: {refused}; fix the file first")
+    return services
+
+
 def _reason(err: Exception) -> str:
     """The driver's own first line (SQLAlchemy's adds the statement and a link): it names the host
     or file and why, never the password."""
@@ -85,7 +94,7 @@ def check(vendors: bool) -> None:
     try:  # a fresh, strict load: the live store keeps the last good set and would hide a bad edit
         services.mapping_store.load()
     except ConfigError as err:
-        problems.append(f"{err.source}: {err.message}")
+        problems.append(str(err))  # names the file, line and key, and where the format is explained
     for bot_id, secret in settings.bot_secrets:
         try:
             Webhook(secret)
@@ -134,7 +143,7 @@ def preview(packet_file: Path) -> None:
     """Show what each vendor would receive for PACKET_FILE. Nothing is sent or stored."""
     from .previewing import preview_packet
 
-    services = _services()
+    services = _mappings_loaded(_services())
     try:
         result = preview_packet(services, packet_file.read_bytes())
     except ApiProblem as err:
@@ -153,7 +162,7 @@ def worker(interval: float | None) -> None:
         signal.signal(sig, lambda *_: done.set())
     while True:  # a database still starting (compose, a failover) is waited for, as the loop would
         try:
-            services = _migrated()
+            services = _mappings_loaded(_migrated())
             break
         except Unreachable as err:
             click.echo(f"{err.message}; trying again in {UNREACHABLE_WAIT_S:g} s", err=True)

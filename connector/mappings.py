@@ -41,6 +41,7 @@ class Mappings:
     routing: Mapping[str, Any] = field(default_factory=dict)
     messages: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
+    loaded: bool = True  # False: no files read (`none_loaded`)
 
 
 def read_yaml(path: Path, name: str | None = None) -> tuple[Any, Lines]:
@@ -210,8 +211,9 @@ class MappingStore:
         except ConfigError as err:
             if fallback is None:
                 raise
-            log.error("mappings edit refused at start; serving the set gunicorn last checked",
-                      extra={"source": err.source, "error": err.message})
+            if fallback.loaded:  # a command on `none_loaded` says it itself, where it matters
+                log.error("mappings edit refused at start; serving the set gunicorn last checked",
+                          extra={"source": err.source, "error": err.message})
             self._mappings, self.errors = fallback, err
         self._checked = clock()
 
@@ -267,6 +269,14 @@ class MappingStore:
 # cannot boot, so one bad edit and one dead worker took everything down. A restart of the service
 # itself still stops on the bad file, as it should.
 _INHERITED: Mappings | None = None
+
+
+def none_loaded(directory: str, root: str, target_names: list[str]) -> Mappings:
+    """No files at all (every default): what a `flask` command starts on while an edit is refused,
+    since most of them (deliveries, callbacks, replay, purge, migrate) use no mapping. `worker` and
+    `preview` refuse to run on it; `check` loads the files itself and reports the refusal."""
+    base = Path(directory) if Path(directory).is_absolute() else Path(root) / directory
+    return Mappings(routing=compile_routing({}, list(target_names)), source=str(base), loaded=False)
 
 
 def keep_for_workers(mappings: Mappings) -> None:

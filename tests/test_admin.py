@@ -135,9 +135,10 @@ def test_check_fails_on_a_bad_mapping_edit(make_app, tmp_path):
     assert result.exit_code == 1 and "routing.yaml:2" in result.output
 
 
-def test_a_bad_mapping_at_start_up_is_one_line_naming_file_line_and_guide_not_a_traceback(tmp_path):
-    """Every CLI command (and each gunicorn worker) builds the app in wsgi.py: `check` on a broken
-    file, in a fresh process, says what to fix and where it is explained."""
+def test_a_bad_mapping_is_one_line_naming_file_line_and_guide_and_commands_that_need_none_still_run(tmp_path):
+    """Every CLI command builds the app in wsgi.py. With a broken file, in a fresh process: `check`
+    says what to fix and where it is explained; the commands that use no mapping (the ones an
+    operator needs while an edit is refused) run; those that act on the mappings refuse."""
     import os
     import shutil
     import subprocess
@@ -147,15 +148,26 @@ def test_a_bad_mapping_at_start_up_is_one_line_naming_file_line_and_guide_not_a_
     root = Path(__file__).parents[1]
     shutil.copytree(root / "mappings", tmp_path / "m")
     (tmp_path / "m" / "routing.yaml").write_text("version: 1\nrules: [{name: x, when: {segmnt: vip}}]\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECTOR_", "PROMETHEUS_"))}
-    env.update(CONNECTOR_MAPPINGS_DIR=str(tmp_path / "m"), CONNECTOR_DATABASE_URL=f"sqlite:///{tmp_path}/c.db")
-    done = subprocess.run([str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "connector", "check"],
-                          cwd=tmp_path, env={**env, "PYTHONPATH": str(root)}, capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 3, done.stderr  # gunicorn's 'failed to boot': its master stops
-    assert "Traceback" not in done.stderr
-    [line] = [text for text in done.stderr.splitlines() if "configuration error" in text]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECTOR_", "PROMETHEUS_", "FLASK_"))}
+    env.update(CONNECTOR_MAPPINGS_DIR=str(tmp_path / "m"), CONNECTOR_DATABASE_URL=f"sqlite:///{tmp_path}/c.db",
+               PYTHONPATH=str(root))
+
+    def flask(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "connector", *args],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+
+    checked = flask("check")
+    assert checked.returncode == 1 and "Traceback" not in checked.stderr
+    [line] = [text for text in checked.stderr.splitlines() if text.startswith("problem: ")]
     assert "routing.yaml:2 rules[0].when.segmnt" in line and line.endswith("(see mappings/README.md)")
+    assert flask("migrate").returncode == 0
+    listed = flask("deliveries")
+    assert listed.returncode == 0 and listed.stderr.strip() == "0 deliveries"
+    previewed = flask("preview", str(root / "tests" / "fixtures" / "packets" / "handoff-full.json"))
+    assert previewed.returncode == 1
+    assert previewed.stderr.startswith("Error: the mappings are refused: ") and "routing.yaml:2" in previewed.stderr
+    worker = flask("worker")  # it would deliver on every default instead of the admins' mappings
+    assert worker.returncode == 1 and worker.stderr.startswith("Error: the mappings are refused: ")
 
 
 def test_short_admin_and_metrics_tokens_are_warned_about_by_check_and_at_start_up(make_app, caplog):

@@ -100,6 +100,10 @@ def test_workers_share_one_metrics_directory_emptied_of_an_earlier_runs_counts(t
 
 
 def test_a_configuration_error_at_start_is_one_logged_line_and_exit_2(tmp_path):
+    # prometheus-client picks its mode when first imported: with the directory below in the
+    # environment, every later test in this process would count into files deleted after this one.
+    from connector import metrics  # noqa: F401
+
     on_starting = _conf()["on_starting"]
     server = mock.Mock()
     environ = {"CONNECTOR_SYNC_BUDGET_MS": "abc", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
