@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 from zenpy import Zenpy
@@ -78,10 +78,15 @@ class ZendeskAdapter(Adapter):
         self._lock = threading.Lock()
 
     def warnings(self) -> list[str]:
-        if self.settings.zendesk_webhook_secrets:
-            return []
-        return ["no ZENDESK_WEBHOOK_SECRETS: /webhooks/zendesk refuses every event, so who took a handoff is "
-                "never recorded and quoted waits stay the configured figures (README: Vendor events)"]
+        said = []
+        base = urlsplit(self.settings.zendesk_base_url or "")
+        if base.scheme == "http" and base.hostname not in ("localhost", "127.0.0.1", "::1"):
+            said.append(f"ZENDESK_BASE_URL is plain http:// ({base.hostname}): the API token and every packet "
+                        "cross the network unencrypted")
+        if not self.settings.zendesk_webhook_secrets:
+            said.append("no ZENDESK_WEBHOOK_SECRETS: /webhooks/zendesk refuses every event, so who took a handoff "
+                        "is never recorded and quoted waits stay the configured figures (README: Vendor events)")
+        return said
 
     @classmethod
     def check_settings(cls, settings: Settings) -> None:

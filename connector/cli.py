@@ -64,6 +64,12 @@ def _mappings_loaded(services):  # type: ignore[no-untyped-def]
     return services
 
 
+def _one_line(text: str | None) -> str:
+    """A stored error in full, on its line: the cause (a refused connection, a DNS failure) is at
+    its end, past where a cut would fall. The API and the admin page show the same text."""
+    return " ".join((text or "").split())
+
+
 def _reason(err: Exception) -> str:
     """The driver's own first line (SQLAlchemy's adds the statement and a link): it names the host
     or file and why, never the password."""
@@ -105,7 +111,7 @@ def check(vendors: bool) -> None:
     except Exception as err:  # report, don't crash: check is for finding problems
         problems.append(f"CONNECTOR_DATABASE_URL: database unreachable ({_reason(err)})")
     else:
-        state = "current" if gap is None else "behind" if gap.migrate else "from a newer release"
+        state = "current" if gap is None else gap.state
         click.echo(f"database: reachable ({services.db.dialect}), schema {state}")
         if gap is not None:  # behind: gunicorn's start migrates it (the other commands refuse until then)
             (warnings if gap.migrate else problems).append(f"the database cannot be used by this code: {_advice(gap)}")
@@ -125,7 +131,8 @@ def _probe(adapters) -> list[str]:  # type: ignore[no-untyped-def]
     """Each enabled vendor's answer to one authenticated read, printed; the refusals returned."""
     from adapters.errors import DeliveryError
 
-    refused = []
+    refused: list[str] = []
+    asked = 0
     for name, adapter in adapters.items():
         try:
             said = adapter.probe()
@@ -133,7 +140,10 @@ def _probe(adapters) -> list[str]:  # type: ignore[no-untyped-def]
             refused.append(f"{name}: {err.message}")
             continue
         if said is not None:
+            asked += 1
             click.echo(f"{name}: {said}")
+    if not asked and not refused:
+        click.echo("vendors: none enabled to sign in to (CONNECTOR_TARGETS)")
     return refused
 
 
@@ -190,7 +200,7 @@ def deliveries(state: str, target: str | None, limit: int) -> None:
     rows = list_deliveries(_migrated().db, state=state, target=target, limit=limit)
     for row in rows:
         click.echo(f"{row.id}\t{row.handoff_id}\t{row.target}\t{row.state}\tattempts={row.attempts}\t"
-                   f"{row.updated_at:%Y-%m-%d %H:%M:%S}\t{(row.last_error or '')[:120]}")
+                   f"{row.updated_at:%Y-%m-%d %H:%M:%S}\t{_one_line(row.last_error)}")
     click.echo(f"{len(rows)} deliver{'y' if len(rows) == 1 else 'ies'}", err=True)
 
 
@@ -209,7 +219,7 @@ def callbacks_command(callback_ids: tuple[int, ...], status: str, limit: int, re
     rows = sender.listed(status, limit)
     for row in rows:
         click.echo(f"{row.id}\t{row.handoff_id}\t{row.state}\t{row.status}\tattempts={row.attempts}\t"
-                   f"{row.created_at:%Y-%m-%d %H:%M:%S}\t{(row.last_error or '')[:120]}")
+                   f"{row.created_at:%Y-%m-%d %H:%M:%S}\t{_one_line(row.last_error)}")
     click.echo(f"{len(rows)} callback{'' if len(rows) == 1 else 's'}", err=True)
 
 

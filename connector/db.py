@@ -163,6 +163,7 @@ class SchemaGap:
 
     words: str
     migrate: bool
+    state: str  # how `check` shows it: "not created yet", "behind", "from a newer release"
 
 
 class Database:
@@ -269,13 +270,14 @@ class Database:
         if current == head:
             return None
         if current is None:
-            return SchemaGap("it holds no connector schema yet", migrate=True)
+            return SchemaGap("it holds no connector schema yet", migrate=True, state="not created yet")
         try:
             script.get_revision(current)
         except CommandError:
             return SchemaGap(f"its schema is at revision {current}, which this code does not know: a newer "
-                             "release made it; run that release, or restore a backup taken before it", migrate=False)
-        return SchemaGap(f"its schema is at revision {current}; this code needs {head}", migrate=True)
+                             "release made it; run that release, or restore a backup taken before it", migrate=False,
+                             state="from a newer release")
+        return SchemaGap(f"its schema is at revision {current}; this code needs {head}", migrate=True, state="behind")
 
     def warnings(self) -> list[str]:
         """A SQLite file other users of the machine may read (made before the service made its

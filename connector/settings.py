@@ -31,15 +31,15 @@ def load_env_file(environ: Mapping[str, str] | None = None) -> str | None:
 
     environ = os.environ if environ is None else environ
     named = environ.get(ENV_FILE)
-    if named is not None:
-        _refuse_flasks_own_read(named)
     path = os.path.join(os.getcwd(), ".env") if named is None else named
-    if not path:
-        return None
-    if not os.path.isfile(path):
+    if path and not os.path.isfile(path):
         if named is None:
             return None
         raise ConfigError(ENV_FILE, f"names {path!r}, which is not a readable file (empty reads no file)")
+    if named is not None:
+        _refuse_flasks_own_read(named)
+    if not path:
+        return None
     load_dotenv(path, override=False)
     return path
 

@@ -33,3 +33,37 @@ def test_check_vendors_with_refused_credentials_is_a_problem_and_fails(make_app)
         result = make_app(**ZENDESK).test_cli_runner().invoke(args=["connector", "check", "--vendors"])
     assert result.exit_code == 1
     assert "problem: zendesk: Zendesk refused the credentials (401): Couldn't authenticate you" in result.output
+
+
+def test_check_vendors_with_no_vendor_enabled_says_so(make_app):
+    result = make_app().test_cli_runner().invoke(args=["connector", "check", "--vendors"])
+    assert result.exit_code == 0, result.output
+    assert "vendors: none enabled to sign in to (CONNECTOR_TARGETS)\n" in result.output
+
+
+def test_deliveries_lists_the_whole_error_whose_cause_comes_last(make_app, monkeypatch):
+    from sqlalchemy import text
+
+    from adapters import registry
+    from tests.factories import minimal_packet
+    from tests.test_handoffs import post
+
+    monkeypatch.setitem(registry.TARGETS, "broken", "tests.support_adapters:BrokenAdapter")
+    app = make_app(targets=("broken",))
+    post(app.test_client(), minimal_packet())
+    cause = "HTTPSConnectionPool(host='acme.zendesk.com', port=443): Max retries exceeded (Failed to resolve " \
+            "'acme.zendesk.com'\n[Errno -3] Temporary failure in name resolution)"
+    with app.extensions["connector"].db.engine.begin() as connection:
+        connection.execute(text("UPDATE deliveries SET last_error = :e"), {"e": "TransientError: " + cause})
+    result = app.test_cli_runner().invoke(args=["connector", "deliveries", "--state", "failed"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].endswith(
+        "Failed to resolve 'acme.zendesk.com' [Errno -3] Temporary failure in name resolution)")
+
+
+def test_zendesk_over_plain_http_off_this_machine_is_warned_about(make_app):
+    warned = make_app(**{**ZENDESK, "zendesk_base_url": "http://zendesk-proxy.internal"}).extensions["connector"]
+    assert "ZENDESK_BASE_URL is plain http:// (zendesk-proxy.internal): the API token and every packet cross the " \
+           "network unencrypted" in warned.warnings()
+    local = make_app(**{**ZENDESK, "zendesk_base_url": "http://127.0.0.1:9000"}).extensions["connector"]
+    assert not any("plain http" in said for said in local.warnings())

@@ -48,7 +48,7 @@ def test_a_database_at_an_older_release_names_both_revisions_and_migrate_fixes_i
 def test_check_says_the_schema_is_behind_as_a_warning_since_the_first_start_migrates(fresh_app):
     result = fresh_app.test_cli_runner().invoke(args=["connector", "check"])
     assert result.exit_code == 0, result.output
-    assert "database: reachable (sqlite), schema behind" in result.output
+    assert "database: reachable (sqlite), schema not created yet" in result.output
     assert ("warning: the database cannot be used by this code: it holds no connector schema yet. Run "
             "`flask --app wsgi connector migrate` (starting the service with gunicorn runs it too)") in result.output
 

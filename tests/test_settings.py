@@ -179,3 +179,10 @@ def test_only_the_flask_command_is_refused_for_its_own_dot_env_read(tmp_path, mo
     result = CliRunner().invoke(wrapper)
     assert result.exit_code == 0, result.output
     assert result.output.strip() == f"{tmp_path / 'alt.env'} slack"
+
+
+def test_a_missing_env_file_is_named_before_the_flask_commands_own_read(tmp_path):
+    (tmp_path / ".env").write_text("CONNECTOR_TARGETS=preview\n")
+    missing = _flask_check(tmp_path, CONNECTOR_ENV_FILE=str(tmp_path / "nope.env"))
+    assert missing.returncode != 0
+    assert f"CONNECTOR_ENV_FILE: names '{tmp_path / 'nope.env'}', which is not a readable file" in missing.stderr
