@@ -284,9 +284,11 @@ class Database:
         files private, or by hand): it holds packets."""
         try:
             mode = os.stat(self.sqlite_file).st_mode & 0o777 if self.sqlite_file else 0
+            # A directory others cannot enter (0700, as the service makes it) protects the file in it.
+            entered = os.stat(os.path.dirname(self.sqlite_file)).st_mode & 0o011 if mode else 0
         except OSError:
             return []
-        if not mode & 0o077:
+        if not mode & 0o077 or not entered:
             return []
         return [f"the SQLite database {self.sqlite_file} can be read by other users of this machine (mode "
                 f"{mode:04o}); it holds whole packets: chmod 600 '{self.sqlite_file}'*"]

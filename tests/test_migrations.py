@@ -112,11 +112,18 @@ def test_a_database_others_can_read_is_warned_about_and_a_symlinks_target_is_mad
 
     (tmp_path / "old.db").write_text("")
     (tmp_path / "old.db").chmod(0o644)  # made before the service made its files private
+    tmp_path.chmod(0o755)
     app = create_app({"database_url": f"sqlite:///{tmp_path}/old.db"})
     try:
         assert app.extensions["connector"].warnings()[-1] == (
             f"the SQLite database {tmp_path}/old.db can be read by other users of this machine (mode 0644); it "
             f"holds whole packets: chmod 600 '{tmp_path}/old.db'*")
+    finally:
+        app.extensions["connector"].stop()
+    tmp_path.chmod(0o700)  # a directory others cannot enter protects what is in it: nothing to say
+    app = create_app({"database_url": f"sqlite:///{tmp_path}/old.db"})
+    try:
+        assert not any("can be read by other users" in said for said in app.extensions["connector"].warnings())
     finally:
         app.extensions["connector"].stop()
     os.symlink(tmp_path / "data" / "real.db", tmp_path / "link.db")
