@@ -7,6 +7,7 @@ from typing import Any
 from adapters import registry
 from adapters.base import HandoffContext
 
+from . import answers
 from .brief import render_brief
 from .decision import decide
 from .intake import parse_json, validate_packet
@@ -32,7 +33,10 @@ def preview_packet(services: Services, raw: bytes, content_type: str | None = "a
     return {
         "assignment": decision.assignment,
         "targets": decision.targets,
-        "customer_message": decision.customer_message,
+        # As the answer shows it while the handoff is being delivered, and what it says instead if
+        # every target gives up (`answers.shown_message`).
+        "customer_message": answers.shown_message(decision.customer_message, "pending"),
+        "customer_message_if_failed": decision.customer_message.get("if_failed"),
         "estimated_wait_seconds": decision.wait_seconds,
         "wait_source": decision.wait_source,
         "brief": {"subject": brief.subject, "text": brief.text},
