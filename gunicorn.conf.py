@@ -111,30 +111,15 @@ def on_starting(server):
     services.db.dispose()
     from connector.mappings import keep_for_workers
 
-    _MASTER_MAPPINGS.append(services.mapping_store)
-    keep_for_workers(services.mappings)
-
-
-_MASTER_MAPPINGS: list = []  # the master's mapping store, read again before each fork
-
-
-def keep_checked_mappings() -> None:
-    """The set the workers inherit (`connector.mappings.inherited`): the files as they are now if
-    they pass, else the last set that did. A worker booting while an edit is refused serves it."""
-    from connector.errors import ConfigError
-    from connector.mappings import keep_for_workers
-
-    if not _MASTER_MAPPINGS:
-        return
-    try:
-        keep_for_workers(_MASTER_MAPPINGS[0].load())
-    except ConfigError:
-        pass  # the workers log the refusal (and /readyz shows it); keep what passed before
+    keep_for_workers(services.mapping_store)
 
 
 def pre_fork(server, worker):
-    """In the master, before each worker is forked (at start and when one is replaced)."""
-    keep_checked_mappings()
+    """In the master, before each worker is forked (at start and when one is replaced): the
+    mappings it will inherit, should an edit be refused as it boots (`connector.mappings`)."""
+    from connector.mappings import keep_for_workers
+
+    keep_for_workers()
 
 
 def post_worker_init(worker):

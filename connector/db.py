@@ -285,7 +285,7 @@ class Database:
         try:
             mode = os.stat(self.sqlite_file).st_mode & 0o777 if self.sqlite_file else 0
             # A directory others cannot enter (0700, as the service makes it) protects the file in it.
-            entered = os.stat(os.path.dirname(self.sqlite_file)).st_mode & 0o011 if mode else 0
+            entered = os.stat(os.path.dirname(os.path.realpath(self.sqlite_file))).st_mode & 0o011 if mode else 0
         except OSError:
             return []
         if not mode & 0o077 or not entered:

@@ -263,14 +263,6 @@ class MappingStore:
             log.info("mappings reloaded", extra={"source": self._mappings.source})
 
 
-# The last set gunicorn's master checked (at start, then before forking each worker), which the
-# workers it forks inherit in memory. A worker that restarts (a crash, an OOM kill) while an edit is
-# refused serves this set instead of failing to boot: gunicorn stops the whole service when a worker
-# cannot boot, so one bad edit and one dead worker took everything down. A restart of the service
-# itself still stops on the bad file, as it should.
-_INHERITED: Mappings | None = None
-
-
 def none_loaded(directory: str, root: str, target_names: list[str]) -> Mappings:
     """No files at all (every default): what a `flask` command starts on while an edit is refused,
     since most of them (deliveries, callbacks, replay, purge, migrate) use no mapping. `worker` and
@@ -279,9 +271,27 @@ def none_loaded(directory: str, root: str, target_names: list[str]) -> Mappings:
     return Mappings(routing=compile_routing({}, list(target_names)), source=str(base), loaded=False)
 
 
-def keep_for_workers(mappings: Mappings) -> None:
-    global _INHERITED
-    _INHERITED = mappings
+# gunicorn's master keeps its store here (this module outlives a HUP, which re-runs
+# gunicorn.conf.py) and the last set it checked, which the workers it forks inherit in memory. A
+# worker that restarts (a crash, an OOM kill) while an edit is refused serves that set instead of
+# failing to boot: gunicorn stops the whole service when a worker cannot boot. The master reads the
+# files only at start and before each fork, so the set can be older than one the running workers
+# took up live since. A restart of the service still stops on a bad file.
+_MASTER: MappingStore | None = None
+_INHERITED: Mappings | None = None
+
+
+def keep_for_workers(store: MappingStore | None = None) -> None:
+    """In the master: with its store at start; without, before each fork — the files as they are
+    now if they pass, else the last set that did (the workers log the refusal, /readyz shows it)."""
+    global _MASTER, _INHERITED
+    if store is not None:
+        _MASTER, _INHERITED = store, store.current()
+    elif _MASTER is not None:
+        try:
+            _INHERITED = _MASTER.load()
+        except ConfigError:
+            pass
 
 
 def inherited() -> Mappings | None:

@@ -192,17 +192,17 @@ def test_before_each_fork_the_master_keeps_the_mappings_if_they_pass_and_the_las
     from connector import mappings
 
     shutil.copytree(Path(CONF).parent / "mappings", tmp_path / "m")
-    conf = _conf()
-    store = mappings.MappingStore(str(tmp_path / "m"), "/", ["zendesk", "salesforce", "slack"])
-    conf["_MASTER_MAPPINGS"].append(store)
-    before = mappings.inherited()
+    saved = mappings._MASTER, mappings._INHERITED
     try:
+        mappings.keep_for_workers(mappings.MappingStore(str(tmp_path / "m"), "/", ["zendesk", "salesforce", "slack"]))
+        started = mappings.inherited()
+        conf = _conf()  # as a HUP re-runs it: what the master keeps lives outside this file
         conf["pre_fork"](mock.Mock(), mock.Mock())
         good = mappings.inherited()
-        assert good is not None and good is not before and good.source == str(tmp_path / "m")
+        assert good is not None and good is not started and good.source == str(tmp_path / "m")
         routing = tmp_path / "m" / "routing.yaml"
         routing.write_text(routing.read_text().replace("\nrules:", "\nrulez:", 1))
         conf["pre_fork"](mock.Mock(), mock.Mock())
         assert mappings.inherited() is good  # the edit is refused: the workers keep the set that passed
     finally:
-        mappings.keep_for_workers(before)
+        mappings._MASTER, mappings._INHERITED = saved

@@ -180,7 +180,9 @@ class HandoffStatusSchema(Schema):
                           metadata={"description": "Who took it (assigned); null otherwise."})
     estimated_wait_seconds = fields.Integer(required=True, allow_none=True)
     message = fields.String(required=True, allow_none=True,
-                            metadata={"description": "Ready to show the customer (queued, delivered); else null."})
+                            metadata={"description": "Ready to show the customer: the customer message (queued, "
+                                                     "delivered), the apology that promises no reply (failed); "
+                                                     "else null."})
     tickets = fields.List(fields.Nested(CallbackTicketSchema), required=True,
                           metadata={"description": "Every target's outcome when the state was reached."})
 
