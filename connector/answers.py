@@ -45,8 +45,9 @@ def _ticket(delivery: Any) -> dict[str, Any]:
     }
 
 
-def render(handoff: Handoff, deliveries: Sequence[Any] | None = None) -> dict[str, Any]:
-    """`deliveries`: rows with the `DELIVERY_COLUMNS` read apart from the handoff (default: its own)."""
+def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *, reached_later: bool = False) -> dict[str, Any]:
+    """`deliveries`: rows with the `DELIVERY_COLUMNS` read apart from the handoff (default: its own).
+    `reached_later`: a follow-up of this handoff has since reached a target (`render_detail`)."""
     deliveries = handoff.deliveries if deliveries is None else deliveries
     status = handoff_status(d.state for d in deliveries)
     return {
@@ -55,7 +56,7 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None) -> dict[st
         "conversation_id": handoff.conversation_id,
         "tickets": [_ticket(d) for d in deliveries],
         "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS},
-        "customer_message": shown_message(handoff.customer_message, status),
+        "customer_message": shown_message(handoff.customer_message, status, reached_later=reached_later),
         "estimated_wait_seconds": handoff.estimated_wait_seconds,
         # Targets appear here when they finish: until then nothing has reached them.
         "context_receipt": {d.target: d.receipt for d in deliveries if d.receipt is not None},
@@ -63,13 +64,15 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None) -> dict[st
     }
 
 
-def shown_message(message: dict[str, str] | None, status: str) -> dict[str, str] | None:
+def shown_message(message: dict[str, str] | None, status: str, *, reached_later: bool = False) -> dict[str, str] | None:
     """The customer message as the bot should show it now: its promise that someone will reply
     holds while any target has the handoff or is still being tried; once every one has given up
-    (`failed`), the stored apology says so instead (`customer_message.compose`)."""
+    (`failed`), the stored apology says so instead (`customer_message.compose`) — unless messages
+    sent since (`follow_ups`) opened a ticket after all (`reached_later`): someone has it now."""
     if not message:
         return message
-    text = message.get("if_failed") or FAILED if status == "failed" else message["text"]
+    apologise = status == "failed" and not reached_later
+    text = message.get("if_failed") or FAILED if apologise else message["text"]
     return {"locale": message["locale"], "text": text}
 
 
@@ -92,7 +95,8 @@ def render_follow_up(follow_up: Handoff, deliveries: Sequence[Any] | None = None
 
 def render_detail(handoff: Handoff, assigned: Assignment | None = None,
                   callbacks: Iterable[Callback] = (), follow_ups: Iterable[Handoff] = ()) -> dict[str, Any]:
-    body = render(handoff)
+    follow_ups = list(follow_ups)
+    body = render(handoff, reached_later=any(d.state in DONE for f in follow_ups for d in f.deliveries))
     body["created_at"] = handoff.created_at.isoformat()
     body["updated_at"] = max([handoff.updated_at, *(d.updated_at for d in handoff.deliveries)]).isoformat()
     body["deliveries"] = [

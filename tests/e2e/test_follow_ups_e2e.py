@@ -147,6 +147,8 @@ def test_when_the_handoff_never_reached_the_target_its_messages_open_the_ticket_
     zd.error("POST", "/api/v2/tickets.json", 422, {"error": "RecordInvalid", "description": "Record validation"})
     handoff = post(client, full_packet()).get_json()
     assert handoff["tickets"][0]["status"] == "failed"
+    apology = handoff["customer_message"]["text"]
+    assert "nobody has it yet" in apology
 
     zd.create_ticket({"id": 1002})
     response = send(client, handoff["id"])
@@ -155,6 +157,10 @@ def test_when_the_handoff_never_reached_the_target_its_messages_open_the_ticket_
     html = created["comment"]["html_body"]
     assert EARLIER in html and "Error code is now 4013" in html  # the whole brief, the messages included
     zd.assert_ticket_requests_valid()
+    # Someone has the conversation now: the handoff no longer tells the customer nobody does.
+    detail = client.get(f"/v1/handoffs/{handoff['id']}", headers=auth()).get_json()
+    assert detail["status"] == "failed" and detail["messages"][0]["tickets"][0]["status"] == "created"
+    assert detail["customer_message"]["text"] != apology and "support team" in detail["customer_message"]["text"]
 
 
 def test_salesforce_gets_the_messages_as_case_comments_on_the_handoffs_case(make_app):
