@@ -71,9 +71,11 @@ def shown_message(message: dict[str, str] | None, status: str, *, reached_later:
     sent since (`follow_ups`) opened a ticket after all (`reached_later`): someone has it now."""
     if not message:
         return message
-    apologise = status == "failed" and not reached_later
-    text = message.get("if_failed") or FAILED if apologise else message["text"]
-    return {"locale": message["locale"], "text": text}
+    if status != "failed" or reached_later:
+        return {"locale": message["locale"], "text": message["text"]}
+    if message.get("if_failed"):
+        return {"locale": message.get("if_failed_locale") or message["locale"], "text": message["if_failed"]}
+    return {"locale": "en", "text": FAILED}  # stored before apologies were composed: the built-in one
 
 
 def render_follow_up(follow_up: Handoff, deliveries: Sequence[Any] | None = None) -> dict[str, Any]:

@@ -106,8 +106,7 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
                          config.get("default_locale", "en"))
     strings = locales[locale]
     where = f"mappings/messages.yaml: locales.{locale}"
-    teams = strings.get("teams") or {}
-    team = teams.get(assignment.get("team"), str(assignment.get("team") or "support").replace("_", " "))
+    team = _team_name(strings, assignment)
     problem = one_line(subject_for(packet), 140).rstrip(".")
     hours = assignment.get("business_hours") or {}
     if assignment.get("out_of_hours") and hours.get("next_opening"):
@@ -122,14 +121,34 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     if variant and variant in (strings.get("variants") or {}):
         key, template = f"variants.{variant}", strings["variants"][variant]
     text = render(template, f"{where}.{key}", team=team, problem=problem, expectation=expectation)
-    # What the answer shows instead once every target has given up (`answers.shown_message`): the
-    # promise above would then be false. Composed now, while the mappings are at hand.
-    failed_locale = locale if strings.get("failed") else config.get("default_locale", "en")
-    failed = (locales.get(failed_locale) or {}).get("failed") or FAILED
     # Templates end the problem with a full stop; one the customer ended with "?" or "!" keeps its own.
-    return {"locale": locale, "text": _DOUBLED_STOP.sub(r"\1", " ".join(text.split())),
-            "if_failed": " ".join(render(failed, f"mappings/messages.yaml: locales.{failed_locale}.failed",
-                                         team=team, problem=problem).split())}
+    composed = {"locale": locale, "text": _DOUBLED_STOP.sub(r"\1", " ".join(text.split()))}
+    return {**composed, **_apology(config, locale, assignment, problem)}
+
+
+def _team_name(strings: Mapping[str, Any], assignment: Mapping[str, Any]) -> str:
+    teams = strings.get("teams") or {}
+    return teams.get(assignment.get("team"), str(assignment.get("team") or "support").replace("_", " "))
+
+
+def _apology(config: Mapping[str, Any], locale: str, assignment: Mapping[str, Any], problem: str) -> dict[str, str]:
+    """What the answer shows instead once every target has given up (`answers.shown_message`): the
+    promise would then be false. Composed with the message, while the mappings are at hand.
+
+    A locale without a `failed` of its own borrows the default locale's, else the built-in English
+    one; the apology then names the team as that language does and carries that locale's tag
+    (`if_failed_locale`), so a bot never shows one language tagged as another."""
+    for candidate in (locale, config.get("default_locale", "en")):
+        strings = config["locales"].get(candidate) or {}
+        if strings.get("failed"):
+            text = render(strings["failed"], f"mappings/messages.yaml: locales.{candidate}.failed",
+                          team=_team_name(strings, assignment), problem=problem)
+            return _tagged(" ".join(text.split()), candidate, locale)
+    return _tagged(FAILED, "en", locale)
+
+
+def _tagged(text: str, apology_locale: str, locale: str) -> dict[str, str]:
+    return {"if_failed": text} if apology_locale == locale else {"if_failed": text, "if_failed_locale": apology_locale}
 
 
 def _opening_words(hours: Mapping[str, Any], strings: Mapping[str, Any], now: dt.datetime | None) -> dict[str, str]:

@@ -36,7 +36,7 @@ def preview_packet(services: Services, raw: bytes, content_type: str | None = "a
         # As the answer shows it while the handoff is being delivered, and what it says instead if
         # every target gives up (`answers.shown_message`).
         "customer_message": answers.shown_message(decision.customer_message, "pending"),
-        "customer_message_if_failed": decision.customer_message.get("if_failed"),
+        "customer_message_if_failed": answers.shown_message(decision.customer_message, "failed"),
         "estimated_wait_seconds": decision.wait_seconds,
         "wait_source": decision.wait_source,
         "brief": {"subject": brief.subject, "text": brief.text},

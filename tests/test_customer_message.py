@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from connector.customer_message import compose
+from connector.answers import shown_message
+from connector.customer_message import FAILED, compose
 from connector.errors import ConfigError
 from connector.mappings import load_file, load_mappings
 from tests.factories import full_packet
@@ -123,3 +124,39 @@ def test_a_template_that_escapes_the_sandbox_at_render_time_names_file_and_key()
     with pytest.raises(ConfigError) as err:
         compose(full_packet(), ASSIGNMENT, None, messages)
     assert err.value.source == "mappings/messages.yaml: locales.en.no_wait"
+
+
+def _without_failed(*locales):
+    messages = copy.deepcopy(SHIPPED)
+    messages["locales"]["it"] = {**copy.deepcopy(messages["locales"]["en"]), "teams": {"billing": "Fatturazione"}}
+    for locale in ("it", *locales):
+        messages["locales"][locale].pop("failed", None)
+    return messages
+
+
+def _in(language):
+    packet = full_packet()
+    packet["conversation"]["language"] = language
+    return packet
+
+
+def test_a_locale_without_an_apology_borrows_the_default_locales_whole_and_says_so():
+    """Not the default's words around this locale's team name, tagged as this locale."""
+    composed = compose(_in("it"), {"team": "billing"}, None, _without_failed())
+    assert composed["locale"] == "it"
+    assert composed["if_failed_locale"] == "en"
+    assert composed["if_failed"].startswith("I'm sorry — I couldn't pass this on to our billing team just now")
+    assert shown_message(composed, "failed") == {"locale": "en", "text": composed["if_failed"]}
+    assert shown_message(composed, "pending") == {"locale": "it", "text": composed["text"]}
+
+
+def test_with_no_apology_in_the_default_locale_either_the_built_in_english_one_is_tagged_en():
+    composed = compose(_in("it"), {"team": "billing"}, None, _without_failed("en"))
+    assert composed["if_failed"] == FAILED and composed["if_failed_locale"] == "en"
+    assert shown_message(composed, "failed") == {"locale": "en", "text": FAILED}
+
+
+def test_a_locale_with_its_own_apology_needs_no_tag():
+    composed = compose(_in("es"), {"team": "billing"}, None, SHIPPED)
+    assert "if_failed_locale" not in composed and composed["if_failed"].startswith("Lo siento")
+    assert shown_message(composed, "failed")["locale"] == "es"
