@@ -203,8 +203,9 @@ class Adapter(abc.ABC):
         """
         return None
 
-    def previous_agent(self, packet: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        """The assignee of the customer's most recent open ticket (`{"id", "name", "email"}`), for routing."""
+    def previous_agent(self, packet: Mapping[str, Any], deadline: float | None = None) -> Mapping[str, Any] | None:
+        """The assignee of the customer's most recent open ticket (`{"id", "name", "email"}`), for routing.
+        Asked while the bot waits: `deadline` (a `time.monotonic()`) is when its sync budget ends."""
         return None
 
     def related_changed(self, ctx: HandoffContext) -> None:

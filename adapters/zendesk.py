@@ -284,18 +284,28 @@ class ZendeskAdapter(Adapter):
         return Link(vendor_id=str(ticket["id"]), url=self._agent_url(ticket["id"]), extra={"found_by": "search"}) \
             if ticket else None
 
-    def previous_agent(self, packet: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        # Asked before the handoff is stored, while the bot waits: each call gets half the sync
-        # budget at most (a second at least), not the delivery timeout — a Zendesk that does not
-        # answer made the bot wait 15 s more, with nothing stored yet. Routing falls back then.
-        timeout = min(self.settings.vendor_timeout_s, max(1.0, self.settings.sync_budget_ms / 2000))
+    def previous_agent(self, packet: Mapping[str, Any], deadline: float | None = None) -> Mapping[str, Any] | None:
+        # Asked before the handoff is stored, while the bot waits: the search and the user read
+        # share half of what is left of the sync budget (`deadline`, a time.monotonic(); a whole
+        # budget from now without one), a second at least, each call capped by the delivery
+        # timeout — a Zendesk that does not answer made the bot wait 15 s more, with nothing
+        # stored yet. Routing falls back then, and the deliveries keep the other half.
         started = time.monotonic()
+        remaining = self.settings.sync_budget_ms / 1000 if deadline is None else deadline - started
+        ends = started + max(1.0, remaining / 2)
+
+        def timeout() -> float:
+            left = ends - time.monotonic()
+            if left <= 0:
+                raise TransientError("the lookup used up its share of the sync budget")
+            return min(self.settings.vendor_timeout_s, left)
+
         try:
-            ticket = self._latest_open_ticket(packet, assigned=True, timeout=timeout)
+            ticket = self._latest_open_ticket(packet, assigned=True, timeout=timeout())
             if ticket is None:
                 return None
             path = f"/api/v2/users/{quote(str(ticket['assignee_id']))}.json"
-            reply, _ = self._call("GET", path, write=False, expect="user", timeout=timeout)
+            reply, _ = self._call("GET", path, write=False, expect="user", timeout=timeout())
             user = reply["user"]
             return {"id": str(user["id"]), "name": user.get("name"), "email": user.get("email")}
         except (DeliveryError, ConfigError) as err:

@@ -27,15 +27,17 @@ class Decision:
 
 
 def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str, Any], *,
-           ask_vendors: bool = True, observed_wait: Callable[[str], int | None] | None = None) -> Decision:
+           ask_vendors: bool = True, observed_wait: Callable[[str], int | None] | None = None,
+           deadline: float | None = None) -> Decision:
     """One snapshot of the mappings for the whole decision. `ask_vendors=False` (dry runs) never
     calls a vendor, so a sticky rule falls back as if no previous agent were known.
-    `observed_wait(team)` is the time to assignment seen recently (`connector.observed_wait`)."""
+    `observed_wait(team)` is the time to assignment seen recently (`connector.observed_wait`);
+    `deadline` (a `time.monotonic()`) is when the request's sync budget ends."""
     previous = None
     facts, now = routing.Facts(packet), dt.datetime.now(dt.UTC)  # the rules are checked once, for both
     if ask_vendors and routing.wants_previous_agent(packet, mappings.routing, now=now, facts=facts):
         asked = packet.get("targets") or list(adapters)
-        previous = previous_agent(packet, {name: adapters[name] for name in asked if name in adapters})
+        previous = previous_agent(packet, {name: adapters[name] for name in asked if name in adapters}, deadline)
     assignment = routing.assign(packet, mappings.routing, previous_agent=previous, now=now, facts=facts)
     wait_seconds, wait_source = routing.wait_estimate(assignment, mappings.routing, observed_wait=observed_wait)
     # The trace is in every answer: it says where the quoted figure came from.
@@ -63,14 +65,16 @@ def choose_targets(packet: Mapping[str, Any], assignment: dict[str, Any], enable
     return enabled
 
 
-def previous_agent(packet: Mapping[str, Any], adapters: Mapping[str, Any]) -> dict | None:
+def previous_agent(packet: Mapping[str, Any], adapters: Mapping[str, Any],
+                   deadline: float | None = None) -> dict | None:
     """The assignee of the customer's recent open ticket at the first of `adapters` that knows one.
 
-    Asked only when the matching rule is sticky: it is a vendor call made before the handoff is stored.
+    Asked only when the matching rule is sticky: it is a vendor call made before the handoff is
+    stored, inside the request's sync budget (`deadline`).
     """
     for name, adapter in adapters.items():
         try:
-            agent = adapter.previous_agent(packet)
+            agent = adapter.previous_agent(packet, deadline=deadline)
         except DeliveryError as err:  # routing must not fail because a lookup did
             log.warning("previous agent lookup failed",
                         extra={"target": name, "error_type": type(err).__name__, "vendor_status": err.status})

@@ -175,7 +175,7 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
         # whether this repeats a handoff. A lookup before every insert cost a read transaction per
         # handoff for the rare retry; a retry pays the decision again instead (a vendor lookup
         # when its rule is sticky) and is answered from the stored handoff.
-        stored = _commit(services, packet, bot_id, key, digest, caller.message_id)
+        stored = _commit(services, packet, bot_id, key, digest, caller.message_id, deadline)
     except OperationalError as err:
         log.error("database unavailable at intake", extra={"error": type(err).__name__})
         raise ServiceUnavailable("The connector cannot store handoffs right now; nothing was recorded. Retry shortly.",
@@ -261,10 +261,11 @@ def replay(existing: Handoff, digest: str, render: Render) -> Answer:
 
 
 def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, digest: str,
-            message_id: str | None) -> Stored | None:
+            message_id: str | None, deadline: float) -> Stored | None:
     """Decide, build the rows, and store them with whatever other requests are storing at the same
     moment (`handoff_store`); None when the handoff repeats a stored one."""
-    decision = decide(packet, services.mappings, services.adapters, observed_wait=services.observed_wait)
+    decision = decide(packet, services.mappings, services.adapters, observed_wait=services.observed_wait,
+                      deadline=deadline)
     now = utcnow()
     row = dict(
         id=f"hnd_{ULID()}", bot_id=bot_id, conversation_id=packet["conversation"]["id"], idempotency_key=key,

@@ -159,7 +159,10 @@ def test_the_sync_budget_counts_from_the_request_so_a_slow_lookup_comes_out_of_i
     clock = [1000.0]
     monkeypatch.setattr(intake, "time", SimpleNamespace(monotonic=lambda: clock[0]))
 
-    def slow_lookup(self, packet):  # type: ignore[no-untyped-def]
+    deadlines: list[float] = []
+
+    def slow_lookup(self, packet, deadline=None):  # type: ignore[no-untyped-def]
+        deadlines.append(deadline)  # the lookup knows when the budget ends (it takes half of what is left)
         clock[0] += 2.0
         return None
 
@@ -169,7 +172,7 @@ def test_the_sync_budget_counts_from_the_request_so_a_slow_lookup_comes_out_of_i
     monkeypatch.setattr(intake, "wait", lambda futures, timeout: waited.append(timeout) or real_wait(futures, 5))
     client = make_app(targets=("preview",), sync_budget_ms=5000).test_client()
     assert post(client, full_packet()).status_code == 201  # enterprise: the shipped rules ask for the agent
-    assert waited == [3.0]
+    assert waited == [3.0] and deadlines == [1005.0]
 
 
 def test_transient_failure_answers_202_and_retries(make_app, test_targets):

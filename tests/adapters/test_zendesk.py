@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ import requests
 import responses
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
+import adapters.zendesk as zendesk_module
 from adapters.base import Link
 from adapters.errors import AuthError, OutcomeUnknown, RateLimited, RejectedError, ReplacementUnderway, TransientError
 from adapters.zendesk import COMMENT_LIMIT_BYTES, ZendeskAdapter
@@ -506,25 +508,71 @@ def test_shipped_mapping_gives_a_valid_update_payload() -> None:
     assert validation_errors(payload, "TicketUpdateRequest") == []
 
 
-def test_previous_agent_is_the_assignee_of_the_latest_open_ticket(zd: FakeZendesk) -> None:
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The adapter's `time.monotonic()`, moved by hand."""
+    now = [1000.0]
+    monkeypatch.setattr(zendesk_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    return now
+
+
+def timeouts(zd: FakeZendesk) -> list[float]:
+    return [call.request.req_kwargs["timeout"] for call in zd.rsps.calls]
+
+
+def test_previous_agent_is_the_assignee_of_the_latest_open_ticket(zd: FakeZendesk, clock: list[float]) -> None:
     zd.search(query="type:ticket requester:dana.whitfield@example.com status<solved")
     zd.show_user()
     agent = adapter().previous_agent(full_packet())
     assert agent == {"id": "381156009921", "name": "Sam Okafor", "email": "sam@acme.example"}
-    # Asked while the bot waits, before anything is stored: half the sync budget per call, not the
-    # delivery timeout (15 s by default).
-    assert [call.request.req_kwargs["timeout"] for call in zd.rsps.calls] == [2.5, 2.5]
+    # Asked while the bot waits, before anything is stored: the two calls share half the sync
+    # budget, not the delivery timeout (15 s by default) each.
+    assert timeouts(zd) == [2.5, 2.5]
 
 
 @pytest.mark.parametrize(("budget_ms", "vendor_timeout_s", "expected"), [(1000, 15, 1.0), (500, 15, 1.0),
                                                                          (20000, 4, 4)])
 def test_previous_agent_lookups_are_bounded_by_the_budget_and_the_vendor_timeout(
-        zd: FakeZendesk, budget_ms: int, vendor_timeout_s: float, expected: float) -> None:
+        zd: FakeZendesk, clock: list[float], budget_ms: int, vendor_timeout_s: float, expected: float) -> None:
     zd.search(query="type:ticket requester:dana.whitfield@example.com status<solved")
     zd.show_user()
     settings = replace(SETTINGS, sync_budget_ms=budget_ms, vendor_timeout_s=vendor_timeout_s)
     assert adapter(settings).previous_agent(full_packet()) is not None
-    assert {call.request.req_kwargs["timeout"] for call in zd.rsps.calls} == {expected}
+    assert set(timeouts(zd)) == {expected}
+
+
+def slow_search(target: ZendeskAdapter, clock: list[float], seconds: float) -> None:
+    real = target._latest_open_ticket
+
+    def search(*args: Any, **kwargs: Any) -> Any:
+        found = real(*args, **kwargs)
+        clock[0] += seconds
+        return found
+
+    target._latest_open_ticket = search  # type: ignore[method-assign]
+
+
+def test_previous_agent_lookups_share_one_allowance_from_the_requests_deadline(
+        zd: FakeZendesk, clock: list[float]) -> None:
+    """The user read gets what the search left of the lookup's share: two slow calls cannot spend
+    the whole budget the deliveries need."""
+    zd.search(query="type:ticket requester:dana.whitfield@example.com status<solved")
+    zd.show_user()
+    target = adapter()
+    slow_search(target, clock, 1.5)
+    # The request began a second ago: 4 s of its 5 s budget are left, the lookup may use 2 s of them.
+    assert target.previous_agent(full_packet(), deadline=clock[0] + 4.0) is not None
+    assert timeouts(zd) == [2.0, 0.5]
+
+
+def test_a_search_that_used_the_whole_share_skips_the_user_read_and_routing_falls_back(
+        zd: FakeZendesk, clock: list[float], caplog: pytest.LogCaptureFixture) -> None:
+    zd.search(query="type:ticket requester:dana.whitfield@example.com status<solved")
+    target = adapter()
+    slow_search(target, clock, 2.5)
+    assert target.previous_agent(full_packet()) is None  # no GET /users: it was never registered
+    [warning] = [r for r in caplog.records if "previous agent unknown (TransientError)" in r.getMessage()]
+    assert warning.waited_ms == 2500
 
 
 # ---- settings -------------------------------------------------------------------------------------------
