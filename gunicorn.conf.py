@@ -109,9 +109,10 @@ def on_starting(server):
     services = app.extensions["connector"]
     services.db.upgrade()
     services.db.dispose()
-    from connector.mappings import keep_for_workers
+    from connector.mappings import follow_for_workers, keep_for_workers
 
     keep_for_workers(services.mapping_store)
+    follow_for_workers(services.mapping_store.interval)
 
 
 def pre_fork(server, worker):

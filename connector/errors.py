@@ -24,9 +24,14 @@ class ConfigError(Exception):
         super().__init__(f"{source}: {message} (see {self.guide})")
 
     @property
+    def in_mappings(self) -> bool:
+        """A mapping file is to fix (else a setting)."""
+        return ".yaml" in self.source
+
+    @property
     def guide(self) -> str:
         """Where the fix is explained: a mapping file's format, or the settings."""
-        if ".yaml" in self.source:
+        if self.in_mappings:
             return "mappings/README.md"
         return ".env.example and README.md, 'Configuration'"
 

@@ -209,7 +209,7 @@ class MappingStore:
         try:
             self._mappings = self.load()
         except ConfigError as err:
-            if fallback is None:
+            if fallback is None or not err.in_mappings:  # a setting to fix: no older set helps
                 raise
             if fallback.loaded:  # a command on `none_loaded` says it itself, where it matters
                 log.error("mappings edit refused at start; serving the set gunicorn last checked",
@@ -274,24 +274,79 @@ def none_loaded(directory: str, root: str, target_names: list[str]) -> Mappings:
 # gunicorn's master keeps its store here (this module outlives a HUP, which re-runs
 # gunicorn.conf.py) and the last set it checked, which the workers it forks inherit in memory. A
 # worker that restarts (a crash, an OOM kill) while an edit is refused serves that set instead of
-# failing to boot: gunicorn stops the whole service when a worker cannot boot. The master reads the
-# files only at start and before each fork, so the set can be older than one the running workers
-# took up live since. A restart of the service still stops on a bad file.
+# failing to boot: gunicorn stops the whole service when a worker cannot boot. The master follows
+# the files as the workers do (`follow_for_workers`), so after a good edit and then a refused one
+# the new worker serves the good one. A restart of the service still stops on a bad file.
 _MASTER: MappingStore | None = None
 _INHERITED: Mappings | None = None
+# Held while the master loads a set, and around every fork: a worker forked in the middle of a load
+# could inherit a lock the follower held (a template cache's, say) that nothing would ever release.
+_LOADING = threading.Lock()
+_FOLLOWER: threading.Thread | None = None
+_STOP = threading.Event()
+_HOOKED = False
 
 
 def keep_for_workers(store: MappingStore | None = None) -> None:
-    """In the master: with its store at start; without, before each fork — the files as they are
-    now if they pass, else the last set that did (the workers log the refusal, /readyz shows it)."""
+    """In the master: with its store at start; without, before each fork and whenever the files
+    change — the files as they are now if they pass, else the last set that did (the workers log
+    the refusal, /readyz shows it; the master stays quiet rather than say it again)."""
     global _MASTER, _INHERITED
-    if store is not None:
-        _MASTER, _INHERITED = store, store.current()
-    elif _MASTER is not None:
-        try:
-            _INHERITED = _MASTER.load()
-        except ConfigError:
-            pass
+    with _LOADING:
+        if store is not None:
+            _MASTER, _INHERITED = store, store.current()
+        elif _MASTER is not None:
+            try:
+                _INHERITED = _MASTER.load()
+            except ConfigError:
+                pass
+
+
+def follow_for_workers(interval: float = 1.0) -> threading.Thread:
+    """In the master, once, after `keep_for_workers(store)`: look at the files every `interval`
+    seconds, as the workers' stores do, and keep each set that passes for the next worker forked."""
+    global _FOLLOWER
+    if _FOLLOWER is not None:  # a HUP re-runs gunicorn.conf.py, not its on_starting
+        return _FOLLOWER
+    assert _MASTER is not None, "keep_for_workers(store) first"
+    store = _MASTER
+
+    def follow() -> None:
+        stamps = store._scan()
+        while not _STOP.wait(interval):
+            try:
+                now = store._scan()
+                if now != stamps:
+                    stamps = now
+                    keep_for_workers()
+            except Exception:  # never die quietly: pre_fork still checks the files before each fork
+                log.exception("could not follow the mapping files for the workers")
+
+    global _HOOKED
+    if not _HOOKED:  # once per process: handlers cannot be taken back
+        # Looked up at each fork, not bound now: a worker's own forks must take its fresh lock.
+        os.register_at_fork(before=lambda: _LOADING.acquire(), after_in_parent=lambda: _LOADING.release(),
+                            after_in_child=_fresh_lock)
+        _HOOKED = True
+    _FOLLOWER = threading.Thread(target=follow, name="mappings-for-workers", daemon=True)
+    _FOLLOWER.start()
+    return _FOLLOWER
+
+
+def stop_following() -> None:
+    """Tests: end the follower (a service ends it by exiting)."""
+    global _FOLLOWER
+    if _FOLLOWER is not None:
+        _STOP.set()
+        _FOLLOWER.join()
+        _FOLLOWER = None
+        _STOP.clear()
+
+
+def _fresh_lock() -> None:
+    # The child holds the copy the fork took (`before`); a worker never loads for others anyway.
+    global _LOADING, _FOLLOWER
+    _LOADING, _FOLLOWER = threading.Lock(), None
 
 
 def inherited() -> Mappings | None:

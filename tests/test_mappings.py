@@ -202,6 +202,19 @@ def test_with_a_fallback_a_bad_file_at_start_serves_it_and_says_the_edit_is_refu
     assert "mappings edit refused at start; serving the set gunicorn last checked" in caplog.text
 
 
+def test_a_fallback_never_hides_a_setting_to_fix(mapdir, caplog):
+    """Only a refused mapping edit serves the older set; a missing variable stops the worker, once
+    and without claiming an edit was refused."""
+    checked = MappingStore(str(mapdir), "/", TARGETS).current()
+
+    def needs_a_token(mappings):  # type: ignore[no-untyped-def]
+        raise ConfigError("ZENDESK_API_TOKEN", "must be set when the 'zendesk' target is enabled")
+
+    with pytest.raises(ConfigError) as err, caplog.at_level(logging.ERROR, logger="connector.mappings"):
+        MappingStore(str(mapdir), "/", TARGETS, check=needs_a_token, fallback=checked)
+    assert err.value.source == "ZENDESK_API_TOKEN" and "refused" not in caplog.text
+
+
 PACKET = full_packet()
 TABLES = {"sentiment_priority": {"angry": "urgent", "frustrated": "high"}}
 

@@ -148,7 +148,13 @@ def test_a_worker_replaced_while_a_mapping_edit_is_refused_keeps_serving(process
 
     web = processes.web(workers=1)
     routing = Path(mappings_dir) / "routing.yaml"
-    routing.write_text(routing.read_text(encoding="utf-8").replace("\nrules:", "\nrulez:", 1), encoding="utf-8")
+    # A good edit the worker takes up live, then a bad one: the new worker serves the good one, not
+    # the set the service started with.
+    good = routing.read_text(encoding="utf-8").replace("  - name: default", "  - name: edited-live\n    then: {team: billing}")
+    routing.write_text(good, encoding="utf-8")
+    wait_until(lambda: "mappings reloaded" in web.log(), 30, "the good edit taken up")
+    time.sleep(1.5)  # the master looks at the files once a second too
+    routing.write_text(good.replace("\nrules:", "\nrulez:", 1), encoding="utf-8")
     wait_until(lambda: "mappings edit refused; keeping the last good set" in web.log(), 30, "the edit refused")
     [first] = subprocess.run(["pgrep", "-P", str(web.popen.pid)], capture_output=True, text=True).stdout.split()
     os.kill(int(first), signal.SIGKILL)
@@ -163,5 +169,7 @@ def test_a_worker_replaced_while_a_mapping_edit_is_refused_keeps_serving(process
     refused = ready["checks"]["mappings"]
     assert status == 200 and refused["ok"] is False and "routing.yaml" in refused["refused_edit"]
     ids = post_handoffs([web.url], 3, "inherited")
+    _, _, answer = http("GET", f"{web.url}/v1/handoffs/{ids[0]}", headers=auth())
+    assert answer["assignment"]["rule"] == "edited-live" and answer["assignment"]["team"] == "billing"
     wait_until(lambda: db.delivered() >= 9, 30, "the three handoffs delivered to every target")
     assert_exactly_once(vendors, ids)
