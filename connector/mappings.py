@@ -311,8 +311,10 @@ def follow_for_workers(interval: float = 1.0) -> threading.Thread:
     assert _MASTER is not None, "keep_for_workers(store) first"
     store = _MASTER
 
+    stamps = store._stamps  # the files as of the set it holds: an edit made since is a change too
+
     def follow() -> None:
-        stamps = store._scan()
+        nonlocal stamps
         while not _STOP.wait(interval):
             try:
                 now = store._scan()

@@ -27,6 +27,18 @@ class FakeLibc:
         return self.answer
 
 
+@pytest.fixture(autouse=True)
+def master_mappings():
+    """What a test's `on_starting` or `keep_for_workers` leaves in `connector.mappings` (the master's
+    store, the inherited set, the follower thread) must not reach the next test in this process."""
+    from connector import mappings
+
+    saved = mappings._MASTER, mappings._INHERITED
+    yield
+    mappings.stop_following()
+    mappings._MASTER, mappings._INHERITED = saved
+
+
 def _conf(environ: dict[str, str] | None = None) -> dict:
     with mock.patch.dict("os.environ", environ or {}, clear=True), mock.patch("ctypes.CDLL") as cdll:
         conf = runpy.run_path(CONF)
@@ -192,20 +204,16 @@ def test_before_each_fork_the_master_keeps_the_mappings_if_they_pass_and_the_las
     from connector import mappings
 
     shutil.copytree(Path(CONF).parent / "mappings", tmp_path / "m")
-    saved = mappings._MASTER, mappings._INHERITED
-    try:
-        mappings.keep_for_workers(mappings.MappingStore(str(tmp_path / "m"), "/", ["zendesk", "salesforce", "slack"]))
-        started = mappings.inherited()
-        conf = _conf()  # as a HUP re-runs it: what the master keeps lives outside this file
-        conf["pre_fork"](mock.Mock(), mock.Mock())
-        good = mappings.inherited()
-        assert good is not None and good is not started and good.source == str(tmp_path / "m")
-        routing = tmp_path / "m" / "routing.yaml"
-        routing.write_text(routing.read_text().replace("\nrules:", "\nrulez:", 1))
-        conf["pre_fork"](mock.Mock(), mock.Mock())
-        assert mappings.inherited() is good  # the edit is refused: the workers keep the set that passed
-    finally:
-        mappings._MASTER, mappings._INHERITED = saved
+    mappings.keep_for_workers(mappings.MappingStore(str(tmp_path / "m"), "/", ["zendesk", "salesforce", "slack"]))
+    started = mappings.inherited()
+    conf = _conf()  # as a HUP re-runs it: what the master keeps lives outside this file
+    conf["pre_fork"](mock.Mock(), mock.Mock())
+    good = mappings.inherited()
+    assert good is not None and good is not started and good.source == str(tmp_path / "m")
+    routing = tmp_path / "m" / "routing.yaml"
+    routing.write_text(routing.read_text().replace("\nrules:", "\nrulez:", 1))
+    conf["pre_fork"](mock.Mock(), mock.Mock())
+    assert mappings.inherited() is good  # the edit is refused: the workers keep the set that passed
 
 
 def test_the_master_follows_the_files_so_a_new_worker_gets_the_last_good_edit_not_the_start(tmp_path):
@@ -218,7 +226,6 @@ def test_the_master_follows_the_files_so_a_new_worker_gets_the_last_good_edit_no
 
     shutil.copytree(Path(CONF).parent / "mappings", tmp_path / "m")
     routing = tmp_path / "m" / "routing.yaml"
-    saved = mappings._MASTER, mappings._INHERITED
 
     def settles(check, what):  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + 10
@@ -226,28 +233,24 @@ def test_the_master_follows_the_files_so_a_new_worker_gets_the_last_good_edit_no
             assert time.monotonic() < deadline, what
             time.sleep(0.02)
 
-    try:
-        mappings.keep_for_workers(mappings.MappingStore(str(tmp_path / "m"), "/", ["zendesk", "salesforce", "slack"]))
-        started = mappings.inherited()
-        assert mappings.follow_for_workers(0.05) is mappings.follow_for_workers(0.05)  # one follower
-        good = routing.read_text().replace("  - name: default", "  - name: edited\n    then: {team: billing}", 1)
-        routing.write_text(good)
-        settles(lambda: mappings.inherited() is not started, "the good edit kept for the workers")
-        kept = mappings.inherited()
-        assert kept is not None and kept.routing["rules"][-1]["name"] == "edited"
-        routing.write_text(good.replace("\nrules:", "\nrulez:", 1) + "\n# refused\n")
-        time.sleep(0.3)  # several looks at the files
-        assert mappings.inherited() is kept  # refused: the last set that passed stays
+    mappings.keep_for_workers(mappings.MappingStore(str(tmp_path / "m"), "/", ["zendesk", "salesforce", "slack"]))
+    started = mappings.inherited()
+    assert mappings.follow_for_workers(0.05) is mappings.follow_for_workers(0.05)  # one follower
+    good = routing.read_text().replace("  - name: default", "  - name: edited\n    then: {team: billing}", 1)
+    routing.write_text(good)
+    settles(lambda: mappings.inherited() is not started, "the good edit kept for the workers")
+    kept = mappings.inherited()
+    assert kept is not None and kept.routing["rules"][-1]["name"] == "edited"
+    routing.write_text(good.replace("\nrules:", "\nrulez:", 1) + "\n# refused\n")
+    time.sleep(0.3)  # several looks at the files
+    assert mappings.inherited() is kept  # refused: the last set that passed stays
 
-        # A worker forked now holds a lock of its own, free, and no follower.
-        pid = os.fork()
-        if pid == 0:
-            ok = mappings._LOADING.acquire(timeout=2) and mappings._FOLLOWER is None
-            os._exit(0 if ok else 1)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        assert mappings._LOADING.acquire(timeout=2)  # and the master's own was given back
-        mappings._LOADING.release()
-    finally:
-        mappings.stop_following()
-        mappings._MASTER, mappings._INHERITED = saved
+    # A worker forked now holds a lock of its own, free, and no follower.
+    pid = os.fork()
+    if pid == 0:
+        ok = mappings._LOADING.acquire(timeout=2) and mappings._FOLLOWER is None
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert mappings._LOADING.acquire(timeout=2)  # and the master's own was given back
+    mappings._LOADING.release()
