@@ -112,7 +112,8 @@ def check(vendors: bool) -> None:
         problems.append(f"CONNECTOR_DATABASE_URL: database unreachable ({_reason(err)})")
     else:
         state = "current" if gap is None else gap.state
-        click.echo(f"database: reachable ({services.db.dialect}), schema {state}")
+        reached = "no file yet" if gap is not None and gap.no_file else "reachable"
+        click.echo(f"database: {reached} ({services.db.dialect}), schema {state}")
         if gap is not None:  # behind: gunicorn's start migrates it (the other commands refuse until then)
             (warnings if gap.migrate else problems).append(f"the database cannot be used by this code: {_advice(gap)}")
     warnings.extend(services.warnings())

@@ -44,12 +44,14 @@ def make_engine(url: str, root: str) -> Engine:
         if database and database != ":memory:" and not os.path.isabs(database):
             database = os.path.join(root, database)
             parsed = parsed.set(database=database)
-        if database and database != ":memory:":
-            _private_file(database)
         # hide_parameters: an error's text must not carry the packets a statement was writing
         # (a group commit writes several customers' at once) into a log line.
         engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True,
                                json_serializer=json_codec.dumps)
+        if database and database != ":memory:":
+            # Made when first connected to, not before: `check` or `deliveries` with a mistyped
+            # path must say there is no such database rather than leave an empty one behind.
+            event.listen(engine, "do_connect", lambda *_: _private_file(database))
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
@@ -66,6 +68,14 @@ def _private_file(database: str) -> None:
         os.makedirs(os.path.dirname(database), mode=0o700, exist_ok=True)
         if not os.path.exists(database):  # follows a symlink: its target is made private too
             os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+def _could_make(path: str) -> bool:
+    """Whether a file could be made at `path`: its nearest existing ancestor is a directory we may write in."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent) and parent != os.path.dirname(parent):
+        parent = os.path.dirname(parent)
+    return os.path.isdir(parent) and os.access(parent, os.W_OK)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -164,6 +174,7 @@ class SchemaGap:
     words: str
     migrate: bool
     state: str  # how `check` shows it: "not created yet", "behind", "from a newer release"
+    no_file: bool = False  # SQLite: the file does not exist (nothing was connected to, or made)
 
 
 class Database:
@@ -262,6 +273,10 @@ class Database:
         from alembic.util import CommandError
         from sqlalchemy import inspect
 
+        if self.sqlite_file and not os.path.exists(self.sqlite_file) and _could_make(self.sqlite_file):
+            # Connecting would make it (a path that cannot be made fails below, with SQLite's reason).
+            return SchemaGap(f"there is no database file at {self.sqlite_file} yet (is the path right?)",
+                             migrate=True, state="not created yet", no_file=True)
         script = ScriptDirectory.from_config(_alembic_config())
         head = script.get_current_head()
         with self._reader() as connection:

@@ -3,6 +3,8 @@ migrated yet, at another release's schema, unreachable — in one line, not a tr
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from alembic import command
 
@@ -15,7 +17,8 @@ COMMANDS = [["deliveries"], ["callbacks"], ["replay", "--all-dead"], ["purge", "
 
 @pytest.fixture
 def fresh_app(tmp_path):
-    """An app on a database nothing has migrated (before the first `make run`)."""
+    """An app on a database nothing has migrated (made by hand, or an empty PostgreSQL database)."""
+    sqlite3.connect(tmp_path / "new.db").close()
     app = create_app({"database_url": f"sqlite:///{tmp_path}/new.db"})
     yield app
     app.extensions["connector"].stop()
@@ -28,6 +31,27 @@ def test_a_command_on_a_database_never_migrated_says_to_migrate(fresh_app, args)
     assert result.output.strip() == (
         "Error: the database cannot be used by this code: it holds no connector schema yet. Run "
         "`flask --app wsgi connector migrate` (starting the service with gunicorn runs it too)")
+
+
+@pytest.mark.parametrize("args", [["check"], *COMMANDS], ids=lambda args: args[0])
+def test_a_sqlite_path_with_no_file_is_named_and_nothing_is_made_there(tmp_path, args):
+    """Before the first `make run`, or a mistyped path: said as such, and no empty database left behind."""
+    mistyped = tmp_path / "instanse" / "connector.db"
+    app = create_app({"database_url": f"sqlite:///{mistyped}"})
+    try:
+        result = app.test_cli_runner().invoke(args=["connector", *args])
+        said = (f"the database cannot be used by this code: there is no database file at {mistyped} yet (is the "
+                "path right?). Run `flask --app wsgi connector migrate` (starting the service with gunicorn runs it too)")
+        if args == ["check"]:
+            assert result.exit_code == 0 and "database: no file yet (sqlite), schema not created yet" in result.output
+            assert f"warning: {said}" in result.output
+        else:
+            assert result.exit_code == 1 and result.output.strip() == f"Error: {said}"
+        assert not mistyped.parent.exists()
+        assert app.test_cli_runner().invoke(args=["connector", "migrate"]).exit_code == 0  # made there, privately
+        assert mistyped.stat().st_mode & 0o777 == 0o600 and mistyped.parent.stat().st_mode & 0o777 == 0o700
+    finally:
+        app.extensions["connector"].stop()
 
 
 def test_a_database_at_an_older_release_names_both_revisions_and_migrate_fixes_it(fresh_app):

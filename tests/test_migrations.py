@@ -130,6 +130,7 @@ def test_a_database_others_can_read_is_warned_about_and_a_symlinks_target_is_mad
     (tmp_path / "data").mkdir()
     app = create_app({"database_url": f"sqlite:///{tmp_path}/link.db"})
     try:
+        app.extensions["connector"].db.upgrade()  # made when first connected to
         assert stat.S_IMODE((tmp_path / "data" / "real.db").stat().st_mode) == 0o600
         assert not any("can be read by other users" in said for said in app.extensions["connector"].warnings())
     finally:
