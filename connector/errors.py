@@ -37,11 +37,15 @@ class ConfigError(Exception):
 
 
 class ApiProblem(Exception):
-    """An error answered to the caller as problem+json."""
+    """An error answered to the caller as problem+json. Its `type` is the address of a page saying
+    what it means and what a caller should do (`meaning`, `retry`; `/problems/<type_slug>`), the
+    same words as README's table of problem types."""
 
     status = 400
     title = "Bad request"
     type_slug = "bad-request"
+    meaning = ""
+    retry = ""
 
     def __init__(
         self,
@@ -63,7 +67,8 @@ class ApiProblem(Exception):
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "type": f"https://github.com/handoff-connector/docs/problems/{self.type_slug}",
+            # A reference relative to the address the caller used: the connector serves the page.
+            "type": f"/problems/{self.type_slug}",
             "title": self.title,
             "status": self.status,
             "detail": self.detail,
@@ -75,10 +80,14 @@ class ApiProblem(Exception):
 
 class MalformedRequest(ApiProblem):
     status, title, type_slug = 400, "Malformed request", "malformed-request"
+    meaning = "not JSON, not UTF-8, nested too deep to parse"
+    retry = "no: fix the body"
 
 
 class Unauthenticated(ApiProblem):
     status, title, type_slug = 401, "Authentication required", "unauthenticated"
+    meaning = "no or wrong key or signature, or a stale `webhook-timestamp`"
+    retry = "no: fix the credentials"
 
     def __init__(self, detail: str, **kwargs: Any):
         kwargs.setdefault("headers", {"WWW-Authenticate": 'Bearer realm="handoff-connector"'})
@@ -87,27 +96,47 @@ class Unauthenticated(ApiProblem):
 
 class Forbidden(ApiProblem):
     status, title, type_slug = 403, "Forbidden", "forbidden"
+    meaning = "the credentials belong to another bot than `bot.id`"
+    retry = "no"
 
 
 class NotFound(ApiProblem):
     status, title, type_slug = 404, "Not found", "not-found"
+    meaning = "no such handoff for this bot"
+    retry = "no"
 
 
 class Conflict(ApiProblem):
     status, title, type_slug = 409, "Conflict", "conflict"
+    meaning = "the `Idempotency-Key` came earlier with another body"
+    retry = "no: a new key for a new handoff"
 
 
 class PayloadTooLarge(ApiProblem):
     status, title, type_slug = 413, "Payload too large", "payload-too-large"
+    meaning = "over `CONNECTOR_MAX_BODY_BYTES`"
+    retry = "no: trim the transcript"
 
 
 class UnsupportedMediaType(ApiProblem):
     status, title, type_slug = 415, "Unsupported media type", "unsupported-media-type"
+    meaning = "not `application/json`"
+    retry = "no"
 
 
 class ValidationFailed(ApiProblem):
     status, title, type_slug = 422, "Validation failed", "validation-failed"
+    meaning = "a field breaks a rule or a limit (`errors` lists them)"
+    retry = "no: fix the fields"
 
 
 class ServiceUnavailable(ApiProblem):
     status, title, type_slug = 503, "Service unavailable", "service-unavailable"
+    meaning = "the database cannot be reached; nothing was recorded"
+    retry = "yes, after `Retry-After`, same key"
+
+
+class InternalError(ApiProblem):
+    status, title, type_slug = 500, "Internal server error", "internal-error"
+    meaning = "a fault of ours, logged"
+    retry = "yes, same key: a stored handoff is answered, not made twice"

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response, current_app, json
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .errors import ApiProblem, PayloadTooLarge
+from .errors import ApiProblem, InternalError, PayloadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +35,22 @@ def _too_large(_err: RequestEntityTooLarge) -> Response:
 
 def _http(err: HTTPException) -> Response:
     problem = ApiProblem(err.description or err.name, status=err.code or 500, title=err.name)
-    problem.type_slug = err.name.lower().replace(" ", "-")
+    problem.type_slug = http_type_slug(err.name)
     response = problem_response(problem)
     if err.code == 405 and err.valid_methods:  # type: ignore[attr-defined]
         response.headers["Allow"] = ", ".join(err.valid_methods)  # type: ignore[attr-defined]
     return response
 
 
+def http_type_slug(name: str) -> str:
+    """A plain HTTP error's problem type: "Method Not Allowed" → method-not-allowed."""
+    return name.lower().replace(" ", "-")
+
+
 def _unexpected(err: Exception) -> Response:
     # The traceback goes to the log (with the handoff id from the log context), never to the caller.
     log.exception("unhandled error")
-    problem = ApiProblem("Something went wrong on our side; the error was logged.", status=500,
-                         title="Internal server error")
-    problem.type_slug = "internal-error"
-    return problem_response(problem)
+    return problem_response(InternalError("Something went wrong on our side; the error was logged."))
 
 
 def init_app(app: Flask) -> None:

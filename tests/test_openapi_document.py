@@ -24,14 +24,25 @@ def test_document_is_served_the_same_each_time(client):
 
 
 def test_the_readme_tells_bots_every_problem_type_they_can_get():
-    """Each `type` the API answers is in README's table, with what a bot should do about it."""
+    """Each `type` the API answers is in README's table, in the same words as its page."""
     import re
     from pathlib import Path
 
-    from connector import errors
+    from connector.api.docs import problem_types
 
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    listed = set(re.findall(r"^  \| `([a-z-]+)` \| \d{3} \|", readme, re.M))
-    answered = {cls.type_slug for cls in vars(errors).values()
-                if isinstance(cls, type) and issubclass(cls, errors.ApiProblem) and cls is not errors.ApiProblem}
-    assert answered | {"internal-error"} == listed
+    listed = re.findall(r"^  \| `([a-z-]+)` \| (\d{3}) \| (.+?) \| (.+?) \|$", readme, re.M)
+    assert listed == [(name, str(cls.status), cls.meaning, cls.retry) for name, cls in problem_types().items()]
+
+
+def test_every_problem_type_is_a_page_the_connector_serves(client):
+    """A problem's `type` resolves against the address the caller used: a page, not a dead link."""
+    for answer in (client.post("/v1/handoffs", data="{}", content_type="application/json"),  # unauthenticated
+                   client.delete("/v1/handoffs"),  # a plain HTTP error: werkzeug's words
+                   client.get("/problems/no-such-type")):
+        problem = answer.get_json()
+        page = client.get(problem["type"])
+        assert page.status_code == 200 and page.mimetype == "text/html", problem
+        assert f"<h1>{problem['title']} <small>({problem['status']}" in page.get_data(as_text=True)
+    conflict = client.get("/problems/conflict").get_data(as_text=True)
+    assert "the <code>Idempotency-Key</code> came earlier with another body" in conflict

@@ -1,4 +1,5 @@
-"""`/openapi.json`, generated from the marshmallow schemas and the views' docstrings — never by hand."""
+"""`/openapi.json`, generated from the marshmallow schemas and the views' docstrings — never by hand;
+and `/problems/<name>`, the page each problem answer's `type` points to."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec_webframeworks.flask import FlaskPlugin
-from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify, render_template
+from werkzeug.exceptions import default_exceptions
 
 from adapters.zendesk_events import ZendeskEventSchema
 
-from .. import schemas
+from .. import errors, schemas
+from ..errors import NotFound
+from ..problems import http_type_slug
 
 bp = Blueprint("docs", __name__)
 
@@ -91,3 +95,42 @@ def openapi() -> Response:
     """
     cached = current_app.extensions.setdefault("openapi", build_spec(current_app))
     return jsonify(cached)
+
+
+def problem_types() -> dict[str, type[errors.ApiProblem]]:
+    """Every problem `type` this API answers with words of its own, by name."""
+    found = {}
+    for value in vars(errors).values():
+        if isinstance(value, type) and issubclass(value, errors.ApiProblem) and value is not errors.ApiProblem:
+            found[value.type_slug] = value
+    return found
+
+
+def _http_types() -> dict[str, tuple[int, str, str]]:
+    # What `problems._http` answers for a plain HTTP error (a wrong method, say): werkzeug's words.
+    errors_ = [cls() for cls in default_exceptions.values()]
+    return {http_type_slug(err.name): (err.code or 500, err.name, err.description or "") for err in errors_}
+
+
+@bp.get("/problems/<name>")
+def problem_type(name: str) -> Response:
+    """What a problem `type` means and what a caller should do about it (README lists the same).
+    ---
+    get:
+      summary: The page a problem answer's `type` points to
+      parameters:
+        - {in: path, name: name, required: true, schema: {type: string}}
+      responses:
+        200: {description: What it means and whether to retry, content: {text/html: {schema: {type: string}}}}
+        404: {$ref: "#/components/responses/Problem"}
+    """
+    known = problem_types().get(name)
+    if known is not None:
+        page = {"status": known.status, "title": known.title, "meaning": known.meaning, "retry": known.retry}
+    elif name in _http_types():
+        status, title, description = _http_types()[name]
+        page = {"status": status, "title": title, "meaning": description,
+                "retry": "no: the request itself must change" if status < 500 else "yes, later"}
+    else:
+        raise NotFound(f"No problem type is called {name!r}.")
+    return Response(render_template("problem.html", name=name, **page), mimetype="text/html")

@@ -45,6 +45,7 @@ OPERATIONS = [
     "GET /healthz",
     "GET /readyz",
     "GET /metrics",
+    "GET /problems/{name}",
     "POST /webhooks/zendesk",
     "POST /webhooks/slack",
 ]
