@@ -199,11 +199,35 @@ class SlackAdapter(Adapter):
         channel, ts = _alert(ticket_id)
         text = kit.claim_notice(holder, event.agent_id)
         if holder.first:
+            self._show_taken(channel, ts, text)  # first: a retry of this notice must not post twice
             self._call("chat_postMessage", acts=True, channel=channel, thread_ts=ts, reply_broadcast=True, text=text,
                        unfurl_links=False, unfurl_media=False)
             return
         in_thread = {"thread_ts": ts} if event.ticket_id != ticket_id else {}
         self._call("chat_postEphemeral", acts=True, channel=channel, user=event.agent_id, text=text, **in_thread)
+
+    def _show_taken(self, channel: str, ts: str, notice: str) -> None:
+        """The alert itself says who took it, its Claim button gone. Read back first (its blocks as
+        posted, its metadata, which the lookups after a timeout rely on); an alert already edited
+        is left alone, so a retried notice changes nothing twice. Cosmetic: a refusal is logged and
+        the announcement still goes out, except a rate limit or an outage, which the notice's own
+        retry waits out. The related-tickets edit (`related_changed`), should it come later,
+        rebuilds the alert with the button."""
+        try:
+            page = self._call("conversations_replies", channel=channel, ts=ts, limit=1, include_all_metadata=True)
+            alert = next((m for m in page.get("messages") or [] if m.get("ts") == ts), None)
+            blocks = kit.claimed(alert.get("blocks") or [], notice) if alert else None
+            if alert is None or blocks is None:
+                return
+            kept = {"metadata": alert["metadata"]} if alert.get("metadata") else {}
+            self._call("chat_update", acts=True, channel=channel, ts=ts, text=alert.get("text") or notice,
+                       blocks=blocks, **kept)
+        except TransientError as err:
+            if not isinstance(err, OutcomeUnknown):
+                raise
+            log.warning("slack: the alert may not say who took it", extra={"error": str(err)})
+        except DeliveryError as err:
+            log.warning("slack: the alert does not say who took it", extra={"error": str(err)})
 
     def _post_thread(self, channel: str, ts: str, thread: list[dict[str, Any]], start: int) -> None:
         for reply in thread[start:]:

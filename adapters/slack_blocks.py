@@ -442,6 +442,24 @@ def who(target: str, agent_id: str, agent_name: str | None) -> str:
     return f"{name} (in {TARGET_NAMES.get(target, escape(target))})"
 
 
+def claimed(blocks: list[dict[str, Any]], notice: str) -> list[dict[str, Any]] | None:
+    """The alert's blocks once its handoff is taken: the Claim button gives way to who took it, so
+    nobody reads the alert as still waiting. None when it has no Claim button (already edited, or
+    posted without one): nothing to change."""
+    changed, found = [], False
+    for block in blocks:
+        elements = block.get("elements") or [] if block.get("type") == "actions" else []
+        if any(e.get("action_id") == CLAIM_ACTION for e in elements):
+            found = True
+            changed.append(context(notice))
+            rest = [e for e in elements if e.get("action_id") != CLAIM_ACTION]
+            if rest:  # "Open conversation" stays
+                changed.append({**block, "elements": rest})
+        else:
+            changed.append(block)
+    return changed if found else None
+
+
 def claim_notice(holder: Holder, clicker: str) -> str:
     """What an agent who clicked Claim is told: who took the handoff (the channel's reply for the
     first claim; a message only the clicker sees for a later one)."""

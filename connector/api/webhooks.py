@@ -85,7 +85,8 @@ def slack() -> Response:
         shown by GET /v1/handoffs/{id} and fed to the observed wait. Later clicks and every
         other interaction are answered 200 with outcome `ignored`. Slack wants an answer
         within three seconds, so the answer calls no vendor; the agent who clicked is told
-        who holds the handoff by a Slack message posted beside it, on the handoff's alert.
+        who holds the handoff by a Slack message posted beside it, on the handoff's alert,
+        and the first claim replaces the alert's Claim button with who took it.
       security: [{slackSignature: []}]
       parameters:
         - {in: header, name: X-Slack-Request-Timestamp, required: true, schema: {type: string}}

@@ -3,6 +3,7 @@ then the alert updated with the Zendesk ticket's link once it exists; and an age
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import json
@@ -84,6 +85,7 @@ def _claimable(make_app, slack, **settings):
 def test_the_agent_who_clicks_claim_takes_the_handoff(make_app):
     with FakeSlack() as slack:
         client, body, alert, click = _claimable(make_app, slack)
+        alert = copy.deepcopy(alert)  # as posted: the fake edits its own copy in place
         assert click("U0DANA", "7281926354.1.abc") == "recorded"
         assigned = client.get(f"/v1/handoffs/{body['id']}", headers=auth()).get_json()["assigned"]
         assert (assigned["target"], assigned["agent_id"], assigned["agent_name"]) == ("slack", "U0DANA", "u0dana")
@@ -94,6 +96,14 @@ def test_the_agent_who_clicks_claim_takes_the_handoff(make_app):
                                     if c.body.get("text", "").startswith("✋")])
         assert said == [{"channel": "C0HANDOFF", "thread_ts": alert["ts"], "reply_broadcast": True,
                          "text": "✋ <@U0DANA> took this handoff.", "unfurl_links": False, "unfurl_media": False}]
+        # The alert says so too: its Claim button gives way to who took it; the rest stays as posted.
+        [edited] = slack.top_level("C0HANDOFF")
+        elements = [e for b in edited["blocks"] if b["type"] == "actions" for e in b["elements"]]
+        assert [e["action_id"] for e in elements] == ["handoff_open_conversation"]
+        said_on_alert = [e["text"] for b in edited["blocks"] if b["type"] == "context" for e in b["elements"]]
+        assert said_on_alert[0] == "✋ <@U0DANA> took this handoff."
+        assert edited["metadata"] == alert["metadata"] and edited["text"] == alert["text"]
+        assert len(edited["blocks"]) == len(alert["blocks"]) + 1
         # A later click is told, where only that agent sees it, who has the handoff; nothing changes.
         assert click("U0SAM", "7281926354.2.def") == "ignored"
         assert click("U0DANA", "7281926354.3.ghi") == "ignored"
@@ -102,6 +112,21 @@ def test_the_agent_who_clicks_claim_takes_the_handoff(make_app):
                                 ("U0SAM", "<@U0DANA> took this handoff already; nothing changed.")]
         assert {c.body["channel"] for c in slack.calls_to("chat.postEphemeral")} == {"C0HANDOFF"}
         assert len([c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")]) == 1
+        assert len(slack.calls_to("chat.update")) == 1  # later clicks leave the alert alone
+
+
+def test_an_alert_slack_will_not_edit_still_gets_the_claims_announcement(make_app):
+    with FakeSlack() as slack:
+        _, _, alert, click = _claimable(make_app, slack)
+        alert = copy.deepcopy(alert)
+        slack.fail("chat.update", error="cant_update_message")
+        assert click("U0DANA", "7281926354.1.abc") == "recorded"
+        said = _eventually(lambda: [c.body["text"] for c in slack.calls_to("chat.postMessage")
+                                    if c.body.get("text", "").startswith("✋")])
+        assert said == ["✋ <@U0DANA> took this handoff."]
+        assert len(slack.calls_to("chat.update")) == 1  # tried once: a refusal is not retried
+        [unchanged] = slack.top_level("C0HANDOFF")
+        assert unchanged["blocks"] == alert["blocks"]
 
 
 def test_a_claims_announcement_refused_for_the_rate_limit_is_posted_after_its_retry_after(make_app):
@@ -173,3 +198,16 @@ def _eventually(found, count: int = 1, within_s: float = 5.0):
     while len(value := found()) < count and time.monotonic() < deadline:
         time.sleep(0.02)
     return value
+
+
+def test_an_edit_refused_for_the_rate_limit_is_made_after_its_retry_after_and_announced_once(make_app):
+    with FakeSlack() as slack:
+        _, _, _, click = _claimable(make_app, slack)
+        slack.fail("chat.update", status=429, headers={"Retry-After": "1"})
+        assert click("U0DANA", "7281926354.1.abc") == "recorded"
+        said = _eventually(lambda: [c for c in slack.calls_to("chat.postMessage")
+                                    if c.body.get("text", "").startswith("✋")], within_s=10)
+        assert len(said) == 1 and len(slack.calls_to("chat.update")) == 2
+        [edited] = slack.top_level("C0HANDOFF")
+        assert not [e for b in edited["blocks"] if b["type"] == "actions" for e in b["elements"]
+                    if e["action_id"] == "handoff_claim"]
