@@ -25,13 +25,14 @@ class ConfigError(Exception):
 
     @property
     def in_mappings(self) -> bool:
-        """A mapping file is to fix (else a setting)."""
-        return ".yaml" in self.source
+        """The mapping files are to fix — one of them, or their directory (gone in a deploy's
+        swap) — rather than a setting: a gunicorn worker may serve an older set meanwhile."""
+        return ".yaml" in self.source or self.source == "CONNECTOR_MAPPINGS_DIR"
 
     @property
     def guide(self) -> str:
         """Where the fix is explained: a mapping file's format, or the settings."""
-        if self.in_mappings:
+        if ".yaml" in self.source:
             return "mappings/README.md"
         return ".env.example and README.md, 'Configuration'"
 
@@ -67,7 +68,7 @@ class ApiProblem(Exception):
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
-            # A reference relative to the address the caller used: the connector serves the page.
+            # The connector serves the page; an answer makes this absolute (`problems.problem_response`).
             "type": f"/problems/{self.type_slug}",
             "title": self.title,
             "status": self.status,
@@ -102,7 +103,7 @@ class Forbidden(ApiProblem):
 
 class NotFound(ApiProblem):
     status, title, type_slug = 404, "Not found", "not-found"
-    meaning = "no such handoff for this bot"
+    meaning = "nothing at this address for this caller: no such handoff for this bot, or no such route"
     retry = "no"
 
 

@@ -320,7 +320,11 @@ def follow_for_workers(interval: float = 1.0) -> threading.Thread:
                 now = store._scan()
                 if now != stamps:
                     stamps = now
+                    before = _INHERITED
                     keep_for_workers()
+                    if _INHERITED is not before:  # a refused edit: the workers say so themselves
+                        log.info("mappings kept for the workers gunicorn starts next",
+                                 extra={"source": store.directory})
             except Exception:  # never die quietly: pre_fork still checks the files before each fork
                 log.exception("could not follow the mapping files for the workers")
 

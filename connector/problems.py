@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, current_app, json
+from flask import Flask, Response, current_app, json, url_for
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .errors import ApiProblem, InternalError, PayloadTooLarge
@@ -13,7 +13,11 @@ log = logging.getLogger(__name__)
 
 
 def problem_response(problem: ApiProblem) -> Response:
-    response = Response(json.dumps(problem.body()), status=problem.status, mimetype="application/problem+json")
+    body = problem.body()
+    # Absolute, as the caller reached us (a path prefix and a proxy's forwarded host included): a
+    # bot that logs the problem logs a link that opens its page.
+    body["type"] = url_for("docs.problem_type", name=problem.type_slug, _external=True)
+    response = Response(json.dumps(body), status=problem.status, mimetype="application/problem+json")
     for name, value in problem.headers.items():
         response.headers[name] = value
     return response

@@ -202,6 +202,15 @@ def test_with_a_fallback_a_bad_file_at_start_serves_it_and_says_the_edit_is_refu
     assert "mappings edit refused at start; serving the set gunicorn last checked" in caplog.text
 
 
+def test_with_a_fallback_a_mappings_directory_gone_at_start_serves_it_too(tmp_path, mapdir):
+    """A deploy swapping the directory, a volume briefly unmounted: a worker booting then keeps
+    serving rather than failing to boot, which would stop the whole service."""
+    checked = MappingStore(str(mapdir), "/", TARGETS).current()
+    store = MappingStore(str(tmp_path / "gone"), "/", TARGETS, fallback=checked)
+    assert store.current() is checked and store.errors is not None
+    assert store.errors.source == "CONNECTOR_MAPPINGS_DIR"
+
+
 def test_a_fallback_never_hides_a_setting_to_fix(mapdir, caplog):
     """Only a refused mapping edit serves the older set; a missing variable stops the worker, once
     and without claiming an edit was refused."""

@@ -44,5 +44,14 @@ def test_every_problem_type_is_a_page_the_connector_serves(client):
         page = client.get(problem["type"])
         assert page.status_code == 200 and page.mimetype == "text/html", problem
         assert f"<h1>{problem['title']} <small>({problem['status']}" in page.get_data(as_text=True)
+    for name, advice in [("too-many-requests", "yes, later"), ("not-implemented", "no: the request itself"),
+                         ("method-not-allowed", "no: the request itself")]:
+        assert f"<dt>Retry?</dt><dd>{advice}" in client.get(f"/problems/{name}").get_data(as_text=True), name
+    from flask.testing import FlaskClient
+
+    proxied = FlaskClient(client.application)  # unchecked: the document names no such server
+    behind_a_prefix = proxied.post("/v1/handoffs", data="{}", content_type="application/json",
+                                   base_url="https://support.example/connector/")
+    assert behind_a_prefix.get_json()["type"] == "https://support.example/connector/problems/unauthenticated"
     conflict = client.get("/problems/conflict").get_data(as_text=True)
     assert "the <code>Idempotency-Key</code> came earlier with another body" in conflict

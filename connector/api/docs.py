@@ -14,6 +14,7 @@ from werkzeug.exceptions import default_exceptions
 from adapters.zendesk_events import ZendeskEventSchema
 
 from .. import errors, schemas
+from ..callbacks import RETRYABLE_STATUS
 from ..errors import NotFound
 from ..problems import http_type_slug
 
@@ -130,7 +131,8 @@ def problem_type(name: str) -> Response:
     elif name in _http_types():
         status, title, description = _http_types()[name]
         page = {"status": status, "title": title, "meaning": description,
-                "retry": "no: the request itself must change" if status < 500 else "yes, later"}
+                "retry": "yes, later (after `Retry-After` when the answer has one)" if status in RETRYABLE_STATUS
+                else "no: the request itself must change"}
     else:
         raise NotFound(f"No problem type is called {name!r}.")
     return Response(render_template("problem.html", name=name, **page), mimetype="text/html")

@@ -153,7 +153,8 @@ def test_a_worker_replaced_while_a_mapping_edit_is_refused_keeps_serving(process
     good = routing.read_text(encoding="utf-8").replace("  - name: default", "  - name: edited-live\n    then: {team: billing}")
     routing.write_text(good, encoding="utf-8")
     wait_until(lambda: "mappings reloaded" in web.log(), 30, "the good edit taken up")
-    time.sleep(1.5)  # the master looks at the files once a second too
+    wait_until(lambda: "mappings kept for the workers gunicorn starts next" in web.log(), 30,
+               "the good edit kept by the master")
     routing.write_text(good.replace("\nrules:", "\nrulez:", 1), encoding="utf-8")
     wait_until(lambda: "mappings edit refused; keeping the last good set" in web.log(), 30, "the edit refused")
     [first] = subprocess.run(["pgrep", "-P", str(web.popen.pid)], capture_output=True, text=True).stdout.split()
