@@ -286,13 +286,12 @@ class ZendeskAdapter(Adapter):
 
     def previous_agent(self, packet: Mapping[str, Any], deadline: float | None = None) -> Mapping[str, Any] | None:
         # Asked before the handoff is stored, while the bot waits: the search and the user read
-        # share half of what is left of the sync budget (`deadline`, a time.monotonic(); a whole
-        # budget from now without one), a second at least, each call capped by the delivery
-        # timeout — a Zendesk that does not answer made the bot wait 15 s more, with nothing
-        # stored yet. Routing falls back then, and the deliveries keep the other half.
+        # share the lookup's time (`deadline`, a time.monotonic(), from `decision.lookup_ends`;
+        # without one, half a sync budget from now, a second at least), each call capped by the
+        # delivery timeout — a Zendesk that does not answer made the bot wait 15 s more, with
+        # nothing stored yet. Routing falls back then.
         started = time.monotonic()
-        remaining = self.settings.sync_budget_ms / 1000 if deadline is None else deadline - started
-        ends = started + max(1.0, remaining / 2)
+        ends = deadline if deadline is not None else started + max(1.0, self.settings.sync_budget_ms / 2000)
 
         def timeout() -> float:
             left = ends - time.monotonic()

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,20 +68,45 @@ def choose_targets(packet: Mapping[str, Any], assignment: dict[str, Any], enable
     return enabled
 
 
+# A sticky rule's lookup may use half of what is left of the sync budget, a second at least (a
+# vendor's search rarely answers faster): the deliveries keep the rest.
+LOOKUP_FLOOR_S = 1.0
+_LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="previous-agent")
+
+
+def lookup_ends(deadline: float, now: float) -> float:
+    """When a previous-agent lookup started at `now` must be done, for a budget ending at `deadline`."""
+    return now + max(LOOKUP_FLOOR_S, (deadline - now) / 2)
+
+
 def previous_agent(packet: Mapping[str, Any], adapters: Mapping[str, Any],
                    deadline: float | None = None) -> dict | None:
     """The assignee of the customer's recent open ticket at the first of `adapters` that knows one.
 
     Asked only when the matching rule is sticky: it is a vendor call made before the handoff is
-    stored, inside the request's sync budget (`deadline`).
+    stored, inside the request's sync budget (`deadline`, a `time.monotonic()`). The adapters bound
+    each of their calls by the lookup's end; a vendor trickling its answer could still hold a call
+    past it (a timeout bounds each socket read, not the whole), so the lookup runs on a thread of
+    its own and is left behind at its end: routing goes on without the hint.
     """
+    ends = None if deadline is None else lookup_ends(deadline, time.monotonic())
     for name, adapter in adapters.items():
         try:
-            agent = adapter.previous_agent(packet, deadline=deadline)
+            agent = _by(ends, adapter.previous_agent, packet, ends)
         except DeliveryError as err:  # routing must not fail because a lookup did
             log.warning("previous agent lookup failed",
                         extra={"target": name, "error_type": type(err).__name__, "vendor_status": err.status})
             continue
+        except FutureTimeout:
+            log.warning("previous agent lookup left behind at the end of its share of the sync budget",
+                        extra={"target": name, "conversation_id": (packet.get("conversation") or {}).get("id")})
+            return None
         if agent:
             return {**agent, "target": name}
     return None
+
+
+def _by(ends: float | None, lookup: Callable[..., Any], packet: Mapping[str, Any], deadline: float | None) -> Any:
+    if ends is None:  # no budget to keep (tests, tools): in this thread
+        return lookup(packet, deadline=deadline)
+    return _LOOKUPS.submit(lookup, packet, deadline=deadline).result(timeout=max(0.0, ends - time.monotonic()))

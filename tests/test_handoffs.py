@@ -153,16 +153,18 @@ def test_the_sync_budget_counts_from_the_request_so_a_slow_lookup_comes_out_of_i
     deliveries gets what is left of the budget, not a whole one on top."""
     from types import SimpleNamespace
 
+    import connector.decision as decision
     import connector.intake as intake
     from adapters.preview import PreviewAdapter
 
     clock = [1000.0]
     monkeypatch.setattr(intake, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(decision, "time", SimpleNamespace(monotonic=lambda: clock[0]))
 
     deadlines: list[float] = []
 
     def slow_lookup(self, packet, deadline=None):  # type: ignore[no-untyped-def]
-        deadlines.append(deadline)  # the lookup knows when the budget ends (it takes half of what is left)
+        deadlines.append(deadline)  # when the lookup must be done: half of what is left of the budget
         clock[0] += 2.0
         return None
 
@@ -172,7 +174,33 @@ def test_the_sync_budget_counts_from_the_request_so_a_slow_lookup_comes_out_of_i
     monkeypatch.setattr(intake, "wait", lambda futures, timeout: waited.append(timeout) or real_wait(futures, 5))
     client = make_app(targets=("preview",), sync_budget_ms=5000).test_client()
     assert post(client, full_packet()).status_code == 201  # enterprise: the shipped rules ask for the agent
-    assert waited == [3.0] and deadlines == [1005.0]
+    assert waited == [3.0] and deadlines == [1002.5]
+
+
+def test_a_lookup_that_does_not_end_by_its_share_of_the_budget_is_left_behind(make_app, monkeypatch):
+    """A vendor trickling its answer byte by byte keeps each socket read under its timeout; the
+    bot must not wait for it: routing goes on without the previous agent."""
+    import threading
+    import time
+
+    from adapters.preview import PreviewAdapter
+
+    release = threading.Event()
+
+    def stuck(self, packet, deadline=None):  # type: ignore[no-untyped-def]
+        release.wait(10)
+        return {"id": "A1", "name": "Too late"}
+
+    monkeypatch.setattr(PreviewAdapter, "previous_agent", stuck)
+    client = make_app(targets=("preview",), sync_budget_ms=2000).test_client()
+    started = time.monotonic()
+    try:
+        body = post(client, full_packet()).get_json()  # enterprise: the shipped rules ask for the agent
+    finally:
+        release.set()
+    took = time.monotonic() - started
+    assert 0.9 < took < 1.9, took  # the lookup's share (1 s of the 2 s budget), not the lookup's 10 s
+    assert body["status"] == "delivered" and body["assignment"]["agent"] is None
 
 
 def test_transient_failure_answers_202_and_retries(make_app, test_targets):
