@@ -109,4 +109,9 @@ def previous_agent(packet: Mapping[str, Any], adapters: Mapping[str, Any],
 def _by(ends: float | None, lookup: Callable[..., Any], packet: Mapping[str, Any], deadline: float | None) -> Any:
     if ends is None:  # no budget to keep (tests, tools): in this thread
         return lookup(packet, deadline=deadline)
-    return _LOOKUPS.submit(lookup, packet, deadline=deadline).result(timeout=max(0.0, ends - time.monotonic()))
+    future = _LOOKUPS.submit(lookup, packet, deadline=deadline)
+    try:
+        return future.result(timeout=max(0.0, ends - time.monotonic()))
+    except FutureTimeout:
+        future.cancel()  # still queued behind lookups left running: it would ask for nothing anyone waits for
+        raise
