@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from .customer_message import FAILED
 from .models import DONE, Assignment, Callback, Delivery, Handoff
 
@@ -64,6 +67,18 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *, reached
     }
 
 
+def reached_later(session: Session, handoffs: Iterable[Handoff]) -> set[str]:
+    """Of `handoffs`, the ids of those every target of which gave up, yet whose messages sent since
+    (`follow_ups`) opened a ticket after all: their answers show the promise again (`render`).
+    One query, and none unless one of them failed."""
+    failed = [h.id for h in handoffs if handoff_status(d.state for d in h.deliveries) == "failed"]
+    if not failed:
+        return set()
+    opened = select(Handoff.follows_id).join(Delivery, Delivery.handoff_id == Handoff.id) \
+        .where(Handoff.follows_id.in_(failed), Delivery.state.in_(DONE)).distinct()
+    return set(session.scalars(opened))
+
+
 def shown_message(message: dict[str, str] | None, status: str, *, reached_later: bool = False) -> dict[str, str] | None:
     """The customer message as the bot should show it now: its promise that someone will reply
     holds while any target has the handoff or is still being tried; once every one has given up
@@ -97,7 +112,7 @@ def render_follow_up(follow_up: Handoff, deliveries: Sequence[Any] | None = None
 
 def render_detail(handoff: Handoff, assigned: Assignment | None = None,
                   callbacks: Iterable[Callback] = (), follow_ups: Iterable[Handoff] = ()) -> dict[str, Any]:
-    follow_ups = list(follow_ups)
+    follow_ups = list(follow_ups)  # loaded already: `reached_later` without another query
     body = render(handoff, reached_later=any(d.state in DONE for f in follow_ups for d in f.deliveries))
     body["created_at"] = handoff.created_at.isoformat()
     body["updated_at"] = max([handoff.updated_at, *(d.updated_at for d in handoff.deliveries)]).isoformat()

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import wait
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from marshmallow import ValidationError
@@ -184,7 +184,9 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
         existing = find_repeat(services, bot_id, key, caller.message_id)
         if existing is None:  # skipped as a repeat, yet nothing matches: a state this code does not expect
             raise RuntimeError("a handoff was skipped as a repeat but no stored handoff matches it")
-        return replay(existing, digest, answers.render)
+        with services.db.reading() as session:  # a failed handoff's messages may have opened a ticket since
+            later = existing.id in answers.reached_later(session, [existing])
+        return replay(existing, digest, partial(answers.render, reached_later=later))
     if callbacks.url_for(packet, "queued"):
         services.wake_callbacks()  # its `queued` row is committed: send it now, not at the next poll
     with log_context(handoff_id=stored.handoff.id):

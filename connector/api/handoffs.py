@@ -225,4 +225,5 @@ def list_handoffs() -> Response:
         query = query.filter_by(bot_id=caller.bot_id)
     with services.db.reading() as session:
         rows = session.scalars(query.order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(limit)).all()
-        return _json({"items": [answers.render(row) for row in rows]}, 200)
+        later = answers.reached_later(session, rows)
+        return _json({"items": [answers.render(row, reached_later=row.id in later) for row in rows]}, 200)

@@ -161,6 +161,12 @@ def test_when_the_handoff_never_reached_the_target_its_messages_open_the_ticket_
     detail = client.get(f"/v1/handoffs/{handoff['id']}", headers=auth()).get_json()
     assert detail["status"] == "failed" and detail["messages"][0]["tickets"][0]["status"] == "created"
     assert detail["customer_message"]["text"] != apology and "support team" in detail["customer_message"]["text"]
+    # Every read says the same: the conversation's list, and the handoff's own request repeated.
+    [listed] = client.get(f"/v1/handoffs?conversation_id={handoff['conversation_id']}", headers=auth()).get_json()[
+        "items"]
+    replayed = post(client, full_packet())
+    assert replayed.status_code == 200
+    assert listed["customer_message"] == replayed.get_json()["customer_message"] == detail["customer_message"]
 
 
 def test_salesforce_gets_the_messages_as_case_comments_on_the_handoffs_case(make_app):
