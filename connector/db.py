@@ -41,14 +41,15 @@ def make_engine(url: str, root: str) -> Engine:
         raise ConfigError("CONNECTOR_DATABASE_URL", "is not a database URL") from err
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
-        if database and database != ":memory:" and not os.path.isabs(database):
+        plain = bool(database) and database != ":memory:" and not database.startswith("file:")  # not a URI
+        if plain and not os.path.isabs(database):
             database = os.path.join(root, database)
             parsed = parsed.set(database=database)
         # hide_parameters: an error's text must not carry the packets a statement was writing
         # (a group commit writes several customers' at once) into a log line.
         engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True,
                                json_serializer=json_codec.dumps)
-        if database and database != ":memory:":
+        if plain:
             # Made when first connected to, not before: `check` or `deliveries` with a mistyped
             # path must say there is no such database rather than leave an empty one behind.
             event.listen(engine, "do_connect", lambda *_: _private_file(database))

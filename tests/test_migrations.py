@@ -135,3 +135,15 @@ def test_a_database_others_can_read_is_warned_about_and_a_symlinks_target_is_mad
         assert not any("can be read by other users" in said for said in app.extensions["connector"].warnings())
     finally:
         app.extensions["connector"].stop()
+
+
+def test_a_sqlite_uri_is_used_as_written_not_joined_to_the_project_directory(tmp_path):
+    """`sqlite:///file:/abs/x.db?uri=true` (SQLite's URI filenames): the path inside is the URI's own."""
+    from connector import create_app
+
+    app = create_app({"database_url": f"sqlite:///file:{tmp_path}/uri.db?uri=true"})
+    try:
+        app.extensions["connector"].db.upgrade()
+    finally:
+        app.extensions["connector"].stop()
+    assert (tmp_path / "uri.db").stat().st_size > 0
