@@ -205,7 +205,8 @@ class Adapter(abc.ABC):
 
     def previous_agent(self, packet: Mapping[str, Any], deadline: float | None = None) -> Mapping[str, Any] | None:
         """The assignee of the customer's most recent open ticket (`{"id", "name", "email"}`), for routing.
-        Asked while the bot waits: `deadline` (a `time.monotonic()`) is when its sync budget ends."""
+        Asked while the bot waits: `deadline` (a `time.monotonic()`, `decision.lookup_ends`) is when
+        the lookup must be done; None: the adapter's own bound."""
         return None
 
     def related_changed(self, ctx: HandoffContext) -> None:

@@ -222,10 +222,10 @@ class SlackAdapter(Adapter):
             kept = {"metadata": alert["metadata"]} if alert.get("metadata") else {}
             self._call("chat_update", acts=True, channel=channel, ts=ts, text=alert.get("text") or notice,
                        blocks=blocks, **kept)
-        except TransientError as err:
-            if not isinstance(err, OutcomeUnknown):
-                raise
+        except OutcomeUnknown as err:  # Slack may have made the edit: go on to the announcement
             log.warning("slack: the alert may not say who took it", extra={"error": str(err)})
+        except TransientError:  # a rate limit or an outage: the notice's retry waits it out
+            raise
         except DeliveryError as err:
             log.warning("slack: the alert does not say who took it", extra={"error": str(err)})
 

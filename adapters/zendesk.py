@@ -28,6 +28,7 @@ import requests
 from zenpy import Zenpy
 
 from connector import json_codec
+from connector.decision import lookup_ends
 from connector.errors import ConfigError
 from connector.mapping_values import KINDS as VALUE_KINDS
 from connector.mapping_values import MISSING, compile_value, resolve
@@ -287,11 +288,11 @@ class ZendeskAdapter(Adapter):
     def previous_agent(self, packet: Mapping[str, Any], deadline: float | None = None) -> Mapping[str, Any] | None:
         # Asked before the handoff is stored, while the bot waits: the search and the user read
         # share the lookup's time (`deadline`, a time.monotonic(), from `decision.lookup_ends`;
-        # without one, half a sync budget from now, a second at least), each call capped by the
+        # without one, the same share of a whole budget from now), each call capped by the
         # delivery timeout — a Zendesk that does not answer made the bot wait 15 s more, with
         # nothing stored yet. Routing falls back then.
         started = time.monotonic()
-        ends = deadline if deadline is not None else started + max(1.0, self.settings.sync_budget_ms / 2000)
+        ends = deadline if deadline is not None else lookup_ends(started + self.settings.sync_budget_ms / 1000, started)
 
         def timeout() -> float:
             left = ends - time.monotonic()

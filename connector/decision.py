@@ -92,7 +92,7 @@ def previous_agent(packet: Mapping[str, Any], adapters: Mapping[str, Any],
     ends = None if deadline is None else lookup_ends(deadline, time.monotonic())
     for name, adapter in adapters.items():
         try:
-            agent = _by(ends, adapter.previous_agent, packet, ends)
+            agent = _by(ends, adapter.previous_agent, packet)
         except DeliveryError as err:  # routing must not fail because a lookup did
             log.warning("previous agent lookup failed",
                         extra={"target": name, "error_type": type(err).__name__, "vendor_status": err.status})
@@ -106,10 +106,11 @@ def previous_agent(packet: Mapping[str, Any], adapters: Mapping[str, Any],
     return None
 
 
-def _by(ends: float | None, lookup: Callable[..., Any], packet: Mapping[str, Any], deadline: float | None) -> Any:
+def _by(ends: float | None, lookup: Callable[..., Any], packet: Mapping[str, Any]) -> Any:
+    """`lookup(packet, deadline=ends)`, given up on at `ends`."""
     if ends is None:  # no budget to keep (tests, tools): in this thread
-        return lookup(packet, deadline=deadline)
-    future = _LOOKUPS.submit(lookup, packet, deadline=deadline)
+        return lookup(packet, deadline=None)
+    future = _LOOKUPS.submit(lookup, packet, deadline=ends)
     try:
         return future.result(timeout=max(0.0, ends - time.monotonic()))
     except FutureTimeout:
