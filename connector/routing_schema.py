@@ -16,6 +16,7 @@ from adapters import registry
 
 from . import business_hours
 from .errors import ConfigError
+from .schemas.packet import distinct
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 # Which id field carries a named agent, per vendor, comes from the adapters (`agent_field`);
@@ -92,7 +93,7 @@ class ThenSchema(_Strict):
     priority = fields.String(validate=validate.OneOf(PRIORITIES))
     queue = fields.String()
     targets = fields.Dict(keys=fields.String(), values=fields.Dict(keys=fields.String()))
-    target_names = fields.List(fields.String(), validate=validate.Length(min=1))
+    target_names = fields.List(fields.String(), validate=[validate.Length(min=1), distinct])
     message = fields.String(validate=validate.Length(min=1))
     sticky = fields.Boolean(load_default=False)
     fallback = fields.String(validate=validate.OneOf(("team", "next")), load_default="team")

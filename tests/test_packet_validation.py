@@ -138,6 +138,14 @@ def test_unknown_target_is_refused(client):
     assert "targets.1" in body["errors"]
 
 
+def test_a_target_listed_twice_is_named_not_a_500(client):
+    # One delivery per target: a second entry reached the database's unique key, and the 500 that
+    # followed told the bot to retry a request that could never succeed.
+    response = post(client, minimal_packet(targets=["preview", "preview"]))
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == {"targets.1": ["Listed twice (first at 0)."]}
+
+
 def test_body_over_the_limit_is_413_naming_it(make_app):
     client = make_app(max_body_bytes=2048).test_client()
     packet = minimal_packet()

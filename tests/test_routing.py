@@ -164,6 +164,8 @@ def test_no_routing_file_routes_everything_by_default():
     ("  - {name: a, when: {segment: vip}, then: {team: nobody}}\n  - {name: default}\n", "rules[0].then.team"),
     ("  - {name: a, when: {segment: vip}, then: {target_names: [jira]}}\n  - {name: default}\n",
      "rules[0].then.target_names"),
+    ("  - {name: a, when: {segment: vip}, then: {target_names: [slack, slack]}}\n  - {name: default}\n",
+     "rules[0].then.target_names"),  # one delivery per target: a handoff it matched could not be stored
     ("  - {name: a, when: {in_hours: true}}\n  - {name: default}\n", "rules[0].when.in_hours"),
     ("  - {name: a, when: {segment: vip}}\n  - {name: a, when: {segment: x}}\n  - {name: default}\n", "rules[1].name"),
 ])

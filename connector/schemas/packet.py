@@ -80,6 +80,19 @@ class Scalar(fields.Raw):
         raise self.make_error("scalar")
 
 
+def distinct(values: list[Any]) -> None:
+    """A list that names each item once (targets): a second entry of the same name is refused at its
+    index, since one handoff holds one delivery per target (the database's unique key says so too)."""
+    first: dict[Any, int] = {}
+    errors: dict[int, list[str]] = {}
+    for index, value in enumerate(values):
+        if value in first:
+            errors[index] = [f"Listed twice (first at {first[value]})."]
+        first.setdefault(value, index)
+    if errors:
+        raise ValidationError(errors)
+
+
 class ScalarOrList(Scalar):
     default_error_messages = {"scalar": "Must be a string, number, boolean, null or a list of those."}
     allow_list = True
@@ -264,7 +277,8 @@ class PacketSchema(Schema):
     history = fields.List(fields.Nested(HistorySchema), validate=validate.Length(max=200))
     escalation = fields.Nested(EscalationSchema, required=True)
     routing = fields.Nested(RoutingHintsSchema)
-    targets = fields.List(fields.String(validate=validate.Length(max=40)), validate=validate.Length(min=1, max=20))
+    targets = fields.List(fields.String(validate=validate.Length(max=40)),
+                          validate=[validate.Length(min=1, max=20), distinct])
     callback = fields.Nested(CallbackSchema)
     vendor_extra = fields.Dict(keys=fields.String(validate=validate.Length(max=40)), values=fields.Dict())
     metadata = fields.Dict()
