@@ -209,6 +209,12 @@ class Adapter(abc.ABC):
         the lookup must be done; None: the adapter's own bound."""
         return None
 
+    def link_related(self, ctx: HandoffContext) -> None:
+        """What the outbox calls when the other targets' tickets exist: `related_changed` with the
+        context as this target may see it, as `deliver` gives it — an adapter that rewrites what it
+        posted (Slack's alert) must not rewrite it from the unmasked packet."""
+        self.related_changed(self.for_target(ctx))
+
     def related_changed(self, ctx: HandoffContext) -> None:
         """Another target of this handoff finished: `ctx.related` lists its ticket. Default: nothing.
 

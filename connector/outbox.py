@@ -542,7 +542,7 @@ class Outbox:
                 public_url=self.settings.public_url,
             )
             try:
-                adapter.related_changed(ctx)
+                adapter.link_related(ctx)
             except DeliveryError as err:  # cosmetic: the tickets exist; the links can wait
                 log.warning("could not link related tickets",
                             extra={"target": target, "error_type": type(err).__name__, "vendor_status": err.status})

@@ -328,3 +328,21 @@ def test_each_target_is_told_the_others_tickets_once_when_the_last_finishes_on_t
         assert ctx.link is not None and ctx.link.vendor_id == f"{name}-{handoff_id}"
         assert ctx.link.extra == {"handoff_id": handoff_id, "k": [1]}  # the link's own data, read back
         assert (ctx.packet, ctx.assignment) == (packet_stored, assignment_stored)
+
+
+def test_the_related_tickets_hook_sees_the_packet_masked_as_the_delivery_did(linking_app):
+    # Slack rewrites its alert from this context: given the stored packet, it put back the card
+    # number its mapping's `redact:` had masked in the alert it posted.
+    services = linking_app.extensions["connector"]
+    for name in ("linked_a", "linked_b"):
+        services.adapters[name].mapping = {"redact": ["card"]}
+    packet = minimal_packet()
+    packet["targets"] = ["linked_a", "linked_b"]
+    packet["escalation"] = {**packet["escalation"], "detail": "charged my card 4111 1111 1111 1111 twice"}
+    assert post(linking_app.test_client(), packet).status_code == 201
+    _settled(services)
+    assert sorted(name for name, _ in LinkingAdapter.related_calls) == ["linked_a", "linked_b"]
+    for _, ctx in LinkingAdapter.related_calls:
+        assert "4111 1111 1111 1111" not in ctx.packet["escalation"]["detail"]
+        assert "4111 1111 1111 1111" not in ctx.brief.text and ctx.redactions == {"card": 1}
+
