@@ -18,7 +18,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,20 +204,25 @@ class Outbox:
                 )
         return ids, token
 
-    def renew_leases(self) -> int:
-        """Extend the leases this process holds (called by its loop while it is alive).
+    def renew_leases(self, running: Collection[int]) -> int:
+        """Extend the leases of the attempts this process is running (`running`: their delivery
+        ids), called by its loop while it is alive.
 
         Without it an attempt that outlasts `lease_s` (many slow vendor calls, a short lease) was
         claimed again — by another process or by this one's own loop — while still running, and
         both runs sent (the durability tests saw doubled cases). A live process now keeps what it
-        holds; a dead one stops renewing, and its leases expire `lease_s` later.
+        runs; a dead one stops renewing, and its leases expire `lease_s` later. Only what runs:
+        renewing every lease of this process kept an attempt that had crashed (its result not
+        recorded: the database refused) claimed for as long as other work ran, never retried.
         """
+        if not running:
+            return 0
         now = utcnow()
         with self.db.session() as session:
             result = session.execute(
                 update(Delivery)
-                .where(Delivery.lease_owner.startswith(f"{self.owner}/"), Delivery.state == "pending",
-                       Delivery.lease_expires_at.is_not(None))
+                .where(Delivery.id.in_(sorted(running)), Delivery.lease_owner.startswith(f"{self.owner}/"),
+                       Delivery.state == "pending", Delivery.lease_expires_at.is_not(None))
                 .values(lease_expires_at=now + dt.timedelta(seconds=self.settings.lease_s))
             )
             return result.rowcount
@@ -617,12 +622,17 @@ def list_deliveries(db: Database, *, state: str | None, target: str | None, limi
 
 
 def release_all(db: Database, owner: str) -> int:
-    """Give back every lease this process holds (shutdown), so another process can take over."""
+    """Give back every lease this process holds (shutdown), so another process can take over.
+
+    What is still leased at this point never started (its thread's queue was cancelled) or ended
+    without recording its result, perhaps after the vendor acted: each is marked as of unknown
+    outcome, as an expired lease is (`_taken_over`), so the next attempt looks before it sends.
+    Released without the mark, the next process sent a plain create — a second Slack alert."""
     with db.session() as session:
         result = session.execute(
             update(Delivery)
             .where(and_(Delivery.lease_owner.startswith(f"{owner}/"), Delivery.state == "pending"))
-            .values(lease_owner=None, lease_expires_at=None)
+            .values(lease_owner=None, lease_expires_at=None, outcome_unknown=True)
         )
         return result.rowcount
 

@@ -66,6 +66,7 @@ class Services:
         self._left_for_loop = threading.Event()  # a request left deliveries to the loop (pool full)
         self._count_lock = threading.Lock()
         self._running = 0  # deliveries submitted and not yet finished, in this process
+        self._attempting: set[int] = set()  # the deliveries whose attempt is running now (their leases renewed)
         # Status callbacks to bots: their own outbox, threads and loop, so a slow bot never holds
         # a thread a delivery needs.
         self.callbacks = callbacks.Sender(self.db, settings, self.outbox.owner)
@@ -139,13 +140,16 @@ class Services:
 
     def _run_logged(self, delivery_id: int, token: str | None, fresh: Handoff | None = None,
                     prepared: bool = False) -> Attempted | None:
+        with self._count_lock:
+            self._attempting.add(delivery_id)
         try:
             return self.outbox.run_delivery(delivery_id, token, fresh=fresh, prepared=prepared)
-        except Exception:  # the lease expires and the loop retries; never kill the pool thread
+        except Exception:  # its lease is no longer renewed: it expires, and the loop retries, looking first
             log.exception("delivery run crashed", extra={"delivery_id": delivery_id})
             return None
         finally:
             with self._count_lock:
+                self._attempting.discard(delivery_id)
                 self._running -= 1
             self._freed.set()
 
@@ -171,8 +175,9 @@ class Services:
                 # Keep the leases of running attempts alive (see Outbox.renew_leases).
                 if time.monotonic() - last_renewal >= self.settings.lease_s / 3:
                     last_renewal = time.monotonic()
-                    if self._in_flight():
-                        self.outbox.renew_leases()
+                    with self._count_lock:
+                        running = set(self._attempting)
+                    self.outbox.renew_leases(running)
                 # An edited mapping file is read (and a bad edit logged) now, not when the next
                 # request happens to arrive: an admin watching the log sees the verdict at once.
                 self.mapping_store.current()

@@ -90,3 +90,19 @@ class LinkedAAdapter(LinkingAdapter):
 
 class LinkedBAdapter(LinkingAdapter):
     name = "linked_b"
+
+
+class LookingAdapter(_Recording):
+    """Creates a ticket per call and finds it again after an unknown outcome, as Zendesk's
+    `external_id` lookup does; `creates` says, per create, whether the attempt was told to look first."""
+
+    name = "looking"
+    creates: list[tuple[str, bool]] = []
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        self.creates.append((ctx.handoff_id, ctx.outcome_unknown))
+        return Sent(vendor_id=f"looking-{len(self.creates)}", url=None)
+
+    def find_existing(self, ctx: HandoffContext) -> Sent | None:
+        made = [n for n, (handoff_id, _) in enumerate(self.creates, 1) if handoff_id == ctx.handoff_id]
+        return Sent(vendor_id=f"looking-{made[0]}", url=None) if made else None

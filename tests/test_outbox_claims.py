@@ -13,13 +13,14 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import event, select, update
+from sqlalchemy.exc import OperationalError
 
 from adapters import registry
 from connector.models import ConversationLink, Delivery, Handoff, TargetPause, utcnow
 from connector.outbox import WAIT_FOR_OWNER_S
 from tests.conftest import auth
 from tests.factories import minimal_packet
-from tests.support_adapters import FlakyAdapter, LinkingAdapter, SlowAdapter
+from tests.support_adapters import FlakyAdapter, LinkingAdapter, LookingAdapter, SlowAdapter
 
 
 def post(client, packet):
@@ -341,8 +342,64 @@ def test_the_related_tickets_hook_sees_the_packet_masked_as_the_delivery_did(lin
     packet["escalation"] = {**packet["escalation"], "detail": "charged my card 4111 1111 1111 1111 twice"}
     assert post(linking_app.test_client(), packet).status_code == 201
     _settled(services)
-    assert sorted(name for name, _ in LinkingAdapter.related_calls) == ["linked_a", "linked_b"]
+    # Each finishing target may tell the others (both may find both done): once or twice each.
+    assert {name for name, _ in LinkingAdapter.related_calls} == {"linked_a", "linked_b"}
     for _, ctx in LinkingAdapter.related_calls:
         assert "4111 1111 1111 1111" not in ctx.packet["escalation"]["detail"]
         assert "4111 1111 1111 1111" not in ctx.brief.text and ctx.redactions == {"card": 1}
+
+
+def _refuse_once(monkeypatch, outbox) -> None:
+    """The first attempt's result cannot be recorded (the database refuses: locked, failing over)."""
+    real, calls = outbox._record_success, []
+
+    def refuse(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("UPDATE deliveries", {}, Exception("database is locked"))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(outbox, "_record_success", refuse)
+
+
+def test_an_attempt_that_crashed_is_retried_when_its_lease_ends_though_other_work_runs(make_app, monkeypatch):
+    # Every lease of the process was renewed while anything ran: the crashed attempt's too, so
+    # under steady traffic it stayed claimed, pending, never retried, until the process restarted.
+    monkeypatch.setitem(registry.TARGETS, "slow", "tests.support_adapters:SlowAdapter")
+    monkeypatch.setattr(SlowAdapter, "delay", 30.0)
+    SlowAdapter.release.clear()
+    app = make_app(targets=("preview", "slow"), lease_s=1, poll_interval_s=0.1, sync_budget_ms=300)
+    services, client = app.extensions["connector"], app.test_client()
+    _refuse_once(monkeypatch, services.outbox)
+    try:
+        slow = minimal_packet(targets=["slow"], conversation={"id": "conv-slow"})
+        assert post(client, slow).status_code == 202  # its vendor call runs on: something is in flight
+        crashed = post(client, minimal_packet(targets=["preview"])).get_json()["id"]
+        services.start_loop(0.1)
+        deadline = time.monotonic() + 6.0  # six lease lengths
+        while time.monotonic() < deadline:
+            with services.db.reading() as session:
+                row = session.scalars(select(Delivery).where(Delivery.handoff_id == crashed)).one()
+            if row.state != "pending":
+                break
+            time.sleep(0.1)
+        assert row.state == "created"  # retried once its lease ran out
+    finally:
+        SlowAdapter.release.set()
+
+
+def test_a_lease_given_back_at_shutdown_is_marked_unknown_so_the_next_process_looks_first(
+        make_app, monkeypatch, tmp_path):
+    monkeypatch.setitem(registry.TARGETS, "looking", "tests.support_adapters:LookingAdapter")
+    monkeypatch.setattr(LookingAdapter, "creates", [])
+    url = f"sqlite:///{tmp_path}/shared.db"
+    first = make_app(targets=("looking",), database_url=url)
+    services = first.extensions["connector"]
+    _refuse_once(monkeypatch, services.outbox)
+    assert post(first.test_client(), minimal_packet()).status_code == 202  # made at the vendor, not recorded
+    services.stop()  # a deploy: the lease is given back
+    again = make_app(targets=("looking",), database_url=url).extensions["connector"]
+    [delivery_id], token = again.outbox.claim_due()
+    attempted = again.outbox.run_delivery(delivery_id, token)
+    assert attempted is not None and attempted.state == "created" and attempted.vendor_id == "looking-1"
+    assert len(LookingAdapter.creates) == 1  # found, not sent a second time
 
