@@ -45,6 +45,11 @@ DEFAULT_API_URL = "https://slack.com/api/"
 CREATED, UPDATED, THREAD = "handoff_created", "handoff_updated", "handoff_thread"
 AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive",
                          "missing_scope", "no_permission", "ekm_access_denied"})
+# Slack's own failures, answered with HTTP 200 and `ok: false`: its API description lists
+# `fatal_error` and `request_timeout` (of which Slack says the operation may have partly
+# succeeded), and `internal_error`, `service_unavailable` come the same way. A retry, looking
+# first when the call posts, like a 5xx — refused for good, a short Slack incident failed handoffs.
+SLACK_FAILURES = frozenset({"fatal_error", "internal_error", "service_unavailable", "request_timeout"})
 # find_existing reads at most PAGES × PAGE_SIZE messages of the channel, newest first, no older than
 # the oldest delivery the outbox still retries (max_delivery_age_s) plus a margin for clock skew.
 PAGES, PAGE_SIZE, SKEW_S = 5, 200, 600
@@ -341,7 +346,7 @@ def _api_error(api: str, err: SlackApiError, acts: bool, channel: Any = None) ->
     if code == "channel_not_found" and isinstance(channel, str) and not CHANNEL_ID.fullmatch(channel):
         # A name (#support) posts, but reading the channel's history (the lookup after a timeout) needs its id.
         message += f" ({channel!r} is a name: give the channel's id, C…, and invite the bot to it)"
-    if status == 429 or code == "ratelimited":
+    if status == 429 or code in ("ratelimited", "rate_limited"):  # the latter: the API description's spelling
         headers = {k.lower(): v for k, v in (response.headers or {}).items()}
         raw = headers.get("retry-after")
         raw = raw[0] if isinstance(raw, list) else raw
@@ -352,7 +357,7 @@ def _api_error(api: str, err: SlackApiError, acts: bool, channel: Any = None) ->
         return RateLimited(message, retry_after=retry_after, status=status, reply=data)
     if code in AUTH_ERRORS:
         return AuthError(message, status=status, reply=data)
-    if status >= 500:
+    if status >= 500 or code in SLACK_FAILURES:
         # A 5xx to a post may come from a gateway after Slack stored the message: look before re-posting.
         return (OutcomeUnknown if acts else TransientError)(message, status=status, reply=data)
     return RejectedError(message, status=status, reply=data)

@@ -376,6 +376,23 @@ def test_server_errors_are_transient(slack: FakeSlack, adapter: SlackAdapter, st
     assert isinstance(caught.value, OutcomeUnknown)
 
 
+@pytest.mark.parametrize("code", ["fatal_error", "internal_error", "service_unavailable", "request_timeout"])
+def test_slacks_own_failures_answered_with_200_are_retried_looking_first(slack: FakeSlack, adapter: SlackAdapter,
+                                                                         code: str) -> None:
+    # Slack says of these that the operation may have partly succeeded: refused for good, a short
+    # Slack incident failed every handoff it met; retried blindly, one that did post would post twice.
+    slack.fail("chat.postMessage", error=code)
+    with pytest.raises(OutcomeUnknown, match=code):
+        adapter.deliver(ctx_for())
+
+
+def test_rate_limited_as_slacks_api_description_spells_it_pauses_too(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    slack.fail("chat.postMessage", error="rate_limited", headers={"Retry-After": "7"})
+    with pytest.raises(RateLimited) as caught:
+        adapter.deliver(ctx_for())
+    assert caught.value.retry_after == 7
+
+
 def test_server_error_on_a_read_is_plain_transient(slack: FakeSlack, adapter: SlackAdapter) -> None:
     slack.fail("conversations.history", status=503)
     with pytest.raises(TransientError) as caught:
