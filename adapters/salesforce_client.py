@@ -182,6 +182,14 @@ def _client_credentials(settings: Settings, session: VendorSession) -> tuple[str
     return body["access_token"], body.get("instance_url") or settings.salesforce_instance_url
 
 
+# Login faults that say Salesforce cannot answer now (its SOAP API's `ExceptionCode`s), not that
+# the credentials are wrong.
+LOGIN_OUTAGES = frozenset({"SERVER_UNAVAILABLE", "UNKNOWN_EXCEPTION", "UNKNOWN_EXCEPTION_CODE"})
+# Errors of a refused request that a plain retry may get past: another transaction held the row
+# (a busy org's Account or Case). A failed request's changes are rolled back, so nothing doubles.
+RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"})
+
+
 def vendor_error(content: Any) -> tuple[str, str]:
     """(errorCode, message) from Salesforce's error list `[{"errorCode", "message", "fields"}]`."""
     first = content[0] if isinstance(content, list) and content and isinstance(content[0], dict) else {}
@@ -199,10 +207,17 @@ def translate(err: Exception, *, write: bool, rate_limit_after: float = DEFAULT_
     if isinstance(err, Throttled):
         return RateLimited(str(err), retry_after=err.retry_after or rate_limit_after, status=err.status)
     if isinstance(err, SalesforceAuthenticationFailed):
+        # simple-salesforce passes the SOAP fault's exceptionCode, or the HTTP status when the page
+        # was no XML. Every SOAP fault comes as a 500, a wrong password's too: the code decides.
         status = err.code if isinstance(err.code, int) else None
-        if status and status >= 500:
-            return TransientError(f"Salesforce login answered {status}", status=status)
-        return AuthError(f"Salesforce login failed: {err.code}: {err.auth_message}", status=status)
+        text = f"Salesforce login failed: {err.code}: {err.auth_message}"
+        if err.code == "REQUEST_LIMIT_EXCEEDED":
+            return RateLimited(text, retry_after=rate_limit_after, status=status)
+        if (status and status >= 500) or err.code in LOGIN_OUTAGES or not err.code:
+            # Salesforce (or what stands before it) is down, not the credentials wrong: failed
+            # for good, every handoff needing a login during an outage waited for an admin's replay.
+            return TransientError(text, status=status)
+        return AuthError(text, status=status)
     if isinstance(err, SalesforceError):
         code, message = vendor_error(err.content)
         text = f"Salesforce {err.status} {code}: {message}"
@@ -212,6 +227,8 @@ def translate(err: Exception, *, write: bool, rate_limit_after: float = DEFAULT_
             if code == "REQUEST_LIMIT_EXCEEDED":  # the org's API quota, sent as 403 without Retry-After
                 return RateLimited(text, retry_after=rate_limit_after, status=403, reply=err.content)
             return AuthError(text, status=403, reply=err.content)
+        if code in RETRYABLE_CODES:
+            return TransientError(text, status=err.status, reply=err.content)
         if isinstance(err, (SalesforceMalformedRequest, SalesforceResourceNotFound, SalesforceMoreThanOneRecord)):
             return RejectedError(text, status=err.status, reply=err.content)
         if err.status >= 500:

@@ -383,6 +383,35 @@ def test_refused_password_login_is_an_auth_error(org: SalesforceFake) -> None:
         adapter(PASSWORD_SETTINGS).deliver(ctx_for())
 
 
+@pytest.mark.parametrize(("code", "status"), [("SERVER_UNAVAILABLE", 500), ("SERVER_UNAVAILABLE", 503),
+                                              ("UNKNOWN_EXCEPTION", 500)])
+def test_a_login_during_salesforces_outage_is_retried_not_taken_for_wrong_credentials(
+        org: SalesforceFake, code: str, status: int) -> None:
+    # As an AuthError, every handoff needing a login during the outage failed for good.
+    org.password_login_refused(code=code, status=status)
+    with pytest.raises(TransientError, match=code) as caught:
+        adapter(PASSWORD_SETTINGS).deliver(ctx_for())
+    assert not isinstance(caught.value, AuthError)
+
+
+def test_a_login_refused_for_the_orgs_api_quota_pauses_the_target(org: SalesforceFake) -> None:
+    org.password_login_refused(code="REQUEST_LIMIT_EXCEEDED")
+    with pytest.raises(RateLimited):
+        adapter(PASSWORD_SETTINGS, rate_limit_retry_after_s=300).deliver(ctx_for())
+
+
+def test_a_row_held_by_another_transaction_is_retried_not_refused(org: SalesforceFake) -> None:
+    # A busy org answers UNABLE_TO_LOCK_ROW (400) while another transaction holds the Account or
+    # Case; the request's changes are rolled back, so a plain retry is safe, and is what gets past it.
+    org.query([{"Id": "0035g00000Existing"}])
+    org.rsps.post(f"{org.api}/sobjects/Case/", status=400, content_type="application/json", json=[
+        {"message": "unable to obtain exclusive access to this record or 1 records: 0015g00000Acct",
+         "errorCode": "UNABLE_TO_LOCK_ROW", "fields": []}])
+    with pytest.raises(TransientError, match="UNABLE_TO_LOCK_ROW") as caught:
+        adapter().deliver(ctx_for())
+    assert not isinstance(caught.value, OutcomeUnknown)
+
+
 def test_outbound_https_honours_ca_bundle_and_proxy(org: SalesforceFake, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/corp/ca.pem")
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")

@@ -53,9 +53,11 @@ class SalesforceFake:
                        body=fixture("soap-login-ok.xml", host=self.host, session_id=session_id),
                        content_type="text/xml", match=[matchers.header_matcher({"SOAPAction": "login"})])
 
-    def password_login_refused(self, domain: str = "login") -> None:
-        self.rsps.post(f"https://{domain}.salesforce.com/services/Soap/u/{API_VERSION}", status=500,
-                       body=fixture("soap-login-invalid.xml"), content_type="text/xml")
+    def password_login_refused(self, domain: str = "login", code: str = "INVALID_LOGIN", status: int = 500) -> None:
+        """The SOAP login's fault (every fault is a 500): `code` its exceptionCode."""
+        body = fixture("soap-login-invalid.xml").replace("INVALID_LOGIN", code)
+        self.rsps.post(f"https://{domain}.salesforce.com/services/Soap/u/{API_VERSION}", status=status,
+                       body=body, content_type="text/xml")
 
     def client_credentials(self, access_token: str = "00D5g000004ABCD!AQ4AQClientCreds", status: int = 200) -> None:
         body = fixture("oauth-token-ok.json", access_token=access_token, host=self.host) if status == 200 \
