@@ -593,20 +593,26 @@ def replay(db: Database, *, ids: list[int] | None = None, states: tuple[str, ...
     before sending: a replay never duplicates what already reached it.
     """
     now = utcnow()
-    query = select(Delivery.id).where(Delivery.state.in_([s for s in states if s in REPLAYABLE]))
+    given_up = Delivery.state.in_([s for s in states if s in REPLAYABLE])
+    query = select(Delivery.id).where(given_up)
     if ids is not None:
         query = query.where(Delivery.id.in_(ids))
     if target is not None:
         query = query.where(Delivery.target == target)
     with db.session() as session:
-        chosen = list(session.scalars(query.order_by(Delivery.id)))
-        if chosen:
-            session.execute(
+        candidates = list(session.scalars(query.order_by(Delivery.id)))
+        chosen: list[int] = []
+        if candidates:
+            # Given up still, checked again by the UPDATE itself: two replays at once (a double
+            # click) both read "failed" on PostgreSQL, and the second reset the delivery the first
+            # had put back and a thread was already attempting — a second concurrent attempt.
+            chosen = sorted(session.scalars(
                 update(Delivery)
-                .where(Delivery.id.in_(chosen))
+                .where(Delivery.id.in_(candidates), given_up)
                 .values(state="pending", attempts=0, next_attempt_at=now, window_started_at=now,
                         outcome_unknown=True, finished_at=None, lease_owner=None, lease_expires_at=None)
-            )
+                .returning(Delivery.id)
+            ))
     log.info("deliveries replayed", extra={"count": len(chosen)})
     return chosen
 

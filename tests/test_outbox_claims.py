@@ -403,3 +403,38 @@ def test_a_lease_given_back_at_shutdown_is_marked_unknown_so_the_next_process_lo
     assert attempted is not None and attempted.state == "created" and attempted.vendor_id == "looking-1"
     assert len(LookingAdapter.creates) == 1  # found, not sent a second time
 
+
+@pytest.mark.postgres
+def test_two_replays_at_once_put_a_delivery_back_once(postgres_url, make_app, monkeypatch):
+    # Both read "failed"; the second's UPDATE, run after the first's replay had been claimed and
+    # was being attempted, reset it to pending and unleased: a second concurrent attempt.
+    from connector.outbox import REPLAYABLE, replay
+    monkeypatch.setitem(registry.TARGETS, "broken", "tests.support_adapters:BrokenAdapter")
+    app = make_app(targets=("broken",), database_url=postgres_url)
+    services = app.extensions["connector"]
+    assert post(app.test_client(), minimal_packet()).status_code == 201
+    with services.db.reading() as session:
+        [failed] = session.scalars(select(Delivery.id).where(Delivery.state == "failed")).all()
+    second_read, go = threading.Event(), threading.Event()
+
+    def hold_the_second(conn, cursor, statement, params, context, executemany):
+        if threading.current_thread().name == "admin-2" and statement.lstrip().upper().startswith("UPDATE DELIVERIES"):
+            second_read.set()
+            go.wait(10)
+    event.listen(services.db.engine, "before_cursor_execute", hold_the_second)
+    outcome: dict[str, list[int]] = {}
+    second = threading.Thread(name="admin-2", target=lambda: outcome.update(
+        second=replay(services.db, ids=[failed], states=REPLAYABLE)))
+    try:
+        second.start()
+        assert second_read.wait(10)
+        assert replay(services.db, ids=[failed], states=REPLAYABLE) == [failed]  # the first
+        claimed, _ = services.outbox.claim_due()  # its attempt starts
+        assert claimed == [failed]
+    finally:
+        go.set()
+        second.join(10)
+        event.remove(services.db.engine, "before_cursor_execute", hold_the_second)
+    assert outcome["second"] == []  # nothing put back: it was no longer given up
+    assert services.outbox.claim_due()[0] == []
+
