@@ -12,7 +12,7 @@ from flask import Flask
 
 from adapters import registry
 
-from . import cli, json_codec, jsonlog, mappings, metrics, problems
+from . import body_limit, cli, json_codec, jsonlog, mappings, metrics, problems
 from .services import Services, init_app
 from .settings import Settings, load_env_file
 
@@ -49,6 +49,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         fallback = mappings.none_loaded(settings.mappings_dir, ROOT, list(registry.TARGETS))
     init_app(app, Services(settings, ROOT, fallback=fallback))
     problems.init_app(app)
+    body_limit.init_app(app)
     metrics.init_app(app)
     cli.init_app(app)
 

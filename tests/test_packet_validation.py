@@ -3,10 +3,15 @@ malformed bodies. Every answer is problem+json with errors keyed by field path."
 
 from __future__ import annotations
 
+import base64
 import copy
+import datetime as dt
+import io
 import json
+import time
 
 import pytest
+from standardwebhooks import Webhook
 
 from tests.conftest import auth
 from tests.factories import full_packet, minimal_packet
@@ -152,6 +157,41 @@ def test_body_over_the_limit_is_413_naming_it(make_app):
     packet["transcript"][0]["text"] = "x" * 4000
     body = problem(post(client, packet), 413)
     assert "2048" in body["detail"] and "CONNECTOR_MAX_BODY_BYTES" in body["detail"]
+
+
+def _chunked(client, raw: bytes, headers: dict):
+    """As gunicorn hands over a body sent without a Content-Length: a stream it ends itself."""
+    return client.post("/v1/handoffs", input_stream=io.BytesIO(raw), content_type="application/json",
+                       headers={**headers, "Transfer-Encoding": "chunked"},
+                       environ_overrides={"wsgi.input_terminated": True})
+
+
+def _over(limit: int) -> bytes:
+    packet = minimal_packet()
+    packet["transcript"][0]["text"] = "x" * (2 * limit)
+    return json.dumps(packet).encode()
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_cut_and_parsed(make_app):
+    # werkzeug read it up to the limit and stopped: "not valid JSON" (400) for a body too large.
+    body = problem(_chunked(make_app(max_body_bytes=2048).test_client(), _over(2048), auth()), 413)
+    assert "CONNECTOR_MAX_BODY_BYTES" in body["detail"]
+
+
+def test_a_signed_chunked_body_over_the_limit_is_413_not_a_wrong_signature(make_app):
+    secret = "whsec_" + base64.b64encode(b"secret-for-support-bot-000000001").decode()
+    client = make_app(bot_keys=(), bot_secrets=(("support-bot", secret),), max_body_bytes=2048).test_client()
+    raw = _over(2048)
+    stamp = dt.datetime.fromtimestamp(int(time.time()), tz=dt.UTC)
+    headers = {"webhook-id": "msg_big", "webhook-timestamp": str(int(stamp.timestamp())),
+               "webhook-signature": Webhook(secret).sign("msg_big", stamp, raw.decode())}
+    problem(_chunked(client, raw, headers), 413)  # was 401 "mismatch": the bot told its secret is wrong
+
+
+def test_a_chunked_body_within_the_limit_is_read_whole(make_app):
+    raw = json.dumps(minimal_packet()).encode()
+    response = _chunked(make_app(max_body_bytes=len(raw)).test_client(), raw, auth())  # exactly the limit
+    assert response.status_code == 201, response.get_json()
 
 
 def test_too_many_transcript_entries_names_the_limit(make_app):

@@ -1,0 +1,26 @@
+"""CONNECTOR_MAX_BODY_BYTES for a body sent without a Content-Length (chunked).
+
+werkzeug refuses a declared length over the limit, but reads a chunked body only up to the limit
+and stops there: the request went on with the body cut, answered 400 ("not valid JSON") or, when
+signed, 401 ("mismatch") — a bot told its secret is wrong. Bot clients that stream their bodies
+(Node, Go, Java, .NET) send chunked requests. So such a body is read here, before any view, and a
+byte beyond the limit makes it the 413 a declared length gets (`problems._too_large`).
+"""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_whole_body_within_limit)
+
+
+def _whole_body_within_limit() -> None:
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if limit is None or request.content_length is not None or "wsgi.input_terminated" not in request.environ:
+        return  # a declared length is werkzeug's to check; without a terminated stream there is no body
+    raw = request.get_data()  # kept by the request: the view reads the same bytes
+    if len(raw) >= limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
