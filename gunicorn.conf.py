@@ -7,7 +7,7 @@ import sys
 # gunicorn may be started elsewhere (`--chdir`): the package sits beside this file.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from connector.errors import ConfigError
-from connector.settings import ENV_FILE, load_env_file
+from connector.settings import ENV_FILE, count, load_env_file
 
 # `.env` (or CONNECTOR_ENV_FILE) is read here, in the directory gunicorn starts in: CONNECTOR_BIND
 # and the worker counts below are needed before the app exists, and `make run` should honour them.
@@ -20,14 +20,22 @@ except ConfigError as err:  # one line saying what to fix, not gunicorn's traceb
     sys.exit(f"configuration error: {err}")
 os.environ[ENV_FILE] = os.path.abspath(_read) if _read else ""
 
+
+def _count(name: str, default: int) -> int:
+    try:
+        return count(name, os.environ.get(name, str(default)))
+    except ConfigError as err:  # as above: not "Failed to read config file" and int()'s traceback
+        sys.exit(f"configuration error: {err}")
+
+
 bind = os.environ.get("CONNECTOR_BIND", "127.0.0.1:8000")
 # One worker more than there are cores, at most four: each worker is one GIL, and on SQLite all of
 # them queue for the same writer lock. Intake on 2 cores (make bench): 2 workers 330–345/s,
 # 3 workers 383–416/s, 4 workers 352/s.
-workers = int(os.environ.get("CONNECTOR_WEB_WORKERS", str(min((os.cpu_count() or 1) + 1, 4))))
+workers = _count("CONNECTOR_WEB_WORKERS", min((os.cpu_count() or 1) + 1, 4))
 # A request thread mostly waits (its sync budget, its group's commit): 8 threads capped a worker
 # below what its CPU could do; idle threads cost little.
-threads = int(os.environ.get("CONNECTOR_WEB_THREADS", "32"))
+threads = _count("CONNECTOR_WEB_THREADS", 32)
 worker_class = "gthread"
 timeout = 60
 graceful_timeout = 30

@@ -32,6 +32,7 @@ from .errors import ConfigError
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 READONLY = "connector_readonly"
+SUPPORTED = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 
 
 def make_engine(url: str, root: str) -> Engine:
@@ -39,6 +40,10 @@ def make_engine(url: str, root: str) -> Engine:
         parsed = make_url(url)
     except Exception as err:  # sqlalchemy raises ArgumentError with the URL in it
         raise ConfigError("CONNECTOR_DATABASE_URL", "is not a database URL") from err
+    if parsed.drivername not in SUPPORTED:
+        # Else the missing driver's ImportError, and flask's "No such command 'connector'" after it.
+        raise ConfigError("CONNECTOR_DATABASE_URL", f"must start sqlite:/// or postgresql+psycopg://, got "
+                                                    f"{parsed.drivername}:// (the drivers installed)")
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         plain = bool(database) and database != ":memory:" and not database.startswith("file:")  # not a URI

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
+
 from .errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/connector.db"
@@ -81,6 +83,14 @@ def _int(name: str, raw: str) -> int:
     return value
 
 
+def count(name: str, raw: str) -> int:
+    """A whole number of at least 1 (workers, threads), the variable named in the error."""
+    value = _int(name, raw)
+    if value < 1:
+        raise ConfigError(name, f"must be at least 1, got {value}")
+    return value
+
+
 def _float(name: str, raw: str) -> float:
     try:
         value = float(raw)
@@ -106,6 +116,25 @@ def _list(name: str, raw: str) -> tuple[str, ...]:
 
 def _str(name: str, raw: str) -> str:
     return raw.strip()
+
+
+# Zero would not switch these off, it would break them: a 0 s timeout is refused by requests on
+# every call, a 0 s lease is taken over while it runs, a limit of 0 refuses every request.
+_AT_LEAST = {
+    "delivery_threads": 1, "callback_threads": 1, "max_attempts": 1, "vendor_timeout_s": 1,
+    "callback_timeout_s": 1, "lease_s": 1, "max_body_bytes": 1, "max_transcript_entries": 1,
+    "max_entry_chars": 1, "max_json_depth": 2, "max_delivery_age_s": 1,
+}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def usable_secret(secret: str) -> bool:
+    """Whether a Standard Webhooks secret decodes (`whsec_` and base64, not empty)."""
+    try:
+        Webhook(secret)
+    except (ValueError, EmptyWebhookSecretError):
+        return False
+    return True
 
 
 RETENTION_MIN_DAYS = 7  # the observed wait may read seven days of assignments (`retention`)
@@ -228,12 +257,16 @@ class Settings:
     def checked(self) -> "Settings":
         if self.sync_budget_ms > 60_000:
             raise ConfigError("CONNECTOR_SYNC_BUDGET_MS", "must be at most 60000 (bots time out long before)")
-        if self.delivery_threads < 1:
-            raise ConfigError("CONNECTOR_DELIVERY_THREADS", "must be at least 1")
-        if self.callback_threads < 1:
-            raise ConfigError("CONNECTOR_CALLBACK_THREADS", "must be at least 1")
-        if self.max_attempts < 1:
-            raise ConfigError("CONNECTOR_MAX_ATTEMPTS", "must be at least 1")
+        for attr, least in _AT_LEAST.items():
+            if getattr(self, attr) < least:
+                raise ConfigError(self.variable_for(attr), f"must be at least {least}, got {getattr(self, attr)}")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError("CONNECTOR_LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        for bot_id, secret in self.bot_secrets:
+            if not usable_secret(secret):
+                # Served, it refused every signed request of that bot as "no_secret_configured".
+                raise ConfigError("CONNECTOR_BOT_SECRETS", f"the secret for {bot_id!r} is not a valid whsec_… value "
+                                  "(whsec_ and the base64 secret the bot signs with)")
         if self.retention_days < 0 or 0 < self.retention_days < RETENTION_MIN_DAYS:
             raise ConfigError("CONNECTOR_RETENTION_DAYS", f"must be 0 (keep everything) or at least "
                               f"{RETENTION_MIN_DAYS}: the observed wait reads up to seven days of assignments")

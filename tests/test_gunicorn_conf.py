@@ -93,6 +93,15 @@ def test_workers_and_threads_follow_their_variables():
     assert (conf["workers"], conf["threads"], conf["worker_class"]) == (5, 7, "gthread")
 
 
+@pytest.mark.parametrize("environ", [{"CONNECTOR_WEB_WORKERS": "three"}, {"CONNECTOR_WEB_THREADS": "0"}])
+def test_a_wrong_worker_or_thread_count_is_one_line_naming_the_variable(environ):
+    # was gunicorn's "Failed to read config file" and int()'s traceback
+    with pytest.raises(SystemExit) as caught:
+        _conf(environ)
+    [variable] = environ
+    assert str(caught.value).startswith("configuration error: ") and variable in str(caught.value)
+
+
 def test_workers_share_one_metrics_directory_emptied_of_an_earlier_runs_counts(tmp_path):
     conf = _conf()
     share = conf["share_metrics"]

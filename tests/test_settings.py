@@ -16,12 +16,34 @@ from connector.settings import Settings
     ({"CONNECTOR_TARGETS": "preview,jira"}, "CONNECTOR_TARGETS"),
     ({"CONNECTOR_DATABASE_URL": "not a url"}, "CONNECTOR_DATABASE_URL"),
     ({"CONNECTOR_MAPPINGS_DIR": "/nonexistent"}, "CONNECTOR_MAPPINGS_DIR"),
+    # Zero switches none of these off, it breaks them: requests refuses a 0 s timeout on every
+    # call (each delivery and callback failed until dead), a 0 s lease is taken over as it runs.
+    ({"CONNECTOR_VENDOR_TIMEOUT_S": "0"}, "CONNECTOR_VENDOR_TIMEOUT_S"),
+    ({"CONNECTOR_CALLBACK_TIMEOUT_S": "0"}, "CONNECTOR_CALLBACK_TIMEOUT_S"),
+    ({"CONNECTOR_LEASE_S": "0"}, "CONNECTOR_LEASE_S"),
+    ({"CONNECTOR_MAX_BODY_BYTES": "0"}, "CONNECTOR_MAX_BODY_BYTES"),
+    ({"CONNECTOR_MAX_TRANSCRIPT_ENTRIES": "0"}, "CONNECTOR_MAX_TRANSCRIPT_ENTRIES"),
+    ({"CONNECTOR_MAX_ENTRY_CHARS": "0"}, "CONNECTOR_MAX_ENTRY_CHARS"),
+    ({"CONNECTOR_MAX_JSON_DEPTH": "1"}, "CONNECTOR_MAX_JSON_DEPTH"),
+    ({"CONNECTOR_MAX_DELIVERY_AGE_S": "0"}, "CONNECTOR_MAX_DELIVERY_AGE_S"),
+    ({"CONNECTOR_LOG_LEVEL": "verbose"}, "CONNECTOR_LOG_LEVEL"),  # was logging's ValueError, unnamed
+    # was the missing driver's ImportError, and flask's "No such command 'connector'"
+    ({"CONNECTOR_DATABASE_URL": "mysql://user@db/connector"}, "CONNECTOR_DATABASE_URL"),
+    ({"CONNECTOR_DATABASE_URL": "postgresql://user@db/connector"}, "CONNECTOR_DATABASE_URL"),
+    # was served, refusing each signed request of that bot as "no_secret_configured"
+    ({"CONNECTOR_BOT_SECRETS": "support-bot:not-base64!!"}, "CONNECTOR_BOT_SECRETS"),
 ])
 def test_bad_values_stop_start_up_naming_the_variable(environ, variable, tmp_path):
     environ = {"CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", **environ}
     with pytest.raises(ConfigError) as caught:
         create_app({"environ": environ})
     assert variable in str(caught.value) and ".env.example" in str(caught.value)
+
+
+def test_a_log_level_is_taken_in_any_case(tmp_path):
+    app = create_app({"environ": {"CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "CONNECTOR_LOG_LEVEL": "debug"}})
+    assert app.extensions["connector"].settings.log_level == "debug"
+    app.extensions["connector"].stop()
 
 
 def test_every_variable_is_documented_in_env_example():
