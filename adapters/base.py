@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import abc
 import copy
+import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
+
+from ulid import ULID
 
 from connector.brief import Brief, render_brief
 from connector.errors import ConfigError
@@ -321,3 +324,14 @@ class Adapter(abc.ABC):
             link_extra=sent.extra,
             slow_down_s=sent.slow_down_s,
         )
+
+
+def created_at(handoff_id: str) -> dt.datetime:
+    """When a handoff (or follow-up) was made, from the ULID its id holds; a day ago for an id
+    that holds none (tests', previews'). Where a lookup after a timeout starts reading: an attempt
+    may come long after (an admin's replay), what it looks for was made after this."""
+    try:
+        return ULID.from_str(handoff_id.split("_", 1)[-1]).datetime
+    except ValueError:
+        return dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+

@@ -25,12 +25,11 @@ import requests
 from simple_salesforce import Salesforce, format_soql
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
 from simple_salesforce.format import format_external_id
-from ulid import ULID
 
 from connector.mapping_values import MISSING, resolve
 from connector.settings import Settings
 
-from .base import Adapter, HandoffContext, Sent, deep_merge
+from .base import Adapter, HandoffContext, Sent, created_at, deep_merge
 from .errors import DeliveryError, OutcomeUnknown, TicketGone, TransientError
 from .salesforce_client import (
     DEFAULT_RETRY_AFTER_S,
@@ -326,15 +325,6 @@ class SalesforceAdapter(Adapter):
                 self._conn = connect(self.settings, VendorSession(self.settings.vendor_timeout_s),
                                      auth_mode(self.settings))
             return self._conn
-
-
-def created_at(handoff_id: str) -> dt.datetime:
-    """When a handoff (or follow-up) was made, from the ULID its id holds; a day ago for an id
-    that holds none (tests', previews')."""
-    try:
-        return ULID.from_str(handoff_id.split("_", 1)[-1]).datetime
-    except ValueError:
-        return dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
 
 
 def split_blocks(blocks: Sequence[str], budget: int, in_bytes: bool) -> list[str]:

@@ -34,7 +34,7 @@ from connector.errors import ConfigError
 from connector.settings import Settings
 
 from . import slack_blocks as kit
-from .base import Adapter, HandoffContext, Sent, deep_merge
+from .base import Adapter, HandoffContext, Sent, created_at, deep_merge
 from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TransientError
 from .events import AssignmentEvent, Holder
 
@@ -240,7 +240,10 @@ class SlackAdapter(Adapter):
                        unfurl_media=False, **reply)
 
     def _find_alert(self, channel: str, handoff_id: str) -> dict[str, Any] | None:
-        oldest = time.time() - self.settings.max_delivery_age_s - SKEW_S
+        # From when the handoff was made: an admin's replay comes any time later, and a window
+        # ending at the oldest delivery still retried missed an alert posted before it — and
+        # posted it again with its whole thread.
+        oldest = min(time.time() - self.settings.max_delivery_age_s, created_at(handoff_id).timestamp()) - SKEW_S
         cursor = None
         for _ in range(PAGES):
             page = self._call("conversations_history", channel=channel, oldest=f"{oldest:.6f}", limit=PAGE_SIZE,

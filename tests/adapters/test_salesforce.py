@@ -289,7 +289,7 @@ def test_a_case_whose_description_does_not_name_the_handoff_is_not_taken_for_it(
 def test_a_handoff_ids_time_bounds_the_lookup() -> None:
     from ulid import ULID
 
-    from adapters.salesforce import created_at
+    from adapters.base import created_at
 
     made = ULID()
     assert created_at(f"hnd_{made}") == made.datetime and created_at(f"msg_{made}") == made.datetime

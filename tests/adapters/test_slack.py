@@ -241,6 +241,28 @@ def test_timeout_after_slack_posted_then_found_by_metadata(slack: FakeSlack) -> 
     assert [r["metadata"]["event_payload"]["part"] for r in replies] == list(range(len(expected)))
 
 
+def test_a_replay_days_later_still_finds_the_alert_its_first_attempt_posted(slack: FakeSlack,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # The lookup read back to the oldest delivery still retried (a day): an admin's replay after a
+    # weekend missed the alert and posted it again, thread and all.
+    from ulid import ULID
+
+    import adapters.slack as slack_module
+
+    adapter = SlackAdapter(settings_for(slack, vendor_timeout_s=1), {})
+    slack.delay("chat.postMessage", 3.0, act=True)  # posted; the answer lost
+    ctx = ctx_for(handoff_id=f"hnd_{ULID()}")
+    with pytest.raises(OutcomeUnknown):
+        adapter.deliver(ctx)
+    later = time.time() + 3 * 86400
+    monkeypatch.setattr(slack_module, "time", type("Clock", (), {"time": staticmethod(lambda: later)}))
+
+    outcome = adapter.deliver(replace(ctx, outcome_unknown=True, attempt=1))
+
+    assert outcome.status == "created"
+    assert len(slack.top_level("C0HANDOFF")) == 1, "the replay posted a second alert"
+
+
 def test_an_alert_a_bot_sent_elsewhere_by_vendor_extra_is_looked_for_there(slack: FakeSlack) -> None:
     adapter = SlackAdapter(settings_for(slack, vendor_timeout_s=1), {})
     slack.delay("chat.postMessage", 3.0, act=True)
