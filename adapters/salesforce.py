@@ -45,6 +45,10 @@ from .salesforce_client import (
 T = TypeVar("T")
 
 SUBJECT_MAX = 255  # characters
+# The standard fields the adapter fills from the customer, in characters: Case.SuppliedName and
+# Contact.LastName 80, Contact.FirstName 40, Case.SuppliedEmail and Contact.Email 80,
+# Case.SuppliedPhone and Contact.Phone 40.
+FIELD_MAX = {"Name": 80, "FirstName": 40, "Email": 80, "Phone": 40}
 DESCRIPTION_MAX = 32_000  # characters
 CLOCK_SKEW_S = 600  # between this host's clock (a handoff id's time) and Salesforce's CreatedDate
 COMMENT_MAX_BYTES = 4_000  # CaseComment.CommentBody is limited in UTF-8 bytes, not characters
@@ -107,9 +111,12 @@ class SalesforceAdapter(Adapter):
             "Status": self.mapping.get("status", "New"),
             "Priority": (self.mapping.get("priority") or PRIORITY).get(priority),
             "Origin": (self.mapping.get("origin") or ORIGIN).get(channel, self.mapping.get("default_origin", "Web")),
-            "SuppliedName": customer.get("name"),
-            "SuppliedEmail": customer.get("email"),
-            "SuppliedPhone": customer.get("phone"),
+            # Salesforce refuses a value longer than its field (STRING_TOO_LONG) and with it the
+            # case: a name is shortened, an address or number too long is left out (a cut one is
+            # wrong). The brief in the Description carries all three whole.
+            "SuppliedName": _clip(customer.get("name") or "", FIELD_MAX["Name"]),
+            "SuppliedEmail": _fits(customer.get("email"), "Email"),
+            "SuppliedPhone": _fits(customer.get("phone"), "Phone"),
             "OwnerId": routing.get("owner_id"),  # a user (005…) or a queue (00G…)
             "ParentId": ctx.follows_ticket,  # the conversation's closed case, when it came back after it
         }
@@ -150,8 +157,9 @@ class SalesforceAdapter(Adapter):
 
     def _contact_plan(self, customer: Mapping[str, Any]) -> dict[str, Any] | None:
         mode = self.mapping.get("contact", "find_or_create")
+        # An address or number longer than Contact's field names no contact there: not a key.
         key = next(((field, customer[attr]) for field, attr in (("Email", "email"), ("Phone", "phone"))
-                    if customer.get(attr)), None)
+                    if _fits(customer.get(attr), field)), None)
         if mode == "none" or key is None:
             return None
         soql = "SELECT Id FROM Contact WHERE {field:literal} = {value} ORDER BY CreatedDate ASC LIMIT 1"
@@ -159,8 +167,8 @@ class SalesforceAdapter(Adapter):
         if mode == "find_or_create":
             name = (customer.get("name") or "").split()
             first, last = (" ".join(name[:-1]), name[-1]) if name else ("", key[1])  # LastName is required
-            record = {"FirstName": first, "LastName": last, "Email": customer.get("email"),
-                      "Phone": customer.get("phone")}
+            record = {"FirstName": _clip(first, FIELD_MAX["FirstName"]), "LastName": _clip(last, FIELD_MAX["Name"]),
+                      "Email": _fits(customer.get("email"), "Email"), "Phone": _fits(customer.get("phone"), "Phone")}
             plan["create"] = {k: v for k, v in record.items() if v}
         return plan
 
@@ -377,6 +385,11 @@ def _headers(case: Mapping[str, Any]) -> dict[str, str]:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _fits(value: Any, kind: str) -> Any:
+    """`value` when it fits the standard fields of its kind (`FIELD_MAX`), else None."""
+    return value if isinstance(value, str) and len(value) <= FIELD_MAX[kind] else None
 
 
 def _field_value(value: Any) -> Any:

@@ -425,6 +425,28 @@ def test_outbound_https_honours_ca_bundle_and_proxy(org: SalesforceFake, monkeyp
     assert kwargs["proxies"]["https"] == "http://proxy.corp:3128"
 
 
+def test_customer_fields_fit_salesforces_lengths_and_the_brief_keeps_them_whole() -> None:
+    # Salesforce refuses a value over its field's length (STRING_TOO_LONG), and the case with it: a
+    # customer with many given names failed the handoff at the Contact's 40-character FirstName.
+    name = "Maria Guadalupe Fernanda de los Ángeles Castillo-Mendoza Villanueva de la Torre y Herrera"
+    email = "maria.guadalupe.fernanda.castillo-mendoza.villanueva@customer-support.example.com"  # 81
+    phone = "+52 55 1234 5678 ext. 9012 (mobile, after 5pm)"  # 46
+    ctx = ctx_for(full_packet(customer={"name": name, "email": email, "phone": phone}))
+    payload = adapter().render(ctx)
+    case = payload["case"]
+    assert len(case["SuppliedName"]) == 80 and case["SuppliedName"].endswith("…")
+    assert "SuppliedEmail" not in case and "SuppliedPhone" not in case  # a cut address would be wrong
+    assert payload["contact"] is None  # neither can name a Contact: Contact.Email and Phone are as short
+    assert email in case["Description"] and phone in case["Description"] and name in case["Description"]
+
+
+def test_a_long_first_name_is_shortened_on_the_new_contact() -> None:
+    name = "Maria Guadalupe Fernanda de los Ángeles Castillo-Mendoza Herrera"
+    contact = adapter().render(ctx_for(full_packet(customer={"name": name, "email": "m@example.com"})))["contact"]
+    assert contact["create"]["LastName"] == "Herrera" and len(contact["create"]["FirstName"]) == 40
+    assert contact["create"]["Email"] == "m@example.com"
+
+
 # ---- errors ------------------------------------------------------------------------------------------
 
 
