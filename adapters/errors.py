@@ -42,6 +42,18 @@ class OutcomeUnknown(TransientError):
     """
 
 
+class RateLimitedAfterActing(OutcomeUnknown, RateLimited):
+    """A 429 once part of the delivery is at the vendor (an alert's thread reply, a case's
+    transcript comment): the next attempt looks first, and the whole target pauses all the same."""
+
+    @classmethod
+    def unknown(cls, message: str, cause: DeliveryError, **kwargs: Any) -> OutcomeUnknown:
+        """The OutcomeUnknown that `cause`, met after the vendor acted, becomes: still a rate
+        limit when it was one, so other deliveries stop pressing on the limit too."""
+        kind = cls if isinstance(cause, RateLimited) else OutcomeUnknown
+        return kind(message, retry_after=getattr(cause, "retry_after", None), **kwargs)
+
+
 class AuthError(DeliveryError):
     """The vendor refused our credentials (401/403). An operator must act; not retried."""
 

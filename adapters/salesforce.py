@@ -30,7 +30,7 @@ from connector.mapping_values import MISSING, resolve
 from connector.settings import Settings
 
 from .base import Adapter, HandoffContext, Sent, created_at, deep_merge
-from .errors import DeliveryError, OutcomeUnknown, TicketGone, TransientError
+from .errors import DeliveryError, OutcomeUnknown, RateLimitedAfterActing, TicketGone, TransientError
 from .salesforce_client import (
     DEFAULT_RETRY_AFTER_S,
     Client,
@@ -278,7 +278,7 @@ class SalesforceAdapter(Adapter):
             message = f"case {case_id} exists but its transcript is incomplete: {err.message}"
             reply = {"case_id": case_id, "url": self._link(case_id), "error": err.reply}
             if isinstance(err, TransientError):  # so the next attempt comes through find_existing
-                raise OutcomeUnknown(message, retry_after=err.retry_after, status=err.status, reply=reply) from err
+                raise RateLimitedAfterActing.unknown(message, err, status=err.status, reply=reply) from err
             raise type(err)(message, status=err.status, reply=reply) from err
         self._unfinished.pop(ctx.handoff_id, None)
         return counts

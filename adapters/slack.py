@@ -35,7 +35,15 @@ from connector.settings import Settings
 
 from . import slack_blocks as kit
 from .base import Adapter, HandoffContext, Sent, created_at, deep_merge
-from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TransientError
+from .errors import (
+    AuthError,
+    DeliveryError,
+    OutcomeUnknown,
+    RateLimited,
+    RateLimitedAfterActing,
+    RejectedError,
+    TransientError,
+)
 from .events import AssignmentEvent, Holder
 
 CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")  # what Slack reads history by; a name is not
@@ -371,16 +379,16 @@ def _after_posting(what: str) -> Iterator[None]:
     """Failures once the first message is up are unknown outcomes, never plain retries.
 
     The retry then goes through find_existing (or the resume in send_update), which finds what
-    was posted and finishes the thread, instead of posting the alert a second time. A 429 keeps
-    its retry_after.
+    was posted and finishes the thread, instead of posting the alert a second time. A 429 stays a
+    rate limit too (`RateLimitedAfterActing`): the whole target pauses, not only this delivery.
     """
     try:
         yield
     except DeliveryError as err:
         if isinstance(err, OutcomeUnknown):
             raise
-        raise OutcomeUnknown(f"{what} posted, then: {err.message}", status=err.status, reply=err.reply,
-                             retry_after=getattr(err, "retry_after", None)) from err
+        raise RateLimitedAfterActing.unknown(f"{what} posted, then: {err.message}", err, status=err.status,
+                                            reply=err.reply) from err
 
 
 def _link_target(ctx: HandoffContext) -> tuple[str, str]:

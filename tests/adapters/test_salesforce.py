@@ -460,6 +460,15 @@ def test_429_is_rate_limited_promptly_with_retry_after(org: SalesforceFake) -> N
     assert caught.value.retry_after == 17
 
 
+def test_the_orgs_quota_spent_mid_transcript_still_pauses_salesforce(org: SalesforceFake) -> None:
+    org.query([{"Id": "0035g00000Existing"}])
+    org.create("Case")
+    org.error("POST", "sobjects/CaseComment/", 403, "error-403-request-limit.json")
+    with pytest.raises(OutcomeUnknown) as caught:  # the case exists: the next attempt finds it
+        adapter(rate_limit_retry_after_s=300).deliver(ctx_for())
+    assert isinstance(caught.value, RateLimited) and caught.value.retry_after == 300  # and the target pauses
+
+
 def test_request_limit_exceeded_is_rate_limited_for_the_mapped_pause(org: SalesforceFake) -> None:
     org.error("GET", "query/", 403, "error-403-request-limit.json")
     started = time.monotonic()

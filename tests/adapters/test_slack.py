@@ -366,6 +366,15 @@ def test_rate_limit_raises_promptly_with_retry_after(slack: FakeSlack, adapter: 
     assert len(slack.calls) == 1
 
 
+def test_a_rate_limit_once_the_alert_is_up_still_pauses_slack(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    # Turned into a plain unknown outcome, only this delivery waited: the others went on posting
+    # into the limit.
+    slack.fail("chat.postMessage", after=2, status=429, error="ratelimited", headers={"Retry-After": "30"})
+    with pytest.raises(OutcomeUnknown) as caught:
+        adapter.deliver(ctx_for(full_packet()))
+    assert isinstance(caught.value, RateLimited) and caught.value.retry_after == 30
+
+
 @pytest.mark.parametrize("code", ["invalid_auth", "not_authed", "token_revoked", "account_inactive", "missing_scope"])
 def test_auth_errors(slack: FakeSlack, adapter: SlackAdapter, code: str) -> None:
     slack.fail("chat.postMessage", error=code)
