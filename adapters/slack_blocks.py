@@ -380,6 +380,10 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     pieces += [(f"• {escape(k)}: ", _scalar(v)) for k, v in (customer.get("attributes") or {}).items()]
     reason = REASONS.get(escalation.get("reason", ""), escalation.get("reason", ""))
     pieces.append(("*Why:* ", " — ".join(filter(None, (reason, escalation.get("detail"))))))
+    if escalation.get("keywords"):  # the alert shortens them to 300 characters
+        pieces.append(("*Trigger words:* ", ", ".join(map(str, escalation["keywords"]))))
+    if escalation.get("urgency"):
+        pieces.append(("*Urgency:* ", str(escalation["urgency"])))
     for key, title in (("stated_problem", "In the customer's words"), ("summary", "Bot's summary")):
         if intent.get(key):
             pieces.append((f"*{title}:* ", intent[key]))

@@ -366,6 +366,17 @@ def test_rate_limit_raises_promptly_with_retry_after(slack: FakeSlack, adapter: 
     assert len(slack.calls) == 1
 
 
+def test_trigger_words_the_alert_shortens_are_in_the_thread_whole(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    # The receipt said "in full in the thread"; the thread never carried them.
+    packet = full_packet()
+    packet["escalation"] = {**packet["escalation"], "keywords": [f"keyword-number-{n:02d}" for n in range(40)]}
+    outcome = adapter.deliver(ctx_for(packet))
+    alert, *thread = [call.body for call in slack.calls_to("chat.postMessage")]
+    assert "keyword-number-39" not in json.dumps(alert["blocks"])
+    assert {"part": "escalation", "reason": "shortened in the alert; in full in the thread"} in outcome.receipt["dropped"]
+    assert "keyword-number-39" in json.dumps(thread)
+
+
 def test_a_rate_limit_once_the_alert_is_up_still_pauses_slack(slack: FakeSlack, adapter: SlackAdapter) -> None:
     # Turned into a plain unknown outcome, only this delivery waited: the others went on posting
     # into the limit.
