@@ -51,6 +51,16 @@ def test_hostile_text_is_inert_in_html_and_templates_stay_text():
     assert "{% raw %}" in brief.text
 
 
+def test_the_html_brief_keeps_the_customers_line_breaks_and_escapes_around_them():
+    # In HTML a bare newline is a space: numbered steps and pasted errors ran into one line.
+    packet = full_packet()
+    packet["transcript"][0]["text"] = "Steps I took:\r\n1. <b>Disconnected</b>\n2. Reconnected"
+    packet["intent"] = {**packet["intent"], "stated_problem": "Sync broke.\nError: 401"}
+    html = render_brief(packet, "hnd_1").html
+    assert "Steps I took:<br>\n1. &lt;b&gt;Disconnected&lt;/b&gt;<br>\n2. Reconnected" in html
+    assert "Sync broke.<br>\nError: 401" in html
+
+
 def test_multi_day_transcripts_show_dates():
     packet = minimal_packet()
     packet["transcript"].append({"at": "2026-11-21T08:00:00+01:00", "role": "customer", "text": "Next day"})
