@@ -49,6 +49,10 @@ DEFAULTS: dict[str, Any] = {"type": "question", "public_comment": False, "tags":
 # Zendesk's answer to any update of a closed ticket (422 RecordInvalid); a deleted one answers 404.
 CLOSED_TICKET = "closed prevents ticket update"
 OPEN_STATUSES = ("new", "open", "pending", "hold")
+# A ticket in these is in no agent's queue: solved, or pending (the agent waits for the customer).
+# A note that the customer came back reopens it (`reopen_solved`), as a reply of theirs would.
+# On hold waits for a third party, not the customer: left as it is.
+WAITS_ON_NOBODY = ("solved", "pending")
 _TAG_UNSAFE = re.compile(r"[^\w\-]+")
 
 
@@ -211,13 +215,14 @@ class ZendeskAdapter(Adapter):
             reply, response = self._call("PUT", path, write=True, json=body, expect="ticket")
         except RejectedError as err:
             raise _gone(err, ctx.link.vendor_id) or err from err
-        reopened = reply["ticket"].get("status") == "solved" and self._conf["reopen_solved"] \
+        reopened = reply["ticket"].get("status") in WAITS_ON_NOBODY and self._conf["reopen_solved"] \
             and self._reopen(path, ctx.link.vendor_id)
         return replace(self._sent(reply["ticket"], reply, reopened=reopened), slow_down_s=quota_pause(response))
 
     def _reopen(self, path: str, ticket_id: str) -> bool:
-        """A note on a solved ticket leaves it solved, out of every queue, until it closes: the
-        customer who came back would wait for no one. Reopened as a reply of theirs would. The note
+        """A note on a solved ticket leaves it solved, out of every queue, until it closes; on a
+        pending one (the agent waiting for the customer), pending: the customer who came back would
+        wait for no one. Reopened as a reply of theirs would. The note
         is in already, so a failure here is logged, not retried (a retry would post it twice)."""
         try:
             self._call("PUT", path, write=True, json={"ticket": {"status": "open"}}, expect="ticket")
@@ -271,7 +276,7 @@ class ZendeskAdapter(Adapter):
             log.warning("solved ticket not reopened", extra={"ticket": ticket_id, "error": type(err).__name__,
                                                              "status": err.status})
             return False
-        return reply["ticket"].get("status") == "solved" and self._reopen(path, ticket_id)
+        return reply["ticket"].get("status") in WAITS_ON_NOBODY and self._reopen(path, ticket_id)
 
     def find_open_ticket(self, ctx: HandoffContext) -> Link | None:
         try:

@@ -226,10 +226,13 @@ def test_a_timed_out_note_on_a_solved_ticket_found_later_still_reopens_it(zd: Fa
     assert zd.json_bodies("PUT", "/api/v2/tickets/77120.json") == [{"ticket": {"status": "open"}}]
 
 
+@pytest.mark.parametrize("status", ["solved", "pending"])
 @pytest.mark.parametrize("reopen", [True, False])
-def test_a_note_on_a_solved_ticket_reopens_it_unless_the_mapping_says_not(zd: FakeZendesk, reopen: bool) -> None:
-    """A private note leaves a solved ticket solved — out of every queue until it closes."""
-    zd.update_ticket(77120, status="solved")
+def test_a_note_on_a_solved_or_pending_ticket_reopens_it_unless_the_mapping_says_not(
+        zd: FakeZendesk, reopen: bool, status: str) -> None:
+    """A private note leaves a solved ticket solved — out of every queue until it closes — and a
+    pending one pending: the agent waits for a customer who has come back."""
+    zd.update_ticket(77120, status=status)
     if reopen:
         zd.update_ticket(77120)
     outcome = adapter(reopen_solved=reopen).deliver(ctx(link=Link(vendor_id="77120")))
@@ -237,6 +240,13 @@ def test_a_note_on_a_solved_ticket_reopens_it_unless_the_mapping_says_not(zd: Fa
     bodies = zd.json_bodies("PUT", "/api/v2/tickets/77120.json")
     assert bodies[1:] == ([{"ticket": {"status": "open"}}] if reopen else [])
     assert bool(outcome.reply.get("reopened")) is reopen
+
+
+def test_a_note_on_a_ticket_on_hold_leaves_it_on_hold(zd: FakeZendesk) -> None:
+    zd.update_ticket(77120, status="hold")  # waiting for a third party, not the customer
+    outcome = adapter().deliver(ctx(link=Link(vendor_id="77120")))
+    assert outcome.status == "updated" and "reopened" not in outcome.reply
+    assert len(zd.json_bodies("PUT", "/api/v2/tickets/77120.json")) == 1
 
 
 def test_a_solved_ticket_that_could_not_be_reopened_keeps_the_note_and_is_not_retried(
