@@ -109,7 +109,7 @@ class NotFound(ApiProblem):
 
 class Conflict(ApiProblem):
     status, title, type_slug = 409, "Conflict", "conflict"
-    meaning = "the `Idempotency-Key` came earlier with another body"
+    meaning = "the `Idempotency-Key` (or a signed request's `webhook-id`) came earlier with another body"
     retry = "no: a new key for a new handoff"
 
 

@@ -94,7 +94,7 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
             if len(earlier) >= MAX_BATCHES:
                 repeat = find_repeat(services, handoff.bot_id, key, message_id)
                 if repeat is not None:
-                    return replay(repeat, digest, answers.render_follow_up)
+                    return replay(repeat, digest, key, answers.render_follow_up)
                 raise ValidationFailed(
                     f"A handoff takes at most {MAX_BATCHES} batches of messages, and this one has them. Send a new "
                     "handoff of the conversation with the whole transcript instead.",
@@ -114,7 +114,7 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
                 break
             repeat = find_repeat(services, handoff.bot_id, key, message_id)
             if repeat is not None:
-                return replay(repeat, digest, answers.render_follow_up)
+                return replay(repeat, digest, key, answers.render_follow_up)
             # Not a repeat: a batch posted at the same moment took the next place. Read them again,
             # so this one follows it and carries its messages too.
         else:

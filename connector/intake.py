@@ -186,7 +186,7 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
             raise RuntimeError("a handoff was skipped as a repeat but no stored handoff matches it")
         with services.db.reading() as session:  # a failed handoff's messages may have opened a ticket since
             later = existing.id in answers.reached_later(session, [existing])
-        return replay(existing, digest, partial(answers.render, reached_later=later))
+        return replay(existing, digest, key, partial(answers.render, reached_later=later))
     if callbacks.url_for(packet, "queued"):
         services.wake_callbacks()  # its `queued` row is committed: send it now, not at the next poll
     with log_context(handoff_id=stored.handoff.id):
@@ -252,12 +252,15 @@ def find_repeat(services: Services, bot_id: str, key: str, message_id: str | Non
         return session.scalars(select(Handoff).where(Handoff.bot_id == bot_id, same)).first()
 
 
-def replay(existing: Handoff, digest: str, render: Render) -> Answer:
+def replay(existing: Handoff, digest: str, key: str, render: Render) -> Answer:
     """The stored answer to a repeated request (200), or 409 when the key came with another body.
-    A key names one request of one kind: a handoff's key reused for messages is another body."""
+    A key names one request of one kind: a handoff's key reused for messages is another body.
+    `key` is this request's; when the stored one differs, the signed message id matched, and the
+    409 names webhook-id — not an Idempotency-Key the bot may never have sent."""
     if existing.request_hash != digest:
-        raise Conflict("This Idempotency-Key was already used with a different body.",
-                       errors={"Idempotency-Key": ["reused with another body"]})
+        header = "Idempotency-Key" if existing.idempotency_key == key else "webhook-id"
+        raise Conflict(f"This {header} was already used with a different body.",
+                       errors={header: ["reused with another body"]})
     log.info("idempotent replay", extra={"handoff_id": existing.id})
     return Answer(200, render(existing))
 

@@ -89,6 +89,25 @@ def test_a_replayed_message_is_answered_from_the_stored_result(signed_app):
         assert session.scalar(select(func.count()).select_from(Handoff)) == 1
 
 
+def test_a_webhook_id_reused_with_another_body_is_the_409s_named_header(signed_app):
+    # It named an Idempotency-Key the bot never sent: the bot would look in the wrong place.
+    client = signed_app.test_client()
+    assert post(client, BODY, signed(BODY, msg_id="msg_same")).status_code == 201
+    other = json.dumps(minimal_packet(conversation={"id": "another-conversation"})).encode()
+    response = post(client, other, signed(other, msg_id="msg_same"))
+    assert response.status_code == 409
+    assert response.get_json()["errors"] == {"webhook-id": ["reused with another body"]}
+
+
+def test_an_idempotency_key_reused_with_another_body_is_still_named_as_such(signed_app):
+    client = signed_app.test_client()
+    assert post(client, BODY, {**signed(BODY, msg_id="msg_a"), "Idempotency-Key": "k-1"}).status_code == 201
+    other = json.dumps(minimal_packet(conversation={"id": "another-conversation"})).encode()
+    response = post(client, other, {**signed(other, msg_id="msg_b"), "Idempotency-Key": "k-1"})
+    assert response.status_code == 409
+    assert response.get_json()["errors"] == {"Idempotency-Key": ["reused with another body"]}
+
+
 def test_a_signature_is_checked_even_in_unauthenticated_development_mode(make_app):
     client = make_app(bot_keys=(), bot_secrets=(("support-bot", NEW),), allow_unauthenticated=True).test_client()
     assert post(client, BODY, {**signed(BODY), "webhook-signature": "v1,AAAA"}).status_code == 401

@@ -23,6 +23,7 @@ from adapters import registry
 from adapters.base import HandoffContext, Sent
 from adapters.events import AssignmentEvent
 from connector import assignments, callback_http
+from connector.errors import ConfigError
 from connector.models import Callback, Delivery, Handoff, utcnow
 from connector.schemas import HandoffStatusSchema
 from tests.conftest import auth
@@ -514,13 +515,12 @@ def test_a_handoffs_callbacks_reach_the_bot_in_the_order_they_were_owed(make_cal
     assert bot.states() == ["queued", "queued", "delivered"]
 
 
-def test_a_secret_that_does_not_decode_is_skipped_and_the_others_sign(make_callback_app, bot):
-    app = make_callback_app(bot_secrets=(("support-bot", "whsec_not*base64"), ("support-bot", SECRET_A)))
-    post(app, full_packet(callback={"url": bot.url, "events": ["delivered"]}))
-    send_due(app)
-    [received] = bot.requests
-    assert len(received.headers["webhook-signature"].split()) == 1
-    assert Webhook(SECRET_A).verify(received.body, received.headers)["state"] == "delivered"
+def test_a_secret_that_does_not_decode_stops_start_up_rather_than_signing_with_the_others(make_callback_app):
+    # Skipped at run time, it signed nothing and verified nothing, silently (the bot's requests
+    # were refused as "no_secret_configured"); now the setting is refused, naming it.
+    with pytest.raises(ConfigError) as caught:
+        make_callback_app(bot_secrets=(("support-bot", "whsec_not*base64"), ("support-bot", SECRET_A)))
+    assert caught.value.source == "CONNECTOR_BOT_SECRETS"
 
 
 def test_the_loop_keeps_sending_after_a_failed_look_at_the_database(make_callback_app, bot, monkeypatch):

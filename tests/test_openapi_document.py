@@ -54,4 +54,4 @@ def test_every_problem_type_is_a_page_the_connector_serves(client):
                                    base_url="https://support.example/connector/")
     assert behind_a_prefix.get_json()["type"] == "https://support.example/connector/problems/unauthenticated"
     conflict = client.get("/problems/conflict").get_data(as_text=True)
-    assert "the <code>Idempotency-Key</code> came earlier with another body" in conflict
+    assert "the <code>Idempotency-Key</code> (or a signed request&#39;s <code>webhook-id</code>) came earlier with another body" in conflict
