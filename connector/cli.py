@@ -148,8 +148,12 @@ def preview(packet_file: Path) -> None:
     from .previewing import preview_packet
 
     services = _mappings_loaded(_services())
+    try:  # the observed waits only from a database in place: reading a missing SQLite file made it
+        in_place = services.db.schema_gap() is None
+    except Exception:  # unreachable: the wait is estimated without it, as the service would
+        in_place = False
     try:
-        result = preview_packet(services, packet_file.read_bytes())
+        result = preview_packet(services, packet_file.read_bytes(), read_waits=in_place)
     except ApiProblem as err:
         click.echo(json.dumps(err.body(), indent=2, ensure_ascii=False), err=True)
         sys.exit(1)

@@ -16,10 +16,14 @@ from .services import Services
 PREVIEW_ID = "hnd_PREVIEW"
 
 
-def preview_packet(services: Services, raw: bytes, content_type: str | None = "application/json") -> dict[str, Any]:
+def preview_packet(services: Services, raw: bytes, content_type: str | None = "application/json", *,
+                   read_waits: bool = True) -> dict[str, Any]:
+    """`read_waits` False: the wait is estimated without the database's observed waits (the
+    command, on a database not made or not migrated yet, must not make it by reading)."""
     mappings, adapters = services.mappings, services.adapters
     packet = validate_packet(parse_json(raw, content_type, services.settings.max_json_depth), services)
-    decision = decide(packet, mappings, adapters, ask_vendors=False, observed_wait=services.observed_wait)
+    decision = decide(packet, mappings, adapters, ask_vendors=False,
+                      observed_wait=services.observed_wait if read_waits else None)
     brief = render_brief(packet, PREVIEW_ID)
     vendors: dict[str, Any] = {}
     for name in registry.vendor_names():

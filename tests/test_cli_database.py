@@ -3,7 +3,10 @@ migrated yet, at another release's schema, unreachable — in one line, not a tr
 
 from __future__ import annotations
 
+import json
+import logging
 import sqlite3
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -50,6 +53,23 @@ def test_a_sqlite_path_with_no_file_is_named_and_nothing_is_made_there(tmp_path,
         assert not mistyped.parent.exists()
         assert app.test_cli_runner().invoke(args=["connector", "migrate"]).exit_code == 0  # made there, privately
         assert mistyped.stat().st_mode & 0o777 == 0o600 and mistyped.parent.stat().st_mode & 0o777 == 0o700
+    finally:
+        app.extensions["connector"].stop()
+
+
+def test_the_preview_command_before_any_database_answers_and_makes_no_file(tmp_path, caplog):
+    # The dry run read the observed waits, and reading made an empty database at the path: a
+    # mistyped one was then no longer named by `check`.
+    mistyped = tmp_path / "instanse" / "connector.db"
+    app = create_app({"database_url": f"sqlite:///{mistyped}"})
+    try:
+        packet = Path(__file__).parent / "fixtures" / "packets" / "handoff-full.json"
+        with caplog.at_level(logging.WARNING):
+            result = app.test_cli_runner().invoke(args=["connector", "preview", str(packet)])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["targets"] == ["preview"]
+        assert not mistyped.parent.exists()
+        assert not [r for r in caplog.records if "observed wait" in r.getMessage()]
     finally:
         app.extensions["connector"].stop()
 
