@@ -18,6 +18,8 @@ from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
+from .text_rules import rfc3339
+
 TEMPLATES = Path(__file__).parent / "templates"
 
 REASONS = {
@@ -160,12 +162,8 @@ def one_line(text: str, limit: int) -> str:
 
 
 def _parse(at: str | None) -> dt.datetime | None:
-    if not at:
-        return None
-    try:
-        return dt.datetime.fromisoformat(at).astimezone(dt.UTC)
-    except ValueError:
-        return None
+    moment = rfc3339(at)  # as the packet's schema read it
+    return moment.astimezone(dt.UTC) if moment is not None else None
 
 
 def _duration(seconds: float) -> str:

@@ -1,4 +1,5 @@
-"""Text the connector can store and send, wherever it comes from (packets, vendor events).
+"""Text the connector can store and send, wherever it comes from (packets, vendor events), and the
+one reading of a packet's times (`rfc3339`).
 
 `"\\u0000"` and `"\\ud800"` are valid JSON, yet PostgreSQL text refuses NUL, and a lone surrogate
 cannot be encoded as UTF-8 (for the answer, a vendor or the log): such text is refused on arrival.
@@ -6,6 +7,24 @@ cannot be encoded as UTF-8 (for the answer, a vendor or the log): such text is r
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+# RFC 3339's date-time (section 5.6): T and Z in either case, seconds required, any fraction, an
+# offset with its colon. datetime.fromisoformat alone took ISO 8601 forms no bot's RFC 3339 writer
+# makes (2026-W47-5T09:14Z, 20261120T091402Z, 2026-11-20T09Z) and refused a lower-case t or z.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
+
+
+def rfc3339(text: object) -> dt.datetime | None:
+    """The moment an RFC 3339 time names (with its offset), or None when `text` is not one — or
+    names no real date (2026-02-30)."""
+    if not isinstance(text, str) or not _RFC3339.fullmatch(text):
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.upper())
+    except ValueError:
+        return None
+

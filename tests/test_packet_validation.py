@@ -143,6 +143,23 @@ def test_unknown_target_is_refused(client):
     assert "targets.1" in body["errors"]
 
 
+@pytest.mark.parametrize("stamp", ["2026-11-20t09:14:02z", "2026-11-20T09:14:02.123456789+05:30"])
+def test_rfc3339_times_in_any_of_its_forms_are_accepted(client, stamp):
+    packet = minimal_packet()
+    packet["transcript"][0]["at"] = stamp
+    assert post(client, packet).status_code == 201
+
+
+@pytest.mark.parametrize("stamp", ["2026-W47-5T09:14:02Z", "20261120T091402Z", "2026-11-20T09Z", "2026-11-20T09:14Z",
+                                   "2026-11-20T09:14:02+0530", "2026-02-30T09:14:02Z", "2026-11-20 09:14:02Z"])
+def test_iso_8601_forms_that_are_not_rfc3339_are_named(client, stamp):
+    # fromisoformat alone took them, and they were stored and sent to the vendors as written.
+    packet = minimal_packet()
+    packet["transcript"][0]["at"] = stamp
+    body = problem(post(client, packet), 422)
+    assert list(body["errors"]) == ["transcript.0.at"]
+
+
 def test_a_target_listed_twice_is_named_not_a_500(client):
     # One delivery per target: a second entry reached the database's unique key, and the 500 that
     # followed told the bot to retry a request that could never succeed.

@@ -7,12 +7,13 @@ Limits are configurable, so the schema is built with a `Limits` instance.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from ..text_rules import rfc3339
 
 ID = validate.Length(min=1, max=200)
 SHORT = validate.Length(max=500)
@@ -49,11 +50,7 @@ class Rfc3339(fields.String):
 
 
 def is_rfc3339(text: str) -> bool:
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return False
-    return parsed.tzinfo is not None and "T" in text.upper()
+    return rfc3339(text) is not None
 
 
 class Scalar(fields.Raw):

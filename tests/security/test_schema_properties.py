@@ -33,7 +33,10 @@ ident = text.filter(str.strip).map(lambda s: s[:200])
 scalar = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False) | text
 json_values = st.recursive(scalar, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
                            max_leaves=12)
-timestamps = st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat())
+# RFC 3339 offsets are whole minutes: isoformat writes the seconds of a zone's old local mean time
+# (-00:16:08), which no bot sends and the schema refuses.
+timestamps = st.datetimes(timezones=st.timezones()).filter(
+    lambda d: int(d.utcoffset().total_seconds()) % 60 == 0).map(lambda d: d.isoformat())
 
 
 def _entry() -> st.SearchStrategy[dict[str, Any]]:
