@@ -358,7 +358,7 @@ class ZendeskAdapter(Adapter):
         if "json" in kwargs:  # encoded by orjson (`json_codec`): requests' `json=` uses the standard library
             kwargs["data"] = json_codec.dumps_bytes(kwargs.pop("json"))
             kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
-        with edge(write=write, replayable="Idempotency-Key" in kwargs.get("headers", {})):
+        with edge(write=write):
             response = client.session.request(method, client.session.origin + path,
                                               timeout=timeout or self.settings.vendor_timeout_s, **kwargs)
             reply = response.json()

@@ -149,19 +149,20 @@ def _number(raw: str | None) -> float | None:
 
 
 @contextmanager
-def edge(*, write: bool, replayable: bool = False) -> Iterator[None]:
+def edge(*, write: bool) -> Iterator[None]:
     """Wrap one vendor call: every zenpy / requests exception leaves as an `adapters.errors` one.
 
     `write` says whether the call may have changed something at Zendesk, which decides between
     `TransientError` (safe to resend) and `OutcomeUnknown` (look up before resending).
-    `replayable`: the write carries an Idempotency-Key, so Zendesk itself replays what it did.
     """
     try:
         yield
     except TransientError as err:
-        if write and not replayable and type(err) is TransientError and (err.status or 0) >= 500:
-            # A 5xx may come from a gateway after Zendesk acted on the request, and a comment has
-            # no idempotency key: look before resending.
+        if write and type(err) is TransientError and (err.status or 0) >= 500:
+            # A 5xx may come from a gateway after Zendesk acted on the request: look before
+            # resending. A comment has no idempotency key; a create's Idempotency-Key is kept by
+            # Zendesk for two hours only, and retries (backoff, a pause for the rate limit, an
+            # outage) can come later than that — trusted, a late retry opened a second ticket.
             raise OutcomeUnknown(err.message, retry_after=err.retry_after, status=err.status, reply=err.reply) from err
         raise
     except DeliveryError:
