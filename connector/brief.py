@@ -161,6 +161,13 @@ def one_line(text: str, limit: int) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
+def _ticket_ref(ticket: Mapping[str, Any]) -> dict[str, Any]:
+    """An earlier contact's ticket with every key the templates read: the packet requires none of
+    them (a call or chat in another tool may have a link only, or nothing), and the templates'
+    StrictUndefined made a missing `id` an error — the brief failed, and with it the delivery."""
+    return {"system": ticket.get("system") or "ticket", "id": ticket.get("id"), "url": ticket.get("url")}
+
+
 def _parse(at: str | None) -> dt.datetime | None:
     moment = rfc3339(at)  # as the packet's schema read it
     return moment.astimezone(dt.UTC) if moment is not None else None
@@ -276,7 +283,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str) -> dict[str, Any]:
         "history": [
             {"at": (_parse(h.get("at")) or dt.datetime.min).strftime("%Y-%m-%d") if h.get("at") else "",
              "channel": h.get("channel"), "summary": h.get("summary"), "agent": h.get("agent"),
-             "ticket": h.get("ticket") or {}}
+             "ticket": _ticket_ref(h.get("ticket") or {})}
             for h in packet.get("history") or []
         ],
         "routing": {k: _scalar(v) for k, v in routing.items() if k != "preferred_agent"},

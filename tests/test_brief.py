@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from marshmallow import ValidationError
+
 from connector.brief import render_brief
+from connector.previewing import preview_packet
+from connector.schemas import PacketSchema
 from tests.factories import full_packet, minimal_packet
 
 
@@ -65,3 +75,39 @@ def test_multi_day_transcripts_show_dates():
     packet = minimal_packet()
     packet["transcript"].append({"at": "2026-11-21T08:00:00+01:00", "role": "customer", "text": "Next day"})
     assert "[2026-11-21 07:00:00] Customer: Next day" in render_brief(packet, "hnd_5").text
+
+
+def _without_one_optional_key(node: Any, path: tuple = ()) -> Iterator[tuple[str, dict]]:
+    """The full packet with one key left out, for every key below the top level whose absence the
+    schema accepts: what a bot may leave out, every template must render without."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if path:
+                packet = copy.deepcopy(full_packet())
+                parent = packet
+                for step in path:
+                    parent = parent[step]
+                del parent[key]
+                try:
+                    PacketSchema().load(packet)
+                except ValidationError:
+                    pass
+                else:
+                    yield ".".join(map(str, (*path, key))), packet
+            yield from _without_one_optional_key(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _without_one_optional_key(value, (*path, index))
+
+
+@pytest.mark.parametrize(("left_out", "packet"), list(_without_one_optional_key(full_packet())),
+                         ids=lambda value: value if isinstance(value, str) else "")
+def test_every_vendor_renders_a_packet_without_any_one_optional_field(make_app, left_out, packet):
+    # A history entry without `ticket.id` failed the brief (its templates' StrictUndefined), and
+    # with it every Zendesk and Salesforce delivery of the handoff, retried until dead.
+    services = make_app().extensions["connector"]
+    preview = preview_packet(services, json.dumps(packet).encode())
+    assert set(preview["vendors"]) == {"zendesk", "salesforce", "slack"}
+    brief = render_brief(packet, "hnd_1")
+    assert brief.text and brief.html
+
