@@ -60,7 +60,7 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *, reached
         "tickets": [_ticket(d) for d in deliveries],
         "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS},
         "customer_message": shown_message(handoff.customer_message, status, reached_later=reached_later),
-        "estimated_wait_seconds": handoff.estimated_wait_seconds,
+        "estimated_wait_seconds": shown_wait(handoff.estimated_wait_seconds, status, reached_later=reached_later),
         # Targets appear here when they finish: until then nothing has reached them.
         "context_receipt": {d.target: d.receipt for d in deliveries if d.receipt is not None},
         "links": {"self": f"/v1/handoffs/{handoff.id}"},
@@ -91,6 +91,12 @@ def shown_message(message: dict[str, str] | None, status: str, *, reached_later:
     if message.get("if_failed"):
         return {"locale": message.get("if_failed_locale") or message["locale"], "text": message["if_failed"]}
     return {"locale": "en", "text": FAILED}  # stored before apologies were composed: the built-in one
+
+
+def shown_wait(seconds: int | None, status: str, *, reached_later: bool = False) -> int | None:
+    """The expected wait as the bot may quote it now: none once every target has given up — beside
+    the apology it would promise a wait for nobody (the same rule as `shown_message`)."""
+    return None if status == "failed" and not reached_later else seconds
 
 
 def render_follow_up(follow_up: Handoff, deliveries: Sequence[Any] | None = None) -> dict[str, Any]:

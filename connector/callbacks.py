@@ -88,7 +88,7 @@ def row(handoff: Handoff, state: str, url: str, tickets: Sequence[Mapping[str, A
         "at": now.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
         "ticket": dict(done[0]) if done else None,
         "agent": dict(agent) if agent else None,
-        "estimated_wait_seconds": handoff.estimated_wait_seconds,
+        "estimated_wait_seconds": answers.shown_wait(handoff.estimated_wait_seconds, state),
         # Ready to show while the customer waits for a ticket, and the apology when every target
         # gave up; after an agent has it, the bot words it itself.
         "message": (answers.shown_message(handoff.customer_message, state) or {}).get("text")

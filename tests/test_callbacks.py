@@ -216,7 +216,7 @@ def test_failed_when_no_target_made_a_ticket(make_callback_app, bot, monkeypatch
     # No promise that someone will reply: the apology, ready to show (messages.yaml `failed`).
     assert failed["message"] == ("I'm sorry — I couldn't pass this on to our technical support team just now, so "
                                  "nobody has it yet. Please try again in a few minutes.")
-    assert [t["status"] for t in failed["tickets"]] == ["failed"]
+    assert [t["status"] for t in failed["tickets"]] == ["failed"] and failed["estimated_wait_seconds"] is None
     # Owed once one target holds a ticket (an agent can see the handoff); `tickets` says where the
     # other stood then.
     assert partial["state"] == "delivered" and partial["ticket"]["target"] == "preview"

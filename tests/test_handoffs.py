@@ -136,7 +136,26 @@ def test_when_every_target_gave_up_the_customer_message_promises_no_reply(make_a
         body = post(client, packet).get_json()
         assert body["status"] == "failed"
         assert body["customer_message"] == {"locale": packet["conversation"].get("language", "en"), "text": text}
-        assert client.get(body["links"]["self"], headers=auth()).get_json()["customer_message"]["text"] == text
+        again = client.get(body["links"]["self"], headers=auth()).get_json()
+        assert again["customer_message"]["text"] == text
+        # Nor a wait to quote beside the apology: it would be a wait for nobody.
+        assert body["estimated_wait_seconds"] is None and again["estimated_wait_seconds"] is None
+
+
+def test_the_wait_is_quoted_until_every_target_has_given_up():
+    from types import SimpleNamespace
+
+    from connector.answers import render
+
+    def answer(*states):
+        deliveries = [SimpleNamespace(target=f"t{n}", state=state, vendor_id=None, url=None, attempts=1,
+                                      last_error=None, receipt=None) for n, state in enumerate(states)]
+        handoff = SimpleNamespace(id="hnd_1", conversation_id="c", customer_message=None, estimated_wait_seconds=240,
+                                  assignment={}, deliveries=deliveries)
+        return render(handoff)["estimated_wait_seconds"], render(handoff, reached_later=True)["estimated_wait_seconds"]
+
+    assert answer("pending") == (240, 240) and answer("created", "failed") == (240, 240)
+    assert answer("failed", "dead") == (None, 240)  # messages since opened a ticket: someone has it now
 
 
 def test_a_handoff_stored_before_the_apology_existed_gets_the_built_in_one():
