@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import time
 from dataclasses import dataclass
+from typing import NoReturn
 
 from flask import Request
 
@@ -41,7 +43,19 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
+# The connector signs its status callbacks with the bot's own secrets, in the same scheme, with
+# webhook-id `<handoff id>.<state>` (`callbacks.Sender`): such a message, replayed to us by anyone
+# who saw it (a logging proxy, a relay), would pass the signature check.
+_CALLBACK_ID = re.compile(r"hnd_[0-9A-Za-z]+\.[a-z]+")
+
+
 def _signed(request: Request, settings: Settings, now: float) -> Caller:
+    # Refused before any signature is checked. A read carries no body: one with a body is another
+    # message's signature put to use (a callback's, above) to read every handoff of the bot.
+    if _CALLBACK_ID.fullmatch(request.headers.get("webhook-id", "").strip()):
+        return _refused("callback_id")
+    if request.method in ("GET", "HEAD") and request.get_data():
+        return _refused("body_on_read")
     by_bot: dict[str, list[str]] = {}
     for bot_id, secret in settings.bot_secrets:
         by_bot.setdefault(bot_id, []).append(secret)
@@ -56,6 +70,10 @@ def _signed(request: Request, settings: Settings, now: float) -> Caller:
     # A header or clock problem is the same for every bot and says more than "no bot matched".
     reason = next((r for r in reasons if r not in ("mismatch", "no_secret_configured")),
                   "mismatch" if "mismatch" in reasons else "no_secret_configured")
+    return _refused(reason)
+
+
+def _refused(reason: str) -> NoReturn:
     log.warning("bot signature refused", extra={"reason": reason})
     raise Unauthenticated(f"The request signature was refused ({reason}).", errors={"webhook-signature": [reason]})
 

@@ -36,6 +36,8 @@ Reason = Literal[
     "stale_timestamp",
     "future_timestamp",
     "mismatch",
+    "callback_id",
+    "body_on_read",
 ]
 REASONS: frozenset[str] = frozenset(get_args(Reason))
 
