@@ -53,6 +53,7 @@ OPEN_STATUSES = ("new", "open", "pending", "hold")
 # A note that the customer came back reopens it (`reopen_solved`), as a reply of theirs would.
 # On hold waits for a third party, not the customer: left as it is.
 WAITS_ON_NOBODY = ("solved", "pending")
+SEARCHABLE_EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+")
 _TAG_UNSAFE = re.compile(r"[^\w\-]+")
 
 
@@ -323,7 +324,10 @@ class ZendeskAdapter(Adapter):
     def _latest_open_ticket(self, packet: Mapping[str, Any], assigned: bool = False,
                             timeout: float | None = None) -> dict[str, Any] | None:
         email = str((packet.get("customer") or {}).get("email") or "")
-        if not email or re.search(r'[\s"]', email):
+        if not SEARCHABLE_EMAIL.fullmatch(email):
+            # Zendesk's search reads `*` as a wildcard and other characters as its syntax: an
+            # address such as *@bigcorp.com would find another customer's open ticket (routing
+            # their agent in, or adding this brief to it). Such an address is not looked up.
             return None
         query = f"type:ticket requester:{email} status<solved"
         reply, _ = self._call("GET", "/api/v2/search.json", write=False, timeout=timeout,

@@ -334,6 +334,14 @@ def test_open_ticket_reused_when_mapping_asks(zd: FakeZendesk) -> None:
     assert (outcome.status, outcome.vendor_id) == ("updated", "77120")
 
 
+@pytest.mark.parametrize("email", ["*@bigcorp.com", "dana*@bigcorp.com", "a@b.com OR requester:c@d.com"])
+def test_an_address_zendesk_search_would_read_as_syntax_is_not_looked_up(zd: FakeZendesk, email: str) -> None:
+    # `*` is Zendesk search's wildcard: another customer's open ticket would get this brief.
+    zd.create_ticket()
+    outcome = adapter(update_open_ticket=True).deliver(ctx(full_packet(customer={"name": "M", "email": email})))
+    assert outcome.status == "created" and zd.calls("GET", "/api/v2/search.json") == []
+
+
 def test_open_ticket_search_failure_falls_back_to_create(zd: FakeZendesk, caplog: pytest.LogCaptureFixture) -> None:
     zd.error("GET", "/api/v2/search.json", 500, "error-503.html")
     zd.create_ticket()
