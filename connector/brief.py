@@ -221,7 +221,8 @@ def _transcript(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
         })
     span = ""
     if start and end:
-        span = f"{start:%Y-%m-%d %H:%M} – {end:%H:%M} UTC, {_duration((end - start).total_seconds())}"
+        ends = f"{end:%Y-%m-%d %H:%M}" if multi_day else f"{end:%H:%M}"  # over midnight: the day it ended too
+        span = f"{start:%Y-%m-%d %H:%M} – {ends} UTC, {_duration((end - start).total_seconds())}"
     return {
         "rows": rows,
         "count": len(rows),

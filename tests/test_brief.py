@@ -71,6 +71,24 @@ def test_the_html_brief_keeps_the_customers_line_breaks_and_escapes_around_them(
     assert "Sync broke.<br>\nError: 401" in html
 
 
+def test_multi_line_collected_data_and_history_keep_their_lines_in_the_html_brief():
+    packet = full_packet()
+    packet["collected_data"]["error_message"] = "Traceback (most recent call last):\n  File \"sync.py\"\nOAuthError: 4012"
+    packet["history"][0]["summary"] = "Called twice.\nPromised a refund."
+    html = render_brief(packet, "hnd_1").html
+    assert "Traceback (most recent call last):<br>\n  File &#34;sync.py&#34;<br>\nOAuthError: 4012" in html
+    assert "Called twice.<br>\nPromised a refund." in html
+
+
+def test_a_transcript_over_midnight_names_both_days_in_its_heading():
+    packet = full_packet()
+    packet["transcript"][0]["at"] = "2026-11-19T23:50:00Z"
+    for entry in packet["transcript"][1:]:
+        entry["at"] = "2026-11-20T00:10:00Z"
+    heading = next(line for line in render_brief(packet, "hnd_1").text.splitlines() if line.startswith("TRANSCRIPT"))
+    assert "2026-11-19 23:50 – 2026-11-20 00:10 UTC, 20 min" in heading, heading
+
+
 def test_multi_day_transcripts_show_dates():
     packet = minimal_packet()
     packet["transcript"].append({"at": "2026-11-21T08:00:00+01:00", "role": "customer", "text": "Next day"})
