@@ -12,6 +12,7 @@ Two rules hold for every string a customer or bot wrote:
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from connector.brief import OUTCOMES, REASONS, ROLES, TRENDS, subject_for
+from connector.text_rules import rfc3339
 
 from .events import Holder
 
@@ -412,11 +414,14 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
 def transcript(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     """The whole conversation, oldest first, over as many replies as it takes."""
     entries = packet.get("transcript") or []
-    days = {str(e.get("at", ""))[:10] for e in entries}
-    pieces: list[tuple[str, str]] = [(f"*Transcript* — {len(entries)} messages", "")]
-    for entry in entries:
+    # In UTC, as the brief gives them: sliced as written, a bot's mixed offsets showed three
+    # consecutive messages at 04:14, 09:14 and 10:15, and one day as two, out of order.
+    moments = [_utc(e.get("at")) for e in entries]
+    days = {m.date() for m in moments if m is not None}
+    pieces: list[tuple[str, str]] = [(f"*Transcript* — {len(entries)} messages, times in UTC", "")]
+    for entry, moment in zip(entries, moments, strict=True):
         at = str(entry.get("at", ""))
-        stamp = at[:19].replace("T", " ") if len(days) > 1 else at[11:19] or at
+        stamp = moment.strftime("%Y-%m-%d %H:%M:%S" if len(days) > 1 else "%H:%M:%S") if moment else at
         role = ROLES.get(entry.get("role", ""), entry.get("role", ""))
         pieces.append((f"*[{escape(stamp)}] {escape(role)}:* ", entry.get("text", "")))
         for a in entry.get("attachments") or []:
@@ -424,6 +429,11 @@ def transcript(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
             name = link(a.get("url"), a.get("name") or a.get("url") or "attachment", 300)
             pieces.append((f"    📎 {name} ", f"({kind})" if kind else ""))
     return pack(sections(pieces), f"Transcript of handoff {handoff_id}")
+
+
+def _utc(at: Any) -> dt.datetime | None:
+    moment = rfc3339(at)
+    return moment.astimezone(dt.UTC) if moment is not None else None
 
 
 def _bytes(size: Any) -> str:

@@ -366,6 +366,17 @@ def test_rate_limit_raises_promptly_with_retry_after(slack: FakeSlack, adapter: 
     assert len(slack.calls) == 1
 
 
+def test_transcript_times_are_in_utc_as_in_the_brief_whatever_offset_the_bot_wrote() -> None:
+    # Sliced as written: three consecutive moments showed as 04:14:02, 09:14:05, 10:15:40.
+    packet = full_packet()
+    packet["transcript"][0]["at"] = "2026-11-20T04:14:02-05:00"
+    packet["transcript"][1]["at"] = "2026-11-20T09:14:05Z"
+    packet["transcript"][2]["at"] = "2026-11-20T10:15:40+01:00"
+    thread = "\n".join(b["text"]["text"] for m in kit.transcript(packet, HANDOFF) for b in m["blocks"])
+    assert re.findall(r"\*\[([^\]]+)\] (?:Customer|Bot):\*", thread)[:3] == ["09:14:02", "09:14:05", "09:15:40"]
+    assert "times in UTC" in thread
+
+
 def test_trigger_words_the_alert_shortens_are_in_the_thread_whole(slack: FakeSlack, adapter: SlackAdapter) -> None:
     # The receipt said "in full in the thread"; the thread never carried them.
     packet = full_packet()
