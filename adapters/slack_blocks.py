@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from connector.brief import OUTCOMES, REASONS, ROLES, TRENDS, subject_for
+from connector.brief import OUTCOMES, REASONS, ROLES, TRENDS, scalar, subject_for
 from connector.text_rules import rfc3339
 
 from .events import Holder
@@ -214,12 +214,6 @@ def urgency_of(packet: Mapping[str, Any], assignment: Mapping[str, Any]) -> str:
     return escalation.get("urgency") or routing.get("priority") or assignment.get("priority") or "normal"
 
 
-def _scalar(value: Any) -> str:
-    if isinstance(value, list):
-        return ", ".join(_scalar(item) for item in value)
-    return "—" if value is None else str(value)
-
-
 def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any],
           related: Sequence[Mapping[str, Any]], mention: str = "", repeat: bool = False,
           claim: bool = False) -> tuple[Message, list[Note]]:
@@ -284,7 +278,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
 
     collected = list((packet.get("collected_data") or {}).items())
     if collected:
-        shown = [f"*{fit(k, 100)[0]}*\n{short('collected_data', _scalar(v), 150)}" for k, v in collected[:MAX_FIELDS]]
+        shown = [f"*{fit(k, 100)[0]}*\n{short('collected_data', scalar(v), 150)}" for k, v in collected[:MAX_FIELDS]]
         heading = "*Collected data*"
         if len(collected) > MAX_FIELDS:
             heading += f" — {MAX_FIELDS} of {len(collected)} shown; all in the thread"
@@ -379,7 +373,7 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     pieces: list[tuple[str, str]] = [("*Everything the bot passed on*", "")]
     who = [f"{k}: {customer[k]}" for k in ("name", "email", "phone", "id", "account_id", "segment") if customer.get(k)]
     pieces.append(("*Customer:* ", " · ".join(who)))
-    pieces += [(f"• {escape(k)}: ", _scalar(v)) for k, v in (customer.get("attributes") or {}).items()]
+    pieces += [(f"• {escape(k)}: ", scalar(v)) for k, v in (customer.get("attributes") or {}).items()]
     reason = REASONS.get(escalation.get("reason", ""), escalation.get("reason", ""))
     pieces.append(("*Why:* ", " — ".join(filter(None, (reason, escalation.get("detail"))))))
     if escalation.get("keywords"):  # the alert shortens them to 300 characters
@@ -391,7 +385,7 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
             pieces.append((f"*{title}:* ", intent[key]))
     if packet.get("collected_data"):
         pieces.append(("*Collected data:*", ""))
-        pieces += [(f"• *{escape(k)}:* ", _scalar(v)) for k, v in packet["collected_data"].items()]
+        pieces += [(f"• *{escape(k)}:* ", scalar(v)) for k, v in packet["collected_data"].items()]
     if packet.get("attempted_solutions"):
         pieces.append(("*What the bot tried:*", ""))
         for a in packet["attempted_solutions"]:
@@ -405,9 +399,13 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
             pieces.append((f"• {escape(h.get('at', ''))} {escape(h.get('channel') or '')} {ticket} — ",
                            " · ".join(filter(None, (h.get("summary"), h.get("agent"))))))
     if routing:
-        pieces.append(("*Routing hints:* ", " · ".join(f"{k}: {_scalar(v)}" for k, v in routing.items())))
+        preferred = routing.get("preferred_agent") or {}
+        hints = [f"{k}: {scalar(v)}" for k, v in routing.items() if k != "preferred_agent"]
+        if preferred.get("email") or preferred.get("id"):  # as the brief names them, not a dict's repr
+            hints.append(f"preferred agent: {preferred.get('email') or preferred.get('id')}")
+        pieces.append(("*Routing hints:* ", " · ".join(hints)))
     if packet.get("metadata"):
-        pieces.append(("*Metadata:* ", " · ".join(f"{k}: {_scalar(v)}" for k, v in packet["metadata"].items())))
+        pieces.append(("*Metadata:* ", " · ".join(f"{k}: {scalar(v)}" for k, v in packet["metadata"].items())))
     return pack(sections((p, r) for p, r in pieces if p or r), f"Details of handoff {handoff_id}")
 
 

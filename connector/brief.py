@@ -192,9 +192,10 @@ def _size(size: Any) -> str:
     return ""
 
 
-def _scalar(value: Any) -> str:
+def scalar(value: Any) -> str:
+    """A packet value as an agent reads it (also in Slack's details): lists joined, booleans as yes/no."""
     if isinstance(value, list):
-        return ", ".join(_scalar(item) for item in value)
+        return ", ".join(scalar(item) for item in value)
     if isinstance(value, bool):
         return "yes" if value else "no"
     return "—" if value is None else str(value)
@@ -264,7 +265,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str) -> dict[str, Any]:
         "customer_name": customer.get("name") or customer.get("email") or customer.get("phone") or customer.get("id"),
         "identity": identity,
         "segment": customer.get("segment"),
-        "attributes": [(k, _scalar(v)) for k, v in (customer.get("attributes") or {}).items()],
+        "attributes": [(k, scalar(v)) for k, v in (customer.get("attributes") or {}).items()],
         "sentiment": sentiment.get("label"),
         "sentiment_score": sentiment.get("score"),
         "trend": TRENDS.get(sentiment.get("trend", ""), sentiment.get("trend")),
@@ -279,7 +280,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str) -> dict[str, Any]:
              "outcome": OUTCOMES.get(a.get("outcome", "unknown"), a.get("outcome"))}
             for a in packet.get("attempted_solutions") or []
         ],
-        "collected": [(k, _scalar(v)) for k, v in collected.items()],
+        "collected": [(k, scalar(v)) for k, v in collected.items()],
         "already_given": already_given,
         "history": [
             {"at": (_parse(h.get("at")) or dt.datetime.min).strftime("%Y-%m-%d") if h.get("at") else "",
@@ -287,9 +288,9 @@ def _view(packet: Mapping[str, Any], handoff_id: str) -> dict[str, Any]:
              "ticket": _ticket_ref(h.get("ticket") or {})}
             for h in packet.get("history") or []
         ],
-        "routing": {k: _scalar(v) for k, v in routing.items() if k != "preferred_agent"},
+        "routing": {k: scalar(v) for k, v in routing.items() if k != "preferred_agent"},
         "preferred_agent": preferred.get("email") or preferred.get("id"),
         "transcript": _transcript(packet.get("transcript") or []),
-        "metadata": [(k, str(v) if isinstance(v, dict) else _scalar(v))
+        "metadata": [(k, str(v) if isinstance(v, dict) else scalar(v))
                      for k, v in (packet.get("metadata") or {}).items()],
     }

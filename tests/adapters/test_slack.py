@@ -377,6 +377,15 @@ def test_transcript_times_are_in_utc_as_in_the_brief_whatever_offset_the_bot_wro
     assert "times in UTC" in thread
 
 
+def test_the_details_show_booleans_and_the_preferred_agent_as_the_brief_does() -> None:
+    packet = full_packet()
+    packet["collected_data"]["refund_requested"] = False
+    packet["routing"]["preferred_agent"] = {"id": "U123", "email": "sam@acme.example"}
+    thread = "\n".join(b["text"]["text"] for m in kit.details(packet, HANDOFF) for b in m["blocks"])
+    assert "*refund_requested:* no" in thread and "preferred agent: sam@acme.example" in thread
+    assert "{'id'" not in thread and "False" not in thread
+
+
 def test_trigger_words_the_alert_shortens_are_in_the_thread_whole(slack: FakeSlack, adapter: SlackAdapter) -> None:
     # The receipt said "in full in the thread"; the thread never carried them.
     packet = full_packet()
