@@ -161,4 +161,8 @@ def _opening_words(hours: Mapping[str, Any], strings: Mapping[str, Any], now: dt
         day = strings["today"]
     elif days == 1 and strings.get("tomorrow"):
         day = strings["tomorrow"]
+    elif days >= 7:
+        # A weekday a week or more away names the wrong one (a holiday closure: "by Monday" read
+        # as this Monday): the date follows it, written the one way every locale reads.
+        day = f"{day} {at.date().isoformat()}"
     return {"time": at.strftime("%H:%M"), "day": day, "date": at.date().isoformat(), "timezone": zone.key}

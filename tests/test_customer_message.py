@@ -93,6 +93,17 @@ def test_an_opening_tomorrow_says_tomorrow_where_the_locale_has_the_word():
     assert "by 09:00 tomorrow (Europe/Paris)" in compose(full_packet(), CLOSED, None, SHIPPED, now=sunday)["text"]
 
 
+def test_an_opening_a_week_or_more_away_gives_its_date_too():
+    # A holiday closure from 24 December: "by 09:00 Monday" read as the 28th; the team is back on 4 January.
+    closed = copy.deepcopy(CLOSED)
+    closed["business_hours"]["next_opening"] = "2027-01-04T09:00:00+01:00"
+    christmas_eve = dt.datetime(2026, 12, 24, 10, 0, tzinfo=dt.UTC)
+    text = compose(full_packet(), closed, None, SHIPPED, now=christmas_eve)["text"]
+    assert "by 09:00 Monday 2027-01-04 (Europe/Paris)" in text
+    within_the_week = dt.datetime(2026, 12, 29, 10, 0, tzinfo=dt.UTC)  # six days before: the weekday alone
+    assert "by 09:00 Monday (Europe/Paris)" in compose(full_packet(), closed, None, SHIPPED, now=within_the_week)["text"]
+
+
 @pytest.mark.parametrize(("variant", "phrase"), [("vip", "you have priority"), ("urgent", "flagged this as urgent"),
                                                  ("apology", "sorry this has been frustrating")])
 def test_a_rule_can_pick_a_variant(variant, phrase):
