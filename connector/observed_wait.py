@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import business_hours
 from .db import Database
 from .models import Assignment, utcnow
 from .routing_schema import compiled
@@ -76,17 +77,27 @@ class ObservedWait:
 
     def _measure(self, team: str, window_minutes: int, min_samples: int) -> int | None:
         since = self._now() - dt.timedelta(minutes=window_minutes)
-        query = (select(Assignment.wait_seconds)
+        query = (select(Assignment.handed_off_at, Assignment.wait_seconds)
                  .where(Assignment.team == team, Assignment.assigned_at >= since, Assignment.routed.is_(False))
                  .order_by(Assignment.assigned_at.desc())
                  .limit(MAX_SAMPLES))
         try:
             with self.db.reading() as session:
-                waits = list(session.scalars(query))
+                rows = session.execute(query).all()
         except SQLAlchemyError as err:
             log.warning("observed wait unavailable; the configured figure is quoted",
                         extra={"team": team, "error": type(err).__name__})
             return None
+        # Only handoffs that came while the team was open: one that came in the night waited the
+        # night too. Counted, the weekend's backlog taken on Monday morning was quoted to the
+        # customers who came at ten as "about 2764 minutes". (Out of hours no wait is quoted.)
+        calendar = (compiled(self.routing())["teams"].get(team) or {}).get("calendar")
+        waits = [wait for came, wait in rows if calendar is None or business_hours.is_open(calendar, _utc(came))]
         if len(waits) < min_samples:
             return None
         return round(statistics.median(waits))
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)  # SQLite keeps no zone
+

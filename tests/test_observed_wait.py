@@ -17,7 +17,7 @@ from connector.routing import wait_estimate
 from connector.routing_schema import compile_routing
 from tests.factories import FIXTURES
 
-NOW = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)
+NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)  # a Friday, 13:00 in Berlin: billing is open
 _ids = itertools.count()
 
 
@@ -42,6 +42,27 @@ def assigned(db, team: str, wait_s: int, minutes_ago: float, routed: bool = Fals
         session.add(Assignment(handoff_id=f"hnd_OBS{n:06d}", target="zendesk", vendor_ticket_id=str(1000 + n),
                                team=team, agent_id="235324", event_id=f"evt-{n}", handed_off_at=handed_off,
                                assigned_at=at, wait_seconds=wait_s, routed=routed))
+
+
+def test_handoffs_that_came_while_the_team_was_closed_are_not_its_wait(db):
+    # Billing (Berlin, weekdays 09:00-17:00) takes the night's handoffs at opening: counted, the
+    # night's hours were quoted to the customers who came once it was open.
+    monday = dt.datetime(2026, 11, 23, 8, 40, tzinfo=dt.UTC)  # 09:40 in Berlin
+    for n, (came, taken) in enumerate([("2026-11-20T19:00", "2026-11-23T08:02"), ("2026-11-21T10:00", "2026-11-23T08:04"),
+                                       ("2026-11-22T15:00", "2026-11-23T08:06"), ("2026-11-23T08:10", "2026-11-23T08:12"),
+                                       ("2026-11-23T08:15", "2026-11-23T08:18"), ("2026-11-23T08:20", "2026-11-23T08:24")]):
+        handed_off, at = (dt.datetime.fromisoformat(t).replace(tzinfo=dt.UTC) for t in (came, taken))
+        with db.session() as session:
+            session.add(Handoff(id=f"hnd_NIGHT{n:04d}", bot_id="support-bot", conversation_id=f"night-{n}",
+                                idempotency_key=f"night-{n}", request_hash="0" * 64, packet={},
+                                assignment={"team": "billing"}, customer_message={}, created_at=handed_off))
+            session.flush()
+            session.add(Assignment(handoff_id=f"hnd_NIGHT{n:04d}", target="zendesk", vendor_ticket_id=f"n{n}",
+                                   team="billing", agent_id="1", event_id=f"night-{n}", handed_off_at=handed_off,
+                                   assigned_at=at, wait_seconds=int((at - handed_off).total_seconds()), routed=False))
+    config = routing_with()
+    observed = ObservedWait(db, lambda: config, clock=Clock(), now=lambda: monday)
+    assert observed("billing") == 180  # the median of the morning's 120, 180 and 240 s, not of 46 hours
 
 
 class Clock:
