@@ -57,7 +57,7 @@ AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_e
 # `fatal_error` and `request_timeout` (of which Slack says the operation may have partly
 # succeeded), and `internal_error`, `service_unavailable` come the same way. A retry, looking
 # first when the call posts, like a 5xx — refused for good, a short Slack incident failed handoffs.
-SLACK_FAILURES = frozenset({"fatal_error", "internal_error", "service_unavailable", "request_timeout"})
+SERVER_FAILURES = frozenset({"fatal_error", "internal_error", "service_unavailable", "request_timeout"})
 # find_existing reads at most PAGES × PAGE_SIZE messages of the channel, newest first, no older than
 # the oldest delivery the outbox still retries (max_delivery_age_s) plus a margin for clock skew.
 PAGES, PAGE_SIZE, SKEW_S = 5, 200, 600
@@ -368,7 +368,7 @@ def _api_error(api: str, err: SlackApiError, acts: bool, channel: Any = None) ->
         return RateLimited(message, retry_after=retry_after, status=status, reply=data)
     if code in AUTH_ERRORS:
         return AuthError(message, status=status, reply=data)
-    if status >= 500 or code in SLACK_FAILURES:
+    if status >= 500 or code in SERVER_FAILURES:
         # A 5xx to a post may come from a gateway after Slack stored the message: look before re-posting.
         return (OutcomeUnknown if acts else TransientError)(message, status=status, reply=data)
     return RejectedError(message, status=status, reply=data)
