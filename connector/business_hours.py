@@ -61,15 +61,39 @@ def next_opening(calendar: Calendar, now: dt.datetime) -> dt.datetime | None:
     return None
 
 
+def closes_at(calendar: Calendar, now: dt.datetime) -> dt.datetime | None:
+    """When a team open at `now` next closes: the end of the range it is in, carried on through a
+    range starting where it ends (12:00-14:00 after 09:00-12:00; the next day's 00:00 after 24:00).
+    None when closed now, or open for more than a week without a break."""
+    if not is_open(calendar, now):
+        return None
+    local = now.astimezone(calendar.zone)
+    day, minute = local.date(), local.hour * 60 + local.minute
+    end = next(end for start, end in calendar.week[day.weekday()] if start <= minute < end)
+    for _ in range(8 * 24):  # a week of ranges at most
+        if end == 24 * 60:
+            day, end = day + dt.timedelta(days=1), 0
+            if day in calendar.holidays:
+                return _wall(calendar.zone, day, 0)
+        following = next((e for s, e in calendar.week[day.weekday()] if s == end), None)
+        if following is None:
+            return _wall(calendar.zone, day, end)
+        end = following
+    return None
+
+
 def status(calendar: Calendar, now: dt.datetime) -> dict[str, Any]:
-    """What the assignment carries: JSON-ready, so it can be stored with the handoff."""
+    """What the assignment carries: JSON-ready, so it can be stored with the handoff.
+    `closes_in_s`: how long the team stays open (`routing.wait_estimate` quotes no wait beyond it)."""
     open_now = is_open(calendar, now)
     opening = None if open_now else next_opening(calendar, now)
+    closing = closes_at(calendar, now) if open_now else None
     return {
         "calendar": calendar.name,
         "timezone": calendar.timezone,
         "open": open_now,
         "next_opening": opening.isoformat() if opening else None,
+        "closes_in_s": int((closing - now).total_seconds()) if closing else None,
     }
 
 

@@ -221,6 +221,16 @@ def wait_estimate(assignment: Mapping[str, Any], routing: Mapping[str, Any], *,
     gives the next opening instead. Never an invented number."""
     if assignment.get("out_of_hours"):
         return None, "out of hours"
+    seconds, source = _wait_figure(assignment, routing, observed_wait)
+    closes_in = (assignment.get("business_hours") or {}).get("closes_in_s")
+    if seconds is not None and closes_in is not None and seconds > closes_in:
+        # "About 30 minutes" at 17:55 to a team leaving at 18:00 promised what nobody would keep.
+        return None, f"{source} {seconds} s, but the team closes in {closes_in} s"
+    return seconds, source
+
+
+def _wait_figure(assignment: Mapping[str, Any], routing: Mapping[str, Any],
+                 observed_wait: Callable[[str], int | None] | None) -> tuple[int | None, str]:
     team = str(assignment.get("team") or "")
     observed = observed_wait(team) if observed_wait else None
     if observed is not None:

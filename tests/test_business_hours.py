@@ -8,7 +8,7 @@ import pytest
 import yaml
 from marshmallow import ValidationError
 
-from connector.business_hours import CalendarSchema, build_calendars, is_open, next_opening, status
+from connector.business_hours import CalendarSchema, build_calendars, closes_at, is_open, next_opening, status
 from connector.customer_message import compose
 from connector.mappings import load_file
 from connector.routing import assign, compile_routing, expected_wait
@@ -71,12 +71,36 @@ def test_holidays_are_closed_all_day():
     assert next_opening(BERLIN, at(2026, 12, 24, 17, 0)) == at(2026, 12, 28, 8, 0)
     state = status(BERLIN, christmas_noon)
     assert state == {"calendar": "test", "timezone": "Europe/Berlin", "open": False,
-                     "next_opening": "2026-12-28T09:00:00+01:00"}
+                     "next_opening": "2026-12-28T09:00:00+01:00", "closes_in_s": None}
 
 
 def test_open_status_has_no_next_opening():
     assert status(BERLIN, at(2026, 12, 23, 10, 0))["open"] is True
     assert status(BERLIN, at(2026, 12, 23, 10, 0))["next_opening"] is None
+
+
+def test_an_open_team_says_when_it_closes_carrying_on_through_adjoining_ranges():
+    assert status(BERLIN, at(2026, 12, 23, 10, 0))["closes_in_s"] == 6 * 3600  # 11:00 in Berlin, open until 17:00
+    split = calendar("UTC", {"mon-fri": ["09:00-12:00", "12:00-17:00"]})
+    assert closes_at(split, at(2026, 11, 23, 10, 0)) == at(2026, 11, 23, 17, 0)
+    night = calendar("UTC", {"mon": "08:00-24:00", "tue": ["00:00-02:00", "09:00-17:00"]})
+    assert closes_at(night, at(2026, 11, 23, 23, 0)) == at(2026, 11, 24, 2, 0)
+    always = calendar("UTC", {"mon-sun": "00:00-24:00"})
+    assert closes_at(always, at(2026, 11, 23, 23, 0)) is None and closes_at(BERLIN, at(2026, 12, 25, 11, 0)) is None
+
+
+def test_no_wait_is_promised_past_closing_time():
+    # "About 30 minutes" at 17:55 to a team that leaves at 18:00 promised what nobody would keep.
+    routing = compile_routing({"version": 1, "default": {"team": "billing", "expected_wait_seconds": 1800},
+                               "calendars": {"office": {"timezone": "Europe/Berlin", "hours": {"mon-fri": "09:00-18:00"}}},
+                               "teams": {"billing": {"calendar": "office"}}, "rules": [{"name": "default"}]})
+    packet = full_packet()
+    packet.pop("routing")  # no department hint: the default team, billing
+    before_closing = assign(packet, routing, now=at(2026, 11, 27, 16, 55))  # Friday 17:55 in Berlin
+    assert before_closing["team"] == "billing"
+    assert not before_closing["out_of_hours"] and expected_wait(before_closing, routing) is None
+    morning = assign(packet, routing, now=at(2026, 11, 27, 8, 0))
+    assert expected_wait(morning, routing) == 1800
 
 
 def test_day_ranges_wrap_and_lists_allow_breaks():
