@@ -99,11 +99,13 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
                     f"A handoff takes at most {MAX_BATCHES} batches of messages, and this one has them. Send a new "
                     "handoff of the conversation with the whole transcript instead.",
                     errors={"messages": [f"at most {MAX_BATCHES} batches per handoff"]})
+            packet = follow_up_packet(handoff, earlier, messages)
+            _within_the_transcript_limit(packet, len(messages), services.settings.max_transcript_entries)
             now = utcnow()
             row = dict(
                 id=f"msg_{ULID()}", bot_id=handoff.bot_id, conversation_id=handoff.conversation_id,
                 idempotency_key=key, request_hash=digest, message_id=message_id,
-                packet=follow_up_packet(handoff, earlier, messages), assignment=handoff.assignment,
+                packet=packet, assignment=handoff.assignment,
                 customer_message=handoff.customer_message, estimated_wait_seconds=None, follows_id=handoff.id,
                 follow_up_seq=(earlier[-1].follow_up_seq if earlier else 0) + 1, created_at=now, updated_at=now,
             )
@@ -127,6 +129,18 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
     with log_context(handoff_id=handoff.id, follow_up_id=row["id"]):
         log.info("messages accepted", extra={"messages": len(messages), "targets": targets})
         return deliver_and_answer(services, stored, answers.render_follow_up, claimed=False)
+
+
+def _within_the_transcript_limit(packet: dict[str, Any], sent: int, most: int) -> None:
+    """The handoff's transcript with every batch's messages is a transcript too, and has the same
+    limit. Each batch stores it whole (it may have to carry everything): unbounded, a handoff's
+    batches grew as the square of their number, in storage and in what each one reads."""
+    total = len(packet["transcript"])
+    if total > most:
+        raise ValidationFailed(
+            f"With these {sent} message(s) the handoff's transcript would hold {total} entries; at most {most} "
+            "(CONNECTOR_MAX_TRANSCRIPT_ENTRIES). Send a new handoff of the conversation instead.",
+            errors={"messages": [f"the transcript would hold {total} entries; at most {most}"]})
 
 
 def _earlier(services: Services, handoff: Handoff) -> list[Handoff]:

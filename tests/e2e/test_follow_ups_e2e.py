@@ -369,3 +369,19 @@ def test_batches_posted_at_the_same_moment_each_take_their_own_place(make_app, m
         second = session.get(Handoff, response.get_json()["id"])
         assert (session.get(Handoff, first).follow_up_seq, second.follow_up_seq) == (1, 2)
         assert [e["text"] for e in second.packet["transcript"][-2:]] == [SAID[0]["text"], SAID[1]["text"]]
+
+
+def test_messages_that_would_take_the_transcript_over_its_limit_are_refused_naming_it(make_app):
+    # Each batch stores the handoff's transcript with every earlier batch's messages: without the
+    # transcript's own limit on the whole, a handoff's batches grew as the square of their number.
+    base = len(minimal_packet()["transcript"])
+    app = make_app(max_transcript_entries=base + 2)
+    client = app.test_client()
+    handoff = post(client, minimal_packet()).get_json()
+    for key in ("b1", "b2"):  # the whole within the limit
+        assert send(client, handoff["id"], messages=SAID[:1], **{"Idempotency-Key": key}).status_code in (201, 202)
+    refused = send(client, handoff["id"], messages=SAID[:1], **{"Idempotency-Key": "b3"})
+    assert refused.status_code == 422
+    body = refused.get_json()
+    assert "CONNECTOR_MAX_TRANSCRIPT_ENTRIES" in body["detail"]
+    assert body["errors"] == {"messages": [f"the transcript would hold {base + 3} entries; at most {base + 2}"]}
