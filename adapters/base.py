@@ -334,4 +334,3 @@ def created_at(handoff_id: str) -> dt.datetime:
         return ULID.from_str(handoff_id.split("_", 1)[-1]).datetime
     except ValueError:
         return dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
-

@@ -12,7 +12,6 @@ Two rules hold for every string a customer or bot wrote:
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from connector.brief import OUTCOMES, REASONS, ROLES, TRENDS, scalar, subject_for
-from connector.text_rules import rfc3339
+from connector.text_rules import rfc3339_utc
 
 from .events import Holder
 
@@ -414,7 +413,7 @@ def transcript(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     entries = packet.get("transcript") or []
     # In UTC, as the brief gives them: sliced as written, a bot's mixed offsets showed three
     # consecutive messages at 04:14, 09:14 and 10:15, and one day as two, out of order.
-    moments = [_utc(e.get("at")) for e in entries]
+    moments = [rfc3339_utc(e.get("at")) for e in entries]
     days = {m.date() for m in moments if m is not None}
     pieces: list[tuple[str, str]] = [(f"*Transcript* — {len(entries)} messages, times in UTC", "")]
     for entry, moment in zip(entries, moments, strict=True):
@@ -427,11 +426,6 @@ def transcript(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
             name = link(a.get("url"), a.get("name") or a.get("url") or "attachment", 300)
             pieces.append((f"    📎 {name} ", f"({kind})" if kind else ""))
     return pack(sections(pieces), f"Transcript of handoff {handoff_id}")
-
-
-def _utc(at: Any) -> dt.datetime | None:
-    moment = rfc3339(at)
-    return moment.astimezone(dt.UTC) if moment is not None else None
 
 
 def _bytes(size: Any) -> str:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hmac
 import logging
-import re
 import time
 from dataclasses import dataclass
 from typing import NoReturn
 
 from flask import Request
 
+from . import callbacks
 from .errors import Forbidden, Unauthenticated
 from .settings import Settings
 from .vendor_signatures import SignatureError, verify_standard_webhook
@@ -43,16 +43,12 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-# The connector signs its status callbacks with the bot's own secrets, in the same scheme, with
-# webhook-id `<handoff id>.<state>` (`callbacks.Sender`): such a message, replayed to us by anyone
-# who saw it (a logging proxy, a relay), would pass the signature check.
-_CALLBACK_ID = re.compile(r"hnd_[0-9A-Za-z]+\.[a-z]+")
-
-
 def _signed(request: Request, settings: Settings, now: float) -> Caller:
     # Refused before any signature is checked. A read carries no body: one with a body is another
     # message's signature put to use (a callback's, above) to read every handoff of the bot.
-    if _CALLBACK_ID.fullmatch(request.headers.get("webhook-id", "").strip()):
+    # The connector signs its status callbacks with the bot's own secrets, in the same scheme: one
+    # replayed to us by anyone who saw it (a logging proxy, a relay) would pass the signature check.
+    if callbacks.MESSAGE_ID.fullmatch(request.headers.get("webhook-id", "").strip()):
         return _refused("callback_id")
     if request.method in ("GET", "HEAD") and request.get_data():
         return _refused("body_on_read")

@@ -18,7 +18,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
-from .text_rules import rfc3339
+from .text_rules import rfc3339_utc
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -168,11 +168,6 @@ def _ticket_ref(ticket: Mapping[str, Any]) -> dict[str, Any]:
     return {"system": ticket.get("system") or "ticket", "id": ticket.get("id"), "url": ticket.get("url")}
 
 
-def _parse(at: str | None) -> dt.datetime | None:
-    moment = rfc3339(at)  # as the packet's schema read it
-    return moment.astimezone(dt.UTC) if moment is not None else None
-
-
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     if seconds < 60:
@@ -202,7 +197,7 @@ def scalar(value: Any) -> str:
 
 
 def _transcript(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
-    times = [_parse(entry.get("at")) for entry in entries]
+    times = [rfc3339_utc(entry.get("at")) for entry in entries]
     known = [t for t in times if t]
     start, end = (min(known), max(known)) if known else (None, None)
     multi_day = bool(start and end and start.date() != end.date())
@@ -283,7 +278,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str) -> dict[str, Any]:
         "collected": [(k, scalar(v)) for k, v in collected.items()],
         "already_given": already_given,
         "history": [
-            {"at": (_parse(h.get("at")) or dt.datetime.min).strftime("%Y-%m-%d") if h.get("at") else "",
+            {"at": (rfc3339_utc(h.get("at")) or dt.datetime.min).strftime("%Y-%m-%d") if h.get("at") else "",
              "channel": h.get("channel"), "summary": h.get("summary"), "agent": h.get("agent"),
              "ticket": _ticket_ref(h.get("ticket") or {})}
             for h in packet.get("history") or []

@@ -32,6 +32,7 @@ import datetime as dt
 import email.utils
 import json
 import logging
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -50,6 +51,16 @@ from .models import DONE, Assignment, Callback, Delivery, Handoff, utcnow
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def message_id(handoff_id: str, state: str) -> str:
+    """The webhook-id of a handoff's status callback: the same on every resend of it."""
+    return f"{handoff_id}.{state}"
+
+
+# What `message_id` makes. Signed with the bot's own secrets, in the scheme bots sign requests
+# with: `auth` refuses a request carrying such an id (a callback replayed to the connector).
+MESSAGE_ID = re.compile(r"hnd_[0-9A-Za-z]+\.[a-z]+")
 
 _CALLBACKS, _DELIVERIES, _HANDOFFS = Callback.__table__, Delivery.__table__, Handoff.__table__
 # The last deliveries of a handoff may be given up at once in two PostgreSQL transactions, each seeing
@@ -237,7 +248,7 @@ class Sender:
         if problem is not None:  # stored before a setting changed: what the URL says, nothing learnt
             return "dead", f"callback.url {problem}", None
         payload = json.dumps(self._current_shape(due), ensure_ascii=False, separators=(",", ":"))
-        msg_id = f"{due.handoff_id}.{due.state}"
+        msg_id = message_id(due.handoff_id, due.state)
         signed_at = utcnow().replace(microsecond=0)
         headers = {
             "Content-Type": "application/json",

@@ -274,4 +274,3 @@ def in_command() -> bool:
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(group)
-

@@ -92,12 +92,7 @@ class ObservedWait:
         # night too. Counted, the weekend's backlog taken on Monday morning was quoted to the
         # customers who came at ten as "about 2764 minutes". (Out of hours no wait is quoted.)
         calendar = (compiled(self.routing())["teams"].get(team) or {}).get("calendar")
-        waits = [wait for came, wait in rows if calendar is None or business_hours.is_open(calendar, _utc(came))]
+        waits = [wait for came, wait in rows if calendar is None or business_hours.is_open(calendar, came)]
         if len(waits) < min_samples:
             return None
         return round(statistics.median(waits))
-
-
-def _utc(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)  # SQLite keeps no zone
-

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
-
 from .errors import ConfigError
+from .vendor_signatures import usable_secret
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/connector.db"
 ENV_FILE = "CONNECTOR_ENV_FILE"  # read from the process environment only: it says which file to read
@@ -126,15 +125,6 @@ _AT_LEAST = {
     "max_entry_chars": 1, "max_json_depth": 2, "max_delivery_age_s": 1,
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-def usable_secret(secret: str) -> bool:
-    """Whether a Standard Webhooks secret decodes (`whsec_` and base64, not empty)."""
-    try:
-        Webhook(secret)
-    except (ValueError, EmptyWebhookSecretError):
-        return False
-    return True
 
 
 RETENTION_MIN_DAYS = 7  # the observed wait may read seven days of assignments (`retention`)

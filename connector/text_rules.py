@@ -28,3 +28,9 @@ def rfc3339(text: object) -> dt.datetime | None:
     except ValueError:
         return None
 
+
+def rfc3339_utc(text: object) -> dt.datetime | None:
+    """`rfc3339`, in UTC: how every brief (and Slack's thread) shows a packet's times."""
+    moment = rfc3339(text)
+    return moment.astimezone(dt.UTC) if moment is not None else None
+

@@ -143,9 +143,16 @@ def _standard_hooks(secrets: Sequence[str]) -> list[Webhook]:
     return hooks
 
 
+def usable_secret(secret: str) -> bool:
+    """Whether a Standard Webhooks secret decodes (`whsec_` and base64, not empty): settings refuse
+    one that does not, naming CONNECTOR_BOT_SECRETS."""
+    return bool(usable_hooks([secret]))
+
+
 def usable_hooks(secrets: Iterable[str]) -> list[Webhook]:
-    """A signer per secret that decodes; the others are skipped (the `check` command reports them),
-    so one bad secret in a rotation does not stop the good ones, verifying or signing."""
+    """A signer per secret that decodes; the others are skipped. The settings refuse a bot secret
+    that does not decode at start-up (`usable_secret`); skipping is what is left for a list that
+    bypassed them."""
     hooks = []
     for secret in secrets:
         try:

@@ -128,4 +128,3 @@ def test_every_vendor_renders_a_packet_without_any_one_optional_field(make_app, 
     assert set(preview["vendors"]) == {"zendesk", "salesforce", "slack"}
     brief = render_brief(packet, "hnd_1")
     assert brief.text and brief.html
-

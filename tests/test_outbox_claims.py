@@ -437,4 +437,3 @@ def test_two_replays_at_once_put_a_delivery_back_once(postgres_url, make_app, mo
         event.remove(services.db.engine, "before_cursor_execute", hold_the_second)
     assert outcome["second"] == []  # nothing put back: it was no longer given up
     assert services.outbox.claim_due()[0] == []
-
