@@ -230,6 +230,25 @@ def test_entry_too_long_names_the_entry_and_limit(make_app):
     ]
 
 
+def test_limits_are_reported_with_the_other_field_errors(make_app):
+    # Checked after the fields, the limits went unreported beside any other error: a bot fixed
+    # the one it was told of and met the limit on its next try.
+    client = make_app(max_transcript_entries=3, max_entry_chars=100).test_client()
+    packet = minimal_packet()
+    packet["escalation"]["reason"] = "bored"
+    packet["transcript"] = packet["transcript"] * 4
+    errors = problem(post(client, packet), 422)["errors"]
+    assert set(errors) == {"escalation.reason", "transcript"}
+    assert "CONNECTOR_MAX_TRANSCRIPT_ENTRIES" in errors["transcript"][0]
+
+    packet["transcript"] = [*minimal_packet()["transcript"],
+                            {"at": "2026-11-20T10:00:05Z", "role": "customer", "text": "é" * 101},
+                            {"at": "2026-11-20T10:00:06Z", "role": "robot", "text": "x" * 101}]
+    errors = problem(post(client, packet), 422)["errors"]
+    assert errors["transcript.1.text"] == ["At most 100 characters (CONNECTOR_MAX_ENTRY_CHARS); got 101."]
+    assert "transcript.2.role" in errors and "escalation.reason" in errors
+
+
 def test_default_limits_accept_exactly_the_maximum(client):
     packet = minimal_packet()
     packet["transcript"][0]["text"] = "a" * 20_000

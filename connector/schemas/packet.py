@@ -173,7 +173,11 @@ class Transcript(fields.List):
     (`_plain_entry`: most of them) is checked directly and kept as it is. A nested schema load took
     ~27 µs per entry, on the bot's path, and transcripts run to thousands of entries. Anything else —
     attachments, fields we do not know, anything invalid — goes through the schema, which says what
-    is wrong and where, exactly as `fields.List` would (a test compares the two on many entries)."""
+    is wrong and where, exactly as `fields.List` would (a test compares the two on many entries).
+
+    The configured limits (`Limits`, the schema's `limits`) are checked here too, as field errors:
+    checked by the schema after its fields, they went unreported whenever another field was wrong,
+    and the bot learnt of them only on its next try."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(fields.Nested(TranscriptEntrySchema), **kwargs)
@@ -181,18 +185,27 @@ class Transcript(fields.List):
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> list[Any]:
         if type(value) is not list:
             return super()._deserialize(value, attr, data, **kwargs)
+        limits: Limits = getattr(self.parent, "limits", None) or Limits()
+        most, longest = limits.max_transcript_entries, limits.max_entry_chars
+        if len(value) > most:  # before the entries: an oversized list is not worth checking entry by entry
+            raise ValidationError(f"At most {most} entries (CONNECTOR_MAX_TRANSCRIPT_ENTRIES); got {len(value)}.")
         result: list[Any] = []
         errors: dict[int, Any] = {}
         for index, entry in enumerate(value):
             if _plain_entry(entry):
-                result.append({"at": entry["at"], "role": entry["role"], "text": entry["text"]})  # the schema's order
-                continue
-            try:  # from here on as marshmallow's List does it
-                result.append(self.inner.deserialize(entry, **kwargs))
-            except ValidationError as error:
-                if error.valid_data is not None:
-                    result.append(error.valid_data)
-                errors[index] = error.messages
+                loaded = {"at": entry["at"], "role": entry["role"], "text": entry["text"]}  # the schema's order
+            else:
+                try:  # from here on as marshmallow's List does it
+                    loaded = self.inner.deserialize(entry, **kwargs)
+                except ValidationError as error:
+                    if error.valid_data is not None:
+                        result.append(error.valid_data)
+                    errors[index] = error.messages
+                    continue
+            result.append(loaded)
+            if len(loaded["text"]) > longest:
+                errors[index] = {"text": [f"At most {longest} characters (CONNECTOR_MAX_ENTRY_CHARS); "
+                                          f"got {len(loaded['text'])}."]}
         if errors:
             raise ValidationError(errors, valid_data=result)
         return result
@@ -281,12 +294,8 @@ class PacketSchema(Schema):
     metadata = fields.Dict()
 
     def __init__(self, limits: Limits | None = None, **kwargs: Any):
+        self.limits = limits or Limits()  # read by `Transcript` while loading
         super().__init__(**kwargs)
-        self.limits = limits or Limits()
-
-    @validates_schema
-    def _limits(self, data: dict[str, Any], **_: Any) -> None:
-        _within_limits(data.get("transcript") or [], self.limits, "transcript")
 
 
 class MessagesSchema(Schema):
@@ -299,28 +308,8 @@ class MessagesSchema(Schema):
     messages = Transcript(required=True, validate=validate.Length(min=1))
 
     def __init__(self, limits: Limits | None = None, **kwargs: Any):
+        self.limits = limits or Limits()  # read by `Transcript` while loading
         super().__init__(**kwargs)
-        self.limits = limits or Limits()
-
-    @validates_schema
-    def _limits(self, data: dict[str, Any], **_: Any) -> None:
-        _within_limits(data.get("messages") or [], self.limits, "messages")
-
-
-def _within_limits(entries: list[dict[str, Any]], limits: Limits, name: str) -> None:
-    """The configured limits on a list of transcript entries (`name`: its field), named in the error."""
-    errors: dict[int, Any] = {}
-    most, longest = limits.max_transcript_entries, limits.max_entry_chars
-    if len(entries) > most:
-        message = f"At most {most} entries (CONNECTOR_MAX_TRANSCRIPT_ENTRIES); got {len(entries)}."
-        raise ValidationError({name: [message]})
-    for index, entry in enumerate(entries):
-        text = entry.get("text") or ""
-        if len(text) > longest:
-            message = f"At most {longest} characters (CONNECTOR_MAX_ENTRY_CHARS); got {len(text)}."
-            errors[index] = {"text": [message]}
-    if errors:
-        raise ValidationError({name: errors})
 
 
 def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
