@@ -50,8 +50,10 @@ _HOLD = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("delivery_id"))
          .values(next_attempt_at=bindparam("until"), lease_owner=None, lease_expires_at=None))
 # A follow-up held for its turn: its retry window starts when it may go, not while it waits.
 _HOLD_FOR_TURN = _HOLD.values(window_started_at=bindparam("until"))
+# Only while the attempt's lease is still its own (`_LeaseLost`).
 _DELIVERED = (
-    update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("delivery_id"))
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id == bindparam("delivery_id"), _DELIVERIES.c.lease_owner == bindparam("token"))
     .values(state=bindparam("state"), attempts=_DELIVERIES.c.attempts + 1, vendor_id=bindparam("vendor_id"),
             url=bindparam("url"), receipt=bindparam("receipt"), vendor_reply=bindparam("vendor_reply"),
             last_error=None, outcome_unknown=False, lease_owner=None, lease_expires_at=None,
@@ -408,18 +410,37 @@ class Outbox:
         now = utcnow()
         # Prepared statements, not loaded rows: the attempt knows every value it writes (the ORM's
         # read and flush of both rows showed in the benchmark's profile of every delivery).
-        done = {"delivery_id": delivery.id, "state": outcome.status, "vendor_id": outcome.vendor_id,
-                "url": outcome.url, "receipt": dict(outcome.receipt), "vendor_reply": _jsonable(outcome.reply),
-                "now": now}
+        done = {"delivery_id": delivery.id, "token": delivery.lease_owner, "state": outcome.status,
+                "vendor_id": outcome.vendor_id, "url": outcome.url, "receipt": dict(outcome.receipt),
+                "vendor_reply": _jsonable(outcome.reply), "now": now}
         ticket = {"vendor_id": outcome.vendor_id, "url": outcome.url, "extra": dict(outcome.link_extra)}
         key = ConversationLink.key_for(handoff, delivery.target)
         # Statements straight on the driver's cursor (`driver_cursor`): this transaction is on the
         # path between the vendor's answer and the bot's.
+        try:
+            owed = self._write_success(done, ticket, key, outcome, delivery, handoff, now)
+        except _LeaseLost:
+            _lease_lost(outcome.status, outcome.vendor_id)
+            return None
+        if owed:
+            self.callback_owed()
+        metrics.attempted(delivery.target, outcome.status, seconds)
+        log.info("delivered", extra={"state": outcome.status, "vendor_id": outcome.vendor_id})
+        return Attempted(delivery.target, outcome.status, outcome.vendor_id, outcome.url, delivery.attempts + 1,
+                         None, done["receipt"])
+
+    def _write_success(self, done: dict[str, Any], ticket: dict[str, Any], key: Mapping[str, str],
+                       outcome: Outcome, delivery: Delivery, handoff: Handoff, now: dt.datetime) -> bool:
+        """`_record_success`'s transaction; True when a status callback is owed. Raises `_LeaseLost`
+        (rolling it all back) when the delivery is no longer this attempt's."""
         with self.db.statements() as connection:
             if outcome.payload is None:
-                driver_cursor.run(connection, _DELIVERED, done)
+                written = driver_cursor.run(connection, _DELIVERED, done)
             else:
-                driver_cursor.run(connection, _DELIVERED_WITH_PAYLOAD, {**done, "payload": dict(outcome.payload)})
+                written = driver_cursor.run(connection, _DELIVERED_WITH_PAYLOAD,
+                                            {**done, "payload": dict(outcome.payload)})
+            if not written.rowcount:
+                raise _LeaseLost
             # The usual case, one statement: the link this delivery took at intake gets its ticket.
             filled = driver_cursor.run(connection, _LINK_TICKET_BY_KEY,
                                        {**key, **ticket, "replaces": outcome.status == "created", "now": now})
@@ -432,21 +453,18 @@ class Outbox:
             if outcome.slow_down_s:
                 self._pause(connection, delivery.target, now + dt.timedelta(seconds=outcome.slow_down_s),
                             "the vendor's per-minute allowance is nearly spent", level=logging.INFO)
-            owed = callbacks.on_delivered(connection, self.db, handoff, now)
-        if owed:
-            self.callback_owed()
-        metrics.attempted(delivery.target, outcome.status, seconds)
-        log.info("delivered", extra={"state": outcome.status, "vendor_id": outcome.vendor_id})
-        return Attempted(delivery.target, outcome.status, outcome.vendor_id, outcome.url, delivery.attempts + 1,
-                         None, done["receipt"])
+            return callbacks.on_delivered(connection, self.db, handoff, now)
 
     def _record_error(self, delivery: Delivery, handoff: Handoff, err: DeliveryError,
-                      seconds: float | None = None) -> Attempted:
+                      seconds: float | None = None) -> Attempted | None:
         now = utcnow()
         message = f"{type(err).__name__}: {err.message}"[:2000]  # stored for admins, never logged
         with self.db.session() as session:
-            row = session.get(Delivery, delivery.id)
+            row = session.get(Delivery, delivery.id, with_for_update=True)  # the lease cannot change under us
             assert row is not None
+            if row.lease_owner != delivery.lease_owner:
+                _lease_lost("error", None, error_type=type(err).__name__)
+                return None
             row.attempts += 1
             row.last_error = message
             row.vendor_reply = _jsonable(err.reply)
@@ -641,6 +659,19 @@ def release_all(db: Database, owner: str) -> int:
             .values(lease_owner=None, lease_expires_at=None, outcome_unknown=True)
         )
         return result.rowcount
+
+
+class _LeaseLost(Exception):
+    """The delivery is no longer this attempt's: its lease expired (its process could not renew it,
+    the database out of reach for longer than `lease_s`) and another attempt claimed it."""
+
+
+def _lease_lost(state: str, vendor_id: str | None, **extra: Any) -> None:
+    # The attempt that holds the lease now looked the handoff up at the vendor first (a taken-over
+    # claim is `outcome_unknown`), and records what it finds: writing this one's result over it
+    # would clear its lease while it runs, or replace the ticket it recorded.
+    log.error("delivery result not recorded: the lease was taken over by another attempt",
+              extra={"state": state, "vendor_id": vendor_id, **extra})
 
 
 def _lease_free(now: dt.datetime):  # type: ignore[no-untyped-def]

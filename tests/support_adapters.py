@@ -106,3 +106,19 @@ class LookingAdapter(_Recording):
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
         made = [n for n, (handoff_id, _) in enumerate(self.creates, 1) if handoff_id == ctx.handoff_id]
         return Sent(vendor_id=f"looking-{made[0]}", url=None) if made else None
+
+
+class TakenOverAdapter(_Recording):
+    """Runs `during` (the test's hand: another process taking the delivery over) inside the vendor
+    call, then succeeds, or fails transiently when `fails`."""
+
+    name = "takeover"
+    during: Any = None
+    fails = False
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        if self.during is not None:
+            self.during(ctx)
+        if self.fails:
+            raise TransientError("503 from vendor", status=503)
+        return Sent(vendor_id=f"taken-{ctx.handoff_id}", url=f"https://taken.example/t/{ctx.handoff_id}")

@@ -20,7 +20,7 @@ from connector.models import ConversationLink, Delivery, Handoff, TargetPause, u
 from connector.outbox import WAIT_FOR_OWNER_S
 from tests.conftest import auth
 from tests.factories import minimal_packet
-from tests.support_adapters import FlakyAdapter, LinkingAdapter, LookingAdapter, SlowAdapter
+from tests.support_adapters import FlakyAdapter, LinkingAdapter, LookingAdapter, SlowAdapter, TakenOverAdapter
 
 
 def post(client, packet):
@@ -264,6 +264,9 @@ def test_recording_leaves_the_conversations_link_as_the_ticket_it_names(any_db_a
     with services.db.session() as session:
         handoff = session.get(Delivery, delivery.id).handoff
         session.execute(ConversationLink.__table__.delete())
+        # Recorded as an attempt holding the delivery's lease does (`_LeaseLost`).
+        session.execute(update(Delivery).values(state="pending", lease_owner="test/0001"))
+        delivery.lease_owner = "test/0001"
         if link is not None:
             session.add(ConversationLink(**ConversationLink.key_for(handoff, "preview"), vendor_id=link["vendor_id"],
                                          owner_delivery_id=delivery.id))
@@ -402,6 +405,36 @@ def test_a_lease_given_back_at_shutdown_is_marked_unknown_so_the_next_process_lo
     attempted = again.outbox.run_delivery(delivery_id, token)
     assert attempted is not None and attempted.state == "created" and attempted.vendor_id == "looking-1"
     assert len(LookingAdapter.creates) == 1  # found, not sent a second time
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("fails", [False, True], ids=["succeeded", "failed"])
+def test_an_attempt_whose_lease_was_taken_over_records_nothing_over_the_new_owner(request, make_app, monkeypatch,
+                                                                                  caplog, fails, database):
+    # Its process could not renew the lease (the database out of reach longer than lease_s) and
+    # another claimed the delivery: writing this attempt's result cleared the new owner's lease
+    # while it ran (a third attempt could claim it) or replaced the ticket it recorded.
+    monkeypatch.setitem(registry.TARGETS, "takeover", "tests.support_adapters:TakenOverAdapter")
+    url = {"database_url": request.getfixturevalue("postgres_url")} if database == "postgres" else {}
+    app = make_app(targets=("takeover",), **url)
+    services = app.extensions["connector"]
+
+    def take_over(ctx):
+        with services.db.session() as session:
+            session.execute(update(Delivery).values(lease_owner="elsewhere/0001", outcome_unknown=True,
+                                                    lease_expires_at=utcnow() + dt.timedelta(seconds=60)))
+
+    monkeypatch.setattr(TakenOverAdapter, "during", staticmethod(take_over))
+    monkeypatch.setattr(TakenOverAdapter, "fails", fails)
+    response = post(app.test_client(), minimal_packet(targets=["takeover"]))
+    assert response.status_code == 202  # nothing recorded by this attempt: the bot is told pending
+    assert response.get_json()["tickets"][0]["status"] == "pending"
+    [row] = deliveries(services)
+    assert (row.state, row.attempts, row.lease_owner, row.vendor_id, row.last_error) == (
+        "pending", 0, "elsewhere/0001", None, None)
+    with services.db.reading() as session:
+        assert [link.vendor_id for link in session.scalars(select(ConversationLink))] in ([], [None])
+    assert "the lease was taken over" in caplog.text
 
 
 @pytest.mark.postgres
