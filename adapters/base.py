@@ -42,6 +42,9 @@ Status = Literal["created", "updated"]
 # Keys every vendor mapping file may hold: the pipeline here reads `redact` and `update_open_ticket`,
 # `connector.mappings` reads `version` and `lookups`.
 COMMON_MAPPING_KEYS = frozenset({"version", "redact", "lookups", "update_open_ticket"})
+# What some keys must hold (`Adapter.mapping_types`), checked at load with the file and line:
+# `public_comment: "false"` (quoted, so text, so true) made every brief a public reply.
+COMMON_MAPPING_TYPES: Mapping[str, type | tuple[type, ...]] = {"update_open_ticket": bool}
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,12 @@ class Outcome:
     slow_down_s: float | None = None  # from `Sent.slow_down_s`
 
 
+def mapping_context(ctx: HandoffContext) -> dict[str, Any]:
+    """What a mapping value may read besides the packet (`connector.mapping_values.ROOTS` lists
+    both): the routing decision, the handoff's id, the brief's subject."""
+    return {"assignment": ctx.assignment, "handoff": {"id": ctx.handoff_id}, "brief": {"subject": ctx.brief.subject}}
+
+
 def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     """`extra` wins; nested dicts merge key by key; lists and scalars are replaced."""
     merged = copy.deepcopy(base)
@@ -135,6 +144,8 @@ class Adapter(abc.ABC):
     # other key is refused at load with its file and line: a misspelt `redact:` would otherwise
     # switch masking off without a word.
     mapping_keys: ClassVar[frozenset[str]] = frozenset()
+    # The type some of those keys must hold (see `COMMON_MAPPING_TYPES`); the rest the adapter checks.
+    mapping_types: ClassVar[Mapping[str, type | tuple[type, ...]]] = {}
 
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
         self.settings = settings

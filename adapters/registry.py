@@ -10,7 +10,7 @@ from typing import Any
 from connector.errors import ConfigError
 from connector.settings import Settings
 
-from .base import COMMON_MAPPING_KEYS, Adapter
+from .base import COMMON_MAPPING_KEYS, COMMON_MAPPING_TYPES, Adapter
 
 TARGETS: dict[str, str] = {
     "preview": "adapters.preview:PreviewAdapter",
@@ -26,9 +26,12 @@ def adapter_class(name: str) -> type[Adapter]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def mapping_keys(name: str) -> frozenset[str]:
-    """The top-level keys target `name`'s mapping file may hold."""
-    return COMMON_MAPPING_KEYS | adapter_class(name).mapping_keys
+def mapping_keys(name: str) -> dict[str, type | tuple[type, ...] | None]:
+    """The top-level keys target `name`'s mapping file may hold, each with the type it must hold
+    (None: checked by the adapter, or anything goes)."""
+    cls = adapter_class(name)
+    return {key: None for key in sorted(COMMON_MAPPING_KEYS | cls.mapping_keys)} | dict(COMMON_MAPPING_TYPES) \
+        | dict(cls.mapping_types)
 
 
 def vendor_names() -> list[str]:

@@ -29,7 +29,7 @@ from simple_salesforce.format import format_external_id
 from connector.mapping_values import MISSING, resolve
 from connector.settings import Settings
 
-from .base import Adapter, HandoffContext, Sent, created_at, deep_merge
+from .base import Adapter, HandoffContext, Sent, created_at, deep_merge, mapping_context
 from .errors import DeliveryError, OutcomeUnknown, RateLimitedAfterActing, TicketGone, TransientError
 from .salesforce_client import (
     DEFAULT_RETRY_AFTER_S,
@@ -65,6 +65,8 @@ class SalesforceAdapter(Adapter):
     mapping_keys = frozenset({"status", "priority", "origin", "default_origin", "contact", "transcript_as",
                                  "comments_published", "rate_limit_retry_after_s", "fields", "handoff_id_field",
                                  "handoff_id_is_external_id"})
+    mapping_types = {"comments_published": bool, "handoff_id_is_external_id": bool, "fields": dict, "priority": dict,
+                     "origin": dict, "rate_limit_retry_after_s": (int, float)}
     agent_field = "owner_id"  # a user (005…); routing may also put a queue (00G…) there
 
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
@@ -120,7 +122,7 @@ class SalesforceAdapter(Adapter):
             "OwnerId": routing.get("owner_id"),  # a user (005…) or a queue (00G…)
             "ParentId": ctx.follows_ticket,  # the conversation's closed case, when it came back after it
         }
-        context = {"assignment": ctx.assignment, "handoff": {"id": ctx.handoff_id}}
+        context = mapping_context(ctx)
         for api_name, spec in (self.mapping.get("fields") or {}).items():
             case[api_name] = _field_value(resolve(spec, ctx.packet, context, tables=self.mapping.get("lookups")))
         case = {key: value for key, value in case.items() if value not in (None, "")}

@@ -31,6 +31,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 
 from connector.errors import ConfigError
+from connector.schemas.packet import URGENCIES
 from connector.settings import Settings
 
 from . import slack_blocks as kit
@@ -68,6 +69,7 @@ MENTION = re.compile(rf"^{_ONE_MENTION}(?: {_ONE_MENTION})*$")
 class SlackAdapter(Adapter):
     name = "slack"
     mapping_keys = frozenset({"mention_on_urgent", "mention_urgencies", "broadcast_updates", "channel"})
+    mapping_types = {"mention_on_urgent": str, "mention_urgencies": list, "broadcast_updates": bool, "channel": str}
     required_settings = ("slack_bot_token", "slack_channel")
 
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
@@ -78,6 +80,11 @@ class SlackAdapter(Adapter):
         if mention and not MENTION.match(mention):  # admin-edited: only real mention syntax, never free mrkdwn
             raise ConfigError("mappings/slack.yaml: mention_on_urgent",
                               "must be <!here>, <!channel>, <@U…> or <!subteam^S…> (several: separated by spaces)")
+        urgencies = self.mapping.get("mention_urgencies", ["urgent"])
+        if not all(isinstance(u, str) and u.lower() in URGENCIES for u in urgencies or ()):
+            raise ConfigError("mappings/slack.yaml: mention_urgencies",
+                              f"must list urgencies from {', '.join(URGENCIES)}")
+        self._mention_urgencies = frozenset(u.lower() for u in urgencies or ())  # as routing reads them: any case
 
     @classmethod
     def check_settings(cls, settings: Settings) -> None:
@@ -143,8 +150,7 @@ class SlackAdapter(Adapter):
         return routed or self.mapping.get("channel") or self.settings.slack_channel
 
     def _mention(self, ctx: HandoffContext) -> str:
-        urgencies = self.mapping.get("mention_urgencies", ["urgent"])
-        urgent = kit.urgency_of(ctx.packet, ctx.assignment) in urgencies
+        urgent = kit.urgency_of(ctx.packet, ctx.assignment) in self._mention_urgencies
         return (self.mapping.get("mention_on_urgent") or "") if urgent else ""
 
     # ---- send ----------------------------------------------------------------------------

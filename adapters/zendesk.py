@@ -34,7 +34,7 @@ from connector.mapping_values import KINDS as VALUE_KINDS
 from connector.mapping_values import MISSING, compile_value, resolve
 from connector.settings import Settings
 
-from .base import Adapter, HandoffContext, Link, Sent, deep_merge
+from .base import Adapter, HandoffContext, Link, Sent, deep_merge, mapping_context
 from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TicketGone, TransientError
 from .zendesk_http import ZendeskSession, edge, quota_pause
 
@@ -74,6 +74,8 @@ class ZendeskAdapter(Adapter):
     name = "zendesk"
     mapping_keys = frozenset({"type", "public_comment", "priority", "tags", "custom_fields", "brand_id", "subject",
                               "reopen_solved"})
+    mapping_types = {"public_comment": bool, "reopen_solved": bool, "tags": list, "custom_fields": list,
+                     "priority": dict, "type": str, "subject": str}
     required_settings = ("zendesk_subdomain", ("zendesk_api_token", "zendesk_oauth_token"))
     agent_field = "assignee_id"
 
@@ -106,17 +108,14 @@ class ZendeskAdapter(Adapter):
     # ---- payloads ---------------------------------------------------------------------------
 
     def _value(self, spec: Mapping[str, Any], ctx: HandoffContext) -> Any:
-        context = {"assignment": ctx.assignment, "handoff": {"id": ctx.handoff_id}}
-        return resolve(_spec(spec), ctx.packet, context, tables=self.mapping.get("lookups"))
+        return resolve(_spec(spec), ctx.packet, mapping_context(ctx), tables=self.mapping.get("lookups"))
 
     def _subject(self, ctx: HandoffContext) -> str:
         """The brief's one-line subject, unless the mapping gives a value spec (e.g. a template)."""
         spec = self.mapping.get("subject")
         if not spec:
             return ctx.brief.subject
-        context = {"assignment": ctx.assignment, "handoff": {"id": ctx.handoff_id},
-                   "brief": {"subject": ctx.brief.subject}}
-        value = resolve(spec, ctx.packet, context, tables=self.mapping.get("lookups"))
+        value = resolve(spec, ctx.packet, mapping_context(ctx), tables=self.mapping.get("lookups"))
         return ctx.brief.subject if value is MISSING or not str(value).strip() else str(value)[:250]
 
     def build_create(self, ctx: HandoffContext) -> dict[str, Any]:

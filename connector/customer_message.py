@@ -45,26 +45,36 @@ FALLBACK = {
 
 
 class Template(fields.String):
-    """A template string, compiled and checked against sandbox escapes at load time."""
+    """A template string, compiled and checked at load time against sandbox escapes and against the
+    variables `compose` gives it (`variables`): `{{ teams }}` for `{{ team }}` made every handoff a 500."""
+
+    def __init__(self, variables: tuple[str, ...], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.variables = variables
 
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
         try:
-            return check_template(text, attr or "template")
+            return check_template(text, attr or "template", self.variables)
         except ConfigError as err:
             raise ValidationError(err.message) from None
+
+
+# The variables each kind of message is rendered with (`compose`, `_apology`, `_opening_words`).
+MESSAGE = ("team", "problem", "expectation")
+CLOSED = ("time", "day", "date", "timezone")
 
 
 class LocaleSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    template = Template(required=True)
-    variants = fields.Dict(keys=fields.String(), values=Template(), load_default=dict)
-    wait = Template(required=True)
-    no_wait = Template(required=True)
-    closed = Template(required=True)
-    failed = Template()  # optional: the default locale's, else the built-in English one
+    template = Template(MESSAGE, required=True)
+    variants = fields.Dict(keys=fields.String(), values=Template(MESSAGE), load_default=dict)
+    wait = Template(("minutes",), required=True)
+    no_wait = Template((), required=True)
+    closed = Template(CLOSED, required=True)
+    failed = Template(("team", "problem"))  # optional: the default locale's, else the built-in English one
     teams = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     weekdays = fields.List(fields.String(), validate=validate.Length(equal=7), load_default=lambda: ENGLISH_DAYS)
     today = fields.String()

@@ -18,15 +18,15 @@ A bare string is a path when it is well-formed and starts at a packet field (`cu
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import ConfigError
-from .templating import render
+from .templating import MissingValue, compiled, render
 
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING", "__bool__": lambda self: False})()
 
@@ -34,7 +34,7 @@ MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING", "__bool_
 ROOTS = frozenset({
     "bot", "conversation", "customer", "transcript", "intent", "sentiment", "attempted_solutions",
     "collected_data", "history", "escalation", "routing", "targets", "callback", "vendor_extra",
-    "metadata", "assignment", "handoff",
+    "metadata", "assignment", "handoff", "brief",
 })
 _SEGMENT = r"(?:[A-Za-z_][A-Za-z0-9_-]*|[0-9]+)"
 PATH_RE = re.compile(rf"^[A-Za-z_][A-Za-z0-9_]*(?:\.{_SEGMENT})*$")
@@ -60,15 +60,20 @@ def check_path(path: Any, where: str) -> str:
     return path
 
 
-def check_template(source: Any, where: str) -> str:
-    """Compile `source` and refuse what could only be a sandbox escape (`_`-attributes), at load time.
+def check_template(source: Any, where: str, variables: Collection[str] = ROOTS) -> str:
+    """Compile `source` and refuse, at load time, what could only be a sandbox escape
+    (`_`-attributes), a filter or test Jinja2 does not have, and a variable the template will not
+    be given (`variables`: a vendor file's templates see the packet's fields, `ROOTS`).
 
-    The sandbox would refuse these at render time too; refusing here means a bad edit never goes live.
+    The sandbox would refuse escapes at render time too; refusing here means a bad edit never goes
+    live. A misspelt variable or filter used to pass and fail at render: a customer message's made
+    every handoff a 500, a vendor template's every delivery of that vendor.
     """
     if not isinstance(source, str):
         raise ConfigError(where, "a template must be a string")
     try:
         tree = _parser.parse(source)
+        compiled(source)  # unknown filters and tests are refused when compiling
     except TemplateSyntaxError as err:
         raise ConfigError(where, f"template syntax error: {err.message} (template line {err.lineno})") from None
     for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name, nodes.Const)):
@@ -79,6 +84,11 @@ def check_template(source: Any, where: str) -> str:
             bad = isinstance(name, str) and name.startswith("_")
         if bad:
             raise ConfigError(where, f"template refers to {name!r}: names starting with '_' are not allowed")
+    unknown = sorted(meta.find_undeclared_variables(tree) - set(variables) - set(_parser.globals))
+    if unknown:
+        given = ", ".join(sorted(variables)) or "none"
+        raise ConfigError(where, f"template uses {', '.join(unknown)}, which it is not given here "
+                                 f"(it is given: {given})")
     return source
 
 
@@ -163,8 +173,12 @@ def resolve(spec: Any, packet: Mapping[str, Any], extra_context: Mapping[str, An
         return get_path(view, value.source)
     if value.kind == "lookup":
         return lookup(value.table or {}, get_path(view, value.source), value.default)
-    # A template sees only packet keys as variables; packet text is data, never compiled.
-    return render(value.source, value.where, **{k: v for k, v in view.items() if isinstance(k, str)})
+    # A template sees only packet keys as variables; packet text is data, never compiled. A part
+    # the packet lacks (`{{ sentiment.label }}` with no sentiment) leaves the field out, as a path does.
+    try:
+        return render(value.source, value.where, **{k: v for k, v in view.items() if isinstance(k, str)})
+    except MissingValue:
+        return MISSING
 
 
 def check_document(data: Any, where: str, tables: Mapping[str, Mapping[Any, Any]] | None = None) -> None:

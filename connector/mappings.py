@@ -128,6 +128,10 @@ def load_file(path: Path, name: str | None = None, known: Collection[str] | None
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(locate(name, lines, str(unknown[0])),
                           f"unknown key; {hint}this file's keys are {', '.join(sorted(known))}")
+    if isinstance(known, Mapping):
+        for key, expected in known.items():
+            if expected is not None and data.get(key) is not None and not _holds(data[key], expected):
+                raise ConfigError(locate(name, lines, key), _wanted(expected, data[key]))
     redact = data.get("redact", [])
     if not isinstance(redact, list) or not all(kind in KINDS for kind in redact):
         raise ConfigError(locate(name, lines, "redact"), f"must be a list of PII kinds from {', '.join(KINDS)}")
@@ -137,6 +141,20 @@ def load_file(path: Path, name: str | None = None, known: Collection[str] | None
     except ConfigError as err:
         raise ConfigError(locate(name, lines, err.source), err.message) from None
     return data
+
+
+def _holds(value: Any, expected: type | tuple[type, ...]) -> bool:
+    if expected is bool or value is True or value is False:  # YAML's true/false only; a bool is no number
+        return expected is bool and type(value) is bool
+    return isinstance(value, expected)
+
+
+def _wanted(expected: type | tuple[type, ...], value: Any) -> str:
+    got = f"got {value!r}, which is text" if isinstance(value, str) else f"got {value!r}"
+    if expected is bool:
+        return f"must be true or false, unquoted ({got})"
+    words = {list: "a list", dict: "a mapping (key: value lines)", str: "text", (int, float): "a number"}
+    return f"must be {words.get(expected, getattr(expected, '__name__', str(expected)))} ({got})"
 
 
 def _schema_load(schema: Schema | Callable[[dict[str, Any]], Any], path: Path, name: str) -> Any:

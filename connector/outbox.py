@@ -32,6 +32,7 @@ from . import callbacks, driver_cursor, metrics
 from .backoff import backoff_seconds
 from .brief import render_brief
 from .db import Database
+from .errors import ConfigError
 from .jsonlog import log_context
 from .models import DONE, ConversationLink, Delivery, Handoff, TargetPause, utcnow
 from .settings import Settings
@@ -254,31 +255,39 @@ class Outbox:
             if adapter is None:
                 return self._finish_failure(delivery.id, handoff, "failed",
                                             f"target {delivery.target!r} is not enabled here")
-            ctx = HandoffContext(
-                handoff_id=handoff.id,
-                target=delivery.target,
-                packet=handoff.packet,
-                brief=render_brief(handoff.packet, handoff.id, update=claimed.link is not None and claimed.caught_up),
-                assignment=handoff.assignment,
-                idempotency_key=f"{handoff.id}:{delivery.target}",
-                link=claimed.link,
-                outcome_unknown=delivery.outcome_unknown,
-                attempt=delivery.attempts + 1,
-                related=claimed.related,
-                public_url=self.settings.public_url,
-                follows_ticket=claimed.follows_ticket,
-                take_replacement=self._replacement_taker(delivery, handoff),
-            )
-            log.info("delivery attempt", extra={"attempt": ctx.attempt, "update": ctx.link is not None})
             started = time.perf_counter()
             try:
+                # The brief is rendered inside the attempt: a packet it cannot render (a bug) is a
+                # failed attempt, retried and in the end dead, its failure told — not a crash
+                # before any attempt is counted, which left the handoff pending for ever.
+                ctx = HandoffContext(
+                    handoff_id=handoff.id,
+                    target=delivery.target,
+                    packet=handoff.packet,
+                    brief=render_brief(handoff.packet, handoff.id,
+                                       update=claimed.link is not None and claimed.caught_up),
+                    assignment=handoff.assignment,
+                    idempotency_key=f"{handoff.id}:{delivery.target}",
+                    link=claimed.link,
+                    outcome_unknown=delivery.outcome_unknown,
+                    attempt=delivery.attempts + 1,
+                    related=claimed.related,
+                    public_url=self.settings.public_url,
+                    follows_ticket=claimed.follows_ticket,
+                    take_replacement=self._replacement_taker(delivery, handoff),
+                )
+                log.info("delivery attempt", extra={"attempt": ctx.attempt, "update": ctx.link is not None})
                 outcome = adapter.deliver(ctx)
             except ReplacementUnderway:
                 return self._hold_for_replacement(delivery)
             except DeliveryError as err:
                 return self._record_error(delivery, handoff, err, time.perf_counter() - started)
+            except ConfigError as err:  # a mapping that cannot serve this packet: retried, as an admin may fix it
+                log.error("mapping error in delivery", extra={"source": err.source})
+                return self._record_error(delivery, handoff, TransientError(f"mapping error: {err}"),
+                                          time.perf_counter() - started)
             except Exception as err:  # a bug must not lose the handoff: retry, then dead
-                log.exception("unexpected error in adapter")
+                log.exception("unexpected error in delivery")
                 return self._record_error(delivery, handoff, TransientError(f"internal error: {type(err).__name__}"),
                                           time.perf_counter() - started)
             attempted = self._record_success(delivery, handoff, outcome, time.perf_counter() - started)

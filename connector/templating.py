@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import ConfigError
@@ -16,14 +16,21 @@ from .errors import ConfigError
 _env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
+class MissingValue(ConfigError):
+    """The template reads a value its context lacks (StrictUndefined)."""
+
+
 @lru_cache(maxsize=512)
-def _compile(source: str):  # type: ignore[no-untyped-def]
+def compiled(source: str):  # type: ignore[no-untyped-def]
+    """`source` compiled in the sandbox (cached); raises Jinja2's TemplateSyntaxError."""
     return _env.from_string(source)
 
 
 def render(source: str, where: str, **context: Any) -> str:
     """Render an admin template; `where` names the file and key for the error message."""
     try:
-        return _compile(source).render(**context)
+        return compiled(source).render(**context)
+    except UndefinedError as err:
+        raise MissingValue(where, f"template error: {err}") from None
     except TemplateError as err:
         raise ConfigError(where, f"template error: {err}") from None

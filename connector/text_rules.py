@@ -20,13 +20,16 @@ _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|
 
 def rfc3339(text: object) -> dt.datetime | None:
     """The moment an RFC 3339 time names (with its offset), or None when `text` is not one — or
-    names no real date (2026-02-30)."""
+    names no real date (2026-02-30), or one that is not a date in UTC (9999-12-31T23:59:59-01:00:
+    accepted, it crashed every rendering of the brief, and the handoff stayed pending for ever)."""
     if not isinstance(text, str) or not _RFC3339.fullmatch(text):
         return None
     try:
-        return dt.datetime.fromisoformat(text.upper())
-    except ValueError:
+        moment = dt.datetime.fromisoformat(text.upper())
+        moment.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
         return None
+    return moment
 
 
 def rfc3339_utc(text: object) -> dt.datetime | None:

@@ -10,7 +10,7 @@ from marshmallow import ValidationError
 
 from connector.business_hours import CalendarSchema, build_calendars, closes_at, is_open, next_opening, status
 from connector.customer_message import compose
-from connector.mappings import load_file
+from connector.mappings import load_mappings
 from connector.routing import assign, compile_routing, expected_wait
 from tests.factories import FIXTURES, full_packet
 
@@ -128,7 +128,7 @@ def test_unknown_zone_is_refused():
 
 
 ROUTING = compile_routing(yaml.safe_load((FIXTURES / "mappings" / "good" / "routing.yaml").read_text()))
-MESSAGES = load_file(FIXTURES / "mappings" / "good" / "messages.yaml")
+MESSAGES = load_mappings(str(FIXTURES / "mappings" / "good"), "/", []).messages
 
 
 def billing_packet():  # type: ignore[no-untyped-def]

@@ -11,11 +11,11 @@ import pytest
 from connector.answers import shown_message
 from connector.customer_message import FAILED, compose
 from connector.errors import ConfigError
-from connector.mappings import load_file, load_mappings
+from connector.mappings import load_mappings
 from tests.factories import full_packet
 
 ROOT = Path(__file__).parents[1]
-MESSAGES = load_file(ROOT / "mappings" / "messages.yaml")
+MESSAGES = load_mappings("mappings", str(ROOT), []).messages
 ASSIGNMENT = {"team": "billing"}
 
 

@@ -134,6 +134,28 @@ def test_a_key_the_target_does_not_read_is_refused_with_file_line_and_a_guess(ma
     assert err.value.message.startswith("unknown key") and hint in err.value.message
 
 
+@pytest.mark.parametrize(("file", "text", "where", "words"), [
+    # Quoted, "false" is text, and text is true: every brief went out as a public reply.
+    ("zendesk.yaml", 'version: 1\npublic_comment: "false"\n', "zendesk.yaml:2 public_comment",
+     "must be true or false, unquoted (got 'false', which is text)"),
+    ("salesforce.yaml", "version: 1\ncomments_published: 'no'\n", "salesforce.yaml:2 comments_published",
+     "must be true or false"),
+    ("zendesk.yaml", "version: 1\nupdate_open_ticket: 1\n", "zendesk.yaml:2 update_open_ticket", "true or false"),
+    ("zendesk.yaml", "version: 1\ntags: chatbot\n", "zendesk.yaml:2 tags", "must be a list"),
+    ("salesforce.yaml", "version: 1\nrate_limit_retry_after_s: soon\n", "salesforce.yaml:2 rate_limit_retry_after_s",
+     "must be a number"),
+    ("slack.yaml", "version: 1\nmention_urgencies: urgent\n", "slack.yaml:2 mention_urgencies", "must be a list"),
+])
+def test_a_key_holding_the_wrong_type_is_refused_with_file_and_line(mapdir, file, text, where, words):
+    from adapters.registry import mapping_keys
+
+    (mapdir / file).write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_mappings(str(mapdir), "/", TARGETS, mapping_keys)
+    assert err.value.source.endswith(where)
+    assert words in err.value.message
+
+
 def test_every_key_the_shipped_files_and_their_docs_use_is_known():
     from adapters.registry import mapping_keys
 
@@ -256,9 +278,9 @@ def test_packet_text_is_never_compiled():
 
 def test_a_runtime_sandbox_violation_names_the_file_and_key():
     # `_`-names are refused at load; one built at run time is caught by the sandbox itself.
-    value = compile_value({"template": "{{ (cycler | attr(name)) }}"}, "mappings/zendesk.yaml:9 subject")
+    value = compile_value({"template": "{{ (cycler | attr(metadata.name)) }}"}, "mappings/zendesk.yaml:9 subject")
     with pytest.raises(ConfigError) as err:
-        resolve(value, {"name": "__init__", **PACKET})
+        resolve(value, {**PACKET, "metadata": {"name": "__init__"}})
     assert err.value.source == "mappings/zendesk.yaml:9 subject"
 
 
@@ -295,3 +317,32 @@ def test_every_key_an_adapter_reads_from_its_mapping_is_one_it_declares():
         declared = adapter_class(target).mapping_keys | COMMON_MAPPING_KEYS
         assert read <= declared, (target, read - declared)
         assert adapter_class(target).mapping_keys <= read | set(re.findall(r'"([a-z_]+)"', source)), target
+
+
+@pytest.mark.parametrize(("edit", "words"), [
+    # Both passed `check` and the reload; then every handoff was a 500.
+    ("{{ teams }}", "template uses teams, which it is not given here (it is given: expectation, problem, team)"),
+    ("{{ team | uper }}", "No filter named 'uper'"),
+])
+def test_a_customer_message_naming_what_it_is_not_given_is_refused_at_load(mapdir, edit, words):
+    text = (mapdir / "messages.yaml").read_text().replace("Connecting you with {{ team }}", f"Connecting you with {edit}")
+    (mapdir / "messages.yaml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load(mapdir)
+    assert err.value.source.endswith("messages.yaml:5 locales.en.template")
+    assert words in err.value.message
+
+
+def test_a_vendor_template_must_start_at_a_packet_field(mapdir):
+    (mapdir / "zendesk.yaml").write_text('version: 1\ncustom_fields:\n  - {id: 1, template: "{{ intnt.name }}"}\n')
+    with pytest.raises(ConfigError) as err:
+        load(mapdir)
+    assert err.value.source.endswith("zendesk.yaml:3 custom_fields[0].template")
+    assert "template uses intnt" in err.value.message
+
+
+def test_a_vendor_template_reading_what_this_packet_lacks_leaves_the_field_out():
+    # The shipped example; with no sentiment, every delivery failed (ConfigError) until dead.
+    value = compile_value({"template": "{{ intent.name }} ({{ sentiment.label }})"}, "zendesk.yaml:9 custom_fields[0]")
+    assert resolve(value, {k: v for k, v in PACKET.items() if k != "sentiment"}) is MISSING
+    assert resolve(value, PACKET) == f"{PACKET['intent']['name']} ({PACKET['sentiment']['label']})"

@@ -16,6 +16,7 @@ from sqlalchemy import event, select, update
 from sqlalchemy.exc import OperationalError
 
 from adapters import registry
+from connector.errors import ConfigError
 from connector.models import ConversationLink, Delivery, Handoff, TargetPause, utcnow
 from connector.outbox import WAIT_FOR_OWNER_S
 from tests.conftest import auth
@@ -435,6 +436,29 @@ def test_an_attempt_whose_lease_was_taken_over_records_nothing_over_the_new_owne
     with services.db.reading() as session:
         assert [link.vendor_id for link in session.scalars(select(ConversationLink))] in ([], [None])
     assert "the lease was taken over" in caplog.text
+
+
+@pytest.mark.parametrize(("error", "stored"), [
+    (OverflowError("date value out of range"), "TransientError: internal error: OverflowError"),
+    # A mapping's error names its file and key for the admin (it said only "ConfigError").
+    (ConfigError("mappings/zendesk.yaml:3 subject", "template error: boom"),
+     "TransientError: mapping error: mappings/zendesk.yaml:3 subject: template error: boom"),
+])
+def test_a_brief_that_cannot_be_rendered_is_a_failed_attempt_not_a_crash(make_app, monkeypatch, error, stored):
+    # Rendered before the attempt began, its exception crashed the run with no attempt counted:
+    # retried at every lease's end for ever, never dead, no `failed` callback — a black hole.
+    from connector import outbox
+
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(outbox, "render_brief", broken)
+    app = make_app()
+    response = post(app.test_client(), minimal_packet())
+    assert response.status_code == 202
+    [row] = deliveries(app.extensions["connector"])
+    assert (row.state, row.attempts, row.lease_owner) == ("pending", 1, None)
+    assert row.last_error.startswith(stored)
 
 
 @pytest.mark.postgres

@@ -160,6 +160,20 @@ def test_iso_8601_forms_that_are_not_rfc3339_are_named(client, stamp):
     assert list(body["errors"]) == ["transcript.0.at"]
 
 
+@pytest.mark.parametrize(("field", "stamp"), [("transcript", "9999-12-31T23:59:59-01:00"),
+                                             ("transcript", "0001-01-01T00:00:00+01:00"),
+                                             ("history", "9999-12-31T23:00:00-05:00")])
+def test_a_time_that_is_no_date_in_utc_is_named(client, field, stamp):
+    # Accepted, it crashed every rendering of the brief (in UTC) and the handoff stayed pending for ever.
+    packet = minimal_packet()
+    if field == "history":
+        packet["history"] = [{"at": stamp, "summary": "an earlier chat"}]
+    else:
+        packet["transcript"][0]["at"] = stamp
+    body = problem(post(client, packet), 422)
+    assert list(body["errors"]) == [f"{field}.0.at"]
+
+
 def test_a_target_listed_twice_is_named_not_a_500(client):
     # One delivery per target: a second entry reached the database's unique key, and the 500 that
     # followed told the bot to retry a request that could never succeed.

@@ -620,6 +620,11 @@ def test_urgent_mention_is_opt_in_and_validated(slack: FakeSlack) -> None:
         "text"].startswith("🟠")  # high, not urgent: no mention
     with pytest.raises(ConfigError, match="mention_on_urgent"):  # at start-up, not mid-delivery
         SlackAdapter(settings_for(slack), {"mention_on_urgent": "*everyone* <!here>"})
+    # Written as routing reads urgencies (any case), not silently never matching.
+    shouty = SlackAdapter(settings_for(slack), {"mention_on_urgent": "<!here>", "mention_urgencies": ["High"]})
+    assert shouty.render(ctx_for())["message"]["text"].startswith("<!here> ")
+    with pytest.raises(ConfigError, match="mention_urgencies"):
+        SlackAdapter(settings_for(slack), {"mention_urgencies": ["critical"]})
 
 
 # ---- vendor_extra, related tickets, settings ---------------------------------------------------
