@@ -47,6 +47,7 @@ class Mappings:
 def read_yaml(path: Path, name: str | None = None) -> tuple[Any, Lines]:
     """The document and, for every key path, the line it starts on (1-based)."""
     name = name or str(path)
+    node = None
     try:
         loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
         try:
@@ -59,10 +60,33 @@ def read_yaml(path: Path, name: str | None = None) -> tuple[Any, Lines]:
         raise ConfigError(f"{name}:{mark.line + 1}" if mark else name, f"is not valid YAML: {err.problem}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise ConfigError(name, f"cannot be read: {err}") from None
+    except (ValueError, OverflowError) as err:
+        # A value YAML recognises but cannot build: a holiday written 2026-24-12 (day and month
+        # swapped) is a date to YAML, and its ValueError stopped start-up and every command.
+        line = _unbuildable_line(node)
+        raise ConfigError(f"{name}:{line}" if line else name, f"holds a value that is no real one: {err}") from None
     lines: Lines = {}
     if node is not None:
         _walk(node, (), lines, name)
     return data, lines
+
+
+def _unbuildable_line(node: yaml.Node | None) -> int | None:
+    """The line of the first scalar YAML cannot build (a date that does not exist)."""
+    builder = yaml.constructor.SafeConstructor()
+    stack = [node] if node is not None else []
+    while stack:
+        item = stack.pop(0)
+        if isinstance(item, yaml.ScalarNode):
+            try:
+                builder.construct_object(item, deep=True)
+            except (ValueError, OverflowError, yaml.YAMLError):
+                return item.start_mark.line + 1
+        elif isinstance(item, yaml.MappingNode):
+            stack.extend(part for pair in item.value for part in pair)
+        elif isinstance(item, yaml.SequenceNode):
+            stack.extend(item.value)
+    return None
 
 
 def _walk(node: yaml.Node, path: tuple[Any, ...], lines: Lines, name: str) -> None:

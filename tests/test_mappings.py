@@ -346,3 +346,14 @@ def test_a_vendor_template_reading_what_this_packet_lacks_leaves_the_field_out()
     value = compile_value({"template": "{{ intent.name }} ({{ sentiment.label }})"}, "zendesk.yaml:9 custom_fields[0]")
     assert resolve(value, {k: v for k, v in PACKET.items() if k != "sentiment"}) is MISSING
     assert resolve(value, PACKET) == f"{PACKET['intent']['name']} ({PACKET['sentiment']['label']})"
+
+
+def test_a_date_that_does_not_exist_is_refused_with_its_line(mapdir):
+    # 2026-24-12 (day and month swapped) is a date to YAML; building it raised a ValueError that
+    # stopped start-up and every command with a traceback, and a live reload's loop with another.
+    text = (mapdir / "routing.yaml").read_text().replace("holidays: [2026-12-25]", "holidays: [2026-24-12]")
+    (mapdir / "routing.yaml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load(mapdir)
+    assert err.value.source.endswith("routing.yaml:8")
+    assert "no real one" in err.value.message and "month must be in 1..12" in err.value.message
