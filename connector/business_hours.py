@@ -133,17 +133,29 @@ class ZoneField(fields.String):
 
 
 class WeekField(fields.Field):
+    """Days (or ranges of them) to hours. A day named by two keys takes the shorter key's hours:
+    `mon-fri: "09:00-18:00"` with `fri: closed` (or `fri: "09:00-12:00"`) is a Friday off (or a
+    half day) — the two used to be added together, so Friday stayed open all day. Two keys of the
+    same length naming one day are refused: which one is meant cannot be told."""
+
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> Any:
         if not isinstance(value, Mapping) or not value:
             raise ValidationError("must map days to hours, e.g. {mon-fri: \"09:00-18:00\"}")
         week: list[list[tuple[int, int]]] = [[] for _ in DAYS]
+        given_by: list[tuple[int, str] | None] = [None for _ in DAYS]  # (how many days its key names, the key)
         errors: dict[str, list[str]] = {}
         for key, ranges in value.items():
             try:
                 items = [] if ranges in (None, "closed") else ranges if isinstance(ranges, list) else [ranges]
                 parsed = [parse_range(item) for item in items]
-                for day in parse_days(key):
-                    week[day].extend(parsed)
+                days = parse_days(key)
+                for day in days:
+                    earlier = given_by[day]
+                    if earlier is not None and earlier[0] == len(days):
+                        raise ValidationError(f"{DAYS[day]} is given by {earlier[1]!r} too: name each day once, "
+                                              f"or give its own hours under a shorter key (fri: closed)")
+                    if earlier is None or len(days) < earlier[0]:
+                        given_by[day], week[day] = (len(days), str(key)), list(parsed)
             except ValidationError as err:
                 errors[str(key)] = err.messages if isinstance(err.messages, list) else [str(err.messages)]
         if errors:

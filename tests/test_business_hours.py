@@ -110,7 +110,21 @@ def test_day_ranges_wrap_and_lists_allow_breaks():
     assert not is_open(cal, at(2026, 11, 25, 9, 0))  # Wednesday
 
 
+@pytest.mark.parametrize("hours", [
+    {"mon-fri": "09:00-18:00", "fri": "closed"},
+    {"fri": "closed", "mon-fri": "09:00-18:00"},  # in either order
+])
+def test_a_day_given_by_a_shorter_key_takes_its_hours(hours):
+    # The two were added together: `fri: closed` under `mon-fri` left Friday open all day.
+    cal = calendar("UTC", hours)
+    assert is_open(cal, at(2026, 12, 3, 10, 0))  # Thursday
+    assert not is_open(cal, at(2026, 12, 4, 10, 0))  # Friday
+    half = calendar("UTC", {"mon-fri": "09:00-18:00", "fri": "09:00-12:00"})
+    assert is_open(half, at(2026, 12, 4, 11, 0)) and not is_open(half, at(2026, 12, 4, 14, 0))
+
+
 @pytest.mark.parametrize(("hours", "message"), [
+    ({"mon-wed": "09:00-12:00", "wed-fri": "13:00-17:00"}, "wed is given by 'mon-wed' too"),
     ({"mon": 540}, "not a range"),  # what YAML makes of an unquoted 9:00
     ({"mon": "17:00-09:00"}, "end after the start"),
     ({"weekdays": "09:00-17:00"}, "not a day"),
