@@ -256,7 +256,7 @@ class Adapter(abc.ABC):
             return ctx
         packet, counts = redact_packet(ctx.packet, kinds)
         # The same form of brief as given: a follow-up's short one stays short (`render_brief`).
-        brief = render_brief(packet, ctx.handoff_id, update=ctx.brief.follow_up is not None)
+        brief = render_brief(packet, ctx.handoff_id, update=ctx.brief.follow_up is not None, assignment=ctx.assignment)
         return replace(ctx, packet=packet, brief=brief,
                        redactions={kind: n for kind, n in counts.items() if n})
 
@@ -320,7 +320,8 @@ class Adapter(abc.ABC):
                                       "this conversation is opening the new one", retry_after=REPLACEMENT_WAIT_S)
         log.info("the conversation's ticket takes no more updates; opening a new one",
                  extra={"target": self.name, "ticket": gone.ticket_id, "closed": gone.closed})
-        brief = render_brief(ctx.packet, ctx.handoff_id) if ctx.brief.follow_up is not None else ctx.brief
+        brief = render_brief(ctx.packet, ctx.handoff_id, assignment=ctx.assignment) \
+            if ctx.brief.follow_up is not None else ctx.brief
         ctx = replace(ctx, link=None, brief=brief, follows_ticket=gone.ticket_id if gone.closed else None)
         return ctx, self.find_existing(ctx) if ctx.outcome_unknown else None
 

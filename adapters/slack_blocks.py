@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from connector.brief import OUTCOMES, REASONS, ROLES, TRENDS, scalar, subject_for
+from connector.brief import OUTCOMES, REASONS, ROLES, TRENDS, scalar, subject_for, urgency_shown
 from connector.text_rules import rfc3339_utc
 
 from .events import Holder
@@ -209,8 +209,7 @@ def pack(blocks: Sequence[dict[str, Any]], label: str) -> list[Message]:
 
 
 def urgency_of(packet: Mapping[str, Any], assignment: Mapping[str, Any]) -> str:
-    escalation, routing = packet.get("escalation") or {}, packet.get("routing") or {}
-    return escalation.get("urgency") or routing.get("priority") or assignment.get("priority") or "normal"
+    return urgency_shown(packet, assignment) or "normal"
 
 
 def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any],
@@ -377,8 +376,8 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     pieces.append(("*Why:* ", " — ".join(filter(None, (reason, escalation.get("detail"))))))
     if escalation.get("keywords"):  # the alert shortens them to 300 characters
         pieces.append(("*Trigger words:* ", ", ".join(map(str, escalation["keywords"]))))
-    if escalation.get("urgency"):
-        pieces.append(("*Urgency:* ", str(escalation["urgency"])))
+    if escalation.get("urgency"):  # the bot's word; the header shows routing's priority
+        pieces.append(("*Urgency, as the bot said:* ", str(escalation["urgency"])))
     for key, title in (("stated_problem", "In the customer's words"), ("summary", "Bot's summary")):
         if intent.get(key):
             pieces.append((f"*{title}:* ", intent[key]))

@@ -56,8 +56,8 @@ class Brief:
     # The messages a follow-up adds (transcript entries), when this is a follow-up's brief.
     follow_up: tuple[Mapping[str, Any], ...] | None = None
 
-    def __init__(self, packet: Mapping[str, Any], handoff_id: str):
-        self._view = _view(packet, handoff_id)
+    def __init__(self, packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any] | None = None):
+        self._view = _view(packet, handoff_id, assignment or {})
         self.subject: str = self._view["subject"]
         present = tuple(part for part in PARTS if _has(packet, part))
         self.sections: tuple[str, ...] = present  # packet parts the brief carries (the receipt's vocabulary)
@@ -117,22 +117,30 @@ class FollowUpBrief(Brief):
 
     template = "follow_up"
 
-    def __init__(self, packet: Mapping[str, Any], handoff_id: str):
+    def __init__(self, packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any] | None = None):
         follows = packet["follow_up"]
         self.follow_up = tuple(packet["transcript"][follows["first"]:])
-        super().__init__({**packet, "transcript": list(self.follow_up)}, handoff_id)
+        super().__init__({**packet, "transcript": list(self.follow_up)}, handoff_id, assignment)
         self._view["follows"] = follows["handoff_id"]
         self.sections = self.parts_present = tuple(
             part for part in ("transcript", "attachments") if _has({"transcript": self.follow_up}, part))
 
 
-def render_brief(packet: Mapping[str, Any], handoff_id: str, update: bool = False) -> Brief:
+def render_brief(packet: Mapping[str, Any], handoff_id: str, update: bool = False,
+                 assignment: Mapping[str, Any] | None = None) -> Brief:
     """The brief of `handoff_id`. `update`: the ticket holds everything before this follow-up (its
     handoff and the earlier follow-ups all reached it: `Outbox._follow_up_may_go`), so a follow-up
-    carries only its own messages; otherwise it carries everything its packet holds."""
+    carries only its own messages; otherwise it carries everything its packet holds. `assignment`:
+    routing's decision, whose priority is the urgency shown (the ticket's own)."""
     if update and packet.get("follow_up"):
-        return FollowUpBrief(packet, handoff_id)
-    return Brief(packet, handoff_id)
+        return FollowUpBrief(packet, handoff_id, assignment)
+    return Brief(packet, handoff_id, assignment)
+
+
+def urgency_shown(packet: Mapping[str, Any], assignment: Mapping[str, Any]) -> str | None:
+    """The urgency an agent is shown: routing's priority (what the ticket got), else the bot's."""
+    escalation, routing = packet.get("escalation") or {}, packet.get("routing") or {}
+    return assignment.get("priority") or escalation.get("urgency") or routing.get("priority")
 
 
 def _has(packet: Mapping[str, Any], part: str) -> bool:
@@ -227,7 +235,7 @@ def _transcript(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _view(packet: Mapping[str, Any], handoff_id: str) -> dict[str, Any]:
+def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any]) -> dict[str, Any]:
     bot = packet.get("bot") or {}
     conversation = packet.get("conversation") or {}
     customer = packet.get("customer") or {}
@@ -236,7 +244,10 @@ def _view(packet: Mapping[str, Any], handoff_id: str) -> dict[str, Any]:
     sentiment = packet.get("sentiment") or {}
     routing = packet.get("routing") or {}
     collected = packet.get("collected_data") or {}
-    urgency = escalation.get("urgency") or routing.get("priority")
+    # Routing's priority is the ticket's: a keyword rule that made it urgent while the bot said
+    # "low" showed the agent "Urgency: low". What the bot said stays beside it when it differs.
+    stated = escalation.get("urgency") or routing.get("priority")
+    urgency = urgency_shown(packet, assignment)
     preferred = routing.get("preferred_agent") or {}
     identity = [(label, customer[key]) for key, label in
                 (("email", "email"), ("phone", "phone"), ("id", "customer id"), ("account_id", "account"))
@@ -256,6 +267,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str) -> dict[str, Any]:
         "reason_detail": escalation.get("detail"),
         "keywords": escalation.get("keywords") or [],
         "urgency": urgency,
+        "stated_urgency": stated if stated and stated != urgency else None,
         "urgent": urgency in ("high", "urgent"),
         "customer_name": customer.get("name") or customer.get("email") or customer.get("phone") or customer.get("id"),
         "identity": identity,

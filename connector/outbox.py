@@ -265,7 +265,8 @@ class Outbox:
                     target=delivery.target,
                     packet=handoff.packet,
                     brief=render_brief(handoff.packet, handoff.id,
-                                       update=claimed.link is not None and claimed.caught_up),
+                                       update=claimed.link is not None and claimed.caught_up,
+                                       assignment=handoff.assignment),
                     assignment=handoff.assignment,
                     idempotency_key=f"{handoff.id}:{delivery.target}",
                     link=claimed.link,
@@ -569,7 +570,8 @@ class Outbox:
                 continue
             ctx = HandoffContext(
                 handoff_id=handoff.id, target=target, packet=handoff.packet,
-                brief=render_brief(handoff.packet, handoff.id), assignment=handoff.assignment,
+                brief=render_brief(handoff.packet, handoff.id, assignment=handoff.assignment),
+                assignment=handoff.assignment,
                 idempotency_key=f"{handoff.id}:{target}", link=link, related=related,
                 public_url=self.settings.public_url,
             )

@@ -24,7 +24,7 @@ def preview_packet(services: Services, raw: bytes, content_type: str | None = "a
     packet = validate_packet(parse_json(raw, content_type, services.settings.max_json_depth), services)
     decision = decide(packet, mappings, adapters, ask_vendors=False,
                       observed_wait=services.observed_wait if read_waits else None)
-    brief = render_brief(packet, PREVIEW_ID)
+    brief = render_brief(packet, PREVIEW_ID, assignment=decision.assignment)
     vendors: dict[str, Any] = {}
     for name in registry.vendor_names():
         adapter = registry.adapter_class(name)(services.settings, mappings.targets.get(name, {}))

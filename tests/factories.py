@@ -42,13 +42,16 @@ def make_context(
     **kwargs: Any,
 ) -> HandoffContext:
     packet = packet if packet is not None else full_packet()
+    # As routing's default rule decides: the priority the bot gave (routing.assign), else normal.
+    stated = (packet.get("routing") or {}).get("priority") or (packet.get("escalation") or {}).get("urgency")
+    assignment = assignment or {"team": "support", "queue": None, "agent": None, "priority": stated or "normal",
+                                "rule": "default", "trace": [], "targets": {}}
     return HandoffContext(
         handoff_id=handoff_id,
         target=target,
         packet=packet,
-        brief=render_brief(packet, handoff_id),
-        assignment=assignment or {"team": "support", "queue": None, "agent": None, "priority": "normal",
-                                  "rule": "default", "trace": [], "targets": {}},
+        brief=render_brief(packet, handoff_id, assignment=assignment),
+        assignment=assignment,
         idempotency_key=f"{handoff_id}:{target}",
         link=link,
         **kwargs,

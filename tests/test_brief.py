@@ -128,3 +128,26 @@ def test_every_vendor_renders_a_packet_without_any_one_optional_field(make_app, 
     assert set(preview["vendors"]) == {"zendesk", "salesforce", "slack"}
     brief = render_brief(packet, "hnd_1")
     assert brief.text and brief.html
+
+
+def test_the_urgency_shown_is_routings_with_the_bots_beside_it_when_they_differ(make_app):
+    # A keyword rule made the ticket urgent while the brief said "Urgency: low" and Slack "⚪ Low".
+    packet = minimal_packet()
+    packet["escalation"] = {"reason": "regulatory", "urgency": "low", "keywords": ["data breach"]}
+    brief = render_brief(packet, "hnd_X", assignment={"priority": "urgent"})
+    assert brief.text.startswith("[URGENT] HANDOFF")
+    assert "Urgency: urgent (the bot said low)" in brief.text
+    assert "Urgency: <strong>urgent</strong> (the bot said low)" in brief.html
+    same = render_brief(packet, "hnd_X", assignment={"priority": "low"})
+    assert "Urgency: low\n" in same.text and "the bot said" not in same.text
+
+    services = make_app().extensions["connector"]
+    packet["customer"]["segment"] = "standard"
+    shown = preview_packet(services, json.dumps(packet).encode())
+    decided = shown["assignment"]["priority"]
+    zendesk = shown["vendors"]["zendesk"]["payload"]["ticket"]
+    slack = shown["vendors"]["slack"]["payload"]["message"]
+    assert zendesk["priority"] == decided
+    assert f"Urgency: <strong>{decided}</strong>" in zendesk["comment"]["html_body"]
+    assert slack["blocks"][0]["text"]["text"].startswith({"urgent": "🔴 Urgent", "high": "🟠 High",
+                                                          "normal": "🔵 Normal", "low": "⚪ Low"}[decided])

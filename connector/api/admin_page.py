@@ -175,7 +175,8 @@ def handoff(handoff_id: str) -> str | tuple[str, int]:
         if found is None:
             return _message(f"No handoff {handoff_id!r}.", 404)
         detail = detail_of(reading, found)
-        brief = render_brief(found.packet, found.id, update=found.follows_id is not None).text
+        brief = render_brief(found.packet, found.id, update=found.follows_id is not None,
+                             assignment=found.assignment).text
         follows, delivery_ids = found.follows_id, {d.target: d.id for d in found.deliveries}
     payloads = {d["target"]: json.dumps(d["payload"], indent=2, ensure_ascii=False) if d["payload"] else None
                 for d in detail["deliveries"]}

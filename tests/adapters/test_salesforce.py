@@ -137,12 +137,12 @@ def test_vendor_extra_reaches_the_wire_last_and_can_choose_the_owner(org: Salesf
 
 
 def test_mapping_sets_picklists_custom_fields_and_handoff_id() -> None:
-    mapping = {"priority": {"normal": "P3"}, "origin": {"web_chat": "Chat"}, "status": "Open",
+    mapping = {"priority": {"high": "P2"}, "origin": {"web_chat": "Chat"}, "status": "Open",
                "handoff_id_field": "Handoff_Id__c",
                "fields": {"Account_Number__c": "customer.account_id", "Skills__c": "routing.skills",
                           "Team__c": "assignment.team", "Missing__c": "collected_data.nope"}}
     case = adapter(Settings(), **mapping).render(ctx_for())["case"]
-    assert (case["Priority"], case["Origin"], case["Status"]) == ("P3", "Chat", "Open")
+    assert (case["Priority"], case["Origin"], case["Status"]) == ("P2", "Chat", "Open")
     assert case["Account_Number__c"] == "ACME-88213"
     assert case["Skills__c"] == "integrations;quickbooks"
     assert case["Team__c"] == "support"
