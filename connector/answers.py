@@ -95,7 +95,10 @@ def shown_message(message: dict[str, str] | None, status: str, *, reached_later:
 
 def shown_wait(seconds: int | None, status: str, *, reached_later: bool = False) -> int | None:
     """The expected wait as the bot may quote it now: none once every target has given up — beside
-    the apology it would promise a wait for nobody (the same rule as `shown_message`)."""
+    the apology it would promise a wait for nobody (the same rule as `shown_message`) — and none
+    once an agent has the handoff (`status` a callback's `assigned` or `completed`): the wait is over."""
+    if status in ("assigned", "completed"):
+        return None
     return None if status == "failed" and not reached_later else seconds
 
 
@@ -120,6 +123,8 @@ def render_detail(handoff: Handoff, assigned: Assignment | None = None,
                   callbacks: Iterable[Callback] = (), follow_ups: Iterable[Handoff] = ()) -> dict[str, Any]:
     follow_ups = list(follow_ups)  # loaded already: `reached_later` without another query
     body = render(handoff, reached_later=any(d.state in DONE for f in follow_ups for d in f.deliveries))
+    if assigned is not None:  # an agent has it: the wait quoted at intake is over
+        body["estimated_wait_seconds"] = shown_wait(body["estimated_wait_seconds"], "assigned")
     body["created_at"] = handoff.created_at.isoformat()
     body["updated_at"] = max([handoff.updated_at, *(d.updated_at for d in handoff.deliveries)]).isoformat()
     body["deliveries"] = [

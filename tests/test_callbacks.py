@@ -228,6 +228,8 @@ def test_an_assignment_tells_the_bot_who_took_which_ticket(make_callback_app, bo
     app = make_callback_app()
     services = app.extensions["connector"]
     hid = post(app, full_packet(callback={"url": bot.url, "events": ["assigned"]}))["id"]
+    with services.db.session() as session:  # a team with a wait to quote (the shipped routing quotes none)
+        session.execute(update(Handoff).values(estimated_wait_seconds=300))
     at = utcnow().replace(microsecond=0)
     event = AssignmentEvent(target="preview", event_id="ev-1", ticket_id=f"preview-{hid}", handoff_id=None,
                             agent_id="agent-7", agent_name="Dana", at=at)
@@ -241,6 +243,10 @@ def test_an_assignment_tells_the_bot_who_took_which_ticket(make_callback_app, bo
                                        "url": f"/v1/handoffs/{hid}"}
     assert dt.datetime.fromisoformat(received.json["at"].replace("Z", "+00:00")) == at
     assert received.json["message"] is None
+    # The wait quoted at intake is over once an agent has it: in the callback and in what GET reads.
+    assert received.json["estimated_wait_seconds"] is None
+    detail = app.test_client().get(f"/v1/handoffs/{hid}", headers=auth()).get_json()
+    assert detail["assigned"]["agent_id"] == "agent-7" and detail["estimated_wait_seconds"] is None
 
 
 class _TogetherAdapter(BrokenAdapter):
