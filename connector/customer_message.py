@@ -20,12 +20,14 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from .brief import one_line, subject_for
 from .errors import ConfigError
 from .mapping_values import check_template
+from .redaction import redact_text
 from .templating import render
 
 # Shown once every target has given up, where messages.yaml has no `failed` of its own (and for
 # handoffs stored before the connector composed one with each message).
 FAILED = ("I'm sorry — I couldn't pass this on to our team just now, so nobody has it yet. "
           "Please try again in a few minutes.")
+ECHOED_SECRETS = ("secret", "iban", "card", "national_id")  # masked in the problem the message restates
 ENGLISH_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 FALLBACK = {
     "default_locale": "en",
@@ -117,7 +119,9 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     strings = locales[locale]
     where = f"mappings/messages.yaml: locales.{locale}"
     team = _team_name(strings, assignment)
-    problem = one_line(subject_for(packet), 140).rstrip(".")
+    # The customer's own words, echoed back: a card number or an ID number in them is masked, as the
+    # vendors' mappings mask them — the message travels in the answer, callbacks and the bot's logs.
+    problem = redact_text(one_line(subject_for(packet), 140), ECHOED_SECRETS)[0].rstrip(".")
     hours = assignment.get("business_hours") or {}
     if assignment.get("out_of_hours") and hours.get("next_opening"):
         expectation = render(strings["closed"], f"{where}.closed", **_opening_words(hours, strings, now))

@@ -171,3 +171,13 @@ def test_a_locale_with_its_own_apology_needs_no_tag():
     composed = compose(_in("es"), {"team": "billing"}, None, SHIPPED)
     assert "if_failed_locale" not in composed and composed["if_failed"].startswith("Lo siento")
     assert shown_message(composed, "failed")["locale"] == "es"
+
+
+def test_a_card_or_id_number_in_the_customers_words_is_not_echoed_back():
+    # The restated problem is the customer's first line when the bot captured no problem: it went
+    # back verbatim, card number and all, into the answer, the callbacks and the bot's logs.
+    packet = full_packet(intent={}, transcript=[{"at": "2026-11-20T09:14:02Z", "role": "customer",
+                                                 "text": "My card 4111 1111 1111 1111 was charged twice, SSN 123-45-6789"}])
+    text = compose(packet, ASSIGNMENT, None, MESSAGES)["text"]
+    assert "4111 1111 1111 1111" not in text and "123-45-6789" not in text
+    assert "[redacted card ••••1111] was charged twice" in text
