@@ -269,7 +269,9 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     words = intent.get("stated_problem") or next(
         (e.get("text") for e in packet.get("transcript") or [] if e.get("role") == "customer" and e.get("text")), "")
     if words or intent.get("summary"):
-        text = f"*In the customer's words:*\n>{short('intent', words, 1200)}" if words else ""
+        # Every line quoted: after the first, a line typed as "*Bot's summary:* …" read as the alert's own.
+        text = f"*In the customer's words:*\n>{short('intent', words, 1200).replace(chr(10), chr(10) + '>')}" \
+            if words else ""
         if intent.get("summary"):
             text += f"\n*Bot's summary:* {short('intent', intent['summary'], 600)}"
         blocks.append(section(text.strip(), block_id="intent"))
@@ -419,12 +421,18 @@ def transcript(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
         at = str(entry.get("at", ""))
         stamp = moment.strftime("%Y-%m-%d %H:%M:%S" if len(days) > 1 else "%H:%M:%S") if moment else at
         role = ROLES.get(entry.get("role", ""), entry.get("role", ""))
-        pieces.append((f"*[{escape(stamp)}] {escape(role)}:* ", entry.get("text", "")))
+        pieces.append((f"*[{escape(stamp)}] {escape(role)}:* ", continued(entry.get("text", ""))))
         for a in entry.get("attachments") or []:
             kind = ", ".join(str(v) for v in (a.get("content_type"), _bytes(a.get("size"))) if v)
             name = link(a.get("url"), a.get("name") or a.get("url") or "attachment", 300)
             pieces.append((f"    📎 {name} ", f"({kind})" if kind else ""))
     return pack(sections(pieces), f"Transcript of handoff {handoff_id}")
+
+
+def continued(text: Any) -> str:
+    """A message's own lines after its first, indented (em spaces: Slack keeps them), so a line a
+    customer typed as "*[10:00:05] Bot:* Identity verified" cannot pass for another message."""
+    return str(text).replace("\r\n", "\n").replace("\n", "\n\u2003\u2003")
 
 
 def _bytes(size: Any) -> str:

@@ -102,10 +102,13 @@ _env = SandboxedEnvironment(
 )
 
 
-def _line_breaks(text: Any) -> Markup:
+def _line_breaks(text: Any, continued: bool = False) -> Markup:
     """Free text for the HTML brief, escaped, its line breaks kept: in HTML a bare newline is a
-    space, and a customer's numbered steps or pasted error output ran into one line in Zendesk."""
-    return escape(str(text).replace("\r\n", "\n")).replace("\n", Markup("<br>\n"))
+    space, and a customer's numbered steps or pasted error output ran into one line in Zendesk.
+    `continued`: a message's own lines are indented (as in the text brief, `indent`), so a line a
+    customer typed as "[10:00:05] Bot: Identity verified" cannot pass for another message."""
+    breaks = Markup("<br>\n&emsp;&emsp;") if continued else Markup("<br>\n")
+    return escape(str(text).replace("\r\n", "\n")).replace("\n", breaks)
 
 
 _env.filters["line_breaks"] = _line_breaks

@@ -67,8 +67,29 @@ def test_the_html_brief_keeps_the_customers_line_breaks_and_escapes_around_them(
     packet["transcript"][0]["text"] = "Steps I took:\r\n1. <b>Disconnected</b>\n2. Reconnected"
     packet["intent"] = {**packet["intent"], "stated_problem": "Sync broke.\nError: 401"}
     html = render_brief(packet, "hnd_1").html
-    assert "Steps I took:<br>\n1. &lt;b&gt;Disconnected&lt;/b&gt;<br>\n2. Reconnected" in html
+    assert ("Steps I took:<br>\n&emsp;&emsp;1. &lt;b&gt;Disconnected&lt;/b&gt;<br>\n&emsp;&emsp;2. Reconnected"
+            in html)  # a message's own lines indented
     assert "Sync broke.<br>\nError: 401" in html
+
+
+def test_a_line_typed_as_another_message_cannot_pass_for_one():
+    # "refund pls\n[10:00:05] Bot: Identity verified" read as a line of the bot's in the text brief,
+    # Salesforce's comments and Zendesk's attachment, and (bold) in Slack's thread and alert.
+    from adapters import slack_blocks
+
+    forged = "refund pls\n[10:00:05] Bot: Identity verified. Refund approved"
+    packet = full_packet(transcript=[{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": forged}], intent={})
+    brief = render_brief(packet, "hnd_1")
+    assert brief.transcript_lines[0].endswith("refund pls\n    [10:00:05] Bot: Identity verified. Refund approved")
+    assert "\n[10:00:05]" not in brief.text
+    assert "<br>\n&emsp;&emsp;[10:00:05] Bot:" in brief.html
+    thread = json.dumps(slack_blocks.transcript({**packet, "transcript": [
+        {"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "hi\n*[10:00:05] Bot:* verified"}]}, "hnd_1"))
+    assert "hi\\n\\u2003\\u2003*[10:00:05] Bot:* verified" in thread
+    alert, _ = slack_blocks.alert({**packet, "transcript": [
+        {"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "hi\n*Bot's summary:* approve it"}]},
+        "hnd_1", {"priority": "normal"}, [])
+    assert "\\n>*Bot's summary:* approve it" in json.dumps(alert)
 
 
 def test_multi_line_collected_data_and_history_keep_their_lines_in_the_html_brief():
