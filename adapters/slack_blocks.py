@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from connector.brief import OUTCOMES, REASONS, ROLES, TRENDS, scalar, subject_for, urgency_shown
-from connector.text_rules import rfc3339_utc
+from connector.text_rules import rfc3339_utc, visible_controls
 
 from .events import Holder
 
@@ -55,7 +55,7 @@ def size(text: str) -> int:
 def escape(raw: Any) -> str:
     # `&` first, so the entities written next are not escaped again. (A generator over the
     # characters took a fifth of a preview's CPU: every line of a brief passes through here.)
-    return str(raw).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return visible_controls(str(raw)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def fit(raw: Any, limit: int, more: str = "") -> tuple[str, bool]:

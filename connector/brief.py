@@ -18,7 +18,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
-from .text_rules import rfc3339_utc
+from .text_rules import rfc3339_utc, visible_controls
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -99,6 +99,9 @@ _env = SandboxedEnvironment(
     lstrip_blocks=True,
     keep_trailing_newline=True,
     auto_reload=False,  # the templates ship with the code; a stat() per render showed in the profile
+    # Every value a template writes, before escaping: a bidirectional override in a packet cannot
+    # reorder what an agent reads (an order number, an amount) — it is shown by name instead.
+    finalize=lambda value: visible_controls(value) if isinstance(value, str) else value,
 )
 
 
@@ -168,7 +171,7 @@ def first_customer_line(packet: Mapping[str, Any]) -> str:
 
 
 def one_line(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
+    flat = " ".join(visible_controls(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 

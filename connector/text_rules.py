@@ -12,6 +12,15 @@ import re
 
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
+# Unicode's bidirectional embeddings, overrides and isolates: "ORD-\u202e1234\u202c" displays as
+# "ORD-4321", "\u202e00.05$" as "$50.00". Kept in what is stored, shown by name to agents.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def visible_controls(text: str) -> str:
+    """`text` with each bidirectional control written as its code point ([U+202E]), for agents."""
+    return _BIDI_CONTROLS.sub(lambda m: f"[U+{ord(m.group()):04X}]", text) if _BIDI_CONTROLS.search(text) else text
+
 # RFC 3339's date-time (section 5.6): T and Z in either case, seconds required, any fraction, an
 # offset with its colon. datetime.fromisoformat alone took ISO 8601 forms no bot's RFC 3339 writer
 # makes (2026-W47-5T09:14Z, 20261120T091402Z, 2026-11-20T09Z) and refused a lower-case t or z.

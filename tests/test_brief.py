@@ -172,3 +172,19 @@ def test_the_urgency_shown_is_routings_with_the_bots_beside_it_when_they_differ(
     assert f"Urgency: <strong>{decided}</strong>" in zendesk["comment"]["html_body"]
     assert slack["blocks"][0]["text"]["text"].startswith({"urgent": "🔴 Urgent", "high": "🟠 High",
                                                           "normal": "🔵 Normal", "low": "⚪ Low"}[decided])
+
+
+def test_bidirectional_controls_are_shown_by_name_not_obeyed():
+    # "ORD-\u202e1234\u202c" displayed as "ORD-4321" and "\u202e00.05$" as "$50.00" in every vendor.
+    from adapters import slack_blocks
+
+    packet = full_packet(collected_data={"order_number": "ORD-\u202e1234\u202c", "refund": "\u202e00.05$"})
+    packet["intent"]["stated_problem"] = "Refund \u2067order\u2069 please"
+    brief = render_brief(packet, "hnd_1")
+    for text in (brief.text, brief.html, brief.subject):
+        assert not any(c in text for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+    assert "ORD-[U+202E]1234[U+202C]" in brief.text and "[U+202E]00.05$" in brief.html
+    assert brief.subject == "Refund [U+2067]order[U+2069] please"
+    alert, _ = slack_blocks.alert(packet, "hnd_1", {"priority": "normal"}, [])
+    rendered = json.dumps(alert, ensure_ascii=False) + json.dumps(slack_blocks.details(packet, "hnd_1"), ensure_ascii=False)
+    assert "\u202e" not in rendered and "ORD-[U+202E]1234[U+202C]" in rendered
