@@ -49,7 +49,7 @@ SUBJECT_MAX = 255  # characters
 # Contact.LastName 80, Contact.FirstName 40, Case.SuppliedEmail and Contact.Email 80,
 # Case.SuppliedPhone and Contact.Phone 40.
 FIELD_MAX = {"Name": 80, "FirstName": 40, "Email": 80, "Phone": 40}
-DESCRIPTION_MAX = 32_000  # characters
+DESCRIPTION_MAX = 32_000  # characters, as Salesforce counts them: UTF-16 code units (`_units`)
 CLOCK_SKEW_S = 600  # between this host's clock (a handoff id's time) and Salesforce's CreatedDate
 COMMENT_MAX_BYTES = 4_000  # CaseComment.CommentBody is limited in UTF-8 bytes, not characters
 FEED_ITEM_MAX = 10_000  # FeedItem.Body, characters
@@ -100,10 +100,10 @@ class SalesforceAdapter(Adapter):
         customer = ctx.packet.get("customer") or {}
         text = ctx.brief.text
         overflow: list[str] = []
-        if len(text) > DESCRIPTION_MAX:  # the transcript goes as comments anyway: keep the summary here
+        if _units(text) > DESCRIPTION_MAX:  # the transcript goes as comments anyway: keep the summary here
             text = ctx.brief.summary_text
-            if len(text) > DESCRIPTION_MAX:  # rare; nothing is lost: the whole summary goes as comments too
-                overflow, text = [text], text[: DESCRIPTION_MAX - len(OVERFLOW)] + OVERFLOW
+            if _units(text) > DESCRIPTION_MAX:  # rare; nothing is lost: the whole summary goes as comments too
+                overflow, text = [text], _within(text, DESCRIPTION_MAX - _units(OVERFLOW)) + OVERFLOW
         routing = (ctx.assignment.get("targets") or {}).get("salesforce") or {}
         priority = ctx.assignment.get("priority") or (ctx.packet.get("escalation") or {}).get("urgency")
         channel = (ctx.packet.get("conversation") or {}).get("channel")
@@ -361,7 +361,7 @@ def split_blocks(blocks: Sequence[str], budget: int, in_bytes: bool) -> list[str
 def _cut(text: str, budget: int, in_bytes: bool) -> str:
     """The longest prefix within `budget` ending on a character (not byte) boundary, not inside an
     emoji sequence or before a combining mark, and after a space when one is near the end."""
-    fit = len(text.encode()[:budget].decode("utf-8", "ignore")) if in_bytes else budget
+    fit = len(text.encode()[:budget].decode("utf-8", "ignore")) if in_bytes else len(_within(text, budget))
     end = fit
     while 0 < end < len(text) and (unicodedata.combining(text[end]) or text[end] in _JOINERS
                                    or text[end - 1] == "\u200d" or "\U0001f3fb" <= text[end] <= "\U0001f3ff"):
@@ -372,7 +372,19 @@ def _cut(text: str, budget: int, in_bytes: bool) -> str:
 
 
 def _size(text: str, in_bytes: bool) -> int:
-    return len(text.encode()) if in_bytes else len(text)
+    return len(text.encode()) if in_bytes else _units(text)
+
+
+def _units(text: str) -> int:
+    """A text's length as Salesforce counts it against a field's limit: UTF-16 code units, so an
+    emoji counts two. Counted in code points, an emoji-heavy name or transcript passed our checks and
+    was refused (STRING_TOO_LONG): the case was never made."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _within(text: str, units: int) -> str:
+    """The longest prefix of `text` of at most `units` UTF-16 code units (never half an emoji)."""
+    return text.encode("utf-16-le")[: max(0, units) * 2].decode("utf-16-le", "ignore")
 
 
 def _header(handoff_id: str, kind: str, number: int, total: int) -> str:
@@ -386,12 +398,12 @@ def _headers(case: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    return text if _units(text) <= limit else _within(text, limit - 1).rstrip() + "…"
 
 
 def _fits(value: Any, kind: str) -> Any:
     """`value` when it fits the standard fields of its kind (`FIELD_MAX`), else None."""
-    return value if isinstance(value, str) and len(value) <= FIELD_MAX[kind] else None
+    return value if isinstance(value, str) and _units(value) <= FIELD_MAX[kind] else None
 
 
 def _field_value(value: Any) -> Any:

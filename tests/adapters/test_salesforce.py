@@ -603,3 +603,20 @@ def test_probe_with_a_refused_login_is_an_auth_error(org: SalesforceFake) -> Non
     org.password_login_refused()
     with pytest.raises(AuthError, match="INVALID_LOGIN"):
         adapter(PASSWORD_SETTINGS).probe()
+
+
+def test_lengths_are_counted_as_salesforce_counts_them_in_utf16_units() -> None:
+    # An emoji is two UTF-16 code units to Salesforce: counted as one, a name of 79 emoji-laden
+    # characters and a 28,809-character Description passed our checks and were refused (STRING_TOO_LONG).
+    def units(text: str) -> int:
+        return len(text.encode("utf-16-le")) // 2
+
+    name = "Dana 😀" * 13  # 78 code points, 91 UTF-16 units
+    chatty = [{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "😀" * 9_000} for _ in range(4)]
+    ctx = make_context(full_packet(customer={"id": "c1", "name": name}, transcript=chatty,
+                                   intent={"stated_problem": "😀" * 200}), target="salesforce")
+    case = SalesforceAdapter(Settings(), {}).render(ctx)["case"]
+    assert units(case["Description"]) <= 32_000
+    assert units(case["Subject"]) <= 255 and case["Subject"].endswith("…")
+    assert units(case["SuppliedName"]) <= 80 and case["SuppliedName"].endswith("…")
+    assert "\ufffd" not in case["Subject"] + case["SuppliedName"]  # never half an emoji
