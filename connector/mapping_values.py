@@ -17,6 +17,7 @@ A bare string is a path when it is well-formed and starts at a packet field (`cu
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -57,7 +58,16 @@ class Value:
 def check_path(path: Any, where: str) -> str:
     if not isinstance(path, str) or not PATH_RE.match(path):
         raise ConfigError(where, f"{path!r} is not a dotted path (e.g. collected_data.order_number, transcript.0.text)")
+    root = path.split(".")[0]
+    if root not in ROOTS:  # it would find nothing in any packet: the field left out, always, without a word
+        raise ConfigError(where, f"{path!r} starts at {root!r}, which is not a packet field; "
+                                 f"{_guess(root)}paths start at one of {', '.join(sorted(ROOTS))}")
     return path
+
+
+def _guess(root: str) -> str:
+    close = difflib.get_close_matches(root, sorted(ROOTS), n=1, cutoff=0.8)
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def check_template(source: Any, where: str, variables: Collection[str] = ROOTS) -> str:
@@ -121,6 +131,10 @@ def compile_value(raw: Any, where: str, tables: Mapping[str, Mapping[Any, Any]] 
             return Value("template", check_template(raw, where), where)
         if PATH_RE.match(raw) and raw.split(".")[0] in ROOTS:
             return Value("path", raw, where)
+        if "." in raw and PATH_RE.match(raw) and _guess(raw.split(".")[0]):
+            # `colected_data.order_number` went to the vendor as that text, every time.
+            raise ConfigError(where, f"{raw!r} reads as a misspelt path: {_guess(raw.split('.')[0])}"
+                                     f"write {{literal: {raw}}} if the text itself is meant")
     if raw is not None and not isinstance(raw, (str, int, float, bool)):
         raise ConfigError(where, f"a value must be a scalar or one of {{path|template|literal|lookup: …}}, got {raw!r}")
     return Value("literal", raw, where)

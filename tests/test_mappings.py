@@ -357,3 +357,21 @@ def test_a_date_that_does_not_exist_is_refused_with_its_line(mapdir):
         load(mapdir)
     assert err.value.source.endswith("routing.yaml:8")
     assert "no real one" in err.value.message and "month must be in 1..12" in err.value.message
+
+
+@pytest.mark.parametrize(("spec", "words"), [
+    # As a bare string it went to the vendor as the text "colected_data.order_number", every time.
+    ("colected_data.order_number", "reads as a misspelt path: did you mean 'collected_data'?"),
+    # Written out, it found nothing in any packet: the field silently left out.
+    ({"path": "colected_data.order_number"}, "not a packet field; did you mean 'collected_data'?"),
+    ({"lookup": {"a": 1}, "from": "Customer.segment"}, "starts at 'Customer', which is not a packet field"),
+])
+def test_a_misspelt_path_is_refused_not_sent_as_text_or_left_out(spec, words):
+    with pytest.raises(ConfigError) as err:
+        compile_value(spec, "salesforce.yaml:4 fields.Order_Number__c")
+    assert words in err.value.message
+
+
+def test_text_that_only_looks_like_a_path_stays_text():
+    assert compile_value("acme.com", "x").kind == "literal"
+    assert compile_value("v1.2", "x").kind == "literal"
