@@ -61,8 +61,14 @@ def check_targets(names: tuple[str, ...], settings: Settings) -> None:
 
 
 def build_adapters(settings: Settings, mappings: Mapping[str, Mapping[str, Any]]) -> dict[str, Adapter]:
-    """Instances of the enabled targets. `preview` gets every vendor's mapping: it renders them all."""
+    """Instances of the enabled targets. `preview` gets every vendor's mapping: it renders them all.
+    Every vendor's own checks of its mapping run, enabled or not: with only `preview` enabled (the
+    default, where admins try mappings out) a file its vendor refuses passed `check` and the reload,
+    then failed every preview delivery and the `preview` command."""
     check_targets(settings.targets, settings)
+    for name in vendor_names():
+        if name not in settings.targets:
+            adapter_class(name)(settings, mappings.get(name, {}))
     return {
         name: adapter_class(name)(settings, mappings if name == BUILT_IN else mappings.get(name, {}))
         for name in settings.targets

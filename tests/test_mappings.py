@@ -375,3 +375,21 @@ def test_a_misspelt_path_is_refused_not_sent_as_text_or_left_out(spec, words):
 def test_text_that_only_looks_like_a_path_stays_text():
     assert compile_value("acme.com", "x").kind == "literal"
     assert compile_value("v1.2", "x").kind == "literal"
+
+
+@pytest.mark.parametrize(("target", "mapping", "words"), [
+    ("salesforce", {"contact": "find_or_creat"}, "contact"),
+    ("zendesk", {"custom_fields": [{"template": "{{ intent.name }}"}]}, "custom_fields[0]"),
+    ("slack", {"mention_on_urgent": "@here"}, "mention_on_urgent"),
+])
+def test_each_vendors_own_checks_run_with_only_preview_enabled(target, mapping, words):
+    # The default, where admins try mappings out: these passed `check` and the reload, then failed
+    # every preview delivery and the `preview` command with a traceback.
+    from adapters.registry import build_adapters
+    from connector.settings import Settings
+
+    settings = Settings()
+    assert settings.targets == ("preview",)
+    with pytest.raises(ConfigError) as err:
+        build_adapters(settings, {target: mapping})
+    assert words in err.value.source
