@@ -393,3 +393,16 @@ def test_each_vendors_own_checks_run_with_only_preview_enabled(target, mapping, 
     with pytest.raises(ConfigError) as err:
         build_adapters(settings, {target: mapping})
     assert words in err.value.source
+
+
+def test_the_readmes_routing_example_loads_as_written(tmp_path):
+    # Copied as written it was refused: its default team was under no `teams:`.
+    from adapters.registry import TARGETS as ALL
+    from adapters.registry import mapping_keys
+
+    readme = (ROOT / "mappings" / "README.md").read_text(encoding="utf-8")
+    example = readme.split("## Routing (`routing.yaml`)")[1].split("```yaml\n")[1].split("```")[0]
+    shutil.copytree(ROOT / "mappings", tmp_path / "m")
+    (tmp_path / "m" / "routing.yaml").write_text(example)
+    loaded = load_mappings(str(tmp_path / "m"), "/", list(ALL), mapping_keys)
+    assert [rule["name"] for rule in loaded.routing["rules"]] == ["vip-billing", "default"]
