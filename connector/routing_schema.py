@@ -16,7 +16,7 @@ from adapters import registry
 
 from . import business_hours
 from .errors import ConfigError
-from .schemas.packet import distinct
+from .schemas.packet import REASONS, SENTIMENTS, TRENDS, URGENCIES, distinct
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 # Which id field carries a named agent, per vendor, comes from the adapters (`agent_field`);
@@ -62,17 +62,30 @@ class _Strict(Schema):
 
 
 class Words(fields.Field):
-    """A string or a list of strings, kept lowercase."""
+    """A string or a list of strings, kept lowercase; `choices`: the only values a packet can hold
+    there (`sentiment: furious` made a rule that never matched, without a word)."""
+
+    def __init__(self, choices: tuple[str, ...] | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.choices = choices
 
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> list[str]:
         items = value if isinstance(value, list) else [value]
         if not items or not all(isinstance(i, str) and i.strip() for i in items):
             raise ValidationError("must be a word or a list of words")
-        return [i.strip().lower() for i in items]
+        words = [i.strip().lower() for i in items]
+        if self.choices is not None and (never := [w for w in words if w not in self.choices]):
+            raise ValidationError(f"{', '.join(map(repr, never))}: no packet holds that here; "
+                                  f"one of {', '.join(self.choices)}")
+        return words
+
+
+# The conditions whose packet field has a fixed set of values (schemas/packet.py).
+_CHOICES = {"sentiment": SENTIMENTS, "sentiment_trend": TRENDS, "urgency": URGENCIES, "reason": REASONS}
 
 
 class WhenSchema(_Strict):
-    locals().update({name: Words() for name in LIST_CONDITIONS})
+    locals().update({name: Words(_CHOICES.get(name)) for name in LIST_CONDITIONS})
     keywords = Words()
     keywords_in = fields.List(fields.String(validate=validate.OneOf(("escalation", "transcript"))),
                               validate=validate.Length(min=1))
@@ -80,6 +93,12 @@ class WhenSchema(_Strict):
     score_above = fields.Float(validate=validate.Range(min=-1, max=1))
     in_hours = fields.Boolean()
     hours_of = fields.String()  # whose calendar `in_hours` reads; default: the rule's team
+
+    @validates_schema
+    def _can_hold(self, data: dict[str, Any], **_: Any) -> None:
+        if "score_below" in data and "score_above" in data and data["score_above"] >= data["score_below"]:
+            raise ValidationError(f"no score is below {data['score_below']} and above {data['score_above']}",
+                                  "score_below")
 
     @post_load
     def _compile(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:

@@ -67,6 +67,16 @@ def test_the_relative_directory_is_shown_as_configured(mapdir):
      "routing.yaml:4 default.observed_wait.window_minutes"),
     ("version: 1\ndefault:\n  observed_wait: {min_samples: 2, median: true}\nrules:\n  - {name: default}\n",
      "routing.yaml:3 default.observed_wait.median"),
+    # Rules that could never match, refused rather than never run: a value no packet holds there…
+    ("version: 1\nrules:\n  - name: a\n    when: {sentiment: furious}\n  - {name: default}\n",
+     "routing.yaml:4 rules[0].when.sentiment"),
+    ("version: 1\nrules:\n  - name: a\n    when: {urgency: [high, critical]}\n  - {name: default}\n",
+     "routing.yaml:4 rules[0].when.urgency"),
+    ("version: 1\nrules:\n  - name: a\n    when: {reason: regulator}\n  - {name: default}\n",
+     "routing.yaml:4 rules[0].when.reason"),
+    # …or scores no sentiment has.
+    ("version: 1\nrules:\n  - name: a\n    when: {score_below: -0.5, score_above: 0.5}\n  - {name: default}\n",
+     "routing.yaml:4 rules[0].when.score_below"),
 ])
 def test_routing_errors_name_file_line_and_key(mapdir, text, source):
     (mapdir / "routing.yaml").write_text(text)
