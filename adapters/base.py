@@ -144,6 +144,9 @@ class Adapter(abc.ABC):
     # other key is refused at load with its file and line: a misspelt `redact:` would otherwise
     # switch masking off without a word.
     mapping_keys: ClassVar[frozenset[str]] = frozenset()
+    # The ids routing may give this target (routing.yaml's `targets: {<name>: {…}}`); another key
+    # is refused at load (`groupid:` was silently ignored, and the ticket went to no group).
+    routing_keys: ClassVar[frozenset[str]] = frozenset()
     # The type some of those keys must hold (see `COMMON_MAPPING_TYPES`); the rest the adapter checks.
     mapping_types: ClassVar[Mapping[str, type | tuple[type, ...]]] = {}
 

@@ -71,6 +71,7 @@ class SlackAdapter(Adapter):
     mapping_keys = frozenset({"mention_on_urgent", "mention_urgencies", "broadcast_updates", "channel"})
     mapping_types = {"mention_on_urgent": str, "mention_urgencies": list, "broadcast_updates": bool, "channel": str}
     required_settings = ("slack_bot_token", "slack_channel")
+    routing_keys = frozenset({"channel"})
 
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
         super().__init__(settings, mapping)

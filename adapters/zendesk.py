@@ -78,6 +78,7 @@ class ZendeskAdapter(Adapter):
                      "priority": dict, "type": str, "subject": str}
     required_settings = ("zendesk_subdomain", ("zendesk_api_token", "zendesk_oauth_token"))
     agent_field = "assignee_id"
+    routing_keys = frozenset({"group_id", "assignee_id"})
 
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
         super().__init__(settings, mapping)

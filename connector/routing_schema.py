@@ -6,6 +6,7 @@ matches packets against the compiled `RoutingConfig`.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -168,6 +169,8 @@ class RoutingSchema(_Strict):
             if team.get("calendar") and team["calendar"] not in calendars:
                 message = f"no calendar {team['calendar']!r} under calendars:"
                 errors.setdefault("teams", {})[name] = {"calendar": [message]}
+            if wrong := _routing_keys(team.get("targets") or {}):
+                errors.setdefault("teams", {}).setdefault(name, {})["targets"] = wrong
         if teams and data["default"]["team"] not in teams:
             errors["default"] = {"team": [f"{data['default']['team']!r} is not under teams:"]}
         seen: set[str] = set()
@@ -187,6 +190,8 @@ class RoutingSchema(_Strict):
             if unknown:
                 problems.setdefault("then", {})["target_names" if then.get("target_names") else "targets"] = [
                     f"unknown target(s) {unknown}; known: {self.known_targets}"]
+            if wrong := _routing_keys(then.get("targets") or {}):
+                problems.setdefault("then", {})["targets"] = wrong
             if not rule["when"] and i != len(rules) - 1:
                 problems["when"] = ["a rule without conditions must be the last: rules after it never run"]
             if not rule["when"] and then.get("fallback") == "next":
@@ -206,6 +211,22 @@ class RoutingSchema(_Strict):
             if team.get("calendar"):
                 team["calendar"] = calendars[team["calendar"]]
         return RoutingConfig(data, calendars=calendars)
+
+
+def _routing_keys(targets: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Per target, the keys its adapter does not read (`Adapter.routing_keys`), with a guess."""
+    wrong: dict[str, list[str]] = {}
+    for target, ids in targets.items():
+        if target not in registry.TARGETS:
+            continue  # named as an unknown target elsewhere
+        known = registry.adapter_class(target).routing_keys
+        for key in ids:
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                reads = ", ".join(sorted(known)) or "nothing"
+                wrong.setdefault(target, []).append(f"{key!r} is not an id {target} reads; {hint}it reads {reads}")
+    return wrong
 
 
 def flatten(messages: Any, prefix: str = "") -> list[tuple[str, str]]:

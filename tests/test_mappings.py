@@ -74,6 +74,11 @@ def test_the_relative_directory_is_shown_as_configured(mapdir):
      "routing.yaml:4 rules[0].when.urgency"),
     ("version: 1\nrules:\n  - name: a\n    when: {reason: regulator}\n  - {name: default}\n",
      "routing.yaml:4 rules[0].when.reason"),
+    # An id no adapter reads, which was silently ignored (the ticket went to no group).
+    ("version: 1\nteams:\n  support:\n    targets: {zendesk: {groupid: 360001}}\nrules:\n  - {name: default}\n",
+     "routing.yaml:4 teams.support.targets.zendesk"),
+    ("version: 1\nrules:\n  - name: a\n    when: {segment: vip}\n    then: {targets: {slack: {chanel: C0B}}}\n"
+     "  - {name: default}\n", "routing.yaml:5 rules[0].then.targets.slack"),
     # …or scores no sentiment has.
     ("version: 1\nrules:\n  - name: a\n    when: {score_below: -0.5, score_above: 0.5}\n  - {name: default}\n",
      "routing.yaml:4 rules[0].when.score_below"),
