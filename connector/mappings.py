@@ -195,6 +195,16 @@ def _schema_load(schema: Schema | Callable[[dict[str, Any]], Any], path: Path, n
         raise ConfigError(locate(name, lines, err.source), err.message) from None
 
 
+def _no_strangers(base: Path, known: list[str], shown: Callable[[str], str]) -> None:
+    """Refuse a YAML file the connector does not read: `routing.yml` or `Zendesk.yaml` was skipped
+    without a word, and the built-in defaults served in its place (every handoff to `default`)."""
+    for path in sorted(base.iterdir()):
+        if path.suffix.lower() in (".yaml", ".yml") and path.name not in known:
+            close = difflib.get_close_matches(path.name.lower().replace(".yml", ".yaml"), known, n=1, cutoff=0.7)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(shown(path.name), f"is not a file the connector reads; {hint}it reads {', '.join(known)}")
+
+
 def load_mappings(directory: str, root: str, target_names: list[str], keys_of: KeysOf | None = None) -> Mappings:
     """Every mapping file, validated; raises ConfigError naming the first bad file, line and key.
     `keys_of` gives each target's known keys (`adapters.registry.mapping_keys`); without it, vendor
@@ -207,6 +217,9 @@ def load_mappings(directory: str, root: str, target_names: list[str], keys_of: K
 
     def shown(filename: str) -> str:
         return os.path.join(directory, filename) if not Path(directory).is_absolute() else str(base / filename)
+
+    if keys_of is not None:  # every target named (the service, `check`): a YAML file none reads is a mistake
+        _no_strangers(base, [*(f"{name}.yaml" for name in target_names), "routing.yaml", "messages.yaml"], shown)
 
     targets = {name: load_file(base / f"{name}.yaml", shown(f"{name}.yaml"), keys_of(name) if keys_of else None)
                for name in target_names if (base / f"{name}.yaml").exists()}

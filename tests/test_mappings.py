@@ -421,3 +421,17 @@ def test_the_readmes_routing_example_loads_as_written(tmp_path):
     (tmp_path / "m" / "routing.yaml").write_text(example)
     loaded = load_mappings(str(tmp_path / "m"), "/", list(ALL), mapping_keys)
     assert [rule["name"] for rule in loaded.routing["rules"]] == ["vip-billing", "default"]
+
+
+@pytest.mark.parametrize(("stranger", "hint"), [("routing.yml", "did you mean 'routing.yaml'?"),
+                                                 ("Zendesk.yaml", "did you mean 'zendesk.yaml'?"),
+                                                 ("old-routing.yaml", "it reads")])
+def test_a_yaml_file_the_connector_does_not_read_is_refused(mapdir, stranger, hint):
+    # Skipped without a word: with routing.yaml renamed, the built-in defaults served in its place.
+    from adapters.registry import mapping_keys
+
+    (mapdir / "routing.yaml").rename(mapdir / stranger)
+    with pytest.raises(ConfigError) as err:
+        load_mappings(str(mapdir), "/", TARGETS, mapping_keys)
+    assert err.value.source.endswith(stranger)
+    assert err.value.message.startswith("is not a file the connector reads") and hint in err.value.message
