@@ -34,7 +34,10 @@ BUTTON_VALUE = 2000
 AGGREGATE = 13_000  # `msg_blocks_too_long` fires near here; Slack does not say how it counts
 SAFE_BLOCKS = 45
 SAFE_AGGREGATE = 11_500  # measured on the serialized blocks, structure included: the strictest reading
-PREFIX_TEXT = 1000  # the label part of a thread line (a key, a link); the value part is never cut
+# The label part of a thread line (a key, a link); the value part is never cut. Room for a link to
+# the longest URL a packet may hold (2,000) and its label: at 1,000 a signed download link lost its
+# whole label and link ("📎 …(application/pdf)"), and the receipt said nothing was dropped.
+PREFIX_TEXT = 2_400
 FALLBACK_TEXT = 300  # top-level `text`: notifications show ~1 line; Slack's own cap is 40k
 
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}

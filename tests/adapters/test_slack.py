@@ -774,3 +774,18 @@ def test_probe_names_a_channel_given_by_name_and_what_to_give_instead(slack: Fak
 def test_probe_with_a_revoked_token_is_an_auth_error(slack: FakeSlack) -> None:
     with pytest.raises(AuthError, match="invalid_auth"):
         SlackAdapter(settings_for(slack, slack_bot_token="xoxb-revoked"), {}).probe()
+
+
+def test_a_long_but_valid_url_keeps_its_link_and_label_in_the_thread(slack: FakeSlack) -> None:
+    # Signed download links run past 1,000 characters (the packet allows 2,000): the bounded label
+    # part cut the whole `<url|label>` away, leaving "📎 …(application/pdf, 19.5 KB)".
+    url = "https://files.example.com/u/1/invoice.pdf?X-Amz-Signature=" + "a" * 1_400
+    packet = full_packet(transcript=[{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "see attached",
+                                      "attachments": [{"url": url, "name": "invoice.pdf",
+                                                       "content_type": "application/pdf", "size": 20_000}]}],
+                         attempted_solutions=[{"title": "Reset guide", "url": url, "outcome": "not_helpful"}])
+    payload = SlackAdapter(settings_for(slack), {}).render(ctx_for(packet))
+    thread = json.dumps(payload["thread"])
+    assert f"<{url}|invoice.pdf>" in thread and f"<{url}|Reset guide>" in thread
+    for reply in payload["thread"]:
+        assert_within_limits(reply)
