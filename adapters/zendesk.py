@@ -62,6 +62,7 @@ class _Comment:
     html_body: str
     attachment: tuple[str, str] | None = None  # (file name, text) uploaded and linked at send time
     attached_part: str = ""
+    carries: str = ""  # what the comment still holds, for the receipt
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ class ZendeskAdapter(Adapter):
             receipt["attached"] = [{
                 "part": comment.attached_part, "file": comment.attachment[0],
                 "reason": f"the brief exceeds Zendesk's comment limit ({COMMENT_LIMIT_BYTES} bytes); "
-                          "the comment carries the summary and the whole text is attached, nothing cut",
+                          f"the comment carries {comment.carries} and the whole text is attached, nothing cut",
             }]
         return receipt
 
@@ -182,11 +183,19 @@ class ZendeskAdapter(Adapter):
                      f"{name}: it is too long for a Zendesk comment. Nothing was cut.")
         if _fits(ctx.brief.summary_html + note):
             return _Comment(ctx.brief.summary_html + note, (name, "\n".join(ctx.brief.transcript_lines) + "\n"),
-                            "transcript")
+                            "transcript", "the summary")
         name = f"handoff-{safe_id}.txt"
+        # Who, why, what they want and the urgency stay in the comment an agent opens first; the long
+        # lists (earlier contacts, what was tried, collected data) and the transcript go in the file.
+        # Only a subject line was left here before: two hundred earlier contacts hid even the urgency.
+        core = ctx.brief.core_html + _note(f"Earlier contacts, what was tried, what the bot collected and the "
+                                           f"transcript are too long for a Zendesk comment: the whole brief is "
+                                           f"attached as {name}. Nothing was cut.")
+        if _fits(core):
+            return _Comment(core, (name, ctx.brief.text), "brief", "who, why, what they want and the urgency")
         return _Comment(_note(f"Handoff {ctx.handoff_id}: the brief is too long for a Zendesk comment. "
                               f"It is attached in full as {name}.") + f"<p>{html.escape(ctx.brief.subject)}</p>",
-                        (name, ctx.brief.text), "brief")
+                        (name, ctx.brief.text), "brief", "the subject only")
 
     def _comment_json(self, comment: _Comment) -> dict[str, Any]:
         return {"html_body": comment.html_body, "public": bool(self._conf["public_comment"])}

@@ -80,8 +80,14 @@ class Brief:
     def summary_html(self) -> str:
         return self._render("html", include_transcript=False)
 
-    def _render(self, kind: str, include_transcript: bool) -> str:
-        return _env.get_template(f"{self.template}.{kind}.j2").render(b=self._view,
+    @cached_property
+    def core_html(self) -> str:
+        """The summary without its long lists (earlier contacts, attempts, collected data, hints):
+        who, why, what they want, the urgency — for a target whose limit the summary overflows."""
+        return self._render("html", include_transcript=False, include_lists=False)
+
+    def _render(self, kind: str, include_transcript: bool, include_lists: bool = True) -> str:
+        return _env.get_template(f"{self.template}.{kind}.j2").render(b=self._view, include_lists=include_lists,
                                                                       include_transcript=include_transcript)
 
     @cached_property

@@ -645,8 +645,22 @@ def test_brief_too_long_even_without_transcript_is_attached_whole(zd: FakeZendes
     assert upload.calls[0].request.body.decode("utf-8") == context.brief.text
     [body] = zd.json_bodies("PUT", "/api/v2/tickets/77120.json")
     assert body["ticket"]["comment"]["uploads"] == ["6bk3gql82em5nmf"]
-    assert "attached in full as handoff-hnd_01TESTHANDOFF0000000000000.txt" in body["ticket"]["comment"]["html_body"]
+    comment = body["ticket"]["comment"]["html_body"]
+    assert "the whole brief is attached as handoff-hnd_01TESTHANDOFF0000000000000.txt" in comment
+    # Who, why, what they want and the urgency stay in the comment: only the subject was left before.
+    assert "Why a person is needed" in comment and "Urgency: <strong>high</strong>" in comment
+    assert "Dana Whitfield" in comment and "field_0" not in comment
     assert outcome.receipt["attached"][0]["part"] == "brief"
+    assert "carries who, why, what they want and the urgency" in outcome.receipt["attached"][0]["reason"]
+
+
+def test_a_brief_whose_core_is_too_long_keeps_the_subject_and_says_so() -> None:
+    packet = full_packet(escalation={"reason": "other", "detail": "ü" * 20_000, "urgency": "high"},
+                         intent={"stated_problem": "ü" * 20_000, "summary": "ü" * 20_000})
+    context = ctx(packet)
+    comment = adapter().render(context)["ticket"]["comment"]["html_body"]
+    assert "It is attached in full as handoff-" in comment
+    assert "carries the subject only" in adapter().receipt(context, {})["attached"][0]["reason"]
 
 
 def test_custom_fields_use_the_mapping_value_language() -> None:
