@@ -55,3 +55,16 @@ def test_every_problem_type_is_a_page_the_connector_serves(client):
     assert behind_a_prefix.get_json()["type"] == "https://support.example/connector/problems/unauthenticated"
     conflict = client.get("/problems/conflict").get_data(as_text=True)
     assert "the <code>Idempotency-Key</code> (or a signed request&#39;s <code>webhook-id</code>) came earlier with another body" in conflict
+
+
+def test_the_callbacks_retry_rule_is_described_as_it_is_applied(client):
+    # It said "5xx": a bot answering 501 read that it would be retried, and the callback went dead.
+    from connector.callbacks import RETRYABLE_STATUS
+
+    document = client.get("/openapi.json").get_json()
+    [callbacks] = [op["callbacks"] for path in document["paths"].values() for op in path.values()
+                   if isinstance(op, dict) and "callbacks" in op]
+    described = " ".join(op["description"] for expr in callbacks.values() for item in expr.values()
+                         for op in item.values())
+    retried = described.split("Retried with backoff on")[1].split(";")[0]
+    assert {int(code) for code in re.findall(r"\b\d{3}\b", retried)} == RETRYABLE_STATUS

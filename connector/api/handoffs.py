@@ -61,7 +61,8 @@ def create_handoff() -> Response:
               description: >-
                 Signed with each of the bot's CONNECTOR_BOT_SECRETS (Standard Webhooks headers
                 webhook-id, webhook-timestamp, webhook-signature). Retried with backoff on timeouts,
-                408, 425, 429 and 5xx; any other non-2xx answer ends it. One per handoff and state,
+                408, 425, 429, 500, 502, 503 and 504; any other non-2xx answer (501, 505…) ends it.
+                One per handoff and state,
                 in the order they were reached.
               requestBody:
                 required: true
