@@ -68,3 +68,10 @@ def test_the_callbacks_retry_rule_is_described_as_it_is_applied(client):
                          for op in item.values())
     retried = described.split("Retried with backoff on")[1].split(";")[0]
     assert {int(code) for code in re.findall(r"\b\d{3}\b", retried)} == RETRYABLE_STATUS
+
+
+def test_packet_times_are_described_as_date_times(client):
+    # Described as any string, a bot's generated client sent whatever text it had, and met a 422.
+    schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
+    assert schemas["TranscriptEntry"]["properties"]["at"]["format"] == "date-time"
+    assert schemas["History"]["properties"]["at"]["format"] == "date-time"

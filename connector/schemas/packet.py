@@ -42,6 +42,11 @@ class Rfc3339(fields.String):
 
     default_error_messages = {"rfc3339": "Not an RFC 3339 time with a time zone (e.g. 2026-11-20T09:14:02Z)."}
 
+    def __init__(self, **kwargs: Any):
+        # /openapi.json says so (it said only "string": a bot's generated client sent any text).
+        kwargs["metadata"] = {"format": "date-time", **(kwargs.get("metadata") or {})}
+        super().__init__(**kwargs)
+
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
         if not is_rfc3339(text):
