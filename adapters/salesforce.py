@@ -145,8 +145,10 @@ class SalesforceAdapter(Adapter):
         payload: dict[str, Any] = {
             "case_id": ctx.link.vendor_id,
             "headers": {"Sforce-Auto-Assign": "FALSE"},  # a case being worked must not be re-routed
-            "case": {},  # fields to PATCH; only vendor_extra fills it
+            "case": {},  # fields to PATCH: an urgent return's priority, and vendor_extra
         }
+        if ctx.assignment.get("priority") == "urgent":  # raised, never lowered (the top): as Zendesk's
+            payload["case"]["Priority"] = (self.mapping.get("priority") or PRIORITY).get("urgent")
         parts = [("brief", [ctx.brief.summary_text]), ("transcript", ctx.brief.transcript_lines)]
         return payload | self._transcript(ctx, parts, parent_id=ctx.link.vendor_id)
 

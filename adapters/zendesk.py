@@ -156,7 +156,16 @@ class ZendeskAdapter(Adapter):
     def build_update(self, ctx: HandoffContext) -> dict[str, Any]:
         # additional_tags adds to the ticket's tags; `tags` would replace the agent's own.
         comment = self._comment_json(self._comment(ctx))
-        return {"ticket": {"comment": comment, "additional_tags": self._tags(ctx.packet)}}
+        if ctx.brief.follow_up is None:  # a new handoff of the conversation, not messages while waiting
+            # Its brief reads like the first one's: said plainly, an agent does not take it for a repeat.
+            comment["html_body"] = _note("Handed off again: the conversation came back to a person "
+                                         f"(handoff {ctx.handoff_id}).") + comment["html_body"]
+        ticket: dict[str, Any] = {"comment": comment, "additional_tags": self._tags(ctx.packet)}
+        if ctx.assignment.get("priority") == "urgent":
+            # Raised, never lowered: the ticket's own priority is not known here (an agent may have
+            # raised it), and urgent is the top — an urgent return must not sit at the old priority.
+            ticket["priority"] = self._conf["priority"].get("urgent", "urgent")
+        return {"ticket": ticket}
 
     def apply_extra(self, payload: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
         # vendor_extra.zendesk speaks of the ticket ({"ticket_form_id": …}), not of the envelope.

@@ -620,3 +620,13 @@ def test_lengths_are_counted_as_salesforce_counts_them_in_utf16_units() -> None:
     assert units(case["Subject"]) <= 255 and case["Subject"].endswith("…")
     assert units(case["SuppliedName"]) <= 80 and case["SuppliedName"].endswith("…")
     assert "\ufffd" not in case["Subject"] + case["SuppliedName"]  # never half an emoji
+
+
+def test_an_urgent_return_raises_the_cases_priority_and_nothing_lowers_it() -> None:
+    def update(priority: str) -> dict:
+        context = make_context(full_packet(), target="salesforce", link=Link(vendor_id="500XX"),
+                               assignment={"priority": priority, "team": "support"})
+        return SalesforceAdapter(Settings(), {}).render(context)["case"]
+
+    assert update("urgent") == {"Priority": "High"}  # the shipped mapping's word for urgent
+    assert update("high") == {}  # the case's own may be higher: left as it is

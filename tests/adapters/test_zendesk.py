@@ -132,9 +132,18 @@ def test_link_present_adds_a_comment_instead_of_a_second_ticket(zd: FakeZendesk)
     assert (outcome.status, outcome.vendor_id, outcome.url) == (
         "updated", "77120", "https://acme.zendesk.com/agent/tickets/77120")
     [body] = zd.json_bodies("PUT", "/api/v2/tickets/77120.json")
-    assert body["ticket"]["comment"] == {"html_body": ctx().brief.html, "public": False}
+    # Said plainly, an agent does not take the second handoff's brief for a repeat of the first.
+    again = "<p><em>Handed off again: the conversation came back to a person (handoff hnd_01TESTHANDOFF0000000000000).</em></p>"
+    assert body["ticket"]["comment"] == {"html_body": again + ctx().brief.html, "public": False}
     assert set(body["ticket"]) == {"comment", "additional_tags"}  # nothing the agent set is overwritten
     assert "handoff" in body["ticket"]["additional_tags"]
+
+
+def test_an_urgent_return_raises_the_tickets_priority_and_nothing_lowers_it() -> None:
+    urgent = ctx(link=Link(vendor_id="77120"), assignment={"priority": "urgent", "team": "support"})
+    assert adapter().render(urgent)["ticket"]["priority"] == "urgent"
+    high = ctx(link=Link(vendor_id="77120"), assignment={"priority": "high", "team": "support"})
+    assert "priority" not in adapter().render(high)["ticket"]  # the ticket's own may be higher: left as it is
 
 
 def test_a_closed_ticket_gets_a_follow_up_ticket_with_the_whole_brief(zd: FakeZendesk) -> None:
