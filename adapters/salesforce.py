@@ -138,7 +138,7 @@ class SalesforceAdapter(Adapter):
         # the create, a later attempt cannot tell whether the case exists, and may make a second one.
         payload = {"contact": self._contact_plan(customer), "request": request, "headers": _headers(case),
                    "case": case}
-        return payload | self._transcript(ctx, [("brief", overflow), ("transcript", ctx.brief.transcript_lines)])
+        return payload | self._transcript(ctx, [("brief", overflow), ("transcript", _dated(ctx))])
 
     def build_update(self, ctx: HandoffContext) -> dict[str, Any]:
         assert ctx.link is not None
@@ -149,7 +149,7 @@ class SalesforceAdapter(Adapter):
         }
         if ctx.assignment.get("priority") == "urgent":  # raised, never lowered (the top): as Zendesk's
             payload["case"]["Priority"] = (self.mapping.get("priority") or PRIORITY).get("urgent")
-        parts = [("brief", [ctx.brief.summary_text]), ("transcript", ctx.brief.transcript_lines)]
+        parts = [("brief", [ctx.brief.summary_text]), ("transcript", _dated(ctx))]
         return payload | self._transcript(ctx, parts, parent_id=ctx.link.vendor_id)
 
     def apply_extra(self, payload: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -398,6 +398,11 @@ def _header(handoff_id: str, kind: str, number: int, total: int) -> str:
 def _headers(case: Mapping[str, Any]) -> dict[str, str]:
     # Assignment rules would overwrite an owner routing chose; without one, the org's rules decide.
     return {"Sforce-Auto-Assign": "FALSE" if case.get("OwnerId") else "TRUE"}
+
+
+def _dated(ctx: HandoffContext) -> list[str]:
+    """The transcript's lines under the line that dates them (a one-day transcript's carry times only)."""
+    return [ctx.brief.transcript_heading, *ctx.brief.transcript_lines]
 
 
 def _clip(text: str, limit: int) -> str:

@@ -301,7 +301,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
 
     history = packet.get("history") or []
     if history:
-        lines = [f"• {escape(str(h.get('at', ''))[:10])} {escape(h.get('channel') or '')} — "
+        lines = [f"• {escape(_day(h.get('at')))} {escape(h.get('channel') or '')} — "
                  f"{fit(h.get('summary') or '', 150)[0]} {_ticket_link(h.get('ticket') or {}, 500)}".rstrip()
                  for h in history[:3]]
         if len(history) > 3:
@@ -399,7 +399,7 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
         pieces.append(("*Earlier contacts:*", ""))
         for h in packet["history"]:
             ticket = _ticket_link(h.get("ticket") or {})
-            pieces.append((f"• {escape(h.get('at', ''))} {escape(h.get('channel') or '')} {ticket} — ",
+            pieces.append((f"• {escape(_day(h.get('at')))} {escape(h.get('channel') or '')} {ticket} — ",
                            " · ".join(filter(None, (h.get("summary"), h.get("agent"))))))
     if routing:
         preferred = routing.get("preferred_agent") or {}
@@ -430,6 +430,13 @@ def transcript(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
             name = link(a.get("url"), a.get("name") or a.get("url") or "attachment", 300)
             pieces.append((f"    📎 {name} ", f"({kind})" if kind else ""))
     return pack(sections(pieces), f"Transcript of handoff {handoff_id}")
+
+
+def _day(at: Any) -> str:
+    """An earlier contact's day, in UTC as the brief gives it: sliced as written, a contact at
+    2026-10-01T22:00-05:00 was the 1st in the alert, the 2nd in the brief, and raw in the thread."""
+    moment = rfc3339_utc(at)
+    return moment.strftime("%Y-%m-%d") if moment else str(at or "")
 
 
 def continued(text: Any) -> str:

@@ -191,8 +191,8 @@ class ZendeskAdapter(Adapter):
         note = _note(f"The whole transcript ({len(ctx.brief.transcript_lines)} messages) is attached as "
                      f"{name}: it is too long for a Zendesk comment. Nothing was cut.")
         if _fits(ctx.brief.summary_html + note):
-            return _Comment(ctx.brief.summary_html + note, (name, "\n".join(ctx.brief.transcript_lines) + "\n"),
-                            "transcript", "the summary")
+            text = "\n".join((ctx.brief.transcript_heading, "", *ctx.brief.transcript_lines)) + "\n"
+            return _Comment(ctx.brief.summary_html + note, (name, text), "transcript", "the summary")
         name = f"handoff-{safe_id}.txt"
         # Who, why, what they want and the urgency stay in the comment an agent opens first; the long
         # lists (earlier contacts, what was tried, collected data) and the transcript go in the file.

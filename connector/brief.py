@@ -90,6 +90,15 @@ class Brief:
         return _env.get_template(f"{self.template}.{kind}.j2").render(b=self._view, include_lists=include_lists,
                                                                       include_transcript=include_transcript)
 
+    @property
+    def transcript_heading(self) -> str:
+        """The line that dates the transcript's lines where they go apart from the brief (Zendesk's
+        attachment, Salesforce's comments): a one-day transcript's lines carry times only."""
+        transcript = self._view["transcript"]
+        count = transcript["count"]
+        span = f", {transcript['span']}" if transcript["span"] else ""
+        return f"Transcript of handoff {self._view['handoff_id']} — {count} message{'s' if count != 1 else ''}{span}"
+
     @cached_property
     def transcript_lines(self) -> tuple[str, ...]:
         """One plain-text line (or block) per message, oldest first."""

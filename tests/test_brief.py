@@ -188,3 +188,15 @@ def test_bidirectional_controls_are_shown_by_name_not_obeyed():
     alert, _ = slack_blocks.alert(packet, "hnd_1", {"priority": "normal"}, [])
     rendered = json.dumps(alert, ensure_ascii=False) + json.dumps(slack_blocks.details(packet, "hnd_1"), ensure_ascii=False)
     assert "\u202e" not in rendered and "ORD-[U+202E]1234[U+202C]" in rendered
+
+
+def test_an_earlier_contact_has_one_day_in_every_rendering():
+    # Sliced as written, 2026-10-01T22:00-05:00 was the 1st in Slack's alert, the 2nd in the brief,
+    # and the raw text with its offset in Slack's thread.
+    from adapters import slack_blocks
+
+    packet = full_packet(history=[{"at": "2026-10-01T22:00:00-05:00", "channel": "email", "summary": "asked"}])
+    assert "2026-10-02" in render_brief(packet, "hnd_1").text
+    alert, _ = slack_blocks.alert(packet, "hnd_1", {"priority": "normal"}, [])
+    shown = json.dumps(alert) + json.dumps(slack_blocks.details(packet, "hnd_1"))
+    assert "2026-10-02 email" in shown and "2026-10-01" not in shown

@@ -87,8 +87,10 @@ def test_create_finds_contact_by_escaped_email_then_posts_case_and_comments(org:
     [comment] = org.sent("CaseComment")
     assert comment["ParentId"] == CASE_ID
     assert comment["IsPublished"] is False
-    assert comment["CommentBody"].startswith(f"Handoff {HID} · transcript · part 1/1\n[09:14:02] Customer:")
-    assert rejoin([comment["CommentBody"]]) == "\n".join(ctx.brief.transcript_lines)
+    # Dated and zoned above the lines, which carry times only (a one-day transcript): it said [09:14:02] alone.
+    assert comment["CommentBody"].startswith(f"Handoff {HID} · transcript · part 1/1\nTranscript of handoff {HID} — "
+                                             f"5 messages, 2026-11-20 09:14 – 09:17 UTC, 3 min\n[09:14:02] Customer:")
+    assert rejoin([comment["CommentBody"]]) == "\n".join((ctx.brief.transcript_heading, *ctx.brief.transcript_lines))
     assert not org.sent("Contact")  # found, not created
     assert all(c.request.headers["Authorization"] == f"Bearer {TOKEN}" for c in org.calls())
     assert all(c.request.req_kwargs["timeout"] == 7 for c in org.calls())
@@ -158,7 +160,7 @@ def test_render_needs_no_credentials_and_long_text_is_never_cut_silently() -> No
     assert len(ctx.brief.text) > 32_000
     assert payload["case"]["Description"] == ctx.brief.summary_text
     assert payload["case"]["Subject"].endswith("…") and len(payload["case"]["Subject"]) <= 255
-    assert rejoin([c["CommentBody"] for c in payload["comments"]]) == "\n".join(ctx.brief.transcript_lines)
+    assert rejoin([c["CommentBody"] for c in payload["comments"]]) == "\n".join((ctx.brief.transcript_heading, *ctx.brief.transcript_lines))
 
 
 def test_multibyte_transcript_is_split_into_comments_under_4000_bytes(org: SalesforceFake) -> None:
@@ -178,7 +180,7 @@ def test_multibyte_transcript_is_split_into_comments_under_4000_bytes(org: Sales
     assert [b.split("\n", 1)[0] for b in bodies] == [f"Handoff {HID} · transcript · part {i}/{count}"
                                                      for i in range(1, count + 1)]
     assert any(body.endswith("\n(continued)") for body in bodies)
-    assert rejoin(bodies) == "\n".join(ctx.brief.transcript_lines)
+    assert rejoin(bodies) == "\n".join((ctx.brief.transcript_heading, *ctx.brief.transcript_lines))
     for body in bodies:  # never inside an emoji sequence
         piece = body.split("\n", 1)[1]
         assert not piece.startswith(("\u200d", "\ufe0f")) and not piece.removesuffix(CONTINUED).endswith("\u200d")

@@ -473,7 +473,7 @@ def test_oversize_multibyte_transcript_goes_as_attachment_nothing_cut(zd: FakeZe
     assert upload_call.request.headers["Content-Type"] == "text/plain; charset=utf-8"
     sent_text = upload_call.request.body.decode("utf-8")
     assert all(line in sent_text for line in lines)
-    assert sent_text == "\n".join(context.brief.transcript_lines) + "\n"
+    assert sent_text == "\n".join((context.brief.transcript_heading, "", *context.brief.transcript_lines)) + "\n"
     [body] = zd.json_bodies("POST", TICKETS)
     comment = body["ticket"]["comment"]
     assert comment["uploads"] == ["6bk3gql82em5nmf"]
