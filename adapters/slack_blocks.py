@@ -323,7 +323,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     bot = (packet.get("bot") or {}).get("name") or (packet.get("bot") or {}).get("id") or ""
     count = len(packet.get("transcript") or [])
     blocks.append(context(f"Handoff `{escape(handoff_id)}` · conversation `{fit(conversation.get('id', ''), 100)[0]}`"
-                          f" · {fit(bot, 80)[0]} · {count} messages in the thread"))
+                          f" · {fit(bot, 80)[0]} · {count} message{'s' if count != 1 else ''} in the thread"))
 
     # Belt and braces: if the parts still add up past our margin (long URLs, many fields), give up
     # the least urgent blocks, then halve the longest texts — never send what Slack would refuse.
@@ -419,7 +419,8 @@ def transcript(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     # consecutive messages at 04:14, 09:14 and 10:15, and one day as two, out of order.
     moments = [rfc3339_utc(e.get("at")) for e in entries]
     days = {m.date() for m in moments if m is not None}
-    pieces: list[tuple[str, str]] = [(f"*Transcript* — {len(entries)} messages, times in UTC", "")]
+    many = "s" if len(entries) != 1 else ""
+    pieces: list[tuple[str, str]] = [(f"*Transcript* — {len(entries)} message{many}, times in UTC", "")]
     for entry, moment in zip(entries, moments, strict=True):
         at = str(entry.get("at", ""))
         stamp = moment.strftime("%Y-%m-%d %H:%M:%S" if len(days) > 1 else "%H:%M:%S") if moment else at

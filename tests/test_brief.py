@@ -200,3 +200,17 @@ def test_an_earlier_contact_has_one_day_in_every_rendering():
     alert, _ = slack_blocks.alert(packet, "hnd_1", {"priority": "normal"}, [])
     shown = json.dumps(alert) + json.dumps(slack_blocks.details(packet, "hnd_1"))
     assert "2026-10-02 email" in shown and "2026-10-01" not in shown
+
+
+def test_a_one_message_handoff_with_nothing_said_reads_cleanly():
+    # "1 messages" in Slack, and an empty "What they want" heading over an attachment-only message.
+    from adapters import slack_blocks
+
+    packet = minimal_packet()
+    packet["transcript"] = [{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": " ",
+                             "attachments": [{"name": "photo.jpg"}]}]
+    packet.pop("intent", None)
+    assert "What they want" not in render_brief(packet, "hnd_1").html
+    alert, _ = slack_blocks.alert(packet, "hnd_1", {"priority": "normal"}, [])
+    shown = json.dumps(alert) + json.dumps(slack_blocks.transcript(packet, "hnd_1"))
+    assert "1 message in the thread" in shown and "1 message," in shown and "1 messages" not in shown
