@@ -214,3 +214,9 @@ def test_a_one_message_handoff_with_nothing_said_reads_cleanly():
     alert, _ = slack_blocks.alert(packet, "hnd_1", {"priority": "normal"}, [])
     shown = json.dumps(alert) + json.dumps(slack_blocks.transcript(packet, "hnd_1"))
     assert "1 message in the thread" in shown and "1 message," in shown and "1 messages" not in shown
+
+
+def test_the_brief_names_the_bots_conversation():
+    # The receipt said "conversation" was delivered; its id, what the bot's own logs know it by, was not in the brief.
+    brief = render_brief(full_packet(), "hnd_1")
+    assert "conversation conv-1029" in brief.text and "conversation conv-1029" in brief.html
