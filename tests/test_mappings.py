@@ -140,13 +140,19 @@ def test_the_common_checks_leave_vendor_keys_to_the_adapter(mapdir):
     ("zendesk.yaml", "version: 1\ncompletely_else: 1\n", "zendesk.yaml:2 completely_else", "this file's keys are"),
 ])
 def test_a_key_the_target_does_not_read_is_refused_with_file_line_and_a_guess(mapdir, file, text, where, hint):
+    err = refused_by_the_service(mapdir, file, text)
+    assert err.source.endswith(where)
+    assert err.message.startswith("unknown key") and hint in err.message
+
+
+def refused_by_the_service(mapdir: Path, file: str, text: str) -> ConfigError:
+    """`file` written as `text`, loaded as the service loads (every target's keys known): its refusal."""
     from adapters.registry import mapping_keys
 
     (mapdir / file).write_text(text)
     with pytest.raises(ConfigError) as err:
         load_mappings(str(mapdir), "/", TARGETS, mapping_keys)
-    assert err.value.source.endswith(where)
-    assert err.value.message.startswith("unknown key") and hint in err.value.message
+    return err.value
 
 
 @pytest.mark.parametrize(("file", "text", "where", "words"), [
@@ -162,13 +168,8 @@ def test_a_key_the_target_does_not_read_is_refused_with_file_line_and_a_guess(ma
     ("slack.yaml", "version: 1\nmention_urgencies: urgent\n", "slack.yaml:2 mention_urgencies", "must be a list"),
 ])
 def test_a_key_holding_the_wrong_type_is_refused_with_file_and_line(mapdir, file, text, where, words):
-    from adapters.registry import mapping_keys
-
-    (mapdir / file).write_text(text)
-    with pytest.raises(ConfigError) as err:
-        load_mappings(str(mapdir), "/", TARGETS, mapping_keys)
-    assert err.value.source.endswith(where)
-    assert words in err.value.message
+    err = refused_by_the_service(mapdir, file, text)
+    assert err.source.endswith(where) and words in err.message
 
 
 def test_every_key_the_shipped_files_and_their_docs_use_is_known():
