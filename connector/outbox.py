@@ -425,8 +425,6 @@ class Outbox:
                 "vendor_reply": _jsonable(outcome.reply), "now": now}
         ticket = {"vendor_id": outcome.vendor_id, "url": outcome.url, "extra": dict(outcome.link_extra)}
         key = ConversationLink.key_for(handoff, delivery.target)
-        # Statements straight on the driver's cursor (`driver_cursor`): this transaction is on the
-        # path between the vendor's answer and the bot's.
         try:
             owed = self._write_success(done, ticket, key, outcome, delivery, handoff, now)
         except _LeaseLost:
@@ -442,7 +440,9 @@ class Outbox:
     def _write_success(self, done: dict[str, Any], ticket: dict[str, Any], key: Mapping[str, str],
                        outcome: Outcome, delivery: Delivery, handoff: Handoff, now: dt.datetime) -> bool:
         """`_record_success`'s transaction; True when a status callback is owed. Raises `_LeaseLost`
-        (rolling it all back) when the delivery is no longer this attempt's."""
+        (rolling it all back) when the delivery is no longer this attempt's. Statements straight on
+        the driver's cursor (`driver_cursor`): this transaction is on the path between the vendor's
+        answer and the bot's."""
         with self.db.statements() as connection:
             if outcome.payload is None:
                 written = driver_cursor.run(connection, _DELIVERED, done)

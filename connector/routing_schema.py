@@ -19,7 +19,7 @@ from . import business_hours
 from .errors import ConfigError
 from .schemas.packet import REASONS, SENTIMENTS, TRENDS, URGENCIES, distinct
 
-PRIORITIES = ("low", "normal", "high", "urgent")
+PRIORITIES = URGENCIES  # a priority routing gives is one a packet may ask for
 # Which id field carries a named agent, per vendor, comes from the adapters (`agent_field`);
 # routing.yaml's `agent_fields:` overrides; only vendors listed there can take a sticky agent by id.
 # No routing.yaml at all: the bot's department hint, else the default team.
