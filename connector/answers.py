@@ -53,14 +53,18 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *, reached
     `reached_later`: a follow-up of this handoff has since reached a target (`render_detail`)."""
     deliveries = handoff.deliveries if deliveries is None else deliveries
     status = handoff_status(d.state for d in deliveries)
+    # Nobody has it and the attempts so far failed (a vendor down): no wait can be promised yet.
+    delayed = status == "pending" and any(d.last_error for d in deliveries)
     return {
         "id": handoff.id,
         "status": status,
         "conversation_id": handoff.conversation_id,
         "tickets": [_ticket(d) for d in deliveries],
         "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS},
-        "customer_message": shown_message(handoff.customer_message, status, reached_later=reached_later),
-        "estimated_wait_seconds": shown_wait(handoff.estimated_wait_seconds, status, reached_later=reached_later),
+        "customer_message": shown_message(handoff.customer_message, status, reached_later=reached_later,
+                                          delayed=delayed),
+        "estimated_wait_seconds": None if delayed else shown_wait(handoff.estimated_wait_seconds, status,
+                                                                  reached_later=reached_later),
         # Targets appear here when they finish: until then nothing has reached them.
         "context_receipt": {d.target: d.receipt for d in deliveries if d.receipt is not None},
         "links": {"self": f"/v1/handoffs/{handoff.id}"},
@@ -79,13 +83,17 @@ def reached_later(session: Session, handoffs: Iterable[Handoff]) -> set[str]:
     return set(session.scalars(opened))
 
 
-def shown_message(message: dict[str, str] | None, status: str, *, reached_later: bool = False) -> dict[str, str] | None:
+def shown_message(message: dict[str, str] | None, status: str, *, reached_later: bool = False,
+                  delayed: bool = False) -> dict[str, str] | None:
     """The customer message as the bot should show it now: its promise that someone will reply
     holds while any target has the handoff or is still being tried; once every one has given up
     (`failed`), the stored apology says so instead (`customer_message.compose`) — unless messages
-    sent since (`follow_ups`) opened a ticket after all (`reached_later`): someone has it now."""
+    sent since (`follow_ups`) opened a ticket after all (`reached_later`): someone has it now.
+    `delayed` (no target has it, attempts failing): the message without its wait, where one was quoted."""
     if not message:
         return message
+    if delayed and message.get("if_delayed"):
+        return {"locale": message["locale"], "text": message["if_delayed"]}
     if status != "failed" or reached_later:
         return {"locale": message["locale"], "text": message["text"]}
     if message.get("if_failed"):

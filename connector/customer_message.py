@@ -123,9 +123,11 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     # vendors' mappings mask them — the message travels in the answer, callbacks and the bot's logs.
     problem = redact_text(one_line(subject_for(packet), 140), ECHOED_SECRETS)[0].rstrip(".")
     hours = assignment.get("business_hours") or {}
+    quoted_wait = False
     if assignment.get("out_of_hours") and hours.get("next_opening"):
         expectation = render(strings["closed"], f"{where}.closed", **_opening_words(hours, strings, now))
     elif wait_seconds is not None:
+        quoted_wait = True
         minutes = max(1, round(wait_seconds / 60))
         expectation = render(strings["wait"], f"{where}.wait", minutes=minutes)
     else:
@@ -134,9 +136,17 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     key, template = ("template", strings["template"])
     if variant and variant in (strings.get("variants") or {}):
         key, template = f"variants.{variant}", strings["variants"][variant]
-    text = render(template, f"{where}.{key}", team=team, problem=problem, expectation=expectation)
-    # Templates end the problem with a full stop; one the customer ended with "?" or "!" keeps its own.
-    composed = {"locale": locale, "text": _DOUBLED_STOP.sub(r"\1", " ".join(text.split()))}
+
+    def whole(expected: str) -> str:
+        text = render(template, f"{where}.{key}", team=team, problem=problem, expectation=expected)
+        # Templates end the problem with a full stop; one the customer ended with "?" or "!" keeps its own.
+        return _DOUBLED_STOP.sub(r"\1", " ".join(text.split()))
+
+    composed = {"locale": locale, "text": whole(expectation)}
+    if quoted_wait:
+        # What the answer shows instead while no target has the handoff and attempts are failing
+        # (`answers.shown_message`): a wait counted from now would be a promise nobody can keep yet.
+        composed["if_delayed"] = whole(render(strings["no_wait"], f"{where}.no_wait"))
     return {**composed, **_apology(config, locale, assignment, problem)}
 
 

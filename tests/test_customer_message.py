@@ -181,3 +181,32 @@ def test_a_card_or_id_number_in_the_customers_words_is_not_echoed_back():
     text = compose(packet, ASSIGNMENT, None, MESSAGES)["text"]
     assert "4111 1111 1111 1111" not in text and "123-45-6789" not in text
     assert "[redacted card ••••1111] was charged twice" in text
+
+
+def test_no_wait_is_promised_while_no_target_has_the_handoff_and_attempts_fail():
+    # Every vendor down: the answer said "about 4 minutes" (and estimated_wait_seconds 240) for as
+    # long as the retries ran — hours — though nobody had the handoff.
+    from types import SimpleNamespace
+
+    from connector.answers import render
+
+    message = compose(full_packet(), ASSIGNMENT, 240, MESSAGES)
+    assert "about 4 minutes" in message["text"]
+    assert "minute" not in message["if_delayed"] and "as soon as" in message["if_delayed"]
+    assert "if_delayed" not in compose(full_packet(), ASSIGNMENT, None, MESSAGES)  # no wait quoted: nothing to take back
+
+    def answer(*deliveries):  # type: ignore[no-untyped-def]
+        handoff = SimpleNamespace(id="hnd_1", conversation_id="c", assignment={}, customer_message=message,
+                                  estimated_wait_seconds=240, deliveries=list(deliveries))
+        return render(handoff)
+
+    def delivery(state, error=None):  # type: ignore[no-untyped-def]
+        return SimpleNamespace(target="zendesk", state=state, vendor_id=None, url=None, attempts=1,
+                               last_error=error, receipt=None)
+
+    failing = answer(delivery("pending", "TransientError: Zendesk is unavailable (503)"))
+    assert failing["estimated_wait_seconds"] is None and failing["customer_message"]["text"] == message["if_delayed"]
+    slow = answer(delivery("pending"))  # still being tried, nothing failed: the wait stands
+    assert slow["estimated_wait_seconds"] == 240 and slow["customer_message"]["text"] == message["text"]
+    held = answer(delivery("created"), delivery("pending", "TransientError: 503"))  # someone has it
+    assert held["estimated_wait_seconds"] == 240 and held["customer_message"]["text"] == message["text"]
