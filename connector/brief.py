@@ -178,11 +178,17 @@ def subject_for(packet: Mapping[str, Any]) -> str:
     return one_line(problem, 120)
 
 
+# Fewer words than this, a customer's message is most likely a greeting or a bare request for a
+# person ("hi", "agent please"): the subject and the restated problem take the first longer one.
+_SAYS_SOMETHING = 4
+
+
 def first_customer_line(packet: Mapping[str, Any]) -> str:
-    for entry in packet.get("transcript", []):
-        if entry.get("role") == "customer" and entry.get("text", "").strip():
-            return entry["text"]
-    return ""
+    """The customer's first message that says something (`_SAYS_SOMETHING` words or more), else
+    their longest: "hi" made the ticket's subject and the customer message's "I've passed on: hi."."""
+    said = [entry["text"] for entry in packet.get("transcript", [])
+            if entry.get("role") == "customer" and entry.get("text", "").strip()]
+    return next((text for text in said if len(text.split()) >= _SAYS_SOMETHING), max(said, key=len, default=""))
 
 
 def one_line(text: str, limit: int) -> str:

@@ -220,3 +220,16 @@ def test_the_brief_names_the_bots_conversation():
     # The receipt said "conversation" was delivered; its id, what the bot's own logs know it by, was not in the brief.
     brief = render_brief(full_packet(), "hnd_1")
     assert "conversation conv-1029" in brief.text and "conversation conv-1029" in brief.html
+
+
+def test_a_greeting_is_not_taken_for_the_problem():
+    # With no stated problem, "hi" became the ticket's subject and the customer heard "I've passed on: hi."
+    from connector.brief import subject_for
+
+    said = ["hi", "agent", "My invoice from March was charged twice", "hello?"]
+    packet = minimal_packet()
+    packet["transcript"] = [{"at": f"2026-11-20T09:14:0{n}Z", "role": "customer", "text": text}
+                            for n, text in enumerate(said)]
+    assert subject_for(packet) == "My invoice from March was charged twice"
+    packet["transcript"] = packet["transcript"][:2]  # nothing longer: the longest of what was said
+    assert subject_for(packet) == "agent"
