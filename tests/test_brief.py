@@ -38,7 +38,7 @@ def test_full_brief_leads_with_why_then_who_then_what():
 def test_minimal_brief_is_still_useful():
     text = render_brief(minimal_packet(), "hnd_2").text
     assert "The customer asked for a person" in text
-    assert 'First message: "Can I talk to a person?"' in text
+    assert 'They wrote: "Can I talk to a person?"' in text
     assert "TRANSCRIPT — 1 message (1 from the customer)" in text
 
 
