@@ -156,10 +156,6 @@ class ZendeskAdapter(Adapter):
     def build_update(self, ctx: HandoffContext) -> dict[str, Any]:
         # additional_tags adds to the ticket's tags; `tags` would replace the agent's own.
         comment = self._comment_json(self._comment(ctx))
-        if ctx.brief.follow_up is None:  # a new handoff of the conversation, not messages while waiting
-            # Its brief reads like the first one's: said plainly, an agent does not take it for a repeat.
-            comment["html_body"] = _note("Handed off again: the conversation came back to a person "
-                                         f"(handoff {ctx.handoff_id}).") + comment["html_body"]
         ticket: dict[str, Any] = {"comment": comment, "additional_tags": self._tags(ctx.packet)}
         if ctx.assignment.get("priority") == "urgent":
             # Raised, never lowered: the ticket's own priority is not known here (an agent may have
@@ -183,14 +179,24 @@ class ZendeskAdapter(Adapter):
         return receipt
 
     def _comment(self, ctx: HandoffContext) -> _Comment:
-        """The brief, or its summary plus a file when the whole brief is too long for one comment."""
-        if _fits(ctx.brief.html):
+        """The brief, or its summary plus a file when the whole brief is too long for one comment.
+        A new handoff on the conversation's ticket opens with a line saying so (its brief reads like
+        the first one's, and an agent took it for a repeat), inside the size every form is held to."""
+        again = ctx.link is not None and ctx.brief.follow_up is None
+        lead = _note(f"Handed off again: the conversation came back to a person (handoff {ctx.handoff_id}).") \
+            if again else ""
+        comment = self._sized(ctx, lead)
+        return replace(comment, html_body=lead + comment.html_body)
+
+    def _sized(self, ctx: HandoffContext, lead: str) -> _Comment:
+        """`_comment`'s body, chosen so that with `lead` before it it fits one comment."""
+        if _fits(lead + ctx.brief.html):
             return _Comment(ctx.brief.html)
         safe_id = re.sub(r"[^A-Za-z0-9_-]", "_", ctx.handoff_id)
         name = f"transcript-{safe_id}.txt"
         note = _note(f"The whole transcript ({len(ctx.brief.transcript_lines)} messages) is attached as "
                      f"{name}: it is too long for a Zendesk comment. Nothing was cut.")
-        if _fits(ctx.brief.summary_html + note):
+        if _fits(lead + ctx.brief.summary_html + note):
             text = "\n".join((ctx.brief.transcript_heading, "", *ctx.brief.transcript_lines)) + "\n"
             return _Comment(ctx.brief.summary_html + note, (name, text), "transcript", "the summary")
         name = f"handoff-{safe_id}.txt"
@@ -200,7 +206,7 @@ class ZendeskAdapter(Adapter):
         core = ctx.brief.core_html + _note(f"Earlier contacts, what was tried, what the bot collected and the "
                                            f"transcript are too long for a Zendesk comment: the whole brief is "
                                            f"attached as {name}. Nothing was cut.")
-        if _fits(core):
+        if _fits(lead + core):
             return _Comment(core, (name, ctx.brief.text), "brief", "who, why, what they want and the urgency")
         return _Comment(_note(f"Handoff {ctx.handoff_id}: the brief is too long for a Zendesk comment. "
                               f"It is attached in full as {name}.") + f"<p>{html.escape(ctx.brief.subject)}</p>",

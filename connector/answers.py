@@ -63,8 +63,8 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *, reached
         "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS},
         "customer_message": shown_message(handoff.customer_message, status, reached_later=reached_later,
                                           delayed=delayed),
-        "estimated_wait_seconds": None if delayed else shown_wait(handoff.estimated_wait_seconds, status,
-                                                                  reached_later=reached_later),
+        "estimated_wait_seconds": shown_wait(handoff.estimated_wait_seconds, status, reached_later=reached_later,
+                                             delayed=delayed),
         # Targets appear here when they finish: until then nothing has reached them.
         "context_receipt": {d.target: d.receipt for d in deliveries if d.receipt is not None},
         "links": {"self": f"/v1/handoffs/{handoff.id}"},
@@ -101,11 +101,13 @@ def shown_message(message: dict[str, str] | None, status: str, *, reached_later:
     return {"locale": "en", "text": FAILED}  # stored before apologies were composed: the built-in one
 
 
-def shown_wait(seconds: int | None, status: str, *, reached_later: bool = False) -> int | None:
+def shown_wait(seconds: int | None, status: str, *, reached_later: bool = False,
+               delayed: bool = False) -> int | None:
     """The expected wait as the bot may quote it now: none once every target has given up — beside
     the apology it would promise a wait for nobody (the same rule as `shown_message`) — and none
-    once an agent has the handoff (`status` a callback's `assigned` or `completed`): the wait is over."""
-    if status in ("assigned", "completed"):
+    once an agent has the handoff (`status` a callback's `assigned` or `completed`): the wait is over;
+    nor while nobody has it and its attempts are failing (`delayed`, as for `shown_message`)."""
+    if delayed or status in ("assigned", "completed"):
         return None
     return None if status == "failed" and not reached_later else seconds
 
@@ -132,7 +134,7 @@ def render_detail(handoff: Handoff, assigned: Assignment | None = None,
     follow_ups = list(follow_ups)  # loaded already: `reached_later` without another query
     body = render(handoff, reached_later=any(d.state in DONE for f in follow_ups for d in f.deliveries))
     if assigned is not None:  # an agent has it: the wait quoted at intake is over
-        body["estimated_wait_seconds"] = shown_wait(body["estimated_wait_seconds"], "assigned")
+        body["estimated_wait_seconds"] = None
     body["created_at"] = handoff.created_at.isoformat()
     body["updated_at"] = max([handoff.updated_at, *(d.updated_at for d in handoff.deliveries)]).isoformat()
     body["deliveries"] = [

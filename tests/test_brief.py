@@ -166,6 +166,7 @@ def test_the_urgency_shown_is_routings_with_the_bots_beside_it_when_they_differ(
     packet["customer"]["segment"] = "standard"
     shown = preview_packet(services, json.dumps(packet).encode())
     decided = shown["assignment"]["priority"]
+    assert decided == "urgent"  # the shipped regulatory rule: the contradiction this test is about
     zendesk = shown["vendors"]["zendesk"]["payload"]["ticket"]
     slack = shown["vendors"]["slack"]["payload"]["message"]
     assert zendesk["priority"] == decided

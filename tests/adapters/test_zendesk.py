@@ -768,3 +768,16 @@ def test_probe_with_refused_credentials_is_an_auth_error(zd: FakeZendesk) -> Non
                 json={"error": "Couldn't authenticate you"})
     with pytest.raises(AuthError, match="Zendesk refused the credentials \\(401\\)"):
         adapter().probe()
+
+
+def test_the_handed_off_again_line_counts_towards_the_comment_limit(monkeypatch) -> None:
+    # Added after the size was chosen, it could take a brief that just fitted over Zendesk's limit.
+    import adapters.zendesk as zendesk_module
+
+    first = ctx()
+    limit = len(first.brief.html.encode("utf-8")) + 10  # the brief alone fits, with the line it does not
+    monkeypatch.setattr(zendesk_module, "COMMENT_LIMIT_BYTES", limit)
+    assert adapter().render(first)["ticket"]["comment"]["html_body"] == first.brief.html
+    again = adapter().render(ctx(link=Link(vendor_id="77120")))["ticket"]["comment"]["html_body"]
+    assert again.startswith("<p><em>Handed off again") and len(again.encode("utf-8")) <= limit
+    assert "attached as transcript-" in again  # the summary, the transcript in a file
