@@ -200,7 +200,16 @@ class SlackAdapter(Adapter):
             return
         channel, ts = _link_target(ctx)
         message = self.apply_extra(self.build_create(ctx), ctx.vendor_extra)["message"]
-        self._call("chat_update", channel=channel, ts=ts, text=message["text"], blocks=message["blocks"],
+        blocks = message["blocks"]
+        if kit.claimed(blocks, "") is not None:
+            # Rebuilt as posted, the alert would offer its Claim button again after an agent took
+            # the handoff: whoever reads it next would take it too. What the alert says about who
+            # took it is read back and kept. (A claim whose edit lands between this read and the
+            # update below is still overwritten: Slack has no conditional update.)
+            notice = kit.taken_notice((self._read_alert(channel, ts) or {}).get("blocks") or [])
+            if notice:
+                blocks = kit.claimed(blocks, notice)
+        self._call("chat_update", channel=channel, ts=ts, text=message["text"], blocks=blocks,
                    metadata=message["metadata"])
 
     def probe(self) -> str:
@@ -232,10 +241,9 @@ class SlackAdapter(Adapter):
         is left alone, so a retried notice changes nothing twice. Cosmetic: a refusal is logged and
         the announcement still goes out, except a rate limit or an outage, which the notice's own
         retry waits out. The related-tickets edit (`related_changed`), should it come later,
-        rebuilds the alert with the button."""
+        keeps what this one says."""
         try:
-            page = self._call("conversations_replies", channel=channel, ts=ts, limit=1, include_all_metadata=True)
-            alert = next((m for m in page.get("messages") or [] if m.get("ts") == ts), None)
+            alert = self._read_alert(channel, ts)
             blocks = kit.claimed(alert.get("blocks") or [], notice) if alert else None
             if alert is None or blocks is None:
                 return
@@ -248,6 +256,11 @@ class SlackAdapter(Adapter):
             raise
         except DeliveryError as err:
             log.warning("slack: the alert does not say who took it", extra={"error": str(err)})
+
+    def _read_alert(self, channel: str, ts: str) -> dict[str, Any] | None:
+        """The alert as it stands in Slack (its blocks as last edited, its metadata)."""
+        page = self._call("conversations_replies", channel=channel, ts=ts, limit=1, include_all_metadata=True)
+        return next((m for m in page.get("messages") or [] if m.get("ts") == ts), None)
 
     def _post_thread(self, channel: str, ts: str, thread: list[dict[str, Any]], start: int) -> None:
         for reply in thread[start:]:

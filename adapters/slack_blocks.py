@@ -466,6 +466,9 @@ def who(target: str, agent_id: str, agent_name: str | None) -> str:
     return f"{name} (in {TARGET_NAMES.get(target, escape(target))})"
 
 
+CLAIMED_BLOCK = "handoff_claimed"  # the block_id of the line saying who took the handoff
+
+
 def claimed(blocks: list[dict[str, Any]], notice: str) -> list[dict[str, Any]] | None:
     """The alert's blocks once its handoff is taken: the Claim button gives way to who took it, so
     nobody reads the alert as still waiting. None when it has no Claim button (already edited, or
@@ -475,13 +478,21 @@ def claimed(blocks: list[dict[str, Any]], notice: str) -> list[dict[str, Any]] |
         elements = block.get("elements") or [] if block.get("type") == "actions" else []
         if any(e.get("action_id") == CLAIM_ACTION for e in elements):
             found = True
-            changed.append(context(notice))
+            changed.append({**context(notice), "block_id": CLAIMED_BLOCK})
             rest = [e for e in elements if e.get("action_id") != CLAIM_ACTION]
             if rest:  # "Open conversation" stays
                 changed.append({**block, "elements": rest})
         else:
             changed.append(block)
     return changed if found else None
+
+
+def taken_notice(blocks: list[dict[str, Any]]) -> str | None:
+    """What an alert already says about who took its handoff (`claimed`'s line), if anything."""
+    for block in blocks:
+        if block.get("block_id") == CLAIMED_BLOCK and block.get("type") == "context":
+            return next((e.get("text") for e in block.get("elements") or [] if e.get("text")), None)
+    return None
 
 
 def claim_notice(holder: Holder, clicker: str) -> str:

@@ -657,6 +657,39 @@ def test_related_tickets_are_linked_by_updating_the_alert(slack: FakeSlack, adap
     assert len(slack.top_level("C0HANDOFF")) == 1
 
 
+def _buttons(message: dict[str, Any]) -> list[str]:
+    return [e["action_id"] for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+
+
+def test_related_tickets_keep_the_claim_an_agent_made_before_them(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    first = adapter.deliver(ctx_for())
+    adapter.claim_answered(_click(first.vendor_id, "U0DANA"), Holder("slack", "U0DANA", "dana", first=True),
+                           first.vendor_id)
+    related = ({"target": "zendesk", "status": "created", "id": "1001", "url": "https://acme.zendesk.com/agent/tickets/1001"},)
+
+    adapter.related_changed(ctx_for(link=Link(first.vendor_id, first.url, first.link_extra), related=related))
+
+    [alert] = slack.top_level("C0HANDOFF")
+    # Rebuilt as posted, it offered Claim again to whoever read it next: the handoff stays taken.
+    assert "handoff_claim" not in _buttons(alert)
+    assert "✋ <@U0DANA> took this handoff." in texts(alert)
+    assert "<https://acme.zendesk.com/agent/tickets/1001|Zendesk 1001>" in " ".join(texts(alert))
+    assert_within_limits(alert)
+
+
+def test_related_tickets_on_an_alert_nobody_took_keep_its_claim_button(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    first = adapter.deliver(ctx_for())
+    adapter.related_changed(ctx_for(link=Link(first.vendor_id, first.url, first.link_extra)))
+    [alert] = slack.top_level("C0HANDOFF")
+    assert _buttons(alert)[0] == "handoff_claim"
+    # Without a Claim button (no signing secret) nothing can have been claimed: no read-back.
+    plain = SlackAdapter(settings_for(slack, slack_signing_secret=""), {})
+    second = plain.deliver(ctx_for(handoff_id="hnd_plain"))
+    reads = len(slack.calls_to("conversations.replies"))
+    plain.related_changed(ctx_for(handoff_id="hnd_plain", link=Link(second.vendor_id, second.url, second.link_extra)))
+    assert len(slack.calls_to("conversations.replies")) == reads
+
+
 def test_related_tickets_leave_an_earlier_handoffs_alert_alone(slack: FakeSlack, adapter: SlackAdapter) -> None:
     first = adapter.deliver(ctx_for())
     related = ({"target": "zendesk", "status": "created", "id": "1", "url": "https://acme.zendesk.com/agent/tickets/1"},)
