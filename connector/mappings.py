@@ -187,12 +187,30 @@ def _schema_load(schema: Schema | Callable[[dict[str, Any]], Any], path: Path, n
     try:
         return schema.load(data) if isinstance(schema, Schema) else schema(data)
     except ValidationError as err:
-        problems = flatten(err.messages)
-        key, message = problems[0]
-        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-        raise ConfigError(locate(name, lines, key), f"{message}{more}") from None
+        # Every problem at once, each where it is: an admin fixing one per restart met the next only then.
+        problems = [(locate(name, lines, key), _rule_named(data, key) + message)
+                    for key, message in flatten(err.messages)]
+        (where, message), rest = problems[0], problems[1:]
+        also = "".join(f"\n  also {place}: {text}" for place, text in rest[:_MAX_SHOWN])
+        if len(rest) > _MAX_SHOWN:
+            also += f"\n  and {len(rest) - _MAX_SHOWN} more"
+        raise ConfigError(where, f"{message}{also}") from None
     except ConfigError as err:  # a template the sandbox check refused, deeper down
         raise ConfigError(locate(name, lines, err.source), err.message) from None
+
+
+_MAX_SHOWN = 20  # problems listed after the first one of a file
+
+
+def _rule_named(data: Any, key_path: str) -> str:
+    """`in rule 'vip-billing': ` for a key inside a named rule: `rules[6]` alone sends the admin counting."""
+    path = _parse(key_path)
+    if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int) and isinstance(data.get("rules"), list):
+        rules = data["rules"]
+        rule = rules[path[1]] if path[1] < len(rules) else None
+        if isinstance(rule, Mapping) and isinstance(rule.get("name"), str) and rule["name"]:
+            return f"in rule {rule['name']!r}: "
+    return ""
 
 
 def _no_strangers(base: Path, known: list[str], shown: Callable[[str], str]) -> None:

@@ -90,6 +90,18 @@ def test_routing_errors_name_file_line_and_key(mapdir, text, source):
     assert err.value.source.endswith(source), err.value.source
 
 
+def test_every_routing_problem_is_listed_at_once_with_its_line_and_rule(mapdir):
+    (mapdir / "routing.yaml").write_text(
+        "version: 1\nrules:\n  - name: vip\n    when: {segment: vip}\n    then: {priority: hgh}\n"
+        "  - name: angry\n    when: {sentiment: angry}\n    then: {priority: urgnt}\n  - {name: default}\n")
+    with pytest.raises(ConfigError) as err:
+        load(mapdir)
+    assert err.value.source.endswith("routing.yaml:5 rules[0].then.priority")
+    first, also = err.value.message.split("\n")
+    assert first.startswith("in rule 'vip': Must be one of: low, normal, high, urgent.")
+    assert also.startswith("  also ") and "routing.yaml:8 rules[1].then.priority: in rule 'angry': Must be one of" in also
+
+
 @pytest.mark.parametrize("escape", ESCAPES)
 def test_sandbox_escapes_are_refused_at_load_in_messages(mapdir, escape):
     text = (mapdir / "messages.yaml").read_text().replace('no_wait: "Soon."', f'no_wait: "{escape}"')
