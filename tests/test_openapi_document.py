@@ -19,6 +19,19 @@ def test_document_is_valid_and_complete(client, app):
     assert packet["additionalProperties"] is False
 
 
+def test_document_states_the_limits_this_service_enforces(make_app):
+    document = make_app(max_transcript_entries=40, max_entry_chars=500, max_body_bytes=65536).test_client() \
+        .get("/openapi.json").get_json()
+    validate(document)
+    schemas = document["components"]["schemas"]
+    assert schemas["Packet"]["properties"]["transcript"]["maxItems"] == 40
+    assert schemas["Messages"]["properties"]["messages"]["maxItems"] == 40
+    assert schemas["TranscriptEntry"]["properties"]["text"]["maxLength"] == 500
+    assert schemas["Customer"]["anyOf"] == [{"required": ["id"]}, {"required": ["email"]}, {"required": ["phone"]}]
+    for path in ("/v1/handoffs", "/v1/handoffs/{handoff_id}/messages"):
+        assert "65536 bytes" in document["paths"][path]["post"]["requestBody"]["description"]
+
+
 def test_document_is_served_the_same_each_time(client):
     assert client.get("/openapi.json").get_data() == client.get("/openapi.json").get_data()
 

@@ -76,6 +76,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
             if endpoint != "static" and (view.__doc__ or "").find("---") >= 0:
                 spec.path(view=view, app=app)
     document = spec.to_dict()
+    _state_limits(document, app.extensions["connector"].settings)
     # Any operation can meet a bug: `problems._unexpected` answers it as a generic 500 problem, so
     # the document says so once here rather than in every docstring (clients and checkers rely on it).
     for operations in document.get("paths", {}).values():
@@ -83,6 +84,26 @@ def build_spec(app: Flask) -> dict[str, Any]:
             if isinstance(operation, dict) and "responses" in operation:
                 operation["responses"].setdefault("500", {"$ref": "#/components/responses/Problem"})
     return document
+
+
+def _state_limits(document: dict[str, Any], settings: Any) -> None:
+    """The limits this service enforces, as it is configured, and the rules apispec cannot read off
+    the schemas: they are checked while loading (`Transcript`, the body limit before any parsing,
+    schema-level checks), and a bot's generated client learnt of them only from a 413 or 422."""
+    schemas_ = document["components"]["schemas"]
+    most, longest = settings.max_transcript_entries, settings.max_entry_chars
+    for schema, field in (("Packet", "transcript"), ("Messages", "messages")):
+        schemas_[schema]["properties"][field].update(
+            maxItems=most, description=f"At most {most} entries (CONNECTOR_MAX_TRANSCRIPT_ENTRIES).")
+    schemas_["TranscriptEntry"]["properties"]["text"].update(
+        maxLength=longest, description=f"At most {longest} characters (CONNECTOR_MAX_ENTRY_CHARS).")
+    # CustomerSchema's own rule (a schema-level check, which apispec cannot see either).
+    schemas_["Customer"].update(description="At least one of id, email or phone.",
+                                anyOf=[{"required": [key]} for key in ("id", "email", "phone")])
+    body = f"At most {settings.max_body_bytes} bytes (CONNECTOR_MAX_BODY_BYTES); larger bodies are answered 413."
+    for path in ("/v1/handoffs", "/v1/handoffs/{handoff_id}/messages"):
+        request_body = document["paths"][path]["post"]["requestBody"]
+        request_body["description"] = body
 
 
 @bp.get("/openapi.json")
