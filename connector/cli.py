@@ -143,7 +143,10 @@ def _probe(adapters) -> list[str]:  # type: ignore[no-untyped-def]
 
 @group.command("preview")
 @click.argument("packet_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def preview(packet_file: Path) -> None:
+@click.option("--at", "at", default=None, metavar="TIME",
+              help="Decide as at this RFC 3339 time (e.g. 2026-12-24T19:30:00+01:00) instead of now: "
+                   "calendars, opening hours and holidays are read then.")
+def preview(packet_file: Path, at: str | None) -> None:
     """Show what each vendor would receive for PACKET_FILE. Nothing is sent or stored."""
     from .previewing import preview_packet
 
@@ -153,7 +156,7 @@ def preview(packet_file: Path) -> None:
     except Exception:  # unreachable: the wait is estimated without it, as the service would
         in_place = False
     try:
-        result = preview_packet(services, packet_file.read_bytes(), read_waits=in_place)
+        result = preview_packet(services, packet_file.read_bytes(), read_waits=in_place, at=at)
     except ApiProblem as err:
         click.echo(json.dumps(err.body(), indent=2, ensure_ascii=False), err=True)
         sys.exit(1)

@@ -31,13 +31,14 @@ class Decision:
 
 def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str, Any], *,
            ask_vendors: bool = True, observed_wait: Callable[[str], int | None] | None = None,
-           deadline: float | None = None) -> Decision:
+           deadline: float | None = None, now: dt.datetime | None = None) -> Decision:
     """One snapshot of the mappings for the whole decision. `ask_vendors=False` (dry runs) never
     calls a vendor, so a sticky rule falls back as if no previous agent were known.
     `observed_wait(team)` is the time to assignment seen recently (`connector.observed_wait`);
-    `deadline` (a `time.monotonic()`) is when the request's sync budget ends."""
+    `deadline` (a `time.monotonic()`) is when the request's sync budget ends; `now` is the moment
+    calendars are read at (a dry run may ask about another; default: now)."""
     previous = None
-    facts, now = routing.Facts(packet), dt.datetime.now(dt.UTC)  # the rules are checked once, for both
+    facts, now = routing.Facts(packet), now or dt.datetime.now(dt.UTC)  # the rules are checked once, for both
     if ask_vendors and routing.wants_previous_agent(packet, mappings.routing, now=now, facts=facts):
         asked = packet.get("targets") or list(adapters)
         previous = previous_agent(packet, {name: adapters[name] for name in asked if name in adapters}, deadline)
@@ -51,7 +52,7 @@ def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str,
         targets=choose_targets(packet, assignment, list(adapters)),
         wait_seconds=wait_seconds,
         wait_source=wait_source,
-        customer_message=customer_message.compose(packet, assignment, wait_seconds, mappings.messages),
+        customer_message=customer_message.compose(packet, assignment, wait_seconds, mappings.messages, now=now),
     )
 
 

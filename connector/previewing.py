@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from adapters import registry
@@ -10,20 +11,24 @@ from adapters.base import HandoffContext
 from . import answers
 from .brief import render_brief
 from .decision import decide
+from .errors import ValidationFailed
 from .intake import parse_json, validate_packet
 from .services import Services
+from .text_rules import rfc3339
 
 PREVIEW_ID = "hnd_PREVIEW"
 
 
 def preview_packet(services: Services, raw: bytes, content_type: str | None = "application/json", *,
-                   read_waits: bool = True) -> dict[str, Any]:
+                   read_waits: bool = True, at: str | None = None) -> dict[str, Any]:
     """`read_waits` False: the wait is estimated without the database's observed waits (the
-    command, on a database not made or not migrated yet, must not make it by reading)."""
+    command, on a database not made or not migrated yet, must not make it by reading). `at`: an
+    RFC 3339 time to decide at instead of now — what a customer is told out of hours, on a holiday."""
     mappings, adapters = services.mappings, services.adapters
+    moment = _moment(at) or dt.datetime.now(dt.UTC)
     packet = validate_packet(parse_json(raw, content_type, services.settings.max_json_depth), services)
     decision = decide(packet, mappings, adapters, ask_vendors=False,
-                      observed_wait=services.observed_wait if read_waits else None)
+                      observed_wait=services.observed_wait if read_waits else None, now=moment)
     brief = render_brief(packet, PREVIEW_ID, assignment=decision.assignment)
     vendors: dict[str, Any] = {}
     for name in registry.vendor_names():
@@ -35,6 +40,7 @@ def preview_packet(services: Services, raw: bytes, content_type: str | None = "a
         vendors[name] = {"enabled": name in adapters, "would_receive": name in decision.targets,
                          "payload": payload, "receipt": adapter.receipt(ctx, payload)}
     return {
+        "decided_at": moment.isoformat(),  # calendars were read at this moment
         "assignment": decision.assignment,
         "targets": decision.targets,
         # As the answer shows it while the handoff is being delivered, and what it says instead if
@@ -46,3 +52,13 @@ def preview_packet(services: Services, raw: bytes, content_type: str | None = "a
         "brief": {"subject": brief.subject, "text": brief.text},
         "vendors": vendors,
     }
+
+
+def _moment(at: str | None) -> dt.datetime | None:
+    if not at:
+        return None
+    moment = rfc3339(at)
+    if moment is None:
+        raise ValidationFailed("`at` must be an RFC 3339 time with a time zone (e.g. 2026-12-24T19:30:00+01:00).",
+                               errors={"at": ["Not an RFC 3339 time with a time zone."]})
+    return moment

@@ -59,6 +59,25 @@ def test_preview_shows_every_vendor_and_sends_nothing(client, app):
         assert session.scalars(select(Delivery)).all() == []
 
 
+def test_preview_decides_as_at_another_moment_when_asked(client):
+    """An admin checks what a customer is told on a holiday (billing's office calendar, Paris)."""
+    billing = json.dumps(minimal_packet(intent={"name": "billing.refund"}))
+
+    def preview(at: str):
+        response = client.post(f"/v1/preview?at={at.replace('+', '%2B')}", data=billing, headers=admin(),
+                               content_type="application/json")
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    open_, holiday = preview("2026-12-22T10:00:00+01:00"), preview("2026-12-25T10:00:00+01:00")
+    assert open_["decided_at"] == "2026-12-22T10:00:00+01:00" and open_["assignment"]["team"] == "billing"
+    assert not open_["assignment"].get("out_of_hours")
+    assert holiday["assignment"]["out_of_hours"] and holiday["estimated_wait_seconds"] is None
+    assert "We're closed now; we'll reply by 09:00 Monday" in holiday["customer_message"]["text"]
+    refused = client.post("/v1/preview?at=tomorrow", data=billing, headers=admin(), content_type="application/json")
+    assert refused.status_code == 422 and "at" in refused.get_json()["errors"]
+
+
 def test_preview_reports_packet_errors(client):
     response = client.post("/v1/preview", data=json.dumps({"bot": {}}), headers=admin(),
                            content_type="application/json")

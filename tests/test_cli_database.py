@@ -74,6 +74,20 @@ def test_the_preview_command_before_any_database_answers_and_makes_no_file(tmp_p
         app.extensions["connector"].stop()
 
 
+def test_the_preview_command_decides_at_the_moment_asked_and_refuses_a_bad_one(make_app, tmp_path):
+    app = make_app()
+    packet = tmp_path / "billing.json"
+    packet.write_text(json.dumps({**json.loads((Path(__file__).parent / "fixtures" / "packets" / "handoff-minimal.json")
+                                               .read_text()), "intent": {"name": "billing.refund"}}))
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["connector", "preview", "--at", "2026-12-25T10:00:00+01:00", str(packet)])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert shown["decided_at"] == "2026-12-25T10:00:00+01:00" and shown["assignment"]["out_of_hours"]
+    refused = runner.invoke(args=["connector", "preview", "--at", "2026-12-25 10:00", str(packet)])
+    assert refused.exit_code == 1 and "RFC 3339" in refused.output
+
+
 def test_a_database_at_an_older_release_names_both_revisions_and_migrate_fixes_it(fresh_app):
     db = fresh_app.extensions["connector"].db
     config = _alembic_config()

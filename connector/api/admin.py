@@ -33,6 +33,8 @@ def preview() -> Response:
     post:
       summary: What each vendor would receive for a packet, the routing decision and the message; nothing is sent
       security: [{adminAuth: []}]
+      parameters:
+        - {in: query, name: at, required: false, description: "Decide as at this RFC 3339 time instead of now (calendars, holidays)", schema: {type: string, format: date-time}}
       requestBody:
         required: true
         content: {application/json: {schema: Packet}}
@@ -45,7 +47,7 @@ def preview() -> Response:
         422: {$ref: "#/components/responses/Problem"}
     """
     services = current_services()
-    return jsonify(preview_packet(services, request.get_data(), request.content_type))
+    return jsonify(preview_packet(services, request.get_data(), request.content_type, at=request.args.get("at")))
 
 
 @bp.get("/deliveries")
