@@ -53,6 +53,25 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
+def signers(settings: Settings, bot_id: str) -> list[Any]:
+    """A signer per usable secret of the bot (`CONNECTOR_BOT_SECRETS`): none, and its callbacks cannot be sent."""
+    return vendor_signatures.usable_hooks(secret for bot, secret in settings.bot_secrets if bot == bot_id)
+
+
+def unsigned(bot_id: str) -> str:
+    return f"bot {bot_id!r} has no usable signing secret (CONNECTOR_BOT_SECRETS)"
+
+
+def warnings_for(packet: Mapping[str, Any], settings: Settings) -> list[str]:
+    """What the answer tells a bot that asked for callbacks it will never get: a bearer-key bot has
+    no secret to sign them with, and its 201 said nothing of it — the callbacks were given up
+    (`dead`) where only a GET of the handoff, or an operator, would see."""
+    if not packet.get("callback") or signers(settings, packet["bot"]["id"]):
+        return []
+    return [f"callback: no status callbacks will be sent: {unsigned(packet['bot']['id'])}; "
+            "follow the handoff with GET links.self, or give the bot a signing secret"]
+
+
 def message_id(handoff_id: str, state: str) -> str:
     """The webhook-id of a handoff's status callback: the same on every resend of it."""
     return f"{handoff_id}.{state}"
@@ -240,10 +259,9 @@ class Sender:
         return self._record(due, *verdict)
 
     def _attempt(self, due: Due) -> _Verdict:
-        hooks = vendor_signatures.usable_hooks(secret for bot_id, secret in self.settings.bot_secrets
-                                               if bot_id == due.bot_id)
+        hooks = signers(self.settings, due.bot_id)
         if not hooks:
-            return "dead", f"bot {due.bot_id!r} has no usable signing secret (CONNECTOR_BOT_SECRETS)", None
+            return "dead", unsigned(due.bot_id), None
         problem = callback_http.url_problem(due.url, self.settings.callback_allow_private)
         if problem is not None:  # stored before a setting changed: what the URL says, nothing learnt
             return "dead", f"callback.url {problem}", None

@@ -186,13 +186,21 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
             raise RuntimeError("a handoff was skipped as a repeat but no stored handoff matches it")
         with services.db.reading() as session:  # a failed handoff's messages may have opened a ticket since
             later = existing.id in answers.reached_later(session, [existing])
-        return replay(existing, digest, key, partial(answers.render, reached_later=later))
+        return _warned(replay(existing, digest, key, partial(answers.render, reached_later=later)), packet, services)
     if callbacks.url_for(packet, "queued"):
         services.wake_callbacks()  # its `queued` row is committed: send it now, not at the next poll
     with log_context(handoff_id=stored.handoff.id):
         log.info("handoff accepted", extra={"targets": [d.target for d in stored.handoff.deliveries],
                                             "conversation_id": stored.handoff.conversation_id})
-        return deliver_and_answer(services, stored, answers.render, deadline=deadline)
+        return _warned(deliver_and_answer(services, stored, answers.render, deadline=deadline), packet, services)
+
+
+def _warned(answer: Answer, packet: dict[str, Any], services: Services) -> Answer:
+    """The answer, with `warnings` when part of what the bot asked for will not happen (`callbacks.warnings_for`)."""
+    said = callbacks.warnings_for(packet, services.settings)
+    if said:
+        answer.body["warnings"] = said
+    return answer
 
 
 Render = Callable[..., dict[str, Any]]  # `answers.render` or `answers.render_follow_up`: (handoff, rows=None)

@@ -101,6 +101,7 @@ def test_the_bot_hears_queued_then_delivered_signed_with_each_of_its_secrets(mak
     app = make_callback_app()
     answer = post(app, full_packet(callback={"url": bot.url}))
     hid = answer["id"]
+    assert "warnings" not in answer  # its callbacks can be signed
     assert send_due(app) == 2
     assert bot.states() == ["queued", "delivered"]
     queued, delivered = bot.requests
@@ -191,7 +192,15 @@ def test_retries_end_when_the_attempts_are_spent(make_callback_app, bot):
 
 def test_a_bot_without_a_signing_secret_gets_nothing_and_the_reason_is_kept(make_callback_app, bot):
     app = make_callback_app(bot_secrets=())
-    post(app, full_packet(callback={"url": bot.url, "events": ["delivered"]}))
+    packet = full_packet(callback={"url": bot.url, "events": ["delivered"]})
+    answer = post(app, packet)
+    # The answer says so at once, and again to a retry: the bot learnt it only from a GET before.
+    said = ["callback: no status callbacks will be sent: bot 'support-bot' has no usable signing secret "
+            "(CONNECTOR_BOT_SECRETS); follow the handoff with GET links.self, or give the bot a signing secret"]
+    assert answer["warnings"] == said
+    again = app.test_client().post("/v1/handoffs", data=json.dumps(packet), headers={**auth(), "Idempotency-Key": "k-1"},
+                                   content_type="application/json")
+    assert again.status_code == 200 and again.get_json()["warnings"] == said
     send_due(app)
     [callback] = rows(app)
     assert callback.status == "dead"

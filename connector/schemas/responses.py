@@ -67,6 +67,9 @@ class HandoffResponseSchema(Schema):
     estimated_wait_seconds = fields.Integer(required=True, allow_none=True)
     context_receipt = fields.Dict(keys=fields.String(), values=fields.Nested(ReceiptSchema), required=True)
     links = fields.Nested(LinksSchema, required=True)
+    warnings = fields.List(fields.String(), metadata={
+        "description": "Present when part of what the bot asked for will not happen, each saying what and "
+                       "why (a `callback` from a bot with no signing secret to sign it with)."})
 
 
 class MessagesResponseSchema(Schema):
