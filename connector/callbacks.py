@@ -48,6 +48,7 @@ from . import answers, callback_http, driver_cursor, metrics, vendor_signatures
 from .backoff import backoff_seconds
 from .db import Database
 from .models import DONE, Assignment, Callback, Delivery, Handoff, utcnow
+from .schemas.packet import CALLBACK_EVENTS
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,8 @@ def warnings_for(packet: Mapping[str, Any], settings: Settings) -> list[str]:
     """What the answer tells a bot that asked for callbacks it will never get: a bearer-key bot has
     no secret to sign them with, and its 201 said nothing of it — the callbacks were given up
     (`dead`) where only a GET of the handoff, or an operator, would see."""
-    if not packet.get("callback") or signers(settings, packet["bot"]["id"]):
+    wanted = any(url_for(packet, state) for state in CALLBACK_EVENTS)  # `events: []` asks for none
+    if not wanted or signers(settings, packet["bot"]["id"]):
         return []
     return [f"callback: no status callbacks will be sent: {unsigned(packet['bot']['id'])}; "
             "follow the handoff with GET links.self, or give the bot a signing secret"]

@@ -201,6 +201,9 @@ def test_a_bot_without_a_signing_secret_gets_nothing_and_the_reason_is_kept(make
     again = app.test_client().post("/v1/handoffs", data=json.dumps(packet), headers={**auth(), "Idempotency-Key": "k-1"},
                                    content_type="application/json")
     assert again.status_code == 200 and again.get_json()["warnings"] == said
+    # A bot that asks for no callbacks (`events: []`) is told nothing about them.
+    quiet = post(app, full_packet(callback={"url": bot.url, "events": []}), key="k-quiet")
+    assert "warnings" not in quiet
     send_due(app)
     [callback] = rows(app)
     assert callback.status == "dead"
