@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import re
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any
@@ -168,8 +169,9 @@ def _decide(packet: Mapping[str, Any], rule: Mapping[str, Any], config: RoutingC
             previous_agent: Mapping[str, Any] | None, trace: list[str]) -> dict[str, Any]:
     then, default = rule["then"], config["default"]
     hints, escalation = packet.get("routing") or {}, packet.get("escalation") or {}
+    department = None if then.get("team") else _team_for(hints.get("department"), config, trace)
     team, why = next((v, w) for v, w in ((then.get("team"), f"rule {rule['name']}"),
-                                         (hints.get("department"), "routing.department (the bot's hint)"),
+                                         (department, "routing.department (the bot's hint)"),
                                          (default["team"], "the default team")) if v)
     trace.append(f"team {team} from {why}")
     priority, why = next((v, w) for v, w in ((then.get("priority"), f"rule {rule['name']}"),
@@ -197,6 +199,27 @@ def _decide(packet: Mapping[str, Any], rule: Mapping[str, Any], config: RoutingC
         trace.append(f"team {team} is {'open' if state['open'] else 'closed'} ({calendar.name}, {calendar.timezone})"
                      + ("" if state["open"] else f"; next opening {state['next_opening'] or 'unknown'}"))
     return assignment
+
+
+def _team_for(hint: Any, config: RoutingConfig, trace: list[str]) -> str | None:
+    """The configured team a bot's `routing.department` names, as rules compare text: any case, and
+    spaces or hyphens for underscores ("Billing", "technical support"). Taken as written, "Billing"
+    lost billing's calendar, queue and vendor ids, and the customer was promised a reply from a team
+    that was closed. A department no team matches is still the team (a helpdesk group routing.yaml
+    does not describe), and the trace says it has no calendar, queue or ids here."""
+    if not hint:
+        return None
+    teams = config["teams"]
+    wanted = _team_key(str(hint))
+    found = next((name for name in teams if _team_key(name) == wanted), None)
+    if found is None and teams:
+        trace.append(f"routing.department {str(hint)[:100]!r} is no team in routing.yaml "
+                     f"({', '.join(sorted(teams))}): no calendar, queue or vendor ids for it")
+    return found or str(hint)
+
+
+def _team_key(name: str) -> str:
+    return re.sub(r"[\s_-]+", "_", name.strip().casefold())
 
 
 def _offer_previous_agent(assignment: dict[str, Any], agent: Mapping[str, Any] | None, config: RoutingConfig,

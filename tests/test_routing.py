@@ -147,10 +147,22 @@ def test_default_rule_uses_the_bots_hints_then_defaults():
     result = assign(packet(), rules, now=TUESDAY_NOON)
     assert (result["team"], result["priority"], result["rule"]) == ("technical_support", "high", "default")
     assert "team technical_support from routing.department (the bot's hint)" in result["trace"]
+    assert ("routing.department 'technical_support' is no team in routing.yaml (special, support): "
+            "no calendar, queue or vendor ids for it") in result["trace"]
     bare = assign(minimal_packet(), rules, now=TUESDAY_NOON)
     assert (bare["team"], bare["priority"], bare["queue"]) == ("support", "normal", "Support")
     assert bare["targets"] == {"zendesk": {"group_id": "100"}}
     assert set(bare) >= {"team", "queue", "agent", "priority", "rule", "trace", "targets"}
+
+
+@pytest.mark.parametrize("department", ["SPECIAL", "Special", " special "])
+def test_the_bots_department_names_a_team_in_any_case(department):
+    """Taken as written, "Special" lost the team's calendar, queue and ids: the customer was
+    promised a reply from a team that was closed."""
+    result = assign(packet(routing__department=department), config("  - {name: default}\n"), now=SATURDAY)
+    assert (result["team"], result["queue"]) == ("special", "Special")
+    assert result["out_of_hours"] is True and result["targets"]["zendesk"] == {"group_id": "900"}
+    assert not any("is no team" in line for line in result["trace"])
 
 
 def test_no_routing_file_routes_everything_by_default():
