@@ -48,10 +48,14 @@ def _ticket(delivery: Any) -> dict[str, Any]:
     }
 
 
-def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *, reached_later: bool = False) -> dict[str, Any]:
+def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
+           reached_later: Sequence[Any] = ()) -> dict[str, Any]:
     """`deliveries`: rows with the `DELIVERY_COLUMNS` read apart from the handoff (default: its own).
-    `reached_later`: a follow-up of this handoff has since reached a target (`render_detail`)."""
+    `reached_later`: the finished deliveries of its follow-ups (`reached_later()`), for a handoff
+    every target of which gave up: where they opened a ticket, the answer shows that ticket."""
     deliveries = handoff.deliveries if deliveries is None else deliveries
+    if reached_later and handoff_status(d.state for d in deliveries) == "failed":
+        deliveries = _rescued(deliveries, reached_later)
     status = handoff_status(d.state for d in deliveries)
     # Nobody has it and the attempts so far failed (a vendor down): no wait can be promised yet.
     delayed = status == "pending" and any(d.last_error for d in deliveries)
@@ -61,55 +65,65 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *, reached
         "conversation_id": handoff.conversation_id,
         "tickets": [_ticket(d) for d in deliveries],
         "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS},
-        "customer_message": shown_message(handoff.customer_message, status, reached_later=reached_later,
-                                          delayed=delayed),
-        "estimated_wait_seconds": shown_wait(handoff.estimated_wait_seconds, status, reached_later=reached_later,
-                                             delayed=delayed),
+        "customer_message": shown_message(handoff.customer_message, status, delayed=delayed),
+        "estimated_wait_seconds": shown_wait(handoff.estimated_wait_seconds, status, delayed=delayed),
         # Targets appear here when they finish: until then nothing has reached them.
         "context_receipt": {d.target: d.receipt for d in deliveries if d.receipt is not None},
         "links": {"self": f"/v1/handoffs/{handoff.id}"},
     }
 
 
-def reached_later(session: Session, handoffs: Iterable[Handoff]) -> set[str]:
-    """Of `handoffs`, the ids of those every target of which gave up, yet whose messages sent since
-    (`follow_ups`) opened a ticket after all: their answers show the promise again (`render`).
-    One query, and none unless one of them failed."""
+def _rescued(deliveries: Sequence[Any], later: Sequence[Any]) -> list[Any]:
+    """A failed handoff's deliveries, each target that a follow-up reached since shown by the
+    ticket it reached (the newest): `status: failed` with no ticket, beside a message promising a
+    reply, contradicted itself, and no read of the handoff gave the bot the ticket's link."""
+    reached = {d.target: d for d in later if d.state in DONE}
+    return [reached.get(d.target, d) for d in deliveries]
+
+
+def reached_later(session: Session, handoffs: Iterable[Handoff]) -> dict[str, list[Any]]:
+    """Of `handoffs`, those every target of which gave up, yet whose messages sent since
+    (`follow_ups`) opened a ticket after all: by id, the follow-ups' finished deliveries, oldest
+    first, for `render`. One query, and none unless one of them failed."""
     failed = [h.id for h in handoffs if handoff_status(d.state for d in h.deliveries) == "failed"]
     if not failed:
-        return set()
-    opened = select(Handoff.follows_id).join(Delivery, Delivery.handoff_id == Handoff.id) \
-        .where(Handoff.follows_id.in_(failed), Delivery.state.in_(DONE)).distinct()
-    return set(session.scalars(opened))
+        return {}
+    opened = select(Handoff.follows_id, *DELIVERY_COLUMNS).join(Delivery, Delivery.handoff_id == Handoff.id) \
+        .where(Handoff.follows_id.in_(failed), Delivery.state.in_(DONE)) \
+        .order_by(Handoff.created_at, Handoff.id, Delivery.position)
+    found: dict[str, list[Any]] = {}
+    for row in session.execute(opened):
+        found.setdefault(row.follows_id, []).append(row)
+    return found
 
 
-def shown_message(message: dict[str, str] | None, status: str, *, reached_later: bool = False,
+def shown_message(message: dict[str, str] | None, status: str, *,
                   delayed: bool = False) -> dict[str, str] | None:
     """The customer message as the bot should show it now: its promise that someone will reply
     holds while any target has the handoff or is still being tried; once every one has given up
     (`failed`), the stored apology says so instead (`customer_message.compose`) — unless messages
-    sent since (`follow_ups`) opened a ticket after all (`reached_later`): someone has it now.
-    `delayed` (no target has it, attempts failing): the message without its wait, where one was quoted."""
+    sent since (`follow_ups`) opened a ticket after all: `render` shows that ticket, and the status
+    is no longer `failed`. `delayed` (no target has it, attempts failing): the message without its
+    wait, where one was quoted."""
     if not message:
         return message
     if delayed and message.get("if_delayed"):
         return {"locale": message["locale"], "text": message["if_delayed"]}
-    if status != "failed" or reached_later:
+    if status != "failed":
         return {"locale": message["locale"], "text": message["text"]}
     if message.get("if_failed"):
         return {"locale": message.get("if_failed_locale") or message["locale"], "text": message["if_failed"]}
     return {"locale": "en", "text": FAILED}  # stored before apologies were composed: the built-in one
 
 
-def shown_wait(seconds: int | None, status: str, *, reached_later: bool = False,
-               delayed: bool = False) -> int | None:
+def shown_wait(seconds: int | None, status: str, *, delayed: bool = False) -> int | None:
     """The expected wait as the bot may quote it now: none once every target has given up — beside
     the apology it would promise a wait for nobody (the same rule as `shown_message`) — and none
     once an agent has the handoff (`status` a callback's `assigned` or `completed`): the wait is over;
     nor while nobody has it and its attempts are failing (`delayed`, as for `shown_message`)."""
     if delayed or status in ("assigned", "completed"):
         return None
-    return None if status == "failed" and not reached_later else seconds
+    return None if status == "failed" else seconds
 
 
 def render_follow_up(follow_up: Handoff, deliveries: Sequence[Any] | None = None) -> dict[str, Any]:
@@ -132,7 +146,7 @@ def render_follow_up(follow_up: Handoff, deliveries: Sequence[Any] | None = None
 def render_detail(handoff: Handoff, assigned: Assignment | None = None,
                   callbacks: Iterable[Callback] = (), follow_ups: Iterable[Handoff] = ()) -> dict[str, Any]:
     follow_ups = list(follow_ups)  # loaded already: `reached_later` without another query
-    body = render(handoff, reached_later=any(d.state in DONE for f in follow_ups for d in f.deliveries))
+    body = render(handoff, reached_later=[d for f in follow_ups for d in f.deliveries if d.state in DONE])
     if assigned is not None:  # an agent has it: the wait quoted at intake is over
         body["estimated_wait_seconds"] = None
     body["created_at"] = handoff.created_at.isoformat()

@@ -185,7 +185,7 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
         if existing is None:  # skipped as a repeat, yet nothing matches: a state this code does not expect
             raise RuntimeError("a handoff was skipped as a repeat but no stored handoff matches it")
         with services.db.reading() as session:  # a failed handoff's messages may have opened a ticket since
-            later = existing.id in answers.reached_later(session, [existing])
+            later = answers.reached_later(session, [existing]).get(existing.id, [])
         return _warned(replay(existing, digest, key, partial(answers.render, reached_later=later)), packet, services)
     if callbacks.url_for(packet, "queued"):
         services.wake_callbacks()  # its `queued` row is committed: send it now, not at the next poll

@@ -152,10 +152,13 @@ def test_the_wait_is_quoted_until_every_target_has_given_up():
                                       last_error=None, receipt=None) for n, state in enumerate(states)]
         handoff = SimpleNamespace(id="hnd_1", conversation_id="c", customer_message=None, estimated_wait_seconds=240,
                                   assignment={}, deliveries=deliveries)
-        return render(handoff)["estimated_wait_seconds"], render(handoff, reached_later=True)["estimated_wait_seconds"]
+        # Messages sent since opened a ticket at t0: someone has it now.
+        later = [SimpleNamespace(target="t0", state="created", vendor_id="7", url="u", attempts=1, last_error=None,
+                                 receipt=None)]
+        return render(handoff)["estimated_wait_seconds"], render(handoff, reached_later=later)["estimated_wait_seconds"]
 
     assert answer("pending") == (240, 240) and answer("created", "failed") == (240, 240)
-    assert answer("failed", "dead") == (None, 240)  # messages since opened a ticket: someone has it now
+    assert answer("failed", "dead") == (None, 240)
 
 
 def test_a_handoff_stored_before_the_apology_existed_gets_the_built_in_one():

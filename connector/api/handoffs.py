@@ -227,4 +227,4 @@ def list_handoffs() -> Response:
     with services.db.reading() as session:
         rows = session.scalars(query.order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(limit)).all()
         later = answers.reached_later(session, rows)
-        return _json({"items": [answers.render(row, reached_later=row.id in later) for row in rows]}, 200)
+        return _json({"items": [answers.render(row, reached_later=later.get(row.id, [])) for row in rows]}, 200)

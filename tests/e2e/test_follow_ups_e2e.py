@@ -158,16 +158,22 @@ def test_when_the_handoff_never_reached_the_target_its_messages_open_the_ticket_
     html = created["comment"]["html_body"]
     assert EARLIER in html and "Error code is now 4013" in html  # the whole brief, the messages included
     zd.assert_ticket_requests_valid()
-    # Someone has the conversation now: the handoff no longer tells the customer nobody does.
+    # Someone has the conversation now: the handoff no longer tells the customer nobody does, nor
+    # says `failed` with no ticket — it shows the ticket its messages opened.
     detail = client.get(f"/v1/handoffs/{handoff['id']}", headers=auth()).get_json()
-    assert detail["status"] == "failed" and detail["messages"][0]["tickets"][0]["status"] == "created"
+    assert detail["status"] == "delivered" and detail["messages"][0]["tickets"][0]["status"] == "created"
+    assert detail["tickets"] == [{"target": "zendesk", "status": "created", "id": "1002", "attempts": 1,
+                                  "url": "https://acme.zendesk.com/agent/tickets/1002", "error": None}]
+    assert detail["deliveries"][0]["state"] == "failed"  # what happened to the handoff itself stays on record
     assert detail["customer_message"]["text"] != apology and "support team" in detail["customer_message"]["text"]
     # Every read says the same: the conversation's list, and the handoff's own request repeated.
     [listed] = client.get(f"/v1/handoffs?conversation_id={handoff['conversation_id']}", headers=auth()).get_json()[
         "items"]
     replayed = post(client, full_packet())
     assert replayed.status_code == 200
-    assert listed["customer_message"] == replayed.get_json()["customer_message"] == detail["customer_message"]
+    for read in (listed, replayed.get_json()):
+        assert (read["status"], read["tickets"], read["customer_message"]) == \
+            (detail["status"], detail["tickets"], detail["customer_message"])
 
 
 def test_salesforce_gets_the_messages_as_case_comments_on_the_handoffs_case(make_app):
