@@ -13,7 +13,7 @@ from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy.exc import SQLAlchemyError
 
-from .db import SchemaGap
+from .db import SchemaGap, reason
 from .errors import ApiProblem, ConfigError
 from .settings import RETENTION_MIN_DAYS, in_flask_command
 
@@ -41,7 +41,7 @@ def _migrated():  # type: ignore[no-untyped-def]
     try:
         gap = services.db.schema_gap()
     except SQLAlchemyError as err:  # the driver's error, whichever: the operator gets one line
-        raise Unreachable(f"the database cannot be reached: {_reason(err)} (CONNECTOR_DATABASE_URL)") from None
+        raise Unreachable(f"the database cannot be reached: {reason(err)} (CONNECTOR_DATABASE_URL)") from None
     if gap is not None:
         raise click.ClickException(f"the database cannot be used by this code: {_advice(gap)}")
     return services
@@ -67,13 +67,6 @@ def _one_line(text: str | None) -> str:
     """A stored error in full, on its line: the cause (a refused connection, a DNS failure) is at
     its end, past where a cut would fall. The API and the admin page show the same text."""
     return " ".join((text or "").split())
-
-
-def _reason(err: Exception) -> str:
-    """The driver's own first line (SQLAlchemy's adds the statement and a link): it names the host
-    or file and why, never the password."""
-    text = str(getattr(err, "orig", None) or err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
 
 
 @group.command("migrate")
@@ -102,7 +95,7 @@ def check(vendors: bool) -> None:
     try:
         gap = services.db.schema_gap()
     except Exception as err:  # report, don't crash: check is for finding problems
-        problems.append(f"CONNECTOR_DATABASE_URL: database unreachable ({_reason(err)})")
+        problems.append(f"CONNECTOR_DATABASE_URL: database unreachable ({reason(err)})")
     else:
         state = "current" if gap is None else gap.state
         reached = "no file yet" if gap is not None and gap.no_file else "reachable"

@@ -172,6 +172,14 @@ class WriterLock:
         return self._fd
 
 
+def reason(err: BaseException) -> str:
+    """The driver's own first line (SQLAlchemy's adds the statement and a link): it names the host
+    or file and why, never the password."""
+    text = str(getattr(err, "orig", None) or err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
+
+
+
 @dataclass(frozen=True)
 class SchemaGap:
     """How the database's schema differs from this code's: `words` say it; `migrate` is whether

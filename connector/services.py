@@ -21,6 +21,7 @@ from adapters.events import AssignmentEvent, Holder
 from . import callbacks, handoff_store, retention
 from .db import Database
 from .group_commit import GroupCommit
+from .loop_failures import LoopFailures
 from .mappings import Mappings, MappingStore
 from .models import Handoff
 from .observed_wait import ObservedWait
@@ -169,6 +170,7 @@ class Services:
 
     def _run_loop(self, interval: float) -> None:
         last_report = last_renewal = next_purge = 0.0
+        failures = LoopFailures("outbox")
         while not self._stop.is_set():
             full = False
             try:
@@ -201,8 +203,9 @@ class Services:
                     before = retention.cutoff(self.settings.retention_days)
                     if retention.purge(self.db, before, max_chunks=1).more:
                         next_purge = 0.0
-            except Exception:
-                log.exception("outbox loop iteration failed")
+                failures.succeeded()
+            except Exception as err:
+                failures.failed(err)
             if full or self._left_for_loop.is_set():
                 self._left_for_loop.clear()
                 # More may be due: claim again once threads free up, not a whole interval later.
@@ -219,6 +222,7 @@ class Services:
         """Send the status callbacks that are due, a pool thread each, until `stop()`; keep the
         leases of those being sent alive meanwhile (a slow bot must not get a second copy)."""
         last_renewal = 0.0
+        failures = LoopFailures("callback")
         while not self._stop.is_set():
             full = False
             self._callbacks_due.clear()
@@ -236,8 +240,9 @@ class Services:
                         with self._count_lock:
                             self._sending.add(one.id)
                         self._callback_pool.submit(self._send_callback, one)
-            except Exception:  # the next turn tries again; claimed callbacks' leases expire
-                log.exception("callback loop iteration failed")
+                failures.succeeded()
+            except Exception as err:  # the next turn tries again; claimed callbacks' leases expire
+                failures.failed(err)
             if full:  # more may be due: look again soon rather than an interval later
                 self._stop.wait(CLAIM_COALESCE_S)
             else:  # a new state, or a handoff's next callback (held back for order): claim it at once

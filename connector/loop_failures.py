@@ -1,0 +1,53 @@
+"""What a background loop (the outbox's, the callbacks') says when one of its turns fails.
+
+A database out of reach fails every turn, once a second per loop and worker: each logged with its
+whole traceback, an outage wrote ~30 KB of log a second with two workers and buried the one line
+that mattered. It is now said once, naming the cause as `connector` commands do, then once a
+minute while it lasts, and once when the database answers again. Any other failure is a bug or
+something new: its traceback, every time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from .db import reason
+
+log = logging.getLogger(__name__)
+
+REPEAT_EVERY_S = 60.0
+
+
+def unreachable(err: BaseException) -> bool:
+    """The database is away (refused, reset, timed out, locked), as opposed to a query it refused."""
+    return isinstance(err, OperationalError) or (isinstance(err, DBAPIError) and err.connection_invalidated)
+
+
+class LoopFailures:
+    def __init__(self, loop: str, clock=time.monotonic):  # type: ignore[no-untyped-def]
+        self.loop, self._clock = loop, clock
+        self._down_since: float | None = None
+        self._last_said = 0.0
+
+    def failed(self, err: BaseException) -> None:
+        if not unreachable(err):
+            log.exception(f"{self.loop} loop iteration failed", exc_info=err)
+            return
+        now = self._clock()
+        if self._down_since is None:
+            self._down_since = self._last_said = now
+            log.error(f"{self.loop} loop: the database cannot be reached; trying again each turn",
+                      extra={"error": reason(err)})
+        elif now - self._last_said >= REPEAT_EVERY_S:
+            self._last_said = now
+            log.error(f"{self.loop} loop: the database still cannot be reached",
+                      extra={"error": reason(err), "for_s": round(now - self._down_since)})
+
+    def succeeded(self) -> None:
+        if self._down_since is not None:
+            log.warning(f"{self.loop} loop: the database answers again",
+                        extra={"after_s": round(self._clock() - self._down_since)})
+            self._down_since = None
