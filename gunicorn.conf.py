@@ -6,19 +6,32 @@ import sys
 
 # gunicorn may be started elsewhere (`--chdir`): the package sits beside this file.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from connector import settings as _settings
 from connector.errors import ConfigError
-from connector.settings import ENV_FILE, count, load_env_file
+from connector.settings import ENV_FILE, count, load_env_file, reread_env_file
 
 # `.env` (or CONNECTOR_ENV_FILE) is read here, in the directory gunicorn starts in: CONNECTOR_BIND
 # and the worker counts below are needed before the app exists, and `make run` should honour them.
 # The app reads the same file again (to the same effect), named absolutely for it: after a
 # `--chdir` it would otherwise look for another `.env`, or resolve a relative name elsewhere.
 # connector.settings imports nothing of prometheus-client (see share_metrics).
-try:
-    _read = load_env_file()
-except ConfigError as err:  # one line saying what to fix, not gunicorn's traceback ending with it
-    sys.exit(f"configuration error: {err}")
-os.environ[ENV_FILE] = os.path.abspath(_read) if _read else ""
+# gunicorn executes this file again on a reload (SIGHUP), in the master that started: the file is
+# then read afresh and judged before any new worker starts on it (`reread_env_file`, `on_reload`).
+_refused: str | None = None
+if getattr(_settings, "GUNICORN_STARTED", False):
+    def _usable(environ):
+        from adapters.registry import check_targets
+
+        settings = _settings.Settings.from_env(environ)
+        check_targets(settings.targets, settings)
+
+    _refused = reread_env_file(_usable)
+else:
+    try:
+        _read = load_env_file()
+    except ConfigError as err:  # one line saying what to fix, not gunicorn's traceback ending with it
+        sys.exit(f"configuration error: {err}")
+    os.environ[ENV_FILE] = os.path.abspath(_read) if _read else ""
 
 
 def _count(name: str, default: int) -> int:
@@ -102,6 +115,7 @@ def _alive(pid: int) -> bool:
 def on_starting(server):
     """Once, in the master, before any worker: fewer malloc arenas, one directory for every worker's
     metrics, then create or upgrade the schema."""
+    _settings.GUNICORN_STARTED = True  # from now on, executing this file again is a reload
     limit_malloc_arenas(server.log)
     share_metrics()
     from connector import create_app
@@ -121,6 +135,15 @@ def on_starting(server):
 
     keep_for_workers(services.mapping_store)
     follow_for_workers(services.mapping_store.interval)
+
+
+def on_reload(server):
+    """After a reload (SIGHUP) read the settings again, before the new workers start: say what
+    happened to the edit. Refused, they start on the settings that were in use."""
+    if _refused:
+        server.log.error("reload: the edited settings are refused, the workers keep the ones in use: %s", _refused)
+    else:
+        server.log.info("reload: settings read again from %s", os.environ.get(ENV_FILE) or "the environment")
 
 
 def pre_fork(server, worker):

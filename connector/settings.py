@@ -8,7 +8,7 @@ naming the variable and pointing at `.env.example`. Adapters receive the parsed
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,9 +18,13 @@ from .vendor_signatures import usable_secret
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/connector.db"
 ENV_FILE = "CONNECTOR_ENV_FILE"  # read from the process environment only: it says which file to read
+FILE_KEYS = "CONNECTOR_ENV_FILE_KEYS"  # set by the connector: which variables the file set (`reread_env_file`)
+FILE_READ = "CONNECTOR_ENV_FILE_READ"  # set by the connector: the file already read, by this process or its parent
+# Set by gunicorn.conf.py's `on_starting`, in the master: gunicorn executing that file again is a reload.
+GUNICORN_STARTED = False
 
 
-def load_env_file(environ: Mapping[str, str] | None = None) -> str | None:
+def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None:
     """Read the dotenv file into `os.environ` (variables already set win) and return its path.
 
     `CONNECTOR_ENV_FILE` names it; unset, `.env` in the working directory, if present; empty, none.
@@ -28,7 +32,7 @@ def load_env_file(environ: Mapping[str, str] | None = None) -> str | None:
     their targets) never reaches the services they start. Called by gunicorn.conf.py (the bind
     address and workers are needed before the app) and by the app; the second read changes nothing.
     """
-    from dotenv import load_dotenv
+    from dotenv import dotenv_values
 
     environ = os.environ if environ is None else environ
     named = environ.get(ENV_FILE)
@@ -41,8 +45,48 @@ def load_env_file(environ: Mapping[str, str] | None = None) -> str | None:
         _refuse_flasks_own_read(named)
     if not path:
         return None
-    load_dotenv(path, override=False)
+    if environ.get(FILE_READ) == os.path.abspath(path):
+        # Read by gunicorn's master, which judges each edit on a reload: a worker forked later (one
+        # replaced after a crash) read the file again, and took up an edit nobody had judged.
+        return path
+    environ[FILE_READ] = os.path.abspath(path)
+    # As load_dotenv(override=False) does, remembering what the file set (a re-read replaces it).
+    values = dotenv_values(path)
+    set_now = [key for key, value in values.items() if value is not None and key not in environ]
+    for key in set_now:
+        environ[key] = values[key] or ""
+    if set_now:
+        environ[FILE_KEYS] = ",".join(sorted({*_file_keys(environ), *set_now}))
     return path
+
+
+def _file_keys(environ: Mapping[str, str]) -> list[str]:
+    return [key for key in environ.get(FILE_KEYS, "").split(",") if key]
+
+
+def reread_env_file(check: Callable[[Mapping[str, str]], Any],
+                    environ: MutableMapping[str, str] | None = None) -> str | None:
+    """gunicorn's reload (SIGHUP) executes gunicorn.conf.py again: the file is read afresh, its
+    values replacing what the last read set — a variable of the real environment still wins, one
+    taken out of the file is unset. Read as at start, values already set won: a changed variable
+    kept its old value while an added one applied, a mixed configuration nobody wrote.
+
+    `check` judges the result (settings and targets, as a worker would). Refused, the environment
+    is put back as it was and the refusal returned: the new workers start on the last good
+    settings, where a typo made them fail to boot and gunicorn stop the whole service."""
+    environ = os.environ if environ is None else environ
+    before = dict(environ)
+    for key in (*_file_keys(environ), FILE_KEYS, FILE_READ):
+        environ.pop(key, None)
+    try:
+        load_env_file(environ)
+        check(environ)
+    except ConfigError as err:
+        for key in set(environ) - set(before):
+            environ.pop(key)
+        environ.update(before)
+        return str(err)
+    return None
 
 
 def _refuse_flasks_own_read(named: str) -> None:

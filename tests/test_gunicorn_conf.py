@@ -31,12 +31,13 @@ class FakeLibc:
 def master_mappings():
     """What a test's `on_starting` or `keep_for_workers` leaves in `connector.mappings` (the master's
     store, the inherited set, the follower thread) must not reach the next test in this process."""
-    from connector import mappings
+    from connector import mappings, settings
 
     saved = mappings._MASTER, mappings._INHERITED
     yield
     mappings.stop_following()
     mappings._MASTER, mappings._INHERITED = saved
+    settings.GUNICORN_STARTED = False  # a test's `on_starting` would make every later `_conf` a reload
 
 
 def _conf(environ: dict[str, str] | None = None) -> dict:
@@ -263,3 +264,56 @@ def test_the_master_follows_the_files_so_a_new_worker_gets_the_last_good_edit_no
     assert os.waitstatus_to_exitcode(status) == 0
     assert mappings._LOADING.acquire(timeout=2)  # and the master's own was given back
     mappings._LOADING.release()
+
+
+def test_a_reload_applies_the_whole_edited_env_file_and_refuses_a_bad_one_without_stopping(tmp_path):
+    """SIGHUP: a changed variable kept its old value while an added one applied; and a typo made
+    the new workers fail to boot, which stopped the whole service."""
+    import json
+    import signal
+    import time
+    import urllib.request
+
+    from bench.procs import free_port
+
+    port = free_port()
+    env_file = tmp_path / "svc.env"
+    env_file.write_text("CONNECTOR_TARGETS=preview\n")
+    log = tmp_path / "gunicorn.log"
+    env = {"PATH": os.environ["PATH"], "CONNECTOR_ENV_FILE": str(env_file), "CONNECTOR_BIND": f"127.0.0.1:{port}",
+           "CONNECTOR_WEB_WORKERS": "1", "CONNECTOR_WEB_THREADS": "2", "CONNECTOR_DELIVERY_THREADS": "1",
+           "CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/c.db", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")}
+    (tmp_path / "m").mkdir()
+
+    def targets():  # type: ignore[no-untyped-def]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                return json.loads(answer.read())["checks"]["targets"]
+        except OSError:
+            return None
+
+    def settles(check, what, timeout=30):  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while not check():
+            assert master.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"{what}\n{log.read_text()[-3000:]}"
+            time.sleep(0.1)
+
+    with open(log, "w") as out:
+        master = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", CONF, "--chdir", str(Path(CONF).parent),
+                                   "wsgi:app"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        settles(lambda: targets() == ["preview"], "started")
+        env_file.write_text("CONNECTOR_TARGETS=preview,slack\nSLACK_BOT_TOKEN=xoxb-test\nSLACK_CHANNEL=C0HANDOFF\n"
+                            "SLACK_API_URL=http://127.0.0.1:9/api/\n")
+        master.send_signal(signal.SIGHUP)
+        settles(lambda: targets() == ["preview", "slack"], "the edited file applied")
+        env_file.write_text("CONNECTOR_TARGETS=preview\nCONNECTOR_SYNC_BUDGET_MS=abc\n")
+        master.send_signal(signal.SIGHUP)
+        settles(lambda: "the edited settings are refused" in log.read_text(), "the refusal logged")
+        time.sleep(2)  # new workers started on the settings in use, and serve
+        assert master.poll() is None and targets() == ["preview", "slack"]
+        assert "CONNECTOR_SYNC_BUDGET_MS: must be a whole number" in log.read_text()
+    finally:
+        master.terminate()
+        master.wait(timeout=30)

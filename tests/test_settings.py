@@ -85,12 +85,12 @@ def _read_env_file(tmp_path, monkeypatch, environ: dict[str, str]) -> tuple[str 
     import os
     from unittest import mock
 
-    from connector.settings import load_env_file
+    from connector.settings import FILE_KEYS, FILE_READ, load_env_file
 
     monkeypatch.chdir(tmp_path)
     with mock.patch.dict(os.environ, environ, clear=True):
         path = load_env_file()
-        return path, {k: v for k, v in os.environ.items() if k.startswith("CONNECTOR_")}
+        return path, {k: v for k, v in os.environ.items() if k.startswith("CONNECTOR_") and k not in (FILE_KEYS, FILE_READ)}
 
 
 def test_dot_env_in_the_working_directory_is_read_and_the_environment_wins(tmp_path, monkeypatch):
@@ -208,3 +208,35 @@ def test_a_missing_env_file_is_named_before_the_flask_commands_own_read(tmp_path
     missing = _flask_check(tmp_path, CONNECTOR_ENV_FILE=str(tmp_path / "nope.env"))
     assert missing.returncode != 0
     assert f"CONNECTOR_ENV_FILE: names '{tmp_path / 'nope.env'}', which is not a readable file" in missing.stderr
+
+
+def test_a_reread_replaces_what_the_file_set_and_the_real_environment_still_wins(tmp_path):
+    from connector.settings import load_env_file, reread_env_file
+
+    env_file = tmp_path / "svc.env"
+    env_file.write_text("CONNECTOR_TARGETS=preview\nCONNECTOR_SYNC_BUDGET_MS=200\nCONNECTOR_LOG_LEVEL=INFO\n")
+    environ = {"CONNECTOR_ENV_FILE": str(env_file), "CONNECTOR_LOG_LEVEL": "WARNING", "PATH": "/bin"}
+    load_env_file(environ)
+    assert (environ["CONNECTOR_TARGETS"], environ["CONNECTOR_LOG_LEVEL"]) == ("preview", "WARNING")
+    # Changed, taken out and added: read as at start, only the added one applied.
+    env_file.write_text("CONNECTOR_TARGETS=preview,zendesk\nCONNECTOR_LOG_LEVEL=DEBUG\nCONNECTOR_RETRY_BASE_S=3\n")
+    checked = []
+    assert reread_env_file(checked.append, environ) is None
+    assert environ["CONNECTOR_TARGETS"] == "preview,zendesk" and environ["CONNECTOR_RETRY_BASE_S"] == "3"
+    assert "CONNECTOR_SYNC_BUDGET_MS" not in environ
+    assert environ["CONNECTOR_LOG_LEVEL"] == "WARNING"  # the process's own environment still wins
+    assert checked == [environ]
+
+
+def test_a_reread_the_check_refuses_puts_the_environment_back_as_it_was(tmp_path):
+    from connector.settings import Settings, load_env_file, reread_env_file
+
+    env_file = tmp_path / "svc.env"
+    env_file.write_text("CONNECTOR_TARGETS=preview\nCONNECTOR_SYNC_BUDGET_MS=200\n")
+    environ = {"CONNECTOR_ENV_FILE": str(env_file)}
+    load_env_file(environ)
+    before = dict(environ)
+    env_file.write_text("CONNECTOR_TARGETS=preview\nCONNECTOR_SYNC_BUDGET_MS=abc\nCONNECTOR_RETRY_BASE_S=3\n")
+    refused = reread_env_file(Settings.from_env, environ)
+    assert refused is not None and refused.startswith("CONNECTOR_SYNC_BUDGET_MS: must be a whole number")
+    assert environ == before
