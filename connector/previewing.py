@@ -14,7 +14,7 @@ from .decision import decide
 from .errors import ValidationFailed
 from .intake import parse_json, validate_packet
 from .services import Services
-from .text_rules import rfc3339
+from .text_rules import rfc3339, rfc3339_problem
 
 PREVIEW_ID = "hnd_PREVIEW"
 
@@ -60,5 +60,5 @@ def _moment(at: str | None) -> dt.datetime | None:
     moment = rfc3339(at)
     if moment is None:
         raise ValidationFailed("`at` must be an RFC 3339 time with a time zone (e.g. 2026-12-24T19:30:00+01:00).",
-                               errors={"at": ["Not an RFC 3339 time with a time zone."]})
+                               errors={"at": [rfc3339_problem(at)]})
     return moment

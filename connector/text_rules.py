@@ -41,6 +41,20 @@ def rfc3339(text: object) -> dt.datetime | None:
     return moment
 
 
+def rfc3339_problem(text: str) -> str:
+    """Why `rfc3339` refused `text`, in words a bot's developer can act on: a time that is well
+    formed but no real moment was told its *format* was wrong."""
+    if not _RFC3339.fullmatch(text):
+        return "Not an RFC 3339 time with a time zone (e.g. 2026-11-20T09:14:02Z)."
+    if text[17:19] == "60":
+        return "A leap second (:60) is not accepted; send :59."
+    try:
+        dt.datetime.fromisoformat(text.upper())
+    except ValueError:
+        return "Not a real date or time of day (e.g. February 30th, hour 24)."
+    return "Out of range: in UTC it falls outside the years 1 to 9999."
+
+
 def rfc3339_utc(text: object) -> dt.datetime | None:
     """`rfc3339`, in UTC: how every brief (and Slack's thread) shows a packet's times."""
     moment = rfc3339(text)

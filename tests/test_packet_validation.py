@@ -171,7 +171,19 @@ def test_a_time_that_is_no_date_in_utc_is_named(client, field, stamp):
     else:
         packet["transcript"][0]["at"] = stamp
     body = problem(post(client, packet), 422)
-    assert list(body["errors"]) == [f"{field}.0.at"]
+    assert body["errors"] == {f"{field}.0.at": ["Out of range: in UTC it falls outside the years 1 to 9999."]}
+
+
+@pytest.mark.parametrize(("stamp", "said"), [
+    ("2026-12-31T23:59:60Z", "A leap second (:60) is not accepted; send :59."),
+    ("2026-02-30T09:14:02Z", "Not a real date or time of day (e.g. February 30th, hour 24)."),
+    ("2026-11-20T24:00:00Z", "Not a real date or time of day (e.g. February 30th, hour 24)."),
+    ("2026-11-20 09:14:02Z", "Not an RFC 3339 time with a time zone (e.g. 2026-11-20T09:14:02Z)."),
+])
+def test_a_well_formed_time_that_is_no_moment_is_told_why_not_that_its_format_is_wrong(client, stamp, said):
+    packet = minimal_packet()
+    packet["transcript"][0]["at"] = stamp
+    assert problem(post(client, packet), 422)["errors"] == {"transcript.0.at": [said]}
 
 
 def test_a_target_listed_twice_is_named_not_a_500(client):

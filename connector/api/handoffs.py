@@ -43,7 +43,7 @@ def create_handoff() -> Response:
             schema: Packet
       responses:
         200: {description: The same handoff was seen before; its stored answer, content: {application/json: {schema: HandoffResponse}}}
-        201: {description: Every target finished, content: {application/json: {schema: HandoffResponse}}}
+        201: {description: "Every target finished: has the handoff, or gave up on it (`status` says which: `failed` when none has it; the customer message is then an apology)", content: {application/json: {schema: HandoffResponse}}}
         202: {description: Some targets are still being delivered, content: {application/json: {schema: HandoffResponse}}}
         400: {$ref: "#/components/responses/Problem"}
         401: {$ref: "#/components/responses/Problem"}

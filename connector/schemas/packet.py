@@ -13,7 +13,7 @@ from typing import Any
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from ..text_rules import rfc3339
+from ..text_rules import rfc3339, rfc3339_problem
 
 ID = validate.Length(min=1, max=200)
 SHORT = validate.Length(max=500)
@@ -40,7 +40,6 @@ class Limits:
 class Rfc3339(fields.String):
     """An RFC 3339 timestamp with an offset; kept as the bot wrote it."""
 
-    default_error_messages = {"rfc3339": "Not an RFC 3339 time with a time zone (e.g. 2026-11-20T09:14:02Z)."}
 
     def __init__(self, **kwargs: Any):
         # /openapi.json says so (it said only "string": a bot's generated client sent any text).
@@ -50,7 +49,7 @@ class Rfc3339(fields.String):
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
         if not is_rfc3339(text):
-            raise self.make_error("rfc3339")
+            raise ValidationError(rfc3339_problem(text))
         return text
 
 
