@@ -123,6 +123,13 @@ class Backlog(Collector):
             labels=["target"])
         up = GaugeMetricFamily("connector_backlog_up", "1 when this scrape could read the backlog (the database "
                                "answered, the enabled targets could be built).")
+        # Read from the files, not the database: answered even while the database is away.
+        mappings_ok = GaugeMetricFamily(
+            "connector_mappings_ok", "0 while an edit of the mapping files is refused (the last good set serves; "
+                                     "a restart would stop on the file): /readyz names the file and line.")
+        _ = self.services.mappings  # looks at the files, as /readyz does
+        mappings_ok.add_metric([], 0 if self.services.mapping_store.errors is not None else 1)
+        yield mappings_ok
         try:
             # Every enabled target has its series, at 0 when nothing waits: an alert on a series
             # that appears only once there is trouble cannot tell "fine" from "not scraped".

@@ -188,3 +188,17 @@ def test_a_metrics_directory_this_process_cannot_write_stops_start_up(tmp_path, 
     with mock.patch("os.access", return_value=False), pytest.raises(ConfigError) as refused:  # as root, mode won't do
         check_directory({"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
     assert refused.value.message == f"{str(tmp_path)!r} is not a directory this process can write"
+
+
+def test_a_refused_mapping_edit_shows_in_the_metrics(make_app, tmp_path):
+    """/readyz said so in its body and stayed 200: nothing a Prometheus alert could see."""
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(Path(__file__).parents[1] / "mappings", tmp_path / "m")
+    app = make_app(mappings_dir=str(tmp_path / "m"))
+    app.extensions["connector"].mapping_store.interval = 0  # look at the files on every use
+    client = app.test_client()
+    assert value(scrape(client), "connector_mappings_ok") == 1
+    (tmp_path / "m" / "routing.yaml").write_text("version: 1\nrules: [{name: x, when: {segmnt: vip}}]\n")
+    assert value(scrape(client), "connector_mappings_ok") == 0
