@@ -258,6 +258,8 @@ def purge_command(days: int | None, dry_run: bool) -> None:
     purged = retention.purge(services.db, before)
     click.echo(f"forgot {purged.handoffs} handoff(s), {purged.follow_ups} follow-up(s) and {purged.links} "
                f"conversation link(s) created before {before:%Y-%m-%d %H:%M:%S} UTC")
+    if purged.dead_callbacks:
+        click.echo(f"{purged.dead_callbacks} status callback(s) given up (dead) went with them, never resent")
 
 
 def in_command() -> bool:

@@ -51,10 +51,13 @@ class Purged:
     follow_ups: int = 0
     links: int = 0
     more: bool = False  # a whole chunk went: more may be old enough
+    # Status callbacks given up (`dead`) that went with their handoffs: said, since an operator
+    # watching `connector_status_callbacks_owed{status="dead"}` sees them vanish, never resent.
+    dead_callbacks: int = 0
 
     def __add__(self, other: Purged) -> Purged:
         return Purged(self.handoffs + other.handoffs, self.follow_ups + other.follow_ups,
-                      self.links + other.links, other.more)
+                      self.links + other.links, other.more, self.dead_callbacks + other.dead_callbacks)
 
 
 def cutoff(days: int, now: dt.datetime | None = None) -> dt.datetime:
@@ -93,8 +96,10 @@ def purge_chunk(db: Database, before: dt.datetime, limit: int = CHUNK) -> Purged
                                   .where(_forgettable(before)).order_by(_H.c.created_at).limit(limit)).all()
         if not rows:
             return Purged()
+        dead = connection.execute(select(func.count()).select_from(_C).where(
+            _C.c.handoff_id.in_([row.id for row in rows]), _C.c.status == "dead")).scalar() or 0
         handoffs, follow_ups, links = _forget(connection, rows, before)
-    return Purged(handoffs, follow_ups, links, more=len(rows) == limit)
+    return Purged(handoffs, follow_ups, links, more=len(rows) == limit, dead_callbacks=dead)
 
 
 def _forget(connection: Connection, rows: Sequence[Any], before: dt.datetime) -> tuple[int, int, int]:
@@ -127,6 +132,6 @@ def purge(db: Database, before: dt.datetime, *, max_chunks: int | None = None) -
     if total.handoffs:
         log.info("forgot old handoffs", extra={"before": before.isoformat(), "handoffs": total.handoffs,
                                                "follow_ups": total.follow_ups, "conversation_links": total.links,
-                                               "more": total.more})
+                                               "dead_callbacks": total.dead_callbacks, "more": total.more})
         metrics.purged(total.handoffs, total.follow_ups, total.links)
     return total

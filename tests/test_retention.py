@@ -153,6 +153,9 @@ def test_the_purge_command_counts_then_forgets(app):
     db, runner = app.extensions["connector"].db, app.test_cli_runner()
     handoff_id = post(app.test_client(), "c-cli")
     age(db, handoff_id)
+    with db.session() as session:  # a callback the bot never got: it goes with its handoff, and is said to
+        session.add(Callback(handoff_id=handoff_id, bot_id="support-bot", state="delivered", body={}, status="dead",
+                             url="https://bot.example/cb"))
     refused = runner.invoke(args=["connector", "purge"])
     assert refused.exit_code == 2 and "CONNECTOR_RETENTION_DAYS" in refused.output
     too_short = runner.invoke(args=["connector", "purge", "--days", "3"])
@@ -162,6 +165,7 @@ def test_the_purge_command_counts_then_forgets(app):
     assert left(db, Handoff, Handoff.id) == {handoff_id}
     forgot = runner.invoke(args=["connector", "purge", "--days", "30"])
     assert forgot.exit_code == 0 and "forgot 1 handoff(s), 0 follow-up(s) and 1 conversation link(s)" in forgot.output
+    assert "1 status callback(s) given up (dead) went with them, never resent" in forgot.output
     assert left(db, Handoff, Handoff.id) == set()
 
 
