@@ -13,6 +13,8 @@ from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy.exc import SQLAlchemyError
 
+from adapters import registry
+
 from .db import SchemaGap, reason
 from .errors import ApiProblem, ConfigError
 from .settings import RETENTION_MIN_DAYS, in_flask_command
@@ -185,7 +187,8 @@ def worker(interval: float | None) -> None:
 @group.command("deliveries")
 @click.option("--state", type=click.Choice(["created", "updated", "pending", "failed", "dead"]), default="dead",
               show_default=True)
-@click.option("--target", default=None, help="Only this target.")
+@click.option("--target", type=click.Choice(list(registry.TARGETS)), default=None,
+              help="Only this target.")  # a typo listed "0 deliveries", a false all-clear
 @click.option("--limit", default=100, show_default=True)
 def deliveries(state: str, target: str | None, limit: int) -> None:
     """List deliveries (by default the dead ones)."""
@@ -209,6 +212,10 @@ def callbacks_command(callback_ids: tuple[int, ...], status: str, limit: int, re
     if resend:
         queued = sender.resend(list(callback_ids) or None)
         click.echo(f"queued again {len(queued)}: {' '.join(map(str, queued))}".rstrip(": "))
+        if callback_ids and len(queued) < len(callback_ids):  # as `replay` says of deliveries
+            missing = sorted(set(callback_ids) - set(queued))
+            click.echo(f"not given up, left alone: {' '.join(map(str, missing))}", err=True)
+            sys.exit(1)
         return
     rows = sender.listed(status, limit)
     for row in rows:
@@ -221,7 +228,7 @@ def callbacks_command(callback_ids: tuple[int, ...], status: str, limit: int, re
 @click.argument("delivery_ids", nargs=-1, type=int)
 @click.option("--all-dead", is_flag=True, help="Replay every dead delivery.")
 @click.option("--include-failed", is_flag=True, help="Failed (refused) deliveries too.")
-@click.option("--target", default=None, help="Only this target.")
+@click.option("--target", type=click.Choice(list(registry.TARGETS)), default=None, help="Only this target.")
 def replay_command(delivery_ids: tuple[int, ...], all_dead: bool, include_failed: bool, target: str | None) -> None:
     """Queue dead (or failed) deliveries again; each is looked up at the vendor before any resend."""
     from .outbox import REPLAYABLE, replay

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import responses
 
 from tests.fakes.zendesk import FakeZendesk
@@ -67,3 +68,10 @@ def test_zendesk_over_plain_http_off_this_machine_is_warned_about(make_app):
            "network unencrypted" in warned.warnings()
     local = make_app(**{**ZENDESK, "zendesk_base_url": "http://127.0.0.1:9000"}).extensions["connector"]
     assert not any("plain http" in said for said in local.warnings())
+
+
+@pytest.mark.parametrize("command", [["deliveries", "--target", "zendsk"], ["replay", "--all-dead", "--target", "Zendesk"]])
+def test_a_mistyped_target_is_refused_not_answered_with_nothing_found(make_app, command):
+    # "0 deliveries" and exit 0 for a typo read as "nothing dead".
+    result = make_app().test_cli_runner().invoke(args=["connector", *command])
+    assert result.exit_code == 2 and "Invalid value for '--target'" in result.output
