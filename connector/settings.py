@@ -60,6 +60,14 @@ def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None
     return path
 
 
+def _has_userinfo(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False  # not a URL at all: the check of what it is for says so
+    return bool(parts.username or parts.password or "@" in parts.netloc)
+
+
 def _file_keys(environ: Mapping[str, str]) -> list[str]:
     return [key for key in environ.get(FILE_KEYS, "").split(",") if key]
 
@@ -296,6 +304,12 @@ class Settings:
                 raise ConfigError(self.variable_for(attr), f"must be at least {least}, got {getattr(self, attr)}")
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError("CONNECTOR_LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        for attr in ("public_url", "zendesk_base_url", "salesforce_instance_url", "slack_api_url"):
+            if _has_userinfo(getattr(self, attr)):
+                # Never used to sign in (each vendor's credentials have their variables), and these
+                # addresses are written into delivery errors, which bots and the admin page read.
+                raise ConfigError(self.variable_for(attr), "must not carry a user or password (user:password@…): "
+                                  "credentials have variables of their own")
         for bot_id, secret in self.bot_secrets:
             if not usable_secret(secret):
                 # Served, it refused every signed request of that bot as "no_secret_configured".

@@ -32,6 +32,11 @@ from connector.settings import Settings
     ({"CONNECTOR_DATABASE_URL": "postgresql://user@db/connector"}, "CONNECTOR_DATABASE_URL"),
     # was served, refusing each signed request of that bot as "no_secret_configured"
     ({"CONNECTOR_BOT_SECRETS": "support-bot:not-base64!!"}, "CONNECTOR_BOT_SECRETS"),
+    # credentials in an address: never used to sign in, and written into the errors bots read
+    ({"ZENDESK_BASE_URL": "http://user:secret@127.0.0.1:1"}, "ZENDESK_BASE_URL"),
+    ({"SLACK_API_URL": "https://token@slack.example/api/"}, "SLACK_API_URL"),
+    ({"SALESFORCE_INSTANCE_URL": "https://u:p@acme.my.salesforce.com"}, "SALESFORCE_INSTANCE_URL"),
+    ({"CONNECTOR_PUBLIC_URL": "https://admin:pw@connector.example"}, "CONNECTOR_PUBLIC_URL"),
 ])
 def test_bad_values_stop_start_up_naming_the_variable(environ, variable, tmp_path):
     environ = {"CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", **environ}
