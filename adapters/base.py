@@ -264,18 +264,42 @@ class Adapter(abc.ABC):
                        redactions={kind: n for kind, n in counts.items() if n})
 
     def receipt(self, ctx: HandoffContext, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """Which parts of the packet reach the vendor. Every adapter carries the whole brief."""
+        """Which parts of the packet reach the vendor. Every adapter carries the whole brief —
+        unless the bot's `vendor_extra` replaced the field that carries it (`brief_fields`)."""
         present = ctx.brief.parts_present
         extra = {"redacted": dict(ctx.redactions)} if ctx.redactions else {}
-        return {
-            **extra,
-            "delivered": [part for part in present if part in ctx.brief.sections],
-            "dropped": [
-                {"part": part, "reason": "not carried by this target"}
-                for part in present
-                if part not in ctx.brief.sections
-            ],
-        }
+        delivered = [part for part in present if part in ctx.brief.sections]
+        dropped = [{"part": part, "reason": "not carried by this target"}
+                   for part in present if part not in ctx.brief.sections]
+        replaced = self._brief_replaced(ctx)
+        if replaced is not None:
+            field, kept = replaced
+            reason = (f"vendor_extra.{self.name}.{field} replaced the text that carries the brief: "
+                      "the agent does not see this part")
+            dropped += [{"part": part, "reason": reason} for part in delivered if part not in kept]
+            delivered = [part for part in delivered if part in kept]
+        return {**extra, "delivered": delivered, "dropped": dropped}
+
+    # Where, in what `apply_extra` merges `vendor_extra` into, the brief's text travels: a path
+    # there → the parts still carried elsewhere when the bot's own value replaces it. A receipt
+    # said everything arrived while the ticket held only the bot's "see attached".
+    brief_fields: ClassVar[Mapping[tuple[str, ...], frozenset[str]]] = {}
+
+    def brief_fields_for(self, ctx: HandoffContext) -> Mapping[tuple[str, ...], frozenset[str]]:
+        return self.brief_fields
+
+    def _brief_replaced(self, ctx: HandoffContext) -> tuple[str, frozenset[str]] | None:
+        for path, kept in self.brief_fields_for(ctx).items():
+            node: Any = ctx.vendor_extra
+            for depth, key in enumerate(path):
+                if not isinstance(node, Mapping) or key not in node:
+                    break
+                node = node[key]
+                if depth < len(path) - 1 and not isinstance(node, Mapping):
+                    return ".".join(path[:depth + 1]), kept  # a value where an object was: all of it replaced
+            else:
+                return ".".join(path), kept
+        return None
 
     # ---- pipeline (owned here, not by vendors) --------------------------------------------
 

@@ -152,6 +152,11 @@ class SalesforceAdapter(Adapter):
         parts = [("brief", [ctx.brief.summary_text]), ("transcript", _dated(ctx))]
         return payload | self._transcript(ctx, parts, parent_id=ctx.link.vendor_id)
 
+    def brief_fields_for(self, ctx: HandoffContext) -> Mapping[tuple[str, ...], frozenset[str]]:
+        # A new case's Description holds the brief; the transcript goes as comments whatever it holds.
+        # An update's brief goes as comments only: a Description the bot sets there is its own business.
+        return {} if ctx.link else {("Description",): frozenset({"transcript"})}
+
     def apply_extra(self, payload: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
         if not extra:
             return payload

@@ -163,6 +163,8 @@ class ZendeskAdapter(Adapter):
             ticket["priority"] = self._conf["priority"].get("urgent", "urgent")
         return {"ticket": ticket}
 
+    brief_fields = {("comment", "html_body"): frozenset()}  # the comment is the brief
+
     def apply_extra(self, payload: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
         # vendor_extra.zendesk speaks of the ticket ({"ticket_form_id": …}), not of the envelope.
         return {**payload, "ticket": deep_merge(payload["ticket"], extra)} if extra else payload

@@ -632,3 +632,17 @@ def test_an_urgent_return_raises_the_cases_priority_and_nothing_lowers_it() -> N
 
     assert update("urgent") == {"Priority": "High"}  # the shipped mapping's word for urgent
     assert update("high") == {}  # the case's own may be higher: left as it is
+
+
+def test_a_vendor_extra_description_on_a_new_case_drops_all_but_the_transcript_in_the_receipt() -> None:
+    context = ctx_for(full_packet(vendor_extra={"salesforce": {"Description": "See the chat."}}))
+    salesforce = adapter()
+    receipt = salesforce.receipt(context, salesforce.render(context))
+    assert receipt["delivered"] == ["transcript"]  # its comments carry it whatever the Description says
+    dropped = {d["part"] for d in receipt["dropped"]}
+    assert dropped == set(context.brief.sections) - {"transcript"}
+    assert all(d["reason"].startswith("vendor_extra.salesforce.Description replaced") for d in receipt["dropped"])
+    # On an update the brief goes as comments only: a Description the bot sets there takes nothing away.
+    update = ctx_for(full_packet(vendor_extra={"salesforce": {"Description": "See the chat."}}),
+                     link=Link("500XX", None, {}))
+    assert salesforce.receipt(update, salesforce.render(update))["dropped"] == []

@@ -781,3 +781,21 @@ def test_the_handed_off_again_line_counts_towards_the_comment_limit(monkeypatch)
     again = adapter().render(ctx(link=Link(vendor_id="77120")))["ticket"]["comment"]["html_body"]
     assert again.startswith("<p><em>Handed off again") and len(again.encode("utf-8")) <= limit
     assert "attached as transcript-" in again  # the summary, the transcript in a file
+
+
+@pytest.mark.parametrize(("extra", "replaced"), [
+    ({"comment": {"html_body": "<p>see attached</p>"}}, "comment.html_body"),
+    ({"comment": "see attached"}, "comment"),  # a value where the comment was: all of it replaced
+])
+def test_a_vendor_extra_that_replaces_the_brief_is_in_the_receipt(extra, replaced):
+    """The receipt said every part arrived while the ticket held only the bot's own text."""
+    context = ctx(full_packet(vendor_extra={"zendesk": {**extra, "ticket_form_id": 123}}))
+    zendesk = adapter()
+    receipt = zendesk.receipt(context, zendesk.render(context))
+    assert receipt["delivered"] == []
+    assert [d["part"] for d in receipt["dropped"]] == list(context.brief.sections)
+    assert receipt["dropped"][0]["reason"].startswith(f"vendor_extra.zendesk.{replaced} replaced the text that "
+                                                      "carries the brief")
+    # Fields beside it (a form, the comment's visibility) leave the brief where it is.
+    beside = ctx(full_packet(vendor_extra={"zendesk": {"ticket_form_id": 123, "comment": {"public": True}}}))
+    assert zendesk.receipt(beside, zendesk.render(beside))["delivered"] == list(beside.brief.sections)
