@@ -129,12 +129,24 @@ def on_starting(server):
         raise SystemExit(2) from None
     os.environ[WARNED] = "1"  # create_app logged the settings' warnings: the workers need not again
     services = app.extensions["connector"]
-    services.db.upgrade()
+    try:
+        services.db.migrate()
+    except ConfigError as err:  # the database out of reach, or migrated by a newer release: one line
+        _flush_logs()  # the app's lines (written by a thread) first: the log must end with the reason
+        server.log.error("database error: %s", err)
+        raise SystemExit(2) from None
     services.db.dispose()
     from connector.mappings import follow_for_workers, keep_for_workers
 
     keep_for_workers(services.mapping_store)
     follow_for_workers(services.mapping_store.interval)
+
+
+def _flush_logs() -> None:
+    import logging
+
+    for handler in logging.getLogger().handlers:
+        handler.flush()
 
 
 def on_reload(server):

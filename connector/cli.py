@@ -75,7 +75,10 @@ def _one_line(text: str | None) -> str:
 def migrate() -> None:
     """Create or upgrade the database schema, and nothing else."""
     services = _services()
-    services.db.upgrade()
+    try:
+        services.db.migrate()
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from None
     click.echo(f"database schema is current ({services.db.dialect})")
 
 

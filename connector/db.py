@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import driver_cursor, json_codec
@@ -270,6 +270,19 @@ class Database:
                 statement = statement.returning(*(table.c[name] for name in returning))
             self._skipping[key] = statement
         return statement
+
+    def migrate(self) -> None:
+        """`upgrade`, for the commands and the service's start: a database out of reach, or one a
+        newer release has migrated, is one `ConfigError` naming it — both were a traceback of a
+        hundred lines (Alembic's "Can't locate revision" for the second), the cause at its end."""
+        try:
+            gap = self.schema_gap()
+            if gap is not None and not gap.migrate:
+                raise ConfigError("CONNECTOR_DATABASE_URL", f"the database cannot be used by this code: {gap.words}")
+            self.upgrade()
+        except SQLAlchemyError as err:
+            raise ConfigError("CONNECTOR_DATABASE_URL",
+                              f"the database could not be migrated: {reason(err)}") from None
 
     def upgrade(self) -> None:
         """Create or upgrade the schema to the newest migration."""

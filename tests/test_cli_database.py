@@ -144,6 +144,23 @@ def test_a_schema_from_a_newer_release_is_a_problem_that_migrate_cannot_fix(fres
     checked = runner.invoke(args=["connector", "check"])
     assert checked.exit_code == 1 and "schema from a newer release" in checked.output
     assert "problem: the database cannot be used by this code: its schema is at revision 0099" in checked.output
+    # migrate (and the service's start) said it with Alembic's traceback: "Can't locate revision".
+    migrated = runner.invoke(args=["connector", "migrate"])
+    assert migrated.exit_code == 1 and migrated.output.startswith(
+        "Error: CONNECTOR_DATABASE_URL: the database cannot be used by this code: its schema is at revision 0099")
+    assert "Traceback" not in migrated.output
+
+
+def test_migrate_says_in_one_line_that_the_database_is_out_of_reach():
+    app = create_app({"database_url": "postgresql+psycopg://connector:secret-pw@127.0.0.1:1/connector"})
+    try:
+        result = app.test_cli_runner().invoke(args=["connector", "migrate"])
+    finally:
+        app.extensions["connector"].stop()
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith("Error: CONNECTOR_DATABASE_URL: the database could not be migrated: "
+                                    "OperationalError: connection failed")
+    assert "secret-pw" not in result.output
 
 
 def test_looking_at_the_schema_or_pinging_takes_no_write_lock(tmp_path):
