@@ -311,3 +311,18 @@ def test_readyz_is_503_when_the_database_is_gone(make_app, tmp_path):
     shutil.rmtree(tmp_path / "missing-dir")
     response = app.test_client().get("/readyz")
     assert response.status_code == 503 and response.get_json()["checks"]["database"]["ok"] is False
+
+
+def test_readyz_is_503_on_a_schema_a_newer_release_migrated(app):
+    """A rolling upgrade: the new release migrated the shared database. The old instances answered
+    ready, and went on taking bots they could no longer serve."""
+    from sqlalchemy import text
+
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 200
+    with app.extensions["connector"].db.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    database = response.get_json()["checks"]["database"]
+    assert database["ok"] is False and "a newer release made it" in database["schema"]

@@ -56,6 +56,12 @@ def readiness(services: Services) -> tuple[bool, dict[str, Any]]:
     checks: dict[str, Any] = {"mappings": mappings, "targets": list(services.adapters)}
     try:
         services.db.ping()
+        gap = services.db.schema_gap()
+        if gap is not None:
+            # Another release migrated the shared database (a rolling upgrade), or it went back:
+            # this code cannot use it, and the load balancer should stop sending it bots.
+            checks["database"] = {"ok": False, "dialect": services.db.dialect, "schema": gap.words}
+            return False, checks
         checks["database"] = {"ok": True, "dialect": services.db.dialect}
         checks["deliveries"] = services.outbox.counts()
     except SQLAlchemyError as err:
