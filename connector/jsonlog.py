@@ -13,6 +13,7 @@ import os
 import queue
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from typing import IO
@@ -164,9 +165,13 @@ def configure(level: str = "INFO") -> None:
             break
     else:
         handler = BackgroundStreamHandler(sys.stderr)
-        handler.setFormatter(
-            JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields={"levelname": "level"})
-        )
+        formatter = JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                                  rename_fields={"levelname": "level"})
+        # In UTC, saying so (2026-12-04T14:13:27.982Z), as every other time the connector writes:
+        # local time without an offset could not be set beside the CLI's listings or a vendor's.
+        formatter.converter = time.gmtime  # type: ignore[assignment]
+        formatter.default_time_format, formatter.default_msec_format = "%Y-%m-%dT%H:%M:%S", "%s.%03dZ"
+        handler.setFormatter(formatter)
         handler.addFilter(_ContextFilter())
         handler._connector = True  # type: ignore[attr-defined]
         root.addHandler(handler)

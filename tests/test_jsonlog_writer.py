@@ -236,3 +236,26 @@ def test_after_configure_gunicorn_s_own_log_format_still_works():
     log = logger_with(handler, "test.gunicorn.error")
     log.info("Booting worker")
     assert f"[{os.getpid()}] [INFO] Booting worker" in stream.getvalue()
+
+
+def test_log_times_are_utc_and_say_so(monkeypatch):
+    """Local time with no offset could not be set beside the CLI's listings (UTC) or a vendor's."""
+    import json as json_
+    import re
+    import time as time_
+
+    from connector import jsonlog
+
+    jsonlog.configure("INFO")
+    [handler] = [h for h in logging.getLogger().handlers if getattr(h, "_connector", False)]
+    record = logging.LogRecord("connector.test", logging.INFO, __file__, 1, "hello", None, None)
+    record.created, record.msecs = 1796394807.982, 982.0  # 2026-12-04T14:33:27.982Z
+    monkeypatch.setenv("TZ", "America/New_York")
+    time_.tzset()
+    try:
+        line = json_.loads(handler.format(record))
+    finally:
+        monkeypatch.delenv("TZ")
+        time_.tzset()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["asctime"])
+    assert line["asctime"] == time_.strftime("%Y-%m-%dT%H:%M:%S", time_.gmtime(record.created)) + ".982Z"
