@@ -14,9 +14,12 @@ log = logging.getLogger(__name__)
 
 def problem_response(problem: ApiProblem) -> Response:
     body = problem.body()
-    # Absolute, as the caller reached us (a path prefix and a proxy's forwarded host included): a
-    # bot that logs the problem logs a link that opens its page.
-    body["type"] = url_for("docs.problem_type", name=problem.type_slug, _external=True)
+    # Absolute: a bot that logs the problem logs a link that opens its page. At the address people
+    # use (CONNECTOR_PUBLIC_URL) when it is set — not one any caller can choose with its Host
+    # header — else as the caller reached us (a path prefix and a proxy's forwarded host included).
+    public = current_app.extensions["connector"].settings.public_url if "connector" in current_app.extensions else ""
+    body["type"] = (f"{public.rstrip('/')}/problems/{problem.type_slug}" if public
+                    else url_for("docs.problem_type", name=problem.type_slug, _external=True))
     response = Response(json.dumps(body), status=problem.status, mimetype="application/problem+json")
     for name, value in problem.headers.items():
         response.headers[name] = value

@@ -70,6 +70,15 @@ def test_every_problem_type_is_a_page_the_connector_serves(client):
     assert "the <code>Idempotency-Key</code> (or a signed request&#39;s <code>webhook-id</code>) came earlier with another body" in conflict
 
 
+def test_with_a_public_url_a_problems_type_is_there_whatever_host_the_caller_named(make_app):
+    from flask.testing import FlaskClient
+
+    app = make_app(public_url="https://support.example/connector")
+    answer = FlaskClient(app).post("/v1/handoffs", data="{}", content_type="application/json",
+                                   headers={"Host": "evil.example"})
+    assert answer.get_json()["type"] == "https://support.example/connector/problems/unauthenticated"
+
+
 def test_the_callbacks_retry_rule_is_described_as_it_is_applied(client):
     # It said "5xx": a bot answering 501 read that it would be retried, and the callback went dead.
     from connector.callbacks import RETRYABLE_STATUS
