@@ -77,7 +77,10 @@ def limit_malloc_arenas(log, arenas: int = 2) -> bool:
     return True
 
 
-_MADE_DIRECTORIES: list[str] = []  # metrics directories `share_metrics` made: removed at exit
+# The metrics directory `share_metrics` made, removed at exit. In the environment, not in this
+# module: gunicorn executes this file again on a reload, and a module list started empty then (one
+# directory was left in /tmp after each reload).
+MADE_METRICS_DIRECTORY = "CONNECTOR_METRICS_DIR_MADE"
 
 
 def share_metrics(environ=os.environ) -> str:
@@ -90,7 +93,7 @@ def share_metrics(environ=os.environ) -> str:
     directory = environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not directory:
         directory = tempfile.mkdtemp(prefix="connector-metrics-")
-        _MADE_DIRECTORIES.append(directory)
+        environ[MADE_METRICS_DIRECTORY] = directory
     os.makedirs(directory, exist_ok=True)
     for name in os.listdir(directory):
         # `<kind>_<pid>.db`: a live process (a `connector worker` sharing the directory) keeps its
@@ -126,6 +129,7 @@ def on_starting(server):
         app = create_app()
     except ConfigError as err:  # one line saying what to fix, not a traceback ending with it
         server.log.error("configuration error: %s", err)
+        on_exit(server)  # gunicorn calls it only after a start: the directory made above would stay
         raise SystemExit(2) from None
     os.environ[WARNED] = "1"  # create_app logged the settings' warnings: the workers need not again
     services = app.extensions["connector"]
@@ -134,6 +138,7 @@ def on_starting(server):
     except ConfigError as err:  # the database out of reach, or migrated by a newer release: one line
         _flush_logs()  # the app's lines (written by a thread) first: the log must end with the reason
         server.log.error("database error: %s", err)
+        on_exit(server)
         raise SystemExit(2) from None
     services.db.dispose()
     from connector.mappings import follow_for_workers, keep_for_workers
@@ -190,8 +195,9 @@ def on_exit(server):
     /tmp); a configured one stays, with the files of any `connector worker` still sharing it."""
     import shutil
 
-    for directory in _MADE_DIRECTORIES:
-        shutil.rmtree(directory, ignore_errors=True)
+    made = os.environ.get(MADE_METRICS_DIRECTORY)
+    if made:
+        shutil.rmtree(made, ignore_errors=True)
 
 
 def child_exit(server, worker):

@@ -117,7 +117,8 @@ def test_workers_share_one_metrics_directory_emptied_of_an_earlier_runs_counts(t
     directory = share(made)  # unset: a new temporary directory, for this run only
     assert made["PROMETHEUS_MULTIPROC_DIR"] == directory and Path(directory).is_dir()
     (Path(directory) / "counter_1.db").write_bytes(b"counts")
-    conf["on_exit"](mock.Mock())  # the master stops: the directory it made goes; the configured one stays
+    with mock.patch.dict("os.environ", made):  # where the master keeps it: a reload runs this file again
+        conf["on_exit"](mock.Mock())  # the master stops: the directory it made goes; the configured one stays
     assert not Path(directory).exists() and live.exists()
 
 
@@ -317,3 +318,15 @@ def test_a_reload_applies_the_whole_edited_env_file_and_refuses_a_bad_one_withou
     finally:
         master.terminate()
         master.wait(timeout=30)
+
+
+def test_a_start_that_fails_leaves_no_metrics_directory_behind():
+    from connector import metrics  # noqa: F401  (its mode chosen before the environment below)
+
+    on_starting = _conf()["on_starting"]
+    with mock.patch.dict("os.environ", {"CONNECTOR_SYNC_BUDGET_MS": "abc"}, clear=True), \
+            mock.patch("ctypes.CDLL", return_value=FakeLibc()):
+        with pytest.raises(SystemExit):
+            on_starting(mock.Mock())
+        made = os.environ["CONNECTOR_METRICS_DIR_MADE"]
+    assert made and not Path(made).exists()  # gunicorn calls on_exit only after a start: one was left per try
