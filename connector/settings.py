@@ -304,6 +304,16 @@ class Settings:
                 raise ConfigError(self.variable_for(attr), f"must be at least {least}, got {getattr(self, attr)}")
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError("CONNECTOR_LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        if self.retry_max_s < self.retry_base_s:
+            raise ConfigError("CONNECTOR_RETRY_MAX_S", f"must be at least CONNECTOR_RETRY_BASE_S "
+                              f"({self.retry_base_s:g}), got {self.retry_max_s:g}")
+        holders: dict[str, str] = {}
+        for bot_id, key in self.bot_keys:
+            other = holders.setdefault(key, bot_id)
+            if other != bot_id:
+                # The key says which bot is calling: one of them would act as the other.
+                raise ConfigError("CONNECTOR_BOT_KEYS", f"{other!r} and {bot_id!r} have the same key; each bot needs "
+                                  "its own")
         for attr in ("public_url", "zendesk_base_url", "salesforce_instance_url", "slack_api_url"):
             if _has_userinfo(getattr(self, attr)):
                 # Never used to sign in (each vendor's credentials have their variables), and these

@@ -37,6 +37,10 @@ from connector.settings import Settings
     ({"SLACK_API_URL": "https://token@slack.example/api/"}, "SLACK_API_URL"),
     ({"SALESFORCE_INSTANCE_URL": "https://u:p@acme.my.salesforce.com"}, "SALESFORCE_INSTANCE_URL"),
     ({"CONNECTOR_PUBLIC_URL": "https://admin:pw@connector.example"}, "CONNECTOR_PUBLIC_URL"),
+    # a cap under the first wait; one key for two bots (either could act as the other)
+    ({"CONNECTOR_RETRY_BASE_S": "30", "CONNECTOR_RETRY_MAX_S": "10"}, "CONNECTOR_RETRY_MAX_S"),
+    ({"CONNECTOR_BOT_KEYS": "bot-a:shared-key-0123456789abcdefgh,bot-b:shared-key-0123456789abcdefgh"},
+     "CONNECTOR_BOT_KEYS"),
 ])
 def test_bad_values_stop_start_up_naming_the_variable(environ, variable, tmp_path):
     environ = {"CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", **environ}
