@@ -484,11 +484,16 @@ class Outbox:
             if isinstance(err, RateLimited):
                 self._pause(session.connection(), row.target, now + dt.timedelta(seconds=err.retry_after or 30),
                             err.message)
+            given_up = ""
             if decide(err) == "fail":
                 row.state, row.finished_at = "failed", now
-            elif (row.attempts >= self.settings.max_attempts
-                  or (now - row.window_started_at).total_seconds() > self.settings.max_delivery_age_s):
+                given_up = "refused: retrying the same payload cannot help"
+            elif row.attempts >= self.settings.max_attempts:
                 row.state, row.finished_at = "dead", now
+                given_up = f"{row.attempts} attempt(s), as many as CONNECTOR_MAX_ATTEMPTS allows"
+            elif (now - row.window_started_at).total_seconds() > self.settings.max_delivery_age_s:
+                row.state, row.finished_at = "dead", now
+                given_up = f"tried for over {self.settings.max_delivery_age_s} s (CONNECTOR_MAX_DELIVERY_AGE_S)"
             else:
                 retry_after = err.retry_after if isinstance(err, TransientError) else None
                 settings = self.settings
@@ -505,9 +510,11 @@ class Outbox:
         level = logging.WARNING if state == "pending" else logging.ERROR
         # Vendors quote back what they refused (a requester's address…): the text stays in
         # `last_error` for admins; the log gets its kind and status only.
+        # A delivery given up says why, and names no next attempt (it had a time already past).
+        ended = {"given_up": given_up} if state != "pending" else {"next_attempt_at": next_at.isoformat()}
         log.log(level, "delivery attempt failed",
                 extra={"state": state, "attempts": attempts, "error_type": type(err).__name__,
-                       "vendor_status": err.status, "next_attempt_at": next_at.isoformat()})
+                       "vendor_status": err.status, **ended})
         return attempted
 
     def _pause(self, connection: Connection | driver_cursor.Pooled, target: str, until: dt.datetime, reason: str,

@@ -326,3 +326,22 @@ def test_readyz_is_503_on_a_schema_a_newer_release_migrated(app):
     assert response.status_code == 503
     database = response.get_json()["checks"]["database"]
     assert database["ok"] is False and "a newer release made it" in database["schema"]
+
+
+def test_a_delivery_given_up_is_logged_with_why_and_no_next_attempt(make_app, monkeypatch, caplog):
+    """It carried a `next_attempt_at` already past, and no reason."""
+    import logging
+
+    from adapters import registry
+    from tests.support_adapters import FlakyAdapter
+
+    monkeypatch.setitem(registry.TARGETS, "flaky", "tests.support_adapters:FlakyAdapter")
+    monkeypatch.setitem(registry.TARGETS, "broken", "tests.support_adapters:BrokenAdapter")
+    FlakyAdapter.seen = set()
+    app = make_app(targets=("flaky", "broken"), max_attempts=1)
+    with caplog.at_level(logging.WARNING, logger="connector.outbox"):
+        post(app.test_client(), minimal_packet())
+    ended = {r.state: r for r in caplog.records if r.getMessage() == "delivery attempt failed"}
+    assert ended["dead"].given_up == "1 attempt(s), as many as CONNECTOR_MAX_ATTEMPTS allows"
+    assert ended["failed"].given_up == "refused: retrying the same payload cannot help"
+    assert not any(hasattr(r, "next_attempt_at") for r in ended.values())
