@@ -19,11 +19,25 @@ from connector.settings import ENV_FILE, count, load_env_file, reread_env_file
 # then read afresh and judged before any new worker starts on it (`reread_env_file`, `on_reload`).
 _refused: str | None = None
 if getattr(_settings, "GUNICORN_STARTED", False):
+    _in_use = dict(os.environ)
+
     def _usable(environ):
+        """What a worker would refuse, and what a reload cannot apply: the workers would fail to
+        boot, and gunicorn then stops the whole service."""
         from adapters.registry import check_targets
 
         settings = _settings.Settings.from_env(environ)
         check_targets(settings.targets, settings)
+        for name in ("CONNECTOR_WEB_WORKERS", "CONNECTOR_WEB_THREADS"):
+            if environ.get(name):
+                count(name, environ[name])
+        # Chosen once, at start: the schema is migrated there, and the master's metrics mode too.
+        if settings.database_url != _settings.Settings.from_env(_in_use).database_url:
+            raise ConfigError("CONNECTOR_DATABASE_URL", "changed: a reload does not move the service to another "
+                              "database (its schema is made at start); restart it")
+        if environ.get("PROMETHEUS_MULTIPROC_DIR") != _in_use.get("PROMETHEUS_MULTIPROC_DIR"):
+            raise ConfigError("PROMETHEUS_MULTIPROC_DIR", "changed: the metrics directory is chosen at start; "
+                              "restart the service")
 
     _refused = reread_env_file(_usable)
 else:
@@ -159,8 +173,10 @@ def on_reload(server):
     happened to the edit. Refused, they start on the settings that were in use."""
     if _refused:
         server.log.error("reload: the edited settings are refused, the workers keep the ones in use: %s", _refused)
-    else:
-        server.log.info("reload: settings read again from %s", os.environ.get(ENV_FILE) or "the environment")
+        return
+    server.log.info("reload: settings read again from %s", os.environ.get(ENV_FILE) or "the environment")
+    for warning in _settings.Settings.from_env().warnings():  # as at start (the workers say none)
+        server.log.warning("reload: setting to look at: %s", warning)
 
 
 def pre_fork(server, worker):

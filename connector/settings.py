@@ -32,7 +32,7 @@ def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None
     their targets) never reaches the services they start. Called by gunicorn.conf.py (the bind
     address and workers are needed before the app) and by the app; the second read changes nothing.
     """
-    from dotenv import dotenv_values
+    from dotenv.main import DotEnv
 
     environ = os.environ if environ is None else environ
     named = environ.get(ENV_FILE)
@@ -50,8 +50,9 @@ def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None
         # replaced after a crash) read the file again, and took up an edit nobody had judged.
         return path
     environ[FILE_READ] = os.path.abspath(path)
-    # As load_dotenv(override=False) does, remembering what the file set (a re-read replaces it).
-    values = dotenv_values(path)
+    # As load_dotenv(override=False) does — its own reader, so that ${VAR} in the file resolves the
+    # same way (the environment first) — remembering what the file set (a re-read replaces it).
+    values = DotEnv(path, interpolate=True, override=False).dict()
     set_now = [key for key, value in values.items() if value is not None and key not in environ]
     for key in set_now:
         environ[key] = values[key] or ""

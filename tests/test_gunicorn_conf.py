@@ -279,11 +279,12 @@ def test_a_reload_applies_the_whole_edited_env_file_and_refuses_a_bad_one_withou
 
     port = free_port()
     env_file = tmp_path / "svc.env"
-    env_file.write_text("CONNECTOR_TARGETS=preview\n")
+    database = f"CONNECTOR_DATABASE_URL=sqlite:///{tmp_path}/c.db\n"  # in the file: the environment would win
+    env_file.write_text(database + "CONNECTOR_TARGETS=preview\n")
     log = tmp_path / "gunicorn.log"
     env = {"PATH": os.environ["PATH"], "CONNECTOR_ENV_FILE": str(env_file), "CONNECTOR_BIND": f"127.0.0.1:{port}",
-           "CONNECTOR_WEB_WORKERS": "1", "CONNECTOR_WEB_THREADS": "2", "CONNECTOR_DELIVERY_THREADS": "1",
-           "CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/c.db", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")}
+           "CONNECTOR_WEB_WORKERS": "1", "CONNECTOR_DELIVERY_THREADS": "1",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")}
     (tmp_path / "m").mkdir()
 
     def targets():  # type: ignore[no-untyped-def]
@@ -305,16 +306,22 @@ def test_a_reload_applies_the_whole_edited_env_file_and_refuses_a_bad_one_withou
                                    "wsgi:app"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         settles(lambda: targets() == ["preview"], "started")
-        env_file.write_text("CONNECTOR_TARGETS=preview,slack\nSLACK_BOT_TOKEN=xoxb-test\nSLACK_CHANNEL=C0HANDOFF\n"
+        env_file.write_text(database + "CONNECTOR_TARGETS=preview,slack\nSLACK_BOT_TOKEN=xoxb-test\nSLACK_CHANNEL=C0HANDOFF\n"
                             "SLACK_API_URL=http://127.0.0.1:9/api/\n")
         master.send_signal(signal.SIGHUP)
         settles(lambda: targets() == ["preview", "slack"], "the edited file applied")
-        env_file.write_text("CONNECTOR_TARGETS=preview\nCONNECTOR_SYNC_BUDGET_MS=abc\n")
-        master.send_signal(signal.SIGHUP)
-        settles(lambda: "the edited settings are refused" in log.read_text(), "the refusal logged")
+        refusals = [("CONNECTOR_SYNC_BUDGET_MS=abc\n", "CONNECTOR_SYNC_BUDGET_MS: must be a whole number"),
+                    # gunicorn's own counts: read after the settings, their sys.exit stopped the master
+                    ("CONNECTOR_WEB_THREADS=two\n", "CONNECTOR_WEB_THREADS: must be a whole number"),
+                    # applied without its schema, every request failed
+                    (f"CONNECTOR_DATABASE_URL=sqlite:///{tmp_path}/other.db\n", "CONNECTOR_DATABASE_URL: changed")]
+        for n, (line, said) in enumerate(refusals, start=1):
+            env_file.write_text(database + "CONNECTOR_TARGETS=preview\n" + line)  # a later line wins
+            master.send_signal(signal.SIGHUP)
+            settles(lambda n=n: log.read_text().count("the edited settings are refused") == n, f"refusal {n} logged")
+            assert said in log.read_text()
         time.sleep(2)  # new workers started on the settings in use, and serve
         assert master.poll() is None and targets() == ["preview", "slack"]
-        assert "CONNECTOR_SYNC_BUDGET_MS: must be a whole number" in log.read_text()
     finally:
         master.terminate()
         master.wait(timeout=30)

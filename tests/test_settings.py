@@ -249,3 +249,17 @@ def test_a_reread_the_check_refuses_puts_the_environment_back_as_it_was(tmp_path
     refused = reread_env_file(Settings.from_env, environ)
     assert refused is not None and refused.startswith("CONNECTOR_SYNC_BUDGET_MS: must be a whole number")
     assert environ == before
+
+
+def test_references_in_the_env_file_resolve_as_load_dotenv_resolves_them(tmp_path):
+    """The process's own variable first, as python-dotenv's load_dotenv(override=False) does."""
+    import os
+    from unittest import mock
+
+    from connector.settings import load_env_file
+
+    env_file = tmp_path / "svc.env"
+    env_file.write_text("PUBLIC_HOST=file.example\nCONNECTOR_PUBLIC_URL=https://${PUBLIC_HOST}/\n")
+    with mock.patch.dict(os.environ, {"CONNECTOR_ENV_FILE": str(env_file), "PUBLIC_HOST": "real.example"}, clear=True):
+        load_env_file()
+        assert os.environ["CONNECTOR_PUBLIC_URL"] == "https://real.example/"
