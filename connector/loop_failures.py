@@ -21,9 +21,24 @@ log = logging.getLogger(__name__)
 REPEAT_EVERY_S = 60.0
 
 
+# What SQLite says when it cannot be reached or written (every other OperationalError of SQLite's —
+# "no such table", "no such column" — is a schema this code does not expect: a traceback, every time).
+_SQLITE_AWAY = ("database is locked", "unable to open database", "disk i/o error", "readonly database",
+                "database or disk is full")
+
+
 def unreachable(err: BaseException) -> bool:
     """The database is away (refused, reset, timed out, locked), as opposed to a query it refused."""
-    return isinstance(err, OperationalError) or (isinstance(err, DBAPIError) and err.connection_invalidated)
+    if isinstance(err, DBAPIError) and err.connection_invalidated:
+        return True
+    if not isinstance(err, OperationalError):
+        return False
+    sqlstate = getattr(err.orig, "sqlstate", None)  # psycopg's; None when no server answered at all
+    if sqlstate:
+        # 08: connection exceptions; 57P01-03: the server shutting down or starting.
+        return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
+    text = str(err.orig).lower()
+    return "connection" in text or "could not connect" in text or any(s in text for s in _SQLITE_AWAY)
 
 
 class LoopFailures:

@@ -65,3 +65,19 @@ def test_the_outbox_loop_says_an_outage_once(make_app, monkeypatch, caplog):
     said = [r.getMessage() for r in caplog.records if r.name == "connector.loop_failures"]
     assert said == ["outbox loop: the database cannot be reached; trying again each turn",
                     "outbox loop: the database answers again"]
+
+
+def test_a_schema_this_code_does_not_expect_is_no_outage(caplog):
+    """SQLite's "no such table" is an OperationalError too: it was logged as the database away,
+    once a minute and without its traceback."""
+    import sqlite3
+
+    failures = LoopFailures("outbox")
+    missing = OperationalError("SELECT 1", {}, sqlite3.OperationalError("no such table: deliveries"))
+    locked = OperationalError("SELECT 1", {}, sqlite3.OperationalError("database is locked"))
+    with caplog.at_level(logging.ERROR, logger="connector.loop_failures"):
+        failures.failed(missing)
+        failures.failed(locked)
+    assert [(r.getMessage(), bool(r.exc_info)) for r in caplog.records] == [
+        ("outbox loop iteration failed", True),
+        ("outbox loop: the database cannot be reached; trying again each turn", False)]
