@@ -147,8 +147,9 @@ def dashboard() -> str:
             with services.db.reading() as reading:
                 handoffs = reading.scalars(select(Handoff).where(Handoff.follows_id.is_(None))
                                            .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(20)).all()
-                recent = [answers.render(handoff) | {"bot_id": handoff.bot_id, "created_at": handoff.created_at}
-                          for handoff in handoffs]
+                later = answers.reached_later(reading, handoffs)  # as the API shows them
+                recent = [answers.render(handoff, reached_later=later.get(handoff.id, []))
+                          | {"bot_id": handoff.bot_id, "created_at": handoff.created_at} for handoff in handoffs]
             paused, owed = services.outbox.paused_targets(), services.callbacks.counts()
         except SQLAlchemyError as err:  # the database went away between the check and the lists
             ready, checks["database"] = False, {"ok": False, "error": type(err).__name__}

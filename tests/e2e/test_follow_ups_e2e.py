@@ -11,7 +11,7 @@ from requests.exceptions import ReadTimeout
 from sqlalchemy import select
 
 from connector.models import Callback, Delivery
-from tests.conftest import OTHER_KEY, auth
+from tests.conftest import ADMIN_TOKEN, OTHER_KEY, auth
 from tests.factories import full_packet, minimal_packet
 from tests.fakes.salesforce import IDS, INSTANCE, TOKEN, SalesforceFake
 from tests.fakes.slack import FakeSlack
@@ -174,6 +174,13 @@ def test_when_the_handoff_never_reached_the_target_its_messages_open_the_ticket_
     for read in (listed, replayed.get_json()):
         assert (read["status"], read["tickets"], read["customer_message"]) == \
             (detail["status"], detail["tickets"], detail["customer_message"])
+    # The admin page's latest handoffs too: it listed the handoff as failed.
+    app.config["CHECK_OPENAPI"] = False
+    admin = app.test_client()
+    assert admin.post("/admin/login", data={"token": ADMIN_TOKEN}).status_code == 302
+    latest = admin.get("/admin").get_data(as_text=True).split("Latest handoffs")[1]
+    row = next(line for line in latest.split("<tr") if handoff["id"] in line)
+    assert "delivered" in row and "failed" not in row
 
 
 def test_salesforce_gets_the_messages_as_case_comments_on_the_handoffs_case(make_app):
