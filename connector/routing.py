@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import re
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any
@@ -202,24 +201,21 @@ def _decide(packet: Mapping[str, Any], rule: Mapping[str, Any], config: RoutingC
 
 
 def _team_for(hint: Any, config: RoutingConfig, trace: list[str]) -> str | None:
-    """The configured team a bot's `routing.department` names, as rules compare text: any case, and
-    spaces or hyphens for underscores ("Billing", "technical support"). Taken as written, "Billing"
+    """The configured team a bot's `routing.department` names, as rules compare it (`Facts`): in
+    any case ("Billing" is billing), nothing more, so a team chosen this way is one a rule's
+    `department:` condition matches too. Taken as written, "Billing"
     lost billing's calendar, queue and vendor ids, and the customer was promised a reply from a team
     that was closed. A department no team matches is still the team (a helpdesk group routing.yaml
     does not describe), and the trace says it has no calendar, queue or ids here."""
     if not hint:
         return None
     teams = config["teams"]
-    wanted = _team_key(str(hint))
-    found = next((name for name in teams if _team_key(name) == wanted), None)
+    wanted = str(hint).lower()
+    found = next((name for name in teams if str(name).lower() == wanted), None)
     if found is None and teams:
         trace.append(f"routing.department {str(hint)[:100]!r} is no team in routing.yaml "
                      f"({', '.join(sorted(teams))}): no calendar, queue or vendor ids for it")
     return found or str(hint)
-
-
-def _team_key(name: str) -> str:
-    return re.sub(r"[\s_-]+", "_", name.strip().casefold())
 
 
 def _offer_previous_agent(assignment: dict[str, Any], agent: Mapping[str, Any] | None, config: RoutingConfig,
