@@ -467,6 +467,7 @@ def who(target: str, agent_id: str, agent_name: str | None) -> str:
 
 
 CLAIMED_BLOCK = "handoff_claimed"  # the block_id of the line saying who took the handoff
+TAKEN = "✋ "  # how that line begins
 
 
 def claimed(blocks: list[dict[str, Any]], notice: str) -> list[dict[str, Any]] | None:
@@ -488,11 +489,15 @@ def claimed(blocks: list[dict[str, Any]], notice: str) -> list[dict[str, Any]] |
 
 
 def taken_notice(blocks: list[dict[str, Any]]) -> str | None:
-    """What an alert already says about who took its handoff (`claimed`'s line), if anything."""
-    for block in blocks:
-        if block.get("block_id") == CLAIMED_BLOCK and block.get("type") == "context":
-            return next((e.get("text") for e in block.get("elements") or [] if e.get("text")), None)
-    return None
+    """What an alert already says about who took its handoff (`claimed`'s line), if anything. An
+    alert claimed before that line had its `block_id` is known by the line's words (`claim_notice`)."""
+    def text(block: dict[str, Any]) -> str | None:
+        return next((e.get("text") for e in block.get("elements") or [] if e.get("text")), None)
+
+    contexts = [block for block in blocks if block.get("type") == "context"]
+    marked = [text(block) for block in contexts if block.get("block_id") == CLAIMED_BLOCK]
+    worded = [text(block) for block in contexts if (text(block) or "").startswith(TAKEN)]
+    return (marked or worded or [None])[0]
 
 
 def claim_notice(holder: Holder, clicker: str) -> str:
@@ -500,7 +505,7 @@ def claim_notice(holder: Holder, clicker: str) -> str:
     first claim; a message only the clicker sees for a later one)."""
     taker = who(holder.target, holder.agent_id, holder.agent_name)
     if holder.first:
-        return f"✋ {taker} took this handoff."
+        return f"{TAKEN}{taker} took this handoff."
     if holder.target == "slack" and holder.agent_id == clicker:
         return "You took this handoff already."
     return f"{taker} took this handoff already; nothing changed."
