@@ -158,6 +158,22 @@ def on_delivered(connection: Connection | driver_cursor.Pooled, db: Database, ha
     return add(connection, db, row(handoff, "delivered", url, _outcomes(connection, handoff), now))
 
 
+def on_rescued(connection: Connection | driver_cursor.Pooled, db: Database, handoff: Handoff,
+               reached: Mapping[str, Any], now: dt.datetime) -> bool:
+    """In the transaction that recorded the ticket that messages sent since opened for `handoff`
+    (a follow-up's, `reached`): when every target had given up on the handoff itself, its bot heard
+    `failed` and every read of it shows that ticket now (`answers.render`): `delivered` is owed,
+    with the ticket, if the packet asks for it. True if owed now."""
+    url = url_for(handoff.packet, "delivered")
+    if url is None:
+        return False
+    outcomes = _outcomes(connection, handoff)
+    if any(t["status"] in ("pending", *DONE) for t in outcomes):
+        return False  # the handoff itself has (or may still get) a ticket: its own callbacks tell
+    tickets = [dict(reached) if t["target"] == reached["target"] else t for t in outcomes]
+    return add(connection, db, row(handoff, "delivered", url, tickets, now))
+
+
 def on_given_up(connection: Connection | driver_cursor.Pooled, db: Database, handoff: Handoff,
                 now: dt.datetime) -> bool:
     """In the transaction that gave up one of `handoff`'s deliveries: when every target has

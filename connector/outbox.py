@@ -425,8 +425,12 @@ class Outbox:
                 "vendor_reply": _jsonable(outcome.reply), "now": now}
         ticket = {"vendor_id": outcome.vendor_id, "url": outcome.url, "extra": dict(outcome.link_extra)}
         key = ConversationLink.key_for(handoff, delivery.target)
+        # Messages sent while a handoff waited, delivered: if every target had given up on the
+        # handoff itself, its bot was told `failed` — it is owed `delivered` now (read before the
+        # transaction: the handoff's packet and answer do not change).
+        parent = self._parent(handoff) if handoff.follows_id else None
         try:
-            owed = self._write_success(done, ticket, key, outcome, delivery, handoff, now)
+            owed = self._write_success(done, ticket, key, outcome, delivery, handoff, now, parent)
         except _LeaseLost:
             _lease_lost(outcome.status, outcome.vendor_id)
             return None
@@ -437,8 +441,16 @@ class Outbox:
         return Attempted(delivery.target, outcome.status, outcome.vendor_id, outcome.url, delivery.attempts + 1,
                          None, done["receipt"])
 
+    def _parent(self, follow_up: Handoff) -> Handoff | None:
+        with self.db.reading() as session:
+            parent = session.get(Handoff, follow_up.follows_id)
+            if parent is not None:
+                session.expunge(parent)
+            return parent
+
     def _write_success(self, done: dict[str, Any], ticket: dict[str, Any], key: Mapping[str, str],
-                       outcome: Outcome, delivery: Delivery, handoff: Handoff, now: dt.datetime) -> bool:
+                       outcome: Outcome, delivery: Delivery, handoff: Handoff, now: dt.datetime,
+                       parent: Handoff | None = None) -> bool:
         """`_record_success`'s transaction; True when a status callback is owed. Raises `_LeaseLost`
         (rolling it all back) when the delivery is no longer this attempt's. Statements straight on
         the driver's cursor (`driver_cursor`): this transaction is on the path between the vendor's
@@ -463,6 +475,9 @@ class Outbox:
             if outcome.slow_down_s:
                 self._pause(connection, delivery.target, now + dt.timedelta(seconds=outcome.slow_down_s),
                             "the vendor's per-minute allowance is nearly spent", level=logging.INFO)
+            if parent is not None:
+                reached = callbacks.ticket(delivery.target, outcome.status, outcome.vendor_id, outcome.url)
+                return callbacks.on_rescued(connection, self.db, parent, reached, now)
             return callbacks.on_delivered(connection, self.db, handoff, now)
 
     def _record_error(self, delivery: Delivery, handoff: Handoff, err: DeliveryError,

@@ -32,6 +32,17 @@ class BrokenAdapter(_Recording):
         raise RejectedError("Subject is too long for this vendor", status=422, reply={"error": "RecordInvalid"})
 
 
+class PickyAdapter(_Recording):
+    """Refuses a handoff, takes the messages sent while it waited (a follow-up, which opens the ticket)."""
+
+    name = "picky"
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        if not ctx.handoff_id.startswith("msg_"):  # a follow-up's id
+            raise RejectedError("Subject is too long for this vendor", status=422)
+        return Sent(vendor_id="T-7", url="https://vendor.example/tickets/T-7")
+
+
 class FlakyAdapter(_Recording):
     """Fails the first attempt of each delivery with a transient error, then succeeds."""
 

@@ -216,6 +216,34 @@ def test_a_bot_without_a_signing_secret_gets_nothing_and_the_reason_is_kept(make
                                     "last_error": callback.last_error}]
 
 
+def test_a_failed_handoff_whose_messages_opened_a_ticket_owes_delivered(make_callback_app, bot, monkeypatch):
+    """Every read of it shows the ticket now; its bot had heard only `failed`."""
+    monkeypatch.setitem(registry.TARGETS, "picky", "tests.support_adapters:PickyAdapter")
+    app = make_callback_app(targets=("picky",))
+    handoff = post(app, full_packet(callback={"url": bot.url, "events": ["delivered", "failed"]}))
+    assert handoff["status"] == "failed"
+    sent = app.test_client().post(f"/v1/handoffs/{handoff['id']}/messages", headers=auth(),
+                                  content_type="application/json",
+                                  data=json.dumps({"messages": [{"at": "2026-11-20T09:25:00Z", "role": "customer",
+                                                                 "text": "Still there?"}]}))
+    assert sent.status_code == 201, sent.get_json()
+    send_due(app)
+    failed, delivered = [r.json for r in bot.requests]
+    assert (failed["state"], delivered["state"]) == ("failed", "delivered")
+    assert delivered["handoff_id"] == handoff["id"]
+    assert delivered["ticket"] == {"target": "picky", "status": "created", "id": "T-7",
+                                   "url": "https://vendor.example/tickets/T-7"}
+    assert delivered["message"] != failed["message"]  # the promise again, not the apology
+    # Messages sent after that one owe nothing more.
+    again = app.test_client().post(f"/v1/handoffs/{handoff['id']}/messages", headers=auth(),
+                                   content_type="application/json",
+                                   data=json.dumps({"messages": [{"at": "2026-11-20T09:26:00Z", "role": "customer",
+                                                                  "text": "Hello?"}]}))
+    assert again.status_code == 201
+    send_due(app)
+    assert len(bot.requests) == 2
+
+
 def test_failed_when_no_target_made_a_ticket(make_callback_app, bot, monkeypatch):
     monkeypatch.setitem(registry.TARGETS, "broken", "tests.support_adapters:BrokenAdapter")
     app = make_callback_app(targets=("preview", "broken"))
