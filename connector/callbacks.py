@@ -15,7 +15,8 @@ assignment's), with its body fixed then, so a crash cannot separate the two. `Se
 from any process under a lease (one per process, renewed while a send runs), a handoff's in the
 order they were owed. Each state is owed once per handoff (a unique key); the bot may receive it more
 than once (a process dying mid-send), always with the same `webhook-id` (`{handoff_id}.{state}`),
-so it can drop repeats. A replayed delivery that turns `failed` into a ticket owes `delivered` then.
+so it can drop repeats. A replayed delivery that turns `failed` into a ticket owes `delivered` then,
+as do messages sent since that open one (`on_rescued`).
 
 Signing is Standard Webhooks with the bot's secrets (`CONNECTOR_BOT_SECRETS`), one signature per
 secret so a bot rotating its secret verifies with either. A bot with no usable secret gets nothing:
