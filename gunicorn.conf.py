@@ -94,7 +94,7 @@ def limit_malloc_arenas(log, arenas: int = 2) -> bool:
 # The metrics directory `share_metrics` made, removed at exit. In the environment, not in this
 # module: gunicorn executes this file again on a reload, and a module list started empty then (one
 # directory was left in /tmp after each reload).
-MADE_METRICS_DIRECTORY = "CONNECTOR_METRICS_DIR_MADE"
+MADE_METRICS_DIRECTORY = "_CONNECTOR_METRICS_DIR_MADE"
 
 
 def share_metrics(environ=os.environ) -> str:

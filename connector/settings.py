@@ -18,8 +18,8 @@ from .vendor_signatures import usable_secret
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/connector.db"
 ENV_FILE = "CONNECTOR_ENV_FILE"  # read from the process environment only: it says which file to read
-FILE_KEYS = "CONNECTOR_ENV_FILE_KEYS"  # set by the connector: which variables the file set (`reread_env_file`)
-FILE_READ = "CONNECTOR_ENV_FILE_READ"  # set by the connector: the file already read, by this process or its parent
+FILE_KEYS = "_CONNECTOR_ENV_FILE_KEYS"  # set by the connector: which variables the file set (`reread_env_file`)
+FILE_READ = "_CONNECTOR_ENV_FILE_READ"  # set by the connector: the file already read, by this process or its parent
 # Set by gunicorn.conf.py's `on_starting`, in the master: gunicorn executing that file again is a reload.
 GUNICORN_STARTED = False
 

@@ -335,5 +335,5 @@ def test_a_start_that_fails_leaves_no_metrics_directory_behind():
             mock.patch("ctypes.CDLL", return_value=FakeLibc()):
         with pytest.raises(SystemExit):
             on_starting(mock.Mock())
-        made = os.environ["CONNECTOR_METRICS_DIR_MADE"]
+        made = os.environ["_CONNECTOR_METRICS_DIR_MADE"]
     assert made and not Path(made).exists()  # gunicorn calls on_exit only after a start: one was left per try
