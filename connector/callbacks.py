@@ -41,7 +41,7 @@ from typing import Any, cast
 
 import requests
 import tenacity
-from sqlalchemy import Connection, bindparam, exists, func, or_, select, update
+from sqlalchemy import Connection, bindparam, exists, func, literal_column, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 
@@ -90,6 +90,13 @@ _CALLBACKS, _DELIVERIES, _HANDOFFS = Callback.__table__, Delivery.__table__, Han
 _LOCK_HANDOFF = select(_HANDOFFS.c.id).where(_HANDOFFS.c.id == bindparam("handoff_id")).with_for_update()
 _OUTCOMES = (select(_DELIVERIES.c.target, _DELIVERIES.c.state, _DELIVERIES.c.vendor_id, _DELIVERIES.c.url)
              .where(_DELIVERIES.c.handoff_id == bindparam("handoff_id")).order_by(_DELIVERIES.c.position))
+# The tickets its follow-ups (messages sent while it waited) reached, oldest first (`answers.reached_later`).
+_REACHED_LATER = (select(_DELIVERIES.c.target, _DELIVERIES.c.state, _DELIVERIES.c.vendor_id, _DELIVERIES.c.url)
+                  .select_from(_DELIVERIES.join(_HANDOFFS, _HANDOFFS.c.id == _DELIVERIES.c.handoff_id))
+                  # The states written into the statement: the driver's cursor runs no expanding IN.
+                  .where(_HANDOFFS.c.follows_id == bindparam("handoff_id"),
+                         _DELIVERIES.c.state.in_([literal_column(f"'{state}'") for state in DONE]))
+                  .order_by(_HANDOFFS.c.created_at, _HANDOFFS.c.id, _DELIVERIES.c.position))
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})  # others (501, 505…) will not change
 
 
@@ -160,34 +167,34 @@ def on_delivered(connection: Connection | driver_cursor.Pooled, db: Database, ha
 
 
 def on_rescued(connection: Connection | driver_cursor.Pooled, db: Database, handoff: Handoff,
-               reached: Mapping[str, Any], now: dt.datetime) -> bool:
-    """In the transaction that recorded the ticket that messages sent since opened for `handoff`
-    (a follow-up's, `reached`): when every target had given up on the handoff itself, its bot heard
-    `failed` and every read of it shows that ticket now (`answers.render`): `delivered` is owed,
-    with the ticket, if the packet asks for it. True if owed now."""
-    url = url_for(handoff.packet, "delivered")
-    if url is None:
-        return False
-    outcomes = _outcomes(connection, handoff)
-    if any(t["status"] in ("pending", *DONE) for t in outcomes):
-        return False  # the handoff itself has (or may still get) a ticket: its own callbacks tell
-    tickets = [dict(reached) if t["target"] == reached["target"] else t for t in outcomes]
-    return add(connection, db, row(handoff, "delivered", url, tickets, now))
+               now: dt.datetime) -> bool:
+    """In the transaction that recorded a ticket that messages sent since opened for `handoff` (its
+    follow-up's): `on_given_up`'s question asked again, since every read of the handoff shows that
+    ticket now (`answers.render`) — its bot, which heard `failed`, or will, is owed `delivered`."""
+    return on_given_up(connection, db, handoff, now)
 
 
 def on_given_up(connection: Connection | driver_cursor.Pooled, db: Database, handoff: Handoff,
                 now: dt.datetime) -> bool:
-    """In the transaction that gave up one of `handoff`'s deliveries: when every target has
-    finished and none holds a ticket, the `failed` callback its packet asks for. True if owed now."""
-    url = url_for(handoff.packet, "failed")
-    if url is None:
+    """In the transaction that gave up one of `handoff`'s deliveries (or recorded a ticket of one of
+    its follow-ups): when every target has finished and none holds a ticket, the `failed` callback
+    its packet asks for — or `delivered`, with those tickets, when its follow-ups reached some (the
+    answer shows them). True if one is owed now."""
+    failed, delivered = url_for(handoff.packet, "failed"), url_for(handoff.packet, "delivered")
+    if failed is None and delivered is None:
         return False
     if db.dialect == "postgresql":
+        # Both this and a follow-up's ticket, or two give-ups, may be committing at once: the row lock
+        # makes the second read what the first wrote.
         driver_cursor.run(connection, _LOCK_HANDOFF, {"handoff_id": handoff.id})
     outcomes = _outcomes(connection, handoff)
     if any(t["status"] in ("pending", *DONE) for t in outcomes):
-        return False
-    return add(connection, db, row(handoff, "failed", url, outcomes, now))
+        return False  # a target still being tried, or one that has the handoff: its own callbacks tell
+    reached = {r[0]: ticket(*r) for r in driver_cursor.run(connection, _REACHED_LATER, {"handoff_id": handoff.id}).rows}
+    if reached:
+        tickets = [reached.get(t["target"], t) for t in outcomes]
+        return delivered is not None and add(connection, db, row(handoff, "delivered", delivered, tickets, now))
+    return failed is not None and add(connection, db, row(handoff, "failed", failed, outcomes, now))
 
 
 def _outcomes(connection: Connection | driver_cursor.Pooled, handoff: Handoff) -> list[dict[str, Any]]:

@@ -35,8 +35,9 @@ def unreachable(err: BaseException) -> bool:
         return False
     sqlstate = getattr(err.orig, "sqlstate", None)  # psycopg's; None when no server answered at all
     if sqlstate:
-        # 08: connection exceptions; 57P01-03: the server shutting down or starting.
-        return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
+        # 08: connection exceptions; 53: the server out of resources (too many clients, disk full);
+        # 57P01-03: the server shutting down or starting.
+        return sqlstate.startswith(("08", "53")) or sqlstate in ("57P01", "57P02", "57P03")
     text = str(err.orig).lower()
     return "connection" in text or "could not connect" in text or any(s in text for s in _SQLITE_AWAY)
 

@@ -476,8 +476,7 @@ class Outbox:
                 self._pause(connection, delivery.target, now + dt.timedelta(seconds=outcome.slow_down_s),
                             "the vendor's per-minute allowance is nearly spent", level=logging.INFO)
             if parent is not None:
-                reached = callbacks.ticket(delivery.target, outcome.status, outcome.vendor_id, outcome.url)
-                return callbacks.on_rescued(connection, self.db, parent, reached, now)
+                return callbacks.on_rescued(connection, self.db, parent, now)
             return callbacks.on_delivered(connection, self.db, handoff, now)
 
     def _record_error(self, delivery: Delivery, handoff: Handoff, err: DeliveryError,

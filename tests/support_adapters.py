@@ -43,6 +43,15 @@ class PickyAdapter(_Recording):
         return Sent(vendor_id="T-7", url="https://vendor.example/tickets/T-7")
 
 
+class DownAdapter(_Recording):
+    """A vendor that is down: every attempt fails, transiently."""
+
+    name = "down"
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        raise TransientError("503 from vendor", status=503)
+
+
 class FlakyAdapter(_Recording):
     """Fails the first attempt of each delivery with a transient error, then succeeds."""
 

@@ -244,6 +244,30 @@ def test_a_failed_handoff_whose_messages_opened_a_ticket_owes_delivered(make_cal
     assert len(bot.requests) == 2
 
 
+def test_delivered_when_the_last_target_gives_up_after_messages_opened_a_ticket(make_callback_app, bot, monkeypatch):
+    """Another target still being tried when the messages' ticket came: its give-up owed `failed`,
+    while every read of the handoff showed the ticket and the promise."""
+    monkeypatch.setitem(registry.TARGETS, "picky", "tests.support_adapters:PickyAdapter")
+    monkeypatch.setitem(registry.TARGETS, "down", "tests.support_adapters:DownAdapter")
+    app = make_callback_app(targets=("picky", "down"), max_attempts=2)
+    services = app.extensions["connector"]
+    handoff = post(app, full_packet(callback={"url": bot.url, "events": ["delivered", "failed"]}))
+    assert [t["status"] for t in handoff["tickets"]] == ["failed", "pending"]
+    sent = app.test_client().post(f"/v1/handoffs/{handoff['id']}/messages", headers=auth(),
+                                  content_type="application/json",
+                                  data=json.dumps({"messages": [{"at": "2026-11-20T09:25:00Z", "role": "customer",
+                                                                 "text": "Still there?"}]}))
+    assert sent.status_code in (201, 202), sent.get_json()
+    with services.db.session() as session:  # the vendor that is down: its last attempt, now
+        [down] = session.scalars(select(Delivery).filter_by(handoff_id=handoff["id"], target="down")).all()
+        down.next_attempt_at = utcnow() - dt.timedelta(seconds=1)
+        down_id = down.id
+    assert services.outbox.run_delivery(down_id).state == "dead"
+    send_due(app)
+    assert [r.json["state"] for r in bot.requests] == ["delivered"]
+    assert bot.requests[0].json["ticket"]["id"] == "T-7"
+
+
 def test_failed_when_no_target_made_a_ticket(make_callback_app, bot, monkeypatch):
     monkeypatch.setitem(registry.TARGETS, "broken", "tests.support_adapters:BrokenAdapter")
     app = make_callback_app(targets=("preview", "broken"))
