@@ -18,7 +18,7 @@ from connector.settings import ENV_FILE, count, load_env_file, reread_env_file
 # gunicorn executes this file again on a reload (SIGHUP), in the master that started: the file is
 # then read afresh and judged before any new worker starts on it (`reread_env_file`, `on_reload`).
 _refused: str | None = None
-if getattr(_settings, "GUNICORN_STARTED", False):
+if _settings.GUNICORN_STARTED:
     _in_use = dict(os.environ)
 
     def _usable(environ):

@@ -201,7 +201,7 @@ class SlackAdapter(Adapter):
         channel, ts = _link_target(ctx)
         message = self.apply_extra(self.build_create(ctx), ctx.vendor_extra)["message"]
         blocks = message["blocks"]
-        if kit.claimed(blocks, "") is not None:
+        if kit.offers_claim(blocks):
             # Rebuilt as posted, the alert would offer its Claim button again after an agent took
             # the handoff: whoever reads it next would take it too. What the alert says about who
             # took it is read back and kept. (A claim whose edit lands between this read and the

@@ -470,17 +470,26 @@ CLAIMED_BLOCK = "handoff_claimed"  # the block_id of the line saying who took th
 TAKEN = "✋ "  # how that line begins
 
 
+def _claims(block: dict[str, Any]) -> bool:
+    elements = block.get("elements") or [] if block.get("type") == "actions" else []
+    return any(e.get("action_id") == CLAIM_ACTION for e in elements)
+
+
+def offers_claim(blocks: list[dict[str, Any]]) -> bool:
+    """Whether the alert still has its Claim button."""
+    return any(_claims(block) for block in blocks)
+
+
 def claimed(blocks: list[dict[str, Any]], notice: str) -> list[dict[str, Any]] | None:
     """The alert's blocks once its handoff is taken: the Claim button gives way to who took it, so
     nobody reads the alert as still waiting. None when it has no Claim button (already edited, or
     posted without one): nothing to change."""
     changed, found = [], False
     for block in blocks:
-        elements = block.get("elements") or [] if block.get("type") == "actions" else []
-        if any(e.get("action_id") == CLAIM_ACTION for e in elements):
+        if _claims(block):
             found = True
             changed.append({**context(notice), "block_id": CLAIMED_BLOCK})
-            rest = [e for e in elements if e.get("action_id") != CLAIM_ACTION]
+            rest = [e for e in block["elements"] if e.get("action_id") != CLAIM_ACTION]
             if rest:  # "Open conversation" stays
                 changed.append({**block, "elements": rest})
         else:

@@ -16,7 +16,7 @@ from any process under a lease (one per process, renewed while a send runs), a h
 order they were owed. Each state is owed once per handoff (a unique key); the bot may receive it more
 than once (a process dying mid-send), always with the same `webhook-id` (`{handoff_id}.{state}`),
 so it can drop repeats. A replayed delivery that turns `failed` into a ticket owes `delivered` then,
-as do messages sent since that open one (`on_rescued`).
+as do messages sent since that open one (`on_given_up`).
 
 Signing is Standard Webhooks with the bot's secrets (`CONNECTOR_BOT_SECRETS`), one signature per
 secret so a bot rotating its secret verifies with either. A bot with no usable secret gets nothing:
@@ -164,14 +164,6 @@ def on_delivered(connection: Connection | driver_cursor.Pooled, db: Database, ha
     if url is None:
         return False  # the usual packet: no statement at all
     return add(connection, db, row(handoff, "delivered", url, _outcomes(connection, handoff), now))
-
-
-def on_rescued(connection: Connection | driver_cursor.Pooled, db: Database, handoff: Handoff,
-               now: dt.datetime) -> bool:
-    """In the transaction that recorded a ticket that messages sent since opened for `handoff` (its
-    follow-up's): `on_given_up`'s question asked again, since every read of the handoff shows that
-    ticket now (`answers.render`) — its bot, which heard `failed`, or will, is owed `delivered`."""
-    return on_given_up(connection, db, handoff, now)
 
 
 def on_given_up(connection: Connection | driver_cursor.Pooled, db: Database, handoff: Handoff,

@@ -179,7 +179,6 @@ def reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
 
 
-
 @dataclass(frozen=True)
 class SchemaGap:
     """How the database's schema differs from this code's: `words` say it; `migrate` is whether

@@ -475,8 +475,8 @@ class Outbox:
             if outcome.slow_down_s:
                 self._pause(connection, delivery.target, now + dt.timedelta(seconds=outcome.slow_down_s),
                             "the vendor's per-minute allowance is nearly spent", level=logging.INFO)
-            if parent is not None:
-                return callbacks.on_rescued(connection, self.db, parent, now)
+            if parent is not None:  # the handoff's own question, asked again: it shows this ticket now
+                return callbacks.on_given_up(connection, self.db, parent, now)
             return callbacks.on_delivered(connection, self.db, handoff, now)
 
     def _record_error(self, delivery: Delivery, handoff: Handoff, err: DeliveryError,

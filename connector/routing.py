@@ -203,10 +203,10 @@ def _decide(packet: Mapping[str, Any], rule: Mapping[str, Any], config: RoutingC
 def _team_for(hint: Any, config: RoutingConfig, trace: list[str]) -> str | None:
     """The configured team a bot's `routing.department` names, as rules compare it (`Facts`): in
     any case ("Billing" is billing), nothing more, so a team chosen this way is one a rule's
-    `department:` condition matches too. Taken as written, "Billing"
-    lost billing's calendar, queue and vendor ids, and the customer was promised a reply from a team
-    that was closed. A department no team matches is still the team (a helpdesk group routing.yaml
-    does not describe), and the trace says it has no calendar, queue or ids here."""
+    `department:` condition matches too. Taken as written, "Billing" lost billing's calendar,
+    queue and vendor ids, and the customer was promised a reply from a team that was closed. A
+    department no team matches is still the team (a helpdesk group routing.yaml does not
+    describe), and the trace says it has no calendar, queue or ids here."""
     if not hint:
         return None
     teams = config["teams"]

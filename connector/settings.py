@@ -63,10 +63,9 @@ def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None
 
 def _has_userinfo(url: str) -> bool:
     try:
-        parts = urlsplit(url)
+        return "@" in urlsplit(url).netloc
     except ValueError:
         return False  # not a URL at all: the check of what it is for says so
-    return bool(parts.username or parts.password or "@" in parts.netloc)
 
 
 def _file_keys(environ: Mapping[str, str]) -> list[str]:
