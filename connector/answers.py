@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from operator import attrgetter
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .customer_message import FAILED
 from .models import DONE, Assignment, Callback, Delivery, Handoff
+
+T = TypeVar("T")
 
 _ASSIGNMENT_KEYS = ("team", "queue", "agent", "priority", "rule", "trace")
 
@@ -55,7 +58,7 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     every target of which gave up: where they opened a ticket, the answer shows that ticket."""
     deliveries = handoff.deliveries if deliveries is None else deliveries
     if reached_later and handoff_status(d.state for d in deliveries) == "failed":
-        deliveries = _rescued(deliveries, reached_later)
+        deliveries = rescued(deliveries, reached_later)
     status = handoff_status(d.state for d in deliveries)
     # Nobody has it and the attempts so far failed (a vendor down): no wait can be promised yet.
     delayed = status == "pending" and any(d.last_error for d in deliveries)
@@ -73,12 +76,15 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     }
 
 
-def _rescued(deliveries: Sequence[Any], later: Sequence[Any]) -> list[Any]:
-    """A failed handoff's deliveries, each target that a follow-up reached since shown by the
-    ticket it reached (the newest): `status: failed` with no ticket, beside a message promising a
-    reply, contradicted itself, and no read of the handoff gave the bot the ticket's link."""
-    reached = {d.target: d for d in later if d.state in DONE}
-    return [reached.get(d.target, d) for d in deliveries]
+def rescued(deliveries: Sequence[T], later: Iterable[T], target: Callable[[T], str] = attrgetter("target"),
+            state: Callable[[T], str] = attrgetter("state")) -> list[T]:
+    """A failed handoff's deliveries, each target that a follow-up reached since (`later`, oldest
+    first) shown by the newest ticket it reached: `status: failed` with no ticket, beside a message
+    promising a reply, contradicted itself, and no read of the handoff gave the bot the ticket's link.
+    One rule for rows of either shape: the ORM's (answers) and the status callback's dicts
+    (`callbacks.on_given_up`, pass `itemgetter`s)."""
+    reached = {target(d): d for d in later if state(d) in DONE}
+    return [reached.get(target(d), d) for d in deliveries]
 
 
 def reached_later(session: Session, handoffs: Iterable[Handoff]) -> dict[str, list[Any]]:

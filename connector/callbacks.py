@@ -36,6 +36,7 @@ import logging
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -182,9 +183,9 @@ def on_given_up(connection: Connection | driver_cursor.Pooled, db: Database, han
     outcomes = _outcomes(connection, handoff)
     if any(t["status"] in ("pending", *DONE) for t in outcomes):
         return False  # a target still being tried, or one that has the handoff: its own callbacks tell
-    reached = {r[0]: ticket(*r) for r in driver_cursor.run(connection, _REACHED_LATER, {"handoff_id": handoff.id}).rows}
+    reached = [ticket(*r) for r in driver_cursor.run(connection, _REACHED_LATER, {"handoff_id": handoff.id}).rows]
     if reached:
-        tickets = [reached.get(t["target"], t) for t in outcomes]
+        tickets = answers.rescued(outcomes, reached, itemgetter("target"), itemgetter("status"))
         return delivered is not None and add(connection, db, row(handoff, "delivered", delivered, tickets, now))
     return failed is not None and add(connection, db, row(handoff, "failed", failed, outcomes, now))
 

@@ -1,0 +1,39 @@
+"""`answers.rescued`: the one rule by which a failed handoff shows the tickets its follow-ups reached,
+for the ORM's rows (every read of a handoff) and the status callback's dicts (`callbacks.on_given_up`)."""
+
+from __future__ import annotations
+
+from operator import itemgetter
+from types import SimpleNamespace
+
+from connector.answers import rescued
+
+
+def _row(target: str, state: str, vendor_id: str | None = None) -> SimpleNamespace:
+    return SimpleNamespace(target=target, state=state, vendor_id=vendor_id)
+
+
+def test_each_target_shows_the_newest_ticket_a_follow_up_reached():
+    own = [_row("zendesk", "failed"), _row("slack", "failed")]
+    later = [_row("zendesk", "created", "1"), _row("zendesk", "failed"), _row("zendesk", "created", "2")]
+
+    shown = rescued(own, later)
+
+    assert [(d.target, d.state, d.vendor_id) for d in shown] == [("zendesk", "created", "2"),
+                                                                  ("slack", "failed", None)]
+
+
+def test_a_follow_up_that_reached_nothing_changes_nothing():
+    own = [_row("zendesk", "failed")]
+
+    assert rescued(own, [_row("zendesk", "failed"), _row("zendesk", "pending")]) == own
+
+
+def test_the_status_callbacks_dicts_follow_the_same_rule():
+    own = [{"target": "zendesk", "status": "failed", "id": None}, {"target": "salesforce", "status": "failed", "id": None}]
+    later = [{"target": "salesforce", "status": "updated", "id": "500A"},
+             {"target": "salesforce", "status": "created", "id": "500B"}]
+
+    shown = rescued(own, later, itemgetter("target"), itemgetter("status"))
+
+    assert [t["id"] for t in shown] == [None, "500B"]
