@@ -47,7 +47,7 @@ def test_sample_packet_gets_a_complete_answer(any_db_app):
     assert {"transcript", "customer", "sentiment", "intent", "attempted_solutions", "collected_data",
             "history", "escalation"} <= set(receipt["delivered"])
     assert receipt["dropped"] == []
-    assert response.headers["Location"] == body["links"]["self"]
+    assert response.headers["Location"] == body["links"]["self"] and "Retry-After" not in response.headers
 
 
 def test_same_request_again_returns_the_identical_body_with_200(any_db_app):
@@ -232,6 +232,8 @@ def test_transient_failure_answers_202_and_retries(make_app, test_targets):
     assert response.status_code == 202
     body = response.get_json()
     assert body["status"] == "pending" and body["tickets"][0]["attempts"] == 1
+    # Where and when to read it again: after the sync budget (5 s by default), in whole seconds.
+    assert response.headers["Location"] == body["links"]["self"] and response.headers["Retry-After"] == "5"
     assert "503" in body["tickets"][0]["error"]
     services = app.extensions["connector"]
     # Make the retry due now instead of after its backoff, then let the outbox run it.
@@ -252,7 +254,7 @@ def test_slow_target_sets_latency_not_the_sum_and_finishes_in_background(make_ap
     SlowAdapter.release.clear()
     client = make_app(targets=("preview", "slow"), sync_budget_ms=300).test_client()
     response = post(client, minimal_packet())
-    assert response.status_code == 202
+    assert response.status_code == 202 and response.headers["Retry-After"] == "1"  # never "0": at least a second
     body = response.get_json()
     assert body["status"] == "partial"
     assert {t["target"]: t["status"] for t in body["tickets"]} == {"preview": "created", "slow": "pending"}

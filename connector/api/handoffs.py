@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,6 +21,17 @@ bp = Blueprint("handoffs", __name__, url_prefix="/v1/handoffs")
 def _json(body: dict, status: int) -> Response:
     response = jsonify(body)
     response.status_code = status
+    return response
+
+
+def _answered(body: dict, status: int, budget_ms: int) -> Response:
+    """A fresh answer (201/202) names where to read it again; a 202 also says when: a bot polling
+    sooner than its own wait (the sync budget) would only find the same targets still going."""
+    response = _json(body, status)
+    if status in (201, 202):
+        response.headers["Location"] = body["links"]["self"]
+    if status == 202:
+        response.headers["Retry-After"] = str(max(1, math.ceil(budget_ms / 1000)))
     return response
 
 
@@ -43,8 +56,10 @@ def create_handoff() -> Response:
             schema: Packet
       responses:
         200: {description: The same handoff was seen before; its stored answer, content: {application/json: {schema: HandoffResponse}}}
-        201: {description: "Every target finished: has the handoff, or gave up on it (`status` says which: `failed` when none has it; the customer message is then an apology)", content: {application/json: {schema: HandoffResponse}}}
-        202: {description: Some targets are still being delivered, content: {application/json: {schema: HandoffResponse}}}
+        201: {description: "Every target finished: has the handoff, or gave up on it (`status` says which: `failed` when none has it; the customer message is then an apology)", content: {application/json: {schema: HandoffResponse}},
+              headers: {Location: {description: "Where to read this answer again", schema: {type: string}}}}
+        202: {description: Some targets are still being delivered, content: {application/json: {schema: HandoffResponse}},
+              headers: {Location: {description: "Where to read this answer again", schema: {type: string}}, Retry-After: {description: "Seconds until reading it again may find more finished (the sync budget, at least 1)", schema: {type: integer}}}}
         400: {$ref: "#/components/responses/Problem"}
         401: {$ref: "#/components/responses/Problem"}
         403: {$ref: "#/components/responses/Problem"}
@@ -74,10 +89,7 @@ def create_handoff() -> Response:
     caller = authenticate_bot(request, services.settings)
     answer = accept(services, caller, request.get_data(), request.content_type,
                     request.headers.get("Idempotency-Key"))
-    response = _json(answer.body, answer.status)
-    if answer.status in (201, 202):
-        response.headers["Location"] = answer.body["links"]["self"]
-    return response
+    return _answered(answer.body, answer.status, services.settings.sync_budget_ms)
 
 
 @bp.get("/<handoff_id>")
@@ -134,8 +146,10 @@ def add_messages(handoff_id: str) -> Response:
             schema: Messages
       responses:
         200: {description: The same messages were seen before; their stored answer, content: {application/json: {schema: MessagesResponse}}}
-        201: {description: "Every target finished: has them, or gave up (`status` says which)", content: {application/json: {schema: MessagesResponse}}}
-        202: {description: Some targets are still being given them, content: {application/json: {schema: MessagesResponse}}}
+        201: {description: "Every target finished: has them, or gave up (`status` says which)", content: {application/json: {schema: MessagesResponse}},
+              headers: {Location: {description: "Where to read this answer again", schema: {type: string}}}}
+        202: {description: Some targets are still being given them, content: {application/json: {schema: MessagesResponse}},
+              headers: {Location: {description: "Where to read this answer again", schema: {type: string}}, Retry-After: {description: "Seconds until reading it again may find more finished (the sync budget, at least 1)", schema: {type: integer}}}}
         400: {$ref: "#/components/responses/Problem"}
         401: {$ref: "#/components/responses/Problem"}
         404: {$ref: "#/components/responses/Problem"}
@@ -152,7 +166,7 @@ def add_messages(handoff_id: str) -> Response:
         session.expunge_all()  # its rows are read after the session: they must be loaded now
     answer = follow_ups.accept(services, handoff, caller.message_id, request.get_data(), request.content_type,
                                request.headers.get("Idempotency-Key"))
-    return _json(answer.body, answer.status)
+    return _answered(answer.body, answer.status, services.settings.sync_budget_ms)
 
 
 @bp.get("/<handoff_id>/messages")

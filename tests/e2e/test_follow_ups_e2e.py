@@ -126,6 +126,8 @@ def test_messages_wait_for_a_ticket_still_being_created_then_go_on_it(zendesk):
 
     response = send(client, handoff["id"])
     assert response.status_code == 202
+    assert response.headers["Location"] == f"/v1/handoffs/{handoff['id']}/messages"  # the batches, this one among them
+    assert response.headers["Retry-After"] == "5"
     assert response.get_json()["tickets"][0] | {"error": None} == {
         "target": "zendesk", "status": "pending", "id": None, "url": None, "attempts": 0, "error": None}
     assert not zd.calls("PUT", "/api/v2/tickets/1001.json")  # no second ticket, nothing sent yet
