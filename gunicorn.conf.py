@@ -175,7 +175,16 @@ def on_reload(server):
         server.log.error("reload: the edited settings are refused, the workers keep the ones in use: %s", _refused)
         return
     server.log.info("reload: settings read again from %s", os.environ.get(ENV_FILE) or "the environment")
-    for warning in _settings.Settings.from_env().warnings():  # as at start (the workers say none)
+    from adapters.registry import build_adapters
+    from connector.mappings import inherited
+    from connector.services import setup_warnings
+
+    settings = _settings.Settings.from_env()
+    held = inherited()  # the mapping set the new workers inherit; None only outside a started master
+    # As at start (the workers say none): a target the edit enabled may have its own (Zendesk's
+    # missing webhook secrets, Salesforce's missing handoff_id_field).
+    adapters = build_adapters(settings, held.targets) if held is not None else {}
+    for warning in setup_warnings(settings, adapters):
         server.log.warning("reload: setting to look at: %s", warning)
 
 

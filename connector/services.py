@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import tenacity
@@ -34,6 +34,13 @@ CLAIM_COALESCE_S = 0.05
 # An agent's notice is worth a short wait: Slack allows about one message a second per channel, so
 # claims at once meet 429s whose Retry-After is a second or two. Longer than this, it is stale.
 NOTICE_TRIES, NOTICE_WAIT_MAX_S = 3, 30.0
+
+
+def setup_warnings(settings: Settings, adapters: Mapping[str, Adapter], db: Database | None = None) -> list[str]:
+    """The settings', the targets' and the database's warnings (`Services.warnings`); without `db`
+    for a reload, which cannot change the database."""
+    return [*settings.warnings(), *(w for adapter in adapters.values() for w in adapter.warnings()),
+            *(db.warnings() if db is not None else ())]
 
 
 class Services:
@@ -96,8 +103,7 @@ class Services:
     def warnings(self) -> list[str]:
         """What is risky or useless in this setup without being wrong: `connector check` lists it,
         the service logs it at start-up."""
-        return [*self.settings.warnings(), *(w for adapter in self.adapters.values() for w in adapter.warnings()),
-                *self.db.warnings()]
+        return setup_warnings(self.settings, self.adapters, self.db)
 
     def reserve(self, wanted: int) -> int:
         """Take up to `wanted` of the pool's free threads for a request's fresh deliveries.

@@ -306,10 +306,13 @@ def test_a_reload_applies_the_whole_edited_env_file_and_refuses_a_bad_one_withou
                                    "wsgi:app"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         settles(lambda: targets() == ["preview"], "started")
-        env_file.write_text(database + "CONNECTOR_TARGETS=preview,slack\nSLACK_BOT_TOKEN=xoxb-test\nSLACK_CHANNEL=C0HANDOFF\n"
-                            "SLACK_API_URL=http://127.0.0.1:9/api/\n")
+        env_file.write_text(database + "CONNECTOR_TARGETS=preview,slack,zendesk\nSLACK_BOT_TOKEN=xoxb-test\n"
+                            "SLACK_CHANNEL=C0HANDOFF\nSLACK_API_URL=http://127.0.0.1:9/api/\n"
+                            "ZENDESK_SUBDOMAIN=acme\nZENDESK_BASE_URL=http://127.0.0.1:9\nZENDESK_EMAIL=a@example.com\nZENDESK_API_TOKEN=t\n")
         master.send_signal(signal.SIGHUP)
-        settles(lambda: targets() == ["preview", "slack"], "the edited file applied")
+        settles(lambda: targets() == ["preview", "slack", "zendesk"], "the edited file applied")
+        # The target the edit enabled says what it lacks, as at a start (its webhook secrets).
+        assert "reload: setting to look at: no ZENDESK_WEBHOOK_SECRETS" in log.read_text()
         refusals = [("CONNECTOR_SYNC_BUDGET_MS=abc\n", "CONNECTOR_SYNC_BUDGET_MS: must be a whole number"),
                     # gunicorn's own counts: read after the settings, their sys.exit stopped the master
                     ("CONNECTOR_WEB_THREADS=two\n", "CONNECTOR_WEB_THREADS: must be a whole number"),
@@ -321,7 +324,7 @@ def test_a_reload_applies_the_whole_edited_env_file_and_refuses_a_bad_one_withou
             settles(lambda n=n: log.read_text().count("the edited settings are refused") == n, f"refusal {n} logged")
             assert said in log.read_text()
         time.sleep(2)  # new workers started on the settings in use, and serve
-        assert master.poll() is None and targets() == ["preview", "slack"]
+        assert master.poll() is None and targets() == ["preview", "slack", "zendesk"]
     finally:
         master.terminate()
         master.wait(timeout=30)
