@@ -8,7 +8,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from connector import settings as _settings
 from connector.errors import ConfigError
-from connector.settings import ENV_FILE, count, load_env_file, reread_env_file
+from connector.settings import ENV_FILE, count, load_env_file, pin_env_file, reread_env_file
 
 # `.env` (or CONNECTOR_ENV_FILE) is read here, in the directory gunicorn starts in: CONNECTOR_BIND
 # and the worker counts below are needed before the app exists, and `make run` should honour them.
@@ -45,7 +45,7 @@ else:
         _read = load_env_file()
     except ConfigError as err:  # one line saying what to fix, not gunicorn's traceback ending with it
         sys.exit(f"configuration error: {err}")
-    os.environ[ENV_FILE] = os.path.abspath(_read) if _read else ""
+    pin_env_file(_read)
 
 
 def _count(name: str, default: int) -> int:

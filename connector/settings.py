@@ -20,6 +20,7 @@ DEFAULT_DATABASE_URL = "sqlite:///instance/connector.db"
 ENV_FILE = "CONNECTOR_ENV_FILE"  # read from the process environment only: it says which file to read
 FILE_KEYS = "_CONNECTOR_ENV_FILE_KEYS"  # set by the connector: which variables the file set (`reread_env_file`)
 FILE_READ = "_CONNECTOR_ENV_FILE_READ"  # set by the connector: the file already read, by this process or its parent
+AWAITED = "_CONNECTOR_ENV_FILE_AWAITED"  # set by the connector: the default .env a start looked for and did not find
 # Set by gunicorn.conf.py's `on_starting`, in the master: gunicorn executing that file again is a reload.
 GUNICORN_STARTED = False
 
@@ -61,6 +62,16 @@ def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None
     return path
 
 
+def pin_env_file(read: str | None, environ: MutableMapping[str, str] | None = None) -> None:
+    """gunicorn's master, after its first read: its workers read that file or, when there was
+    none, none (`load_env_file`). When it looked for `.env` by default and found none, a reload
+    looks again (`reread_env_file`): the file made since is what an operator then means to apply."""
+    environ = os.environ if environ is None else environ
+    if read is None and environ.get(ENV_FILE) is None:
+        environ[AWAITED] = os.path.join(os.getcwd(), ".env")
+    environ[ENV_FILE] = os.path.abspath(read) if read else ""
+
+
 def _has_userinfo(url: str) -> bool:
     try:
         return "@" in urlsplit(url).netloc
@@ -84,6 +95,9 @@ def reread_env_file(check: Callable[[Mapping[str, str]], Any],
     settings, where a typo made them fail to boot and gunicorn stop the whole service."""
     environ = os.environ if environ is None else environ
     before = dict(environ)
+    awaited = environ.get(AWAITED)
+    if environ.get(ENV_FILE) == "" and awaited and os.path.isfile(awaited):
+        environ[ENV_FILE] = awaited  # made since a start that found none (refused, it is "" again)
     for key in (*_file_keys(environ), FILE_KEYS, FILE_READ):
         environ.pop(key, None)
     try:

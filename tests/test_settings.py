@@ -263,3 +263,32 @@ def test_references_in_the_env_file_resolve_as_load_dotenv_resolves_them(tmp_pat
     with mock.patch.dict(os.environ, {"CONNECTOR_ENV_FILE": str(env_file), "PUBLIC_HOST": "real.example"}, clear=True):
         load_env_file()
         assert os.environ["CONNECTOR_PUBLIC_URL"] == "https://real.example/"
+
+
+def test_a_reload_reads_a_dotenv_made_since_a_start_that_found_none(tmp_path, monkeypatch):
+    """The master pinned "no file" for its workers at start: a `.env` written afterwards was never
+    read, however often it was sent SIGHUP."""
+    from connector.settings import ENV_FILE, Settings, pin_env_file, reread_env_file
+
+    monkeypatch.chdir(tmp_path)
+    environ: dict[str, str] = {}
+    pin_env_file(None, environ)  # started with no CONNECTOR_ENV_FILE and no .env
+    assert environ[ENV_FILE] == "" and reread_env_file(Settings.from_env, environ) is None
+
+    (tmp_path / ".env").write_text("CONNECTOR_SYNC_BUDGET_MS=abc\n")
+    assert reread_env_file(Settings.from_env, environ) is not None
+    assert environ[ENV_FILE] == "" and "CONNECTOR_SYNC_BUDGET_MS" not in environ  # refused: workers read none
+
+    (tmp_path / ".env").write_text("CONNECTOR_SYNC_BUDGET_MS=700\n")
+    assert reread_env_file(Settings.from_env, environ) is None
+    assert environ[ENV_FILE] == str(tmp_path / ".env") and environ["CONNECTOR_SYNC_BUDGET_MS"] == "700"
+
+
+def test_an_env_file_set_empty_stays_none_on_a_reload(tmp_path, monkeypatch):
+    from connector.settings import ENV_FILE, Settings, pin_env_file, reread_env_file
+
+    monkeypatch.chdir(tmp_path)
+    environ = {ENV_FILE: ""}  # "no file", as the benchmark and the process tests ask
+    pin_env_file(None, environ)
+    (tmp_path / ".env").write_text("CONNECTOR_SYNC_BUDGET_MS=700\n")
+    assert reread_env_file(Settings.from_env, environ) is None and "CONNECTOR_SYNC_BUDGET_MS" not in environ
