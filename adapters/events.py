@@ -22,6 +22,7 @@ class AssignmentEvent:
     agent_id: str
     agent_name: str | None
     at: dt.datetime  # when the agent took it, by the vendor's clock
+    named_by_us: bool = False  # see CompletionEvent
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class CompletionEvent:
     ticket_id: str  # the target's `Delivery.vendor_id`
     handoff_id: str | None  # the handoff the payload names, when it names one (checked, never trusted alone)
     at: dt.datetime
+    # True where only this connector can have written `handoff_id` (a Slack button it posted, the
+    # click signed by Slack); False where others can (Zendesk's external_id: any integration or
+    # agent): then it names a handoff only while that handoff's delivery has no ticket recorded.
+    named_by_us: bool = False
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ def parse(raw_body: bytes) -> AssignmentEvent | Ignored:
     return AssignmentEvent(target=TARGET, event_id=interaction["trigger_id"],
                            ticket_id=f"{container['channel_id']}/{container['message_ts']}",
                            handoff_id=claim["value"], agent_id=user["id"],
-                           agent_name=user["name"] or user["username"], at=claim["action_ts"])
+                           agent_name=user["name"] or user["username"], at=claim["action_ts"], named_by_us=True)
 
 
 def _payload(raw_body: bytes) -> dict[str, Any]:

@@ -159,7 +159,7 @@ def _ticket_of(handoff: Handoff, target: str) -> str | None:
 def complete(services: Services, event: CompletionEvent) -> Received:
     """The `completed` status callback for the handoff whose ticket was solved, if its bot wants it."""
     with services.db.session() as session:
-        handoff = _delivered_to(session, event.target, event.ticket_id, event.handoff_id, event.at)
+        handoff = _delivered_to(session, event)
         if handoff is None:
             return Received("ignored", NO_HANDOFF)
         url = callbacks.url_for(handoff.packet, "completed")
@@ -216,21 +216,24 @@ def _recorded(session: Session, event: AssignmentEvent) -> Received | None:
     return Received("duplicate", "this event was recorded already", handoff_id) if handoff_id else None
 
 
-def _delivered_to(session: Session, target: str, ticket_id: str, handoff_id: str | None,
-                  at: dt.datetime) -> Handoff | None:
+def _delivered_to(session: Session, event: AssignmentEvent | CompletionEvent) -> Handoff | None:
     """The newest handoff delivered to this ticket before `at`, else the one the payload names if
-    it was delivered to `target` (its ticket id may not be recorded yet).
+    it was delivered to `target` — where others can write that name (`named_by_us` false: Zendesk's
+    external_id, which any integration or agent can set), only while its delivery has no ticket
+    recorded yet (the event may come first): it would otherwise mark a handoff taken or solved by
+    a ticket it never reached.
 
     Agents take a handoff, not the messages that followed it (`follow_ups`): a follow-up found
     here answers for its handoff. It is found only when no handoff is: one named by the payload
     (a Slack alert it posted), or one that opened the ticket when its handoff gave up there."""
     delivered_here = (select(Handoff).join(Delivery, Delivery.handoff_id == Handoff.id)
-                      .where(Delivery.target == target, Handoff.created_at <= at + CLOCK_SKEW))
-    on_ticket = (delivered_here.where(Delivery.vendor_id == ticket_id)
+                      .where(Delivery.target == event.target, Handoff.created_at <= event.at + CLOCK_SKEW))
+    on_ticket = (delivered_here.where(Delivery.vendor_id == event.ticket_id)
                  .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(1))
     handoff = session.scalars(on_ticket.where(Handoff.follows_id.is_(None))).first()
-    if handoff is None and handoff_id:
-        handoff = session.scalars(delivered_here.where(Handoff.id == handoff_id)).first()
+    if handoff is None and event.handoff_id:
+        named = delivered_here.where(Handoff.id == event.handoff_id)
+        handoff = session.scalars(named if event.named_by_us else named.where(Delivery.vendor_id.is_(None))).first()
     if handoff is None:
         handoff = session.scalars(on_ticket).first()
     if handoff is not None and handoff.follows_id is not None:
@@ -240,7 +243,7 @@ def _delivered_to(session: Session, target: str, ticket_id: str, handoff_id: str
 
 def _waiting_handoff(session: Session, event: AssignmentEvent) -> tuple[Handoff | None, Assignment | None]:
     """The handoff this event is about, and who took it already (None: it is still waiting)."""
-    handoff = _delivered_to(session, event.target, event.ticket_id, event.handoff_id, event.at)
+    handoff = _delivered_to(session, event)
     if handoff is None:
         return None, None
     # Only the newest handoff on the ticket is waiting: older ones were superseded by it.

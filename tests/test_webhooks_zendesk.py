@@ -238,6 +238,11 @@ def test_an_external_id_alone_proves_nothing_without_a_zendesk_delivery(hooked):
 @pytest.mark.parametrize(("changes", "detail"), [
     ({"detail__id": "999", "detail__external_id": None}, "no handoff was delivered to this ticket before this event"),
     ({"detail__id": "999", "detail__external_id": "hnd_SOMEONE_ELSES"}, "no handoff was delivered to this ticket before this event"),
+    # A ticket we never made whose external_id names our handoff (any integration can set it): once
+    # the handoff's own ticket is recorded, the name alone neither assigns it nor completes it.
+    ({"detail__id": "999", "detail__external_id": HANDOFF}, "no handoff was delivered to this ticket before this event"),
+    ({"detail__id": "999", "detail__external_id": HANDOFF, "type": "zen:event-type:ticket.status_changed",
+      "event": {"current": "SOLVED", "previous": "OPEN"}}, "no handoff was delivered to this ticket before this event"),
     ({"type": "zen:event-type:ticket.priority_changed", "event": {"current": "HIGH", "previous": "LOW"}},
      "not an agent assignment or status change event"),
     ({"type": "zen:event-type:ticket.status_changed", "event": {"current": "PENDING", "previous": "OPEN"}},
