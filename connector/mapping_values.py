@@ -199,7 +199,7 @@ def check_document(data: Any, where: str, tables: Mapping[str, Mapping[Any, Any]
     """Validate the common part of a vendor file: every template compiles, every path is well-formed.
 
     Vendor-specific keys are the adapter's; here only `{path|template|literal|lookup}` mappings and
-    strings that look like templates are checked, wherever they sit.
+    bare strings (templates, paths, literals) are checked, wherever they sit.
     """
     if isinstance(data, Mapping):
         if any(kind in data for kind in KINDS) and set(data) <= {*KINDS, "from", "default", "id", "name", "field"}:
@@ -210,5 +210,7 @@ def check_document(data: Any, where: str, tables: Mapping[str, Mapping[Any, Any]
     elif isinstance(data, list):
         for index, item in enumerate(data):
             check_document(item, f"{where}[{index}]", tables)
-    elif isinstance(data, str) and looks_like_template(data):
-        check_template(data, where)
+    elif isinstance(data, str):
+        # A bare string is a template, a path or a literal (`compile_value`): a misspelt path
+        # (`colected_data.error_code`) is refused here, with its line, not at every delivery.
+        compile_value(data, where, tables)

@@ -448,3 +448,17 @@ def test_a_yaml_file_the_connector_does_not_read_is_refused(mapdir, stranger, hi
         load_mappings(str(mapdir), "/", TARGETS, mapping_keys)
     assert err.value.source.endswith(stranger)
     assert err.value.message.startswith("is not a file the connector reads") and hint in err.value.message
+
+
+def test_a_misspelt_bare_path_in_a_vendor_file_is_refused_when_the_file_is_loaded(tmp_path):
+    # The form the README and the shipped file show: it passed `check` and the reload, then failed
+    # every delivery to that vendor (and the preview) with an error naming no file or line.
+    mapdir = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings", mapdir)
+    text = (mapdir / "salesforce.yaml").read_text()
+    assert "\nfields: {}\n" in text
+    (mapdir / "salesforce.yaml").write_text(text.replace("\nfields: {}\n", "\nfields:\n  Error_Code__c: colected_data.error_code\n"))
+    with pytest.raises(ConfigError) as err:
+        load(mapdir)
+    assert err.value.source.endswith("salesforce.yaml:53 fields.Error_Code__c")
+    assert "did you mean 'collected_data'?" in err.value.message
