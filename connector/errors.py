@@ -11,8 +11,14 @@ Vendor failures have their own tree in `adapters.errors`; the outbox decides wha
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
+
+# A mapping file named in an error's source, as the connector reads them or as it refuses them
+# (`zendesk.yml`, `Routing.YAML`): a stray `.yml` was taken for a setting, and a worker replaced
+# meanwhile failed to boot, which stops gunicorn, instead of serving the last good set.
+_A_YAML_FILE = re.compile(r"\.ya?ml\b", re.IGNORECASE)
 
 
 class ConfigError(Exception):
@@ -27,12 +33,12 @@ class ConfigError(Exception):
     def in_mappings(self) -> bool:
         """The mapping files are to fix — one of them, or their directory (gone in a deploy's
         swap) — rather than a setting: a gunicorn worker may serve an older set meanwhile."""
-        return ".yaml" in self.source or self.source == "CONNECTOR_MAPPINGS_DIR"
+        return _A_YAML_FILE.search(self.source) is not None or self.source == "CONNECTOR_MAPPINGS_DIR"
 
     @property
     def guide(self) -> str:
         """Where the fix is explained: a mapping file's format, or the settings."""
-        if ".yaml" in self.source:
+        if _A_YAML_FILE.search(self.source):
             return "mappings/README.md"
         return ".env.example and README.md, 'Configuration'"
 

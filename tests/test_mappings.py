@@ -462,3 +462,16 @@ def test_a_misspelt_bare_path_in_a_vendor_file_is_refused_when_the_file_is_loade
         load(mapdir)
     assert err.value.source.endswith("salesforce.yaml:53 fields.Error_Code__c")
     assert "did you mean 'collected_data'?" in err.value.message
+
+
+@pytest.mark.parametrize("stranger", ["zendesk.yml", "Routing.YAML"])
+def test_with_a_fallback_a_stray_yaml_file_at_start_serves_it_too(tmp_path, mapdir, stranger):
+    """A copy left as `zendesk.yml`: its refusal was taken for a setting's, and a worker replaced
+    meanwhile (an OOM kill) failed to boot, which stopped the whole service."""
+    from adapters.registry import mapping_keys
+
+    checked = MappingStore(str(mapdir), "/", TARGETS, keys_of=mapping_keys).current()
+    (mapdir / stranger).write_text((mapdir / "zendesk.yaml").read_text())
+    store = MappingStore(str(mapdir), "/", TARGETS, keys_of=mapping_keys, fallback=checked)
+    assert store.current() is checked and store.errors is not None
+    assert store.errors.source.endswith(stranger) and store.errors.guide == "mappings/README.md"
