@@ -10,6 +10,7 @@ a locale without that variant uses its `template`. Everything renders in Jinja2'
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +23,8 @@ from .errors import ConfigError
 from .mapping_values import check_template
 from .redaction import redact_text
 from .templating import render
+
+log = logging.getLogger(__name__)
 
 # Shown once every target has given up, where messages.yaml has no `failed` of its own (and for
 # handoffs stored before the connector composed one with each message).
@@ -48,7 +51,10 @@ FALLBACK = {
 
 class Template(fields.String):
     """A template string, compiled and checked at load time against sandbox escapes and against the
-    variables `compose` gives it (`variables`): `{{ teams }}` for `{{ team }}` made every handoff a 500."""
+    variables `compose` gives it (`variables`): `{{ teams }}` for `{{ team }}` made every handoff a 500.
+    Then rendered once with example values of the kinds `compose` gives (`SAMPLES`): a template that
+    uses one as another kind (`{{ date.strftime('%d/%m') }}`: `date` is text) passed the names'
+    check and failed every handoff it applied to."""
 
     def __init__(self, variables: tuple[str, ...], **kwargs: Any):
         super().__init__(**kwargs)
@@ -57,14 +63,22 @@ class Template(fields.String):
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
         try:
-            return check_template(text, attr or "template", self.variables)
+            check_template(text, attr or "template", self.variables)
+            render(text, attr or "template", **{name: SAMPLES[name] for name in self.variables})
         except ConfigError as err:
             raise ValidationError(err.message) from None
+        except Exception as err:  # Python's own errors inside the sandbox (`minutes + 'x'`)
+            raise ValidationError(f"template error with example values: {type(err).__name__}: {err}") from None
+        return text
 
 
-# The variables each kind of message is rendered with (`compose`, `_apology`, `_opening_words`).
+# The variables each kind of message is rendered with (`compose`, `_apology`, `_opening_words`),
+# and an example of each, of the kind it is given: text, but `minutes` a whole number.
 MESSAGE = ("team", "problem", "expectation")
 CLOSED = ("time", "day", "date", "timezone")
+SAMPLES: dict[str, Any] = {"team": "billing", "problem": "I was charged twice for order 1234",
+                           "expectation": "Someone should be with you in about 5 minutes.", "minutes": 5,
+                           "time": "09:00", "day": "Monday", "date": "2026-12-07", "timezone": "Europe/Berlin"}
 
 
 class LocaleSchema(Schema):
@@ -125,20 +139,20 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     hours = assignment.get("business_hours") or {}
     quoted_wait = False
     if assignment.get("out_of_hours") and hours.get("next_opening"):
-        expectation = render(strings["closed"], f"{where}.closed", **_opening_words(hours, strings, now))
+        expectation = _render(strings["closed"], f"{where}.closed", "closed", **_opening_words(hours, strings, now))
     elif wait_seconds is not None:
         quoted_wait = True
         minutes = max(1, round(wait_seconds / 60))
-        expectation = render(strings["wait"], f"{where}.wait", minutes=minutes)
+        expectation = _render(strings["wait"], f"{where}.wait", "wait", minutes=minutes)
     else:
-        expectation = render(strings["no_wait"], f"{where}.no_wait")
+        expectation = _render(strings["no_wait"], f"{where}.no_wait", "no_wait")
     variant = assignment.get("customer_message_template")
     key, template = ("template", strings["template"])
     if variant and variant in (strings.get("variants") or {}):
         key, template = f"variants.{variant}", strings["variants"][variant]
 
     def whole(expected: str) -> str:
-        text = render(template, f"{where}.{key}", team=team, problem=problem, expectation=expected)
+        text = _render(template, f"{where}.{key}", "template", team=team, problem=problem, expectation=expected)
         # Templates end the problem with a full stop; one the customer ended with "?" or "!" keeps its own.
         return _DOUBLED_STOP.sub(r"\1", " ".join(text.split()))
 
@@ -148,6 +162,18 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
         # (`answers.shown_message`): a wait counted from now would be a promise nobody can keep yet.
         composed["if_delayed"] = whole(render(strings["no_wait"], f"{where}.no_wait"))
     return {**composed, **_apology(config, locale, assignment, problem)}
+
+
+def _render(source: str, where: str, built_in: str, **context: Any) -> str:
+    """`source` rendered; should it fail on this packet's values all the same (a branch the check at
+    load did not take), the built-in English one in its place, logged: a handoff answered 500 was
+    retried by its bot and failed again — no ticket, whatever the vendors could take."""
+    try:
+        return render(source, where, **context)
+    except Exception as err:  # the sandbox's errors and Python's own alike
+        log.error("customer message template failed; the built-in one was used",
+                  extra={"where": where, "error": str(getattr(err, "message", err))[:300]})
+        return render(FALLBACK["locales"]["en"][built_in], f"built-in {built_in}", **context)
 
 
 def _team_name(strings: Mapping[str, Any], assignment: Mapping[str, Any]) -> str:
@@ -165,8 +191,8 @@ def _apology(config: Mapping[str, Any], locale: str, assignment: Mapping[str, An
     for candidate in (locale, config.get("default_locale", "en")):
         strings = config["locales"].get(candidate) or {}
         if strings.get("failed"):
-            text = render(strings["failed"], f"mappings/messages.yaml: locales.{candidate}.failed",
-                          team=_team_name(strings, assignment), problem=problem)
+            text = _render(strings["failed"], f"mappings/messages.yaml: locales.{candidate}.failed", "failed",
+                           team=_team_name(strings, assignment), problem=problem)
             return _tagged(" ".join(text.split()), candidate, locale)
     return _tagged(FAILED, "en", locale)
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import logging
 from pathlib import Path
 
 import pytest
+from marshmallow import ValidationError
 
 from connector.answers import shown_message
 from connector.customer_message import FAILED, compose
-from connector.errors import ConfigError
 from connector.mappings import load_mappings
 from tests.factories import full_packet
 
@@ -127,14 +128,32 @@ def test_every_shipped_locale_has_every_part():
         assert set(strings["variants"]) == {"urgent", "vip", "apology"}, locale
 
 
-def test_a_template_that_escapes_the_sandbox_at_render_time_names_file_and_key():
-    # Load-time checks refuse literal `_` names (tests/test_mappings.py); a name built at run time
-    # still meets the sandbox, and the error names the file and key.
+@pytest.mark.parametrize(("key", "template", "said"), [
+    # A name built at run time escapes the load's check of `_` names; the sandbox refuses it.
+    ("template", "{{ (problem | attr('_' ~ '_class_' ~ '_')) }}", "access to attribute '__class__'"),
+    # Names all given, but `date` is text: it passed `check` and made every closed-hours handoff a 500.
+    ("closed", "We open {{ date.strftime('%d/%m') }}.", "has no attribute 'strftime'"),
+    ("wait", "About {{ minutes + ' minutes' }}.", "TypeError"),
+])
+def test_a_template_that_fails_on_example_values_is_refused_when_the_file_is_loaded(key, template, said):
+    from connector.customer_message import MessagesSchema
+
     messages = copy.deepcopy(SHIPPED)
-    messages["locales"]["en"]["no_wait"] = "{{ (problem | attr('_' ~ '_class_' ~ '_')) }}"
-    with pytest.raises(ConfigError) as err:
-        compose(full_packet(), ASSIGNMENT, None, messages)
-    assert err.value.source == "mappings/messages.yaml: locales.en.no_wait"
+    messages["locales"]["en"][key] = template
+    with pytest.raises(ValidationError) as err:
+        MessagesSchema().load(messages)
+    assert said in str(err.value.messages["locales"]["en"]["value"][key])
+
+
+def test_a_template_failing_on_this_packets_values_gives_the_built_in_words_not_a_500(caplog):
+    # A branch the load's example values did not take: the handoff still goes out, and it is logged.
+    messages = copy.deepcopy(SHIPPED)
+    messages["locales"]["en"]["wait"] = "{% if minutes > 9 %}{{ minutes.days }}{% else %}Soon.{% endif %}"
+    with caplog.at_level(logging.ERROR, logger="connector.customer_message"):
+        composed = compose(full_packet(), ASSIGNMENT, 1200, messages)
+    assert "Someone should be with you in about 20 minutes." in composed["text"]
+    [record] = [r for r in caplog.records if r.name == "connector.customer_message"]
+    assert record.where == "mappings/messages.yaml: locales.en.wait" and "days" in record.error
 
 
 def _without_failed(*locales):
