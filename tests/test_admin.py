@@ -231,6 +231,11 @@ def test_readyz_shows_a_refused_mapping_edit_while_the_last_good_set_serves(make
     shown = response.get_json()["checks"]["mappings"]
     assert shown["ok"] is False and shown["serving"] == "the last good set"
     assert "routing.yaml:2 rules[0].when.segmnt" in shown["refused_edit"]
+    # A dry run of the set still served would pass for the edit's: refused, as the command is.
+    previewed = client.post("/v1/preview", json=minimal_packet(), headers=admin())
+    assert previewed.status_code == 409
+    assert "the mapping files are refused" in previewed.get_json()["detail"]
+    assert "routing.yaml:2 rules[0].when.segmnt" in previewed.get_json()["detail"]
 
 
 def test_an_edit_the_adapter_refuses_is_refused_like_any_other_not_a_500(make_app, tmp_path):

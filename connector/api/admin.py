@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from ..auth import authenticate_admin
-from ..errors import NotFound, ValidationFailed
+from ..errors import Conflict, NotFound, ValidationFailed
 from ..outbox import REPLAYABLE, list_deliveries, replay
 from ..previewing import preview_packet
 from ..schemas.responses import TICKET_STATES
@@ -44,9 +44,16 @@ def preview() -> Response:
         401: {$ref: "#/components/responses/Problem"}
         413: {$ref: "#/components/responses/Problem"}
         415: {$ref: "#/components/responses/Problem"}
+        409: {description: "An edit of the mapping files is refused: the service serves the last good set, which is not what was edited", content: {application/problem+json: {schema: Problem}}}
         422: {$ref: "#/components/responses/Problem"}
     """
     services = current_services()
+    services.mappings  # noqa: B018 — looks at the files (an edit made since the last look)
+    refused = services.mapping_store.errors
+    if refused is not None:
+        # As the `preview` command: a dry run of the set still served would pass for the edit's.
+        raise Conflict(f"the mapping files are refused: {refused}. The service serves the last good set; "
+                       "fix the file and preview again.")
     return jsonify(preview_packet(services, request.get_data(), request.content_type, at=request.args.get("at")))
 
 
