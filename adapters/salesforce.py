@@ -72,7 +72,7 @@ class SalesforceAdapter(Adapter):
 
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
         super().__init__(settings, mapping)
-        check_mapping(self.mapping, f"{settings.mappings_dir}/salesforce.yaml")
+        check_mapping(self.mapping)
         self._lock = threading.Lock()
         self._conn: Client | None = None  # built on first send: rendering needs no credentials
         # handoff id → case id, for cases whose transcript is incomplete: lets a retry in this process

@@ -30,7 +30,7 @@ from simple_salesforce.exceptions import (
 )
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 
-from connector.errors import ConfigError
+from connector.errors import ConfigError, MappingProblem
 from connector.settings import Settings
 
 from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TransientError
@@ -78,15 +78,18 @@ def auth_mode(settings: Settings) -> str:
     return mode
 
 
-def check_mapping(mapping: Mapping[str, Any], source: str) -> None:
+def check_mapping(mapping: Mapping[str, Any]) -> None:
     """Refuse values that would fail every delivery, or put text into SOQL unquoted."""
     choices = {"transcript_as": ("case_comment", "feed_item"), "contact": ("find_or_create", "find", "none")}
     for key, allowed in choices.items():
         if key in mapping and mapping[key] not in allowed:
-            raise ConfigError(f"{source}: {key}", f"must be one of {', '.join(allowed)}")
-    for name in [mapping.get("handoff_id_field") or "Id", *(mapping.get("fields") or {})]:
+            raise MappingProblem("salesforce", key, f"must be one of {', '.join(allowed)}, got {mapping[key]!r}")
+    named = [("handoff_id_field", mapping.get("handoff_id_field") or "Id"),
+             *((f"fields.{name}", name) for name in mapping.get("fields") or {})]
+    for key, name in named:
         if not isinstance(name, str) or not _IDENTIFIER.match(name):
-            raise ConfigError(f"{source}: {name}", "is not a Salesforce field API name (like Order_Number__c)")
+            raise MappingProblem("salesforce", key,
+                                 f"{name!r} is not a Salesforce field API name (like Order_Number__c)")
 
 
 class Throttled(Exception):

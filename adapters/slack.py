@@ -30,7 +30,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 
-from connector.errors import ConfigError
+from connector.errors import ConfigError, MappingProblem
 from connector.schemas.packet import URGENCIES
 from connector.settings import Settings
 
@@ -79,12 +79,12 @@ class SlackAdapter(Adapter):
         self._lock = threading.Lock()
         mention = self.mapping.get("mention_on_urgent") or ""
         if mention and not MENTION.match(mention):  # admin-edited: only real mention syntax, never free mrkdwn
-            raise ConfigError("mappings/slack.yaml: mention_on_urgent",
-                              "must be <!here>, <!channel>, <@U…> or <!subteam^S…> (several: separated by spaces)")
+            raise MappingProblem("slack", "mention_on_urgent",
+                                 "must be <!here>, <!channel>, <@U…> or <!subteam^S…> (several: separated by spaces)")
         urgencies = self.mapping.get("mention_urgencies", ["urgent"])
         if not all(isinstance(u, str) and u.lower() in URGENCIES for u in urgencies or ()):
-            raise ConfigError("mappings/slack.yaml: mention_urgencies",
-                              f"must list urgencies from {', '.join(URGENCIES)}")
+            raise MappingProblem("slack", "mention_urgencies",
+                                 f"must list urgencies from {', '.join(URGENCIES)}")
         self._mention_urgencies = frozenset(u.lower() for u in urgencies or ())  # as routing reads them: any case
 
     @classmethod

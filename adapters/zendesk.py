@@ -29,7 +29,7 @@ from zenpy import Zenpy
 
 from connector import json_codec
 from connector.decision import lookup_ends
-from connector.errors import ConfigError
+from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import KINDS as VALUE_KINDS
 from connector.mapping_values import MISSING, compile_value, resolve
 from connector.settings import Settings
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 # Zendesk may add markup of its own.
 COMMENT_LIMIT_BYTES = 60_000
 PRIORITIES = {"low": "low", "normal": "normal", "high": "high", "urgent": "urgent"}
+TICKET_TYPES = ("question", "incident", "problem", "task")
 DEFAULTS: dict[str, Any] = {"type": "question", "public_comment": False, "tags": [], "custom_fields": [],
                             "reopen_solved": True}
 # Zendesk's answer to any update of a closed ticket (422 RecordInvalid); a deleted one answers 404.
@@ -449,13 +450,23 @@ def _config(mapping: Mapping[str, Any]) -> dict[str, Any]:
     """The mapping over the shipped defaults; a malformed entry names its key (checked at start-up)."""
     conf = {**DEFAULTS, **{key: value for key, value in mapping.items() if value is not None}}
     conf["priority"] = {**PRIORITIES, **(mapping.get("priority") or {})}
+    # Zendesk's own, fixed sets: any other value is refused by name on every ticket.
+    if conf["type"] not in TICKET_TYPES:
+        raise MappingProblem("zendesk", "type", f"must be one of {', '.join(TICKET_TYPES)}, got {conf['type']!r}")
+    for ours, theirs in conf["priority"].items():
+        if theirs not in PRIORITIES:
+            raise MappingProblem("zendesk", f"priority.{ours}",
+                                 f"must be one of Zendesk's {', '.join(PRIORITIES)}, got {theirs!r}")
     for i, entry in enumerate(conf["custom_fields"]):
         if not isinstance(entry, Mapping) or "id" not in entry or not any(entry.get(k) for k in VALUE_KINDS):
-            raise ConfigError(f"mappings/zendesk.yaml: custom_fields[{i}]",
-                              "needs an 'id' and a value: path, template, literal or lookup")
-        compile_value(_spec(entry), f"mappings/zendesk.yaml: custom_fields[{i}]", mapping.get("lookups"))
+            raise MappingProblem("zendesk", f"custom_fields[{i}]",
+                                 "needs an 'id' and a value: path, template, literal or lookup")
+        try:
+            compile_value(_spec(entry), f"custom_fields[{i}]", mapping.get("lookups"))
+        except ConfigError as err:
+            raise MappingProblem("zendesk", err.source, err.message) from None
     if not isinstance(conf["tags"], list):
-        raise ConfigError("mappings/zendesk.yaml: tags", "must be a list")
+        raise MappingProblem("zendesk", "tags", "must be a list")
     return conf
 
 

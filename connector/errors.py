@@ -43,6 +43,16 @@ class ConfigError(Exception):
         return ".env.example and README.md, 'Configuration'"
 
 
+class MappingProblem(ConfigError):
+    """A vendor's own check refused a key of its mapping file (`adapters`): raised with the file
+    and key path, and located by the mapping store, which knows the directory and the file's
+    lines (`mappings.MappingStore.load`) — the adapters named `mappings/x.yaml` and no line."""
+
+    def __init__(self, target: str, key_path: str, message: str):
+        self.file, self.key_path = f"{target}.yaml", key_path
+        super().__init__(f"mappings/{self.file}: {key_path}", message)
+
+
 class ApiProblem(Exception):
     """An error answered to the caller as problem+json. Its `type` is the address of a page saying
     what it means and what a caller should do (`meaning`, `retry`; `/problems/<type_slug>`), the

@@ -25,7 +25,7 @@ import yaml
 from marshmallow import Schema, ValidationError
 
 from .customer_message import MessagesSchema
-from .errors import ConfigError
+from .errors import ConfigError, MappingProblem
 from .mapping_values import check_document
 from .redaction import KINDS
 from .routing_schema import compile_routing, flatten
@@ -42,6 +42,13 @@ class Mappings:
     messages: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
     loaded: bool = True  # False: no files read (`none_loaded`)
+    # Each vendor file as errors name it, and its keys' lines: to place a vendor's own refusal.
+    files: Mapping[str, tuple[str, Lines]] = field(default_factory=dict, compare=False, repr=False)
+
+    def located(self, problem: MappingProblem) -> ConfigError:
+        """`problem` named by its file as read and its key's line."""
+        name, lines = self.files.get(problem.file, (problem.source.split(": ")[0], {}))
+        return ConfigError(locate(name, lines, problem.key_path), problem.message)
 
 
 def read_yaml(path: Path, name: str | None = None) -> tuple[Any, Lines]:
@@ -143,7 +150,10 @@ KeysOf = Callable[[str], Collection[str]]  # a target's name → the top-level k
 def load_file(path: Path, name: str | None = None, known: Collection[str] | None = None) -> dict[str, Any]:
     """A mapping file's data after the common checks (YAML, version, `known` top-level keys when
     given, templates, paths)."""
-    name = name or str(path)
+    return _load_file(path, name or str(path), known)[0]
+
+
+def _load_file(path: Path, name: str, known: Collection[str] | None) -> tuple[dict[str, Any], Lines]:
     data, lines = read_yaml(path, name)
     data = _check_version(data, name, lines)
     unknown = [key for key in data if known is not None and key not in known]
@@ -164,7 +174,7 @@ def load_file(path: Path, name: str | None = None, known: Collection[str] | None
         check_document({k: v for k, v in data.items() if k != "version"}, "", tables)
     except ConfigError as err:
         raise ConfigError(locate(name, lines, err.source), err.message) from None
-    return data
+    return data, lines
 
 
 def _holds(value: Any, expected: type | tuple[type, ...]) -> bool:
@@ -239,8 +249,10 @@ def load_mappings(directory: str, root: str, target_names: list[str], keys_of: K
     if keys_of is not None:  # every target named (the service, `check`): a YAML file none reads is a mistake
         _no_strangers(base, [*(f"{name}.yaml" for name in target_names), "routing.yaml", "messages.yaml"], shown)
 
-    targets = {name: load_file(base / f"{name}.yaml", shown(f"{name}.yaml"), keys_of(name) if keys_of else None)
-               for name in target_names if (base / f"{name}.yaml").exists()}
+    read = {name: _load_file(base / f"{name}.yaml", shown(f"{name}.yaml"), keys_of(name) if keys_of else None)
+            for name in target_names if (base / f"{name}.yaml").exists()}
+    targets = {name: data for name, (data, _) in read.items()}
+    files = {f"{name}.yaml": (shown(f"{name}.yaml"), lines) for name, (_, lines) in read.items()}
     known = list(target_names)
     routing = (_schema_load(lambda data: compile_routing(data, known), base / "routing.yaml", shown("routing.yaml"))
                if (base / "routing.yaml").exists() else compile_routing({}, known))
@@ -248,7 +260,7 @@ def load_mappings(directory: str, root: str, target_names: list[str], keys_of: K
     if (base / "messages.yaml").exists():
         messages = _schema_load(MessagesSchema(), base / "messages.yaml", shown("messages.yaml"))
         _check_variants(routing, messages, shown("routing.yaml"), base / "routing.yaml")
-    return Mappings(targets=targets, routing=routing, messages=messages, source=str(base))
+    return Mappings(targets=targets, routing=routing, messages=messages, source=str(base), files=files)
 
 
 def _check_variants(routing: Mapping[str, Any], messages: Mapping[str, Any], name: str, path: Path) -> None:
@@ -294,7 +306,10 @@ class MappingStore:
         """A fresh, strict load of the directory (raises ConfigError), whatever the store holds."""
         mappings = load_mappings(self.directory, self.root, self.target_names, self.keys_of)
         if self.check is not None:
-            self.check(mappings)
+            try:
+                self.check(mappings)
+            except MappingProblem as err:
+                raise mappings.located(err) from None
         return mappings
 
     def _base(self) -> Path:

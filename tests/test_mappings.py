@@ -475,3 +475,26 @@ def test_with_a_fallback_a_stray_yaml_file_at_start_serves_it_too(tmp_path, mapd
     store = MappingStore(str(mapdir), "/", TARGETS, keys_of=mapping_keys, fallback=checked)
     assert store.current() is checked and store.errors is not None
     assert store.errors.source.endswith(stranger) and store.errors.guide == "mappings/README.md"
+
+
+@pytest.mark.parametrize(("file", "old", "new", "where", "words"), [
+    # Zendesk's own fixed sets: each went out on every ticket, and Zendesk refused it by name.
+    ("zendesk.yaml", "type: question", "type: questoin", "zendesk.yaml:6 type", "must be one of question, incident"),
+    ("zendesk.yaml", "  urgent: urgent", "  urgent: urgnet", "zendesk.yaml:17 priority.urgent", "got 'urgnet'"),
+    ("salesforce.yaml", "contact: find_or_create", "contact: find_or_creat", "salesforce.yaml:29 contact", "got 'find_or_creat'"),
+    ("slack.yaml", 'mention_on_urgent: ""', "mention_on_urgent: '@here'", "slack.yaml:11 mention_on_urgent", "<!here>"),
+])
+def test_a_vendors_own_refusal_names_the_file_as_read_and_the_line(tmp_path, file, old, new, where, words):
+    # They named `mappings/<vendor>.yaml` (wherever CONNECTOR_MAPPINGS_DIR pointed) and no line.
+    from adapters.registry import build_adapters, mapping_keys
+    from connector.settings import Settings
+
+    mapdir = tmp_path / "elsewhere"
+    shutil.copytree(ROOT / "mappings", mapdir)
+    text = (mapdir / file).read_text()
+    assert f"\n{old}\n" in text
+    (mapdir / file).write_text(text.replace(f"\n{old}\n", f"\n{new}\n", 1))
+    with pytest.raises(ConfigError) as err:
+        MappingStore(str(mapdir), "/", TARGETS, keys_of=mapping_keys,
+                     check=lambda mappings: build_adapters(Settings(), mappings.targets))
+    assert err.value.source == f"{mapdir}/{where}" and words in err.value.message
