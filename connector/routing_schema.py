@@ -172,7 +172,7 @@ class RoutingSchema(_Strict):
             if wrong := _routing_keys(team.get("targets") or {}):
                 errors.setdefault("teams", {}).setdefault(name, {})["targets"] = wrong
         if teams and data["default"]["team"] not in teams:
-            errors["default"] = {"team": [f"{data['default']['team']!r} is not under teams:"]}
+            errors["default"] = {"team": [_not_a_team(data["default"]["team"], teams)]}
         seen: set[str] = set()
         rules = data.get("rules") or []
         for i, rule in enumerate(rules):
@@ -182,8 +182,11 @@ class RoutingSchema(_Strict):
             seen.add(rule["name"])
             team = rule["when"].get("hours_of") or then.get("team") or data["default"]["team"]
             if then.get("team") and teams and then["team"] not in teams:
-                problems.setdefault("then", {})["team"] = [f"{then['team']!r} is not under teams:"]
-            if "in_hours" in rule["when"] and not (teams.get(team) or {}).get("calendar"):
+                problems.setdefault("then", {})["team"] = [_not_a_team(then["team"], teams)]
+            hours_of = rule["when"].get("hours_of")
+            if hours_of and teams and hours_of not in teams:
+                problems.setdefault("when", {})["hours_of"] = [_not_a_team(hours_of, teams)]
+            elif "in_hours" in rule["when"] and not (teams.get(team) or {}).get("calendar"):
                 problems.setdefault("when", {})["in_hours"] = [f"team {team!r} has no calendar"]
             unknown = [n for n in [*(then.get("target_names") or ()), *(then.get("targets") or {})]
                        if self.known_targets is not None and n not in self.known_targets]
@@ -211,6 +214,12 @@ class RoutingSchema(_Strict):
             if team.get("calendar"):
                 team["calendar"] = calendars[team["calendar"]]
         return RoutingConfig(data, calendars=calendars)
+
+
+def _not_a_team(name: Any, teams: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(str(name), [str(t) for t in teams], n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{name!r} is not under teams:{hint}"
 
 
 def _routing_keys(targets: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:

@@ -498,3 +498,22 @@ def test_a_vendors_own_refusal_names_the_file_as_read_and_the_line(tmp_path, fil
         MappingStore(str(mapdir), "/", TARGETS, keys_of=mapping_keys,
                      check=lambda mappings: build_adapters(Settings(), mappings.targets))
     assert err.value.source == f"{mapdir}/{where}" and words in err.value.message
+
+
+@pytest.mark.parametrize(("old", "new", "words"), [
+    # It said "team 'biling' has no calendar", sending the admin to calendars: for a typo.
+    ("hours_of: billing", "hours_of: biling",
+     "routing.yaml:79 rules[5].when.hours_of: in rule 'billing-after-hours-urgent': 'biling' is not under teams:; "
+     "did you mean 'billing'?"),
+    ("then: {team: billing}", "then: {team: biling}", "routing.yaml:85 rules[6].then.team: in rule "
+     "'billing': 'biling' is not under teams:; did you mean 'billing'?"),
+])
+def test_a_misspelt_team_in_a_rule_is_named_with_the_team_it_meant(tmp_path, old, new, words):
+    mapdir = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings", mapdir)
+    text = (mapdir / "routing.yaml").read_text()
+    assert old in text
+    (mapdir / "routing.yaml").write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError) as err:
+        load(mapdir)
+    assert words in str(err.value)
