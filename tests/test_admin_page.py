@@ -206,3 +206,24 @@ def test_odd_input_and_a_database_away_are_pages_not_500s(make_app, tmp_path):
     shutil.rmtree(tmp_path / "gone")
     for response in (client.get("/admin/handoffs/hnd_x"), client.post("/admin/deliveries/retry", data={"csrf": csrf})):
         assert response.status_code == 503 and "does not answer" in response.get_data(as_text=True)
+
+
+def test_a_handoff_page_says_what_the_answer_said_while_attempts_failed(app):
+    # "customer was told … in about 10 minutes" while the bot's 202 had said no wait at all.
+    from connector.models import Handoff
+
+    client = signed_in(app)
+    handoff_id = handoff(client, full_packet())
+    services = app.extensions["connector"]
+    message = {"locale": "en", "text": "Our team will be with you in about 10 minutes.",
+               "if_delayed": "Our team will reply here as soon as they're free."}
+    with services.db.session() as session:
+        session.execute(update(Handoff).values(customer_message=message, estimated_wait_seconds=600))
+    page = client.get(f"/admin/handoffs/{handoff_id}").get_data(as_text=True)
+    assert "in about 10 minutes. <span class=\"note\">(as the bot reads it now; wait quoted: 600 s)" in page
+    assert "While the first attempts failed" not in page  # delivered at once: it was never shown
+
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(attempts=2))  # delivered on its second attempt
+    page = client.get(f"/admin/handoffs/{handoff_id}").get_data(as_text=True)
+    assert "as soon as they&#39;re free." in page.split("While the first attempts failed", 1)[1]

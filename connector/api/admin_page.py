@@ -179,10 +179,14 @@ def handoff(handoff_id: str) -> str | tuple[str, int]:
         brief = render_brief(found.packet, found.id, update=found.follows_id is not None,
                              assignment=found.assignment).text
         follows, delivery_ids = found.follows_id, {d.target: d.id for d in found.deliveries}
+        # While no target had it and attempts failed, answers showed the message without its wait
+        # (`answers.shown_message`): the bot may have shown the customer that one instead.
+        retried = any(d.attempts > 1 for d in found.deliveries)
+        delayed_text = (found.customer_message or {}).get("if_delayed") if retried else None
     payloads = {d["target"]: json.dumps(d["payload"], indent=2, ensure_ascii=False) if d["payload"] else None
                 for d in detail["deliveries"]}
     return render_template("admin/handoff.html", h=detail, brief=brief, follows=follows, payloads=payloads,
-                           delivery_ids=delivery_ids, csrf=session["csrf"])
+                           delivery_ids=delivery_ids, delayed_text=delayed_text, csrf=session["csrf"])
 
 
 @bp.post("/deliveries/<int:delivery_id>/retry")
