@@ -20,6 +20,7 @@ from flask import Request
 
 from . import callbacks
 from .errors import Forbidden, Unauthenticated
+from .idempotency import CALLER_ID
 from .settings import Settings
 from .vendor_signatures import SignatureError, verify_standard_webhook
 
@@ -52,6 +53,11 @@ def _signed(request: Request, settings: Settings, now: float) -> Caller:
         return _refused("callback_id")
     if request.method in ("GET", "HEAD") and request.get_data():
         return _refused("body_on_read")
+    # Stored with the handoff it made (replays are answered from it): one longer than its column
+    # failed on PostgreSQL as a 500, after a valid signature.
+    message_id = request.headers.get("webhook-id")
+    if message_id is not None and not CALLER_ID.match(message_id):
+        return _refused("webhook_id_malformed")
     by_bot: dict[str, list[str]] = {}
     for bot_id, secret in settings.bot_secrets:
         by_bot.setdefault(bot_id, []).append(secret)

@@ -10,7 +10,8 @@ from typing import Any
 
 from .errors import MalformedRequest
 
-_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+# An id a caller chooses and we store (String(200)): an `Idempotency-Key`, a signed request's `webhook-id`.
+CALLER_ID = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
 def packet_hash(packet: Mapping[str, Any]) -> str:
@@ -23,7 +24,7 @@ def key_for(header: str | None, digest: str) -> str:
     """The `Idempotency-Key` header, or — when absent — the packet hash (scoped to the bot by the caller)."""
     if header is None:
         return f"sha256:{digest}"
-    if not _KEY.match(header):
+    if not CALLER_ID.match(header):
         raise MalformedRequest(
             "Idempotency-Key must be 1 to 200 visible ASCII characters.", errors={"Idempotency-Key": ["invalid"]}
         )

@@ -130,10 +130,12 @@ def _refuse_flasks_own_read(named: str) -> None:
 def _split_pairs(name: str, raw: str) -> tuple[tuple[str, str], ...]:
     """`bot:value,bot:value` → pairs; a bot may appear several times (rotation)."""
     pairs = []
-    for item in filter(None, (part.strip() for part in raw.split(","))):
+    for n, item in enumerate(filter(None, (part.strip() for part in raw.split(","))), start=1):
         bot, sep, value = item.partition(":")
         if not sep or not bot.strip() or not value.strip():
-            raise ConfigError(name, f"expected 'bot_id:value' pairs separated by commas, got {item[:12]!r}…")
+            # By position, never by content: an entry without its `bot:` is most likely a key or
+            # secret pasted alone, and this line goes to stderr and the container's logs.
+            raise ConfigError(name, f"entry {n} is not a 'bot_id:value' pair (pairs are separated by commas)")
         pairs.append((bot.strip(), value.strip()))
     return tuple(pairs)
 
@@ -321,13 +323,21 @@ class Settings:
         if self.retry_max_s < self.retry_base_s:
             raise ConfigError("CONNECTOR_RETRY_MAX_S", f"must be at least CONNECTOR_RETRY_BASE_S "
                               f"({self.retry_base_s:g}), got {self.retry_max_s:g}")
-        holders: dict[str, str] = {}
-        for bot_id, key in self.bot_keys:
-            other = holders.setdefault(key, bot_id)
-            if other != bot_id:
-                # The key says which bot is calling: one of them would act as the other.
-                raise ConfigError("CONNECTOR_BOT_KEYS", f"{other!r} and {bot_id!r} have the same key; each bot needs "
-                                  "its own")
+        # A key or secret says who is calling: shared by two bots, one of them would act as the
+        # other (signed requests: the first bot whose secret matched); shared with the admin or
+        # the metrics, a bot's credential would open those too, or the reverse.
+        for variable, pairs in (("CONNECTOR_BOT_KEYS", self.bot_keys), ("CONNECTOR_BOT_SECRETS", self.bot_secrets)):
+            holders: dict[str, str] = {}
+            for bot_id, value in pairs:
+                other = holders.setdefault(value, bot_id)
+                if other != bot_id:
+                    raise ConfigError(variable, f"{other!r} and {bot_id!r} have the same value; each bot needs its own")
+        bot_keys = {key for _, key in self.bot_keys}
+        if self.admin_token and self.admin_token in bot_keys:
+            raise ConfigError("CONNECTOR_ADMIN_TOKEN", "is also a bot's key (CONNECTOR_BOT_KEYS): it must be its own")
+        if self.metrics_token and (self.metrics_token == self.admin_token or self.metrics_token in bot_keys):
+            raise ConfigError("CONNECTOR_METRICS_TOKEN", "is also the admin token or a bot's key: a scraper's token "
+                              "must open nothing else")
         for attr in ("public_url", "zendesk_base_url", "salesforce_instance_url", "slack_api_url"):
             if _has_userinfo(getattr(self, attr)):
                 # Never used to sign in (each vendor's credentials have their variables), and these

@@ -8,6 +8,8 @@ from connector import create_app
 from connector.errors import ConfigError
 from connector.settings import Settings
 
+SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
 
 @pytest.mark.parametrize(("environ", "variable"), [
     ({"CONNECTOR_SYNC_BUDGET_MS": "soon"}, "CONNECTOR_SYNC_BUDGET_MS"),
@@ -41,12 +43,26 @@ from connector.settings import Settings
     ({"CONNECTOR_RETRY_BASE_S": "30", "CONNECTOR_RETRY_MAX_S": "10"}, "CONNECTOR_RETRY_MAX_S"),
     ({"CONNECTOR_BOT_KEYS": "bot-a:shared-key-0123456789abcdefgh,bot-b:shared-key-0123456789abcdefgh"},
      "CONNECTOR_BOT_KEYS"),
+    # one signing secret for two bots: the first bot whose secret matched was taken for the caller
+    ({"CONNECTOR_BOT_SECRETS": f"bot-a:{SECRET},bot-b:{SECRET}"}, "CONNECTOR_BOT_SECRETS"),
+    # a bot's key opened the admin surface, the admin's token the metrics
+    ({"CONNECTOR_BOT_KEYS": "bot-a:shared-key-0123456789abcdefgh", "CONNECTOR_ADMIN_TOKEN": "shared-key-0123456789abcdefgh"},
+     "CONNECTOR_ADMIN_TOKEN"),
+    ({"CONNECTOR_ADMIN_TOKEN": "shared-key-0123456789abcdefgh", "CONNECTOR_METRICS_TOKEN": "shared-key-0123456789abcdefgh"},
+     "CONNECTOR_METRICS_TOKEN"),
 ])
 def test_bad_values_stop_start_up_naming_the_variable(environ, variable, tmp_path):
     environ = {"CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", **environ}
     with pytest.raises(ConfigError) as caught:
         create_app({"environ": environ})
     assert variable in str(caught.value) and ".env.example" in str(caught.value)
+
+
+def test_an_entry_without_its_bot_is_named_by_position_not_echoed():
+    # A key pasted without `bot:`: half of it went to stderr and the container's logs.
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"CONNECTOR_BOT_KEYS": "bot-a:Aq8vN3kR7tYp2LmX9cWb4HsD,Zq8vN3kR7tYp2LmX9cWb4HsD"})
+    assert "entry 2 is not a 'bot_id:value' pair" in str(caught.value) and "Zq8v" not in str(caught.value)
 
 
 def test_a_log_level_is_taken_in_any_case(tmp_path):

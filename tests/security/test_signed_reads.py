@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import time
 
+import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import auth
@@ -59,3 +60,17 @@ def test_a_signed_read_as_a_bot_makes_it_still_works(make_app):
     app = make_app(bot_secrets=TWO_SECRETS)
     hid = _post(app, minimal_packet(), "k-1")
     assert app.test_client().get(f"/v1/handoffs/{hid}", headers=_signed("msg_read_1", "")).status_code == 200
+
+
+@pytest.mark.parametrize("msg_id", ["m" * 201, "msg with spaces", "msg_\u00e9"])
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_webhook_id_the_connector_cannot_store_is_refused_before_anything_is_made(make_app, request, db, msg_id):
+    # 201 characters, validly signed: stored with the handoff in a String(200), PostgreSQL's refusal
+    # was a 500 (a traceback in the log) after the signature had passed.
+    url = request.getfixturevalue("postgres_url") if db == "postgres" else None
+    app = make_app(bot_secrets=TWO_SECRETS, **({"database_url": url} if url else {}))
+    body = json.dumps(minimal_packet())
+    response = app.test_client().post("/v1/handoffs", data=body, content_type="application/json",
+                                      headers=_signed(msg_id, body))
+    assert response.status_code == 401, response.get_json()
+    assert response.get_json()["errors"] == {"webhook-signature": ["webhook_id_malformed"]}
