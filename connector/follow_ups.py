@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from ulid import ULID
 
-from . import answers
+from . import answers, json_codec
 from .errors import ServiceUnavailable, ValidationFailed
 from .idempotency import key_for, packet_hash
 from .intake import Answer, deliver_and_answer, find_repeat, parse_json, replay, store
@@ -42,7 +42,9 @@ from .services import Services
 
 log = logging.getLogger(__name__)
 # Each batch holds its handoff's packet again (it may have to open a ticket with everything): a
-# bot posting every line as a batch would otherwise grow one handoff without end.
+# bot posting every line as a batch would otherwise grow one handoff without end. Each such copy is
+# bounded as a handoff is (`_within_the_transcript_limit`, `_within_the_body_limit`): what one
+# handoff stores grows at most linearly, MAX_BATCHES × CONNECTOR_MAX_BODY_BYTES.
 MAX_BATCHES = 100
 PLACE_TRIES = 5  # batches of one handoff posted at the same moment: each takes the next place in turn
 
@@ -101,6 +103,7 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
                     errors={"messages": [f"at most {MAX_BATCHES} batches per handoff"]})
             packet = follow_up_packet(handoff, earlier, messages)
             _within_the_transcript_limit(packet, len(messages), services.settings.max_transcript_entries)
+            _within_the_body_limit(packet, len(messages), services.settings.max_body_bytes)
             now = utcnow()
             row = dict(
                 id=f"msg_{ULID()}", bot_id=handoff.bot_id, conversation_id=handoff.conversation_id,
@@ -141,6 +144,19 @@ def _within_the_transcript_limit(packet: dict[str, Any], sent: int, most: int) -
             f"With these {sent} message(s) the handoff's transcript would hold {total} entries; at most {most} "
             "(CONNECTOR_MAX_TRANSCRIPT_ENTRIES). Send a new handoff of the conversation instead.",
             errors={"messages": [f"the transcript would hold {total} entries; at most {most}"]})
+
+
+def _within_the_body_limit(packet: dict[str, Any], sent: int, most: int) -> None:
+    """The packet this batch stores (the handoff's, every batch's messages) is one a bot could have
+    sent as a new handoff, and has the same size limit. Counted in entries alone, batches of long
+    messages stored ~120 MB for 5 MB posted (50 batches of 95 KB), and every read of the handoff
+    loaded it all."""
+    size = len(json_codec.dumps_bytes(packet))
+    if size > most:
+        raise ValidationFailed(
+            f"With these {sent} message(s) the handoff and its messages would take {size} bytes; at most {most} "
+            "(CONNECTOR_MAX_BODY_BYTES), as a handoff sent whole. Send a new handoff of the conversation instead.",
+            errors={"messages": [f"the handoff and its messages would take {size} bytes; at most {most}"]})
 
 
 def _earlier(services: Services, handoff: Handoff) -> list[Handoff]:

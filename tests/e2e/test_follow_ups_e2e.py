@@ -10,7 +10,7 @@ import responses
 from requests.exceptions import ReadTimeout
 from sqlalchemy import select
 
-from connector.models import Callback, Delivery
+from connector.models import Callback, Delivery, Handoff
 from tests.conftest import ADMIN_TOKEN, OTHER_KEY, auth
 from tests.factories import full_packet, minimal_packet
 from tests.fakes.salesforce import IDS, INSTANCE, TOKEN, SalesforceFake
@@ -400,3 +400,22 @@ def test_messages_that_would_take_the_transcript_over_its_limit_are_refused_nami
     body = refused.get_json()
     assert "CONNECTOR_MAX_TRANSCRIPT_ENTRIES" in body["detail"]
     assert body["errors"] == {"messages": [f"the transcript would hold {base + 3} entries; at most {base + 2}"]}
+
+
+def test_messages_that_would_take_the_stored_packet_over_the_body_limit_are_refused_naming_it(make_app):
+    # Counted in entries alone, 50 batches of 95 KB (5 MB posted) stored ~120 MB, each batch the
+    # handoff's packet with every batch's messages, and every read of the handoff loaded it all.
+    app = make_app(max_body_bytes=20_000)
+    client = app.test_client()
+    handoff = post(client, minimal_packet()).get_json()
+    long = [{**SAID[0], "text": "x" * 7_000}]
+    for key in ("b1", "b2"):  # each request is well within the limit, and so is the whole
+        assert send(client, handoff["id"], messages=long, **{"Idempotency-Key": key}).status_code in (201, 202)
+    refused = send(client, handoff["id"], messages=long, **{"Idempotency-Key": "b3"})
+    assert refused.status_code == 422
+    body = refused.get_json()
+    assert "CONNECTOR_MAX_BODY_BYTES" in body["detail"] and "Send a new handoff" in body["detail"]
+    [said] = body["errors"]["messages"]
+    assert said.startswith("the handoff and its messages would take ") and said.endswith("bytes; at most 20000")
+    with app.extensions["connector"].db.reading() as session:
+        assert len(session.scalars(select(Handoff).where(Handoff.follows_id == handoff["id"])).all()) == 2
