@@ -3,6 +3,7 @@ what the customer is told and what wait to quote. The dry run (`preview`) decide
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import logging
 import time
@@ -111,7 +112,9 @@ def _by(ends: float | None, lookup: Callable[..., Any], packet: Mapping[str, Any
     """`lookup(packet, deadline=ends)`, given up on at `ends`."""
     if ends is None:  # no budget to keep (tests, tools): in this thread
         return lookup(packet, deadline=None)
-    future = _LOOKUPS.submit(lookup, packet, deadline=ends)
+    # In the request's log context (a pool thread has its own): the lookup's lines name the bot
+    # and conversation as the request's do.
+    future = _LOOKUPS.submit(contextvars.copy_context().run, lookup, packet, deadline=ends)
     try:
         return future.result(timeout=max(0.0, ends - time.monotonic()))
     except FutureTimeout:

@@ -314,3 +314,31 @@ def test_no_keywords_match_nothing():
     from connector.routing_schema import Keywords
 
     assert not Keywords([]).any_in("anything at all")
+
+
+def test_a_previous_agent_lookup_logs_in_the_requests_context():
+    # It ran on a pool thread of its own: its lines named no bot, conversation or handoff.
+    import logging
+    import time
+
+    from connector.decision import _by
+    from connector.jsonlog import _ContextFilter, log_context
+
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    handler = Keep()
+    handler.addFilter(_ContextFilter())
+    logger = logging.getLogger("test.lookup")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with log_context(bot_id="support-bot", conversation_id="conv-1"):
+            _by(time.monotonic() + 5, lambda packet, deadline: logger.info("asked the vendor"), {})
+    finally:
+        logger.removeHandler(handler)
+    [record] = seen
+    assert (record.bot_id, record.conversation_id) == ("support-bot", "conv-1")
