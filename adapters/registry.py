@@ -26,9 +26,12 @@ def adapter_class(name: str) -> type[Adapter]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def mapping_keys(name: str) -> dict[str, type | tuple[type, ...] | None]:
+def mapping_keys(name: str) -> dict[str, type | tuple[type, ...] | None] | None:
     """The top-level keys target `name`'s mapping file may hold, each with the type it must hold
-    (None: checked by the adapter, or anything goes)."""
+    (None: checked by the adapter, or anything goes); None for the built-in `preview`, which has no
+    file (it renders every vendor's): a `preview.yaml` would be read and used by nothing."""
+    if name == BUILT_IN:
+        return None
     cls = adapter_class(name)
     return {key: None for key in sorted(COMMON_MAPPING_KEYS | cls.mapping_keys)} | dict(COMMON_MAPPING_TYPES) \
         | dict(cls.mapping_types)

@@ -144,7 +144,7 @@ def _check_version(data: Any, name: str, lines: Lines) -> dict[str, Any]:
     return data
 
 
-KeysOf = Callable[[str], Collection[str]]  # a target's name → the top-level keys its file may hold
+KeysOf = Callable[[str], Collection[str] | None]  # a target's name → the keys its file may hold; None: no file
 
 
 def load_file(path: Path, name: str | None = None, known: Collection[str] | None = None) -> dict[str, Any]:
@@ -246,11 +246,12 @@ def load_mappings(directory: str, root: str, target_names: list[str], keys_of: K
     def shown(filename: str) -> str:
         return os.path.join(directory, filename) if not Path(directory).is_absolute() else str(base / filename)
 
+    with_files = [name for name in target_names if keys_of is None or keys_of(name) is not None]
     if keys_of is not None:  # every target named (the service, `check`): a YAML file none reads is a mistake
-        _no_strangers(base, [*(f"{name}.yaml" for name in target_names), "routing.yaml", "messages.yaml"], shown)
+        _no_strangers(base, [*(f"{name}.yaml" for name in with_files), "routing.yaml", "messages.yaml"], shown)
 
     read = {name: _load_file(base / f"{name}.yaml", shown(f"{name}.yaml"), keys_of(name) if keys_of else None)
-            for name in target_names if (base / f"{name}.yaml").exists()}
+            for name in with_files if (base / f"{name}.yaml").exists()}
     targets = {name: data for name, (data, _) in read.items()}
     files = {f"{name}.yaml": (shown(f"{name}.yaml"), lines) for name, (_, lines) in read.items()}
     known = list(target_names)

@@ -438,7 +438,8 @@ def test_the_readmes_routing_example_loads_as_written(tmp_path):
 
 @pytest.mark.parametrize(("stranger", "hint"), [("routing.yml", "did you mean 'routing.yaml'?"),
                                                  ("Zendesk.yaml", "did you mean 'zendesk.yaml'?"),
-                                                 ("old-routing.yaml", "it reads")])
+                                                 ("old-routing.yaml", "it reads"),
+                                                 ("preview.yaml", "it reads")])
 def test_a_yaml_file_the_connector_does_not_read_is_refused(mapdir, stranger, hint):
     # Skipped without a word: with routing.yaml renamed, the built-in defaults served in its place.
     from adapters.registry import mapping_keys
@@ -448,6 +449,8 @@ def test_a_yaml_file_the_connector_does_not_read_is_refused(mapdir, stranger, hi
         load_mappings(str(mapdir), "/", TARGETS, mapping_keys)
     assert err.value.source.endswith(stranger)
     assert err.value.message.startswith("is not a file the connector reads") and hint in err.value.message
+    # The built-in preview has no file of its own (it renders every vendor's): read, one was used by nothing.
+    assert "preview.yaml" not in err.value.message.split("it reads", 1)[1]
 
 
 def test_a_misspelt_bare_path_in_a_vendor_file_is_refused_when_the_file_is_loaded(tmp_path):
