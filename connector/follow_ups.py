@@ -1,8 +1,9 @@
 """`POST /v1/handoffs/{id}/messages`: what the customer says while a handoff waits for an agent.
 
 A batch of messages is stored as a *follow-up*: a handoff row naming the handoff it follows
-(`follows_id`) and its place among that handoff's follow-ups (`follow_up_seq`), with the handoff's
-packet and routing, the earlier follow-ups' messages and its own added to the transcript, and a
+(`follows_id`) and its place among that handoff's follow-ups (`follow_up_seq`), with its own
+messages (the packet it is delivered with — the handoff's, every batch's messages in its
+transcript — is put together for each attempt: `follow_up_packets`), the handoff's routing, and a
 delivery for each of the handoff's targets. The outbox delivers it as it delivers a second handoff
 of the conversation — an update of the ticket, case and Slack thread — with the same leases,
 retries, 429 pauses, look-ups after an unknown outcome, dead letters and replay. What differs
@@ -31,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from ulid import ULID
 
-from . import answers, json_codec
+from . import answers, follow_up_packets, json_codec
 from .errors import ServiceUnavailable, ValidationFailed
 from .idempotency import key_for, packet_hash
 from .intake import Answer, deliver_and_answer, find_repeat, parse_json, replay, store
@@ -41,10 +42,10 @@ from .schemas import Limits, MessagesSchema, flatten_errors
 from .services import Services
 
 log = logging.getLogger(__name__)
-# Each batch holds its handoff's packet again (it may have to open a ticket with everything): a
-# bot posting every line as a batch would otherwise grow one handoff without end. Each such copy is
-# bounded as a handoff is (`_within_the_transcript_limit`, `_within_the_body_limit`): what one
-# handoff stores grows at most linearly, MAX_BATCHES × CONNECTOR_MAX_BODY_BYTES.
+# Each batch may have to carry its handoff's packet and every batch's messages (to open a ticket
+# with everything), and that whole is bounded as a handoff is (`_within_the_transcript_limit`,
+# `_within_the_body_limit`); a bot posting every line as a batch would still grow one handoff's
+# rows, and every read of it, without end.
 MAX_BATCHES = 100
 PLACE_TRIES = 5  # batches of one handoff posted at the same moment: each takes the next place in turn
 
@@ -63,18 +64,6 @@ def validate_messages(data: dict[str, Any], services: Services) -> list[dict[str
         raise ValidationFailed(f"The messages are not valid: {len(errors)} field(s) need attention.",
                                errors=errors) from None
     return loaded["messages"]
-
-
-def follow_up_packet(handoff: Handoff, earlier: list[Handoff], messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """The handoff's packet with the `earlier` follow-ups' messages and then `messages` added to
-    its transcript — everything, should this follow-up have to carry it all — marked as a
-    follow-up (where its own messages start), without the callback: the handoff's speak for it."""
-    packet = {key: value for key, value in handoff.packet.items() if key != "callback"}
-    said = [entry for before in earlier for entry in before.packet["transcript"][before.packet["follow_up"]["first"]:]]
-    packet["transcript"] = [*handoff.packet["transcript"], *said]
-    packet["follow_up"] = {"handoff_id": handoff.id, "first": len(packet["transcript"])}
-    packet["transcript"].extend(messages)
-    return packet
 
 
 def accept(services: Services, handoff: Handoff, message_id: str | None, raw: bytes, content_type: str | None,
@@ -101,14 +90,15 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
                     f"A handoff takes at most {MAX_BATCHES} batches of messages, and this one has them. Send a new "
                     "handoff of the conversation with the whole transcript instead.",
                     errors={"messages": [f"at most {MAX_BATCHES} batches per handoff"]})
-            packet = follow_up_packet(handoff, earlier, messages)
+            # Checked whole (a batch may have to carry it all), stored as its own messages alone.
+            packet = follow_up_packets.whole(handoff, earlier, messages)
             _within_the_transcript_limit(packet, len(messages), services.settings.max_transcript_entries)
             _within_the_body_limit(packet, len(messages), services.settings.max_body_bytes)
             now = utcnow()
             row = dict(
                 id=f"msg_{ULID()}", bot_id=handoff.bot_id, conversation_id=handoff.conversation_id,
                 idempotency_key=key, request_hash=digest, message_id=message_id,
-                packet=packet, assignment=handoff.assignment,
+                packet=follow_up_packets.stored(handoff, messages), assignment=handoff.assignment,
                 customer_message=handoff.customer_message, estimated_wait_seconds=None, follows_id=handoff.id,
                 follow_up_seq=(earlier[-1].follow_up_seq if earlier else 0) + 1, created_at=now, updated_at=now,
             )
@@ -136,8 +126,7 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
 
 def _within_the_transcript_limit(packet: dict[str, Any], sent: int, most: int) -> None:
     """The handoff's transcript with every batch's messages is a transcript too, and has the same
-    limit. Each batch stores it whole (it may have to carry everything): unbounded, a handoff's
-    batches grew as the square of their number, in storage and in what each one reads."""
+    limit: a batch may have to carry it all, and a vendor take it in one payload."""
     total = len(packet["transcript"])
     if total > most:
         raise ValidationFailed(
@@ -147,10 +136,8 @@ def _within_the_transcript_limit(packet: dict[str, Any], sent: int, most: int) -
 
 
 def _within_the_body_limit(packet: dict[str, Any], sent: int, most: int) -> None:
-    """The packet this batch stores (the handoff's, every batch's messages) is one a bot could have
-    sent as a new handoff, and has the same size limit. Counted in entries alone, batches of long
-    messages stored ~120 MB for 5 MB posted (50 batches of 95 KB), and every read of the handoff
-    loaded it all."""
+    """The packet this batch may have to be delivered with (the handoff's, every batch's messages)
+    is one a bot could have sent as a new handoff, and has the same size limit."""
     size = len(json_codec.dumps_bytes(packet))
     if size > most:
         raise ValidationFailed(

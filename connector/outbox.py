@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from adapters.base import Adapter, HandoffContext, Link, Outcome
 from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, ReplacementUnderway, TransientError, decide
 
-from . import callbacks, driver_cursor, metrics
+from . import callbacks, driver_cursor, follow_up_packets, metrics
 from .backoff import backoff_seconds
 from .brief import render_brief
 from .db import Database
@@ -135,6 +135,8 @@ class _Claimed:
     caught_up: bool = False
     # The closed ticket the conversation's new one replaces (`_TAKE_FOR_REPLACEMENT`), to name it.
     follows_ticket: str | None = None
+    # A follow-up's packet as it is delivered (`follow_up_packets.whole_of`); None: the handoff's own.
+    packet: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -260,11 +262,12 @@ class Outbox:
                 # The brief is rendered inside the attempt: a packet it cannot render (a bug) is a
                 # failed attempt, retried and in the end dead, its failure told — not a crash
                 # before any attempt is counted, which left the handoff pending for ever.
+                packet = handoff.packet if claimed.packet is None else claimed.packet
                 ctx = HandoffContext(
                     handoff_id=handoff.id,
                     target=delivery.target,
-                    packet=handoff.packet,
-                    brief=render_brief(handoff.packet, handoff.id,
+                    packet=packet,
+                    brief=render_brief(packet, handoff.id,
                                        update=claimed.link is not None and claimed.caught_up,
                                        assignment=handoff.assignment),
                     assignment=handoff.assignment,
@@ -351,11 +354,12 @@ class Outbox:
                 # The vendor asked everyone to wait: hold this delivery until then; not an attempt.
                 connection.execute(_HOLD, {"delivery_id": delivery.id, "until": until})
                 return None
-            caught_up = False
+            caught_up, packet = False, None
             if handoff.follows_id is not None:
                 caught_up = self._follow_up_may_go(connection, delivery, handoff, now)
                 if caught_up is None:
                     return None
+                packet = follow_up_packets.whole_of(session, handoff)
             link = self._link_for(connection, delivery, handoff, now)
             if link is False:
                 return None
@@ -366,7 +370,7 @@ class Outbox:
                 for d in handoff.deliveries
                 if d.id != delivery.id and d.state in DONE
             )
-            return _Claimed(delivery, handoff, link or None, related, caught_up, follows)
+            return _Claimed(delivery, handoff, link or None, related, caught_up, follows, packet)
 
     def _follow_up_may_go(self, connection: Connection, delivery: Delivery, handoff: Handoff,
                           now: dt.datetime) -> bool | None:

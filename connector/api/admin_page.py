@@ -39,7 +39,7 @@ from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import answers
+from .. import answers, follow_up_packets
 from ..brief import render_brief
 from ..models import Handoff
 from ..outbox import REPLAYABLE, list_deliveries, replay
@@ -176,7 +176,8 @@ def handoff(handoff_id: str) -> str | tuple[str, int]:
         if found is None:
             return _message(f"No handoff {handoff_id!r}.", 404)
         detail = detail_of(reading, found)
-        brief = render_brief(found.packet, found.id, update=found.follows_id is not None,
+        packet = follow_up_packets.whole_of(reading, found) if found.follows_id else found.packet
+        brief = render_brief(packet, found.id, update=found.follows_id is not None,
                              assignment=found.assignment).text
         follows, delivery_ids = found.follows_id, {d.target: d.id for d in found.deliveries}
         # While no target had it and attempts failed, answers showed the message without its wait

@@ -369,7 +369,7 @@ def test_a_replayed_handoff_and_the_messages_opening_its_ticket_do_not_wait_for_
 def test_batches_posted_at_the_same_moment_each_take_their_own_place(make_app, monkeypatch):
     """Two batches of one handoff posted at once (two processes) read the same earlier batches; the
     second to be stored must not share the first's place: it reads again, follows it, carries it."""
-    from connector import follow_ups
+    from connector import follow_up_packets, follow_ups
     from connector.models import Handoff
 
     app = make_app()
@@ -383,7 +383,8 @@ def test_batches_posted_at_the_same_moment_each_take_their_own_place(make_app, m
     with app.extensions["connector"].db.reading() as session:
         second = session.get(Handoff, response.get_json()["id"])
         assert (session.get(Handoff, first).follow_up_seq, second.follow_up_seq) == (1, 2)
-        assert [e["text"] for e in second.packet["transcript"][-2:]] == [SAID[0]["text"], SAID[1]["text"]]
+        delivered = follow_up_packets.whole_of(session, second)  # what it carries, should it carry everything
+        assert [e["text"] for e in delivered["transcript"][-2:]] == [SAID[0]["text"], SAID[1]["text"]]
 
 
 def test_messages_that_would_take_the_transcript_over_its_limit_are_refused_naming_it(make_app):
@@ -419,3 +420,28 @@ def test_messages_that_would_take_the_stored_packet_over_the_body_limit_are_refu
     assert said.startswith("the handoff and its messages would take ") and said.endswith("bytes; at most 20000")
     with app.extensions["connector"].db.reading() as session:
         assert len(session.scalars(select(Handoff).where(Handoff.follows_id == handoff["id"])).all()) == 2
+
+
+def test_each_batch_stores_its_own_messages_not_a_copy_of_the_handoff(make_app):
+    # Each stored the handoff's packet with every earlier batch's messages: a tiny batch stored a
+    # whole packet's bytes, and a handoff's batches grew as the square of their number.
+    from connector import json_codec
+    from connector.follow_up_packets import whole_of
+
+    app = make_app()
+    client = app.test_client()
+    packet = full_packet()
+    packet["transcript"][0]["text"] = "x" * 20_000
+    handoff_id = post(client, packet).get_json()["id"]
+    for n in range(5):
+        said = [{**SAID[0], "text": f"message {n}"}]
+        assert send(client, handoff_id, messages=said, **{"Idempotency-Key": f"b{n}"}).status_code == 201
+    with app.extensions["connector"].db.reading() as session:
+        batches = session.scalars(select(Handoff).where(Handoff.follows_id == handoff_id)
+                                  .order_by(Handoff.follow_up_seq)).all()
+        assert [len(json_codec.dumps_bytes(b.packet)) < 500 for b in batches] == [True] * 5
+        last = whole_of(session, batches[-1])  # what it carries, should it carry everything
+    assert last["transcript"][0]["text"] == "x" * 20_000 and last["customer"] == packet["customer"]
+    assert [e["text"] for e in last["transcript"][-5:]] == [f"message {n}" for n in range(5)]
+    assert last["follow_up"] == {"handoff_id": handoff_id, "first": len(packet["transcript"]) + 4}
+    assert "callback" not in last
