@@ -454,9 +454,9 @@ def _config(mapping: Mapping[str, Any]) -> dict[str, Any]:
     if conf["type"] not in TICKET_TYPES:
         raise MappingProblem("zendesk", "type", f"must be one of {', '.join(TICKET_TYPES)}, got {conf['type']!r}")
     for ours, theirs in conf["priority"].items():
-        if theirs not in PRIORITIES:
+        if theirs is not None and theirs not in PRIORITIES:  # null: no priority (Zendesk's is nullable)
             raise MappingProblem("zendesk", f"priority.{ours}",
-                                 f"must be one of Zendesk's {', '.join(PRIORITIES)}, got {theirs!r}")
+                                 f"must be one of Zendesk's {', '.join(PRIORITIES)} (or null), got {theirs!r}")
     for i, entry in enumerate(conf["custom_fields"]):
         if not isinstance(entry, Mapping) or "id" not in entry or not any(entry.get(k) for k in VALUE_KINDS):
             raise MappingProblem("zendesk", f"custom_fields[{i}]",
@@ -467,6 +467,11 @@ def _config(mapping: Mapping[str, Any]) -> dict[str, Any]:
             raise MappingProblem("zendesk", err.source, err.message) from None
     if not isinstance(conf["tags"], list):
         raise MappingProblem("zendesk", "tags", "must be a list")
+    if mapping.get("subject"):
+        try:  # a value spec, as a custom field's: checked now, not at every delivery
+            compile_value(mapping["subject"], "subject", mapping.get("lookups"))
+        except ConfigError as err:
+            raise MappingProblem("zendesk", "subject", err.message) from None
     return conf
 
 

@@ -168,12 +168,18 @@ def _render(source: str, where: str, built_in: str, **context: Any) -> str:
     """`source` rendered; should it fail on this packet's values all the same (a branch the check at
     load did not take), the built-in English one in its place, logged: a handoff answered 500 was
     retried by its bot and failed again — no ticket, whatever the vendors could take."""
+    text = _rendered(source, where, **context)
+    return render(FALLBACK["locales"]["en"][built_in], f"built-in {built_in}", **context) if text is None else text
+
+
+def _rendered(source: str, where: str, **context: Any) -> str | None:
+    """`source` rendered, or None (logged) when it fails on these values."""
     try:
         return render(source, where, **context)
     except Exception as err:  # the sandbox's errors and Python's own alike
         log.error("customer message template failed; the built-in one was used",
                   extra={"where": where, "error": str(getattr(err, "message", err))[:300]})
-        return render(FALLBACK["locales"]["en"][built_in], f"built-in {built_in}", **context)
+        return None
 
 
 def _team_name(strings: Mapping[str, Any], assignment: Mapping[str, Any]) -> str:
@@ -191,8 +197,10 @@ def _apology(config: Mapping[str, Any], locale: str, assignment: Mapping[str, An
     for candidate in (locale, config.get("default_locale", "en")):
         strings = config["locales"].get(candidate) or {}
         if strings.get("failed"):
-            text = _render(strings["failed"], f"mappings/messages.yaml: locales.{candidate}.failed", "failed",
-                           team=_team_name(strings, assignment), problem=problem)
+            text = _rendered(strings["failed"], f"mappings/messages.yaml: locales.{candidate}.failed",
+                             team=_team_name(strings, assignment), problem=problem)
+            if text is None:
+                break  # the built-in English one, tagged as English
             return _tagged(" ".join(text.split()), candidate, locale)
     return _tagged(FAILED, "en", locale)
 

@@ -129,6 +129,13 @@ class Conflict(ApiProblem):
     retry = "no: a new key for a new handoff"
 
 
+class MappingsRefused(ApiProblem):
+    status, title, type_slug = 409, "Mappings refused", "mappings-refused"
+    meaning = ("an edit of the mapping files is refused (the detail names file and line): the service serves the "
+               "last good set")
+    retry = "after fixing the file: the admin's dry run"
+
+
 class PayloadTooLarge(ApiProblem):
     status, title, type_slug = 413, "Payload too large", "payload-too-large"
     meaning = "over `CONNECTOR_MAX_BODY_BYTES`"

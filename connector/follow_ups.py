@@ -92,8 +92,16 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
                     errors={"messages": [f"at most {MAX_BATCHES} batches per handoff"]})
             # Checked whole (a batch may have to carry it all), stored as its own messages alone.
             packet = follow_up_packets.whole(handoff, earlier, messages)
-            _within_the_transcript_limit(packet, len(messages), services.settings.max_transcript_entries)
-            _within_the_body_limit(packet, len(messages), services.settings.max_body_bytes)
+            try:
+                _within_the_transcript_limit(packet, len(messages), services.settings.max_transcript_entries)
+                _within_the_body_limit(packet, len(messages), services.settings.max_body_bytes)
+            except ValidationFailed:
+                # A retry of a batch stored already counts its messages twice (`earlier` holds
+                # it): answered as stored, as any repeat is, not refused.
+                repeat = find_repeat(services, handoff.bot_id, key, message_id)
+                if repeat is not None:
+                    return replay(repeat, digest, key, answers.render_follow_up)
+                raise
             now = utcnow()
             row = dict(
                 id=f"msg_{ULID()}", bot_id=handoff.bot_id, conversation_id=handoff.conversation_id,

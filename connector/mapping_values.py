@@ -199,7 +199,7 @@ def check_document(data: Any, where: str, tables: Mapping[str, Mapping[Any, Any]
     """Validate the common part of a vendor file: every template compiles, every path is well-formed.
 
     Vendor-specific keys are the adapter's; here only `{path|template|literal|lookup}` mappings and
-    bare strings (templates, paths, literals) are checked, wherever they sit.
+    strings that look like templates are checked, wherever they sit.
     """
     if isinstance(data, Mapping):
         if any(kind in data for kind in KINDS) and set(data) <= {*KINDS, "from", "default", "id", "name", "field"}:
@@ -210,7 +210,8 @@ def check_document(data: Any, where: str, tables: Mapping[str, Mapping[Any, Any]
     elif isinstance(data, list):
         for index, item in enumerate(data):
             check_document(item, f"{where}[{index}]", tables)
-    elif isinstance(data, str):
-        # A bare string is a template, a path or a literal (`compile_value`): a misspelt path
-        # (`colected_data.error_code`) is refused here, with its line, not at every delivery.
-        compile_value(data, where, tables)
+    elif isinstance(data, str) and looks_like_template(data):
+        # Only templates: a bare string elsewhere may be a vendor's own value sent as written (a
+        # Salesforce status `Escalation.L2`, a tag). Where a bare string is a value spec (a path or
+        # a literal), its adapter compiles it at load (`compile_value`) and names its line.
+        check_template(data, where)

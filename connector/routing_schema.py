@@ -218,7 +218,7 @@ class RoutingSchema(_Strict):
 
 def _not_a_team(name: Any, teams: Mapping[str, Any]) -> str:
     close = difflib.get_close_matches(str(name), [str(t) for t in teams], n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = f" — did you mean {close[0]!r}?" if close else ""
     return f"{name!r} is not under teams:{hint}"
 
 

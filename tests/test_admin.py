@@ -233,7 +233,7 @@ def test_readyz_shows_a_refused_mapping_edit_while_the_last_good_set_serves(make
     assert "routing.yaml:2 rules[0].when.segmnt" in shown["refused_edit"]
     # A dry run of the set still served would pass for the edit's: refused, as the command is.
     previewed = client.post("/v1/preview", json=minimal_packet(), headers=admin())
-    assert previewed.status_code == 409
+    assert previewed.status_code == 409 and previewed.get_json()["type"].endswith("/problems/mappings-refused")
     assert "the mapping files are refused" in previewed.get_json()["detail"]
     assert "routing.yaml:2 rules[0].when.segmnt" in previewed.get_json()["detail"]
 

@@ -229,3 +229,11 @@ def test_no_wait_is_promised_while_no_target_has_the_handoff_and_attempts_fail()
     assert slow["estimated_wait_seconds"] == 240 and slow["customer_message"]["text"] == message["text"]
     held = answer(delivery("created"), delivery("pending", "TransientError: 503"))  # someone has it
     assert held["estimated_wait_seconds"] == 240 and held["customer_message"]["text"] == message["text"]
+
+
+def test_an_apology_failing_on_this_packets_values_is_the_english_one_tagged_english():
+    messages = copy.deepcopy(SHIPPED)
+    messages["locales"]["es"]["failed"] = "{% if problem|length > 5 %}{{ team.days }}{% endif %}Lo siento."
+    composed = compose(_in("es"), ASSIGNMENT, None, messages)
+    assert composed["locale"] == "es"
+    assert (composed["if_failed"], composed["if_failed_locale"]) == (FAILED, "en")

@@ -456,15 +456,37 @@ def test_a_yaml_file_the_connector_does_not_read_is_refused(mapdir, stranger, hi
 def test_a_misspelt_bare_path_in_a_vendor_file_is_refused_when_the_file_is_loaded(tmp_path):
     # The form the README and the shipped file show: it passed `check` and the reload, then failed
     # every delivery to that vendor (and the preview) with an error naming no file or line.
+    from adapters.registry import build_adapters, mapping_keys
+    from connector.settings import Settings
+
     mapdir = tmp_path / "mappings"
     shutil.copytree(ROOT / "mappings", mapdir)
     text = (mapdir / "salesforce.yaml").read_text()
     assert "\nfields: {}\n" in text
     (mapdir / "salesforce.yaml").write_text(text.replace("\nfields: {}\n", "\nfields:\n  Error_Code__c: colected_data.error_code\n"))
     with pytest.raises(ConfigError) as err:
-        load(mapdir)
+        MappingStore(str(mapdir), "/", TARGETS, keys_of=mapping_keys,
+                     check=lambda mappings: build_adapters(Settings(), mappings.targets))
     assert err.value.source.endswith("salesforce.yaml:53 fields.Error_Code__c")
     assert "did you mean 'collected_data'?" in err.value.message
+
+
+@pytest.mark.parametrize(("file", "old", "new"), [
+    # Values a vendor takes as written, never value specs: they loaded before, and must still.
+    ("salesforce.yaml", "\nstatus: New\n", "\nstatus: Escalation.L2\n"),
+    ("zendesk.yaml", "\n  - chatbot\n", "\n  - customers.portal\n"),
+])
+def test_a_vendors_own_value_that_looks_like_a_path_still_loads(tmp_path, file, old, new):
+    from adapters.registry import build_adapters, mapping_keys
+    from connector.settings import Settings
+
+    mapdir = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings", mapdir)
+    text = (mapdir / file).read_text()
+    assert old in text
+    (mapdir / file).write_text(text.replace(old, new, 1))
+    MappingStore(str(mapdir), "/", TARGETS, keys_of=mapping_keys,
+                 check=lambda mappings: build_adapters(Settings(), mappings.targets))
 
 
 @pytest.mark.parametrize("stranger", ["zendesk.yml", "Routing.YAML"])
@@ -506,10 +528,10 @@ def test_a_vendors_own_refusal_names_the_file_as_read_and_the_line(tmp_path, fil
 @pytest.mark.parametrize(("old", "new", "words"), [
     # It said "team 'biling' has no calendar", sending the admin to calendars: for a typo.
     ("hours_of: billing", "hours_of: biling",
-     "routing.yaml:79 rules[5].when.hours_of: in rule 'billing-after-hours-urgent': 'biling' is not under teams:; "
+     "routing.yaml:79 rules[5].when.hours_of: in rule 'billing-after-hours-urgent': 'biling' is not under teams: — "
      "did you mean 'billing'?"),
     ("then: {team: billing}", "then: {team: biling}", "routing.yaml:85 rules[6].then.team: in rule "
-     "'billing': 'biling' is not under teams:; did you mean 'billing'?"),
+     "'billing': 'biling' is not under teams: — did you mean 'billing'?"),
 ])
 def test_a_misspelt_team_in_a_rule_is_named_with_the_team_it_meant(tmp_path, old, new, words):
     mapdir = tmp_path / "mappings"

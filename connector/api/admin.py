@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from ..auth import authenticate_admin
-from ..errors import Conflict, NotFound, ValidationFailed
+from ..errors import MappingsRefused, NotFound, ValidationFailed
 from ..outbox import REPLAYABLE, list_deliveries, replay
 from ..previewing import preview_packet
 from ..schemas.responses import TICKET_STATES
@@ -52,7 +52,7 @@ def preview() -> Response:
     refused = services.mapping_store.errors
     if refused is not None:
         # As the `preview` command: a dry run of the set still served would pass for the edit's.
-        raise Conflict(f"the mapping files are refused: {refused}. The service serves the last good set; "
+        raise MappingsRefused(f"the mapping files are refused: {refused}. The service serves the last good set; "
                        "fix the file and preview again.")
     return jsonify(preview_packet(services, request.get_data(), request.content_type, at=request.args.get("at")))
 

@@ -799,3 +799,11 @@ def test_a_vendor_extra_that_replaces_the_brief_is_in_the_receipt(extra, replace
     # Fields beside it (a form, the comment's visibility) leave the brief where it is.
     beside = ctx(full_packet(vendor_extra={"zendesk": {"ticket_form_id": 123, "comment": {"public": True}}}))
     assert zendesk.receipt(beside, zendesk.render(beside))["delivered"] == list(beside.brief.sections)
+
+
+def test_a_priority_mapped_to_null_sends_none_and_loads():
+    # Zendesk's ticket priority is nullable: `low: null` (no priority) loaded before its values
+    # were checked against Zendesk's set, and must still.
+    from adapters.zendesk import _config
+
+    assert _config({"priority": {"low": None}})["priority"]["low"] is None

@@ -445,3 +445,19 @@ def test_each_batch_stores_its_own_messages_not_a_copy_of_the_handoff(make_app):
     assert [e["text"] for e in last["transcript"][-5:]] == [f"message {n}" for n in range(5)]
     assert last["follow_up"] == {"handoff_id": handoff_id, "first": len(packet["transcript"]) + 4}
     assert "callback" not in last
+
+
+@pytest.mark.parametrize("limits", [{"max_body_bytes": 20_000}, {"max_transcript_entries": 3}])
+def test_a_retried_batch_near_a_limit_gets_its_stored_answer_not_a_refusal(make_app, limits):
+    # The retry counted its own stored messages twice (the batches read hold it) and was told
+    # 422 "send a new handoff" for a batch that was stored and delivered.
+    app = make_app(**limits)
+    client = app.test_client()
+    handoff = post(client, minimal_packet()).get_json()
+    long = [{**SAID[0], "text": "x" * 7_000}]
+    assert send(client, handoff["id"], messages=long, **{"Idempotency-Key": "b1"}).status_code == 201
+    second = send(client, handoff["id"], messages=long, **{"Idempotency-Key": "b2"})
+    assert second.status_code == 201
+    again = send(client, handoff["id"], messages=long, **{"Idempotency-Key": "b2"})
+    assert again.status_code == 200, again.get_json()
+    assert again.get_json() == second.get_json()
