@@ -43,8 +43,9 @@ def own_messages(follow_up: Handoff) -> list[dict[str, Any]]:
 
 def whole_of(session: Session, follow_up: Handoff) -> dict[str, Any]:
     """The packet `follow_up` is delivered with (`whole`), read from its handoff and the batches
-    before it; as stored for a batch stored whole, or one whose handoff is gone (forgotten by
-    retention with it: nothing is left to deliver)."""
+    before it; as stored for a batch stored whole. Retention keeps a handoff while a batch of it
+    is left (`retention._forget`); one left without (stored whole before this release, when
+    retention let batches outlive their handoff) is read as stored too."""
     if not (follow_up.packet.get("follow_up") or {}).get("own_only"):
         return follow_up.packet
     handoff = session.get(Handoff, follow_up.follows_id)

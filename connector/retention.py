@@ -8,8 +8,9 @@ still being sent. A delivery that is pending, dead or failed keeps its handoff h
 handoff never reached an agent, and the admin page and replay still need it. A conversation's
 link to its ticket goes once no handoff of the conversation is left, so a conversation that comes
 back after the cutoff starts a new ticket instead of updating one the helpdesk may have archived.
-Messages posted to a handoff at the moment it is forgotten stay: they are delivered with
-everything (their handoff is gone) and forgotten on their own once they are old.
+Messages posted to a handoff at the moment it is forgotten keep it: a batch stores only its own
+messages and is delivered with its handoff's context put together from the handoff
+(`follow_up_packets`), so the handoff stays until they are delivered and old, and goes with them.
 
 What else forgetting means: a bot retrying with an idempotency key older than the cutoff makes a
 new handoff (bots retry within minutes; the cutoff is at least `settings.RETENTION_MIN_DAYS`
@@ -75,7 +76,8 @@ def _settled(row: Any, before: dt.datetime):  # type: ignore[no-untyped-def]
 
 def _forgettable(before: dt.datetime):  # type: ignore[no-untyped-def]
     """The conditions above, on the handoffs table. Follow-ups go with their handoff; one whose
-    handoff is gone already (it was posted while the handoff was being forgotten) on its own."""
+    handoff is gone already (left by an earlier release, which forgot a handoff while messages
+    posted at that moment stayed) on its own."""
     parent, follow_up = _H.alias("parent"), _H.alias("follow_up")
     unit = or_(_H.c.follows_id.is_(None), ~exists().where(parent.c.id == _H.c.follows_id))
     unsettled = exists().where(follow_up.c.follows_id == _H.c.id, ~_settled(follow_up, before))
@@ -105,11 +107,14 @@ def purge_chunk(db: Database, before: dt.datetime, limit: int = CHUNK) -> Purged
 def _forget(connection: Connection, rows: Sequence[Any], before: dt.datetime) -> tuple[int, int, int]:
     """Delete the handoffs `rows` name, their settled follow-ups and their conversations' orphaned
     links. The follow-ups are chosen by the DELETE itself: on PostgreSQL one committed since the
-    handoffs were chosen is seen by it, and a new one — accepted, not yet delivered — must stay
-    (it is delivered with everything, and forgotten later on its own)."""
+    handoffs were chosen is seen by it, and a new one — accepted, not yet delivered — must stay,
+    and so must its handoff, whose packet it is delivered with (it stored only its own messages:
+    alone, it went to the vendor as a brief with no customer, no reason, no context)."""
     ids = [row.id for row in rows]
     follow_ups = connection.execute(delete(_H).where(_H.c.follows_id.in_(ids), _settled(_H, before))).rowcount
-    handoffs = connection.execute(delete(_H).where(_H.c.id.in_(ids))).rowcount
+    remaining = _H.alias("remaining")
+    handoffs = connection.execute(delete(_H).where(
+        _H.c.id.in_(ids), ~exists().where(remaining.c.follows_id == _H.c.id))).rowcount
     links = _forget_links(connection, {(row.bot_id, row.conversation_id) for row in rows})
     return handoffs, follow_ups, links
 

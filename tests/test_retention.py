@@ -10,7 +10,7 @@ import time
 import pytest
 from sqlalchemy import func, select, update
 
-from connector import metrics, retention
+from connector import follow_up_packets, metrics, retention
 from connector.errors import ConfigError
 from connector.models import Callback, ConversationLink, Delivery, Handoff, utcnow
 from connector.settings import Settings
@@ -80,10 +80,11 @@ def test_only_handoffs_with_nothing_owed_are_forgotten_with_all_that_is_theirs(a
     assert client.get(f"/v1/handoffs/{done}", headers=auth()).status_code == 404
 
 
-def test_messages_posted_while_their_handoff_is_being_forgotten_stay_until_they_are_old(any_db_app):
+def test_messages_posted_while_their_handoff_is_being_forgotten_keep_it_until_they_are_old(any_db_app):
     """On PostgreSQL the purge's DELETE sees a follow-up committed after its SELECT chose the
-    handoff: one just accepted (the bot was answered 201 or 202) must not go with it. It stays,
-    is delivered with everything (its handoff is gone), and is forgotten on its own later."""
+    handoff: one just accepted (the bot was answered 201 or 202) must not go with it, nor its
+    handoff — a batch stores its own messages only, and is delivered with the handoff's packet.
+    Both are forgotten together once the batch is delivered and old."""
     db, client = any_db_app.extensions["connector"].db, any_db_app.test_client()
     handoff_id = post(client, "c-race")
     age(db, handoff_id)
@@ -92,9 +93,12 @@ def test_messages_posted_while_their_handoff_is_being_forgotten_stay_until_they_
                                  .where(Handoff.id == handoff_id)).all()
     messages = follow_up(client, handoff_id)
     with db.writing() as connection:
-        assert retention._forget(connection, chosen, BEFORE) == (1, 0, 0)
-    assert left(db, Handoff, Handoff.id) == {messages}
-    assert retention.count(db, BEFORE) == 0  # young: kept
+        assert retention._forget(connection, chosen, BEFORE) == (0, 0, 0)
+    assert left(db, Handoff, Handoff.id) == {handoff_id, messages}
+    with db.reading() as session:  # what its next attempt carries: the handoff's context, whole
+        whole = follow_up_packets.whole_of(session, session.get(Handoff, messages))
+        assert whole["customer"] and whole["transcript"][-1]["text"] == "Still there?"
+    assert retention.count(db, BEFORE) == 0  # the messages are young: both kept
     age(db, messages)
     with db.session() as session:
         session.execute(update(Delivery).where(Delivery.handoff_id == messages).values(state="pending"))
@@ -102,7 +106,7 @@ def test_messages_posted_while_their_handoff_is_being_forgotten_stay_until_they_
     with db.session() as session:
         session.execute(update(Delivery).where(Delivery.handoff_id == messages).values(state="updated"))
     purged = retention.purge(db, BEFORE)
-    assert (purged.handoffs, purged.follow_ups, purged.links) == (1, 0, 1)
+    assert (purged.handoffs, purged.follow_ups, purged.links) == (1, 1, 1)
     assert left(db, Handoff, Handoff.id) == set()
 
 
