@@ -83,7 +83,8 @@ def _check(name: str, wanted: Any, f: Facts, ctx: dict[str, Any]) -> tuple[bool,
     if name in ("score_below", "score_above"):
         score = f.score
         hit = isinstance(score, (int, float)) and (score < wanted if name == "score_below" else score > wanted)
-        return hit, f"sentiment.score={score} {'is' if hit else 'is not'} {name.split('_')[1]} {wanted}"
+        shown = "(none)" if score is None else score  # as every other condition shows a missing field
+        return hit, f"sentiment.score={shown} {'is' if hit else 'is not'} {name.split('_')[1]} {wanted}"
     if name == "keywords":
         return _keywords(wanted, f, ctx["keywords_in"])
     if name == "in_hours":

@@ -77,7 +77,10 @@ def test_each_condition_matches_and_misses(when, hit, miss):
 
 def test_a_missing_field_never_matches():
     rules = one_rule("{score_below: 0}")
-    assert assign(minimal_packet(), rules, now=TUESDAY_NOON)["rule"] == "default"
+    decided = assign(minimal_packet(), rules, now=TUESDAY_NOON)
+    assert decided["rule"] == "default"
+    # Shown as every condition shows a field the packet lacks (it read "sentiment.score=None").
+    assert any("sentiment.score=(none) is not below 0" in line for line in decided["trace"]), decided["trace"]
 
 
 def test_keywords_in_the_customers_own_words_but_not_the_bots():
