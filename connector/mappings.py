@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -234,7 +235,8 @@ def _no_strangers(base: Path, known: list[str], shown: Callable[[str], str]) -> 
 
 
 def load_mappings(directory: str, root: str, target_names: list[str], keys_of: KeysOf | None = None) -> Mappings:
-    """Every mapping file, validated; raises ConfigError naming the first bad file, line and key.
+    """Every mapping file, validated; raises ConfigError naming the first bad file, line and key,
+    and every other problem found in any file after it (`also …`).
     `keys_of` gives each target's known keys (`adapters.registry.mapping_keys`); without it, vendor
     files are not checked for unknown keys (tests of the common checks)."""
     base = Path(directory)
@@ -250,18 +252,37 @@ def load_mappings(directory: str, root: str, target_names: list[str], keys_of: K
     if keys_of is not None:  # every target named (the service, `check`): a YAML file none reads is a mistake
         _no_strangers(base, [*(f"{name}.yaml" for name in with_files), "routing.yaml", "messages.yaml"], shown)
 
-    read = {name: _load_file(base / f"{name}.yaml", shown(f"{name}.yaml"), keys_of(name) if keys_of else None)
+    # Every file is read, and each one's problems reported together: an admin fixing one file per
+    # `check` met the next file's only then.
+    refused: list[ConfigError] = []
+
+    def loaded(load: Callable[[], Any]) -> Any:
+        try:
+            return load()
+        except ConfigError as err:
+            refused.append(err)
+            return None
+
+    read = {name: loaded(partial(_load_file, base / f"{name}.yaml", shown(f"{name}.yaml"),
+                                 keys_of(name) if keys_of else None))
             for name in with_files if (base / f"{name}.yaml").exists()}
+    read = {name: found for name, found in read.items() if found is not None}
     targets = {name: data for name, (data, _) in read.items()}
     files = {f"{name}.yaml": (shown(f"{name}.yaml"), lines) for name, (_, lines) in read.items()}
     known = list(target_names)
-    routing = (_schema_load(lambda data: compile_routing(data, known), base / "routing.yaml", shown("routing.yaml"))
+    routing = (loaded(lambda: _schema_load(lambda data: compile_routing(data, known), base / "routing.yaml",
+                                           shown("routing.yaml")))
                if (base / "routing.yaml").exists() else compile_routing({}, known))
     messages: Mapping[str, Any] = {}
     if (base / "messages.yaml").exists():
-        messages = _schema_load(MessagesSchema(), base / "messages.yaml", shown("messages.yaml"))
-        _check_variants(routing, messages, shown("routing.yaml"), base / "routing.yaml")
-    return Mappings(targets=targets, routing=routing, messages=messages, source=str(base), files=files)
+        messages = loaded(lambda: _schema_load(MessagesSchema(), base / "messages.yaml", shown("messages.yaml")))
+        if routing is not None and messages is not None:
+            loaded(lambda: _check_variants(routing, messages, shown("routing.yaml"), base / "routing.yaml"))
+    if refused:
+        first, rest = refused[0], refused[1:]
+        also = "".join(f"\n  also {err.source}: {err.message}" for err in rest)
+        raise ConfigError(first.source, first.message + also)
+    return Mappings(targets=targets, routing=routing, messages=messages or {}, source=str(base), files=files)
 
 
 def _check_variants(routing: Mapping[str, Any], messages: Mapping[str, Any], name: str, path: Path) -> None:

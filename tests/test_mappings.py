@@ -542,3 +542,19 @@ def test_a_misspelt_team_in_a_rule_is_named_with_the_team_it_meant(tmp_path, old
     with pytest.raises(ConfigError) as err:
         load(mapdir)
     assert words in str(err.value)
+
+
+def test_every_refused_file_is_named_at_once(tmp_path):
+    # `check` named the first refused file only: an admin fixing it met the next one only then.
+    from adapters.registry import mapping_keys
+
+    mapdir = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings", mapdir)
+    (mapdir / "routing.yaml").write_text("version: 1\nrules: [{name: x, when: {segmnt: vip}}]\n")
+    (mapdir / "messages.yaml").write_text("version: 1\nlocales: {en: {template: '{{ teams }}'}}\n")
+    (mapdir / "slack.yaml").write_text("version: 1\nmention_on_urgnet: '<!here>'\n")
+    with pytest.raises(ConfigError) as err:
+        load_mappings(str(mapdir), "/", TARGETS, mapping_keys)
+    said = str(err.value)
+    assert err.value.source.endswith("slack.yaml:2 mention_on_urgnet")
+    assert "\n  also " in said and "routing.yaml:2 rules[0].when.segmnt" in said and "messages.yaml:2" in said
