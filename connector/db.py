@@ -14,6 +14,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,20 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 READONLY = "connector_readonly"
 SUPPORTED = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
+# How long a SQLite writer waits for a lock held outside the writer lock (a `sqlite3` shell, a backup):
+# a `Database` made without saying; the service's (and its flask commands') no longer than a bot's
+# answer may take (`service_busy_timeout`).
+BUSY_TIMEOUT_S = 30.0
 
 
-def make_engine(url: str, root: str) -> Engine:
+def service_busy_timeout(sync_budget_ms: int) -> float:
+    """The service's SQLite busy timeout: the sync budget, at least 5 s, at most 30 s. A bot waited
+    30 s for a 503 while an outside process held the database; its own processes queue on the
+    writer lock (`WriterLock`), not on this."""
+    return min(BUSY_TIMEOUT_S, max(5.0, sync_budget_ms / 1000))
+
+
+def make_engine(url: str, root: str, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Engine:
     try:
         parsed = make_url(url)
     except Exception as err:  # sqlalchemy raises ArgumentError with the URL in it
@@ -52,13 +64,13 @@ def make_engine(url: str, root: str) -> Engine:
             parsed = parsed.set(database=database)
         # hide_parameters: an error's text must not carry the packets a statement was writing
         # (a group commit writes several customers' at once) into a log line.
-        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True,
-                               json_serializer=json_codec.dumps)
+        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": busy_timeout_s},
+                               hide_parameters=True, json_serializer=json_codec.dumps)
         if plain:
             # Made when first connected to, not before: `check` or `deliveries` with a mistyped
             # path must say there is no such database rather than leave an empty one behind.
             event.listen(engine, "do_connect", lambda *_: _private_file(database))
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", partial(_sqlite_pragmas, busy_timeout_ms=round(busy_timeout_s * 1000)))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True,
@@ -84,14 +96,14 @@ def _could_make(path: str) -> bool:
     return os.path.isdir(parent) and os.access(parent, os.W_OK)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection, _record, busy_timeout_ms: int) -> None:  # type: ignore[no-untyped-def]
     # pysqlite's own transaction handling breaks SAVEPOINT and begins late; take it over
     # (SQLAlchemy's documented recipe) and begin explicitly in `_sqlite_begin`.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -191,8 +203,8 @@ class SchemaGap:
 
 
 class Database:
-    def __init__(self, url: str, root: str):
-        self.engine = make_engine(url, root)
+    def __init__(self, url: str, root: str, busy_timeout_s: float = BUSY_TIMEOUT_S):
+        self.engine = make_engine(url, root, busy_timeout_s)
         database = self.engine.url.database if self.dialect == "sqlite" else None
         on_disk = bool(database) and database != ":memory:" and not str(database).startswith("file:")
         self.sqlite_file = database if on_disk else None

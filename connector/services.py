@@ -19,7 +19,7 @@ from adapters.errors import DeliveryError, OutcomeUnknown, TransientError
 from adapters.events import AssignmentEvent, Holder
 
 from . import callbacks, handoff_store, retention
-from .db import Database
+from .db import Database, service_busy_timeout
 from .group_commit import GroupCommit
 from .loop_failures import LoopFailures
 from .mappings import Mappings, MappingStore
@@ -59,7 +59,7 @@ class Services:
         self._adapters_source: Mappings | None = None
         self._adapters: dict[str, Adapter] = {}
         self.adapters  # build once now, from the set the store checked  # noqa: B018
-        self.db = Database(settings.database_url, root)
+        self.db = Database(settings.database_url, root, service_busy_timeout(settings.sync_budget_ms))
         # Concurrent requests store their handoffs together, in one transaction (group_commit.py).
         self.store_handoff: GroupCommit[handoff_store.NewHandoff, handoff_store.Stored | None] = GroupCommit(
             lambda group: handoff_store.store(self.db, group))

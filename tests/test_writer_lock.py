@@ -120,3 +120,22 @@ def test_an_on_disk_sqlite_database_gets_a_lock_file_and_memory_does_not(tmp_pat
         pass
     assert os.path.exists(tmp_path / "c.db-writer.lock") is locked
     db.dispose()
+
+
+@pytest.mark.parametrize(("budget_ms", "waits_ms"), [(5000, 5000), (10, 5000), (12_000, 12_000), (60_000, 30_000)])
+def test_the_service_waits_for_an_outside_lock_no_longer_than_a_bots_answer_may_take(make_app, budget_ms, waits_ms):
+    # A `sqlite3` shell or a backup holding the database: a bot waited 30 s for its 503.
+    from sqlalchemy import text
+
+    app = make_app(sync_budget_ms=budget_ms)
+    with app.extensions["connector"].db.engine.connect() as connection:
+        assert connection.execute(text("PRAGMA busy_timeout")).scalar() == waits_ms
+
+
+def test_a_database_made_without_saying_waits_thirty_seconds(tmp_path):
+    from sqlalchemy import text
+
+    db = Database(f"sqlite:///{tmp_path}/c.db", str(tmp_path))
+    with db.engine.connect() as connection:
+        assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 30_000
+    db.dispose()
