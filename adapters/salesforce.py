@@ -26,6 +26,7 @@ from simple_salesforce import Salesforce, format_soql
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
 from simple_salesforce.format import format_external_id
 
+from connector.brief import named
 from connector.mapping_values import MISSING, resolve
 from connector.settings import Settings
 
@@ -187,9 +188,10 @@ class SalesforceAdapter(Adapter):
         """The brief's overflow and the transcript as CaseComments (or FeedItems), numbered in order."""
         feed = self.mapping.get("transcript_as", "case_comment") == "feed_item"
         limit, in_bytes = (FEED_ITEM_MAX, False) if feed else (COMMENT_MAX_BYTES, True)
-        budget = limit - _size(_header(ctx.handoff_id, "transcript", 9999, 9999), in_bytes)
+        label = named(ctx.handoff_id, ctx.packet)
+        budget = limit - _size(_header(label, "transcript", 9999, 9999), in_bytes)
         pieces = [(kind, piece) for kind, blocks in parts for piece in split_blocks(blocks, budget, in_bytes)]
-        bodies = [_header(ctx.handoff_id, kind, i, len(pieces)) + piece for i, (kind, piece) in enumerate(pieces, 1)]
+        bodies = [_header(label, kind, i, len(pieces)) + piece for i, (kind, piece) in enumerate(pieces, 1)]
         parent = {"ParentId": parent_id} if parent_id else {}
         if feed:
             return {"feed_items": [{**parent, "Body": body, "Type": "TextPost", "IsRichText": False}
@@ -395,9 +397,9 @@ def _within(text: str, units: int) -> str:
     return text.encode("utf-16-le")[: max(0, units) * 2].decode("utf-16-le", "ignore")
 
 
-def _header(handoff_id: str, kind: str, number: int, total: int) -> str:
+def _header(label: str, kind: str, number: int, total: int) -> str:
     # Salesforce lists comments newest first; the number puts them back in order for an agent.
-    return f"Handoff {handoff_id} · {kind} · part {number}/{total}\n"
+    return f"{label[:1].upper()}{label[1:]} · {kind} · part {number}/{total}\n"
 
 
 def _headers(case: Mapping[str, Any]) -> dict[str, str]:

@@ -18,7 +18,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from connector.brief import OUTCOMES, REASONS, ROLES, TRENDS, scalar, subject_for, urgency_shown
+from connector.brief import (
+    OUTCOMES,
+    REASONS,
+    ROLES,
+    TRENDS,
+    first_customer_line,
+    named,
+    scalar,
+    subject_for,
+    urgency_shown,
+)
 from connector.text_rules import rfc3339_utc, visible_controls
 
 from .events import Holder
@@ -269,8 +279,9 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         fields.append(f"*Routed to*\n{fit(team, 200)[0]}")
     blocks.append(section(why, fields, block_id="escalation"))
 
-    words = intent.get("stated_problem") or next(
-        (e.get("text") for e in packet.get("transcript") or [] if e.get("role") == "customer" and e.get("text")), "")
+    # The line the ticket's subject takes (`brief.first_customer_line`): "hi" said nothing, and the
+    # order number in the next message was missing from the one message people triage from.
+    words = intent.get("stated_problem") or first_customer_line(packet)
     if words or intent.get("summary"):
         # Every line quoted: after the first, a line typed as "*Bot's summary:* …" read as the alert's own.
         text = f"*In the customer's words:*\n>{short('intent', words, 1200).replace(chr(10), chr(10) + '>')}" \
@@ -409,7 +420,7 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
         pieces.append(("*Routing hints:* ", " · ".join(hints)))
     if packet.get("metadata"):
         pieces.append(("*Metadata:* ", " · ".join(f"{k}: {scalar(v)}" for k, v in packet["metadata"].items())))
-    return pack(sections((p, r) for p, r in pieces if p or r), f"Details of handoff {handoff_id}")
+    return pack(sections((p, r) for p, r in pieces if p or r), f"Details of {named(handoff_id, packet)}")
 
 
 def transcript(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
@@ -430,7 +441,7 @@ def transcript(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
             kind = ", ".join(str(v) for v in (a.get("content_type"), _bytes(a.get("size"))) if v)
             name = link(a.get("url"), a.get("name") or a.get("url") or "attachment", 300)
             pieces.append((f"    📎 {name} ", f"({kind})" if kind else ""))
-    return pack(sections(pieces), f"Transcript of handoff {handoff_id}")
+    return pack(sections(pieces), f"Transcript of {named(handoff_id, packet)}")
 
 
 def _day(at: Any) -> str:

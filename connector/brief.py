@@ -9,6 +9,7 @@ what they want, what was tried, what is known — then the whole transcript.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -58,6 +59,7 @@ class Brief:
 
     def __init__(self, packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any] | None = None):
         self._view = _view(packet, handoff_id, assignment or {})
+        self._packet = packet
         self.subject: str = self._view["subject"]
         present = tuple(part for part in PARTS if _has(packet, part))
         self.sections: tuple[str, ...] = present  # packet parts the brief carries (the receipt's vocabulary)
@@ -97,7 +99,8 @@ class Brief:
         transcript = self._view["transcript"]
         count = transcript["count"]
         span = f", {transcript['span']}" if transcript["span"] else ""
-        return f"Transcript of handoff {self._view['handoff_id']} — {count} message{'s' if count != 1 else ''}{span}"
+        label = named(self._view["handoff_id"], self._packet)
+        return f"Transcript of {label} — {count} message{'s' if count != 1 else ''}{span}"
 
     @cached_property
     def transcript_lines(self) -> tuple[str, ...]:
@@ -191,6 +194,13 @@ def first_customer_line(packet: Mapping[str, Any]) -> str:
     return next((text for text in said if len(text.split()) >= _SAYS_SOMETHING), max(said, key=len, default=""))
 
 
+def named(handoff_id: str, packet: Mapping[str, Any]) -> str:
+    """How an agent finds what is delivered by its id: a handoff, or a batch of messages sent while
+    one waited — with that handoff's id (`msg_…` alone was labelled a handoff, and is not one)."""
+    follows = (packet.get("follow_up") or {}).get("handoff_id")
+    return f"messages {handoff_id} of handoff {follows}" if follows else f"handoff {handoff_id}"
+
+
 def one_line(text: str, limit: int) -> str:
     flat = " ".join(visible_controls(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
@@ -223,7 +233,10 @@ def _size(size: Any) -> str:
 
 
 def scalar(value: Any) -> str:
-    """A packet value as an agent reads it (also in Slack's details): lists joined, booleans as yes/no."""
+    """A packet value as an agent reads it (also in Slack's details): lists joined, booleans as yes/no,
+    an object as JSON (it read as Python's `{'arm': 'B'}`)."""
+    if isinstance(value, Mapping):
+        return json.dumps(value, ensure_ascii=False, default=str)
     if isinstance(value, list):
         return ", ".join(scalar(item) for item in value)
     if isinstance(value, bool):
@@ -325,6 +338,5 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "routing": {k: scalar(v) for k, v in routing.items() if k != "preferred_agent"},
         "preferred_agent": preferred.get("email") or preferred.get("id"),
         "transcript": _transcript(packet.get("transcript") or []),
-        "metadata": [(k, str(v) if isinstance(v, dict) else scalar(v))
-                     for k, v in (packet.get("metadata") or {}).items()],
+        "metadata": [(k, scalar(v)) for k, v in (packet.get("metadata") or {}).items()],
     }
