@@ -23,6 +23,7 @@ from connector.brief import (
     REASONS,
     ROLES,
     TRENDS,
+    also_sent,
     first_customer_line,
     named,
     scalar,
@@ -420,6 +421,8 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
         pieces.append(("*Routing hints:* ", " · ".join(hints)))
     if packet.get("metadata"):
         pieces.append(("*Metadata:* ", " · ".join(f"{k}: {scalar(v)}" for k, v in packet["metadata"].items())))
+    if extra := also_sent(packet):
+        pieces.append(("*Also sent:* ", " · ".join(f"{k}: {v}" for k, v in extra)))
     return pack(sections((p, r) for p, r in pieces if p or r), f"Details of {named(handoff_id, packet)}")
 
 

@@ -19,6 +19,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
+from .schemas.packet import ConversationSchema, CustomerSchema, EscalationSchema, IntentSchema, SentimentSchema
 from .text_rules import rfc3339_utc, visible_controls
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -194,6 +195,21 @@ def first_customer_line(packet: Mapping[str, Any]) -> str:
     return next((text for text in said if len(text.split()) >= _SAYS_SOMETHING), max(said, key=len, default=""))
 
 
+# The fields the contract names in each part the brief shows; a bot's others are kept (README: nested
+# objects keep fields the contract does not list) and shown as sent (`also_sent`).
+_NAMED = {part: frozenset(schema().fields) for part, schema in (
+    ("customer", CustomerSchema), ("conversation", ConversationSchema), ("intent", IntentSchema),
+    ("sentiment", SentimentSchema), ("escalation", EscalationSchema))}
+
+
+def also_sent(packet: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What the bot sent beyond the contract's fields, as `part.key: value`: a customer's time zone
+    or locale reached no agent, while the receipt said nothing was dropped."""
+    return [(f"{part}.{key}", scalar(value)) for part, known in _NAMED.items()
+            for key, value in (packet.get(part) or {}).items()
+            if key not in known and value not in (None, "", [], {})]
+
+
 def named(handoff_id: str, packet: Mapping[str, Any]) -> str:
     """How an agent finds what is delivered by its id: a handoff, or a batch of messages sent while
     one waited — with that handoff's id (`msg_…` alone was labelled a handoff, and is not one)."""
@@ -313,6 +329,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "identity": identity,
         "segment": customer.get("segment"),
         "attributes": [(k, scalar(v)) for k, v in (customer.get("attributes") or {}).items()],
+        "also_sent": also_sent(packet),
         "sentiment": sentiment.get("label"),
         "sentiment_score": sentiment.get("score"),
         "trend": TRENDS.get(sentiment.get("trend", ""), sentiment.get("trend")),

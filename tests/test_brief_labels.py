@@ -40,3 +40,18 @@ def test_a_batch_of_messages_is_named_with_its_handoff_not_as_one():
     assert _header(named("msg_2", batch), "transcript", 1, 2) == "Messages msg_2 of handoff hnd_1 · transcript · part 1/2\n"
     [thread] = slack_blocks.transcript(batch, "msg_2")
     assert "Transcript of messages msg_2 of handoff hnd_1" in json.dumps(thread)
+
+
+def test_fields_beyond_the_contract_reach_the_agent_as_sent():
+    # A customer's time zone and locale, a conversation's start: kept by validation, shown nowhere,
+    # while the receipt said nothing was dropped.
+    packet = minimal_packet()
+    packet["customer"].update(timezone="Europe/Berlin", locale="de-DE")
+    packet["conversation"]["started_at"] = "2026-11-20T08:55:00+01:00"
+    brief = render_brief(packet, "hnd_1")
+    for line in ("customer.timezone: Europe/Berlin", "customer.locale: de-DE",
+                 "conversation.started_at: 2026-11-20T08:55:00+01:00"):
+        assert line in brief.text and line in brief.html
+    [details] = slack_blocks.details(packet, "hnd_1")
+    assert "customer.timezone: Europe/Berlin" in json.dumps(details)
+    assert "customer.email" not in brief.text  # the contract's own fields stay where they are shown
