@@ -31,7 +31,7 @@ from simple_salesforce.exceptions import (
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 
 from connector.errors import ConfigError, MappingProblem
-from connector.mapping_values import compile_value
+from connector.mapping_values import compile_for
 from connector.settings import Settings
 
 from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TransientError
@@ -88,10 +88,8 @@ def check_mapping(mapping: Mapping[str, Any]) -> None:
     named = [("handoff_id_field", mapping.get("handoff_id_field") or "Id"),
              *((f"fields.{name}", name) for name in mapping.get("fields") or {})]
     for name, spec in (mapping.get("fields") or {}).items():
-        try:  # a misspelt path (`colected_data.error_code`) failed every delivery, naming no file or line
-            compile_value(spec, f"fields.{name}", mapping.get("lookups"))
-        except ConfigError as err:
-            raise MappingProblem("salesforce", f"fields.{name}", err.message) from None
+        # A misspelt path (`colected_data.error_code`) failed every delivery, naming no file or line.
+        compile_for("salesforce", spec, f"fields.{name}", mapping.get("lookups"))
     for key, name in named:
         if not isinstance(name, str) or not _IDENTIFIER.match(name):
             raise MappingProblem("salesforce", key,

@@ -31,7 +31,7 @@ from connector import json_codec
 from connector.decision import lookup_ends
 from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import KINDS as VALUE_KINDS
-from connector.mapping_values import MISSING, compile_value, resolve
+from connector.mapping_values import MISSING, compile_for, resolve
 from connector.settings import Settings
 
 from .base import Adapter, HandoffContext, Link, Sent, deep_merge, mapping_context
@@ -461,17 +461,11 @@ def _config(mapping: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(entry, Mapping) or "id" not in entry or not any(entry.get(k) for k in VALUE_KINDS):
             raise MappingProblem("zendesk", f"custom_fields[{i}]",
                                  "needs an 'id' and a value: path, template, literal or lookup")
-        try:
-            compile_value(_spec(entry), f"custom_fields[{i}]", mapping.get("lookups"))
-        except ConfigError as err:
-            raise MappingProblem("zendesk", err.source, err.message) from None
+        compile_for("zendesk", _spec(entry), f"custom_fields[{i}]", mapping.get("lookups"))
     if not isinstance(conf["tags"], list):
         raise MappingProblem("zendesk", "tags", "must be a list")
-    if mapping.get("subject"):
-        try:  # a value spec, as a custom field's: checked now, not at every delivery
-            compile_value(mapping["subject"], "subject", mapping.get("lookups"))
-        except ConfigError as err:
-            raise MappingProblem("zendesk", "subject", err.message) from None
+    if mapping.get("subject"):  # a value spec, as a custom field's: checked now, not at every delivery
+        compile_for("zendesk", mapping["subject"], "subject", mapping.get("lookups"))
     return conf
 
 

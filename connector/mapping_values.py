@@ -26,7 +26,7 @@ from typing import Any
 from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import ConfigError
+from .errors import ConfigError, MappingProblem
 from .templating import MissingValue, compiled, render
 
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING", "__bool__": lambda self: False})()
@@ -138,6 +138,16 @@ def compile_value(raw: Any, where: str, tables: Mapping[str, Mapping[Any, Any]] 
     if raw is not None and not isinstance(raw, (str, int, float, bool)):
         raise ConfigError(where, f"a value must be a scalar or one of {{path|template|literal|lookup: …}}, got {raw!r}")
     return Value("literal", raw, where)
+
+
+def compile_for(target: str, spec: Any, key_path: str, tables: Mapping[str, Mapping[Any, Any]] | None) -> Value:
+    """`compile_value` for a value spec in a vendor's own key (Zendesk's subject and custom fields,
+    Salesforce's fields), checked when the file is loaded: a refusal is a `MappingProblem`, which
+    the mapping store names with the file as read and the key's line."""
+    try:
+        return compile_value(spec, key_path, tables)
+    except ConfigError as err:
+        raise MappingProblem(target, err.source, err.message) from None
 
 
 def _table(ref: Any, tables: Mapping[str, Mapping[Any, Any]] | None, where: str) -> Mapping[Any, Any]:
