@@ -33,7 +33,8 @@ from sqlalchemy.exc import OperationalError
 from ulid import ULID
 
 from . import answers, follow_up_packets, json_codec
-from .errors import ServiceUnavailable, ValidationFailed
+from .errors import NotFound, ServiceUnavailable, ValidationFailed
+from .handoff_store import HandoffGone
 from .idempotency import key_for, packet_hash
 from .intake import Answer, deliver_and_answer, find_repeat, parse_json, replay, store
 from .jsonlog import log_context
@@ -112,7 +113,14 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
             )
             # Unclaimed, so none takes the conversation's link: each attempt first checks that the
             # handoff and the earlier messages went before it (`Outbox._follow_up_may_go`).
-            stored = store(services, row, targets, claim=False)
+            try:
+                stored = store(services, row, targets, claim=False)
+            except HandoffGone:
+                log.warning("messages came for a handoff forgotten meanwhile; nothing stored",
+                            extra={"handoff_id": handoff.id})
+                raise NotFound(f"Handoff {handoff.id!r} was forgotten (CONNECTOR_RETENTION_DAYS) while these messages "
+                               "arrived; nothing was recorded. Send a new handoff of the conversation with its "
+                               "whole transcript.") from None
             if stored is not None:
                 break
             repeat = find_repeat(services, handoff.bot_id, key, message_id)

@@ -33,6 +33,21 @@ _PAUSES_RUNNING = select(_PAUSES.c.target, _PAUSES.c.until).where(_PAUSES.c.unti
 _HANDOFF_COLUMNS = dict.fromkeys(Handoff.__mapper__.column_attrs.keys())
 _DELIVERY_COLUMNS = dict.fromkeys(Delivery.__mapper__.column_attrs.keys())
 _NEW_DELIVERIES = insert(_DELIVERIES).returning(_DELIVERIES.c.id, _DELIVERIES.c.handoff_id, _DELIVERIES.c.position)
+# A follow-up's handoff, still there, kept there until the follow-up is committed: on PostgreSQL a
+# key-share lock, which retention's FOR UPDATE (`retention.purge_chunk`) skips or waits for; on
+# SQLite the write lock serialises the two anyway, and no FOR clause is emitted.
+_PARENT = (select(_HANDOFFS.c.id).where(_HANDOFFS.c.id == bindparam("parent"))
+           .with_for_update(read=True, key_share=True))
+
+
+class HandoffGone(LookupError):
+    """Messages came for a handoff retention forgot after the request found it (`retention`): a
+    batch is delivered with its handoff's context, so alone it would reach the agent as a brief
+    with no customer, no reason, no transcript. Nothing is stored."""
+
+    def __init__(self, handoff_id: str):
+        super().__init__(handoff_id)
+        self.handoff_id = handoff_id
 
 
 @dataclass
@@ -72,7 +87,8 @@ def new_handoff(row: dict[str, Any], targets: list[str], token: str, lease_until
 
 def store(db: Database, group: list[NewHandoff]) -> list[Stored | None | BaseException]:
     """Write `group` in one transaction; None for a handoff that repeats a stored one (same bot and
-    Idempotency-Key or signed message id, stored before or earlier in this group).
+    Idempotency-Key or signed message id, stored before or earlier in this group), `HandoffGone`
+    for a follow-up whose handoff is no longer there.
 
     A row the database refuses for another reason would fail the whole group, so the group is then
     written one handoff at a time: only the request that sent it gets the error.
@@ -91,7 +107,7 @@ def store(db: Database, group: list[NewHandoff]) -> list[Stored | None | BaseExc
     return results
 
 
-def _write(db: Database, group: list[NewHandoff]) -> list[Stored | None]:
+def _write(db: Database, group: list[NewHandoff]) -> list[Stored | None | BaseException]:
     # Rows go in key order: two PostgreSQL workers inserting overlapping keys in opposite orders
     # could otherwise deadlock on the unique indexes.
     ordered = sorted((new.row for new in group), key=lambda row: (row["bot_id"] or "", row["idempotency_key"]))
@@ -103,10 +119,14 @@ def _write(db: Database, group: list[NewHandoff]) -> list[Stored | None]:
     # SQLAlchemy's multi-row statements (`_rows`).
     with db.statements() if len(group) == 1 else db.writing() as connection:
         now = utcnow()
-        inserted = {id_ for id_, in _rows(connection, db.insert_or_skip(_HANDOFFS, ("id",)), ordered)}
+        gone = _parents_gone(connection, ordered)
+        if gone:
+            ordered = [row for row in ordered if row.get("follows_id") not in gone]
+        new_handoffs = db.insert_or_skip(_HANDOFFS, ("id",))
+        inserted = {id_ for id_, in _rows(connection, new_handoffs, ordered)} if ordered else set()
         fresh = [new for new in group if new.row["id"] in inserted]
         if not fresh:
-            return [None] * len(group)
+            return [_missed(new, gone) for new in group]
         paused = dict(driver_cursor.run(connection, _PAUSES_RUNNING, {"now": now}).rows)
         rows = [row for new in fresh for row in new.deliveries]
         for row in rows:
@@ -129,7 +149,20 @@ def _write(db: Database, group: list[NewHandoff]) -> list[Stored | None]:
             if queued is not None:
                 callbacks.add(connection, db, queued)
     stored = {new.row["id"]: _stored(new, ids, taken) for new in fresh}
-    return [stored.get(new.row["id"]) for new in group]
+    return [stored.get(new.row["id"]) or _missed(new, gone) for new in group]
+
+
+def _parents_gone(connection: Connection | driver_cursor.Pooled, rows: list[dict[str, Any]]) -> set[str]:
+    """The handoffs the follow-ups among `rows` follow that are no longer stored (usually none: a
+    group holds one follow-up, or none)."""
+    parents = sorted({row["follows_id"] for row in rows if row.get("follows_id")})
+    return {parent for parent in parents if not driver_cursor.run(connection, _PARENT, {"parent": parent}).rows}
+
+
+def _missed(new: NewHandoff, gone: set[str]) -> HandoffGone | None:
+    """A row not written: its handoff gone, or else a repeat (None)."""
+    parent = new.row.get("follows_id")
+    return HandoffGone(parent) if parent in gone else None
 
 
 def _rows(connection: Connection | driver_cursor.Pooled, statement: Executable,

@@ -8,9 +8,11 @@ still being sent. A delivery that is pending, dead or failed keeps its handoff h
 handoff never reached an agent, and the admin page and replay still need it. A conversation's
 link to its ticket goes once no handoff of the conversation is left, so a conversation that comes
 back after the cutoff starts a new ticket instead of updating one the helpdesk may have archived.
-Messages posted to a handoff at the moment it is forgotten keep it: a batch stores only its own
-messages and is delivered with its handoff's context put together from the handoff
-(`follow_up_packets`), so the handoff stays until they are delivered and old, and goes with them.
+Messages posted to a handoff keep it: a batch stores only its own messages and is delivered with
+its handoff's context put together from the handoff (`follow_up_packets`), so the handoff stays
+until they are delivered and old, and goes with them. Messages stored at the moment it is chosen
+keep it (on PostgreSQL through row locks, `purge_chunk`); messages that come once it is gone are
+refused (404, nothing stored), as they would be a moment later.
 
 What else forgetting means: a bot retrying with an idempotency key older than the cutoff makes a
 new handoff (bots retry within minutes; the cutoff is at least `settings.RETENTION_MIN_DAYS`
@@ -94,8 +96,13 @@ def purge_chunk(db: Database, before: dt.datetime, limit: int = CHUNK) -> Purged
     """Forget up to `limit` handoffs, oldest first, in one transaction."""
     with db.writing() as connection:
         # Checked again inside the transaction that deletes (a replay or a new follow-up since).
+        # On PostgreSQL the chosen rows are locked: messages being stored for one of them hold its
+        # key-share lock until they commit (`handoff_store._PARENT`), and that handoff is skipped
+        # for now (else this DELETE, whose snapshot cannot see them yet, would leave them without
+        # it); messages that come after wait for this transaction, then find their handoff gone.
         rows = connection.execute(select(_H.c.id, _H.c.bot_id, _H.c.conversation_id)
-                                  .where(_forgettable(before)).order_by(_H.c.created_at).limit(limit)).all()
+                                  .where(_forgettable(before)).order_by(_H.c.created_at).limit(limit)
+                                  .with_for_update(of=_H, skip_locked=True)).all()
         if not rows:
             return Purged()
         dead = connection.execute(select(func.count()).select_from(_C).where(

@@ -183,3 +183,74 @@ def test_a_retention_shorter_than_a_week_is_refused_naming_the_variable(days):
 def test_retention_is_off_by_default_and_a_week_is_accepted():
     assert Settings().retention_days == 0
     assert Settings.from_env({"CONNECTOR_RETENTION_DAYS": "7"}).retention_days == 7
+
+
+def test_messages_for_a_handoff_forgotten_after_the_request_found_it_are_refused_and_nothing_is_stored(
+        any_db_app, monkeypatch):
+    """The route found the handoff; retention forgot it before the messages were written: stored
+    alone they would reach the agent as a brief without customer, reason or transcript."""
+    from connector import follow_ups
+
+    db, client = any_db_app.extensions["connector"].db, any_db_app.test_client()
+    handoff_id = post(client, "c-gone")
+    age(db, handoff_id)
+    found_earlier = follow_ups._earlier
+
+    def forgotten_meanwhile(services, handoff):
+        assert retention.purge(db, BEFORE).handoffs == 1
+        return found_earlier(services, handoff)
+
+    monkeypatch.setattr(follow_ups, "_earlier", forgotten_meanwhile)
+    response = client.post(f"/v1/handoffs/{handoff_id}/messages", headers=auth(), content_type="application/json",
+                           data=json.dumps({"messages": [{"at": "2026-11-20T09:25:00Z", "role": "customer",
+                                                          "text": "Still there?"}]}))
+    assert response.status_code == 404, response.get_json()
+    assert "was forgotten (CONNECTOR_RETENTION_DAYS)" in response.get_json()["detail"]
+    assert "nothing was recorded" in response.get_json()["detail"]
+    assert left(db, Handoff, Handoff.id) == set() and left(db, Delivery, Delivery.id) == set()
+
+
+@pytest.mark.postgres
+def test_on_postgres_the_purge_skips_a_handoff_whose_messages_are_being_stored_and_they_wait_for_a_purge(
+        make_app, postgres_url):
+    """READ COMMITTED: the purge's DELETE cannot see messages not yet committed, so it must not
+    choose their handoff (they hold its key-share lock), and messages stored while the purge holds
+    the handoff wait for it and then find it gone."""
+    import threading
+
+    from sqlalchemy import text
+
+    from connector import handoff_store
+
+    app = make_app(database_url=postgres_url)
+    db, client = app.extensions["connector"].db, app.test_client()
+    first, second = post(client, "c-lock-1"), post(client, "c-lock-2")
+    age(db, first, second)
+    purged: list = []
+    with db.writing() as storing:  # a batch for `first` between its parent check and its commit
+        assert storing.execute(handoff_store._PARENT, {"parent": first}).all() == [(first,)]
+        purging = threading.Thread(target=lambda: purged.append(retention.purge(db, BEFORE)))
+        purging.start()
+        purging.join(5.0)
+        assert not purging.is_alive(), "the purge waited for the messages' lock (its DELETE would then orphan them)"
+    assert purged[0].handoffs == 1 and left(db, Handoff, Handoff.id) == {first}
+
+    age(db, first)
+    answered: dict = {}
+    with db.writing() as purging:
+        purging.execute(text("SELECT id FROM handoffs WHERE id = :id FOR UPDATE"), {"id": first})
+
+        def post_messages():
+            with app.app_context():
+                answered["response"] = app.test_client().post(
+                    f"/v1/handoffs/{first}/messages", headers=auth(), content_type="application/json",
+                    data=json.dumps({"messages": [{"at": "2026-11-20T09:25:00Z", "role": "customer", "text": "Hi?"}]}))
+
+        poster = threading.Thread(target=post_messages)
+        poster.start()
+        poster.join(1.0)
+        assert poster.is_alive(), "the messages did not wait for the purge's lock"
+        purging.execute(text("DELETE FROM handoffs WHERE id = :id"), {"id": first})
+    poster.join(10)
+    assert answered["response"].status_code == 404, answered["response"].get_json()
+    assert left(db, Handoff, Handoff.id) == set()
