@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import sqlite3
 import threading
 import weakref
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import driver_cursor, json_codec
@@ -128,10 +129,17 @@ class WriterLock:
     process) and on an `flock` of a file beside the database (gunicorn's other workers), which the
     kernel hands to the next waiter the moment it is released. Whatever does not take this lock
     (a CLI command, a migration) still meets busy_timeout, as before.
+
+    A thread waits for its process's turn at most `wait_s` (the busy timeout), then gets the error
+    SQLite gives when busy_timeout runs out: while a lock is held from outside, each writer in turn
+    waits that long for it, and the threads queued behind would otherwise wait their turns' sum.
+    The one thread whose turn it is waits for the file lock without a limit: the other workers
+    hold it for a transaction each, and each of those is bounded by busy_timeout.
     """
 
-    def __init__(self, database_path: str | None):
+    def __init__(self, database_path: str | None, wait_s: float = BUSY_TIMEOUT_S):
         self.path = f"{database_path}-writer.lock" if database_path else None
+        self.wait_s = wait_s
         self._threads = threading.RLock()
         self._depth = 0
         self._fd: int | None = None
@@ -148,7 +156,11 @@ class WriterLock:
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
-        with self._threads:
+        threads = self._threads  # the one released below, should a fork replace it meanwhile
+        if not threads.acquire(timeout=self.wait_s):
+            locked = sqlite3.OperationalError(f"database is locked (no turn to write within {self.wait_s:g} s)")
+            raise OperationalError("BEGIN IMMEDIATE (the writer lock)", None, locked)
+        try:
             self._depth += 1
             fd = self._file() if self._depth == 1 else None
             try:
@@ -159,6 +171,8 @@ class WriterLock:
                 if fd is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
                 self._depth -= 1
+        finally:
+            threads.release()
 
     def _file(self) -> int | None:
         if self.path is None:
@@ -208,7 +222,7 @@ class Database:
         database = self.engine.url.database if self.dialect == "sqlite" else None
         on_disk = bool(database) and database != ":memory:" and not str(database).startswith("file:")
         self.sqlite_file = database if on_disk else None
-        self._writer = WriterLock(self.sqlite_file) if self.dialect == "sqlite" else None
+        self._writer = WriterLock(self.sqlite_file, busy_timeout_s) if self.dialect == "sqlite" else None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.readers = sessionmaker(self.engine.execution_options(**{READONLY: True}), expire_on_commit=False)
         self._skipping: dict[tuple[str, tuple[str, ...]], Any] = {}

@@ -139,3 +139,47 @@ def test_a_database_made_without_saying_waits_thirty_seconds(tmp_path):
     with db.engine.connect() as connection:
         assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 30_000
     db.dispose()
+
+
+def test_threads_queued_behind_a_stuck_writer_give_up_after_the_busy_timeout_as_sqlite_would(tmp_path):
+    """A writer waiting on a lock held from outside waits busy_timeout; those queued behind it
+    would wait their turns' sum (a bot's request queued behind 30 others: minutes). Each waits
+    `wait_s` at most, then gets the error SQLite gives — which the service answers with 503."""
+    from sqlalchemy.exc import OperationalError
+
+    lock = WriterLock(str(tmp_path / "c.db"), wait_s=0.2)
+    holding, release, failed = threading.Event(), threading.Event(), []
+
+    def stuck() -> None:
+        with lock.held():
+            holding.set()
+            release.wait(10)
+
+    def queued() -> None:
+        try:
+            with lock.held():
+                pass
+        except OperationalError as err:
+            failed.append((time.monotonic() - started, str(err.orig)))
+
+    holder = threading.Thread(target=stuck)
+    holder.start()
+    assert holding.wait(5)
+    started = time.monotonic()
+    waiters = [threading.Thread(target=queued) for _ in range(3)]
+    for waiter in waiters:
+        waiter.start()
+    for waiter in waiters:
+        waiter.join(5)
+    release.set()
+    holder.join(5)
+    assert len(failed) == 3
+    assert all(0.15 < waited < 2 and "database is locked" in text for waited, text in failed)
+    with lock.held():  # and the lock is whole afterwards
+        assert not _free(lock.path)
+    assert _free(lock.path)
+
+
+def test_the_service_s_writers_queue_no_longer_than_its_busy_timeout(make_app):
+    app = make_app(sync_budget_ms=12_000)
+    assert app.extensions["connector"].db._writer.wait_s == 12.0
