@@ -95,6 +95,26 @@ def test_wrong_types_name_the_path(client, path, value):
     assert path in body["errors"], body["errors"]
 
 
+@pytest.mark.parametrize(("path", "value", "said"), [
+    ("intent.confidence", "0.8", 'got a string ("0.8")'),
+    ("intent.confidence", True, "got a boolean (true)"),  # not a confidence of 1
+    ("sentiment.score", "-0.5", 'got a string ("-0.5")'),
+    ("sentiment.score", [0.1], "got an array"),
+])
+def test_a_number_must_be_a_json_number_not_a_string_or_a_boolean(client, path, value, said):
+    packet = full_packet()
+    group, name = path.split(".")
+    packet[group][name] = value
+    body = problem(post(client, packet), 422)
+    assert body["errors"] == {path: [f"A JSON number is required; {said}."]}
+
+
+def test_whole_numbers_are_numbers_too(client):
+    packet = full_packet()
+    packet["intent"]["confidence"], packet["sentiment"]["score"] = 1, -1
+    assert post(client, packet).status_code == 201
+
+
 def test_unknown_top_level_field_is_refused(client):
     body = problem(post(client, minimal_packet(transcipt=[])), 422)
     assert body["errors"] == {"transcipt": ["Unknown field."]}

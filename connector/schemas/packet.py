@@ -7,6 +7,7 @@ Limits are configurable, so the schema is built with a `Limits` instance.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,22 @@ class Rfc3339(fields.String):
         if not is_rfc3339(text):
             raise ValidationError(rfc3339_problem(text))
         return text
+
+
+class JsonNumber(fields.Float):
+    """A JSON number. marshmallow's Float also takes "0.8" and `true` (as 1.0): a bot sending those
+    has a bug the contract's "number" should show it, not a confidence of 1 out of a boolean."""
+
+    default_error_messages = {"invalid": "A JSON number is required; got {kind}."}
+    _KINDS = {str: "a string", bool: "a boolean", list: "an array", dict: "an object"}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            kind = self._KINDS.get(type(value), "another type")
+            if isinstance(value, (str, bool)):
+                kind += f" ({json.dumps(value)[:40]})"
+            raise self.make_error("invalid", kind=kind)
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 def is_rfc3339(text: str) -> bool:
@@ -217,14 +234,14 @@ class Transcript(fields.List):
 
 class IntentSchema(_Open):
     name = fields.String(validate=SHORT)
-    confidence = fields.Float(validate=validate.Range(min=0, max=1))
+    confidence = JsonNumber(validate=validate.Range(min=0, max=1))
     stated_problem = fields.String(validate=LONG)
     summary = fields.String(validate=LONG)
 
 
 class SentimentSchema(_Open):
     label = fields.String(validate=validate.OneOf(SENTIMENTS))
-    score = fields.Float(validate=validate.Range(min=-1, max=1))
+    score = JsonNumber(validate=validate.Range(min=-1, max=1))
     trend = fields.String(validate=validate.OneOf(TRENDS))
 
 
