@@ -25,6 +25,7 @@ from connector.brief import (
     TRENDS,
     also_sent,
     first_customer_line,
+    last_customer_entry,
     named,
     scalar,
     subject_for,
@@ -253,7 +254,9 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     if mention:
         blocks.append(section(f"{mention} {escape(label.lower())} handoff"))
 
-    identity = " · ".join(str(customer[key]) for key in ("email", "phone", "id", "account_id") if customer.get(key))
+    known = [str(customer[key]) for key in ("email", "phone", "id", "account_id") if customer.get(key)]
+    # Without a name the first of them is the customer's line already, not repeated under it.
+    identity = " · ".join(known if customer.get("name") else known[1:])
     segment = f" · _{short('customer', customer['segment'], 100)}_" if customer.get("segment") else ""
     identity = f"\n{short('customer', identity, 400)}" if identity else ""
     blocks.append(section(f"*Customer:* {short('customer', who, 200)}{segment}{identity}", block_id="customer"))
@@ -287,6 +290,10 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         # Every line quoted: after the first, a line typed as "*Bot's summary:* …" read as the alert's own.
         text = f"*In the customer's words:*\n>{short('intent', words, 1200).replace(chr(10), chr(10) + '>')}" \
             if words else ""
+        latest = last_customer_entry(packet)
+        if latest is not None and latest["text"] != words:  # where the conversation got to: the thread is below
+            quoted = short("transcript", latest["text"], 600).replace("\n", "\n>")
+            text += f"\n*Latest from them:*\n>{quoted}"
         if intent.get("summary"):
             text += f"\n*Bot's summary:* {short('intent', intent['summary'], 600)}"
         blocks.append(section(text.strip(), block_id="intent"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -133,7 +134,29 @@ def _line_breaks(text: Any, continued: bool = False) -> Markup:
     return escape(str(text).replace("\r\n", "\n")).replace("\n", breaks)
 
 
+# http(s) addresses in free text; the closing punctuation of a sentence is not part of one.
+_URL = re.compile(r"https?://[^\s<>\"'`]+")
+_URL_TAIL = ".,;:!?)]}"
+
+
+def _with_links(text: Any, continued: bool = False) -> Markup:
+    """`_line_breaks`, and an address in the text a link: Zendesk's HTML comments do not link bare
+    addresses (the bot's "here is our guide: https://…" was text to copy)."""
+    raw, out, last = str(text), [], 0
+    for found in _URL.finditer(raw):
+        url = found.group().rstrip(_URL_TAIL)
+        if url.count("(") > url.count(")") and raw[found.start() + len(url):].startswith(")"):
+            url += ")"  # a Wikipedia-style address keeps its own closing parenthesis
+        end = found.start() + len(url)
+        out += [_line_breaks(raw[last:found.start()], continued),
+                Markup('<a href="{0}">{0}</a>').format(url)]
+        last = end
+    out.append(_line_breaks(raw[last:], continued))
+    return Markup("").join(out)
+
+
 _env.filters["line_breaks"] = _line_breaks
+_env.filters["with_links"] = _with_links
 
 
 class FollowUpBrief(Brief):
@@ -229,6 +252,21 @@ def _ticket_ref(ticket: Mapping[str, Any]) -> dict[str, Any]:
     return {"system": ticket.get("system") or "ticket", "id": ticket.get("id"), "url": ticket.get("url")}
 
 
+_SCREENFUL = 6  # transcript entries an agent sees below the brief without scrolling far
+
+
+def last_customer_entry(packet: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The customer's last message with words in it: where a long conversation has got to (the
+    problem is stated at its start, the deadline or the anger at its end), shown near the top."""
+    return next((entry for entry in reversed(packet.get("transcript") or [])
+                 if entry.get("role") == "customer" and (entry.get("text") or "").strip()), None)
+
+
+def _clock(at: Any) -> str:
+    moment = rfc3339_utc(at)
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else ""
+
+
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     if seconds < 60:
@@ -280,7 +318,9 @@ def _transcript(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
             ],
         })
     span = ""
-    if start and end:
+    if start and end and end - start < dt.timedelta(seconds=1):  # one message: a moment, not "10:00 – 10:00, 0 s"
+        span = f"{start:%Y-%m-%d %H:%M} UTC"
+    elif start and end:
         ends = f"{end:%Y-%m-%d %H:%M}" if multi_day else f"{end:%H:%M}"  # over midnight: the day it ended too
         span = f"{start:%Y-%m-%d %H:%M} – {ends} UTC, {_duration((end - start).total_seconds())}"
     return {
@@ -309,6 +349,13 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
                 (("email", "email"), ("phone", "phone"), ("id", "customer id"), ("account_id", "account"))
                 if customer.get(key)]
     already_given = [label for label, _ in identity] + [key.replace("_", " ") for key in collected]
+    customer_name = customer.get("name") or next((value for _, value in identity), None)
+    if not customer.get("name"):  # the first of them heads the section: not "sam@x.net", then "email: sam@x.net"
+        identity = identity[1:]
+    latest = last_customer_entry(packet)
+    if latest is not None and latest["text"] == first_customer_line(packet):
+        latest = None  # shown already as what they wrote
+    entries = len(packet.get("transcript") or [])
     return {
         "handoff_id": handoff_id,
         "subject": subject_for(packet),
@@ -325,7 +372,10 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "urgency": urgency,
         "stated_urgency": stated if stated and stated != urgency else None,
         "urgent": urgency in ("high", "urgent"),
-        "customer_name": customer.get("name") or customer.get("email") or customer.get("phone") or customer.get("id"),
+        "customer_name": customer_name,
+        # Above a transcript longer than a screen, or in a brief without it (Slack, Zendesk's summary).
+        "latest": latest and {"text": one_line(latest["text"], 300), "at": _clock(latest.get("at")),
+                              "far": entries > _SCREENFUL},
         "identity": identity,
         "segment": customer.get("segment"),
         "attributes": [(k, scalar(v)) for k, v in (customer.get("attributes") or {}).items()],

@@ -42,6 +42,76 @@ def test_minimal_brief_is_still_useful():
     assert "TRANSCRIPT — 1 message (1 from the customer)" in text
 
 
+def test_one_message_is_dated_as_a_moment_not_a_span_of_no_time():
+    brief = render_brief(minimal_packet(), "hnd_2")
+    assert "TRANSCRIPT — 1 message (1 from the customer), 2026-11-20 10:00 UTC\n" in brief.text
+    assert "0 s" not in brief.text and "10:00 – 10:00" not in brief.html
+
+
+def test_a_customer_known_by_email_alone_is_not_shown_twice_but_a_named_one_has_the_email_line():
+    from adapters.slack_blocks import alert
+
+    text = render_brief(minimal_packet(), "hnd_2").text
+    assert "CUSTOMER\n  sam.lee@example.net\n\n" in text and "email: sam.lee" not in text
+    assert "Don't ask again for: email" in text  # still given, only not repeated
+    customer = alert(minimal_packet(), "hnd_2", {}, [])[0]["blocks"][1]["text"]["text"]
+    assert customer == "*Customer:* sam.lee@example.net"
+    named = render_brief(full_packet(), "hnd_1")
+    assert "Dana Whitfield · ENTERPRISE\n  email: dana.whitfield@example.com\n" in named.text
+    assert "<br>email: dana.whitfield@example.com" in named.html
+
+
+def test_the_conversation_s_language_is_with_the_customer():
+    brief = render_brief(full_packet(), "hnd_1")
+    assert "  account: ACME-88213\n  language: en\n" in brief.text
+    assert "language: <strong>en</strong>" in brief.html
+
+
+def _long_conversation() -> dict[str, Any]:
+    packet = full_packet()
+    packet["transcript"] += [{"at": f"2026-11-20T09:{18 + i}:00Z", "role": role, "text": text} for i, (role, text) in
+                             enumerate([("bot", "Let me check."), ("customer", "ok"), ("bot", "Still checking."),
+                                        ("customer", "Our auditor arrives at 3pm, please hurry.\nThanks")])]
+    return packet
+
+
+def test_where_a_long_conversation_got_to_is_shown_near_the_top():
+    brief = render_brief(_long_conversation(), "hnd_5")
+    latest = '  Latest from them (2026-11-20 09:21 UTC): "Our auditor arrives at 3pm, please hurry. Thanks"\n'
+    assert latest in brief.text and brief.text.index(latest) < brief.text.index("ALREADY TRIED")
+    assert "Latest from them (2026-11-20 09:21 UTC): <em>“Our auditor arrives at 3pm, please hurry. Thanks”</em>" \
+        in brief.html
+    short = render_brief(full_packet(), "hnd_1")  # five messages: the last is just below
+    assert "Latest from them" not in short.text and "Latest from them" in short.summary_text
+    assert "Latest from them" not in render_brief(minimal_packet(), "hnd_2").summary_text  # their only words
+
+
+def test_the_slack_alert_quotes_the_latest_words_too():
+    from adapters.slack_blocks import alert
+
+    blocks = alert(_long_conversation(), "hnd_5", {}, [])[0]["blocks"]
+    intent = next(b for b in blocks if b.get("block_id") == "intent")["text"]["text"]
+    assert "*Latest from them:*\n>Our auditor arrives at 3pm, please hurry.\n>Thanks" in intent
+    only = next(b for b in alert(minimal_packet(), "hnd_2", {}, [])[0]["blocks"] if b.get("block_id") == "intent")
+    assert "Latest" not in only["text"]["text"]
+
+
+@pytest.mark.parametrize(("text", "html"), [
+    ("Our guide: https://help.acme.example/qb.", 'Our guide: <a href="https://help.acme.example/qb">'
+                                                   'https://help.acme.example/qb</a>.'),
+    ("See (https://en.wikipedia.org/wiki/OAuth_(protocol)) ok",
+     'See (<a href="https://en.wikipedia.org/wiki/OAuth_(protocol)">https://en.wikipedia.org/wiki/OAuth_(protocol)</a>) ok'),
+    ('"https://x.example/a?b=1&c=<2>"', '&#34;<a href="https://x.example/a?b=1&amp;c=">https://x.example/a?b=1&amp;c=</a>'
+                                         '&lt;2&gt;&#34;'),
+    ("javascript:alert(1) and ftp://files.example/x", "javascript:alert(1) and ftp://files.example/x"),
+    ("line one\nhttps://a.example/x", 'line one<br>\n&emsp;&emsp;<a href="https://a.example/x">https://a.example/x</a>'),
+])
+def test_addresses_in_the_transcript_are_links_in_html_and_everything_else_stays_text(text, html):
+    packet = minimal_packet()
+    packet["transcript"][0]["text"] = text
+    assert f"<strong>Customer</strong>: {html}</p>" in render_brief(packet, "hnd_6").html
+
+
 def test_summary_leaves_out_only_the_transcript():
     brief = render_brief(full_packet(), "hnd_3")
     assert "[09:14:02]" not in brief.summary_text and "[09:14:02]" in brief.text
