@@ -24,6 +24,7 @@ from connector.brief import (
     ROLES,
     TRENDS,
     also_sent,
+    clock,
     first_customer_line,
     last_customer_entry,
     named,
@@ -293,7 +294,8 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         latest = last_customer_entry(packet)
         if latest is not None and latest["text"] != words:  # where the conversation got to: the thread is below
             quoted = short("transcript", latest["text"], 600).replace("\n", "\n>")
-            text += f"\n*Latest from them:*\n>{quoted}"
+            when = clock(latest.get("at"))  # a moment: messages sent after the handoff go to the thread
+            text += f"\n*Latest from them{f' ({when})' if when else ''}:*\n>{quoted}"
         if intent.get("summary"):
             text += f"\n*Bot's summary:* {short('intent', intent['summary'], 600)}"
         blocks.append(section(text.strip(), block_id="intent"))

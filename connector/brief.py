@@ -262,7 +262,8 @@ def last_customer_entry(packet: Mapping[str, Any]) -> Mapping[str, Any] | None:
                  if entry.get("role") == "customer" and (entry.get("text") or "").strip()), None)
 
 
-def _clock(at: Any) -> str:
+def clock(at: Any) -> str:
+    """A message's time as the brief's headings write it (empty when it cannot be read)."""
     moment = rfc3339_utc(at)
     return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else ""
 
@@ -374,7 +375,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "urgent": urgency in ("high", "urgent"),
         "customer_name": customer_name,
         # Above a transcript longer than a screen, or in a brief without it (Slack, Zendesk's summary).
-        "latest": latest and {"text": one_line(latest["text"], 300), "at": _clock(latest.get("at")),
+        "latest": latest and {"text": one_line(latest["text"], 300), "at": clock(latest.get("at")),
                               "far": entries > _SCREENFUL},
         "identity": identity,
         "segment": customer.get("segment"),

@@ -91,7 +91,7 @@ def test_the_slack_alert_quotes_the_latest_words_too():
 
     blocks = alert(_long_conversation(), "hnd_5", {}, [])[0]["blocks"]
     intent = next(b for b in blocks if b.get("block_id") == "intent")["text"]["text"]
-    assert "*Latest from them:*\n>Our auditor arrives at 3pm, please hurry.\n>Thanks" in intent
+    assert "*Latest from them (2026-11-20 09:21 UTC):*\n>Our auditor arrives at 3pm, please hurry.\n>Thanks" in intent
     only = next(b for b in alert(minimal_packet(), "hnd_2", {}, [])[0]["blocks"] if b.get("block_id") == "intent")
     assert "Latest" not in only["text"]["text"]
 
