@@ -18,7 +18,10 @@ _ASSIGNMENT_KEYS = ("team", "queue", "agent", "priority", "rule", "trace")
 
 
 def handoff_status(states: Iterable[str]) -> str:
-    """delivered: all done · failed: all given up · pending: nothing done or given up yet · else partial."""
+    """delivered: all done · failed: all given up · pending: none done, one or more still being
+    tried (some may have given up) · partial: some done, the others still tried or given up.
+    One target refused and another still retrying was `partial` — "some done" — while no ticket
+    existed anywhere, and the answer quoted a wait (`delayed` only looks at `pending`)."""
     states = list(states)
     done = [s in DONE for s in states]
     given_up = [s in ("failed", "dead") for s in states]
@@ -26,7 +29,7 @@ def handoff_status(states: Iterable[str]) -> str:
         return "delivered"
     if all(given_up):
         return "failed"
-    if not any(done) and not any(given_up):
+    if not any(done):
         return "pending"
     return "partial"
 

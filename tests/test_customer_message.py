@@ -229,6 +229,15 @@ def test_no_wait_is_promised_while_no_target_has_the_handoff_and_attempts_fail()
     assert slow["estimated_wait_seconds"] == 240 and slow["customer_message"]["text"] == message["text"]
     held = answer(delivery("created"), delivery("pending", "TransientError: 503"))  # someone has it
     assert held["estimated_wait_seconds"] == 240 and held["customer_message"]["text"] == message["text"]
+    assert held["status"] == "partial"
+    # One target refused it for good, the other's attempts fail: nobody has it — not "partial"
+    # ("some done"), and no wait.
+    refused_and_failing = answer(delivery("failed", "RejectedError: 422"), delivery("pending", "TransientError: 503"))
+    assert refused_and_failing["status"] == "pending"
+    assert refused_and_failing["estimated_wait_seconds"] is None
+    assert refused_and_failing["customer_message"]["text"] == message["if_delayed"]
+    refused_and_trying = answer(delivery("dead", "TransientError: 503"), delivery("pending"))
+    assert refused_and_trying["status"] == "pending" and refused_and_trying["estimated_wait_seconds"] is None
 
 
 def test_an_apology_failing_on_this_packets_values_is_the_english_one_tagged_english():
