@@ -324,6 +324,11 @@ class Adapter(abc.ABC):
             open_ticket = self.find_open_ticket(ctx)
             if open_ticket is not None:
                 ctx = replace(ctx, link=open_ticket)
+                # The timed-out attempt may have added to this ticket (no ticket of ours was made,
+                # as looked above): comments take no idempotency key, and it would get two.
+                found = self._already_on(ctx) if ctx.outcome_unknown else None
+                if found is not None:
+                    return self._outcome("updated", found, None, ctx)
         payload = self.render(ctx)
         if ctx.link is not None:
             try:
@@ -334,6 +339,14 @@ class Adapter(abc.ABC):
                     return self._outcome("created", found, None, ctx)
                 payload = self.render(ctx)
         return self._outcome("created", self.send_create(payload, ctx), payload, ctx)
+
+    def _already_on(self, ctx: HandoffContext) -> Sent | None:
+        """`find_existing_update` on the customer's open ticket; one gone since is not where it is
+        (the update then meets it gone, and a new ticket takes its place)."""
+        try:
+            return self.find_existing_update(ctx)
+        except TicketGone:
+            return None
 
     def _instead_of(self, gone: TicketGone, ctx: HandoffContext) -> tuple[HandoffContext, Sent | None]:
         """The context for a new ticket in place of one that takes no more updates: with the whole

@@ -35,7 +35,16 @@ from connector.mapping_values import MISSING, compile_for, resolve
 from connector.settings import Settings
 
 from .base import Adapter, HandoffContext, Link, Sent, deep_merge, mapping_context
-from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TicketGone, TransientError
+from .errors import (
+    AuthError,
+    DeliveryError,
+    OutcomeUnknown,
+    RateLimited,
+    RateLimitedAfterActing,
+    RejectedError,
+    TicketGone,
+    TransientError,
+)
 from .zendesk_http import ZendeskSession, edge, quota_pause
 
 log = logging.getLogger(__name__)
@@ -250,10 +259,17 @@ class ZendeskAdapter(Adapter):
     def _reopen(self, path: str, ticket_id: str) -> bool:
         """A note on a solved ticket leaves it solved, out of every queue, until it closes; on a
         pending one (the agent waiting for the customer), pending: the customer who came back would
-        wait for no one. Reopened as a reply of theirs would. The note
-        is in already, so a failure here is logged, not retried (a retry would post it twice)."""
+        wait for no one. Reopened as a reply of theirs would.
+
+        The note is in already. A refusal is logged and the note left as it is (trying again cannot
+        change Zendesk's mind); a failure that may pass (429 — Update Ticket allows 100 a minute —
+        a 5xx, a timeout) is an unknown outcome: the next attempt finds the note by its handoff id
+        (`find_existing_update`, which does not post it again) and reopens the ticket then. It was
+        logged and reported delivered, on a ticket no queue showed."""
         try:
             self._call("PUT", path, write=True, json={"ticket": {"status": "open"}}, expect="ticket")
+        except TransientError as err:
+            raise _not_reopened(ticket_id, err) from err
         except DeliveryError as err:
             log.warning("solved ticket not reopened", extra={"ticket": ticket_id, "error": type(err).__name__,
                                                              "status": err.status})
@@ -300,6 +316,8 @@ class ZendeskAdapter(Adapter):
         path = f"/api/v2/tickets/{quote(str(ticket_id), safe='')}.json"
         try:
             reply, _ = self._call("GET", path, write=False, expect="ticket")
+        except TransientError as err:
+            raise _not_reopened(ticket_id, err) from err
         except DeliveryError as err:
             log.warning("solved ticket not reopened", extra={"ticket": ticket_id, "error": type(err).__name__,
                                                              "status": err.status})
@@ -429,6 +447,15 @@ class ZendeskAdapter(Adapter):
             small["audit_id"] = reply["audit"].get("id")
         small.update((key, value) for key, value in notes.items() if value)
         return Sent(vendor_id=str(ticket["id"]), url=self._agent_url(ticket["id"]), reply=small)
+
+
+def _not_reopened(ticket_id: str, cause: TransientError) -> OutcomeUnknown:
+    """The note is on `ticket_id`, which still waits on nobody: the next attempt looks, finds the
+    note and reopens the ticket (a 429 still pauses the target)."""
+    log.warning("solved ticket not reopened yet; the next attempt reopens it",
+                extra={"ticket": ticket_id, "error": type(cause).__name__, "status": cause.status})
+    return RateLimitedAfterActing.unknown(f"the note is on ticket {ticket_id}, which could not be reopened yet "
+                                          f"({type(cause).__name__})", cause)
 
 
 def _gone(err: RejectedError, ticket_id: str) -> TicketGone | None:

@@ -258,14 +258,62 @@ def test_a_note_on_a_ticket_on_hold_leaves_it_on_hold(zd: FakeZendesk) -> None:
     assert len(zd.json_bodies("PUT", "/api/v2/tickets/77120.json")) == 1
 
 
-def test_a_solved_ticket_that_could_not_be_reopened_keeps_the_note_and_is_not_retried(
+def _note_found(zd: FakeZendesk, context: Any, status: str = "solved") -> None:
+    """What an attempt after an unknown outcome reads: the note among the comments, the ticket."""
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/77120/comments.json", json={"comments": [
+        {"id": 1, "html_body": f"<p>Handoff {context.handoff_id} from support-bot</p>"}]})
+    ticket = fixture("tickets-by-external-id.json")["tickets"][0] | {"id": 77120, "status": status}
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/77120.json", json={"ticket": ticket})
+
+
+@pytest.mark.parametrize(("status", "reply", "paused"), [(429, "error-429.json", True), (503, "error-503.html", False)])
+def test_a_solved_ticket_whose_reopening_failed_for_now_is_reopened_by_the_next_attempt_without_a_second_note(
+        zd: FakeZendesk, status: int, reply: str, paused: bool) -> None:
+    """The note is in, the ticket still solved — in no queue. Reported delivered, no agent saw it."""
+    zd.update_ticket(77120, status="solved")
+    zd.error("PUT", "/api/v2/tickets/77120.json", status, reply, headers={"Retry-After": "30"})
+    target, first = adapter(), ctx(link=Link(vendor_id="77120"))
+    with pytest.raises(OutcomeUnknown) as caught:
+        target.deliver(first)
+    assert isinstance(caught.value, RateLimited) is paused  # a 429 still pauses the whole target
+    second = ctx(link=Link(vendor_id="77120"), outcome_unknown=True, attempt=2)
+    _note_found(zd, second)
+    zd.update_ticket(77120)
+
+    outcome = target.deliver(second)
+
+    assert (outcome.status, outcome.reply) == ("updated", {"found_by": "comment", "reopened": True})
+    bodies = zd.json_bodies("PUT", "/api/v2/tickets/77120.json")
+    assert ["comment" in body["ticket"] for body in bodies] == [True, False, False]  # one note, two reopenings
+
+
+def test_a_solved_ticket_zendesk_refuses_to_reopen_keeps_the_note_and_is_not_retried(
         zd: FakeZendesk, caplog: pytest.LogCaptureFixture) -> None:
     zd.update_ticket(77120, status="solved")
-    zd.error("PUT", "/api/v2/tickets/77120.json", 503, "error-503.html")
+    zd.error("PUT", "/api/v2/tickets/77120.json", 422, "error-422-record-invalid.json")
     with caplog.at_level(logging.WARNING, logger="adapters.zendesk"):
         outcome = adapter().deliver(ctx(link=Link(vendor_id="77120")))
     assert outcome.status == "updated" and "reopened" not in outcome.reply
     assert [r.message for r in caplog.records] == ["solved ticket not reopened"]
+
+
+def test_a_timed_out_note_on_the_customers_open_ticket_is_not_posted_again(zd: FakeZendesk) -> None:
+    """`update_open_ticket`: the first attempt's PUT timed out after Zendesk took it. The next
+    finds no ticket of its own (external_id), finds the open ticket again — and must look for its
+    note there before commenting (comments take no idempotency key)."""
+    zd.search()
+    zd.raises("PUT", "/api/v2/tickets/77120.json", requests.exceptions.ReadTimeout("read timed out"))
+    target = adapter(update_open_ticket=True)
+    with pytest.raises(OutcomeUnknown):
+        target.deliver(ctx())
+    second = ctx(outcome_unknown=True, attempt=2)
+    zd.tickets_by_external_id(second.handoff_id, found=False)
+    _note_found(zd, second, status="open")
+
+    outcome = target.deliver(second)
+
+    assert (outcome.status, outcome.vendor_id, outcome.reply["found_by"]) == ("updated", "77120", "comment")
+    assert len(zd.calls("PUT", "/api/v2/tickets/77120.json")) == 1 and zd.calls("POST", TICKETS) == []
 
 
 def test_oauth_token_is_sent_as_bearer_without_an_email(zd: FakeZendesk) -> None:

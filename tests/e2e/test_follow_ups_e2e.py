@@ -107,6 +107,7 @@ def test_a_timed_out_comment_is_looked_up_on_the_ticket_not_sent_twice(zendesk):
     # Zendesk had written it: the retry finds the batch's id in the ticket's newest comments.
     zd.rsps.add("GET", zd.origin + "/api/v2/tickets/1001/comments.json", status=200,
                 json={"comments": [{"id": 9, "html_body": html}], "next_page": None})
+    zd.show_ticket(1001)  # not solved: found, nothing to reopen
     services = app.extensions["connector"]
     with services.db.session() as session:
         [delivery_id] = session.scalars(select(Delivery.id).where(Delivery.handoff_id == response.get_json()["id"]))
@@ -281,6 +282,7 @@ def test_messages_wait_for_a_second_handoff_whose_update_is_unresolved_then_foll
     h2_comment = zd.json_bodies("PUT", "/api/v2/tickets/1001.json")[0]["ticket"]["comment"]["html_body"]
     zd.rsps.add("GET", zd.origin + "/api/v2/tickets/1001/comments.json", status=200,
                 json={"comments": [{"id": 8, "html_body": h2_comment}], "next_page": None})
+    zd.show_ticket(1001)  # not solved: found, nothing to reopen
     ids = _deliveries(services)
     assert services.outbox.run_delivery(ids[h2["id"]]).state == "updated"  # found: it had landed
     zd.update_ticket(1001)
