@@ -19,7 +19,6 @@ import os
 import re
 import ssl
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -62,6 +61,7 @@ SERVER_FAILURES = frozenset({"fatal_error", "internal_error", "service_unavailab
 # find_existing reads at most PAGES × PAGE_SIZE messages of the channel, newest first, no older than
 # the oldest delivery the outbox still retries (max_delivery_age_s) plus a margin for clock skew.
 PAGES, PAGE_SIZE, SKEW_S = 5, 200, 600
+LOOKUP_PAGES = 15  # 3,000 messages since the handoff: Slack's tier 3 (50 a minute) allows it
 _ONE_MENTION = rf"(?:<!here>|<!channel>|<!subteam\^[A-Z0-9]+>|<@{kit.USER_ID}>)"
 MENTION = re.compile(rf"^{_ONE_MENTION}(?: {_ONE_MENTION})*$")
 
@@ -268,12 +268,14 @@ class SlackAdapter(Adapter):
                        unfurl_media=False, **reply)
 
     def _find_alert(self, channel: str, handoff_id: str) -> dict[str, Any] | None:
-        # From when the handoff was made: an admin's replay comes any time later, and a window
-        # ending at the oldest delivery still retried missed an alert posted before it — and
-        # posted it again with its whole thread.
-        oldest = min(time.time() - self.settings.max_delivery_age_s, created_at(handoff_id).timestamp()) - SKEW_S
+        # From when the handoff was made (its ULID; SKEW_S for the two clocks): an admin's replay
+        # comes any time later, and a window ending at the oldest delivery still retried missed an
+        # alert posted before it. Not from further back: each page read the channel's messages
+        # newest first, and a window of a whole delivery age (a day) spent the pages on messages
+        # older than the handoff — in a busy channel, before reaching its alert.
+        oldest = created_at(handoff_id).timestamp() - SKEW_S
         cursor = None
-        for _ in range(PAGES):
+        for _ in range(LOOKUP_PAGES):
             page = self._call("conversations_history", channel=channel, oldest=f"{oldest:.6f}", limit=PAGE_SIZE,
                               include_all_metadata=True, cursor=cursor)
             for message in page.get("messages", []):
@@ -282,6 +284,11 @@ class SlackAdapter(Adapter):
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not page.get("has_more") or not cursor:
                 return None
+        # Not found, not looked through: the alert may be there. Posted again all the same — an
+        # alert twice is found by the agent; one never posted (a delivery failing for ever on a
+        # channel this busy, replays included) is not — and said, for whoever sees two.
+        log.warning("slack: alert not found among the channel's newest messages since the handoff; posting it "
+                    "(it may now be there twice)", extra={"channel": channel, "read": LOOKUP_PAGES * PAGE_SIZE})
         return None
 
     def _posted_in_thread(self, channel: str, ts: str, handoff_id: str) -> tuple[dict[str, Any] | None, int]:

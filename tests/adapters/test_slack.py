@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import logging
 import re
 import socket
 import time
@@ -254,13 +255,53 @@ def test_a_replay_days_later_still_finds_the_alert_its_first_attempt_posted(slac
     ctx = ctx_for(handoff_id=f"hnd_{ULID()}")
     with pytest.raises(OutcomeUnknown):
         adapter.deliver(ctx)
-    later = time.time() + 3 * 86400
-    monkeypatch.setattr(slack_module, "time", type("Clock", (), {"time": staticmethod(lambda: later)}))
+    made = slack_module.created_at(ctx.handoff_id).timestamp()
+    monkeypatch.setattr(slack_module, "created_at", lambda _: dt.datetime.fromtimestamp(made - 3 * 86400, dt.UTC))
 
-    outcome = adapter.deliver(replace(ctx, outcome_unknown=True, attempt=1))
+    outcome = adapter.deliver(replace(ctx, outcome_unknown=True, attempt=1))  # as if made three days ago
 
     assert outcome.status == "created"
     assert len(slack.top_level("C0HANDOFF")) == 1, "the replay posted a second alert"
+    assert float(slack.calls_to("conversations.history")[0].body["oldest"]) < made - 3 * 86400
+
+
+def test_a_busy_channel_does_not_hide_the_alert_from_the_lookup(slack: FakeSlack, caplog: pytest.LogCaptureFixture) -> None:
+    """The lookup read a day back, newest first, at most 1,000 messages: 1,001 posted after the
+    alert and the retry posted it again, thread and all. It reads from the handoff's making."""
+    from ulid import ULID
+
+    adapter = SlackAdapter(settings_for(slack, vendor_timeout_s=1), {})
+    slack.channels["C0HANDOFF"] += [{"type": "message", "ts": f"{time.time() - 7200:.0f}.{n:06d}", "text": "earlier"}
+                                    for n in range(2000)]  # the hours before the handoff
+    slack.delay("chat.postMessage", 3.0, act=True)  # posted; the answer lost
+    ctx = ctx_for(handoff_id=f"hnd_{ULID()}")
+    with pytest.raises(OutcomeUnknown):
+        adapter.deliver(ctx)
+    slack.channels["C0HANDOFF"] += [{"type": "message", "ts": f"{time.time() + 1:.0f}.{n:06d}", "text": "busy"}
+                                    for n in range(1500)]  # the channel since
+
+    outcome = adapter.deliver(replace(ctx, outcome_unknown=True, attempt=2))
+
+    assert outcome.status == "created"
+    assert [m for m in slack.top_level("C0HANDOFF") if m.get("bot_id")] == [slack.top_level("C0HANDOFF")[2000]]
+    oldest = float(slack.calls_to("conversations.history")[0].body["oldest"])
+    assert abs(oldest - (time.time() - 600)) < 30  # the handoff's making, less the clocks' skew
+    assert "may now be there twice" not in caplog.text
+
+
+def test_a_channel_too_busy_to_read_back_gets_the_alert_again_and_says_so(
+        slack: FakeSlack, caplog: pytest.LogCaptureFixture) -> None:
+    adapter = SlackAdapter(settings_for(slack, vendor_timeout_s=1), {})
+    slack.delay("chat.postMessage", 3.0, act=True)
+    ctx = ctx_for()
+    with pytest.raises(OutcomeUnknown):
+        adapter.deliver(ctx)
+    slack.channels["C0HANDOFF"] += [{"type": "message", "ts": f"{time.time() + 1:.0f}.{n:06d}", "text": "busy"}
+                                    for n in range(3001)]
+    with caplog.at_level(logging.WARNING, logger="adapters.slack"):
+        outcome = adapter.deliver(replace(ctx, outcome_unknown=True, attempt=2))
+    assert outcome.status == "created" and len(slack.calls_to("conversations.history")) == 15
+    assert "alert not found among the channel's newest messages since the handoff" in caplog.text
 
 
 def test_an_alert_a_bot_sent_elsewhere_by_vendor_extra_is_looked_for_there(slack: FakeSlack) -> None:
