@@ -79,7 +79,11 @@ _BEFORE_FOLLOW_UP = (
            or_(_HANDOFFS.c.id == bindparam("follows_id"),
                and_(_HANDOFFS.c.follows_id == bindparam("follows_id"), _HANDOFFS.c.follow_up_seq < bindparam("seq"))))
 )
-_SET_LINK_OWNER = (update(_LINKS).where(_LINKS.c.id == bindparam("link_id"))
+# Taken over only as read: on PostgreSQL two deliveries that both read a given-up owner would
+# both take it (each then opening a ticket); the second now finds the row changed and waits.
+_SET_LINK_OWNER = (update(_LINKS).where(_LINKS.c.id == bindparam("link_id"),
+                                        _LINKS.c.owner_delivery_id.is_not_distinct_from(bindparam("was")),
+                                        or_(_LINKS.c.vendor_id.is_(None), _LINKS.c.vendor_id == ""))
                    .values(owner_delivery_id=bindparam("owner"), updated_at=bindparam("now")))
 # A new ticket replaces the conversation's link; an update of its ticket fills a link that has none.
 _LINK_TICKET_BY_KEY = (
@@ -409,14 +413,20 @@ class Outbox:
         if row.owner_delivery_id not in (None, delivery.id):
             owner_state = connection.execute(_STATE_OF, {"delivery_id": row.owner_delivery_id}).scalar()
             if owner_state == "pending":
-                # Wait for the first ticket rather than open a second one; not an attempt.
-                until = now + dt.timedelta(seconds=WAIT_FOR_OWNER_S)
-                connection.execute(_HOLD, {"delivery_id": delivery.id, "until": until})
-                log.info("waiting for the conversation's first ticket", extra={"owner_delivery": row.owner_delivery_id})
-                return False
-        connection.execute(_SET_LINK_OWNER, {"link_id": row.id, "owner": delivery.id, "now": now})
+                return self._wait_for_owner(connection, delivery, now, row.owner_delivery_id)
+        taken = connection.execute(_SET_LINK_OWNER, {"link_id": row.id, "owner": delivery.id, "now": now,
+                                                     "was": row.owner_delivery_id}).rowcount
+        if not taken:  # another delivery took it (or its ticket came) since it was read
+            return self._wait_for_owner(connection, delivery, now, None)
         replaces = (row.extra or {}).get("replaces")
         return _Opening(replaces) if replaces else None
+
+    @staticmethod
+    def _wait_for_owner(connection: Connection, delivery: Delivery, now: dt.datetime, owner: int | None) -> bool:
+        """Wait for the conversation's first ticket rather than open a second one; not an attempt."""
+        connection.execute(_HOLD, {"delivery_id": delivery.id, "until": now + dt.timedelta(seconds=WAIT_FOR_OWNER_S)})
+        log.info("waiting for the conversation's first ticket", extra={"owner_delivery": owner})
+        return False
 
     # ---- recording -------------------------------------------------------------------------
 

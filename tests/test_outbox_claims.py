@@ -494,3 +494,62 @@ def test_two_replays_at_once_put_a_delivery_back_once(postgres_url, make_app, mo
         event.remove(services.db.engine, "before_cursor_execute", hold_the_second)
     assert outcome["second"] == []  # nothing put back: it was no longer given up
     assert services.outbox.claim_due()[0] == []
+
+
+@pytest.mark.postgres
+def test_two_deliveries_taking_over_a_given_up_first_ticket_at_once_open_one(postgres_url):
+    """READ COMMITTED: both read the owner given up before either wrote, and both took the link —
+    two tickets for one conversation. The second now finds the link changed and waits for the first."""
+    from connector import outbox as outbox_module
+    from connector.db import Database
+    from connector.outbox import Outbox
+    from connector.settings import Settings
+
+    db = Database(postgres_url, root=".")
+    now = utcnow()
+
+    def handoff(number: int, state: str) -> Handoff:
+        made = Handoff(id=f"hnd_{number}", bot_id="bot", conversation_id="conv-1", idempotency_key=f"k{number}",
+                       request_hash="x", packet={}, assignment={}, customer_message={}, created_at=now, updated_at=now)
+        made.deliveries = [Delivery(target="zendesk", state=state, next_attempt_at=now, window_started_at=now)]
+        return made
+
+    try:
+        with db.session() as session:
+            given_up, second, third = handoff(1, "dead"), handoff(2, "pending"), handoff(3, "pending")
+            session.add_all([given_up, second, third])
+            session.flush()
+            ids = [second.deliveries[0].id, third.deliveries[0].id]
+            session.add(ConversationLink(bot_id="bot", conversation_id="conv-1", target="zendesk",
+                                         owner_delivery_id=given_up.deliveries[0].id, created_at=now, updated_at=now))
+        outbox, both_read, results = Outbox(db, lambda: {}, Settings()), threading.Barrier(2, timeout=10), {}
+
+        class BothReadFirst:  # the claim's connection: the owner's state read by both before either writes
+            def __init__(self, connection):
+                self.connection = connection
+
+            def execute(self, statement, *args, **kwargs):
+                result = self.connection.execute(statement, *args, **kwargs)
+                if statement is outbox_module._STATE_OF:
+                    state = result.scalar()
+                    both_read.wait()
+                    return type("Read", (), {"scalar": lambda _self: state})()
+                return result
+
+        def claim(delivery_id: int) -> None:
+            with db.session() as session:
+                delivery = session.get(Delivery, delivery_id)
+                results[delivery_id] = outbox._link_for(BothReadFirst(session.connection()), delivery,
+                                                        delivery.handoff, utcnow())
+
+        threads = [threading.Thread(target=claim, args=(delivery_id,)) for delivery_id in ids]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(15)
+        assert sorted(results.values(), key=repr) == [False, None]  # one opens the ticket, one waits for it
+        with db.reading() as session:
+            owner = session.scalars(select(ConversationLink.owner_delivery_id)).one()
+        assert results[owner] is None
+    finally:
+        db.dispose()
