@@ -24,7 +24,9 @@ def visible_controls(text: str) -> str:
 # RFC 3339's date-time (section 5.6): T and Z in either case, seconds required, any fraction, an
 # offset with its colon. datetime.fromisoformat alone took ISO 8601 forms no bot's RFC 3339 writer
 # makes (2026-W47-5T09:14Z, 20261120T091402Z, 2026-11-20T09Z) and refused a lower-case t or z.
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
+# RFC 3339's offset: hours 00-23, minutes 00-59 (Python read +05:60 as +06:00, and took it).
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
+_ANY_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?([+-]\d{2}:\d{2})")
 
 
 def rfc3339(text: object) -> dt.datetime | None:
@@ -45,6 +47,9 @@ def rfc3339_problem(text: str) -> str:
     """Why `rfc3339` refused `text`, in words a bot's developer can act on: a time that is well
     formed but no real moment was told its *format* was wrong."""
     if not _RFC3339.fullmatch(text):
+        odd = _ANY_OFFSET.fullmatch(text)
+        if odd:
+            return f"The offset {odd.group(1)} is not a time zone offset (hours 00 to 23, minutes 00 to 59)."
         return "Not an RFC 3339 time with a time zone (e.g. 2026-11-20T09:14:02Z)."
     if text[17:19] == "60":
         return "A leap second (:60) is not accepted; send :59."

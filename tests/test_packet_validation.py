@@ -109,6 +109,23 @@ def test_a_number_must_be_a_json_number_not_a_string_or_a_boolean(client, path, 
     assert body["errors"] == {path: [f"A JSON number is required; {said}."]}
 
 
+@pytest.mark.parametrize(("at", "said"), [
+    ("2026-11-20T10:00:00+05:60", "The offset +05:60 is not a time zone offset (hours 00 to 23, minutes 00 to 59)."),
+    ("2026-11-20T10:00:00+25:00", "The offset +25:00 is not a time zone offset (hours 00 to 23, minutes 00 to 59)."),
+])
+def test_an_offset_no_time_zone_has_is_refused_as_such_not_read_as_another(client, at, said):
+    # +05:60 was read as +06:00 (the brief showed 04:00 UTC); +25:00 was blamed on the date.
+    packet = minimal_packet()
+    packet["transcript"][0]["at"] = at
+    assert problem(post(client, packet), 422)["errors"] == {"transcript.0.at": [said]}
+
+
+@pytest.mark.parametrize("blank", ["   ", "\t"])
+def test_a_blank_id_identifies_no_customer(client, blank):
+    body = problem(post(client, minimal_packet(customer={"id": blank})), 422)
+    assert body["errors"] == {"customer": ["At least one of id, email or phone is required."]}
+
+
 def test_whole_numbers_are_numbers_too(client):
     packet = full_packet()
     packet["intent"]["confidence"], packet["sentiment"]["score"] = 1, -1

@@ -149,7 +149,8 @@ class CustomerSchema(_Open):
 
     @validates_schema
     def _identified(self, data: dict[str, Any], **_: Any) -> None:
-        if not any(data.get(key) for key in ("id", "email", "phone")):
+        # Blank is none: "   " identified nobody, and the agent had no one to answer.
+        if not any(str(data.get(key) or "").strip() for key in ("id", "email", "phone")):
             raise ValidationError("At least one of id, email or phone is required.", "_schema")
 
 
