@@ -21,7 +21,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
 from .schemas.packet import ConversationSchema, CustomerSchema, EscalationSchema, IntentSchema, SentimentSchema
-from .text_rules import rfc3339_utc, visible_controls
+from .text_rules import rfc3339_utc, visible_controls, without_invisible
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -199,10 +199,14 @@ def _has(packet: Mapping[str, Any], part: str) -> bool:
 
 def subject_for(packet: Mapping[str, Any]) -> str:
     """One line an agent can triage by: the problem, in the customer's words when we have them."""
+    return one_line(problem_words(packet) or "Conversation handed off", 120)
+
+
+def problem_words(packet: Mapping[str, Any]) -> str:
+    """The problem as the packet words it (the customer's, else the bot's), unflattened; "" if none."""
     intent = packet.get("intent") or {}
-    problem = (intent.get("stated_problem") or intent.get("summary") or first_customer_line(packet)
-               or "Conversation handed off")
-    return one_line(problem, 120)
+    return next((text for text in (intent.get("stated_problem"), intent.get("summary"), first_customer_line(packet))
+                 if text and without_invisible(text).strip()), "")
 
 
 # Fewer words than this, a customer's message is most likely a greeting or a bare request for a
@@ -214,7 +218,7 @@ def first_customer_line(packet: Mapping[str, Any]) -> str:
     """The customer's first message that says something (`_SAYS_SOMETHING` words or more), else
     their longest: "hi" made the ticket's subject and the customer message's "I've passed on: hi."."""
     said = [entry["text"] for entry in packet.get("transcript", [])
-            if entry.get("role") == "customer" and entry.get("text", "").strip()]
+            if entry.get("role") == "customer" and without_invisible(entry.get("text", "")).strip()]
     return next((text for text in said if len(text.split()) >= _SAYS_SOMETHING), max(said, key=len, default=""))
 
 

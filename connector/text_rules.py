@@ -17,6 +17,17 @@ UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
+# Bidirectional controls and zero-width characters: nothing a reader sees.
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+
+
+def without_invisible(text: str) -> str:
+    """`text` without the characters nobody sees: what a customer is shown of their own words (the
+    agent's brief names bidirectional controls instead, `visible_controls`), and how a text that
+    holds nothing else is told from one that says something."""
+    return _INVISIBLE.sub("", text)
+
+
 def visible_controls(text: str) -> str:
     """`text` with each bidirectional control written as its code point ([U+202E]), for agents."""
     return _BIDI_CONTROLS.sub(lambda m: f"[U+{ord(m.group()):04X}]", text) if _BIDI_CONTROLS.search(text) else text

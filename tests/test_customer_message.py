@@ -246,3 +246,21 @@ def test_an_apology_failing_on_this_packets_values_is_the_english_one_tagged_eng
     composed = compose(_in("es"), ASSIGNMENT, None, messages)
     assert composed["locale"] == "es"
     assert (composed["if_failed"], composed["if_failed_locale"]) == (FAILED, "en")
+
+
+def test_the_customer_sees_their_words_without_the_characters_nobody_sees():
+    # The brief names a bidirectional control for the agent ([U+202E]); the customer got that too.
+    packet = full_packet(intent={"stated_problem": "Refund \u202e0.05$\u202c please"})
+    assert "I've passed on: Refund 0.05$ please." in compose(packet, ASSIGNMENT, None, MESSAGES)["text"]
+    blank = full_packet(intent={"stated_problem": "\u200b\u200b"})  # says nothing: the customer's own line instead
+    text = compose(blank, ASSIGNMENT, None, MESSAGES)["text"]
+    assert "I've passed on: Our invoices stopped syncing to QuickBooks since Monday." in text and "\u200b" not in text
+
+
+@pytest.mark.parametrize(("team", "said"), [
+    ("quantum <b>ops</b>", "our support team"),  # a bot's own department, no team here: not echoed
+    ("technical_support", "our technical support team"),
+    ("billing", "our billing team"),
+])
+def test_a_team_the_messages_do_not_name_is_said_by_its_id_only_when_it_reads_as_a_name(team, said):
+    assert said in compose(full_packet(), {"team": team}, None, MESSAGES)["text"]
