@@ -43,7 +43,7 @@ FALLBACK = {
             ),
             "wait": "Someone should be with you in about {{ minutes }} minute{{ 's' if minutes != 1 else '' }}.",
             "no_wait": "Someone will reply here as soon as they're free.",
-            "closed": "We're closed now; we'll reply by {{ time }} {{ day }} ({{ timezone }}).",
+            "closed": "We're closed now; we open again at {{ time }} {{ day }} ({{ timezone }}) and will reply then.",
             "failed": FAILED,
         }
     },

@@ -77,10 +77,10 @@ FRIDAY_EVENING = dt.datetime(2026, 11, 27, 18, 0, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize(("language", "expected"), [
-    ("en", "We're closed now; we'll reply by 09:00 Monday (Europe/Paris)."),
-    ("es-MX", "te responderemos antes de las 09:00 del lunes (Europe/Paris)."),
-    ("fr", "nous vous répondrons d'ici lundi 09:00 (Europe/Paris)."),
-    ("de", "wir antworten Ihnen bis Montag, 09:00 Uhr (Europe/Paris)."),
+    ("en", "We're closed now; we open again at 09:00 Monday (Europe/Paris) and will reply then."),
+    ("es-MX", "volvemos a abrir a las 09:00 del lunes (Europe/Paris) y te responderemos entonces."),
+    ("fr", "nous rouvrons lundi à 09:00 (Europe/Paris) et vous répondrons alors."),
+    ("de", "wir sind Montag ab 09:00 Uhr (Europe/Paris) wieder da und antworten Ihnen dann."),
 ])
 def test_out_of_hours_each_locale_gives_the_next_opening(language, expected):
     packet = full_packet()
@@ -91,7 +91,7 @@ def test_out_of_hours_each_locale_gives_the_next_opening(language, expected):
 
 def test_an_opening_tomorrow_says_tomorrow_where_the_locale_has_the_word():
     sunday = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
-    assert "by 09:00 tomorrow (Europe/Paris)" in compose(full_packet(), CLOSED, None, SHIPPED, now=sunday)["text"]
+    assert "again at 09:00 tomorrow (Europe/Paris)" in compose(full_packet(), CLOSED, None, SHIPPED, now=sunday)["text"]
 
 
 def test_an_opening_a_week_or_more_away_gives_its_date_too():
@@ -100,9 +100,9 @@ def test_an_opening_a_week_or_more_away_gives_its_date_too():
     closed["business_hours"]["next_opening"] = "2027-01-04T09:00:00+01:00"
     christmas_eve = dt.datetime(2026, 12, 24, 10, 0, tzinfo=dt.UTC)
     text = compose(full_packet(), closed, None, SHIPPED, now=christmas_eve)["text"]
-    assert "by 09:00 Monday 2027-01-04 (Europe/Paris)" in text
+    assert "again at 09:00 Monday 2027-01-04 (Europe/Paris)" in text
     within_the_week = dt.datetime(2026, 12, 29, 10, 0, tzinfo=dt.UTC)  # six days before: the weekday alone
-    assert "by 09:00 Monday (Europe/Paris)" in compose(full_packet(), closed, None, SHIPPED, now=within_the_week)["text"]
+    assert "again at 09:00 Monday (Europe/Paris)" in compose(full_packet(), closed, None, SHIPPED, now=within_the_week)["text"]
 
 
 @pytest.mark.parametrize(("variant", "phrase"), [("vip", "you have priority"), ("urgent", "flagged this as urgent"),
