@@ -9,7 +9,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import wait
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -19,6 +19,8 @@ from marshmallow import ValidationError
 from sqlalchemy import or_, select
 from sqlalchemy.exc import OperationalError
 from ulid import ULID
+
+from adapters import registry
 
 from . import answers, callback_http, callbacks
 from .auth import Caller, check_bot
@@ -197,10 +199,20 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
 
 def _warned(answer: Answer, packet: dict[str, Any], services: Services) -> Answer:
     """The answer, with `warnings` when part of what the bot asked for will not happen (`callbacks.warnings_for`)."""
-    said = callbacks.warnings_for(packet, services.settings)
+    targets = [ticket["target"] for ticket in answer.body.get("tickets") or []]
+    said = callbacks.warnings_for(packet, services.settings) + _unused_vendor_extra(packet, targets)
     if said:
         answer.body["warnings"] = said
     return answer
+
+
+def _unused_vendor_extra(packet: Mapping[str, Any], targets: list[str]) -> list[str]:
+    """`vendor_extra` for a target this handoff does not go to (a typo, `zendsk`, or a target not
+    enabled here) is sent nowhere: said, as a 201 that kept quiet about it was taken as applied."""
+    used = set(targets) | (set(registry.vendor_names()) if "preview" in targets else set())  # it renders them all
+    return [f"vendor_extra.{name}: no target of this handoff is called {name!r} (its targets: "
+            f"{', '.join(targets) or 'none'}); nothing of it is sent"
+            for name in (packet.get("vendor_extra") or {}) if name not in used]
 
 
 Render = Callable[..., dict[str, Any]]  # `answers.render` or `answers.render_follow_up`: (handoff, rows=None)

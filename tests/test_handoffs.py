@@ -347,3 +347,17 @@ def test_a_delivery_given_up_is_logged_with_why_and_no_next_attempt(make_app, mo
     assert ended["dead"].given_up == "1 attempt(s), as many as CONNECTOR_MAX_ATTEMPTS allows"
     assert ended["failed"].given_up == "refused: retrying the same payload cannot help"
     assert not any(hasattr(r, "next_attempt_at") for r in ended.values())
+
+
+def test_vendor_extra_for_no_target_of_the_handoff_is_said_to_go_nowhere(make_app, test_targets):
+    client = make_app(targets=("preview", "broken")).test_client()
+    packet = minimal_packet(vendor_extra={"zendsk": {"priority": "urgent"}, "zendesk": {"ticket": {"tags": ["x"]}},
+                                          "broken": {"a": 1}})
+    body = post(client, packet).get_json()
+    assert body["warnings"] == ["vendor_extra.zendsk: no target of this handoff is called 'zendsk' (its targets: "
+                                "preview, broken); nothing of it is sent"]  # preview renders zendesk's: used
+    alone = make_app(targets=("broken",)).test_client()
+    said = post(alone, minimal_packet(vendor_extra={"zendesk": {"ticket": {}}})).get_json()["warnings"]
+    assert said == ["vendor_extra.zendesk: no target of this handoff is called 'zendesk' (its targets: broken); "
+                    "nothing of it is sent"]
+    assert "warnings" not in post(alone, minimal_packet(vendor_extra={"broken": {}})).get_json()

@@ -69,7 +69,8 @@ class HandoffResponseSchema(Schema):
     links = fields.Nested(LinksSchema, required=True)
     warnings = fields.List(fields.String(), metadata={
         "description": "Present when part of what the bot asked for will not happen, each saying what and "
-                       "why (a `callback` from a bot with no signing secret to sign it with)."})
+                       "why (a `callback` from a bot with no signing secret to sign it with; `vendor_extra` for "
+                       "a target the handoff does not go to)."})
 
 
 class MessagesResponseSchema(Schema):
