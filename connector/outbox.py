@@ -47,6 +47,8 @@ WAIT_FOR_OWNER_S = 2.0
 _DELIVERIES, _LINKS, _PAUSES = Delivery.__table__, ConversationLink.__table__, TargetPause.__table__
 _PAUSED_UNTIL = select(_PAUSES.c.until).where(_PAUSES.c.target == bindparam("target"))
 _STATE_OF = select(_DELIVERIES.c.state).where(_DELIVERIES.c.id == bindparam("delivery_id"))
+_UNKNOWN_OUTCOME_OF = (select(_DELIVERIES.c.outcome_unknown, _DELIVERIES.c.handoff_id)
+                       .where(_DELIVERIES.c.id == bindparam("delivery_id")))
 _HOLD = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("delivery_id"))
          .values(next_attempt_at=bindparam("until"), lease_owner=None, lease_expires_at=None))
 # A follow-up held for its turn: its retry window starts when it may go, not while it waits.
@@ -141,13 +143,17 @@ class _Claimed:
     follows_ticket: str | None = None
     # A follow-up's packet as it is delivered (`follow_up_packets.whole_of`); None: the handoff's own.
     packet: Mapping[str, Any] | None = None
+    # `_Opening.after`, with the packet it is delivered with.
+    after: tuple[Handoff, Mapping[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
 class _Opening:
-    """`_link_for`: this delivery opens the conversation's ticket, the successor of `replaces`."""
+    """`_link_for`: this delivery opens the conversation's ticket, the successor of `replaces`;
+    `after`: in place of the handoff whose delivery there was given up with its outcome unknown."""
 
-    replaces: str
+    replaces: str | None = None
+    after: str | None = None
 
 
 class Outbox:
@@ -283,6 +289,7 @@ class Outbox:
                     public_url=self.settings.public_url,
                     follows_ticket=claimed.follows_ticket,
                     take_replacement=self._replacement_taker(delivery, handoff),
+                    earlier=self._earlier_context(claimed, delivery.target),
                 )
                 log.info("delivery attempt", extra={"attempt": ctx.attempt, "update": ctx.link is not None})
                 outcome = adapter.deliver(ctx)
@@ -368,13 +375,17 @@ class Outbox:
             if link is False:
                 return None
             follows = link.replaces if isinstance(link, _Opening) else None
+            after = None
+            earlier = session.get(Handoff, link.after) if isinstance(link, _Opening) and link.after else None
+            if earlier is not None:
+                after = (earlier, follow_up_packets.whole_of(session, earlier))
             link = None if isinstance(link, _Opening) else link
             related = tuple(
                 {"target": d.target, "status": d.state, "id": d.vendor_id, "url": d.url}
                 for d in handoff.deliveries
                 if d.id != delivery.id and d.state in DONE
             )
-            return _Claimed(delivery, handoff, link or None, related, caught_up, follows, packet)
+            return _Claimed(delivery, handoff, link or None, related, caught_up, follows, packet, after)
 
     def _follow_up_may_go(self, connection: Connection, delivery: Delivery, handoff: Handoff,
                           now: dt.datetime) -> bool | None:
@@ -410,16 +421,31 @@ class Outbox:
         row = connection.execute(_LINK_OF, key).one()
         if row.vendor_id:
             return Link(vendor_id=row.vendor_id, url=row.url, extra=row.extra or {})
+        after = None
         if row.owner_delivery_id not in (None, delivery.id):
             owner_state = connection.execute(_STATE_OF, {"delivery_id": row.owner_delivery_id}).scalar()
             if owner_state == "pending":
                 return self._wait_for_owner(connection, delivery, now, row.owner_delivery_id)
+            given_up = connection.execute(_UNKNOWN_OUTCOME_OF, {"delivery_id": row.owner_delivery_id}).first()
+            if given_up is not None and given_up.outcome_unknown:
+                after = given_up.handoff_id  # its last try may have made the ticket: looked for first
         taken = connection.execute(_SET_LINK_OWNER, {"link_id": row.id, "owner": delivery.id, "now": now,
                                                      "was": row.owner_delivery_id}).rowcount
         if not taken:  # another delivery took it (or its ticket came) since it was read
             return self._wait_for_owner(connection, delivery, now, None)
         replaces = (row.extra or {}).get("replaces")
-        return _Opening(replaces) if replaces else None
+        return _Opening(replaces, after) if replaces or after else None
+
+    def _earlier_context(self, claimed: _Claimed, target: str) -> HandoffContext | None:
+        """The context of the delivery this one takes the place of (`_Opening.after`), as its own
+        attempt would have built it, for the adapter to look its ticket up."""
+        if claimed.after is None:
+            return None
+        handoff, packet = claimed.after
+        return HandoffContext(handoff_id=handoff.id, target=target, packet=packet,
+                              brief=render_brief(packet, handoff.id, assignment=handoff.assignment),
+                              assignment=handoff.assignment, idempotency_key=f"{handoff.id}:{target}",
+                              outcome_unknown=True, public_url=self.settings.public_url)
 
     @staticmethod
     def _wait_for_owner(connection: Connection, delivery: Delivery, now: dt.datetime, owner: int | None) -> bool:

@@ -463,3 +463,29 @@ def test_a_retried_batch_near_a_limit_gets_its_stored_answer_not_a_refusal(make_
     again = send(client, handoff["id"], messages=long, **{"Idempotency-Key": "b2"})
     assert again.status_code == 200, again.get_json()
     assert again.get_json() == second.get_json()
+
+
+def test_messages_taking_over_from_a_delivery_given_up_after_a_timeout_update_the_ticket_it_made(zendesk):
+    """The handoff's create timed out after Zendesk made the ticket, and its retries ran out (dead,
+    the outcome unknown). Messages then take the conversation's link — and opened a second ticket.
+    They look for the one the handoff made (its external_id) and comment on it instead."""
+    app, zd = zendesk
+    client = app.test_client()
+    zd.search(results=[])
+    zd.raises("POST", "/api/v2/tickets.json", ReadTimeout("read timed out"))
+    handoff = post(client, full_packet()).get_json()
+    assert handoff["tickets"][0]["status"] == "pending"
+    with app.extensions["connector"].db.session() as session:
+        [given_up] = session.scalars(select(Delivery).where(Delivery.handoff_id == handoff["id"]))
+        assert given_up.outcome_unknown
+        given_up.state = "dead"  # its retries ran out: the lookups failed too
+
+    zd.tickets_by_external_id(handoff["id"])  # the ticket the timed-out create made: 1001
+    zd.update_ticket(1001)
+    response = send(client, handoff["id"])
+
+    assert response.status_code == 201, response.get_json()
+    assert [(t["status"], t["id"]) for t in response.get_json()["tickets"]] == [("updated", "1001")]
+    assert len(zd.calls("POST", "/api/v2/tickets.json")) == 1  # the timed-out one only
+    html = zd.json_bodies("PUT", "/api/v2/tickets/1001.json")[0]["ticket"]["comment"]["html_body"]
+    assert EARLIER in html and "Error code is now 4013" in html  # everything: the handoff's part never arrived
