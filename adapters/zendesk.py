@@ -286,12 +286,13 @@ class ZendeskAdapter(Adapter):
 
     def find_existing_update(self, ctx: HandoffContext) -> Sent | None:
         """After a timed-out comment: did it land? Updates have no Idempotency-Key at Zendesk, but
-        every brief names its handoff id, so the ticket's newest comments tell."""
+        every brief names its handoff id, so the ticket's newest comments tell — a page of 100,
+        Zendesk's most (20 missed the note on a busy ticket replayed later: posted twice)."""
         assert ctx.link is not None
         ticket_id = quote(ctx.link.vendor_id)
         try:
             reply, _ = self._call("GET", f"/api/v2/tickets/{ticket_id}/comments.json", write=False,
-                                  params={"sort_order": "desc", "per_page": 20}, expect="comments")
+                                  params={"sort_order": "desc", "per_page": 100}, expect="comments")
         except RejectedError as err:  # deleted since: the comment cannot be there, a new ticket may
             raise _gone(err, ctx.link.vendor_id) or err from err
         for comment in reply["comments"]:

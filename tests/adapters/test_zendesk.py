@@ -314,6 +314,8 @@ def test_a_timed_out_note_on_the_customers_open_ticket_is_not_posted_again(zd: F
 
     assert (outcome.status, outcome.vendor_id, outcome.reply["found_by"]) == ("updated", "77120", "comment")
     assert len(zd.calls("PUT", "/api/v2/tickets/77120.json")) == 1 and zd.calls("POST", TICKETS) == []
+    # The newest 100 comments, Zendesk's largest page: 20 missed the note on a busy ticket.
+    assert "per_page=100" in zd.calls("GET", "/api/v2/tickets/77120/comments.json")[0].request.url
 
 
 def test_oauth_token_is_sent_as_bearer_without_an_email(zd: FakeZendesk) -> None:
