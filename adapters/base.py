@@ -82,10 +82,10 @@ class HandoffContext:
     # another delivery of the conversation already is (the outbox's conversation link decides, and
     # keeps the closed ticket's id for whoever opens it). None: nothing to coordinate with.
     take_replacement: Callable[[str, bool], bool] | None = field(default=None, repr=False, compare=False)
-    # The context of the conversation's earlier delivery to this target that was given up with its
-    # outcome unknown (its last try may have made the ticket) when this one takes its place: that
-    # ticket is looked for, and updated if found, before another is opened.
-    earlier: HandoffContext | None = field(default=None, repr=False, compare=False)
+    # The contexts of the conversation's earlier deliveries to this target given up with their
+    # outcome unknown (a last try may have made the ticket), whose place this one takes: their
+    # tickets are looked for, and the one found updated, before another is opened.
+    earlier: tuple[HandoffContext, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def vendor_extra(self) -> Mapping[str, Any]:
@@ -323,14 +323,19 @@ class Adapter(abc.ABC):
                 ctx, found = self._instead_of(gone, ctx)
             if found is not None:
                 return self._outcome("updated" if ctx.link else "created", found, None, ctx)
-        if ctx.link is None and ctx.earlier is not None:
+        for earlier in ctx.earlier if ctx.link is None else ():
             # Found, it is completed as that delivery would have (its thread, its comments): the
             # conversation's ticket, which this one then updates. It was opened a second time.
-            made = self.find_existing(self.for_target(ctx.earlier))
+            made = self.find_existing(self.for_target(earlier))
             if made is not None:
                 log.info("the conversation's ticket was made by a delivery given up; updating it",
-                         extra={"vendor_id": made.vendor_id, "made_for": ctx.earlier.handoff_id})
+                         extra={"vendor_id": made.vendor_id, "made_for": earlier.handoff_id})
                 ctx = replace(ctx, link=Link(vendor_id=made.vendor_id, url=made.url, extra=dict(made.extra)))
+                # This delivery's own timed-out try may have updated it already.
+                found = self._already_on(ctx) if ctx.outcome_unknown else None
+                if found is not None:
+                    return self._outcome("updated", found, None, ctx)
+                break
         # Not for the successor of a closed ticket: that one is opened, naming it.
         if ctx.link is None and ctx.follows_ticket is None and self.mapping.get("update_open_ticket"):
             open_ticket = self.find_open_ticket(ctx)

@@ -58,8 +58,8 @@ AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_e
 # succeeded), and `internal_error`, `service_unavailable` come the same way. A retry, looking
 # first when the call posts, like a 5xx — refused for good, a short Slack incident failed handoffs.
 SERVER_FAILURES = frozenset({"fatal_error", "internal_error", "service_unavailable", "request_timeout"})
-# find_existing reads at most PAGES × PAGE_SIZE messages of the channel, newest first, no older than
-# the oldest delivery the outbox still retries (max_delivery_age_s) plus a margin for clock skew.
+# find_existing reads at most LOOKUP_PAGES × PAGE_SIZE messages of the channel, newest first, no
+# older than the handoff (its ULID) less a margin for clock skew; a thread, PAGES × 4 pages.
 PAGES, PAGE_SIZE, SKEW_S = 5, 200, 600
 LOOKUP_PAGES = 15  # 3,000 messages since the handoff: Slack's tier 3 (50 a minute) allows it
 _ONE_MENTION = rf"(?:<!here>|<!channel>|<!subteam\^[A-Z0-9]+>|<@{kit.USER_ID}>)"
@@ -287,8 +287,9 @@ class SlackAdapter(Adapter):
         # Not found, not looked through: the alert may be there. Posted again all the same — an
         # alert twice is found by the agent; one never posted (a delivery failing for ever on a
         # channel this busy, replays included) is not — and said, for whoever sees two.
-        log.warning("slack: alert not found among the channel's newest messages since the handoff; posting it "
-                    "(it may now be there twice)", extra={"channel": channel, "read": LOOKUP_PAGES * PAGE_SIZE})
+        log.warning("slack: alert not found among the channel's newest messages since the handoff; taken for "
+                    "not posted (it may be there)", extra={"channel": channel, "read": LOOKUP_PAGES * PAGE_SIZE,
+                                                           "handoff_id": handoff_id})
         return None
 
     def _posted_in_thread(self, channel: str, ts: str, handoff_id: str) -> tuple[dict[str, Any] | None, int]:

@@ -263,7 +263,7 @@ def last_customer_entry(packet: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The customer's last message with words in it: where a long conversation has got to (the
     problem is stated at its start, the deadline or the anger at its end), shown near the top."""
     return next((entry for entry in reversed(packet.get("transcript") or [])
-                 if entry.get("role") == "customer" and (entry.get("text") or "").strip()), None)
+                 if entry.get("role") == "customer" and without_invisible(entry.get("text") or "").strip()), None)
 
 
 def clock(at: Any) -> str:

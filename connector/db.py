@@ -132,9 +132,11 @@ class WriterLock:
 
     A thread waits for its process's turn at most `wait_s` (the busy timeout), then gets the error
     SQLite gives when busy_timeout runs out: while a lock is held from outside, each writer in turn
-    waits that long for it, and the threads queued behind would otherwise wait their turns' sum.
-    The one thread whose turn it is waits for the file lock without a limit: the other workers
-    hold it for a transaction each, and each of those is bounded by busy_timeout.
+    waits that long for it, and the threads queued behind would otherwise wait their turns' sum (a
+    bot's request behind thirty others: minutes). Background writers meet the same limit: an
+    attempt whose result cannot be recorded is left to its lease, and the next attempt looks at the
+    vendor before sending. The one thread whose turn it is waits for the file lock without a limit:
+    each other worker holds it one transaction at a time.
     """
 
     def __init__(self, database_path: str | None, wait_s: float = BUSY_TIMEOUT_S):

@@ -86,7 +86,7 @@ _BEFORE_FOLLOW_UP = (
 _SET_LINK_OWNER = (update(_LINKS).where(_LINKS.c.id == bindparam("link_id"),
                                         _LINKS.c.owner_delivery_id.is_not_distinct_from(bindparam("was")),
                                         or_(_LINKS.c.vendor_id.is_(None), _LINKS.c.vendor_id == ""))
-                   .values(owner_delivery_id=bindparam("owner"), updated_at=bindparam("now")))
+                   .values(owner_delivery_id=bindparam("owner"), extra=bindparam("extra"), updated_at=bindparam("now")))
 # A new ticket replaces the conversation's link; an update of its ticket fills a link that has none.
 _LINK_TICKET_BY_KEY = (
     update(_LINKS).where(_THE_LINK, or_(_LINKS.c.vendor_id.is_(None), _LINKS.c.vendor_id == "",
@@ -143,8 +143,8 @@ class _Claimed:
     follows_ticket: str | None = None
     # A follow-up's packet as it is delivered (`follow_up_packets.whole_of`); None: the handoff's own.
     packet: Mapping[str, Any] | None = None
-    # `_Opening.after`, with the packet it is delivered with.
-    after: tuple[Handoff, Mapping[str, Any]] | None = None
+    # `_Opening.after`: those handoffs, each with the packet it is delivered with.
+    after: tuple[tuple[Handoff, Mapping[str, Any]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ class _Opening:
     `after`: in place of the handoff whose delivery there was given up with its outcome unknown."""
 
     replaces: str | None = None
-    after: str | None = None
+    after: tuple[str, ...] = ()
 
 
 class Outbox:
@@ -375,10 +375,8 @@ class Outbox:
             if link is False:
                 return None
             follows = link.replaces if isinstance(link, _Opening) else None
-            after = None
-            earlier = session.get(Handoff, link.after) if isinstance(link, _Opening) and link.after else None
-            if earlier is not None:
-                after = (earlier, follow_up_packets.whole_of(session, earlier))
+            earlier = [session.get(Handoff, id_) for id_ in (link.after if isinstance(link, _Opening) else ())]
+            after = tuple((h, follow_up_packets.whole_of(session, h)) for h in earlier if h is not None)
             link = None if isinstance(link, _Opening) else link
             related = tuple(
                 {"target": d.target, "status": d.state, "id": d.vendor_id, "url": d.url}
@@ -421,31 +419,32 @@ class Outbox:
         row = connection.execute(_LINK_OF, key).one()
         if row.vendor_id:
             return Link(vendor_id=row.vendor_id, url=row.url, extra=row.extra or {})
-        after = None
+        extra = dict(row.extra or {})
         if row.owner_delivery_id not in (None, delivery.id):
             owner_state = connection.execute(_STATE_OF, {"delivery_id": row.owner_delivery_id}).scalar()
             if owner_state == "pending":
                 return self._wait_for_owner(connection, delivery, now, row.owner_delivery_id)
             given_up = connection.execute(_UNKNOWN_OUTCOME_OF, {"delivery_id": row.owner_delivery_id}).first()
             if given_up is not None and given_up.outcome_unknown:
-                after = given_up.handoff_id  # its last try may have made the ticket: looked for first
+                # Its last try may have made the ticket: looked for first, by every attempt of the
+                # owners to come until the link has its ticket (kept on the link, as `replaces` is).
+                extra["after"] = list(dict.fromkeys([*extra.get("after", []), given_up.handoff_id]))
         taken = connection.execute(_SET_LINK_OWNER, {"link_id": row.id, "owner": delivery.id, "now": now,
-                                                     "was": row.owner_delivery_id}).rowcount
+                                                     "was": row.owner_delivery_id, "extra": extra}).rowcount
         if not taken:  # another delivery took it (or its ticket came) since it was read
             return self._wait_for_owner(connection, delivery, now, None)
-        replaces = (row.extra or {}).get("replaces")
+        replaces, after = extra.get("replaces"), tuple(extra.get("after", ()))
         return _Opening(replaces, after) if replaces or after else None
 
-    def _earlier_context(self, claimed: _Claimed, target: str) -> HandoffContext | None:
-        """The context of the delivery this one takes the place of (`_Opening.after`), as its own
-        attempt would have built it, for the adapter to look its ticket up."""
-        if claimed.after is None:
-            return None
-        handoff, packet = claimed.after
-        return HandoffContext(handoff_id=handoff.id, target=target, packet=packet,
-                              brief=render_brief(packet, handoff.id, assignment=handoff.assignment),
-                              assignment=handoff.assignment, idempotency_key=f"{handoff.id}:{target}",
-                              outcome_unknown=True, public_url=self.settings.public_url)
+    def _earlier_context(self, claimed: _Claimed, target: str) -> tuple[HandoffContext, ...]:
+        """The contexts of the deliveries this one takes the place of (`_Opening.after`), as their
+        own attempts would have built them, for the adapter to look their tickets up."""
+        return tuple(
+            HandoffContext(handoff_id=handoff.id, target=target, packet=packet,
+                           brief=render_brief(packet, handoff.id, assignment=handoff.assignment),
+                           assignment=handoff.assignment, idempotency_key=f"{handoff.id}:{target}",
+                           outcome_unknown=True, public_url=self.settings.public_url)
+            for handoff, packet in claimed.after)
 
     @staticmethod
     def _wait_for_owner(connection: Connection, delivery: Delivery, now: dt.datetime, owner: int | None) -> bool:

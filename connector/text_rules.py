@@ -17,8 +17,10 @@ UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
-# Bidirectional controls and zero-width characters: nothing a reader sees.
-_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+# Bidirectional controls and marks, the zero-width space, word joiner and byte-order mark: nothing a
+# reader sees. Not the zero-width (non-)joiner (U+200C, U+200D): Persian and Indic words need them,
+# and emoji sequences (👨‍👩‍👧) are made with them.
+_INVISIBLE = re.compile("[\u200b\u200e\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 
 
 def without_invisible(text: str) -> str:

@@ -304,3 +304,16 @@ def test_a_greeting_is_not_taken_for_the_problem():
     assert subject_for(packet) == "My invoice from March was charged twice"
     packet["transcript"] = packet["transcript"][:2]  # nothing longer: the longest of what was said
     assert subject_for(packet) == "agent"
+
+
+def test_latest_words_of_nothing_visible_are_not_the_latest_words():
+    packet = _long_conversation()
+    packet["transcript"].append({"at": "2026-11-20T09:39:00Z", "role": "customer", "text": "\u200b"})
+    assert 'Latest from them (2026-11-20 09:21 UTC): "Our auditor' in render_brief(packet, "hnd_7").text
+
+
+def test_the_customer_sees_joiners_their_words_need():
+    from connector.text_rules import without_invisible
+
+    family, persian = "👨\u200d👩\u200d👧", "می\u200cخواهم"
+    assert without_invisible(f"{family} {persian}\u200b\u202e") == f"{family} {persian}"

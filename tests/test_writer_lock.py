@@ -142,9 +142,10 @@ def test_a_database_made_without_saying_waits_thirty_seconds(tmp_path):
 
 
 def test_threads_queued_behind_a_stuck_writer_give_up_after_the_busy_timeout_as_sqlite_would(tmp_path):
-    """A writer waiting on a lock held from outside waits busy_timeout; those queued behind it
-    would wait their turns' sum (a bot's request queued behind 30 others: minutes). Each waits
-    `wait_s` at most, then gets the error SQLite gives — which the service answers with 503."""
+    """A writer holding the turn (here stuck on purpose; in life, waiting busy_timeout on a lock
+    held from outside) kept those queued behind it waiting their turns' sum (a bot's request behind
+    30 others: minutes). Each waits `wait_s` at most, then gets the error SQLite gives — which the
+    service answers with 503."""
     from sqlalchemy.exc import OperationalError
 
     lock = WriterLock(str(tmp_path / "c.db"), wait_s=0.2)

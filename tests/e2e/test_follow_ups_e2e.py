@@ -8,9 +8,9 @@ import json
 import pytest
 import responses
 from requests.exceptions import ReadTimeout
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from connector.models import Callback, Delivery, Handoff
+from connector.models import Callback, Delivery, Handoff, utcnow
 from tests.conftest import ADMIN_TOKEN, OTHER_KEY, auth
 from tests.factories import full_packet, minimal_packet
 from tests.fakes.salesforce import IDS, INSTANCE, TOKEN, SalesforceFake
@@ -481,11 +481,23 @@ def test_messages_taking_over_from_a_delivery_given_up_after_a_timeout_update_th
         given_up.state = "dead"  # its retries ran out: the lookups failed too
 
     zd.tickets_by_external_id(handoff["id"])  # the ticket the timed-out create made: 1001
-    zd.update_ticket(1001)
+    zd.error("PUT", "/api/v2/tickets/1001.json", 503, "error-503.html")  # and Zendesk is still unwell
     response = send(client, handoff["id"])
+    assert response.status_code == 202 and response.get_json()["tickets"][0]["status"] == "pending"
 
-    assert response.status_code == 201, response.get_json()
-    assert [(t["status"], t["id"]) for t in response.get_json()["tickets"]] == [("updated", "1001")]
+    # The next attempt owns the link now, and still looks for the given-up delivery's ticket first
+    # (after its own: the 503 left its own outcome unknown), then whether its comment is there.
+    services = app.extensions["connector"]
+    zd.tickets_by_external_id(response.get_json()["id"], found=False)
+    zd.tickets_by_external_id(handoff["id"])
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/1001/comments.json", json={"comments": [], "next_page": None})
+    zd.update_ticket(1001)
+    with services.db.session() as session:
+        [batch] = session.scalars(select(Delivery.id).where(Delivery.handoff_id == response.get_json()["id"]))
+        session.execute(update(Delivery).where(Delivery.id == batch).values(next_attempt_at=utcnow()))
+    attempted = services.outbox.run_delivery(batch)
+
+    assert attempted is not None and (attempted.state, attempted.vendor_id) == ("updated", "1001")
     assert len(zd.calls("POST", "/api/v2/tickets.json")) == 1  # the timed-out one only
-    html = zd.json_bodies("PUT", "/api/v2/tickets/1001.json")[0]["ticket"]["comment"]["html_body"]
+    html = zd.json_bodies("PUT", "/api/v2/tickets/1001.json")[-1]["ticket"]["comment"]["html_body"]
     assert EARLIER in html and "Error code is now 4013" in html  # everything: the handoff's part never arrived
