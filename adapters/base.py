@@ -3,7 +3,9 @@
     deliver(ctx):  outcome of the last attempt unknown? ─ yes ─▶ find_existing(_update) → found? → done,
                         │ no / not found                                                nothing re-sent
                         ▼
-                 no link and mapping `update_open_ticket`? ─▶ find_open_ticket → becomes the link
+                 no link? ─▶ a given-up delivery's ticket (find_existing for `ctx.earlier`), else
+                        │    the customer's open one (`update_open_ticket`: find_open_ticket) → becomes
+                        │    the link (outcome unknown: find_existing_update there first)
                         ▼
                  link?  ── yes ─▶ build_update → apply vendor_extra → send_update → "updated"
                         │ no                                   │ TicketGone (closed, deleted)
@@ -323,26 +325,12 @@ class Adapter(abc.ABC):
                 ctx, found = self._instead_of(gone, ctx)
             if found is not None:
                 return self._outcome("updated" if ctx.link else "created", found, None, ctx)
-        for earlier in ctx.earlier if ctx.link is None else ():
-            # Found, it is completed as that delivery would have (its thread, its comments): the
-            # conversation's ticket, which this one then updates. It was opened a second time.
-            made = self.find_existing(self.for_target(earlier))
-            if made is not None:
-                log.info("the conversation's ticket was made by a delivery given up; updating it",
-                         extra={"vendor_id": made.vendor_id, "made_for": earlier.handoff_id})
-                ctx = replace(ctx, link=Link(vendor_id=made.vendor_id, url=made.url, extra=dict(made.extra)))
-                # This delivery's own timed-out try may have updated it already.
-                found = self._already_on(ctx) if ctx.outcome_unknown else None
-                if found is not None:
-                    return self._outcome("updated", found, None, ctx)
-                break
-        # Not for the successor of a closed ticket: that one is opened, naming it.
-        if ctx.link is None and ctx.follows_ticket is None and self.mapping.get("update_open_ticket"):
-            open_ticket = self.find_open_ticket(ctx)
-            if open_ticket is not None:
-                ctx = replace(ctx, link=open_ticket)
-                # The timed-out attempt may have added to this ticket (no ticket of ours was made,
-                # as looked above): comments take no idempotency key, and it would get two.
+        if ctx.link is None:
+            found_link = self._ticket_to_update(ctx)
+            if found_link is not None:
+                ctx = replace(ctx, link=found_link)
+                # This delivery's timed-out try may have added to that ticket already (no ticket of
+                # its own was made, as looked above): comments take no idempotency key.
                 found = self._already_on(ctx) if ctx.outcome_unknown else None
                 if found is not None:
                     return self._outcome("updated", found, None, ctx)
@@ -356,6 +344,22 @@ class Adapter(abc.ABC):
                     return self._outcome("created", found, None, ctx)
                 payload = self.render(ctx)
         return self._outcome("created", self.send_create(payload, ctx), payload, ctx)
+
+    def _ticket_to_update(self, ctx: HandoffContext) -> Link | None:
+        """A ticket that exists for this conversation though the outbox knows none: one a delivery
+        given up with its outcome unknown made (`ctx.earlier`; found, it is completed as that
+        delivery would have — its thread, its comments — and it was opened a second time), else
+        the customer's open one when the mapping says so (not for the successor of a closed
+        ticket: that one is opened, naming it)."""
+        for earlier in ctx.earlier:
+            made = self.find_existing(self.for_target(earlier))
+            if made is not None:
+                log.info("the conversation's ticket was made by a delivery given up; updating it",
+                         extra={"vendor_id": made.vendor_id, "made_for": earlier.handoff_id})
+                return Link(vendor_id=made.vendor_id, url=made.url, extra=dict(made.extra))
+        if ctx.follows_ticket is None and self.mapping.get("update_open_ticket"):
+            return self.find_open_ticket(ctx)
+        return None
 
     def _already_on(self, ctx: HandoffContext) -> Sent | None:
         """`find_existing_update` on the customer's open ticket; one gone since is not where it is
