@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -244,8 +244,10 @@ def named(handoff_id: str, packet: Mapping[str, Any]) -> str:
     return f"messages {handoff_id} of handoff {follows}" if follows else f"handoff {handoff_id}"
 
 
-def one_line(text: str, limit: int) -> str:
-    flat = " ".join(visible_controls(text).split())
+def one_line(text: str, limit: int, shown: Callable[[str], str] = visible_controls) -> str:
+    """`text` on one line, at most `limit` characters; `shown`: what is done with the characters
+    nobody sees (an agent is shown bidirectional controls by name; a customer, `without_invisible`)."""
+    flat = " ".join(shown(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 

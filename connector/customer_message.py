@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from .brief import problem_words, subject_for
+from .brief import one_line, problem_words, subject_for
 from .errors import ConfigError
 from .mapping_values import check_template
 from .redaction import redact_text
@@ -136,7 +136,9 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     team = _team_name(strings, assignment)
     # The customer's own words, echoed back: a card number or an ID number in them is masked, as the
     # vendors' mappings mask them — the message travels in the answer, callbacks and the bot's logs.
-    problem = redact_text(_spoken(problem_words(packet), 140) or subject_for(packet), ECHOED_SECRETS)[0].rstrip(".")
+    # Without the characters nobody sees: the agent's brief names them ([U+202E]); the customer sees none.
+    words = one_line(problem_words(packet), 140, shown=without_invisible) or subject_for(packet)
+    problem = redact_text(words, ECHOED_SECRETS)[0].rstrip(".")
     hours = assignment.get("business_hours") or {}
     quoted_wait = False
     if assignment.get("out_of_hours") and hours.get("next_opening"):
@@ -186,11 +188,6 @@ def _rendered(source: str, where: str, **context: Any) -> str | None:
 # A team the messages do not name is said by its id only when that reads as a name: the id may be
 # the bot's own `routing.department`, and "our quantum <b>ops</b> team" went to the customer.
 _READS_AS_A_NAME = re.compile(r"[A-Za-z][\w \-]{0,39}")
-
-
-def _spoken(text: str, limit: int) -> str:
-    flat = " ".join(without_invisible(text).split())  # the agent's brief names them; the customer sees none
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 def _team_name(strings: Mapping[str, Any], assignment: Mapping[str, Any]) -> str:

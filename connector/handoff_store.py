@@ -43,11 +43,7 @@ _PARENT = (select(_HANDOFFS.c.id).where(_HANDOFFS.c.id == bindparam("parent"))
 class HandoffGone(LookupError):
     """Messages came for a handoff retention forgot after the request found it (`retention`): a
     batch is delivered with its handoff's context, so alone it would reach the agent as a brief
-    with no customer, no reason, no transcript. Nothing is stored."""
-
-    def __init__(self, handoff_id: str):
-        super().__init__(handoff_id)
-        self.handoff_id = handoff_id
+    with no customer, no reason, no transcript. Nothing is stored. Its argument: that handoff's id."""
 
 
 @dataclass

@@ -46,9 +46,8 @@ WAIT_FOR_OWNER_S = 2.0
 # The statements every attempt runs, built once (compiled once, cached by SQLAlchemy) on the tables.
 _DELIVERIES, _LINKS, _PAUSES = Delivery.__table__, ConversationLink.__table__, TargetPause.__table__
 _PAUSED_UNTIL = select(_PAUSES.c.until).where(_PAUSES.c.target == bindparam("target"))
-_STATE_OF = select(_DELIVERIES.c.state).where(_DELIVERIES.c.id == bindparam("delivery_id"))
-_UNKNOWN_OUTCOME_OF = (select(_DELIVERIES.c.outcome_unknown, _DELIVERIES.c.handoff_id)
-                       .where(_DELIVERIES.c.id == bindparam("delivery_id")))
+_OWNER_OF = (select(_DELIVERIES.c.state, _DELIVERIES.c.outcome_unknown, _DELIVERIES.c.handoff_id)
+             .where(_DELIVERIES.c.id == bindparam("delivery_id")))
 _HOLD = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("delivery_id"))
          .values(next_attempt_at=bindparam("until"), lease_owner=None, lease_expires_at=None))
 # A follow-up held for its turn: its retry window starts when it may go, not while it waits.
@@ -150,7 +149,7 @@ class _Claimed:
 @dataclass(frozen=True)
 class _Opening:
     """`_link_for`: this delivery opens the conversation's ticket, the successor of `replaces`;
-    `after`: in place of the handoff whose delivery there was given up with its outcome unknown."""
+    `after`: in place of the handoffs whose deliveries there were given up with their outcome unknown."""
 
     replaces: str | None = None
     after: tuple[str, ...] = ()
@@ -421,14 +420,14 @@ class Outbox:
             return Link(vendor_id=row.vendor_id, url=row.url, extra=row.extra or {})
         extra = dict(row.extra or {})
         if row.owner_delivery_id not in (None, delivery.id):
-            owner_state = connection.execute(_STATE_OF, {"delivery_id": row.owner_delivery_id}).scalar()
-            if owner_state == "pending":
+            owner = connection.execute(_OWNER_OF, {"delivery_id": row.owner_delivery_id}).first()
+            if owner is not None and owner.state == "pending":
                 return self._wait_for_owner(connection, delivery, now, row.owner_delivery_id)
-            given_up = connection.execute(_UNKNOWN_OUTCOME_OF, {"delivery_id": row.owner_delivery_id}).first()
-            if given_up is not None and given_up.outcome_unknown:
-                # Its last try may have made the ticket: looked for first, by every attempt of the
-                # owners to come until the link has its ticket (kept on the link, as `replaces` is).
-                extra["after"] = list(dict.fromkeys([*extra.get("after", []), given_up.handoff_id]))
+            if owner is not None and owner.outcome_unknown:
+                # Given up, its last try may have made the ticket: looked for first, by every attempt
+                # of the owners to come until the link has its ticket (kept on the link, as
+                # `replaces` is).
+                extra["after"] = list(dict.fromkeys([*extra.get("after", []), owner.handoff_id]))
         taken = connection.execute(_SET_LINK_OWNER, {"link_id": row.id, "owner": delivery.id, "now": now,
                                                      "was": row.owner_delivery_id, "extra": extra}).rowcount
         if not taken:  # another delivery took it (or its ticket came) since it was read

@@ -530,10 +530,10 @@ def test_two_deliveries_taking_over_a_given_up_first_ticket_at_once_open_one(pos
 
             def execute(self, statement, *args, **kwargs):
                 result = self.connection.execute(statement, *args, **kwargs)
-                if statement is outbox_module._STATE_OF:
-                    state = result.scalar()
+                if statement is outbox_module._OWNER_OF:
+                    owner = result.first()
                     both_read.wait()
-                    return type("Read", (), {"scalar": lambda _self: state})()
+                    return type("Read", (), {"first": lambda _self: owner})()
                 return result
 
         def claim(delivery_id: int) -> None:
