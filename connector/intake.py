@@ -9,7 +9,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import wait
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -51,7 +52,9 @@ def parse_json(raw: bytes, content_type: str | None, max_depth: int, what: str =
         raise UnsupportedMediaType(f"Send the {what} as application/json (got {mimetype or 'no content type'}).")
     try:
         text = raw.decode("utf-8")
-        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
+        repeated: list[bool] = []  # set by `_object` when an object names a key twice
+        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite,
+                          object_pairs_hook=partial(_object, repeated))
     except UnicodeDecodeError:
         raise MalformedRequest("The body is not valid UTF-8.") from None
     except RecursionError:
@@ -69,6 +72,13 @@ def parse_json(raw: bytes, content_type: str | None, max_depth: int, what: str =
         raise ValidationFailed(
             "Text may not hold U+0000 or unpaired surrogates (\\ud800-\\udfff): they cannot be stored or sent.",
             errors={path: ["contains U+0000 or an unpaired surrogate"] for path in unstorable[:_MAX_REPORTED]},
+        )
+    if repeated:
+        twice = _twice(data)
+        raise ValidationFailed(
+            "A key appears twice in one object: JSON readers disagree on which value counts, so neither "
+            "is taken. Send each key once.",
+            errors={path: ["given more than once in the same object"] for path in twice[:_MAX_REPORTED]},
         )
     if not isinstance(data, dict):
         raise ValidationFailed(f"The {what} must be a JSON object.", errors={"(body)": ["must be an object"]})
@@ -108,23 +118,55 @@ def _depth(value: Any, *, check_text: bool) -> tuple[int, bool]:
     return deepest, suspect
 
 
-def _scan(value: Any) -> list[str]:
-    """The paths of strings (keys too) that cannot be stored."""
-    unstorable = []
+class _Repeated(dict):  # type: ignore[type-arg]
+    """A JSON object that named a key more than once (its last value kept, as `json` does); `twice` says which."""
+
+    twice: tuple[str, ...] = ()
+
+
+def _object(repeated: list[bool], pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`json.loads`' object hook: `{"email": "a", "email": "b"}` read as the last one silently; the
+    signature, the bot's own parser and a proxy in between may each have read another one."""
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    flagged = _Repeated(obj)
+    flagged.twice = tuple(sorted(key for key, count in Counter(key for key, _ in pairs).items() if count > 1))
+    repeated.append(True)
+    return flagged
+
+
+def _nodes(value: Any) -> Iterator[tuple[str, Any]]:
+    """Every value of the document with its path (`customer.email`, `transcript.0`; `""` for the body)."""
     stack: list[tuple[Any, str]] = [(value, "")]
     while stack:
         item, path = stack.pop()
+        yield path, item
         if isinstance(item, dict):
-            for key, child in item.items():
-                child_path = f"{path}.{_shown(key)}" if path else _shown(key)
-                if UNSTORABLE.search(key):
-                    unstorable.append(child_path)
-                stack.append((child, child_path))
+            stack.extend((child, _child(path, _shown(key))) for key, child in item.items())
         elif isinstance(item, list):
-            stack.extend((child, f"{path}.{index}" if path else str(index)) for index, child in enumerate(item))
+            stack.extend((child, _child(path, str(index))) for index, child in enumerate(item))
+
+
+def _child(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _scan(value: Any) -> list[str]:
+    """The paths of strings (keys too) that cannot be stored."""
+    unstorable = []
+    for path, item in _nodes(value):
+        if isinstance(item, dict):
+            unstorable.extend(_child(path, _shown(key)) for key in item if UNSTORABLE.search(key))
         elif isinstance(item, str) and UNSTORABLE.search(item):
             unstorable.append(path or "(body)")
     return sorted(unstorable)
+
+
+def _twice(value: Any) -> list[str]:
+    """The paths of keys given more than once in their object."""
+    return sorted(_child(path, _shown(key)) for path, item in _nodes(value) if isinstance(item, _Repeated)
+                  for key in item.twice)
 
 
 def _shown(key: str) -> str:

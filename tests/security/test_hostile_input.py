@@ -200,6 +200,24 @@ def test_nul_and_lone_surrogates_are_422_on_every_database(any_db_app, replace, 
     assert list(problem["errors"]) == [shown]
 
 
+# `{"email": "a", "email": "b"}` was read as its last value: a proxy or the bot's own logs may have
+# read the first, so what was checked and what was stored could differ. Refused, each path named.
+def test_a_key_given_twice_in_one_object_is_refused_naming_where(client):
+    raw = json.dumps(minimal_packet()).replace('"conversation": {', '"conversation": {"id": "conv-other", ', 1)
+    raw = raw.replace('"bot": {', '"bot": {"id": "other-bot", ', 1).encode()
+    problem = assert_problem(post_raw(client, raw), 422, "twice")
+    assert problem["errors"] == {"bot.id": ["given more than once in the same object"],
+                                 "conversation.id": ["given more than once in the same object"]}
+    assert client.get("/v1/handoffs?conversation_id=conv-other", headers=auth()).get_json()["items"] == []
+    # Follow-up messages are read the same way.
+    created = post_raw(client, json.dumps(minimal_packet()).encode())
+    assert created.status_code in (201, 202), created.get_json()
+    said = b'{"messages": [{"role": "customer", "text": "hi", "text": "bye", "timestamp": "2026-11-21T10:00:00Z"}]}'
+    sent = client.post(f"/v1/handoffs/{created.get_json()['id']}/messages", data=said, headers=auth(),
+                       content_type="application/json")
+    assert assert_problem(sent, 422)["errors"] == {"messages.0.text": ["given more than once in the same object"]}
+
+
 def test_nul_in_lookups_is_refused_on_every_database(any_db_app):
     client = any_db_app.test_client()
     assert client.get("/v1/handoffs/hnd_%00", headers=auth()).status_code == 404
