@@ -132,7 +132,8 @@ class SlackAdapter(Adapter):
             broadcast = messages is None and bool(self.mapping.get("broadcast_updates", True))
             message.update(channel=channel, thread_ts=ts, reply_broadcast=broadcast)
         if messages is not None:
-            replies = kit.transcript({"transcript": messages}, ctx.handoff_id)
+            # With the batch's `follow_up`: its replies are named as messages of the handoff they follow.
+            replies = kit.transcript({"transcript": messages, "follow_up": packet.get("follow_up")}, ctx.handoff_id)
         else:
             replies = kit.details(packet, ctx.handoff_id) + kit.transcript(packet, ctx.handoff_id)
         thread = [{**reply, "metadata": {"event_type": THREAD,

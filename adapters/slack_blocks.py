@@ -32,7 +32,7 @@ from connector.brief import (
     subject_for,
     urgency_shown,
 )
-from connector.text_rules import rfc3339_utc, visible_controls
+from connector.text_rules import CONTROL_NAMES, rfc3339_utc, visible_controls
 
 from .events import Holder
 
@@ -48,12 +48,16 @@ AGGREGATE = 13_000  # `msg_blocks_too_long` fires near here; Slack does not say 
 SAFE_BLOCKS = 45
 SAFE_AGGREGATE = 11_500  # measured on the serialized blocks, structure included: the strictest reading
 # The label part of a thread line (a key, a link); the value part is never cut. Room for a link to
-# the longest URL a packet may hold (2,000) and its label: at 1,000 a signed download link lost its
-# whole label and link ("📎 …(application/pdf)"), and the receipt said nothing was dropped.
-PREFIX_TEXT = 2_400
+# the longest URL a packet may hold (2,000, each `&` five once escaped) and its label: at 1,000 a
+# signed download link lost its whole label and link ("📎 …(application/pdf)"), and the receipt
+# said nothing was dropped. Its value starts in the same section and continues in the next ones.
+PREFIX_TEXT = 2_900
 FALLBACK_TEXT = 300  # top-level `text`: notifications show ~1 line; Slack's own cap is 40k
 
-_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+# What one character becomes in what we send (`escape`): an entity, a control's name, or itself.
+# Cuts and splits count with it: counted as one, a control named [U+2067] overflowed the thread's
+# sections (their ends clipped, words lost) and a cut alert field kept the control itself.
+_WRITTEN = {"&": "&amp;", "<": "&lt;", ">": "&gt;", **CONTROL_NAMES}
 ELLIPSIS = "…"
 Note = dict[str, str]
 Message = dict[str, Any]  # {"text": …, "blocks": […]}
@@ -82,7 +86,7 @@ def fit(raw: Any, limit: int, more: str = "") -> tuple[str, bool]:
     tail = ELLIPSIS + more
     budget, used, out = limit - size(tail), 0, []
     for ch in str(raw):  # escape per character, so the cut never lands inside an entity
-        piece = _ESCAPES.get(ch, ch)
+        piece = _WRITTEN.get(ch, ch)
         if used + size(piece) > budget:
             break
         out.append(piece)
@@ -90,17 +94,20 @@ def fit(raw: Any, limit: int, more: str = "") -> tuple[str, bool]:
     return "".join(out).rstrip() + tail, True
 
 
-def split(raw: str, limit: int) -> list[str]:
-    """`raw` escaped and cut into chunks of at most `limit`, at a space or newline when one is near.
+def split(raw: str, limit: int, first: int | None = None) -> list[str]:
+    """`raw` escaped and cut into chunks of at most `limit` (the first one at most `first`, when
+    given: what is left of a section begun), at a space or newline when one is near.
 
     Lossless: the chunks, joined, are exactly `escape(raw)`.
     """
-    chunks, start = [], 0
+    chunks: list[str] = []
+    start = 0
     while start < len(raw):
         used, end, last_break = 0, start, -1
+        cap = first if first is not None and not chunks else limit
         while end < len(raw):
-            cost = size(_ESCAPES.get(raw[end], raw[end]))
-            if used + cost > limit:
+            cost = size(_WRITTEN.get(raw[end], raw[end]))
+            if used + cost > cap:
                 break
             used += cost
             if raw[end] in " \n":
@@ -122,11 +129,25 @@ def safe_url(url: Any, longest: int = 2000) -> str | None:
     return url if parts.scheme in ("http", "https") and parts.netloc else None
 
 
-def link(url: Any, label: Any, limit: int = 200, longest: int = 2000) -> str:
-    """A link we build: the url validated, the label escaped. An unusable url shows as text."""
-    text, _ = fit(label, limit)
+# What a link in a thread line's label part may take (`PREFIX_TEXT`, less room for the line around it).
+LINK_ROOM = PREFIX_TEXT - 200
+
+
+def link(url: Any, label: Any, limit: int = 200, longest: int = 2000, room: int = LINK_ROOM) -> str:
+    """A link we build: the url validated, the label escaped, the whole within `room`. An unusable
+    url shows as text. Each `&` of a url takes five once escaped: a long signed download link left a
+    300-character label no room, and the whole link was cut away — the label gives way first, then
+    the label itself; a url that alone outgrows `room` is named as not shown."""
     checked = safe_url(url, longest)
-    return f"<{escape(checked)}|{text}>" if checked else text
+    if not checked:
+        return fit(label, limit)[0]
+    target = escape(checked)
+    label_room = min(limit, room - size(target) - 3)  # <, | and >
+    if label_room >= 20:
+        return f"<{target}|{fit(label, label_room)[0]}>"
+    if size(target) + 2 <= room:
+        return f"<{target}>"
+    return f"{fit(label, limit)[0]} _(its address is too long to link here)_"
 
 
 def clip(mrkdwn: str, limit: int) -> str:
@@ -200,7 +221,7 @@ def sections(pieces: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
             continue
         if current:
             blocks.append(section(current))
-        chunks = split(raw, SECTION_TEXT - size(prefix))
+        chunks = split(raw, SECTION_TEXT, first=SECTION_TEXT - size(prefix))
         chunks[0] = prefix + chunks[0]
         blocks.extend(section(chunk) for chunk in chunks[:-1])
         current = chunks[-1]
@@ -242,6 +263,12 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         if cut:
             notes.append({"part": part, "reason": "shortened in the alert; in full in the thread"})
         return text
+
+    def quote(part: str, raw: Any, limit: int) -> str:
+        """`raw` as a quote of at most `limit`, its `>` markers counted: a list pasted one item a
+        line nearly doubled past its limit, and the section's end (the bot's summary) was cut unsaid."""
+        breaks = str(raw).count("\n")
+        return short(part, raw, max(limit - breaks, limit // 2)).replace("\n", "\n>")
 
     customer, escalation = packet.get("customer") or {}, packet.get("escalation") or {}
     intent, sentiment = packet.get("intent") or {}, packet.get("sentiment") or {}
@@ -289,11 +316,10 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     words = intent.get("stated_problem") or first_customer_line(packet)
     if words or intent.get("summary"):
         # Every line quoted: after the first, a line typed as "*Bot's summary:* …" read as the alert's own.
-        text = f"*In the customer's words:*\n>{short('intent', words, 1200).replace(chr(10), chr(10) + '>')}" \
-            if words else ""
+        text = f"*In the customer's words:*\n>{quote('intent', words, 1200)}" if words else ""
         latest = last_customer_entry(packet)
         if latest is not None and latest["text"] != words:  # where the conversation got to: the thread is below
-            quoted = short("transcript", latest["text"], 600).replace("\n", "\n>")
+            quoted = quote("transcript", latest["text"], 600)
             when = clock(latest.get("at"))  # a moment: messages sent after the handoff go to the thread
             text += f"\n*Latest from them{f' ({when})' if when else ''}:*\n>{quoted}"
         if intent.get("summary"):

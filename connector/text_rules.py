@@ -15,6 +15,9 @@ UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # Unicode's bidirectional embeddings, overrides and isolates: "ORD-\u202e1234\u202c" displays as
 # "ORD-4321", "\u202e00.05$" as "$50.00". Kept in what is stored, shown by name to agents.
 _BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Each control as an agent reads it: what `visible_controls` writes, one character at a time (a
+# renderer counting what a text will take once written needs it per character).
+CONTROL_NAMES = {chr(code): f"[U+{code:04X}]" for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
 
 
 # Bidirectional controls and marks, the zero-width space, word joiner and byte-order mark: nothing a
@@ -32,7 +35,7 @@ def without_invisible(text: str) -> str:
 
 def visible_controls(text: str) -> str:
     """`text` with each bidirectional control written as its code point ([U+202E]), for agents."""
-    return _BIDI_CONTROLS.sub(lambda m: f"[U+{ord(m.group()):04X}]", text) if _BIDI_CONTROLS.search(text) else text
+    return _BIDI_CONTROLS.sub(lambda m: CONTROL_NAMES[m.group()], text) if _BIDI_CONTROLS.search(text) else text
 
 # RFC 3339's date-time (section 5.6): T and Z in either case, seconds required, any fraction, an
 # offset with its colon. datetime.fromisoformat alone took ISO 8601 forms no bot's RFC 3339 writer

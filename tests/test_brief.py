@@ -256,6 +256,12 @@ def test_bidirectional_controls_are_shown_by_name_not_obeyed():
         assert not any(c in text for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
     assert "ORD-[U+202E]1234[U+202C]" in brief.text and "[U+202E]00.05$" in brief.html
     assert brief.subject == "Refund [U+2067]order[U+2069] please"
+    # A field's line breaks and links, HTML the brief's filters wrote, stay HTML beside a control:
+    # they were escaped a second time, and agents read "&lt;br&gt;" and "&lt;a href=…".
+    packet["transcript"][0]["text"] = "\u2067سلام\u2069 R&D <b>\nsee https://help.acme.example/a?x=1&y=2"
+    html = render_brief(packet, "hnd_1").html
+    assert "[U+2067]سلام[U+2069] R&amp;D &lt;b&gt;<br>" in html
+    assert '<a href="https://help.acme.example/a?x=1&amp;y=2">' in html and "&amp;lt;" not in html
     alert, _ = slack_blocks.alert(packet, "hnd_1", {"priority": "normal"}, [])
     rendered = json.dumps(alert, ensure_ascii=False) + json.dumps(slack_blocks.details(packet, "hnd_1"), ensure_ascii=False)
     assert "\u202e" not in rendered and "ORD-[U+202E]1234[U+202C]" in rendered

@@ -377,6 +377,15 @@ def test_messages_interrupted_mid_thread_resume_without_duplicates(slack: FakeSl
     assert sum("still here" in json.dumps(r["blocks"]) for r in mine) == 1
 
 
+def test_messages_while_waiting_are_named_as_those_of_the_handoff_they_follow(slack: FakeSlack,
+                                                                             adapter: SlackAdapter) -> None:
+    # The batch's `follow_up` was left out of what its replies were built from: "Transcript of handoff msg_batch".
+    first = adapter.deliver(ctx_for())
+    ctx = _messages_while_waiting(Link(first.vendor_id, first.url, first.link_extra), "still here")
+    texts = [reply["text"] for reply in adapter.render(ctx)["thread"]]
+    assert texts == ["Transcript of messages msg_batch of handoff hnd_01TESTHANDOFF0000000000000"]
+
+
 def test_messages_are_masked_as_the_mapping_says_and_stay_short(slack: FakeSlack) -> None:
     adapter = SlackAdapter(settings_for(slack), {"redact": ["card"]})
     first = adapter.deliver(ctx_for())
@@ -876,3 +885,60 @@ def test_a_long_but_valid_url_keeps_its_link_and_label_in_the_thread(slack: Fake
     assert f"<{url}|invoice.pdf>" in thread and f"<{url}|Reset guide>" in thread
     for reply in payload["thread"]:
         assert_within_limits(reply)
+
+
+@pytest.mark.parametrize(("ampersands", "linked"), [(40, True), (130, True), (207, False)])
+def test_a_url_of_many_ampersands_keeps_its_link_or_says_why_not(slack: FakeSlack, ampersands: int,
+                                                                 linked: bool) -> None:
+    # Each `&` takes five once escaped: a 2,000-character URL with a few dozen of them and a long file
+    # name went past the label part's bound, and the whole `<url|label>` was cut away unsaid.
+    query = "&".join(f"k{i:03d}=v" for i in range(ampersands))
+    url = ("https://files.example.com/dl?" + query + "&pad=" + "p" * 2_000)[:2_000]
+    name = "Report " + "r" * 290 + ".pdf"
+    packet = full_packet(transcript=[{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "attached",
+                                      "attachments": [{"url": url, "name": name, "content_type": "application/pdf",
+                                                       "size": 10}]}])
+    payload = SlackAdapter(settings_for(slack), {}).render(ctx_for(packet))
+    lines = [line for reply in payload["thread"] for block in reply["blocks"]
+             for line in block["text"]["text"].split("\n") if "📎" in line]
+    escaped = url.replace("&", "&amp;")
+    assert len(lines) == 1 and (f"<{escaped}|Report rrr" in lines[0]) is linked, lines
+    assert linked or "its address is too long to link here" in lines[0]
+    assert lines[0].endswith("(application/pdf, 10 B)")
+    for reply in payload["thread"]:
+        assert_within_limits(reply)
+
+
+def test_bidirectional_controls_count_as_the_names_they_are_written_as(slack: FakeSlack) -> None:
+    # A control is written as "[U+2067]": counted as one character, long messages overflowed their
+    # sections, whose ends were clipped (words lost from the thread, `dropped` empty), and a field cut
+    # for the alert kept the control itself, so "\u202e00.05$" showed as "$50.00" again.
+    words = " ".join(f"w{i:04d}" for i in range(1200))
+    packet = full_packet()
+    packet["transcript"][0]["text"] = "\u2067سلام\u2069 " + words
+    packet["escalation"]["detail"] = "Refund \u202e00.05$\u202c asap. " + "x " * 700
+    adapter = SlackAdapter(settings_for(slack), {})
+    ctx = ctx_for(packet)
+    payload = adapter.render(ctx)
+    thread = "".join(block["text"]["text"] for reply in payload["thread"] for block in reply["blocks"])
+    assert [word for word in words.split() if word not in thread] == []
+    assert "[U+2067]سلام[U+2069]" in thread
+    alert = json.dumps(payload["message"], ensure_ascii=False)
+    assert "\u202e" not in alert and "Refund [U+202E]00.05$[U+202C] asap." in alert
+    assert adapter.receipt(ctx, payload)["dropped"] == [
+        {"part": "escalation", "reason": "shortened in the alert; in full in the thread"}]
+    for reply in [payload["message"], *payload["thread"]]:
+        assert_within_limits(reply)
+
+
+def test_quoted_words_are_shortened_with_their_quote_marks_counted(slack: FakeSlack) -> None:
+    # A list pasted one item a line: each line's `>` came on top of its 1,200 characters, the section
+    # passed 3,000 and lost its end — the bot's summary — with nothing in the receipt.
+    packet = full_packet()
+    packet["intent"]["stated_problem"] = "".join(f"{i % 10}\n" for i in range(599)) + "9"
+    packet["transcript"][-1]["text"] = "".join(f"{i % 10}\n" for i in range(299)) + "!"
+    packet["intent"]["summary"] = "Customer needs a refund of order ORD-7781 " + "s" * 500
+    payload = SlackAdapter(settings_for(slack), {}).render(ctx_for(packet))
+    [intent] = [b for b in payload["message"]["blocks"] if b.get("block_id") == "intent"]
+    assert intent["text"]["text"].endswith("*Bot's summary:* Customer needs a refund of order ORD-7781 " + "s" * 500)
+    assert_within_limits(payload["message"])
