@@ -126,7 +126,8 @@ class SalesforceAdapter(Adapter):
         }
         context = mapping_context(ctx)
         for api_name, spec in (self.mapping.get("fields") or {}).items():
-            case[api_name] = _field_value(resolve(spec, ctx.packet, context, tables=self.mapping.get("lookups")))
+            case[api_name] = _field_value(resolve(spec, ctx.packet, context, tables=self.mapping.get("lookups"),
+                                                  where=f"salesforce.yaml fields.{api_name}"))
         case = {key: value for key, value in case.items() if value not in (None, "")}
         request = {"method": "POST", "path": "sobjects/Case/"}
         field = self.mapping.get("handoff_id_field")

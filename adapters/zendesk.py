@@ -119,15 +119,17 @@ class ZendeskAdapter(Adapter):
 
     # ---- payloads ---------------------------------------------------------------------------
 
-    def _value(self, spec: Mapping[str, Any], ctx: HandoffContext) -> Any:
-        return resolve(_spec(spec), ctx.packet, mapping_context(ctx), tables=self.mapping.get("lookups"))
+    def _value(self, spec: Mapping[str, Any], ctx: HandoffContext, where: str) -> Any:
+        return resolve(_spec(spec), ctx.packet, mapping_context(ctx), tables=self.mapping.get("lookups"),
+                       where=f"zendesk.yaml {where}")
 
     def _subject(self, ctx: HandoffContext) -> str:
         """The brief's one-line subject, unless the mapping gives a value spec (e.g. a template)."""
         spec = self.mapping.get("subject")
         if not spec:
             return ctx.brief.subject
-        value = resolve(spec, ctx.packet, mapping_context(ctx), tables=self.mapping.get("lookups"))
+        value = resolve(spec, ctx.packet, mapping_context(ctx), tables=self.mapping.get("lookups"),
+                        where="zendesk.yaml subject")
         return ctx.brief.subject if value is MISSING or not str(value).strip() else str(value)[:250]
 
     def build_create(self, ctx: HandoffContext) -> dict[str, Any]:
@@ -157,8 +159,8 @@ class ZendeskAdapter(Adapter):
                 ticket[key] = int(value) if isinstance(value, str) and value.isdigit() else value
         if mapping.get("brand_id") is not None:
             ticket["brand_id"] = mapping["brand_id"]
-        fields = [{"id": f["id"], "value": v} for f in mapping["custom_fields"]
-                  if (v := self._value(f, ctx)) is not MISSING and v is not None]
+        fields = [{"id": f["id"], "value": v} for i, f in enumerate(mapping["custom_fields"])
+                  if (v := self._value(f, ctx, f"custom_fields[{i}]")) is not MISSING and v is not None]
         if fields:
             ticket["custom_fields"] = fields
         return {"ticket": ticket}

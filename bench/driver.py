@@ -22,7 +22,7 @@ from typing import Any
 
 from .procs import BOT_KEY, REPO
 
-PACKET = REPO / "tests" / "fixtures" / "packets" / "handoff-full.json"
+PACKET = REPO / "examples" / "handoff-full.json"
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ def render(cfg: Config, outcomes: Mapping[str, Outcome], started: dt.datetime, e
         "log level INFO, shipped mappings/ |",
         f"| vendor fakes | loopback, {cfg.latency_ms:.0f} ms per call (slow: {cfg.slow_latency_ms:.0f} ms); "
         "Salesforce over TLS (trustme CA via REQUESTS_CA_BUNDLE) |",
-        "| packet | tests/fixtures/packets/handoff-full.json, a new conversation per request, segment `standard`, "
+        "| packet | examples/handoff-full.json, a new conversation per request, segment `standard`, "
         "no `callback` |",
         f"| latency / fan-out | {cfg.clients} closed-loop clients; {cfg.latency_requests} / {cfg.fanout_requests} "
         f"requests per measurement after {cfg.warm_per_worker} warm-up handoffs per worker, each on a new "

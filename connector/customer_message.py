@@ -22,7 +22,7 @@ from .brief import one_line, problem_words, subject_for
 from .errors import ConfigError
 from .mapping_values import check_template
 from .redaction import redact_text
-from .templating import render
+from .templating import FailedOnValues, render
 from .text_rules import without_invisible
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,11 @@ class Template(fields.String):
         try:
             check_template(text, attr or "template", self.variables)
             render(text, attr or "template", **{name: SAMPLES[name] for name in self.variables})
+        except FailedOnValues as err:  # Python's own errors inside the sandbox (`minutes + 'x'`)
+            said = err.message.replace("template error", "template error with example values", 1)
+            raise ValidationError(said) from None
         except ConfigError as err:
             raise ValidationError(err.message) from None
-        except Exception as err:  # Python's own errors inside the sandbox (`minutes + 'x'`)
-            raise ValidationError(f"template error with example values: {type(err).__name__}: {err}") from None
         return text
 
 

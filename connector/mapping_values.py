@@ -18,8 +18,11 @@ A bare string is a path when it is well-formed and starts at a packet field (`cu
 from __future__ import annotations
 
 import difflib
+import logging
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +30,9 @@ from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import ConfigError, MappingProblem
-from .templating import MissingValue, compiled, render
+from .templating import FailedOnValues, MissingValue, compiled, render
+
+log = logging.getLogger(__name__)
 
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING", "__bool__": lambda self: False})()
 
@@ -187,9 +192,10 @@ def lookup(table: Mapping[Any, Any], value: Any, default: Any = MISSING) -> Any:
 
 
 def resolve(spec: Any, packet: Mapping[str, Any], extra_context: Mapping[str, Any] | None = None,
-            *, tables: Mapping[str, Mapping[Any, Any]] | None = None) -> Any:
-    """The value `spec` gives for this packet; MISSING when a path or lookup finds nothing."""
-    value = spec if isinstance(spec, Value) else compile_value(spec, "mapping value", tables)
+            *, tables: Mapping[str, Mapping[Any, Any]] | None = None, where: str = "mapping value") -> Any:
+    """The value `spec` gives for this packet; MISSING when a path or lookup finds nothing.
+    `where`: the file and key it was read from (`zendesk.yaml custom_fields[0]`), for what is said."""
+    value = spec if isinstance(spec, Value) else compile_value(spec, where, tables)
     view = {**packet, **(extra_context or {})}
     if value.kind == "literal":
         return value.source
@@ -203,6 +209,32 @@ def resolve(spec: Any, packet: Mapping[str, Any], extra_context: Mapping[str, An
         return render(value.source, value.where, **{k: v for k, v in view.items() if isinstance(k, str)})
     except MissingValue:
         return MISSING
+    except FailedOnValues as err:
+        # On this packet's values only (a number where the template adds text): the field is left
+        # out as a missing value is, and said. Raised, it failed the whole delivery as an internal
+        # error, retried until dead, naming neither the file nor the key.
+        failed = _failures.get()
+        if failed is not None:  # a trial: its report says it
+            failed.append(err)
+        else:
+            log.warning("a mapping template failed on this handoff's values; the field is left out",
+                        extra={"source": err.source, "error": err.message})
+        return MISSING
+
+
+# `template_failures`: where a template failing on a packet's values is told, besides the log.
+_failures: ContextVar[list[FailedOnValues] | None] = ContextVar("mapping_template_failures", default=None)
+
+
+@contextmanager
+def template_failures() -> Iterator[list[FailedOnValues]]:
+    """The templates that fail on the values rendered inside the block (a trial render's report)."""
+    failed: list[FailedOnValues] = []
+    token = _failures.set(failed)
+    try:
+        yield failed
+    finally:
+        _failures.reset(token)
 
 
 def check_document(data: Any, where: str, tables: Mapping[str, Mapping[Any, Any]] | None = None) -> None:

@@ -27,6 +27,7 @@ from .models import Handoff
 from .observed_wait import ObservedWait
 from .outbox import REPLAYABLE, Attempted, Outbox, release_all, replay
 from .settings import Settings
+from .template_trial import template_warnings
 
 log = logging.getLogger(__name__)
 REPORT_EVERY_S = 60.0
@@ -40,7 +41,7 @@ def setup_warnings(settings: Settings, adapters: Mapping[str, Adapter], db: Data
     """The settings', the targets' and the database's warnings (`Services.warnings`); without `db`
     for a reload, which cannot change the database."""
     return [*settings.warnings(), *(w for adapter in adapters.values() for w in adapter.warnings()),
-            *(db.warnings() if db is not None else ())]
+            *template_warnings(adapters), *(db.warnings() if db is not None else ())]
 
 
 class Services:
@@ -96,8 +97,12 @@ class Services:
         if current is not self._adapters_source:
             with self._adapters_lock:
                 if current is not self._adapters_source:
+                    edited = self._adapters_source is not None
                     self._adapters = registry.build_adapters(self.settings, current.targets)
                     self._adapters_source = current
+                    if edited:  # at start-up `log_warnings` says it; after an edit, here
+                        for warning in template_warnings(self._adapters):
+                            log.warning("mapping to look at", extra={"warning": warning})
         return self._adapters
 
     def warnings(self) -> list[str]:

@@ -20,6 +20,11 @@ class MissingValue(ConfigError):
     """The template reads a value its context lacks (StrictUndefined)."""
 
 
+class FailedOnValues(ConfigError):
+    """The template raised on this context's values (`seats + ' seats'` with a number, `x // 0`):
+    Python's own errors inside the sandbox, named as the template's."""
+
+
 @lru_cache(maxsize=512)
 def compiled(source: str):  # type: ignore[no-untyped-def]
     """`source` compiled in the sandbox (cached); raises Jinja2's TemplateSyntaxError."""
@@ -34,3 +39,5 @@ def render(source: str, where: str, **context: Any) -> str:
         raise MissingValue(where, f"template error: {err}") from None
     except TemplateError as err:
         raise ConfigError(where, f"template error: {err}") from None
+    except Exception as err:  # the sandbox runs the template's operations: their errors are its own
+        raise FailedOnValues(where, f"template error: {type(err).__name__}: {err}") from None

@@ -10,14 +10,12 @@ from typing import Any
 from adapters.base import HandoffContext, Link
 from connector.brief import render_brief
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"
 FIXTURES = Path(__file__).parent / "fixtures"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"  # the sample packets the README posts
 
 
 def _example(name: str) -> dict[str, Any]:
-    local = FIXTURES / "packets" / name
-    path = local if local.exists() else EXAMPLES / name
-    return json.loads(path.read_text(encoding="utf-8"))
+    return json.loads((EXAMPLES / name).read_text(encoding="utf-8"))
 
 
 def full_packet(**overrides: Any) -> dict[str, Any]:

@@ -186,7 +186,7 @@ def test_a_bad_mapping_is_one_line_naming_file_line_and_guide_and_commands_that_
     assert flask("migrate").returncode == 0
     listed = flask("deliveries")
     assert listed.returncode == 0 and listed.stderr.strip() == "0 deliveries"
-    previewed = flask("preview", str(root / "tests" / "fixtures" / "packets" / "handoff-full.json"))
+    previewed = flask("preview", str(root / "examples" / "handoff-full.json"))
     assert previewed.returncode == 1
     assert previewed.stderr.startswith("Error: the mappings are refused: ") and "routing.yaml:2" in previewed.stderr
     worker = flask("worker")  # it would deliver on every default instead of the admins' mappings

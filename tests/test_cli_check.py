@@ -75,3 +75,16 @@ def test_a_mistyped_target_is_refused_not_answered_with_nothing_found(make_app, 
     # "0 deliveries" and exit 0 for a typo read as "nothing dead".
     result = make_app().test_cli_runner().invoke(args=["connector", *command])
     assert result.exit_code == 2 and "Invalid value for '--target'" in result.output
+
+
+def test_check_names_a_vendor_template_that_fails_on_the_sample_packets_values(make_app, tmp_path):
+    # It compiles, so the edit was taken; on a packet with a number of seats it raised, and only the
+    # deliveries said so. Tried on examples/, `check` (and start-up, and an edit's reload) say where.
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "zendesk.yaml").write_text(
+        "version: 1\ncustom_fields:\n  - {id: 1, template: \"{{ customer.attributes.seats + ' seats' }}\"}\n")
+    result = make_app(**ZENDESK, mappings_dir=str(tmp_path / "m")).test_cli_runner().invoke(args=["connector", "check"])
+    assert result.exit_code == 0, result.output
+    assert ("warning: zendesk.yaml custom_fields[0]: template error: TypeError: unsupported operand type(s) for +: "
+            "'int' and 'str' — on the values of handoff-full.json; deliveries with such values leave that field out"
+            in result.output.splitlines())

@@ -63,7 +63,7 @@ def test_the_preview_command_before_any_database_answers_and_makes_no_file(tmp_p
     mistyped = tmp_path / "instanse" / "connector.db"
     app = create_app({"database_url": f"sqlite:///{mistyped}"})
     try:
-        packet = Path(__file__).parent / "fixtures" / "packets" / "handoff-full.json"
+        packet = Path(__file__).parent.parent / "examples" / "handoff-full.json"
         with caplog.at_level(logging.WARNING):
             result = app.test_cli_runner().invoke(args=["connector", "preview", str(packet)])
         assert result.exit_code == 0, result.output
@@ -77,7 +77,7 @@ def test_the_preview_command_before_any_database_answers_and_makes_no_file(tmp_p
 def test_the_preview_command_decides_at_the_moment_asked_and_refuses_a_bad_one(make_app, tmp_path):
     app = make_app()
     packet = tmp_path / "billing.json"
-    packet.write_text(json.dumps({**json.loads((Path(__file__).parent / "fixtures" / "packets" / "handoff-minimal.json")
+    packet.write_text(json.dumps({**json.loads((Path(__file__).parent.parent / "examples" / "handoff-minimal.json")
                                                .read_text()), "intent": {"name": "billing.refund"}}))
     runner = app.test_cli_runner()
     result = runner.invoke(args=["connector", "preview", "--at", "2026-12-25T10:00:00+01:00", str(packet)])

@@ -747,6 +747,24 @@ def test_custom_fields_use_the_mapping_value_language() -> None:
     assert ticket["subject"] == f"[{context.assignment['team']}] {context.brief.subject}"
 
 
+def test_a_template_failing_on_a_packets_values_leaves_its_field_out_and_says_where(caplog) -> None:
+    # 40 seats + ' seats' raised TypeError inside the delivery: an internal error, retried until
+    # dead, naming neither file nor key — for every handoff with a number of seats.
+    mapping = {"custom_fields": [{"id": 1, "template": "{{ customer.attributes.seats + ' seats' }}"},
+                                 {"id": 2, "path": "collected_data.error_code"}],
+               "subject": {"template": "{{ 1 // 0 }}"}}
+    context = ctx()
+    with caplog.at_level("WARNING", logger="connector.mapping_values"):
+        ticket = adapter(**mapping).render(context)["ticket"]
+    assert ticket["custom_fields"] == [{"id": 2, "value": "4012"}] and ticket["subject"] == context.brief.subject
+    said = {(r.getMessage(), r.source, r.error) for r in caplog.records}
+    assert said == {
+        ("a mapping template failed on this handoff's values; the field is left out", "zendesk.yaml custom_fields[0]",
+         "template error: TypeError: unsupported operand type(s) for +: 'int' and 'str'"),
+        ("a mapping template failed on this handoff's values; the field is left out", "zendesk.yaml subject",
+         "template error: ZeroDivisionError: integer division or modulo by zero")}
+
+
 def test_a_custom_field_without_a_value_is_refused_at_start_up() -> None:
     with pytest.raises(ConfigError, match=r"custom_fields\[0\]"):
         adapter(custom_fields=[{"id": 1}])

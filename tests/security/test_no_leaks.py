@@ -29,7 +29,7 @@ WEBHOOK_SECRET = "zendesk-webhook-leak-canary-0005"
 SECRETS = (BOT_KEY, OTHER_KEY, ADMIN_TOKEN, BOT_SECRET, WEBHOOK_SECRET, *VENDOR_SECRETS.values())
 INTERNALS = ("Traceback", "/work/main", "site-packages", 'File "')
 SOURCE_FILE = re.compile(r"[\w/]+\.py\b")  # `connector/intake.py`, `/usr/lib/python3.11/json/decoder.py`
-# What the customer said and who they are (from tests/fixtures/packets/handoff-full.json).
+# What the customer said and who they are (from examples/handoff-full.json).
 PII = ("Dana Whitfield", "dana.whitfield@example.com", "+1 415 555 0134", "cus_5521", "ACME-88213",
        "QuickBooks", "Business Pro", "OAuth token expired", "month-end close")
 ZENDESK = {"targets": ("zendesk",), "zendesk_subdomain": "acme", "zendesk_email": "bot@acme.example"}

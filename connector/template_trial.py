@@ -1,0 +1,46 @@
+"""The vendor mappings' templates tried on the sample packets (`examples/`) before they serve.
+
+A template can compile and still fail on a packet's values (`{{ customer.attributes.seats + ' seats' }}`
+with a number of seats, `{{ x // 0 }}`): at delivery its field is then left out, and said in the log
+(`mapping_values.resolve`). Tried here, the same failure is named — file, key, error — by `connector
+check`, at start-up and after an edit. A warning, not a refusal: the samples are not the bots' packets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from adapters.base import Adapter, HandoffContext
+
+from .brief import render_brief
+from .mapping_values import template_failures
+from .schemas import Limits, PacketSchema
+
+SAMPLES = Path(__file__).resolve().parents[1] / "examples"
+TRIAL_ID = "hnd_TRIAL"
+
+
+def _samples() -> list[tuple[str, Mapping[str, Any]]]:
+    if not SAMPLES.is_dir():  # installed without them: nothing to try on
+        return []
+    schema = PacketSchema(Limits())
+    return [(path.name, schema.load(json.loads(path.read_text(encoding="utf-8"))))
+            for path in sorted(SAMPLES.glob("*.json"))]
+
+
+def template_warnings(adapters: Mapping[str, Adapter]) -> list[str]:
+    """One line per template that fails on a sample's values, for each enabled target."""
+    said: list[str] = []
+    for sample, packet in _samples():
+        brief = render_brief(packet, TRIAL_ID)
+        for name, adapter in adapters.items():
+            ctx = adapter.for_target(HandoffContext(handoff_id=TRIAL_ID, target=name, packet=packet, brief=brief,
+                                                    assignment={}, idempotency_key=f"{TRIAL_ID}:{name}"))
+            with template_failures() as failed:
+                adapter.render(ctx)
+            said += [f"{err.source}: {err.message} — on the values of {sample}; deliveries with such values leave "
+                     "that field out" for err in failed]
+    return list(dict.fromkeys(said))  # each once, though both samples fail it
