@@ -155,6 +155,9 @@ class Adapter(abc.ABC):
     routing_keys: ClassVar[frozenset[str]] = frozenset()
     # The type some of those keys must hold (see `COMMON_MAPPING_TYPES`); the rest the adapter checks.
     mapping_types: ClassVar[Mapping[str, type | tuple[type, ...]]] = {}
+    # The PII kinds masked when the mapping says nothing (no `redact:`, or no file at all): what the
+    # shipped file lists. `redact: []` masks nothing.
+    default_redact: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
         self.settings = settings
@@ -260,7 +263,7 @@ class Adapter(abc.ABC):
     def for_target(self, ctx: HandoffContext) -> HandoffContext:
         """The context as this target may see it: the PII kinds its mapping lists under `redact:`
         masked in every free-text field, and the brief rendered from that."""
-        kinds = self.mapping.get("redact") or ()
+        kinds = self.mapping["redact"] if "redact" in self.mapping else self.default_redact
         if not kinds:
             return ctx
         packet, counts = redact_packet(ctx.packet, kinds)

@@ -43,6 +43,8 @@ class Mappings:
     messages: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
     loaded: bool = True  # False: no files read (`none_loaded`)
+    # The files not there (`slack.yaml`, `routing.yaml`): the built-in defaults serve in their place.
+    absent: frozenset[str] = frozenset()
     # Each vendor file as errors name it, and its keys' lines: to place a vendor's own refusal.
     files: Mapping[str, tuple[str, Lines]] = field(default_factory=dict, compare=False, repr=False)
 
@@ -282,7 +284,10 @@ def load_mappings(directory: str, root: str, target_names: list[str], keys_of: K
         first, rest = refused[0], refused[1:]
         also = "".join(f"\n  also {err.source}: {err.message}" for err in rest)
         raise ConfigError(first.source, first.message + also)
-    return Mappings(targets=targets, routing=routing, messages=messages or {}, source=str(base), files=files)
+    absent = frozenset(name for name in (*(f"{target}.yaml" for target in with_files), "routing.yaml", "messages.yaml")
+                       if not (base / name).exists())
+    return Mappings(targets=targets, routing=routing, messages=messages or {}, source=str(base), files=files,
+                    absent=absent)
 
 
 def _check_variants(routing: Mapping[str, Any], messages: Mapping[str, Any], name: str, path: Path) -> None:
@@ -362,6 +367,7 @@ class MappingStore:
         return self._mappings
 
     def _reload(self) -> None:
+        before = self._mappings.absent if self._mappings.loaded else frozenset()
         try:
             self._mappings = self.load()
         except ConfigError as err:
@@ -371,6 +377,9 @@ class MappingStore:
         else:
             self.errors = None
             log.info("mappings reloaded", extra={"source": self._mappings.source})
+            for name in sorted(self._mappings.absent - before):  # a file that served is gone: said, not silent
+                log.warning("mapping file removed; the built-in defaults serve in its place",
+                            extra={"file": name, "source": self._mappings.source})
 
 
 def none_loaded(directory: str, root: str, target_names: list[str]) -> Mappings:

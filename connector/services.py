@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import tenacity
@@ -42,6 +42,22 @@ def setup_warnings(settings: Settings, adapters: Mapping[str, Adapter], db: Data
     for a reload, which cannot change the database."""
     return [*settings.warnings(), *(w for adapter in adapters.values() for w in adapter.warnings()),
             *template_warnings(adapters), *(db.warnings() if db is not None else ())]
+
+
+# What serves in place of a mapping file that is not there.
+_IN_PLACE = {"routing.yaml": "one rule, no teams, no business hours: every handoff goes to the default team",
+             "messages.yaml": "the built-in customer messages, in English only"}
+
+
+def absent_warnings(mappings: Mappings, enabled: Collection[str]) -> list[str]:
+    """A mapping file not there serves the built-in defaults: said, since a file moved away (or never
+    copied in a deploy) changed routing, messages or a target's redaction without a word."""
+    if not mappings.loaded:
+        return []
+    names = [f"{target}.yaml" for target in enabled if f"{target}.yaml" in mappings.absent]
+    names += [name for name in _IN_PLACE if name in mappings.absent]
+    return [f"{name} is not in {mappings.source}: {_IN_PLACE.get(name, 'the built-in defaults serve for that target')}"
+            for name in names]
 
 
 class Services:
@@ -108,7 +124,7 @@ class Services:
     def warnings(self) -> list[str]:
         """What is risky or useless in this setup without being wrong: `connector check` lists it,
         the service logs it at start-up."""
-        return setup_warnings(self.settings, self.adapters, self.db)
+        return [*setup_warnings(self.settings, self.adapters, self.db), *absent_warnings(self.mappings, self.adapters)]
 
     def reserve(self, wanted: int) -> int:
         """Take up to `wanted` of the pool's free threads for a request's fresh deliveries.

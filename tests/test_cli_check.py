@@ -88,3 +88,16 @@ def test_check_names_a_vendor_template_that_fails_on_the_sample_packets_values(m
     assert ("warning: zendesk.yaml custom_fields[0]: template error: TypeError: unsupported operand type(s) for +: "
             "'int' and 'str' — on the values of handoff-full.json; deliveries with such values leave that field out"
             in result.output.splitlines())
+
+
+def test_check_names_each_mapping_file_not_there_and_what_serves_instead(make_app, tmp_path):
+    (tmp_path / "m").mkdir()  # an empty directory: a deploy that did not copy the files
+    result = make_app(**ZENDESK, mappings_dir=str(tmp_path / "m")).test_cli_runner().invoke(args=["connector", "check"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "is not in" in line]
+    assert lines == [f"warning: zendesk.yaml is not in {tmp_path / 'm'}: the built-in defaults serve for that target",
+                     f"warning: routing.yaml is not in {tmp_path / 'm'}: one rule, no teams, no business hours: "
+                     "every handoff goes to the default team",
+                     f"warning: messages.yaml is not in {tmp_path / 'm'}: the built-in customer messages, in English only"]
+    shipped = make_app(**ZENDESK).test_cli_runner().invoke(args=["connector", "check"])
+    assert "is not in" not in shipped.output

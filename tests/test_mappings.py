@@ -236,6 +236,21 @@ def test_a_bad_edit_keeps_the_last_good_set_and_is_logged(mapdir, caplog):
     assert store.current() is not good and store.errors is None
 
 
+def test_a_file_removed_while_serving_is_said_and_its_defaults_serve(mapdir, caplog):
+    # `mv zendesk.yaml` while running: "mappings reloaded" at INFO, and its mapping gone unsaid
+    # (for Slack, its redaction).
+    clock = Clock()
+    store = MappingStore(str(mapdir), "/", TARGETS, clock=clock)
+    assert "zendesk.yaml" not in store.current().absent
+    (mapdir / "zendesk.yaml").unlink()
+    clock.now += 2
+    with caplog.at_level(logging.WARNING, logger="connector.mappings"):
+        assert "zendesk" not in store.current().targets
+    assert [(r.getMessage(), r.file) for r in caplog.records] == [  # type: ignore[attr-defined]
+        ("mapping file removed; the built-in defaults serve in its place", "zendesk.yaml")]
+    assert store.errors is None
+
+
 def test_a_bad_file_at_start_up_is_refused(tmp_path):
     shutil.copytree(FIXTURES / "mappings" / "bad", tmp_path / "m")
     with pytest.raises(ConfigError):

@@ -386,6 +386,19 @@ def test_messages_while_waiting_are_named_as_those_of_the_handoff_they_follow(sl
     assert texts == ["Transcript of messages msg_batch of handoff hnd_01TESTHANDOFF0000000000000"]
 
 
+@pytest.mark.parametrize(("mapping", "masked"), [({}, True), ({"version": 1}, True), ({"redact": []}, False)])
+def test_without_a_redact_list_slack_masks_what_the_shipped_file_does(slack: FakeSlack, mapping: dict[str, Any],
+                                                                       masked: bool) -> None:
+    # Its file moved away (or written without `redact:`), a card number went to the channel whole.
+    packet = full_packet()
+    packet["transcript"][0]["text"] = "my card is 4111 1111 1111 1111"
+    adapter = SlackAdapter(settings_for(slack), mapping)
+    ctx = adapter.for_target(ctx_for(packet))
+    sent = json.dumps(adapter.render(ctx), ensure_ascii=False)
+    assert ("4111 1111 1111 1111" not in sent) is masked
+    assert (ctx.redactions == {"card": 1}) is masked
+
+
 def test_messages_are_masked_as_the_mapping_says_and_stay_short(slack: FakeSlack) -> None:
     adapter = SlackAdapter(settings_for(slack), {"redact": ["card"]})
     first = adapter.deliver(ctx_for())
