@@ -7,6 +7,7 @@ naming the variable and pointing at `.env.example`. Adapters receive the parsed
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field, fields, replace
@@ -248,6 +249,19 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
 }
 
 
+# Read elsewhere (gunicorn.conf.py, the env file's own name, the tests' PostgreSQL): not unknown.
+_READ_ELSEWHERE = frozenset({ENV_FILE, "CONNECTOR_BIND", "CONNECTOR_WEB_WORKERS", "CONNECTOR_WEB_THREADS",
+                             "CONNECTOR_TEST_POSTGRES_URL"})
+_OURS = ("CONNECTOR_", "ZENDESK_", "SALESFORCE_", "SLACK_")
+
+
+def unread(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """Variables named like ours that nothing reads: `CONNECTOR_RETENTION_DAY=30` kept every handoff
+    for ever and `CONNECTOR_METRICS_TOKN` left /metrics open, with `check` saying ok."""
+    return tuple(sorted(name for name in environ
+                        if name.startswith(_OURS) and name not in _VARIABLES and name not in _READ_ELSEWHERE))
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -295,6 +309,8 @@ class Settings:
     slack_signing_secret: str = field(default="", repr=False)
     slack_channel: str = ""
     slack_api_url: str = ""
+    # Variables named like ours that nothing reads (`unread`): warned about, with the name meant.
+    unread: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -302,7 +318,7 @@ class Settings:
         values = {attr: parse(name, environ[name]) for name, (attr, parse) in _VARIABLES.items() if name in environ}
         if "targets" in values and not values["targets"]:
             values.pop("targets")
-        return cls(**values).checked()
+        return cls(**values, unread=unread(environ)).checked()
 
     def override(self, overrides: Mapping[str, Any]) -> "Settings":
         """Settings with some attributes replaced (tests use this through `test_config`)."""
@@ -358,6 +374,10 @@ class Settings:
         """What is risky or useless in these settings without being wrong: `connector check` prints
         it, and the service logs it at start-up."""
         said = []
+        for name in self.unread:
+            close = difflib.get_close_matches(name, [*_VARIABLES, *_READ_ELSEWHERE], n=1, cutoff=0.8)
+            meant = f" (did you mean {close[0]}?)" if close else ""
+            said.append(f"{name} is not a variable the connector reads{meant}; it changes nothing")
         if self.allow_unauthenticated:
             said.append("CONNECTOR_ALLOW_UNAUTHENTICATED=1 accepts requests from anyone — development only")
         if not self.bot_keys and not self.bot_secrets and not self.allow_unauthenticated:

@@ -308,3 +308,19 @@ def test_an_env_file_set_empty_stays_none_on_a_reload(tmp_path, monkeypatch):
     pin_env_file(None, environ)
     (tmp_path / ".env").write_text("CONNECTOR_SYNC_BUDGET_MS=700\n")
     assert reread_env_file(Settings.from_env, environ) is None and "CONNECTOR_SYNC_BUDGET_MS" not in environ
+
+
+def test_a_misspelt_variable_is_warned_about_with_the_name_meant():
+    # `CONNECTOR_RETENTION_DAY=30` kept every handoff, `CONNECTOR_METRICS_TOKN` left /metrics open,
+    # and `check` said ok.
+    settings = Settings.from_env({"CONNECTOR_RETENTION_DAY": "30", "CONNECTOR_METRICS_TOKN": "t" * 30,
+                                  "SLACK_WEBHOOK_URL": "https://hooks.example/x", "CONNECTOR_BIND": "0.0.0.0:8000",
+                                  "CONNECTOR_WEB_WORKERS": "2", "PATH": "/bin"})
+    assert settings.retention_days == 0
+    said = [line for line in settings.warnings() if "is not a variable" in line]
+    assert said == [
+        "CONNECTOR_METRICS_TOKN is not a variable the connector reads (did you mean CONNECTOR_METRICS_TOKEN?); "
+        "it changes nothing",
+        "CONNECTOR_RETENTION_DAY is not a variable the connector reads (did you mean CONNECTOR_RETENTION_DAYS?); "
+        "it changes nothing",
+        "SLACK_WEBHOOK_URL is not a variable the connector reads; it changes nothing"]
