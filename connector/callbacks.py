@@ -39,12 +39,14 @@ from dataclasses import dataclass
 from operator import itemgetter
 from types import SimpleNamespace
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import requests
 import tenacity
 from sqlalchemy import Connection, bindparam, exists, func, literal_column, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
+from urllib3.exceptions import MaxRetryError
 
 from . import answers, callback_http, driver_cursor, metrics, vendor_signatures
 from .backoff import backoff_seconds
@@ -306,6 +308,10 @@ class Sender:
             except (callback_http.Refused, requests.RequestException) as err:
                 if isinstance(err, callback_http.Refused):
                     log.warning("status callback refused", extra={"handoff_id": due.handoff_id, "reason": str(err)})
+                else:  # the bot is told less (below); whoever runs the connector needs the cause
+                    log.warning("status callback not sent", extra={"handoff_id": due.handoff_id,
+                                                                   "host": urlsplit(due.url).hostname,
+                                                                   "cause": _cause(err)})
                 if cut_off.is_set():
                     return self._retry(due, f"the bot took longer than {2 * timeout:g} s to answer (cut off)", None)
                 # A refused address, a connection refused or timed out: all read alike to the bot,
@@ -410,6 +416,15 @@ class Sender:
             return session.execute(update(Callback).where(Callback.lease_owner == self.owner,
                                                           Callback.status == "pending")
                                    .values(lease_owner=None, lease_expires_at=None)).rowcount
+
+
+def _cause(err: requests.RequestException) -> str:
+    """What went wrong, without the URL's path or query (a bot's token may ride in it): urllib3's
+    reason when it has one (the name not resolved, the TLS handshake, the connection refused)."""
+    reason = err.args[0] if err.args else None
+    if isinstance(reason, MaxRetryError) and reason.reason is not None:
+        return f"{type(reason.reason).__name__}: {reason.reason}"[:300]
+    return type(err).__name__
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -406,6 +406,24 @@ def test_a_name_that_leads_to_a_private_address_is_refused_and_the_bot_learns_no
     assert "s3cret" not in caplog.text  # never the URL's path or query
 
 
+def test_a_callback_not_sent_leaves_its_cause_and_host_in_the_log_not_with_the_bot(make_app, caplog):
+    # "could not reach the callback URL" was all anyone learnt: no host, no reason (a name that does
+    # not resolve, a TLS handshake, a closed port looked alike in the log too).
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    app = make_app(bot_secrets=TWO_SECRETS, callback_allow_private=True)
+    post(app, full_packet(callback={"url": f"http://127.0.0.1:{port}/hook?token=s3cret", "events": ["delivered"]}))
+    with caplog.at_level(logging.INFO, logger="connector.callbacks"):
+        send_due(app)
+    [callback] = rows(app)
+    assert callback.last_error == "could not reach the callback URL"  # the bot's view: as before
+    [said] = [r for r in caplog.records if r.getMessage() == "status callback not sent"]
+    assert said.host == "127.0.0.1" and said.cause.startswith("NewConnectionError: ")  # type: ignore[attr-defined]
+    assert "Connection refused" in said.cause and "s3cret" not in caplog.text  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 def public_tls(monkeypatch, tmp_path):
     """A TLS context for a bot at `bot.example`, trusted through REQUESTS_CA_BUNDLE; the name
