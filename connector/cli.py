@@ -7,16 +7,19 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from adapters import registry
 
-from .db import SchemaGap, reason
+from .db import Database, SchemaGap, reason
 from .errors import ApiProblem, ConfigError
+from .models import Callback, Delivery
 from .settings import RETENTION_MIN_DAYS, in_flask_command
 
 group = AppGroup("connector", help="Operate the handoff connector.")
@@ -216,9 +219,7 @@ def callbacks_command(callback_ids: tuple[int, ...], status: str, limit: int, re
         queued = sender.resend(list(callback_ids) or None)
         click.echo(f"queued again {len(queued)}: {' '.join(map(str, queued))}".rstrip(": "))
         if callback_ids and len(queued) < len(callback_ids):  # as `replay` says of deliveries
-            missing = sorted(set(callback_ids) - set(queued))
-            click.echo(f"not given up, left alone: {' '.join(map(str, missing))}", err=True)
-            sys.exit(1)
+            _left_alone(sender.db, Callback, set(callback_ids) - set(queued), "not given up", "callback")
         return
     rows = sender.listed(status, limit)
     for row in rows:
@@ -242,9 +243,19 @@ def replay_command(delivery_ids: tuple[int, ...], all_dead: bool, include_failed
     replayed = replay(_migrated().db, ids=list(delivery_ids) or None, states=states, target=target)
     click.echo(f"replayed {len(replayed)}: {' '.join(map(str, replayed))}".rstrip(": "))
     if delivery_ids and len(replayed) < len(delivery_ids):
-        missing = sorted(set(delivery_ids) - set(replayed))
-        click.echo(f"not dead or failed, left alone: {' '.join(map(str, missing))}", err=True)
-        sys.exit(1)
+        _left_alone(_migrated().db, Delivery, set(delivery_ids) - set(replayed), "not dead or failed", "delivery")
+
+
+def _left_alone(db: Database, model: type[Delivery] | type[Callback], ids: set[int], why: str, noun: str) -> NoReturn:
+    """The ids named that were not queued, and why: in another state, or no such row at all (a typo's
+    `replay 9999` was answered "not dead or failed")."""
+    with db.reading() as session:
+        found = set(session.scalars(select(model.id).where(model.id.in_(sorted(ids)))))
+    if found:
+        click.echo(f"{why}, left alone: {' '.join(map(str, sorted(found)))}", err=True)
+    if ids - found:
+        click.echo(f"no such {noun}: {' '.join(map(str, sorted(ids - found)))}", err=True)
+    sys.exit(1)
 
 
 @group.command("purge")
@@ -264,6 +275,10 @@ def purge_command(days: int | None, dry_run: bool) -> None:
     if dry_run:
         click.echo(f"would forget {retention.count(services.db, before)} handoff(s) created before "
                    f"{before:%Y-%m-%d %H:%M:%S} UTC")
+        dead = retention.dead_callbacks(services.db, before)
+        if dead:
+            click.echo(f"{dead} status callback(s) given up (dead) would go with them, never to be resent "
+                       "(`callbacks --resend` first)")
         return
     purged = retention.purge(services.db, before)
     click.echo(f"forgot {purged.handoffs} handoff(s), {purged.follow_ups} follow-up(s) and {purged.links} "

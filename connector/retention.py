@@ -92,6 +92,15 @@ def count(db: Database, before: dt.datetime) -> int:
         return session.scalar(select(func.count()).select_from(_H).where(_forgettable(before))) or 0
 
 
+def dead_callbacks(db: Database, before: dt.datetime) -> int:
+    """How many status callbacks given up (dead) would go with them: a dry run says so, since once
+    forgotten they can never be resent (`callbacks --resend` first)."""
+    chosen = select(_H.c.id).where(_forgettable(before))
+    with db.reading() as session:
+        return session.scalar(select(func.count()).select_from(_C).where(
+            _C.c.handoff_id.in_(chosen), _C.c.status == "dead")) or 0
+
+
 def purge_chunk(db: Database, before: dt.datetime, limit: int = CHUNK) -> Purged:
     """Forget up to `limit` handoffs, oldest first, in one transaction."""
     with db.writing() as connection:

@@ -166,6 +166,9 @@ def test_the_purge_command_counts_then_forgets(app):
     assert too_short.exit_code == 2 and "--days" in too_short.output
     counted = runner.invoke(args=["connector", "purge", "--days", "30", "--dry-run"])
     assert counted.exit_code == 0 and "would forget 1 handoff(s)" in counted.output
+    # Said before, where it can still be acted on: the real run was the first to mention it.
+    assert ("1 status callback(s) given up (dead) would go with them, never to be resent (`callbacks --resend` "
+            "first)") in counted.output
     assert left(db, Handoff, Handoff.id) == {handoff_id}
     forgot = runner.invoke(args=["connector", "purge", "--days", "30"])
     assert forgot.exit_code == 0 and "forgot 1 handoff(s), 0 follow-up(s) and 1 conversation link(s)" in forgot.output
