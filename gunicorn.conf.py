@@ -8,7 +8,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from connector import settings as _settings
 from connector.errors import ConfigError
-from connector.settings import ENV_FILE, count, load_env_file, pin_env_file, reread_env_file
+from connector.settings import ENV_FILE, bind_address, count, load_env_file, pin_env_file, reread_env_file
 
 # `.env` (or CONNECTOR_ENV_FILE) is read here, in the directory gunicorn starts in: CONNECTOR_BIND
 # and the worker counts below are needed before the app exists, and `make run` should honour them.
@@ -55,7 +55,10 @@ def _count(name: str, default: int) -> int:
         sys.exit(f"configuration error: {err}")
 
 
-bind = os.environ.get("CONNECTOR_BIND", "127.0.0.1:8000")
+try:
+    bind = bind_address("CONNECTOR_BIND", os.environ.get("CONNECTOR_BIND", "127.0.0.1:8000"))
+except ConfigError as err:  # as above
+    sys.exit(f"configuration error: {err}")
 # One worker more than there are cores, at most four: each worker is one GIL, and on SQLite all of
 # them queue for the same writer lock. Intake on 2 cores (make bench): 2 workers 330–345/s,
 # 3 workers 383–416/s, 4 workers 352/s.

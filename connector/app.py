@@ -13,6 +13,7 @@ from flask import Flask
 from adapters import registry
 
 from . import body_limit, cli, json_codec, jsonlog, mappings, metrics, problems
+from . import settings as _settings
 from .services import Services, init_app
 from .settings import Settings, load_env_file
 
@@ -60,7 +61,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     services = app.extensions["connector"]
     if cli.in_command():  # a flask command reports for itself
         return app
-    log.info("connector ready", extra={"targets": list(settings.targets)})
+    # gunicorn's master builds the app to check the setup and migrate before any worker: "ready"
+    # there came before the database was even reached (and before a start that then failed); each
+    # worker says it as it begins to serve.
+    if not (_settings.GUNICORN_STARTED and not os.environ.get(WARNED)):
+        log.info("connector ready", extra={"targets": list(settings.targets)})
     # Said once per start: gunicorn's master says it (`gunicorn.conf.on_starting`) and marks the
     # environment its workers inherit, rather than each of them saying it again.
     if not os.environ.get(WARNED):

@@ -159,6 +159,18 @@ def count(name: str, raw: str) -> int:
     return value
 
 
+def bind_address(name: str, raw: str) -> str:
+    """`host:port` (`[::1]:8000` for IPv6) or `unix:/path`: a port out of range or not a number
+    stopped gunicorn with its own traceback (`OverflowError: bind(): port must be 0-65535`)."""
+    value = raw.strip()
+    if value.startswith("unix:"):
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(name, f"must be host:port with a port from 1 to 65535 (or unix:/path), got {raw!r}")
+    return value
+
+
 def _float(name: str, raw: str) -> float:
     try:
         value = float(raw)

@@ -89,12 +89,19 @@ def test_this_machines_glibc_accepts_it():
     assert out.stdout.strip() == "True", out.stderr
 
 
+@pytest.mark.parametrize("bind", ["0.0.0.0:8000", "[::1]:8080", "unix:/run/connector.sock"])
+def test_an_address_to_bind_is_taken_as_given(bind):
+    assert _conf({"CONNECTOR_BIND": bind})["bind"] == bind
+
+
 def test_workers_and_threads_follow_their_variables():
     conf = _conf({"CONNECTOR_WEB_WORKERS": "5", "CONNECTOR_WEB_THREADS": "7"})
     assert (conf["workers"], conf["threads"], conf["worker_class"]) == (5, 7, "gthread")
 
 
-@pytest.mark.parametrize("environ", [{"CONNECTOR_WEB_WORKERS": "three"}, {"CONNECTOR_WEB_THREADS": "0"}])
+@pytest.mark.parametrize("environ", [{"CONNECTOR_WEB_WORKERS": "three"}, {"CONNECTOR_WEB_THREADS": "0"},
+                                     {"CONNECTOR_BIND": "127.0.0.1:99999"}, {"CONNECTOR_BIND": "127.0.0.1"},
+                                     {"CONNECTOR_BIND": "localhost:http"}])
 def test_a_wrong_worker_or_thread_count_is_one_line_naming_the_variable(environ):
     # was gunicorn's "Failed to read config file" and int()'s traceback
     with pytest.raises(SystemExit) as caught:
@@ -159,6 +166,22 @@ def test_the_settings_warnings_are_logged_once_by_the_master_not_again_by_each_w
     with caplog.at_level(logging.WARNING, logger="connector.app"):
         create_app({"database_url": f"sqlite:///{tmp_path}/c.db"}).extensions["connector"].stop()
     assert len(warned()) > said  # anything else (tests, another WSGI server) still says them
+
+
+def test_the_master_says_nothing_is_ready_before_its_start_fails(tmp_path, caplog):
+    # "connector ready" came first, then "database error" and exit 2: read in a log, it had started.
+    from connector import metrics  # noqa: F401  (as above: its mode is picked when first imported)
+
+    on_starting = _conf()["on_starting"]
+    server = mock.Mock()
+    environ = {"CONNECTOR_DATABASE_URL": "postgresql+psycopg://connector@127.0.0.1:1/nowhere",
+               "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    with mock.patch.dict("os.environ", environ, clear=True), mock.patch("ctypes.CDLL", return_value=FakeLibc()):
+        with caplog.at_level(logging.INFO, logger="connector.app"), pytest.raises(SystemExit) as stopped:
+            on_starting(server)
+    assert stopped.value.code == 2
+    assert [call.args[0] for call in server.log.error.call_args_list] == ["database error: %s"]
+    assert "connector ready" not in [r.getMessage() for r in caplog.records]
 
 
 def test_make_run_takes_the_address_and_workers_from_dot_env_and_the_environment_wins(tmp_path, monkeypatch):
