@@ -29,6 +29,7 @@ from simple_salesforce.format import format_external_id
 from connector.brief import named
 from connector.mapping_values import MISSING, resolve
 from connector.settings import Settings
+from connector.text_rules import as_identity
 
 from .base import Adapter, HandoffContext, Sent, created_at, deep_merge, mapping_context
 from .errors import DeliveryError, OutcomeUnknown, RateLimitedAfterActing, TicketGone, TransientError
@@ -99,7 +100,7 @@ class SalesforceAdapter(Adapter):
         return f"signed in ({auth_mode(self.settings).replace('_', '-')} auth), cases readable"
 
     def build_create(self, ctx: HandoffContext) -> dict[str, Any]:
-        customer = ctx.packet.get("customer") or {}
+        customer = as_identity(ctx.packet.get("customer") or {})
         text = ctx.brief.text
         overflow: list[str] = []
         if _units(text) > DESCRIPTION_MAX:  # the transcript goes as comments anyway: keep the summary here

@@ -33,6 +33,7 @@ from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import KINDS as VALUE_KINDS
 from connector.mapping_values import MISSING, compile_for, resolve
 from connector.settings import Settings
+from connector.text_rules import as_identity
 
 from .base import Adapter, HandoffContext, Link, Sent, deep_merge, mapping_context
 from .errors import (
@@ -138,7 +139,7 @@ class ZendeskAdapter(Adapter):
             # Subject is plain text in Zendesk (never rendered as HTML): no escaping needed.
             "subject": self._subject(ctx),
             "comment": self._comment_json(self._comment(ctx)),
-            "requester": _requester(packet.get("customer") or {}),
+            "requester": _requester(as_identity(packet.get("customer") or {})),
             "type": mapping["type"],
             "tags": self._tags(packet),
             "external_id": ctx.handoff_id,  # find_existing looks tickets up by it

@@ -31,6 +31,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import ConfigError, MappingProblem
 from .templating import FailedOnValues, MissingValue, compiled, render
+from .text_rules import visible_controls
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,13 @@ def resolve(spec: Any, packet: Mapping[str, Any], extra_context: Mapping[str, An
     """The value `spec` gives for this packet; MISSING when a path or lookup finds nothing.
     `where`: the file and key it was read from (`zendesk.yaml custom_fields[0]`), for what is said."""
     value = spec if isinstance(spec, Value) else compile_value(spec, where, tables)
-    view = {**packet, **(extra_context or {})}
+    found = _value_of(value, {**packet, **(extra_context or {})})
+    # A bidirectional control in a field agents read (an order number) is named, as the brief names
+    # it: raw, "ORD-\u202e1234\u202c" showed as ORD-4321 in a custom field beside a right brief.
+    return visible_controls(found) if isinstance(found, str) else found
+
+
+def _value_of(value: Value, view: Mapping[str, Any]) -> Any:
     if value.kind == "literal":
         return value.source
     if value.kind == "path":

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
+from typing import Any
 
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -31,6 +33,14 @@ def without_invisible(text: str) -> str:
     agent's brief names bidirectional controls instead, `visible_controls`), and how a text that
     holds nothing else is told from one that says something."""
     return _INVISIBLE.sub("", text)
+
+
+def as_identity(customer: Mapping[str, Any]) -> dict[str, Any]:
+    """The customer as a vendor's own fields take them (a requester's or contact's name and phone):
+    without the characters nobody sees. Named in a brief ([U+202E]), a control here has no place to
+    be shown — raw, "+1 415 \u202e4321 555" displayed as another number, the one an agent dials."""
+    return {key: without_invisible(value) if key in ("name", "phone") and isinstance(value, str) else value
+            for key, value in customer.items()}
 
 
 def visible_controls(text: str) -> str:

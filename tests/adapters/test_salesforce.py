@@ -595,6 +595,19 @@ def test_case_fields_use_the_mapping_value_language() -> None:
     assert "Missing__c" not in case
 
 
+def test_bidirectional_controls_never_reach_the_case_raw() -> None:
+    # The brief named them; the case's own fields took them raw: "+1 415 \u202e4321 555" showed as
+    # another number in SuppliedPhone and the new Contact, and a mapped order number as ORD-4321.
+    packet = full_packet(customer={"name": "Dana \u202eknab", "phone": "+1 415 \u202e4321 555"},
+                         collected_data={"order_number": "ORD-\u202e1234\u202c"})
+    payload = SalesforceAdapter(Settings(), {"fields": {"Order_Number__c": "collected_data.order_number"}}).render(
+        ctx_for(packet))
+    assert (payload["case"]["SuppliedName"], payload["case"]["SuppliedPhone"]) == ("Dana knab", "+1 415 4321 555")
+    assert payload["contact"]["create"] == {"FirstName": "Dana", "LastName": "knab", "Phone": "+1 415 4321 555"}
+    assert "\u202e" not in payload["contact"]["query"]
+    assert payload["case"]["Order_Number__c"] == "ORD-[U+202E]1234[U+202C]"
+
+
 def test_probe_logs_in_and_reads_a_case(org: SalesforceFake) -> None:
     org.password_login()
     org.query([{"Id": "5005g00000AbCdEAAV"}], soql="SELECT Id FROM Case LIMIT 1", sobject="Case")

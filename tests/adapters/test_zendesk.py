@@ -765,6 +765,14 @@ def test_a_template_failing_on_a_packets_values_leaves_its_field_out_and_says_wh
          "template error: ZeroDivisionError: integer division or modulo by zero")}
 
 
+def test_bidirectional_controls_never_reach_the_tickets_own_fields_raw() -> None:
+    packet = full_packet(customer={"name": "Dana \u202eknab", "phone": "+1 415 \u202e4321 555"},
+                         collected_data={"order_number": "ORD-\u202e1234\u202c"})
+    ticket = adapter(custom_fields=[{"id": 1, "path": "collected_data.order_number"}]).render(ctx(packet))["ticket"]
+    assert ticket["requester"] == {"name": "Dana knab", "phone": "+1 415 4321 555"}
+    assert ticket["custom_fields"] == [{"id": 1, "value": "ORD-[U+202E]1234[U+202C]"}]
+
+
 def test_a_custom_field_without_a_value_is_refused_at_start_up() -> None:
     with pytest.raises(ConfigError, match=r"custom_fields\[0\]"):
         adapter(custom_fields=[{"id": 1}])
