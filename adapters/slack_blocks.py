@@ -32,7 +32,7 @@ from connector.brief import (
     subject_for,
     urgency_shown,
 )
-from connector.text_rules import CONTROL_NAMES, rfc3339_utc, visible_controls
+from connector.text_rules import CONTROL_NAMES, rfc3339_utc
 
 from .events import Holder
 
@@ -53,11 +53,18 @@ SAFE_AGGREGATE = 11_500  # measured on the serialized blocks, structure included
 # said nothing was dropped. Its value starts in the same section and continues in the next ones.
 PREFIX_TEXT = 2_900
 FALLBACK_TEXT = 300  # top-level `text`: notifications show ~1 line; Slack's own cap is 40k
+# A thread link's label (a file name, a title, a ticket): the packet's longest name (500) whole.
+WHOLE_LABEL = 500
 
 # What one character becomes in what we send (`escape`): an entity, a control's name, or itself.
 # Cuts and splits count with it: counted as one, a control named [U+2067] overflowed the thread's
 # sections (their ends clipped, words lost) and a cut alert field kept the control itself.
-_WRITTEN = {"&": "&amp;", "<": "&lt;", ">": "&gt;", **CONTROL_NAMES}
+# C0 control characters (an escape sequence pasted from a terminal) are named too: invisible in
+# Slack, each took six once JSON-escaped, and a section of them outgrew what a message may carry.
+_NAMED = {**CONTROL_NAMES, **{chr(code): f"[U+{code:04X}]"
+                              for code in (*range(0x01, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)}}
+_NAMED_PATTERN = re.compile("[" + "".join(map(re.escape, _NAMED)) + "]")
+_WRITTEN = {"&": "&amp;", "<": "&lt;", ">": "&gt;", **_NAMED}
 ELLIPSIS = "…"
 Note = dict[str, str]
 Message = dict[str, Any]  # {"text": …, "blocks": […]}
@@ -75,7 +82,10 @@ def size(text: str) -> int:
 def escape(raw: Any) -> str:
     # `&` first, so the entities written next are not escaped again. (A generator over the
     # characters took a fifth of a preview's CPU: every line of a brief passes through here.)
-    return visible_controls(str(raw)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = str(raw)
+    if _NAMED_PATTERN.search(text):
+        text = _NAMED_PATTERN.sub(lambda m: _NAMED[m.group()], text)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def fit(raw: Any, limit: int, more: str = "") -> tuple[str, bool]:
@@ -301,11 +311,10 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         mood = f"{sentiment.get('label') or '—'}{score}{trend}"
         fields.append(f"*Sentiment*\n{fit(mood, 200)[0]}")
     if intent.get("name"):
-        confidence = f" ({intent['confidence']:.0%})" if isinstance(intent.get("confidence"), (int, float)) else ""
-        fields.append(f"*Intent*\n{fit(intent['name'] + confidence, 200)[0]}")
+        fields.append(f"*Intent*\n{short('intent', _intent(intent), 200)}")
     channel = " · ".join(str(v) for v in (conversation.get("channel"), conversation.get("language")) if v)
     if channel:
-        fields.append(f"*Channel*\n{fit(channel, 200)[0]}")
+        fields.append(f"*Channel*\n{short('conversation', channel, 200)}")
     team = " / ".join(str(assignment[k]) for k in ("team", "queue", "agent") if assignment.get(k))
     if team:
         fields.append(f"*Routed to*\n{fit(team, 200)[0]}")
@@ -338,6 +347,9 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
 
     attempts = packet.get("attempted_solutions") or []
     if attempts:
+        titles = [a.get("title") or a.get("url") or "(untitled)" for a in attempts[:5]]
+        if any(fit(title, 150)[1] for title in titles):  # a link's label takes no marker: said in the receipt
+            notes.append({"part": "attempted_solutions", "reason": "shortened in the alert; in full in the thread"})
         lines = [f"• {link(a.get('url'), a.get('title') or a.get('url') or '(untitled)', 150, 500)} — "
                  f"{escape(OUTCOMES.get(a.get('outcome', 'unknown'), a.get('outcome')))}" for a in attempts[:5]]
         if len(attempts) > 5:
@@ -349,7 +361,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     history = packet.get("history") or []
     if history:
         lines = [f"• {escape(_day(h.get('at')))} {escape(h.get('channel') or '')} — "
-                 f"{fit(h.get('summary') or '', 150)[0]} {_ticket_link(h.get('ticket') or {}, 500)}".rstrip()
+                 f"{short('history', h.get('summary') or '', 150)} {_ticket_link(h.get('ticket') or {}, 500)}".rstrip()
                  for h in history[:3]]
         if len(history) > 3:
             notes.append({"part": "history",
@@ -369,8 +381,9 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         blocks.append({"type": "actions", "elements": actions})
     bot = (packet.get("bot") or {}).get("name") or (packet.get("bot") or {}).get("id") or ""
     count = len(packet.get("transcript") or [])
-    blocks.append(context(f"Handoff `{escape(handoff_id)}` · conversation `{fit(conversation.get('id', ''), 100)[0]}`"
-                          f" · {fit(bot, 80)[0]} · {count} message{'s' if count != 1 else ''} in the thread"))
+    blocks.append(context(f"Handoff `{escape(handoff_id)}` · conversation "
+                          f"`{short('conversation', conversation.get('id', ''), 100)}` · {short('bot', bot, 80)} · "
+                          f"{count} message{'s' if count != 1 else ''} in the thread"))
 
     # Belt and braces: if the parts still add up past our margin (long URLs, many fields), give up
     # the least urgent blocks, then halve the longest texts — never send what Slack would refuse.
@@ -406,11 +419,17 @@ def follow_up(packet: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]) 
             "blocks": [section(line)]}
 
 
-def _ticket_link(ticket: Mapping[str, Any], longest: int = 2000) -> str:
+def _intent(intent: Mapping[str, Any]) -> str:
+    """The intent's name and, when the bot gave one, its confidence: `billing.refund (82%)`."""
+    confidence = f" ({intent['confidence']:.0%})" if isinstance(intent.get("confidence"), (int, float)) else ""
+    return f"{intent['name']}{confidence}"
+
+
+def _ticket_link(ticket: Mapping[str, Any], longest: int = 2000, limit: int = 120) -> str:
     if not ticket.get("id") and not ticket.get("url"):
         return ""
     label = " ".join(str(v) for v in (str(ticket.get("system") or "").title(), ticket.get("id")) if v)
-    return link(ticket.get("url"), label or "ticket", 120, longest)
+    return link(ticket.get("url"), label or "ticket", limit, longest)
 
 
 # ---- the thread ---------------------------------------------------------------------------
@@ -423,6 +442,12 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     pieces: list[tuple[str, str]] = [("*Everything the bot passed on*", "")]
     who = [f"{k}: {customer[k]}" for k in ("name", "email", "phone", "id", "account_id", "segment") if customer.get(k)]
     pieces.append(("*Customer:* ", " · ".join(who)))
+    # What the alert's fields and context line shorten (the conversation, the bot, the intent): whole here.
+    conversation, bot = packet.get("conversation") or {}, packet.get("bot") or {}
+    said = [str(v) for v in (conversation.get("id"), conversation.get("channel"), conversation.get("language")) if v]
+    pieces.append(("*Conversation:* ", " · ".join([*said, f"bot: {bot.get('name') or bot.get('id') or ''}"])))
+    if intent.get("name"):
+        pieces.append(("*Intent:* ", _intent(intent)))
     pieces += [(f"• {escape(k)}: ", scalar(v)) for k, v in (customer.get("attributes") or {}).items()]
     reason = REASONS.get(escalation.get("reason", ""), escalation.get("reason", ""))
     pieces.append(("*Why:* ", " — ".join(filter(None, (reason, escalation.get("detail"))))))
@@ -440,12 +465,12 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
         pieces.append(("*What the bot tried:*", ""))
         for a in packet["attempted_solutions"]:
             outcome = escape(OUTCOMES.get(a.get("outcome", "unknown"), a.get("outcome")))
-            title = link(a.get("url"), a.get("title") or a.get("url") or "(untitled)", 300)
+            title = link(a.get("url"), a.get("title") or a.get("url") or "(untitled)", WHOLE_LABEL)
             pieces.append((f"• {title} — {outcome}" + (". " if a.get("detail") else ""), a.get("detail") or ""))
     if packet.get("history"):
         pieces.append(("*Earlier contacts:*", ""))
         for h in packet["history"]:
-            ticket = _ticket_link(h.get("ticket") or {})
+            ticket = _ticket_link(h.get("ticket") or {}, limit=WHOLE_LABEL)
             pieces.append((f"• {escape(_day(h.get('at')))} {escape(h.get('channel') or '')} {ticket} — ",
                            " · ".join(filter(None, (h.get("summary"), h.get("agent"))))))
     if routing:
@@ -477,7 +502,7 @@ def transcript(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
         pieces.append((f"*[{escape(stamp)}] {escape(role)}:* ", continued(entry.get("text", ""))))
         for a in entry.get("attachments") or []:
             kind = ", ".join(str(v) for v in (a.get("content_type"), _bytes(a.get("size"))) if v)
-            name = link(a.get("url"), a.get("name") or a.get("url") or "attachment", 300)
+            name = link(a.get("url"), a.get("name") or a.get("url") or "attachment", WHOLE_LABEL)
             pieces.append((f"    📎 {name} ", f"({kind})" if kind else ""))
     return pack(sections(pieces), f"Transcript of {named(handoff_id, packet)}")
 

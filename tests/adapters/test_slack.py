@@ -944,6 +944,52 @@ def test_bidirectional_controls_count_as_the_names_they_are_written_as(slack: Fa
         assert_within_limits(reply)
 
 
+def test_what_the_alert_shortens_is_named_in_the_receipt_and_whole_in_the_thread(slack: FakeSlack) -> None:
+    # The bot's name, the conversation's id, channel and language, the intent, an attempt's title and
+    # an earlier contact's summary were cut in the alert with `dropped` empty — and the first four
+    # were nowhere in the thread.
+    long = {"bot.name": "Acme Assistant " + "b" * 90, "conversation.id": "conv-" + "c" * 120,
+            "conversation.channel": "web_chat_" + "h" * 220, "intent.name": "billing." + "i" * 220}
+    packet = full_packet()
+    for path, value in long.items():
+        section, key = path.split(".")
+        packet[section][key] = value
+    packet["attempted_solutions"][0]["title"] = "Reset guide " + "t" * 200
+    packet["history"][0]["summary"] = "Asked about invoices " + "s" * 200
+    adapter = SlackAdapter(settings_for(slack), {})
+    ctx = ctx_for(packet)
+    payload = adapter.render(ctx)
+    dropped = {note["part"] for note in adapter.receipt(ctx, payload)["dropped"]}
+    assert {"bot", "conversation", "intent", "attempted_solutions", "history"} <= dropped
+    thread = "".join(block["text"]["text"] for reply in payload["thread"] for block in reply["blocks"])
+    for value in (*long.values(), packet["attempted_solutions"][0]["title"], packet["history"][0]["summary"]):
+        assert value in thread, value
+
+
+def test_thread_labels_are_whole_up_to_the_packets_longest_name(slack: FakeSlack) -> None:
+    # An attachment's name or an attempt's title over 300 characters, a ticket's label over 120:
+    # cut in the thread that promises everything, unsaid.
+    name, title = "n" * 496 + ".pdf", "t" * 500
+    packet = full_packet(attempted_solutions=[{"title": title, "url": "https://help.example/a", "outcome": "failed"}])
+    packet["transcript"][0]["attachments"] = [{"url": "https://files.example/a.pdf", "name": name}]
+    packet["history"][0]["ticket"] = {"system": "s" * 100, "id": "9" * 20, "url": "https://x.example/t"}
+    thread = json.dumps(SlackAdapter(settings_for(slack), {}).render(ctx_for(packet))["thread"], ensure_ascii=False)
+    assert f"|{name}>" in thread and f"|{title}>" in thread and "9" * 20 + ">" in thread
+
+
+@pytest.mark.parametrize("control", ["\x01", "\x1b", "\x7f"])
+def test_control_characters_are_named_and_every_message_fits(slack: FakeSlack, control: str) -> None:
+    # Invisible in Slack, six characters each once JSON-escaped: a section of them passed what one
+    # message may carry (12,003 of 12,000 with 1,978 of U+0001).
+    packet = minimal_packet()
+    packet["transcript"][0]["text"] = "x" + control * 3_000
+    payload = SlackAdapter(settings_for(slack), {}).render(ctx_for(packet))
+    for reply in payload["thread"]:
+        assert_within_limits(reply)
+    thread = "".join(block["text"]["text"] for reply in payload["thread"] for block in reply["blocks"])
+    assert control not in thread and thread.count(f"[U+{ord(control):04X}]") == 3_000
+
+
 def test_quoted_words_are_shortened_with_their_quote_marks_counted(slack: FakeSlack) -> None:
     # A list pasted one item a line: each line's `>` came on top of its 1,200 characters, the section
     # passed 3,000 and lost its end — the bot's summary — with nothing in the receipt.
