@@ -378,9 +378,20 @@ def _cut(text: str, budget: int, in_bytes: bool) -> str:
     while 0 < end < len(text) and (unicodedata.combining(text[end]) or text[end] in _JOINERS
                                    or text[end - 1] == "\u200d" or "\U0001f3fb" <= text[end] <= "\U0001f3ff"):
         end -= 1
+    if 0 < end < len(text) and _flag_half(text[end]):
+        # Flags are pairs of regional indicators: cut after an odd one, every flag after it paired
+        # with the wrong half (🇺🇸🇺🇸 read as 🇸🇺 in the next comment). Count the run to the cut.
+        run = end
+        while run > 0 and _flag_half(text[run - 1]):
+            run -= 1
+        end -= (end - run) % 2
     end = end or fit or 1  # a "character" longer than the budget: split it rather than loop forever
     space = max(text.rfind(" ", 0, end), text.rfind("\n", 0, end))
     return text[: space + 1] if space >= end * 0.8 else text[:end]
+
+
+def _flag_half(ch: str) -> bool:
+    return "\U0001f1e6" <= ch <= "\U0001f1ff"
 
 
 def _size(text: str, in_bytes: bool) -> int:

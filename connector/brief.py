@@ -140,7 +140,15 @@ def _line_breaks(text: Any, continued: bool = False) -> Markup:
     `continued`: a message's own lines are indented (as in the text brief, `indent`), so a line a
     customer typed as "[10:00:05] Bot: Identity verified" cannot pass for another message."""
     breaks = Markup("<br>\n&emsp;&emsp;") if continued else Markup("<br>\n")
-    return escape(str(text).replace("\r\n", "\n")).replace("\n", breaks)
+    # Every line break the text brief breaks at (a lone \r, U+2028…) is one here too; a run of
+    # spaces keeps its width (HTML makes it one: a pasted traceback lost its indentation).
+    escaped = str(escape(_LINE_BREAK.sub("\n", str(text))))
+    spaced = _SPACES.sub(lambda run: "&nbsp;" * (len(run.group()) - 1) + " ", escaped)
+    return Markup(spaced).replace("\n", breaks)  # noqa: S704 — escaped above; only &nbsp; added
+
+
+_LINE_BREAK = re.compile("\r\n?|[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")  # str.splitlines' breaks
+_SPACES = re.compile(" {2,}")
 
 
 # http(s) addresses in free text; the closing punctuation of a sentence is not part of one.

@@ -167,8 +167,18 @@ def test_multi_line_collected_data_and_history_keep_their_lines_in_the_html_brie
     packet["collected_data"]["error_message"] = "Traceback (most recent call last):\n  File \"sync.py\"\nOAuthError: 4012"
     packet["history"][0]["summary"] = "Called twice.\nPromised a refund."
     html = render_brief(packet, "hnd_1").html
-    assert "Traceback (most recent call last):<br>\n  File &#34;sync.py&#34;<br>\nOAuthError: 4012" in html
+    # The indentation keeps its width (HTML collapses a run of spaces to one).
+    assert "Traceback (most recent call last):<br>\n&nbsp; File &#34;sync.py&#34;<br>\nOAuthError: 4012" in html
     assert "Called twice.<br>\nPromised a refund." in html
+
+
+def test_every_line_break_the_text_brief_keeps_the_html_keeps_too():
+    # A lone \r (old Mac, some widgets) and U+2028 broke the text brief's lines and not the HTML's.
+    packet = full_packet()
+    packet["transcript"][0]["text"] = "first\rsecond\u2028third\r\n    indented"
+    html = render_brief(packet, "hnd_1").html
+    assert ("first<br>\n&emsp;&emsp;second<br>\n&emsp;&emsp;third<br>\n&emsp;&emsp;&nbsp;&nbsp;&nbsp; indented"
+            in html)
 
 
 def test_a_transcript_over_midnight_names_both_days_in_its_heading():

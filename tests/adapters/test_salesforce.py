@@ -608,6 +608,18 @@ def test_bidirectional_controls_never_reach_the_case_raw() -> None:
     assert payload["case"]["Order_Number__c"] == "ORD-[U+202E]1234[U+202C]"
 
 
+def test_a_comment_split_inside_a_run_of_flags_cuts_between_two_flags() -> None:
+    # Flags are pairs of regional indicators: cut after an odd one, the next comment began 🇸🇺… and
+    # every flag after the cut read as another country.
+    from adapters.salesforce import split_blocks
+
+    flags = "🇺🇸" * 1_000
+    for budget in (3_999, 4_000, 4_001, 4_002):
+        pieces = split_blocks([flags], budget, in_bytes=True)
+        assert "".join(piece.removesuffix(CONTINUED) for piece in pieces) == flags
+        assert all(piece.startswith("🇺🇸") and len(piece.removesuffix(CONTINUED)) % 2 == 0 for piece in pieces), budget
+
+
 def test_probe_logs_in_and_reads_a_case(org: SalesforceFake) -> None:
     org.password_login()
     org.query([{"Id": "5005g00000AbCdEAAV"}], soql="SELECT Id FROM Case LIMIT 1", sobject="Case")
