@@ -40,7 +40,10 @@ def template_warnings(adapters: Mapping[str, Adapter]) -> list[str]:
             ctx = adapter.for_target(HandoffContext(handoff_id=TRIAL_ID, target=name, packet=packet, brief=brief,
                                                     assignment={}, idempotency_key=f"{TRIAL_ID}:{name}"))
             with template_failures() as failed:
-                adapter.render(ctx)
+                try:
+                    adapter.render(ctx)
+                except Exception as broke:  # a trial must not stop a start, a check or a request
+                    said.append(f"{name}: the payload for {sample} could not be built: {type(broke).__name__}: {broke}")
             said += [f"{err.source}: {err.message} — on the values of {sample}; deliveries with such values leave "
                      "that field out" for err in failed]
     return list(dict.fromkeys(said))  # each once, though both samples fail it

@@ -101,3 +101,18 @@ def test_check_names_each_mapping_file_not_there_and_what_serves_instead(make_ap
                      f"warning: messages.yaml is not in {tmp_path / 'm'}: the built-in customer messages, in English only"]
     shipped = make_app(**ZENDESK).test_cli_runner().invoke(args=["connector", "check"])
     assert "is not in" not in shipped.output
+
+
+def test_a_trial_that_cannot_build_a_payload_is_a_warning_not_a_crash():
+    # Run at start-up, by check and in the request that first meets an edit: a failure there must
+    # be said, never raised.
+    from unittest import mock
+
+    from connector.template_trial import template_warnings
+
+    broken = mock.Mock()
+    broken.for_target.side_effect = lambda ctx: ctx
+    broken.render.side_effect = KeyError("boom")
+    assert template_warnings({"zendesk": broken}) == [
+        "zendesk: the payload for handoff-full.json could not be built: KeyError: 'boom'",
+        "zendesk: the payload for handoff-minimal.json could not be built: KeyError: 'boom'"]
