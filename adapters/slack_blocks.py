@@ -32,7 +32,7 @@ from connector.brief import (
     subject_for,
     urgency_shown,
 )
-from connector.text_rules import CONTROL_NAMES, rfc3339_utc
+from connector.text_rules import CONTROL_NAMES, code_point_names, rfc3339_utc
 
 from .events import Holder
 
@@ -61,8 +61,7 @@ WHOLE_LABEL = 500
 # sections (their ends clipped, words lost) and a cut alert field kept the control itself.
 # C0 control characters (an escape sequence pasted from a terminal) are named too: invisible in
 # Slack, each took six once JSON-escaped, and a section of them outgrew what a message may carry.
-_NAMED = {**CONTROL_NAMES, **{chr(code): f"[U+{code:04X}]"
-                              for code in (*range(0x01, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)}}
+_NAMED = {**CONTROL_NAMES, **code_point_names((*range(0x01, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F))}
 _NAMED_PATTERN = re.compile("[" + "".join(map(re.escape, _NAMED)) + "]")
 _WRITTEN = {"&": "&amp;", "<": "&lt;", ">": "&gt;", **_NAMED}
 ELLIPSIS = "…"
@@ -350,8 +349,9 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         titles = [a.get("title") or a.get("url") or "(untitled)" for a in attempts[:5]]
         if any(fit(title, 150)[1] for title in titles):  # a link's label takes no marker: said in the receipt
             notes.append({"part": "attempted_solutions", "reason": "shortened in the alert; in full in the thread"})
-        lines = [f"• {link(a.get('url'), a.get('title') or a.get('url') or '(untitled)', 150, 500)} — "
-                 f"{escape(OUTCOMES.get(a.get('outcome', 'unknown'), a.get('outcome')))}" for a in attempts[:5]]
+        lines = [f"• {link(a.get('url'), title, 150, 500)} — "
+                 f"{escape(OUTCOMES.get(a.get('outcome', 'unknown'), a.get('outcome')))}"
+                 for a, title in zip(attempts[:5], titles, strict=True)]
         if len(attempts) > 5:
             lines.append(f"_…and {len(attempts) - 5} more in the thread_")
             notes.append({"part": "attempted_solutions",

@@ -64,7 +64,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # gunicorn's master builds the app to check the setup and migrate before any worker: "ready"
     # there came before the database was even reached (and before a start that then failed); each
     # worker says it as it begins to serve.
-    if not (_settings.GUNICORN_STARTED and not os.environ.get(WARNED)):
+    in_gunicorn_master = _settings.GUNICORN_STARTED and not os.environ.get(WARNED)
+    if not in_gunicorn_master:
         log.info("connector ready", extra={"targets": list(settings.targets)})
     # Said once per start: gunicorn's master says it (`gunicorn.conf.on_starting`) and marks the
     # environment its workers inherit, rather than each of them saying it again.

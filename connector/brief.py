@@ -111,6 +111,15 @@ class Brief:
         return tuple(entry.render(row=row).rstrip("\n") for row in self._view["transcript"]["rows"])
 
 
+def _controls_named(value: Any) -> Any:
+    """A value as a template writes it, its bidirectional controls named ([U+202E]). Markup (a
+    filter's escaped HTML: line breaks, links) stays Markup: returned as plain text, it was escaped a
+    second time, and agents read `&lt;br&gt;` in every field of a packet holding such a control."""
+    if isinstance(value, Markup):
+        return Markup(visible_controls(value))  # noqa: S704 — escaped already; a control's name adds no markup
+    return visible_controls(value) if isinstance(value, str) else value
+
+
 _env = SandboxedEnvironment(
     loader=FileSystemLoader(TEMPLATES),
     autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
@@ -121,17 +130,8 @@ _env = SandboxedEnvironment(
     auto_reload=False,  # the templates ship with the code; a stat() per render showed in the profile
     # Every value a template writes, before escaping: a bidirectional override in a packet cannot
     # reorder what an agent reads (an order number, an amount) — it is shown by name instead.
-    finalize=lambda value: _controls_named(value),
+    finalize=_controls_named,
 )
-
-
-def _controls_named(value: Any) -> Any:
-    """A value as a template writes it, its bidirectional controls named ([U+202E]). Markup (a
-    filter's escaped HTML: line breaks, links) stays Markup: returned as plain text, it was escaped a
-    second time, and agents read `&lt;br&gt;` in every field of a packet holding such a control."""
-    if isinstance(value, Markup):
-        return Markup(visible_controls(value))  # noqa: S704 — escaped already; a control's name adds no markup
-    return visible_controls(value) if isinstance(value, str) else value
 
 
 def _line_breaks(text: Any, continued: bool = False) -> Markup:

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 # Unicode's bidirectional embeddings, overrides and isolates: "ORD-\u202e1234\u202c" displays as
 # "ORD-4321", "\u202e00.05$" as "$50.00". Kept in what is stored, shown by name to agents.
-_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
-# Each control as an agent reads it: what `visible_controls` writes, one character at a time (a
-# renderer counting what a text will take once written needs it per character).
-CONTROL_NAMES = {chr(code): f"[U+{code:04X}]" for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+def code_point_names(codes: Iterable[int]) -> dict[str, str]:
+    """Each character as an agent reads it when it must not act: `[U+202E]`."""
+    return {chr(code): f"[U+{code:04X}]" for code in codes}
+
+
+# Each control as `visible_controls` writes it, one character at a time (a renderer counting what a
+# text will take once written needs it per character).
+CONTROL_NAMES = code_point_names((*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
+_BIDI_CONTROLS = re.compile(f"[{''.join(CONTROL_NAMES)}]")
 
 
 # Bidirectional controls and marks, the zero-width space, word joiner and byte-order mark: nothing a
