@@ -70,6 +70,9 @@ class HandoffContext:
     idempotency_key: str
     link: Link | None = None
     outcome_unknown: bool = False
+    # With `outcome_unknown`: where the unanswered request went, as its adapter said
+    # (`OutcomeUnknown.sent_to`); empty when nobody recorded it (a process killed mid-attempt).
+    sent_to: Mapping[str, Any] = field(default_factory=dict)
     attempt: int = 1
     # Tickets already made at the other targets of this handoff (Slack links to them).
     related: tuple[Mapping[str, Any], ...] = ()

@@ -7,6 +7,7 @@ Configuration problems are `connector.errors.ConfigError`, outside this tree: ne
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 
@@ -38,8 +39,15 @@ class RateLimited(TransientError):
 class OutcomeUnknown(TransientError):
     """The request left and no answer came back: the vendor may have acted.
 
-    The next attempt must look the handoff up at the vendor before sending again.
+    The next attempt must look the handoff up at the vendor before sending again. `sent_to`: where
+    the request went, when that is not fixed by the handoff (Slack's channel comes from a mapping
+    an admin may edit before the retry): recorded with the attempt and handed back to the lookup
+    (`HandoffContext.sent_to`), so it searches where the alert may be, not where the next would go.
     """
+
+    def __init__(self, message: str, *, sent_to: Mapping[str, Any] | None = None, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.sent_to = dict(sent_to) if sent_to else None
 
 
 class RateLimitedAfterActing(OutcomeUnknown, RateLimited):

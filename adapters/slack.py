@@ -165,7 +165,7 @@ class SlackAdapter(Adapter):
         # After it, every failure becomes OutcomeUnknown: see _after_posting.
         posted = self._call("chat_postMessage", acts=True, **payload["message"])
         channel, ts = posted["channel"], posted["ts"]
-        with _after_posting(f"alert {channel}/{ts}"):
+        with _after_posting(f"alert {channel}/{ts}", channel):
             self._post_thread(channel, ts, payload["thread"], start=0)
             permalink = self._call("chat_getPermalink", channel=channel, message_ts=ts)["permalink"]
         return self._sent(ctx, channel, ts, permalink, posted.get("message"))
@@ -179,14 +179,22 @@ class SlackAdapter(Adapter):
             start = highest + 1
         if first is None:
             first = self._call("chat_postMessage", acts=True, **payload["message"])
-        with _after_posting(f"update of {channel}/{ts}"):
+        with _after_posting(f"update of {channel}/{ts}", channel):
             self._post_thread(channel, ts, payload["thread"], start=start)
         return Sent(vendor_id=ctx.link.vendor_id, url=ctx.link.url, extra=dict(ctx.link.extra),
                     reply={"ts": first.get("ts"), "replies": len(payload["thread"]) + 1})
 
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
-        channel = self._channel(ctx)
-        alert = self._find_alert(channel, ctx.handoff_id)
+        # First where the unanswered post went (recorded with that attempt): a mapping edit or a
+        # new SLACK_CHANNEL since then moves where the next alert goes, not where that one is.
+        # Then where this attempt would post, in case an attempt nobody recorded (a process
+        # killed mid-post) went there.
+        recorded, now = ctx.sent_to.get("channel"), self._channel(ctx)
+        alert, channel = None, now
+        if isinstance(recorded, str) and recorded and recorded != now:
+            alert, channel = self._find_alert_in_former(recorded, ctx.handoff_id), recorded
+        if alert is None:
+            alert, channel = self._find_alert(now, ctx.handoff_id), now
         if alert is None:
             return None
         ts = alert["ts"]
@@ -195,6 +203,17 @@ class SlackAdapter(Adapter):
         self._post_thread(channel, ts, thread, start=self._posted_in_thread(channel, ts, ctx.handoff_id)[1] + 1)
         permalink = self._call("chat_getPermalink", channel=channel, message_ts=ts)["permalink"]
         return self._sent(ctx, channel, ts, permalink, alert)
+
+    def _find_alert_in_former(self, channel: str, handoff_id: str) -> dict[str, Any] | None:
+        """`_find_alert` in a channel the mapping no longer names: one Slack will not read (deleted,
+        or the bot removed from it — maybe why it was changed) holds no alert we can update, and
+        must not fail the delivery for good; it is said, and the lookup goes on where it would post."""
+        try:
+            return self._find_alert(channel, handoff_id)
+        except RejectedError as err:
+            log.warning("slack: the channel an unanswered alert went to cannot be read; looking where it would go "
+                        "now", extra={"channel": channel, "error": err.message})
+            return None
 
     def related_changed(self, ctx: HandoffContext) -> None:
         assert ctx.link is not None
@@ -344,8 +363,10 @@ class SlackAdapter(Adapter):
         except URLError as err:  # urllib wraps failures while connecting or sending: nothing arrived
             raise TransientError(f"Slack {api}: cannot reach Slack ({err.reason})") from err
         except (OSError, http.client.HTTPException) as err:  # timeout / reset while awaiting the reply
-            kind = OutcomeUnknown if acts else TransientError
-            raise kind(f"Slack {api}: no answer ({type(err).__name__}: {err})") from err
+            message = f"Slack {api}: no answer ({type(err).__name__}: {err})"
+            if acts:
+                raise OutcomeUnknown(message, sent_to=_where(kwargs)) from err
+            raise TransientError(message) from err
         except SlackClientError as err:
             raise RejectedError(f"Slack {api}: {err}") from err
 
@@ -402,12 +423,14 @@ def _api_error(api: str, err: SlackApiError, acts: bool, channel: Any = None) ->
         return AuthError(message, status=status, reply=data)
     if status >= 500 or code in SERVER_FAILURES:
         # A 5xx to a post may come from a gateway after Slack stored the message: look before re-posting.
-        return (OutcomeUnknown if acts else TransientError)(message, status=status, reply=data)
+        if acts:
+            return OutcomeUnknown(message, status=status, reply=data, sent_to=_where({"channel": channel}))
+        return TransientError(message, status=status, reply=data)
     return RejectedError(message, status=status, reply=data)
 
 
 @contextlib.contextmanager
-def _after_posting(what: str) -> Iterator[None]:
+def _after_posting(what: str, channel: str) -> Iterator[None]:
     """Failures once the first message is up are unknown outcomes, never plain retries.
 
     The retry then goes through find_existing (or the resume in send_update), which finds what
@@ -420,7 +443,13 @@ def _after_posting(what: str) -> Iterator[None]:
         if isinstance(err, OutcomeUnknown):
             raise
         raise RateLimitedAfterActing.unknown(f"{what} posted, then: {err.message}", err, status=err.status,
-                                            reply=err.reply) from err
+                                            reply=err.reply, sent_to={"channel": channel}) from err
+
+
+def _where(kwargs: Mapping[str, Any]) -> dict[str, str] | None:
+    """`OutcomeUnknown.sent_to` of a call that may have posted: the channel it named."""
+    channel = kwargs.get("channel")
+    return {"channel": channel} if isinstance(channel, str) and channel else None
 
 
 def _link_target(ctx: HandoffContext) -> tuple[str, str]:

@@ -112,6 +112,9 @@ class Delivery(Base):
     # An attempt was sent and its outcome is unknown (timeout after the request left):
     # the next attempt must look the handoff up at the vendor before sending again.
     outcome_unknown: Mapped[bool] = mapped_column(default=False)
+    # Where such an attempt went when a mapping decides it (`OutcomeUnknown.sent_to`: Slack's
+    # channel), so the lookup searches there even after an admin changed it.
+    sent_to: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # Start of the current retry window (intake, or the last replay): bounds the age of retries.
     window_started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -283,6 +283,7 @@ class Outbox:
                     idempotency_key=f"{handoff.id}:{delivery.target}",
                     link=claimed.link,
                     outcome_unknown=delivery.outcome_unknown,
+                    sent_to=(delivery.sent_to or {}) if delivery.outcome_unknown else {},
                     attempt=delivery.attempts + 1,
                     related=claimed.related,
                     public_url=self.settings.public_url,
@@ -442,7 +443,7 @@ class Outbox:
             HandoffContext(handoff_id=handoff.id, target=target, packet=packet,
                            brief=render_brief(packet, handoff.id, assignment=handoff.assignment),
                            assignment=handoff.assignment, idempotency_key=f"{handoff.id}:{target}",
-                           outcome_unknown=True, public_url=self.settings.public_url)
+                           outcome_unknown=True, sent_to=_sent_to(handoff, target), public_url=self.settings.public_url)
             for handoff, packet in claimed.after)
 
     @staticmethod
@@ -533,6 +534,9 @@ class Outbox:
             row.lease_owner = row.lease_expires_at = None
             if isinstance(err, OutcomeUnknown):
                 row.outcome_unknown = True
+                # Kept until the next unknown outcome says otherwise: a later plain failure
+                # (refused before sending) leaves the unanswered one where it went.
+                row.sent_to = err.sent_to or row.sent_to
             if isinstance(err, RateLimited):
                 self._pause(session.connection(), row.target, now + dt.timedelta(seconds=err.retry_after or 30),
                             err.message)
@@ -757,6 +761,11 @@ def _taken_over():  # type: ignore[no-untyped-def]
     (In an UPDATE, SET expressions read the row's values from before the update.)
     """
     return or_(Delivery.outcome_unknown, Delivery.lease_owner.is_not(None))
+
+
+def _sent_to(handoff: Handoff, target: str) -> Mapping[str, Any]:
+    """Where `handoff`'s delivery to `target` sent its unanswered request, if recorded."""
+    return next((d.sent_to or {} for d in handoff.deliveries if d.target == target), {})
 
 
 def _member(handoff: Handoff, delivery_id: int) -> Delivery:

@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from adapters.base import Adapter, HandoffContext, Sent
-from adapters.errors import RejectedError, TransientError
+from adapters.errors import OutcomeUnknown, RejectedError, TransientError
 
 
 class _Recording(Adapter):
@@ -142,3 +142,23 @@ class TakenOverAdapter(_Recording):
         if self.fails:
             raise TransientError("503 from vendor", status=503)
         return Sent(vendor_id=f"taken-{ctx.handoff_id}", url=f"https://taken.example/t/{ctx.handoff_id}")
+
+
+class LostAnswerAdapter(_Recording):
+    """Its first attempt's answer is lost after the request went to channel C-1 (as Slack's may
+    be), its second is refused before sending, its third creates; `looked` records what each
+    lookup was told about where that first request went (`HandoffContext.sent_to`)."""
+
+    name = "lost"
+    looked: list[dict[str, Any]] = []
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        if ctx.attempt == 1:
+            raise OutcomeUnknown("no answer", sent_to={"channel": "C-1"})
+        if ctx.attempt == 2:
+            raise TransientError("503 before anything was posted", status=503)
+        return Sent(vendor_id=f"lost-{ctx.handoff_id}", url=None)
+
+    def find_existing(self, ctx: HandoffContext) -> Sent | None:
+        self.looked.append(dict(ctx.sent_to))
+        return None

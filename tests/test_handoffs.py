@@ -250,6 +250,30 @@ def test_transient_failure_answers_202_and_retries(make_app, test_targets):
     assert final["status"] == "delivered" and final["tickets"][0]["attempts"] == 2
 
 
+def test_where_an_unanswered_request_went_is_kept_for_every_lookup_until_one_resolves_it(make_app, monkeypatch):
+    # Slack's channel comes from a mapping an admin may edit before the retry: the lookup must be
+    # told where the unanswered post went, also after a later attempt failed before sending.
+    from sqlalchemy import select, update
+
+    from connector.models import Delivery, utcnow
+    from tests.support_adapters import LostAnswerAdapter
+
+    monkeypatch.setitem(registry.TARGETS, "lost", "tests.support_adapters:LostAnswerAdapter")
+    LostAnswerAdapter.looked = []
+    app = make_app(targets=("lost",))
+    services = app.extensions["connector"]
+    assert post(app.test_client(), minimal_packet()).status_code == 202
+    with services.db.session() as session:
+        assert session.scalars(select(Delivery.sent_to)).one() == {"channel": "C-1"}
+    for _ in range(2):
+        with services.db.session() as session:
+            session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+        [delivery_id], token = services.outbox.claim_due()
+        attempted = services.outbox.run_delivery(delivery_id, token)
+    assert attempted is not None and attempted.state == "created"
+    assert LostAnswerAdapter.looked == [{"channel": "C-1"}, {"channel": "C-1"}]
+
+
 def test_slow_target_sets_latency_not_the_sum_and_finishes_in_background(make_app, test_targets):
     SlowAdapter.release.clear()
     client = make_app(targets=("preview", "slow"), sync_budget_ms=300).test_client()

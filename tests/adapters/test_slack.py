@@ -242,6 +242,56 @@ def test_timeout_after_slack_posted_then_found_by_metadata(slack: FakeSlack) -> 
     assert [r["metadata"]["event_payload"]["part"] for r in replies] == list(range(len(expected)))
 
 
+def test_an_alert_whose_answer_was_lost_is_found_where_it_went_after_the_channel_changed(slack: FakeSlack) -> None:
+    # The lookup searched where the *next* alert would go: a mapping edit (or a new SLACK_CHANNEL)
+    # between the timed-out post and its retry found nothing there and posted a second alert.
+    before = SlackAdapter(settings_for(slack, vendor_timeout_s=1), {"channel": "C0BEFORE"})
+    slack.delay("chat.postMessage", 3.0, act=True)
+    ctx = ctx_for()
+    with pytest.raises(OutcomeUnknown) as caught:
+        before.deliver(ctx)
+    assert caught.value.sent_to == {"channel": "C0BEFORE"}
+
+    after = SlackAdapter(settings_for(slack, vendor_timeout_s=1), {"channel": "C0AFTER"})
+    outcome = after.deliver(replace(ctx, outcome_unknown=True, sent_to=caught.value.sent_to, attempt=2))
+
+    assert outcome.status == "created" and outcome.vendor_id.startswith("C0BEFORE/")
+    assert len(slack.top_level("C0BEFORE")) == 1 and slack.top_level("C0AFTER") == []
+    assert [r["metadata"]["event_payload"]["part"] for r in slack.replies("C0BEFORE", slack.top_level("C0BEFORE")[0]["ts"])]
+
+
+def test_a_lookup_with_nothing_where_the_last_post_went_also_searches_where_this_one_would(slack: FakeSlack) -> None:
+    # An attempt nobody recorded (a process killed mid-post) may have posted in the channel of now.
+    adapter = SlackAdapter(settings_for(slack, vendor_timeout_s=1), {"channel": "C0AFTER"})
+    slack.delay("chat.postMessage", 3.0, act=True)
+    ctx = ctx_for()
+    with pytest.raises(OutcomeUnknown):
+        adapter.deliver(ctx)
+
+    outcome = adapter.deliver(replace(ctx, outcome_unknown=True, sent_to={"channel": "C0BEFORE"}, attempt=2))
+
+    assert outcome.status == "created" and len(slack.top_level("C0AFTER")) == 1
+    assert [c.body["channel"] for c in slack.calls_to("conversations.history")] == ["C0BEFORE", "C0AFTER"]
+
+
+def test_a_former_channel_slack_will_not_read_is_passed_over_not_a_refusal(slack: FakeSlack, caplog) -> None:
+    # The channel may have been changed *because* it was deleted or the bot removed: failing the
+    # delivery for good there would lose the handoff.
+    adapter = SlackAdapter(settings_for(slack), {"channel": "C0AFTER"})
+    with caplog.at_level(logging.WARNING, logger="adapters.slack"):
+        outcome = adapter.deliver(ctx_for(outcome_unknown=True, sent_to={"channel": "#missing-gone"}))
+    assert outcome.status == "created" and len(slack.top_level("C0AFTER")) == 1
+    assert any("cannot be read" in r.getMessage() and r.channel == "#missing-gone" for r in caplog.records)
+
+
+def test_a_failure_after_the_alert_is_up_records_the_channel_slack_named(slack: FakeSlack) -> None:
+    adapter = SlackAdapter(settings_for(slack), {"channel": "C0BEFORE"})
+    slack.fail("chat.getPermalink", status=500, error="internal_error")
+    with pytest.raises(OutcomeUnknown) as caught:
+        adapter.deliver(ctx_for())
+    assert caught.value.sent_to == {"channel": "C0BEFORE"}
+
+
 def test_a_replay_days_later_still_finds_the_alert_its_first_attempt_posted(slack: FakeSlack,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     # The lookup read back to the oldest delivery still retried (a day): an admin's replay after a
