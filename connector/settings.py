@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
-from .vendor_signatures import usable_secret
+from .vendor_signatures import signing_key, usable_secret
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/connector.db"
 ENV_FILE = "CONNECTOR_ENV_FILE"  # read from the process environment only: it says which file to read
@@ -354,8 +354,10 @@ class Settings:
         # A key or secret says who is calling: shared by two bots, one of them would act as the
         # other (signed requests: the first bot whose secret matched); shared with the admin or
         # the metrics, a bot's credential would open those too, or the reverse.
-        for variable, pairs in (("CONNECTOR_BOT_KEYS", self.bot_keys), ("CONNECTOR_BOT_SECRETS", self.bot_secrets)):
-            holders: dict[str, str] = {}
+        # Secrets as the keys they decode to: `whsec_<b64>` and `<b64>` sign alike.
+        secret_keys = [(bot_id, signing_key(secret)) for bot_id, secret in self.bot_secrets]
+        for variable, pairs in (("CONNECTOR_BOT_KEYS", self.bot_keys), ("CONNECTOR_BOT_SECRETS", secret_keys)):
+            holders: dict[str | bytes, str] = {}
             for bot_id, value in pairs:
                 other = holders.setdefault(value, bot_id)
                 if other != bot_id:

@@ -149,6 +149,16 @@ def usable_secret(secret: str) -> bool:
     return bool(usable_hooks([secret]))
 
 
+def signing_key(secret: str) -> bytes:
+    """The key a Standard Webhooks secret signs with, decoded as the library decodes it: its
+    `whsec_` is optional and base64 decoding skips what is not base64, so `whsec_<b64>` and `<b64>`
+    are two texts and one key. Two bots must not share a *key* (settings compare these)."""
+    try:
+        return base64.b64decode(secret.removeprefix("whsec_") + "==")
+    except (ValueError, binascii.Error):  # not base64 at all: refused as unusable anyway
+        return secret.encode()
+
+
 def usable_hooks(secrets: Iterable[str]) -> list[Webhook]:
     """A signer per secret that decodes; the others are skipped. The settings refuse a bot secret
     that does not decode at start-up (`usable_secret`); skipping is what is left for a list that

@@ -474,6 +474,7 @@ def test_over_tls_a_dripping_bot_is_cut_off_all_the_same(make_app, public_tls):
     ("0.0.0.0", False), ("::1", False), ("fe80::1%eth0", False), ("fc00::1", False), ("::ffff:127.0.0.1", False),
     ("224.0.0.1", False), ("64:ff9b::a00:1", False), ("64:ff9b::5db8:d822", True), ("2002:a00:1::1", False),
     ("2002:5db8:d822::1", True), ("::a00:1", False), ("fec0::1", False), ("64:ff9b:1::5db8:d822", False),
+    ("::ffff:0:7f00:1", False), ("5f00::1", False), ("3fff::1", False),
 ])
 def test_which_addresses_are_public(address, public):
     assert callback_http.is_public(address) is public

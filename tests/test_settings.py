@@ -45,6 +45,8 @@ SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
      "CONNECTOR_BOT_KEYS"),
     # one signing secret for two bots: the first bot whose secret matched was taken for the caller
     ({"CONNECTOR_BOT_SECRETS": f"bot-a:{SECRET},bot-b:{SECRET}"}, "CONNECTOR_BOT_SECRETS"),
+    # the same key written with and without `whsec_` (the library takes either): it passed
+    ({"CONNECTOR_BOT_SECRETS": f"bot-a:{SECRET},bot-b:{SECRET.removeprefix('whsec_')}"}, "CONNECTOR_BOT_SECRETS"),
     # a bot's key opened the admin surface, the admin's token the metrics
     ({"CONNECTOR_BOT_KEYS": "bot-a:shared-key-0123456789abcdefgh", "CONNECTOR_ADMIN_TOKEN": "shared-key-0123456789abcdefgh"},
      "CONNECTOR_ADMIN_TOKEN"),
