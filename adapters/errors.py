@@ -7,6 +7,7 @@ Configuration problems are `connector.errors.ConfigError`, outside this tree: ne
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -29,7 +30,19 @@ class TransientError(DeliveryError):
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any):
         super().__init__(message, **kwargs)
-        self.retry_after = retry_after
+        self.retry_after = _bounded(retry_after)
+
+
+# At most an hour from one answer's Retry-After, whatever it said: a proxy's `inf` crashed the
+# attempt's recording (the delivery was retried for ever, never counted), and a date in year 9999
+# paused the whole target for millennia. A vendor that still wants quiet says so again in an hour.
+RETRY_AFTER_MAX_S = 3600.0
+
+
+def _bounded(seconds: float | None) -> float | None:
+    if seconds is None or math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
 
 
 class RateLimited(TransientError):

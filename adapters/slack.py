@@ -26,7 +26,7 @@ from urllib.error import URLError
 from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackApiError, SlackClientError, SlackRequestError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 
 from connector.errors import ConfigError, MappingProblem
@@ -58,6 +58,9 @@ AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_e
 # succeeded), and `internal_error`, `service_unavailable` come the same way. A retry, looking
 # first when the call posts, like a 5xx — refused for good, a short Slack incident failed handoffs.
 SERVER_FAILURES = frozenset({"fatal_error", "internal_error", "service_unavailable", "request_timeout"})
+# slack-sdk's `error` for an answer that is not JSON (a proxy's HTML page, an empty 200): not
+# Slack refusing anything — a post may be up behind it. Looked for and retried, as a 5xx is.
+NOT_JSON = "Received a response in a non-JSON format"
 # find_existing reads at most LOOKUP_PAGES × PAGE_SIZE messages of the channel, newest first, no
 # older than the handoff (its ULID) less a margin for clock skew; a thread, PAGES × 4 pages.
 PAGES, PAGE_SIZE, SKEW_S = 5, 200, 600
@@ -164,10 +167,14 @@ class SlackAdapter(Adapter):
         # Before the alert is up, errors keep their kind (a timeout here is already OutcomeUnknown).
         # After it, every failure becomes OutcomeUnknown: see _after_posting.
         posted = self._call("chat_postMessage", acts=True, **payload["message"])
-        channel, ts = posted["channel"], posted["ts"]
+        channel, ts = posted.get("channel"), posted.get("ts")
+        if not (isinstance(channel, str) and channel and isinstance(ts, str) and ts):
+            # `ok` without saying where: the alert is likely up, and only the lookup can find it.
+            raise OutcomeUnknown("Slack chat.postMessage: answered ok without the alert's channel and ts",
+                                 sent_to=_where(payload["message"]), reply=posted)
         with _after_posting(f"alert {channel}/{ts}", channel):
             self._post_thread(channel, ts, payload["thread"], start=0)
-            permalink = self._call("chat_getPermalink", channel=channel, message_ts=ts)["permalink"]
+            permalink = self._call("chat_getPermalink", channel=channel, message_ts=ts).get("permalink")
         return self._sent(ctx, channel, ts, permalink, posted.get("message"))
 
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
@@ -201,7 +208,7 @@ class SlackAdapter(Adapter):
         log.info("found the alert of an unknown outcome", extra={"vendor_id": f"{channel}/{ts}"})
         thread = self.render(ctx)["thread"]
         self._post_thread(channel, ts, thread, start=self._posted_in_thread(channel, ts, ctx.handoff_id)[1] + 1)
-        permalink = self._call("chat_getPermalink", channel=channel, message_ts=ts)["permalink"]
+        permalink = self._call("chat_getPermalink", channel=channel, message_ts=ts).get("permalink")
         return self._sent(ctx, channel, ts, permalink, alert)
 
     def _find_alert_in_former(self, channel: str, handoff_id: str) -> dict[str, Any] | None:
@@ -369,6 +376,38 @@ class SlackAdapter(Adapter):
             raise TransientError(message) from err
         except SlackClientError as err:
             raise RejectedError(f"Slack {api}: {err}") from err
+        except ValueError as err:  # an answer the library could not decode (cut-off JSON, not UTF-8)
+            message = f"Slack {api}: an answer that is not Slack's ({type(err).__name__})"
+            if acts:  # it came back, so the request arrived: Slack may have posted
+                raise OutcomeUnknown(message, sent_to=_where(kwargs)) from err
+            raise TransientError(message) from err
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Slack's Web API never redirects. urllib follows a redirect with every header of the request,
+    our bearer token included, to wherever it points — another host too (a review saw the token
+    arrive there). Not followed, it is answered as what it is: an HTTP error (`_api_error`)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class _SlackClient(WebClient):
+    """slack-sdk's client sending through one urllib opener made once (`_make_client`: no
+    redirects, our proxy decision, the CA bundle) instead of `urlopen` building one per call. It
+    replaces the library's one transport method and keeps its contract: status, headers and the
+    body as text (undecodable bytes replaced, so such an answer reads as not JSON, not a crash)."""
+
+    def __init__(self, *args: Any, opener: urllib.request.OpenerDirector, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._opener = opener
+
+    def _perform_urllib_http_request_internal(self, url: str, req: urllib.request.Request) -> dict[str, Any]:
+        if not url.lower().startswith(("http://", "https://")):  # urllib also opens file:// and ftp://
+            raise SlackRequestError(f"Invalid URL detected: {url}")
+        with self._opener.open(req, timeout=self.timeout) as resp:
+            charset = resp.headers.get_content_charset() or "utf-8"
+            return {"status": resp.code, "headers": resp.headers, "body": resp.read().decode(charset, "replace")}
 
 
 def _make_client(token: str, base_url: str, timeout: int, environ: Mapping[str, str]) -> WebClient:
@@ -377,9 +416,7 @@ def _make_client(token: str, base_url: str, timeout: int, environ: Mapping[str, 
     proxy = environ.get("HTTPS_PROXY") or environ.get("https_proxy") or ""
     no_proxy = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
     proxy = proxy if proxy and not urllib.request.proxy_bypass_environment(host, {"no": no_proxy}) else ""
-    # slack-sdk opens each call with `urlopen(context=…)`, which builds a urllib opener per call
-    # (~1.3 ms): the context goes only where TLS is spoken — Slack over https, or a proxy over
-    # https — not to plain http (a loopback fake), which has no use for it.
+    # The CA bundle is loaded only where TLS is spoken — Slack over https, or a proxy over https.
     secure = urlsplit(base_url).scheme == "https" or urlsplit(proxy).scheme == "https"
     variable = next((name for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE") if environ.get(name)), None) \
         if secure else None
@@ -387,7 +424,11 @@ def _make_client(token: str, base_url: str, timeout: int, environ: Mapping[str, 
         context = ssl.create_default_context(cafile=environ[variable]) if variable else None
     except (OSError, ssl.SSLError) as err:
         raise ConfigError(str(variable), f"cannot load the CA bundle: {err}") from None
-    client = WebClient(
+    handlers: list[urllib.request.BaseHandler] = [
+        _NoRedirects(), urllib.request.ProxyHandler({"http": proxy, "https": proxy} if proxy else {}),
+        urllib.request.HTTPSHandler(context=context) if context else urllib.request.HTTPSHandler()]
+    client = _SlackClient(
+        opener=urllib.request.build_opener(*handlers),
         token=token, base_url=base_url, timeout=timeout, ssl=context,
         # Our outbox owns retrying (with backoff and the find_existing check), so no rate-limit or
         # server-error handlers here. The one kept retries URLError only — raised while connecting
@@ -421,7 +462,10 @@ def _api_error(api: str, err: SlackApiError, acts: bool, channel: Any = None) ->
         return RateLimited(message, retry_after=retry_after, status=status, reply=data)
     if code in AUTH_ERRORS:
         return AuthError(message, status=status, reply=data)
-    if status >= 500 or code in SERVER_FAILURES:
+    if 300 <= status < 400:  # not followed (`_NoRedirects`): nothing was done where it pointed
+        return RejectedError(f"Slack {api}: redirected (HTTP {status}); Slack's API never redirects — is "
+                             "SLACK_API_URL its address?", status=status)
+    if status >= 500 or code in SERVER_FAILURES or code.startswith(NOT_JSON):
         # A 5xx to a post may come from a gateway after Slack stored the message: look before re-posting.
         if acts:
             return OutcomeUnknown(message, status=status, reply=data, sent_to=_where({"channel": channel}))
@@ -444,6 +488,8 @@ def _after_posting(what: str, channel: str) -> Iterator[None]:
             raise
         raise RateLimitedAfterActing.unknown(f"{what} posted, then: {err.message}", err, status=err.status,
                                             reply=err.reply, sent_to={"channel": channel}) from err
+    except Exception as err:  # anything else (an odd answer's KeyError): still after the alert went up
+        raise OutcomeUnknown(f"{what} posted, then: {type(err).__name__}", sent_to={"channel": channel}) from err
 
 
 def _where(kwargs: Mapping[str, Any]) -> dict[str, str] | None:

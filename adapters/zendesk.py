@@ -412,8 +412,14 @@ class ZendeskAdapter(Adapter):
             kwargs["data"] = json_codec.dumps_bytes(kwargs.pop("json"))
             kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
         with edge(write=write):
-            response = client.session.request(method, client.session.origin + path,
+            # Redirects are not followed: requests drops the credentials on another host but sends
+            # the whole packet there again (a 307), and took its answer for the ticket.
+            response = client.session.request(method, client.session.origin + path, allow_redirects=False,
                                               timeout=timeout or self.settings.vendor_timeout_s, **kwargs)
+            if response.is_redirect:
+                raise RejectedError(f"Zendesk answered a redirect (HTTP {response.status_code}), not followed: is "
+                                    "ZENDESK_SUBDOMAIN / ZENDESK_BASE_URL the account's address?",
+                                    status=response.status_code)
             reply = response.json()
         if not isinstance(reply, dict) or not isinstance(reply.get(expect), (dict, list)):
             kind = OutcomeUnknown if write else TransientError
@@ -450,7 +456,13 @@ class ZendeskAdapter(Adapter):
         if isinstance(reply.get("audit"), Mapping):
             small["audit_id"] = reply["audit"].get("id")
         small.update((key, value) for key, value in notes.items() if value)
-        return Sent(vendor_id=str(ticket["id"]), url=self._agent_url(ticket["id"]), reply=small)
+        ticket_id = ticket.get("id")
+        if isinstance(ticket_id, bool) or not isinstance(ticket_id, int | str) or not str(ticket_id).isdigit():
+            # A ticket without a usable id (an odd proxy or API answer): recorded, it became a link
+            # to …/tickets/None; unread, a KeyError. Looked up by its external_id instead.
+            raise OutcomeUnknown(f"Zendesk answered without the ticket's id (got {str(ticket_id)[:40]!r})",
+                                 reply=small)
+        return Sent(vendor_id=str(ticket_id), url=self._agent_url(ticket_id), reply=small)
 
 
 def _not_reopened(ticket_id: str, cause: TransientError) -> OutcomeUnknown:

@@ -302,8 +302,11 @@ class Outbox:
                 return self._record_error(delivery, handoff, TransientError(f"mapping error: {err}"),
                                           time.perf_counter() - started)
             except Exception as err:  # a bug must not lose the handoff: retry, then dead
+                # Nor double it: raised after the vendor acted (an answer a library could not
+                # decode, a reply without the id we read), a plain retry posted the alert or the
+                # case again. Whatever it was, the next attempt looks before it sends.
                 log.exception("unexpected error in delivery")
-                return self._record_error(delivery, handoff, TransientError(f"internal error: {type(err).__name__}"),
+                return self._record_error(delivery, handoff, OutcomeUnknown(f"internal error: {type(err).__name__}"),
                                           time.perf_counter() - started)
             attempted = self._record_success(delivery, handoff, outcome, time.perf_counter() - started)
         if len(handoff.deliveries) > 1 and not handoff.follows_id:

@@ -162,3 +162,18 @@ class LostAnswerAdapter(_Recording):
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
         self.looked.append(dict(ctx.sent_to))
         return None
+
+
+class ActsThenBreaksAdapter(_Recording):
+    """Makes its ticket, then fails on the vendor's reply with an error outside `adapters.errors`
+    (a `KeyError`, as reading an id missing from an odd answer does); finds it again when asked."""
+
+    name = "breaks"
+    made: list[str] = []
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        self.made.append(ctx.handoff_id)
+        raise KeyError("id")
+
+    def find_existing(self, ctx: HandoffContext) -> Sent | None:
+        return Sent(vendor_id=f"breaks-{ctx.handoff_id}", url=None) if ctx.handoff_id in self.made else None

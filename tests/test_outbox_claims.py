@@ -439,7 +439,7 @@ def test_an_attempt_whose_lease_was_taken_over_records_nothing_over_the_new_owne
 
 
 @pytest.mark.parametrize(("error", "stored"), [
-    (OverflowError("date value out of range"), "TransientError: internal error: OverflowError"),
+    (OverflowError("date value out of range"), "OutcomeUnknown: internal error: OverflowError"),
     # A mapping's error names its file and key for the admin (it said only "ConfigError").
     (ConfigError("mappings/zendesk.yaml:3 subject", "template error: boom"),
      "TransientError: mapping error: mappings/zendesk.yaml:3 subject: template error: boom"),
@@ -459,6 +459,27 @@ def test_a_brief_that_cannot_be_rendered_is_a_failed_attempt_not_a_crash(make_ap
     [row] = deliveries(app.extensions["connector"])
     assert (row.state, row.attempts, row.lease_owner) == ("pending", 1, None)
     assert row.last_error.startswith(stored)
+
+
+def test_an_unexpected_error_after_the_vendor_acted_is_looked_up_not_sent_again(make_app, monkeypatch):
+    # A reply a library could not decode, or one without the id the adapter reads, raised
+    # something outside the adapters' tree after the ticket was made: retried as a plain failure,
+    # the next attempt created it again (the review's run: two Slack alerts, two Salesforce cases).
+    from tests.support_adapters import ActsThenBreaksAdapter
+
+    monkeypatch.setitem(registry.TARGETS, "breaks", "tests.support_adapters:ActsThenBreaksAdapter")
+    ActsThenBreaksAdapter.made = []
+    app = make_app(targets=("breaks",))
+    services = app.extensions["connector"]
+    assert post(app.test_client(), minimal_packet()).status_code == 202
+    [row] = deliveries(services)
+    assert row.outcome_unknown and row.last_error == "OutcomeUnknown: internal error: KeyError"
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+    [delivery_id], token = services.outbox.claim_due()
+    attempted = services.outbox.run_delivery(delivery_id, token)
+    assert attempted is not None and attempted.state == "created"
+    assert len(ActsThenBreaksAdapter.made) == 1, "the ticket was made twice"
 
 
 @pytest.mark.postgres

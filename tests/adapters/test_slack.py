@@ -469,6 +469,41 @@ def test_unknown_outcome_with_nothing_at_slack_posts_normally(slack: FakeSlack, 
 # ---- errors --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("raw", [
+    b"<html>502 from the corporate proxy</html>", b"", b'{"ok": true, "channel": "C0HAND', b"\xff\xfe{\"ok\": true}",
+    b'{"ok": true, "channel": "C0HANDOFF"}',  # ok, without the ts that says which message
+], ids=["html", "empty", "cut-off", "not-utf8", "no-ts"])
+def test_an_odd_answer_to_the_alert_is_an_unknown_outcome_and_the_retry_finds_it(slack: FakeSlack,
+                                                                                   adapter: SlackAdapter,
+                                                                                   raw: bytes) -> None:
+    # An HTML page was a refusal (the handoff failed with its alert up, or lost when nothing was
+    # posted); a cut-off or undecodable body, or `ok` without a ts, escaped as a library error
+    # and the retry posted a second alert.
+    slack.acts_then_answers("chat.postMessage", raw=raw)
+    ctx = ctx_for()
+    with pytest.raises(OutcomeUnknown) as caught:
+        adapter.deliver(ctx)
+    assert caught.value.sent_to == {"channel": "C0HANDOFF"}
+    outcome = adapter.deliver(replace(ctx, outcome_unknown=True, sent_to=caught.value.sent_to, attempt=2))
+    assert outcome.status == "created" and len(slack.top_level("C0HANDOFF")) == 1
+
+
+def test_an_odd_answer_to_a_read_is_retried_not_a_refusal(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    slack.fail("conversations.history", raw=b"<html>gateway</html>")
+    with pytest.raises(TransientError) as caught:
+        adapter.deliver(ctx_for(outcome_unknown=True))
+    assert not isinstance(caught.value, OutcomeUnknown) and slack.calls_to("chat.postMessage") == []
+
+
+def test_a_redirect_is_not_followed_and_the_token_goes_nowhere_else(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    # urllib followed it with every header: the bot token reached the other host.
+    with FakeSlack() as elsewhere:
+        slack.fail("chat.postMessage", status=302, headers={"Location": f"{elsewhere.api_url}chat.postMessage"})
+        with pytest.raises(RejectedError, match=r"redirected .*SLACK_API_URL"):
+            adapter.deliver(ctx_for())
+        assert elsewhere.calls == []
+
+
 def test_rate_limit_raises_promptly_with_retry_after(slack: FakeSlack, adapter: SlackAdapter) -> None:
     slack.fail("chat.postMessage", status=429, error="ratelimited", headers={"Retry-After": "7"})
     started = time.monotonic()
@@ -477,6 +512,16 @@ def test_rate_limit_raises_promptly_with_retry_after(slack: FakeSlack, adapter: 
     assert time.monotonic() - started < 0.5  # nobody sleeps on a 429
     assert caught.value.retry_after == 7.0 and caught.value.status == 429
     assert len(slack.calls) == 1
+
+
+@pytest.mark.parametrize("header", ["inf", "1e400", "99999999999"])
+def test_a_retry_after_beyond_reason_is_held_to_an_hour(slack: FakeSlack, adapter: SlackAdapter, header: str) -> None:
+    # `inf` crashed the recording of the attempt (retried for ever, never counted); a huge figure
+    # paused every Slack delivery for millennia.
+    slack.fail("chat.postMessage", status=429, error="ratelimited", headers={"Retry-After": header})
+    with pytest.raises(RateLimited) as caught:
+        adapter.deliver(ctx_for())
+    assert caught.value.retry_after == 3600.0
 
 
 def test_transcript_times_are_in_utc_as_in_the_brief_whatever_offset_the_bot_wrote() -> None:

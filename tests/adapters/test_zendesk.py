@@ -494,6 +494,30 @@ def test_proxy_page_instead_of_json_after_create_is_unknown(zd: FakeZendesk) -> 
         adapter().deliver(ctx())
 
 
+def test_a_retry_after_in_the_far_future_is_held_to_an_hour(zd: FakeZendesk) -> None:
+    zd.error("POST", TICKETS, 429, {"error": "TooManyRequests"}, headers={"Retry-After": "Fri, 31 Dec 9999 23:59:59 GMT"})
+    with pytest.raises(RateLimited) as caught:
+        adapter().deliver(ctx())
+    assert caught.value.retry_after == 3600.0
+
+
+def test_a_redirect_is_not_followed_with_the_packet(zd: FakeZendesk) -> None:
+    # requests dropped the credentials on the other host but sent the whole ticket there again
+    # (a 307 keeps the body) and recorded its answer as the ticket.
+    zd.error("POST", TICKETS, 307, "Moved", headers={"Location": "https://elsewhere.example/collect"})
+    with pytest.raises(RejectedError, match=r"redirect .*ZENDESK_SUBDOMAIN"):
+        adapter().deliver(ctx())
+    assert [c.request.url for c in zd.rsps.calls] == [zd.origin + TICKETS]
+
+
+@pytest.mark.parametrize("ticket", [{"id": None}, {"id": "seventy"}, {"id": True}], ids=["null", "text", "bool"])
+def test_a_created_ticket_without_a_usable_id_is_looked_up_not_recorded(zd: FakeZendesk, ticket) -> None:
+    # Recorded, it was "created" with a link to …/agent/tickets/None; a missing id escaped as KeyError.
+    zd.create_ticket(ticket)
+    with pytest.raises(OutcomeUnknown, match="without the ticket's id"):
+        adapter().deliver(ctx())
+
+
 def test_transport_retries_are_off_so_the_outbox_alone_retries(zd: FakeZendesk) -> None:
     zd.create_ticket()
     target = adapter()

@@ -96,6 +96,11 @@ class FakeSlack:
         for _ in range(times):
             self._scripts[method].append(Script(status=status, body=body, headers=headers or {}, raw=raw))
 
+    def acts_then_answers(self, method: str, *, raw: bytes | None = None, body: dict[str, Any] | None = None,
+                          status: int = 200, headers: dict[str, str] | None = None) -> None:
+        """The next call of `method` does its work, then is answered with `raw` or `body` instead."""
+        self._scripts[method].append(Script(status=status, body=body, raw=raw, headers=headers or {}, act=True))
+
     def delay(self, method: str, seconds: float, *, act: bool = True, times: int = 1) -> None:
         """Answer `method` only after `seconds`; with `act`, Slack did the work all the same."""
         for _ in range(times):
@@ -125,6 +130,8 @@ class FakeSlack:
             return Script(body={"ok": False, "error": "invalid_auth"})
         handler = getattr(self, "api_" + method.replace(".", "_"), None)
         answer = handler(body) if handler else {"ok": False, "error": "unknown_method"}
+        if script and (script.raw is not None or script.body is not None):  # done, then answered oddly
+            return script
         return Script(body=answer, delay=script.delay if script else 0.0)
 
     def _ts(self) -> str:
