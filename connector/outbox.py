@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Boolean, Connection, and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from adapters.base import Adapter, HandoffContext, Link, Outcome
@@ -86,9 +86,14 @@ _SET_LINK_OWNER = (update(_LINKS).where(_LINKS.c.id == bindparam("link_id"),
                                         _LINKS.c.owner_delivery_id.is_not_distinct_from(bindparam("was")),
                                         or_(_LINKS.c.vendor_id.is_(None), _LINKS.c.vendor_id == ""))
                    .values(owner_delivery_id=bindparam("owner"), extra=bindparam("extra"), updated_at=bindparam("now")))
-# A new ticket replaces the conversation's link; an update of its ticket fills a link that has none.
+# A new ticket replaces the conversation's link; an update of its ticket fills a link that has
+# none — unless another delivery owns it: that one is opening the successor of a ticket closed
+# since this update was sent, and the closed ticket put back freed the link for a second one.
+_NO_TICKET = or_(_LINKS.c.vendor_id.is_(None), _LINKS.c.vendor_id == "")
+_OWNED_BY_NONE_BUT_THIS = or_(_LINKS.c.owner_delivery_id.is_(None),
+                              _LINKS.c.owner_delivery_id == bindparam("delivery_id"))
 _LINK_TICKET_BY_KEY = (
-    update(_LINKS).where(_THE_LINK, or_(_LINKS.c.vendor_id.is_(None), _LINKS.c.vendor_id == "",
+    update(_LINKS).where(_THE_LINK, or_(and_(_NO_TICKET, _OWNED_BY_NONE_BUT_THIS),
                                         bindparam("replaces", type_=Boolean)))
     .values(vendor_id=bindparam("vendor_id"), url=bindparam("url"), extra=bindparam("extra"),
             owner_delivery_id=None, updated_at=bindparam("now"))
@@ -102,7 +107,11 @@ _TAKE_FOR_REPLACEMENT = (
     .values(vendor_id=None, url=None, extra=bindparam("extra"), owner_delivery_id=bindparam("owner"),
             updated_at=bindparam("now"))
 )
-_LINK_OWNER_BY_KEY = update(_LINKS).where(_THE_LINK).values(owner_delivery_id=None, updated_at=bindparam("now"))
+# This delivery no longer owns the link; another delivery's ownership is left as it is.
+_LINK_OWNER_BY_KEY = update(_LINKS).where(_THE_LINK).values(
+    owner_delivery_id=case((_LINKS.c.owner_delivery_id == bindparam("delivery_id"), None),
+                           else_=_LINKS.c.owner_delivery_id),
+    updated_at=bindparam("now"))
 _LONGER_PAUSE = (update(_PAUSES).where(_PAUSES.c.target == bindparam("paused"), _PAUSES.c.until < bindparam("later"))
                  .values(until=bindparam("later"), reason=bindparam("why"), updated_at=bindparam("now")))
 _NEW_LINK = insert(_LINKS)
@@ -507,10 +516,13 @@ class Outbox:
                 raise _LeaseLost
             # The usual case, one statement: the link this delivery took at intake gets its ticket.
             filled = driver_cursor.run(connection, _LINK_TICKET_BY_KEY,
-                                       {**key, **ticket, "replaces": outcome.status == "created", "now": now})
+                                       {**key, **ticket, "replaces": outcome.status == "created", "now": now,
+                                        "delivery_id": delivery.id})
             if not filled.rowcount:
-                # No link (taken over from an older handoff without one), or one whose ticket was updated.
-                kept = driver_cursor.run(connection, _LINK_OWNER_BY_KEY, {**key, "now": now})
+                # No link (taken over from an older handoff without one), one whose ticket was
+                # updated, or one another delivery is opening a successor on.
+                kept = driver_cursor.run(connection, _LINK_OWNER_BY_KEY,
+                                         {**key, "now": now, "delivery_id": delivery.id})
                 if not kept.rowcount:
                     driver_cursor.run(connection, _NEW_LINK, {**key, **ticket, "owner_delivery_id": None,
                                                               "created_at": now, "updated_at": now})

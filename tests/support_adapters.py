@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from adapters.base import Adapter, HandoffContext, Sent
-from adapters.errors import OutcomeUnknown, RejectedError, TransientError
+from adapters.errors import OutcomeUnknown, RejectedError, TicketGone, TransientError
 
 
 class _Recording(Adapter):
@@ -177,3 +177,34 @@ class ActsThenBreaksAdapter(_Recording):
 
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
         return Sent(vendor_id=f"breaks-{ctx.handoff_id}", url=None) if ctx.handoff_id in self.made else None
+
+
+class ClosingAdapter(_Recording):
+    """A vendor whose tickets an agent may close (`closed`: an update of one is `TicketGone`). The
+    test holds a handoff's answer back by the customer's name: `answer_update` after its update is
+    applied (the reply slow to come back), `answer_create` after its ticket is made."""
+
+    name = "closing"
+    lock = threading.Lock()
+    closed: set[str] = set()
+    created: list[tuple[str, str]] = []
+    answer_update: dict[str, threading.Event] = {}
+    answer_create: dict[str, threading.Event] = {}
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        name = ctx.packet["customer"]["name"]
+        with self.lock:
+            ticket = f"T{len(self.created) + 1}"
+            self.created.append((name, ticket))
+        if name in self.answer_create:
+            self.answer_create[name].wait(10)
+        return Sent(vendor_id=ticket, url=None)
+
+    def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        assert ctx.link is not None
+        if ctx.link.vendor_id in self.closed:
+            raise TicketGone("closed", ticket_id=ctx.link.vendor_id, closed=True, status=422)
+        name = ctx.packet["customer"]["name"]
+        if name in self.answer_update:
+            self.answer_update[name].wait(10)
+        return Sent(vendor_id=ctx.link.vendor_id, url=None)

@@ -482,6 +482,46 @@ def test_an_unexpected_error_after_the_vendor_acted_is_looked_up_not_sent_again(
     assert len(ActsThenBreaksAdapter.made) == 1, "the ticket was made twice"
 
 
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_late_answer_to_an_update_of_a_closed_ticket_leaves_its_successor_to_the_one_opening_it(
+        make_app, monkeypatch, request, database):
+    # h1's update of T1 is applied, its answer slow; an agent closes T1; h2 meets it closed and
+    # takes the conversation's link to open the successor. h1's answer, recorded then, put T1
+    # back on the link and freed it: h3 met T1 closed again and opened a second successor.
+    from tests.support_adapters import ClosingAdapter
+
+    monkeypatch.setitem(registry.TARGETS, "closing", "tests.support_adapters:ClosingAdapter")
+    ClosingAdapter.closed, ClosingAdapter.created = set(), []
+    h1_answers, h2_answers = threading.Event(), threading.Event()
+    ClosingAdapter.answer_update, ClosingAdapter.answer_create = {"h1": h1_answers}, {"h2": h2_answers}
+    on = {"database_url": request.getfixturevalue("postgres_url")} if database == "postgres" else {}
+    app = make_app(targets=("closing",), sync_budget_ms=300, poll_interval_s=0.05, retry_base_s=0.05, retry_max_s=0.2,
+                   **on)
+    services = app.extensions["connector"]
+
+    def handoff(name: str) -> str:
+        packet = minimal_packet(conversation={"id": "conv-closed"}, customer={"email": "a@example.net", "name": name})
+        return post(app.test_client(), packet).get_json()["status"]
+
+    assert handoff("h0") == "delivered"  # T1
+    assert handoff("h1") == "pending"  # its update reached T1; the answer has not come back
+    ClosingAdapter.closed.add("T1")  # an agent closes T1
+    assert handoff("h2") == "pending"  # T1 closed: h2 takes the link and opens its successor, slowly
+    h1_answers.set()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and [d.state for d in deliveries(services)][1] == "pending":
+        time.sleep(0.02)
+    handoff("h3")  # meets T1 closed too
+    h2_answers.set()
+    services.start_loop(0.05)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(d.state == "pending" for d in deliveries(services)):
+        time.sleep(0.05)
+    assert ClosingAdapter.created == [("h0", "T1"), ("h2", "T2")], "one closed ticket got two successors"
+    assert [(d.state, d.vendor_id) for d in deliveries(services)] == [
+        ("created", "T1"), ("updated", "T1"), ("created", "T2"), ("updated", "T2")]
+
+
 @pytest.mark.postgres
 def test_two_replays_at_once_put_a_delivery_back_once(postgres_url, make_app, monkeypatch):
     # Both read "failed"; the second's UPDATE, run after the first's replay had been claimed and
