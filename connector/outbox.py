@@ -62,6 +62,10 @@ _DELIVERED = (
             finished_at=bindparam("now"), updated_at=bindparam("now"))
 )
 _DELIVERED_WITH_PAYLOAD = _DELIVERED.values(payload=bindparam("payload"))
+_RENEW_OWN = (update(_DELIVERIES)
+              .where(_DELIVERIES.c.id == bindparam("delivery_id"), _DELIVERIES.c.lease_owner == bindparam("token"),
+                     _DELIVERIES.c.state == "pending")
+              .values(lease_expires_at=bindparam("until")))
 _THE_LINK = and_(_LINKS.c.bot_id == bindparam("bot_id"), _LINKS.c.conversation_id == bindparam("conversation_id"),
                  _LINKS.c.target == bindparam("target"))  # a conversation's link at one target
 _LINK_OF = select(_LINKS.c.id, _LINKS.c.vendor_id, _LINKS.c.url, _LINKS.c.extra, _LINKS.c.owner_delivery_id).where(
@@ -262,6 +266,8 @@ class Outbox:
         `prepared` says that intake's transaction also took the conversation's link for it and
         found the target unpaused (`handoff_store`), so the attempt starts at the vendor.
         """
+        if fresh is not None and token is not None and not self._still_leased(_member(fresh, delivery_id), token):
+            return None
         if fresh is not None and token is not None and prepared:
             delivery = _member(fresh, delivery_id)
             claimed: _Claimed | None = _Claimed(delivery, fresh, None, ())
@@ -322,6 +328,27 @@ class Outbox:
             # Linking the targets' tickets to each other is cosmetic: it must not delay the answer.
             self.defer(lambda: self._notify_related(handoff, delivery.target))
         return attempted
+
+    def _still_leased(self, delivery: Delivery, token: str) -> bool:
+        """Whether intake's lease on a delivery it has just stored is still its own.
+
+        The lease runs from before the commit that stored it. A commit that stalled (a lock a
+        migration held, a failover) could end with it lapsed and the delivery claimed by another
+        process: both attempts ran, and the vendor had two tickets. With most of the lease left
+        (the usual case) nothing is asked; else it is renewed under the same token, or the
+        attempt is left to whoever holds it now."""
+        now = utcnow()
+        expires = delivery.lease_expires_at
+        if expires is not None and (expires - now).total_seconds() > self.settings.lease_s / 2:
+            return True
+        with self.db.writing() as connection:
+            renewed = connection.execute(_RENEW_OWN, {"delivery_id": delivery.id, "token": token,
+                                                      "until": now + dt.timedelta(seconds=self.settings.lease_s)})
+        if renewed.rowcount != 1:
+            log.warning("the lease ran out while the handoff was stored; another attempt has the delivery",
+                        extra={"delivery_id": str(delivery.id)})
+            return False
+        return True
 
     def _replacement_taker(self, delivery: Delivery, handoff: Handoff) -> Callable[[str, bool], bool]:
         """For `HandoffContext.take_replacement`: the conversation's link gives up the ticket that

@@ -482,6 +482,36 @@ def test_an_unexpected_error_after_the_vendor_acted_is_looked_up_not_sent_again(
     assert len(ActsThenBreaksAdapter.made) == 1, "the ticket was made twice"
 
 
+@pytest.mark.parametrize(("claimed_meanwhile", "status", "attempts"), [(True, 202, 0), (False, 201, 1)])
+def test_a_lease_that_ran_out_while_the_handoff_was_stored_is_renewed_or_left(make_app, monkeypatch,
+                                                                             claimed_meanwhile, status, attempts):
+    # The lease runs from before intake's commit: a commit stalled past it (a migration's lock)
+    # ended with another process holding the delivery, and both attempts made a ticket.
+    from tests.support_adapters import LookingAdapter
+
+    monkeypatch.setitem(registry.TARGETS, "looking", "tests.support_adapters:LookingAdapter")
+    LookingAdapter.creates = []
+    app = make_app(targets=("looking",))
+    services = app.extensions["connector"]
+    store = services.store_handoff
+
+    def stalled(new):
+        stored = store(new)
+        for delivery in stored.handoff.deliveries:
+            delivery.lease_expires_at = utcnow() - dt.timedelta(seconds=1)  # it ran out during the commit
+        if claimed_meanwhile:
+            with services.db.session() as session:
+                session.execute(update(Delivery).values(lease_owner="elsewhere/0001"))
+        return stored
+
+    monkeypatch.setattr(services, "store_handoff", stalled)
+    response = post(app.test_client(), minimal_packet(targets=["looking"]))
+    assert response.status_code == status
+    assert len(LookingAdapter.creates) == attempts
+    [row] = deliveries(services)
+    assert row.lease_owner == ("elsewhere/0001" if claimed_meanwhile else None)
+
+
 @pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_late_answer_to_an_update_of_a_closed_ticket_leaves_its_successor_to_the_one_opening_it(
         make_app, monkeypatch, request, database):
