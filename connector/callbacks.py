@@ -390,11 +390,14 @@ class Sender:
         if ids is not None:
             query = query.where(Callback.id.in_(ids))
         with self.db.session() as session:
-            chosen = list(session.scalars(query.order_by(Callback.id)))
-            if chosen:
-                session.execute(update(Callback).where(Callback.id.in_(chosen)).values(
+            candidates = list(session.scalars(query.order_by(Callback.id)))
+            # Given up still, checked again by the UPDATE itself (as `outbox.replay` does): two
+            # resends at once both read "dead" on PostgreSQL, and the second put back a callback
+            # the first had queued and a process was already sending.
+            chosen = sorted(session.scalars(
+                update(Callback).where(Callback.id.in_(candidates), Callback.status == "dead").values(
                     status="pending", attempts=0, next_attempt_at=now, window_started_at=now, finished_at=None,
-                    lease_owner=None, lease_expires_at=None))
+                    lease_owner=None, lease_expires_at=None).returning(Callback.id))) if candidates else []
         log.info("status callbacks queued again", extra={"count": len(chosen)})
         return chosen
 

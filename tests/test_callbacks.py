@@ -890,3 +890,48 @@ def test_an_assigned_body_queued_before_agents_had_routed_gets_it_when_sent(make
     send_due(app)
     [received] = bot.requests
     assert received.json["agent"] == {"id": "381156009921", "name": None, "target": "zendesk", "routed": routed}
+
+
+@pytest.mark.postgres
+def test_two_resends_at_once_put_a_callback_back_once(postgres_url):
+    # Both read "dead"; the second's UPDATE, run after the first's callback had been claimed and
+    # was being sent, put it back due: a second process sent it at the same time.
+    from sqlalchemy import event
+
+    from connector.callbacks import Sender
+    from connector.db import Database
+    from connector.settings import Settings
+
+    db = Database(postgres_url, root=".")
+    now = utcnow()
+    with db.session() as session:
+        session.add(Handoff(id="hnd_1", bot_id="bot", conversation_id="c", idempotency_key="k", request_hash="x",
+                            packet={}, assignment={}, customer_message={}, created_at=now, updated_at=now))
+        session.flush()
+        session.add(Callback(handoff_id="hnd_1", bot_id="bot", state="failed", url="https://bot.example/cb", body={},
+                             status="dead", attempts=12, next_attempt_at=now, window_started_at=now, created_at=now))
+    first_process, second_process = Sender(db, Settings(), "proc-1"), Sender(db, Settings(), "proc-2")
+    second_read, go, resent = threading.Event(), threading.Event(), {}
+
+    def hold(conn, cursor, statement, params, context, executemany):
+        if threading.current_thread().name == "second-resend" and statement.lstrip().upper().startswith("UPDATE CALLBACKS"):
+            second_read.set()
+            go.wait(10)
+
+    event.listen(db.engine, "before_cursor_execute", hold)
+    try:
+        second = threading.Thread(name="second-resend", target=lambda: resent.update(ids=first_process.resend()))
+        second.start()
+        assert second_read.wait(10)
+        assert first_process.resend() == [1]
+        assert [c.id for c in first_process.claim_due(10)] == [1]  # being sent
+        go.set()
+        second.join(10)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", hold)
+    try:
+        assert resent["ids"] == [] and second_process.claim_due(10) == []
+        with db.reading() as session:
+            assert session.execute(select(Callback.status, Callback.lease_owner)).one()[0] == "pending"
+    finally:
+        db.dispose()
