@@ -34,6 +34,8 @@ from .errors import ConfigError
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 READONLY = "connector_readonly"
+# pg_advisory_xact_lock key of schema upgrades ("hand" in ASCII): any constant the database's other users do not take.
+MIGRATION_LOCK = 0x68616E64
 SUPPORTED = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 # How long a SQLite writer waits for a lock held outside the writer lock (a `sqlite3` shell, a backup):
 # a `Database` made without saying; the service's (and its flask commands') no longer than a bot's
@@ -315,6 +317,11 @@ class Database:
         """Create or upgrade the schema to the newest migration."""
         config = _alembic_config()
         with self.engine.begin() as connection:
+            if self.dialect == "postgresql":
+                # One at a time: two processes starting together (gunicorn masters, `migrate`
+                # beside a deploy) both created the schema and one failed on PostgreSQL's
+                # catalog. The second waits, then finds it at head. (SQLite's writer lock serializes.)
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
         log.info("database schema at head", extra={"dialect": self.dialect})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -147,3 +148,43 @@ def test_a_sqlite_uri_is_used_as_written_not_joined_to_the_project_directory(tmp
     finally:
         app.extensions["connector"].stop()
     assert (tmp_path / "uri.db").stat().st_size > 0
+
+
+@pytest.mark.postgres
+def test_two_processes_migrating_one_new_postgresql_database_at_once_both_start(postgres_template):
+    # Two gunicorn masters (or `migrate` beside a deploy) on a new database: both created the
+    # schema, and one failed on PostgreSQL's catalog ("duplicate key … pg_type_typname_nsp_index").
+    import threading
+    import uuid
+
+    from connector.db import Database
+    from tests.conftest import PG_URL, _admin
+
+    name = f"connector_test_{uuid.uuid4().hex[:10]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    databases = [Database(PG_URL.rsplit("/", 1)[0] + f"/{name}", root=".") for _ in range(2)]
+    start, failures = threading.Barrier(2), []
+
+    def migrate(database: Database) -> None:
+        start.wait()
+        try:
+            database.migrate()
+        except Exception as err:
+            failures.append(err)
+
+    try:
+        for _ in range(3):  # the race is lost often, not always
+            threads = [threading.Thread(target=migrate, args=(d,)) for d in databases]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            assert failures == []
+            for database in databases:
+                database.engine.dispose()
+            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            _admin(f'CREATE DATABASE "{name}"')
+    finally:
+        for database in databases:
+            database.dispose()
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
