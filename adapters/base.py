@@ -108,6 +108,9 @@ class Sent:
     # Seconds the vendor's quota headers ask us to hold this target (its per-minute allowance is
     # nearly spent): the outbox pauses the target as for a 429, but before any call is refused.
     slow_down_s: float | None = None
+    # What the vendor refused once the ticket was up (a Slack thread reply): added to the
+    # receipt's `dropped`, so a delivery that lost part of the context says so.
+    dropped: tuple[Mapping[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -398,11 +401,15 @@ class Adapter(abc.ABC):
             vendor_id=sent.vendor_id,
             url=sent.url,
             payload=payload,
-            receipt=self.receipt(ctx, payload or {}),
+            receipt=_with_refused(self.receipt(ctx, payload or {}), sent.dropped),
             reply=sent.reply,
             link_extra=sent.extra,
             slow_down_s=sent.slow_down_s,
         )
+
+
+def _with_refused(receipt: dict[str, Any], refused: tuple[Mapping[str, str], ...]) -> dict[str, Any]:
+    return {**receipt, "dropped": [*receipt.get("dropped", []), *map(dict, refused)]} if refused else receipt
 
 
 def created_at(handoff_id: str) -> dt.datetime:

@@ -21,6 +21,7 @@ import ssl
 import threading
 import urllib.request
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.error import URLError
 from urllib.parse import urlsplit
@@ -139,12 +140,15 @@ class SlackAdapter(Adapter):
             message.update(channel=channel, thread_ts=ts, reply_broadcast=broadcast)
         if messages is not None:
             # With the batch's `follow_up`: its replies are named as messages of the handoff they follow.
-            replies = kit.transcript({"transcript": messages, "follow_up": packet.get("follow_up")}, ctx.handoff_id)
+            replies = [("transcript", reply) for reply in
+                       kit.transcript({"transcript": messages, "follow_up": packet.get("follow_up")}, ctx.handoff_id)]
         else:
-            replies = kit.details(packet, ctx.handoff_id) + kit.transcript(packet, ctx.handoff_id)
-        thread = [{**reply, "metadata": {"event_type": THREAD,
-                                         "event_payload": {"handoff_id": ctx.handoff_id, "part": n}}}
-                  for n, reply in enumerate(replies)]
+            replies = [*(("details", reply) for reply in kit.details(packet, ctx.handoff_id)),
+                       *(("transcript", reply) for reply in kit.transcript(packet, ctx.handoff_id))]
+        # `carries`: what a reply holds, for the receipt should Slack refuse it (`_post_thread`).
+        thread = [{**reply, "metadata": {"event_type": THREAD, "event_payload": {"handoff_id": ctx.handoff_id,
+                                                                                 "part": n, "carries": carries}}}
+                  for n, (carries, reply) in enumerate(replies)]
         return {"message": message, "thread": thread}, notes
 
     def _channel(self, ctx: HandoffContext) -> str:
@@ -173,9 +177,9 @@ class SlackAdapter(Adapter):
             raise OutcomeUnknown("Slack chat.postMessage: answered ok without the alert's channel and ts",
                                  sent_to=_where(payload["message"]), reply=posted)
         with _after_posting(f"alert {channel}/{ts}", channel):
-            self._post_thread(channel, ts, payload["thread"], start=0)
+            refused = self._post_thread(channel, ts, payload["thread"], start=0)
             permalink = self._call("chat_getPermalink", channel=channel, message_ts=ts).get("permalink")
-        return self._sent(ctx, channel, ts, permalink, posted.get("message"))
+        return replace(self._sent(ctx, channel, ts, permalink, posted.get("message")), dropped=refused)
 
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         assert ctx.link is not None
@@ -187,9 +191,9 @@ class SlackAdapter(Adapter):
         if first is None:
             first = self._call("chat_postMessage", acts=True, **payload["message"])
         with _after_posting(f"update of {channel}/{ts}", channel):
-            self._post_thread(channel, ts, payload["thread"], start=start)
+            refused = self._post_thread(channel, ts, payload["thread"], start=start)
         return Sent(vendor_id=ctx.link.vendor_id, url=ctx.link.url, extra=dict(ctx.link.extra),
-                    reply={"ts": first.get("ts"), "replies": len(payload["thread"]) + 1})
+                    reply={"ts": first.get("ts"), "replies": len(payload["thread"]) + 1}, dropped=refused)
 
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
         # First where the unanswered post went (recorded with that attempt): a mapping edit or a
@@ -207,9 +211,10 @@ class SlackAdapter(Adapter):
         ts = alert["ts"]
         log.info("found the alert of an unknown outcome", extra={"vendor_id": f"{channel}/{ts}"})
         thread = self.render(ctx)["thread"]
-        self._post_thread(channel, ts, thread, start=self._posted_in_thread(channel, ts, ctx.handoff_id)[1] + 1)
+        posted = self._posted_in_thread(channel, ts, ctx.handoff_id)[1]
+        refused = self._post_thread(channel, ts, thread, start=posted + 1)
         permalink = self._call("chat_getPermalink", channel=channel, message_ts=ts).get("permalink")
-        return self._sent(ctx, channel, ts, permalink, alert)
+        return replace(self._sent(ctx, channel, ts, permalink, alert), dropped=refused)
 
     def _find_alert_in_former(self, channel: str, handoff_id: str) -> dict[str, Any] | None:
         """`_find_alert` in a channel the mapping no longer names: one Slack will not read (deleted,
@@ -292,10 +297,32 @@ class SlackAdapter(Adapter):
         page = self._call("conversations_replies", channel=channel, ts=ts, limit=1, include_all_metadata=True)
         return next((m for m in page.get("messages") or [] if m.get("ts") == ts), None)
 
-    def _post_thread(self, channel: str, ts: str, thread: list[dict[str, Any]], start: int) -> None:
+    def _post_thread(self, channel: str, ts: str, thread: list[dict[str, Any]],
+                     start: int) -> tuple[dict[str, str], ...]:
+        """Post `thread[start:]` under the alert; what Slack refused for good, for the receipt.
+
+        A reply refused for good (blocks Slack will not take, a limit it counts otherwise than we
+        do) is refused again on every retry, and the alert is already up: failing the delivery
+        told the bot "failed" beside a live alert, and left the conversation's next handoff to
+        post a second one. A note takes the reply's place — with its part number, so a resumed
+        thread goes on after it — and the receipt says what the thread is missing.
+        """
+        refused: list[dict[str, str]] = []
         for reply in thread[start:]:
-            self._call("chat_postMessage", acts=True, channel=channel, thread_ts=ts, unfurl_links=False,
-                       unfurl_media=False, **reply)
+            try:
+                self._call("chat_postMessage", acts=True, channel=channel, thread_ts=ts, unfurl_links=False,
+                           unfurl_media=False, **reply)
+            except RejectedError as err:
+                about = reply["metadata"]["event_payload"]
+                part = f"part {about['part'] + 1} of the thread"
+                self._call("chat_postMessage", acts=True, channel=channel, thread_ts=ts, metadata=reply["metadata"],
+                           text=f"(Slack refused {part}: {err.message[:300]}. The connector keeps it: handoff "
+                                f"{about['handoff_id']}.)")
+                log.warning("slack: a thread reply was refused; a note stands in its place",
+                            extra={"error": err.message[:300]})
+                refused.append({"part": str(about.get("carries", "thread")),
+                                "reason": f"Slack refused {part} ({err.message[:300]}); a note stands in its place"})
+        return tuple(refused)
 
     def _find_alert(self, channel: str, handoff_id: str) -> dict[str, Any] | None:
         # From when the handoff was made (its ULID; SKEW_S for the two clocks): an admin's replay

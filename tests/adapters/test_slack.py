@@ -488,6 +488,23 @@ def test_an_odd_answer_to_the_alert_is_an_unknown_outcome_and_the_retry_finds_it
     assert outcome.status == "created" and len(slack.top_level("C0HANDOFF")) == 1
 
 
+def test_a_thread_reply_refused_for_good_is_replaced_by_a_note_and_named_in_the_receipt(slack: FakeSlack,
+                                                                                         adapter: SlackAdapter) -> None:
+    # Refused on every retry with the alert up: the delivery ended "failed" beside a live alert,
+    # no ticket recorded, and the conversation's next handoff posted a second alert.
+    slack.fail("chat.postMessage", after=2, error="invalid_blocks")  # the alert, the details; then the transcript
+    ctx = ctx_for()
+    outcome = adapter.deliver(ctx)
+    [alert] = slack.top_level("C0HANDOFF")
+    assert outcome.status == "created" and outcome.vendor_id == f"C0HANDOFF/{alert['ts']}"
+    replies = slack.replies("C0HANDOFF", alert["ts"])
+    expected = adapter.render(ctx)["thread"]
+    assert [r["metadata"]["event_payload"]["part"] for r in replies] == list(range(len(expected)))
+    assert "Slack refused part 2 of the thread" in replies[1]["text"]
+    assert {"part": "transcript", "reason": "Slack refused part 2 of the thread (Slack chat.postMessage: "
+            "invalid_blocks); a note stands in its place"} in outcome.receipt["dropped"]
+
+
 def test_an_odd_answer_to_a_read_is_retried_not_a_refusal(slack: FakeSlack, adapter: SlackAdapter) -> None:
     slack.fail("conversations.history", raw=b"<html>gateway</html>")
     with pytest.raises(TransientError) as caught:
