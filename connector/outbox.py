@@ -48,7 +48,10 @@ _DELIVERIES, _LINKS, _PAUSES = Delivery.__table__, ConversationLink.__table__, T
 _PAUSED_UNTIL = select(_PAUSES.c.until).where(_PAUSES.c.target == bindparam("target"))
 _OWNER_OF = (select(_DELIVERIES.c.state, _DELIVERIES.c.outcome_unknown, _DELIVERIES.c.handoff_id)
              .where(_DELIVERIES.c.id == bindparam("delivery_id")))
-_HOLD = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("delivery_id"))
+# Only while the lease is still the attempt's own (`token`): held after it was lost, the row's new
+# holder lost its lease in turn, and the next claim no longer knew to look before sending.
+_HOLD = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("delivery_id"),
+                                   _DELIVERIES.c.lease_owner == bindparam("token"))
          .values(next_attempt_at=bindparam("until"), lease_owner=None, lease_expires_at=None))
 # A follow-up held for its turn: its retry window starts when it may go, not while it waits.
 _HOLD_FOR_TURN = _HOLD.values(window_started_at=bindparam("until"))
@@ -279,7 +282,7 @@ class Outbox:
         with log_context(handoff_id=handoff.id, target=delivery.target, delivery_id=str(delivery.id)):
             adapter = self.adapters().get(delivery.target)
             if adapter is None:
-                return self._finish_failure(delivery.id, handoff, "failed",
+                return self._finish_failure(delivery, handoff, "failed",
                                             f"target {delivery.target!r} is not enabled here")
             started = time.perf_counter()
             try:
@@ -371,8 +374,11 @@ class Outbox:
         """Another delivery is opening the ticket this one must update: held, not an attempt (it
         would count towards giving up), until `_link_for` finds that ticket or takes over."""
         with self.db.writing() as connection:
-            connection.execute(_HOLD, {"delivery_id": delivery.id,
-                                       "until": utcnow() + dt.timedelta(seconds=WAIT_FOR_OWNER_S)})
+            held = connection.execute(_HOLD, {"delivery_id": delivery.id, "token": delivery.lease_owner,
+                                              "until": utcnow() + dt.timedelta(seconds=WAIT_FOR_OWNER_S)}).rowcount
+        if not held:
+            _lease_lost("held", None)
+            return None
         log.info("waiting for the ticket that replaces the conversation's closed one")
         return None
 
@@ -402,7 +408,7 @@ class Outbox:
             until = connection.execute(_PAUSED_UNTIL, {"target": delivery.target}).scalar()
             if until is not None and until > now:
                 # The vendor asked everyone to wait: hold this delivery until then; not an attempt.
-                connection.execute(_HOLD, {"delivery_id": delivery.id, "until": until})
+                connection.execute(_HOLD, {"delivery_id": delivery.id, "token": delivery.lease_owner, "until": until})
                 return None
             caught_up, packet = False, None
             if handoff.follows_id is not None:
@@ -444,7 +450,7 @@ class Outbox:
         # Until the latest of their next attempts (a vendor down for an hour: not a poll every
         # 2 s per batch), and no sooner than the wait for a conversation's first ticket.
         until = max(now + dt.timedelta(seconds=WAIT_FOR_OWNER_S), *waiting_for)
-        connection.execute(_HOLD_FOR_TURN, {"delivery_id": delivery.id, "until": until})
+        connection.execute(_HOLD_FOR_TURN, {"delivery_id": delivery.id, "token": delivery.lease_owner, "until": until})
         log.info("messages wait for what came before them at this target")
         return None
 
@@ -488,7 +494,8 @@ class Outbox:
     @staticmethod
     def _wait_for_owner(connection: Connection, delivery: Delivery, now: dt.datetime, owner: int | None) -> bool:
         """Wait for the conversation's first ticket rather than open a second one; not an attempt."""
-        connection.execute(_HOLD, {"delivery_id": delivery.id, "until": now + dt.timedelta(seconds=WAIT_FOR_OWNER_S)})
+        connection.execute(_HOLD, {"delivery_id": delivery.id, "token": delivery.lease_owner,
+                                   "until": now + dt.timedelta(seconds=WAIT_FOR_OWNER_S)})
         log.info("waiting for the conversation's first ticket", extra={"owner_delivery": owner})
         return False
 
@@ -628,10 +635,13 @@ class Outbox:
         driver_cursor.run(connection, _LONGER_PAUSE, {"paused": target, "later": until, "why": reason, "now": now})
         log.log(level, "target paused", extra={"paused_target": target, "until": until.isoformat()})
 
-    def _finish_failure(self, delivery_id: int, handoff: Handoff, state: str, message: str) -> Attempted:
+    def _finish_failure(self, delivery: Delivery, handoff: Handoff, state: str, message: str) -> Attempted | None:
         with self.db.session() as session:
-            row = session.get(Delivery, delivery_id)
+            row = session.get(Delivery, delivery.id, with_for_update=True)
             assert row is not None
+            if row.lease_owner != delivery.lease_owner:  # as `_record_error`: the holder's outcome stands
+                _lease_lost(state, None)
+                return None
             row.state, row.last_error, row.finished_at = state, message, utcnow()
             row.lease_owner = row.lease_expires_at = None
             session.flush()

@@ -134,11 +134,13 @@ class TakenOverAdapter(_Recording):
 
     name = "takeover"
     during: Any = None
-    fails = False
+    fails: bool | Exception = False  # True: a 503; an exception: that one
 
     def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         if self.during is not None:
             self.during(ctx)
+        if isinstance(self.fails, Exception):
+            raise self.fails
         if self.fails:
             raise TransientError("503 from vendor", status=503)
         return Sent(vendor_id=f"taken-{ctx.handoff_id}", url=f"https://taken.example/t/{ctx.handoff_id}")

@@ -16,6 +16,7 @@ from sqlalchemy import event, select, update
 from sqlalchemy.exc import OperationalError
 
 from adapters import registry
+from adapters.errors import ReplacementUnderway
 from connector.errors import ConfigError
 from connector.models import ConversationLink, Delivery, Handoff, TargetPause, utcnow
 from connector.outbox import WAIT_FOR_OWNER_S
@@ -409,7 +410,8 @@ def test_a_lease_given_back_at_shutdown_is_marked_unknown_so_the_next_process_lo
 
 
 @pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-@pytest.mark.parametrize("fails", [False, True], ids=["succeeded", "failed"])
+@pytest.mark.parametrize("fails", [False, True, ReplacementUnderway("another delivery opens the successor")],
+                         ids=["succeeded", "failed", "held for a replacement"])
 def test_an_attempt_whose_lease_was_taken_over_records_nothing_over_the_new_owner(request, make_app, monkeypatch,
                                                                                   caplog, fails, database):
     # Its process could not renew the lease (the database out of reach longer than lease_s) and
