@@ -70,8 +70,9 @@ class HandoffContext:
     idempotency_key: str
     link: Link | None = None
     outcome_unknown: bool = False
-    # With `outcome_unknown`: where the unanswered request went, as its adapter said
-    # (`OutcomeUnknown.sent_to`); empty when nobody recorded it (a process killed mid-attempt).
+    # With `outcome_unknown`: where the last unanswered request went, as its adapter said
+    # (`OutcomeUnknown.sent_to`); empty when none said. An attempt nobody recorded (a process
+    # killed mid-attempt) leaves an earlier one's there, or none: look where the next would go too.
     sent_to: Mapping[str, Any] = field(default_factory=dict)
     attempt: int = 1
     # Tickets already made at the other targets of this handoff (Slack links to them).

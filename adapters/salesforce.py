@@ -36,6 +36,7 @@ from .errors import DeliveryError, OutcomeUnknown, RateLimitedAfterActing, Ticke
 from .salesforce_client import (
     DEFAULT_RETRY_AFTER_S,
     Client,
+    Redirected,
     Throttled,
     VendorSession,
     auth_mode,
@@ -338,7 +339,7 @@ class SalesforceAdapter(Adapter):
                     raise
                 # `op` re-sends the same request, headers included; a second 401 ends as AuthError.
                 return op(self._client(stale=client).sf)
-        except (SalesforceError, Throttled, requests.RequestException) as err:
+        except (SalesforceError, Throttled, Redirected, requests.RequestException) as err:
             raise translate(err, write=write, rate_limit_after=retry_after) from err
 
     def _client(self, stale: Client | None = None) -> Client:

@@ -96,6 +96,14 @@ def check_mapping(mapping: Mapping[str, Any]) -> None:
                                  f"{name!r} is not a Salesforce field API name (like Order_Number__c)")
 
 
+class Redirected(Exception):
+    """A 3xx seen by the session, not followed (`VendorSession.request`)."""
+
+    def __init__(self, status: int):
+        super().__init__(f"redirected (HTTP {status})")
+        self.status = status
+
+
 class Throttled(Exception):
     """A 429 seen by the session. Raised there because simple-salesforce's errors drop headers."""
 
@@ -120,9 +128,14 @@ class VendorSession(SettledEnvironmentSession):
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout_s)
+        # Not followed: requests re-sends a 307's body to wherever it points — a case's packet, the
+        # token request's client_secret — and its answer was taken for Salesforce's.
+        kwargs["allow_redirects"] = False
         response = super().request(method, url, *args, **kwargs)
         if response.status_code == 429:
             raise Throttled(parse_retry_after(response.headers.get("Retry-After")), response.status_code)
+        if response.is_redirect:
+            raise Redirected(response.status_code)
         return response
 
 
@@ -213,6 +226,9 @@ def translate(err: Exception, *, write: bool, rate_limit_after: float = DEFAULT_
     """The one mapping from library exceptions to ours. `write`: the call may change data."""
     if isinstance(err, Throttled):
         return RateLimited(str(err), retry_after=err.retry_after or rate_limit_after, status=err.status)
+    if isinstance(err, Redirected):  # nothing was done where it pointed: an address to correct
+        return RejectedError(f"Salesforce answered a redirect (HTTP {err.status}), not followed: is "
+                             "SALESFORCE_INSTANCE_URL the org's My Domain address?", status=err.status)
     if isinstance(err, SalesforceAuthenticationFailed):
         # simple-salesforce passes the SOAP fault's exceptionCode, or the HTTP status when the page
         # was no XML. Every SOAP fault comes as a 500, a wrong password's too: the code decides.

@@ -222,7 +222,7 @@ class SlackAdapter(Adapter):
         must not fail the delivery for good; it is said, and the lookup goes on where it would post."""
         try:
             return self._find_alert(channel, handoff_id)
-        except RejectedError as err:
+        except (RejectedError, AuthError) as err:  # AuthError: a private channel the token may not read
             log.warning("slack: the channel an unanswered alert went to cannot be read; looking where it would go "
                         "now", extra={"channel": channel, "error": err.message})
             return None

@@ -50,7 +50,7 @@ _NOT_PUBLIC_V6 = tuple(ipaddress.ip_network(n) for n in (
     "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215)
     "::/96",  # IPv4-compatible (deprecated): ::10.0.0.1 reaches 10.0.0.1 on some stacks
     "fec0::/10",  # site-local (deprecated, still routed inside some networks)
-    "::ffff:0:0:0/96",  # IPv4-translated (RFC 2765): carries an IPv4 address, as the mapped form does
+    "::ffff:0:0:0/96",  # IPv4-translated (RFC 2765): refused whole, whatever IPv4 address it carries
     "5f00::/16",  # SRv6 segment identifiers (RFC 9602), not for hosts
     "3fff::/20",  # documentation (RFC 9637)
 ))

@@ -21,6 +21,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -312,6 +313,13 @@ class Database:
         except SQLAlchemyError as err:
             raise ConfigError("CONNECTOR_DATABASE_URL",
                               f"the database could not be migrated: {reason(err)}") from None
+        except CommandError as err:
+            # Moved on by a newer release while this one waited for the migration lock (a rolling
+            # deploy): the gap read before the wait said "migrate", Alembic then met a revision
+            # this code does not have.
+            gap = self.schema_gap()
+            words = gap.words if gap is not None else str(err)
+            raise ConfigError("CONNECTOR_DATABASE_URL", f"the database cannot be used by this code: {words}") from None
 
     def upgrade(self) -> None:
         """Create or upgrade the schema to the newest migration."""
@@ -331,7 +339,6 @@ class Database:
         Alembic's version table (a database the service never started on has none), directly:
         Alembic's context logs two lines."""
         from alembic.script import ScriptDirectory
-        from alembic.util import CommandError
         from sqlalchemy import inspect
 
         if self.sqlite_file and not os.path.exists(self.sqlite_file) and _could_make(self.sqlite_file):

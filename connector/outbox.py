@@ -61,7 +61,7 @@ _DELIVERED = (
     .where(_DELIVERIES.c.id == bindparam("delivery_id"), _DELIVERIES.c.lease_owner == bindparam("token"))
     .values(state=bindparam("state"), attempts=_DELIVERIES.c.attempts + 1, vendor_id=bindparam("vendor_id"),
             url=bindparam("url"), receipt=bindparam("receipt"), vendor_reply=bindparam("vendor_reply"),
-            last_error=None, outcome_unknown=False, lease_owner=None, lease_expires_at=None,
+            last_error=None, outcome_unknown=False, sent_to=None, lease_owner=None, lease_expires_at=None,
             finished_at=bindparam("now"), updated_at=bindparam("now"))
 )
 _DELIVERED_WITH_PAYLOAD = _DELIVERED.values(payload=bindparam("payload"))

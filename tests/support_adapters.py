@@ -148,8 +148,9 @@ class TakenOverAdapter(_Recording):
 
 class LostAnswerAdapter(_Recording):
     """Its first attempt's answer is lost after the request went to channel C-1 (as Slack's may
-    be), its second is refused before sending, its third creates; `looked` records what each
-    lookup was told about where that first request went (`HandoffContext.sent_to`)."""
+    be), its second is refused before sending, its third ends unknown without saying where
+    (an unexpected error), its fourth creates; `looked` records what each lookup was told about
+    where that first request went (`HandoffContext.sent_to`)."""
 
     name = "lost"
     looked: list[dict[str, Any]] = []
@@ -159,6 +160,8 @@ class LostAnswerAdapter(_Recording):
             raise OutcomeUnknown("no answer", sent_to={"channel": "C-1"})
         if ctx.attempt == 2:
             raise TransientError("503 before anything was posted", status=503)
+        if ctx.attempt == 3:
+            raise OutcomeUnknown("no answer, nothing said about where")
         return Sent(vendor_id=f"lost-{ctx.handoff_id}", url=None)
 
     def find_existing(self, ctx: HandoffContext) -> Sent | None:

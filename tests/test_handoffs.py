@@ -265,13 +265,15 @@ def test_where_an_unanswered_request_went_is_kept_for_every_lookup_until_one_res
     assert post(app.test_client(), minimal_packet()).status_code == 202
     with services.db.session() as session:
         assert session.scalars(select(Delivery.sent_to)).one() == {"channel": "C-1"}
-    for _ in range(2):
+    for _ in range(3):
         with services.db.session() as session:
             session.execute(update(Delivery).values(next_attempt_at=utcnow()))
         [delivery_id], token = services.outbox.claim_due()
         attempted = services.outbox.run_delivery(delivery_id, token)
     assert attempted is not None and attempted.state == "created"
-    assert LostAnswerAdapter.looked == [{"channel": "C-1"}, {"channel": "C-1"}]
+    assert LostAnswerAdapter.looked == [{"channel": "C-1"}] * 3
+    with services.db.session() as session:  # resolved: nothing left to look for
+        assert session.scalars(select(Delivery.sent_to)).one() is None
 
 
 def test_slow_target_sets_latency_not_the_sum_and_finishes_in_background(make_app, test_targets):

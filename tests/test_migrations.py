@@ -188,3 +188,28 @@ def test_two_processes_migrating_one_new_postgresql_database_at_once_both_start(
         for database in databases:
             database.dispose()
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_database_a_newer_release_moved_on_while_this_one_waited_is_one_named_error(tmp_path, monkeypatch):
+    # A rolling deploy: the gap read before the migration lock said "migrate"; by the time the
+    # lock was had, a newer release had moved the schema on, and Alembic's CommandError escaped
+    # start-up as a traceback.
+    from sqlalchemy import text
+
+    from connector.db import Database, SchemaGap
+    from connector.errors import ConfigError
+
+    database = Database(f"sqlite:///{tmp_path}/x.db", root=".")
+    database.upgrade()
+    with database.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    real = database.schema_gap
+    reads = iter([SchemaGap("its schema is behind", migrate=True, state="behind")])
+    monkeypatch.setattr(database, "schema_gap", lambda: next(reads, None) or real())
+    try:
+        with pytest.raises(ConfigError) as caught:
+            database.migrate()
+        assert "revision 0099, which this code does not know: a newer release made it" in str(caught.value)
+        assert caught.value.source == "CONNECTOR_DATABASE_URL"
+    finally:
+        database.dispose()

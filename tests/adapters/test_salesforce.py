@@ -504,6 +504,17 @@ def test_5xx_is_transient(org: SalesforceFake) -> None:
     assert not isinstance(caught.value, OutcomeUnknown) and caught.value.status == 500
 
 
+def test_a_redirect_is_not_followed_with_the_case(org: SalesforceFake) -> None:
+    # requests re-sent a 307's body — the whole case — to wherever it pointed, and its answer
+    # was taken for the case's id.
+    org.query([{"Id": "0035g00000Existing"}])
+    org.rsps.add("POST", f"{org.api}/sobjects/Case/", status=307, headers={"Location": "https://elsewhere.example/c"})
+    with pytest.raises(RejectedError, match=r"redirect .*SALESFORCE_INSTANCE_URL") as caught:
+        adapter().deliver(ctx_for())
+    assert caught.value.status == 307
+    assert not [c for c in org.rsps.calls if "elsewhere.example" in c.request.url]
+
+
 @pytest.mark.parametrize("status", [502, 504])
 def test_a_gateways_5xx_to_a_create_is_an_unknown_outcome(org: SalesforceFake, status: int) -> None:
     """Salesforce's own 5xx (its error list) rolls the request back; a gateway's page in front of

@@ -284,6 +284,21 @@ def test_a_former_channel_slack_will_not_read_is_passed_over_not_a_refusal(slack
     assert any("cannot be read" in r.getMessage() and r.channel == "#missing-gone" for r in caplog.records)
 
 
+def test_any_error_once_the_alert_is_up_is_an_unknown_outcome_in_its_channel() -> None:
+    import adapters.slack as slack_module
+
+    with pytest.raises(OutcomeUnknown) as caught, slack_module._after_posting("alert C0X/1.0", "C0X"):
+        raise TypeError("an answer of an unexpected shape")
+    assert caught.value.sent_to == {"channel": "C0X"} and "alert C0X/1.0 posted, then: TypeError" in str(caught.value)
+
+
+def test_a_former_private_channel_the_token_may_not_read_is_passed_over(slack: FakeSlack) -> None:
+    adapter = SlackAdapter(settings_for(slack), {"channel": "C0AFTER"})
+    slack.fail("conversations.history", error="missing_scope")
+    outcome = adapter.deliver(ctx_for(outcome_unknown=True, sent_to={"channel": "G0FORMER"}))
+    assert outcome.status == "created" and len(slack.top_level("C0AFTER")) == 1
+
+
 def test_a_failure_after_the_alert_is_up_records_the_channel_slack_named(slack: FakeSlack) -> None:
     adapter = SlackAdapter(settings_for(slack), {"channel": "C0BEFORE"})
     slack.fail("chat.getPermalink", status=500, error="internal_error")
@@ -922,12 +937,29 @@ def test_no_proxy_and_ca_bundle(slack: FakeSlack, monkeypatch: pytest.MonkeyPatc
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
         client = SlackAdapter(settings_for(slack, slack_api_url="https://slack.example/api/"), {})._client()
         assert client.ssl is not None and client.ssl.cert_store_stats()["x509_ca"] > 0
-        # Plain http has no use for it (and slack-sdk would build an opener per call for it)…
+        # Plain http has no use for it…
         assert SlackAdapter(settings_for(slack), {})._client().ssl is None
         # …unless the way to it is a proxy spoken to over https.
         monkeypatch.setenv("HTTPS_PROXY", "https://proxy.invalid:3128")
         monkeypatch.setenv("NO_PROXY", "")
         assert SlackAdapter(settings_for(slack), {})._client().ssl is not None
+
+
+def test_slack_over_tls_is_trusted_through_the_ca_bundle_and_not_without_it(monkeypatch: pytest.MonkeyPatch,
+                                                                             tmp_path: Path) -> None:
+    # The client sends through its own opener: the bundle must reach *it* (slack-sdk's `ssl` is unused).
+    import trustme
+
+    ca = trustme.CA()
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    with FakeSlack(tls=ca) as secure:
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        with pytest.raises(TransientError, match="CERTIFICATE_VERIFY_FAILED"):
+            SlackAdapter(settings_for(secure), {}).deliver(ctx_for())
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+        assert SlackAdapter(settings_for(secure), {}).deliver(ctx_for()).status == "created"
 
 
 def test_text_is_escaped_once_for_mrkdwn_entities_included():

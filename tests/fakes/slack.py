@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import ssl
 import threading
 import time
 from collections import defaultdict, deque
@@ -51,8 +52,10 @@ class Script:
 
 
 class FakeSlack:
-    def __init__(self, token: str = TOKEN):
+    def __init__(self, token: str = TOKEN, tls: Any = None):
+        """`tls`: a `trustme.CA` to serve HTTPS with, under a certificate for 127.0.0.1 it issues."""
         self.token = token
+        self.tls = tls
         self.calls: list[Call] = []
         self.channels: dict[str, list[dict[str, Any]]] = defaultdict(list)  # channel → messages, oldest first
         self._scripts: dict[str, deque[Script]] = defaultdict(deque)
@@ -67,6 +70,10 @@ class FakeSlack:
     def __enter__(self) -> FakeSlack:
         handler = type("Handler", (_Handler,), {"fake": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.issue_cert("127.0.0.1").configure_cert(context)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._server.daemon_threads = False  # server_close() waits for handlers: no socket outlives a test
         self._server.handle_error = lambda request, address: None  # type: ignore[method-assign]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05})
@@ -83,7 +90,8 @@ class FakeSlack:
     @property
     def api_url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/api/"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}/api/"
 
     # ---- scripting and inspection ---------------------------------------------------------
 
