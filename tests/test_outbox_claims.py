@@ -646,3 +646,20 @@ def test_two_deliveries_taking_over_a_given_up_first_ticket_at_once_open_one(pos
         assert results[owner] is None
     finally:
         db.dispose()
+
+
+def test_a_given_up_delivery_is_looked_for_where_its_unanswered_request_went():
+    # The contexts of deliveries given up with their outcome unknown, whose place a new one takes:
+    # each carries where its own last request went (Slack's channel then), not only the new one's.
+    from connector.outbox import Outbox, _Claimed
+    from connector.settings import Settings
+
+    packet, now = minimal_packet(), utcnow()
+    given_up = Handoff(id="hnd_01GIVENUP0000000000000000", bot_id="support-bot", conversation_id="c", packet=packet,
+                       assignment={}, created_at=now)
+    given_up.deliveries = [Delivery(target="zendesk", sent_to=None),
+                           Delivery(target="slack", sent_to={"channel": "C0BEFORE"})]
+    claimed = _Claimed(Delivery(target="slack"), Handoff(id="hnd_new"), None, (), after=((given_up, packet),))
+    [earlier] = Outbox(None, lambda: {}, Settings())._earlier_context(claimed, "slack")  # type: ignore[arg-type]
+    assert (earlier.handoff_id, earlier.outcome_unknown, dict(earlier.sent_to)) == (
+        given_up.id, True, {"channel": "C0BEFORE"})
