@@ -446,7 +446,9 @@ class ZendeskAdapter(Adapter):
         return self.settings.zendesk_base_url.rstrip("/") or f"https://{self.settings.zendesk_subdomain}.zendesk.com"
 
     def _agent_url(self, ticket_id: Any) -> str:
-        return f"{self._origin}/agent/tickets/{ticket_id}"
+        # Where agents open it: the account's own address, even when the API is reached through
+        # ZENDESK_BASE_URL (a proxy's internal address no agent can open).
+        return f"https://{self.settings.zendesk_subdomain}.zendesk.com/agent/tickets/{ticket_id}"
 
     def _sent(self, ticket: Mapping[str, Any], reply: Mapping[str, Any], **notes: Any) -> Sent:
         # A small reply for debugging: ids and states, no customer data, no comment bodies.

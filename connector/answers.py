@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter
 from typing import Any, TypeVar
@@ -10,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .customer_message import FAILED
-from .models import DONE, Assignment, Callback, Delivery, Handoff
+from .models import DONE, Assignment, Callback, Delivery, Handoff, utcnow
 
 T = TypeVar("T")
 
@@ -36,7 +37,7 @@ def handoff_status(states: Iterable[str]) -> str:
 
 # What an answer reads of each delivery: intake reads just these columns back after its wait.
 DELIVERY_COLUMNS = (Delivery.target, Delivery.state, Delivery.vendor_id, Delivery.url, Delivery.attempts,
-                    Delivery.last_error, Delivery.receipt)
+                    Delivery.last_error, Delivery.receipt, Delivery.next_attempt_at)
 
 
 def all_finished(deliveries: Iterable[Any]) -> bool:
@@ -63,8 +64,10 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     if reached_later and handoff_status(d.state for d in deliveries) == "failed":
         deliveries = rescued(deliveries, reached_later)
     status = handoff_status(d.state for d in deliveries)
-    # Nobody has it and the attempts so far failed (a vendor down): no wait can be promised yet.
-    delayed = status == "pending" and any(d.last_error for d in deliveries)
+    # Nobody has it and the attempts so far failed (a vendor down), or none can be made before the
+    # wait would be over (its target paused for a rate limit): no wait can be promised yet.
+    delayed = status == "pending" and any(d.last_error or _held_past(d, handoff.estimated_wait_seconds)
+                                          for d in deliveries)
     return {
         "id": handoff.id,
         "status": status,
@@ -77,6 +80,15 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
         "context_receipt": {d.target: d.receipt for d in deliveries if d.receipt is not None},
         "links": {"self": f"/v1/handoffs/{handoff.id}"},
     }
+
+
+def _held_past(delivery: Any, wait_s: int | None) -> bool:
+    """A delivery not to be attempted before the quoted wait is over: its target paused (a vendor's
+    Retry-After, its per-minute allowance spent) — a wait of 5 minutes was quoted beside an hour's."""
+    due = getattr(delivery, "next_attempt_at", None)
+    if delivery.state != "pending" or due is None or wait_s is None:
+        return False
+    return due > utcnow() + dt.timedelta(seconds=wait_s)
 
 
 def rescued(deliveries: Sequence[T], later: Iterable[T], target: Callable[[T], str] = attrgetter("target"),

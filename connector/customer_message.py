@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 # Shown once every target has given up, where messages.yaml has no `failed` of its own (and for
 # handoffs stored before the connector composed one with each message).
-FAILED = ("I'm sorry — I couldn't pass this on to our team just now, so nobody has it yet. "
-          "Please try again in a few minutes.")
+# No promise that trying again soon will work: a target may have refused the handoff for good.
+FAILED = ("I'm sorry — I couldn't pass this on to our team, so nobody has it yet. "
+          "Please reach us another way, or try again later.")
 ECHOED_SECRETS = ("secret", "iban", "card", "national_id")  # masked in the problem the message restates
 ENGLISH_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 FALLBACK = {

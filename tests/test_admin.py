@@ -52,8 +52,8 @@ def test_preview_shows_every_vendor_and_sends_nothing(client, app):
     assert body["assignment"]["trace"] and body["customer_message"]["text"]
     assert set(body["customer_message"]) == {"locale", "text"}  # as the answer shows it, no stored apology inside
     assert body["customer_message_if_failed"] == {
-        "locale": "en", "text": "I'm sorry — I couldn't pass this on to our technical support team just now, so "
-                                "nobody has it yet. Please try again in a few minutes."}
+        "locale": "en", "text": "I'm sorry — I couldn't pass this on to our technical support team, so nobody "
+                                "has it yet. Please reach us another way, or try again later."}
     assert body["vendors"]["zendesk"]["payload"]["ticket"]["subject"].startswith("Invoices stopped syncing")
     with app.extensions["connector"].db.session() as session:
         assert session.scalars(select(Delivery)).all() == []

@@ -278,8 +278,8 @@ def test_failed_when_no_target_made_a_ticket(make_callback_app, bot, monkeypatch
     failed, partial = [r.json for r in bot.requests if r.json["state"] in ("failed", "delivered")]
     assert failed["state"] == "failed" and failed["ticket"] is None
     # No promise that someone will reply: the apology, ready to show (messages.yaml `failed`).
-    assert failed["message"] == ("I'm sorry — I couldn't pass this on to our technical support team just now, so "
-                                 "nobody has it yet. Please try again in a few minutes.")
+    assert failed["message"] == ("I'm sorry — I couldn't pass this on to our technical support team, so nobody "
+                                 "has it yet. Please reach us another way, or try again later.")
     assert [t["status"] for t in failed["tickets"]] == ["failed"] and failed["estimated_wait_seconds"] is None
     # Owed once one target holds a ticket (an agent can see the handoff); `tickets` says where the
     # other stood then.

@@ -175,7 +175,7 @@ def test_a_locale_without_an_apology_borrows_the_default_locales_whole_and_says_
     composed = compose(_in("it"), {"team": "billing"}, None, _without_failed())
     assert composed["locale"] == "it"
     assert composed["if_failed_locale"] == "en"
-    assert composed["if_failed"].startswith("I'm sorry — I couldn't pass this on to our billing team just now")
+    assert composed["if_failed"].startswith("I'm sorry — I couldn't pass this on to our billing team, so nobody")
     assert shown_message(composed, "failed") == {"locale": "en", "text": composed["if_failed"]}
     assert shown_message(composed, "pending") == {"locale": "it", "text": composed["text"]}
 

@@ -128,10 +128,10 @@ def test_when_every_target_gave_up_the_customer_message_promises_no_reply(make_a
     spanish = full_packet()
     spanish["conversation"]["language"] = "es"
     for packet, text in [
-        (full_packet(), "I'm sorry — I couldn't pass this on to our technical support team just now, so nobody "
-                        "has it yet. Please try again in a few minutes."),
-        (spanish, "Lo siento: no he podido pasarle esto a nuestro equipo de soporte técnico ahora mismo, así que "
-                  "nadie lo tiene todavía. Vuelve a intentarlo en unos minutos."),
+        (full_packet(), "I'm sorry — I couldn't pass this on to our technical support team, so nobody has it "
+                        "yet. Please reach us another way, or try again later."),
+        (spanish, "Lo siento: no he podido pasarle esto a nuestro equipo de soporte técnico, así que nadie lo "
+                  "tiene todavía. Contáctanos por otra vía o vuelve a intentarlo más tarde."),
     ]:
         body = post(client, packet).get_json()
         assert body["status"] == "failed"

@@ -62,6 +62,25 @@ def test_a_paused_target_is_held_at_intake_until_the_pause_ends_then_delivered(a
     assert attempted is not None and (attempted.state, attempted.attempts) == ("created", 1)
 
 
+@pytest.mark.parametrize(("paused_s", "wait_shown"), [(3600, False), (60, True)])
+def test_a_target_paused_past_the_quoted_wait_quotes_none(make_app, tmp_path, paused_s, wait_shown):
+    # Held for an hour (a vendor's Retry-After), the answer still promised "about 5 minutes".
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(Path(__file__).parents[1] / "mappings", tmp_path / "m")
+    routing = tmp_path / "m" / "routing.yaml"
+    routing.write_text(routing.read_text().replace("  # expected_wait_seconds: 300   #", "  expected_wait_seconds: 300   #", 1))
+    app = make_app(mappings_dir=str(tmp_path / "m"))
+    services = app.extensions["connector"]
+    pause(services, "preview", paused_s)
+    body = post(app.test_client(), minimal_packet()).get_json()
+    assert body["estimated_wait_seconds"] == (300 if wait_shown else None)
+    assert ("about 5 minutes" in body["customer_message"]["text"]) is wait_shown
+    again = app.test_client().get(body["links"]["self"], headers=auth()).get_json()
+    assert again["estimated_wait_seconds"] == body["estimated_wait_seconds"]
+
+
 def test_a_target_paused_after_the_claim_holds_the_claimed_delivery_without_an_attempt(make_app, monkeypatch):
     monkeypatch.setitem(registry.TARGETS, "flaky", "tests.support_adapters:FlakyAdapter")
     app = make_app(targets=("flaky",))

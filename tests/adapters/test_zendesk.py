@@ -324,7 +324,8 @@ def test_oauth_token_is_sent_as_bearer_without_an_email(zd: FakeZendesk) -> None
     assert zd.calls("POST", TICKETS)[0].request.headers["Authorization"] == "Bearer oauth-abc"
 
 
-def test_base_url_override_is_used_for_api_and_agent_links() -> None:
+def test_base_url_override_is_used_for_the_api_and_agent_links_stay_the_accounts() -> None:
+    # A proxy's address in ZENDESK_BASE_URL became every ticket link: an internal host no agent can open.
     settings = replace(SETTINGS, zendesk_base_url="http://127.0.0.1:8089/zd/")
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
         zd = FakeZendesk(rsps, origin="http://127.0.0.1:8089/zd")
@@ -334,7 +335,8 @@ def test_base_url_override_is_used_for_api_and_agent_links() -> None:
         target = adapter(settings)
         outcome = target.deliver(ctx())
         agent = target.previous_agent(full_packet())
-    assert outcome.url == "http://127.0.0.1:8089/zd/agent/tickets/1001"
+    assert outcome.url == "https://acme.zendesk.com/agent/tickets/1001"
+    assert all(c.request.url.startswith("http://127.0.0.1:8089/zd/") for c in rsps.calls)
     assert agent == {"id": "381156009921", "name": "Sam Okafor", "email": "sam@acme.example"}
 
 
