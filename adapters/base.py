@@ -95,6 +95,14 @@ class HandoffContext:
 
     @property
     def vendor_extra(self) -> Mapping[str, Any]:
+        # A batch of messages sent while the handoff waited carries the handoff's packet, and so
+        # its `vendor_extra`: the bot's wishes for the ticket the handoff opens. Merged into every
+        # batch's update, they put a ticket an agent had taken back in the queue (status, group,
+        # assignee, an owner), and a field the vendor takes only at creation had every later batch
+        # refused — nothing the customer said reached the agent. A batch that opens the ticket
+        # itself (the handoff given up there) still applies them.
+        if self.link is not None and self.packet.get("follow_up"):
+            return {}
         return (self.packet.get("vendor_extra") or {}).get(self.target, {})
 
 

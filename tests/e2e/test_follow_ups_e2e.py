@@ -501,3 +501,38 @@ def test_messages_taking_over_from_a_delivery_given_up_after_a_timeout_update_th
     assert len(zd.calls("POST", "/api/v2/tickets.json")) == 1  # the timed-out one only
     html = zd.json_bodies("PUT", "/api/v2/tickets/1001.json")[-1]["ticket"]["comment"]["html_body"]
     assert EARLIER in html and "Error code is now 4013" in html  # everything: the handoff's part never arrived
+
+
+def test_messages_do_not_merge_the_handoffs_vendor_extra_into_the_ticket_an_agent_took(zendesk):
+    # Each batch's update carried the handoff's vendor_extra: the ticket an agent had taken went
+    # back to its group, unassigned, `new` — every time the customer wrote.
+    app, zd = zendesk
+    client = app.test_client()
+    zd.search(results=[])
+    zd.create_ticket({"id": 1001})
+    packet = full_packet()
+    packet["vendor_extra"] = {"zendesk": {"group_id": 360001, "status": "new", "assignee_id": None}}
+    handoff_id = post(client, packet).get_json()["id"]
+    assert zd.json_bodies("POST", "/api/v2/tickets.json")[0]["ticket"]["group_id"] == 360001  # the create has them
+    zd.update_ticket(1001)
+    assert send(client, handoff_id).status_code == 201
+    ticket = zd.json_bodies("PUT", "/api/v2/tickets/1001.json")[-1]["ticket"]
+    assert not {"group_id", "assignee_id", "status"} & set(ticket), ticket.keys()
+
+
+def test_a_create_only_case_field_in_vendor_extra_does_not_refuse_every_later_message(make_app):
+    # The handoff's vendor_extra, merged into each batch's case update, named a field Salesforce
+    # takes only at creation: every batch was refused, and nothing the customer said arrived.
+    client = make_app(targets=("salesforce",), salesforce_instance_url=INSTANCE,
+                      salesforce_access_token=TOKEN).test_client()
+    packet = full_packet()
+    packet["vendor_extra"] = {"salesforce": {"SuppliedEmail": "billing-team@acme.example"}}
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        org = SalesforceFake(rsps)
+        org.new_case()
+        handoff_id = post(client, packet).get_json()["id"]
+        org.case_state(IDS["Case"])
+        org.comments(1)
+        answer = send(client, handoff_id).get_json()
+        assert answer["tickets"][0]["status"] == "updated", answer
+        assert not org.sent("Case", method="PATCH")
