@@ -15,10 +15,12 @@ attempt goes through `find_existing` and resumes instead of re-creating.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import requests
@@ -32,7 +34,7 @@ from connector.settings import Settings
 from connector.text_rules import as_identity
 
 from .base import Adapter, HandoffContext, Sent, created_at, deep_merge, mapping_context
-from .errors import DeliveryError, OutcomeUnknown, RateLimitedAfterActing, TicketGone, TransientError
+from .errors import DeliveryError, OutcomeUnknown, RateLimitedAfterActing, RejectedError, TicketGone
 from .salesforce_client import (
     DEFAULT_RETRY_AFTER_S,
     Client,
@@ -46,6 +48,7 @@ from .salesforce_client import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 SUBJECT_MAX = 255  # characters
 # The standard fields the adapter fills from the customer, in characters: Case.SuppliedName and
@@ -218,17 +221,17 @@ class SalesforceAdapter(Adapter):
         if not case_id:  # a 204 from an old API version: the case exists, its id comes from find_existing
             raise OutcomeUnknown("Salesforce upserted the case without returning its id", reply=reply)
         # `created: false` means the upsert found this handoff's case: a retry, so resume its transcript.
-        counts = self._finish(case_id, payload, ctx, resume=reply.get("created") is False)
-        return self._sent(case_id, {"case": reply, "contact_id": contact_id, "contact_created": contact_created,
-                                    **counts})
+        counts, refused = self._finish(case_id, payload, ctx, resume=reply.get("created") is False)
+        return replace(self._sent(case_id, {"case": reply, "contact_id": contact_id, "contact_created": contact_created,
+                                            **counts}), dropped=refused)
 
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         case_id, headers = payload["case_id"], payload["headers"]
         self._still_open(case_id)
         if payload["case"]:
             self._call(lambda sf: sf.Case.update(case_id, payload["case"], headers=headers))
-        counts = self._transcript_to(case_id, payload, resume=ctx.attempt > 1 or ctx.outcome_unknown)
-        return self._sent(case_id, {"case_id": case_id, **counts})
+        counts, refused = self._transcript_to(case_id, payload, resume=ctx.attempt > 1 or ctx.outcome_unknown)
+        return replace(self._sent(case_id, {"case_id": case_id, **counts}), dropped=refused)
 
     def _still_open(self, case_id: str) -> None:
         """Comments on a closed case reach no queue: the customer who came back would wait for no
@@ -254,8 +257,8 @@ class SalesforceAdapter(Adapter):
             case_id = self._by_description(ctx, payload["case"])
         if case_id is None:
             return None
-        counts = self._finish(case_id, payload, ctx, resume=True)
-        return self._sent(case_id, {"case_id": case_id, "found": True, **counts})
+        counts, refused = self._finish(case_id, payload, ctx, resume=True)
+        return replace(self._sent(case_id, {"case_id": case_id, "found": True, **counts}), dropped=refused)
 
     def _by_description(self, ctx: HandoffContext, case: Mapping[str, Any]) -> str | None:
         """Without `handoff_id_field`: the cases with this handoff's subject made since the handoff
@@ -284,21 +287,31 @@ class SalesforceAdapter(Adapter):
         created = self._call(lambda sf: sf.Contact.create(plan["create"]))
         return created.get("id"), True
 
-    def _finish(self, case_id: str, payload: Mapping[str, Any], ctx: HandoffContext, *, resume: bool) -> dict[str, int]:
-        """Post the transcript to a case that exists; on failure, make the next attempt resume it."""
+    def _finish(self, case_id: str, payload: Mapping[str, Any], ctx: HandoffContext, *,
+                resume: bool) -> tuple[dict[str, int], tuple[dict[str, str], ...]]:
+        """Post the transcript to a case that exists; on failure, make the next attempt resume it.
+
+        Every failure once the case exists is an unknown outcome, retried through find_existing —
+        credentials refused midway too (an admin may renew them): told "failed" with no case, the
+        bot showed the apology beside a routed case, and the conversation's next message opened a
+        second one. A comment refused for good is `_transcript_to`'s to note, not a failure."""
         try:
             counts = self._transcript_to(case_id, payload, resume=resume)
         except DeliveryError as err:
             self._unfinished[ctx.handoff_id] = case_id
             message = f"case {case_id} exists but its transcript is incomplete: {err.message}"
             reply = {"case_id": case_id, "url": self._link(case_id), "error": err.reply}
-            if isinstance(err, TransientError):  # so the next attempt comes through find_existing
-                raise RateLimitedAfterActing.unknown(message, err, status=err.status, reply=reply) from err
-            raise type(err)(message, status=err.status, reply=reply) from err
+            raise RateLimitedAfterActing.unknown(message, err, status=err.status, reply=reply) from err
         self._unfinished.pop(ctx.handoff_id, None)
         return counts
 
-    def _transcript_to(self, case_id: str, payload: Mapping[str, Any], *, resume: bool) -> dict[str, int]:
+    def _transcript_to(self, case_id: str, payload: Mapping[str, Any], *,
+                       resume: bool) -> tuple[dict[str, int], tuple[dict[str, str], ...]]:
+        """Post the comments; their counts, and what Salesforce refused for good (for the receipt).
+
+        A comment refused for good (a validation rule, a trigger) is refused again on every retry
+        while the case waits in a queue: a note with the part's header takes its place, so the
+        agent sees a part is missing and a resumed attempt skips it, and the receipt names it."""
         sobject, key, body = ("FeedItem", "feed_items", "Body") if "feed_items" in payload else \
             ("CaseComment", "comments", "CommentBody")
         present: Counter[str] = Counter()
@@ -306,14 +319,29 @@ class SalesforceAdapter(Adapter):
             soql = format_soql("SELECT {:literal} FROM {:literal} WHERE ParentId = {}", body, sobject, case_id)
             present.update(r[body] for r in self._call(lambda sf: sf.query_all(soql), write=False)["records"])
         posted = skipped = 0
+        refused: list[dict[str, str]] = []
         for record in payload.get(key) or []:
-            if present[record[body]] > 0:
-                present[record[body]] -= 1
+            text = record[body]
+            note = _refused_note(text)
+            found = next((b for b in (text, note) if present[b] > 0), None)
+            if found is not None:
+                present[found] -= 1
                 skipped += 1
                 continue
-            self._create(sobject, {**record, "ParentId": case_id})
+            try:
+                self._create(sobject, {**record, "ParentId": case_id})
+            except RejectedError as err:
+                if isinstance(err, TicketGone):
+                    raise
+                self._create(sobject, {**record, body: note, "ParentId": case_id})
+                head = text.split("\n", 1)[0]
+                log.warning("salesforce: a comment was refused; a note stands in its place",
+                            extra={"error": err.message[:300]})
+                refused.append({"part": "transcript" if " · transcript · " in head else "brief",
+                                "reason": f"Salesforce refused the comment {head!r} ({err.message[:300]}); "
+                                          "a note stands in its place"})
             posted += 1
-        return {"comments_posted": posted, "comments_skipped": skipped}
+        return {"comments_posted": posted, "comments_skipped": skipped}, tuple(refused)
 
     def _create(self, sobject: str, record: dict[str, Any]) -> dict[str, Any]:
         return self._call(lambda sf: getattr(sf, sobject).create(record))
@@ -409,6 +437,12 @@ def _units(text: str) -> int:
 def _within(text: str, units: int) -> str:
     """The longest prefix of `text` of at most `units` UTF-16 code units (never half an emoji)."""
     return text.encode("utf-16-le")[: max(0, units) * 2].decode("utf-16-le", "ignore")
+
+
+def _refused_note(body: str) -> str:
+    """What stands in for a comment Salesforce refused: its header (so it sorts in its place, and a
+    resumed attempt knows the part was dealt with), then why the text is not there."""
+    return f"{body.split(chr(10), 1)[0]}\n(Salesforce refused this part; the connector keeps it whole.)"
 
 
 def _header(label: str, kind: str, number: int, total: int) -> str:

@@ -297,6 +297,36 @@ def test_a_handoff_ids_time_bounds_the_lookup() -> None:
     assert created_at(f"hnd_{made}") == made.datetime and created_at(f"msg_{made}") == made.datetime
 
 
+def test_a_comment_refused_for_good_is_noted_in_its_place_and_the_case_still_recorded(org: SalesforceFake) -> None:
+    # Refused on every retry with the case made and routed: the delivery ended "failed" with no
+    # case, the bot showed the apology, and the conversation's next message opened a second case.
+    lines = [{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "z" * 3_000} for _ in range(3)]
+    ctx = ctx_for(full_packet(transcript=lines))
+    org.query([{"Id": "0035g00000Existing"}])
+    org.create("Case")
+    org.comments(1)
+    org.error("POST", "sobjects/CaseComment/", 400, "error-400-required-field.json")
+    org.comments(2)  # the note, then part 3
+    outcome = adapter().deliver(ctx)
+
+    assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID)
+    bodies = [c["CommentBody"] for c in org.sent("CaseComment")]
+    assert [b.split("\n", 1)[0][-8:] for b in bodies] == ["part 1/3", "part 2/3", "part 2/3", "part 3/3"]
+    assert bodies[2].endswith("(Salesforce refused this part; the connector keeps it whole.)")
+    [refused] = [d for d in outcome.receipt["dropped"] if "refused" in d["reason"]]
+    assert refused["part"] == "transcript" and "part 2/3" in refused["reason"]
+
+
+def test_credentials_refused_once_the_case_exists_are_an_unknown_outcome_not_a_refusal(org: SalesforceFake) -> None:
+    # Told "failed" with no case, the bot apologized beside a routed case; retried, the next
+    # attempt (an admin having renewed the token) finds the case and finishes it.
+    org.query([{"Id": "0035g00000Existing"}])
+    org.create("Case")
+    org.error("POST", "sobjects/CaseComment/", 401, "error-401-invalid-session.json")
+    with pytest.raises(OutcomeUnknown, match=CASE_ID):
+        adapter().deliver(ctx_for())
+
+
 def test_comments_failing_after_the_case_resume_without_reposting(org: SalesforceFake) -> None:
     lines = [{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "z" * 3_000} for _ in range(3)]
     ctx = ctx_for(full_packet(transcript=lines))
