@@ -64,10 +64,7 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     if reached_later and handoff_status(d.state for d in deliveries) == "failed":
         deliveries = rescued(deliveries, reached_later)
     status = handoff_status(d.state for d in deliveries)
-    # Nobody has it and the attempts so far failed (a vendor down), or none can be made before the
-    # wait would be over (its target paused for a rate limit): no wait can be promised yet.
-    delayed = status == "pending" and any(d.last_error or _held_past(d, handoff.estimated_wait_seconds)
-                                          for d in deliveries)
+    delayed = is_delayed(status, deliveries, handoff.estimated_wait_seconds)
     return {
         "id": handoff.id,
         "status": status,
@@ -80,6 +77,13 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
         "context_receipt": {d.target: d.receipt for d in deliveries if d.receipt is not None},
         "links": {"self": f"/v1/handoffs/{handoff.id}"},
     }
+
+
+def is_delayed(status: str, deliveries: Iterable[Any], wait_s: int | None) -> bool:
+    """Nobody has the handoff and the attempts so far failed (a vendor down), or none can be made
+    before the wait would be over (its target paused for a rate limit): no wait can be promised
+    yet (`shown_message`, `shown_wait`). One rule for the answers and the `queued` callback."""
+    return status == "pending" and any(d.last_error or _held_past(d, wait_s) for d in deliveries)
 
 
 def _held_past(delivery: Any, wait_s: int | None) -> bool:

@@ -334,6 +334,8 @@ class Sender:
         had `routed` gets it from the assignments table: that agent still holds the handoff (the
         row says whether routing chose them), or was routing's choice, since only routing's agent
         is ever replaced."""
+        if due.state == "queued":
+            return self._queued_now(due)
         agent = due.body.get("agent")
         if due.state != "assigned" or not isinstance(agent, dict) or "routed" in agent:
             return due.body
@@ -345,6 +347,22 @@ class Sender:
         else:
             routed = bool(holder.routed) if holder.agent_id == agent.get("id") else True
         return {**due.body, "agent": {**agent, "routed": routed}}
+
+    def _queued_now(self, due: Due) -> dict[str, Any]:
+        """`queued` with its wait and message as a read of the handoff now shows them: written when
+        the handoff was stored, before any attempt, it quoted a wait the answer had since held back
+        (the target failing, or paused past it) — the bot got the wait back after the answer."""
+        with self.db.reading() as session:
+            handoff = session.get(Handoff, due.handoff_id)
+            if handoff is None:
+                return due.body
+            deliveries = session.execute(select(*answers.DELIVERY_COLUMNS)
+                                         .where(Delivery.handoff_id == due.handoff_id)).all()
+            status = answers.handoff_status(d.state for d in deliveries)
+            if not answers.is_delayed(status, deliveries, handoff.estimated_wait_seconds):
+                return due.body
+            shown = answers.shown_message(handoff.customer_message, status, delayed=True) or {}
+        return {**due.body, "estimated_wait_seconds": None, "message": shown.get("text")}
 
     def _retry(self, due: Due, error: str, retry_after: float | None) -> _Verdict:
         now, attempts, settings = utcnow(), due.attempts + 1, self.settings

@@ -935,3 +935,21 @@ def test_two_resends_at_once_put_a_callback_back_once(postgres_url):
             assert session.execute(select(Callback.status, Callback.lease_owner)).one()[0] == "pending"
     finally:
         db.dispose()
+
+
+def test_the_queued_callback_quotes_no_wait_the_answer_held_back(make_callback_app, bot, monkeypatch, tmp_path):
+    # Written when the handoff was stored, before any attempt: the answer had held the wait back
+    # (its target failing), and the callback that came after gave it to the bot again.
+    import shutil
+    from pathlib import Path
+
+    monkeypatch.setitem(registry.TARGETS, "down", "tests.support_adapters:DownAdapter")
+    shutil.copytree(Path(__file__).parents[1] / "mappings", tmp_path / "m")
+    routing = tmp_path / "m" / "routing.yaml"
+    routing.write_text(routing.read_text().replace("  # expected_wait_seconds: 300   #", "  expected_wait_seconds: 300   #", 1))
+    app = make_callback_app(targets=("down",), mappings_dir=str(tmp_path / "m"))
+    answer = post(app, minimal_packet(callback={"url": bot.url, "events": ["queued"]}))
+    assert answer["estimated_wait_seconds"] is None and "minute" not in answer["customer_message"]["text"]
+    send_due(app)
+    [queued] = [r.json for r in bot.requests if r.json["state"] == "queued"]
+    assert queued["estimated_wait_seconds"] is None and queued["message"] == answer["customer_message"]["text"]
