@@ -56,7 +56,7 @@ def _ticket(delivery: Any) -> dict[str, Any]:
 
 
 def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
-           reached_later: Sequence[Any] = ()) -> dict[str, Any]:
+           reached_later: Sequence[Any] = (), assigned: bool = False) -> dict[str, Any]:
     """`deliveries`: rows with the `DELIVERY_COLUMNS` read apart from the handoff (default: its own).
     `reached_later`: the finished deliveries of its follow-ups (`reached_later()`), for a handoff
     every target of which gave up: where they opened a ticket, the answer shows that ticket."""
@@ -64,7 +64,8 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     if reached_later and handoff_status(d.state for d in deliveries) == "failed":
         deliveries = rescued(deliveries, reached_later)
     status = handoff_status(d.state for d in deliveries)
-    delayed = is_delayed(status, deliveries, handoff.estimated_wait_seconds)
+    # `assigned`: an agent has it — the wait quoted at intake is over, and the message says none.
+    delayed = assigned or is_delayed(status, deliveries, handoff.estimated_wait_seconds)
     return {
         "id": handoff.id,
         "status": status,
@@ -171,9 +172,8 @@ def render_follow_up(follow_up: Handoff, deliveries: Sequence[Any] | None = None
 def render_detail(handoff: Handoff, assigned: Assignment | None = None,
                   callbacks: Iterable[Callback] = (), follow_ups: Iterable[Handoff] = ()) -> dict[str, Any]:
     follow_ups = list(follow_ups)  # loaded already: `reached_later` without another query
-    body = render(handoff, reached_later=[d for f in follow_ups for d in f.deliveries if d.state in DONE])
-    if assigned is not None:  # an agent has it: the wait quoted at intake is over
-        body["estimated_wait_seconds"] = None
+    body = render(handoff, reached_later=[d for f in follow_ups for d in f.deliveries if d.state in DONE],
+                  assigned=assigned is not None)
     body["created_at"] = handoff.created_at.isoformat()
     body["updated_at"] = max([handoff.updated_at, *(d.updated_at for d in handoff.deliveries)]).isoformat()
     body["deliveries"] = [

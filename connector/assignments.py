@@ -125,13 +125,13 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
                                            .values(**taking)).rowcount
                 if not replaced:
                     session.expire(taken)
-                    return _recorded(session, event) or _taken_already(_assignment_of(session, matched), where)
+                    return _recorded(session, event) or _taken_already(assignment_of(session, matched), where)
             else:
                 session.add(Assignment(handoff_id=handoff.id, handed_off_at=handoff.created_at, **taking))
     except IntegrityError:  # the same event, or another report for this handoff, committed first
         with services.db.reading() as session:
             duplicate = _recorded(session, event)
-            taken = None if duplicate else _assignment_of(session, matched)
+            taken = None if duplicate else assignment_of(session, matched)
         if again and taken is not None and taken.routed and not routed:
             return record(services, event, again=False)  # routing's report came first: take it over
         return duplicate or _taken_already(taken, where)
@@ -247,10 +247,10 @@ def _waiting_handoff(session: Session, event: AssignmentEvent) -> tuple[Handoff 
     if handoff is None:
         return None, None
     # Only the newest handoff on the ticket is waiting: older ones were superseded by it.
-    return handoff, _assignment_of(session, handoff.id)
+    return handoff, assignment_of(session, handoff.id)
 
 
-def _assignment_of(session: Session, handoff_id: str | None) -> Assignment | None:
+def assignment_of(session: Session, handoff_id: str | None) -> Assignment | None:
     if handoff_id is None:
         return None
     return session.scalars(select(Assignment).where(Assignment.handoff_id == handoff_id)).first()

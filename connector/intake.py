@@ -23,7 +23,7 @@ from ulid import ULID
 
 from adapters import registry
 
-from . import answers, callback_http, callbacks
+from . import answers, assignments, callback_http, callbacks
 from .auth import Caller, check_bot
 from .decision import decide
 from .errors import Conflict, MalformedRequest, ServiceUnavailable, UnsupportedMediaType, ValidationFailed
@@ -230,7 +230,10 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
             raise RuntimeError("a handoff was skipped as a repeat but no stored handoff matches it")
         with services.db.reading() as session:  # a failed handoff's messages may have opened a ticket since
             later = answers.reached_later(session, [existing]).get(existing.id, [])
-        return _warned(replay(existing, digest, key, partial(answers.render, reached_later=later)), packet, services)
+            # …and an agent may have taken it: no wait then, as a read of it says.
+            taken = assignments.assignment_of(session, existing.id) is not None
+        return _warned(replay(existing, digest, key, partial(answers.render, reached_later=later, assigned=taken)),
+                       packet, services)
     if callbacks.url_for(packet, "queued"):
         services.wake_callbacks()  # its `queued` row is committed: send it now, not at the next poll
     with log_context(handoff_id=stored.handoff.id):

@@ -387,3 +387,29 @@ def test_vendor_extra_for_no_target_of_the_handoff_is_said_to_go_nowhere(make_ap
     assert said == ["vendor_extra.zendesk: no target of this handoff is called 'zendesk' (its targets: broken); "
                     "nothing of it is sent"]
     assert "warnings" not in post(alone, minimal_packet(vendor_extra={"broken": {}})).get_json()
+
+
+def test_once_an_agent_has_it_a_retried_request_quotes_no_wait_as_a_read_does(make_app, tmp_path):
+    # The replay of a key quoted the wait the GET had cleared, and both kept "about 5 minutes"
+    # in the message shown to a customer who already had an agent.
+    import shutil
+    from pathlib import Path
+
+    from adapters.events import AssignmentEvent
+    from connector import assignments
+    from connector.models import utcnow
+
+    shutil.copytree(Path(__file__).parents[1] / "mappings", tmp_path / "m")
+    routing = tmp_path / "m" / "routing.yaml"
+    routing.write_text(routing.read_text().replace("  # expected_wait_seconds: 300   #", "  expected_wait_seconds: 300   #", 1))
+    app = make_app(mappings_dir=str(tmp_path / "m"))
+    services, client = app.extensions["connector"], app.test_client()
+    first = post(client, minimal_packet(), key="k-taken").get_json()
+    assert first["estimated_wait_seconds"] == 300 and "about 5 minutes" in first["customer_message"]["text"]
+    event = AssignmentEvent(target="preview", event_id="e1", ticket_id=f"preview-{first['id']}", handoff_id=None,
+                            agent_id="a1", agent_name="Dana", at=utcnow())
+    assert assignments.record(services, event).outcome == "recorded"
+    for again in (post(client, minimal_packet(), key="k-taken").get_json(),
+                  client.get(first["links"]["self"], headers=auth()).get_json()):
+        assert again["estimated_wait_seconds"] is None
+        assert "about 5 minutes" not in again["customer_message"]["text"]
