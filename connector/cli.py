@@ -243,7 +243,8 @@ def replay_command(delivery_ids: tuple[int, ...], all_dead: bool, include_failed
     replayed = replay(_migrated().db, ids=list(delivery_ids) or None, states=states, target=target)
     click.echo(f"replayed {len(replayed)}: {' '.join(map(str, replayed))}".rstrip(": "))
     if delivery_ids and len(replayed) < len(delivery_ids):
-        _left_alone(_migrated().db, Delivery, set(delivery_ids) - set(replayed), "not dead or failed", "delivery")
+        _left_alone(_migrated().db, Delivery, set(delivery_ids) - set(replayed),
+                    "not dead or failed, or its messages carried since by later ones", "delivery")
 
 
 def _left_alone(db: Database, model: type[Delivery] | type[Callback], ids: set[int], why: str, noun: str) -> NoReturn:

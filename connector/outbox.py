@@ -22,8 +22,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, Connection, and_, bindparam, case, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Boolean, Connection, and_, bindparam, case, exists, func, insert, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from adapters.base import Adapter, HandoffContext, Link, Outcome
 from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, ReplacementUnderway, TransientError, decide
@@ -738,7 +738,7 @@ def replay(db: Database, *, ids: list[int] | None = None, states: tuple[str, ...
     """
     now = utcnow()
     given_up = Delivery.state.in_([s for s in states if s in REPLAYABLE])
-    query = select(Delivery.id).where(given_up)
+    query = select(Delivery.id).where(given_up, ~_carried_later())
     if ids is not None:
         query = query.where(Delivery.id.in_(ids))
     if target is not None:
@@ -759,6 +759,18 @@ def replay(db: Database, *, ids: list[int] | None = None, states: tuple[str, ...
             ))
     log.info("deliveries replayed", extra={"count": len(chosen)})
     return chosen
+
+
+def _carried_later():  # type: ignore[no-untyped-def]
+    """A given-up delivery whose messages a later batch of the same handoff (`follow_ups`) has
+    since carried to the same target: that batch went with everything — it goes caught up only
+    when everything before it arrived — so a replay posted them a second time, after newer ones."""
+    mine, later, delivered = aliased(Handoff), aliased(Handoff), aliased(Delivery)
+    return exists().where(
+        mine.id == Delivery.handoff_id,
+        later.follows_id == func.coalesce(mine.follows_id, mine.id),
+        or_(mine.follows_id.is_(None), later.follow_up_seq > mine.follow_up_seq),
+        delivered.handoff_id == later.id, delivered.target == Delivery.target, delivered.state.in_(DONE))
 
 
 def list_deliveries(db: Database, *, state: str | None, target: str | None, limit: int) -> list[Delivery]:

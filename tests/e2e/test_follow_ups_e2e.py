@@ -536,3 +536,25 @@ def test_a_create_only_case_field_in_vendor_extra_does_not_refuse_every_later_me
         answer = send(client, handoff_id).get_json()
         assert answer["tickets"][0]["status"] == "updated", answer
         assert not org.sent("Case", method="PATCH")
+
+
+def test_a_batch_given_up_whose_messages_a_later_one_carried_is_not_replayed(zendesk):
+    # Batch 1 refused, batch 2 carried everything (batch 1's message too); the admin's replay of
+    # batch 1 posted its message again, after the newer one.
+    from connector.outbox import replay
+
+    app, zd = zendesk
+    client = app.test_client()
+    services = app.extensions["connector"]
+    handoff_id = _handoff_with_ticket(app, zd)
+    zd.error("PUT", "/api/v2/tickets/1001.json", 422, {"error": "RecordInvalid", "description": "Record validation"})
+    first = send(client, handoff_id, messages=SAID[:1]).get_json()
+    assert first["tickets"][0]["status"] == "failed"
+    zd.update_ticket(1001)
+    later = [{"at": "2026-11-20T09:40:00Z", "role": "customer", "text": "Hello? Third time asking."}]
+    assert send(client, handoff_id, messages=later).get_json()["tickets"][0]["status"] == "updated"
+    carried = zd.json_bodies("PUT", "/api/v2/tickets/1001.json")[-1]["ticket"]["comment"]["html_body"]
+    assert SAID[0]["text"] in carried
+    ids = _deliveries(services)
+    assert replay(services.db, ids=[ids[first["id"]]], states=("failed",)) == []
+    assert replay(services.db, states=("dead", "failed")) == []
