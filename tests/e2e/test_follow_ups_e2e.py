@@ -321,8 +321,9 @@ def test_messages_never_open_the_ticket_before_their_held_handoff(zendesk):
     assert len(zd.calls("POST", "/api/v2/tickets.json")) == 1
 
 
-def test_messages_after_earlier_ones_were_given_up_bring_those_too(zendesk):
-    app, zd = zendesk
+def _refused_then_carried(app, zd):
+    """A batch refused at the ticket, then a later one that carries it along: (the refused batch's
+    answer, the later batch's comment)."""
     client = app.test_client()
     handoff_id = _handoff_with_ticket(app, zd)
     zd.error("PUT", "/api/v2/tickets/1001.json", 422, {"error": "RecordInvalid", "description": "Record validation"})
@@ -330,9 +331,13 @@ def test_messages_after_earlier_ones_were_given_up_bring_those_too(zendesk):
     assert first["tickets"][0]["status"] == "failed"
     zd.update_ticket(1001)
     later = [{"at": "2026-11-20T09:40:00Z", "role": "customer", "text": "Hello? Third time asking."}]
-    second = send(client, handoff_id, messages=later)
-    assert second.get_json()["tickets"][0]["status"] == "updated"
-    html = zd.json_bodies("PUT", "/api/v2/tickets/1001.json")[-1]["ticket"]["comment"]["html_body"]
+    assert send(client, handoff_id, messages=later).get_json()["tickets"][0]["status"] == "updated"
+    return first, zd.json_bodies("PUT", "/api/v2/tickets/1001.json")[-1]["ticket"]["comment"]["html_body"]
+
+
+def test_messages_after_earlier_ones_were_given_up_bring_those_too(zendesk):
+    app, zd = zendesk
+    _, html = _refused_then_carried(app, zd)
     assert "Still waiting… is anyone there?" in html and "Third time asking" in html  # the lost one too
     assert EARLIER in html  # everything, as the earlier messages never reached the ticket
 
@@ -544,16 +549,8 @@ def test_a_batch_given_up_whose_messages_a_later_one_carried_is_not_replayed(zen
     from connector.outbox import replay
 
     app, zd = zendesk
-    client = app.test_client()
     services = app.extensions["connector"]
-    handoff_id = _handoff_with_ticket(app, zd)
-    zd.error("PUT", "/api/v2/tickets/1001.json", 422, {"error": "RecordInvalid", "description": "Record validation"})
-    first = send(client, handoff_id, messages=SAID[:1]).get_json()
-    assert first["tickets"][0]["status"] == "failed"
-    zd.update_ticket(1001)
-    later = [{"at": "2026-11-20T09:40:00Z", "role": "customer", "text": "Hello? Third time asking."}]
-    assert send(client, handoff_id, messages=later).get_json()["tickets"][0]["status"] == "updated"
-    carried = zd.json_bodies("PUT", "/api/v2/tickets/1001.json")[-1]["ticket"]["comment"]["html_body"]
+    first, carried = _refused_then_carried(app, zd)
     assert SAID[0]["text"] in carried
     ids = _deliveries(services)
     assert replay(services.db, ids=[ids[first["id"]]], states=("failed",)) == []
