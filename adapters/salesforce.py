@@ -245,7 +245,8 @@ class SalesforceAdapter(Adapter):
                              ticket_id=case_id, closed=bool(records))
 
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
-        case_id = self._unfinished.get(ctx.handoff_id)
+        recorded = ctx.sent_to.get("case_id")
+        case_id = self._unfinished.get(ctx.handoff_id) or (recorded if isinstance(recorded, str) and recorded else None)
         field = self.mapping.get("handoff_id_field")
         payload = self.render(ctx)
         if case_id is None and field:
@@ -301,7 +302,10 @@ class SalesforceAdapter(Adapter):
             self._unfinished[ctx.handoff_id] = case_id
             message = f"case {case_id} exists but its transcript is incomplete: {err.message}"
             reply = {"case_id": case_id, "url": self._link(case_id), "error": err.reply}
-            raise RateLimitedAfterActing.unknown(message, err, status=err.status, reply=reply) from err
+            # `sent_to`: the case, for a retry in another process (or after a restart) to finish
+            # it without a lookup first — a lookup the same refused credentials would fail for good.
+            raise RateLimitedAfterActing.unknown(message, err, status=err.status, reply=reply,
+                                                 sent_to={"case_id": case_id}) from err
         self._unfinished.pop(ctx.handoff_id, None)
         return counts
 
@@ -323,23 +327,26 @@ class SalesforceAdapter(Adapter):
         for record in payload.get(key) or []:
             text = record[body]
             note = _refused_note(text)
+            head = text.split("\n", 1)[0]
             found = next((b for b in (text, note) if present[b] > 0), None)
             if found is not None:
                 present[found] -= 1
                 skipped += 1
+                if found == note:  # refused by an earlier attempt: still missing, still said
+                    refused.append(_refused(head, "an earlier attempt"))
                 continue
             try:
                 self._create(sobject, {**record, "ParentId": case_id})
             except RejectedError as err:
                 if isinstance(err, TicketGone):
                     raise
-                self._create(sobject, {**record, body: note, "ParentId": case_id})
-                head = text.split("\n", 1)[0]
                 log.warning("salesforce: a comment was refused; a note stands in its place",
                             extra={"error": err.message[:300]})
-                refused.append({"part": "transcript" if " · transcript · " in head else "brief",
-                                "reason": f"Salesforce refused the comment {head!r} ({err.message[:300]}); "
-                                          "a note stands in its place"})
+                try:
+                    self._create(sobject, {**record, body: note, "ParentId": case_id})
+                except RejectedError:  # the note too (a trigger refusing every comment): said all the same
+                    pass
+                refused.append(_refused(head, err.message[:300]))
             posted += 1
         return {"comments_posted": posted, "comments_skipped": skipped}, tuple(refused)
 
@@ -437,6 +444,14 @@ def _units(text: str) -> int:
 def _within(text: str, units: int) -> str:
     """The longest prefix of `text` of at most `units` UTF-16 code units (never half an emoji)."""
     return text.encode("utf-16-le")[: max(0, units) * 2].decode("utf-16-le", "ignore")
+
+
+def _refused(head: str, why: str) -> dict[str, str]:
+    """The receipt's entry for a comment Salesforce refused (`head`: its header line)."""
+    # The brief's comments carry every other part: named "brief", the reason says which comment.
+    return {"part": "transcript" if " · transcript · " in head else "brief",
+            "reason": f"Salesforce refused the comment {head!r} ({why}); a note stands in its place where "
+                      "Salesforce took one"}
 
 
 def _refused_note(body: str) -> str:

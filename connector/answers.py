@@ -64,8 +64,9 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     if reached_later and handoff_status(d.state for d in deliveries) == "failed":
         deliveries = rescued(deliveries, reached_later)
     status = handoff_status(d.state for d in deliveries)
-    # `assigned`: an agent has it — the wait quoted at intake is over, and the message says none.
-    delayed = assigned or is_delayed(status, deliveries, handoff.estimated_wait_seconds)
+    # `assigned`: an agent has it — the wait quoted at intake is over, and the message says none
+    # (a failed handoff keeps its apology: an agent may have taken a case whose comments failed).
+    delayed = (assigned and status != "failed") or is_delayed(status, deliveries, handoff.estimated_wait_seconds)
     return {
         "id": handoff.id,
         "status": status,

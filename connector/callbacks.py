@@ -349,20 +349,20 @@ class Sender:
         return {**due.body, "agent": {**agent, "routed": routed}}
 
     def _queued_now(self, due: Due) -> dict[str, Any]:
-        """`queued` with its wait and message as a read of the handoff now shows them: written when
-        the handoff was stored, before any attempt, it quoted a wait the answer had since held back
-        (the target failing, or paused past it) — the bot got the wait back after the answer."""
+        """`queued` with its wait and message as a read of the handoff now shows them (`answers.render`):
+        written when the handoff was stored, before any attempt, it quoted a wait the answer had
+        since held back (the target failing or paused past it, every target given up, an agent
+        having it) — the bot got the wait back after the answer."""
         with self.db.reading() as session:
             handoff = session.get(Handoff, due.handoff_id)
             if handoff is None:
                 return due.body
             deliveries = session.execute(select(*answers.DELIVERY_COLUMNS)
                                          .where(Delivery.handoff_id == due.handoff_id)).all()
-            status = answers.handoff_status(d.state for d in deliveries)
-            if not answers.is_delayed(status, deliveries, handoff.estimated_wait_seconds):
-                return due.body
-            shown = answers.shown_message(handoff.customer_message, status, delayed=True) or {}
-        return {**due.body, "estimated_wait_seconds": None, "message": shown.get("text")}
+            taken = session.scalars(select(Assignment.id).where(Assignment.handoff_id == due.handoff_id)).first()
+            shown = answers.render(handoff, deliveries, assigned=taken is not None)
+        return {**due.body, "estimated_wait_seconds": shown["estimated_wait_seconds"],
+                "message": (shown["customer_message"] or {}).get("text")}
 
     def _retry(self, due: Due, error: str, retry_after: float | None) -> _Verdict:
         now, attempts, settings = utcnow(), due.attempts + 1, self.settings

@@ -54,3 +54,17 @@ def make_context(
         link=link,
         **kwargs,
     )
+
+
+def mappings_quoting_a_wait(tmp_path: Path, seconds: int = 300) -> str:
+    """A copy of the shipped mappings whose routing quotes `seconds` as every team's wait (the
+    shipped file quotes none), for `make_app(mappings_dir=…)`."""
+    import shutil
+
+    root = tmp_path / "mappings-with-a-wait"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", root)
+    routing = root / "routing.yaml"
+    shipped = "  # expected_wait_seconds: 300   #"
+    assert shipped in routing.read_text()
+    routing.write_text(routing.read_text().replace(shipped, f"  expected_wait_seconds: {seconds}   #", 1))
+    return str(root)

@@ -27,7 +27,7 @@ from connector.errors import ConfigError
 from connector.models import Callback, Delivery, Handoff, utcnow
 from connector.schemas import HandoffStatusSchema
 from tests.conftest import auth
-from tests.factories import full_packet, minimal_packet
+from tests.factories import full_packet, mappings_quoting_a_wait, minimal_packet
 from tests.fakes.bot import FakeBot
 from tests.support_adapters import BrokenAdapter
 
@@ -940,16 +940,21 @@ def test_two_resends_at_once_put_a_callback_back_once(postgres_url):
 def test_the_queued_callback_quotes_no_wait_the_answer_held_back(make_callback_app, bot, monkeypatch, tmp_path):
     # Written when the handoff was stored, before any attempt: the answer had held the wait back
     # (its target failing), and the callback that came after gave it to the bot again.
-    import shutil
-    from pathlib import Path
-
     monkeypatch.setitem(registry.TARGETS, "down", "tests.support_adapters:DownAdapter")
-    shutil.copytree(Path(__file__).parents[1] / "mappings", tmp_path / "m")
-    routing = tmp_path / "m" / "routing.yaml"
-    routing.write_text(routing.read_text().replace("  # expected_wait_seconds: 300   #", "  expected_wait_seconds: 300   #", 1))
-    app = make_callback_app(targets=("down",), mappings_dir=str(tmp_path / "m"))
+    app = make_callback_app(targets=("down",), mappings_dir=mappings_quoting_a_wait(tmp_path))
     answer = post(app, minimal_packet(callback={"url": bot.url, "events": ["queued"]}))
     assert answer["estimated_wait_seconds"] is None and "minute" not in answer["customer_message"]["text"]
     send_due(app)
     [queued] = [r.json for r in bot.requests if r.json["state"] == "queued"]
+    assert queued["estimated_wait_seconds"] is None and queued["message"] == answer["customer_message"]["text"]
+
+
+def test_the_queued_callback_of_a_handoff_failed_by_then_quotes_no_wait(make_callback_app, bot, monkeypatch,
+                                                                          tmp_path):
+    monkeypatch.setitem(registry.TARGETS, "broken", "tests.support_adapters:BrokenAdapter")
+    app = make_callback_app(targets=("broken",), mappings_dir=mappings_quoting_a_wait(tmp_path))
+    answer = post(app, minimal_packet(callback={"url": bot.url, "events": ["queued", "failed"]}))
+    assert answer["status"] == "failed" and answer["estimated_wait_seconds"] is None
+    send_due(app)
+    queued = next(r.json for r in bot.requests if r.json["state"] == "queued")
     assert queued["estimated_wait_seconds"] is None and queued["message"] == answer["customer_message"]["text"]

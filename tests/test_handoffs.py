@@ -9,7 +9,7 @@ import pytest
 
 from adapters import registry
 from tests.conftest import OTHER_KEY, auth
-from tests.factories import full_packet, minimal_packet
+from tests.factories import full_packet, mappings_quoting_a_wait, minimal_packet
 from tests.support_adapters import SlowAdapter
 
 
@@ -392,17 +392,11 @@ def test_vendor_extra_for_no_target_of_the_handoff_is_said_to_go_nowhere(make_ap
 def test_once_an_agent_has_it_a_retried_request_quotes_no_wait_as_a_read_does(make_app, tmp_path):
     # The replay of a key quoted the wait the GET had cleared, and both kept "about 5 minutes"
     # in the message shown to a customer who already had an agent.
-    import shutil
-    from pathlib import Path
-
     from adapters.events import AssignmentEvent
     from connector import assignments
     from connector.models import utcnow
 
-    shutil.copytree(Path(__file__).parents[1] / "mappings", tmp_path / "m")
-    routing = tmp_path / "m" / "routing.yaml"
-    routing.write_text(routing.read_text().replace("  # expected_wait_seconds: 300   #", "  expected_wait_seconds: 300   #", 1))
-    app = make_app(mappings_dir=str(tmp_path / "m"))
+    app = make_app(mappings_dir=mappings_quoting_a_wait(tmp_path))
     services, client = app.extensions["connector"], app.test_client()
     first = post(client, minimal_packet(), key="k-taken").get_json()
     assert first["estimated_wait_seconds"] == 300 and "about 5 minutes" in first["customer_message"]["text"]
@@ -413,3 +407,23 @@ def test_once_an_agent_has_it_a_retried_request_quotes_no_wait_as_a_read_does(ma
                   client.get(first["links"]["self"], headers=auth()).get_json()):
         assert again["estimated_wait_seconds"] is None
         assert "about 5 minutes" not in again["customer_message"]["text"]
+
+
+def test_a_failed_handoff_an_agent_took_keeps_its_apology(make_app, test_targets, tmp_path):
+    # An agent may take a case whose comments then failed until dead: the promise replaced the apology.
+    from adapters.events import AssignmentEvent
+    from connector import assignments
+    from connector.models import Delivery, utcnow
+
+    app = make_app(targets=("broken",), mappings_dir=mappings_quoting_a_wait(tmp_path))
+    services, client = app.extensions["connector"], app.test_client()
+    first = post(client, minimal_packet(), key="k-failed").get_json()
+    assert first["status"] == "failed"
+    with services.db.session() as session:  # as a vendor that made the ticket before giving up would have it
+        session.query(Delivery).update({"vendor_id": "T-1"})
+    event = AssignmentEvent(target="broken", event_id="e1", ticket_id="T-1", handoff_id=None, agent_id="a1",
+                            agent_name="Dana", at=utcnow())
+    assert assignments.record(services, event).outcome == "recorded"
+    for again in (post(client, minimal_packet(), key="k-failed").get_json(),
+                  client.get(first["links"]["self"], headers=auth()).get_json()):
+        assert again["status"] == "failed" and again["customer_message"] == first["customer_message"]

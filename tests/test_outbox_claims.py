@@ -21,7 +21,7 @@ from connector.errors import ConfigError
 from connector.models import ConversationLink, Delivery, Handoff, TargetPause, utcnow
 from connector.outbox import WAIT_FOR_OWNER_S
 from tests.conftest import auth
-from tests.factories import minimal_packet
+from tests.factories import mappings_quoting_a_wait, minimal_packet
 from tests.support_adapters import FlakyAdapter, LinkingAdapter, LookingAdapter, SlowAdapter, TakenOverAdapter
 
 
@@ -65,13 +65,7 @@ def test_a_paused_target_is_held_at_intake_until_the_pause_ends_then_delivered(a
 @pytest.mark.parametrize(("paused_s", "wait_shown"), [(3600, False), (60, True)])
 def test_a_target_paused_past_the_quoted_wait_quotes_none(make_app, tmp_path, paused_s, wait_shown):
     # Held for an hour (a vendor's Retry-After), the answer still promised "about 5 minutes".
-    import shutil
-    from pathlib import Path
-
-    shutil.copytree(Path(__file__).parents[1] / "mappings", tmp_path / "m")
-    routing = tmp_path / "m" / "routing.yaml"
-    routing.write_text(routing.read_text().replace("  # expected_wait_seconds: 300   #", "  expected_wait_seconds: 300   #", 1))
-    app = make_app(mappings_dir=str(tmp_path / "m"))
+    app = make_app(mappings_dir=mappings_quoting_a_wait(tmp_path))
     services = app.extensions["connector"]
     pause(services, "preview", paused_s)
     body = post(app.test_client(), minimal_packet()).get_json()

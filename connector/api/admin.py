@@ -102,7 +102,7 @@ def retry_one(delivery_id: int) -> Response:
     """
     services = current_services()
     if not services.replay_one(delivery_id):
-        raise NotFound(f"No dead or failed delivery {delivery_id}.")
+        raise NotFound(f"No dead or failed delivery {delivery_id} whose messages later ones have not carried since.")
     rows = list_deliveries(services.db, state=None, target=None, limit=500)
     response = jsonify({"items": [_row(row) for row in rows if row.id == delivery_id]})
     response.status_code = 202

@@ -195,7 +195,8 @@ def retry_one(delivery_id: int) -> Response:
     if current_services().replay_one(delivery_id):
         flash(f"Delivery {delivery_id} is being delivered again (looked up at the vendor first).")
     else:
-        flash(f"Delivery {delivery_id} was not dead or failed: nothing replayed.")
+        flash(f"Delivery {delivery_id} was not dead or failed, or later messages carried its own since: nothing "
+              "replayed.")
     return redirect(_back())
 
 

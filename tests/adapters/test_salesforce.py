@@ -317,6 +317,33 @@ def test_a_comment_refused_for_good_is_noted_in_its_place_and_the_case_still_rec
     assert refused["part"] == "transcript" and "part 2/3" in refused["reason"]
 
 
+def test_a_resumed_attempt_still_names_the_part_refused_before_and_a_refused_note_is_no_failure(
+        org: SalesforceFake) -> None:
+    lines = [{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "z" * 3_000} for _ in range(3)]
+    ctx = ctx_for(full_packet(transcript=lines))
+    org.query([{"Id": "0035g00000Existing"}])
+    org.create("Case")
+    org.comments(1)
+    org.error("POST", "sobjects/CaseComment/", 400, "error-400-required-field.json")  # part 2
+    org.error("POST", "sobjects/CaseComment/", 400, "error-400-required-field.json")  # its note too
+    org.error("POST", "sobjects/CaseComment/", 503, "error-500-unknown.json")  # part 3: retried
+    sf = adapter()
+    with pytest.raises(OutcomeUnknown) as caught:
+        sf.deliver(ctx)
+    assert caught.value.sent_to == {"case_id": CASE_ID}
+    first, second = (c["CommentBody"] for c in org.sent("CaseComment")[:2])
+    note = second.split("\n", 1)[0] + "\n(Salesforce refused this part; the connector keeps it whole.)"
+    # Another process resumes (nothing in memory): the case from the attempt's record, the note
+    # found as if Salesforce had taken it on a later try.
+    org.query([{"Id": "00a5g00000Cmt01AAB", "CommentBody": first}, {"Id": "00a5g00000Cmt02AAB", "CommentBody": note}],
+              sobject="CaseComment")
+    org.comments(1)
+    outcome = adapter().deliver(replace(ctx, outcome_unknown=True, sent_to=caught.value.sent_to, attempt=2))
+    assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID)
+    [refused] = [d for d in outcome.receipt["dropped"] if "refused" in d["reason"]]
+    assert refused["part"] == "transcript" and "an earlier attempt" in refused["reason"]
+
+
 def test_credentials_refused_once_the_case_exists_are_an_unknown_outcome_not_a_refusal(org: SalesforceFake) -> None:
     # Told "failed" with no case, the bot apologized beside a routed case; retried, the next
     # attempt (an admin having renewed the token) finds the case and finishes it.
