@@ -240,5 +240,6 @@ def list_handoffs() -> Response:
         query = query.filter_by(bot_id=caller.bot_id)
     with services.db.reading() as session:
         rows = session.scalars(query.order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(limit)).all()
-        later = answers.reached_later(session, rows)
-        return _json({"items": [answers.render(row, reached_later=later.get(row.id, [])) for row in rows]}, 200)
+        later, agent_has = answers.reached_later(session, rows), answers.taken(session, rows)
+        return _json({"items": [answers.render(row, reached_later=later.get(row.id, []), assigned=row.id in agent_has)
+                                for row in rows]}, 200)
