@@ -88,12 +88,16 @@ def status(calendar: Calendar, now: dt.datetime) -> dict[str, Any]:
     open_now = is_open(calendar, now)
     opening = None if open_now else next_opening(calendar, now)
     closing = closes_at(calendar, now) if open_now else None
+    # Open now: when it opens after this closing, for a customer handed off just before it
+    # (`customer_message`'s `closing`).
+    reopening = next_opening(calendar, closing) if closing else None
     return {
         "calendar": calendar.name,
         "timezone": calendar.timezone,
         "open": open_now,
         "next_opening": opening.isoformat() if opening else None,
         "closes_in_s": int((closing - now).total_seconds()) if closing else None,
+        "reopens_at": reopening.isoformat() if reopening else None,
     }
 
 

@@ -45,6 +45,8 @@ FALLBACK = {
             "wait": "Someone should be with you in about {{ minutes }} minute{{ 's' if minutes != 1 else '' }}.",
             "no_wait": "Someone will reply here as soon as they're free.",
             "closed": "We're closed now; we open again at {{ time }} {{ day }} ({{ timezone }}) and will reply then.",
+            "closing": ("We close at {{ closes }} ({{ timezone }}); if nobody has replied by then, we'll reply when "
+                        "we open again at {{ time }} {{ day }}."),
             "failed": FAILED,
         }
     },
@@ -79,9 +81,14 @@ class Template(fields.String):
 # and an example of each, of the kind it is given: text, but `minutes` a whole number.
 MESSAGE = ("team", "problem", "expectation")
 CLOSED = ("time", "day", "date", "timezone")
+CLOSING = ("closes", *CLOSED)  # the closing time, then the reopening's words
+# A team open now that closes within this many seconds, no wait quoted: the message says when it
+# closes and when it reopens — "as soon as they're free" at 17:58 on a Friday meant Monday 09:00.
+CLOSING_SOON_S = 3600
 SAMPLES: dict[str, Any] = {"team": "billing", "problem": "I was charged twice for order 1234",
                            "expectation": "Someone should be with you in about 5 minutes.", "minutes": 5,
-                           "time": "09:00", "day": "Monday", "date": "2026-12-07", "timezone": "Europe/Berlin"}
+                           "time": "09:00", "day": "Monday", "date": "2026-12-07", "timezone": "Europe/Berlin",
+                           "closes": "18:00"}
 
 
 class LocaleSchema(Schema):
@@ -93,6 +100,8 @@ class LocaleSchema(Schema):
     wait = Template(("minutes",), required=True)
     no_wait = Template((), required=True)
     closed = Template(CLOSED, required=True)
+    # Optional (files written before it stay valid): without it, `no_wait` is said instead.
+    closing = Template(CLOSING)
     failed = Template(("team", "problem"))  # optional: the default locale's, else the built-in English one
     teams = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     weekdays = fields.List(fields.String(), validate=validate.Length(equal=7), load_default=lambda: ENGLISH_DAYS)
@@ -149,6 +158,11 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
         quoted_wait = True
         minutes = max(1, round(wait_seconds / 60))
         expectation = _render(strings["wait"], f"{where}.wait", "wait", minutes=minutes)
+    elif _closing_soon(hours) and strings.get("closing"):
+        closes = (now or dt.datetime.now(dt.UTC)) + dt.timedelta(seconds=hours["closes_in_s"])
+        words = _opening_words({**hours, "next_opening": hours["reopens_at"]}, strings, now)
+        expectation = _render(strings["closing"], f"{where}.closing", "closing",
+                              closes=closes.astimezone(ZoneInfo(hours["timezone"])).strftime("%H:%M"), **words)
     else:
         expectation = _render(strings["no_wait"], f"{where}.no_wait", "no_wait")
     variant = assignment.get("customer_message_template")
@@ -219,6 +233,12 @@ def _apology(config: Mapping[str, Any], locale: str, assignment: Mapping[str, An
 
 def _tagged(text: str, apology_locale: str, locale: str) -> dict[str, str]:
     return {"if_failed": text} if apology_locale == locale else {"if_failed": text, "if_failed_locale": apology_locale}
+
+
+def _closing_soon(hours: Mapping[str, Any]) -> bool:
+    closes_in = hours.get("closes_in_s")
+    return bool(hours.get("open") and hours.get("reopens_at") and closes_in is not None
+                and closes_in <= CLOSING_SOON_S)
 
 
 def _opening_words(hours: Mapping[str, Any], strings: Mapping[str, Any], now: dt.datetime | None) -> dict[str, str]:

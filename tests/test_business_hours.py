@@ -71,7 +71,7 @@ def test_holidays_are_closed_all_day():
     assert next_opening(BERLIN, at(2026, 12, 24, 17, 0)) == at(2026, 12, 28, 8, 0)
     state = status(BERLIN, christmas_noon)
     assert state == {"calendar": "test", "timezone": "Europe/Berlin", "open": False,
-                     "next_opening": "2026-12-28T09:00:00+01:00", "closes_in_s": None}
+                     "next_opening": "2026-12-28T09:00:00+01:00", "closes_in_s": None, "reopens_at": None}
 
 
 def test_open_status_has_no_next_opening():
@@ -101,6 +101,29 @@ def test_no_wait_is_promised_past_closing_time():
     assert not before_closing["out_of_hours"] and expected_wait(before_closing, routing) is None
     morning = assign(packet, routing, now=at(2026, 11, 27, 8, 0))
     assert expected_wait(morning, routing) == 1800
+
+
+def test_a_handoff_just_before_closing_is_told_when_the_team_closes_and_reopens():
+    # 17:58 on a Friday, no wait quoted (it would run past closing): "someone will reply as soon as
+    # they're free" — the reply came Monday at 09:00.
+    routing = compile_routing({"version": 1, "default": {"team": "billing", "expected_wait_seconds": 1800},
+                               "calendars": {"office": {"timezone": "Europe/Paris", "hours": {"mon-fri": "09:00-18:00"}}},
+                               "teams": {"billing": {"calendar": "office"}}, "rules": [{"name": "default"}]})
+    packet = full_packet()
+    packet.pop("routing")
+    messages = load_mappings(str(FIXTURES.parents[1] / "mappings"), "/", []).messages  # the shipped ones
+    friday = at(2026, 11, 27, 16, 58)  # 17:58 in Paris
+    late = assign(packet, routing, now=friday)
+    assert late["business_hours"]["reopens_at"] == "2026-11-30T09:00:00+01:00"
+    text = compose(packet, late, expected_wait(late, routing), messages, now=friday)["text"]
+    assert ("We close at 18:00 (Europe/Paris); if nobody has replied by then, we'll reply when we open again at "
+            "09:00 Monday.") in text
+    packet["conversation"]["language"] = "de"
+    german = compose(packet, late, None, messages, now=friday)["text"]
+    assert "Wir schließen um 18:00 Uhr (Europe/Paris)" in german and "Montag ab 09:00 Uhr" in german
+    # An hour and more before closing it is not said: the usual message.
+    earlier = assign(packet, routing, now=at(2026, 11, 27, 14, 0))
+    assert "close" not in compose(packet, earlier, None, messages, now=at(2026, 11, 27, 14, 0))["text"].lower()
 
 
 def test_day_ranges_wrap_and_lists_allow_breaks():
