@@ -152,19 +152,25 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     problem = redact_text(words, ECHOED_SECRETS)[0].rstrip(".")
     hours = assignment.get("business_hours") or {}
     quoted_wait = False
+    # What is said when no wait is: when the team closes and reopens, within the hour before it
+    # closes (a locale with `closing`); else that someone will reply as soon as they can.
+    if _closing_soon(hours) and strings.get("closing"):
+        # `closes_in_s` is whole seconds from a `now` that is not: the closing, always on a minute,
+        # is the next whole minute (17:59:59.5 said "17:59").
+        at = (now or dt.datetime.now(dt.UTC)) + dt.timedelta(seconds=hours["closes_in_s"] + 59)
+        closes = at.astimezone(ZoneInfo(hours["timezone"])).replace(second=0, microsecond=0).strftime("%H:%M")
+        words = _opening_words({**hours, "next_opening": hours["reopens_at"]}, strings, now)
+        no_wait = _render(strings["closing"], f"{where}.closing", "closing", closes=closes, **words)
+    else:
+        no_wait = _render(strings["no_wait"], f"{where}.no_wait", "no_wait")
     if assignment.get("out_of_hours") and hours.get("next_opening"):
         expectation = _render(strings["closed"], f"{where}.closed", "closed", **_opening_words(hours, strings, now))
     elif wait_seconds is not None:
         quoted_wait = True
         minutes = max(1, round(wait_seconds / 60))
         expectation = _render(strings["wait"], f"{where}.wait", "wait", minutes=minutes)
-    elif _closing_soon(hours) and strings.get("closing"):
-        closes = (now or dt.datetime.now(dt.UTC)) + dt.timedelta(seconds=hours["closes_in_s"])
-        words = _opening_words({**hours, "next_opening": hours["reopens_at"]}, strings, now)
-        expectation = _render(strings["closing"], f"{where}.closing", "closing",
-                              closes=closes.astimezone(ZoneInfo(hours["timezone"])).strftime("%H:%M"), **words)
     else:
-        expectation = _render(strings["no_wait"], f"{where}.no_wait", "no_wait")
+        expectation = no_wait
     variant = assignment.get("customer_message_template")
     key, template = ("template", strings["template"])
     if variant and variant in (strings.get("variants") or {}):
@@ -179,7 +185,7 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     if quoted_wait:
         # What the answer shows instead while no target has the handoff and attempts are failing
         # (`answers.shown_message`): a wait counted from now would be a promise nobody can keep yet.
-        composed["if_delayed"] = whole(render(strings["no_wait"], f"{where}.no_wait"))
+        composed["if_delayed"] = whole(no_wait)
     return {**composed, **_apology(config, locale, assignment, problem)}
 
 

@@ -121,6 +121,17 @@ def test_a_handoff_just_before_closing_is_told_when_the_team_closes_and_reopens(
     packet["conversation"]["language"] = "de"
     german = compose(packet, late, None, messages, now=friday)["text"]
     assert "Wir schließen um 18:00 Uhr (Europe/Paris)" in german and "Montag ab 09:00 Uhr" in german
+    # A real clock's `now` has microseconds: the closing is still said on its minute, not "17:59".
+    ticking = friday + dt.timedelta(microseconds=500_000)
+    assert "We close at 18:00 (Europe/Paris)" in compose(packet | {"conversation": {**packet["conversation"],
+                                                                                     "language": "en"}},
+                                                         assign(packet, routing, now=ticking), None, messages,
+                                                         now=ticking)["text"]
+    # A wait that fits before closing is quoted; what replaces it should no one have the handoff yet
+    # (`if_delayed`) says when the team closes, not "as soon as they're free".
+    quoted = compose(packet, assign(packet, routing, now=at(2026, 11, 27, 16, 0)), 600, messages,
+                     now=at(2026, 11, 27, 16, 0))
+    assert "Wir schließen um 18:00 Uhr" in quoted["if_delayed"] and "Wir schließen" not in quoted["text"]
     # An hour and more before closing it is not said: the usual message.
     earlier = assign(packet, routing, now=at(2026, 11, 27, 14, 0))
     assert "close" not in compose(packet, earlier, None, messages, now=at(2026, 11, 27, 14, 0))["text"].lower()
