@@ -117,8 +117,8 @@ class Sent:
     # Seconds the vendor's quota headers ask us to hold this target (its per-minute allowance is
     # nearly spent): the outbox pauses the target as for a 429, but before any call is refused.
     slow_down_s: float | None = None
-    # What the vendor refused once the ticket was up (a Slack thread reply): added to the
-    # receipt's `dropped`, so a delivery that lost part of the context says so.
+    # What the vendor refused once the ticket was up (a Slack thread reply, a Salesforce case
+    # comment): added to the receipt's `dropped`, so a delivery that lost part of the context says so.
     dropped: tuple[Mapping[str, str], ...] = ()
 
 

@@ -326,8 +326,8 @@ class SalesforceAdapter(Adapter):
         refused: list[dict[str, str]] = []
         for record in payload.get(key) or []:
             text = record[body]
-            note = _refused_note(text)
             head = text.split("\n", 1)[0]
+            note = _refused_note(head)
             found = next((b for b in (text, note) if present[b] > 0), None)
             if found is not None:
                 present[found] -= 1
@@ -454,10 +454,10 @@ def _refused(head: str, why: str) -> dict[str, str]:
                       "Salesforce took one"}
 
 
-def _refused_note(body: str) -> str:
-    """What stands in for a comment Salesforce refused: its header (so it sorts in its place, and a
-    resumed attempt knows the part was dealt with), then why the text is not there."""
-    return f"{body.split(chr(10), 1)[0]}\n(Salesforce refused this part; the connector keeps it whole.)"
+def _refused_note(head: str) -> str:
+    """What stands in for a comment Salesforce refused: its header line `head` (so it sorts in its
+    place, and a resumed attempt knows the part was dealt with), then why the text is not there."""
+    return f"{head}\n(Salesforce refused this part; the connector keeps it whole.)"
 
 
 def _header(label: str, kind: str, number: int, total: int) -> str:

@@ -359,9 +359,9 @@ class Sender:
                 return due.body
             deliveries = session.execute(select(*answers.DELIVERY_COLUMNS)
                                          .where(Delivery.handoff_id == due.handoff_id)).all()
-            taken = session.scalars(select(Assignment.id).where(Assignment.handoff_id == due.handoff_id)).first()
             later = answers.reached_later(session, [handoff]).get(handoff.id, [])
-            shown = answers.render(handoff, deliveries, reached_later=later, assigned=taken is not None)
+            shown = answers.render(handoff, deliveries, reached_later=later,
+                                   assigned=handoff.id in answers.taken(session, [handoff]))
         return {**due.body, "estimated_wait_seconds": shown["estimated_wait_seconds"],
                 "message": (shown["customer_message"] or {}).get("text")}
 
