@@ -125,12 +125,29 @@ class MessagesSchema(Schema):
 
 
 def pick_locale(language: str | None, available: Mapping[str, Any], default: str) -> str:
+    return _matching_locale(language, available) or default
+
+
+def _matching_locale(language: str | None, available: Mapping[str, Any]) -> str | None:
     if language:
         tag = language.replace("_", "-")
         for candidate in (tag, tag.split("-")[0].lower()):
             if candidate in available:
                 return candidate
-    return default
+    return None
+
+
+def language_warnings(packet: Mapping[str, Any], messages: Mapping[str, Any]) -> list[str]:
+    """A language with no messages of its own gets the default locale's: the answer's `locale`
+    says which, but a bot that only shows `text` would put English before a customer who wrote in
+    Portuguese without anyone having said so."""
+    language = (packet.get("conversation") or {}).get("language")
+    config = messages if messages.get("locales") else FALLBACK
+    if not language or _matching_locale(language, config["locales"]) is not None:
+        return []
+    default = config.get("default_locale", "en")
+    return [f"conversation.language: no customer messages for {language!r} (mappings/messages.yaml has "
+            f"{', '.join(sorted(config['locales']))}); the message is in {default!r}"]
 
 
 _DOUBLED_STOP = re.compile(r"([?!…])\.(?=\s|$)")

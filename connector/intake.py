@@ -23,7 +23,7 @@ from ulid import ULID
 
 from adapters import registry
 
-from . import answers, assignments, callback_http, callbacks
+from . import answers, assignments, callback_http, callbacks, customer_message
 from .auth import Caller, check_bot
 from .decision import decide
 from .errors import Conflict, MalformedRequest, ServiceUnavailable, UnsupportedMediaType, ValidationFailed
@@ -245,7 +245,8 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
 def _warned(answer: Answer, packet: dict[str, Any], services: Services) -> Answer:
     """The answer, with `warnings` when part of what the bot asked for will not happen (`callbacks.warnings_for`)."""
     targets = [ticket["target"] for ticket in answer.body.get("tickets") or []]
-    said = callbacks.warnings_for(packet, services.settings) + _unused_vendor_extra(packet, targets)
+    said = (callbacks.warnings_for(packet, services.settings) + _unused_vendor_extra(packet, targets)
+            + customer_message.language_warnings(packet, services.mappings.messages))
     if said:
         answer.body["warnings"] = said
     return answer

@@ -389,6 +389,19 @@ def test_vendor_extra_for_no_target_of_the_handoff_is_said_to_go_nowhere(make_ap
     assert "warnings" not in post(alone, minimal_packet(vendor_extra={"broken": {}})).get_json()
 
 
+def test_a_language_with_no_messages_of_its_own_is_said_to_fall_back(make_app):
+    # pt-BR got the English message with `locale: en` and nothing else said: a bot showing only
+    # `text` put English before a customer who wrote in Portuguese.
+    client = make_app().test_client()
+    body = post(client, minimal_packet(conversation={"id": "c-pt", "language": "pt-BR"})).get_json()
+    assert body["customer_message"]["locale"] == "en"
+    assert body["warnings"] == ["conversation.language: no customer messages for 'pt-BR' (mappings/messages.yaml "
+                                "has de, en, es, fr); the message is in 'en'"]
+    for language in ("es-MX", "FR", "de_AT", None):  # a region or case of a locale there: no warning
+        said = post(client, minimal_packet(conversation={"id": f"c-{language}", "language": language}))
+        assert "warnings" not in said.get_json(), language
+
+
 def test_once_an_agent_has_it_a_retried_request_quotes_no_wait_as_a_read_does(make_app, tmp_path):
     # The replay of a key quoted the wait the GET had cleared, and both kept "about 5 minutes"
     # in the message shown to a customer who already had an agent.
