@@ -10,7 +10,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import wait
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from ulid import ULID
 
 from adapters import registry
+from adapters.errors import RETRY_AFTER_MAX_S
 
 from . import answers, assignments, callback_http, callbacks, customer_message
 from .auth import Caller, check_bot
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 class Answer:
     status: int
     body: dict[str, Any]
+    poll_after_s: int | None = None  # a 202's Retry-After, when longer than the sync budget (`_poll_after`)
 
 
 def parse_json(raw: bytes, content_type: str | None, max_depth: int, what: str = "packet") -> Any:
@@ -279,13 +281,26 @@ def deliver_and_answer(services: Services, stored: Stored, render: Render, claim
         futures = [services.submit(d.id, reserved=True) for d in handoff.deliveries[:free]]
     budget_s = services.settings.sync_budget_ms / 1000
     finished, _ = wait(futures, timeout=budget_s if deadline is None else max(0.0, deadline - time.monotonic()))
-    body, status = _answer(services, handoff, [future.result() for future in finished], render)
+    body, status, rows = _answer(services, handoff, [future.result() for future in finished], render)
     log.info("handoff answered", extra={"status": body["status"], "http_status": status})
-    return Answer(status, body)
+    return Answer(status, body, _poll_after(rows, budget_s) if status == 202 else None)
+
+
+def _poll_after(rows: Iterable[Any], budget_s: float) -> int | None:
+    """Seconds before a read of a 202 can find a target further on, when every target still going
+    waits longer than the sync budget — paused by its vendor (a Retry-After, a spent per-minute
+    allowance) or backing off after a failure: the budget's few seconds sent a bot polling all
+    through a pause of minutes. None (the budget) when any may move sooner, or is not known to."""
+    dues = [getattr(row, "next_attempt_at", None) for row in rows if row.state == "pending"]
+    if not dues or None in dues:
+        return None
+    left = min(dues) - utcnow()
+    seconds = math.ceil(min(left.total_seconds(), RETRY_AFTER_MAX_S))
+    return seconds if seconds > budget_s else None
 
 
 def _answer(services: Services, handoff: Handoff, attempted: list[Attempted | None],
-            render: Render) -> tuple[dict[str, Any], int]:
+            render: Render) -> tuple[dict[str, Any], int, list[Any]]:
     """201 when every target finished within the budget, else 202. What the request committed is
     in memory, and each finished attempt says what it wrote; only an attempt that did not run
     (its target paused meanwhile, another handoff of the conversation creating the ticket) makes
@@ -293,7 +308,7 @@ def _answer(services: Services, handoff: Handoff, attempted: list[Attempted | No
     if None not in attempted:
         ended = {a.target: a for a in attempted if a is not None}
         rows = [ended.get(d.target, d) for d in handoff.deliveries]
-        return render(handoff, rows), 201 if answers.all_finished(rows) else 202
+        return render(handoff, rows), 201 if answers.all_finished(rows) else 202, rows
     try:
         with services.db.reading() as session:
             rows = session.execute(
@@ -304,8 +319,8 @@ def _answer(services: Services, handoff: Handoff, attempted: list[Attempted | No
         # is certain — accepted, pending — rather than a 500 the bot would retry as a failure.
         log.warning("could not read the handoff back; answering from what was stored",
                     extra={"error": type(err).__name__})
-        return render(handoff), 202
-    return render(handoff, rows), 201 if answers.all_finished(rows) else 202
+        return render(handoff), 202, []
+    return render(handoff, rows), 201 if answers.all_finished(rows) else 202, rows
 
 
 def find_repeat(services: Services, bot_id: str, key: str, message_id: str | None) -> Handoff | None:

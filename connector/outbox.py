@@ -139,10 +139,12 @@ class Attempted:
     attempts: int
     last_error: str | None
     receipt: dict[str, Any] | None
+    next_attempt_at: dt.datetime | None = None  # when still pending: not tried again before then
 
     @classmethod
     def of(cls, row: Delivery) -> Attempted:
-        return cls(row.target, row.state, row.vendor_id, row.url, row.attempts, row.last_error, row.receipt)
+        return cls(row.target, row.state, row.vendor_id, row.url, row.attempts, row.last_error, row.receipt,
+                   row.next_attempt_at)
 
 
 @dataclass

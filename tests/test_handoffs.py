@@ -248,6 +248,9 @@ def test_transient_failure_answers_202_and_retries(make_app, test_targets):
     assert attempted is not None and attempted.state == "created"
     final = client.get(body["links"]["self"], headers=auth()).get_json()
     assert final["status"] == "delivered" and final["tickets"][0]["attempts"] == 2
+    # A backoff longer than the budget: the next read that can find it further on is after it.
+    slow_retry = post(make_app(targets=("flaky",), retry_base_s=60).test_client(), minimal_packet())
+    assert slow_retry.status_code == 202 and 59 <= int(slow_retry.headers["Retry-After"]) <= 121
 
 
 def test_where_an_unanswered_request_went_is_kept_for_every_lookup_until_one_resolves_it(make_app, monkeypatch):

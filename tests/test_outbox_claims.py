@@ -178,6 +178,9 @@ def test_a_vendor_saying_its_allowance_is_nearly_spent_pauses_the_target_before_
     packet["conversation"]["id"] = "the-next-one"
     second = post(client, packet)
     assert second.status_code == 202  # held until the window resets, not sent into a 429
+    # A read before then finds it still held: the bot is told to come back then, not after the
+    # sync budget's 5 s, six times over.
+    assert 25 <= int(second.headers["Retry-After"]) <= 30
     assert [d.lease_owner for d in deliveries(services)][-1] is None
 
 
@@ -194,6 +197,7 @@ def test_a_request_leaves_what_no_free_thread_can_run_to_the_loop_instead_of_que
     started = time.monotonic()
     waiting = post(client, packet)
     assert waiting.status_code == 202 and time.monotonic() - started < 0.09  # no budget spent waiting
+    assert waiting.headers["Retry-After"] == "1"  # due now, waiting for a thread: the budget's second
     first, second = deliveries(services)
     assert first.lease_owner is not None and second.lease_owner is None  # left for the loop
     assert services.executor._work_queue.qsize() == 0  # nothing queued on the pool

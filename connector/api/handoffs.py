@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from .. import answers, follow_ups
 from ..auth import authenticate_bot
 from ..errors import NotFound, ValidationFailed
-from ..intake import accept
+from ..intake import Answer, accept
 from ..models import Assignment, Callback, Handoff
 from ..services import current_services
 
@@ -24,14 +24,15 @@ def _json(body: dict, status: int) -> Response:
     return response
 
 
-def _answered(body: dict, status: int, budget_ms: int) -> Response:
+def _answered(answer: Answer, budget_ms: int) -> Response:
     """A fresh answer (201/202) names where to read it again; a 202 also says when: a bot polling
-    sooner than its own wait (the sync budget) would only find the same targets still going."""
-    response = _json(body, status)
-    if status in (201, 202):
-        response.headers["Location"] = body["links"]["self"]
-    if status == 202:
-        response.headers["Retry-After"] = str(max(1, math.ceil(budget_ms / 1000)))
+    sooner than its own wait (the sync budget), or than a paused target's next try, would only find
+    the same targets still going."""
+    response = _json(answer.body, answer.status)
+    if answer.status in (201, 202):
+        response.headers["Location"] = answer.body["links"]["self"]
+    if answer.status == 202:
+        response.headers["Retry-After"] = str(answer.poll_after_s or max(1, math.ceil(budget_ms / 1000)))
     return response
 
 
@@ -59,7 +60,7 @@ def create_handoff() -> Response:
         201: {description: "Every target finished: has the handoff, or gave up on it (`status` says which: `failed` when none has it; the customer message is then an apology)", content: {application/json: {schema: HandoffResponse}},
               headers: {Location: {description: "Where to read this answer again", schema: {type: string}}}}
         202: {description: Some targets are still being delivered, content: {application/json: {schema: HandoffResponse}},
-              headers: {Location: {description: "Where to read this answer again", schema: {type: string}}, Retry-After: {description: "Seconds until reading it again may find more finished (the sync budget, at least 1)", schema: {type: integer}}}}
+              headers: {Location: {description: "Where to read this answer again", schema: {type: string}}, Retry-After: {description: "Seconds until reading it again may find more finished (the sync budget, at least 1; longer when every target still going waits longer: paused, backing off)", schema: {type: integer}}}}
         400: {$ref: "#/components/responses/Problem"}
         401: {$ref: "#/components/responses/Problem"}
         403: {$ref: "#/components/responses/Problem"}
@@ -89,7 +90,7 @@ def create_handoff() -> Response:
     caller = authenticate_bot(request, services.settings)
     answer = accept(services, caller, request.get_data(), request.content_type,
                     request.headers.get("Idempotency-Key"))
-    return _answered(answer.body, answer.status, services.settings.sync_budget_ms)
+    return _answered(answer, services.settings.sync_budget_ms)
 
 
 @bp.get("/<handoff_id>")
@@ -149,7 +150,7 @@ def add_messages(handoff_id: str) -> Response:
         201: {description: "Every target finished: has them, or gave up (`status` says which)", content: {application/json: {schema: MessagesResponse}},
               headers: {Location: {description: "Where to read this answer again", schema: {type: string}}}}
         202: {description: Some targets are still being given them, content: {application/json: {schema: MessagesResponse}},
-              headers: {Location: {description: "Where to read this answer again", schema: {type: string}}, Retry-After: {description: "Seconds until reading it again may find more finished (the sync budget, at least 1)", schema: {type: integer}}}}
+              headers: {Location: {description: "Where to read this answer again", schema: {type: string}}, Retry-After: {description: "Seconds until reading it again may find more finished (the sync budget, at least 1; longer when every target still going waits longer: paused, backing off)", schema: {type: integer}}}}
         400: {$ref: "#/components/responses/Problem"}
         401: {$ref: "#/components/responses/Problem"}
         404: {$ref: "#/components/responses/Problem"}
@@ -166,7 +167,7 @@ def add_messages(handoff_id: str) -> Response:
         session.expunge_all()  # its rows are read after the session: they must be loaded now
     answer = follow_ups.accept(services, handoff, caller.message_id, request.get_data(), request.content_type,
                                request.headers.get("Idempotency-Key"))
-    return _answered(answer.body, answer.status, services.settings.sync_budget_ms)
+    return _answered(answer, services.settings.sync_budget_ms)
 
 
 @bp.get("/<handoff_id>/messages")
