@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from .call_deadline import WatchedAdapter
+
 
 def honour_ssl_cert_file(session: requests.Session, environ: Mapping[str, str] | None = None) -> None:
     """The contract promises `SSL_CERT_FILE` for outbound HTTPS, and requests reads only
@@ -33,10 +35,14 @@ class SettledEnvironmentSession(requests.Session):
     requests' own path.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, **adapter: Any) -> None:
         super().__init__()
         self._environment: dict[tuple[Any, ...], dict[str, Any]] = {}
         honour_ssl_cert_file(self)
+        # Every call with a deadline for the whole of it and a cap on its answer (`call_deadline`);
+        # `adapter`: more for the adapter (Zendesk's `max_retries`).
+        for prefix in ("https://", "http://"):
+            self.mount(prefix, WatchedAdapter(**adapter))
 
     def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
                                    cert: Any) -> dict[str, Any]:

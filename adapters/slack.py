@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import logging
 import os
 import re
@@ -23,7 +24,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
-from urllib.error import URLError
+from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
@@ -34,6 +35,7 @@ from connector.errors import ConfigError, MappingProblem
 from connector.schemas.packet import URGENCIES
 from connector.settings import Settings
 
+from . import call_deadline
 from . import slack_blocks as kit
 from .base import Adapter, HandoffContext, Sent, created_at, deep_merge
 from .errors import (
@@ -432,9 +434,38 @@ class _SlackClient(WebClient):
     def _perform_urllib_http_request_internal(self, url: str, req: urllib.request.Request) -> dict[str, Any]:
         if not url.lower().startswith(("http://", "https://")):  # urllib also opens file:// and ftp://
             raise SlackRequestError(f"Invalid URL detected: {url}")
-        with self._opener.open(req, timeout=self.timeout) as resp:
-            charset = resp.headers.get_content_charset() or "utf-8"
-            return {"status": resp.code, "headers": resp.headers, "body": resp.read().decode(charset, "replace")}
+        # As for every vendor call (`call_deadline`): a deadline for the whole call, twice the
+        # per-step timeout, and a cap on the answer — an error's body included, read here
+        # rather than by the library after the deadline is over.
+        with call_deadline.deadline(2.0 * self.timeout) as watch:
+            try:
+                with self._opener.open(req, timeout=self.timeout) as resp:
+                    body = _capped(resp).decode(resp.headers.get_content_charset() or "utf-8", "replace")
+                if watch.expired:  # cut mid-answer: what came may still parse
+                    raise TimeoutError(f"no whole answer within {2.0 * self.timeout:g} s (cut off)")
+                return {"status": resp.code, "headers": resp.headers, "body": body}
+            except HTTPError as err:
+                with err:
+                    raise HTTPError(err.url, err.code, err.msg, err.headers, io.BytesIO(_capped(err))) from None
+            except (OSError, http.client.HTTPException) as err:
+                if watch.expired and not isinstance(err, URLError):  # URLError: nothing was sent
+                    raise TimeoutError(f"no whole answer within {2.0 * self.timeout:g} s (cut off)") from err
+                raise
+
+
+def _capped(answer: Any) -> bytes:
+    body = answer.read(call_deadline.MAX_ANSWER_BYTES + 1)
+    if len(body) > call_deadline.MAX_ANSWER_BYTES:
+        raise http.client.HTTPException(f"an answer over {call_deadline.MAX_ANSWER_BYTES} bytes; not read")
+    return body
+
+
+class _WatchedHTTPHandler(call_deadline.WatchedHandlerMixin, urllib.request.HTTPHandler):
+    pass
+
+
+class _WatchedHTTPSHandler(call_deadline.WatchedHandlerMixin, urllib.request.HTTPSHandler):
+    pass
 
 
 def _make_client(token: str, base_url: str, timeout: int, environ: Mapping[str, str]) -> WebClient:
@@ -453,7 +484,7 @@ def _make_client(token: str, base_url: str, timeout: int, environ: Mapping[str, 
         raise ConfigError(str(variable), f"cannot load the CA bundle: {err}") from None
     handlers: list[urllib.request.BaseHandler] = [
         _NoRedirects(), urllib.request.ProxyHandler({"http": proxy, "https": proxy} if proxy else {}),
-        urllib.request.HTTPSHandler(context=context) if context else urllib.request.HTTPSHandler()]
+        _WatchedHTTPHandler(), _WatchedHTTPSHandler(context=context) if context else _WatchedHTTPSHandler()]
     client = _SlackClient(
         opener=urllib.request.build_opener(*handlers),
         token=token, base_url=base_url, timeout=timeout, ssl=context,

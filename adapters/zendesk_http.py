@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
@@ -37,15 +36,13 @@ class ZendeskSession(SettledEnvironmentSession):
     * Transport retries are off (`total=0, read=False`): zenpy's default adapter replays PUT on 503
       and a comment could land twice. A read timeout surfaces as `ReadTimeout`, never retried here.
     * `trust_env` stays on, so REQUESTS_CA_BUNDLE, SSL_CERT_FILE and proxy variables apply (read
-      once per origin: `SettledEnvironmentSession`).
+      once per origin: `SettledEnvironmentSession`), as do its deadline for a whole call and its
+      cap on an answer's size (`call_deadline`).
     """
 
     def __init__(self, origin: str):
-        super().__init__()
+        super().__init__(max_retries=Retry(total=0, read=False))
         self.origin = origin  # https://{subdomain}.zendesk.com, or ZENDESK_BASE_URL
-        no_retries = HTTPAdapter(max_retries=Retry(total=0, read=False))
-        self.mount("https://", no_retries)
-        self.mount("http://", no_retries)
         self.hooks["response"].append(_raise_for_status)
 
 

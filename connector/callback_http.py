@@ -14,28 +14,23 @@ Unless `CONNECTOR_CALLBACK_ALLOW_PRIVATE` is on (development, tests), a callback
 Redirects are not followed (the sender says so as the error): a public URL must not forward the
 signed body elsewhere.
 
-A send has a deadline for the whole of it (`deadline`): the per-step timeouts bound each connect
-and each read, but a bot that drips its answer a byte at a time, each within the read timeout,
-would otherwise hold a callback thread (shared by every bot) for as long as it liked. When the
-time is up, the sockets the send is using are shut down, which ends whatever step is blocked.
+A send has a deadline for the whole of it (`adapters.call_deadline`, as every vendor call does):
+the per-step timeouts bound each connect and each read, but a bot that drips its answer a byte at
+a time, each within the read timeout, would otherwise hold a callback thread (shared by every
+bot) for as long as it liked. When the time is up, the sockets the send is using are shut down,
+which ends whatever step is blocked.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import socket
-import threading
-from collections.abc import Callable, Iterator
 from http.cookiejar import DefaultCookiePolicy
-from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from adapters.call_deadline import WatchedAdapter, watched_pools
 from adapters.http_session import honour_ssl_cert_file
 
 ALLOW_VARIABLE = "CONNECTOR_CALLBACK_ALLOW_PRIVATE"
@@ -117,77 +112,12 @@ def check_url(url: str, allow_private: bool) -> None:
         raise Refused(f"{host} resolves to {', '.join(private)}, not a public address ({ALLOW_VARIABLE})")
 
 
-class _Send(threading.local):
-    track: Callable[[socket.socket], None] | None = None  # the current thread's send, while it runs
-
-
-_send = _Send()
-
-
-@contextlib.contextmanager
-def deadline(seconds: float) -> Iterator[threading.Event]:
-    """Run one send on this thread with a deadline; the event is set if it was cut off.
-
-    Each connection the send opens is watched through a descriptor of its own (`socket.dup`:
-    the same connection, whoever owns the original — TLS takes it over at once). When `seconds`
-    have passed, a timer shuts the connection down through that descriptor: the blocked step, TLS
-    handshake included, raises (a connection error to requests), so the thread is free again. The
-    descriptors are ours until the send ends, so a shutdown can never reach another connection
-    that reused a number.
-    """
-    watched: list[socket.socket] = []
-    expired = threading.Event()
-    lock = threading.Lock()
-    over = False
-
-    def cut() -> None:
-        with lock:
-            if over:
-                return
-            expired.set()
-            for watch in watched:
-                with contextlib.suppress(OSError):
-                    watch.shutdown(socket.SHUT_RDWR)
-
-    def track(watch: socket.socket) -> None:
-        with lock:
-            watched.append(watch)
-            if expired.is_set():  # connected just as time ran out
-                with contextlib.suppress(OSError):
-                    watch.shutdown(socket.SHUT_RDWR)
-
-    timer = threading.Timer(seconds, cut)
-    timer.daemon = True
-    _send.track = track
-    timer.start()
-    try:
-        yield expired
-    finally:
-        timer.cancel()
-        _send.track = None
-        with lock:  # a `cut` already running finishes first; none starts after
-            over = True
-            for watch in watched:
-                watch.close()
-
-
-class _Tracked:
-    """Puts each connection a send opens under the send's `deadline`. Connections are never
-    reused: the sender closes every answer unread, which closes its connection (a test holds to
-    that), so every send's connections are new ones."""
+class _Guarded:
+    """Mixed into the connections: checks the peer of each new direct connection before anything
+    is sent on it."""
 
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()  # type: ignore[misc]
-        if _send.track is not None:
-            _send.track(sock.dup())
-        return sock
-
-
-class _Guarded(_Tracked):
-    """Checks the peer of each new direct connection before anything is sent on it."""
-
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
         peer = sock.getpeername()[0]
         if not is_public(peer):
             sock.close()
@@ -195,25 +125,7 @@ class _Guarded(_Tracked):
         return sock
 
 
-def _pools(kind: type) -> dict[str, type]:
-    """Connection pools, by scheme, whose connections mix in `kind` (`_Tracked` or `_Guarded`)."""
-    return {scheme: type(f"{kind.__name__.strip('_')}{pool.__name__}", (pool,),
-                         {"ConnectionCls": type(f"{kind.__name__.strip('_')}{conn.__name__}", (kind, conn), {})})
-            for scheme, pool, conn in (("http", HTTPConnectionPool, HTTPConnection),
-                                       ("https", HTTPSConnectionPool, HTTPSConnection))}
-
-
-_POOLS = {True: _pools(_Tracked), False: _pools(_Guarded)}  # by `allow_private`
-
-
-class _Adapter(HTTPAdapter):
-    def __init__(self, pools: dict[str, type]):
-        self._pools = pools
-        super().__init__()
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = self._pools
+_POOLS = {True: watched_pools(), False: watched_pools(_Guarded)}  # by `allow_private`
 
 
 def session(allow_private: bool) -> requests.Session:
@@ -226,5 +138,6 @@ def session(allow_private: bool) -> requests.Session:
     http.headers["User-Agent"] = "handoff-connector/1 (status callbacks)"
     honour_ssl_cert_file(http)
     for prefix in ("http://", "https://"):
-        http.mount(prefix, _Adapter(_POOLS[allow_private]))
+        # The answer is never read: only its status and headers, within the send's deadline.
+        http.mount(prefix, WatchedAdapter(read_answer=False, pools=_POOLS[allow_private]))
     return http

@@ -48,6 +48,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 from urllib3.exceptions import MaxRetryError
 
+from adapters.call_deadline import CutOff
+
 from . import answers, callback_http, driver_cursor, metrics, vendor_signatures
 from .backoff import backoff_seconds
 from .db import Database
@@ -297,29 +299,28 @@ class Sender:
         }
         timeout = self.settings.callback_timeout_s
         # Each step has `timeout`; the whole send has twice that (connecting, then the answer's
-        # status and headers), so a bot dripping its answer frees the thread all the same.
-        with callback_http.deadline(2 * timeout) as cut_off:
-            try:
-                callback_http.check_url(due.url, self.settings.callback_allow_private)
-                # The body is never read (`stream`, closed at once): a bot's answer is its status.
-                with self.http.post(due.url, data=payload.encode("utf-8"), headers=headers,
-                                    timeout=(timeout, timeout), allow_redirects=False, stream=True) as response:
-                    status, retry_after = response.status_code, response.headers.get("Retry-After")
-            except (callback_http.Refused, requests.RequestException) as err:
-                if isinstance(err, callback_http.Refused):
-                    log.warning("status callback refused", extra={"handoff_id": due.handoff_id, "reason": str(err)})
-                else:  # the bot is told less (below); whoever runs the connector needs the cause
-                    log.warning("status callback not sent", extra={"handoff_id": due.handoff_id,
-                                                                   "host": urlsplit(due.url).hostname,
-                                                                   "cause": _cause(err)})
-                if cut_off.is_set():
-                    return self._retry(due, f"the bot took longer than {2 * timeout:g} s to answer (cut off)", None)
-                # A refused address, a connection refused or timed out: all read alike to the bot,
-                # which learns nothing of our network from them. Past the connection (a read
-                # timeout) it may.
-                unreachable = isinstance(err, (callback_http.Refused, requests.ConnectionError))
-                error = "could not reach the callback URL" + ("" if unreachable else f" ({type(err).__name__})")
-                return self._retry(due, error, None)
+        # status and headers: `call_deadline`), so a bot dripping its answer frees the thread all the same.
+        try:
+            callback_http.check_url(due.url, self.settings.callback_allow_private)
+            # The body is never read (`stream`, closed at once): a bot's answer is its status.
+            with self.http.post(due.url, data=payload.encode("utf-8"), headers=headers,
+                                timeout=(timeout, timeout), allow_redirects=False, stream=True) as response:
+                status, retry_after = response.status_code, response.headers.get("Retry-After")
+        except (callback_http.Refused, requests.RequestException) as err:
+            if isinstance(err, callback_http.Refused):
+                log.warning("status callback refused", extra={"handoff_id": due.handoff_id, "reason": str(err)})
+            else:  # the bot is told less (below); whoever runs the connector needs the cause
+                log.warning("status callback not sent", extra={"handoff_id": due.handoff_id,
+                                                               "host": urlsplit(due.url).hostname,
+                                                               "cause": _cause(err)})
+            if isinstance(err, CutOff):
+                return self._retry(due, f"the bot took longer than {2 * timeout:g} s to answer (cut off)", None)
+            # A refused address, a connection refused or timed out: all read alike to the bot,
+            # which learns nothing of our network from them. Past the connection (a read
+            # timeout) it may.
+            unreachable = isinstance(err, (callback_http.Refused, requests.ConnectionError))
+            error = "could not reach the callback URL" + ("" if unreachable else f" ({type(err).__name__})")
+            return self._retry(due, error, None)
         if 200 <= status < 300:
             return "sent", None, None
         answered = f"the bot answered {status}"
