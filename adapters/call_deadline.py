@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import logging
 import os
 import socket
 import threading
@@ -35,6 +36,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+log = logging.getLogger(__name__)
 
 TICK_S = 0.25  # how late past its deadline a call may be cut
 # A vendor's answer larger than this is not read (nor kept): Zendesk's and Salesforce's pages of
@@ -82,7 +85,8 @@ class _Watchdog:
             if not self.running:
                 try:
                     threading.Thread(target=self._run, name="call-deadlines", daemon=True).start()
-                except RuntimeError:  # the interpreter shutting down: the per-step timeouts still hold
+                except RuntimeError as err:  # shutting down, or out of threads: the per-step timeouts still hold
+                    log.warning("calls have no whole-call deadline: the watchdog thread did not start (%s)", err)
                     return
                 self.running = True
 
@@ -100,9 +104,14 @@ class _Watchdog:
             return
         try:
             # Not `sock.dup()`: an SSLSocket refuses to be duplicated; its descriptor does not.
-            watched = socket.socket(fileno=os.dup(sock.fileno()))
+            descriptor = os.dup(sock.fileno())
         except OSError:  # closed meanwhile: nothing to cut
             return
+        try:
+            watched = socket.socket(fileno=descriptor)
+        except BaseException:
+            os.close(descriptor)
+            raise
         with self.lock:
             old = current._watched.pop(id(key), None)
             if old is not None:
@@ -139,6 +148,11 @@ def _shut(watched: socket.socket) -> None:
 
 
 _dog = _Watchdog()
+
+
+def current() -> Watch | None:
+    """The watch of the call this thread is making, if any."""
+    return getattr(_dog.local, "watch", None)
 
 
 @contextlib.contextmanager
@@ -211,9 +225,12 @@ class WatchedAdapter(HTTPAdapter):
     (decoded: a small gzip that inflates to gigabytes is refused too). Without it (the callback
     sender, which never reads an answer) the body is left to the caller."""
 
-    def __init__(self, *args: Any, read_answer: bool = True, pools: dict[str, type] | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, read_answer: bool = True, pools: dict[str, type] | None = None,
+                 proxy_pools: dict[str, type] | None = None, **kwargs: Any):
         self._read_answer = read_answer
-        self._pools = pools or _VENDOR_POOLS
+        # `proxy_pools` for the connections to a proxy (HTTPS_PROXY): the callbacks' peer check is
+        # for direct connections only — a corporate proxy sits at a private address.
+        self._pools, self._proxy_pools = pools or _VENDOR_POOLS, proxy_pools or pools or _VENDOR_POOLS
         super().__init__(*args, **kwargs)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -222,7 +239,7 @@ class WatchedAdapter(HTTPAdapter):
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = self._pools  # through HTTPS_PROXY the same
+        manager.pool_classes_by_scheme = self._proxy_pools  # watched through HTTPS_PROXY too
         return manager
 
     def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
@@ -236,7 +253,10 @@ class WatchedAdapter(HTTPAdapter):
                     raise CutOff(f"no whole answer from {request.url} within {seconds:g} s (cut off)",
                                  request=request) from err
                 raise
-            if watch.expired:  # cut mid-answer, what came may still parse ("HTTP/1.1 200", then nothing)
+            # Cut mid-answer, what came may still parse ("HTTP/1.1 200", then nothing): not an answer.
+            # (A whole answer that came just as time ran out is taken for a cut one too: a callback
+            # is then sent again, which its webhook-id lets the bot drop.)
+            if watch.expired:
                 response.close()
                 raise CutOff(f"no whole answer from {request.url} within {seconds:g} s (cut off)", request=request)
             return response

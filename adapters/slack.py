@@ -431,26 +431,48 @@ class _SlackClient(WebClient):
         super().__init__(*args, **kwargs)
         self._opener = opener
 
+    def _perform_urllib_http_request(self, *, url: str, args: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        # As for every vendor call (`call_deadline`): a deadline for the whole call, twice the
+        # per-step timeout — around the library's retry of a connection error too, which would
+        # otherwise start a second deadline after the first had cut the call off.
+        with call_deadline.deadline(2.0 * self.timeout):
+            return super()._perform_urllib_http_request(url=url, args=args)
+
     def _perform_urllib_http_request_internal(self, url: str, req: urllib.request.Request) -> dict[str, Any]:
         if not url.lower().startswith(("http://", "https://")):  # urllib also opens file:// and ftp://
             raise SlackRequestError(f"Invalid URL detected: {url}")
-        # As for every vendor call (`call_deadline`): a deadline for the whole call, twice the
-        # per-step timeout, and a cap on the answer — an error's body included, read here
-        # rather than by the library after the deadline is over.
-        with call_deadline.deadline(2.0 * self.timeout) as watch:
+        watch = call_deadline.current()
+        cut_off = f"no whole answer within {2.0 * self.timeout:g} s (cut off)"
+        try:
+            # The answer is capped — an error's body too, read here rather than by the library.
             try:
                 with self._opener.open(req, timeout=self.timeout) as resp:
                     body = _capped(resp).decode(resp.headers.get_content_charset() or "utf-8", "replace")
-                if watch.expired:  # cut mid-answer: what came may still parse
-                    raise TimeoutError(f"no whole answer within {2.0 * self.timeout:g} s (cut off)")
-                return {"status": resp.code, "headers": resp.headers, "body": body}
+                answer: dict[str, Any] | HTTPError = {"status": resp.code, "headers": resp.headers, "body": body}
             except HTTPError as err:
                 with err:
-                    raise HTTPError(err.url, err.code, err.msg, err.headers, io.BytesIO(_capped(err))) from None
-            except (OSError, http.client.HTTPException) as err:
-                if watch.expired and not isinstance(err, URLError):  # URLError: nothing was sent
-                    raise TimeoutError(f"no whole answer within {2.0 * self.timeout:g} s (cut off)") from err
-                raise
+                    answer = HTTPError(err.url, err.code, err.msg, err.headers, io.BytesIO(_capped(err)))
+        except URLError as err:  # nothing was sent: so it stays, however it ended
+            if watch is not None and watch.expired:
+                raise URLError(f"{cut_off}: {err.reason}") from err
+            raise
+        except (OSError, http.client.HTTPException) as err:
+            if watch is not None and watch.expired:
+                raise TimeoutError(cut_off) from err
+            raise
+        if watch is not None and watch.expired:  # cut mid-answer: what came may still parse
+            raise TimeoutError(cut_off)
+        if isinstance(answer, HTTPError):
+            raise answer
+        return answer
+
+
+class _InTimeRetryHandler(ConnectionErrorRetryHandler):
+    """No retry once the call's deadline has cut it off: it would only wait, then be cut at once."""
+
+    def _can_retry(self, **kwargs: Any) -> bool:
+        watch = call_deadline.current()
+        return not (watch is not None and watch.expired) and super()._can_retry(**kwargs)
 
 
 def _capped(answer: Any) -> bytes:
@@ -492,7 +514,7 @@ def _make_client(token: str, base_url: str, timeout: int, environ: Mapping[str, 
         # server-error handlers here. The one kept retries URLError only — raised while connecting
         # or sending, before Slack could act. slack-sdk's default would also retry a connection
         # reset *after* the request left, which re-posts an alert.
-        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1, error_types=[URLError])],
+        retry_handlers=[_InTimeRetryHandler(max_retry_count=1, error_types=[URLError])],
     )
     client.proxy = proxy or None
     return client

@@ -139,5 +139,5 @@ def session(allow_private: bool) -> requests.Session:
     honour_ssl_cert_file(http)
     for prefix in ("http://", "https://"):
         # The answer is never read: only its status and headers, within the send's deadline.
-        http.mount(prefix, WatchedAdapter(read_answer=False, pools=_POOLS[allow_private]))
+        http.mount(prefix, WatchedAdapter(read_answer=False, pools=_POOLS[allow_private], proxy_pools=_POOLS[True]))
     return http

@@ -70,7 +70,8 @@ class HandoffResponseSchema(Schema):
     warnings = fields.List(fields.String(), metadata={
         "description": "Present when part of what the bot asked for will not happen, each saying what and "
                        "why (a `callback` from a bot with no signing secret to sign it with; `vendor_extra` for "
-                       "a target the handoff does not go to)."})
+                       "a target the handoff does not go to; a `conversation.language` with no customer "
+                       "messages of its own, the message then in the default locale)."})
 
 
 class MessagesResponseSchema(Schema):

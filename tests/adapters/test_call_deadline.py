@@ -5,7 +5,9 @@ Faked with a loopback server, since the point is what happens on a real socket."
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -161,3 +163,91 @@ def test_a_forked_worker_runs_a_watchdog_of_its_own(vendor: _Vendor) -> None:
         os._exit(1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# ---- raw sockets: a proxy, and answers no HTTP server library would give --------------------
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Any]:
+    """`raw_server(handle)`: a loopback listener whose every connection goes to `handle(conn)`
+    on a thread of its own; its port."""
+    listeners: list[socket.socket] = []
+
+    def start(handle: Any) -> int:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+
+        def serve(conn: socket.socket) -> None:
+            with conn, contextlib.suppress(OSError):
+                handle(conn)
+
+        def accept() -> None:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+        return listener.getsockname()[1]
+
+    yield start
+    for listener in listeners:
+        listener.close()
+
+
+def _dripping(conn: socket.socket, start: bytes, byte: bytes) -> None:
+    conn.recv(65536)
+    conn.sendall(start)
+    for _ in range(300):
+        conn.sendall(byte)
+        time.sleep(0.2)
+
+
+def test_a_callback_through_a_proxy_at_a_private_address_reaches_the_proxy(raw_server: Any) -> None:
+    # A corporate proxy sits at a private address (HTTPS_PROXY=http://10.0.0.5:3128): the
+    # callbacks' peer check is for direct connections, and had refused every proxied callback.
+    from connector import callback_http
+
+    seen: list[bytes] = []
+
+    def proxy(conn: socket.socket) -> None:
+        seen.append(conn.recv(65536).split(b"\r\n")[0])
+        conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+    port = raw_server(proxy)
+    with pytest.raises(requests.exceptions.ProxyError):  # the proxy's own 403 to CONNECT
+        callback_http.session(allow_private=False).post(
+            "https://bot.example.com/hook", data=b"{}", timeout=(2, 2), stream=True,
+            proxies={"https": f"http://127.0.0.1:{port}"})
+    assert [line.rsplit(b" ", 1)[0] for line in seen] == [b"CONNECT bot.example.com:443"]
+
+
+def test_a_slack_call_cut_off_in_its_proxy_tunnel_is_not_retried_past_its_deadline(
+        raw_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The cut ends the tunnel while it is set up: urllib says URLError (nothing was sent), which
+    # slack-sdk retries — with a deadline of its own, the call ran twice as long.
+    attempts: list[int] = []
+
+    def proxy(conn: socket.socket) -> None:
+        attempts.append(1)
+        _dripping(conn, b"HTTP/1.1 200 Connection established\r\n", b"x")
+
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{raw_server(proxy)}")
+    adapter = SlackAdapter(Settings(slack_bot_token="xoxb-test", slack_api_url="https://slack.example/api/",
+                                    vendor_timeout_s=1), {})
+    started = time.monotonic()
+    with pytest.raises(TransientError, match=r"cannot reach Slack \(no whole answer within 2 s \(cut off\)"):
+        adapter._call("chat_postMessage", acts=True, channel="C1", text="hi")  # nothing sent: only retried
+    assert time.monotonic() - started < 2 + 2 * call_deadline.TICK_S + 0.5 and attempts == [1]
+
+
+def test_a_slack_error_answer_cut_off_mid_body_says_so(raw_server: Any) -> None:
+    port = raw_server(lambda conn: _dripping(
+        conn, b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{", b" "))
+    adapter = SlackAdapter(Settings(slack_bot_token="xoxb-test", slack_api_url=f"http://127.0.0.1:{port}/api/",
+                                    vendor_timeout_s=1), {})
+    with pytest.raises(OutcomeUnknown, match="cut off"):
+        adapter._call("chat_postMessage", acts=True, channel="C1", text="hi")
