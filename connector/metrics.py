@@ -113,7 +113,8 @@ class Backlog(Collector):
     def collect(self) -> Iterator[Metric]:
         deliveries = GaugeMetricFamily(
             "connector_deliveries", "Deliveries not delivered, by target and state: pending (first try not yet "
-            "made or waiting), retrying, dead (retries exhausted, replayable), failed (refused, replayable).",
+            "made or waiting), retrying, dead (retries exhausted, replayable), failed (refused, replayable); not "
+            "those whose messages a later batch carried since.",
             labels=["target", "state"])
         callbacks = GaugeMetricFamily(
             "connector_status_callbacks_owed", "Status callbacks not sent, by status: pending, dead.",

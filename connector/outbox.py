@@ -706,7 +706,10 @@ class Outbox:
             return list(session.scalars(select(TargetPause.target).where(TargetPause.until > utcnow())))
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Deliveries per target and state (pending split into waiting and retrying)."""
+        """Deliveries per target and state (pending split into waiting and retrying). A given-up
+        one whose messages a later batch carried since (`_carried_later`) is not counted: nothing
+        of it is missing at the vendor, nor can a replay take it — a `dead` gauge that never went
+        back to zero had an operator look for a loss there was not."""
         from sqlalchemy import func, literal_column
 
         # `attempts > 0` written twice with a bound 0 becomes two parameters ($1, $2), and PostgreSQL
@@ -717,7 +720,7 @@ class Outbox:
         with self.db.reading() as session:
             rows = session.execute(
                 select(Delivery.target, Delivery.state, retried, func.count())
-                .where(Delivery.state.in_(("pending", "dead", "failed")))
+                .where(or_(Delivery.state == "pending", and_(Delivery.state.in_(REPLAYABLE), ~_carried_later())))
                 .group_by(Delivery.target, Delivery.state, retried)
             ).all()
         counts: dict[str, dict[str, int]] = {}

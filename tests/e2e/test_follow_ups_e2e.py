@@ -555,3 +555,6 @@ def test_a_batch_given_up_whose_messages_a_later_one_carried_is_not_replayed(zen
     ids = _deliveries(services)
     assert replay(services.db, ids=[ids[first["id"]]], states=("failed",)) == []
     assert replay(services.db, states=("dead", "failed")) == []
+    # Nor is it counted as given up: `connector_deliveries{state="failed"}` and /readyz's backlog
+    # stayed at 1 for good, pointing an operator at a loss there was not.
+    assert services.outbox.counts().get("zendesk", {}).get("failed", 0) == 0
