@@ -778,10 +778,14 @@ def _carried_later():  # type: ignore[no-untyped-def]
         delivered.handoff_id == later.id, delivered.target == Delivery.target, delivered.state.in_(DONE))
 
 
-def list_deliveries(db: Database, *, state: str | None, target: str | None, limit: int) -> list[Delivery]:
+def list_deliveries(db: Database, *, state: str | None, target: str | None, limit: int,
+                    carried: bool = True) -> list[Delivery]:
+    """`carried` False: without the given-up ones whose messages a later batch carried since."""
     query = select(Delivery)
     if state:
         query = query.where(Delivery.state == state)
+    if not carried:
+        query = query.where(~_carried_later())
     if target:
         query = query.where(Delivery.target == target)
     with db.session() as session:

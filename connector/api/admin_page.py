@@ -142,8 +142,10 @@ def dashboard() -> str:
     owed: dict[str, int] = {}
     if ready:
         try:
+            # What a replay can take: not a batch whose messages a later one carried since.
             attention = [row for state in REPLAYABLE
-                         for row in list_deliveries(services.db, state=state, target=None, limit=LISTED)]
+                         for row in list_deliveries(services.db, state=state, target=None, limit=LISTED,
+                                                    carried=False)]
             with services.db.reading() as reading:
                 handoffs = reading.scalars(select(Handoff).where(Handoff.follows_id.is_(None))
                                            .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(20)).all()

@@ -558,3 +558,8 @@ def test_a_batch_given_up_whose_messages_a_later_one_carried_is_not_replayed(zen
     # Nor is it counted as given up: `connector_deliveries{state="failed"}` and /readyz's backlog
     # stayed at 1 for good, pointing an operator at a loss there was not.
     assert services.outbox.counts().get("zendesk", {}).get("failed", 0) == 0
+    # …nor listed among what needs attention on the admin page (the API's listing still shows the row).
+    from connector.outbox import list_deliveries
+
+    assert [d.id for d in list_deliveries(services.db, state="failed", target=None, limit=5)] == [ids[first["id"]]]
+    assert list_deliveries(services.db, state="failed", target=None, limit=5, carried=False) == []
