@@ -17,6 +17,7 @@ from connector.settings import ENV_FILE, bind_address, count, load_env_file, pin
 # connector.settings imports nothing of prometheus-client (see share_metrics).
 # gunicorn executes this file again on a reload (SIGHUP), in the master that started: the file is
 # then read afresh and judged before any new worker starts on it (`reread_env_file`, `on_reload`).
+DEFAULT_BIND = "127.0.0.1:8000"
 _refused: str | None = None
 if _settings.GUNICORN_STARTED:
     _in_use = dict(os.environ)
@@ -29,8 +30,13 @@ if _settings.GUNICORN_STARTED:
         settings = _settings.Settings.from_env(environ)
         check_targets(settings.targets, settings)
         for name in ("CONNECTOR_WEB_WORKERS", "CONNECTOR_WEB_THREADS"):
-            if environ.get(name):
+            if name in environ:  # set but empty too: the module-level `_count` below exits on it
                 count(name, environ[name])
+        # Listened on by the master, which a reload does not move: a new address (or a typo in it)
+        # had gunicorn rebind, fail, and stop the whole service.
+        if environ.get("CONNECTOR_BIND", DEFAULT_BIND) != _in_use.get("CONNECTOR_BIND", DEFAULT_BIND):
+            raise ConfigError("CONNECTOR_BIND", "changed: a reload does not move the service to another address; "
+                              "restart it")
         # Chosen once, at start: the schema is migrated there, and the master's metrics mode too.
         if settings.database_url != _settings.Settings.from_env(_in_use).database_url:
             raise ConfigError("CONNECTOR_DATABASE_URL", "changed: a reload does not move the service to another "
@@ -56,7 +62,7 @@ def _count(name: str, default: int) -> int:
 
 
 try:
-    bind = bind_address("CONNECTOR_BIND", os.environ.get("CONNECTOR_BIND", "127.0.0.1:8000"))
+    bind = bind_address("CONNECTOR_BIND", os.environ.get("CONNECTOR_BIND", DEFAULT_BIND))
 except ConfigError as err:  # as above
     sys.exit(f"configuration error: {err}")
 # One worker more than there are cores, at most four: each worker is one GIL, and on SQLite all of

@@ -302,10 +302,11 @@ def test_a_reload_applies_the_whole_edited_env_file_and_refuses_a_bad_one_withou
 
     port = free_port()
     env_file = tmp_path / "svc.env"
-    database = f"CONNECTOR_DATABASE_URL=sqlite:///{tmp_path}/c.db\n"  # in the file: the environment would win
+    # In the file, not the environment, which would win over it.
+    database = f"CONNECTOR_DATABASE_URL=sqlite:///{tmp_path}/c.db\nCONNECTOR_BIND=127.0.0.1:{port}\n"
     env_file.write_text(database + "CONNECTOR_TARGETS=preview\n")
     log = tmp_path / "gunicorn.log"
-    env = {"PATH": os.environ["PATH"], "CONNECTOR_ENV_FILE": str(env_file), "CONNECTOR_BIND": f"127.0.0.1:{port}",
+    env = {"PATH": os.environ["PATH"], "CONNECTOR_ENV_FILE": str(env_file),
            "CONNECTOR_WEB_WORKERS": "1", "CONNECTOR_DELIVERY_THREADS": "1",
            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")}
     (tmp_path / "m").mkdir()
@@ -339,6 +340,9 @@ def test_a_reload_applies_the_whole_edited_env_file_and_refuses_a_bad_one_withou
         refusals = [("CONNECTOR_SYNC_BUDGET_MS=abc\n", "CONNECTOR_SYNC_BUDGET_MS: must be a whole number"),
                     # gunicorn's own counts: read after the settings, their sys.exit stopped the master
                     ("CONNECTOR_WEB_THREADS=two\n", "CONNECTOR_WEB_THREADS: must be a whole number"),
+                    ("CONNECTOR_WEB_THREADS=\n", "CONNECTOR_WEB_THREADS: must be a whole number"),  # empty too
+                    # the master's address: gunicorn rebound, failed (a typo, a port in use) and stopped
+                    ("CONNECTOR_BIND=127.0.0.1:99999\n", "CONNECTOR_BIND: changed"),
                     # applied without its schema, every request failed
                     (f"CONNECTOR_DATABASE_URL=sqlite:///{tmp_path}/other.db\n", "CONNECTOR_DATABASE_URL: changed")]
         for n, (line, said) in enumerate(refusals, start=1):
