@@ -51,6 +51,7 @@ def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None
         # Read by gunicorn's master, which judges each edit on a reload: a worker forked later (one
         # replaced after a crash) read the file again, and took up an edit nobody had judged.
         return path
+    _refuse_unreadable_lines(path)
     environ[FILE_READ] = os.path.abspath(path)
     # As load_dotenv(override=False) does — its own reader, so that ${VAR} in the file resolves the
     # same way (the environment first) — remembering what the file set (a re-read replaces it).
@@ -61,6 +62,24 @@ def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None
     if set_now:
         environ[FILE_KEYS] = ",".join(sorted({*_file_keys(environ), *set_now}))
     return path
+
+
+def _refuse_unreadable_lines(path: str) -> None:
+    """python-dotenv skips a line it cannot parse (an unclosed quote) with a warning naming
+    neither the file nor the variable, and the variable stays unset: `CONNECTOR_RETENTION_DAYS="30`
+    left retention off — data kept for ever — with `check` saying ok."""
+    from dotenv.parser import parse_stream
+
+    try:
+        with open(path, encoding="utf-8") as stream:
+            bindings = list(parse_stream(stream))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(path, f"cannot be read: {err}") from None
+    for binding in bindings:
+        if binding.error:
+            start = binding.original.string.strip().split("=", 1)[0][:60]
+            raise ConfigError(path, f"line {binding.original.line} ({start}=…) is not NAME=value as a .env file "
+                              "writes it (an unclosed quote?); nothing of it would be set")
 
 
 def pin_env_file(read: str | None, environ: MutableMapping[str, str] | None = None) -> None:

@@ -144,6 +144,18 @@ def test_a_connector_env_file_that_is_not_there_stops_start_up_naming_the_variab
     assert str(caught.value).startswith(f"CONNECTOR_ENV_FILE: names '{tmp_path / 'missing.env'}'")
 
 
+def test_a_line_the_env_file_cannot_hold_stops_start_up_naming_the_file_and_line(tmp_path, monkeypatch):
+    # python-dotenv skipped it with a warning naming neither: retention stayed off, `check` said ok.
+    env_file = tmp_path / "prod.env"
+    env_file.write_text('CONNECTOR_TARGETS=preview\nCONNECTOR_RETENTION_DAYS="30\nCONNECTOR_LOG_LEVEL=INFO\n')
+    with pytest.raises(ConfigError) as caught:
+        _read_env_file(tmp_path, monkeypatch, {"CONNECTOR_ENV_FILE": str(env_file)})
+    assert str(caught.value).startswith(f"{env_file}: line 2 (CONNECTOR_RETENTION_DAYS=…) is not NAME=value")
+    env_file.write_text("# comments, blanks and export lines are fine\n\nexport CONNECTOR_TARGETS=preview\n")
+    assert _read_env_file(tmp_path, monkeypatch, {"CONNECTOR_ENV_FILE": str(env_file)})[1]["CONNECTOR_TARGETS"] == \
+        "preview"
+
+
 def _flask_check(tmp_path, **env: str):  # type: ignore[no-untyped-def]
     import os
     import subprocess
