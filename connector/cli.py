@@ -20,7 +20,7 @@ from adapters import registry
 from .db import Database, SchemaGap, reason
 from .errors import ApiProblem, ConfigError
 from .models import Callback, Delivery
-from .settings import RETENTION_MIN_DAYS, in_flask_command
+from .settings import MAX_SECONDS, RETENTION_MIN_DAYS, in_flask_command
 
 group = AppGroup("connector", help="Operate the handoff connector.")
 
@@ -165,7 +165,8 @@ def preview(packet_file: Path, at: str | None) -> None:
 
 
 @group.command("worker")
-@click.option("--interval", type=float, default=None, help="Seconds between looks at the outbox "
+@click.option("--interval", type=click.FloatRange(0, MAX_SECONDS, min_open=True), default=None,
+              help="Seconds between looks at the outbox "
               "(default CONNECTOR_POLL_INTERVAL_S).")
 def worker(interval: float | None) -> None:
     """Run a dedicated delivery worker until SIGTERM/SIGINT (then release claimed work)."""
@@ -195,7 +196,7 @@ def worker(interval: float | None) -> None:
               show_default=True)
 @click.option("--target", type=click.Choice(list(registry.TARGETS)), default=None,
               help="Only this target.")  # a typo listed "0 deliveries", a false all-clear
-@click.option("--limit", default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)  # 0 listed "0 deliveries"
 def deliveries(state: str, target: str | None, limit: int) -> None:
     """List deliveries (by default the dead ones)."""
     from .outbox import list_deliveries
@@ -210,7 +211,7 @@ def deliveries(state: str, target: str | None, limit: int) -> None:
 @group.command("callbacks")
 @click.argument("callback_ids", nargs=-1, type=int)
 @click.option("--status", type=click.Choice(["pending", "sent", "dead"]), default="dead", show_default=True)
-@click.option("--limit", default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
 @click.option("--resend", is_flag=True, help="Queue the given-up callbacks again: the ids named, or all of them.")
 def callbacks_command(callback_ids: tuple[int, ...], status: str, limit: int, resend: bool) -> None:
     """List status callbacks to bots (by default the given-up ones), or queue given-up ones again."""

@@ -197,6 +197,23 @@ def _float(name: str, raw: str) -> float:
         raise ConfigError(name, f"must be a number of seconds, got {raw!r}") from None
     if not value > 0:
         raise ConfigError(name, f"must be more than 0, got {raw!r}")
+    # `inf` (or 1e10) passed, and the loop that waits that long died at its first wait (a time out
+    # of the platform's range) while the process ran on, delivering nothing.
+    if not value <= MAX_SECONDS:
+        raise ConfigError(name, f"must be at most {MAX_SECONDS} (a day), got {raw!r}")
+    return value
+
+
+MAX_SECONDS = 86_400
+
+
+def _public_url(name: str, raw: str) -> str:
+    """The address bots and people reach the service at, without a trailing slash: stored links
+    are built on it (`handoff.example.com/v1/…` without a scheme, `…//v1/…` with the slash)."""
+    value = raw.strip().rstrip("/")
+    parts = urlsplit(value)
+    if value and (parts.scheme not in ("http", "https") or not parts.hostname):
+        raise ConfigError(name, f"must be an http(s):// address (https://handoff.example.com), got {raw!r}")
     return value
 
 
@@ -254,7 +271,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CONNECTOR_POLL_INTERVAL_S": ("poll_interval_s", _float),
     "CONNECTOR_VENDOR_TIMEOUT_S": ("vendor_timeout_s", _int),
     "CONNECTOR_LOG_LEVEL": ("log_level", _str),
-    "CONNECTOR_PUBLIC_URL": ("public_url", _str),
+    "CONNECTOR_PUBLIC_URL": ("public_url", _public_url),
     "CONNECTOR_CALLBACK_THREADS": ("callback_threads", _int),
     "CONNECTOR_CALLBACK_TIMEOUT_S": ("callback_timeout_s", _int),
     "CONNECTOR_CALLBACK_ALLOW_PRIVATE": ("callback_allow_private", _bool),

@@ -119,6 +119,12 @@ def test_bulk_replay_and_cli(make_app, flaky):
     runner = app.test_cli_runner()
     listed = runner.invoke(args=["connector", "deliveries"])
     assert listed.exit_code == 0 and listed.output.count("\tdead\t") == 3
+    # A typo'd target or a limit of 0 listed nothing, or replayed nothing: a false all-clear.
+    for path, method in (("/v1/deliveries?state=dead&target=Flaky", client.get),
+                         ("/v1/deliveries/retry?target=flaky-typo", client.post)):
+        refused = method(path, headers=admin())
+        assert refused.status_code == 422 and "target must be one of" in refused.get_json()["detail"], path
+    assert runner.invoke(args=["connector", "deliveries", "--limit", "0"]).exit_code == 2
     replayed = runner.invoke(args=["connector", "replay", "--all-dead"])
     assert replayed.exit_code == 0 and replayed.output.startswith("replayed 3")
     _kill(app)

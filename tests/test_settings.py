@@ -39,6 +39,11 @@ SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     ({"SLACK_API_URL": "https://token@slack.example/api/"}, "SLACK_API_URL"),
     ({"SALESFORCE_INSTANCE_URL": "https://u:p@acme.my.salesforce.com"}, "SALESFORCE_INSTANCE_URL"),
     ({"CONNECTOR_PUBLIC_URL": "https://admin:pw@connector.example"}, "CONNECTOR_PUBLIC_URL"),
+    # `inf` passed, and the loop waiting that long died at its first wait; a base of `inf` was blamed on the max
+    ({"CONNECTOR_POLL_INTERVAL_S": "inf"}, "CONNECTOR_POLL_INTERVAL_S"),
+    ({"CONNECTOR_RETRY_BASE_S": "inf"}, "CONNECTOR_RETRY_BASE_S: must be at most"),
+    # without a scheme, every stored link and problem type came out as a path
+    ({"CONNECTOR_PUBLIC_URL": "handoff.example.com"}, "CONNECTOR_PUBLIC_URL"),
     # a cap under the first wait; one key for two bots (either could act as the other)
     ({"CONNECTOR_RETRY_BASE_S": "30", "CONNECTOR_RETRY_MAX_S": "10"}, "CONNECTOR_RETRY_MAX_S"),
     ({"CONNECTOR_BOT_KEYS": "bot-a:shared-key-0123456789abcdefgh,bot-b:shared-key-0123456789abcdefgh"},
@@ -58,6 +63,12 @@ def test_bad_values_stop_start_up_naming_the_variable(environ, variable, tmp_pat
     with pytest.raises(ConfigError) as caught:
         create_app({"environ": environ})
     assert variable in str(caught.value) and ".env.example" in str(caught.value)
+
+
+def test_the_public_url_loses_its_trailing_slash():
+    # Links were built as `https://handoff.example.com//v1/handoffs/…`.
+    assert Settings.from_env({"CONNECTOR_PUBLIC_URL": "https://handoff.example.com/"}).public_url == \
+        "https://handoff.example.com"
 
 
 def test_an_entry_without_its_bot_is_named_by_position_not_echoed():
