@@ -33,6 +33,7 @@ from sqlalchemy.exc import OperationalError
 from ulid import ULID
 
 from . import answers, follow_up_packets, json_codec
+from .db import reason
 from .errors import NotFound, ServiceUnavailable, ValidationFailed
 from .handoff_store import HandoffGone
 from .idempotency import key_for, packet_hash
@@ -132,7 +133,7 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
             raise ServiceUnavailable("Other messages for this handoff are being stored at this moment; nothing "
                                      "was recorded. Retry shortly.", headers={"Retry-After": "1"})
     except OperationalError as err:
-        log.error("database unavailable for messages", extra={"error": type(err).__name__})
+        log.error("database unavailable for messages", extra={"error": reason(err)})
         raise ServiceUnavailable("The connector cannot store messages right now; nothing was recorded. "
                                  "Retry shortly.", headers={"Retry-After": "5"}) from None
     with log_context(handoff_id=handoff.id, follow_up_id=row["id"]):

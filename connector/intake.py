@@ -26,6 +26,7 @@ from adapters.errors import RETRY_AFTER_MAX_S
 
 from . import answers, assignments, callback_http, callbacks, customer_message
 from .auth import Caller, check_bot
+from .db import reason
 from .decision import decide
 from .errors import Conflict, MalformedRequest, ServiceUnavailable, UnsupportedMediaType, ValidationFailed
 from .handoff_store import Stored, new_handoff
@@ -223,7 +224,7 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
         # when its rule is sticky) and is answered from the stored handoff.
         stored = _commit(services, packet, bot_id, key, digest, caller.message_id, deadline)
     except OperationalError as err:
-        log.error("database unavailable at intake", extra={"error": type(err).__name__})
+        log.error("database unavailable at intake", extra={"error": reason(err)})
         raise ServiceUnavailable("The connector cannot store handoffs right now; nothing was recorded. Retry shortly.",
                                  headers={"Retry-After": "5"}) from None
     if stored is None:
@@ -318,7 +319,7 @@ def _answer(services: Services, handoff: Handoff, attempted: list[Attempted | No
         # The handoff is committed and will be delivered; only reading it back failed. Say what
         # is certain — accepted, pending — rather than a 500 the bot would retry as a failure.
         log.warning("could not read the handoff back; answering from what was stored",
-                    extra={"error": type(err).__name__})
+                    extra={"error": reason(err)})
         return render(handoff), 202, []
     return render(handoff, rows), 201 if answers.all_finished(rows) else 202, rows
 

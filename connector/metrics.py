@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .db import reason
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ class Backlog(Collector):
             for target in sorted(enabled | now_paused):
                 paused.add_metric([target], 1 if target in now_paused else 0)
         except Exception as err:  # the database away, or anything else: say so, answer
-            log.warning("metrics: the backlog could not be read", extra={"error": type(err).__name__})
+            log.warning("metrics: the backlog could not be read", extra={"error": reason(err)})
             up.add_metric([], 0)
             yield up  # the event counters still answer; the backlog is unknown, not zero
             return

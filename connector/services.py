@@ -19,7 +19,7 @@ from adapters.errors import DeliveryError, OutcomeUnknown, TransientError
 from adapters.events import AssignmentEvent, Holder
 
 from . import callbacks, handoff_store, retention
-from .db import Database, service_busy_timeout
+from .db import Database, reason, service_busy_timeout
 from .group_commit import GroupCommit
 from .loop_failures import LoopFailures
 from .mappings import Mappings, MappingStore
@@ -368,11 +368,11 @@ class Services:
         try:
             self.callbacks.release()
         except SQLAlchemyError as err:  # they will simply expire
-            log.warning("could not release callback leases at shutdown", extra={"error": type(err).__name__})
+            log.warning("could not release callback leases at shutdown", extra={"error": reason(err)})
         try:
             released = release_all(self.db, self.outbox.owner)
         except SQLAlchemyError as err:  # the leases will simply expire
-            log.warning("could not release leases at shutdown", extra={"error": type(err).__name__})
+            log.warning("could not release leases at shutdown", extra={"error": reason(err)})
         else:
             if released:
                 log.info("released leases at shutdown", extra={"released": released})

@@ -447,3 +447,22 @@ def test_a_failed_handoff_an_agent_took_keeps_its_apology(make_app, test_targets
     for again in (post(client, minimal_packet(), key="k-failed").get_json(),
                   client.get(first["links"]["self"], headers=auth()).get_json()):
         assert again["status"] == "failed" and again["customer_message"] == first["customer_message"]
+
+
+def test_a_database_failure_at_intake_is_logged_with_its_cause(make_app, monkeypatch, caplog):
+    # The log said `"error": "OperationalError"` only: a lock, a refused connection and a missing
+    # database read the same at the first place an operator looks.
+    import logging
+
+    from sqlalchemy.exc import OperationalError
+
+    from connector import intake
+
+    def locked(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OperationalError("INSERT …", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(intake, "_commit", locked)
+    with caplog.at_level(logging.ERROR, logger="connector.intake"):
+        assert post(make_app().test_client(), minimal_packet()).status_code == 503
+    [record] = [r for r in caplog.records if r.getMessage() == "database unavailable at intake"]
+    assert record.error == "OperationalError: database is locked"

@@ -41,6 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .. import answers, follow_up_packets
 from ..brief import render_brief
+from ..db import reason
 from ..models import Handoff
 from ..outbox import REPLAYABLE, list_deliveries, replay
 from ..services import current_services
@@ -166,7 +167,7 @@ def find_handoff() -> Response:
 
 @bp.errorhandler(SQLAlchemyError)
 def _database_away(err: SQLAlchemyError) -> tuple[str, int]:
-    log.warning("admin page: database unavailable", extra={"error": type(err).__name__})
+    log.warning("admin page: database unavailable", extra={"error": reason(err)})
     return _message("The database does not answer right now; nothing was changed. Try again shortly.", 503)
 
 
