@@ -69,9 +69,10 @@ def auth_mode(settings: Settings) -> str:
         raise ConfigError(var(extra), f"set the variables of one Salesforce auth mode only; {started[0]} and "
                                       f"{started[1]} are both (partly) configured")
     mode = started[0]
-    for attr in AUTH_MODES[mode]:
-        if not getattr(settings, attr):
-            raise ConfigError(var(attr), f"must be set for Salesforce {mode.replace('_', '-')} auth")
+    missing = [var(attr) for attr in AUTH_MODES[mode] if not getattr(settings, attr)]
+    if missing:  # every one at once: named one per start, an operator fixed one variable per restart
+        also = f" (and {', '.join(missing[1:])})" if missing[1:] else ""
+        raise ConfigError(missing[0], f"must be set for Salesforce {mode.replace('_', '-')} auth{also}")
     url = urlparse(settings.salesforce_instance_url)
     if settings.salesforce_instance_url and (url.scheme != "https" or not url.hostname):
         # simple-salesforce builds https:// URLs from the host alone; anything else would be ignored.

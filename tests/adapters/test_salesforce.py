@@ -628,6 +628,13 @@ def test_check_settings_names_the_missing_variable(values: dict[str, str], missi
     assert caught.value.source == missing
 
 
+def test_every_variable_a_salesforce_auth_mode_still_lacks_is_named_at_once() -> None:
+    # One per start: an operator fixed SALESFORCE_PASSWORD, restarted, then met SALESFORCE_SECURITY_TOKEN.
+    with pytest.raises(ConfigError) as caught:
+        SalesforceAdapter.check_settings(Settings(salesforce_username="u"))
+    assert "must be set for Salesforce password auth (and SALESFORCE_SECURITY_TOKEN)" in str(caught.value)
+
+
 @pytest.mark.parametrize("settings", [TOKEN_SETTINGS, PASSWORD_SETTINGS, CC_SETTINGS,
                                       replace(PASSWORD_SETTINGS, salesforce_domain="test")])
 def test_check_settings_accepts_each_complete_mode(settings: Settings) -> None:
