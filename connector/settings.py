@@ -246,6 +246,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 RETENTION_MIN_DAYS = 7  # the observed wait may read seven days of assignments (`retention`)
 MIN_TOKEN_CHARS = 24  # bearer keys and tokens shorter than this are warned about (SECURITY.md)
+MIN_SECRET_BYTES = 16  # bot signing secrets (decoded) shorter than this are warned about
 
 # variable name → (Settings attribute, parser). The single table of what the service reads.
 _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
@@ -445,6 +446,10 @@ class Settings:
                                 ("CONNECTOR_METRICS_TOKEN", self.metrics_token)):
             if token and len(token) < MIN_TOKEN_CHARS:
                 said.append(f"{variable} is shorter than {MIN_TOKEN_CHARS} characters")
+        for bot_id, secret in self.bot_secrets:
+            if len(signing_key(secret)) < MIN_SECRET_BYTES:
+                said.append(f"CONNECTOR_BOT_SECRETS: the secret for {bot_id!r} is shorter than {MIN_SECRET_BYTES} "
+                            "bytes (Standard Webhooks secrets are 24 to 64)")
         signing = {bot_id for bot_id, _ in self.bot_secrets}
         for bot_id, key in self.bot_keys:
             if len(key) < MIN_TOKEN_CHARS:

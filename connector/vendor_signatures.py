@@ -144,9 +144,14 @@ def _standard_hooks(secrets: Sequence[str]) -> list[Webhook]:
 
 
 def usable_secret(secret: str) -> bool:
-    """Whether a Standard Webhooks secret decodes (`whsec_` and base64, not empty): settings refuse
-    one that does not, naming CONNECTOR_BOT_SECRETS."""
-    return bool(usable_hooks([secret]))
+    """Whether a Standard Webhooks secret is `whsec_` (optional) and base64, nothing else, and not
+    empty: settings refuse one that is not, naming CONNECTOR_BOT_SECRETS. Stricter than the library,
+    whose decoding skips what is not base64 (`not-a-secret!` passed, as the key of its letters)."""
+    try:
+        strict = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (ValueError, binascii.Error):
+        return False
+    return bool(strict) and bool(usable_hooks([secret]))
 
 
 def signing_key(secret: str) -> bytes:

@@ -34,6 +34,8 @@ SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     ({"CONNECTOR_DATABASE_URL": "postgresql://user@db/connector"}, "CONNECTOR_DATABASE_URL"),
     # was served, refusing each signed request of that bot as "no_secret_configured"
     ({"CONNECTOR_BOT_SECRETS": "support-bot:not-base64!!"}, "CONNECTOR_BOT_SECRETS"),
+    # the library's decoding skips what is not base64: it signed with the key of the letters left
+    ({"CONNECTOR_BOT_SECRETS": "support-bot:not-a-secret!"}, "CONNECTOR_BOT_SECRETS"),
     # credentials in an address: never used to sign in, and written into the errors bots read
     ({"ZENDESK_BASE_URL": "http://user:secret@127.0.0.1:1"}, "ZENDESK_BASE_URL"),
     ({"SLACK_API_URL": "https://token@slack.example/api/"}, "SLACK_API_URL"),
@@ -63,6 +65,13 @@ def test_bad_values_stop_start_up_naming_the_variable(environ, variable, tmp_pat
     with pytest.raises(ConfigError) as caught:
         create_app({"environ": environ})
     assert variable in str(caught.value) and ".env.example" in str(caught.value)
+
+
+def test_a_short_signing_secret_is_warned_about_as_a_short_key_is():
+    short = Settings.from_env({"CONNECTOR_BOT_SECRETS": "bot:whsec_YWJj"})  # 3 bytes
+    assert any("the secret for 'bot' is shorter than 16 bytes" in w for w in short.warnings())
+    assert not any("secret" in w and "shorter" in w for w in Settings.from_env(
+        {"CONNECTOR_BOT_SECRETS": f"bot:{SECRET}"}).warnings())
 
 
 def test_the_public_url_loses_its_trailing_slash():
