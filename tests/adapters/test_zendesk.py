@@ -695,6 +695,7 @@ def test_a_search_that_used_the_whole_share_skips_the_user_read_and_routing_fall
     ({"zendesk_api_token": ""}, "ZENDESK_API_TOKEN or ZENDESK_OAUTH_TOKEN"),
     ({"zendesk_email": ""}, "ZENDESK_EMAIL"),
     ({"zendesk_base_url": "acme.zendesk.com"}, "ZENDESK_BASE_URL"),
+    ({"zendesk_subdomain": "acme.zendesk.com"}, "ZENDESK_SUBDOMAIN"),  # links went to acme.zendesk.com.zendesk.com
 ])
 def test_check_settings_names_the_missing_variable(overrides: dict[str, str], variable: str) -> None:
     with pytest.raises(ConfigError) as caught:
