@@ -8,7 +8,9 @@ naming the variable and pointing at `.env.example`. Adapters receive the parsed
 from __future__ import annotations
 
 import difflib
+import io
 import os
+import re
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -72,13 +74,18 @@ def _refuse_unreadable_lines(path: str) -> None:
 
     try:
         with open(path, encoding="utf-8") as stream:
-            bindings = list(parse_stream(stream))
+            text = stream.read()
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(path, f"cannot be read: {err}") from None
-    for binding in bindings:
+    if text.startswith("\ufeff"):  # Notepad's: dotenv reads the first name with it, and nothing matches
+        raise ConfigError(path, "starts with a byte-order mark (saved as \"UTF-8 with BOM\"): its first "
+                          "variable would be read under another name; save it as plain UTF-8")
+    for binding in parse_stream(io.StringIO(text)):
         if binding.error:
-            start = binding.original.string.strip().split("=", 1)[0][:60]
-            raise ConfigError(path, f"line {binding.original.line} ({start}=…) is not NAME=value as a .env file "
+            # The name only, never the rest: a line without `=` may be a secret's whole value.
+            name = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]{0,60})", binding.original.string)
+            shown = f" ({name.group(1)}…)" if name else ""
+            raise ConfigError(path, f"line {binding.original.line}{shown} is not NAME=value as a .env file "
                               "writes it (an unclosed quote?); nothing of it would be set")
 
 
@@ -197,14 +204,24 @@ def _float(name: str, raw: str) -> float:
         raise ConfigError(name, f"must be a number of seconds, got {raw!r}") from None
     if not value > 0:
         raise ConfigError(name, f"must be more than 0, got {raw!r}")
-    # `inf` (or 1e10) passed, and the loop that waits that long died at its first wait (a time out
-    # of the platform's range) while the process ran on, delivering nothing.
-    if not value <= MAX_SECONDS:
+    # `inf` (or 1e10) passed: a wait that long died at once (a time out of the platform's range),
+    # and a base of inf was blamed on the max it was compared with.
+    if not value <= MAX_ANY_SECONDS:
+        raise ConfigError(name, f"must be a number of seconds up to {MAX_ANY_SECONDS:.0f}, got {raw!r}")
+    return value
+
+
+def _interval(name: str, raw: str) -> float:
+    """How long a loop sleeps between looks: at most a day (`inf` passed, and the loop died at its
+    first wait while the process ran on, delivering nothing)."""
+    value = _float(name, raw)
+    if value > MAX_SECONDS:
         raise ConfigError(name, f"must be at most {MAX_SECONDS} (a day), got {raw!r}")
     return value
 
 
 MAX_SECONDS = 86_400
+MAX_ANY_SECONDS = 1e8  # about three years: any wait or date the connector computes stays in range
 
 
 def _public_url(name: str, raw: str) -> str:
@@ -212,9 +229,10 @@ def _public_url(name: str, raw: str) -> str:
     are built on it (`handoff.example.com/v1/…` without a scheme, `…//v1/…` with the slash)."""
     value = raw.strip().rstrip("/")
     parts = urlsplit(value)
-    if value and (parts.scheme not in ("http", "https") or not parts.hostname):
+    if value and (parts.scheme.lower() not in ("http", "https") or not parts.hostname):
         raise ConfigError(name, f"must be an http(s):// address (https://handoff.example.com), got {raw!r}")
-    return value
+    # `HTTPS://…` passed as it was, and the admin cookie's Secure flag (which asks "https://") was off.
+    return parts._replace(scheme=parts.scheme.lower()).geturl() if value else value
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -269,7 +287,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CONNECTOR_LEASE_S": ("lease_s", _int),
     "CONNECTOR_RETRY_BASE_S": ("retry_base_s", _float),
     "CONNECTOR_RETRY_MAX_S": ("retry_max_s", _float),
-    "CONNECTOR_POLL_INTERVAL_S": ("poll_interval_s", _float),
+    "CONNECTOR_POLL_INTERVAL_S": ("poll_interval_s", _interval),
     "CONNECTOR_VENDOR_TIMEOUT_S": ("vendor_timeout_s", _int),
     "CONNECTOR_LOG_LEVEL": ("log_level", _str),
     "CONNECTOR_PUBLIC_URL": ("public_url", _public_url),

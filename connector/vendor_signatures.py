@@ -147,8 +147,9 @@ def usable_secret(secret: str) -> bool:
     """Whether a Standard Webhooks secret is `whsec_` (optional) and base64, nothing else, and not
     empty: settings refuse one that is not, naming CONNECTOR_BOT_SECRETS. Stricter than the library,
     whose decoding skips what is not base64 (`not-a-secret!` passed, as the key of its letters)."""
-    try:
-        strict = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    body = secret.removeprefix("whsec_")
+    try:  # padded here as the library pads (`==`): a secret written without its `=` is a whole one
+        strict = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
     except (ValueError, binascii.Error):
         return False
     return bool(strict) and bool(usable_hooks([secret]))

@@ -43,7 +43,7 @@ SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     ({"CONNECTOR_PUBLIC_URL": "https://admin:pw@connector.example"}, "CONNECTOR_PUBLIC_URL"),
     # `inf` passed, and the loop waiting that long died at its first wait; a base of `inf` was blamed on the max
     ({"CONNECTOR_POLL_INTERVAL_S": "inf"}, "CONNECTOR_POLL_INTERVAL_S"),
-    ({"CONNECTOR_RETRY_BASE_S": "inf"}, "CONNECTOR_RETRY_BASE_S: must be at most"),
+    ({"CONNECTOR_RETRY_BASE_S": "inf"}, "CONNECTOR_RETRY_BASE_S: must be a number of seconds up to"),
     # without a scheme, every stored link and problem type came out as a path
     ({"CONNECTOR_PUBLIC_URL": "handoff.example.com"}, "CONNECTOR_PUBLIC_URL"),
     # a cap under the first wait; one key for two bots (either could act as the other)
@@ -74,10 +74,30 @@ def test_a_short_signing_secret_is_warned_about_as_a_short_key_is():
         {"CONNECTOR_BOT_SECRETS": f"bot:{SECRET}"}).warnings())
 
 
-def test_the_public_url_loses_its_trailing_slash():
-    # Links were built as `https://handoff.example.com//v1/handoffs/…`.
-    assert Settings.from_env({"CONNECTOR_PUBLIC_URL": "https://handoff.example.com/"}).public_url == \
-        "https://handoff.example.com"
+def test_the_public_url_loses_its_trailing_slash_and_says_its_scheme_in_lower_case():
+    # Links were built as `https://handoff.example.com//v1/handoffs/…`; `HTTPS://` left the admin
+    # cookie without its Secure flag (which looks for "https://").
+    assert Settings.from_env({"CONNECTOR_PUBLIC_URL": "HTTPS://handoff.example.com/connector/"}).public_url == \
+        "https://handoff.example.com/connector"
+
+
+def test_retry_waits_may_be_longer_than_a_day_and_the_poll_interval_may_not():
+    settings = Settings.from_env({"CONNECTOR_RETRY_MAX_S": "172800", "CONNECTOR_MAX_DELIVERY_AGE_S": "604800"})
+    assert settings.retry_max_s == 172800
+    with pytest.raises(ConfigError, match="CONNECTOR_POLL_INTERVAL_S: must be at most 86400"):
+        Settings.from_env({"CONNECTOR_POLL_INTERVAL_S": "90000"})
+
+
+def test_a_signing_secret_written_without_its_base64_padding_is_the_same_secret():
+    # The library pads it (`==`) and signs with the intended key; the strict check had refused it.
+    import base64
+    import hashlib
+
+    from connector.vendor_signatures import signing_key, usable_secret
+
+    key = hashlib.sha256(b"x").digest()
+    unpadded = "whsec_" + base64.b64encode(key).decode().rstrip("=")
+    assert usable_secret(unpadded) and signing_key(unpadded) == key
 
 
 def test_an_entry_without_its_bot_is_named_by_position_not_echoed():
@@ -170,7 +190,16 @@ def test_a_line_the_env_file_cannot_hold_stops_start_up_naming_the_file_and_line
     env_file.write_text('CONNECTOR_TARGETS=preview\nCONNECTOR_RETENTION_DAYS="30\nCONNECTOR_LOG_LEVEL=INFO\n')
     with pytest.raises(ConfigError) as caught:
         _read_env_file(tmp_path, monkeypatch, {"CONNECTOR_ENV_FILE": str(env_file)})
-    assert str(caught.value).startswith(f"{env_file}: line 2 (CONNECTOR_RETENTION_DAYS=…) is not NAME=value")
+    assert str(caught.value).startswith(f"{env_file}: line 2 (CONNECTOR_RETENTION_DAYS…) is not NAME=value")
+    # A line without `=` may be a secret's whole value: only its name is shown.
+    env_file.write_text("CONNECTOR_ADMIN_TOKEN: s3cr3t-admin-token-0123456789\n")
+    with pytest.raises(ConfigError) as caught:
+        _read_env_file(tmp_path, monkeypatch, {"CONNECTOR_ENV_FILE": str(env_file)})
+    assert "line 1 (CONNECTOR_ADMIN_TOKEN…)" in str(caught.value) and "s3cr3t" not in str(caught.value)
+    # Notepad's byte-order mark: the first name was read with it, and the variable stayed unset.
+    env_file.write_bytes(b"\xef\xbb\xbfCONNECTOR_RETENTION_DAYS=30\n")
+    with pytest.raises(ConfigError, match="byte-order mark"):
+        _read_env_file(tmp_path, monkeypatch, {"CONNECTOR_ENV_FILE": str(env_file)})
     env_file.write_text("# comments, blanks and export lines are fine\n\nexport CONNECTOR_TARGETS=preview\n")
     assert _read_env_file(tmp_path, monkeypatch, {"CONNECTOR_ENV_FILE": str(env_file)})[1]["CONNECTOR_TARGETS"] == \
         "preview"
