@@ -125,6 +125,7 @@ def test_bulk_replay_and_cli(make_app, flaky):
         refused = method(path, headers=admin())
         assert refused.status_code == 422 and "target must be one of" in refused.get_json()["detail"], path
     assert runner.invoke(args=["connector", "deliveries", "--limit", "0"]).exit_code == 2
+    assert len(client.get("/v1/deliveries?state=dead&target=", headers=admin()).get_json()["items"]) == 3
     replayed = runner.invoke(args=["connector", "replay", "--all-dead"])
     assert replayed.exit_code == 0 and replayed.output.startswith("replayed 3")
     _kill(app)

@@ -134,7 +134,7 @@ def retry_many() -> Response:
 def _target() -> str | None:
     """`?target=`, one of the connector's target names: a typo (`Zendesk`, `zendsk`) listed and
     replayed nothing, answered as an all-clear (the CLI refuses it the same way)."""
-    target = request.args.get("target")
+    target = request.args.get("target") or None  # `?target=` (empty): every target, as before
     if target is not None and target not in registry.TARGETS:
         raise ValidationFailed(f"target must be one of {', '.join(registry.TARGETS)}.",
                                errors={"target": [f"not a target: {target[:40]!r}"]})
