@@ -99,8 +99,8 @@ class _Watchdog:
 
     def watch(self, key: object, sock: socket.socket | None) -> None:
         """Put `sock` (used by `key`) under the current thread's watch, if it has one."""
-        current: Watch | None = getattr(self.local, "watch", None)
-        if current is None or sock is None:
+        watch = current()
+        if watch is None or sock is None:
             return
         try:
             # Not `sock.dup()`: an SSLSocket refuses to be duplicated; its descriptor does not.
@@ -113,20 +113,20 @@ class _Watchdog:
             os.close(descriptor)
             raise
         with self.lock:
-            old = current._watched.pop(id(key), None)
+            old = watch._watched.pop(id(key), None)
             if old is not None:
                 old.close()
-            current._watched[id(key)] = watched
-            if current.expired:  # connected just as time ran out
+            watch._watched[id(key)] = watched
+            if watch.expired:  # connected just as time ran out
                 _shut(watched)
 
     def release(self, key: object) -> None:
         """`key` no longer belongs to this call (a pooled connection going back): stop watching it."""
-        current: Watch | None = getattr(self.local, "watch", None)
-        if current is None:
+        watch = current()
+        if watch is None:
             return
         with self.lock:
-            watched = current._watched.pop(id(key), None)
+            watched = watch._watched.pop(id(key), None)
             if watched is not None:
                 watched.close()
 
@@ -155,12 +155,26 @@ def current() -> Watch | None:
     return getattr(_dog.local, "watch", None)
 
 
+def cut_off() -> bool:
+    """Whether the call this thread is making has been cut off by its deadline."""
+    watch = current()
+    return watch is not None and watch.expired
+
+
+def read_capped(answer: Any) -> bytes:
+    """A urllib answer's body, up to `MAX_ANSWER_BYTES` (`WatchedAdapter` caps requests' alike)."""
+    body = answer.read(MAX_ANSWER_BYTES + 1)
+    if len(body) > MAX_ANSWER_BYTES:
+        raise http.client.HTTPException(f"an answer over {MAX_ANSWER_BYTES} bytes; not read")
+    return body
+
+
 @contextlib.contextmanager
 def deadline(seconds: float | None) -> Iterator[Watch]:
     """Run one call on this thread with a deadline `seconds` from now (none: a watch that never
     expires); `Watch.expired` says whether it was cut off."""
     watch = Watch(time.monotonic() + seconds if seconds is not None else float("inf"))
-    outer = getattr(_dog.local, "watch", None)
+    outer = current()
     _dog.local.watch = watch
     _dog.start(watch)
     try:
@@ -249,17 +263,18 @@ class WatchedAdapter(HTTPAdapter):
             try:
                 response = super().send(request, stream, timeout, *args, **kwargs)
             except requests.RequestException as err:
-                if watch.expired:
-                    raise CutOff(f"no whole answer from {request.url} within {seconds:g} s (cut off)",
-                                 request=request) from err
-                raise
-            # Cut mid-answer, what came may still parse ("HTTP/1.1 200", then nothing): not an answer.
-            # (A whole answer that came just as time ran out is taken for a cut one too: a callback
-            # is then sent again, which its webhook-id lets the bot drop.)
-            if watch.expired:
+                if not watch.expired:
+                    raise
+                cause: BaseException | None = err
+            else:
+                # Cut mid-answer, what came may still parse ("HTTP/1.1 200", then nothing): not an
+                # answer. (A whole one that came just as time ran out is taken for a cut one too: a
+                # callback is then sent again, which its webhook-id lets the bot drop.)
+                if not watch.expired:
+                    return response
                 response.close()
-                raise CutOff(f"no whole answer from {request.url} within {seconds:g} s (cut off)", request=request)
-            return response
+                cause = None
+        raise CutOff(f"no whole answer from {request.url} within {seconds:g} s (cut off)", request=request) from cause
 
     def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
         response = super().build_response(req, resp)

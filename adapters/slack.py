@@ -435,32 +435,33 @@ class _SlackClient(WebClient):
         # As for every vendor call (`call_deadline`): a deadline for the whole call, twice the
         # per-step timeout — around the library's retry of a connection error too, which would
         # otherwise start a second deadline after the first had cut the call off.
-        with call_deadline.deadline(2.0 * self.timeout):
+        with call_deadline.deadline(call_deadline.whole_call_s(self.timeout)):
             return super()._perform_urllib_http_request(url=url, args=args)
 
     def _perform_urllib_http_request_internal(self, url: str, req: urllib.request.Request) -> dict[str, Any]:
         if not url.lower().startswith(("http://", "https://")):  # urllib also opens file:// and ftp://
             raise SlackRequestError(f"Invalid URL detected: {url}")
-        watch = call_deadline.current()
-        cut_off = f"no whole answer within {2.0 * self.timeout:g} s (cut off)"
+        cut_off = f"no whole answer within {call_deadline.whole_call_s(self.timeout):g} s (cut off)"
         try:
             # The answer is capped — an error's body too, read here rather than by the library.
             try:
                 with self._opener.open(req, timeout=self.timeout) as resp:
-                    body = _capped(resp).decode(resp.headers.get_content_charset() or "utf-8", "replace")
+                    charset = resp.headers.get_content_charset() or "utf-8"
+                    body = call_deadline.read_capped(resp).decode(charset, "replace")
                 answer: dict[str, Any] | HTTPError = {"status": resp.code, "headers": resp.headers, "body": body}
             except HTTPError as err:
                 with err:
-                    answer = HTTPError(err.url, err.code, err.msg, err.headers, io.BytesIO(_capped(err)))
+                    capped = io.BytesIO(call_deadline.read_capped(err))
+                    answer = HTTPError(err.url, err.code, err.msg, err.headers, capped)
         except URLError as err:  # nothing was sent: so it stays, however it ended
-            if watch is not None and watch.expired:
+            if call_deadline.cut_off():
                 raise URLError(f"{cut_off}: {err.reason}") from err
             raise
         except (OSError, http.client.HTTPException) as err:
-            if watch is not None and watch.expired:
+            if call_deadline.cut_off():
                 raise TimeoutError(cut_off) from err
             raise
-        if watch is not None and watch.expired:  # cut mid-answer: what came may still parse
+        if call_deadline.cut_off():  # cut mid-answer: what came may still parse
             raise TimeoutError(cut_off)
         if isinstance(answer, HTTPError):
             raise answer
@@ -471,15 +472,7 @@ class _InTimeRetryHandler(ConnectionErrorRetryHandler):
     """No retry once the call's deadline has cut it off: it would only wait, then be cut at once."""
 
     def _can_retry(self, **kwargs: Any) -> bool:
-        watch = call_deadline.current()
-        return not (watch is not None and watch.expired) and super()._can_retry(**kwargs)
-
-
-def _capped(answer: Any) -> bytes:
-    body = answer.read(call_deadline.MAX_ANSWER_BYTES + 1)
-    if len(body) > call_deadline.MAX_ANSWER_BYTES:
-        raise http.client.HTTPException(f"an answer over {call_deadline.MAX_ANSWER_BYTES} bytes; not read")
-    return body
+        return not call_deadline.cut_off() and super()._can_retry(**kwargs)
 
 
 class _WatchedHTTPHandler(call_deadline.WatchedHandlerMixin, urllib.request.HTTPHandler):

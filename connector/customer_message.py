@@ -137,12 +137,17 @@ def _matching_locale(language: str | None, available: Mapping[str, Any]) -> str 
     return None
 
 
+def _config(messages: Mapping[str, Any]) -> Mapping[str, Any]:
+    """mappings/messages.yaml, or the built-in English one when it has no locales."""
+    return messages if messages.get("locales") else FALLBACK
+
+
 def language_warnings(packet: Mapping[str, Any], messages: Mapping[str, Any]) -> list[str]:
     """A language with no messages of its own gets the default locale's: the answer's `locale`
     says which, but a bot that only shows `text` would put English before a customer who wrote in
     Portuguese without anyone having said so."""
     language = (packet.get("conversation") or {}).get("language")
-    config = messages if messages.get("locales") else FALLBACK
+    config = _config(messages)
     if not language or _matching_locale(language, config["locales"]) is not None:
         return []
     default = config.get("default_locale", "en")
@@ -155,7 +160,7 @@ _DOUBLED_STOP = re.compile(r"([?!…])\.(?=\s|$)")
 
 def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_seconds: int | None,
             messages: Mapping[str, Any], *, now: dt.datetime | None = None) -> dict[str, str]:
-    config = messages if messages.get("locales") else FALLBACK
+    config = _config(messages)
     locales = config["locales"]
     locale = pick_locale((packet.get("conversation") or {}).get("language"), locales,
                          config.get("default_locale", "en"))
