@@ -203,8 +203,9 @@ def deliveries(state: str, target: str | None, limit: int) -> None:
 
     rows = list_deliveries(_migrated().db, state=state, target=target, limit=limit)
     for row in rows:
+        carried = "\t(carried since by later messages: nothing missing, not replayed)" if row.carried_since else ""
         click.echo(f"{row.id}\t{row.handoff_id}\t{row.target}\t{row.state}\tattempts={row.attempts}\t"
-                   f"{row.updated_at:%Y-%m-%d %H:%M:%S}\t{_one_line(row.last_error)}")
+                   f"{row.updated_at:%Y-%m-%d %H:%M:%S}\t{_one_line(row.last_error)}{carried}")
     click.echo(f"{len(rows)} deliver{'y' if len(rows) == 1 else 'ies'}", err=True)
 
 

@@ -129,6 +129,10 @@ class Delivery(Base):
 
     handoff: Mapped[Handoff] = relationship(back_populates="deliveries")
 
+    # Not a column: set by `outbox.list_deliveries` — given up, and its messages carried to the same
+    # target by a later batch since (nothing of it is missing there; a replay skips it).
+    carried_since = False
+
 
 class ConversationLink(Base):
     """The ticket a conversation already has at a target, so a second handoff updates it.

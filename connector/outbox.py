@@ -780,16 +780,22 @@ def _carried_later():  # type: ignore[no-untyped-def]
 
 def list_deliveries(db: Database, *, state: str | None, target: str | None, limit: int,
                     carried: bool = True) -> list[Delivery]:
-    """`carried` False: without the given-up ones whose messages a later batch carried since."""
-    query = select(Delivery)
+    """Newest first. Each row's `carried_since` says whether it is a given-up one whose messages a
+    later batch carried since (nothing of it is missing at its target; a replay skips it);
+    `carried` False leaves those out."""
+    carried_later = _carried_later()
+    query = select(Delivery, and_(Delivery.state.in_(REPLAYABLE), carried_later).label("carried_since"))
     if state:
         query = query.where(Delivery.state == state)
     if not carried:
-        query = query.where(~_carried_later())
+        query = query.where(~carried_later)
     if target:
         query = query.where(Delivery.target == target)
     with db.session() as session:
-        return list(session.scalars(query.order_by(Delivery.updated_at.desc(), Delivery.id.desc()).limit(limit)))
+        rows = session.execute(query.order_by(Delivery.updated_at.desc(), Delivery.id.desc()).limit(limit)).all()
+    for row, carried_since in rows:
+        row.carried_since = bool(carried_since)  # not a column: what this listing found
+    return [row for row, _ in rows]
 
 
 def release_all(db: Database, owner: str) -> int:

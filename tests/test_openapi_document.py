@@ -97,3 +97,13 @@ def test_packet_times_are_described_as_date_times(client):
     schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
     assert schemas["TranscriptEntry"]["properties"]["at"]["format"] == "date-time"
     assert schemas["History"]["properties"]["at"]["format"] == "date-time"
+
+
+def test_the_admin_target_parameter_lists_the_connectors_targets(client):
+    # A plain string let a client's generated code send any typo, which the API refuses (422).
+    from adapters import registry
+
+    document = client.get("/openapi.json").get_json()
+    for path, method in (("/v1/deliveries", "get"), ("/v1/deliveries/retry", "post")):
+        target, = (p for p in document["paths"][path][method]["parameters"] if p["name"] == "target")
+        assert target["schema"]["enum"] == ["", *registry.TARGETS], path

@@ -25,7 +25,7 @@ def _admin_only() -> None:
 def _row(delivery) -> dict:  # type: ignore[no-untyped-def]
     return {"id": delivery.id, "handoff_id": delivery.handoff_id, "target": delivery.target,
             "state": delivery.state, "attempts": delivery.attempts, "last_error": delivery.last_error,
-            "updated_at": delivery.updated_at.isoformat()}
+            "updated_at": delivery.updated_at.isoformat(), "carried_since": delivery.carried_since}
 
 
 @bp.post("/preview")
@@ -68,7 +68,7 @@ def deliveries() -> Response:
       security: [{adminAuth: []}]
       parameters:
         - {in: query, name: state, required: false, schema: {type: string, enum: [created, updated, pending, failed, dead]}}
-        - {in: query, name: target, required: false, schema: {type: string}}
+        - {in: query, name: target, required: false, description: "One target; empty or absent for every target", schema: {type: string, enum: ["", preview, zendesk, salesforce, slack]}}
         - {in: query, name: limit, required: false, schema: {type: integer, minimum: 1, maximum: 500, default: 100}}
       responses:
         200: {description: Deliveries, content: {application/json: {schema: DeliveryList}}}
@@ -117,7 +117,7 @@ def retry_many() -> Response:
       summary: Replay every dead delivery (optionally of one target, or failed ones too)
       security: [{adminAuth: []}]
       parameters:
-        - {in: query, name: target, required: false, schema: {type: string}}
+        - {in: query, name: target, required: false, description: "One target; empty or absent for every target", schema: {type: string, enum: ["", preview, zendesk, salesforce, slack]}}
         - {in: query, name: include_failed, required: false, schema: {type: boolean, default: false}}
       responses:
         202: {description: Queued again, content: {application/json: {schema: {type: object, properties: {replayed: {type: array, items: {type: integer}}}}}}}

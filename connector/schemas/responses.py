@@ -204,6 +204,9 @@ class DeliveryRowSchema(Schema):
     attempts = fields.Integer(required=True)
     last_error = fields.String(required=True, allow_none=True)
     updated_at = fields.String(required=True)
+    # Given up, and a later batch of messages carried this one's to the same target since: nothing
+    # of it is missing there, and a replay skips it.
+    carried_since = fields.Boolean(required=True)
 
 
 class DeliveryListSchema(Schema):

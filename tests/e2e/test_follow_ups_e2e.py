@@ -561,5 +561,14 @@ def test_a_batch_given_up_whose_messages_a_later_one_carried_is_not_replayed(zen
     # …nor listed among what needs attention on the admin page (the API's listing still shows the row).
     from connector.outbox import list_deliveries
 
-    assert [d.id for d in list_deliveries(services.db, state="failed", target=None, limit=5)] == [ids[first["id"]]]
+    listed = list_deliveries(services.db, state="failed", target=None, limit=5)
+    assert [(d.id, d.carried_since) for d in listed] == [(ids[first["id"]], True)]
     assert list_deliveries(services.db, state="failed", target=None, limit=5, carried=False) == []
+    # The API and the CLI list it marked as carried, not as a loss to chase.
+    row, = app.test_client().get("/v1/deliveries?state=failed", headers={
+        "Authorization": f"Bearer {services.settings.admin_token}"}).get_json()["items"]
+    assert (row["id"], row["carried_since"]) == (ids[first["id"]], True)
+    out = app.test_cli_runner().invoke(args=["connector", "deliveries", "--state", "failed"]).output
+    assert "carried since by later messages" in out
+    done = [d for d in list_deliveries(services.db, state=None, target=None, limit=20) if d.state != "failed"]
+    assert done and not any(d.carried_since for d in done)
