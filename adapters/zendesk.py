@@ -68,6 +68,9 @@ SEARCHABLE_EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+")
 _TAG_UNSAFE = re.compile(r"[^\w\-]+")
 
 
+RECENT_CONTACTS = 5  # earlier contacts a comment keeps when the whole history does not fit (`_sized`)
+
+
 @dataclass(frozen=True)
 class _Comment:
     html_body: str
@@ -209,28 +212,44 @@ class ZendeskAdapter(Adapter):
         return replace(comment, html_body=lead + comment.html_body)
 
     def _sized(self, ctx: HandoffContext, lead: str) -> _Comment:
-        """`_comment`'s body, chosen so that with `lead` before it it fits one comment."""
+        """`_comment`'s body, chosen so that with `lead` before it it fits one comment. Each step
+        down keeps what an agent needs most in the comment and attaches the rest, nothing cut: all
+        of it; the transcript and the most recent earlier contacts; the summary; the summary with
+        the most recent contacts; who, why, what they want and the urgency; the subject."""
         if _fits(lead + ctx.brief.html):
             return _Comment(ctx.brief.html)
         safe_id = re.sub(r"[^A-Za-z0-9_-]", "_", ctx.handoff_id)
+        brief_file = f"handoff-{safe_id}.txt"
+        whole = (brief_file, ctx.brief.text)
+        attached = _note(f"The whole brief is attached as {brief_file}: it is too long for a Zendesk comment. "
+                         f"Nothing was cut.")
+        # A long history (eighty old tickets) used to push what was tried, what was collected and a
+        # five-message transcript out of the comment, down to its core, with room to spare.
+        recent = ctx.brief.html_recent_contacts(RECENT_CONTACTS, include_transcript=True)
+        if recent is not None and _fits(lead + recent + attached):
+            return _Comment(recent + attached, whole, "brief",
+                            f"everything but the earlier contacts before the {RECENT_CONTACTS} most recent")
         name = f"transcript-{safe_id}.txt"
         note = _note(f"The whole transcript ({len(ctx.brief.transcript_lines)} messages) is attached as "
                      f"{name}: it is too long for a Zendesk comment. Nothing was cut.")
         if _fits(lead + ctx.brief.summary_html + note):
             text = "\n".join((ctx.brief.transcript_heading, "", *ctx.brief.transcript_lines)) + "\n"
             return _Comment(ctx.brief.summary_html + note, (name, text), "transcript", "the summary")
-        name = f"handoff-{safe_id}.txt"
+        recent = ctx.brief.html_recent_contacts(RECENT_CONTACTS, include_transcript=False)
+        if recent is not None and _fits(lead + recent + attached):
+            return _Comment(recent + attached, whole, "brief",
+                            f"the summary with the {RECENT_CONTACTS} most recent earlier contacts")
         # Who, why, what they want and the urgency stay in the comment an agent opens first; the long
         # lists (earlier contacts, what was tried, collected data) and the transcript go in the file.
         # Only a subject line was left here before: two hundred earlier contacts hid even the urgency.
         core = ctx.brief.core_html + _note(f"Earlier contacts, what was tried, what the bot collected and the "
                                            f"transcript are too long for a Zendesk comment: the whole brief is "
-                                           f"attached as {name}. Nothing was cut.")
+                                           f"attached as {brief_file}. Nothing was cut.")
         if _fits(lead + core):
-            return _Comment(core, (name, ctx.brief.text), "brief", "who, why, what they want and the urgency")
+            return _Comment(core, whole, "brief", "who, why, what they want and the urgency")
         return _Comment(_note(f"Handoff {ctx.handoff_id}: the brief is too long for a Zendesk comment. "
-                              f"It is attached in full as {name}.") + f"<p>{html.escape(ctx.brief.subject)}</p>",
-                        (name, ctx.brief.text), "brief", "the subject only")
+                              f"It is attached in full as {brief_file}.") + f"<p>{html.escape(ctx.brief.subject)}</p>",
+                        whole, "brief", "the subject only")
 
     def _comment_json(self, comment: _Comment) -> dict[str, Any]:
         return {"html_body": comment.html_body, "public": bool(self._conf["public_comment"])}

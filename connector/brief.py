@@ -90,6 +90,20 @@ class Brief:
         who, why, what they want, the urgency — for a target whose limit the summary overflows."""
         return self._render("html", include_transcript=False, include_lists=False)
 
+    def html_recent_contacts(self, shown: int, include_transcript: bool) -> str | None:
+        """The HTML brief with only the `shown` most recent earlier contacts and a line counting the
+        rest, for a target whose limit a long history overflows: what was tried, what was collected
+        and the transcript are worth more in the comment than the tenth old ticket. None when the
+        history has no more than `shown`."""
+        history = self._view["history"]
+        if len(history) <= shown:
+            return None
+        # The most recent by day (a contact without one counts as oldest), in the order the bot sent them.
+        recent = sorted(sorted(range(len(history)), key=lambda i: history[i]["at"], reverse=True)[:shown])
+        view = {**self._view, "history": [history[i] for i in recent], "history_more": len(history) - shown}
+        return _env.get_template(f"{self.template}.html.j2").render(b=view, include_lists=True,
+                                                                    include_transcript=include_transcript)
+
     def _render(self, kind: str, include_transcript: bool, include_lists: bool = True) -> str:
         return _env.get_template(f"{self.template}.{kind}.j2").render(b=self._view, include_lists=include_lists,
                                                                       include_transcript=include_transcript)
@@ -426,6 +440,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
              "ticket": _ticket_ref(h.get("ticket") or {})}
             for h in packet.get("history") or []
         ],
+        "history_more": 0,  # earlier contacts left out of this rendering (`Brief.html_recent_contacts`)
         "routing": {k: scalar(v) for k, v in routing.items() if k != "preferred_agent"},
         "preferred_agent": preferred.get("email") or preferred.get("id"),
         "transcript": _transcript(packet.get("transcript") or []),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -738,6 +739,52 @@ def test_brief_too_long_even_without_transcript_is_attached_whole(zd: FakeZendes
     assert "Dana Whitfield" in comment and "field_0" not in comment
     assert outcome.receipt["attached"][0]["part"] == "brief"
     assert "carries who, why, what they want and the urgency" in outcome.receipt["attached"][0]["reason"]
+
+
+def _contacts(count: int) -> list[dict[str, object]]:
+    return [{"at": f"2025-{i % 12 + 1:02d}-{i % 28 + 1:02d}T10:00:00Z", "channel": "email",
+             "summary": f"contact {i}: " + "the agent explained the reconnect flow and closed it. " * 16,
+             "ticket": {"system": "zendesk", "id": str(50000 + i)}} for i in range(80)]
+
+
+def test_a_long_history_leaves_the_rest_of_the_brief_in_the_comment(zd: FakeZendesk) -> None:
+    # Eighty long earlier contacts pushed what was tried, what was collected and a short transcript
+    # out of the comment (down to who, why and what they want), with most of its room unused.
+    packet = full_packet(history=_contacts(80))
+    context = ctx(packet)
+    upload = zd.upload(filename="handoff-hnd_01TESTHANDOFF0000000000000.txt")
+    zd.create_ticket()
+
+    outcome = adapter().deliver(context)
+
+    assert upload.calls[0].request.body.decode("utf-8") == context.brief.text  # every contact, in the file
+    comment = zd.json_bodies("POST", "/api/v2/tickets.json")[0]["ticket"]["comment"]["html_body"]
+    assert "Already tried" in comment and "What the bot collected" in comment
+    transcript = context.brief.html[context.brief.html.index("<h3>Transcript"):context.brief.html.index("<hr>")]
+    assert transcript.count("Customer") >= 2 and transcript in comment  # the whole transcript, as in the brief
+    # The five most recent by day stay (in the order sent), and the rest are counted.
+    shown = [int(n) for n in re.findall(r"contact (\d+):", comment)]
+    days = sorted(((c["at"], i) for i, c in enumerate(packet["history"])), reverse=True)[:5]
+    assert shown == sorted(i for _, i in days)
+    assert "…and 75 older contacts, in the attached brief" in comment
+    assert "The whole brief is attached as handoff-hnd_01TESTHANDOFF0000000000000.txt" in comment
+    assert len(comment.encode()) <= COMMENT_LIMIT_BYTES
+    assert "before the 5 most recent" in outcome.receipt["attached"][0]["reason"]
+
+
+def test_a_long_history_and_transcript_keep_the_summary_and_the_recent_contacts(zd: FakeZendesk) -> None:
+    long_chat = [{"role": "customer", "text": f"message {i} " + "ü" * 900, "at": "2026-11-20T10:00:00Z"}
+                 for i in range(60)]
+    packet = full_packet(history=_contacts(80), transcript=long_chat)
+    zd.upload(filename="handoff-hnd_01TESTHANDOFF0000000000000.txt")
+    zd.create_ticket()
+
+    outcome = adapter().deliver(ctx(packet))
+
+    comment = zd.json_bodies("POST", "/api/v2/tickets.json")[0]["ticket"]["comment"]["html_body"]
+    assert "Already tried" in comment and "What the bot collected" in comment and "message 0" not in comment
+    assert len(re.findall(r"contact \d+:", comment)) == 5 and "…and 75 older contacts" in comment
+    assert "the summary with the 5 most recent" in outcome.receipt["attached"][0]["reason"]
 
 
 def test_a_brief_whose_core_is_too_long_keeps_the_subject_and_says_so() -> None:
