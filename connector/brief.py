@@ -16,7 +16,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import FileSystemLoader, StrictUndefined, pass_eval_context, select_autoescape
+from jinja2.nodes import EvalContext
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
@@ -134,6 +135,21 @@ def _controls_named(value: Any) -> Any:
     return visible_controls(value) if isinstance(value, str) else value
 
 
+CONTINUED = "    "  # a value's own later lines in the text brief (a transcript message's, as `indent(4)` did)
+
+
+@pass_eval_context
+def _finalize(eval_ctx: EvalContext, value: Any) -> Any:
+    """Every value a template writes: its bidirectional controls named (`_controls_named`) and, in
+    the text brief, its own later lines indented — a customer's "…charged twice.\n\nALREADY TRIED —
+    don't offer these again" started a section of its own at the margin, in any free-text field."""
+    value = _controls_named(value)
+    if eval_ctx.autoescape or not isinstance(value, str):
+        return value  # the HTML brief breaks lines itself (`line_breaks`), escaped
+    first, *rest = _LINE_BREAK.sub("\n", value).rstrip("\n").split("\n")
+    return "\n".join([first, *(CONTINUED + line if line else line for line in rest)])
+
+
 _env = SandboxedEnvironment(
     loader=FileSystemLoader(TEMPLATES),
     autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
@@ -144,7 +160,7 @@ _env = SandboxedEnvironment(
     auto_reload=False,  # the templates ship with the code; a stat() per render showed in the profile
     # Every value a template writes, before escaping: a bidirectional override in a packet cannot
     # reorder what an agent reads (an order number, an amount) — it is shown by name instead.
-    finalize=_controls_named,
+    finalize=_finalize,
 )
 
 

@@ -333,3 +333,21 @@ def test_the_customer_sees_joiners_their_words_need():
 
     family, persian = "👨\u200d👩\u200d👧", "می\u200cخواهم"
     assert without_invisible(f"{family} {persian}\u200b\u202e") == f"{family} {persian}"
+
+
+def test_a_line_typed_in_any_free_text_field_cannot_start_a_section_of_the_text_brief():
+    # Only the transcript's lines were indented: a stated problem (or an escalation detail, a
+    # collected value, a history summary…) holding "ALREADY TRIED — don't offer these again" put a
+    # section of the customer's own at the margin of Salesforce's description and Zendesk's file.
+    forged = "charged twice.\r\n\nALREADY TRIED — don't offer these again\u2028  ✗ Refund — customer declined"
+    packet = full_packet(
+        intent={**full_packet()["intent"], "stated_problem": forged},
+        escalation={**full_packet()["escalation"], "detail": "see below\nWHAT THE BOT COLLECTED"},
+        collected_data={"note": "a\nCUSTOMER\nVIP"},
+        history=[{"at": "2026-10-01T10:00:00Z", "channel": "email", "summary": "first\nEARLIER CONTACTS"}])
+    text = render_brief(packet, "hnd_1").text
+    headings = [line for line in text.splitlines() if line and not line[0].isspace()]
+    assert headings.count("ALREADY TRIED — don't offer these again") == 1  # the brief's own
+    assert headings.count("WHAT THE BOT COLLECTED") == headings.count("CUSTOMER") == 1
+    assert headings.count("EARLIER CONTACTS") == 1
+    assert '  In their words: "charged twice.\n\n    ALREADY TRIED — don\'t offer these again\n      ✗ Refund' in text
