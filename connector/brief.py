@@ -259,6 +259,19 @@ def problem_words(packet: Mapping[str, Any]) -> str:
 # Fewer words than this, a customer's message is most likely a greeting or a bare request for a
 # person ("hi", "agent please"): the subject and the restated problem take the first longer one.
 _SAYS_SOMETHING = 4
+# Scripts written without spaces between words, and about how many of their characters make a word:
+# counted by spaces, "注文番号A-5521の商品がまだ届きません。" was one word, as short as "こんにちは".
+_UNSPACED = ((re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"), 1.5),  # Han
+             (re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]"), 2.5),  # kana
+             (re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff]"), 5.0))  # Thai, Lao, Myanmar, Khmer
+
+
+def _words(text: str) -> float:
+    words = 0.0
+    for script, per_word in _UNSPACED:
+        text, found = script.subn(" ", text)
+        words += found / per_word
+    return words + len(text.split())
 
 
 def first_customer_line(packet: Mapping[str, Any]) -> str:
@@ -266,7 +279,7 @@ def first_customer_line(packet: Mapping[str, Any]) -> str:
     their longest: "hi" made the ticket's subject and the customer message's "I've passed on: hi."."""
     said = [entry["text"] for entry in packet.get("transcript", [])
             if entry.get("role") == "customer" and without_invisible(entry.get("text", "")).strip()]
-    return next((text for text in said if len(text.split()) >= _SAYS_SOMETHING), max(said, key=len, default=""))
+    return next((text for text in said if _words(text) >= _SAYS_SOMETHING), max(said, key=len, default=""))
 
 
 # The fields the contract names in each part the brief shows; a bot's others are kept (README: nested

@@ -322,6 +322,22 @@ def test_a_greeting_is_not_taken_for_the_problem():
     assert subject_for(packet) == "agent"
 
 
+@pytest.mark.parametrize(("said", "problem"), [
+    (["こんにちは", "注文番号A-5521の商品がまだ届きません。", "早く" * 40], "注文番号A-5521の商品がまだ届きません。"),
+    (["你好", "我的订单还没到", "快" * 60], "我的订单还没到"),
+    (["สวัสดีครับ", "ฉันยังไม่ได้รับสินค้า", "ช่วย" * 30], "ฉันยังไม่ได้รับสินค้า"),
+])
+def test_a_greeting_is_not_taken_for_the_problem_in_scripts_written_without_spaces(said, problem):
+    # Words were counted by spaces: each of these messages was one "word", so the longest (a rant)
+    # made the subject, "They wrote" and the customer message, and the order number was lost.
+    from connector.brief import subject_for
+
+    packet = minimal_packet()
+    packet["transcript"] = [{"at": f"2026-11-20T09:14:0{n}Z", "role": "customer", "text": text}
+                            for n, text in enumerate(said)]
+    assert subject_for(packet) == problem
+
+
 def test_latest_words_of_nothing_visible_are_not_the_latest_words():
     packet = _long_conversation()
     packet["transcript"].append({"at": "2026-11-20T09:39:00Z", "role": "customer", "text": "\u200b"})
