@@ -13,12 +13,14 @@ form parser.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from typing import Any
 from urllib.parse import parse_qs
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from connector.errors import ApiProblem
+from connector.json_body import parse_json
 
 from .events import AssignmentEvent, Ignored, VendorId, stored_text
 from .slack_blocks import CLAIM_ACTION
@@ -41,7 +43,10 @@ class SlackTime(fields.String):
         text = super()._deserialize(value, attr, data, **kwargs)
         if not _UNIX_TS.fullmatch(text):
             raise self.make_error("ts")
-        return dt.datetime.fromtimestamp(float(text), dt.UTC)
+        try:
+            return dt.datetime.fromtimestamp(float(text), dt.UTC)
+        except (ValueError, OverflowError, OSError):  # past the year 9999: it was a 500, which Slack retries
+            raise self.make_error("ts") from None
 
 
 class Name(fields.String):
@@ -81,10 +86,10 @@ class _Envelope(_Lenient):
     type = fields.String(required=True, validate=validate.Length(min=1, max=100))
 
 
-def parse(raw_body: bytes) -> AssignmentEvent | Ignored:
+def parse(raw_body: bytes, max_depth: int) -> AssignmentEvent | Ignored:
     """Raises marshmallow's ValidationError naming the field (`payload.user.id`) when the body is
-    not a Slack interaction."""
-    payload = _payload(raw_body)
+    not a Slack interaction. `max_depth`: CONNECTOR_MAX_JSON_DEPTH, as for every JSON body."""
+    payload = _payload(raw_body, max_depth)
     try:
         if _Envelope().load(payload)["type"] != "block_actions":
             return Ignored("not a button click")
@@ -101,7 +106,7 @@ def parse(raw_body: bytes) -> AssignmentEvent | Ignored:
                            agent_name=user["name"] or user["username"], at=claim["action_ts"], named_by_us=True)
 
 
-def _payload(raw_body: bytes) -> dict[str, Any]:
+def _payload(raw_body: bytes, max_depth: int) -> dict[str, Any]:
     try:
         form = parse_qs(raw_body.decode("utf-8"), strict_parsing=True, max_num_fields=50, errors="strict")
     except (UnicodeDecodeError, ValueError):
@@ -110,9 +115,15 @@ def _payload(raw_body: bytes) -> dict[str, Any]:
     if len(values) != 1:
         raise ValidationError({"payload": ["Exactly one 'payload' field is required."]})
     try:
-        payload = json.loads(values[0])
-    except (ValueError, RecursionError):
-        raise ValidationError({"payload": ["Not JSON."]}) from None
-    if not isinstance(payload, dict):
-        raise ValidationError({"payload": ["Must be a JSON object."]})
+        # Read as every JSON body is: a key given twice (`{"type": "block_actions", "type": "x"}`)
+        # was taken as its last value here, where packets and Zendesk's events refuse it.
+        payload: dict[str, Any] = parse_json(values[0].encode("utf-8"), "application/json", max_depth,
+                                             what="payload")
+    except ApiProblem as err:
+        raise ValidationError({_within_payload(path): reasons for path, reasons in err.errors.items()}
+                              or {"payload": [err.detail]}) from None
     return payload
+
+
+def _within_payload(path: str) -> str:
+    return "payload" if path == "(body)" else f"payload.{path}"

@@ -38,11 +38,13 @@ class Time(fields.String):
         text = super()._deserialize(value, attr, data, **kwargs)
         try:
             parsed = dt.datetime.fromisoformat(text) if len(text) <= 40 else None
-        except ValueError:
-            parsed = None
-        if parsed is None or parsed.tzinfo is None:
+            # In UTC, 9999-12-31T23:59:59-23:59 is no date: it was a 500, which Zendesk retries.
+            moment = parsed.astimezone(dt.UTC) if parsed is not None and parsed.tzinfo is not None else None
+        except (ValueError, OverflowError):
+            moment = None
+        if moment is None:
             raise self.make_error("time")
-        return parsed.astimezone(dt.UTC)
+        return moment
 
 
 class ZendeskTicketDetail(_Lenient):

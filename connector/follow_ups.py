@@ -37,7 +37,8 @@ from .db import reason
 from .errors import NotFound, ServiceUnavailable, ValidationFailed
 from .handoff_store import HandoffGone
 from .idempotency import key_for, packet_hash
-from .intake import Answer, deliver_and_answer, find_repeat, parse_json, replay, store
+from .intake import Answer, deliver_and_answer, find_repeat, replay, store
+from .json_body import parse_json
 from .jsonlog import log_context
 from .models import Handoff, utcnow
 from .schemas import Limits, MessagesSchema, flatten_errors

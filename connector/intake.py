@@ -5,12 +5,10 @@ the budget → answer. Nothing reaches a vendor before the handoff is committed 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import math
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import wait
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -28,15 +26,15 @@ from . import answers, assignments, callback_http, callbacks, customer_message
 from .auth import Caller, check_bot
 from .db import reason
 from .decision import decide
-from .errors import Conflict, MalformedRequest, ServiceUnavailable, UnsupportedMediaType, ValidationFailed
+from .errors import Conflict, ServiceUnavailable, ValidationFailed
 from .handoff_store import Stored, new_handoff
 from .idempotency import key_for, packet_hash
+from .json_body import parse_json
 from .jsonlog import log_context
 from .models import Delivery, Handoff, utcnow
 from .outbox import Attempted
 from .schemas import Limits, PacketSchema, flatten_errors
 from .services import Services
-from .text_rules import UNSTORABLE
 
 log = logging.getLogger(__name__)
 
@@ -46,135 +44,6 @@ class Answer:
     status: int
     body: dict[str, Any]
     poll_after_s: int | None = None  # a 202's Retry-After, when longer than the sync budget (`_poll_after`)
-
-
-def parse_json(raw: bytes, content_type: str | None, max_depth: int, what: str = "packet") -> Any:
-    """The body as a JSON object; `what` names it in the errors ("packet", "event")."""
-    mimetype = (content_type or "").split(";")[0].strip().lower()
-    if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
-        raise UnsupportedMediaType(f"Send the {what} as application/json (got {mimetype or 'no content type'}).")
-    try:
-        text = raw.decode("utf-8")
-        repeated: list[bool] = []  # set by `_object` when an object names a key twice
-        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite,
-                          object_pairs_hook=partial(_object, repeated))
-    except UnicodeDecodeError:
-        raise MalformedRequest("The body is not valid UTF-8.") from None
-    except RecursionError:
-        raise MalformedRequest(f"The JSON nests deeper than {max_depth} levels (CONNECTOR_MAX_JSON_DEPTH).") from None
-    except ValueError as err:
-        raise MalformedRequest(f"The body is not valid JSON: {err}") from None
-    # Only a \u escape can put U+0000 or a lone surrogate in the parsed text (raw control characters
-    # and invalid UTF-8 were refused above), so the per-string check runs only when one is present.
-    depth, suspect = _depth(data, check_text="\\u" in text)
-    unstorable = _scan(data) if suspect else []
-    if depth > max_depth:
-        raise ValidationFailed(f"The JSON nests deeper than {max_depth} levels (CONNECTOR_MAX_JSON_DEPTH).",
-                               errors={"(body)": [f"nesting deeper than {max_depth}"]})
-    if unstorable:
-        raise ValidationFailed(
-            "Text may not hold U+0000 or unpaired surrogates (\\ud800-\\udfff): they cannot be stored or sent.",
-            errors={path: ["contains U+0000 or an unpaired surrogate"] for path in unstorable[:_MAX_REPORTED]},
-        )
-    if repeated:
-        twice = _twice(data)
-        raise ValidationFailed(
-            "A key appears twice in one object: JSON readers disagree on which value counts, so neither "
-            "is taken. Send each key once.",
-            errors={path: ["given more than once in the same object"] for path in twice[:_MAX_REPORTED]},
-        )
-    if not isinstance(data, dict):
-        raise ValidationFailed(f"The {what} must be a JSON object.", errors={"(body)": ["must be an object"]})
-    return data
-
-
-def _finite(literal: str) -> float:
-    # A literal too large for a float (1e400) would load as infinity, which JSON cannot carry on:
-    # stored or sent, it would come out as null or be refused by PostgreSQL and the vendors.
-    value = float(literal)
-    if not math.isfinite(value):
-        raise ValueError(f"{literal[:40]} is out of a number's range (about ±1.8e308)")
-    return value
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed in JSON")
-
-
-_MAX_REPORTED = 20  # paths named in an answer refusing unstorable text (`text_rules.UNSTORABLE`)
-
-
-def _depth(value: Any, *, check_text: bool) -> tuple[int, bool]:
-    """The document's nesting depth, and whether any string (keys too) may not be storable."""
-    deepest, suspect = 0, False
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        deepest = max(deepest, level)
-        if isinstance(item, dict):
-            suspect = suspect or (check_text and any(UNSTORABLE.search(key) for key in item))
-            stack.extend((child, level + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, level + 1) for child in item)
-        elif check_text and isinstance(item, str) and UNSTORABLE.search(item):
-            suspect = True
-    return deepest, suspect
-
-
-class _Repeated(dict):  # type: ignore[type-arg]
-    """A JSON object that named a key more than once (its last value kept, as `json` does); `twice` says which."""
-
-    twice: tuple[str, ...] = ()
-
-
-def _object(repeated: list[bool], pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """`json.loads`' object hook: `{"email": "a", "email": "b"}` read as the last one silently; the
-    signature, the bot's own parser and a proxy in between may each have read another one."""
-    obj = dict(pairs)
-    if len(obj) == len(pairs):
-        return obj
-    flagged = _Repeated(obj)
-    flagged.twice = tuple(sorted(key for key, count in Counter(key for key, _ in pairs).items() if count > 1))
-    repeated.append(True)
-    return flagged
-
-
-def _nodes(value: Any) -> Iterator[tuple[str, Any]]:
-    """Every value of the document with its path (`customer.email`, `transcript.0`; `""` for the body)."""
-    stack: list[tuple[Any, str]] = [(value, "")]
-    while stack:
-        item, path = stack.pop()
-        yield path, item
-        if isinstance(item, dict):
-            stack.extend((child, _child(path, _shown(key))) for key, child in item.items())
-        elif isinstance(item, list):
-            stack.extend((child, _child(path, str(index))) for index, child in enumerate(item))
-
-
-def _child(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
-
-
-def _scan(value: Any) -> list[str]:
-    """The paths of strings (keys too) that cannot be stored."""
-    unstorable = []
-    for path, item in _nodes(value):
-        if isinstance(item, dict):
-            unstorable.extend(_child(path, _shown(key)) for key in item if UNSTORABLE.search(key))
-        elif isinstance(item, str) and UNSTORABLE.search(item):
-            unstorable.append(path or "(body)")
-    return sorted(unstorable)
-
-
-def _twice(value: Any) -> list[str]:
-    """The paths of keys given more than once in their object."""
-    return sorted(_child(path, _shown(key)) for path, item in _nodes(value) if isinstance(item, _Repeated)
-                  for key in item.twice)
-
-
-def _shown(key: str) -> str:
-    """A key as it can appear in an answer: a lone surrogate written as `\\ud800`."""
-    return key.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @lru_cache(maxsize=8)

@@ -9,7 +9,7 @@ lone surrogates (escaped), and — passed through on purpose — datetimes, data
 subclasses of str, int, dict and list, which orjson would otherwise encode where the standard
 library refuses them or encodes them its own way. Differences that remain: orjson writes NaN and
 the infinities as null, where the standard library writes the non-JSON `NaN`/`Infinity` (which
-PostgreSQL refuses) — a packet cannot hold them, intake refuses them (`intake.parse_json`); and it
+PostgreSQL refuses) — a packet cannot hold them, intake refuses them (`json_body.parse_json`); and it
 encodes `uuid.UUID` and plain `enum.Enum` values, which the standard library refuses (nothing here
 passes those).
 """

@@ -12,7 +12,8 @@ from . import answers
 from .brief import render_brief
 from .decision import decide
 from .errors import ValidationFailed
-from .intake import parse_json, validate_packet
+from .intake import validate_packet
+from .json_body import parse_json
 from .services import Services
 from .text_rules import rfc3339, rfc3339_problem
 

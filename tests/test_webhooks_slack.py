@@ -263,6 +263,12 @@ def test_other_interactions_are_ignored_without_error(slack_app, payload, detail
     (form(claim(action__action_ts="yesterday")), "payload.actions.0.action_ts"),
     (form(claim(trigger_id="t\u0000")), "payload.trigger_id"),
     (b"payload=%FF", "(body)"),
+    # Read as every JSON body: a key twice, nesting past CONNECTOR_MAX_JSON_DEPTH, NaN.
+    (b'payload={"type":"block_actions","type":"x"}', "payload.type"),
+    (b"payload=" + b"%5B" * 40 + b"%5D" * 40, "payload"),
+    (b'payload={"type":NaN}', "payload"),
+    # A time past the year 9999: a 500, which Slack retries.
+    (form(claim(action__action_ts="999999999999")), "payload.actions.0.action_ts"),
 ])
 def test_a_malformed_interaction_is_422_naming_the_field(slack_app, body, field):
     response = post(slack_app, body)

@@ -267,6 +267,9 @@ def test_what_is_not_a_handoff_being_taken_is_ignored_without_error(hooked, capl
 
 @pytest.mark.parametrize(("body", "field", "status"), [
     (event(time="yesterday"), "time", 422),
+    # No moment in UTC (before the year 1, after 9999): a 500, which Zendesk retries.
+    (event(time="9999-12-31T23:59:59-23:59"), "time", 422),
+    (event(time="0001-01-01T00:00:00+23:59"), "time", 422),
     ({k: v for k, v in event().items() if k != "id"}, "id", 422),
     (event(detail={"external_id": HANDOFF}), "detail.id", 422),
     (event(detail__id=["1001"]), "detail.id", 422),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -14,7 +15,7 @@ from adapters import slack_events, zendesk_events
 
 from ..assignments import receive
 from ..errors import Unauthenticated, UnsupportedMediaType
-from ..intake import parse_json
+from ..json_body import parse_json
 from ..services import current_services
 from ..vendor_signatures import SignatureError, verify_slack, verify_zendesk
 
@@ -112,5 +113,6 @@ def slack() -> Response:
     mimetype = (request.content_type or "").split(";")[0].strip().lower()
     if mimetype != "application/x-www-form-urlencoded":
         raise UnsupportedMediaType(f"Slack interactivity is form-encoded (got {mimetype or 'no content type'}).")
-    received = receive(services, slack_events.parse, raw, dt.datetime.fromtimestamp(now, dt.UTC))
+    parse = partial(slack_events.parse, max_depth=services.settings.max_json_depth)
+    received = receive(services, parse, raw, dt.datetime.fromtimestamp(now, dt.UTC))
     return jsonify(received.body())

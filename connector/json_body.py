@@ -1,0 +1,145 @@
+"""Reading a JSON body the way every caller's is read (packets, messages, vendor events, Slack's
+interaction payload): UTF-8, finite numbers, a bounded depth, no key given twice in one object, no
+text that cannot be stored — each refusal naming where. One reader, so that what a packet may not
+hold a vendor event may not either."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+from .errors import MalformedRequest, UnsupportedMediaType, ValidationFailed
+from .text_rules import UNSTORABLE
+
+
+def parse_json(raw: bytes, content_type: str | None, max_depth: int, what: str = "packet") -> Any:
+    """The body as a JSON object; `what` names it in the errors ("packet", "event")."""
+    mimetype = (content_type or "").split(";")[0].strip().lower()
+    if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
+        raise UnsupportedMediaType(f"Send the {what} as application/json (got {mimetype or 'no content type'}).")
+    try:
+        text = raw.decode("utf-8")
+        repeated: list[bool] = []  # set by `_object` when an object names a key twice
+        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite,
+                          object_pairs_hook=partial(_object, repeated))
+    except UnicodeDecodeError:
+        raise MalformedRequest("The body is not valid UTF-8.") from None
+    except RecursionError:
+        raise MalformedRequest(f"The JSON nests deeper than {max_depth} levels (CONNECTOR_MAX_JSON_DEPTH).") from None
+    except ValueError as err:
+        raise MalformedRequest(f"The body is not valid JSON: {err}") from None
+    # Only a \u escape can put U+0000 or a lone surrogate in the parsed text (raw control characters
+    # and invalid UTF-8 were refused above), so the per-string check runs only when one is present.
+    depth, suspect = _depth(data, check_text="\\u" in text)
+    unstorable = _scan(data) if suspect else []
+    if depth > max_depth:
+        raise ValidationFailed(f"The JSON nests deeper than {max_depth} levels (CONNECTOR_MAX_JSON_DEPTH).",
+                               errors={"(body)": [f"nesting deeper than {max_depth}"]})
+    if unstorable:
+        raise ValidationFailed(
+            "Text may not hold U+0000 or unpaired surrogates (\\ud800-\\udfff): they cannot be stored or sent.",
+            errors={path: ["contains U+0000 or an unpaired surrogate"] for path in unstorable[:_MAX_REPORTED]},
+        )
+    if repeated:
+        twice = _twice(data)
+        raise ValidationFailed(
+            "A key appears twice in one object: JSON readers disagree on which value counts, so neither "
+            "is taken. Send each key once.",
+            errors={path: ["given more than once in the same object"] for path in twice[:_MAX_REPORTED]},
+        )
+    if not isinstance(data, dict):
+        raise ValidationFailed(f"The {what} must be a JSON object.", errors={"(body)": ["must be an object"]})
+    return data
+
+
+def _finite(literal: str) -> float:
+    # A literal too large for a float (1e400) would load as infinity, which JSON cannot carry on:
+    # stored or sent, it would come out as null or be refused by PostgreSQL and the vendors.
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"{literal[:40]} is out of a number's range (about ±1.8e308)")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+_MAX_REPORTED = 20  # paths named in an answer refusing unstorable text (`text_rules.UNSTORABLE`)
+
+
+def _depth(value: Any, *, check_text: bool) -> tuple[int, bool]:
+    """The document's nesting depth, and whether any string (keys too) may not be storable."""
+    deepest, suspect = 0, False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            suspect = suspect or (check_text and any(UNSTORABLE.search(key) for key in item))
+            stack.extend((child, level + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, level + 1) for child in item)
+        elif check_text and isinstance(item, str) and UNSTORABLE.search(item):
+            suspect = True
+    return deepest, suspect
+
+
+class _Repeated(dict):  # type: ignore[type-arg]
+    """A JSON object that named a key more than once (its last value kept, as `json` does); `twice` says which."""
+
+    twice: tuple[str, ...] = ()
+
+
+def _object(repeated: list[bool], pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`json.loads`' object hook: `{"email": "a", "email": "b"}` read as the last one silently; the
+    signature, the bot's own parser and a proxy in between may each have read another one."""
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    flagged = _Repeated(obj)
+    flagged.twice = tuple(sorted(key for key, count in Counter(key for key, _ in pairs).items() if count > 1))
+    repeated.append(True)
+    return flagged
+
+
+def _nodes(value: Any) -> Iterator[tuple[str, Any]]:
+    """Every value of the document with its path (`customer.email`, `transcript.0`; `""` for the body)."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        yield path, item
+        if isinstance(item, dict):
+            stack.extend((child, _child(path, _shown(key))) for key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((child, _child(path, str(index))) for index, child in enumerate(item))
+
+
+def _child(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _scan(value: Any) -> list[str]:
+    """The paths of strings (keys too) that cannot be stored."""
+    unstorable = []
+    for path, item in _nodes(value):
+        if isinstance(item, dict):
+            unstorable.extend(_child(path, _shown(key)) for key in item if UNSTORABLE.search(key))
+        elif isinstance(item, str) and UNSTORABLE.search(item):
+            unstorable.append(path or "(body)")
+    return sorted(unstorable)
+
+
+def _twice(value: Any) -> list[str]:
+    """The paths of keys given more than once in their object."""
+    return sorted(_child(path, _shown(key)) for path, item in _nodes(value) if isinstance(item, _Repeated)
+                  for key in item.twice)
+
+
+def _shown(key: str) -> str:
+    """A key as it can appear in an answer: a lone surrogate written as `\\ud800`."""
+    return key.encode("utf-8", "backslashreplace").decode("utf-8")
