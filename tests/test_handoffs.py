@@ -359,6 +359,20 @@ def test_readyz_is_503_on_a_schema_a_newer_release_migrated(app):
     assert database["ok"] is False and "a newer release made it" in database["schema"]
 
 
+def test_readyz_does_not_read_the_migration_scripts_again(app, monkeypatch):
+    # A load balancer polls it: each probe re-read every migration file (~7 ms of a 7.5 ms answer).
+    from alembic.script import ScriptDirectory
+
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 200
+
+    def read_again(*args, **kwargs):
+        raise AssertionError("the migration scripts were read again")
+
+    monkeypatch.setattr(ScriptDirectory, "from_config", read_again)
+    assert client.get("/readyz").status_code == 200
+
+
 def test_a_delivery_given_up_is_logged_with_why_and_no_next_attempt(make_app, monkeypatch, caplog):
     """It carried a `next_attempt_at` already past, and no reason."""
     import logging
