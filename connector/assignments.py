@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from marshmallow import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -219,9 +219,9 @@ def _recorded(session: Session, event: AssignmentEvent) -> Received | None:
 def _delivered_to(session: Session, event: AssignmentEvent | CompletionEvent) -> Handoff | None:
     """The newest handoff delivered to this ticket before `at`, else the one the payload names if
     it was delivered to `target` — where others can write that name (`named_by_us` false: Zendesk's
-    external_id, which any integration or agent can set), only while its delivery has no ticket
-    recorded yet (the event may come first): it would otherwise mark a handoff taken or solved by
-    a ticket it never reached.
+    external_id, which any integration or agent can set), only while its delivery may have made a
+    ticket not recorded yet (the event may come first: `_may_have_unrecorded_ticket`): it would
+    otherwise mark a handoff taken or solved by a ticket it never reached.
 
     Agents take a handoff, not the messages that followed it (`follow_ups`): a follow-up found
     here answers for its handoff. It is found only when no handoff is: one named by the payload
@@ -233,12 +233,21 @@ def _delivered_to(session: Session, event: AssignmentEvent | CompletionEvent) ->
     handoff = session.scalars(on_ticket.where(Handoff.follows_id.is_(None))).first()
     if handoff is None and event.handoff_id:
         named = delivered_here.where(Handoff.id == event.handoff_id)
-        handoff = session.scalars(named if event.named_by_us else named.where(Delivery.vendor_id.is_(None))).first()
+        handoff = session.scalars(named if event.named_by_us else named.where(_may_have_unrecorded_ticket)).first()
     if handoff is None:
         handoff = session.scalars(on_ticket).first()
     if handoff is not None and handoff.follows_id is not None:
         handoff = session.get(Handoff, handoff.follows_id)
     return handoff
+
+
+# A delivery whose ticket may exist at the vendor without our record of it: in flight or retrying,
+# or given up after an attempt whose outcome was unknown. Refused for good (`failed`), or given up
+# knowing nothing was made, it has no ticket, and a name any integration can write kept it open to
+# a made-up assignment or completion for ever.
+_may_have_unrecorded_ticket = and_(
+    Delivery.vendor_id.is_(None),
+    or_(Delivery.state == "pending", and_(Delivery.state == "dead", Delivery.outcome_unknown.is_(True))))
 
 
 def _waiting_handoff(session: Session, event: AssignmentEvent) -> tuple[Handoff | None, Assignment | None]:

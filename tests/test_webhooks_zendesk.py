@@ -14,7 +14,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from connector.models import Assignment, Delivery, Handoff
 from tests.conftest import auth
@@ -225,6 +225,24 @@ def test_before_the_ticket_id_is_recorded_the_external_id_finds_the_handoff(hook
     response = post(hooked, event())
     assert response.get_json()["outcome"] == "recorded"
     assert assignments(hooked)[0].vendor_ticket_id == "1001"
+
+
+@pytest.mark.parametrize(("state", "unknown", "outcome"), [
+    ("failed", False, "ignored"),  # refused for good: Zendesk made no ticket
+    ("dead", False, "ignored"),  # given up, every attempt known to have made nothing
+    ("dead", True, "recorded"),  # given up after an attempt whose outcome was unknown: it may exist
+])
+def test_a_handoff_given_up_at_zendesk_is_named_by_an_external_id_only_if_a_ticket_may_exist(
+        hooked, state, unknown, outcome):
+    # Any integration can write a ticket's external_id: a handoff refused at Zendesk (no ticket ever
+    # recorded) stayed open to a made-up assignment or completion — and its bot's callback — for good.
+    delivered(hooked, ticket=None, state=state)
+    if unknown:
+        with hooked.extensions["connector"].db.session() as session:
+            session.execute(update(Delivery).values(outcome_unknown=True))
+    assert post(hooked, event()).get_json()["outcome"] == outcome
+    solved = event(id="evt-2", type="zen:event-type:ticket.status_changed", event={"current": "SOLVED", "previous": "OPEN"})
+    assert post(hooked, solved).get_json()["handoff_id"] == (HANDOFF if outcome == "recorded" else None)
 
 
 def test_an_external_id_alone_proves_nothing_without_a_zendesk_delivery(hooked):
