@@ -76,6 +76,9 @@ worker_class = "gthread"
 timeout = 60
 graceful_timeout = 30
 accesslog = "-"
+# gunicorn's default line with the path in place of the request line: a query string carries what
+# a bot looks up by (`GET /v1/handoffs?conversation_id=` — on WhatsApp or SMS, a phone number).
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
 
 def limit_malloc_arenas(log, arenas: int = 2) -> bool:

@@ -367,3 +367,22 @@ def test_a_start_that_fails_leaves_no_metrics_directory_behind():
             on_starting(mock.Mock())
         made = os.environ["_CONNECTOR_METRICS_DIR_MADE"]
     assert made and not Path(made).exists()  # gunicorn calls on_exit only after a start: one was left per try
+
+
+def test_the_access_log_leaves_query_strings_out():
+    # `GET /v1/handoffs?conversation_id=+15551234567` wrote a customer's phone number to the access log.
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+
+    config = Config()
+    config.set("accesslog", "-")
+    config.set("access_log_format", _conf()["access_log_format"])
+    request = mock.Mock(method="GET", path="/v1/handoffs", query="conversation_id=%2B15551234567",
+                        uri="/v1/handoffs?conversation_id=%2B15551234567", version=(1, 1), headers=[])
+    response = mock.Mock(status="200 OK", sent=12, headers=[])
+    atoms = Logger(config).atoms(response, request, {"REMOTE_ADDR": "127.0.0.1", "RAW_URI": request.uri, "REQUEST_METHOD": "GET",
+                                                      "QUERY_STRING": request.query, "PATH_INFO": request.path,
+                                                      "SERVER_PROTOCOL": "HTTP/1.1"}, mock.Mock(
+        seconds=0, microseconds=1000))
+    line = config.access_log_format % atoms
+    assert '"GET /v1/handoffs HTTP/1.1" 200' in line and "15551234567" not in line
