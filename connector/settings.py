@@ -265,6 +265,12 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 RETENTION_MIN_DAYS = 7  # the observed wait may read seven days of assignments (`retention`)
 MIN_TOKEN_CHARS = 24  # bearer keys and tokens shorter than this are warned about (SECURITY.md)
 MIN_SECRET_BYTES = 16  # bot signing secrets (decoded) shorter than this are warned about
+# Credentials printed in the README and .env.example: whoever read them can use them. `change-me…`
+# values are placeholders (refused); these are working examples (warned about: fine on one's own
+# machine, as the quickstart is, never where anyone else can reach the service).
+PLACEHOLDER = "change-me"
+PUBLISHED_KEYS = {"dev-key-0123456789abcdefghij": "the README's quickstart key"}
+PUBLISHED_SECRETS = {"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw": "the Standard Webhooks example secret in .env.example"}
 
 # variable name → (Settings attribute, parser). The single table of what the service reads.
 _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
@@ -429,6 +435,14 @@ class Settings:
                 # addresses are written into delivery errors, which bots and the admin page read.
                 raise ConfigError(self.variable_for(attr), "must not carry a user or password (user:password@…): "
                                   "credentials have variables of their own")
+        credentials = [("CONNECTOR_BOT_KEYS", key) for _, key in self.bot_keys] + \
+            [("CONNECTOR_BOT_SECRETS", secret) for _, secret in self.bot_secrets] + \
+            [("CONNECTOR_ADMIN_TOKEN", self.admin_token), ("CONNECTOR_METRICS_TOKEN", self.metrics_token)]
+        for variable, value in credentials:
+            if PLACEHOLDER in value.lower():
+                # Uncommented from .env.example as it stands: a credential everyone who read it knows.
+                raise ConfigError(variable, f"holds the {PLACEHOLDER}… placeholder of .env.example: set a long random "
+                                  "value of your own (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
         for bot_id, secret in self.bot_secrets:
             if not usable_secret(secret):
                 # Served, it refused every signed request of that bot as "no_secret_configured".
@@ -468,6 +482,15 @@ class Settings:
             if len(signing_key(secret)) < MIN_SECRET_BYTES:
                 said.append(f"CONNECTOR_BOT_SECRETS: the secret for {bot_id!r} is shorter than {MIN_SECRET_BYTES} "
                             "bytes (Standard Webhooks secrets are 24 to 64)")
+        published = [(f"CONNECTOR_BOT_KEYS: the key for {bot_id!r}", PUBLISHED_KEYS.get(key))
+                     for bot_id, key in self.bot_keys]
+        published += [(f"CONNECTOR_BOT_SECRETS: the secret for {bot_id!r}",
+                       PUBLISHED_SECRETS.get(secret.removeprefix("whsec_").rstrip("=")))
+                      for bot_id, secret in self.bot_secrets]
+        published += [(variable, PUBLISHED_KEYS.get(token)) for variable, token in (
+            ("CONNECTOR_ADMIN_TOKEN", self.admin_token), ("CONNECTOR_METRICS_TOKEN", self.metrics_token))]
+        said += [f"{what} is {where}: anyone who read it can use it — fine on your own machine, never where "
+                 "others can reach the service" for what, where in published if where]
         signing = {bot_id for bot_id, _ in self.bot_secrets}
         for bot_id, key in self.bot_keys:
             if len(key) < MIN_TOKEN_CHARS:

@@ -67,6 +67,29 @@ def test_bad_values_stop_start_up_naming_the_variable(environ, variable, tmp_pat
     assert variable in str(caught.value) and ".env.example" in str(caught.value)
 
 
+@pytest.mark.parametrize("environ", [
+    {"CONNECTOR_BOT_KEYS": "support-bot:change-me-to-a-long-random-key"},
+    {"CONNECTOR_ADMIN_TOKEN": "change-me-to-another-long-random-token"},
+    {"CONNECTOR_METRICS_TOKEN": "CHANGE-ME-to-a-third-long-random-token"},
+])
+def test_a_placeholder_from_env_example_stops_start_up_naming_the_variable(environ):
+    # Uncommented as it stands, it passed `check` silently: a credential everyone who read the file knows.
+    (variable, value), = environ.items()
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(environ)
+    assert caught.value.source == variable and value not in str(caught.value)
+
+
+def test_a_credential_published_in_the_docs_is_warned_about():
+    settings = Settings.from_env({"CONNECTOR_BOT_KEYS": "support-bot:dev-key-0123456789abcdefghij",
+                                  "CONNECTOR_BOT_SECRETS": f"support-bot:{SECRET}"})
+    published = [w for w in settings.warnings() if "anyone who read it can use it" in w]
+    assert [w.split(" is ")[0] for w in published] == ["CONNECTOR_BOT_KEYS: the key for 'support-bot'",
+                                                        "CONNECTOR_BOT_SECRETS: the secret for 'support-bot'"]
+    own = Settings.from_env({"CONNECTOR_BOT_KEYS": "support-bot:Aq8vN3kR7tYp2LmX9cWb4HsD-own"})
+    assert not any("anyone who read it" in w for w in own.warnings())
+
+
 def test_a_short_signing_secret_is_warned_about_as_a_short_key_is():
     short = Settings.from_env({"CONNECTOR_BOT_SECRETS": "bot:whsec_YWJj"})  # 3 bytes
     assert any("the secret for 'bot' is shorter than 16 bytes" in w for w in short.warnings())
