@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter
 from typing import Any, TypeVar
@@ -51,8 +52,18 @@ def _ticket(delivery: Any) -> dict[str, Any]:
         "id": delivery.vendor_id,
         "url": delivery.url,
         "attempts": delivery.attempts,
-        "error": delivery.last_error,
+        "error": for_bot(delivery.last_error),
     }
+
+
+# What a bot is not told of a failure: addresses (ZENDESK_BASE_URL may be a proxy's internal host;
+# ticket links are the account's own for that reason) and the transport library's descriptions of
+# its connections. The kind of failure and the vendor's own words stay; the admin page has it all.
+_NETWORK = re.compile(r"https?://[^\s'\"<>]+|\b(?:host|port)=[^,)\s]+|<[\w.]+ object at 0x[0-9a-f]+>")
+
+
+def for_bot(error: str | None) -> str | None:
+    return _NETWORK.sub("…", error) if error else error
 
 
 def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
@@ -180,7 +191,9 @@ def render_follow_up(follow_up: Handoff, deliveries: Sequence[Any] | None = None
 
 
 def render_detail(handoff: Handoff, assigned: Assignment | None = None,
-                  callbacks: Iterable[Callback] = (), follow_ups: Iterable[Handoff] = ()) -> dict[str, Any]:
+                  callbacks: Iterable[Callback] = (), follow_ups: Iterable[Handoff] = (), *,
+                  whole_errors: bool = False) -> dict[str, Any]:
+    """`whole_errors`: each delivery's last error as recorded (the admin page), not as a bot reads it."""
     follow_ups = list(follow_ups)  # loaded already: `reached_later` without another query
     body = render(handoff, reached_later=[d for f in follow_ups for d in f.deliveries if d.state in DONE],
                   assigned=assigned is not None)
@@ -192,7 +205,7 @@ def render_detail(handoff: Handoff, assigned: Assignment | None = None,
             "state": d.state,
             "attempts": d.attempts,
             "next_attempt_at": d.next_attempt_at.isoformat() if d.state == "pending" else None,
-            "last_error": d.last_error,
+            "last_error": d.last_error if whole_errors else for_bot(d.last_error),
             "payload": d.payload,
         }
         for d in handoff.deliveries

@@ -227,3 +227,20 @@ def test_a_handoff_page_says_what_the_answer_said_while_attempts_failed(app):
         session.execute(update(Delivery).values(attempts=2))  # delivered on its second attempt
     page = client.get(f"/admin/handoffs/{handoff_id}").get_data(as_text=True)
     assert "as soon as they&#39;re free." in page.split("While the first attempts failed", 1)[1]
+
+
+def test_bots_are_not_told_the_vendors_address_and_the_admin_page_shows_it_all(make_app):
+    # "could not connect to http://zendesk-proxy.internal:8443/api/v2/tickets.json …" reached bots
+    # in tickets[].error, and with it an internal host the ticket links had been kept clear of.
+    app = make_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
+                   zendesk_api_token="s3cr3t-token", zendesk_base_url="http://127.0.0.1:1")
+    app.config["CHECK_OPENAPI"] = False
+    client = app.test_client()
+    answer = client.post("/v1/handoffs", data=json.dumps(minimal_packet()), headers=auth(),
+                         content_type="application/json").get_json()
+    error = answer["tickets"][0]["error"]
+    assert error.startswith("TransientError: could not connect to … (nothing was sent)"), error
+    read = client.get(answer["links"]["self"], headers=auth()).get_json()
+    assert [d["last_error"] for d in read["deliveries"]] == [error] and "127.0.0.1" not in json.dumps(read)
+    page = signed_in(app).get(f"/admin/handoffs/{answer['id']}").get_data(as_text=True)
+    assert "could not connect to http://127.0.0.1:1/api/v2/tickets.json" in page

@@ -178,7 +178,7 @@ def handoff(handoff_id: str) -> str | tuple[str, int]:
         found = reading.get(Handoff, handoff_id) if "\x00" not in handoff_id else None
         if found is None:
             return _message(f"No handoff {handoff_id!r}.", 404)
-        detail = detail_of(reading, found)
+        detail = detail_of(reading, found, whole_errors=True)
         packet = follow_up_packets.whole_of(reading, found) if found.follows_id else found.packet
         brief = render_brief(packet, found.id, update=found.follows_id is not None,
                              assignment=found.assignment).text

@@ -113,12 +113,13 @@ def get_handoff(handoff_id: str) -> Response:
         return _json(detail_of(session, _callers_handoff(session, handoff_id, caller.bot_id)), 200)
 
 
-def detail_of(session: Session, handoff: Handoff) -> dict:
-    """`GET /v1/handoffs/{id}`'s body (the admin page shows the same): the answer, each delivery,
-    who took it, the callbacks and the messages sent while it waited."""
+def detail_of(session: Session, handoff: Handoff, *, whole_errors: bool = False) -> dict:
+    """`GET /v1/handoffs/{id}`'s body (the admin page shows the same, with `whole_errors`): the
+    answer, each delivery, who took it, the callbacks and the messages sent while it waited."""
     assigned = session.scalars(select(Assignment).filter_by(handoff_id=handoff.id)).first()
     callbacks = session.scalars(select(Callback).filter_by(handoff_id=handoff.id).order_by(Callback.id)).all()
-    return answers.render_detail(handoff, assigned, callbacks, follow_ups_of(session, handoff.id))
+    return answers.render_detail(handoff, assigned, callbacks, follow_ups_of(session, handoff.id),
+                                 whole_errors=whole_errors)
 
 
 @bp.post("/<handoff_id>/messages")
