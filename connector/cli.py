@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -20,7 +21,7 @@ from adapters import registry
 from .db import Database, SchemaGap, reason
 from .errors import ApiProblem, ConfigError
 from .models import Callback, Delivery
-from .settings import MAX_SECONDS, RETENTION_MIN_DAYS, in_flask_command
+from .settings import MAX_SECONDS, RETENTION_MIN_DAYS, in_flask_command, web_server_problems
 
 group = AppGroup("connector", help="Operate the handoff connector.")
 
@@ -111,6 +112,7 @@ def check(vendors: bool) -> None:
         if gap is not None:  # behind: gunicorn's start migrates it (the other commands refuse until then)
             (warnings if gap.migrate else problems).append(f"the database cannot be used by this code: {_advice(gap)}")
     warnings.extend(services.warnings())
+    problems.extend(web_server_problems(os.environ))
     if vendors:
         problems.extend(_probe(services.adapters))
     for line in warnings:

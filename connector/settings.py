@@ -197,6 +197,20 @@ def bind_address(name: str, raw: str) -> str:
     return value
 
 
+def web_server_problems(environ: Mapping[str, str]) -> list[str]:
+    """What `gunicorn.conf.py` would refuse at start (it reads these, not the app): `check` passed
+    CONNECTOR_BIND=8080 and CONNECTOR_WEB_WORKERS=0, and the service then did not start."""
+    problems = []
+    for name, read in (("CONNECTOR_BIND", bind_address), ("CONNECTOR_WEB_WORKERS", count),
+                       ("CONNECTOR_WEB_THREADS", count)):
+        if name in environ:
+            try:
+                read(name, environ[name])
+            except ConfigError as err:
+                problems.append(str(err))
+    return problems
+
+
 def _float(name: str, raw: str) -> float:
     try:
         value = float(raw)
