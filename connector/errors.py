@@ -141,6 +141,11 @@ class PayloadTooLarge(ApiProblem):
     meaning = "over `CONNECTOR_MAX_BODY_BYTES`"
     retry = "no: trim the transcript"
 
+    @classmethod
+    def over(cls, limit: int) -> "PayloadTooLarge":
+        return cls(f"The body is larger than {limit} bytes (CONNECTOR_MAX_BODY_BYTES).",
+                   errors={"(body)": [f"at most {limit} bytes"]})
+
 
 class UnsupportedMediaType(ApiProblem):
     status, title, type_slug = 415, "Unsupported media type", "unsupported-media-type"

@@ -11,7 +11,7 @@ from adapters.base import HandoffContext
 from . import answers
 from .brief import render_brief
 from .decision import decide
-from .errors import ValidationFailed
+from .errors import PayloadTooLarge, ValidationFailed
 from .intake import validate_packet
 from .json_body import parse_json
 from .services import Services
@@ -25,6 +25,8 @@ def preview_packet(services: Services, raw: bytes, content_type: str | None = "a
     """`read_waits` False: the wait is estimated without the database's observed waits (the
     command, on a database not made or not migrated yet, must not make it by reading). `at`: an
     RFC 3339 time to decide at instead of now — what a customer is told out of hours, on a holiday."""
+    if len(raw) > services.settings.max_body_bytes:  # the command's file, as the service's request body
+        raise PayloadTooLarge.over(services.settings.max_body_bytes)
     mappings, adapters = services.mappings, services.adapters
     moment = _moment(at) or dt.datetime.now(dt.UTC)
     packet = validate_packet(parse_json(raw, content_type, services.settings.max_json_depth), services)

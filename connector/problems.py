@@ -33,11 +33,7 @@ def _api_problem(err: ApiProblem) -> Response:
 
 
 def _too_large(_err: RequestEntityTooLarge) -> Response:
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    return problem_response(PayloadTooLarge(
-        f"The body is larger than {limit} bytes (CONNECTOR_MAX_BODY_BYTES).",
-        errors={"(body)": [f"at most {limit} bytes"]},
-    ))
+    return problem_response(PayloadTooLarge.over(current_app.config["MAX_CONTENT_LENGTH"]))
 
 
 def _http(err: HTTPException) -> Response:

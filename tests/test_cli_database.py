@@ -13,6 +13,7 @@ from alembic import command
 
 from connector import create_app
 from connector.db import _alembic_config
+from tests.conftest import ADMIN_TOKEN
 
 COMMANDS = [["deliveries"], ["callbacks"], ["replay", "--all-dead"], ["purge", "--days", "30", "--dry-run"],
             ["worker"]]
@@ -86,6 +87,18 @@ def test_the_preview_command_decides_at_the_moment_asked_and_refuses_a_bad_one(m
     assert shown["decided_at"] == "2026-12-25T10:00:00+01:00" and shown["assignment"]["out_of_hours"]
     refused = runner.invoke(args=["connector", "preview", "--at", "2026-12-25 10:00", str(packet)])
     assert refused.exit_code == 1 and "RFC 3339" in refused.output
+
+
+def test_the_preview_command_refuses_a_packet_the_service_would_refuse_as_too_large(make_app, tmp_path):
+    # The dry run showed a whole preview of a packet every POST of it answered 413.
+    packet = json.loads((Path(__file__).parent.parent / "examples" / "handoff-minimal.json").read_text())
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps({**packet, "metadata": {"padding": "x" * 3000}}))
+    result = make_app(max_body_bytes=2048).test_cli_runner().invoke(args=["connector", "preview", str(path)])
+    assert result.exit_code == 1 and "larger than 2048 bytes (CONNECTOR_MAX_BODY_BYTES)" in result.output
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
+    answered = make_app(max_body_bytes=2048).test_client().post("/v1/preview", data=path.read_bytes(), headers=admin)
+    assert answered.status_code == 413 and answered.get_json()["errors"] == {"(body)": ["at most 2048 bytes"]}
 
 
 def test_a_database_at_an_older_release_names_both_revisions_and_migrate_fixes_it(fresh_app):
