@@ -102,6 +102,15 @@ class SlackAdapter(Adapter):
         if settings.slack_api_url and not kit.safe_url(settings.slack_api_url):
             raise ConfigError("SLACK_API_URL", "must be an http(s) URL such as https://slack.com/api/")
 
+    def warnings(self) -> list[str]:
+        # A name posts, but the lookup after an unknown outcome reads the channel's history, which
+        # takes only its id: found out by the first delivery that needed it, `failed`.
+        return [f"{where} is {channel!r}, a channel's name: give its id (C…, from the channel's details in "
+                "Slack), or a delivery whose outcome was unknown cannot find its alert"
+                for where, channel in (("SLACK_CHANNEL", self.settings.slack_channel),
+                                       ("mappings/slack.yaml: channel", self.mapping.get("channel")))
+                if isinstance(channel, str) and channel and not CHANNEL_ID.fullmatch(channel)]
+
     # ---- build ---------------------------------------------------------------------------
 
     def build_create(self, ctx: HandoffContext) -> dict[str, Any]:

@@ -678,6 +678,14 @@ def test_unknown_channel_from_the_fake_itself(slack: FakeSlack) -> None:
         adapter.deliver(ctx_for())
 
 
+def test_a_channel_given_by_name_is_warned_about_before_a_delivery_needs_its_id(slack: FakeSlack) -> None:
+    # check passed SLACK_CHANNEL=#support; the first delivery whose outcome was unknown failed on it.
+    assert SlackAdapter(settings_for(slack), {"channel": "G0TEAM"}).warnings() == []
+    warned = SlackAdapter(settings_for(slack, slack_channel="#support"), {"channel": "support-vip"}).warnings()
+    assert [w.split(" is ")[0] for w in warned] == ["SLACK_CHANNEL", "mappings/slack.yaml: channel"]
+    assert "'#support', a channel's name: give its id (C…" in warned[0]
+
+
 # ---- limits and escaping -------------------------------------------------------------------
 
 
