@@ -442,13 +442,14 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     pieces: list[tuple[str, str]] = [("*Everything the bot passed on*", "")]
     who = [f"{k}: {customer[k]}" for k in ("name", "email", "phone", "id", "account_id", "segment") if customer.get(k)]
     pieces.append(("*Customer:* ", " · ".join(who)))
+    # The customer's attributes under the customer: after the intent line they read as its data.
+    pieces += [(f"• {escape(k)}: ", scalar(v)) for k, v in (customer.get("attributes") or {}).items()]
     # What the alert's fields and context line shorten (the conversation, the bot, the intent): whole here.
     conversation, bot = packet.get("conversation") or {}, packet.get("bot") or {}
     said = [str(v) for v in (conversation.get("id"), conversation.get("channel"), conversation.get("language")) if v]
     pieces.append(("*Conversation:* ", " · ".join([*said, f"bot: {bot.get('name') or bot.get('id') or ''}"])))
     if intent.get("name"):
         pieces.append(("*Intent:* ", _intent(intent)))
-    pieces += [(f"• {escape(k)}: ", scalar(v)) for k, v in (customer.get("attributes") or {}).items()]
     reason = REASONS.get(escalation.get("reason", ""), escalation.get("reason", ""))
     pieces.append(("*Why:* ", " — ".join(filter(None, (reason, escalation.get("detail"))))))
     if escalation.get("keywords"):  # the alert shortens them to 300 characters

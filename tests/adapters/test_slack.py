@@ -576,6 +576,13 @@ def test_the_details_show_booleans_and_the_preferred_agent_as_the_brief_does() -
     assert "{'id'" not in thread and "False" not in thread
 
 
+def test_the_customers_attributes_are_listed_under_the_customer_not_the_intent() -> None:
+    # After the intent line, "• plan: Business Pro" and "• seats: 40" read as the intent's data.
+    thread = "\n".join(b["text"]["text"] for m in kit.details(full_packet(), HANDOFF) for b in m["blocks"])
+    customer, plan, intent = thread.index("*Customer:*"), thread.index("• plan:"), thread.index("*Intent:*")
+    assert customer < plan < intent and thread.index("*Conversation:*") > plan
+
+
 def test_trigger_words_the_alert_shortens_are_in_the_thread_whole(slack: FakeSlack, adapter: SlackAdapter) -> None:
     # The receipt said "in full in the thread"; the thread never carried them.
     packet = full_packet()
