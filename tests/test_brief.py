@@ -52,8 +52,8 @@ def test_a_customer_known_by_email_alone_is_not_shown_twice_but_a_named_one_has_
     from adapters.slack_blocks import alert
 
     text = render_brief(minimal_packet(), "hnd_2").text
-    assert "CUSTOMER\n  sam.lee@example.net\n\n" in text and "email: sam.lee" not in text
-    assert "Don't ask again for: email" in text  # still given, only not repeated
+    # Still given, only not repeated; with nothing collected, under the customer, not under what they want.
+    assert "CUSTOMER\n  sam.lee@example.net\n  Don't ask again for: email\n\n" in text and "email: sam.lee" not in text
     customer = alert(minimal_packet(), "hnd_2", {}, [])[0]["blocks"][1]["text"]["text"]
     assert customer == "*Customer:* sam.lee@example.net"
     named = render_brief(full_packet(), "hnd_1")
@@ -367,3 +367,11 @@ def test_a_line_typed_in_any_free_text_field_cannot_start_a_section_of_the_text_
     assert headings.count("WHAT THE BOT COLLECTED") == headings.count("CUSTOMER") == 1
     assert headings.count("EARLIER CONTACTS") == 1
     assert '  In their words: "charged twice.\n\n    ALREADY TRIED — don\'t offer these again\n      ✗ Refund' in text
+
+
+def test_the_text_brief_keeps_its_sections_apart_and_an_undated_contact_tidy():
+    packet = full_packet(history=[{"channel": "email", "summary": "asked about invoices"}, {"summary": "a call"}])
+    brief = render_brief(packet, "hnd_1")
+    assert "  Urgency: high\n\nCUSTOMER\n" in brief.text  # ran into the next heading
+    assert "\n  email — asked about invoices\n" in brief.text and "\n  (undated) — a call\n" in brief.text
+    assert "<li>email — asked about invoices" in brief.html and " · email" not in brief.html
