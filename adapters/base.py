@@ -94,6 +94,15 @@ class HandoffContext:
     earlier: tuple[HandoffContext, ...] = field(default=(), repr=False, compare=False)
 
     @property
+    def handed_off_again(self) -> str | None:
+        """The line a new handoff on the conversation's ticket opens with: its brief reads like the
+        first one's, and an agent took it for a repeat. None for a first handoff, or for messages
+        sent while one waited (their reply says so itself)."""
+        if self.link is None or self.brief.follow_up is not None:
+            return None
+        return f"Handed off again: the conversation came back to a person (handoff {self.handoff_id})."
+
+    @property
     def vendor_extra(self) -> Mapping[str, Any]:
         # A batch of messages sent while the handoff waited carries the handoff's packet, and so
         # its `vendor_extra`: the bot's wishes for the ticket the handoff opens. Merged into every

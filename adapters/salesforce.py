@@ -108,7 +108,7 @@ class SalesforceAdapter(Adapter):
         text = ctx.brief.text
         overflow: list[str] = []
         if _units(text) > DESCRIPTION_MAX:  # the transcript goes as comments anyway: keep the summary here
-            text = ctx.brief.summary_text
+            text = ctx.brief.summary_text(self._transcript_where())
             if _units(text) > DESCRIPTION_MAX:  # rare; nothing is lost: the whole summary goes as comments too
                 overflow, text = [text], _within(text, DESCRIPTION_MAX - _units(OVERFLOW)) + OVERFLOW
         routing = (ctx.assignment.get("targets") or {}).get("salesforce") or {}
@@ -156,8 +156,17 @@ class SalesforceAdapter(Adapter):
         }
         if ctx.assignment.get("priority") == "urgent":  # raised, never lowered (the top): as Zendesk's
             payload["case"]["Priority"] = (self.mapping.get("priority") or PRIORITY).get("urgent")
-        parts = [("brief", [ctx.brief.summary_text]), ("transcript", _dated(ctx))]
+        brief = ctx.brief.summary_text(self._transcript_where())
+        if ctx.handed_off_again:  # a follow-up's messages say what they are themselves
+            brief = f"{ctx.handed_off_again}\n\n{brief}"
+        parts = [("brief", [brief]), ("transcript", _dated(ctx))]
         return payload | self._transcript(ctx, parts, parent_id=ctx.link.vendor_id)
+
+    def _transcript_where(self) -> str:
+        """Where the transcript is, for the summary that leaves it out: the parts' header says
+        "transcript · part n/N" (`_header`); Salesforce lists comments newest first."""
+        kind = "posts" if self.mapping.get("transcript_as", "case_comment") == "feed_item" else "comments"
+        return f"in this case's {kind} headed “transcript · part n/N”"
 
     def brief_fields_for(self, ctx: HandoffContext) -> Mapping[tuple[str, ...], frozenset[str]]:
         # A new case's Description holds the brief; the transcript goes as comments whatever it holds.

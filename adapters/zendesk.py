@@ -205,9 +205,7 @@ class ZendeskAdapter(Adapter):
         """The brief, or its summary plus a file when the whole brief is too long for one comment.
         A new handoff on the conversation's ticket opens with a line saying so (its brief reads like
         the first one's, and an agent took it for a repeat), inside the size every form is held to."""
-        again = ctx.link is not None and ctx.brief.follow_up is None
-        lead = _note(f"Handed off again: the conversation came back to a person (handoff {ctx.handoff_id}).") \
-            if again else ""
+        lead = _note(ctx.handed_off_again) if ctx.handed_off_again else ""
         comment = self._sized(ctx, lead)
         return replace(comment, html_body=lead + comment.html_body)
 

@@ -76,10 +76,10 @@ class Brief:
     def html(self) -> str:
         return self._render("html", include_transcript=True)
 
-    @cached_property
-    def summary_text(self) -> str:
-        """The brief without the transcript, for targets that carry it apart."""
-        return self._render("txt", include_transcript=False)
+    def summary_text(self, transcript_where: str) -> str:
+        """The brief without the transcript, for a target that carries it apart, saying where
+        (Salesforce: in the case's comments — "see below / attached" sent agents looking for a file)."""
+        return self._render("txt", include_transcript=False, transcript_where=transcript_where)
 
     @cached_property
     def summary_html(self) -> str:
@@ -105,9 +105,11 @@ class Brief:
         return _env.get_template(f"{self.template}.html.j2").render(b=view, include_lists=True,
                                                                     include_transcript=include_transcript)
 
-    def _render(self, kind: str, include_transcript: bool, include_lists: bool = True) -> str:
+    def _render(self, kind: str, include_transcript: bool, include_lists: bool = True,
+                transcript_where: str = "see below / attached") -> str:
         return _env.get_template(f"{self.template}.{kind}.j2").render(b=self._view, include_lists=include_lists,
-                                                                      include_transcript=include_transcript)
+                                                                      include_transcript=include_transcript,
+                                                                      transcript_where=transcript_where)
 
     @property
     def transcript_heading(self) -> str:

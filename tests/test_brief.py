@@ -82,8 +82,8 @@ def test_where_a_long_conversation_got_to_is_shown_near_the_top():
     assert "Latest from them (2026-11-20 09:21 UTC): <em>“Our auditor arrives at 3pm, please hurry. Thanks”</em>" \
         in brief.html
     short = render_brief(full_packet(), "hnd_1")  # five messages: the last is just below
-    assert "Latest from them" not in short.text and "Latest from them" in short.summary_text
-    assert "Latest from them" not in render_brief(minimal_packet(), "hnd_2").summary_text  # their only words
+    assert "Latest from them" not in short.text and "Latest from them" in short.summary_text("see below")
+    assert "Latest from them" not in render_brief(minimal_packet(), "hnd_2").summary_text("see below")  # their only words
 
 
 def test_the_slack_alert_quotes_the_latest_words_too():
@@ -114,8 +114,8 @@ def test_addresses_in_the_transcript_are_links_in_html_and_everything_else_stays
 
 def test_summary_leaves_out_only_the_transcript():
     brief = render_brief(full_packet(), "hnd_3")
-    assert "[09:14:02]" not in brief.summary_text and "[09:14:02]" in brief.text
-    assert "WHAT THE BOT COLLECTED" in brief.summary_text
+    assert "[09:14:02]" not in brief.summary_text("see below") and "[09:14:02]" in brief.text
+    assert "WHAT THE BOT COLLECTED" in brief.summary_text("see below")
     assert len(brief.transcript_lines) == 5
     assert brief.transcript_lines[2].endswith("<https://files.acme.example/u/88213/screenshot.png>")
 

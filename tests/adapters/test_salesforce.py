@@ -158,7 +158,9 @@ def test_render_needs_no_credentials_and_long_text_is_never_cut_silently() -> No
     ctx = ctx_for(full_packet(intent=long_subject, transcript=huge))
     payload = SalesforceAdapter(Settings(), {}).render(ctx)  # no settings at all, no HTTP
     assert len(ctx.brief.text) > 32_000
-    assert payload["case"]["Description"] == ctx.brief.summary_text
+    # The summary says where the transcript is: "see below / attached" sent agents looking for a file.
+    assert payload["case"]["Description"] == ctx.brief.summary_text("in this case's comments headed “transcript · part n/N”")
+    assert "see below / attached" not in payload["case"]["Description"]
     assert payload["case"]["Subject"].endswith("…") and len(payload["case"]["Subject"]) <= 255
     assert rejoin([c["CommentBody"] for c in payload["comments"]]) == "\n".join((ctx.brief.transcript_heading, *ctx.brief.transcript_lines))
 
@@ -211,7 +213,10 @@ def test_link_present_adds_case_comments_only(org: SalesforceFake) -> None:
     assert (outcome.status, outcome.vendor_id) == ("updated", "5005g00000OldCaseAA")
     brief, transcript = org.sent("CaseComment")
     assert {brief["ParentId"], transcript["ParentId"]} == {"5005g00000OldCaseAA"}
-    assert brief["CommentBody"] == f"Handoff {HID} · brief · part 1/2\n" + ctx.brief.summary_text
+    # A new handoff on the case says so first, as Zendesk's and Slack's do: an agent read it as a repeat.
+    assert brief["CommentBody"] == (f"Handoff {HID} · brief · part 1/2\n" + ctx.handed_off_again + "\n\n"
+                                    + ctx.brief.summary_text("in this case's comments headed “transcript · part n/N”"))
+    assert ctx.handed_off_again.startswith("Handed off again: the conversation came back to a person")
     assert transcript["CommentBody"].startswith(f"Handoff {HID} · transcript · part 2/2\n")
     assert len(org.calls()) == 3  # the case's state, two comments: no contact lookup, no Case
 
