@@ -27,6 +27,7 @@ from connector.brief import (
     clock,
     first_customer_line,
     last_customer_entry,
+    more_of,
     named,
     scalar,
     subject_for,
@@ -468,12 +469,14 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
             outcome = escape(OUTCOMES.get(a.get("outcome", "unknown"), a.get("outcome")))
             title = link(a.get("url"), a.get("title") or a.get("url") or "(untitled)", WHOLE_LABEL)
             pieces.append((f"• {title} — {outcome}" + (". " if a.get("detail") else ""), a.get("detail") or ""))
+            pieces += [(f"    {escape(key)}: ", value) for key, value in more_of("attempted_solutions", a)]
     if packet.get("history"):
         pieces.append(("*Earlier contacts:*", ""))
         for h in packet["history"]:
             ticket = _ticket_link(h.get("ticket") or {}, limit=WHOLE_LABEL)
             pieces.append((f"• {escape(_day(h.get('at')))} {escape(h.get('channel') or '')} {ticket} — ",
                            " · ".join(filter(None, (h.get("summary"), h.get("agent"))))))
+            pieces += [(f"    {escape(key)}: ", value) for key, value in more_of("history", h)]
     if routing:
         preferred = routing.get("preferred_agent") or {}
         hints = [f"{k}: {scalar(v)}" for k, v in routing.items() if k != "preferred_agent"]
@@ -505,6 +508,7 @@ def transcript(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
             kind = ", ".join(str(v) for v in (a.get("content_type"), _bytes(a.get("size"))) if v)
             name = link(a.get("url"), a.get("name") or a.get("url") or "attachment", WHOLE_LABEL)
             pieces.append((f"    📎 {name} ", f"({kind})" if kind else ""))
+        pieces += [(f"    {escape(key)}: ", value) for key, value in more_of("transcript", entry)]
     return pack(sections(pieces), f"Transcript of {named(handoff_id, packet)}")
 
 

@@ -21,7 +21,16 @@ from jinja2.nodes import EvalContext
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
-from .schemas.packet import ConversationSchema, CustomerSchema, EscalationSchema, IntentSchema, SentimentSchema
+from .schemas.packet import (
+    AttemptSchema,
+    ConversationSchema,
+    CustomerSchema,
+    EscalationSchema,
+    HistorySchema,
+    IntentSchema,
+    SentimentSchema,
+    TranscriptEntrySchema,
+)
 from .text_rules import rfc3339_utc, visible_controls, without_invisible
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -291,6 +300,19 @@ _NAMED = {part: frozenset(schema().fields) for part, schema in (
     ("sentiment", SentimentSchema), ("escalation", EscalationSchema))}
 
 
+# The same for each entry of the lists: a message's `translation`, an earlier contact's `outcome`.
+_NAMED_IN = {part: frozenset(schema().fields) for part, schema in (
+    ("transcript", TranscriptEntrySchema), ("history", HistorySchema), ("attempted_solutions", AttemptSchema))}
+
+
+def more_of(part: str, entry: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What the bot sent in one entry of `part` beyond the contract's fields, as `key: value` — a
+    translated conversation's translations reached no agent, while the receipt said nothing was dropped."""
+    known = _NAMED_IN[part]
+    return [(key, scalar(value)) for key, value in entry.items()
+            if key not in known and value not in (None, "", [], {})]
+
+
 def also_sent(packet: Mapping[str, Any]) -> list[tuple[str, str]]:
     """What the bot sent beyond the contract's fields, as `part.key: value`: a customer's time zone
     or locale reached no agent, while the receipt said nothing was dropped."""
@@ -385,6 +407,7 @@ def _transcript(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
                  "type": a.get("content_type") or "", "size": _size(a.get("size"))}
                 for a in entry.get("attachments") or []
             ],
+            "more": more_of("transcript", entry),
         })
     span = ""
     if start and end and end - start < dt.timedelta(seconds=1):  # one message: a moment, not "10:00 – 10:00, 0 s"
@@ -460,7 +483,8 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "first_words": one_line(first_customer_line(packet), 300) if not intent.get("stated_problem") else None,
         "attempts": [
             {"title": a.get("title") or a.get("url") or "(untitled)", "detail": a.get("detail"), "url": a.get("url"),
-             "outcome": OUTCOMES.get(a.get("outcome", "unknown"), a.get("outcome"))}
+             "outcome": OUTCOMES.get(a.get("outcome", "unknown"), a.get("outcome")),
+             "more": more_of("attempted_solutions", a)}
             for a in packet.get("attempted_solutions") or []
         ],
         "collected": [(k, scalar(v)) for k, v in collected.items()],
@@ -468,7 +492,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "history": [
             {"at": (rfc3339_utc(h.get("at")) or dt.datetime.min).strftime("%Y-%m-%d") if h.get("at") else "",
              "channel": h.get("channel"), "summary": h.get("summary"), "agent": h.get("agent"),
-             "ticket": _ticket_ref(h.get("ticket") or {})}
+             "ticket": _ticket_ref(h.get("ticket") or {}), "more": more_of("history", h)}
             for h in packet.get("history") or []
         ],
         "history_more": 0,  # earlier contacts left out of this rendering (`Brief.html_recent_contacts`)

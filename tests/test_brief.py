@@ -375,3 +375,20 @@ def test_the_text_brief_keeps_its_sections_apart_and_an_undated_contact_tidy():
     assert "  Urgency: high\n\nCUSTOMER\n" in brief.text  # ran into the next heading
     assert "\n  email — asked about invoices\n" in brief.text and "\n  (undated) — a call\n" in brief.text
     assert "<li>email — asked about invoices" in brief.html and " · email" not in brief.html
+
+
+def test_fields_a_bot_adds_to_messages_contacts_and_attempts_reach_the_agent_everywhere():
+    # The contract keeps a nested object's other fields; none of these appeared in any vendor's
+    # brief, while each receipt said nothing was dropped — a translated conversation lost its translations.
+    from adapters import slack_blocks
+
+    packet = full_packet()
+    packet["transcript"][0]["translation"] = "Nuestras facturas dejaron de sincronizarse"
+    packet["history"] = [{"at": "2026-10-01T10:00:00Z", "channel": "email", "summary": "asked", "outcome": "resolved"}]
+    packet["attempted_solutions"][0]["tried_at"] = "2026-11-20T09:15:44Z"
+    brief = render_brief(packet, "hnd_1")
+    slack = json.dumps([*slack_blocks.transcript(packet, "hnd_1"), *slack_blocks.details(packet, "hnd_1")],
+                       ensure_ascii=False)
+    for shown in ("translation: Nuestras facturas", "outcome: resolved", "tried_at: 2026-11-20T09:15:44Z"):
+        assert shown in brief.text and shown in brief.html and shown in slack, shown
+    assert brief.transcript_lines[0].endswith("\n    translation: Nuestras facturas dejaron de sincronizarse")
