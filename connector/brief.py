@@ -31,7 +31,7 @@ from .schemas.packet import (
     SentimentSchema,
     TranscriptEntrySchema,
 )
-from .text_rules import rfc3339_utc, visible_controls, without_invisible
+from .text_rules import rfc3339, rfc3339_utc, visible_controls, without_invisible
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -305,6 +305,25 @@ _NAMED_IN = {part: frozenset(schema().fields) for part, schema in (
     ("transcript", TranscriptEntrySchema), ("history", HistorySchema), ("attempted_solutions", AttemptSchema))}
 
 
+def local_time(packet: Mapping[str, Any]) -> str | None:
+    """The customer's own clock, when their messages say it (an offset other than UTC's): the brief
+    gives every time in UTC, and "since this morning" or "call me after 6" could not be read.
+    Their latest message's offset (they may have travelled), and their messages' times there."""
+    said = [moment for entry in packet.get("transcript") or [] if entry.get("role") == "customer"
+            and (moment := rfc3339(entry.get("at"))) is not None]
+    offset = said[-1].utcoffset() if said else None
+    if not offset:
+        return None
+    there = sorted(moment.astimezone(said[-1].tzinfo) for moment in said)
+    minutes = int(offset.total_seconds()) // 60
+    zone = f"UTC{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    first, last = there[0], there[-1]
+    same_day = first.date() == last.date()
+    span = f"{first:%H:%M}" if first == last else \
+        f"{first:%H:%M}–{last:%H:%M}" if same_day else f"{first:%Y-%m-%d %H:%M}–{last:%Y-%m-%d %H:%M}"
+    return f"{zone} (their messages at {span} there{f', {last:%A}' if same_day else ''})"
+
+
 def more_of(part: str, entry: Mapping[str, Any]) -> list[tuple[str, str]]:
     """What the bot sent in one entry of `part` beyond the contract's fields, as `key: value` — a
     translated conversation's translations reached no agent, while the receipt said nothing was dropped."""
@@ -456,6 +475,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "platform": bot.get("platform"),
         "channel": conversation.get("channel"),
         "language": conversation.get("language"),
+        "local_time": local_time(packet),
         "conversation_url": conversation.get("url"),
         "conversation_id": conversation.get("id"),
         "reason": REASONS.get(escalation.get("reason", ""), escalation.get("reason", "")),

@@ -392,3 +392,18 @@ def test_fields_a_bot_adds_to_messages_contacts_and_attempts_reach_the_agent_eve
     for shown in ("translation: Nuestras facturas", "outcome: resolved", "tried_at: 2026-11-20T09:15:44Z"):
         assert shown in brief.text and shown in brief.html and shown in slack, shown
     assert brief.transcript_lines[0].endswith("\n    translation: Nuestras facturas dejaron de sincronizarse")
+
+
+def test_the_customers_own_clock_is_given_beside_the_utc_times():
+    # Every time is shown in UTC: sent at 10:00+09:00, "since this morning" read as 01:00.
+    from adapters import slack_blocks
+
+    packet = full_packet()
+    for entry in packet["transcript"]:
+        entry["at"] = entry["at"].replace("2026-11-20T09:", "2026-11-20T10:").replace("Z", "+09:00")
+    brief = render_brief(packet, "hnd_1")
+    shown = "local time: UTC+09:00 (their messages at 10:14–10:17 there, Friday)"
+    assert shown in brief.text and shown in brief.html
+    assert "[01:14:02] Customer:" in brief.text  # the transcript stays in UTC
+    assert shown in json.dumps(slack_blocks.details(packet, "hnd_1"), ensure_ascii=False)
+    assert "local time" not in render_brief(full_packet(), "hnd_1").text  # UTC already: nothing to add
