@@ -460,8 +460,9 @@ class Settings:
         for bot_id, secret in self.bot_secrets:
             if not usable_secret(secret):
                 # Served, it refused every signed request of that bot as "no_secret_configured".
-                raise ConfigError("CONNECTOR_BOT_SECRETS", f"the secret for {bot_id!r} is not a valid whsec_… value "
-                                  "(whsec_ and the base64 secret the bot signs with)")
+                raise ConfigError("CONNECTOR_BOT_SECRETS", f"the secret for {bot_id!r} is not a signing secret: "
+                                  "the base64 key the bot signs with (standard alphabet, padding optional), "
+                                  "whsec_ in front or not")
         if self.retention_days < 0 or 0 < self.retention_days < RETENTION_MIN_DAYS:
             raise ConfigError("CONNECTOR_RETENTION_DAYS", f"must be 0 (keep everything) or at least "
                               f"{RETENTION_MIN_DAYS}: the observed wait reads up to seven days of assignments")
