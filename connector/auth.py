@@ -22,7 +22,7 @@ from . import callbacks
 from .errors import Forbidden, Unauthenticated
 from .idempotency import CALLER_ID
 from .settings import Settings
-from .vendor_signatures import SignatureError, verify_standard_webhook
+from .vendor_signatures import SignatureError, signed_by
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +61,11 @@ def _signed(request: Request, settings: Settings, now: float) -> Caller:
     by_bot: dict[str, list[str]] = {}
     for bot_id, secret in settings.bot_secrets:
         by_bot.setdefault(bot_id, []).append(secret)
-    reasons = []
-    for bot_id, secrets in by_bot.items():
-        try:
-            verify_standard_webhook(request.get_data(), request.headers, secrets, now)
-        except SignatureError as err:
-            reasons.append(err.reason)
-            continue
-        return Caller(bot_id=bot_id, method="signature", message_id=request.headers.get("webhook-id"))
-    # A header or clock problem is the same for every bot and says more than "no bot matched".
-    reason = next((r for r in reasons if r not in ("mismatch", "no_secret_configured")),
-                  "mismatch" if "mismatch" in reasons else "no_secret_configured")
-    return _refused(reason)
+    try:  # a header or clock problem is the same for every bot, and says more than "no bot matched"
+        bot_id = signed_by(request.get_data(), request.headers, by_bot, now)
+    except SignatureError as err:
+        return _refused(err.reason)
+    return Caller(bot_id=bot_id, method="signature", message_id=request.headers.get("webhook-id"))
 
 
 def _refused(reason: str) -> NoReturn:
