@@ -244,3 +244,20 @@ def test_bots_are_not_told_the_vendors_address_and_the_admin_page_shows_it_all(m
     assert [d["last_error"] for d in read["deliveries"]] == [error] and "127.0.0.1" not in json.dumps(read)
     page = signed_in(app).get(f"/admin/handoffs/{answer['id']}").get_data(as_text=True)
     assert "could not connect to http://127.0.0.1:1/api/v2/tickets.json" in page
+
+
+def test_the_latest_handoffs_say_who_took_each(app):
+    # The list could not tell a handoff still waiting from one an agent had.
+    import datetime as dt
+
+    from connector.models import Assignment
+
+    waiting, taken = handoff(app), handoff(app, {**minimal_packet(), "conversation": {"id": "conv-taken"}})
+    now = dt.datetime.now(dt.UTC)
+    with app.extensions["connector"].db.session() as session:
+        session.add(Assignment(handoff_id=taken, target="zendesk", vendor_ticket_id="1001", team="billing",
+                               agent_id="381", agent_name="Sam Agent", event_id="evt-1", handed_off_at=now,
+                               assigned_at=now, wait_seconds=60))
+    page = signed_in(app).get("/admin").get_data(as_text=True)
+    rows = dict(re.findall(r'/admin/handoffs/([^"]+)">[^<]+</a></td>(.*?)</tr>', page, re.S))
+    assert "<td>Sam Agent</td>" in rows[taken] and "<td>—</td>" in rows[waiting]

@@ -42,7 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .. import answers, follow_up_packets
 from ..brief import render_brief
 from ..db import reason
-from ..models import Handoff
+from ..models import Assignment, Handoff
 from ..outbox import REPLAYABLE, list_deliveries, replay
 from ..services import current_services
 from .handoffs import detail_of
@@ -151,13 +151,22 @@ def dashboard() -> str:
                 handoffs = reading.scalars(select(Handoff).where(Handoff.follows_id.is_(None))
                                            .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(20)).all()
                 later = answers.reached_later(reading, handoffs)  # as the API shows them
-                recent = [answers.render(handoff, reached_later=later.get(handoff.id, []))
-                          | {"bot_id": handoff.bot_id, "created_at": handoff.created_at} for handoff in handoffs]
+                # Who took each: without it the list could not tell a handoff waiting from one an agent has.
+                taken = {a.handoff_id: a for a in reading.scalars(
+                    select(Assignment).where(Assignment.handoff_id.in_([h.id for h in handoffs])))}
+                recent = [answers.render(handoff, reached_later=later.get(handoff.id, []),
+                                         assigned=handoff.id in taken)
+                          | {"bot_id": handoff.bot_id, "created_at": handoff.created_at,
+                             "taken_by": _agent(taken.get(handoff.id))} for handoff in handoffs]
             paused, owed = services.outbox.paused_targets(), services.callbacks.counts()
         except SQLAlchemyError as err:  # the database went away between the check and the lists
             ready, checks["database"] = False, {"ok": False, "error": type(err).__name__}
     return render_template("admin/dashboard.html", ready=ready, checks=checks, attention=attention, recent=recent,
                            paused=paused, owed=owed, csrf=session["csrf"])
+
+
+def _agent(assignment: Assignment | None) -> str | None:
+    return (assignment.agent_name or assignment.agent_id) if assignment is not None else None
 
 
 @bp.get("/handoffs")
