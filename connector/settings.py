@@ -344,9 +344,20 @@ _OURS = ("CONNECTOR_", "ZENDESK_", "SALESFORCE_", "SLACK_")
 
 def unread(environ: Mapping[str, str]) -> tuple[str, ...]:
     """Variables named like ours that nothing reads: `CONNECTOR_RETENTION_DAY=30` kept every handoff
-    for ever and `CONNECTOR_METRICS_TOKN` left /metrics open, with `check` saying ok."""
+    for ever and `CONNECTOR_METRICS_TOKN` left /metrics open, with `check` saying ok. A misspelt
+    prefix too, when the whole name is close to one of ours (`CONECTOR_RETENTION_DAYS`, `ZENDSK_SUBDOMAIN`):
+    another tool's `CONNECT_TIMEOUT` is not."""
     return tuple(sorted(name for name in environ
-                        if name.startswith(_OURS) and name not in _VARIABLES and name not in _READ_ELSEWHERE))
+                        if (name.startswith(_OURS) and name not in _VARIABLES and name not in _READ_ELSEWHERE)
+                        or _misspelt_ours(name)))
+
+
+def _misspelt_ours(name: str) -> bool:
+    head, sep, _ = name.partition("_")
+    if not sep or name[:1] not in "CZS" or name.startswith(_OURS):  # most of an environment stops here
+        return False
+    return bool(difflib.get_close_matches(head + "_", _OURS, n=1, cutoff=0.8)) and \
+        bool(difflib.get_close_matches(name, [*_VARIABLES, *_READ_ELSEWHERE], n=1, cutoff=0.85))
 
 
 @dataclass(frozen=True)

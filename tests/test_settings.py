@@ -410,3 +410,14 @@ def test_a_misspelt_variable_is_warned_about_with_the_name_meant():
         "CONNECTOR_RETENTION_DAY is not a variable the connector reads (did you mean CONNECTOR_RETENTION_DAYS?); "
         "it changes nothing",
         "SLACK_WEBHOOK_URL is not a variable the connector reads; it changes nothing"]
+
+
+def test_a_misspelt_prefix_is_warned_about_when_the_name_is_close_to_one_of_ours():
+    # Only the exact prefixes were looked at: CONECTOR_RETENTION_DAYS=30 kept every handoff, silently.
+    settings = Settings.from_env({"CONECTOR_RETENTION_DAYS": "30", "ZENDSK_SUBDOMAIN": "acme",
+                                  "CONNECT_TIMEOUT": "5", "SSL_CERT_FILE": "/etc/ssl/x.pem", "SLACKBOT": "1"})
+    said = [line for line in settings.warnings() if "is not a variable" in line]
+    assert said == [
+        "CONECTOR_RETENTION_DAYS is not a variable the connector reads (did you mean CONNECTOR_RETENTION_DAYS?); "
+        "it changes nothing",
+        "ZENDSK_SUBDOMAIN is not a variable the connector reads (did you mean ZENDESK_SUBDOMAIN?); it changes nothing"]
