@@ -352,6 +352,13 @@ def unread(environ: Mapping[str, str]) -> tuple[str, ...]:
                         or _misspelt_ours(name)))
 
 
+def _readable_by_others(path: str) -> bool:
+    try:
+        return bool(path) and bool(os.stat(path).st_mode & 0o004)
+    except OSError:  # gone since it was read: nothing to say of it
+        return False
+
+
 def _misspelt_ours(name: str) -> bool:
     head, sep, _ = name.partition("_")
     if not sep or name[:1] not in "CZS" or name.startswith(_OURS):  # most of an environment stops here
@@ -409,6 +416,8 @@ class Settings:
     slack_api_url: str = ""
     # Variables named like ours that nothing reads (`unread`): warned about, with the name meant.
     unread: tuple[str, ...] = field(default=(), compare=False)
+    # The dotenv file this process's settings came from (`load_env_file`), for its permissions.
+    env_file: str = field(default="", compare=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -416,7 +425,7 @@ class Settings:
         values = {attr: parse(name, environ[name]) for name, (attr, parse) in _VARIABLES.items() if name in environ}
         if "targets" in values and not values["targets"]:
             values.pop("targets")
-        return cls(**values, unread=unread(environ)).checked()
+        return cls(**values, unread=unread(environ), env_file=environ.get(FILE_READ, "")).checked()
 
     def override(self, overrides: Mapping[str, Any]) -> "Settings":
         """Settings with some attributes replaced (tests use this through `test_config`)."""
@@ -524,6 +533,9 @@ class Settings:
             if bot_id not in signing:
                 said.append(f"no CONNECTOR_BOT_SECRETS entry for {bot_id!r}: its status callbacks cannot be signed "
                             "and are not sent")
+        if _readable_by_others(self.env_file):  # SECURITY.md: chmod 600 it — it holds the credentials
+            said.append(f"{self.env_file} can be read by any user of this machine, and it holds credentials: "
+                        "chmod 600 it")
         if self.callback_allow_private:
             said.append("CONNECTOR_CALLBACK_ALLOW_PRIVATE=1 lets bots' callback URLs reach this network — "
                         "development only")

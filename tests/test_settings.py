@@ -6,7 +6,7 @@ import pytest
 
 from connector import create_app
 from connector.errors import ConfigError
-from connector.settings import Settings
+from connector.settings import Settings, load_env_file
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -421,3 +421,16 @@ def test_a_misspelt_prefix_is_warned_about_when_the_name_is_close_to_one_of_ours
         "CONECTOR_RETENTION_DAYS is not a variable the connector reads (did you mean CONNECTOR_RETENTION_DAYS?); "
         "it changes nothing",
         "ZENDSK_SUBDOMAIN is not a variable the connector reads (did you mean ZENDESK_SUBDOMAIN?); it changes nothing"]
+
+
+def test_a_dotenv_file_any_user_can_read_is_warned_about(tmp_path):
+    # SECURITY.md asks for chmod 600; a 0644 .env holding every credential passed check silently.
+    path = tmp_path / ".env"
+    path.write_text("CONNECTOR_RETENTION_DAYS=30\n")
+    for mode, warned in ((0o644, True), (0o600, False), (0o640, False)):
+        path.chmod(mode)
+        environ = {"CONNECTOR_ENV_FILE": str(path)}
+        load_env_file(environ)
+        said = [w for w in Settings.from_env(environ).warnings() if "can be read by any user" in w]
+        assert bool(said) is warned, (oct(mode), said)
+    assert said == [] and Settings.from_env(environ).retention_days == 30
