@@ -22,6 +22,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
 from .schemas.packet import (
+    AttachmentSchema,
     AttemptSchema,
     ConversationSchema,
     CustomerSchema,
@@ -29,6 +30,7 @@ from .schemas.packet import (
     HistorySchema,
     IntentSchema,
     SentimentSchema,
+    TicketRefSchema,
     TranscriptEntrySchema,
 )
 from .text_rules import rfc3339, rfc3339_utc, visible_controls, without_invisible
@@ -302,7 +304,8 @@ _NAMED = {part: frozenset(schema().fields) for part, schema in (
 
 # The same for each entry of the lists: a message's `translation`, an earlier contact's `outcome`.
 _NAMED_IN = {part: frozenset(schema().fields) for part, schema in (
-    ("transcript", TranscriptEntrySchema), ("history", HistorySchema), ("attempted_solutions", AttemptSchema))}
+    ("transcript", TranscriptEntrySchema), ("history", HistorySchema), ("attempted_solutions", AttemptSchema),
+    ("attachments", AttachmentSchema), ("ticket", TicketRefSchema))}
 
 
 def local_time(packet: Mapping[str, Any]) -> str | None:
@@ -314,7 +317,10 @@ def local_time(packet: Mapping[str, Any]) -> str | None:
     offset = said[-1].utcoffset() if said else None
     if not offset:
         return None
-    there = sorted(moment.astimezone(said[-1].tzinfo) for moment in said)
+    try:
+        there = sorted(moment.astimezone(said[-1].tzinfo) for moment in said)
+    except OverflowError:  # 0001-01-01T00:30Z (Go's zero time) is no date at -05:00: not a crash of every brief
+        return None
     minutes = int(offset.total_seconds()) // 60
     zone = f"UTC{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
     first, last = there[0], there[-1]
@@ -328,8 +334,11 @@ def more_of(part: str, entry: Mapping[str, Any]) -> list[tuple[str, str]]:
     """What the bot sent in one entry of `part` beyond the contract's fields, as `key: value` — a
     translated conversation's translations reached no agent, while the receipt said nothing was dropped."""
     known = _NAMED_IN[part]
-    return [(key, scalar(value)) for key, value in entry.items()
+    more = [(key, scalar(value)) for key, value in entry.items()
             if key not in known and value not in (None, "", [], {})]
+    if part == "history" and isinstance(entry.get("ticket"), Mapping):  # the earlier ticket's own (its status)
+        more += [(f"ticket.{key}", value) for key, value in more_of("ticket", entry["ticket"])]
+    return more
 
 
 def also_sent(packet: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -423,7 +432,7 @@ def _transcript(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
             "text": entry.get("text", ""),
             "attachments": [
                 {"name": a.get("name") or a.get("url"), "url": a.get("url"),
-                 "type": a.get("content_type") or "", "size": _size(a.get("size"))}
+                 "type": a.get("content_type") or "", "size": _size(a.get("size")), "more": more_of("attachments", a)}
                 for a in entry.get("attachments") or []
             ],
             "more": more_of("transcript", entry),

@@ -386,10 +386,13 @@ def test_fields_a_bot_adds_to_messages_contacts_and_attempts_reach_the_agent_eve
     packet["transcript"][0]["translation"] = "Nuestras facturas dejaron de sincronizarse"
     packet["history"] = [{"at": "2026-10-01T10:00:00Z", "channel": "email", "summary": "asked", "outcome": "resolved"}]
     packet["attempted_solutions"][0]["tried_at"] = "2026-11-20T09:15:44Z"
+    packet["history"][0]["ticket"] = {"system": "zendesk", "id": "881", "status": "solved"}
+    packet["transcript"][2]["attachments"][0]["caption"] = "the Integrations page"
     brief = render_brief(packet, "hnd_1")
     slack = json.dumps([*slack_blocks.transcript(packet, "hnd_1"), *slack_blocks.details(packet, "hnd_1")],
                        ensure_ascii=False)
-    for shown in ("translation: Nuestras facturas", "outcome: resolved", "tried_at: 2026-11-20T09:15:44Z"):
+    for shown in ("translation: Nuestras facturas", "outcome: resolved", "tried_at: 2026-11-20T09:15:44Z",
+                  "ticket.status: solved", "caption: the Integrations page"):
         assert shown in brief.text and shown in brief.html and shown in slack, shown
     assert brief.transcript_lines[0].endswith("\n    translation: Nuestras facturas dejaron de sincronizarse")
 
@@ -407,3 +410,8 @@ def test_the_customers_own_clock_is_given_beside_the_utc_times():
     assert "[01:14:02] Customer:" in brief.text  # the transcript stays in UTC
     assert shown in json.dumps(slack_blocks.details(packet, "hnd_1"), ensure_ascii=False)
     assert "local time" not in render_brief(full_packet(), "hnd_1").text  # UTC already: nothing to add
+    # Go's zero time is in range in UTC, not at -05:00: it crashed every rendering, and the handoff
+    # was retried until given up.
+    packet["transcript"][0]["at"], packet["transcript"][-1]["at"] = "0001-01-01T00:30:00Z", "2026-11-20T09:17:10-05:00"
+    assert "local time" not in render_brief(packet, "hnd_1").text
+    assert slack_blocks.details(packet, "hnd_1")
