@@ -242,12 +242,13 @@ def _delivered_to(session: Session, event: AssignmentEvent | CompletionEvent) ->
 
 
 # A delivery whose ticket may exist at the vendor without our record of it: in flight or retrying,
-# or given up after an attempt whose outcome was unknown. Refused for good (`failed`), or given up
-# knowing nothing was made, it has no ticket, and a name any integration can write kept it open to
-# a made-up assignment or completion for ever.
+# or given up (dead, or refused after a timeout: `failed`) with an attempt whose outcome was unknown
+# — `outcome_unknown` stays set until an attempt learns otherwise. Given up knowing nothing was
+# made, it has no ticket, and a name any integration can write kept it open to a made-up assignment
+# or completion for ever.
 _may_have_unrecorded_ticket = and_(
     Delivery.vendor_id.is_(None),
-    or_(Delivery.state == "pending", and_(Delivery.state == "dead", Delivery.outcome_unknown.is_(True))))
+    or_(Delivery.state == "pending", and_(Delivery.state.in_(("dead", "failed")), Delivery.outcome_unknown.is_(True))))
 
 
 def _waiting_handoff(session: Session, event: AssignmentEvent) -> tuple[Handoff | None, Assignment | None]:

@@ -231,6 +231,7 @@ def test_before_the_ticket_id_is_recorded_the_external_id_finds_the_handoff(hook
     ("failed", False, "ignored"),  # refused for good: Zendesk made no ticket
     ("dead", False, "ignored"),  # given up, every attempt known to have made nothing
     ("dead", True, "recorded"),  # given up after an attempt whose outcome was unknown: it may exist
+    ("failed", True, "recorded"),  # a timeout, then a refusal (a 401): the first may have made it
 ])
 def test_a_handoff_given_up_at_zendesk_is_named_by_an_external_id_only_if_a_ticket_may_exist(
         hooked, state, unknown, outcome):
