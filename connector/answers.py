@@ -57,13 +57,24 @@ def _ticket(delivery: Any) -> dict[str, Any]:
 
 
 # What a bot is not told of a failure: addresses (ZENDESK_BASE_URL may be a proxy's internal host;
-# ticket links are the account's own for that reason) and the transport library's descriptions of
-# its connections. The kind of failure and the vendor's own words stay; the admin page has it all.
-_NETWORK = re.compile(r"https?://[^\s'\"<>]+|\b(?:host|port)=[^,)\s]+|<[\w.]+ object at 0x[0-9a-f]+>")
+# ticket links are the account's own for that reason) and whatever the transport libraries say of
+# a connection (they quote host names: "Failed to resolve 'zendesk-proxy.internal'", "certificate
+# is not valid for '10.20.30.40'"), from the first sign of it on. The kind of failure and the
+# vendor's own words stay; the admin page has it all.
+_ADDRESS = re.compile(r"https?://[^\s'\"<>]+")
+_TRANSPORT = re.compile(
+    r"\w*HTTPS?Connection|\w*ConnectionPool|\w+Error\(|\[Errno|Failed to (?:resolve|establish)|certificate"
+    r"|Max retries|<urllib3|<urlopen|urlopen error|\bSSL:|hostname '|\bhost=|\bport=")
 
 
 def for_bot(error: str | None) -> str | None:
-    return _NETWORK.sub("…", error) if error else error
+    if not error:
+        return error
+    text = _ADDRESS.sub("…", error)
+    transport = _TRANSPORT.search(text)
+    if transport is None:
+        return text
+    return f"{text[:transport.start()].rstrip(' :(')} (the connection's details are on the admin page)"
 
 
 def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,

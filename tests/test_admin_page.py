@@ -232,18 +232,38 @@ def test_a_handoff_page_says_what_the_answer_said_while_attempts_failed(app):
 def test_bots_are_not_told_the_vendors_address_and_the_admin_page_shows_it_all(make_app):
     # "could not connect to http://zendesk-proxy.internal:8443/api/v2/tickets.json …" reached bots
     # in tickets[].error, and with it an internal host the ticket links had been kept clear of.
-    app = make_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
-                   zendesk_api_token="s3cr3t-token", zendesk_base_url="http://127.0.0.1:1")
-    app.config["CHECK_OPENAPI"] = False
-    client = app.test_client()
-    answer = client.post("/v1/handoffs", data=json.dumps(minimal_packet()), headers=auth(),
-                         content_type="application/json").get_json()
-    error = answer["tickets"][0]["error"]
-    assert error.startswith("TransientError: could not connect to … (nothing was sent)"), error
-    read = client.get(answer["links"]["self"], headers=auth()).get_json()
-    assert [d["last_error"] for d in read["deliveries"]] == [error] and "127.0.0.1" not in json.dumps(read)
-    page = signed_in(app).get(f"/admin/handoffs/{answer['id']}").get_data(as_text=True)
-    assert "could not connect to http://127.0.0.1:1/api/v2/tickets.json" in page
+    # A name that does not resolve (the transport library quotes it) and a refused port.
+    for base, host in (("http://zendesk-proxy.invalid:8443", "zendesk-proxy.invalid"), ("http://127.0.0.1:1", "127.0.0.1")):
+        app = make_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
+                       zendesk_api_token="s3cr3t-token", zendesk_base_url=base)
+        app.config["CHECK_OPENAPI"] = False
+        client = app.test_client()
+        answer = client.post("/v1/handoffs", data=json.dumps(minimal_packet()), headers=auth(),
+                             content_type="application/json").get_json()
+        error = answer["tickets"][0]["error"]
+        assert error == ("TransientError: could not connect to … (nothing was sent) "
+                         "(the connection's details are on the admin page)"), error
+        read = client.get(answer["links"]["self"], headers=auth()).get_json()
+        assert [d["last_error"] for d in read["deliveries"]] == [error] and host not in json.dumps(read)
+        page = signed_in(app).get(f"/admin/handoffs/{answer['id']}").get_data(as_text=True)
+        assert f"could not connect to {base}/api/v2/tickets.json" in page
+
+
+@pytest.mark.parametrize("error", [
+    "TransientError: TLS failed with https://10.20.30.40/x (check REQUESTS_CA_BUNDLE / SSL_CERT_FILE): "
+    "HTTPSConnectionPool(host='10.20.30.40', port=443): Max retries exceeded (Caused by SSLError("
+    "\"certificate is not valid for '10.20.30.40'\"))",
+    "TransientError: Slack chat.postMessage: cannot reach Slack ([Errno -2] Name or service not known)",
+    "TransientError: could not reach Salesforce: HTTPSConnectionPool(host='acme.internal', port=443): Max retries",
+])
+def test_what_a_bot_reads_of_a_transport_failure_names_no_host(error):
+    from connector.answers import for_bot
+
+    shown = for_bot(error)
+    assert shown.endswith("(the connection's details are on the admin page)")
+    assert not any(host in shown for host in ("10.20.30.40", "acme.internal", "Errno")), shown
+    refused = "RejectedError: Zendesk rejected the request (422): Requester: Email is invalid"
+    assert for_bot(refused) == refused  # the vendor's own words stay
 
 
 def test_the_latest_handoffs_say_who_took_each(app):
