@@ -97,8 +97,9 @@ class HandoffContext:
     def handed_off_again(self) -> str | None:
         """The line a new handoff on the conversation's ticket opens with: its brief reads like the
         first one's, and an agent took it for a repeat. None for a first handoff, or for messages
-        sent while one waited (their reply says so itself)."""
-        if self.link is None or self.brief.follow_up is not None:
+        sent while one waited — caught up or not (a batch behind the ticket carries the whole brief,
+        and was announced as a handoff under its messages' id)."""
+        if self.link is None or self.packet.get("follow_up"):
             return None
         return f"Handed off again: the conversation came back to a person (handoff {self.handoff_id})."
 
@@ -204,6 +205,10 @@ class Adapter(abc.ABC):
 
     def warnings(self) -> list[str]:
         """What `connector check` should tell an operator about this target's setup (not fatal)."""
+        return []
+
+    def routing_warnings(self, routing: Mapping[str, Any]) -> list[str]:
+        """The same, of the values routing.yaml gives this target (a team's or a rule's `targets`)."""
         return []
 
     def probe(self) -> str | None:
