@@ -21,7 +21,7 @@ import re
 import ssl
 import threading
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.error import HTTPError, URLError
@@ -103,13 +103,17 @@ class SlackAdapter(Adapter):
             raise ConfigError("SLACK_API_URL", "must be an http(s) URL such as https://slack.com/api/")
 
     def warnings(self) -> list[str]:
-        # A name posts, but the lookup after an unknown outcome reads the channel's history, which
-        # takes only its id: found out by the first delivery that needed it, `failed`.
-        return [f"{where} is {channel!r}, a channel's name: give its id (C…, from the channel's details in "
-                "Slack), or a delivery whose outcome was unknown cannot find its alert"
-                for where, channel in (("SLACK_CHANNEL", self.settings.slack_channel),
-                                       ("mappings/slack.yaml: channel", self.mapping.get("channel")))
-                if isinstance(channel, str) and channel and not CHANNEL_ID.fullmatch(channel)]
+        return _named_channels((("SLACK_CHANNEL", self.settings.slack_channel),
+                                ("mappings/slack.yaml: channel", self.mapping.get("channel"))))
+
+    def routing_warnings(self, routing: Mapping[str, Any]) -> list[str]:
+        teams = [(f"mappings/routing.yaml: teams.{name}.targets.slack.channel", team.get("targets"))
+                 for name, team in (routing.get("teams") or {}).items() if isinstance(team, Mapping)]
+        rules = [(f"mappings/routing.yaml: rules.{rule.get('name') or n}.then.targets.slack.channel",
+                  (rule.get("then") or {}).get("targets"))
+                 for n, rule in enumerate(routing.get("rules") or []) if isinstance(rule, Mapping)]
+        return _named_channels((where, ((targets or {}).get("slack") or {}).get("channel"))
+                               for where, targets in [*teams, *rules])
 
     # ---- build ---------------------------------------------------------------------------
 
@@ -598,3 +602,11 @@ def _ours(message: Mapping[str, Any], event_type: str, handoff_id: str) -> bool:
     metadata = message.get("metadata") or {}
     payload = metadata.get("event_payload") or {}
     return metadata.get("event_type") == event_type and payload.get("handoff_id") == handoff_id
+
+
+def _named_channels(places: Iterable[tuple[str, Any]]) -> list[str]:
+    """A name posts, but the lookup after an unknown outcome reads the channel's history, which
+    takes only its id: found out by the first delivery that needed it, `failed`."""
+    return [f"{where} is {channel!r}, a channel's name: give its id (C…, from the channel's details in "
+            "Slack), or a delivery whose outcome was unknown cannot find its alert"
+            for where, channel in places if isinstance(channel, str) and channel and not CHANNEL_ID.fullmatch(channel)]

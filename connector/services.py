@@ -124,7 +124,8 @@ class Services:
     def warnings(self) -> list[str]:
         """What is risky or useless in this setup without being wrong: `connector check` lists it,
         the service logs it at start-up."""
-        return [*setup_warnings(self.settings, self.adapters, self.db), *absent_warnings(self.mappings, self.adapters)]
+        return [*setup_warnings(self.settings, self.adapters, self.db), *absent_warnings(self.mappings, self.adapters),
+                *(w for adapter in self.adapters.values() for w in adapter.routing_warnings(self.mappings.routing))]
 
     def reserve(self, wanted: int) -> int:
         """Take up to `wanted` of the pool's free threads for a request's fresh deliveries.

@@ -125,3 +125,20 @@ def test_check_refuses_what_would_stop_gunicorn(make_app, monkeypatch, name, val
     monkeypatch.setenv(name, value)
     result = make_app().test_cli_runner().invoke(args=["connector", "check"])
     assert result.exit_code == 1 and f"problem: {name}" in result.output, result.output
+
+
+def test_check_warns_of_a_slack_channel_routing_names_by_name(make_app, tmp_path):
+    # Only SLACK_CHANNEL and slack.yaml were looked at: a team's '#vip' passed, and failed the first
+    # lookup after an unknown outcome.
+    import shutil
+    from pathlib import Path
+
+    root = tmp_path / "mappings"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", root)
+    routing = root / "routing.yaml"
+    routing.write_text(routing.read_text().replace("  billing:\n    queue: Billing\n",
+                                                   "  billing:\n    queue: Billing\n    targets: {slack: {channel: '#vip'}}\n", 1))
+    app = make_app(targets=("slack",), slack_bot_token="xoxb-1", slack_channel="C0HANDOFF", mappings_dir=str(root))
+    result = app.test_cli_runner().invoke(args=["connector", "check"])
+    assert "warning: mappings/routing.yaml: teams.billing.targets.slack.channel is '#vip', a channel's name" \
+        in result.output, result.output

@@ -691,6 +691,13 @@ def test_a_channel_given_by_name_is_warned_about_before_a_delivery_needs_its_id(
     warned = SlackAdapter(settings_for(slack, slack_channel="#support"), {"channel": "support-vip"}).warnings()
     assert [w.split(" is ")[0] for w in warned] == ["SLACK_CHANNEL", "mappings/slack.yaml: channel"]
     assert "'#support', a channel's name: give its id (C…" in warned[0]
+    routing = {"teams": {"vip": {"targets": {"slack": {"channel": "#vip"}}}, "billing": {"queue": "Billing"},
+                         "ops": {"targets": {"slack": {"channel": "C0OPS"}}}},
+               "rules": [{"name": "fraud", "then": {"team": "ops", "targets": {"slack": {"channel": "fraud-alerts"}}}},
+                         {"then": {"team": "billing"}}]}
+    routed = SlackAdapter(settings_for(slack), {}).routing_warnings(routing)
+    assert [w.split(" is ")[0] for w in routed] == [
+        "mappings/routing.yaml: teams.vip.targets.slack.channel", "mappings/routing.yaml: rules.fraud.then.targets.slack.channel"]
 
 
 # ---- limits and escaping -------------------------------------------------------------------
