@@ -159,7 +159,9 @@ def post(client, packet: Any):
 @given(packet=valid_packets)
 def test_a_valid_packet_is_handed_off(module_client, packet) -> None:
     response = post(module_client, packet)
-    assert response.status_code in (201, 202), response.get_json()
+    # Delivered, not only accepted: the built-in preview target fails only when rendering the brief
+    # does (a 202 with "internal error", retried until given up — a time at the year's edge did it).
+    assert response.status_code == 201 and response.get_json()["status"] == "delivered", response.get_json()
 
 
 @BOUNDED
