@@ -4,7 +4,9 @@ Kinds, applied in this order so a longer secret is not half-masked as a card or 
 
 * `secret` — Stripe `sk_/rk_live|test_…`, `whsec_…`, Slack `xox[abposr]-…`/`xapp-…`, GitHub `ghp_…`
   (and `gho_ ghu_ ghs_ ghr_ github_pat_`), AWS `AKIA…`/`ASIA…`, JWTs `eyJ….….…`, `Bearer <token>` /
-  `Basic <token>`, and assignments such as `password: …`, `pwd=…`, `api_key=…`, `token: …`, `pin: …`.
+  `Basic <token>`, and assignments such as `password: …`, `pwd=…`, `api_key=…`, `token: …`, `pin: …`
+  (after `token` and `pin`, words prose puts before a colon too, only a value that is quoted, holds
+  a digit or has 16 characters or more: "token: expired since monday" is a diagnosis).
 * `iban` — country + check digits + BBAN, length checked against the country, mod-97 checked;
   printed in groups of four or compact. Keeps country and last four.
 * `card` — 13–19 digits, optionally grouped by single spaces or dashes, Luhn-checked. Keeps last four.
@@ -254,10 +256,24 @@ def _phone(match: re.Match[str]) -> str | None:
     return "[redacted phone]"
 
 
+# Words that prose uses before a colon too ("token: expired since monday" lost the diagnosis): with
+# these, an unquoted value is a credential when it holds a digit or is long. A PIN has digits, a
+# token digits or length; `password: sunshine` is masked whatever it holds.
+_PROSE_KEYS = frozenset({"token", "pin"})
+
+
+def _assignment(match: re.Match[str]) -> str | None:
+    key = match.group(1).rstrip("\"': =\t").lower()
+    value = match.group(2)
+    if key in _PROSE_KEYS and value[:1] not in "\"'" and len(value) < 16 and not any(c.isdigit() for c in value):
+        return None
+    return f"{match.group(1)}[redacted secret]"
+
+
 _SECRET_MASKS = (
     _sub(_SECRET_TOKENS, "secret", "[redacted secret]"),
     _sub(_AUTH_HEADER, "secret", r"\1\2[redacted secret]"),
-    _sub(_ASSIGNMENT, "secret", r"\1[redacted secret]"),
+    _sub(_ASSIGNMENT, "secret", _assignment),
 )
 _SSN_MASK = _sub(_SSN, "national_id", "[redacted national_id]")
 _NINO_MASK = _sub(_NINO, "national_id", "[redacted national_id]")

@@ -50,6 +50,8 @@ def luhn_valid(digits: str) -> bool:
          "password: [redacted secret] and pwd=[redacted secret]&user=bob"),
         ("secret", 'PASSWORD = "correct horse battery"', "PASSWORD = [redacted secret]"),
         ("secret", "api_key=abc123, pin: 4821", "api_key=[redacted secret], pin: [redacted secret]"),
+        ("secret", "token: 'hunter', token=abcdefghijklmnopq, password: sunshine",
+         "token: [redacted secret], token=[redacted secret], password: [redacted secret]"),
         ("email", "write to josé.o'brien+billing@example.co.uk.", "write to [redacted email]."),
         ("phone", "call +44 20 7946 0958 or (415) 555-0134", "call [redacted phone] or [redacted phone]"),
         ("phone", "or 415.555.0134, +1-415-555-0134", "or [redacted phone], [redacted phone]"),
@@ -74,6 +76,7 @@ def test_each_kind_is_masked(kind: str, text: str, expected: str) -> None:
         (["national_id"], "000-12-3456 666-12-3456 900-12-3456 123-00-4567 123-45-0000 12-345-6789 1234-56-789"),
         (ALL, "GB 12 34 56 A, QQ 12 34 56 E, ab123456c"),  # forbidden prefix, bad suffix, lower case
         (ALL, "the Bearer token expired; password reset; my password is secret"),
+        (ALL, "token: expired since monday, pin: forgotten"),  # words, not credentials
         (ALL, "user@localhost, @handle, a@b"),
         (["card", "iban", "national_id", "secret", "email"], "order 555-123-4567 / 415 555 0134 / +14155550134"),
         (["phone"], "order 12345678 has 3 items"),  # too short for a phone
