@@ -224,6 +224,7 @@ def sections(pieces: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
     """
     blocks, current = [], ""
     for prefix, raw in pieces:
+        raw = _fences_closed(raw)
         prefix = clip(prefix, PREFIX_TEXT)  # labels built from packet keys: bounded, the text is not
         room = SECTION_TEXT - size(current) - (1 if current else 0)
         body = prefix + escape(raw)
@@ -239,6 +240,14 @@ def sections(pieces: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
     if current:
         blocks.append(section(current))
     return blocks
+
+
+def _fences_closed(raw: str) -> str:
+    """A piece with an odd number of ``` fences: the last one opened a code block that ran on into
+    the pieces after it in the section (the next messages, their labels shown as raw `*[09:15:40]
+    Bot:*`). Its fences are broken with a zero-width space; a balanced piece (a bot's code sample)
+    keeps its block."""
+    return raw.replace("```", "``\u200b`") if raw.count("```") % 2 else raw
 
 
 def pack(blocks: Sequence[dict[str, Any]], label: str) -> list[Message]:

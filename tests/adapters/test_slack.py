@@ -1167,3 +1167,15 @@ def test_quoted_words_are_shortened_with_their_quote_marks_counted(slack: FakeSl
     [intent] = [b for b in payload["message"]["blocks"] if b.get("block_id") == "intent"]
     assert intent["text"]["text"].endswith("*Bot's summary:* Customer needs a refund of order ORD-7781 " + "s" * 500)
     assert_within_limits(payload["message"])
+
+
+def test_an_unclosed_code_fence_does_not_run_on_into_the_next_messages() -> None:
+    # Slack's ``` opened in one message and closed in another made the messages between them, their
+    # labels included, one code block; a bot's balanced code sample keeps its block.
+    packet = full_packet(transcript=[
+        {"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "error: ```Traceback (most recent"},
+        {"at": "2026-11-20T09:14:05Z", "role": "bot", "text": "Try this:\n```pip install acme```"},
+        {"at": "2026-11-20T09:14:09Z", "role": "customer", "text": "still broken ```"}])
+    thread = "\n".join(b["text"]["text"] for m in kit.transcript(packet, HANDOFF) for b in m["blocks"])
+    assert thread.count("```") == 2 and "```pip install acme```" in thread
+    assert "``\u200b`Traceback" in thread and "broken ``\u200b`" in thread
