@@ -480,6 +480,10 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
         for a in packet["attempted_solutions"]:
             outcome = escape(OUTCOMES.get(a.get("outcome", "unknown"), a.get("outcome")))
             title = link(a.get("url"), a.get("title") or a.get("url") or "(untitled)", WHOLE_LABEL)
+            if a.get("title") and fit(a["title"], WHOLE_LABEL)[0] not in title:
+                # A long signed address left the title's label no room (cut, while the receipt says
+                # "in full in the thread"): the title whole, the address on a line of its own.
+                title = f"{escape(a['title'])}\n    {link(a.get('url'), 'open the link', WHOLE_LABEL)}"
             pieces.append((f"• {title} — {outcome}" + (". " if a.get("detail") else ""), a.get("detail") or ""))
             pieces += [(f"    {escape(key)}: ", value) for key, value in more_of("attempted_solutions", a)]
     if packet.get("history"):

@@ -1179,3 +1179,13 @@ def test_an_unclosed_code_fence_does_not_run_on_into_the_next_messages() -> None
     thread = "\n".join(b["text"]["text"] for m in kit.transcript(packet, HANDOFF) for b in m["blocks"])
     assert thread.count("```") == 2 and "```pip install acme```" in thread
     assert "``\u200b`Traceback" in thread and "broken ``\u200b`" in thread
+
+
+def test_an_attempts_title_squeezed_by_a_long_address_is_whole_in_the_thread() -> None:
+    # Its label gave way to a long signed address (each & five characters once escaped), while the
+    # receipt said the attempts are "in full in the thread".
+    title = "How to reconnect QuickBooks after the November update, step by step " * 4
+    packet = full_packet(attempted_solutions=[{"title": title, "outcome": "not_helpful",
+                                               "url": "https://help.acme.example/a?" + "&x=1" * 320}])
+    thread = "\n".join(b["text"]["text"] for m in kit.details(packet, HANDOFF) for b in m["blocks"])
+    assert title.strip() in thread and "|open the link>" in thread
