@@ -56,19 +56,24 @@ def _ticket(delivery: Any) -> dict[str, Any]:
     }
 
 
-# What a bot is not told of a failure: addresses (ZENDESK_BASE_URL may be a proxy's internal host;
-# ticket links are the account's own for that reason) and whatever the transport libraries say of
-# a connection (they quote host names: "Failed to resolve 'zendesk-proxy.internal'", "certificate
-# is not valid for '10.20.30.40'"), from the first sign of it on. The kind of failure and the
-# vendor's own words stay; the admin page has it all.
+# What a bot is not told of a failure the connector met on the way to a vendor (its own messages,
+# named by how they start): addresses (ZENDESK_BASE_URL may be a proxy's internal host; ticket links
+# are the account's own for that reason) and whatever the transport libraries say of a connection
+# (they quote host names: "Failed to resolve 'zendesk-proxy.internal'", "certificate is not valid
+# for '10.20.30.40'"), from the first sign of it on. A vendor's refusal is the vendor's words, which
+# a bot's developer needs whole ("Attach the warranty certificate", a Salesforce validation rule).
+_TRANSPORT_FAILURE = re.compile(
+    r"(?:\w+: )?(?:could not connect to|TLS failed with|the proxy refused|Zendesk kept failing|reading from"
+    r" Zendesk failed|no usable answer from|no answer from Salesforce|could not reach Salesforce|Slack \S+: cannot"
+    r" reach Slack|Slack \S+: no answer)")
 _ADDRESS = re.compile(r"https?://[^\s'\"<>]+")
 _TRANSPORT = re.compile(
-    r"\w*HTTPS?Connection|\w*ConnectionPool|\w+Error\(|\[Errno|Failed to (?:resolve|establish)|certificate"
+    r"\b\w*HTTPS?Connection|\b\w*ConnectionPool|\b\w+Error\(|\[Errno|Failed to (?:resolve|establish)|certificate"
     r"|Max retries|<urllib3|<urlopen|urlopen error|\bSSL:|hostname '|\bhost=|\bport=")
 
 
 def for_bot(error: str | None) -> str | None:
-    if not error:
+    if not error or not _TRANSPORT_FAILURE.match(error):
         return error
     text = _ADDRESS.sub("…", error)
     transport = _TRANSPORT.search(text)
