@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from . import driver_cursor, json_codec
 from .errors import ConfigError
+from .settings import exposed_mode
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -365,13 +366,8 @@ class Database:
     def warnings(self) -> list[str]:
         """A SQLite file other users of the machine may read (made before the service made its
         files private, or by hand): it holds packets."""
-        try:
-            mode = os.stat(self.sqlite_file).st_mode & 0o777 if self.sqlite_file else 0
-            # A directory others cannot enter (0700, as the service makes it) protects the file in it.
-            entered = os.stat(os.path.dirname(os.path.realpath(self.sqlite_file))).st_mode & 0o011 if mode else 0
-        except OSError:
-            return []
-        if not mode & 0o077 or not entered:
+        mode = exposed_mode(self.sqlite_file or "")
+        if not mode:
             return []
         return [f"the SQLite database {self.sqlite_file} can be read by other users of this machine (mode "
                 f"{mode:04o}); it holds whole packets: chmod 600 '{self.sqlite_file}'*"]

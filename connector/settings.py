@@ -348,15 +348,20 @@ def unread(environ: Mapping[str, str]) -> tuple[str, ...]:
     prefix too, when the whole name is close to one of ours (`CONECTOR_RETENTION_DAYS`, `ZENDSK_SUBDOMAIN`):
     another tool's `CONNECT_TIMEOUT` is not."""
     return tuple(sorted(name for name in environ
-                        if (name.startswith(_OURS) and name not in _VARIABLES and name not in _READ_ELSEWHERE)
+                        if (name.upper().startswith(_OURS) and name not in _VARIABLES and name not in _READ_ELSEWHERE)
                         or _misspelt_ours(name)))
 
 
-def _readable_by_others(path: str) -> bool:
+def exposed_mode(path: str) -> int:
+    """The mode of a file other users of the machine may read (group or others have a bit, and
+    they can enter its directory: one others cannot enter, 0700, protects it), else 0 — also when
+    it is not there. The SQLite file and the dotenv file are judged alike."""
     try:
-        return bool(path) and bool(os.stat(path).st_mode & 0o004)
+        mode = os.stat(path).st_mode & 0o777 if path else 0
+        entered = os.stat(os.path.dirname(os.path.realpath(path))).st_mode & 0o011 if mode & 0o077 else 0
     except OSError:  # gone since it was read: nothing to say of it
-        return False
+        return 0
+    return mode if mode & 0o077 and entered else 0
 
 
 def _misspelt_ours(name: str) -> bool:
@@ -492,8 +497,8 @@ class Settings:
         """What is risky or useless in these settings without being wrong: `connector check` prints
         it, and the service logs it at start-up."""
         said = []
-        for name in self.unread:
-            close = difflib.get_close_matches(name, [*_VARIABLES, *_READ_ELSEWHERE], n=1, cutoff=0.8)
+        for name in self.unread:  # in lower case too: the environment's names are case-sensitive here
+            close = difflib.get_close_matches(name.upper(), [*_VARIABLES, *_READ_ELSEWHERE], n=1, cutoff=0.8)
             meant = f" (did you mean {close[0]}?)" if close else ""
             said.append(f"{name} is not a variable the connector reads{meant}; it changes nothing")
         if self.allow_unauthenticated:
@@ -533,9 +538,9 @@ class Settings:
             if bot_id not in signing:
                 said.append(f"no CONNECTOR_BOT_SECRETS entry for {bot_id!r}: its status callbacks cannot be signed "
                             "and are not sent")
-        if _readable_by_others(self.env_file):  # SECURITY.md: chmod 600 it — it holds the credentials
-            said.append(f"{self.env_file} can be read by any user of this machine, and it holds credentials: "
-                        "chmod 600 it")
+        if mode := exposed_mode(self.env_file):  # SECURITY.md: chmod 600 it — it holds the credentials
+            said.append(f"{self.env_file} can be read by other users of this machine (mode {mode:04o}), and it "
+                        f"holds credentials: chmod 600 '{self.env_file}'")
         if self.callback_allow_private:
             said.append("CONNECTOR_CALLBACK_ALLOW_PRIVATE=1 lets bots' callback URLs reach this network — "
                         "development only")

@@ -415,22 +415,29 @@ def test_a_misspelt_variable_is_warned_about_with_the_name_meant():
 def test_a_misspelt_prefix_is_warned_about_when_the_name_is_close_to_one_of_ours():
     # Only the exact prefixes were looked at: CONECTOR_RETENTION_DAYS=30 kept every handoff, silently.
     settings = Settings.from_env({"CONECTOR_RETENTION_DAYS": "30", "ZENDSK_SUBDOMAIN": "acme",
-                                  "CONNECT_TIMEOUT": "5", "SSL_CERT_FILE": "/etc/ssl/x.pem", "SLACKBOT": "1"})
+                                  "CONNECT_TIMEOUT": "5", "SSL_CERT_FILE": "/etc/ssl/x.pem", "SLACKBOT": "1",
+                                  "connector_retention_days": "30"})
     said = [line for line in settings.warnings() if "is not a variable" in line]
     assert said == [
         "CONECTOR_RETENTION_DAYS is not a variable the connector reads (did you mean CONNECTOR_RETENTION_DAYS?); "
         "it changes nothing",
-        "ZENDSK_SUBDOMAIN is not a variable the connector reads (did you mean ZENDESK_SUBDOMAIN?); it changes nothing"]
+        "ZENDSK_SUBDOMAIN is not a variable the connector reads (did you mean ZENDESK_SUBDOMAIN?); it changes nothing",
+        "connector_retention_days is not a variable the connector reads (did you mean CONNECTOR_RETENTION_DAYS?); "
+        "it changes nothing"]
 
 
 def test_a_dotenv_file_any_user_can_read_is_warned_about(tmp_path):
     # SECURITY.md asks for chmod 600; a 0644 .env holding every credential passed check silently.
     path = tmp_path / ".env"
     path.write_text("CONNECTOR_RETENTION_DAYS=30\n")
-    for mode, warned in ((0o644, True), (0o600, False), (0o640, False)):
+    # As the SQLite file is judged: group or others, in a directory they can enter.
+    for mode, folder, warned in ((0o644, 0o755, True), (0o640, 0o755, True), (0o600, 0o755, False),
+                                 (0o644, 0o700, False)):
         path.chmod(mode)
+        tmp_path.chmod(folder)
         environ = {"CONNECTOR_ENV_FILE": str(path)}
         load_env_file(environ)
-        said = [w for w in Settings.from_env(environ).warnings() if "can be read by any user" in w]
-        assert bool(said) is warned, (oct(mode), said)
-    assert said == [] and Settings.from_env(environ).retention_days == 30
+        said = [w for w in Settings.from_env(environ).warnings() if "can be read by other users" in w]
+        assert bool(said) is warned, (oct(mode), oct(folder), said)
+    tmp_path.chmod(0o755)
+    assert Settings.from_env(environ).retention_days == 30
