@@ -30,6 +30,7 @@ from connector.brief import (
     local_time,
     more_of,
     named,
+    one_line,
     scalar,
     subject_for,
     urgency_shown,
@@ -524,7 +525,7 @@ def transcript(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
             kind = ", ".join(str(v) for v in (a.get("content_type"), _bytes(a.get("size"))) if v)
             name = link(a.get("url"), a.get("name") or a.get("url") or "attachment", WHOLE_LABEL)
             pieces.append((f"    📎 {name} ", f"({kind})" if kind else ""))
-            pieces += [(f"      {escape(key)}: ", value) for key, value in more_of("attachments", a)]
+            pieces += [(f"      {escape(key)}: ", one_line(value, 500)) for key, value in more_of("attachments", a)]
         pieces += [(f"    {escape(key)}: ", value) for key, value in more_of("transcript", entry)]
     return pack(sections(pieces), f"Transcript of {named(handoff_id, packet)}")
 

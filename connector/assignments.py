@@ -243,7 +243,8 @@ def _delivered_to(session: Session, event: AssignmentEvent | CompletionEvent) ->
 
 # A delivery whose ticket may exist at the vendor without our record of it: in flight or retrying,
 # or given up (dead, or refused after a timeout: `failed`) with an attempt whose outcome was unknown
-# — `outcome_unknown` stays set until an attempt learns otherwise. Given up knowing nothing was
+# — `outcome_unknown` is never cleared once set: a create that timed out may still land after a
+# later lookup found nothing, so the window stays open for such a delivery. Given up knowing nothing was
 # made, it has no ticket, and a name any integration can write kept it open to a made-up assignment
 # or completion for ever.
 _may_have_unrecorded_ticket = and_(

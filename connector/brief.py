@@ -432,7 +432,9 @@ def _transcript(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
             "text": entry.get("text", ""),
             "attachments": [
                 {"name": a.get("name") or a.get("url"), "url": a.get("url"),
-                 "type": a.get("content_type") or "", "size": _size(a.get("size")), "more": more_of("attachments", a)}
+                 "type": a.get("content_type") or "", "size": _size(a.get("size")),
+                 # On the attachment's own line: a caption's line break started a line that read as the message's.
+                 "more": [(key, one_line(value, 500)) for key, value in more_of("attachments", a)]}
                 for a in entry.get("attachments") or []
             ],
             "more": more_of("transcript", entry),

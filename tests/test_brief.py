@@ -387,7 +387,7 @@ def test_fields_a_bot_adds_to_messages_contacts_and_attempts_reach_the_agent_eve
     packet["history"] = [{"at": "2026-10-01T10:00:00Z", "channel": "email", "summary": "asked", "outcome": "resolved"}]
     packet["attempted_solutions"][0]["tried_at"] = "2026-11-20T09:15:44Z"
     packet["history"][0]["ticket"] = {"system": "zendesk", "id": "881", "status": "solved"}
-    packet["transcript"][2]["attachments"][0]["caption"] = "the Integrations page"
+    packet["transcript"][2]["attachments"][0]["caption"] = "the Integrations\npage"  # one line, under it
     brief = render_brief(packet, "hnd_1")
     slack = json.dumps([*slack_blocks.transcript(packet, "hnd_1"), *slack_blocks.details(packet, "hnd_1")],
                        ensure_ascii=False)
