@@ -113,14 +113,13 @@ class Brief:
         # The most recent by day (a contact without one counts as oldest), in the order the bot sent them.
         recent = sorted(sorted(range(len(history)), key=lambda i: history[i]["at"], reverse=True)[:shown])
         view = {**self._view, "history": [history[i] for i in recent], "history_more": len(history) - shown}
-        return _env.get_template(f"{self.template}.html.j2").render(b=view, include_lists=True,
-                                                                    include_transcript=include_transcript)
+        return self._render("html", include_transcript, view=view)
 
     def _render(self, kind: str, include_transcript: bool, include_lists: bool = True,
-                transcript_where: str = "see below / attached") -> str:
-        return _env.get_template(f"{self.template}.{kind}.j2").render(b=self._view, include_lists=include_lists,
-                                                                      include_transcript=include_transcript,
-                                                                      transcript_where=transcript_where)
+                transcript_where: str = "see below / attached", view: Mapping[str, Any] | None = None) -> str:
+        return _env.get_template(f"{self.template}.{kind}.j2").render(
+            b=self._view if view is None else view, include_lists=include_lists,
+            include_transcript=include_transcript, transcript_where=transcript_where)
 
     @property
     def transcript_heading(self) -> str:
