@@ -454,8 +454,8 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     pieces: list[tuple[str, str]] = [("*Everything the bot passed on*", "")]
     who = [f"{k}: {customer[k]}" for k in ("name", "email", "phone", "id", "account_id", "segment") if customer.get(k)]
     pieces.append(("*Customer:* ", " · ".join(who)))
-    if local_time(packet):  # the thread's times are UTC: the customer's clock, when their messages give it
-        pieces.append(("• local time: ", local_time(packet)))
+    if clock_there := local_time(packet):  # the thread's times are UTC: the customer's clock, when given
+        pieces.append(("• local time: ", clock_there))
     # The customer's attributes under the customer: after the intent line they read as its data.
     pieces += [(f"• {escape(k)}: ", scalar(v)) for k, v in (customer.get("attributes") or {}).items()]
     # What the alert's fields and context line shorten (the conversation, the bot, the intent): whole here.
