@@ -8,8 +8,19 @@ Configuration problems are `connector.errors.ConfigError`, outside this tree: ne
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
+
+# How each adapter's messages for a failure on the way to its vendor begin (connect, TLS, proxy,
+# no usable answer): what follows them is the transport library's own words, which quote host names.
+# A bot reads such a message without them (`connector.answers.for_bot`); a vendor's refusal, the
+# vendor's words, it reads whole. An adapter's new transport message must begin one of these ways
+# (tests/adapters/test_transport_messages.py).
+TRANSPORT_FAILURE = re.compile(
+    r"(?:\w+: )?(?:could not connect to|TLS failed with|the proxy refused|Zendesk kept failing|reading from"
+    r" Zendesk failed|no usable answer from|no answer from Salesforce|could not reach Salesforce|Slack \S+: cannot"
+    r" reach Slack|Slack \S+: no answer)")
 
 
 class DeliveryError(Exception):

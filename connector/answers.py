@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from adapters.errors import TRANSPORT_FAILURE
+
 from .customer_message import FAILED
 from .models import DONE, Assignment, Callback, Delivery, Handoff, utcnow
 
@@ -56,26 +58,25 @@ def _ticket(delivery: Any) -> dict[str, Any]:
     }
 
 
-# What a bot is not told of a failure the connector met on the way to a vendor (its own messages,
-# named by how they start): addresses (ZENDESK_BASE_URL may be a proxy's internal host; ticket links
-# are the account's own for that reason) and whatever the transport libraries say of a connection
-# (they quote host names: "Failed to resolve 'zendesk-proxy.internal'", "certificate is not valid
-# for '10.20.30.40'"), from the first sign of it on. A vendor's refusal is the vendor's words, which
-# a bot's developer needs whole ("Attach the warranty certificate", a Salesforce validation rule).
-_TRANSPORT_FAILURE = re.compile(
-    r"(?:\w+: )?(?:could not connect to|TLS failed with|the proxy refused|Zendesk kept failing|reading from"
-    r" Zendesk failed|no usable answer from|no answer from Salesforce|could not reach Salesforce|Slack \S+: cannot"
-    r" reach Slack|Slack \S+: no answer)")
+# What a bot is not told of a failure an adapter met on the way to its vendor (its messages begin
+# as `adapters.errors.TRANSPORT_FAILURE` says): addresses (ZENDESK_BASE_URL may be a proxy's internal
+# host; ticket links are the account's own for that reason) and whatever the transport libraries say
+# of a connection (they quote host names: "Failed to resolve 'zendesk-proxy.internal'", "certificate
+# is not valid for '10.20.30.40'"), from the first sign of it on. A vendor's refusal is the vendor's
+# words, which a bot's developer needs whole ("Attach the warranty certificate", a validation rule).
 _ADDRESS = re.compile(r"https?://[^\s'\"<>]+")
+_QUOTED = re.compile(r"'[^'\n]*'")
+_HOST_PORT = re.compile(r"\b[\w.-]+:\d{2,5}\b")
 _TRANSPORT = re.compile(
     r"\b\w*HTTPS?Connection|\b\w*ConnectionPool|\b\w+Error\(|\[Errno|Failed to (?:resolve|establish)|certificate"
     r"|Max retries|<urllib3|<urlopen|urlopen error|\bSSL:|hostname '|\bhost=|\bport=")
 
 
 def for_bot(error: str | None) -> str | None:
-    if not error or not _TRANSPORT_FAILURE.match(error):
+    if not error or not TRANSPORT_FAILURE.match(error):
         return error
-    text = _ADDRESS.sub("…", error)
+    # What is left past the libraries' first words is still theirs: a host they quote, a host:port.
+    text = _HOST_PORT.sub("…", _QUOTED.sub("'…'", _ADDRESS.sub("…", error)))
     transport = _TRANSPORT.search(text)
     if transport is None:
         return text

@@ -1,0 +1,65 @@
+"""Every adapter's message for a failure on the way to its vendor begins as
+`adapters.errors.TRANSPORT_FAILURE` says: a bot reads those without what the transport library adds
+(it quotes host names), and reads a vendor's refusal whole (`connector.answers.for_bot`). A new
+transport message that began otherwise would reach bots with the internal host in it."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import requests
+from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+from adapters import salesforce_client, zendesk_http
+from adapters.errors import TRANSPORT_FAILURE, DeliveryError
+from adapters.slack import SlackAdapter
+from connector.answers import for_bot
+from connector.settings import Settings
+
+URL = "http://zendesk-proxy.internal:8443/api/v2/tickets.json"
+
+
+def _request() -> requests.PreparedRequest:
+    return requests.Request("POST", URL).prepare()
+
+
+def _refused() -> requests.ConnectionError:
+    reason = NewConnectionError(None, "Failed to resolve 'zendesk-proxy.internal'")  # type: ignore[arg-type]
+    return requests.ConnectionError(MaxRetryError(None, URL, reason), request=_request())  # type: ignore[arg-type]
+
+
+TRANSPORT = [
+    requests.ConnectTimeout("HTTPConnectionPool(host='zendesk-proxy.internal', port=8443)", request=_request()),
+    requests.exceptions.SSLError("certificate is not valid for 'zendesk-proxy.internal'", request=_request()),
+    requests.exceptions.ProxyError("Unable to connect to proxy 'proxy.internal:3128'", request=_request()),
+    requests.exceptions.RetryError("Max retries exceeded at zendesk-proxy.internal", request=_request()),
+    _refused(),
+    requests.ReadTimeout("HTTPConnectionPool(host='zendesk-proxy.internal', port=8443): read timed out",
+                         request=_request()),
+]
+
+
+@pytest.mark.parametrize("err", TRANSPORT, ids=lambda err: type(err).__name__)
+@pytest.mark.parametrize("write", [True, False])
+def test_zendesk_and_salesforce_transport_messages_are_recognised_and_name_no_host(err, write):
+    for translated in (zendesk_http._from_requests(err, write), salesforce_client.translate(err, write=write)):
+        recorded = f"{type(translated).__name__}: {translated.message}"
+        assert TRANSPORT_FAILURE.match(recorded), recorded
+        assert "internal" not in for_bot(recorded), for_bot(recorded)
+
+
+def test_slacks_transport_messages_are_recognised(monkeypatch):
+    adapter = SlackAdapter(Settings(slack_bot_token="xoxb-1", slack_channel="C0HANDOFF",
+                                    slack_api_url="https://slack.internal/api/"), {})
+    for failure in (urllib.error.URLError("[Errno -2] Name or service not known: slack.internal"),
+                    ConnectionResetError("[Errno 104] reset by slack.internal")):
+        def fail(**_: object) -> None:
+            raise failure
+
+        monkeypatch.setattr(adapter, "_client", lambda: type("C", (), {"chat_postMessage": staticmethod(fail)})())
+        with pytest.raises(DeliveryError) as caught:
+            adapter._call("chat_postMessage", acts=True, channel="C0HANDOFF")
+        recorded = f"{type(caught.value).__name__}: {caught.value.message}"
+        assert TRANSPORT_FAILURE.match(recorded), recorded
+        assert "internal" not in for_bot(recorded), for_bot(recorded)
