@@ -18,7 +18,6 @@ from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, pass_eval_context, select_autoescape
 from jinja2.nodes import EvalContext
-from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
 from .schemas.packet import (
@@ -33,6 +32,7 @@ from .schemas.packet import (
     TicketRefSchema,
     TranscriptEntrySchema,
 )
+from .templating import Sandbox
 from .text_rules import rfc3339, rfc3339_utc, visible_controls, without_invisible
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -142,9 +142,12 @@ def _controls_named(value: Any) -> Any:
     """A value as a template writes it, its bidirectional controls named ([U+202E]). Markup (a
     filter's escaped HTML: line breaks, links) stays Markup: returned as plain text, it was escaped a
     second time, and agents read `&lt;br&gt;` in every field of a packet holding such a control."""
-    if isinstance(value, Markup):
-        return Markup(visible_controls(value))  # noqa: S704 — escaped already; a control's name adds no markup
-    return visible_controls(value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    shown = visible_controls(value)  # the same object when it holds no control, as nearly every value
+    if shown is value or not isinstance(value, Markup):
+        return shown
+    return Markup(shown)  # noqa: S704 — escaped already; a control's name adds no markup
 
 
 CONTINUED = "    "  # a value's own later lines in the text brief (a transcript message's, as `indent(4)` did)
@@ -162,7 +165,7 @@ def _finalize(eval_ctx: EvalContext, value: Any) -> Any:
     return "\n".join([first, *(CONTINUED + line if line else line for line in rest)])
 
 
-_env = SandboxedEnvironment(
+_env = Sandbox(
     loader=FileSystemLoader(TEMPLATES),
     autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
     undefined=StrictUndefined,
