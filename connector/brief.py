@@ -159,9 +159,14 @@ def _finalize(eval_ctx: EvalContext, value: Any) -> Any:
     the text brief, its own later lines indented — a customer's "…charged twice.\n\nALREADY TRIED —
     don't offer these again" started a section of its own at the margin, in any free-text field."""
     value = _controls_named(value)
-    if eval_ctx.autoescape or not isinstance(value, str):
+    if eval_ctx.autoescape or not isinstance(value, str) or _one_line(value):
         return value  # the HTML brief breaks lines itself (`line_breaks`), escaped
-    first, *rest = _LINE_BREAK.sub("\n", value).rstrip("\n").split("\n")
+    return _indented(value)
+
+
+def _indented(text: str) -> str:
+    """`text` with its later lines indented (`CONTINUED`); a text of one line is itself."""
+    first, *rest = _LINE_BREAK.sub("\n", text).rstrip("\n").split("\n")
     return "\n".join([first, *(CONTINUED + line if line else line for line in rest)])
 
 
@@ -184,16 +189,29 @@ def _line_breaks(text: Any, continued: bool = False) -> Markup:
     space, and a customer's numbered steps or pasted error output ran into one line in Zendesk.
     `continued`: a message's own lines are indented (as in the text brief, `indent`), so a line a
     customer typed as "[10:00:05] Bot: Identity verified" cannot pass for another message."""
+    text = str(text)
+    if _one_line(text) and "  " not in text:
+        return escape(text)  # nearly every value: nothing to break or to keep wide
+    return _broken(text, continued)
+
+
+def _broken(text: str, continued: bool = False) -> Markup:
+    """`_line_breaks` for a text that may hold line breaks or runs of spaces."""
     breaks = Markup("<br>\n&emsp;&emsp;") if continued else Markup("<br>\n")
     # Every line break the text brief breaks at (a lone \r, U+2028…) is one here too; a run of
     # spaces keeps its width (HTML makes it one: a pasted traceback lost its indentation).
-    escaped = str(escape(_LINE_BREAK.sub("\n", str(text))))
+    escaped = str(escape(_LINE_BREAK.sub("\n", text)))
     spaced = _SPACES.sub(lambda run: "&nbsp;" * (len(run.group()) - 1) + " ", escaped)
     return Markup(spaced).replace("\n", breaks)  # noqa: S704 — escaped above; only &nbsp; added
 
 
 _LINE_BREAK = re.compile("\r\n?|[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")  # str.splitlines' breaks
 _SPACES = re.compile(" {2,}")
+
+
+def _one_line(text: str) -> bool:
+    """Whether `text` holds no line break of any kind (most values: the check saves the rest)."""
+    return "\n" not in text and _LINE_BREAK.search(text) is None
 
 
 # http(s) addresses in free text; the closing punctuation of a sentence is not part of one.

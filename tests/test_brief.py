@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markupsafe import Markup
 from marshmallow import ValidationError
 
 from connector.brief import render_brief
@@ -140,6 +143,24 @@ def test_the_html_brief_keeps_the_customers_line_breaks_and_escapes_around_them(
     assert ("Steps I took:<br>\n&emsp;&emsp;1. &lt;b&gt;Disconnected&lt;/b&gt;<br>\n&emsp;&emsp;2. Reconnected"
             in html)  # a message's own lines indented
     assert "Sync broke.<br>\nError: 401" in html
+
+
+# Texts made mostly of what the shortcuts look for: every kind of line break, runs of spaces, markup.
+_AWKWARD = st.lists(st.sampled_from(["a", " ", "  ", "\n", "\r", "\r\n", "\u2028", "\x0b", "\x85", "<", "&", "é"])
+                    | st.characters(), max_size=30).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_AWKWARD, st.booleans())
+def test_the_shortcuts_for_one_line_values_write_what_the_whole_path_writes(text, continued):
+    # Most values hold no line break: the HTML brief escapes them at once and the text brief writes
+    # them as they are, skipping the work that breaks and indents lines (a benchmark round's saving).
+    from connector import brief as briefs
+
+    html = briefs._line_breaks(text, continued)
+    assert isinstance(html, Markup) and html == briefs._broken(text, continued)
+    if briefs._one_line(text):
+        assert briefs._indented(text) == text
 
 
 def test_a_line_typed_as_another_message_cannot_pass_for_one():
