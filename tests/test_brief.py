@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jinja2.nodes import EvalContext
 from markupsafe import Markup
 from marshmallow import ValidationError
 
@@ -159,8 +160,8 @@ def test_the_shortcuts_for_one_line_values_write_what_the_whole_path_writes(text
 
     html = briefs._line_breaks(text, continued)
     assert isinstance(html, Markup) and html == briefs._broken(text, continued)
-    if briefs._one_line(text):
-        assert briefs._indented(text) == text
+    text_brief = EvalContext(briefs._env)  # a template name of None: the text brief's, not autoescaped
+    assert briefs._finalize(text_brief, text) == briefs._indented(briefs._controls_named(text))
 
 
 def test_a_line_typed_as_another_message_cannot_pass_for_one():

@@ -3,6 +3,7 @@ sandboxes do: same values, same refusals, same errors for what is missing."""
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 
 import pytest
@@ -13,13 +14,24 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 from connector.templating import ImmutableSandbox, Sandbox
 
 PAIRS = [(Sandbox, SandboxedEnvironment), (ImmutableSandbox, ImmutableSandboxedEnvironment)]
+
+
+class _Named(dict):
+    name = "the attribute: a dict subclass's attributes come before its keys"
+
+
 VALUES = {
-    "d": {"name": "Dana", "items": "a key named like a method", "nested": {"x": 1}, "_private": "kept"},
+    # Keys named like every kind of dict attribute: methods, mutating ones, dunders.
+    "d": {"name": "Dana", "items": "i", "keys": "k", "update": "u", "pop": "p", "__class__": "c", "nested": {"x": 1},
+          "_private": "kept"},
     "od": OrderedDict(name="an OrderedDict is a subclass: Jinja2's own path"),
+    "sub": _Named(name="the key"),
 }
 SOURCES = [
     "{{ d.name }}", "{{ d.nested.x }}", "{{ d['items'] }}", "{{ d.items() | list | length }}",
-    "{{ d.get('name') }}", "{{ d._private }}", "{{ od.name }}", "{% for k, v in d.items() %}{{ k }}{% endfor %}",
+    "{{ d.keys() | list | length }}", "{{ d.update(x=1) }}", "{{ d.pop('name') }}",
+    "{{ d.get('name') }}", "{{ d._private }}", "{{ d.__class__ }}", "{{ od.name }}", "{{ sub.name }}",
+    "{% for k, v in d.items() %}{{ k }}{% endfor %}",
 ]
 
 
@@ -28,8 +40,8 @@ SOURCES = [
 def test_a_dicts_keys_read_as_jinja2_reads_them(ours, jinjas, source):
     def outcome(environment_class):
         try:
-            return environment_class(undefined=StrictUndefined).from_string(source).render(**VALUES)
-        except Exception as err:  # the same refusal, whatever it is
+            return environment_class(undefined=StrictUndefined).from_string(source).render(**copy.deepcopy(VALUES))
+        except Exception as err:  # the same refusal, whatever it is (a mutation runs on a copy)
             return type(err)
 
     assert outcome(ours) == outcome(jinjas)
