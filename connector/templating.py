@@ -1,4 +1,5 @@
-"""Jinja2's sandbox for every template an admin can edit (messages, subjects, mapping values).
+"""Jinja2's sandbox for every template an admin can edit (messages, subjects, mapping values), and
+the sandbox classes the agent brief's own templates render in (`Sandbox`).
 
 Packet values are passed as data, never compiled: a `{{ 7*7 }}` a customer typed stays text.
 """
@@ -28,7 +29,7 @@ class _DictKeysDirect:
         if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
             try:
                 return obj[attribute]
-            except KeyError:
+            except (TypeError, LookupError):  # what Jinja2's own read of the key catches
                 pass  # Jinja2's own path: the undefined value that names what is missing
         return super().getattr(obj, attribute)  # type: ignore[misc]
 
