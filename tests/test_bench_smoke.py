@@ -96,9 +96,9 @@ def test_a_warm_up_call_opens_a_new_connection_each_time_so_every_worker_gets_so
     """A keep-alive connection stays with the gunicorn worker that accepted it: the warm-up's calls
     (`reconnect=True`) each take a new one; measured calls keep theirs."""
     import http.server
-    import threading
 
     from bench import driver
+    from tests.fakes.serving import serve_in_thread
 
     peers: list[int] = []
 
@@ -116,7 +116,7 @@ def test_a_warm_up_call_opens_a_new_connection_each_time_so_every_worker_gets_so
             pass
 
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        serve_in_thread(server)
         try:
             url = f"http://127.0.0.1:{server.server_address[1]}"
             for reconnect, connections in ((True, 3), (False, 1)):

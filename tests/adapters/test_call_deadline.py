@@ -26,6 +26,7 @@ from adapters.zendesk import ZendeskAdapter
 from adapters.zendesk_http import ZendeskSession
 from connector.settings import Settings
 from tests.factories import make_context
+from tests.fakes.serving import serve_in_thread
 
 
 class _Vendor:
@@ -72,7 +73,7 @@ class _Vendor:
         self.url = f"http://127.0.0.1:{self.server.server_port}"
 
     def __enter__(self) -> _Vendor:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve_in_thread(self.server)
         return self
 
     def __exit__(self, *exc: Any) -> None:

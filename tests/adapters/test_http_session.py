@@ -92,10 +92,11 @@ def test_the_vendor_sessions_are_settled_ones():
 def _tls_server(tmp_path):
     """An https server on loopback whose certificate only a throwaway CA (in ca.pem) vouches for."""
     import ssl
-    import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     import trustme
+
+    from tests.fakes.serving import serve_in_thread
 
     class Answer(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -114,7 +115,7 @@ def _tls_server(tmp_path):
     ca.issue_cert("127.0.0.1").configure_cert(tls)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
     server.socket = tls.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     return server, f"https://127.0.0.1:{server.server_address[1]}/"
 
 

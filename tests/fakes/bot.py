@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.fakes.serving import serve_in_thread
+
 
 @dataclass
 class Received:
@@ -118,7 +120,7 @@ class FakeBot:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         if self.tls is not None:
             self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        serve_in_thread(self._server)
         return self
 
     def __exit__(self, *exc: Any) -> None:

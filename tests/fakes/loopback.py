@@ -69,6 +69,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from tests.fakes.serving import serve_in_thread
+
 ZENDESK_TOKEN = "zd-loopback-token"
 SALESFORCE_TOKEN = "00D000000000000!loopback-token"
 SLACK_TOKEN = "xoxb-loopback-0000-token"
@@ -130,9 +132,7 @@ class FakeVendor(abc.ABC):
             # The handshake runs in the handler thread (first read), never in the accepting thread.
             server.socket = self._tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"loopback-{self.name}", daemon=True)
-        self._thread.start()
+        self._thread = serve_in_thread(server, name=f"loopback-{self.name}")
         return self
 
     def stop(self) -> None:

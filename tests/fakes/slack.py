@@ -26,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
 
+from tests.fakes.serving import serve_in_thread
+
 TOKEN = "xoxb-test-0000000000-token"
 WORKSPACE = "https://acme.slack.com"
 
@@ -76,8 +78,7 @@ class FakeSlack:
             self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._server.daemon_threads = False  # server_close() waits for handlers: no socket outlives a test
         self._server.handle_error = lambda request, address: None  # type: ignore[method-assign]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05})
-        self._thread.start()
+        self._thread = serve_in_thread(self._server, daemon=False)
         return self
 
     def __exit__(self, *exc: Any) -> None:
