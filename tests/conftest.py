@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -147,13 +149,53 @@ def postgres_template() -> Iterator[str]:
     _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+class _DatabaseSupply:
+    """Fresh copies of the template, each made while the test before it runs, and dropped after
+    its test while the next one runs: a copy took ~0.3 s of PostgreSQL's writing and flushing,
+    waited for in every PostgreSQL test's setup. One thread does both, in order."""
+
+    def __init__(self, template: str):
+        self.template = template
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="test-databases")
+        self._next: Future[str] | None = None
+        self._dropped: list[Future[None]] = []
+
+    def _create(self) -> str:
+        name = f"connector_test_{uuid.uuid4().hex[:10]}"
+        _admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        return name
+
+    def take(self) -> str:
+        made = self._next or self._thread.submit(self._create)
+        self._next = self._thread.submit(self._create)
+        return made.result()
+
+    def drop(self, name: str) -> None:
+        self._dropped.append(self._thread.submit(_admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    def close(self) -> None:
+        """Drop the copy no test took, and say if any drop failed (a database left behind)."""
+        if self._next is not None:
+            with contextlib.suppress(Exception):
+                self.drop(self._next.result())
+        self._thread.shutdown(wait=True)
+        for dropped in self._dropped:
+            dropped.result()
+
+
+@pytest.fixture(scope="session")
+def postgres_supply(postgres_template: str) -> Iterator[_DatabaseSupply]:
+    supply = _DatabaseSupply(postgres_template)
+    yield supply
+    supply.close()
+
+
 @pytest.fixture
-def postgres_url(postgres_template: str) -> Iterator[str]:
+def postgres_url(postgres_supply: _DatabaseSupply) -> Iterator[str]:
     """A fresh PostgreSQL database for one test, at the newest migration; dropped afterwards."""
-    name = f"connector_test_{uuid.uuid4().hex[:10]}"
-    _admin(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
+    name = postgres_supply.take()
     yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    postgres_supply.drop(name)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
