@@ -32,8 +32,13 @@ def test_document_states_the_limits_this_service_enforces(make_app):
         assert "65536 bytes" in document["paths"][path]["post"]["requestBody"]["description"]
 
 
-def test_document_is_served_the_same_each_time(client):
+def test_document_is_served_the_same_each_time_and_built_once(client, monkeypatch):
+    from connector.api import docs
+
+    built, build = [], docs.build_spec
+    monkeypatch.setattr(docs, "build_spec", lambda app: built.append(app) or build(app))
     assert client.get("/openapi.json").get_data() == client.get("/openapi.json").get_data()
+    assert len(built) == 1
 
 
 def test_the_readme_tells_bots_every_problem_type_they_can_get():
