@@ -116,6 +116,27 @@ def test_a_kept_alive_connection_serves_the_next_call_after_the_deadline_of_the_
     assert vendor.connections == 1  # the same connection, not cut by the first call's watch
 
 
+def test_a_connection_back_in_the_pool_is_not_cut_when_the_call_that_read_it_runs_out_of_time(
+        vendor: _Vendor, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The answer read, its connection goes back to the pool, where another thread's call may take
+    # it; if the first call's deadline then passes, its watch must no longer hold that connection.
+    build, late = call_deadline.WatchedAdapter.build_response, [True]
+
+    def late_after_reading(self, req, resp):  # type: ignore[no-untyped-def]
+        response = build(self, req, resp)  # read whole: the connection is back in the pool
+        if late.pop():
+            time.sleep(0.1 + 2 * call_deadline.TICK_S)  # the call's deadline (0.1 s) passes
+        return response
+
+    monkeypatch.setattr(call_deadline.WatchedAdapter, "build_response", late_after_reading)
+    session = ZendeskSession("unused")
+    with pytest.raises(CutOff):
+        session.get(vendor.url, timeout=0.05)
+    late.append(False)
+    assert session.get(vendor.url, timeout=5).json()["ok"]
+    assert vendor.connections == 1  # the pooled connection served it, not shut by the first watch
+
+
 def test_a_zendesk_create_left_dripping_is_an_unknown_outcome_the_retry_looks_for(vendor: _Vendor) -> None:
     settings = Settings(zendesk_subdomain="acme", zendesk_email="bot@acme.example", zendesk_api_token="t",
                         zendesk_base_url=vendor.url, vendor_timeout_s=1)
