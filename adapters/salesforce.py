@@ -20,7 +20,6 @@ import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import requests
@@ -231,8 +230,8 @@ class SalesforceAdapter(Adapter):
             raise OutcomeUnknown("Salesforce upserted the case without returning its id", reply=reply)
         # `created: false` means the upsert found this handoff's case: a retry, so resume its transcript.
         counts, refused = self._finish(case_id, payload, ctx, resume=reply.get("created") is False)
-        return replace(self._sent(case_id, {"case": reply, "contact_id": contact_id, "contact_created": contact_created,
-                                            **counts}), dropped=refused)
+        return self._sent(case_id, {"case": reply, "contact_id": contact_id, "contact_created": contact_created,
+                                    **counts}, refused)
 
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         case_id, headers = payload["case_id"], payload["headers"]
@@ -240,7 +239,7 @@ class SalesforceAdapter(Adapter):
         if payload["case"]:
             self._call(lambda sf: sf.Case.update(case_id, payload["case"], headers=headers))
         counts, refused = self._transcript_to(case_id, payload, resume=ctx.attempt > 1 or ctx.outcome_unknown)
-        return replace(self._sent(case_id, {"case_id": case_id, **counts}), dropped=refused)
+        return self._sent(case_id, {"case_id": case_id, **counts}, refused)
 
     def _still_open(self, case_id: str) -> None:
         """Comments on a closed case reach no queue: the customer who came back would wait for no
@@ -268,7 +267,7 @@ class SalesforceAdapter(Adapter):
         if case_id is None:
             return None
         counts, refused = self._finish(case_id, payload, ctx, resume=True)
-        return replace(self._sent(case_id, {"case_id": case_id, "found": True, **counts}), dropped=refused)
+        return self._sent(case_id, {"case_id": case_id, "found": True, **counts}, refused)
 
     def _by_description(self, ctx: HandoffContext, case: Mapping[str, Any]) -> str | None:
         """Without `handoff_id_field`: the cases with this handoff's subject made since the handoff
@@ -362,8 +361,9 @@ class SalesforceAdapter(Adapter):
     def _create(self, sobject: str, record: dict[str, Any]) -> dict[str, Any]:
         return self._call(lambda sf: getattr(sf, sobject).create(record))
 
-    def _sent(self, case_id: str, reply: dict[str, Any]) -> Sent:
-        return Sent(vendor_id=case_id, url=self._link(case_id), reply=reply)
+    def _sent(self, case_id: str, reply: dict[str, Any], refused: tuple[dict[str, str], ...]) -> Sent:
+        """The case, and the comments Salesforce refused for good (`dropped`: the receipt says what is missing)."""
+        return Sent(vendor_id=case_id, url=self._link(case_id), reply=reply, dropped=refused)
 
     def _link(self, case_id: str) -> str:
         base = self._conn.instance_url if self._conn else self.settings.salesforce_instance_url.rstrip("/")
