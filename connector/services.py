@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import tenacity
 from flask import Flask, current_app
@@ -58,6 +59,11 @@ def absent_warnings(mappings: Mappings, enabled: Collection[str]) -> list[str]:
     names += [name for name in _IN_PLACE if name in mappings.absent]
     return [f"{name} is not in {mappings.source}: {_IN_PLACE.get(name, 'the built-in defaults serve for that target')}"
             for name in names]
+
+
+def routing_warnings(adapters: Mapping[str, Adapter], routing: Mapping[str, Any]) -> list[str]:
+    """What each enabled target finds risky in routing.yaml (a Slack channel named, not its id)."""
+    return [warning for adapter in adapters.values() for warning in adapter.routing_warnings(routing)]
 
 
 class Services:
@@ -117,7 +123,8 @@ class Services:
                     self._adapters = registry.build_adapters(self.settings, current.targets)
                     self._adapters_source = current
                     if edited:  # at start-up `log_warnings` says it; after an edit, here
-                        for warning in template_warnings(self._adapters):
+                        for warning in [*template_warnings(self._adapters),
+                                        *routing_warnings(self._adapters, current.routing)]:
                             log.warning("mapping to look at", extra={"warning": warning})
         return self._adapters
 
@@ -125,7 +132,7 @@ class Services:
         """What is risky or useless in this setup without being wrong: `connector check` lists it,
         the service logs it at start-up."""
         return [*setup_warnings(self.settings, self.adapters, self.db), *absent_warnings(self.mappings, self.adapters),
-                *(w for adapter in self.adapters.values() for w in adapter.routing_warnings(self.mappings.routing))]
+                *routing_warnings(self.adapters, self.mappings.routing)]
 
     def reserve(self, wanted: int) -> int:
         """Take up to `wanted` of the pool's free threads for a request's fresh deliveries.

@@ -269,6 +269,28 @@ def test_an_edit_the_adapter_refuses_is_refused_like_any_other_not_a_500(make_ap
     assert app.test_client().get("/metrics").status_code == 200
 
 
+def test_an_edit_that_names_a_slack_channel_instead_of_its_id_is_logged_as_at_start(make_app, tmp_path, caplog):
+    """`connector check` and the start-up log say it; an edit of a running service said nothing."""
+    import logging
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(Path(__file__).parents[1] / "mappings", tmp_path / "m")
+    app = make_app(mappings_dir=str(tmp_path / "m"), targets=("slack",), slack_bot_token="xoxb-test",
+                   slack_channel="C0HANDOFF")
+    services = app.extensions["connector"]
+    services.mapping_store.interval = 0
+    assert services.adapters["slack"]
+    routing = tmp_path / "m" / "routing.yaml"
+    routing.write_text(routing.read_text().replace("    queue: Billing\n",
+                                                   "    queue: Billing\n    targets: {slack: {channel: '#vip'}}\n", 1))
+    with caplog.at_level(logging.WARNING, logger="connector.services"):
+        assert services.adapters["slack"]
+    said = [r.warning for r in caplog.records if r.message == "mapping to look at"]
+    assert any(w.startswith("mappings/routing.yaml: teams.billing.targets.slack.channel is '#vip'") for w in said), said
+    assert services.mapping_store.errors is None
+
+
 def test_the_loop_reads_an_edited_mapping_without_waiting_for_a_request(make_app, tmp_path, caplog):
     import logging
     import shutil
