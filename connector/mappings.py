@@ -1,7 +1,6 @@
 """Admin-editable files in `mappings/`: one per target, plus routing and customer messages.
 
-YAML through PyYAML's safe loader only (libyaml's parser when PyYAML has it: the pure-Python one
-was half of the service's start-up). Every file carries `version: 1`. Each file is validated when
+YAML through PyYAML's SafeLoader only. Every file carries `version: 1`. Each file is validated when
 loaded — routing.yaml and messages.yaml by their marshmallow schemas, vendor files for their common
 part (templates compile, paths are well-formed; the rest belongs to the adapter) — and an error names
 the file, the LINE and the key (`mappings/routing.yaml:14 rules[2].when.segment`), read from the
@@ -35,8 +34,6 @@ from .routing_schema import compile_routing, flatten
 log = logging.getLogger(__name__)
 SUPPORTED_VERSIONS = {1}
 Lines = dict[tuple[Any, ...], int]
-# The same safe constructor and resolver either way; libyaml's parser is ~10x faster than PyYAML's own.
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -62,7 +59,7 @@ def read_yaml(path: Path, name: str | None = None) -> tuple[Any, Lines]:
     name = name or str(path)
     node = None
     try:
-        loader = _SAFE_LOADER(path.read_text(encoding="utf-8"))
+        loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
         try:
             node = loader.get_single_node()
             data = loader.construct_document(node) if node is not None else None

@@ -9,12 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
-from connector import mappings as mappings_module
 from connector.errors import ConfigError
 from connector.mapping_values import MISSING, compile_value, lookup, resolve
-from connector.mappings import MappingStore, load_file, load_mappings, read_yaml
+from connector.mappings import MappingStore, load_file, load_mappings
 from tests.factories import FIXTURES, full_packet
 
 ROOT = Path(__file__).parents[1]
@@ -391,32 +389,6 @@ def test_a_vendor_template_reading_what_this_packet_lacks_leaves_the_field_out()
     value = compile_value({"template": "{{ intent.name }} ({{ sentiment.label }})"}, "zendesk.yaml:9 custom_fields[0]")
     assert resolve(value, {k: v for k, v in PACKET.items() if k != "sentiment"}) is MISSING
     assert resolve(value, PACKET) == f"{PACKET['intent']['name']} ({PACKET['sentiment']['label']})"
-
-
-MAPPING_FILES = sorted({*(ROOT / "mappings").glob("*.yaml"), *(FIXTURES / "mappings").rglob("*.yaml")})
-
-
-@pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML was built without libyaml here")
-def test_mappings_are_parsed_by_libyaml_and_read_as_pyyamls_own_parser_reads_them(monkeypatch):
-    # libyaml's parser halves the service's start-up; the documents and the lines that errors
-    # name must not change with it.
-    assert mappings_module._SAFE_LOADER is yaml.CSafeLoader
-    fast = {path: read_yaml(path) for path in MAPPING_FILES}
-    monkeypatch.setattr(mappings_module, "_SAFE_LOADER", yaml.SafeLoader)
-    assert fast == {path: read_yaml(path) for path in MAPPING_FILES}
-    assert len(MAPPING_FILES) > 5
-
-
-@pytest.mark.parametrize("pure_python", [False, True], ids=["libyaml", "pyyaml"])
-@pytest.mark.parametrize(("text", "line"), [("version: 1\nrules: [\n", 3), ("version: 1\na: b: c\n", 2),
-                                            ("version: 1\nrules:\n\t- x\n", 3)])
-def test_text_that_is_not_yaml_is_named_with_its_line_by_either_parser(tmp_path, monkeypatch, pure_python, text, line):
-    if pure_python:
-        monkeypatch.setattr(mappings_module, "_SAFE_LOADER", yaml.SafeLoader)
-    (tmp_path / "routing.yaml").write_text(text)
-    with pytest.raises(ConfigError) as err:
-        read_yaml(tmp_path / "routing.yaml", "routing.yaml")
-    assert (err.value.source, err.value.message.split(":")[0]) == (f"routing.yaml:{line}", "is not valid YAML")
 
 
 def test_a_date_that_does_not_exist_is_refused_with_its_line(mapdir):
