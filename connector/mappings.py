@@ -10,6 +10,7 @@ keeps the last good set when an edit is bad.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import logging
 import os
@@ -18,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,23 @@ class Mappings:
 def read_yaml(path: Path, name: str | None = None) -> tuple[Any, Lines]:
     """The document and, for every key path, the line it starts on (1-based)."""
     name = name or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(name, f"cannot be read: {err}") from None
+    data, lines = _parsed(text, name)
+    return copy.deepcopy(data), dict(lines)  # the cached parse stays as it was read
+
+
+@lru_cache(maxsize=64)
+def _parsed(text: str, name: str) -> tuple[Any, Lines]:
+    """`text` parsed by PyYAML's own (pure-Python) parser, once per text and name: every app, every
+    `check` and every reload read the same files again, and parsing them was half of `create_app`.
+    (Not libyaml's parser, though it is ~10x faster: it accepts and refuses other texts — a flow
+    mapping's `key:[a, b]`, a tab after a colon — so a file's validity would depend on the install.)"""
     node = None
     try:
-        loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+        loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
             data = loader.construct_document(node) if node is not None else None
@@ -68,7 +83,7 @@ def read_yaml(path: Path, name: str | None = None) -> tuple[Any, Lines]:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         raise ConfigError(f"{name}:{mark.line + 1}" if mark else name, f"is not valid YAML: {err.problem}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+    except yaml.YAMLError as err:
         raise ConfigError(name, f"cannot be read: {err}") from None
     except (ValueError, OverflowError) as err:
         # A value YAML recognises but cannot build: a holiday written 2026-24-12 (day and month

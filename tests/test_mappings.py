@@ -391,6 +391,26 @@ def test_a_vendor_template_reading_what_this_packet_lacks_leaves_the_field_out()
     assert resolve(value, PACKET) == f"{PACKET['intent']['name']} ({PACKET['sentiment']['label']})"
 
 
+def test_a_file_read_again_is_parsed_once_and_each_reader_gets_its_own_copy(mapdir, monkeypatch):
+    import yaml
+
+    from connector import mappings as mappings_module
+
+    parses = []
+    loader = yaml.SafeLoader
+    monkeypatch.setattr(mappings_module.yaml, "SafeLoader", lambda text: parses.append(text) or loader(text))
+    mappings_module._parsed.cache_clear()
+    path = mapdir / "routing.yaml"
+    first, lines = mappings_module.read_yaml(path, "routing.yaml")
+    first["rules"].clear()
+    lines.clear()
+    again, lines_again = mappings_module.read_yaml(path, "routing.yaml")
+    assert len(parses) == 1 and again["rules"] and lines_again[("rules",)] > 1
+    path.write_text(path.read_text() + "# an edit\n")
+    mappings_module.read_yaml(path, "routing.yaml")
+    assert len(parses) == 2  # a changed text is read anew
+
+
 def test_a_date_that_does_not_exist_is_refused_with_its_line(mapdir):
     # 2026-24-12 (day and month swapped) is a date to YAML; building it raised a ValueError that
     # stopped start-up and every command with a traceback, and a live reload's loop with another.
