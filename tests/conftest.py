@@ -87,7 +87,9 @@ def make_app(tmp_path, sqlite_template: Path) -> Iterator[Callable[..., Flask]]:
 
     def factory(**overrides: Any) -> Flask:
         if "database_url" not in overrides:
-            shutil.copyfile(sqlite_template, tmp_path / f"connector-{len(apps)}.db")
+            copy = tmp_path / f"connector-{len(apps)}.db"
+            shutil.copyfile(sqlite_template, copy)
+            copy.chmod(0o600)  # as the service makes its own (copyfile's 0644 draws a start-up warning)
         config: dict[str, Any] = {
             "database_url": f"sqlite:///{tmp_path}/connector-{len(apps)}.db",
             "bot_keys": (("support-bot", BOT_KEY), ("other-bot", OTHER_KEY)),
