@@ -89,9 +89,10 @@ class ApiProblem(Exception):
             "title": self.title,
             "status": self.status,
             "detail": self.detail,
+            # Always there, empty when no field is to blame: the contract's shape has it, and a bot
+            # reading `errors` of a 401 or a 415 must not meet a KeyError.
+            "errors": self.errors,
         }
-        if self.errors:
-            body["errors"] = self.errors
         return body
 
 

@@ -373,3 +373,26 @@ def test_unicode_survives_intact(client):
 def test_405_and_404_are_problems_too(client):
     problem(client.delete("/v1/handoffs", headers=auth()), 405)
     problem(client.get("/nowhere"), 404)
+
+
+@pytest.mark.parametrize(("method", "path", "body", "headers", "status"), [
+    ("post", "/v1/handoffs", b"{}", {}, 401),  # no credentials
+    ("post", "/v1/handoffs", b"{not json", None, 400),
+    ("post", "/v1/handoffs", "{}".encode("utf-16"), None, 400),
+    ("get", "/v1/handoffs/hnd_01NOSUCHHANDOFF000000000000", None, None, 404),
+    ("delete", "/v1/handoffs", None, None, 405),
+])
+def test_every_problem_has_the_contracts_errors_member_empty_when_no_field_is_to_blame(
+        client, method, path, body, headers, status):
+    # The contract's shape is {type, title, status, detail, errors}: a bot reading `errors` of a 400
+    # it could not have caused field by field met a KeyError.
+    sent = auth() if headers is None else headers
+    response = getattr(client, method)(path, data=body, headers=sent, content_type="application/json")
+    assert response.status_code == status
+    problem = response.get_json()
+    assert problem["errors"] == {} and problem["status"] == status
+
+
+def test_a_body_that_is_not_json_by_its_content_type_is_415_with_an_empty_errors(client):
+    response = client.post("/v1/handoffs", data=b"hi", headers=auth(), content_type="text/plain")
+    assert response.status_code == 415 and response.get_json()["errors"] == {}
