@@ -22,7 +22,7 @@ from ulid import ULID
 from adapters import registry
 from adapters.errors import RETRY_AFTER_MAX_S
 
-from . import answers, assignments, callback_http, callbacks, customer_message
+from . import answers, assignments, callback_http, callbacks, customer_message, routing
 from .auth import Caller, check_bot
 from .db import reason
 from .decision import decide
@@ -118,6 +118,7 @@ def _warned(answer: Answer, packet: dict[str, Any], services: Services) -> Answe
     """The answer, with `warnings` when part of what the bot asked for will not happen (`callbacks.warnings_for`)."""
     targets = [ticket["target"] for ticket in answer.body.get("tickets") or []]
     said = (callbacks.warnings_for(packet, services.settings) + _unused_vendor_extra(packet, targets)
+            + routing.department_warnings(packet, answer.body.get("assignment") or {}, services.mappings.routing)
             + customer_message.language_warnings(packet, services.mappings.messages))
     if said:
         answer.body["warnings"] = said

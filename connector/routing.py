@@ -211,12 +211,31 @@ def _team_for(hint: Any, config: RoutingConfig, trace: list[str]) -> str | None:
     if not hint:
         return None
     teams = config["teams"]
-    wanted = str(hint).lower()
-    found = next((name for name in teams if str(name).lower() == wanted), None)
+    found = configured_team(hint, teams)
     if found is None and teams:
         trace.append(f"routing.department {str(hint)[:100]!r} is no team in routing.yaml "
                      f"({', '.join(sorted(teams))}): no calendar, queue or vendor ids for it")
     return found or str(hint)
+
+
+def configured_team(hint: Any, teams: Mapping[str, Any]) -> str | None:
+    """The team of routing.yaml that a bot's `routing.department` names, in any case; None if none."""
+    wanted = str(hint).lower()
+    return next((name for name in teams if str(name).lower() == wanted), None)
+
+
+def department_warnings(packet: Mapping[str, Any], assignment: Mapping[str, Any],
+                        routing: Mapping[str, Any]) -> list[str]:
+    """For the answer's `warnings`: the team came from a `routing.department` routing.yaml has no
+    team for. It is taken as written (a helpdesk group the file does not describe), but with no
+    queue, calendar or vendor ids: the bot asked for a department and no target routes it there."""
+    hint = (packet.get("routing") or {}).get("department")
+    teams = compiled(routing)["teams"]
+    if not hint or not teams or assignment.get("team") != str(hint) or configured_team(hint, teams) is not None:
+        return []
+    return [f"routing.department: {str(hint)[:100]!r} is no team in routing.yaml ({', '.join(sorted(teams))}); "
+            "the handoff is assigned to it as written, with no queue, calendar or vendor ids: each target "
+            "routes it as one with no team"]
 
 
 def _offer_previous_agent(assignment: dict[str, Any], agent: Mapping[str, Any] | None, config: RoutingConfig,

@@ -480,3 +480,18 @@ def test_a_database_failure_at_intake_is_logged_with_its_cause(make_app, monkeyp
         assert post(make_app().test_client(), minimal_packet()).status_code == 503
     [record] = [r for r in caplog.records if r.getMessage() == "database unavailable at intake"]
     assert record.error == "OperationalError: database is locked"
+
+
+@pytest.mark.parametrize(("department", "warned"), [("billing team", True), ("BILLING", False), (None, False)])
+def test_a_department_routing_yaml_has_no_team_for_is_a_warning_in_the_answer(client, department, warned):
+    # It is taken as the team, as written, but with no queue, calendar or vendor ids: the answer's
+    # `warnings` (what the bot asked for that will not happen) said nothing; only the trace did.
+    packet = minimal_packet()
+    if department:
+        packet["routing"] = {"department": department}
+    body = post(client, packet).get_json()
+    said = [w for w in body.get("warnings", []) if w.startswith("routing.department:")]
+    assert bool(said) is warned, body.get("warnings")
+    if warned:
+        assert body["assignment"]["team"] == "billing team"
+        assert "'billing team' is no team in routing.yaml (" in said[0] and "billing" in said[0]
