@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from .brief import one_line, problem_words, subject_for
+from .brief import one_line, problem_words
 from .errors import ConfigError
 from .mapping_values import check_template
 from .redaction import redact_text
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 FAILED = ("I'm sorry — I couldn't pass this on to our team, so nobody has it yet. "
           "Please reach us another way, or try again later.")
 ECHOED_SECRETS = ("secret", "iban", "card", "national_id")  # masked in the problem the message restates
+NO_PROBLEM = "your request"  # `problem` when the packet words none and no locale says it (`no_problem`)
 ENGLISH_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 FALLBACK = {
     "default_locale": "en",
@@ -48,6 +49,7 @@ FALLBACK = {
             "closing": ("We close at {{ closes }} ({{ timezone }}); if nobody has replied by then, we'll reply when "
                         "we open again at {{ time }} {{ day }}."),
             "failed": FAILED,
+            "no_problem": NO_PROBLEM,
         }
     },
 }
@@ -107,6 +109,9 @@ class LocaleSchema(Schema):
     weekdays = fields.List(fields.String(), validate=validate.Length(equal=7), load_default=lambda: ENGLISH_DAYS)
     today = fields.String()
     tomorrow = fields.String()
+    # `problem` when the packet words none (`_no_problem`): the English subject line ("Conversation
+    # handed off") stood in the middle of a Spanish message.
+    no_problem = fields.String(validate=validate.Length(min=1, max=140))
 
 
 class MessagesSchema(Schema):
@@ -170,7 +175,7 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     # The customer's own words, echoed back: a card number or an ID number in them is masked, as the
     # vendors' mappings mask them — the message travels in the answer, callbacks and the bot's logs.
     # Without the characters nobody sees: the agent's brief names them ([U+202E]); the customer sees none.
-    words = one_line(problem_words(packet), 140, shown=without_invisible) or subject_for(packet)
+    words = one_line(problem_words(packet), 140, shown=without_invisible) or _no_problem(config, locale)
     problem = redact_text(words, ECHOED_SECRETS)[0].rstrip(".")
     hours = assignment.get("business_hours") or {}
     quoted_wait = False
@@ -209,6 +214,15 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
         # (`answers.shown_message`): a wait counted from now would be a promise nobody can keep yet.
         composed["if_delayed"] = whole(no_wait)
     return {**composed, **_apology(config, locale, assignment, problem)}
+
+
+def _no_problem(config: Mapping[str, Any], locale: str) -> str:
+    """What the message restates when the packet words no problem, in the message's language."""
+    for candidate in (locale, config.get("default_locale", "en")):
+        said = (config["locales"].get(candidate) or {}).get("no_problem")
+        if said:
+            return str(said)
+    return NO_PROBLEM
 
 
 def _render(source: str, where: str, built_in: str, **context: Any) -> str:

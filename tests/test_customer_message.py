@@ -264,3 +264,31 @@ def test_the_customer_sees_their_words_without_the_characters_nobody_sees():
 ])
 def test_a_team_the_messages_do_not_name_is_said_by_its_id_only_when_it_reads_as_a_name(team, said):
     assert said in compose(full_packet(), {"team": team}, None, MESSAGES)["text"]
+
+
+@pytest.mark.parametrize(("language", "said", "absent"), [
+    ("es", "Les he contado: tu solicitud.", "Conversation handed off"),
+    ("fr", "votre demande", "Conversation handed off"),
+    ("de", "Ihr Anliegen", "Conversation handed off"),
+    ("en", "I've passed on: your request.", "Conversation handed off"),
+    ("pt-BR", "I've passed on: your request.", "Conversation handed off"),  # the default locale's words
+])
+def test_a_packet_that_words_no_problem_is_restated_in_the_messages_own_language(language, said, absent):
+    # Only a bot turn (or only an attachment): no stated problem, summary or customer line. The
+    # English subject line ("Conversation handed off") stood in the middle of a Spanish message.
+    packet = {"bot": {"id": "b"}, "conversation": {"id": "c", "language": language}, "customer": {"email": "a@b.c"},
+              "transcript": [{"at": "2026-11-20T10:00:00Z", "role": "bot", "text": "Let me get someone for you."}],
+              "escalation": {"reason": "customer_request"}}
+    message = compose(packet, ASSIGNMENT, None, MESSAGES)
+    assert said in message["text"] and absent not in message["text"]
+
+
+def test_no_problem_is_optional_and_falls_back_to_the_default_locales_then_the_built_in_words():
+    messages = copy.deepcopy(MESSAGES)
+    del messages["locales"]["es"]["no_problem"]
+    packet = {"conversation": {"language": "es"}, "transcript": []}
+    assert "Les he contado: your request." in compose(packet, ASSIGNMENT, None, messages)["text"]
+    del messages["locales"]["en"]["no_problem"]
+    assert "Les he contado: your request." in compose(packet, ASSIGNMENT, None, messages)["text"]
+    messages["locales"]["en"]["no_problem"] = "what you asked"
+    assert "Les he contado: what you asked." in compose(packet, ASSIGNMENT, None, messages)["text"]
