@@ -396,3 +396,31 @@ def test_every_problem_has_the_contracts_errors_member_empty_when_no_field_is_to
 def test_a_body_that_is_not_json_by_its_content_type_is_415_with_an_empty_errors(client):
     response = client.post("/v1/handoffs", data=b"hi", headers=auth(), content_type="text/plain")
     assert response.status_code == 415 and response.get_json()["errors"] == {}
+
+
+@pytest.mark.parametrize("nulls", [
+    {"metadata": None}, {"intent": None}, {"routing": None}, {"callback": None},
+    {"customer": {"email": "sam.lee@example.net", "name": None, "phone": None}},
+    {"conversation": {"id": "conv-9", "language": None, "channel": None}},
+    {"transcript": [{"at": "2026-11-20T10:00:00Z", "role": "customer", "text": "A person, please.",
+                     "attachments": None}]},
+])
+def test_null_for_an_optional_field_is_the_field_left_out(client, nulls):
+    # Bot SDKs send every field they model, null when unset: each such field was a 422.
+    packet = {**minimal_packet(), **nulls}
+    response = client.post("/v1/handoffs", data=json.dumps(packet), headers=auth(), content_type="application/json")
+    assert response.status_code == 201, response.get_json()
+    stored = client.get(f"/v1/handoffs/{response.get_json()['id']}", headers=auth())
+    assert stored.status_code == 200
+
+
+@pytest.mark.parametrize(("nulls", "path"), [
+    ({"bot": None}, "bot"), ({"escalation": None}, "escalation"),
+    ({"conversation": {"id": None}}, "conversation.id"),
+    ({"transcript": [{"at": "2026-11-20T10:00:00Z", "role": "customer", "text": None}]}, "transcript.0.text"),
+])
+def test_null_for_a_required_field_is_still_refused_naming_it(client, nulls, path):
+    packet = {**minimal_packet(), **nulls}
+    response = client.post("/v1/handoffs", data=json.dumps(packet), headers=auth(), content_type="application/json")
+    assert response.status_code == 422
+    assert path in response.get_json()["errors"], response.get_json()["errors"]

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from ..text_rules import rfc3339, rfc3339_problem
 
@@ -116,7 +116,21 @@ class ScalarOrList(Scalar):
     allow_list = True
 
 
-class _Open(Schema):
+class _NullIsAbsent(Schema):
+    """`null` for an optional field is the field left out: bot SDKs send every field they model,
+    null when unset, and each was a 422 ("Field may not be null"). A required field's null is still
+    refused, and a field that takes null (a collected value) keeps it."""
+
+    @pre_load
+    def _drop_nulls(self, data: Any, **_: Any) -> Any:
+        if not isinstance(data, dict) or None not in data.values():  # the usual packet: one scan, in C
+            return data
+        optional = {field.data_key or name for name, field in self.load_fields.items()
+                    if not field.required and not field.allow_none}
+        return {key: value for key, value in data.items() if value is not None or key not in optional}
+
+
+class _Open(_NullIsAbsent):
     """Nested objects keep unknown fields (stored and visible to mappings)."""
 
     class Meta:
@@ -292,7 +306,7 @@ class CallbackSchema(_Open):
     events = fields.List(fields.String(validate=validate.OneOf(CALLBACK_EVENTS)))
 
 
-class PacketSchema(Schema):
+class PacketSchema(_NullIsAbsent):
     """The request body of `POST /v1/handoffs`."""
 
     class Meta:
@@ -320,7 +334,7 @@ class PacketSchema(Schema):
         super().__init__(**kwargs)
 
 
-class MessagesSchema(Schema):
+class MessagesSchema(_NullIsAbsent):
     """The request body of `POST /v1/handoffs/{id}/messages`: what was said since the handoff (by
     the customer, mostly, while waiting), oldest first, each entry as in the packet's transcript."""
 
