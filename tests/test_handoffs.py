@@ -48,6 +48,9 @@ def test_sample_packet_gets_a_complete_answer(any_db_app):
             "history", "escalation"} <= set(receipt["delivered"])
     assert receipt["dropped"] == []
     assert response.headers["Location"] == body["links"]["self"] and "Retry-After" not in response.headers
+    again = post(client, full_packet(), key="k-1")
+    assert again.status_code == 200 and again.headers["Location"] == body["links"]["self"]
+    assert "Retry-After" not in again.headers  # nothing still going
 
 
 def test_same_request_again_returns_the_identical_body_with_200(any_db_app):
@@ -235,6 +238,10 @@ def test_transient_failure_answers_202_and_retries(make_app, test_targets):
     # Where and when to read it again: after the sync budget (5 s by default), in whole seconds.
     assert response.headers["Location"] == body["links"]["self"] and response.headers["Retry-After"] == "5"
     assert "503" in body["tickets"][0]["error"]
+    # A bot that retried after a timeout gets the same hints with the stored answer.
+    again = post(client, minimal_packet())
+    assert again.status_code == 200 and again.get_json()["tickets"][0]["status"] == "pending"
+    assert (again.headers["Location"], again.headers["Retry-After"]) == (body["links"]["self"], "5")
     services = app.extensions["connector"]
     # Make the retry due now instead of after its backoff, then let the outbox run it.
     from sqlalchemy import update

@@ -25,13 +25,15 @@ def _json(body: dict, status: int) -> Response:
 
 
 def _answered(answer: Answer, budget_ms: int) -> Response:
-    """A fresh answer (201/202) names where to read it again; a 202 also says when: a bot polling
-    sooner than its own wait (the sync budget), or than a paused target's next try, would only find
-    the same targets still going."""
+    """Every answer names where to read it again; one with a target still going also says when: a
+    bot polling sooner than its own wait (the sync budget), or than a paused target's next try,
+    would only find the same targets still going. A replay (200) too: a bot that retried after a
+    timeout lost the first answer's polling hint with it."""
     response = _json(answer.body, answer.status)
-    if answer.status in (201, 202):
-        response.headers["Location"] = answer.body["links"]["self"]
-    if answer.status == 202:
+    response.headers["Location"] = answer.body["links"]["self"]
+    going = answer.status == 202 or (answer.status == 200 and any(
+        ticket.get("status") == "pending" for ticket in answer.body.get("tickets") or []))
+    if going:
         response.headers["Retry-After"] = str(answer.poll_after_s or max(1, math.ceil(budget_ms / 1000)))
     return response
 
@@ -56,7 +58,8 @@ def create_handoff() -> Response:
           application/json:
             schema: Packet
       responses:
-        200: {description: The same handoff was seen before; its stored answer, content: {application/json: {schema: HandoffResponse}}}
+        200: {description: The same handoff was seen before; its stored answer, content: {application/json: {schema: HandoffResponse}},
+              headers: {Location: {description: "Where to read this answer again", schema: {type: string}}, Retry-After: {description: "While a target is still going: seconds until reading it again may find more finished (the sync budget, at least 1)", schema: {type: integer}}}}
         201: {description: "Every target finished: has the handoff, or gave up on it (`status` says which: `failed` when none has it; the customer message is then an apology)", content: {application/json: {schema: HandoffResponse}},
               headers: {Location: {description: "Where to read this answer again", schema: {type: string}}}}
         202: {description: Some targets are still being delivered, content: {application/json: {schema: HandoffResponse}},
@@ -147,7 +150,8 @@ def add_messages(handoff_id: str) -> Response:
           application/json:
             schema: Messages
       responses:
-        200: {description: The same messages were seen before; their stored answer, content: {application/json: {schema: MessagesResponse}}}
+        200: {description: The same messages were seen before; their stored answer, content: {application/json: {schema: MessagesResponse}},
+              headers: {Location: {description: "Where to read this answer again", schema: {type: string}}, Retry-After: {description: "While a target is still going: seconds until reading it again may find more finished (the sync budget, at least 1)", schema: {type: integer}}}}
         201: {description: "Every target finished: has them, or gave up (`status` says which)", content: {application/json: {schema: MessagesResponse}},
               headers: {Location: {description: "Where to read this answer again", schema: {type: string}}}}
         202: {description: Some targets are still being given them, content: {application/json: {schema: MessagesResponse}},
