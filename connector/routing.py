@@ -230,8 +230,10 @@ def department_warnings(packet: Mapping[str, Any], assignment: Mapping[str, Any]
     team for. It is taken as written (a helpdesk group the file does not describe), but with no
     queue, calendar or vendor ids: the bot asked for a department and no target routes it there."""
     hint = (packet.get("routing") or {}).get("department")
+    if not hint or assignment.get("team") != str(hint):  # the usual handoff: no hint, or a rule's team
+        return []
     teams = compiled(routing)["teams"]
-    if not hint or not teams or assignment.get("team") != str(hint) or configured_team(hint, teams) is not None:
+    if not teams or configured_team(hint, teams) is not None:
         return []
     return [f"routing.department: {str(hint)[:100]!r} is no team in routing.yaml ({', '.join(sorted(teams))}); "
             "the handoff is assigned to it as written, with no queue, calendar or vendor ids: each target "
