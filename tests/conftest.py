@@ -86,12 +86,12 @@ def make_app(tmp_path, sqlite_template: Path) -> Iterator[Callable[..., Flask]]:
     apps: list[Flask] = []
 
     def factory(**overrides: Any) -> Flask:
+        database = tmp_path / f"connector-{len(apps)}.db"
         if "database_url" not in overrides:
-            copy = tmp_path / f"connector-{len(apps)}.db"
-            shutil.copyfile(sqlite_template, copy)
-            copy.chmod(0o600)  # as the service makes its own (copyfile's 0644 draws a start-up warning)
+            shutil.copyfile(sqlite_template, database)
+            database.chmod(0o600)  # as the service makes its own (copyfile's 0644 draws a start-up warning)
         config: dict[str, Any] = {
-            "database_url": f"sqlite:///{tmp_path}/connector-{len(apps)}.db",
+            "database_url": f"sqlite:///{database}",
             "bot_keys": (("support-bot", BOT_KEY), ("other-bot", OTHER_KEY)),
             "admin_token": ADMIN_TOKEN,
             "sync_budget_ms": 5000,
