@@ -33,7 +33,7 @@ from .json_body import parse_json
 from .jsonlog import log_context
 from .models import Delivery, Handoff, utcnow
 from .outbox import Attempted
-from .schemas import Limits, PacketSchema, flatten_errors
+from .schemas import Limits, PacketSchema, flatten_errors, plain_load
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ def _packet_schema(limits: Limits) -> PacketSchema:
 def validate_packet(data: dict[str, Any], services: Services) -> dict[str, Any]:
     settings = services.settings
     try:
-        packet = _packet_schema(Limits(settings.max_transcript_entries, settings.max_entry_chars)).load(data)
+        limits = Limits(settings.max_transcript_entries, settings.max_entry_chars)
+        packet = plain_load.load(_packet_schema(limits), data)
     except ValidationError as err:
         errors = flatten_errors(err.messages)
         detail = f"The packet is not valid: {len(errors)} field(s) need attention."
