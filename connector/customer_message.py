@@ -246,13 +246,18 @@ def _rendered(source: str, where: str, **context: Any) -> str | None:
 # A team the messages do not name is said by its id only when that reads as a name: the id may be
 # the bot's own `routing.department`, and "our quantum <b>ops</b> team" went to the customer.
 _READS_AS_A_NAME = re.compile(r"[A-Za-z][\w \-]{0,39}")
+# Every template says "our {{ team }} team": a department the bot called "Billing Team" (or
+# "billing_team") read "our Billing Team team".
+_TEAM_WORD = re.compile(r"[\s_-]+team$", re.IGNORECASE)
 
 
 def _team_name(strings: Mapping[str, Any], assignment: Mapping[str, Any]) -> str:
     teams, team = strings.get("teams") or {}, str(assignment.get("team") or "")
     if team in teams:
         return teams[team]
-    return team.replace("_", " ") if _READS_AS_A_NAME.fullmatch(team) else teams.get("support", "support")
+    if not _READS_AS_A_NAME.fullmatch(team):
+        return teams.get("support", "support")
+    return _TEAM_WORD.sub("", team).replace("_", " ")
 
 
 def _apology(config: Mapping[str, Any], locale: str, assignment: Mapping[str, Any], problem: str) -> dict[str, str]:

@@ -261,6 +261,9 @@ def test_the_customer_sees_their_words_without_the_characters_nobody_sees():
     ("quantum <b>ops</b>", "our support team"),  # a bot's own department, no team here: not echoed
     ("technical_support", "our technical support team"),
     ("billing", "our billing team"),
+    ("Billing Team", "our Billing team"),  # not "our Billing Team team"
+    ("billing_team", "our billing team"),
+    ("teamwork", "our teamwork team"),
 ])
 def test_a_team_the_messages_do_not_name_is_said_by_its_id_only_when_it_reads_as_a_name(team, said):
     assert said in compose(full_packet(), {"team": team}, None, MESSAGES)["text"]
