@@ -51,10 +51,10 @@ def load(schema: Schema, data: Any) -> Any:
 def deserialize(field: fields.Field, value: Any) -> Any:
     """`field.deserialize(value)` (no name, no object: as marshmallow's List loads an item), the
     same result, faster when `value` is as the field expects."""
-    try:
-        loader = field.__dict__["_plain_load"]
-    except KeyError:
-        loader = field.__dict__["_plain_load"] = _field(field, None)
+    owner, loader = field.__dict__.get("_plain_load", (None, None))
+    if owner != id(field):  # as `_compiled`: a copied field makes its own
+        loader = _field(field, None)
+        field.__dict__["_plain_load"] = (id(field), loader)
     try:
         return loader(value, None)
     except (_Declined, ValidationError):
@@ -68,17 +68,26 @@ def compiles(schema: Schema) -> bool:
 
 
 def _compiled(schema: Schema) -> Load | None:
-    # Kept on the instance: a schema's fields are bound to it (the transcript reads its limits).
-    try:
-        return schema.__dict__["_plain_load"]
-    except KeyError:
-        compiled = schema.__dict__["_plain_load"] = _compile(schema)
-        return compiled
+    # Kept on the instance: a schema's fields are bound to it (the transcript reads its limits). A
+    # copy of the instance (marshmallow copies one given to `Nested`) compiles its own.
+    owner, compiled = schema.__dict__.get("_plain_load", (None, None))
+    if owner != id(schema):
+        compiled = _compile(schema)
+        schema.__dict__["_plain_load"] = (id(schema), compiled)
+    return compiled
+
+
+# What marshmallow's own loading goes through; a schema that overrides any of it is left to it.
+_LOADING = ("load", "_do_load", "_deserialize", "_invoke_load_processors", "_invoke_field_validators",
+            "_invoke_schema_validators", "_run_validator", "handle_error")
 
 
 def _compile(schema: Schema) -> Load | None:
     hooks = {kind: hooked for kind, hooked in type(schema)._hooks.items() if hooked}
     if not hooks.keys() <= _MODELLED_HOOKS or schema.unknown not in (RAISE, INCLUDE) or schema.many or schema.partial:
+        return None
+    if schema.dict_class is not dict or any(getattr(type(schema), name) is not getattr(Schema, name)
+                                            for name in _LOADING):
         return None
     if any(options.get("pass_original") for _, _, options in hooks.get("validates_schema", ())):
         return None
@@ -88,9 +97,10 @@ def _compile(schema: Schema) -> Load | None:
         return None
     plan: list[tuple[str, str, bool, Field]] = []
     for name, field in schema.load_fields.items():
-        if field.load_default is not missing or field.attribute not in (None, name):
+        # marshmallow writes a dotted name as a path ({"a": {"b": …}}), and the default in.
+        if field.load_default is not missing or field.attribute not in (None, name) or "." in name:
             return None
-        plan.append((field.data_key or name, name, field.required, _field(field, name)))
+        plan.append((field.data_key or name, name, field.required, _field(field, field.data_key or name)))
     known = {key for key, _, _, _ in plan}
     unknown = schema.unknown
 
@@ -128,6 +138,8 @@ def _field(field: fields.Field, name: str | None) -> Field:
                 raise _Declined
         return value
 
+    if field.pre_load or field.post_load:  # a field's own processors: marshmallow runs them
+        return lambda value, data: field.deserialize(value, name, data)
     if type(field) is fields.String:  # the packet's most common value: its type is all the field checks
         def load_string(value: Any, _: dict[str, Any] | None) -> Any:
             if type(value) is not str:
