@@ -90,7 +90,8 @@ class ZendeskAdapter(Adapter):
     mapping_keys = frozenset({"type", "public_comment", "priority", "tags", "custom_fields", "brand_id", "subject",
                               "reopen_solved"})
     mapping_types = {"public_comment": bool, "reopen_solved": bool, "tags": list, "custom_fields": list,
-                     "priority": dict, "type": str, "subject": str}
+                     "priority": dict, "type": str,
+                     "subject": (str, dict)}  # a template as text, or any value spec ({lookup: …}, {path: …})
     required_settings = ("zendesk_subdomain", ("zendesk_api_token", "zendesk_oauth_token"))
     agent_field = "assignee_id"
     routing_keys = frozenset({"group_id", "assignee_id"})

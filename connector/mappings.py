@@ -205,7 +205,8 @@ def _wanted(expected: type | tuple[type, ...], value: Any) -> str:
     got = f"got {value!r}, which is text" if isinstance(value, str) else f"got {value!r}"
     if expected is bool:
         return f"must be true or false, unquoted ({got})"
-    words = {list: "a list", dict: "a mapping (key: value lines)", str: "text", (int, float): "a number"}
+    words = {list: "a list", dict: "a mapping (key: value lines)", str: "text", (int, float): "a number",
+             (str, dict): "text or a value (path:, template:, lookup:…)"}
     return f"must be {words.get(expected, getattr(expected, '__name__', str(expected)))} ({got})"
 
 
@@ -241,14 +242,17 @@ def _rule_named(data: Any, key_path: str) -> str:
     return ""
 
 
-def _no_strangers(base: Path, known: list[str], shown: Callable[[str], str]) -> None:
-    """Refuse a YAML file the connector does not read: `routing.yml` or `Zendesk.yaml` was skipped
+def _strangers(base: Path, known: list[str], shown: Callable[[str], str]) -> list[ConfigError]:
+    """A YAML file the connector does not read, refused: `routing.yml` or `Zendesk.yaml` was skipped
     without a word, and the built-in defaults served in its place (every handoff to `default`)."""
+    refused = []
     for path in sorted(base.iterdir()):
         if path.suffix.lower() in (".yaml", ".yml") and path.name not in known:
             close = difflib.get_close_matches(path.name.lower().replace(".yml", ".yaml"), known, n=1, cutoff=0.7)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(shown(path.name), f"is not a file the connector reads; {hint}it reads {', '.join(known)}")
+            refused.append(ConfigError(shown(path.name),
+                                       f"is not a file the connector reads; {hint}it reads {', '.join(known)}"))
+    return refused
 
 
 def load_mappings(directory: str, root: str, target_names: list[str], keys_of: KeysOf | None = None) -> Mappings:
@@ -266,12 +270,11 @@ def load_mappings(directory: str, root: str, target_names: list[str], keys_of: K
         return os.path.join(directory, filename) if not Path(directory).is_absolute() else str(base / filename)
 
     with_files = [name for name in target_names if keys_of is None or keys_of(name) is not None]
-    if keys_of is not None:  # every target named (the service, `check`): a YAML file none reads is a mistake
-        _no_strangers(base, [*(f"{name}.yaml" for name in with_files), "routing.yaml", "messages.yaml"], shown)
-
     # Every file is read, and each one's problems reported together: an admin fixing one file per
-    # `check` met the next file's only then.
+    # `check` met the next file's only then (a misnamed file's included).
     refused: list[ConfigError] = []
+    if keys_of is not None:  # every target named (the service, `check`): a YAML file none reads is a mistake
+        refused += _strangers(base, [*(f"{name}.yaml" for name in with_files), "routing.yaml", "messages.yaml"], shown)
 
     def loaded(load: Callable[[], Any]) -> Any:
         try:

@@ -134,6 +134,23 @@ def test_vendor_files_paths_and_lookups_are_checked(mapdir):
     assert err.value.source.endswith("zendesk.yaml:2 subject")
 
 
+@pytest.mark.parametrize("subject", [
+    "'[{{ assignment.team }}] {{ brief.subject }}'",
+    "{template: '[{{ assignment.team }}] {{ brief.subject }}'}",
+    "{lookup: teams, from: assignment.team}",
+    "{path: intent.name}",
+])
+def test_a_zendesk_subject_takes_every_value_form_the_readme_names(mapdir, subject):
+    # `subject: str` refused the mapping forms mappings/README.md offers ("must be text").
+    from adapters.registry import mapping_keys
+
+    (mapdir / "zendesk.yaml").write_text(f"version: 1\nlookups: {{teams: {{billing: Billing}}}}\nsubject: {subject}\n")
+    assert load_mappings(str(mapdir), "/", TARGETS, mapping_keys).targets["zendesk"]["subject"]
+    (mapdir / "zendesk.yaml").write_text("version: 1\nsubject: [a, b]\n")
+    with pytest.raises(ConfigError, match="must be text or a value"):
+        load_mappings(str(mapdir), "/", TARGETS, mapping_keys)
+
+
 def test_the_common_checks_leave_vendor_keys_to_the_adapter(mapdir):
     (mapdir / "slack.yaml").write_text("version: 1\nanything: {nested: [1, 2]}\nmention_on_urgent: '<!here>'\n")
     assert load(mapdir).targets["slack"]["anything"] == {"nested": [1, 2]}
@@ -485,7 +502,19 @@ def test_a_yaml_file_the_connector_does_not_read_is_refused(mapdir, stranger, hi
     assert err.value.source.endswith(stranger)
     assert err.value.message.startswith("is not a file the connector reads") and hint in err.value.message
     # The built-in preview has no file of its own (it renders every vendor's): read, one was used by nothing.
-    assert "preview.yaml" not in err.value.message.split("it reads", 1)[1]
+    assert "preview.yaml" not in err.value.message.split("it reads", 1)[1].split("\n")[0]
+
+
+def test_a_misnamed_file_is_listed_with_every_other_bad_file(mapdir):
+    # It was refused on its own, before any file was read: the next `check` met the next problem.
+    from adapters.registry import mapping_keys
+
+    (mapdir / "Slack.yaml").write_text("version: 1\n")
+    (mapdir / "zendesk.yaml").write_text("version: 1\npublic_comment: 'false'\n")
+    with pytest.raises(ConfigError) as err:
+        load_mappings(str(mapdir), "/", TARGETS, mapping_keys)
+    assert err.value.source.endswith("Slack.yaml")
+    assert "also " in err.value.message and "zendesk.yaml:2 public_comment" in err.value.message
 
 
 def test_a_misspelt_bare_path_in_a_vendor_file_is_refused_when_the_file_is_loaded(tmp_path):
