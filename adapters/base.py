@@ -192,16 +192,25 @@ class Adapter(abc.ABC):
 
     @classmethod
     def check_settings(cls, settings: Settings) -> None:
-        """Raise `ConfigError` naming the first missing variable, and the others missing too (one
-        start-up, or one `check`, tells them all). Called at start-up."""
+        """Raise `ConfigError` naming every problem of this target's settings (one start-up, or one
+        `check`, tells them all). Called at start-up."""
+        problems = cls.setting_problems(settings)
+        if problems:
+            raise ConfigError.joined(problems)
+
+    @classmethod
+    def setting_problems(cls, settings: Settings) -> list[ConfigError]:
+        """What is wrong with this target's settings: the missing variables, as one problem.
+        Adapters add their own checks of the values."""
         missing = []
         for requirement in cls.required_settings:
             options = requirement if isinstance(requirement, tuple) else (requirement,)
             if not any(getattr(settings, attr) for attr in options):
                 missing.append(" or ".join(Settings.variable_for(attr) for attr in options))
-        if missing:
-            also = f"; so must {', '.join(missing[1:])}" if missing[1:] else ""
-            raise ConfigError(missing[0], f"must be set when the {cls.name!r} target is enabled{also}")
+        if not missing:
+            return []
+        also = f"; so must {', '.join(missing[1:])}" if missing[1:] else ""
+        return [ConfigError(missing[0], f"must be set when the {cls.name!r} target is enabled{also}")]
 
     def warnings(self) -> list[str]:
         """What `connector check` should tell an operator about this target's setup (not fatal)."""

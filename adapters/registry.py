@@ -59,8 +59,7 @@ def check_targets(names: tuple[str, ...], settings: Settings) -> None:
         except ConfigError as err:
             refused.append(err)
     if refused:
-        first, *others = refused
-        raise ConfigError(first.source, "; ".join([first.message, *(f"{e.source}: {e.message}" for e in others)]))
+        raise ConfigError.joined(refused)
 
 
 def build_adapters(settings: Settings, mappings: Mapping[str, Mapping[str, Any]]) -> dict[str, Adapter]:

@@ -28,6 +28,7 @@ from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSessi
 from simple_salesforce.format import format_external_id
 
 from connector.brief import named
+from connector.errors import ConfigError
 from connector.mapping_values import MISSING, resolve
 from connector.settings import Settings
 from connector.text_rules import as_identity
@@ -85,8 +86,12 @@ class SalesforceAdapter(Adapter):
         self._unfinished: dict[str, str] = {}
 
     @classmethod
-    def check_settings(cls, settings: Settings) -> None:
-        auth_mode(settings)
+    def setting_problems(cls, settings: Settings) -> list[ConfigError]:
+        try:
+            auth_mode(settings)
+        except ConfigError as err:
+            return [err]
+        return []
 
     # ---- building -----------------------------------------------------------------------------
 

@@ -97,10 +97,11 @@ class SlackAdapter(Adapter):
         self._mention_urgencies = frozenset(u.lower() for u in urgencies or ())  # as routing reads them: any case
 
     @classmethod
-    def check_settings(cls, settings: Settings) -> None:
-        super().check_settings(settings)
+    def setting_problems(cls, settings: Settings) -> list[ConfigError]:
+        problems = super().setting_problems(settings)
         if settings.slack_api_url and not kit.safe_url(settings.slack_api_url):
-            raise ConfigError("SLACK_API_URL", "must be an http(s) URL such as https://slack.com/api/")
+            problems.append(ConfigError("SLACK_API_URL", "must be an http(s) URL such as https://slack.com/api/"))
+        return problems
 
     def warnings(self) -> list[str]:
         return _named_channels((("SLACK_CHANNEL", self.settings.slack_channel),

@@ -114,18 +114,21 @@ class ZendeskAdapter(Adapter):
         return said
 
     @classmethod
-    def check_settings(cls, settings: Settings) -> None:
-        super().check_settings(settings)
+    def setting_problems(cls, settings: Settings) -> list[ConfigError]:
+        problems = super().setting_problems(settings)
         if not settings.zendesk_oauth_token and not settings.zendesk_email:
-            raise ConfigError("ZENDESK_EMAIL", "must be set with ZENDESK_API_TOKEN (an OAuth token needs none)")
+            problems.append(ConfigError("ZENDESK_EMAIL", "must be set with ZENDESK_API_TOKEN (an OAuth token needs "
+                                                         "none)"))
         subdomain = settings.zendesk_subdomain
         if subdomain and not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", subdomain):
             # `acme.zendesk.com` passed, and every link went to acme.zendesk.com.zendesk.com.
-            raise ConfigError("ZENDESK_SUBDOMAIN", f"must be the account's name alone (acme for "
-                              f"acme.zendesk.com), got {subdomain[:60]!r}")
+            problems.append(ConfigError("ZENDESK_SUBDOMAIN", f"must be the account's name alone (acme for "
+                                        f"acme.zendesk.com), got {subdomain[:60]!r}"))
         base = settings.zendesk_base_url
         if base and not re.match(r"https?://[^/\s]+", base):
-            raise ConfigError("ZENDESK_BASE_URL", f"must start with https:// (or http://), got {base[:40]!r}")
+            problems.append(ConfigError("ZENDESK_BASE_URL",
+                                        f"must start with https:// (or http://), got {base[:40]!r}"))
+        return problems
 
     # ---- payloads ---------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ Vendor failures have their own tree in `adapters.errors`; the outbox decides wha
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 # A mapping file named in an error's source, as the connector reads them or as it refuses them
@@ -28,6 +28,15 @@ class ConfigError(Exception):
         self.source = source
         self.message = message
         super().__init__(f"{source}: {message} (see {self.guide})")
+
+    @classmethod
+    def joined(cls, errors: Sequence[ConfigError], also: str = "; ") -> ConfigError:
+        """One error for several: the first's source and message, then each other's after `also`
+        (one start-up, one `check`, names everything there is to fix, not one thing per try)."""
+        first, *others = errors
+        if not others:
+            return first
+        return cls(first.source, first.message + "".join(f"{also}{err.source}: {err.message}" for err in others))
 
     @property
     def in_mappings(self) -> bool:

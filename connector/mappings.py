@@ -299,9 +299,7 @@ def load_mappings(directory: str, root: str, target_names: list[str], keys_of: K
         if routing is not None and messages is not None:
             loaded(lambda: _check_variants(routing, messages, shown("routing.yaml"), base / "routing.yaml"))
     if refused:
-        first, rest = refused[0], refused[1:]
-        also = "".join(f"\n  also {err.source}: {err.message}" for err in rest)
-        raise ConfigError(first.source, first.message + also)
+        raise ConfigError.joined(refused, also="\n  also ")
     absent = frozenset(name for name in (*(f"{target}.yaml" for target in with_files), "routing.yaml", "messages.yaml")
                        if not (base / name).exists())
     return Mappings(targets=targets, routing=routing, messages=messages or {}, source=str(base), files=files,

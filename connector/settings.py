@@ -427,7 +427,15 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         environ = os.environ if environ is None else environ
-        values = {attr: parse(name, environ[name]) for name, (attr, parse) in _VARIABLES.items() if name in environ}
+        values, refused = {}, []
+        for name, (attr, parse) in _VARIABLES.items():
+            if name in environ:
+                try:
+                    values[attr] = parse(name, environ[name])
+                except ConfigError as err:  # every value to fix, named at once
+                    refused.append(err)
+        if refused:
+            raise ConfigError.joined(refused)
         if "targets" in values and not values["targets"]:
             values.pop("targets")
         return cls(**values, unread=unread(environ), env_file=environ.get(FILE_READ, "")).checked()

@@ -267,6 +267,15 @@ def test_one_start_up_names_every_variable_the_enabled_targets_lack(tmp_path):
         "SLACK_BOT_TOKEN: must be set when the 'slack' target is enabled; so must SLACK_CHANNEL")
 
 
+def test_every_value_that_cannot_be_read_is_named_at_once():
+    # Only the first was: an operator fixed CONNECTOR_SYNC_BUDGET_MS, restarted, and met the next.
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"CONNECTOR_SYNC_BUDGET_MS": "5s", "CONNECTOR_POLL_INTERVAL_S": "soon",
+                           "CONNECTOR_TARGETS": "preview"})
+    assert caught.value.source == "CONNECTOR_SYNC_BUDGET_MS"
+    assert "; CONNECTOR_POLL_INTERVAL_S: " in caught.value.message
+
+
 def test_check_prints_each_warning_once_and_the_worker_logs_them(tmp_path):
     """`check` lists the settings' warnings in its report; logging them too showed each twice. The
     worker, which runs on, logs them like the service does."""

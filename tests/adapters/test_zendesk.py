@@ -713,6 +713,15 @@ def test_check_settings_names_the_missing_variable(overrides: dict[str, str], va
     assert caught.value.source == variable
 
 
+def test_every_missing_zendesk_variable_is_named_at_once() -> None:
+    # ZENDESK_EMAIL was asked for only once the subdomain and the token were set: a second start-up.
+    with pytest.raises(ConfigError) as caught:
+        ZendeskAdapter.check_settings(Settings(zendesk_base_url="acme.zendesk.com"))
+    assert caught.value.source == "ZENDESK_SUBDOMAIN"
+    for named in ("ZENDESK_API_TOKEN or ZENDESK_OAUTH_TOKEN", "ZENDESK_EMAIL:", "ZENDESK_BASE_URL:"):
+        assert named in caught.value.message
+
+
 def test_oauth_needs_no_email() -> None:
     ZendeskAdapter.check_settings(Settings(zendesk_subdomain="acme", zendesk_oauth_token="oauth-abc"))
 
