@@ -21,7 +21,7 @@ from adapters import registry
 from .db import Database, SchemaGap, reason
 from .errors import ApiProblem, ConfigError
 from .models import Callback, Delivery
-from .settings import MAX_SECONDS, RETENTION_MIN_DAYS, in_flask_command, web_server_problems
+from .settings import MAX_SECONDS, RETENTION_MIN_DAYS, RETENTION_WHY, in_flask_command, web_server_problems
 
 group = AppGroup("connector", help="Operate the handoff connector.")
 
@@ -263,8 +263,15 @@ def _left_alone(db: Database, model: type[Delivery] | type[Callback], ids: set[i
     sys.exit(1)
 
 
+def _retention_days(ctx: click.Context, param: click.Parameter, days: int | None) -> int | None:
+    # click's own "3 is not in the range x>=7." left out why, which CONNECTOR_RETENTION_DAYS says.
+    if days is not None and days < RETENTION_MIN_DAYS:
+        raise click.BadParameter(f"must be at least {RETENTION_MIN_DAYS}, got {days}: {RETENTION_WHY}")
+    return days
+
+
 @group.command("purge")
-@click.option("--days", type=click.IntRange(min=RETENTION_MIN_DAYS), default=None,
+@click.option("--days", type=int, callback=_retention_days, default=None,
               help="Forget handoffs older than this many days (default CONNECTOR_RETENTION_DAYS).")
 @click.option("--dry-run", is_flag=True, help="Only count the handoffs that would be forgotten.")
 def purge_command(days: int | None, dry_run: bool) -> None:

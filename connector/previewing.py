@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from adapters import registry
@@ -62,6 +63,12 @@ def _moment(at: str | None) -> dt.datetime | None:
         return None
     moment = rfc3339(at)
     if moment is None:
-        raise ValidationFailed("`at` must be an RFC 3339 time with a time zone (e.g. 2026-12-24T19:30:00+01:00).",
-                               errors={"at": [rfc3339_problem(at)]})
+        # A `+` written as is in a query string reads as a space: the example, typed, was refused.
+        plus = _SPACE_FOR_PLUS.search(at) and rfc3339(at.replace(" ", "+")) is not None
+        hint = " A + in a query string is read as a space: write it %2B (…T19:30:00%2B01:00)." if plus else ""
+        raise ValidationFailed("`at` must be an RFC 3339 time with a time zone (e.g. 2026-12-24T19:30:00+01:00)."
+                               + hint, errors={"at": [rfc3339_problem(at)]})
     return moment
+
+
+_SPACE_FOR_PLUS = re.compile(r"\d \d\d:?\d\d$")

@@ -277,6 +277,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 RETENTION_MIN_DAYS = 7  # the observed wait may read seven days of assignments (`retention`)
+RETENTION_WHY = "the observed wait reads up to seven days of assignments"
 MIN_TOKEN_CHARS = 24  # bearer keys and tokens shorter than this are warned about (SECURITY.md)
 MIN_SECRET_BYTES = 16  # bot signing secrets (decoded) shorter than this are warned about
 # Credentials printed in the README and .env.example: whoever read them can use them. `change-me…`
@@ -498,7 +499,7 @@ class Settings:
                                   "whsec_ in front or not")
         if self.retention_days < 0 or 0 < self.retention_days < RETENTION_MIN_DAYS:
             raise ConfigError("CONNECTOR_RETENTION_DAYS", f"must be 0 (keep everything) or at least "
-                              f"{RETENTION_MIN_DAYS}: the observed wait reads up to seven days of assignments")
+                              f"{RETENTION_MIN_DAYS}: {RETENTION_WHY}")
         return self
 
     def warnings(self) -> list[str]:

@@ -76,6 +76,11 @@ def test_preview_decides_as_at_another_moment_when_asked(client):
     assert "We're closed now; we open again at 09:00 Monday" in holiday["customer_message"]["text"]
     refused = client.post("/v1/preview?at=tomorrow", data=billing, headers=admin(), content_type="application/json")
     assert refused.status_code == 422 and "at" in refused.get_json()["errors"]
+    assert "%2B" not in refused.get_json()["detail"]
+    # The example, typed into a URL as it is: its + arrives as a space.
+    typed = client.post("/v1/preview?at=2026-12-24T19:30:00+01:00", data=billing, headers=admin(),
+                        content_type="application/json")
+    assert typed.status_code == 422 and "write it %2B" in typed.get_json()["detail"]
 
 
 def test_preview_reports_packet_errors(client):

@@ -424,3 +424,18 @@ def test_null_for_a_required_field_is_still_refused_naming_it(client, nulls, pat
     response = client.post("/v1/handoffs", data=json.dumps(packet), headers=auth(), content_type="application/json")
     assert response.status_code == 422
     assert path in response.get_json()["errors"], response.get_json()["errors"]
+
+
+def test_a_length_refused_says_how_long_the_value_was():
+    # "Length must be between 1 and 200." left the bot to count; the transcript's limits say it.
+    from marshmallow import ValidationError
+
+    from connector.schemas.packet import Limits, PacketSchema
+
+    packet = full_packet()
+    packet["bot"]["id"] = "b" * 201
+    packet["escalation"]["keywords"] = ["refund"] * 51
+    with pytest.raises(ValidationError) as err:
+        PacketSchema(Limits()).load(packet)
+    assert err.value.messages["bot"]["id"] == ["Length must be between 1 and 200. Got 201 characters."]
+    assert err.value.messages["escalation"]["keywords"] == ["Longer than maximum length 50. Got 51 items."]

@@ -163,7 +163,7 @@ def test_the_purge_command_counts_then_forgets(app):
     refused = runner.invoke(args=["connector", "purge"])
     assert refused.exit_code == 2 and "CONNECTOR_RETENTION_DAYS" in refused.output
     too_short = runner.invoke(args=["connector", "purge", "--days", "3"])
-    assert too_short.exit_code == 2 and "--days" in too_short.output
+    assert too_short.exit_code == 2 and "--days" in too_short.output and "seven days of assignments" in too_short.output
     counted = runner.invoke(args=["connector", "purge", "--days", "30", "--dry-run"])
     assert counted.exit_code == 0 and "would forget 1 handoff(s)" in counted.output
     # Said before, where it can still be acted on: the real run was the first to mention it.

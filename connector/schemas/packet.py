@@ -17,9 +17,19 @@ from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, pre_loa
 from ..text_rules import rfc3339, rfc3339_problem
 from . import plain_load
 
-ID = validate.Length(min=1, max=200)
-SHORT = validate.Length(max=500)
-LONG = validate.Length(max=20_000)
+
+class Length(validate.Length):
+    """marshmallow's, saying what it got: "Length must be between 1 and 200." left the bot to count
+    (the transcript's limits say it too)."""
+
+    def _format_error(self, value: Any, message: str) -> str:
+        unit = "characters" if isinstance(value, str) else "items"
+        return f"{super()._format_error(value, message)} Got {len(value)} {unit}."
+
+
+ID = Length(min=1, max=200)
+SHORT = Length(max=500)
+LONG = Length(max=20_000)
 
 ROLES = ("customer", "bot", "agent", "system")
 REASONS = (
@@ -147,20 +157,20 @@ class ConversationSchema(_Open):
     id = fields.String(required=True, validate=ID)
     channel = fields.String(validate=SHORT)
     language = fields.String(validate=[
-        validate.Length(max=35),
+        Length(max=35),
         validate.Regexp(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$", error="Not a BCP 47 language tag (e.g. en, es-MX)."),
     ])
-    url = fields.Url(require_tld=False, validate=validate.Length(max=2000))
+    url = fields.Url(require_tld=False, validate=Length(max=2000))
 
 
 class CustomerSchema(_Open):
     id = fields.String(validate=ID)
     name = fields.String(validate=SHORT)
-    email = fields.Email(validate=validate.Length(max=320))
-    phone = fields.String(validate=validate.Length(max=64))
+    email = fields.Email(validate=Length(max=320))
+    phone = fields.String(validate=Length(max=64))
     account_id = fields.String(validate=ID)
-    segment = fields.String(validate=validate.Length(max=100))
-    attributes = fields.Dict(keys=fields.String(validate=validate.Length(max=200)), values=Scalar())
+    segment = fields.String(validate=Length(max=100))
+    attributes = fields.Dict(keys=fields.String(validate=Length(max=200)), values=Scalar())
 
     @validates_schema
     def _identified(self, data: dict[str, Any], **_: Any) -> None:
@@ -172,9 +182,9 @@ class CustomerSchema(_Open):
 class AttachmentSchema(_Open):
     # The contract requires none of these; an attachment must still say something an agent can
     # use: where it is or what it was called (a file the bot could not fetch has a name only).
-    url = fields.Url(require_tld=False, validate=validate.Length(max=2000))
+    url = fields.Url(require_tld=False, validate=Length(max=2000))
     name = fields.String(validate=SHORT)
-    content_type = fields.String(validate=validate.Length(max=200))
+    content_type = fields.String(validate=Length(max=200))
     size = fields.Integer(strict=True, validate=validate.Range(min=0))
 
     @validates_schema
@@ -187,7 +197,7 @@ class TranscriptEntrySchema(_Open):
     at = Rfc3339(required=True)
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
     text = fields.String(required=True)
-    attachments = fields.List(fields.Nested(AttachmentSchema), validate=validate.Length(max=50))
+    attachments = fields.List(fields.Nested(AttachmentSchema), validate=Length(max=50))
 
     @validates_schema
     def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
@@ -266,14 +276,14 @@ class SentimentSchema(_Open):
 class AttemptSchema(_Open):
     title = fields.String(validate=SHORT)
     detail = fields.String(validate=LONG)
-    url = fields.Url(require_tld=False, validate=validate.Length(max=2000))
+    url = fields.Url(require_tld=False, validate=Length(max=2000))
     outcome = fields.String(validate=validate.OneOf(OUTCOMES))
 
 
 class TicketRefSchema(_Open):
-    system = fields.String(validate=validate.Length(max=100))
+    system = fields.String(validate=Length(max=100))
     id = fields.String(validate=ID)
-    url = fields.Url(require_tld=False, validate=validate.Length(max=2000))
+    url = fields.Url(require_tld=False, validate=Length(max=2000))
 
 
 class HistorySchema(_Open):
@@ -287,7 +297,7 @@ class HistorySchema(_Open):
 class EscalationSchema(_Open):
     reason = fields.String(required=True, validate=validate.OneOf(REASONS))
     detail = fields.String(validate=LONG)
-    keywords = fields.List(fields.String(validate=validate.Length(max=200)), validate=validate.Length(max=50))
+    keywords = fields.List(fields.String(validate=Length(max=200)), validate=Length(max=50))
     urgency = fields.String(validate=validate.OneOf(URGENCIES))
 
 
@@ -297,15 +307,15 @@ class PreferredAgentSchema(_Open):
 
 
 class RoutingHintsSchema(_Open):
-    department = fields.String(validate=validate.Length(max=200))
-    skills = fields.List(fields.String(validate=validate.Length(max=100)), validate=validate.Length(max=50))
+    department = fields.String(validate=Length(max=200))
+    skills = fields.List(fields.String(validate=Length(max=100)), validate=Length(max=50))
     priority = fields.String(validate=validate.OneOf(URGENCIES))
-    queue = fields.String(validate=validate.Length(max=200))
+    queue = fields.String(validate=Length(max=200))
     preferred_agent = fields.Nested(PreferredAgentSchema)
 
 
 class CallbackSchema(_Open):
-    url = fields.Url(required=True, schemes={"http", "https"}, validate=validate.Length(max=2000))
+    url = fields.Url(required=True, schemes={"http", "https"}, validate=Length(max=2000))
     events = fields.List(fields.String(validate=validate.OneOf(CALLBACK_EVENTS)))
 
 
@@ -318,18 +328,18 @@ class PacketSchema(_NullIsAbsent):
     bot = fields.Nested(BotSchema, required=True)
     conversation = fields.Nested(ConversationSchema, required=True)
     customer = fields.Nested(CustomerSchema, required=True)
-    transcript = Transcript(required=True, validate=validate.Length(min=1))
+    transcript = Transcript(required=True, validate=Length(min=1))
     intent = fields.Nested(IntentSchema)
     sentiment = fields.Nested(SentimentSchema)
-    attempted_solutions = fields.List(fields.Nested(AttemptSchema), validate=validate.Length(max=100))
-    collected_data = fields.Dict(keys=fields.String(validate=validate.Length(max=200)), values=ScalarOrList())
-    history = fields.List(fields.Nested(HistorySchema), validate=validate.Length(max=200))
+    attempted_solutions = fields.List(fields.Nested(AttemptSchema), validate=Length(max=100))
+    collected_data = fields.Dict(keys=fields.String(validate=Length(max=200)), values=ScalarOrList())
+    history = fields.List(fields.Nested(HistorySchema), validate=Length(max=200))
     escalation = fields.Nested(EscalationSchema, required=True)
     routing = fields.Nested(RoutingHintsSchema)
-    targets = fields.List(fields.String(validate=validate.Length(max=40)),
-                          validate=[validate.Length(min=1, max=20), distinct])
+    targets = fields.List(fields.String(validate=Length(max=40)),
+                          validate=[Length(min=1, max=20), distinct])
     callback = fields.Nested(CallbackSchema)
-    vendor_extra = fields.Dict(keys=fields.String(validate=validate.Length(max=40)), values=fields.Dict())
+    vendor_extra = fields.Dict(keys=fields.String(validate=Length(max=40)), values=fields.Dict())
     metadata = fields.Dict()
 
     def __init__(self, limits: Limits | None = None, **kwargs: Any):
@@ -344,7 +354,7 @@ class MessagesSchema(_NullIsAbsent):
     class Meta:
         unknown = RAISE
 
-    messages = Transcript(required=True, validate=validate.Length(min=1))
+    messages = Transcript(required=True, validate=Length(min=1))
 
     def __init__(self, limits: Limits | None = None, **kwargs: Any):
         self.limits = limits or Limits()  # read by `Transcript` while loading
