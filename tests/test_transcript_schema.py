@@ -6,14 +6,14 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from marshmallow import ValidationError, fields, validate
+from marshmallow import ValidationError, fields
 
-from connector.schemas.packet import Limits, PacketSchema, TranscriptEntrySchema
+from connector.schemas.packet import Length, Limits, PacketSchema, TranscriptEntrySchema
 from tests.factories import full_packet
 
 
 class ReferenceSchema(PacketSchema):
-    transcript = fields.List(fields.Nested(TranscriptEntrySchema), required=True, validate=validate.Length(min=1))
+    transcript = fields.List(fields.Nested(TranscriptEntrySchema), required=True, validate=Length(min=1))
 
 
 AT = "2026-11-20T09:14:02Z"
