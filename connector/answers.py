@@ -28,7 +28,7 @@ def handoff_status(states: Iterable[str]) -> str:
     existed anywhere, and the answer quoted a wait (`delayed` only looks at `pending`)."""
     states = list(states)
     done = [s in DONE for s in states]
-    given_up = [s in ("failed", "dead") for s in states]
+    given_up = [s in GIVEN_UP for s in states]
     if all(done):
         return "delivered"
     if all(given_up):
@@ -47,10 +47,20 @@ def all_finished(deliveries: Iterable[Any]) -> bool:
     return all(d.state != "pending" for d in deliveries)
 
 
+# Given up for good, as a bot reads it: `dismissed` (an operator put it aside) is not in the
+# contract's statuses (§3), and to the bot it is what `failed` says: no ticket there, none coming.
+GIVEN_UP = ("failed", "dead", "dismissed")
+_AS_THE_BOT_READS = {"dismissed": "failed"}
+
+
+def bot_state(state: str) -> str:
+    return _AS_THE_BOT_READS.get(state, state)
+
+
 def _ticket(delivery: Any) -> dict[str, Any]:
     return {
         "target": delivery.target,
-        "status": delivery.state,
+        "status": bot_state(delivery.state),
         "id": delivery.vendor_id,
         "url": delivery.url,
         "attempts": delivery.attempts,
@@ -210,7 +220,8 @@ def render_follow_up(follow_up: Handoff, deliveries: Sequence[Any] | None = None
 def render_detail(handoff: Handoff, assigned: Assignment | None = None,
                   callbacks: Iterable[Callback] = (), follow_ups: Iterable[Handoff] = (), *,
                   whole_errors: bool = False) -> dict[str, Any]:
-    """`whole_errors`: each delivery's last error as recorded (the admin page), not as a bot reads it."""
+    """`whole_errors`: each delivery's state and last error as recorded (the admin page), not as a
+    bot reads them."""
     follow_ups = list(follow_ups)  # loaded already: `reached_later` without another query
     body = render(handoff, reached_later=[d for f in follow_ups for d in f.deliveries if d.state in DONE],
                   assigned=assigned is not None)
@@ -219,7 +230,7 @@ def render_detail(handoff: Handoff, assigned: Assignment | None = None,
     body["deliveries"] = [
         {
             "target": d.target,
-            "state": d.state,
+            "state": d.state if whole_errors else bot_state(d.state),
             "attempts": d.attempts,
             "next_attempt_at": d.next_attempt_at.isoformat() if d.state == "pending" else None,
             "last_error": d.last_error if whole_errors else for_bot(d.last_error),

@@ -194,8 +194,8 @@ def worker(interval: float | None) -> None:
 
 
 @group.command("deliveries")
-@click.option("--state", type=click.Choice(["created", "updated", "pending", "failed", "dead"]), default="dead",
-              show_default=True)
+@click.option("--state", type=click.Choice(["created", "updated", "pending", "failed", "dead", "dismissed"]),
+              default="dead", show_default=True)
 @click.option("--target", type=click.Choice(list(registry.TARGETS)), default=None,
               help="Only this target.")  # a typo listed "0 deliveries", a false all-clear
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)  # 0 listed "0 deliveries"
@@ -239,15 +239,47 @@ def callbacks_command(callback_ids: tuple[int, ...], status: str, limit: int, re
 @click.option("--target", type=click.Choice(list(registry.TARGETS)), default=None, help="Only this target.")
 def replay_command(delivery_ids: tuple[int, ...], all_dead: bool, include_failed: bool, target: str | None) -> None:
     """Queue dead (or failed) deliveries again; each is looked up at the vendor before any resend."""
-    from .outbox import REPLAYABLE, replay
+    from .outbox import REPLAYABLE, of_targets_not_enabled, replay
+
+    if not delivery_ids and not all_dead:
+        raise click.UsageError("name delivery ids, or pass --all-dead")
+    services = _migrated()
+    states = REPLAYABLE if include_failed or delivery_ids else ("dead",)
+    # One of a target disabled since failed at once ("not enabled here", attempts 0), said replayed.
+    enabled = services.settings.targets
+    replayed = replay(services.db, ids=list(delivery_ids) or None, states=states, target=target, enabled=enabled)
+    click.echo(f"replayed {len(replayed)}: {' '.join(map(str, replayed))}".rstrip(": "))
+    left = of_targets_not_enabled(services.db, ids=list(delivery_ids) or None, states=states, target=target,
+                                  enabled=enabled)
+    if left:
+        click.echo(f"of a target not enabled here (CONNECTOR_TARGETS), left alone: {' '.join(map(str, left))} "
+                   "— enable the target to replay them, or `dismiss` them", err=True)
+    if delivery_ids and len(replayed) + len(left) < len(delivery_ids):
+        _left_alone(services.db, Delivery, set(delivery_ids) - set(replayed) - set(left),
+                    "not dead or failed, or its messages carried since by later ones", "delivery")
+    if left and delivery_ids:
+        sys.exit(1)
+
+
+@group.command("dismiss")
+@click.argument("delivery_ids", nargs=-1, type=int)
+@click.option("--all-dead", is_flag=True, help="Dismiss every dead delivery (of --target, when given).")
+@click.option("--include-failed", is_flag=True, help="Failed (refused) deliveries too.")
+@click.option("--target", type=click.Choice(list(registry.TARGETS)), default=None, help="Only this target.")
+def dismiss_command(delivery_ids: tuple[int, ...], all_dead: bool, include_failed: bool, target: str | None) -> None:
+    """Put dead (or failed) deliveries aside for good: they will not be sent (their target disabled
+    since, the customer reached another way). No longer counted as given up (metrics, /readyz), never
+    replayed, and retention may forget their handoffs; a bot reads them as failed."""
+    from .outbox import REPLAYABLE, dismiss
 
     if not delivery_ids and not all_dead:
         raise click.UsageError("name delivery ids, or pass --all-dead")
     states = REPLAYABLE if include_failed or delivery_ids else ("dead",)
-    replayed = replay(_migrated().db, ids=list(delivery_ids) or None, states=states, target=target)
-    click.echo(f"replayed {len(replayed)}: {' '.join(map(str, replayed))}".rstrip(": "))
-    if delivery_ids and len(replayed) < len(delivery_ids):
-        _left_alone(_migrated().db, Delivery, set(delivery_ids) - set(replayed),
+    services = _migrated()
+    dismissed = dismiss(services.db, ids=list(delivery_ids) or None, states=states, target=target)
+    click.echo(f"dismissed {len(dismissed)}: {' '.join(map(str, dismissed))}".rstrip(": "))
+    if delivery_ids and len(dismissed) < len(delivery_ids):
+        _left_alone(services.db, Delivery, set(delivery_ids) - set(dismissed),
                     "not dead or failed, or its messages carried since by later ones", "delivery")
 
 

@@ -87,6 +87,11 @@ class Handoff(Base):
 
 # The delivery states in which the target holds a ticket, case or alert.
 DONE = ("created", "updated")
+# An operator's "we will not send this": a given-up delivery (dead or failed) put aside for good —
+# its target disabled since, or the customer reached another way (`outbox.dismiss`). Not counted as
+# given up (the metrics, /readyz), retention may forget its handoff, no replay takes it; a bot
+# reads it as `failed` (`answers.bot_state`).
+DISMISSED = "dismissed"
 
 
 class Delivery(Base):

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, Connection, and_, bindparam, case, exists, func, insert, or_, select, update
+from sqlalchemy import Boolean, Connection, and_, bindparam, case, exists, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from adapters.base import Adapter, HandoffContext, Link, Outcome
@@ -34,12 +34,12 @@ from .brief import render_brief
 from .db import Database
 from .errors import ConfigError
 from .jsonlog import log_context
-from .models import DONE, ConversationLink, Delivery, Handoff, TargetPause, utcnow
+from .models import DISMISSED, DONE, ConversationLink, Delivery, Handoff, TargetPause, utcnow
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-TERMINAL = ("created", "updated", "failed", "dead")
+TERMINAL = ("created", "updated", "failed", "dead", DISMISSED)
 WAIT_FOR_OWNER_S = 2.0
 
 
@@ -735,19 +735,18 @@ REPLAYABLE = ("dead", "failed")
 
 
 def replay(db: Database, *, ids: list[int] | None = None, states: tuple[str, ...] = ("dead",),
-           target: str | None = None) -> list[int]:
-    """Put given-up deliveries back in the queue, with a fresh retry window.
+           target: str | None = None, enabled: Collection[str] | None = None) -> list[int]:
+    """Put given-up deliveries back in the queue, with a fresh retry window; only those of the
+    `enabled` targets when given (one of a target disabled since failed at once, attempts 0).
 
     They are marked *outcome unknown*, so the first new attempt looks the handoff up at the vendor
     before sending: a replay never duplicates what already reached it.
     """
     now = utcnow()
     given_up = Delivery.state.in_([s for s in states if s in REPLAYABLE])
-    query = select(Delivery.id).where(given_up, ~_carried_later())
-    if ids is not None:
-        query = query.where(Delivery.id.in_(ids))
-    if target is not None:
-        query = query.where(Delivery.target == target)
+    query = _given_up(given_up, ids, target)
+    if enabled is not None:
+        query = query.where(Delivery.target.in_(sorted(enabled)))
     with db.session() as session:
         candidates = list(session.scalars(query.order_by(Delivery.id)))
         chosen: list[int] = []
@@ -764,6 +763,41 @@ def replay(db: Database, *, ids: list[int] | None = None, states: tuple[str, ...
             ))
     log.info("deliveries replayed", extra={"count": len(chosen)})
     return chosen
+
+
+def dismiss(db: Database, *, ids: list[int] | None = None, states: tuple[str, ...] = ("dead",),
+            target: str | None = None) -> list[int]:
+    """Put given-up deliveries aside for good (`DISMISSED`); their last error keeps why they gave up."""
+    now = utcnow()
+    given_up = Delivery.state.in_([s for s in states if s in REPLAYABLE])
+    with db.session() as session:
+        candidates = list(session.scalars(_given_up(given_up, ids, target).order_by(Delivery.id)))
+        chosen = sorted(session.scalars(  # given up still: a replay may have taken one meanwhile
+            update(Delivery).where(Delivery.id.in_(candidates), given_up)
+            .values(state=DISMISSED, finished_at=now, updated_at=now, lease_owner=None, lease_expires_at=None,
+                    last_error=literal("dismissed by an operator; before: ")
+                    + func.coalesce(Delivery.last_error, "no error"))
+            .returning(Delivery.id))) if candidates else []
+    log.info("deliveries dismissed", extra={"count": len(chosen)})
+    return chosen
+
+
+def of_targets_not_enabled(db: Database, *, ids: list[int] | None, states: tuple[str, ...], target: str | None,
+                           enabled: Collection[str]) -> list[int]:
+    """The given-up deliveries a replay with `enabled` leaves alone: their target is not enabled here."""
+    query = _given_up(Delivery.state.in_([s for s in states if s in REPLAYABLE]), ids, target)
+    with db.reading() as session:
+        return list(session.scalars(query.where(Delivery.target.not_in(sorted(enabled))).order_by(Delivery.id)))
+
+
+def _given_up(given_up: Any, ids: list[int] | None, target: str | None) -> Any:
+    """The given-up deliveries a replay or a dismissal may take (not those carried since)."""
+    query = select(Delivery.id).where(given_up, ~_carried_later())
+    if ids is not None:
+        query = query.where(Delivery.id.in_(ids))
+    if target is not None:
+        query = query.where(Delivery.target == target)
+    return query
 
 
 def _carried_later():  # type: ignore[no-untyped-def]

@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection
 
 from . import metrics
 from .db import Database
-from .models import DONE, Callback, ConversationLink, Delivery, Handoff, utcnow
+from .models import DISMISSED, DONE, Callback, ConversationLink, Delivery, Handoff, utcnow
 
 log = logging.getLogger(__name__)
 CHUNK = 200  # handoffs forgotten per transaction
@@ -67,12 +67,15 @@ def cutoff(days: int, now: dt.datetime | None = None) -> dt.datetime:
     return (now or utcnow()) - dt.timedelta(days=days)
 
 
+_SETTLED = (*DONE, DISMISSED)
+
+
 def _settled(row: Any, before: dt.datetime):  # type: ignore[no-untyped-def]
     """`row` (the handoffs table or an alias of it) is older than `before`, every delivery of it
-    reached its target, and no status callback of it is still being sent."""
+    reached its target (or an operator dismissed it), and no status callback of it is still being sent."""
     deliveries, sending = _D.alias(), _C.alias()
     return and_(row.c.created_at < before,
-                ~exists().where(deliveries.c.handoff_id == row.c.id, deliveries.c.state.not_in(DONE)),
+                ~exists().where(deliveries.c.handoff_id == row.c.id, deliveries.c.state.not_in(_SETTLED)),
                 ~exists().where(sending.c.handoff_id == row.c.id, sending.c.status == "pending"))
 
 

@@ -169,7 +169,8 @@ class Services:
         """Put one dead or failed delivery back and attempt it now (it looks the handoff up at the
         vendor first: `outbox.replay`); False when it was neither. An id beyond the database's
         integers names no delivery (a URL may hold any number: not an overflow's 500)."""
-        if not 0 < delivery_id < 2**63 or not replay(self.db, ids=[delivery_id], states=REPLAYABLE):
+        if not 0 < delivery_id < 2**63 or not replay(self.db, ids=[delivery_id], states=REPLAYABLE,
+                                                     enabled=self.settings.targets):
             return False
         self.submit(delivery_id)
         return True

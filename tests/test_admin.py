@@ -141,6 +141,54 @@ def test_bulk_replay_and_cli(make_app, flaky):
     assert pending.exit_code == 1 and "not dead or failed, or its messages carried since by later ones, left alone: 1\nno such delivery: 999" in pending.output
 
 
+def test_a_given_up_delivery_of_a_target_disabled_since_is_dismissed_not_replayed(make_app, flaky):
+    # Slack disabled after its deliveries died: a replay said "replayed 1", then the attempt failed
+    # at once ("not enabled here", attempts 0); and nothing could take them off the failed gauge,
+    # /readyz, or retention's list of handoffs to keep.
+    import datetime as dt
+
+    from connector.models import Handoff
+
+    app = make_app(targets=("flaky",))
+    client, runner, services = app.test_client(), app.test_cli_runner(), app.extensions["connector"]
+    ids = [client.post("/v1/handoffs", data=json.dumps(minimal_packet()), headers={**auth(), "Idempotency-Key": f"d{n}"},
+                       content_type="application/json").get_json()["id"] for n in range(2)]
+    _kill(app)
+    with services.db.session() as session:
+        session.execute(update(Delivery).where(Delivery.handoff_id == ids[0]).values(target="slack"))
+        [gone, dead] = [session.scalars(select(Delivery.id).where(Delivery.handoff_id == handoff_id)).one()
+                        for handoff_id in ids]
+    assert services.outbox.counts()["slack"]["dead"] == 1
+
+    replayed = runner.invoke(args=["connector", "replay", str(gone)])
+    assert replayed.exit_code == 1 and replayed.output.startswith("replayed 0")
+    assert f"of a target not enabled here (CONNECTOR_TARGETS), left alone: {gone}" in replayed.output
+    refused = client.post(f"/v1/deliveries/{gone}/retry", headers=admin())
+    assert refused.status_code == 404 and "dismiss it" in refused.get_json()["detail"]
+    assert client.post("/v1/deliveries/retry", headers=admin()).get_json()["replayed"] == [dead]  # flaky's only
+    _kill(app)
+
+    dismissed = runner.invoke(args=["connector", "dismiss", str(gone)])
+    assert dismissed.exit_code == 0 and dismissed.output.strip() == f"dismissed 1: {gone}"
+    assert "slack" not in services.outbox.counts()  # off the gauges and /readyz
+    listed = client.get("/v1/deliveries?state=dismissed", headers=admin()).get_json()["items"]
+    assert [(d["id"], d["state"]) for d in listed] == [(gone, "dismissed")]
+    assert listed[0]["last_error"].startswith("dismissed by an operator; before: ")
+    assert runner.invoke(args=["connector", "replay", str(gone)]).exit_code == 1  # never replayed now
+    bot = client.get(f"/v1/handoffs/{ids[0]}", headers=auth()).get_json()  # as the contract's statuses say it
+    assert (bot["status"], bot["tickets"][0]["status"], bot["deliveries"][0]["state"]) == ("failed", "failed", "failed")
+
+    answered = client.post(f"/v1/deliveries/{dead}/dismiss", headers=admin())
+    assert answered.status_code == 200 and answered.get_json()["items"][0]["state"] == "dismissed"
+    assert client.post(f"/v1/deliveries/{dead}/dismiss", headers=admin()).status_code == 404
+    assert client.post("/v1/deliveries/99999999999999999999/dismiss", headers=admin()).status_code == 404
+
+    with services.db.session() as session:  # retention keeps a given-up handoff; a dismissed one it may forget
+        session.execute(update(Handoff).values(created_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=40)))
+    forgot = runner.invoke(args=["connector", "purge", "--days", "30"])
+    assert forgot.exit_code == 0 and "forgot 2 handoff(s)" in forgot.output, forgot.output
+
+
 def test_check_reports_insecure_settings_and_risky_mappings(make_app):
     from tests.fakes.salesforce import INSTANCE, TOKEN
 

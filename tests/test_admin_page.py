@@ -107,6 +107,22 @@ def test_the_dashboard_shows_readiness_backlog_and_what_was_given_up_and_replays
     assert "1 dead delivery queued again." in bulk.get_data(as_text=True)
 
 
+def test_a_given_up_delivery_is_dismissed_from_the_dashboard(app):
+    client = signed_in(app)
+    handoff(client)
+    services = app.extensions["connector"]
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(state="dead", last_error="TransientError: 503 from the vendor"))
+    page = client.get("/admin").get_data(as_text=True)
+    [delivery_id] = re.findall(r'/admin/deliveries/(\d+)/dismiss', page)
+    assert client.post(f"/admin/deliveries/{delivery_id}/dismiss").status_code == 400  # no CSRF token
+    done = client.post(f"/admin/deliveries/{delivery_id}/dismiss", data={"csrf": csrf_of(page)}, follow_redirects=True)
+    assert f"Delivery {delivery_id} is dismissed" in done.get_data(as_text=True)
+    assert "No dead or failed deliveries." in done.get_data(as_text=True)
+    again = client.post(f"/admin/deliveries/{delivery_id}/dismiss", data={"csrf": csrf_of(page)}, follow_redirects=True)
+    assert "nothing dismissed" in again.get_data(as_text=True)
+
+
 def test_a_handoff_page_shows_everything_and_a_customers_markup_stays_text(app):
     client = signed_in(app)
     packet = full_packet()

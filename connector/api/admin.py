@@ -9,9 +9,9 @@ from adapters import registry
 
 from ..auth import authenticate_admin
 from ..errors import MappingsRefused, NotFound, ValidationFailed
-from ..outbox import REPLAYABLE, list_deliveries, replay
+from ..outbox import REPLAYABLE, dismiss, list_deliveries, replay
 from ..previewing import preview_packet
-from ..schemas.responses import TICKET_STATES
+from ..schemas.responses import DELIVERY_STATES
 from ..services import current_services
 
 bp = Blueprint("admin", __name__, url_prefix="/v1")
@@ -67,7 +67,7 @@ def deliveries() -> Response:
       summary: Deliveries, newest first, filtered by state and target (e.g. ?state=dead)
       security: [{adminAuth: []}]
       parameters:
-        - {in: query, name: state, required: false, schema: {type: string, enum: [created, updated, pending, failed, dead]}}
+        - {in: query, name: state, required: false, schema: {type: string, enum: [created, updated, pending, failed, dead, dismissed]}}
         - {in: query, name: target, required: false, description: "One target; empty or absent for every target", schema: {type: string, enum: ["", preview, zendesk, salesforce, slack]}}
         - {in: query, name: limit, required: false, schema: {type: integer, minimum: 1, maximum: 500, default: 100}}
       responses:
@@ -76,8 +76,8 @@ def deliveries() -> Response:
         422: {$ref: "#/components/responses/Problem"}
     """
     state = request.args.get("state")
-    if state is not None and state not in TICKET_STATES:
-        raise ValidationFailed(f"state must be one of {', '.join(TICKET_STATES)}.", errors={"state": ["unknown"]})
+    if state is not None and state not in DELIVERY_STATES:
+        raise ValidationFailed(f"state must be one of {', '.join(DELIVERY_STATES)}.", errors={"state": ["unknown"]})
     limit = request.args.get("limit", "100")
     if not limit.isdigit() or not 1 <= int(limit) <= 500:
         raise ValidationFailed("limit must be a whole number from 1 to 500.", errors={"limit": ["1 to 500"]})
@@ -102,10 +102,37 @@ def retry_one(delivery_id: int) -> Response:
     """
     services = current_services()
     if not services.replay_one(delivery_id):
+        raise NotFound(f"No dead or failed delivery {delivery_id} of an enabled target whose messages later ones "
+                       "have not carried since (one of a target disabled since: dismiss it).")
+    return _one(delivery_id, 202)
+
+
+@bp.post("/deliveries/<int:delivery_id>/dismiss")
+def dismiss_one(delivery_id: int) -> Response:
+    """Put one delivery aside for good.
+    ---
+    post:
+      summary: Dismiss a dead or failed delivery that will not be sent (its target disabled since, the customer reached another way)
+      description: >
+        It is no longer counted as given up (metrics, /readyz), no replay takes it, and retention may
+        forget its handoff; its last error keeps why it gave up. A bot reads it as `failed`.
+      security: [{adminAuth: []}]
+      parameters:
+        - {in: path, name: delivery_id, required: true, schema: {type: integer}}
+      responses:
+        200: {description: Dismissed, content: {application/json: {schema: DeliveryList}}}
+        401: {$ref: "#/components/responses/Problem"}
+        404: {$ref: "#/components/responses/Problem"}
+    """
+    if not 0 < delivery_id < 2**63 or not dismiss(current_services().db, ids=[delivery_id], states=REPLAYABLE):
         raise NotFound(f"No dead or failed delivery {delivery_id} whose messages later ones have not carried since.")
-    rows = list_deliveries(services.db, state=None, target=None, limit=500)
+    return _one(delivery_id, 200)
+
+
+def _one(delivery_id: int, status: int) -> Response:
+    rows = list_deliveries(current_services().db, state=None, target=None, limit=500)
     response = jsonify({"items": [_row(row) for row in rows if row.id == delivery_id]})
-    response.status_code = 202
+    response.status_code = status
     return response
 
 
@@ -114,7 +141,7 @@ def retry_many() -> Response:
     """Replay in bulk.
     ---
     post:
-      summary: Replay every dead delivery (optionally of one target, or failed ones too)
+      summary: Replay every dead delivery of an enabled target (optionally of one target, or failed ones too)
       security: [{adminAuth: []}]
       parameters:
         - {in: query, name: target, required: false, description: "One target; empty or absent for every target", schema: {type: string, enum: ["", preview, zendesk, salesforce, slack]}}
@@ -125,7 +152,8 @@ def retry_many() -> Response:
         422: {$ref: "#/components/responses/Problem"}
     """
     states = REPLAYABLE if request.args.get("include_failed") in ("1", "true") else ("dead",)
-    replayed = replay(current_services().db, states=states, target=_target())
+    services = current_services()
+    replayed = replay(services.db, states=states, target=_target(), enabled=services.settings.targets)
     response = jsonify({"replayed": replayed})
     response.status_code = 202
     return response

@@ -43,7 +43,7 @@ from .. import answers, follow_up_packets
 from ..brief import render_brief
 from ..db import reason
 from ..models import Assignment, Handoff
-from ..outbox import REPLAYABLE, list_deliveries, replay
+from ..outbox import REPLAYABLE, dismiss, list_deliveries, replay
 from ..services import current_services
 from .handoffs import detail_of
 from .health import readiness
@@ -207,14 +207,25 @@ def retry_one(delivery_id: int) -> Response:
     if current_services().replay_one(delivery_id):
         flash(f"Delivery {delivery_id} is being delivered again (looked up at the vendor first).")
     else:
+        flash(f"Delivery {delivery_id} was not dead or failed, its target is not enabled here (dismiss it), or "
+              "later messages carried its own since: nothing replayed.")
+    return redirect(_back())
+
+
+@bp.post("/deliveries/<int:delivery_id>/dismiss")
+def dismiss_one(delivery_id: int) -> Response:
+    if 0 < delivery_id < 2**63 and dismiss(current_services().db, ids=[delivery_id], states=REPLAYABLE):
+        flash(f"Delivery {delivery_id} is dismissed: it will not be sent, nor counted as given up.")
+    else:
         flash(f"Delivery {delivery_id} was not dead or failed, or later messages carried its own since: nothing "
-              "replayed.")
+              "dismissed.")
     return redirect(_back())
 
 
 @bp.post("/deliveries/retry")
 def retry_dead() -> Response:
-    replayed = replay(current_services().db, states=("dead",))
+    services = current_services()
+    replayed = replay(services.db, states=("dead",), enabled=services.settings.targets)
     flash(f"{len(replayed)} dead deliver{'y' if len(replayed) == 1 else 'ies'} queued again.")
     return redirect(url_for("admin_page.dashboard"))
 

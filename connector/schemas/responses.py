@@ -5,6 +5,8 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 TICKET_STATES = ("created", "updated", "pending", "failed", "dead")
+# What an admin's listings show: a bot reads `dismissed` as `failed` (`answers.bot_state`).
+DELIVERY_STATES = (*TICKET_STATES, "dismissed")
 HANDOFF_STATES = ("delivered", "partial", "pending", "failed")
 
 
@@ -200,7 +202,7 @@ class DeliveryRowSchema(Schema):
     id = fields.Integer(required=True)
     handoff_id = fields.String(required=True)
     target = fields.String(required=True)
-    state = fields.String(required=True, validate=validate.OneOf(TICKET_STATES))
+    state = fields.String(required=True, validate=validate.OneOf(DELIVERY_STATES))
     attempts = fields.Integer(required=True)
     last_error = fields.String(required=True, allow_none=True)
     updated_at = fields.String(required=True)

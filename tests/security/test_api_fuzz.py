@@ -41,6 +41,7 @@ OPERATIONS = [
     "POST /v1/preview",
     "GET /v1/deliveries",
     "POST /v1/deliveries/{delivery_id}/retry",
+    "POST /v1/deliveries/{delivery_id}/dismiss",
     "POST /v1/deliveries/retry",
     "GET /healthz",
     "GET /readyz",
