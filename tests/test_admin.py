@@ -141,7 +141,8 @@ def test_bulk_replay_and_cli(make_app, flaky):
     assert pending.exit_code == 1 and "not dead or failed, or its messages carried since by later ones, left alone: 1\nno such delivery: 999" in pending.output
 
 
-def test_a_given_up_delivery_of_a_target_disabled_since_is_dismissed_not_replayed(make_app, flaky):
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_given_up_delivery_of_a_target_disabled_since_is_dismissed_not_replayed(make_app, flaky, request, database):
     # Slack disabled after its deliveries died: a replay said "replayed 1", then the attempt failed
     # at once ("not enabled here", attempts 0); and nothing could take them off the failed gauge,
     # /readyz, or retention's list of handoffs to keep.
@@ -149,7 +150,8 @@ def test_a_given_up_delivery_of_a_target_disabled_since_is_dismissed_not_replaye
 
     from connector.models import Handoff
 
-    app = make_app(targets=("flaky",))
+    on = {"database_url": request.getfixturevalue("postgres_url")} if database == "postgres" else {}
+    app = make_app(targets=("flaky",), **on)
     client, runner, services = app.test_client(), app.test_cli_runner(), app.extensions["connector"]
     ids = [client.post("/v1/handoffs", data=json.dumps(minimal_packet()), headers={**auth(), "Idempotency-Key": f"d{n}"},
                        content_type="application/json").get_json()["id"] for n in range(2)]
