@@ -96,11 +96,13 @@ def check(vendors: bool) -> None:
     problems: list[str] = []
     warnings: list[str] = []
     click.echo(f"targets: {', '.join(services.adapters)}")
-    click.echo(f"mappings: {services.mappings.source}")
+    refused = ""
     try:  # a fresh, strict load: the live store keeps the last good set and would hide a bad edit
         services.mapping_store.load()
     except ConfigError as err:
         problems.append(str(err))  # names the file, line and key, and where the format is explained
+        refused = " (refused: see the problem below)"  # the line alone read as if they were fine
+    click.echo(f"mappings: {services.mappings.source}{refused}")
     try:
         gap = services.db.schema_gap()
     except Exception as err:  # report, don't crash: check is for finding problems

@@ -247,6 +247,7 @@ def test_a_bad_mapping_is_one_line_naming_file_line_and_guide_and_commands_that_
     assert checked.returncode == 1 and "Traceback" not in checked.stderr
     [line] = [text for text in checked.stderr.splitlines() if text.startswith("problem: ")]
     assert "routing.yaml:2 rules[0].when.segmnt" in line and line.endswith("(see mappings/README.md)")
+    assert f"mappings: {tmp_path / 'm'} (refused: see the problem below)" in checked.stdout  # not as if fine
     assert flask("migrate").returncode == 0
     listed = flask("deliveries")
     assert listed.returncode == 0 and listed.stderr.strip() == "0 deliveries"
