@@ -39,7 +39,7 @@ from adapters.events import AssignmentEvent, CompletionEvent, Holder, Ignored
 from . import callbacks
 from .errors import ValidationFailed
 from .jsonlog import log_context
-from .models import Assignment, Delivery, Handoff
+from .models import DISMISSED, Assignment, Delivery, Handoff
 from .routing_schema import compiled
 from .schemas import flatten_errors
 from .services import Services
@@ -242,14 +242,15 @@ def _delivered_to(session: Session, event: AssignmentEvent | CompletionEvent) ->
 
 
 # A delivery whose ticket may exist at the vendor without our record of it: in flight or retrying,
-# or given up (dead, or refused after a timeout: `failed`) with an attempt whose outcome was unknown
+# or given up (dead, refused after a timeout: `failed`, or dismissed since) with an attempt whose outcome was unknown
 # — `outcome_unknown` is never cleared once set: a create that timed out may still land after a
 # later lookup found nothing, so the window stays open for such a delivery. Given up knowing nothing was
 # made, it has no ticket, and a name any integration can write kept it open to a made-up assignment
 # or completion for ever.
 _may_have_unrecorded_ticket = and_(
     Delivery.vendor_id.is_(None),
-    or_(Delivery.state == "pending", and_(Delivery.state.in_(("dead", "failed")), Delivery.outcome_unknown.is_(True))))
+    or_(Delivery.state == "pending",
+        and_(Delivery.state.in_(("dead", "failed", DISMISSED)), Delivery.outcome_unknown.is_(True))))
 
 
 def _waiting_handoff(session: Session, event: AssignmentEvent) -> tuple[Handoff | None, Assignment | None]:

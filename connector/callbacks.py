@@ -116,7 +116,8 @@ def url_for(packet: Mapping[str, Any], state: str) -> str | None:
 
 
 def ticket(target: str, status: str, vendor_id: str | None, url: str | None) -> dict[str, Any]:
-    return {"target": target, "status": status, "id": vendor_id, "url": url}
+    """A ticket as a callback's body lists it: its status as the contract words it (`answers.bot_state`)."""
+    return {"target": target, "status": answers.bot_state(status), "id": vendor_id, "url": url}
 
 
 def row(handoff: Handoff, state: str, url: str, tickets: Sequence[Mapping[str, Any]], now: dt.datetime,

@@ -248,16 +248,15 @@ def _rendered(source: str, where: str, **context: Any) -> str | None:
 _READS_AS_A_NAME = re.compile(r"[A-Za-z][\w \-]{0,39}")
 # Every template says "our {{ team }} team": a department the bot called "Billing Team" (or
 # "billing_team") read "our Billing Team team".
-_TEAM_WORD = re.compile(r"[\s_-]+team$", re.IGNORECASE)
+_TEAM_WORD = re.compile(r"(?:^|[\s_-]+)team[\s_-]*$", re.IGNORECASE)
 
 
 def _team_name(strings: Mapping[str, Any], assignment: Mapping[str, Any]) -> str:
     teams, team = strings.get("teams") or {}, str(assignment.get("team") or "")
     if team in teams:
         return teams[team]
-    if not _READS_AS_A_NAME.fullmatch(team):
-        return teams.get("support", "support")
-    return _TEAM_WORD.sub("", team).replace("_", " ")
+    named = _TEAM_WORD.sub("", team).replace("_", " ").strip() if _READS_AS_A_NAME.fullmatch(team) else ""
+    return named or teams.get("support", "support")
 
 
 def _apology(config: Mapping[str, Any], locale: str, assignment: Mapping[str, Any], problem: str) -> dict[str, str]:

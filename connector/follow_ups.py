@@ -40,7 +40,7 @@ from .idempotency import key_for, packet_hash
 from .intake import Answer, deliver_and_answer, find_repeat, replay, store
 from .json_body import parse_json
 from .jsonlog import log_context
-from .models import Handoff, utcnow
+from .models import DISMISSED, Handoff, utcnow
 from .schemas import Limits, MessagesSchema, flatten_errors
 from .services import Services
 
@@ -81,7 +81,14 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
     # hashed, so the stored key keeps to its 200 characters), the same key may serve each handoff.
     scoped = hashlib.sha256(key_for(idempotency_header, digest).encode("utf-8")).hexdigest()
     key = f"{handoff.id}:{scoped}"
-    targets = [delivery.target for delivery in handoff.deliveries]
+    # Not to a target an operator dismissed the handoff's delivery to (`outbox.dismiss`): each batch
+    # failed there at once when it was disabled, or carried the whole handoff to where it was not to go.
+    targets = [delivery.target for delivery in handoff.deliveries if delivery.state != DISMISSED]
+    if not targets:
+        raise ValidationFailed(
+            "Every target of this handoff was dismissed by an operator: nothing would deliver these messages. "
+            "Send a new handoff of the conversation with the whole transcript instead.",
+            errors={"messages": ["every target of the handoff was dismissed"]})
     try:
         for _ in range(PLACE_TRIES):
             earlier = _earlier(services, handoff)

@@ -771,12 +771,15 @@ def dismiss(db: Database, *, ids: list[int] | None = None, states: tuple[str, ..
     now = utcnow()
     given_up = Delivery.state.in_([s for s in states if s in REPLAYABLE])
     with db.session() as session:
-        candidates = list(session.scalars(_given_up(given_up, ids, target).order_by(Delivery.id)))
+        # Carried since by later messages too: nothing of it is missing, and it kept its handoff from
+        # retention for ever (no replay takes it).
+        candidates = list(session.scalars(_given_up(given_up, ids, target, carried=True).order_by(Delivery.id)))
         chosen = sorted(session.scalars(  # given up still: a replay may have taken one meanwhile
             update(Delivery).where(Delivery.id.in_(candidates), given_up)
+            # Said after the error, not before it: a bot reads the error through `answers.for_bot`,
+            # which knows a connection failure (and hides its hosts) by how it starts.
             .values(state=DISMISSED, finished_at=now, updated_at=now, lease_owner=None, lease_expires_at=None,
-                    last_error=literal("dismissed by an operator; before: ")
-                    + func.coalesce(Delivery.last_error, "no error"))
+                    last_error=func.coalesce(Delivery.last_error, "no error") + literal(" (dismissed by an operator)"))
             .returning(Delivery.id))) if candidates else []
     log.info("deliveries dismissed", extra={"count": len(chosen)})
     return chosen
@@ -790,9 +793,9 @@ def of_targets_not_enabled(db: Database, *, ids: list[int] | None, states: tuple
         return list(session.scalars(query.where(Delivery.target.not_in(sorted(enabled))).order_by(Delivery.id)))
 
 
-def _given_up(given_up: Any, ids: list[int] | None, target: str | None) -> Any:
-    """The given-up deliveries a replay or a dismissal may take (not those carried since)."""
-    query = select(Delivery.id).where(given_up, ~_carried_later())
+def _given_up(given_up: Any, ids: list[int] | None, target: str | None, *, carried: bool = False) -> Any:
+    """The given-up deliveries a replay (not those carried since) or a dismissal may take."""
+    query = select(Delivery.id).where(given_up) if carried else select(Delivery.id).where(given_up, ~_carried_later())
     if ids is not None:
         query = query.where(Delivery.id.in_(ids))
     if target is not None:

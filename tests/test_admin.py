@@ -167,7 +167,8 @@ def test_a_given_up_delivery_of_a_target_disabled_since_is_dismissed_not_replaye
     assert f"of a target not enabled here (CONNECTOR_TARGETS), left alone: {gone}" in replayed.output
     refused = client.post(f"/v1/deliveries/{gone}/retry", headers=admin())
     assert refused.status_code == 404 and "dismiss it" in refused.get_json()["detail"]
-    assert client.post("/v1/deliveries/retry", headers=admin()).get_json()["replayed"] == [dead]  # flaky's only
+    bulk = client.post("/v1/deliveries/retry", headers=admin()).get_json()
+    assert (bulk["replayed"], bulk["not_enabled"]) == ([dead], [gone])  # flaky's only; the other said
     _kill(app)
 
     dismissed = runner.invoke(args=["connector", "dismiss", str(gone)])
@@ -175,7 +176,7 @@ def test_a_given_up_delivery_of_a_target_disabled_since_is_dismissed_not_replaye
     assert "slack" not in services.outbox.counts()  # off the gauges and /readyz
     listed = client.get("/v1/deliveries?state=dismissed", headers=admin()).get_json()["items"]
     assert [(d["id"], d["state"]) for d in listed] == [(gone, "dismissed")]
-    assert listed[0]["last_error"].startswith("dismissed by an operator; before: ")
+    assert listed[0]["last_error"].endswith(" (dismissed by an operator)")
     assert runner.invoke(args=["connector", "replay", str(gone)]).exit_code == 1  # never replayed now
     bot = client.get(f"/v1/handoffs/{ids[0]}", headers=auth()).get_json()  # as the contract's statuses say it
     assert (bot["status"], bot["tickets"][0]["status"], bot["deliveries"][0]["state"]) == ("failed", "failed", "failed")
@@ -189,6 +190,53 @@ def test_a_given_up_delivery_of_a_target_disabled_since_is_dismissed_not_replaye
         session.execute(update(Handoff).values(created_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=40)))
     forgot = runner.invoke(args=["connector", "purge", "--days", "30"])
     assert forgot.exit_code == 0 and "forgot 2 handoff(s)" in forgot.output, forgot.output
+
+
+def test_a_dismissed_delivery_is_said_to_the_bot_as_failed_everywhere_and_hides_what_it_hid(make_app, flaky):
+    # The review's finds: "dismissed by an operator; before: " in front of a connection failure
+    # kept `for_bot` from knowing it (the proxy's host went to the bot), and a status callback
+    # listed `dismissed`, which the contract's ticket statuses do not have.
+    from connector import callbacks
+    from connector.outbox import dismiss
+
+    app = make_app(targets=("flaky",))
+    client, services = app.test_client(), app.extensions["connector"]
+    handoff_id = client.post("/v1/handoffs", data=json.dumps(minimal_packet()), headers=auth(),
+                             content_type="application/json").get_json()["id"]
+    hidden = ("TransientError: could not connect to https://zendesk-proxy.internal:8443/api/v2/tickets.json: "
+              "Failed to resolve 'zendesk-proxy.internal'")
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(state="dead", last_error=hidden))
+    before = client.get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()["tickets"][0]["error"]
+    assert dismiss(services.db, states=("dead",))
+    after = client.get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()
+    assert "zendesk-proxy" not in json.dumps(after) and after["tickets"][0]["error"] == before
+    assert callbacks.ticket("slack", "dismissed", None, None)["status"] == "failed"  # every callback body's tickets
+
+
+def test_messages_do_not_go_to_a_target_whose_delivery_was_dismissed(make_app, flaky):
+    # Each batch went there too: it failed at once (the target disabled), back on the failed
+    # counts, or carried the whole handoff where an operator had said it was not to go.
+    from connector.outbox import dismiss
+
+    app = make_app(targets=("flaky", "preview"))
+    client, services = app.test_client(), app.extensions["connector"]
+    handoff_id = client.post("/v1/handoffs", data=json.dumps(minimal_packet(targets=["flaky", "preview"])),
+                             headers=auth(), content_type="application/json").get_json()["id"]
+    with services.db.session() as session:
+        session.execute(update(Delivery).where(Delivery.target == "flaky").values(state="dead"))
+    dismiss(services.db, states=("dead",))
+    batch = {"messages": [{"at": "2026-11-20T10:00:00Z", "role": "customer", "text": "still there?"}]}
+    sent = client.post(f"/v1/handoffs/{handoff_id}/messages", data=json.dumps(batch), headers=auth(),
+                       content_type="application/json")
+    assert sent.status_code in (201, 202) and [t["target"] for t in sent.get_json()["tickets"]] == ["preview"]
+    with services.db.session() as session:
+        session.execute(update(Delivery).where(Delivery.target == "preview").values(state="dead"))
+    dismiss(services.db, states=("dead",))
+    refused = client.post(f"/v1/handoffs/{handoff_id}/messages", data=json.dumps({"messages": [
+        {"at": "2026-11-20T10:01:00Z", "role": "customer", "text": "hello?"}]}), headers=auth(),
+        content_type="application/json")
+    assert refused.status_code == 422 and "dismissed" in refused.get_json()["detail"]
 
 
 def test_check_reports_insecure_settings_and_risky_mappings(make_app):

@@ -264,6 +264,8 @@ def test_the_customer_sees_their_words_without_the_characters_nobody_sees():
     ("Billing Team", "our Billing team"),  # not "our Billing Team team"
     ("billing_team", "our billing team"),
     ("teamwork", "our teamwork team"),
+    ("Team", "our support team"),  # nothing but the word
+    ("Billing Team ", "our Billing team"),
 ])
 def test_a_team_the_messages_do_not_name_is_said_by_its_id_only_when_it_reads_as_a_name(team, said):
     assert said in compose(full_packet(), {"team": team}, None, MESSAGES)["text"]

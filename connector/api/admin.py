@@ -9,7 +9,7 @@ from adapters import registry
 
 from ..auth import authenticate_admin
 from ..errors import MappingsRefused, NotFound, ValidationFailed
-from ..outbox import REPLAYABLE, dismiss, list_deliveries, replay
+from ..outbox import REPLAYABLE, dismiss, list_deliveries, of_targets_not_enabled, replay
 from ..previewing import preview_packet
 from ..schemas.responses import DELIVERY_STATES
 from ..services import current_services
@@ -147,14 +147,16 @@ def retry_many() -> Response:
         - {in: query, name: target, required: false, description: "One target; empty or absent for every target", schema: {type: string, enum: ["", preview, zendesk, salesforce, slack]}}
         - {in: query, name: include_failed, required: false, schema: {type: boolean, default: false}}
       responses:
-        202: {description: Queued again, content: {application/json: {schema: {type: object, properties: {replayed: {type: array, items: {type: integer}}}}}}}
+        202: {description: "Queued again; `not_enabled`: the given-up ones left alone, their target not enabled here (dismiss them, or enable it)", content: {application/json: {schema: {type: object, required: [replayed, not_enabled], properties: {replayed: {type: array, items: {type: integer}}, not_enabled: {type: array, items: {type: integer}}}}}}}
         401: {$ref: "#/components/responses/Problem"}
         422: {$ref: "#/components/responses/Problem"}
     """
     states = REPLAYABLE if request.args.get("include_failed") in ("1", "true") else ("dead",)
-    services = current_services()
-    replayed = replay(services.db, states=states, target=_target(), enabled=services.settings.targets)
-    response = jsonify({"replayed": replayed})
+    services, target = current_services(), _target()
+    replayed = replay(services.db, states=states, target=target, enabled=services.settings.targets)
+    left = of_targets_not_enabled(services.db, ids=None, states=states, target=target,
+                                  enabled=services.settings.targets)
+    response = jsonify({"replayed": replayed, "not_enabled": left})
     response.status_code = 202
     return response
 

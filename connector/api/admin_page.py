@@ -43,7 +43,7 @@ from .. import answers, follow_up_packets
 from ..brief import render_brief
 from ..db import reason
 from ..models import Assignment, Handoff
-from ..outbox import REPLAYABLE, dismiss, list_deliveries, replay
+from ..outbox import REPLAYABLE, dismiss, list_deliveries, of_targets_not_enabled, replay
 from ..services import current_services
 from .handoffs import detail_of
 from .health import readiness
@@ -227,6 +227,11 @@ def retry_dead() -> Response:
     services = current_services()
     replayed = replay(services.db, states=("dead",), enabled=services.settings.targets)
     flash(f"{len(replayed)} dead deliver{'y' if len(replayed) == 1 else 'ies'} queued again.")
+    left = of_targets_not_enabled(services.db, ids=None, states=("dead",), target=None,
+                                  enabled=services.settings.targets)
+    if left:
+        flash(f"{len(left)} left alone, their target not enabled here (CONNECTOR_TARGETS): dismiss them, or enable "
+              f"it: {' '.join(map(str, left[:20]))}")
     return redirect(url_for("admin_page.dashboard"))
 
 
