@@ -223,14 +223,16 @@ def callbacks_command(callback_ids: tuple[int, ...], status: str, limit: int, re
     sender = _migrated().callbacks
     if resend:
         queued = sender.resend(list(callback_ids) or None)
-        click.echo(f"queued again {len(queued)}: {' '.join(map(str, queued))}".rstrip(": "))
+        _said("queued again", queued, "callback")
         if callback_ids and len(queued) < len(callback_ids):  # as `replay` says of deliveries
             _left_alone(sender.db, Callback, set(callback_ids) - set(queued), "not given up", "callback")
         return
     rows = sender.listed(status, limit)
     for row in rows:
+        # Named: the one time shown was the creation's, read as the last attempt's after a resend.
+        finished = f"\tfinished={row.finished_at:%Y-%m-%d %H:%M:%S}" if row.finished_at else ""
         click.echo(f"{row.id}\t{row.handoff_id}\t{row.state}\t{row.status}\tattempts={row.attempts}\t"
-                   f"{row.created_at:%Y-%m-%d %H:%M:%S}\t{_one_line(row.last_error)}")
+                   f"created={row.created_at:%Y-%m-%d %H:%M:%S}{finished}\t{_one_line(row.last_error)}")
     click.echo(f"{len(rows)} callback{'' if len(rows) == 1 else 's'}", err=True)
 
 
@@ -250,7 +252,7 @@ def replay_command(delivery_ids: tuple[int, ...], all_dead: bool, include_failed
     # One of a target disabled since failed at once ("not enabled here", attempts 0), said replayed.
     enabled = services.settings.targets
     replayed = replay(services.db, ids=list(delivery_ids) or None, states=states, target=target, enabled=enabled)
-    click.echo(f"replayed {len(replayed)}: {' '.join(map(str, replayed))}".rstrip(": "))
+    _said("replayed", replayed, "delivery")
     left = of_targets_not_enabled(services.db, ids=list(delivery_ids) or None, states=states, target=target,
                                   enabled=enabled)
     if left:
@@ -279,10 +281,17 @@ def dismiss_command(delivery_ids: tuple[int, ...], all_dead: bool, include_faile
     states = REPLAYABLE if include_failed or delivery_ids else ("dead",)
     services = _migrated()
     dismissed = dismiss(services.db, ids=list(delivery_ids) or None, states=states, target=target)
-    click.echo(f"dismissed {len(dismissed)}: {' '.join(map(str, dismissed))}".rstrip(": "))
+    _said("dismissed", dismissed, "delivery")
     if delivery_ids and len(dismissed) < len(delivery_ids):
         _left_alone(services.db, Delivery, set(delivery_ids) - set(dismissed),
                     "not dead or failed, or its messages carried since by later ones", "delivery")
+
+
+def _said(done: str, ids: list[int], noun: str) -> None:
+    """"replayed 2 deliveries: 14 15" ("queued again 1: 1" read as a riddle)."""
+    many = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    listed = f": {' '.join(map(str, ids))}" if ids else ""
+    click.echo(f"{done} {len(ids)} {noun if len(ids) == 1 else many}{listed}")
 
 
 def _left_alone(db: Database, model: type[Delivery] | type[Callback], ids: set[int], why: str, noun: str) -> NoReturn:

@@ -132,7 +132,7 @@ def test_bulk_replay_and_cli(make_app, flaky):
     assert runner.invoke(args=["connector", "deliveries", "--limit", "0"]).exit_code == 2
     assert len(client.get("/v1/deliveries?state=dead&target=", headers=admin()).get_json()["items"]) == 3
     replayed = runner.invoke(args=["connector", "replay", "--all-dead"])
-    assert replayed.exit_code == 0 and replayed.output.startswith("replayed 3")
+    assert replayed.exit_code == 0 and replayed.output.startswith("replayed 3 deliveries: ")
     _kill(app)
     response = client.post("/v1/deliveries/retry?target=flaky", headers=admin())
     assert response.status_code == 202 and len(response.get_json()["replayed"]) == 3
@@ -172,7 +172,7 @@ def test_a_given_up_delivery_of_a_target_disabled_since_is_dismissed_not_replaye
     _kill(app)
 
     dismissed = runner.invoke(args=["connector", "dismiss", str(gone)])
-    assert dismissed.exit_code == 0 and dismissed.output.strip() == f"dismissed 1: {gone}"
+    assert dismissed.exit_code == 0 and dismissed.output.strip() == f"dismissed 1 delivery: {gone}"
     assert "slack" not in services.outbox.counts()  # off the gauges and /readyz
     listed = client.get("/v1/deliveries?state=dismissed", headers=admin()).get_json()["items"]
     assert [(d["id"], d["state"]) for d in listed] == [(gone, "dismissed")]

@@ -578,11 +578,12 @@ def test_given_up_callbacks_are_listed_and_sent_again_once_the_bot_can_be_signed
     listed = runner.invoke(args=["connector", "callbacks"])
     assert listed.exit_code == 0
     assert f"{callback.id}\t{callback.handoff_id}\tdelivered\tdead\tattempts=1" in listed.output
-    assert "has no usable signing secret" in listed.output
+    assert "has no usable signing secret" in listed.output and "\tcreated=" in listed.output
+    assert "\tfinished=" in listed.output  # given up: when, not only when it was owed
     with after.extensions["connector"].db.session() as session:  # given up long ago: a fresh window
         session.execute(update(Callback).values(window_started_at=utcnow() - dt.timedelta(days=3)))
     resent = runner.invoke(args=["connector", "callbacks", "--resend"])
-    assert resent.output.strip() == f"queued again 1: {callback.id}"
+    assert resent.output.strip() == f"queued again 1 callback: {callback.id}"
     bot.answer(503)  # one more failure inside the new window is retried, not given up for age
     send_due(after)
     assert [(r.status, r.attempts) for r in rows(after)] == [("pending", 1)]
