@@ -24,10 +24,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess, values
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from .db import reason
 from .errors import ConfigError
@@ -203,6 +204,20 @@ def _started() -> None:
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+def _route_refusing_the_method() -> str:
+    """The route of a `405` (`DELETE /v1/handoffs` matched no rule, so it was "(no route)", with the
+    paths no route has); "(no route)" for those."""
+    refused = request.routing_exception
+    if isinstance(refused, MethodNotAllowed) and refused.valid_methods:
+        try:
+            rule, _ = current_app.url_map.bind_to_environ(request.environ).match(
+                method=sorted(refused.valid_methods)[0], return_rule=True)
+            return str(rule.rule)
+        except HTTPException:
+            pass
+    return "(no route)"
+
+
 def _answered(response: Response) -> Response:
     _count_request(response.status_code)
     return response
@@ -210,7 +225,7 @@ def _answered(response: Response) -> Response:
 
 @safely
 def _count_request(status: int) -> None:
-    route = request.url_rule.rule if request.url_rule is not None else "(no route)"
+    route = request.url_rule.rule if request.url_rule is not None else _route_refusing_the_method()
     # Any word is a method to HTTP: a stranger's made-up ones would each open a series that lives
     # as long as the process (and its file, under gunicorn).
     method = request.method if request.method in _METHODS else "(other)"

@@ -137,6 +137,17 @@ def test_a_missing_metrics_directory_is_made_so_a_command_before_the_first_run_w
     assert (tmp_path / "run" / "metrics").is_dir()
 
 
+def test_a_method_a_route_refuses_is_counted_under_that_route(client):
+    # Counted as "(no route)", with the paths nothing serves: a client sending DELETE to
+    # /v1/handoffs could not be told from a scanner's guesses.
+    before = scrape(client)
+    assert client.delete("/v1/handoffs", headers=auth()).status_code == 405
+    after = scrape(client)
+    labels = {"route": "/v1/handoffs", "method": "DELETE", "status": "405"}
+    assert value(after, "connector_http_requests_total", **labels) - value(
+        before, "connector_http_requests_total", **labels) == 1
+
+
 def test_a_made_up_method_or_path_opens_no_series_of_its_own(client):
     client.open("/v1/handoffs", method="BREW")
     client.get("/no/such/path/hnd_123")
