@@ -324,8 +324,9 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     if intent.get("name"):
         fields.append(f"*Intent*\n{short('intent', _intent(intent), 200)}")
     channel = " · ".join(str(v) for v in (conversation.get("channel"), conversation.get("language")) if v)
-    if channel:
-        fields.append(f"*Channel*\n{short('conversation', channel, 200)}")
+    if channel:  # "*Channel* en" when only the language was known: it names what it holds
+        label = "Channel" if conversation.get("channel") else "Language"
+        fields.append(f"*{label}*\n{short('conversation', channel, 200)}")
     team = " / ".join(str(assignment[k]) for k in ("team", "queue", "agent") if assignment.get(k))
     if team:
         fields.append(f"*Routed to*\n{fit(team, 200)[0]}")

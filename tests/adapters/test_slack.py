@@ -183,6 +183,15 @@ def test_preview_renders_without_credentials_or_network() -> None:
     assert all(assert_within_limits(reply) is None for reply in payload["thread"])
 
 
+@pytest.mark.parametrize(("conversation", "shown"), [
+    ({"id": "c", "channel": "web_chat", "language": "en"}, "*Channel*\nweb_chat · en"),
+    ({"id": "c", "language": "en"}, "*Language*\nen"),  # was "*Channel* en"
+])
+def test_the_conversation_field_names_what_it_holds(conversation: dict[str, str], shown: str) -> None:
+    payload = SlackAdapter(Settings(), {}).render(ctx_for(full_packet(conversation=conversation)))
+    assert shown in json.dumps(payload["message"]["blocks"], ensure_ascii=False).replace("\\n", "\n")
+
+
 def test_no_claim_button_without_the_signing_secret_that_verifies_its_clicks() -> None:
     unverifiable = SlackAdapter(Settings(), {}).render(ctx_for())["message"]["blocks"]
     assert [e["action_id"] for b in unverifiable if b["type"] == "actions" for e in b["elements"]] == [

@@ -68,6 +68,7 @@ def test_each_kind_is_masked(kind: str, text: str, expected: str) -> None:
     ("kinds", "text"),
     [
         (ALL, "order 1234567890123456 and 4242 4242 4242 4241"),  # 16 digits, not Luhn
+        (ALL, "order 1000000000000008, tracking 9400111899223344551"),  # Luhn-valid, no card network's
         (ALL, "reference 12345678901234567890123"),  # too long to be a card
         (ALL, "on 2026-11-21 12:00, due 21/11/2026 or 21.11.2026"),
         (ALL, "ip 192.168.100.200, version 10.0.19045.2965, pi 3.14159265358979"),
@@ -84,6 +85,7 @@ def test_each_kind_is_masked(kind: str, text: str, expected: str) -> None:
 )
 def test_near_misses_are_kept(kinds: tuple[str, ...], text: str) -> None:
     assert luhn_valid("1234567890123456") is False and luhn_valid("4242424242424241") is False
+    assert luhn_valid("1000000000000008") and luhn_valid("9400111899223344551")  # kept for their first digit
     assert redact_text(text, kinds) == (text, {})
 
 
@@ -198,7 +200,8 @@ GROUPED_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")
 
 
 def luhn_valid_16_digit_groups(text: str) -> list[str]:
-    """Sequences of whole digit groups (separated by one space or dash) with 16 digits, Luhn-valid."""
+    """Sequences of whole digit groups (separated by one space or dash) with 16 digits, Luhn-valid,
+    starting as a card network's do (2–6)."""
     found = []
     for run in GROUPED_RUN.findall(text):
         groups = re.findall(r"[0-9]+", run)
@@ -206,7 +209,7 @@ def luhn_valid_16_digit_groups(text: str) -> list[str]:
             digits = ""
             for group in groups[first:]:
                 digits += group
-                if len(digits) == 16 and luhn_valid(digits):
+                if len(digits) == 16 and luhn_valid(digits) and digits[0] in "23456":
                     found.append(digits)
                 if len(digits) >= 16:
                     break
