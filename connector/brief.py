@@ -282,10 +282,13 @@ def subject_for(packet: Mapping[str, Any]) -> str:
     return one_line(problem_words(packet) or "Conversation handed off", 120)
 
 
-def problem_words(packet: Mapping[str, Any]) -> str:
-    """The problem as the packet words it (the customer's, else the bot's), unflattened; "" if none."""
+def problem_words(packet: Mapping[str, Any], *, echoed: bool = False) -> str:
+    """The problem as the packet words it (the customer's, else the bot's), unflattened; "" if none.
+    `echoed` (said back to the customer): a customer line only if it says something — "I've passed
+    on: agent." restated nothing; an agent's subject still takes the longest short one."""
     intent = packet.get("intent") or {}
-    return next((text for text in (intent.get("stated_problem"), intent.get("summary"), first_customer_line(packet))
+    return next((text for text in (intent.get("stated_problem"), intent.get("summary"),
+                                   first_customer_line(packet, longest=not echoed))
                  if text and without_invisible(text).strip()), "")
 
 
@@ -307,12 +310,14 @@ def _words(text: str) -> float:
     return words + len(text.split())
 
 
-def first_customer_line(packet: Mapping[str, Any]) -> str:
+def first_customer_line(packet: Mapping[str, Any], *, longest: bool = True) -> str:
     """The customer's first message that says something (`_SAYS_SOMETHING` words or more), else
-    their longest: "hi" made the ticket's subject and the customer message's "I've passed on: hi."."""
+    their longest (`longest`), else "": "hi" made the ticket's subject and the customer message's
+    "I've passed on: hi."."""
     said = [entry["text"] for entry in packet.get("transcript", [])
             if entry.get("role") == "customer" and without_invisible(entry.get("text", "")).strip()]
-    return next((text for text in said if _words(text) >= _SAYS_SOMETHING), max(said, key=len, default=""))
+    return next((text for text in said if _words(text) >= _SAYS_SOMETHING),
+                max(said, key=len, default="") if longest else "")
 
 
 # The fields the contract names in each part the brief shows; a bot's others are kept (README: nested
@@ -380,7 +385,13 @@ def one_line(text: str, limit: int, shown: Callable[[str], str] = visible_contro
     """`text` on one line, at most `limit` characters; `shown`: what is done with the characters
     nobody sees (an agent is shown bidirectional controls by name; a customer, `without_invisible`)."""
     flat = " ".join(shown(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+    if len(flat) <= limit:
+        return flat
+    cut = flat[: limit - 1]
+    # At a word's end when one is near ("…Sentence num…" read as a typo); a long unbroken run
+    # (a URL, a token) is cut where it stands.
+    space = cut.rfind(" ")
+    return (cut[:space] if space >= limit * 0.6 else cut).rstrip(" ,;:") + "…"
 
 
 def _ticket_ref(ticket: Mapping[str, Any]) -> dict[str, Any]:

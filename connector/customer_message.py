@@ -175,7 +175,7 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     # The customer's own words, echoed back: a card number or an ID number in them is masked, as the
     # vendors' mappings mask them — the message travels in the answer, callbacks and the bot's logs.
     # Without the characters nobody sees: the agent's brief names them ([U+202E]); the customer sees none.
-    words = one_line(problem_words(packet), 140, shown=without_invisible) or _no_problem(config, locale)
+    words = one_line(problem_words(packet, echoed=True), 140, shown=without_invisible) or _no_problem(config, locale)
     problem = redact_text(words, ECHOED_SECRETS)[0].rstrip(".")
     hours = assignment.get("business_hours") or {}
     quoted_wait = False

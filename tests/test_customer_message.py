@@ -297,3 +297,25 @@ def test_no_problem_is_optional_and_falls_back_to_the_default_locales_then_the_b
     assert "Les he contado: your request." in compose(packet, ASSIGNMENT, None, messages)["text"]
     messages["locales"]["en"]["no_problem"] = "what you asked"
     assert "Les he contado: what you asked." in compose(packet, ASSIGNMENT, None, messages)["text"]
+
+
+def test_a_customer_who_only_asked_for_a_person_is_not_told_their_request_was_agent():
+    # "I've passed on: agent." — the longest of "hi" and "agent" restated nothing; the agent's
+    # subject still shows it (the ticket's, not the customer's, line).
+    from connector.brief import subject_for
+
+    packet = {"bot": {"id": "b"}, "conversation": {"id": "c"}, "customer": {"email": "a@b.c"},
+              "transcript": [{"at": "2026-11-20T10:00:00Z", "role": "customer", "text": "hi"},
+                             {"at": "2026-11-20T10:00:05Z", "role": "customer", "text": "agent"}],
+              "escalation": {"reason": "customer_request"}}
+    assert "I've passed on: your request." in compose(packet, ASSIGNMENT, None, MESSAGES)["text"]
+    assert subject_for(packet) == "agent"
+
+
+def test_a_long_problem_is_cut_at_a_word_not_inside_one():
+    from connector.brief import one_line
+
+    words = "Let me explain the whole situation in detail because it matters a great deal to us"
+    cut = one_line(words, 40)
+    assert cut == "Let me explain the whole situation in…" and len(cut) <= 40
+    assert one_line("x" * 60, 40) == "x" * 39 + "…"  # one unbroken run: cut where it stands
