@@ -9,7 +9,7 @@ from typing import Any
 from adapters import registry
 from adapters.base import HandoffContext
 
-from . import answers
+from . import answers, customer_message, routing
 from .brief import render_brief
 from .decision import decide
 from .errors import PayloadTooLarge, ValidationFailed
@@ -55,6 +55,10 @@ def preview_packet(services: Services, raw: bytes, content_type: str | None = "a
         "wait_source": decision.wait_source,
         "brief": {"subject": brief.subject, "text": brief.text},
         "vendors": vendors,
+        # What a handoff's answer would warn of about the routing and the message (a language with no
+        # messages of its own is answered in the default locale's: the dry run showed it without a word).
+        "warnings": (routing.department_warnings(packet, decision.assignment, mappings.routing)
+                     + customer_message.language_warnings(packet, mappings.messages)),
     }
 
 

@@ -83,6 +83,16 @@ def test_preview_decides_as_at_another_moment_when_asked(client):
     assert typed.status_code == 422 and "write it %2B" in typed.get_json()["detail"]
 
 
+def test_preview_warns_as_the_answer_would(client):
+    # A conversation in Portuguese, with no messages for it, was previewed in English without a word.
+    packet = minimal_packet(conversation={"id": "c", "language": "pt-BR"})
+    response = client.post("/v1/preview", data=json.dumps(packet), headers=admin(), content_type="application/json")
+    assert response.status_code == 200
+    assert any("no customer messages for 'pt-BR'" in said for said in response.get_json()["warnings"])
+    assert client.post("/v1/preview", data=json.dumps(minimal_packet()), headers=admin(),
+                       content_type="application/json").get_json()["warnings"] == []
+
+
 def test_preview_reports_packet_errors(client):
     response = client.post("/v1/preview", data=json.dumps({"bot": {}}), headers=admin(),
                            content_type="application/json")
