@@ -214,8 +214,9 @@ def _one_line(text: str) -> bool:
     return "\n" not in text and _LINE_BREAK.search(text) is None
 
 
-# http(s) addresses in free text; the closing punctuation of a sentence is not part of one.
-_URL = re.compile(r"https?://[^\s<>\"'`]+")
+# http(s) addresses in free text; the closing punctuation of a sentence is not part of one, nor
+# a `|` (Slack's `<https://…|label>`, pasted: the link went to "https://…|label").
+_URL = re.compile(r"https?://[^\s<>\"'`|]+")
 _URL_TAIL = ".,;:!?)]}"
 
 

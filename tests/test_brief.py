@@ -109,6 +109,7 @@ def test_the_slack_alert_quotes_the_latest_words_too():
                                          '&lt;2&gt;&#34;'),
     ("javascript:alert(1) and ftp://files.example/x", "javascript:alert(1) and ftp://files.example/x"),
     ("line one\nhttps://a.example/x", 'line one<br>\n&emsp;&emsp;<a href="https://a.example/x">https://a.example/x</a>'),
+    ("<https://a.example/x|click me>", '&lt;<a href="https://a.example/x">https://a.example/x</a>|click me&gt;'),
 ])
 def test_addresses_in_the_transcript_are_links_in_html_and_everything_else_stays_text(text, html):
     packet = minimal_packet()
