@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -236,19 +237,36 @@ def callbacks_command(callback_ids: tuple[int, ...], status: str, limit: int, re
     click.echo(f"{len(rows)} callback{'' if len(rows) == 1 else 's'}", err=True)
 
 
-@group.command("replay")
-@click.argument("delivery_ids", nargs=-1, type=int)
-@click.option("--all-dead", is_flag=True, help="Replay every dead delivery.")
-@click.option("--include-failed", is_flag=True, help="Failed (refused) deliveries too.")
-@click.option("--target", type=click.Choice(list(registry.TARGETS)), default=None, help="Only this target.")
-def replay_command(delivery_ids: tuple[int, ...], all_dead: bool, include_failed: bool, target: str | None) -> None:
-    """Queue dead (or failed) deliveries again; each is looked up at the vendor before any resend."""
-    from .outbox import REPLAYABLE, of_targets_not_enabled, replay
+def _given_up_options(verb: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """What `replay` and `dismiss` take: ids, or --all-dead; --include-failed; --target."""
+    def wrap(command: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed([
+            click.argument("delivery_ids", nargs=-1, type=int),
+            click.option("--all-dead", is_flag=True, help=f"{verb} every dead delivery (of --target, when given)."),
+            click.option("--include-failed", is_flag=True, help="Failed (refused) deliveries too."),
+            click.option("--target", type=click.Choice(list(registry.TARGETS)), default=None, help="Only this target."),
+        ]):
+            command = option(command)
+        return command
+    return wrap
+
+
+def _given_up_states(delivery_ids: tuple[int, ...], all_dead: bool, include_failed: bool) -> tuple[str, ...]:
+    from .outbox import REPLAYABLE
 
     if not delivery_ids and not all_dead:
         raise click.UsageError("name delivery ids, or pass --all-dead")
+    return REPLAYABLE if include_failed or delivery_ids else ("dead",)
+
+
+@group.command("replay")
+@_given_up_options("Replay")
+def replay_command(delivery_ids: tuple[int, ...], all_dead: bool, include_failed: bool, target: str | None) -> None:
+    """Queue dead (or failed) deliveries again; each is looked up at the vendor before any resend."""
+    from .outbox import of_targets_not_enabled, replay
+
+    states = _given_up_states(delivery_ids, all_dead, include_failed)
     services = _migrated()
-    states = REPLAYABLE if include_failed or delivery_ids else ("dead",)
     # One of a target disabled since failed at once ("not enabled here", attempts 0), said replayed.
     enabled = services.settings.targets
     replayed = replay(services.db, ids=list(delivery_ids) or None, states=states, target=target, enabled=enabled)
@@ -266,25 +284,19 @@ def replay_command(delivery_ids: tuple[int, ...], all_dead: bool, include_failed
 
 
 @group.command("dismiss")
-@click.argument("delivery_ids", nargs=-1, type=int)
-@click.option("--all-dead", is_flag=True, help="Dismiss every dead delivery (of --target, when given).")
-@click.option("--include-failed", is_flag=True, help="Failed (refused) deliveries too.")
-@click.option("--target", type=click.Choice(list(registry.TARGETS)), default=None, help="Only this target.")
+@_given_up_options("Dismiss")
 def dismiss_command(delivery_ids: tuple[int, ...], all_dead: bool, include_failed: bool, target: str | None) -> None:
     """Put dead (or failed) deliveries aside for good: they will not be sent (their target disabled
     since, the customer reached another way). No longer counted as given up (metrics, /readyz), never
     replayed, and retention may forget their handoffs; a bot reads them as failed."""
-    from .outbox import REPLAYABLE, dismiss
+    from .outbox import dismiss
 
-    if not delivery_ids and not all_dead:
-        raise click.UsageError("name delivery ids, or pass --all-dead")
-    states = REPLAYABLE if include_failed or delivery_ids else ("dead",)
+    states = _given_up_states(delivery_ids, all_dead, include_failed)
     services = _migrated()
     dismissed = dismiss(services.db, ids=list(delivery_ids) or None, states=states, target=target)
     _said("dismissed", dismissed, "delivery")
     if delivery_ids and len(dismissed) < len(delivery_ids):
-        _left_alone(services.db, Delivery, set(delivery_ids) - set(dismissed),
-                    "not dead or failed, or its messages carried since by later ones", "delivery")
+        _left_alone(services.db, Delivery, set(delivery_ids) - set(dismissed), "not dead or failed", "delivery")
 
 
 def _said(done: str, ids: list[int], noun: str) -> None:
