@@ -125,7 +125,7 @@ def dismiss_one(delivery_id: int) -> Response:
         404: {$ref: "#/components/responses/Problem"}
     """
     if not 0 < delivery_id < 2**63 or not dismiss(current_services().db, ids=[delivery_id], states=REPLAYABLE):
-        raise NotFound(f"No dead or failed delivery {delivery_id} whose messages later ones have not carried since.")
+        raise NotFound(f"No dead or failed delivery {delivery_id}.")
     return _one(delivery_id, 200)
 
 

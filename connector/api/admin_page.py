@@ -217,8 +217,7 @@ def dismiss_one(delivery_id: int) -> Response:
     if 0 < delivery_id < 2**63 and dismiss(current_services().db, ids=[delivery_id], states=REPLAYABLE):
         flash(f"Delivery {delivery_id} is dismissed: it will not be sent, nor counted as given up.")
     else:
-        flash(f"Delivery {delivery_id} was not dead or failed, or later messages carried its own since: nothing "
-              "dismissed.")
+        flash(f"Delivery {delivery_id} was not dead or failed: nothing dismissed.")
     return redirect(_back())
 
 
