@@ -31,6 +31,7 @@ from .handoff_store import Stored, new_handoff
 from .idempotency import key_for, packet_hash
 from .json_body import parse_json
 from .jsonlog import log_context
+from .mappings import Mappings
 from .models import Delivery, Handoff, utcnow
 from .outbox import Attempted
 from .schemas import Limits, PacketSchema, flatten_errors, plain_load
@@ -119,11 +120,16 @@ def _warned(answer: Answer, packet: dict[str, Any], services: Services) -> Answe
     """The answer, with `warnings` when part of what the bot asked for will not happen (`callbacks.warnings_for`)."""
     targets = [ticket["target"] for ticket in answer.body.get("tickets") or []]
     said = (callbacks.warnings_for(packet, services.settings) + _unused_vendor_extra(packet, targets)
-            + routing.department_warnings(packet, answer.body.get("assignment") or {}, services.mappings.routing)
-            + customer_message.language_warnings(packet, services.mappings.messages))
+            + decision_warnings(packet, answer.body.get("assignment") or {}, services.mappings))
     if said:
         answer.body["warnings"] = said
     return answer
+
+
+def decision_warnings(packet: Mapping[str, Any], assignment: Mapping[str, Any], mappings: Mappings) -> list[str]:
+    """What the answer (and the dry run) warns of about the routing and the customer's message."""
+    return (routing.department_warnings(packet, assignment, mappings.routing)
+            + customer_message.language_warnings(packet, mappings.messages))
 
 
 def _unused_vendor_extra(packet: Mapping[str, Any], targets: list[str]) -> list[str]:

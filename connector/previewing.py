@@ -9,11 +9,11 @@ from typing import Any
 from adapters import registry
 from adapters.base import HandoffContext
 
-from . import answers, customer_message, routing
+from . import answers
 from .brief import render_brief
 from .decision import decide
 from .errors import PayloadTooLarge, ValidationFailed
-from .intake import validate_packet
+from .intake import decision_warnings, validate_packet
 from .json_body import parse_json
 from .services import Services
 from .text_rules import rfc3339, rfc3339_problem
@@ -57,8 +57,7 @@ def preview_packet(services: Services, raw: bytes, content_type: str | None = "a
         "vendors": vendors,
         # What a handoff's answer would warn of about the routing and the message (a language with no
         # messages of its own is answered in the default locale's: the dry run showed it without a word).
-        "warnings": (routing.department_warnings(packet, decision.assignment, mappings.routing)
-                     + customer_message.language_warnings(packet, mappings.messages)),
+        "warnings": decision_warnings(packet, decision.assignment, mappings),
     }
 
 
