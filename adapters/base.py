@@ -305,6 +305,8 @@ class Adapter(abc.ABC):
         if not kinds:
             return ctx
         packet, counts = redact_packet(ctx.packet, kinds)
+        if not any(counts.values()):  # nothing masked (the usual packet): the brief as rendered
+            return ctx
         # The same form of brief as given: a follow-up's short one stays short (`render_brief`).
         brief = render_brief(packet, ctx.handoff_id, update=ctx.brief.follow_up is not None, assignment=ctx.assignment)
         return replace(ctx, packet=packet, brief=brief,
