@@ -74,9 +74,6 @@ class SalesforceAdapter(Adapter):
     mapping_types = {"comments_published": bool, "handoff_id_is_external_id": bool, "fields": dict, "priority": dict,
                      "origin": dict, "rate_limit_retry_after_s": (int, float)}
     agent_field = "owner_id"  # a user (005…); routing may also put a queue (00G…) there
-    # As the shipped salesforce.yaml: without `redact:` (the file moved away in a deploy) a card
-    # number or a credential still does not reach the case.
-    default_redact = ("card", "secret")
     routing_keys = frozenset({"owner_id"})
 
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):

@@ -94,9 +94,6 @@ class ZendeskAdapter(Adapter):
                      "subject": (str, dict)}  # a template as text, or any value spec ({lookup: …}, {path: …})
     required_settings = ("zendesk_subdomain", ("zendesk_api_token", "zendesk_oauth_token"))
     agent_field = "assignee_id"
-    # As the shipped zendesk.yaml: without `redact:` (the file moved away in a deploy) a card number
-    # or a credential still does not reach the ticket.
-    default_redact = ("card", "secret")
     routing_keys = frozenset({"group_id", "assignee_id"})
 
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
