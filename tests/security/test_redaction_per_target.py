@@ -63,3 +63,16 @@ def test_an_unknown_pii_kind_is_refused_naming_file_and_line(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_mappings(str(tmp_path / "m"), str(tmp_path), ["slack"])
     assert "slack.yaml:" in caught.value.source and "redact" in caught.value.source
+
+
+def test_a_packet_with_nothing_to_mask_keeps_its_brief_as_rendered():
+    # Every Slack alert rendered the brief a second time, from a copy of the packet identical to it.
+    from adapters.slack import SlackAdapter
+    from connector.settings import Settings
+    from tests.factories import make_context
+
+    adapter = SlackAdapter(Settings(), {})
+    plain = make_context(full_packet(), target="slack")
+    assert adapter.for_target(plain) is plain
+    masked = adapter.for_target(make_context(hostile_packet(), target="slack"))
+    assert CARD not in masked.brief.text and masked.redactions == {"card": 1, "national_id": 1, "secret": 1}
