@@ -9,8 +9,7 @@ Kinds, applied in this order so a longer secret is not half-masked as a card or 
   a digit or has 16 characters or more: "token: expired since monday" is a diagnosis).
 * `iban` — country + check digits + BBAN, length checked against the country, mod-97 checked;
   printed in groups of four or compact. Keeps country and last four.
-* `card` — 13–19 digits starting 2–6 (the card networks'), optionally grouped by single spaces or dashes,
-  Luhn-checked. Keeps last four.
+* `card` — 13–19 digits, optionally grouped by single spaces or dashes, Luhn-checked. Keeps last four.
 * `national_id` — US SSN `123-45-6789` (dashes; area 000, 666 and 9xx, group 00 and serial 0000 are
   never issued, so not masked) and UK National Insurance numbers (`AB 12 34 56 C`, upper case).
 * `email` — `local@domain.tld`.
@@ -198,14 +197,6 @@ def _iban_at(text: str, start: int) -> tuple[int, str] | None:
     return (pos, compact) if int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1 else None
 
 
-# What a payment card's number starts with (its network's major industry identifier): 2 and 5
-# Mastercard, 3 Amex, Diners and JCB, 4 Visa, 6 Discover, UnionPay and Maestro. An order or
-# tracking number of 13–19 digits is Luhn-valid one time in ten: those starting 0, 1, 7, 8 or 9
-# (airlines, petroleum, telecoms, national use) were masked as cards, and an agent lost the key
-# to the order.
-_CARD_FIRST_DIGITS = "23456"
-
-
 def _mask_cards(text: str, counts: Counter[str]) -> str:
     return _DIGIT_RUN.sub(lambda run: _mask_cards_in_run(run.group(), counts), text)
 
@@ -228,7 +219,7 @@ def _mask_cards_in_run(run: str, counts: Counter[str]) -> str:
                 break
             checksum += parts[total % 2]
             total += size
-            if total >= 13 and checksum % 10 == 0 and run[groups[first][0]] in _CARD_FIRST_DIGITS:
+            if total >= 13 and checksum % 10 == 0:
                 best = first
         if best is not None:
             last4 = "".join(_DIGITS.findall(run[groups[best][0] : groups[end][1]]))[-4:]
