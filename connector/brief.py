@@ -285,12 +285,36 @@ def subject_for(packet: Mapping[str, Any]) -> str:
 
 def problem_words(packet: Mapping[str, Any], *, echoed: bool = False) -> str:
     """The problem as the packet words it (the customer's, else the bot's), unflattened; "" if none.
-    `echoed` (said back to the customer): a customer line only if it says something — "I've passed
-    on: agent." restated nothing; an agent's subject still takes the longest short one."""
+    `echoed` (said back to the customer): not a customer line made only of a greeting or a request
+    for a person — "I've passed on: agent." restated nothing; an agent's subject still shows it."""
     intent = packet.get("intent") or {}
-    return next((text for text in (intent.get("stated_problem"), intent.get("summary"),
-                                   first_customer_line(packet, longest=not echoed))
+    line = first_customer_line(packet)
+    if echoed and _asks_only_for_a_person(line):
+        line = ""
+    return next((text for text in (intent.get("stated_problem"), intent.get("summary"), line)
                  if text and without_invisible(text).strip()), "")
+
+
+# The words of a line that says nothing but "hello" or "a person, please", in the shipped locales'
+# languages. Only a line made of nothing else is left out: "Refund please" is a problem.
+_NOTHING_SAID = frozenset("""
+hi hello hey hiya yo good morning afternoon evening day there agent agents human humans person
+people representative rep operator someone somebody real live talk speak chat connect connected
+me to a an the with please pls plz help support customer service thanks thank you ok okay can i
+could would like want need get give transfer
+hola buenos buenas días dias tardes noches agente humano humana persona por favor hablar con un una
+quiero necesito ayuda
+bonjour salut bonsoir humain humaine personne svp s il vous plaît plait parler conseiller
+conseillère je veux voudrais besoin aide
+hallo guten tag morgen abend mitarbeiter mitarbeiterin mensch bitte sprechen mit einem einer ich
+möchte will brauche hilfe
+""".split())
+_WORD = re.compile(r"\w+")
+
+
+def _asks_only_for_a_person(line: str) -> bool:
+    words = _WORD.findall(line.lower())
+    return bool(words) and all(word in _NOTHING_SAID for word in words)
 
 
 # Fewer words than this, a customer's message is most likely a greeting or a bare request for a
@@ -311,14 +335,12 @@ def _words(text: str) -> float:
     return words + len(text.split())
 
 
-def first_customer_line(packet: Mapping[str, Any], *, longest: bool = True) -> str:
+def first_customer_line(packet: Mapping[str, Any]) -> str:
     """The customer's first message that says something (`_SAYS_SOMETHING` words or more), else
-    their longest (`longest`), else "": "hi" made the ticket's subject and the customer message's
-    "I've passed on: hi."."""
+    their longest: "hi" made the ticket's subject and the customer message's "I've passed on: hi."."""
     said = [entry["text"] for entry in packet.get("transcript", [])
             if entry.get("role") == "customer" and without_invisible(entry.get("text", "")).strip()]
-    return next((text for text in said if _words(text) >= _SAYS_SOMETHING),
-                max(said, key=len, default="") if longest else "")
+    return next((text for text in said if _words(text) >= _SAYS_SOMETHING), max(said, key=len, default=""))
 
 
 # The fields the contract names in each part the brief shows; a bot's others are kept (README: nested
@@ -391,8 +413,10 @@ def one_line(text: str, limit: int, shown: Callable[[str], str] = visible_contro
     cut = flat[: limit - 1]
     # At a word's end when one is near ("…Sentence num…" read as a typo); a long unbroken run
     # (a URL, a token) is cut where it stands.
-    space = cut.rfind(" ")
-    return (cut[:space] if space >= limit * 0.6 else cut).rstrip(" ,;:") + "…"
+    if flat[limit - 1] != " ":  # else `cut` ends on a whole word already
+        space = cut.rfind(" ")
+        cut = cut[:space] if space >= limit * 0.6 else cut
+    return (cut.rstrip(" ,;:") or cut) + "…"
 
 
 def _ticket_ref(ticket: Mapping[str, Any]) -> dict[str, Any]:

@@ -175,8 +175,10 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     # The customer's own words, echoed back: a card number or an ID number in them is masked, as the
     # vendors' mappings mask them — the message travels in the answer, callbacks and the bot's logs.
     # Without the characters nobody sees: the agent's brief names them ([U+202E]); the customer sees none.
-    words = one_line(problem_words(packet, echoed=True), 140, shown=without_invisible) or _no_problem(config, locale)
-    problem = redact_text(words, ECHOED_SECRETS)[0].rstrip(".")
+    # Masked before it is cut: a cut through a card's groups left its first digits in the clear.
+    words = one_line(redact_text(problem_words(packet, echoed=True), ECHOED_SECRETS)[0], 140,
+                     shown=without_invisible) or _no_problem(config, locale)
+    problem = words.rstrip(".")
     hours = assignment.get("business_hours") or {}
     quoted_wait = False
     # What is said when no wait is: when the team closes and reopens, within the hour before it

@@ -299,6 +299,30 @@ def test_no_problem_is_optional_and_falls_back_to_the_default_locales_then_the_b
     assert "Les he contado: what you asked." in compose(packet, ASSIGNMENT, None, messages)["text"]
 
 
+@pytest.mark.parametrize(("lines", "said"), [
+    (["hi", "agent"], "your request"),
+    (["Hello", "can I speak to a human please?"], "your request"),
+    (["hola", "quiero hablar con un agente"], "your request"),
+    (["Refund please"], "Refund please"),  # short, and a problem: a review found these dropped
+    (["Password reset"], "Password reset"),
+    (["Kein Internet"], "Kein Internet"),
+    (["订单没到"], "订单没到"),
+    (["Order A-5521 missing"], "Order A-5521 missing"),
+])
+def test_only_a_line_that_says_nothing_but_hello_or_a_person_please_is_not_echoed(lines, said):
+    packet = {"bot": {"id": "b"}, "conversation": {"id": "c"}, "customer": {"email": "a@b.c"},
+              "transcript": [{"at": "2026-11-20T10:00:00Z", "role": "customer", "text": text} for text in lines],
+              "escalation": {"reason": "customer_request"}}
+    assert f"I've passed on: {said}" in compose(packet, ASSIGNMENT, None, MESSAGES)["text"]
+
+
+def test_a_card_across_the_cut_of_a_long_problem_is_masked_not_half_shown():
+    text = "x " * 62 + "my card is 4111 1111 1111 1111 and it was charged twice"
+    packet = full_packet(intent={"stated_problem": text})
+    said = compose(packet, ASSIGNMENT, None, MESSAGES)["text"]
+    assert "4111" not in said
+
+
 def test_a_customer_who_only_asked_for_a_person_is_not_told_their_request_was_agent():
     # "I've passed on: agent." — the longest of "hi" and "agent" restated nothing; the agent's
     # subject still shows it (the ticket's, not the customer's, line).
@@ -319,3 +343,5 @@ def test_a_long_problem_is_cut_at_a_word_not_inside_one():
     cut = one_line(words, 40)
     assert cut == "Let me explain the whole situation in…" and len(cut) <= 40
     assert one_line("x" * 60, 40) == "x" * 39 + "…"  # one unbroken run: cut where it stands
+    assert one_line("aaaaaaaaaaaaa bbbbb ccc", 20) == "aaaaaaaaaaaaa bbbbb…"  # the last word fits whole
+    assert one_line(",;:" * 20, 10) == ",;:,;:,;:…"  # nothing but punctuation: not "…" alone
