@@ -214,9 +214,8 @@ def _one_line(text: str) -> bool:
     return "\n" not in text and _LINE_BREAK.search(text) is None
 
 
-# http(s) addresses in free text; the closing punctuation of a sentence is not part of one, nor
-# a `|` (Slack's `<https://…|label>`, pasted: the link went to "https://…|label").
-_URL = re.compile(r"https?://[^\s<>\"'`|]+")
+# http(s) addresses in free text; the closing punctuation of a sentence is not part of one.
+_URL = re.compile(r"https?://[^\s<>\"'`]+")
 _URL_TAIL = ".,;:!?)]}"
 
 
@@ -225,7 +224,10 @@ def _with_links(text: Any, continued: bool = False) -> Markup:
     addresses (the bot's "here is our guide: https://…" was text to copy)."""
     raw, out, last = str(text), [], 0
     for found in _URL.finditer(raw):
-        url = found.group().rstrip(_URL_TAIL)
+        url = found.group()
+        if raw[found.start() - 1 : found.start()] == "<":  # Slack's `<https://…|label>`, pasted: not "…|label"
+            url = url.split("|", 1)[0]
+        url = url.rstrip(_URL_TAIL)
         if url.count("(") > url.count(")") and raw[found.start() + len(url):].startswith(")"):
             url += ")"  # a Wikipedia-style address keeps its own closing parenthesis
         end = found.start() + len(url)

@@ -110,6 +110,7 @@ def test_the_slack_alert_quotes_the_latest_words_too():
     ("javascript:alert(1) and ftp://files.example/x", "javascript:alert(1) and ftp://files.example/x"),
     ("line one\nhttps://a.example/x", 'line one<br>\n&emsp;&emsp;<a href="https://a.example/x">https://a.example/x</a>'),
     ("<https://a.example/x|click me>", '&lt;<a href="https://a.example/x">https://a.example/x</a>|click me&gt;'),
+    ("https://maps.example/x?m=red|40.7", '<a href="https://maps.example/x?m=red|40.7">https://maps.example/x?m=red|40.7</a>'),
 ])
 def test_addresses_in_the_transcript_are_links_in_html_and_everything_else_stays_text(text, html):
     packet = minimal_packet()
@@ -438,3 +439,13 @@ def test_the_customers_own_clock_is_given_beside_the_utc_times():
     packet["transcript"][0]["at"], packet["transcript"][-1]["at"] = "0001-01-01T00:30:00Z", "2026-11-20T09:17:10-05:00"
     assert "local time" not in render_brief(packet, "hnd_1").text
     assert slack_blocks.details(packet, "hnd_1")
+
+
+def test_a_packet_that_says_nothing_of_what_the_customer_wants_has_no_empty_heading():
+    # The text brief printed a bare "WHAT THEY WANT" (the HTML one left it out), then two blank lines.
+    packet = {"bot": {"id": "b"}, "conversation": {"id": "c"}, "customer": {"email": "a@b.c"},
+              "transcript": [{"at": "2026-11-20T10:00:00Z", "role": "bot", "text": "Let me get someone for you."}],
+              "escalation": {"reason": "customer_request"}}
+    text = render_brief(packet, "hnd_7").text
+    assert "WHAT THEY WANT" not in text and "\n\n\n" not in text
+    assert "\n\nWHAT THEY WANT\n" in render_brief(full_packet(), "hnd_8").text
