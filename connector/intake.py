@@ -31,7 +31,6 @@ from .handoff_store import Stored, new_handoff
 from .idempotency import key_for, packet_hash
 from .json_body import parse_json
 from .jsonlog import log_context
-from .mappings import Mappings
 from .models import Delivery, Handoff, utcnow
 from .outbox import Attempted
 from .schemas import Limits, PacketSchema, flatten_errors, plain_load
@@ -119,17 +118,19 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
 def _warned(answer: Answer, packet: dict[str, Any], services: Services) -> Answer:
     """The answer, with `warnings` when part of what the bot asked for will not happen (`callbacks.warnings_for`)."""
     targets = [ticket["target"] for ticket in answer.body.get("tickets") or []]
-    said = (callbacks.warnings_for(packet, services.settings) + _unused_vendor_extra(packet, targets)
-            + decision_warnings(packet, answer.body.get("assignment") or {}, services.mappings))
+    said = warnings_for(packet, targets, answer.body.get("assignment") or {}, services)
     if said:
         answer.body["warnings"] = said
     return answer
 
 
-def decision_warnings(packet: Mapping[str, Any], assignment: Mapping[str, Any], mappings: Mappings) -> list[str]:
-    """What the answer (and the dry run) warns of about the routing and the customer's message."""
-    return (routing.department_warnings(packet, assignment, mappings.routing)
-            + customer_message.language_warnings(packet, mappings.messages))
+def warnings_for(packet: Mapping[str, Any], targets: list[str], assignment: Mapping[str, Any],
+                 services: Services) -> list[str]:
+    """What the answer (and the dry run) warns of: callbacks that will not be sent, `vendor_extra`
+    for a target it does not go to, the routing, the customer's message."""
+    return (callbacks.warnings_for(packet, services.settings) + _unused_vendor_extra(packet, targets)
+            + routing.department_warnings(packet, assignment, services.mappings.routing)
+            + customer_message.language_warnings(packet, services.mappings.messages))
 
 
 def _unused_vendor_extra(packet: Mapping[str, Any], targets: list[str]) -> list[str]:

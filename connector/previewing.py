@@ -13,7 +13,7 @@ from . import answers
 from .brief import render_brief
 from .decision import decide
 from .errors import PayloadTooLarge, ValidationFailed
-from .intake import decision_warnings, validate_packet
+from .intake import validate_packet, warnings_for
 from .json_body import parse_json
 from .services import Services
 from .text_rules import rfc3339, rfc3339_problem
@@ -55,9 +55,9 @@ def preview_packet(services: Services, raw: bytes, content_type: str | None = "a
         "wait_source": decision.wait_source,
         "brief": {"subject": brief.subject, "text": brief.text},
         "vendors": vendors,
-        # What a handoff's answer would warn of about the routing and the message (a language with no
-        # messages of its own is answered in the default locale's: the dry run showed it without a word).
-        "warnings": decision_warnings(packet, decision.assignment, mappings),
+        # What a handoff's answer would warn of (a language with no messages of its own is answered in
+        # the default locale's: the dry run showed it without a word).
+        "warnings": warnings_for(packet, decision.targets, decision.assignment, services),
     }
 
 
