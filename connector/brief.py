@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
@@ -217,6 +218,7 @@ def _one_line(text: str) -> bool:
 # http(s) addresses in free text; the closing punctuation of a sentence is not part of one.
 _URL = re.compile(r"https?://[^\s<>\"'`]+")
 _URL_TAIL = ".,;:!?)]}"
+_SLACK_LABEL = re.compile(r"\|[^<>|\n]*>")
 
 
 def _with_links(text: Any, continued: bool = False) -> Markup:
@@ -225,8 +227,10 @@ def _with_links(text: Any, continued: bool = False) -> Markup:
     raw, out, last = str(text), [], 0
     for found in _URL.finditer(raw):
         url = found.group()
-        if raw[found.start() - 1 : found.start()] == "<":  # Slack's `<https://…|label>`, pasted: not "…|label"
-            url = url.split("|", 1)[0]
+        pipe = url.find("|")
+        # Slack's `<https://…|label>`, pasted: the address, not "…|label" (one holding a | keeps it).
+        if raw[found.start() - 1 : found.start()] == "<" and pipe > 0 and _SLACK_LABEL.match(raw, found.start() + pipe):
+            url = url[:pipe]
         url = url.rstrip(_URL_TAIL)
         if url.count("(") > url.count(")") and raw[found.start() + len(url):].startswith(")"):
             url += ")"  # a Wikipedia-style address keeps its own closing parenthesis
@@ -290,33 +294,34 @@ def problem_words(packet: Mapping[str, Any], *, echoed: bool = False) -> str:
     `echoed` (said back to the customer): not a customer line made only of a greeting or a request
     for a person — "I've passed on: agent." restated nothing; an agent's subject still shows it."""
     intent = packet.get("intent") or {}
-    line = first_customer_line(packet)
-    if echoed and _asks_only_for_a_person(line):
-        line = ""
+    line = first_customer_line(packet, telling=_says_something if echoed else None)
     return next((text for text in (intent.get("stated_problem"), intent.get("summary"), line)
                  if text and without_invisible(text).strip()), "")
 
 
-# The words of a line that says nothing but "hello" or "a person, please", in the shipped locales'
-# languages. Only a line made of nothing else is left out: "Refund please" is a problem.
+# The words of a line that says nothing but "hello", "yes" or "a person, please", in the shipped
+# locales' languages (and a few greetings beyond them). A line made of nothing else — or of no word
+# at all ("?", "!!!") — is not said back to the customer: "I've passed on: agent." restated
+# nothing. "Refund please" or "transfer" is a problem, and is.
 _NOTHING_SAID = frozenset("""
-hi hello hey hiya yo good morning afternoon evening day there agent agents human humans person
-people representative rep operator someone somebody real live talk speak chat connect connected
-me to a an the with please pls plz help support customer service thanks thank you ok okay can i
-could would like want need get give transfer
-hola buenos buenas días dias tardes noches agente humano humana persona por favor hablar con un una
-quiero necesito ayuda
-bonjour salut bonsoir humain humaine personne svp s il vous plaît plait parler conseiller
-conseillère je veux voudrais besoin aide
-hallo guten tag morgen abend mitarbeiter mitarbeiterin mensch bitte sprechen mit einem einer ich
-möchte will brauche hilfe
+hi hello hey hiya yo good morning afternoon evening day there agent agents human humans being person
+people representative rep operator supervisor manager someone somebody anyone real live talk speak
+me to a an the with please pls plz help support customer service care thanks thank you ok okay yes
+no yeah yep nope can i d m could would like want need get give bot
+hola buenos buenas días dias tardes noches agente humano humana persona alguien por favor hablar con
+un una quiero necesito ayuda sí si gracias
+bonjour salut bonsoir humain humaine personne quelqu quelqu'un svp s il vous plaît plait parler à
+a conseiller conseillère je veux voudrais besoin aide oui non merci
+hallo guten tag morgen abend mitarbeiter mitarbeiterin mensch bitte sprechen mit einem einen einer
+jemandem ich möchte will brauche hilfe ja nein danke
+你好 您好 人工 转人工 こんにちは
 """.split())
 _WORD = re.compile(r"\w+")
 
 
-def _asks_only_for_a_person(line: str) -> bool:
-    words = _WORD.findall(line.lower())
-    return bool(words) and all(word in _NOTHING_SAID for word in words)
+def _says_something(line: str) -> bool:
+    words = _WORD.findall(unicodedata.normalize("NFC", line).casefold())
+    return any(word not in _NOTHING_SAID for word in words)
 
 
 # Fewer words than this, a customer's message is most likely a greeting or a bare request for a
@@ -337,11 +342,13 @@ def _words(text: str) -> float:
     return words + len(text.split())
 
 
-def first_customer_line(packet: Mapping[str, Any]) -> str:
+def first_customer_line(packet: Mapping[str, Any], telling: Callable[[str], bool] | None = None) -> str:
     """The customer's first message that says something (`_SAYS_SOMETHING` words or more), else
-    their longest: "hi" made the ticket's subject and the customer message's "I've passed on: hi."."""
+    their longest: "hi" made the ticket's subject and the customer message's "I've passed on: hi.".
+    `telling`: only lines it accepts count ("" when none does)."""
     said = [entry["text"] for entry in packet.get("transcript", [])
-            if entry.get("role") == "customer" and without_invisible(entry.get("text", "")).strip()]
+            if entry.get("role") == "customer" and without_invisible(entry.get("text", "")).strip()
+            and (telling is None or telling(without_invisible(entry["text"])))]
     return next((text for text in said if _words(text) >= _SAYS_SOMETHING), max(said, key=len, default=""))
 
 

@@ -175,9 +175,10 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     # The customer's own words, echoed back: a card number or an ID number in them is masked, as the
     # vendors' mappings mask them — the message travels in the answer, callbacks and the bot's logs.
     # Without the characters nobody sees: the agent's brief names them ([U+202E]); the customer sees none.
-    # Masked before it is cut: a cut through a card's groups left its first digits in the clear.
-    words = one_line(redact_text(problem_words(packet, echoed=True), ECHOED_SECRETS)[0], 140,
-                     shown=without_invisible) or _no_problem(config, locale)
+    # Masked once laid on one line (a card across a line break, or spaced by a tab or an invisible
+    # character, is masked then) and before it is cut (a cut through its groups showed them).
+    flat = " ".join(without_invisible(problem_words(packet, echoed=True)).split())
+    words = one_line(redact_text(flat, ECHOED_SECRETS)[0], 140, shown=without_invisible) or _no_problem(config, locale)
     problem = words.rstrip(".")
     hours = assignment.get("business_hours") or {}
     quoted_wait = False

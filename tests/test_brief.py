@@ -111,6 +111,8 @@ def test_the_slack_alert_quotes_the_latest_words_too():
     ("line one\nhttps://a.example/x", 'line one<br>\n&emsp;&emsp;<a href="https://a.example/x">https://a.example/x</a>'),
     ("<https://a.example/x|click me>", '&lt;<a href="https://a.example/x">https://a.example/x</a>|click me&gt;'),
     ("https://maps.example/x?m=red|40.7", '<a href="https://maps.example/x?m=red|40.7">https://maps.example/x?m=red|40.7</a>'),
+    ("<https://maps.example/x?m=red|40.7 ok", '&lt;<a href="https://maps.example/x?m=red|40.7">'
+                                              'https://maps.example/x?m=red|40.7</a> ok'),  # no label's >
 ])
 def test_addresses_in_the_transcript_are_links_in_html_and_everything_else_stays_text(text, html):
     packet = minimal_packet()

@@ -308,12 +308,28 @@ def test_no_problem_is_optional_and_falls_back_to_the_default_locales_then_the_b
     (["Kein Internet"], "Kein Internet"),
     (["订单没到"], "订单没到"),
     (["Order A-5521 missing"], "Order A-5521 missing"),
+    (["transfer"], "transfer"),  # a bank's customer: the problem
+    (["?"], "your request"), (["hi", "!!!"], "your request"),  # no word at all
+    (["yes"], "your request"), (["Yes please"], "your request"), (["supervisor"], "your request"),
+    (["je veux parler à un conseiller"], "your request"), (["Ich möchte einen Mitarbeiter sprechen"], "your request"),
+    (["Hola, di\u0301as"], "your request"),  # decomposed accents
+    (["Hello", "I want to speak to a person", "my card was charged twice"], "my card was charged twice"),
+    (["human please", "refund"], "refund"),  # the line that says something, not the first or longest
 ])
 def test_only_a_line_that_says_nothing_but_hello_or_a_person_please_is_not_echoed(lines, said):
     packet = {"bot": {"id": "b"}, "conversation": {"id": "c"}, "customer": {"email": "a@b.c"},
               "transcript": [{"at": "2026-11-20T10:00:00Z", "role": "customer", "text": text} for text in lines],
               "escalation": {"reason": "customer_request"}}
     assert f"I've passed on: {said}" in compose(packet, ASSIGNMENT, None, MESSAGES)["text"]
+
+
+@pytest.mark.parametrize("problem", ["My card 4111 1111\n1111 1111 was charged twice",
+                                     "My card 4111\t1111 1111  1111 was charged twice",
+                                     "My card 4111\u200b1111\u200b1111\u200b1111 was charged twice",
+                                     "My card 4111\u00a01111\u00a01111\u00a01111 was charged twice"])
+def test_a_card_spaced_any_way_is_masked_in_the_customers_message(problem):
+    said = compose(full_packet(intent={"stated_problem": problem}), ASSIGNMENT, None, MESSAGES)["text"]
+    assert "4111 1111" not in said and "41111111" not in said and "••••1111" in said
 
 
 def test_a_card_across_the_cut_of_a_long_problem_is_masked_not_half_shown():
