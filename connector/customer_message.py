@@ -45,7 +45,8 @@ FALLBACK = {
             ),
             "wait": "Someone should be with you in about {{ minutes }} minute{{ 's' if minutes != 1 else '' }}.",
             "no_wait": "Someone will reply here as soon as they're free.",
-            "closed": "We're closed now; we open again at {{ time }} {{ day }} ({{ timezone }}) and will reply then.",
+            "closed": "The team is away right now, though: we open again at {{ time }} {{ day }} ({{ timezone }}) and "
+                      "will reply then.",
             "closing": ("We close at {{ closes }} ({{ timezone }}); if nobody has replied by then, we'll reply when "
                         "we open again at {{ time }} {{ day }}."),
             "failed": FAILED,

@@ -73,7 +73,7 @@ def test_preview_decides_as_at_another_moment_when_asked(client):
     assert open_["decided_at"] == "2026-12-22T10:00:00+01:00" and open_["assignment"]["team"] == "billing"
     assert not open_["assignment"].get("out_of_hours")
     assert holiday["assignment"]["out_of_hours"] and holiday["estimated_wait_seconds"] is None
-    assert "We're closed now; we open again at 09:00 Monday" in holiday["customer_message"]["text"]
+    assert "The team is away right now, though: we open again at 09:00 Monday" in holiday["customer_message"]["text"]
     refused = client.post("/v1/preview?at=tomorrow", data=billing, headers=admin(), content_type="application/json")
     assert refused.status_code == 422 and "at" in refused.get_json()["errors"]
     assert "%2B" not in refused.get_json()["detail"]

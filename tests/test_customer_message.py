@@ -77,7 +77,7 @@ FRIDAY_EVENING = dt.datetime(2026, 11, 27, 18, 0, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize(("language", "expected"), [
-    ("en", "We're closed now; we open again at 09:00 Monday (Europe/Paris) and will reply then."),
+    ("en", "The team is away right now, though: we open again at 09:00 Monday (Europe/Paris) and will reply then."),
     ("es-MX", "volvemos a abrir a las 09:00 del lunes (Europe/Paris) y te responderemos entonces."),
     ("fr", "nous rouvrons lundi à 09:00 (Europe/Paris) et vous répondrons alors."),
     ("de", "wir sind Montag ab 09:00 Uhr (Europe/Paris) wieder da und antworten Ihnen dann."),
