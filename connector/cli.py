@@ -263,16 +263,10 @@ def _given_up_states(delivery_ids: tuple[int, ...], all_dead: bool, include_fail
 @_given_up_options("Replay")
 def replay_command(delivery_ids: tuple[int, ...], all_dead: bool, include_failed: bool, target: str | None) -> None:
     """Queue dead (or failed) deliveries again; each is looked up at the vendor before any resend."""
-    from .outbox import of_targets_not_enabled, replay
-
     states = _given_up_states(delivery_ids, all_dead, include_failed)
     services = _migrated()
-    # One of a target disabled since failed at once ("not enabled here", attempts 0), said replayed.
-    enabled = services.settings.targets
-    replayed = replay(services.db, ids=list(delivery_ids) or None, states=states, target=target, enabled=enabled)
+    replayed, left = services.replay_given_up(states, ids=list(delivery_ids) or None, target=target)
     _said("replayed", replayed, "delivery")
-    left = of_targets_not_enabled(services.db, ids=list(delivery_ids) or None, states=states, target=target,
-                                  enabled=enabled)
     if left:
         click.echo(f"of a target not enabled here (CONNECTOR_TARGETS), left alone: {' '.join(map(str, left))} "
                    "— enable the target to replay them, or `dismiss` them", err=True)

@@ -26,7 +26,7 @@ from .loop_failures import LoopFailures
 from .mappings import Mappings, MappingStore
 from .models import Handoff
 from .observed_wait import ObservedWait
-from .outbox import REPLAYABLE, Attempted, Outbox, release_all, replay
+from .outbox import REPLAYABLE, Attempted, Outbox, dismiss, of_targets_not_enabled, release_all, replay
 from .settings import Settings
 from .template_trial import template_warnings
 
@@ -174,6 +174,18 @@ class Services:
             return False
         self.submit(delivery_id)
         return True
+
+    def replay_given_up(self, states: tuple[str, ...], *, ids: list[int] | None = None,
+                        target: str | None = None) -> tuple[list[int], list[int]]:
+        """Queue given-up deliveries again (`outbox.replay`): those replayed, and those left alone
+        because their target is not enabled here (a replay of one failed at once, attempts 0)."""
+        enabled = self.settings.targets
+        return (replay(self.db, ids=ids, states=states, target=target, enabled=enabled),
+                of_targets_not_enabled(self.db, ids=ids, states=states, target=target, enabled=enabled))
+
+    def dismiss_one(self, delivery_id: int) -> bool:
+        """Put one dead or failed delivery aside for good (`outbox.dismiss`); False when it was neither."""
+        return 0 < delivery_id < 2**63 and bool(dismiss(self.db, ids=[delivery_id], states=REPLAYABLE))
 
     def _run_logged(self, delivery_id: int, token: str | None, fresh: Handoff | None = None,
                     prepared: bool = False) -> Attempted | None:

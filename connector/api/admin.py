@@ -9,7 +9,7 @@ from adapters import registry
 
 from ..auth import authenticate_admin
 from ..errors import MappingsRefused, NotFound, ValidationFailed
-from ..outbox import REPLAYABLE, dismiss, list_deliveries, of_targets_not_enabled, replay
+from ..outbox import REPLAYABLE, list_deliveries
 from ..previewing import preview_packet
 from ..schemas.responses import DELIVERY_STATES
 from ..services import current_services
@@ -124,7 +124,7 @@ def dismiss_one(delivery_id: int) -> Response:
         401: {$ref: "#/components/responses/Problem"}
         404: {$ref: "#/components/responses/Problem"}
     """
-    if not 0 < delivery_id < 2**63 or not dismiss(current_services().db, ids=[delivery_id], states=REPLAYABLE):
+    if not current_services().dismiss_one(delivery_id):
         raise NotFound(f"No dead or failed delivery {delivery_id}.")
     return _one(delivery_id, 200)
 
@@ -152,10 +152,7 @@ def retry_many() -> Response:
         422: {$ref: "#/components/responses/Problem"}
     """
     states = REPLAYABLE if request.args.get("include_failed") in ("1", "true") else ("dead",)
-    services, target = current_services(), _target()
-    replayed = replay(services.db, states=states, target=target, enabled=services.settings.targets)
-    left = of_targets_not_enabled(services.db, ids=None, states=states, target=target,
-                                  enabled=services.settings.targets)
+    replayed, left = current_services().replay_given_up(states, target=_target())
     response = jsonify({"replayed": replayed, "not_enabled": left})
     response.status_code = 202
     return response

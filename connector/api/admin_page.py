@@ -43,7 +43,7 @@ from .. import answers, follow_up_packets
 from ..brief import render_brief
 from ..db import reason
 from ..models import Assignment, Handoff
-from ..outbox import REPLAYABLE, dismiss, list_deliveries, of_targets_not_enabled, replay
+from ..outbox import REPLAYABLE, list_deliveries
 from ..services import current_services
 from .handoffs import detail_of
 from .health import readiness
@@ -214,7 +214,7 @@ def retry_one(delivery_id: int) -> Response:
 
 @bp.post("/deliveries/<int:delivery_id>/dismiss")
 def dismiss_one(delivery_id: int) -> Response:
-    if 0 < delivery_id < 2**63 and dismiss(current_services().db, ids=[delivery_id], states=REPLAYABLE):
+    if current_services().dismiss_one(delivery_id):
         flash(f"Delivery {delivery_id} is dismissed: it will not be sent, nor counted as given up.")
     else:
         flash(f"Delivery {delivery_id} was not dead or failed: nothing dismissed.")
@@ -223,11 +223,8 @@ def dismiss_one(delivery_id: int) -> Response:
 
 @bp.post("/deliveries/retry")
 def retry_dead() -> Response:
-    services = current_services()
-    replayed = replay(services.db, states=("dead",), enabled=services.settings.targets)
+    replayed, left = current_services().replay_given_up(("dead",))
     flash(f"{len(replayed)} dead deliver{'y' if len(replayed) == 1 else 'ies'} queued again.")
-    left = of_targets_not_enabled(services.db, ids=None, states=("dead",), target=None,
-                                  enabled=services.settings.targets)
     if left:
         flash(f"{len(left)} left alone, their target not enabled here (CONNECTOR_TARGETS): dismiss them, or enable "
               f"it: {' '.join(map(str, left[:20]))}")

@@ -51,12 +51,8 @@ def load(schema: Schema, data: Any) -> Any:
 def deserialize(field: fields.Field, value: Any) -> Any:
     """`field.deserialize(value)` (no name, no object: as marshmallow's List loads an item), the
     same result, faster when `value` is as the field expects."""
-    owner, loader = field.__dict__.get("_plain_load", (None, None))
-    if owner != id(field):  # as `_compiled`: a copied field makes its own
-        loader = _field(field, None)
-        field.__dict__["_plain_load"] = (id(field), loader)
     try:
-        return loader(value, None)
+        return _kept(field, lambda: _field(field, None))(value, None)
     except (_Declined, ValidationError):
         return field.deserialize(value)
 
@@ -68,13 +64,18 @@ def compiles(schema: Schema) -> bool:
 
 
 def _compiled(schema: Schema) -> Load | None:
-    # Kept on the instance: a schema's fields are bound to it (the transcript reads its limits). A
-    # copy of the instance (marshmallow copies one given to `Nested`) compiles its own.
-    owner, compiled = schema.__dict__.get("_plain_load", (None, None))
-    if owner != id(schema):
-        compiled = _compile(schema)
-        schema.__dict__["_plain_load"] = (id(schema), compiled)
-    return compiled
+    return _kept(schema, lambda: _compile(schema))
+
+
+def _kept(owner: Any, make: Callable[[], Any]) -> Any:
+    """`make()`, once per schema or field: kept on the instance, whose fields are bound to it (the
+    transcript reads its schema's limits). A copy of it (marshmallow copies a schema given to
+    `Nested`, and fields with their schema) makes its own, since it carries its original's."""
+    made_for, made = owner.__dict__.get("_plain_load", (None, None))
+    if made_for != id(owner):
+        made = make()
+        owner.__dict__["_plain_load"] = (id(owner), made)
+    return made
 
 
 # What marshmallow's own loading goes through; a schema that overrides any of it is left to it.
@@ -89,12 +90,11 @@ def _compile(schema: Schema) -> Load | None:
     if schema.dict_class is not dict or any(getattr(type(schema), name) is not getattr(Schema, name)
                                             for name in _LOADING):
         return None
-    if any(options.get("pass_original") for _, _, options in hooks.get("validates_schema", ())):
+    hooked = [hook for kind in hooks.values() for hook in kind]  # (method name, pass_many, options)
+    if any(many or options.get("pass_original") for _, many, options in hooked):
         return None
-    before = [getattr(schema, name) for name, many, _ in hooks.get("pre_load", ()) if not many]
-    after = [getattr(schema, name) for name, many, _ in hooks.get("validates_schema", ()) if not many]
-    if len(before) != len(hooks.get("pre_load", ())) or len(after) != len(hooks.get("validates_schema", ())):
-        return None
+    before = [getattr(schema, name) for name, _, _ in hooks.get("pre_load", ())]
+    after = [getattr(schema, name) for name, _, _ in hooks.get("validates_schema", ())]
     plan: list[tuple[str, str, bool, Field]] = []
     for name, field in schema.load_fields.items():
         # marshmallow writes a dotted name as a path ({"a": {"b": …}}), and the default in.
