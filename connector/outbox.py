@@ -743,7 +743,7 @@ def replay(db: Database, *, ids: list[int] | None = None, states: tuple[str, ...
     before sending: a replay never duplicates what already reached it.
     """
     now = utcnow()
-    given_up = Delivery.state.in_([s for s in states if s in REPLAYABLE])
+    given_up = _in_states(states)
     query = _given_up(given_up, ids, target)
     if enabled is not None:
         query = query.where(Delivery.target.in_(sorted(enabled)))
@@ -769,7 +769,7 @@ def dismiss(db: Database, *, ids: list[int] | None = None, states: tuple[str, ..
             target: str | None = None) -> list[int]:
     """Put given-up deliveries aside for good (`DISMISSED`); their last error keeps why they gave up."""
     now = utcnow()
-    given_up = Delivery.state.in_([s for s in states if s in REPLAYABLE])
+    given_up = _in_states(states)
     with db.session() as session:
         # Carried since by later messages too: nothing of it is missing, and it kept its handoff from
         # retention for ever (no replay takes it).
@@ -788,9 +788,14 @@ def dismiss(db: Database, *, ids: list[int] | None = None, states: tuple[str, ..
 def of_targets_not_enabled(db: Database, *, ids: list[int] | None, states: tuple[str, ...], target: str | None,
                            enabled: Collection[str]) -> list[int]:
     """The given-up deliveries a replay with `enabled` leaves alone: their target is not enabled here."""
-    query = _given_up(Delivery.state.in_([s for s in states if s in REPLAYABLE]), ids, target)
+    query = _given_up(_in_states(states), ids, target)
     with db.reading() as session:
         return list(session.scalars(query.where(Delivery.target.not_in(sorted(enabled))).order_by(Delivery.id)))
+
+
+def _in_states(states: tuple[str, ...]) -> Any:
+    """A delivery given up in one of `states` (those of them a replay or a dismissal may take)."""
+    return Delivery.state.in_([s for s in states if s in REPLAYABLE])
 
 
 def _given_up(given_up: Any, ids: list[int] | None, target: str | None, *, carried: bool = False) -> Any:
