@@ -78,9 +78,13 @@ FRIDAY_EVENING = dt.datetime(2026, 11, 27, 18, 0, tzinfo=dt.UTC)
 
 @pytest.mark.parametrize(("language", "expected"), [
     ("en", "The team is away right now, though: we open again at 09:00 Monday (Europe/Paris) and will reply then."),
-    ("es-MX", "volvemos a abrir a las 09:00 del lunes (Europe/Paris) y te responderemos entonces."),
-    ("fr", "nous rouvrons lundi à 09:00 (Europe/Paris) et vous répondrons alors."),
-    ("de", "wir sind Montag ab 09:00 Uhr (Europe/Paris) wieder da und antworten Ihnen dann."),
+    # Each owns the contrast with the "now" of the sentence before it ("connecting you … now").
+    ("es-MX", "Eso sí, ahora mismo estamos cerrados: volvemos a abrir a las 09:00 del lunes (Europe/Paris) y te "
+              "responderemos entonces."),
+    ("fr", "Nous sommes toutefois fermés pour le moment : nous rouvrons lundi à 09:00 (Europe/Paris) et vous "
+           "répondrons alors."),
+    ("de", "Allerdings haben wir gerade geschlossen: Wir sind Montag ab 09:00 Uhr (Europe/Paris) wieder da und "
+           "antworten Ihnen dann."),
 ])
 def test_out_of_hours_each_locale_gives_the_next_opening(language, expected):
     packet = full_packet()
@@ -105,11 +109,26 @@ def test_an_opening_a_week_or_more_away_gives_its_date_too():
     assert "again at 09:00 Monday (Europe/Paris)" in compose(full_packet(), closed, None, SHIPPED, now=within_the_week)["text"]
 
 
-@pytest.mark.parametrize(("variant", "phrase"), [("vip", "you have priority"), ("urgent", "flagged this as urgent"),
+@pytest.mark.parametrize(("variant", "phrase"), [("vip", "ahead of the usual queue"), ("urgent", "flagged this as urgent"),
                                                  ("apology", "sorry this has been frustrating")])
 def test_a_rule_can_pick_a_variant(variant, phrase):
     text = compose(full_packet(), {"team": "billing", "customer_message_template": variant}, 240, SHIPPED)["text"]
     assert phrase in text and "won't need to repeat" in text and "about 4 minutes" in text
+
+
+@pytest.mark.parametrize(("language", "priority_words"), [
+    ("en", ("priorit",)), ("es", ("priorit", "prioridad")), ("fr", ("priorit",)), ("de", ("priorit", "bevorzugt")),
+])
+def test_the_vip_message_says_priority_once_when_the_team_is_priority_support(language, priority_words):
+    # The shipped `vip` rule routes to priority_support: "our priority support team now — you have
+    # priority" said it twice in one breath.
+    packet = full_packet()
+    packet["conversation"]["language"] = language
+    assignment = {"team": "priority_support", "customer_message_template": "vip"}
+    text = compose(packet, assignment, 240, SHIPPED)["text"].casefold()
+    team = SHIPPED["locales"][language]["teams"]["priority_support"].casefold()
+    assert team in text
+    assert sum(text.count(word) for word in priority_words) == 1, text
 
 
 def test_a_locale_without_the_variant_uses_its_template():
