@@ -31,6 +31,7 @@ from ulid import ULID
 
 from connector.brief import Brief, render_brief
 from connector.errors import ConfigError
+from connector.mapping_values import template_failures
 from connector.redaction import redact_packet
 from connector.settings import Settings
 
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 REPLACEMENT_WAIT_S = 2.0  # before a delivery that met a closed ticket looks again for the new one
 
 Status = Literal["created", "updated"]
+# Entries of a receipt's `dropped`: {"part", "reason"}.
+Dropped = tuple[Mapping[str, str], ...]
 # Keys every vendor mapping file may hold: the pipeline here reads `redact` and `update_open_ticket`,
 # `connector.mappings` reads `version` and `lookups`.
 COMMON_MAPPING_KEYS = frozenset({"version", "redact", "lookups", "update_open_ticket"})
@@ -129,7 +132,7 @@ class Sent:
     slow_down_s: float | None = None
     # What the vendor refused once the ticket was up (a Slack thread reply, a Salesforce case
     # comment): added to the receipt's `dropped`, so a delivery that lost part of the context says so.
-    dropped: tuple[Mapping[str, str], ...] = ()
+    dropped: Dropped = ()
 
 
 @dataclass(frozen=True)
@@ -377,16 +380,26 @@ class Adapter(abc.ABC):
                 found = self._already_on(ctx) if ctx.outcome_unknown else None
                 if found is not None:
                     return self._outcome("updated", found, None, ctx)
-        payload = self.render(ctx)
+        payload, left_out = self.rendered(ctx)
         if ctx.link is not None:
             try:
-                return self._outcome("updated", self.send_update(payload, ctx), payload, ctx)
+                return self._outcome("updated", self.send_update(payload, ctx), payload, ctx, left_out)
             except TicketGone as gone:
                 ctx, found = self._instead_of(gone, ctx)
                 if found is not None:
                     return self._outcome("created", found, None, ctx)
-                payload = self.render(ctx)
-        return self._outcome("created", self.send_create(payload, ctx), payload, ctx)
+                payload, left_out = self.rendered(ctx)
+        return self._outcome("created", self.send_create(payload, ctx), payload, ctx, left_out)
+
+    def rendered(self, ctx: HandoffContext, *, quiet: bool = False) -> tuple[dict[str, Any], Dropped]:
+        """`render`, and the receipt's entries for what the mapping's templates could not give on
+        this packet's values: a custom field an admin mapped went missing with only a log line to
+        say so, while the receipt told the bot that everything arrived. `quiet`: not logged (a dry run)."""
+        with template_failures(quiet=quiet) as failed:
+            payload = self.render(ctx)
+        said = dict.fromkeys((err.source, err.message) for err in failed)
+        return payload, tuple({"part": "mapping", "reason": f"{source}: {message} on this handoff's values; "
+                               "that value was not sent"} for source, message in said)
 
     def _ticket_to_update(self, ctx: HandoffContext) -> Link | None:
         """A ticket that exists for this conversation though the outbox knows none: one a delivery
@@ -429,20 +442,22 @@ class Adapter(abc.ABC):
         ctx = replace(ctx, link=None, brief=brief, follows_ticket=gone.ticket_id if gone.closed else None)
         return ctx, self.find_existing(ctx) if ctx.outcome_unknown else None
 
-    def _outcome(self, status: Status, sent: Sent, payload: dict[str, Any] | None, ctx: HandoffContext) -> Outcome:
+    def _outcome(self, status: Status, sent: Sent, payload: dict[str, Any] | None, ctx: HandoffContext,
+                 left_out: Dropped = ()) -> Outcome:
         return Outcome(
             status=status,
             vendor_id=sent.vendor_id,
             url=sent.url,
             payload=payload,
-            receipt=_with_refused(self.receipt(ctx, payload or {}), sent.dropped),
+            receipt=with_dropped(self.receipt(ctx, payload or {}), (*left_out, *sent.dropped)),
             reply=sent.reply,
             link_extra=sent.extra,
             slow_down_s=sent.slow_down_s,
         )
 
 
-def _with_refused(receipt: dict[str, Any], refused: tuple[Mapping[str, str], ...]) -> dict[str, Any]:
+def with_dropped(receipt: dict[str, Any], refused: Dropped) -> dict[str, Any]:
+    """`receipt` with `refused` added to what it lists as dropped."""
     return {**receipt, "dropped": [*receipt.get("dropped", []), *map(dict, refused)]} if refused else receipt
 
 

@@ -220,24 +220,26 @@ def _value_of(value: Value, view: Mapping[str, Any]) -> Any:
         # On this packet's values only (a number where the template adds text): the field is left
         # out as a missing value is, and said. Raised, it failed the whole delivery as an internal
         # error, retried until dead, naming neither the file nor the key.
-        failed = _failures.get()
-        if failed is not None:  # a trial: its report says it
-            failed.append(err)
-        else:
-            log.warning("a mapping template failed on this handoff's values; the field is left out",
+        told = _failures.get()
+        if told is None or not told[1]:  # a trial's report says it instead
+            log.warning("a mapping template failed on this handoff's values; its value is not sent",
                         extra={"source": err.source, "error": err.message})
+        if told is not None:
+            told[0].append(err)
         return MISSING
 
 
 # `template_failures`: where a template failing on a packet's values is told, besides the log.
-_failures: ContextVar[list[FailedOnValues] | None] = ContextVar("mapping_template_failures", default=None)
+_failures: ContextVar[tuple[list[FailedOnValues], bool] | None] = ContextVar("mapping_template_failures",
+                                                                             default=None)
 
 
 @contextmanager
-def template_failures() -> Iterator[list[FailedOnValues]]:
-    """The templates that fail on the values rendered inside the block (a trial render's report)."""
+def template_failures(*, quiet: bool = True) -> Iterator[list[FailedOnValues]]:
+    """The templates that fail on the values rendered inside the block: a trial render's report
+    (`quiet`: not logged), a delivery's receipt (logged as well)."""
     failed: list[FailedOnValues] = []
-    token = _failures.set(failed)
+    token = _failures.set((failed, quiet))
     try:
         yield failed
     finally:

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from adapters import registry
-from adapters.base import HandoffContext
+from adapters.base import HandoffContext, with_dropped
 
 from . import answers
 from .brief import render_brief
@@ -40,9 +40,9 @@ def preview_packet(services: Services, raw: bytes, content_type: str | None = "a
         ctx = adapter.for_target(HandoffContext(
             handoff_id=PREVIEW_ID, target=name, packet=packet, brief=brief, assignment=decision.assignment,
             idempotency_key=f"{PREVIEW_ID}:{name}", public_url=services.settings.public_url))
-        payload = adapter.render(ctx)
+        payload, left_out = adapter.rendered(ctx, quiet=True)
         vendors[name] = {"enabled": name in adapters, "would_receive": name in decision.targets,
-                         "payload": payload, "receipt": adapter.receipt(ctx, payload)}
+                         "payload": payload, "receipt": with_dropped(adapter.receipt(ctx, payload), left_out)}
     return {
         "decided_at": moment.isoformat(),  # calendars were read at this moment
         "assignment": decision.assignment,

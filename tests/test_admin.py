@@ -93,6 +93,26 @@ def test_preview_warns_as_the_answer_would(client):
                        content_type="application/json").get_json()["warnings"] == []
 
 
+def test_preview_receipt_names_a_mapping_value_its_template_could_not_give(make_app, tmp_path, caplog):
+    # The dry run an admin uses to check a mapping said every part arrived while the ticket would go
+    # without the field; the receipt names it as a handoff's answer does, and nothing is logged.
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(Path(__file__).parents[1] / "mappings", tmp_path / "m")
+    with (tmp_path / "m" / "zendesk.yaml").open("a") as file:
+        file.write("custom_fields:\n  - {id: 7, template: \"{{ customer.attributes.seats + ' seats' }}\"}\n")
+    client = make_app(mappings_dir=str(tmp_path / "m")).test_client()
+    with caplog.at_level("WARNING", logger="connector.mapping_values"):
+        response = client.post("/v1/preview", data=json.dumps(full_packet()), headers=admin(),
+                               content_type="application/json")
+    assert response.status_code == 200
+    dropped = response.get_json()["vendors"]["zendesk"]["receipt"]["dropped"]
+    assert [d["reason"].split(": template error")[0] for d in dropped if d["part"] == "mapping"] == [
+        "zendesk.yaml custom_fields[0]"]
+    assert not [r for r in caplog.records if r.name == "connector.mapping_values"]
+
+
 def test_preview_reports_packet_errors(client):
     response = client.post("/v1/preview", data=json.dumps({"bot": {}}), headers=admin(),
                            content_type="application/json")

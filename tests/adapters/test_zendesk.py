@@ -851,10 +851,35 @@ def test_a_template_failing_on_a_packets_values_leaves_its_field_out_and_says_wh
     assert ticket["custom_fields"] == [{"id": 2, "value": "4012"}] and ticket["subject"] == context.brief.subject
     said = {(r.getMessage(), r.source, r.error) for r in caplog.records}
     assert said == {
-        ("a mapping template failed on this handoff's values; the field is left out", "zendesk.yaml custom_fields[0]",
+        ("a mapping template failed on this handoff's values; its value is not sent", "zendesk.yaml custom_fields[0]",
          "template error: TypeError: unsupported operand type(s) for +: 'int' and 'str'"),
-        ("a mapping template failed on this handoff's values; the field is left out", "zendesk.yaml subject",
+        ("a mapping template failed on this handoff's values; its value is not sent", "zendesk.yaml subject",
          "template error: ZeroDivisionError: integer division or modulo by zero")}
+
+
+def test_a_field_its_template_could_not_give_is_in_the_receipt_not_only_the_log(zd: FakeZendesk, caplog) -> None:
+    # The ticket went without the admin's "seats" field and the bot's receipt said everything arrived:
+    # only the log knew. The receipt names the file and key; the log says it once.
+    zd.create_ticket()
+    mapping = {"custom_fields": [{"id": 1, "template": "{{ customer.attributes.seats + ' seats' }}"},
+                                 {"id": 2, "template": "{{ customer.attributes.seats + ' seats' }}"}]}
+    with caplog.at_level("WARNING", logger="connector.mapping_values"):
+        outcome = adapter(**mapping).deliver(ctx())
+    reason = ("zendesk.yaml custom_fields[{}]: template error: TypeError: unsupported operand type(s) for +: 'int' "
+              "and 'str' on this handoff's values; that value was not sent")
+    assert [d for d in outcome.receipt["dropped"] if d["part"] == "mapping"] == [
+        {"part": "mapping", "reason": reason.format(0)}, {"part": "mapping", "reason": reason.format(1)}]
+    assert "customer" in outcome.receipt["delivered"]  # the brief itself arrived
+    assert [r.source for r in caplog.records] == ["zendesk.yaml custom_fields[0]", "zendesk.yaml custom_fields[1]"]
+
+
+def test_a_dry_run_shows_the_same_receipt_without_logging(caplog) -> None:
+    mapping = {"custom_fields": [{"id": 1, "template": "{{ 1 // 0 }}"}]}
+    with caplog.at_level("WARNING", logger="connector.mapping_values"):
+        payload, left_out = adapter(**mapping).rendered(ctx(), quiet=True)
+    assert "custom_fields" not in payload["ticket"] or payload["ticket"]["custom_fields"] == []
+    assert [d["reason"].split(":")[0] for d in left_out] == ["zendesk.yaml custom_fields[0]"]
+    assert not caplog.records
 
 
 def test_bidirectional_controls_never_reach_the_tickets_own_fields_raw() -> None:
