@@ -29,6 +29,7 @@ from connector.brief import (
     last_customer_entry,
     local_time,
     more_of,
+    most_recent,
     named,
     one_line,
     scalar,
@@ -325,8 +326,9 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         fields.append(f"*Intent*\n{short('intent', _intent(intent), 200)}")
     channel = " · ".join(str(v) for v in (conversation.get("channel"), conversation.get("language")) if v)
     if channel:  # "*Channel* en" when only the language was known: it names what it holds
-        label = "Channel" if conversation.get("channel") else "Language"
-        fields.append(f"*{label}*\n{short('conversation', channel, 200)}")
+        # Its own name: `label` is the urgency's, which the notification's text says further down.
+        heading = "Channel" if conversation.get("channel") else "Language"
+        fields.append(f"*{heading}*\n{short('conversation', channel, 200)}")
     team = " / ".join(str(assignment[k]) for k in ("team", "queue", "agent") if assignment.get(k))
     if team:
         fields.append(f"*Routed to*\n{fit(team, 200)[0]}")
@@ -375,7 +377,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     if history:
         lines = [f"• {escape(_day(h.get('at')))} {escape(h.get('channel') or '')} — "
                  f"{short('history', h.get('summary') or '', 150)} {_ticket_link(h.get('ticket') or {}, 500)}".rstrip()
-                 for h in history[:3]]
+                 for h in (history[i] for i in most_recent(history, 3))]
         if len(history) > 3:
             notes.append({"part": "history",
                           "reason": f"3 of {len(history)} earlier contacts shown in the alert; all in the thread"})

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -111,9 +111,8 @@ class Brief:
         history = self._view["history"]
         if len(history) <= shown:
             return None
-        # The most recent by day (a contact without one counts as oldest), in the order the bot sent them.
-        recent = sorted(sorted(range(len(history)), key=lambda i: history[i]["at"], reverse=True)[:shown])
-        view = {**self._view, "history": [history[i] for i in recent], "history_more": len(history) - shown}
+        kept = most_recent(self._packet.get("history") or [], shown)
+        view = {**self._view, "history": [history[i] for i in kept], "history_more": len(history) - shown}
         return self._render("html", include_transcript, view=view)
 
     def _render(self, kind: str, include_transcript: bool, include_lists: bool = True,
@@ -385,6 +384,19 @@ def local_time(packet: Mapping[str, Any]) -> str | None:
     span = f"{first:%H:%M}" if first == last else \
         f"{first:%H:%M}–{last:%H:%M}" if same_day else f"{first:%Y-%m-%d %H:%M}–{last:%Y-%m-%d %H:%M}"
     return f"{zone} (their messages at {span} there{f', {last:%A}' if same_day else ''})"
+
+
+_LONG_AGO = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def most_recent(history: Sequence[Mapping[str, Any]], shown: int) -> list[int]:
+    """The indexes of the `shown` most recent earlier contacts (one without a time counts as the
+    oldest), in the order the bot sent them: a list cut at its first few showed the oldest and hid
+    the open ticket from last week."""
+    def when(index: int) -> dt.datetime:
+        return rfc3339_utc(history[index].get("at")) or _LONG_AGO
+
+    return sorted(sorted(range(len(history)), key=when, reverse=True)[:shown])
 
 
 def more_of(part: str, entry: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -1198,3 +1198,32 @@ def test_an_attempts_title_squeezed_by_a_long_address_is_whole_in_the_thread() -
                                                "url": "https://help.acme.example/a?" + "&x=1" * 320}])
     thread = "\n".join(b["text"]["text"] for m in kit.details(packet, HANDOFF) for b in m["blocks"])
     assert title.strip() in thread and "|open the link>" in thread
+
+
+# ---- what the alert leads with ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("conversation", [{"id": "c", "channel": "web_chat", "language": "en"},
+                                          {"id": "c", "language": "de"}, {"id": "c"}])
+def test_the_notification_text_says_the_urgency_whatever_the_conversation_holds(conversation) -> None:
+    # The Channel field's heading took the urgency's name: every alert with a channel was pushed to
+    # phones as "🟠 Channel handoff: …", one with only a language as "Language handoff".
+    packet = full_packet(conversation=conversation)
+    message = SlackAdapter(Settings(slack_bot_token="xoxb-1", slack_channel="C1"), {}).render(
+        ctx_for(packet))["message"]
+    assert message["text"].startswith("🟠 High handoff: "), message["text"]
+
+
+def test_the_alert_shows_the_most_recent_earlier_contacts() -> None:
+    # The first three the bot sent were the oldest; last week's open ticket was in the thread only.
+    history = [{"at": f"2026-0{month}-10T10:00:00Z", "channel": "email", "summary": f"contact {month}"}
+               for month in (6, 7, 8)]
+    history += [{"at": "2026-11-26T09:00:00+01:00", "channel": "chat", "summary": "payout missing, still open"},
+                {"channel": "phone", "summary": "no date at all"}]
+    message = SlackAdapter(Settings(slack_bot_token="xoxb-1", slack_channel="C1"), {}).render(
+        ctx_for(full_packet(history=history)))["message"]
+    [block] = [b for b in message["blocks"] if b.get("block_id") == "history"]
+    shown = block["text"]["text"]
+    assert "payout missing, still open" in shown and "contact 8" in shown and "contact 7" in shown
+    assert "contact 6" not in shown and "no date at all" not in shown
+    assert shown.index("contact 7") < shown.index("contact 8") < shown.index("payout missing")  # the bot's order
