@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, pass_eval_context, select_
 from jinja2.nodes import EvalContext
 from markupsafe import Markup, escape
 
+from .redaction import redact_text
 from .schemas.packet import (
     AttachmentSchema,
     AttemptSchema,
@@ -283,9 +284,16 @@ def _has(packet: Mapping[str, Any], part: str) -> bool:
     return bool(packet.get(part))
 
 
+# Masked wherever the problem is said on one line — a ticket's subject, the customer message —
+# whatever a target's `redact:` says: a subject travels into views, searches and notification
+# e-mails, a customer message into the bot's logs; "Card 4111 1111 1111 1111 declined, password
+# Tr0ub4dor&3" was both.
+ONE_LINE_SECRETS = ("secret", "iban", "card", "national_id")
+
+
 def subject_for(packet: Mapping[str, Any]) -> str:
     """One line an agent can triage by: the problem, in the customer's words when we have them."""
-    return one_line(problem_words(packet) or "Conversation handed off", 120)
+    return one_line(problem_words(packet) or "Conversation handed off", 120, masked=ONE_LINE_SECRETS)
 
 
 def problem_words(packet: Mapping[str, Any], *, echoed: bool = False) -> str:
@@ -425,10 +433,16 @@ def named(handoff_id: str, packet: Mapping[str, Any]) -> str:
     return f"messages {handoff_id} of handoff {follows}" if follows else f"handoff {handoff_id}"
 
 
-def one_line(text: str, limit: int, shown: Callable[[str], str] = visible_controls) -> str:
+def one_line(text: str, limit: int, shown: Callable[[str], str] = visible_controls,
+             masked: Collection[str] = ()) -> str:
     """`text` on one line, at most `limit` characters; `shown`: what is done with the characters
-    nobody sees (an agent is shown bidirectional controls by name; a customer, `without_invisible`)."""
+    nobody sees (an agent is shown bidirectional controls by name; a customer, `without_invisible`).
+    `masked`: redaction kinds masked once the text is on one line (a card across a line break or
+    spaced by an invisible character is masked then) and before it is cut (a cut through a card's
+    groups showed them)."""
     flat = " ".join(shown(text).split())
+    if masked:
+        flat = redact_text(flat, masked)[0]
     if len(flat) <= limit:
         return flat
     cut = flat[: limit - 1]

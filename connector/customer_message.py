@@ -18,10 +18,9 @@ from zoneinfo import ZoneInfo
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from .brief import one_line, problem_words
+from .brief import ONE_LINE_SECRETS, one_line, problem_words
 from .errors import ConfigError
 from .mapping_values import check_template
-from .redaction import redact_text
 from .templating import FailedOnValues, render
 from .text_rules import without_invisible
 
@@ -32,7 +31,6 @@ log = logging.getLogger(__name__)
 # No promise that trying again soon will work: a target may have refused the handoff for good.
 FAILED = ("I'm sorry — I couldn't pass this on to our team, so nobody has it yet. "
           "Please reach us another way, or try again later.")
-ECHOED_SECRETS = ("secret", "iban", "card", "national_id")  # masked in the problem the message restates
 NO_PROBLEM = "your request"  # `problem` when the packet words none and no locale says it (`no_problem`)
 ENGLISH_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 FALLBACK = {
@@ -176,10 +174,8 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     # The customer's own words, echoed back: a card number or an ID number in them is masked, as the
     # vendors' mappings mask them — the message travels in the answer, callbacks and the bot's logs.
     # Without the characters nobody sees: the agent's brief names them ([U+202E]); the customer sees none.
-    # Masked once laid on one line (a card across a line break, or spaced by a tab or an invisible
-    # character, is masked then) and before it is cut (a cut through its groups showed them).
-    flat = " ".join(without_invisible(problem_words(packet, echoed=True)).split())
-    words = one_line(redact_text(flat, ECHOED_SECRETS)[0], 140, shown=without_invisible) or _no_problem(config, locale)
+    words = one_line(problem_words(packet, echoed=True), 140, shown=without_invisible,
+                     masked=ONE_LINE_SECRETS) or _no_problem(config, locale)
     problem = words.rstrip(".")
     hours = assignment.get("business_hours") or {}
     quoted_wait = False

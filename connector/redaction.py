@@ -6,7 +6,10 @@ Kinds, applied in this order so a longer secret is not half-masked as a card or 
   (and `gho_ ghu_ ghs_ ghr_ github_pat_`), AWS `AKIA…`/`ASIA…`, JWTs `eyJ….….…`, `Bearer <token>` /
   `Basic <token>`, and assignments such as `password: …`, `pwd=…`, `api_key=…`, `token: …`, `pin: …`
   (after `token` and `pin`, words prose puts before a colon too, only a value that is quoted, holds
-  a digit or has 16 characters or more: "token: expired since monday" is a diagnosis).
+  a digit or has 16 characters or more: "token: expired since monday" is a diagnosis); and in prose,
+  a password's or a code's name then "is" (ist, es, est, was) or a space, then a value shaped like
+  one — digits after `pin`, `cvv`, `cvc`, `security code`; anything not all letters after a
+  password's name ("my password is Tr0ub4dor&3", "cvv 123"; "my password is wrong" is kept).
 * `iban` — country + check digits + BBAN, length checked against the country, mod-97 checked;
   printed in groups of four or compact. Keeps country and last four.
 * `card` — 13–19 digits, optionally grouped by single spaces or dashes, Luhn-checked. Keeps last four.
@@ -41,10 +44,15 @@ _SECRET_TOKENS = re.compile(
 )
 # The scheme word stays, so an agent still sees that a credential was there.
 _AUTH_HEADER = re.compile(r"(?<![A-Za-z0-9_\]])([Bb]earer|Basic)(\s+)[A-Za-z0-9._~+/-]{16,}=*")
+# A credential's name, then `:` or `=` — or, in prose, "is" (ist, es, est, was, war) or only a space
+# before the value ("my password is Tr0ub4dor&3", "cvv 123"): `_assignment` judges those values.
+# An unquoted value runs to a space; `&`, `;` and `,` end it only before a space, its end, or the
+# next `key=` of a query string ("password: Tr0ub4dor&3" left "&3" showing).
 _ASSIGNMENT = re.compile(
-    r"(?i)(?<![A-Za-z0-9_\]])((?:password|passwd|pwd|passcode|pin|secret|client_secret|api[_-]?key"
-    r"|access[_-]?token|auth[_-]?token|token)[\"']?\s*[:=]\s*)"
-    r"(?!\[redacted)(\"[^\"\n]*\"|'[^'\n]*'|[^\s&;,'\"]+)"
+    r"(?i)(?<![A-Za-z0-9_\]])(((?:password|passwd|passwort|kennwort|contrase[ñn]a|mot de passe|pwd|pw|passcode"
+    r"|pin(?:[ -]?code)?|cvv2?|cvc2?|security code|secret|client_secret|api[_-]?key|access[_-]?token"
+    r"|auth[_-]?token|token)[\"']?)(\s*[:=]\s*|\s+(?:(?:is|ist|es|est|was|war)\b\s*[:=]?\s*)?))"
+    r"(?!\[redacted)(\"[^\"\n]*\"|'[^'\n]*'|(?:[^\s&;,'\"]|[&;,](?=[^\s&;,'\"])(?![A-Za-z_][\w.-]*=))+)"
 )
 _IBAN_START = re.compile(r"(?<![A-Za-z0-9\]])[A-Za-z]{2}[0-9]{2}")
 # SWIFT IBAN registry: total length per country.
@@ -260,14 +268,28 @@ def _phone(match: re.Match[str]) -> str | None:
 # these, an unquoted value is a credential when it holds a digit or is long. A PIN has digits, a
 # token digits or length; `password: sunshine` is masked whatever it holds.
 _PROSE_KEYS = frozenset({"token", "pin"})
+_CODE_KEYS = re.compile(r"(?i)pin|cvv|cvc|security code")  # a PIN or a card's code: digits only
+_SPOKEN_KEYS = re.compile(r"(?i)pass|pw|kennwort|contrase|mot de passe|pin|cvv|cvc|security code")
+_CODE = re.compile(r"[0-9]{3,8}")
 
 
 def _assignment(match: re.Match[str]) -> str | None:
-    key = match.group(1).rstrip("\"': =\t").lower()
-    value = match.group(2)
-    if key in _PROSE_KEYS and value[:1] not in "\"'" and len(value) < 16 and not any(c.isdigit() for c in value):
+    prefix, name, separator, value = match.groups()
+    name, quoted = name.rstrip("\"'").lower(), value[:1] in "\"'"
+    if ":" not in separator and "=" not in separator:
+        # Prose ("is", or a space): only a password's or a code's name, and only a value shaped like
+        # one — "password is wrong", "pin 2 of the cable" and "token was revoked" are diagnoses,
+        # "password Tr0ub4dor&3" and "cvv 123" are not. "my password is sunshine" is kept.
+        if not _SPOKEN_KEYS.match(name):
+            return None
+        bare = value.rstrip(".!?")
+        if _CODE_KEYS.match(name) and not _CODE.fullmatch(bare):
+            return None
+        if not quoted and bare.isalpha():
+            return None
+    elif name in _PROSE_KEYS and not quoted and len(value) < 16 and not any(c.isdigit() for c in value):
         return None
-    return f"{match.group(1)}[redacted secret]"
+    return f"{prefix}[redacted secret]"
 
 
 _SECRET_MASKS = (

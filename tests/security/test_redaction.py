@@ -52,6 +52,17 @@ def luhn_valid(digits: str) -> bool:
         ("secret", "api_key=abc123, pin: 4821", "api_key=[redacted secret], pin: [redacted secret]"),
         ("secret", "token: 'hunter', token=abcdefghijklmnopq, password: sunshine",
          "token: [redacted secret], token=[redacted secret], password: [redacted secret]"),
+        # The whole value: "[redacted secret]&3" showed the end of "Tr0ub4dor&3".
+        ("secret", "password: Tr0ub4dor&3, pwd=a;b&user=bob", "password: [redacted secret], pwd=[redacted secret]&user=bob"),
+        # Prose that gives a credential: "is" (ist, es, est, was) or a space, and a value shaped like one.
+        ("secret", "my password is Tr0ub4dor&3. Also with password hunter2 and the pw is: hunter22",
+         "my password is [redacted secret] Also with password [redacted secret] and the pw is: [redacted secret]"),
+        ("secret", "mein Passwort ist geheim123, mi contraseña es Hola2024, mot de passe est Azerty!1",
+         "mein Passwort ist [redacted secret], mi contraseña es [redacted secret], mot de passe est [redacted secret]"),
+        ("secret", "my pin is 4821, cvv 123, CVC: 987, security code 1234, pin code 9876",
+         "my pin is [redacted secret], cvv [redacted secret], CVC: [redacted secret], security code [redacted secret], "
+         "pin code [redacted secret]"),
+        ("secret", "my password is 'sunshine'", "my password is [redacted secret]"),
         ("email", "write to josé.o'brien+billing@example.co.uk.", "write to [redacted email]."),
         ("phone", "call +44 20 7946 0958 or (415) 555-0134", "call [redacted phone] or [redacted phone]"),
         ("phone", "or 415.555.0134, +1-415-555-0134", "or [redacted phone], [redacted phone]"),
@@ -77,6 +88,9 @@ def test_each_kind_is_masked(kind: str, text: str, expected: str) -> None:
         (ALL, "GB 12 34 56 A, QQ 12 34 56 E, ab123456c"),  # forbidden prefix, bad suffix, lower case
         (ALL, "the Bearer token expired; password reset; my password is secret"),
         (ALL, "token: expired since monday, pin: forgotten"),  # words, not credentials
+        # Prose about a credential, not giving one (a word is a diagnosis; "sunshine" is let through).
+        (ALL, "my password is wrong, password reset link, pin 2 of the cable, token was revoked, cvv is missing"),
+        (ALL, "password is sunshine; token 5 expired; passport 123456; I forgot my pin. Reset it?"),
         (ALL, "user@localhost, @handle, a@b"),
         (["card", "iban", "national_id", "secret", "email"], "order 555-123-4567 / 415 555 0134 / +14155550134"),
         (["phone"], "order 12345678 has 3 items"),  # too short for a phone
