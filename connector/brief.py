@@ -319,8 +319,9 @@ hola buenos buenas días dias tardes noches agente humano humana persona alguien
 un una quiero necesito ayuda sí si gracias
 bonjour salut bonsoir humain humaine personne quelqu quelqu'un svp s il vous plaît plait parler à
 a conseiller conseillère je veux voudrais besoin aide oui non merci
-hallo guten tag morgen abend mitarbeiter mitarbeiterin mensch bitte sprechen mit einem einen einer
-jemandem ich möchte will brauche hilfe ja nein danke
+hallo guten tag morgen abend mitarbeiter mitarbeiterin mensch menschen bitte sprechen mit einem einen einer
+jemandem jemanden echten echte echter ich möchte will brauche hilfe ja nein danke
+une vrai vraie
 你好 您好 人工 转人工 こんにちは
 """.split())
 _WORD = re.compile(r"\w+")

@@ -79,7 +79,7 @@ FRIDAY_EVENING = dt.datetime(2026, 11, 27, 18, 0, tzinfo=dt.UTC)
 @pytest.mark.parametrize(("language", "expected"), [
     ("en", "The team is away right now, though: we open again at 09:00 Monday (Europe/Paris) and will reply then."),
     # Each owns the contrast with the "now" of the sentence before it ("connecting you … now").
-    ("es-MX", "Eso sí, ahora mismo estamos cerrados: volvemos a abrir a las 09:00 del lunes (Europe/Paris) y te "
+    ("es-MX", "Eso sí, ahora mismo estamos cerrados: volvemos a abrir el lunes a las 09:00 (Europe/Paris) y te "
               "responderemos entonces."),
     ("fr", "Nous sommes toutefois fermés pour le moment : nous rouvrons lundi à 09:00 (Europe/Paris) et vous "
            "répondrons alors."),
@@ -96,6 +96,22 @@ def test_out_of_hours_each_locale_gives_the_next_opening(language, expected):
 def test_an_opening_tomorrow_says_tomorrow_where_the_locale_has_the_word():
     sunday = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
     assert "again at 09:00 tomorrow (Europe/Paris)" in compose(full_packet(), CLOSED, None, SHIPPED, now=sunday)["text"]
+
+
+@pytest.mark.parametrize(("language", "today", "tomorrow"), [
+    ("en", "again at 09:00 today", "again at 09:00 tomorrow"),
+    ("es", "volvemos a abrir hoy a las 09:00", "volvemos a abrir mañana a las 09:00"),
+    ("fr", "nous rouvrons aujourd'hui à 09:00", "nous rouvrons demain à 09:00"),
+    ("de", "Wir sind heute ab 09:00 Uhr", "Wir sind morgen ab 09:00 Uhr"),
+])
+def test_every_shipped_locale_says_today_and_tomorrow(language, today, tomorrow):
+    # Said on a Monday at 08:00, "volvemos a abrir el lunes" / "lundi" / "Montag" read as next Monday.
+    packet = full_packet()
+    packet["conversation"]["language"] = language
+    monday_early = dt.datetime(2026, 11, 30, 7, 0, tzinfo=dt.UTC)  # 08:00 in Paris
+    sunday = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
+    assert today in compose(packet, CLOSED, None, SHIPPED, now=monday_early)["text"]
+    assert tomorrow in compose(packet, CLOSED, None, SHIPPED, now=sunday)["text"]
 
 
 def test_an_opening_a_week_or_more_away_gives_its_date_too():
@@ -331,6 +347,9 @@ def test_no_problem_is_optional_and_falls_back_to_the_default_locales_then_the_b
     (["?"], "your request"), (["hi", "!!!"], "your request"),  # no word at all
     (["yes"], "your request"), (["Yes please"], "your request"), (["supervisor"], "your request"),
     (["je veux parler à un conseiller"], "your request"), (["Ich möchte einen Mitarbeiter sprechen"], "your request"),
+    # A review: the dative and the feminine article were echoed ("I've passed on: Ich möchte mit einem Menschen sprechen").
+    (["Ich möchte mit einem Menschen sprechen"], "your request"), (["je veux parler à une vraie personne"], "your request"),
+    (["I want to talk to a real person"], "your request"), (["quiero hablar con una persona real"], "your request"),
     (["Hola, di\u0301as"], "your request"),  # decomposed accents
     (["Hello", "I want to speak to a person", "my card was charged twice"], "my card was charged twice"),
     (["human please", "refund"], "refund"),  # the line that says something, not the first or longest
