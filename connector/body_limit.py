@@ -1,4 +1,8 @@
-"""CONNECTOR_MAX_BODY_BYTES for a body sent without a Content-Length (chunked).
+"""The body as it arrives: not compressed, and within CONNECTOR_MAX_BODY_BYTES when sent without a
+Content-Length (chunked).
+
+A body sent with `Content-Encoding: gzip` (several HTTP stacks compress request bodies) was read as
+it came and answered 400 "not valid UTF-8": it is refused as the 415 it is, naming the header.
 
 werkzeug refuses a declared length over the limit, but reads a chunked body only up to the limit
 and stops there: the request went on with the body cut, answered 400 ("not valid JSON") or, when
@@ -12,9 +16,19 @@ from __future__ import annotations
 from flask import Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from .errors import UnsupportedMediaType
+
 
 def init_app(app: Flask) -> None:
+    app.before_request(_not_encoded)
     app.before_request(_whole_body_within_limit)
+
+
+def _not_encoded() -> None:
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding and encoding != "identity":
+        raise UnsupportedMediaType(f"Send the body uncompressed: Content-Encoding {encoding!r} is not accepted "
+                                   "(the body was not read).")
 
 
 def _whole_body_within_limit() -> None:

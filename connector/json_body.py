@@ -18,9 +18,15 @@ from .text_rules import UNSTORABLE
 
 def parse_json(raw: bytes, content_type: str | None, max_depth: int, what: str = "packet") -> Any:
     """The body as a JSON object; `what` names it in the errors ("packet", "event")."""
-    mimetype = (content_type or "").split(";")[0].strip().lower()
+    mimetype, *params = (content_type or "").lower().split(";")
+    mimetype = mimetype.strip()
     if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
         raise UnsupportedMediaType(f"Send the {what} as application/json (got {mimetype or 'no content type'}).")
+    # JSON is UTF-8 (RFC 8259): a body declared in another charset was answered "not valid UTF-8".
+    charset = next((value.strip().strip('"') for name, _, value in (p.partition("=") for p in params)
+                    if name.strip() == "charset"), "utf-8")
+    if charset not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType(f"Send the {what} as UTF-8 JSON (got charset={charset}).")
     try:
         text = raw.decode("utf-8")
         repeated: list[bool] = []  # set by `_object` when an object names a key twice

@@ -351,6 +351,24 @@ def test_wrong_content_type_is_415(client, content_type):
     problem(post(client, json.dumps(minimal_packet()), content_type=content_type), 415)
 
 
+def test_a_compressed_body_is_415_naming_the_header_not_400_not_utf8(client):
+    # Several HTTP stacks gzip request bodies: the bot read "The body is not valid UTF-8".
+    import gzip
+
+    body = problem(post(client, gzip.compress(json.dumps(minimal_packet()).encode()),
+                        headers={"Content-Encoding": "gzip"}), 415)
+    assert "Content-Encoding 'gzip'" in body["detail"] and "uncompressed" in body["detail"]
+    assert post(client, minimal_packet(), headers={"Content-Encoding": "identity"}).status_code == 201
+
+
+@pytest.mark.parametrize("charset", ["utf-16", "iso-8859-1", '"latin1"'])
+def test_a_body_declared_in_another_charset_is_415_naming_it(client, charset):
+    body = problem(post(client, json.dumps(minimal_packet()).encode(charset.strip('"')),
+                        content_type=f"application/json; charset={charset}"), 415)
+    assert f"charset={charset.strip(chr(34))}" in body["detail"] and "UTF-8" in body["detail"]
+    assert post(client, minimal_packet(), content_type="application/json; charset=UTF-8").status_code == 201
+
+
 def test_unicode_survives_intact(client):
     texts = [
         "Mi pedido no llegó 😡🔥 — ¿dónde está?",
