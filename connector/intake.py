@@ -34,6 +34,7 @@ from .jsonlog import log_context
 from .models import Delivery, Handoff, utcnow
 from .outbox import Attempted
 from .schemas import Limits, PacketSchema, flatten_errors, plain_load
+from .schemas.near_misses import near_misses
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -126,9 +127,10 @@ def _warned(answer: Answer, packet: dict[str, Any], services: Services) -> Answe
 
 def warnings_for(packet: Mapping[str, Any], targets: list[str], assignment: Mapping[str, Any],
                  services: Services) -> list[str]:
-    """What the answer (and the dry run) warns of: callbacks that will not be sent, `vendor_extra`
-    for a target it does not go to, the routing, the customer's message."""
-    return (callbacks.warnings_for(packet, services.settings) + _unused_vendor_extra(packet, targets)
+    """What the answer (and the dry run) warns of: keys that look misspelt, callbacks that will not
+    be sent, `vendor_extra` for a target it does not go to, the routing, the customer's message."""
+    return (near_misses(packet) + callbacks.warnings_for(packet, services.settings)
+            + _unused_vendor_extra(packet, targets)
             + routing.department_warnings(packet, assignment, services.mappings.routing)
             + customer_message.language_warnings(packet, services.mappings.messages))
 

@@ -502,3 +502,25 @@ def test_a_department_routing_yaml_has_no_team_for_is_a_warning_in_the_answer(cl
     if warned:
         assert body["assignment"]["team"] == "billing team"
         assert "'billing team' is no team in routing.yaml (" in said[0] and "billing" in said[0]
+
+
+def test_a_key_that_looks_misspelt_is_named_in_the_warnings_with_the_field_it_is_close_to(client):
+    # Nested objects keep keys the connector does not know: `escalation.urgncy: urgent` was taken
+    # with a 201 and no word, and the handoff routed as normal; `callback.evnts` had every state sent.
+    packet = full_packet()
+    packet["escalation"]["urgncy"] = "urgent"
+    packet["routing"]["departmnet"] = "billing"
+    packet["transcript"][2]["atachments"] = []
+    packet["customer"]["loyalty_tier"] = "gold"  # a bot's own field, close to none: left alone
+    body = post(client, packet).get_json()
+    said = [w for w in body.get("warnings", []) if "did you mean" in w]
+    assert said == [
+        "transcript.*.atachments: not a field the connector reads — did you mean transcript.*.attachments? "
+        "It is kept with the packet, but nothing acts on it",
+        "escalation.urgncy: not a field the connector reads — did you mean escalation.urgency? "
+        "It is kept with the packet, but nothing acts on it",
+        "routing.departmnet: not a field the connector reads — did you mean routing.department? "
+        "It is kept with the packet, but nothing acts on it",
+    ]
+    sample = post(client, full_packet()).get_json().get("warnings", [])
+    assert not [w for w in sample if "did you mean" in w], sample  # the sample: nothing misspelt

@@ -1,0 +1,76 @@
+"""Keys a bot most likely misspelt. Nested objects keep fields the connector does not know (they
+are stored, and mappings may read them), so `escalation.urgncy: urgent` was taken without a word
+and the handoff routed as normal; `callback.evnts` had every state sent. A key close to one the
+schema declares in the same place is named in the answer's warnings, with the name it is close to.
+Keys close to none are a bot's own fields, and left alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from difflib import get_close_matches
+from functools import cache
+from typing import Any
+
+from marshmallow import INCLUDE, Schema, fields
+
+from .packet import PacketSchema
+
+# How alike a key and a declared name must be (difflib's ratio): urgncy/urgency 0.92,
+# departmnet/department 0.90, evnts/events 0.91; plan/phone 0.44.
+CLOSE = 0.8
+
+
+@dataclass(frozen=True)
+class _Node:
+    names: tuple[str, ...]  # the keys the schema declares here
+    known: frozenset[str]  # the same, to subtract
+    open: bool  # unknown keys kept (INCLUDE): the only places a typo passes unseen
+    children: Mapping[str, tuple[_Node, bool]]  # key → (node, a list of them)
+
+
+def near_misses(packet: Mapping[str, Any], schema: type[Schema] = PacketSchema) -> list[str]:
+    """One warning per misspelt-looking key, named by its path (`transcript.*.atachments` for a
+    key of any entry of a list)."""
+    said: list[str] = []
+    _look(_tree(schema), [packet], "", said)
+    return said
+
+
+def _look(node: _Node, objects: list[Mapping[str, Any]], path: str, said: list[str]) -> None:
+    unknown = node.open and (objects[0].keys() if len(objects) == 1
+                             else set().union(*(o.keys() for o in objects))) - node.known
+    if unknown:
+        for key in sorted(unknown, key=str):
+            close = get_close_matches(str(key), node.names, n=1, cutoff=CLOSE)
+            if close:
+                said.append(f"{path}{key}: not a field the connector reads — did you mean {path}{close[0]}? "
+                            "It is kept with the packet, but nothing acts on it")
+    for key, (child, many) in node.children.items():
+        found = [value for o in objects if (value := o.get(key)) is not None]
+        inside = list(_objects(found, many))
+        if inside:
+            _look(child, inside, f"{path}{key}.*." if many else f"{path}{key}.", said)
+
+
+def _objects(values: Iterable[Any], many: bool) -> Iterable[Mapping[str, Any]]:
+    # Parsed JSON: `type() is` (an isinstance of Mapping is an ABC check, on the bot's path).
+    for value in values:
+        for item in (value if many and type(value) is list else (value,)):
+            if type(item) is dict:
+                yield item
+
+
+@cache
+def _tree(schema_class: type[Schema]) -> _Node:
+    return _node(schema_class())
+
+
+def _node(schema: Schema) -> _Node:
+    children: dict[str, tuple[_Node, bool]] = {}
+    for name, declared in schema.fields.items():
+        inner, many = (declared.inner, True) if isinstance(declared, fields.List) else (declared, False)
+        if isinstance(inner, fields.Nested) and isinstance(inner.schema, Schema):
+            children[declared.data_key or name] = (_node(inner.schema), many)
+    names = tuple(declared.data_key or name for name, declared in schema.fields.items())
+    return _Node(names, frozenset(names), schema.unknown == INCLUDE, children)
