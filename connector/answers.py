@@ -104,7 +104,9 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     status = handoff_status(d.state for d in deliveries)
     # `assigned`: an agent has it — the wait quoted at intake is over, and the message says none
     # (a failed handoff keeps its apology: an agent may have taken a case whose comments failed).
-    delayed = (assigned and status != "failed") or is_delayed(status, deliveries, handoff.estimated_wait_seconds)
+    # So once the wait has run out with nobody on it.
+    delayed = ((assigned or wait_ran_out(handoff)) and status != "failed") \
+        or is_delayed(status, deliveries, handoff.estimated_wait_seconds)
     return {
         "id": handoff.id,
         "status": status,
@@ -117,6 +119,13 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
         "context_receipt": {d.target: d.receipt for d in deliveries if d.receipt is not None},
         "links": {"self": f"/v1/handoffs/{handoff.id}"},
     }
+
+
+def wait_ran_out(handoff: Any) -> bool:
+    """The wait quoted at intake is over: a read three hours later, nobody on it yet, still said
+    "about 5 minutes" (and 300 s); it now says that someone will reply as soon as they are free."""
+    wait_s = handoff.estimated_wait_seconds
+    return wait_s is not None and utcnow() - handoff.created_at >= dt.timedelta(seconds=wait_s)
 
 
 def is_delayed(status: str, deliveries: Iterable[Any], wait_s: int | None) -> bool:

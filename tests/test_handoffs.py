@@ -428,6 +428,30 @@ def test_a_language_with_no_messages_of_its_own_is_said_to_fall_back(make_app):
     assert unsaid.status_code == 201 and "warnings" not in unsaid.get_json()
 
 
+def test_once_the_quoted_wait_has_run_out_with_nobody_on_it_no_read_quotes_it(make_app, tmp_path):
+    # Three hours on, with no agent yet, a read, a retried key and the list still said "about 5
+    # minutes" and 300 s; they now say someone will reply as soon as they are free, and no number.
+    import datetime as dt
+
+    from connector.models import Handoff
+
+    app = make_app(mappings_dir=mappings_quoting_a_wait(tmp_path))
+    services, client = app.extensions["connector"], app.test_client()
+    first = post(client, minimal_packet(), key="k-late").get_json()
+    assert first["estimated_wait_seconds"] == 300 and "about 5 minutes" in first["customer_message"]["text"]
+    read = client.get(first["links"]["self"], headers=auth()).get_json()
+    assert read["estimated_wait_seconds"] == 300  # within the wait: as quoted
+    with services.db.session() as session:
+        for handoff in session.query(Handoff):
+            handoff.created_at -= dt.timedelta(seconds=301)
+    [listed] = client.get(f"/v1/handoffs?conversation_id={first['conversation_id']}",
+                          headers=auth()).get_json()["items"]
+    for again in (post(client, minimal_packet(), key="k-late").get_json(),
+                  client.get(first["links"]["self"], headers=auth()).get_json(), listed):
+        assert again["estimated_wait_seconds"] is None and again["status"] == "delivered"
+        assert again["customer_message"]["text"].endswith("Someone will reply here as soon as they're free.")
+
+
 def test_once_an_agent_has_it_a_retried_request_quotes_no_wait_as_a_read_does(make_app, tmp_path):
     # The replay of a key quoted the wait the GET had cleared, and both kept "about 5 minutes"
     # in the message shown to a customer who already had an agent.
