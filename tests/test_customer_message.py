@@ -251,7 +251,8 @@ def test_no_wait_is_promised_while_no_target_has_the_handoff_and_attempts_fail()
 
     def answer(*deliveries):  # type: ignore[no-untyped-def]
         handoff = SimpleNamespace(id="hnd_1", conversation_id="c", assignment={}, customer_message=message,
-                                  estimated_wait_seconds=240, deliveries=list(deliveries))
+                                  estimated_wait_seconds=240, deliveries=list(deliveries),
+                                  created_at=dt.datetime.now(dt.UTC))
         return render(handoff)
 
     def delivery(state, error=None):  # type: ignore[no-untyped-def]

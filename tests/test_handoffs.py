@@ -149,12 +149,13 @@ def test_the_wait_is_quoted_until_every_target_has_given_up():
     from types import SimpleNamespace
 
     from connector.answers import render
+    from connector.models import utcnow
 
     def answer(*states):
         deliveries = [SimpleNamespace(target=f"t{n}", state=state, vendor_id=None, url=None, attempts=1,
                                       last_error=None, receipt=None) for n, state in enumerate(states)]
         handoff = SimpleNamespace(id="hnd_1", conversation_id="c", customer_message=None, estimated_wait_seconds=240,
-                                  assignment={}, deliveries=deliveries)
+                                  assignment={}, deliveries=deliveries, created_at=utcnow())
         # Messages sent since opened a ticket at t0: someone has it now.
         later = [SimpleNamespace(target="t0", state="created", vendor_id="7", url="u", attempts=1, last_error=None,
                                  receipt=None)]
