@@ -24,6 +24,7 @@ from connector.brief import (
     ROLES,
     TRENDS,
     also_sent,
+    bot_loop,
     clock,
     first_customer_line,
     last_customer_entry,
@@ -32,6 +33,7 @@ from connector.brief import (
     most_recent,
     named,
     one_line,
+    repeat_contact,
     scalar,
     subject_for,
     urgency_shown,
@@ -316,6 +318,9 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         why += f" — {short('escalation', escalation['detail'], 1200)}"
     if escalation.get("keywords"):
         why += f"\n*Trigger words:* {short('escalation', ', '.join(map(str, escalation['keywords'])), 300)}"
+    for heading, said in (("Repeat contact", repeat_contact(packet)), ("Bot loop", bot_loop(packet))):
+        if said:
+            why += f"\n*{heading}:* {short('escalation', said, 400)}"
     fields = []
     if sentiment:
         score = f" ({sentiment['score']:+.2f})" if isinstance(sentiment.get("score"), (int, float)) else ""

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -463,6 +464,66 @@ def _ticket_ref(ticket: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _SCREENFUL = 6  # transcript entries an agent sees below the brief without scrolling far
+# …or characters of them: six messages, one a pasted 180-line traceback, put the latest 400 lines down.
+_SCREENFUL_CHARS = 2000
+
+
+def _far(entries: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the transcript runs past what an agent sees below the brief without scrolling far."""
+    return len(entries) > _SCREENFUL or sum(len(str(e.get("text") or "")) for e in entries) > _SCREENFUL_CHARS
+
+
+REPEAT_WINDOW_DAYS = 30
+_OPEN_TICKET = frozenset({"new", "open", "pending", "hold", "on-hold", "on_hold"})
+
+
+def repeat_contact(packet: Mapping[str, Any]) -> str | None:
+    """The customer's earlier contacts in the 30 days before this conversation, in a line at the
+    top: under "Earlier contacts", below what the bot collected, an agent met "third time about
+    this order" last — and an earlier ticket still open may be this one's twin."""
+    started = next((rfc3339_utc(e.get("at")) for e in packet.get("transcript") or []), None) or dt.datetime.now(dt.UTC)
+    recent = sorted(((when, h) for h in packet.get("history") or []
+                     if (when := rfc3339_utc(h.get("at"))) is not None
+                     and dt.timedelta(0) <= started - when <= dt.timedelta(days=REPEAT_WINDOW_DAYS)),
+                    key=lambda pair: pair[0])
+    if not recent:
+        return None
+    when, latest = recent[-1]
+    times = _times(len(recent))
+    ticket = latest.get("ticket") if isinstance(latest.get("ticket"), Mapping) else {}
+    named = f"{ticket.get('system') or 'ticket'} #{ticket['id']}" if ticket.get("id") else ""
+    still_open = str(ticket.get("status") or "").casefold() in _OPEN_TICKET
+    about = ", ".join(part for part in (named, "still open" if still_open else "") if part)
+    return (f"contacted us {times} in the {REPEAT_WINDOW_DAYS} days before this conversation (latest "
+            f"{when:%Y-%m-%d}{' · ' + about if about else ''})")
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else "twice" if n == 2 else f"{n} times"
+
+
+_LOOPED = 3  # the same bot answer this many times in one conversation: a loop the agent should know of
+
+
+def bot_loop(packet: Mapping[str, Any]) -> str | None:
+    """The bot repeating itself — the same answer three times, or the same article offered twice —
+    in a line at the top: it is what the customer is angry about, and what the agent apologises for."""
+    said = Counter(" ".join(str(e.get("text") or "").casefold().split())
+                   for e in packet.get("transcript") or [] if e.get("role") == "bot")
+    offered = Counter(str(a.get("title") or a.get("url") or "").casefold()
+                      for a in packet.get("attempted_solutions") or [])
+    answer, times = next(((text, n) for text, n in said.most_common(1) if text and n >= _LOOPED), ("", 0))
+    title, tries = next(((text, n) for text, n in offered.most_common(1) if text and n >= 2), ("", 0))
+    loops = []
+    if times:
+        original = next(str(e.get("text")) for e in packet["transcript"]
+                        if e.get("role") == "bot" and " ".join(str(e.get("text") or "").casefold().split()) == answer)
+        loops.append(f"gave the same answer {_times(times)} (“{one_line(original, 80)}”)")
+    if tries:
+        original = next(str(a.get("title") or a.get("url")) for a in packet["attempted_solutions"]
+                        if str(a.get("title") or a.get("url") or "").casefold() == title)
+        loops.append(f"offered “{one_line(original, 80)}” {_times(tries)}")
+    return "; ".join(loops) or None
 
 
 def last_customer_entry(packet: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -545,6 +606,14 @@ def _transcript(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def routed_to(assignment: Mapping[str, Any]) -> str | None:
+    """Where routing sent the handoff, and by which rule: Slack said it, the ticket did not, and a
+    VIP's ticket looked like any other."""
+    where = " / ".join(str(assignment[k]) for k in ("team", "queue", "agent") if assignment.get(k))
+    rule = assignment.get("rule")
+    return f"{where} (rule {rule})" if where and rule else where or None
+
+
 def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any]) -> dict[str, Any]:
     bot = packet.get("bot") or {}
     conversation = packet.get("conversation") or {}
@@ -569,7 +638,6 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     latest = last_customer_entry(packet)
     if latest is not None and latest["text"] == first_customer_line(packet):
         latest = None  # shown already as what they wrote
-    entries = len(packet.get("transcript") or [])
     return {
         "handoff_id": handoff_id,
         "subject": subject_for(packet),
@@ -590,7 +658,10 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "customer_name": customer_name,
         # Above a transcript longer than a screen, or in a brief without it (Slack, Zendesk's summary).
         "latest": latest and {"text": one_line(latest["text"], 300), "at": clock(latest.get("at")),
-                              "far": entries > _SCREENFUL},
+                              "far": _far(packet.get("transcript") or [])},
+        "routed": routed_to(assignment),
+        "repeat_contact": repeat_contact(packet),
+        "bot_loop": bot_loop(packet),
         "identity": identity,
         "segment": customer.get("segment"),
         "attributes": [(k, scalar(v)) for k, v in (customer.get("attributes") or {}).items()],

@@ -468,3 +468,60 @@ def test_a_card_or_a_password_in_the_problem_never_reaches_a_subject_or_the_cust
     for where, text in subjects.items():
         assert "4111 1111" not in text and "Tr0ub4dor" not in text and "&3" not in text, (where, text)
         assert "[redacted card ••••1111] declined, password [redacted secret]" in text, (where, text)
+
+
+def _looping_repeat_packet() -> dict[str, Any]:
+    packet = full_packet()  # its conversation: 2026-11-20 09:14 UTC
+    packet["history"] = [
+        {"at": "2026-11-12T10:00:00Z", "channel": "email", "summary": "order A-55821 late",
+         "ticket": {"system": "zendesk", "id": "1490", "status": "solved"}},
+        {"at": "2026-11-18T10:00:00+01:00", "channel": "chat", "summary": "order A-55821 still late",
+         "ticket": {"system": "zendesk", "id": "1502", "status": "Open"}},
+        {"at": "2026-06-01T10:00:00Z", "channel": "phone", "summary": "long before: not counted"},
+    ]
+    loop = "Have you tried turning sync off and on again?"
+    packet["transcript"] += [{"at": f"2026-11-20T09:2{n}:00Z", "role": "bot", "text": text}
+                             for n, text in enumerate([loop, " have you tried turning sync off and ON again?", loop])]
+    packet["attempted_solutions"] *= 2
+    return packet
+
+
+def test_the_brief_says_up_top_where_it_was_routed_a_repeat_contact_and_a_bot_loop():
+    # Slack said where routing sent it; the ticket did not. "Third contact about this order" sat
+    # under Earlier contacts, below the collected data; a bot that answered the same thing three
+    # times (what the customer is angry about) was only to be found by reading the transcript.
+    brief = render_brief(_looping_repeat_packet(), "hnd_1", assignment={"team": "priority_support", "rule": "vip"})
+    why = brief.text.split("CUSTOMER")[0]
+    assert "  Routed to: priority_support (rule vip)\n" in why
+    assert ("  Repeat contact: contacted us twice in the 30 days before this conversation "
+            "(latest 2026-11-18 · zendesk #1502, still open)\n") in why
+    assert ("  Bot loop: gave the same answer 3 times (“Have you tried turning sync off and on again?”); "
+            "offered “QuickBooks reconnect guide” twice\n") in why
+    html_why = brief.html.split("<h3>Customer</h3>")[0]
+    assert "<strong>Repeat contact:</strong> contacted us twice" in html_why and "<strong>Bot loop:</strong>" in html_why
+    assert "Routed to: priority_support (rule vip)" in html_why
+    plain = render_brief(full_packet(), "hnd_1").text  # its one earlier contact was 49 days before
+    assert "Repeat contact" not in plain and "Bot loop" not in plain and "Routed to" not in plain
+
+
+def test_the_slack_alert_says_a_repeat_contact_and_a_bot_loop_with_why():
+    from adapters.slack import SlackAdapter
+    from connector.settings import Settings
+    from tests.factories import make_context
+
+    message = SlackAdapter(Settings(slack_bot_token="xoxb-1", slack_channel="C1"), {}).render(
+        make_context(_looping_repeat_packet(), target="slack"))["message"]
+    [why] = [b["text"]["text"] for b in message["blocks"] if b.get("block_id") == "escalation"]
+    assert "\n*Repeat contact:* contacted us twice in the 30 days" in why
+    assert "\n*Bot loop:* gave the same answer 3 times" in why
+
+
+def test_the_latest_words_go_up_top_when_the_transcript_is_long_to_read_not_only_long():
+    # Six messages, one a pasted 180-line traceback: "Prod is down for 40 customers" was 430 lines
+    # down the note, under the transcript, because there were not more than six messages.
+    packet = full_packet()
+    packet["transcript"][2]["text"] = "Traceback (most recent call last):\n" + "  File \"x.py\", line 1\n" * 180
+    packet["transcript"][-1]["text"] = "Yes, same crash. Prod is down for 40 customers"
+    assert len(packet["transcript"]) <= 6
+    assert 'Latest from them (2026-11-20 09:17 UTC): "Yes, same crash. Prod is down for 40 customers"' in \
+        render_brief(packet, "hnd_1").text.split("TRANSCRIPT")[0]

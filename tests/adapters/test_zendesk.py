@@ -170,7 +170,8 @@ def test_a_closed_ticket_gets_a_follow_up_ticket_with_the_whole_brief(zd: FakeZe
     [created] = zd.json_bodies("POST", TICKETS)
     assert created["ticket"]["via_followup_source_id"] == 77120  # Zendesk links the two for the agent
     # the short form of a follow-up assumed the old ticket held the rest: the new one carries it all
-    assert created["ticket"]["comment"]["html_body"] == render_brief(packet, "hnd_01TESTHANDOFF0000000000000").html
+    assert created["ticket"]["comment"]["html_body"] == render_brief(
+        packet, "hnd_01TESTHANDOFF0000000000000", assignment=short.assignment).html
     assert outcome.payload["ticket"]["via_followup_source_id"] == 77120
 
 
