@@ -159,7 +159,9 @@ def language_warnings(packet: Mapping[str, Any], messages: Mapping[str, Any]) ->
             f"{', '.join(sorted(config['locales']))}); the message is in {default!r}"]
 
 
-_DOUBLED_STOP = re.compile(r"([?!…])\.(?=\s|$)")
+# A problem the customer ended with "?", "!" or "…" — or a CJK full stop, "。" (also "？", "！") — keeps
+# its own, not the template's "." after it ("…表示されています。.").
+_DOUBLED_STOP = re.compile(r"([?!…。？！])\.(?=\s|$)")
 
 
 def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_seconds: int | None,

@@ -400,3 +400,11 @@ def test_a_long_problem_is_cut_at_a_word_not_inside_one():
     assert one_line("x" * 60, 40) == "x" * 39 + "…"  # one unbroken run: cut where it stands
     assert one_line("aaaaaaaaaaaaa bbbbb ccc", 20) == "aaaaaaaaaaaaa bbbbb…"  # the last word fits whole
     assert one_line(",;:" * 20, 10) == ",;:,;:,;:…"  # nothing but punctuation: not "…" alone
+
+
+@pytest.mark.parametrize("problem", ["注文した商品がまだ届きません。", "为什么还没发货？", "Why was I charged twice?"])
+def test_a_problem_ending_in_its_own_stop_gets_no_second_one(problem):
+    # "…表示されています。." — the template's full stop after a Japanese one.
+    packet = full_packet(intent={"name": "x", "stated_problem": problem})
+    text = compose(packet, ASSIGNMENT, None, MESSAGES)["text"]
+    assert f"I've passed on: {problem} " in text
