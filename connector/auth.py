@@ -10,6 +10,7 @@ is refused even in that mode: it is a bot that is misconfigured or an attacker, 
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import logging
 import time
@@ -64,13 +65,22 @@ def _signed(request: Request, settings: Settings, now: float) -> Caller:
     try:  # a header or clock problem is the same for every bot, and says more than "no bot matched"
         bot_id = signed_by(request.get_data(), request.headers, by_bot, now)
     except SignatureError as err:
-        return _refused(err.reason)
+        said = ""
+        if err.reason in ("stale_timestamp", "future_timestamp"):  # what a developer needs to fix a clock
+            clock = dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+            said = f": {err.detail}; the connector's clock reads {clock}"
+        if "webhook-signature" not in request.headers and request.headers.get("Authorization"):
+            # A relay that adds `webhook-id` made a bearer-key request a signed one, refused as unsigned.
+            said += ("; a webhook-id header makes this a signed request, so its Authorization header was not "
+                     "read — send the bearer key without webhook-id and webhook-timestamp")
+        return _refused(err.reason, said)
     return Caller(bot_id=bot_id, method="signature", message_id=request.headers.get("webhook-id"))
 
 
-def _refused(reason: str) -> NoReturn:
+def _refused(reason: str, said: str = "") -> NoReturn:
     log.warning("bot signature refused", extra={"reason": reason})
-    raise Unauthenticated(f"The request signature was refused ({reason}).", errors={"webhook-signature": [reason]})
+    raise Unauthenticated(f"The request signature was refused ({reason}){said}.",
+                          errors={"webhook-signature": [reason]})
 
 
 def authenticate_bot(request: Request, settings: Settings, now: float | None = None) -> Caller:

@@ -65,6 +65,23 @@ def test_stale_and_future_timestamps_are_refused(signed_app):
     future = post(client, BODY, signed(BODY, at=time.time() + 6 * 60))
     assert stale.get_json()["errors"] == {"webhook-signature": ["stale_timestamp"]}
     assert future.get_json()["errors"] == {"webhook-signature": ["future_timestamp"]}
+    # What a developer needs to fix a drifting clock: how far off, the window, and our clock.
+    for refused, said in ((stale, "ago"), (future, "in the future")):
+        detail = refused.get_json()["detail"]
+        assert f" s {said}; the window is 300 s; the connector's clock reads 20" in detail, detail
+
+
+def test_a_bearer_key_beside_a_relays_webhook_id_is_told_why_it_was_not_read(make_app):
+    # A relay added `webhook-id`: the valid key was ignored and the bot read "signature refused
+    # (missing_timestamp)" without a word about its key.
+    from tests.conftest import auth
+
+    client = make_app().test_client()
+    response = post(client, BODY, {**auth(), "webhook-id": "msg_relay"})
+    assert response.status_code == 401
+    detail = response.get_json()["detail"]
+    assert "its Authorization header was not read" in detail and "without webhook-id" in detail
+    assert "Authorization header" not in post(client, BODY, signed(BODY)).get_json()["detail"]  # no key sent
 
 
 def test_a_tampered_body_is_refused(signed_app):
