@@ -28,6 +28,7 @@ import requests
 from zenpy import Zenpy
 
 from connector import json_codec
+from connector.brief import repeat_contact
 from connector.decision import lookup_ends
 from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import KINDS as VALUE_KINDS
@@ -153,7 +154,7 @@ class ZendeskAdapter(Adapter):
             "comment": self._comment_json(self._comment(ctx)),
             "requester": _requester(as_identity(packet.get("customer") or {})),
             "type": mapping["type"],
-            "tags": self._tags(packet),
+            "tags": self._tags(ctx),
             "external_id": ctx.handoff_id,  # find_existing looks tickets up by it
         }
         if ctx.follows_ticket is not None and ctx.follows_ticket.isdigit():
@@ -181,7 +182,7 @@ class ZendeskAdapter(Adapter):
     def build_update(self, ctx: HandoffContext) -> dict[str, Any]:
         # additional_tags adds to the ticket's tags; `tags` would replace the agent's own.
         comment = self._comment_json(self._comment(ctx))
-        ticket: dict[str, Any] = {"comment": comment, "additional_tags": self._tags(ctx.packet)}
+        ticket: dict[str, Any] = {"comment": comment, "additional_tags": self._tags(ctx)}
         if ctx.assignment.get("priority") == "urgent":
             # Raised, never lowered: the ticket's own priority is not known here (an agent may have
             # raised it), and urgent is the top — an urgent return must not sit at the old priority.
@@ -256,11 +257,18 @@ class ZendeskAdapter(Adapter):
     def _comment_json(self, comment: _Comment) -> dict[str, Any]:
         return {"html_body": comment.html_body, "public": bool(self._conf["public_comment"])}
 
-    def _tags(self, packet: Mapping[str, Any]) -> list[str]:
+    def _tags(self, ctx: HandoffContext) -> list[str]:
+        # Routing's decision and the customer's segment and language too: a VIP's or an escalation's
+        # ticket looked like any other in views, triggers and SLA policies (group ids are an admin's).
+        packet = ctx.packet
         facets = {"bot": (packet.get("bot") or {}).get("id"), "intent": (packet.get("intent") or {}).get("name"),
                   "sentiment": (packet.get("sentiment") or {}).get("label"),
-                  "escalation": (packet.get("escalation") or {}).get("reason")}
+                  "escalation": (packet.get("escalation") or {}).get("reason"),
+                  "segment": (packet.get("customer") or {}).get("segment"), "team": ctx.assignment.get("team"),
+                  "lang": str((packet.get("conversation") or {}).get("language") or "").split("-")[0]}
         tags = [*map(str, self._conf["tags"]), "handoff", *(f"{key}_{value}" for key, value in facets.items() if value)]
+        if repeat_contact(packet):
+            tags.append("repeat_contact")
         return list(dict.fromkeys(tag for tag in map(_tag, tags) if tag))
 
     # ---- sending ------------------------------------------------------------------------------

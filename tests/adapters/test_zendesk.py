@@ -83,7 +83,8 @@ def test_create_sends_complete_ticket_and_returns_agent_url(zd: FakeZendesk) -> 
         "requester": {"name": "Dana Whitfield", "email": "dana.whitfield@example.com"},
         "type": "question",
         "tags": ["chatbot", "handoff", "bot_support-bot", "intent_integrations_quickbooks_sync_failure",
-                 "sentiment_frustrated", "escalation_repeated_failure"],
+                 "sentiment_frustrated", "escalation_repeated_failure", "segment_enterprise",
+                 "team_technical_support", "lang_en"],
         "external_id": "hnd_01TESTHANDOFF0000000000000",
         "priority": "high",
         "group_id": 360004421977,
@@ -856,6 +857,18 @@ def test_a_template_failing_on_a_packets_values_leaves_its_field_out_and_says_wh
          "template error: TypeError: unsupported operand type(s) for +: 'int' and 'str'"),
         ("a mapping template failed on this handoff's values; its value is not sent", "zendesk.yaml subject",
          "template error: ZeroDivisionError: integer division or modulo by zero")}
+
+
+def test_tags_say_the_segment_the_team_routed_to_the_language_and_a_repeat_contact() -> None:
+    # A VIP's or an escalation's ticket looked like any other in Zendesk's views and SLA policies.
+    packet = full_packet(conversation={"id": "c", "language": "de-AT"},
+                         history=[{"at": "2026-11-18T10:00:00Z", "summary": "same order, still late"}])
+    packet["customer"]["segment"] = "VIP"
+    tags = adapter().render(ctx(packet, assignment={**ASSIGNMENT, "team": "priority_support"}))["ticket"]["tags"]
+    assert {"segment_vip", "team_priority_support", "lang_de", "repeat_contact"} <= set(tags)
+    update = adapter().render(ctx(packet, link=Link(vendor_id="77120")))["ticket"]["additional_tags"]
+    assert {"segment_vip", "team_technical_support", "repeat_contact"} <= set(update)
+    assert "repeat_contact" not in adapter().render(ctx())["ticket"]["tags"]  # its one contact was 49 days before
 
 
 def test_a_field_its_template_could_not_give_is_in_the_receipt_not_only_the_log(zd: FakeZendesk, caplog) -> None:
