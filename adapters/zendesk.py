@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 # Zendesk caps a comment at about 64 KB. Stay well under it: the limit counts the stored body and
 # Zendesk may add markup of its own.
 COMMENT_LIMIT_BYTES = 60_000
+LATEST_SHOWN = (10, 5, 3)  # messages kept in the comment when the transcript goes in a file, most first
 PRIORITIES = {"low": "low", "normal": "normal", "high": "high", "urgent": "urgent"}
 TICKET_TYPES = ("question", "incident", "problem", "task")
 DEFAULTS: dict[str, Any] = {"type": "question", "public_comment": False, "tags": [], "custom_fields": [],
@@ -237,6 +238,13 @@ class ZendeskAdapter(Adapter):
                      f"{name}: it is too long for a Zendesk comment. Nothing was cut.")
         if _fits(lead + ctx.brief.summary_html + note):
             text = "\n".join((ctx.brief.transcript_heading, "", *ctx.brief.transcript_lines)) + "\n"
+            # The end of the conversation stays in the comment, as much of it as fits: with the whole
+            # transcript in a file, an agent read none of it without downloading it.
+            for shown in LATEST_SHOWN:
+                latest = ctx.brief.html_latest_messages(shown)
+                if _fits(lead + ctx.brief.summary_html + note + latest):
+                    return _Comment(ctx.brief.summary_html + note + latest, (name, text), "transcript",
+                                    f"the summary and the last {shown} messages")
             return _Comment(ctx.brief.summary_html + note, (name, text), "transcript", "the summary")
         recent = ctx.brief.html_recent_contacts(RECENT_CONTACTS, include_transcript=False)
         if recent is not None and _fits(lead + recent + attached):

@@ -117,6 +117,13 @@ class Brief:
         view = {**self._view, "history": [history[i] for i in kept], "history_more": len(history) - shown}
         return self._render("html", include_transcript, view=view)
 
+    def html_latest_messages(self, shown: int) -> str:
+        """The last `shown` messages as HTML, under a heading saying they are the last of how many,
+        for a target whose transcript goes in a file: an agent read nothing of the conversation in
+        the comment without downloading it."""
+        rows = self._view["transcript"]["rows"][-shown:]
+        return _env.get_template("latest_messages.html.j2").render(b=self._view, rows=rows)
+
     def _render(self, kind: str, include_transcript: bool, include_lists: bool = True,
                 transcript_where: str = "see below / attached", view: Mapping[str, Any] | None = None) -> str:
         return _env.get_template(f"{self.template}.{kind}.j2").render(

@@ -571,6 +571,23 @@ def test_oversize_multibyte_transcript_goes_as_attachment_nothing_cut(zd: FakeZe
     assert "transcript" in outcome.receipt["delivered"]
     assert outcome.receipt["attached"][0]["part"] == "transcript"
     assert outcome.receipt["attached"][0]["file"] == "transcript-hnd_01TESTHANDOFF0000000000000.txt"
+    # As much of the conversation's end as fits stays readable in the comment (60 messages of ~2 KB: 10 fit).
+    assert "<h3>The last 10 of 60 messages</h3>" in comment["html_body"]
+    assert "第59条消息" in comment["html_body"] and "第50条消息" in comment["html_body"]
+    assert "第49条消息" not in comment["html_body"]
+    assert "the last 10 messages" in outcome.receipt["attached"][0]["reason"]
+
+
+def test_a_300_message_transcript_keeps_its_last_messages_in_the_comment() -> None:
+    # The agent found the summary and a file: no message of the conversation without a download.
+    packet = full_packet(transcript=[{"at": f"2026-11-20T{9 + i // 60:02d}:{i % 60:02d}:00Z",
+                                      "role": "customer" if i % 2 else "bot",
+                                      "text": f"message {i}: " + "words " * 40} for i in range(300)])
+    html_body = adapter().render(ctx(packet))["ticket"]["comment"]["html_body"]
+    assert "The whole transcript (300 messages) is attached" in html_body
+    assert "<h3>The last 10 of 300 messages</h3>" in html_body and "message 299:" in html_body
+    assert html_body.index("attached") < html_body.index("The last 10")
+    assert "message 289:" not in html_body.split("The last 10")[1]
 
 
 def test_hostile_customer_text_lands_escaped(zd: FakeZendesk) -> None:
