@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import threading
 import unicodedata
 from collections import Counter
@@ -195,8 +196,7 @@ class SalesforceAdapter(Adapter):
         soql = "SELECT Id FROM Contact WHERE {field:literal} = {value} ORDER BY CreatedDate ASC LIMIT 1"
         plan: dict[str, Any] = {"query": format_soql(soql, field=key[0], value=key[1])}
         if mode == "find_or_create":
-            name = (customer.get("name") or "").split()
-            first, last = (" ".join(name[:-1]), name[-1]) if name else ("", key[1])  # LastName is required
+            first, last = _name_parts(customer.get("name") or "") or ("", key[1])  # LastName is required
             record = {"FirstName": _clip(first, FIELD_MAX["FirstName"]), "LastName": _clip(last, FIELD_MAX["Name"]),
                       "Email": _fits(customer.get("email"), "Email"), "Phone": _fits(customer.get("phone"), "Phone")}
             plan["create"] = {k: v for k, v in record.items() if v}
@@ -482,6 +482,21 @@ def _header(label: str, kind: str, number: int, total: int) -> str:
 def _headers(case: Mapping[str, Any]) -> dict[str, str]:
     # Assignment rules would overwrite an owner routing chose; without one, the org's rules decide.
     return {"Sforce-Auto-Assign": "FALSE" if case.get("OwnerId") else "TRUE"}
+
+
+# Chinese, Japanese and Korean names are written family name first: "佐藤 花子" went in as
+# FirstName 佐藤, LastName 花子 — the Contact filed under the given name.
+_FAMILY_FIRST = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+
+
+def _name_parts(name: str) -> tuple[str, str] | None:
+    """(FirstName, LastName) of a customer's name as written; None when there is none."""
+    words = name.split()
+    if not words:
+        return None
+    if len(words) > 1 and _FAMILY_FIRST.search(words[0]):
+        return " ".join(words[1:]), words[0]
+    return " ".join(words[:-1]), words[-1]
 
 
 def _dated(ctx: HandoffContext) -> list[str]:

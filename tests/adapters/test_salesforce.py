@@ -112,6 +112,23 @@ def test_create_makes_the_contact_when_none_matches_and_lets_rules_assign(org: S
     assert [c.request.url.split("/sobjects/")[1] for c in org.calls("POST")] == ["Contact/", "Case/", "CaseComment/"]
 
 
+@pytest.mark.parametrize(("name", "first", "last"), [
+    ("佐藤 花子", "花子", "佐藤"), ("王 小明", "小明", "王"), ("김 민준", "민준", "김"), ("佐藤花子", None, "佐藤花子"),
+    ("Mary Ann van der Berg", "Mary Ann van der", "Berg"), ("Dana", None, "Dana"),
+])
+def test_a_contact_is_filed_under_the_family_name_as_the_name_is_written(org: SalesforceFake, name, first, last):
+    # "佐藤 花子" went in as FirstName 佐藤, LastName 花子: family name first in Chinese, Japanese, Korean.
+    org.query([])
+    org.create("Contact")
+    org.create("Case")
+    org.comments(1)
+
+    adapter().deliver(ctx_for(full_packet(customer={"email": "k@example.org", "name": name})))
+
+    [contact] = org.sent("Contact")
+    assert (contact.get("FirstName"), contact["LastName"]) == (first, last)
+
+
 def test_hostile_text_is_escaped_in_soql(org: SalesforceFake) -> None:
     hostile = "x' OR Name != '"
     org.query([], soql="SELECT Id FROM Contact WHERE Email = 'x\\' OR Name != \\'' ORDER BY CreatedDate ASC LIMIT 1")
