@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from difflib import get_close_matches
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from marshmallow import INCLUDE, Schema, fields
@@ -42,15 +42,23 @@ def _look(node: _Node, objects: list[Mapping[str, Any]], path: str, said: list[s
                              else set().union(*(o.keys() for o in objects))) - node.known
     if unknown:
         for key in sorted(unknown, key=str):
-            close = get_close_matches(str(key), node.names, n=1, cutoff=CLOSE)
+            close = _close_to(str(key), node.names)
             if close:
-                said.append(f"{path}{key}: not a field the connector reads — did you mean {path}{close[0]}? "
+                said.append(f"{path}{key}: not a field the connector reads — did you mean {path}{close}? "
                             "It is kept with the packet, but nothing acts on it")
     for key, (child, many) in node.children.items():
         found = [value for o in objects if (value := o.get(key)) is not None]
         inside = list(_objects(found, many))
         if inside:
             _look(child, inside, f"{path}{key}.*." if many else f"{path}{key}.", said)
+
+
+@lru_cache(maxsize=4096)
+def _close_to(key: str, names: tuple[str, ...]) -> str | None:
+    """The declared name `key` is close to, if any. Cached: a bot sends the same extra keys with
+    every packet (`bot.name`), and difflib's ratio is the walk's largest cost."""
+    close = get_close_matches(key, names, n=1, cutoff=CLOSE)
+    return close[0] if close else None
 
 
 def _objects(values: Iterable[Any], many: bool) -> Iterable[Mapping[str, Any]]:
