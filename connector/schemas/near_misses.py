@@ -19,6 +19,7 @@ from .packet import PacketSchema
 # How alike a key and a declared name must be (difflib's ratio): urgncy/urgency 0.92,
 # departmnet/department 0.90, evnts/events 0.91; plan/phone 0.44.
 CLOSE = 0.8
+_LONGEST_CLOSE = 64  # characters: no declared name is a third of this
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,9 @@ def _look(node: _Node, objects: list[Mapping[str, Any]], path: str, said: list[s
                              else set().union(*(o.keys() for o in objects))) - node.known
     if unknown:
         for key in sorted(unknown, key=str):
-            close = _close_to(str(key), node.names)
+            # A key much longer than every name is close to none (difflib's ratio needs the lengths
+            # within 1.5× of each other), and is not kept in the cache: a bot's keys may be long.
+            close = _close_to(str(key), node.names) if len(str(key)) <= _LONGEST_CLOSE else None
             if close:
                 said.append(f"{path}{key}: not a field the connector reads — did you mean {path}{close}? "
                             "It is kept with the packet, but nothing acts on it")
