@@ -398,7 +398,8 @@ def local_time(packet: Mapping[str, Any]) -> str | None:
     zone = f"UTC{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
     first, last = there[0], there[-1]
     same_day = first.date() == last.date()
-    span = f"{first:%H:%M}" if first == last else \
+    # Within one minute, one time: "their messages at 10:00–10:00 there" read as a typo.
+    span = f"{first:%H:%M}" if same_day and f"{first:%H:%M}" == f"{last:%H:%M}" else \
         f"{first:%H:%M}–{last:%H:%M}" if same_day else f"{first:%Y-%m-%d %H:%M}–{last:%Y-%m-%d %H:%M}"
     return f"{zone} (their messages at {span} there{f', {last:%A}' if same_day else ''})"
 
@@ -602,6 +603,8 @@ def _transcript(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
     span = ""
     if start and end and end - start < dt.timedelta(seconds=1):  # one message: a moment, not "10:00 – 10:00, 0 s"
         span = f"{start:%Y-%m-%d %H:%M} UTC"
+    elif start and end and f"{start:%Y-%m-%d %H:%M}" == f"{end:%Y-%m-%d %H:%M}":  # "01:00 – 01:00 UTC, 45 s"
+        span = f"{start:%Y-%m-%d %H:%M} UTC, {_duration((end - start).total_seconds())}"
     elif start and end:
         ends = f"{end:%Y-%m-%d %H:%M}" if multi_day else f"{end:%H:%M}"  # over midnight: the day it ended too
         span = f"{start:%Y-%m-%d %H:%M} – {ends} UTC, {_duration((end - start).total_seconds())}"

@@ -525,3 +525,13 @@ def test_the_latest_words_go_up_top_when_the_transcript_is_long_to_read_not_only
     assert len(packet["transcript"]) <= 6
     assert 'Latest from them (2026-11-20 09:17 UTC): "Yes, same crash. Prod is down for 40 customers"' in \
         render_brief(packet, "hnd_1").text.split("TRANSCRIPT")[0]
+
+
+def test_messages_within_one_minute_are_given_one_time_not_a_range_from_it_to_itself():
+    # "their messages at 10:00–10:00 there", "01:00 – 01:00 UTC, 45 s".
+    packet = minimal_packet()
+    packet["transcript"] = [{"at": "2026-11-20T10:00:05+01:00", "role": "customer", "text": "hello"},
+                            {"at": "2026-11-20T10:00:50+01:00", "role": "customer", "text": "my order is late"}]
+    text = render_brief(packet, "hnd_1").text
+    assert "their messages at 10:00 there" in text and "10:00–10:00" not in text
+    assert "2026-11-20 09:00 UTC, 45 s" in text and "09:00 – 09:00" not in text
