@@ -22,6 +22,7 @@ from __future__ import annotations
 import abc
 import copy
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -104,7 +105,15 @@ class HandoffContext:
         and was announced as a handoff under its messages' id)."""
         if self.link is None or self.packet.get("follow_up"):
             return None
-        return f"Handed off again: the conversation came back to a person (handoff {self.handoff_id})."
+        said = f"Handed off again: the conversation came back to a person (handoff {self.handoff_id})."
+        opened_for, now_for = self.link.extra.get("customer"), customer_mark(self.packet)
+        if opened_for and now_for and opened_for != now_for:
+            # Bot platforms reuse conversation ids (per device, per number, "default"): another
+            # customer's details went onto this ticket without a word.
+            who = (_identified_by(self.packet) or ("", "this handoff's customer"))[1]
+            said += (f" Careful: it names another customer ({who}) than the one this ticket was opened for — "
+                     "the bot may have reused the conversation id.")
+        return said
 
     @property
     def vendor_extra(self) -> Mapping[str, Any]:
@@ -459,6 +468,24 @@ class Adapter(abc.ABC):
 def with_dropped(receipt: dict[str, Any], refused: Dropped) -> dict[str, Any]:
     """`receipt` with `refused` added to what it lists as dropped."""
     return {**receipt, "dropped": [*receipt.get("dropped", []), *map(dict, refused)]} if refused else receipt
+
+
+def _identified_by(packet: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The customer's e-mail, else phone, else id: (which, as given)."""
+    customer = packet.get("customer") or {}
+    return next(((key, str(customer[key])) for key in ("email", "phone", "id") if customer.get(key)), None)
+
+
+def customer_mark(packet: Mapping[str, Any]) -> str | None:
+    """A short digest of the customer's e-mail (else phone, else id), to tell two customers apart
+    without keeping either's address beside the conversation's ticket. A phone by its digits
+    ("+1 415 555 0134" is "+14155550134"), an address in any case."""
+    found = _identified_by(packet)
+    if found is None:
+        return None
+    key, value = found
+    value = "".join(c for c in value if c.isdigit() or c == "+") if key == "phone" else value.strip().casefold()
+    return hashlib.sha256(f"{key}:{value}".encode()).hexdigest()[:16]
 
 
 def created_at(handoff_id: str) -> dt.datetime:

@@ -549,3 +549,41 @@ def test_a_key_that_looks_misspelt_is_named_in_the_warnings_with_the_field_it_is
     ]
     sample = post(client, full_packet()).get_json().get("warnings", [])
     assert not [w for w in sample if "did you mean" in w], sample  # the sample: nothing misspelt
+
+
+def test_a_conversation_id_reused_for_another_customer_is_said_on_the_ticket(make_app):
+    # Bot platforms reuse conversation ids (per device, per number, "default"): Carol's handoff was
+    # added to Alice's ticket without a word. The note it opens with now says so; the same customer
+    # again (written another way) is not remarked on. Only a digest of who the ticket was opened for
+    # is kept with the conversation's link, not an address.
+    from connector.models import ConversationLink
+
+    app = make_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
+                   zendesk_api_token="t")
+    services, client = app.extensions["connector"], app.test_client()
+    seen: list[str] = []
+
+    def update_comment(packet) -> str:  # what the second handoff's note would say, as rendered
+        from adapters.base import HandoffContext, Link
+        from connector.brief import render_brief
+
+        with services.db.reading() as session:
+            [link] = session.query(ConversationLink).all()
+            extra = dict(link.extra or {})
+        seen.append(str(extra))
+        ctx = HandoffContext(handoff_id="hnd_2", target="zendesk", packet=packet, brief=render_brief(packet, "hnd_2"),
+                             assignment={}, idempotency_key="k", link=Link(vendor_id="1", extra=extra))
+        return ctx.handed_off_again or ""
+
+    import responses
+
+    with responses.RequestsMock() as mock:
+        mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201,
+                  json={"ticket": {"id": 1, "status": "new"}})
+        alice = minimal_packet(conversation={"id": "default"}, customer={"email": "Alice@Example.com"})
+        assert post(client, alice).status_code == 201
+    carol = minimal_packet(conversation={"id": "default"}, customer={"email": "carol@example.com"})
+    said = update_comment(carol)
+    assert "Careful: it names another customer (carol@example.com) than the one this ticket was opened for" in said
+    assert "Careful" not in update_comment(minimal_packet(customer={"email": "alice@example.COM "}))
+    assert "example.com" not in seen[0].lower()  # a digest, not the address

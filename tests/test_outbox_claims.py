@@ -16,6 +16,7 @@ from sqlalchemy import event, select, update
 from sqlalchemy.exc import OperationalError
 
 from adapters import registry
+from adapters.base import customer_mark
 from adapters.errors import ReplacementUnderway
 from connector.errors import ConfigError
 from connector.models import ConversationLink, Delivery, Handoff, TargetPause, utcnow
@@ -349,7 +350,8 @@ def test_each_target_is_told_the_others_tickets_once_when_the_last_finishes_on_t
         packet_stored, assignment_stored = stored.packet, stored.assignment
     for name, ctx in told.items():
         assert ctx.link is not None and ctx.link.vendor_id == f"{name}-{handoff_id}"
-        assert ctx.link.extra == {"handoff_id": handoff_id, "k": [1]}  # the link's own data, read back
+        # The link's own data, read back, and the mark of the customer it was opened for.
+        assert ctx.link.extra == {"handoff_id": handoff_id, "k": [1], "customer": customer_mark(packet_stored)}
         assert (ctx.packet, ctx.assignment) == (packet_stored, assignment_stored)
 
 
