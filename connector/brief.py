@@ -443,6 +443,9 @@ def named(handoff_id: str, packet: Mapping[str, Any]) -> str:
     return f"messages {handoff_id} of handoff {follows}" if follows else f"handoff {handoff_id}"
 
 
+_MASK_MARGIN = 200  # characters masked past a one-line cut: more than any card or credential spans
+
+
 def one_line(text: str, limit: int, shown: Callable[[str], str] = visible_controls,
              masked: Collection[str] = ()) -> str:
     """`text` on one line, at most `limit` characters; `shown`: what is done with the characters
@@ -452,7 +455,15 @@ def one_line(text: str, limit: int, shown: Callable[[str], str] = visible_contro
     groups showed them)."""
     flat = " ".join(shown(text).split())
     if masked:
-        flat = redact_text(flat, masked)[0]
+        # What is kept and a margin past it (a card or a credential across the cut is masked whole
+        # first): a 20,000-character problem was masked in full for a 120-character subject. What
+        # lies past the margin is never shown (a long credential masked shrinks the text: its end,
+        # appended, would have been).
+        window = flat[: limit + _MASK_MARGIN]
+        shortened = len(window) < len(flat)
+        flat = redact_text(window, masked)[0]
+        if shortened and len(flat) <= limit:
+            return (flat.rstrip(" ,;:") or flat) + "…"
     if len(flat) <= limit:
         return flat
     cut = flat[: limit - 1]

@@ -7,9 +7,11 @@ Kinds, applied in this order so a longer secret is not half-masked as a card or 
   `Basic <token>`, and assignments such as `password: …`, `pwd=…`, `api_key=…`, `token: …`, `pin: …`
   (after `token` and `pin`, words prose puts before a colon too, only a value that is quoted, holds
   a digit or has 16 characters or more: "token: expired since monday" is a diagnosis); and in prose,
-  a password's or a code's name then "is" (ist, es, est, was) or a space, then a value shaped like
-  one — digits after `pin`, `cvv`, `cvc`, `security code`; anything not all letters after a
-  password's name ("my password is Tr0ub4dor&3", "cvv 123"; "my password is wrong" is kept).
+  a password's or a code's name then "is" (ist, es, est, was; "now", "still" may follow) or a
+  space, then a value shaped like one — 3–8 digits after `pin`, `cvv`, `cvc`, `security code`
+  (a "number" or "code" may follow the name); after a password's name six characters or more with
+  a digit and no hyphen, or anything quoted after "is" ("my password is Tr0ub4dor&3", "cvv 123";
+  "my password is wrong", "Password 2FA code never arrives" and "my password is sunshine" are kept).
 * `iban` — country + check digits + BBAN, length checked against the country, mod-97 checked;
   printed in groups of four or compact. Keeps country and last four.
 * `card` — 13–19 digits, optionally grouped by single spaces or dashes, Luhn-checked. Keeps last four.
@@ -44,14 +46,19 @@ _SECRET_TOKENS = re.compile(
 )
 # The scheme word stays, so an agent still sees that a credential was there.
 _AUTH_HEADER = re.compile(r"(?<![A-Za-z0-9_\]])([Bb]earer|Basic)(\s+)[A-Za-z0-9._~+/-]{16,}=*")
-# A credential's name, then `:` or `=` — or, in prose, "is" (ist, es, est, was, war) or only a space
+# A credential's name (a "number" or "code" may follow it: "pin number", "CVV code"), then `:` or
+# `=` — or, in prose, "is" (ist, es, est, was, war; "now" or "still" may follow) or only a space
 # before the value ("my password is Tr0ub4dor&3", "cvv 123"): `_assignment` judges those values.
+# The separator is an atomic group: once taken it is never given back, so a value that fails to
+# follow ("is" and a run of spaces) costs one pass, not a pass per split of the spaces, and a
+# second redaction cannot take "is:" as the value before a placeholder.
 # An unquoted value runs to a space; `&`, `;` and `,` end it only before a space, its end, or the
 # next `key=` of a query string ("password: Tr0ub4dor&3" left "&3" showing).
 _ASSIGNMENT = re.compile(
     r"(?i)(?<![A-Za-z0-9_\]])(((?:password|passwd|passwort|kennwort|contrase[ñn]a|mot de passe|pwd|pw|passcode"
     r"|pin(?:[ -]?code)?|cvv2?|cvc2?|security code|secret|client_secret|api[_-]?key|access[_-]?token"
-    r"|auth[_-]?token|token)[\"']?)(\s*[:=]\s*|\s+(?:(?:is|ist|es|est|was|war)\b\s*[:=]?\s*)?))"
+    r"|auth[_-]?token|token)[\"']?)(?:\s+(?:number|code))?"
+    r"((?>\s*[:=]\s*|\s+(?:(?:is|ist|es|est|was|war)\b(?:\s*[:=])?\s*(?:(?:now|still|jetzt|noch)\s+)?)?)))"
     r"(?!\[redacted)(\"[^\"\n]*\"|'[^'\n]*'|(?:[^\s&;,'\"]|[&;,](?=[^\s&;,'\"])(?![A-Za-z_][\w.-]*=))+)"
 )
 _IBAN_START = re.compile(r"(?<![A-Za-z0-9\]])[A-Za-z]{2}[0-9]{2}")
@@ -289,14 +296,19 @@ def _assignment(match: re.Match[str]) -> str | None:
     name, quoted = name.rstrip("\"'").lower(), value[:1] in "\"'"
     if ":" not in separator and "=" not in separator:
         # Prose ("is", or a space): only a password's or a code's name, and only a value shaped like
-        # one — "password is wrong", "pin 2 of the cable" and "token was revoked" are diagnoses,
-        # "password Tr0ub4dor&3" and "cvv 123" are not. "my password is sunshine" is kept.
+        # one — "password is wrong", "Password 2FA code never arrives", "pin 2 of the cable" and
+        # "token was revoked" are diagnoses; "password Tr0ub4dor&3" and "cvv 123" are not. A
+        # password in prose has a digit, six characters or more and no hyphen ("my password is
+        # sunshine" and "case-sensitive" are kept); quoted, only after "is" ("password 'Invalid
+        # credentials' error" quotes an error).
         if not _SPOKEN_KEYS.match(name):
             return None
-        bare = value.rstrip(".!?")
-        if _CODE_KEYS.match(name) and not _CODE.fullmatch(bare):
-            return None
-        if not quoted and bare.isalpha():
+        bare = value.rstrip(".!?,;:")
+        if _CODE_KEYS.match(name):
+            return f"{prefix}[redacted secret]" if _CODE.fullmatch(bare) else None
+        if quoted:
+            return f"{prefix}[redacted secret]" if separator.strip() else None
+        if len(bare) < 6 or "-" in bare or not any(c.isdigit() for c in bare):
             return None
     elif name in _PROSE_KEYS and not quoted and len(value) < 16 and not any(c.isdigit() for c in value):
         return None

@@ -535,3 +535,15 @@ def test_messages_within_one_minute_are_given_one_time_not_a_range_from_it_to_it
     text = render_brief(packet, "hnd_1").text
     assert "their messages at 10:00 there" in text and "10:00–10:00" not in text
     assert "2026-11-20 09:00 UTC, 45 s" in text and "09:00 – 09:00" not in text
+
+
+def test_a_long_problem_is_masked_as_far_as_it_is_shown_and_no_further():
+    # Masked in full, a 20,000-character problem cost 9 ms per subject; masked up to the cut and a
+    # margin, a long credential masked shrinks the text — the rest of it must not then show.
+    from connector.brief import ONE_LINE_SECRETS, one_line
+
+    leaking = "Login fails. password: " + "Q1" * 300 + " and more words" * 50
+    shown = one_line(leaking, 120, masked=ONE_LINE_SECRETS)
+    assert shown == "Login fails. password: [redacted secret]…"
+    long_tail = "My card 4111 1111 1111 1111 declined " + "x " * 20_000
+    assert one_line(long_tail, 120, masked=ONE_LINE_SECRETS).startswith("My card [redacted card ••••1111] declined x")

@@ -63,6 +63,11 @@ def luhn_valid(digits: str) -> bool:
          "my pin is [redacted secret], cvv [redacted secret], CVC: [redacted secret], security code [redacted secret], "
          "pin code [redacted secret]"),
         ("secret", "my password is 'sunshine'", "my password is [redacted secret]"),
+        # A "number" or "code" after the name, "now" or "still" after "is" (a review's misses).
+        ("secret", "my pin number is 4821, CVV code: 123 was rejected",
+         "my pin number is [redacted secret], CVV code: [redacted secret] was rejected"),
+        ("secret", "my password is now Welcome1, it is still Hunter22? My password is still Hunter22",
+         "my password is now [redacted secret], it is still Hunter22? My password is still [redacted secret]"),
         ("email", "write to josé.o'brien+billing@example.co.uk.", "write to [redacted email]."),
         ("phone", "call +44 20 7946 0958 or (415) 555-0134", "call [redacted phone] or [redacted phone]"),
         ("phone", "or 415.555.0134, +1-415-555-0134", "or [redacted phone], [redacted phone]"),
@@ -91,6 +96,9 @@ def test_each_kind_is_masked(kind: str, text: str, expected: str) -> None:
         # Prose about a credential, not giving one (a word is a diagnosis; "sunshine" is let through).
         (ALL, "my password is wrong, password reset link, pin 2 of the cable, token was revoked, cvv is missing"),
         (ALL, "password is sunshine; token 5 expired; passport 123456; I forgot my pin. Reset it?"),
+        # A review's false positives: a diagnosis after a password's name is kept.
+        (ALL, "Password 2FA code never arrives; Password 'Invalid credentials' error on login"),
+        (ALL, "My password is 2 weeks old, my password is case-sensitive? password e-mail never arrived"),
         (ALL, "user@localhost, @handle, a@b"),
         (["card", "iban", "national_id", "secret", "email"], "order 555-123-4567 / 415 555 0134 / +14155550134"),
         (["phone"], "order 12345678 has 3 items"),  # too short for a phone
@@ -99,6 +107,15 @@ def test_each_kind_is_masked(kind: str, text: str, expected: str) -> None:
 def test_near_misses_are_kept(kinds: tuple[str, ...], text: str) -> None:
     assert luhn_valid("1234567890123456") is False and luhn_valid("4242424242424241") is False
     assert redact_text(text, kinds) == (text, {})
+
+
+@pytest.mark.parametrize("text", ["My password is: Tr0ub4dor&3", "password = hunter22", "the pw is: hunter22",
+                                  "my pin number is 4821", "password Tr0ub4dor&3"])
+def test_redacting_twice_gives_what_redacting_once_gave(text: str) -> None:
+    # "My password is: [redacted secret]" became "My password is[redacted secret] [redacted secret]"
+    # on a second pass ("is:" taken as the value): Slack's title is made from a packet masked already.
+    once = redact_text(text, ALL)[0]
+    assert "[redacted secret]" in once and redact_text(once, ALL)[0] == once
 
 
 def test_only_requested_kinds_and_counts() -> None:
@@ -190,7 +207,10 @@ def test_a_one_mebibyte_packet_and_pathological_inputs_finish() -> None:
     assert counts["card"] >= 550 * 18 and counts["iban"] == 550 * 18 + 1  # + the one in escalation.detail
     # Each would take minutes with a backtracking pattern; linear patterns take milliseconds.
     for text in ("1 " * 10_000, "1-2 3" * 4_000, "4" * 20_000, "+1 (" * 5_000, "eyJ-x" * 4_000, "a" * 20_000 + "@",
-                 "x@a." * 5_000, "DE89 " * 4_000, "1." * 10_000, "Bearer " * 3_000, "AB 12 " * 3_000):
+                 "x@a." * 5_000, "DE89 " * 4_000, "1." * 10_000, "Bearer " * 3_000, "AB 12 " * 3_000,
+                 # A prose credential whose value never comes: 11 s for 16,000 spaces when the
+                 # separator could be split every way (a review); one pass now.
+                 "my password is" + " " * 20_000, "password" + " " * 20_000 + "'", "pin number is" + " " * 20_000 + "&"):
         redact_text(text, ALL)
 
 
