@@ -25,8 +25,11 @@ def init_app(app: Flask) -> None:
 
 
 def _not_encoded() -> None:
+    # Only a request that carries a body (a health check sent with the header is answered).
+    if not request.content_length and "wsgi.input_terminated" not in request.environ:
+        return
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    if encoding and encoding != "identity":
+    if any(coding.strip() not in ("", "identity") for coding in encoding.split(",")):
         raise UnsupportedMediaType(f"Send the body uncompressed: Content-Encoding {encoding!r} is not accepted "
                                    "(the body was not read).")
 

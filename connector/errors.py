@@ -159,7 +159,7 @@ class PayloadTooLarge(ApiProblem):
 
 class UnsupportedMediaType(ApiProblem):
     status, title, type_slug = 415, "Unsupported media type", "unsupported-media-type"
-    meaning = "not `application/json`"
+    meaning = "not `application/json`, not UTF-8 (naming the charset it declared), or compressed (`Content-Encoding`)"
     retry = "no"
 
 
