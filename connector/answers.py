@@ -123,9 +123,15 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
 
 def wait_ran_out(handoff: Any) -> bool:
     """The wait quoted at intake is over: a read three hours later, nobody on it yet, still said
-    "about 5 minutes" (and 300 s); it now says that someone will reply as soon as they are free."""
-    wait_s = handoff.estimated_wait_seconds
-    return wait_s is not None and utcnow() - handoff.created_at >= dt.timedelta(seconds=wait_s)
+    "about 5 minutes" (and 300 s); it now says that someone will reply as soon as they are free.
+    Over when the minutes the customer was told are ("about 1 minute" for a 20 s wait), and only
+    for a message stored with the words to say instead (`if_delayed`): one stored before them
+    would say "about 5 minutes" beside no wait."""
+    wait_s, message = handoff.estimated_wait_seconds, handoff.customer_message or {}
+    if wait_s is None or not message.get("if_delayed"):
+        return False
+    told_s = max(1, round(wait_s / 60)) * 60  # `customer_message.compose`'s minutes
+    return utcnow() - handoff.created_at >= dt.timedelta(seconds=told_s)
 
 
 def is_delayed(status: str, deliveries: Iterable[Any], wait_s: int | None) -> bool:

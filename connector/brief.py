@@ -379,6 +379,9 @@ _NAMED = {part: frozenset(schema().fields) for part, schema in (
 _NAMED_IN = {part: frozenset(schema().fields) for part, schema in (
     ("transcript", TranscriptEntrySchema), ("history", HistorySchema), ("attempted_solutions", AttemptSchema),
     ("attachments", AttachmentSchema), ("ticket", TicketRefSchema))}
+# The templates write an earlier ticket's system, id and link; its status (an extension the
+# repeat-contact line reads) goes with the bot's other keys, as `ticket.status: solved`.
+_NAMED_IN["ticket"] -= {"status"}
 
 
 def local_time(packet: Mapping[str, Any]) -> str | None:
@@ -527,12 +530,13 @@ _LOOPED = 3  # the same bot answer this many times in one conversation: a loop t
 def bot_loop(packet: Mapping[str, Any]) -> str | None:
     """The bot repeating itself — the same answer three times, or the same article offered twice —
     in a line at the top: it is what the customer is angry about, and what the agent apologises for."""
-    said = Counter(" ".join(str(e.get("text") or "").casefold().split())
-                   for e in packet.get("transcript") or [] if e.get("role") == "bot")
-    offered = Counter(str(a.get("title") or a.get("url") or "").casefold()
-                      for a in packet.get("attempted_solutions") or [])
-    answer, times = next(((text, n) for text, n in said.most_common(1) if text and n >= _LOOPED), ("", 0))
-    title, tries = next(((text, n) for text, n in offered.most_common(1) if text and n >= 2), ("", 0))
+    # Empty ones left out before counting: four attachment-only messages outnumbered the loop.
+    said = Counter(text for e in packet.get("transcript") or [] if e.get("role") == "bot"
+                   and (text := " ".join(str(e.get("text") or "").casefold().split())))
+    offered = Counter(title for a in packet.get("attempted_solutions") or []
+                      if (title := str(a.get("title") or a.get("url") or "").casefold()))
+    answer, times = next(((text, n) for text, n in said.most_common(1) if n >= _LOOPED), ("", 0))
+    title, tries = next(((text, n) for text, n in offered.most_common(1) if n >= 2), ("", 0))
     loops = []
     if times:
         original = next(str(e.get("text")) for e in packet["transcript"]

@@ -37,3 +37,22 @@ def test_the_status_callbacks_dicts_follow_the_same_rule():
     shown = rescued(own, later, itemgetter("target"), itemgetter("status"))
 
     assert [t["id"] for t in shown] == [None, "500B"]
+
+
+def test_a_wait_runs_out_when_the_minutes_the_customer_was_told_are_over():
+    # A review: a 20 s wait ("about 1 minute") was dropped after 20 s, a 0 s one at once; a row
+    # stored without `if_delayed` would have said "about 5 minutes" beside no wait.
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from connector.answers import wait_ran_out
+    from connector.models import utcnow
+
+    def handoff(wait_s, ago_s, message=None):  # type: ignore[no-untyped-def]
+        return SimpleNamespace(estimated_wait_seconds=wait_s, created_at=utcnow() - dt.timedelta(seconds=ago_s),
+                               customer_message={"text": "…", "if_delayed": "…"} if message is None else message)
+
+    assert not wait_ran_out(handoff(20, 30)) and wait_ran_out(handoff(20, 61))
+    assert not wait_ran_out(handoff(0, 0)) and not wait_ran_out(handoff(300, 299)) and wait_ran_out(handoff(300, 301))
+    assert not wait_ran_out(handoff(300, 3600, message={"text": "about 5 minutes"}))  # nothing to say instead
+    assert not wait_ran_out(handoff(None, 3600))

@@ -504,6 +504,19 @@ def test_the_brief_says_up_top_where_it_was_routed_a_repeat_contact_and_a_bot_lo
     assert "Repeat contact" not in plain and "Bot loop" not in plain and "Routed to" not in plain
 
 
+def test_a_bot_loop_is_found_beside_empty_messages_and_untitled_attempts():
+    # A review: four attachment-only bot messages ("") outnumbered the loop; two untitled attempts
+    # outnumbered the article offered twice.
+    from connector.brief import bot_loop
+
+    packet = _looping_repeat_packet()
+    image = {"url": "https://files.example/x.png", "name": "x.png"}
+    packet["transcript"] += [{"at": "2026-11-20T09:30:00Z", "role": "bot", "text": "", "attachments": [image]}] * 4
+    packet["attempted_solutions"] += [{"outcome": "unknown"}] * 3
+    said = bot_loop(packet)
+    assert said is not None and "gave the same answer 3 times" in said and "offered “QuickBooks reconnect guide” twice" in said
+
+
 def test_the_slack_alert_says_a_repeat_contact_and_a_bot_loop_with_why():
     from adapters.slack import SlackAdapter
     from connector.settings import Settings

@@ -284,6 +284,9 @@ class TicketRefSchema(_Open):
     system = fields.String(validate=Length(max=100))
     id = fields.String(validate=ID)
     url = fields.Url(require_tld=False, validate=Length(max=2000))
+    # An extension: the earlier ticket's status as the bot knows it (new, open, pending, hold,
+    # solved, closed): the brief's repeat-contact line says when it is still open.
+    status = fields.String(validate=Length(max=40))
 
 
 class HistorySchema(_Open):

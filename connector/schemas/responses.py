@@ -73,7 +73,9 @@ class HandoffResponseSchema(Schema):
         "description": "Present when part of what the bot asked for will not happen, each saying what and "
                        "why (a `callback` from a bot with no signing secret to sign it with; `vendor_extra` for "
                        "a target the handoff does not go to; a `conversation.language` with no customer "
-                       "messages of its own, the message then in the default locale)."})
+                       "messages of its own, the message then in the default locale; a `routing.department` "
+                       "that names no team; a key that looks like a misspelt field, such as `escalation.urgncy`, "
+                       "kept but not acted on)."})
 
 
 class MessagesResponseSchema(Schema):
