@@ -533,10 +533,12 @@ def test_a_key_that_looks_misspelt_is_named_in_the_warnings_with_the_field_it_is
     # Nested objects keep keys the connector does not know: `escalation.urgncy: urgent` was taken
     # with a 201 and no word, and the handoff routed as normal; `callback.evnts` had every state sent.
     packet = full_packet()
+    del packet["escalation"]["urgency"], packet["routing"]["department"]
     packet["escalation"]["urgncy"] = "urgent"
     packet["routing"]["departmnet"] = "billing"
-    packet["transcript"][2]["atachments"] = []
+    packet["transcript"][0]["atachments"] = []  # entry 2 sends `attachments`: beside it, this one would be its own
     packet["customer"]["loyalty_tier"] = "gold"  # a bot's own field, close to none: left alone
+    packet["conversation"]["channel_id"] = "C042"  # beside `channel`, which it sent too: its own field
     body = post(client, packet).get_json()
     said = [w for w in body.get("warnings", []) if "did you mean" in w]
     assert said == [
