@@ -28,7 +28,6 @@ import requests
 from zenpy import Zenpy
 
 from connector import json_codec
-from connector.brief import repeat_contact
 from connector.decision import lookup_ends
 from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import KINDS as VALUE_KINDS
@@ -275,7 +274,7 @@ class ZendeskAdapter(Adapter):
                   "segment": (packet.get("customer") or {}).get("segment"), "team": ctx.assignment.get("team"),
                   "lang": str((packet.get("conversation") or {}).get("language") or "").split("-")[0]}
         tags = [*map(str, self._conf["tags"]), "handoff", *(f"{key}_{value}" for key, value in facets.items() if value)]
-        if repeat_contact(packet):
+        if ctx.brief.repeat_contact:
             tags.append("repeat_contact")
         return list(dict.fromkeys(tag for tag in map(_tag, tags) if tag))
 

@@ -86,6 +86,11 @@ class Brief:
     def text(self) -> str:
         return self._render("txt", include_transcript=True)
 
+    @property
+    def repeat_contact(self) -> str | None:
+        """`repeat_contact` of the packet, as the brief says it (a target's tags read it too)."""
+        return self._view["repeat_contact"]
+
     @cached_property
     def html(self) -> str:
         return self._render("html", include_transcript=True)
