@@ -106,14 +106,21 @@ class HandoffContext:
         if self.link is None or self.packet.get("follow_up"):
             return None
         said = f"Handed off again: the conversation came back to a person (handoff {self.handoff_id})."
+        return f"{said} {self.another_customer}" if self.another_customer else said
+
+    @property
+    def another_customer(self) -> str | None:
+        """A warning when this handoff names another customer than the one the conversation's
+        ticket was opened for: bot platforms reuse conversation ids (per device, per number,
+        "default"), and another customer's details went onto the ticket without a word."""
+        if self.link is None:
+            return None
         opened_for, now_for = self.link.extra.get("customer"), customer_mark(self.packet)
-        if opened_for and now_for and opened_for != now_for:
-            # Bot platforms reuse conversation ids (per device, per number, "default"): another
-            # customer's details went onto this ticket without a word.
-            who = (_identified_by(self.packet) or ("", "this handoff's customer"))[1]
-            said += (f" Careful: it names another customer ({who}) than the one this ticket was opened for — "
-                     "the bot may have reused the conversation id.")
-        return said
+        if not (opened_for and now_for and opened_for != now_for):
+            return None
+        who = (_identified_by(self.packet) or ("", "this handoff's customer"))[1]
+        return (f"Careful: it names another customer ({who}) than the one this ticket was opened for — "
+                "the bot may have reused the conversation id.")
 
     @property
     def vendor_extra(self) -> Mapping[str, Any]:

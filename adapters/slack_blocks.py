@@ -275,7 +275,7 @@ def urgency_of(packet: Mapping[str, Any], assignment: Mapping[str, Any]) -> str:
 
 def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any],
           related: Sequence[Mapping[str, Any]], mention: str = "", repeat: bool = False,
-          claim: bool = False) -> tuple[Message, list[Note]]:
+          claim: bool = False, caution: str | None = None) -> tuple[Message, list[Note]]:
     """The one message agents triage from, and notes on what it had to shorten (for the receipt).
 
     `claim`: a "Claim" button (`CLAIM_ACTION`, value the handoff id) that Slack posts to
@@ -305,6 +305,8 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     blocks: list[dict[str, Any]] = [header(title)]
     if mention:
         blocks.append(section(f"{mention} {escape(label.lower())} handoff"))
+    if caution:  # under the title: a reply for another customer than the alert's (`another_customer`)
+        blocks.append(section(f"⚠️ {escape(caution)}", block_id="caution"))
 
     known = [str(customer[key]) for key in ("email", "phone", "id", "account_id") if customer.get(key)]
     # Without a name the first of them is the customer's line already, not repeated under it.

@@ -223,6 +223,24 @@ def test_second_handoff_is_a_thread_reply_not_a_new_alert(slack: FakeSlack, adap
         assert_within_limits(message)
 
 
+def test_a_second_handoff_for_another_customer_says_so_in_its_reply(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    # The conversation id reused by the bot: the thread reply for Carol read as more of Alice's.
+    from adapters.base import customer_mark
+
+    first = adapter.deliver(ctx_for())
+    alice = {**first.link_extra, "customer": customer_mark(full_packet())}  # as the outbox keeps it
+    carol = full_packet(customer={"email": "carol@example.com", "name": "Carol"})
+    adapter.deliver(ctx_for(carol, handoff_id="hnd_second", link=Link(first.vendor_id, first.url, alice)))
+    adapter.deliver(ctx_for(handoff_id="hnd_third", link=Link(first.vendor_id, first.url, alice)))
+    replies = {c.body["metadata"]["event_payload"]["handoff_id"]: c.body for c in slack.calls_to("chat.postMessage")
+               if c.body.get("metadata", {}).get("event_type") == "handoff_updated"}
+    [caution] = [b["text"]["text"] for b in replies["hnd_second"]["blocks"] if b.get("block_id") == "caution"]
+    assert caution.startswith("⚠️ Careful: it names another customer (carol@example.com)")
+    assert not [b for b in replies["hnd_third"]["blocks"] if b.get("block_id") == "caution"]  # Alice again
+    for message in sent_messages(slack):
+        assert_within_limits(message)
+
+
 # ---- unknown outcomes: never two alerts ------------------------------------------------------
 
 
