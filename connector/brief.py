@@ -452,6 +452,7 @@ def named(handoff_id: str, packet: Mapping[str, Any]) -> str:
 
 
 _MASK_MARGIN = 200  # characters masked past a one-line cut: more than any card or credential spans
+_CUT_SECRET = 64  # the longest a secret's start can be and still match no pattern (an IBAN's 42, a key's)
 
 
 def one_line(text: str, limit: int, shown: Callable[[str], str] = visible_controls,
@@ -464,14 +465,17 @@ def one_line(text: str, limit: int, shown: Callable[[str], str] = visible_contro
     flat = " ".join(shown(text).split())
     if masked:
         # What is kept and a margin past it (a card or a credential across the cut is masked whole
-        # first): a 20,000-character problem was masked in full for a 120-character subject. What
-        # lies past the margin is never shown (a long credential masked shrinks the text: its end,
-        # appended, would have been).
-        window = flat[: limit + _MASK_MARGIN]
-        shortened = len(window) < len(flat)
-        flat = redact_text(window, masked)[0]
-        if shortened and len(flat) <= limit:
-            return (flat.rstrip(" ,;:") or flat) + "…"
+        # first): a 20,000-character problem was masked in full for a 120-character subject.
+        size = limit + _MASK_MARGIN
+        while True:
+            window = redact_text(flat[:size], masked)[0]
+            # A card or a key cut by the window's end matches no pattern: that end must stay out of
+            # what is kept. Masking a long credential before it shrinks the window and can bring it
+            # into view ("… tried card 4111 1111 1…"): then a window four times the size.
+            if size >= len(flat) or len(window) - _CUT_SECRET >= limit:
+                break
+            size *= 4
+        flat = window
     if len(flat) <= limit:
         return flat
     cut = flat[: limit - 1]

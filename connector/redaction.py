@@ -9,9 +9,10 @@ Kinds, applied in this order so a longer secret is not half-masked as a card or 
   a digit or has 16 characters or more: "token: expired since monday" is a diagnosis); and in prose,
   a password's or a code's name then "is" (ist, es, est, was; "now", "still" may follow) or a
   space, then a value shaped like one — 3–8 digits after `pin`, `cvv`, `cvc`, `security code`
-  (a "number" or "code" may follow the name); after a password's name six characters or more with
-  a digit and no hyphen, or anything quoted after "is" ("my password is Tr0ub4dor&3", "cvv 123";
-  "my password is wrong", "Password 2FA code never arrives" and "my password is sunshine" are kept).
+  (a "number" or "code" may follow the name); after a password's name and "is", anything but a
+  word or a number under four digits, quoted or not; after the name and a space, six characters or
+  more with a digit and no hyphen ("my password is Tr0ub4dor&3", "cvv 123"; "my password is wrong",
+  "Password 2FA code never arrives" and "my password is sunshine" are kept).
 * `iban` — country + check digits + BBAN, length checked against the country, mod-97 checked;
   printed in groups of four or compact. Keeps country and last four.
 * `card` — 13–19 digits, optionally grouped by single spaces or dashes, Luhn-checked. Keeps last four.
@@ -297,10 +298,11 @@ def _assignment(match: re.Match[str]) -> str | None:
     if ":" not in separator and "=" not in separator:
         # Prose ("is", or a space): only a password's or a code's name, and only a value shaped like
         # one — "password is wrong", "Password 2FA code never arrives", "pin 2 of the cable" and
-        # "token was revoked" are diagnoses; "password Tr0ub4dor&3" and "cvv 123" are not. A
-        # password in prose has a digit, six characters or more and no hyphen ("my password is
-        # sunshine" and "case-sensitive" are kept); quoted, only after "is" ("password 'Invalid
-        # credentials' error" quotes an error).
+        # "token was revoked" are diagnoses; "password Tr0ub4dor&3" and "cvv 123" are not. After
+        # "is", a password is anything but a word or a small number ("my password is sunshine",
+        # "case-sensitive" and "2 weeks old" are kept; "P@ssword!" is not); after a bare space it
+        # has a digit, six characters or more and no hyphen; quoted, only after "is" ("password
+        # 'Invalid credentials' error" quotes an error).
         if not _SPOKEN_KEYS.match(name):
             return None
         bare = value.rstrip(".!?,;:")
@@ -308,7 +310,10 @@ def _assignment(match: re.Match[str]) -> str | None:
             return f"{prefix}[redacted secret]" if _CODE.fullmatch(bare) else None
         if quoted:
             return f"{prefix}[redacted secret]" if separator.strip() else None
-        if len(bare) < 6 or "-" in bare or not any(c.isdigit() for c in bare):
+        if separator.strip():  # after "is": anything but a word ("wrong", "case-sensitive") or a small number
+            if all(c.isalpha() or c in "-'" for c in bare) or (bare.isdigit() and len(bare) < 4):
+                return None
+        elif len(bare) < 6 or "-" in bare or not any(c.isdigit() for c in bare):
             return None
     elif name in _PROSE_KEYS and not quoted and len(value) < 16 and not any(c.isdigit() for c in value):
         return None

@@ -63,6 +63,9 @@ def luhn_valid(digits: str) -> bool:
          "my pin is [redacted secret], cvv [redacted secret], CVC: [redacted secret], security code [redacted secret], "
          "pin code [redacted secret]"),
         ("secret", "my password is 'sunshine'", "my password is [redacted secret]"),
+        # After "is", anything but a word or a small number (a second review: these went unmasked).
+        ("secret", "my password is P@ssword! or correct-horse-battery-7, my passcode is 12ab",
+         "my password is [redacted secret] or correct-horse-battery-7, my passcode is [redacted secret]"),
         # A "number" or "code" after the name, "now" or "still" after "is" (a review's misses).
         ("secret", "my pin number is 4821, CVV code: 123 was rejected",
          "my pin number is [redacted secret], CVV code: [redacted secret] was rejected"),
