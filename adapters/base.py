@@ -112,11 +112,14 @@ class HandoffContext:
     def another_customer(self) -> str | None:
         """A warning when this handoff names another customer than the one the conversation's
         ticket was opened for: bot platforms reuse conversation ids (per device, per number,
-        "default"), and another customer's details went onto the ticket without a word."""
-        if self.link is None:
+        "default"), and another customer's details went onto the ticket without a word. Only an
+        identifier both name and that differs counts (the same person with an e-mail added, or a
+        phone written another way, is not another customer)."""
+        opened_for = self.link.extra.get("customer") if self.link is not None else None
+        if not isinstance(opened_for, Mapping):  # none kept (a ticket opened before the marks)
             return None
-        opened_for, now_for = self.link.extra.get("customer"), customer_mark(self.packet)
-        if not (opened_for and now_for and opened_for != now_for):
+        now_for = customer_marks(self.packet)
+        if not any(opened_for[kind] != mark for kind, mark in now_for.items() if kind in opened_for):
             return None
         who = (_identified_by(self.packet) or ("", "this handoff's customer"))[1]
         return (f"Careful: it names another customer ({who}) than the one this ticket was opened for — "
@@ -161,6 +164,8 @@ class Outcome:
     reply: Any = None
     link_extra: Mapping[str, Any] = field(default_factory=dict)
     slow_down_s: float | None = None  # from `Sent.slow_down_s`
+    # Who the packet delivered names (`customer_marks`): kept with a new ticket's link by the outbox.
+    customer: Mapping[str, str] = field(default_factory=dict)
 
 
 def mapping_context(ctx: HandoffContext) -> dict[str, Any]:
@@ -469,6 +474,9 @@ class Adapter(abc.ABC):
             reply=sent.reply,
             link_extra=sent.extra,
             slow_down_s=sent.slow_down_s,
+            # From the packet as delivered: a batch of messages that opens the ticket carries its
+            # handoff's customer only here (its stored packet holds its own messages).
+            customer=customer_marks(ctx.packet),
         )
 
 
@@ -483,16 +491,21 @@ def _identified_by(packet: Mapping[str, Any]) -> tuple[str, str] | None:
     return next(((key, str(customer[key])) for key in ("email", "phone", "id") if customer.get(key)), None)
 
 
-def customer_mark(packet: Mapping[str, Any]) -> str | None:
-    """A short digest of the customer's e-mail (else phone, else id), to tell two customers apart
-    without keeping either's address beside the conversation's ticket. A phone by its digits
-    ("+1 415 555 0134" is "+14155550134"), an address in any case."""
-    found = _identified_by(packet)
-    if found is None:
-        return None
-    key, value = found
-    value = "".join(c for c in value if c.isdigit() or c == "+") if key == "phone" else value.strip().casefold()
-    return hashlib.sha256(f"{key}:{value}".encode()).hexdigest()[:16]
+def customer_marks(packet: Mapping[str, Any]) -> dict[str, str]:
+    """A short digest of each of the customer's identifiers (e-mail, phone, id), to tell two
+    customers apart without keeping an address beside the conversation's ticket. An e-mail in any
+    case; a phone by its last nine digits ("+1 415 555 0134" is "(415) 555-0134"), none when it has
+    no digit ("n/a")."""
+    customer = packet.get("customer") or {}
+    marks: dict[str, str] = {}
+    for kind in ("email", "phone", "id"):
+        value = customer.get(kind)
+        if not isinstance(value, str) or not value.strip():
+            continue
+        value = "".join(c for c in value if c.isdigit())[-9:] if kind == "phone" else value.strip().casefold()
+        if value:
+            marks[kind] = hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()[:16]
+    return marks
 
 
 def created_at(handoff_id: str) -> dt.datetime:

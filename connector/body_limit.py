@@ -25,8 +25,9 @@ def init_app(app: Flask) -> None:
 
 
 def _not_encoded() -> None:
-    # Only a request that carries a body (a health check sent with the header is answered).
-    if not request.content_length and "wsgi.input_terminated" not in request.environ:
+    # Only a request that carries a body (a health check sent with the header is answered). Not
+    # `wsgi.input_terminated`: gunicorn sets it on every request.
+    if not request.content_length and "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
         return
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     if any(coding.strip() not in ("", "identity") for coding in encoding.split(",")):

@@ -40,6 +40,9 @@ def parse_json(raw: bytes, content_type: str | None, max_depth: int, what: str =
     except RecursionError:
         raise MalformedRequest(f"The JSON nests deeper than {max_depth} levels (CONNECTOR_MAX_JSON_DEPTH).") from None
     except ValueError as err:
+        if charset not in ("utf-8", "utf8", "us-ascii", "ascii"):  # UTF-16 without a BOM reads as UTF-8
+            raise UnsupportedMediaType(f"Send the {what} as UTF-8 JSON (got charset={charset}, and a body that "
+                                       f"is not JSON read as UTF-8: {err}).") from None
         raise MalformedRequest(f"The body is not valid JSON: {err}") from None
     # Only a \u escape can put U+0000 or a lone surrogate in the parsed text (raw control characters
     # and invalid UTF-8 were refused above), so the per-string check runs only when one is present.

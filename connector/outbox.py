@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Boolean, Connection, and_, bindparam, case, exists, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from adapters.base import Adapter, HandoffContext, Link, Outcome, customer_mark
+from adapters.base import Adapter, HandoffContext, Link, Outcome
 from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, ReplacementUnderway, TransientError, decide
 
 from . import callbacks, driver_cursor, follow_up_packets, metrics
@@ -512,9 +512,9 @@ class Outbox:
                 "vendor_reply": _jsonable(outcome.reply), "now": now}
         # Which customer a ticket was opened for, as a mark (no address kept with the link): a later
         # handoff of the conversation that names another says so (`HandoffContext.handed_off_again`).
-        mark = customer_mark(handoff.packet) if outcome.status == "created" else None
+        mark = outcome.customer if outcome.status == "created" else None
         ticket = {"vendor_id": outcome.vendor_id, "url": outcome.url,
-                  "extra": {**outcome.link_extra, "customer": mark} if mark else dict(outcome.link_extra)}
+                  "extra": {**outcome.link_extra, "customer": dict(mark)} if mark else dict(outcome.link_extra)}
         key = ConversationLink.key_for(handoff, delivery.target)
         # Messages sent while a handoff waited, delivered: if every target had given up on the
         # handoff itself, its bot was told `failed` — it is owed `delivered` now (read before the

@@ -551,6 +551,11 @@ def test_a_key_that_looks_misspelt_is_named_in_the_warnings_with_the_field_it_is
     ]
     sample = post(client, full_packet()).get_json().get("warnings", [])
     assert not [w for w in sample if "did you mean" in w], sample  # the sample: nothing misspelt
+    # Beside the field it misspells, still said (a second review: the typo routing missed).
+    both = full_packet(conversation={"id": "c-both", "channel": "web", "channel_id": "C042"})
+    both["escalation"]["urgncy"] = "urgent"
+    said = [w for w in post(client, both).get_json().get("warnings", []) if "did you mean" in w]
+    assert [w.split(":")[0] for w in said] == ["escalation.urgncy"]
 
 
 def test_a_conversation_id_reused_for_another_customer_is_said_on_the_ticket(make_app):
@@ -589,3 +594,28 @@ def test_a_conversation_id_reused_for_another_customer_is_said_on_the_ticket(mak
     assert "Careful: it names another customer (carol@example.com) than the one this ticket was opened for" in said
     assert "Careful" not in update_comment(minimal_packet(customer={"email": "alice@example.COM "}))
     assert "example.com" not in seen[0].lower()  # a digest, not the address
+    # A second review: the same person with a phone added is not another customer; one with another
+    # phone written another way neither; a phone with no digit says nothing, the id does.
+    assert "Careful" not in update_comment(minimal_packet(customer={"email": "alice@example.com",
+                                                                    "phone": "+1 415 555 0134"}))
+
+
+def test_only_an_identifier_both_handoffs_name_and_that_differs_makes_another_customer():
+    from adapters.base import HandoffContext, Link, customer_marks
+    from connector.brief import render_brief
+
+    def said(first: dict, then: dict) -> str | None:
+        packet = minimal_packet(customer=then)
+        return HandoffContext(handoff_id="hnd_2", target="zendesk", packet=packet, brief=render_brief(packet, "h"),
+                              assignment={}, idempotency_key="k",
+                              link=Link(vendor_id="1", extra={"customer": customer_marks({"customer": first})}),
+                              ).another_customer
+
+    assert said({"id": "u1", "phone": "+1 415 555 0134"}, {"id": "u1", "phone": "(415) 555-0134",
+                                                            "email": "al@example.com"}) is None
+    assert said({"id": "u1"}, {"id": "u1", "email": "al@example.com"}) is None
+    assert said({"id": "alice", "phone": "n/a"}, {"id": "carol", "phone": "n/a"}) is not None
+    assert said({"email": "a@example.com"}, {"email": "b@example.com", "id": "u1"}) is not None
+    assert HandoffContext(handoff_id="h", target="zendesk", packet=minimal_packet(), brief=render_brief(
+        minimal_packet(), "h"), assignment={}, idempotency_key="k",
+        link=Link(vendor_id="1", extra={"customer": "0123abcd"})).another_customer is None  # a mark of old

@@ -366,8 +366,9 @@ def test_a_compressed_body_is_415_naming_the_header_not_400_not_utf8(client):
     assert client.get("/v1/handoffs?conversation_id=c-2", headers={**auth(), "Content-Encoding": "gzip"}).status_code == 200
 
 
-@pytest.mark.parametrize("charset", ["utf-16", "iso-8859-1", '"latin1"'])
+@pytest.mark.parametrize("charset", ["utf-16", "iso-8859-1", '"latin1"', "utf-16le"])
 def test_a_body_declared_in_another_charset_and_not_utf8_is_415_naming_it(client, charset):
+    # UTF-16 without a BOM (utf-16le) is valid UTF-8, NULs and all: it was a 400 "not valid JSON".
     packet = minimal_packet(customer={"email": "zoe@example.com", "name": "Zoë"})  # not ASCII: not UTF-8 in these
     body = problem(post(client, json.dumps(packet, ensure_ascii=False).encode(charset.strip('"')),
                         content_type=f"application/json; charset={charset}"), 415)

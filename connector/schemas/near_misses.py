@@ -52,9 +52,11 @@ def _look(node: _Node, objects: list[Mapping[str, Any]], path: str, said: list[s
         fit = (key for key in unknown if isinstance(key, str) and shortest * 2 <= len(key) * 3 <= longest * 9 // 2)
         for key in heapq.nsmallest(_MOST_CHECKED, fit):
             close = _close_to(key, node.names)
-            # Not when the bot sent that field beside it: `conversation.channel_id` beside `channel`
-            # is its own (in a list, beside it in the same entry).
-            if close and not any(close in o for o in objects if key in o):
+            # Not a name that extends the field's, sent beside it: `conversation.channel_id` beside
+            # `channel` is the bot's own (in a list, beside it in the same entry). `urgncy` beside
+            # `urgency` is still said: that one is the typo routing missed.
+            extends = close is not None and (key.startswith(close) or key.endswith(close) or close.startswith(key))
+            if close and not (extends and any(close in o for o in objects if key in o)):
                 said.append(f"{path}{key}: not a field the connector reads — did you mean {path}{close}? "
                             "It is kept with the packet, but nothing acts on it")
     for key, (child, many) in node.children.items():

@@ -225,10 +225,10 @@ def test_second_handoff_is_a_thread_reply_not_a_new_alert(slack: FakeSlack, adap
 
 def test_a_second_handoff_for_another_customer_says_so_in_its_reply(slack: FakeSlack, adapter: SlackAdapter) -> None:
     # The conversation id reused by the bot: the thread reply for Carol read as more of Alice's.
-    from adapters.base import customer_mark
+    from adapters.base import customer_marks
 
     first = adapter.deliver(ctx_for())
-    alice = {**first.link_extra, "customer": customer_mark(full_packet())}  # as the outbox keeps it
+    alice = {**first.link_extra, "customer": customer_marks(full_packet())}  # as the outbox keeps it
     carol = full_packet(customer={"email": "carol@example.com", "name": "Carol"})
     adapter.deliver(ctx_for(carol, handoff_id="hnd_second", link=Link(first.vendor_id, first.url, alice)))
     adapter.deliver(ctx_for(handoff_id="hnd_third", link=Link(first.vendor_id, first.url, alice)))

@@ -876,6 +876,17 @@ def test_a_template_failing_on_a_packets_values_leaves_its_field_out_and_says_wh
          "template error: ZeroDivisionError: integer division or modulo by zero")}
 
 
+def test_the_outcome_names_who_the_packet_delivered_was_for(zd: FakeZendesk) -> None:
+    # A second review: the outbox took the mark from the stored packet, which for a batch of messages
+    # opening the ticket holds no customer; the packet as delivered does.
+    from adapters.base import customer_marks
+
+    zd.create_ticket()
+    context = ctx()
+    outcome = adapter().deliver(context)
+    assert outcome.customer == customer_marks(context.packet) and set(outcome.customer) == {"email", "phone", "id"}
+
+
 def test_tags_say_the_segment_the_team_routed_to_the_language_and_a_repeat_contact() -> None:
     # A VIP's or an escalation's ticket looked like any other in Zendesk's views and SLA policies.
     packet = full_packet(conversation={"id": "c", "language": "de-AT"},
