@@ -106,7 +106,8 @@ class HandoffContext:
         if self.link is None or self.packet.get("follow_up"):
             return None
         said = f"Handed off again: the conversation came back to a person (handoff {self.handoff_id})."
-        return f"{said} {self.another_customer}" if self.another_customer else said
+        warning = self.another_customer
+        return f"{said} {warning}" if warning else said
 
     @property
     def another_customer(self) -> str | None:
