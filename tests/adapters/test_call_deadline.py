@@ -221,11 +221,14 @@ def raw_server() -> Iterator[Any]:
 
 
 def _dripping(conn: socket.socket, start: bytes, byte: bytes) -> None:
+    # A byte every 50 ms: well inside the 1 s read timeout even on a loaded host (at 200 ms, a
+    # stalled server thread once let the read time out first, and the error said "timed out", not
+    # "cut off"), and for 30 s: far past the whole call's deadline.
     conn.recv(65536)
     conn.sendall(start)
-    for _ in range(300):
+    for _ in range(600):
         conn.sendall(byte)
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 def test_a_callback_through_a_proxy_at_a_private_address_reaches_the_proxy(raw_server: Any) -> None:
