@@ -35,6 +35,7 @@ from connector.errors import ConfigError
 from connector.mapping_values import template_failures
 from connector.redaction import redact_packet
 from connector.settings import Settings
+from connector.text_rules import rfc3339_utc
 
 from .errors import ReplacementUnderway, TicketGone
 from .events import AssignmentEvent, Holder
@@ -106,8 +107,25 @@ class HandoffContext:
         if self.link is None or self.packet.get("follow_up"):
             return None
         said = f"Handed off again: the conversation came back to a person (handoff {self.handoff_id})."
-        warning = self.another_customer
-        return f"{said} {warning}" if warning else said
+        return " ".join(part for part in (said, self.since_opened, self.another_customer) if part)
+
+    @property
+    def since_opened(self) -> str | None:
+        """What is new since the conversation's ticket was opened: a second handoff's note repeated
+        the whole brief and said nothing of what had changed (how many messages came since, and
+        from when; an urgency raised). None when nothing is known or nothing changed."""
+        was = self.link.extra.get("opened_with") if self.link is not None else None
+        if not isinstance(was, Mapping):
+            return None
+        last = rfc3339_utc(was.get("last_message_at"))
+        later = sorted(at for entry in self.packet.get("transcript") or []
+                       if (at := rfc3339_utc(entry.get("at"))) is not None and last is not None and at > last)
+        news = [f"{len(later)} message{'s' if len(later) != 1 else ''} (from {later[0]:%Y-%m-%d %H:%M} UTC)"] \
+            if later else []
+        urgency = self.assignment.get("priority")
+        if was.get("urgency") and urgency and urgency != was["urgency"]:
+            news.append(f"urgency {was['urgency']} → {urgency}")
+        return f"New since this ticket was opened: {'; '.join(news)}." if news else None
 
     @property
     def another_customer(self) -> str | None:
@@ -165,8 +183,10 @@ class Outcome:
     reply: Any = None
     link_extra: Mapping[str, Any] = field(default_factory=dict)
     slow_down_s: float | None = None  # from `Sent.slow_down_s`
-    # Who the packet delivered names (`customer_marks`): kept with a new ticket's link by the outbox.
+    # Who the packet delivered names (`customer_marks`), and where its conversation stood
+    # (`opened_with`): kept with a new ticket's link by the outbox.
     customer: Mapping[str, str] = field(default_factory=dict)
+    opened_with: Mapping[str, Any] = field(default_factory=dict)
 
 
 def mapping_context(ctx: HandoffContext) -> dict[str, Any]:
@@ -478,6 +498,7 @@ class Adapter(abc.ABC):
             # From the packet as delivered: a batch of messages that opens the ticket carries its
             # handoff's customer only here (its stored packet holds its own messages).
             customer=customer_marks(ctx.packet),
+            opened_with=opened_with(ctx),
         )
 
 
@@ -490,6 +511,14 @@ def _identified_by(packet: Mapping[str, Any]) -> tuple[str, str] | None:
     """The customer's e-mail, else phone, else id: (which, as given)."""
     customer = packet.get("customer") or {}
     return next(((key, str(customer[key])) for key in ("email", "phone", "id") if customer.get(key)), None)
+
+
+def opened_with(ctx: HandoffContext) -> dict[str, Any]:
+    """Where the conversation stood when this delivery's ticket was opened: its last message's time
+    and the urgency routing gave it, for the next handoff's note to say what is new."""
+    times = [at for entry in ctx.packet.get("transcript") or [] if (at := rfc3339_utc(entry.get("at"))) is not None]
+    stood = {"last_message_at": max(times).isoformat() if times else None, "urgency": ctx.assignment.get("priority")}
+    return {key: value for key, value in stood.items() if value}
 
 
 def customer_marks(packet: Mapping[str, Any]) -> dict[str, str]:

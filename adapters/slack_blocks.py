@@ -275,7 +275,7 @@ def urgency_of(packet: Mapping[str, Any], assignment: Mapping[str, Any]) -> str:
 
 def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any],
           related: Sequence[Mapping[str, Any]], mention: str = "", repeat: bool = False,
-          claim: bool = False, caution: str | None = None) -> tuple[Message, list[Note]]:
+          claim: bool = False, caution: str | None = None, since: str | None = None) -> tuple[Message, list[Note]]:
     """The one message agents triage from, and notes on what it had to shorten (for the receipt).
 
     `claim`: a "Claim" button (`CLAIM_ACTION`, value the handoff id) that Slack posts to
@@ -305,7 +305,9 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     blocks: list[dict[str, Any]] = [header(title)]
     if mention:
         blocks.append(section(f"{mention} {escape(label.lower())} handoff"))
-    if caution:  # under the title: a reply for another customer than the alert's (`another_customer`)
+    if since:  # under the title: what a repeat brings that the alert above did not (`since_opened`)
+        blocks.append(section(escape(since), block_id="since"))
+    if caution:  # a reply for another customer than the alert's (`another_customer`)
         blocks.append(section(f"⚠️ {escape(caution)}", block_id="caution"))
 
     known = [str(customer[key]) for key in ("email", "phone", "id", "account_id") if customer.get(key)]

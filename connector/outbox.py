@@ -510,11 +510,13 @@ class Outbox:
         done = {"delivery_id": delivery.id, "token": delivery.lease_owner, "state": outcome.status,
                 "vendor_id": outcome.vendor_id, "url": outcome.url, "receipt": dict(outcome.receipt),
                 "vendor_reply": _jsonable(outcome.reply), "now": now}
-        # Which customer a ticket was opened for, as a mark (no address kept with the link): a later
-        # handoff of the conversation that names another says so (`HandoffContext.handed_off_again`).
-        mark = outcome.customer if outcome.status == "created" else None
+        # Which customer a ticket was opened for, as marks (no address kept with the link), and where
+        # its conversation stood: a later handoff says what is new, and when it names another
+        # customer (`HandoffContext.handed_off_again`).
+        kept = {"customer": dict(outcome.customer), "opened_with": dict(outcome.opened_with)} \
+            if outcome.status == "created" else {}
         ticket = {"vendor_id": outcome.vendor_id, "url": outcome.url,
-                  "extra": {**outcome.link_extra, "customer": dict(mark)} if mark else dict(outcome.link_extra)}
+                  "extra": {**outcome.link_extra, **{key: value for key, value in kept.items() if value}}}
         key = ConversationLink.key_for(handoff, delivery.target)
         # Messages sent while a handoff waited, delivered: if every target had given up on the
         # handoff itself, its bot was told `failed` — it is owed `delivered` now (read before the

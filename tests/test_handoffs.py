@@ -600,6 +600,42 @@ def test_a_conversation_id_reused_for_another_customer_is_said_on_the_ticket(mak
                                                                     "phone": "+1 415 555 0134"}))
 
 
+def test_a_second_handoff_says_what_is_new_since_the_ticket_was_opened(make_app):
+    # A support lead's review: the second note repeated the whole brief and said nothing of what
+    # had changed. What the first handoff's conversation ended on is kept with the link.
+    import responses
+
+    from adapters.base import HandoffContext, Link
+    from connector.brief import render_brief
+    from connector.models import ConversationLink
+
+    app = make_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
+                   zendesk_api_token="t")
+    services, client = app.extensions["connector"], app.test_client()
+    first = minimal_packet(conversation={"id": "conv-again"})
+    with responses.RequestsMock() as mock:
+        mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201, json={"ticket": {"id": 1}})
+        answer = post(client, first).get_json()
+    with services.db.reading() as session:
+        [link] = session.query(ConversationLink).all()
+        extra = dict(link.extra or {})
+    last = first["transcript"][-1]["at"]
+    again = minimal_packet(conversation={"id": "conv-again"})
+    again["transcript"] += [{"at": "2026-11-20T10:05:00Z", "role": "customer", "text": "still broken"},
+                            {"at": "2026-11-20T10:06:30+01:00", "role": "customer", "text": "anyone?"}]
+
+    def note(packet, priority):  # type: ignore[no-untyped-def]
+        return HandoffContext(handoff_id="hnd_2", target="zendesk", packet=packet, brief=render_brief(packet, "h"),
+                              assignment={"priority": priority}, idempotency_key="k",
+                              link=Link(vendor_id="1", extra=extra)).handed_off_again
+
+    was = answer["assignment"]["priority"]
+    assert last < "2026-11-20T10:05:00Z" and was != "urgent"
+    said = note(again, "urgent")
+    assert f"New since this ticket was opened: 1 message (from 2026-11-20 10:05 UTC); urgency {was} → urgent." in said
+    assert "New since" not in note(first, was)  # nothing new: nothing said
+
+
 def test_only_an_identifier_both_handoffs_name_and_that_differs_makes_another_customer():
     from adapters.base import HandoffContext, Link, customer_marks
     from connector.brief import render_brief

@@ -241,6 +241,20 @@ def test_a_second_handoff_for_another_customer_says_so_in_its_reply(slack: FakeS
         assert_within_limits(message)
 
 
+def test_a_second_handoff_says_under_its_title_what_is_new_since_the_alert(slack: FakeSlack,
+                                                                           adapter: SlackAdapter) -> None:
+    first = adapter.deliver(ctx_for())
+    opened = {**first.link_extra, "opened_with": dict(first.opened_with)}  # as the outbox keeps it
+    later = full_packet()
+    later["transcript"].append({"at": "2026-11-20T09:30:00Z", "role": "customer", "text": "Hello? Still broken."})
+    adapter.deliver(ctx_for(later, handoff_id="hnd_second", link=Link(first.vendor_id, first.url, opened)))
+    [reply] = [c.body for c in slack.calls_to("chat.postMessage")
+               if c.body.get("metadata", {}).get("event_payload", {}).get("handoff_id") == "hnd_second"
+               and c.body["metadata"]["event_type"] == "handoff_updated"]
+    [since] = [b["text"]["text"] for b in reply["blocks"] if b.get("block_id") == "since"]
+    assert since == "New since this ticket was opened: 1 message (from 2026-11-20 09:30 UTC)."
+
+
 # ---- unknown outcomes: never two alerts ------------------------------------------------------
 
 
