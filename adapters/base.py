@@ -115,13 +115,14 @@ class HandoffContext:
         the whole brief and said nothing of what had changed (how many messages came since, and
         from when; an urgency raised). None when nothing is known or nothing changed."""
         was = self.link.extra.get("opened_with") if self.link is not None else None
-        if not isinstance(was, Mapping):
+        if not isinstance(was, Mapping) or self.packet.get("follow_up"):  # a batch's messages say it
             return None
         last = rfc3339_utc(was.get("last_message_at"))
-        later = sorted(at for entry in self.packet.get("transcript") or []
-                       if (at := rfc3339_utc(entry.get("at"))) is not None and last is not None and at > last)
-        news = [f"{len(later)} message{'s' if len(later) != 1 else ''} (from {later[0]:%Y-%m-%d %H:%M} UTC)"] \
-            if later else []
+        # The customer's: a bot's "let me connect you" read as the customer having written again.
+        later = sorted(at for entry in self.packet.get("transcript") or [] if entry.get("role") == "customer"
+                       and (at := rfc3339_utc(entry.get("at"))) is not None and last is not None and at > last)
+        news = [f"{len(later)} message{'s' if len(later) != 1 else ''} from the customer "
+                f"(from {later[0]:%Y-%m-%d %H:%M} UTC)"] if later else []
         urgency = self.assignment.get("priority")
         if was.get("urgency") and urgency and urgency != was["urgency"]:
             news.append(f"urgency {was['urgency']} → {urgency}")
@@ -135,14 +136,17 @@ class HandoffContext:
         identifier both name and that differs counts (the same person with an e-mail added, or a
         phone written another way, is not another customer)."""
         opened_for = self.link.extra.get("customer") if self.link is not None else None
-        if not isinstance(opened_for, Mapping):  # none kept (a ticket opened before the marks)
+        if not isinstance(opened_for, Mapping) or self.packet.get("follow_up"):  # none kept, or a batch
             return None
         now_for = customer_marks(self.packet)
-        if not any(opened_for[kind] != mark for kind, mark in now_for.items() if kind in opened_for):
+        shared = [kind for kind in now_for if kind in opened_for]
+        # Another customer only when no identifier both name matches: the same person with a new
+        # phone is not another one (and was named by the very e-mail that matched).
+        if not shared or any(opened_for[kind] == now_for[kind] for kind in shared):
             return None
-        who = (_identified_by(self.packet) or ("", "this handoff's customer"))[1]
-        return (f"Careful: it names another customer ({who}) than the one this ticket was opened for — "
-                "the bot may have reused the conversation id.")
+        customer = self.packet.get("customer") or {}
+        return (f"Careful: it names another customer ({shared[0]} {customer[shared[0]]}) than the one this "
+                "ticket was opened for — the bot may have reused the conversation id.")
 
     @property
     def vendor_extra(self) -> Mapping[str, Any]:
@@ -505,12 +509,6 @@ class Adapter(abc.ABC):
 def with_dropped(receipt: dict[str, Any], refused: Dropped) -> dict[str, Any]:
     """`receipt` with `refused` added to what it lists as dropped."""
     return {**receipt, "dropped": [*receipt.get("dropped", []), *map(dict, refused)]} if refused else receipt
-
-
-def _identified_by(packet: Mapping[str, Any]) -> tuple[str, str] | None:
-    """The customer's e-mail, else phone, else id: (which, as given)."""
-    customer = packet.get("customer") or {}
-    return next(((key, str(customer[key])) for key in ("email", "phone", "id") if customer.get(key)), None)
 
 
 def opened_with(ctx: HandoffContext) -> dict[str, Any]:

@@ -513,8 +513,10 @@ class Outbox:
         # Which customer a ticket was opened for, as marks (no address kept with the link), and where
         # its conversation stood: a later handoff says what is new, and when it names another
         # customer (`HandoffContext.handed_off_again`).
-        kept = {"customer": dict(outcome.customer), "opened_with": dict(outcome.opened_with)} \
-            if outcome.status == "created" else {}
+        # Whatever the outcome: an "updated" one (the ticket an earlier given-up delivery made, the
+        # customer's open one) may be what first fills the link; a link with its ticket already
+        # is not written again (`_LINK_TICKET_BY_KEY`), so nothing kept there is replaced.
+        kept = {"customer": dict(outcome.customer), "opened_with": dict(outcome.opened_with)}
         ticket = {"vendor_id": outcome.vendor_id, "url": outcome.url,
                   "extra": {**outcome.link_extra, **{key: value for key, value in kept.items() if value}}}
         key = ConversationLink.key_for(handoff, delivery.target)

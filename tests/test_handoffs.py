@@ -591,7 +591,7 @@ def test_a_conversation_id_reused_for_another_customer_is_said_on_the_ticket(mak
         assert post(client, alice).status_code == 201
     carol = minimal_packet(conversation={"id": "default"}, customer={"email": "carol@example.com"})
     said = update_comment(carol)
-    assert "Careful: it names another customer (carol@example.com) than the one this ticket was opened for" in said
+    assert "Careful: it names another customer (email carol@example.com) than the one this ticket was opened for" in said
     assert "Careful" not in update_comment(minimal_packet(customer={"email": "alice@example.COM "}))
     assert "example.com" not in seen[0].lower()  # a digest, not the address
     # A second review: the same person with a phone added is not another customer; one with another
@@ -632,8 +632,13 @@ def test_a_second_handoff_says_what_is_new_since_the_ticket_was_opened(make_app)
     was = answer["assignment"]["priority"]
     assert last < "2026-11-20T10:05:00Z" and was != "urgent"
     said = note(again, "urgent")
-    assert f"New since this ticket was opened: 1 message (from 2026-11-20 10:05 UTC); urgency {was} → urgent." in said
+    assert (f"New since this ticket was opened: 1 message from the customer (from 2026-11-20 10:05 UTC); "
+            f"urgency {was} → urgent.") in said
     assert "New since" not in note(first, was)  # nothing new: nothing said
+    # A review: the bot's own "let me connect you" read as the customer having written again.
+    bots = minimal_packet(conversation={"id": "conv-again"})
+    bots["transcript"].append({"at": "2026-11-20T10:07:00Z", "role": "bot", "text": "Let me connect you."})
+    assert "New since" not in note(bots, was)
 
 
 def test_only_an_identifier_both_handoffs_name_and_that_differs_makes_another_customer():
@@ -650,8 +655,13 @@ def test_only_an_identifier_both_handoffs_name_and_that_differs_makes_another_cu
     assert said({"id": "u1", "phone": "+1 415 555 0134"}, {"id": "u1", "phone": "(415) 555-0134",
                                                             "email": "al@example.com"}) is None
     assert said({"id": "u1"}, {"id": "u1", "email": "al@example.com"}) is None
-    assert said({"id": "alice", "phone": "n/a"}, {"id": "carol", "phone": "n/a"}) is not None
+    assert said({"id": "alice", "phone": "n/a"}, {"id": "carol", "phone": "n/a"}) == (
+        "Careful: it names another customer (id carol) than the one this ticket was opened for — the bot may "
+        "have reused the conversation id.")
     assert said({"email": "a@example.com"}, {"email": "b@example.com", "id": "u1"}) is not None
+    # A review: the same e-mail with a new phone was "another customer", named by that very e-mail.
+    assert said({"email": "d@example.com", "phone": "+1 415 555 0134"},
+                {"email": "d@example.com", "phone": "+1 212 555 0199"}) is None
     assert HandoffContext(handoff_id="h", target="zendesk", packet=minimal_packet(), brief=render_brief(
         minimal_packet(), "h"), assignment={}, idempotency_key="k",
         link=Link(vendor_id="1", extra={"customer": "0123abcd"})).another_customer is None  # a mark of old

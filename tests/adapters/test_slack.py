@@ -235,7 +235,7 @@ def test_a_second_handoff_for_another_customer_says_so_in_its_reply(slack: FakeS
     replies = {c.body["metadata"]["event_payload"]["handoff_id"]: c.body for c in slack.calls_to("chat.postMessage")
                if c.body.get("metadata", {}).get("event_type") == "handoff_updated"}
     [caution] = [b["text"]["text"] for b in replies["hnd_second"]["blocks"] if b.get("block_id") == "caution"]
-    assert caution.startswith("⚠️ Careful: it names another customer (carol@example.com)")
+    assert caution.startswith("⚠️ Careful: it names another customer (email carol@example.com)")
     assert not [b for b in replies["hnd_third"]["blocks"] if b.get("block_id") == "caution"]  # Alice again
     for message in sent_messages(slack):
         assert_within_limits(message)
@@ -252,7 +252,10 @@ def test_a_second_handoff_says_under_its_title_what_is_new_since_the_alert(slack
                if c.body.get("metadata", {}).get("event_payload", {}).get("handoff_id") == "hnd_second"
                and c.body["metadata"]["event_type"] == "handoff_updated"]
     [since] = [b["text"]["text"] for b in reply["blocks"] if b.get("block_id") == "since"]
-    assert since == "New since this ticket was opened: 1 message (from 2026-11-20 09:30 UTC)."
+    assert since == "New since this ticket was opened: 1 message from the customer (from 2026-11-20 09:30 UTC)."
+    # A batch of messages sent while waiting says what it is itself, as on Zendesk and Salesforce.
+    batch = {**later, "follow_up": {"handoff_id": "hnd_second", "first": 5}}
+    assert ctx_for(batch, link=Link(first.vendor_id, first.url, opened)).since_opened is None
 
 
 # ---- unknown outcomes: never two alerts ------------------------------------------------------
