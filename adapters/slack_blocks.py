@@ -34,6 +34,7 @@ from connector.brief import (
     named,
     one_line,
     repeat_contact,
+    routed_to,
     scalar,
     subject_for,
     urgency_shown,
@@ -338,7 +339,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         # Its own name: `label` is the urgency's, which the notification's text says further down.
         heading = "Channel" if conversation.get("channel") else "Language"
         fields.append(f"*{heading}*\n{short('conversation', channel, 200)}")
-    team = " / ".join(str(assignment[k]) for k in ("team", "queue", "agent") if assignment.get(k))
+    team = routed_to(assignment)  # as the brief says it, with the rule that sent it there
     if team:
         fields.append(f"*Routed to*\n{fit(team, 200)[0]}")
     blocks.append(section(why, fields, block_id="escalation"))

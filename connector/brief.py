@@ -13,7 +13,7 @@ import json
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -533,28 +533,32 @@ def _times(n: int) -> str:
     return "once" if n == 1 else "twice" if n == 2 else f"{n} times"
 
 
+def _tally(texts: Iterable[str]) -> tuple[str, int]:
+    """The text said most often, as first written, and how often (compared casefolded, spaces
+    collapsed); ("", 0) when there is none. Empty ones are left out: four attachment-only messages
+    outnumbered a loop."""
+    counts: Counter[str] = Counter()
+    first: dict[str, str] = {}
+    for text in texts:
+        if key := " ".join(text.casefold().split()):
+            counts[key] += 1
+            first.setdefault(key, text)
+    return next(((first[key], n) for key, n in counts.most_common(1)), ("", 0))
+
+
 _LOOPED = 3  # the same bot answer this many times in one conversation: a loop the agent should know of
 
 
 def bot_loop(packet: Mapping[str, Any]) -> str | None:
     """The bot repeating itself — the same answer three times, or the same article offered twice —
     in a line at the top: it is what the customer is angry about, and what the agent apologises for."""
-    # Empty ones left out before counting: four attachment-only messages outnumbered the loop.
-    said = Counter(text for e in packet.get("transcript") or [] if e.get("role") == "bot"
-                   and (text := " ".join(str(e.get("text") or "").casefold().split())))
-    offered = Counter(title for a in packet.get("attempted_solutions") or []
-                      if (title := str(a.get("title") or a.get("url") or "").casefold()))
-    answer, times = next(((text, n) for text, n in said.most_common(1) if n >= _LOOPED), ("", 0))
-    title, tries = next(((text, n) for text, n in offered.most_common(1) if n >= 2), ("", 0))
+    said = _tally(str(e.get("text") or "") for e in packet.get("transcript") or [] if e.get("role") == "bot")
+    offered = _tally(str(a.get("title") or a.get("url") or "") for a in packet.get("attempted_solutions") or [])
     loops = []
-    if times:
-        original = next(str(e.get("text")) for e in packet["transcript"]
-                        if e.get("role") == "bot" and " ".join(str(e.get("text") or "").casefold().split()) == answer)
-        loops.append(f"gave the same answer {_times(times)} (“{one_line(original, 80)}”)")
-    if tries:
-        original = next(str(a.get("title") or a.get("url")) for a in packet["attempted_solutions"]
-                        if str(a.get("title") or a.get("url") or "").casefold() == title)
-        loops.append(f"offered “{one_line(original, 80)}” {_times(tries)}")
+    for (first, times), looped, words in ((said, _LOOPED, "gave the same answer {n} (“{it}”)"),
+                                          (offered, 2, "offered “{it}” {n}")):
+        if times >= looped:
+            loops.append(words.format(n=_times(times), it=one_line(first, 80)))
     return "; ".join(loops) or None
 
 

@@ -527,6 +527,11 @@ def test_the_slack_alert_says_a_repeat_contact_and_a_bot_loop_with_why():
     [why] = [b["text"]["text"] for b in message["blocks"] if b.get("block_id") == "escalation"]
     assert "\n*Repeat contact:* contacted us twice in the 30 days" in why
     assert "\n*Bot loop:* gave the same answer 3 times" in why
+    # "Routed to" as the brief says it, with the rule: one `routed_to` serves both.
+    routed = SlackAdapter(Settings(slack_bot_token="xoxb-1", slack_channel="C1"), {}).render(make_context(
+        _looping_repeat_packet(), target="slack", assignment={"team": "billing", "rule": "vip"}))["message"]
+    [fields] = [b["fields"] for b in routed["blocks"] if b.get("block_id") == "escalation"]
+    assert {"type": "mrkdwn", "text": "*Routed to*\nbilling (rule vip)", "verbatim": True} in fields
 
 
 def test_the_latest_words_go_up_top_when_the_transcript_is_long_to_read_not_only_long():
