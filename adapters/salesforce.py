@@ -159,8 +159,9 @@ class SalesforceAdapter(Adapter):
             "headers": {"Sforce-Auto-Assign": "FALSE"},  # a case being worked must not be re-routed
             "case": {},  # fields to PATCH: an urgent return's priority, and vendor_extra
         }
-        if ctx.assignment.get("priority") == "urgent":  # raised, never lowered (the top): as Zendesk's
-            payload["case"]["Priority"] = (self.mapping.get("priority") or PRIORITY).get("urgent")
+        raised = (self.mapping.get("priority") or PRIORITY).get("urgent")
+        if ctx.assignment.get("priority") == "urgent" and raised:  # raised, never lowered (the top): as
+            payload["case"]["Priority"] = raised  # Zendesk's; an unmapped urgent leaves it alone, not cleared
         brief = ctx.brief.summary_text(self._transcript_where())
         if ctx.handed_off_again:  # a follow-up's messages say what they are themselves
             brief = f"{ctx.handed_off_again}\n\n{brief}"

@@ -183,10 +183,11 @@ class ZendeskAdapter(Adapter):
         # additional_tags adds to the ticket's tags; `tags` would replace the agent's own.
         comment = self._comment_json(self._comment(ctx))
         ticket: dict[str, Any] = {"comment": comment, "additional_tags": self._tags(ctx)}
-        if ctx.assignment.get("priority") == "urgent":
+        raised = self._conf["priority"].get("urgent") if ctx.assignment.get("priority") == "urgent" else None
+        if raised is not None:  # `urgent: null` (no priority) would clear the ticket's own
             # Raised, never lowered: the ticket's own priority is not known here (an agent may have
             # raised it), and urgent is the top — an urgent return must not sit at the old priority.
-            ticket["priority"] = self._conf["priority"].get("urgent", "urgent")
+            ticket["priority"] = raised
         return {"ticket": ticket}
 
     brief_fields = {("comment", "html_body"): frozenset()}  # the comment is the brief

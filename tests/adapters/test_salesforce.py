@@ -754,6 +754,10 @@ def test_an_urgent_return_raises_the_cases_priority_and_nothing_lowers_it() -> N
 
     assert update("urgent") == {"Priority": "High"}  # the shipped mapping's word for urgent
     assert update("high") == {}  # the case's own may be higher: left as it is
+    # A priority map without urgent leaves the case's Priority alone: a PATCH of null cleared it.
+    context = make_context(full_packet(), target="salesforce", link=Link(vendor_id="500XX"),
+                           assignment={"priority": "urgent", "team": "support"})
+    assert SalesforceAdapter(Settings(), {"priority": {"high": "High"}}).render(context)["case"] == {}
 
 
 def test_a_vendor_extra_description_on_a_new_case_drops_all_but_the_transcript_in_the_receipt() -> None:

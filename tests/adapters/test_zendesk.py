@@ -155,6 +155,8 @@ def test_an_urgent_return_raises_the_tickets_priority_and_nothing_lowers_it() ->
     assert adapter().render(urgent)["ticket"]["priority"] == "urgent"
     high = ctx(link=Link(vendor_id="77120"), assignment={"priority": "high", "team": "support"})
     assert "priority" not in adapter().render(high)["ticket"]  # the ticket's own may be higher: left as it is
+    # `urgent: null` (no priority on new tickets) leaves the ticket's own: a PUT of null cleared it.
+    assert "priority" not in adapter(priority={"urgent": None}).render(urgent)["ticket"]
 
 
 def test_a_closed_ticket_gets_a_follow_up_ticket_with_the_whole_brief(zd: FakeZendesk) -> None:
