@@ -61,7 +61,9 @@ CLOCK_SKEW_S = 600  # between this host's clock (a handoff id's time) and Salesf
 COMMENT_MAX_BYTES = 4_000  # CaseComment.CommentBody is limited in UTF-8 bytes, not characters
 FEED_ITEM_MAX = 10_000  # FeedItem.Body, characters
 CONTINUED = "\n(continued)"  # ends every part of a message too long for one comment
-OVERFLOW = "\n[… the brief continues in the case comments]"
+# Ends a Description cut to fit. It names the handoff, as the brief's own last line does (cut off
+# with the rest): a retry after a timed-out create finds the case by it (`_by_description`).
+OVERFLOW = "\n[… the brief continues in the case comments · handoff {}]"
 PRIORITY = {"low": "Low", "normal": "Medium", "high": "High", "urgent": "High"}
 ORIGIN = {"web_chat": "Web", "email": "Email", "voice": "Phone", "sms": "Phone"}
 _JOINERS = {"\u200d", "\ufe0e", "\ufe0f"}  # zero-width joiner, variation selectors
@@ -115,7 +117,8 @@ class SalesforceAdapter(Adapter):
         if _units(text) > DESCRIPTION_MAX:  # the transcript goes as comments anyway: keep the summary here
             text = ctx.brief.summary_text(self._transcript_where())
             if _units(text) > DESCRIPTION_MAX:  # rare; nothing is lost: the whole summary goes as comments too
-                overflow, text = [text], _within(text, DESCRIPTION_MAX - _units(OVERFLOW)) + OVERFLOW
+                marker = OVERFLOW.format(ctx.handoff_id)
+                overflow, text = [text], _within(text, DESCRIPTION_MAX - _units(marker)) + marker
         routing = (ctx.assignment.get("targets") or {}).get("salesforce") or {}
         priority = ctx.assignment.get("priority") or (ctx.packet.get("escalation") or {}).get("urgency")
         channel = (ctx.packet.get("conversation") or {}).get("channel")

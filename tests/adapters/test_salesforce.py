@@ -301,6 +301,30 @@ def test_without_a_handoff_id_field_a_timed_out_case_is_found_by_its_description
     assert abs((since - expected).total_seconds()) < 60
 
 
+def test_a_description_cut_to_fit_still_names_the_handoff_and_a_timed_out_create_is_found(
+        org: SalesforceFake) -> None:
+    # A summary longer than the Description (long problem, summary and detail: a legal packet) was
+    # cut with the brief's last line, the one naming the handoff: the retry after a timed-out
+    # create could not find the case, and made a second one.
+    packet = full_packet()
+    packet["intent"].update(stated_problem="The sync fails. " * 1250, summary="Summary words. " * 1333)
+    packet["escalation"]["detail"] = "Detail words. " * 1428
+    ctx = ctx_for(packet)
+    org.query([{"Id": "0035g00000Existing"}])
+    org.raise_("POST", "sobjects/Case/", requests.ReadTimeout("read timed out"))
+    with pytest.raises(OutcomeUnknown):
+        adapter().deliver(ctx)
+    [case] = org.sent("Case")
+    assert len(case["Description"]) == 32_000  # ASCII: one unit a character
+    assert case["Description"].endswith(f"[… the brief continues in the case comments · handoff {HID}]")
+    org.query([{"Id": CASE_ID, "Description": case["Description"]}], sobject="Case")
+    org.query([], sobject="CaseComment", soql=f"SELECT CommentBody FROM CaseComment WHERE ParentId = '{CASE_ID}'")
+    org.comments(len(adapter().render(ctx)["comments"]))
+    outcome = adapter().deliver(replace(ctx, outcome_unknown=True, attempt=2))
+    assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID)
+    assert len(org.calls("POST", "sobjects/Case/")) == 1
+
+
 def test_a_case_whose_description_does_not_name_the_handoff_is_not_taken_for_it(org: SalesforceFake) -> None:
     org.query([{"Id": "0035g00000Existing"}])
     org.query([{"Id": "5005g00000OtherAAA", "Description": "another handoff's brief, same subject"}], sobject="Case")
