@@ -225,22 +225,59 @@ class SalesforceAdapter(Adapter):
     # ---- sending ------------------------------------------------------------------------------
 
     def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
-        case, headers, path = dict(payload["case"]), payload["headers"], payload["request"]["path"]
-        contact_id, contact_created = self._contact(payload.get("contact"))
+        case = dict(payload["case"])
+        contact_id, contact_created, left_out = self._contact(payload.get("contact"))
         if contact_id:
             case.setdefault("ContactId", contact_id)
-        if payload["request"]["method"] == "PATCH":
-            key = path.removeprefix("sobjects/Case/")
-            reply = self._call(lambda sf: _json(sf.Case.upsert(key, case, raw_response=True, headers=headers)))
-        else:
-            reply = self._call(lambda sf: sf.Case.create(case, headers=headers))
+        reply, fields_out = self._create_case(payload["request"], case, payload["headers"], ctx)
         case_id = reply.get("id")
         if not case_id:  # a 204 from an old API version: the case exists, its id comes from find_existing
             raise OutcomeUnknown("Salesforce upserted the case without returning its id", reply=reply)
         # `created: false` means the upsert found this handoff's case: a retry, so resume its transcript.
         counts, refused = self._finish(case_id, payload, ctx, resume=reply.get("created") is False)
         return self._sent(case_id, {"case": reply, "contact_id": contact_id, "contact_created": contact_created,
-                                    **counts}, refused)
+                                    **counts}, (*left_out, *fields_out, *refused))
+
+    def _create_case(self, request: Mapping[str, str], case: dict[str, Any], headers: dict[str, str],
+                     ctx: HandoffContext) -> tuple[dict[str, Any], tuple[dict[str, str], ...]]:
+        """Create (or upsert) the case. A field Salesforce refuses by name — a mapped value longer
+        than the org's field, a picklist value it does not have, an owner no longer active, an
+        address it will not take — refused the whole case, brief and transcript with it, for good:
+        the case is sent once more without it, and the receipt names it. A refused request changed
+        nothing, so the second one cannot double anything."""
+        def send(record: dict[str, Any], sent_headers: dict[str, str]) -> dict[str, Any]:
+            if request["method"] == "PATCH":
+                key = request["path"].removeprefix("sobjects/Case/")
+                return self._call(lambda sf: _json(sf.Case.upsert(key, record, raw_response=True,
+                                                                   headers=sent_headers)))
+            return self._call(lambda sf: sf.Case.create(record, headers=sent_headers))
+
+        try:
+            return send(case, headers), ()
+        except RejectedError as err:
+            named_fields = _fields_refused(err.reply, case, keep={"Subject", "Description",
+                                                                  self.mapping.get("handoff_id_field")})
+            if not named_fields:
+                raise
+            why = err.message
+        kept = {key: value for key, value in case.items() if key not in named_fields}
+        if "OwnerId" in named_fields:  # routing's owner refused: the org's assignment rules decide instead
+            headers = {**headers, **_headers(kept)}
+        log.warning("Salesforce refused fields of the case; sending it without them",
+                    extra={"fields": sorted(named_fields), "error": why[:300]})
+        return send(kept, headers), tuple(self._field_left_out(name, why, ctx) for name in sorted(named_fields))
+
+    def _field_left_out(self, name: str, why: str, ctx: HandoffContext) -> dict[str, str]:
+        """The receipt's entry for a case field Salesforce refused, named where it came from."""
+        if name in (self.mapping.get("fields") or {}):
+            part, where = "mapping", f"salesforce.yaml fields.{name}"
+        elif name in ctx.vendor_extra:
+            part, where = "vendor_extra", f"vendor_extra.salesforce.{name}"
+        else:
+            part, where = "field", f"the case's {name}"
+        then = " (the org's assignment rules chose the owner)" if name == "OwnerId" else ""
+        return {"part": part, "reason": f"Salesforce refused {where} ({why[:300]}); the case was made "
+                                        f"without it{then}"}
 
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         case_id, headers = payload["case_id"], payload["headers"]
@@ -283,7 +320,7 @@ class SalesforceAdapter(Adapter):
         was (its ULID says when), whose description names the handoff — the brief ends with its id.
         SOQL cannot filter on a long text area, so the few same-subject cases are read and checked
         here; a read, consistent, unlike a search. What it cannot find (a `vendor_extra` that
-        replaced the description, a summary too long to keep the id) is created again."""
+        replaced the description) is created again."""
         if not case.get("Subject") or ctx.handoff_id not in str(case.get("Description") or ""):
             return None
         since = created_at(ctx.handoff_id) - dt.timedelta(seconds=CLOCK_SKEW_S)
@@ -293,17 +330,28 @@ class SalesforceAdapter(Adapter):
         records = self._call(lambda sf: sf.query(soql), write=False).get("records") or []
         return next((r["Id"] for r in records if ctx.handoff_id in (r.get("Description") or "")), None)
 
-    def _contact(self, plan: Mapping[str, Any] | None) -> tuple[str | None, bool]:
-        """Find the contact by SOQL (consistent, so a retry finds one we created), else create it."""
+    def _contact(self, plan: Mapping[str, Any] | None) -> tuple[str | None, bool, tuple[dict[str, str], ...]]:
+        """Find the contact by SOQL (consistent, so a retry finds one we created), else create it.
+        A contact Salesforce refuses for good (a blocking duplicate rule, a validation rule, a field
+        the org requires) made no case at all: the case goes without one, its Supplied fields and
+        brief naming the customer, and the receipt says so. A fuzzy duplicate match is not taken
+        for the customer: it may be another person of the same name."""
         if not plan:
-            return None, False
+            return None, False, ()
         records = self._call(lambda sf: sf.query(plan["query"]), write=False).get("records") or []
         if records:
-            return records[0]["Id"], False
+            return records[0]["Id"], False, ()
         if not plan.get("create"):
-            return None, False
-        created = self._call(lambda sf: sf.Contact.create(plan["create"]))
-        return created.get("id"), True
+            return None, False, ()
+        try:
+            created = self._call(lambda sf: sf.Contact.create(plan["create"]))
+        except RejectedError as err:
+            log.warning("Salesforce refused the customer's contact; the case goes without one",
+                        extra={"error": err.message[:300]})
+            return None, False, ({"part": "contact", "reason": f"Salesforce refused to create the customer's "
+                                  f"contact ({err.message[:300]}); the case names the customer in its Supplied "
+                                  "fields and brief, and is linked to no contact"},)
+        return created.get("id"), True, ()
 
     def _finish(self, case_id: str, payload: Mapping[str, Any], ctx: HandoffContext, *,
                 resume: bool) -> tuple[dict[str, int], tuple[dict[str, str], ...]]:
@@ -481,6 +529,31 @@ def _refused_note(head: str) -> str:
 def _header(label: str, kind: str, number: int, total: int) -> str:
     # Salesforce lists comments newest first; the number puts them back in order for an agent.
     return f"{label[:1].upper()}{label[1:]} · {kind} · part {number}/{total}\n"
+
+
+# Salesforce's words for a value of one field it will not store: the field is named in `fields`
+# (an unknown field only in the message: "No such column 'Foo__c' on sobject of type Case").
+_FIELD_CODES = frozenset({
+    "STRING_TOO_LONG", "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "INVALID_EMAIL_ADDRESS", "INVALID_FIELD",
+    "INVALID_CROSS_REFERENCE_KEY", "FIELD_INTEGRITY_EXCEPTION", "INVALID_TYPE_ON_FIELD_IN_RECORD",
+    "INVALID_FIELD_FOR_INSERT_UPDATE", "NUMBER_OUTSIDE_VALID_RANGE", "MALFORMED_ID", "INACTIVE_OWNER_OR_USER",
+})
+_NO_SUCH_COLUMN = re.compile(r"No such column '(\w+)'")
+
+
+def _fields_refused(reply: Any, case: Mapping[str, Any], keep: set[Any]) -> set[str]:
+    """The case's fields a refusal names, when it names nothing else: empty when any error is not
+    about a field the case can go without (`keep`: its subject, brief and handoff id)."""
+    named: set[str] = set()
+    for error in reply if isinstance(reply, list) else []:
+        if not isinstance(error, dict) or error.get("errorCode") not in _FIELD_CODES:
+            return set()
+        fields = [str(f) for f in error.get("fields") or []]
+        fields += _NO_SUCH_COLUMN.findall(str(error.get("message") or ""))
+        if not fields or any(f not in case or f in keep for f in fields):
+            return set()
+        named.update(fields)
+    return named
 
 
 def _headers(case: Mapping[str, Any]) -> dict[str, str]:

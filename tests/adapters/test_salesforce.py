@@ -591,12 +591,104 @@ def test_other_403_is_an_auth_error(org: SalesforceFake) -> None:
 
 def test_400_is_rejected_with_the_vendor_message(org: SalesforceFake) -> None:
     org.query([{"Id": "0035g00000Existing"}])
-    org.error("POST", "sobjects/Case/", 400, "error-400-restricted-picklist.json")
+    org.error("POST", "sobjects/Case/", 400, "error-400-required-field.json")
     with pytest.raises(RejectedError) as caught:
-        adapter(status="Nouveau").deliver(ctx_for())
-    assert "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST" in caught.value.message
-    assert "bad value for restricted picklist field: Nouveau" in caught.value.message
+        adapter().deliver(ctx_for())
+    assert "REQUIRED_FIELD_MISSING" in caught.value.message
+    assert "Required fields are missing: [Subject]" in caught.value.message
     assert caught.value.status == 400
+    assert len(org.calls("POST", "sobjects/Case/")) == 1  # nothing to leave out: not sent again
+
+
+def test_a_field_salesforce_refuses_is_left_out_and_the_case_made_without_it(org: SalesforceFake) -> None:
+    # A picklist value the org lacks refused the whole case, brief and transcript with it, for good.
+    org.query([{"Id": "0035g00000Existing"}])
+    org.error("POST", "sobjects/Case/", 400, "error-400-restricted-picklist.json")
+    org.create("Case")
+    org.comments(1)
+    outcome = adapter(status="Nouveau").deliver(ctx_for())
+    first, second = org.sent("Case")
+    assert first["Status"] == "Nouveau" and "Status" not in second
+    assert {key: value for key, value in first.items() if key != "Status"} == second
+    assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID)
+    assert {"part": "field", "reason": "Salesforce refused the case's Status (Salesforce 400 "
+            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST: Status: bad value for restricted picklist field: Nouveau "
+            "(fields: Status)); the case was made without it"} in outcome.receipt["dropped"]
+
+
+@pytest.mark.parametrize("error, field, part", [
+    ({"errorCode": "STRING_TOO_LONG", "message": "Summary: data value too large: word word (max length=255)",
+      "fields": ["Summary__c"]}, "Summary__c", "mapping"),
+    ({"errorCode": "INVALID_FIELD", "message": "No such column 'Summary__c' on sobject of type Case"},
+     "Summary__c", "mapping"),
+    ({"errorCode": "INVALID_FIELD", "message": "No such column 'Region__c' on sobject of type Case"},
+     "Region__c", "vendor_extra"),
+    ({"errorCode": "INVALID_EMAIL_ADDRESS", "message": "Email: invalid email address: ü@exämple.de",
+      "fields": ["SuppliedEmail"]}, "SuppliedEmail", "field"),
+])
+def test_each_kind_of_refused_field_is_named_where_it_came_from(org: SalesforceFake, error: dict[str, Any],
+                                                                field: str, part: str) -> None:
+    packet = full_packet(vendor_extra={"salesforce": {"Region__c": "EMEA"}})
+    org.query([{"Id": "0035g00000Existing"}])
+    org.rsps.add("POST", f"{org.api}/sobjects/Case/", status=400, json=[error])
+    org.create("Case")
+    org.comments(1)
+    outcome = adapter(fields={"Summary__c": "intent.summary"}).deliver(ctx_for(packet))
+    first, second = org.sent("Case")
+    assert field in first and field not in second and len(second) == len(first) - 1
+    [entry] = [d for d in outcome.receipt["dropped"] if d["part"] == part]
+    where = {"mapping": "salesforce.yaml fields.", "vendor_extra": "vendor_extra.salesforce.",
+             "field": "the case's "}[part]
+    assert entry["reason"].startswith(f"Salesforce refused {where}{field} (Salesforce 400 {error['errorCode']}")
+
+
+def test_an_owner_refused_leaves_the_case_to_the_orgs_assignment_rules(org: SalesforceFake) -> None:
+    org.query([{"Id": "0035g00000Existing"}])
+    org.rsps.add("POST", f"{org.api}/sobjects/Case/", status=400, json=[{
+        "errorCode": "INACTIVE_OWNER_OR_USER", "message": "operation performed with inactive user", "fields": ["OwnerId"]}])
+    org.create("Case")
+    org.comments(1)
+    outcome = adapter().deliver(ctx_for(assignment=routed()))
+    first, second = org.calls("POST", "sobjects/Case/")
+    assert first.request.headers["Sforce-Auto-Assign"] == "FALSE" and "OwnerId" in json.loads(first.request.body)
+    assert second.request.headers["Sforce-Auto-Assign"] == "TRUE" and "OwnerId" not in json.loads(second.request.body)
+    assert any(d["reason"].endswith("(the org's assignment rules chose the owner)") for d in outcome.receipt["dropped"])
+
+
+@pytest.mark.parametrize("error", [
+    {"errorCode": "STRING_TOO_LONG", "message": "Subject: data value too large", "fields": ["Subject"]},
+    {"errorCode": "STRING_TOO_LONG", "message": "Handoff: data value too large", "fields": ["Handoff_Id__c"]},
+    {"errorCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": "Region is required", "fields": ["Region__c"]},
+    {"errorCode": "STRING_TOO_LONG", "message": "Notes: data value too large", "fields": ["Notes__c"]},  # not sent
+])
+def test_a_refusal_of_what_the_case_cannot_go_without_is_not_sent_again(org: SalesforceFake,
+                                                                        error: dict[str, Any]) -> None:
+    # Its subject, its brief, the handoff id that finds it after a timeout, a rule that wants more.
+    packet = full_packet(vendor_extra={"salesforce": {"Region__c": "EMEA"}})
+    org.query([{"Id": "0035g00000Existing"}])
+    org.rsps.add("POST", f"{org.api}/sobjects/Case/", status=400, json=[error])
+    with pytest.raises(RejectedError):
+        adapter(handoff_id_field="Handoff_Id__c").deliver(ctx_for(packet))
+    assert len(org.calls("POST", "sobjects/Case/")) == 1
+
+
+def test_a_contact_salesforce_refuses_leaves_the_case_without_one_not_without_a_case(org: SalesforceFake) -> None:
+    # A blocking duplicate rule on Contact (common in orgs) made no case at all, for good. Its
+    # fuzzy match is not taken for the customer: it may be another person of the same name.
+    org.query([])
+    org.rsps.add("POST", f"{org.api}/sobjects/Contact/", status=400, json=[{
+        "message": "Use one of these records?", "errorCode": "DUPLICATES_DETECTED", "fields": [],
+        "duplicateResult": {"allowSave": False, "matchResults": [{"entityType": "Contact", "matchRecords": [
+            {"record": {"attributes": {"type": "Contact"}, "Id": "0035g00000DupeAAA"}}]}]}}])
+    org.create("Case")
+    org.comments(1)
+    outcome = adapter().deliver(ctx_for())
+    [case] = org.sent("Case")
+    assert "ContactId" not in case and case["SuppliedEmail"] == full_packet()["customer"]["email"]
+    assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID)
+    assert {"part": "contact", "reason": "Salesforce refused to create the customer's contact (Salesforce 400 "
+            "DUPLICATES_DETECTED: Use one of these records?); the case names the customer in its Supplied fields "
+            "and brief, and is linked to no contact"} in outcome.receipt["dropped"]
 
 
 def test_5xx_is_transient(org: SalesforceFake) -> None:
