@@ -587,7 +587,11 @@ class Outbox:
             if row.lease_owner != delivery.lease_owner:
                 _lease_lost("error", None, error_type=type(err).__name__)
                 return None
-            row.attempts += 1
+            # A rate limit is the vendor asking us to wait, not a try that failed: counted, a long
+            # Slack thread paced by 429s (each attempt posting what it could) went `dead` at
+            # CONNECTOR_MAX_ATTEMPTS with its alert up. CONNECTOR_MAX_DELIVERY_AGE_S still bounds it.
+            limited = isinstance(err, RateLimited)
+            row.attempts += 0 if limited else 1
             row.last_error = message
             row.vendor_reply = _jsonable(err.reply)
             row.lease_owner = row.lease_expires_at = None
@@ -603,7 +607,7 @@ class Outbox:
             if decide(err) == "fail":
                 row.state, row.finished_at = "failed", now
                 given_up = "refused: retrying the same payload cannot help"
-            elif row.attempts >= self.settings.max_attempts:
+            elif row.attempts >= self.settings.max_attempts and not limited:
                 row.state, row.finished_at = "dead", now
                 given_up = f"{row.attempts} attempt(s), as many as CONNECTOR_MAX_ATTEMPTS allows"
             elif (now - row.window_started_at).total_seconds() > self.settings.max_delivery_age_s:

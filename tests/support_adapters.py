@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from adapters.base import Adapter, HandoffContext, Sent
-from adapters.errors import OutcomeUnknown, RejectedError, TicketGone, TransientError
+from adapters.errors import OutcomeUnknown, RateLimited, RejectedError, TicketGone, TransientError
 
 
 class _Recording(Adapter):
@@ -78,6 +78,20 @@ class SlowAdapter(_Recording):
     def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         self.release.wait(self.delay)
         return Sent(vendor_id=f"slow-{ctx.handoff_id}", url=f"https://slow.example/t/{ctx.handoff_id}")
+
+
+class LimitedAdapter(_Recording):
+    """Answers 429 to the first `limited` attempts of each delivery, then succeeds."""
+
+    name = "limited"
+    limited = 3
+    seen: dict[str, int] = {}
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        tries = self.seen[ctx.idempotency_key] = self.seen.get(ctx.idempotency_key, 0) + 1
+        if tries <= self.limited:
+            raise RateLimited("429 from vendor", retry_after=1, status=429)
+        return Sent(vendor_id=f"limited-{ctx.handoff_id}", url=None)
 
 
 class QuotaAdapter(_Recording):

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import delete, event, select, update
 from sqlalchemy.exc import OperationalError
 
 from adapters import registry
@@ -23,7 +23,14 @@ from connector.models import ConversationLink, Delivery, Handoff, TargetPause, u
 from connector.outbox import WAIT_FOR_OWNER_S
 from tests.conftest import auth
 from tests.factories import mappings_quoting_a_wait, minimal_packet
-from tests.support_adapters import FlakyAdapter, LinkingAdapter, LookingAdapter, SlowAdapter, TakenOverAdapter
+from tests.support_adapters import (
+    FlakyAdapter,
+    LimitedAdapter,
+    LinkingAdapter,
+    LookingAdapter,
+    SlowAdapter,
+    TakenOverAdapter,
+)
 
 
 def post(client, packet):
@@ -89,6 +96,26 @@ def test_a_target_paused_after_the_claim_holds_the_claimed_delivery_without_an_a
     [held] = deliveries(services)
     assert (held.attempts, held.lease_owner) == (1, None)
     assert abs((held.next_attempt_at - until).total_seconds()) < 0.01
+
+
+def test_rate_limits_do_not_use_up_a_deliverys_attempts(make_app, monkeypatch):
+    # A vendor asking us to wait is not a try that failed: a long Slack thread paced by 429s (each
+    # attempt posting what it could) went `dead` at CONNECTOR_MAX_ATTEMPTS with its alert up.
+    monkeypatch.setitem(registry.TARGETS, "limited", "tests.support_adapters:LimitedAdapter")
+    monkeypatch.setattr(LimitedAdapter, "seen", {})
+    app = make_app(targets=("limited",), max_attempts=2)
+    services = app.extensions["connector"]
+    assert post(app.test_client(), minimal_packet()).status_code == 202
+    for _ in range(LimitedAdapter.limited):
+        [waiting] = deliveries(services)
+        assert (waiting.state, waiting.attempts, waiting.last_error) == ("pending", 0, "RateLimited: 429 from vendor")
+        with services.db.session() as session:  # the pause and the Retry-After over
+            session.execute(delete(TargetPause))
+            session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+        [delivery_id], token = services.outbox.claim_due()
+        services.outbox.run_delivery(delivery_id, token)
+    [done] = deliveries(services)
+    assert (done.state, done.attempts) == ("created", 1)
 
 
 @pytest.fixture
