@@ -35,7 +35,7 @@ from connector.settings import Settings
 from connector.text_rules import as_identity
 
 from .base import Adapter, HandoffContext, Sent, created_at, deep_merge, mapping_context
-from .errors import DeliveryError, OutcomeUnknown, RateLimitedAfterActing, RejectedError, TicketGone
+from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimitedAfterActing, RejectedError, TicketGone
 from .salesforce_client import (
     DEFAULT_RETRY_AFTER_S,
     Client,
@@ -345,7 +345,9 @@ class SalesforceAdapter(Adapter):
             return None, False, ()
         try:
             created = self._call(lambda sf: sf.Contact.create(plan["create"]))
-        except RejectedError as err:
+        except (RejectedError, AuthError) as err:
+            if isinstance(err, AuthError) and err.status != 403:  # 403: no right to create contacts, not
+                raise  # credentials refused (a 401 the client renews once; after that, nothing works)
             log.warning("Salesforce refused the customer's contact; the case goes without one",
                         extra={"error": err.message[:300]})
             return None, False, ({"part": "contact", "reason": f"Salesforce refused to create the customer's "

@@ -672,23 +672,32 @@ def test_a_refusal_of_what_the_case_cannot_go_without_is_not_sent_again(org: Sal
     assert len(org.calls("POST", "sobjects/Case/")) == 1
 
 
-def test_a_contact_salesforce_refuses_leaves_the_case_without_one_not_without_a_case(org: SalesforceFake) -> None:
-    # A blocking duplicate rule on Contact (common in orgs) made no case at all, for good. Its
-    # fuzzy match is not taken for the customer: it may be another person of the same name.
+DUPLICATE_CONTACT = [{
+    "message": "Use one of these records?", "errorCode": "DUPLICATES_DETECTED", "fields": [],
+    "duplicateResult": {"allowSave": False, "matchResults": [{"entityType": "Contact", "matchRecords": [
+        {"record": {"attributes": {"type": "Contact"}, "Id": "0035g00000DupeAAA"}}]}]}}]
+NO_RIGHT = [{"message": "insufficient access rights on object id", "errorCode": "INSUFFICIENT_ACCESS"}]
+
+
+@pytest.mark.parametrize("status, refusal, said", [
+    (400, DUPLICATE_CONTACT, "Salesforce 400 DUPLICATES_DETECTED: Use one of these records?"),
+    (403, NO_RIGHT, "Salesforce 403 INSUFFICIENT_ACCESS: insufficient access rights on object id"),
+])
+def test_a_contact_salesforce_refuses_leaves_the_case_without_one_not_without_a_case(
+        org: SalesforceFake, status: int, refusal: list[dict[str, Any]], said: str) -> None:
+    # A blocking duplicate rule on Contact (common in orgs), or an API user with no right to create
+    # contacts, made no case at all, for good. A duplicate rule's fuzzy match is not taken for the
+    # customer: it may be another person of the same name.
     org.query([])
-    org.rsps.add("POST", f"{org.api}/sobjects/Contact/", status=400, json=[{
-        "message": "Use one of these records?", "errorCode": "DUPLICATES_DETECTED", "fields": [],
-        "duplicateResult": {"allowSave": False, "matchResults": [{"entityType": "Contact", "matchRecords": [
-            {"record": {"attributes": {"type": "Contact"}, "Id": "0035g00000DupeAAA"}}]}]}}])
+    org.rsps.add("POST", f"{org.api}/sobjects/Contact/", status=status, json=refusal)
     org.create("Case")
     org.comments(1)
     outcome = adapter().deliver(ctx_for())
     [case] = org.sent("Case")
     assert "ContactId" not in case and case["SuppliedEmail"] == full_packet()["customer"]["email"]
     assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID)
-    assert {"part": "contact", "reason": "Salesforce refused to create the customer's contact (Salesforce 400 "
-            "DUPLICATES_DETECTED: Use one of these records?); the case names the customer in its Supplied fields "
-            "and brief, and is linked to no contact"} in outcome.receipt["dropped"]
+    assert {"part": "contact", "reason": f"Salesforce refused to create the customer's contact ({said}); the case "
+            "names the customer in its Supplied fields and brief, and is linked to no contact"} in outcome.receipt["dropped"]
 
 
 def test_5xx_is_transient(org: SalesforceFake) -> None:
