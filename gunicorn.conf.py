@@ -2,6 +2,7 @@
 or with GUNICORN_CMD_ARGS."""
 
 import os
+import re
 import sys
 
 # gunicorn may be started elsewhere (`--chdir`): the package sits beside this file.
@@ -109,6 +110,11 @@ def limit_malloc_arenas(log, arenas: int = 2) -> bool:
 MADE_METRICS_DIRECTORY = "_CONNECTOR_METRICS_DIR_MADE"
 
 
+# prometheus-client's names for its files in multiprocess mode: counter_, histogram_, summary_,
+# gauge_<mode>_ (all, liveall, max, livesum, mostrecent…), then the writing process's pid.
+METRICS_FILE = re.compile(r"(?:counter|histogram|summary|gauge_[a-z]+)_(?P<pid>\d+)\.db")
+
+
 def share_metrics(environ=os.environ) -> str:
     """Every worker writes its metrics to files in one directory, so a scrape of any worker adds
     them all up (prometheus-client's multiprocess mode): PROMETHEUS_MULTIPROC_DIR, else a new
@@ -122,10 +128,12 @@ def share_metrics(environ=os.environ) -> str:
         environ[MADE_METRICS_DIRECTORY] = directory
     os.makedirs(directory, exist_ok=True)
     for name in os.listdir(directory):
-        # `<kind>_<pid>.db`: a live process (a `connector worker` sharing the directory) keeps its
-        # file open and mapped — removed, its counts would go on into a file nobody reads.
-        pid = name.removesuffix(".db").rpartition("_")[2]
-        if name.endswith(".db") and not (pid.isdigit() and _alive(int(pid))):
+        # Only prometheus-client's own files, `<kind>_<pid>.db`: any `*.db` took the SQLite database
+        # (`connector.db`) or its backup with them when the directory was `instance/`. A live
+        # process's (a `connector worker` sharing the directory) is kept: it keeps its file open and
+        # mapped — removed, its counts would go on into a file nobody reads.
+        found = METRICS_FILE.fullmatch(name)
+        if found and not _alive(int(found["pid"])):
             os.remove(os.path.join(directory, name))
     environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     return directory

@@ -116,10 +116,16 @@ def test_workers_share_one_metrics_directory_emptied_of_an_earlier_runs_counts(t
     (tmp_path / "counter_4194304.db").write_bytes(b"old")  # a pid no process has
     live = tmp_path / f"counter_{os.getpid()}.db"  # a connector worker still running
     live.write_bytes(b"its counts")
+    (tmp_path / "gauge_livesum_4194304.db").write_bytes(b"old")
     (tmp_path / "README").write_text("an operator's note")
+    # The SQLite database and its backup, in `instance/` used as the metrics directory too: taken
+    # with every `*.db`, a restart started on an empty database, every pending delivery gone.
+    kept = ["README", "connector-backup.db", "connector.db", "counter_12.db.bak", live.name]
+    for name in kept[1:4]:
+        (tmp_path / name).write_bytes(b"SQLite format 3")
     environ = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     assert share(environ) == str(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["README", live.name]  # only dead processes' files go
+    assert sorted(p.name for p in tmp_path.iterdir()) == kept  # only dead processes' metrics files go
     made: dict[str, str] = {}
     directory = share(made)  # unset: a new temporary directory, for this run only
     assert made["PROMETHEUS_MULTIPROC_DIR"] == directory and Path(directory).is_dir()
