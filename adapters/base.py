@@ -22,6 +22,7 @@ from __future__ import annotations
 import abc
 import copy
 import datetime as dt
+import difflib
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
@@ -31,9 +32,10 @@ from typing import Any, ClassVar, Literal
 from ulid import ULID
 
 from connector.brief import Brief, render_brief
-from connector.errors import ConfigError
+from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import template_failures
 from connector.redaction import redact_packet
+from connector.schemas.packet import URGENCIES
 from connector.settings import Settings
 from connector.text_rules import rfc3339_utc
 
@@ -199,6 +201,21 @@ def mapping_context(ctx: HandoffContext) -> dict[str, Any]:
     return {"assignment": ctx.assignment, "handoff": {"id": ctx.handoff_id}, "brief": {"subject": ctx.brief.subject}}
 
 
+def priority_map_problem(target: str, priorities: Any) -> MappingProblem | None:
+    """A mapping's `priority:` keys are the packet's urgencies: `hihg: high` was read by no one, and
+    high handoffs took the default word without a sign of it."""
+    if priorities is None:
+        return None
+    if not isinstance(priorities, Mapping):
+        return MappingProblem(target, "priority", f"must map {', '.join(URGENCIES)} to the vendor's words")
+    for ours in priorities:
+        if ours not in URGENCIES:
+            close = difflib.get_close_matches(str(ours), URGENCIES, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            return MappingProblem(target, f"priority.{ours}", f"not a priority; {hint}they are {', '.join(URGENCIES)}")
+    return None
+
+
 def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     """`extra` wins; nested dicts merge key by key; lists and scalars are replaced."""
     merged = copy.deepcopy(base)
@@ -232,6 +249,12 @@ class Adapter(abc.ABC):
     # The PII kinds masked when the mapping says nothing (no `redact:`, or no file at all): what the
     # shipped file lists. `redact: []` masks nothing.
     default_redact: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def routing_id_problem(cls, key: str, value: Any) -> str | None:
+        """What is wrong with `value` for the routing id `key` (one of `routing_keys`), or None.
+        Checked at load: a vendor refuses a malformed id on every ticket routed there, for good."""
+        return None
 
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
         self.settings = settings

@@ -79,6 +79,14 @@ class SalesforceAdapter(Adapter):
     agent_field = "owner_id"  # a user (005…); routing may also put a queue (00G…) there
     routing_keys = frozenset({"owner_id"})
 
+    @classmethod
+    def routing_id_problem(cls, key: str, value: Any) -> str | None:
+        # A case's owner is a user (005…) or a queue (00G…), by its 15- or 18-character id: a name
+        # (`bob`) was refused on every case routed there.
+        if isinstance(value, str) and _OWNER_ID.fullmatch(value):
+            return None
+        return f"a Salesforce user (005…) or queue (00G…) id of 15 or 18 characters, got {value!r}"
+
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
         super().__init__(settings, mapping)
         check_mapping(self.mapping)
@@ -540,6 +548,7 @@ _FIELD_CODES = frozenset({
     "INVALID_CROSS_REFERENCE_KEY", "FIELD_INTEGRITY_EXCEPTION", "INVALID_TYPE_ON_FIELD_IN_RECORD",
     "INVALID_FIELD_FOR_INSERT_UPDATE", "NUMBER_OUTSIDE_VALID_RANGE", "MALFORMED_ID", "INACTIVE_OWNER_OR_USER",
 })
+_OWNER_ID = re.compile(r"(?:005|00G)[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?")
 _NO_SUCH_COLUMN = re.compile(r"No such column '(\w+)'")
 
 

@@ -34,6 +34,7 @@ from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import compile_for
 from connector.settings import Settings
 
+from .base import priority_map_problem
 from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TransientError
 from .http_session import SettledEnvironmentSession
 
@@ -88,6 +89,8 @@ def check_mapping(mapping: Mapping[str, Any]) -> None:
             raise MappingProblem("salesforce", key, f"must be one of {', '.join(allowed)}, got {mapping[key]!r}")
     named = [("handoff_id_field", mapping.get("handoff_id_field") or "Id"),
              *((f"fields.{name}", name) for name in mapping.get("fields") or {})]
+    if problem := priority_map_problem("salesforce", mapping.get("priority")):
+        raise problem
     for name, spec in (mapping.get("fields") or {}).items():
         # A misspelt path (`colected_data.error_code`) failed every delivery, naming no file or line.
         compile_for("salesforce", spec, f"fields.{name}", mapping.get("lookups"))

@@ -35,7 +35,7 @@ from connector.mapping_values import MISSING, compile_for, resolve
 from connector.settings import Settings
 from connector.text_rules import as_identity
 
-from .base import Adapter, HandoffContext, Link, Sent, deep_merge, mapping_context
+from .base import Adapter, HandoffContext, Link, Sent, deep_merge, mapping_context, priority_map_problem
 from .errors import (
     AuthError,
     DeliveryError,
@@ -96,6 +96,10 @@ class ZendeskAdapter(Adapter):
     required_settings = ("zendesk_subdomain", ("zendesk_api_token", "zendesk_oauth_token"))
     agent_field = "assignee_id"
     routing_keys = frozenset({"group_id", "assignee_id"})
+
+    @classmethod
+    def routing_id_problem(cls, key: str, value: Any) -> str | None:
+        return id_problem(value)
 
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
         super().__init__(settings, mapping)
@@ -536,6 +540,8 @@ def _spec(entry: Mapping[str, Any]) -> Any:
 def _config(mapping: Mapping[str, Any]) -> dict[str, Any]:
     """The mapping over the shipped defaults; a malformed entry names its key (checked at start-up)."""
     conf = {**DEFAULTS, **{key: value for key, value in mapping.items() if value is not None}}
+    if problem := priority_map_problem("zendesk", mapping.get("priority")):
+        raise problem
     conf["priority"] = {**PRIORITIES, **(mapping.get("priority") or {})}
     # Zendesk's own, fixed sets: any other value is refused by name on every ticket.
     if conf["type"] not in TICKET_TYPES:
@@ -544,16 +550,27 @@ def _config(mapping: Mapping[str, Any]) -> dict[str, Any]:
         if theirs is not None and theirs not in PRIORITIES:  # null: no priority (Zendesk's is nullable)
             raise MappingProblem("zendesk", f"priority.{ours}",
                                  f"must be one of Zendesk's {', '.join(PRIORITIES)} (or null), got {theirs!r}")
+    if conf.get("brand_id") is not None and (problem := id_problem(conf["brand_id"])):
+        raise MappingProblem("zendesk", "brand_id", problem)
     for i, entry in enumerate(conf["custom_fields"]):
         if not isinstance(entry, Mapping) or "id" not in entry or not any(entry.get(k) for k in VALUE_KINDS):
             raise MappingProblem("zendesk", f"custom_fields[{i}]",
                                  "needs an 'id' and a value: path, template, literal or lookup")
+        if problem := id_problem(entry["id"]):
+            raise MappingProblem("zendesk", f"custom_fields[{i}].id", problem)
         compile_for("zendesk", _spec(entry), f"custom_fields[{i}]", mapping.get("lookups"))
     if not isinstance(conf["tags"], list):
         raise MappingProblem("zendesk", "tags", "must be a list")
     if mapping.get("subject"):  # a value spec, as a custom field's: checked now, not at every delivery
         compile_for("zendesk", mapping["subject"], "subject", mapping.get("lookups"))
     return conf
+
+
+def id_problem(value: Any) -> str | None:
+    """Zendesk's ids are whole numbers: `abc` (or a name where an id goes) was refused on every ticket."""
+    number = value if isinstance(value, int) and not isinstance(value, bool) else (
+        int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else 0)
+    return None if number > 0 else f"Zendesk ids are whole numbers (like 360000123456), got {value!r}"
 
 
 def _requester(customer: Mapping[str, Any]) -> dict[str, Any]:

@@ -169,7 +169,7 @@ class RoutingSchema(_Strict):
             if team.get("calendar") and team["calendar"] not in calendars:
                 message = f"no calendar {team['calendar']!r} under calendars:"
                 errors.setdefault("teams", {})[name] = {"calendar": [message]}
-            if wrong := _routing_keys(team.get("targets") or {}):
+            if wrong := _routing_keys(team.get("targets") or {}, names=True):
                 errors.setdefault("teams", {}).setdefault(name, {})["targets"] = wrong
         if teams and data["default"]["team"] not in teams:
             errors["default"] = {"team": [_not_a_team(data["default"]["team"], teams)]}
@@ -222,19 +222,28 @@ def _not_a_team(name: Any, teams: Mapping[str, Any]) -> str:
     return f"{name!r} is not under teams:{hint}"
 
 
-def _routing_keys(targets: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
-    """Per target, the keys its adapter does not read (`Adapter.routing_keys`), with a guess."""
+def _routing_keys(targets: Mapping[str, Mapping[str, Any]], *, names: bool = False) -> dict[str, list[str]]:
+    """Per target, the keys its adapter does not read (`Adapter.routing_keys`), with a guess.
+    `names`: a target no adapter is called, too (a team's: a rule's are named in `_coherent`) —
+    a team's `zendsk:` ids were read by no one, and its tickets went to the default group unsaid."""
     wrong: dict[str, list[str]] = {}
     for target, ids in targets.items():
         if target not in registry.TARGETS:
-            continue  # named as an unknown target elsewhere
-        known = registry.adapter_class(target).routing_keys
-        for key in ids:
+            if names:
+                close = difflib.get_close_matches(target, list(registry.TARGETS), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                wrong[target] = [f"no target is called {target!r}; {hint}targets: {', '.join(registry.TARGETS)}"]
+            continue
+        adapter = registry.adapter_class(target)
+        known = adapter.routing_keys
+        for key, value in ids.items():
             if key not in known:
                 close = difflib.get_close_matches(key, sorted(known), n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 reads = ", ".join(sorted(known)) or "nothing"
                 wrong.setdefault(target, []).append(f"{key!r} is not an id {target} reads; {hint}it reads {reads}")
+            elif value is not None and (problem := adapter.routing_id_problem(key, value)):
+                wrong.setdefault(target, []).append(f"{key}: {problem}")
     return wrong
 
 

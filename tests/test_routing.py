@@ -135,13 +135,13 @@ def test_first_match_wins():
 def test_every_action():
     rules = one_rule("{segment: enterprise}",
                      "{team: special, priority: urgent, queue: Tier 2, message: vip, target_names: [zendesk, slack],"
-                     " targets: {zendesk: {assignee_id: '7'}, salesforce: {owner_id: 00G1}}}")
+                     " targets: {zendesk: {assignee_id: '7'}, salesforce: {owner_id: 00G5g000004SPECEAA}}}")
     result = assign(packet(), rules, now=TUESDAY_NOON)
     assert result["team"] == "special" and result["priority"] == "urgent" and result["queue"] == "Tier 2"
     assert result["customer_message_template"] == "vip"
     assert result["target_names"] == ["zendesk", "slack"]
     assert result["targets"] == {"zendesk": {"group_id": "900", "assignee_id": "7"},  # merged over the team's
-                                 "slack": {"channel": "C0SPECIAL"}, "salesforce": {"owner_id": "00G1"}}
+                                 "slack": {"channel": "C0SPECIAL"}, "salesforce": {"owner_id": "00G5g000004SPECEAA"}}
     assert result["business_hours"]["open"] is True and result["out_of_hours"] is False
 
 
@@ -189,6 +189,29 @@ def test_a_file_without_a_proper_default_or_with_typos_is_refused(tmp_path, rule
     with pytest.raises(ConfigError) as err:
         load_mappings(str(tmp_path), "/", ["zendesk", "salesforce", "slack"])
     assert problem in err.value.source and "routing.yaml:" in err.value.source
+
+
+@pytest.mark.parametrize(("targets", "problem", "words"), [
+    # Read by no adapter: every billing ticket went to the default group without a word.
+    ("{zendsk: {group_id: 360001}}", "teams.billing.targets.zendsk", "did you mean 'zendesk'?"),
+    # Each refused by its vendor on every ticket routed there, for good.
+    ("{zendesk: {group_id: abc}}", "teams.billing.targets.zendesk", "group_id: Zendesk ids are whole numbers"),
+    ("{zendesk: {assignee_id: -4}}", "teams.billing.targets.zendesk", "got -4"),
+    ("{salesforce: {owner_id: bob}}", "teams.billing.targets.salesforce", "owner_id: a Salesforce user (005…)"),
+    ("{salesforce: {owner_id: 00G5g000004BILLEA}}", "teams.billing.targets.salesforce", "15 or 18 characters"),
+])
+def test_a_teams_misspelt_target_or_malformed_id_is_refused(tmp_path, targets, problem, words):
+    base = BASE + f"  billing: {{queue: Billing, targets: {targets}}}\n"
+    (tmp_path / "routing.yaml").write_text(base + "rules:\n  - {name: default}\n")
+    with pytest.raises(ConfigError) as err:
+        load_mappings(str(tmp_path), "/", ["zendesk", "salesforce", "slack"])
+    assert problem in err.value.source and words in str(err.value)
+
+
+def test_well_formed_ids_are_taken_as_written():
+    base = BASE + ("  billing: {targets: {zendesk: {group_id: 360001, assignee_id: '7'}, "
+                   "salesforce: {owner_id: 0055g00000AbCdE}}}\n")
+    assert config("  - {name: default}\n", base)["teams"]["billing"]["targets"]["salesforce"] == {"owner_id": "0055g00000AbCdE"}
 
 
 PREVIOUS = {"id": "123", "name": "Sam", "email": "sam@acme.example", "target": "zendesk"}

@@ -796,7 +796,8 @@ def test_sandbox_login_uses_the_test_domain(org: SalesforceFake) -> None:
 
 
 @pytest.mark.parametrize("mapping", [{"transcript_as": "email"}, {"handoff_id_field": "Id = '' OR Id"},
-                                     {"fields": {"Bad Name": "customer.id"}}])
+                                     {"fields": {"Bad Name": "customer.id"}},
+                                     {"priority": {"urgnt": "High"}}])  # read by no one: urgent took the default
 def test_bad_mapping_is_a_config_error(mapping: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match=r"salesforce\.yaml"):
         SalesforceAdapter(Settings(), mapping)

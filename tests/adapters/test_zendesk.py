@@ -753,6 +753,19 @@ def test_malformed_custom_field_names_its_key() -> None:
     assert caught.value.source == "mappings/zendesk.yaml: custom_fields[1]"
 
 
+@pytest.mark.parametrize(("mapping", "key", "words"), [
+    # Each went out as written and was refused on every ticket, for good; or read by no one.
+    ({"custom_fields": [{"id": "abc", "path": "customer.id"}]}, "custom_fields[0].id", "whole numbers"),
+    ({"brand_id": "acme"}, "brand_id", "got 'acme'"),
+    ({"priority": {"hihg": "high"}}, "priority.hihg", "did you mean 'high'?"),
+])
+def test_a_malformed_id_or_a_misspelt_priority_names_its_key(mapping: dict[str, Any], key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        adapter(**mapping)
+    assert caught.value.source == f"mappings/zendesk.yaml: {key}" and words in caught.value.message
+    adapter(custom_fields=[{"id": "360001", "path": "customer.id"}], brand_id=360000123456)  # numbers, written either way
+
+
 def test_logs_carry_no_payload(zd: FakeZendesk, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="adapters")
     zd.create_ticket()
