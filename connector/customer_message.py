@@ -20,7 +20,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from .brief import ONE_LINE_SECRETS, one_line, problem_words
 from .errors import ConfigError
-from .mapping_values import check_template
+from .mapping_values import check_template, variables_used
 from .templating import FailedOnValues, render
 from .text_rules import without_invisible
 
@@ -61,9 +61,10 @@ class Template(fields.String):
     uses one as another kind (`{{ date.strftime('%d/%m') }}`: `date` is text) passed the names'
     check and failed every handoff it applied to."""
 
-    def __init__(self, variables: tuple[str, ...], **kwargs: Any):
+    def __init__(self, variables: tuple[str, ...], needs: tuple[str, ...] = (), **kwargs: Any):
         super().__init__(**kwargs)
         self.variables = variables
+        self.needs = needs  # what the message must say (`NEEDS`)
 
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -75,6 +76,10 @@ class Template(fields.String):
             raise ValidationError(said) from None
         except ConfigError as err:
             raise ValidationError(err.message) from None
+        missing = [name for name in self.needs if name not in variables_used(text)]
+        if missing:
+            said = " and ".join(f"{{{{ {name} }}}} ({NEEDS[name]})" for name in missing)
+            raise ValidationError(f"the message must say {said}")
         return text
 
 
@@ -92,17 +97,25 @@ SAMPLES: dict[str, Any] = {"team": "billing", "problem": "I was charged twice fo
                            "closes": "18:00"}
 
 
+# What every message must carry (contract §3: it restates the problem and sets an expectation), by
+# the variable that says it: a template without `{{ expectation }}` told a customer out of hours
+# nothing of when anyone would reply, and `check` said "ok".
+NEEDS = {"problem": "the problem, restated", "expectation": "when someone will reply",
+         "minutes": "the wait", "time": "when the team opens", "closes": "when the team closes"}
+
+
 class LocaleSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    template = Template(MESSAGE, required=True)
-    variants = fields.Dict(keys=fields.String(), values=Template(MESSAGE), load_default=dict)
-    wait = Template(("minutes",), required=True)
+    template = Template(MESSAGE, needs=("problem", "expectation"), required=True)
+    variants = fields.Dict(keys=fields.String(), values=Template(MESSAGE, needs=("problem", "expectation")),
+                           load_default=dict)
+    wait = Template(("minutes",), needs=("minutes",), required=True)
     no_wait = Template((), required=True)
-    closed = Template(CLOSED, required=True)
+    closed = Template(CLOSED, needs=("time",), required=True)
     # Optional (files written before it stay valid): without it, `no_wait` is said instead.
-    closing = Template(CLOSING)
+    closing = Template(CLOSING, needs=("closes", "time"))
     failed = Template(("team", "problem"))  # optional: the default locale's, else the built-in English one
     teams = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     weekdays = fields.List(fields.String(), validate=validate.Length(equal=7), load_default=lambda: ENGLISH_DAYS)

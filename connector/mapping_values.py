@@ -108,6 +108,11 @@ def check_template(source: Any, where: str, variables: Collection[str] = ROOTS) 
     return source
 
 
+def variables_used(source: str) -> set[str]:
+    """The names a template reads (one `check_template` has passed)."""
+    return set(meta.find_undeclared_variables(_parser.parse(source)))
+
+
 def looks_like_template(text: str) -> bool:
     return "{{" in text or "{%" in text
 

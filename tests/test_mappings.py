@@ -393,6 +393,23 @@ def test_a_customer_message_naming_what_it_is_not_given_is_refused_at_load(mapdi
     assert words in err.value.message
 
 
+@pytest.mark.parametrize(("old", "new", "where", "words"), [
+    # `check` said "ok"; out of hours the customer was told nothing of when anyone would reply.
+    (" {{ expectation }}\"", "\"", "5 locales.en.template", "must say {{ expectation }} (when someone will reply)"),
+    ("VIP: {{ team }}. {{ problem }}.", "VIP: {{ team }}.", "6 locales.en.variants.vip",
+     "must say {{ problem }} (the problem, restated)"),
+    ("About {{ minutes }} min.", "Shortly.", "7 locales.en.wait", "must say {{ minutes }} (the wait)"),
+    ("reply by {{ time }} {{ day }}", "reply {{ day }}", "9 locales.en.closed", "must say {{ time }}"),
+])
+def test_a_customer_message_that_leaves_out_what_every_message_must_say_is_refused(mapdir, old, new, where, words):
+    text = (mapdir / "messages.yaml").read_text()
+    assert old in text
+    (mapdir / "messages.yaml").write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError) as err:
+        load(mapdir)
+    assert err.value.source.endswith(f"messages.yaml:{where}") and words in err.value.message
+
+
 def test_a_vendor_template_must_start_at_a_packet_field(mapdir):
     (mapdir / "zendesk.yaml").write_text('version: 1\ncustom_fields:\n  - {id: 1, template: "{{ intnt.name }}"}\n')
     with pytest.raises(ConfigError) as err:
