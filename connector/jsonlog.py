@@ -185,3 +185,8 @@ def configure(level: str = "INFO") -> None:
     # Library chatter that would log URLs with query strings or bodies stays at WARNING.
     for noisy in ("urllib3", "zenpy", "simple_salesforce", "slack_sdk"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # slack-sdk's client logs each failed call at ERROR ("Failed to send a request…", "Failed to decode
+    # Slack API response: <a proxy's page>"), two for one attempt with its retry: an operator paging
+    # on ERROR was paged by a blip the next attempt got past. The adapter reports every failure in
+    # the connector's own line ("delivery attempt failed", WARNING while it is retried).
+    logging.getLogger("slack_sdk.web.base_client").setLevel(logging.CRITICAL)

@@ -498,7 +498,11 @@ class Outbox:
         """Wait for the conversation's first ticket rather than open a second one; not an attempt."""
         connection.execute(_HOLD, {"delivery_id": delivery.id, "token": delivery.lease_owner,
                                    "until": now + dt.timedelta(seconds=WAIT_FOR_OWNER_S)})
-        log.info("waiting for the conversation's first ticket", extra={"owner_delivery": owner})
+        # Named in full: a claim by intake or the loop comes here before the attempt's log context is
+        # set, and the line said only which delivery it waited for, not which one waited.
+        log.info("waiting for the conversation's first ticket",
+                 extra={"handoff_id": delivery.handoff_id, "target": delivery.target,
+                        "delivery_id": str(delivery.id), "owner_delivery": owner})
         return False
 
     # ---- recording -------------------------------------------------------------------------

@@ -126,7 +126,7 @@ def slow_target(monkeypatch):
     SlowAdapter.release.set()
 
 
-def test_a_second_handoff_waits_for_the_conversations_first_ticket_then_updates_it(make_app, slow_target):
+def test_a_second_handoff_waits_for_the_conversations_first_ticket_then_updates_it(make_app, slow_target, caplog):
     app = make_app(targets=("slow",), sync_budget_ms=200)
     services = app.extensions["connector"]
     client = app.test_client()
@@ -147,6 +147,10 @@ def test_a_second_handoff_waits_for_the_conversations_first_ticket_then_updates_
     with services.db.reading() as session:
         [link] = session.scalars(select(ConversationLink))
     assert (link.owner_delivery_id, link.vendor_id) == (first_row.id, None)
+    # The line says which delivery waits, not only which one it waits for.
+    [waiting] = [r for r in caplog.records if r.getMessage() == "waiting for the conversation's first ticket"]
+    assert (waiting.handoff_id, waiting.target, waiting.delivery_id, waiting.owner_delivery) == (
+        second_row.handoff_id, "slow", str(second_row.id), first_row.id)
 
     SlowAdapter.release.set()
     for _ in range(50):

@@ -662,6 +662,23 @@ def test_a_missing_scope_is_named_so_the_admin_knows_what_to_add(slack: FakeSlac
         adapter.deliver(ctx_for(outcome_unknown=True, attempt=2))
 
 
+def test_a_connection_failure_is_the_connectors_to_report_not_slack_sdks_error_lines(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # slack-sdk logged ERROR "Failed to send a request to Slack API server" once per try, two for
+    # one attempt with its retry: an operator paging on ERROR was paged by a blip a retry got past.
+    from connector import jsonlog
+
+    jsonlog.configure("INFO")
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    adapter = SlackAdapter(Settings(slack_bot_token="xoxb-1", slack_channel="C0HANDOFF",
+                                    slack_api_url=f"http://127.0.0.1:{port}/api/", vendor_timeout_s=2), {})
+    with pytest.raises(TransientError, match="cannot reach Slack"):
+        adapter.deliver(ctx_for())
+    assert [r for r in caplog.records if r.name.startswith("slack_sdk") and r.levelno >= logging.ERROR] == []
+
+
 def test_wrong_token_is_refused_as_auth_error(slack: FakeSlack) -> None:
     adapter = SlackAdapter(settings_for(slack, slack_bot_token="xoxb-wrong"), {})
     with pytest.raises(AuthError, match="invalid_auth"):
