@@ -137,10 +137,9 @@ class Backlog(Collector):
             # Every enabled target has its series, at 0 when nothing waits: an alert on a series
             # that appears only once there is trouble cannot tell "fine" from "not scraped".
             enabled = set(self.services.adapters)
-            counts = self.services.outbox.counts()
-            zero = dict.fromkeys(("pending", "retrying", "dead", "failed"), 0)
-            for target in sorted(enabled | set(counts)):
-                for state, number in {**zero, **counts.get(target, {})}.items():
+            counts = self.services.outbox.counts(enabled)
+            for target in sorted(counts):
+                for state, number in counts[target].items():
                     deliveries.add_metric([target, state], number)
             for status, number in sorted(self.services.callbacks.counts().items()):
                 callbacks.add_metric([status], number)

@@ -18,7 +18,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -721,8 +721,10 @@ class Outbox:
         with self.db.reading() as session:
             return list(session.scalars(select(TargetPause.target).where(TargetPause.until > utcnow())))
 
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Deliveries per target and state (pending split into waiting and retrying). A given-up
+    def counts(self, enabled: Iterable[str] = ()) -> dict[str, dict[str, int]]:
+        """Deliveries per target and state (pending split into waiting and retrying), every
+        `enabled` target at 0 when it has none: a target that appears only once there is trouble
+        cannot tell "fine" from "not counted" (`/readyz` showed `{}` beside `/metrics`' zeros). A given-up
         one whose messages a later batch carried since (`_carried_later`) is not counted: nothing
         of it is missing at the vendor, nor can a replay take it — a `dead` gauge that never went
         back to zero had an operator look for a loss there was not."""
@@ -739,15 +741,16 @@ class Outbox:
                 .where(or_(Delivery.state == "pending", and_(Delivery.state.in_(REPLAYABLE), ~_carried_later())))
                 .group_by(Delivery.target, Delivery.state, retried)
             ).all()
-        counts: dict[str, dict[str, int]] = {}
+        counts = {target: dict.fromkeys(COUNTED, 0) for target in enabled}
         for target, state, retried, number in rows:
             name = "retrying" if state == "pending" and retried else state
-            bucket = counts.setdefault(target, {"pending": 0, "retrying": 0, "dead": 0, "failed": 0})
+            bucket = counts.setdefault(target, dict.fromkeys(COUNTED, 0))
             bucket[name] += number
         return counts
 
 
 REPLAYABLE = ("dead", "failed")
+COUNTED = ("pending", "retrying", "dead", "failed")  # `Outbox.counts`' states, as /readyz and /metrics name them
 
 
 def replay(db: Database, *, ids: list[int] | None = None, states: tuple[str, ...] = ("dead",),

@@ -63,7 +63,7 @@ def readiness(services: Services) -> tuple[bool, dict[str, Any]]:
             checks["database"] = {"ok": False, "dialect": services.db.dialect, "schema": gap.words}
             return False, checks
         checks["database"] = {"ok": True, "dialect": services.db.dialect}
-        checks["deliveries"] = services.outbox.counts()
+        checks["deliveries"] = services.outbox.counts(services.adapters)
     except SQLAlchemyError as err:
         checks["database"] = {"ok": False, "error": type(err).__name__}
         return False, checks
