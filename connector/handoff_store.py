@@ -73,7 +73,7 @@ def new_handoff(row: dict[str, Any], targets: list[str], token: str, lease_until
     now = row["created_at"]
     leased = len(targets) if leased is None else leased
     return NewHandoff(row, [
-        dict(handoff_id=row["id"], target=name, position=index, state="pending", attempts=0,
+        dict(handoff_id=row["id"], target=name, position=index, state="pending", attempts=0, rate_limited=0,
              outcome_unknown=False, next_attempt_at=now, window_started_at=now,
              lease_owner=token if index < leased else None, lease_expires_at=lease_until if index < leased else None,
              created_at=now, updated_at=now)

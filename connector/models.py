@@ -111,6 +111,9 @@ class Delivery(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
     state: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Of those, the ones a vendor turned away with a rate limit: not counted against
+    # CONNECTOR_MAX_ATTEMPTS (`Outbox._record_error`).
+    rate_limited: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     vendor_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     url: Mapped[str | None] = mapped_column(Text, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

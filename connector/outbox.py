@@ -591,11 +591,12 @@ class Outbox:
             if row.lease_owner != delivery.lease_owner:
                 _lease_lost("error", None, error_type=type(err).__name__)
                 return None
-            # A rate limit is the vendor asking us to wait, not a try that failed: counted, a long
-            # Slack thread paced by 429s (each attempt posting what it could) went `dead` at
-            # CONNECTOR_MAX_ATTEMPTS with its alert up. CONNECTOR_MAX_DELIVERY_AGE_S still bounds it.
-            limited = isinstance(err, RateLimited)
-            row.attempts += 0 if limited else 1
+            row.attempts += 1
+            # A rate limit is the vendor asking us to wait, not a try that failed: counted against
+            # CONNECTOR_MAX_ATTEMPTS, a long Slack thread paced by 429s (each attempt posting what it
+            # could) went `dead` with its alert up. Still an attempt (adapters resume by it, and the
+            # bot and the admin page read it); CONNECTOR_MAX_DELIVERY_AGE_S still bounds it.
+            row.rate_limited += 1 if isinstance(err, RateLimited) else 0
             row.last_error = message
             row.vendor_reply = _jsonable(err.reply)
             row.lease_owner = row.lease_expires_at = None
@@ -611,9 +612,11 @@ class Outbox:
             if decide(err) == "fail":
                 row.state, row.finished_at = "failed", now
                 given_up = "refused: retrying the same payload cannot help"
-            elif row.attempts >= self.settings.max_attempts and not limited:
+            elif row.attempts - row.rate_limited >= self.settings.max_attempts:
                 row.state, row.finished_at = "dead", now
-                given_up = f"{row.attempts} attempt(s), as many as CONNECTOR_MAX_ATTEMPTS allows"
+                given_up = (f"{row.attempts - row.rate_limited} failed attempt(s), as many as CONNECTOR_MAX_ATTEMPTS "
+                            f"allows (and {row.rate_limited} turned away by a rate limit)" if row.rate_limited else
+                            f"{row.attempts} attempt(s), as many as CONNECTOR_MAX_ATTEMPTS allows")
             elif (now - row.window_started_at).total_seconds() > self.settings.max_delivery_age_s:
                 row.state, row.finished_at = "dead", now
                 given_up = f"tried for over {self.settings.max_delivery_age_s} s (CONNECTOR_MAX_DELIVERY_AGE_S)"
@@ -776,7 +779,7 @@ def replay(db: Database, *, ids: list[int] | None = None, states: tuple[str, ...
             chosen = sorted(session.scalars(
                 update(Delivery)
                 .where(Delivery.id.in_(candidates), given_up)
-                .values(state="pending", attempts=0, next_attempt_at=now, window_started_at=now,
+                .values(state="pending", attempts=0, rate_limited=0, next_attempt_at=now, window_started_at=now,
                         outcome_unknown=True, finished_at=None, lease_owner=None, lease_expires_at=None)
                 .returning(Delivery.id)
             ))

@@ -81,16 +81,20 @@ class SlowAdapter(_Recording):
 
 
 class LimitedAdapter(_Recording):
-    """Answers 429 to the first `limited` attempts of each delivery, then succeeds."""
+    """Answers 429 to the first `limited` attempts of each delivery, then succeeds (`then_fail`:
+    fails transiently instead)."""
 
     name = "limited"
     limited = 3
+    then_fail = False
     seen: dict[str, int] = {}
 
     def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         tries = self.seen[ctx.idempotency_key] = self.seen.get(ctx.idempotency_key, 0) + 1
         if tries <= self.limited:
             raise RateLimited("429 from vendor", retry_after=1, status=429)
+        if self.then_fail:
+            raise TransientError("503 from vendor", status=503)
         return Sent(vendor_id=f"limited-{ctx.handoff_id}", url=None)
 
 

@@ -105,17 +105,35 @@ def test_rate_limits_do_not_use_up_a_deliverys_attempts(make_app, monkeypatch):
     monkeypatch.setattr(LimitedAdapter, "seen", {})
     app = make_app(targets=("limited",), max_attempts=2)
     services = app.extensions["connector"]
-    assert post(app.test_client(), minimal_packet()).status_code == 202
-    for _ in range(LimitedAdapter.limited):
-        [waiting] = deliveries(services)
-        assert (waiting.state, waiting.attempts, waiting.last_error) == ("pending", 0, "RateLimited: 429 from vendor")
+
+    def again() -> None:
         with services.db.session() as session:  # the pause and the Retry-After over
             session.execute(delete(TargetPause))
             session.execute(update(Delivery).values(next_attempt_at=utcnow()))
         [delivery_id], token = services.outbox.claim_due()
         services.outbox.run_delivery(delivery_id, token)
+
+    assert post(app.test_client(), minimal_packet()).status_code == 202
+    for tried in range(1, LimitedAdapter.limited + 1):
+        [waiting] = deliveries(services)
+        # Still attempts (an adapter resumes by the number, and the bot reads it), only not counted.
+        assert (waiting.state, waiting.attempts, waiting.rate_limited) == ("pending", tried, tried)
+        assert services.outbox.counts()["limited"]["retrying"] == 1
+        again()
     [done] = deliveries(services)
-    assert (done.state, done.attempts) == ("created", 1)
+    assert (done.state, done.attempts) == ("created", LimitedAdapter.limited + 1)
+
+    # Failed tries still count: the limit is reached by them alone, whatever the 429s before.
+    monkeypatch.setattr(LimitedAdapter, "seen", {})
+    monkeypatch.setattr(LimitedAdapter, "limited", 1)
+    monkeypatch.setattr(LimitedAdapter, "then_fail", True)
+    assert post(app.test_client(), minimal_packet() | {"conversation": {"id": "conv-2002"}}).status_code == 202
+    again()
+    dead = deliveries(services)[-1]
+    assert (dead.state, dead.attempts, dead.rate_limited) == ("pending", 2, 1)
+    again()
+    dead = deliveries(services)[-1]
+    assert (dead.state, dead.attempts, dead.rate_limited) == ("dead", 3, 1)
 
 
 @pytest.fixture
