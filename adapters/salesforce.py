@@ -34,7 +34,7 @@ from connector.mapping_values import MISSING, resolve
 from connector.settings import Settings
 from connector.text_rules import as_identity
 
-from .base import Adapter, HandoffContext, Sent, created_at, deep_merge, mapping_context
+from .base import Adapter, Dropped, HandoffContext, Sent, created_at, deep_merge, mapping_context
 from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimitedAfterActing, RejectedError, TicketGone
 from .salesforce_client import (
     DEFAULT_RETRY_AFTER_S,
@@ -247,21 +247,28 @@ class SalesforceAdapter(Adapter):
                                     **counts}, (*left_out, *fields_out, *refused))
 
     def _create_case(self, request: Mapping[str, str], case: dict[str, Any], headers: dict[str, str],
-                     ctx: HandoffContext) -> tuple[dict[str, Any], tuple[dict[str, str], ...]]:
-        """Create (or upsert) the case. A field Salesforce refuses by name — a mapped value longer
-        than the org's field, a picklist value it does not have, an owner no longer active, an
-        address it will not take — refused the whole case, brief and transcript with it, for good:
-        the case is sent once more without it, and the receipt names it. A refused request changed
-        nothing, so the second one cannot double anything."""
-        def send(record: dict[str, Any], sent_headers: dict[str, str]) -> dict[str, Any]:
+                     ctx: HandoffContext) -> tuple[dict[str, Any], Dropped]:
+        """Create (or upsert) the case, through `_without_refused`."""
+        def send(record: dict[str, Any]) -> dict[str, Any]:
+            # Routing's owner refused: the org's assignment rules decide instead.
+            sent_headers = {**headers, **_headers(record)} if "OwnerId" in case else headers
             if request["method"] == "PATCH":
                 key = request["path"].removeprefix("sobjects/Case/")
                 return self._call(lambda sf: _json(sf.Case.upsert(key, record, raw_response=True,
                                                                    headers=sent_headers)))
             return self._call(lambda sf: sf.Case.create(record, headers=sent_headers))
 
+        return self._without_refused(send, case, ctx, "made")
+
+    def _without_refused(self, send: Callable[[dict[str, Any]], T], case: dict[str, Any], ctx: HandoffContext,
+                         done: str) -> tuple[T, Dropped]:
+        """`send(case)`. A field Salesforce refuses by name — a mapped value longer than the
+        org's field, a picklist value it does not have, an owner no longer active, an address it
+        will not take — refused the whole case (or a follow-up's update, its comments with it), brief
+        and transcript, for good: it is sent once more without it, and the receipt names it. A
+        refused request changed nothing, so the second one cannot double anything."""
         try:
-            return send(case, headers), ()
+            return send(case), ()
         except RejectedError as err:
             named_fields = _fields_refused(err.reply, case, keep={"Subject", "Description",
                                                                   self.mapping.get("handoff_id_field")})
@@ -269,31 +276,35 @@ class SalesforceAdapter(Adapter):
                 raise
             why = err.message
         kept = {key: value for key, value in case.items() if key not in named_fields}
-        if "OwnerId" in named_fields:  # routing's owner refused: the org's assignment rules decide instead
-            headers = {**headers, **_headers(kept)}
         log.warning("Salesforce refused fields of the case; sending it without them",
                     extra={"fields": sorted(named_fields), "error": why[:300]})
-        return send(kept, headers), tuple(self._field_left_out(name, why, ctx) for name in sorted(named_fields))
+        return send(kept), tuple(self._field_left_out(name, why, ctx, done) for name in sorted(named_fields))
 
-    def _field_left_out(self, name: str, why: str, ctx: HandoffContext) -> dict[str, str]:
+    def _field_left_out(self, name: str, why: str, ctx: HandoffContext, done: str) -> dict[str, str]:
         """The receipt's entry for a case field Salesforce refused, named where it came from."""
         if name in (self.mapping.get("fields") or {}):
             part, where = "mapping", f"salesforce.yaml fields.{name}"
         elif name in ctx.vendor_extra:
             part, where = "vendor_extra", f"vendor_extra.salesforce.{name}"
+        elif name in _FROM_MAPPING and self.mapping.get(_FROM_MAPPING[name]) is not None:
+            part, where = "mapping", f"salesforce.yaml {_FROM_MAPPING[name]}"  # its word for Status, Priority…
         else:
             part, where = "field", f"the case's {name}"
         then = " (the org's assignment rules chose the owner)" if name == "OwnerId" else ""
-        return {"part": part, "reason": f"Salesforce refused {where} ({why[:300]}); the case was made "
+        return {"part": part, "reason": f"Salesforce refused {where} ({why[:300]}); the case was {done} "
                                         f"without it{then}"}
 
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         case_id, headers = payload["case_id"], payload["headers"]
         self._still_open(case_id)
+        fields_out: tuple[dict[str, str], ...] = ()
         if payload["case"]:
-            self._call(lambda sf: sf.Case.update(case_id, payload["case"], headers=headers))
+            def send(record: dict[str, Any]) -> None:  # a case being worked keeps its owner: no re-routing
+                if record:
+                    self._call(lambda sf: sf.Case.update(case_id, record, headers=headers))
+            _, fields_out = self._without_refused(send, dict(payload["case"]), ctx, "updated")
         counts, refused = self._transcript_to(case_id, payload, resume=ctx.attempt > 1 or ctx.outcome_unknown)
-        return self._sent(case_id, {"case_id": case_id, **counts}, refused)
+        return self._sent(case_id, {"case_id": case_id, **counts}, (*fields_out, *refused))
 
     def _still_open(self, case_id: str) -> None:
         """Comments on a closed case reach no queue: the customer who came back would wait for no
@@ -338,7 +349,7 @@ class SalesforceAdapter(Adapter):
         records = self._call(lambda sf: sf.query(soql), write=False).get("records") or []
         return next((r["Id"] for r in records if ctx.handoff_id in (r.get("Description") or "")), None)
 
-    def _contact(self, plan: Mapping[str, Any] | None) -> tuple[str | None, bool, tuple[dict[str, str], ...]]:
+    def _contact(self, plan: Mapping[str, Any] | None) -> tuple[str | None, bool, Dropped]:
         """Find the contact by SOQL (consistent, so a retry finds one we created), else create it.
         A contact Salesforce refuses for good (a blocking duplicate rule, a validation rule, a field
         the org requires) made no case at all: the case goes without one, its Supplied fields and
@@ -346,7 +357,14 @@ class SalesforceAdapter(Adapter):
         for the customer: it may be another person of the same name."""
         if not plan:
             return None, False, ()
-        records = self._call(lambda sf: sf.query(plan["query"]), write=False).get("records") or []
+        try:
+            records = self._call(lambda sf: sf.query(plan["query"]), write=False).get("records") or []
+        except RejectedError as err:
+            # The query is ours and well formed: a 400 says Contact is not visible to the API user
+            # (INVALID_TYPE). Anything else (a 404: a wrong address) would refuse the case too.
+            if err.status != 400:
+                raise
+            return None, False, _no_contact(err)
         if records:
             return records[0]["Id"], False, ()
         if not plan.get("create"):
@@ -356,11 +374,7 @@ class SalesforceAdapter(Adapter):
         except (RejectedError, AuthError) as err:
             if isinstance(err, AuthError) and err.status != 403:  # 403: no right to create contacts, not
                 raise  # credentials refused (a 401 the client renews once; after that, nothing works)
-            log.warning("Salesforce refused the customer's contact; the case goes without one",
-                        extra={"error": err.message[:300]})
-            return None, False, ({"part": "contact", "reason": f"Salesforce refused to create the customer's "
-                                  f"contact ({err.message[:300]}); the case names the customer in its Supplied "
-                                  "fields and brief, and is linked to no contact"},)
+            return None, False, _no_contact(err)
         return created.get("id"), True, ()
 
     def _finish(self, case_id: str, payload: Mapping[str, Any], ctx: HandoffContext, *,
@@ -552,6 +566,18 @@ _OWNER_ID = re.compile(r"(?:005|00G)[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?")
 _NO_SUCH_COLUMN = re.compile(r"No such column '(\w+)'")
 
 
+def _no_contact(err: DeliveryError) -> Dropped:
+    """The receipt's entry for a case left without the customer's contact, which Salesforce refused."""
+    log.warning("Salesforce refused the customer's contact; the case goes without one",
+                extra={"error": err.message[:300]})
+    return ({"part": "contact", "reason": f"Salesforce refused the customer's contact ({err.message[:300]}); "
+             "the case names the customer in its Supplied fields and brief, and is linked to no contact"},)
+
+
+# The case's fields set from a salesforce.yaml key of the same meaning, for the receipt to name it.
+_FROM_MAPPING = {"Status": "status", "Priority": "priority", "Origin": "origin"}
+
+
 def _fields_refused(reply: Any, case: Mapping[str, Any], keep: set[Any]) -> set[str]:
     """The case's fields a refusal names, when it names nothing else: empty when any error is not
     about a field the case can go without (`keep`: its subject, brief and handoff id)."""
@@ -561,6 +587,8 @@ def _fields_refused(reply: Any, case: Mapping[str, Any], keep: set[Any]) -> set[
             return set()
         fields = [str(f) for f in error.get("fields") or []]
         fields += _NO_SUCH_COLUMN.findall(str(error.get("message") or ""))
+        if not fields and error["errorCode"] == "INACTIVE_OWNER_OR_USER":  # Salesforce names no field
+            fields = ["OwnerId"]
         if not fields or any(f not in case or f in keep for f in fields):
             return set()
         named.update(fields)

@@ -611,7 +611,7 @@ def test_a_field_salesforce_refuses_is_left_out_and_the_case_made_without_it(org
     assert first["Status"] == "Nouveau" and "Status" not in second
     assert {key: value for key, value in first.items() if key != "Status"} == second
     assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID)
-    assert {"part": "field", "reason": "Salesforce refused the case's Status (Salesforce 400 "
+    assert {"part": "mapping", "reason": "Salesforce refused salesforce.yaml status (Salesforce 400 "
             "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST: Status: bad value for restricted picklist field: Nouveau "
             "(fields: Status)); the case was made without it"} in outcome.receipt["dropped"]
 
@@ -696,8 +696,47 @@ def test_a_contact_salesforce_refuses_leaves_the_case_without_one_not_without_a_
     [case] = org.sent("Case")
     assert "ContactId" not in case and case["SuppliedEmail"] == full_packet()["customer"]["email"]
     assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID)
-    assert {"part": "contact", "reason": f"Salesforce refused to create the customer's contact ({said}); the case "
-            "names the customer in its Supplied fields and brief, and is linked to no contact"} in outcome.receipt["dropped"]
+    assert {"part": "contact", "reason": f"Salesforce refused the customer's contact ({said}); the case names "
+            "the customer in its Supplied fields and brief, and is linked to no contact"} in outcome.receipt["dropped"]
+
+
+def test_contacts_the_api_user_cannot_see_leave_the_case_without_one(org: SalesforceFake) -> None:
+    org.rsps.add("GET", f"{org.api}/query/", status=400, json=[{
+        "message": "sObject type 'Contact' is not supported.", "errorCode": "INVALID_TYPE"}])
+    org.create("Case")
+    org.comments(1)
+    outcome = adapter().deliver(ctx_for())
+    assert "ContactId" not in org.sent("Case")[0] and org.calls("POST", "sobjects/Contact/") == []
+    assert [d["part"] for d in outcome.receipt["dropped"]] == ["contact"]
+
+
+def test_an_inactive_owner_named_by_no_field_is_left_out_too(org: SalesforceFake) -> None:
+    # Salesforce sends INACTIVE_OWNER_OR_USER with `fields: []`: the case was refused for good.
+    org.query([{"Id": "0035g00000Existing"}])
+    org.rsps.add("POST", f"{org.api}/sobjects/Case/", status=400, json=[{
+        "errorCode": "INACTIVE_OWNER_OR_USER", "message": "operation performed with inactive user", "fields": []}])
+    org.create("Case")
+    org.comments(1)
+    adapter().deliver(ctx_for(assignment=routed()))
+    assert "OwnerId" in org.sent("Case")[0] and "OwnerId" not in org.sent("Case")[1]
+
+
+def test_a_follow_ups_refused_field_is_left_out_and_its_comments_still_posted(org: SalesforceFake) -> None:
+    # An urgent return's Priority the org lacks refused the update, and the comments with it, for good.
+    context = make_context(full_packet(), target="salesforce", link=Link(vendor_id=CASE_ID),
+                           assignment={"priority": "urgent", "team": "support"})
+    org.case_state(CASE_ID)
+    org.rsps.add("PATCH", f"{org.api}/sobjects/Case/{CASE_ID}", status=400, json=[{
+        "errorCode": "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "message": "Priority: bad value: Critique",
+        "fields": ["Priority"]}])
+    comments = adapter(priority={"urgent": "Critique"}).render(context)["comments"]
+    org.comments(len(comments))
+    outcome = adapter(priority={"urgent": "Critique"}).deliver(context)
+    assert outcome.status == "updated" and len(org.sent("CaseComment")) == len(comments)
+    assert len(org.calls("PATCH", f"sobjects/Case/{CASE_ID}")) == 1  # nothing left to send: not sent empty
+    assert outcome.receipt["dropped"] == [{"part": "mapping", "reason": "Salesforce refused salesforce.yaml priority "
+                                           "(Salesforce 400 INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST: Priority: bad "
+                                           "value: Critique (fields: Priority)); the case was updated without it"}]
 
 
 def test_5xx_is_transient(org: SalesforceFake) -> None:
