@@ -28,8 +28,8 @@ def handoff_row(handoff_id: str) -> dict:
 
 
 def delivery_row(handoff_id: str, target: str = "zendesk") -> dict:
-    return dict(handoff_id=handoff_id, target=target, position=0, state="pending", attempts=0, outcome_unknown=False,
-                next_attempt_at=AT, window_started_at=AT, lease_owner="me", lease_expires_at=None,
+    return dict(handoff_id=handoff_id, target=target, position=0, state="pending", attempts=0, rate_limited=0,
+                outcome_unknown=False, next_attempt_at=AT, window_started_at=AT, lease_owner="me", lease_expires_at=None,
                 receipt={"delivered": ["transcript"]}, created_at=AT, updated_at=AT)
 
 
