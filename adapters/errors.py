@@ -23,6 +23,19 @@ TRANSPORT_FAILURE = re.compile(
     r" reach Slack|Slack \S+: no answer)")
 
 
+# What a failure's message carries of an answer that was not the vendor's JSON (a proxy's or a
+# gateway's page) comes after this mark: for admins, who read `last_error` whole. A bot reads the
+# message without it (`connector.answers.for_bot`): such a page is no vendor's word on the request,
+# and may name internal hosts.
+PAGE_MARK = " — the answer began: "
+
+
+def page_of(text: Any, limit: int = 300) -> str:
+    """`PAGE_MARK` and the start of a page's text on one line; "" for an empty answer."""
+    words = " ".join(str(text or "").split())[:limit]
+    return f"{PAGE_MARK}{words}" if words else ""
+
+
 class DeliveryError(Exception):
     """Base of every vendor failure. `reply` is the vendor's answer, kept for debugging."""
 

@@ -35,7 +35,7 @@ from connector.mapping_values import compile_for
 from connector.settings import Settings
 
 from .base import priority_map_problem
-from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TransientError
+from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TransientError, page_of
 from .http_session import SettledEnvironmentSession
 
 API_VERSION = "59.0"
@@ -220,6 +220,9 @@ def vendor_error(content: Any) -> tuple[str, str]:
     if not first and isinstance(content, dict):
         first = content
     code = str(first.get("errorCode") or first.get("error") or "")
+    if isinstance(content, (str, bytes)):  # not JSON: a proxy's or a gateway's page, not Salesforce's words
+        text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
+        return code, f"an answer that is not Salesforce's JSON{page_of(text)}"
     message = str(first.get("message") or first.get("error_description") or content)[:1000]
     if first.get("fields"):
         message += f" (fields: {', '.join(map(str, first['fields']))})"

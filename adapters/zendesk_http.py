@@ -19,7 +19,7 @@ from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
 
-from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TransientError
+from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TransientError, page_of
 from .http_session import SettledEnvironmentSession
 
 MESSAGE_LIMIT = 500  # characters of a vendor error kept in our message (the full body stays in `reply`)
@@ -56,7 +56,10 @@ def error_for_response(response: requests.Response) -> DeliveryError:
     """One function decides what a Zendesk error status means for us."""
     status = response.status_code
     body = _body(response)
-    message = vendor_message(body) or response.reason or f"HTTP {status}"
+    if isinstance(body, str):  # not JSON: a proxy's or a gateway's page, not Zendesk's words
+        message = f"{response.reason or f'HTTP {status}'}, an answer that is not Zendesk's JSON{page_of(body)}"
+    else:
+        message = vendor_message(body) or response.reason or f"HTTP {status}"
     kwargs: dict[str, Any] = {"status": status, "reply": body}
     if status == 429:
         return RateLimited(f"Zendesk rate limit: {message}", retry_after=retry_after(response), **kwargs)

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.errors import TRANSPORT_FAILURE
+from adapters.errors import PAGE_MARK, TRANSPORT_FAILURE
 
 from .customer_message import FAILED
 from .models import DONE, Assignment, Callback, Delivery, Handoff, utcnow
@@ -83,6 +83,8 @@ _TRANSPORT = re.compile(
 
 
 def for_bot(error: str | None) -> str | None:
+    if error and PAGE_MARK in error:  # a proxy's page, after the vendor's or our words: admins read it
+        error = f"{error[:error.index(PAGE_MARK)]} (what it said is on the admin page)"
     if not error or not TRANSPORT_FAILURE.match(error):
         return error
     # What is left past the libraries' first words is still theirs: a host they quote, a host:port.

@@ -9,6 +9,7 @@ import urllib.error
 
 import pytest
 import requests
+from simple_salesforce.exceptions import SalesforceGeneralError
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from adapters import salesforce_client, zendesk_http
@@ -63,3 +64,41 @@ def test_slacks_transport_messages_are_recognised(monkeypatch):
         recorded = f"{type(caught.value).__name__}: {caught.value.message}"
         assert TRANSPORT_FAILURE.match(recorded), recorded
         assert "internal" not in for_bot(recorded), for_bot(recorded)
+
+
+PAGE = "<html><body><h1>502 Bad Gateway</h1>upstream proxy-7.corp.internal timed out; call ops</body></html>"
+
+
+def _page_answer() -> requests.Response:
+    response = requests.Response()
+    response.status_code, response.reason, response._content = 502, "Bad Gateway", PAGE.encode()
+    response.headers["Content-Type"] = "text/html"
+    response.request = _request()
+    return response
+
+
+def _slack_page_error() -> DeliveryError:
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.slack_response import SlackResponse
+
+    from adapters.slack import NOT_JSON, _api_error
+
+    data = {"ok": False, "error": f"{NOT_JSON}: {PAGE}"}  # what slack-sdk makes of a body that is not JSON
+    response = SlackResponse(client=None, http_verb="POST", api_url="", req_args={}, data=data, headers={},
+                             status_code=502)
+    return _api_error("chat.postMessage", SlackApiError("failed", response), acts=True, channel="C0HANDOFF")
+
+
+@pytest.mark.parametrize("made", [
+    lambda: zendesk_http.error_for_response(_page_answer()),
+    lambda: salesforce_client.translate(SalesforceGeneralError(URL, 502, "Case", PAGE), write=True),
+    _slack_page_error,
+], ids=["zendesk", "salesforce", "slack"])
+def test_a_proxys_page_is_for_admins_and_the_bot_reads_that_it_came(made):
+    # A gateway's page in front of a vendor reached the bot as the error's text (`<html>…`, and the
+    # internal host it named): not the vendor's words on the request. Admins read it whole.
+    recorded = f"{type(made()).__name__}: {made().message}"
+    assert "an answer that is not" in recorded and "upstream proxy-7.corp.internal" in recorded
+    shown = for_bot(recorded)
+    assert "internal" not in shown and "<html>" not in shown, shown
+    assert shown.endswith("(what it said is on the admin page)") and "JSON" in shown
