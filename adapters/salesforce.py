@@ -46,6 +46,7 @@ from .salesforce_client import (
     check_mapping,
     connect,
     translate,
+    vendor_error,
 )
 
 T = TypeVar("T")
@@ -258,10 +259,10 @@ class SalesforceAdapter(Adapter):
                                                                    headers=sent_headers)))
             return self._call(lambda sf: sf.Case.create(record, headers=sent_headers))
 
-        return self._without_refused(send, case, ctx, "made")
+        return self._without_refused(send, case, ctx, "made", keep=frozenset({"Subject", "Description"}))
 
     def _without_refused(self, send: Callable[[dict[str, Any]], T], case: dict[str, Any], ctx: HandoffContext,
-                         done: str) -> tuple[T, Dropped]:
+                         done: str, keep: frozenset[str] = frozenset()) -> tuple[T, Dropped]:
         """`send(case)`. A field Salesforce refuses by name — a mapped value longer than the
         org's field, a picklist value it does not have, an owner no longer active, an address it
         will not take — refused the whole case (or a follow-up's update, its comments with it), brief
@@ -270,8 +271,9 @@ class SalesforceAdapter(Adapter):
         try:
             return send(case), ()
         except RejectedError as err:
-            named_fields = _fields_refused(err.reply, case, keep={"Subject", "Description",
-                                                                  self.mapping.get("handoff_id_field")})
+            # Never left out: the handoff id (a retry finds the case by it), and a new case's subject
+            # and brief; an update's brief goes as comments, its Subject or Description are the bot's.
+            named_fields = _fields_refused(err.reply, case, keep={*keep, self.mapping.get("handoff_id_field")})
             if not named_fields:
                 raise
             why = err.message
@@ -290,7 +292,7 @@ class SalesforceAdapter(Adapter):
             part, where = "mapping", f"salesforce.yaml {_FROM_MAPPING[name]}"  # its word for Status, Priority…
         else:
             part, where = "field", f"the case's {name}"
-        then = " (the org's assignment rules chose the owner)" if name == "OwnerId" else ""
+        then = " (the org's assignment rules chose the owner)" if name == "OwnerId" and done == "made" else ""
         return {"part": part, "reason": f"Salesforce refused {where} ({why[:300]}); the case was {done} "
                                         f"without it{then}"}
 
@@ -360,9 +362,9 @@ class SalesforceAdapter(Adapter):
         try:
             records = self._call(lambda sf: sf.query(plan["query"]), write=False).get("records") or []
         except RejectedError as err:
-            # The query is ours and well formed: a 400 says Contact is not visible to the API user
-            # (INVALID_TYPE). Anything else (a 404: a wrong address) would refuse the case too.
-            if err.status != 400:
+            # The query is ours and well formed: these say Contact (or its Email, Phone) is not
+            # visible to the API user. Anything else (a 404: a wrong address) would refuse the case too.
+            if vendor_error(err.reply)[0] not in ("INVALID_TYPE", "INVALID_FIELD"):
                 raise
             return None, False, _no_contact(err)
         if records:
@@ -575,7 +577,7 @@ def _no_contact(err: DeliveryError) -> Dropped:
 
 
 # The case's fields set from a salesforce.yaml key of the same meaning, for the receipt to name it.
-_FROM_MAPPING = {"Status": "status", "Priority": "priority", "Origin": "origin"}
+_FROM_MAPPING = {"Status": "status", "Priority": "priority"}  # Origin may be the built-in fallback
 
 
 def _fields_refused(reply: Any, case: Mapping[str, Any], keep: set[Any]) -> set[str]:

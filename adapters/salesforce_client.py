@@ -211,7 +211,8 @@ def _client_credentials(settings: Settings, session: VendorSession) -> tuple[str
 LOGIN_OUTAGES = frozenset({"SERVER_UNAVAILABLE", "UNKNOWN_EXCEPTION", "UNKNOWN_EXCEPTION_CODE"})
 # Errors of a refused request that a plain retry may get past: another transaction held the row
 # (a busy org's Account or Case). A failed request's changes are rolled back, so nothing doubles.
-RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"})
+# A query Salesforce gave up on (QUERY_TIMEOUT, sent as a 400) is the same: a busy org, not a refusal.
+RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "QUERY_TIMEOUT"})
 
 
 def vendor_error(content: Any) -> tuple[str, str]:

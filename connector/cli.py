@@ -209,7 +209,9 @@ def deliveries(state: str, target: str | None, limit: int) -> None:
     rows = list_deliveries(_migrated().db, state=state, target=target, limit=limit)
     for row in rows:
         carried = "\t(carried since by later messages: nothing missing, not replayed)" if row.carried_since else ""
-        click.echo(f"{row.id}\t{row.handoff_id}\t{row.target}\t{row.state}\tattempts={row.attempts}\t"
+        # Past CONNECTOR_MAX_ATTEMPTS with no word why: rate limits are attempts not counted against it.
+        limited = f" ({row.rate_limited} rate-limited)" if row.rate_limited else ""
+        click.echo(f"{row.id}\t{row.handoff_id}\t{row.target}\t{row.state}\tattempts={row.attempts}{limited}\t"
                    f"{row.updated_at:%Y-%m-%d %H:%M:%S}\t{_one_line(row.last_error)}{carried}")
     click.echo(f"{len(rows)} deliver{'y' if len(rows) == 1 else 'ies'}", err=True)
 

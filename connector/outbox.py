@@ -623,7 +623,10 @@ class Outbox:
             else:
                 retry_after = err.retry_after if isinstance(err, TransientError) else None
                 settings = self.settings
-                delay = backoff_seconds(row.attempts, retry_after, settings.retry_base_s, settings.retry_max_s)
+                # Only failed tries raise the backoff: a run of 429s waits what the vendor asks, not
+                # minutes more each time (a long Slack thread waited up to CONNECTOR_RETRY_MAX_S a chunk).
+                delay = backoff_seconds(row.attempts - row.rate_limited, retry_after, settings.retry_base_s,
+                                        settings.retry_max_s)
                 row.next_attempt_at = now + dt.timedelta(seconds=delay)
             owed = False
             if row.state != "pending":

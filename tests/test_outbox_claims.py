@@ -21,7 +21,7 @@ from adapters.errors import ReplacementUnderway
 from connector.errors import ConfigError
 from connector.models import ConversationLink, Delivery, Handoff, TargetPause, utcnow
 from connector.outbox import WAIT_FOR_OWNER_S
-from tests.conftest import auth
+from tests.conftest import ADMIN_TOKEN, auth
 from tests.factories import mappings_quoting_a_wait, minimal_packet
 from tests.support_adapters import (
     FlakyAdapter,
@@ -118,6 +118,8 @@ def test_rate_limits_do_not_use_up_a_deliverys_attempts(make_app, monkeypatch):
         [waiting] = deliveries(services)
         # Still attempts (an adapter resumes by the number, and the bot reads it), only not counted.
         assert (waiting.state, waiting.attempts, waiting.rate_limited) == ("pending", tried, tried)
+        # …nor do they raise the backoff: the wait is what the vendor asked (1 s), not minutes more each time.
+        assert waiting.next_attempt_at - utcnow() < dt.timedelta(seconds=5)
         assert services.outbox.counts()["limited"]["retrying"] == 1
         again()
     [done] = deliveries(services)
@@ -134,6 +136,11 @@ def test_rate_limits_do_not_use_up_a_deliverys_attempts(make_app, monkeypatch):
     again()
     dead = deliveries(services)[-1]
     assert (dead.state, dead.attempts, dead.rate_limited) == ("dead", 3, 1)
+    # Past the limit of 2, and said why: to the admin API, the CLI and the admin page.
+    [row] = app.test_client().get("/v1/deliveries?state=dead", headers=auth(ADMIN_TOKEN)).get_json()["items"]
+    assert (row["attempts"], row["rate_limited"]) == (3, 1)
+    listed = app.test_cli_runner().invoke(args=["connector", "deliveries", "--state", "dead"])
+    assert "\tattempts=3 (1 rate-limited)\t" in listed.output
 
 
 @pytest.fixture

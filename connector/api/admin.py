@@ -24,7 +24,8 @@ def _admin_only() -> None:
 
 def _row(delivery) -> dict:  # type: ignore[no-untyped-def]
     return {"id": delivery.id, "handoff_id": delivery.handoff_id, "target": delivery.target,
-            "state": delivery.state, "attempts": delivery.attempts, "last_error": delivery.last_error,
+            "state": delivery.state, "attempts": delivery.attempts,
+            "rate_limited": delivery.rate_limited, "last_error": delivery.last_error,
             "updated_at": delivery.updated_at.isoformat(), "carried_since": delivery.carried_since}
 
 

@@ -206,6 +206,8 @@ class DeliveryRowSchema(Schema):
     target = fields.String(required=True)
     state = fields.String(required=True, validate=validate.OneOf(DELIVERY_STATES))
     attempts = fields.Integer(required=True)
+    # Of them, those a vendor turned away with a rate limit: not counted against CONNECTOR_MAX_ATTEMPTS.
+    rate_limited = fields.Integer(required=True)
     last_error = fields.String(required=True, allow_none=True)
     updated_at = fields.String(required=True)
     # Given up, and a later batch of messages carried this one's to the same target since: nothing

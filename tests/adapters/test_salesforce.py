@@ -721,6 +721,35 @@ def test_an_inactive_owner_named_by_no_field_is_left_out_too(org: SalesforceFake
     assert "OwnerId" in org.sent("Case")[0] and "OwnerId" not in org.sent("Case")[1]
 
 
+@pytest.mark.parametrize(("extra", "refused"), [
+    ({"Description": "x" * 40_000}, "Description"),  # an update's brief goes as comments: this is the bot's
+    ({"OwnerId": "0055g00000GoneAAA"}, "OwnerId"),
+])
+def test_a_follow_ups_refused_vendor_extra_is_left_out_and_the_case_keeps_its_owner(
+        org: SalesforceFake, extra: dict[str, Any], refused: str) -> None:
+    packet = full_packet(vendor_extra={"salesforce": extra})
+    context = make_context(packet, target="salesforce", link=Link(vendor_id=CASE_ID),
+                           assignment={"priority": "normal", "team": "support"})
+    org.case_state(CASE_ID)
+    org.rsps.add("PATCH", f"{org.api}/sobjects/Case/{CASE_ID}", status=400, json=[{
+        "errorCode": "STRING_TOO_LONG", "message": f"{refused}: data value too large", "fields": [refused]}])
+    org.comments(len(adapter().render(context)["comments"]))
+    outcome = adapter().deliver(context)
+    assert outcome.status == "updated" and org.calls("PATCH", f"sobjects/Case/{CASE_ID}")
+    assert all(c.request.headers["Sforce-Auto-Assign"] == "FALSE" for c in org.calls("PATCH"))  # being worked
+    [entry] = outcome.receipt["dropped"]
+    assert entry["part"] == "vendor_extra" and entry["reason"].endswith("the case was updated without it")
+
+
+def test_a_contact_lookup_salesforce_gave_up_on_is_retried_not_left_out(org: SalesforceFake) -> None:
+    # QUERY_TIMEOUT comes as a 400: a busy org, not a contact it refuses.
+    org.rsps.add("GET", f"{org.api}/query/", status=400, json=[{
+        "message": "Your query request was running for too long.", "errorCode": "QUERY_TIMEOUT"}])
+    with pytest.raises(TransientError, match="QUERY_TIMEOUT"):
+        adapter().deliver(ctx_for())
+    assert org.calls("POST") == []
+
+
 def test_a_follow_ups_refused_field_is_left_out_and_its_comments_still_posted(org: SalesforceFake) -> None:
     # An urgent return's Priority the org lacks refused the update, and the comments with it, for good.
     context = make_context(full_packet(), target="salesforce", link=Link(vendor_id=CASE_ID),
