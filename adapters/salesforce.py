@@ -565,6 +565,7 @@ _FIELD_CODES = frozenset({
     "INVALID_FIELD_FOR_INSERT_UPDATE", "NUMBER_OUTSIDE_VALID_RANGE", "MALFORMED_ID", "INACTIVE_OWNER_OR_USER",
 })
 _OWNER_ID = re.compile(r"(?:005|00G)[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?")
+_USER_ID = re.compile(r"\b005[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?\b")
 _NO_SUCH_COLUMN = re.compile(r"No such column '(\w+)'")
 
 
@@ -580,6 +581,14 @@ def _no_contact(err: DeliveryError) -> Dropped:
 _FROM_MAPPING = {"Status": "status", "Priority": "priority"}  # Origin may be the built-in fallback
 
 
+def _about_owner(error: Mapping[str, Any], case: Mapping[str, Any]) -> bool:
+    """An inactive user's refusal is about the case's owner unless its message names another user:
+    the inactive one may own a record the case points to (its contact, its account)."""
+    named = set(_USER_ID.findall(str(error.get("message") or "")))
+    owner = str(case.get("OwnerId") or "")
+    return not named or any(owner[:15] == user[:15] for user in named)
+
+
 def _fields_refused(reply: Any, case: Mapping[str, Any], keep: set[Any]) -> set[str]:
     """The case's fields a refusal names, when it names nothing else: empty when any error is not
     about a field the case can go without (`keep`: its subject, brief and handoff id)."""
@@ -589,8 +598,8 @@ def _fields_refused(reply: Any, case: Mapping[str, Any], keep: set[Any]) -> set[
             return set()
         fields = [str(f) for f in error.get("fields") or []]
         fields += _NO_SUCH_COLUMN.findall(str(error.get("message") or ""))
-        if not fields and error["errorCode"] == "INACTIVE_OWNER_OR_USER":  # Salesforce names no field
-            fields = ["OwnerId"]
+        if not fields and error["errorCode"] == "INACTIVE_OWNER_OR_USER" and _about_owner(error, case):
+            fields = ["OwnerId"]  # Salesforce names no field
         if not fields or any(f not in case or f in keep for f in fields):
             return set()
         named.update(fields)

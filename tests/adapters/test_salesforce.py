@@ -710,15 +710,28 @@ def test_contacts_the_api_user_cannot_see_leave_the_case_without_one(org: Salesf
     assert [d["part"] for d in outcome.receipt["dropped"]] == ["contact"]
 
 
-def test_an_inactive_owner_named_by_no_field_is_left_out_too(org: SalesforceFake) -> None:
+@pytest.mark.parametrize("message", ["operation performed with inactive user",
+                                     "operation performed with inactive user [0055g00000OwnerAAA]"])
+def test_an_inactive_owner_named_by_no_field_is_left_out_too(org: SalesforceFake, message: str) -> None:
     # Salesforce sends INACTIVE_OWNER_OR_USER with `fields: []`: the case was refused for good.
     org.query([{"Id": "0035g00000Existing"}])
     org.rsps.add("POST", f"{org.api}/sobjects/Case/", status=400, json=[{
-        "errorCode": "INACTIVE_OWNER_OR_USER", "message": "operation performed with inactive user", "fields": []}])
+        "errorCode": "INACTIVE_OWNER_OR_USER", "message": message, "fields": []}])
     org.create("Case")
     org.comments(1)
-    adapter().deliver(ctx_for(assignment=routed()))
+    adapter().deliver(ctx_for(assignment=routed("0055g00000OwnerAAA")))
     assert "OwnerId" in org.sent("Case")[0] and "OwnerId" not in org.sent("Case")[1]
+
+
+def test_another_inactive_user_is_not_taken_for_the_owner(org: SalesforceFake) -> None:
+    # The inactive one owns a record the case points to: leaving the routed owner out would not help.
+    org.query([{"Id": "0035g00000Existing"}])
+    org.rsps.add("POST", f"{org.api}/sobjects/Case/", status=400, json=[{
+        "errorCode": "INACTIVE_OWNER_OR_USER", "message": "operation performed with inactive user [0055g00000OtherAAA]",
+        "fields": []}])
+    with pytest.raises(RejectedError, match="INACTIVE_OWNER_OR_USER"):
+        adapter().deliver(ctx_for(assignment=routed("0055g00000OwnerAAA")))
+    assert len(org.calls("POST", "sobjects/Case/")) == 1
 
 
 @pytest.mark.parametrize(("extra", "refused"), [
