@@ -288,13 +288,23 @@ class SalesforceAdapter(Adapter):
             part, where = "mapping", f"salesforce.yaml fields.{name}"
         elif name in ctx.vendor_extra:
             part, where = "vendor_extra", f"vendor_extra.salesforce.{name}"
-        elif name in _FROM_MAPPING and self.mapping.get(_FROM_MAPPING[name]) is not None:
-            part, where = "mapping", f"salesforce.yaml {_FROM_MAPPING[name]}"  # its word for Status, Priority…
+        elif (key := self._mapping_key_of(name, ctx)) is not None:
+            part, where = "mapping", f"salesforce.yaml {key}"  # its word for Status, Priority, Origin
         else:
             part, where = "field", f"the case's {name}"
         then = " (the org's assignment rules chose the owner)" if name == "OwnerId" and done == "made" else ""
         return {"part": part, "reason": f"Salesforce refused {where} ({why[:300]}); the case was {done} "
                                         f"without it{then}"}
+
+    def _mapping_key_of(self, name: str, ctx: HandoffContext) -> str | None:
+        """The salesforce.yaml key a built-in case field took its value from; None: a default."""
+        if name == "Origin":
+            channel = (ctx.packet.get("conversation") or {}).get("channel")
+            if channel in (self.mapping.get("origin") or {}):
+                return f"origin.{channel}"
+            return "default_origin" if self.mapping.get("default_origin") is not None else None
+        key = _FROM_MAPPING.get(name)
+        return key if key is not None and self.mapping.get(key) is not None else None
 
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         case_id, headers = payload["case_id"], payload["headers"]
@@ -578,7 +588,7 @@ def _no_contact(err: DeliveryError) -> Dropped:
 
 
 # The case's fields set from a salesforce.yaml key of the same meaning, for the receipt to name it.
-_FROM_MAPPING = {"Status": "status", "Priority": "priority"}  # Origin may be the built-in fallback
+_FROM_MAPPING = {"Status": "status", "Priority": "priority"}  # Origin: `_mapping_key_of`
 
 
 def _about_owner(error: Mapping[str, Any], case: Mapping[str, Any]) -> bool:

@@ -195,8 +195,8 @@ def _client_credentials(settings: Settings, session: VendorSession) -> tuple[str
     })
     try:
         body = response.json()
-    except ValueError:
-        body = {"error": response.text[:200]}
+    except ValueError:  # a proxy's page: for admins (`page_of`), not for the bot
+        body = {"error": f"an answer that is not JSON (HTTP {response.status_code}){page_of(response.text)}"}
     if response.status_code >= 500:
         raise TransientError(f"Salesforce token endpoint answered {response.status_code}",
                              status=response.status_code, reply=body)
@@ -221,7 +221,7 @@ def vendor_error(content: Any) -> tuple[str, str]:
     if not first and isinstance(content, dict):
         first = content
     code = str(first.get("errorCode") or first.get("error") or "")
-    if isinstance(content, (str, bytes)):  # not JSON: a proxy's or a gateway's page, not Salesforce's words
+    if isinstance(content, (str, bytes)) and content.strip():  # not JSON: a proxy's or a gateway's page
         text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
         return code, f"an answer that is not Salesforce's JSON{page_of(text)}"
     message = str(first.get("message") or first.get("error_description") or content)[:1000]
@@ -242,6 +242,9 @@ def translate(err: Exception, *, write: bool, rate_limit_after: float = DEFAULT_
         # was no XML. Every SOAP fault comes as a 500, a wrong password's too: the code decides.
         status = err.code if isinstance(err.code, int) else None
         text = f"Salesforce login failed: {err.code}: {err.auth_message}"
+        if status is not None:  # an HTTP status: the answer was no SOAP fault, a proxy's page perhaps
+            page = page_of(err.auth_message)
+            text = f"Salesforce login failed (HTTP {status}), an answer that is not Salesforce's{page}"
         if err.code == "REQUEST_LIMIT_EXCEEDED":
             return RateLimited(text, retry_after=rate_limit_after, status=status)
         if (status and status >= 500) or err.code in LOGIN_OUTAGES or not err.code:

@@ -537,7 +537,8 @@ def _api_error(api: str, err: SlackApiError, acts: bool, channel: Any = None) ->
     code = str(data.get("error") or f"HTTP {status}")
     message = f"Slack {api}: {code[:300]}"
     if code.startswith(NOT_JSON):  # slack-sdk's words, then the page: a proxy's, not Slack's answer
-        message = f"Slack {api}: an answer that is not Slack's JSON (HTTP {status}){page_of(code[len(NOT_JSON):])}"
+        page = page_of(code[len(NOT_JSON):].removeprefix(":"))
+        message = f"Slack {api}: an answer that is not Slack's JSON (HTTP {status}){page}"
     if code == "missing_scope" and data.get("needed"):  # name what to add to the Slack app
         message += f" (the bot token needs {str(data['needed'])[:100]}; see .env.example, SLACK_BOT_TOKEN)"
     if code == "channel_not_found" and isinstance(channel, str) and not CHANNEL_ID.fullmatch(channel):

@@ -56,7 +56,7 @@ def error_for_response(response: requests.Response) -> DeliveryError:
     """One function decides what a Zendesk error status means for us."""
     status = response.status_code
     body = _body(response)
-    if isinstance(body, str):  # not JSON: a proxy's or a gateway's page, not Zendesk's words
+    if isinstance(body, str) and body.strip():  # not JSON: a proxy's or a gateway's page, not Zendesk's words
         message = f"{response.reason or f'HTTP {status}'}, an answer that is not Zendesk's JSON{page_of(body)}"
     else:
         message = vendor_message(body) or response.reason or f"HTTP {status}"

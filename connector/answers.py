@@ -95,6 +95,15 @@ def for_bot(error: str | None) -> str | None:
     return f"{text[:transport.start()].rstrip(' :(')} (the connection's details are on the admin page)"
 
 
+def receipt_for_bot(receipt: dict[str, Any]) -> dict[str, Any]:
+    """A receipt as a bot reads it: a reason for something `dropped` quotes the vendor's refusal, and
+    that may be a proxy's page (a comment refused by a gateway's 413): cut as `for_bot` cuts errors."""
+    dropped = receipt.get("dropped") or []
+    if not any(PAGE_MARK in str(entry.get("reason") or "") for entry in dropped):
+        return receipt
+    return {**receipt, "dropped": [{**entry, "reason": for_bot(entry.get("reason"))} for entry in dropped]}
+
+
 def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
            reached_later: Sequence[Any] = (), assigned: bool = False) -> dict[str, Any]:
     """`deliveries`: rows with the `DELIVERY_COLUMNS` read apart from the handoff (default: its own).
@@ -118,7 +127,7 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
         "customer_message": shown_message(handoff.customer_message, status, delayed=delayed),
         "estimated_wait_seconds": shown_wait(handoff.estimated_wait_seconds, status, delayed=delayed),
         # Targets appear here when they finish: until then nothing has reached them.
-        "context_receipt": {d.target: d.receipt for d in deliveries if d.receipt is not None},
+        "context_receipt": {d.target: receipt_for_bot(d.receipt) for d in deliveries if d.receipt is not None},
         "links": {"self": f"/v1/handoffs/{handoff.id}"},
     }
 
@@ -229,7 +238,7 @@ def render_follow_up(follow_up: Handoff, deliveries: Sequence[Any] | None = None
         "messages": len(follow_up.packet["transcript"]) - first,
         "received_at": follow_up.created_at.isoformat(),
         "tickets": [_ticket(d) for d in deliveries],
-        "context_receipt": {d.target: d.receipt for d in deliveries if d.receipt is not None},
+        "context_receipt": {d.target: receipt_for_bot(d.receipt) for d in deliveries if d.receipt is not None},
         "links": {"self": f"/v1/handoffs/{follow_up.follows_id}/messages"},
     }
 
@@ -249,6 +258,7 @@ def render_detail(handoff: Handoff, assigned: Assignment | None = None,
             "target": d.target,
             "state": d.state if whole_errors else bot_state(d.state),
             "attempts": d.attempts,
+            **({"rate_limited": d.rate_limited} if whole_errors else {}),  # the admin page's
             "next_attempt_at": d.next_attempt_at.isoformat() if d.state == "pending" else None,
             "last_error": d.last_error if whole_errors else for_bot(d.last_error),
             "payload": d.payload,

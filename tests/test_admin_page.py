@@ -243,6 +243,12 @@ def test_a_handoff_page_says_what_the_answer_said_while_attempts_failed(app):
         session.execute(update(Delivery).values(attempts=2))  # delivered on its second attempt
     page = client.get(f"/admin/handoffs/{handoff_id}").get_data(as_text=True)
     assert "as soon as they&#39;re free." in page.split("While the first attempts failed", 1)[1]
+    assert "rate limit" not in page
+
+    with services.db.session() as session:  # past the attempts' limit: the page says why
+        session.execute(update(Delivery).values(attempts=9, rate_limited=4))
+    page = client.get(f"/admin/handoffs/{handoff_id}").get_data(as_text=True)
+    assert "9 attempts (4 turned away by a rate limit, not counted against the limit)" in page
 
 
 def test_bots_are_not_told_the_vendors_address_and_the_admin_page_shows_it_all(make_app):

@@ -723,6 +723,17 @@ def test_an_inactive_owner_named_by_no_field_is_left_out_too(org: SalesforceFake
     assert "OwnerId" in org.sent("Case")[0] and "OwnerId" not in org.sent("Case")[1]
 
 
+@pytest.mark.parametrize(("mapping", "where"), [
+    ({"origin": {"web": "Chatbot Web"}}, "salesforce.yaml origin.web"),
+    ({"origin": {"whatsapp": "WhatsApp"}, "default_origin": "Chat"}, "salesforce.yaml default_origin"),
+    ({"origin": {"whatsapp": "WhatsApp"}}, "the case's Origin"),  # the built-in fallback, not the file's
+])
+def test_a_refused_origin_is_named_where_it_came_from(mapping: dict[str, Any], where: str) -> None:
+    context = ctx_for(full_packet(conversation={**full_packet()["conversation"], "channel": "web"}))
+    entry = adapter(**mapping)._field_left_out("Origin", "Salesforce 400 …", context, "made")
+    assert entry["reason"].startswith(f"Salesforce refused {where} (")
+
+
 def test_another_inactive_user_is_not_taken_for_the_owner(org: SalesforceFake) -> None:
     # The inactive one owns a record the case points to: leaving the routed owner out would not help.
     org.query([{"Id": "0035g00000Existing"}])

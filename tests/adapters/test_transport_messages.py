@@ -9,7 +9,7 @@ import urllib.error
 
 import pytest
 import requests
-from simple_salesforce.exceptions import SalesforceGeneralError
+from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceGeneralError
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from adapters import salesforce_client, zendesk_http
@@ -77,6 +77,14 @@ def _page_answer() -> requests.Response:
     return response
 
 
+def _raised(call) -> DeliveryError:  # type: ignore[no-untyped-def]
+    try:
+        call()
+    except DeliveryError as err:
+        return err
+    raise AssertionError("nothing raised")
+
+
 def _slack_page_error() -> DeliveryError:
     from slack_sdk.errors import SlackApiError
     from slack_sdk.web.slack_response import SlackResponse
@@ -89,11 +97,23 @@ def _slack_page_error() -> DeliveryError:
     return _api_error("chat.postMessage", SlackApiError("failed", response), acts=True, channel="C0HANDOFF")
 
 
+class _PageSession:
+    def post(self, *_: object, **__: object) -> requests.Response:
+        answer = _page_answer()
+        answer.status_code = 403
+        return answer
+
+
 @pytest.mark.parametrize("made", [
     lambda: zendesk_http.error_for_response(_page_answer()),
+    # a login answered by a proxy's page: simple-salesforce passes the status and the page's text
+    lambda: salesforce_client.translate(SalesforceAuthenticationFailed(502, PAGE), write=True),
+    lambda: _raised(lambda: salesforce_client._client_credentials(
+        Settings(salesforce_instance_url="https://acme.my.salesforce.com", salesforce_client_id="id",
+                 salesforce_client_secret="secret"), _PageSession())),
     lambda: salesforce_client.translate(SalesforceGeneralError(URL, 502, "Case", PAGE), write=True),
     _slack_page_error,
-], ids=["zendesk", "salesforce", "slack"])
+], ids=["zendesk", "salesforce-login", "salesforce-token", "salesforce", "slack"])
 def test_a_proxys_page_is_for_admins_and_the_bot_reads_that_it_came(made):
     # A gateway's page in front of a vendor reached the bot as the error's text (`<html>…`, and the
     # internal host it named): not the vendor's words on the request. Admins read it whole.
@@ -101,4 +121,18 @@ def test_a_proxys_page_is_for_admins_and_the_bot_reads_that_it_came(made):
     assert "an answer that is not" in recorded and "upstream proxy-7.corp.internal" in recorded
     shown = for_bot(recorded)
     assert "internal" not in shown and "<html>" not in shown, shown
-    assert shown.endswith("(what it said is on the admin page)") and "JSON" in shown
+    assert shown.endswith("(what it said is on the admin page)") and "answer that is not" in shown
+
+
+def test_a_proxys_page_quoted_in_a_receipts_reason_is_cut_for_the_bot_too():
+    # A comment refused by a gateway's 413 page: the receipt's reason quoted the page to the bot.
+    from connector.answers import receipt_for_bot
+
+    refused = salesforce_client.translate(SalesforceGeneralError(URL, 413, "CaseComment", PAGE), write=True)
+    receipt = {"delivered": ["summary"], "dropped": [
+        {"part": "transcript", "reason": f"Salesforce refused the comment 'part 2/3' ({refused.message})"},
+        {"part": "mapping", "reason": "zendesk.yaml custom_fields[0]: template error"}]}
+    shown = receipt_for_bot(receipt)
+    assert "internal" not in str(shown) and shown["dropped"][1] == receipt["dropped"][1]
+    assert shown["dropped"][0]["reason"].startswith("Salesforce refused the comment 'part 2/3' (Salesforce 413")
+    assert receipt_for_bot(shown) == shown and receipt_for_bot({"delivered": []}) == {"delivered": []}
