@@ -14,13 +14,14 @@ attempt goes through `find_existing` and resumes instead of re-creating.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import re
 import threading
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import requests
@@ -238,12 +239,14 @@ class SalesforceAdapter(Adapter):
         contact_id, contact_created, left_out = self._contact(payload.get("contact"))
         if contact_id:
             case.setdefault("ContactId", contact_id)
-        reply, fields_out = self._create_case(payload["request"], case, payload["headers"], ctx)
-        case_id = reply.get("id")
-        if not case_id:  # a 204 from an old API version: the case exists, its id comes from find_existing
-            raise OutcomeUnknown("Salesforce upserted the case without returning its id", reply=reply)
-        # `created: false` means the upsert found this handoff's case: a retry, so resume its transcript.
-        counts, refused = self._finish(case_id, payload, ctx, resume=reply.get("created") is False)
+        with _carrying(left_out):
+            reply, fields_out = self._create_case(payload["request"], case, payload["headers"], ctx)
+        with _carrying((*left_out, *fields_out)):
+            case_id = reply.get("id")
+            if not case_id:  # a 204 from an old API version: the case exists, its id comes from find_existing
+                raise OutcomeUnknown("Salesforce upserted the case without returning its id", reply=reply)
+            # `created: false` means the upsert found this handoff's case: a retry, so resume its transcript.
+            counts, refused = self._finish(case_id, payload, ctx, resume=reply.get("created") is False)
         return self._sent(case_id, {"case": reply, "contact_id": contact_id, "contact_created": contact_created,
                                     **counts}, (*left_out, *fields_out, *refused))
 
@@ -280,7 +283,9 @@ class SalesforceAdapter(Adapter):
         kept = {key: value for key, value in case.items() if key not in named_fields}
         log.warning("Salesforce refused fields of the case; sending it without them",
                     extra={"fields": sorted(named_fields), "error": why[:300]})
-        return send(kept), tuple(self._field_left_out(name, why, ctx, done) for name in sorted(named_fields))
+        left_out = tuple(self._field_left_out(name, why, ctx, done) for name in sorted(named_fields))
+        with _carrying(left_out):
+            return send(kept), left_out
 
     def _field_left_out(self, name: str, why: str, ctx: HandoffContext, done: str) -> dict[str, str]:
         """The receipt's entry for a case field Salesforce refused, named where it came from."""
@@ -343,8 +348,10 @@ class SalesforceAdapter(Adapter):
             case_id = self._by_description(ctx, payload["case"])
         if case_id is None:
             return None
-        counts, refused = self._finish(case_id, payload, ctx, resume=True)
-        return self._sent(case_id, {"case_id": case_id, "found": True, **counts}, refused)
+        left_out = tuple(ctx.sent_to.get("left_out") or ())  # what the attempt that made it left out
+        with _carrying(left_out):
+            counts, refused = self._finish(case_id, payload, ctx, resume=True)
+        return self._sent(case_id, {"case_id": case_id, "found": True, **counts}, (*left_out, *refused))
 
     def _by_description(self, ctx: HandoffContext, case: Mapping[str, Any]) -> str | None:
         """Without `handoff_id_field`: the cases with this handoff's subject made since the handoff
@@ -577,6 +584,20 @@ _FIELD_CODES = frozenset({
 _OWNER_ID = re.compile(r"(?:005|00G)[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?")
 _USER_ID = re.compile(r"\b005[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?\b")
 _NO_SUCH_COLUMN = re.compile(r"No such column '(\w+)'")
+
+
+@contextlib.contextmanager
+def _carrying(left_out: Dropped) -> Iterator[None]:
+    """An unknown outcome raised inside carries `left_out` (fields, the contact) in its `sent_to` to
+    the attempt that finds the case (`find_existing`): that attempt's receipt listed none of it."""
+    try:
+        yield
+    except OutcomeUnknown as err:
+        if left_out:
+            sent = dict(err.sent_to or {})
+            sent["left_out"] = [*sent.get("left_out", []), *map(dict, left_out)]
+            err.sent_to = sent
+        raise
 
 
 def _no_contact(err: DeliveryError) -> Dropped:

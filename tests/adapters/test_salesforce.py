@@ -642,6 +642,29 @@ def test_each_kind_of_refused_field_is_named_where_it_came_from(org: SalesforceF
     assert entry["reason"].startswith(f"Salesforce refused {where}{field} (Salesforce 400 {error['errorCode']}")
 
 
+def test_what_was_left_out_is_still_said_when_a_retry_finds_the_case(org: SalesforceFake) -> None:
+    # The case sent again without a refused field timed out: the attempt that found it after did
+    # not know a field (or the contact) had been left out, and its receipt listed none of it.
+    packet = full_packet()
+    org.query([])
+    org.rsps.add("POST", f"{org.api}/sobjects/Contact/", status=400, json=DUPLICATE_CONTACT)
+    org.error("POST", "sobjects/Case/", 400, "error-400-restricted-picklist.json")
+    org.raise_("POST", "sobjects/Case/", requests.ReadTimeout("read timed out"))
+    ctx = ctx_for(packet)
+    with pytest.raises(OutcomeUnknown) as caught:
+        adapter(status="Nouveau").deliver(ctx)
+    carried = caught.value.sent_to["left_out"]
+    assert [entry["part"] for entry in carried] == ["mapping", "contact"]
+    case = org.sent("Case")[1]
+    org.query([{"Id": CASE_ID, "Description": case["Description"]}], sobject="Case")
+    org.query([], sobject="CaseComment", soql=f"SELECT CommentBody FROM CaseComment WHERE ParentId = '{CASE_ID}'")
+    org.comments(len(adapter(status="Nouveau").render(ctx)["comments"]))
+    found = adapter(status="Nouveau").deliver(replace(ctx, outcome_unknown=True, attempt=2,
+                                                      sent_to=caught.value.sent_to))
+    assert found.vendor_id == CASE_ID and len(org.calls("POST", "sobjects/Case/")) == 2
+    assert [d for d in found.receipt["dropped"] if d["part"] in ("mapping", "contact")] == carried
+
+
 def test_an_owner_refused_leaves_the_case_to_the_orgs_assignment_rules(org: SalesforceFake) -> None:
     org.query([{"Id": "0035g00000Existing"}])
     org.rsps.add("POST", f"{org.api}/sobjects/Case/", status=400, json=[{
