@@ -336,8 +336,8 @@ class Sender:
         had `routed` gets it from the assignments table: that agent still holds the handoff (the
         row says whether routing chose them), or was routing's choice, since only routing's agent
         is ever replaced."""
-        if due.state == "queued":
-            return self._queued_now(due)
+        if due.state in ("queued", "delivered"):
+            return self._waiting_now(due)
         agent = due.body.get("agent")
         if due.state != "assigned" or not isinstance(agent, dict) or "routed" in agent:
             return due.body
@@ -350,11 +350,12 @@ class Sender:
             routed = bool(holder.routed) if holder.agent_id == agent.get("id") else True
         return {**due.body, "agent": {**agent, "routed": routed}}
 
-    def _queued_now(self, due: Due) -> dict[str, Any]:
-        """`queued` with its wait and message as a read of the handoff now shows them (`answers.render`):
-        written when the handoff was stored, before any attempt, it quoted a wait the answer had
-        since held back (the target failing or paused past it, every target given up, an agent
-        having it) — the bot got the wait back after the answer."""
+    def _waiting_now(self, due: Due) -> dict[str, Any]:
+        """`queued` or `delivered` with its wait and message as a read of the handoff now shows them
+        (`answers.render`): written when the handoff was stored, before any attempt, `queued` quoted
+        a wait the answer had since held back (the target failing or paused past it, every target
+        given up, an agent having it) — the bot got the wait back after the answer; a `delivered`
+        owed hours on (a failed handoff's messages opening a ticket) quoted the wait of intake."""
         with self.db.reading() as session:
             handoff = session.get(Handoff, due.handoff_id)
             if handoff is None:

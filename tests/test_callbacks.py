@@ -959,3 +959,25 @@ def test_the_queued_callback_of_a_handoff_failed_by_then_quotes_no_wait(make_cal
     send_due(app)
     queued = next(r.json for r in bot.requests if r.json["state"] == "queued")
     assert queued["estimated_wait_seconds"] is None and queued["message"] == answer["customer_message"]["text"]
+
+
+def test_a_delivered_owed_hours_on_quotes_what_a_read_quotes_then(make_callback_app, bot, monkeypatch, tmp_path):
+    # A failed handoff whose messages open a ticket three hours later owes `delivered`: it quoted the
+    # wait told at intake ("about 5 minutes"), where a read of the handoff then quotes none.
+    monkeypatch.setitem(registry.TARGETS, "picky", "tests.support_adapters:PickyAdapter")
+    app = make_callback_app(targets=("picky",), mappings_dir=mappings_quoting_a_wait(tmp_path, 300))
+    handoff = post(app, minimal_packet(callback={"url": bot.url, "events": ["delivered", "failed"]}))
+    with app.extensions["connector"].db.session() as session:
+        session.execute(update(Handoff).where(Handoff.id == handoff["id"])
+                        .values(created_at=utcnow() - dt.timedelta(hours=3)))
+    sent = app.test_client().post(f"/v1/handoffs/{handoff['id']}/messages", headers=auth(),
+                                  content_type="application/json",
+                                  data=json.dumps({"messages": [{"at": "2026-11-20T12:25:00Z", "role": "customer",
+                                                                 "text": "Hello? Still there?"}]}))
+    assert sent.status_code == 201
+    send_due(app)
+    [delivered] = [r.json for r in bot.requests if r.json["state"] == "delivered"]
+    read = app.test_client().get(f"/v1/handoffs/{handoff['id']}", headers=auth()).get_json()
+    assert (delivered["estimated_wait_seconds"], read["estimated_wait_seconds"]) == (None, None)
+    assert delivered["message"] == read["customer_message"]["text"]
+    assert delivered["message"].endswith("Someone will reply here as soon as they're free.")
