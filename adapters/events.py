@@ -23,6 +23,10 @@ class AssignmentEvent:
     agent_name: str | None
     at: dt.datetime  # when the agent took it, by the vendor's clock
     named_by_us: bool = False  # see CompletionEvent
+    # The agent it was taken from, when the vendor says: taken from routing's own choice (a sticky
+    # agent the ticket was made with), this agent is the one the customer waited for; from anyone
+    # else, a reassignment, which ends no wait (`connector.assignments.record`).
+    previous_agent_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -88,12 +88,11 @@ def parse(data: Mapping[str, Any]) -> AssignmentEvent | CompletionEvent | Ignore
     current, previous = _agent(change["current"], "current"), _agent(change["previous"], "previous")
     if current is None:
         return Ignored("the ticket was unassigned")
-    if previous is not None:
-        # The ticket already had an agent: moving it is not the end of a customer's wait.
-        return Ignored("a reassignment from one agent to another")
+    # A ticket that already had an agent: moving it ends no customer's wait — unless that agent was
+    # routing's own choice, the one the ticket was made with (`assignments.record` decides).
     return AssignmentEvent(target=TARGET, event_id=event["id"], ticket_id=ticket["id"],
                            handoff_id=ticket["external_id"] or None, agent_id=current, agent_name=None,
-                           at=event["time"])
+                           at=event["time"], previous_agent_id=previous)
 
 
 def _agent(value: Any, key: str) -> str | None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from marshmallow import ValidationError
@@ -53,6 +53,7 @@ CLOCK_SKEW = dt.timedelta(seconds=60)
 FUTURE_LIMIT = dt.timedelta(minutes=5)
 NO_HANDOFF = "no handoff was delivered to this ticket before this event"
 ROUTED = "the agent routing named when the ticket was made (not an observed wait)"
+REASSIGNED = "a reassignment from one agent to another"
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,9 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
                 # A copy of this event may have been committed since the first look (READ COMMITTED).
                 return _recorded(session, event) or Received("ignored", NO_HANDOFF)
             matched, where = handoff.id, _ticket_of(handoff, event.target)
+            if event.previous_agent_id is not None and not _from_routings_choice(handoff, taken, event, services):
+                # The ticket already had an agent, not routing's: moving it is not the end of a wait.
+                return Received("ignored", REASSIGNED)
             routed = _routed_to(handoff, event, services)
             # Taken: by anyone, unless routing's own choice holds it and someone else takes it now.
             if taken is not None and (routed or not taken.routed):
@@ -200,6 +204,17 @@ def _owe_callback(session: Session, services: Services, handoff: Handoff, event:
     new = callbacks.row(handoff, "assigned", url, tickets, event.at, agent=agent,
                         primary=_ticket_at(tickets, event.target, event.ticket_id))
     return callbacks.add(session.connection(), services.db, new)
+
+
+def _from_routings_choice(handoff: Handoff, taken: Assignment | None, event: AssignmentEvent,
+                          services: Services) -> bool:
+    """The agent `event` takes the ticket from is the one routing put on it: a sticky agent the
+    ticket was made with, recorded as routed or not reported at all (Zendesk may send no event for
+    a ticket created assigned). An agent taking it from them is the one the customer waited for."""
+    if taken is not None:
+        return bool(taken.routed) and taken.agent_id == event.previous_agent_id
+    previous = replace(event, agent_id=event.previous_agent_id or "")
+    return _routed_to(handoff, previous, services)
 
 
 def _routed_to(handoff: Handoff, event: AssignmentEvent, services: Services) -> bool:

@@ -349,6 +349,27 @@ def test_the_agent_routing_put_on_the_ticket_holds_it_but_is_not_an_observed_wai
     assert third.get_json()["detail"] == "the ticket's newest handoff was assigned already"
 
 
+@pytest.mark.parametrize("reported", [True, False])
+def test_an_agent_taking_the_ticket_from_routings_agent_is_the_one_the_customer_waited_for(hooked, reported):
+    # Zendesk says whom it was taken from: the sticky agent the ticket was made with. Every such
+    # event was ignored as "a reassignment", and the bot kept naming an agent who no longer had it —
+    # or, with no event for the ticket made assigned, never heard that anyone took it.
+    delivered(hooked, routed={"zendesk": {"group_id": "360004421977", "assignee_id": "381156009921"}})
+    if reported:
+        assert post(hooked, event()).get_json()["outcome"] == "recorded"  # routing's own choice
+    taken = post(hooked, event(id="evt-take", time="2026-11-21T12:02:05Z", event__current="20978392",
+                               event__previous="381156009921"))
+    assert taken.get_json() == {"outcome": "recorded", "handoff_id": HANDOFF, "detail": "assigned after 240 s"}
+    [row] = assignments(hooked)
+    assert (row.agent_id, row.routed, row.wait_seconds) == ("20978392", False, 240)
+    # From that agent to another: a reassignment, which ends no wait.
+    moved = post(hooked, event(id="evt-move", time="2026-11-21T12:03:05Z", event__current="31",
+                               event__previous="20978392"))
+    assert moved.get_json() == {"outcome": "ignored", "detail": "a reassignment from one agent to another",
+                                "handoff_id": None}
+    assert [row.agent_id for row in assignments(hooked)] == ["20978392"]
+
+
 @pytest.mark.postgres
 def test_two_agents_who_both_saw_routings_agent_cannot_both_take_over(make_app, postgres_url, monkeypatch):
     """Both transactions read the routed row before either writes (READ COMMITTED): the second's
