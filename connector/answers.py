@@ -124,7 +124,8 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
         "conversation_id": handoff.conversation_id,
         "tickets": [_ticket(d) for d in deliveries],
         "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS},
-        "customer_message": shown_message(handoff.customer_message, status, delayed=delayed),
+        "customer_message": shown_message(handoff.customer_message, status, delayed=delayed,
+                                          assigned=assigned and status != "failed"),
         "estimated_wait_seconds": shown_wait(handoff.estimated_wait_seconds, status, delayed=delayed),
         # Targets appear here when they finish: until then nothing has reached them.
         "context_receipt": {d.target: receipt_for_bot(d.receipt) for d in deliveries if d.receipt is not None},
@@ -198,15 +199,18 @@ def reached_later(session: Session, handoffs: Iterable[Handoff]) -> dict[str, li
 
 
 def shown_message(message: dict[str, str] | None, status: str, *,
-                  delayed: bool = False) -> dict[str, str] | None:
+                  delayed: bool = False, assigned: bool = False) -> dict[str, str] | None:
     """The customer message as the bot should show it now: its promise that someone will reply
     holds while any target has the handoff or is still being tried; once every one has given up
     (`failed`), the stored apology says so instead (`customer_message.compose`) — unless messages
     sent since (`follow_ups`) opened a ticket after all: `render` shows that ticket, and the status
     is no longer `failed`. `delayed` (no target has it, attempts failing): the message without its
-    wait, where one was quoted."""
+    wait, where one was quoted. `assigned` (an agent has it): the message without the team's hours,
+    where it said them."""
     if not message:
         return message
+    if assigned and message.get("if_assigned"):
+        return {"locale": message["locale"], "text": message["if_assigned"]}
     if delayed and message.get("if_delayed"):
         return {"locale": message["locale"], "text": message["if_delayed"]}
     if status != "failed":

@@ -194,9 +194,11 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     problem = words.rstrip(".")
     hours = assignment.get("business_hours") or {}
     quoted_wait = False
+    hours_said = False  # the text says when the team opens or closes
     # What is said when no wait is: when the team closes and reopens, within the hour before it
     # closes (a locale with `closing`); else that someone will reply as soon as they can.
     if _closing_soon(hours) and strings.get("closing"):
+        hours_said = True
         # `closes_in_s` is whole seconds from a `now` that is not: the closing, always on a minute,
         # is the next whole minute (17:59:59.5 said "17:59").
         at = (now or dt.datetime.now(dt.UTC)) + dt.timedelta(seconds=hours["closes_in_s"] + 59)
@@ -206,6 +208,7 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     else:
         no_wait = _render(strings["no_wait"], f"{where}.no_wait", "no_wait")
     if assignment.get("out_of_hours") and hours.get("next_opening"):
+        hours_said = True
         expectation = _render(strings["closed"], f"{where}.closed", "closed", **_opening_words(hours, strings, now))
     elif wait_seconds is not None:
         quoted_wait = True
@@ -228,6 +231,10 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
         # What the answer shows instead while no target has the handoff and attempts are failing
         # (`answers.shown_message`): a wait counted from now would be a promise nobody can keep yet.
         composed["if_delayed"] = whole(no_wait)
+    if hours_said:
+        # What the answer shows once an agent has it (`answers.shown_message`): "the team is away
+        # right now … will reply at 09:00 tomorrow" stood beside an agent on it — read the next day too.
+        composed["if_assigned"] = whole(_render(strings["no_wait"], f"{where}.no_wait", "no_wait"))
     return {**composed, **_apology(config, locale, assignment, problem)}
 
 

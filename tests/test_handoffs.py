@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 
@@ -666,3 +667,31 @@ def test_only_an_identifier_both_handoffs_name_and_that_differs_makes_another_cu
     assert HandoffContext(handoff_id="h", target="zendesk", packet=minimal_packet(), brief=render_brief(
         minimal_packet(), "h"), assignment={}, idempotency_key="k",
         link=Link(vendor_id="1", extra={"customer": "0123abcd"})).another_customer is None  # a mark of old
+
+
+def test_once_an_agent_has_it_the_message_no_longer_says_the_team_is_away(make_app, tmp_path):
+    # Out of hours the customer is told when the team opens; an agent on call took it, and every
+    # read still said "the team is away right now … will reply at 09:00" (the next day too).
+    import shutil
+    from pathlib import Path
+
+    from connector.business_hours import DAYS
+    from connector.models import Assignment, utcnow
+
+    root = tmp_path / "m"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", root)
+    in_two_days = DAYS[(dt.datetime.now(dt.UTC).weekday() + 2) % 7]  # closed today, whatever the hour
+    routing = root / "routing.yaml"
+    routing.write_text(routing.read_text().replace('mon-fri: "09:00-18:00"', f'{in_two_days}: "09:00-18:00"', 1))
+    app = make_app(mappings_dir=str(root))
+    client = app.test_client()
+    body = post(client, minimal_packet(routing={"department": "billing"})).get_json()
+    assert "away right now" in body["customer_message"]["text"]
+    with app.extensions["connector"].db.session() as session:
+        session.add(Assignment(handoff_id=body["id"], target="preview", vendor_ticket_id="x", team="billing",
+                               agent_id="U1", agent_name="dana", event_id="e1", handed_off_at=utcnow(),
+                               assigned_at=utcnow(), wait_seconds=60, routed=False))
+    read = client.get(f"/v1/handoffs/{body['id']}", headers=auth()).get_json()
+    assert read["assigned"]["agent_name"] == "dana"
+    assert read["customer_message"]["text"].endswith("Someone will reply here as soon as they're free.")
+    assert read["customer_message"]["text"].startswith(body["customer_message"]["text"].split(" The team")[0])
