@@ -41,6 +41,12 @@ class _Entry:
     seconds: int | None
 
 
+def _within_hours(calendar: business_hours.Calendar, came: dt.datetime, wait: int) -> bool:
+    """A wait that began and ended within one stretch of the team's open hours."""
+    closes = business_hours.closes_at(calendar, came)  # None: closed when it came (or open all week)
+    return business_hours.is_open(calendar, came) and (closes is None or came + dt.timedelta(seconds=wait) <= closes)
+
+
 class ObservedWait:
     """`observed(team) -> seconds | None`, the `observed_wait` source of `routing.wait_estimate`.
 
@@ -88,11 +94,13 @@ class ObservedWait:
             log.warning("observed wait unavailable; the configured figure is quoted",
                         extra={"team": team, "error": type(err).__name__})
             return None
-        # Only handoffs that came while the team was open: one that came in the night waited the
-        # night too. Counted, the weekend's backlog taken on Monday morning was quoted to the
-        # customers who came at ten as "about 2764 minutes". (Out of hours no wait is quoted.)
+        # Only handoffs that came while the team was open and were taken before it closed: one that
+        # came in the night waited the night too. Counted, the weekend's backlog taken on Monday
+        # morning was quoted to the customers who came at ten as "about 2764 minutes"; one that came
+        # at 11:55 and was taken after lunch, "about 66 minutes" all afternoon. (Out of hours no
+        # wait is quoted.)
         calendar = (compiled(self.routing())["teams"].get(team) or {}).get("calendar")
-        waits = [wait for came, wait in rows if calendar is None or business_hours.is_open(calendar, came)]
+        waits = [wait for came, wait in rows if calendar is None or _within_hours(calendar, came, wait)]
         if len(waits) < min_samples:
             return None
         return round(statistics.median(waits))

@@ -44,13 +44,16 @@ def assigned(db, team: str, wait_s: int, minutes_ago: float, routed: bool = Fals
                                assigned_at=at, wait_seconds=wait_s, routed=routed))
 
 
-def test_handoffs_that_came_while_the_team_was_closed_are_not_its_wait(db):
+def test_handoffs_that_came_or_waited_while_the_team_was_closed_are_not_its_wait(db):
     # Billing (Berlin, weekdays 09:00-17:00) takes the night's handoffs at opening: counted, the
-    # night's hours were quoted to the customers who came once it was open.
+    # night's hours were quoted to the customers who came once it was open — and so were those of
+    # one that came just before closing.
     monday = dt.datetime(2026, 11, 23, 8, 40, tzinfo=dt.UTC)  # 09:40 in Berlin
     for n, (came, taken) in enumerate([("2026-11-20T19:00", "2026-11-23T08:02"), ("2026-11-21T10:00", "2026-11-23T08:04"),
                                        ("2026-11-22T15:00", "2026-11-23T08:06"), ("2026-11-23T08:10", "2026-11-23T08:12"),
-                                       ("2026-11-23T08:15", "2026-11-23T08:18"), ("2026-11-23T08:20", "2026-11-23T08:24")]):
+                                       ("2026-11-23T08:15", "2026-11-23T08:18"), ("2026-11-23T08:20", "2026-11-23T08:24"),
+                                       # came at 16:50 on Friday, open, and waited the weekend: not counted either
+                                       ("2026-11-20T15:50", "2026-11-23T08:03")]):
         handed_off, at = (dt.datetime.fromisoformat(t).replace(tzinfo=dt.UTC) for t in (came, taken))
         with db.session() as session:
             session.add(Handoff(id=f"hnd_NIGHT{n:04d}", bot_id="support-bot", conversation_id=f"night-{n}",
