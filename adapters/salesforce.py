@@ -589,14 +589,15 @@ _NO_SUCH_COLUMN = re.compile(r"No such column '(\w+)'")
 @contextlib.contextmanager
 def _carrying(left_out: Dropped) -> Iterator[None]:
     """An unknown outcome raised inside carries `left_out` (fields, the contact) in its `sent_to` to
-    the attempt that finds the case (`find_existing`): that attempt's receipt listed none of it."""
+    the attempt that finds the case (`find_existing`): that attempt's receipt listed none of it.
+    Said when empty too: the outbox keeps an earlier unknown outcome's `sent_to` when a later one
+    has none, and an earlier attempt's list would be read as this one's."""
     try:
         yield
     except OutcomeUnknown as err:
-        if left_out:
-            sent = dict(err.sent_to or {})
-            sent["left_out"] = [*sent.get("left_out", []), *map(dict, left_out)]
-            err.sent_to = sent
+        sent = dict(err.sent_to or {})
+        sent["left_out"] = [*sent.get("left_out", []), *map(dict, left_out)]
+        err.sent_to = sent
         raise
 
 

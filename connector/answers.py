@@ -105,7 +105,7 @@ def receipt_for_bot(receipt: dict[str, Any]) -> dict[str, Any]:
 
 
 def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
-           reached_later: Sequence[Any] = (), assigned: bool = False) -> dict[str, Any]:
+           reached_later: Sequence[Any] = (), assigned: bool = False, routed_only: bool = False) -> dict[str, Any]:
     """`deliveries`: rows with the `DELIVERY_COLUMNS` read apart from the handoff (default: its own).
     `reached_later`: the finished deliveries of its follow-ups (`reached_later()`), for a handoff
     every target of which gave up: where they opened a ticket, the answer shows that ticket."""
@@ -124,8 +124,10 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
         "conversation_id": handoff.conversation_id,
         "tickets": [_ticket(d) for d in deliveries],
         "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS},
+        # Routing's own agent (a sticky rule's, on the ticket from its making) changes nothing the
+        # customer was told out of hours: "someone will reply soon" at 22:00 on a Friday was false.
         "customer_message": shown_message(handoff.customer_message, status, delayed=delayed,
-                                          assigned=assigned and status != "failed"),
+                                          assigned=assigned and not routed_only and status != "failed"),
         "estimated_wait_seconds": shown_wait(handoff.estimated_wait_seconds, status, delayed=delayed),
         # Targets appear here when they finish: until then nothing has reached them.
         "context_receipt": {d.target: receipt_for_bot(d.receipt) for d in deliveries if d.receipt is not None},
@@ -173,13 +175,15 @@ def rescued(deliveries: Sequence[T], later: Iterable[T], target: Callable[[T], s
     return [reached.get(target(d), d) for d in deliveries]
 
 
-def taken(session: Session, handoffs: Iterable[Handoff]) -> set[str]:
-    """Of `handoffs`, the ids an agent has taken (an `Assignment`): `render(assigned=…)` for lists,
-    in one query, so they say what a read of each says."""
+def taken(session: Session, handoffs: Iterable[Handoff]) -> dict[str, bool]:
+    """Of `handoffs`, the ids an agent has taken (an `Assignment`), each with whether that agent is
+    routing's own choice: `render(assigned=…, routed_only=…)` for lists, in one query, so they say
+    what a read of each says."""
     ids = [h.id for h in handoffs]
     if not ids:
-        return set()
-    return set(session.scalars(select(Assignment.handoff_id).where(Assignment.handoff_id.in_(ids))))
+        return {}
+    rows = session.execute(select(Assignment.handoff_id, Assignment.routed).where(Assignment.handoff_id.in_(ids)))
+    return {handoff_id: bool(routed) for handoff_id, routed in rows}
 
 
 def reached_later(session: Session, handoffs: Iterable[Handoff]) -> dict[str, list[Any]]:
@@ -254,7 +258,7 @@ def render_detail(handoff: Handoff, assigned: Assignment | None = None,
     bot reads them."""
     follow_ups = list(follow_ups)  # loaded already: `reached_later` without another query
     body = render(handoff, reached_later=[d for f in follow_ups for d in f.deliveries if d.state in DONE],
-                  assigned=assigned is not None)
+                  assigned=assigned is not None, routed_only=assigned is not None and bool(assigned.routed))
     body["created_at"] = handoff.created_at.isoformat()
     body["updated_at"] = max([handoff.updated_at, *(d.updated_at for d in handoff.deliveries)]).isoformat()
     body["deliveries"] = [

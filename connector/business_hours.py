@@ -61,18 +61,22 @@ def next_opening(calendar: Calendar, now: dt.datetime) -> dt.datetime | None:
     return None
 
 
-def closes_at(calendar: Calendar, now: dt.datetime) -> dt.datetime | None:
+def closes_at(calendar: Calendar, now: dt.datetime, until: dt.datetime | None = None) -> dt.datetime | None:
     """When a team open at `now` next closes: the end of the range it is in, carried on through a
     range starting where it ends (12:00-14:00 after 09:00-12:00; the next day's 00:00 after 24:00).
-    None when closed now, or open for more than a week without a break."""
+    None when closed now, or open for more than a week without a break. `until`: only whether it
+    closes before then matters — a midnight past it is answered as it is reached (a team open round
+    the clock walked 192 days for every sample of its observed wait)."""
     if not is_open(calendar, now):
         return None
     local = now.astimezone(calendar.zone)
     day, minute = local.date(), local.hour * 60 + local.minute
     end = next(end for start, end in calendar.week[day.weekday()] if start <= minute < end)
-    for _ in range(8 * 24):  # a week of ranges at most
+    for _ in range(8 * 24):  # 192 ranges at most (a day's ranges chained, and then midnights)
         if end == 24 * 60:
             day, end = day + dt.timedelta(days=1), 0
+            if until is not None and _wall(calendar.zone, day, 0) > until:
+                return _wall(calendar.zone, day, 0)  # still open past `until`: no closing before it
             if day in calendar.holidays:
                 return _wall(calendar.zone, day, 0)
         following = next((e for s, e in calendar.week[day.weekday()] if s == end), None)

@@ -105,9 +105,10 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
         with services.db.reading() as session:  # a failed handoff's messages may have opened a ticket since
             later = answers.reached_later(session, [existing]).get(existing.id, [])
             # …and an agent may have taken it: no wait then, as a read of it says.
-            taken = assignments.assignment_of(session, existing.id) is not None
-        return _warned(replay(existing, digest, key, partial(answers.render, reached_later=later, assigned=taken)),
-                       packet, services)
+            holder = assignments.assignment_of(session, existing.id)
+        shown = partial(answers.render, reached_later=later, assigned=holder is not None,
+                        routed_only=holder is not None and bool(holder.routed))
+        return _warned(replay(existing, digest, key, shown), packet, services)
     if callbacks.url_for(packet, "queued"):
         services.wake_callbacks()  # its `queued` row is committed: send it now, not at the next poll
     with log_context(handoff_id=stored.handoff.id):

@@ -222,9 +222,10 @@ class Assignment(Base):
 
 class Callback(Base):
     """A status callback owed to a bot (contract §6): one per handoff and state, its body fixed when
-    the state was reached (in the same transaction) — but `queued`'s wait and message, read again
-    when it is sent — sent by `callbacks.Sender` with a lease like a delivery, and retried until
-    the bot answers 2xx or it is given up (`dead`)."""
+    the state was reached (in the same transaction) — but `queued`'s and `delivered`'s wait and
+    message, read again when it is sent (`callbacks.Sender._waiting_now`) — sent by
+    `callbacks.Sender` with a lease like a delivery, and retried until the bot answers 2xx or it is
+    given up (`dead`)."""
 
     __tablename__ = "callbacks"
     __table_args__ = (

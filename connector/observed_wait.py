@@ -43,8 +43,9 @@ class _Entry:
 
 def _within_hours(calendar: business_hours.Calendar, came: dt.datetime, wait: int) -> bool:
     """A wait that began and ended within one stretch of the team's open hours."""
-    closes = business_hours.closes_at(calendar, came)  # None: closed when it came (or open all week)
-    return business_hours.is_open(calendar, came) and (closes is None or came + dt.timedelta(seconds=wait) <= closes)
+    taken = came + dt.timedelta(seconds=wait)
+    closes = business_hours.closes_at(calendar, came, until=taken)  # None: closed when it came (or open all week)
+    return business_hours.is_open(calendar, came) and (closes is None or taken <= closes)
 
 
 class ObservedWait:

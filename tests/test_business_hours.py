@@ -87,6 +87,12 @@ def test_an_open_team_says_when_it_closes_carrying_on_through_adjoining_ranges()
     assert closes_at(night, at(2026, 11, 23, 23, 0)) == at(2026, 11, 24, 2, 0)
     always = calendar("UTC", {"mon-sun": "00:00-24:00"})
     assert closes_at(always, at(2026, 11, 23, 23, 0)) is None and closes_at(BERLIN, at(2026, 12, 25, 11, 0)) is None
+    # Asked only whether it closes before a moment (the observed wait's samples): the first midnight
+    # past it, not a walk of 192 days for a team open round the clock.
+    assert closes_at(always, at(2026, 11, 23, 23, 0), until=at(2026, 11, 23, 23, 30)) == at(2026, 11, 24, 0, 0)
+    assert closes_at(night, at(2026, 11, 23, 23, 0), until=at(2026, 11, 23, 23, 30)) == at(2026, 11, 24, 0, 0)
+    assert closes_at(night, at(2026, 11, 23, 23, 0), until=at(2026, 11, 24, 1, 0)) == at(2026, 11, 24, 2, 0)
+    assert closes_at(split, at(2026, 11, 23, 10, 0), until=at(2026, 11, 23, 10, 5)) == at(2026, 11, 23, 17, 0)
 
 
 def test_no_wait_is_promised_past_closing_time():

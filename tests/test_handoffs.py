@@ -669,7 +669,8 @@ def test_only_an_identifier_both_handoffs_name_and_that_differs_makes_another_cu
         link=Link(vendor_id="1", extra={"customer": "0123abcd"})).another_customer is None  # a mark of old
 
 
-def test_once_an_agent_has_it_the_message_no_longer_says_the_team_is_away(make_app, tmp_path):
+@pytest.mark.parametrize("routed", [False, True])
+def test_once_an_agent_has_it_the_message_no_longer_says_the_team_is_away(make_app, tmp_path, routed):
     # Out of hours the customer is told when the team opens; an agent on call took it, and every
     # read still said "the team is away right now … will reply at 09:00" (the next day too).
     import shutil
@@ -690,8 +691,13 @@ def test_once_an_agent_has_it_the_message_no_longer_says_the_team_is_away(make_a
     with app.extensions["connector"].db.session() as session:
         session.add(Assignment(handoff_id=body["id"], target="preview", vendor_ticket_id="x", team="billing",
                                agent_id="U1", agent_name="dana", event_id="e1", handed_off_at=utcnow(),
-                               assigned_at=utcnow(), wait_seconds=60, routed=False))
-    read = client.get(f"/v1/handoffs/{body['id']}", headers=auth()).get_json()
-    assert read["assigned"]["agent_name"] == "dana"
-    assert read["customer_message"]["text"].endswith("Someone will reply here as soon as they're free.")
-    assert read["customer_message"]["text"].startswith(body["customer_message"]["text"].split(" The team")[0])
+                               assigned_at=utcnow(), wait_seconds=60, routed=routed))
+    reads = [client.get(f"/v1/handoffs/{body['id']}", headers=auth()).get_json(),
+             client.get(f"/v1/handoffs?conversation_id={body['conversation_id']}", headers=auth()).get_json()["items"][0],
+             post(client, minimal_packet(routing={"department": "billing"})).get_json()]  # its replay
+    for read in reads:
+        if routed:  # routing's own agent, on the ticket from its making: nothing changed for the customer
+            assert read["customer_message"] == body["customer_message"]
+        else:
+            assert read["customer_message"]["text"].endswith("Someone will reply here as soon as they're free.")
+            assert read["customer_message"]["text"].startswith(body["customer_message"]["text"].split(" The team")[0])

@@ -376,7 +376,7 @@ def test_a_resumed_attempt_still_names_the_part_refused_before_and_a_refused_not
     sf = adapter()
     with pytest.raises(OutcomeUnknown) as caught:
         sf.deliver(ctx)
-    assert caught.value.sent_to == {"case_id": CASE_ID}
+    assert caught.value.sent_to == {"case_id": CASE_ID, "left_out": []}  # nothing was left out: said so
     first, second = (c["CommentBody"] for c in org.sent("CaseComment")[:2])
     note = second.split("\n", 1)[0] + "\n(Salesforce refused this part; the connector keeps it whole.)"
     # Another process resumes (nothing in memory): the case from the attempt's record, the note
@@ -663,6 +663,12 @@ def test_what_was_left_out_is_still_said_when_a_retry_finds_the_case(org: Salesf
                                                       sent_to=caught.value.sent_to))
     assert found.vendor_id == CASE_ID and len(org.calls("POST", "sobjects/Case/")) == 2
     assert [d for d in found.receipt["dropped"] if d["part"] in ("mapping", "contact")] == carried
+    # An unknown outcome that left nothing out says so, or the outbox (which keeps an earlier
+    # `sent_to` when a later one has none) would hand on an earlier attempt's list as its own.
+    org.raise_("POST", "sobjects/Case/", requests.ReadTimeout("read timed out"))
+    with pytest.raises(OutcomeUnknown) as again:
+        adapter(contact="none").deliver(ctx_for(packet, assignment=routed()))
+    assert again.value.sent_to == {"left_out": []}
 
 
 def test_an_owner_refused_leaves_the_case_to_the_orgs_assignment_rules(org: SalesforceFake) -> None:
