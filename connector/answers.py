@@ -115,8 +115,11 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     status = handoff_status(d.state for d in deliveries)
     # `assigned`: an agent has it — the wait quoted at intake is over, and the message says none
     # (a failed handoff keeps its apology: an agent may have taken a case whose comments failed).
-    # So once the wait has run out with nobody on it.
-    delayed = ((assigned or wait_ran_out(handoff)) and status != "failed") \
+    # So once the wait has run out with nobody on it. Routing's own agent (a sticky rule's, on the
+    # ticket from its making: `routed_only`) changes nothing the customer was told — the wait and
+    # the team's hours were said knowing it ("someone will reply soon" at 22:00 on a Friday was false).
+    taker = assigned and not routed_only and status != "failed"
+    delayed = ((taker or wait_ran_out(handoff)) and status != "failed") \
         or is_delayed(status, deliveries, handoff.estimated_wait_seconds)
     return {
         "id": handoff.id,
@@ -124,10 +127,7 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
         "conversation_id": handoff.conversation_id,
         "tickets": [_ticket(d) for d in deliveries],
         "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS},
-        # Routing's own agent (a sticky rule's, on the ticket from its making) changes nothing the
-        # customer was told out of hours: "someone will reply soon" at 22:00 on a Friday was false.
-        "customer_message": shown_message(handoff.customer_message, status, delayed=delayed,
-                                          assigned=assigned and not routed_only and status != "failed"),
+        "customer_message": shown_message(handoff.customer_message, status, delayed=delayed, assigned=taker),
         "estimated_wait_seconds": shown_wait(handoff.estimated_wait_seconds, status, delayed=delayed),
         # Targets appear here when they finish: until then nothing has reached them.
         "context_receipt": {d.target: receipt_for_bot(d.receipt) for d in deliveries if d.receipt is not None},

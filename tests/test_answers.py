@@ -56,3 +56,22 @@ def test_a_wait_runs_out_when_the_minutes_the_customer_was_told_are_over():
     assert not wait_ran_out(handoff(0, 0)) and not wait_ran_out(handoff(300, 299)) and wait_ran_out(handoff(300, 301))
     assert not wait_ran_out(handoff(300, 3600, message={"text": "about 5 minutes"}))  # nothing to say instead
     assert not wait_ran_out(handoff(None, 3600))
+
+
+def test_routings_own_agent_changes_nothing_the_customer_was_told():
+    # A sticky rule's agent, on the ticket from its making: the wait and the team's hours were said
+    # knowing it. Counted as someone taking it, the wait went and "closes at 18:00" stood instead
+    # of "about 5 minutes". An agent who took it drops both.
+    from connector.answers import render
+    from connector.models import utcnow
+
+    message = {"locale": "en", "text": "… in about 5 minutes.", "if_delayed": "… We close at 18:00.",
+               "if_assigned": "… as soon as they're free."}
+    handoff = SimpleNamespace(id="hnd_1", conversation_id="c", assignment={}, customer_message=message,
+                              estimated_wait_seconds=300, created_at=utcnow(), deliveries=[])
+    rows = [SimpleNamespace(target="zendesk", state="created", vendor_id="1", url=None, attempts=1,
+                            last_error=None, receipt=None, next_attempt_at=None)]
+    alone, routed = render(handoff, rows), render(handoff, rows, assigned=True, routed_only=True)
+    taken = render(handoff, rows, assigned=True)
+    assert (routed["customer_message"], routed["estimated_wait_seconds"]) == (alone["customer_message"], 300)
+    assert (taken["customer_message"]["text"], taken["estimated_wait_seconds"]) == ("… as soon as they're free.", None)
