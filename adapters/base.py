@@ -22,7 +22,6 @@ from __future__ import annotations
 import abc
 import copy
 import datetime as dt
-import difflib
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
@@ -37,7 +36,7 @@ from connector.mapping_values import template_failures
 from connector.redaction import redact_packet
 from connector.schemas.packet import URGENCIES
 from connector.settings import Settings
-from connector.text_rules import rfc3339_utc
+from connector.text_rules import did_you_mean, rfc3339_utc
 
 from .errors import ReplacementUnderway, TicketGone
 from .events import AssignmentEvent, Holder
@@ -210,9 +209,8 @@ def priority_map_problem(target: str, priorities: Any) -> MappingProblem | None:
         return MappingProblem(target, "priority", f"must map {', '.join(URGENCIES)} to the vendor's words")
     for ours in priorities:
         if ours not in URGENCIES:
-            close = difflib.get_close_matches(str(ours), URGENCIES, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            return MappingProblem(target, f"priority.{ours}", f"not a priority; {hint}they are {', '.join(URGENCIES)}")
+            return MappingProblem(target, f"priority.{ours}",
+                                  f"not a priority; {did_you_mean(ours, URGENCIES)}they are {', '.join(URGENCIES)}")
     return None
 
 

@@ -17,7 +17,6 @@ A bare string is a path when it is well-formed and starts at a packet field (`cu
 
 from __future__ import annotations
 
-import difflib
 import logging
 import re
 from collections.abc import Collection, Iterator, Mapping
@@ -31,7 +30,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import ConfigError, MappingProblem
 from .templating import FailedOnValues, MissingValue, compiled, render
-from .text_rules import visible_controls
+from .text_rules import did_you_mean, visible_controls
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +71,7 @@ def check_path(path: Any, where: str) -> str:
 
 
 def _guess(root: str) -> str:
-    close = difflib.get_close_matches(root, sorted(ROOTS), n=1, cutoff=0.8)
-    return f"did you mean {close[0]!r}? " if close else ""
+    return did_you_mean(root, sorted(ROOTS), cutoff=0.8)
 
 
 def check_template(source: Any, where: str, variables: Collection[str] = ROOTS) -> str:

@@ -11,7 +11,6 @@ keeps the last good set when an edit is bad.
 from __future__ import annotations
 
 import copy
-import difflib
 import logging
 import os
 import re
@@ -31,6 +30,7 @@ from .errors import ConfigError, MappingProblem
 from .mapping_values import check_document
 from .redaction import KINDS
 from .routing_schema import compile_routing, flatten
+from .text_rules import did_you_mean
 
 log = logging.getLogger(__name__)
 SUPPORTED_VERSIONS = {1}
@@ -176,8 +176,7 @@ def _load_file(path: Path, name: str, known: Collection[str] | None) -> tuple[di
     data = _check_version(data, name, lines)
     unknown = [key for key in data if known is not None and key not in known]
     if unknown and known is not None:
-        close = difflib.get_close_matches(str(unknown[0]), sorted(known), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint = did_you_mean(unknown[0], sorted(known))
         raise ConfigError(locate(name, lines, str(unknown[0])),
                           f"unknown key; {hint}this file's keys are {', '.join(sorted(known))}")
     if isinstance(known, Mapping):
@@ -248,8 +247,7 @@ def _strangers(base: Path, known: list[str], shown: Callable[[str], str]) -> lis
     refused = []
     for path in sorted(base.iterdir()):
         if path.suffix.lower() in (".yaml", ".yml") and path.name not in known:
-            close = difflib.get_close_matches(path.name.lower().replace(".yml", ".yaml"), known, n=1, cutoff=0.7)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(path.name.lower().replace(".yml", ".yaml"), known, cutoff=0.7)
             refused.append(ConfigError(shown(path.name),
                                        f"is not a file the connector reads; {hint}it reads {', '.join(known)}"))
     return refused

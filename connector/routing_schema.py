@@ -18,6 +18,7 @@ from adapters import registry
 from . import business_hours
 from .errors import ConfigError
 from .schemas.packet import REASONS, SENTIMENTS, TRENDS, URGENCIES, distinct
+from .text_rules import did_you_mean
 
 PRIORITIES = URGENCIES  # a priority routing gives is one a packet may ask for
 # Which id field carries a named agent, per vendor, comes from the adapters (`agent_field`);
@@ -230,16 +231,14 @@ def _routing_keys(targets: Mapping[str, Mapping[str, Any]], *, names: bool = Fal
     for target, ids in targets.items():
         if target not in registry.TARGETS:
             if names:
-                close = difflib.get_close_matches(target, list(registry.TARGETS), n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
+                hint = did_you_mean(target, registry.TARGETS)
                 wrong[target] = [f"no target is called {target!r}; {hint}targets: {', '.join(registry.TARGETS)}"]
             continue
         adapter = registry.adapter_class(target)
         known = adapter.routing_keys
         for key, value in ids.items():
             if key not in known:
-                close = difflib.get_close_matches(key, sorted(known), n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
+                hint = did_you_mean(key, sorted(known))
                 reads = ", ".join(sorted(known)) or "nothing"
                 wrong.setdefault(target, []).append(f"{key!r} is not an id {target} reads; {hint}it reads {reads}")
             elif value is not None and (problem := adapter.routing_id_problem(key, value)):

@@ -8,6 +8,7 @@ cannot be encoded as UTF-8 (for the answer, a vendor or the log): such text is r
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -96,3 +97,10 @@ def rfc3339_utc(text: object) -> dt.datetime | None:
     moment = rfc3339(text)
     return moment.astimezone(dt.UTC) if moment is not None else None
 
+
+
+def did_you_mean(word: Any, names: Iterable[Any], cutoff: float = 0.6) -> str:
+    """`did you mean 'x'? ` for the name closest to a misspelt `word`, or "" when none is close: one
+    wording for every refusal of a name the connector does not know (keys, files, targets, paths)."""
+    close = difflib.get_close_matches(str(word), [str(name) for name in names], n=1, cutoff=cutoff)
+    return f"did you mean {close[0]!r}? " if close else ""

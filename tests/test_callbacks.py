@@ -79,6 +79,12 @@ def post(app, packet, key="k-1"):
     return response.get_json()
 
 
+def send_message(app, handoff_id: str, at: str, text: str):
+    """A customer message sent while the handoff waits (`POST …/messages`)."""
+    return app.test_client().post(f"/v1/handoffs/{handoff_id}/messages", headers=auth(), content_type="application/json",
+                                  data=json.dumps({"messages": [{"at": at, "role": "customer", "text": text}]}))
+
+
 def rows(app):
     with app.extensions["connector"].db.reading() as session:
         return list(session.scalars(select(Callback).order_by(Callback.id)))
@@ -222,10 +228,7 @@ def test_a_failed_handoff_whose_messages_opened_a_ticket_owes_delivered(make_cal
     app = make_callback_app(targets=("picky",))
     handoff = post(app, full_packet(callback={"url": bot.url, "events": ["delivered", "failed"]}))
     assert handoff["status"] == "failed"
-    sent = app.test_client().post(f"/v1/handoffs/{handoff['id']}/messages", headers=auth(),
-                                  content_type="application/json",
-                                  data=json.dumps({"messages": [{"at": "2026-11-20T09:25:00Z", "role": "customer",
-                                                                 "text": "Still there?"}]}))
+    sent = send_message(app, handoff["id"], "2026-11-20T09:25:00Z", "Still there?")
     assert sent.status_code == 201, sent.get_json()
     send_due(app)
     failed, delivered = [r.json for r in bot.requests]
@@ -235,10 +238,7 @@ def test_a_failed_handoff_whose_messages_opened_a_ticket_owes_delivered(make_cal
                                    "url": "https://vendor.example/tickets/T-7"}
     assert delivered["message"] != failed["message"]  # the promise again, not the apology
     # Messages sent after that one owe nothing more.
-    again = app.test_client().post(f"/v1/handoffs/{handoff['id']}/messages", headers=auth(),
-                                   content_type="application/json",
-                                   data=json.dumps({"messages": [{"at": "2026-11-20T09:26:00Z", "role": "customer",
-                                                                  "text": "Hello?"}]}))
+    again = send_message(app, handoff["id"], "2026-11-20T09:26:00Z", "Hello?")
     assert again.status_code == 201
     send_due(app)
     assert len(bot.requests) == 2
@@ -253,10 +253,7 @@ def test_delivered_when_the_last_target_gives_up_after_messages_opened_a_ticket(
     services = app.extensions["connector"]
     handoff = post(app, full_packet(callback={"url": bot.url, "events": ["delivered", "failed"]}))
     assert [t["status"] for t in handoff["tickets"]] == ["failed", "pending"]
-    sent = app.test_client().post(f"/v1/handoffs/{handoff['id']}/messages", headers=auth(),
-                                  content_type="application/json",
-                                  data=json.dumps({"messages": [{"at": "2026-11-20T09:25:00Z", "role": "customer",
-                                                                 "text": "Still there?"}]}))
+    sent = send_message(app, handoff["id"], "2026-11-20T09:25:00Z", "Still there?")
     assert sent.status_code in (201, 202), sent.get_json()
     with services.db.session() as session:  # the vendor that is down: its last attempt, now
         [down] = session.scalars(select(Delivery).filter_by(handoff_id=handoff["id"], target="down")).all()
@@ -970,10 +967,7 @@ def test_a_delivered_owed_hours_on_quotes_what_a_read_quotes_then(make_callback_
     with app.extensions["connector"].db.session() as session:
         session.execute(update(Handoff).where(Handoff.id == handoff["id"])
                         .values(created_at=utcnow() - dt.timedelta(hours=3)))
-    sent = app.test_client().post(f"/v1/handoffs/{handoff['id']}/messages", headers=auth(),
-                                  content_type="application/json",
-                                  data=json.dumps({"messages": [{"at": "2026-11-20T12:25:00Z", "role": "customer",
-                                                                 "text": "Hello? Still there?"}]}))
+    sent = send_message(app, handoff["id"], "2026-11-20T12:25:00Z", "Hello? Still there?")
     assert sent.status_code == 201
     send_due(app)
     [delivered] = [r.json for r in bot.requests if r.json["state"] == "delivered"]
