@@ -119,7 +119,7 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     # ticket from its making: `routed_only`) changes nothing the customer was told — the wait and
     # the team's hours were said knowing it ("someone will reply soon" at 22:00 on a Friday was false).
     taker = assigned and not routed_only and status != "failed"
-    delayed = ((taker or wait_ran_out(handoff)) and status != "failed") \
+    delayed = taker or (wait_ran_out(handoff) and status != "failed") \
         or is_delayed(status, deliveries, handoff.estimated_wait_seconds)
     return {
         "id": handoff.id,

@@ -608,15 +608,15 @@ class Outbox:
             if isinstance(err, RateLimited):
                 self._pause(session.connection(), row.target, now + dt.timedelta(seconds=err.retry_after or 30),
                             err.message)
-            given_up = ""
+            given_up, failed = "", row.attempts - row.rate_limited
             if decide(err) == "fail":
                 row.state, row.finished_at = "failed", now
                 given_up = "refused: retrying the same payload cannot help"
-            elif row.attempts - row.rate_limited >= self.settings.max_attempts:
+            elif failed >= self.settings.max_attempts:
                 row.state, row.finished_at = "dead", now
-                given_up = (f"{row.attempts - row.rate_limited} failed attempt(s), as many as CONNECTOR_MAX_ATTEMPTS "
-                            f"allows (and {row.rate_limited} turned away by a rate limit)" if row.rate_limited else
-                            f"{row.attempts} attempt(s), as many as CONNECTOR_MAX_ATTEMPTS allows")
+                given_up = (f"{failed} attempt(s), as many as CONNECTOR_MAX_ATTEMPTS allows"
+                            + (f" (and {row.rate_limited} more turned away by a rate limit, not counted)"
+                               if row.rate_limited else ""))
             elif (now - row.window_started_at).total_seconds() > self.settings.max_delivery_age_s:
                 row.state, row.finished_at = "dead", now
                 given_up = f"tried for over {self.settings.max_delivery_age_s} s (CONNECTOR_MAX_DELIVERY_AGE_S)"
@@ -625,8 +625,7 @@ class Outbox:
                 settings = self.settings
                 # Only failed tries raise the backoff: a run of 429s waits what the vendor asks, not
                 # minutes more each time (a long Slack thread waited up to CONNECTOR_RETRY_MAX_S a chunk).
-                delay = backoff_seconds(row.attempts - row.rate_limited, retry_after, settings.retry_base_s,
-                                        settings.retry_max_s)
+                delay = backoff_seconds(failed, retry_after, settings.retry_base_s, settings.retry_max_s)
                 row.next_attempt_at = now + dt.timedelta(seconds=delay)
             owed = False
             if row.state != "pending":
