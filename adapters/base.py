@@ -112,10 +112,14 @@ class HandoffContext:
 
     @property
     def since_opened(self) -> str | None:
-        """What is new since the conversation's ticket was opened: a second handoff's note repeated
-        the whole brief and said nothing of what had changed (how many messages came since, and
-        from when; an urgency raised). None when nothing is known or nothing changed."""
-        was = self.link.extra.get("opened_with") if self.link is not None else None
+        """What is new since the ticket last heard from us — its opening, or the last update we
+        posted there (`told`, kept by the outbox): a second handoff's note repeated the whole brief
+        and said nothing of what had changed (how many messages came since, and from when; an
+        urgency raised), and a third listed again what the second had posted. None when nothing is
+        known or nothing changed."""
+        extra = self.link.extra if self.link is not None else {}
+        told = extra.get("told")
+        was = told if isinstance(told, Mapping) else extra.get("opened_with")
         if not isinstance(was, Mapping) or self.packet.get("follow_up"):  # a batch's messages say it
             return None
         last = rfc3339_utc(was.get("last_message_at"))
@@ -127,7 +131,11 @@ class HandoffContext:
         urgency = self.assignment.get("priority")
         if was.get("urgency") and urgency and urgency != was["urgency"]:
             news.append(f"urgency {was['urgency']} → {urgency}")
-        return f"New since this ticket was opened: {'; '.join(news)}." if news else None
+        if not news:
+            return None
+        told_at = rfc3339_utc(was.get("at")) if was is told else None
+        since = f"our last update here ({told_at:%Y-%m-%d %H:%M} UTC)" if told_at else "this ticket was opened"
+        return f"New since {since}: {'; '.join(news)}."
 
     @property
     def another_customer(self) -> str | None:

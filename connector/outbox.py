@@ -122,6 +122,27 @@ _LINK_OWNER_BY_KEY = update(_LINKS).where(_THE_LINK).values(
 _LONGER_PAUSE = (update(_PAUSES).where(_PAUSES.c.target == bindparam("paused"), _PAUSES.c.until < bindparam("later"))
                  .values(until=bindparam("later"), reason=bindparam("why"), updated_at=bindparam("now")))
 _NEW_LINK = insert(_LINKS)
+# Where the conversation stood when the link's ticket last heard from us (`told`, see `_told`).
+_LINK_EXTRA = select(_LINKS.c.extra).where(_THE_LINK, _LINKS.c.vendor_id == bindparam("vendor_id")).with_for_update()
+_LINK_TOLD = update(_LINKS).where(_THE_LINK, _LINKS.c.vendor_id == bindparam("vendor_id")).values(
+    extra=bindparam("extra"), updated_at=bindparam("now"))
+
+
+def _told(connection: driver_cursor.Pooled, key: Mapping[str, str], outcome: Outcome, now: dt.datetime) -> None:
+    """Keep with the link where the conversation stood when this update reached its ticket, for
+    the next handoff's note (`HandoffContext.since_opened`): a third handoff's "new since this
+    ticket was opened" listed again what the second had already posted. Never moved back: a batch
+    of older messages delivered late does not make them news again."""
+    rows = driver_cursor.run(connection, _LINK_EXTRA, {**key, "vendor_id": outcome.vendor_id}).rows
+    if not rows:  # the link names another ticket now (a successor opened meanwhile)
+        return
+    extra = dict(rows[0][0] or {})
+    was = extra.get("told") or extra.get("opened_with") or {}
+    stood = {**dict(outcome.opened_with), "at": now.isoformat()}
+    if str(was.get("last_message_at") or "") > str(stood.get("last_message_at") or ""):
+        return
+    driver_cursor.run(connection, _LINK_TOLD, {**key, "vendor_id": outcome.vendor_id, "now": now,
+                                               "extra": {**extra, "told": stood}})
 
 
 def worker_id() -> str:
@@ -574,6 +595,8 @@ class Outbox:
                 if not kept.rowcount:
                     driver_cursor.run(connection, _NEW_LINK, {**key, **ticket, "owner_delivery_id": None,
                                                               "created_at": now, "updated_at": now})
+            if outcome.status == "updated" and outcome.opened_with:
+                _told(connection, key, outcome, now)
             if outcome.slow_down_s:
                 self._pause(connection, delivery.target, now + dt.timedelta(seconds=outcome.slow_down_s),
                             "the vendor's per-minute allowance is nearly spent", level=logging.INFO)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import threading
@@ -641,6 +642,48 @@ def test_a_second_handoff_says_what_is_new_since_the_ticket_was_opened(make_app)
     bots = minimal_packet(conversation={"id": "conv-again"})
     bots["transcript"].append({"at": "2026-11-20T10:07:00Z", "role": "bot", "text": "Let me connect you."})
     assert "New since" not in note(bots, was)
+
+
+def test_a_third_handoff_says_what_is_new_since_the_second_not_since_the_ticket_was_opened(make_app):
+    # A review: "new since this ticket was opened" compared with the first handoff only, so the
+    # third handoff's note listed again the messages the second had already posted there.
+    import responses
+
+    from connector.models import ConversationLink
+
+    app = make_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
+                   zendesk_api_token="t")
+    services, client = app.extensions["connector"], app.test_client()
+    first = minimal_packet(conversation={"id": "conv-thrice"})
+    second = copy.deepcopy(first)
+    second["transcript"] += [{"at": "2026-11-20T10:05:00Z", "role": "customer", "text": "still broken"}]
+    third = copy.deepcopy(second)
+    third["transcript"] += [{"at": "2026-11-20T10:20:00Z", "role": "customer", "text": "hello?"}]
+
+    def told() -> dict:
+        with services.db.reading() as session:
+            [link] = session.query(ConversationLink).all()
+            return dict((link.extra or {}).get("told") or {})
+
+    with responses.RequestsMock() as mock:
+        mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201, json={"ticket": {"id": 1}})
+        put = mock.put("https://acme.zendesk.com/api/v2/tickets/1.json", json={"ticket": {"id": 1, "status": "open"}})
+        assert post(client, first).status_code == 201
+        assert told() == {}  # opened: `opened_with` says where it stood
+        assert post(client, second).status_code == 201
+        assert "New since this ticket was opened: 1 message from the customer (from 2026-11-20 10:05 UTC)" \
+            in put.calls[-1].request.body.decode()
+        after_second = told()
+        assert after_second["last_message_at"] == "2026-11-20T10:05:00+00:00"
+        assert post(client, third).status_code == 201
+        note = json.loads(put.calls[-1].request.body)["ticket"]["comment"]
+        text = note.get("html_body") or note.get("body")
+        stamp = dt.datetime.fromisoformat(after_second["at"])
+        assert f"New since our last update here ({stamp:%Y-%m-%d %H:%M} UTC): 1 message from the customer " \
+               "(from 2026-11-20 10:20 UTC)" in text
+        # A handoff whose conversation ends earlier (a bot's stale copy) does not make old messages news again.
+        assert post(client, second, key="a-stale-copy").status_code == 201
+        assert len(put.calls) == 3 and told()["last_message_at"] == "2026-11-20T10:20:00+00:00"
 
 
 def test_only_an_identifier_both_handoffs_name_and_that_differs_makes_another_customer():
