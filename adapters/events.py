@@ -27,6 +27,12 @@ class AssignmentEvent:
     # agent the ticket was made with), this agent is the one the customer waited for; from anyone
     # else, a reassignment, which ends no wait (`connector.assignments.record`).
     previous_agent_id: str | None = None
+    # Where a handoff named by the payload must have been delivered for the name to count, when the
+    # vendor says where the action came from: that ticket (`C1/1795262300.000100`, the alert whose
+    # thread holds the clicked reply), or any ticket under a prefix ending in "/" (`C1/`, the
+    # channel). A bot's `vendor_extra.slack` can post blocks of its own — a Claim button naming
+    # another handoff — so "only we write it" (`named_by_us`) holds only where we posted.
+    named_in: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,10 @@ class CompletionEvent:
     ticket_id: str  # the target's `Delivery.vendor_id`
     handoff_id: str | None  # the handoff the payload names, when it names one (checked, never trusted alone)
     at: dt.datetime
-    # True where only this connector can have written `handoff_id` (a Slack button it posted, the
-    # click signed by Slack); False where others can (Zendesk's external_id: any integration or
-    # agent): then it names a handoff only while that handoff's delivery has no ticket recorded.
+    # True where only this connector's posts can have carried `handoff_id` (a Slack button, the
+    # click signed by Slack; a bot's own blocks are kept to where it posted: `named_in`); False
+    # where others can (Zendesk's external_id: any integration or agent): then it names a handoff
+    # only while that handoff's delivery has no ticket recorded.
     named_by_us: bool = False
 
 

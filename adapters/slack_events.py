@@ -8,6 +8,10 @@ delivery's `vendor_id`); a re-escalation's reply in the thread carries its own h
 button's value. Every other interaction (the "Open conversation" link button, shortcuts, modals)
 is `Ignored`. Parsed from the raw bytes the signature was checked over, never from a framework's
 form parser.
+
+A button's value is not ours alone: the bot's `vendor_extra.slack` can post blocks of its own. A
+click on a message that is no alert takes the handoff it names only if that handoff went to the
+thread the message is in (`message.thread_ts`, `container.thread_ts`), else to its channel.
 """
 
 from __future__ import annotations
@@ -66,6 +70,11 @@ class SlackUser(_Lenient):
 class SlackContainer(_Lenient):
     channel_id = VendorId(required=True)
     message_ts = VendorId(required=True)
+    thread_ts = VendorId(allow_none=True, load_default=None)
+
+
+class SlackMessage(_Lenient):
+    thread_ts = VendorId(allow_none=True, load_default=None)  # in a thread: its first message
 
 
 class SlackAction(_Lenient):
@@ -79,6 +88,7 @@ class SlackBlockActions(_Lenient):
     trigger_id = VendorId(required=True)
     user = fields.Nested(SlackUser, required=True)
     container = fields.Nested(SlackContainer, required=True)
+    message = fields.Nested(SlackMessage, allow_none=True, load_default=None)
     actions = fields.List(fields.Nested(SlackAction), required=True, validate=validate.Length(min=1, max=25))
 
 
@@ -100,10 +110,16 @@ def parse(raw_body: bytes, max_depth: int) -> AssignmentEvent | Ignored:
     if claim is None:
         return Ignored("not a Claim click")
     container, user = interaction["container"], interaction["user"]
+    channel = container["channel_id"]
+    # A re-escalation's reply names its handoff, which was delivered to the alert the reply is
+    # under: a button elsewhere naming it — in a bot's own blocks (`vendor_extra.slack`), in
+    # another thread or channel — takes nothing.
+    thread = container["thread_ts"] or (interaction["message"] or {}).get("thread_ts")
     return AssignmentEvent(target=TARGET, event_id=interaction["trigger_id"],
-                           ticket_id=f"{container['channel_id']}/{container['message_ts']}",
+                           ticket_id=f"{channel}/{container['message_ts']}",
                            handoff_id=claim["value"], agent_id=user["id"],
-                           agent_name=user["name"] or user["username"], at=claim["action_ts"], named_by_us=True)
+                           agent_name=user["name"] or user["username"], at=claim["action_ts"], named_by_us=True,
+                           named_in=f"{channel}/{thread}" if thread else f"{channel}/")
 
 
 def _payload(raw_body: bytes, max_depth: int) -> dict[str, Any]:

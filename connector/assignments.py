@@ -236,7 +236,9 @@ def _delivered_to(session: Session, event: AssignmentEvent | CompletionEvent) ->
     it was delivered to `target` — where others can write that name (`named_by_us` false: Zendesk's
     external_id, which any integration or agent can set), only while its delivery may have made a
     ticket not recorded yet (the event may come first: `_may_have_unrecorded_ticket`): it would
-    otherwise mark a handoff taken or solved by a ticket it never reached.
+    otherwise mark a handoff taken or solved by a ticket it never reached. Where the vendor says
+    where the action came from (`named_in`: a Slack click's thread or channel), only a handoff
+    delivered there, or still being delivered, is taken by name.
 
     Agents take a handoff, not the messages that followed it (`follow_ups`): a follow-up found
     here answers for its handoff. It is found only when no handoff is: one named by the payload
@@ -248,6 +250,10 @@ def _delivered_to(session: Session, event: AssignmentEvent | CompletionEvent) ->
     handoff = session.scalars(on_ticket.where(Handoff.follows_id.is_(None))).first()
     if handoff is None and event.handoff_id:
         named = delivered_here.where(Handoff.id == event.handoff_id)
+        if isinstance(event, AssignmentEvent) and event.named_in:  # where the payload came from
+            within = (Delivery.vendor_id.startswith(event.named_in, autoescape=True)
+                      if event.named_in.endswith("/") else Delivery.vendor_id == event.named_in)
+            named = named.where(or_(within, and_(Delivery.vendor_id.is_(None), Delivery.state == "pending")))
         handoff = session.scalars(named if event.named_by_us else named.where(_may_have_unrecorded_ticket)).first()
     if handoff is None:
         handoff = session.scalars(on_ticket).first()

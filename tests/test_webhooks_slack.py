@@ -197,9 +197,30 @@ def test_an_agent_who_took_it_elsewhere_is_named_to_a_later_click(slack_app):
 def test_a_click_is_answered_on_the_handoffs_alert_not_where_the_payload_says(slack_app):
     alerted(slack_app)
     said = told(slack_app)  # asserts the alert
-    elsewhere = claim(container__channel_id="C0GENERAL", container__message_ts="1795262999.000000")
-    assert post(slack_app, elsewhere).get_json()["outcome"] == "recorded"  # matched by the button's handoff id
+    in_thread = claim(container__message_ts="1795262999.000000", message__ts="1795262999.000000",
+                      message__thread_ts="1795262300.000100")
+    assert post(slack_app, in_thread).get_json()["outcome"] == "recorded"  # matched by the button's handoff id
     assert said == [("U0AGENT01", Holder("slack", "U0AGENT01", "dana.agent", first=True))]
+
+
+@pytest.mark.parametrize("where", [
+    {"container__channel_id": "C0GENERAL"},  # another channel, no thread said
+    {"message__thread_ts": "1795262777.000300"},  # another thread of the alert's channel
+    {"container__thread_ts": "1795262777.000300"},
+])
+def test_a_button_naming_a_handoff_away_from_its_alert_takes_nothing(slack_app, where):
+    # A security review: a bot's `vendor_extra.slack` can post blocks of its own — a Claim button
+    # naming another bot's handoff under its own alert — and a click on it took that handoff.
+    alerted(slack_app)
+    said = told(slack_app)
+    forged = claim(container__message_ts="1795262999.000000", message__ts="1795262999.000000", **where)
+    assert post(slack_app, forged).get_json()["outcome"] == "ignored"
+    assert assignments(slack_app) == [] and said == []
+
+
+def test_a_click_from_the_alerts_channel_takes_a_handoff_whose_alert_is_not_recorded_yet(slack_app):
+    alerted(slack_app, alert=None, state="pending")  # the click came before the alert's ts was written
+    assert post(slack_app, claim()).get_json()["outcome"] == "recorded"
 
 
 def test_a_click_takes_over_from_the_agent_routing_put_on_the_zendesk_ticket(slack_app):
@@ -236,7 +257,8 @@ def test_the_same_click_twice_is_recorded_once(slack_app):
 def test_a_claim_on_a_re_escalations_reply_takes_that_handoff(slack_app):
     alerted(slack_app, "hnd_FIRST", created=-900)
     alerted(slack_app, "hnd_AGAIN", created=-100, state="updated")  # its reply is in the alert's thread
-    reply = claim(container__message_ts="1795262350.000200", action__value="hnd_AGAIN")
+    reply = claim(container__message_ts="1795262350.000200", action__value="hnd_AGAIN",
+                  message__ts="1795262350.000200", message__thread_ts="1795262300.000100")
     assert post(slack_app, reply).get_json()["handoff_id"] == "hnd_AGAIN"
 
 
