@@ -81,8 +81,8 @@ def create_handoff() -> Response:
                 Signed with each of the bot's CONNECTOR_BOT_SECRETS (Standard Webhooks headers
                 webhook-id, webhook-timestamp, webhook-signature). Retried with backoff on timeouts,
                 408, 425, 429, 500, 502, 503 and 504; any other non-2xx answer (501, 505…) ends it.
-                One per handoff and state,
-                in the order they were reached.
+                Owed once per handoff and state (a retry after a lost answer may bring one twice:
+                deduplicate on webhook-id), sent one at a time in the order their rows were written.
               requestBody:
                 required: true
                 content: {application/json: {schema: HandoffStatus}}

@@ -51,7 +51,8 @@ def zendesk() -> Response:
         feeds the observed wait; the agent routing itself put on the ticket is recorded as
         holding it (`routed`), never as an observed wait, until another agent takes the ticket
         and replaces it. A ticket solved or closed owes the handoff's bot its `completed`
-        status callback, once. Other event types, unassignments, reassignments, other statuses and
+        status callback, once. Other event types, unassignments, reassignments between agents
+        other than routing's own, other statuses and
         tickets that no handoff made are answered 200 with outcome `ignored`.
       security: [{zendeskSignature: []}]
       parameters:
