@@ -184,6 +184,9 @@ class Sent:
     # What the vendor refused once the ticket was up (a Slack thread reply, a Salesforce case
     # comment): added to the receipt's `dropped`, so a delivery that lost part of the context says so.
     dropped: Dropped = ()
+    # The agent the vendor's answer to an update says has the ticket, waiting on them: no event
+    # comes for an assignee who does not change, and the handoff stayed unassigned for good.
+    holder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,7 @@ class Outcome:
     # (`opened_with`): kept with a new ticket's link by the outbox.
     customer: Mapping[str, str] = field(default_factory=dict)
     opened_with: Mapping[str, Any] = field(default_factory=dict)
+    holder: str | None = None  # from `Sent.holder`
 
 
 def mapping_context(ctx: HandoffContext) -> dict[str, Any]:
@@ -528,6 +532,7 @@ class Adapter(abc.ABC):
             reply=sent.reply,
             link_extra=sent.extra,
             slow_down_s=sent.slow_down_s,
+            holder=sent.holder,
             # From the packet as delivered: a batch of messages that opens the ticket carries its
             # handoff's customer only here (its stored packet holds its own messages).
             customer=customer_marks(ctx.packet),

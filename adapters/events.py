@@ -33,6 +33,9 @@ class AssignmentEvent:
     # channel). A bot's `vendor_extra.slack` can post blocks of its own — a Claim button naming
     # another handoff — so "only we write it" (`named_by_us`) holds only where we posted.
     named_in: str | None = None
+    # Not a vendor's event: its answer to our update said the ticket already has this agent
+    # (`Sent.holder`). They hold the handoff, recorded as routed — no wait was observed.
+    held: bool = False
 
 
 @dataclass(frozen=True)

@@ -301,9 +301,13 @@ class ZendeskAdapter(Adapter):
             reply, response = self._call("PUT", path, write=True, json=body, expect="ticket")
         except RejectedError as err:
             raise _gone(err, ctx.link.vendor_id) or err from err
-        reopened = reply["ticket"].get("status") in WAITS_ON_NOBODY and self._conf["reopen_solved"] \
-            and self._reopen(path, ctx.link.vendor_id)
-        return replace(self._sent(reply["ticket"], reply, reopened=reopened), slow_down_s=quota_pause(response))
+        waits_on_nobody = reply["ticket"].get("status") in WAITS_ON_NOBODY
+        reopened = waits_on_nobody and self._conf["reopen_solved"] and self._reopen(path, ctx.link.vendor_id)
+        # Reopened, a solved ticket's assignee has it again (Zendesk keeps them); left solved or
+        # pending, nobody is on it.
+        assignee = reply["ticket"].get("assignee_id") if reopened or not waits_on_nobody else None
+        return replace(self._sent(reply["ticket"], reply, reopened=reopened), slow_down_s=quota_pause(response),
+                       holder=str(assignee) if isinstance(assignee, int | str) and str(assignee).isdigit() else None)
 
     def _reopen(self, path: str, ticket_id: str) -> bool:
         """A note on a solved ticket leaves it solved, out of every queue, until it closes; on a

@@ -27,7 +27,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from marshmallow import ValidationError
 from sqlalchemy import and_, or_, select, update
@@ -39,10 +39,12 @@ from adapters.events import AssignmentEvent, CompletionEvent, Holder, Ignored
 from . import callbacks
 from .errors import ValidationFailed
 from .jsonlog import log_context
-from .models import DISMISSED, Assignment, Delivery, Handoff
+from .models import DISMISSED, Assignment, Delivery, Handoff, utcnow
 from .routing_schema import compiled
 from .schemas import flatten_errors
-from .services import Services
+
+if TYPE_CHECKING:  # services builds the outbox, which records what an update's answer says here
+    from .services import Services
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             if event.previous_agent_id is not None and not _from_routings_choice(handoff, taken, event, services):
                 # The ticket already had an agent, not routing's: moving it is not the end of a wait.
                 return Received("ignored", REASSIGNED)
-            routed = _routed_to(handoff, event, services)
+            routed = event.held or _routed_to(handoff, event, services)
             # Taken: by anyone, unless routing's own choice holds it and someone else takes it now.
             if taken is not None and (routed or not taken.routed):
                 return _recorded(session, event) or _taken_already(taken, where)
@@ -149,6 +151,22 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
         return Received("recorded", ROUTED, matched, holder=taker, ticket_id=where)
     services.observed_wait.forget(team)  # this process quotes the new figure at once
     return Received("recorded", f"assigned after {wait} s", matched, holder=taker, ticket_id=where)
+
+
+def held(services: Services, handoff_id: str, target: str, ticket_id: str, agent_id: str) -> Received:
+    """The vendor's answer to `handoff_id`'s update of its conversation's ticket says an agent has
+    that ticket (`Outcome.holder`): they hold the handoff — the bot hears who, in its read and its
+    `assigned` callback — though no vendor event comes, their assignee unchanged. Recorded as
+    routed (no wait was observed: nobody took it); an agent who takes the ticket from them replaces
+    them, as one taking it from routing's choice does. Named as an earlier assignment of the ticket
+    to the same agent named them."""
+    with services.db.reading() as session:
+        name = session.scalars(select(Assignment.agent_name).where(
+            Assignment.target == target, Assignment.vendor_ticket_id == ticket_id, Assignment.agent_id == agent_id,
+            Assignment.agent_name.is_not(None)).order_by(Assignment.assigned_at.desc()).limit(1)).first()
+    event = AssignmentEvent(target=target, event_id=f"held:{handoff_id}", ticket_id=ticket_id, handoff_id=handoff_id,
+                            agent_id=agent_id, agent_name=name, at=utcnow(), named_by_us=True, held=True)
+    return record(services, event)
 
 
 def _taken_already(taken: Assignment | None, where: str | None) -> Received:

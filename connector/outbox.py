@@ -197,10 +197,13 @@ class _Opening:
 class Outbox:
     def __init__(self, db: Database, adapters: Callable[[], Mapping[str, Adapter]], settings: Settings,
                  defer: Callable[[Callable[[], None]], Any] | None = None,
-                 callback_owed: Callable[[], None] | None = None):
+                 callback_owed: Callable[[], None] | None = None,
+                 held: Callable[[str, str, str, str], Any] | None = None):
         self.db = db
         self.defer = defer or (lambda work: work())  # where follow-up work runs (services: its thread pool)
         self.callback_owed = callback_owed or (lambda: None)  # after a commit that may owe a status callback
+        # An update's answer named the agent who has the ticket: (handoff, target, ticket, agent).
+        self.held = held or (lambda *_: None)
         self.adapters = adapters  # a provider: the set changes when an admin edits the mappings
         self.settings = settings
         self.owner = worker_id()
@@ -350,6 +353,9 @@ class Outbox:
                 return self._record_error(delivery, handoff, OutcomeUnknown(f"internal error: {type(err).__name__}"),
                                           time.perf_counter() - started)
             attempted = self._record_success(delivery, handoff, outcome, time.perf_counter() - started)
+            if attempted is not None and outcome.status == "updated" and outcome.holder and not handoff.follows_id:
+                holder, ticket = outcome.holder, outcome.vendor_id  # off the bot's path, as the links below
+                self.defer(lambda: self.held(handoff.id, delivery.target, ticket, holder))
         if len(handoff.deliveries) > 1 and not handoff.follows_id:
             # Linking the targets' tickets to each other is cosmetic: it must not delay the answer.
             self.defer(lambda: self._notify_related(handoff, delivery.target))

@@ -19,7 +19,7 @@ from adapters.base import Adapter
 from adapters.errors import DeliveryError, OutcomeUnknown, TransientError
 from adapters.events import AssignmentEvent, Holder
 
-from . import callbacks, handoff_store, retention
+from . import assignments, callbacks, handoff_store, retention
 from .db import Database, reason, service_busy_timeout
 from .group_commit import GroupCommit
 from .loop_failures import LoopFailures
@@ -89,7 +89,8 @@ class Services:
         self.observed_wait = ObservedWait(self.db, lambda: self.mappings.routing)
         self.clock: Callable[[], float] = time.time  # the wall clock signature windows are checked against
         self.outbox = Outbox(self.db, lambda: self.adapters, settings, defer=self._defer,
-                             callback_owed=self.wake_callbacks)
+                             callback_owed=self.wake_callbacks,
+                             held=lambda *held: assignments.held(self, *held))
         self.executor = ThreadPoolExecutor(max_workers=settings.delivery_threads, thread_name_prefix="deliver")
         self._loop: threading.Thread | None = None
         self._stop = threading.Event()

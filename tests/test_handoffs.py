@@ -686,6 +686,48 @@ def test_a_third_handoff_says_what_is_new_since_the_second_not_since_the_ticket_
         assert len(put.calls) == 3 and told()["last_message_at"] == "2026-11-20T10:20:00+00:00"
 
 
+def test_a_handoff_updating_a_ticket_an_agent_has_is_theirs(make_app):
+    # A review of the flows: no Zendesk event comes for an assignee who does not change, so a second
+    # handoff onto the ticket Sam had was "waiting" for good — no `assigned` for the bot, ever.
+    import responses
+
+    from connector.models import Assignment
+
+    app = make_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
+                   zendesk_api_token="t")
+    services, client = app.extensions["connector"], app.test_client()
+    sam, solved_by = {"assignee_id": 381156009921}, {"assignee_id": 381156009922}
+    with responses.RequestsMock() as mock:
+        mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201, json={"ticket": {"id": 1}})
+        mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201, json={"ticket": {"id": 2}})
+        mock.put("https://acme.zendesk.com/api/v2/tickets/1.json", json={"ticket": {"id": 1, "status": "open", **sam}})
+        mock.put("https://acme.zendesk.com/api/v2/tickets/2.json",
+                 json={"ticket": {"id": 2, "status": "solved", **solved_by}})
+        mock.put("https://acme.zendesk.com/api/v2/tickets/2.json", status=422,
+                 json={"error": "RecordInvalid", "description": "Record validation errors"})  # not reopened
+        first = post(client, minimal_packet(conversation={"id": "conv-sam"})).get_json()
+        left = post(client, minimal_packet(conversation={"id": "conv-solved"})).get_json()
+        with services.db.session() as session:  # Sam took the first handoff's ticket (their webhook event)
+            session.add(Assignment(handoff_id=first["id"], target="zendesk", vendor_ticket_id="1", team="billing",
+                                   agent_id="381156009921", agent_name="Sam Agent", event_id="zd-1", routed=False,
+                                   handed_off_at=dt.datetime(2026, 11, 20, tzinfo=dt.UTC),
+                                   assigned_at=dt.datetime(2026, 11, 20, 0, 2, tzinfo=dt.UTC), wait_seconds=120))
+        again = minimal_packet(conversation={"id": "conv-sam"})
+        again["transcript"].append({"at": "2026-11-20T10:05:00Z", "role": "customer", "text": "still broken"})
+        second = post(client, again).get_json()
+        back = minimal_packet(conversation={"id": "conv-solved"})
+        back["transcript"].append({"at": "2026-11-20T10:05:00Z", "role": "customer", "text": "it broke again"})
+        nobody = post(client, back).get_json()
+        services.executor.shutdown(wait=True)  # the assignment is recorded off the bot's path
+    assert (second["tickets"][0]["status"], nobody["tickets"][0]["status"]) == ("updated", "updated")
+    held = client.get(f"/v1/handoffs/{second['id']}", headers=auth()).get_json()["assigned"]
+    assert {k: held[k] for k in ("target", "ticket_id", "agent_id", "agent_name", "routed")} == {
+        "target": "zendesk", "ticket_id": "1", "agent_id": "381156009921", "agent_name": "Sam Agent", "routed": True}
+    # Left solved (its reopen refused), nobody waits on the ticket: not anyone's.
+    assert client.get(f"/v1/handoffs/{nobody['id']}", headers=auth()).get_json()["assigned"] is None
+    assert left["id"] != nobody["id"]
+
+
 def test_only_an_identifier_both_handoffs_name_and_that_differs_makes_another_customer():
     from adapters.base import HandoffContext, Link, customer_marks
     from connector.brief import render_brief

@@ -120,7 +120,9 @@ class AssignedSchema(Schema):
     wait_seconds = fields.Integer(required=True, metadata={"description": "From the handoff to the assignment."})
     routed = fields.Boolean(required=True, metadata={
         "description": "The agent routing itself put on the ticket (a sticky previous agent), as the vendor "
-                       "reported: not a wait anyone observed. Another agent taking the ticket later replaces it."})
+                       "reported, or the agent who already had the conversation's ticket when this handoff "
+                       "updated it (Zendesk's answer to the update): not a wait anyone observed. Another agent "
+                       "taking the ticket later replaces it."})
 
 
 class CallbackDetailSchema(Schema):
@@ -142,7 +144,8 @@ class HandoffDetailSchema(HandoffResponseSchema):
     assigned = fields.Nested(
         AssignedSchema, required=True, allow_none=True,
         metadata={"description": "The agent who took the handoff, as a vendor reported it (Zendesk assignee "
-                                 "event, Slack Claim button); null until then."},
+                                 "event, Slack Claim button, Zendesk's answer to an update of a ticket "
+                                 "an agent has); null until then."},
     )
     callbacks = fields.List(
         fields.Nested(CallbackDetailSchema), required=True,
@@ -168,7 +171,8 @@ class CallbackAgentSchema(Schema):
     target = fields.String(required=True, metadata={"description": "The target that reported it."})
     routed = fields.Boolean(required=True, metadata={
         "description": "The agent routing itself put on the ticket (a sticky previous agent), as the vendor "
-                       "reported. Another agent taking the ticket later replaces it in `GET /v1/handoffs/{id}` "
+                       "reported, or the one who already had the conversation's ticket when this handoff "
+                       "updated it. Another agent taking the ticket later replaces it in `GET /v1/handoffs/{id}` "
                        "(`assigned`); the bot gets one `assigned` callback per handoff, this one."})
 
 
