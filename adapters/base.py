@@ -20,11 +20,12 @@ admin preview uses it, so what is previewed is what is sent.
 from __future__ import annotations
 
 import abc
+import contextlib
 import copy
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
@@ -38,7 +39,7 @@ from connector.schemas.packet import URGENCIES
 from connector.settings import Settings
 from connector.text_rules import did_you_mean, rfc3339_utc
 
-from .errors import ReplacementUnderway, TicketGone
+from .errors import OutcomeUnknown, ReplacementUnderway, TicketGone
 from .events import AssignmentEvent, Holder
 
 log = logging.getLogger(__name__)
@@ -449,7 +450,7 @@ class Adapter(abc.ABC):
             except TicketGone as gone:  # the ticket went meanwhile
                 ctx, found = self._instead_of(gone, ctx)
             if found is not None:
-                return self._outcome("updated" if ctx.link else "created", found, None, ctx)
+                return self._outcome("updated" if ctx.link else "created", found, None, ctx, _carried(ctx))
         if ctx.link is None:
             found_link = self._ticket_to_update(ctx)
             if found_link is not None:
@@ -458,17 +459,19 @@ class Adapter(abc.ABC):
                 # its own was made, as looked above): comments take no idempotency key.
                 found = self._already_on(ctx) if ctx.outcome_unknown else None
                 if found is not None:
-                    return self._outcome("updated", found, None, ctx)
+                    return self._outcome("updated", found, None, ctx, _carried(ctx))
         payload, left_out = self.rendered(ctx)
         if ctx.link is not None:
             try:
-                return self._outcome("updated", self.send_update(payload, ctx), payload, ctx, left_out)
+                with carrying(left_out):
+                    return self._outcome("updated", self.send_update(payload, ctx), payload, ctx, left_out)
             except TicketGone as gone:
                 ctx, found = self._instead_of(gone, ctx)
                 if found is not None:
-                    return self._outcome("created", found, None, ctx)
+                    return self._outcome("created", found, None, ctx, _carried(ctx))
                 payload, left_out = self.rendered(ctx)
-        return self._outcome("created", self.send_create(payload, ctx), payload, ctx, left_out)
+        with carrying(left_out):
+            return self._outcome("created", self.send_create(payload, ctx), payload, ctx, left_out)
 
     def rendered(self, ctx: HandoffContext, *, quiet: bool = False) -> tuple[dict[str, Any], Dropped]:
         """`render`, and the receipt's entries for what the mapping's templates could not give on
@@ -541,8 +544,33 @@ class Adapter(abc.ABC):
 
 
 def with_dropped(receipt: dict[str, Any], refused: Dropped) -> dict[str, Any]:
-    """`receipt` with `refused` added to what it lists as dropped."""
-    return {**receipt, "dropped": [*receipt.get("dropped", []), *map(dict, refused)]} if refused else receipt
+    """`receipt` with `refused` added to what it lists as dropped, each entry once (an adapter's
+    lookup may name again what the attempt that made the ticket left out: `_carried`)."""
+    if not refused:
+        return receipt
+    listed = [*receipt.get("dropped", []), *map(dict, refused)]
+    return {**receipt, "dropped": list({tuple(sorted(entry.items())): entry for entry in listed}.values())}
+
+
+@contextlib.contextmanager
+def carrying(left_out: Dropped) -> Iterator[None]:
+    """An unknown outcome raised inside carries `left_out` (a mapping value whose template failed,
+    a Salesforce field or contact refused) in its `sent_to` to the attempt that finds the ticket
+    after the timeout (`_carried`): that attempt's receipt listed none of it, and the bot read that
+    everything arrived. Said when empty too: the outbox keeps an earlier unknown outcome's
+    `sent_to` when a later one has none, and an earlier attempt's list would be read as this one's."""
+    try:
+        yield
+    except OutcomeUnknown as err:
+        sent = dict(err.sent_to or {})
+        sent["left_out"] = [*sent.get("left_out", []), *map(dict, left_out)]
+        err.sent_to = sent
+        raise
+
+
+def _carried(ctx: HandoffContext) -> Dropped:
+    """What the attempt whose outcome was unknown left out (`carrying`), for the one that found its ticket."""
+    return tuple(entry for entry in ctx.sent_to.get("left_out") or () if isinstance(entry, Mapping))
 
 
 def opened_with(ctx: HandoffContext) -> dict[str, Any]:

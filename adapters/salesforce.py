@@ -14,14 +14,13 @@ attempt goes through `find_existing` and resumes instead of re-creating.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import re
 import threading
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import requests
@@ -35,7 +34,7 @@ from connector.mapping_values import MISSING, resolve
 from connector.settings import Settings
 from connector.text_rules import as_identity
 
-from .base import Adapter, Dropped, HandoffContext, Sent, created_at, deep_merge, mapping_context
+from .base import Adapter, Dropped, HandoffContext, Sent, carrying, created_at, deep_merge, mapping_context
 from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimitedAfterActing, RejectedError, TicketGone
 from .salesforce_client import (
     DEFAULT_RETRY_AFTER_S,
@@ -239,9 +238,9 @@ class SalesforceAdapter(Adapter):
         contact_id, contact_created, left_out = self._contact(payload.get("contact"))
         if contact_id:
             case.setdefault("ContactId", contact_id)
-        with _carrying(left_out):
+        with carrying(left_out):
             reply, fields_out = self._create_case(payload["request"], case, payload["headers"], ctx)
-        with _carrying((*left_out, *fields_out)):
+        with carrying((*left_out, *fields_out)):
             case_id = reply.get("id")
             if not case_id:  # a 204 from an old API version: the case exists, its id comes from find_existing
                 raise OutcomeUnknown("Salesforce upserted the case without returning its id", reply=reply)
@@ -284,7 +283,7 @@ class SalesforceAdapter(Adapter):
         log.warning("Salesforce refused fields of the case; sending it without them",
                     extra={"fields": sorted(named_fields), "error": why[:300]})
         left_out = tuple(self._field_left_out(name, why, ctx, done) for name in sorted(named_fields))
-        with _carrying(left_out):
+        with carrying(left_out):
             return send(kept), left_out
 
     def _field_left_out(self, name: str, why: str, ctx: HandoffContext, done: str) -> dict[str, str]:
@@ -348,10 +347,10 @@ class SalesforceAdapter(Adapter):
             case_id = self._by_description(ctx, payload["case"])
         if case_id is None:
             return None
-        left_out = tuple(ctx.sent_to.get("left_out") or ())  # what the attempt that made it left out
-        with _carrying(left_out):
+        # What the attempt that made it left out goes on with a timeout here too; the base lists it.
+        with carrying(tuple(ctx.sent_to.get("left_out") or ())):
             counts, refused = self._finish(case_id, payload, ctx, resume=True)
-        return self._sent(case_id, {"case_id": case_id, "found": True, **counts}, (*left_out, *refused))
+        return self._sent(case_id, {"case_id": case_id, "found": True, **counts}, refused)
 
     def _by_description(self, ctx: HandoffContext, case: Mapping[str, Any]) -> str | None:
         """Without `handoff_id_field`: the cases with this handoff's subject made since the handoff
@@ -584,21 +583,6 @@ _FIELD_CODES = frozenset({
 _OWNER_ID = re.compile(r"(?:005|00G)[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?")
 _USER_ID = re.compile(r"\b005[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?\b")
 _NO_SUCH_COLUMN = re.compile(r"No such column '(\w+)'")
-
-
-@contextlib.contextmanager
-def _carrying(left_out: Dropped) -> Iterator[None]:
-    """An unknown outcome raised inside carries `left_out` (fields, the contact) in its `sent_to` to
-    the attempt that finds the case (`find_existing`): that attempt's receipt listed none of it.
-    Said when empty too: the outbox keeps an earlier unknown outcome's `sent_to` when a later one
-    has none, and an earlier attempt's list would be read as this one's."""
-    try:
-        yield
-    except OutcomeUnknown as err:
-        sent = dict(err.sent_to or {})
-        sent["left_out"] = [*sent.get("left_out", []), *map(dict, left_out)]
-        err.sent_to = sent
-        raise
 
 
 def _no_contact(err: DeliveryError) -> Dropped:

@@ -631,9 +631,10 @@ class Outbox:
             row.lease_owner = row.lease_expires_at = None
             if isinstance(err, OutcomeUnknown):
                 row.outcome_unknown = True
-                # Kept until the next unknown outcome says otherwise: a later plain failure
-                # (refused before sending) leaves the unanswered one where it went.
-                row.sent_to = err.sent_to or row.sent_to
+                # Kept until the next unknown outcome says otherwise, key by key: a later plain
+                # failure (refused before sending), or an unknown outcome that does not say where
+                # it went, leaves the unanswered one where it went (each attempt says its `left_out`).
+                row.sent_to = {**(row.sent_to or {}), **(err.sent_to or {})} or None
             if isinstance(err, RateLimited):
                 self._pause(session.connection(), row.target, now + dt.timedelta(seconds=err.retry_after or 30),
                             err.message)

@@ -294,7 +294,7 @@ def test_an_alert_whose_answer_was_lost_is_found_where_it_went_after_the_channel
     ctx = ctx_for()
     with pytest.raises(OutcomeUnknown) as caught:
         before.deliver(ctx)
-    assert caught.value.sent_to == {"channel": "C0BEFORE"}
+    assert caught.value.sent_to == {"channel": "C0BEFORE", "left_out": []}
 
     after = SlackAdapter(settings_for(slack, vendor_timeout_s=1), {"channel": "C0AFTER"})
     outcome = after.deliver(replace(ctx, outcome_unknown=True, sent_to=caught.value.sent_to, attempt=2))
@@ -348,7 +348,7 @@ def test_a_failure_after_the_alert_is_up_records_the_channel_slack_named(slack: 
     slack.fail("chat.getPermalink", status=500, error="internal_error")
     with pytest.raises(OutcomeUnknown) as caught:
         adapter.deliver(ctx_for())
-    assert caught.value.sent_to == {"channel": "C0BEFORE"}
+    assert caught.value.sent_to == {"channel": "C0BEFORE", "left_out": []}
 
 
 def test_a_replay_days_later_still_finds_the_alert_its_first_attempt_posted(slack: FakeSlack,
@@ -542,7 +542,7 @@ def test_an_odd_answer_to_the_alert_is_an_unknown_outcome_and_the_retry_finds_it
     ctx = ctx_for()
     with pytest.raises(OutcomeUnknown) as caught:
         adapter.deliver(ctx)
-    assert caught.value.sent_to == {"channel": "C0HANDOFF"}
+    assert caught.value.sent_to == {"channel": "C0HANDOFF", "left_out": []}
     outcome = adapter.deliver(replace(ctx, outcome_unknown=True, sent_to=caught.value.sent_to, attempt=2))
     assert outcome.status == "created" and len(slack.top_level("C0HANDOFF")) == 1
 

@@ -930,6 +930,20 @@ def test_a_field_its_template_could_not_give_is_in_the_receipt_not_only_the_log(
     assert [r.source for r in caplog.records] == ["zendesk.yaml custom_fields[0]", "zendesk.yaml custom_fields[1]"]
 
 
+def test_a_field_left_out_is_still_in_the_receipt_when_a_retry_finds_the_ticket_a_timeout_hid(zd: FakeZendesk) -> None:
+    # A review: the attempt that found the ticket after a timeout listed nothing as dropped — the
+    # bot read that everything arrived while the admin's field never reached the ticket.
+    mapping = {"custom_fields": [{"id": 1, "template": "{{ customer.attributes.seats + ' seats' }}"}]}
+    zd.raises("POST", TICKETS, requests.exceptions.ReadTimeout("read timed out"))
+    with pytest.raises(OutcomeUnknown) as lost:
+        adapter(**mapping).deliver(ctx())
+    [carried] = lost.value.sent_to["left_out"]
+    assert carried["part"] == "mapping" and carried["reason"].startswith("zendesk.yaml custom_fields[0]: template")
+    zd.tickets_by_external_id("hnd_01TESTHANDOFF0000000000000")
+    found = adapter(**mapping).deliver(ctx(outcome_unknown=True, attempt=2, sent_to=lost.value.sent_to))
+    assert found.status == "created" and [d for d in found.receipt["dropped"] if d["part"] == "mapping"] == [carried]
+
+
 def test_a_dry_run_shows_the_same_receipt_without_logging(caplog) -> None:
     mapping = {"custom_fields": [{"id": 1, "template": "{{ 1 // 0 }}"}]}
     with caplog.at_level("WARNING", logger="connector.mapping_values"):
