@@ -135,7 +135,8 @@ class HandoffContext:
         if not news:
             return None
         told_at = rfc3339_utc(was.get("at")) if was is told else None
-        since = f"our last update here ({told_at:%Y-%m-%d %H:%M} UTC)" if told_at else "this ticket was opened"
+        since = "this ticket was opened" if was is not told else \
+            f"our last update here ({told_at:%Y-%m-%d %H:%M} UTC)" if told_at else "our last update here"
         return f"New since {since}: {'; '.join(news)}."
 
     @property

@@ -28,10 +28,10 @@ class AssignmentEvent:
     # else, a reassignment, which ends no wait (`connector.assignments.record`).
     previous_agent_id: str | None = None
     # Where a handoff named by the payload must have been delivered for the name to count, when the
-    # vendor says where the action came from: that ticket (`C1/1795262300.000100`, the alert whose
-    # thread holds the clicked reply), or any ticket under a prefix ending in "/" (`C1/`, the
-    # channel). A bot's `vendor_extra.slack` can post blocks of its own — a Claim button naming
-    # another handoff — so "only we write it" (`named_by_us`) holds only where we posted.
+    # vendor says where the action came from: the thread the clicked message is in
+    # (`C1/1795262300.000100`, the alert's; the message's own id when it is in none). A bot's
+    # `vendor_extra.slack` can post blocks of its own — a Claim button naming another handoff — so
+    # "only we write it" (`named_by_us`) holds only there (`connector.assignments._delivered_to`).
     named_in: str | None = None
     # Not a vendor's event: its answer to our update said the ticket already has this agent
     # (`Sent.holder`). They hold the handoff, recorded as routed — no wait was observed.
@@ -59,7 +59,7 @@ class CompletionEvent:
     handoff_id: str | None  # the handoff the payload names, when it names one (checked, never trusted alone)
     at: dt.datetime
     # True where only this connector's posts can have carried `handoff_id` (a Slack button, the
-    # click signed by Slack; a bot's own blocks are kept to where it posted: `named_in`); False
+    # click signed by Slack; a bot's own blocks are kept to where the handoff went: `named_in`); False
     # where others can (Zendesk's external_id: any integration or agent): then it names a handoff
     # only while that handoff's delivery has no ticket recorded.
     named_by_us: bool = False

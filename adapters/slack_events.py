@@ -11,7 +11,8 @@ form parser.
 
 A button's value is not ours alone: the bot's `vendor_extra.slack` can post blocks of its own. A
 click on a message that is no alert takes the handoff it names only if that handoff went to the
-thread the message is in (`message.thread_ts`, `container.thread_ts`), else to its channel.
+thread the message is in (`message.thread_ts`, `container.thread_ts`; `named_in`), or has no
+ticket recorded yet (`connector.assignments`).
 """
 
 from __future__ import annotations
@@ -114,12 +115,14 @@ def parse(raw_body: bytes, max_depth: int) -> AssignmentEvent | Ignored:
     # A re-escalation's reply names its handoff, which was delivered to the alert the reply is
     # under: a button elsewhere naming it — in a bot's own blocks (`vendor_extra.slack`), in
     # another thread or channel — takes nothing.
-    thread = container["thread_ts"] or (interaction["message"] or {}).get("thread_ts")
+    # Slack names the thread of a reply (`container.thread_ts`, `message.thread_ts`); a message that
+    # is not in one is its own thread.
+    thread = container["thread_ts"] or (interaction["message"] or {}).get("thread_ts") or container["message_ts"]
     return AssignmentEvent(target=TARGET, event_id=interaction["trigger_id"],
                            ticket_id=f"{channel}/{container['message_ts']}",
                            handoff_id=claim["value"], agent_id=user["id"],
                            agent_name=user["name"] or user["username"], at=claim["action_ts"], named_by_us=True,
-                           named_in=f"{channel}/{thread}" if thread else f"{channel}/")
+                           named_in=f"{channel}/{thread}")
 
 
 def _payload(raw_body: bytes, max_depth: int) -> dict[str, Any]:

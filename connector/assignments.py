@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from marshmallow import ValidationError
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,7 +39,7 @@ from adapters.events import AssignmentEvent, CompletionEvent, Holder, Ignored
 from . import callbacks
 from .errors import ValidationFailed
 from .jsonlog import log_context
-from .models import DISMISSED, Assignment, Delivery, Handoff, utcnow
+from .models import DISMISSED, Assignment, ConversationLink, Delivery, Handoff, utcnow
 from .routing_schema import compiled
 from .schemas import flatten_errors
 
@@ -255,8 +255,10 @@ def _delivered_to(session: Session, event: AssignmentEvent | CompletionEvent) ->
     external_id, which any integration or agent can set), only while its delivery may have made a
     ticket not recorded yet (the event may come first: `_may_have_unrecorded_ticket`): it would
     otherwise mark a handoff taken or solved by a ticket it never reached. Where the vendor says
-    where the action came from (`named_in`: a Slack click's thread or channel), only a handoff
-    delivered there, or still being delivered, is taken by name.
+    where the action came from (`named_in`, the thread a Slack click was in), only a handoff
+    delivered to that thread is taken by name — or one whose ticket may not be recorded yet (as
+    above), when the click was on a message of its own (the alert itself) or in the thread of its
+    conversation's ticket (a re-escalation's reply).
 
     Agents take a handoff, not the messages that followed it (`follow_ups`): a follow-up found
     here answers for its handoff. It is found only when no handoff is: one named by the payload
@@ -268,11 +270,11 @@ def _delivered_to(session: Session, event: AssignmentEvent | CompletionEvent) ->
     handoff = session.scalars(on_ticket.where(Handoff.follows_id.is_(None))).first()
     if handoff is None and event.handoff_id:
         named = delivered_here.where(Handoff.id == event.handoff_id)
-        if isinstance(event, AssignmentEvent) and event.named_in:  # where the payload came from
-            within = (Delivery.vendor_id.startswith(event.named_in, autoescape=True)
-                      if event.named_in.endswith("/") else Delivery.vendor_id == event.named_in)
-            named = named.where(or_(within, and_(Delivery.vendor_id.is_(None), Delivery.state == "pending")))
-        handoff = session.scalars(named if event.named_by_us else named.where(_may_have_unrecorded_ticket)).first()
+        if isinstance(event, AssignmentEvent) and event.named_in is not None:
+            named = named.where(or_(Delivery.vendor_id == event.named_in, _unrecorded_from(event)))
+        elif not event.named_by_us:
+            named = named.where(_may_have_unrecorded_ticket)
+        handoff = session.scalars(named).first()
     if handoff is None:
         handoff = session.scalars(on_ticket).first()
     if handoff is not None and handoff.follows_id is not None:
@@ -290,6 +292,19 @@ _may_have_unrecorded_ticket = and_(
     Delivery.vendor_id.is_(None),
     or_(Delivery.state == "pending",
         and_(Delivery.state.in_(("dead", "failed", DISMISSED)), Delivery.outcome_unknown.is_(True))))
+
+
+def _unrecorded_from(event: AssignmentEvent) -> ColumnElement[bool]:
+    """A named handoff whose ticket may not be recorded yet, taken from where `event` came: a
+    click on a message of its own (an alert, `named_in` the message itself), or one in the thread
+    of the conversation's ticket (a re-escalation's reply). A button a bot's own blocks carried
+    elsewhere (`vendor_extra.slack`) took any such handoff — one retrying for minutes too."""
+    if event.named_in == event.ticket_id:
+        return _may_have_unrecorded_ticket
+    on_conversations_ticket = exists().where(
+        ConversationLink.bot_id == Handoff.bot_id, ConversationLink.conversation_id == Handoff.conversation_id,
+        ConversationLink.target == event.target, ConversationLink.vendor_id == event.named_in)
+    return and_(_may_have_unrecorded_ticket, on_conversations_ticket)
 
 
 def _waiting_handoff(session: Session, event: AssignmentEvent) -> tuple[Handoff | None, Assignment | None]:

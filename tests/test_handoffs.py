@@ -686,6 +686,42 @@ def test_a_third_handoff_says_what_is_new_since_the_second_not_since_the_ticket_
         assert len(put.calls) == 3 and told()["last_message_at"] == "2026-11-20T10:20:00+00:00"
 
 
+def test_what_is_new_is_kept_for_the_links_own_ticket_and_said_without_a_time_when_none_is_known(make_app):
+    # A review: nothing failed when `told` was written whatever ticket the link names now (an
+    # update's answer coming after a successor ticket replaced it), or read without its time.
+    from adapters.base import HandoffContext, Link, Outcome
+    from connector.brief import render_brief
+    from connector.models import ConversationLink, utcnow
+    from connector.outbox import _told
+
+    services = make_app().extensions["connector"]
+    key = ConversationLink.key("support-bot", "conv-told", "zendesk")
+    with services.db.session() as session:
+        session.add(ConversationLink(**key, vendor_id="2", extra={"opened_with": {"last_message_at": "2026-11-20T10:00:00+00:00"}}))
+
+    def update_of(ticket: str) -> None:
+        outcome = Outcome(status="updated", vendor_id=ticket, url=None, payload=None, receipt={},
+                          opened_with={"last_message_at": "2026-11-20T10:05:00+00:00"})
+        with services.db.statements() as connection:
+            _told(connection, key, outcome, utcnow())
+
+    def extra() -> dict:
+        with services.db.reading() as session:
+            return dict(session.query(ConversationLink).one().extra)
+
+    update_of("1")  # the ticket the link named before a successor replaced it
+    assert "told" not in extra()
+    update_of("2")
+    assert extra()["told"]["last_message_at"] == "2026-11-20T10:05:00+00:00"
+    packet = minimal_packet()
+    packet["transcript"].append({"at": "2026-11-20T10:09:00Z", "role": "customer", "text": "and?"})
+    note = HandoffContext(handoff_id="hnd_3", target="zendesk", packet=packet, brief=render_brief(packet, "h"),
+                          assignment={}, idempotency_key="k",
+                          link=Link(vendor_id="2", extra={"told": {"last_message_at": "2026-11-20T10:05:00Z"}}))
+    assert "New since our last update here: 1 message from the customer (from 2026-11-20 10:09 UTC)." \
+        in (note.handed_off_again or "")
+
+
 def test_a_handoff_updating_a_ticket_an_agent_has_is_theirs(make_app):
     # A review of the flows: no Zendesk event comes for an assignee who does not change, so a second
     # handoff onto the ticket Sam had was "waiting" for good — no `assigned` for the bot, ever.

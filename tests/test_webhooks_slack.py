@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from adapters.events import Holder
-from connector.models import Assignment, Delivery, Handoff
+from connector.models import Assignment, ConversationLink, Delivery, Handoff
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slack"
 SECRET = "slack-signing-secret-test-0001"
@@ -76,13 +76,14 @@ def slack_app(request):
 
 
 def alerted(app, handoff_id: str = HANDOFF, alert: str | None = ALERT, *, team: str = "billing",
-            created: float = -115, state: str = "created") -> None:
+            created: float = -115, state: str = "created", outcome_unknown: bool = False) -> None:
     """A handoff made `created` seconds from T0 whose Slack delivery is alert `alert`."""
     with app.extensions["connector"].db.session() as session:
         session.add(Handoff(id=handoff_id, bot_id="support-bot", conversation_id="conv-1", idempotency_key=handoff_id,
                             request_hash="0" * 64, packet={}, assignment={"team": team, "trace": []},
                             customer_message={}, created_at=dt.datetime.fromtimestamp(T0 + created, dt.UTC),
-                            deliveries=[Delivery(target="slack", state=state, vendor_id=alert)]))
+                            deliveries=[Delivery(target="slack", state=state, vendor_id=alert,
+                                                 outcome_unknown=outcome_unknown)]))
 
 
 def post(app, body: bytes | dict, hdrs=None, content_type="application/x-www-form-urlencoded"):
@@ -205,6 +206,7 @@ def test_a_click_is_answered_on_the_handoffs_alert_not_where_the_payload_says(sl
 
 @pytest.mark.parametrize("where", [
     {"container__channel_id": "C0GENERAL"},  # another channel, no thread said
+    {},  # a message of its own in the alert's channel (a bot's vendor_extra moved it out of its thread)
     {"message__thread_ts": "1795262777.000300"},  # another thread of the alert's channel
     {"container__thread_ts": "1795262777.000300"},
 ])
@@ -218,9 +220,26 @@ def test_a_button_naming_a_handoff_away_from_its_alert_takes_nothing(slack_app, 
     assert assignments(slack_app) == [] and said == []
 
 
-def test_a_click_from_the_alerts_channel_takes_a_handoff_whose_alert_is_not_recorded_yet(slack_app):
-    alerted(slack_app, alert=None, state="pending")  # the click came before the alert's ts was written
+@pytest.mark.parametrize("state", ["pending", "dead"])
+def test_a_click_on_an_alert_whose_ts_is_not_recorded_takes_its_handoff(slack_app, state):
+    # Pending: the click came before the alert's ts was written. Dead: the alert went up, then its
+    # delivery failed (an unknown outcome) and was given up — its button is still there to click.
+    alerted(slack_app, alert=None, state=state, outcome_unknown=True)
     assert post(slack_app, claim()).get_json()["outcome"] == "recorded"
+
+
+def test_a_handoff_whose_ticket_is_not_recorded_is_taken_only_from_its_conversations_thread(slack_app):
+    # A review: any button anywhere naming a handoff still being delivered took it (one retrying
+    # for minutes too). A re-escalation's reply is in its conversation's thread: that one counts.
+    alerted(slack_app, "hnd_AGAIN", alert=None, state="pending")
+    with slack_app.extensions["connector"].db.session() as session:
+        session.add(ConversationLink(bot_id="support-bot", conversation_id="conv-1", target="slack", vendor_id=ALERT))
+    elsewhere = claim(container__message_ts="1795262999.000000", action__value="hnd_AGAIN",
+                      message__ts="1795262999.000000", message__thread_ts="1795262777.000300")
+    assert post(slack_app, elsewhere).get_json()["outcome"] == "ignored"
+    reply = claim(container__message_ts="1795262350.000200", action__value="hnd_AGAIN",
+                  message__ts="1795262350.000200", message__thread_ts="1795262300.000100")
+    assert post(slack_app, reply).get_json()["handoff_id"] == "hnd_AGAIN"
 
 
 def test_a_click_takes_over_from_the_agent_routing_put_on_the_zendesk_ticket(slack_app):
