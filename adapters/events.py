@@ -5,7 +5,8 @@ why it is `Ignored`; `connector.assignments` records it. Vendor payload shapes n
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from marshmallow import ValidationError, fields
@@ -33,6 +34,10 @@ class AssignmentEvent:
     # `vendor_extra.slack` can post blocks of its own — a Claim button naming another handoff — so
     # "only we write it" (`named_by_us`) holds only there (`connector.assignments._delivered_to`).
     named_in: str | None = None
+    # With `named_in`: what a named handoff's delivery must have said of where its unanswered post
+    # went (`OutcomeUnknown.sent_to`, Slack's `{"channel": …}`) for a click on a message in no
+    # thread to take it while its ticket is not recorded.
+    named_sent_to: Mapping[str, str] = field(default_factory=dict)
     # Not a vendor's event: its answer to our update said the ticket already has this agent
     # (`Sent.holder`). They hold the handoff, recorded as routed — no wait was observed.
     held: bool = False

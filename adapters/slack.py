@@ -68,6 +68,7 @@ NOT_JSON = "Received a response in a non-JSON format"
 # find_existing reads at most LOOKUP_PAGES × PAGE_SIZE messages of the channel, newest first, no
 # older than the handoff (its ULID) less a margin for clock skew; a thread, PAGES × 4 pages.
 PAGES, PAGE_SIZE, SKEW_S = 5, 200, 600
+_THREAD_KEYS = ("channel", "thread_ts")  # where a repeat handoff's reply goes: never the bot's to move
 LOOKUP_PAGES = 15  # 3,000 messages since the handoff: Slack's tier 3 (50 a minute) allows it
 _ONE_MENTION = rf"(?:<!here>|<!channel>|<!subteam\^[A-Z0-9]+>|<@{kit.USER_ID}>)"
 MENTION = re.compile(rf"^{_ONE_MENTION}(?: {_ONE_MENTION})*$")
@@ -126,13 +127,22 @@ class SlackAdapter(Adapter):
         return self._compose(ctx, update=True)[0]
 
     def apply_extra(self, payload: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-        return {**payload, "message": deep_merge(payload["message"], extra)}
+        message = deep_merge(payload["message"], extra)
+        if "thread_ts" in payload["message"]:
+            # A repeat's reply stays in its conversation's thread: moved elsewhere by the bot, it
+            # was recorded as that thread's all the same, and a Claim button in it took the
+            # handoff of the thread it was posted in instead (`slack_events`).
+            message.update({key: payload["message"][key] for key in _THREAD_KEYS})
+        return {**payload, "message": message}
 
     def receipt(self, ctx: HandoffContext, payload: Mapping[str, Any]) -> dict[str, Any]:
         # Everything reaches the thread in full; the alert itself may have had to shorten parts,
         # and agents triage from the alert, so those cuts are reported as not intact.
         result = super().receipt(ctx, payload)
-        result["dropped"] = [*result["dropped"], *self._compose(ctx, update=ctx.link is not None)[1]]
+        kept = [{"part": "vendor_extra", "reason": f"vendor_extra.slack.{key} was not applied: a repeat handoff's "
+                 "reply stays in its conversation's thread"} for key in _THREAD_KEYS
+                if ctx.link is not None and key in ctx.vendor_extra]
+        result["dropped"] = [*result["dropped"], *self._compose(ctx, update=ctx.link is not None)[1], *kept]
         return result
 
     def _compose(self, ctx: HandoffContext, update: bool) -> tuple[dict[str, Any], list[kit.Note]]:

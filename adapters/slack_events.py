@@ -122,7 +122,7 @@ def parse(raw_body: bytes, max_depth: int) -> AssignmentEvent | Ignored:
                            ticket_id=f"{channel}/{container['message_ts']}",
                            handoff_id=claim["value"], agent_id=user["id"],
                            agent_name=user["name"] or user["username"], at=claim["action_ts"], named_by_us=True,
-                           named_in=f"{channel}/{thread}")
+                           named_in=f"{channel}/{thread}", named_sent_to={"channel": channel})
 
 
 def _payload(raw_body: bytes, max_depth: int) -> dict[str, Any]:

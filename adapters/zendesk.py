@@ -301,13 +301,10 @@ class ZendeskAdapter(Adapter):
             reply, response = self._call("PUT", path, write=True, json=body, expect="ticket")
         except RejectedError as err:
             raise _gone(err, ctx.link.vendor_id) or err from err
-        waits_on_nobody = reply["ticket"].get("status") in WAITS_ON_NOBODY
-        reopened = waits_on_nobody and self._conf["reopen_solved"] and self._reopen(path, ctx.link.vendor_id)
-        # Reopened, a solved ticket's assignee has it again (Zendesk keeps them); left solved or
-        # pending, nobody is on it.
-        assignee = reply["ticket"].get("assignee_id") if reopened or not waits_on_nobody else None
+        reopened = reply["ticket"].get("status") in WAITS_ON_NOBODY and self._conf["reopen_solved"] \
+            and self._reopen(path, ctx.link.vendor_id)
         return replace(self._sent(reply["ticket"], reply, reopened=reopened), slow_down_s=quota_pause(response),
-                       holder=str(assignee) if isinstance(assignee, int | str) and str(assignee).isdigit() else None)
+                       holder=_holder(reply["ticket"], reopened))
 
     def _reopen(self, path: str, ticket_id: str) -> bool:
         """A note on a solved ticket leaves it solved, out of every queue, until it closes; on a
@@ -350,10 +347,9 @@ class ZendeskAdapter(Adapter):
             raise _gone(err, ctx.link.vendor_id) or err from err
         for comment in reply["comments"]:
             if ctx.handoff_id in (comment.get("html_body") or comment.get("body") or ""):
-                # The timed-out update may not have got as far as reopening a solved ticket.
-                reopened = self._conf["reopen_solved"] and self._reopen_if_solved(ctx.link.vendor_id)
+                reopened, holder = self._after_found_note(ctx.link.vendor_id)
                 return Sent(vendor_id=ctx.link.vendor_id, url=self._agent_url(ctx.link.vendor_id),
-                            reply={"found_by": "comment", **({"reopened": True} if reopened else {})})
+                            reply={"found_by": "comment", **({"reopened": True} if reopened else {})}, holder=holder)
         return None
 
     def probe(self) -> str:
@@ -366,17 +362,24 @@ class ZendeskAdapter(Adapter):
             raise AuthError(f"Zendesk signs these credentials in as {who}, an end user: tickets need an agent")
         return f"signed in as {who} ({user.get('role')})"
 
-    def _reopen_if_solved(self, ticket_id: str) -> bool:
+    def _after_found_note(self, ticket_id: str) -> tuple[bool, str | None]:
+        """A note a timed-out attempt posted, found: the ticket as `send_update` would have left it
+        — reopened if solved (that attempt may not have got so far), and who has it (`_holder`)."""
         path = f"/api/v2/tickets/{quote(str(ticket_id), safe='')}.json"
         try:
             reply, _ = self._call("GET", path, write=False, expect="ticket")
         except TransientError as err:
-            raise _not_reopened(ticket_id, err) from err
+            if self._conf["reopen_solved"]:
+                raise _not_reopened(ticket_id, err) from err
+            return False, None  # only who has it was asked: the bot hears of them when they reply
         except DeliveryError as err:
-            log.warning("solved ticket not reopened", extra={"ticket": ticket_id, "error": type(err).__name__,
-                                                             "status": err.status})
-            return False
-        return reply["ticket"].get("status") in WAITS_ON_NOBODY and self._reopen(path, ticket_id)
+            log.warning("zendesk: the ticket could not be read after its note was found (not reopened)",
+                        extra={"ticket": ticket_id, "error": type(err).__name__, "status": err.status})
+            return False, None
+        ticket = reply["ticket"]
+        reopened = ticket.get("status") in WAITS_ON_NOBODY and self._conf["reopen_solved"] \
+            and self._reopen(path, ticket_id)
+        return reopened, _holder(ticket, reopened)
 
     def find_open_ticket(self, ctx: HandoffContext) -> Link | None:
         try:
@@ -515,6 +518,15 @@ class ZendeskAdapter(Adapter):
             raise OutcomeUnknown(f"Zendesk answered without the ticket's id (got {str(ticket_id)[:40]!r})",
                                  reply=small)
         return Sent(vendor_id=str(ticket_id), url=self._agent_url(ticket_id), reply=small)
+
+
+def _holder(ticket: Mapping[str, Any], reopened: bool) -> str | None:
+    """The agent a ticket we updated waits on (`Sent.holder`): its assignee — reopened, a solved
+    ticket's assignee has it again (Zendesk keeps them); left solved or pending, nobody is on it."""
+    if ticket.get("status") in WAITS_ON_NOBODY and not reopened:
+        return None
+    assignee = ticket.get("assignee_id")
+    return str(assignee) if isinstance(assignee, int | str) and str(assignee).isdigit() else None
 
 
 def _not_reopened(ticket_id: str, cause: TransientError) -> OutcomeUnknown:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from marshmallow import ValidationError
-from sqlalchemy import ColumnElement, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, false, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -110,6 +110,8 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
                 # A copy of this event may have been committed since the first look (READ COMMITTED).
                 return _recorded(session, event) or Received("ignored", NO_HANDOFF)
             matched, where = handoff.id, _ticket_of(handoff, event.target)
+            if event.held and handoff.id != event.handoff_id:  # a newer handoff is on the ticket: its own answer says
+                return Received("ignored", "a newer handoff is on the ticket", matched)
             if event.previous_agent_id is not None and not _from_routings_choice(handoff, taken, event, services):
                 # The ticket already had an agent, not routing's: moving it is not the end of a wait.
                 return Received("ignored", REASSIGNED)
@@ -158,14 +160,11 @@ def held(services: Services, handoff_id: str, target: str, ticket_id: str, agent
     that ticket (`Outcome.holder`): they hold the handoff — the bot hears who, in its read and its
     `assigned` callback — though no vendor event comes, their assignee unchanged. Recorded as
     routed (no wait was observed: nobody took it); an agent who takes the ticket from them replaces
-    them, as one taking it from routing's choice does. Named as an earlier assignment of the ticket
-    to the same agent named them."""
-    with services.db.reading() as session:
-        name = session.scalars(select(Assignment.agent_name).where(
-            Assignment.target == target, Assignment.vendor_ticket_id == ticket_id, Assignment.agent_id == agent_id,
-            Assignment.agent_name.is_not(None)).order_by(Assignment.assigned_at.desc()).limit(1)).first()
+    them, as one taking it from routing's choice does. Only for `handoff_id`: a newer handoff on
+    the ticket has an answer of its own (it may have found the ticket solved: nobody's). Zendesk
+    names no agent in its events either: the agent's id only."""
     event = AssignmentEvent(target=target, event_id=f"held:{handoff_id}", ticket_id=ticket_id, handoff_id=handoff_id,
-                            agent_id=agent_id, agent_name=name, at=utcnow(), named_by_us=True, held=True)
+                            agent_id=agent_id, agent_name=None, at=utcnow(), named_by_us=True, held=True)
     return record(services, event)
 
 
@@ -300,7 +299,11 @@ def _unrecorded_from(event: AssignmentEvent) -> ColumnElement[bool]:
     of the conversation's ticket (a re-escalation's reply). A button a bot's own blocks carried
     elsewhere (`vendor_extra.slack`) took any such handoff — one retrying for minutes too."""
     if event.named_in == event.ticket_id:
-        return _may_have_unrecorded_ticket
+        # Only where its delivery said its unanswered post went (`OutcomeUnknown.sent_to`): a
+        # click in the moment between Slack's answer and our record of it is not taken (the
+        # agent clicks again, on a recorded alert), a forged button in another channel neither.
+        said = [Delivery.sent_to[key].as_string() == value for key, value in event.named_sent_to.items()]
+        return and_(_may_have_unrecorded_ticket, *said) if said else false()
     on_conversations_ticket = exists().where(
         ConversationLink.bot_id == Handoff.bot_id, ConversationLink.conversation_id == Handoff.conversation_id,
         ConversationLink.target == event.target, ConversationLink.vendor_id == event.named_in)

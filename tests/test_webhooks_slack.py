@@ -76,14 +76,15 @@ def slack_app(request):
 
 
 def alerted(app, handoff_id: str = HANDOFF, alert: str | None = ALERT, *, team: str = "billing",
-            created: float = -115, state: str = "created", outcome_unknown: bool = False) -> None:
+            created: float = -115, state: str = "created", outcome_unknown: bool = False,
+            sent_to: dict | None = None) -> None:
     """A handoff made `created` seconds from T0 whose Slack delivery is alert `alert`."""
     with app.extensions["connector"].db.session() as session:
         session.add(Handoff(id=handoff_id, bot_id="support-bot", conversation_id="conv-1", idempotency_key=handoff_id,
                             request_hash="0" * 64, packet={}, assignment={"team": team, "trace": []},
                             customer_message={}, created_at=dt.datetime.fromtimestamp(T0 + created, dt.UTC),
                             deliveries=[Delivery(target="slack", state=state, vendor_id=alert,
-                                                 outcome_unknown=outcome_unknown)]))
+                                                 outcome_unknown=outcome_unknown, sent_to=sent_to)]))
 
 
 def post(app, body: bytes | dict, hdrs=None, content_type="application/x-www-form-urlencoded"):
@@ -222,10 +223,20 @@ def test_a_button_naming_a_handoff_away_from_its_alert_takes_nothing(slack_app, 
 
 @pytest.mark.parametrize("state", ["pending", "dead"])
 def test_a_click_on_an_alert_whose_ts_is_not_recorded_takes_its_handoff(slack_app, state):
-    # Pending: the click came before the alert's ts was written. Dead: the alert went up, then its
-    # delivery failed (an unknown outcome) and was given up — its button is still there to click.
-    alerted(slack_app, alert=None, state=state, outcome_unknown=True)
+    # The alert went up, then its delivery failed (an unknown outcome, its channel said): retried
+    # (pending) or given up (dead) — its button is still there to click.
+    alerted(slack_app, alert=None, state=state, outcome_unknown=True, sent_to={"channel": "C0HANDOFF"})
+    elsewhere = claim(container__channel_id="C0ELSEWHERE", container__message_ts="1795262999.000000",
+                      message__ts="1795262999.000000")  # a bot's own message, in another channel
+    assert post(slack_app, elsewhere).get_json()["outcome"] == "ignored"
     assert post(slack_app, claim()).get_json()["outcome"] == "recorded"
+
+
+def test_a_click_before_the_alert_is_recorded_is_not_taken_for_it(slack_app):
+    # Nothing says where its post went yet: a forged button anywhere would have taken it. The
+    # agent clicks again a moment later, on the recorded alert.
+    alerted(slack_app, alert=None, state="pending")
+    assert post(slack_app, claim()).get_json()["outcome"] == "ignored"
 
 
 def test_a_handoff_whose_ticket_is_not_recorded_is_taken_only_from_its_conversations_thread(slack_app):

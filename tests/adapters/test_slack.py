@@ -911,6 +911,20 @@ def test_vendor_extra_reaches_the_wire_last(slack: FakeSlack, adapter: SlackAdap
     assert body["icon_emoji"] == ":rotating_light:" and body["unfurl_links"] is True
 
 
+def test_vendor_extra_does_not_move_a_repeats_reply_out_of_its_thread(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    # A review: `{"thread_ts": null, "channel": …}` posted a repeat's reply elsewhere, recorded as
+    # the thread's all the same — and a Claim button of the bot's own blocks there took the
+    # handoff of the thread it landed in.
+    first = adapter.deliver(ctx_for())
+    moved = {"slack": {"channel": "C0OTHER", "thread_ts": None, "icon_emoji": ":wave:"}}
+    again = adapter.deliver(ctx_for(full_packet(vendor_extra=moved), handoff_id="hnd_01TESTAGAIN000000000000000",
+                                    link=Link(first.vendor_id, first.url, first.link_extra)))
+    reply = [call.body for call in slack.calls_to("chat.postMessage") if call.body.get("icon_emoji") == ":wave:"]
+    assert [(r["channel"], r["thread_ts"]) for r in reply] == [("C0HANDOFF", first.link_extra["ts"])]
+    assert [d["reason"].split(" was")[0] for d in again.receipt["dropped"] if d["part"] == "vendor_extra"] == [
+        "vendor_extra.slack.channel", "vendor_extra.slack.thread_ts"]
+
+
 def test_related_tickets_are_linked_by_updating_the_alert(slack: FakeSlack, adapter: SlackAdapter) -> None:
     first = adapter.deliver(ctx_for())
     related = ({"target": "zendesk", "status": "created", "id": "1001", "url": "https://acme.zendesk.com/agent/tickets/1001"},

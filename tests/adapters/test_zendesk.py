@@ -263,6 +263,21 @@ def test_a_note_on_a_solved_or_pending_ticket_reopens_it_unless_the_mapping_says
     bodies = zd.json_bodies("PUT", "/api/v2/tickets/77120.json")
     assert bodies[1:] == ([{"ticket": {"status": "open"}}] if reopen else [])
     assert bool(outcome.reply.get("reopened")) is reopen
+    # Reopened, its assignee has it again; left solved or pending, nobody waits on it (`Sent.holder`).
+    assert outcome.holder == ("381156009921" if reopen else None)
+
+
+def test_a_note_on_an_open_ticket_says_who_has_it_also_when_a_retry_finds_the_note(zd: FakeZendesk) -> None:
+    zd.update_ticket(77120)
+    assert adapter().deliver(ctx(link=Link(vendor_id="77120"))).holder == "381156009921"
+    context = ctx(link=Link(vendor_id="77120"), outcome_unknown=True, attempt=2)
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/77120/comments.json", json={"comments": [
+        {"id": 1, "html_body": f"<p>Handoff {context.handoff_id} from support-bot</p>"}]})
+    ticket = fixture("tickets-by-external-id.json")["tickets"][0] | {"id": 77120, "status": "open",
+                                                                       "assignee_id": 381156009921}
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/77120.json", json={"ticket": ticket})
+    found = adapter(reopen_solved=False).deliver(context)  # the ticket is read for who has it all the same
+    assert (found.reply, found.holder) == ({"found_by": "comment"}, "381156009921")
 
 
 def test_a_note_on_a_ticket_on_hold_leaves_it_on_hold(zd: FakeZendesk) -> None:
