@@ -114,9 +114,8 @@ def parse(raw_body: bytes, max_depth: int) -> AssignmentEvent | Ignored:
     channel = container["channel_id"]
     # A re-escalation's reply names its handoff, which was delivered to the alert the reply is
     # under: a button elsewhere naming it — in a bot's own blocks (`vendor_extra.slack`), in
-    # another thread or channel — takes nothing.
-    # Slack names the thread of a reply (`container.thread_ts`, `message.thread_ts`); a message that
-    # is not in one is its own thread.
+    # another thread or channel — takes nothing. Slack names the thread of a reply
+    # (`container.thread_ts`, `message.thread_ts`); a message in none is its own thread.
     thread = container["thread_ts"] or (interaction["message"] or {}).get("thread_ts") or container["message_ts"]
     return AssignmentEvent(target=TARGET, event_id=interaction["trigger_id"],
                            ticket_id=f"{channel}/{container['message_ts']}",

@@ -371,7 +371,7 @@ class ZendeskAdapter(Adapter):
         except TransientError as err:
             if self._conf["reopen_solved"]:
                 raise _not_reopened(ticket_id, err) from err
-            return False, None  # only who has it was asked: the bot hears of them when they reply
+            return False, None  # only who has it was asked: left unknown, the note is in
         except DeliveryError as err:
             log.warning("zendesk: the ticket could not be read after its note was found (not reopened)",
                         extra={"ticket": ticket_id, "error": type(err).__name__, "status": err.status})
