@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 # Zendesk caps a comment at about 64 KB. Stay well under it: the limit counts the stored body and
 # Zendesk may add markup of its own.
 COMMENT_LIMIT_BYTES = 60_000
-LATEST_SHOWN = (10, 5, 3)  # messages kept in the comment when the transcript goes in a file, most first
 PRIORITIES = {"low": "low", "normal": "normal", "high": "high", "urgent": "urgent"}
 TICKET_TYPES = ("question", "incident", "problem", "task")
 DEFAULTS: dict[str, Any] = {"type": "question", "public_comment": False, "tags": [], "custom_fields": [],
@@ -243,13 +242,15 @@ class ZendeskAdapter(Adapter):
         if _fits(lead + ctx.brief.summary_html + note):
             text = "\n".join((ctx.brief.transcript_heading, "", *ctx.brief.transcript_lines)) + "\n"
             # The end of the conversation stays in the comment, as much of it as fits: with the whole
-            # transcript in a file, an agent read none of it without downloading it.
-            for shown in LATEST_SHOWN:
-                latest = ctx.brief.html_latest_messages(shown)
-                if _fits(lead + ctx.brief.summary_html + note + latest):
-                    return _Comment(ctx.brief.summary_html + note + latest, (name, text), "transcript",
-                                    f"the summary and the last {shown} messages")
-            return _Comment(ctx.brief.summary_html + note, (name, text), "transcript", "the summary")
+            # transcript in a file, an agent read none of it without downloading it (and then only
+            # the last ten, of 400 messages in 5 KB of a 60 KB comment).
+            shown, body = _most_that_fit(
+                len(ctx.brief.transcript_lines),
+                lambda n: ctx.brief.summary_html_with(note + ctx.brief.html_latest_messages(n)),
+                lambda body: _fits(lead + body))
+            if shown:
+                return _Comment(body, (name, text), "transcript", f"the summary and the last {shown} messages")
+            return _Comment(ctx.brief.summary_html_with(note), (name, text), "transcript", "the summary")
         recent = ctx.brief.html_recent_contacts(RECENT_CONTACTS, include_transcript=False)
         if recent is not None and _fits(lead + recent + attached):
             return _Comment(recent + attached, whole, "brief",
@@ -518,6 +519,20 @@ class ZendeskAdapter(Adapter):
             raise OutcomeUnknown(f"Zendesk answered without the ticket's id (got {str(ticket_id)[:40]!r})",
                                  reply=small)
         return Sent(vendor_id=str(ticket_id), url=self._agent_url(ticket_id), reply=small)
+
+
+def _most_that_fit(most: int, render: Callable[[int], str], fits: Callable[[str], bool]) -> tuple[int, str]:
+    """The largest n ≤ `most` whose `render(n)` `fits`, and that rendering; (0, "") when none does.
+    A bisection: each try renders n messages, and a long transcript has thousands."""
+    low, high, best = 1, most, (0, "")
+    while low <= high:
+        n = (low + high) // 2
+        body = render(n)
+        if fits(body):
+            low, best = n + 1, (n, body)
+        else:
+            high = n - 1
+    return best
 
 
 def _holder(ticket: Mapping[str, Any], reopened: bool) -> str | None:

@@ -104,6 +104,12 @@ class Brief:
     def summary_html(self) -> str:
         return self._render("html", include_transcript=False)
 
+    def summary_html_with(self, inserted: str) -> str:
+        """`summary_html` with `inserted` (HTML of ours: where the transcript went, its last
+        messages) where the transcript would be — above the footer, which it followed before, as if
+        added after the signature."""
+        return self._render("html", include_transcript=False, inserted=inserted)
+
     @cached_property
     def core_html(self) -> str:
         """The summary without its long lists (earlier contacts, attempts, collected data, hints):
@@ -130,10 +136,13 @@ class Brief:
         return _env.get_template("latest_messages.html.j2").render(b=self._view, rows=rows)
 
     def _render(self, kind: str, include_transcript: bool, include_lists: bool = True,
-                transcript_where: str = "see below / attached", view: Mapping[str, Any] | None = None) -> str:
+                transcript_where: str = "see below / attached", view: Mapping[str, Any] | None = None,
+                inserted: str = "") -> str:
+        # `inserted` is HTML this module's templates and the adapter's own notes wrote, escaped there.
         return _env.get_template(f"{self.template}.{kind}.j2").render(
             b=self._view if view is None else view, include_lists=include_lists,
-            include_transcript=include_transcript, transcript_where=transcript_where)
+            include_transcript=include_transcript, transcript_where=transcript_where,
+            inserted=Markup(inserted))  # noqa: S704
 
     @property
     def transcript_heading(self) -> str:

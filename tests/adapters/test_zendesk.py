@@ -582,17 +582,17 @@ def test_oversize_multibyte_transcript_goes_as_attachment_nothing_cut(zd: FakeZe
     [body] = zd.json_bodies("POST", TICKETS)
     comment = body["ticket"]["comment"]
     assert comment["uploads"] == ["6bk3gql82em5nmf"]
-    assert comment["html_body"].startswith(context.brief.summary_html)
+    assert comment["html_body"].startswith(context.brief.summary_html.split("see below / attached.</h3>")[0])
     assert "attached as transcript-hnd_01TESTHANDOFF0000000000000.txt" in comment["html_body"]
     assert len(comment["html_body"].encode()) <= COMMENT_LIMIT_BYTES
     assert "transcript" in outcome.receipt["delivered"]
     assert outcome.receipt["attached"][0]["part"] == "transcript"
     assert outcome.receipt["attached"][0]["file"] == "transcript-hnd_01TESTHANDOFF0000000000000.txt"
-    # As much of the conversation's end as fits stays readable in the comment (60 messages of ~2 KB: 10 fit).
-    assert "<h3>The last 10 of 60 messages</h3>" in comment["html_body"]
-    assert "第59条消息" in comment["html_body"] and "第50条消息" in comment["html_body"]
-    assert "第49条消息" not in comment["html_body"]
-    assert "the last 10 messages" in outcome.receipt["attached"][0]["reason"]
+    # As much of the conversation's end as fits stays readable in the comment (60 messages of ~2 KB).
+    shown = int(comment["html_body"].split("<h3>The last ")[1].split(" of 60 messages</h3>")[0])
+    assert 20 <= shown < 60 and f"the last {shown} messages" in outcome.receipt["attached"][0]["reason"]
+    assert "第59条消息" in comment["html_body"] and f"第{60 - shown}条消息" in comment["html_body"]
+    assert f"第{59 - shown}条消息" not in comment["html_body"]
 
 
 def test_a_300_message_transcript_keeps_its_last_messages_in_the_comment() -> None:
@@ -602,9 +602,20 @@ def test_a_300_message_transcript_keeps_its_last_messages_in_the_comment() -> No
                                       "text": f"message {i}: " + "words " * 40} for i in range(300)])
     html_body = adapter().render(ctx(packet))["ticket"]["comment"]["html_body"]
     assert "The whole transcript (300 messages) is attached" in html_body
-    assert "<h3>The last 10 of 300 messages</h3>" in html_body and "message 299:" in html_body
-    assert html_body.index("attached") < html_body.index("The last 10")
-    assert "message 289:" not in html_body.split("The last 10")[1]
+    # A review: only the last 10 of them, in 5 KB of a 60 KB comment — and below the footer.
+    shown = int(html_body.split("<h3>The last ")[1].split(" of 300 messages</h3>")[0])
+    assert shown >= 100 and "message 299:" in html_body and f"message {300 - shown}:" in html_body
+    assert f"message {299 - shown}:" not in html_body.split("The last")[1]
+    assert html_body.index("attached") < html_body.index("The last") < html_body.index("<hr>")
+    assert len(html_body.encode()) <= COMMENT_LIMIT_BYTES
+
+
+def test_the_most_messages_that_fit_are_found() -> None:
+    from adapters.zendesk import _most_that_fit
+
+    assert _most_that_fit(300, lambda n: "x" * n, lambda body: len(body) <= 137) == (137, "x" * 137)
+    assert _most_that_fit(300, lambda n: "x" * n, lambda body: len(body) <= 1000)[0] == 300
+    assert _most_that_fit(300, lambda n: "x" * n, lambda body: False) == (0, "")
 
 
 def test_hostile_customer_text_lands_escaped(zd: FakeZendesk) -> None:
