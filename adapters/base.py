@@ -109,7 +109,19 @@ class HandoffContext:
         if self.link is None or self.packet.get("follow_up"):
             return None
         said = f"Handed off again: the conversation came back to a person (handoff {self.handoff_id})."
-        return " ".join(part for part in (said, self.since_opened, self.another_customer) if part)
+        return " ".join(part for part in (said, self.since_opened, self.not_moved, self.another_customer) if part)
+
+    @property
+    def not_moved(self) -> str | None:
+        """Routing chose another team for this handoff than the one its ticket was opened for: the
+        ticket is not moved (a case being worked keeps its group and owner), and the repeated
+        brief's "Routed to: escalations" read as if that team had it — nobody there ever saw it."""
+        opened = self.link.extra.get("opened_with") if self.link is not None else None
+        was, team = (opened or {}).get("team") if isinstance(opened, Mapping) else None, self.assignment.get("team")
+        if not was or not team or was == team or self.packet.get("follow_up"):
+            return None
+        return (f"Routing chose {team} for this handoff, but this ticket was opened for {was} and was not moved: "
+                f"move it if {team} should take it.")
 
     @property
     def since_opened(self) -> str | None:
@@ -575,10 +587,11 @@ def _carried(ctx: HandoffContext) -> Dropped:
 
 
 def opened_with(ctx: HandoffContext) -> dict[str, Any]:
-    """Where the conversation stood when this delivery's ticket was opened: its last message's time
-    and the urgency routing gave it, for the next handoff's note to say what is new."""
+    """Where the conversation stood when this delivery's ticket was opened: its last message's time,
+    the urgency and the team routing gave it, for the next handoff's note to say what is new."""
     times = [at for entry in ctx.packet.get("transcript") or [] if (at := rfc3339_utc(entry.get("at"))) is not None]
-    stood = {"last_message_at": max(times).isoformat() if times else None, "urgency": ctx.assignment.get("priority")}
+    stood = {"last_message_at": max(times).isoformat() if times else None, "urgency": ctx.assignment.get("priority"),
+             "team": ctx.assignment.get("team")}
     return {key: value for key, value in stood.items() if value}
 
 

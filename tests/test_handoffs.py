@@ -644,6 +644,36 @@ def test_a_second_handoff_says_what_is_new_since_the_ticket_was_opened(make_app)
     assert "New since" not in note(bots, was)
 
 
+def test_a_repeat_routed_to_another_team_says_the_ticket_was_not_moved(make_app):
+    # A review of the brief: the repeat's note said "Routed to: escalations" while its ticket stayed
+    # with technical support — the agent believed escalations had it, and nobody there saw it.
+    import responses
+
+    from adapters.base import HandoffContext, Link
+    from connector.brief import render_brief
+    from connector.models import ConversationLink
+
+    app = make_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
+                   zendesk_api_token="t")
+    services, client = app.extensions["connector"], app.test_client()
+    with responses.RequestsMock() as mock:
+        mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201, json={"ticket": {"id": 1}})
+        team = post(client, minimal_packet(conversation={"id": "conv-moved"})).get_json()["assignment"]["team"]
+    with services.db.reading() as session:
+        extra = dict(session.query(ConversationLink).one().extra)
+    assert extra["opened_with"]["team"] == team
+
+    def note(routed_to: str) -> str:
+        packet = minimal_packet(conversation={"id": "conv-moved"})
+        return HandoffContext(handoff_id="hnd_2", target="zendesk", packet=packet, brief=render_brief(packet, "h"),
+                              assignment={"team": routed_to}, idempotency_key="k",
+                              link=Link(vendor_id="1", extra=extra)).handed_off_again or ""
+
+    assert (f"Routing chose escalations for this handoff, but this ticket was opened for {team} and was not "
+            "moved: move it if escalations should take it.") in note("escalations")
+    assert "not moved" not in note(team)
+
+
 def test_a_third_handoff_says_what_is_new_since_the_second_not_since_the_ticket_was_opened(make_app):
     # A review: "new since this ticket was opened" compared with the first handoff only, so the
     # third handoff's note listed again the messages the second had already posted there.
