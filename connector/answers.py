@@ -121,13 +121,16 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     taker = assigned and not routed_only and status != "failed"
     delayed = taker or (wait_ran_out(handoff) and status != "failed") \
         or is_delayed(status, deliveries, handoff.estimated_wait_seconds)
+    # The message without the team's hours (`if_assigned`) once an agent has it, or once the hours
+    # it told of are past: "away until 09:00 Monday" was still read on Tuesday afternoon.
+    unhoured = taker or (hours_passed(handoff) and status != "failed")
     return {
         "id": handoff.id,
         "status": status,
         "conversation_id": handoff.conversation_id,
         "tickets": [_ticket(d) for d in deliveries],
         "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS},
-        "customer_message": shown_message(handoff.customer_message, status, delayed=delayed, assigned=taker),
+        "customer_message": shown_message(handoff.customer_message, status, delayed=delayed, assigned=unhoured),
         "estimated_wait_seconds": shown_wait(handoff.estimated_wait_seconds, status, delayed=delayed),
         # Targets appear here when they finish: until then nothing has reached them.
         "context_receipt": {d.target: receipt_for_bot(d.receipt) for d in deliveries if d.receipt is not None},
@@ -146,6 +149,19 @@ def wait_ran_out(handoff: Any) -> bool:
         return False
     told_s = max(1, round(wait_s / 60)) * 60  # `customer_message.compose`'s minutes
     return utcnow() - handoff.created_at >= dt.timedelta(seconds=told_s)
+
+
+def hours_passed(handoff: Any) -> bool:
+    """The team's opening the message told of has come (`closed`: "we open again at 09:00 Monday";
+    `closing`: "…and open again at 09:00 tomorrow"): what it says of the hours is over."""
+    assignment = handoff.assignment or {}
+    hours = assignment.get("business_hours") or {}
+    said = hours.get("next_opening") if assignment.get("out_of_hours") else hours.get("reopens_at")
+    try:
+        opening = dt.datetime.fromisoformat(said) if isinstance(said, str) else None
+    except ValueError:
+        return False
+    return opening is not None and opening.tzinfo is not None and utcnow() >= opening
 
 
 def is_delayed(status: str, deliveries: Iterable[Any], wait_s: int | None) -> bool:
@@ -209,8 +225,8 @@ def shown_message(message: dict[str, str] | None, status: str, *,
     (`failed`), the stored apology says so instead (`customer_message.compose`) — unless messages
     sent since (`follow_ups`) opened a ticket after all: `render` shows that ticket, and the status
     is no longer `failed`. `delayed` (no target has it, attempts failing): the message without its
-    wait, where one was quoted. `assigned` (an agent has it): the message without the team's hours,
-    where it said them."""
+    wait, where one was quoted. `assigned` (an agent has it, or the opening it told of has come:
+    `hours_passed`): the message without the team's hours, where it said them."""
     if not message:
         return message
     if assigned and message.get("if_assigned"):

@@ -75,3 +75,30 @@ def test_routings_own_agent_changes_nothing_the_customer_was_told():
     taken = render(handoff, rows, assigned=True)
     assert (routed["customer_message"], routed["estimated_wait_seconds"]) == (alone["customer_message"], 300)
     assert (taken["customer_message"]["text"], taken["estimated_wait_seconds"]) == ("… as soon as they're free.", None)
+
+
+def test_the_teams_hours_are_no_longer_said_once_the_opening_they_told_of_has_come():
+    # A bot developer's review: "the team is away, we open again at 09:00 Monday" was still the
+    # message a read (and a late `delivered` callback) showed on Tuesday afternoon.
+    import datetime as dt
+
+    from connector.answers import hours_passed, render
+    from connector.models import utcnow
+
+    message = {"locale": "en", "text": "… The team is away: we open again at 09:00 Monday.",
+               "if_assigned": "… as soon as they're free."}
+    rows = [SimpleNamespace(target="zendesk", state="created", vendor_id="1", url=None, attempts=1,
+                            last_error=None, receipt=None, next_attempt_at=None)]
+
+    def read(opening: dt.datetime, out_of_hours: bool = True, state: str = "created") -> str:
+        hours = {"next_opening" if out_of_hours else "reopens_at": opening.isoformat()}
+        handoff = SimpleNamespace(id="hnd_1", conversation_id="c", customer_message=message, created_at=utcnow(),
+                                  assignment={"out_of_hours": out_of_hours, "business_hours": hours},
+                                  estimated_wait_seconds=None, deliveries=[])
+        return render(handoff, [SimpleNamespace(**{**vars(rows[0]), "state": state})])["customer_message"]["text"]
+
+    past, ahead = utcnow() - dt.timedelta(hours=30), utcnow() + dt.timedelta(hours=30)
+    assert read(ahead) == message["text"] and read(past) == message["if_assigned"]
+    assert read(past, out_of_hours=False) == message["if_assigned"]  # "closing": its reopening has come too
+    assert read(past, state="dead") != message["if_assigned"]  # failed keeps its apology
+    assert not hours_passed(SimpleNamespace(assignment={"out_of_hours": True, "business_hours": {"next_opening": "x"}}))
