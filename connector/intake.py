@@ -55,25 +55,47 @@ def _packet_schema(limits: Limits) -> PacketSchema:
 
 
 def validate_packet(data: dict[str, Any], services: Services) -> dict[str, Any]:
+    packet = _loaded(data, services)
+    _refuse(_unservable(packet, services))
+    return packet
+
+
+def _loaded(data: dict[str, Any], services: Services) -> dict[str, Any]:
+    """The packet as the contract's schema reads it; 422 naming every field it refuses."""
     settings = services.settings
     try:
         limits = Limits(settings.max_transcript_entries, settings.max_entry_chars)
-        packet = plain_load.load(_packet_schema(limits), data)
+        return plain_load.load(_packet_schema(limits), data)
     except ValidationError as err:
         errors = flatten_errors(err.messages)
         detail = f"The packet is not valid: {len(errors)} field(s) need attention."
         raise ValidationFailed(detail, errors=errors) from None
+
+
+def _unservable(packet: Mapping[str, Any], services: Services) -> dict[str, tuple[str, str]]:
+    """What this connector's settings cannot serve in a valid packet — a callback URL it may not
+    call, targets it has not enabled — by field: (the detail, the reason). All of them at once:
+    a bot fixed one and met the next."""
+    problems: dict[str, tuple[str, str]] = {}
     callback = packet.get("callback")
-    problem = callback_http.url_problem(callback["url"], settings.callback_allow_private) if callback else None
+    problem = callback_http.url_problem(callback["url"], services.settings.callback_allow_private) if callback else None
     if problem is not None:
-        raise ValidationFailed(f"The callback URL cannot be used: it {problem}.", errors={"callback.url": [problem]})
+        problems["callback.url"] = (f"The callback URL cannot be used: it {problem}.", problem)
     for index, name in enumerate(packet.get("targets") or []):
         if name not in services.adapters:
-            raise ValidationFailed(
-                f"Target {name!r} is not enabled on this connector.",
-                errors={f"targets.{index}": [f"not enabled; enabled: {', '.join(services.adapters)}"]},
-            )
-    return packet
+            problems[f"targets.{index}"] = (f"Target {name!r} is not enabled on this connector.",
+                                            f"not enabled; enabled: {', '.join(services.adapters)}")
+    return problems
+
+
+def _refuse(problems: Mapping[str, tuple[str, str]]) -> None:
+    if not problems:
+        return
+    if len(problems) == 1:
+        [(detail, _)] = problems.values()
+    else:
+        detail = f"This connector cannot serve the packet: {len(problems)} field(s) need attention."
+    raise ValidationFailed(detail, errors={field: [reason] for field, (_, reason) in problems.items()})
 
 
 def accept(services: Services, caller: Caller, raw: bytes, content_type: str | None,
@@ -82,11 +104,19 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
     # stored, comes out of it rather than on top of it.
     deadline = time.monotonic() + services.settings.sync_budget_ms / 1000
     data = parse_json(raw, content_type, services.settings.max_json_depth)
-    packet = validate_packet(data, services)
+    packet = _loaded(data, services)
     bot_id = packet["bot"]["id"]
     check_bot(caller, bot_id)
     digest = packet_hash(packet)
     key = key_for(idempotency_header, digest)
+    unservable = _unservable(packet, services)
+    if unservable:
+        # A retry of a handoff stored before a setting changed (its target disabled since, private
+        # callbacks no longer allowed) still gets its stored answer: it was refused, as a new one.
+        existing = find_repeat(services, bot_id, key, caller.message_id)
+        if existing is None:
+            _refuse(unservable)
+        return _replayed(services, existing, digest, key, packet)
 
     try:
         # Insert first: the unique keys (bot, Idempotency-Key) and (bot, signed message id) say
@@ -102,19 +132,23 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
         existing = find_repeat(services, bot_id, key, caller.message_id)
         if existing is None:  # skipped as a repeat, yet nothing matches: a state this code does not expect
             raise RuntimeError("a handoff was skipped as a repeat but no stored handoff matches it")
-        with services.db.reading() as session:  # a failed handoff's messages may have opened a ticket since
-            later = answers.reached_later(session, [existing]).get(existing.id, [])
-            # …and an agent may have taken it: no wait then, as a read of it says.
-            holder = assignments.assignment_of(session, existing.id)
-        shown = partial(answers.render, reached_later=later, assigned=holder is not None,
-                        routed_only=holder is not None and bool(holder.routed))
-        return _warned(replay(existing, digest, key, shown), packet, services)
+        return _replayed(services, existing, digest, key, packet)
     if callbacks.url_for(packet, "queued"):
         services.wake_callbacks()  # its `queued` row is committed: send it now, not at the next poll
     with log_context(handoff_id=stored.handoff.id):
         log.info("handoff accepted", extra={"targets": [d.target for d in stored.handoff.deliveries],
                                             "conversation_id": stored.handoff.conversation_id})
         return _warned(deliver_and_answer(services, stored, answers.render, deadline=deadline), packet, services)
+
+
+def _replayed(services: Services, existing: Handoff, digest: str, key: str, packet: dict[str, Any]) -> Answer:
+    with services.db.reading() as session:  # a failed handoff's messages may have opened a ticket since
+        later = answers.reached_later(session, [existing]).get(existing.id, [])
+        # …and an agent may have taken it: no wait then, as a read of it says.
+        holder = assignments.assignment_of(session, existing.id)
+    shown = partial(answers.render, reached_later=later, assigned=holder is not None,
+                    routed_only=holder is not None and bool(holder.routed))
+    return _warned(replay(existing, digest, key, shown), packet, services)
 
 
 def _warned(answer: Answer, packet: dict[str, Any], services: Services) -> Answer:

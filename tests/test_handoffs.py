@@ -857,3 +857,23 @@ def test_once_an_agent_has_it_the_message_no_longer_says_the_team_is_away(make_a
         else:
             assert read["customer_message"]["text"].endswith("Someone will reply here as soon as they're free.")
             assert read["customer_message"]["text"].startswith(body["customer_message"]["text"].split(" The team")[0])
+
+
+def test_what_the_settings_cannot_serve_is_named_at_once_and_a_retry_stored_before_still_gets_its_answer(
+        make_app):
+    # A bot developer's review: an unusable callback URL and a target not enabled came back one per
+    # request; and a retry of a handoff stored before its target was disabled got a 422, not its answer.
+    app = make_app()
+    packet = minimal_packet(targets=["preview", "zendesk"], callback={"url": "http://bot.example.com/cb"})
+    refused = post(app.test_client(), packet)
+    assert refused.status_code == 422
+    body = refused.get_json()
+    assert set(body["errors"]) == {"callback.url", "targets.1"} and "2 field(s)" in body["detail"]
+    database = app.extensions["connector"].settings.database_url
+    stored = post(app.test_client(), minimal_packet(targets=["preview"]), key="before-the-change")
+    assert stored.status_code == 201
+    later = make_app(database_url=database, targets=("zendesk",), zendesk_subdomain="acme",
+                     zendesk_email="bot@acme.example", zendesk_api_token="t")  # preview no longer enabled
+    retried = post(later.test_client(), minimal_packet(targets=["preview"]), key="before-the-change")
+    assert (retried.status_code, retried.get_json()["id"]) == (200, stored.get_json()["id"])
+    assert post(later.test_client(), minimal_packet(targets=["preview"]), key="new").status_code == 422
