@@ -118,7 +118,9 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     # So once the wait has run out with nobody on it. Routing's own agent (a sticky rule's, on the
     # ticket from its making: `routed_only`) changes nothing the customer was told — the wait and
     # the team's hours were said knowing it ("someone will reply soon" at 22:00 on a Friday was false).
-    taker = assigned and not routed_only and status != "failed"
+    # Solved (`completed_at`): as if taken — nobody is still to come, and no wait is quoted.
+    taker = ((assigned and not routed_only) or getattr(handoff, "completed_at", None) is not None) \
+        and status != "failed"
     delayed = taker or (wait_ran_out(handoff) and status != "failed") \
         or is_delayed(status, deliveries, handoff.estimated_wait_seconds)
     # The message without the team's hours (`if_assigned`) once an agent has it, or once the hours
@@ -276,6 +278,7 @@ def render_detail(handoff: Handoff, assigned: Assignment | None = None,
     body = render(handoff, reached_later=[d for f in follow_ups for d in f.deliveries if d.state in DONE],
                   assigned=assigned is not None, routed_only=assigned is not None and bool(assigned.routed))
     body["created_at"] = handoff.created_at.isoformat()
+    body["completed_at"] = handoff.completed_at.isoformat() if handoff.completed_at else None
     body["updated_at"] = max([handoff.updated_at, *(d.updated_at for d in handoff.deliveries)]).isoformat()
     body["deliveries"] = [
         {

@@ -178,21 +178,28 @@ def _ticket_of(handoff: Handoff, target: str) -> str | None:
 
 
 def complete(services: Services, event: CompletionEvent) -> Received:
-    """The `completed` status callback for the handoff whose ticket was solved, if its bot wants it."""
+    """The handoff whose ticket was solved: recorded (`completed_at`, which a read shows, and which
+    ends the wait it quotes), and its `completed` status callback owed if its bot wants it. A bot
+    that did not ask — one without a signing secret cannot — read "someone will reply in about 5
+    minutes" of a ticket solved days before. Once: a copy of the event finds it recorded."""
     with services.db.session() as session:
         handoff = _delivered_to(session, event)
         if handoff is None:
             return Received("ignored", NO_HANDOFF)
+        first = session.execute(update(Handoff).where(Handoff.id == handoff.id, Handoff.completed_at.is_(None))
+                                .values(completed_at=event.at).execution_options(synchronize_session=False))
         url = callbacks.url_for(handoff.packet, "completed")
-        if url is None:
-            return Received("ignored", "the handoff's bot did not ask to hear of its completion", handoff.id)
-        tickets = _tickets(handoff)
-        new = callbacks.row(handoff, "completed", url, tickets, event.at,
-                            primary=_ticket_at(tickets, event.target, event.ticket_id))
-        if not callbacks.add(session.connection(), services.db, new):
+        owed = False
+        if url is not None:
+            tickets = _tickets(handoff)
+            new = callbacks.row(handoff, "completed", url, tickets, event.at,
+                                primary=_ticket_at(tickets, event.target, event.ticket_id))
+            owed = callbacks.add(session.connection(), services.db, new)
+        if not first.rowcount and not owed:
             return Received("duplicate", "the handoff's completion was recorded already", handoff.id)
         handoff_id = handoff.id
-    services.wake_callbacks()  # `completed`
+    if owed:
+        services.wake_callbacks()  # `completed`
     with log_context(handoff_id=handoff_id):
         log.info("completion recorded", extra={"target": event.target})
     return Received("recorded", "completed", handoff_id)

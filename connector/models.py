@@ -79,6 +79,8 @@ class Handoff(Base):
     follow_up_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # When a vendor said its ticket was solved (`assignments.complete`): a read stops promising a reply.
+    completed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
 
     deliveries: Mapped[list["Delivery"]] = relationship(
         back_populates="handoff", order_by="Delivery.position", lazy="selectin"

@@ -559,9 +559,16 @@ def test_a_solved_ticket_whose_bot_did_not_ask_owes_nothing(make_callback_app, b
                               event={"current": "solved", "previous": "OPEN"})).encode()
     response = app.test_client().post("/webhooks/zendesk", data=solved, content_type="application/json",
                                       headers=signed(solved))
-    assert response.get_json() == {"outcome": "ignored", "handoff_id": "hnd_01TESTHANDOFF0000000000000",
-                                   "detail": "the handoff's bot did not ask to hear of its completion"}
+    # …but the solve is kept: a read of a ticket solved days before still promised a reply (a bot
+    # developer's review). A copy of the event finds it recorded.
+    assert response.get_json() == {"outcome": "recorded", "handoff_id": "hnd_01TESTHANDOFF0000000000000",
+                                   "detail": "completed"}
     assert rows(app) == []
+    again = app.test_client().post("/webhooks/zendesk", data=solved, content_type="application/json",
+                                   headers=signed(solved))
+    assert again.get_json()["outcome"] == "duplicate"
+    read = app.test_client().get("/v1/handoffs/hnd_01TESTHANDOFF0000000000000", headers=auth()).get_json()
+    assert read["completed_at"] is not None and read["estimated_wait_seconds"] is None
 
 
 def test_given_up_callbacks_are_listed_and_sent_again_once_the_bot_can_be_signed_for(make_app, bot, tmp_path):

@@ -50,10 +50,11 @@ def zendesk() -> Response:
         An agent taking an unassigned ticket of a handoff is recorded once per event id and
         feeds the observed wait; the agent routing itself put on the ticket is recorded as
         holding it (`routed`), never as an observed wait, until another agent takes the ticket
-        and replaces it. A ticket solved or closed owes the handoff's bot its `completed`
-        status callback, once. Other event types, unassignments, reassignments between agents
-        other than routing's own, other statuses and
-        tickets that no handoff made are answered 200 with outcome `ignored`.
+        and replaces it. A ticket solved or closed is recorded (GET shows completed_at) and
+        owes the handoff's bot its `completed` status callback, once, if it asked for it.
+        Other event types, unassignments, reassignments between agents other than routing's
+        own, other statuses and tickets that no handoff made are answered 200 with outcome
+        `ignored`.
       security: [{zendeskSignature: []}]
       parameters:
         - {in: header, name: X-Zendesk-Webhook-Signature-Timestamp, required: true, schema: {type: string}}

@@ -140,6 +140,11 @@ class HandoffDetailSchema(HandoffResponseSchema):
 
     created_at = fields.String(required=True)
     updated_at = fields.String(required=True)
+    completed_at = fields.String(
+        required=True, allow_none=True,
+        metadata={"description": "When a vendor said the handoff's ticket was solved (Zendesk), whether or not "
+                                 "the bot asked for the `completed` callback; null until then. From then on no "
+                                 "wait is quoted and the message promises no one still to come."})
     deliveries = fields.List(fields.Nested(DeliveryDetailSchema), required=True)
     assigned = fields.Nested(
         AssignedSchema, required=True, allow_none=True,
