@@ -107,7 +107,7 @@ class ApiProblem(Exception):
 
 class MalformedRequest(ApiProblem):
     status, title, type_slug = 400, "Malformed request", "malformed-request"
-    meaning = "not JSON, not UTF-8, nested too deep to parse"
+    meaning = "not JSON, not UTF-8, nested too deep to parse; an unusable Idempotency-Key header"
     retry = "no: fix the body"
 
 
@@ -171,7 +171,7 @@ class ValidationFailed(ApiProblem):
 
 class ServiceUnavailable(ApiProblem):
     status, title, type_slug = 503, "Service unavailable", "service-unavailable"
-    meaning = "the database cannot be reached; nothing was recorded"
+    meaning = "the database cannot be reached, or another request for the same handoff holds it; nothing was recorded"
     retry = "yes, after `Retry-After`, same key"
 
 

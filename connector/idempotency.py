@@ -26,6 +26,7 @@ def key_for(header: str | None, digest: str) -> str:
         return f"sha256:{digest}"
     if not CALLER_ID.match(header):
         raise MalformedRequest(
-            "Idempotency-Key must be 1 to 200 visible ASCII characters.", errors={"Idempotency-Key": ["invalid"]}
+            "Idempotency-Key must be 1 to 200 visible ASCII characters.",
+            errors={"Idempotency-Key": ["must be 1 to 200 visible ASCII characters"]}
         )
     return header

@@ -877,3 +877,9 @@ def test_what_the_settings_cannot_serve_is_named_at_once_and_a_retry_stored_befo
     retried = post(later.test_client(), minimal_packet(targets=["preview"]), key="before-the-change")
     assert (retried.status_code, retried.get_json()["id"]) == (200, stored.get_json()["id"])
     assert post(later.test_client(), minimal_packet(targets=["preview"]), key="new").status_code == 422
+
+
+def test_an_unusable_idempotency_key_names_its_limit(app):
+    response = post(app.test_client(), minimal_packet(), key="a b")
+    assert response.status_code == 400
+    assert response.get_json()["errors"] == {"Idempotency-Key": ["must be 1 to 200 visible ASCII characters"]}
