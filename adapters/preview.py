@@ -62,7 +62,15 @@ class PreviewAdapter(Adapter):
         return f"{ctx.public_url}/v1/handoffs/{ctx.handoff_id}"
 
 
+# What the base reads of a link for a repeat's note (`HandoffContext.handed_off_again`): kept, the
+# preview of a repeat left out "New since…", "not moved" and "Careful: another customer".
+_CONVERSATION_KEYS = ("customer", "opened_with", "told")
+
+
 def _as_target(ctx: HandoffContext, target: str) -> HandoffContext:
-    """The same context seen by another target: its own vendor_extra, a link with a stand-in id."""
-    link = Link(vendor_id="(existing ticket)", url=None) if ctx.link else None
+    """The same context seen by another target: its own vendor_extra, a link with a stand-in id and
+    what the conversation's link says of the conversation."""
+    link = Link(vendor_id="(existing ticket)", url=None,
+                extra={key: ctx.link.extra[key] for key in _CONVERSATION_KEYS if key in ctx.link.extra}) \
+        if ctx.link else None
     return replace(ctx, target=target, link=link, idempotency_key=f"{ctx.handoff_id}:{target}")

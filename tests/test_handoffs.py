@@ -883,3 +883,16 @@ def test_an_unusable_idempotency_key_names_its_limit(app):
     response = post(app.test_client(), minimal_packet(), key="a b")
     assert response.status_code == 400
     assert response.get_json()["errors"] == {"Idempotency-Key": ["must be 1 to 200 visible ASCII characters"]}
+
+
+def test_the_preview_of_a_repeat_shows_the_note_it_would_send(app):
+    # A review of the brief: the preview's stand-in link dropped what the conversation's link keeps,
+    # so a repeat's preview left out "New since…" that the vendors really receive.
+    client = app.test_client()
+    assert post(client, minimal_packet(conversation={"id": "conv-preview"})).status_code == 201
+    again = minimal_packet(conversation={"id": "conv-preview"})
+    again["transcript"].append({"at": "2026-11-20T10:05:00Z", "role": "customer", "text": "still broken"})
+    body = post(client, again).get_json()
+    [delivery] = client.get(f"/v1/handoffs/{body['id']}", headers=auth()).get_json()["deliveries"]
+    zendesk_note = json.dumps(delivery["payload"]["vendors"]["zendesk"], ensure_ascii=False)
+    assert "New since this ticket was opened: 1 message from the customer (from 2026-11-20 10:05 UTC)" in zendesk_note
