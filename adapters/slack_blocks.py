@@ -342,6 +342,10 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     team = routed_to(assignment)  # as the brief says it, with the rule that sent it there
     if team:
         fields.append(f"*Routed to*\n{fit(team, 200)[0]}")
+    # The alert's times are UTC: "call me after 8am" and "tomorrow" were the customer's, and only
+    # the thread (and Zendesk's, Salesforce's brief) said which clock they read.
+    if clock_there := local_time(packet):
+        fields.append(f"*Local time*\n{short('customer', clock_there, 200)}")
     blocks.append(section(why, fields, block_id="escalation"))
 
     # The line the ticket's subject takes (`brief.first_customer_line`): "hi" said nothing, and the
