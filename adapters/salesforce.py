@@ -495,13 +495,20 @@ class SalesforceAdapter(Adapter):
 
 def split_blocks(blocks: Sequence[str], budget: int, in_bytes: bool) -> list[str]:
     """Pack whole blocks (one per message) into pieces of at most `budget`, in order. Only a block that
-    cannot fit alone is split, inside itself, each part ending with CONTINUED: nothing is cut off."""
+    cannot fit alone is split, inside itself, each part ending with CONTINUED: nothing is cut off.
+    Such a block starts in the room the piece before it left: a 20,000-character message made the
+    transcript's first comment its heading alone."""
     pieces: list[str] = []
     current: str | None = None
     for block in blocks:
         if current is not None and _size(current + "\n" + block, in_bytes) <= budget:
             current += "\n" + block
             continue
+        if current is not None and _size(block, in_bytes) > budget:
+            room = budget - _size(current + "\n" + CONTINUED, in_bytes)
+            head = _cut(block, room, in_bytes) if room > 0 else ""
+            if head:
+                current, block = current + "\n" + head + CONTINUED, block[len(head):]
         if current is not None:
             pieces.append(current)
         while _size(block, in_bytes) > budget:

@@ -952,6 +952,18 @@ def test_bidirectional_controls_never_reach_the_case_raw() -> None:
     assert payload["case"]["Order_Number__c"] == "ORD-[U+202E]1234[U+202C]"
 
 
+def test_a_message_too_long_for_a_comment_starts_beside_the_heading_before_it() -> None:
+    # A review of the brief: the transcript's first comment of a 20,000-character message held its
+    # heading alone ("part 1/12"), the message starting in the next.
+    from adapters.salesforce import CONTINUED, split_blocks
+
+    pieces = split_blocks(["Transcript of the handoff, 1 message", "[10:00] Customer: " + "word " * 4000], 3000, True)
+    assert pieces[0].startswith("Transcript of the handoff, 1 message\n[10:00] Customer: word")
+    assert all(len(piece.encode()) <= 3000 for piece in pieces)
+    assert "".join(piece.removesuffix(CONTINUED) for piece in pieces) == \
+        "Transcript of the handoff, 1 message\n[10:00] Customer: " + "word " * 4000
+
+
 def test_a_comment_split_inside_a_run_of_flags_cuts_between_two_flags() -> None:
     # Flags are pairs of regional indicators: cut after an odd one, the next comment began 🇸🇺… and
     # every flag after the cut read as another country.
