@@ -120,8 +120,7 @@ class HandoffContext:
         was, team = (opened or {}).get("team") if isinstance(opened, Mapping) else None, self.assignment.get("team")
         if not was or not team or was == team or self.packet.get("follow_up"):
             return None
-        return (f"Routing chose {team} for this handoff, but this ticket was opened for {was} and was not moved: "
-                f"move it if {team} should take it.")
+        return f"Routing chose {team} for this handoff, but this ticket was opened for {was} and was not moved."
 
     @property
     def since_opened(self) -> str | None:

@@ -504,11 +504,11 @@ def split_blocks(blocks: Sequence[str], budget: int, in_bytes: bool) -> list[str
         if current is not None and _size(current + "\n" + block, in_bytes) <= budget:
             current += "\n" + block
             continue
-        if current is not None and _size(block, in_bytes) > budget:
-            room = budget - _size(current + "\n" + CONTINUED, in_bytes)
-            head = _cut(block, room, in_bytes) if room > 0 else ""
-            if head:
-                current, block = current + "\n" + head + CONTINUED, block[len(head):]
+        room = budget - _size(current + "\n" + CONTINUED, in_bytes) if current is not None else 0
+        if _size(block, in_bytes) > budget and room >= budget // 4:  # a few bytes' room: "[10:0" alone
+            head = _cut(block, room, in_bytes)
+            if head and _size(head, in_bytes) <= room:  # `_cut` gives one character at least
+                current, block = f"{current}\n{head}{CONTINUED}", block[len(head):]
         if current is not None:
             pieces.append(current)
         while _size(block, in_bytes) > budget:

@@ -113,7 +113,12 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
     if unservable:
         # A retry of a handoff stored before a setting changed (its target disabled since, private
         # callbacks no longer allowed) still gets its stored answer: it was refused, as a new one.
-        existing = find_repeat(services, bot_id, key, caller.message_id)
+        try:
+            existing = find_repeat(services, bot_id, key, caller.message_id)
+        except OperationalError as err:
+            log.error("database unavailable at intake", extra={"error": reason(err)})
+            raise ServiceUnavailable("The connector cannot read its handoffs right now; nothing was recorded. "
+                                     "Retry shortly.", headers={"Retry-After": "5"}) from None
         if existing is None:
             _refuse(unservable)
         return _replayed(services, existing, digest, key, packet)

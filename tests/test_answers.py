@@ -102,3 +102,22 @@ def test_the_teams_hours_are_no_longer_said_once_the_opening_they_told_of_has_co
     assert read(past, out_of_hours=False) == message["if_assigned"]  # "closing": its reopening has come too
     assert read(past, state="dead") != message["if_assigned"]  # failed keeps its apology
     assert not hours_passed(SimpleNamespace(assignment={"out_of_hours": True, "business_hours": {"next_opening": "x"}}))
+
+
+def test_a_solved_handoff_quotes_no_wait_and_says_no_hours():
+    # A review: the test of completion quoted no wait to begin with.
+    import datetime as dt
+
+    from connector.answers import render
+    from connector.models import utcnow
+
+    message = {"locale": "en", "text": "… in about 5 minutes.", "if_delayed": "… as soon as they're free.",
+               "if_assigned": "… as soon as they're free."}
+    rows = [SimpleNamespace(target="zendesk", state="created", vendor_id="1", url=None, attempts=1,
+                            last_error=None, receipt=None, next_attempt_at=None)]
+    handoff = SimpleNamespace(id="hnd_1", conversation_id="c", assignment={}, customer_message=message,
+                              estimated_wait_seconds=300, created_at=utcnow(), deliveries=[], completed_at=None)
+    assert render(handoff, rows)["estimated_wait_seconds"] == 300
+    handoff.completed_at = utcnow() - dt.timedelta(minutes=1)
+    solved = render(handoff, rows)
+    assert (solved["estimated_wait_seconds"], solved["customer_message"]["text"]) == (None, "… as soon as they're free.")

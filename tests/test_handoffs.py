@@ -670,7 +670,7 @@ def test_a_repeat_routed_to_another_team_says_the_ticket_was_not_moved(make_app)
                               link=Link(vendor_id="1", extra=extra)).handed_off_again or ""
 
     assert (f"Routing chose escalations for this handoff, but this ticket was opened for {team} and was not "
-            "moved: move it if escalations should take it.") in note("escalations")
+            "moved.") in note("escalations")
     assert "not moved" not in note(team)
 
 
@@ -896,3 +896,19 @@ def test_the_preview_of_a_repeat_shows_the_note_it_would_send(app):
     [delivery] = client.get(f"/v1/handoffs/{body['id']}", headers=auth()).get_json()["deliveries"]
     zendesk_note = json.dumps(delivery["payload"]["vendors"]["zendesk"], ensure_ascii=False)
     assert "New since this ticket was opened: 1 message from the customer (from 2026-11-20 10:05 UTC)" in zendesk_note
+
+
+def test_a_refusal_that_must_look_for_a_stored_answer_is_a_503_while_the_database_is_away(app, monkeypatch):
+    # A review: the look for a repeat before a settings refusal had no outage handling (a 500).
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from connector import intake
+
+    def away(*_args, **_kwargs):
+        raise OperationalError("SELECT", {}, sqlite3.OperationalError("unable to open database file"))
+
+    monkeypatch.setattr(intake, "find_repeat", away)
+    response = post(app.test_client(), minimal_packet(targets=["zendesk"]))
+    assert (response.status_code, response.headers["Retry-After"]) == (503, "5")

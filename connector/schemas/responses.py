@@ -143,8 +143,9 @@ class HandoffDetailSchema(HandoffResponseSchema):
     completed_at = fields.String(
         required=True, allow_none=True,
         metadata={"description": "When a vendor said the handoff's ticket was solved (Zendesk), whether or not "
-                                 "the bot asked for the `completed` callback; null until then. From then on no "
-                                 "wait is quoted and the message promises no one still to come."})
+                                 "the bot asked for the `completed` callback; null until then, and kept if the "
+                                 "ticket is reopened. From then on no wait is quoted, and the message is the one "
+                                 "shown once an agent has the handoff."})
     deliveries = fields.List(fields.Nested(DeliveryDetailSchema), required=True)
     assigned = fields.Nested(
         AssignedSchema, required=True, allow_none=True,

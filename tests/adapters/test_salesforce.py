@@ -962,6 +962,11 @@ def test_a_message_too_long_for_a_comment_starts_beside_the_heading_before_it() 
     assert all(len(piece.encode()) <= 3000 for piece in pieces)
     assert "".join(piece.removesuffix(CONTINUED) for piece in pieces) == \
         "Transcript of the handoff, 1 message\n[10:00] Customer: " + "word " * 4000
+    # A few bytes' room is not used ("[10:0" alone), and what is used never passes the budget.
+    for pad in range(2240, 3000, 7):
+        pieces = split_blocks(["h" * pad, "界" * 2000], 3000, True)
+        assert all(len(piece.encode()) <= 3000 for piece in pieces)
+        assert pieces[0] == "h" * pad or len(pieces[0]) - pad > 100
 
 
 def test_a_comment_split_inside_a_run_of_flags_cuts_between_two_flags() -> None:

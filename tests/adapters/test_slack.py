@@ -269,6 +269,16 @@ def test_a_second_handoff_says_under_its_title_what_is_new_since_the_alert(slack
     # A batch of messages sent while waiting says what it is itself, as on Zendesk and Salesforce.
     batch = {**later, "follow_up": {"handoff_id": "hnd_second", "first": 5}}
     assert ctx_for(batch, link=Link(first.vendor_id, first.url, opened)).since_opened is None
+    # Routed to another team than the alert's: the thread says the alert stays where it is.
+    team = first.opened_with["team"]
+    adapter.deliver(ctx_for(later, handoff_id="hnd_third", link=Link(first.vendor_id, first.url, opened),
+                            assignment={"team": "escalations", "priority": "normal"}))
+    [third] = [c.body for c in slack.calls_to("chat.postMessage")
+               if c.body.get("metadata", {}).get("event_payload", {}).get("handoff_id") == "hnd_third"
+               and c.body["metadata"]["event_type"] == "handoff_updated"]
+    [since] = [b["text"]["text"] for b in third["blocks"] if b.get("block_id") == "since"]
+    assert since.endswith(f"Routing chose escalations for this handoff, but this ticket was opened for {team} and "
+                          "was not moved.")
 
 
 # ---- unknown outcomes: never two alerts ------------------------------------------------------

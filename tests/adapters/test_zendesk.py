@@ -610,6 +610,19 @@ def test_a_300_message_transcript_keeps_its_last_messages_in_the_comment() -> No
     assert len(html_body.encode()) <= COMMENT_LIMIT_BYTES
 
 
+def test_a_batch_of_messages_too_long_for_a_comment_keeps_its_note_and_last_messages() -> None:
+    # A review: the follow-up's template had no place for them — its comment was a heading and a
+    # footer, and the receipt said "the summary and the last 8 messages".
+    transcript = [{"at": f"2026-11-20T10:{i:02d}:00Z", "role": "customer", "text": f"message {i}: " + "x " * 9000}
+                  for i in range(8)]
+    packet = {**full_packet(transcript=transcript), "follow_up": {"handoff_id": "hnd_01TESTHANDOFF0000000000000",
+                                                                     "first": 0}}
+    batch = replace(ctx(packet, link=Link(vendor_id="77120")), brief=render_brief(packet, "msg_1", update=True))
+    html_body = adapter().render(batch)["ticket"]["comment"]["html_body"]
+    assert "The whole transcript (8 messages) is attached" in html_body and "message 7:" in html_body
+    assert html_body.index("The last") < html_body.index("<hr>") and len(html_body.encode()) <= COMMENT_LIMIT_BYTES
+
+
 def test_the_most_messages_that_fit_are_found() -> None:
     from adapters.zendesk import _most_that_fit
 
