@@ -23,20 +23,21 @@ class AssignmentEvent:
     agent_id: str
     agent_name: str | None
     at: dt.datetime  # when the agent took it, by the vendor's clock
-    named_by_us: bool = False  # see CompletionEvent
     # The agent it was taken from, when the vendor says: taken from routing's own choice (a sticky
     # agent the ticket was made with), this agent is the one the customer waited for; from anyone
     # else, a reassignment, which ends no wait (`connector.assignments.record`).
     previous_agent_id: str | None = None
     # Where a handoff named by the payload must have been delivered for the name to count, when the
-    # vendor says where the action came from: the thread the clicked message is in
-    # (`C1/1795262300.000100`, the alert's; the message's own id when it is in none). A bot's
-    # `vendor_extra.slack` can post blocks of its own — a Claim button naming another handoff — so
-    # "only we write it" (`named_by_us`) holds only there (`connector.assignments._delivered_to`).
+    # vendor says where the action came from: the ticket whose thread the clicked message is in
+    # (`C1/1795262300.000100`, the alert's). A bot's `vendor_extra.slack` can post blocks of its own
+    # — a Claim button naming another handoff — so a name counts only there
+    # (`connector.assignments._delivered_to`). Without it (Zendesk's external_id, which any
+    # integration or agent can write), a name counts only while its ticket is not recorded.
     named_in: str | None = None
-    # With `named_in`: what a named handoff's delivery must have said of where its unanswered post
-    # went (`OutcomeUnknown.sent_to`, Slack's `{"channel": …}`) for a click on a message in no
-    # thread to take it while its ticket is not recorded.
+    # With `named_in`: the clicked message is in no thread (`named_in` is its own id: an alert not
+    # recorded yet, perhaps), and what the named handoff's delivery must have said of where its
+    # unanswered post went (`OutcomeUnknown.sent_to`, Slack's `{"channel": …}`) to be taken so.
+    named_alone: bool = False
     named_sent_to: Mapping[str, str] = field(default_factory=dict)
     # Not a vendor's event: its answer to our update said the ticket already has this agent
     # (`Sent.holder`). They hold the handoff, recorded as routed — no wait was observed.
@@ -62,12 +63,7 @@ class CompletionEvent:
     event_id: str
     ticket_id: str  # the target's `Delivery.vendor_id`
     handoff_id: str | None  # the handoff the payload names, when it names one (checked, never trusted alone)
-    at: dt.datetime
-    # True where only this connector's posts can have carried `handoff_id` (a Slack button, the
-    # click signed by Slack; a bot's own blocks are kept to where the handoff went: `named_in`); False
-    # where others can (Zendesk's external_id: any integration or agent): then it names a handoff
-    # only while that handoff's delivery has no ticket recorded.
-    named_by_us: bool = False
+    at: dt.datetime  # `handoff_id`, written by Zendesk's external_id: counted only while its ticket is not recorded
 
 
 @dataclass(frozen=True)

@@ -120,8 +120,9 @@ def parse(raw_body: bytes, max_depth: int) -> AssignmentEvent | Ignored:
     return AssignmentEvent(target=TARGET, event_id=interaction["trigger_id"],
                            ticket_id=f"{channel}/{container['message_ts']}",
                            handoff_id=claim["value"], agent_id=user["id"],
-                           agent_name=user["name"] or user["username"], at=claim["action_ts"], named_by_us=True,
-                           named_in=f"{channel}/{thread}", named_sent_to={"channel": channel})
+                           agent_name=user["name"] or user["username"], at=claim["action_ts"],
+                           named_in=f"{channel}/{thread}", named_alone=thread == container["message_ts"],
+                           named_sent_to={"channel": channel})
 
 
 def _payload(raw_body: bytes, max_depth: int) -> dict[str, Any]:

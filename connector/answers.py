@@ -118,14 +118,14 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     # So once the wait has run out with nobody on it. Routing's own agent (a sticky rule's, on the
     # ticket from its making: `routed_only`) changes nothing the customer was told — the wait and
     # the team's hours were said knowing it ("someone will reply soon" at 22:00 on a Friday was false).
-    # Solved (`completed_at`): as if taken — nobody is still to come, and no wait is quoted.
-    taker = ((assigned and not routed_only) or getattr(handoff, "completed_at", None) is not None) \
-        and status != "failed"
-    delayed = taker or (wait_ran_out(handoff) and status != "failed") \
+    # Solved (`completed_at`): the same — nobody is still to come, and no wait is quoted.
+    live = status != "failed"
+    waited_for = live and ((assigned and not routed_only) or handoff.completed_at is not None)
+    delayed = waited_for or (live and wait_ran_out(handoff)) \
         or is_delayed(status, deliveries, handoff.estimated_wait_seconds)
     # The message without the team's hours (`if_assigned`) once an agent has it, or once the hours
     # it told of are past: "away until 09:00 Monday" was still read on Tuesday afternoon.
-    unhoured = taker or (hours_passed(handoff) and status != "failed")
+    unhoured = waited_for or (live and hours_passed(handoff))
     return {
         "id": handoff.id,
         "status": status,

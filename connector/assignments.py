@@ -164,7 +164,7 @@ def held(services: Services, handoff_id: str, target: str, ticket_id: str, agent
     the ticket has an answer of its own (it may have found the ticket solved: nobody's). Zendesk
     names no agent in its events either: the agent's id only."""
     event = AssignmentEvent(target=target, event_id=f"held:{handoff_id}", ticket_id=ticket_id, handoff_id=handoff_id,
-                            agent_id=agent_id, agent_name=None, at=utcnow(), named_by_us=True, held=True)
+                            agent_id=agent_id, agent_name=None, at=utcnow(), named_in=ticket_id, held=True)
     return record(services, event)
 
 
@@ -257,14 +257,13 @@ def _recorded(session: Session, event: AssignmentEvent) -> Received | None:
 
 def _delivered_to(session: Session, event: AssignmentEvent | CompletionEvent) -> Handoff | None:
     """The newest handoff delivered to this ticket before `at`, else the one the payload names if
-    it was delivered to `target` — where others can write that name (`named_by_us` false: Zendesk's
-    external_id, which any integration or agent can set), only while its delivery may have made a
-    ticket not recorded yet (the event may come first: `_may_have_unrecorded_ticket`): it would
-    otherwise mark a handoff taken or solved by a ticket it never reached. Where the vendor says
-    where the action came from (`named_in`, the thread a Slack click was in), only a handoff
-    delivered to that thread is taken by name — or one whose ticket may not be recorded yet (as
-    above), when the click was on a message of its own (the alert itself) or in the thread of its
-    conversation's ticket (a re-escalation's reply).
+    it was delivered to `target`: only while its delivery may have made a ticket not recorded yet
+    (the event may come first: `_may_have_unrecorded_ticket`) — others can write that name
+    (Zendesk's external_id: any integration or agent), and it would otherwise mark a handoff taken
+    or solved by a ticket it never reached. Where the vendor says where the action came from
+    (`named_in`, the thread a Slack click was in), a handoff delivered to that thread is taken by
+    name too — and one not recorded yet only from a message of its own in the channel its delivery
+    said (`named_alone`, `named_sent_to`) or from its conversation's thread (a re-escalation's reply).
 
     Agents take a handoff, not the messages that followed it (`follow_ups`): a follow-up found
     here answers for its handoff. It is found only when no handoff is: one named by the payload
@@ -278,7 +277,7 @@ def _delivered_to(session: Session, event: AssignmentEvent | CompletionEvent) ->
         named = delivered_here.where(Handoff.id == event.handoff_id)
         if isinstance(event, AssignmentEvent) and event.named_in is not None:
             named = named.where(or_(Delivery.vendor_id == event.named_in, _unrecorded_from(event)))
-        elif not event.named_by_us:
+        else:
             named = named.where(_may_have_unrecorded_ticket)
         handoff = session.scalars(named).first()
     if handoff is None:
@@ -302,10 +301,10 @@ _may_have_unrecorded_ticket = and_(
 
 def _unrecorded_from(event: AssignmentEvent) -> ColumnElement[bool]:
     """A named handoff whose ticket may not be recorded yet, taken from where `event` came: a
-    click on a message of its own (an alert, `named_in` the message itself), or one in the thread
-    of the conversation's ticket (a re-escalation's reply). A button a bot's own blocks carried
-    elsewhere (`vendor_extra.slack`) took any such handoff — one retrying for minutes too."""
-    if event.named_in == event.ticket_id:
+    click on a message of its own (an alert: `named_alone`), or one in the thread of the
+    conversation's ticket (a re-escalation's reply). A button a bot's own blocks carried elsewhere
+    (`vendor_extra.slack`) took any such handoff — one retrying for minutes too."""
+    if event.named_alone:
         # Only where its delivery said its unanswered post went (`OutcomeUnknown.sent_to`): a
         # click in the moment between Slack's answer and our record of it is not taken (the
         # agent clicks again, on a recorded alert), a forged button in another channel neither.
