@@ -302,10 +302,16 @@ class ZendeskAdapter(Adapter):
             reply, response = self._call("PUT", path, write=True, json=body, expect="ticket")
         except RejectedError as err:
             raise _gone(err, ctx.link.vendor_id) or err from err
-        reopened = reply["ticket"].get("status") in WAITS_ON_NOBODY and self._conf["reopen_solved"] \
-            and self._reopen(path, ctx.link.vendor_id)
+        reopened, holder = self._settle(path, ctx.link.vendor_id, reply["ticket"])
         return replace(self._sent(reply["ticket"], reply, reopened=reopened), slow_down_s=quota_pause(response),
-                       holder=_holder(reply["ticket"], reopened))
+                       holder=holder)
+
+    def _settle(self, path: str, ticket_id: str, ticket: Mapping[str, Any]) -> tuple[bool, str | None]:
+        """A ticket our note is on, as Zendesk shows it: reopened if the note left it waiting on
+        nobody (`reopen_solved`), and who has it then (`_holder`)."""
+        reopened = ticket.get("status") in WAITS_ON_NOBODY and self._conf["reopen_solved"] \
+            and self._reopen(path, ticket_id)
+        return reopened, _holder(ticket, reopened)
 
     def _reopen(self, path: str, ticket_id: str) -> bool:
         """A note on a solved ticket leaves it solved, out of every queue, until it closes; on a
@@ -374,13 +380,11 @@ class ZendeskAdapter(Adapter):
                 raise _not_reopened(ticket_id, err) from err
             return False, None  # only who has it was asked: left unknown, the note is in
         except DeliveryError as err:
-            log.warning("zendesk: the ticket could not be read after its note was found (not reopened)",
-                        extra={"ticket": ticket_id, "error": type(err).__name__, "status": err.status})
+            log.warning("zendesk: the ticket could not be read after its note was found (not reopened, "
+                        "who has it unknown)", extra={"ticket": ticket_id, "error": type(err).__name__,
+                                                      "status": err.status})
             return False, None
-        ticket = reply["ticket"]
-        reopened = ticket.get("status") in WAITS_ON_NOBODY and self._conf["reopen_solved"] \
-            and self._reopen(path, ticket_id)
-        return reopened, _holder(ticket, reopened)
+        return self._settle(path, ticket_id, reply["ticket"])
 
     def find_open_ticket(self, ctx: HandoffContext) -> Link | None:
         try:
