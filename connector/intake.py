@@ -4,11 +4,12 @@ the budget → answer. Nothing reaches a vendor before the handoff is committed 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import wait
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -113,26 +114,18 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
     if unservable:
         # A retry of a handoff stored before a setting changed (its target disabled since, private
         # callbacks no longer allowed) still gets its stored answer: it was refused, as a new one.
-        try:
+        with _database_away("read its handoffs"):
             existing = find_repeat(services, bot_id, key, caller.message_id)
-        except OperationalError as err:
-            log.error("database unavailable at intake", extra={"error": reason(err)})
-            raise ServiceUnavailable("The connector cannot read its handoffs right now; nothing was recorded. "
-                                     "Retry shortly.", headers={"Retry-After": "5"}) from None
         if existing is None:
             _refuse(unservable)
         return _replayed(services, existing, digest, key, packet)
 
-    try:
+    with _database_away("store handoffs"):
         # Insert first: the unique keys (bot, Idempotency-Key) and (bot, signed message id) say
         # whether this repeats a handoff. A lookup before every insert cost a read transaction per
         # handoff for the rare retry; a retry pays the decision again instead (a vendor lookup
         # when its rule is sticky) and is answered from the stored handoff.
         stored = _commit(services, packet, bot_id, key, digest, caller.message_id, deadline)
-    except OperationalError as err:
-        log.error("database unavailable at intake", extra={"error": reason(err)})
-        raise ServiceUnavailable("The connector cannot store handoffs right now; nothing was recorded. Retry shortly.",
-                                 headers={"Retry-After": "5"}) from None
     if stored is None:
         existing = find_repeat(services, bot_id, key, caller.message_id)
         if existing is None:  # skipped as a repeat, yet nothing matches: a state this code does not expect
@@ -144,6 +137,17 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
         log.info("handoff accepted", extra={"targets": [d.target for d in stored.handoff.deliveries],
                                             "conversation_id": stored.handoff.conversation_id})
         return _warned(deliver_and_answer(services, stored, answers.render, deadline=deadline), packet, services)
+
+
+@contextlib.contextmanager
+def _database_away(what: str) -> Iterator[None]:
+    """The database unreachable: a 503 the bot retries with the same key, nothing recorded."""
+    try:
+        yield
+    except OperationalError as err:
+        log.error("database unavailable at intake", extra={"error": reason(err)})
+        raise ServiceUnavailable(f"The connector cannot {what} right now; nothing was recorded. Retry shortly.",
+                                 headers={"Retry-After": "5"}) from None
 
 
 def _replayed(services: Services, existing: Handoff, digest: str, key: str, packet: dict[str, Any]) -> Answer:
