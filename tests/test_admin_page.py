@@ -135,6 +135,7 @@ def test_a_handoff_page_shows_everything_and_a_customers_markup_stays_text(app):
     assert "<script>alert" not in page and "<img src=x" not in page
     assert "&lt;script&gt;alert(&#39;name&#39;)&lt;/script&gt;" in page and "{{ 7*7 }}" in page
     assert "What was sent" in page and "WHY A PERSON IS NEEDED" in page  # the brief and the preview's payload
+    assert "<dt>solved</dt><dd>not yet</dd>" in page
     policy = response.headers["Content-Security-Policy"]
     assert "default-src 'none'" in policy and "script-src" not in policy and "frame-ancestors 'none'" in policy
     assert response.headers["Cache-Control"] == "no-store" and response.headers["X-Frame-Options"] == "DENY"
@@ -316,3 +317,19 @@ def test_the_latest_handoffs_say_who_took_each(app):
     page = signed_in(app).get("/admin").get_data(as_text=True)
     rows = dict(re.findall(r'/admin/handoffs/([^"]+)">[^<]+</a></td>(.*?)</tr>', page, re.S))
     assert "<td>Sam Agent</td>" in rows[taken] and "<td>—</td>" in rows[waiting]
+
+
+def test_a_handoff_page_says_when_its_ticket_was_solved(app):
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from connector.models import Handoff
+
+    client = signed_in(app)
+    handoff_id = handoff(client, full_packet())
+    with app.extensions["connector"].db.session() as session:
+        session.execute(update(Handoff).where(Handoff.id == handoff_id)
+                        .values(completed_at=dt.datetime(2026, 11, 21, 9, 30, tzinfo=dt.UTC)))
+    page = client.get(f"/admin/handoffs/{handoff_id}").get_data(as_text=True)
+    assert "<dt>solved</dt><dd>2026-11-21T09:30:00+00:00</dd>" in page
