@@ -130,9 +130,8 @@ class HandoffContext:
         urgency raised), and a third listed again what the second had posted. None when nothing is
         known or nothing changed."""
         extra = self.link.extra if self.link is not None else {}
-        told = extra.get("told")
-        was = told if isinstance(told, Mapping) else extra.get("opened_with")
-        if not isinstance(was, Mapping) or self.packet.get("follow_up"):  # a batch's messages say it
+        was, told = last_told(extra), extra.get("told")
+        if was is None or self.packet.get("follow_up"):  # a batch's messages say it
             return None
         last = rfc3339_utc(was.get("last_message_at"))
         # The customer's: a bot's "let me connect you" read as the customer having written again.
@@ -583,6 +582,14 @@ def carrying(left_out: Dropped) -> Iterator[None]:
 def _carried(ctx: HandoffContext) -> Dropped:
     """What the attempt whose outcome was unknown left out (`carrying`), for the one that found its ticket."""
     return tuple(entry for entry in ctx.sent_to.get("left_out") or () if isinstance(entry, Mapping))
+
+
+def last_told(extra: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """Where the conversation stood when its ticket last heard from us, as its link keeps it: our
+    last update there (`told`), else the ticket's opening (`opened_with`); None when neither is kept."""
+    told = extra.get("told")
+    was = told if isinstance(told, Mapping) else extra.get("opened_with")
+    return was if isinstance(was, Mapping) else None
 
 
 def opened_with(ctx: HandoffContext) -> dict[str, Any]:

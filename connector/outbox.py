@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Boolean, Connection, and_, bindparam, case, exists, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from adapters.base import Adapter, HandoffContext, Link, Outcome
+from adapters.base import Adapter, HandoffContext, Link, Outcome, last_told
 from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, ReplacementUnderway, TransientError, decide
 
 from . import callbacks, driver_cursor, follow_up_packets, metrics
@@ -36,6 +36,7 @@ from .errors import ConfigError
 from .jsonlog import log_context
 from .models import DISMISSED, DONE, ConversationLink, Delivery, Handoff, TargetPause, utcnow
 from .settings import Settings
+from .text_rules import rfc3339_utc
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +138,9 @@ def _told(connection: driver_cursor.Pooled, key: Mapping[str, str], outcome: Out
     if not rows:  # the link names another ticket now (a successor opened meanwhile)
         return
     extra = dict(rows[0][0] or {})
-    was = extra.get("told") or extra.get("opened_with") or {}
     stood = {**dict(outcome.opened_with), "at": now.isoformat()}
-    if str(was.get("last_message_at") or "") > str(stood.get("last_message_at") or ""):
+    before, after = (rfc3339_utc((was or {}).get("last_message_at")) for was in (last_told(extra), stood))
+    if before is not None and (after is None or before > after):
         return
     driver_cursor.run(connection, _LINK_TOLD, {**key, "vendor_id": outcome.vendor_id, "now": now,
                                                "extra": {**extra, "told": stood}})
