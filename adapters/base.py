@@ -109,7 +109,13 @@ class HandoffContext:
         if self.link is None or self.packet.get("follow_up"):
             return None
         said = f"Handed off again: the conversation came back to a person (handoff {self.handoff_id})."
-        return " ".join(part for part in (said, self.since_opened, self.not_moved, self.another_customer) if part)
+        return " ".join(part for part in (said, self.news, self.another_customer) if part)
+
+    @property
+    def news(self) -> str | None:
+        """What a repeat's note says changed: what is new (`since_opened`), a team routing chose that
+        the ticket is not with (`not_moved`). Every target's note says it (Slack under its title)."""
+        return " ".join(part for part in (self.since_opened, self.not_moved) if part) or None
 
     @property
     def not_moved(self) -> str | None:
@@ -117,7 +123,8 @@ class HandoffContext:
         ticket is not moved (a case being worked keeps its group and owner), and the repeated
         brief's "Routed to: escalations" read as if that team had it — nobody there ever saw it."""
         opened = self.link.extra.get("opened_with") if self.link is not None else None
-        was, team = (opened or {}).get("team") if isinstance(opened, Mapping) else None, self.assignment.get("team")
+        was = opened.get("team") if isinstance(opened, Mapping) else None
+        team = self.assignment.get("team")
         if not was or not team or was == team or self.packet.get("follow_up"):
             return None
         return f"Routing chose {team} for this handoff, but this ticket was opened for {was} and was not moved."
@@ -144,9 +151,10 @@ class HandoffContext:
             news.append(f"urgency {was['urgency']} → {urgency}")
         if not news:
             return None
-        told_at = rfc3339_utc(was.get("at")) if was is told else None
-        since = "this ticket was opened" if was is not told else \
-            f"our last update here ({told_at:%Y-%m-%d %H:%M} UTC)" if told_at else "our last update here"
+        since = "this ticket was opened"
+        if was is told:
+            told_at = rfc3339_utc(was.get("at"))
+            since = f"our last update here ({told_at:%Y-%m-%d %H:%M} UTC)" if told_at else "our last update here"
         return f"New since {since}: {'; '.join(news)}."
 
     @property

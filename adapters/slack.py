@@ -139,10 +139,10 @@ class SlackAdapter(Adapter):
         # Everything reaches the thread in full; the alert itself may have had to shorten parts,
         # and agents triage from the alert, so those cuts are reported as not intact.
         result = super().receipt(ctx, payload)
-        kept = [{"part": "vendor_extra", "reason": f"vendor_extra.slack.{key} was not applied: a repeat handoff's "
-                 "reply stays in its conversation's thread"} for key in _THREAD_KEYS
-                if ctx.link is not None and key in ctx.vendor_extra]
-        result["dropped"] = [*result["dropped"], *self._compose(ctx, update=ctx.link is not None)[1], *kept]
+        pinned = [{"part": "vendor_extra", "reason": f"vendor_extra.slack.{key} was not applied: a reply stays "
+                   "in its conversation's thread"} for key in _THREAD_KEYS
+                  if ctx.link is not None and key in ctx.vendor_extra]
+        result["dropped"] = [*result["dropped"], *self._compose(ctx, update=ctx.link is not None)[1], *pinned]
         return result
 
     def _compose(self, ctx: HandoffContext, update: bool) -> tuple[dict[str, Any], list[kit.Note]]:
@@ -157,8 +157,7 @@ class SlackAdapter(Adapter):
                                        mention=self._mention(ctx), repeat=update,
                                        claim=bool(self.settings.slack_signing_secret),
                                        caution=ctx.another_customer if update else None,
-                                       since=" ".join(filter(None, (ctx.since_opened, ctx.not_moved)))
-                                       if update else None)
+                                       since=ctx.news if update else None)
         event = {"event_type": UPDATED if update else CREATED, "event_payload": {"handoff_id": ctx.handoff_id}}
         message = {"channel": self._channel(ctx), **message, "metadata": event, "unfurl_links": False,
                    "unfurl_media": False}

@@ -306,7 +306,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     blocks: list[dict[str, Any]] = [header(title)]
     if mention:
         blocks.append(section(f"{mention} {escape(label.lower())} handoff"))
-    if since:  # under the title: what a repeat brings that the alert above did not (`since_opened`)
+    if since:  # under the title: what a repeat brings that the alert above did not (`HandoffContext.news`)
         blocks.append(section(escape(since), block_id="since"))
     if caution:  # a reply for another customer than the alert's (`another_customer`)
         blocks.append(section(f"⚠️ {escape(caution)}", block_id="caution"))

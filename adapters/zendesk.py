@@ -545,7 +545,7 @@ def _holder(ticket: Mapping[str, Any], reopened: bool) -> str | None:
     if ticket.get("status") in WAITS_ON_NOBODY and not reopened:
         return None
     assignee = ticket.get("assignee_id")
-    return str(assignee) if isinstance(assignee, int | str) and str(assignee).isdigit() else None
+    return str(assignee) if id_problem(assignee) is None else None
 
 
 def _not_reopened(ticket_id: str, cause: TransientError) -> OutcomeUnknown:

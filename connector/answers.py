@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,6 +15,7 @@ from adapters.errors import PAGE_MARK, TRANSPORT_FAILURE
 
 from .customer_message import FAILED
 from .models import DONE, Assignment, Callback, Delivery, Handoff, utcnow
+from .text_rules import rfc3339_utc
 
 T = TypeVar("T")
 
@@ -104,23 +105,32 @@ def receipt_for_bot(receipt: dict[str, Any]) -> dict[str, Any]:
     return {**receipt, "dropped": [{**entry, "reason": for_bot(entry.get("reason"))} for entry in dropped]}
 
 
+Holder = Literal["agent", "routed"] | None  # who has a handoff: an agent who took it, routing's own, nobody
+
+
+def holding(assignment: Assignment | None) -> Holder:
+    """`render`'s `holder` for a handoff's recorded assignment (or none)."""
+    return None if assignment is None else "routed" if assignment.routed else "agent"
+
+
 def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
-           reached_later: Sequence[Any] = (), assigned: bool = False, routed_only: bool = False) -> dict[str, Any]:
+           reached_later: Sequence[Any] = (), holder: Holder = None) -> dict[str, Any]:
     """`deliveries`: rows with the `DELIVERY_COLUMNS` read apart from the handoff (default: its own).
     `reached_later`: the finished deliveries of its follow-ups (`reached_later()`), for a handoff
-    every target of which gave up: where they opened a ticket, the answer shows that ticket."""
+    every target of which gave up: where they opened a ticket, the answer shows that ticket.
+    `holder`: who has it (`holding`, `taken`)."""
     deliveries = handoff.deliveries if deliveries is None else deliveries
     if reached_later and handoff_status(d.state for d in deliveries) == "failed":
         deliveries = rescued(deliveries, reached_later)
     status = handoff_status(d.state for d in deliveries)
-    # `assigned`: an agent has it — the wait quoted at intake is over, and the message says none
-    # (a failed handoff keeps its apology: an agent may have taken a case whose comments failed).
-    # So once the wait has run out with nobody on it. Routing's own agent (a sticky rule's, on the
-    # ticket from its making: `routed_only`) changes nothing the customer was told — the wait and
+    # An agent has it: the wait quoted at intake is over, and the message says none (a failed
+    # handoff keeps its apology: an agent may have taken a case whose comments failed). So once
+    # the wait has run out with nobody on it. Routing's own agent (a sticky rule's, on the ticket
+    # from its making, or the ticket's agent already: "routed") changes nothing the customer was told — the wait and
     # the team's hours were said knowing it ("someone will reply soon" at 22:00 on a Friday was false).
     # Solved (`completed_at`): the same — nobody is still to come, and no wait is quoted.
     live = status != "failed"
-    waited_for = live and ((assigned and not routed_only) or handoff.completed_at is not None)
+    waited_for = live and (holder == "agent" or handoff.completed_at is not None)
     delayed = waited_for or (live and wait_ran_out(handoff)) \
         or is_delayed(status, deliveries, handoff.estimated_wait_seconds)
     # The message without the team's hours (`if_assigned`) once an agent has it, or once the hours
@@ -158,12 +168,8 @@ def hours_passed(handoff: Any) -> bool:
     `closing`: "…and open again at 09:00 tomorrow"): what it says of the hours is over."""
     assignment = handoff.assignment or {}
     hours = assignment.get("business_hours") or {}
-    said = hours.get("next_opening") if assignment.get("out_of_hours") else hours.get("reopens_at")
-    try:
-        opening = dt.datetime.fromisoformat(said) if isinstance(said, str) else None
-    except ValueError:
-        return False
-    return opening is not None and opening.tzinfo is not None and utcnow() >= opening
+    opening = rfc3339_utc(hours.get("next_opening") if assignment.get("out_of_hours") else hours.get("reopens_at"))
+    return opening is not None and utcnow() >= opening
 
 
 def is_delayed(status: str, deliveries: Iterable[Any], wait_s: int | None) -> bool:
@@ -193,15 +199,14 @@ def rescued(deliveries: Sequence[T], later: Iterable[T], target: Callable[[T], s
     return [reached.get(target(d), d) for d in deliveries]
 
 
-def taken(session: Session, handoffs: Iterable[Handoff]) -> dict[str, bool]:
-    """Of `handoffs`, the ids an agent has taken (an `Assignment`), each with whether that agent is
-    routing's own choice: `render(assigned=…, routed_only=…)` for lists, in one query, so they say
-    what a read of each says."""
+def taken(session: Session, handoffs: Iterable[Handoff]) -> dict[str, Holder]:
+    """Of `handoffs`, the ids someone has (an `Assignment`), each with who (`render`'s `holder`):
+    for lists, in one query, so they say what a read of each says."""
     ids = [h.id for h in handoffs]
     if not ids:
         return {}
     rows = session.execute(select(Assignment.handoff_id, Assignment.routed).where(Assignment.handoff_id.in_(ids)))
-    return {handoff_id: bool(routed) for handoff_id, routed in rows}
+    return {handoff_id: "routed" if routed else "agent" for handoff_id, routed in rows}
 
 
 def reached_later(session: Session, handoffs: Iterable[Handoff]) -> dict[str, list[Any]]:
@@ -276,7 +281,7 @@ def render_detail(handoff: Handoff, assigned: Assignment | None = None,
     bot reads them."""
     follow_ups = list(follow_ups)  # loaded already: `reached_later` without another query
     body = render(handoff, reached_later=[d for f in follow_ups for d in f.deliveries if d.state in DONE],
-                  assigned=assigned is not None, routed_only=assigned is not None and bool(assigned.routed))
+                  holder=holding(assigned))
     body["created_at"] = handoff.created_at.isoformat()
     body["completed_at"] = handoff.completed_at.isoformat() if handoff.completed_at else None
     body["updated_at"] = max([handoff.updated_at, *(d.updated_at for d in handoff.deliveries)]).isoformat()

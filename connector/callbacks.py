@@ -363,9 +363,8 @@ class Sender:
             deliveries = session.execute(select(*answers.DELIVERY_COLUMNS)
                                          .where(Delivery.handoff_id == due.handoff_id)).all()
             later = answers.reached_later(session, [handoff]).get(handoff.id, [])
-            holders = answers.taken(session, [handoff])
-            shown = answers.render(handoff, deliveries, reached_later=later, assigned=handoff.id in holders,
-                                   routed_only=holders.get(handoff.id, False))
+            shown = answers.render(handoff, deliveries, reached_later=later,
+                                   holder=answers.taken(session, [handoff]).get(handoff.id))
         return {**due.body, "estimated_wait_seconds": shown["estimated_wait_seconds"],
                 "message": (shown["customer_message"] or {}).get("text")}
 

@@ -155,8 +155,7 @@ def _replayed(services: Services, existing: Handoff, digest: str, key: str, pack
         later = answers.reached_later(session, [existing]).get(existing.id, [])
         # …and an agent may have taken it: no wait then, as a read of it says.
         holder = assignments.assignment_of(session, existing.id)
-    shown = partial(answers.render, reached_later=later, assigned=holder is not None,
-                    routed_only=holder is not None and bool(holder.routed))
+    shown = partial(answers.render, reached_later=later, holder=answers.holding(holder))
     return _warned(replay(existing, digest, key, shown), packet, services)
 
 

@@ -71,8 +71,8 @@ def test_routings_own_agent_changes_nothing_the_customer_was_told():
                               estimated_wait_seconds=300, created_at=utcnow(), deliveries=[])
     rows = [SimpleNamespace(target="zendesk", state="created", vendor_id="1", url=None, attempts=1,
                             last_error=None, receipt=None, next_attempt_at=None)]
-    alone, routed = render(handoff, rows), render(handoff, rows, assigned=True, routed_only=True)
-    taken = render(handoff, rows, assigned=True)
+    alone, routed = render(handoff, rows), render(handoff, rows, holder="routed")
+    taken = render(handoff, rows, holder="agent")
     assert (routed["customer_message"], routed["estimated_wait_seconds"]) == (alone["customer_message"], 300)
     assert (taken["customer_message"]["text"], taken["estimated_wait_seconds"]) == ("… as soon as they're free.", None)
 

@@ -155,8 +155,7 @@ def dashboard() -> str:
                 taken = {a.handoff_id: a for a in reading.scalars(
                     select(Assignment).where(Assignment.handoff_id.in_([h.id for h in handoffs])))}
                 recent = [answers.render(handoff, reached_later=later.get(handoff.id, []),
-                                         assigned=handoff.id in taken,
-                                         routed_only=bool(getattr(taken.get(handoff.id), "routed", False)))
+                                         holder=answers.holding(taken.get(handoff.id)))
                           | {"bot_id": handoff.bot_id, "created_at": handoff.created_at,
                              "taken_by": _agent(taken.get(handoff.id))} for handoff in handoffs]
             paused, owed = services.outbox.paused_targets(), services.callbacks.counts()

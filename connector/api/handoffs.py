@@ -247,6 +247,6 @@ def list_handoffs() -> Response:
     with services.db.reading() as session:
         rows = session.scalars(query.order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(limit)).all()
         later, agent_has = answers.reached_later(session, rows), answers.taken(session, rows)
-        return _json({"items": [answers.render(row, reached_later=later.get(row.id, []), assigned=row.id in agent_has,
-                                               routed_only=agent_has.get(row.id, False))
+        return _json({"items": [answers.render(row, reached_later=later.get(row.id, []),
+                                               holder=agent_has.get(row.id))
                                 for row in rows]}, 200)
