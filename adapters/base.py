@@ -140,12 +140,12 @@ class HandoffContext:
         was, told = last_told(extra), extra.get("told")
         if was is None or self.packet.get("follow_up"):  # a batch's messages say it
             return None
-        last = rfc3339_utc(was.get("last_message_at"))
+        last = last_message_told(extra)
         # The customer's: a bot's "let me connect you" read as the customer having written again.
         later = sorted(at for entry in self.packet.get("transcript") or [] if entry.get("role") == "customer"
                        and (at := rfc3339_utc(entry.get("at"))) is not None and last is not None and at > last)
         news = [f"{len(later)} message{'s' if len(later) != 1 else ''} from the customer "
-                f"(from {later[0]:%Y-%m-%d %H:%M} UTC)"] if later else []
+                f"(from {later[0]:%Y-%m-%d %H:%M} UTC, marked [new] in the transcript)"] if later else []
         urgency = self.assignment.get("priority")
         if was.get("urgency") and urgency and urgency != was["urgency"]:
             news.append(f"urgency {was['urgency']} → {urgency}")
@@ -598,6 +598,13 @@ def last_told(extra: Mapping[str, Any]) -> Mapping[str, Any] | None:
     told = extra.get("told")
     was = told if isinstance(told, Mapping) else extra.get("opened_with")
     return was if isinstance(was, Mapping) else None
+
+
+def last_message_told(extra: Mapping[str, Any]) -> dt.datetime | None:
+    """The time of the conversation's last message when its ticket last heard from us (`last_told`):
+    later ones are new to the ticket — counted in a repeat's note, marked in its transcript."""
+    was = last_told(extra)
+    return rfc3339_utc(was.get("last_message_at")) if was is not None else None
 
 
 def opened_with(ctx: HandoffContext) -> dict[str, Any]:

@@ -173,7 +173,8 @@ class SlackAdapter(Adapter):
                        kit.transcript({"transcript": messages, "follow_up": packet.get("follow_up")}, ctx.handoff_id)]
         else:
             replies = [*(("details", reply) for reply in kit.details(packet, ctx.handoff_id)),
-                       *(("transcript", reply) for reply in kit.transcript(packet, ctx.handoff_id))]
+                       *(("transcript", reply)
+                         for reply in kit.transcript(packet, ctx.handoff_id, ctx.brief.new_after))]
         # `carries`: what a reply holds, for the receipt should Slack refuse it (`_post_thread`).
         thread = [{**reply, "metadata": {"event_type": THREAD, "event_payload": {"handoff_id": ctx.handoff_id,
                                                                                  "part": n, "carries": carries}}}

@@ -12,6 +12,7 @@ Two rules hold for every string a customer or bot wrote:
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -524,8 +525,9 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     return pack(sections((p, r) for p, r in pieces if p or r), f"Details of {named(handoff_id, packet)}")
 
 
-def transcript(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
-    """The whole conversation, oldest first, over as many replies as it takes."""
+def transcript(packet: Mapping[str, Any], handoff_id: str, new_after: dt.datetime | None = None) -> list[Message]:
+    """The whole conversation, oldest first, over as many replies as it takes; the messages after
+    `new_after` marked new, as the brief marks them (`Brief.new_after`)."""
     entries = packet.get("transcript") or []
     # In UTC, as the brief gives them: sliced as written, a bot's mixed offsets showed three
     # consecutive messages at 04:14, 09:14 and 10:15, and one day as two, out of order.
@@ -537,7 +539,8 @@ def transcript(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
         at = str(entry.get("at", ""))
         stamp = moment.strftime("%Y-%m-%d %H:%M:%S" if len(days) > 1 else "%H:%M:%S") if moment else at
         role = ROLES.get(entry.get("role", ""), entry.get("role", ""))
-        pieces.append((f"*[{escape(stamp)}] {escape(role)}:* ", continued(entry.get("text", ""))))
+        new = "[new] " if new_after and moment and moment > new_after else ""
+        pieces.append((f"*[{escape(stamp)}] {new}{escape(role)}:* ", continued(entry.get("text", ""))))
         for a in entry.get("attachments") or []:
             kind = ", ".join(str(v) for v in (a.get("content_type"), _bytes(a.get("size"))) if v)
             name = link(a.get("url"), a.get("name") or a.get("url") or "attachment", WHOLE_LABEL)

@@ -74,9 +74,13 @@ class Brief:
     # The messages a follow-up adds (transcript entries), when this is a follow-up's brief.
     follow_up: tuple[Mapping[str, Any], ...] | None = None
 
-    def __init__(self, packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any] | None = None):
-        self._view = _view(packet, handoff_id, assignment or {})
+    def __init__(self, packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any] | None = None,
+                 new_after: dt.datetime | None = None):
+        self._view = _view(packet, handoff_id, assignment or {}, new_after)
         self._packet = packet
+        # The transcript's messages after this are marked new (`render_brief`); Slack, which writes
+        # its own transcript, reads it here.
+        self.new_after = new_after
         self.subject: str = self._view["subject"]
         present = tuple(part for part in PARTS if _has(packet, part))
         self.sections: tuple[str, ...] = present  # packet parts the brief carries (the receipt's vocabulary)
@@ -284,14 +288,17 @@ class FollowUpBrief(Brief):
 
 
 def render_brief(packet: Mapping[str, Any], handoff_id: str, update: bool = False,
-                 assignment: Mapping[str, Any] | None = None) -> Brief:
+                 assignment: Mapping[str, Any] | None = None, new_after: dt.datetime | None = None) -> Brief:
     """The brief of `handoff_id`. `update`: the ticket holds everything before this follow-up (its
     handoff and the earlier follow-ups all reached it: `Outbox._follow_up_may_go`), so a follow-up
     carries only its own messages; otherwise it carries everything its packet holds. `assignment`:
-    routing's decision, whose priority is the urgency shown (the ticket's own)."""
+    routing's decision, whose priority is the urgency shown (the ticket's own). `new_after`: when
+    the conversation's ticket last heard from us (its last message then): the transcript's later
+    messages are marked new — a repeat posts the whole transcript again, and its note's "3 messages
+    from the customer since…" left the agent to find them by their times."""
     if update and packet.get("follow_up"):
         return FollowUpBrief(packet, handoff_id, assignment)
-    return Brief(packet, handoff_id, assignment)
+    return Brief(packet, handoff_id, assignment, None if packet.get("follow_up") else new_after)
 
 
 def urgency_shown(packet: Mapping[str, Any], assignment: Mapping[str, Any]) -> str | None:
@@ -615,7 +622,7 @@ def scalar(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
-def _transcript(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
+def _transcript(entries: list[Mapping[str, Any]], new_after: dt.datetime | None) -> dict[str, Any]:
     times = [rfc3339_utc(entry.get("at")) for entry in entries]
     known = [t for t in times if t]
     start, end = (min(known), max(known)) if known else (None, None)
@@ -627,6 +634,7 @@ def _transcript(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
             "at": stamp,
             "role": ROLES.get(entry.get("role", ""), entry.get("role", "")),
             "is_customer": entry.get("role") == "customer",
+            "is_new": bool(new_after and at and at > new_after),
             "text": entry.get("text", ""),
             "attachments": [
                 {"name": a.get("name") or a.get("url"), "url": a.get("url"),
@@ -661,7 +669,8 @@ def routed_to(assignment: Mapping[str, Any]) -> str | None:
     return f"{where} (rule {rule})" if where and rule else where or None
 
 
-def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any]) -> dict[str, Any]:
+def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any],
+          new_after: dt.datetime | None = None) -> dict[str, Any]:
     bot = packet.get("bot") or {}
     conversation = packet.get("conversation") or {}
     customer = packet.get("customer") or {}
@@ -739,6 +748,6 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "history_more": 0,  # earlier contacts left out of this rendering (`Brief.html_recent_contacts`)
         "routing": {k: scalar(v) for k, v in routing.items() if k != "preferred_agent"},
         "preferred_agent": preferred.get("email") or preferred.get("id"),
-        "transcript": _transcript(packet.get("transcript") or []),
+        "transcript": _transcript(packet.get("transcript") or [], new_after),
         "metadata": [(k, scalar(v)) for k, v in (packet.get("metadata") or {}).items()],
     }

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from adapters.base import HandoffContext, Link
+from adapters.base import HandoffContext, Link, last_message_told
 from connector.brief import render_brief
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -48,7 +48,9 @@ def make_context(
         handoff_id=handoff_id,
         target=target,
         packet=packet,
-        brief=render_brief(packet, handoff_id, assignment=assignment),
+        # As the outbox renders it: a repeat's transcript marks what came after the ticket last heard from us.
+        brief=render_brief(packet, handoff_id, assignment=assignment,
+                           new_after=last_message_told(link.extra) if link is not None else None),
         assignment=assignment,
         idempotency_key=f"{handoff_id}:{target}",
         link=link,

@@ -571,3 +571,22 @@ def test_a_long_problem_is_masked_as_far_as_it_is_shown_and_no_further():
         assert "4111" not in one_line(text, 120, masked=ONE_LINE_SECRETS), gap
     long_tail = "My card 4111 1111 1111 1111 declined " + "x " * 20_000
     assert one_line(long_tail, 120, masked=ONE_LINE_SECRETS).startswith("My card [redacted card ••••1111] declined x")
+
+
+def test_a_repeat_marks_the_messages_after_the_ticket_last_heard_from_us_in_every_rendering():
+    # A review of the brief: a repeat posted the whole transcript again, and its note's "2 messages
+    # from the customer since…" left the agent to find them by their times.
+    import datetime as dt
+
+    packet = minimal_packet()
+    packet["transcript"] += [{"at": "2026-11-20T10:05:00Z", "role": "customer", "text": "still broken"},
+                             {"at": "2026-11-20T10:06:00Z", "role": "bot", "text": "Connecting you."}]
+    told = dt.datetime(2026, 11, 20, 10, 4, tzinfo=dt.UTC)
+    brief = render_brief(packet, "hnd_1", new_after=told)
+    marked = [line for line in brief.transcript_lines if "[new]" in line]
+    assert [line.split("] ", 1)[1] for line in marked] == ["[new] Customer: still broken", "[new] Bot: Connecting you."]
+    assert brief.text.count("[new]") == 2 and brief.html.count("<strong>[new]</strong>") == 2
+    # A first handoff marks nothing; nor does a batch of messages sent while waiting (all of it is new).
+    assert "[new]" not in render_brief(packet, "hnd_1").text
+    batch = {**packet, "follow_up": {"handoff_id": "hnd_0", "first": 1}}
+    assert "[new]" not in render_brief(batch, "hnd_1", new_after=told).text

@@ -635,8 +635,8 @@ def test_a_second_handoff_says_what_is_new_since_the_ticket_was_opened(make_app)
     was = answer["assignment"]["priority"]
     assert last < "2026-11-20T10:05:00Z" and was != "urgent"
     said = note(again, "urgent")
-    assert (f"New since this ticket was opened: 1 message from the customer (from 2026-11-20 10:05 UTC); "
-            f"urgency {was} → urgent.") in said
+    assert (f"New since this ticket was opened: 1 message from the customer (from 2026-11-20 10:05 UTC, marked [new] "
+            f"in the transcript); urgency {was} → urgent.") in said
     assert "New since" not in note(first, was)  # nothing new: nothing said
     # A review: the bot's own "let me connect you" read as the customer having written again.
     bots = minimal_packet(conversation={"id": "conv-again"})
@@ -701,8 +701,12 @@ def test_a_third_handoff_says_what_is_new_since_the_second_not_since_the_ticket_
         assert post(client, first).status_code == 201
         assert told() == {}  # opened: `opened_with` says where it stood
         assert post(client, second).status_code == 201
-        assert "New since this ticket was opened: 1 message from the customer (from 2026-11-20 10:05 UTC)" \
-            in put.calls[-1].request.body.decode()
+        second_note = json.loads(put.calls[-1].request.body)["ticket"]["comment"]["html_body"]
+        assert "New since this ticket was opened: 1 message from the customer (from 2026-11-20 10:05 UTC, marked " \
+            "[new] in the transcript)" in second_note
+        # The transcript it repeats marks what came since (the first handoff's messages are not).
+        assert second_note.count("[new]") == 2 and "<strong>[new]</strong> <strong>Customer</strong>: still broken" \
+            in second_note
         after_second = told()
         assert after_second["last_message_at"] == "2026-11-20T10:05:00+00:00"
         assert post(client, third).status_code == 201
@@ -710,7 +714,10 @@ def test_a_third_handoff_says_what_is_new_since_the_second_not_since_the_ticket_
         text = note.get("html_body") or note.get("body")
         stamp = dt.datetime.fromisoformat(after_second["at"])
         assert f"New since our last update here ({stamp:%Y-%m-%d %H:%M} UTC): 1 message from the customer " \
-               "(from 2026-11-20 10:20 UTC)" in text
+               "(from 2026-11-20 10:20 UTC, marked [new] in the transcript)" in text
+        # Marked since the second's update, not since the opening: "still broken" was posted already.
+        assert "<strong>[new]</strong> <strong>Customer</strong>: hello?" in text
+        assert "[new]</strong> <strong>Customer</strong>: still broken" not in text
         # A handoff whose conversation ends earlier (a bot's stale copy) does not make old messages news again.
         assert post(client, second, key="a-stale-copy").status_code == 201
         assert len(put.calls) == 3 and told()["last_message_at"] == "2026-11-20T10:20:00+00:00"
@@ -748,7 +755,8 @@ def test_what_is_new_is_kept_for_the_links_own_ticket_and_said_without_a_time_wh
     note = HandoffContext(handoff_id="hnd_3", target="zendesk", packet=packet, brief=render_brief(packet, "h"),
                           assignment={}, idempotency_key="k",
                           link=Link(vendor_id="2", extra={"told": {"last_message_at": "2026-11-20T10:05:00Z"}}))
-    assert "New since our last update here: 1 message from the customer (from 2026-11-20 10:09 UTC)." \
+    assert "New since our last update here: 1 message from the customer (from 2026-11-20 10:09 UTC, marked [new] in " \
+        "the transcript)." \
         in (note.handed_off_again or "")
 
 
@@ -894,7 +902,8 @@ def test_the_preview_of_a_repeat_shows_the_note_it_would_send(app):
     body = post(client, again).get_json()
     [delivery] = client.get(f"/v1/handoffs/{body['id']}", headers=auth()).get_json()["deliveries"]
     zendesk_note = json.dumps(delivery["payload"]["vendors"]["zendesk"], ensure_ascii=False)
-    assert "New since this ticket was opened: 1 message from the customer (from 2026-11-20 10:05 UTC)" in zendesk_note
+    assert "New since this ticket was opened: 1 message from the customer (from 2026-11-20 10:05 UTC, marked [new] " \
+        "in the transcript)" in zendesk_note
 
 
 def test_a_refusal_that_must_look_for_a_stored_answer_is_a_503_while_the_database_is_away(app, monkeypatch):

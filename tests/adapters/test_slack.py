@@ -265,7 +265,13 @@ def test_a_second_handoff_says_under_its_title_what_is_new_since_the_alert(slack
                if c.body.get("metadata", {}).get("event_payload", {}).get("handoff_id") == "hnd_second"
                and c.body["metadata"]["event_type"] == "handoff_updated"]
     [since] = [b["text"]["text"] for b in reply["blocks"] if b.get("block_id") == "since"]
-    assert since == "New since this ticket was opened: 1 message from the customer (from 2026-11-20 09:30 UTC)."
+    assert since == ("New since this ticket was opened: 1 message from the customer (from 2026-11-20 09:30 UTC, "
+                     "marked [new] in the transcript).")
+    # The thread's transcript marks that message, and only it (the brief's rows are marked alike).
+    thread = [c.body for c in slack.calls_to("chat.postMessage") if c.body.get("thread_ts")
+              and c.body.get("metadata", {}).get("event_payload", {}).get("handoff_id") == "hnd_second"]
+    posted = json.dumps(thread, ensure_ascii=False)
+    assert posted.count("] [new] ") == 1 and "] [new] Customer:* Hello? Still broken." in posted
     # A batch of messages sent while waiting says what it is itself, as on Zendesk and Salesforce.
     batch = {**later, "follow_up": {"handoff_id": "hnd_second", "first": 5}}
     assert ctx_for(batch, link=Link(first.vendor_id, first.url, opened)).since_opened is None
