@@ -45,6 +45,7 @@ from .errors import (
     RateLimited,
     RateLimitedAfterActing,
     RejectedError,
+    TicketGone,
     TransientError,
     page_of,
 )
@@ -62,6 +63,12 @@ AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_e
 # succeeded), and `internal_error`, `service_unavailable` come the same way. A retry, looking
 # first when the call posts, like a 5xx — refused for good, a short Slack incident failed handoffs.
 SERVER_FAILURES = frozenset({"fatal_error", "internal_error", "service_unavailable", "request_timeout"})
+# An alert's thread that takes no replies any more, whatever is sent: its channel archived
+# (`is_archived`), deleted or made private without the bot (`channel_not_found`), the bot removed
+# from it (`not_in_channel`) — chat.postMessage's own refusals in Slack's API description — or its
+# message deleted (`thread_not_found`, conversations.replies'; `message_not_found`).
+THREAD_GONE = frozenset({"is_archived", "channel_not_found", "not_in_channel", "thread_not_found",
+                         "message_not_found"})
 # slack-sdk's `error` for an answer that is not JSON (a proxy's HTML page, an empty 200): not
 # Slack refusing anything — a post may be up behind it. Looked for and retried, as a 5xx is.
 NOT_JSON = "Received a response in a non-JSON format"
@@ -215,11 +222,14 @@ class SlackAdapter(Adapter):
         assert ctx.link is not None
         channel, ts = _link_target(ctx)
         first, start = None, 0
-        if ctx.outcome_unknown:  # an earlier attempt may have posted some of these replies: resume
-            first, highest = self._posted_in_thread(channel, ts, ctx.handoff_id)
-            start = highest + 1
-        if first is None:
-            first = self._call("chat_postMessage", acts=True, **payload["message"])
+        try:
+            if ctx.outcome_unknown:  # an earlier attempt may have posted some of these replies: resume
+                first, highest = self._posted_in_thread(channel, ts, ctx.handoff_id)
+                start = highest + 1
+            if first is None:
+                first = self._call("chat_postMessage", acts=True, **payload["message"])
+        except RejectedError as err:
+            raise _gone(err, ctx.link.vendor_id) or err from err
         with _after_posting(f"update of {channel}/{ts}", channel):
             refused = self._post_thread(channel, ts, payload["thread"], start=start)
         return Sent(vendor_id=ctx.link.vendor_id, url=ctx.link.url, extra=dict(ctx.link.extra),
@@ -594,6 +604,18 @@ def _after_posting(what: str, channel: str) -> Iterator[None]:
                                             reply=err.reply, sent_to={"channel": channel}) from err
     except Exception as err:  # anything else (an odd answer's KeyError): still after the alert went up
         raise OutcomeUnknown(f"{what} posted, then: {type(err).__name__}", sent_to={"channel": channel}) from err
+
+
+def _gone(err: RejectedError, alert: str) -> TicketGone | None:
+    """Slack's refusal of a reply as `TicketGone` when the alert's thread takes no more: its channel
+    archived, deleted or left by the bot, its message deleted. The conversation's every later
+    handoff failed there for good; now a new alert is posted where routing says (the base's
+    replacement), and the conversation's link moves to it. None for any other refusal."""
+    code = (err.reply or {}).get("error") if isinstance(err.reply, Mapping) else None
+    if code not in THREAD_GONE:
+        return None
+    return TicketGone(f"alert {alert} takes no more replies ({code}): {err.message}", ticket_id=alert,
+                      closed=False, status=err.status, reply=err.reply)
 
 
 def _where(kwargs: Mapping[str, Any]) -> dict[str, str] | None:

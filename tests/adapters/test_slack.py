@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from adapters import slack_blocks as kit
 from adapters.base import Link
-from adapters.errors import AuthError, OutcomeUnknown, RateLimited, RejectedError, TransientError
+from adapters.errors import AuthError, OutcomeUnknown, RateLimited, RejectedError, TicketGone, TransientError
 from adapters.events import AssignmentEvent, Holder
 from adapters.slack import SlackAdapter
 from connector.errors import ConfigError
@@ -234,6 +234,31 @@ def test_second_handoff_is_a_thread_reply_not_a_new_alert(slack: FakeSlack, adap
     assert "Handed off again" in new_calls[0].body["blocks"][0]["text"]["text"]
     for message in sent_messages(slack):
         assert_within_limits(message)
+
+
+@pytest.mark.parametrize("error", ["is_archived", "channel_not_found", "not_in_channel", "thread_not_found"])
+def test_a_repeat_whose_alert_takes_no_more_replies_gets_a_new_alert(slack: FakeSlack, adapter: SlackAdapter,
+                                                                     error: str) -> None:
+    # A vendor review: the alert's channel archived (or the bot removed, the alert deleted) made every
+    # later handoff of the conversation fail there for good — no alert for that customer, ever.
+    first = adapter.deliver(ctx_for())
+    link = Link(first.vendor_id, first.url, first.link_extra)
+    slack.fail("chat.postMessage", error=error)
+
+    outcome = adapter.deliver(ctx_for(handoff_id="hnd_second", link=link))
+
+    assert outcome.status == "created" and outcome.vendor_id != first.vendor_id
+    [alert] = [m for m in slack.top_level("C0HANDOFF") if m["metadata"]["event_payload"]["handoff_id"] == "hnd_second"]
+    assert alert["metadata"]["event_type"] == "handoff_created"
+    # After an unknown outcome, the thread the resume reads is gone too: the same.
+    slack.fail("conversations.replies", error=error)
+    again = adapter.deliver(ctx_for(handoff_id="hnd_third", link=link, outcome_unknown=True))
+    assert again.status == "created" and again.vendor_id not in (first.vendor_id, outcome.vendor_id)
+    # Any other refusal is one still.
+    slack.fail("chat.postMessage", error="msg_too_long")
+    with pytest.raises(RejectedError) as refused:
+        adapter.deliver(ctx_for(handoff_id="hnd_fourth", link=link))
+    assert not isinstance(refused.value, TicketGone)
 
 
 def test_a_second_handoff_for_another_customer_says_so_in_its_reply(slack: FakeSlack, adapter: SlackAdapter) -> None:
