@@ -225,16 +225,24 @@ class Outbox:
         return result.rowcount == 1
 
     def claim_due(self, limit: int = 50) -> tuple[list[int], str]:
-        """Claim up to `limit` deliveries whose time has come, skipping paused targets.
+        """Claim up to `limit` deliveries whose time has come, skipping paused targets and targets
+        this process does not serve: processes sharing a database may enable different targets (a
+        rolling configuration change, a worker started with another .env), and one without the
+        target failed for good the retries of a delivery another process had started. Deliveries of
+        a target no process serves now wait, counted in the backlog, until one does.
 
         On PostgreSQL the candidates are locked with `FOR UPDATE SKIP LOCKED`, so workers sharing
         the database take different rows without waiting on each other; SQLite serializes writers.
         """
         now, token = utcnow(), self.new_token()
+        served = sorted(self.adapters())
+        if not served:
+            return [], token
         query = (
             select(Delivery.id)
             .where(
                 Delivery.state == "pending",
+                Delivery.target.in_(served),
                 Delivery.next_attempt_at <= now,
                 _lease_free(now),
                 Delivery.target.not_in(select(TargetPause.target).where(TargetPause.until > now)),

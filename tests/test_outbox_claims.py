@@ -83,6 +83,26 @@ def test_a_target_paused_past_the_quoted_wait_quotes_none(make_app, tmp_path, pa
     assert again["estimated_wait_seconds"] == body["estimated_wait_seconds"]
 
 
+def test_a_process_claims_only_the_targets_it_serves(make_app, monkeypatch):
+    # An operator's review: a worker started with CONNECTOR_TARGETS=slack claimed the Zendesk retry
+    # another process had started on the same database, and failed it for good ("not enabled here").
+    monkeypatch.setitem(registry.TARGETS, "flaky", "tests.support_adapters:FlakyAdapter")
+    app = make_app(targets=("flaky",))
+    services = app.extensions["connector"]
+    assert post(app.test_client(), minimal_packet()).status_code == 202  # the first attempt failed (503)
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+    served = services.outbox.adapters
+    monkeypatch.setattr(services.outbox, "adapters", lambda: {"preview": served()["flaky"]})  # another .env
+    assert services.outbox.claim_due()[0] == []
+    monkeypatch.setattr(services.outbox, "adapters", dict)  # none at all (every target removed)
+    assert services.outbox.claim_due()[0] == []
+    [waiting] = deliveries(services)
+    assert (waiting.state, waiting.attempts, waiting.lease_owner) == ("pending", 1, None)
+    monkeypatch.setattr(services.outbox, "adapters", served)  # a process that serves it takes it
+    assert services.outbox.claim_due()[0] == [waiting.id]
+
+
 def test_a_target_paused_after_the_claim_holds_the_claimed_delivery_without_an_attempt(make_app, monkeypatch):
     monkeypatch.setitem(registry.TARGETS, "flaky", "tests.support_adapters:FlakyAdapter")
     app = make_app(targets=("flaky",))
