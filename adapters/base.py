@@ -633,6 +633,10 @@ def customer_marks(packet: Mapping[str, Any]) -> dict[str, str]:
     return marks
 
 
+# Between this host's clock (a handoff id's time) and a vendor's (a ticket's created_at, a case's CreatedDate).
+CLOCK_SKEW_S = 600
+
+
 def created_at(handoff_id: str) -> dt.datetime:
     """When a handoff (or follow-up) was made, from the ULID its id holds; a day ago for an id
     that holds none (tests', previews'). Where a lookup after a timeout starts reading: an attempt

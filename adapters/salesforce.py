@@ -34,7 +34,17 @@ from connector.mapping_values import MISSING, resolve
 from connector.settings import Settings
 from connector.text_rules import as_identity
 
-from .base import Adapter, Dropped, HandoffContext, Sent, carrying, created_at, deep_merge, mapping_context
+from .base import (
+    CLOCK_SKEW_S,
+    Adapter,
+    Dropped,
+    HandoffContext,
+    Sent,
+    carrying,
+    created_at,
+    deep_merge,
+    mapping_context,
+)
 from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimitedAfterActing, RejectedError, TicketGone
 from .salesforce_client import (
     DEFAULT_RETRY_AFTER_S,
@@ -58,7 +68,6 @@ SUBJECT_MAX = 255  # characters
 # Case.SuppliedPhone and Contact.Phone 40.
 FIELD_MAX = {"Name": 80, "FirstName": 40, "Email": 80, "Phone": 40}
 DESCRIPTION_MAX = 32_000  # characters, as Salesforce counts them: UTF-16 code units (`_units`)
-CLOCK_SKEW_S = 600  # between this host's clock (a handoff id's time) and Salesforce's CreatedDate
 COMMENT_MAX_BYTES = 4_000  # CaseComment.CommentBody is limited in UTF-8 bytes, not characters
 FEED_ITEM_MAX = 10_000  # FeedItem.Body, characters
 CONTINUED = "\n(continued)"  # ends every part of a message too long for one comment

@@ -14,6 +14,7 @@ OAuth) on that session.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import logging
 import re
@@ -33,9 +34,19 @@ from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import KINDS as VALUE_KINDS
 from connector.mapping_values import MISSING, compile_for, resolve
 from connector.settings import Settings
-from connector.text_rules import as_identity
+from connector.text_rules import as_identity, rfc3339_utc
 
-from .base import Adapter, HandoffContext, Link, Sent, deep_merge, mapping_context, priority_map_problem
+from .base import (
+    CLOCK_SKEW_S,
+    Adapter,
+    HandoffContext,
+    Link,
+    Sent,
+    created_at,
+    deep_merge,
+    mapping_context,
+    priority_map_problem,
+)
 from .errors import (
     AuthError,
     DeliveryError,
@@ -334,11 +345,20 @@ class ZendeskAdapter(Adapter):
         return True
 
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
-        # external_id lookups read the ticket table directly; search is eventually consistent.
-        external_id = str(ctx.vendor_extra.get("external_id") or ctx.handoff_id)  # vendor_extra may override it
+        """The ticket a timed-out create of this handoff made, by its external_id (a read of the
+        ticket table; search is eventually consistent). A bot's own `vendor_extra.zendesk.external_id`
+        (its conversation's id, say) is on its earlier tickets too — Zendesk keeps external ids
+        unique to nothing — and the oldest, a closed ticket of last month, was taken for the new one:
+        then only a ticket made since the handoff was (its ULID says when) whose first comment names
+        the handoff is ours. One whose comment `vendor_extra` replaced is not found, and made again."""
+        external_id = str(ctx.vendor_extra.get("external_id") or ctx.handoff_id)
         reply, _ = self._call("GET", "/api/v2/tickets.json", write=False, params={"external_id": external_id},
                               expect="tickets")
         tickets = sorted(reply.get("tickets") or [], key=lambda t: t["id"])
+        if external_id != ctx.handoff_id:
+            since = created_at(ctx.handoff_id) - dt.timedelta(seconds=CLOCK_SKEW_S)
+            tickets = [t for t in tickets if ctx.handoff_id in str(t.get("description") or "")
+                       and (rfc3339_utc(t.get("created_at")) or since) >= since]
         return self._sent(tickets[0], {}, found_by="external_id") if tickets else None
 
     def find_existing_update(self, ctx: HandoffContext) -> Sent | None:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 import responses
+from responses import matchers
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 import adapters.zendesk as zendesk_module
@@ -390,6 +391,30 @@ def test_timeout_after_the_vendor_acted_is_found_by_external_id_not_reposted(zd:
     assert (outcome.status, outcome.vendor_id) == ("created", "1001")
     assert outcome.url == "https://acme.zendesk.com/agent/tickets/1001"
     assert len(zd.calls("POST", TICKETS)) == 1
+
+
+def test_a_bots_own_external_id_finds_only_the_ticket_this_handoff_made(zd: FakeZendesk) -> None:
+    # A vendor review: with `vendor_extra.zendesk.external_id` (a bot's conversation id), the lookup
+    # after a timed-out create took the oldest ticket bearing it — last month's, closed — for the new
+    # one: `created`, and the handoff on a ticket nobody will see.
+    from ulid import ULID
+
+    handoff_id = f"hnd_{ULID.from_timestamp(1795000000)}"  # 2026-11-18
+    packet = full_packet(vendor_extra={"zendesk": {"external_id": "conv-42"}})
+    old = {**fixture("tickets-by-external-id.json")["tickets"][0], "id": 900, "status": "closed",
+           "external_id": "conv-42", "created_at": "2026-10-01T09:00:00Z", "description": "An earlier handoff"}
+    made = {**old, "id": 1002, "status": "new", "created_at": "2026-11-18T08:20:00Z",
+            "description": f"Why a person is needed … Handoff {handoff_id} from Acme Support Bot"}
+    lookup = [matchers.query_param_matcher({"external_id": "conv-42"})]
+    zd.rsps.add("GET", zd.origin + TICKETS, json={"tickets": [old], "count": 1}, match=lookup)
+    zd.create_ticket()
+    outcome = adapter().deliver(ctx(packet, handoff_id=handoff_id, outcome_unknown=True, attempt=2))
+    assert outcome.status == "created" and outcome.vendor_id != "900"
+    assert len(zd.calls("POST", TICKETS)) == 1  # not found: made (with the same idempotency key)
+
+    zd.rsps.replace("GET", zd.origin + TICKETS, json={"tickets": [old, made], "count": 2}, match=lookup)
+    found = adapter().deliver(ctx(packet, handoff_id=handoff_id, outcome_unknown=True, attempt=3))
+    assert (found.status, found.vendor_id) == ("created", "1002") and len(zd.calls("POST", TICKETS)) == 1
 
 
 def test_unknown_outcome_not_found_resends_with_the_same_idempotency_key(zd: FakeZendesk) -> None:
