@@ -42,6 +42,7 @@ from .base import (
     HandoffContext,
     Link,
     Sent,
+    carrying,
     created_at,
     deep_merge,
     mapping_context,
@@ -298,9 +299,31 @@ class ZendeskAdapter(Adapter):
     # ---- sending ------------------------------------------------------------------------------
 
     def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        """The ticket; one whose field Zendesk refuses by name (`CAN_GO_WITHOUT`) is made once more
+        without it, and the receipt names it: routing's previous agent outside the team's group, a
+        group deleted since the mapping named it, a requester address Zendesk will not take — each
+        lost the whole ticket, brief and transcript, for good (Salesforce's cases did not)."""
         body = self._with_upload(payload, ctx)
+        try:
+            return self._create(body, ctx.idempotency_key)
+        except RejectedError as err:
+            refused = _refused_fields(err, body["ticket"])
+            if not refused:
+                raise
+            why = err.message
+        left_out = tuple(_field_left_out(name, why, ctx) for name in refused)
+        log.warning("Zendesk refused fields of the ticket; making it without them",
+                    extra={"fields": list(refused), "error": why[:300]})
+        without = {**body, "ticket": {key: value for key, value in body["ticket"].items() if key not in refused}}
+        with carrying(left_out):
+            # Its own key: Zendesk refuses a key it saw with another body. A timeout here is found
+            # by the handoff's external_id, as any create's.
+            sent = self._create(without, f"{ctx.idempotency_key}:without:{','.join(refused)}")
+        return replace(sent, dropped=(*sent.dropped, *left_out))
+
+    def _create(self, body: dict[str, Any], key: str) -> Sent:
         reply, response = self._call("POST", "/api/v2/tickets.json", write=True, json=body,
-                                     headers={"Idempotency-Key": ctx.idempotency_key}, expect="ticket")
+                                     headers={"Idempotency-Key": key}, expect="ticket")
         # "hit": Zendesk replayed the ticket an earlier attempt with this key created.
         sent = self._sent(reply["ticket"], reply, idempotency_lookup=response.headers.get("x-idempotency-lookup"))
         return replace(sent, slow_down_s=quota_pause(response))
@@ -585,6 +608,40 @@ def _gone(err: RejectedError, ticket_id: str) -> TicketGone | None:
         return None
     return TicketGone(f"ticket {ticket_id} is {'closed' if closed else 'gone'}: {err.message}",
                       ticket_id=str(ticket_id), closed=closed, status=err.status, reply=err.reply)
+
+
+# What a 422's `details` may name (Zendesk's words) that a ticket can be made without, and the
+# ticket's keys that carry it. Anything else refused (the comment, the subject, a custom field's
+# value, which `details` names only as "base") fails the delivery as before.
+CAN_GO_WITHOUT = {"assignee": ("assignee_id",), "group": ("group_id",), "brand": ("brand_id",),
+                  "ticket_form": ("ticket_form_id",), "organization": ("organization_id",),
+                  "requester": ("requester", "requester_id")}
+_LEFT_WITHOUT = {"assignee_id": " (it waits in its group's queue for anyone)",
+                 "requester": " (the API user is its requester; the brief names the customer)",
+                 "requester_id": " (the API user is its requester; the brief names the customer)"}
+
+
+def _refused_fields(err: RejectedError, ticket: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ticket's keys Zendesk's 422 refused that it can be made without; none when it refused
+    anything else too (sent without some, it would be refused again)."""
+    details = err.reply.get("details") if err.status == 422 and isinstance(err.reply, Mapping) else None
+    if not isinstance(details, Mapping) or not details or any(name not in CAN_GO_WITHOUT for name in details):
+        return ()
+    return tuple(key for name in details for key in CAN_GO_WITHOUT[name] if key in ticket)
+
+
+def _field_left_out(key: str, why: str, ctx: HandoffContext) -> dict[str, str]:
+    """The receipt's entry for a ticket field Zendesk refused, named where it came from."""
+    if key in ctx.vendor_extra:
+        part, where = "vendor_extra", f"vendor_extra.zendesk.{key}"
+    elif key in ("group_id", "assignee_id"):
+        part, where = "routing", f"routing's {key}"
+    elif key.startswith("requester"):
+        part, where = "customer", "the requester"
+    else:
+        part, where = "mapping", f"zendesk.yaml {key}"
+    return {"part": part, "reason": f"Zendesk refused {where} ({why[:300]}); the ticket was made without it"
+                                    f"{_LEFT_WITHOUT.get(key, '')}"}
 
 
 def _spec(entry: Mapping[str, Any]) -> Any:

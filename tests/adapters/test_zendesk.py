@@ -535,13 +535,42 @@ def test_connection_dropped_after_sending_is_unknown(zd: FakeZendesk) -> None:
 
 
 def test_validation_error_is_rejected_with_the_vendors_words(zd: FakeZendesk) -> None:
-    zd.error("POST", TICKETS, 422, "error-422-record-invalid.json")
+    refused = fixture("error-422-record-invalid.json")  # a refusal beside the requester's: no ticket without it
+    refused["details"].update(fixture("error-422-base-invalid.json")["details"])
+    zd.rsps.add("POST", zd.origin + TICKETS, status=422, json=refused)
     with pytest.raises(RejectedError) as caught:
         adapter().deliver(ctx())
     assert caught.value.status == 422
     assert "RecordInvalid" in caught.value.message
     assert "Requester: Email is not properly formatted" in caught.value.message
     assert caught.value.reply["details"]["requester"][0]["error"] == "InvalidValue"
+    assert len(zd.calls("POST", TICKETS)) == 1  # not sent again: it would be refused again
+
+
+@pytest.mark.parametrize(("detail", "gone", "part"), [
+    ("assignee", "assignee_id", "routing"), ("group", "group_id", "routing"), ("requester", "requester", "customer"),
+])
+def test_a_field_zendesk_refuses_by_name_is_left_out_and_the_ticket_made(zd: FakeZendesk, detail: str, gone: str,
+                                                                         part: str) -> None:
+    # A vendor review: routing's previous agent outside the team's group, a deleted group, an address
+    # Zendesk's rules refuse — each lost the whole ticket for good (Salesforce re-sent without the field).
+    refused = {"error": "RecordInvalid", "description": "Record validation errors",
+               "details": {detail: [{"description": f"{detail.title()}: is invalid", "error": "InvalidValue"}]}}
+    zd.rsps.add("POST", zd.origin + TICKETS, status=422, json=refused)
+    zd.create_ticket()
+    assignment = {"team": "support", "priority": "high", "rule": "vip",
+                  "targets": {"zendesk": {"group_id": 360004421977, "assignee_id": "381156009921"}}}
+
+    outcome = adapter().deliver(ctx(assignment=assignment))
+
+    first, second = (json.loads(c.request.body)["ticket"] for c in zd.calls("POST", TICKETS))
+    assert gone in first and gone not in second
+    assert {k: v for k, v in first.items() if k != gone} == second  # nothing else left out
+    keys = [c.request.headers["Idempotency-Key"] for c in zd.calls("POST", TICKETS)]
+    assert keys[1] != keys[0] and keys[1].startswith(keys[0])  # a key Zendesk saw with another body is refused
+    assert outcome.status == "created"
+    [entry] = [e for e in outcome.receipt["dropped"] if e["part"] == part]
+    assert "Zendesk refused" in entry["reason"] and f"{detail.title()}: is invalid" in entry["reason"]
 
 
 def test_proxy_page_instead_of_json_after_create_is_unknown(zd: FakeZendesk) -> None:

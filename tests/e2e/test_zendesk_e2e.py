@@ -166,7 +166,7 @@ def test_when_the_closed_tickets_successor_fails_to_open_the_next_handoff_still_
     zd.create_ticket({"id": 1001})
     post(client, full_packet())
     zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
-    zd.error("POST", "/api/v2/tickets.json", 422, "error-422-record-invalid.json")  # this one is refused
+    zd.error("POST", "/api/v2/tickets.json", 422, "error-422-base-invalid.json")  # this one is refused
     first = full_packet()
     first["transcript"].append({"at": "2026-11-27T11:00:00Z", "role": "customer", "text": "Back."})
     assert post(client, first).get_json()["tickets"][0]["status"] == "failed"
