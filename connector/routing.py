@@ -183,8 +183,18 @@ def _decide(packet: Mapping[str, Any], rule: Mapping[str, Any], config: RoutingC
     targets = copy.deepcopy(dict(settings.get("targets") or {}))
     for vendor, ids in (then.get("targets") or {}).items():
         targets.setdefault(vendor, {}).update(ids)
+    # The queue shown is the one the ticket lands in: a bot's `routing.queue` ("Nonexistent Queue")
+    # replaced the team's in the answer and the brief while the ticket went to the team's group —
+    # nothing routes on that hint. It names the queue only where routing.yaml names none.
+    queue, why = next(((v, w) for v, w in ((then.get("queue"), f"rule {rule['name']}"),
+                                           (settings.get("queue"), f"team {team}"),
+                                           (hints.get("queue"), "routing.queue (the bot's hint)")) if v), (None, None))
+    if queue is not None:
+        trace.append(f"queue {queue} from {why}")
+    if hints.get("queue") and hints["queue"] != queue:
+        trace.append(f"routing.queue {hints['queue']!r} (the bot's hint) not taken: the ticket goes to {queue}")
     assignment: dict[str, Any] = {
-        "team": team, "queue": then.get("queue") or hints.get("queue") or settings.get("queue"),
+        "team": team, "queue": queue,
         "agent": None, "priority": priority, "rule": rule["name"], "trace": trace, "targets": targets,
         "target_names": list(then["target_names"]) if then.get("target_names") else None,
         "customer_message_template": then.get("message"),
