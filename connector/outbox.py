@@ -229,20 +229,20 @@ class Outbox:
         this process does not serve: processes sharing a database may enable different targets (a
         rolling configuration change, a worker started with another .env), and one without the
         target failed for good the retries of a delivery another process had started. Deliveries of
-        a target no process serves now wait, counted in the backlog, until one does.
+        a target no process serves now wait, counted in the backlog, until one does — or until
+        `max_delivery_age_s` has passed, when any process takes them and gives them up as it would
+        its own (a target removed for good must not leave its bots waiting for ever).
 
         On PostgreSQL the candidates are locked with `FOR UPDATE SKIP LOCKED`, so workers sharing
         the database take different rows without waiting on each other; SQLite serializes writers.
         """
         now, token = utcnow(), self.new_token()
-        served = sorted(self.adapters())
-        if not served:
-            return [], token
+        too_old = now - dt.timedelta(seconds=self.settings.max_delivery_age_s)
         query = (
             select(Delivery.id)
             .where(
                 Delivery.state == "pending",
-                Delivery.target.in_(served),
+                or_(Delivery.target.in_(sorted(self.adapters())), Delivery.window_started_at < too_old),
                 Delivery.next_attempt_at <= now,
                 _lease_free(now),
                 Delivery.target.not_in(select(TargetPause.target).where(TargetPause.until > now)),

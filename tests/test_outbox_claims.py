@@ -101,6 +101,14 @@ def test_a_process_claims_only_the_targets_it_serves(make_app, monkeypatch):
     assert (waiting.state, waiting.attempts, waiting.lease_owner) == ("pending", 1, None)
     monkeypatch.setattr(services.outbox, "adapters", served)  # a process that serves it takes it
     assert services.outbox.claim_due()[0] == [waiting.id]
+    # Served by none for longer than any delivery is tried, it is taken and given up all the same.
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(lease_owner=None, lease_expires_at=None, window_started_at=utcnow()
+                                                - dt.timedelta(seconds=services.settings.max_delivery_age_s + 1)))
+    monkeypatch.setattr(services.outbox, "adapters", dict)
+    [delivery_id], token = services.outbox.claim_due()
+    attempted = services.outbox.run_delivery(delivery_id, token)
+    assert attempted is not None and attempted.state == "failed"
 
 
 def test_a_target_paused_after_the_claim_holds_the_claimed_delivery_without_an_attempt(make_app, monkeypatch):
