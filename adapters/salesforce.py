@@ -289,8 +289,9 @@ class SalesforceAdapter(Adapter):
                 raise
             why = err.message
         kept = {key: value for key, value in case.items() if key not in named_fields}
+        # The vendor's words stay out of the log (they echo the values: an address); the receipt has them.
         log.warning("Salesforce refused fields of the case; sending it without them",
-                    extra={"fields": sorted(named_fields), "error": why[:300]})
+                    extra={"fields": sorted(named_fields)})
         left_out = tuple(self._field_left_out(name, why, ctx, done) for name in sorted(named_fields))
         with carrying(left_out):
             return send(kept), left_out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -640,6 +641,20 @@ def test_each_kind_of_refused_field_is_named_where_it_came_from(org: SalesforceF
     where = {"mapping": "salesforce.yaml fields.", "vendor_extra": "vendor_extra.salesforce.",
              "field": "the case's "}[part]
     assert entry["reason"].startswith(f"Salesforce refused {where}{field} (Salesforce 400 {error['errorCode']}")
+
+
+def test_a_refused_fields_log_line_names_the_field_not_the_vendors_words(org: SalesforceFake, caplog) -> None:
+    # The vendor echoes the value it refused (an address): the log keeps to the field's name.
+    org.query([{"Id": "0035g00000Existing"}])
+    org.rsps.add("POST", f"{org.api}/sobjects/Case/", status=400, json=[
+        {"errorCode": "INVALID_EMAIL_ADDRESS", "message": "Email: invalid email address: dana@example.com",
+         "fields": ["SuppliedEmail"]}])
+    org.create("Case")
+    org.comments(1)
+    with caplog.at_level(logging.WARNING, logger="adapters.salesforce"):
+        adapter().deliver(ctx_for())
+    [line] = [r for r in caplog.records if r.getMessage().startswith("Salesforce refused fields")]
+    assert line.fields == ["SuppliedEmail"] and "dana@example.com" not in json.dumps(vars(line), default=str)
 
 
 def test_what_was_left_out_is_still_said_when_a_retry_finds_the_case(org: SalesforceFake) -> None:
