@@ -368,3 +368,15 @@ def test_a_previous_agent_lookup_logs_in_the_requests_context():
         logger.removeHandler(handler)
     [record] = seen
     assert (record.bot_id, record.conversation_id) == ("support-bot", "conv-1")
+
+
+def test_a_bots_queue_hint_names_the_queue_only_where_routing_yaml_names_none():
+    # An API review: `routing.queue: "Nonexistent Queue"` replaced the team's "Support" in the answer
+    # and the brief, while the ticket went to the support team's group — nothing routes on the hint.
+    rules = config("  - {name: default}\n")
+    shown = assign(minimal_packet(routing={"queue": "Nonexistent Queue"}), rules, now=TUESDAY_NOON)
+    assert (shown["team"], shown["queue"]) == ("support", "Support")
+    assert "routing.queue 'Nonexistent Queue' (the bot's hint) not taken: the ticket goes to Support" in shown["trace"]
+    # A team routing.yaml does not describe has no queue of its own: the bot's word is all there is.
+    unknown = assign(minimal_packet(routing={"department": "legal", "queue": "Legal desk"}), rules, now=TUESDAY_NOON)
+    assert unknown["queue"] == "Legal desk" and "queue Legal desk from routing.queue (the bot's hint)" in unknown["trace"]
