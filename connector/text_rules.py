@@ -30,15 +30,33 @@ _BIDI_CONTROLS = re.compile(f"[{''.join(CONTROL_NAMES)}]")
 
 # Bidirectional controls and marks, the zero-width space, word joiner and byte-order mark: nothing a
 # reader sees. Not the zero-width (non-)joiner (U+200C, U+200D): Persian and Indic words need them,
-# and emoji sequences (👨‍👩‍👧) are made with them.
-_INVISIBLE = re.compile("[\u200b\u200e\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+# and emoji sequences (👨‍👩‍👧) are made with them. The Hangul fillers (U+115F, U+1160, U+3164,
+# U+FFA0) are letters to Python, so `str.strip` kept them, yet they are drawn as nothing: "\u3164"
+# was a customer's id and a requester's name.
+_INVISIBLE_SET = "\u115f\u1160\u200b\u200e\u200f\u202a-\u202e\u2060-\u2069\u3164\ufeff\uffa0"
+_INVISIBLE = re.compile(f"[{_INVISIBLE_SET}]")
+
+# Drawn as nothing alone, but part of what the characters beside them show, so `without_invisible`
+# keeps them: the joiners, the soft hyphen (a hyphen where a line breaks), the combining grapheme
+# joiner, the Mongolian vowel separator and variation selectors (❤️), tags (🏴 flags' subdivisions).
+_ONLY_WITH_OTHERS = "\u00ad\u034f\u180e\u200c\u200d\ufe00-\ufe0f\U000e0000-\U000e007f"
+# A character someone sees. Searched for, not stripped out: it stops at the first one, and a
+# transcript's 20,000-character entries are checked on the bot's path.
+_SEEN = re.compile(f"[^\\s{_INVISIBLE_SET}{_ONLY_WITH_OTHERS}]")
 
 
 def without_invisible(text: str) -> str:
     """`text` without the characters nobody sees: what a customer is shown of their own words (the
     agent's brief names bidirectional controls instead, `visible_controls`), and how a text that
-    holds nothing else is told from one that says something."""
+    holds nothing else is told from one that says something (`is_blank`)."""
     return _INVISIBLE.sub("", text)
+
+
+def is_blank(text: str) -> bool:
+    """Whether `text` says nothing: whitespace, the characters `without_invisible` takes out and
+    those it keeps for the characters beside them, only. A packet's ids, its customer's identity and
+    a message's text must say something ("\\u200b" passed `str.strip`)."""
+    return _SEEN.search(text) is None
 
 
 def as_identity(customer: Mapping[str, Any]) -> dict[str, Any]:

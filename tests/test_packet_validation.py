@@ -120,10 +120,53 @@ def test_an_offset_no_time_zone_has_is_refused_as_such_not_read_as_another(clien
     assert problem(post(client, packet), 422)["errors"] == {"transcript.0.at": [said]}
 
 
-@pytest.mark.parametrize("blank", ["   ", "\t"])
+BLANK = "Blank: only whitespace or characters nobody sees, such as U+200B."
+# What passed `str.strip` (all but the first two) and so counted as said: a zero-width space, a
+# right-to-left override, the Hangul filler (a letter to Python, drawn as a space), a joiner alone.
+SAYING_NOTHING = ["   ", "\t", "\u200b", "\u202e", "\u3164", "\u200d", "\u200b \ufeff\u3000"]
+
+
+@pytest.mark.parametrize("blank", SAYING_NOTHING)
 def test_a_blank_id_identifies_no_customer(client, blank):
+    # "\u200b" identified a customer, and reached Zendesk as the requester's external_id.
     body = problem(post(client, minimal_packet(customer={"id": blank})), 422)
-    assert body["errors"] == {"customer": ["At least one of id, email or phone is required."]}
+    assert body["errors"] == {"customer.id": [BLANK]}
+    body = problem(post(client, minimal_packet(customer={"phone": blank})), 422)
+    assert body["errors"] == {"customer": ["At least one of id, email or phone is required; phone is blank "
+                                           "(only whitespace or characters nobody sees, such as U+200B)."]}
+
+
+@pytest.mark.parametrize("blank", SAYING_NOTHING)
+@pytest.mark.parametrize("path", ["bot.id", "conversation.id"])
+def test_a_required_id_that_says_nothing_is_named(make_app, path, blank):
+    client = make_app(allow_unauthenticated=True).test_client()  # any bot.id: blank is the only fault
+    group, name = path.split(".")
+    packet = minimal_packet(**{group: {name: blank}})
+    response = client.post("/v1/handoffs", data=json.dumps(packet), content_type="application/json")
+    assert problem(response, 422)["errors"] == {path: [BLANK]}
+
+
+@pytest.mark.parametrize("blank", SAYING_NOTHING)
+def test_text_that_says_nothing_needs_an_attachment_in_a_packet_and_in_messages(client, blank):
+    said = ("May be empty or blank (only whitespace or characters nobody sees, such as U+200B) only when the "
+            "entry has attachments.")
+    packet = minimal_packet()
+    packet["transcript"].append({"at": "2026-11-20T09:15:00Z", "role": "customer", "text": blank})
+    assert problem(post(client, packet), 422)["errors"] == {"transcript.1.text": [said]}
+    handoff_id = post(client, minimal_packet()).get_json()["id"]
+    messages = {"messages": [{"at": "2026-11-20T09:20:00Z", "role": "customer", "text": blank}]}
+    response = client.post(f"/v1/handoffs/{handoff_id}/messages", data=json.dumps(messages), headers=auth(),
+                           content_type="application/json")
+    assert problem(response, 422)["errors"] == {"messages.0.text": [said]}
+    packet["transcript"][1]["attachments"] = [{"url": "https://files.example/a.png", "name": "a.png"}]
+    assert post(client, packet).status_code == 201
+
+
+def test_text_and_ids_with_invisible_characters_beside_visible_ones_are_kept(client):
+    # Joiners make words and emoji; a name in an id may carry a mark. Only nothing-but-invisible is blank.
+    packet = minimal_packet(customer={"id": "\u200bc-42"}, conversation={"id": "conv-\u200d1"})
+    packet["transcript"][0]["text"] = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+    assert post(client, packet).status_code == 201
 
 
 def test_whole_numbers_are_numbers_too(client):

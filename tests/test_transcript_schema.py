@@ -26,6 +26,8 @@ ENTRIES = [
     {"at": AT, "role": "customer", "text": "an extra field", "channel": "sms"},
     {"at": AT, "role": "customer"},
     {"at": AT, "role": "customer", "text": "   "},
+    {"at": AT, "role": "customer", "text": "\u200b\u3164"},  # blank too: nothing in it is seen
+    {"at": AT, "role": "customer", "text": "\u202e", "attachments": [{"name": "a.png"}]},
     {"at": AT, "role": "customer", "text": ""},
     {"at": AT, "role": "customer", "text": None},
     {"at": AT, "role": "customer", "text": 7},

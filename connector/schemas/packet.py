@@ -14,7 +14,7 @@ from typing import Any
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
-from ..text_rules import rfc3339, rfc3339_problem
+from ..text_rules import is_blank, rfc3339, rfc3339_problem
 from . import plain_load
 
 
@@ -27,7 +27,17 @@ class Length(validate.Length):
         return f"{super()._format_error(value, message)} Got {len(value)} {unit}."
 
 
-ID = Length(min=1, max=200)
+NOTHING_SEEN = "only whitespace or characters nobody sees, such as U+200B"
+
+
+def said(text: str) -> None:
+    """A text that must say something: "\\u200b" or "\\u3164" passed `Length(min=1)` and `str.strip`
+    alike, a conversation id nobody can read, or a customer id given to Zendesk as an external_id."""
+    if text and is_blank(text):  # "" is `Length(min=1)`'s to name: one message for it, not two
+        raise ValidationError(f"Blank: {NOTHING_SEEN}.")
+
+
+ID = [Length(min=1, max=200), said]
 SHORT = Length(max=500)
 LONG = Length(max=20_000)
 
@@ -174,9 +184,12 @@ class CustomerSchema(_Open):
 
     @validates_schema
     def _identified(self, data: dict[str, Any], **_: Any) -> None:
-        # Blank is none: "   " identified nobody, and the agent had no one to answer.
-        if not any(str(data.get(key) or "").strip() for key in ("id", "email", "phone")):
-            raise ValidationError("At least one of id, email or phone is required.", "_schema")
+        # Blank is none: "   " identified nobody, and the agent had no one to answer. (A blank id
+        # is refused as `customer.id` before this runs; a phone is not an id and may be shown.)
+        sent = [key for key in ("id", "email", "phone") if data.get(key)]
+        if all(is_blank(str(data[key])) for key in sent):
+            blank = f"; {' and '.join(sent)} {'is' if len(sent) == 1 else 'are'} blank ({NOTHING_SEEN})" if sent else ""
+            raise ValidationError(f"At least one of id, email or phone is required{blank}.", "_schema")
 
 
 class AttachmentSchema(_Open):
@@ -201,8 +214,9 @@ class TranscriptEntrySchema(_Open):
 
     @validates_schema
     def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
-        if "text" in data and not data["text"].strip() and not data.get("attachments"):
-            raise ValidationError("May be empty only when the entry has attachments.", "text")
+        if "text" in data and is_blank(data["text"]) and not data.get("attachments"):
+            raise ValidationError(f"May be empty or blank ({NOTHING_SEEN}) only when the entry has attachments.",
+                                  "text")
 
 
 def _plain_entry(entry: Any) -> bool:
@@ -212,7 +226,7 @@ def _plain_entry(entry: Any) -> bool:
         return False
     at, role, text = entry.get("at"), entry.get("role"), entry.get("text")
     return (type(at) is str and type(role) is str and type(text) is str and role in ROLES
-            and bool(text.strip()) and is_rfc3339(at))
+            and not is_blank(text) and is_rfc3339(at))
 
 
 class Transcript(fields.List):
