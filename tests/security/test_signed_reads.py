@@ -43,7 +43,7 @@ def test_a_status_callback_replayed_to_the_connector_reads_nothing(make_app):
     for path in (f"/v1/handoffs/{other}", "/v1/handoffs?conversation_id=conv-secret"):
         response = client.open(path, method="GET", data=callback.body, headers=replayed)
         assert response.status_code == 401, response.get_json()
-        assert response.get_json()["errors"] == {"webhook-signature": ["callback_id"]}
+        assert response.get_json()["errors"] == {"webhook-id": ["callback_id"]}
 
 
 def test_a_signed_read_with_a_body_is_refused(make_app):
@@ -53,7 +53,7 @@ def test_a_signed_read_with_a_body_is_refused(make_app):
     response = app.test_client().open(f"/v1/handoffs/{hid}", method="GET", data=body,
                                       headers=_signed("msg_1", body))
     assert response.status_code == 401
-    assert response.get_json()["errors"] == {"webhook-signature": ["body_on_read"]}
+    assert response.get_json()["errors"] == {"(body)": ["body_on_read"]}
 
 
 def test_a_signed_read_as_a_bot_makes_it_still_works(make_app):
@@ -73,4 +73,4 @@ def test_a_webhook_id_the_connector_cannot_store_is_refused_before_anything_is_m
     response = app.test_client().post("/v1/handoffs", data=body, content_type="application/json",
                                       headers=_signed(msg_id, body))
     assert response.status_code == 401, response.get_json()
-    assert response.get_json()["errors"] == {"webhook-signature": ["webhook_id_malformed"]}
+    assert response.get_json()["errors"] == {"webhook-id": ["webhook_id_malformed"]}
