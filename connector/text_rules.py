@@ -75,8 +75,11 @@ def visible_controls(text: str) -> str:
 # offset with its colon. datetime.fromisoformat alone took ISO 8601 forms no bot's RFC 3339 writer
 # makes (2026-W47-5T09:14Z, 20261120T091402Z, 2026-11-20T09Z) and refused a lower-case t or z.
 # RFC 3339's offset: hours 00-23, minutes 00-59 (Python read +05:60 as +06:00, and took it).
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
-_ANY_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?([+-]\d{2}:\d{2})")
+# Its digits are ASCII (RFC 3339's DIGIT): `\d` alone took "٢٠٢٦-11-20T10:00:00Z" as well formed, and
+# the bot was told its Arabic-Indic year was no real date rather than no RFC 3339 time.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)",
+                      re.ASCII)
+_ANY_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?([+-]\d{2}:\d{2})", re.ASCII)
 
 
 def rfc3339(text: object) -> dt.datetime | None:

@@ -240,6 +240,17 @@ def test_iso_8601_forms_that_are_not_rfc3339_are_named(client, stamp):
     assert list(body["errors"]) == ["transcript.0.at"]
 
 
+@pytest.mark.parametrize("stamp", ["\u0662\u0660\u0662\u0666-11-20T10:00:00Z", "2026-11-2\uff10T10:00:00Z",
+                                   "2026-11-20T10:00:00.\u0661Z", "2026-11-20T10:00:00+\u0660\u0665:00"])
+def test_a_time_in_other_digits_than_ascii_is_named_as_no_rfc3339_time(client, stamp):
+    # RFC 3339's digits are ASCII: Arabic-Indic or fullwidth ones passed the format check, and the bot
+    # was told "Not a real date or time of day" of a date that is real.
+    packet = minimal_packet()
+    packet["transcript"][0]["at"] = stamp
+    body = problem(post(client, packet), 422)
+    assert body["errors"] == {"transcript.0.at": ["Not an RFC 3339 time with a time zone (e.g. 2026-11-20T09:14:02Z)."]}
+
+
 @pytest.mark.parametrize(("field", "stamp"), [("transcript", "9999-12-31T23:59:59-01:00"),
                                              ("transcript", "0001-01-01T00:00:00+01:00"),
                                              ("history", "9999-12-31T23:00:00-05:00")])
