@@ -144,6 +144,15 @@ def test_dead_deliveries_are_listed_and_replayed_once(make_app, flaky):
     assert client.post(f"/v1/deliveries/{dead[0]['id']}/retry", headers=admin()).status_code == 404
 
 
+@pytest.mark.parametrize("limit", ["\u00b2", "\uff11\uff10", "\u0661", "0", "501", " 5"])
+def test_a_deliveries_limit_is_whole_ascii_digits_in_range(client, limit):
+    # "²" passed str.isdigit() and int() refused it: a 500. "１０" passed both.
+    response = client.get("/v1/deliveries", query_string={"limit": limit}, headers=admin())
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert response.get_json()["errors"] == {"limit": ["1 to 500"]}
+    assert client.get("/v1/deliveries", query_string={"limit": "500"}, headers=admin()).status_code == 200
+
+
 def test_bulk_replay_and_cli(make_app, flaky):
     app = make_app(targets=("flaky",))
     client = app.test_client()

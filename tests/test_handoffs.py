@@ -328,6 +328,18 @@ def test_list_by_conversation_newest_first_and_only_own_bot(client):
     assert response.status_code == 422 and "conversation_id" in response.get_json()["errors"]
 
 
+@pytest.mark.parametrize("limit", ["\uff11\uff10", "\u0661", "\u00b2", " 2", "+2", "1_0", "0", "101", "9" * 40])
+def test_a_list_limit_is_whole_ascii_digits_in_range(client, limit):
+    # int() read "１０" (fullwidth), "١" (Arabic-Indic), " 2", "+2" and "1_0" as numbers: a limit no
+    # client sends, taken where the OpenAPI document says "integer".
+    post(client, minimal_packet(), key="l-1")
+    response = client.get("/v1/handoffs", query_string={"conversation_id": "conv-2001", "limit": limit}, headers=auth())
+    assert response.status_code == 422, response.get_json()
+    assert response.get_json()["errors"] == {"limit": ["1 to 100"]}
+    ok = client.get("/v1/handoffs", query_string={"conversation_id": "conv-2001", "limit": "1"}, headers=auth())
+    assert len(ok.get_json()["items"]) == 1
+
+
 def test_another_bots_handoff_is_not_found(client):
     body = post(client, minimal_packet()).get_json()
     response = client.get(f"/v1/handoffs/{body['id']}", headers=auth(OTHER_KEY))

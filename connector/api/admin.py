@@ -13,6 +13,7 @@ from ..outbox import REPLAYABLE, list_deliveries
 from ..previewing import preview_packet
 from ..schemas.responses import DELIVERY_STATES
 from ..services import current_services
+from . import query_limit
 
 bp = Blueprint("admin", __name__, url_prefix="/v1")
 
@@ -79,11 +80,9 @@ def deliveries() -> Response:
     state = request.args.get("state")
     if state is not None and state not in DELIVERY_STATES:
         raise ValidationFailed(f"state must be one of {', '.join(DELIVERY_STATES)}.", errors={"state": ["unknown"]})
-    limit = request.args.get("limit", "100")
-    if not limit.isdigit() or not 1 <= int(limit) <= 500:
-        raise ValidationFailed("limit must be a whole number from 1 to 500.", errors={"limit": ["1 to 500"]})
+    limit = query_limit(default=100, most=500)
     target = _target()
-    rows = list_deliveries(current_services().db, state=state, target=target, limit=int(limit))
+    rows = list_deliveries(current_services().db, state=state, target=target, limit=limit)
     return jsonify({"items": [_row(row) for row in rows]})
 
 

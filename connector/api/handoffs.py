@@ -14,6 +14,7 @@ from ..errors import NotFound, ValidationFailed
 from ..intake import Answer, accept
 from ..models import Assignment, Callback, Handoff
 from ..services import current_services
+from . import query_limit
 
 bp = Blueprint("handoffs", __name__, url_prefix="/v1/handoffs")
 
@@ -235,12 +236,7 @@ def list_handoffs() -> Response:
         raise ValidationFailed("Say which conversation: ?conversation_id=…", errors={"conversation_id": ["required"]})
     if "\x00" in conversation_id:  # intake refuses NUL, and PostgreSQL cannot compare text with it (a 500)
         raise ValidationFailed("conversation_id may not hold U+0000.", errors={"conversation_id": ["contains U+0000"]})
-    try:
-        limit = int(request.args.get("limit", "20"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 100:
-        raise ValidationFailed("limit must be a whole number from 1 to 100.", errors={"limit": ["1 to 100"]})
+    limit = query_limit(default=20, most=100)
     query = select(Handoff).filter_by(conversation_id=conversation_id, follows_id=None)
     if caller.bot_id is not None:
         query = query.filter_by(bot_id=caller.bot_id)
