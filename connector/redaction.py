@@ -15,13 +15,16 @@ Kinds, applied in this order so a longer secret is not half-masked as a card or 
   "Password 2FA code never arrives" and "my password is sunshine" are kept).
 * `iban` — country + check digits + BBAN, length checked against the country, mod-97 checked;
   printed in groups of four or compact. Keeps country and last four.
-* `card` — 13–19 digits, optionally grouped by single spaces or dashes, Luhn-checked. Keeps last four.
+* `card` — 13–19 digits, optionally grouped by single spaces or dashes — or by dots when shaped like
+  a card (`4111.1111.1111.1111`, `3782.822463.10005`), never a date or a version — Luhn-checked;
+  in any script's digits (`４１１１ １１１１ …` fullwidth, `٤١١١…`), as customers type them. Keeps
+  last four (in ASCII digits).
 * `national_id` — US SSN `123-45-6789` (dashes; area 000, 666 and 9xx, group 00 and serial 0000 are
   never issued, so not masked) and UK National Insurance numbers (`AB 12 34 56 C`, upper case).
 * `email` — `local@domain.tld`.
 * `phone` — 9–15 digits (8–15 after `+`) with spaces, dots, dashes or brackets, not shaped like a date.
 
-Only ASCII digits are recognised. Every placeholder is `[redacted …]` and holds no run a pattern
+Other kinds recognise ASCII digits only. Every placeholder is `[redacted …]` and holds no run a pattern
 could match again; boundaries treat `]` before and `[` after like the letter or digit a placeholder
 replaced. So redacting twice gives what redacting once gave. Every pattern is
 either anchored on a literal or on a lookbehind that allows one start per run, so time is linear.
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
@@ -75,6 +79,16 @@ _IBAN_LENGTHS = {
     ).split())
 }
 _DIGIT_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")  # no required suffix, so no backtracking
+# A card grouped by dots ("4111.1111.1111.1111"): only in a card's own groups — 4-4-4 and the rest
+# (13 to 19 digits), Amex's 4-6-5, Diners' 4-6-4 — since dots also join dates (2026.11.20),
+# versions and addresses. Tried before `_DIGIT_RUN` at a run's start (one start per run: linear).
+_DOTTED_CARD = r"(?:[0-9]{4}\.){3}[0-9]{1,7}|[0-9]{4}\.[0-9]{6}\.[0-9]{4,5}"
+# Not inside a longer dotted run ("1.4111.…", "….1111.1"); "no.4111.…" is a card after a word.
+_CARD_RUN = re.compile(r"(?<![0-9])(?<![0-9]\.)(?:" + _DOTTED_CARD + r")(?![0-9]|\.[0-9])|" + _DIGIT_RUN.pattern)
+# A digit of another script (fullwidth ４, Arabic-Indic ٤) and the fullwidth separators typed with
+# them: read as ASCII, one character for one, so a card's place in what was written is unchanged.
+_OTHER_DIGIT = re.compile(r"(?![0-9])\d|[\u3000\uff0d\uff0e]")
+_FULLWIDTH_SEPARATORS = {"\u3000": " ", "\uff0d": "-", "\uff0e": "."}
 _DIGITS = re.compile(r"[0-9]+")
 _SSN = re.compile(r"(?<![\w\]-])(?!000|666|9)[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?![\w\[-])")
 _NINO = re.compile(
@@ -100,7 +114,7 @@ _DATE = re.compile(
 # Kinds that are nothing without an ASCII digit: a text with none skips their scans (a subject, a
 # customer's line: most hold no digit, and each is masked on every handoff).
 _DIGIT_KINDS = frozenset({"iban", "card", "national_id", "phone"})
-_ANY_DIGIT = re.compile(r"[0-9]")
+_ANY_DIGIT = re.compile(r"\d")  # any script's: a card in fullwidth digits is masked too
 
 
 def redact_text(text: str, kinds: Collection[str]) -> tuple[str, Counter[str]]:
@@ -225,17 +239,29 @@ def _iban_at(text: str, start: int) -> tuple[int, str] | None:
 
 
 def _mask_cards(text: str, counts: Counter[str]) -> str:
-    return _DIGIT_RUN.sub(lambda run: _mask_cards_in_run(run.group(), counts), text)
+    # Runs are found in `read` (ASCII digits, as long as `text`); what is kept is taken from `text`.
+    read = _OTHER_DIGIT.sub(_as_ascii, text) if _OTHER_DIGIT.search(text) else text
+    pieces, pos = [], 0
+    for run in _CARD_RUN.finditer(read):
+        start, end = run.span()
+        if end - start >= 13:  # most runs (dates, amounts, order numbers) stop here
+            pieces += [text[pos:start], _mask_cards_in_run(run.group(), counts, text[start:end])]
+            pos = end
+    return "".join([*pieces, text[pos:]]) if pieces else text
 
 
-def _mask_cards_in_run(run: str, counts: Counter[str]) -> str:
-    """Mask Luhn-valid sequences of whole digit groups (13–19 digits) inside one run of digits.
+def _as_ascii(match: re.Match[str]) -> str:
+    char = match.group()
+    return _FULLWIDTH_SEPARATORS.get(char) or str(unicodedata.decimal(char))
+
+
+def _mask_cards_in_run(run: str, counts: Counter[str], written: str) -> str:
+    """Mask Luhn-valid sequences of whole digit groups (13–19 digits) inside one run of digits:
+    `run` in ASCII digits, `written` as the text has it (the same length), what is kept.
 
     Each end group is tried with the longest start first. A group's Luhn contribution is computed
     once for both parities, so each end costs at most 19 additions and a run is linear.
     """
-    if len(run) < 13:  # most runs (dates, amounts, order numbers) stop here
-        return run
     groups = [(g.start(), g.end(), _luhn_parts(g.group())) for g in _DIGITS.finditer(run)]
     pieces, pos, free = [], 0, 0  # `free`: first group not yet inside a masked card
     for end in range(len(groups)):
@@ -250,10 +276,10 @@ def _mask_cards_in_run(run: str, counts: Counter[str]) -> str:
                 best = first
         if best is not None:
             last4 = "".join(_DIGITS.findall(run[groups[best][0] : groups[end][1]]))[-4:]
-            pieces += [run[pos : groups[best][0]], f"[redacted card {MASK}{last4}]"]
+            pieces += [written[pos : groups[best][0]], f"[redacted card {MASK}{last4}]"]
             pos, free = groups[end][1], end + 1
             counts["card"] += 1
-    return "".join([*pieces, run[pos:]])
+    return "".join([*pieces, written[pos:]])
 
 
 _DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # a Luhn-doubled digit, its two digits summed

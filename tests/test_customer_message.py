@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import logging
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -365,10 +366,16 @@ def test_only_a_line_that_says_nothing_but_hello_or_a_person_please_is_not_echoe
 @pytest.mark.parametrize("problem", ["My card 4111 1111\n1111 1111 was charged twice",
                                      "My card 4111\t1111 1111  1111 was charged twice",
                                      "My card 4111\u200b1111\u200b1111\u200b1111 was charged twice",
-                                     "My card 4111\u00a01111\u00a01111\u00a01111 was charged twice"])
+                                     "My card 4111\u00a01111\u00a01111\u00a01111 was charged twice",
+                                     # Dots, and fullwidth digits (run together, spaced, dashed): echoed as sent.
+                                     "My card 4111.1111.1111.1111 was charged twice",
+                                     "My card ４１１１１１１１１１１１１１１１ was charged twice",
+                                     "My card ４１１１　１１１１　１１１１　１１１１ was charged twice",
+                                     "My card ４１１１－１１１１－１１１１－１１１１ was charged twice"])
 def test_a_card_spaced_any_way_is_masked_in_the_customers_message(problem):
     said = compose(full_packet(intent={"stated_problem": problem}), ASSIGNMENT, None, MESSAGES)["text"]
-    assert "4111 1111" not in said and "41111111" not in said and "••••1111" in said
+    assert "••••1111" in said
+    assert unicodedata.normalize("NFKC", said).count("1111") == 1, said  # the placeholder's last four only
 
 
 def test_a_card_across_the_cut_of_a_long_problem_is_masked_not_half_shown():

@@ -32,6 +32,16 @@ def luhn_valid(digits: str) -> bool:
         ("card", "amex 378282246310005.", "amex [redacted card ••••0005]."),
         ("card", "n°6011111111111117 cvv 123", "n°[redacted card ••••1117] cvv 123"),
         ("card", "4000056655665556 123", "[redacted card ••••5556] 123"),
+        # Grouped by dots in a card's own groups, or typed in fullwidth (an IME's) or Arabic-Indic
+        # digits: each went unmasked into the customer message and the vendors' texts.
+        ("card", "card no.4111.1111.1111.1111.", "card no.[redacted card ••••1111]."),
+        ("card", "amex 3782.822463.10005 ok", "amex [redacted card ••••0005] ok"),
+        ("card", "カード４１１１ １１１１ １１１１ １１１１です", "カード[redacted card ••••1111]です"),
+        ("card", "４１１１－１１１１－１１１１－１１１１, ４１１１１１１１１１１１１１１１",
+         "[redacted card ••••1111], [redacted card ••••1111]"),
+        ("card", "４１１１．１１１１．１１１１．１１１１　５５５５　５５５５　５５５５　４４４４",
+         "[redacted card ••••1111]　[redacted card ••••4444]"),
+        ("card", "بطاقتي ٤١١١١١١١١١١١١١١١", "بطاقتي [redacted card ••••1111]"),
         ("iban", "IBAN DE89 3704 0044 0532 0130 00 thanks", "IBAN [redacted iban DE••••3000] thanks"),
         ("iban", "to GB82WEST12345698765432.", "to [redacted iban GB••••5432]."),
         ("iban", "fr1420041010050500013m02606", "[redacted iban FR••••2606]"),
@@ -90,6 +100,10 @@ def test_each_kind_is_masked(kind: str, text: str, expected: str) -> None:
         (ALL, "reference 12345678901234567890123"),  # too long to be a card
         (ALL, "on 2026-11-21 12:00, due 21/11/2026 or 21.11.2026"),
         (ALL, "ip 192.168.100.200, version 10.0.19045.2965, pi 3.14159265358979"),
+        # Dots join dates, versions and addresses: only a card's own groups are read as one (Luhn too).
+        (ALL, "released 2026.11.20, build 2024.1001.1234.5678, hosts 10.0.0.1 192.168.1.1, v1.2.3.4.5.6.7.8.9.10"),
+        (["card"], "1.4111.1111.1111.1111 and 4111.1111.1111.1111.1"),  # a card's groups inside a longer run
+        (ALL, "注文番号４２４２４２４２４２４２４２４１、２０２６年１１月２０日"),  # fullwidth, not Luhn
         (["iban"], "IBAN DE89 3704 0044 0532 0130 01"),  # bad check digits (its digits pass Luhn!)
         (["iban"], "IBAN DE89 3704 0044 0532 0130 0"),  # one character short
         (["national_id"], "000-12-3456 666-12-3456 900-12-3456 123-00-4567 123-45-0000 12-345-6789 1234-56-789"),
