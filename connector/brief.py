@@ -36,7 +36,7 @@ from .schemas.packet import (
     TranscriptEntrySchema,
 )
 from .templating import Sandbox
-from .text_rules import rfc3339, rfc3339_utc, visible_controls, without_invisible
+from .text_rules import is_blank, rfc3339, rfc3339_utc, visible_controls, without_invisible
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -332,7 +332,7 @@ def problem_words(packet: Mapping[str, Any], *, echoed: bool = False) -> str:
     intent = packet.get("intent") or {}
     line = first_customer_line(packet, telling=_says_something if echoed else None)
     return next((text for text in (intent.get("stated_problem"), intent.get("summary"), line)
-                 if text and without_invisible(text).strip()), "")
+                 if text and not is_blank(text)), "")
 
 
 # The words of a line that says nothing but "hello", "yes" or "a person, please", in the shipped
@@ -384,7 +384,7 @@ def first_customer_line(packet: Mapping[str, Any], telling: Callable[[str], bool
     their longest: "hi" made the ticket's subject and the customer message's "I've passed on: hi.".
     `telling`: only lines it accepts count ("" when none does)."""
     said = [entry["text"] for entry in packet.get("transcript", [])
-            if entry.get("role") == "customer" and without_invisible(entry.get("text", "")).strip()
+            if entry.get("role") == "customer" and not is_blank(entry.get("text", ""))
             and (telling is None or telling(without_invisible(entry["text"])))]
     return next((text for text in said if _words(text) >= _SAYS_SOMETHING), max(said, key=len, default=""))
 
@@ -582,7 +582,7 @@ def last_customer_entry(packet: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The customer's last message with words in it: where a long conversation has got to (the
     problem is stated at its start, the deadline or the anger at its end), shown near the top."""
     return next((entry for entry in reversed(packet.get("transcript") or [])
-                 if entry.get("role") == "customer" and without_invisible(entry.get("text") or "").strip()), None)
+                 if entry.get("role") == "customer" and not is_blank(entry.get("text") or "")), None)
 
 
 def clock(at: Any) -> str:
