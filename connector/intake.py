@@ -37,6 +37,7 @@ from .outbox import Attempted
 from .schemas import Limits, PacketSchema, flatten_errors, plain_load
 from .schemas.near_misses import near_misses
 from .services import Services
+from .text_rules import rfc3339_utc
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +174,28 @@ def warnings_for(packet: Mapping[str, Any], targets: list[str], assignment: Mapp
     """What the answer (and the dry run) warns of: keys that look misspelt, callbacks that will not
     be sent, `vendor_extra` for a target it does not go to, the routing, the customer's message."""
     return (near_misses(packet) + callbacks.warnings_for(packet, services.settings)
-            + _unused_vendor_extra(packet, targets)
+            + _unused_vendor_extra(packet, targets) + _out_of_order(packet)
             + routing.department_warnings(packet, assignment, services.mappings.routing)
             + customer_message.language_warnings(packet, services.mappings.messages))
+
+
+# How far a message may be stamped before the one above it and still pass for in order: the bot's
+# messages and the customer's are often stamped by different clocks.
+OUT_OF_ORDER_S = 30
+
+
+def _out_of_order(packet: Mapping[str, Any]) -> list[str]:
+    """A transcript that is not oldest first (sent newest first, say) is shown as sent — its times
+    are the bot's, and its order too — but the brief's "latest from them" read its last entry, the
+    oldest: said, with the first entry that steps back, as a 201 that kept quiet was taken as fine."""
+    transcript = packet.get("transcript") or []
+    times = [rfc3339_utc(entry.get("at")) for entry in transcript]
+    for n in range(1, len(times)):
+        before, at = times[n - 1], times[n]
+        if before is not None and at is not None and (before - at).total_seconds() > OUT_OF_ORDER_S:
+            return [f"transcript.{n}.at: {transcript[n]['at']} is earlier than transcript.{n - 1}.at "
+                    f"({transcript[n - 1]['at']}); the transcript should be oldest first and is shown as sent"]
+    return []
 
 
 def _unused_vendor_extra(packet: Mapping[str, Any], targets: list[str]) -> list[str]:

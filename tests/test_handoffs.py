@@ -429,6 +429,23 @@ def test_vendor_extra_for_no_target_of_the_handoff_is_said_to_go_nowhere(make_ap
     assert "warnings" not in post(alone, minimal_packet(vendor_extra={"broken": {}})).get_json()
 
 
+def test_a_transcript_not_oldest_first_is_said_to_be_shown_as_sent(app):
+    # An API review: a transcript sent newest first was taken without a word, and the brief's
+    # "Latest from them" then showed its oldest line, stamped with the oldest time.
+    client = app.test_client()
+    packet = minimal_packet(conversation={"id": "c-reversed"})
+    packet["transcript"] = [{"at": f"2026-11-20T09:{minute:02d}:00Z", "role": "customer", "text": f"line {minute}"}
+                            for minute in (9, 8, 7)]
+    assert post(client, packet).get_json()["warnings"] == [
+        "transcript.1.at: 2026-11-20T09:08:00Z is earlier than transcript.0.at (2026-11-20T09:09:00Z); the "
+        "transcript should be oldest first and is shown as sent"]
+    # Two clocks a few seconds apart (the bot's, the customer's) are not out of order.
+    packet = minimal_packet(conversation={"id": "c-skewed"})
+    packet["transcript"] = [{"at": "2026-11-20T09:00:05Z", "role": "customer", "text": "hello there"},
+                            {"at": "2026-11-20T09:00:01Z", "role": "bot", "text": "Hi! How can I help?"}]
+    assert "warnings" not in post(client, packet).get_json()
+
+
 def test_a_language_with_no_messages_of_its_own_is_said_to_fall_back(make_app):
     # pt-BR got the English message with `locale: en` and nothing else said: a bot showing only
     # `text` put English before a customer who wrote in Portuguese.
