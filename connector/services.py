@@ -243,7 +243,9 @@ class Services:
                 if time.monotonic() - last_report >= REPORT_EVERY_S:
                     last_report = time.monotonic()
                     counts = self.outbox.counts()
-                    if counts:
+                    # Only while something waits: given-up rows alone (dead, failed) stay until an
+                    # operator replays or dismisses them, and repeated them every minute for ever.
+                    if any(states["pending"] or states["retrying"] for states in counts.values()):
                         log.info("outbox backlog", extra={"deliveries": counts})
                 if self.settings.retention_days and time.monotonic() >= next_purge:
                     # One chunk per turn (deliveries are claimed between chunks); at once again

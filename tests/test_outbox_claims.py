@@ -774,3 +774,43 @@ def test_a_given_up_delivery_is_looked_for_where_its_unanswered_request_went():
     [earlier] = Outbox(None, lambda: {}, Settings())._earlier_context(claimed, "slack")  # type: ignore[arg-type]
     assert (earlier.handoff_id, earlier.outcome_unknown, dict(earlier.sent_to)) == (
         given_up.id, True, {"channel": "C0BEFORE"})
+
+
+def _stored(services, handoff_id: str, state: str, attempts: int = 1) -> None:
+    """A handoff whose one preview delivery is in `state` (a pending one due in an hour)."""
+    with services.db.session() as session:
+        session.add(Handoff(id=handoff_id, bot_id="support-bot", conversation_id=handoff_id, idempotency_key=handoff_id,
+                            request_hash="0" * 64, packet={}, assignment={"team": "billing", "trace": []},
+                            customer_message={}, deliveries=[Delivery(
+                                target="preview", state=state, attempts=attempts, last_error="refused",
+                                next_attempt_at=utcnow() + dt.timedelta(hours=1))]))
+
+
+def _backlog_lines(services, caplog) -> list[dict]:
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="connector.services"):
+        services.start_loop(0.05)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and not any(r.getMessage() == "outbox loop started" for r in caplog.records):
+            time.sleep(0.02)
+        time.sleep(0.3)  # the first turn reports at once
+        services.stop()
+    return [r.deliveries for r in caplog.records if r.getMessage() == "outbox backlog"]
+
+
+def test_the_backlog_is_not_logged_every_minute_when_only_given_up_deliveries_are_left(app, caplog):
+    # README: "nothing when all is delivered" — a dead or failed row waits for an operator, not the
+    # loop, and repeated the line every minute for as long as it was kept.
+    services = app.extensions["connector"]
+    _stored(services, "hnd_DEAD", "dead")
+    _stored(services, "hnd_FAILED", "failed")
+    assert _backlog_lines(services, caplog) == []
+
+
+def test_the_backlog_is_logged_while_a_delivery_waits_given_up_ones_included(app, caplog):
+    services = app.extensions["connector"]
+    _stored(services, "hnd_DEAD", "dead")
+    _stored(services, "hnd_RETRYING", "pending")
+    [line] = _backlog_lines(services, caplog)
+    assert line == {"preview": {"pending": 0, "retrying": 1, "dead": 1, "failed": 0}}
