@@ -68,6 +68,9 @@ class Received:
     # agent: the Slack alert itself, whatever message the click came from).
     holder: Holder | None = None
     ticket_id: str | None = None
+    # The handoff `holder` holds, for the notice's log lines: the body names a handoff only when
+    # this event changed it (an agent told who took it already reads `handoff_id: null`).
+    held: str | None = None
 
     def body(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "detail": self.detail, "handoff_id": self.handoff_id}
@@ -90,7 +93,8 @@ def receive(services: Services, parse: Callable[[Any], AssignmentEvent | Complet
         return Received("ignored", "the event is dated in the future")
     received = record(services, event) if isinstance(event, AssignmentEvent) else complete(services, event)
     if isinstance(event, AssignmentEvent) and received.holder is not None and received.ticket_id:
-        services.tell_agent(event, received.holder, received.ticket_id)
+        with log_context(handoff_id=received.held, target=event.target):
+            services.tell_agent(event, received.holder, received.ticket_id)
     if received.outcome == "ignored":
         log.info("vendor event ignored", extra={"target": event.target, "reason": received.detail})
     return received
@@ -150,9 +154,9 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
         log.info("assignment recorded", extra={"target": event.target, "team": team, "wait_seconds": wait,
                                                "routed": routed})
     if routed:
-        return Received("recorded", ROUTED, matched, holder=taker, ticket_id=where)
+        return Received("recorded", ROUTED, matched, holder=taker, ticket_id=where, held=matched)
     services.observed_wait.forget(team)  # this process quotes the new figure at once
-    return Received("recorded", f"assigned after {wait} s", matched, holder=taker, ticket_id=where)
+    return Received("recorded", f"assigned after {wait} s", matched, holder=taker, ticket_id=where, held=matched)
 
 
 def held(services: Services, handoff_id: str, target: str, ticket_id: str, agent_id: str) -> Received:
@@ -170,7 +174,8 @@ def held(services: Services, handoff_id: str, target: str, ticket_id: str, agent
 
 def _taken_already(taken: Assignment | None, where: str | None) -> Received:
     holder = Holder(taken.target, taken.agent_id, taken.agent_name, first=False) if taken is not None else None
-    return Received("ignored", "the ticket's newest handoff was assigned already", holder=holder, ticket_id=where)
+    return Received("ignored", "the ticket's newest handoff was assigned already", holder=holder, ticket_id=where,
+                    held=taken.handoff_id if taken is not None else None)
 
 
 def _ticket_of(handoff: Handoff, target: str) -> str | None:

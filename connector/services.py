@@ -3,6 +3,7 @@ threads that deliver. Built once by `create_app`, reached through `current_servi
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -342,7 +343,9 @@ class Services:
                 log.exception("telling the agent who holds the handoff failed", extra={"target": event.target})
 
         try:
-            self._notices.submit(tell)
+            # In the caller's log context (a pool thread has its own): the notice's lines, and the
+            # adapter's on the way, name the handoff as the event's own lines do.
+            self._notices.submit(contextvars.copy_context().run, tell)
         except RuntimeError:  # shutting down: the notice is a courtesy, skip it
             pass
 

@@ -211,3 +211,26 @@ def test_an_edit_refused_for_the_rate_limit_is_made_after_its_retry_after_and_an
         [edited] = slack.top_level("C0HANDOFF")
         assert not [e for b in edited["blocks"] if b["type"] == "actions" for e in b["elements"]
                     if e["action_id"] == "handoff_claim"]
+
+
+def test_the_notices_failures_are_logged_with_the_handoff_they_are_about(make_app, caplog):
+    # The notice runs on a pool thread of its own, and the webhook's lines had no handoff context:
+    # "could not tell the agent who holds the handoff" named a Slack ts, never the handoff.
+    import logging
+
+    from connector.jsonlog import _ContextFilter
+
+    caplog.handler.addFilter(_ContextFilter())  # as the JSON handler adds the context's fields
+    with FakeSlack() as slack:
+        _, body, _, click = _claimable(make_app, slack)
+        slack.fail("chat.update", error="cant_update_message")  # adapters/slack.py's own warning
+        slack.fail("chat.postMessage", error="restricted_action")  # the announcement refused
+        slack.fail("chat.postEphemeral", error="restricted_action")  # a later click's private answer
+        with caplog.at_level(logging.WARNING):
+            assert click("U0DANA", "7281926354.1.abc") == "recorded"
+            _eventually(lambda: [r for r in caplog.records if r.message.startswith("could not tell")])
+            assert click("U0SAM", "7281926354.2.def") == "ignored"  # the body names no handoff: taken already
+            said = _eventually(lambda: [r for r in caplog.records if r.message.startswith("could not tell")], 2)
+        alert_unchanged = [r for r in caplog.records if r.message == "slack: the alert does not say who took it"]
+        assert len(said) == 2 and len(alert_unchanged) == 1
+        assert {(r.handoff_id, r.target) for r in said + alert_unchanged} == {(body["id"], "slack")}
