@@ -19,7 +19,7 @@ from connector.settings import ENV_FILE, bind_address, count, load_env_file, pin
 # gunicorn executes this file again on a reload (SIGHUP), in the master that started: the file is
 # then read afresh and judged before any new worker starts on it (`reread_env_file`, `on_reload`).
 DEFAULT_BIND = "127.0.0.1:8000"
-_refused: str | None = None
+_refused: ConfigError | None = None
 if _settings.GUNICORN_STARTED:
     _in_use = dict(os.environ)
 
@@ -47,6 +47,7 @@ if _settings.GUNICORN_STARTED:
                               "restart the service")
 
     _refused = reread_env_file(_usable)
+    _settings.REFUSED_EDIT = _refused  # for the workers forked next: /readyz and /metrics say it
 else:
     try:
         _read = load_env_file()

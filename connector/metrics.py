@@ -32,6 +32,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from .db import reason
 from .errors import ConfigError
+from .settings import refused_edit
 
 if TYPE_CHECKING:
     from .services import Services
@@ -133,6 +134,11 @@ class Backlog(Collector):
         _ = self.services.mappings  # looks at the files, as /readyz does
         mappings_ok.add_metric([], 0 if self.services.mapping_store.errors is not None else 1)
         yield mappings_ok
+        settings_ok = GaugeMetricFamily(
+            "connector_settings_ok", "0 while the settings edit a reload (SIGHUP) read is refused (the settings in "
+                                     "use serve; a restart would stop on the file): /readyz names the variable.")
+        settings_ok.add_metric([], 0 if refused_edit() is not None else 1)
+        yield settings_ok
         try:
             # Every enabled target has its series, at 0 when nothing waits: an alert on a series
             # that appears only once there is trouble cannot tell "fine" from "not scraped".

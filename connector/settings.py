@@ -26,6 +26,15 @@ FILE_READ = "_CONNECTOR_ENV_FILE_READ"  # set by the connector: the file already
 AWAITED = "_CONNECTOR_ENV_FILE_AWAITED"  # set by the connector: the default .env a start looked for and did not find
 # Set by gunicorn.conf.py's `on_starting`, in the master: gunicorn executing that file again is a reload.
 GUNICORN_STARTED = False
+# Set by gunicorn.conf.py on each reload, in the master: the refusal of the edited settings, or None
+# once an edit is accepted. The workers it forks next inherit it in memory (as `mappings.inherited`):
+# they serve the settings in use, and say in /readyz and /metrics that a restart would stop on the file.
+REFUSED_EDIT: ConfigError | None = None
+
+
+def refused_edit() -> ConfigError | None:
+    """Why the last reload refused the edited settings (`REFUSED_EDIT`); None when nothing is refused."""
+    return REFUSED_EDIT
 
 
 def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None:
@@ -111,7 +120,7 @@ def _file_keys(environ: Mapping[str, str]) -> list[str]:
 
 
 def reread_env_file(check: Callable[[Mapping[str, str]], Any],
-                    environ: MutableMapping[str, str] | None = None) -> str | None:
+                    environ: MutableMapping[str, str] | None = None) -> ConfigError | None:
     """gunicorn's reload (SIGHUP) executes gunicorn.conf.py again: the file is read afresh, its
     values replacing what the last read set — a variable of the real environment still wins, one
     taken out of the file is unset. Read as at start, values already set won: a changed variable
@@ -134,7 +143,7 @@ def reread_env_file(check: Callable[[Mapping[str, str]], Any],
         for key in set(environ) - set(before):
             environ.pop(key)
         environ.update(before)
-        return str(err)
+        return err
     return None
 
 

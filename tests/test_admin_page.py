@@ -333,3 +333,14 @@ def test_a_handoff_page_says_when_its_ticket_was_solved(app):
                         .values(completed_at=dt.datetime(2026, 11, 21, 9, 30, tzinfo=dt.UTC)))
     page = client.get(f"/admin/handoffs/{handoff_id}").get_data(as_text=True)
     assert "<dt>solved</dt><dd>2026-11-21T09:30:00+00:00</dd>" in page
+
+
+def test_the_dashboard_says_when_a_reload_refused_the_edited_settings(app, monkeypatch):
+    from connector import settings
+    from connector.errors import ConfigError
+
+    client = signed_in(app)
+    assert "a reload's edit was refused" not in client.get("/admin").get_data(as_text=True)
+    monkeypatch.setattr(settings, "REFUSED_EDIT", ConfigError("CONNECTOR_MAX_ATTEMPTS", "must be a whole number"))
+    page = client.get("/admin").get_data(as_text=True)
+    assert "a reload's edit was refused — CONNECTOR_MAX_ATTEMPTS: must be a whole number" in page

@@ -324,6 +324,15 @@ def test_a_reload_applies_the_whole_edited_env_file_and_refuses_a_bad_one_withou
         except OSError:
             return None
 
+    def settings_check():  # type: ignore[no-untyped-def]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+            return json.loads(answer.read())["checks"]["settings"]
+
+    def settings_ok():  # type: ignore[no-untyped-def]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+            return next(line for line in answer.read().decode().splitlines()
+                        if line.startswith("connector_settings_ok "))
+
     def settles(check, what, timeout=30):  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + timeout
         while not check():
@@ -358,6 +367,15 @@ def test_a_reload_applies_the_whole_edited_env_file_and_refuses_a_bad_one_withou
             assert said in log.read_text()
         time.sleep(2)  # new workers started on the settings in use, and serve
         assert master.poll() is None and targets() == ["preview", "slack", "zendesk"]
+        # …and say so where an orchestrator and an alert look, not in the log alone.
+        refused = settings_check()
+        assert refused["ok"] is False and refused["variable"] == "CONNECTOR_DATABASE_URL", refused
+        assert refused["refused_edit"].startswith("CONNECTOR_DATABASE_URL: changed")
+        assert settings_ok() == "connector_settings_ok 0.0"
+        env_file.write_text(database + "CONNECTOR_TARGETS=preview\n")  # fixed: the next reload takes it
+        master.send_signal(signal.SIGHUP)
+        settles(lambda: targets() == ["preview"] and settings_check() == {"ok": True}, "the fixed file applied")
+        assert settings_ok() == "connector_settings_ok 1.0"
     finally:
         master.terminate()
         master.wait(timeout=30)

@@ -213,3 +213,22 @@ def test_a_refused_mapping_edit_shows_in_the_metrics(make_app, tmp_path):
     assert value(scrape(client), "connector_mappings_ok") == 1
     (tmp_path / "m" / "routing.yaml").write_text("version: 1\nrules: [{name: x, when: {segmnt: vip}}]\n")
     assert value(scrape(client), "connector_mappings_ok") == 0
+
+
+def test_a_refused_settings_edit_shows_in_the_metrics_and_readyz(app, client, monkeypatch):
+    """A reload (SIGHUP) refusing `.env` said so in one log line only: /readyz stayed ready with no
+    word of it, and the next restart stopped on the file."""
+    from connector import settings
+    from connector.errors import ConfigError
+
+    assert value(scrape(client), "connector_settings_ok") == 1
+    assert client.get("/readyz").get_json()["checks"]["settings"] == {"ok": True}
+    # What gunicorn.conf.py leaves the workers it forks after the refusal.
+    monkeypatch.setattr(settings, "REFUSED_EDIT", ConfigError("CONNECTOR_MAX_ATTEMPTS", "must be a whole number, "
+                                                                                         "got 'abc'"))
+    assert value(scrape(client), "connector_settings_ok") == 0
+    ready = client.get("/readyz")
+    assert ready.status_code == 200  # the settings in use still serve, as after a refused mapping edit
+    assert ready.get_json()["checks"]["settings"] == {
+        "ok": False, "serving": "the settings in use", "variable": "CONNECTOR_MAX_ATTEMPTS",
+        "refused_edit": "CONNECTOR_MAX_ATTEMPTS: must be a whole number, got 'abc'"}

@@ -358,7 +358,9 @@ def test_a_reread_the_check_refuses_puts_the_environment_back_as_it_was(tmp_path
     before = dict(environ)
     env_file.write_text("CONNECTOR_TARGETS=preview\nCONNECTOR_SYNC_BUDGET_MS=abc\nCONNECTOR_RETRY_BASE_S=3\n")
     refused = reread_env_file(Settings.from_env, environ)
-    assert refused is not None and refused.startswith("CONNECTOR_SYNC_BUDGET_MS: must be a whole number")
+    # The error itself, so that /readyz can name its variable (`settings.REFUSED_EDIT`).
+    assert refused is not None and refused.source == "CONNECTOR_SYNC_BUDGET_MS"
+    assert str(refused).startswith("CONNECTOR_SYNC_BUDGET_MS: must be a whole number")
     assert environ == before
 
 

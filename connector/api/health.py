@@ -10,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .. import metrics
 from ..auth import authenticate_scraper
 from ..services import Services, current_services
+from ..settings import refused_edit
 
 bp = Blueprint("health", __name__)
 
@@ -31,7 +32,7 @@ def readyz() -> Response:
     """Readiness.
     ---
     get:
-      summary: The database answers and the mappings are loaded; delivery counts per target
+      summary: The database answers and the mappings are loaded; refused edits of the mappings or settings; delivery counts per target
       responses:
         200: {description: Ready, content: {application/json: {schema: Health}}}
         503: {description: Not ready, content: {application/json: {schema: Health}}}
@@ -46,14 +47,20 @@ def readyz() -> Response:
 
 def readiness(services: Services) -> tuple[bool, dict[str, Any]]:
     """Whether the service can take handoffs (the database answers), and what an operator checks:
-    the mappings serving (and an edit refused), the targets, the deliveries per target and state."""
+    the mappings serving (and an edit refused), a settings edit a reload refused, the targets, the deliveries per target and state."""
     mappings: dict[str, Any] = {"ok": True, "source": services.mappings.source}
     refused = services.mapping_store.errors
     if refused is not None:
         # Still ready — the last good set serves — but the next start would stop on this file.
         mappings = {**mappings, "ok": False, "serving": "the last good set",
                     "refused_edit": f"{refused.source}: {refused.message}"}
-    checks: dict[str, Any] = {"mappings": mappings, "targets": list(services.adapters)}
+    settings: dict[str, Any] = {"ok": True}
+    refused_settings = refused_edit()
+    if refused_settings is not None:
+        # As a mapping edit: still ready — the settings in use serve — but the next start would stop.
+        settings = {"ok": False, "serving": "the settings in use", "variable": refused_settings.source,
+                    "refused_edit": f"{refused_settings.source}: {refused_settings.message}"}
+    checks: dict[str, Any] = {"mappings": mappings, "settings": settings, "targets": list(services.adapters)}
     try:
         services.db.ping()
         gap = services.db.schema_gap()
