@@ -113,8 +113,13 @@ class SlackAdapter(Adapter):
         return problems
 
     def warnings(self) -> list[str]:
-        return _named_channels((("SLACK_CHANNEL", self.settings.slack_channel),
+        said = _named_channels((("SLACK_CHANNEL", self.settings.slack_channel),
                                 ("mappings/slack.yaml: channel", self.mapping.get("channel"))))
+        if not self.settings.slack_signing_secret:  # as Zendesk's missing webhook secrets are warned about
+            said.append("no SLACK_SIGNING_SECRET: alerts are posted without a Claim button (/webhooks/slack could "
+                        "not verify its clicks), so who took a handoff is never recorded and quoted waits stay "
+                        "the configured figures (README: Vendor events)")
+        return said
 
     def routing_warnings(self, routing: Mapping[str, Any]) -> list[str]:
         teams = [(f"mappings/routing.yaml: teams.{name}.targets.slack.channel", team.get("targets"))

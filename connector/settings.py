@@ -285,6 +285,12 @@ _AT_LEAST = {
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+# A body limit below this refuses a handoff carrying a real conversation (a few dozen messages,
+# the customer, the bot's context) with 413: warned about. Not refused: a test or a demo may mean it.
+MIN_USEFUL_BODY_BYTES = 16 * 1024
+# Read by /webhooks/<vendor> whether the target is enabled or not: events still come for tickets
+# made while it was (`vendor_credentials_unused` leaves them out).
+_READ_WITHOUT_TARGET = frozenset({"ZENDESK_WEBHOOK_SECRETS", "SLACK_SIGNING_SECRET"})
 RETENTION_MIN_DAYS = 7  # the observed wait may read seven days of assignments (`retention`)
 RETENTION_WHY = "the observed wait reads up to seven days of assignments"
 MIN_TOKEN_CHARS = 24  # bearer keys and tokens shorter than this are warned about (SECURITY.md)
@@ -562,7 +568,36 @@ class Settings:
         if self.callback_allow_private:
             said.append("CONNECTOR_CALLBACK_ALLOW_PRIVATE=1 lets bots' callback URLs reach this network — "
                         "development only")
+        said += self._unused_vendor_settings()
+        if self.zendesk_api_token and self.zendesk_oauth_token:
+            said.append("ZENDESK_API_TOKEN and ZENDESK_OAUTH_TOKEN are both set: the OAuth token signs in and "
+                        "ZENDESK_API_TOKEN (with ZENDESK_EMAIL) is ignored; remove the one you do not mean")
+        if self.max_body_bytes < MIN_USEFUL_BODY_BYTES:
+            said.append(f"CONNECTOR_MAX_BODY_BYTES is {self.max_body_bytes}, under {MIN_USEFUL_BODY_BYTES} "
+                        "(16 KiB): a handoff whose transcript holds a few dozen messages is refused with 413")
+        if self.max_attempts > 1 and self.max_delivery_age_s < self.retry_base_s:
+            # The first retry waits at least the base (`backoff_seconds`): when it fails, the
+            # delivery (or status callback) is already older than the limit, and is given up.
+            said.append(f"CONNECTOR_MAX_DELIVERY_AGE_S ({self.max_delivery_age_s} s) is shorter than the first "
+                        f"retry's wait (CONNECTOR_RETRY_BASE_S, {self.retry_base_s:g} s or more): a delivery or "
+                        "status callback is given up (dead) when its first retry fails, whatever "
+                        "CONNECTOR_MAX_ATTEMPTS says")
         return said
+
+    def _unused_vendor_settings(self) -> list[str]:
+        """A vendor's credentials set while its target is not in CONNECTOR_TARGETS: nothing reads
+        them, and the operator who set them most likely meant the target to be enabled."""
+        unused: dict[str, list[str]] = {}
+        for name, (attr, _) in _VARIABLES.items():
+            prefix = name.partition("_")[0] + "_"
+            if prefix in _OURS[1:] and name not in _READ_WITHOUT_TARGET and getattr(self, attr):
+                target = prefix.rstrip("_").lower()
+                if target not in self.targets:
+                    unused.setdefault(target, []).append(name)
+        return [f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} set but {target} is not in "
+                f"CONNECTOR_TARGETS ({', '.join(self.targets)}): {'it is' if len(names) == 1 else 'they are'} "
+                f"ignored; add {target} to CONNECTOR_TARGETS, or remove {'it' if len(names) == 1 else 'them'}"
+                for target, names in unused.items()]
 
     @staticmethod
     def variable_for(attr: str) -> str:

@@ -142,3 +142,12 @@ def test_check_warns_of_a_slack_channel_routing_names_by_name(make_app, tmp_path
     result = app.test_cli_runner().invoke(args=["connector", "check"])
     assert "warning: mappings/routing.yaml: teams.billing.targets.slack.channel is '#vip', a channel's name" \
         in result.output, result.output
+
+
+def test_slack_without_its_signing_secret_is_warned_about_as_zendesk_without_webhook_secrets(make_app):
+    # The alerts went out without their Claim button, and nothing said why.
+    slack = {"targets": ("slack",), "slack_bot_token": "xoxb-1", "slack_channel": "C0HANDOFF"}
+    result = make_app(**slack).test_cli_runner().invoke(args=["connector", "check"])
+    assert "warning: no SLACK_SIGNING_SECRET: alerts are posted without a Claim button" in result.output
+    signed = make_app(**slack, slack_signing_secret="s" * 32).extensions["connector"]
+    assert not any("SLACK_SIGNING_SECRET" in said for said in signed.warnings())

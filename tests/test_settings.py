@@ -452,3 +452,41 @@ def test_a_dotenv_file_any_user_can_read_is_warned_about(tmp_path):
         assert bool(said) is warned, (oct(mode), oct(folder), said)
     tmp_path.chmod(0o755)
     assert Settings.from_env(environ).retention_days == 30
+
+
+ZENDESK_SIGN_IN = {"ZENDESK_SUBDOMAIN": "acme", "ZENDESK_EMAIL": "bot@acme.example", "ZENDESK_API_TOKEN": "zd-token"}
+
+
+@pytest.mark.parametrize(("environ", "said"), [
+    # credentials of a target not enabled: nothing reads them (a forgotten CONNECTOR_TARGETS entry)
+    ({"CONNECTOR_TARGETS": "preview", **ZENDESK_SIGN_IN},
+     "ZENDESK_SUBDOMAIN, ZENDESK_EMAIL, ZENDESK_API_TOKEN are set but zendesk is not in CONNECTOR_TARGETS (preview): "
+     "they are ignored"),
+    ({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_CHANNEL": "C0HANDOFF"},
+     "SLACK_BOT_TOKEN, SLACK_CHANNEL are set but slack is not in CONNECTOR_TARGETS"),
+    ({"SALESFORCE_INSTANCE_URL": "https://acme.my.salesforce.com"},
+     "SALESFORCE_INSTANCE_URL is set but salesforce is not in CONNECTOR_TARGETS"),
+    # both Zendesk sign-ins: the OAuth token wins without a word (adapters/zendesk.py)
+    ({"CONNECTOR_TARGETS": "zendesk", **ZENDESK_SIGN_IN, "ZENDESK_OAUTH_TOKEN": "zd-oauth"},
+     "ZENDESK_API_TOKEN and ZENDESK_OAUTH_TOKEN are both set: the OAuth token signs in"),
+    # a body limit no real conversation fits in
+    ({"CONNECTOR_MAX_BODY_BYTES": "2048"}, "CONNECTOR_MAX_BODY_BYTES is 2048, under 16384"),
+    # every first retry comes after the delivery's age limit
+    ({"CONNECTOR_MAX_DELIVERY_AGE_S": "5", "CONNECTOR_RETRY_BASE_S": "30", "CONNECTOR_RETRY_MAX_S": "600"},
+     "CONNECTOR_MAX_DELIVERY_AGE_S (5 s) is shorter than the first retry's wait (CONNECTOR_RETRY_BASE_S, 30 s"),
+])
+def test_settings_that_cannot_work_as_meant_are_warned_about_naming_the_variables(environ, said):
+    warned = Settings.from_env(environ).warnings()
+    assert any(w.startswith(said) for w in warned), warned
+
+
+@pytest.mark.parametrize("environ", [
+    {"CONNECTOR_TARGETS": "zendesk", **ZENDESK_SIGN_IN},
+    # read by /webhooks/<vendor> whether the target is enabled or not (events of earlier tickets)
+    {"ZENDESK_WEBHOOK_SECRETS": "s1", "SLACK_SIGNING_SECRET": "s2"},
+    {"CONNECTOR_MAX_BODY_BYTES": "16384", "CONNECTOR_MAX_DELIVERY_AGE_S": "30", "CONNECTOR_RETRY_BASE_S": "30"},
+    {"CONNECTOR_MAX_ATTEMPTS": "1", "CONNECTOR_MAX_DELIVERY_AGE_S": "5", "CONNECTOR_RETRY_BASE_S": "30"},  # no retry
+])
+def test_settings_that_work_as_meant_draw_none_of_those_warnings(environ):
+    words = ("is not in CONNECTOR_TARGETS", "are both set", "CONNECTOR_MAX_BODY_BYTES", "CONNECTOR_MAX_DELIVERY_AGE_S")
+    assert not [w for w in Settings.from_env(environ).warnings() if any(word in w for word in words)]
