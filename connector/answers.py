@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from adapters.errors import PAGE_MARK, TRANSPORT_FAILURE
 
 from .customer_message import FAILED
-from .models import DONE, Assignment, Callback, Delivery, Handoff, utcnow
+from .models import DISMISSED, DONE, Assignment, Callback, Delivery, Handoff, utcnow
 from .text_rules import rfc3339_utc
 
 T = TypeVar("T")
@@ -305,7 +305,9 @@ def render_detail(handoff: Handoff, assigned: Assignment | None = None,
     body["callbacks"] = [
         {
             "state": c.state,
-            "status": c.status,
+            # Dismissed reads as given up: the contract's statuses are pending, sent and dead, and
+            # for the bot it is the same — it will not come (last_error says why).
+            "status": "dead" if c.status == DISMISSED else c.status,
             "attempts": c.attempts,
             "next_attempt_at": c.next_attempt_at.isoformat() if c.status == "pending" else None,
             "finished_at": c.finished_at.isoformat() if c.finished_at else None,

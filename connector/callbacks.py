@@ -20,7 +20,11 @@ as do messages sent since that open one (`on_given_up`).
 
 Signing is Standard Webhooks with the bot's secrets (`CONNECTOR_BOT_SECRETS`), one signature per
 secret so a bot rotating its secret verifies with either. A bot with no usable secret gets nothing:
-its callbacks are given up (`dead`) with that reason, and `connector check` warns.
+its answer says so, `connector check` warns, and its callbacks are put aside (`dismissed`) with that
+reason at their first turn — not `dead`: nothing failed that an operator could fix by resending,
+and each of its handoffs raised the given-up gauge README says to alert on. Named by id, they can
+be resent once the bot has a secret; `dead` ones an operator gives up on are dismissed too (not
+owed, never claimed; a bot reads a dismissed callback as `dead`, `answers.render`).
 
 What a bot can read back (`last_error` in `GET /v1/handoffs/{id}`) says what kind of failure it
 was, never what the connector learnt about the network on the way (a name's private address): that
@@ -43,7 +47,7 @@ from urllib.parse import urlsplit
 
 import requests
 import tenacity
-from sqlalchemy import Connection, bindparam, exists, func, literal_column, or_, select, update
+from sqlalchemy import Connection, bindparam, exists, func, literal, literal_column, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 from urllib3.exceptions import MaxRetryError
@@ -53,7 +57,7 @@ from adapters.call_deadline import CutOff
 from . import answers, callback_http, driver_cursor, metrics, vendor_signatures
 from .backoff import backoff_seconds
 from .db import Database
-from .models import DONE, Assignment, Callback, Delivery, Handoff, utcnow
+from .models import DISMISSED, DONE, Assignment, Callback, Delivery, Handoff, utcnow
 from .schemas.packet import CALLBACK_EVENTS
 from .settings import Settings
 
@@ -284,8 +288,8 @@ class Sender:
 
     def _attempt(self, due: Due) -> _Verdict:
         hooks = signers(self.settings, due.bot_id)
-        if not hooks:
-            return "dead", unsigned(due.bot_id), None
+        if not hooks:  # its answer told the bot none would be sent: nothing given up, nothing to alert on
+            return DISMISSED, unsigned(due.bot_id), None
         problem = callback_http.url_problem(due.url, self.settings.callback_allow_private)
         if problem is not None:  # stored before a setting changed: what the URL says, nothing learnt
             return "dead", f"callback.url {problem}", None
@@ -398,17 +402,21 @@ class Sender:
         if not kept:  # another process took it over meanwhile; its outcome stands
             log.warning("status callback's lease was lost before its outcome was recorded", extra=extra)
             return status
-        metrics.callback_sent(status)
-        level = {"sent": logging.INFO, "pending": logging.WARNING}.get(status, logging.ERROR)
-        log.log(level, "status callback " + {"sent": "sent", "pending": "will be retried"}.get(status, "given up"),
-                extra=extra)
+        if status != DISMISSED:  # no attempt was made
+            metrics.callback_sent(status)
+        level = {"sent": logging.INFO, "pending": logging.WARNING, DISMISSED: logging.INFO}.get(status, logging.ERROR)
+        said = {"sent": "sent", "pending": "will be retried", DISMISSED: "not sent"}.get(status, "given up")
+        log.log(level, "status callback " + said, extra=extra)
         return status
 
     def resend(self, ids: Sequence[int] | None = None) -> list[int]:
         """Queue given-up callbacks again (all of them, or `ids`), with fresh attempts and window:
-        after the bot's endpoint was down longer than the retries last, or its secret was added."""
+        after the bot's endpoint was down longer than the retries last, or its secret was added.
+        Dismissed ones only when named (`ids`): put aside on purpose, or never sent for want of a
+        secret, they are not what "resend everything given up" means."""
         now = utcnow()
-        query = select(Callback.id).where(Callback.status == "dead")
+        statuses = ("dead",) if ids is None else ("dead", DISMISSED)
+        query = select(Callback.id).where(Callback.status.in_(statuses))
         if ids is not None:
             query = query.where(Callback.id.in_(ids))
         with self.db.session() as session:
@@ -417,16 +425,35 @@ class Sender:
             # resends at once both read "dead" on PostgreSQL, and the second put back a callback
             # the first had queued and a process was already sending.
             chosen = sorted(session.scalars(
-                update(Callback).where(Callback.id.in_(candidates), Callback.status == "dead").values(
+                update(Callback).where(Callback.id.in_(candidates), Callback.status.in_(statuses)).values(
                     status="pending", attempts=0, next_attempt_at=now, window_started_at=now, finished_at=None,
                     lease_owner=None, lease_expires_at=None).returning(Callback.id))) if candidates else []
         log.info("status callbacks queued again", extra={"count": len(chosen)})
         return chosen
 
+    def dismiss(self, ids: Sequence[int] | None = None) -> list[int]:
+        """Put given-up (`dead`) callbacks aside for good (all of them, or `ids`): the bot's endpoint
+        is gone, or it heard another way. No longer owed (the gauge, /readyz), not resent in bulk; the
+        last error keeps why they gave up. As `outbox.dismiss` does for deliveries."""
+        now = utcnow()
+        query = select(Callback.id).where(Callback.status == "dead")
+        if ids is not None:
+            query = query.where(Callback.id.in_(ids))
+        with self.db.session() as session:
+            candidates = list(session.scalars(query.order_by(Callback.id)))
+            chosen = sorted(session.scalars(  # given up still: a resend may have taken one meanwhile
+                update(Callback).where(Callback.id.in_(candidates), Callback.status == "dead").values(
+                    status=DISMISSED, finished_at=now, lease_owner=None, lease_expires_at=None,
+                    last_error=func.coalesce(Callback.last_error, "no error") + literal(" (dismissed by an operator)"))
+                .returning(Callback.id))) if candidates else []
+        log.info("status callbacks dismissed", extra={"count": len(chosen)})
+        return chosen
+
     def counts(self) -> dict[str, int]:
-        """Callbacks not sent, by status (`pending`, `dead`): zero included."""
+        """Callbacks owed, by status (`pending`, `dead`): zero included; sent and dismissed ones are not."""
         with self.db.reading() as session:
-            rows = session.execute(select(Callback.status, func.count()).where(Callback.status != "sent")
+            rows = session.execute(select(Callback.status, func.count())
+                                   .where(Callback.status.in_(("pending", "dead")))
                                    .group_by(Callback.status)).all()
         return {"pending": 0, "dead": 0, **{status: number for status, number in rows}}
 

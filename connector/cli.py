@@ -218,12 +218,31 @@ def deliveries(state: str, target: str | None, limit: int) -> None:
 
 @group.command("callbacks")
 @click.argument("callback_ids", nargs=-1, type=int)
-@click.option("--status", type=click.Choice(["pending", "sent", "dead"]), default="dead", show_default=True)
+@click.option("--status", type=click.Choice(["pending", "sent", "dead", "dismissed"]), default="dead",
+              show_default=True)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
-@click.option("--resend", is_flag=True, help="Queue the given-up callbacks again: the ids named, or all of them.")
-def callbacks_command(callback_ids: tuple[int, ...], status: str, limit: int, resend: bool) -> None:
-    """List status callbacks to bots (by default the given-up ones), or queue given-up ones again."""
+@click.option("--resend", is_flag=True, help="Queue the given-up callbacks again: the ids named (dismissed ones "
+                                             "too), or all the dead ones.")
+@click.option("--dismiss", is_flag=True, help="Put given-up callbacks aside for good: the ids named, or with "
+                                              "--all-dead every one. No longer owed (metrics, /readyz).")
+@click.option("--all-dead", is_flag=True, help="With --dismiss: every dead callback.")
+def callbacks_command(callback_ids: tuple[int, ...], status: str, limit: int, resend: bool, dismiss: bool,
+                      all_dead: bool) -> None:
+    """List status callbacks to bots (by default the given-up ones), queue given-up ones again, or
+    dismiss them."""
+    if resend and dismiss:
+        raise click.UsageError("--resend or --dismiss, not both")
+    if all_dead and not dismiss:
+        raise click.UsageError("--all-dead goes with --dismiss (--resend alone takes every dead callback)")
+    if dismiss and not callback_ids and not all_dead:  # as `dismiss` of deliveries: never all by omission
+        raise click.UsageError("name callback ids, or pass --all-dead")
     sender = _migrated().callbacks
+    if dismiss:
+        dismissed = sender.dismiss(list(callback_ids) or None)
+        _said("dismissed", dismissed, "callback")
+        if callback_ids and len(dismissed) < len(callback_ids):
+            _left_alone(sender.db, Callback, set(callback_ids) - set(dismissed), "not given up", "callback")
+        return
     if resend:
         queued = sender.resend(list(callback_ids) or None)
         _said("queued again", queued, "callback")

@@ -120,7 +120,8 @@ class Backlog(Collector):
             "those whose messages a later batch carried since.",
             labels=["target", "state"])
         callbacks = GaugeMetricFamily(
-            "connector_status_callbacks_owed", "Status callbacks not sent, by status: pending, dead.",
+            "connector_status_callbacks_owed", "Status callbacks owed, by status: pending, dead (given up; "
+            "not those dismissed, nor a bot's without a signing secret).",
             labels=["status"])
         paused = GaugeMetricFamily(
             "connector_target_paused", "1 while a target is paused at its vendor's request (a 429).",

@@ -92,7 +92,8 @@ DONE = ("created", "updated")
 # An operator's "we will not send this": a given-up delivery (dead or failed) put aside for good —
 # its target disabled since, or the customer reached another way (`outbox.dismiss`). Not counted as
 # given up (the metrics, /readyz), retention may forget its handoff, no replay takes it; a bot
-# reads it as `failed` (`answers.bot_state`).
+# reads it as `failed` (`answers.bot_state`). A status callback's too, put aside alike or never sent
+# for want of the bot's signing secret (`callbacks`): a bot reads it as `dead`.
 DISMISSED = "dismissed"
 
 
@@ -241,7 +242,7 @@ class Callback(Base):
     state: Mapped[str] = mapped_column(String(16))  # the handoff's: queued, delivered, assigned, failed, completed
     url: Mapped[str] = mapped_column(Text)
     body: Mapped[dict[str, Any]]
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, sent, dead
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, sent, dead, dismissed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -212,10 +212,13 @@ def test_a_bot_without_a_signing_secret_gets_nothing_and_the_reason_is_kept(make
     assert "warnings" not in quiet
     send_due(app)
     [callback] = rows(app)
-    assert callback.status == "dead"
+    # Put aside, not given up: each handoff of a key-only bot made a `dead` callback, an ERROR line
+    # and one more on the gauge README says to alert on — which nothing could bring back to 0.
+    assert callback.status == "dismissed"
     assert callback.last_error == "bot 'support-bot' has no usable signing secret (CONNECTOR_BOT_SECRETS)"
     assert bot.requests == []
-    # The bot (and its developer) can see why nothing arrives.
+    assert app.extensions["connector"].callbacks.counts() == {"pending": 0, "dead": 0}
+    # The bot (and its developer) can see why nothing arrives: to it, as the contract words it, dead.
     detail = app.test_client().get(f"/v1/handoffs/{callback.handoff_id}", headers=auth()).get_json()
     assert detail["callbacks"] == [{"state": "delivered", "status": "dead", "attempts": 1, "next_attempt_at": None,
                                     "finished_at": callback.finished_at.isoformat(),
@@ -579,14 +582,16 @@ def test_given_up_callbacks_are_listed_and_sent_again_once_the_bot_can_be_signed
     after = make_app(**database, bot_secrets=TWO_SECRETS, max_delivery_age_s=60)
     runner = after.test_cli_runner()
     [callback] = rows(after)
-    listed = runner.invoke(args=["connector", "callbacks"])
+    listed = runner.invoke(args=["connector", "callbacks", "--status", "dismissed"])  # never sent: not dead
     assert listed.exit_code == 0
-    assert f"{callback.id}\t{callback.handoff_id}\tdelivered\tdead\tattempts=1" in listed.output
+    assert f"{callback.id}\t{callback.handoff_id}\tdelivered\tdismissed\tattempts=1" in listed.output
     assert "has no usable signing secret" in listed.output and "\tcreated=" in listed.output
     assert "\tfinished=" in listed.output  # given up: when, not only when it was owed
     with after.extensions["connector"].db.session() as session:  # given up long ago: a fresh window
         session.execute(update(Callback).values(window_started_at=utcnow() - dt.timedelta(days=3)))
-    resent = runner.invoke(args=["connector", "callbacks", "--resend"])
+    # "Every given-up one" means the dead: put aside, it is resent only when named.
+    assert runner.invoke(args=["connector", "callbacks", "--resend"]).output.strip() == "queued again 0 callbacks"
+    resent = runner.invoke(args=["connector", "callbacks", "--resend", str(callback.id)])
     assert resent.output.strip() == f"queued again 1 callback: {callback.id}"
     bot.answer(503)  # one more failure inside the new window is retried, not given up for age
     send_due(after)
@@ -987,3 +992,33 @@ def test_a_delivered_owed_hours_on_quotes_what_a_read_quotes_then(make_callback_
     assert (delivered["estimated_wait_seconds"], read["estimated_wait_seconds"]) == (None, None)
     assert delivered["message"] == read["customer_message"]["text"]
     assert delivered["message"].endswith("Someone will reply here as soon as they're free.")
+
+
+def test_a_given_up_callback_can_be_dismissed_so_the_owed_gauge_returns_to_zero(make_callback_app, bot):
+    # `connector_status_callbacks_owed{status="dead"} > 0` is an alert README recommends; without
+    # retention nothing ever took a dead callback away, and the alert never resolved.
+    app = make_callback_app()
+    runner = app.test_cli_runner()
+    post(app, full_packet(callback={"url": bot.url, "events": ["delivered"]}))
+    bot.answer(404)  # refused for good: dead at once
+    send_due(app)
+    [callback] = rows(app)
+    assert callback.status == "dead" and app.extensions["connector"].callbacks.counts()["dead"] == 1
+    # Never all by omission, as `dismiss` of deliveries.
+    unnamed = runner.invoke(args=["connector", "callbacks", "--dismiss"])
+    assert unnamed.exit_code == 2 and "name callback ids, or pass --all-dead" in unnamed.output
+    dismissed = runner.invoke(args=["connector", "callbacks", "--dismiss", str(callback.id)])
+    assert dismissed.exit_code == 0 and dismissed.output.strip() == f"dismissed 1 callback: {callback.id}"
+    assert app.extensions["connector"].callbacks.counts() == {"pending": 0, "dead": 0}
+    [callback] = rows(app)
+    assert (callback.status, callback.last_error) == ("dismissed", "the bot answered 404 (dismissed by an operator)")
+    assert runner.invoke(args=["connector", "callbacks"]).output.strip() == "0 callbacks"  # no longer given up
+    assert f"{callback.id}\t" in runner.invoke(args=["connector", "callbacks", "--status", "dismissed"]).output
+    assert runner.invoke(args=["connector", "callbacks", "--resend"]).output.strip() == "queued again 0 callbacks"
+    detail = app.test_client().get(f"/v1/handoffs/{callback.handoff_id}", headers=auth()).get_json()
+    assert [(c["status"], c["last_error"]) for c in detail["callbacks"]] == [("dead", callback.last_error)]
+    # Named again (dismissed already, or none such): said, and the command fails.
+    again = runner.invoke(args=["connector", "callbacks", "--dismiss", str(callback.id), "999"])
+    assert again.exit_code == 1 and f"not given up, left alone: {callback.id}\nno such callback: 999" in again.output
+    everything = runner.invoke(args=["connector", "callbacks", "--dismiss", "--all-dead"])
+    assert everything.exit_code == 0 and everything.output.strip() == "dismissed 0 callbacks"
