@@ -409,8 +409,10 @@ class Adapter(abc.ABC):
         packet, counts = redact_packet(ctx.packet, kinds)
         if not any(counts.values()):  # nothing masked (the usual packet): the brief as rendered
             return ctx
-        # The same form of brief as given: a follow-up's short one stays short (`render_brief`).
-        brief = render_brief(packet, ctx.handoff_id, update=ctx.brief.follow_up is not None, assignment=ctx.assignment)
+        # The same form of brief as given: a follow-up's short one stays short (`render_brief`), a
+        # repeat's marks what is new (its note says so: a masked card took the marks away).
+        brief = render_brief(packet, ctx.handoff_id, update=ctx.brief.follow_up is not None, assignment=ctx.assignment,
+                             new_after=ctx.brief.new_after)
         return replace(ctx, packet=packet, brief=brief,
                        redactions={kind: n for kind, n in counts.items() if n})
 
@@ -538,8 +540,9 @@ class Adapter(abc.ABC):
                                       "this conversation is opening the new one", retry_after=REPLACEMENT_WAIT_S)
         log.info("the conversation's ticket takes no more updates; opening a new one",
                  extra={"target": self.name, "ticket": gone.ticket_id, "closed": gone.closed})
-        brief = render_brief(ctx.packet, ctx.handoff_id, assignment=ctx.assignment) \
-            if ctx.brief.follow_up is not None else ctx.brief
+        # Always rendered afresh: a follow-up's short brief assumed the old ticket held the rest, and
+        # a repeat's marked [new] what the old ticket had not seen — a new ticket has no note saying so.
+        brief = render_brief(ctx.packet, ctx.handoff_id, assignment=ctx.assignment)
         ctx = replace(ctx, link=None, brief=brief, follows_ticket=gone.ticket_id if gone.closed else None)
         return ctx, self.find_existing(ctx) if ctx.outcome_unknown else None
 

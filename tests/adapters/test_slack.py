@@ -6,6 +6,7 @@ here from Slack's documented limits (not imported from the code under test).
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import html
 import json
@@ -242,14 +243,18 @@ def test_a_repeat_whose_alert_takes_no_more_replies_gets_a_new_alert(slack: Fake
     # A vendor review: the alert's channel archived (or the bot removed, the alert deleted) made every
     # later handoff of the conversation fail there for good — no alert for that customer, ever.
     first = adapter.deliver(ctx_for())
-    link = Link(first.vendor_id, first.url, first.link_extra)
+    link = Link(first.vendor_id, first.url, {**first.link_extra, "opened_with": dict(first.opened_with)})
     slack.fail("chat.postMessage", error=error)
+    later = full_packet()
+    later["transcript"].append({"at": "2026-11-20T09:30:00Z", "role": "customer", "text": "Hello? Still broken."})
 
-    outcome = adapter.deliver(ctx_for(handoff_id="hnd_second", link=link))
+    outcome = adapter.deliver(ctx_for(later, handoff_id="hnd_second", link=link))
 
     assert outcome.status == "created" and outcome.vendor_id != first.vendor_id
     [alert] = [m for m in slack.top_level("C0HANDOFF") if m["metadata"]["event_payload"]["handoff_id"] == "hnd_second"]
     assert alert["metadata"]["event_type"] == "handoff_created"
+    # A new alert has no note saying what is new since the old one: nothing in it is marked [new].
+    assert "[new]" not in json.dumps(slack.replies("C0HANDOFF", alert["ts"]))
     # After an unknown outcome, the thread the resume reads is gone too: the same.
     slack.fail("conversations.replies", error=error)
     again = adapter.deliver(ctx_for(handoff_id="hnd_third", link=link, outcome_unknown=True))
@@ -297,6 +302,13 @@ def test_a_second_handoff_says_under_its_title_what_is_new_since_the_alert(slack
               and c.body.get("metadata", {}).get("event_payload", {}).get("handoff_id") == "hnd_second"]
     posted = json.dumps(thread, ensure_ascii=False)
     assert posted.count("] [new] ") == 1 and "] [new] Customer:* Hello? Still broken." in posted
+    # Marked still when Slack's masking renders the brief again (a card in the conversation).
+    carded = copy.deepcopy(later)
+    carded["transcript"][-1]["text"] = "Hello? Still broken. My card 4111 1111 1111 1111 was charged."
+    adapter.deliver(ctx_for(carded, handoff_id="hnd_carded", link=Link(first.vendor_id, first.url, opened)))
+    masked = json.dumps([c.body for c in slack.calls_to("chat.postMessage") if c.body.get("thread_ts") and c.body.get(
+        "metadata", {}).get("event_payload", {}).get("handoff_id") == "hnd_carded"], ensure_ascii=False)
+    assert "4111 1111 1111 1111" not in masked and "] [new] Customer:* Hello? Still broken. My card" in masked
     # A batch of messages sent while waiting says what it is itself, as on Zendesk and Salesforce.
     batch = {**later, "follow_up": {"handoff_id": "hnd_second", "first": 5}}
     assert ctx_for(batch, link=Link(first.vendor_id, first.url, opened)).since_opened is None
