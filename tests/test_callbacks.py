@@ -25,6 +25,7 @@ from adapters.events import AssignmentEvent
 from connector import assignments, callback_http
 from connector.errors import ConfigError
 from connector.models import Callback, Delivery, Handoff, utcnow
+from connector.outbox import UNSERVED_AFTER_S
 from connector.schemas import HandoffStatusSchema
 from tests.conftest import auth
 from tests.factories import full_packet, mappings_quoting_a_wait, minimal_packet
@@ -682,7 +683,8 @@ def test_a_target_no_longer_enabled_owes_failed(make_callback_app, bot, monkeypa
     assert outbox.claim_due()[0] == []
     age = after.extensions["connector"].settings.max_delivery_age_s
     with after.extensions["connector"].db.session() as session:
-        session.execute(update(Delivery).values(window_started_at=utcnow() - dt.timedelta(seconds=age + 1)))
+        session.execute(update(Delivery).values(window_started_at=utcnow() - dt.timedelta(seconds=age + 1),
+                                                next_attempt_at=utcnow() - dt.timedelta(seconds=UNSERVED_AFTER_S + 1)))
     ids, token = outbox.claim_due()
     [attempted] = [outbox.run_delivery(delivery_id, token) for delivery_id in ids]
     assert attempted.state == "failed"

@@ -20,7 +20,7 @@ from adapters.base import customer_marks
 from adapters.errors import ReplacementUnderway
 from connector.errors import ConfigError
 from connector.models import ConversationLink, Delivery, Handoff, TargetPause, utcnow
-from connector.outbox import WAIT_FOR_OWNER_S
+from connector.outbox import UNSERVED_AFTER_S, WAIT_FOR_OWNER_S
 from tests.conftest import ADMIN_TOKEN, auth
 from tests.factories import mappings_quoting_a_wait, minimal_packet
 from tests.support_adapters import (
@@ -101,11 +101,15 @@ def test_a_process_claims_only_the_targets_it_serves(make_app, monkeypatch):
     assert (waiting.state, waiting.attempts, waiting.lease_owner) == ("pending", 1, None)
     monkeypatch.setattr(services.outbox, "adapters", served)  # a process that serves it takes it
     assert services.outbox.claim_due()[0] == [waiting.id]
-    # Served by none for longer than any delivery is tried, it is taken and given up all the same.
+    # Past its age but due only now: a process serving it gives it its last try — not one that does not.
+    old = utcnow() - dt.timedelta(seconds=services.settings.max_delivery_age_s + 1)
     with services.db.session() as session:
-        session.execute(update(Delivery).values(lease_owner=None, lease_expires_at=None, window_started_at=utcnow()
-                                                - dt.timedelta(seconds=services.settings.max_delivery_age_s + 1)))
+        session.execute(update(Delivery).values(lease_owner=None, lease_expires_at=None, window_started_at=old))
     monkeypatch.setattr(services.outbox, "adapters", dict)
+    assert services.outbox.claim_due()[0] == []
+    # Due for an hour with nobody taking it, and past its age: served by none, it is given up all the same.
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(next_attempt_at=utcnow() - dt.timedelta(seconds=UNSERVED_AFTER_S + 1)))
     [delivery_id], token = services.outbox.claim_due()
     attempted = services.outbox.run_delivery(delivery_id, token)
     assert attempted is not None and attempted.state == "failed"
