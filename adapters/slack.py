@@ -358,6 +358,11 @@ class SlackAdapter(Adapter):
                 self._call("chat_postMessage", acts=True, channel=channel, thread_ts=ts, unfurl_links=False,
                            unfurl_media=False, **reply)
             except RejectedError as err:
+                if (gone := _gone(err, f"{channel}/{ts}")) is not None:
+                    # Archived (or left) mid-thread: a note cannot go there either, and the retry
+                    # would resume the thread, skip the post that meets it gone, and fail the same
+                    # way until the delivery died. The base opens a new alert instead.
+                    raise gone from err
                 about = reply["metadata"]["event_payload"]
                 part = f"part {about['part'] + 1} of the thread"
                 self._call("chat_postMessage", acts=True, channel=channel, thread_ts=ts, metadata=reply["metadata"],
@@ -603,7 +608,7 @@ def _after_posting(what: str, channel: str) -> Iterator[None]:
     try:
         yield
     except DeliveryError as err:
-        if isinstance(err, OutcomeUnknown):
+        if isinstance(err, OutcomeUnknown | TicketGone):  # the alert takes no more: nothing to look for
             raise
         raise RateLimitedAfterActing.unknown(f"{what} posted, then: {err.message}", err, status=err.status,
                                             reply=err.reply, sent_to={"channel": channel}) from err

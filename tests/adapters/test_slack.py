@@ -259,6 +259,11 @@ def test_a_repeat_whose_alert_takes_no_more_replies_gets_a_new_alert(slack: Fake
     slack.fail("conversations.replies", error=error)
     again = adapter.deliver(ctx_for(handoff_id="hnd_third", link=link, outcome_unknown=True))
     assert again.status == "created" and again.vendor_id not in (first.vendor_id, outcome.vendor_id)
+    # Archived between the update's first reply and the rest of its thread: a new alert, not a
+    # note (refused too) and retries that resume the thread, skip the post that meets it gone, and die.
+    slack.fail("chat.postMessage", after=1, error=error)
+    midway = adapter.deliver(ctx_for(handoff_id="hnd_midway", link=link))
+    assert midway.status == "created" and midway.vendor_id not in (first.vendor_id, outcome.vendor_id)
     # Any other refusal is one still.
     slack.fail("chat.postMessage", error="msg_too_long")
     with pytest.raises(RejectedError) as refused:
