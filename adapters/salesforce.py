@@ -458,7 +458,7 @@ class SalesforceAdapter(Adapter):
                 if isinstance(err, TicketGone):
                     raise
                 log.warning("salesforce: a comment was refused; a note stands in its place",
-                            extra={"error": err.message[:300]})
+                            extra={"error_code": vendor_error(err.reply)[0], "status": err.status})
                 try:
                     self._create(sobject, {**record, body: note, "ParentId": case_id})
                 except RejectedError:  # the note too (a trigger refusing every comment): said all the same
@@ -604,8 +604,9 @@ _NO_SUCH_COLUMN = re.compile(r"No such column '(\w+)'")
 
 def _no_contact(err: DeliveryError) -> Dropped:
     """The receipt's entry for a case left without the customer's contact, which Salesforce refused."""
+    # Its code, not its words: they echo the values refused (the customer's address). The receipt has them.
     log.warning("Salesforce refused the customer's contact; the case goes without one",
-                extra={"error": err.message[:300]})
+                extra={"error_code": vendor_error(err.reply)[0], "status": err.status})
     return ({"part": "contact", "reason": f"Salesforce refused the customer's contact ({err.message[:300]}); "
              "the case names the customer in its Supplied fields and brief, and is linked to no contact"},)
 

@@ -657,6 +657,20 @@ def test_a_refused_fields_log_line_names_the_field_not_the_vendors_words(org: Sa
     assert line.fields == ["SuppliedEmail"] and "dana@example.com" not in json.dumps(vars(line), default=str)
 
 
+def test_a_refused_contacts_log_line_names_the_code_not_the_vendors_words(org: SalesforceFake, caplog) -> None:
+    org.query([])
+    org.rsps.add("POST", f"{org.api}/sobjects/Contact/", status=400, json=[
+        {"errorCode": "INVALID_EMAIL_ADDRESS", "message": "Email: invalid email address: dana@example.com",
+         "fields": ["Email"]}])
+    org.create("Case")
+    org.comments(1)
+    with caplog.at_level(logging.WARNING, logger="adapters.salesforce"):
+        outcome = adapter().deliver(ctx_for())
+    [line] = [r for r in caplog.records if r.getMessage().startswith("Salesforce refused the customer's contact")]
+    assert line.error_code == "INVALID_EMAIL_ADDRESS" and "dana@example.com" not in json.dumps(vars(line), default=str)
+    assert any("dana@example.com" in d["reason"] for d in outcome.receipt["dropped"])  # the bot's own data: said
+
+
 def test_what_was_left_out_is_still_said_when_a_retry_finds_the_case(org: SalesforceFake) -> None:
     # The case sent again without a refused field timed out: the attempt that found it after did
     # not know a field (or the contact) had been left out, and its receipt listed none of it.
