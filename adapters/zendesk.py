@@ -14,7 +14,6 @@ OAuth) on that session.
 
 from __future__ import annotations
 
-import datetime as dt
 import html
 import logging
 import re
@@ -34,16 +33,14 @@ from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import KINDS as VALUE_KINDS
 from connector.mapping_values import MISSING, compile_for, resolve
 from connector.settings import Settings
-from connector.text_rules import as_identity, rfc3339_utc
+from connector.text_rules import as_identity
 
 from .base import (
-    CLOCK_SKEW_S,
     Adapter,
     HandoffContext,
     Link,
     Sent,
     carrying,
-    created_at,
     deep_merge,
     mapping_context,
     priority_map_problem,
@@ -372,16 +369,18 @@ class ZendeskAdapter(Adapter):
         ticket table; search is eventually consistent). A bot's own `vendor_extra.zendesk.external_id`
         (its conversation's id, say) is on its earlier tickets too — Zendesk keeps external ids
         unique to nothing — and the oldest, a closed ticket of last month, was taken for the new one:
-        then only a ticket made since the handoff was (its ULID says when) whose first comment names
-        the handoff is ours. One whose comment `vendor_extra` replaced is not found, and made again."""
-        external_id = str(ctx.vendor_extra.get("external_id") or ctx.handoff_id)
-        reply, _ = self._call("GET", "/api/v2/tickets.json", write=False, params={"external_id": external_id},
-                              expect="tickets")
+        then only a ticket whose first comment names the handoff is ours (none made before it can),
+        read newest first, so a hundred older ones do not hide it. One whose comment `vendor_extra`
+        replaced is not found, and made again."""
+        own = ctx.vendor_extra.get("external_id")
+        external_id = str(own or ctx.handoff_id)
+        params = {"external_id": external_id}
+        if own:
+            params.update(sort_by="created_at", sort_order="desc", per_page="100")
+        reply, _ = self._call("GET", "/api/v2/tickets.json", write=False, params=params, expect="tickets")
         tickets = sorted(reply.get("tickets") or [], key=lambda t: t["id"])
-        if external_id != ctx.handoff_id:
-            since = created_at(ctx.handoff_id) - dt.timedelta(seconds=CLOCK_SKEW_S)
-            tickets = [t for t in tickets if ctx.handoff_id in str(t.get("description") or "")
-                       and (rfc3339_utc(t.get("created_at")) or since) >= since]
+        if own:
+            tickets = [t for t in tickets if ctx.handoff_id in str(t.get("description") or "")]
         return self._sent(tickets[0], {}, found_by="external_id") if tickets else None
 
     def find_existing_update(self, ctx: HandoffContext) -> Sent | None:

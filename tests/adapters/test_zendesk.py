@@ -399,13 +399,15 @@ def test_a_bots_own_external_id_finds_only_the_ticket_this_handoff_made(zd: Fake
     # one: `created`, and the handoff on a ticket nobody will see.
     from ulid import ULID
 
-    handoff_id = f"hnd_{ULID.from_timestamp(1795000000)}"  # 2026-11-18
+    handoff_id = f"hnd_{ULID.from_timestamp(1795000000.0)}"  # 2026-11-18 (an int is read as milliseconds)
     packet = full_packet(vendor_extra={"zendesk": {"external_id": "conv-42"}})
     old = {**fixture("tickets-by-external-id.json")["tickets"][0], "id": 900, "status": "closed",
            "external_id": "conv-42", "created_at": "2026-10-01T09:00:00Z", "description": "An earlier handoff"}
     made = {**old, "id": 1002, "status": "new", "created_at": "2026-11-18T08:20:00Z",
             "description": f"Why a person is needed … Handoff {handoff_id} from Acme Support Bot"}
-    lookup = [matchers.query_param_matcher({"external_id": "conv-42"})]
+    # Newest first: a hundred older tickets bearing it must not hide the new one.
+    lookup = [matchers.query_param_matcher({"external_id": "conv-42", "sort_by": "created_at", "sort_order": "desc",
+                                            "per_page": "100"})]
     zd.rsps.add("GET", zd.origin + TICKETS, json={"tickets": [old], "count": 1}, match=lookup)
     zd.create_ticket()
     outcome = adapter().deliver(ctx(packet, handoff_id=handoff_id, outcome_unknown=True, attempt=2))
