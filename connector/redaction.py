@@ -81,10 +81,11 @@ _IBAN_LENGTHS = {
 _DIGIT_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")  # no required suffix, so no backtracking
 # A card grouped by dots ("4111.1111.1111.1111"): only in a card's own groups — 4-4-4 and the rest
 # (13 to 19 digits), Amex's 4-6-5, Diners' 4-6-4 — since dots also join dates (2026.11.20),
-# versions and addresses. Tried before `_DIGIT_RUN` at a run's start (one start per run: linear).
+# versions and addresses. A pass of its own before `_DIGIT_RUN`'s: one pattern for both let a run
+# of spaced digits before it ("paid 25 4111.1111.1111.1111") take its first group, and it went unmasked.
 _DOTTED_CARD = r"(?:[0-9]{4}\.){3}[0-9]{1,7}|[0-9]{4}\.[0-9]{6}\.[0-9]{4,5}"
 # Not inside a longer dotted run ("1.4111.…", "….1111.1"); "no.4111.…" is a card after a word.
-_CARD_RUN = re.compile(r"(?<![0-9])(?<![0-9]\.)(?:" + _DOTTED_CARD + r")(?![0-9]|\.[0-9])|" + _DIGIT_RUN.pattern)
+_DOTTED_CARD_RUN = re.compile(r"(?<![0-9])(?<![0-9]\.)(?:" + _DOTTED_CARD + r")(?![0-9]|\.[0-9])")
 # A digit of another script (fullwidth ４, Arabic-Indic ٤) and the fullwidth separators typed with
 # them: read as ASCII, one character for one, so a card's place in what was written is unchanged.
 _OTHER_DIGIT = re.compile(r"(?![0-9])\d|[\u3000\uff0d\uff0e]")
@@ -239,10 +240,16 @@ def _iban_at(text: str, start: int) -> tuple[int, str] | None:
 
 
 def _mask_cards(text: str, counts: Counter[str]) -> str:
+    for runs in (_DOTTED_CARD_RUN, _DIGIT_RUN):  # the mask left by the first holds no run of 13 digits
+        text = _mask_card_runs(text, counts, runs)
+    return text
+
+
+def _mask_card_runs(text: str, counts: Counter[str], runs: re.Pattern[str]) -> str:
     # Runs are found in `read` (ASCII digits, as long as `text`); what is kept is taken from `text`.
     read = _OTHER_DIGIT.sub(_as_ascii, text) if _OTHER_DIGIT.search(text) else text
     pieces, pos = [], 0
-    for run in _CARD_RUN.finditer(read):
+    for run in runs.finditer(read):
         start, end = run.span()
         if end - start >= 13:  # most runs (dates, amounts, order numbers) stop here
             pieces += [text[pos:start], _mask_cards_in_run(run.group(), counts, text[start:end])]

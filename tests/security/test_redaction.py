@@ -35,6 +35,8 @@ def luhn_valid(digits: str) -> bool:
         # Grouped by dots in a card's own groups, or typed in fullwidth (an IME's) or Arabic-Indic
         # digits: each went unmasked into the customer message and the vendors' texts.
         ("card", "card no.4111.1111.1111.1111.", "card no.[redacted card ••••1111]."),
+        # After another number: one pattern for spaced and dotted runs took "25 4111" as a run (a review).
+        ("card", "paid 25 4111.1111.1111.1111 today", "paid 25 [redacted card ••••1111] today"),
         ("card", "amex 3782.822463.10005 ok", "amex [redacted card ••••0005] ok"),
         ("card", "カード４１１１ １１１１ １１１１ １１１１です", "カード[redacted card ••••1111]です"),
         ("card", "４１１１－１１１１－１１１１－１１１１, ４１１１１１１１１１１１１１１１",
