@@ -30,16 +30,18 @@ _BIDI_CONTROLS = re.compile(f"[{''.join(CONTROL_NAMES)}]")
 
 # Bidirectional controls and marks, the zero-width space, word joiner and byte-order mark: nothing a
 # reader sees. Not the zero-width (non-)joiner (U+200C, U+200D): Persian and Indic words need them,
-# and emoji sequences (👨‍👩‍👧) are made with them. The Hangul fillers (U+115F, U+1160, U+3164,
-# U+FFA0) are letters to Python, so `str.strip` kept them, yet they are drawn as nothing: "\u3164"
-# was a customer's id and a requester's name.
-_INVISIBLE_SET = "\u115f\u1160\u200b\u200e\u200f\u202a-\u202e\u2060-\u2069\u3164\ufeff\uffa0"
+# and emoji sequences (👨‍👩‍👧) are made with them. The Hangul fillers U+3164 and U+FFA0 are letters
+# to Python, so `str.strip` kept them, yet they are drawn as nothing: "\u3164" was a customer's id
+# and a requester's name.
+_INVISIBLE_SET = "\u200b\u200e\u200f\u202a-\u202e\u2060-\u2069\u3164\ufeff\uffa0"
 _INVISIBLE = re.compile(f"[{_INVISIBLE_SET}]")
 
 # Drawn as nothing alone, but part of what the characters beside them show, so `without_invisible`
 # keeps them: the joiners, the soft hyphen (a hyphen where a line breaks), the combining grapheme
-# joiner, the Mongolian vowel separator and variation selectors (❤️), tags (🏴 flags' subdivisions).
-_ONLY_WITH_OTHERS = "\u00ad\u034f\u180e\u200c\u200d\ufe00-\ufe0f\U000e0000-\U000e007f"
+# joiner, the Mongolian vowel separator and variation selectors (❤️), tags (🏴 flags' subdivisions),
+# and the conjoining Hangul fillers (U+115F, U+1160), parts of old-Hangul syllables with the jamo
+# beside them: taken out, a name written with them lost part of its syllables.
+_ONLY_WITH_OTHERS = "\u00ad\u034f\u115f\u1160\u180e\u200c\u200d\ufe00-\ufe0f\U000e0000-\U000e007f"
 # A character someone sees. Searched for, not stripped out: it stops at the first one, and a
 # transcript's 20,000-character entries are checked on the bot's path.
 _SEEN = re.compile(f"[^\\s{_INVISIBLE_SET}{_ONLY_WITH_OTHERS}]")

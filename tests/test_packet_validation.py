@@ -123,7 +123,7 @@ def test_an_offset_no_time_zone_has_is_refused_as_such_not_read_as_another(clien
 BLANK = "Blank: only whitespace or characters nobody sees, such as U+200B."
 # What passed `str.strip` (all but the first two) and so counted as said: a zero-width space, a
 # right-to-left override, the Hangul filler (a letter to Python, drawn as a space), a joiner alone.
-SAYING_NOTHING = ["   ", "\t", "\u200b", "\u202e", "\u3164", "\u200d", "\u200b \ufeff\u3000"]
+SAYING_NOTHING = ["   ", "\t", "\u200b", "\u202e", "\u3164", "\u200d", "\u200b \ufeff\u3000", "\u115f\u1160"]
 
 
 @pytest.mark.parametrize("blank", SAYING_NOTHING)
@@ -167,6 +167,15 @@ def test_text_and_ids_with_invisible_characters_beside_visible_ones_are_kept(cli
     packet = minimal_packet(customer={"id": "\u200bc-42"}, conversation={"id": "conv-\u200d1"})
     packet["transcript"][0]["text"] = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
     assert post(client, packet).status_code == 201
+
+
+def test_the_conjoining_hangul_fillers_stay_in_what_is_sent_but_say_nothing_alone():
+    # A review: taken out like the other fillers, they cut old-Hangul syllables out of a customer's name.
+    from connector.text_rules import as_identity, is_blank, without_invisible
+
+    syllable = "\u1100\u1160\u11a8"  # a choseong, the jungseong filler, a jongseong: one syllable
+    assert without_invisible(syllable) == syllable and as_identity({"name": syllable})["name"] == syllable
+    assert is_blank("\u115f\u1160") and not is_blank(syllable)
 
 
 def test_whole_numbers_are_numbers_too(client):
