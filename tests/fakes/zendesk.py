@@ -19,6 +19,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import responses
 import yaml
@@ -42,6 +43,8 @@ class FakeZendesk:
     def __init__(self, rsps: responses.RequestsMock, origin: str = ORIGIN):
         self.rsps = rsps
         self.origin = origin.rstrip("/")
+        # End users this fake Zendesk holds, by id: what `create_or_update_user` made or `end_user` seeded.
+        self.users: dict[int, dict[str, Any]] = {}
 
     # ---- routes -------------------------------------------------------------------------------
 
@@ -100,6 +103,43 @@ class FakeZendesk:
         body["user"]["id"] = user_id
         return self._add("GET", f"/api/v2/users/{user_id}.json", 200, body)
 
+    # ---- end users: a customer known by the bot's id, not by e-mail -------------------------------
+
+    def end_user(self, **user: Any) -> dict[str, Any]:
+        """Seed an end user this Zendesk already holds (no route registered); returns it."""
+        made = {**fixture("user-end-user-201.json")["user"], **user}
+        made.setdefault("id", 902841177231)
+        made["url"] = f"{self.origin}/api/v2/users/{made['id']}.json"
+        self.users[made["id"]] = made
+        return made
+
+    def users_by_external_id(self) -> responses.BaseResponse:
+        """`GET /api/v2/users/show_many.json?external_ids=a,b`: the users held with those external ids
+        (Zendesk's own lookup of the user table, not its eventually consistent search)."""
+        def answer(request: Any) -> tuple[int, dict[str, str], str]:
+            wanted = {value for value in _query(request, "external_ids").split(",") if value}
+            users = [u for u in self.users.values() if u.get("external_id") in wanted]
+            return 200, {}, json.dumps({"users": users, "next_page": None, "previous_page": None, "count": len(users)})
+        return self.rsps.add_callback("GET", f"{self.origin}/api/v2/users/show_many.json", callback=answer,
+                                      content_type="application/json")
+
+    def create_or_update_user(self) -> responses.BaseResponse:
+        """`POST /api/v2/users/create_or_update.json` as Zendesk answers it: a user matched by its
+        external_id (case-insensitively; the id then takes the case sent) or e-mail is updated with
+        what was sent, 200; none matched, a new end user, 201. The same external_id, the same user."""
+        def answer(request: Any) -> tuple[int, dict[str, str], str]:
+            sent = json.loads(request.body)["user"]
+            match = next((u for u in self.users.values() if _same(u.get("external_id"), sent.get("external_id"))
+                          or _same(u.get("email"), sent.get("email"))), None)
+            fields = {key: value for key, value in sent.items() if key != "skip_verify_email"}
+            if match is not None:
+                match.update(fields)
+                return 200, {}, json.dumps({"user": match})
+            made = self.end_user(**fields, id=902841177231 + len(self.users))
+            return 201, {"Location": made["url"]}, json.dumps({"user": made})
+        return self.rsps.add_callback("POST", f"{self.origin}/api/v2/users/create_or_update.json", callback=answer,
+                                      content_type="application/json")
+
     def error(self, method: str, path: str, status: int, body: Any = None,
               headers: Mapping[str, str] | None = None) -> responses.BaseResponse:
         """An error answer; `body` a fixture name, a dict, or text (e.g. a load balancer's HTML)."""
@@ -135,6 +175,15 @@ class FakeZendesk:
             "body": body or "", "content_type": "text/html"}
         return self.rsps.add(method, self.origin + path, status=status, headers=dict(headers or {}),
                              match=match or [], **kwargs)
+
+
+def _query(request: Any, name: str) -> str:
+    values = parse_qs(urlsplit(request.url).query).get(name)
+    return values[0] if values else ""
+
+
+def _same(held: Any, sent: Any) -> bool:
+    return isinstance(held, str) and isinstance(sent, str) and bool(sent) and held.casefold() == sent.casefold()
 
 
 # ---- Zendesk's OpenAPI description ------------------------------------------------------------
