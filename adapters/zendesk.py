@@ -37,6 +37,7 @@ from connector.text_rules import as_identity
 
 from .base import (
     Adapter,
+    Dropped,
     HandoffContext,
     Link,
     Sent,
@@ -299,7 +300,17 @@ class ZendeskAdapter(Adapter):
         """The ticket; one whose field Zendesk refuses by name (`CAN_GO_WITHOUT`) is made once more
         without it, and the receipt names it: routing's previous agent outside the team's group, a
         group deleted since the mapping named it, a requester address Zendesk will not take — each
-        lost the whole ticket, brief and transcript, for good (Salesforce's cases did not)."""
+        lost the whole ticket, brief and transcript, for good (Salesforce's cases did not).
+
+        A customer known by the bot's id and no e-mail is first found or made as an end user
+        (`_with_end_user`), so the payload sent names them by `requester_id`: what the preview
+        shows (`requester: {name}`) is what goes when that is not possible."""
+        payload, user_left_out = self._with_end_user(payload, ctx)
+        with carrying(user_left_out):
+            sent = self._create_or_without(payload, ctx)
+        return replace(sent, dropped=(*user_left_out, *sent.dropped))
+
+    def _create_or_without(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         body = self._with_upload(payload, ctx)
         try:
             return self._create(body, ctx.idempotency_key)
@@ -317,6 +328,76 @@ class ZendeskAdapter(Adapter):
             # by the handoff's external_id, as any create's.
             sent = self._create(without, f"{ctx.idempotency_key}:without:{','.join(refused)}")
         return replace(sent, dropped=(*sent.dropped, *left_out))
+
+    def _with_end_user(self, payload: dict[str, Any], ctx: HandoffContext) -> tuple[dict[str, Any], Dropped]:
+        """The ticket with `requester_id` the customer's end user, when the bot names them by its id
+        and no e-mail; and what the receipt notes. A ticket's `requester` object takes no phone
+        and no external_id (Zendesk's TicketObject: email, locale, name, organization_id, role,
+        verified): sent there, they were dropped and every WhatsApp or SMS handoff had a new
+        identity-less user, no phone and no history for the agent.
+
+        Asked before the ticket is made, so every failure that may pass (429, 5xx, a timeout) is a
+        plain retry: nothing exists yet but, at most, the end user, which the next attempt finds
+        or upserts again (same external_id, same user, same ticket body for the Idempotency-Key).
+        Not on updates: the ticket has its requester. A bot's own `vendor_extra.zendesk.requester`
+        or `requester_id` is left as it says."""
+        customer = as_identity(ctx.packet.get("customer") or {})
+        if customer.get("email") or not customer.get("id") or {"requester", "requester_id"} & set(ctx.vendor_extra):
+            return payload, ()
+        ticket = payload["ticket"]
+        user_id, left_out = self._end_user(str(customer["id"]), str(ticket["requester"]["name"]), customer.get("phone"))
+        if user_id is None:
+            return payload, left_out
+        ticket = {key: value for key, value in ticket.items() if key != "requester"}
+        return {**payload, "ticket": {**ticket, "requester_id": user_id}}, left_out
+
+    def _end_user(self, external_id: str, name: str, phone: Any) -> tuple[int | None, Dropped]:
+        """The end user Zendesk holds under our customer id, else the one it makes for it; None
+        (the ticket goes with a name-only requester) when Zendesk will make none, and the receipt
+        says so.
+
+        Looked up first (Show Many Users reads the user table; agents may): a returning customer
+        keeps the name and phone agents gave their profile — the upsert overwrites them with the
+        bot's — and is found by an API user that may not manage end users. Not found, Create Or
+        Update User matches by external_id, so a retry or a concurrent handoff cannot make a second
+        user. That upsert needs an admin, or an agent in a custom role allowed to manage end users:
+        refused (403), or refused as a record (422), the ticket is still made."""
+        try:
+            if "," not in external_id:  # show_many reads a comma as a separator; the upsert matches it whole
+                reply, _ = self._call("GET", "/api/v2/users/show_many.json", write=False,
+                                      params={"external_ids": external_id}, expect="users")
+                for user in reply["users"]:
+                    if isinstance(user, Mapping) and str(user.get("external_id") or "").casefold() \
+                            == external_id.casefold() and id_problem(user.get("id")) is None:
+                        return int(user["id"]), ()
+            user = {"name": name, "external_id": external_id}
+            number = _e164(phone)
+            if not number:
+                return self._upsert_user(user), ()
+            try:
+                return self._upsert_user({**user, "phone": number}), ()
+            except RejectedError as err:
+                # Zendesk may validate numbers (E.164), and a direct line belongs to one user: the
+                # customer is made without it, the brief still carries it.
+                log.warning("Zendesk refused the customer's phone on their end user; made without it",
+                            extra={"status": err.status})
+                return self._upsert_user(user), ({"part": "customer", "reason": f"Zendesk refused the customer's "
+                                                  f"phone on their end user ({err.message[:300]}); the user was made "
+                                                  "without it and the brief carries it"},)
+        except (RejectedError, AuthError) as err:
+            if isinstance(err, AuthError) and err.status != 403:
+                raise  # the credentials refused: the ticket would be too
+            return None, _no_end_user(err)
+
+    def _upsert_user(self, user: dict[str, Any]) -> int:
+        # Sent as a read (`write=False`): a timeout or 5xx is a plain retry — the upsert is idempotent
+        # by external_id, and no ticket exists yet to look for.
+        reply, _ = self._call("POST", "/api/v2/users/create_or_update.json", write=False, json={"user": user},
+                              expect="user")
+        user_id = reply["user"].get("id")
+        if id_problem(user_id) is not None:
+            raise TransientError(f"Zendesk answered the end user without a usable id (got {str(user_id)[:40]!r})")
+        return int(user_id)
 
     def _create(self, body: dict[str, Any], key: str) -> Sent:
         reply, response = self._call("POST", "/api/v2/tickets.json", write=True, json=body,
@@ -685,16 +766,42 @@ def id_problem(value: Any) -> str | None:
 
 
 def _requester(customer: Mapping[str, Any]) -> dict[str, Any]:
-    """Zendesk finds or creates the end user. Email is its key; without one, phone / our customer id."""
+    """The ticket's requester object: Zendesk finds or creates the end user by its e-mail. It takes
+    no phone and no external_id; a customer with our id and no e-mail is sent as `requester_id`
+    instead (`_with_end_user`, at send time: it needs a call).
+
+    With neither (a phone alone), only the name: no call can find the same user again safely.
+    Create Or Update User matches by e-mail or external_id only — it would make a user per
+    handoff, and a second one with the same number Zendesk may refuse (a direct line belongs to
+    one user). A search by phone is eventually consistent, matches partial numbers, and a number
+    the customer typed could be another person's: this handoff's transcript would land in that
+    person's ticket history. The phone stays in the brief; the name shows it when none is given."""
     name = customer.get("name") or customer.get("email") or customer.get("phone") or customer.get("id") or "Customer"
     requester: dict[str, Any] = {"name": str(name)}
     if customer.get("email"):
         requester["email"] = customer["email"]
-    elif customer.get("phone"):
-        requester["phone"] = customer["phone"]
-    if not customer.get("email") and customer.get("id"):
-        requester["external_id"] = str(customer["id"])
     return requester
+
+
+def _e164(phone: Any) -> str | None:
+    """A phone as Zendesk stores it when it validates numbers (E.164: + and digits): separators
+    taken out of an international number; any other form sent as given, for Zendesk to judge."""
+    if not isinstance(phone, str) or not phone.strip():
+        return None
+    digits = re.sub(r"[^0-9]", "", phone)  # ASCII digits: a "٤" is no digit Zendesk dials
+    return f"+{digits}" if digits and re.fullmatch(r"\+[0-9\s().-]+", phone.strip()) else phone.strip()
+
+
+def _no_end_user(err: DeliveryError) -> Dropped:
+    """The receipt's entry for a ticket whose requester is a new name-only user: Zendesk would not
+    find or make the customer's end user (no right to manage end users: 403; a refused record)."""
+    log.warning("Zendesk would not find or make the customer's end user; the ticket names them only",
+                extra={"status": err.status, "error": type(err).__name__})
+    why = " — the API user needs to be an admin, or an agent in a custom role allowed to manage end users" \
+        if err.status == 403 else ""
+    return ({"part": "customer", "reason": f"Zendesk would not find or make the customer's end user "
+             f"({err.message[:300]}){why}; the ticket's requester is a new user with their name only, linked to "
+             "no customer id, phone or earlier tickets; the brief names them"},)
 
 
 def _tag(value: str) -> str:

@@ -726,12 +726,209 @@ def test_vendor_extra_reaches_the_wire_last(zd: FakeZendesk) -> None:
     assert ticket["comment"]["public"] is True and ticket["comment"]["html_body"]  # merged, not replaced
 
 
-def test_requester_without_email_uses_phone_and_customer_id() -> None:
-    packet = minimal_packet(customer={"id": "cus_77", "phone": "+44 20 7946 0000"})
-    payload = adapter().render(ctx(packet))
-    assert payload["ticket"]["requester"] == {"name": "+44 20 7946 0000", "phone": "+44 20 7946 0000",
-                                              "external_id": "cus_77"}
+@pytest.mark.parametrize(("customer", "requester"), [
+    ({"name": "Dana", "email": "dana@example.com", "id": "cus_77", "phone": "+1 415 555 0134"},
+     {"name": "Dana", "email": "dana@example.com"}),
+    ({"id": "cus_77", "phone": "+44 20 7946 0000"}, {"name": "+44 20 7946 0000"}),  # requester_id at send time
+    ({"phone": "+44 20 7946 0000"}, {"name": "+44 20 7946 0000"}),
+])
+def test_the_requester_object_holds_only_what_zendesk_takes(customer, requester) -> None:
+    # Zendesk's requester object takes email, locale(_id), name, organization_id, role, verified:
+    # the phone and external_id sent there were dropped, a new identity-less user on each handoff.
+    payload = adapter().render(ctx(minimal_packet(customer=customer)))
+    assert payload["ticket"]["requester"] == requester
     assert validation_errors(payload) == []
+
+
+def test_the_spec_check_refuses_keys_a_requester_does_not_take() -> None:
+    # The description leaves the object open; the fake closes it, or the defect above passed the check.
+    invented = {"ticket": {"subject": "s", "requester": {"name": "Dana", "phone": "+1", "external_id": "cus_77"}}}
+    assert validation_errors(invented) and not validation_errors({"ticket": {"subject": "s", "requester_id": 5}})
+    assert validation_errors({"user": {"name": "Dana", "phone_number": "+1"}}, "UserRequest")
+
+
+# ---- the customer's end user (no e-mail, the bot's customer id) -------------------------------------
+
+USERS_UPSERT = "/api/v2/users/create_or_update.json"
+USERS_BY_EXTERNAL_ID = "/api/v2/users/show_many.json"
+WHATSAPP = {"id": "wa_447700900123", "name": "Dana Whitfield", "phone": "+44 7700 900123"}
+
+
+def paths(zd: FakeZendesk) -> list[str]:
+    return [f"{c.request.method} {c.request.url.split('?')[0][len(zd.origin):]}" for c in zd.rsps.calls]
+
+
+def test_a_customer_known_by_id_is_made_an_end_user_and_the_ticket_names_them_by_requester_id(zd: FakeZendesk):
+    zd.users_by_external_id()
+    zd.create_or_update_user()
+    zd.create_ticket()
+
+    outcome = adapter().deliver(ctx(full_packet(customer=WHATSAPP)))
+
+    assert paths(zd) == [f"GET {USERS_BY_EXTERNAL_ID}", f"POST {USERS_UPSERT}", f"POST {TICKETS}"]
+    assert zd.calls("GET", USERS_BY_EXTERNAL_ID)[0].request.params == {"external_ids": "wa_447700900123"}
+    [upsert] = zd.calls("POST", USERS_UPSERT)
+    assert upsert.response.status_code == 201
+    assert json.loads(upsert.request.body) == {"user": {"name": "Dana Whitfield", "external_id": "wa_447700900123",
+                                                        "phone": "+447700900123"}}  # E.164, as Zendesk validates
+    [made] = zd.users.values()
+    [call] = zd.calls("POST", TICKETS)
+    ticket = json.loads(call.request.body)["ticket"]
+    assert ticket["requester_id"] == made["id"] and "requester" not in ticket
+    assert call.request.headers["Idempotency-Key"] == "hnd_01TESTHANDOFF0000000000000:zendesk"
+    assert outcome.status == "created" and outcome.receipt["dropped"] == []
+
+
+def test_a_returning_customer_is_found_and_their_profile_left_as_agents_made_it(zd: FakeZendesk) -> None:
+    # The upsert overwrites name and phone with the bot's: looked up first, a known user is not written.
+    known = zd.end_user(id=902841170001, external_id="wa_447700900123", name="Dana W. (renewal lead)",
+                        phone="+447700900123")
+    zd.users_by_external_id()
+    zd.create_ticket()
+
+    adapter().deliver(ctx(full_packet(customer=WHATSAPP)))
+
+    assert paths(zd) == [f"GET {USERS_BY_EXTERNAL_ID}", f"POST {TICKETS}"]
+    assert zd.json_bodies("POST", TICKETS)[0]["ticket"]["requester_id"] == 902841170001
+    assert zd.users[902841170001] == known and known["name"] == "Dana W. (renewal lead)"
+
+
+def test_the_same_customer_id_is_the_same_end_user_however_it_is_found(zd: FakeZendesk) -> None:
+    # The lookup misses an id held in another case; the upsert matches it anyway (200, the same user).
+    zd.end_user(id=902841170001, external_id="WA_447700900123")
+    zd.users_by_external_id()
+    zd.create_or_update_user()
+    zd.create_ticket()
+
+    adapter().deliver(ctx(full_packet(customer=WHATSAPP)))
+
+    assert zd.calls("POST", USERS_UPSERT)[0].response.status_code == 200
+    assert list(zd.users) == [902841170001]
+    assert zd.json_bodies("POST", TICKETS)[0]["ticket"]["requester_id"] == 902841170001
+
+
+def test_no_end_user_is_looked_for_when_the_requester_is_known_otherwise_or_on_an_update(zd: FakeZendesk) -> None:
+    zd.create_ticket()
+    adapter().deliver(ctx(full_packet(customer={"phone": "+44 7700 900123"})))  # a phone alone: name only
+    zd.create_ticket()
+    adapter().deliver(ctx(full_packet(customer=WHATSAPP, vendor_extra={"zendesk": {"requester_id": 42}})))
+    zd.update_ticket()
+    adapter().deliver(ctx(full_packet(customer=WHATSAPP), link=Link(vendor_id="77120")))
+
+    assert paths(zd) == [f"POST {TICKETS}", f"POST {TICKETS}", "PUT /api/v2/tickets/77120.json"]
+    first, second = (body["ticket"] for body in zd.json_bodies("POST", TICKETS))
+    assert first["requester"] == {"name": "+44 7700 900123"} and "requester_id" not in first
+    assert second["requester_id"] == 42
+
+
+def test_no_right_to_manage_end_users_still_makes_the_ticket_and_says_so(zd: FakeZendesk, caplog) -> None:
+    zd.users_by_external_id()
+    zd.error("POST", USERS_UPSERT, 403, "error-403-forbidden.json")
+    zd.create_ticket()
+
+    outcome = adapter().deliver(ctx(full_packet(customer=WHATSAPP)))
+
+    assert paths(zd) == [f"GET {USERS_BY_EXTERNAL_ID}", f"POST {USERS_UPSERT}", f"POST {TICKETS}"]
+    ticket = zd.json_bodies("POST", TICKETS)[0]["ticket"]
+    assert ticket["requester"] == {"name": "Dana Whitfield"} and "requester_id" not in ticket
+    assert outcome.status == "created"
+    [entry] = outcome.receipt["dropped"]
+    assert entry["part"] == "customer"
+    assert "(403)" in entry["reason"] and "You do not have access" in entry["reason"]
+    assert "custom role allowed to manage end users" in entry["reason"] and "name only" in entry["reason"]
+    assert "Dana" not in " ".join(r.getMessage() for r in caplog.records)
+
+
+def test_refused_credentials_at_the_end_user_fail_the_delivery_as_at_the_ticket(zd: FakeZendesk) -> None:
+    zd.users_by_external_id()
+    zd.error("POST", USERS_UPSERT, 401, "error-401.json")
+    with pytest.raises(AuthError):
+        adapter().deliver(ctx(full_packet(customer=WHATSAPP)))
+    assert not zd.calls("POST", TICKETS)
+
+
+def test_a_phone_zendesk_refuses_leaves_the_end_user_without_it(zd: FakeZendesk) -> None:
+    zd.users_by_external_id()
+    zd.error("POST", USERS_UPSERT, 422, "error-422-user-phone.json")
+    zd.create_or_update_user()
+    zd.create_ticket()
+
+    outcome = adapter().deliver(ctx(full_packet(customer={**WHATSAPP, "phone": "07700 900123"})))
+
+    first, second = zd.json_bodies("POST", USERS_UPSERT)
+    assert first["user"]["phone"] == "07700 900123"  # not E.164: sent as given, for Zendesk to judge
+    assert second == {"user": {"name": "Dana Whitfield", "external_id": "wa_447700900123"}}
+    [made] = zd.users.values()
+    assert zd.json_bodies("POST", TICKETS)[0]["ticket"]["requester_id"] == made["id"]
+    [entry] = outcome.receipt["dropped"]
+    assert entry["part"] == "customer" and "refused the customer's phone" in entry["reason"]
+
+
+@pytest.mark.parametrize("failure", [
+    requests.exceptions.ReadTimeout("read timed out (read timeout=15)"),
+    requests.exceptions.ConnectionError("Connection aborted: RemoteDisconnected"),
+    (503, "error-503.html"),
+    (429, "error-429.json"),
+], ids=["timeout", "dropped", "503", "429"])
+def test_a_failure_before_the_ticket_exists_is_a_plain_retry(zd: FakeZendesk, failure) -> None:
+    # Nothing but, at most, the end user exists: not an unknown outcome (no lookup of a ticket),
+    # and the retry upserts the same user again and makes one ticket.
+    zd.users_by_external_id()
+    if isinstance(failure, Exception):
+        zd.raises("POST", USERS_UPSERT, failure)
+    else:
+        zd.error("POST", USERS_UPSERT, failure[0], failure[1], headers={"Retry-After": "30"})
+    target = adapter()
+
+    with pytest.raises(TransientError) as caught:
+        target.deliver(ctx(full_packet(customer=WHATSAPP)))
+    assert not isinstance(caught.value, OutcomeUnknown)
+    assert isinstance(caught.value, RateLimited) == (failure == (429, "error-429.json"))
+    assert not zd.calls("POST", TICKETS)
+
+    zd.users_by_external_id()
+    zd.create_or_update_user()
+    zd.create_ticket()
+    outcome = target.deliver(ctx(full_packet(customer=WHATSAPP), attempt=2))
+    assert outcome.status == "created" and len(zd.calls("POST", TICKETS)) == 1
+
+
+def test_a_ticket_timed_out_after_its_end_user_is_found_not_made_twice(zd: FakeZendesk) -> None:
+    zd.users_by_external_id()
+    zd.create_or_update_user()
+    zd.raises("POST", TICKETS, requests.exceptions.ReadTimeout("read timed out"))
+    target = adapter()
+    with pytest.raises(OutcomeUnknown) as lost:
+        target.deliver(ctx(full_packet(customer=WHATSAPP)))
+
+    # Not found by its external_id: sent again, the same body under the same key (Zendesk replays it).
+    zd.tickets_by_external_id("hnd_01TESTHANDOFF0000000000000", found=False)
+    zd.users_by_external_id()
+    zd.create_ticket(replay=True)
+    outcome = target.deliver(ctx(full_packet(customer=WHATSAPP), outcome_unknown=True, attempt=2,
+                                 sent_to=lost.value.sent_to))
+
+    assert len(zd.users) == 1 and len(zd.calls("POST", USERS_UPSERT)) == 1  # found the second time
+    first, second = zd.calls("POST", TICKETS)
+    assert first.request.body == second.request.body
+    assert first.request.headers["Idempotency-Key"] == second.request.headers["Idempotency-Key"]
+    assert outcome.status == "created" and outcome.reply["idempotency_lookup"] == "hit"
+
+
+def test_a_ticket_made_without_the_end_user_still_says_so_when_a_retry_finds_it(zd: FakeZendesk) -> None:
+    zd.users_by_external_id()
+    zd.error("POST", USERS_UPSERT, 403, "error-403-forbidden.json")
+    zd.raises("POST", TICKETS, requests.exceptions.ReadTimeout("read timed out"))
+    with pytest.raises(OutcomeUnknown) as lost:
+        adapter().deliver(ctx(full_packet(customer=WHATSAPP)))
+
+    zd.tickets_by_external_id("hnd_01TESTHANDOFF0000000000000")
+    found = adapter().deliver(ctx(full_packet(customer=WHATSAPP), outcome_unknown=True, attempt=2,
+                                  sent_to=lost.value.sent_to))
+
+    assert paths(zd)[-1] == f"GET {TICKETS}"  # found: no user call, nothing sent again
+    assert found.status == "created" and [d["part"] for d in found.receipt["dropped"]] == ["customer"]
+    assert "(403)" in found.receipt["dropped"][0]["reason"]
 
 
 def test_render_needs_no_credentials_and_sends_nothing() -> None:
@@ -1052,7 +1249,7 @@ def test_bidirectional_controls_never_reach_the_tickets_own_fields_raw() -> None
     packet = full_packet(customer={"name": "Dana \u202eknab", "phone": "+1 415 \u202e4321 555"},
                          collected_data={"order_number": "ORD-\u202e1234\u202c"})
     ticket = adapter(custom_fields=[{"id": 1, "path": "collected_data.order_number"}]).render(ctx(packet))["ticket"]
-    assert ticket["requester"] == {"name": "Dana knab", "phone": "+1 415 4321 555"}
+    assert ticket["requester"] == {"name": "Dana knab"}  # the phone goes to an end user only (customer.id)
     assert ticket["custom_fields"] == [{"id": 1, "value": "ORD-[U+202E]1234[U+202C]"}]
 
 

@@ -61,6 +61,31 @@ def test_handoff_creates_a_ticket_then_a_second_one_comments_on_it(zendesk):
     zd.assert_ticket_requests_valid()
 
 
+def test_a_whatsapp_customer_without_email_is_one_end_user_across_handoffs(zendesk):
+    """Known by the bot's customer id and a phone: made an end user once (with the phone agents
+    see), found the next time, and every ticket names them by requester_id — not a new
+    identity-less requester per handoff."""
+    client, zd = zendesk
+    customer = {"id": "wa_447700900123", "name": "Dana Whitfield", "phone": "+44 7700 900123", "segment": "smb"}
+    zd.users_by_external_id()
+    zd.create_or_update_user()
+    zd.create_ticket({"id": 1001})
+    first = post(client, full_packet(customer=customer))
+    assert first.status_code == 201, first.get_json()
+    assert first.get_json()["context_receipt"]["zendesk"]["dropped"] == []
+
+    zd.users_by_external_id()
+    zd.create_ticket({"id": 1002})
+    other = full_packet(customer=customer, conversation={**full_packet()["conversation"], "id": "conv-wa-2"})
+    assert post(client, other).get_json()["tickets"][0]["id"] == "1002"
+
+    [user] = zd.users.values()
+    assert (user["external_id"], user["phone"]) == ("wa_447700900123", "+447700900123")
+    assert [body["ticket"]["requester_id"] for body in zd.json_bodies("POST", "/api/v2/tickets.json")] == [user["id"]] * 2
+    assert len(zd.calls("POST", "/api/v2/users/create_or_update.json")) == 1
+    zd.assert_ticket_requests_valid()
+
+
 def test_a_conversation_back_after_its_ticket_closed_gets_a_follow_up_ticket_and_keeps_it(zendesk):
     """Zendesk closes solved tickets after a few days and refuses every update of them: the next
     handoff of the conversation opens a follow-up ticket, and the one after it updates that one —
