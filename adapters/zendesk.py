@@ -319,10 +319,11 @@ class ZendeskAdapter(Adapter):
             if not refused:
                 raise
             why = err.message
-        left_out = tuple(_field_left_out(name, why, ctx) for name in refused)
+        without = {**body, "ticket": _without(body["ticket"], refused, ctx)}
+        named = "requester" in without["ticket"]  # a refused requester left as the customer's name alone
+        left_out = tuple(_field_left_out(name, why, ctx, named) for name in refused)
         # The vendor's words stay out of the log (they echo the values: an address); the receipt has them.
         log.warning("Zendesk refused fields of the ticket; making it without them", extra={"fields": list(refused)})
-        without = {**body, "ticket": {key: value for key, value in body["ticket"].items() if key not in refused}}
         with carrying(left_out):
             # Its own key: Zendesk refuses a key it saw with another body. A timeout here is found
             # by the handoff's external_id, as any create's.
@@ -699,6 +700,20 @@ CAN_GO_WITHOUT = {"assignee": ("assignee_id",), "group": ("group_id",), "brand":
 _LEFT_WITHOUT = {"assignee_id": " (it waits in its group's queue for anyone)",
                  "requester": " (the API user is its requester; the brief names the customer)",
                  "requester_id": " (the API user is its requester; the brief names the customer)"}
+_NAMED_ONLY = (" (its requester is the customer's name alone: a reply by e-mail does not reach them; the brief "
+               "names the customer)")
+
+
+def _without(ticket: Mapping[str, Any], refused: tuple[str, ...], ctx: HandoffContext) -> dict[str, Any]:
+    """The ticket without the fields Zendesk refused. A refused requester (an address its rules will
+    not take, an end user suspended) becomes the customer's name alone rather than nobody: without
+    one, the API user was the requester — agents' replies went to the integration's mailbox, and
+    the customer's ticket was found by no lookup of theirs. One that was a name alone goes."""
+    kept = {key: value for key, value in ticket.items() if key not in refused}
+    was = ticket.get("requester")
+    if {"requester", "requester_id"} & set(refused) and not (isinstance(was, Mapping) and set(was) == {"name"}):
+        kept["requester"] = {"name": _requester(as_identity(ctx.packet.get("customer") or {}))["name"]}
+    return kept
 
 
 def _refused_fields(err: RejectedError, ticket: Mapping[str, Any]) -> tuple[str, ...]:
@@ -710,8 +725,9 @@ def _refused_fields(err: RejectedError, ticket: Mapping[str, Any]) -> tuple[str,
     return tuple(key for name in details for key in CAN_GO_WITHOUT[name] if key in ticket)
 
 
-def _field_left_out(key: str, why: str, ctx: HandoffContext) -> dict[str, str]:
-    """The receipt's entry for a ticket field Zendesk refused, named where it came from."""
+def _field_left_out(key: str, why: str, ctx: HandoffContext, named: bool = False) -> dict[str, str]:
+    """The receipt's entry for a ticket field Zendesk refused, named where it came from; `named`: a
+    refused requester was left as the customer's name alone (`_without`)."""
     if key in ctx.vendor_extra:
         part, where = "vendor_extra", f"vendor_extra.zendesk.{key}"
     elif key in ("group_id", "assignee_id"):
@@ -720,8 +736,8 @@ def _field_left_out(key: str, why: str, ctx: HandoffContext) -> dict[str, str]:
         part, where = "customer", "the requester"
     else:
         part, where = "mapping", f"zendesk.yaml {key}"
-    return {"part": part, "reason": f"Zendesk refused {where} ({why[:300]}); the ticket was made without it"
-                                    f"{_LEFT_WITHOUT.get(key, '')}"}
+    then = _NAMED_ONLY if named and key.startswith("requester") else _LEFT_WITHOUT.get(key, "")
+    return {"part": part, "reason": f"Zendesk refused {where} ({why[:300]}); the ticket was made without it{then}"}
 
 
 def _spec(entry: Mapping[str, Any]) -> Any:
