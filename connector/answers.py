@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import attrgetter
 from typing import Any, Literal, TypeVar
 
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from adapters.errors import PAGE_MARK, TRANSPORT_FAILURE
 
+from .brief import parts_present
 from .customer_message import FAILED
 from .models import DISMISSED, DONE, Assignment, Callback, Delivery, Handoff, utcnow
 from .text_rules import rfc3339_utc
@@ -96,6 +97,22 @@ def for_bot(error: str | None) -> str | None:
     return f"{text[:transport.start()].rstrip(' :(')} (the connection's details are on the admin page)"
 
 
+def receipts(deliveries: Iterable[Any], packet: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """`context_receipt`: per target that finished, what reached it. Pending targets join when they
+    finish: nothing has reached them yet. A target given up (`failed`, `dead`, `dismissed`) received
+    nothing, and says so part by part — it was left out, and a receipt of `{}` beside a failed
+    target told the bot of no lost context (the contract: "a handoff that loses context says so")."""
+    said: dict[str, dict[str, Any]] = {}
+    for d in deliveries:
+        if d.receipt is not None:
+            said[d.target] = receipt_for_bot(d.receipt)
+        elif d.state in GIVEN_UP:
+            reason = f"nothing reached {d.target}: its delivery was given up ({d.state}; its ticket's error says why)"
+            said[d.target] = {"delivered": [], "dropped": [{"part": part, "reason": reason}
+                                                          for part in parts_present(packet)]}
+    return said
+
+
 def receipt_for_bot(receipt: dict[str, Any]) -> dict[str, Any]:
     """A receipt as a bot reads it: a reason for something `dropped` quotes the vendor's refusal, and
     that may be a proxy's page (a comment refused by a gateway's 413): cut as `for_bot` cuts errors."""
@@ -144,8 +161,7 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
         "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS},
         "customer_message": shown_message(handoff.customer_message, status, delayed=delayed, assigned=unhoured),
         "estimated_wait_seconds": shown_wait(handoff.estimated_wait_seconds, status, delayed=delayed),
-        # Targets appear here when they finish: until then nothing has reached them.
-        "context_receipt": {d.target: receipt_for_bot(d.receipt) for d in deliveries if d.receipt is not None},
+        "context_receipt": receipts(deliveries, handoff.packet),
         "links": {"self": f"/v1/handoffs/{handoff.id}"},
     }
 
@@ -269,7 +285,7 @@ def render_follow_up(follow_up: Handoff, deliveries: Sequence[Any] | None = None
         "messages": len(follow_up.packet["transcript"]) - first,
         "received_at": follow_up.created_at.isoformat(),
         "tickets": [_ticket(d) for d in deliveries],
-        "context_receipt": {d.target: receipt_for_bot(d.receipt) for d in deliveries if d.receipt is not None},
+        "context_receipt": receipts(deliveries, follow_up.packet),
         "links": {"self": f"/v1/handoffs/{follow_up.follows_id}/messages"},
     }
 

@@ -82,7 +82,7 @@ class Brief:
         # its own transcript, reads it here.
         self.new_after = new_after
         self.subject: str = self._view["subject"]
-        present = tuple(part for part in PARTS if _has(packet, part))
+        present = parts_present(packet)
         self.sections: tuple[str, ...] = present  # packet parts the brief carries (the receipt's vocabulary)
         self.parts_present: tuple[str, ...] = present  # packet parts the bot sent
 
@@ -285,6 +285,11 @@ class FollowUpBrief(Brief):
         self._view["follows"] = follows["handoff_id"]
         self.sections = self.parts_present = tuple(
             part for part in ("transcript", "attachments") if _has({"transcript": self.follow_up}, part))
+
+
+def parts_present(packet: Mapping[str, Any]) -> tuple[str, ...]:
+    """The parts of the packet the bot sent, in the receipt's vocabulary (`PARTS`)."""
+    return tuple(part for part in PARTS if _has(packet, part))
 
 
 def render_brief(packet: Mapping[str, Any], handoff_id: str, update: bool = False,

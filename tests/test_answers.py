@@ -67,7 +67,7 @@ def test_routings_own_agent_changes_nothing_the_customer_was_told():
 
     message = {"locale": "en", "text": "… in about 5 minutes.", "if_delayed": "… We close at 18:00.",
                "if_assigned": "… as soon as they're free."}
-    handoff = SimpleNamespace(id="hnd_1", conversation_id="c", completed_at=None, assignment={}, customer_message=message,
+    handoff = SimpleNamespace(id="hnd_1", conversation_id="c", packet={}, completed_at=None, assignment={}, customer_message=message,
                               estimated_wait_seconds=300, created_at=utcnow(), deliveries=[])
     rows = [SimpleNamespace(target="zendesk", state="created", vendor_id="1", url=None, attempts=1,
                             last_error=None, receipt=None, next_attempt_at=None)]
@@ -92,7 +92,7 @@ def test_the_teams_hours_are_no_longer_said_once_the_opening_they_told_of_has_co
 
     def read(opening: dt.datetime, out_of_hours: bool = True, state: str = "created") -> str:
         hours = {"next_opening" if out_of_hours else "reopens_at": opening.isoformat()}
-        handoff = SimpleNamespace(id="hnd_1", conversation_id="c", completed_at=None, customer_message=message, created_at=utcnow(),
+        handoff = SimpleNamespace(id="hnd_1", conversation_id="c", packet={}, completed_at=None, customer_message=message, created_at=utcnow(),
                                   assignment={"out_of_hours": out_of_hours, "business_hours": hours},
                                   estimated_wait_seconds=None, deliveries=[])
         return render(handoff, [SimpleNamespace(**{**vars(rows[0]), "state": state})])["customer_message"]["text"]
@@ -115,7 +115,7 @@ def test_a_solved_handoff_quotes_no_wait_and_says_no_hours():
                "if_assigned": "… as soon as they're free."}
     rows = [SimpleNamespace(target="zendesk", state="created", vendor_id="1", url=None, attempts=1,
                             last_error=None, receipt=None, next_attempt_at=None)]
-    handoff = SimpleNamespace(id="hnd_1", conversation_id="c", assignment={}, customer_message=message,
+    handoff = SimpleNamespace(id="hnd_1", conversation_id="c", packet={}, assignment={}, customer_message=message,
                               estimated_wait_seconds=300, created_at=utcnow(), deliveries=[], completed_at=None)
     assert render(handoff, rows)["estimated_wait_seconds"] == 300
     handoff.completed_at = utcnow() - dt.timedelta(minutes=1)

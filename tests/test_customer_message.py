@@ -251,7 +251,7 @@ def test_no_wait_is_promised_while_no_target_has_the_handoff_and_attempts_fail()
     assert "if_delayed" not in compose(full_packet(), ASSIGNMENT, None, MESSAGES)  # no wait quoted: nothing to take back
 
     def answer(*deliveries):  # type: ignore[no-untyped-def]
-        handoff = SimpleNamespace(id="hnd_1", conversation_id="c", completed_at=None, assignment={}, customer_message=message,
+        handoff = SimpleNamespace(id="hnd_1", conversation_id="c", packet={}, completed_at=None, assignment={}, customer_message=message,
                                   estimated_wait_seconds=240, deliveries=list(deliveries),
                                   created_at=dt.datetime.now(dt.UTC))
         return render(handoff)

@@ -125,7 +125,10 @@ def test_a_failing_target_does_not_fail_the_others(make_app, test_targets):
     assert tickets["preview"]["status"] == "created"
     assert tickets["broken"]["status"] == "failed"
     assert "Subject is too long" in tickets["broken"]["error"]
-    assert "broken" not in body["context_receipt"]
+    # Nothing reached it, and the receipt says so part by part (an API review: it said nothing).
+    assert body["context_receipt"]["broken"] == {"delivered": [], "dropped": [
+        {"part": part, "reason": "nothing reached broken: its delivery was given up (failed; its ticket's error "
+                                 "says why)"} for part in body["context_receipt"]["preview"]["delivered"]]}
 
 
 def test_when_every_target_gave_up_the_customer_message_promises_no_reply(make_app, test_targets):
@@ -156,7 +159,7 @@ def test_the_wait_is_quoted_until_every_target_has_given_up():
     def answer(*states):
         deliveries = [SimpleNamespace(target=f"t{n}", state=state, vendor_id=None, url=None, attempts=1,
                                       last_error=None, receipt=None) for n, state in enumerate(states)]
-        handoff = SimpleNamespace(id="hnd_1", conversation_id="c", completed_at=None, customer_message=None, estimated_wait_seconds=240,
+        handoff = SimpleNamespace(id="hnd_1", conversation_id="c", packet={}, completed_at=None, customer_message=None, estimated_wait_seconds=240,
                                   assignment={}, deliveries=deliveries, created_at=utcnow())
         # Messages sent since opened a ticket at t0: someone has it now.
         later = [SimpleNamespace(target="t0", state="created", vendor_id="7", url="u", attempts=1, last_error=None,
