@@ -20,7 +20,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from openapi_core import Config, OpenAPI
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
+from openapi_core.exceptions import OpenAPIError
 from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
+from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from connector import create_app
@@ -62,6 +64,18 @@ class CheckedClient(FlaskClient):
 
 def auth(key: str = BOT_KEY) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def document_errors(app: Flask, body: Any, path: str = "/v1/handoffs",
+                    headers: dict[str, str] | None = None) -> str | None:
+    """Why the app's own /openapi.json refuses this POST (openapi-core: body, headers), or None: what a
+    client generated from the document is told before it sends anything."""
+    environ = EnvironBuilder(path=path, method="POST", json=body, headers={**auth(), **(headers or {})}).get_environ()
+    try:
+        _checker(openapi_document(app)).validate_request(WerkzeugOpenAPIRequest(Request(environ)))
+    except OpenAPIError as error:
+        return f"{error}: {error.__cause__}"
+    return None
 
 
 @pytest.fixture(scope="session")

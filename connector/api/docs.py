@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from apispec import APISpec
-from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
+from apispec.ext.marshmallow.field_converter import DEFAULT_FIELD_MAPPING
 from apispec_webframeworks.flask import FlaskPlugin
 from flask import Blueprint, Flask, Response, current_app, jsonify, render_template
+from marshmallow import Schema, fields, validate
 from werkzeug.exceptions import default_exceptions
 
 from adapters.zendesk_events import ZendeskEventSchema
@@ -17,6 +19,7 @@ from .. import errors, schemas
 from ..callbacks import RETRYABLE_STATUS
 from ..errors import NotFound
 from ..problems import http_type_slug
+from ..schemas.json_schema import any_case
 
 bp = Blueprint("docs", __name__)
 
@@ -38,13 +41,71 @@ _COMPONENTS = {
 }
 
 
+class _Converter(OpenAPIConverter):
+    """apispec's, and what it cannot read off these schemas by itself: the JSON Schema a rule of
+    the packet's carries (`schemas.json_schema`: a validator's, a field class's, a schema's
+    `@validates_schema` check's) and a URL's schemes. Without them the document took packets the
+    server refuses (422): a client generated from it learnt the rules one refusal at a time."""
+
+    # OpenAPI defines no format "url" (apispec's name for it): "uri" is the one validators know.
+    field_mapping = {**DEFAULT_FIELD_MAPPING, fields.Url: ("string", "uri")}
+
+    def init_attribute_functions(self) -> None:
+        super().init_attribute_functions()
+        self.attribute_functions += [self._rules, self._url_schemes]
+
+    def _rules(self, field: fields.Field, ret: dict[str, Any]) -> dict[str, Any]:
+        own = getattr(field, "json_schema", None)
+        if own is not None:  # the field's whole type (a Scalar's anyOf), in place of apispec's guess
+            for key in ("type", "format", "nullable"):
+                ret.pop(key, None)
+            _merge(ret, own())
+        for validator in field.validators:
+            rule = getattr(validator, "json_schema", None)
+            if rule is not None:
+                _merge(ret, rule())
+        return {}
+
+    def _url_schemes(self, field: fields.Field, ret: dict[str, Any]) -> dict[str, Any]:
+        for validator in field.validators:
+            if isinstance(validator, validate.URL) and validator.absolute and not validator.relative:
+                schemes = sorted(validator.schemes)
+                _merge(ret, {"pattern": f"^(?:{'|'.join(any_case(scheme) for scheme in schemes)})://",
+                             "description": f"An absolute {', '.join(schemes)} URL."})
+        return {}
+
+    def schema2jsonschema(self, schema: Schema) -> dict[str, Any]:
+        document = super().schema2jsonschema(schema)
+        for name, _, _ in type(schema)._hooks.get("validates_schema", ()):
+            rule = getattr(getattr(type(schema), name), "json_schema", None)
+            if rule is not None:
+                _merge(document, rule())
+        return document
+
+
+def _merge(schema: dict[str, Any], rule: dict[str, Any]) -> None:
+    """`rule`'s keywords into `schema`: descriptions are joined, and a second `anyOf` or `pattern`
+    (which would replace the first) goes under `allOf`."""
+    for key, value in rule.items():
+        if key == "description" and schema.get(key):
+            schema[key] = f"{schema[key]} {value}"
+        elif key in ("anyOf", "pattern") and key in schema:
+            schema.setdefault("allOf", []).append({key: value})
+        else:
+            schema[key] = value
+
+
+class _Plugin(MarshmallowPlugin):
+    Converter = _Converter
+
+
 def build_spec(app: Flask) -> dict[str, Any]:
     spec = APISpec(
         title="Handoff connector",
         version="1.0.0",
         openapi_version="3.0.3",
         info={"description": "Chatbot → human handoff: tickets, cases and alerts with the whole context."},
-        plugins=[FlaskPlugin(), MarshmallowPlugin()],
+        plugins=[FlaskPlugin(), _Plugin()],
     )
     spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer",
                                                     "description": "A bot's key (CONNECTOR_BOT_KEYS)"})
@@ -87,9 +148,9 @@ def build_spec(app: Flask) -> dict[str, Any]:
 
 
 def _state_limits(document: dict[str, Any], settings: Any) -> None:
-    """The limits this service enforces, as it is configured, and the rules apispec cannot read off
-    the schemas: they are checked while loading (`Transcript`, the body limit before any parsing,
-    schema-level checks), and a bot's generated client learnt of them only from a 413 or 422."""
+    """The limits this service enforces, as it is configured: they are checked while loading
+    (`Transcript`, the body limit before any parsing), and a bot's generated client learnt of them
+    only from a 413 or 422. (The schemas' own rules are `_Converter`'s.)"""
     schemas_ = document["components"]["schemas"]
     most, longest = settings.max_transcript_entries, settings.max_entry_chars
     for schema, field in (("Packet", "transcript"), ("Messages", "messages")):
@@ -97,9 +158,6 @@ def _state_limits(document: dict[str, Any], settings: Any) -> None:
             maxItems=most, description=f"At most {most} entries (CONNECTOR_MAX_TRANSCRIPT_ENTRIES).")
     schemas_["TranscriptEntry"]["properties"]["text"].update(
         maxLength=longest, description=f"At most {longest} characters (CONNECTOR_MAX_ENTRY_CHARS).")
-    # CustomerSchema's own rule (a schema-level check, which apispec cannot see either).
-    schemas_["Customer"].update(description="At least one of id, email or phone.",
-                                anyOf=[{"required": [key]} for key in ("id", "email", "phone")])
     body = f"At most {settings.max_body_bytes} bytes (CONNECTOR_MAX_BODY_BYTES); larger bodies are answered 413."
     for path in ("/v1/handoffs", "/v1/handoffs/{handoff_id}/messages"):
         request_body = document["paths"][path]["post"]["requestBody"]

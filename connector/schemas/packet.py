@@ -16,6 +16,7 @@ from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, pre_loa
 
 from ..text_rules import is_blank, rfc3339, rfc3339_problem
 from . import plain_load
+from .json_schema import json_schema, not_space, null, visible
 
 
 class Length(validate.Length):
@@ -30,6 +31,9 @@ class Length(validate.Length):
 NOTHING_SEEN = "only whitespace or characters nobody sees, such as U+200B"
 
 
+@json_schema(lambda: {"pattern": visible(), "description": (
+    f"Must say something: not {NOTHING_SEEN}, nor tag characters (U+E0000 to U+E007F) alone, which the "
+    "pattern cannot name.")})
 def said(text: str) -> None:
     """A text that must say something: "\\u200b" or "\\u3164" passed `Length(min=1)` and `str.strip`
     alike, a conversation id nobody can read, or a customer id given to Zendesk as an external_id."""
@@ -95,11 +99,26 @@ def is_rfc3339(text: str) -> bool:
     return rfc3339(text) is not None
 
 
+SCALAR_CHARS = 20_000
+
+
 class Scalar(fields.Raw):
     """A string, number, boolean or null — what attributes and collected data may hold."""
 
     default_error_messages = {"scalar": "Must be a string, number, boolean or null."}
     allow_list = False
+
+    def json_schema(self) -> dict[str, Any]:
+        """Its type in /openapi.json (apispec read a `Raw` as anything: an object, a list of lists)."""
+        def scalar() -> list[dict[str, Any]]:
+            return [{"type": "string", "maxLength": SCALAR_CHARS}, {"type": "number"}, {"type": "boolean"}, null()]
+
+        if self.allow_list:
+            return {"anyOf": [*scalar(), {"type": "array", "items": {"anyOf": scalar()}}],
+                    "description": f"A string (at most {SCALAR_CHARS} characters), number, boolean, null "
+                                   "or a list of those."}
+        return {"anyOf": scalar(),
+                "description": f"A string (at most {SCALAR_CHARS} characters), number, boolean or null."}
 
     def __init__(self, **kwargs: Any):
         # marshmallow refuses None before `_deserialize` unless told otherwise; null is a scalar here.
@@ -113,12 +132,13 @@ class Scalar(fields.Raw):
 
     def _scalar(self, value: Any) -> Any:
         if value is None or isinstance(value, (str, int, float, bool)):
-            if isinstance(value, str) and len(value) > 20_000:
-                raise ValidationError("Longer than 20000 characters.")
+            if isinstance(value, str) and len(value) > SCALAR_CHARS:
+                raise ValidationError(f"Longer than {SCALAR_CHARS} characters.")
             return value
         raise self.make_error("scalar")
 
 
+@json_schema(lambda: {"uniqueItems": True})
 def distinct(values: list[Any]) -> None:
     """A list that names each item once (targets): a second entry of the same name is refused at its
     index, since one handoff holds one delivery per target (the database's unique key says so too)."""
@@ -183,6 +203,11 @@ class CustomerSchema(_Open):
     attributes = fields.Dict(keys=fields.String(validate=Length(max=200)), values=Scalar())
 
     @validates_schema
+    @json_schema(lambda: {
+        "description": f"At least one of id, email or phone, one that is not {NOTHING_SEEN}.",
+        "anyOf": [{"required": ["id"], "properties": {"id": {"type": "string"}}},
+                  {"required": ["email"], "properties": {"email": {"type": "string"}}},
+                  {"required": ["phone"], "properties": {"phone": {"type": "string", "pattern": visible()}}}]})
     def _identified(self, data: dict[str, Any], **_: Any) -> None:
         # Blank is none: "   " identified nobody, and the agent had no one to answer. (A blank id
         # is refused as `customer.id` before this runs; a phone is not an id and may be shown.)
@@ -201,6 +226,10 @@ class AttachmentSchema(_Open):
     size = fields.Integer(strict=True, validate=validate.Range(min=0))
 
     @validates_schema
+    @json_schema(lambda: {
+        "description": "Needs a url or a name (not whitespace only).",
+        "anyOf": [{"required": ["url"], "properties": {"url": {"type": "string"}}},
+                  {"required": ["name"], "properties": {"name": {"type": "string", "pattern": not_space()}}}]})
     def _named_or_linked(self, data: dict[str, Any], **_: Any) -> None:
         if not data.get("url") and not str(data.get("name") or "").strip():
             raise ValidationError("An attachment needs a url or a name.", "_schema")
@@ -213,6 +242,11 @@ class TranscriptEntrySchema(_Open):
     attachments = fields.List(fields.Nested(AttachmentSchema), validate=Length(max=50))
 
     @validates_schema
+    @json_schema(lambda: {
+        "description": f"`text` may be empty or blank ({NOTHING_SEEN}, or tag characters alone, which the "
+                       "pattern cannot name) only when the entry has attachments.",
+        "anyOf": [{"properties": {"text": {"pattern": visible()}}},
+                  {"required": ["attachments"], "properties": {"attachments": {"type": "array", "minItems": 1}}}]})
     def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
         if "text" in data and is_blank(data["text"]) and not data.get("attachments"):
             raise ValidationError(f"May be empty or blank ({NOTHING_SEEN}) only when the entry has attachments.",
