@@ -19,7 +19,8 @@ from .. import errors, schemas
 from ..callbacks import RETRYABLE_STATUS
 from ..errors import NotFound
 from ..problems import http_type_slug
-from ..schemas.json_schema import any_case
+from ..schemas.json_schema import any_case, null
+from ..schemas.packet import null_is_absent
 
 bp = Blueprint("docs", __name__)
 
@@ -44,15 +45,16 @@ _COMPONENTS = {
 class _Converter(OpenAPIConverter):
     """apispec's, and what it cannot read off these schemas by itself: the JSON Schema a rule of
     the packet's carries (`schemas.json_schema`: a validator's, a field class's, a schema's
-    `@validates_schema` check's) and a URL's schemes. Without them the document took packets the
-    server refuses (422): a client generated from it learnt the rules one refusal at a time."""
+    `@validates_schema` check's), a URL's schemes, and the nulls `_NullIsAbsent` takes as a field
+    left out. Without them the document took packets the server refuses (422) and refused nulls it
+    takes: a client generated from it learnt the rules one refusal at a time."""
 
     # OpenAPI defines no format "url" (apispec's name for it): "uri" is the one validators know.
     field_mapping = {**DEFAULT_FIELD_MAPPING, fields.Url: ("string", "uri")}
 
     def init_attribute_functions(self) -> None:
         super().init_attribute_functions()
-        self.attribute_functions += [self._rules, self._url_schemes]
+        self.attribute_functions += [self._rules, self._url_schemes, self._null_is_absent]
 
     def _rules(self, field: fields.Field, ret: dict[str, Any]) -> dict[str, Any]:
         own = getattr(field, "json_schema", None)
@@ -72,6 +74,22 @@ class _Converter(OpenAPIConverter):
                 schemes = sorted(validator.schemes)
                 _merge(ret, {"pattern": f"^(?:{'|'.join(any_case(scheme) for scheme in schemes)})://",
                              "description": f"An absolute {', '.join(schemes)} URL."})
+        return {}
+
+    def _null_is_absent(self, field: fields.Field, ret: dict[str, Any]) -> dict[str, Any]:
+        if not null_is_absent(field):
+            return {}
+        if "$ref" in ret:
+            ret["anyOf"] = [{"$ref": ret.pop("$ref")}, null()]
+        elif "allOf" in ret:
+            ret["anyOf"] = [*ret.pop("allOf"), null()]
+        elif "anyOf" in ret:
+            if null() not in ret["anyOf"]:
+                ret["anyOf"].append(null())
+        else:
+            ret["nullable"] = True
+            if "enum" in ret and None not in ret["enum"]:
+                ret["enum"] = [*ret["enum"], None]  # 3.0.3: `nullable` does not add null to an enum
         return {}
 
     def schema2jsonschema(self, schema: Schema) -> dict[str, Any]:

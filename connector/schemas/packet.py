@@ -166,9 +166,18 @@ class _NullIsAbsent(Schema):
     def _drop_nulls(self, data: Any, **_: Any) -> Any:
         if not isinstance(data, dict) or None not in data.values():  # the usual packet: one scan, in C
             return data
-        optional = {field.data_key or name for name, field in self.load_fields.items()
-                    if not field.required and not field.allow_none}
+        optional = {field.data_key or name for name, field in self.load_fields.items() if _absent_when_null(field)}
         return {key: value for key, value in data.items() if value is not None or key not in optional}
+
+
+def _absent_when_null(field: fields.Field) -> bool:
+    return not field.required and not field.allow_none
+
+
+def null_is_absent(field: fields.Field) -> bool:
+    """Whether a null for `field` is taken as the field left out (`_NullIsAbsent`): /openapi.json
+    marks it nullable, or a generated client could not send the nulls the server takes."""
+    return isinstance(field.parent, _NullIsAbsent) and _absent_when_null(field)
 
 
 class _Open(_NullIsAbsent):
