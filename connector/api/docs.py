@@ -18,6 +18,7 @@ from adapters.zendesk_events import ZendeskEventSchema
 from .. import errors, schemas
 from ..callbacks import RETRYABLE_STATUS
 from ..errors import NotFound
+from ..idempotency import CALLER_ID
 from ..problems import http_type_slug
 from ..schemas.json_schema import any_case, null
 from ..schemas.packet import null_is_absent
@@ -146,6 +147,12 @@ def build_spec(app: Flask) -> dict[str, Any]:
                        "five-minute window"})
     for name, schema in _COMPONENTS.items():
         spec.components.schema(name, schema=schema)
+    # `idempotency.key_for`'s rule, as it checks it (a 400 otherwise).
+    spec.components.parameter("IdempotencyKey", "header", {
+        "name": "Idempotency-Key", "required": False,
+        "description": "1 to 200 visible ASCII characters (no spaces); the same key with the same body is "
+                       "the same request.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": CALLER_ID.pattern}})
     spec.components.response(
         "Problem",
         {"description": "RFC 9457 problem details", "content": {"application/problem+json": {"schema": "Problem"}}},

@@ -52,7 +52,7 @@ def create_handoff() -> Response:
         the stored answer with 200.
       security: [{bearerAuth: []}, {botSignature: []}]
       parameters:
-        - {in: header, name: Idempotency-Key, required: false, schema: {type: string, maxLength: 200}}
+        - IdempotencyKey
       requestBody:
         required: true
         content:
@@ -144,7 +144,7 @@ def add_messages(handoff_id: str) -> Response:
       security: [{bearerAuth: []}, {botSignature: []}]
       parameters:
         - {in: path, name: handoff_id, required: true, schema: {type: string}}
-        - {in: header, name: Idempotency-Key, required: false, schema: {type: string, maxLength: 200}}
+        - IdempotencyKey
       requestBody:
         required: true
         content:
