@@ -169,6 +169,7 @@ REFUSED = {
     "conversation url not http": {"conversation": {"id": "c-1", "url": "mailto:sam@example.net"}},
     "conversation url relative": {"conversation": {"id": "c-1", "url": "/chats/1"}},
     "callback url ftp": {"callback": {"url": "ftp://bots.example/cb"}},
+    "callback url plain http": {"callback": {"url": "http://bots.example/cb"}},
     "required bot id null": {"bot": {"id": None}},
     "a target null": {"targets": [None]},
 }
@@ -266,3 +267,13 @@ def test_urls_are_uris_and_nothing_is_described_with_a_format_openapi_does_not_k
     assert set(re.findall(r'"format":\s*"([^"]+)"', text)) <= known
     schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
     assert schemas["Callback"]["properties"]["url"]["format"] == "uri"
+
+
+def test_a_plain_http_callback_is_in_the_document_when_the_settings_allow_it(make_app):
+    from tests.factories import minimal_packet
+
+    packet = minimal_packet(callback={"url": "http://bots.example/cb"})
+    assert document_errors(make_app(), packet) is not None
+    allowing = make_app(callback_allow_private=True)
+    assert _posted(allowing.test_client(), packet).status_code in (201, 202)
+    assert document_errors(allowing, packet) is None

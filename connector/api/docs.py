@@ -16,6 +16,7 @@ from werkzeug.exceptions import default_exceptions
 from adapters.zendesk_events import ZendeskEventSchema
 
 from .. import errors, schemas
+from ..callback_http import ALLOW_VARIABLE
 from ..callbacks import RETRYABLE_STATUS
 from ..errors import NotFound
 from ..idempotency import CALLER_ID
@@ -183,6 +184,11 @@ def _state_limits(document: dict[str, Any], settings: Any) -> None:
             maxItems=most, description=f"At most {most} entries (CONNECTOR_MAX_TRANSCRIPT_ENTRIES).")
     schemas_["TranscriptEntry"]["properties"]["text"].update(
         maxLength=longest, description=f"At most {longest} characters (CONNECTOR_MAX_ENTRY_CHARS).")
+    if not settings.callback_allow_private:  # `callback_http.url_problem`, before any lookup (a 422)
+        schemas_["Callback"]["properties"]["url"].update(
+            pattern=f"^{any_case('https')}://",
+            description=f"An absolute https URL of a public address (http, localhost and private addresses only "
+                        f"with {ALLOW_VARIABLE}).")
     body = f"At most {settings.max_body_bytes} bytes (CONNECTOR_MAX_BODY_BYTES); larger bodies are answered 413."
     for path in ("/v1/handoffs", "/v1/handoffs/{handoff_id}/messages"):
         request_body = document["paths"][path]["post"]["requestBody"]
