@@ -92,7 +92,8 @@ def _refuse_unreadable_lines(path: str) -> None:
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
             # The name only, never the rest: a line without `=` may be a secret's whole value.
-            name = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]{0,60})", binding.original.string)
+            # Only a name an `=` or `:` follows: a bare secret's start matched the pattern too.
+            name = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]{0,60})(?=\s*[=:])", binding.original.string)
             shown = f" ({name.group(1)}…)" if name else ""
             raise ConfigError(path, f"line {binding.original.line}{shown} is not NAME=value as a .env file "
                               "writes it (an unclosed quote?); nothing of it would be set")

@@ -229,6 +229,6 @@ def test_a_refused_settings_edit_shows_in_the_metrics_and_readyz(app, client, mo
     assert value(scrape(client), "connector_settings_ok") == 0
     ready = client.get("/readyz")
     assert ready.status_code == 200  # the settings in use still serve, as after a refused mapping edit
+    # Named, not quoted: /readyz is open to anyone and a refusal may quote the value (a review).
     assert ready.get_json()["checks"]["settings"] == {
-        "ok": False, "serving": "the settings in use", "variable": "CONNECTOR_MAX_ATTEMPTS",
-        "refused_edit": "CONNECTOR_MAX_ATTEMPTS: must be a whole number, got 'abc'"}
+        "ok": False, "serving": "the settings in use", "variable": "CONNECTOR_MAX_ATTEMPTS"}

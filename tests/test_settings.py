@@ -219,6 +219,11 @@ def test_a_line_the_env_file_cannot_hold_stops_start_up_naming_the_file_and_line
     with pytest.raises(ConfigError) as caught:
         _read_env_file(tmp_path, monkeypatch, {"CONNECTOR_ENV_FILE": str(env_file)})
     assert "line 1 (CONNECTOR_ADMIN_TOKEN…)" in str(caught.value) and "s3cr3t" not in str(caught.value)
+    # A bare secret pasted on a line of its own has no name: none of it is shown (a review: its start was).
+    env_file.write_text("CONNECTOR_TARGETS=preview\nxoxb-1234-5678-SuperSecretToken rotate monthly\n")
+    with pytest.raises(ConfigError) as caught:
+        _read_env_file(tmp_path, monkeypatch, {"CONNECTOR_ENV_FILE": str(env_file)})
+    assert "line 2 is not NAME=value" in str(caught.value) and "xoxb" not in str(caught.value)
     # Notepad's byte-order mark: the first name was read with it, and the variable stayed unset.
     env_file.write_bytes(b"\xef\xbb\xbfCONNECTOR_RETENTION_DAYS=30\n")
     with pytest.raises(ConfigError, match="byte-order mark"):

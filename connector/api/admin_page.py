@@ -136,7 +136,7 @@ def style() -> Response:
 @bp.get("")
 def dashboard() -> str:
     services = current_services()
-    ready, checks = readiness(services)
+    ready, checks = readiness(services, whole=True)
     attention: list[Any] = []
     recent: list[dict[str, Any]] = []
     paused: list[str] = []

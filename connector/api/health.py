@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -45,7 +46,7 @@ def readyz() -> Response:
     return response
 
 
-def readiness(services: Services) -> tuple[bool, dict[str, Any]]:
+def readiness(services: Services, *, whole: bool = False) -> tuple[bool, dict[str, Any]]:
     """Whether the service can take handoffs (the database answers), and what an operator checks:
     the mappings serving (and an edit refused), a settings edit a reload refused, the targets, the deliveries per target and state."""
     mappings: dict[str, Any] = {"ok": True, "source": services.mappings.source}
@@ -58,8 +59,11 @@ def readiness(services: Services) -> tuple[bool, dict[str, Any]]:
     refused_settings = refused_edit()
     if refused_settings is not None:
         # As a mapping edit: still ready — the settings in use serve — but the next start would stop.
-        settings = {"ok": False, "serving": "the settings in use", "variable": refused_settings.source,
-                    "refused_edit": f"{refused_settings.source}: {refused_settings.message}"}
+        # Named only, here: /readyz is open to anyone, and the refusal may quote the value (a URL,
+        # a subdomain, a line of .env that is a secret's start); the admin page (`whole`) says why.
+        settings = {"ok": False, "serving": "the settings in use", "variable": os.path.basename(refused_settings.source)}
+        if whole:
+            settings["refused_edit"] = f"{refused_settings.source}: {refused_settings.message}"
     checks: dict[str, Any] = {"mappings": mappings, "settings": settings, "targets": list(services.adapters)}
     try:
         services.db.ping()
