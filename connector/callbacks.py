@@ -219,6 +219,10 @@ class Due:
 
 
 _EARLIER = aliased(Callback)
+# A process without a bot's signing secret leaves its callbacks this long to one that has it (a
+# rolling change of CONNECTOR_BOT_SECRETS, a worker started with another .env) before it puts them
+# aside: one process's settings decided for the fleet, and callbacks promised to a bot vanished.
+UNSIGNED_GRACE_S = 300
 _Verdict = tuple[str, str | None, dt.datetime | None]  # an attempt's status, error and next attempt
 
 
@@ -235,12 +239,15 @@ class Sender:
         self.lease = dt.timedelta(seconds=max(settings.lease_s, 2 * settings.callback_timeout_s + 10))
 
     def claim_due(self, limit: int) -> list[Due]:
-        """Up to `limit` due callbacks, each the oldest its handoff still owes (in order per handoff)."""
+        """Up to `limit` due callbacks, each the oldest its handoff still owes (in order per handoff):
+        of the bots this process has a secret for, and of any bot once `UNSIGNED_GRACE_S` old."""
         now = utcnow()
+        signable = sorted({bot for bot, _ in self.settings.bot_secrets})
+        ours = or_(Callback.bot_id.in_(signable), Callback.created_at < now - dt.timedelta(seconds=UNSIGNED_GRACE_S))
         free = or_(Callback.lease_expires_at.is_(None), Callback.lease_expires_at < now)
         owed_before = exists().where(_EARLIER.handoff_id == Callback.handoff_id, _EARLIER.status == "pending",
                                      _EARLIER.id < Callback.id)
-        query = (select(Callback).where(Callback.status == "pending", Callback.next_attempt_at <= now, free,
+        query = (select(Callback).where(Callback.status == "pending", Callback.next_attempt_at <= now, free, ours,
                                         ~owed_before)
                  .order_by(Callback.next_attempt_at, Callback.id).limit(limit))
         with self.db.reading() as session:  # most looks find nothing: no write lock for those
@@ -288,7 +295,9 @@ class Sender:
 
     def _attempt(self, due: Due) -> _Verdict:
         hooks = signers(self.settings, due.bot_id)
-        if not hooks:  # its answer told the bot none would be sent: nothing given up, nothing to alert on
+        # No process took it in `UNSIGNED_GRACE_S` that could sign it: none has the secret, and the
+        # answer told the bot none would be sent — nothing given up, nothing to alert on.
+        if not hooks:
             return DISMISSED, unsigned(due.bot_id), None
         problem = callback_http.url_problem(due.url, self.settings.callback_allow_private)
         if problem is not None:  # stored before a setting changed: what the URL says, nothing learnt

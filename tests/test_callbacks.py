@@ -99,6 +99,15 @@ def send_due(app):
     return total
 
 
+def past_the_grace(app):
+    """As if `UNSIGNED_GRACE_S` had passed since every callback was owed: a process without the
+    bot's secret takes them only then (one that has it may be running: a rolling change)."""
+    from connector.callbacks import UNSIGNED_GRACE_S
+
+    with app.extensions["connector"].db.session() as session:
+        session.execute(update(Callback).values(created_at=utcnow() - dt.timedelta(seconds=UNSIGNED_GRACE_S + 1)))
+
+
 def make_due_now(app):
     with app.extensions["connector"].db.session() as session:
         session.execute(update(Callback).values(next_attempt_at=utcnow() - dt.timedelta(seconds=1)))
@@ -211,6 +220,10 @@ def test_a_bot_without_a_signing_secret_gets_nothing_and_the_reason_is_kept(make
     # A bot that asks for no callbacks (`events: []`) is told nothing about them.
     quiet = post(app, full_packet(callback={"url": bot.url, "events": []}), key="k-quiet")
     assert "warnings" not in quiet
+    # Left a while for a process that has the secret (a review: one process's settings decided for
+    # the fleet, and callbacks promised to the bot by another vanished).
+    assert send_due(app) == 0 and rows(app)[0].status == "pending"
+    past_the_grace(app)
     send_due(app)
     [callback] = rows(app)
     # Put aside, not given up: each handoff of a key-only bot made a `dead` callback, an ERROR line
@@ -575,10 +588,24 @@ def test_a_solved_ticket_whose_bot_did_not_ask_owes_nothing(make_callback_app, b
     assert read["completed_at"] is not None and read["estimated_wait_seconds"] is None
 
 
+def test_a_process_without_the_bots_secret_leaves_its_callbacks_to_one_that_has_it(make_app, bot, tmp_path):
+    # A review: a worker started without CONNECTOR_BOT_SECRETS put aside the callbacks another process,
+    # which had the secret (and answered the bot without a warning), owed — silently.
+    database = {"database_url": f"sqlite:///{tmp_path}/shared.db", "callback_allow_private": True}
+    signing = make_app(**database, bot_secrets=TWO_SECRETS)
+    other = make_app(**database)  # another .env: no secret for the bot
+    answer = post(signing, full_packet(callback={"url": bot.url, "events": ["delivered"]}))
+    assert "warnings" not in answer
+    assert send_due(other) == 0 and rows(other)[0].status == "pending"
+    send_due(signing)
+    assert bot.states() == ["delivered"] and rows(other)[0].status == "sent"
+
+
 def test_given_up_callbacks_are_listed_and_sent_again_once_the_bot_can_be_signed_for(make_app, bot, tmp_path):
     database = {"database_url": f"sqlite:///{tmp_path}/shared.db", "callback_allow_private": True}
     before = make_app(**database)  # the bot's secret not configured yet
     post(before, full_packet(callback={"url": bot.url, "events": ["delivered"]}))
+    past_the_grace(before)
     send_due(before)
     after = make_app(**database, bot_secrets=TWO_SECRETS, max_delivery_age_s=60)
     runner = after.test_cli_runner()
@@ -926,7 +953,8 @@ def test_two_resends_at_once_put_a_callback_back_once(postgres_url):
                             packet={}, assignment={}, customer_message={}, created_at=now, updated_at=now))
         session.flush()
         session.add(Callback(handoff_id="hnd_1", bot_id="bot", state="failed", url="https://bot.example/cb", body={},
-                             status="dead", attempts=12, next_attempt_at=now, window_started_at=now, created_at=now))
+                             status="dead", attempts=12, next_attempt_at=now, window_started_at=now,
+                             created_at=now - dt.timedelta(hours=1)))  # past the grace: a process without secrets takes it
     first_process, second_process = Sender(db, Settings(), "proc-1"), Sender(db, Settings(), "proc-2")
     second_read, go, resent = threading.Event(), threading.Event(), {}
 
