@@ -244,8 +244,12 @@ class Outbox:
         """
         now, token = utcnow(), self.new_token()
         too_old = now - dt.timedelta(seconds=self.settings.max_delivery_age_s)
-        unserved = and_(Delivery.window_started_at < too_old,
-                        Delivery.next_attempt_at < now - dt.timedelta(seconds=UNSERVED_AFTER_S))
+        # Untaken for `UNSERVED_AFTER_S` — counted from the end of a vendor's pause too: when a pause
+        # of hours lifts, every delivery it held is that long overdue, and the processes serving
+        # the target take them in turn.
+        untaken_since = now - dt.timedelta(seconds=UNSERVED_AFTER_S)
+        unserved = and_(Delivery.window_started_at < too_old, Delivery.next_attempt_at < untaken_since,
+                        Delivery.target.not_in(select(TargetPause.target).where(TargetPause.until > untaken_since)))
         query = (
             select(Delivery.id)
             .where(

@@ -107,9 +107,14 @@ def test_a_process_claims_only_the_targets_it_serves(make_app, monkeypatch):
         session.execute(update(Delivery).values(lease_owner=None, lease_expires_at=None, window_started_at=old))
     monkeypatch.setattr(services.outbox, "adapters", dict)
     assert services.outbox.claim_due()[0] == []
-    # Due for an hour with nobody taking it, and past its age: served by none, it is given up all the same.
+    # Due for an hour with nobody taking it, and past its age: served by none, it is given up all the same
+    # — but not while a vendor's pause lifted less than an hour ago (everything it held is overdue then).
     with services.db.session() as session:
         session.execute(update(Delivery).values(next_attempt_at=utcnow() - dt.timedelta(seconds=UNSERVED_AFTER_S + 1)))
+    pause(services, "flaky", -60)  # a pause of hours, over a minute ago
+    assert services.outbox.claim_due()[0] == []
+    with services.db.session() as session:
+        session.execute(delete(TargetPause))
     [delivery_id], token = services.outbox.claim_due()
     attempted = services.outbox.run_delivery(delivery_id, token)
     assert attempted is not None and attempted.state == "failed"
