@@ -292,6 +292,10 @@ MIN_USEFUL_BODY_BYTES = 16 * 1024
 # Read by /webhooks/<vendor> whether the target is enabled or not: events still come for tickets
 # made while it was (`vendor_credentials_unused` leaves them out).
 _READ_WITHOUT_TARGET = frozenset({"ZENDESK_WEBHOOK_SECRETS", "SLACK_SIGNING_SECRET"})
+# What the `preview` target renders each vendor's payload with (a channel, the ticket's address):
+# not ignored while it is enabled, whichever vendors are.
+_READ_BY_PREVIEW = frozenset({"SLACK_CHANNEL", "SLACK_API_URL", "ZENDESK_SUBDOMAIN", "ZENDESK_BASE_URL",
+                              "SALESFORCE_INSTANCE_URL", "SALESFORCE_DOMAIN"})
 RETENTION_MIN_DAYS = 7  # the observed wait may read seven days of assignments (`retention`)
 RETENTION_WHY = "the observed wait reads up to seven days of assignments"
 MIN_TOKEN_CHARS = 24  # bearer keys and tokens shorter than this are warned about (SECURITY.md)
@@ -591,7 +595,8 @@ class Settings:
         unused: dict[str, list[str]] = {}
         for name, (attr, _) in _VARIABLES.items():
             prefix = name.partition("_")[0] + "_"
-            if prefix in _OURS[1:] and name not in _READ_WITHOUT_TARGET and getattr(self, attr):
+            read_anyway = _READ_WITHOUT_TARGET | (_READ_BY_PREVIEW if "preview" in self.targets else frozenset())
+            if prefix in _OURS[1:] and name not in read_anyway and getattr(self, attr):
                 target = prefix.rstrip("_").lower()
                 if target not in self.targets:
                     unused.setdefault(target, []).append(name)
