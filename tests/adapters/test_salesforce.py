@@ -364,6 +364,22 @@ def test_a_comment_refused_for_good_is_noted_in_its_place_and_the_case_still_rec
     assert refused["part"] == "transcript" and "part 2/3" in refused["reason"]
 
 
+def test_a_refused_comments_log_line_names_the_code_not_the_vendors_words(org: SalesforceFake, caplog) -> None:
+    # A trigger's refusal may quote the comment it refused (the customer's words, an address).
+    lines = [{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "z" * 3_000} for _ in range(3)]
+    org.query([{"Id": "0035g00000Existing"}])
+    org.create("Case")
+    org.comments(1)
+    org.rsps.add("POST", f"{org.api}/sobjects/CaseComment/", status=400, json=[
+        {"errorCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": "No addresses in comments: dana@example.com"}])
+    org.comments(2)
+    with caplog.at_level(logging.WARNING, logger="adapters.salesforce"):
+        adapter().deliver(ctx_for(full_packet(transcript=lines)))
+    [line] = [r for r in caplog.records if r.getMessage().startswith("salesforce: a comment was refused")]
+    assert line.error_code == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    assert "dana@example.com" not in json.dumps(vars(line), default=str)
+
+
 def test_a_resumed_attempt_still_names_the_part_refused_before_and_a_refused_note_is_no_failure(
         org: SalesforceFake) -> None:
     lines = [{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "z" * 3_000} for _ in range(3)]
