@@ -14,6 +14,7 @@ OAuth) on that session.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import logging
 import re
@@ -346,51 +347,69 @@ class ZendeskAdapter(Adapter):
         if customer.get("email") or not customer.get("id") or {"requester", "requester_id"} & set(ctx.vendor_extra):
             return payload, ()
         ticket = payload["ticket"]
-        user_id, left_out = self._end_user(str(customer["id"]), str(ticket["requester"]["name"]), customer.get("phone"))
+        external_id = _external_id(str((ctx.packet.get("bot") or {}).get("id") or ""), str(customer["id"]))
+        user_id, left_out = self._end_user(external_id, str(ticket["requester"]["name"]), customer.get("phone"))
         if user_id is None:
             return payload, left_out
         ticket = {key: value for key, value in ticket.items() if key != "requester"}
         return {**payload, "ticket": {**ticket, "requester_id": user_id}}, left_out
 
     def _end_user(self, external_id: str, name: str, phone: Any) -> tuple[int | None, Dropped]:
-        """The end user Zendesk holds under our customer id, else the one it makes for it; None
-        (the ticket goes with a name-only requester) when Zendesk will make none, and the receipt
-        says so.
+        """The end user Zendesk holds under `external_id` (`_external_id`: the bot's and the
+        customer's ids), else the one it makes for it; None (the ticket goes with the customer's
+        name alone as its requester) when Zendesk will make none or holds someone else under that
+        id, and the receipt says so.
 
         Looked up first (Show Many Users reads the user table; agents may): a returning customer
         keeps the name and phone agents gave their profile — the upsert overwrites them with the
-        bot's — and is found by an API user that may not manage end users. Not found, Create Or
-        Update User matches by external_id, so a retry or a concurrent handoff cannot make a second
-        user. That upsert needs an admin, or an agent in a custom role allowed to manage end users:
-        refused (403), or refused as a record (422), the ticket is still made."""
+        bot's — and is found by an API user that may not manage end users. Zendesk matches external
+        ids case-insensitively, so the lookup answers a user held as `ABC` to `abc`: only one held
+        with exactly our id, an end user not suspended, is the customer. Any other it answers (held
+        in another case, an agent, a suspended user) is not written to either: Create Or Update
+        User matches the same way, and would have rewritten that person's profile and given them
+        this customer's ticket — agents' public replies e-mailed to a stranger. Nothing found,
+        the upsert makes the user, matched by external_id, so a retry or a concurrent handoff
+        cannot make a second one. It needs an admin, or an agent in a custom role allowed to manage
+        end users: refused (403), or refused as a record (422), the ticket is still made."""
         try:
-            if "," not in external_id:  # show_many reads a comma as a separator; the upsert matches it whole
-                reply, _ = self._call("GET", "/api/v2/users/show_many.json", write=False,
-                                      params={"external_ids": external_id}, expect="users")
-                for user in reply["users"]:
-                    if isinstance(user, Mapping) and str(user.get("external_id") or "").casefold() \
-                            == external_id.casefold() and id_problem(user.get("id")) is None:
-                        return int(user["id"]), ()
+            # `_external_id` has no comma, Show Many Users' separator: the lookup asks for one id.
+            reply, _ = self._call("GET", "/api/v2/users/show_many.json", write=False,
+                                  params={"external_ids": external_id}, expect="users")
+            held = [user for user in reply["users"] if isinstance(user, Mapping)
+                    and str(user.get("external_id") or "").casefold() == external_id.casefold()]
+            for user in held:
+                if user.get("external_id") == external_id and not _not_the_customer(user) \
+                        and id_problem(user.get("id")) is None:
+                    return int(user["id"]), ()
+            if held:
+                return None, _someone_else(_not_the_customer(held[0]) or "its external id in another case")
             user = {"name": name, "external_id": external_id}
             number = _e164(phone)
             if not number:
-                return self._upsert_user(user), ()
+                return self._upserted(user, ())
             try:
-                return self._upsert_user({**user, "phone": number}), ()
+                return self._upserted({**user, "phone": number}, ())
             except RejectedError as err:
                 # Zendesk may validate numbers (E.164), and a direct line belongs to one user: the
                 # customer is made without it, the brief still carries it.
                 log.warning("Zendesk refused the customer's phone on their end user; made without it",
                             extra={"status": err.status})
-                return self._upsert_user(user), ({"part": "customer", "reason": f"Zendesk refused the customer's "
-                                                  f"phone on their end user ({err.message[:300]}); the user was made "
-                                                  "without it and the brief carries it"},)
+                return self._upserted(user, ({"part": "customer", "reason": f"{PHONE_REFUSED} ({err.message[:300]}); "
+                                              "the user was made without it and the brief carries it"},))
         except (RejectedError, AuthError) as err:
             if isinstance(err, AuthError) and err.status != 403:
                 raise  # the credentials refused: the ticket would be too
             return None, _no_end_user(err)
 
-    def _upsert_user(self, user: dict[str, Any]) -> int:
+    def _upserted(self, user: dict[str, Any], left_out: Dropped) -> tuple[int | None, Dropped]:
+        """The end user Create Or Update User answers for `user`, unless it is not one a ticket can
+        be for (made between our lookup and the upsert: an agent, a suspended user)."""
+        answered = self._upsert_user(user)
+        if problem := _not_the_customer(answered):
+            return None, _someone_else(problem)
+        return int(answered["id"]), left_out
+
+    def _upsert_user(self, user: dict[str, Any]) -> Mapping[str, Any]:
         # Sent as a read (`write=False`): a timeout or 5xx is a plain retry — the upsert is idempotent
         # by external_id, and no ticket exists yet to look for.
         reply, _ = self._call("POST", "/api/v2/users/create_or_update.json", write=False, json={"user": user},
@@ -398,7 +417,7 @@ class ZendeskAdapter(Adapter):
         user_id = reply["user"].get("id")
         if id_problem(user_id) is not None:
             raise TransientError(f"Zendesk answered the end user without a usable id (got {str(user_id)[:40]!r})")
-        return int(user_id)
+        return reply["user"]
 
     def _create(self, body: dict[str, Any], key: str) -> Sent:
         reply, response = self._call("POST", "/api/v2/tickets.json", write=True, json=body,
@@ -806,6 +825,56 @@ def _e164(phone: Any) -> str | None:
         return None
     digits = re.sub(r"[^0-9]", "", phone)  # ASCII digits: a "٤" is no digit Zendesk dials
     return f"+{digits}" if digits and re.fullmatch(r"\+[0-9\s().-]+", phone.strip()) else phone.strip()
+
+
+# Bot customer ids as Zendesk external ids (`_external_id`): lower-case ASCII letters, digits and
+# `_ . @ + -` — what no case fold changes, without the `:` that joins the two ids or Show Many
+# Users' `,`.
+_FOLD_PROOF = re.compile(r"[a-z0-9_.@+-]+", re.ASCII)
+READABLE_ID_MAX = 255  # Zendesk's limit for the external ids it describes one for (a channel's)
+PHONE_REFUSED = "Zendesk refused the customer's phone on their end user"
+
+
+def _external_id(bot_id: str, customer_id: str) -> str:
+    """The Zendesk external id of the bot's customer `customer_id`: `<bot id>:<customer id>`.
+
+    Namespaced by the bot: the customer id alone is only unique within one bot, and an account's
+    SSO or another integration sets external ids of its own — two bots' `cus_1`, or an SSO user
+    with the id our customer has, were the same Zendesk user, their histories joined and agents'
+    replies e-mailed to the wrong person. Zendesk matches external ids case-insensitively ("ian1"
+    and "IAN1" are the same value, its user object says), where the bot's `AbC123` and `abc123`
+    are two customers: an id that a case fold could change (upper case, any non-ASCII letter),
+    one with `:` (`a:b` + `c` and `a` + `b:c` would meet) or `,`, or a long one, goes as
+    `sha256-` and the hex digest of both ids — no fold changes it, it has no `:` so it never equals
+    a readable one, and it is unique per bot and customer. The readable form is kept where it is
+    safe: agents see `support-bot:wa_447700900123` on the profile.
+
+    Users made before this namespace (external id the customer id alone) are not found again: a
+    returning customer gets a new end user once."""
+    readable = f"{bot_id}:{customer_id}"
+    if _FOLD_PROOF.fullmatch(bot_id) and _FOLD_PROOF.fullmatch(customer_id) and len(readable) <= READABLE_ID_MAX:
+        return readable
+    return "sha256-" + hashlib.sha256(json_codec.dumps_bytes([bot_id, customer_id])).hexdigest()
+
+
+def _not_the_customer(user: Mapping[str, Any]) -> str | None:
+    """Why a user Zendesk holds under our external id cannot be the ticket's requester; None when it can."""
+    if user.get("role") != "end-user":
+        return f"it is not an end user but {'an' if user.get('role') in ('agent', 'admin') else 'a'} " \
+               f"{str(user.get('role') or 'user')[:20]}"
+    if user.get("suspended"):
+        return "it is suspended (its tickets would be suspended too)"
+    return None
+
+
+def _someone_else(why: str) -> Dropped:
+    """The receipt's entry for a ticket not given the user Zendesk holds under the customer's
+    external id: not taken for the customer, and not updated (`_end_user`)."""
+    log.warning("Zendesk holds a user under the customer's external id that is not theirs; the ticket names "
+                "them only", extra={"why": why})
+    return ({"part": "customer", "reason": f"Zendesk holds a user under this customer's external id that may be "
+             f"someone else ({why}): it was neither taken for the customer nor updated; the ticket's requester is "
+             "the customer's name alone, linked to no customer id, phone or earlier tickets; the brief names them"},)
 
 
 def _no_end_user(err: DeliveryError) -> Dropped:

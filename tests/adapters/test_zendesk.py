@@ -756,6 +756,7 @@ def test_the_spec_check_refuses_keys_a_requester_does_not_take() -> None:
 USERS_UPSERT = "/api/v2/users/create_or_update.json"
 USERS_BY_EXTERNAL_ID = "/api/v2/users/show_many.json"
 WHATSAPP = {"id": "wa_447700900123", "name": "Dana Whitfield", "phone": "+44 7700 900123"}
+DANA = "support-bot:wa_447700900123"  # her end user's external id: the bot's id and hers
 
 
 def paths(zd: FakeZendesk) -> list[str]:
@@ -770,10 +771,10 @@ def test_a_customer_known_by_id_is_made_an_end_user_and_the_ticket_names_them_by
     outcome = adapter().deliver(ctx(full_packet(customer=WHATSAPP)))
 
     assert paths(zd) == [f"GET {USERS_BY_EXTERNAL_ID}", f"POST {USERS_UPSERT}", f"POST {TICKETS}"]
-    assert zd.calls("GET", USERS_BY_EXTERNAL_ID)[0].request.params == {"external_ids": "wa_447700900123"}
+    assert zd.calls("GET", USERS_BY_EXTERNAL_ID)[0].request.params == {"external_ids": DANA}
     [upsert] = zd.calls("POST", USERS_UPSERT)
     assert upsert.response.status_code == 201
-    assert json.loads(upsert.request.body) == {"user": {"name": "Dana Whitfield", "external_id": "wa_447700900123",
+    assert json.loads(upsert.request.body) == {"user": {"name": "Dana Whitfield", "external_id": DANA,
                                                         "phone": "+447700900123"}}  # E.164, as Zendesk validates
     [made] = zd.users.values()
     [call] = zd.calls("POST", TICKETS)
@@ -785,7 +786,7 @@ def test_a_customer_known_by_id_is_made_an_end_user_and_the_ticket_names_them_by
 
 def test_a_returning_customer_is_found_and_their_profile_left_as_agents_made_it(zd: FakeZendesk) -> None:
     # The upsert overwrites name and phone with the bot's: looked up first, a known user is not written.
-    known = zd.end_user(id=902841170001, external_id="wa_447700900123", name="Dana W. (renewal lead)",
+    known = zd.end_user(id=902841170001, external_id=DANA, name="Dana W. (renewal lead)",
                         phone="+447700900123")
     zd.users_by_external_id()
     zd.create_ticket()
@@ -797,18 +798,72 @@ def test_a_returning_customer_is_found_and_their_profile_left_as_agents_made_it(
     assert zd.users[902841170001] == known and known["name"] == "Dana W. (renewal lead)"
 
 
-def test_the_same_customer_id_is_the_same_end_user_however_it_is_found(zd: FakeZendesk) -> None:
-    # The lookup misses an id held in another case; the upsert matches it anyway (200, the same user).
-    zd.end_user(id=902841170001, external_id="WA_447700900123")
+def test_the_same_customer_of_another_bot_or_in_another_case_is_another_end_user(zd: FakeZendesk) -> None:
+    # A review: the bot's customer id went as the external id as is, and Zendesk matches external ids
+    # case-insensitively — two bots' `abc123`, or the bot's `AbC123` and `abc123`, were one Zendesk
+    # user: one customer's transcript in another's history, agents' replies e-mailed to the other.
+    sales = full_packet(customer={"id": "abc123", "name": "Dana"}, bot={"id": "sales-bot"})
+    for packet in (full_packet(customer={"id": "abc123", "name": "Dana"}), sales,
+                   full_packet(customer={"id": "AbC123", "name": "Sam"})):
+        zd.users_by_external_id()
+        zd.create_or_update_user()
+        zd.create_ticket()
+        adapter().deliver(ctx(packet))
+
+    ids = [body["user"]["external_id"] for body in zd.json_bodies("POST", USERS_UPSERT)]
+    # A case fold could change `AbC123`: it goes as a digest of both ids (a known answer, not recomputed).
+    assert ids == ["support-bot:abc123", "sales-bot:abc123",
+                   "sha256-7bf3cbc3d7c815065eeeea593d0003df6fffe0508efca895a7b31ffceca7fa69"]
+    assert len(zd.users) == 3 and all(call.response.status_code == 201 for call in zd.calls("POST", USERS_UPSERT))
+    requesters = [body["ticket"]["requester_id"] for body in zd.json_bodies("POST", TICKETS)]
+    assert len(set(requesters)) == 3
+
+
+@pytest.mark.parametrize(("held", "why"), [
+    ({"external_id": DANA.upper()}, "in another case"),  # an SSO user's, say: Zendesk's lookup answers it
+    ({"external_id": DANA, "role": "agent"}, "not an end user but an agent"),
+    ({"external_id": DANA, "suspended": True}, "suspended"),
+])
+def test_a_user_held_under_the_id_that_may_be_someone_else_is_neither_taken_nor_updated(zd: FakeZendesk,
+                                                                                         held, why) -> None:
+    # Create Or Update User matches as the lookup does: it would have rewritten that user's name and
+    # phone and given them this customer's ticket. Not called; the ticket names the customer only.
+    other = zd.end_user(id=902841170001, name="Someone Else", phone="+15550100", **held)
+    before = dict(other)
+    zd.users_by_external_id()
+    zd.create_ticket()
+
+    outcome = adapter().deliver(ctx(full_packet(customer=WHATSAPP)))
+
+    assert paths(zd) == [f"GET {USERS_BY_EXTERNAL_ID}", f"POST {TICKETS}"]
+    ticket = zd.json_bodies("POST", TICKETS)[0]["ticket"]
+    assert ticket["requester"] == {"name": "Dana Whitfield"} and "requester_id" not in ticket
+    assert zd.users[902841170001] == before
+    [entry] = outcome.receipt["dropped"]
+    assert entry["part"] == "customer" and why in entry["reason"] and "neither taken" in entry["reason"]
+    assert "Someone" not in entry["reason"]
+
+
+def test_a_customer_id_with_a_comma_is_still_looked_up_not_upserted_again(zd: FakeZendesk) -> None:
+    # A review: a comma (Show Many Users' separator) skipped the lookup, and the upsert rewrote the
+    # profile agents had edited on every handoff. The id goes as a digest, which has none.
+    customer = {**WHATSAPP, "id": "crm,447700900123"}
     zd.users_by_external_id()
     zd.create_or_update_user()
     zd.create_ticket()
+    adapter().deliver(ctx(full_packet(customer=customer)))
+    [made] = zd.users.values()
+    assert "," not in made["external_id"] and made["external_id"].startswith("sha256-")
+    made["name"] = "Dana W. (renewal lead)"  # an agent's edit
 
-    adapter().deliver(ctx(full_packet(customer=WHATSAPP)))
+    zd.users_by_external_id()
+    zd.create_ticket()
+    adapter().deliver(ctx(full_packet(customer=customer)))
 
-    assert zd.calls("POST", USERS_UPSERT)[0].response.status_code == 200
-    assert list(zd.users) == [902841170001]
-    assert zd.json_bodies("POST", TICKETS)[0]["ticket"]["requester_id"] == 902841170001
+    assert len(zd.calls("POST", USERS_UPSERT)) == 1 and len(zd.calls("GET", USERS_BY_EXTERNAL_ID)) == 2
+    assert zd.calls("GET", USERS_BY_EXTERNAL_ID)[1].request.params == {"external_ids": made["external_id"]}
+    assert made["name"] == "Dana W. (renewal lead)"
+    assert [b["ticket"]["requester_id"] for b in zd.json_bodies("POST", TICKETS)] == [made["id"]] * 2
 
 
 def test_no_end_user_is_looked_for_when_the_requester_is_known_otherwise_or_on_an_update(zd: FakeZendesk) -> None:
@@ -861,7 +916,7 @@ def test_a_phone_zendesk_refuses_leaves_the_end_user_without_it(zd: FakeZendesk)
 
     first, second = zd.json_bodies("POST", USERS_UPSERT)
     assert first["user"]["phone"] == "07700 900123"  # not E.164: sent as given, for Zendesk to judge
-    assert second == {"user": {"name": "Dana Whitfield", "external_id": "wa_447700900123"}}
+    assert second == {"user": {"name": "Dana Whitfield", "external_id": DANA}}
     [made] = zd.users.values()
     assert zd.json_bodies("POST", TICKETS)[0]["ticket"]["requester_id"] == made["id"]
     [entry] = outcome.receipt["dropped"]

@@ -80,7 +80,7 @@ def test_a_whatsapp_customer_without_email_is_one_end_user_across_handoffs(zende
     assert post(client, other).get_json()["tickets"][0]["id"] == "1002"
 
     [user] = zd.users.values()
-    assert (user["external_id"], user["phone"]) == ("wa_447700900123", "+447700900123")
+    assert (user["external_id"], user["phone"]) == ("support-bot:wa_447700900123", "+447700900123")
     assert [body["ticket"]["requester_id"] for body in zd.json_bodies("POST", "/api/v2/tickets.json")] == [user["id"]] * 2
     assert len(zd.calls("POST", "/api/v2/users/create_or_update.json")) == 1
     zd.assert_ticket_requests_valid()

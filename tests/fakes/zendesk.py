@@ -115,10 +115,13 @@ class FakeZendesk:
 
     def users_by_external_id(self) -> responses.BaseResponse:
         """`GET /api/v2/users/show_many.json?external_ids=a,b`: the users held with those external ids
-        (Zendesk's own lookup of the user table, not its eventually consistent search)."""
+        (Zendesk's own lookup of the user table, not its eventually consistent search). Matched as
+        Zendesk matches external ids, case-insensitively (its user object: "ian1" and "IAN1" are
+        the same value): asked for `abc123`, it answers the user held as `AbC123`, and suspended
+        users, agents and admins too."""
         def answer(request: Any) -> tuple[int, dict[str, str], str]:
-            wanted = {value for value in _query(request, "external_ids").split(",") if value}
-            users = [u for u in self.users.values() if u.get("external_id") in wanted]
+            wanted = [value for value in _query(request, "external_ids").split(",") if value]
+            users = [u for u in self.users.values() if any(_same(u.get("external_id"), value) for value in wanted)]
             return 200, {}, json.dumps({"users": users, "next_page": None, "previous_page": None, "count": len(users)})
         return self.rsps.add_callback("GET", f"{self.origin}/api/v2/users/show_many.json", callback=answer,
                                       content_type="application/json")
