@@ -325,10 +325,24 @@ class ZendeskAdapter(Adapter):
         left_out = tuple(_field_left_out(name, why, ctx, named) for name in refused)
         # The vendor's words stay out of the log (they echo the values: an address); the receipt has them.
         log.warning("Zendesk refused fields of the ticket; making it without them", extra={"fields": list(refused)})
-        with carrying(left_out):
-            # Its own key: Zendesk refuses a key it saw with another body. A timeout here is found
-            # by the handoff's external_id, as any create's.
-            sent = self._create(without, f"{ctx.idempotency_key}:without:{','.join(refused)}")
+        # Its own key: Zendesk refuses a key it saw with another body. A timeout here is found by the
+        # handoff's external_id, as any create's.
+        key = f"{ctx.idempotency_key}:without:{','.join(refused)}"
+        try:
+            with carrying(left_out):
+                sent = self._create(without, key)
+        except RejectedError as err:
+            if not named or _refused_fields(err, without["ticket"]) != ("requester",):
+                raise
+            # The customer's name alone refused too: a name-only requester is always a new user, and
+            # the account may let no one make users. The ticket, brief and transcript, still goes —
+            # the API user its requester — rather than failing for good.
+            left_out = (*(entry for name, entry in zip(refused, left_out, strict=True)
+                          if not name.startswith("requester")), _no_requester(why, err.message))
+            log.warning("Zendesk refused the customer's name alone as the requester; making the ticket without one")
+            with carrying(left_out):
+                sent = self._create({**without, "ticket": {k: v for k, v in without["ticket"].items()
+                                                           if k != "requester"}}, f"{key}:no-requester")
         return replace(sent, dropped=(*sent.dropped, *left_out))
 
     def _with_end_user(self, payload: dict[str, Any], ctx: HandoffContext) -> tuple[dict[str, Any], Dropped]:
@@ -757,6 +771,13 @@ def _field_left_out(key: str, why: str, ctx: HandoffContext, named: bool = False
         part, where = "mapping", f"zendesk.yaml {key}"
     then = _NAMED_ONLY if named and key.startswith("requester") else _LEFT_WITHOUT.get(key, "")
     return {"part": part, "reason": f"Zendesk refused {where} ({why[:300]}); the ticket was made without it{then}"}
+
+
+def _no_requester(first: str, then: str) -> dict[str, str]:
+    """The receipt's entry for a ticket made without a requester: Zendesk refused the customer's
+    own, then their name alone (`_create_or_without`)."""
+    return {"part": "customer", "reason": f"Zendesk refused the requester ({first[:200]}), then the customer's name "
+            f"alone as its requester ({then[:200]}); the ticket was made without one{_LEFT_WITHOUT['requester']}"}
 
 
 def _spec(entry: Mapping[str, Any]) -> Any:
