@@ -841,11 +841,21 @@ def _requester(customer: Mapping[str, Any]) -> dict[str, Any]:
 
 def _e164(phone: Any) -> str | None:
     """A phone as Zendesk stores it when it validates numbers (E.164: + and digits): separators
-    taken out of an international number; any other form sent as given, for Zendesk to judge."""
+    taken out of an international number; any other form sent as given, for Zendesk to judge.
+
+    A "(0)" right after the country code is the trunk prefix dialled only from inside the country
+    (+44 (0)20 7946 0000 is +442079460000): dropped. Kept, it made +4402079460000, another number.
+    Any other parenthesised 0 (+44 (020) 7946 0000) is not read: sent as given."""
     if not isinstance(phone, str) or not phone.strip():
         return None
-    digits = re.sub(r"[^0-9]", "", phone)  # ASCII digits: a "٤" is no digit Zendesk dials
-    return f"+{digits}" if digits and re.fullmatch(r"\+[0-9\s().-]+", phone.strip()) else phone.strip()
+    given = phone.strip()
+    if not re.fullmatch(r"\+[0-9\s().-]+", given):
+        return given
+    number = re.sub(r"^(\+[0-9]{1,3})[\s.-]*\(0\)", r"\1 ", given)
+    if re.search(r"\(\s*0", number):
+        return given
+    digits = re.sub(r"[^0-9]", "", number)  # ASCII digits: a "٤" is no digit Zendesk dials
+    return f"+{digits}" if digits else given
 
 
 # Bot customer ids as Zendesk external ids (`_external_id`): lower-case ASCII letters, digits and

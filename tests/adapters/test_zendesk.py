@@ -959,6 +959,23 @@ def test_a_phone_zendesk_refuses_leaves_the_end_user_without_it(zd: FakeZendesk)
     assert entry["part"] == "customer" and "refused the customer's phone" in entry["reason"]
 
 
+@pytest.mark.parametrize(("given", "sent"), [
+    ("+44 7700 900123", "+447700900123"),
+    ("+1 (415) 555-0134", "+14155550134"),  # an area code in parentheses is part of the number
+    ("+44 (0)20 7946 0000", "+442079460000"),  # the trunk prefix: +4402079460000 was another number
+    ("+44(0) 20 7946 0000", "+442079460000"),
+    ("+49 (0)30 901820", "+4930901820"),
+    ("+44 (020) 7946 0000", "+44 (020) 7946 0000"),  # unsure: sent as given, for Zendesk to judge
+    ("07700 900123", "07700 900123"),
+])
+def test_the_end_users_phone_goes_in_e164_only_where_it_is_sure(zd: FakeZendesk, given: str, sent: str) -> None:
+    zd.users_by_external_id()
+    zd.create_or_update_user()
+    zd.create_ticket()
+    adapter().deliver(ctx(full_packet(customer={**WHATSAPP, "phone": given})))
+    assert zd.json_bodies("POST", USERS_UPSERT)[0]["user"]["phone"] == sent
+
+
 @pytest.mark.parametrize("failure", [
     requests.exceptions.ReadTimeout("read timed out (read timeout=15)"),
     requests.exceptions.ConnectionError("Connection aborted: RemoteDisconnected"),
