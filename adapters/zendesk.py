@@ -42,6 +42,7 @@ from .base import (
     HandoffContext,
     Link,
     Sent,
+    _carried,
     carrying,
     deep_merge,
     mapping_context,
@@ -362,13 +363,17 @@ class ZendeskAdapter(Adapter):
             return payload, ()
         ticket = payload["ticket"]
         external_id = _external_id(str((ctx.packet.get("bot") or {}).get("id") or ""), str(customer["id"]))
-        user_id, left_out = self._end_user(external_id, str(ticket["requester"]["name"]), customer.get("phone"))
+        # What an earlier attempt, whose ticket was not found after a timeout, noted of the user it
+        # made: this one finds that user (no upsert, nothing refused), and the note is still true.
+        earlier = tuple(entry for entry in _carried(ctx) if str(entry.get("reason", "")).startswith(PHONE_REFUSED))
+        user_id, left_out = self._end_user(external_id, str(ticket["requester"]["name"]), customer.get("phone"),
+                                           earlier)
         if user_id is None:
             return payload, left_out
         ticket = {key: value for key, value in ticket.items() if key != "requester"}
         return {**payload, "ticket": {**ticket, "requester_id": user_id}}, left_out
 
-    def _end_user(self, external_id: str, name: str, phone: Any) -> tuple[int | None, Dropped]:
+    def _end_user(self, external_id: str, name: str, phone: Any, earlier: Dropped = ()) -> tuple[int | None, Dropped]:
         """The end user Zendesk holds under `external_id` (`_external_id`: the bot's and the
         customer's ids), else the one it makes for it; None (the ticket goes with the customer's
         name alone as its requester) when Zendesk will make none or holds someone else under that
@@ -384,7 +389,10 @@ class ZendeskAdapter(Adapter):
         this customer's ticket — agents' public replies e-mailed to a stranger. Nothing found,
         the upsert makes the user, matched by external_id, so a retry or a concurrent handoff
         cannot make a second one. It needs an admin, or an agent in a custom role allowed to manage
-        end users: refused (403), or refused as a record (422), the ticket is still made."""
+        end users: refused (403), or refused as a record (422), the ticket is still made.
+
+        `earlier`: what an earlier attempt noted of the user it made (a phone refused), listed again
+        when this one finds that user."""
         try:
             # `_external_id` has no comma, Show Many Users' separator: the lookup asks for one id.
             reply, _ = self._call("GET", "/api/v2/users/show_many.json", write=False,
@@ -394,7 +402,7 @@ class ZendeskAdapter(Adapter):
             for user in held:
                 if user.get("external_id") == external_id and not _not_the_customer(user) \
                         and id_problem(user.get("id")) is None:
-                    return int(user["id"]), ()
+                    return int(user["id"]), earlier
             if held:
                 return None, _someone_else(_not_the_customer(held[0]) or "its external id in another case")
             user = {"name": name, "external_id": external_id}

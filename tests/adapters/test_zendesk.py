@@ -1043,6 +1043,29 @@ def test_a_ticket_made_without_the_end_user_still_says_so_when_a_retry_finds_it(
     assert "(403)" in found.receipt["dropped"][0]["reason"]
 
 
+def test_a_refused_phone_is_still_listed_when_a_retry_makes_the_ticket_again(zd: FakeZendesk) -> None:
+    # A review: the retry after the ticket's timeout finds no ticket and makes it again; its lookup
+    # finds the user the first attempt made (no upsert, nothing refused), and the note was lost.
+    zd.users_by_external_id()
+    zd.error("POST", USERS_UPSERT, 422, "error-422-user-phone.json")
+    zd.create_or_update_user()
+    zd.raises("POST", TICKETS, requests.exceptions.ReadTimeout("read timed out"))
+    target = adapter()
+    with pytest.raises(OutcomeUnknown) as lost:
+        target.deliver(ctx(full_packet(customer=WHATSAPP)))
+
+    zd.tickets_by_external_id("hnd_01TESTHANDOFF0000000000000", found=False)
+    zd.users_by_external_id()
+    zd.create_ticket(replay=True)
+    outcome = target.deliver(ctx(full_packet(customer=WHATSAPP), outcome_unknown=True, attempt=2,
+                                 sent_to=lost.value.sent_to))
+
+    assert len(zd.calls("POST", USERS_UPSERT)) == 2 and len(zd.calls("POST", TICKETS)) == 2  # found, not upserted
+    assert outcome.status == "created"
+    [entry] = outcome.receipt["dropped"]
+    assert entry["part"] == "customer" and "refused the customer's phone" in entry["reason"]
+
+
 def test_render_needs_no_credentials_and_sends_nothing() -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=True):
         payload = ZendeskAdapter(Settings(), {}).render(ctx())
