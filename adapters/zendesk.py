@@ -917,15 +917,15 @@ def _someone_else(why: str) -> Dropped:
 
 
 def _no_end_user(err: DeliveryError) -> Dropped:
-    """The receipt's entry for a ticket whose requester is a new name-only user: Zendesk would not
+    """The receipt's entry for a ticket whose requester is the customer's name alone: Zendesk would not
     find or make the customer's end user (no right to manage end users: 403; a refused record)."""
     log.warning("Zendesk would not find or make the customer's end user; the ticket names them only",
                 extra={"status": err.status, "error": type(err).__name__})
     why = " — the API user needs to be an admin, or an agent in a custom role allowed to manage end users" \
         if err.status == 403 else ""
     return ({"part": "customer", "reason": f"Zendesk would not find or make the customer's end user "
-             f"({err.message[:300]}){why}; the ticket's requester is a new user with their name only, linked to "
-             "no customer id, phone or earlier tickets; the brief names them"},)
+             f"({err.message[:300]}){why}; the ticket goes with their name only as its requester (a new user, if "
+             "Zendesk accepts one), linked to no customer id, phone or earlier tickets; the brief names them"},)
 
 
 def _tag(value: str) -> str:
