@@ -880,6 +880,21 @@ def test_a_user_held_under_the_id_that_may_be_someone_else_is_neither_taken_nor_
     assert "Someone" not in entry["reason"]
 
 
+def test_an_agent_the_upsert_answers_after_a_lookup_found_none_is_not_the_requester(zd: FakeZendesk) -> None:
+    # Made between the lookup and the upsert (a race): the upsert's answer is held to the same rule.
+    zd.rsps.add("GET", zd.origin + USERS_BY_EXTERNAL_ID, json={"users": [], "count": 0})
+    zd.end_user(id=902841170001, external_id=DANA, role="agent")
+    zd.create_or_update_user()
+    zd.create_ticket()
+
+    outcome = adapter().deliver(ctx(full_packet(customer=WHATSAPP)))
+
+    ticket = zd.json_bodies("POST", TICKETS)[0]["ticket"]
+    assert ticket["requester"] == {"name": "Dana Whitfield"} and "requester_id" not in ticket
+    [entry] = outcome.receipt["dropped"]
+    assert "not an end user but an agent" in entry["reason"]
+
+
 def test_a_customer_id_with_a_comma_is_still_looked_up_not_upserted_again(zd: FakeZendesk) -> None:
     # A review: a comma (Show Many Users' separator) skipped the lookup, and the upsert rewrote the
     # profile agents had edited on every handoff. The id goes as a digest, which has none.
