@@ -203,3 +203,10 @@ def _from_requests(err: requests.RequestException, write: bool) -> DeliveryError
     # A read timeout, a connection dropped mid-answer, an unreadable reply: the request left,
     # Zendesk may have acted on it.
     return OutcomeUnknown(f"no usable answer from {url} after sending ({type(err).__name__}): {err}")
+
+
+def id_problem(value: Any) -> str | None:
+    """Zendesk's ids are whole numbers: `abc` (or a name where an id goes) was refused on every ticket."""
+    number = value if isinstance(value, int) and not isinstance(value, bool) else (
+        int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else 0)
+    return None if number > 0 else f"Zendesk ids are whole numbers (like 360000123456), got {value!r}"
