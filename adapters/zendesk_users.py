@@ -188,7 +188,7 @@ def _not_the_customer(user: Mapping[str, Any]) -> str | None:
 
 def _someone_else(why: str) -> Dropped:
     """The receipt's entry for a ticket not given the user Zendesk holds under the customer's
-    external id: not taken for the customer, and not updated (`_end_user`)."""
+    external id: not taken for the customer, and not updated (`EndUsers.find_or_make`)."""
     log.warning("Zendesk holds a user under the customer's external id that is not theirs; the ticket names "
                 "them only", extra={"why": why})
     return ({"part": "customer", "reason": f"Zendesk holds a user under this customer's external id that may be "
