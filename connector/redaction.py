@@ -240,14 +240,16 @@ def _iban_at(text: str, start: int) -> tuple[int, str] | None:
 
 
 def _mask_cards(text: str, counts: Counter[str]) -> str:
-    for runs in (_DOTTED_CARD_RUN, _DIGIT_RUN):  # the mask left by the first holds no run of 13 digits
-        text = _mask_card_runs(text, counts, runs)
-    return text
+    # Each text of every packet goes through here for a target that masks cards: the dotted pass
+    # only where a dot is (the mask it leaves holds no run of 13 digits for the second).
+    if "." in text or "\uff0e" in text:
+        text = _mask_card_runs(text, counts, _DOTTED_CARD_RUN)
+    return _mask_card_runs(text, counts, _DIGIT_RUN)
 
 
 def _mask_card_runs(text: str, counts: Counter[str], runs: re.Pattern[str]) -> str:
     # Runs are found in `read` (ASCII digits, as long as `text`); what is kept is taken from `text`.
-    read = _OTHER_DIGIT.sub(_as_ascii, text) if _OTHER_DIGIT.search(text) else text
+    read = text if text.isascii() or not _OTHER_DIGIT.search(text) else _OTHER_DIGIT.sub(_as_ascii, text)
     pieces, pos = [], 0
     for run in runs.finditer(read):
         start, end = run.span()
