@@ -240,10 +240,13 @@ class Sender:
 
     def claim_due(self, limit: int) -> list[Due]:
         """Up to `limit` due callbacks, each the oldest its handoff still owes (in order per handoff):
-        of the bots this process has a secret for, and of any bot once `UNSIGNED_GRACE_S` old."""
+        of the bots this process has a secret for, and of any bot once due for `UNSIGNED_GRACE_S` —
+        counted from when it came due, not from when it was owed: a retry (or a resend) of one
+        owed long ago was taken at once by a process without the secret, and put aside."""
         now = utcnow()
         signable = sorted({bot for bot, _ in self.settings.bot_secrets})
-        ours = or_(Callback.bot_id.in_(signable), Callback.created_at < now - dt.timedelta(seconds=UNSIGNED_GRACE_S))
+        ours = or_(Callback.bot_id.in_(signable),
+                   Callback.next_attempt_at < now - dt.timedelta(seconds=UNSIGNED_GRACE_S))
         free = or_(Callback.lease_expires_at.is_(None), Callback.lease_expires_at < now)
         owed_before = exists().where(_EARLIER.handoff_id == Callback.handoff_id, _EARLIER.status == "pending",
                                      _EARLIER.id < Callback.id)

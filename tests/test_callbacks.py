@@ -100,12 +100,12 @@ def send_due(app):
 
 
 def past_the_grace(app):
-    """As if `UNSIGNED_GRACE_S` had passed since every callback was owed: a process without the
-    bot's secret takes them only then (one that has it may be running: a rolling change)."""
+    """As if every callback had been due for `UNSIGNED_GRACE_S`: a process without the bot's
+    secret takes them only then (one that has it may be running: a rolling change)."""
     from connector.callbacks import UNSIGNED_GRACE_S
 
     with app.extensions["connector"].db.session() as session:
-        session.execute(update(Callback).values(created_at=utcnow() - dt.timedelta(seconds=UNSIGNED_GRACE_S + 1)))
+        session.execute(update(Callback).values(next_attempt_at=utcnow() - dt.timedelta(seconds=UNSIGNED_GRACE_S + 1)))
 
 
 def make_due_now(app):
@@ -597,8 +597,15 @@ def test_a_process_without_the_bots_secret_leaves_its_callbacks_to_one_that_has_
     answer = post(signing, full_packet(callback={"url": bot.url, "events": ["delivered"]}))
     assert "warnings" not in answer
     assert send_due(other) == 0 and rows(other)[0].status == "pending"
+    # A retry of one owed long ago is left to it too (a review: the grace counted from when it was owed).
+    bot.answer(503)
     send_due(signing)
-    assert bot.states() == ["delivered"] and rows(other)[0].status == "sent"
+    with other.extensions["connector"].db.session() as session:
+        session.execute(update(Callback).values(created_at=utcnow() - dt.timedelta(hours=1)))
+    make_due_now(other)
+    assert send_due(other) == 0 and rows(other)[0].status == "pending"
+    send_due(signing)
+    assert bot.states() == ["delivered", "delivered"] and rows(other)[0].status == "sent"
 
 
 def test_given_up_callbacks_are_listed_and_sent_again_once_the_bot_can_be_signed_for(make_app, bot, tmp_path):
@@ -953,9 +960,9 @@ def test_two_resends_at_once_put_a_callback_back_once(postgres_url):
                             packet={}, assignment={}, customer_message={}, created_at=now, updated_at=now))
         session.flush()
         session.add(Callback(handoff_id="hnd_1", bot_id="bot", state="failed", url="https://bot.example/cb", body={},
-                             status="dead", attempts=12, next_attempt_at=now, window_started_at=now,
-                             created_at=now - dt.timedelta(hours=1)))  # past the grace: a process without secrets takes it
-    first_process, second_process = Sender(db, Settings(), "proc-1"), Sender(db, Settings(), "proc-2")
+                             status="dead", attempts=12, next_attempt_at=now, window_started_at=now, created_at=now))
+    signing = Settings(bot_secrets=(("bot", SECRET_A),))  # processes that can sign for the bot take it at once
+    first_process, second_process = Sender(db, signing, "proc-1"), Sender(db, signing, "proc-2")
     second_read, go, resent = threading.Event(), threading.Event(), {}
 
     def hold(conn, cursor, statement, params, context, executemany):
