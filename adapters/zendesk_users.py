@@ -127,19 +127,28 @@ class EndUsers:
         return reply["user"]
 
 
+# Country codes whose numbers keep their leading 0 when dialled from abroad (`_e164`).
+_ZERO_KEPT = re.compile(r"\+(?:39|378|379)[\s.-]*\(0\)")
+
+
 def _e164(phone: Any) -> str | None:
     """A phone as Zendesk stores it when it validates numbers (E.164: + and digits): separators
     taken out of an international number; any other form sent as given, for Zendesk to judge.
 
     A "(0)" right after the country code is the trunk prefix dialled only from inside the country
     (+44 (0)20 7946 0000 is +442079460000): dropped. Kept, it made +4402079460000, another number.
-    Any other parenthesised 0 (+44 (020) 7946 0000) is not read: sent as given."""
+    Where the 0 is part of the international number (Italy, San Marino, Vatican City), it stays:
+    +39 (0)6 6988 3145 is +390669883145 (dropped, another number). Any other parenthesised 0
+    (+44 (020) 7946 0000) is not read: sent as given."""
     if not isinstance(phone, str) or not phone.strip():
         return None
     given = phone.strip()
     if not re.fullmatch(r"\+[0-9\s().-]+", given):
         return given
-    number = re.sub(r"^(\+[0-9]{1,3})[\s.-]*\(0\)", r"\1 ", given)
+    if _ZERO_KEPT.match(given):  # the 0 stays, its parentheses go
+        number = given.replace("(0)", "0", 1)
+    else:
+        number = re.sub(r"^(\+[0-9]{1,3})[\s.-]*\(0\)", r"\1 ", given)
     if re.search(r"\(\s*0", number):
         return given
     digits = re.sub(r"[^0-9]", "", number)  # ASCII digits: a "٤" is no digit Zendesk dials

@@ -981,6 +981,7 @@ def test_a_phone_zendesk_refuses_leaves_the_end_user_without_it(zd: FakeZendesk)
     ("+44(0) 20 7946 0000", "+442079460000"),
     ("+49 (0)30 901820", "+4930901820"),
     ("+44 (020) 7946 0000", "+44 (020) 7946 0000"),  # unsure: sent as given, for Zendesk to judge
+    ("+39 (0)6 6988 3145", "+390669883145"),  # Italy's 0 is part of the number: +39669883145 was another
     ("07700 900123", "07700 900123"),
 ])
 def test_the_end_users_phone_goes_in_e164_only_where_it_is_sure(zd: FakeZendesk, given: str, sent: str) -> None:
