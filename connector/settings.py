@@ -294,8 +294,7 @@ MIN_USEFUL_BODY_BYTES = 16 * 1024
 _READ_WITHOUT_TARGET = frozenset({"ZENDESK_WEBHOOK_SECRETS", "SLACK_SIGNING_SECRET"})
 # What the `preview` target renders each vendor's payload with (a channel, the ticket's address):
 # not ignored while it is enabled, whichever vendors are.
-_READ_BY_PREVIEW = frozenset({"SLACK_CHANNEL", "SLACK_API_URL", "ZENDESK_SUBDOMAIN", "ZENDESK_BASE_URL",
-                              "SALESFORCE_INSTANCE_URL", "SALESFORCE_DOMAIN"})
+_READ_BY_PREVIEW = frozenset({"SLACK_CHANNEL", "ZENDESK_SUBDOMAIN", "SALESFORCE_INSTANCE_URL"})
 RETENTION_MIN_DAYS = 7  # the observed wait may read seven days of assignments (`retention`)
 RETENTION_WHY = "the observed wait reads up to seven days of assignments"
 MIN_TOKEN_CHARS = 24  # bearer keys and tokens shorter than this are warned about (SECURITY.md)
