@@ -123,6 +123,9 @@ class ZendeskAdapter(Adapter):
         if base.scheme == "http" and base.hostname not in ("localhost", "127.0.0.1", "::1"):
             said.append(f"ZENDESK_BASE_URL is plain http:// ({base.hostname}): the API token and every packet "
                         "cross the network unencrypted")
+        if self.settings.zendesk_api_token and self.settings.zendesk_oauth_token:  # `_client` takes the OAuth one
+            said.append("ZENDESK_API_TOKEN and ZENDESK_OAUTH_TOKEN are both set: the OAuth token signs in and "
+                        "ZENDESK_API_TOKEN (with ZENDESK_EMAIL) is ignored; remove the one you do not mean")
         if not self.settings.zendesk_webhook_secrets:
             said.append("no ZENDESK_WEBHOOK_SECRETS: /webhooks/zendesk refuses every event, so who took a handoff "
                         "is never recorded and quoted waits stay the configured figures (README: Vendor events)")

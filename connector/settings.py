@@ -290,7 +290,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # the customer, the bot's context) with 413: warned about. Not refused: a test or a demo may mean it.
 MIN_USEFUL_BODY_BYTES = 16 * 1024
 # Read by /webhooks/<vendor> whether the target is enabled or not: events still come for tickets
-# made while it was (`vendor_credentials_unused` leaves them out).
+# made while it was (`_unused_vendor_settings` leaves them out).
 _READ_WITHOUT_TARGET = frozenset({"ZENDESK_WEBHOOK_SECRETS", "SLACK_SIGNING_SECRET"})
 # What the `preview` target renders each vendor's payload with (a channel, the ticket's address):
 # not ignored while it is enabled, whichever vendors are.
@@ -573,9 +573,6 @@ class Settings:
             said.append("CONNECTOR_CALLBACK_ALLOW_PRIVATE=1 lets bots' callback URLs reach this network — "
                         "development only")
         said += self._unused_vendor_settings()
-        if self.zendesk_api_token and self.zendesk_oauth_token:
-            said.append("ZENDESK_API_TOKEN and ZENDESK_OAUTH_TOKEN are both set: the OAuth token signs in and "
-                        "ZENDESK_API_TOKEN (with ZENDESK_EMAIL) is ignored; remove the one you do not mean")
         if self.max_body_bytes < MIN_USEFUL_BODY_BYTES:
             said.append(f"CONNECTOR_MAX_BODY_BYTES is {self.max_body_bytes}, under {MIN_USEFUL_BODY_BYTES} "
                         "(16 KiB): a handoff whose transcript holds a few dozen messages is refused with 413")
@@ -592,9 +589,9 @@ class Settings:
         """A vendor's credentials set while its target is not in CONNECTOR_TARGETS: nothing reads
         them, and the operator who set them most likely meant the target to be enabled."""
         unused: dict[str, list[str]] = {}
+        read_anyway = _READ_WITHOUT_TARGET | (_READ_BY_PREVIEW if "preview" in self.targets else frozenset())
         for name, (attr, _) in _VARIABLES.items():
             prefix = name.partition("_")[0] + "_"
-            read_anyway = _READ_WITHOUT_TARGET | (_READ_BY_PREVIEW if "preview" in self.targets else frozenset())
             if prefix in _OURS[1:] and name not in read_anyway and getattr(self, attr):
                 target = prefix.rstrip("_").lower()
                 if target not in self.targets:

@@ -70,6 +70,14 @@ def test_zendesk_over_plain_http_off_this_machine_is_warned_about(make_app):
     assert not any("plain http" in said for said in local.warnings())
 
 
+def test_both_zendesk_sign_ins_are_warned_about_by_the_adapter_that_chooses(make_app):
+    # The OAuth token wins without a word (`ZendeskAdapter._client`): said where that choice is made.
+    both = make_app(**{**ZENDESK, "zendesk_oauth_token": "zd-oauth"}).extensions["connector"]
+    assert any(said.startswith("ZENDESK_API_TOKEN and ZENDESK_OAUTH_TOKEN are both set: the OAuth token signs in")
+               for said in both.warnings())
+    assert not any("both set" in said for said in make_app(**ZENDESK).extensions["connector"].warnings())
+
+
 @pytest.mark.parametrize("command", [["deliveries", "--target", "zendsk"], ["replay", "--all-dead", "--target", "Zendesk"]])
 def test_a_mistyped_target_is_refused_not_answered_with_nothing_found(make_app, command):
     # "0 deliveries" and exit 0 for a typo read as "nothing dead".

@@ -471,9 +471,6 @@ ZENDESK_SIGN_IN = {"ZENDESK_SUBDOMAIN": "acme", "ZENDESK_EMAIL": "bot@acme.examp
      "SLACK_BOT_TOKEN is set but slack is not in CONNECTOR_TARGETS"),
     ({"CONNECTOR_TARGETS": "zendesk", **ZENDESK_SIGN_IN, "SALESFORCE_INSTANCE_URL": "https://acme.my.salesforce.com"},
      "SALESFORCE_INSTANCE_URL is set but salesforce is not in CONNECTOR_TARGETS"),
-    # both Zendesk sign-ins: the OAuth token wins without a word (adapters/zendesk.py)
-    ({"CONNECTOR_TARGETS": "zendesk", **ZENDESK_SIGN_IN, "ZENDESK_OAUTH_TOKEN": "zd-oauth"},
-     "ZENDESK_API_TOKEN and ZENDESK_OAUTH_TOKEN are both set: the OAuth token signs in"),
     # a body limit no real conversation fits in
     ({"CONNECTOR_MAX_BODY_BYTES": "2048"}, "CONNECTOR_MAX_BODY_BYTES is 2048, under 16384"),
     # every first retry comes after the delivery's age limit
@@ -495,5 +492,5 @@ def test_settings_that_cannot_work_as_meant_are_warned_about_naming_the_variable
     {"CONNECTOR_MAX_ATTEMPTS": "1", "CONNECTOR_MAX_DELIVERY_AGE_S": "5", "CONNECTOR_RETRY_BASE_S": "30"},  # no retry
 ])
 def test_settings_that_work_as_meant_draw_none_of_those_warnings(environ):
-    words = ("is not in CONNECTOR_TARGETS", "are both set", "CONNECTOR_MAX_BODY_BYTES", "CONNECTOR_MAX_DELIVERY_AGE_S")
+    words = ("is not in CONNECTOR_TARGETS", "CONNECTOR_MAX_BODY_BYTES", "CONNECTOR_MAX_DELIVERY_AGE_S")
     assert not [w for w in Settings.from_env(environ).warnings() if any(word in w for word in words)]
