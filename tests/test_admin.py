@@ -382,7 +382,13 @@ def test_readyz_shows_a_refused_mapping_edit_while_the_last_good_set_serves(make
     assert response.status_code == 200  # still serving, on the last good set
     shown = response.get_json()["checks"]["mappings"]
     assert shown["ok"] is False and shown["serving"] == "the last good set"
-    assert "routing.yaml:2 rules[0].when.segmnt" in shown["refused_edit"]
+    assert shown["where"].endswith("routing.yaml:2 rules[0].when.segmnt")
+    # Placed, not quoted: /readyz is open to anyone and the refusal quotes the file; the admin page says why.
+    assert "refused_edit" not in shown and "segmnt" not in str({k: v for k, v in shown.items() if k != "where"})
+    from tests.test_admin_page import signed_in
+    app.config["CHECK_OPENAPI"] = False  # HTML pages, not in the API's document
+    page = signed_in(app).get("/admin").get_data(as_text=True)
+    assert "an edit was refused" in page and "rules[0].when.segmnt" in page and "unknown" in page.lower()
     # A dry run of the set still served would pass for the edit's: refused, as the command is.
     previewed = client.post("/v1/preview", json=minimal_packet(), headers=admin())
     assert previewed.status_code == 409 and previewed.get_json()["type"].endswith("/problems/mappings-refused")
@@ -407,7 +413,7 @@ def test_an_edit_the_adapter_refuses_is_refused_like_any_other_not_a_500(make_ap
     response = app.test_client().get("/readyz")
     assert response.status_code == 200, response.get_json()
     shown = response.get_json()["checks"]["mappings"]
-    assert shown["ok"] is False and "custom_fields[0]" in shown["refused_edit"]
+    assert shown["ok"] is False and "custom_fields[0]" in shown["where"]
     assert services.adapters["zendesk"] is before  # the last good set serves
     assert app.test_client().get("/metrics").status_code == 200
 

@@ -53,8 +53,11 @@ def readiness(services: Services, *, whole: bool = False) -> tuple[bool, dict[st
     refused = services.mapping_store.errors
     if refused is not None:
         # Still ready — the last good set serves — but the next start would stop on this file.
-        mappings = {**mappings, "ok": False, "serving": "the last good set",
-                    "refused_edit": f"{refused.source}: {refused.message}"}
+        # Placed only, here (the file, line and key): /readyz is open to anyone, and the refusal
+        # quotes what the file says; the admin page (`whole`) says why, as for settings below.
+        mappings = {**mappings, "ok": False, "serving": "the last good set", "where": refused.source}
+        if whole:
+            mappings["refused_edit"] = f"{refused.source}: {refused.message}"
     settings: dict[str, Any] = {"ok": True}
     refused_settings = refused_edit()
     if refused_settings is not None:

@@ -168,7 +168,7 @@ def test_a_worker_replaced_while_a_mapping_edit_is_refused_keeps_serving(process
     wait_until(replaced, 30, "a new worker booted on the inherited set")
     status, _, ready = http("GET", web.url + "/readyz")
     refused = ready["checks"]["mappings"]
-    assert status == 200 and refused["ok"] is False and "routing.yaml" in refused["refused_edit"]
+    assert status == 200 and refused["ok"] is False and "routing.yaml" in refused["where"]
     ids = post_handoffs([web.url], 3, "inherited")
     _, _, answer = http("GET", f"{web.url}/v1/handoffs/{ids[0]}", headers=auth())
     assert answer["assignment"]["rule"] == "edited-live" and answer["assignment"]["team"] == "billing"
