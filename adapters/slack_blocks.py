@@ -40,7 +40,7 @@ from connector.brief import (
     subject_for,
     urgency_shown,
 )
-from connector.text_rules import CONTROL_NAMES, code_point_names, rfc3339_utc
+from connector.text_rules import CONTROL_NAMES, called, code_point_names, identity_of, name_of, rfc3339_utc
 
 from .events import Holder
 
@@ -302,7 +302,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     urgency = urgency_of(packet, assignment)
     emoji, label = URGENCY.get(urgency, ("🔵", urgency.title()))
     subject = subject_for(packet)
-    who = customer.get("name") or customer.get("email") or customer.get("phone") or customer.get("id") or "Customer"
+    who = called(customer, "Customer")
     title = f"{emoji} {'Handed off again' if repeat else label}: {subject}"
     blocks: list[dict[str, Any]] = [header(title)]
     if mention:
@@ -312,9 +312,9 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     if caution:  # a reply for another customer than the alert's (`another_customer`)
         blocks.append(section(f"⚠️ {escape(caution)}", block_id="caution"))
 
-    known = [str(customer[key]) for key in ("email", "phone", "id", "account_id") if customer.get(key)]
+    known = [value for _, value in identity_of(customer, ("email", "phone", "id", "account_id"))]
     # Without a name the first of them is the customer's line already, not repeated under it.
-    identity = " · ".join(known if customer.get("name") else known[1:])
+    identity = " · ".join(known if name_of(customer) else known[1:])
     segment = f" · _{short('customer', customer['segment'], 100)}_" if customer.get("segment") else ""
     identity = f"\n{short('customer', identity, 400)}" if identity else ""
     blocks.append(section(f"*Customer:* {short('customer', who, 200)}{segment}{identity}", block_id="customer"))
@@ -442,7 +442,7 @@ def follow_up(packet: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]) 
     """The reply that brings a waiting handoff's thread what the customer wrote since: one line
     saying so; the messages follow in the thread (`transcript` of them)."""
     customer = packet.get("customer") or {}
-    who = customer.get("name") or customer.get("email") or customer.get("phone") or customer.get("id") or "The customer"
+    who = called(customer, "The customer")
     count = f"{len(messages)} message{'s' if len(messages) != 1 else ''}"
     line = f"💬 {fit(who, 200)[0]} wrote again while waiting for an agent ({count}):"
     return {"text": fit(f"💬 {who} wrote again while waiting ({count})", FALLBACK_TEXT)[0],

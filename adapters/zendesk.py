@@ -33,7 +33,7 @@ from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import KINDS as VALUE_KINDS
 from connector.mapping_values import MISSING, compile_for, resolve
 from connector.settings import Settings
-from connector.text_rules import as_identity
+from connector.text_rules import as_identity, called
 
 from .base import (
     Adapter,
@@ -740,8 +740,7 @@ def _requester(customer: Mapping[str, Any]) -> dict[str, Any]:
     one user). A search by phone is eventually consistent, matches partial numbers, and a number
     the customer typed could be another person's: this handoff's transcript would land in that
     person's ticket history. The phone stays in the brief; the name shows it when none is given."""
-    name = customer.get("name") or customer.get("email") or customer.get("phone") or customer.get("id") or "Customer"
-    requester: dict[str, Any] = {"name": str(name)}
+    requester: dict[str, Any] = {"name": called(customer, "Customer")}
     if customer.get("email"):
         requester["email"] = customer["email"]
     return requester

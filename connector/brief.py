@@ -36,7 +36,7 @@ from .schemas.packet import (
     TranscriptEntrySchema,
 )
 from .templating import Sandbox
-from .text_rules import is_blank, rfc3339, rfc3339_utc, visible_controls, without_invisible
+from .text_rules import identity_of, is_blank, name_of, rfc3339, rfc3339_utc, visible_controls, without_invisible
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -689,12 +689,11 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     stated = escalation.get("urgency") or routing.get("priority")
     urgency = urgency_shown(packet, assignment)
     preferred = routing.get("preferred_agent") or {}
-    identity = [(label, customer[key]) for key, label in
-                (("email", "email"), ("phone", "phone"), ("id", "customer id"), ("account_id", "account"))
-                if customer.get(key)]
+    labels = {"email": "email", "phone": "phone", "id": "customer id", "account_id": "account"}
+    identity = [(labels[key], value) for key, value in identity_of(customer, labels)]
     already_given = [label for label, _ in identity] + [key.replace("_", " ") for key in collected]
-    customer_name = customer.get("name") or next((value for _, value in identity), None)
-    if not customer.get("name"):  # the first of them heads the section: not "sam@x.net", then "email: sam@x.net"
+    customer_name = name_of(customer) or next((value for _, value in identity), None)
+    if not name_of(customer):  # the first of them heads the section: not "sam@x.net", then "email: sam@x.net"
         identity = identity[1:]
     latest = last_customer_entry(packet)
     if latest is not None and latest["text"] == first_customer_line(packet):

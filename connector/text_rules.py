@@ -63,10 +63,32 @@ def is_blank(text: str) -> bool:
 
 def as_identity(customer: Mapping[str, Any]) -> dict[str, Any]:
     """The customer as a vendor's own fields take them (a requester's or contact's name and phone):
-    without the characters nobody sees. Named in a brief ([U+202E]), a control here has no place to
-    be shown — raw, "+1 415 \u202e4321 555" displayed as another number, the one an agent dials."""
+    without the characters nobody sees, and without a name or phone that says nothing (`name_of`).
+    Named in a brief ([U+202E]), a control here has no place to be shown — raw, "+1 415 \u202e4321
+    555" displayed as another number, the one an agent dials."""
     return {key: without_invisible(value) if key in ("name", "phone") and isinstance(value, str) else value
-            for key, value in customer.items()}
+            for key, value in customer.items()
+            if key not in ("name", "phone") or not isinstance(value, str) or not is_blank(value)}
+
+
+def name_of(customer: Mapping[str, Any]) -> str | None:
+    """The customer's name, when it says something. The contract leaves `customer.name` free (a bot
+    sends "" for unknown), and one made of "\u200b" or "\u3164" headed the brief and the Slack alert
+    as nothing and became a Zendesk requester named "": the e-mail, phone or id stand in instead."""
+    name = customer.get("name")
+    return name if isinstance(name, str) and not is_blank(name) else None
+
+
+def identity_of(customer: Mapping[str, Any], keys: Iterable[str]) -> list[tuple[str, str]]:
+    """(key, value) of each of `keys` the customer has and that says something: a phone of "\u200b"
+    (the contract asks an id, e-mail or phone to say something, not all three) is no line."""
+    return [(key, str(customer[key])) for key in keys if customer.get(key) and not is_blank(str(customer[key]))]
+
+
+def called(customer: Mapping[str, Any], default: str) -> str:
+    """What to call the customer on one line: their name, else the first of their e-mail, phone and
+    id, else `default`."""
+    return name_of(customer) or next((value for _, value in identity_of(customer, ("email", "phone", "id"))), default)
 
 
 def visible_controls(text: str) -> str:

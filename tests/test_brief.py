@@ -65,6 +65,23 @@ def test_a_customer_known_by_email_alone_is_not_shown_twice_but_a_named_one_has_
     assert "<br>email: dana.whitfield@example.com" in named.html
 
 
+@pytest.mark.parametrize("nothing", ["", "   ", "\u200b\u200b", "\u3164", "\u202e"])
+def test_a_name_that_says_nothing_is_no_name_the_email_heads_the_customer(nothing):
+    """The contract leaves customer.name free: one made of characters nobody sees headed the brief
+    and the Slack alert as nothing ("*Customer:* ​"), and named a Zendesk requester ""."""
+    from adapters.slack_blocks import alert, follow_up
+    from adapters.zendesk import _requester
+    from connector.text_rules import as_identity
+
+    packet = minimal_packet(customer={"name": nothing, "email": "sam.lee@example.net", "phone": "\u200b"})
+    text = render_brief(packet, "hnd_2").text
+    assert "CUSTOMER\n  sam.lee@example.net\n" in text and "email: sam.lee" not in text
+    assert alert(packet, "hnd_2", {}, [])[0]["blocks"][1]["text"]["text"] == "*Customer:* sam.lee@example.net"
+    assert follow_up(packet, packet["transcript"])["text"].startswith("💬 sam.lee@example.net wrote again")
+    assert _requester(as_identity(packet["customer"])) == {"name": "sam.lee@example.net", "email": "sam.lee@example.net"}
+    assert as_identity(packet["customer"]) == {"email": "sam.lee@example.net"}  # nor a phone of nothing
+
+
 def test_the_conversation_s_language_is_with_the_customer():
     brief = render_brief(full_packet(), "hnd_1")
     assert "  account: ACME-88213\n  language: en\n" in brief.text
