@@ -207,7 +207,8 @@ ACCEPTED = {
     "blank text with an attachment": {"transcript": [_entry(text="", attachments=[{"name": "scan.pdf"}])]},
     "urls in any case, without a TLD": {"conversation": {"id": "c-1", "url": "HTTP://chat:8080/1"},
                                         "callback": {"url": "HTTPS://bots.example/cb"}},
-    "an attachment name only whitespace-free to str.strip": {"transcript": [_entry(attachments=[{"name": "\u200b"}])]},
+    "an attachment name with an invisible character beside visible ones":
+        {"transcript": [_entry(attachments=[{"name": "\u200bscan.pdf"}])]},
     "ids with invisible characters beside visible ones": {"customer": {"id": "\u200bsam\u200d"},
                                                           "conversation": {"id": "\ufeffc-1"}},
 }

@@ -222,9 +222,11 @@ def test_an_attachment_with_a_name_only_is_kept_and_one_with_nothing_is_named(cl
     brief = detail["deliveries"][0]["payload"]["brief"]
     assert "📎 invoice-8812.pdf (application/pdf)\n" in brief["text"] and "None" not in brief["text"]
     assert "📎 invoice-8812.pdf (application/pdf)</p>" in brief["html"] and 'href="None"' not in brief["html"]
-    packet["transcript"][0]["attachments"] = [{"content_type": "application/pdf"}]
-    body = problem(post(client, packet), 422)
-    assert body["errors"] == {"transcript.0.attachments.0": ["An attachment needs a url or a name."]}
+    said = "An attachment needs a url or a name (not only whitespace or characters nobody sees, such as U+200B)."
+    for nameless in ({}, {"name": "  "}, {"name": "\u200b"}, {"name": "\u3164\u2060"}):
+        packet["transcript"][0]["attachments"] = [{"content_type": "application/pdf", **nameless}]
+        body = problem(post(client, packet), 422)
+        assert body["errors"] == {"transcript.0.attachments.0": [said]}, nameless
 
 
 def test_unknown_target_is_refused(client):

@@ -64,12 +64,6 @@ def visible() -> str:
     return f"[^{_class_of(ord(char) for char in _bmp() if is_blank(char))}]"
 
 
-@cache
-def not_space() -> str:
-    """A pattern that finds a character `str.strip` keeps (one `str.isspace` is false for)."""
-    return f"[^{_class_of(ord(char) for char in _bmp() if char.isspace())}]"
-
-
 def any_case(word: str) -> str:
     """`word` in either case, for a pattern (`http` -> `[Hh][Tt][Tt][Pp]`)."""
     return "".join(f"[{char.upper()}{char.lower()}]" if char.isalpha()

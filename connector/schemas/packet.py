@@ -16,7 +16,7 @@ from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, pre_loa
 
 from ..text_rules import is_blank, rfc3339, rfc3339_problem
 from . import plain_load
-from .json_schema import json_schema, not_space, null, visible
+from .json_schema import json_schema, null, visible
 
 
 class Length(validate.Length):
@@ -236,12 +236,14 @@ class AttachmentSchema(_Open):
 
     @validates_schema
     @json_schema(lambda: {
-        "description": "Needs a url or a name (not whitespace only).",
+        "description": f"Needs a url or a name (not {NOTHING_SEEN}).",
         "anyOf": [{"required": ["url"], "properties": {"url": {"type": "string"}}},
-                  {"required": ["name"], "properties": {"name": {"type": "string", "pattern": not_space()}}}]})
+                  {"required": ["name"], "properties": {"name": {"type": "string", "pattern": visible()}}}]})
     def _named_or_linked(self, data: dict[str, Any], **_: Any) -> None:
-        if not data.get("url") and not str(data.get("name") or "").strip():
-            raise ValidationError("An attachment needs a url or a name.", "_schema")
+        # The agent's only handle on a file without a url is its name: "\u200b" passed `str.strip`
+        # and the brief listed a 📎 with nothing after it.
+        if not data.get("url") and is_blank(str(data.get("name") or "")):
+            raise ValidationError(f"An attachment needs a url or a name (not {NOTHING_SEEN}).", "_schema")
 
 
 class TranscriptEntrySchema(_Open):
