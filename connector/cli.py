@@ -21,7 +21,7 @@ from adapters import registry
 
 from .db import Database, SchemaGap, reason
 from .errors import ApiProblem, ConfigError
-from .models import Callback, Delivery
+from .models import DISMISSED, Callback, Delivery
 from .settings import MAX_SECONDS, RETENTION_MIN_DAYS, RETENTION_WHY, in_flask_command, web_server_problems
 
 group = AppGroup("connector", help="Operate the handoff connector.")
@@ -357,16 +357,21 @@ def purge_command(days: int | None, dry_run: bool) -> None:
     if dry_run:
         click.echo(f"would forget {retention.count(services.db, before)} handoff(s) created before "
                    f"{before:%Y-%m-%d %H:%M:%S} UTC")
-        dead = retention.dead_callbacks(services.db, before)
-        if dead:
-            click.echo(f"{dead} status callback(s) given up (dead) would go with them, never to be resent "
+        unsent = retention.unsent_callbacks(services.db, before)
+        if unsent.get("dead"):
+            click.echo(f"{unsent['dead']} status callback(s) given up (dead) would go with them, never to be resent "
                        "(`callbacks --resend` first)")
+        if unsent.get(DISMISSED):
+            click.echo(f"{unsent[DISMISSED]} status callback(s) put aside (dismissed) would go with them, never to "
+                       "be sent (`callbacks --resend ID…` first, once the bot has a signing secret)")
         return
     purged = retention.purge(services.db, before)
     click.echo(f"forgot {purged.handoffs} handoff(s), {purged.follow_ups} follow-up(s) and {purged.links} "
                f"conversation link(s) created before {before:%Y-%m-%d %H:%M:%S} UTC")
     if purged.dead_callbacks:
         click.echo(f"{purged.dead_callbacks} status callback(s) given up (dead) went with them, never resent")
+    if purged.dismissed_callbacks:
+        click.echo(f"{purged.dismissed_callbacks} status callback(s) put aside (dismissed) went with them, never sent")
 
 
 def in_command() -> bool:

@@ -54,13 +54,16 @@ class Purged:
     follow_ups: int = 0
     links: int = 0
     more: bool = False  # a whole chunk went: more may be old enough
-    # Status callbacks given up (`dead`) that went with their handoffs: said, since an operator
-    # watching `connector_status_callbacks_owed{status="dead"}` sees them vanish, never resent.
+    # Status callbacks given up (`dead`) or put aside (`dismissed`: a key-only bot's, never sent)
+    # that went with their handoffs: said, since an operator watching
+    # `connector_status_callbacks_owed{status="dead"}` sees them vanish, never (re)sent.
     dead_callbacks: int = 0
+    dismissed_callbacks: int = 0
 
     def __add__(self, other: Purged) -> Purged:
         return Purged(self.handoffs + other.handoffs, self.follow_ups + other.follow_ups,
-                      self.links + other.links, other.more, self.dead_callbacks + other.dead_callbacks)
+                      self.links + other.links, other.more, self.dead_callbacks + other.dead_callbacks,
+                      self.dismissed_callbacks + other.dismissed_callbacks)
 
 
 def cutoff(days: int, now: dt.datetime | None = None) -> dt.datetime:
@@ -95,13 +98,22 @@ def count(db: Database, before: dt.datetime) -> int:
         return session.scalar(select(func.count()).select_from(_H).where(_forgettable(before))) or 0
 
 
-def dead_callbacks(db: Database, before: dt.datetime) -> int:
-    """How many status callbacks given up (dead) would go with them: a dry run says so, since once
-    forgotten they can never be resent (`callbacks --resend` first)."""
-    chosen = select(_H.c.id).where(_forgettable(before))
+def unsent_callbacks(db: Database, before: dt.datetime) -> dict[str, int]:
+    """How many status callbacks given up (dead) or put aside (dismissed) would go with them, by
+    status: a dry run says so, since once forgotten they can never be resent (`callbacks --resend`
+    first)."""
     with db.reading() as session:
-        return session.scalar(select(func.count()).select_from(_C).where(
-            _C.c.handoff_id.in_(chosen), _C.c.status == "dead")) or 0
+        return _unsent(session, select(_H.c.id).where(_forgettable(before)))
+
+
+_UNSENT = ("dead", DISMISSED)
+
+
+def _unsent(connection: Any, handoff_ids: Any) -> dict[str, int]:
+    """{status: count} of the callbacks of `handoff_ids` (ids or a select of them) never to be sent."""
+    rows = connection.execute(select(_C.c.status, func.count()).where(
+        _C.c.handoff_id.in_(handoff_ids), _C.c.status.in_(_UNSENT)).group_by(_C.c.status)).all()
+    return {status: number for status, number in rows}
 
 
 def purge_chunk(db: Database, before: dt.datetime, limit: int = CHUNK) -> Purged:
@@ -117,10 +129,10 @@ def purge_chunk(db: Database, before: dt.datetime, limit: int = CHUNK) -> Purged
                                   .with_for_update(of=_H, skip_locked=True)).all()
         if not rows:
             return Purged()
-        dead = connection.execute(select(func.count()).select_from(_C).where(
-            _C.c.handoff_id.in_([row.id for row in rows]), _C.c.status == "dead")).scalar() or 0
+        unsent = _unsent(connection, [row.id for row in rows])
         handoffs, follow_ups, links = _forget(connection, rows, before)
-    return Purged(handoffs, follow_ups, links, more=len(rows) == limit, dead_callbacks=dead)
+    return Purged(handoffs, follow_ups, links, more=len(rows) == limit, dead_callbacks=unsent.get("dead", 0),
+                  dismissed_callbacks=unsent.get(DISMISSED, 0))
 
 
 def _forget(connection: Connection, rows: Sequence[Any], before: dt.datetime) -> tuple[int, int, int]:
@@ -156,6 +168,7 @@ def purge(db: Database, before: dt.datetime, *, max_chunks: int | None = None) -
     if total.handoffs:
         log.info("forgot old handoffs", extra={"before": before.isoformat(), "handoffs": total.handoffs,
                                                "follow_ups": total.follow_ups, "conversation_links": total.links,
-                                               "dead_callbacks": total.dead_callbacks, "more": total.more})
+                                               "dead_callbacks": total.dead_callbacks,
+                                               "dismissed_callbacks": total.dismissed_callbacks, "more": total.more})
         metrics.purged(total.handoffs, total.follow_ups, total.links)
     return total

@@ -160,6 +160,10 @@ def test_the_purge_command_counts_then_forgets(app):
     with db.session() as session:  # a callback the bot never got: it goes with its handoff, and is said to
         session.add(Callback(handoff_id=handoff_id, bot_id="support-bot", state="delivered", body={}, status="dead",
                              url="https://bot.example/cb"))
+        # …and one a key-only bot was never sent (`dismissed`): resendable by id once it has a secret.
+        for state in ("assigned", "completed"):
+            session.add(Callback(handoff_id=handoff_id, bot_id="support-bot", state=state, body={}, status="dismissed",
+                                 url="https://bot.example/cb"))
     refused = runner.invoke(args=["connector", "purge"])
     assert refused.exit_code == 2 and "CONNECTOR_RETENTION_DAYS" in refused.output
     too_short = runner.invoke(args=["connector", "purge", "--days", "3"])
@@ -169,10 +173,13 @@ def test_the_purge_command_counts_then_forgets(app):
     # Said before, where it can still be acted on: the real run was the first to mention it.
     assert ("1 status callback(s) given up (dead) would go with them, never to be resent (`callbacks --resend` "
             "first)") in counted.output
+    assert ("2 status callback(s) put aside (dismissed) would go with them, never to be sent (`callbacks --resend "
+            "ID…` first, once the bot has a signing secret)") in counted.output
     assert left(db, Handoff, Handoff.id) == {handoff_id}
     forgot = runner.invoke(args=["connector", "purge", "--days", "30"])
     assert forgot.exit_code == 0 and "forgot 1 handoff(s), 0 follow-up(s) and 1 conversation link(s)" in forgot.output
     assert "1 status callback(s) given up (dead) went with them, never resent" in forgot.output
+    assert "2 status callback(s) put aside (dismissed) went with them, never sent" in forgot.output
     assert left(db, Handoff, Handoff.id) == set()
 
 
