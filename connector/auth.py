@@ -23,7 +23,7 @@ from . import callbacks
 from .errors import Forbidden, Unauthenticated
 from .idempotency import CALLER_ID
 from .settings import Settings
-from .vendor_signatures import SignatureError, signed_by
+from .vendor_signatures import SignatureError, at_fault, signed_by
 
 log = logging.getLogger(__name__)
 
@@ -77,22 +77,10 @@ def _signed(request: Request, settings: Settings, now: float) -> Caller:
     return Caller(bot_id=bot_id, method="signature", message_id=request.headers.get("webhook-id"))
 
 
-# The header at fault for each refusal (the contract's `errors` maps the field at fault): a stale
-# `webhook-timestamp` was reported against `webhook-signature`, and a bot's developer looked at the
-# signing code, not the clock. The body's own refusals are `(body)`, as a packet's are; the rest
-# (a wrong or missing signature, no secret to check it with) are the signature's.
-_AT_FAULT = {
-    "missing_id": "webhook-id", "webhook_id_malformed": "webhook-id", "callback_id": "webhook-id",
-    "missing_timestamp": "webhook-timestamp", "malformed_timestamp": "webhook-timestamp",
-    "stale_timestamp": "webhook-timestamp", "future_timestamp": "webhook-timestamp",
-    "malformed_body": "(body)", "body_on_read": "(body)",
-}
-
-
 def _refused(reason: str, said: str = "") -> NoReturn:
     log.warning("bot signature refused", extra={"reason": reason})
     raise Unauthenticated(f"The request signature was refused ({reason}){said}.",
-                          errors={_AT_FAULT.get(reason, "webhook-signature"): [reason]})
+                          errors={at_fault("bot", reason): [reason]})
 
 
 def authenticate_bot(request: Request, settings: Settings, now: float | None = None) -> Caller:

@@ -49,6 +49,30 @@ _DIGEST_SIZE = hashlib.sha256().digest_size
 _MAX_SIGNATURES = 16  # Standard Webhooks allows several; more than this is not a rotation
 
 
+# Each signer's headers, by the part of a signed request they carry (as errors name them).
+HEADERS = {
+    "bot": {"id": "webhook-id", "timestamp": "webhook-timestamp", "signature": "webhook-signature"},
+    "slack": {"timestamp": "X-Slack-Request-Timestamp", "signature": "X-Slack-Signature"},
+    "zendesk": {"timestamp": "X-Zendesk-Webhook-Signature-Timestamp", "signature": "X-Zendesk-Webhook-Signature"},
+}
+# The part at fault for each refusal: a stale timestamp was reported against the signature header,
+# and a developer looked at the signing code, not the clock. The body's own refusals are `(body)`,
+# as a packet's are; the rest (a wrong or missing signature, no secret to check it with) the signature's.
+_PART = {
+    "missing_id": "id", "webhook_id_malformed": "id", "callback_id": "id",
+    "missing_timestamp": "timestamp", "malformed_timestamp": "timestamp",
+    "stale_timestamp": "timestamp", "future_timestamp": "timestamp",
+}
+
+
+def at_fault(signer: str, reason: str) -> str:
+    """The header (or `(body)`) a refusal's `errors` names for `signer` (`bot`, `slack`, `zendesk`)."""
+    if reason in ("malformed_body", "body_on_read"):
+        return "(body)"
+    headers = HEADERS[signer]
+    return headers.get(_PART.get(reason, "signature"), headers["signature"])
+
+
 class SignatureError(Exception):
     """A webhook was refused. `reason` is machine-readable; the message is safe to log."""
 

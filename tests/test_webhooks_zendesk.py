@@ -117,19 +117,24 @@ def test_either_rotated_secret_is_accepted(zendesk_app):
     assert post(zendesk_app, EVENT_BYTES, headers(SIG)).status_code == 200
 
 
-@pytest.mark.parametrize(("hdrs", "reason"), [
-    ({"X-Zendesk-Webhook-Signature-Timestamp": SIGNED_AT}, "missing_signature"),
-    ({"X-Zendesk-Webhook-Signature": SIG}, "missing_timestamp"),
-    (headers("R/8sj0lK3j3KD1TkALrB9Vs0SAjlFqCFd/L7/Od922w=".replace("R/8", "S/8")), "mismatch"),
-    (headers(SIG, "2026-11-21T12:00:01Z"), "mismatch"),
-    (headers("not base64!"), "malformed_signature"),
+SIGNATURE, TIMESTAMP = "X-Zendesk-Webhook-Signature", "X-Zendesk-Webhook-Signature-Timestamp"
+
+
+@pytest.mark.parametrize(("hdrs", "reason", "at_fault"), [
+    ({TIMESTAMP: SIGNED_AT}, "missing_signature", SIGNATURE),
+    # The timestamp's own faults name its header: a developer looks at the clock, not the signing code.
+    ({SIGNATURE: SIG}, "missing_timestamp", TIMESTAMP),
+    (headers(SIG, "yesterday"), "malformed_timestamp", TIMESTAMP),
+    (headers("R/8sj0lK3j3KD1TkALrB9Vs0SAjlFqCFd/L7/Od922w=".replace("R/8", "S/8")), "mismatch", SIGNATURE),
+    (headers(SIG, "2026-11-21T12:00:01Z"), "mismatch", SIGNATURE),
+    (headers("not base64!"), "malformed_signature", SIGNATURE),
 ])
-def test_a_bad_signature_is_refused_with_its_reason(zendesk_app, hdrs, reason):
+def test_a_bad_signature_is_refused_with_its_reason(zendesk_app, hdrs, reason, at_fault):
     delivered(zendesk_app)
     response = post(zendesk_app, EVENT_BYTES, hdrs)
     assert response.status_code == 401
     assert response.mimetype == "application/problem+json"
-    assert response.get_json()["errors"] == {"X-Zendesk-Webhook-Signature": [reason]}
+    assert response.get_json()["errors"] == {at_fault: [reason]}
     assert assignments(zendesk_app) == []
 
 
@@ -145,7 +150,8 @@ def test_outside_the_window_is_refused(zendesk_app, offset, reason):
     zendesk_app.extensions["connector"].clock = lambda: T0 + offset
     response = post(zendesk_app, EVENT_BYTES, headers())
     assert response.status_code == 401
-    assert response.get_json()["errors"] == {"X-Zendesk-Webhook-Signature": [reason]}
+    assert response.get_json()["errors"] == {TIMESTAMP: [reason]}
+    assert "the window is 300 s" in response.get_json()["detail"]
 
 
 def test_without_a_configured_secret_every_event_is_refused(make_app):

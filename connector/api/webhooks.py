@@ -17,7 +17,7 @@ from ..assignments import receive
 from ..errors import Unauthenticated, UnsupportedMediaType
 from ..json_body import parse_json
 from ..services import current_services
-from ..vendor_signatures import SignatureError, verify_slack, verify_zendesk
+from ..vendor_signatures import SignatureError, at_fault, verify_slack, verify_zendesk
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
@@ -25,7 +25,7 @@ bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 Verifier = Callable[[bytes, Mapping[str, str], Sequence[str], float], None]
 
 
-def _verified(verify: Verifier, secrets: Sequence[str], header: str, variable: str) -> tuple[bytes, float]:
+def _verified(verify: Verifier, secrets: Sequence[str], variable: str) -> tuple[bytes, float]:
     """The raw body, read before anything parses it, once its signature holds; and the time."""
     services = current_services()
     raw, now = request.get_data(), services.clock()
@@ -34,8 +34,9 @@ def _verified(verify: Verifier, secrets: Sequence[str], header: str, variable: s
     except SignatureError as err:
         log.warning("vendor webhook refused", extra={"vendor": err.vendor, "reason": err.reason})
         detail = (f"{variable} is not set on this connector, so every {err.vendor} event is refused."
-                  if err.reason == "no_secret_configured" else f"The {header} signature was refused ({err.reason}).")
-        raise Unauthenticated(detail, errors={header: [err.reason]},
+                  if err.reason == "no_secret_configured" else
+                  f"The {err.vendor.capitalize()} signature was refused ({err.reason}): {err.detail}.")
+        raise Unauthenticated(detail, errors={at_fault(err.vendor, err.reason): [err.reason]},
                               headers={"WWW-Authenticate": f'Signature realm="{err.vendor}-webhooks"'}) from None
     return raw, now
 
@@ -70,8 +71,7 @@ def zendesk() -> Response:
         422: {$ref: "#/components/responses/Problem"}
     """
     services = current_services()
-    raw, now = _verified(verify_zendesk, services.settings.zendesk_webhook_secrets, "X-Zendesk-Webhook-Signature",
-                         "ZENDESK_WEBHOOK_SECRETS")
+    raw, now = _verified(verify_zendesk, services.settings.zendesk_webhook_secrets, "ZENDESK_WEBHOOK_SECRETS")
     data = parse_json(raw, request.content_type, services.settings.max_json_depth, what="event")
     received = receive(services, zendesk_events.parse, data, dt.datetime.fromtimestamp(now, dt.UTC))
     return jsonify(received.body())
@@ -110,8 +110,7 @@ def slack() -> Response:
         422: {$ref: "#/components/responses/Problem"}
     """
     services = current_services()
-    raw, now = _verified(verify_slack, (services.settings.slack_signing_secret,), "X-Slack-Signature",
-                         "SLACK_SIGNING_SECRET")
+    raw, now = _verified(verify_slack, (services.settings.slack_signing_secret,), "SLACK_SIGNING_SECRET")
     mimetype = (request.content_type or "").split(";")[0].strip().lower()
     if mimetype != "application/x-www-form-urlencoded":
         raise UnsupportedMediaType(f"Slack interactivity is form-encoded (got {mimetype or 'no content type'}).")
