@@ -42,11 +42,11 @@ class EndUsers:
         or upserts again (same external_id, same user, same ticket body for the Idempotency-Key).
         Not on updates: the ticket has its requester. A bot's own `vendor_extra.zendesk.requester`
         or `requester_id` is left as it says."""
-        customer = as_identity(ctx.packet.get("customer") or {})
-        if customer.get("email") or not customer.get("id") or {"requester", "requester_id"} & set(ctx.vendor_extra):
+        external_id = customer_external_id(ctx.packet)
+        if external_id is None or {"requester", "requester_id"} & set(ctx.vendor_extra):
             return payload, ()
+        customer = as_identity(ctx.packet.get("customer") or {})
         ticket = payload["ticket"]
-        external_id = _external_id(str((ctx.packet.get("bot") or {}).get("id") or ""), str(customer["id"]))
         # What an earlier attempt, whose ticket was not found after a timeout, noted of the user it
         # made: this one finds that user (no upsert, nothing refused), and the note is still true.
         earlier = tuple(entry for entry in _carried(ctx) if str(entry.get("reason", "")).startswith(PHONE_REFUSED))
@@ -79,17 +79,11 @@ class EndUsers:
         `earlier`: what an earlier attempt noted of the user it made (a phone refused), listed again
         when this one finds that user."""
         try:
-            # `_external_id` has no comma, Show Many Users' separator: the lookup asks for one id.
-            reply, _ = self._call("GET", "/api/v2/users/show_many.json", write=False,
-                                  params={"external_ids": external_id}, expect="users")
-            held = [user for user in reply["users"] if isinstance(user, Mapping)
-                    and str(user.get("external_id") or "").casefold() == external_id.casefold()]
-            for user in held:
-                if user.get("external_id") == external_id and not _not_the_customer(user) \
-                        and id_problem(user.get("id")) is None:
-                    return int(user["id"]), earlier
-            if held:
-                return None, _someone_else(_not_the_customer(held[0]) or "its external id in another case")
+            user_id, someone_else = self._held(external_id)
+            if user_id is not None:
+                return user_id, earlier
+            if someone_else:
+                return None, _someone_else(someone_else)
             user = {"name": name, "external_id": external_id}
             number = _e164(phone)
             if not number:
@@ -107,6 +101,24 @@ class EndUsers:
             if isinstance(err, AuthError) and err.status != 403:
                 raise  # the credentials refused: the ticket would be too
             return None, _no_end_user(err)
+
+    def _held(self, external_id: str, timeout: float | None = None) -> tuple[int | None, str | None]:
+        """Who Zendesk holds under `external_id` (Show Many Users: a read of the user table, not
+        the eventually consistent search): (the customer's end user's id, None); (None, why the
+        user it holds is not the customer — `find_or_make` says why); (None, None) when it holds
+        nobody."""
+        # `_external_id` has no comma, Show Many Users' separator: the lookup asks for one id.
+        reply, _ = self._call("GET", "/api/v2/users/show_many.json", write=False, timeout=timeout,
+                              params={"external_ids": external_id}, expect="users")
+        held = [user for user in reply["users"] if isinstance(user, Mapping)
+                and str(user.get("external_id") or "").casefold() == external_id.casefold()]
+        for user in held:
+            if user.get("external_id") == external_id and not _not_the_customer(user) \
+                    and id_problem(user.get("id")) is None:
+                return int(user["id"]), None
+        if held:
+            return None, _not_the_customer(held[0]) or "its external id in another case"
+        return None, None
 
     def _upserted(self, user: dict[str, Any], left_out: Dropped) -> tuple[int | None, Dropped]:
         """The end user Create Or Update User answers for `user`, unless it is not one a ticket can
@@ -161,6 +173,15 @@ def _e164(phone: Any) -> str | None:
 _FOLD_PROOF = re.compile(r"[a-z0-9_.@+-]+", re.ASCII)
 READABLE_ID_MAX = 255  # Zendesk's limit for the external ids it describes one for (a channel's)
 PHONE_REFUSED = "Zendesk refused the customer's phone on their end user"
+
+
+def customer_external_id(packet: Mapping[str, Any]) -> str | None:
+    """The external id of the customer's end user (`_external_id`) when the bot names them by its id
+    and no e-mail; None when an e-mail names them (the ticket's requester is found by it), or nothing."""
+    customer = packet.get("customer") or {}
+    if customer.get("email") or not customer.get("id"):
+        return None
+    return _external_id(str((packet.get("bot") or {}).get("id") or ""), str(customer["id"]))
 
 
 def _external_id(bot_id: str, customer_id: str) -> str:
