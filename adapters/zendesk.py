@@ -56,7 +56,7 @@ from .errors import (
     TransientError,
 )
 from .zendesk_http import ZendeskSession, edge, id_problem, quota_pause
-from .zendesk_users import EndUsers
+from .zendesk_users import EndUsers, customer_external_id
 
 log = logging.getLogger(__name__)
 
@@ -471,11 +471,12 @@ class ZendeskAdapter(Adapter):
             if ticket else None
 
     def previous_agent(self, packet: Mapping[str, Any], deadline: float | None = None) -> Mapping[str, Any] | None:
-        # Asked before the handoff is stored, while the bot waits: the search and the user read
-        # share the lookup's time (`deadline`, a time.monotonic(), from `decision.lookup_ends`;
-        # without one, the same share of a whole budget from now), each call capped by the
-        # delivery timeout — a Zendesk that does not answer made the bot wait 15 s more, with
-        # nothing stored yet. Routing falls back then.
+        # Asked before the handoff is stored, while the bot waits: the search (for a customer
+        # without e-mail, their end user's lookup and ticket list) and the agent's read share the
+        # lookup's time (`deadline`, a time.monotonic(), from `decision.lookup_ends`; without one,
+        # the same share of a whole budget from now), each call capped by the delivery timeout —
+        # a Zendesk that does not answer made the bot wait 15 s more, with nothing stored yet.
+        # Routing falls back then.
         started = time.monotonic()
         ends = deadline if deadline is not None else lookup_ends(started + self.settings.sync_budget_ms / 1000, started)
 
@@ -486,7 +487,7 @@ class ZendeskAdapter(Adapter):
             return min(self.settings.vendor_timeout_s, left)
 
         try:
-            ticket = self._latest_open_ticket(packet, assigned=True, timeout=timeout())
+            ticket = self._latest_open_ticket(packet, assigned=True, timeout=timeout)
             if ticket is None:
                 return None
             path = f"/api/v2/users/{quote(str(ticket['assignee_id']))}.json"
@@ -501,7 +502,11 @@ class ZendeskAdapter(Adapter):
             return None
 
     def _latest_open_ticket(self, packet: Mapping[str, Any], assigned: bool = False,
-                            timeout: float | None = None) -> dict[str, Any] | None:
+                            timeout: Callable[[], float | None] = lambda: None) -> dict[str, Any] | None:
+        """The customer's newest open ticket (`assigned`: with an assignee), or None. `timeout`
+        gives each call's timeout in seconds as it is made (None: the delivery timeout)."""
+        if (external_id := customer_external_id(packet)) is not None:
+            return self._latest_open_requested(external_id, assigned, timeout)
         email = str((packet.get("customer") or {}).get("email") or "")
         if not SEARCHABLE_EMAIL.fullmatch(email):
             # Zendesk's search reads `*` as a wildcard and other characters as its syntax: an
@@ -509,13 +514,26 @@ class ZendeskAdapter(Adapter):
             # their agent in, or adding this brief to it). Such an address is not looked up.
             return None
         query = f"type:ticket requester:{email} status<solved"
-        reply, _ = self._call("GET", "/api/v2/search.json", write=False, timeout=timeout,
+        reply, _ = self._call("GET", "/api/v2/search.json", write=False, timeout=timeout(),
                               params={"query": query, "sort_by": "created_at", "sort_order": "desc"}, expect="results")
-        for result in reply.get("results") or []:
-            if result.get("result_type") == "ticket" and result.get("status") in OPEN_STATUSES \
-                    and (result.get("assignee_id") or not assigned):
-                return result
-        return None
+        return _latest_open([result for result in reply.get("results") or [] if result.get("result_type") == "ticket"],
+                            assigned)
+
+    def _latest_open_requested(self, external_id: str, assigned: bool,
+                               timeout: Callable[[], float | None]) -> dict[str, Any] | None:
+        """The newest open ticket of a customer the bot knows by its id and no e-mail: their end user
+        (`EndUsers.find`, under `external_id`; never made here) requested it. Read from the ticket
+        table (List User Requested Tickets), not searched: search is eventually consistent and its
+        syntax is not in Zendesk's description. Nobody found who may be the customer, nothing is read:
+        a user held under the id that is someone else's (an agent, suspended, the id in another
+        case) would lend this customer their ticket or their agent."""
+        user_id = self._users.find(external_id, timeout=timeout())
+        if user_id is None:
+            return None
+        # Newest first, a page of 100 (Zendesk's most): a customer's open ticket is among their latest.
+        reply, _ = self._call("GET", f"/api/v2/users/{user_id}/tickets/requested.json", write=False, timeout=timeout(),
+                              params={"sort_by": "created_at", "sort_order": "desc", "per_page": 100}, expect="tickets")
+        return _latest_open(reply["tickets"], assigned)
 
     def _with_upload(self, payload: dict[str, Any], ctx: HandoffContext) -> dict[str, Any]:
         """Upload the attachment `_comment` planned and link its token to the comment.
@@ -609,6 +627,15 @@ def _most_that_fit(most: int, render: Callable[[int], str], fits: Callable[[str]
         else:
             high = n - 1
     return best
+
+
+def _latest_open(tickets: list[Any], assigned: bool) -> dict[str, Any] | None:
+    """The first of `tickets` (newest first) still open (`assigned`: with an assignee), or None."""
+    for ticket in tickets:
+        if isinstance(ticket, dict) and ticket.get("status") in OPEN_STATUSES \
+                and (ticket.get("assignee_id") or not assigned):
+            return ticket
+    return None
 
 
 def _holder(ticket: Mapping[str, Any], reopened: bool) -> str | None:

@@ -2,7 +2,8 @@
 e-mail (WhatsApp, SMS, voice). A ticket's `requester` object takes an e-mail or a name; anyone else
 is found (Show Many Users) or made (Create Or Update User) under an external id of ours, and the
 ticket names them by `requester_id`. Every rule of which user may be the customer lives here;
-`adapters/zendesk.py` asks `EndUsers.with_end_user` before it makes a ticket."""
+`adapters/zendesk.py` asks `EndUsers.with_end_user` before it makes a ticket, and `EndUsers.find`
+(which makes nothing) before it looks for the customer's open ticket."""
 
 from __future__ import annotations
 
@@ -101,6 +102,23 @@ class EndUsers:
             if isinstance(err, AuthError) and err.status != 403:
                 raise  # the credentials refused: the ticket would be too
             return None, _no_end_user(err)
+
+    def find(self, external_id: str, timeout: float | None = None) -> int | None:
+        """The id of the end user Zendesk holds under `external_id` that may be the customer (the
+        rules of `find_or_make`: exactly our id, an end user, not suspended), for a look at their
+        tickets; None when there is none, only someone else, or the API user may not read users
+        (403, which `find_or_make` takes as no end user too: the ticket is still made). Nothing is
+        made or written: a lookup must not make the customer a user. `timeout` in seconds, else the
+        delivery timeout. Any other failure is raised, as the ticket search's are."""
+        try:
+            user_id, _ = self._held(external_id, timeout)
+        except AuthError as err:
+            if err.status != 403:
+                raise  # the credentials refused: the search and the ticket would be too
+            log.warning("Zendesk would not show the customer's end user; their open ticket is not looked for",
+                        extra={"status": err.status})
+            return None
+        return user_id
 
     def _held(self, external_id: str, timeout: float | None = None) -> tuple[int | None, str | None]:
         """Who Zendesk holds under `external_id` (Show Many Users: a read of the user table, not

@@ -1161,6 +1161,129 @@ def test_a_search_that_used_the_whole_share_skips_the_user_read_and_routing_fall
     assert warning.waited_ms == 2500
 
 
+# ---- a customer known by the bot's id: their open ticket and their previous agent -----------------------
+
+REQUESTED = "/api/v2/users/902841170001/tickets/requested.json"  # the tickets Dana's end user requested
+
+
+def test_a_customer_known_by_id_joins_their_open_ticket_found_through_their_end_user(zd: FakeZendesk) -> None:
+    # Searched by e-mail alone, a WhatsApp customer was never found: each conversation made a new ticket.
+    zd.end_user(id=902841170001, external_id=DANA)
+    zd.users_by_external_id()
+    zd.requested_tickets(902841170001)
+    zd.update_ticket(77120)
+
+    outcome = adapter(update_open_ticket=True).deliver(ctx(full_packet(customer=WHATSAPP)))
+
+    assert (outcome.status, outcome.vendor_id) == ("updated", "77120")  # the open one, not the newer solved one
+    assert paths(zd) == [f"GET {USERS_BY_EXTERNAL_ID}", f"GET {REQUESTED}", "PUT /api/v2/tickets/77120.json"]
+    assert zd.calls("GET", USERS_BY_EXTERNAL_ID)[0].request.params == {"external_ids": DANA}
+    # The ticket table, newest first; not the search index, where a new ticket is missing for minutes.
+    assert zd.calls("GET", REQUESTED)[0].request.params == {"sort_by": "created_at", "sort_order": "desc",
+                                                            "per_page": "100"}
+
+
+def test_a_customer_known_by_id_has_their_previous_agent_found(zd: FakeZendesk, clock: list[float]) -> None:
+    zd.end_user(id=902841170001, external_id=DANA)
+    zd.users_by_external_id()
+    unassigned = {**fixture("tickets-requested.json")["tickets"][1], "id": 77170, "status": "new", "assignee_id": None}
+    zd.requested_tickets(902841170001, tickets=[unassigned, *fixture("tickets-requested.json")["tickets"]])
+    zd.show_user()
+
+    agent = adapter().previous_agent(full_packet(customer=WHATSAPP))
+
+    assert agent == {"id": "381156009921", "name": "Sam Okafor", "email": "sam@acme.example"}
+    assert paths(zd) == [f"GET {USERS_BY_EXTERNAL_ID}", f"GET {REQUESTED}", "GET /api/v2/users/381156009921.json"]
+    assert timeouts(zd) == [2.5, 2.5, 2.5]  # each call bounded by the lookup's share, as the search is
+
+
+def slow_user_lookup(zd: FakeZendesk, clock: list[float], seconds: float) -> None:
+    """Show Many Users answering Dana's end user after `seconds` of the adapter's clock."""
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        clock[0] += seconds
+        users = [user for user in zd.users.values() if user.get("external_id") == DANA]
+        return 200, {}, json.dumps({"users": users, "next_page": None, "previous_page": None, "count": len(users)})
+    zd.rsps.add_callback("GET", zd.origin + USERS_BY_EXTERNAL_ID, callback=answer, content_type="application/json")
+
+
+def test_a_customer_known_by_ids_lookups_share_one_allowance(zd: FakeZendesk, clock: list[float]) -> None:
+    zd.end_user(id=902841170001, external_id=DANA)
+    slow_user_lookup(zd, clock, 1.5)
+    zd.requested_tickets(902841170001)
+    zd.show_user()
+    assert adapter().previous_agent(full_packet(customer=WHATSAPP), deadline=clock[0] + 2.0) is not None
+    assert timeouts(zd) == [2.0, 0.5, 0.5]
+
+
+def test_a_user_lookup_that_used_the_whole_share_reads_no_tickets_and_routing_falls_back(
+        zd: FakeZendesk, clock: list[float], caplog: pytest.LogCaptureFixture) -> None:
+    zd.end_user(id=902841170001, external_id=DANA)
+    slow_user_lookup(zd, clock, 2.5)
+    assert adapter().previous_agent(full_packet(customer=WHATSAPP)) is None
+    assert paths(zd) == [f"GET {USERS_BY_EXTERNAL_ID}"]
+    [warning] = [r for r in caplog.records if "previous agent unknown (TransientError)" in r.getMessage()]
+    assert warning.waited_ms == 2500
+
+
+@pytest.mark.parametrize("held", [
+    None,  # nobody: no ticket is read, and looking makes no user
+    {"external_id": DANA.upper()},  # an SSO user's, say: Zendesk's lookup answers it
+    {"external_id": DANA, "role": "agent"},
+    {"external_id": DANA, "suspended": True},
+], ids=["nobody", "another-case", "agent", "suspended"])
+def test_no_ticket_is_looked_for_without_an_end_user_that_may_be_the_customer(zd: FakeZendesk, held) -> None:
+    # The same rules as for the ticket's requester: someone else's tickets would get this brief, or
+    # lend their agent to this customer.
+    other = zd.end_user(id=902841170001, name="Someone Else", **held) if held else None
+    before = dict(other or {})
+    zd.users_by_external_id()
+    target = adapter(update_open_ticket=True)
+
+    assert target.find_open_ticket(ctx(full_packet(customer=WHATSAPP))) is None
+    assert target.previous_agent(full_packet(customer=WHATSAPP)) is None
+
+    assert paths(zd) == [f"GET {USERS_BY_EXTERNAL_ID}"] * 2  # no ticket list, no search, no upsert
+    assert zd.users == ({902841170001: before} if held else {})
+
+
+def test_an_api_user_that_may_not_read_users_still_makes_the_ticket(zd: FakeZendesk) -> None:
+    # A 403 at the lookup is what the ticket's own end-user lookup takes as "no end user": the ticket
+    # is made with the customer's name, not failed for want of a search.
+    zd.error("GET", USERS_BY_EXTERNAL_ID, 403, "error-403-forbidden.json")
+    zd.create_ticket()
+
+    outcome = adapter(update_open_ticket=True).deliver(ctx(full_packet(customer=WHATSAPP)))
+
+    assert outcome.status == "created"
+    assert paths(zd) == [f"GET {USERS_BY_EXTERNAL_ID}", f"GET {USERS_BY_EXTERNAL_ID}", f"POST {TICKETS}"]
+
+
+def test_refused_credentials_at_the_user_lookup_fail_as_at_the_search(zd: FakeZendesk) -> None:
+    zd.error("GET", USERS_BY_EXTERNAL_ID, 401, "error-401.json")
+    with pytest.raises(AuthError):
+        adapter(update_open_ticket=True).find_open_ticket(ctx(full_packet(customer=WHATSAPP)))
+
+
+def test_a_failed_ticket_list_falls_back_to_a_new_ticket_as_a_failed_search_does(
+        zd: FakeZendesk, caplog: pytest.LogCaptureFixture) -> None:
+    zd.end_user(id=902841170001, external_id=DANA)
+    zd.users_by_external_id()
+    zd.error("GET", REQUESTED, 503, "error-503.html")
+    zd.create_ticket()
+
+    outcome = adapter(update_open_ticket=True).deliver(ctx(full_packet(customer=WHATSAPP)))
+
+    assert outcome.status == "created" and "open-ticket search failed" in caplog.text
+    assert zd.json_bodies("POST", TICKETS)[0]["ticket"]["requester_id"] == 902841170001
+
+
+def test_a_customer_with_an_e_mail_and_an_id_is_still_searched_by_e_mail_alone(zd: FakeZendesk) -> None:
+    zd.search(query="type:ticket requester:dana.whitfield@example.com status<solved")
+    zd.update_ticket(77120)
+    adapter(update_open_ticket=True).deliver(ctx(full_packet()))  # her e-mail and her id, cus_5521
+    assert paths(zd) == ["GET /api/v2/search.json", "PUT /api/v2/tickets/77120.json"]
+
+
 # ---- settings -------------------------------------------------------------------------------------------
 
 

@@ -98,6 +98,18 @@ class FakeZendesk:
         match = [matchers.query_param_matcher({"query": query}, strict_match=False)] if query else []
         return self._add("GET", "/api/v2/search.json", 200, body, match=match)
 
+    def requested_tickets(self, user_id: int = 902841177231,
+                          tickets: list[dict[str, Any]] | None = None) -> responses.BaseResponse:
+        """`GET /api/v2/users/{user_id}/tickets/requested.json`: the tickets a user requested, of any
+        status, newest first (a read of the ticket table, not the search index); by default a solved
+        ticket and, older, an open one with an agent."""
+        body = fixture("tickets-requested.json")
+        if tickets is not None:
+            body.update(tickets=tickets, count=len(tickets))
+        for ticket in body["tickets"]:
+            ticket["requester_id"] = user_id
+        return self._add("GET", f"/api/v2/users/{user_id}/tickets/requested.json", 200, body)
+
     def show_user(self, user_id: int = 381156009921) -> responses.BaseResponse:
         body = fixture("user-show-agent.json")
         body["user"]["id"] = user_id
