@@ -56,6 +56,7 @@ from .errors import (
     TransientError,
 )
 from .zendesk_http import ZendeskSession, edge, id_problem, quota_pause
+from .zendesk_refused import create_or_without
 from .zendesk_users import EndUsers, customer_external_id
 
 log = logging.getLogger(__name__)
@@ -301,52 +302,21 @@ class ZendeskAdapter(Adapter):
     # ---- sending ------------------------------------------------------------------------------
 
     def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
-        """The ticket; one whose field Zendesk refuses by name (`CAN_GO_WITHOUT`) is made once more
-        without it, and the receipt names it: routing's previous agent outside the team's group, a
-        group deleted since the mapping named it, a requester address Zendesk will not take — each
-        lost the whole ticket, brief and transcript, for good (Salesforce's cases did not).
+        """The ticket; one whose field Zendesk refuses by name (`zendesk_refused.CAN_GO_WITHOUT`) is
+        made once more without it, and the receipt names it: routing's previous agent outside the
+        team's group, a group deleted since the mapping named it, a requester address Zendesk will
+        not take — each lost the whole ticket, brief and transcript, for good (Salesforce's cases did
+        not).
 
         A customer known by the bot's id and no e-mail is first found or made as an end user
         (`EndUsers.with_end_user`), so the payload sent names them by `requester_id`: what the preview
         shows (`requester: {name}`) is what goes when that is not possible."""
         payload, user_left_out = self._users.with_end_user(payload, ctx)
         with carrying(user_left_out):
-            sent = self._create_or_without(payload, ctx)
+            # What a refused requester becomes: the name `_requester` gives the customer, alone.
+            name_alone = _requester(as_identity(ctx.packet.get("customer") or {}))["name"]
+            sent = create_or_without(self._create, self._with_upload(payload, ctx), ctx, name_alone)
         return replace(sent, dropped=(*user_left_out, *sent.dropped))
-
-    def _create_or_without(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
-        body = self._with_upload(payload, ctx)
-        try:
-            return self._create(body, ctx.idempotency_key)
-        except RejectedError as err:
-            refused = _refused_fields(err, body["ticket"])
-            if not refused:
-                raise
-            why = err.message
-        without = {**body, "ticket": _without(body["ticket"], refused, ctx)}
-        named = "requester" in without["ticket"]  # a refused requester left as the customer's name alone
-        left_out = tuple(_field_left_out(name, why, ctx, named) for name in refused)
-        # The vendor's words stay out of the log (they echo the values: an address); the receipt has them.
-        log.warning("Zendesk refused fields of the ticket; making it without them", extra={"fields": list(refused)})
-        # Its own key: Zendesk refuses a key it saw with another body. A timeout here is found by the
-        # handoff's external_id, as any create's.
-        key = f"{ctx.idempotency_key}:without:{','.join(refused)}"
-        try:
-            with carrying(left_out):
-                sent = self._create(without, key)
-        except RejectedError as err:
-            if not named or _refused_fields(err, without["ticket"]) != ("requester",):
-                raise
-            # The customer's name alone refused too: a name-only requester is always a new user, and
-            # the account may let no one make users. The ticket, brief and transcript, still goes —
-            # the API user its requester — rather than failing for good.
-            left_out = (*(entry for name, entry in zip(refused, left_out, strict=True)
-                          if not name.startswith("requester")), _no_requester(why, err.message))
-            log.warning("Zendesk refused the customer's name alone as the requester; making the ticket without one")
-            with carrying(left_out):
-                sent = self._create({**without, "ticket": {k: v for k, v in without["ticket"].items()
-                                                           if k != "requester"}}, f"{key}:no-requester")
-        return replace(sent, dropped=(*sent.dropped, *left_out))
 
     def _create(self, body: dict[str, Any], key: str) -> Sent:
         reply, response = self._call("POST", "/api/v2/tickets.json", write=True, json=body,
@@ -664,62 +634,6 @@ def _gone(err: RejectedError, ticket_id: str) -> TicketGone | None:
         return None
     return TicketGone(f"ticket {ticket_id} is {'closed' if closed else 'gone'}: {err.message}",
                       ticket_id=str(ticket_id), closed=closed, status=err.status, reply=err.reply)
-
-
-# What a 422's `details` may name (Zendesk's words) that a ticket can be made without, and the
-# ticket's keys that carry it. Anything else refused (the comment, the subject, a custom field's
-# value, which `details` names only as "base") fails the delivery as before.
-CAN_GO_WITHOUT = {"assignee": ("assignee_id",), "group": ("group_id",), "brand": ("brand_id",),
-                  "ticket_form": ("ticket_form_id",), "organization": ("organization_id",),
-                  "requester": ("requester", "requester_id")}
-_LEFT_WITHOUT = {"assignee_id": " (it waits in its group's queue for anyone)",
-                 "requester": " (the API user is its requester; the brief names the customer)",
-                 "requester_id": " (the API user is its requester; the brief names the customer)"}
-_NAMED_ONLY = (" (its requester is the customer's name alone: a reply by e-mail does not reach them; the brief "
-               "names the customer)")
-
-
-def _without(ticket: Mapping[str, Any], refused: tuple[str, ...], ctx: HandoffContext) -> dict[str, Any]:
-    """The ticket without the fields Zendesk refused. A refused requester (an address its rules will
-    not take, an end user suspended) becomes the customer's name alone rather than nobody: without
-    one, the API user was the requester — agents' replies went to the integration's mailbox, and
-    the customer's ticket was found by no lookup of theirs. One that was a name alone goes."""
-    kept = {key: value for key, value in ticket.items() if key not in refused}
-    was = ticket.get("requester")
-    if {"requester", "requester_id"} & set(refused) and not (isinstance(was, Mapping) and set(was) == {"name"}):
-        kept["requester"] = {"name": _requester(as_identity(ctx.packet.get("customer") or {}))["name"]}
-    return kept
-
-
-def _refused_fields(err: RejectedError, ticket: Mapping[str, Any]) -> tuple[str, ...]:
-    """The ticket's keys Zendesk's 422 refused that it can be made without; none when it refused
-    anything else too (sent without some, it would be refused again)."""
-    details = err.reply.get("details") if err.status == 422 and isinstance(err.reply, Mapping) else None
-    if not isinstance(details, Mapping) or not details or any(name not in CAN_GO_WITHOUT for name in details):
-        return ()
-    return tuple(key for name in details for key in CAN_GO_WITHOUT[name] if key in ticket)
-
-
-def _field_left_out(key: str, why: str, ctx: HandoffContext, named: bool = False) -> dict[str, str]:
-    """The receipt's entry for a ticket field Zendesk refused, named where it came from; `named`: a
-    refused requester was left as the customer's name alone (`_without`)."""
-    if key in ctx.vendor_extra:
-        part, where = "vendor_extra", f"vendor_extra.zendesk.{key}"
-    elif key in ("group_id", "assignee_id"):
-        part, where = "routing", f"routing's {key}"
-    elif key.startswith("requester"):
-        part, where = "customer", "the requester"
-    else:
-        part, where = "mapping", f"zendesk.yaml {key}"
-    then = _NAMED_ONLY if named and key.startswith("requester") else _LEFT_WITHOUT.get(key, "")
-    return {"part": part, "reason": f"Zendesk refused {where} ({why[:300]}); the ticket was made without it{then}"}
-
-
-def _no_requester(first: str, then: str) -> dict[str, str]:
-    """The receipt's entry for a ticket made without a requester: Zendesk refused the customer's
-    own, then their name alone (`_create_or_without`)."""
-    return {"part": "customer", "reason": f"Zendesk refused the requester ({first[:200]}), then the customer's name "
-            f"alone as its requester ({then[:200]}); the ticket was made without one{_LEFT_WITHOUT['requester']}"}
 
 
 def _spec(entry: Mapping[str, Any]) -> Any:
