@@ -21,6 +21,7 @@ import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import requests
@@ -322,7 +323,7 @@ class SalesforceAdapter(Adapter):
 
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         case_id, headers = payload["case_id"], payload["headers"]
-        self._still_open(case_id)
+        case = self._still_open(case_id)
         fields_out: tuple[dict[str, str], ...] = ()
         if payload["case"]:
             def send(record: dict[str, Any]) -> None:  # a case being worked keeps its owner: no re-routing
@@ -330,18 +331,22 @@ class SalesforceAdapter(Adapter):
                     self._call(lambda sf: sf.Case.update(case_id, record, headers=headers))
             _, fields_out = self._without_refused(send, dict(payload["case"]), ctx, "updated")
         counts, refused = self._transcript_to(case_id, payload, resume=ctx.attempt > 1 or ctx.outcome_unknown)
-        return self._sent(case_id, {"case_id": case_id, **counts}, (*fields_out, *refused))
+        sent = self._sent(case_id, {"case_id": case_id, "owner": _owner(case), **counts}, (*fields_out, *refused))
+        return replace(sent, holder=_holder(case))
 
-    def _still_open(self, case_id: str) -> None:
-        """Comments on a closed case reach no queue: the customer who came back would wait for no
-        one. A closed (or deleted) case makes the base open a new case, its child (`TicketGone`)."""
-        soql = format_soql("SELECT IsClosed FROM Case WHERE Id = {}", case_id)
+    def _still_open(self, case_id: str) -> Mapping[str, Any]:
+        """The case as Salesforce has it now, with who owns it (`_holder`), in the one query made
+        before adding to it. Comments on a closed case reach no queue: the customer who came back
+        would wait for no one. A closed (or deleted) case makes the base open a new case, its child
+        (`TicketGone`)."""
+        soql = format_soql("SELECT IsClosed, OwnerId, Owner.Name, CreatedById FROM Case WHERE Id = {}", case_id)
         records = self._call(lambda sf: sf.query(soql), write=False).get("records") or []
         if not records or records[0].get("IsClosed"):
             # No row: deleted, or no longer visible to the API user (private sharing after a change
             # of owner) — either way nothing can be added to it that anyone routed here would see.
             raise TicketGone(f"case {case_id} is {'closed' if records else 'deleted or not visible to the API user'}",
                              ticket_id=case_id, closed=bool(records))
+        return records[0]
 
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
         recorded = ctx.sent_to.get("case_id")
@@ -638,6 +643,24 @@ def _fields_refused(reply: Any, case: Mapping[str, Any], keep: set[Any]) -> set[
             return set()
         named.update(fields)
     return named
+
+
+def _holder(case: Mapping[str, Any]) -> str | None:
+    """The agent a case we added to waits on (`Sent.holder`): its owner when that is a user (005…)
+    — an agent took it since, or routing gave it one. A queue (00G…) is nobody yet; so is the user
+    who made the case, still its owner (the connector's API user: no assignment rule moved it)."""
+    owner = case.get("OwnerId")
+    if not isinstance(owner, str) or not _OWNER_ID.fullmatch(owner) or not owner.startswith("005"):
+        return None
+    return None if owner == case.get("CreatedById") else owner
+
+
+def _owner(case: Mapping[str, Any]) -> dict[str, Any]:
+    """Who owns the case, for the delivery's reply (an admin's look): its id, name and kind."""
+    owner = str(case.get("OwnerId") or "")
+    name = (case.get("Owner") or {}).get("Name") if isinstance(case.get("Owner"), Mapping) else None
+    kind = "user" if owner.startswith("005") else "queue" if owner.startswith("00G") else None
+    return {"id": owner or None, "name": name, "kind": kind}
 
 
 def _headers(case: Mapping[str, Any]) -> dict[str, str]:

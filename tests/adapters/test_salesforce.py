@@ -23,7 +23,7 @@ from adapters.salesforce import COMMENT_MAX_BYTES, CONTINUED, SalesforceAdapter
 from connector.errors import ConfigError
 from connector.settings import Settings
 from tests.factories import full_packet, make_context
-from tests.fakes.salesforce import IDS, INSTANCE, TOKEN, SalesforceFake
+from tests.fakes.salesforce import API_USER, IDS, INSTANCE, QUEUE, TOKEN, SalesforceFake
 
 CASE_ID = IDS["Case"]
 HID = "hnd_01TESTHANDOFF0000000000000"
@@ -237,6 +237,27 @@ def test_link_present_adds_case_comments_only(org: SalesforceFake) -> None:
     assert ctx.handed_off_again.startswith("Handed off again: the conversation came back to a person")
     assert transcript["CommentBody"].startswith(f"Handoff {HID} · transcript · part 2/2\n")
     assert len(org.calls()) == 3  # the case's state, two comments: no contact lookup, no Case
+
+
+AGENT = "0055g00000Agnt1AAB"
+
+
+@pytest.mark.parametrize(("owner", "name", "holder", "kind"), [
+    (AGENT, "Ana Agent", AGENT, "user"),  # an agent took the case since: the handoff waits on them
+    (QUEUE, "Billing", None, "queue"),  # still in a queue: nobody has it yet
+    (API_USER, "Handoff Integration", None, "user"),  # still its maker's, the connector's: no rule moved it
+])
+def test_a_repeat_handoff_reports_who_owns_the_case_now(org: SalesforceFake, owner, name, holder, kind) -> None:
+    """Like Zendesk's `_holder`: no event comes for an owner who does not change, so the answer to
+    the update is the only word that an agent has the case — read in the query the update makes anyway."""
+    org.case_state("5005g00000OldCaseAA", owner=owner, owner_name=name)
+    org.comments(2)
+
+    outcome = adapter().deliver(ctx_for(link=Link(vendor_id="5005g00000OldCaseAA", url=None)))
+
+    assert (outcome.status, outcome.holder) == ("updated", holder)
+    assert outcome.reply["owner"] == {"id": owner, "name": name, "kind": kind}
+    assert len(org.calls("GET", "query/")) == 1  # who owns it comes with whether it is closed: no second query
 
 
 @pytest.mark.parametrize(("closed", "parent"), [(True, "5005g00000OldCaseAA"), (False, None)])

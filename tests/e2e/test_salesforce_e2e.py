@@ -30,3 +30,26 @@ def test_handoff_opens_a_case_with_the_transcript_as_comments(make_app):
         assert "WHY A PERSON IS NEEDED" in case["Description"]
         [comment] = org.sent("CaseComment")
         assert "[09:17:10] Customer: Did that. Still broken" in comment["CommentBody"]
+
+
+def test_a_repeat_handoff_onto_a_case_an_agent_owns_is_theirs_in_the_bots_read(make_app):
+    # No event comes from Salesforce for an owner who does not change: the second handoff onto the
+    # case Ana took was "waiting" for good, the bot never told anyone had it.
+    app = make_app(**SALESFORCE)
+    services, client = app.extensions["connector"], app.test_client()
+    again = full_packet()
+    again["transcript"].append({"at": "2026-11-20T10:05:00Z", "role": "customer", "text": "still broken"})
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        org = SalesforceFake(rsps)
+        org.new_case()
+        assert client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
+                           content_type="application/json").status_code == 201
+        org.case_state(IDS["Case"], owner="0055g00000Agnt1AAB", owner_name="Ana Agent")
+        org.comments(2)
+        second = client.post("/v1/handoffs", data=json.dumps(again), headers=auth(),
+                             content_type="application/json").get_json()
+        services.executor.shutdown(wait=True)  # the assignment is recorded off the bot's path
+    assert second["tickets"][0]["status"] == "updated", second
+    held = client.get(f"/v1/handoffs/{second['id']}", headers=auth()).get_json()["assigned"]
+    assert {k: held[k] for k in ("target", "ticket_id", "agent_id", "routed")} == {
+        "target": "salesforce", "ticket_id": IDS["Case"], "agent_id": "0055g00000Agnt1AAB", "routed": True}

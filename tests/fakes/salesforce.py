@@ -34,6 +34,8 @@ TOKEN = "00D5g000004ABCD!AQ4AQGivenToken"
 # Realistic 18-character ids by key prefix: 500 Case, 003 Contact, 00a CaseComment, 0D5 FeedItem.
 IDS = {"Case": "5005g00000Hnd0fAAB", "Contact": "0035g00000Cst0mAAB", "CaseComment": "00a5g00000Cmt%02dAAB",
        "FeedItem": "0D55g00000Fd%02dAAB"}
+QUEUE = "00G5g000003QueueAA"  # a case's owner: a queue (00G…) or a user (005…)
+API_USER = "0055g00000ApiUsAAB"  # the connector's own user, who creates every case
 
 
 def fixture(name: str, **values: Any) -> str:
@@ -92,10 +94,16 @@ class SalesforceFake:
         self.create("Case", headers={"Sforce-Auto-Assign": "TRUE"})
         self.comments(comments)
 
-    def case_state(self, case_id: str, *, closed: bool = False, gone: bool = False) -> None:
-        """The look at a conversation's case before adding to it: open, closed, or deleted (no row)."""
-        self.query([] if gone else [{"Id": case_id, "IsClosed": closed}], sobject="Case",
-                   soql=f"SELECT IsClosed FROM Case WHERE Id = '{case_id}'")
+    def case_state(self, case_id: str, *, closed: bool = False, gone: bool = False, owner: str = QUEUE,
+                   owner_name: str = "Support", created_by: str = API_USER) -> None:
+        """The look at a conversation's case before adding to it: open, closed, or deleted (no row),
+        and who owns it — by default the queue Salesforce's assignment rules put it in."""
+        record = {"Id": case_id, "IsClosed": closed, "OwnerId": owner, "CreatedById": created_by,
+                  "Owner": {"attributes": {"type": "Name", "url": f"/services/data/v{API_VERSION}/sobjects/"
+                                                                  f"{'User' if owner.startswith('005') else 'Group'}"
+                                                                  f"/{owner}"}, "Name": owner_name}}
+        self.query([] if gone else [record], sobject="Case",
+                   soql=f"SELECT IsClosed, OwnerId, Owner.Name, CreatedById FROM Case WHERE Id = '{case_id}'")
 
     def comments(self, count: int, sobject: str = "CaseComment") -> list[str]:
         return [self.create(sobject, IDS[sobject] % n) for n in range(1, count + 1)]
