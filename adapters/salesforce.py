@@ -329,10 +329,30 @@ class SalesforceAdapter(Adapter):
             def send(record: dict[str, Any]) -> None:  # a case being worked keeps its owner: no re-routing
                 if record:
                     self._call(lambda sf: sf.Case.update(case_id, record, headers=headers))
-            _, fields_out = self._without_refused(send, dict(payload["case"]), ctx, "updated")
+            try:
+                _, fields_out = self._without_refused(send, dict(payload["case"]), ctx, "updated")
+            except (RejectedError, AuthError) as err:
+                if isinstance(err, AuthError) and err.status != 403:  # 403: no right to edit this case, not
+                    raise  # credentials refused (a 401 the client renews once; after that, nothing works)
+                fields_out = self._case_unchanged(err, case_id, payload["case"], ctx)
         counts, refused = self._transcript_to(case_id, payload, resume=ctx.attempt > 1 or ctx.outcome_unknown)
         sent = self._sent(case_id, {"case_id": case_id, "owner": _owner(case), **counts}, (*fields_out, *refused))
         return replace(sent, holder=_holder(case))
+
+    def _case_unchanged(self, err: DeliveryError, case_id: str, fields: Mapping[str, Any],
+                        ctx: HandoffContext) -> Dropped:
+        """The receipt's entries for an update's case fields Salesforce refused as a whole — a case
+        locked by an approval process (ENTITY_IS_LOCKED), a validation rule or a trigger that names
+        no field, an API user who may read the case but not edit it (403). They are the update's
+        lesser part (an urgent return's priority, the bot's vendor_extra): the refusal failed the
+        update for good, and the repeat's brief and transcript, its comments, never reached the
+        case. A case deleted since it was read is gone (`TicketGone`)."""
+        if isinstance(err, TicketGone) or err.status == 404:
+            raise TicketGone(f"case {case_id} is deleted or not visible to the API user", ticket_id=case_id,
+                             closed=False) from err
+        log.warning("Salesforce refused the case's update; its comments go all the same",
+                    extra={"error_code": vendor_error(err.reply)[0], "status": err.status})
+        return tuple(self._field_left_out(name, err.message, ctx, "updated") for name in sorted(fields))
 
     def _still_open(self, case_id: str) -> Mapping[str, Any]:
         """The case as Salesforce has it now, with who owns it (`_holder`), in the one query made

@@ -887,6 +887,48 @@ def test_a_follow_ups_refused_field_is_left_out_and_its_comments_still_posted(or
                                            "value: Critique (fields: Priority)); the case was updated without it"}]
 
 
+@pytest.mark.parametrize(("status", "code", "message"), [
+    (400, "ENTITY_IS_LOCKED", "the entity is locked for editing"),  # an approval process holds the case
+    (400, "FIELD_CUSTOM_VALIDATION_EXCEPTION", "Priority cannot change while the case waits on a third party"),
+    (403, "INSUFFICIENT_ACCESS", "insufficient access rights on object id"),  # readable, not editable by us
+])
+def test_a_case_refusing_a_repeats_update_as_a_whole_still_gets_its_comments(org: SalesforceFake, status, code,
+                                                                              message) -> None:
+    # A refusal naming no field failed the update for good: the repeat's brief and transcript never
+    # reached the case, and the bot was told the handoff failed.
+    context = make_context(full_packet(), target="salesforce", link=Link(vendor_id=CASE_ID),
+                           assignment={"priority": "urgent", "team": "support"})
+    context = replace(context, packet={**context.packet, "vendor_extra": {"salesforce": {"Reason": "Escalated"}}})
+    org.case_state(CASE_ID)
+    org.rsps.add("PATCH", f"{org.api}/sobjects/Case/{CASE_ID}", status=status,
+                 json=[{"errorCode": code, "message": message, "fields": []}])
+    comments = adapter().render(context)["comments"]
+    org.comments(len(comments))
+
+    outcome = adapter().deliver(context)
+
+    assert outcome.status == "updated" and len(org.sent("CaseComment")) == len(comments)
+    assert len(org.calls("PATCH", f"sobjects/Case/{CASE_ID}")) == 1
+    why = f"Salesforce {status} {code}: {message}"
+    assert outcome.receipt["dropped"] == [
+        {"part": "field", "reason": f"Salesforce refused the case's Priority ({why}); the case was updated without it"},
+        {"part": "vendor_extra", "reason": f"Salesforce refused vendor_extra.salesforce.Reason ({why}); the case was "
+                                           "updated without it"}]
+
+
+def test_a_case_deleted_between_the_look_and_the_update_gets_a_new_case(org: SalesforceFake) -> None:
+    context = make_context(full_packet(), target="salesforce", link=Link(vendor_id="5005g00000OldCaseAA"),
+                           assignment={"priority": "urgent", "team": "support"})
+    org.case_state("5005g00000OldCaseAA")
+    org.error("PATCH", "sobjects/Case/5005g00000OldCaseAA", 404, "error-404-not-found.json")
+    org.new_case(comments=1)
+
+    outcome = adapter().deliver(context)
+
+    assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID)
+    assert "ParentId" not in org.sent("Case")[0]
+
+
 def test_5xx_is_transient(org: SalesforceFake) -> None:
     org.query([{"Id": "0035g00000Existing"}])
     org.error("POST", "sobjects/Case/", 500, "error-500-unknown.json")
