@@ -335,7 +335,14 @@ class SalesforceAdapter(Adapter):
                 if isinstance(err, AuthError) and err.status != 403:  # 403: no right to edit this case, not
                     raise  # credentials refused (a 401 the client renews once; after that, nothing works)
                 fields_out = self._case_unchanged(err, case_id, payload["case"], ctx)
-        counts, refused = self._transcript_to(case_id, payload, resume=ctx.attempt > 1 or ctx.outcome_unknown)
+        try:
+            counts, refused = self._transcript_to(case_id, payload, resume=ctx.attempt > 1 or ctx.outcome_unknown)
+        except AuthError as err:
+            # Credentials refused midway (these read the case a moment ago): told "failed", the bot
+            # apologized for a handoff whose first comments an agent was reading. As a new case's
+            # transcript (`_finish`): retried — an admin may renew them — and the retry resumes.
+            raise OutcomeUnknown(f"case {case_id} may hold part of this update: {err.message}", status=err.status,
+                                 reply=err.reply) from err
         sent = self._sent(case_id, {"case_id": case_id, "owner": _owner(case), **counts}, (*fields_out, *refused))
         return replace(sent, holder=_holder(case))
 

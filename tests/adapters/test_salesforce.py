@@ -438,6 +438,28 @@ def test_credentials_refused_once_the_case_exists_are_an_unknown_outcome_not_a_r
         adapter().deliver(ctx_for())
 
 
+def test_credentials_refused_midway_through_a_repeats_comments_are_retried_and_resumed(org: SalesforceFake) -> None:
+    # The brief's comment was on the case, the transcript's refused: told "failed", the bot showed
+    # the apology for a handoff an agent was reading, and nothing finished the transcript.
+    context = ctx_for(link=Link(vendor_id=CASE_ID))
+    org.case_state(CASE_ID)
+    org.comments(1)
+    org.error("POST", "sobjects/CaseComment/", 401, "error-401-invalid-session.json")
+    with pytest.raises(OutcomeUnknown, match=CASE_ID):
+        adapter().deliver(context)
+    brief, _ = org.sent("CaseComment")
+
+    org.case_state(CASE_ID)
+    org.query([{"CommentBody": brief["CommentBody"]}], sobject="CaseComment",
+              soql=f"SELECT CommentBody FROM CaseComment WHERE ParentId = '{CASE_ID}'")
+    org.comments(1)
+    outcome = adapter().deliver(replace(context, outcome_unknown=True, attempt=2))  # the token renewed
+
+    assert (outcome.status, outcome.reply["comments_posted"], outcome.reply["comments_skipped"]) == ("updated", 1, 1)
+    assert [c["CommentBody"].split("\n", 1)[0] for c in org.sent("CaseComment")[2:]] == [
+        f"Handoff {HID} · transcript · part 2/2"]
+
+
 def test_comments_failing_after_the_case_resume_without_reposting(org: SalesforceFake) -> None:
     lines = [{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "z" * 3_000} for _ in range(3)]
     ctx = ctx_for(full_packet(transcript=lines))
