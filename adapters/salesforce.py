@@ -118,11 +118,15 @@ class SalesforceAdapter(Adapter):
     # ---- building -----------------------------------------------------------------------------
 
     def warnings(self) -> list[str]:
-        if self.mapping.get("handoff_id_field"):
-            return []
-        return ["mappings/salesforce.yaml: no handoff_id_field — after a timeout a case is looked up by its "
-                "subject and the handoff id its description ends with; a vendor_extra that replaces the "
-                "description defeats that, and a retry may then open a second case"]
+        said = []
+        if not self.mapping.get("handoff_id_field"):
+            said.append("mappings/salesforce.yaml: no handoff_id_field — after a timeout a case is looked up by its "
+                        "subject and the handoff id its description ends with; a vendor_extra that replaces the "
+                        "description defeats that, and a retry may then open a second case")
+        if self.mapping.get("update_open_ticket"):  # accepted (every mapping may hold it), read by no one here
+            said.append("mappings/salesforce.yaml: update_open_ticket is ignored — Salesforce has no lookup of the "
+                        "customer's open case; each conversation's first handoff opens a case of its own")
+        return said
 
     def probe(self) -> str:
         # The lookups after a timeout read Case with SOQL; a delivery's first call would log in.

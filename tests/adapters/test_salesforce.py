@@ -1054,6 +1054,15 @@ def test_bad_mapping_is_a_config_error(mapping: dict[str, Any]) -> None:
         SalesforceAdapter(Settings(), mapping)
 
 
+def test_an_update_open_ticket_salesforce_does_not_act_on_is_warned_about() -> None:
+    # Every mapping may hold the key; only Zendesk looks for the customer's open ticket. Set in
+    # salesforce.yaml, it was accepted without a word, and every first handoff opened a case.
+    assert not any("update_open_ticket" in line for line in adapter(handoff_id_field="Handoff_Id__c").warnings())
+    [said] = adapter(handoff_id_field="Handoff_Id__c", update_open_ticket=True).warnings()
+    assert said.startswith("mappings/salesforce.yaml: update_open_ticket is ignored")
+    assert len(adapter(update_open_ticket=True).warnings()) == 2  # and the missing handoff_id_field's
+
+
 def test_case_fields_use_the_mapping_value_language() -> None:
     mapping = {"lookups": {"tier": {"enterprise": "Tier 1"}},
                "fields": {"Intent__c": "intent.name",
