@@ -183,11 +183,14 @@ class SalesforceAdapter(Adapter):
         payload: dict[str, Any] = {
             "case_id": ctx.link.vendor_id,
             "headers": {"Sforce-Auto-Assign": "FALSE"},  # a case being worked must not be re-routed
-            "case": {},  # fields to PATCH: an urgent return's priority, and vendor_extra
+            "case": {},  # fields to PATCH: an urgent return's priority, and vendor_extra (neither for a batch)
         }
         raised = (self.mapping.get("priority") or PRIORITY).get("urgent")
-        if ctx.assignment.get("priority") == "urgent" and raised:  # raised, never lowered (the top): as
-            payload["case"]["Priority"] = raised  # Zendesk's; an unmapped urgent leaves it alone, not cleared
+        # Raised, never lowered (the top), as Zendesk's; an unmapped urgent leaves it alone, not cleared.
+        # Only by a new handoff: messages sent while waiting (`follow_up`) carry their handoff's routing,
+        # and every batch re-raised a Priority an agent had lowered since triage.
+        if ctx.assignment.get("priority") == "urgent" and raised and not ctx.packet.get("follow_up"):
+            payload["case"]["Priority"] = raised
         brief = ctx.brief.summary_text(self._transcript_where())
         if ctx.handed_off_again:  # a follow-up's messages say what they are themselves
             brief = f"{ctx.handed_off_again}\n\n{brief}"

@@ -198,8 +198,14 @@ class ZendeskAdapter(Adapter):
         return {"ticket": ticket}
 
     def build_update(self, ctx: HandoffContext) -> dict[str, Any]:
-        # additional_tags adds to the ticket's tags; `tags` would replace the agent's own.
         comment = self._comment_json(self._comment(ctx))
+        if ctx.packet.get("follow_up"):
+            # Messages the customer sent while waiting: a comment, nothing else. The batch carries its
+            # handoff's packet and routing, so every batch re-raised an urgent handoff's priority an
+            # agent had lowered since triage (a "thanks" undid it), and re-added the handoff's tags an
+            # agent had removed. Only a new handoff may raise priority or add routing tags.
+            return {"ticket": {"comment": comment}}
+        # additional_tags adds to the ticket's tags; `tags` would replace the agent's own.
         ticket: dict[str, Any] = {"comment": comment, "additional_tags": self._tags(ctx)}
         raised = self._conf["priority"].get("urgent") if ctx.assignment.get("priority") == "urgent" else None
         if raised is not None:  # `urgent: null` (no priority) would clear the ticket's own

@@ -20,6 +20,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 from adapters.base import Link
 from adapters.errors import AuthError, OutcomeUnknown, RateLimited, RejectedError, TransientError
 from adapters.salesforce import COMMENT_MAX_BYTES, CONTINUED, SalesforceAdapter
+from connector.brief import render_brief
 from connector.errors import ConfigError
 from connector.settings import Settings
 from tests.factories import full_packet, make_context
@@ -1161,6 +1162,23 @@ def test_an_urgent_return_raises_the_cases_priority_and_nothing_lowers_it() -> N
     context = make_context(full_packet(), target="salesforce", link=Link(vendor_id="500XX"),
                            assignment={"priority": "urgent", "team": "support"})
     assert SalesforceAdapter(Settings(), {"priority": {"high": "High"}}).render(context)["case"] == {}
+
+
+def test_messages_sent_while_waiting_leave_the_cases_priority_to_the_agent(org: SalesforceFake) -> None:
+    # A review: a batch carries its handoff's routing, and each one of an urgent handoff PATCHed
+    # Priority: High again — over the priority an agent had lowered after triage. Only a new handoff
+    # may raise it: a batch posts its comments and changes no field.
+    packet = full_packet(follow_up={"handoff_id": HID, "first": 3})
+    context = make_context(packet, target="salesforce", handoff_id="msg_01BATCH", link=Link(vendor_id=CASE_ID),
+                           assignment={"priority": "urgent", "team": "support"})
+    context = replace(context, brief=render_brief(packet, "msg_01BATCH", update=True, assignment=context.assignment))
+    assert adapter().render(context)["case"] == {}
+    org.case_state(CASE_ID)
+    org.comments(len(adapter().render(context)["comments"]))
+
+    assert adapter().deliver(context).status == "updated"
+
+    assert not org.calls("PATCH")  # no field of the case is touched
 
 
 def test_a_vendor_extra_description_on_a_new_case_drops_all_but_the_transcript_in_the_receipt() -> None:

@@ -160,6 +160,26 @@ def test_an_urgent_return_raises_the_tickets_priority_and_nothing_lowers_it() ->
     assert "priority" not in adapter(priority={"urgent": None}).render(urgent)["ticket"]
 
 
+@pytest.mark.parametrize("caught_up", [True, False])  # the ticket has everything before it, or is behind
+def test_messages_sent_while_waiting_add_a_comment_and_change_nothing_an_agent_set(zd: FakeZendesk,
+                                                                                  caught_up: bool) -> None:
+    # A review: a batch carries its handoff's routing, and each one re-raised an urgent handoff's
+    # priority an agent had lowered after triage (the customer's "thanks" undid it), and re-added the
+    # routing tags an agent had removed. Only a new handoff may raise priority or add routing tags.
+    packet = full_packet(follow_up={"handoff_id": "hnd_01ORIGINAL", "first": 3})
+    urgent = {**ASSIGNMENT, "priority": "urgent", "team": "escalations"}
+    batch = ctx(packet, handoff_id="msg_01BATCH", link=Link(vendor_id="77120"), assignment=urgent)
+    if caught_up:
+        batch = replace(batch, brief=render_brief(packet, "msg_01BATCH", update=True, assignment=urgent))
+    zd.update_ticket(77120)
+
+    assert adapter().deliver(batch).status == "updated"
+
+    [body] = zd.json_bodies("PUT", "/api/v2/tickets/77120.json")
+    assert set(body["ticket"]) == {"comment"}  # no priority, no tags: the agent's stay as they set them
+    assert "msg_01BATCH" in body["ticket"]["comment"]["html_body"]
+
+
 def test_a_closed_ticket_gets_a_follow_up_ticket_with_the_whole_brief(zd: FakeZendesk) -> None:
     """Zendesk refuses every update of a closed ticket, for good: the conversation came back after
     it closed. Failing would lose this handoff and every later one of the conversation."""

@@ -95,6 +95,25 @@ def test_zendesk_gets_the_new_messages_as_one_private_comment_and_a_repeat_chang
         assert not session.scalars(select(Callback).where(Callback.handoff_id.like("msg_%"))).all()
 
 
+def test_messages_after_an_urgent_handoff_leave_the_tickets_priority_and_tags_to_the_agent(zendesk):
+    # A review: routed urgent, each batch's update carried "priority": "urgent" and the handoff's
+    # routing tags again — an agent who lowered the priority after triage had it raised by the
+    # customer's next "thanks". Only a new handoff may raise it.
+    app, zd = zendesk
+    packet = full_packet()
+    packet["escalation"]["urgency"] = "urgent"  # the shipped `urgent` rule: escalations, not sticky (no search)
+    zd.create_ticket({"id": 1001})
+    handoff = post(app.test_client(), packet).get_json()
+    assert handoff["assignment"]["priority"] == "urgent"
+    assert zd.json_bodies("POST", "/api/v2/tickets.json")[0]["ticket"]["priority"] == "urgent"
+    zd.update_ticket(1001)
+
+    assert send(app.test_client(), handoff["id"]).status_code == 201
+
+    [update] = zd.json_bodies("PUT", "/api/v2/tickets/1001.json")
+    assert set(update["ticket"]) == {"comment"}
+
+
 def test_a_timed_out_comment_is_looked_up_on_the_ticket_not_sent_twice(zendesk):
     app, zd = zendesk
     client = app.test_client()
