@@ -194,6 +194,8 @@ class SalesforceAdapter(Adapter):
         brief = ctx.brief.summary_text(self._transcript_where())
         if ctx.handed_off_again:  # a follow-up's messages say what they are themselves
             brief = f"{ctx.handed_off_again}\n\n{brief}"
+        elif ctx.brief.follow_up is not None:  # messages only: the brief they follow is on the case already
+            brief = f"{_brief_where(ctx)}\n\n{brief}"
         parts = [("brief", [brief]), ("transcript", _dated(ctx))]
         return payload | self._transcript(ctx, parts, parent_id=ctx.link.vendor_id)
 
@@ -622,6 +624,15 @@ def _refused_note(head: str) -> str:
     """What stands in for a comment Salesforce refused: its header line `head` (so it sorts in its
     place, and a resumed attempt knows the part was dealt with), then why the text is not there."""
     return f"{head}\n(Salesforce refused this part; the connector keeps it whole.)"
+
+
+def _brief_where(ctx: HandoffContext) -> str:
+    """Where the brief of the handoff a batch of messages follows is on its case. The shared template
+    said "the handoff's brief above", but Salesforce lists case comments newest first, and the brief
+    of the handoff that opened the case is its Description; a later handoff's is in its comments."""
+    follows = (ctx.packet.get("follow_up") or {}).get("handoff_id")
+    return (f"Handoff {follows}'s brief is in this case's Description — or, for a handoff that came after the "
+            f"case was opened, in its comments headed “Handoff {follows} · brief”.")
 
 
 def _header(label: str, kind: str, number: int, total: int) -> str:

@@ -1181,6 +1181,20 @@ def test_messages_sent_while_waiting_leave_the_cases_priority_to_the_agent(org: 
     assert not org.calls("PATCH")  # no field of the case is touched
 
 
+def test_messages_sent_while_waiting_say_where_on_the_case_the_brief_and_the_messages_are() -> None:
+    # A review: the batch's comment said "The handoff's brief above has the rest." — Salesforce lists
+    # case comments newest first, and the brief of the handoff that opened the case is its Description.
+    packet = full_packet(follow_up={"handoff_id": HID, "first": 3})
+    context = make_context(packet, target="salesforce", handoff_id="msg_01BATCH", link=Link(vendor_id=CASE_ID))
+    context = replace(context, brief=render_brief(packet, "msg_01BATCH", update=True, assignment=context.assignment))
+    lead, transcript = (c["CommentBody"] for c in adapter().render(context)["comments"])
+    assert "above" not in lead and "below" not in lead
+    assert f"Handoff {HID}'s brief is in this case's Description" in lead
+    assert f"in its comments headed “Handoff {HID} · brief”" in lead  # where a repeat's brief is
+    assert "Their messages are in this case's comments headed “transcript · part n/N”" in lead
+    assert transcript.startswith(f"Messages msg_01BATCH of handoff {HID} · transcript · part 2/2\n")
+
+
 def test_a_vendor_extra_description_on_a_new_case_drops_all_but_the_transcript_in_the_receipt() -> None:
     context = ctx_for(full_packet(vendor_extra={"salesforce": {"Description": "See the chat."}}))
     salesforce = adapter()
