@@ -205,8 +205,12 @@ class ZendeskAdapter(Adapter):
             # agent had lowered since triage (a "thanks" undid it), and re-added the handoff's tags an
             # agent had removed. Only a new handoff may raise priority or add routing tags.
             return {"ticket": {"comment": comment}}
-        # additional_tags adds to the ticket's tags; `tags` would replace the agent's own.
-        ticket: dict[str, Any] = {"comment": comment, "additional_tags": self._tags(ctx)}
+        # additional_tags adds to the ticket's tags; `tags` would replace the agent's own. No team tag:
+        # an update routes nothing (no group, no assignee), so `team_<routing's choice>` claimed a move
+        # that never happened — a repeat routing chose escalations for, on a ticket left with technical
+        # support (`not_moved`), showed in escalations' tag views and SLAs. The ticket's own team's tag
+        # is on it since its creation, unless an agent removed it.
+        ticket: dict[str, Any] = {"comment": comment, "additional_tags": self._tags(ctx, routed=False)}
         raised = self._conf["priority"].get("urgent") if ctx.assignment.get("priority") == "urgent" else None
         if raised is not None:  # `urgent: null` (no priority) would clear the ticket's own
             # Raised, never lowered: the ticket's own priority is not known here (an agent may have
@@ -291,14 +295,21 @@ class ZendeskAdapter(Adapter):
     def _comment_json(self, comment: _Comment) -> dict[str, Any]:
         return {"html_body": comment.html_body, "public": bool(self._conf["public_comment"])}
 
-    def _tags(self, ctx: HandoffContext) -> list[str]:
+    def _tags(self, ctx: HandoffContext, routed: bool = True) -> list[str]:
         # Routing's decision and the customer's segment and language too: a VIP's or an escalation's
         # ticket looked like any other in views, triggers and SLA policies (group ids are an admin's).
+        # `routed`: the ticket goes where routing chose (a new ticket); else no team tag.
+        #
+        # Tags only add up across a conversation's handoffs (`additional_tags`): a repeat that is now
+        # angry adds sentiment_angry beside the first one's sentiment_frustrated. Removing the older
+        # one (`remove_tags`) could remove the same tag an agent, a trigger or another integration
+        # set — Zendesk's tags carry no author — so each stays a fact of some handoff of the ticket.
         packet = ctx.packet
         facets = {"bot": (packet.get("bot") or {}).get("id"), "intent": (packet.get("intent") or {}).get("name"),
                   "sentiment": (packet.get("sentiment") or {}).get("label"),
                   "escalation": (packet.get("escalation") or {}).get("reason"),
-                  "segment": (packet.get("customer") or {}).get("segment"), "team": ctx.assignment.get("team"),
+                  "segment": (packet.get("customer") or {}).get("segment"),
+                  "team": ctx.assignment.get("team") if routed else None,
                   "lang": str((packet.get("conversation") or {}).get("language") or "").split("-")[0]}
         tags = [*map(str, self._conf["tags"]), "handoff", *(f"{key}_{value}" for key, value in facets.items() if value)]
         if ctx.brief.repeat_contact:

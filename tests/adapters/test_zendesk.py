@@ -1496,8 +1496,31 @@ def test_tags_say_the_segment_the_team_routed_to_the_language_and_a_repeat_conta
     tags = adapter().render(ctx(packet, assignment={**ASSIGNMENT, "team": "priority_support"}))["ticket"]["tags"]
     assert {"segment_vip", "team_priority_support", "lang_de", "repeat_contact"} <= set(tags)
     update = adapter().render(ctx(packet, link=Link(vendor_id="77120")))["ticket"]["additional_tags"]
-    assert {"segment_vip", "team_technical_support", "repeat_contact"} <= set(update)
+    # No team tag on an update (it used to be there): an update routes nothing, so it claimed a move.
+    assert {"segment_vip", "repeat_contact"} <= set(update) and not any(t.startswith("team_") for t in update)
     assert "repeat_contact" not in adapter().render(ctx())["ticket"]["tags"]  # its one contact was 49 days before
+
+
+def test_a_repeat_not_moved_to_the_team_routing_chose_is_not_tagged_for_that_team(zd: FakeZendesk) -> None:
+    # A review: the note said "this ticket was opened for technical_support and was not moved", and
+    # the same update added team_escalations — escalations' tag-based views and SLAs picked up a
+    # ticket that was never moved there.
+    packet = full_packet()
+    packet["sentiment"]["label"] = "angry"
+    link = Link(vendor_id="77120", extra={"opened_with": {"team": "technical_support", "urgency": "high"}})
+    repeat = ctx(packet, link=link, assignment={**ASSIGNMENT, "team": "escalations", "priority": "high"})
+    assert repeat.not_moved is not None
+    zd.update_ticket(77120)
+
+    adapter().deliver(repeat)
+
+    [body] = zd.json_bodies("PUT", "/api/v2/tickets/77120.json")
+    assert "was opened for technical_support and was not moved" in body["ticket"]["comment"]["html_body"]
+    tags = body["ticket"]["additional_tags"]
+    assert not any(tag.startswith("team_") for tag in tags)
+    # Added, never replaced: the first handoff's sentiment_frustrated stays beside it (a remove_tags
+    # could take away the same tag an agent or a trigger set).
+    assert "sentiment_angry" in tags and not {"tags", "remove_tags"} & set(body["ticket"])
 
 
 def test_a_field_its_template_could_not_give_is_in_the_receipt_not_only_the_log(zd: FakeZendesk, caplog) -> None:
