@@ -351,6 +351,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
 
     # The line the ticket's subject takes (`brief.first_customer_line`): "hi" said nothing, and the
     # order number in the next message was missing from the one message people triage from.
+    # (`brief.first_customer_line` is the one rule for it, the customer message's too.)
     words = intent.get("stated_problem") or first_customer_line(packet)
     if words or intent.get("summary"):
         # Every line quoted: after the first, a line typed as "*Bot's summary:* …" read as the alert's own.

@@ -332,10 +332,11 @@ def subject_for(packet: Mapping[str, Any]) -> str:
 
 def problem_words(packet: Mapping[str, Any], *, echoed: bool = False) -> str:
     """The problem as the packet words it (the customer's, else the bot's), unflattened; "" if none.
-    `echoed` (said back to the customer): not a customer line made only of a greeting or a request
-    for a person — "I've passed on: agent." restated nothing; an agent's subject still shows it."""
+    The customer's line is their first that says something (`first_customer_line`), for the agent
+    as for the customer. `echoed` (said back to the customer): when no line does, none — "I've
+    passed on: agent." restated nothing; an agent's subject then shows the line all the same."""
     intent = packet.get("intent") or {}
-    line = first_customer_line(packet, telling=_says_something if echoed else None)
+    line = first_customer_line(packet, echoed=echoed)
     return next((text for text in (intent.get("stated_problem"), intent.get("summary"), line)
                  if text and not is_blank(text)), "")
 
@@ -348,7 +349,8 @@ _NOTHING_SAID = frozenset("""
 hi hello hey hiya yo good morning afternoon evening day there agent agents human humans being person
 people representative rep operator supervisor manager someone somebody anyone real live talk speak
 me to a an the with please pls plz help support customer service care thanks thank you ok okay yes
-no yeah yep nope can i d m could would like want need get give bot
+no yeah yep nope can i d m could would like want need get give bot now right away immediately asap just
+actual
 hola buenos buenas días dias tardes noches agente humano humana persona alguien por favor hablar con
 un una quiero necesito ayuda sí si gracias
 bonjour salut bonsoir humain humaine personne quelqu quelqu'un svp s il vous plaît plait parler à
@@ -384,13 +386,20 @@ def _words(text: str) -> float:
     return words + len(text.split())
 
 
-def first_customer_line(packet: Mapping[str, Any], telling: Callable[[str], bool] | None = None) -> str:
-    """The customer's first message that says something (`_SAYS_SOMETHING` words or more), else
-    their longest: "hi" made the ticket's subject and the customer message's "I've passed on: hi.".
-    `telling`: only lines it accepts count ("" when none does)."""
+def first_customer_line(packet: Mapping[str, Any], *, echoed: bool = False) -> str:
+    """The customer's line that words their problem, wherever it is shown (the subject, the brief's
+    "They wrote", the Slack alert's header and quote, the customer message): their first message
+    that says something (`_SAYS_SOMETHING` words or more, not only greetings and requests for a
+    person: `_says_something`), else the longest such. "Hi there, can you help me please?" made the
+    ticket's subject and the Slack header, and the refund in the next message was nowhere in the
+    alert, while the customer message passed over it. When no line says something: "" if `echoed`
+    (said back to the customer), else their first of four words or more, else their longest ("Can
+    I talk to a person?" tells an agent more than "Conversation handed off")."""
     said = [entry["text"] for entry in packet.get("transcript", [])
-            if entry.get("role") == "customer" and not is_blank(entry.get("text", ""))
-            and (telling is None or telling(without_invisible(entry["text"])))]
+            if entry.get("role") == "customer" and not is_blank(entry.get("text", ""))]
+    telling = [text for text in said if _says_something(without_invisible(text))]
+    if telling or echoed:
+        said = telling
     return next((text for text in said if _words(text) >= _SAYS_SOMETHING), max(said, key=len, default=""))
 
 
