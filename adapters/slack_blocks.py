@@ -27,6 +27,7 @@ from connector.brief import (
     also_sent,
     bot_loop,
     clock,
+    collected_of,
     first_customer_line,
     last_customer_entry,
     local_time,
@@ -365,14 +366,17 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
             text += f"\n*Bot's summary:* {short('intent', intent['summary'], 600)}"
         blocks.append(section(text.strip(), block_id="intent"))
 
-    collected = list((packet.get("collected_data") or {}).items())
-    if collected:
+    # A value the bot sent empty (null, "", []) is no field: it was asked for, not collected.
+    collected, not_collected = collected_of(packet)
+    if collected or not_collected:
         shown = [f"*{fit(k, 100)[0]}*\n{short('collected_data', scalar(v), 150)}" for k, v in collected[:MAX_FIELDS]]
         heading = "*Collected data*"
         if len(collected) > MAX_FIELDS:
             heading += f" — {MAX_FIELDS} of {len(collected)} shown; all in the thread"
             notes.append({"part": "collected_data",
                           "reason": f"{MAX_FIELDS} of {len(collected)} fields shown in the alert; all in the thread"})
+        if not_collected:
+            heading += f"\n_Not collected (sent empty):_ {short('collected_data', ', '.join(not_collected), 300)}"
         blocks.append(section(heading, shown, block_id="collected_data"))
 
     attempts = packet.get("attempted_solutions") or []
@@ -492,9 +496,12 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     for key, title in (("stated_problem", "In the customer's words"), ("summary", "Bot's summary")):
         if intent.get(key):
             pieces.append((f"*{title}:* ", intent[key]))
-    if packet.get("collected_data"):
+    collected, not_collected = collected_of(packet)
+    if collected or not_collected:
         pieces.append(("*Collected data:*", ""))
-        pieces += [(f"• *{escape(k)}:* ", scalar(v)) for k, v in packet["collected_data"].items()]
+        pieces += [(f"• *{escape(k)}:* ", scalar(v)) for k, v in collected]
+        if not_collected:
+            pieces.append(("• _Not collected (sent empty):_ ", ", ".join(not_collected)))
     if packet.get("attempted_solutions"):
         pieces.append(("*What the bot tried:*", ""))
         for a in packet["attempted_solutions"]:

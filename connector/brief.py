@@ -474,6 +474,34 @@ def also_sent(packet: Mapping[str, Any]) -> list[tuple[str, str]]:
             if key not in known and value not in (None, "", [], {})]
 
 
+def holds_something(value: Any) -> bool:
+    """Whether a packet value holds anything: not null, not text that says nothing (`is_blank`), not
+    an empty list or object, nor one of only such. `false` and `0` are values."""
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return not is_blank(value)
+    if isinstance(value, list | tuple):
+        return any(holds_something(item) for item in value)
+    if isinstance(value, Mapping):
+        return any(holds_something(item) for item in value.values())
+    return True
+
+
+def collected_of(packet: Mapping[str, Any]) -> tuple[list[tuple[str, Any]], list[str]]:
+    """What the bot collected: (key, value) of each value that holds something, and the keys of
+    those that hold nothing. A bot sends `"order_number": null` or `""` for what it asked for and
+    never got: shown blank and listed under "Don't ask again for", it told the agent not to ask for
+    what nobody had."""
+    given, missing = [], []
+    for key, value in (packet.get("collected_data") or {}).items():
+        if holds_something(value):
+            given.append((key, value))
+        else:
+            missing.append(key)
+    return given, missing
+
+
 def named(handoff_id: str, packet: Mapping[str, Any]) -> str:
     """How an agent finds what is delivered by its id: a handoff, or a batch of messages sent while
     one waited — with that handoff's id (`msg_…` alone was labelled a handoff, and is not one)."""
@@ -692,7 +720,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     intent = packet.get("intent") or {}
     sentiment = packet.get("sentiment") or {}
     routing = packet.get("routing") or {}
-    collected = packet.get("collected_data") or {}
+    collected, not_collected = collected_of(packet)
     # Routing's priority is the ticket's: a keyword rule that made it urgent while the bot said
     # "low" showed the agent "Urgency: low". What the bot said stays beside it when it differs.
     stated = escalation.get("urgency") or routing.get("priority")
@@ -700,7 +728,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     preferred = routing.get("preferred_agent") or {}
     labels = {"email": "email", "phone": "phone", "id": "customer id", "account_id": "account"}
     identity = [(labels[key], value) for key, value in identity_of(customer, labels)]
-    already_given = [label for label, _ in identity] + [key.replace("_", " ") for key in collected]
+    already_given = [label for label, _ in identity] + [key.replace("_", " ") for key, _ in collected]
     customer_name = name_of(customer) or next((value for _, value in identity), None)
     if not name_of(customer):  # the first of them heads the section: not "sam@x.net", then "email: sam@x.net"
         identity = identity[1:]
@@ -750,7 +778,8 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
              "more": more_of("attempted_solutions", a)}
             for a in packet.get("attempted_solutions") or []
         ],
-        "collected": [(k, scalar(v)) for k, v in collected.items()],
+        "collected": [(k, scalar(v)) for k, v in collected],
+        "not_collected": [key.replace("_", " ") for key in not_collected],
         "already_given": already_given,
         "history": [
             {"at": (rfc3339_utc(h.get("at")) or dt.datetime.min).strftime("%Y-%m-%d") if h.get("at") else "",
