@@ -29,6 +29,7 @@ from connector.brief import (
     clock,
     collected_of,
     first_customer_line,
+    is_number,
     last_customer_entry,
     local_time,
     more_of,
@@ -330,11 +331,16 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
             why += f"\n*{heading}:* {short('escalation', said, 400)}"
     fields = []
     if sentiment:
-        score = f" ({sentiment['score']:+.2f})" if isinstance(sentiment.get("score"), (int, float)) else ""
+        score = f"{sentiment['score']:+.2f}" if is_number(sentiment.get("score")) else ""
         trend = f", {TRENDS.get(sentiment.get('trend', ''), sentiment.get('trend'))}" if sentiment.get("trend") else ""
-        mood = f"{sentiment.get('label') or '—'}{score}{trend}"
+        # A score without a label is the mood (it may have made the priority): "— (-0.95)" hid it.
+        if sentiment.get("label"):
+            mood = f"{sentiment['label']} ({score})" if score else str(sentiment["label"])
+        else:
+            mood = f"{score} (no label)" if score else "unknown"
+        mood += trend
         fields.append(f"*Sentiment*\n{fit(mood, 200)[0]}")
-    if intent.get("name"):
+    if intent.get("name") or is_number(intent.get("confidence")):
         fields.append(f"*Intent*\n{short('intent', _intent(intent), 200)}")
     channel = " · ".join(str(v) for v in (conversation.get("channel"), conversation.get("language")) if v)
     if channel:  # "*Channel* en" when only the language was known: it names what it holds
@@ -455,9 +461,10 @@ def follow_up(packet: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]) 
 
 
 def _intent(intent: Mapping[str, Any]) -> str:
-    """The intent's name and, when the bot gave one, its confidence: `billing.refund (82%)`."""
-    confidence = f" ({intent['confidence']:.0%})" if isinstance(intent.get("confidence"), (int, float)) else ""
-    return f"{intent['name']}{confidence}"
+    """The intent's name and, when the bot gave one, its confidence: `billing.refund (82%)`; a
+    confidence without a name is said too: `(no name) (82%)`."""
+    confidence = f" ({intent['confidence']:.0%})" if is_number(intent.get("confidence")) else ""
+    return f"{intent.get('name') or '(no name)'}{confidence}"
 
 
 def _ticket_link(ticket: Mapping[str, Any], longest: int = 2000, limit: int = 120) -> str:
@@ -485,7 +492,7 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     conversation, bot = packet.get("conversation") or {}, packet.get("bot") or {}
     said = [str(v) for v in (conversation.get("id"), conversation.get("channel"), conversation.get("language")) if v]
     pieces.append(("*Conversation:* ", " · ".join([*said, f"bot: {bot.get('name') or bot.get('id') or ''}"])))
-    if intent.get("name"):
+    if intent.get("name") or is_number(intent.get("confidence")):
         pieces.append(("*Intent:* ", _intent(intent)))
     reason = REASONS.get(escalation.get("reason", ""), escalation.get("reason", ""))
     pieces.append(("*Why:* ", " — ".join(filter(None, (reason, escalation.get("detail"))))))

@@ -711,6 +711,11 @@ def routed_to(assignment: Mapping[str, Any]) -> str | None:
     return f"{where} (rule {rule})" if where and rule else where or None
 
 
+def is_number(value: Any) -> bool:
+    """Whether a packet value is a number (a score, a confidence): JSON's true is not one."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any],
           new_after: dt.datetime | None = None) -> dict[str, Any]:
     bot = packet.get("bot") or {}
@@ -764,13 +769,14 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "attributes": [(k, scalar(v)) for k, v in (customer.get("attributes") or {}).items()],
         "also_sent": also_sent(packet),
         "sentiment": sentiment.get("label"),
-        "sentiment_score": sentiment.get("score"),
+        # The score alone is a mood too (it may have made the priority): "%+.2f", or None.
+        "mood_score": f"{score:+.2f}" if is_number(score := sentiment.get("score")) else None,
         "trend": TRENDS.get(sentiment.get("trend", ""), sentiment.get("trend")),
         "worsening": sentiment.get("trend") == "worsening",
         "stated_problem": intent.get("stated_problem"),
         "summary": intent.get("summary"),
         "intent": intent.get("name"),
-        "confidence": f"{intent['confidence']:.0%}" if isinstance(intent.get("confidence"), (int, float)) else None,
+        "confidence": f"{intent['confidence']:.0%}" if is_number(intent.get("confidence")) else None,
         "first_words": one_line(first_customer_line(packet), 300) if not intent.get("stated_problem") else None,
         "attempts": [
             {"title": a.get("title") or a.get("url") or "(untitled)", "detail": a.get("detail"), "url": a.get("url"),
