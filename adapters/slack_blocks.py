@@ -25,6 +25,7 @@ from connector.brief import (
     ROLES,
     TRENDS,
     also_sent,
+    attempt_title,
     bot_loop,
     clock,
     collected_of,
@@ -387,8 +388,10 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
 
     attempts = packet.get("attempted_solutions") or []
     if attempts:
-        titles = [a.get("title") or a.get("url") or "(untitled)" for a in attempts[:5]]
-        if any(fit(title, 150)[1] for title in titles):  # a link's label takes no marker: said in the receipt
+        named_by = [attempt_title(a, 150) for a in attempts[:5]]  # a title, else the detail that says what it was
+        titles = [title for title, _ in named_by]
+        # A link's label takes no marker: said in the receipt (as a detail cut to name the attempt).
+        if any(fit(title, 150)[1] or (key == "detail" and title.endswith(ELLIPSIS)) for title, key in named_by):
             notes.append({"part": "attempted_solutions", "reason": "shortened in the alert; in full in the thread"})
         lines = [f"• {link(a.get('url'), title, 150, 500)} — "
                  f"{escape(OUTCOMES.get(a.get('outcome', 'unknown'), a.get('outcome')))}"

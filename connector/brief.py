@@ -711,6 +711,17 @@ def routed_to(assignment: Mapping[str, Any]) -> str | None:
     return f"{where} (rule {rule})" if where and rule else where or None
 
 
+def attempt_title(attempt: Mapping[str, Any], limit: int) -> tuple[str, str]:
+    """What names an attempted solution, and which of its fields that is: its title, else its detail
+    on one line (cut at `limit`), else its link. Slack showed "• (untitled) — did not help" and hid
+    the detail that said what it was."""
+    for key in ("title", "detail", "url"):
+        value = attempt.get(key)
+        if isinstance(value, str) and not is_blank(value):
+            return (value if key == "title" else one_line(value, limit)), key
+    return "(untitled)", ""
+
+
 def is_number(value: Any) -> bool:
     """Whether a packet value is a number (a score, a confidence): JSON's true is not one."""
     return isinstance(value, int | float) and not isinstance(value, bool)
@@ -779,7 +790,10 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "confidence": f"{intent['confidence']:.0%}" if is_number(intent.get("confidence")) else None,
         "first_words": one_line(first_customer_line(packet), 300) if not intent.get("stated_problem") else None,
         "attempts": [
-            {"title": a.get("title") or a.get("url") or "(untitled)", "detail": a.get("detail"), "url": a.get("url"),
+            {"title": (named_by := attempt_title(a, 120))[0], "url": a.get("url"),
+             # A detail that names the attempt whole is not said twice.
+             "detail": None if named_by[1] == "detail" and named_by[0] == one_line(a["detail"], 10**6)
+             else a.get("detail"),
              "outcome": OUTCOMES.get(a.get("outcome", "unknown"), a.get("outcome")),
              "more": more_of("attempted_solutions", a)}
             for a in packet.get("attempted_solutions") or []
