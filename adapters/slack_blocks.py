@@ -396,21 +396,22 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         lines = [f"• {link(a.get('url'), title, 150, 500)} — "
                  f"{escape(OUTCOMES.get(a.get('outcome', 'unknown'), a.get('outcome')))}"
                  for a, title in zip(attempts[:5], titles, strict=True)]
-        if len(attempts) > 5:
-            lines.append(f"_…and {len(attempts) - 5} more in the thread_")
+        listed, shown = _listed("*What the bot tried:*", lines, len(attempts))
+        if shown < len(attempts):
             notes.append({"part": "attempted_solutions",
-                          "reason": f"5 of {len(attempts)} shown in the alert; all in the thread"})
-        blocks.append(section("*What the bot tried:*\n" + "\n".join(lines), block_id="attempted_solutions"))
+                          "reason": f"{shown} of {len(attempts)} shown in the alert; all in the thread"})
+        blocks.append(section(listed, block_id="attempted_solutions"))
 
     history = packet.get("history") or []
     if history:
         lines = [f"• {escape(_day(h.get('at')))} {escape(h.get('channel') or '')} — "
                  f"{short('history', h.get('summary') or '', 150)} {_ticket_link(h.get('ticket') or {}, 500)}".rstrip()
                  for h in (history[i] for i in most_recent(history, 3))]
-        if len(history) > 3:
-            notes.append({"part": "history",
-                          "reason": f"3 of {len(history)} earlier contacts shown in the alert; all in the thread"})
-        blocks.append(section("*Earlier contacts:*\n" + "\n".join(lines), block_id="history"))
+        listed, shown = _listed("*Earlier contacts:*", lines, len(history))
+        if shown < len(history):
+            notes.append({"part": "history", "reason": f"{shown} of {len(history)} earlier contacts shown in the "
+                                                       "alert; all in the thread"})
+        blocks.append(section(listed, block_id="history"))
 
     tickets = [_ticket_link({"system": r.get("target"), "id": r.get("id"), "url": r.get("url")}, 500)
                for r in related[:10]]
@@ -431,15 +432,23 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
 
     # Belt and braces: if the parts still add up past our margin (long URLs, many fields), give up
     # the least urgent blocks, then halve the longest texts — never send what Slack would refuse.
+    # What is given up is said in the alert itself, not only in the receipt no agent reads: a list
+    # ending in "• …" (its "…and 3 more" line cut away) or no earlier contacts at all read as all there was.
+    left_out = []
     for part in ("history", "attempted_solutions", "collected_data"):
         if blocks_size(blocks) > SAFE_AGGREGATE and any(b.get("block_id") == part for b in blocks):
             blocks = [b for b in blocks if b.get("block_id") != part]
+            left_out.append(_LEFT_OUT[part])
             notes.append({"part": part, "reason": "left out of the alert (size); in full in the thread"})
+    if left_out:  # above the context line, the alert's last
+        blocks.insert(len(blocks) - 1, section(f"_Left out of this alert (too long): {', '.join(left_out)} — "
+                                               "all in the thread._", block_id="left_out"))
     while blocks_size(blocks) > SAFE_AGGREGATE:
         longest = max((b for b in blocks if b["type"] == "section"), key=lambda b: size(b["text"]["text"]))
-        if size(longest["text"]["text"]) < 200:
+        text = longest["text"]["text"].removesuffix(CUT_FOR_SIZE)  # said once, however often it is halved
+        if size(text) < 200:
             break
-        longest["text"]["text"] = clip(longest["text"]["text"], size(longest["text"]["text"]) // 2)
+        longest["text"]["text"] = clip(text, size(text) // 2 - size(CUT_FOR_SIZE)) + CUT_FOR_SIZE
         notes.append({"part": longest.get("block_id") or "alert",
                       "reason": "cut in the alert (size); in full in the thread"})
     fallback = f"{emoji} {'Handed off again' if repeat else label + ' handoff'}: {subject} — {who}"
@@ -450,6 +459,31 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         if note["reason"] not in seen:
             seen.append(note["reason"])
     return {"text": text, "blocks": blocks}, [{"part": p, "reason": "; ".join(r)} for p, r in reasons.items()]
+
+
+def _listed(heading: str, lines: Sequence[str], total: int) -> tuple[str, int]:
+    """A section's text: `heading`, as many of `lines` as fit a section, and a line counting the
+    rest of `total` — said in the alert, not only in the receipt no agent reads. Long links made the
+    attempts' section outgrow 3,000 and its cut ended in "• …", its "…and 15 more" line cut away;
+    150 earlier contacts showed 3 and said nothing of the others. Returns the text and how many it shows."""
+    kept: list[str] = []
+
+    def text(shown: list[str]) -> str:
+        rest = total - len(shown)
+        return "\n".join([heading, *shown, *([f"_…and {rest} more in the thread_"] if rest else [])])
+
+    for line in lines:
+        if size(text([*kept, line])) > SECTION_TEXT:
+            break
+        kept.append(line)
+    if lines and not kept:  # a first line too long alone: what fits of it (`clip`), not none
+        kept = [clip(lines[0], SECTION_TEXT - size(text([""])))]
+    return text(kept), len(kept)
+
+
+_LEFT_OUT = {"history": "earlier contacts", "attempted_solutions": "what the bot tried",
+             "collected_data": "collected data"}
+CUT_FOR_SIZE = "\n_(cut here: the alert was too long — the rest is in the thread)_"
 
 
 def follow_up(packet: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]) -> Message:
