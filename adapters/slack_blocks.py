@@ -525,18 +525,23 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
         pieces.append(("• local time: ", clock_there))
     # The customer's attributes under the customer: after the intent line they read as its data.
     pieces += [(f"• {escape(k)}: ", scalar(v)) for k, v in (customer.get("attributes") or {}).items()]
+    # What the bot sent beyond the contract, each with the part it came in (`brief.also_sent`).
+    pieces += [(f"• {escape(k)}: ", v) for k, v in also_sent(packet, "customer", "sentiment")]
     # What the alert's fields and context line shorten (the conversation, the bot, the intent): whole here.
     conversation, bot = packet.get("conversation") or {}, packet.get("bot") or {}
     said = [str(v) for v in (conversation.get("id"), conversation.get("channel"), conversation.get("language")) if v]
     pieces.append(("*Conversation:* ", " · ".join([*said, f"bot: {bot.get('name') or bot.get('id') or ''}"])))
+    pieces += [(f"• {escape(k)}: ", v) for k, v in also_sent(packet, "conversation")]
     if intent.get("name") or is_number(intent.get("confidence")):
         pieces.append(("*Intent:* ", _intent(intent)))
+    pieces += [(f"• {escape(k)}: ", v) for k, v in also_sent(packet, "intent")]
     reason = REASONS.get(escalation.get("reason", ""), escalation.get("reason", ""))
     pieces.append(("*Why:* ", " — ".join(filter(None, (reason, escalation.get("detail"))))))
     if escalation.get("keywords"):  # the alert shortens them to 300 characters
         pieces.append(("*Trigger words:* ", ", ".join(map(str, escalation["keywords"]))))
     if escalation.get("urgency"):  # the bot's word; the header shows routing's priority
         pieces.append(("*Urgency, as the bot said:* ", str(escalation["urgency"])))
+    pieces += [(f"• {escape(k)}: ", v) for k, v in also_sent(packet, "escalation")]
     for key, title in (("stated_problem", "In the customer's words"), ("summary", "Bot's summary")):
         if intent.get(key):
             pieces.append((f"*{title}:* ", intent[key]))
@@ -572,8 +577,6 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
         pieces.append(("*Routing hints:* ", " · ".join(hints)))
     if packet.get("metadata"):
         pieces.append(("*Metadata:* ", " · ".join(f"{k}: {scalar(v)}" for k, v in packet["metadata"].items())))
-    if extra := also_sent(packet):
-        pieces.append(("*Also sent:* ", " · ".join(f"{k}: {v}" for k, v in extra)))
     return pack(sections((p, r) for p, r in pieces if p or r), f"Details of {named(handoff_id, packet)}")
 
 

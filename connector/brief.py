@@ -9,7 +9,6 @@ what they want, what was tried, what is known — then the whole transcript.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import unicodedata
 from collections import Counter
@@ -466,12 +465,14 @@ def more_of(part: str, entry: Mapping[str, Any]) -> list[tuple[str, str]]:
     return more
 
 
-def also_sent(packet: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """What the bot sent beyond the contract's fields, as `part.key: value`: a customer's time zone
-    or locale reached no agent, while the receipt said nothing was dropped."""
-    return [(f"{part}.{key}", scalar(value)) for part, known in _NAMED.items()
+def also_sent(packet: Mapping[str, Any], *parts: str) -> list[tuple[str, str]]:
+    """What the bot sent beyond the contract's fields in `parts` (all of them when none is named),
+    as `part.key: value`: a customer's time zone or locale reached no agent, while the receipt said
+    nothing was dropped. Each is shown with its own part (an intent's entities under what the
+    customer wants, an SLA under why a person is needed), not all under the customer."""
+    return [(f"{part}.{key}", scalar(value)) for part, known in _NAMED.items() if not parts or part in parts
             for key, value in (packet.get(part) or {}).items()
-            if key not in known and value not in (None, "", [], {})]
+            if key not in known and holds_something(value)]
 
 
 def holds_something(value: Any) -> bool:
@@ -654,14 +655,23 @@ def _size(size: Any) -> str:
 
 def scalar(value: Any) -> str:
     """A packet value as an agent reads it (also in Slack's details): lists joined, booleans as yes/no,
-    an object as JSON (it read as Python's `{'arm': 'B'}`)."""
+    an object as its `key: value` pairs — it read as Python's `{'arm': 'B'}`, then as JSON, quotes
+    and braces (`[{"type": "order_id", "value": "88"}]`) an agent had to read through. Objects in a
+    list are set apart by ";", one inside another by parentheses. Empty values are left out."""
     if isinstance(value, Mapping):
-        return json.dumps(value, ensure_ascii=False, default=str)
-    if isinstance(value, list):
-        return ", ".join(scalar(item) for item in value)
+        return ", ".join(f"{key}: {_inner(item)}" for key, item in value.items() if holds_something(item))
+    if isinstance(value, list | tuple):
+        shown = [scalar(item) for item in value if holds_something(item)]
+        return ("; " if any(isinstance(item, Mapping) for item in value) else ", ").join(shown)
     if isinstance(value, bool):
         return "yes" if value else "no"
     return "—" if value is None else str(value)
+
+
+def _inner(value: Any) -> str:
+    """A value inside an object: an object or a list of several in parentheses, so its commas are its own."""
+    shown = scalar(value)
+    return f"({shown})" if isinstance(value, Mapping) or (isinstance(value, list | tuple) and len(value) > 1) else shown
 
 
 def _transcript(entries: list[Mapping[str, Any]], new_after: dt.datetime | None) -> dict[str, Any]:
@@ -778,7 +788,8 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "identity": identity,
         "segment": customer.get("segment"),
         "attributes": [(k, scalar(v)) for k, v in (customer.get("attributes") or {}).items()],
-        "also_sent": also_sent(packet),
+        # What the bot sent beyond the contract, by the part it came in, each shown with that part.
+        "also_sent": {part: also_sent(packet, part) for part in _NAMED},
         "sentiment": sentiment.get("label"),
         # The score alone is a mood too (it may have made the priority): "%+.2f", or None.
         "mood_score": f"{score:+.2f}" if is_number(score := sentiment.get("score")) else None,

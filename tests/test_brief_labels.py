@@ -1,4 +1,4 @@
-"""What an agent reads first: the customer's words that say something, objects as JSON, and a
+"""What an agent reads first: the customer's words that say something, objects as key: value, and a
 batch of messages named as what it is (with its handoff's id), wherever it is delivered."""
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ def test_the_slack_alert_quotes_the_customers_first_line_that_says_something():
     assert ">my order ORD-7781 never arrived" in intent["text"]["text"]
 
 
-def test_an_object_reads_as_json_not_as_python():
-    assert scalar({"arm": "B", "id": 7}) == '{"arm": "B", "id": 7}'
+def test_an_object_reads_as_its_keys_and_values_not_as_python_or_json():
+    assert scalar({"arm": "B", "id": 7}) == "arm: B, id: 7"
     packet = minimal_packet(metadata={"experiment": {"arm": "B", "id": 7}})
-    assert 'experiment: {"arm": "B", "id": 7}' in render_brief(packet, "hnd_1").text
+    assert "experiment: arm: B, id: 7" in render_brief(packet, "hnd_1").text
 
 
 def test_a_batch_of_messages_is_named_with_its_handoff_not_as_one():

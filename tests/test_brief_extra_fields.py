@@ -1,0 +1,47 @@
+"""Fields a bot sends beyond the contract inside intent, escalation, conversation or sentiment are
+shown with their own part, as key: value — not all under the customer, as JSON."""
+
+from __future__ import annotations
+
+import json
+
+from adapters import slack_blocks
+from connector.brief import render_brief, scalar
+from tests.factories import minimal_packet
+
+ENTITIES = [{"type": "order_id", "value": "88"}, {"type": "sku", "value": "A1", "note": None}]
+
+
+def _packet() -> dict:
+    packet = minimal_packet(intent={"name": "billing.refund", "entities": ENTITIES},
+                            sentiment={"label": "angry", "model": "v2"})
+    packet["escalation"]["sla_due_at"] = "2026-11-21T10:00:00Z"
+    packet["conversation"]["started_at"] = "2026-11-20T08:55:00+01:00"
+    return packet
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    end = text.find("\n\n", start + len(heading) + 1)
+    return text[start:end]
+
+
+def test_each_extra_field_is_shown_with_its_part_as_key_and_value():
+    brief = render_brief(_packet(), "hnd_1")
+    entities = "intent.entities: type: order_id, value: 88; type: sku, value: A1"
+    assert entities in _section(brief.text, "WHAT THEY WANT")
+    assert "escalation.sla_due_at: 2026-11-21T10:00:00Z" in _section(brief.text, "WHY A PERSON IS NEEDED")
+    customer = _section(brief.text, "CUSTOMER")
+    assert "sentiment.model: v2" in customer and "intent." not in customer and "escalation." not in customer
+    assert "conversation.started_at: 2026-11-20T08:55:00+01:00" in brief.text.split("\n—\n")[1]  # the footer
+    assert "{" not in brief.text and "&#34;" not in brief.html and "&quot;" not in brief.html
+    html_want = brief.html[brief.html.index("<h3>What they want</h3>"):brief.html.index("<h3>Transcript")]
+    assert entities in html_want
+    thread = json.dumps(slack_blocks.details(_packet(), "hnd_1"), ensure_ascii=False)
+    assert entities in thread and "Also sent" not in thread
+    assert thread.index("intent.entities") > thread.index("*Intent:*")
+
+
+def test_objects_inside_objects_keep_their_own_commas_apart():
+    assert scalar({"a": {"b": 1, "c": 2}, "d": [1, 2], "e": ""}) == "a: (b: 1, c: 2), d: (1, 2)"
+    assert scalar([{"x": 1}, {"x": 2}]) == "x: 1; x: 2" and scalar([1, None, 2]) == "1, 2"
