@@ -30,6 +30,7 @@ from connector.brief import (
     clock,
     collected_of,
     first_customer_line,
+    holds_something,
     is_number,
     last_customer_entry,
     local_time,
@@ -524,7 +525,8 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     if clock_there := local_time(packet):  # the thread's times are UTC: the customer's clock, when given
         pieces.append(("• local time: ", clock_there))
     # The customer's attributes under the customer: after the intent line they read as its data.
-    pieces += [(f"• {escape(k)}: ", scalar(v)) for k, v in (customer.get("attributes") or {}).items()]
+    pieces += [(f"• {escape(k)}: ", scalar(v)) for k, v in (customer.get("attributes") or {}).items()
+               if holds_something(v)]  # "ltv: —" told nothing
     # What the bot sent beyond the contract, each with the part it came in (`brief.also_sent`).
     pieces += [(f"• {escape(k)}: ", v) for k, v in also_sent(packet, "customer", "sentiment")]
     # What the alert's fields and context line shorten (the conversation, the bot, the intent): whole here.
@@ -569,14 +571,14 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
             pieces.append((f"• {escape(_day(h.get('at')))} {escape(h.get('channel') or '')} {ticket} — ",
                            " · ".join(filter(None, (h.get("summary"), h.get("agent"))))))
             pieces += [(f"    {escape(key)}: ", value) for key, value in more_of("history", h)]
-    if routing:
+    if any(holds_something(v) for v in routing.values()):
         preferred = routing.get("preferred_agent") or {}
-        hints = [f"{k}: {scalar(v)}" for k, v in routing.items() if k != "preferred_agent"]
+        hints = [f"{k}: {scalar(v)}" for k, v in routing.items() if k != "preferred_agent" and holds_something(v)]
         if preferred.get("email") or preferred.get("id"):  # as the brief names them, not a dict's repr
             hints.append(f"preferred agent: {preferred.get('email') or preferred.get('id')}")
         pieces.append(("*Routing hints:* ", " · ".join(hints)))
-    if packet.get("metadata"):
-        pieces.append(("*Metadata:* ", " · ".join(f"{k}: {scalar(v)}" for k, v in packet["metadata"].items())))
+    if metadata := [f"{k}: {scalar(v)}" for k, v in (packet.get("metadata") or {}).items() if holds_something(v)]:
+        pieces.append(("*Metadata:* ", " · ".join(metadata)))
     return pack(sections((p, r) for p, r in pieces if p or r), f"Details of {named(handoff_id, packet)}")
 
 

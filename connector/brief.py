@@ -787,7 +787,8 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "bot_loop": bot_loop(packet),
         "identity": identity,
         "segment": customer.get("segment"),
-        "attributes": [(k, scalar(v)) for k, v in (customer.get("attributes") or {}).items()],
+        # An empty value is left out: "skills: " with nothing after it, or "ltv: —", told nothing.
+        "attributes": [(k, scalar(v)) for k, v in (customer.get("attributes") or {}).items() if holds_something(v)],
         # What the bot sent beyond the contract, by the part it came in, each shown with that part.
         "also_sent": {part: also_sent(packet, part) for part in _NAMED},
         "sentiment": sentiment.get("label"),
@@ -819,8 +820,8 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
             for h in packet.get("history") or []
         ],
         "history_more": 0,  # earlier contacts left out of this rendering (`Brief.html_recent_contacts`)
-        "routing": {k: scalar(v) for k, v in routing.items() if k != "preferred_agent"},
+        "routing": {k: scalar(v) for k, v in routing.items() if k != "preferred_agent" and holds_something(v)},
         "preferred_agent": preferred.get("email") or preferred.get("id"),
         "transcript": _transcript(packet.get("transcript") or [], new_after),
-        "metadata": [(k, scalar(v)) for k, v in (packet.get("metadata") or {}).items()],
+        "metadata": [(k, scalar(v)) for k, v in (packet.get("metadata") or {}).items() if holds_something(v)],
     }
