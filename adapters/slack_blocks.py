@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from connector.brief import (
+    OFFSET_LABEL,
     OUTCOMES,
     REASONS,
     ROLES,
@@ -353,9 +354,10 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     if team:
         fields.append(f"*Routed to*\n{fit(team, 200)[0]}")
     # The alert's times are UTC: "call me after 8am" and "tomorrow" were the customer's, and only
-    # the thread (and Zendesk's, Salesforce's brief) said which clock they read.
+    # the thread (and Zendesk's, Salesforce's brief) said which clock they read. Labelled as what it
+    # is (the offset the times came with: a bot server's zone writes them so), not the customer's clock.
     if clock_there := local_time(packet):
-        fields.append(f"*Local time*\n{short('customer', clock_there, 200)}")
+        fields.append(f"*{OFFSET_LABEL.capitalize()}*\n{short('customer', clock_there, 200)}")
     blocks.append(section(why, fields, block_id="escalation"))
 
     # The line the ticket's subject takes (`brief.first_customer_line`): "hi" said nothing, and the
@@ -522,8 +524,8 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     pieces: list[tuple[str, str]] = [("*Everything the bot passed on*", "")]
     who = [f"{k}: {customer[k]}" for k in ("name", "email", "phone", "id", "account_id", "segment") if customer.get(k)]
     pieces.append(("*Customer:* ", " · ".join(who)))
-    if clock_there := local_time(packet):  # the thread's times are UTC: the customer's clock, when given
-        pieces.append(("• local time: ", clock_there))
+    if clock_there := local_time(packet):  # the thread's times are UTC: the offset they were sent with
+        pieces.append((f"• {OFFSET_LABEL}: ", clock_there))
     # The customer's attributes under the customer: after the intent line they read as its data.
     pieces += [(f"• {escape(k)}: ", scalar(v)) for k, v in (customer.get("attributes") or {}).items()
                if holds_something(v)]  # "ltv: —" told nothing

@@ -419,9 +419,11 @@ _NAMED_IN["ticket"] -= {"status"}
 
 
 def local_time(packet: Mapping[str, Any]) -> str | None:
-    """The customer's own clock, when their messages say it (an offset other than UTC's): the brief
-    gives every time in UTC, and "since this morning" or "call me after 6" could not be read.
-    Their latest message's offset (they may have travelled), and their messages' times there."""
+    """The offset the customer's messages' times were sent with (an offset other than UTC's), and
+    their times at it: the brief gives every time in UTC, and "since this morning" or "call me after
+    6" could not be read. Shown as "times sent with offset" (`OFFSET_LABEL`), not as the customer's
+    clock: a bot server in that zone writes its times so, wherever the customer is. Their latest
+    message's offset (they may have travelled)."""
     said = [moment for entry in packet.get("transcript") or [] if entry.get("role") == "customer"
             and (moment := rfc3339(entry.get("at"))) is not None]
     offset = said[-1].utcoffset() if said else None
@@ -435,10 +437,13 @@ def local_time(packet: Mapping[str, Any]) -> str | None:
     zone = f"UTC{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
     first, last = there[0], there[-1]
     same_day = first.date() == last.date()
-    # Within one minute, one time: "their messages at 10:00–10:00 there" read as a typo.
+    # Within one minute, one time: "their messages at 10:00–10:00" read as a typo.
     span = f"{first:%H:%M}" if same_day and f"{first:%H:%M}" == f"{last:%H:%M}" else \
         f"{first:%H:%M}–{last:%H:%M}" if same_day else f"{first:%Y-%m-%d %H:%M}–{last:%Y-%m-%d %H:%M}"
-    return f"{zone} (their messages at {span} there{f', {last:%A}' if same_day else ''})"
+    return f"{zone} (their messages at {span} at that offset{f', {last:%A}' if same_day else ''})"
+
+
+OFFSET_LABEL = "times sent with offset"  # what `local_time` is, as the brief and Slack label it
 
 
 _LONG_AGO = dt.datetime.min.replace(tzinfo=dt.UTC)
@@ -770,6 +775,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "channel": conversation.get("channel"),
         "language": conversation.get("language"),
         "local_time": local_time(packet),
+        "offset_label": OFFSET_LABEL,
         "conversation_url": conversation.get("url"),
         "conversation_id": conversation.get("id"),
         "reason": REASONS.get(escalation.get("reason", ""), escalation.get("reason", "")),

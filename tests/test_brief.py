@@ -440,23 +440,24 @@ def test_fields_a_bot_adds_to_messages_contacts_and_attempts_reach_the_agent_eve
     assert brief.transcript_lines[0].endswith("\n    translation: Nuestras facturas dejaron de sincronizarse")
 
 
-def test_the_customers_own_clock_is_given_beside_the_utc_times():
-    # Every time is shown in UTC: sent at 10:00+09:00, "since this morning" read as 01:00.
+def test_the_offset_the_times_were_sent_with_is_given_beside_the_utc_times():
+    # Every time is shown in UTC: sent at 10:00+09:00, "since this morning" read as 01:00. Labelled as
+    # what it is: "local time" passed a bot server's zone off as the customer's clock.
     from adapters import slack_blocks
 
     packet = full_packet()
     for entry in packet["transcript"]:
         entry["at"] = entry["at"].replace("2026-11-20T09:", "2026-11-20T10:").replace("Z", "+09:00")
     brief = render_brief(packet, "hnd_1")
-    shown = "local time: UTC+09:00 (their messages at 10:14–10:17 there, Friday)"
+    shown = "times sent with offset: UTC+09:00 (their messages at 10:14–10:17 at that offset, Friday)"
     assert shown in brief.text and shown in brief.html
     assert "[01:14:02] Customer:" in brief.text  # the transcript stays in UTC
     assert shown in json.dumps(slack_blocks.details(packet, "hnd_1"), ensure_ascii=False)
-    assert "local time" not in render_brief(full_packet(), "hnd_1").text  # UTC already: nothing to add
+    assert "offset" not in render_brief(full_packet(), "hnd_1").text  # UTC already: nothing to add
     # Go's zero time is in range in UTC, not at -05:00: it crashed every rendering, and the handoff
     # was retried until given up.
     packet["transcript"][0]["at"], packet["transcript"][-1]["at"] = "0001-01-01T00:30:00Z", "2026-11-20T09:17:10-05:00"
-    assert "local time" not in render_brief(packet, "hnd_1").text
+    assert "times sent with offset" not in render_brief(packet, "hnd_1").text
     assert slack_blocks.details(packet, "hnd_1")
 
 
@@ -563,12 +564,12 @@ def test_the_latest_words_go_up_top_when_the_transcript_is_long_to_read_not_only
 
 
 def test_messages_within_one_minute_are_given_one_time_not_a_range_from_it_to_itself():
-    # "their messages at 10:00–10:00 there", "01:00 – 01:00 UTC, 45 s".
+    # "their messages at 10:00–10:00", "01:00 – 01:00 UTC, 45 s".
     packet = minimal_packet()
     packet["transcript"] = [{"at": "2026-11-20T10:00:05+01:00", "role": "customer", "text": "hello"},
                             {"at": "2026-11-20T10:00:50+01:00", "role": "customer", "text": "my order is late"}]
     text = render_brief(packet, "hnd_1").text
-    assert "their messages at 10:00 there" in text and "10:00–10:00" not in text
+    assert "their messages at 10:00 at that offset" in text and "10:00–10:00" not in text
     assert "2026-11-20 09:00 UTC, 45 s" in text and "09:00 – 09:00" not in text
 
 

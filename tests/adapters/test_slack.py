@@ -205,17 +205,18 @@ def test_no_claim_button_without_the_signing_secret_that_verifies_its_clicks() -
 # ---- update instead of a duplicate ------------------------------------------------------------
 
 
-def test_the_alert_says_the_customers_clock_when_their_messages_give_it(adapter: SlackAdapter) -> None:
+def test_the_alert_says_the_offset_the_customers_messages_came_with(adapter: SlackAdapter) -> None:
     # A review of the brief: "call me after 8am" at 23:17 their time read as UTC in the alert; only
-    # the thread and the other targets' briefs said which clock it was.
+    # the thread and the other targets' briefs said which clock it was. Labelled as the offset the
+    # times were sent with: "Local time" passed a bot server's zone off as the customer's clock.
     packet = full_packet()
     for entry in packet["transcript"]:
         entry["at"] = entry["at"].replace("Z", "-08:00")
     [escalation] = [b for b in adapter.render(ctx_for(packet))["message"]["blocks"] if b.get("block_id") == "escalation"]
-    [clock] = [f["text"] for f in escalation["fields"] if f["text"].startswith("*Local time*")]
-    assert clock.startswith("*Local time*\nUTC-08:00 (their messages at ")
+    [clock] = [f["text"] for f in escalation["fields"] if f["text"].startswith("*Times sent with offset*")]
+    assert clock.startswith("*Times sent with offset*\nUTC-08:00 (their messages at ") and "at that offset" in clock
     utc = adapter.render(ctx_for(full_packet()))["message"]["blocks"]
-    assert "Local time" not in json.dumps(utc)
+    assert "offset" not in json.dumps(utc)
 
 
 def test_second_handoff_is_a_thread_reply_not_a_new_alert(slack: FakeSlack, adapter: SlackAdapter) -> None:
