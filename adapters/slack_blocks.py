@@ -564,7 +564,14 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
                 # A long signed address left the title's label no room (cut, while the receipt says
                 # "in full in the thread"): the title whole, the address on a line of its own.
                 title = f"{escape(a['title'])}\n    {link(a.get('url'), 'open the link', WHOLE_LABEL)}"
-            pieces.append((f"• {title} — {outcome}" + (". " if a.get("detail") else ""), a.get("detail") or ""))
+            if attempt_title(a, WHOLE_LABEL)[1] == "detail":
+                # Named by its detail, as in the alert, whole ("(untitled) — did not help. Sent the…"
+                # read as an attempt nobody named); its link, if any, on a line of its own.
+                pieces.append(("• ", f"{a['detail']} — {OUTCOMES.get(a.get('outcome', 'unknown'), a.get('outcome'))}"))
+                if a.get("url"):
+                    pieces.append((f"    {link(a.get('url'), 'open the link', WHOLE_LABEL)}", ""))
+            else:
+                pieces.append((f"• {title} — {outcome}" + (". " if a.get("detail") else ""), a.get("detail") or ""))
             pieces += [(f"    {escape(key)}: ", value) for key, value in more_of("attempted_solutions", a)]
     if packet.get("history"):
         pieces.append(("*Earlier contacts:*", ""))

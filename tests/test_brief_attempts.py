@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from adapters import slack_blocks
 from connector.brief import render_brief
 from tests.factories import minimal_packet
@@ -38,3 +40,11 @@ def test_a_long_untitled_detail_is_cut_in_the_alert_said_in_the_receipt_and_whol
 def test_an_attempt_with_nothing_to_name_it_is_still_untitled():
     text, _ = _alert_attempts(minimal_packet(attempted_solutions=[{"outcome": "declined"}]))
     assert "• (untitled) — customer declined" in text
+
+
+def test_the_thread_names_an_untitled_attempt_by_its_detail_too():
+    packet = minimal_packet(attempted_solutions=[
+        {"detail": DETAIL, "outcome": "not_helpful", "url": "https://help.example/reset"}])
+    thread = json.dumps(slack_blocks.details(packet, "hnd_1"), ensure_ascii=False)
+    assert f"• {DETAIL} — did not help\\n    <https://help.example/reset|open the link>" in thread
+    assert "(untitled)" not in thread
