@@ -30,6 +30,7 @@ def test_a_greeting_is_not_the_subject_the_brief_or_the_slack_alerts_problem():
     packet = _refund()
     assert subject_for(packet) == PROBLEM
     brief = render_brief(packet, "hnd_1")
+    assert brief.subject == PROBLEM  # Zendesk's subject and Salesforce's Subject
     assert brief.text.startswith(f"HANDOFF — {PROBLEM}\n")
     assert f'They wrote: "{PROBLEM}"' in brief.text and f"They wrote: <em>“{PROBLEM}”</em>" in brief.html
     message, _ = slack_blocks.alert(packet, "hnd_1", {}, [])
