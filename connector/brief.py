@@ -56,6 +56,9 @@ OUTCOMES = {
     "unknown": "outcome unknown",
 }
 TRENDS = {"worsening": "getting worse", "stable": "steady", "improving": "improving"}
+# The contract's channels as an agent names them; any other is shown as sent.
+CHANNELS = {"web_chat": "web chat", "whatsapp": "WhatsApp", "sms": "SMS", "voice": "voice (phone)", "email": "e-mail",
+            "messenger": "Messenger"}
 ROLES = {"customer": "Customer", "bot": "Bot", "agent": "Agent", "system": "System"}
 # Parts of the packet an agent can be given (the context receipt speaks in these names).
 PARTS = (
@@ -773,6 +776,9 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "bot_id": bot.get("id"),
         "platform": bot.get("platform"),
         "channel": conversation.get("channel"),
+        # Under the customer, not only in the footer: an agent answering a WhatsApp customer by
+        # e-mail (the helpdesk's default reply) reaches nobody. Salesforce's Origin says Web for it.
+        "waiting_on": CHANNELS.get(conversation.get("channel") or "", conversation.get("channel")),
         "language": conversation.get("language"),
         "local_time": local_time(packet),
         "offset_label": OFFSET_LABEL,

@@ -84,7 +84,7 @@ def test_a_name_that_says_nothing_is_no_name_the_email_heads_the_customer(nothin
 
 def test_the_conversation_s_language_is_with_the_customer():
     brief = render_brief(full_packet(), "hnd_1")
-    assert "  account: ACME-88213\n  language: en\n" in brief.text
+    assert "  account: ACME-88213\n  waiting on: web chat\n  language: en\n" in brief.text
     assert "language: <strong>en</strong>" in brief.html
 
 
@@ -608,3 +608,19 @@ def test_a_repeat_marks_the_messages_after_the_ticket_last_heard_from_us_in_ever
     assert "[new]" not in render_brief(packet, "hnd_1").text
     batch = {**packet, "follow_up": {"handoff_id": "hnd_0", "first": 1}}
     assert "[new]" not in render_brief(batch, "hnd_1", new_after=told).text
+
+
+@pytest.mark.parametrize(("channel", "shown"), [("whatsapp", "WhatsApp"), ("web_chat", "web chat"),
+                                                ("line", "line"), ("<b>x</b>", "&lt;b&gt;x&lt;/b&gt;")])
+def test_the_channel_the_customer_waits_on_is_under_the_customer_not_only_in_the_footer(channel, shown):
+    """An agent replying by e-mail (the helpdesk's default) to a WhatsApp customer reaches nobody;
+    the channel was only in the footer's small print, and Salesforce's Origin says Web for it."""
+    packet = full_packet()
+    packet["conversation"]["channel"] = channel
+    brief = render_brief(packet, "hnd_1")
+    customer = brief.text[brief.text.index("CUSTOMER"):brief.text.index("WHAT THEY WANT")]
+    assert f"  waiting on: {channel if channel.startswith('<') else shown}\n" in customer
+    html = brief.html[brief.html.index("<h3>Customer</h3>"):brief.html.index("<h3>What they want</h3>")]
+    assert f"<br>waiting on: <strong>{shown}</strong>" in html
+    del packet["conversation"]["channel"]
+    assert "waiting on" not in render_brief(packet, "hnd_1").text
