@@ -726,7 +726,11 @@ def routed_to(assignment: Mapping[str, Any]) -> str | None:
     VIP's ticket looked like any other."""
     where = " / ".join(str(assignment[k]) for k in ("team", "queue", "agent") if assignment.get(k))
     rule = assignment.get("rule")
-    return f"{where} (rule {rule})" if where and rule else where or None
+    said = assignment.get("customer_words") or []
+    # The words in the customer's messages that made the rule match (`routing._words_said`).
+    quoted = ", ".join(f"“{word}”" for word in said)
+    because = f": the customer wrote {quoted}" if said else ""
+    return f"{where} (rule {rule}{because})" if where and rule else where or None
 
 
 def attempt_title(attempt: Mapping[str, Any], limit: int) -> tuple[str, str]:

@@ -95,6 +95,9 @@ def _check(name: str, wanted: Any, f: Facts, ctx: dict[str, Any]) -> tuple[bool,
     raise ConfigError("mappings/routing.yaml", f"unknown condition {name!r}")  # the schema prevents this
 
 
+KEYWORDS_IN = ("escalation", "transcript")  # where a rule's keywords are looked for, unless it says
+
+
 def _keywords(patterns: Keywords, f: Facts, where: list[str]) -> tuple[bool, str]:
     in_escalation = "escalation" in where and any(p.pattern_text in f.keywords for p in patterns)
     if in_escalation or ("transcript" in where and patterns.any_in(f.customer_text)):
@@ -113,6 +116,16 @@ def _first_keyword(patterns: Keywords, f: Facts, where: list[str]) -> tuple[bool
     return _no_keyword(patterns, where)
 
 
+def _words_said(rule: Mapping[str, Any], f: Facts) -> list[str]:
+    """The matched rule's keywords the customer wrote: the brief's "Routed to" names them. A rule
+    that fired on "cancel my account" deep in the transcript read "(rule fraud-or-legal)", and the
+    agent searched the messages for why (escalation.keywords, the bot's own, are shown as sent)."""
+    when = rule.get("when") or {}
+    if "keywords" not in when or "transcript" not in when.get("keywords_in", KEYWORDS_IN):
+        return []
+    return [p.pattern_text for p in when["keywords"] if p.search(f.customer_text)]
+
+
 def _no_keyword(patterns: Keywords, where: list[str]) -> tuple[bool, str]:
     return False, f"no keyword of {[p.pattern_text for p in patterns]} in {' or '.join(where)}"
 
@@ -120,7 +133,7 @@ def _no_keyword(patterns: Keywords, where: list[str]) -> tuple[bool, str]:
 def _matches(rule: Mapping[str, Any], f: Facts, config: RoutingConfig, now: dt.datetime) -> tuple[bool, list[str]]:
     when = dict(rule["when"])
     team = when.pop("hours_of", None) or rule["then"].get("team") or config["default"]["team"]
-    ctx = {"now": now, "team": team, "keywords_in": when.pop("keywords_in", ["escalation", "transcript"]),
+    ctx = {"now": now, "team": team, "keywords_in": when.pop("keywords_in", KEYWORDS_IN),
            "calendar": (config["teams"].get(team) or {}).get("calendar")}
     checked: list[str] = []
     for name, wanted in when.items():
@@ -161,7 +174,10 @@ def assign(packet: Mapping[str, Any], routing: Mapping[str, Any], *, now: dt.dat
             continue
         why = "; ".join(checked) if checked else "default rule, no conditions"
         trace.append(f"rule {rule['name']}: matched ({why})")
-        return _decide(packet, rule, config, now, previous_agent, trace)
+        assignment = _decide(packet, rule, config, now, previous_agent, trace)
+        if said := _words_said(rule, facts):
+            assignment["customer_words"] = said
+        return assignment
     raise ConfigError("mappings/routing.yaml", "no rule matched; the file needs a default rule (one without 'when:')")
 
 

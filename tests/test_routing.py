@@ -380,3 +380,23 @@ def test_a_bots_queue_hint_names_the_queue_only_where_routing_yaml_names_none():
     # A team routing.yaml does not describe has no queue of its own: the bot's word is all there is.
     unknown = assign(minimal_packet(routing={"department": "legal", "queue": "Legal desk"}), rules, now=TUESDAY_NOON)
     assert unknown["queue"] == "Legal desk" and "queue Legal desk from routing.queue (the bot's hint)" in unknown["trace"]
+
+
+def test_the_brief_names_the_customers_words_that_made_a_keyword_rule_match():
+    """A rule that fired on "cancel my account" in the transcript read "(rule fraud-or-legal)", and
+    the agent searched the messages for why; the bot's own escalation.keywords are shown as sent."""
+    from adapters.slack_blocks import alert
+    from connector.brief import render_brief
+
+    said = packet(escalation__keywords=[])
+    said["transcript"][-1]["text"] = "Forget it. I want to cancel my account."
+    result = assign(said, SHIPPED, now=TUESDAY_NOON)
+    assert result["rule"] == "fraud-or-legal" and result["customer_words"] == ["cancel my account"]
+    text = render_brief(said, "hnd_1", assignment=result).text
+    assert "Routed to: escalations / Escalations (rule fraud-or-legal: the customer wrote “cancel my account”)" in text
+    fields = "\n".join(f["text"] for b in alert(said, "hnd_1", result, [])[0]["blocks"] for f in b.get("fields", []))
+    assert "the customer wrote “cancel my account”" in fields
+    # The bot's own keyword: named under "Trigger words", not claimed as the customer's.
+    told = assign(packet(escalation__keywords=["chargeback"]), SHIPPED, now=TUESDAY_NOON)
+    assert told["rule"] == "fraud-or-legal" and "customer_words" not in told
+    assert "customer_words" not in assign(packet(), SHIPPED, now=TUESDAY_NOON)  # no keyword rule
