@@ -332,7 +332,16 @@ class SalesforceAdapter(Adapter):
 
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         case_id, headers = payload["case_id"], payload["headers"]
-        case = self._still_open(case_id)
+        try:
+            case = self._still_open(case_id)
+        except AuthError as err:
+            # An earlier attempt posted part of this update, then met refused credentials: still
+            # refused now, it is retried to be resumed (as a new case's transcript, `_finish`),
+            # not failed with part of the brief on the case.
+            if ctx.outcome_unknown:
+                raise OutcomeUnknown(f"case {case_id} may hold part of this update: {err.message}",
+                                     status=err.status, reply=err.reply) from err
+            raise
         fields_out: tuple[dict[str, str], ...] = ()
         if payload["case"]:
             def send(record: dict[str, Any]) -> None:  # a case being worked keeps its owner: no re-routing
@@ -344,14 +353,25 @@ class SalesforceAdapter(Adapter):
                 if isinstance(err, AuthError) and err.status != 403:  # 403: no right to edit this case, not
                     raise  # credentials refused (a 401 the client renews once; after that, nothing works)
                 fields_out = self._case_unchanged(err, case_id, payload["case"], ctx)
+        landed: list[str] = []
         try:
-            counts, refused = self._transcript_to(case_id, payload, resume=ctx.attempt > 1 or ctx.outcome_unknown)
+            counts, refused = self._transcript_to(case_id, payload, resume=ctx.attempt > 1 or ctx.outcome_unknown,
+                                                  landed=landed)
         except AuthError as err:
-            # Credentials refused midway (these read the case a moment ago): told "failed", the bot
-            # apologized for a handoff whose first comments an agent was reading. As a new case's
-            # transcript (`_finish`): retried — an admin may renew them — and the retry resumes.
+            if not landed and not ctx.outcome_unknown:
+                # Nothing of this update is on the case (a 403 on a case the API user may read but
+                # not edit): refused, and the bot is told so, not kept pending through every retry.
+                raise
+            # Credentials refused midway: told "failed", the bot apologized for a handoff whose
+            # first comments an agent was reading. As a new case's transcript (`_finish`):
+            # retried — an admin may renew them — and the retry resumes.
             raise OutcomeUnknown(f"case {case_id} may hold part of this update: {err.message}", status=err.status,
                                  reply=err.reply) from err
+        if (payload.get("comments") or payload.get("feed_items")) and not landed and not counts["comments_skipped"]:
+            # Every comment refused, its note too (a case locked by an approval process refuses
+            # them all): nothing reached the case — "updated" would tell the bot an agent has it.
+            raise RejectedError(f"Salesforce refused every comment of this update on case {case_id}: "
+                                f"{refused[0]['reason'] if refused else 'no reason given'}")
         sent = self._sent(case_id, {"case_id": case_id, "owner": _owner(case), **counts}, (*fields_out, *refused))
         return replace(sent, holder=_holder(case))
 
@@ -467,9 +487,10 @@ class SalesforceAdapter(Adapter):
         self._unfinished.pop(ctx.handoff_id, None)
         return counts
 
-    def _transcript_to(self, case_id: str, payload: Mapping[str, Any], *,
-                       resume: bool) -> tuple[dict[str, int], tuple[dict[str, str], ...]]:
+    def _transcript_to(self, case_id: str, payload: Mapping[str, Any], *, resume: bool,
+                       landed: list[str] | None = None) -> tuple[dict[str, int], tuple[dict[str, str], ...]]:
         """Post the comments; their counts, and what Salesforce refused for good (for the receipt).
+        `landed` gets the head of each comment (or stand-in note) that reached the case, as it does.
 
         A comment refused for good (a validation rule, a trigger) is refused again on every retry
         while the case waits in a queue: a note with the part's header takes its place, so the
@@ -482,6 +503,7 @@ class SalesforceAdapter(Adapter):
             present.update(r[body] for r in self._call(lambda sf: sf.query_all(soql), write=False)["records"])
         posted = skipped = 0
         refused: list[dict[str, str]] = []
+        landing = [] if landed is None else landed
         for record in payload.get(key) or []:
             text = record[body]
             head = text.split("\n", 1)[0]
@@ -495,6 +517,7 @@ class SalesforceAdapter(Adapter):
                 continue
             try:
                 self._create(sobject, {**record, "ParentId": case_id})
+                landing.append(head)
             except RejectedError as err:
                 if isinstance(err, TicketGone):
                     raise
@@ -502,6 +525,7 @@ class SalesforceAdapter(Adapter):
                             extra={"error_code": vendor_error(err.reply)[0], "status": err.status})
                 try:
                     self._create(sobject, {**record, body: note, "ParentId": case_id})
+                    landing.append(head)
                 except RejectedError:  # the note too (a trigger refusing every comment): said all the same
                     pass
                 refused.append(_refused(head, err.message[:300]))

@@ -18,7 +18,7 @@ from responses import matchers
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from adapters.base import Link
-from adapters.errors import AuthError, OutcomeUnknown, RateLimited, RejectedError, TransientError
+from adapters.errors import AuthError, OutcomeUnknown, RateLimited, RejectedError, TicketGone, TransientError
 from adapters.salesforce import COMMENT_MAX_BYTES, CONTINUED, SalesforceAdapter
 from connector.brief import render_brief
 from connector.errors import ConfigError
@@ -459,6 +459,45 @@ def test_credentials_refused_midway_through_a_repeats_comments_are_retried_and_r
     assert (outcome.status, outcome.reply["comments_posted"], outcome.reply["comments_skipped"]) == ("updated", 1, 1)
     assert [c["CommentBody"].split("\n", 1)[0] for c in org.sent("CaseComment")[2:]] == [
         f"Handoff {HID} · transcript · part 2/2"]
+
+
+def test_credentials_still_refused_when_a_repeat_is_resumed_keep_it_unknown(org: SalesforceFake) -> None:
+    # Its first attempt posted part of the update; the retry met the same refusal at its first look
+    # and failed for good, the bot told "failed" with the brief's comment on the case.
+    context = replace(ctx_for(link=Link(vendor_id=CASE_ID)), outcome_unknown=True, attempt=2)
+    org.error("GET", "query/", 401, "error-401-invalid-session.json")
+    with pytest.raises(OutcomeUnknown, match=CASE_ID):
+        adapter().deliver(context)
+    with pytest.raises(AuthError) as caught:  # a first attempt refused so: nothing of it on the case
+        adapter().deliver(replace(context, outcome_unknown=False, attempt=1))
+    assert not isinstance(caught.value, OutcomeUnknown)
+
+
+def test_a_repeat_on_a_case_the_api_user_may_not_edit_is_refused_not_kept_pending(org: SalesforceFake) -> None:
+    # Readable, not editable: the PATCH and the first comment both 403. Taken for credentials
+    # refused midway, it was retried for half an hour, the bot told "pending", nothing on the case.
+    context = make_context(full_packet(), target="salesforce", link=Link(vendor_id=CASE_ID),
+                           assignment={"priority": "urgent", "team": "support"})
+    org.case_state(CASE_ID)
+    org.error("PATCH", f"sobjects/Case/{CASE_ID}", 403, "error-403-insufficient-access.json")
+    org.error("POST", "sobjects/CaseComment/", 403, "error-403-insufficient-access.json")
+    with pytest.raises(AuthError) as caught:
+        adapter().deliver(context)
+    assert not isinstance(caught.value, OutcomeUnknown) and len(org.calls("POST", "sobjects/CaseComment/")) == 1
+
+
+def test_a_locked_case_refusing_every_comment_of_a_repeat_is_not_updated(org: SalesforceFake) -> None:
+    # An approval lock refuses the PATCH, each comment and its stand-in note: "updated" told the bot
+    # an agent had it, with nothing of it on the case.
+    context = make_context(full_packet(), target="salesforce", link=Link(vendor_id=CASE_ID),
+                           assignment={"priority": "urgent", "team": "support"})
+    org.case_state(CASE_ID)
+    locked = [{"errorCode": "ENTITY_IS_LOCKED", "message": "the entity is locked for editing", "fields": []}]
+    org.rsps.add("PATCH", f"{org.api}/sobjects/Case/{CASE_ID}", status=400, json=locked)
+    org.rsps.add("POST", f"{org.api}/sobjects/CaseComment/", status=400, json=locked)
+    with pytest.raises(RejectedError, match="refused every comment") as caught:
+        adapter().deliver(context)
+    assert not isinstance(caught.value, TicketGone)
 
 
 def test_comments_failing_after_the_case_resume_without_reposting(org: SalesforceFake) -> None:
