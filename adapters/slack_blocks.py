@@ -41,6 +41,7 @@ from connector.brief import (
     one_line,
     repeat_contact,
     routed_to,
+    said_text,
     scalar,
     subject_for,
     urgency_shown,
@@ -363,8 +364,9 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     # The line the ticket's subject takes (`brief.first_customer_line`): "hi" said nothing, and the
     # order number in the next message was missing from the one message people triage from.
     # (`brief.first_customer_line` is the one rule for it, the customer message's too.)
-    words = intent.get("stated_problem") or first_customer_line(packet)
-    if words or intent.get("summary"):
+    words = said_text(intent.get("stated_problem")) or first_customer_line(packet)
+    summary = said_text(intent.get("summary"))
+    if words or summary:
         # Every line quoted: after the first, a line typed as "*Bot's summary:* …" read as the alert's own.
         text = f"*In the customer's words:*\n>{quote('intent', words, 1200)}" if words else ""
         latest = last_customer_entry(packet)
@@ -372,8 +374,8 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
             quoted = quote("transcript", latest["text"], 600)
             when = clock(latest.get("at"))  # a moment: messages sent after the handoff go to the thread
             text += f"\n*Latest from them{f' ({when})' if when else ''}:*\n>{quoted}"
-        if intent.get("summary"):
-            text += f"\n*Bot's summary:* {short('intent', intent['summary'], 600)}"
+        if summary:
+            text += f"\n*Bot's summary:* {short('intent', summary, 600)}"
         blocks.append(section(text.strip(), block_id="intent"))
 
     # A value the bot sent empty (null, "", []) is no field: it was asked for, not collected.
@@ -437,15 +439,20 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     # the least urgent blocks, then halve the longest texts — never send what Slack would refuse.
     # What is given up is said in the alert itself, not only in the receipt no agent reads: a list
     # ending in "• …" (its "…and 3 more" line cut away) or no earlier contacts at all read as all there was.
-    left_out = []
+    def left_out_line(names: Sequence[str]) -> dict[str, Any]:
+        return section(f"_Left out of this alert (too long): {', '.join(names)} — all in the thread._",
+                       block_id="left_out")
+
+    left_out: list[str] = []
+    room = 0  # once a list goes, the line saying so must fit too: counted before the next is weighed
     for part in ("history", "attempted_solutions", "collected_data"):
-        if blocks_size(blocks) > SAFE_AGGREGATE and any(b.get("block_id") == part for b in blocks):
+        if blocks_size(blocks) + room > SAFE_AGGREGATE and any(b.get("block_id") == part for b in blocks):
             blocks = [b for b in blocks if b.get("block_id") != part]
             left_out.append(_LEFT_OUT[part])
             notes.append({"part": part, "reason": "left out of the alert (size); in full in the thread"})
+            room = blocks_size([left_out_line(list(_LEFT_OUT.values()))])  # its longest wording
     if left_out:  # above the context line, the alert's last
-        blocks.insert(len(blocks) - 1, section(f"_Left out of this alert (too long): {', '.join(left_out)} — "
-                                               "all in the thread._", block_id="left_out"))
+        blocks.insert(len(blocks) - 1, left_out_line(left_out))
     while blocks_size(blocks) > SAFE_AGGREGATE:
         longest = max((b for b in blocks if b["type"] == "section"), key=lambda b: size(b["text"]["text"]))
         text = longest["text"]["text"].removesuffix(CUT_FOR_SIZE)  # said once, however often it is halved
@@ -522,7 +529,8 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     customer, escalation = packet.get("customer") or {}, packet.get("escalation") or {}
     intent, routing = packet.get("intent") or {}, packet.get("routing") or {}
     pieces: list[tuple[str, str]] = [("*Everything the bot passed on*", "")]
-    who = [f"{k}: {customer[k]}" for k in ("name", "email", "phone", "id", "account_id", "segment") if customer.get(k)]
+    who = [f"{k}: {value}" for k, value in identity_of(customer, ("name", "email", "phone", "id", "account_id",
+                                                                  "segment"))]
     pieces.append(("*Customer:* ", " · ".join(who)))
     if clock_there := local_time(packet):  # the thread's times are UTC: the offset they were sent with
         pieces.append((f"• {OFFSET_LABEL}: ", clock_there))
@@ -547,7 +555,7 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
         pieces.append(("*Urgency, as the bot said:* ", str(escalation["urgency"])))
     pieces += [(f"• {escape(k)}: ", v) for k, v in also_sent(packet, "escalation")]
     for key, title in (("stated_problem", "In the customer's words"), ("summary", "Bot's summary")):
-        if intent.get(key):
+        if said_text(intent.get(key)):
             pieces.append((f"*{title}:* ", intent[key]))
     collected, not_collected = collected_of(packet)
     if collected or not_collected:

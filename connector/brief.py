@@ -351,14 +351,14 @@ _NOTHING_SAID = frozenset("""
 hi hello hey hiya yo good morning afternoon evening day there agent agents human humans being person
 people representative rep operator supervisor manager someone somebody anyone real live talk speak
 me to a an the with please pls plz help support customer service care thanks thank you ok okay yes
-no yeah yep nope can i d m could would like want need get give bot now right away immediately asap just
+no yeah yep nope can i d m could would like want need get give bot now away immediately asap just
 actual
 hola buenos buenas días dias tardes noches agente humano humana persona alguien por favor hablar con
-un una quiero necesito ayuda sí si gracias
+un una quiero necesito ayuda sí si gracias ahora ya
 bonjour salut bonsoir humain humaine personne quelqu quelqu'un svp s il vous plaît plait parler à
-a conseiller conseillère je veux voudrais besoin aide oui non merci
+a conseiller conseillère je veux voudrais besoin aide oui non merci maintenant
 hallo guten tag morgen abend mitarbeiter mitarbeiterin mensch menschen bitte sprechen mit einem einen einer
-jemandem jemanden echten echte echter ich möchte will brauche hilfe ja nein danke
+jemandem jemanden echten echte echter ich möchte will brauche hilfe ja nein danke jetzt sofort
 une vrai vraie
 你好 您好 人工 转人工 こんにちは
 """.split())
@@ -399,9 +399,14 @@ def first_customer_line(packet: Mapping[str, Any], *, echoed: bool = False) -> s
     I talk to a person?" tells an agent more than "Conversation handed off")."""
     said = [entry["text"] for entry in packet.get("transcript", [])
             if entry.get("role") == "customer" and not is_blank(entry.get("text", ""))]
-    telling = [text for text in said if _says_something(without_invisible(text))]
-    if telling or echoed:
-        said = telling
+    longest = None  # the longest line that says something, should none have enough words
+    for text in said:  # to the first that will do: a transcript of 2,000 lines is checked on the bot's path
+        if _says_something(without_invisible(text)):
+            if _words(text) >= _SAYS_SOMETHING:
+                return text
+            longest = text if longest is None or len(text) > len(longest) else longest
+    if longest is not None or echoed:
+        return longest or ""
     return next((text for text in said if _words(text) >= _SAYS_SOMETHING), max(said, key=len, default=""))
 
 
@@ -466,8 +471,7 @@ def more_of(part: str, entry: Mapping[str, Any]) -> list[tuple[str, str]]:
     """What the bot sent in one entry of `part` beyond the contract's fields, as `key: value` — a
     translated conversation's translations reached no agent, while the receipt said nothing was dropped."""
     known = _NAMED_IN[part]
-    more = [(key, scalar(value)) for key, value in entry.items()
-            if key not in known and value not in (None, "", [], {})]
+    more = [(key, scalar(value)) for key, value in entry.items() if key not in known and holds_something(value)]
     if part == "history" and isinstance(entry.get("ticket"), Mapping):  # the earlier ticket's own (its status)
         more += [(f"ticket.{key}", value) for key, value in more_of("ticket", entry["ticket"])]
     return more
@@ -481,6 +485,12 @@ def also_sent(packet: Mapping[str, Any], *parts: str) -> list[tuple[str, str]]:
     return [(f"{part}.{key}", scalar(value)) for part, known in _NAMED.items() if not parts or part in parts
             for key, value in (packet.get(part) or {}).items()
             if key not in known and holds_something(value)]
+
+
+def said_text(value: Any) -> str | None:
+    """A free text of the packet when it says something (not `is_blank`), else None: the schema
+    takes "  " for an intent's stated_problem, shown as `In their words: "  "` in place of theirs."""
+    return value if isinstance(value, str) and not is_blank(value) else None
 
 
 def holds_something(value: Any) -> bool:
@@ -770,9 +780,11 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     customer_name = name_of(customer) or next((value for _, value in identity), None)
     if not name_of(customer):  # the first of them heads the section: not "sam@x.net", then "email: sam@x.net"
         identity = identity[1:]
+    stated_problem, summary = said_text(intent.get("stated_problem")), said_text(intent.get("summary"))
+    first_line = None if stated_problem else first_customer_line(packet)  # "They wrote", when nothing else says it
     latest = last_customer_entry(packet)
-    if latest is not None and latest["text"] == first_customer_line(packet):
-        latest = None  # shown already as what they wrote
+    if latest is not None and first_line is not None and latest["text"] == first_line:
+        latest = None  # shown already as what they wrote (and only then: a stated problem replaces that line)
     return {
         "handoff_id": handoff_id,
         "subject": subject_for(packet),
@@ -812,11 +824,11 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "mood_score": f"{score:+.2f}" if is_number(score := sentiment.get("score")) else None,
         "trend": TRENDS.get(sentiment.get("trend", ""), sentiment.get("trend")),
         "worsening": sentiment.get("trend") == "worsening",
-        "stated_problem": intent.get("stated_problem"),
-        "summary": intent.get("summary"),
+        "stated_problem": stated_problem,
+        "summary": summary,
         "intent": intent.get("name"),
         "confidence": f"{intent['confidence']:.0%}" if is_number(intent.get("confidence")) else None,
-        "first_words": one_line(first_customer_line(packet), 300) if not intent.get("stated_problem") else None,
+        "first_words": one_line(first_line, 300) if first_line is not None else None,
         "attempts": [
             {"title": (named_by := attempt_title(a, 120))[0], "url": a.get("url"),
              # A detail that names the attempt whole is not said twice.

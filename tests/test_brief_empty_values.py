@@ -36,3 +36,21 @@ def test_slack_shows_empty_collected_values_as_not_collected():
     assert collected["text"]["text"].endswith("_Not collected (sent empty):_ order_number, tracking_id, items, zip")
     details = json.dumps(slack_blocks.details(packet, "hnd_1"))
     assert "order_number:*" not in details and "Not collected (sent empty):_ order_number, tracking_id, items, zip" in details
+
+
+def test_blank_extra_fields_of_a_message_an_attempt_or_a_contact_are_no_lines():
+    """`more_of` kept " ", {"a": null} and [null]: "extra:  ", "note: ", "tags: " in every vendor."""
+    packet = full_packet()
+    packet["attempted_solutions"][0]["extra"] = " "
+    packet["history"][0]["note"] = {"a": None}
+    packet["transcript"][0]["translation"] = "\u200b"
+    packet["transcript"][0]["tags"] = [None]
+    packet["customer"].update(name="\u200b", phone="   ")
+    brief = render_brief(packet, "hnd_1")
+    for said in ("extra:", "note:", "translation:", "tags:"):
+        assert said not in brief.text and said not in brief.html, said
+    thread = "\n".join(b["text"]["text"] for m in slack_blocks.details(packet, "hnd_1") for b in m["blocks"]
+                       if b.get("text"))
+    assert "extra:" not in thread and "translation:" not in thread
+    customer = next(line for line in thread.splitlines() if line.startswith("*Customer:*"))
+    assert "name:" not in customer and "phone:" not in customer and "email: dana.whitfield@example.com" in customer

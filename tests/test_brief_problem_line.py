@@ -51,3 +51,45 @@ def test_with_nothing_but_greetings_the_agent_still_reads_what_the_customer_wrot
     packet = _conversation(("customer", "hi"), ("customer", GREETING))
     assert subject_for(packet) == GREETING
     assert problem_words(packet, echoed=True) == ""  # the customer message says its own words instead
+
+
+def test_a_stated_problem_leaves_the_customers_latest_words_above_a_long_transcript():
+    """"Latest from them" was dropped when it was the line "They wrote" would have shown — though a
+    stated problem shows in its place: the customer's own words were nowhere above the transcript."""
+    packet = _conversation(("customer", "I want to talk to a real person now"),
+                           *[("bot" if i % 2 else "customer", f"ok {i}") for i in range(8)],
+                           ("customer", "order 5521 arrived broken, screen cracked, I need a replacement before Friday"))
+    packet["intent"] = {"stated_problem": "Damaged delivery"}
+    text = render_brief(packet, "hnd_1").text
+    assert 'In their words: "Damaged delivery"' in text and "Latest from them" in text
+    assert "order 5521 arrived broken" in text[:text.index("TRANSCRIPT")]
+
+
+def test_a_blank_stated_problem_or_summary_is_none_the_customers_line_stands():
+    packet = _refund()
+    packet["intent"] = {"stated_problem": "  ", "summary": "\u200b"}
+    text = render_brief(packet, "hnd_1").text
+    assert 'In their words: "  "' not in text and f'They wrote: "{PROBLEM}"' in text
+    alert = json.dumps(slack_blocks.alert(packet, "hnd_1", {}, [])[0], ensure_ascii=False)
+    assert PROBLEM in alert and "Bot's summary" not in alert
+    thread = json.dumps(slack_blocks.details(packet, "hnd_1"), ensure_ascii=False)
+    assert "In the customer's words" not in thread and "Bot's summary" not in thread
+
+
+def test_a_problem_made_of_common_words_is_still_the_problem():
+    # "right" and "now" joined "no" and "service" among the words that say nothing: echoed nothing.
+    packet = _conversation(("customer", "hi"), ("customer", "No service right now"))
+    assert problem_words(packet, echoed=True) == "No service right now"
+
+
+def test_the_problem_line_stops_at_the_first_line_that_will_do(monkeypatch):
+    """Every customer line was checked first (normalised, case-folded, searched) — three times a
+    brief and twice an alert, per target: 2,000 lines of 500 characters took 134 ms a brief."""
+    import connector.brief as brief
+
+    checked: list[str] = []
+    real = brief._says_something
+    monkeypatch.setattr(brief, "_says_something", lambda line: checked.append(line) or real(line))
+    packet = _conversation(("customer", GREETING), ("customer", PROBLEM),
+                           *[("customer", f"line {n} " + "x" * 500) for n in range(2000)])
+    assert brief.first_customer_line(packet) == PROBLEM and len(checked) == 2

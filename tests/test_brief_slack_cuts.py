@@ -65,3 +65,26 @@ def test_a_section_halved_for_size_says_it_was_cut():
     assert cut and all(b["text"]["text"].count(kit.CUT_FOR_SIZE.strip()) == 1 for b in cut)
     assert "Left out of this alert (too long): earlier contacts, what the bot tried, collected data" in json.dumps(
         message, ensure_ascii=False)
+
+
+def test_the_left_out_line_is_counted_before_a_list_is_weighed_so_no_list_is_halved_for_it():
+    """Inserted after the lists were weighed, the line saying one was left out pushed the alert
+    back over its size: the attempts' section was then halved, ending "• …" with its count gone
+    (and the receipt still said "4 of 5 shown")."""
+    packet = full_packet(
+        transcript=[{"at": "2026-11-20T10:00:00Z", "role": "customer", "text": "My refund never arrived " + "y" * 1100},
+                    {"at": "2026-11-20T10:00:01Z", "role": "customer", "text": "z" * 600}],
+        attempted_solutions=[{"title": "t" * 150, "url": URL, "outcome": "not_helpful"}] * 5,
+        history=[{"at": "2026-11-19T10:00:00Z", "summary": "s" * 150, "ticket": {"id": "1", "url": URL}}] * 3,
+        collected_data={f"k{i}": "v" * 150 for i in range(10)}, intent={"summary": "x" * 600},
+        escalation={"reason": "other", "detail": "d" * 1200})
+    left_out = 0
+    for length in range(1000, 3000, 4):  # the caution's length moves the alert across each threshold
+        message, _ = kit.alert(packet, "hnd_1", {}, [], caution="c" * length)
+        assert kit.blocks_size(message["blocks"]) <= kit.SAFE_AGGREGATE
+        if _block(message, "left_out") is not None:
+            left_out += 1
+            cut = [b.get("block_id") for b in message["blocks"]
+                   if b["type"] == "section" and b["text"]["text"].endswith(kit.CUT_FOR_SIZE)]
+            assert cut == [], length
+    assert left_out > 100  # the scan crossed the thresholds it is about
