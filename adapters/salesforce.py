@@ -195,15 +195,18 @@ class SalesforceAdapter(Adapter):
         if ctx.handed_off_again:  # a follow-up's messages say what they are themselves
             brief = f"{ctx.handed_off_again}\n\n{brief}"
         elif ctx.brief.follow_up is not None:  # messages only: the brief they follow is on the case already
-            brief = f"{_brief_where(ctx)}\n\n{brief}"
+            brief = f"{_brief_where(ctx, self._parts_are())}\n\n{brief}"
         parts = [("brief", [brief]), ("transcript", _dated(ctx))]
         return payload | self._transcript(ctx, parts, parent_id=ctx.link.vendor_id)
 
     def _transcript_where(self) -> str:
         """Where the transcript is, for the summary that leaves it out: the parts' header says
         "transcript · part n/N" (`_header`); Salesforce lists comments newest first."""
-        kind = "posts" if self.mapping.get("transcript_as", "case_comment") == "feed_item" else "comments"
-        return f"in this case's {kind} headed “transcript · part n/N”"
+        return f"in this case's {self._parts_are()} headed “transcript · part n/N”"
+
+    def _parts_are(self) -> str:
+        """What the case's parts (a repeat's brief, the transcript) are posted as: comments or Chatter posts."""
+        return "posts" if self.mapping.get("transcript_as", "case_comment") == "feed_item" else "comments"
 
     def brief_fields_for(self, ctx: HandoffContext) -> Mapping[tuple[str, ...], frozenset[str]]:
         # A new case's Description holds the brief; the transcript goes as comments whatever it holds.
@@ -650,13 +653,13 @@ def _refused_note(head: str) -> str:
     return f"{head}\n(Salesforce refused this part; the connector keeps it whole.)"
 
 
-def _brief_where(ctx: HandoffContext) -> str:
+def _brief_where(ctx: HandoffContext, parts_are: str) -> str:
     """Where the brief of the handoff a batch of messages follows is on its case. The shared template
     said "the handoff's brief above", but Salesforce lists case comments newest first, and the brief
     of the handoff that opened the case is its Description; a later handoff's is in its comments."""
     follows = (ctx.packet.get("follow_up") or {}).get("handoff_id")
     return (f"Handoff {follows}'s brief is in this case's Description — or, for a handoff that came after the "
-            f"case was opened, in its comments headed “Handoff {follows} · brief”.")
+            f"case was opened, in its {parts_are} headed “Handoff {follows} · brief”.")
 
 
 def _header(label: str, kind: str, number: int, total: int) -> str:

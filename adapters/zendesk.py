@@ -517,9 +517,24 @@ class ZendeskAdapter(Adapter):
         user_id = self._users.find(external_id, timeout=timeout())
         if user_id is None:
             return None
-        # Newest first, a page of 100 (Zendesk's most): a customer's open ticket is among their latest.
-        reply, _ = self._call("GET", f"/api/v2/users/{user_id}/tickets/requested.json", write=False, timeout=timeout(),
-                              params={"sort_by": "created_at", "sort_order": "desc", "per_page": 100}, expect="tickets")
+        # Newest first, a page of 100 (Zendesk's most), archived tickets (closed ones) left out: a
+        # customer's open ticket is among their latest.
+        try:
+            reply, _ = self._call("GET", f"/api/v2/users/{user_id}/tickets/requested.json", write=False,
+                                  timeout=timeout(), expect="tickets", params={
+                                      "sort_by": "created_at", "sort_order": "desc", "per_page": 100,
+                                      "exclude_archived": "true"})
+        except AuthError as err:
+            if err.status != 403:
+                raise  # the credentials refused: the ticket would be too
+            # The API user may not list a user's tickets (a role's permission): as a 403 on the user
+            # lookup (`EndUsers.find`), the customer's open ticket is not looked for and a new one is
+            # made — raised, it failed the delivery for good, no ticket at all.
+            log.warning("Zendesk would not list the customer's tickets; their open ticket is not looked for",
+                        extra={"status": err.status})
+            return None
+        if len(reply["tickets"]) >= 100 and _latest_open(reply["tickets"], assigned) is None:
+            log.info("zendesk: the customer's newest 100 tickets hold no open one; older ones are not read")
         return _latest_open(reply["tickets"], assigned)
 
     def _with_upload(self, payload: dict[str, Any], ctx: HandoffContext) -> dict[str, Any]:

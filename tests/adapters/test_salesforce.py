@@ -1232,6 +1232,9 @@ def test_messages_sent_while_waiting_say_where_on_the_case_the_brief_and_the_mes
     assert f"in its comments headed “Handoff {HID} · brief”" in lead  # where a repeat's brief is
     assert "Their messages are in this case's comments headed “transcript · part n/N”" in lead
     assert transcript.startswith(f"Messages msg_01BATCH of handoff {HID} · transcript · part 2/2\n")
+    # Posted as Chatter posts, a repeat's brief is not among the comments.
+    posts = adapter(transcript_as="feed_item").render(context)["feed_items"][0]["Body"]
+    assert f"in its posts headed “Handoff {HID} · brief”" in posts and "comments" not in posts
 
 
 def test_a_vendor_extra_description_on_a_new_case_drops_all_but_the_transcript_in_the_receipt() -> None:

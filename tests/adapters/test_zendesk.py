@@ -1200,7 +1200,20 @@ def test_a_customer_known_by_id_joins_their_open_ticket_found_through_their_end_
     assert zd.calls("GET", USERS_BY_EXTERNAL_ID)[0].request.params == {"external_ids": DANA}
     # The ticket table, newest first; not the search index, where a new ticket is missing for minutes.
     assert zd.calls("GET", REQUESTED)[0].request.params == {"sort_by": "created_at", "sort_order": "desc",
-                                                            "per_page": "100"}
+                                                            "per_page": "100", "exclude_archived": "true"}
+
+
+def test_a_customer_known_by_id_whose_tickets_may_not_be_listed_gets_a_new_ticket(zd: FakeZendesk) -> None:
+    # A 403 on the ticket list (the API user's role) failed the delivery for good: no ticket at all,
+    # where the same 403 on the user lookup made one.
+    zd.end_user(id=902841170001, external_id=DANA)
+    zd.users_by_external_id()
+    zd._add("GET", REQUESTED, 403, {"error": "Forbidden", "description": "You do not have access to this page."})
+    zd.create_ticket()
+
+    outcome = adapter(update_open_ticket=True).deliver(ctx(full_packet(customer=WHATSAPP)))
+
+    assert outcome.status == "created" and paths(zd)[:2] == [f"GET {USERS_BY_EXTERNAL_ID}", f"GET {REQUESTED}"]
 
 
 def test_a_customer_known_by_id_has_their_previous_agent_found(zd: FakeZendesk, clock: list[float]) -> None:
