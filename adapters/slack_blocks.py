@@ -39,6 +39,7 @@ from connector.brief import (
     most_recent,
     named,
     one_line,
+    preferred_agent,
     repeat_contact,
     routed_to,
     said_text,
@@ -588,11 +589,10 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
             pieces.append((f"• {escape(_day(h.get('at')))} {escape(h.get('channel') or '')} {ticket} — ",
                            " · ".join(filter(None, (h.get("summary"), h.get("agent"))))))
             pieces += [(f"    {escape(key)}: ", value) for key, value in more_of("history", h)]
-    if any(holds_something(v) for v in routing.values()):
-        preferred = routing.get("preferred_agent") or {}
-        hints = [f"{k}: {scalar(v)}" for k, v in routing.items() if k != "preferred_agent" and holds_something(v)]
-        if preferred.get("email") or preferred.get("id"):  # as the brief names them, not a dict's repr
-            hints.append(f"preferred agent: {preferred.get('email') or preferred.get('id')}")
+    hints = [f"{k}: {scalar(v)}" for k, v in routing.items() if k != "preferred_agent" and holds_something(v)]
+    if preferred := preferred_agent(routing):  # as the brief names them, not a dict's repr
+        hints.append(f"preferred agent: {preferred}")
+    if hints:
         pieces.append(("*Routing hints:* ", " · ".join(hints)))
     if metadata := [f"{k}: {scalar(v)}" for k, v in (packet.get("metadata") or {}).items() if holds_something(v)]:
         pieces.append(("*Metadata:* ", " · ".join(metadata)))

@@ -487,6 +487,16 @@ def also_sent(packet: Mapping[str, Any], *parts: str) -> list[tuple[str, str]]:
             if key not in known and holds_something(value)]
 
 
+def preferred_agent(routing: Mapping[str, Any]) -> str | None:
+    """The bot's preferred agent as an agent reads it: their e-mail or id (the contract's), with a
+    name the bot sent beside them — one sent with a name alone was lost, "Routing hints:" left empty."""
+    agent = routing.get("preferred_agent")
+    if not isinstance(agent, Mapping):
+        return None
+    name, handle = said_text(agent.get("name")), said_text(agent.get("email")) or said_text(str(agent.get("id") or ""))
+    return f"{name} ({handle})" if name and handle else name or handle
+
+
 def said_text(value: Any) -> str | None:
     """A free text of the packet when it says something (not `is_blank`), else None: the schema
     takes "  " for an intent's stated_problem, shown as `In their words: "  "` in place of theirs."""
@@ -679,7 +689,9 @@ def scalar(value: Any) -> str:
     if isinstance(value, Mapping):
         return ", ".join(f"{key}: {_inner(item)}" for key, item in value.items() if holds_something(item))
     if isinstance(value, list | tuple):
-        shown = [scalar(item) for item in value if holds_something(item)]
+        # A list inside a list in parentheses: [["SKU1", 2], ["SKU2", 1]] read "SKU1, 2, SKU2, 1".
+        shown = [f"({scalar(item)})" if isinstance(item, list | tuple) else scalar(item)
+                 for item in value if holds_something(item)]
         return ("; " if any(isinstance(item, Mapping) for item in value) else ", ").join(shown)
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -687,9 +699,11 @@ def scalar(value: Any) -> str:
 
 
 def _inner(value: Any) -> str:
-    """A value inside an object: an object or a list of several in parentheses, so its commas are its own."""
+    """A value inside an object: an object, a list of several or a list of objects in parentheses,
+    so its commas are its own ({"a": [{"b": 1, "c": 2}], "d": 3} read "a: b: 1, c: 2, d: 3")."""
     shown = scalar(value)
-    return f"({shown})" if isinstance(value, Mapping) or (isinstance(value, list | tuple) and len(value) > 1) else shown
+    nested = isinstance(value, list | tuple) and (len(value) > 1 or any(isinstance(v, Mapping | list) for v in value))
+    return f"({shown})" if isinstance(value, Mapping) or nested else shown
 
 
 def _transcript(entries: list[Mapping[str, Any]], new_after: dt.datetime | None) -> dict[str, Any]:
@@ -773,7 +787,6 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     # "low" showed the agent "Urgency: low". What the bot said stays beside it when it differs.
     stated = escalation.get("urgency") or routing.get("priority")
     urgency = urgency_shown(packet, assignment)
-    preferred = routing.get("preferred_agent") or {}
     labels = {"email": "email", "phone": "phone", "id": "customer id", "account_id": "account"}
     identity = [(labels[key], value) for key, value in identity_of(customer, labels)]
     already_given = [label for label, _ in identity] + [key.replace("_", " ") for key, _ in collected]
@@ -849,7 +862,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         ],
         "history_more": 0,  # earlier contacts left out of this rendering (`Brief.html_recent_contacts`)
         "routing": {k: scalar(v) for k, v in routing.items() if k != "preferred_agent" and holds_something(v)},
-        "preferred_agent": preferred.get("email") or preferred.get("id"),
+        "preferred_agent": preferred_agent(routing),
         "transcript": _transcript(packet.get("transcript") or [], new_after),
         "metadata": [(k, scalar(v)) for k, v in (packet.get("metadata") or {}).items() if holds_something(v)],
     }

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from adapters import slack_blocks
 from connector.brief import render_brief
 from tests.factories import minimal_packet
@@ -34,3 +36,22 @@ def test_empty_values_are_left_out_of_the_slack_thread():
     assert "skills" not in thread and "ltv" not in thread and "ab:" not in thread and "tags" not in thread
     assert "department: billing" in thread and "plan: " in thread and "build: 42" in thread
     assert "Routing hints" not in json.dumps(slack_blocks.details(_packet(skills=[]), "hnd_1"))
+
+
+@pytest.mark.parametrize(("agent", "shown"), [({"name": "Alex Kim"}, "Alex Kim"),
+                                              ({"name": "Alex Kim", "email": "alex@acme.example"},
+                                               "Alex Kim (alex@acme.example)"),
+                                              ({"id": "381156009921"}, "381156009921")])
+def test_a_preferred_agent_named_by_the_bot_is_shown_whatever_it_is_known_by(agent, shown):
+    """Sent with a name alone (the contract names id and email), the agent was lost and the Slack
+    thread read "*Routing hints:* " with nothing after it."""
+    from tests.factories import full_packet
+
+    packet = full_packet(routing={"preferred_agent": agent})
+    assert f"preferred agent: {shown}" in render_brief(packet, "hnd_1").text
+    thread = "\n".join(b["text"]["text"] for m in slack_blocks.details(packet, "hnd_1") for b in m["blocks"]
+                       if b.get("text"))
+    assert f"*Routing hints:* preferred agent: {shown}" in thread
+    empty = full_packet(routing={"preferred_agent": {"name": " "}, "skills": []})
+    assert "Routing hints" not in "\n".join(b["text"]["text"] for m in slack_blocks.details(empty, "hnd_1")
+                                            for b in m["blocks"] if b.get("text"))

@@ -45,3 +45,12 @@ def test_each_extra_field_is_shown_with_its_part_as_key_and_value():
 def test_objects_inside_objects_keep_their_own_commas_apart():
     assert scalar({"a": {"b": 1, "c": 2}, "d": [1, 2], "e": ""}) == "a: (b: 1, c: 2), d: (1, 2)"
     assert scalar([{"x": 1}, {"x": 2}]) == "x: 1; x: 2" and scalar([1, None, 2]) == "1, 2"
+
+
+def test_nested_values_keep_their_grouping():
+    """A one-item list of objects inside an object, and rows of a list, read as flat siblings."""
+    from connector.brief import scalar
+
+    assert scalar({"a": [{"b": 1, "c": 2}], "d": 3}) == "a: (b: 1, c: 2), d: 3"
+    assert scalar([["SKU1", 2], ["SKU2", 1]]) == "(SKU1, 2), (SKU2, 1)"
+    assert scalar({"x": [1]}) == "x: 1" and scalar([{"a": 1}, {"b": 2}]) == "a: 1; b: 2"
