@@ -317,7 +317,11 @@ def urgency_shown(packet: Mapping[str, Any], assignment: Mapping[str, Any]) -> s
 def _has(packet: Mapping[str, Any], part: str) -> bool:
     if part == "attachments":
         return any(entry.get("attachments") for entry in packet.get("transcript", []))
-    return bool(packet.get(part))
+    if part == "collected_data":  # its keys sent empty are shown too ("not collected")
+        return bool(packet.get(part))
+    # A part holding only empty values (`"routing": {"skills": []}`) shows nowhere in the brief: the
+    # receipt said it was delivered.
+    return holds_something(packet.get(part))
 
 
 # Masked wherever the problem is said on one line — a ticket's subject, the customer message —

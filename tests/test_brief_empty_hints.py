@@ -55,3 +55,13 @@ def test_a_preferred_agent_named_by_the_bot_is_shown_whatever_it_is_known_by(age
     empty = full_packet(routing={"preferred_agent": {"name": " "}, "skills": []})
     assert "Routing hints" not in "\n".join(b["text"]["text"] for m in slack_blocks.details(empty, "hnd_1")
                                             for b in m["blocks"] if b.get("text"))
+
+
+def test_a_part_sent_with_only_empty_values_is_not_receipted_as_delivered():
+    from connector.brief import parts_present
+    from tests.factories import full_packet
+
+    assert "routing" not in parts_present(full_packet(routing={"skills": [], "queue": " "}))
+    assert "metadata" not in parts_present(full_packet(metadata={"a": None}))
+    assert "collected_data" in parts_present(full_packet(collected_data={"order_number": None}))  # "not collected"
+    assert "routing" in parts_present(full_packet(routing={"skills": ["billing"]}))
