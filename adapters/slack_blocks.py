@@ -44,6 +44,7 @@ from connector.brief import (
     routed_to,
     said_text,
     scalar,
+    signed_score,
     subject_for,
     urgency_shown,
 )
@@ -336,7 +337,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
             why += f"\n*{heading}:* {short('escalation', said, 400)}"
     fields = []
     if sentiment:
-        score = f"{sentiment['score']:+.2f}" if is_number(sentiment.get("score")) else ""
+        score = signed_score(sentiment.get("score")) or ""
         trend = f", {TRENDS.get(sentiment.get('trend', ''), sentiment.get('trend'))}" if sentiment.get("trend") else ""
         # A score without a label is the mood (it may have made the priority): "— (-0.95)" hid it.
         if sentiment.get("label"):

@@ -772,6 +772,12 @@ def attempt_title(attempt: Mapping[str, Any], limit: int) -> tuple[str, str]:
     return "(untitled)", ""
 
 
+def signed_score(score: Any) -> str | None:
+    """A sentiment score as shown ("+0.40", "-0.95"), None when there is none. Rounded first: -0.004
+    was "-0.00", a sign without a mood."""
+    return f"{round(score, 2) + 0.0:+.2f}" if is_number(score) else None
+
+
 def is_number(value: Any) -> bool:
     """Whether a packet value is a number (a score, a confidence): JSON's true is not one."""
     return isinstance(value, int | float) and not isinstance(value, bool)
@@ -838,7 +844,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "also_sent": {part: also_sent(packet, part) for part in _NAMED},
         "sentiment": sentiment.get("label"),
         # The score alone is a mood too (it may have made the priority): "%+.2f", or None.
-        "mood_score": f"{score:+.2f}" if is_number(score := sentiment.get("score")) else None,
+        "mood_score": signed_score(sentiment.get("score")),
         "trend": TRENDS.get(sentiment.get("trend", ""), sentiment.get("trend")),
         "worsening": sentiment.get("trend") == "worsening",
         "stated_problem": stated_problem,

@@ -38,3 +38,10 @@ def test_a_confidence_without_an_intent_name_is_shown():
     assert "  Intent: (no name) (31% confident)\n" in brief.text and "Intent: (no name) (31% confident)" in brief.html
     assert "*Intent*\n(no name) (31%)" in _fields(packet)
     assert "(no name) (31%)" in json.dumps(slack_blocks.details(packet, "hnd_1"))
+
+
+def test_a_score_that_rounds_to_zero_carries_no_sign():
+    from connector.brief import signed_score
+
+    assert (signed_score(-0.004), signed_score(-0.0), signed_score(-0.95), signed_score(True)) == \
+        ("+0.00", "+0.00", "-0.95", None)
