@@ -335,42 +335,46 @@ class SalesforceAdapter(Adapter):
 
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         case_id, headers = payload["case_id"], payload["headers"]
+        # An earlier attempt (a retry after a 429, a 5xx, a timeout) may have put part of this update
+        # on the case: refused credentials then are retried to resume it (as a new case's transcript,
+        # `_finish`), not failed with part of the brief on the case.
+        resumed = ctx.attempt > 1 or ctx.outcome_unknown
         try:
             case = self._still_open(case_id)
         except AuthError as err:
-            # An earlier attempt posted part of this update, then met refused credentials: still
-            # refused now, it is retried to be resumed (as a new case's transcript, `_finish`),
-            # not failed with part of the brief on the case.
-            if ctx.outcome_unknown:
+            if resumed:
                 raise OutcomeUnknown(f"case {case_id} may hold part of this update: {err.message}",
                                      status=err.status, reply=err.reply) from err
             raise
         fields_out: tuple[dict[str, str], ...] = ()
+        landed: list[str] = []  # what of this attempt reached the case: its fields, each comment's head
         if payload["case"]:
             def send(record: dict[str, Any]) -> None:  # a case being worked keeps its owner: no re-routing
                 if record:
                     self._call(lambda sf: sf.Case.update(case_id, record, headers=headers))
+                    landed.append("fields")
             try:
                 _, fields_out = self._without_refused(send, dict(payload["case"]), ctx, "updated")
             except (RejectedError, AuthError) as err:
                 if isinstance(err, AuthError) and err.status != 403:  # 403: no right to edit this case, not
                     raise  # credentials refused (a 401 the client renews once; after that, nothing works)
                 fields_out = self._case_unchanged(err, case_id, payload["case"], ctx)
-        landed: list[str] = []
+        fields_landed = len(landed)
         try:
-            counts, refused = self._transcript_to(case_id, payload, resume=ctx.attempt > 1 or ctx.outcome_unknown,
-                                                  landed=landed)
+            counts, refused = self._transcript_to(case_id, payload, resume=resumed, landed=landed)
         except AuthError as err:
-            if not landed and not ctx.outcome_unknown:
-                # Nothing of this update is on the case (a 403 on a case the API user may read but
-                # not edit): refused, and the bot is told so, not kept pending through every retry.
+            if err.status == 403 and not landed and not resumed:
+                # Nothing of this update is on the case, and this user may not add to it (a case
+                # it may read but not edit): refused, and the bot is told so, not kept pending
+                # through every retry. A 401 (a token revoked between two calls) is retried.
                 raise
             # Credentials refused midway: told "failed", the bot apologized for a handoff whose
             # first comments an agent was reading. As a new case's transcript (`_finish`):
             # retried — an admin may renew them — and the retry resumes.
             raise OutcomeUnknown(f"case {case_id} may hold part of this update: {err.message}", status=err.status,
                                  reply=err.reply) from err
-        if (payload.get("comments") or payload.get("feed_items")) and not landed and not counts["comments_skipped"]:
+        if (payload.get("comments") or payload.get("feed_items")) and len(landed) == fields_landed \
+                and not counts["comments_skipped"]:
             # Every comment refused, its note too (a case locked by an approval process refuses
             # them all): nothing reached the case — "updated" would tell the bot an agent has it.
             raise RejectedError(f"Salesforce refused every comment of this update on case {case_id}: "

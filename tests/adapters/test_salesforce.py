@@ -486,6 +486,37 @@ def test_a_repeat_on_a_case_the_api_user_may_not_edit_is_refused_not_kept_pendin
     assert not isinstance(caught.value, OutcomeUnknown) and len(org.calls("POST", "sobjects/CaseComment/")) == 1
 
 
+@pytest.mark.parametrize(("status", "name"), [(401, "error-401-invalid-session.json"),
+                                             (403, "error-403-insufficient-access.json")])
+def test_a_refusal_after_part_of_a_repeat_reached_the_case_is_retried_not_failed(org: SalesforceFake, status,
+                                                                                 name) -> None:
+    # The case's priority was raised, then the first comment met a 401 (a token revoked between two
+    # calls) or a 403: failed for good, the bot apologized for a handoff on a case it had changed.
+    context = make_context(full_packet(), target="salesforce", link=Link(vendor_id=CASE_ID),
+                           assignment={"priority": "urgent", "team": "support"})
+    org.case_state(CASE_ID)
+    org.rsps.add("PATCH", f"{org.api}/sobjects/Case/{CASE_ID}", status=204)
+    org.error("POST", "sobjects/CaseComment/", status, name)
+    with pytest.raises(OutcomeUnknown, match=CASE_ID):
+        adapter().deliver(context)
+
+
+def test_a_retry_after_a_rate_limit_meeting_a_refusal_is_not_failed_with_its_brief_on_the_case(
+        org: SalesforceFake) -> None:
+    # Attempt 1 posted the brief, then a 429; attempt 2 (not an unknown outcome) met a 403 on the
+    # next comment, or at its first look: "failed", the brief on the case for an agent to read.
+    context = replace(ctx_for(link=Link(vendor_id=CASE_ID)), attempt=2)
+    org.case_state(CASE_ID)
+    org.query([], sobject="CaseComment", soql=f"SELECT CommentBody FROM CaseComment WHERE ParentId = '{CASE_ID}'")
+    org.error("POST", "sobjects/CaseComment/", 403, "error-403-insufficient-access.json")
+    with pytest.raises(OutcomeUnknown, match=CASE_ID):
+        adapter().deliver(context)
+    org.rsps.reset()
+    org.error("GET", "query/", 401, "error-401-invalid-session.json")
+    with pytest.raises(OutcomeUnknown, match=CASE_ID):
+        adapter().deliver(context)
+
+
 def test_a_locked_case_refusing_every_comment_of_a_repeat_is_not_updated(org: SalesforceFake) -> None:
     # An approval lock refuses the PATCH, each comment and its stand-in note: "updated" told the bot
     # an agent had it, with nothing of it on the case.
