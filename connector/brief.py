@@ -355,7 +355,7 @@ _NOTHING_SAID = frozenset("""
 hi hello hey hiya yo good morning afternoon evening day there agent agents human humans being person
 people representative rep operator supervisor manager someone somebody anyone real live talk speak
 me to a an the with please pls plz help support customer service care thanks thank you ok okay yes
-no yeah yep nope can i d m could would like want need get give bot now away immediately asap just
+no yeah yep nope can i d m could would like want need get give bot now right away immediately asap just
 actual
 hola buenos buenas días dias tardes noches agente humano humana persona alguien por favor hablar con
 un una quiero necesito ayuda sí si gracias ahora ya
@@ -497,7 +497,8 @@ def preferred_agent(routing: Mapping[str, Any]) -> str | None:
     agent = routing.get("preferred_agent")
     if not isinstance(agent, Mapping):
         return None
-    name, handle = said_text(agent.get("name")), said_text(agent.get("email")) or said_text(str(agent.get("id") or ""))
+    handle = said_text(agent.get("email")) or (said_text(str(agent["id"])) if agent.get("id") is not None else None)
+    name = said_text(agent.get("name"))
     return f"{name} ({handle})" if name and handle else name or handle
 
 

@@ -51,10 +51,14 @@ class Facts:
         return kept[1], list(kept[2])
 
     @cached_property
+    def customer_messages(self) -> list[str]:
+        """What the customer wrote (not the bot), message by message."""
+        return [str(e.get("text") or "") for e in self.packet.get("transcript") or () if e.get("role") == "customer"]
+
+    @cached_property
     def customer_text(self) -> str:
-        """What the customer wrote (not the bot): keyword rules look for their words only."""
-        return "\n".join(str(e.get("text") or "") for e in self.packet.get("transcript") or ()
-                         if e.get("role") == "customer")
+        """What the customer wrote, as one text: keyword rules look for their words only."""
+        return "\n".join(self.customer_messages)
 
 
 def _one_of(actual: str, wanted: list[str], label: str) -> tuple[bool, str]:
@@ -123,7 +127,14 @@ def _words_said(rule: Mapping[str, Any], f: Facts) -> list[str]:
     when = rule.get("when") or {}
     if "keywords" not in when or "transcript" not in when.get("keywords_in", KEYWORDS_IN):
         return []
-    return [p.pattern_text for p in when["keywords"] if p.search(f.customer_text)]
+    # As typed, and within one message: a keyword of two words matched across two messages ("…don't
+    # cancel" then "my account was charged twice"), and an agent searching for the quote found nothing.
+    said: list[str] = []
+    for pattern in when["keywords"]:
+        found = next((words for words in map(pattern.found_in, f.customer_messages) if words is not None), None)
+        if found is not None:
+            said.append(found)
+    return said
 
 
 def _no_keyword(patterns: Keywords, where: list[str]) -> tuple[bool, str]:

@@ -44,6 +44,11 @@ class Keyword:
     def search(self, text: str) -> bool:
         return bool(self._regex.search(text))
 
+    def found_in(self, text: str) -> str | None:
+        """The words as `text` has them (its case and spacing), or None."""
+        found = self._regex.search(text)
+        return None if found is None else found.group(0)
+
 
 class Keywords(list[Keyword]):
     """A rule's keywords, with one pattern for all of them: a transcript that holds none (most
