@@ -266,7 +266,8 @@ def test_a_slack_call_cut_off_in_its_proxy_tunnel_is_not_retried_past_its_deadli
     started = time.monotonic()
     with pytest.raises(TransientError, match=r"cannot reach Slack \(no whole answer within 2 s \(cut off\)"):
         adapter._call("chat_postMessage", acts=True, channel="C1", text="hi")  # nothing sent: only retried
-    assert time.monotonic() - started < 2 + 2 * call_deadline.TICK_S + 0.5 and attempts == [1]
+    # Retried, it ran twice as long (4 s): the margin is for a loaded machine, not the deadline's.
+    assert time.monotonic() - started < 2 + 2 * call_deadline.TICK_S + 1.5 and attempts == [1]
 
 
 def test_a_slack_error_answer_cut_off_mid_body_says_so(raw_server: Any) -> None:
