@@ -335,46 +335,47 @@ class SalesforceAdapter(Adapter):
 
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         case_id, headers = payload["case_id"], payload["headers"]
-        # An earlier attempt (a retry after a 429, a 5xx, a timeout) may have put part of this update
-        # on the case: refused credentials then are retried to resume it (as a new case's transcript,
-        # `_finish`), not failed with part of the brief on the case.
-        resumed = ctx.attempt > 1 or ctx.outcome_unknown
+
+        def unknown(err: DeliveryError) -> OutcomeUnknown:
+            # Part of this update is on the case (the brief's comment an agent may be reading): told
+            # "failed", the bot apologized for it, and nothing finished the transcript. As a new
+            # case's (`_finish`): retried — an admin may renew credentials — the retry resumes it.
+            return RateLimitedAfterActing.unknown(f"case {case_id} may hold part of this update: {err.message}", err,
+                                                  status=err.status, reply=err.reply)
+
         try:
             case = self._still_open(case_id)
         except AuthError as err:
-            if resumed:
-                raise OutcomeUnknown(f"case {case_id} may hold part of this update: {err.message}",
-                                     status=err.status, reply=err.reply) from err
+            if ctx.outcome_unknown:  # the attempt before ended with part of this update on the case
+                raise unknown(err) from err
             raise
         fields_out: tuple[dict[str, str], ...] = ()
-        landed: list[str] = []  # what of this attempt reached the case: its fields, each comment's head
         if payload["case"]:
             def send(record: dict[str, Any]) -> None:  # a case being worked keeps its owner: no re-routing
                 if record:
                     self._call(lambda sf: sf.Case.update(case_id, record, headers=headers))
-                    landed.append("fields")
             try:
                 _, fields_out = self._without_refused(send, dict(payload["case"]), ctx, "updated")
             except (RejectedError, AuthError) as err:
                 if isinstance(err, AuthError) and err.status != 403:  # 403: no right to edit this case, not
-                    raise  # credentials refused (a 401 the client renews once; after that, nothing works)
+                    if ctx.outcome_unknown:  # credentials refused (a 401 the client renewed once already)
+                        raise unknown(err) from err
+                    raise
                 fields_out = self._case_unchanged(err, case_id, payload["case"], ctx)
-        fields_landed = len(landed)
+        # The comments of this update on the case: found there by a resumed attempt, or posted now.
+        # Its fields carry no brief, and a retry sends them again: they do not count.
+        landed: list[str] = []
         try:
-            counts, refused = self._transcript_to(case_id, payload, resume=resumed, landed=landed)
-        except AuthError as err:
-            if err.status == 403 and not landed and not resumed:
-                # Nothing of this update is on the case, and this user may not add to it (a case
-                # it may read but not edit): refused, and the bot is told so, not kept pending
-                # through every retry. A 401 (a token revoked between two calls) is retried.
+            counts, refused = self._transcript_to(case_id, payload, resume=ctx.attempt > 1 or ctx.outcome_unknown,
+                                                  landed=landed)
+        except DeliveryError as err:
+            if isinstance(err, TicketGone) or not landed:
+                # Nothing of it on the case: as it is — a refusal (a 403 on a case this user may read
+                # but not edit, credentials an operator must renew) told to the bot at once, not
+                # kept pending through every retry; a 429 or 5xx retried as any.
                 raise
-            # Credentials refused midway: told "failed", the bot apologized for a handoff whose
-            # first comments an agent was reading. As a new case's transcript (`_finish`):
-            # retried — an admin may renew them — and the retry resumes.
-            raise OutcomeUnknown(f"case {case_id} may hold part of this update: {err.message}", status=err.status,
-                                 reply=err.reply) from err
-        if (payload.get("comments") or payload.get("feed_items")) and len(landed) == fields_landed \
-                and not counts["comments_skipped"]:
+            raise unknown(err) from err
+        if (payload.get("comments") or payload.get("feed_items")) and not landed:
             # Every comment refused, its note too (a case locked by an approval process refuses
             # them all): nothing reached the case — "updated" would tell the bot an agent has it.
             raise RejectedError(f"Salesforce refused every comment of this update on case {case_id}: "
@@ -497,7 +498,7 @@ class SalesforceAdapter(Adapter):
     def _transcript_to(self, case_id: str, payload: Mapping[str, Any], *, resume: bool,
                        landed: list[str] | None = None) -> tuple[dict[str, int], tuple[dict[str, str], ...]]:
         """Post the comments; their counts, and what Salesforce refused for good (for the receipt).
-        `landed` gets the head of each comment (or stand-in note) that reached the case, as it does.
+        `landed` gets the head of each comment (or stand-in note) on the case, as it is posted or found.
 
         A comment refused for good (a validation rule, a trigger) is refused again on every retry
         while the case waits in a queue: a note with the part's header takes its place, so the
@@ -519,6 +520,7 @@ class SalesforceAdapter(Adapter):
             if found is not None:
                 present[found] -= 1
                 skipped += 1
+                landing.append(head)  # an earlier attempt's: on the case all the same
                 if found == note:  # refused by an earlier attempt: still missing, still said
                     refused.append(_refused(head, "an earlier attempt"))
                 continue

@@ -488,33 +488,50 @@ def test_a_repeat_on_a_case_the_api_user_may_not_edit_is_refused_not_kept_pendin
 
 @pytest.mark.parametrize(("status", "name"), [(401, "error-401-invalid-session.json"),
                                              (403, "error-403-insufficient-access.json")])
-def test_a_refusal_after_part_of_a_repeat_reached_the_case_is_retried_not_failed(org: SalesforceFake, status,
-                                                                                 name) -> None:
-    # The case's priority was raised, then the first comment met a 401 (a token revoked between two
-    # calls) or a 403: failed for good, the bot apologized for a handoff on a case it had changed.
+def test_a_refusal_before_any_comment_of_a_repeat_is_told_at_once_though_its_fields_went(
+        org: SalesforceFake, status, name) -> None:
+    # The fields carry no brief and a retry sends them again: with no comment on the case, the
+    # refusal is the bot's to hear now, not after every retry (the user may edit fields, not comment).
     context = make_context(full_packet(), target="salesforce", link=Link(vendor_id=CASE_ID),
                            assignment={"priority": "urgent", "team": "support"})
     org.case_state(CASE_ID)
     org.rsps.add("PATCH", f"{org.api}/sobjects/Case/{CASE_ID}", status=204)
     org.error("POST", "sobjects/CaseComment/", status, name)
-    with pytest.raises(OutcomeUnknown, match=CASE_ID):
+    with pytest.raises(AuthError) as caught:
         adapter().deliver(context)
+    assert not isinstance(caught.value, OutcomeUnknown)
 
 
-def test_a_retry_after_a_rate_limit_meeting_a_refusal_is_not_failed_with_its_brief_on_the_case(
+def test_a_repeat_that_met_a_limit_after_its_brief_went_is_resumed_then_decided_by_what_is_on_the_case(
         org: SalesforceFake) -> None:
-    # Attempt 1 posted the brief, then a 429; attempt 2 (not an unknown outcome) met a 403 on the
-    # next comment, or at its first look: "failed", the brief on the case for an agent to read.
-    context = replace(ctx_for(link=Link(vendor_id=CASE_ID)), attempt=2)
+    # Attempt 1 posted the brief, then a 429: an unknown outcome (it looks first), not a plain retry
+    # that a refusal next would fail with the brief on the case for an agent to read.
+    context = ctx_for(link=Link(vendor_id=CASE_ID))
+    comments = adapter().render(context)["comments"]
     org.case_state(CASE_ID)
-    org.query([], sobject="CaseComment", soql=f"SELECT CommentBody FROM CaseComment WHERE ParentId = '{CASE_ID}'")
+    org.comments(1)
+    org.error("POST", "sobjects/CaseComment/", 429, "error-429-too-many.json", headers={"Retry-After": "30"})
+    with pytest.raises(OutcomeUnknown, match=CASE_ID) as caught:
+        adapter().deliver(context)
+    assert isinstance(caught.value, RateLimited)  # the whole target still pauses
+
+    # The retry finds the brief there: a 403 on the next comment keeps it unknown (resumed later)…
+    retry = replace(context, outcome_unknown=True, attempt=2)
+    soql = f"SELECT CommentBody FROM CaseComment WHERE ParentId = '{CASE_ID}'"
+    org.rsps.reset()
+    org.case_state(CASE_ID)
+    org.query([{"CommentBody": comments[0]["CommentBody"]}], sobject="CaseComment", soql=soql)
     org.error("POST", "sobjects/CaseComment/", 403, "error-403-insufficient-access.json")
     with pytest.raises(OutcomeUnknown, match=CASE_ID):
-        adapter().deliver(context)
+        adapter().deliver(retry)
+    # …while one that finds nothing of it there hears the refusal at once.
     org.rsps.reset()
-    org.error("GET", "query/", 401, "error-401-invalid-session.json")
-    with pytest.raises(OutcomeUnknown, match=CASE_ID):
-        adapter().deliver(context)
+    org.case_state(CASE_ID)
+    org.query([], sobject="CaseComment", soql=soql)
+    org.error("POST", "sobjects/CaseComment/", 403, "error-403-insufficient-access.json")
+    with pytest.raises(AuthError) as refused:
+        adapter().deliver(retry)
+    assert not isinstance(refused.value, OutcomeUnknown)
 
 
 def test_a_locked_case_refusing_every_comment_of_a_repeat_is_not_updated(org: SalesforceFake) -> None:
