@@ -52,13 +52,9 @@ class Facts:
 
     @cached_property
     def customer_messages(self) -> list[str]:
-        """What the customer wrote (not the bot), message by message."""
+        """What the customer wrote (not the bot), message by message: keyword rules look for their
+        words only, each within one message."""
         return [str(e.get("text") or "") for e in self.packet.get("transcript") or () if e.get("role") == "customer"]
-
-    @cached_property
-    def customer_text(self) -> str:
-        """What the customer wrote, as one text: keyword rules look for their words only."""
-        return "\n".join(self.customer_messages)
 
 
 def _one_of(actual: str, wanted: list[str], label: str) -> tuple[bool, str]:
@@ -104,7 +100,9 @@ KEYWORDS_IN = ("escalation", "transcript")  # where a rule's keywords are looked
 
 def _keywords(patterns: Keywords, f: Facts, where: list[str]) -> tuple[bool, str]:
     in_escalation = "escalation" in where and any(p.pattern_text in f.keywords for p in patterns)
-    if in_escalation or ("transcript" in where and patterns.any_in(f.customer_text)):
+    # Message by message: a keyword of two words matched across two ("…don't cancel", then "my account
+    # was charged"), routing on a phrase the customer never wrote.
+    if in_escalation or ("transcript" in where and any(map(patterns.any_in, f.customer_messages))):
         return _first_keyword(patterns, f, where)
     return _no_keyword(patterns, where)
 
@@ -115,7 +113,7 @@ def _first_keyword(patterns: Keywords, f: Facts, where: list[str]) -> tuple[bool
         word = pattern.pattern_text
         if "escalation" in where and word in f.keywords:
             return True, f"keyword {word!r} in escalation.keywords"
-        if "transcript" in where and pattern.search(f.customer_text):
+        if "transcript" in where and any(map(pattern.search, f.customer_messages)):
             return True, f"keyword {word!r} in the customer's messages"
     return _no_keyword(patterns, where)
 

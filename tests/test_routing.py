@@ -406,10 +406,10 @@ def test_the_customers_words_are_quoted_as_typed_and_only_from_one_message():
     typed = packet(escalation__keywords=[])
     typed["transcript"][-1]["text"] = "Please CANCEL MY   ACCOUNT today"
     assert assign(typed, SHIPPED, now=TUESDAY_NOON)["customer_words"] == ["CANCEL MY   ACCOUNT"]
-    # A keyword of two words across two messages still routes (as before), but is no quote: an agent
-    # searching the transcript for "cancel my account" found nothing.
+    # A keyword of two words across two messages is no match: it routed on (and the brief quoted) a
+    # phrase the customer never wrote.
     split = packet(escalation__keywords=[])
     split["transcript"][-1]["text"] = "Whatever you do, please don't cancel"
     split["transcript"].append({"at": "2026-11-20T09:18:00Z", "role": "customer", "text": "my account was charged"})
     result = assign(split, SHIPPED, now=TUESDAY_NOON)
-    assert result["rule"] == "fraud-or-legal" and "customer_words" not in result
+    assert result["rule"] != "fraud-or-legal" and "customer_words" not in result
