@@ -42,13 +42,20 @@ from connector.brief import (
     preferred_agent,
     repeat_contact,
     routed_to,
-    said_text,
     scalar,
     signed_score,
     subject_for,
     urgency_shown,
 )
-from connector.text_rules import CONTROL_NAMES, called, code_point_names, identity_of, name_of, rfc3339_utc
+from connector.text_rules import (
+    CONTROL_NAMES,
+    called,
+    code_point_names,
+    identity_of,
+    name_of,
+    rfc3339_utc,
+    said_text,
+)
 
 from .events import Holder
 
@@ -568,19 +575,20 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     if packet.get("attempted_solutions"):
         pieces.append(("*What the bot tried:*", ""))
         for a in packet["attempted_solutions"]:
-            outcome = escape(OUTCOMES.get(a.get("outcome", "unknown"), a.get("outcome")))
-            title = link(a.get("url"), a.get("title") or a.get("url") or "(untitled)", WHOLE_LABEL)
-            if a.get("title") and fit(a["title"], WHOLE_LABEL)[0] not in title:
-                # A long signed address left the title's label no room (cut, while the receipt says
-                # "in full in the thread"): the title whole, the address on a line of its own.
-                title = f"{escape(a['title'])}\n    {link(a.get('url'), 'open the link', WHOLE_LABEL)}"
-            if attempt_title(a, WHOLE_LABEL)[1] == "detail":
+            said = OUTCOMES.get(a.get("outcome", "unknown"), a.get("outcome"))
+            name, named_by = attempt_title(a, WHOLE_LABEL)
+            if named_by == "detail":
                 # Named by its detail, as in the alert, whole ("(untitled) — did not help. Sent the…"
                 # read as an attempt nobody named); its link, if any, on a line of its own.
-                pieces.append(("• ", f"{a['detail']} — {OUTCOMES.get(a.get('outcome', 'unknown'), a.get('outcome'))}"))
+                pieces.append(("• ", f"{a['detail']} — {said}"))
                 if a.get("url"):
                     pieces.append((f"    {link(a.get('url'), 'open the link', WHOLE_LABEL)}", ""))
             else:
+                outcome, title = escape(said), link(a.get("url"), name, WHOLE_LABEL)  # a blank title is no label
+                if named_by == "title" and fit(name, WHOLE_LABEL)[0] not in title:
+                    # A long signed address left the title's label no room (cut, while the receipt says
+                    # "in full in the thread"): the title whole, the address on a line of its own.
+                    title = f"{escape(name)}\n    {link(a.get('url'), 'open the link', WHOLE_LABEL)}"
                 pieces.append((f"• {title} — {outcome}" + (". " if a.get("detail") else ""), a.get("detail") or ""))
             pieces += [(f"    {escape(key)}: ", value) for key, value in more_of("attempted_solutions", a)]
     if packet.get("history"):

@@ -35,7 +35,16 @@ from .schemas.packet import (
     TranscriptEntrySchema,
 )
 from .templating import Sandbox
-from .text_rules import identity_of, is_blank, name_of, rfc3339, rfc3339_utc, visible_controls, without_invisible
+from .text_rules import (
+    identity_of,
+    is_blank,
+    name_of,
+    rfc3339,
+    rfc3339_utc,
+    said_text,
+    visible_controls,
+    without_invisible,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -502,12 +511,6 @@ def preferred_agent(routing: Mapping[str, Any]) -> str | None:
     return f"{name} ({handle})" if name and handle else name or handle
 
 
-def said_text(value: Any) -> str | None:
-    """A free text of the packet when it says something (not `is_blank`), else None: the schema
-    takes "  " for an intent's stated_problem, shown as `In their words: "  "` in place of theirs."""
-    return value if isinstance(value, str) and not is_blank(value) else None
-
-
 def holds_something(value: Any) -> bool:
     """Whether a packet value holds anything: not null, not text that says nothing (`is_blank`), not
     an empty list or object, nor one of only such. `false` and `0` are values."""
@@ -767,8 +770,7 @@ def attempt_title(attempt: Mapping[str, Any], limit: int) -> tuple[str, str]:
     on one line (cut at `limit`), else its link. Slack showed "• (untitled) — did not help" and hid
     the detail that said what it was."""
     for key in ("title", "detail", "url"):
-        value = attempt.get(key)
-        if isinstance(value, str) and not is_blank(value):
+        if (value := said_text(attempt.get(key))) is not None:
             return (value if key == "title" else one_line(value, limit)), key
     return "(untitled)", ""
 

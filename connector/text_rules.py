@@ -71,12 +71,17 @@ def as_identity(customer: Mapping[str, Any]) -> dict[str, Any]:
             if key not in ("name", "phone") or not isinstance(value, str) or not is_blank(value)}
 
 
+def said_text(value: Any) -> str | None:
+    """A free text of the packet when it says something (not `is_blank`), else None: the schema
+    takes "  " for an intent's stated_problem, shown as `In their words: "  "` in place of theirs."""
+    return value if isinstance(value, str) and not is_blank(value) else None
+
+
 def name_of(customer: Mapping[str, Any]) -> str | None:
     """The customer's name, when it says something. The contract leaves `customer.name` free (a bot
     sends "" for unknown), and one made of "\u200b" or "\u3164" headed the brief and the Slack alert
     as nothing and became a Zendesk requester named "": the e-mail, phone or id stand in instead."""
-    name = customer.get("name")
-    return name if isinstance(name, str) and not is_blank(name) else None
+    return said_text(customer.get("name"))
 
 
 def identity_of(customer: Mapping[str, Any], keys: Iterable[str]) -> list[tuple[str, str]]:

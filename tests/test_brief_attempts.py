@@ -48,3 +48,13 @@ def test_the_thread_names_an_untitled_attempt_by_its_detail_too():
     thread = json.dumps(slack_blocks.details(packet, "hnd_1"), ensure_ascii=False)
     assert f"• {DETAIL} — did not help\\n    <https://help.example/reset|open the link>" in thread
     assert "(untitled)" not in thread
+
+
+def test_a_blank_title_is_no_label_of_the_link_in_the_thread():
+    """The thread linked "• <https://ex.com/kb/1| > — customer declined": a link with a blank label."""
+    from tests.factories import full_packet
+
+    packet = full_packet(attempted_solutions=[{"title": " ", "url": "https://ex.com/kb/1", "outcome": "declined"}])
+    thread = "\n".join(b["text"]["text"] for m in slack_blocks.details(packet, "hnd_1") for b in m["blocks"]
+                       if b.get("text"))
+    assert "| >" not in thread and "<https://ex.com/kb/1|https://ex.com/kb/1>" in thread

@@ -28,11 +28,16 @@ def _refund() -> dict:
                          ("customer", PROBLEM), ("customer", "I want to talk to a real person now"))
 
 
-def test_a_greeting_is_not_the_subject_the_brief_or_the_slack_alerts_problem():
+def test_a_greeting_is_not_the_subject_the_brief_or_the_slack_alerts_problem(make_app):
+    from connector.previewing import preview_packet
+
     packet = _refund()
     assert subject_for(packet) == PROBLEM
+    # What each vendor is sent: Zendesk's subject and Salesforce's Subject.
+    shown = preview_packet(make_app().extensions["connector"], json.dumps(packet).encode())["vendors"]
+    assert shown["zendesk"]["payload"]["ticket"]["subject"] == PROBLEM
+    assert shown["salesforce"]["payload"]["case"]["Subject"] == PROBLEM
     brief = render_brief(packet, "hnd_1")
-    assert brief.subject == PROBLEM  # Zendesk's subject and Salesforce's Subject
     assert brief.text.startswith(f"HANDOFF — {PROBLEM}\n")
     assert f'They wrote: "{PROBLEM}"' in brief.text and f"They wrote: <em>“{PROBLEM}”</em>" in brief.html
     message, _ = slack_blocks.alert(packet, "hnd_1", {}, [])
