@@ -24,6 +24,7 @@ import contextlib
 import copy
 import datetime as dt
 import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -31,7 +32,7 @@ from typing import Any, ClassVar, Literal
 
 from ulid import ULID
 
-from connector.brief import Brief, render_brief
+from connector.brief import Brief, collected_of, one_line, render_brief
 from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import template_failures
 from connector.redaction import redact_packet
@@ -122,12 +123,9 @@ class HandoffContext:
         """Routing chose another team for this handoff than the one its ticket was opened for: the
         ticket is not moved (a case being worked keeps its group and owner), and the repeated
         brief's "Routed to: escalations" read as if that team had it — nobody there ever saw it."""
-        opened = self.link.extra.get("opened_with") if self.link is not None else None
-        was = opened.get("team") if isinstance(opened, Mapping) else None
-        team = self.assignment.get("team")
-        if not was or not team or was == team or self.packet.get("follow_up"):
-            return None
-        return f"Routing chose {team} for this handoff, but this ticket was opened for {was} and was not moved."
+        was = kept_team(self.link, self.assignment, self.packet)
+        return None if was is None else (f"Routing chose {self.assignment['team']} for this handoff, but this ticket "
+                                         f"was opened for {was} and was not moved.")
 
     @property
     def since_opened(self) -> str | None:
@@ -149,6 +147,8 @@ class HandoffContext:
         urgency = self.assignment.get("priority")
         if was.get("urgency") and urgency and urgency != was["urgency"]:
             news.append(f"urgency {was['urgency']} → {urgency}")
+        if collected := collected_news(was.get("collected"), collected_marks(self.packet)):
+            news.append(collected)
         if not news:
             return None
         since = "this ticket was opened"
@@ -412,7 +412,7 @@ class Adapter(abc.ABC):
         # The same form of brief as given: a follow-up's short one stays short (`render_brief`), a
         # repeat's marks what is new (its note says so: a masked card took the marks away).
         brief = render_brief(packet, ctx.handoff_id, update=ctx.brief.follow_up is not None, assignment=ctx.assignment,
-                             new_after=ctx.brief.new_after)
+                             new_after=ctx.brief.new_after, kept_team=ctx.brief.kept_team)
         return replace(ctx, packet=packet, brief=brief,
                        redactions={kind: n for kind, n in counts.items() if n})
 
@@ -612,11 +612,64 @@ def last_message_told(extra: Mapping[str, Any]) -> dt.datetime | None:
 
 def opened_with(ctx: HandoffContext) -> dict[str, Any]:
     """Where the conversation stood when this delivery's ticket was opened: its last message's time,
-    the urgency and the team routing gave it, for the next handoff's note to say what is new."""
+    the urgency and the team routing gave it, and a digest of what the bot had collected, for the
+    next handoff's note to say what is new."""
     times = [at for entry in ctx.packet.get("transcript") or [] if (at := rfc3339_utc(entry.get("at"))) is not None]
     stood = {"last_message_at": max(times).isoformat() if times else None, "urgency": ctx.assignment.get("priority"),
              "team": ctx.assignment.get("team")}
-    return {key: value for key, value in stood.items() if value}
+    stood = {key: value for key, value in stood.items() if value}
+    # Kept when empty too: `{}` is "nothing collected then", a key missing is "not known" (a link
+    # kept before this was), which says nothing is new.
+    if (collected := collected_marks(ctx.packet)) is not None:
+        stood["collected"] = collected
+    return stood
+
+
+def kept_team(link: Link | None, assignment: Mapping[str, Any], packet: Mapping[str, Any]) -> str | None:
+    """The team a repeat's ticket stays with when routing chose another for this handoff: the one it
+    was opened for (a ticket being worked keeps its group and owner). None for a first handoff, a
+    batch of messages, or when routing chose the ticket's own team."""
+    opened = link.extra.get("opened_with") if link is not None else None
+    was = opened.get("team") if isinstance(opened, Mapping) else None
+    team = assignment.get("team")
+    if not was or not team or was == team or packet.get("follow_up"):
+        return None
+    return str(was)
+
+
+# More collected values than this are not kept with the link (a bot's dump of a form): the note then
+# says nothing of them rather than keep a digest per key beside the conversation's ticket.
+MOST_COLLECTED_MARKS = 100
+# How many changed or new keys the note names before "and N more".
+COLLECTED_NAMED = 5
+
+
+def collected_marks(packet: Mapping[str, Any]) -> dict[str, str] | None:
+    """A short digest of each value the bot collected that holds something, by its key — to tell a
+    repeat's agent which values are new or changed without keeping an order number or an address
+    beside the conversation's ticket. None past `MOST_COLLECTED_MARKS` values."""
+    given, _ = collected_of(packet)
+    if len(given) > MOST_COLLECTED_MARKS:
+        return None
+    return {key: hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+            for key, value in given}
+
+
+def collected_news(was: Any, now: Mapping[str, str] | None) -> str | None:
+    """What a repeat's note says of the collected values: those new or changed since the ticket last
+    heard from us ("collected: order_number (changed), refund_reason (new)"). A second handoff with a
+    corrected order number said only how many messages came since, and the agent worked from the
+    number in the first brief. None when nothing is known (`was` not kept) or nothing changed; a
+    value no longer sent is not news (the brief shows what is)."""
+    if not isinstance(was, Mapping) or now is None:
+        return None
+    named = [f"{one_line(key, 60)} ({'changed' if key in was else 'new'})" for key, mark in now.items()
+             if was.get(key) != mark]
+    if not named:
+        return None
+    shown = ", ".join(named[:COLLECTED_NAMED])
+    more = f" and {len(named) - COLLECTED_NAMED} more" if len(named) > COLLECTED_NAMED else ""
+    return f"collected: {shown}{more}"
 
 
 def customer_marks(packet: Mapping[str, Any]) -> dict[str, str]:

@@ -169,7 +169,8 @@ class SlackAdapter(Adapter):
                                        mention=self._mention(ctx), repeat=update,
                                        claim=bool(self.settings.slack_signing_secret),
                                        caution=ctx.another_customer if update else None,
-                                       since=ctx.news if update else None)
+                                       since=ctx.news if update else None,
+                                       kept_team=ctx.brief.kept_team if update else None)
         event = {"event_type": UPDATED if update else CREATED, "event_payload": {"handoff_id": ctx.handoff_id}}
         message = {"channel": self._channel(ctx), **message, "metadata": event, "unfurl_links": False,
                    "unfurl_media": False}

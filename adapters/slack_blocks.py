@@ -292,7 +292,8 @@ def urgency_of(packet: Mapping[str, Any], assignment: Mapping[str, Any]) -> str:
 
 def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any],
           related: Sequence[Mapping[str, Any]], mention: str = "", repeat: bool = False,
-          claim: bool = False, caution: str | None = None, since: str | None = None) -> tuple[Message, list[Note]]:
+          claim: bool = False, caution: str | None = None, since: str | None = None,
+          kept_team: str | None = None) -> tuple[Message, list[Note]]:
     """The one message agents triage from, and notes on what it had to shorten (for the receipt).
 
     `claim`: a "Claim" button (`CLAIM_ACTION`, value the handoff id) that Slack posts to
@@ -360,7 +361,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         # Its own name: `label` is the urgency's, which the notification's text says further down.
         heading = "Channel" if conversation.get("channel") else "Language"
         fields.append(f"*{heading}*\n{short('conversation', channel, 200)}")
-    team = routed_to(assignment)  # as the brief says it, with the rule that sent it there
+    team = routed_to(assignment, kept_team)  # as the brief says it, with the rule that sent it there
     if team:
         fields.append(f"*Routed to*\n{fit(team, 200)[0]}")
     # The alert's times are UTC: "call me after 8am" and "tomorrow" were the customer's, and only

@@ -86,12 +86,13 @@ class Brief:
     follow_up: tuple[Mapping[str, Any], ...] | None = None
 
     def __init__(self, packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any] | None = None,
-                 new_after: dt.datetime | None = None):
-        self._view = _view(packet, handoff_id, assignment or {}, new_after)
+                 new_after: dt.datetime | None = None, kept_team: str | None = None):
+        self._view = _view(packet, handoff_id, assignment or {}, new_after, kept_team)
         self._packet = packet
         # The transcript's messages after this are marked new (`render_brief`); Slack, which writes
         # its own transcript, reads it here.
         self.new_after = new_after
+        self.kept_team = kept_team  # and its "Routed to", here
         self.subject: str = self._view["subject"]
         present = parts_present(packet)
         self.sections: tuple[str, ...] = present  # packet parts the brief carries (the receipt's vocabulary)
@@ -304,17 +305,20 @@ def parts_present(packet: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def render_brief(packet: Mapping[str, Any], handoff_id: str, update: bool = False,
-                 assignment: Mapping[str, Any] | None = None, new_after: dt.datetime | None = None) -> Brief:
+                 assignment: Mapping[str, Any] | None = None, new_after: dt.datetime | None = None,
+                 kept_team: str | None = None) -> Brief:
     """The brief of `handoff_id`. `update`: the ticket holds everything before this follow-up (its
     handoff and the earlier follow-ups all reached it: `Outbox._follow_up_may_go`), so a follow-up
     carries only its own messages; otherwise it carries everything its packet holds. `assignment`:
     routing's decision, whose priority is the urgency shown (the ticket's own). `new_after`: when
     the conversation's ticket last heard from us (its last message then): the transcript's later
     messages are marked new — a repeat posts the whole transcript again, and its note's "3 messages
-    from the customer since…" left the agent to find them by their times."""
+    from the customer since…" left the agent to find them by their times. `kept_team`: the team a
+    repeat's ticket stays with when routing chose another (`adapters.base.kept_team`), which its
+    "Routed to" says."""
     if update and packet.get("follow_up"):
         return FollowUpBrief(packet, handoff_id, assignment)
-    return Brief(packet, handoff_id, assignment, None if packet.get("follow_up") else new_after)
+    return Brief(packet, handoff_id, assignment, None if packet.get("follow_up") else new_after, kept_team)
 
 
 def urgency_shown(packet: Mapping[str, Any], assignment: Mapping[str, Any]) -> str | None:
@@ -753,16 +757,19 @@ def _transcript(entries: list[Mapping[str, Any]], new_after: dt.datetime | None)
     }
 
 
-def routed_to(assignment: Mapping[str, Any]) -> str | None:
+def routed_to(assignment: Mapping[str, Any], kept_team: str | None = None) -> str | None:
     """Where routing sent the handoff, and by which rule: Slack said it, the ticket did not, and a
-    VIP's ticket looked like any other."""
+    VIP's ticket looked like any other. `kept_team`: a repeat's ticket stays with the team it was
+    opened for — "Routed to: escalations" under the note saying it was not moved read as if
+    escalations had it."""
     where = " / ".join(str(assignment[k]) for k in ("team", "queue", "agent") if assignment.get(k))
     rule = assignment.get("rule")
     said = assignment.get("customer_words") or []
     # The words in the customer's messages that made the rule match (`routing._words_said`).
     quoted = ", ".join(f"“{word}”" for word in said)
     because = f": the customer wrote {quoted}" if said else ""
-    return f"{where} (rule {rule}{because})" if where and rule else where or None
+    shown = f"{where} (rule {rule}{because})" if where and rule else where or None
+    return f"{shown} — not moved: this ticket stays with {kept_team}" if shown and kept_team else shown
 
 
 def attempt_title(attempt: Mapping[str, Any], limit: int) -> tuple[str, str]:
@@ -787,7 +794,7 @@ def is_number(value: Any) -> bool:
 
 
 def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any],
-          new_after: dt.datetime | None = None) -> dict[str, Any]:
+          new_after: dt.datetime | None = None, kept_team: str | None = None) -> dict[str, Any]:
     bot = packet.get("bot") or {}
     conversation = packet.get("conversation") or {}
     customer = packet.get("customer") or {}
@@ -836,7 +843,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         # Above a transcript longer than a screen, or in a brief without it (Slack, Zendesk's summary).
         "latest": latest and {"text": one_line(latest["text"], 300), "at": clock(latest.get("at")),
                               "far": _far(packet.get("transcript") or [])},
-        "routed": routed_to(assignment),
+        "routed": routed_to(assignment, kept_team),
         "repeat_contact": repeat_contact(packet),
         "bot_loop": bot_loop(packet),
         "identity": identity,

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Boolean, Connection, and_, bindparam, case, exists, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from adapters.base import Adapter, HandoffContext, Link, Outcome, last_message_told, last_told
+from adapters.base import Adapter, HandoffContext, Link, Outcome, kept_team, last_message_told, last_told
 from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, ReplacementUnderway, TransientError, decide
 
 from . import callbacks, driver_cursor, follow_up_packets, metrics
@@ -344,7 +344,8 @@ class Outbox:
                     brief=render_brief(packet, handoff.id,
                                        update=claimed.link is not None and claimed.caught_up,
                                        assignment=handoff.assignment,
-                                       new_after=last_message_told(claimed.link.extra) if claimed.link else None),
+                                       new_after=last_message_told(claimed.link.extra) if claimed.link else None,
+                                       kept_team=kept_team(claimed.link, handoff.assignment, packet)),
                     assignment=handoff.assignment,
                     idempotency_key=f"{handoff.id}:{delivery.target}",
                     link=claimed.link,

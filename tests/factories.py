@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from adapters.base import HandoffContext, Link, last_message_told
+from adapters.base import HandoffContext, Link, kept_team, last_message_told
 from connector.brief import render_brief
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -48,9 +48,11 @@ def make_context(
         handoff_id=handoff_id,
         target=target,
         packet=packet,
-        # As the outbox renders it: a repeat's transcript marks what came after the ticket last heard from us.
+        # As the outbox renders it: a repeat's transcript marks what came after the ticket last heard
+        # from us, and its "Routed to" the team its ticket stays with.
         brief=render_brief(packet, handoff_id, assignment=assignment,
-                           new_after=last_message_told(link.extra) if link is not None else None),
+                           new_after=last_message_told(link.extra) if link is not None else None,
+                           kept_team=kept_team(link, assignment, packet)),
         assignment=assignment,
         idempotency_key=f"{handoff_id}:{target}",
         link=link,

@@ -706,6 +706,70 @@ def test_a_repeat_routed_to_another_team_says_the_ticket_was_not_moved(make_app)
     assert "not moved" not in note(team)
 
 
+def test_a_repeat_not_moved_says_so_where_its_brief_says_routed_to(make_app):
+    # A review of the brief: the note under "Handed off again" said the ticket was not moved, and the
+    # brief below it still said "Routed to: escalations (rule fraud-or-legal…)" as if that team had it.
+    import responses
+
+    app = make_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
+                   zendesk_api_token="t")
+    client = app.test_client()
+    first = minimal_packet(conversation={"id": "conv-kept"})
+    again = copy.deepcopy(first)
+    again["transcript"].append({"at": "2026-11-20T10:05:00Z", "role": "customer", "text": "This is fraud."})
+    with responses.RequestsMock() as mock:
+        mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201, json={"ticket": {"id": 1}})
+        put = mock.put("https://acme.zendesk.com/api/v2/tickets/1.json", json={"ticket": {"id": 1, "status": "open"}})
+        assert post(client, first).get_json()["assignment"]["team"] == "support"
+        assert post(client, again).get_json()["assignment"]["team"] == "escalations"
+        body = json.loads(put.calls[-1].request.body)["ticket"]["comment"]["html_body"]
+    assert "this ticket was opened for support and was not moved" in body
+    assert "Routed to: escalations / Escalations (rule fraud-or-legal: the customer wrote “fraud”) — not moved: this " \
+        "ticket stays with support" in body
+
+
+def test_a_repeat_names_the_collected_values_that_are_new_or_changed(make_app):
+    # A review of the brief: a second handoff with a corrected order number said only how many
+    # messages came since; the agent worked from the number in the first brief.
+    import responses
+
+    from connector.models import ConversationLink
+
+    app = make_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
+                   zendesk_api_token="t")
+    services, client = app.extensions["connector"], app.test_client()
+    first = minimal_packet(conversation={"id": "conv-collected"}, collected_data={
+        "order_number": "A-100", "email_verified": True, "refund_reason": None})
+    again = copy.deepcopy(first)
+    again["collected_data"].update(order_number="A-101", refund_reason="damaged", tracking=["T1", "T2"])
+    with responses.RequestsMock() as mock:
+        mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201, json={"ticket": {"id": 1}})
+        put = mock.put("https://acme.zendesk.com/api/v2/tickets/1.json", json={"ticket": {"id": 1, "status": "open"}})
+        assert post(client, first).status_code == 201
+        with services.db.reading() as session:
+            kept = dict(session.query(ConversationLink).one().extra)["opened_with"]["collected"]
+        # Digests, not the values: no order number is kept beside the conversation's ticket.
+        assert set(kept) == {"order_number", "email_verified"} and "A-100" not in json.dumps(kept)
+        assert post(client, again).status_code == 201
+        note = json.loads(put.calls[-1].request.body)["ticket"]["comment"]["html_body"]
+        assert "New since this ticket was opened: collected: order_number (changed), refund_reason (new), " \
+            "tracking (new)." in note
+        # The update's values are what the next repeat compares with: the same again is no news.
+        assert post(client, again, key="again-2").status_code == 201
+        assert "New since" not in json.loads(put.calls[-1].request.body)["ticket"]["comment"]["html_body"]
+
+
+def test_collected_news_names_a_few_keys_and_says_nothing_without_what_was_kept():
+    from adapters.base import collected_marks, collected_news
+
+    marks = collected_marks({"collected_data": {f"k{n}": n for n in range(8)}})
+    assert collected_news({}, marks) == "collected: k0 (new), k1 (new), k2 (new), k3 (new), k4 (new) and 3 more"
+    assert collected_news(None, marks) is None  # a link kept before digests were: nothing is known
+    assert collected_news(marks, marks) is None
+    assert collected_news(marks, collected_marks({"collected_data": {}})) is None  # a value no longer sent
+    assert collected_marks({"collected_data": {f"k{n}": n for n in range(101)}}) is None
+
+
 def test_a_third_handoff_says_what_is_new_since_the_second_not_since_the_ticket_was_opened(make_app):
     # A review: "new since this ticket was opened" compared with the first handoff only, so the
     # third handoff's note listed again the messages the second had already posted there.

@@ -328,6 +328,9 @@ def test_a_second_handoff_says_under_its_title_what_is_new_since_the_alert(slack
     [since] = [b["text"]["text"] for b in third["blocks"] if b.get("block_id") == "since"]
     assert since.endswith(f"Routing chose escalations for this handoff, but this ticket was opened for {team} and "
                           "was not moved.")
+    # ...and its "Routed to" says so too, as the brief does.
+    assert f"*Routed to*\nescalations — not moved: this ticket stays with {team}" in [
+        field["text"] for block in third["blocks"] for field in block.get("fields", ())]
 
 
 # ---- unknown outcomes: never two alerts ------------------------------------------------------
