@@ -276,6 +276,26 @@ def _str(name: str, raw: str) -> str:
     return raw.strip()
 
 
+def _salesforce_domain(name: str, raw: str) -> str:
+    """What simple-salesforce puts between `https://` and `.salesforce.com` to log in: `login`,
+    `test`, or a My Domain (`acme.my`, `acme--sandbox.sandbox.my`). `https://test.salesforce.com`
+    passed `check`, and each case then tried `https://https://test.salesforce.com.salesforce.com`
+    for a day ("could not reach Salesforce") before it was given up."""
+    value = raw.strip()
+    if not value or (re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", value)
+                     and not value.lower().endswith(".salesforce.com")):
+        return value
+    # The login address pasted whole: say what to write instead, where it can be told.
+    host = re.sub(r"^[a-z][a-z0-9+.-]*://", "", value, flags=re.IGNORECASE).split("/")[0].rstrip(".").lower()
+    meant = host.removesuffix(".salesforce.com") if host.endswith(".salesforce.com") else \
+        host.removesuffix(".lightning.force.com") + ".my" if host.endswith(".lightning.force.com") else ""
+    instead = f"write {meant!r} for {value[:60]!r}" if re.fullmatch(r"[a-z0-9][a-z0-9.-]*", meant) else \
+        f"got {value[:60]!r}"
+    raise ConfigError(name, f"must be what comes before .salesforce.com in the login address, without https:// "
+                      f"or a path: login, test (sandboxes) or your My Domain (acme.my, acme--sandbox.sandbox.my) — "
+                      f"{instead}")
+
+
 # Zero would not switch these off, it would break them: a 0 s timeout is refused by requests on
 # every call, a 0 s lease is taken over while it runs, a limit of 0 refuses every request.
 _AT_LEAST = {
@@ -346,7 +366,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "SALESFORCE_USERNAME": ("salesforce_username", _str),
     "SALESFORCE_PASSWORD": ("salesforce_password", _str),
     "SALESFORCE_SECURITY_TOKEN": ("salesforce_security_token", _str),
-    "SALESFORCE_DOMAIN": ("salesforce_domain", _str),
+    "SALESFORCE_DOMAIN": ("salesforce_domain", _salesforce_domain),
     "SALESFORCE_CLIENT_ID": ("salesforce_client_id", _str),
     "SALESFORCE_CLIENT_SECRET": ("salesforce_client_secret", _str),
     "SLACK_BOT_TOKEN": ("slack_bot_token", _str),

@@ -59,12 +59,32 @@ SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
      "CONNECTOR_ADMIN_TOKEN"),
     ({"CONNECTOR_ADMIN_TOKEN": "shared-key-0123456789abcdefgh", "CONNECTOR_METRICS_TOKEN": "shared-key-0123456789abcdefgh"},
      "CONNECTOR_METRICS_TOKEN"),
+    # the login address pasted whole: each case tried https://https://test.salesforce.com.salesforce.com for a day
+    ({"SALESFORCE_DOMAIN": "https://test.salesforce.com"}, "SALESFORCE_DOMAIN: must be what comes before"),
+    ({"SALESFORCE_DOMAIN": "acme.my.salesforce.com"}, "SALESFORCE_DOMAIN: must be what comes before"),
+    ({"SALESFORCE_DOMAIN": "login/"}, "SALESFORCE_DOMAIN: must be what comes before"),
 ])
 def test_bad_values_stop_start_up_naming_the_variable(environ, variable, tmp_path):
     environ = {"CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", **environ}
     with pytest.raises(ConfigError) as caught:
         create_app({"environ": environ})
     assert variable in str(caught.value) and ".env.example" in str(caught.value)
+
+
+@pytest.mark.parametrize(("written", "meant"), [
+    ("https://test.salesforce.com", "test"), ("login.salesforce.com", "login"),
+    ("https://acme--uat.sandbox.my.salesforce.com/", "acme--uat.sandbox.my"),
+    ("https://acme.lightning.force.com/lightning/page/home", "acme.my"),
+])
+def test_a_salesforce_domain_written_as_an_address_is_refused_saying_what_to_write(written, meant):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"SALESFORCE_DOMAIN": written})
+    assert f"write {meant!r} for {written!r}" in str(caught.value)
+
+
+@pytest.mark.parametrize("domain", ["login", "test", "acme.my", "acme--sandbox.sandbox.my", " test "])
+def test_the_salesforce_domains_simple_salesforce_logs_in_with_are_taken(domain):
+    assert Settings.from_env({"SALESFORCE_DOMAIN": domain}).salesforce_domain == domain.strip()
 
 
 @pytest.mark.parametrize("environ", [
