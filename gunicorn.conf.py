@@ -42,6 +42,13 @@ if _settings.GUNICORN_STARTED:
         if settings.database_url != _settings.Settings.from_env(_in_use).database_url:
             raise ConfigError("CONNECTOR_DATABASE_URL", "changed: a reload does not move the service to another "
                               "database (its schema is made at start); restart it")
+        # The master loaded the mappings once, at start, and follows that directory for the workers
+        # it forks: accepted, the current workers moved and one replaced after a crash served the
+        # old directory's routing.
+        if os.path.abspath(settings.mappings_dir) != os.path.abspath(_settings.Settings.from_env(_in_use).mappings_dir):
+            raise ConfigError("CONNECTOR_MAPPINGS_DIR", "changed: a reload does not move the service to another "
+                              "mappings directory (the workers gunicorn starts next would still read the old one); "
+                              "restart it")
         if environ.get("PROMETHEUS_MULTIPROC_DIR") != _in_use.get("PROMETHEUS_MULTIPROC_DIR"):
             raise ConfigError("PROMETHEUS_MULTIPROC_DIR", "changed: the metrics directory is chosen at start; "
                               "restart the service")

@@ -381,6 +381,30 @@ def test_a_reload_applies_the_whole_edited_env_file_and_refuses_a_bad_one_withou
         master.wait(timeout=30)
 
 
+def test_a_reload_that_moves_the_mappings_directory_is_refused(tmp_path):
+    """Accepted, the workers then running switched, while one replaced after a crash served the old
+    directory's routing: the master's store, which it hands the workers it forks, was made at start."""
+    from connector import settings
+
+    env_file = tmp_path / "svc.env"
+    database = f"CONNECTOR_DATABASE_URL=sqlite:///{tmp_path}/c.db\n"
+    env_file.write_text(database)
+    (tmp_path / "other").mkdir()
+    with mock.patch.dict("os.environ", {"CONNECTOR_ENV_FILE": str(env_file)}, clear=True):
+        runpy.run_path(CONF)  # the start
+        settings.GUNICORN_STARTED = True
+        try:
+            env_file.write_text(database + f"CONNECTOR_MAPPINGS_DIR={tmp_path / 'other'}\n")
+            refused = runpy.run_path(CONF)["_refused"]  # SIGHUP
+            assert "CONNECTOR_MAPPINGS_DIR" not in os.environ  # the workers start on the directory in use
+            env_file.write_text(database + "CONNECTOR_MAPPINGS_DIR=./mappings/\n")  # the same directory
+            same = runpy.run_path(CONF)["_refused"]
+        finally:
+            settings.REFUSED_EDIT = None
+    assert str(refused).startswith("CONNECTOR_MAPPINGS_DIR: changed: a reload does not move the service")
+    assert same is None
+
+
 def test_a_start_that_fails_leaves_no_metrics_directory_behind():
     from connector import metrics  # noqa: F401  (its mode chosen before the environment below)
 
