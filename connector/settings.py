@@ -388,8 +388,15 @@ def unread(environ: Mapping[str, str]) -> tuple[str, ...]:
     prefix too, when the whole name is close to one of ours (`CONECTOR_RETENTION_DAYS`, `ZENDSK_SUBDOMAIN`):
     another tool's `CONNECT_TIMEOUT` is not."""
     return tuple(sorted(name for name in environ
-                        if (name.upper().startswith(_OURS) and name not in _VARIABLES and name not in _READ_ELSEWHERE)
-                        or _misspelt_ours(name)))
+                        if (_normal(name).startswith(_OURS) and name not in _VARIABLES and name not in _READ_ELSEWHERE)
+                        or _misspelt_ours(_normal(name))))
+
+
+def _normal(name: str) -> str:
+    """A name as it would be spelt right: `CONNECTOR-RETENTION-DAYS=30` and `connector.metrics_token`
+    in a .env were looked at as they stood, matched no prefix, and retention stayed off, /metrics
+    open, without a word."""
+    return re.sub(r"[-.\s]+", "_", name.strip()).upper()
 
 
 def exposed_mode(path: str) -> int:
@@ -545,8 +552,8 @@ class Settings:
         """What is risky or useless in these settings without being wrong: `connector check` prints
         it, and the service logs it at start-up."""
         said = []
-        for name in self.unread:  # in lower case too: the environment's names are case-sensitive here
-            close = difflib.get_close_matches(name.upper(), [*_VARIABLES, *_READ_ELSEWHERE], n=1, cutoff=0.8)
+        for name in self.unread:  # as written: the environment's names are case-sensitive here
+            close = difflib.get_close_matches(_normal(name), [*_VARIABLES, *_READ_ELSEWHERE], n=1, cutoff=0.8)
             meant = f" (did you mean {close[0]}?)" if close else ""
             said.append(f"{name} is not a variable the connector reads{meant}; it changes nothing")
         if self.allow_unauthenticated:

@@ -462,6 +462,24 @@ def test_a_misspelt_prefix_is_warned_about_when_the_name_is_close_to_one_of_ours
         "it changes nothing"]
 
 
+def test_a_name_written_with_dashes_dots_or_spaces_is_warned_about_with_the_name_meant(tmp_path):
+    # Matched as written, these matched no prefix: retention stayed off and /metrics open, silently.
+    env_file = tmp_path / "svc.env"
+    env_file.write_text("CONNECTOR-RETENTION-DAYS=30\nconnector.metrics_token=" + "t" * 30 + "\nZendesk.Subdomain=acme\n")
+    environ = {"CONNECTOR_ENV_FILE": str(env_file), "CONNECTOR RETENTION DAYS": "30", "CONECTOR-RETENTION-DAYS": "30",
+               "my-tool.setting": "1"}
+    load_env_file(environ)
+    settings = Settings.from_env(environ)
+    assert environ["CONNECTOR-RETENTION-DAYS"] == "30" and settings.retention_days == 0 and not settings.metrics_token
+    said = [line for line in settings.warnings() if "is not a variable" in line]
+    assert said == [f"{name} is not a variable the connector reads (did you mean {meant}?); it changes nothing"
+                    for name, meant in [("CONECTOR-RETENTION-DAYS", "CONNECTOR_RETENTION_DAYS"),
+                                        ("CONNECTOR RETENTION DAYS", "CONNECTOR_RETENTION_DAYS"),
+                                        ("CONNECTOR-RETENTION-DAYS", "CONNECTOR_RETENTION_DAYS"),
+                                        ("Zendesk.Subdomain", "ZENDESK_SUBDOMAIN"),
+                                        ("connector.metrics_token", "CONNECTOR_METRICS_TOKEN")]]
+
+
 def test_a_dotenv_file_any_user_can_read_is_warned_about(tmp_path):
     # SECURITY.md asks for chmod 600; a 0644 .env holding every credential passed check silently.
     path = tmp_path / ".env"
