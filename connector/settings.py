@@ -51,8 +51,11 @@ def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None
     named = environ.get(ENV_FILE)
     path = os.path.join(os.getcwd(), ".env") if named is None else named
     if path and not os.path.isfile(path):
-        if named is None:
+        if named is None and not os.path.lexists(path):
             return None
+        if named is None:  # a dangling symlink, a directory: skipped, the service started on the defaults
+            raise ConfigError(path, "is there but is not a file that can be read (a symlink to nothing? a "
+                              "directory?): fix it, or remove it to run without a .env")
         raise ConfigError(ENV_FILE, f"names {path!r}, which is not a readable file (empty reads no file)")
     if named is not None:
         _refuse_flasks_own_read(named)

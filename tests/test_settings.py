@@ -221,6 +221,16 @@ def test_connector_env_file_names_another_file_or_with_nothing_none(tmp_path, mo
     assert _read_env_file(tmp_path, monkeypatch, {"CONNECTOR_ENV_FILE": ""}) == (None, {"CONNECTOR_ENV_FILE": ""})
 
 
+@pytest.mark.parametrize("make", [lambda env: env.symlink_to(env.parent / "moved.env"), lambda env: env.mkdir()],
+                         ids=["a symlink to nothing", "a directory"])
+def test_a_dot_env_there_that_is_no_file_stops_start_up_naming_it(tmp_path, monkeypatch, make):
+    # Skipped as if absent: the service started on the defaults, no target, no keys, without a word.
+    make(tmp_path / ".env")
+    with pytest.raises(ConfigError) as caught:
+        _read_env_file(tmp_path, monkeypatch, {})
+    assert str(caught.value).startswith(f"{tmp_path / '.env'}: is there but is not a file that can be read")
+
+
 def test_a_connector_env_file_that_is_not_there_stops_start_up_naming_the_variable(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as caught:
         _read_env_file(tmp_path, monkeypatch, {"CONNECTOR_ENV_FILE": str(tmp_path / "missing.env")})
