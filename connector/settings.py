@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import json
 import os
 import re
 from collections.abc import Callable, Mapping, MutableMapping
@@ -23,6 +24,7 @@ DEFAULT_DATABASE_URL = "sqlite:///instance/connector.db"
 ENV_FILE = "CONNECTOR_ENV_FILE"  # read from the process environment only: it says which file to read
 FILE_KEYS = "_CONNECTOR_ENV_FILE_KEYS"  # set by the connector: which variables the file set (`reread_env_file`)
 FILE_READ = "_CONNECTOR_ENV_FILE_READ"  # set by the connector: the file already read, by this process or its parent
+FILE_TWICE = "_CONNECTOR_ENV_FILE_TWICE"  # set by the connector: the names the file sets on more than one line (JSON)
 AWAITED = "_CONNECTOR_ENV_FILE_AWAITED"  # set by the connector: the default .env a start looked for and did not find
 # Set by gunicorn.conf.py's `on_starting`, in the master: gunicorn executing that file again is a reload.
 GUNICORN_STARTED = False
@@ -65,7 +67,7 @@ def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None
         # Read by gunicorn's master, which judges each edit on a reload: a worker forked later (one
         # replaced after a crash) read the file again, and took up an edit nobody had judged.
         return path
-    _refuse_unreadable_lines(path)
+    lines = _refuse_unreadable_lines(path)
     environ[FILE_READ] = os.path.abspath(path)
     # As load_dotenv(override=False) does — its own reader, so that ${VAR} in the file resolves the
     # same way (the environment first) — remembering what the file set (a re-read replaces it).
@@ -75,13 +77,19 @@ def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None
         environ[key] = values[key] or ""
     if set_now:
         environ[FILE_KEYS] = ",".join(sorted({*_file_keys(environ), *set_now}))
+    # Set by the file on several lines (the environment's own value would win over all of them):
+    # for `Settings.warnings`, in this process and in the workers that inherit its environment.
+    twice = {key: lines[key] for key in sorted(set_now) if len(lines.get(key, ())) > 1}
+    if twice:
+        environ[FILE_TWICE] = json.dumps(twice)
     return path
 
 
-def _refuse_unreadable_lines(path: str) -> None:
+def _refuse_unreadable_lines(path: str) -> dict[str, list[int]]:
     """python-dotenv skips a line it cannot parse (an unclosed quote) with a warning naming
     neither the file nor the variable, and the variable stays unset: `CONNECTOR_RETENTION_DAYS="30`
-    left retention off — data kept for ever — with `check` saying ok."""
+    left retention off — data kept for ever — with `check` saying ok. Returns the lines each name
+    is set on."""
     from dotenv.parser import parse_stream
 
     try:
@@ -92,7 +100,10 @@ def _refuse_unreadable_lines(path: str) -> None:
     if text.startswith("\ufeff"):  # Notepad's: dotenv reads the first name with it, and nothing matches
         raise ConfigError(path, "starts with a byte-order mark (saved as \"UTF-8 with BOM\"): its first "
                           "variable would be read under another name; save it as plain UTF-8")
+    lines: dict[str, list[int]] = {}
     for binding in parse_stream(io.StringIO(text)):
+        if binding.key is not None:
+            lines.setdefault(binding.key, []).append(binding.original.line)
         if binding.error:
             # The name only, never the rest: a line without `=` may be a secret's whole value.
             # Only a name an `=` or `:` follows: a bare secret's start matched the pattern too.
@@ -100,6 +111,7 @@ def _refuse_unreadable_lines(path: str) -> None:
             shown = f" ({name.group(1)}…)" if name else ""
             raise ConfigError(path, f"line {binding.original.line}{shown} is not NAME=value as a .env file "
                               "writes it (an unclosed quote?); nothing of it would be set")
+    return lines
 
 
 def pin_env_file(read: str | None, environ: MutableMapping[str, str] | None = None) -> None:
@@ -138,7 +150,7 @@ def reread_env_file(check: Callable[[Mapping[str, str]], Any],
     awaited = environ.get(AWAITED)
     if environ.get(ENV_FILE) == "" and awaited and os.path.isfile(awaited):
         environ[ENV_FILE] = awaited  # made since a start that found none (refused, it is "" again)
-    for key in (*_file_keys(environ), FILE_KEYS, FILE_READ):
+    for key in (*_file_keys(environ), FILE_KEYS, FILE_READ, FILE_TWICE):
         environ.pop(key, None)
     try:
         load_env_file(environ)
@@ -473,6 +485,8 @@ class Settings:
     unread: tuple[str, ...] = field(default=(), compare=False)
     # The dotenv file this process's settings came from (`load_env_file`), for its permissions.
     env_file: str = field(default="", compare=False)
+    # Names that file sets on more than one line, with the lines (`load_env_file`): warned about.
+    set_twice: tuple[tuple[str, tuple[int, ...]], ...] = field(default=(), compare=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -488,7 +502,8 @@ class Settings:
             raise ConfigError.joined(refused)
         if "targets" in values and not values["targets"]:
             values.pop("targets")
-        return cls(**values, unread=unread(environ), env_file=environ.get(FILE_READ, "")).checked()
+        twice = tuple((key, tuple(lines)) for key, lines in json.loads(environ.get(FILE_TWICE) or "{}").items())
+        return cls(**values, unread=unread(environ), env_file=environ.get(FILE_READ, ""), set_twice=twice).checked()
 
     def override(self, overrides: Mapping[str, Any]) -> "Settings":
         """Settings with some attributes replaced (tests use this through `test_config`)."""
@@ -559,6 +574,11 @@ class Settings:
             close = difflib.get_close_matches(_normal(name), [*_VARIABLES, *_READ_ELSEWHERE], n=1, cutoff=0.8)
             meant = f" (did you mean {close[0]}?)" if close else ""
             said.append(f"{name} is not a variable the connector reads{meant}; it changes nothing")
+        for name, lines in self.set_twice:
+            # The last line wins, silently: an uncommented line of .env.example and one appended
+            # with `>>` below it (as the quickstart does) — and an edit of the upper one changed nothing.
+            said.append(f"{name} is set on lines {', '.join(map(str, lines[:-1]))} and {lines[-1]} of {self.env_file}: "
+                        f"line {lines[-1]}'s value is used; remove the other{'s' if len(lines) > 2 else ''}")
         if self.allow_unauthenticated:
             said.append("CONNECTOR_ALLOW_UNAUTHENTICATED=1 accepts requests from anyone — development only")
         if not self.bot_keys and not self.bot_secrets and not self.allow_unauthenticated:

@@ -6,7 +6,7 @@ import pytest
 
 from connector import create_app
 from connector.errors import ConfigError
-from connector.settings import Settings, load_env_file
+from connector.settings import Settings, load_env_file, reread_env_file
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -219,6 +219,24 @@ def test_connector_env_file_names_another_file_or_with_nothing_none(tmp_path, mo
         (named, {"CONNECTOR_ENV_FILE": named, "CONNECTOR_TARGETS": "slack"})
     # How the benchmark and the process tests keep a developer's .env out of what they start.
     assert _read_env_file(tmp_path, monkeypatch, {"CONNECTOR_ENV_FILE": ""}) == (None, {"CONNECTOR_ENV_FILE": ""})
+
+
+def test_a_variable_the_env_file_sets_twice_is_warned_about_with_both_lines(tmp_path):
+    # The last line won, silently: an uncommented line of .env.example, then one appended with `>>`.
+    env_file = tmp_path / "svc.env"
+    env_file.write_text("CONNECTOR_TARGETS=preview\n#CONNECTOR_TARGETS=slack\nCONNECTOR_LOG_LEVEL=INFO\n"
+                        "CONNECTOR_SYNC_BUDGET_MS=100\nexport CONNECTOR_TARGETS=preview,slack\n"
+                        "CONNECTOR_SYNC_BUDGET_MS=200\nCONNECTOR_LOG_LEVEL=DEBUG\n")
+    environ = {"CONNECTOR_ENV_FILE": str(env_file), "CONNECTOR_SYNC_BUDGET_MS": "300"}  # the environment wins
+    load_env_file(environ)
+    settings = Settings.from_env(environ)
+    assert settings.targets == ("preview", "slack") and settings.log_level == "DEBUG"
+    said = [line for line in settings.warnings() if " is set on lines " in line]
+    assert said == [f"CONNECTOR_LOG_LEVEL is set on lines 3 and 7 of {env_file}: line 7's value is used; remove the other",
+                    f"CONNECTOR_TARGETS is set on lines 1 and 5 of {env_file}: line 5's value is used; remove the other"]
+    env_file.write_text("CONNECTOR_TARGETS=preview\nCONNECTOR_LOG_LEVEL=DEBUG\n")  # fixed, then a reload
+    assert reread_env_file(Settings.from_env, environ) is None
+    assert not [line for line in Settings.from_env(environ).warnings() if " is set on lines " in line]
 
 
 @pytest.mark.parametrize("make", [lambda env: env.symlink_to(env.parent / "moved.env"), lambda env: env.mkdir()],
