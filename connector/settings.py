@@ -72,6 +72,7 @@ def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None
     # As load_dotenv(override=False) does — its own reader, so that ${VAR} in the file resolves the
     # same way (the environment first) — remembering what the file set (a re-read replaces it).
     values = DotEnv(path, interpolate=True, override=False).dict()
+    _refuse_choosing_itself(path, values)
     set_now = [key for key, value in values.items() if value is not None and key not in environ]
     for key in set_now:
         environ[key] = values[key] or ""
@@ -112,6 +113,18 @@ def _refuse_unreadable_lines(path: str) -> dict[str, list[int]]:
             raise ConfigError(path, f"line {binding.original.line}{shown} is not NAME=value as a .env file "
                               "writes it (an unclosed quote?); nothing of it would be set")
     return lines
+
+
+def _refuse_choosing_itself(path: str, values: Mapping[str, str | None]) -> None:
+    """`CONNECTOR_ENV_FILE=/etc/handoff-connector.env` uncommented in `.env` (.env.example lists it
+    first): read from a file, it comes too late to choose which file is read. gunicorn read `.env`
+    and ignored the line without a word; `check` said to run with FLASK_SKIP_DOTENV=1, then ok."""
+    named = values.get(ENV_FILE)
+    if named is None or (named and os.path.isfile(named) and os.path.samefile(named, path)):
+        return  # not set there, or naming the very file: it changes nothing
+    raise ConfigError(ENV_FILE, f"is set in {path}, where it cannot choose the file to read (that one is being "
+                      "read already): set it in the real environment (export, systemd's Environment=), or "
+                      "remove the line")
 
 
 def pin_env_file(read: str | None, environ: MutableMapping[str, str] | None = None) -> None:
@@ -175,6 +188,9 @@ def _refuse_flasks_own_read(named: str) -> None:
     read = find_dotenv(".env", usecwd=True)
     if not read or (named and os.path.isfile(named) and os.path.samefile(read, named)):
         return  # nothing read, or the very file named
+    from dotenv import dotenv_values
+
+    _refuse_choosing_itself(read, dotenv_values(read, interpolate=False))  # where the name may come from
     raise ConfigError(ENV_FILE, f"is set, but the flask command has already read {read}, whose lines would win "
                                 "over it: run the command with FLASK_SKIP_DOTENV=1")
 

@@ -310,6 +310,23 @@ def test_the_flask_command_reading_dot_env_beside_connector_env_file_is_refused_
     assert same.returncode == 0 and "shorter than" not in same.stdout
 
 
+def test_connector_env_file_set_inside_the_dotenv_file_is_refused_saying_where_it_belongs(tmp_path, monkeypatch):
+    # Read from the file, too late to choose it: gunicorn read .env and ignored the line without a
+    # word, `check` advised FLASK_SKIP_DOTENV=1 and, run so, said ok.
+    (tmp_path / ".env").write_text(f"CONNECTOR_TARGETS=preview\nCONNECTOR_ENV_FILE={tmp_path / 'prod.env'}\n")
+    (tmp_path / "prod.env").write_text("CONNECTOR_TARGETS=slack\n")
+    said = (f"CONNECTOR_ENV_FILE: is set in {tmp_path / '.env'}, where it cannot choose the file to read (that one "
+            "is being read already): set it in the real environment")
+    with pytest.raises(ConfigError) as caught:
+        _read_env_file(tmp_path, monkeypatch, {})  # as gunicorn reads it
+    assert str(caught.value).startswith(said)
+    for skip in ({}, {"FLASK_SKIP_DOTENV": "1"}):
+        check = _flask_check(tmp_path, **skip)
+        assert check.returncode != 0 and said in check.stderr and "FLASK_SKIP_DOTENV" not in check.stderr, skip
+    (tmp_path / ".env").write_text("CONNECTOR_TARGETS=preview\nCONNECTOR_ENV_FILE=.env\n")  # itself: no matter
+    assert _read_env_file(tmp_path, monkeypatch, {})[1]["CONNECTOR_TARGETS"] == "preview"
+
+
 def test_one_start_up_names_every_variable_the_enabled_targets_lack(tmp_path):
     with pytest.raises(ConfigError) as caught:
         create_app({"environ": {"CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
