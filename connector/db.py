@@ -92,6 +92,11 @@ def _private_file(database: str) -> None:
         os.makedirs(os.path.dirname(database), mode=0o700, exist_ok=True)
         if not os.path.exists(database):  # follows a symlink: its target is made private too
             os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
+            # Said once, when made: a mistyped path (`instanse/`) started the service on an empty
+            # database ("schema at head", "ready"), the real one's pending deliveries and
+            # idempotency keys stranded, without a word.
+            log.warning("no SQLite database was there: a new, empty one is made; if one exists elsewhere, "
+                        "CONNECTOR_DATABASE_URL does not name it", extra={"path": os.path.abspath(database)})
 
 
 def _could_make(path: str) -> bool:

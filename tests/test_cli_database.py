@@ -235,3 +235,21 @@ def test_the_worker_waits_for_a_database_that_is_not_up_yet_and_stops_on_sigterm
         worker.send_signal(signal.SIGTERM)
         worker.communicate(timeout=30)
     assert worker.returncode == 0
+
+
+def test_making_a_new_sqlite_database_is_a_warning_naming_it_once(tmp_path, caplog):
+    """A mistyped path (`instanse/`) started the service on a new, empty database — "schema at head",
+    ready — with the real one's pending deliveries and idempotency keys stranded, and not a word."""
+    mistyped = tmp_path / "instanse" / "connector.db"
+    made = []
+    for _ in range(2):  # two starts: only the first makes the file
+        app = create_app({"database_url": f"sqlite:///{mistyped}"})
+        try:
+            with caplog.at_level(logging.WARNING, logger="connector.db"):
+                caplog.clear()
+                app.extensions["connector"].db.migrate()  # as gunicorn's master does at start
+            made.append([(r.levelname, r.getMessage(), r.path) for r in caplog.records if r.name == "connector.db"])
+        finally:
+            app.extensions["connector"].stop()
+    assert made == [[("WARNING", "no SQLite database was there: a new, empty one is made; if one exists elsewhere, "
+                                 "CONNECTOR_DATABASE_URL does not name it", str(mistyped))], []]
