@@ -359,10 +359,19 @@ class MappingStore:
 
     def _scan(self) -> dict[str, tuple[int, int]]:
         stamps: dict[str, tuple[int, int]] = {}
-        for path in self._base().glob("*.yaml"):
+        try:
+            found = list(self._base().iterdir())
+        except OSError:  # the directory gone: the files are gone (the load says so)
+            found = []
+        for path in found:
+            # Every name the load looks at (`_strangers` refuses a stray `routing.yml` or `Slack.YAML`):
+            # a `*.yaml` glob missed those, and with one gone /readyz stayed "refused" until another
+            # file changed.
+            if path.suffix.lower() not in (".yaml", ".yml"):
+                continue
             try:
                 stat = path.stat()
-            except OSError:  # removed between glob and stat: the next scan sees it gone
+            except OSError:  # removed between listing and stat: the next scan sees it gone
                 continue
             stamps[path.name] = (stat.st_mtime_ns, stat.st_size)
         return stamps

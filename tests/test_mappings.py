@@ -639,3 +639,20 @@ def test_every_refused_file_is_named_at_once(tmp_path):
     said = str(err.value)
     assert err.value.source.endswith("slack.yaml:2 mention_on_urgnet")
     assert "\n  also " in said and "routing.yaml:2 rules[0].when.segmnt" in said and "messages.yaml:2" in said
+
+
+@pytest.mark.parametrize("stranger", ["zendesk.yml", "Routing.YAML"])
+def test_a_stray_yaml_file_appearing_and_going_while_serving_is_noticed(mapdir, stranger):
+    """Only `*.yaml` was looked at: a `zendesk.yml` copied in went unnoticed, and once it was
+    removed /readyz said "refused" until another file happened to change."""
+    from adapters.registry import mapping_keys
+
+    clock = Clock()
+    store = MappingStore(str(mapdir), "/", TARGETS, keys_of=mapping_keys, clock=clock)
+    good = store.current()
+    (mapdir / stranger).write_text("version: 1\n")
+    clock.now += 2
+    assert store.current() is good and store.errors is not None and store.errors.source.endswith(stranger)
+    (mapdir / stranger).unlink()
+    clock.now += 2
+    assert store.current() is not good and store.errors is None
