@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -25,6 +26,7 @@ from .models import DISMISSED, Callback, Delivery
 from .settings import MAX_SECONDS, RETENTION_MIN_DAYS, RETENTION_WHY, in_flask_command, web_server_problems
 
 group = AppGroup("connector", help="Operate the handoff connector.")
+log = logging.getLogger(__name__)
 
 
 def _services():  # type: ignore[no-untyped-def]
@@ -384,3 +386,18 @@ def in_command() -> bool:
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(group)
+    if in_flask_command() == "run":
+        _say_a_schema_gap(app.extensions["connector"])
+
+
+def _say_a_schema_gap(services) -> None:  # type: ignore[no-untyped-def]
+    """The development server does not migrate (gunicorn's start does): on a database never
+    migrated it answered every request 503 "Retry shortly", with only `no such table` in the log."""
+    try:
+        gap = services.db.schema_gap()
+    except SQLAlchemyError as err:  # said by each request as well; here before the first one
+        log.warning("the database cannot be reached", extra={"reason": reason(err)})
+        return
+    if gap is not None:
+        log.warning("the database cannot be used by this code: every request will be answered 503",
+                    extra={"reason": _advice(gap)})

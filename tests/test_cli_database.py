@@ -253,3 +253,35 @@ def test_making_a_new_sqlite_database_is_a_warning_naming_it_once(tmp_path, capl
             app.extensions["connector"].stop()
     assert made == [[("WARNING", "no SQLite database was there: a new, empty one is made; if one exists elsewhere, "
                                  "CONNECTOR_DATABASE_URL does not name it", str(mistyped))], []]
+
+
+def test_the_development_server_says_at_start_that_the_database_needs_migrating(tmp_path):
+    """`flask run` does not migrate: on a database never migrated it answered every request 503
+    "Retry shortly", with only `no such table` in the log."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from bench.procs import free_port
+
+    root = Path(__file__).parents[1]
+    sqlite3.connect(tmp_path / "c.db").close()  # there, never migrated
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(root), "CONNECTOR_ENV_FILE": "",
+           "CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/c.db"}
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen([str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "run", "--port",
+                                   str(free_port())], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while "Running on" not in log.read_text() and server.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    said = [json.loads(line) for line in log.read_text().splitlines() if '"connector.cli"' in line]
+    assert [(line["level"], line["message"], line["reason"]) for line in said] == [
+        ("WARNING", "the database cannot be used by this code: every request will be answered 503",
+         "it holds no connector schema yet. Run `flask --app wsgi connector migrate` (starting the service with "
+         "gunicorn runs it too)")], log.read_text()
