@@ -52,6 +52,12 @@ def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None
     environ = os.environ if environ is None else environ
     named = environ.get(ENV_FILE)
     path = os.path.join(os.getcwd(), ".env") if named is None else named
+    if named is not None and (flasks := _flasks_own_read()):
+        from dotenv import dotenv_values
+
+        # The name itself may come from the .env the flask command read: said as such, not as a
+        # file missing or as two files mixed.
+        _refuse_choosing_itself(flasks, dotenv_values(flasks, interpolate=False))
     if path and not os.path.isfile(path):
         if named is None and not os.path.lexists(path):
             return None
@@ -176,21 +182,23 @@ def reread_env_file(check: Callable[[Mapping[str, str]], Any],
     return None
 
 
-def _refuse_flasks_own_read(named: str) -> None:
-    """The `flask` command reads the nearest `.env` before the app exists, and what it set wins
-    over `CONNECTOR_ENV_FILE`'s lines like the environment does: `check` would then judge another
-    configuration than the service runs. Refused, saying how to run it, rather than mixed."""
+def _flasks_own_read() -> str | None:
+    """The `.env` the `flask` command read before the app, if it read one."""
     from dotenv import find_dotenv
     from flask.cli import get_load_dotenv
 
     if in_flask_command() is None or not get_load_dotenv():
-        return
-    read = find_dotenv(".env", usecwd=True)
+        return None
+    return find_dotenv(".env", usecwd=True) or None
+
+
+def _refuse_flasks_own_read(named: str) -> None:
+    """The `flask` command reads the nearest `.env` before the app exists, and what it set wins
+    over `CONNECTOR_ENV_FILE`'s lines like the environment does: `check` would then judge another
+    configuration than the service runs. Refused, saying how to run it, rather than mixed."""
+    read = _flasks_own_read()
     if not read or (named and os.path.isfile(named) and os.path.samefile(read, named)):
         return  # nothing read, or the very file named
-    from dotenv import dotenv_values
-
-    _refuse_choosing_itself(read, dotenv_values(read, interpolate=False))  # where the name may come from
     raise ConfigError(ENV_FILE, f"is set, but the flask command has already read {read}, whose lines would win "
                                 "over it: run the command with FLASK_SKIP_DOTENV=1")
 

@@ -323,6 +323,9 @@ def test_connector_env_file_set_inside_the_dotenv_file_is_refused_saying_where_i
     for skip in ({}, {"FLASK_SKIP_DOTENV": "1"}):
         check = _flask_check(tmp_path, **skip)
         assert check.returncode != 0 and said in check.stderr and "FLASK_SKIP_DOTENV" not in check.stderr, skip
+    (tmp_path / "prod.env").unlink()  # named, and not there: still the line to fix, not the file
+    check = _flask_check(tmp_path)
+    assert check.returncode != 0 and said in check.stderr, check.stderr
     (tmp_path / ".env").write_text("CONNECTOR_TARGETS=preview\nCONNECTOR_ENV_FILE=.env\n")  # itself: no matter
     assert _read_env_file(tmp_path, monkeypatch, {})[1]["CONNECTOR_TARGETS"] == "preview"
 
