@@ -267,8 +267,9 @@ def _delivered_to(session: Session, event: AssignmentEvent | CompletionEvent) ->
     (Zendesk's external_id: any integration or agent), and it would otherwise mark a handoff taken
     or solved by a ticket it never reached. Where the vendor says where the action came from
     (`named_in`, the thread a Slack click was in), a handoff delivered to that thread is taken by
-    name too — and one not recorded yet only from a message of its own in the channel its delivery
-    said (`named_alone`, `named_sent_to`) or from its conversation's thread (a re-escalation's reply).
+    name too (the newest handoff there instead, when a newer one superseded it) — and one not
+    recorded yet only from a message of its own in the channel its delivery said (`named_alone`,
+    `named_sent_to`) or from its conversation's thread (a re-escalation's reply).
 
     Agents take a handoff, not the messages that followed it (`follow_ups`): a follow-up found
     here answers for its handoff. It is found only when no handoff is: one named by the payload
@@ -282,9 +283,18 @@ def _delivered_to(session: Session, event: AssignmentEvent | CompletionEvent) ->
         named = delivered_here.where(Handoff.id == event.handoff_id)
         if isinstance(event, AssignmentEvent) and event.named_in is not None:
             named = named.where(or_(Delivery.vendor_id == event.named_in, _unrecorded_from(event)))
+            # A button on an older re-escalation's reply names a handoff the newer one superseded:
+            # the click takes the newest on that ticket, as a click on the alert itself does (it
+            # took the old one, the newest kept waiting, and a second agent took that one too).
+            newest = session.scalars(delivered_here.where(Delivery.vendor_id == event.named_in,
+                                                          Handoff.follows_id.is_(None))
+                                     .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(1)).first()
+            handoff = session.scalars(named).first()
+            if handoff is not None and newest is not None and \
+                    (newest.created_at, newest.id) > (handoff.created_at, handoff.id):
+                handoff = newest
         else:
-            named = named.where(_may_have_unrecorded_ticket)
-        handoff = session.scalars(named).first()
+            handoff = session.scalars(named.where(_may_have_unrecorded_ticket)).first()
     if handoff is None:
         handoff = session.scalars(on_ticket).first()
     if handoff is not None and handoff.follows_id is not None:

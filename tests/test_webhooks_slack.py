@@ -334,3 +334,35 @@ def test_a_malformed_interaction_is_422_naming_the_field(slack_app, body, field)
 def test_only_form_bodies_are_interactions(slack_app):
     body = json.dumps(claim()).encode()
     assert post(slack_app, body, content_type="application/json").status_code == 415
+
+
+def reply_claim(handoff_id: str, ts: str, **changes) -> dict:
+    """A click on the Claim button of a re-escalation's reply (`ts`) in the alert's thread."""
+    return claim(container__message_ts=ts, action__value=handoff_id, message__ts=ts,
+                 message__thread_ts="1795262300.000100", **changes)
+
+
+def test_a_claim_on_a_superseded_reply_takes_the_newest_handoff_and_a_later_click_is_told(slack_app):
+    # A review: the button of an older re-escalation's reply took the handoff the newer one had
+    # superseded; the newest kept waiting, and a second agent was told "you took it" for that one.
+    alerted(slack_app, "hnd_FIRST", created=-900)
+    alerted(slack_app, "hnd_AGAIN", created=-500, state="updated")
+    alerted(slack_app, "hnd_THIRD", created=-100, state="updated")
+    said = told(slack_app)
+    assert post(slack_app, reply_claim("hnd_AGAIN", "1795262350.000200")).get_json()["handoff_id"] == "hnd_THIRD"
+    later = reply_claim("hnd_THIRD", "1795262380.000300", trigger_id="trigger-b", user__id="U0AGENTB")
+    assert post(slack_app, later).get_json()["outcome"] == "ignored"
+    assert [(row.handoff_id, row.agent_id) for row in assignments(slack_app)] == [("hnd_THIRD", "U0AGENT01")]
+    assert said == [("U0AGENT01", Holder("slack", "U0AGENT01", "dana.agent", first=True)),
+                    ("U0AGENTB", Holder("slack", "U0AGENT01", "dana.agent", first=False))]
+
+
+def test_a_claim_on_a_taken_reply_takes_the_newer_handoff_still_waiting(slack_app):
+    alerted(slack_app, "hnd_FIRST", created=-900)
+    alerted(slack_app, "hnd_AGAIN", created=-500, state="updated")
+    assert post(slack_app, reply_claim("hnd_AGAIN", "1795262350.000200")).get_json()["outcome"] == "recorded"
+    alerted(slack_app, "hnd_THIRD", created=-50, state="updated")  # the customer came back: a new wait
+    later = reply_claim("hnd_AGAIN", "1795262350.000200", trigger_id="trigger-b", user__id="U0AGENTB")
+    assert post(slack_app, later).get_json()["handoff_id"] == "hnd_THIRD"
+    assert [(row.handoff_id, row.agent_id) for row in assignments(slack_app)] == [
+        ("hnd_AGAIN", "U0AGENT01"), ("hnd_THIRD", "U0AGENTB")]
