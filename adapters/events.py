@@ -53,6 +53,9 @@ class Holder:
     agent_id: str
     agent_name: str | None
     first: bool
+    # The handoff was completed (its ticket solved, the bot told `completed`): the action changed
+    # nothing. Its agent fields name whoever took it, if anyone did (none: `agent_id` is empty).
+    completed: bool = False
 
 
 @dataclass(frozen=True)

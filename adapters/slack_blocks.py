@@ -713,6 +713,8 @@ def taken_notice(blocks: list[dict[str, Any]]) -> str | None:
 def claim_notice(holder: Holder, clicker: str) -> str:
     """What an agent who clicked Claim is told: who took the handoff (the channel's reply for the
     first claim; a message only the clicker sees for a later one)."""
+    if holder.completed:  # its ticket was solved: a claim now would tell the bot `assigned` after `completed`
+        return "This handoff was completed already; nothing changed."
     taker = who(holder.target, holder.agent_id, holder.agent_name)
     if holder.first:
         return f"{TAKEN}{taker} took this handoff."

@@ -56,6 +56,7 @@ FUTURE_LIMIT = dt.timedelta(minutes=5)
 NO_HANDOFF = "no handoff was delivered to this ticket before this event"
 ROUTED = "the agent routing named when the ticket was made (not an observed wait)"
 REASSIGNED = "a reassignment from one agent to another"
+COMPLETED = "the handoff was completed already"
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,10 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             matched, where = handoff.id, _ticket_of(handoff, event.target)
             if event.held and handoff.id != event.handoff_id:  # a newer handoff is on the ticket: its own answer says
                 return Received("ignored", "a newer handoff is on the ticket", matched)
+            if handoff.completed_at is not None:
+                # Its ticket was solved and the bot told `completed`: a click on its old alert was
+                # recorded, the bot heard `assigned` after it, and the channel that the agent took it.
+                return _recorded(session, event) or _completed_already(taken, where, event.target, matched)
             if event.previous_agent_id is not None and not _from_routings_choice(handoff, taken, event, services):
                 # The ticket already had an agent, not routing's: moving it is not the end of a wait.
                 return Received("ignored", REASSIGNED)
@@ -176,6 +181,13 @@ def _taken_already(taken: Assignment | None, where: str | None) -> Received:
     holder = Holder(taken.target, taken.agent_id, taken.agent_name, first=False) if taken is not None else None
     return Received("ignored", "the ticket's newest handoff was assigned already", holder=holder, ticket_id=where,
                     held=taken.handoff_id if taken is not None else None)
+
+
+def _completed_already(taken: Assignment | None, where: str | None, target: str, handoff_id: str) -> Received:
+    """The agent is told the handoff was completed (with who took it, if anyone did)."""
+    holder = Holder(taken.target, taken.agent_id, taken.agent_name, first=False, completed=True) if taken is not None \
+        else Holder(target, "", None, first=False, completed=True)
+    return Received("ignored", COMPLETED, holder=holder, ticket_id=where, held=handoff_id)
 
 
 def _ticket_of(handoff: Handoff, target: str) -> str | None:

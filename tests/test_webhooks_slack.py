@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from adapters.events import Holder
-from connector.models import Assignment, ConversationLink, Delivery, Handoff
+from connector.models import Assignment, Callback, ConversationLink, Delivery, Handoff
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slack"
 SECRET = "slack-signing-secret-test-0001"
@@ -366,3 +366,20 @@ def test_a_claim_on_a_taken_reply_takes_the_newer_handoff_still_waiting(slack_ap
     assert post(slack_app, later).get_json()["handoff_id"] == "hnd_THIRD"
     assert [(row.handoff_id, row.agent_id) for row in assignments(slack_app)] == [
         ("hnd_AGAIN", "U0AGENT01"), ("hnd_THIRD", "U0AGENTB")]
+
+
+def test_a_claim_on_a_completed_handoffs_alert_takes_nothing_and_the_agent_is_told(slack_app):
+    # A review: a click on the old alert of a handoff whose ticket was solved was recorded — the
+    # bot heard `assigned` after `completed`, and the channel that the agent took it.
+    alerted(slack_app)
+    with slack_app.extensions["connector"].db.session() as session:
+        handoff = session.get(Handoff, HANDOFF)
+        handoff.packet = {"callback": {"url": "https://bot.example/cb"}}
+        handoff.completed_at = dt.datetime.fromtimestamp(T0 - 60, dt.UTC)
+    said = told(slack_app)
+    answer = post(slack_app, claim()).get_json()
+    assert answer == {"outcome": "ignored", "detail": "the handoff was completed already", "handoff_id": None}
+    assert assignments(slack_app) == []
+    with slack_app.extensions["connector"].db.reading() as session:
+        assert session.scalars(select(Callback)).all() == []  # no `assigned` owed
+    assert said == [("U0AGENT01", Holder("slack", "", None, first=False, completed=True))]

@@ -1153,6 +1153,10 @@ def test_text_is_escaped_once_for_mrkdwn_entities_included():
      "agent 005xx (in Salesforce) took this handoff already; nothing changed."),
     # Only a real Slack user id becomes a mention.
     (Holder("slack", "U1>|<!here", None, first=True), "U0SAM", "✋ agent U1&gt;|&lt;!here (in Slack) took this handoff."),
+    # Its ticket solved: nobody takes it now, whoever had it.
+    (Holder("slack", "", None, first=False, completed=True), "U0SAM", "This handoff was completed already; nothing changed."),
+    (Holder("slack", "U0DANA", "dana", first=False, completed=True), "U0SAM",
+     "This handoff was completed already; nothing changed."),
 ])
 def test_a_claim_is_answered_in_words_that_cannot_mention_anyone_else(holder, clicker, text):
     assert kit.claim_notice(holder, clicker) == text
