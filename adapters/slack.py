@@ -75,7 +75,6 @@ NOT_JSON = "Received a response in a non-JSON format"
 # find_existing reads at most LOOKUP_PAGES × PAGE_SIZE messages of the channel, newest first, no
 # older than the handoff (its ULID) less a margin for clock skew; a thread, PAGES × 4 pages.
 PAGES, PAGE_SIZE, SKEW_S = 5, 200, 600
-_THREAD_KEYS = ("channel", "thread_ts")  # where a repeat handoff's reply goes: never the bot's to move
 LOOKUP_PAGES = 15  # 3,000 messages since the handoff: Slack's tier 3 (50 a minute) allows it
 _ONE_MENTION = rf"(?:<!here>|<!channel>|<!subteam\^[A-Z0-9]+>|<@{kit.USER_ID}>)"
 MENTION = re.compile(rf"^{_ONE_MENTION}(?: {_ONE_MENTION})*$")
@@ -139,22 +138,23 @@ class SlackAdapter(Adapter):
         return self._compose(ctx, update=True)[0]
 
     def apply_extra(self, payload: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-        message = deep_merge(payload["message"], extra)
-        if "thread_ts" in payload["message"]:
-            # A repeat's reply stays in its conversation's thread: moved elsewhere by the bot, it
-            # was recorded as that thread's all the same, and a Claim button in it took the
-            # handoff of the thread it was posted in instead (`slack_events`).
-            message.update({key: payload["message"][key] for key in _THREAD_KEYS})
+        ours = payload["message"]
+        message = deep_merge(ours, extra)
+        for key in _kept_from_extra(update="thread_ts" in ours):  # ours, or none where we set none
+            if key in ours:
+                message[key] = ours[key]
+            else:
+                message.pop(key, None)
         return {**payload, "message": message}
 
     def receipt(self, ctx: HandoffContext, payload: Mapping[str, Any]) -> dict[str, Any]:
         # Everything reaches the thread in full; the alert itself may have had to shorten parts,
         # and agents triage from the alert, so those cuts are reported as not intact.
         result = super().receipt(ctx, payload)
-        pinned = [{"part": "vendor_extra", "reason": f"vendor_extra.slack.{key} was not applied: a reply stays "
-                   "in its conversation's thread"} for key in _THREAD_KEYS
-                  if ctx.link is not None and key in ctx.vendor_extra]
-        result["dropped"] = [*result["dropped"], *self._compose(ctx, update=ctx.link is not None)[1], *pinned]
+        update = ctx.link is not None
+        kept = [{"part": "vendor_extra", "reason": f"vendor_extra.slack.{key} was not applied: {why}"}
+                for key, why in _kept_from_extra(update).items() if key in ctx.vendor_extra]
+        result["dropped"] = [*result["dropped"], *self._compose(ctx, update=update)[1], *kept]
         return result
 
     def _compose(self, ctx: HandoffContext, update: bool) -> tuple[dict[str, Any], list[kit.Note]]:
@@ -627,6 +627,22 @@ def _gone(err: RejectedError, alert: str) -> TicketGone | None:
         return None
     return TicketGone(f"alert {alert} takes no more replies ({code}): {err.message}", ticket_id=alert,
                       closed=False, status=err.status, reply=err.reply)
+
+
+def _kept_from_extra(update: bool) -> dict[str, str]:
+    """What a bot's `vendor_extra.slack` may not change in the message we post, and why (the
+    receipt says so). Our metadata is what a lookup after a timeout finds a message by: the bot's,
+    merged over it, hid the alert (or a repeat's reply), and the retry posted it again. A repeat's
+    reply stays in its conversation's thread: moved elsewhere by the bot, it was recorded as that
+    thread's all the same, and a Claim button in it took the handoff of the thread it was posted
+    in instead (`slack_events`). An alert is a message of its own: made a reply in some thread, it
+    was never in the channel's history, which the lookup reads, and a retry posted it again."""
+    kept = {"metadata": "the connector's message metadata is how a retry after a timeout finds what was posted"}
+    if update:
+        return {**kept, "channel": "a reply stays in its conversation's thread",
+                "thread_ts": "a reply stays in its conversation's thread"}
+    return {**kept, "thread_ts": "an alert is a message of its own in the channel, where a retry after a timeout "
+                                 "looks for it"}
 
 
 def _where(kwargs: Mapping[str, Any]) -> dict[str, str] | None:

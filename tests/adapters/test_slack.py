@@ -1000,6 +1000,52 @@ def test_vendor_extra_does_not_move_a_repeats_reply_out_of_its_thread(slack: Fak
         "vendor_extra.slack.channel", "vendor_extra.slack.thread_ts"]
 
 
+BOTS_METADATA = {"metadata": {"event_type": "bot_alert", "event_payload": {"ticket": 7}}}
+
+
+@pytest.mark.parametrize(("extra", "kept"), [
+    (BOTS_METADATA, "metadata"),
+    ({"thread_ts": "PARENT"}, "thread_ts"),  # a reply in a thread is not in the history the lookup reads
+])
+def test_vendor_extra_cannot_hide_an_alert_from_the_lookup_after_a_timeout(slack: FakeSlack, extra: dict[str, Any],
+                                                                          kept: str) -> None:
+    # A review: the bot's metadata replaced the `handoff_created` marker the lookup searches for
+    # (or its thread_ts made the alert a reply), so the retry posted the alert twice.
+    adapter = SlackAdapter(settings_for(slack, vendor_timeout_s=1), {})
+    parent = slack.api_chat_postMessage({"channel": "C0HANDOFF", "text": "the bot's own message"})
+    extra = {key: parent["ts"] if value == "PARENT" else value for key, value in extra.items()}
+    slack.delay("chat.postMessage", 3.0, act=True)
+    ctx = ctx_for(full_packet(vendor_extra={"slack": {**extra, "icon_emoji": ":wave:"}}))
+    with pytest.raises(OutcomeUnknown):
+        adapter.deliver(ctx)
+
+    outcome = adapter.deliver(replace(ctx, outcome_unknown=True, attempt=2))
+
+    alerts = [m for m in slack.top_level("C0HANDOFF") if m.get("blocks")]
+    assert len(alerts) == 1, "the alert was posted twice"
+    posted = slack.calls_to("chat.postMessage")[0].body
+    assert posted["metadata"]["event_type"] == "handoff_created" and "thread_ts" not in posted
+    assert posted["icon_emoji"] == ":wave:"  # the rest of vendor_extra still reaches the wire
+    assert [d["reason"].split(" was")[0] for d in outcome.receipt["dropped"] if d["part"] == "vendor_extra"] == [
+        f"vendor_extra.slack.{kept}"]
+
+
+def test_vendor_extra_metadata_cannot_hide_a_repeats_reply_from_the_resume(slack: FakeSlack) -> None:
+    adapter = SlackAdapter(settings_for(slack, vendor_timeout_s=1), {})
+    first = adapter.deliver(ctx_for())
+    ctx = ctx_for(full_packet(vendor_extra={"slack": BOTS_METADATA}), handoff_id="hnd_second",
+                  link=Link(first.vendor_id, first.url, first.link_extra))
+    slack.delay("chat.postMessage", 3.0, act=True)  # the "Handed off again" reply: posted, its answer lost
+    with pytest.raises(OutcomeUnknown):
+        adapter.deliver(ctx)
+
+    adapter.deliver(replace(ctx, outcome_unknown=True, attempt=2))
+
+    again = [r for r in slack.replies("C0HANDOFF", first.link_extra["ts"]) if "Handed off again" in r["text"]]
+    assert len(again) == 1, "the repeat's reply was posted twice"
+    assert again[0]["metadata"] == {"event_type": "handoff_updated", "event_payload": {"handoff_id": "hnd_second"}}
+
+
 def test_related_tickets_are_linked_by_updating_the_alert(slack: FakeSlack, adapter: SlackAdapter) -> None:
     first = adapter.deliver(ctx_for())
     related = ({"target": "zendesk", "status": "created", "id": "1001", "url": "https://acme.zendesk.com/agent/tickets/1001"},
