@@ -23,7 +23,7 @@ import threading
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 
@@ -37,7 +37,7 @@ from connector.settings import Settings
 
 from . import call_deadline
 from . import slack_blocks as kit
-from .base import Adapter, HandoffContext, Sent, created_at, deep_merge
+from .base import Adapter, Dropped, HandoffContext, Sent, created_at, deep_merge
 from .errors import (
     AuthError,
     DeliveryError,
@@ -78,6 +78,14 @@ PAGES, PAGE_SIZE, SKEW_S = 5, 200, 600
 LOOKUP_PAGES = 15  # 3,000 messages since the handoff: Slack's tier 3 (50 a minute) allows it
 _ONE_MENTION = rf"(?:<!here>|<!channel>|<!subteam\^[A-Z0-9]+>|<@{kit.USER_ID}>)"
 MENTION = re.compile(rf"^{_ONE_MENTION}(?: {_ONE_MENTION})*$")
+
+
+class Posted(NamedTuple):
+    """What an earlier attempt left in an alert's thread (`SlackAdapter._posted_in_thread`)."""
+
+    update: dict[str, Any] | None  # this handoff's reply to a conversation's alert
+    highest: int  # the highest thread part posted; -1: none
+    refused: Dropped  # the parts Slack refused, as the receipt lists them
 
 
 class SlackAdapter(Adapter):
@@ -228,9 +236,10 @@ class SlackAdapter(Adapter):
         assert ctx.link is not None
         channel, ts = _link_target(ctx)
         first, start = None, 0
+        earlier: Dropped = ()
         try:
             if ctx.outcome_unknown:  # an earlier attempt may have posted some of these replies: resume
-                first, highest = self._posted_in_thread(channel, ts, ctx.handoff_id)
+                first, highest, earlier = self._posted_in_thread(channel, ts, ctx.handoff_id)
                 start = highest + 1
             if first is None:
                 first = self._call("chat_postMessage", acts=True, **payload["message"])
@@ -239,7 +248,8 @@ class SlackAdapter(Adapter):
         with _after_posting(f"update of {channel}/{ts}", channel):
             refused = self._post_thread(channel, ts, payload["thread"], start=start)
         return Sent(vendor_id=ctx.link.vendor_id, url=ctx.link.url, extra=dict(ctx.link.extra),
-                    reply={"ts": first.get("ts"), "replies": len(payload["thread"]) + 1}, dropped=refused)
+                    reply={"ts": first.get("ts"), "replies": len(payload["thread"]) + 1},
+                    dropped=(*earlier, *refused))
 
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
         # First where the unanswered post went (recorded with that attempt): a mapping edit or a
@@ -257,10 +267,10 @@ class SlackAdapter(Adapter):
         ts = alert["ts"]
         log.info("found the alert of an unknown outcome", extra={"vendor_id": f"{channel}/{ts}"})
         thread = self.render(ctx)["thread"]
-        posted = self._posted_in_thread(channel, ts, ctx.handoff_id)[1]
-        refused = self._post_thread(channel, ts, thread, start=posted + 1)
+        posted = self._posted_in_thread(channel, ts, ctx.handoff_id)
+        refused = self._post_thread(channel, ts, thread, start=posted.highest + 1)
         permalink = self._call("chat_getPermalink", channel=channel, message_ts=ts).get("permalink")
-        return replace(self._sent(ctx, channel, ts, permalink, alert), dropped=refused)
+        return replace(self._sent(ctx, channel, ts, permalink, alert), dropped=(*posted.refused, *refused))
 
     def _find_alert_in_former(self, channel: str, handoff_id: str) -> dict[str, Any] | None:
         """`_find_alert` in a channel the mapping no longer names: one Slack will not read (deleted,
@@ -366,13 +376,18 @@ class SlackAdapter(Adapter):
                     raise gone from err
                 about = reply["metadata"]["event_payload"]
                 part = f"part {about['part'] + 1} of the thread"
-                self._call("chat_postMessage", acts=True, channel=channel, thread_ts=ts, metadata=reply["metadata"],
+                said = {"part": str(about.get("carries", "thread")),
+                        "reason": f"Slack refused {part} ({err.message[:300]}); a note stands in its place"}
+                # The note says in its metadata what it stands in for: a retry that resumes the
+                # thread after a later failure reads it back (`_posted_in_thread`), or its receipt
+                # would say nothing was dropped.
+                note = {**reply["metadata"], "event_payload": {**about, "refused": said["reason"]}}
+                self._call("chat_postMessage", acts=True, channel=channel, thread_ts=ts, metadata=note,
                            text=f"(Slack refused {part}: {err.message[:300]}. The connector keeps it: handoff "
                                 f"{about['handoff_id']}.)")
                 log.warning("slack: a thread reply was refused; a note stands in its place",
                             extra={"error": err.message[:300]})
-                refused.append({"part": str(about.get("carries", "thread")),
-                                "reason": f"Slack refused {part} ({err.message[:300]}); a note stands in its place"})
+                refused.append(said)
         return tuple(refused)
 
     def _find_alert(self, channel: str, handoff_id: str) -> dict[str, Any] | None:
@@ -400,24 +415,28 @@ class SlackAdapter(Adapter):
                                                            "handoff_id": handoff_id})
         return None
 
-    def _posted_in_thread(self, channel: str, ts: str, handoff_id: str) -> tuple[dict[str, Any] | None, int]:
-        """This handoff's update reply (if any) and the highest thread part posted (-1: none).
+    def _posted_in_thread(self, channel: str, ts: str, handoff_id: str) -> Posted:
+        """This handoff's update reply (if any), the highest thread part posted (-1: none), and
+        the receipt's entries for the parts Slack refused, whose notes say so (`_post_thread`).
 
         Parts go out one by one, in order, so everything after the highest one is missing.
         """
-        update, highest, cursor = None, -1, None
+        update, highest, cursor, refused = None, -1, None, []
         for _ in range(PAGES * 4):
             page = self._call("conversations_replies", channel=channel, ts=ts, limit=PAGE_SIZE,
                               include_all_metadata=True, cursor=cursor)
             for message in page.get("messages", []):
                 if _ours(message, THREAD, handoff_id):
-                    highest = max(highest, int(message["metadata"]["event_payload"].get("part", -1)))
+                    about = message["metadata"]["event_payload"]
+                    highest = max(highest, int(about.get("part", -1)))
+                    if about.get("refused"):
+                        refused.append({"part": str(about.get("carries", "thread")), "reason": str(about["refused"])})
                 elif _ours(message, UPDATED, handoff_id):
                     update = message
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not page.get("has_more") or not cursor:
                 break
-        return update, highest
+        return Posted(update, highest, tuple(refused))
 
     def _sent(self, ctx: HandoffContext, channel: str, ts: str, permalink: str | None, message: Any) -> Sent:
         return Sent(vendor_id=f"{channel}/{ts}", url=permalink,

@@ -639,6 +639,52 @@ def test_a_thread_reply_refused_for_good_is_replaced_by_a_note_and_named_in_the_
             "invalid_blocks); a note stands in its place"} in outcome.receipt["dropped"]
 
 
+REFUSED_PART_2 = {"part": "transcript", "reason": "Slack refused part 2 of the thread (Slack chat.postMessage: "
+                  "invalid_blocks); a note stands in its place"}
+
+
+def _refused_then_cut_off(slack: FakeSlack) -> None:
+    """The alert (or a repeat's reply) and the details post; the transcript's first part is refused
+    for good, its note posts; the next part meets a 503 (the outcome unknown)."""
+    slack.fail("chat.postMessage", after=2, error="invalid_blocks")
+    slack.fail("chat.postMessage", after=1, status=503)
+
+
+def _long_packet() -> dict[str, Any]:
+    packet = full_packet()
+    packet["transcript"] = packet["transcript"] * 60  # several transcript parts
+    return packet
+
+
+def test_a_part_refused_before_the_outcome_became_unknown_is_still_in_the_resumed_receipt(
+        slack: FakeSlack, adapter: SlackAdapter) -> None:
+    # A review: the refusal was known only to the attempt that met it; the retry that found the
+    # alert and finished its thread said `dropped: []`.
+    ctx = ctx_for(_long_packet())
+    _refused_then_cut_off(slack)
+    with pytest.raises(OutcomeUnknown):
+        adapter.deliver(ctx)
+
+    outcome = adapter.deliver(replace(ctx, outcome_unknown=True, attempt=2))
+
+    assert outcome.status == "created" and len(slack.top_level("C0HANDOFF")) == 1
+    assert REFUSED_PART_2 in outcome.receipt["dropped"]
+
+
+def test_a_part_refused_before_an_update_was_cut_off_is_still_in_the_resumed_receipt(
+        slack: FakeSlack, adapter: SlackAdapter) -> None:
+    first = adapter.deliver(ctx_for())
+    ctx = ctx_for(_long_packet(), handoff_id="hnd_second", link=Link(first.vendor_id, first.url, first.link_extra))
+    _refused_then_cut_off(slack)
+    with pytest.raises(OutcomeUnknown):
+        adapter.deliver(ctx)
+
+    outcome = adapter.deliver(replace(ctx, outcome_unknown=True, attempt=2))
+
+    assert outcome.status == "updated"
+    assert REFUSED_PART_2 in outcome.receipt["dropped"]
+
+
 def test_an_odd_answer_to_a_read_is_retried_not_a_refusal(slack: FakeSlack, adapter: SlackAdapter) -> None:
     slack.fail("conversations.history", raw=b"<html>gateway</html>")
     with pytest.raises(TransientError) as caught:
