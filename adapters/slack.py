@@ -218,7 +218,20 @@ class SlackAdapter(Adapter):
 
     # ---- send ----------------------------------------------------------------------------
 
+    @classmethod
+    def vendor_extra_problems(cls, extra: Mapping[str, Any]) -> dict[str, str]:
+        """What is wrong with a bot's `vendor_extra.slack`, by field. A channel given by name
+        (`#vip-support`) posts, but the lookup after a timeout reads the channel's history, which
+        takes only its id: the retry failed for good beside a live alert — and so did every later
+        handoff of the conversation, looking for that alert."""
+        if "channel" in extra and not (isinstance(extra["channel"], str) and CHANNEL_ID.fullmatch(extra["channel"])):
+            return {"vendor_extra.slack.channel": f"{str(extra['channel'])[:100]!r} is not a channel id: give its id "
+                                                  "(C…, from the channel's details in Slack), not its name"}
+        return {}
+
     def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        if problems := self.vendor_extra_problems(ctx.vendor_extra):  # refused before anything is posted
+            raise RejectedError("; ".join(f"{where}: {why}" for where, why in problems.items()))
         # Before the alert is up, errors keep their kind (a timeout here is already OutcomeUnknown).
         # After it, every failure becomes OutcomeUnknown: see _after_posting.
         posted = self._call("chat_postMessage", acts=True, **payload["message"])

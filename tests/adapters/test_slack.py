@@ -882,6 +882,18 @@ def test_a_channel_given_by_name_is_warned_about_before_a_delivery_needs_its_id(
         "mappings/routing.yaml: teams.vip.targets.slack.channel", "mappings/routing.yaml: rules.fraud.then.targets.slack.channel"]
 
 
+@pytest.mark.parametrize("channel", ["#vip-support", "vip-support", None, 42])
+def test_a_bots_channel_that_is_not_an_id_is_refused_before_anything_is_posted(slack: FakeSlack, adapter: SlackAdapter,
+                                                                                channel: Any) -> None:
+    # A review: a name posted, but after a timeout the retry's lookup could not read the channel by
+    # it — the delivery failed beside a live alert, and so did the conversation's every later handoff.
+    with pytest.raises(RejectedError, match=r"^vendor_extra\.slack\.channel: .* is not a channel id: give its id"):
+        adapter.deliver(ctx_for(full_packet(vendor_extra={"slack": {"channel": channel}})))
+    assert slack.calls == []
+    assert list(SlackAdapter.vendor_extra_problems({"channel": channel})) == ["vendor_extra.slack.channel"]
+    assert SlackAdapter.vendor_extra_problems({"channel": "C0ESCALATE", "icon_emoji": ":wave:"}) == {}
+
+
 # ---- limits and escaping -------------------------------------------------------------------
 
 
