@@ -40,7 +40,7 @@ from connector.schemas.packet import URGENCIES
 from connector.settings import Settings
 from connector.text_rules import did_you_mean, rfc3339_utc
 
-from .errors import OutcomeUnknown, ReplacementUnderway, TicketGone
+from .errors import OutcomeUnknown, RejectedError, ReplacementUnderway, TicketGone
 from .events import AssignmentEvent, Holder
 
 log = logging.getLogger(__name__)
@@ -511,7 +511,15 @@ class Adapter(abc.ABC):
         the customer's open one when the mapping says so (not for the successor of a closed
         ticket: that one is opened, naming it)."""
         for earlier in ctx.earlier:
-            made = self.find_existing(self.for_target(earlier))
+            try:
+                made = self.find_existing(self.for_target(earlier))
+            except RejectedError as err:
+                # Where that delivery went cannot be read (a channel the bot left, or named in a way
+                # the lookup cannot read): this delivery failed the same way, and so did every later
+                # handoff of the conversation. Taken for not made, and said.
+                log.warning("the ticket of a delivery given up cannot be looked for; taken for not made",
+                            extra={"made_for": earlier.handoff_id, "error": err.message})
+                continue
             if made is not None:
                 log.info("the conversation's ticket was made by a delivery given up; updating it",
                          extra={"vendor_id": made.vendor_id, "made_for": earlier.handoff_id})

@@ -894,6 +894,17 @@ def test_a_bots_channel_that_is_not_an_id_is_refused_before_anything_is_posted(s
     assert SlackAdapter.vendor_extra_problems({"channel": "C0ESCALATE", "icon_emoji": ":wave:"}) == {}
 
 
+def test_an_earlier_delivery_whose_channel_cannot_be_read_does_not_fail_the_next_handoff(
+        slack: FakeSlack, adapter: SlackAdapter, caplog: pytest.LogCaptureFixture) -> None:
+    # Given up with its outcome unknown, in a channel the bot has since left: the lookup for its
+    # alert was refused, and every later handoff of the conversation failed the same way.
+    given_up = ctx_for(outcome_unknown=True, sent_to={"channel": "C0HANDOFF"})
+    slack.fail("conversations.history", error="not_in_channel")
+    outcome = adapter.deliver(ctx_for(handoff_id="hnd_01TESTHANDOFF0000000000001", earlier=(given_up,)))
+    assert outcome.status == "created" and len(slack.top_level("C0HANDOFF")) == 1
+    assert "the ticket of a delivery given up cannot be looked for" in caplog.text
+
+
 # ---- limits and escaping -------------------------------------------------------------------
 
 
