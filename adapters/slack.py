@@ -75,6 +75,10 @@ NOT_JSON = "Received a response in a non-JSON format"
 # find_existing reads at most LOOKUP_PAGES × PAGE_SIZE messages of the channel, newest first, no
 # older than the handoff (its ULID) less a margin for clock skew; a thread, PAGES × 4 pages.
 PAGES, PAGE_SIZE, SKEW_S = 5, 200, 600
+# chat.update's `parse` defaults to `client`, unlike chat.postMessage's `none`, and an edit that
+# leaves it out sets the message to it (Slack's API description): every edit says `none`, as posted,
+# so the fallback text (the customer's words in it) is still taken as written.
+AS_POSTED = "none"
 LOOKUP_PAGES = 15  # 3,000 messages since the handoff: Slack's tier 3 (50 a minute) allows it
 _ONE_MENTION = rf"(?:<!here>|<!channel>|<!subteam\^[A-Z0-9]+>|<@{kit.USER_ID}>)"
 MENTION = re.compile(rf"^{_ONE_MENTION}(?: {_ONE_MENTION})*$")
@@ -314,7 +318,7 @@ class SlackAdapter(Adapter):
             if notice:
                 blocks = kit.claimed(blocks, notice)
         self._call("chat_update", channel=channel, ts=ts, text=message["text"], blocks=blocks,
-                   metadata=message["metadata"])
+                   metadata=message["metadata"], parse=AS_POSTED)
 
     def probe(self) -> str:
         who = self._call("auth_test")
@@ -353,7 +357,7 @@ class SlackAdapter(Adapter):
                 return
             kept = {"metadata": alert["metadata"]} if alert.get("metadata") else {}
             self._call("chat_update", acts=True, channel=channel, ts=ts, text=alert.get("text") or notice,
-                       blocks=blocks, **kept)
+                       blocks=blocks, parse=AS_POSTED, **kept)
         except OutcomeUnknown as err:  # Slack may have made the edit: go on to the announcement
             log.warning("slack: the alert may not say who took it", extra={"error": str(err)})
         except TransientError:  # a rate limit or an outage: the notice's retry waits it out

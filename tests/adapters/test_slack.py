@@ -1134,6 +1134,17 @@ def test_related_tickets_are_linked_by_updating_the_alert(slack: FakeSlack, adap
     assert len(slack.top_level("C0HANDOFF")) == 1
 
 
+def test_every_edit_of_the_alert_keeps_the_formatting_it_was_posted_with(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    # chat.update's `parse` defaults to `client`, unlike chat.postMessage's `none` (Slack's API
+    # description), and an edit without it sets it so: the fallback text, the customer's words
+    # in it, was no longer taken as written.
+    first = adapter.deliver(ctx_for())
+    adapter.claim_answered(_click(first.vendor_id, "U0DANA"), Holder("slack", "U0DANA", "dana", first=True),
+                           first.vendor_id)
+    adapter.related_changed(ctx_for(link=Link(first.vendor_id, first.url, first.link_extra)))
+    assert [call.body.get("parse") for call in slack.calls_to("chat.update")] == ["none", "none"]
+
+
 def _buttons(message: dict[str, Any]) -> list[str]:
     return [e["action_id"] for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
 
