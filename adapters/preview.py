@@ -36,6 +36,16 @@ class PreviewAdapter(Adapter):
             }
         return rendered
 
+    def warnings(self) -> list[str]:
+        # README's "add a vendor to CONNECTOR_TARGETS" left `preview,zendesk`: its tickets reach no
+        # agent, so they are not counted (`registry.reaches_agents`), and an operator should know.
+        if registry.reaches_agents(self.name, self.settings.targets):
+            return []
+        beside = [name for name in self.settings.targets if name != self.name]
+        return [f"CONNECTOR_TARGETS: preview beside {', '.join(beside)} reaches no agent: its ticket is not "
+                "counted as anyone having a handoff (status, customer message, callbacks follow the vendors); "
+                "remove preview to stop rendering every vendor's payload for each handoff"]
+
     def build_create(self, ctx: HandoffContext) -> dict[str, Any]:
         return self._render_all(ctx)
 

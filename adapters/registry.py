@@ -4,7 +4,7 @@ needed only when it is enabled or previewed."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from connector.errors import ConfigError
@@ -40,6 +40,15 @@ def mapping_keys(name: str) -> dict[str, type | tuple[type, ...] | None] | None:
 def vendor_names() -> list[str]:
     """Real vendors, in a stable order (what `preview` renders)."""
     return [name for name in TARGETS if name != BUILT_IN]
+
+
+def reaches_agents(target: str, targets: Collection[str]) -> bool:
+    """Whether a ticket at `target`, one of a handoff's `targets`, means an agent can see the
+    handoff: every target's but the built-in preview's beside a vendor's — preview renders what each
+    vendor would get and shows it to nobody, so with Zendesk given up a handoff to `preview,zendesk`
+    told the customer someone would reply and the bot `delivered`. Alone (the quickstart, mappings
+    being tried out) it stands in for the vendors, and its ticket counts."""
+    return target != BUILT_IN or all(name == BUILT_IN for name in targets)
 
 
 def agent_fields() -> dict[str, str]:

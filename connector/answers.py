@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from adapters import registry
 from adapters.errors import PAGE_MARK, TRANSPORT_FAILURE
 
 from .brief import parts_present
@@ -23,12 +24,16 @@ T = TypeVar("T")
 _ASSIGNMENT_KEYS = ("team", "queue", "agent", "priority", "rule", "trace")
 
 
-def handoff_status(states: Iterable[str]) -> str:
+def handoff_status(deliveries: Sequence[T], target: Callable[[T], str] = attrgetter("target"),
+                   state: Callable[[T], str] = attrgetter("state")) -> str:
     """delivered: all done · failed: all given up · pending: none done, one or more still being
     tried (some may have given up) · partial: some done, the others still tried or given up.
     One target refused and another still retrying was `partial` — "some done" — while no ticket
-    existed anywhere, and the answer quoted a wait (`delayed` only looks at `pending`)."""
-    states = list(states)
+    existed anywhere, and the answer quoted a wait (`delayed` only looks at `pending`).
+    Of the deliveries that `counted` keeps: the status says whether someone has the handoff, and
+    the customer message, the wait and the status callbacks follow it. One rule for rows of either
+    shape, as `rescued`'s (`callbacks` passes `itemgetter`s)."""
+    states = [state(d) for d in counted(deliveries, target)]
     done = [s in DONE for s in states]
     given_up = [s in GIVEN_UP for s in states]
     if all(done):
@@ -38,6 +43,14 @@ def handoff_status(states: Iterable[str]) -> str:
     if not any(done):
         return "pending"
     return "partial"
+
+
+def counted(deliveries: Sequence[T], target: Callable[[T], str] = attrgetter("target")) -> list[T]:
+    """Of a handoff's deliveries, those whose tickets say whether someone has it: all but the
+    built-in preview's beside a vendor's, which reaches no agent (`registry.reaches_agents`). Its
+    ticket is still listed in `tickets`, and its receipt in `context_receipt`."""
+    targets = [target(d) for d in deliveries]
+    return [d for d in deliveries if registry.reaches_agents(target(d), targets)]
 
 
 # What an answer reads of each delivery: intake reads just these columns back after its wait.
@@ -137,9 +150,9 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     every target of which gave up: where they opened a ticket, the answer shows that ticket.
     `holder`: who has it (`holding`, `taken`)."""
     deliveries = handoff.deliveries if deliveries is None else deliveries
-    if reached_later and handoff_status(d.state for d in deliveries) == "failed":
+    if reached_later and handoff_status(deliveries) == "failed":
         deliveries = rescued(deliveries, reached_later)
-    status = handoff_status(d.state for d in deliveries)
+    status = handoff_status(deliveries)
     # An agent has it: the wait quoted at intake is over, and the message says none (a failed
     # handoff keeps its apology: an agent may have taken a case whose comments failed). So once
     # the wait has run out with nobody on it. Routing's own agent (a sticky rule's, on the ticket
@@ -149,7 +162,7 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     live = status != "failed"
     waited_for = live and (holder == "agent" or handoff.completed_at is not None)
     delayed = waited_for or (live and wait_ran_out(handoff)) \
-        or is_delayed(status, deliveries, handoff.estimated_wait_seconds)
+        or is_delayed(status, counted(deliveries), handoff.estimated_wait_seconds)
     # The message without the team's hours (`if_assigned`) once an agent has it, or once the hours
     # it told of are past: "away until 09:00 Monday" was still read on Tuesday afternoon.
     unhoured = waited_for or (live and hours_passed(handoff))
@@ -229,7 +242,7 @@ def reached_later(session: Session, handoffs: Iterable[Handoff]) -> dict[str, li
     """Of `handoffs`, those every target of which gave up, yet whose messages sent since
     (`follow_ups`) opened a ticket after all: by id, the follow-ups' finished deliveries, oldest
     first, for `render`. One query, and none unless one of them failed."""
-    failed = [h.id for h in handoffs if handoff_status(d.state for d in h.deliveries) == "failed"]
+    failed = [h.id for h in handoffs if handoff_status(h.deliveries) == "failed"]
     if not failed:
         return {}
     opened = select(Handoff.follows_id, *DELIVERY_COLUMNS).join(Delivery, Delivery.handoff_id == Handoff.id) \
@@ -281,7 +294,7 @@ def render_follow_up(follow_up: Handoff, deliveries: Sequence[Any] | None = None
     return {
         "id": follow_up.id,
         "handoff_id": follow_up.follows_id,
-        "status": handoff_status(d.state for d in deliveries),
+        "status": handoff_status(deliveries),
         "messages": len(follow_up.packet["transcript"]) - first,
         "received_at": follow_up.created_at.isoformat(),
         "tickets": [_ticket(d) for d in deliveries],

@@ -5,8 +5,9 @@ of them when `events` is left out):
 
 - `queued`: the handoff is accepted and stored (its deliveries may still be running);
 - `delivered`: the first target holds a ticket — an agent can see the handoff (`tickets` says
-  where the other targets stand then);
-- `failed`: every target has finished and none holds a ticket;
+  where the other targets stand then; the built-in preview's ticket beside a vendor's is no such
+  ticket, `agent_tickets`);
+- `failed`: every target has finished and none holds a ticket (the vendors', beside preview);
 - `assigned`: a vendor reported an agent taking it (`assignments.record`);
 - `completed`: the ticket was solved or closed (Zendesk's status events, `assignments.complete`).
 
@@ -128,8 +129,8 @@ def row(handoff: Handoff, state: str, url: str, tickets: Sequence[Mapping[str, A
         agent: Mapping[str, Any] | None = None, primary: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The callback's row, its body as the contract has it (plus every target's `tickets`;
     `schemas.HandoffStatusSchema` describes it in /openapi.json). Its `ticket` is `primary` (the
-    agent's) or else the first one made."""
-    done = [primary] if primary is not None else [t for t in tickets if t["status"] in DONE]
+    agent's) or else the first one made that an agent can see (`agent_tickets`)."""
+    done = [primary] if primary is not None else agent_tickets(tickets)
     body = {
         "type": "handoff.status",
         "handoff_id": handoff.id,
@@ -173,7 +174,10 @@ def on_delivered(connection: Connection | driver_cursor.Pooled, db: Database, ha
     url = url_for(handoff.packet, "delivered")
     if url is None:
         return False  # the usual packet: no statement at all
-    return add(connection, db, row(handoff, "delivered", url, _outcomes(connection, handoff), now))
+    outcomes = _outcomes(connection, handoff)
+    if not agent_tickets(outcomes):
+        return False  # preview's ticket beside a vendor's still to come: no agent sees it
+    return add(connection, db, row(handoff, "delivered", url, outcomes, now))
 
 
 def on_given_up(connection: Connection | driver_cursor.Pooled, db: Database, handoff: Handoff,
@@ -190,13 +194,19 @@ def on_given_up(connection: Connection | driver_cursor.Pooled, db: Database, han
         # makes the second read what the first wrote.
         driver_cursor.run(connection, _LOCK_HANDOFF, {"handoff_id": handoff.id})
     outcomes = _outcomes(connection, handoff)
-    if any(t["status"] in ("pending", *DONE) for t in outcomes):
+    if answers.handoff_status(outcomes, itemgetter("target"), itemgetter("status")) != "failed":
         return False  # a target still being tried, or one that has the handoff: its own callbacks tell
     reached = [ticket(*r) for r in driver_cursor.run(connection, _REACHED_LATER, {"handoff_id": handoff.id}).rows]
-    if reached:
-        tickets = answers.rescued(outcomes, reached, itemgetter("target"), itemgetter("status"))
+    tickets = answers.rescued(outcomes, reached, itemgetter("target"), itemgetter("status"))
+    if agent_tickets(tickets):
         return delivered is not None and add(connection, db, row(handoff, "delivered", delivered, tickets, now))
     return failed is not None and add(connection, db, row(handoff, "failed", failed, outcomes, now))
+
+
+def agent_tickets(tickets: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Of a callback's `tickets`, those made that an agent can see (`answers.counted`: not the
+    preview's beside a vendor's, whose `delivered` told the bot an agent had a handoff nobody had)."""
+    return [t for t in answers.counted(tickets, itemgetter("target")) if t["status"] in DONE]
 
 
 def _outcomes(connection: Connection | driver_cursor.Pooled, handoff: Handoff) -> list[dict[str, Any]]:

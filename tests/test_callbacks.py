@@ -284,10 +284,11 @@ def test_delivered_when_the_last_target_gives_up_after_messages_opened_a_ticket(
 
 def test_failed_when_no_target_made_a_ticket(make_callback_app, bot, monkeypatch):
     monkeypatch.setitem(registry.TARGETS, "broken", "tests.support_adapters:BrokenAdapter")
-    app = make_callback_app(targets=("preview", "broken"))
+    monkeypatch.setitem(registry.TARGETS, "linked_a", "tests.support_adapters:LinkedAAdapter")
+    app = make_callback_app(targets=("linked_a", "broken"))
     post(app, full_packet(targets=["broken"], callback={"url": bot.url, "events": ["delivered", "failed"]}),
          key="k-failed")
-    post(app, full_packet(targets=["preview", "broken"], callback={"url": bot.url}), key="k-partial")
+    post(app, full_packet(targets=["linked_a", "broken"], callback={"url": bot.url}), key="k-partial")
     send_due(app)
     failed, partial = [r.json for r in bot.requests if r.json["state"] in ("failed", "delivered")]
     assert failed["state"] == "failed" and failed["ticket"] is None
@@ -297,9 +298,38 @@ def test_failed_when_no_target_made_a_ticket(make_callback_app, bot, monkeypatch
     assert [t["status"] for t in failed["tickets"]] == ["failed"] and failed["estimated_wait_seconds"] is None
     # Owed once one target holds a ticket (an agent can see the handoff); `tickets` says where the
     # other stood then.
-    assert partial["state"] == "delivered" and partial["ticket"]["target"] == "preview"
+    assert partial["state"] == "delivered" and partial["ticket"]["target"] == "linked_a"
     assert partial["tickets"][0]["status"] == "created" and partial["tickets"][1]["status"] in ("pending", "failed")
     assert sorted(bot.states()) == ["delivered", "failed", "queued"]  # the partial one's queued too
+
+
+def test_preview_beside_a_vendor_owes_no_delivered_and_failed_once_the_vendor_gives_up(make_callback_app, bot,
+                                                                                       monkeypatch):
+    # A reviewer's run: `preview,zendesk` with Zendesk dying told the bot `delivered` (preview's
+    # ticket, which no agent sees) and never `failed`. Alone, preview still owes `delivered`.
+    monkeypatch.setitem(registry.TARGETS, "down", "tests.support_adapters:DownAdapter")
+    app = make_callback_app(targets=("preview", "down"), sync_budget_ms=300)
+    services = app.extensions["connector"]
+    hid = post(app, full_packet(targets=["preview", "down"], callback={"url": bot.url}))["id"]
+    send_due(app)
+    assert bot.states() == ["queued"]  # preview made its ticket; nobody has the handoff
+    with services.db.session() as session:  # the vendor's last attempt, now
+        down = session.scalars(select(Delivery).filter_by(handoff_id=hid, target="down")).one()
+        down.attempts, down.next_attempt_at, down_id = services.settings.max_attempts - 1, utcnow(), down.id
+    assert services.outbox.run_delivery(down_id).state == "dead"
+    send_due(app)
+    assert bot.states() == ["queued", "failed"]
+    failed = bot.requests[1].json
+    assert failed["ticket"] is None and "nobody has it yet" in failed["message"]
+    assert {t["target"]: t["status"] for t in failed["tickets"]} == {"preview": "created", "down": "dead"}
+    # The customer's next words reach preview again, and the vendor still not: nobody has it yet.
+    assert send_message(app, hid, "2026-11-20T09:25:00Z", "Still there?").status_code in (201, 202)
+    send_due(app)
+    assert bot.states() == ["queued", "failed"]
+    assert app.test_client().get(f"/v1/handoffs/{hid}", headers=auth()).get_json()["status"] == "failed"
+    post(app, full_packet(targets=["preview"], callback={"url": bot.url, "events": ["delivered"]}), key="k-alone")
+    send_due(app)
+    assert bot.states()[2:] == ["delivered"] and bot.requests[2].json["ticket"]["target"] == "preview"
 
 
 def test_an_assignment_tells_the_bot_who_took_which_ticket(make_callback_app, bot):
