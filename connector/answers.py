@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -135,20 +136,32 @@ def receipt_for_bot(receipt: dict[str, Any]) -> dict[str, Any]:
     return {**receipt, "dropped": [{**entry, "reason": for_bot(entry.get("reason"))} for entry in dropped]}
 
 
-Holder = Literal["agent", "routed"] | None  # who has a handoff: an agent who took it, routing's own, nobody
+@dataclass(frozen=True)
+class Holder:
+    """Who has a handoff, as its recorded `Assignment` says: an agent who took it, or routing's own
+    (`routed`: a sticky rule's, on the ticket from its making), named as routing names its agent."""
+
+    routed: bool
+    agent: str
 
 
-def holding(assignment: Assignment | None) -> Holder:
+def holding(assignment: Assignment | None) -> Holder | None:
     """`render`'s `holder` for a handoff's recorded assignment (or none)."""
-    return None if assignment is None else "routed" if assignment.routed else "agent"
+    return None if assignment is None else _holder(assignment.routed, assignment.agent_name, assignment.agent_id)
+
+
+def _holder(routed: bool | None, name: str | None, agent_id: str) -> Holder:
+    return Holder(bool(routed), name or agent_id)
 
 
 def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
-           reached_later: Sequence[Any] = (), holder: Holder = None) -> dict[str, Any]:
+           reached_later: Sequence[Any] = (), holder: Holder | None = None) -> dict[str, Any]:
     """`deliveries`: rows with the `DELIVERY_COLUMNS` read apart from the handoff (default: its own).
     `reached_later`: the finished deliveries of its follow-ups (`reached_later()`), for a handoff
     every target of which gave up: where they opened a ticket, the answer shows that ticket.
-    `holder`: who has it (`holding`, `taken`)."""
+    `holder`: who has it (`holding`, `taken`): `assignment.agent` names them — routing's pick
+    until someone is recorded taking it. It stayed null after an agent took the handoff (the
+    `assigned` callback named them; only the extension `assigned.agent_id` did in GET)."""
     deliveries = handoff.deliveries if deliveries is None else deliveries
     if reached_later and handoff_status(deliveries) == "failed":
         deliveries = rescued(deliveries, reached_later)
@@ -160,7 +173,7 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     # the team's hours were said knowing it ("someone will reply soon" at 22:00 on a Friday was false).
     # Solved (`completed_at`): the same — nobody is still to come, and no wait is quoted.
     live = status != "failed"
-    waited_for = live and (holder == "agent" or handoff.completed_at is not None)
+    waited_for = live and ((holder is not None and not holder.routed) or handoff.completed_at is not None)
     delayed = waited_for or (live and wait_ran_out(handoff)) \
         or is_delayed(status, counted(deliveries), handoff.estimated_wait_seconds)
     # The message without the team's hours (`if_assigned`) once an agent has it, or once the hours
@@ -171,7 +184,8 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
         "status": status,
         "conversation_id": handoff.conversation_id,
         "tickets": [_ticket(d) for d in deliveries],
-        "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS},
+        "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS}
+        | ({"agent": holder.agent} if holder is not None else {}),
         "customer_message": shown_message(handoff.customer_message, status, delayed=delayed, assigned=unhoured),
         "estimated_wait_seconds": shown_wait(handoff.estimated_wait_seconds, status, delayed=delayed),
         "context_receipt": receipts(deliveries, handoff.packet),
@@ -234,8 +248,9 @@ def taken(session: Session, handoffs: Iterable[Handoff]) -> dict[str, Holder]:
     ids = [h.id for h in handoffs]
     if not ids:
         return {}
-    rows = session.execute(select(Assignment.handoff_id, Assignment.routed).where(Assignment.handoff_id.in_(ids)))
-    return {handoff_id: "routed" if routed else "agent" for handoff_id, routed in rows}
+    rows = session.execute(select(Assignment.handoff_id, Assignment.routed, Assignment.agent_name,
+                                  Assignment.agent_id).where(Assignment.handoff_id.in_(ids)))
+    return {handoff_id: _holder(routed, name, agent_id) for handoff_id, routed, name, agent_id in rows}
 
 
 def reached_later(session: Session, handoffs: Iterable[Handoff]) -> dict[str, list[Any]]:

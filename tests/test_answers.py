@@ -62,7 +62,7 @@ def test_routings_own_agent_changes_nothing_the_customer_was_told():
     # A sticky rule's agent, on the ticket from its making: the wait and the team's hours were said
     # knowing it. Counted as someone taking it, the wait went and "closes at 18:00" stood instead
     # of "about 5 minutes". An agent who took it drops both.
-    from connector.answers import render
+    from connector.answers import Holder, render
     from connector.models import utcnow
 
     message = {"locale": "en", "text": "… in about 5 minutes.", "if_delayed": "… We close at 18:00.",
@@ -71,8 +71,8 @@ def test_routings_own_agent_changes_nothing_the_customer_was_told():
                               estimated_wait_seconds=300, created_at=utcnow(), deliveries=[])
     rows = [SimpleNamespace(target="zendesk", state="created", vendor_id="1", url=None, attempts=1,
                             last_error=None, receipt=None, next_attempt_at=None)]
-    alone, routed = render(handoff, rows), render(handoff, rows, holder="routed")
-    taken = render(handoff, rows, holder="agent")
+    alone, routed = render(handoff, rows), render(handoff, rows, holder=Holder(routed=True, agent="Dana"))
+    taken = render(handoff, rows, holder=Holder(routed=False, agent="Sam"))
     assert (routed["customer_message"], routed["estimated_wait_seconds"]) == (alone["customer_message"], 300)
     assert (taken["customer_message"]["text"], taken["estimated_wait_seconds"]) == ("… as soon as they're free.", None)
 
@@ -121,3 +121,12 @@ def test_a_solved_handoff_quotes_no_wait_and_says_no_hours():
     handoff.completed_at = utcnow() - dt.timedelta(minutes=1)
     solved = render(handoff, rows)
     assert (solved["estimated_wait_seconds"], solved["customer_message"]["text"]) == (None, "… as soon as they're free.")
+
+
+def test_the_agent_who_has_it_is_named_as_routing_names_one():
+    # `assignment.agent` names who has the handoff once one is recorded: their name, else their id.
+    from connector.answers import Holder, holding
+
+    assert holding(SimpleNamespace(routed=False, agent_name="Dana", agent_id="agent-7")) == Holder(False, "Dana")
+    assert holding(SimpleNamespace(routed=True, agent_name=None, agent_id="agent-9")) == Holder(True, "agent-9")
+    assert holding(None) is None

@@ -357,6 +357,26 @@ def test_an_assignment_tells_the_bot_who_took_which_ticket(make_callback_app, bo
     assert detail["assigned"]["agent_id"] == "agent-7" and detail["estimated_wait_seconds"] is None
 
 
+def test_every_read_names_the_agent_recorded_taking_the_handoff_in_assignment_agent(make_callback_app, bot):
+    # A reviewer's run: the `assigned` callback named the agent, and GET's `assignment.agent` stayed
+    # null (routing's pick, none) — only the extension `assigned.agent_id` said who had it.
+    app = make_callback_app()
+    services, client = app.extensions["connector"], app.test_client()
+    packet = full_packet(callback={"url": bot.url, "events": ["assigned"]})
+    hid = post(app, packet)["id"]
+    assert client.get(f"/v1/handoffs/{hid}", headers=auth()).get_json()["assignment"]["agent"] is None
+    event = AssignmentEvent(target="preview", event_id="ev-1", ticket_id=f"preview-{hid}", handoff_id=None,
+                            agent_id="agent-7", agent_name="Dana", at=utcnow())
+    assert assignments.record(services, event).outcome == "recorded"
+    read = client.get(f"/v1/handoffs/{hid}", headers=auth()).get_json()
+    listed = client.get(f"/v1/handoffs?conversation_id={packet['conversation']['id']}", headers=auth()).get_json()
+    assert read["assignment"]["agent"] == listed["items"][0]["assignment"]["agent"] == "Dana"
+    again = client.post("/v1/handoffs", data=json.dumps(packet), headers={**auth(), "Idempotency-Key": "k-1"},
+                        content_type="application/json")
+    assert (again.status_code, again.get_json()["assignment"]["agent"]) == (200, "Dana")  # the request repeated
+    assert read["assignment"]["team"] == "technical_support"  # the rest is still routing's decision
+
+
 class _TogetherAdapter(BrokenAdapter):
     """Two targets whose vendors refuse at the same moment, so both are given up at once."""
 
