@@ -37,11 +37,12 @@ from .db import reason
 from .errors import NotFound, ServiceUnavailable, ValidationFailed
 from .handoff_store import HandoffGone
 from .idempotency import key_for, packet_hash
-from .intake import Answer, deliver_and_answer, find_repeat, replay, store
+from .intake import Answer, deliver_and_answer, find_repeat, out_of_order, replay, store, with_warnings
 from .json_body import parse_json
 from .jsonlog import log_context
 from .models import DISMISSED, Handoff, utcnow
 from .schemas import Limits, MessagesSchema, flatten_errors
+from .schemas.near_misses import near_misses
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
             if len(earlier) >= MAX_BATCHES:
                 repeat = find_repeat(services, handoff.bot_id, key, message_id)
                 if repeat is not None:
-                    return replay(repeat, digest, key, answers.render_follow_up)
+                    return _replayed(repeat, digest, key, handoff, earlier, messages)
                 raise ValidationFailed(
                     f"A handoff takes at most {MAX_BATCHES} batches of messages, and this one has them. Send a new "
                     "handoff of the conversation with the whole transcript instead.",
@@ -110,7 +111,7 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
                 # it): answered as stored, as any repeat is, not refused.
                 repeat = find_repeat(services, handoff.bot_id, key, message_id)
                 if repeat is not None:
-                    return replay(repeat, digest, key, answers.render_follow_up)
+                    return _replayed(repeat, digest, key, handoff, earlier, messages)
                 raise
             now = utcnow()
             row = dict(
@@ -134,7 +135,7 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
                 break
             repeat = find_repeat(services, handoff.bot_id, key, message_id)
             if repeat is not None:
-                return replay(repeat, digest, key, answers.render_follow_up)
+                return _replayed(repeat, digest, key, handoff, earlier, messages)
             # Not a repeat: a batch posted at the same moment took the next place. Read them again,
             # so this one follows it and carries its messages too.
         else:
@@ -146,7 +147,30 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
                                  "Retry shortly.", headers={"Retry-After": "5"}) from None
     with log_context(handoff_id=handoff.id, follow_up_id=row["id"]):
         log.info("messages accepted", extra={"messages": len(messages), "targets": targets})
-        return deliver_and_answer(services, stored, answers.render_follow_up, claimed=False)
+        answer = deliver_and_answer(services, stored, answers.render_follow_up, claimed=False)
+        return with_warnings(answer, warnings_for(messages, _held(handoff, earlier, row["follow_up_seq"])))
+
+
+def _replayed(repeat: Handoff, digest: str, key: str, handoff: Handoff, earlier: list[Handoff],
+              messages: list[dict[str, Any]]) -> Answer:
+    """The stored answer to a repeated batch, warning as its first answer did: of what the ticket
+    had before it, not of the batch itself or those posted after it."""
+    answer = replay(repeat, digest, key, answers.render_follow_up)
+    return with_warnings(answer, warnings_for(messages, _held(handoff, earlier, repeat.follow_up_seq)))
+
+
+def warnings_for(messages: list[dict[str, Any]], held: list[dict[str, Any]]) -> list[str]:
+    """What the answer warns of, as a handoff's does for its transcript (`intake.warnings_for`): keys
+    that look misspelt (`messages.*.atachments`), and messages not oldest first or older than what the
+    ticket already has (`held`) — the agent's note says they came while the customer waited."""
+    return near_misses({"messages": messages}, MessagesSchema) + out_of_order(messages, "messages", held)
+
+
+def _held(handoff: Handoff, earlier: list[Handoff], seq: int | None) -> list[dict[str, Any]]:
+    """What the ticket has before the batch at place `seq`: the handoff's transcript and the messages
+    of the batches before it."""
+    before = [batch for batch in earlier if seq is None or (batch.follow_up_seq or 0) < seq]
+    return follow_up_packets.whole(handoff, before, [])["transcript"]
 
 
 def _within_the_transcript_limit(packet: dict[str, Any], sent: int, most: int) -> None:

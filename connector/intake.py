@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import wait
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -163,7 +163,11 @@ def _replayed(services: Services, existing: Handoff, digest: str, key: str, pack
 def _warned(answer: Answer, packet: dict[str, Any], services: Services) -> Answer:
     """The answer, with `warnings` when part of what the bot asked for will not happen (`callbacks.warnings_for`)."""
     targets = [ticket["target"] for ticket in answer.body.get("tickets") or []]
-    said = warnings_for(packet, targets, answer.body.get("assignment") or {}, services)
+    return with_warnings(answer, warnings_for(packet, targets, answer.body.get("assignment") or {}, services))
+
+
+def with_warnings(answer: Answer, said: list[str]) -> Answer:
+    """`answer` with `said` as its `warnings`, when there is anything to say (the field is absent otherwise)."""
     if said:
         answer.body["warnings"] = said
     return answer
@@ -174,7 +178,7 @@ def warnings_for(packet: Mapping[str, Any], targets: list[str], assignment: Mapp
     """What the answer (and the dry run) warns of: keys that look misspelt, callbacks that will not
     be sent, `vendor_extra` for a target it does not go to, the routing, the customer's message."""
     return (near_misses(packet) + callbacks.warnings_for(packet, services.settings)
-            + _unused_vendor_extra(packet, targets) + _out_of_order(packet)
+            + _unused_vendor_extra(packet, targets) + out_of_order(packet.get("transcript") or [], "transcript")
             + routing.department_warnings(packet, assignment, services.mappings.routing)
             + customer_message.language_warnings(packet, services.mappings.messages))
 
@@ -182,20 +186,41 @@ def warnings_for(packet: Mapping[str, Any], targets: list[str], assignment: Mapp
 # How far a message may be stamped before the one above it and still pass for in order: the bot's
 # messages and the customer's are often stamped by different clocks.
 OUT_OF_ORDER_S = 30
+_ORDER_RULE = {"transcript": "the transcript should be oldest first and is shown as sent",
+               "messages": "messages should be oldest first and are shown as sent"}
 
 
-def _out_of_order(packet: Mapping[str, Any]) -> list[str]:
-    """A transcript that is not oldest first (sent newest first, say) is shown as sent — its times
-    are the bot's, and its order too — but the brief's "latest from them" read its last entry, the
-    oldest: said, with the first entry that steps back, as a 201 that kept quiet was taken as fine."""
-    transcript = packet.get("transcript") or []
-    times = [rfc3339_utc(entry.get("at")) for entry in transcript]
+def out_of_order(entries: Sequence[Mapping[str, Any]], field: str,
+                 held: Sequence[Mapping[str, Any]] = ()) -> list[str]:
+    """Entries (a packet's `transcript`, a batch's `messages`) that are not oldest first (sent newest
+    first, say) are shown as sent — their times are the bot's, and their order too — but the brief's
+    "latest from them" read the last entry, the oldest: said, with the first entry that steps back, as
+    a 201 that kept quiet was taken as fine. `held`: what the ticket already has (a batch follows its
+    handoff's transcript and the batches before it); the first entry older than the latest of those is
+    said too: the agent's note announced a 09:00 message as written "while waiting" after the handoff's
+    10:00."""
+    times = [rfc3339_utc(entry.get("at")) for entry in entries]
+    said = []
+    latest = max(((at, entry["at"]) for entry in held if (at := rfc3339_utc(entry.get("at"))) is not None),
+                 default=None, key=lambda pair: pair[0])
+    if latest is not None:
+        for n, at in enumerate(times):
+            if at is not None and _steps_back(latest[0], at):
+                said.append(f"{field}.{n}.at: {entries[n]['at']} is earlier than the latest message the handoff "
+                            f"already has ({latest[1]}); {field} should be what was said since, and are shown after "
+                            "it as sent")
+                break
     for n in range(1, len(times)):
         before, at = times[n - 1], times[n]
-        if before is not None and at is not None and (before - at).total_seconds() > OUT_OF_ORDER_S:
-            return [f"transcript.{n}.at: {transcript[n]['at']} is earlier than transcript.{n - 1}.at "
-                    f"({transcript[n - 1]['at']}); the transcript should be oldest first and is shown as sent"]
-    return []
+        if before is not None and at is not None and _steps_back(before, at):
+            said.append(f"{field}.{n}.at: {entries[n]['at']} is earlier than {field}.{n - 1}.at "
+                        f"({entries[n - 1]['at']}); {_ORDER_RULE[field]}")
+            break
+    return said
+
+
+def _steps_back(before: dt.datetime, at: dt.datetime) -> bool:
+    return (before - at).total_seconds() > OUT_OF_ORDER_S
 
 
 def _unused_vendor_extra(packet: Mapping[str, Any], targets: list[str]) -> list[str]:

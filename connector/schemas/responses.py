@@ -93,6 +93,11 @@ class MessagesResponseSchema(Schema):
         metadata={"description": "What reached each finished target: `transcript` (these messages) when the "
                                  "ticket had the rest, the whole handoff's parts when they had to go again."})
     links = fields.Nested(LinksSchema, required=True)
+    warnings = fields.List(fields.String(), metadata={
+        "description": "Present in the answer to the POST (and its replay) when something in the batch looks "
+                       "wrong, each saying what and where: a key that looks like a misspelt field, such as "
+                       "`messages.*.atachments`, kept but not acted on; messages not oldest first, or older "
+                       "than the latest message the handoff already has (they are shown as sent, after it)."})
 
 
 class MessagesListSchema(Schema):
