@@ -56,6 +56,7 @@ from connector.text_rules import (
     rfc3339_utc,
     said_text,
 )
+from connector.while_waiting import announced
 
 from .events import Holder
 
@@ -507,14 +508,12 @@ CUT_FOR_SIZE = "\n_(cut here: the alert was too long — the rest is in the thre
 
 
 def follow_up(packet: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]) -> Message:
-    """The reply that brings a waiting handoff's thread what the customer wrote since: one line
-    saying so; the messages follow in the thread (`transcript` of them)."""
-    customer = packet.get("customer") or {}
-    who = called(customer, "The customer")
-    count = f"{len(messages)} message{'s' if len(messages) != 1 else ''}"
-    line = f"💬 {fit(who, 200)[0]} wrote again while waiting for an agent ({count}):"
-    return {"text": fit(f"💬 {who} wrote again while waiting ({count})", FALLBACK_TEXT)[0],
-            "blocks": [section(line)]}
+    """The reply that brings a waiting handoff's thread what was said since: one line saying so, in
+    the words of the agent's note (`while_waiting.announced`: the customer named only for their own
+    messages); the messages follow in the thread (`transcript` of them)."""
+    who = called(packet.get("customer") or {}, "The customer")
+    return {"text": fit(f"💬 {announced(messages, who)}", FALLBACK_TEXT)[0],
+            "blocks": [section(f"💬 {announced(messages, fit(who, 200)[0])}:")]}
 
 
 def _intent(intent: Mapping[str, Any]) -> str:

@@ -45,6 +45,7 @@ from .text_rules import (
     visible_controls,
     without_invisible,
 )
+from .while_waiting import announced
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -295,6 +296,7 @@ class FollowUpBrief(Brief):
         self.follow_up = tuple(packet["transcript"][follows["first"]:])
         super().__init__({**packet, "transcript": list(self.follow_up)}, handoff_id, assignment)
         self._view["follows"] = follows["handoff_id"]
+        self._view["announced"] = announced(self.follow_up, self._view["customer_name"] or "The customer")
         self.sections = self.parts_present = tuple(
             part for part in ("transcript", "attachments") if _has({"transcript": self.follow_up}, part))
 

@@ -1278,7 +1278,7 @@ def test_messages_sent_while_waiting_say_where_on_the_case_the_brief_and_the_mes
     assert "above" not in lead and "below" not in lead
     assert f"Handoff {HID}'s brief is in this case's Description" in lead
     assert f"in its comments headed “Handoff {HID} · brief”" in lead  # where a repeat's brief is
-    assert "Their messages are in this case's comments headed “transcript · part n/N”" in lead
+    assert "The messages are in this case's comments headed “transcript · part n/N”" in lead
     assert transcript.startswith(f"Messages msg_01BATCH of handoff {HID} · transcript · part 2/2\n")
     # Posted as Chatter posts, a repeat's brief is not among the comments.
     posts = adapter(transcript_as="feed_item").render(context)["feed_items"][0]["Body"]
