@@ -61,10 +61,11 @@ def _schema(limits: Limits) -> MessagesSchema:
 
 def validate_messages(data: dict[str, Any], services: Services) -> list[dict[str, Any]]:
     settings = services.settings
+    schema = _schema(Limits(settings.max_transcript_entries, settings.max_entry_chars))
     try:
-        loaded = _schema(Limits(settings.max_transcript_entries, settings.max_entry_chars)).load(data)
+        loaded = schema.load(data)
     except ValidationError as err:
-        errors = flatten_errors(err.messages)
+        errors = flatten_errors(err.messages, schema=schema)
         raise ValidationFailed(f"The messages are not valid: {len(errors)} field(s) need attention.",
                                errors=errors) from None
     return loaded["messages"]

@@ -66,10 +66,10 @@ def _loaded(data: dict[str, Any], services: Services) -> dict[str, Any]:
     """The packet as the contract's schema reads it; 422 naming every field it refuses."""
     settings = services.settings
     try:
-        limits = Limits(settings.max_transcript_entries, settings.max_entry_chars)
-        return plain_load.load(_packet_schema(limits), data)
+        schema = _packet_schema(Limits(settings.max_transcript_entries, settings.max_entry_chars))
+        return plain_load.load(schema, data)
     except ValidationError as err:
-        errors = flatten_errors(err.messages)
+        errors = flatten_errors(err.messages, schema=schema)
         detail = f"The packet is not valid: {len(errors)} field(s) need attention."
         raise ValidationFailed(detail, errors=errors) from None
 

@@ -96,6 +96,24 @@ def test_wrong_types_name_the_path(client, path, value):
 
 
 @pytest.mark.parametrize(("path", "value", "said"), [
+    ("collected_data.value", {"a": 1}, "Must be a string, number, boolean, null or a list of those."),
+    ("collected_data.key", [{"a": 1}], "Must be a string, number, boolean, null or a list of those."),
+    ("customer.attributes.value", [1], "Must be a string, number, boolean or null."),
+    ("vendor_extra.value", 1, "Not a valid mapping type."),
+])
+def test_an_entry_a_bot_named_key_or_value_is_named_not_the_object_it_is_in(client, path, value, said):
+    """marshmallow's Dict puts a `key`/`value` level under each entry it refuses; reading every
+    `key`/`value` as that level named the whole `collected_data` for an entry called `value`."""
+    packet = full_packet()
+    *parents, last = path.split(".")
+    node = packet
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    assert problem(post(client, packet), 422)["errors"] == {path: [said]}
+
+
+@pytest.mark.parametrize(("path", "value", "said"), [
     ("intent.confidence", "0.8", 'got a string ("0.8")'),
     ("intent.confidence", True, "got a boolean (true)"),  # not a confidence of 1
     ("sentiment.score", "-0.5", 'got a string ("-0.5")'),

@@ -423,23 +423,64 @@ class MessagesSchema(_NullIsAbsent):
         super().__init__(**kwargs)
 
 
-def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
-    """marshmallow's nested error dict → `{"transcript.3.at": [...]}` (`_schema` names the parent)."""
+def flatten_errors(messages: Any, prefix: str = "", schema: Schema | None = None) -> dict[str, list[str]]:
+    """marshmallow's nested error dict → `{"transcript.3.at": [...]}` (`_schema` names the parent).
+
+    A `fields.Dict` puts a level of its own under each entry's key, `key` or `value`, for what is
+    wrong with the entry's name or its value; the path ends at the entry. Given the `schema` that
+    was loaded, only that level is dropped: an entry the bot named `value`
+    (`collected_data.value`) is named, where reading every `key`/`value` as marshmallow's named
+    the whole `collected_data`. Without it (a caller that has none), every `key`/`value` below the
+    top is taken as marshmallow's."""
     flat: dict[str, list[str]] = {}
+    _flatten(messages, prefix, schema if schema is not None else _UNKNOWN, flat)
+    return flat
+
+
+class _Entry:
+    """The level marshmallow's `fields.Dict` adds under an entry's key (`key`, `value`)."""
+
+    def __init__(self, field: fields.Dict):
+        self.field = field
+
+
+_UNKNOWN = object()  # no schema given: every `key`/`value` below the top is marshmallow's Dict level
+
+
+def _flatten(messages: Any, prefix: str, shape: Any, flat: dict[str, list[str]]) -> None:
     if isinstance(messages, dict):
         for key, value in messages.items():
-            # "_schema" names the object itself; "key"/"value" are marshmallow's Dict-entry levels
-            # (no field of the packet is called that), so the path ends at the entry.
-            nameless = key == "_schema" or (key in ("key", "value") and prefix)
-            path = prefix if nameless else (f"{prefix}.{key}" if prefix else str(key))
-            for sub_path, sub_messages in flatten_errors(value, path).items():
-                flat.setdefault(sub_path or "(body)", []).extend(sub_messages)
-    elif isinstance(messages, list) and all(isinstance(item, str) for item in messages):
-        flat[prefix or "(body)"] = list(messages)
-    elif isinstance(messages, list):
+            if key == "_schema":  # the object itself
+                path, inner = prefix, shape
+            elif isinstance(shape, _Entry):
+                path, inner = prefix, shape.field.key_field if key == "key" else shape.field.value_field
+            elif shape is _UNKNOWN:
+                nameless = key in ("key", "value") and prefix
+                path, inner = prefix if nameless else _joined(prefix, key), _UNKNOWN
+            else:
+                path, inner = _joined(prefix, key), _inside(shape, key)
+            _flatten(value, path, inner, flat)
+    elif isinstance(messages, list) and not all(isinstance(item, str) for item in messages):
         for item in messages:
-            for sub_path, sub_messages in flatten_errors(item, prefix).items():
-                flat.setdefault(sub_path, []).extend(sub_messages)
+            _flatten(item, prefix, shape, flat)
     else:
-        flat[prefix or "(body)"] = [str(messages)]
-    return flat
+        said = list(messages) if isinstance(messages, list) else [str(messages)]
+        flat.setdefault(prefix or "(body)", []).extend(said)
+
+
+def _joined(prefix: str, key: Any) -> str:
+    return f"{prefix}.{key}" if prefix else str(key)
+
+
+def _inside(shape: Any, key: Any) -> Any:
+    """What declares the errors under `key` of `shape` (a schema, or a field): None when nothing
+    does (an unknown field), whose errors are then named as they come."""
+    if isinstance(shape, fields.Nested):
+        shape = shape.schema
+    if isinstance(shape, Schema):
+        return next((field for name, field in shape.fields.items() if (field.data_key or name) == key), None)
+    if isinstance(shape, fields.Dict):
+        return _Entry(shape)
+    if isinstance(shape, fields.List):
+        return shape.inner
+    return None
