@@ -50,7 +50,7 @@ def parse_json(raw: bytes, content_type: str | None, max_depth: int, what: str =
     unstorable = _scan(data) if suspect else []
     if depth > max_depth:
         raise ValidationFailed(f"The JSON nests deeper than {max_depth} levels (CONNECTOR_MAX_JSON_DEPTH).",
-                               errors={"(body)": [f"nesting deeper than {max_depth}"]})
+                               errors={_too_deep(data, max_depth): [f"nesting deeper than {max_depth}"]})
     if unstorable:
         raise ValidationFailed(
             "Text may not hold U+0000 or unpaired surrogates (\\ud800-\\udfff): they cannot be stored or sent.",
@@ -129,6 +129,27 @@ def _nodes(value: Any) -> Iterator[tuple[str, Any]]:
             stack.extend((child, _child(path, _shown(key))) for key, child in item.items())
         elif isinstance(item, list):
             stack.extend((child, _child(path, str(index))) for index, child in enumerate(item))
+
+
+def _too_deep(value: Any, max_depth: int) -> str:
+    """The path of a value just past `max_depth` (the body's depth is 1, as `_depth` counts): the
+    answer named "(body)" when the deep part was in the bot's `metadata`, and left it to search.
+    Each value keeps only its name and its parent's trail, the path is written for the one found:
+    writing every value's path (`_nodes`) cost a copy of its parent's, ~1,000 levels deep in a MiB."""
+    stack: list[tuple[Any, int, Any]] = [(value, 1, None)]  # (value, its depth, (its name, its parent's trail))
+    while stack:
+        item, level, trail = stack.pop()
+        if level > max_depth:
+            names: list[str] = []
+            while trail is not None:
+                name, trail = trail
+                names.append(name)
+            return ".".join(reversed(names)) or "(body)"
+        if isinstance(item, dict):
+            stack.extend((child, level + 1, (_shown(key), trail)) for key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((child, level + 1, (str(index), trail)) for index, child in enumerate(item))
+    return "(body)"
 
 
 def _child(path: str, name: str) -> str:

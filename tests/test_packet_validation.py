@@ -409,6 +409,8 @@ def test_deep_json_is_refused_without_crashing(client):
         node = node["x"]
     body = problem(post(client, {**minimal_packet(), **deep}), 422)
     assert "CONNECTOR_MAX_JSON_DEPTH" in body["detail"]
+    # Named where it goes past the limit (32 levels, the body the first): it was "(body)".
+    assert body["errors"] == {"metadata" + ".x" * 31: ["nesting deeper than 32"]}
     body = problem(post(client, "[" * 100_000 + "]" * 100_000), 400)
     assert "deeper" in body["detail"]
 
