@@ -180,6 +180,7 @@ def warnings_for(packet: Mapping[str, Any], targets: list[str], assignment: Mapp
     return (near_misses(packet) + callbacks.warnings_for(packet, services.settings)
             + _unused_vendor_extra(packet, targets) + out_of_order(packet.get("transcript") or [], "transcript")
             + routing.department_warnings(packet, assignment, services.mappings.routing)
+            + routing.preferred_agent_warnings(assignment)
             + customer_message.language_warnings(packet, services.mappings.messages))
 
 

@@ -227,6 +227,8 @@ def _decide(packet: Mapping[str, Any], rule: Mapping[str, Any], config: RoutingC
     }
     if then.get("sticky"):
         _offer_previous_agent(assignment, previous_agent, config, trace)
+    if line := _preferred_agent_line(hints.get("preferred_agent"), assignment, rule):
+        trace.append(line)
     calendar = settings.get("calendar")
     if calendar is not None:
         state = business_hours.status(calendar, now)
@@ -273,6 +275,41 @@ def department_warnings(packet: Mapping[str, Any], assignment: Mapping[str, Any]
     return [f"routing.department: {str(hint)[:100]!r} is no team in routing.yaml ({', '.join(sorted(teams))}); "
             "the handoff is assigned to it as written, with no queue, calendar or vendor ids: each target "
             "routes it as one with no team"]
+
+
+# Trace lines that begin so say the bot's `routing.preferred_agent` was not taken; the answer's
+# warnings repeat them (`preferred_agent_warnings`).
+PREFERRED_NOT_TAKEN = "routing.preferred_agent "
+
+
+def _preferred_agent_line(hint: Any, assignment: Mapping[str, Any], rule: Mapping[str, Any]) -> str | None:
+    """What became of the bot's `routing.preferred_agent`, for the trace. routing.yaml cannot assign
+    an agent a bot names: the only agent it offers is the customer's previous one, on a sticky
+    rule (`_offer_previous_agent`). The hint was dropped without a word — the agent null, the trace
+    silent — and the bot took it as followed. None when no agent was named."""
+    hint = hint if isinstance(hint, Mapping) else {}
+    email, agent_id = str(hint.get("email") or ""), str(hint.get("id") or "")
+    if not (email or agent_id):
+        return None
+    named = f"{email} (id {agent_id})" if email and agent_id else email or agent_id
+    previous = assignment.get("previous_agent") or {}
+    if (email and email.lower() == str(previous.get("email") or "").lower()) or \
+            (agent_id and agent_id == str(previous.get("id") or "")):
+        return f"sticky: the previous agent offered is routing.preferred_agent {named} (the bot's hint)"
+    if previous:
+        why = (f"rule {rule['name']} is sticky and offered the customer's previous agent, {assignment['agent']}, "
+               "instead; routing.yaml has no rule that assigns the agent a bot prefers")
+    else:
+        sticky = "is sticky, but no previous agent was known" if rule["then"].get("sticky") else "is not sticky"
+        why = (f"routing.yaml has no rule that assigns the agent a bot prefers (a sticky rule offers the customer's "
+               f"previous agent; rule {rule['name']} {sticky}): the ticket goes to team {assignment['team']}")
+    return f"{PREFERRED_NOT_TAKEN}{named} (the bot's hint) not taken: {why}"
+
+
+def preferred_agent_warnings(assignment: Mapping[str, Any]) -> list[str]:
+    """For the answer's `warnings`: the bot's `routing.preferred_agent` not taken, as the trace said
+    when the handoff was routed (so a replay warns as the first answer did)."""
+    return [line for line in assignment.get("trace") or () if line.startswith(PREFERRED_NOT_TAKEN)]
 
 
 def _offer_previous_agent(assignment: dict[str, Any], agent: Mapping[str, Any] | None, config: RoutingConfig,

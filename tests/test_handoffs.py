@@ -451,6 +451,19 @@ def test_a_transcript_not_oldest_first_is_said_to_be_shown_as_sent(app):
     assert "warnings" not in post(client, packet).get_json()
 
 
+def test_a_preferred_agent_routing_does_not_assign_is_warned_of_and_a_replay_says_the_same(client):
+    # It was ignored without a word: the agent null, nothing in the trace nor the warnings.
+    packet = minimal_packet(routing={"preferred_agent": {"email": "sam@acme.example", "id": "381156009921"}})
+    first = post(client, packet, key="preferred-1")
+    body = first.get_json()
+    [said] = [line for line in body["assignment"]["trace"] if line.startswith("routing.preferred_agent ")]
+    assert said.startswith("routing.preferred_agent sam@acme.example (id 381156009921) (the bot's hint) not taken: "
+                           "routing.yaml has no rule that assigns the agent a bot prefers")
+    assert body["assignment"]["agent"] is None and body["warnings"] == [said]
+    again = post(client, packet, key="preferred-1")
+    assert again.status_code == 200 and again.get_json() == body
+
+
 def test_a_language_with_no_messages_of_its_own_is_said_to_fall_back(make_app):
     # pt-BR got the English message with `locale: en` and nothing else said: a bot showing only
     # `text` put English before a customer who wrote in Portuguese.

@@ -243,6 +243,37 @@ def test_sticky_with_fallback_next_tries_the_next_rule():
     assert any("fallback: next rule" in line for line in result["trace"])
 
 
+PREFERRED = {"email": "pat@acme.example", "id": "381156009921"}
+
+
+def test_a_preferred_agent_no_rule_can_assign_is_said_not_taken_and_why():
+    """routing.yaml cannot assign the agent a bot names; the hint went without a word (agent null,
+    nothing in the trace) and the bot took it as followed."""
+    plain = assign(packet(routing__preferred_agent=PREFERRED), one_rule("{segment: enterprise}"), now=TUESDAY_NOON)
+    assert plain["agent"] is None
+    assert ("routing.preferred_agent pat@acme.example (id 381156009921) (the bot's hint) not taken: routing.yaml has "
+            "no rule that assigns the agent a bot prefers (a sticky rule offers the customer's previous agent; "
+            "rule r is not sticky): the ticket goes to team special") in plain["trace"]
+    sticky = one_rule("{segment: enterprise}", "{team: special, sticky: true, fallback: team}")
+    unknown = assign(packet(routing__preferred_agent={"id": "381156009921"}), sticky, now=TUESDAY_NOON)
+    assert any(line.startswith("routing.preferred_agent 381156009921 (the bot's hint) not taken: ") and
+               "rule r is sticky, but no previous agent was known" in line for line in unknown["trace"])
+    other = assign(packet(routing__preferred_agent=PREFERRED), sticky, now=TUESDAY_NOON, previous_agent=PREVIOUS)
+    assert other["agent"] == "Sam" and any(
+        "not taken: rule r is sticky and offered the customer's previous agent, Sam, instead" in line
+        for line in other["trace"])
+
+
+def test_a_preferred_agent_who_is_the_previous_agent_offered_is_said_taken():
+    sticky = one_rule("{segment: enterprise}", "{team: special, sticky: true, fallback: team}")
+    same = assign(packet(routing__preferred_agent={"email": "SAM@acme.example"}), sticky, now=TUESDAY_NOON,
+                  previous_agent=PREVIOUS)
+    assert same["agent"] == "Sam"
+    assert "sticky: the previous agent offered is routing.preferred_agent SAM@acme.example (the bot's hint)" \
+        in same["trace"]
+    assert not any(line.startswith("routing.preferred_agent ") for line in same["trace"])
+
+
 def test_a_non_sticky_rule_ignores_the_previous_agent():
     result = assign(packet(), one_rule("{segment: enterprise}"), now=TUESDAY_NOON, previous_agent=PREVIOUS)
     assert result["agent"] is None and "assignee_id" not in result["targets"]["zendesk"]

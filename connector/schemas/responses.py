@@ -74,8 +74,8 @@ class HandoffResponseSchema(Schema):
                        "why (a `callback` from a bot with no signing secret to sign it with; `vendor_extra` for "
                        "a target the handoff does not go to; a `conversation.language` with no customer "
                        "messages of its own, the message then in the default locale; a `routing.department` "
-                       "that names no team; a key that looks like a misspelt field, such as `escalation.urgncy`, "
-                       "kept but not acted on)."})
+                       "that names no team; a `routing.preferred_agent` routing did not assign, saying why; a key that "
+                       "looks like a misspelt field, such as `escalation.urgncy`, kept but not acted on)."})
 
 
 class MessagesResponseSchema(Schema):
