@@ -286,6 +286,13 @@ class Adapter(abc.ABC):
         Checked at load: a vendor refuses a malformed id on every ticket routed there, for good."""
         return None
 
+    @classmethod
+    def vendor_extra_problems(cls, extra: Mapping[str, Any]) -> dict[str, str]:
+        """What a bot's `vendor_extra.<this target>` holds that this adapter cannot work with, by
+        field (`vendor_extra.slack.channel`): intake refuses the packet with a 422 naming it, before
+        anything is stored or sent. Most of it is the vendor's to judge; none by default."""
+        return {}
+
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
         self.settings = settings
         self.mapping: Mapping[str, Any] = mapping or {}

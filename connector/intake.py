@@ -87,6 +87,14 @@ def _unservable(packet: Mapping[str, Any], services: Services) -> dict[str, tupl
         if name not in services.adapters:
             problems[f"targets.{index}"] = (f"Target {name!r} is not enabled on this connector.",
                                             f"not enabled; enabled: {', '.join(services.adapters)}")
+    # A value the adapter could post but not find again after a timeout (a Slack channel by name):
+    # refused at delivery, it failed the handoff for good after the bot had been told 202.
+    extra = packet.get("vendor_extra") or {}
+    for name in packet.get("targets") or services.adapters:
+        adapter = services.adapters.get(name)
+        if adapter is not None and isinstance(extra.get(name), Mapping):
+            for field, reason in adapter.vendor_extra_problems(extra[name]).items():
+                problems[field] = (f"{field}: {reason}.", reason)
     return problems
 
 

@@ -1031,3 +1031,17 @@ def test_a_refusal_that_must_look_for_a_stored_answer_is_a_503_while_the_databas
     monkeypatch.setattr(intake, "find_repeat", away)
     response = post(app.test_client(), minimal_packet(targets=["zendesk"]))
     assert (response.status_code, response.headers["Retry-After"]) == (503, "5")
+
+
+def test_a_slack_channel_given_by_name_in_vendor_extra_is_refused_with_a_422_naming_it(make_app):
+    # A review: a name posted, but the lookup after a timeout reads the channel by its id only — the
+    # delivery then failed for good beside a live alert, after the bot had been told 202.
+    app = make_app(targets=("preview", "slack"), slack_bot_token="xoxb-1", slack_channel="C0HANDOFF")
+    client = app.test_client()
+    response = post(client, minimal_packet(vendor_extra={"slack": {"channel": "#vip-support"}}))
+    assert response.status_code == 422
+    [reason] = response.get_json()["errors"]["vendor_extra.slack.channel"]
+    assert reason.startswith("'#vip-support' is not a channel id: give its id")
+    # Not a Slack handoff: Slack's vendor_extra goes nowhere, and nothing is refused for it.
+    assert post(client, minimal_packet(targets=["preview"], vendor_extra={"slack": {"channel": "#vip"}})
+                ).status_code == 201
