@@ -22,7 +22,9 @@ class TicketSchema(Schema):
 class AssignmentSchema(Schema):
     team = fields.String(required=True, allow_none=True)
     queue = fields.String(required=True, allow_none=True)
-    agent = fields.String(required=True, allow_none=True)
+    agent = fields.String(required=True, allow_none=True, metadata={
+        "description": "Who has the handoff: the agent recorded taking it (name, else id) once one is, "
+                       "routing's pick (a sticky rule's previous agent) until then."})
     priority = fields.String(required=True, allow_none=True)
     rule = fields.String(required=True, allow_none=True)
     trace = fields.List(fields.String(), required=True)
@@ -50,7 +52,8 @@ class ReceiptSchema(Schema):
     attached = fields.List(fields.Nested(AttachedPartSchema),
                            metadata={"description": "Parts sent as a file because they exceed the vendor's limits."})
     redacted = fields.Dict(keys=fields.String(), values=fields.Integer(),
-                           metadata={"description": "PII masked before leaving, per kind (mapping `redact:`)."})
+                           metadata={"description": "PII masked before leaving, per kind (mapping `redact:`); "
+                                                    "the preview target's per vendor and kind (`slack.card`)."})
 
 
 class LinksSchema(Schema):
