@@ -117,9 +117,11 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             matched, where = handoff.id, _ticket_of(handoff, event.target)
             if event.held and handoff.id != event.handoff_id:  # a newer handoff is on the ticket: its own answer says
                 return Received("ignored", "a newer handoff is on the ticket", matched)
-            if handoff.completed_at is not None:
+            if handoff.completed_at is not None and event.at > handoff.completed_at:
                 # Its ticket was solved and the bot told `completed`: a click on its old alert was
                 # recorded, the bot heard `assigned` after it, and the channel that the agent took it.
+                # Only an action after the solve: Zendesk's webhooks come in no set order, and "take
+                # it and solve it" in one update may bring its assignment after its completion.
                 return _recorded(session, event) or _completed_already(taken, where, event.target, matched)
             if event.previous_agent_id is not None and not _from_routings_choice(handoff, taken, event, services):
                 # The ticket already had an agent, not routing's: moving it is not the end of a wait.

@@ -1109,3 +1109,31 @@ def test_a_given_up_callback_can_be_dismissed_so_the_owed_gauge_returns_to_zero(
     assert again.exit_code == 1 and f"not given up, left alone: {callback.id}\nno such callback: 999" in again.output
     everything = runner.invoke(args=["connector", "callbacks", "--dismiss", "--all-dead"])
     assert everything.exit_code == 0 and everything.output.strip() == "dismissed 0 callbacks"
+
+
+def test_an_assignment_made_before_the_solve_counts_though_it_comes_after_it(make_callback_app, bot):
+    # A review: "take it and solve it" in one Zendesk update sends two webhooks in no set order; the
+    # check that ignores a click on a completed handoff's alert threw the assignment away when it
+    # came second — the bot never heard `assigned`, and GET named nobody.
+    import datetime as dt
+
+    from adapters.events import AssignmentEvent, CompletionEvent
+    from connector import assignments
+    from connector.models import utcnow
+
+    app = make_callback_app()
+    services, client = app.extensions["connector"], app.test_client()
+    handoff_id = post(app, full_packet(callback={"url": bot.url, "events": ["assigned", "completed"]}))["id"]
+    took = utcnow()
+    assert assignments.complete(services, CompletionEvent(
+        target="preview", event_id="ev-solve", ticket_id=f"preview-{handoff_id}", handoff_id=None,
+        at=took + dt.timedelta(seconds=1))).outcome == "recorded"
+    event = AssignmentEvent(target="preview", event_id="ev-take", ticket_id=f"preview-{handoff_id}", handoff_id=None,
+                            agent_id="agent-7", agent_name="Dana", at=took)
+    assert assignments.record(services, event).outcome == "recorded"
+    assert client.get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()["assignment"]["agent"] == "Dana"
+    # Taken after the solve (a click on its old alert): nothing is recorded.
+    later = AssignmentEvent(target="preview", event_id="ev-late", ticket_id=f"preview-{handoff_id}", handoff_id=None,
+                            agent_id="agent-8", agent_name="Sam", at=took + dt.timedelta(seconds=5))
+    assert assignments.record(services, later).detail in ("the handoff was completed already",
+                                                          "the ticket's newest handoff was assigned already")
