@@ -154,6 +154,15 @@ def _holder(routed: bool | None, name: str | None, agent_id: str) -> Holder:
     return Holder(bool(routed), name or agent_id)
 
 
+def _agent_now(handoff: Handoff, holder: Holder | None) -> dict[str, str]:
+    """`assignment.agent` once someone is recorded holding the handoff: that agent — but routing's
+    own agent keeps routing's label (Zendesk reports the assignee it was given by id alone, and
+    "Dana Smith" became "381726354" in every read)."""
+    if holder is None or (holder.routed and handoff.assignment.get("agent")):
+        return {}
+    return {"agent": holder.agent}
+
+
 def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
            reached_later: Sequence[Any] = (), holder: Holder | None = None) -> dict[str, Any]:
     """`deliveries`: rows with the `DELIVERY_COLUMNS` read apart from the handoff (default: its own).
@@ -184,8 +193,7 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
         "status": status,
         "conversation_id": handoff.conversation_id,
         "tickets": [_ticket(d) for d in deliveries],
-        "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS}
-        | ({"agent": holder.agent} if holder is not None else {}),
+        "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS} | _agent_now(handoff, holder),
         "customer_message": shown_message(handoff.customer_message, status, delayed=delayed, assigned=unhoured),
         "estimated_wait_seconds": shown_wait(handoff.estimated_wait_seconds, status, delayed=delayed),
         "context_receipt": receipts(deliveries, handoff.packet),

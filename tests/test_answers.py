@@ -130,3 +130,23 @@ def test_the_agent_who_has_it_is_named_as_routing_names_one():
     assert holding(SimpleNamespace(routed=False, agent_name="Dana", agent_id="agent-7")) == Holder(False, "Dana")
     assert holding(SimpleNamespace(routed=True, agent_name=None, agent_id="agent-9")) == Holder(True, "agent-9")
     assert holding(None) is None
+
+
+def test_routings_own_agent_keeps_routings_label_when_the_vendor_reports_it_by_id():
+    # A review: Zendesk reports the assignee routing gave the ticket by id alone, and every read
+    # then showed "381726354" where routing had said "Dana Smith".
+    from connector.answers import holding, render
+    from connector.models import utcnow
+
+    handoff = SimpleNamespace(id="hnd_1", conversation_id="c", customer_message=None, packet={},
+                              assignment={"team": "billing", "agent": "Dana Smith", "rule": "sticky"},
+                              completed_at=None, estimated_wait_seconds=None, created_at=utcnow(), deliveries=[])
+    rows = [SimpleNamespace(target="zendesk", state="created", vendor_id="1", url=None, attempts=1,
+                            last_error=None, receipt=None, next_attempt_at=None)]
+
+    def agent(routed: bool) -> str:
+        taken = holding(SimpleNamespace(routed=routed, agent_name=None, agent_id="381726354"))
+        return render(handoff, rows, holder=taken)["assignment"]["agent"]
+
+    assert agent(routed=True) == "Dana Smith"
+    assert agent(routed=False) == "381726354"  # another agent took it: who has it now
