@@ -32,6 +32,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from ulid import ULID
 
+from adapters import registry
+
 from . import answers, follow_up_packets, json_codec
 from .db import reason
 from .errors import NotFound, ServiceUnavailable, ValidationFailed
@@ -86,10 +88,13 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
     # Not to a target an operator dismissed the handoff's delivery to (`outbox.dismiss`): each batch
     # failed there at once when it was disabled, or carried the whole handoff to where it was not to go.
     targets = [delivery.target for delivery in handoff.deliveries if delivery.state != DISMISSED]
-    if not targets:
+    # Nor to the built-in preview alone where the handoff also went to a vendor (dismissed since):
+    # its answer said `delivered` beside the handoff's `failed`, and no agent would ever see them.
+    among = [delivery.target for delivery in handoff.deliveries]
+    if not any(registry.reaches_agents(target, among) for target in targets):
         raise ValidationFailed(
-            "Every target of this handoff was dismissed by an operator: nothing would deliver these messages. "
-            "Send a new handoff of the conversation with the whole transcript instead.",
+            "Every target of this handoff that reaches an agent was dismissed by an operator: nothing would "
+            "deliver these messages. Send a new handoff of the conversation with the whole transcript instead.",
             errors={"messages": ["every target of the handoff was dismissed"]})
     try:
         for _ in range(PLACE_TRIES):

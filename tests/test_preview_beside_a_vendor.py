@@ -66,3 +66,25 @@ def test_preview_beside_a_vendor_is_warned_about_at_check(make_app, vendors):
             "rendering every vendor's payload for each handoff") in said
     assert not any("preview beside" in line for line in make_app(targets=("preview",)).extensions["connector"]
                    .warnings())
+
+
+def test_messages_are_refused_when_only_preview_is_left_of_a_handoff_to_a_vendor(make_app, vendors):
+    # A review: the vendor's delivery dismissed, a batch went to preview alone and was answered
+    # `delivered` beside the handoff's `failed` — no agent would ever see the messages.
+    from connector import outbox
+
+    app = make_app(targets=("preview", "broken"))
+    client = app.test_client()
+    handoff = post(client, minimal_packet()).get_json()
+    outbox.dismiss(app.extensions["connector"].db, states=("failed",))
+    response = client.post(f"/v1/handoffs/{handoff['id']}/messages", headers=auth(), content_type="application/json",
+                           data=json.dumps({"messages": [{"at": "2026-11-20T10:05:00Z", "role": "customer",
+                                                          "text": "Still there?"}]}))
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == {"messages": ["every target of the handoff was dismissed"]}
+    # Preview alone (the quickstart) still takes messages.
+    alone = make_app(targets=("preview",)).test_client()
+    first = post(alone, minimal_packet()).get_json()
+    assert alone.post(f"/v1/handoffs/{first['id']}/messages", headers=auth(), content_type="application/json",
+                      data=json.dumps({"messages": [{"at": "2026-11-20T10:05:00Z", "role": "customer",
+                                                     "text": "Still there?"}]})).status_code == 201
