@@ -89,11 +89,15 @@ def _unservable(packet: Mapping[str, Any], services: Services) -> dict[str, tupl
                                             f"not enabled; enabled: {', '.join(services.adapters)}")
     # A value the adapter could post but not find again after a timeout (a Slack channel by name):
     # refused at delivery, it failed the handoff for good after the bot had been told 202.
+    # The built-in preview renders every vendor's payload: a bot trying its vendor_extra there is
+    # refused as the vendor would refuse it, not told that nothing was lost.
     extra = packet.get("vendor_extra") or {}
-    for name in packet.get("targets") or services.adapters:
-        adapter = services.adapters.get(name)
-        if adapter is not None and isinstance(extra.get(name), Mapping):
-            for field, reason in adapter.vendor_extra_problems(extra[name]).items():
+    going = [name for name in packet.get("targets") or services.adapters if name in services.adapters]
+    vendors = {vendor for name in going
+               for vendor in (registry.vendor_names() if name == registry.BUILT_IN else [name])}
+    for name in sorted(vendors):
+        if isinstance(extra.get(name), Mapping):
+            for field, reason in registry.adapter_class(name).vendor_extra_problems(extra[name]).items():
                 problems[field] = (f"{field}: {reason}.", reason)
     return problems
 

@@ -1042,6 +1042,8 @@ def test_a_slack_channel_given_by_name_in_vendor_extra_is_refused_with_a_422_nam
     assert response.status_code == 422
     [reason] = response.get_json()["errors"]["vendor_extra.slack.channel"]
     assert reason.startswith("'#vip-support' is not a channel id: give its id")
-    # Not a Slack handoff: Slack's vendor_extra goes nowhere, and nothing is refused for it.
-    assert post(client, minimal_packet(targets=["preview"], vendor_extra={"slack": {"channel": "#vip"}})
-                ).status_code == 201
+    # To preview alone too, which renders Slack's payload: a bot trying its vendor_extra there is told
+    # what Slack would refuse (a review: its receipt said nothing was lost).
+    alone = make_app(targets=("preview",)).test_client()
+    assert post(alone, minimal_packet(vendor_extra={"slack": {"channel": "#vip"}})).status_code == 422
+    assert post(alone, minimal_packet(vendor_extra={"slack": {"channel": "C0VIP"}})).status_code == 201
