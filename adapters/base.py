@@ -40,7 +40,7 @@ from connector.schemas.packet import URGENCIES
 from connector.settings import Settings
 from connector.text_rules import did_you_mean, rfc3339_utc
 
-from .errors import OutcomeUnknown, RejectedError, ReplacementUnderway, TicketGone
+from .errors import LookupUnreadable, OutcomeUnknown, ReplacementUnderway, TicketGone
 from .events import AssignmentEvent, Holder
 
 log = logging.getLogger(__name__)
@@ -520,10 +520,12 @@ class Adapter(abc.ABC):
         for earlier in ctx.earlier:
             try:
                 made = self.find_existing(self.for_target(earlier))
-            except RejectedError as err:
+            except LookupUnreadable as err:
                 # Where that delivery went cannot be read (a channel the bot left, or named in a way
                 # the lookup cannot read): this delivery failed the same way, and so did every later
-                # handoff of the conversation. Taken for not made, and said.
+                # handoff of the conversation. Taken for not made, and said. Only that: any other
+                # refusal of the lookup fails as before — a ticket may be there, and a second one
+                # would be made.
                 log.warning("the ticket of a delivery given up cannot be looked for; taken for not made",
                             extra={"made_for": earlier.handoff_id, "error": err.message})
                 continue

@@ -107,6 +107,13 @@ class RejectedError(DeliveryError):
     """The vendor refused the content (4xx validation). Retrying the same payload cannot help."""
 
 
+class LookupUnreadable(RejectedError):
+    """Where an earlier attempt may have made the ticket cannot be read at all (a Slack channel the
+    app left, deleted, or named in a way the lookup cannot read). For that attempt's own retry, a
+    refusal as any; for a later handoff of the conversation looking for it, taken for not made
+    (`Adapter._ticket_to_update`) — the conversation's every later handoff failed on it."""
+
+
 class TicketGone(RejectedError):
     """The conversation's ticket takes no more updates: closed for good (`closed`), or deleted.
     The base pipeline opens a new one instead — naming the old one when it was closed — so a

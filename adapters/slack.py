@@ -41,6 +41,7 @@ from .base import Adapter, Dropped, HandoffContext, Sent, created_at, deep_merge
 from .errors import (
     AuthError,
     DeliveryError,
+    LookupUnreadable,
     OutcomeUnknown,
     RateLimited,
     RateLimitedAfterActing,
@@ -69,6 +70,9 @@ SERVER_FAILURES = frozenset({"fatal_error", "internal_error", "service_unavailab
 # message deleted (`thread_not_found`, conversations.replies'; `message_not_found`).
 THREAD_GONE = frozenset({"is_archived", "channel_not_found", "not_in_channel", "thread_not_found",
                          "message_not_found"})
+# A channel whose history cannot be read at all (conversations.history's refusals): deleted or made
+# private without the app, the app not in it, or not a channel id.
+UNREADABLE = frozenset({"channel_not_found", "not_in_channel"})
 # slack-sdk's `error` for an answer that is not JSON (a proxy's HTML page, an empty 200): not
 # Slack refusing anything — a post may be up behind it. Looked for and retried, as a 5xx is.
 NOT_JSON = "Received a response in a non-JSON format"
@@ -416,8 +420,15 @@ class SlackAdapter(Adapter):
         oldest = created_at(handoff_id).timestamp() - SKEW_S
         cursor = None
         for _ in range(LOOKUP_PAGES):
-            page = self._call("conversations_history", channel=channel, oldest=f"{oldest:.6f}", limit=PAGE_SIZE,
-                              include_all_metadata=True, cursor=cursor)
+            try:
+                page = self._call("conversations_history", channel=channel, oldest=f"{oldest:.6f}",
+                                  limit=PAGE_SIZE, include_all_metadata=True, cursor=cursor)
+            except RejectedError as err:
+                code = (err.reply or {}).get("error") if isinstance(err.reply, Mapping) else None
+                if code not in UNREADABLE:
+                    raise
+                raise LookupUnreadable(f"channel {channel} cannot be read ({code}): {err.message}",
+                                       status=err.status, reply=err.reply) from err
             for message in page.get("messages", []):
                 if _ours(message, CREATED, handoff_id):
                     return message

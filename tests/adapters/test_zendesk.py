@@ -1693,3 +1693,13 @@ def test_a_priority_mapped_to_null_sends_none_and_loads():
     from adapters.zendesk import _config
 
     assert _config({"priority": {"low": None}})["priority"]["low"] is None
+
+
+def test_a_refused_lookup_of_an_earlier_given_up_ticket_fails_rather_than_open_a_second(zd: FakeZendesk) -> None:
+    # A review: the catch that spares a Slack channel the app cannot read took any refusal of the
+    # lookup for "not made" — and an earlier create whose outcome was unknown may have made one.
+    given_up = ctx(handoff_id="hnd_01TESTHANDOFF0000000000000", outcome_unknown=True)
+    zd.rsps.add("GET", zd.origin + TICKETS, status=422, json={"error": "InvalidValue", "description": "x"})
+    with pytest.raises(RejectedError):
+        adapter().deliver(ctx(handoff_id="hnd_01TESTHANDOFF0000000000001", earlier=(given_up,)))
+    assert zd.calls("POST", TICKETS) == []
