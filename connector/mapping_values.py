@@ -67,60 +67,7 @@ def check_path(path: Any, where: str) -> str:
     if root not in ROOTS:  # it would find nothing in any packet: the field left out, always, without a word
         raise ConfigError(where, f"{path!r} starts at {root!r}, which is not a packet field; "
                                  f"{_guess(root)}paths start at one of {', '.join(sorted(ROOTS))}")
-    if meant := _near_miss(path.split(".")):
-        # Read nothing, ever: `customer.segmnet` passed `check` and left the field out of every ticket.
-        raise ConfigError(where, f"{path!r} is not a field the contract defines; did you mean {meant!r}? "
-                                 "(a packet may carry fields of its own, but not one this close to a defined one)")
     return path
-
-
-def _near_miss(segments: list[str]) -> str | None:
-    """The path meant, when a segment under a packet object is not a field its schema declares but
-    is close to one (`customer.segmnet`, `escalation.urgncy`); None otherwise. The objects are open
-    (a bot may send fields of its own, and mappings may read them), so a name close to none is left
-    alone, and so is one extending a declared name (`customer.account` beside `account_id`). Judged
-    as intake judges a bot's keys (`near_misses`): one rule for what counts as a misspelling.
-    Free-form parts (`customer.attributes`, `collected_data`, `metadata`) declare nothing: free."""
-    from .schemas.near_misses import _close_to, _tree
-    from .schemas.packet import PacketSchema
-
-    node, many = _tree(PacketSchema), False
-    for n, segment in enumerate(segments):
-        if many:  # `transcript.0`: an entry of a list
-            if not segment.isdigit():
-                return None
-            many = False
-            continue
-        if segment in node.children:
-            node, many = node.children[segment]
-            continue
-        if n == 0 or segment in node.known or not node.open:  # the root is checked above; a scalar
-            return None
-        # Or its letters swapped (`nmae`: difflib's 0.75 for a four-letter name, under its cutoff).
-        close = _close_to(segment, node.names) or \
-            next((name for name in node.names if len(name) > 2 and sorted(name) == sorted(segment)), None)
-        if close and not (segment.startswith(close) or segment.endswith(close) or close.startswith(segment)):
-            return ".".join([*segments[:n], close])
-        return None
-    return None
-
-
-def _template_paths(tree: nodes.Template, roots: Collection[str]) -> Iterator[list[str]]:
-    """The dotted reads of a template (`customer.name`, `transcript[0].text`) that start at one of `roots`."""
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        segments: list[str] = []
-        current: nodes.Node = node
-        while isinstance(current, (nodes.Getattr, nodes.Getitem)):
-            if isinstance(current, nodes.Getattr):
-                segments.append(current.attr)
-            elif isinstance(current.arg, nodes.Const) and isinstance(current.arg.value, (str, int)):
-                segments.append(str(current.arg.value))
-            else:  # `x[some_variable]`: read at render time, nothing to say now
-                segments = []
-                break
-            current = current.node
-        if segments and isinstance(current, nodes.Name) and current.name in roots:
-            yield [current.name, *reversed(segments)]
 
 
 def _guess(root: str) -> str:
@@ -151,17 +98,11 @@ def check_template(source: Any, where: str, variables: Collection[str] = ROOTS) 
             bad = isinstance(name, str) and name.startswith("_")
         if bad:
             raise ConfigError(where, f"template refers to {name!r}: names starting with '_' are not allowed")
-    undeclared = meta.find_undeclared_variables(tree)
-    unknown = sorted(undeclared - set(variables) - set(_parser.globals))
+    unknown = sorted(meta.find_undeclared_variables(tree) - set(variables) - set(_parser.globals))
     if unknown:
         given = ", ".join(sorted(variables)) or "none"
         raise ConfigError(where, f"template uses {', '.join(unknown)}, which it is not given here "
                                  f"(it is given: {given})")
-    if ROOTS <= set(variables):  # given the packet: `{{ customer.nmae }}` rendered nothing, and passed
-        for segments in _template_paths(tree, undeclared & ROOTS):
-            if meant := _near_miss(segments):
-                raise ConfigError(where, f"template reads {'.'.join(segments)!r}, not a field the contract "
-                                         f"defines; did you mean {meant!r}?")
     return source
 
 
@@ -198,7 +139,7 @@ def compile_value(raw: Any, where: str, tables: Mapping[str, Mapping[Any, Any]] 
         if looks_like_template(raw):
             return Value("template", check_template(raw, where), where)
         if PATH_RE.match(raw) and raw.split(".")[0] in ROOTS:
-            return Value("path", check_path(raw, where), where)
+            return Value("path", raw, where)
         if "." in raw and PATH_RE.match(raw) and _guess(raw.split(".")[0]):
             # `colected_data.order_number` went to the vendor as that text, every time.
             raise ConfigError(where, f"{raw!r} reads as a misspelt path: {_guess(raw.split('.')[0])}"

@@ -656,29 +656,3 @@ def test_a_stray_yaml_file_appearing_and_going_while_serving_is_noticed(mapdir, 
     (mapdir / stranger).unlink()
     clock.now += 2
     assert store.current() is not good and store.errors is None
-
-
-@pytest.mark.parametrize(("spec", "meant"), [
-    ("customer.segmnet", "customer.segment"), ({"path": "customer.nmae"}, "customer.name"),
-    ("{{ customer.nmae }}", "customer.name"), ({"template": "{{ conversation['chanel'] | default('') }}"},
-                                               "conversation.channel"),
-    ({"lookup": {"angry": "urgent"}, "from": "sentiment.lable"}, "sentiment.label"),
-    ("escalation.urgncy", "escalation.urgency"), ("{{ intent.confidnce }}", "intent.confidence"),
-    ("{{ transcript[0].txt }}", "transcript.0.text"),
-])
-def test_a_misspelt_field_under_a_packet_object_is_refused_with_the_name_meant(spec, meant):
-    # Only the first segment was checked: these passed `check` and the field was left out of every ticket.
-    with pytest.raises(ConfigError) as err:
-        compile_value(spec, "zendesk.yaml:3 subject")
-    assert f"did you mean {meant!r}?" in err.value.message
-
-
-@pytest.mark.parametrize("spec", [
-    "customer.segment", "{{ customer.name }}", "transcript.0.text",
-    # the objects are open: a bot's own fields, and the free-form parts, stay free
-    "customer.tier", "{{ customer.tier }}", "customer.account", "customer.attributes.segmnet",
-    "collected_data.nmae", "metadata.chanel", "assignment.team", "{{ customer.name.upper() }}",
-    "{% for entry in transcript %}{{ entry.txt }}{% endfor %}",
-])
-def test_a_packet_objects_own_field_or_a_bots_field_is_taken(spec):
-    compile_value(spec, "zendesk.yaml:3 subject")
