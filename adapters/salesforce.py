@@ -32,7 +32,7 @@ from simple_salesforce.format import format_external_id
 from connector.brief import named
 from connector.errors import ConfigError
 from connector.mapping_values import MISSING, resolve
-from connector.settings import Settings
+from connector.settings import Settings, salesforce_domain
 from connector.text_rules import as_identity
 
 from .base import (
@@ -110,7 +110,8 @@ class SalesforceAdapter(Adapter):
     @classmethod
     def setting_problems(cls, settings: Settings) -> list[ConfigError]:
         try:
-            auth_mode(settings)
+            if auth_mode(settings) == "password" and settings.salesforce_domain:
+                salesforce_domain(settings.salesforce_domain)
         except ConfigError as err:
             return [err]
         return []

@@ -24,6 +24,7 @@ DEFAULT_DATABASE_URL = "sqlite:///instance/connector.db"
 ENV_FILE = "CONNECTOR_ENV_FILE"  # read from the process environment only: it says which file to read
 FILE_KEYS = "_CONNECTOR_ENV_FILE_KEYS"  # set by the connector: which variables the file set (`reread_env_file`)
 FILE_READ = "_CONNECTOR_ENV_FILE_READ"  # set by the connector: the file already read, by this process or its parent
+FILE_CHOOSES = "_CONNECTOR_ENV_FILE_CHOOSES"  # set by the connector: the file sets CONNECTOR_ENV_FILE, ignored
 FILE_TWICE = "_CONNECTOR_ENV_FILE_TWICE"  # set by the connector: the names the file sets on more than one line (JSON)
 AWAITED = "_CONNECTOR_ENV_FILE_AWAITED"  # set by the connector: the default .env a start looked for and did not find
 # Set by gunicorn.conf.py's `on_starting`, in the master: gunicorn executing that file again is a reload.
@@ -55,15 +56,17 @@ def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None
     if named is not None and (flasks := _flasks_own_read()):
         from dotenv import dotenv_values
 
-        # The name itself may come from the .env the flask command read: said as such, not as a
-        # file missing or as two files mixed.
-        _refuse_choosing_itself(flasks, dotenv_values(flasks, interpolate=False))
+        # The name itself may come from the .env the flask command read (it sets what it reads):
+        # then that .env is the file, its line is warned about as gunicorn's read warns of it —
+        # not taken for a file missing, or for two files mixed.
+        if _chooses_another(flasks, dotenv_values(flasks, interpolate=False)) == named:
+            named, path = None, flasks
     if path and not os.path.isfile(path):
-        if named is None and not os.path.lexists(path):
+        if named is None and not os.path.islink(path):  # none, or a directory (a virtualenv named .env)
             return None
-        if named is None:  # a dangling symlink, a directory: skipped, the service started on the defaults
-            raise ConfigError(path, "is there but is not a file that can be read (a symlink to nothing? a "
-                              "directory?): fix it, or remove it to run without a .env")
+        if named is None:  # a symlink to nothing: skipped, the service started on the defaults
+            raise ConfigError(path, "is a symlink to nothing (a secret not mounted yet?): fix it, or remove it to "
+                              "run without a .env")
         raise ConfigError(ENV_FILE, f"names {path!r}, which is not a readable file (empty reads no file)")
     if named is not None:
         _refuse_flasks_own_read(named)
@@ -78,15 +81,19 @@ def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None
     # As load_dotenv(override=False) does — its own reader, so that ${VAR} in the file resolves the
     # same way (the environment first) — remembering what the file set (a re-read replaces it).
     values = DotEnv(path, interpolate=True, override=False).dict()
-    _refuse_choosing_itself(path, values)
-    set_now = [key for key, value in values.items() if value is not None and key not in environ]
+    if _chooses_another(path, values) is not None:
+        environ[FILE_CHOOSES] = "1"  # for `Settings.warnings`
+    # Never set from the file: read there, it comes too late to choose the file (this one is read).
+    set_now = [key for key, value in values.items() if value is not None and key not in environ and key != ENV_FILE]
     for key in set_now:
         environ[key] = values[key] or ""
     if set_now:
         environ[FILE_KEYS] = ",".join(sorted({*_file_keys(environ), *set_now}))
     # Set by the file on several lines (the environment's own value would win over all of them):
     # for `Settings.warnings`, in this process and in the workers that inherit its environment.
-    twice = {key: lines[key] for key in sorted(set_now) if len(lines.get(key, ())) > 1}
+    # The flask command set them itself, from this very file: theirs too (`check` said nothing).
+    twice = {key: lines[key] for key in sorted(lines) if len(lines[key]) > 1 and key != ENV_FILE
+             and (key in set_now or (values.get(key) is not None and environ.get(key) == values[key]))}
     if twice:
         environ[FILE_TWICE] = json.dumps(twice)
     return path
@@ -121,16 +128,17 @@ def _refuse_unreadable_lines(path: str) -> dict[str, list[int]]:
     return lines
 
 
-def _refuse_choosing_itself(path: str, values: Mapping[str, str | None]) -> None:
-    """`CONNECTOR_ENV_FILE=/etc/handoff-connector.env` uncommented in `.env` (.env.example lists it
-    first): read from a file, it comes too late to choose which file is read. gunicorn read `.env`
-    and ignored the line without a word; `check` said to run with FLASK_SKIP_DOTENV=1, then ok."""
+def _chooses_another(path: str, values: Mapping[str, str | None]) -> str | None:
+    """The file a `CONNECTOR_ENV_FILE` line of the dotenv file at `path` names, when it names another
+    one (or none: empty). `CONNECTOR_ENV_FILE=/etc/handoff-connector.env` uncommented in `.env`
+    (.env.example lists it first) comes too late to choose which file is read: gunicorn ignored it
+    without a word, and `check` said to run with FLASK_SKIP_DOTENV=1, then ok. Warned about
+    (`Settings.warnings`), not refused: it changed nothing before either, and a service that
+    started with it must not stop after an upgrade."""
     named = values.get(ENV_FILE)
     if named is None or (named and os.path.isfile(named) and os.path.samefile(named, path)):
-        return  # not set there, or naming the very file: it changes nothing
-    raise ConfigError(ENV_FILE, f"is set in {path}, where it cannot choose the file to read (that one is being "
-                      "read already): set it in the real environment (export, systemd's Environment=), or "
-                      "remove the line")
+        return None  # not set there, or naming the very file: it changes nothing
+    return named
 
 
 def pin_env_file(read: str | None, environ: MutableMapping[str, str] | None = None) -> None:
@@ -169,7 +177,7 @@ def reread_env_file(check: Callable[[Mapping[str, str]], Any],
     awaited = environ.get(AWAITED)
     if environ.get(ENV_FILE) == "" and awaited and os.path.isfile(awaited):
         environ[ENV_FILE] = awaited  # made since a start that found none (refused, it is "" again)
-    for key in (*_file_keys(environ), FILE_KEYS, FILE_READ, FILE_TWICE):
+    for key in (*_file_keys(environ), FILE_KEYS, FILE_READ, FILE_TWICE, FILE_CHOOSES):
         environ.pop(key, None)
     try:
         load_env_file(environ)
@@ -315,11 +323,13 @@ def _str(name: str, raw: str) -> str:
     return raw.strip()
 
 
-def _salesforce_domain(name: str, raw: str) -> str:
+def salesforce_domain(raw: str, name: str = "SALESFORCE_DOMAIN") -> str:
     """What simple-salesforce puts between `https://` and `.salesforce.com` to log in: `login`,
     `test`, or a My Domain (`acme.my`, `acme--sandbox.sandbox.my`). `https://test.salesforce.com`
     passed `check`, and each case then tried `https://https://test.salesforce.com.salesforce.com`
-    for a day ("could not reach Salesforce") before it was given up."""
+    for a day ("could not reach Salesforce") before it was given up. Judged when password login is
+    what the enabled `salesforce` target uses (`SalesforceAdapter.setting_problems`): a value left
+    over where nothing reads it stopped nothing before, and must not stop an upgrade."""
     value = raw.strip()
     if not value or (re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", value)
                      and not value.lower().endswith(".salesforce.com")):
@@ -405,7 +415,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "SALESFORCE_USERNAME": ("salesforce_username", _str),
     "SALESFORCE_PASSWORD": ("salesforce_password", _str),
     "SALESFORCE_SECURITY_TOKEN": ("salesforce_security_token", _str),
-    "SALESFORCE_DOMAIN": ("salesforce_domain", _salesforce_domain),
+    "SALESFORCE_DOMAIN": ("salesforce_domain", _str),
     "SALESFORCE_CLIENT_ID": ("salesforce_client_id", _str),
     "SALESFORCE_CLIENT_SECRET": ("salesforce_client_secret", _str),
     "SLACK_BOT_TOKEN": ("slack_bot_token", _str),
@@ -511,6 +521,8 @@ class Settings:
     env_file: str = field(default="", compare=False)
     # Names that file sets on more than one line, with the lines (`load_env_file`): warned about.
     set_twice: tuple[tuple[str, tuple[int, ...]], ...] = field(default=(), compare=False)
+    # That file sets CONNECTOR_ENV_FILE, which it cannot (`_chooses_another`): warned about.
+    env_file_chooses: bool = field(default=False, compare=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -527,7 +539,8 @@ class Settings:
         if "targets" in values and not values["targets"]:
             values.pop("targets")
         twice = tuple((key, tuple(lines)) for key, lines in json.loads(environ.get(FILE_TWICE) or "{}").items())
-        return cls(**values, unread=unread(environ), env_file=environ.get(FILE_READ, ""), set_twice=twice).checked()
+        return cls(**values, unread=unread(environ), env_file=environ.get(FILE_READ, ""), set_twice=twice,
+                   env_file_chooses=bool(environ.get(FILE_CHOOSES))).checked()
 
     def override(self, overrides: Mapping[str, Any]) -> "Settings":
         """Settings with some attributes replaced (tests use this through `test_config`)."""
@@ -598,6 +611,10 @@ class Settings:
             close = difflib.get_close_matches(_normal(name), [*_VARIABLES, *_READ_ELSEWHERE], n=1, cutoff=0.8)
             meant = f" (did you mean {close[0]}?)" if close else ""
             said.append(f"{name} is not a variable the connector reads{meant}; it changes nothing")
+        if self.env_file_chooses:
+            said.append(f"CONNECTOR_ENV_FILE is set in {self.env_file or 'the .env file'}, where it cannot choose the "
+                        "file to read (that one is being read): the line is ignored; set it in the real "
+                        "environment (export, systemd's Environment=), or remove it")
         for name, lines in self.set_twice:
             # The last line wins, silently: an uncommented line of .env.example and one appended
             # with `>>` below it (as the quickstart does) — and an edit of the upper one changed nothing.
