@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from . import driver_cursor, json_codec
 from .errors import ConfigError
-from .settings import exposed_mode
+from .settings import DEFAULT_DATABASE_URL, exposed_mode
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -75,7 +75,8 @@ def make_engine(url: str, root: str, busy_timeout_s: float = BUSY_TIMEOUT_S) -> 
         if plain:
             # Made when first connected to, not before: `check` or `deliveries` with a mistyped
             # path must say there is no such database rather than leave an empty one behind.
-            event.listen(engine, "do_connect", lambda *_: _private_file(database))
+            default = url == DEFAULT_DATABASE_URL
+            event.listen(engine, "do_connect", lambda *_: _private_file(database, default))
         event.listen(engine, "connect", partial(_sqlite_pragmas, busy_timeout_ms=round(busy_timeout_s * 1000)))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
@@ -83,7 +84,7 @@ def make_engine(url: str, root: str, busy_timeout_s: float = BUSY_TIMEOUT_S) -> 
                          json_serializer=json_codec.dumps)
 
 
-def _private_file(database: str) -> None:
+def _private_file(database: str, default: bool = False) -> None:
     """The database holds packets — names, addresses, whole transcripts: a directory or file made
     here is its owner's alone (0700, 0600; SQLite gives its -wal and -shm files the database's
     mode). What already exists keeps its mode (`Database.warnings` names a readable one). Where
@@ -95,8 +96,13 @@ def _private_file(database: str) -> None:
             # Said once, when made: a mistyped path (`instanse/`) started the service on an empty
             # database ("schema at head", "ready"), the real one's pending deliveries and
             # idempotency keys stranded, without a word.
-            log.warning("no SQLite database was there: a new, empty one is made; if one exists elsewhere, "
-                        "CONNECTOR_DATABASE_URL does not name it", extra={"path": os.path.abspath(database)})
+            # The quickstart's first start makes the default one, as it should: not a warning there.
+            if default:
+                log.info("a new SQLite database is made at the default path (CONNECTOR_DATABASE_URL unset)",
+                         extra={"path": os.path.abspath(database)})
+            else:
+                log.warning("no SQLite database was there: a new, empty one is made; if one exists elsewhere, "
+                            "CONNECTOR_DATABASE_URL does not name it", extra={"path": os.path.abspath(database)})
 
 
 def _could_make(path: str) -> bool:

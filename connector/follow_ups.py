@@ -154,7 +154,9 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
     with log_context(handoff_id=handoff.id, follow_up_id=row["id"]):
         log.info("messages accepted", extra={"messages": len(messages), "targets": targets})
         answer = deliver_and_answer(services, stored, answers.render_follow_up, claimed=False)
-        return with_warnings(answer, warnings_for(messages, _held(handoff, earlier, row["follow_up_seq"])))
+        # What the ticket has before this batch: the packet built above, up to its own messages.
+        held = packet["transcript"][:packet["follow_up"]["first"]]
+        return with_warnings(answer, warnings_for(messages, held))
 
 
 def _replayed(repeat: Handoff, digest: str, key: str, handoff: Handoff, earlier: list[Handoff],

@@ -285,3 +285,21 @@ def test_the_development_server_says_at_start_that_the_database_needs_migrating(
         ("WARNING", "the database cannot be used by this code: every request will be answered 503",
          "it holds no connector schema yet. Run `flask --app wsgi connector migrate` (starting the service with "
          "gunicorn runs it too)")], log.read_text()
+
+
+def test_the_quickstarts_first_database_is_made_without_a_warning(tmp_path, caplog, monkeypatch):
+    # A review: the quickstart's first start (CONNECTOR_DATABASE_URL unset) read "WARNING no SQLite
+    # database was there … CONNECTOR_DATABASE_URL does not name it" — a problem where there is none.
+    from connector.db import Database
+    from connector.settings import DEFAULT_DATABASE_URL
+
+    db = Database(DEFAULT_DATABASE_URL, str(tmp_path))  # under tmp_path/instance/, as under the project
+    try:
+        with caplog.at_level(logging.INFO, logger="connector.db"):
+            db.migrate()
+    finally:
+        db.engine.dispose()
+    assert (tmp_path / "instance" / "connector.db").exists()
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "connector.db"]
+    assert ("INFO", "a new SQLite database is made at the default path (CONNECTOR_DATABASE_URL unset)") in said
+    assert not [level for level, _ in said if level == "WARNING"]
