@@ -253,14 +253,16 @@ def test_a_dismissed_delivery_is_said_to_the_bot_as_failed_everywhere_and_hides_
     assert callbacks.ticket("slack", "dismissed", None, None)["status"] == "failed"  # every callback body's tickets
 
 
-def test_messages_do_not_go_to_a_target_whose_delivery_was_dismissed(make_app, flaky):
+def test_messages_do_not_go_to_a_target_whose_delivery_was_dismissed(make_app, flaky, monkeypatch):
     # Each batch went there too: it failed at once (the target disabled), back on the failed
     # counts, or carried the whole handoff where an operator had said it was not to go.
     from connector.outbox import dismiss
 
-    app = make_app(targets=("flaky", "preview"))
+    # Two vendors (stand-ins): preview left alone beside a vendor reaches no agent, and is refused so.
+    monkeypatch.setitem(registry.TARGETS, "linked_a", "tests.support_adapters:LinkedAAdapter")
+    app = make_app(targets=("flaky", "linked_a"))
     client, services = app.test_client(), app.extensions["connector"]
-    handoff_id = client.post("/v1/handoffs", data=json.dumps(minimal_packet(targets=["flaky", "preview"])),
+    handoff_id = client.post("/v1/handoffs", data=json.dumps(minimal_packet(targets=["flaky", "linked_a"])),
                              headers=auth(), content_type="application/json").get_json()["id"]
     with services.db.session() as session:
         session.execute(update(Delivery).where(Delivery.target == "flaky").values(state="dead"))
@@ -268,9 +270,9 @@ def test_messages_do_not_go_to_a_target_whose_delivery_was_dismissed(make_app, f
     batch = {"messages": [{"at": "2026-11-20T10:00:00Z", "role": "customer", "text": "still there?"}]}
     sent = client.post(f"/v1/handoffs/{handoff_id}/messages", data=json.dumps(batch), headers=auth(),
                        content_type="application/json")
-    assert sent.status_code in (201, 202) and [t["target"] for t in sent.get_json()["tickets"]] == ["preview"]
+    assert sent.status_code in (201, 202) and [t["target"] for t in sent.get_json()["tickets"]] == ["linked_a"]
     with services.db.session() as session:
-        session.execute(update(Delivery).where(Delivery.target == "preview").values(state="dead"))
+        session.execute(update(Delivery).where(Delivery.target == "linked_a").values(state="dead"))
     dismiss(services.db, states=("dead",))
     refused = client.post(f"/v1/handoffs/{handoff_id}/messages", data=json.dumps({"messages": [
         {"at": "2026-11-20T10:01:00Z", "role": "customer", "text": "hello?"}]}), headers=auth(),
