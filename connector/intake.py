@@ -87,14 +87,22 @@ def _unservable(packet: Mapping[str, Any], services: Services) -> dict[str, tupl
         if name not in services.adapters:
             problems[f"targets.{index}"] = (f"Target {name!r} is not enabled on this connector.",
                                             f"not enabled; enabled: {', '.join(services.adapters)}")
-    # A value the adapter could post but not find again after a timeout (a Slack channel by name):
-    # refused at delivery, it failed the handoff for good after the bot had been told 202.
-    # The built-in preview renders every vendor's payload: a bot trying its vendor_extra there is
-    # refused as the vendor would refuse it, not told that nothing was lost.
+    return problems
+
+
+def _vendor_extra_problems(packet: Mapping[str, Any], targets: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """What of the bot's `vendor_extra` the handoff's `targets` (routing's choice: a rule may send it
+    away from a vendor) could not work with, by field, as `_unservable` says it. A value an adapter
+    could post but not find again after a timeout (a Slack channel by name) was refused only at
+    delivery: the handoff failed for good after the bot had been told 202. The built-in preview
+    renders every vendor's payload: a bot trying its vendor_extra there is refused as the vendor
+    would refuse it, not told that nothing was lost."""
     extra = packet.get("vendor_extra") or {}
-    going = [name for name in packet.get("targets") or services.adapters if name in services.adapters]
-    vendors = {vendor for name in going
+    if not extra:
+        return {}
+    vendors = {vendor for name in targets
                for vendor in (registry.vendor_names() if name == registry.BUILT_IN else [name])}
+    problems: dict[str, tuple[str, str]] = {}
     for name in sorted(vendors):
         if isinstance(extra.get(name), Mapping):
             for field, reason in registry.adapter_class(name).vendor_extra_problems(extra[name]).items():
@@ -334,6 +342,11 @@ def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, d
     moment (`handoff_store`); None when the handoff repeats a stored one."""
     decision = decide(packet, services.mappings, services.adapters, observed_wait=services.observed_wait,
                       deadline=deadline)
+    if refused := _vendor_extra_problems(packet, decision.targets):
+        # Judged where the targets are known; a handoff stored before this check is still replayed.
+        if find_repeat(services, bot_id, key, message_id) is None:
+            _refuse(refused)
+        return None
     now = utcnow()
     row = dict(
         id=f"hnd_{ULID()}", bot_id=bot_id, conversation_id=packet["conversation"]["id"], idempotency_key=key,

@@ -1047,3 +1047,37 @@ def test_a_slack_channel_given_by_name_in_vendor_extra_is_refused_with_a_422_nam
     alone = make_app(targets=("preview",)).test_client()
     assert post(alone, minimal_packet(vendor_extra={"slack": {"channel": "#vip"}})).status_code == 422
     assert post(alone, minimal_packet(vendor_extra={"slack": {"channel": "C0VIP"}})).status_code == 201
+
+
+def test_slack_vendor_extra_is_judged_only_where_routing_sends_the_handoff(make_app, tmp_path, test_targets):
+    # A review: judged against every enabled target, a handoff a rule sends away from Slack was
+    # refused for Slack's vendor_extra; and a handoff stored before the check is still replayed.
+    import shutil
+    from pathlib import Path
+
+    from adapters.slack import SlackAdapter
+
+    root = tmp_path / "m"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", root)
+    routing = root / "routing.yaml"
+    routing.write_text(routing.read_text().replace(
+        "rules:\n", "rules:\n  - name: only-a\n    when: {urgency: urgent}\n"
+        "    then: {team: escalations, target_names: [linked_a]}\n", 1))
+    app = make_app(targets=("linked_a", "slack"), slack_bot_token="xoxb-1", slack_channel="C0HANDOFF",
+                   mappings_dir=str(root))
+    client = app.test_client()
+    urgent = minimal_packet(vendor_extra={"slack": {"channel": "#vip-support"}}, escalation={
+        "reason": "customer_request", "urgency": "urgent"})
+    answer = post(client, urgent)
+    assert answer.status_code == 201 and [t["target"] for t in answer.get_json()["tickets"]] == ["linked_a"]
+
+    previewed = make_app(targets=("preview",)).test_client()  # it renders Slack's payload: judged
+    stored_before = minimal_packet(vendor_extra={"slack": {"channel": "#vip"}})
+    original = SlackAdapter.vendor_extra_problems
+    try:
+        SlackAdapter.vendor_extra_problems = classmethod(lambda cls, extra: {})  # as before the check
+        assert post(previewed, stored_before, key="k-old").status_code == 201
+    finally:
+        SlackAdapter.vendor_extra_problems = original
+    assert post(previewed, stored_before, key="k-old").status_code == 200
+    assert post(previewed, stored_before, key="k-new").status_code == 422
