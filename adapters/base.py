@@ -520,12 +520,12 @@ class Adapter(abc.ABC):
         for earlier in ctx.earlier:
             try:
                 made = self.find_existing(self.for_target(earlier))
-            except LookupUnreadable as err:
+            except (LookupUnreadable, TicketGone) as err:
                 # Where that delivery went cannot be read (a channel the bot left, or named in a way
-                # the lookup cannot read): this delivery failed the same way, and so did every later
-                # handoff of the conversation. Taken for not made, and said. Only that: any other
-                # refusal of the lookup fails as before — a ticket may be there, and a second one
-                # would be made.
+                # the lookup cannot read), or what it made takes no more (an alert found in a channel
+                # archived since): this delivery failed the same way, and so did every later handoff
+                # of the conversation. Taken for not made, and said. Only those: any other refusal of
+                # the lookup fails as before — a ticket may be there, and a second one would be made.
                 log.warning("the ticket of a delivery given up cannot be looked for; taken for not made",
                             extra={"made_for": earlier.handoff_id, "error": err.message})
                 continue

@@ -1498,3 +1498,18 @@ def test_the_alert_shows_the_most_recent_earlier_contacts() -> None:
     assert "payout missing, still open" in shown and "contact 8" in shown and "contact 7" in shown
     assert "contact 6" not in shown and "no date at all" not in shown
     assert shown.index("contact 7") < shown.index("contact 8") < shown.index("payout missing")  # the bot's order
+
+
+def test_an_earlier_alert_found_in_a_channel_archived_since_does_not_fail_the_next_handoff(slack: FakeSlack) -> None:
+    # A review: the lookup found the given-up delivery's alert, and finishing its thread met the
+    # channel archived (TicketGone) — which failed this handoff, and every later one of the conversation.
+    first = ctx_for(handoff_id="hnd_01TESTHANDOFF0000000000000")
+    slack.fail("chat.postMessage", after=1, error="internal_error")  # the alert up, its thread cut short
+    with pytest.raises(OutcomeUnknown):
+        SlackAdapter(settings_for(slack), {}).deliver(first)
+    given_up = ctx_for(handoff_id="hnd_01TESTHANDOFF0000000000000", outcome_unknown=True,
+                       sent_to={"channel": "C0HANDOFF"})
+    slack.fail("chat.postMessage", error="is_archived")  # archived since; SLACK_CHANNEL moved to C0NEW
+    outcome = SlackAdapter(settings_for(slack, slack_channel="C0NEW"), {}).deliver(
+        ctx_for(handoff_id="hnd_01TESTHANDOFF0000000000001", earlier=(given_up,)))
+    assert outcome.status == "created" and outcome.vendor_id.startswith("C0NEW/")
