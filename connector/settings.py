@@ -56,11 +56,15 @@ def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None
     if named is not None and (flasks := _flasks_own_read()):
         from dotenv import dotenv_values
 
-        # The name itself may come from the .env the flask command read (it sets what it reads):
-        # then that .env is the file, its line is warned about as gunicorn's read warns of it —
-        # not taken for a file missing, or for two files mixed.
+        # The name may come from the .env the flask command read (it sets what it reads), or from
+        # the real environment with the same line in .env: which, this process cannot tell. Said
+        # as such — not as a file missing — and refused as any mix of the two (reading .env in its
+        # place, `check` approved a configuration the service would not run).
         if _chooses_another(flasks, dotenv_values(flasks, interpolate=False)) == named:
-            named, path = None, flasks
+            raise ConfigError(ENV_FILE, f"is set by a line of {flasks}, which the flask command read before the app "
+                              "(or by the environment and that line alike): run the command with "
+                              "FLASK_SKIP_DOTENV=1, and set CONNECTOR_ENV_FILE in the real environment — a "
+                              "line in the dotenv file is ignored")
     if path and not os.path.isfile(path):
         if named is None and not os.path.islink(path):  # none, or a directory (a virtualenv named .env)
             return None
@@ -92,8 +96,11 @@ def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None
     # Set by the file on several lines (the environment's own value would win over all of them):
     # for `Settings.warnings`, in this process and in the workers that inherit its environment.
     # The flask command set them itself, from this very file: theirs too (`check` said nothing).
+    # Only there: elsewhere an environment's value equal to the last line's still wins over it.
+    flasks = _flasks_own_read()
+    by_flask = bool(flasks) and os.path.samefile(flasks, path)
     twice = {key: lines[key] for key in sorted(lines) if len(lines[key]) > 1 and key != ENV_FILE
-             and (key in set_now or (values.get(key) is not None and environ.get(key) == values[key]))}
+             and (key in set_now or (by_flask and values.get(key) is not None and environ.get(key) == values[key]))}
     if twice:
         environ[FILE_TWICE] = json.dumps(twice)
     return path
