@@ -143,6 +143,7 @@ class Holder:
 
     routed: bool
     agent: str
+    agent_id: str = ""
 
 
 def holding(assignment: Assignment | None) -> Holder | None:
@@ -151,14 +152,18 @@ def holding(assignment: Assignment | None) -> Holder | None:
 
 
 def _holder(routed: bool | None, name: str | None, agent_id: str) -> Holder:
-    return Holder(bool(routed), name or agent_id)
+    return Holder(bool(routed), name or agent_id, str(agent_id))
 
 
 def _agent_now(handoff: Handoff, holder: Holder | None) -> dict[str, str]:
     """`assignment.agent` once someone is recorded holding the handoff: that agent — but routing's
     own agent keeps routing's label (Zendesk reports the assignee it was given by id alone, and
-    "Dana Smith" became "381726354" in every read)."""
-    if holder is None or (holder.routed and handoff.assignment.get("agent")):
+    "Dana Smith" became "381726354" in every read). Routing's own by its id: a ticket found held
+    by another agent is recorded `routed` too, and kept routing's name for someone else."""
+    if holder is None:
+        return {}
+    chosen = (handoff.assignment.get("previous_agent") or {}).get("id")
+    if handoff.assignment.get("agent") and chosen is not None and str(chosen) == holder.agent_id:
         return {}
     return {"agent": holder.agent}
 

@@ -127,8 +127,8 @@ def test_the_agent_who_has_it_is_named_as_routing_names_one():
     # `assignment.agent` names who has the handoff once one is recorded: their name, else their id.
     from connector.answers import Holder, holding
 
-    assert holding(SimpleNamespace(routed=False, agent_name="Dana", agent_id="agent-7")) == Holder(False, "Dana")
-    assert holding(SimpleNamespace(routed=True, agent_name=None, agent_id="agent-9")) == Holder(True, "agent-9")
+    assert holding(SimpleNamespace(routed=False, agent_name="Dana", agent_id="agent-7")) == Holder(False, "Dana", "agent-7")
+    assert holding(SimpleNamespace(routed=True, agent_name=None, agent_id="agent-9")) == Holder(True, "agent-9", "agent-9")
     assert holding(None) is None
 
 
@@ -139,14 +139,17 @@ def test_routings_own_agent_keeps_routings_label_when_the_vendor_reports_it_by_i
     from connector.models import utcnow
 
     handoff = SimpleNamespace(id="hnd_1", conversation_id="c", customer_message=None, packet={},
-                              assignment={"team": "billing", "agent": "Dana Smith", "rule": "sticky"},
+                              assignment={"team": "billing", "agent": "Dana Smith", "rule": "sticky",
+                                          "previous_agent": {"id": "381726354", "name": "Dana Smith"}},
                               completed_at=None, estimated_wait_seconds=None, created_at=utcnow(), deliveries=[])
     rows = [SimpleNamespace(target="zendesk", state="created", vendor_id="1", url=None, attempts=1,
                             last_error=None, receipt=None, next_attempt_at=None)]
 
-    def agent(routed: bool) -> str:
-        taken = holding(SimpleNamespace(routed=routed, agent_name=None, agent_id="381726354"))
+    def agent(routed: bool, agent_id: str = "381726354") -> str:
+        taken = holding(SimpleNamespace(routed=routed, agent_name=None, agent_id=agent_id))
         return render(handoff, rows, holder=taken)["assignment"]["agent"]
 
     assert agent(routed=True) == "Dana Smith"
-    assert agent(routed=False) == "381726354"  # another agent took it: who has it now
+    assert agent(routed=False) == "Dana Smith"  # the same agent, recorded taking it
+    # Another agent holding the ticket (recorded `routed` when found so): not routing's name (a review).
+    assert agent(routed=True, agent_id="555") == "555"
