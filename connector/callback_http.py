@@ -51,6 +51,12 @@ _NOT_PUBLIC_V6 = tuple(ipaddress.ip_network(n) for n in (
 ))
 
 
+# The IETF protocol assignments block (RFC 6890): Python before 3.11.10 / 3.12.4 (CVE-2024-4032)
+# took 246 of its 256 addresses for global, and callbacks went to 192.0.0.8. Refused here whatever
+# the interpreter says; its two global anycast addresses (.9, .10) are no callback's either.
+_NOT_PUBLIC_V4 = (ipaddress.ip_network("192.0.0.0/24"),)
+
+
 def is_public(address: str) -> bool:
     """A globally routable unicast address (not loopback, private, link-local, CGNAT, reserved…).
     IPv6 forms that carry an IPv4 address (mapped, NAT64, 6to4, Teredo) are judged by it."""
@@ -63,6 +69,8 @@ def is_public(address: str) -> bool:
             embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if embedded is not None:
             ip = embedded
+    if isinstance(ip, ipaddress.IPv4Address) and any(ip in network for network in _NOT_PUBLIC_V4):
+        return False
     return ip.is_global and not ip.is_multicast
 
 

@@ -539,6 +539,8 @@ def test_over_tls_a_dripping_bot_is_cut_off_all_the_same(make_app, public_tls):
     ("224.0.0.1", False), ("64:ff9b::a00:1", False), ("64:ff9b::5db8:d822", True), ("2002:a00:1::1", False),
     ("2002:5db8:d822::1", True), ("::a00:1", False), ("fec0::1", False), ("64:ff9b:1::5db8:d822", False),
     ("::ffff:0:7f00:1", False), ("5f00::1", False), ("3fff::1", False),
+    # CVE-2024-4032: Python 3.11.7 takes 192.0.0.8 for global (a security review); refused whatever it says.
+    ("192.0.0.8", False), ("192.0.0.200", False), ("::ffff:192.0.0.8", False),
 ])
 def test_which_addresses_are_public(address, public):
     assert callback_http.is_public(address) is public
