@@ -87,12 +87,17 @@ def _unservable(packet: Mapping[str, Any], services: Services) -> dict[str, tupl
         if name not in services.adapters:
             problems[f"targets.{index}"] = (f"Target {name!r} is not enabled on this connector.",
                                             f"not enabled; enabled: {', '.join(services.adapters)}")
-    return problems
+    # Against the targets the packet names, else every enabled one — not routing's choice, which
+    # may differ between a request and its retry (a sticky rule's lookup timing out): a retry
+    # arriving while the first was storing was told 422 beside its 201, and the dry run, which
+    # judges here too, approved what the endpoint refused.
+    going = [name for name in packet.get("targets") or services.adapters if name in services.adapters]
+    return problems | _vendor_extra_problems(packet, going)
 
 
 def _vendor_extra_problems(packet: Mapping[str, Any], targets: Iterable[str]) -> dict[str, tuple[str, str]]:
-    """What of the bot's `vendor_extra` the handoff's `targets` (routing's choice: a rule may send it
-    away from a vendor) could not work with, by field, as `_unservable` says it. A value an adapter
+    """What of the bot's `vendor_extra` the `targets` could not work with, by field, as
+    `_unservable` says it (a value for a vendor this connector serves, whichever a rule picks). A value an adapter
     could post but not find again after a timeout (a Slack channel by name) was refused only at
     delivery: the handoff failed for good after the bot had been told 202. The built-in preview
     renders every vendor's payload: a bot trying its vendor_extra there is refused as the vendor
@@ -342,11 +347,6 @@ def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, d
     moment (`handoff_store`); None when the handoff repeats a stored one."""
     decision = decide(packet, services.mappings, services.adapters, observed_wait=services.observed_wait,
                       deadline=deadline)
-    if refused := _vendor_extra_problems(packet, decision.targets):
-        # Judged where the targets are known; a handoff stored before this check is still replayed.
-        if find_repeat(services, bot_id, key, message_id) is None:
-            _refuse(refused)
-        return None
     now = utcnow()
     row = dict(
         id=f"hnd_{ULID()}", bot_id=bot_id, conversation_id=packet["conversation"]["id"], idempotency_key=key,
