@@ -324,14 +324,23 @@ def test_a_reload_applies_the_whole_edited_env_file_and_refuses_a_bad_one_withou
         except OSError:
             return None
 
+    def read(path):  # type: ignore[no-untyped-def]
+        # A worker a reload replaces may close the connection it took (RemoteDisconnected, beside a
+        # busy suite): asked again, as a client would; a service that stays away fails the test.
+        for _ in range(50):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as answer:
+                    return answer.read()
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"{path} did not answer\n{log.read_text()[-3000:]}")
+
     def settings_check():  # type: ignore[no-untyped-def]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
-            return json.loads(answer.read())["checks"]["settings"]
+        return json.loads(read("/readyz"))["checks"]["settings"]
 
     def settings_ok():  # type: ignore[no-untyped-def]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
-            return next(line for line in answer.read().decode().splitlines()
-                        if line.startswith("connector_settings_ok "))
+        return next(line for line in read("/metrics").decode().splitlines()
+                    if line.startswith("connector_settings_ok "))
 
     def settles(check, what, timeout=30):  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + timeout
