@@ -98,6 +98,10 @@ _CALLBACKS, _DELIVERIES, _HANDOFFS = Callback.__table__, Delivery.__table__, Han
 # The last deliveries of a handoff may be given up at once in two PostgreSQL transactions, each seeing
 # the other's target as pending: the handoff's row lock makes the second read after the first commits.
 _LOCK_HANDOFF = select(_HANDOFFS.c.id).where(_HANDOFFS.c.id == bindparam("handoff_id")).with_for_update()
+_HEARD_OF_A_HOLDER = (select(_CALLBACKS.c.id).where(_CALLBACKS.c.handoff_id == bindparam("handoff_id"),
+                                                    _CALLBACKS.c.state.in_([literal_column("'assigned'"),
+                                                                            literal_column("'completed'")]))
+                      .limit(1))
 _OUTCOMES = (select(_DELIVERIES.c.target, _DELIVERIES.c.state, _DELIVERIES.c.vendor_id, _DELIVERIES.c.url)
              .where(_DELIVERIES.c.handoff_id == bindparam("handoff_id")).order_by(_DELIVERIES.c.position))
 # The tickets its follow-ups (messages sent while it waited) reached, oldest first (`answers.reached_later`).
@@ -177,6 +181,11 @@ def on_delivered(connection: Connection | driver_cursor.Pooled, db: Database, ha
     outcomes = _outcomes(connection, handoff)
     if not agent_tickets(outcomes):
         return False  # preview's ticket beside a vendor's still to come: no agent sees it
+    if driver_cursor.run(connection, _HEARD_OF_A_HOLDER, {"handoff_id": handoff.id}).rows:
+        # A vendor's event came before this delivery's record (a create that timed out, a trigger
+        # assigning the ticket as it is made): the bot heard `assigned` or `completed`, and a
+        # `delivered` after it moved it back to "waiting for an agent". It knows the ticket already.
+        return False
     return add(connection, db, row(handoff, "delivered", url, outcomes, now))
 
 
@@ -229,6 +238,7 @@ class Due:
 
 
 _EARLIER = aliased(Callback)
+_LATER = aliased(Callback)
 # A process without a bot's signing secret leaves its callbacks this long to one that has it (a
 # rolling change of CONNECTOR_BOT_SECRETS, a worker started with another .env) before it puts them
 # aside: one process's settings decided for the fleet, and callbacks promised to a bot vanished.
@@ -438,7 +448,12 @@ class Sender:
         secret, they are not what "resend everything given up" means."""
         now = utcnow()
         statuses = ("dead",) if ids is None else ("dead", DISMISSED)
-        query = select(Callback.id).where(Callback.status.in_(statuses))
+        # Not one a later state of its handoff has reached the bot past: resent, it came last — a
+        # `failed` given up while the bot was down, resent after the replayed delivery's `delivered`,
+        # left the bot on "failed" for a handoff with a ticket.
+        overtaken = exists().where(_LATER.handoff_id == Callback.handoff_id, _LATER.id > Callback.id,
+                                   _LATER.status == "sent")
+        query = select(Callback.id).where(Callback.status.in_(statuses), ~overtaken)
         if ids is not None:
             query = query.where(Callback.id.in_(ids))
         with self.db.session() as session:
@@ -447,7 +462,7 @@ class Sender:
             # resends at once both read "dead" on PostgreSQL, and the second put back a callback
             # the first had queued and a process was already sending.
             chosen = sorted(session.scalars(
-                update(Callback).where(Callback.id.in_(candidates), Callback.status.in_(statuses)).values(
+                update(Callback).where(Callback.id.in_(candidates), Callback.status.in_(statuses), ~overtaken).values(
                     status="pending", attempts=0, next_attempt_at=now, window_started_at=now, finished_at=None,
                     lease_owner=None, lease_expires_at=None).returning(Callback.id))) if candidates else []
         log.info("status callbacks queued again", extra={"count": len(chosen)})

@@ -249,7 +249,8 @@ def callbacks_command(callback_ids: tuple[int, ...], status: str, limit: int, re
         queued = sender.resend(list(callback_ids) or None)
         _said("queued again", queued, "callback")
         if callback_ids and len(queued) < len(callback_ids):  # as `replay` says of deliveries
-            _left_alone(sender.db, Callback, set(callback_ids) - set(queued), "not given up", "callback")
+            _left_alone(sender.db, Callback, set(callback_ids) - set(queued),
+                        "not given up, or a later state of its handoff was sent past it", "callback")
         return
     rows = sender.listed(status, limit)
     for row in rows:

@@ -1139,3 +1139,63 @@ def test_an_assignment_made_before_the_solve_counts_though_it_comes_after_it(mak
                             agent_id="agent-8", agent_name="Sam", at=took + dt.timedelta(seconds=5))
     assert assignments.record(services, later).detail in ("the handoff was completed already",
                                                           "the ticket's newest handoff was assigned already")
+
+
+@pytest.mark.parametrize("heard", ["completed", "assigned"])
+def test_no_delivered_after_the_bot_heard_an_agent_has_it(make_callback_app, bot, heard):
+    # A review: a vendor's event coming before the delivery's own record (a create that timed out,
+    # a trigger assigning the ticket as it is made) sent `assigned` or `completed`, then `delivered`,
+    # which moved the bot back to "waiting for an agent".
+    from sqlalchemy import update
+
+    from connector import callbacks
+    from connector.models import Delivery, Handoff, utcnow
+    from tests.test_webhooks_zendesk import EVENT_BYTES, event, signed
+
+    app = _with_a_zendesk_handoff(make_callback_app, "hnd_EARLY", full_packet(callback={"url": bot.url}),
+                                  vendor_id=None, state="pending")
+    if heard == "completed":
+        body = event(type="zen:event-type:ticket.status_changed", detail__external_id="hnd_EARLY",
+                     event={"current": "SOLVED", "previous": "OPEN"})
+    else:
+        body = json.loads(EVENT_BYTES)
+        body["detail"]["external_id"] = "hnd_EARLY"
+    raw = json.dumps(body).encode()
+    assert app.test_client().post("/webhooks/zendesk", data=raw, content_type="application/json",
+                                  headers=signed(raw)).get_json()["outcome"] == "recorded"
+    services = app.extensions["connector"]
+    with services.db.session() as session:  # the delivery recorded late, as outbox._write_success does
+        session.execute(update(Delivery).where(Delivery.handoff_id == "hnd_EARLY")
+                        .values(state="created", vendor_id=str(body["detail"]["id"])))
+        session.flush()
+        assert not callbacks.on_delivered(session.connection(), services.db, session.get(Handoff, "hnd_EARLY"),
+                                          utcnow())
+    while send_due(app):
+        pass
+    assert bot.states() == [heard]
+
+
+def test_a_given_up_callback_a_later_one_overtook_is_not_resent(make_callback_app, bot, monkeypatch):
+    # A review: `failed` given up while the bot's endpoint was away, the delivery replayed and its
+    # `delivered` sent, then "resend what was given up" (as the README advises) left the bot on
+    # `failed` for a handoff with a ticket.
+    from adapters import registry
+    from connector.outbox import replay
+    from tests.support_adapters import FlakyAdapter
+
+    monkeypatch.setitem(registry.TARGETS, "flaky", "tests.support_adapters:FlakyAdapter")
+    monkeypatch.setattr(FlakyAdapter, "seen", set())
+    app = make_callback_app(targets=("flaky",), max_attempts=1)
+    handoff_id = post(app, full_packet(targets=["flaky"], callback={"url": bot.url,
+                                                                    "events": ["delivered", "failed"]}))["id"]
+    bot.answer(404)  # away: `failed` is given up
+    send_due(app)
+    services = app.extensions["connector"]
+    [delivery_id] = replay(services.db, ids=None, states=("dead",))
+    services.outbox.run_delivery(delivery_id)
+    bot.answer(200)
+    send_due(app)  # `delivered` reaches the bot
+    assert services.callbacks.resend() == []
+    send_due(app)
+    assert bot.states()[-1] == "delivered"
+    assert app.test_client().get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()["status"] == "delivered"
