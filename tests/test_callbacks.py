@@ -690,7 +690,8 @@ def test_given_up_callbacks_are_listed_and_sent_again_once_the_bot_can_be_signed
     # An id that is not given up (sent, or none such) is named, and the command fails: "queued again 0"
     # and exit 0 read as done.
     again = runner.invoke(args=["connector", "callbacks", "--resend", str(callback.id), "999"])
-    assert again.exit_code == 1 and f"not given up, left alone: {callback.id}\nno such callback: 999" in again.output
+    assert again.exit_code == 1 and (f"not given up, or a later state of its handoff was sent past it, left alone: "
+                                     f"{callback.id}\nno such callback: 999") in again.output
 
 
 def test_a_handoffs_callbacks_reach_the_bot_in_the_order_they_were_owed(make_callback_app, bot):
