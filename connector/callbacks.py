@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 
 import requests
 import tenacity
-from sqlalchemy import Connection, bindparam, exists, func, literal, literal_column, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, exists, func, literal, literal_column, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 from urllib3.exceptions import MaxRetryError
@@ -98,10 +98,24 @@ _CALLBACKS, _DELIVERIES, _HANDOFFS = Callback.__table__, Delivery.__table__, Han
 # The last deliveries of a handoff may be given up at once in two PostgreSQL transactions, each seeing
 # the other's target as pending: the handoff's row lock makes the second read after the first commits.
 _LOCK_HANDOFF = select(_HANDOFFS.c.id).where(_HANDOFFS.c.id == bindparam("handoff_id")).with_for_update()
-_HEARD_OF_A_HOLDER = (select(_CALLBACKS.c.id).where(_CALLBACKS.c.handoff_id == bindparam("handoff_id"),
-                                                    _CALLBACKS.c.state.in_([literal_column("'assigned'"),
-                                                                            literal_column("'completed'")]))
-                      .limit(1))
+# How far a state takes a bot: a given-up callback a later one of its handoff went past is not resent,
+# and no `delivered` follows an `assigned` or `completed` (`_HEARD_OF_A_HOLDER`).
+_PROGRESS = {"queued": 0, "delivered": 1, "failed": 1, "assigned": 2, "completed": 3}
+_AFTER = _CALLBACKS.alias("after_it")
+
+
+def _progress(state: Any) -> Any:
+    return case(_PROGRESS, value=state, else_=0)
+
+
+# An `assigned` or `completed` the bot heard, or will (sent or pending), that no later `failed`
+# has taken back: a `delivered` now would reach it after, and move it back to "waiting".
+_HEARD_OF_A_HOLDER = (select(_CALLBACKS.c.id).where(
+    _CALLBACKS.c.handoff_id == bindparam("handoff_id"),
+    _CALLBACKS.c.state.in_([literal_column("'assigned'"), literal_column("'completed'")]),
+    _CALLBACKS.c.status.in_([literal_column("'sent'"), literal_column("'pending'")]),
+    ~exists().where(_AFTER.c.handoff_id == _CALLBACKS.c.handoff_id, _AFTER.c.id > _CALLBACKS.c.id,
+                    _AFTER.c.state == literal_column("'failed'"))).limit(1))
 _OUTCOMES = (select(_DELIVERIES.c.target, _DELIVERIES.c.state, _DELIVERIES.c.vendor_id, _DELIVERIES.c.url)
              .where(_DELIVERIES.c.handoff_id == bindparam("handoff_id")).order_by(_DELIVERIES.c.position))
 # The tickets its follow-ups (messages sent while it waited) reached, oldest first (`answers.reached_later`).
@@ -208,6 +222,8 @@ def on_given_up(connection: Connection | driver_cursor.Pooled, db: Database, han
     reached = [ticket(*r) for r in driver_cursor.run(connection, _REACHED_LATER, {"handoff_id": handoff.id}).rows]
     tickets = answers.rescued(outcomes, reached, itemgetter("target"), itemgetter("status"))
     if agent_tickets(tickets):
+        if driver_cursor.run(connection, _HEARD_OF_A_HOLDER, {"handoff_id": handoff.id}).rows:
+            return False  # as `on_delivered`: the bot heard someone has it
         return delivered is not None and add(connection, db, row(handoff, "delivered", delivered, tickets, now))
     return failed is not None and add(connection, db, row(handoff, "failed", failed, outcomes, now))
 
@@ -451,8 +467,13 @@ class Sender:
         # Not one a later state of its handoff has reached the bot past: resent, it came last — a
         # `failed` given up while the bot was down, resent after the replayed delivery's `delivered`,
         # left the bot on "failed" for a handoff with a ticket.
-        overtaken = exists().where(_LATER.handoff_id == Callback.handoff_id, _LATER.id > Callback.id,
-                                   _LATER.status == "sent")
+        # By how far each state takes the bot, not by the order written: a `delivered` written
+        # after an `assigned` (a rescue by messages) does not make the `assigned` stale; a
+        # `delivered` sent after a `failed` does.
+        overtaken = exists().where(
+            _LATER.handoff_id == Callback.handoff_id, _LATER.id > Callback.id, _LATER.status == "sent",
+            or_(_progress(_LATER.state) > _progress(Callback.state),
+                and_(Callback.state == "failed", _LATER.state == "delivered")))
         query = select(Callback.id).where(Callback.status.in_(statuses), ~overtaken)
         if ids is not None:
             query = query.where(Callback.id.in_(ids))

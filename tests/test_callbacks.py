@@ -1200,3 +1200,137 @@ def test_a_given_up_callback_a_later_one_overtook_is_not_resent(make_callback_ap
     send_due(app)
     assert bot.states()[-1] == "delivered"
     assert app.test_client().get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()["status"] == "delivered"
+
+
+
+# ---- the order a bot hears its handoff's states in --------------------------------------------
+# When a vendor's event comes before the delivery's own record, a delivery is given up then
+# replayed, or given-up callbacks are resent (reviews of the `delivered`-after-a-holder and
+# overtaken-resend rules): the bot's last word is what a read says.
+
+def test_an_assigned_the_bot_never_heard_suppresses_delivered(make_callback_app, bot):
+    from sqlalchemy import update
+
+    from connector import callbacks
+    from connector.models import Callback, Delivery, Handoff, utcnow
+    from tests.test_webhooks_zendesk import EVENT_BYTES, signed
+
+    app = _with_a_zendesk_handoff(make_callback_app, "hnd_DEAD", full_packet(callback={"url": bot.url}),
+                                  vendor_id=None, state="pending")
+    body = json.loads(EVENT_BYTES)
+    body["detail"]["external_id"] = "hnd_DEAD"
+    raw = json.dumps(body).encode()
+    assert app.test_client().post("/webhooks/zendesk", data=raw, content_type="application/json",
+                                  headers=signed(raw)).get_json()["outcome"] == "recorded"
+    services = app.extensions["connector"]
+    with services.db.session() as session:  # the `assigned` was given up: the bot never heard it
+        session.execute(update(Callback).where(Callback.handoff_id == "hnd_DEAD", Callback.state == "assigned")
+                        .values(status="dead"))
+    with services.db.session() as session:
+        session.execute(update(Delivery).where(Delivery.handoff_id == "hnd_DEAD")
+                        .values(state="created", vendor_id=str(body["detail"]["id"])))
+        session.flush()
+        owed = callbacks.on_delivered(session.connection(), services.db, session.get(Handoff, "hnd_DEAD"), utcnow())
+    while send_due(app):
+        pass
+    assert owed, "delivered suppressed by an assigned the bot never heard"
+
+
+def test_replay_after_assigned_then_failed_leaves_bot_on_failed(make_callback_app, bot):
+    from sqlalchemy import update
+
+    from connector import callbacks
+    from connector.models import Delivery, Handoff, utcnow
+    from tests.test_webhooks_zendesk import EVENT_BYTES, signed
+
+    app = _with_a_zendesk_handoff(make_callback_app, "hnd_STUCK", full_packet(callback={"url": bot.url}),
+                                  vendor_id=None, state="pending")
+    body = json.loads(EVENT_BYTES)
+    body["detail"]["external_id"] = "hnd_STUCK"
+    raw = json.dumps(body).encode()
+    # the create timed out; Zendesk's trigger assigned the ticket as it was made
+    assert app.test_client().post("/webhooks/zendesk", data=raw, content_type="application/json",
+                                  headers=signed(raw)).get_json()["outcome"] == "recorded"
+    while send_due(app):
+        pass
+    services = app.extensions["connector"]
+    with services.db.session() as session:  # the delivery given up (retries spent), as outbox does
+        session.execute(update(Delivery).where(Delivery.handoff_id == "hnd_STUCK").values(state="dead"))
+        session.flush()
+        callbacks.on_given_up(session.connection(), services.db, session.get(Handoff, "hnd_STUCK"), utcnow())
+    while send_due(app):
+        pass
+    with services.db.session() as session:  # replayed: the lookup finds the ticket (_write_success)
+        session.execute(update(Delivery).where(Delivery.handoff_id == "hnd_STUCK")
+                        .values(state="created", vendor_id=str(body["detail"]["id"])))
+        session.flush()
+        callbacks.on_delivered(session.connection(), services.db, session.get(Handoff, "hnd_STUCK"), utcnow())
+    while send_due(app):
+        pass
+    from connector import answers
+    with services.db.session() as session:
+        h = session.get(Handoff, "hnd_STUCK")
+        status = answers.handoff_status(h.deliveries, lambda d: d.target, lambda d: d.state)
+    assert bot.states()[-1] != "failed", (bot.states(), status)
+
+
+def test_only_delivered_bot(make_callback_app, bot):
+    from sqlalchemy import update
+
+    from connector import callbacks
+    from connector.models import Delivery, Handoff, utcnow
+    from tests.test_webhooks_zendesk import EVENT_BYTES, signed
+
+    app = _with_a_zendesk_handoff(make_callback_app, "hnd_DEAD", full_packet(callback={"url": bot.url, "events": ["delivered"]}),
+                                  vendor_id=None, state="pending")
+    body = json.loads(EVENT_BYTES)
+    body["detail"]["external_id"] = "hnd_DEAD"
+    raw = json.dumps(body).encode()
+    assert app.test_client().post("/webhooks/zendesk", data=raw, content_type="application/json",
+                                  headers=signed(raw)).get_json()["outcome"] == "recorded"
+    services = app.extensions["connector"]
+    with services.db.session() as session:
+        session.execute(update(Delivery).where(Delivery.handoff_id == "hnd_DEAD")
+                        .values(state="created", vendor_id=str(body["detail"]["id"])))
+        session.flush()
+        owed = callbacks.on_delivered(session.connection(), services.db, session.get(Handoff, "hnd_DEAD"), utcnow())
+    while send_due(app):
+        pass
+    assert owed, "delivered suppressed by an assigned the bot never heard"
+
+
+def test_rescue_delivered_after_assigned_and_resend_skips_the_assigned(make_callback_app, bot):
+    from sqlalchemy import update
+
+    from connector import callbacks
+    from connector.models import Delivery, Handoff, utcnow
+    from tests.test_webhooks_zendesk import EVENT_BYTES, at, signed
+
+    app = _with_a_zendesk_handoff(make_callback_app, "hnd_R", full_packet(callback={"url": bot.url}),
+                                  vendor_id=None, state="pending")
+    body = json.loads(EVENT_BYTES)
+    body["detail"]["external_id"] = "hnd_R"
+    raw = json.dumps(body).encode()
+    bot.answer(404)  # bot away: the `assigned` is given up
+    assert app.test_client().post("/webhooks/zendesk", data=raw, content_type="application/json",
+                                  headers=signed(raw)).get_json()["outcome"] == "recorded"
+    services = app.extensions["connector"]
+    while send_due(app):
+        pass
+    bot.answer(200)
+    with services.db.session() as session:
+        session.execute(update(Delivery).where(Delivery.handoff_id == "hnd_R").values(state="dead"))
+        # a follow-up batch whose own delivery reached a ticket (rescue), recorded as outbox does
+        session.add(Handoff(id="hnd_R_f", bot_id="support-bot", conversation_id="conv-1", idempotency_key="k2",
+                            request_hash="1" * 64, packet={}, follows_id="hnd_R",
+                            assignment={"team": "billing", "trace": [], "targets": {}},
+                            customer_message={}, created_at=at(-5),
+                            deliveries=[Delivery(target="zendesk", state="updated", vendor_id="1001")]))
+        session.flush()
+        callbacks.on_given_up(session.connection(), services.db, session.get(Handoff, "hnd_R"), utcnow())
+    while send_due(app):
+        pass
+    queued = services.callbacks.resend()
+    while send_due(app):
+        pass
+    assert queued, "the given-up `assigned` is not resent: the bot stays on `delivered` with an agent on it"
