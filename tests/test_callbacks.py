@@ -1142,40 +1142,6 @@ def test_an_assignment_made_before_the_solve_counts_though_it_comes_after_it(mak
                                                           "the ticket's newest handoff was assigned already")
 
 
-@pytest.mark.parametrize("heard", ["completed", "assigned"])
-def test_no_delivered_after_the_bot_heard_an_agent_has_it(make_callback_app, bot, heard):
-    # A review: a vendor's event coming before the delivery's own record (a create that timed out,
-    # a trigger assigning the ticket as it is made) sent `assigned` or `completed`, then `delivered`,
-    # which moved the bot back to "waiting for an agent".
-    from sqlalchemy import update
-
-    from connector import callbacks
-    from connector.models import Delivery, Handoff, utcnow
-    from tests.test_webhooks_zendesk import EVENT_BYTES, event, signed
-
-    app = _with_a_zendesk_handoff(make_callback_app, "hnd_EARLY", full_packet(callback={"url": bot.url}),
-                                  vendor_id=None, state="pending")
-    if heard == "completed":
-        body = event(type="zen:event-type:ticket.status_changed", detail__external_id="hnd_EARLY",
-                     event={"current": "SOLVED", "previous": "OPEN"})
-    else:
-        body = json.loads(EVENT_BYTES)
-        body["detail"]["external_id"] = "hnd_EARLY"
-    raw = json.dumps(body).encode()
-    assert app.test_client().post("/webhooks/zendesk", data=raw, content_type="application/json",
-                                  headers=signed(raw)).get_json()["outcome"] == "recorded"
-    services = app.extensions["connector"]
-    with services.db.session() as session:  # the delivery recorded late, as outbox._write_success does
-        session.execute(update(Delivery).where(Delivery.handoff_id == "hnd_EARLY")
-                        .values(state="created", vendor_id=str(body["detail"]["id"])))
-        session.flush()
-        assert not callbacks.on_delivered(session.connection(), services.db, session.get(Handoff, "hnd_EARLY"),
-                                          utcnow())
-    while send_due(app):
-        pass
-    assert bot.states() == [heard]
-
-
 def test_a_given_up_callback_a_later_one_overtook_is_not_resent(make_callback_app, bot, monkeypatch):
     # A review: `failed` given up while the bot's endpoint was away, the delivery replayed and its
     # `delivered` sent, then "resend what was given up" (as the README advises) left the bot on
@@ -1202,135 +1168,120 @@ def test_a_given_up_callback_a_later_one_overtook_is_not_resent(make_callback_ap
     assert app.test_client().get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()["status"] == "delivered"
 
 
-
 # ---- the order a bot hears its handoff's states in --------------------------------------------
-# When a vendor's event comes before the delivery's own record, a delivery is given up then
-# replayed, or given-up callbacks are resent (reviews of the `delivered`-after-a-holder and
-# overtaken-resend rules): the bot's last word is what a read says.
+# A vendor's event may come before the delivery's own record (a create that timed out, a trigger
+# assigning the ticket as it is made), a delivery be given up then replayed, given-up callbacks be
+# resent: the bot's last word is what a read says (reviews of the `delivered`-after-a-holder rule).
 
-def test_an_assigned_the_bot_never_heard_suppresses_delivered(make_callback_app, bot):
-    from sqlalchemy import update
 
-    from connector import callbacks
-    from connector.models import Callback, Delivery, Handoff, utcnow
-    from tests.test_webhooks_zendesk import EVENT_BYTES, signed
+def _event_first(make_callback_app, bot, handoff_id: str, heard: str = "assigned", events=None):
+    """A Zendesk handoff whose delivery is still pending when Zendesk reports it `heard` (taken, or
+    solved): the app, and the ticket's id the event named."""
+    from tests.test_webhooks_zendesk import EVENT_BYTES, event, signed
 
-    app = _with_a_zendesk_handoff(make_callback_app, "hnd_DEAD", full_packet(callback={"url": bot.url}),
-                                  vendor_id=None, state="pending")
-    body = json.loads(EVENT_BYTES)
-    body["detail"]["external_id"] = "hnd_DEAD"
+    callback = {"url": bot.url} | ({"events": events} if events is not None else {})
+    app = _with_a_zendesk_handoff(make_callback_app, handoff_id, full_packet(callback=callback), vendor_id=None,
+                                  state="pending")
+    if heard == "completed":
+        body = event(type="zen:event-type:ticket.status_changed", detail__external_id=handoff_id,
+                     event={"current": "SOLVED", "previous": "OPEN"})
+    else:
+        body = json.loads(EVENT_BYTES)
+        body["detail"]["external_id"] = handoff_id
     raw = json.dumps(body).encode()
     assert app.test_client().post("/webhooks/zendesk", data=raw, content_type="application/json",
                                   headers=signed(raw)).get_json()["outcome"] == "recorded"
+    return app, str(body["detail"]["id"])
+
+
+def _recorded_late(app, handoff_id: str, ticket_id: str, state: str = "created") -> bool:
+    """The delivery's outcome recorded after the event, in the statements the outbox uses (a ticket:
+    `on_delivered`; given up: `on_given_up`); whether a callback was owed."""
+    from sqlalchemy import update
+
+    from connector import callbacks
+    from connector.models import DONE, Delivery, Handoff, utcnow
+
     services = app.extensions["connector"]
-    with services.db.session() as session:  # the `assigned` was given up: the bot never heard it
+    with services.db.session() as session:
+        session.execute(update(Delivery).where(Delivery.handoff_id == handoff_id)
+                        .values(state=state, vendor_id=ticket_id if state in DONE else None))
+        session.flush()
+        owe = callbacks.on_delivered if state in DONE else callbacks.on_given_up
+        return owe(session.connection(), services.db, session.get(Handoff, handoff_id), utcnow())
+
+
+def _drain(app) -> None:
+    while send_due(app):
+        pass
+
+
+@pytest.mark.parametrize("heard", ["completed", "assigned"])
+def test_no_delivered_after_the_bot_heard_an_agent_has_it(make_callback_app, bot, heard):
+    # `assigned` or `completed`, then `delivered`, moved the bot back to "waiting for an agent".
+    app, ticket = _event_first(make_callback_app, bot, "hnd_EARLY", heard)
+    assert not _recorded_late(app, "hnd_EARLY", ticket)
+    _drain(app)
+    assert bot.states() == [heard]
+
+
+def test_delivered_is_owed_when_the_bot_never_heard_the_assignment(make_callback_app, bot):
+    # Held back by an `assigned` given up (or dismissed), the bot heard nothing at all.
+    from sqlalchemy import update
+
+    from connector.models import Callback
+
+    app, ticket = _event_first(make_callback_app, bot, "hnd_DEAD")
+    with app.extensions["connector"].db.session() as session:
         session.execute(update(Callback).where(Callback.handoff_id == "hnd_DEAD", Callback.state == "assigned")
                         .values(status="dead"))
-    with services.db.session() as session:
-        session.execute(update(Delivery).where(Delivery.handoff_id == "hnd_DEAD")
-                        .values(state="created", vendor_id=str(body["detail"]["id"])))
-        session.flush()
-        owed = callbacks.on_delivered(session.connection(), services.db, session.get(Handoff, "hnd_DEAD"), utcnow())
-    while send_due(app):
-        pass
-    assert owed, "delivered suppressed by an assigned the bot never heard"
+    assert _recorded_late(app, "hnd_DEAD", ticket)
+    _drain(app)
+    assert bot.states() == ["delivered"]
 
 
-def test_replay_after_assigned_then_failed_leaves_bot_on_failed(make_callback_app, bot):
-    from sqlalchemy import update
+def test_a_bot_that_asked_only_for_delivered_hears_it_after_an_early_assignment(make_callback_app, bot):
+    app, ticket = _event_first(make_callback_app, bot, "hnd_ONLY", events=["delivered"])
+    assert _recorded_late(app, "hnd_ONLY", ticket)
+    _drain(app)
+    assert bot.states() == ["delivered"]
 
+
+def test_a_replay_after_failed_tells_the_bot_delivered_though_it_heard_assigned_first(make_callback_app, bot):
+    # The create timed out, Zendesk's trigger assigned the ticket, the retries ran out (`failed`),
+    # then a replay found the ticket: held back by the `assigned`, `delivered` left the bot on `failed`.
+    app, ticket = _event_first(make_callback_app, bot, "hnd_STUCK")
+    _drain(app)
+    assert _recorded_late(app, "hnd_STUCK", ticket, state="dead")
+    _drain(app)
+    assert _recorded_late(app, "hnd_STUCK", ticket)
+    _drain(app)
+    assert bot.states() == ["assigned", "failed", "delivered"]
+
+
+def test_a_rescue_by_messages_keeps_the_assigned_the_bot_never_heard_resendable(make_callback_app, bot):
+    # A `delivered` written after an `assigned` (a batch of messages reaching a ticket for a handoff
+    # given up) made resend skip the `assigned`, as if overtaken: the bot stayed on "waiting".
     from connector import callbacks
     from connector.models import Delivery, Handoff, utcnow
-    from tests.test_webhooks_zendesk import EVENT_BYTES, signed
+    from tests.test_webhooks_zendesk import at
 
-    app = _with_a_zendesk_handoff(make_callback_app, "hnd_STUCK", full_packet(callback={"url": bot.url}),
-                                  vendor_id=None, state="pending")
-    body = json.loads(EVENT_BYTES)
-    body["detail"]["external_id"] = "hnd_STUCK"
-    raw = json.dumps(body).encode()
-    # the create timed out; Zendesk's trigger assigned the ticket as it was made
-    assert app.test_client().post("/webhooks/zendesk", data=raw, content_type="application/json",
-                                  headers=signed(raw)).get_json()["outcome"] == "recorded"
-    while send_due(app):
-        pass
-    services = app.extensions["connector"]
-    with services.db.session() as session:  # the delivery given up (retries spent), as outbox does
-        session.execute(update(Delivery).where(Delivery.handoff_id == "hnd_STUCK").values(state="dead"))
-        session.flush()
-        callbacks.on_given_up(session.connection(), services.db, session.get(Handoff, "hnd_STUCK"), utcnow())
-    while send_due(app):
-        pass
-    with services.db.session() as session:  # replayed: the lookup finds the ticket (_write_success)
-        session.execute(update(Delivery).where(Delivery.handoff_id == "hnd_STUCK")
-                        .values(state="created", vendor_id=str(body["detail"]["id"])))
-        session.flush()
-        callbacks.on_delivered(session.connection(), services.db, session.get(Handoff, "hnd_STUCK"), utcnow())
-    while send_due(app):
-        pass
-    from connector import answers
-    with services.db.session() as session:
-        h = session.get(Handoff, "hnd_STUCK")
-        status = answers.handoff_status(h.deliveries, lambda d: d.target, lambda d: d.state)
-    assert bot.states()[-1] != "failed", (bot.states(), status)
-
-
-def test_only_delivered_bot(make_callback_app, bot):
-    from sqlalchemy import update
-
-    from connector import callbacks
-    from connector.models import Delivery, Handoff, utcnow
-    from tests.test_webhooks_zendesk import EVENT_BYTES, signed
-
-    app = _with_a_zendesk_handoff(make_callback_app, "hnd_DEAD", full_packet(callback={"url": bot.url, "events": ["delivered"]}),
-                                  vendor_id=None, state="pending")
-    body = json.loads(EVENT_BYTES)
-    body["detail"]["external_id"] = "hnd_DEAD"
-    raw = json.dumps(body).encode()
-    assert app.test_client().post("/webhooks/zendesk", data=raw, content_type="application/json",
-                                  headers=signed(raw)).get_json()["outcome"] == "recorded"
-    services = app.extensions["connector"]
-    with services.db.session() as session:
-        session.execute(update(Delivery).where(Delivery.handoff_id == "hnd_DEAD")
-                        .values(state="created", vendor_id=str(body["detail"]["id"])))
-        session.flush()
-        owed = callbacks.on_delivered(session.connection(), services.db, session.get(Handoff, "hnd_DEAD"), utcnow())
-    while send_due(app):
-        pass
-    assert owed, "delivered suppressed by an assigned the bot never heard"
-
-
-def test_rescue_delivered_after_assigned_and_resend_skips_the_assigned(make_callback_app, bot):
-    from sqlalchemy import update
-
-    from connector import callbacks
-    from connector.models import Delivery, Handoff, utcnow
-    from tests.test_webhooks_zendesk import EVENT_BYTES, at, signed
-
-    app = _with_a_zendesk_handoff(make_callback_app, "hnd_R", full_packet(callback={"url": bot.url}),
-                                  vendor_id=None, state="pending")
-    body = json.loads(EVENT_BYTES)
-    body["detail"]["external_id"] = "hnd_R"
-    raw = json.dumps(body).encode()
-    bot.answer(404)  # bot away: the `assigned` is given up
-    assert app.test_client().post("/webhooks/zendesk", data=raw, content_type="application/json",
-                                  headers=signed(raw)).get_json()["outcome"] == "recorded"
-    services = app.extensions["connector"]
-    while send_due(app):
-        pass
+    app, ticket = _event_first(make_callback_app, bot, "hnd_R")
+    bot.answer(404)  # away: the `assigned` is given up
+    _drain(app)
     bot.answer(200)
+    services = app.extensions["connector"]
     with services.db.session() as session:
-        session.execute(update(Delivery).where(Delivery.handoff_id == "hnd_R").values(state="dead"))
-        # a follow-up batch whose own delivery reached a ticket (rescue), recorded as outbox does
+        session.get(Handoff, "hnd_R").deliveries[0].state = "dead"
+        # a batch of messages whose own delivery reached the ticket, recorded as the outbox does
         session.add(Handoff(id="hnd_R_f", bot_id="support-bot", conversation_id="conv-1", idempotency_key="k2",
                             request_hash="1" * 64, packet={}, follows_id="hnd_R",
                             assignment={"team": "billing", "trace": [], "targets": {}},
                             customer_message={}, created_at=at(-5),
-                            deliveries=[Delivery(target="zendesk", state="updated", vendor_id="1001")]))
+                            deliveries=[Delivery(target="zendesk", state="updated", vendor_id=ticket)]))
         session.flush()
         callbacks.on_given_up(session.connection(), services.db, session.get(Handoff, "hnd_R"), utcnow())
-    while send_due(app):
-        pass
-    queued = services.callbacks.resend()
-    while send_due(app):
-        pass
-    assert queued, "the given-up `assigned` is not resent: the bot stays on `delivered` with an agent on it"
+    _drain(app)
+    assert services.callbacks.resend()
+    _drain(app)
+    assert bot.states()[-1] == "assigned"
