@@ -1049,7 +1049,8 @@ def test_a_slack_channel_given_by_name_in_vendor_extra_is_refused_with_a_422_nam
     assert post(alone, minimal_packet(vendor_extra={"slack": {"channel": "C0VIP"}})).status_code == 201
 
 
-def test_slack_vendor_extra_is_judged_the_same_whatever_routing_chooses(make_app, tmp_path, test_targets):
+def test_slack_vendor_extra_is_judged_the_same_whatever_routing_chooses(make_app, tmp_path, test_targets,
+                                                                        monkeypatch):
     # Two reviews: judged against routing's choice, a retry arriving while the first request was
     # storing could be told 422 beside its 201 (a sticky rule's lookup timing out changes the
     # choice), and the dry run approved what the endpoint refused. Judged against the targets the
@@ -1083,11 +1084,8 @@ def test_slack_vendor_extra_is_judged_the_same_whatever_routing_chooses(make_app
 
     previewed = make_app(targets=("preview",)).test_client()  # it renders Slack's payload: judged
     stored_before = minimal_packet(vendor_extra={"slack": {"channel": "#vip"}})
-    original = SlackAdapter.vendor_extra_problems
-    try:
-        SlackAdapter.vendor_extra_problems = classmethod(lambda cls, extra: {})  # as before the check
+    with monkeypatch.context() as before_the_check:
+        before_the_check.setattr(SlackAdapter, "vendor_extra_problems", classmethod(lambda cls, extra: {}))
         assert post(previewed, stored_before, key="k-old").status_code == 201
-    finally:
-        SlackAdapter.vendor_extra_problems = original
     assert post(previewed, stored_before, key="k-old").status_code == 200
     assert post(previewed, stored_before, key="k-new").status_code == 422
