@@ -76,7 +76,8 @@ def _loaded(data: dict[str, Any], services: Services) -> dict[str, Any]:
 
 def _unservable(packet: Mapping[str, Any], services: Services) -> dict[str, tuple[str, str]]:
     """What this connector's settings cannot serve in a valid packet — a callback URL it may not
-    call, targets it has not enabled — by field: (the detail, the reason). All of them at once:
+    call, targets it has not enabled, a `vendor_extra` its adapters cannot work with — by field:
+    (the detail, the reason). All of them at once:
     a bot fixed one and met the next."""
     problems: dict[str, tuple[str, str]] = {}
     callback = packet.get("callback")
@@ -96,8 +97,8 @@ def _unservable(packet: Mapping[str, Any], services: Services) -> dict[str, tupl
 
 
 def _vendor_extra_problems(packet: Mapping[str, Any], targets: Iterable[str]) -> dict[str, tuple[str, str]]:
-    """What of the bot's `vendor_extra` the `targets` could not work with, by field, as
-    `_unservable` says it (a value for a vendor this connector serves, whichever a rule picks). A value an adapter
+    """What of the bot's `vendor_extra` the `targets` could not work with, by field, as `_unservable`
+    says it (a value for a vendor this connector serves, whichever a rule picks). A value an adapter
     could post but not find again after a timeout (a Slack channel by name) was refused only at
     delivery: the handoff failed for good after the bot had been told 202. The built-in preview
     renders every vendor's payload: a bot trying its vendor_extra there is refused as the vendor
