@@ -205,18 +205,22 @@ class ZendeskAdapter(Adapter):
             # agent had lowered since triage (a "thanks" undid it), and re-added the handoff's tags an
             # agent had removed. Only a new handoff may raise priority or add routing tags.
             return {"ticket": {"comment": comment}}
-        # additional_tags adds to the ticket's tags; `tags` would replace the agent's own. No team tag:
-        # an update routes nothing (no group, no assignee), so `team_<routing's choice>` claimed a move
-        # that never happened — a repeat routing chose escalations for, on a ticket left with technical
-        # support (`not_moved`), showed in escalations' tag views and SLAs. The ticket's own team's tag
-        # is on it since its creation, unless an agent removed it.
-        ticket: dict[str, Any] = {"comment": comment, "additional_tags": self._tags(ctx, routed=False)}
+        # The tags go by Add Tags (`tags`, beside the ticket: `send_update`), which adds to the ticket's
+        # own. Update Ticket takes `tags` as the whole list (an agent's would go) and documents no
+        # `additional_tags` — Zendesk: "If you use the Update Ticket endpoint to add one or more tags
+        # to a ticket, the new tags replace any existing tags" — so a repeat's were sent where Zendesk
+        # does not say it reads them. No team tag: an update routes nothing (no group, no assignee),
+        # so `team_<routing's choice>` claimed a move that never happened — a repeat routing chose
+        # escalations for, on a ticket left with technical support (`not_moved`), showed in
+        # escalations' tag views and SLAs. The ticket's own team's tag is on it since its creation,
+        # unless an agent removed it.
+        ticket: dict[str, Any] = {"comment": comment}
         raised = self._conf["priority"].get("urgent") if ctx.assignment.get("priority") == "urgent" else None
         if raised is not None:  # `urgent: null` (no priority) would clear the ticket's own
             # Raised, never lowered: the ticket's own priority is not known here (an agent may have
             # raised it), and urgent is the top — an urgent return must not sit at the old priority.
             ticket["priority"] = raised
-        return {"ticket": ticket}
+        return {"ticket": ticket, "tags": self._tags(ctx, routed=False)}
 
     brief_fields = {("comment", "html_body"): frozenset()}  # the comment is the brief
 
@@ -300,7 +304,7 @@ class ZendeskAdapter(Adapter):
         # ticket looked like any other in views, triggers and SLA policies (group ids are an admin's).
         # `routed`: the ticket goes where routing chose (a new ticket); else no team tag.
         #
-        # Tags only add up across a conversation's handoffs (`additional_tags`): a repeat that is now
+        # Tags only add up across a conversation's handoffs (Add Tags): a repeat that is now
         # angry adds sentiment_angry beside the first one's sentiment_frustrated. Removing the older
         # one (`remove_tags`) could remove the same tag an agent, a trigger or another integration
         # set — Zendesk's tags carry no author — so each stays a fact of some handoff of the ticket.
@@ -345,14 +349,35 @@ class ZendeskAdapter(Adapter):
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         assert ctx.link is not None  # the base calls this only with a link
         body = self._with_upload(payload, ctx)
-        path = f"/api/v2/tickets/{quote(str(ctx.link.vendor_id), safe='')}.json"
+        ticket_id = str(ctx.link.vendor_id)
+        path = f"/api/v2/tickets/{quote(ticket_id, safe='')}.json"
         try:
-            reply, response = self._call("PUT", path, write=True, json=body, expect="ticket")
+            # The tags first: adding them again is harmless, so a failure after them only sends them
+            # again, where a note already in would be looked for before anything else (`find_existing_update`).
+            refused = self._add_tags(ticket_id, body["tags"]) if body.get("tags") else ()
+            reply, response = self._call("PUT", path, write=True, json={"ticket": body["ticket"]}, expect="ticket")
         except RejectedError as err:
-            raise _gone(err, ctx.link.vendor_id) or err from err
-        reopened, holder = self._settle(path, ctx.link.vendor_id, reply["ticket"])
-        return replace(self._sent(reply["ticket"], reply, reopened=reopened), slow_down_s=quota_pause(response),
-                       holder=holder)
+            raise _gone(err, ticket_id) or err from err
+        reopened, holder = self._settle(path, ticket_id, reply["ticket"])
+        sent = self._sent(reply["ticket"], reply, reopened=reopened)
+        return replace(sent, slow_down_s=quota_pause(response), holder=holder, dropped=(*sent.dropped, *refused))
+
+    def _add_tags(self, ticket_id: str, tags: list[str]) -> tuple[dict[str, str], ...]:
+        """Add Tags (`PUT /api/v2/tickets/{id}/tags`): `tags` beside the ticket's own, none replaced.
+        A ticket that takes no more updates raises (`_gone`, by the caller); any other refusal leaves
+        the note to go without them, and the receipt says so — the note is what the agent needs.
+        Safe to redo: a timeout is a plain failure, retried."""
+        try:
+            self._call("PUT", f"/api/v2/tickets/{quote(ticket_id, safe='')}/tags", write=False, json={"tags": tags},
+                       expect="tags")
+        except RejectedError as err:
+            if _gone(err, ticket_id) is not None:
+                raise
+            log.warning("Zendesk refused the handoff's tags; adding the note without them",
+                        extra={"ticket": ticket_id, "status": err.status})
+            return ({"part": "mapping", "reason": f"Zendesk refused the tags {', '.join(tags)} ({err.message[:300]}); "
+                     "the note was added without them"},)
+        return ()
 
     def _settle(self, path: str, ticket_id: str, ticket: Mapping[str, Any]) -> tuple[bool, str | None]:
         """A ticket our note is on, as Zendesk shows it: reopened if the note left it waiting on
@@ -686,8 +711,11 @@ def _config(mapping: Mapping[str, Any]) -> dict[str, Any]:
         if theirs is not None and theirs not in PRIORITIES:  # null: no priority (Zendesk's is nullable)
             raise MappingProblem("zendesk", f"priority.{ours}",
                                  f"must be one of Zendesk's {', '.join(PRIORITIES)} (or null), got {theirs!r}")
-    if conf.get("brand_id") is not None and (problem := id_problem(conf["brand_id"])):
-        raise MappingProblem("zendesk", "brand_id", problem)
+    if conf.get("brand_id") is not None:
+        if problem := id_problem(conf["brand_id"]):
+            raise MappingProblem("zendesk", "brand_id", problem)
+        conf["brand_id"] = int(conf["brand_id"])
+    fields = []
     for i, entry in enumerate(conf["custom_fields"]):
         if not isinstance(entry, Mapping) or "id" not in entry or not any(entry.get(k) for k in VALUE_KINDS):
             raise MappingProblem("zendesk", f"custom_fields[{i}]",
@@ -695,6 +723,10 @@ def _config(mapping: Mapping[str, Any]) -> dict[str, Any]:
         if problem := id_problem(entry["id"]):
             raise MappingProblem("zendesk", f"custom_fields[{i}].id", problem)
         compile_for("zendesk", _spec(entry), f"custom_fields[{i}]", mapping.get("lookups"))
+        # Ids are integers to Zendesk (TicketObject's brand_id, TicketFieldValueInput's id): one
+        # written in quotes (`id: "360001"`, as YAML keeps a long number safe) was sent as a string.
+        fields.append({**entry, "id": int(entry["id"])})
+    conf["custom_fields"] = fields
     if not isinstance(conf["tags"], list):
         raise MappingProblem("zendesk", "tags", "must be a list")
     if mapping.get("subject"):  # a value spec, as a custom field's: checked now, not at every delivery

@@ -734,6 +734,7 @@ def test_a_repeat_not_moved_says_so_where_its_brief_says_routed_to(make_app):
     again["transcript"].append({"at": "2026-11-20T10:05:00Z", "role": "customer", "text": "This is fraud."})
     with responses.RequestsMock() as mock:
         mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201, json={"ticket": {"id": 1}})
+        mock.put("https://acme.zendesk.com/api/v2/tickets/1/tags", json={"tags": ["handoff"]})  # Add Tags, first
         put = mock.put("https://acme.zendesk.com/api/v2/tickets/1.json", json={"ticket": {"id": 1, "status": "open"}})
         assert post(client, first).get_json()["assignment"]["team"] == "support"
         assert post(client, again).get_json()["assignment"]["team"] == "escalations"
@@ -759,6 +760,7 @@ def test_a_repeat_names_the_collected_values_that_are_new_or_changed(make_app):
     again["collected_data"].update(order_number="A-101", refund_reason="damaged", tracking=["T1", "T2"])
     with responses.RequestsMock() as mock:
         mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201, json={"ticket": {"id": 1}})
+        mock.put("https://acme.zendesk.com/api/v2/tickets/1/tags", json={"tags": ["handoff"]})  # Add Tags, first
         put = mock.put("https://acme.zendesk.com/api/v2/tickets/1.json", json={"ticket": {"id": 1, "status": "open"}})
         assert post(client, first).status_code == 201
         with services.db.reading() as session:
@@ -808,6 +810,7 @@ def test_a_third_handoff_says_what_is_new_since_the_second_not_since_the_ticket_
 
     with responses.RequestsMock() as mock:
         mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201, json={"ticket": {"id": 1}})
+        mock.put("https://acme.zendesk.com/api/v2/tickets/1/tags", json={"tags": ["handoff"]})  # Add Tags, first
         put = mock.put("https://acme.zendesk.com/api/v2/tickets/1.json", json={"ticket": {"id": 1, "status": "open"}})
         assert post(client, first).status_code == 201
         assert told() == {}  # opened: `opened_with` says where it stood
@@ -885,6 +888,8 @@ def test_a_handoff_updating_a_ticket_an_agent_has_is_theirs(make_app):
     with responses.RequestsMock() as mock:
         mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201, json={"ticket": {"id": 1}})
         mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201, json={"ticket": {"id": 2}})
+        for ticket in (1, 2):  # Add Tags, before each repeat's note
+            mock.put(f"https://acme.zendesk.com/api/v2/tickets/{ticket}/tags", json={"tags": ["handoff"]})
         mock.put("https://acme.zendesk.com/api/v2/tickets/1.json", json={"ticket": {"id": 1, "status": "open", **sam}})
         mock.put("https://acme.zendesk.com/api/v2/tickets/2.json",
                  json={"ticket": {"id": 2, "status": "solved", **solved_by}})

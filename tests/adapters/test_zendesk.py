@@ -138,8 +138,13 @@ def test_link_present_adds_a_comment_instead_of_a_second_ticket(zd: FakeZendesk)
     # Said plainly, an agent does not take the second handoff's brief for a repeat of the first.
     again = "<p><em>Handed off again: the conversation came back to a person (handoff hnd_01TESTHANDOFF0000000000000).</em></p>"
     assert body["ticket"]["comment"] == {"html_body": again + ctx().brief.html, "public": False}
-    assert set(body["ticket"]) == {"comment", "additional_tags"}  # nothing the agent set is overwritten
-    assert "handoff" in body["ticket"]["additional_tags"]
+    assert set(body["ticket"]) == {"comment"}  # nothing the agent set is overwritten
+    # The tags by Add Tags, before the note: Update Ticket takes `tags` as the whole list and
+    # documents no `additional_tags` (they were sent there, and may never have reached the ticket).
+    [tags] = zd.json_bodies("PUT", "/api/v2/tickets/77120/tags")
+    assert set(tags) == {"tags"} and "handoff" in tags["tags"]
+    assert [call.request.url.rsplit("/", 1)[-1] for call in zd.rsps.calls] == ["tags", "77120.json"]
+    zd.assert_ticket_requests_valid()
 
 
 def test_messages_behind_the_ticket_are_not_announced_as_a_handoff_again() -> None:
@@ -215,6 +220,32 @@ def test_a_deleted_ticket_gets_a_new_ticket_naming_nothing(zd: FakeZendesk) -> N
     outcome = adapter().deliver(ctx(link=Link(vendor_id="77120")))
     assert (outcome.status, outcome.vendor_id) == ("created", "1002")
     assert "via_followup_source_id" not in zd.json_bodies("POST", TICKETS)[0]["ticket"]
+
+
+def test_tags_zendesk_refuses_leave_the_note_to_go_without_them_and_the_receipt_says_so(zd: FakeZendesk) -> None:
+    zd.error("PUT", "/api/v2/tickets/77120/tags", 422, "error-422-record-invalid.json")  # before the ticket's own
+    zd.update_ticket(77120)
+
+    outcome = adapter().deliver(ctx(link=Link(vendor_id="77120")))
+
+    assert (outcome.status, outcome.vendor_id) == ("updated", "77120")
+    [note] = zd.json_bodies("PUT", "/api/v2/tickets/77120.json")
+    assert "Handed off again" in note["ticket"]["comment"]["html_body"]
+    [refused] = [entry for entry in outcome.receipt["dropped"] if "Zendesk refused the tags" in entry["reason"]]
+    assert refused["part"] == "mapping" and "handoff" in refused["reason"] and "without them" in refused["reason"]
+
+
+def test_a_closed_ticket_refusing_the_tags_gets_its_successor_and_no_note(zd: FakeZendesk) -> None:
+    # The tags go first: Zendesk refusing them because the ticket is closed is the ticket gone, as
+    # a refused note is, not tags left out of a note that could never be added.
+    zd.error("PUT", "/api/v2/tickets/77120/tags", 422, "error-422-closed-ticket.json")
+    zd.create_ticket({"id": 1002})
+
+    outcome = adapter().deliver(ctx(link=Link(vendor_id="77120")))
+
+    assert (outcome.status, outcome.vendor_id) == ("created", "1002")
+    assert zd.calls("PUT", "/api/v2/tickets/77120.json") == []
+    assert zd.json_bodies("POST", TICKETS)[0]["ticket"]["via_followup_source_id"] == 77120
 
 
 def test_another_refusal_of_an_update_is_still_a_refusal(zd: FakeZendesk) -> None:
@@ -945,7 +976,8 @@ def test_no_end_user_is_looked_for_when_the_requester_is_known_otherwise_or_on_a
     zd.update_ticket()
     adapter().deliver(ctx(full_packet(customer=WHATSAPP), link=Link(vendor_id="77120")))
 
-    assert paths(zd) == [f"POST {TICKETS}", f"POST {TICKETS}", "PUT /api/v2/tickets/77120.json"]
+    assert paths(zd) == [f"POST {TICKETS}", f"POST {TICKETS}", "PUT /api/v2/tickets/77120/tags",
+                        "PUT /api/v2/tickets/77120.json"]
     first, second = (body["ticket"] for body in zd.json_bodies("POST", TICKETS))
     assert first["requester"] == {"name": "+44 7700 900123"} and "requester_id" not in first
     assert second["requester_id"] == 42
@@ -1196,7 +1228,8 @@ def test_a_customer_known_by_id_joins_their_open_ticket_found_through_their_end_
     outcome = adapter(update_open_ticket=True).deliver(ctx(full_packet(customer=WHATSAPP)))
 
     assert (outcome.status, outcome.vendor_id) == ("updated", "77120")  # the open one, not the newer solved one
-    assert paths(zd) == [f"GET {USERS_BY_EXTERNAL_ID}", f"GET {REQUESTED}", "PUT /api/v2/tickets/77120.json"]
+    assert paths(zd) == [f"GET {USERS_BY_EXTERNAL_ID}", f"GET {REQUESTED}", "PUT /api/v2/tickets/77120/tags",
+                        "PUT /api/v2/tickets/77120.json"]
     assert zd.calls("GET", USERS_BY_EXTERNAL_ID)[0].request.params == {"external_ids": DANA}
     # The ticket table, newest first; not the search index, where a new ticket is missing for minutes.
     assert zd.calls("GET", REQUESTED)[0].request.params == {"sort_by": "created_at", "sort_order": "desc",
@@ -1314,7 +1347,8 @@ def test_a_customer_with_an_e_mail_and_an_id_is_still_searched_by_e_mail_alone(z
     zd.search(query="type:ticket requester:dana.whitfield@example.com status<solved")
     zd.update_ticket(77120)
     adapter(update_open_ticket=True).deliver(ctx(full_packet()))  # her e-mail and her id, cus_5521
-    assert paths(zd) == ["GET /api/v2/search.json", "PUT /api/v2/tickets/77120.json"]
+    assert paths(zd) == ["GET /api/v2/search.json", "PUT /api/v2/tickets/77120/tags",
+                        "PUT /api/v2/tickets/77120.json"]
 
 
 # ---- settings -------------------------------------------------------------------------------------------
@@ -1363,6 +1397,15 @@ def test_a_malformed_id_or_a_misspelt_priority_names_its_key(mapping: dict[str, 
         adapter(**mapping)
     assert caught.value.source == f"mappings/zendesk.yaml: {key}" and words in caught.value.message
     adapter(custom_fields=[{"id": "360001", "path": "customer.id"}], brand_id=360000123456)  # numbers, written either way
+
+
+def test_ids_written_in_quotes_go_as_the_numbers_zendesk_takes() -> None:
+    # `brand_id: "360002214531"` passed the check and went out as a string, which Zendesk's
+    # TicketObject (integer) does not describe; routing's ids were already sent as numbers.
+    payload = adapter(custom_fields=[{"id": "360001", "literal": "gold"}], brand_id="360002214531").render(ctx())
+    assert payload["ticket"]["brand_id"] == 360002214531
+    assert payload["ticket"]["custom_fields"] == [{"id": 360001, "value": "gold"}]
+    assert validation_errors(payload) == []
 
 
 def test_logs_carry_no_payload(zd: FakeZendesk, caplog: pytest.LogCaptureFixture) -> None:
@@ -1508,7 +1551,7 @@ def test_tags_say_the_segment_the_team_routed_to_the_language_and_a_repeat_conta
     packet["customer"]["segment"] = "VIP"
     tags = adapter().render(ctx(packet, assignment={**ASSIGNMENT, "team": "priority_support"}))["ticket"]["tags"]
     assert {"segment_vip", "team_priority_support", "lang_de", "repeat_contact"} <= set(tags)
-    update = adapter().render(ctx(packet, link=Link(vendor_id="77120")))["ticket"]["additional_tags"]
+    update = adapter().render(ctx(packet, link=Link(vendor_id="77120")))["tags"]
     # No team tag on an update (it used to be there): an update routes nothing, so it claimed a move.
     assert {"segment_vip", "repeat_contact"} <= set(update) and not any(t.startswith("team_") for t in update)
     assert "repeat_contact" not in adapter().render(ctx())["ticket"]["tags"]  # its one contact was 49 days before
@@ -1529,11 +1572,12 @@ def test_a_repeat_not_moved_to_the_team_routing_chose_is_not_tagged_for_that_tea
 
     [body] = zd.json_bodies("PUT", "/api/v2/tickets/77120.json")
     assert "was opened for technical_support and was not moved" in body["ticket"]["comment"]["html_body"]
-    tags = body["ticket"]["additional_tags"]
+    [sent] = zd.json_bodies("PUT", "/api/v2/tickets/77120/tags")
+    tags = sent["tags"]
     assert not any(tag.startswith("team_") for tag in tags)
     # Added, never replaced: the first handoff's sentiment_frustrated stays beside it (a remove_tags
     # could take away the same tag an agent or a trigger set).
-    assert "sentiment_angry" in tags and not {"tags", "remove_tags"} & set(body["ticket"])
+    assert "sentiment_angry" in tags and not {"tags", "additional_tags", "remove_tags"} & set(body["ticket"])
 
 
 def test_a_field_its_template_could_not_give_is_in_the_receipt_not_only_the_log(zd: FakeZendesk, caplog) -> None:

@@ -40,3 +40,24 @@ def test_a_request_cut_off_mid_body_makes_nothing():
                          b"Content-Length: 200\r\n\r\n" + b'{"ticket": {"external_id": "hnd_')
         time.sleep(0.3)  # the fake reads to the end of what came
         assert remote.counts()["zendesk"] == {}
+
+
+def test_a_repeat_on_the_loopback_zendesk_adds_its_tags_beside_its_note():
+    # The benchmarks' and kill tests' Zendesk takes Add Tags as the adapter sends it: answered
+    # 404, the ticket would have been taken for deleted and a second one opened.
+    from adapters.base import Link
+    from adapters.zendesk import ZendeskAdapter
+    from connector.mappings import load_file
+    from connector.settings import Settings
+    from tests.adapters.test_zendesk import MAPPING_FILE, ctx
+    from tests.fakes.loopback import ZENDESK_TOKEN
+
+    with Loopback(Behaviour()) as fakes:
+        settings = Settings(zendesk_subdomain="acme", zendesk_email="bot@acme.example", zendesk_api_token=ZENDESK_TOKEN,
+                            zendesk_base_url=fakes.zendesk.url)
+        adapter = ZendeskAdapter(settings, load_file(MAPPING_FILE))
+        made = adapter.deliver(ctx())
+        again = adapter.deliver(ctx(link=Link(vendor_id=made.vendor_id)))
+        ticket = fakes.zendesk.tickets[int(made.vendor_id)]
+    assert (again.status, again.vendor_id) == ("updated", made.vendor_id)
+    assert len(ticket["comments"]) == 2 and "handoff" in ticket["tags"]

@@ -271,6 +271,12 @@ class FakeZendesk(FakeVendor):
                     ticket.setdefault("comments", []).append((body or {}).get("ticket", {}).get("comment"))
                     ticket["updated_at"] = _now()
                 return Reply(200, {"ticket": _public(ticket), "audit": {"id": self.new_id(), "ticket_id": ticket["id"]}})
+            if method == "PUT" and (match := re.fullmatch(r"/api/v2/tickets/(\d+)/tags", path)):
+                ticket = self.tickets.get(int(match[1]))
+                if ticket is None:
+                    return Reply(404, {"error": "RecordNotFound", "description": "Not found"})
+                ticket["tags"] = list(dict.fromkeys([*(ticket.get("tags") or []), *(body or {}).get("tags", [])]))
+                return Reply(200, {"tags": ticket["tags"]})
             if method == "GET" and path == "/api/v2/search.json":
                 email = (re.search(r"requester:(\S+)", query.get("query", "")) or [None, None])[1]
                 results = [{**_public(t), "result_type": "ticket"} for t in self.tickets.values()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ class FakeZendesk:
         self.origin = origin.rstrip("/")
         # End users this fake Zendesk holds, by id: what `create_or_update_user` made or `end_user` seeded.
         self.users: dict[int, dict[str, Any]] = {}
+        self._tagged: set[str] = set()  # tickets whose Add Tags route is registered (`_tags_beside`)
 
     # ---- routes -------------------------------------------------------------------------------
 
@@ -65,11 +67,22 @@ class FakeZendesk:
 
     def update_ticket(self, ticket_id: int = 77120, *, quota: Mapping[str, str] | None = None,
                       status: str = "open") -> responses.BaseResponse:
-        """`status`: the ticket's status after the update, as Zendesk answers it."""
+        """`status`: the ticket's status after the update, as Zendesk answers it. A handoff's update
+        adds its tags first (`add_tags`), which is registered too."""
         body = fixture("ticket-update-200.json")
         body["ticket"]["id"] = body["audit"]["ticket_id"] = ticket_id
         body["ticket"]["status"] = status
         return self._add("PUT", f"/api/v2/tickets/{ticket_id}.json", 200, body, quota)
+
+    def add_tags(self, ticket_id: int | str = 77120) -> responses.BaseResponse:
+        """Add Tags (`PUT /api/v2/tickets/{id}/tags`): answers with the tags sent, as the ticket's.
+        Registered with every route that updates a ticket (`_add`, `raises`): a handoff's update
+        adds its tags before its note."""
+        def answer(request: Any) -> tuple[int, dict[str, str], str]:
+            return 200, {}, json.dumps({"tags": json.loads(request.body)["tags"]})
+
+        return self.rsps.add(_Optional("PUT", f"{self.origin}/api/v2/tickets/{ticket_id}/tags", callback=answer,
+                                       content_type="application/json"))
 
     def show_ticket(self, ticket_id: int = 1001) -> responses.BaseResponse:
         ticket = fixture("tickets-by-external-id.json")["tickets"][0]
@@ -164,6 +177,7 @@ class FakeZendesk:
 
     def raises(self, method: str, path: str, exc: BaseException) -> responses.BaseResponse:
         """The transport fails (timeout, refused connection) instead of answering."""
+        self._tags_beside(method, path)
         return self.rsps.add(method, self.origin + path, body=exc)
 
     # ---- what was sent ------------------------------------------------------------------------
@@ -189,12 +203,30 @@ class FakeZendesk:
                 errors = validation_errors(json.loads(call.request.body), name)
                 assert not errors, f"{call.request.method} {path} breaks Zendesk's {name}: {errors}"
 
+    def _tags_beside(self, method: str, path: str) -> None:
+        """Add Tags for a ticket an update is registered for, once (`add_tags`)."""
+        match = re.fullmatch(r"/api/v2/tickets/(\d+)\.json", path)
+        if method == "PUT" and match and match[1] not in self._tagged:
+            self._tagged.add(match[1])
+            self.add_tags(match[1])
+
     def _add(self, method: str, path: str, status: int, body: Any,
              headers: Mapping[str, str] | None = None, match: list[Any] | None = None) -> responses.BaseResponse:
+        self._tags_beside(method, path)
         kwargs: dict[str, Any] = {"json": copy.deepcopy(body)} if isinstance(body, (dict, list)) else {
             "body": body or "", "content_type": "text/html"}
         return self.rsps.add(method, self.origin + path, status=status, headers=dict(headers or {}),
                              match=match or [], **kwargs)
+
+
+class _Optional(responses.CallbackResponse):
+    """A route a test may or may not reach (Add Tags beside an update: a batch of messages adds a note
+    and no tags), so the mock's "every route was called" check passes it by. What is sent to it is
+    asserted where it matters (`json_bodies`)."""
+
+    @property
+    def call_count(self) -> int:
+        return max(1, len(self._calls))
 
 
 def _query(request: Any, name: str) -> str:
