@@ -17,6 +17,7 @@ from typing import Any
 from . import business_hours
 from .errors import ConfigError
 from .routing_schema import PRIORITIES, Keywords, RoutingConfig, compile_routing, compiled
+from .text_rules import is_blank
 
 __all__ = ["PRIORITIES", "Facts", "assign", "compile_routing", "expected_wait", "wait_estimate", "wants_previous_agent"]
 
@@ -193,7 +194,12 @@ def assign(packet: Mapping[str, Any], routing: Mapping[str, Any], *, now: dt.dat
 def _decide(packet: Mapping[str, Any], rule: Mapping[str, Any], config: RoutingConfig, now: dt.datetime,
             previous_agent: Mapping[str, Any] | None, trace: list[str]) -> dict[str, Any]:
     then, default = rule["then"], config["default"]
-    hints, escalation = packet.get("routing") or {}, packet.get("escalation") or {}
+    escalation = packet.get("escalation") or {}
+    # A hint that says nothing is no hint ("a text that says nothing is no text", as for ids): a
+    # `department` of spaces (an empty slot, padded) became the team, with no queue, while the
+    # customer was told "our support team"; "" already fell back to the default.
+    hints = {key: value for key, value in (packet.get("routing") or {}).items()
+             if not (isinstance(value, str) and is_blank(value))}
     department = None if then.get("team") else _team_for(hints.get("department"), config, trace)
     team, why = next((v, w) for v, w in ((then.get("team"), f"rule {rule['name']}"),
                                          (department, "routing.department (the bot's hint)"),

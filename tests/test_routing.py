@@ -168,6 +168,15 @@ def test_the_bots_department_names_a_team_in_any_case(department):
     assert not any("is no team" in line for line in result["trace"])
 
 
+def test_a_department_or_queue_of_spaces_is_no_hint():
+    # A review: "   " (an empty slot, padded) became the team, with no queue, while the customer was
+    # told "our support team"; "" already fell back to the default team.
+    blank = minimal_packet(routing={"department": "   ", "queue": " \t "})
+    result = assign(blank, config("  - {name: default}\n"), now=TUESDAY_NOON)
+    assert (result["team"], result["queue"]) == ("support", "Support")
+    assert not any("routing.department" in line or "routing.queue" in line for line in result["trace"])
+
+
 def test_no_routing_file_routes_everything_by_default():
     result = assign(packet(), {}, now=TUESDAY_NOON)
     assert result["rule"] == "default" and result["team"] == "technical_support"
