@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, current_app, json, url_for
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .errors import ApiProblem, InternalError, PayloadTooLarge
+from .db import reason
+from .errors import ApiProblem, InternalError, PayloadTooLarge, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,17 @@ def http_type_slug(name: str) -> str:
     return name.lower().replace(" ", "-")
 
 
+def _database_away(err: OperationalError) -> Response:
+    """The database unreachable on any route that did not say more itself (intake does: nothing was
+    recorded): a read, a batch of messages looking its handoff up, a vendor's event. It was a 500,
+    which a bot takes for a fault of ours rather than a moment to wait out (the README's 503 says
+    "retry after Retry-After, same key"); a vendor retries a 503 too."""
+    log.error("database unavailable", extra={"error": reason(err)})
+    return problem_response(ServiceUnavailable(
+        "The connector cannot reach its database right now. Retry shortly with the same request: one "
+        "already recorded is answered, not made twice.", headers={"Retry-After": "5"}))
+
+
 def _unexpected(err: Exception) -> Response:
     # The traceback goes to the log (with the handoff id from the log context), never to the caller.
     log.exception("unhandled error")
@@ -60,5 +73,6 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(ApiProblem, _api_problem)
     app.register_error_handler(RequestEntityTooLarge, _too_large)
     app.register_error_handler(HTTPException, _http)
+    app.register_error_handler(OperationalError, _database_away)
     app.register_error_handler(Exception, _unexpected)
 

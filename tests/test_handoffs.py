@@ -8,6 +8,7 @@ import json
 import threading
 
 import pytest
+from flask.testing import FlaskClient
 
 from adapters import registry
 from tests.conftest import OTHER_KEY, auth
@@ -55,6 +56,29 @@ def test_sample_packet_gets_a_complete_answer(any_db_app):
     again = post(client, full_packet(), key="k-1")
     assert again.status_code == 200 and again.headers["Location"] == body["links"]["self"]
     assert "Retry-After" not in again.headers  # nothing still going
+
+
+def test_location_keeps_the_path_prefix_the_service_is_reached_under(make_app):
+    # A bot resolving Location as HTTP says (against the request's address) polled the host's root:
+    # `/v1/handoffs/…` without the `/connector` the service sits under. `links.self` stays the path
+    # under the service's base, as the contract shows it (a bot joins it to its base URL).
+    app = make_app()
+    app.test_client_class = FlaskClient  # the OpenAPI check knows no server under /connector
+    behind = app.test_client()
+    response = behind.post("/v1/handoffs", data=json.dumps(minimal_packet()), headers=auth(),
+                           content_type="application/json", base_url="http://localhost/connector")
+    path = f"/v1/handoffs/{response.get_json()['id']}"
+    assert response.status_code == 201 and response.get_json()["links"]["self"] == path
+    assert response.headers["Location"] == f"/connector{path}"
+    public = make_app(public_url="https://support.example.com/connector/").test_client()
+    response = post(public, minimal_packet())
+    path = f"/v1/handoffs/{response.get_json()['id']}"
+    assert response.headers["Location"] == f"https://support.example.com/connector{path}"
+    messages = public.post(f"{path}/messages", data=json.dumps({"messages": [
+        {"at": "2026-11-20T10:06:00Z", "role": "customer", "text": "still there?"}]}), headers=auth(),
+        content_type="application/json")
+    assert messages.status_code in (200, 201, 202), messages.get_json()
+    assert messages.headers["Location"] == f"https://support.example.com/connector{path}/messages"
 
 
 def test_same_request_again_returns_the_identical_body_with_200(any_db_app):
@@ -1036,6 +1060,32 @@ def test_a_refusal_that_must_look_for_a_stored_answer_is_a_503_while_the_databas
     monkeypatch.setattr(intake, "find_repeat", away)
     response = post(app.test_client(), minimal_packet(targets=["zendesk"]))
     assert (response.status_code, response.headers["Retry-After"]) == (503, "5")
+
+
+def test_reads_and_messages_are_a_503_to_retry_while_the_database_is_away(app, monkeypatch):
+    # A review: only intake said 503; a read, and a batch of messages looking its handoff up, were a
+    # 500 "internal error" with no Retry-After, which a bot takes for a fault rather than a wait.
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    client = app.test_client()
+    handoff = post(client, minimal_packet()).get_json()
+    services = app.extensions["connector"]
+
+    def away(*_args, **_kwargs):
+        raise OperationalError("SELECT", {}, sqlite3.OperationalError("unable to open database file"))
+
+    monkeypatch.setattr(services.db, "reading", away)
+    monkeypatch.setattr(services.db, "session", away)
+    read = client.get(f"/v1/handoffs/{handoff['id']}", headers=auth())
+    listed = client.get("/v1/handoffs?conversation_id=conv-1", headers=auth())
+    messages = client.post(f"/v1/handoffs/{handoff['id']}/messages", headers=auth(), content_type="application/json",
+                           data=json.dumps({"messages": [{"at": "2026-11-20T10:06:00Z", "role": "customer",
+                                                          "text": "still there?"}]}))
+    for response in (read, listed, messages):
+        assert (response.status_code, response.headers.get("Retry-After")) == (503, "5"), response.get_json()
+        assert response.get_json()["type"].endswith("/problems/service-unavailable")
 
 
 def test_a_slack_channel_given_by_name_in_vendor_extra_is_refused_with_a_422_naming_it(make_app):

@@ -23,6 +23,16 @@ def test_document_is_valid_and_complete(client, app):
     assert packet["additionalProperties"] is False
 
 
+def test_every_operation_documents_the_503_a_database_away_gives_with_its_retry_after(client):
+    # A review: a generated client never read Retry-After (no 503 declared it), and reads declared no 503.
+    document = client.get("/openapi.json").get_json()
+    unavailable = document["components"]["responses"]["Unavailable"]
+    assert unavailable["headers"]["Retry-After"]["schema"] == {"type": "integer"}
+    for path in ("/v1/handoffs", "/v1/handoffs/{handoff_id}", "/v1/handoffs/{handoff_id}/messages"):
+        for method, operation in document["paths"][path].items():
+            assert operation["responses"]["503"] == {"$ref": "#/components/responses/Unavailable"}, (method, path)
+
+
 def test_document_states_the_limits_this_service_enforces(make_app):
     document = make_app(max_transcript_entries=40, max_entry_chars=500, max_body_bytes=65536).test_client() \
         .get("/openapi.json").get_json()

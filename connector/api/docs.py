@@ -158,18 +158,25 @@ def build_spec(app: Flask) -> dict[str, Any]:
         "Problem",
         {"description": "RFC 9457 problem details", "content": {"application/problem+json": {"schema": "Problem"}}},
     )
+    spec.components.response("Unavailable", {
+        "description": "RFC 9457 problem details: the database cannot be reached (or another request for the "
+                       "same handoff holds it); retry the same request after Retry-After",
+        "headers": {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}},
+        "content": {"application/problem+json": {"schema": "Problem"}}})
     with app.test_request_context():
         for endpoint, view in app.view_functions.items():
             if endpoint != "static" and (view.__doc__ or "").find("---") >= 0:
                 spec.path(view=view, app=app)
     document = spec.to_dict()
     _state_limits(document, app.extensions["connector"].settings)
-    # Any operation can meet a bug: `problems._unexpected` answers it as a generic 500 problem, so
-    # the document says so once here rather than in every docstring (clients and checkers rely on it).
+    # Any operation can meet a bug (`problems._unexpected`: a generic 500 problem) or a database away
+    # (`problems._database_away`: a 503 with Retry-After), so the document says so once here rather
+    # than in every docstring (clients and checkers rely on it; a read's 503 was in none).
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
             if isinstance(operation, dict) and "responses" in operation:
                 operation["responses"].setdefault("500", {"$ref": "#/components/responses/Problem"})
+                operation["responses"].setdefault("503", {"$ref": "#/components/responses/Unavailable"})
     return document
 
 

@@ -25,13 +25,23 @@ def _json(body: dict, status: int) -> Response:
     return response
 
 
+def _location(path: str) -> str:
+    """`links.self` (a path under the connector's base, as the contract shows it) as `Location`,
+    which a client resolves against the request's address (RFC 9110): under a path prefix —
+    CONNECTOR_PUBLIC_URL's, else the one the caller came through (SCRIPT_NAME) — the bare path sent
+    a bot polling `/v1/handoffs/…` at the host's root, another service or a 404. At the address
+    people use when it is set, as problem types are (`problems.problem_response`)."""
+    public = current_services().settings.public_url.rstrip("/")
+    return f"{public}{path}" if public else f"{request.script_root}{path}"
+
+
 def _answered(answer: Answer, budget_ms: int) -> Response:
     """Every answer names where to read it again; one with a target still going also says when: a
     bot polling sooner than its own wait (the sync budget), or than a paused target's next try,
     would only find the same targets still going. A replay (200) too: a bot that retried after a
     timeout lost the first answer's polling hint with it."""
     response = _json(answer.body, answer.status)
-    response.headers["Location"] = answer.body["links"]["self"]
+    response.headers["Location"] = _location(answer.body["links"]["self"])
     going = answer.status == 202 or (answer.status == 200 and any(
         ticket.get("status") == "pending" for ticket in answer.body.get("tickets") or []))
     if going:
@@ -72,7 +82,7 @@ def create_handoff() -> Response:
         413: {$ref: "#/components/responses/Problem"}
         415: {$ref: "#/components/responses/Problem"}
         422: {$ref: "#/components/responses/Problem"}
-        503: {$ref: "#/components/responses/Problem"}
+        503: {$ref: "#/components/responses/Unavailable"}
       callbacks:
         handoffStatus:
           "{$request.body#/callback/url}":
@@ -164,7 +174,7 @@ def add_messages(handoff_id: str) -> Response:
         413: {$ref: "#/components/responses/Problem"}
         415: {$ref: "#/components/responses/Problem"}
         422: {$ref: "#/components/responses/Problem"}
-        503: {$ref: "#/components/responses/Problem"}
+        503: {$ref: "#/components/responses/Unavailable"}
     """
     services = current_services()
     caller = authenticate_bot(request, services.settings)

@@ -57,7 +57,9 @@ class ReceiptSchema(Schema):
 
 
 class LinksSchema(Schema):
-    self = fields.String(required=True)
+    self = fields.String(required=True, metadata={
+        "description": "Where to read this again: a path under the connector's base URL (CONNECTOR_PUBLIC_URL, "
+                       "a path prefix included). The answer's Location header carries it resolved."})
 
 
 class HandoffResponseSchema(Schema):
@@ -73,8 +75,10 @@ class HandoffResponseSchema(Schema):
     context_receipt = fields.Dict(keys=fields.String(), values=fields.Nested(ReceiptSchema), required=True)
     links = fields.Nested(LinksSchema, required=True)
     warnings = fields.List(fields.String(), metadata={
-        "description": "Present when part of what the bot asked for will not happen, each saying what and "
-                       "why (a `callback` from a bot with no signing secret to sign it with; `vendor_extra` for "
+        "description": "Present in the answer to the POST (and its replay; a read of the handoff leaves it out: "
+                       "the same request again with its key is answered with them) when part of what the bot "
+                       "asked for will not happen, each saying what and why (a `callback` from a bot with no "
+                       "signing secret to sign it with; `vendor_extra` for "
                        "a target the handoff does not go to; a `conversation.language` with no customer "
                        "messages of its own, the message then in the default locale; a `routing.department` "
                        "that names no team; a `routing.preferred_agent` routing did not assign, saying why; a key that "
