@@ -355,10 +355,13 @@ class ZendeskAdapter(Adapter):
             # The tags first: adding them again is harmless, so a failure after them only sends them
             # again, where a note already in would be looked for before anything else (`find_existing_update`).
             refused = self._add_tags(ticket_id, body["tags"]) if body.get("tags") else ()
-            reply, response = self._call("PUT", path, write=True, json={"ticket": body["ticket"]}, expect="ticket")
+            # Tags refused, then the note's outcome unknown: the attempt that finds the note says so too.
+            with carrying(refused):
+                reply, response = self._call("PUT", path, write=True, json={"ticket": body["ticket"]}, expect="ticket")
         except RejectedError as err:
             raise _gone(err, ticket_id) or err from err
-        reopened, holder = self._settle(path, ticket_id, reply["ticket"])
+        with carrying(refused):
+            reopened, holder = self._settle(path, ticket_id, reply["ticket"])
         sent = self._sent(reply["ticket"], reply, reopened=reopened)
         return replace(sent, slow_down_s=quota_pause(response), holder=holder, dropped=(*sent.dropped, *refused))
 

@@ -42,6 +42,7 @@ from .idempotency import key_for, packet_hash
 from .intake import Answer, deliver_and_answer, find_repeat, out_of_order, replay, store, with_warnings
 from .json_body import parse_json
 from .jsonlog import log_context
+from .loop_failures import unreachable
 from .models import DISMISSED, Handoff, utcnow
 from .schemas import Limits, MessagesSchema, flatten_errors
 from .schemas.near_misses import near_misses
@@ -148,6 +149,8 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
             raise ServiceUnavailable("Other messages for this handoff are being stored at this moment; nothing "
                                      "was recorded. Retry shortly.", headers={"Retry-After": "1"})
     except OperationalError as err:
+        if not unreachable(err):  # a query refused: a bug (a 500 with its traceback), not an outage
+            raise
         log.error("database unavailable for messages", extra={"error": reason(err)})
         raise ServiceUnavailable("The connector cannot store messages right now; nothing was recorded. "
                                  "Retry shortly.", headers={"Retry-After": "5"}) from None

@@ -32,6 +32,7 @@ from .handoff_store import Stored, new_handoff
 from .idempotency import key_for, packet_hash
 from .json_body import parse_json
 from .jsonlog import log_context
+from .loop_failures import unreachable
 from .models import Delivery, Handoff, utcnow
 from .outbox import Attempted
 from .schemas import Limits, PacketSchema, flatten_errors, plain_load
@@ -168,10 +169,13 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
 
 @contextlib.contextmanager
 def _database_away(what: str) -> Iterator[None]:
-    """The database unreachable: a 503 the bot retries with the same key, nothing recorded."""
+    """The database unreachable: a 503 the bot retries with the same key, nothing recorded. A query
+    it refused (`unreachable` says which) is a bug: raised, a 500 with its traceback."""
     try:
         yield
     except OperationalError as err:
+        if not unreachable(err):
+            raise
         log.error("database unavailable at intake", extra={"error": reason(err)})
         raise ServiceUnavailable(f"The connector cannot {what} right now; nothing was recorded. Retry shortly.",
                                  headers={"Retry-After": "5"}) from None

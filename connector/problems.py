@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, current_app, json, url_for
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .db import reason
 from .errors import ApiProblem, InternalError, PayloadTooLarge, ServiceUnavailable
+from .loop_failures import unreachable
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,15 @@ def http_type_slug(name: str) -> str:
     return name.lower().replace(" ", "-")
 
 
-def _database_away(err: OperationalError) -> Response:
+def _database_away(err: DBAPIError) -> Response:
     """The database unreachable on any route that did not say more itself (intake does: nothing was
     recorded): a read, a batch of messages looking its handoff up, a vendor's event. It was a 500,
     which a bot takes for a fault of ours rather than a moment to wait out (the README's 503 says
-    "retry after Retry-After, same key"); a vendor retries a 503 too."""
+    "retry after Retry-After, same key"); a vendor retries a 503 too. Only an outage (`unreachable`):
+    a query the database refused ("no such table": a schema this code does not expect) is a bug, a
+    500 with its traceback, not a wait a bot would retry forever."""
+    if not unreachable(err):
+        return _unexpected(err)
     log.error("database unavailable", extra={"error": reason(err)})
     return problem_response(ServiceUnavailable(
         "The connector cannot reach its database right now. Retry shortly with the same request: one "
@@ -73,6 +78,6 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(ApiProblem, _api_problem)
     app.register_error_handler(RequestEntityTooLarge, _too_large)
     app.register_error_handler(HTTPException, _http)
-    app.register_error_handler(OperationalError, _database_away)
+    app.register_error_handler(DBAPIError, _database_away)
     app.register_error_handler(Exception, _unexpected)
 

@@ -1087,6 +1087,18 @@ def test_reads_and_messages_are_a_503_to_retry_while_the_database_is_away(app, m
         assert (response.status_code, response.headers.get("Retry-After")) == (503, "5"), response.get_json()
         assert response.get_json()["type"].endswith("/problems/service-unavailable")
 
+    # A query the database refused is a bug of ours, not an outage to wait out: a 500, its traceback
+    # logged (a review: "no such table" was told to retry every 5 s, for ever, and nothing traced).
+    def refused(*_args, **_kwargs):
+        raise OperationalError("SELECT", {}, sqlite3.OperationalError("no such table: deliveries"))
+
+    monkeypatch.setattr(services.db, "reading", refused)
+    monkeypatch.setattr(services.db, "session", refused)
+    monkeypatch.setattr(services, "store_handoff", refused)
+    read = client.get(f"/v1/handoffs/{handoff['id']}", headers=auth())
+    new = post(client, minimal_packet(conversation={"id": "conv-refused"}))
+    assert (read.status_code, new.status_code) == (500, 500) and "Retry-After" not in read.headers
+
 
 def test_a_slack_channel_given_by_name_in_vendor_extra_is_refused_with_a_422_naming_it(make_app):
     # A review: a name posted, but the lookup after a timeout reads the channel by its id only — the

@@ -31,6 +31,10 @@ def test_every_operation_documents_the_503_a_database_away_gives_with_its_retry_
     for path in ("/v1/handoffs", "/v1/handoffs/{handoff_id}", "/v1/handoffs/{handoff_id}/messages"):
         for method, operation in document["paths"][path].items():
             assert operation["responses"]["503"] == {"$ref": "#/components/responses/Unavailable"}, (method, path)
+    # …and not where the database is never read: a liveness probe documented as failing with it misled.
+    for path in ("/healthz", "/openapi.json", "/problems/{name}", "/metrics"):
+        assert "503" not in document["paths"][path]["get"]["responses"], path
+    assert document["paths"]["/readyz"]["get"]["responses"]["503"]["content"]  # its own body
 
 
 def test_document_states_the_limits_this_service_enforces(make_app):

@@ -169,15 +169,21 @@ def build_spec(app: Flask) -> dict[str, Any]:
                 spec.path(view=view, app=app)
     document = spec.to_dict()
     _state_limits(document, app.extensions["connector"].settings)
-    # Any operation can meet a bug (`problems._unexpected`: a generic 500 problem) or a database away
-    # (`problems._database_away`: a 503 with Retry-After), so the document says so once here rather
-    # than in every docstring (clients and checkers rely on it; a read's 503 was in none).
-    for operations in document.get("paths", {}).values():
+    # Any operation can meet a bug (`problems._unexpected`: a generic 500 problem), and any that reads
+    # the database can find it away (`problems._database_away`: a 503 with Retry-After), so the document
+    # says so once here rather than in every docstring (clients and checkers rely on it; a read's 503
+    # was in none). Not the probes, the document and its problem pages, nor /metrics: they answer
+    # without it (/readyz with its own 503).
+    for path, operations in document.get("paths", {}).items():
         for operation in operations.values():
             if isinstance(operation, dict) and "responses" in operation:
                 operation["responses"].setdefault("500", {"$ref": "#/components/responses/Problem"})
-                operation["responses"].setdefault("503", {"$ref": "#/components/responses/Unavailable"})
+                if path.startswith(_READS_THE_DATABASE):
+                    operation["responses"].setdefault("503", {"$ref": "#/components/responses/Unavailable"})
     return document
+
+
+_READS_THE_DATABASE = ("/v1/", "/webhooks/")
 
 
 def _state_limits(document: dict[str, Any], settings: Any) -> None:

@@ -235,6 +235,26 @@ def test_tags_zendesk_refuses_leave_the_note_to_go_without_them_and_the_receipt_
     assert refused["part"] == "mapping" and "handoff" in refused["reason"] and "without them" in refused["reason"]
 
 
+def test_tags_refused_before_a_note_that_timed_out_are_still_in_the_receipt_of_the_attempt_finding_it(
+        zd: FakeZendesk) -> None:
+    # A review: the refusal was only in the reply the timeout took away; the attempt that found the
+    # note told the bot that everything arrived.
+    link = Link(vendor_id="77120", url="https://acme.zendesk.com/agent/tickets/77120")
+    zd.error("PUT", "/api/v2/tickets/77120/tags", 422, "error-422-record-invalid.json")
+    zd.raises("PUT", "/api/v2/tickets/77120.json", requests.exceptions.ReadTimeout("read timed out"))
+    with pytest.raises(OutcomeUnknown) as unknown:
+        adapter().deliver(ctx(link=link))
+    context = ctx(link=link, outcome_unknown=True, attempt=2, sent_to=unknown.value.sent_to)
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/77120/comments.json", status=200, json={"comments": [
+        {"id": 1, "html_body": f"<p>Handoff {context.handoff_id} from support-bot</p>"}]})
+    zd.show_ticket(77120)
+
+    outcome = adapter().deliver(context)
+
+    assert outcome.status == "updated"
+    assert any("Zendesk refused the tags" in entry["reason"] for entry in outcome.receipt["dropped"])
+
+
 def test_a_closed_ticket_refusing_the_tags_gets_its_successor_and_no_note(zd: FakeZendesk) -> None:
     # The tags go first: Zendesk refusing them because the ticket is closed is the ticket gone, as
     # a refused note is, not tags left out of a note that could never be added.
