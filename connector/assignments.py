@@ -51,6 +51,11 @@ log = logging.getLogger(__name__)
 # Vendors' clocks and ours differ a little; an agent taking a ticket within this margin *before*
 # our handoff was stored is still taking it (auto-assignment can be that quick). Its wait is 0.
 CLOCK_SKEW = dt.timedelta(seconds=60)
+# …but a ticket that already had a handoff when the event happened: the event is that handoff's
+# unless a newer one was stored within the clocks' ordinary difference of it. Within CLOCK_SKEW, a
+# solve that reached us after the customer came back (a webhook late by seconds) completed the
+# newer handoff, dated before it, and the older one promised a wait for ever.
+TICKET_HAD_ONE_SKEW = dt.timedelta(seconds=2)
 # An event dated further ahead than this is not believed (a sample there would sit in every window).
 FUTURE_LIMIT = dt.timedelta(minutes=5)
 NO_HANDOFF = "no handoff was delivered to this ticket before this event"
@@ -131,7 +136,10 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             if taken is not None and (routed or not taken.routed):
                 return _recorded(session, event) or _taken_already(taken, where)
             # The bot hears of any agent taking its handoff, even one routing chose itself.
-            owed = _owe_callback(session, services, handoff, event, routed)
+            # Not once its completion is recorded: "take it and solve it" may bring the solve first,
+            # and the bot heard `assigned` after `completed`, a step back from the end (README: it
+            # never does). The agent is still recorded, for a read.
+            owed = handoff.completed_at is None and _owe_callback(session, services, handoff, event, routed)
             team = str(handoff.assignment.get("team") or "")
             wait = max(0, int((event.at - handoff.created_at).total_seconds()))
             taking = dict(target=event.target, vendor_ticket_id=event.ticket_id, team=team, agent_id=event.agent_id,
@@ -292,7 +300,9 @@ def _delivered_to(session: Session, event: AssignmentEvent | CompletionEvent) ->
                       .where(Delivery.target == event.target, Handoff.created_at <= event.at + CLOCK_SKEW))
     on_ticket = (delivered_here.where(Delivery.vendor_id == event.ticket_id)
                  .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(1))
-    handoff = session.scalars(on_ticket.where(Handoff.follows_id.is_(None))).first()
+    handoffs_on_ticket = on_ticket.where(Handoff.follows_id.is_(None))
+    handoff = session.scalars(handoffs_on_ticket.where(Handoff.created_at <= event.at + TICKET_HAD_ONE_SKEW)).first() \
+        or session.scalars(handoffs_on_ticket).first()
     if handoff is None and event.handoff_id:
         named = delivered_here.where(Handoff.id == event.handoff_id)
         if isinstance(event, AssignmentEvent) and event.named_in is not None:

@@ -226,6 +226,29 @@ def test_an_event_older_than_the_newest_handoff_belongs_to_the_one_before(hooked
     assert assignments(hooked)[0].wait_seconds == 605
 
 
+def test_an_event_late_for_a_ticket_that_had_a_handoff_is_that_ones_not_the_newer_ones(hooked):
+    # A review: the customer came back within the minute the clocks are given (CLOCK_SKEW) and the
+    # solve's webhook came after their new handoff: the new one was completed, dated before it was
+    # made, and the older one promised a wait for ever; the agent's take went to the new one too.
+    delivered(hooked, "hnd_FIRST", created=-600)
+    delivered(hooked, "hnd_SECOND", created=20)  # the events are dated +5
+    solved = event(id="evt-solved", type="zen:event-type:ticket.status_changed",
+                   event={"current": "SOLVED", "previous": "OPEN"})
+    assert post(hooked, solved).get_json()["handoff_id"] == "hnd_FIRST"
+    assert post(hooked, event()).get_json()["handoff_id"] == "hnd_FIRST"
+    with hooked.extensions["connector"].db.reading() as session:
+        completed = {h.id: h.completed_at for h in session.scalars(select(Handoff))}
+    assert completed["hnd_FIRST"] == at(5) and completed["hnd_SECOND"] is None
+
+
+def test_a_handoff_stored_within_the_clocks_difference_of_an_event_still_takes_it(hooked):
+    # An agent (or auto-assignment) taking the new handoff's ticket as it was stored, on a clock a
+    # second behind ours: still the new one's, as a first handoff's is (CLOCK_SKEW).
+    delivered(hooked, "hnd_FIRST", created=-600)
+    delivered(hooked, "hnd_SECOND", created=6)  # the event is dated +5
+    assert post(hooked, event()).get_json()["handoff_id"] == "hnd_SECOND"
+
+
 def test_before_the_ticket_id_is_recorded_the_external_id_finds_the_handoff(hooked):
     delivered(hooked, ticket=None)  # auto-assigned before our delivery recorded the ticket id
     response = post(hooked, event())
