@@ -39,7 +39,7 @@ from adapters.events import AssignmentEvent, CompletionEvent, Holder, Ignored
 from . import callbacks
 from .errors import ValidationFailed
 from .jsonlog import log_context
-from .models import DISMISSED, Assignment, ConversationLink, Delivery, Handoff, utcnow
+from .models import DISMISSED, Assignment, Callback, ConversationLink, Delivery, Handoff, utcnow
 from .routing_schema import compiled
 from .schemas import flatten_errors
 
@@ -136,10 +136,11 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             if taken is not None and (routed or not taken.routed):
                 return _recorded(session, event) or _taken_already(taken, where)
             # The bot hears of any agent taking its handoff, even one routing chose itself.
-            # Not once its completion is recorded: "take it and solve it" may bring the solve first,
-            # and the bot heard `assigned` after `completed`, a step back from the end (README: it
-            # never does). The agent is still recorded, for a read.
-            owed = handoff.completed_at is None and _owe_callback(session, services, handoff, event, routed)
+            # Not once the bot hears (or will hear) `completed`: "take it and solve it" may bring the
+            # solve first, and the bot heard `assigned` after `completed`, a step back from the end
+            # (README: it never does). The agent is still recorded, for a read. A bot that did not ask
+            # for `completed` hears `assigned` as before (and then no `delivered` after it).
+            owed = not _completed_told(session, handoff.id) and _owe_callback(session, services, handoff, event, routed)
             team = str(handoff.assignment.get("team") or "")
             wait = max(0, int((event.at - handoff.created_at).total_seconds()))
             taking = dict(target=event.target, vendor_ticket_id=event.ticket_id, team=team, agent_id=event.agent_id,
@@ -242,6 +243,13 @@ def _ticket_at(tickets: list[dict[str, Any]], target: str, ticket_id: str) -> di
     return {**taken, "id": ticket_id}
 
 
+def _completed_told(session: Session, handoff_id: str) -> bool:
+    """Whether the bot heard, or will hear, `completed` for the handoff (its row sent or pending)."""
+    return session.scalars(select(Callback.id).where(Callback.handoff_id == handoff_id, Callback.state == "completed",
+                                                     Callback.status.in_(("sent", "pending"))).limit(1)).first() \
+        is not None
+
+
 def _owe_callback(session: Session, services: Services, handoff: Handoff, event: AssignmentEvent,
                   routed: bool) -> bool:
     """The `assigned` status callback, in the assignment's transaction, if the bot asked for it
@@ -300,9 +308,7 @@ def _delivered_to(session: Session, event: AssignmentEvent | CompletionEvent) ->
                       .where(Delivery.target == event.target, Handoff.created_at <= event.at + CLOCK_SKEW))
     on_ticket = (delivered_here.where(Delivery.vendor_id == event.ticket_id)
                  .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(1))
-    handoffs_on_ticket = on_ticket.where(Handoff.follows_id.is_(None))
-    handoff = session.scalars(handoffs_on_ticket.where(Handoff.created_at <= event.at + TICKET_HAD_ONE_SKEW)).first() \
-        or session.scalars(handoffs_on_ticket).first()
+    handoff = _newest_then(session, on_ticket.where(Handoff.follows_id.is_(None)), event.at)
     if handoff is None and event.handoff_id:
         named = delivered_here.where(Handoff.id == event.handoff_id)
         if isinstance(event, AssignmentEvent) and event.named_in is not None:
@@ -310,9 +316,9 @@ def _delivered_to(session: Session, event: AssignmentEvent | CompletionEvent) ->
             # A button on an older re-escalation's reply names a handoff the newer one superseded:
             # the click takes the newest on that ticket, as a click on the alert itself does (it
             # took the old one, the newest kept waiting, and a second agent took that one too).
-            newest = session.scalars(delivered_here.where(Delivery.vendor_id == event.named_in,
-                                                          Handoff.follows_id.is_(None))
-                                     .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(1)).first()
+            newest = _newest_then(session, delivered_here.where(Delivery.vendor_id == event.named_in,
+                                                                Handoff.follows_id.is_(None))
+                                  .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(1), event.at)
             handoff = session.scalars(named).first()
             if handoff is not None and newest is not None and \
                     (newest.created_at, newest.id) > (handoff.created_at, handoff.id):
@@ -353,6 +359,14 @@ def _unrecorded_from(event: AssignmentEvent) -> ColumnElement[bool]:
         ConversationLink.bot_id == Handoff.bot_id, ConversationLink.conversation_id == Handoff.conversation_id,
         ConversationLink.target == event.target, ConversationLink.vendor_id == event.named_in)
     return and_(_may_have_unrecorded_ticket, on_conversations_ticket)
+
+
+def _newest_then(session: Session, newest_first: Any, at: dt.datetime) -> Handoff | None:
+    """The first of `newest_first` (handoffs newest first, none stored later than CLOCK_SKEW after
+    `at`) that was stored by `at` (give or take TICKET_HAD_ONE_SKEW); else, when the ticket had none
+    then, its first one stored within CLOCK_SKEW (auto-assignment racing our record)."""
+    return session.scalars(newest_first.where(Handoff.created_at <= at + TICKET_HAD_ONE_SKEW)).first() \
+        or session.scalars(newest_first).first()
 
 
 def _waiting_handoff(session: Session, event: AssignmentEvent) -> tuple[Handoff | None, Assignment | None]:

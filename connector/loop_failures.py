@@ -23,6 +23,10 @@ REPEAT_EVERY_S = 60.0
 
 # What SQLite says when it cannot be reached or written (every other OperationalError of SQLite's —
 # "no such table", "no such column" — is a schema this code does not expect: a traceback, every time).
+# A server whose name no longer resolves (psycopg: "failed to resolve host 'db'", libpq: "could not
+# translate host name"): Docker's DNS forgets a stopped container, Kubernetes a service with no pod.
+_HOST_GONE = ("resolve host", "translate host name", "name or service not known", "name resolution",
+              "nodename nor servname")
 _SQLITE_AWAY = ("database is locked", "unable to open database", "disk i/o error", "readonly database",
                 "database or disk is full")
 
@@ -39,7 +43,7 @@ def unreachable(err: BaseException) -> bool:
         # 57P01-03: the server shutting down or starting.
         return sqlstate.startswith(("08", "53")) or sqlstate in ("57P01", "57P02", "57P03")
     text = str(err.orig).lower()
-    return "connection" in text or "could not connect" in text or any(s in text for s in _SQLITE_AWAY)
+    return "connection" in text or "could not connect" in text or any(s in text for s in _SQLITE_AWAY + _HOST_GONE)
 
 
 class LoopFailures:

@@ -81,3 +81,15 @@ def test_a_schema_this_code_does_not_expect_is_no_outage(caplog):
     assert [(r.getMessage(), bool(r.exc_info)) for r in caplog.records] == [
         ("outbox loop iteration failed", True),
         ("outbox loop: the database cannot be reached; trying again each turn", False)]
+
+
+def test_a_database_host_that_no_longer_resolves_is_an_outage():
+    # A review: psycopg's "failed to resolve host" (no sqlstate: no server answered) was taken for
+    # a query refused — a 500 with a traceback on every request — where a refused connection was a
+    # 503 to retry. Docker's DNS forgets a stopped container; Kubernetes a service with no pod.
+    from connector.loop_failures import unreachable
+
+    for words in ("failed to resolve host 'db': [Errno -2] Name or service not known",
+                  'could not translate host name "db" to address: Temporary failure in name resolution'):
+        assert unreachable(OperationalError("SELECT 1", {}, Exception(words))), words
+    assert not unreachable(OperationalError("SELECT 1", {}, Exception("no such column: handoffs.nope")))
