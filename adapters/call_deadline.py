@@ -59,11 +59,12 @@ def whole_call_s(timeout: Any) -> float | None:
 class Watch:
     """One call's connections and when they are cut."""
 
-    __slots__ = ("_watched", "ends", "expired")
+    __slots__ = ("_watched", "ends", "expired", "sending")
 
     def __init__(self, ends: float):
         self.ends = ends
         self.expired = False
+        self.sending = False  # the request started to leave (`WatchedConnection.request`)
         self._watched: dict[int, socket.socket] = {}  # by id of what uses the connection
 
 
@@ -195,6 +196,15 @@ class WatchedConnection:
         _dog.watch(self, sock)
         return sock
 
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        # The request starts to leave here: urllib3 connects (and finishes TLS's handshake) before.
+        # A TLS error after this — a record broken in the answer — may come after the vendor read
+        # the request and acted on it (`request_sent`).
+        watch = current()
+        if watch is not None:
+            watch.sending = True
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
 
 class _WatchedPool:
     """Mixed into urllib3's pools: a kept-alive connection taken for a call is under its watch
@@ -223,6 +233,13 @@ def watched_pools(*mixins: type) -> dict[str, type]:
 
 
 _VENDOR_POOLS = watched_pools()
+
+
+def request_sent(err: requests.RequestException) -> bool:
+    """Whether the request had started to leave when `err` came (`WatchedAdapter`): requests
+    raises `SSLError` for a failed handshake (nothing sent) and for a broken record in the answer
+    (the vendor may have acted) alike."""
+    return bool(getattr(err, "request_sent", False))
 
 
 class CutOff(requests.exceptions.ReadTimeout):
@@ -264,6 +281,7 @@ class WatchedAdapter(HTTPAdapter):
                 response = super().send(request, stream, timeout, *args, **kwargs)
             except requests.RequestException as err:
                 if not watch.expired:
+                    err.request_sent = watch.sending  # type: ignore[attr-defined]  # read by `request_sent`
                     raise
                 cause: BaseException | None = err
             else:

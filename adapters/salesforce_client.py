@@ -35,6 +35,7 @@ from connector.mapping_values import compile_for
 from connector.settings import Settings
 
 from .base import priority_map_problem
+from .call_deadline import request_sent
 from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TransientError, page_of
 from .http_session import SettledEnvironmentSession
 
@@ -281,7 +282,12 @@ def translate(err: Exception, *, write: bool, rate_limit_after: float = DEFAULT_
 
 def _request_left(err: requests.RequestException) -> bool:
     """Could Salesforce have received (and acted on) the request before `err`?"""
-    if isinstance(err, (requests.ConnectTimeout, requests.exceptions.SSLError, requests.exceptions.ProxyError)):
+    if isinstance(err, requests.exceptions.SSLError):
+        # A handshake refused sent nothing; TLS broken once the Case had left (a record garbled in
+        # the answer, a TLS-inspecting proxy failing) may come after Salesforce made it: a plain
+        # retry opened a second case.
+        return request_sent(err)
+    if isinstance(err, (requests.ConnectTimeout, requests.exceptions.ProxyError)):
         return False
     if isinstance(err, requests.ConnectionError):
         reason = err.args[0] if err.args else None

@@ -19,6 +19,7 @@ from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
 
+from .call_deadline import request_sent
 from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimited, RejectedError, TransientError, page_of
 from .http_session import SettledEnvironmentSession
 
@@ -190,6 +191,8 @@ def _from_requests(err: requests.RequestException, write: bool) -> DeliveryError
     if isinstance(err, requests.ConnectTimeout):
         return TransientError(f"could not connect to {url} in time (nothing was sent)")
     if isinstance(err, requests.exceptions.SSLError):
+        if write and request_sent(err):  # broken in the answer: the note may be in (comments take no key)
+            return OutcomeUnknown(f"TLS broke after the request was sent to {url}: {err}")
         return TransientError(f"TLS failed with {url} (check REQUESTS_CA_BUNDLE / SSL_CERT_FILE): {err}")
     if isinstance(err, requests.exceptions.ProxyError):
         return TransientError(f"the proxy refused the request to {url}: {err}")

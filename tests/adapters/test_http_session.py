@@ -142,3 +142,74 @@ def test_ssl_cert_file_is_trusted_by_every_requests_session_as_the_contract_prom
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _tls_server_breaking_its_answer(tmp_path):
+    """A loopback TLS server that reads a whole request, then answers with a garbled TLS record (a
+    TLS-inspecting proxy failing mid-answer): the request left, and the client's TLS layer fails."""
+    import os
+    import socket
+    import ssl
+    import threading
+
+    import trustme
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(tls)
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with tls.wrap_socket(conn, server_side=True) as secure:
+            data = b""
+            while b"\r\n\r\n" not in data or not data.endswith(b"}"):
+                data += secure.recv(65536)
+            received.append(data)
+            with socket.socket(fileno=os.dup(secure.fileno())) as raw:  # under TLS: a record no key opens
+                raw.sendall(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+                raw.recv(1024)  # until the client gives up
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, f"https://127.0.0.1:{listener.getsockname()[1]}/", received
+
+
+def test_tls_broken_after_the_request_left_is_not_taken_for_nothing_sent(tmp_path, monkeypatch):
+    # A review: requests raises SSLError for a refused handshake and for a garbled answer alike, and
+    # both were "nothing was sent" — a retry then made a second case (Salesforce takes no key).
+    import pytest
+
+    from adapters.call_deadline import request_sent
+    from adapters.errors import OutcomeUnknown, TransientError
+    from adapters.salesforce_client import translate
+    from adapters.zendesk_http import edge
+
+    listener, url, received = _tls_server_breaking_its_answer(tmp_path)
+    try:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
+        with pytest.raises(requests.exceptions.SSLError) as broken:
+            VendorSession(5).post(url + "services/data/v59.0/sobjects/Case/", data=b'{"Subject": "x"}', timeout=5)
+        assert received and received[0].startswith(b"POST /services/data/v59.0/sobjects/Case/")
+        assert request_sent(broken.value)
+        assert isinstance(translate(broken.value, write=True), OutcomeUnknown)
+        with pytest.raises(OutcomeUnknown), edge(write=True):
+            raise broken.value
+    finally:
+        listener.close()
+    # A handshake refused (a CA not trusted) sent nothing: still a plain retry.
+    (tmp_path / "other").mkdir()
+    server, trusted_url = _tls_server(tmp_path / "other")  # its own CA, which nothing trusts now
+    try:
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+        for name in ("CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+            monkeypatch.delenv(name, raising=False)
+        with pytest.raises(requests.exceptions.SSLError) as refused:
+            VendorSession(5).post(trusted_url, data=b"{}", timeout=5)
+        assert not request_sent(refused.value)
+        assert isinstance(translate(refused.value, write=True), TransientError)
+        assert not isinstance(translate(refused.value, write=True), OutcomeUnknown)
+    finally:
+        server.shutdown()
+        server.server_close()

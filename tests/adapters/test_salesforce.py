@@ -50,7 +50,7 @@ def ctx_for(packet: dict[str, Any] | None = None, **kwargs: Any):
     return make_context(packet if packet is not None else full_packet(), target="salesforce", **kwargs)
 
 
-def routed(owner_id: str = "00G5g000003QueueAAA") -> dict[str, Any]:
+def routed(owner_id: str = "00G5g000003QueueAA") -> dict[str, Any]:
     return {"team": "billing", "queue": "Billing", "agent": None, "priority": "urgent", "rule": "vip",
             "trace": [], "targets": {"salesforce": {"owner_id": owner_id}}}
 
@@ -81,7 +81,7 @@ def test_create_finds_contact_by_escaped_email_then_posts_case_and_comments(org:
     assert outcome.url == f"{INSTANCE}/lightning/r/Case/{CASE_ID}/view"
     [case] = org.sent("Case")
     assert case["ContactId"] == "0035g00000Existing"
-    assert case["OwnerId"] == "00G5g000003QueueAAA"
+    assert case["OwnerId"] == "00G5g000003QueueAA"
     assert case["Subject"] == "Invoices stopped syncing to QuickBooks; reconnecting did not help"
     assert case["Description"] == ctx.brief.text
     assert (case["Priority"], case["Origin"], case["Status"]) == ("High", "Web", "New")
@@ -223,15 +223,15 @@ def test_transcript_as_feed_item(org: SalesforceFake) -> None:
 
 
 def test_link_present_adds_case_comments_only(org: SalesforceFake) -> None:
-    ctx = ctx_for(link=Link(vendor_id="5005g00000OldCaseAA", url=None))
-    org.case_state("5005g00000OldCaseAA")
+    ctx = ctx_for(link=Link(vendor_id="5005g00000OldCasAA", url=None))
+    org.case_state("5005g00000OldCasAA")
     org.comments(2)
 
     outcome = adapter().deliver(ctx)
 
-    assert (outcome.status, outcome.vendor_id) == ("updated", "5005g00000OldCaseAA")
+    assert (outcome.status, outcome.vendor_id) == ("updated", "5005g00000OldCasAA")
     brief, transcript = org.sent("CaseComment")
-    assert {brief["ParentId"], transcript["ParentId"]} == {"5005g00000OldCaseAA"}
+    assert {brief["ParentId"], transcript["ParentId"]} == {"5005g00000OldCasAA"}
     # A new handoff on the case says so first, as Zendesk's and Slack's do: an agent read it as a repeat.
     assert brief["CommentBody"] == (f"Handoff {HID} · brief · part 1/2\n" + ctx.handed_off_again + "\n\n"
                                     + ctx.brief.summary_text("in this case's comments headed “transcript · part n/N”"))
@@ -251,23 +251,23 @@ AGENT = "0055g00000Agnt1AAB"
 def test_a_repeat_handoff_reports_who_owns_the_case_now(org: SalesforceFake, owner, name, holder, kind) -> None:
     """Like Zendesk's `_holder`: no event comes for an owner who does not change, so the answer to
     the update is the only word that an agent has the case — read in the query the update makes anyway."""
-    org.case_state("5005g00000OldCaseAA", owner=owner, owner_name=name)
+    org.case_state("5005g00000OldCasAA", owner=owner, owner_name=name)
     org.comments(2)
 
-    outcome = adapter().deliver(ctx_for(link=Link(vendor_id="5005g00000OldCaseAA", url=None)))
+    outcome = adapter().deliver(ctx_for(link=Link(vendor_id="5005g00000OldCasAA", url=None)))
 
     assert (outcome.status, outcome.holder) == ("updated", holder)
     assert outcome.reply["owner"] == {"id": owner, "name": name, "kind": kind}
     assert len(org.calls("GET", "query/")) == 1  # who owns it comes with whether it is closed: no second query
 
 
-@pytest.mark.parametrize(("closed", "parent"), [(True, "5005g00000OldCaseAA"), (False, None)])
+@pytest.mark.parametrize(("closed", "parent"), [(True, "5005g00000OldCasAA"), (False, None)])
 def test_a_closed_or_deleted_case_gets_a_new_case_with_the_whole_brief(org: SalesforceFake, closed, parent) -> None:
     """Comments on a closed case reach no queue: the conversation came back after it closed."""
-    org.case_state("5005g00000OldCaseAA", closed=closed, gone=not closed)
+    org.case_state("5005g00000OldCasAA", closed=closed, gone=not closed)
     org.new_case(comments=1)
 
-    outcome = adapter().deliver(ctx_for(link=Link(vendor_id="5005g00000OldCaseAA", url=None)))
+    outcome = adapter().deliver(ctx_for(link=Link(vendor_id="5005g00000OldCasAA", url=None)))
 
     assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID)
     [case] = org.sent("Case")
@@ -1027,10 +1027,10 @@ def test_a_case_refusing_a_repeats_update_as_a_whole_still_gets_its_comments(org
 
 
 def test_a_case_deleted_between_the_look_and_the_update_gets_a_new_case(org: SalesforceFake) -> None:
-    context = make_context(full_packet(), target="salesforce", link=Link(vendor_id="5005g00000OldCaseAA"),
+    context = make_context(full_packet(), target="salesforce", link=Link(vendor_id="5005g00000OldCasAA"),
                            assignment={"priority": "urgent", "team": "support"})
-    org.case_state("5005g00000OldCaseAA")
-    org.error("PATCH", "sobjects/Case/5005g00000OldCaseAA", 404, "error-404-not-found.json")
+    org.case_state("5005g00000OldCasAA")
+    org.error("PATCH", "sobjects/Case/5005g00000OldCasAA", 404, "error-404-not-found.json")
     org.new_case(comments=1)
 
     outcome = adapter().deliver(context)
