@@ -136,10 +136,10 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             if taken is not None and (routed or not taken.routed):
                 return _recorded(session, event) or _taken_already(taken, where)
             # The bot hears of any agent taking its handoff, even one routing chose itself.
-            # Not once the bot hears (or will hear) `completed`: "take it and solve it" may bring the
-            # solve first, and the bot heard `assigned` after `completed`, a step back from the end
-            # (README: it never does). The agent is still recorded, for a read. A bot that did not ask
-            # for `completed` hears `assigned` as before (and then no `delivered` after it).
+            # Not once `completed` is owed: "take it and solve it" may bring the solve first, and the
+            # bot heard `assigned` after `completed`, a step back from the end (README: it never does).
+            # The agent is still recorded, for a read. A bot that did not ask for `completed` hears
+            # `assigned` as before (and then no `delivered` after it).
             owed = not _completed_told(session, handoff.id) and _owe_callback(session, services, handoff, event, routed)
             team = str(handoff.assignment.get("team") or "")
             wait = max(0, int((event.at - handoff.created_at).total_seconds()))
@@ -244,10 +244,11 @@ def _ticket_at(tickets: list[dict[str, Any]], target: str, ticket_id: str) -> di
 
 
 def _completed_told(session: Session, handoff_id: str) -> bool:
-    """Whether the bot heard, or will hear, `completed` for the handoff (its row sent or pending)."""
-    return session.scalars(select(Callback.id).where(Callback.handoff_id == handoff_id, Callback.state == "completed",
-                                                     Callback.status.in_(("sent", "pending"))).limit(1)).first() \
-        is not None
+    """Whether `completed` is owed for the handoff: its row, whatever became of it. One given up
+    (the bot answered 404 once) may be resent by an operator, and went out before an `assigned`
+    written after it still pending: the bot ended on `assigned` for a solved ticket."""
+    return session.scalars(select(Callback.id).where(Callback.handoff_id == handoff_id,
+                                                     Callback.state == "completed").limit(1)).first() is not None
 
 
 def _owe_callback(session: Session, services: Services, handoff: Handoff, event: AssignmentEvent,

@@ -644,6 +644,30 @@ def test_take_it_and_solve_it_arriving_solve_first_never_tells_assigned_after_co
     assert [row.agent_id for row in assignments(app)] == ["381156009921"]  # still recorded, for a read
 
 
+def test_a_completed_given_up_then_resent_is_not_followed_by_an_assigned(make_callback_app, bot):
+    # A review of the mend: with `completed` given up (the bot answered 404), the agent's event owed
+    # `assigned`; an operator's resend then sent `completed` first and `assigned` after it.
+    from tests.test_webhooks_zendesk import event, signed
+
+    app = _with_a_zendesk_handoff(make_callback_app, "hnd_GONE",
+                                  full_packet(callback={"url": bot.url, "events": ["assigned", "completed"]}))
+    hook = app.test_client()
+
+    def post(body: dict) -> None:
+        data = json.dumps(body).encode()
+        assert hook.post("/webhooks/zendesk", data=data, content_type="application/json",
+                         headers=signed(data)).get_json()["outcome"] == "recorded"
+
+    bot.answer(404)  # not retried: given up at once
+    post(event(id="evt-solved", type="zen:event-type:ticket.status_changed",
+               event={"current": "SOLVED", "previous": "OPEN"}))
+    send_due(app)
+    post(event())  # the take, dated as the solve
+    assert app.extensions["connector"].callbacks.resend()
+    send_due(app)
+    assert [received.json["state"] for received in bot.requests] == ["completed", "completed"]
+
+
 def test_a_solved_ticket_whose_bot_did_not_ask_owes_nothing(make_callback_app, bot):
     from tests.test_webhooks_zendesk import SECRET, T0, delivered, event, signed
 
