@@ -585,6 +585,26 @@ def test_external_id_mapping_upserts_the_case(org: SalesforceFake) -> None:
     assert "Handoff_Id__c" not in json.loads(call.request.body)  # the id is in the URL
 
 
+def test_an_upsert_answered_300_takes_the_oldest_case_carrying_the_handoff_instead_of_failing(
+        org: SalesforceFake) -> None:
+    # A review: several cases carry the handoff's id (the External ID field not Unique); the upsert's
+    # 300 was a refusal for good — the bot apologised while agents had the case, once or more.
+    org.query([{"Id": "0035g00000Existing"}])
+    org.rsps.patch(f"{org.api}/sobjects/Case/Handoff_Id__c/{HID}", status=300, json=[
+        f"/services/data/v59.0/sobjects/Case/{CASE_ID}", "/services/data/v59.0/sobjects/Case/5005g00000Hnd0gAAB"])
+    org.query([{"Id": CASE_ID}], sobject="Case",
+              soql=f"SELECT Id FROM Case WHERE Handoff_Id__c = '{HID}' ORDER BY CreatedDate ASC LIMIT 1")
+    org.query([], sobject="CaseComment", soql=f"SELECT CommentBody FROM CaseComment WHERE ParentId = '{CASE_ID}'")
+    org.comments(1)
+
+    outcome = adapter(handoff_id_field="Handoff_Id__c", handoff_id_is_external_id=True).deliver(ctx_for())
+
+    assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID)
+    assert org.sent("CaseComment")[0]["ParentId"] == CASE_ID  # its transcript completed
+    [several] = [entry for entry in outcome.receipt["dropped"] if "several cases" in entry["reason"]]
+    assert "Unique" in several["reason"]
+
+
 # ---- auth --------------------------------------------------------------------------------------------
 
 
