@@ -265,9 +265,15 @@ class SalesforceAdapter(Adapter):
             try:
                 reply, fields_out = self._create_case(payload["request"], case, payload["headers"], ctx)
             except RejectedError as err:
-                if err.status != 300 or (found := self.find_existing(ctx)) is None:
+                if err.status != 300:
                     raise
-                return replace(found, dropped=(*found.dropped, *left_out, _several_cases(err, found.vendor_id)))
+                several = _several_cases(err)
+                # Said by the attempt that finds the case after a timeout completing its transcript too.
+                with carrying((several,)):
+                    found = self.find_existing(ctx)
+                if found is None:
+                    raise
+                return replace(found, dropped=(*found.dropped, *left_out, several))
         with carrying((*left_out, *fields_out)):
             case_id = reply.get("id")
             if not case_id:  # a 204 from an old API version: the case exists, its id comes from find_existing
@@ -700,16 +706,16 @@ def _no_contact(err: DeliveryError) -> Dropped:
              "the case names the customer in its Supplied fields and brief, and is linked to no contact"},)
 
 
-def _several_cases(err: RejectedError, case_id: str) -> dict[str, str]:
+def _several_cases(err: RejectedError) -> dict[str, str]:
     """The receipt's entry, and the log's line, for an upsert answered 300: several cases carry the
     handoff's id already (its External ID field is not Unique, as salesforce.yaml asks), so the case
     exists — the oldest carries on, its transcript completed. It was given up for good: the bot
     apologised while agents had the case, once or more."""
     log.warning("several Salesforce cases carry this handoff's id (make handoff_id_field Unique); the oldest "
-                "is taken", extra={"case_id": case_id})
+                "is taken")
     return {"part": "mapping", "reason": f"several cases carry this handoff's id (Salesforce answered 300: "
-            f"{err.message[:200]}); {case_id}, the oldest, is taken — make salesforce.yaml's handoff_id_field "
-            "Unique so that one handoff has one case"}
+            f"{err.message[:200]}); the oldest is taken — make salesforce.yaml's handoff_id_field Unique so "
+            "that one handoff has one case"}
 
 
 # The case's fields set from a salesforce.yaml key of the same meaning, for the receipt to name it.

@@ -605,6 +605,24 @@ def test_an_upsert_answered_300_takes_the_oldest_case_carrying_the_handoff_inste
     assert "Unique" in several["reason"]
 
 
+def test_several_cases_are_still_said_when_completing_the_oldest_ones_transcript_timed_out(
+        org: SalesforceFake) -> None:
+    # A review of the mend: a timeout while completing the found case's transcript took the entry
+    # with it; the attempt that found the case next said nothing of the duplicates.
+    org.query([{"Id": "0035g00000Existing"}])
+    org.rsps.patch(f"{org.api}/sobjects/Case/Handoff_Id__c/{HID}", status=300, json=[
+        f"/services/data/v59.0/sobjects/Case/{CASE_ID}", "/services/data/v59.0/sobjects/Case/5005g00000Hnd0gAAB"])
+    org.query([{"Id": CASE_ID}], sobject="Case",
+              soql=f"SELECT Id FROM Case WHERE Handoff_Id__c = '{HID}' ORDER BY CreatedDate ASC LIMIT 1")
+    org.query([], sobject="CaseComment", soql=f"SELECT CommentBody FROM CaseComment WHERE ParentId = '{CASE_ID}'")
+    org.raise_("POST", "sobjects/CaseComment/", requests.ReadTimeout("read timed out"))
+
+    with pytest.raises(OutcomeUnknown) as unknown:
+        adapter(handoff_id_field="Handoff_Id__c", handoff_id_is_external_id=True).deliver(ctx_for())
+
+    assert any("several cases" in entry["reason"] for entry in unknown.value.sent_to["left_out"])
+
+
 # ---- auth --------------------------------------------------------------------------------------------
 
 
