@@ -192,8 +192,14 @@ def _replayed(services: Services, existing: Handoff, digest: str, key: str, pack
 
 def _warned(answer: Answer, packet: dict[str, Any], services: Services) -> Answer:
     """The answer, with `warnings` when part of what the bot asked for will not happen (`callbacks.warnings_for`)."""
-    targets = [ticket["target"] for ticket in answer.body.get("tickets") or []]
-    return with_warnings(answer, warnings_for(packet, targets, answer.body.get("assignment") or {}, services))
+    return with_warnings(answer, warnings_of(answer.body, packet, services))
+
+
+def warnings_of(body: Mapping[str, Any], packet: Mapping[str, Any], services: Services) -> list[str]:
+    """`warnings_for` a handoff's answer `body` (its targets, its assignment): the POST's, its
+    replay's and a read's alike."""
+    targets = [ticket["target"] for ticket in body.get("tickets") or []]
+    return warnings_for(packet, targets, body.get("assignment") or {}, services)
 
 
 def with_warnings(answer: Answer, said: list[str]) -> Answer:

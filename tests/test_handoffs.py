@@ -81,6 +81,21 @@ def test_location_keeps_the_path_prefix_the_service_is_reached_under(make_app):
     assert messages.headers["Location"] == f"https://support.example.com/connector{path}/messages"
 
 
+def test_a_read_carries_the_warnings_the_answer_did(app):
+    # A review: a bot that lost the POST's answer to a timeout and read the handoff instead never
+    # learnt that its misspelt key was kept but not acted on, or that its vendor_extra went nowhere.
+    client = app.test_client()
+    packet = minimal_packet(vendor_extra={"zendsk": {"x": 1}})
+    packet["escalation"] = {"reason": "customer_request", "urgncy": "high"}
+    answer = post(client, packet).get_json()
+    assert len(answer["warnings"]) >= 2
+    read = client.get(f"/v1/handoffs/{answer['id']}", headers=auth()).get_json()
+    [listed] = client.get(f"/v1/handoffs?conversation_id={packet['conversation']['id']}", headers=auth()).get_json()["items"]
+    assert read["warnings"] == listed["warnings"] == answer["warnings"]
+    quiet = post(client, minimal_packet(conversation={"id": "conv-quiet"})).get_json()
+    assert "warnings" not in client.get(f"/v1/handoffs/{quiet['id']}", headers=auth()).get_json()
+
+
 def test_same_request_again_returns_the_identical_body_with_200(any_db_app):
     client = any_db_app.test_client()
     first = post(client, full_packet(), key="k-2")

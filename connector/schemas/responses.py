@@ -75,9 +75,9 @@ class HandoffResponseSchema(Schema):
     context_receipt = fields.Dict(keys=fields.String(), values=fields.Nested(ReceiptSchema), required=True)
     links = fields.Nested(LinksSchema, required=True)
     warnings = fields.List(fields.String(), metadata={
-        "description": "Present in the answer to the POST (and its replay; a read of the handoff leaves it out: "
-                       "the same request again with its key is answered with them) when part of what the bot "
-                       "asked for will not happen, each saying what and why (a `callback` from a bot with no "
+        "description": "Present (in the answer to the POST, its replay and a read of the handoff) when part of "
+                       "what the bot asked for will not happen, each saying what and why, as this connector's "
+                       "settings say it now (a `callback` from a bot with no "
                        "signing secret to sign it with; `vendor_extra` for "
                        "a target the handoff does not go to; a `conversation.language` with no customer "
                        "messages of its own, the message then in the default locale; a `routing.department` "
