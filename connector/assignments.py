@@ -140,7 +140,7 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             # bot heard `assigned` after `completed`, a step back from the end (README: it never does).
             # The agent is still recorded, for a read. A bot that did not ask for `completed` hears
             # `assigned` as before (and then no `delivered` after it).
-            owed = not _completed_told(session, handoff.id) and _owe_callback(session, services, handoff, event, routed)
+            owed = not _completed_owed(session, handoff.id) and _owe_callback(session, services, handoff, event, routed)
             team = str(handoff.assignment.get("team") or "")
             wait = max(0, int((event.at - handoff.created_at).total_seconds()))
             taking = dict(target=event.target, vendor_ticket_id=event.ticket_id, team=team, agent_id=event.agent_id,
@@ -243,7 +243,7 @@ def _ticket_at(tickets: list[dict[str, Any]], target: str, ticket_id: str) -> di
     return {**taken, "id": ticket_id}
 
 
-def _completed_told(session: Session, handoff_id: str) -> bool:
+def _completed_owed(session: Session, handoff_id: str) -> bool:
     """Whether `completed` is owed for the handoff: its row, whatever became of it. One given up
     (the bot answered 404 once) may be resent by an operator, and went out before an `assigned`
     written after it still pending: the bot ended on `assigned` for a solved ticket."""

@@ -192,21 +192,27 @@ def _replayed(services: Services, existing: Handoff, digest: str, key: str, pack
 
 def _warned(answer: Answer, packet: dict[str, Any], services: Services) -> Answer:
     """The answer, with `warnings` when part of what the bot asked for will not happen (`callbacks.warnings_for`)."""
-    return with_warnings(answer, warnings_of(answer.body, packet, services))
+    warned(answer.body, packet, services)
+    return answer
 
 
-def warnings_of(body: Mapping[str, Any], packet: Mapping[str, Any], services: Services) -> list[str]:
-    """`warnings_for` a handoff's answer `body` (its targets, its assignment): the POST's, its
-    replay's and a read's alike."""
+def warned(body: dict[str, Any], packet: Mapping[str, Any], services: Services) -> dict[str, Any]:
+    """A handoff's answer `body` with the `warnings` its targets and assignment call for (absent when
+    there is nothing to say): the POST's, its replay's and a read's alike."""
     targets = [ticket["target"] for ticket in body.get("tickets") or []]
-    return warnings_for(packet, targets, body.get("assignment") or {}, services)
+    return _with(body, warnings_for(packet, targets, body.get("assignment") or {}, services))
 
 
 def with_warnings(answer: Answer, said: list[str]) -> Answer:
     """`answer` with `said` as its `warnings`, when there is anything to say (the field is absent otherwise)."""
-    if said:
-        answer.body["warnings"] = said
+    _with(answer.body, said)
     return answer
+
+
+def _with(body: dict[str, Any], said: list[str]) -> dict[str, Any]:
+    if said:
+        body["warnings"] = said
+    return body
 
 
 def warnings_for(packet: Mapping[str, Any], targets: list[str], assignment: Mapping[str, Any],

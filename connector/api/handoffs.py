@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 from .. import answers, follow_ups
 from ..auth import authenticate_bot
 from ..errors import NotFound, ValidationFailed
-from ..intake import Answer, accept, warnings_of
+from ..intake import Answer, accept, warned
 from ..models import Assignment, Callback, Handoff
-from ..services import Services, current_services
+from ..services import current_services
 from . import query_limit
 
 bp = Blueprint("handoffs", __name__, url_prefix="/v1/handoffs")
@@ -125,16 +125,9 @@ def get_handoff(handoff_id: str) -> Response:
     caller = authenticate_bot(request, services.settings)
     with services.db.reading() as session:
         handoff = _callers_handoff(session, handoff_id, caller.bot_id)
-        return _json(_warned(detail_of(session, handoff), handoff, services), 200)
-
-
-def _warned(body: dict, handoff: Handoff, services: Services) -> dict:
-    """A read says what the POST's answer said will not happen (`warnings`): a bot that lost that
-    answer to a timeout, and read the handoff instead, never learnt that its `escalation.urgncy` was
-    not acted on or that no callback would come."""
-    if said := warnings_of(body, handoff.packet, services):
-        body["warnings"] = said
-    return body
+        # A read says what the answer said will not happen: a bot that lost the answer to a timeout
+        # and read the handoff instead never learnt its `escalation.urgncy` was not acted on.
+        return _json(warned(detail_of(session, handoff), handoff.packet, services), 200)
 
 
 def detail_of(session: Session, handoff: Handoff, *, whole_errors: bool = False) -> dict:
@@ -263,6 +256,6 @@ def list_handoffs() -> Response:
     with services.db.reading() as session:
         rows = session.scalars(query.order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(limit)).all()
         later, agent_has = answers.reached_later(session, rows), answers.taken(session, rows)
-        return _json({"items": [_warned(answers.render(row, reached_later=later.get(row.id, []),
-                                                       holder=agent_has.get(row.id)), row, services)
+        return _json({"items": [warned(answers.render(row, reached_later=later.get(row.id, []),
+                                                      holder=agent_has.get(row.id)), row.packet, services)
                                 for row in rows]}, 200)

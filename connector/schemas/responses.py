@@ -58,8 +58,9 @@ class ReceiptSchema(Schema):
 
 class LinksSchema(Schema):
     self = fields.String(required=True, metadata={
-        "description": "Where to read this again: a path under the connector's base URL (CONNECTOR_PUBLIC_URL, "
-                       "a path prefix included). The answer's Location header carries it resolved."})
+        "description": "Where to read this again: a path relative to the connector's base URL (which may "
+                       "itself end in a path prefix, as CONNECTOR_PUBLIC_URL's), as the contract shows it. The "
+                       "answer's Location header carries it resolved."})
 
 
 class HandoffResponseSchema(Schema):
@@ -77,12 +78,12 @@ class HandoffResponseSchema(Schema):
     warnings = fields.List(fields.String(), metadata={
         "description": "Present (in the answer to the POST, its replay and a read of the handoff) when part of "
                        "what the bot asked for will not happen, each saying what and why, as this connector's "
-                       "settings say it now (a `callback` from a bot with no "
-                       "signing secret to sign it with; `vendor_extra` for "
-                       "a target the handoff does not go to; a `conversation.language` with no customer "
-                       "messages of its own, the message then in the default locale; a `routing.department` "
-                       "that names no team; a `routing.preferred_agent` routing did not assign, saying why; a key that "
-                       "looks like a misspelt field, such as `escalation.urgncy`, kept but not acted on)."})
+                       "settings say it now (a `callback` from a bot with no signing secret to sign it with; "
+                       "`vendor_extra` for a target the handoff does not go to; a `conversation.language` with "
+                       "no customer messages of its own, the message then in the default locale; a "
+                       "`routing.department` that names no team; a `routing.preferred_agent` routing did not "
+                       "assign, saying why; a key that looks like a misspelt field, such as `escalation.urgncy`, "
+                       "kept but not acted on)."})
 
 
 class MessagesResponseSchema(Schema):

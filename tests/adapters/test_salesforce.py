@@ -585,16 +585,22 @@ def test_external_id_mapping_upserts_the_case(org: SalesforceFake) -> None:
     assert "Handoff_Id__c" not in json.loads(call.request.body)  # the id is in the URL
 
 
-def test_an_upsert_answered_300_takes_the_oldest_case_carrying_the_handoff_instead_of_failing(
-        org: SalesforceFake) -> None:
-    # A review: several cases carry the handoff's id (the External ID field not Unique); the upsert's
-    # 300 was a refusal for good — the bot apologised while agents had the case, once or more.
+def _two_cases_carry_the_handoff(org: SalesforceFake) -> None:
+    """The upsert answered 300 (two cases carry the handoff's id); the oldest, CASE_ID, found by it, with
+    no transcript comment yet."""
     org.query([{"Id": "0035g00000Existing"}])
     org.rsps.patch(f"{org.api}/sobjects/Case/Handoff_Id__c/{HID}", status=300, json=[
         f"/services/data/v59.0/sobjects/Case/{CASE_ID}", "/services/data/v59.0/sobjects/Case/5005g00000Hnd0gAAB"])
     org.query([{"Id": CASE_ID}], sobject="Case",
               soql=f"SELECT Id FROM Case WHERE Handoff_Id__c = '{HID}' ORDER BY CreatedDate ASC LIMIT 1")
     org.query([], sobject="CaseComment", soql=f"SELECT CommentBody FROM CaseComment WHERE ParentId = '{CASE_ID}'")
+
+
+def test_an_upsert_answered_300_takes_the_oldest_case_carrying_the_handoff_instead_of_failing(
+        org: SalesforceFake) -> None:
+    # A review: several cases carry the handoff's id (the External ID field not Unique); the upsert's
+    # 300 was a refusal for good — the bot apologised while agents had the case, once or more.
+    _two_cases_carry_the_handoff(org)
     org.comments(1)
 
     outcome = adapter(handoff_id_field="Handoff_Id__c", handoff_id_is_external_id=True).deliver(ctx_for())
@@ -609,12 +615,7 @@ def test_several_cases_are_still_said_when_completing_the_oldest_ones_transcript
         org: SalesforceFake) -> None:
     # A review of the mend: a timeout while completing the found case's transcript took the entry
     # with it; the attempt that found the case next said nothing of the duplicates.
-    org.query([{"Id": "0035g00000Existing"}])
-    org.rsps.patch(f"{org.api}/sobjects/Case/Handoff_Id__c/{HID}", status=300, json=[
-        f"/services/data/v59.0/sobjects/Case/{CASE_ID}", "/services/data/v59.0/sobjects/Case/5005g00000Hnd0gAAB"])
-    org.query([{"Id": CASE_ID}], sobject="Case",
-              soql=f"SELECT Id FROM Case WHERE Handoff_Id__c = '{HID}' ORDER BY CreatedDate ASC LIMIT 1")
-    org.query([], sobject="CaseComment", soql=f"SELECT CommentBody FROM CaseComment WHERE ParentId = '{CASE_ID}'")
+    _two_cases_carry_the_handoff(org)
     org.raise_("POST", "sobjects/CaseComment/", requests.ReadTimeout("read timed out"))
 
     with pytest.raises(OutcomeUnknown) as unknown:
