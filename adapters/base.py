@@ -191,6 +191,15 @@ class HandoffContext:
 
 
 @dataclass(frozen=True)
+class Probed:
+    """`connector check --vendors`: who the vendor takes us for, and what it showed that works
+    today but should be mended (each a line of `check`'s warnings)."""
+
+    said: str
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Sent:
     """What a send hook reports back: the vendor's id for people and machines."""
 
@@ -329,10 +338,11 @@ class Adapter(abc.ABC):
         """The same, of the values routing.yaml gives this target (a team's or a rule's `targets`)."""
         return []
 
-    def probe(self) -> str | None:
+    def probe(self) -> Probed | None:
         """`connector check --vendors`: one cheap authenticated read that a delivery's calls would
         need to pass, and who the vendor takes us for; None when there is no vendor to ask. Raises
-        `DeliveryError` as a delivery would (bad credentials: `AuthError`)."""
+        `DeliveryError` as a delivery would (bad credentials: `AuthError`), or for what the vendor
+        shows would fail every delivery (`RejectedError`)."""
         return None
 
     # ---- hooks ---------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from .base import (
     Adapter,
     Dropped,
     HandoffContext,
+    Probed,
     Sent,
     carrying,
     created_at,
@@ -54,6 +55,7 @@ from .salesforce_client import (
     Throttled,
     VendorSession,
     auth_mode,
+    case_fields_findings,
     check_mapping,
     connect,
     translate,
@@ -129,10 +131,16 @@ class SalesforceAdapter(Adapter):
                         "customer's open case; each conversation's first handoff opens a case of its own")
         return said
 
-    def probe(self) -> str:
+    def probe(self) -> Probed:
         # The lookups after a timeout read Case with SOQL; a delivery's first call would log in.
         self._call(lambda sf: sf.query("SELECT Id FROM Case LIMIT 1"), write=False)
-        return f"signed in ({auth_mode(self.settings).replace('_', '-')} auth), cases readable"
+        said = f"signed in ({auth_mode(self.settings).replace('_', '-')} auth), cases readable"
+        if not self.mapping.get("handoff_id_field") and not self.mapping.get("fields"):
+            return Probed(said)
+        problem, warnings = case_fields_findings(self.mapping, self._call(lambda sf: sf.Case.describe(), write=False))
+        if problem:
+            raise RejectedError(problem)
+        return Probed(f"{said}, Case's fields read", tuple(warnings))
 
     def build_create(self, ctx: HandoffContext) -> dict[str, Any]:
         customer = as_identity(ctx.packet.get("customer") or {})

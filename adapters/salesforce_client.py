@@ -101,6 +101,44 @@ def check_mapping(mapping: Mapping[str, Any]) -> None:
                                  f"{name!r} is not a Salesforce field API name (like Order_Number__c)")
 
 
+# "hnd_" and a ULID's 26 characters: what handoff_id_field must hold.
+HANDOFF_ID_LENGTH = 30
+
+
+def case_fields_findings(mapping: Mapping[str, Any], described: Mapping[str, Any]) -> tuple[str | None, list[str]]:
+    """What Case's describe (`GET sobjects/Case/describe`, the fields the API user can see) shows of
+    the mapping's fields, before any delivery runs into it: the problem that would refuse every new
+    case (None if none), and what works but loses something. A handoff_id_field that was not there
+    or too short was found by the first handoff, which failed; one not Unique, only by a duplicate."""
+    fields = {str(spec.get("name", "")).lower(): spec for spec in described.get("fields") or ()}
+    warnings = [f"mappings/salesforce.yaml fields.{name}: Case has no field {name} the API user can see; "
+                "every case is sent without it (its receipt says so)"
+                for name in mapping.get("fields") or {} if name.lower() not in fields]
+    name = mapping.get("handoff_id_field")
+    if not name:
+        return None, warnings
+    where = f"mappings/salesforce.yaml handoff_id_field: {name}"
+    spec = fields.get(name.lower())
+    if spec is None:
+        return (f"{where} is not a field of Case the API user can see (create it, or grant the API user's "
+                "profile access to it): every new case would be refused"), warnings
+    length = spec.get("length")
+    if spec.get("type") in ("string", "textarea") and isinstance(length, int) and length < HANDOFF_ID_LENGTH:
+        return (f"{where} holds {length} characters, a handoff id {HANDOFF_ID_LENGTH}: every new case would be "
+                "refused (make it Text(64))"), warnings
+    if mapping.get("handoff_id_is_external_id"):
+        if not spec.get("externalId"):
+            return (f"{where} is not an External ID field, and handoff_id_is_external_id asks to upsert on "
+                    "it: every new case would be refused (mark it External ID, or drop that line)"), warnings
+        if not spec.get("unique"):
+            warnings.append(f"{where} is not Unique: two cases can carry one handoff's id, and the oldest is "
+                            "taken (mark it Unique)")
+    elif spec.get("externalId") and spec.get("unique"):
+        warnings.append(f"{where} is Unique and an External ID: set handoff_id_is_external_id: true, so the "
+                        "create itself is an upsert and a retry after a lost answer cannot open a second case")
+    return None, warnings
+
+
 class Redirected(Exception):
     """A 3xx seen by the session, not followed (`VendorSession.request`)."""
 

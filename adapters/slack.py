@@ -37,7 +37,7 @@ from connector.settings import Settings
 
 from . import call_deadline
 from . import slack_blocks as kit
-from .base import Adapter, Dropped, HandoffContext, Sent, created_at, deep_merge
+from .base import Adapter, Dropped, HandoffContext, Probed, Sent, created_at, deep_merge
 from .errors import (
     AuthError,
     DeliveryError,
@@ -324,12 +324,12 @@ class SlackAdapter(Adapter):
         self._call("chat_update", channel=channel, ts=ts, text=message["text"], blocks=blocks,
                    metadata=message["metadata"], parse=AS_POSTED)
 
-    def probe(self) -> str:
+    def probe(self) -> Probed:
         who = self._call("auth_test")
         # The alert channel's history is what the lookup after a timeout reads: it needs the
         # history scope and, for a private channel, the bot in it.
         self._call("conversations_history", channel=self.settings.slack_channel, limit=1)
-        return f"signed in as {who.get('user')} in {who.get('team')}; {self.settings.slack_channel} readable"
+        return Probed(f"signed in as {who.get('user')} in {who.get('team')}; {self.settings.slack_channel} readable")
 
     def claim_answered(self, event: AssignmentEvent, holder: Holder, ticket_id: str) -> None:
         """Slack shows nothing when a button is clicked. The first claim is answered in the alert's

@@ -39,6 +39,7 @@ from .base import (
     Adapter,
     HandoffContext,
     Link,
+    Probed,
     Sent,
     carrying,
     deep_merge,
@@ -446,7 +447,7 @@ class ZendeskAdapter(Adapter):
                             reply={"found_by": "comment", **({"reopened": True} if reopened else {})}, holder=holder)
         return None
 
-    def probe(self) -> str:
+    def probe(self) -> Probed:
         reply, _ = self._call("GET", "/api/v2/users/me.json", write=False, expect="user")
         user = reply["user"]
         who = user.get("email") or user.get("name") or f"user {user.get('id')}"
@@ -454,7 +455,7 @@ class ZendeskAdapter(Adapter):
             raise AuthError("Zendesk took these credentials for an anonymous user")
         if user.get("role") == "end-user":
             raise AuthError(f"Zendesk signs these credentials in as {who}, an end user: tickets need an agent")
-        return f"signed in as {who} ({user.get('role')})"
+        return Probed(f"signed in as {who} ({user.get('role')})")
 
     def _after_found_note(self, ticket_id: str) -> tuple[bool, str | None]:
         """A note a timed-out attempt posted, found: the ticket as `send_update` would have left it

@@ -91,7 +91,8 @@ def migrate() -> None:
 
 @group.command("check")
 @click.option("--vendors", is_flag=True, help="Also sign in to each enabled vendor with one read "
-              "(Zendesk: who am I; Salesforce: a Case query; Slack: auth.test and the channel's history).")
+              "(Zendesk: who am I; Salesforce: a Case query, and Case's fields when the mapping names any; "
+              "Slack: auth.test and the channel's history).")
 def check(vendors: bool) -> None:
     """Validate settings, mappings and every enabled target; warn about insecure settings. Offline
     unless --vendors: the credentials are otherwise first tried by a delivery."""
@@ -119,7 +120,9 @@ def check(vendors: bool) -> None:
     warnings.extend(services.warnings())
     problems.extend(web_server_problems(os.environ))
     if vendors:
-        problems.extend(_probe(services.adapters))
+        refused, warned = _probe(services.adapters)
+        problems.extend(refused)
+        warnings.extend(warned)
     for line in warnings:
         click.echo(f"warning: {line}")
     for line in problems:
@@ -129,24 +132,27 @@ def check(vendors: bool) -> None:
     click.echo("ok" if not warnings else f"ok with {len(warnings)} warning(s)")
 
 
-def _probe(adapters) -> list[str]:  # type: ignore[no-untyped-def]
-    """Each enabled vendor's answer to one authenticated read, printed; the refusals returned."""
+def _probe(adapters) -> tuple[list[str], list[str]]:  # type: ignore[no-untyped-def]
+    """Each enabled vendor's answer to one authenticated read, printed; the refusals and the
+    warnings returned."""
     from adapters.errors import DeliveryError
 
     refused: list[str] = []
+    warned: list[str] = []
     asked = 0
     for name, adapter in adapters.items():
         try:
-            said = adapter.probe()
+            probed = adapter.probe()
         except DeliveryError as err:
             refused.append(f"{name}: {err.message}")
             continue
-        if said is not None:
+        if probed is not None:
             asked += 1
-            click.echo(f"{name}: {said}")
+            click.echo(f"{name}: {probed.said}")
+            warned.extend(f"{name}: {line}" for line in probed.warnings)
     if not asked and not refused:
         click.echo("vendors: none enabled to sign in to (CONNECTOR_TARGETS)")
-    return refused
+    return refused, warned
 
 
 @group.command("preview")

@@ -36,6 +36,33 @@ def test_check_vendors_with_refused_credentials_is_a_problem_and_fails(make_app)
     assert "problem: zendesk: Zendesk refused the credentials (401): Couldn't authenticate you" in result.output
 
 
+def test_check_vendors_warns_of_a_salesforce_handoff_id_field_that_is_not_unique(make_app, tmp_path):
+    # Only a duplicate case showed it, long after the go-live; Case's describe shows it before.
+    import shutil
+    from pathlib import Path
+
+    from tests.fakes.salesforce import INSTANCE, TOKEN, SalesforceFake
+
+    root = tmp_path / "mappings"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", root)
+    shipped = (root / "salesforce.yaml").read_text()
+    (root / "salesforce.yaml").write_text(shipped.replace("# handoff_id_field: Handoff_Id__c", "handoff_id_field: "
+                                                          "Handoff_Id__c\nhandoff_id_is_external_id: true", 1))
+    app = make_app(targets=("salesforce",), salesforce_instance_url=INSTANCE, salesforce_access_token=TOKEN,
+                   mappings_dir=str(root))
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        org = SalesforceFake(rsps)
+        org.query([], soql="SELECT Id FROM Case LIMIT 1", sobject="Case")
+        org.describe_case({"name": "Handoff_Id__c", "type": "string", "length": 64, "externalId": True,
+                           "unique": False})
+        result = app.test_cli_runner().invoke(args=["connector", "check", "--vendors"])
+    assert result.exit_code == 0, result.output
+    assert "salesforce: signed in (token auth), cases readable, Case's fields read\n" in result.output
+    assert "warning: salesforce: mappings/salesforce.yaml handoff_id_field: Handoff_Id__c is not Unique" \
+        in result.output
+    assert result.output.rstrip().endswith("warning(s)")
+
+
 def test_check_vendors_with_no_vendor_enabled_says_so(make_app):
     result = make_app().test_cli_runner().invoke(args=["connector", "check", "--vendors"])
     assert result.exit_code == 0, result.output

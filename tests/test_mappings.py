@@ -548,7 +548,8 @@ def test_a_misspelt_bare_path_in_a_vendor_file_is_refused_when_the_file_is_loade
     with pytest.raises(ConfigError) as err:
         MappingStore(str(mapdir), "/", TARGETS, keys_of=mapping_keys,
                      check=lambda mappings: build_adapters(Settings(), mappings.targets))
-    assert err.value.source.endswith("salesforce.yaml:53 fields.Error_Code__c")
+    line = text[:text.index("\nfields: {}\n")].count("\n") + 3  # the line of Error_Code__c's value
+    assert err.value.source.endswith(f"salesforce.yaml:{line} fields.Error_Code__c")
     assert "did you mean 'collected_data'?" in err.value.message
 
 

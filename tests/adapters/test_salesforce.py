@@ -1250,7 +1250,54 @@ def test_a_comment_split_inside_a_run_of_flags_cuts_between_two_flags() -> None:
 def test_probe_logs_in_and_reads_a_case(org: SalesforceFake) -> None:
     org.password_login()
     org.query([{"Id": "5005g00000AbCdEAAV"}], soql="SELECT Id FROM Case LIMIT 1", sobject="Case")
-    assert adapter(PASSWORD_SETTINGS).probe() == "signed in (password auth), cases readable"
+    assert adapter(PASSWORD_SETTINGS).probe().said == "signed in (password auth), cases readable"
+
+
+def _id_field(**spec: Any) -> dict[str, Any]:
+    return {"name": "Handoff_Id__c", "type": "string", "length": 64, "externalId": True, "unique": True, **spec}
+
+
+def test_probe_reads_case_only_when_the_mapping_names_its_fields(org: SalesforceFake) -> None:
+    # The shipped mapping names none: nothing to describe, one call fewer.
+    org.query([{"Id": "5005g00000AbCdEAAV"}], soql="SELECT Id FROM Case LIMIT 1", sobject="Case")
+    assert adapter(fields={}).probe().warnings == ()
+    assert not org.calls(path="sobjects/Case/describe")
+
+
+@pytest.mark.parametrize(("spec", "refused"), [
+    (None, "handoff_id_field: Handoff_Id__c is not a field of Case the API user can see"),
+    (_id_field(length=20), "handoff_id_field: Handoff_Id__c holds 20 characters, a handoff id 30"),
+    (_id_field(externalId=False), "handoff_id_field: Handoff_Id__c is not an External ID field, and "
+                                  "handoff_id_is_external_id asks to upsert on it"),
+])
+def test_probe_refuses_a_handoff_id_field_that_would_refuse_every_case(org: SalesforceFake, spec, refused) -> None:
+    # Found by the first handoff, which failed, until `check --vendors` asked Case's describe.
+    org.query([{"Id": "5005g00000AbCdEAAV"}], soql="SELECT Id FROM Case LIMIT 1", sobject="Case")
+    org.describe_case(*([spec] if spec else []))
+    with pytest.raises(RejectedError, match="mappings/salesforce.yaml " + refused):
+        adapter(handoff_id_field="Handoff_Id__c", handoff_id_is_external_id=True).probe()
+
+
+def test_probe_warns_of_what_works_but_loses_something(org: SalesforceFake) -> None:
+    org.query([{"Id": "5005g00000AbCdEAAV"}], soql="SELECT Id FROM Case LIMIT 1", sobject="Case")
+    org.describe_case(_id_field(name="handoff_id__C", unique=False),
+                      {"name": "Intent__c", "type": "string", "length": 80})
+    probed = adapter(handoff_id_field="Handoff_Id__c", handoff_id_is_external_id=True,
+                     fields={"Intent__c": "intent.name", "Segment__c": "customer.segment"}).probe()
+    assert probed.said == "signed in (token auth), cases readable, Case's fields read"
+    assert probed.warnings == (
+        "mappings/salesforce.yaml fields.Segment__c: Case has no field Segment__c the API user can see; every "
+        "case is sent without it (its receipt says so)",
+        "mappings/salesforce.yaml handoff_id_field: Handoff_Id__c is not Unique: two cases can carry one handoff's "
+        "id, and the oldest is taken (mark it Unique)")
+
+
+def test_probe_suggests_the_upsert_a_unique_external_id_allows(org: SalesforceFake) -> None:
+    org.query([{"Id": "5005g00000AbCdEAAV"}], soql="SELECT Id FROM Case LIMIT 1", sobject="Case")
+    org.describe_case(_id_field())
+    assert "set handoff_id_is_external_id: true" in adapter(handoff_id_field="Handoff_Id__c").probe().warnings[0]
+    org.describe_case(_id_field(unique=False, externalId=False))
+    assert adapter(handoff_id_field="Handoff_Id__c").probe().warnings == ()
 
 
 def test_probe_with_a_refused_login_is_an_auth_error(org: SalesforceFake) -> None:

@@ -1312,7 +1312,7 @@ def test_a_failed_answer_to_a_click_is_the_adapters_own_error(adapter, slack):
 
 
 def test_probe_signs_in_and_reads_the_alert_channel(slack: FakeSlack, adapter: SlackAdapter) -> None:
-    assert adapter.probe() == "signed in as handoff-bot in Acme; C0HANDOFF readable"
+    assert adapter.probe().said == "signed in as handoff-bot in Acme; C0HANDOFF readable"
     assert [(call.method, call.body.get("channel")) for call in slack.calls] == \
         [("auth.test", None), ("conversations.history", "C0HANDOFF")]
 

@@ -1699,7 +1699,7 @@ def test_a_timed_out_comment_that_did_not_land_is_sent_again(zd: FakeZendesk) ->
 
 def test_probe_signs_in_and_says_as_whom(zd: FakeZendesk) -> None:
     zd.me()
-    assert adapter().probe() == "signed in as johnny@example.com (agent)"
+    assert adapter().probe().said == "signed in as johnny@example.com (agent)"
     assert zd.rsps.calls[0].request.headers["Authorization"] == basic_auth()
 
 

@@ -114,6 +114,13 @@ class SalesforceFake:
                         body=fixture("upsert-created.json" if created else "upsert-existing.json", id=record_id),
                         content_type="application/json")
 
+    def describe_case(self, *fields: dict[str, Any]) -> None:
+        """GET sobjects/Case/describe: Case's standard fields and `fields` (each a describe entry:
+        name, type, length, externalId, unique), as the API user sees them."""
+        standard = [{"name": "Id", "type": "id", "length": 18, "externalId": False, "unique": False},
+                    {"name": "Subject", "type": "string", "length": 255, "externalId": False, "unique": False}]
+        self.rsps.get(f"{self.api}/sobjects/Case/describe", json={"name": "Case", "fields": [*standard, *fields]})
+
     def update(self, sobject: str, record_id: str) -> None:
         self.rsps.patch(f"{self.api}/sobjects/{sobject}/{record_id}", status=204)
 
