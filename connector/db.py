@@ -64,7 +64,13 @@ def make_engine(url: str, root: str, busy_timeout_s: float = BUSY_TIMEOUT_S) -> 
                                                     f"{parsed.drivername}:// (the drivers installed)")
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
-        plain = bool(database) and database != ":memory:" and not database.startswith("file:")  # not a URI
+        if _in_memory(database, parsed.query):
+            # Each process has its own: gunicorn's master migrated its memory, every worker started on
+            # an empty database (/readyz 503, every handoff 500) while `check` and `migrate` passed.
+            raise ConfigError("CONNECTOR_DATABASE_URL", "names an in-memory SQLite database, which each process "
+                                                        "has its own of: give a file path "
+                                                        "(sqlite:///instance/connector.db)")
+        plain = not database.startswith("file:")  # not a URI
         if plain and not os.path.isabs(database):
             database = os.path.join(root, database)
             parsed = parsed.set(database=database)
@@ -82,6 +88,13 @@ def make_engine(url: str, root: str, busy_timeout_s: float = BUSY_TIMEOUT_S) -> 
         return engine
     return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True,
                          json_serializer=json_codec.dumps)
+
+
+def _in_memory(database: str, query: Any) -> bool:
+    """SQLite's in-memory database: `sqlite://`, `sqlite:///:memory:`, or a URI filename saying so."""
+    if database.startswith("file:"):
+        return database.removeprefix("file:").startswith(":memory:") or query.get("mode") == "memory"
+    return database in ("", ":memory:")
 
 
 def _private_file(database: str, default: bool = False) -> None:
@@ -238,7 +251,7 @@ class Database:
     def __init__(self, url: str, root: str, busy_timeout_s: float = BUSY_TIMEOUT_S):
         self.engine = make_engine(url, root, busy_timeout_s)
         database = self.engine.url.database if self.dialect == "sqlite" else None
-        on_disk = bool(database) and database != ":memory:" and not str(database).startswith("file:")
+        on_disk = bool(database) and not str(database).startswith("file:")
         self.sqlite_file = database if on_disk else None
         self._writer = WriterLock(self.sqlite_file, busy_timeout_s) if self.dialect == "sqlite" else None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)

@@ -77,6 +77,17 @@ def test_bad_values_stop_start_up_naming_the_variable(environ, variable, tmp_pat
     assert variable in str(caught.value) and ".env.example" in str(caught.value)
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file::memory:?uri=true",
+                                 "sqlite:///file:shared?mode=memory&cache=shared&uri=true"])
+def test_an_in_memory_sqlite_database_stops_start_up_asking_for_a_file(url):
+    # It passed `check` and `migrate`; under gunicorn the master migrated its own memory and every
+    # worker started on an empty database: /readyz 503, every handoff 500.
+    with pytest.raises(ConfigError) as caught:
+        create_app({"environ": {"CONNECTOR_DATABASE_URL": url}})
+    assert caught.value.source == "CONNECTOR_DATABASE_URL" and "in-memory" in caught.value.message
+    assert "give a file path" in caught.value.message
+
+
 @pytest.mark.parametrize(("written", "meant"), [
     ("https://test.salesforce.com", "test"), ("login.salesforce.com", "login"),
     ("https://acme--uat.sandbox.my.salesforce.com/", "acme--uat.sandbox.my"),
