@@ -23,7 +23,7 @@ from adapters import registry
 from .db import Database, SchemaGap, reason
 from .errors import ApiProblem, ConfigError
 from .models import DISMISSED, Callback, Delivery
-from .settings import MAX_SECONDS, RETENTION_MIN_DAYS, RETENTION_WHY, in_flask_command, web_server_problems
+from .settings import MAX_DAYS, MAX_SECONDS, RETENTION_MIN_DAYS, RETENTION_WHY, in_flask_command, web_server_problems
 
 group = AppGroup("connector", help="Operate the handoff connector.")
 log = logging.getLogger(__name__)
@@ -350,7 +350,7 @@ def _retention_days(ctx: click.Context, param: click.Parameter, days: int | None
 
 
 @group.command("purge")
-@click.option("--days", type=int, callback=_retention_days, default=None,
+@click.option("--days", type=click.IntRange(max=MAX_DAYS), callback=_retention_days, default=None,
               help="Forget handoffs older than this many days (default CONNECTOR_RETENTION_DAYS).")
 @click.option("--dry-run", is_flag=True, help="Only count the handoffs that would be forgotten.")
 def purge_command(days: int | None, dry_run: bool) -> None:

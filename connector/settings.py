@@ -289,6 +289,25 @@ def _float(name: str, raw: str) -> float:
     return value
 
 
+def _seconds(name: str, raw: str) -> int:
+    """A whole number of seconds (a lease, a timeout, an age) up to `MAX_ANY_SECONDS`, as one written
+    with a point is: 10¹² passed, and every handoff was a 500 (a lease's end out of range)."""
+    value = _int(name, raw)
+    if value > MAX_ANY_SECONDS:
+        raise ConfigError(name, f"must be a number of seconds up to {MAX_ANY_SECONDS:.0f}, got {raw!r}")
+    return value
+
+
+def _days(name: str, raw: str) -> int:
+    """A whole number of days up to `MAX_DAYS`: a million passed, and each purge failed on a cutoff
+    out of range."""
+    value = _int(name, raw)
+    if value > MAX_DAYS:
+        raise ConfigError(name, f"must be a number of days up to {MAX_DAYS} ({MAX_ANY_SECONDS:.0f} seconds), "
+                                f"got {raw!r}")
+    return value
+
+
 def _interval(name: str, raw: str) -> float:
     """How long a loop sleeps between looks: at most a day (`inf` passed, and the loop died at its
     first wait while the process ran on, delivering nothing)."""
@@ -300,6 +319,7 @@ def _interval(name: str, raw: str) -> float:
 
 MAX_SECONDS = 86_400
 MAX_ANY_SECONDS = 1e8  # about three years: any wait or date the connector computes stays in range
+MAX_DAYS = int(MAX_ANY_SECONDS // 86_400)  # 1157: the same bound in days
 
 
 def _public_url(name: str, raw: str) -> str:
@@ -399,18 +419,18 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CONNECTOR_MAX_JSON_DEPTH": ("max_json_depth", _int),
     "CONNECTOR_DELIVERY_THREADS": ("delivery_threads", _int),
     "CONNECTOR_MAX_ATTEMPTS": ("max_attempts", _int),
-    "CONNECTOR_MAX_DELIVERY_AGE_S": ("max_delivery_age_s", _int),
-    "CONNECTOR_LEASE_S": ("lease_s", _int),
+    "CONNECTOR_MAX_DELIVERY_AGE_S": ("max_delivery_age_s", _seconds),
+    "CONNECTOR_LEASE_S": ("lease_s", _seconds),
     "CONNECTOR_RETRY_BASE_S": ("retry_base_s", _float),
     "CONNECTOR_RETRY_MAX_S": ("retry_max_s", _float),
     "CONNECTOR_POLL_INTERVAL_S": ("poll_interval_s", _interval),
-    "CONNECTOR_VENDOR_TIMEOUT_S": ("vendor_timeout_s", _int),
+    "CONNECTOR_VENDOR_TIMEOUT_S": ("vendor_timeout_s", _seconds),
     "CONNECTOR_LOG_LEVEL": ("log_level", _str),
     "CONNECTOR_PUBLIC_URL": ("public_url", _public_url),
     "CONNECTOR_CALLBACK_THREADS": ("callback_threads", _int),
-    "CONNECTOR_CALLBACK_TIMEOUT_S": ("callback_timeout_s", _int),
+    "CONNECTOR_CALLBACK_TIMEOUT_S": ("callback_timeout_s", _seconds),
     "CONNECTOR_CALLBACK_ALLOW_PRIVATE": ("callback_allow_private", _bool),
-    "CONNECTOR_RETENTION_DAYS": ("retention_days", _int),
+    "CONNECTOR_RETENTION_DAYS": ("retention_days", _days),
     "ZENDESK_SUBDOMAIN": ("zendesk_subdomain", _str),
     "ZENDESK_EMAIL": ("zendesk_email", _str),
     "ZENDESK_API_TOKEN": ("zendesk_api_token", _str),

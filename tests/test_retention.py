@@ -183,8 +183,16 @@ def test_the_purge_command_counts_then_forgets(app):
     assert left(db, Handoff, Handoff.id) == set()
 
 
-@pytest.mark.parametrize("days", ["-1", "3", "soon"])
-def test_a_retention_shorter_than_a_week_is_refused_naming_the_variable(days):
+@pytest.mark.parametrize("args", [["--days", "1000000"], ["--days", "1000000", "--dry-run"]])
+def test_the_purge_command_refuses_more_days_than_a_date_can_go_back(app, args):
+    # Was a raw OverflowError traceback (a cutoff before year 1).
+    refused = app.test_cli_runner().invoke(args=["connector", "purge", *args])
+    assert refused.exit_code == 2 and "--days" in refused.output and "1157" in refused.output
+    assert refused.exception is None or isinstance(refused.exception, SystemExit)
+
+
+@pytest.mark.parametrize("days", ["-1", "3", "soon", "1158", "1000000"])
+def test_a_retention_shorter_than_a_week_or_longer_than_the_dates_reach_is_refused_naming_the_variable(days):
     with pytest.raises(ConfigError) as refused:
         Settings.from_env({"CONNECTOR_RETENTION_DAYS": days})
     assert refused.value.source == "CONNECTOR_RETENTION_DAYS"
@@ -193,6 +201,7 @@ def test_a_retention_shorter_than_a_week_is_refused_naming_the_variable(days):
 def test_retention_is_off_by_default_and_a_week_is_accepted():
     assert Settings().retention_days == 0
     assert Settings.from_env({"CONNECTOR_RETENTION_DAYS": "7"}).retention_days == 7
+    assert Settings.from_env({"CONNECTOR_RETENTION_DAYS": "1157"}).retention_days == 1157  # 10⁸ seconds
 
 
 def test_messages_for_a_handoff_forgotten_after_the_request_found_it_are_refused_and_nothing_is_stored(

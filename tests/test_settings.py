@@ -162,6 +162,16 @@ def test_retry_waits_may_be_longer_than_a_day_and_the_poll_interval_may_not():
         Settings.from_env({"CONNECTOR_POLL_INTERVAL_S": "90000"})
 
 
+@pytest.mark.parametrize("variable", ["CONNECTOR_LEASE_S", "CONNECTOR_MAX_DELIVERY_AGE_S",
+                                      "CONNECTOR_VENDOR_TIMEOUT_S", "CONNECTOR_CALLBACK_TIMEOUT_S"])
+def test_whole_seconds_over_ten_to_the_eighth_are_refused_as_seconds_written_with_a_point_are(variable):
+    # A lease of 10¹² s made every handoff a 500 (OverflowError), an age that long failed the outbox loop for ever.
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({variable: "1000000000000"})
+    assert caught.value.source == variable and "must be a number of seconds up to 100000000" in caught.value.message
+    assert getattr(Settings.from_env({variable: "100000000"}), variable.removeprefix("CONNECTOR_").lower()) == 10**8
+
+
 def test_a_signing_secret_written_without_its_base64_padding_is_the_same_secret():
     # The library pads it (`==`) and signs with the intended key; the strict check had refused it.
     import base64
