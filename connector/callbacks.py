@@ -280,8 +280,7 @@ class Sender:
         counted from when it came due, not from when it was owed: a retry (or a resend) of one
         owed long ago was taken at once by a process without the secret, and put aside."""
         now = utcnow()
-        signable = sorted({bot for bot, _ in self.settings.bot_secrets})
-        ours = or_(Callback.bot_id.in_(signable),
+        ours = or_(Callback.bot_id.in_(self._signable()),
                    Callback.next_attempt_at < now - dt.timedelta(seconds=UNSIGNED_GRACE_S))
         free = or_(Callback.lease_expires_at.is_(None), Callback.lease_expires_at < now)
         owed_before = exists().where(_EARLIER.handoff_id == Callback.handoff_id, _EARLIER.status == "pending",
@@ -302,6 +301,10 @@ class Sender:
                     callback.window_started_at = now  # it was owed (it may have waited behind another)
             return [Due(c.id, c.handoff_id, c.bot_id, c.state, c.url, c.body, c.attempts, c.window_started_at)
                     for c in rows]
+
+    def _signable(self) -> list[str]:
+        """The bots this process has a signing secret for: another's callbacks it puts aside (`_attempt`)."""
+        return sorted({bot for bot, _ in self.settings.bot_secrets})
 
     def renew(self, ids: Collection[int]) -> int:
         """Extend the leases of the callbacks this process is sending (`ids`), so a slow send is not
@@ -508,10 +511,13 @@ class Sender:
         return chosen
 
     def counts(self) -> dict[str, int]:
-        """Callbacks owed, by status (`pending`, `dead`): zero included; sent and dismissed ones are not."""
+        """Callbacks owed, by status (`pending`, `dead`): zero included; sent and dismissed ones are not,
+        nor the pending ones of a bot without a signing secret, which will be put aside — each handoff
+        of a key-only bot showed as owed for `UNSIGNED_GRACE_S`."""
+        owed = or_(Callback.status == "dead",
+                   and_(Callback.status == "pending", Callback.bot_id.in_(self._signable())))
         with self.db.reading() as session:
-            rows = session.execute(select(Callback.status, func.count())
-                                   .where(Callback.status.in_(("pending", "dead")))
+            rows = session.execute(select(Callback.status, func.count()).where(owed)
                                    .group_by(Callback.status)).all()
         return {"pending": 0, "dead": 0, **{status: number for status, number in rows}}
 

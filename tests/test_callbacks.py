@@ -1019,6 +1019,18 @@ def test_callback_outcomes_are_counted_and_what_is_owed_is_shown_in_the_metrics(
     assert value(after, "connector_status_callbacks_owed", status="pending") == 0
 
 
+def test_the_callbacks_of_a_bot_without_a_signing_secret_are_never_shown_owed(make_callback_app, bot):
+    # As the metric's help and README say: each handoff of a key-only bot showed as a pending
+    # callback for five minutes (`UNSIGNED_GRACE_S`), until it was put aside.
+    from tests.test_metrics import scrape, value
+
+    app = make_callback_app(bot_secrets=())
+    post(app, full_packet(callback={"url": bot.url, "events": ["queued", "delivered"]}))
+    assert [row.status for row in rows(app)] == ["pending", "pending"]
+    assert value(scrape(app.test_client()), "connector_status_callbacks_owed", status="pending") == 0
+    assert app.extensions["connector"].callbacks.counts() == {"pending": 0, "dead": 0}
+
+
 @pytest.mark.parametrize(("chosen_by_routing", "taken_over", "routed"), [
     (True, False, True),  # routing's agent still holds it
     (True, True, True),  # routing's agent, replaced since by another
