@@ -24,6 +24,7 @@ which ends whatever step is blocked.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from http.cookiejar import DefaultCookiePolicy
 from urllib.parse import urlsplit
@@ -75,10 +76,18 @@ def is_public(address: str) -> bool:
 
 
 def literal_address(host: str) -> str | None:
-    """`host` if it is an IP address literal (IPv6 without brackets), else None."""
+    """The address `host` is written as (IPv6 without brackets), else None (a name). An IPv4 address
+    in a form the resolver reads as one (`127.0.0.01`, `0x7f.1`, `2130706433`: `inet_aton`'s) is the
+    address it reaches: `ipaddress` refuses those forms, and they passed intake as names."""
     try:
         return str(ipaddress.ip_address(host.strip("[]")))
     except ValueError:
+        pass
+    if not re.fullmatch(r"[0-9a-fx.]+", host, flags=re.IGNORECASE):  # inet_aton ignores what follows a space
+        return None
+    try:
+        return str(ipaddress.IPv4Address(socket.inet_aton(host)))
+    except OSError:
         return None
 
 
@@ -98,7 +107,8 @@ def url_problem(url: str, allow_private: bool) -> str | None:
     host = (parts.hostname or "").rstrip(".").lower()
     address = literal_address(host)
     if host == "localhost" or host.endswith(".localhost") or (address is not None and not is_public(address)):
-        return f"must reach a public address, not {host} (only with {ALLOW_VARIABLE})"
+        written = host if address in (None, host) else f"{host} ({address})"
+        return f"must reach a public address, not {written} (only with {ALLOW_VARIABLE})"
     return None
 
 

@@ -422,6 +422,11 @@ def test_the_last_two_deliveries_given_up_at_once_owe_exactly_one_failed(make_ca
     ("https://169.254.169.254/latest/meta-data", "must reach a public address, not 169.254.169.254"),
     ("https://localhost/status", "must reach a public address, not localhost"),
     ("https://bots.acme.example:99999/status", "has a port outside 1-65535"),
+    # Written as the resolver reads them (`inet_aton`): `ipaddress` refused the form, they passed for
+    # names, the bot got 201 and every send was refused until the callback was given up.
+    ("https://127.0.0.01/hook", "must reach a public address, not 127.0.0.01 (127.0.0.1)"),
+    ("https://10.0.0.01/hook", "must reach a public address, not 10.0.0.01 (10.0.0.1)"),
+    ("https://169.254.169.0254/latest/meta-data", "must reach a public address, not 169.254.169.0254 (169.254.169.172)"),
 ])
 def test_intake_refuses_a_callback_url_that_is_not_public_https(make_app, url, problem):
     app = make_app()
@@ -431,6 +436,22 @@ def test_intake_refuses_a_callback_url_that_is_not_public_https(make_app, url, p
     [message] = response.get_json()["errors"]["callback.url"]
     assert message.startswith(problem)
     assert rows(app) == []  # nothing stored
+
+
+@pytest.mark.parametrize(("host", "address"), [
+    ("127.0.0.01", "127.0.0.1"), ("010.8.8.8", "8.8.8.8"), ("0x5d.0xb8.0xd8.0x22", "93.184.216.34"),
+    ("1572395042", "93.184.216.34"), ("93.184.216.34", "93.184.216.34"), ("::1", "::1"),
+    ("8.8.8.08", None), ("bots.acme.example", None), ("cafe.be", None), ("1.2.3.4 x", None),
+])
+def test_a_host_is_read_as_the_address_the_resolver_would_take_it_for(host, address):
+    assert callback_http.literal_address(host) == address
+
+
+def test_a_public_address_written_oddly_is_not_refused_at_intake(make_app):
+    app = make_app()
+    post(app, full_packet(callback={"url": "https://010.8.8.8/hook"}))  # 8.8.8.8 to the resolver
+    assert {row.url for row in rows(app)} == {"https://010.8.8.8/hook"}  # owed, to be sent
+    assert callback_http.url_problem("https://1572395042/hook", allow_private=False) is None
 
 
 def _resolving(monkeypatch, *answers):
