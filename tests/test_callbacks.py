@@ -942,6 +942,17 @@ def test_a_retry_after_given_as_a_date_is_honoured(make_callback_app, bot):
     assert callback.next_attempt_at >= utcnow() + dt.timedelta(seconds=30)
 
 
+def test_a_retry_after_longer_than_an_hour_is_taken_as_an_hour_then_the_bot_is_asked_again(make_callback_app, bot):
+    # As for the vendors (README): a proxy's `inf` or a date years ahead must not hold a callback for good.
+    app = make_callback_app(retry_base_s=0.1)
+    post(app, full_packet(callback={"url": bot.url, "events": ["delivered"]}))
+    bot.answer(503, {"Retry-After": "86400"})
+    send_due(app)
+    [callback] = rows(app)
+    waits = (callback.next_attempt_at - utcnow()).total_seconds()
+    assert callback.status == "pending" and 3500 < waits <= 3600
+
+
 def test_an_outcome_the_database_cannot_take_is_tried_again_not_sent_again(make_callback_app, bot, monkeypatch):
     app = make_callback_app()
     services = app.extensions["connector"]
