@@ -18,7 +18,7 @@ from adapters import registry
 from . import business_hours
 from .errors import ConfigError
 from .schemas.packet import REASONS, SENTIMENTS, TRENDS, URGENCIES, distinct
-from .text_rules import did_you_mean
+from .text_rules import did_you_mean, is_blank
 
 PRIORITIES = URGENCIES  # a priority routing gives is one a packet may ask for
 # Which id field carries a named agent, per vendor, comes from the adapters (`agent_field`);
@@ -228,11 +228,12 @@ def _not_a_team(name: Any, teams: Mapping[str, Any]) -> str:
     return f"{name!r} is not under teams:{hint}"
 
 
-def _routing_keys(targets: Mapping[str, Mapping[str, Any]], *, names: bool = False) -> dict[str, list[str]]:
-    """Per target, the keys its adapter does not read (`Adapter.routing_keys`), with a guess.
+def _routing_keys(targets: Mapping[str, Mapping[str, Any]], *, names: bool = False) -> dict[str, Any]:
+    """Per target, the keys its adapter does not read (`Adapter.routing_keys`), with a guess, and
+    the ids it cannot take; an empty id under its key (the line to fix).
     `names`: a target no adapter is called, too (a team's: a rule's are named in `_coherent`) —
     a team's `zendsk:` ids were read by no one, and its tickets went to the default group unsaid."""
-    wrong: dict[str, list[str]] = {}
+    wrong: dict[str, Any] = {}
     for target, ids in targets.items():
         if target not in registry.TARGETS:
             if names:
@@ -245,9 +246,15 @@ def _routing_keys(targets: Mapping[str, Mapping[str, Any]], *, names: bool = Fal
             if key not in known:
                 hint = did_you_mean(key, sorted(known))
                 reads = ", ".join(sorted(known)) or "nothing"
-                wrong.setdefault(target, []).append(f"{key!r} is not an id {target} reads; {hint}it reads {reads}")
-            elif value is not None and (problem := adapter.routing_id_problem(key, value)):
-                wrong.setdefault(target, []).append(f"{key}: {problem}")
+                problem = f"{key!r} is not an id {target} reads; {hint}it reads {reads}"
+                wrong.setdefault(target, {}).setdefault("_schema", []).append(problem)
+            elif value is None or (isinstance(value, str) and is_blank(value)):
+                # `channel: #billing` is `channel:` and a comment: the alerts went to the default channel unsaid.
+                wrong.setdefault(target, {})[key] = [
+                    f"empty: a '#' after a space starts a YAML comment, so `{key}: #…` holds nothing; "
+                    f"write the {target} id itself (quoted if it must begin with '#')"]
+            elif problem := adapter.routing_id_problem(key, value):
+                wrong.setdefault(target, {}).setdefault("_schema", []).append(f"{key}: {problem}")
     return wrong
 
 

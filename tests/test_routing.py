@@ -217,6 +217,27 @@ def test_a_teams_misspelt_target_or_malformed_id_is_refused(tmp_path, targets, p
     assert problem in err.value.source and words in str(err.value)
 
 
+@pytest.mark.parametrize(("text", "line", "key"), [
+    ("teams:\n  billing:\n    targets:\n      slack:\n        channel: #billing\nrules:\n  - {name: default}\n",
+     7, "teams.billing.targets.slack.channel"),
+    ("teams:\n  billing:\n    targets:\n      zendesk:\n        group_id: #360001\nrules:\n  - {name: default}\n",
+     7, "teams.billing.targets.zendesk.group_id"),
+    ("teams:\n  billing: {}\nrules:\n  - name: b\n    when: {intent: billing}\n    then:\n"
+     "      targets:\n        slack:\n          channel: #billing\n  - {name: default}\n",
+     11, "rules[0].then.targets.slack.channel"),
+    ("teams:\n  billing: {targets: {slack: {channel: '  '}}}\nrules:\n  - {name: default}\n",
+     4, "teams.billing.targets.slack.channel"),
+])
+def test_an_empty_id_is_refused_with_its_line_and_why(tmp_path, text, line, key):
+    # YAML reads `channel: #billing` as `channel:` and a comment: the id was null, skipped, and the
+    # team's alerts went to the default channel while `check` said ok.
+    (tmp_path / "routing.yaml").write_text("version: 1\ndefault: {team: billing}\n" + text)
+    with pytest.raises(ConfigError) as err:
+        load_mappings(str(tmp_path), "/", ["zendesk", "salesforce", "slack"])
+    assert err.value.source.endswith(f"routing.yaml:{line} {key}"), err.value.source
+    assert "starts a YAML comment" in err.value.message and "quoted" in err.value.message
+
+
 def test_well_formed_ids_are_taken_as_written():
     base = BASE + ("  billing: {targets: {zendesk: {group_id: 360001, assignee_id: '7'}, "
                    "salesforce: {owner_id: 0055g00000AbCdE}}}\n")
