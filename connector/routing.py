@@ -16,7 +16,7 @@ from typing import Any
 
 from . import business_hours
 from .errors import ConfigError
-from .routing_schema import PRIORITIES, Keywords, RoutingConfig, compile_routing, compiled
+from .routing_schema import PRIORITIES, Keywords, RoutingConfig, compile_routing, compiled, language_tag
 from .text_rules import is_blank
 
 __all__ = ["PRIORITIES", "Facts", "assign", "compile_routing", "expected_wait", "wait_estimate", "wants_previous_agent"]
@@ -37,7 +37,7 @@ class Facts:
         self.urgency = str(get("escalation").get("urgency") or "").lower()
         self.reason = str(get("escalation").get("reason") or "").lower()
         self.keywords = {str(k).strip().lower() for k in get("escalation").get("keywords") or ()}
-        self.language = str(get("conversation").get("language") or "").lower().replace("_", "-")
+        self.language = language_tag(str(get("conversation").get("language") or ""))
         self.channel = str(get("conversation").get("channel") or "").lower()
         self._checked: dict[tuple[int, dt.datetime], tuple[Mapping[str, Any], bool, list[str]]] = {}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
@@ -21,6 +21,7 @@ from .schemas.packet import REASONS, SENTIMENTS, TRENDS, URGENCIES, distinct
 from .text_rules import did_you_mean, is_blank
 
 PRIORITIES = URGENCIES  # a priority routing gives is one a packet may ask for
+SCORES = (-1, 1)  # the lowest and highest sentiment.score a packet holds (schemas/packet.py)
 # Which id field carries a named agent, per vendor, comes from the adapters (`agent_field`);
 # routing.yaml's `agent_fields:` overrides; only vendors listed there can take a sticky agent by id.
 # No routing.yaml at all: the bot's department hint, else the default team.
@@ -63,24 +64,32 @@ class Keywords(list[Keyword]):
         return bool(self._any.search(text))
 
 
+def language_tag(tag: str) -> str:
+    """A BCP 47 tag as a rule's `language:` and a packet's `conversation.language` are compared:
+    any case, `_` read as `-` (a rule's `es_mx` never matched the packet's es_MX, read as es-mx)."""
+    return tag.lower().replace("_", "-")
+
+
 class _Strict(Schema):
     class Meta:
         unknown = RAISE
 
 
 class Words(fields.Field):
-    """A string or a list of strings, kept lowercase; `choices`: the only values a packet can hold
-    there (`sentiment: furious` made a rule that never matched, without a word)."""
+    """A string or a list of strings, kept lowercase (`normal`: as the packet's field is read, for
+    one that is more than lowercased); `choices`: the only values a packet can hold there
+    (`sentiment: furious` made a rule that never matched, without a word)."""
 
-    def __init__(self, choices: tuple[str, ...] | None = None, **kwargs: Any):
+    def __init__(self, choices: tuple[str, ...] | None = None, normal: Callable[[str], str] = str.lower,
+                 **kwargs: Any):
         super().__init__(**kwargs)
-        self.choices = choices
+        self.choices, self.normal = choices, normal
 
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> list[str]:
         items = value if isinstance(value, list) else [value]
         if not items or not all(isinstance(i, str) and i.strip() for i in items):
             raise ValidationError("must be a word or a list of words")
-        words = [i.strip().lower() for i in items]
+        words = [self.normal(i.strip()) for i in items]
         if self.choices is not None and (never := [w for w in words if w not in self.choices]):
             raise ValidationError(f"{', '.join(map(repr, never))}: no packet holds that here; "
                                   f"one of {', '.join(self.choices)}")
@@ -89,20 +98,28 @@ class Words(fields.Field):
 
 # The conditions whose packet field has a fixed set of values (schemas/packet.py).
 _CHOICES = {"sentiment": SENTIMENTS, "sentiment_trend": TRENDS, "urgency": URGENCIES, "reason": REASONS}
+_NORMAL = {"language": language_tag}  # the conditions whose packet field is read as more than lowercase
 
 
 class WhenSchema(_Strict):
-    locals().update({name: Words(_CHOICES.get(name)) for name in LIST_CONDITIONS})
+    locals().update({name: Words(_CHOICES.get(name), _NORMAL.get(name, str.lower)) for name in LIST_CONDITIONS})
     keywords = Words()
     keywords_in = fields.List(fields.String(validate=validate.OneOf(("escalation", "transcript"))),
                               validate=validate.Length(min=1))
-    score_below = fields.Float(validate=validate.Range(min=-1, max=1))
-    score_above = fields.Float(validate=validate.Range(min=-1, max=1))
+    score_below = fields.Float(validate=validate.Range(*SCORES))
+    score_above = fields.Float(validate=validate.Range(*SCORES))
     in_hours = fields.Boolean()
     hours_of = fields.String()  # whose calendar `in_hours` reads; default: the rule's team
 
     @validates_schema
     def _can_hold(self, data: dict[str, Any], **_: Any) -> None:
+        # A bound at the end of the scale holds for no packet: `score_below: -1` never ran.
+        lowest, highest = SCORES
+        errors = {key: [f"no sentiment.score is {side} {limit}: scores run from {lowest} to {highest}"]
+                  for key, side, limit in (("score_below", "below", lowest), ("score_above", "above", highest))
+                  if data.get(key) == limit}
+        if errors:
+            raise ValidationError(errors)
         if "score_below" in data and "score_above" in data and data["score_above"] >= data["score_below"]:
             raise ValidationError(f"no score is below {data['score_below']} and above {data['score_above']}",
                                   "score_below")

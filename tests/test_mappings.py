@@ -82,12 +82,25 @@ def test_the_relative_directory_is_shown_as_configured(mapdir):
     # …or scores no sentiment has.
     ("version: 1\nrules:\n  - name: a\n    when: {score_below: -0.5, score_above: 0.5}\n  - {name: default}\n",
      "routing.yaml:4 rules[0].when.score_below"),
+    ("version: 1\nrules:\n  - name: a\n    when: {score_below: -1}\n  - {name: default}\n",
+     "routing.yaml:4 rules[0].when.score_below"),
+    ("version: 1\nrules:\n  - name: a\n    when:\n      score_above: 1.0\n  - {name: default}\n",
+     "routing.yaml:5 rules[0].when.score_above"),
 ])
 def test_routing_errors_name_file_line_and_key(mapdir, text, source):
     (mapdir / "routing.yaml").write_text(text)
     with pytest.raises(ConfigError) as err:
         load(mapdir)
     assert err.value.source.endswith(source), err.value.source
+
+
+def test_a_score_bound_no_score_passes_names_the_limit(mapdir):
+    (mapdir / "routing.yaml").write_text("version: 1\nrules:\n  - {name: a, when: {score_below: -1}}\n"
+                                         "  - {name: b, when: {score_above: 1}}\n  - {name: default}\n")
+    with pytest.raises(ConfigError) as err:
+        load(mapdir)
+    assert "no sentiment.score is below -1" in err.value.message and "from -1 to 1" in err.value.message
+    assert "rules[1].when.score_above: in rule 'b': no sentiment.score is above 1" in err.value.message
 
 
 def test_every_routing_problem_is_listed_at_once_with_its_line_and_rule(mapdir):

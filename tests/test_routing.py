@@ -60,6 +60,9 @@ CONDITIONS = [  # (when, packet change that matches, packet change that does not
     ("{reason: regulatory}", {"escalation__reason": "regulatory"}, {"escalation__reason": "other"}),
     ("{keywords: [fraud]}", {"escalation__keywords": ["Fraud"]}, {"escalation__keywords": ["refund"]}),
     ("{language: es}", {"conversation__language": "es-MX"}, {"conversation__language": "en"}),
+    # A rule's tag is read as the packet's ("es_mx" never matched es-MX, nor es_MX, which became es-mx).
+    ("{language: [es_mx]}", {"conversation__language": "es_MX"}, {"conversation__language": "es-AR"}),
+    ("{language: es_MX}", {"conversation__language": "es-MX"}, {"conversation__language": "es"}),
     ("{channel: [voice, sms]}", {"conversation__channel": "voice"}, {"conversation__channel": "web_chat"}),
 ]
 
