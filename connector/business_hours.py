@@ -62,8 +62,8 @@ def next_opening(calendar: Calendar, now: dt.datetime) -> dt.datetime | None:
 
 
 def closes_at(calendar: Calendar, now: dt.datetime, until: dt.datetime | None = None) -> dt.datetime | None:
-    """When a team open at `now` next closes: the end of the range it is in, carried on through a
-    range starting where it ends (12:00-14:00 after 09:00-12:00; the next day's 00:00 after 24:00).
+    """When a team open at `now` next closes: the end of the range it is in (a day's ranges that
+    overlap or touch are one, `_joined`), carried on through the next day's 00:00 after 24:00.
     None when closed now, or open for more than a week without a break. `until`: only whether it
     closes before then matters — a midnight past it is answered as it is reached (a team open round
     the clock walked 192 days for every sample of its observed wait)."""
@@ -170,7 +170,19 @@ class WeekField(fields.Field):
             raise ValidationError(errors)
         if not any(week):
             raise ValidationError("opens on no day at all")
-        return tuple(tuple(sorted(day)) for day in week)
+        return tuple(_joined(day) for day in week)
+
+
+def _joined(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """A day's ranges in order, those that overlap or touch made one, as is_open reads them:
+    `["09:00-12:30", "12:00-18:00"]` is 09:00-18:00 (`closes_at` said 12:30 at 14:00)."""
+    joined: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if joined and start <= joined[-1][1]:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], end))
+        else:
+            joined.append((start, end))
+    return tuple(joined)
 
 
 class HolidayField(fields.Field):

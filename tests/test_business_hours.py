@@ -95,6 +95,19 @@ def test_an_open_team_says_when_it_closes_carrying_on_through_adjoining_ranges()
     assert closes_at(split, at(2026, 11, 23, 10, 0), until=at(2026, 11, 23, 10, 5)) == at(2026, 11, 23, 17, 0)
 
 
+@pytest.mark.parametrize("ranges", [["09:00-12:30", "12:00-18:00"], ["12:00-18:00", "09:00-12:30"],
+                                    ["09:00-18:00", "10:00-11:00"], ["09:00-12:00", "12:00-18:00"]])
+def test_overlapping_ranges_are_one_opening_as_adjoining_ones_are(ranges):
+    # 09:00-12:30 and 12:00-18:00: open at 14:00, but closing at 12:30 (only a range starting where
+    # the last one ended carried on): "We close at 12:30" at 14:00, and no wait quoted.
+    cal = calendar("UTC", {"mon-fri": ranges})
+    assert cal.week[0] == ((9 * 60, 18 * 60),)
+    for hour in (10, 12, 14):
+        assert closes_at(cal, at(2026, 11, 23, hour, 0)) == at(2026, 11, 23, 18, 0)
+    assert status(cal, at(2026, 11, 23, 14, 0))["closes_in_s"] == 4 * 3600
+    assert next_opening(cal, at(2026, 11, 23, 10, 0)) == at(2026, 11, 24, 9, 0)
+
+
 def test_no_wait_is_promised_past_closing_time():
     # "About 30 minutes" at 17:55 to a team that leaves at 18:00 promised what nobody would keep.
     routing = compile_routing({"version": 1, "default": {"team": "billing", "expected_wait_seconds": 1800},
