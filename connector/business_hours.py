@@ -13,6 +13,7 @@ change; every comparison is between aware datetimes, so the UTC instant is alway
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,47 +49,43 @@ def is_open(calendar: Calendar, now: dt.datetime) -> bool:
 
 
 def next_opening(calendar: Calendar, now: dt.datetime) -> dt.datetime | None:
-    """The first opening strictly after `now`, in the calendar's zone; None if there is none within a year."""
-    today = now.astimezone(calendar.zone).date()
+    """The first moment strictly after `now` at which `is_open` turns true, in the calendar's zone;
+    None if there is none within SEARCH_DAYS days."""
+    today, was_open = now.astimezone(calendar.zone).date(), is_open(calendar, now)
     for offset in range(SEARCH_DAYS):
-        day = today + dt.timedelta(days=offset)
-        if day in calendar.holidays:
-            continue
-        for start, _end in calendar.week[day.weekday()]:
-            candidate = _wall(calendar.zone, day, start)
-            if candidate > now:
-                return candidate
+        for moment in _changes(calendar, today + dt.timedelta(days=offset)):
+            if moment > now:
+                opened = is_open(calendar, moment)
+                if opened and not was_open:
+                    return moment.astimezone(calendar.zone)
+                was_open = opened
     return None
 
 
 def closes_at(calendar: Calendar, now: dt.datetime, until: dt.datetime | None = None) -> dt.datetime | None:
-    """When a team open at `now` next closes: the end of the range it is in (a day's ranges that
-    overlap or touch are one, `_joined`), carried on through the next day's 00:00 after 24:00.
-    None when closed now, or open for more than a week without a break. `until`: only whether it
-    closes before then matters — a midnight past it is answered as it is reached (a team open round
-    the clock walked 192 days for every sample of its observed wait)."""
+    """When a team open at `now` next closes: the first moment `is_open` turns false, so through
+    ranges that meet (the next day's 00:00 after 24:00; a day's own are joined, `_joined`) and
+    across a change of the clocks as it reads them. None when closed now, or open for more than a
+    week without a break. `until`: only whether it closes before then matters — a midnight past it
+    is answered as it is reached (a team open round the clock walked 192 days for every sample of
+    its observed wait)."""
     if not is_open(calendar, now):
         return None
-    local = now.astimezone(calendar.zone)
-    day, minute = local.date(), local.hour * 60 + local.minute
-    end = next(end for start, end in calendar.week[day.weekday()] if start <= minute < end)
-    for _ in range(8 * 24):  # 192 ranges at most (a day's ranges chained, and then midnights)
-        if end == 24 * 60:
-            day, end = day + dt.timedelta(days=1), 0
-            if until is not None and _wall(calendar.zone, day, 0) > until:
-                return _wall(calendar.zone, day, 0)  # still open past `until`: no closing before it
-            if day in calendar.holidays:
-                return _wall(calendar.zone, day, 0)
-        following = next((e for s, e in calendar.week[day.weekday()] if s == end), None)
-        if following is None:
-            return _wall(calendar.zone, day, end)
-        end = following
+    today = now.astimezone(calendar.zone).date()
+    for offset in range(8):  # a week and a day
+        day = today + dt.timedelta(days=offset)
+        if offset and until is not None and (midnight := _first_moment(calendar.zone, day)) > until:
+            return midnight.astimezone(calendar.zone)  # still open past `until`: no closing before it
+        closing = next((m for m in _changes(calendar, day) if m > now and not is_open(calendar, m)), None)
+        if closing is not None:
+            return closing.astimezone(calendar.zone)
     return None
 
 
 def status(calendar: Calendar, now: dt.datetime) -> dict[str, Any]:
     """What the assignment carries: JSON-ready, so it can be stored with the handoff.
     `closes_in_s`: how long the team stays open (`routing.wait_estimate` quotes no wait beyond it)."""
+    now = now.astimezone(dt.UTC)  # aware datetimes of one zone subtract as wall clocks, blind to a change
     open_now = is_open(calendar, now)
     opening = None if open_now else next_opening(calendar, now)
     closing = closes_at(calendar, now) if open_now else None
@@ -105,11 +102,45 @@ def status(calendar: Calendar, now: dt.datetime) -> dict[str, Any]:
     }
 
 
-def _wall(zone: ZoneInfo, day: dt.date, minute: int) -> dt.datetime:
-    naive = dt.datetime.combine(day, dt.time()) + dt.timedelta(minutes=minute)
-    # A time inside a spring-forward gap (02:30 that never happens) becomes the real instant after
-    # it: round-tripping through UTC normalizes the offset.
-    return naive.replace(tzinfo=zone).astimezone(dt.UTC).astimezone(zone)
+@functools.lru_cache(maxsize=1024)  # a handoff asks for today's and tomorrow's, as did the one before it
+def _changes(calendar: Calendar, day: dt.date) -> tuple[dt.datetime, ...]:
+    """The moments of `day` (in UTC, in order) at which `is_open`, reading the wall clock, may
+    change: the day's first, each range's start and end when the clock shows them — twice in the
+    hour a fall-back repeats, never in a spring-forward gap — and the change of the clocks itself:
+    a time the gap skips is passed then (02:30 on a day 02:00 becomes 03:00 is passed at 03:00),
+    and a fall-back takes the clock back into a range or out of it."""
+    zone, midnight = calendar.zone, dt.datetime.combine(day, dt.time())
+    moments = {_first_moment(zone, day)}
+    if (shift := _clocks_change(zone, day)) is not None:
+        moments.add(shift)
+    for start, end in calendar.week[day.weekday()]:
+        for wall in (midnight + dt.timedelta(minutes=start), midnight + dt.timedelta(minutes=end)):
+            # zoneinfo's `fold`: the offsets before and after a change; in a gap the first is the smaller
+            earlier, later = (wall.replace(tzinfo=zone, fold=fold).utcoffset() or dt.timedelta() for fold in (0, 1))
+            if earlier >= later:  # shown by the clock (twice if the offsets differ), not skipped
+                moments.update((wall - offset).replace(tzinfo=dt.UTC) for offset in (earlier, later))
+    return tuple(sorted(moments))
+
+
+def _first_moment(zone: ZoneInfo, day: dt.date) -> dt.datetime:
+    """The day's first moment, in UTC (its 00:00; where the clocks skip midnight, the first after)."""
+    return dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
+
+
+def _clocks_change(zone: ZoneInfo, day: dt.date) -> dt.datetime | None:
+    """When the clocks change on `day` (in UTC, to the second), if they do — once a day at most."""
+    midnights = [dt.datetime.combine(day + dt.timedelta(days=n), dt.time(), tzinfo=zone) for n in (0, 1)]
+    if midnights[0].utcoffset() == midnights[1].utcoffset():  # the usual day, told without converting
+        return None
+    first, next_first = (midnight.astimezone(dt.UTC) for midnight in midnights)
+    offset = first.astimezone(zone).utcoffset()
+    if next_first.astimezone(zone).utcoffset() == offset:
+        return None
+    low, high = int(first.timestamp()), int(next_first.timestamp())  # the change is in (low, high]
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if dt.datetime.fromtimestamp(middle, zone).utcoffset() == offset else (low, middle)
+    return dt.datetime.fromtimestamp(high, dt.UTC)
 
 
 def parse_range(text: str) -> tuple[int, int]:

@@ -58,11 +58,47 @@ def test_is_open_in_new_york_around_dst(now, expected):
 
 
 def test_an_opening_inside_the_spring_forward_gap_is_the_real_instant_after_it():
-    # Sunday 8 Mar 2026, New York: 02:30 never happens (02:00 → 03:00 EDT).
+    # Sunday 8 Mar 2026, New York: 02:30 never happens (02:00 → 03:00 EDT): open from 03:00, as
+    # is_open reads the clock (it said 03:30, open since 03:00 by is_open).
     found = next_opening(NEW_YORK, at(2026, 3, 8, 5, 0))  # 00:00 EST
-    assert found == at(2026, 3, 8, 7, 30)  # 03:30 EDT
+    assert found == at(2026, 3, 8, 7, 0)  # 03:00 EDT
     # And on the fall-back Sunday 02:30 happens once, in EST.
     assert next_opening(NEW_YORK, at(2026, 11, 1, 4, 0)) == at(2026, 11, 1, 7, 30)
+
+
+def test_opening_and_closing_agree_with_is_open_across_the_clocks_changing():
+    # Paris springs forward on Sun 29 Mar 2026 (02:00 CET → 03:00 CEST, 01:00 UTC): a range from
+    # 02:30 opens at 03:00 — next_opening said 03:30 while is_open said open at 03:10.
+    spring = calendar("Europe/Paris", {"sun": "02:30-06:00"})
+    opening = next_opening(spring, at(2026, 3, 28, 23, 30))  # 00:30 CET
+    assert opening is not None and opening.isoformat() == "2026-03-29T03:00:00+02:00"
+    assert not is_open(spring, opening.astimezone(UTC) - dt.timedelta(seconds=1)) and is_open(spring, opening)
+    # A range ending in the gap closes when the clocks change; one wholly inside it never opens that day.
+    assert closes_at(calendar("Europe/Paris", {"sun": "01:00-02:30"}), at(2026, 3, 29, 0, 30)) == at(2026, 3, 29, 1, 0)
+    skipped = calendar("Europe/Paris", {"sun": "02:10-02:40"})
+    assert next_opening(skipped, at(2026, 3, 28, 23, 30)) == at(2026, 4, 5, 0, 10)
+    # Paris falls back on Sun 25 Oct 2026 (03:00 CEST → 02:00 CET, 01:00 UTC): 02:00-02:59 twice.
+    fall = calendar("Europe/Paris", {"sun": "00:00-02:30"})
+    second = at(2026, 10, 25, 1, 10)  # the second 02:10, CET: open, closing at the second 02:30
+    assert is_open(fall, second) and status(fall, second)["closes_in_s"] == 20 * 60  # it said -2400
+    first = at(2026, 10, 25, 0, 10)  # the first 02:10, CEST: closes at the first 02:30, open again at 02:00 CET
+    closing = closes_at(fall, first)  # in the hour repeated, so compared in UTC (PEP 495: == across zones is False)
+    assert closing is not None and closing.astimezone(UTC) == at(2026, 10, 25, 0, 30)
+    assert not is_open(fall, at(2026, 10, 25, 0, 45))
+    assert status(fall, first)["reopens_at"] == "2026-10-25T02:00:00+01:00" and is_open(fall, at(2026, 10, 25, 1, 0))
+    # A clock read in the zone itself, fold and all, gives the same answer.
+    local = dt.datetime(2026, 10, 25, 2, 10, fold=1, tzinfo=fall.zone)
+    assert status(fall, local)["closes_in_s"] == 20 * 60
+
+
+def test_a_wait_is_quoted_in_the_hour_a_fall_back_repeats():
+    routing = compile_routing({"version": 1, "default": {"team": "night", "expected_wait_seconds": 600},
+                               "calendars": {"night": {"timezone": "Europe/Paris", "hours": {"sun": "00:00-02:30"}}},
+                               "teams": {"night": {"calendar": "night"}}, "rules": [{"name": "default"}]})
+    packet = full_packet()
+    packet.pop("routing")
+    handed = assign(packet, routing, now=at(2026, 10, 25, 1, 10))  # the second 02:10: open for 20 minutes
+    assert not handed["out_of_hours"] and expected_wait(handed, routing) == 600
 
 
 def test_holidays_are_closed_all_day():
