@@ -21,6 +21,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from .brief import ONE_LINE_SECRETS, one_line, problem_words
 from .errors import ConfigError
 from .mapping_values import check_template, variables_used
+from .routing_schema import language_tag
 from .templating import FailedOnValues, render
 from .text_rules import without_invisible
 
@@ -139,6 +140,11 @@ class MessagesSchema(Schema):
     def _default_exists(self, data: dict[str, Any], **_: Any) -> None:
         if data.get("locales") and data["default_locale"] not in data["locales"]:
             raise ValidationError(f"{data['default_locale']!r} is not under locales:", "default_locale")
+        named: dict[str, str] = {}
+        for locale in data.get("locales") or {}:  # as a language picks them: one of the two was never said
+            if (earlier := named.setdefault(language_tag(locale), locale)) != locale:
+                raise ValidationError(f"{earlier!r} and {locale!r} name one language (tags are compared in any "
+                                      "case, '_' as '-'): keep one", "locales")
 
 
 def pick_locale(language: str | None, available: Mapping[str, Any], default: str) -> str:
@@ -146,11 +152,13 @@ def pick_locale(language: str | None, available: Mapping[str, Any], default: str
 
 
 def _matching_locale(language: str | None, available: Mapping[str, Any]) -> str | None:
+    """The locale for a language, its tag compared as routing compares it (`language_tag`): in any
+    case, as BCP 47 has it — pt-br and zh-hant were told in English while pt_BR found pt-BR."""
     if language:
-        tag = language.replace("_", "-")
-        for candidate in (tag, tag.split("-")[0].lower()):
-            if candidate in available:
-                return candidate
+        tag, locales = language_tag(language), {language_tag(locale): locale for locale in available}
+        for candidate in (tag, tag.split("-")[0]):
+            if candidate in locales:
+                return locales[candidate]
     return None
 
 

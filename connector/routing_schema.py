@@ -65,8 +65,8 @@ class Keywords(list[Keyword]):
 
 
 def language_tag(tag: str) -> str:
-    """A BCP 47 tag as a rule's `language:` and a packet's `conversation.language` are compared:
-    any case, `_` read as `-` (a rule's `es_mx` never matched the packet's es_MX, read as es-mx)."""
+    """A BCP 47 tag as a rule's `language:`, a packet's `conversation.language` and messages.yaml's
+    locales are compared: any case, `_` read as `-` (a rule's `es_mx` never matched es_MX, read as es-mx)."""
     return tag.lower().replace("_", "-")
 
 

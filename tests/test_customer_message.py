@@ -9,10 +9,11 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+import yaml
 from marshmallow import ValidationError
 
 from connector.answers import shown_message
-from connector.customer_message import FAILED, compose
+from connector.customer_message import FAILED, MessagesSchema, compose, language_warnings
 from connector.mappings import load_mappings
 from tests.factories import full_packet
 
@@ -37,6 +38,30 @@ def test_each_locale_and_fallback(language, locale, phrases):
     for phrase in phrases:
         assert phrase in message["text"]
     assert "Invoices stopped syncing to QuickBooks" in message["text"]
+
+
+@pytest.mark.parametrize(("language", "locale"), [
+    ("pt-BR", "pt-BR"), ("pt-br", "pt-BR"), ("PT-BR", "pt-BR"), ("pt_BR", "pt-BR"), ("pt_br", "pt-BR"),
+    ("zh-hant", "zh-Hant"), ("ZH_HANT", "zh-Hant"), ("ES-mx", "es"), ("DE", "de"),
+])
+def test_a_locale_is_picked_in_any_case_as_language_tags_are_compared(language, locale):
+    # BCP 47 tags are not case-sensitive: pt-br and zh-hant were told in English, with a warning,
+    # while pt_BR found pt-BR.
+    messages = copy.deepcopy(SHIPPED)
+    messages["locales"]["pt-BR"] = copy.deepcopy(messages["locales"]["es"])
+    messages["locales"]["zh-Hant"] = copy.deepcopy(messages["locales"]["de"])
+    packet = full_packet()
+    packet["conversation"]["language"] = language
+    assert compose(packet, ASSIGNMENT, None, messages)["locale"] == locale
+    assert language_warnings(packet, messages) == []
+
+
+def test_two_locales_naming_one_language_are_refused():
+    raw = yaml.safe_load((ROOT / "mappings" / "messages.yaml").read_text())
+    raw["locales"]["ES"] = raw["locales"]["es"]
+    with pytest.raises(ValidationError) as err:
+        MessagesSchema().load(raw)
+    assert "'es' and 'ES' name one language" in str(err.value.messages["locales"])
 
 
 def test_a_known_wait_is_quoted_and_an_unknown_one_is_not_invented():
