@@ -218,7 +218,13 @@ class SlackAdapter(Adapter):
         if isinstance(chosen, str) and chosen:
             return chosen
         routed = ((ctx.assignment.get("targets") or {}).get("slack") or {}).get("channel")
-        return routed or self.mapping.get("channel") or self.settings.slack_channel
+        return routed or self._configured_channel()[0]
+
+    def _configured_channel(self) -> tuple[str, str]:
+        """Where alerts go when neither the bot nor routing names a channel, and what says so."""
+        if self.mapping.get("channel"):
+            return self.mapping["channel"], "mappings/slack.yaml: channel"
+        return self.settings.slack_channel, "SLACK_CHANNEL"
 
     def _mention(self, ctx: HandoffContext) -> str:
         urgent = kit.urgency_of(ctx.packet, ctx.assignment) in self._mention_urgencies
@@ -327,9 +333,16 @@ class SlackAdapter(Adapter):
     def probe(self) -> Probed:
         who = self._call("auth_test")
         # The alert channel's history is what the lookup after a timeout reads: it needs the
-        # history scope and, for a private channel, the bot in it.
-        self._call("conversations_history", channel=self.settings.slack_channel, limit=1)
-        return Probed(f"signed in as {who.get('user')} in {who.get('team')}; {self.settings.slack_channel} readable")
+        # history scope and, for a private channel, the bot in it. The channel alerts go to (routing
+        # aside): the mapping's overrides SLACK_CHANNEL, and reading SLACK_CHANNEL approved a channel
+        # the bot was in while every alert went to one it was not (`not_in_channel`).
+        channel, where = self._configured_channel()
+        try:
+            self._call("conversations_history", channel=channel, limit=1)
+        except RejectedError as err:
+            raise RejectedError(f"{err.message} (reading {channel}, {where})", status=err.status,
+                                reply=err.reply) from err
+        return Probed(f"signed in as {who.get('user')} in {who.get('team')}; {channel} readable ({where})")
 
     def claim_answered(self, event: AssignmentEvent, holder: Holder, ticket_id: str) -> None:
         """Slack shows nothing when a button is clicked. The first claim is answered in the alert's

@@ -1312,9 +1312,22 @@ def test_a_failed_answer_to_a_click_is_the_adapters_own_error(adapter, slack):
 
 
 def test_probe_signs_in_and_reads_the_alert_channel(slack: FakeSlack, adapter: SlackAdapter) -> None:
-    assert adapter.probe().said == "signed in as handoff-bot in Acme; C0HANDOFF readable"
+    assert adapter.probe().said == "signed in as handoff-bot in Acme; C0HANDOFF readable (SLACK_CHANNEL)"
     assert [(call.method, call.body.get("channel")) for call in slack.calls] == \
         [("auth.test", None), ("conversations.history", "C0HANDOFF")]
+
+
+def test_probe_reads_the_channel_the_mapping_sends_alerts_to_and_names_it(slack: FakeSlack) -> None:
+    # `channel:` in slack.yaml overrides SLACK_CHANNEL for every handoff: reading SLACK_CHANNEL's
+    # history approved a channel no alert goes to, and deliveries then failed `not_in_channel`.
+    adapter = SlackAdapter(settings_for(slack), {"channel": "C0NEW"})
+    assert adapter.probe().said == "signed in as handoff-bot in Acme; C0NEW readable (mappings/slack.yaml: channel)"
+    assert [call.body.get("channel") for call in slack.calls_to("conversations.history")] == ["C0NEW"]
+    slack.fail("conversations.history", error="not_in_channel")
+    with pytest.raises(RejectedError) as caught:
+        adapter.probe()
+    assert caught.value.message == \
+        "Slack conversations.history: not_in_channel (reading C0NEW, mappings/slack.yaml: channel)"
 
 
 def test_probe_names_a_channel_given_by_name_and_what_to_give_instead(slack: FakeSlack) -> None:
@@ -1323,7 +1336,7 @@ def test_probe_names_a_channel_given_by_name_and_what_to_give_instead(slack: Fak
     slack.fail("conversations.history", error="channel_not_found")  # an id, deleted since: no such advice
     with pytest.raises(RejectedError) as caught:
         SlackAdapter(settings_for(slack, slack_channel="C0GONE"), {}).probe()
-    assert caught.value.message == "Slack conversations.history: channel_not_found"
+    assert caught.value.message == "Slack conversations.history: channel_not_found (reading C0GONE, SLACK_CHANNEL)"
 
 
 def test_probe_with_a_revoked_token_is_an_auth_error(slack: FakeSlack) -> None:
