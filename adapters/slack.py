@@ -177,7 +177,8 @@ class SlackAdapter(Adapter):
         """The payload and what the alert had to shorten. `update`: a reply on `ctx.link`'s alert."""
         packet, messages = ctx.packet, ctx.brief.follow_up
         if messages is not None:  # a follow-up's reply: a line, then only the messages it adds
-            message, notes = kit.follow_up(packet, messages), []
+            message = kit.follow_up(packet, messages)
+            notes = kit.unlinked(packet, messages_from=packet["follow_up"]["first"])  # as the brief takes them
         else:
             # The Claim button needs Slack's interactivity, which posts back signed with
             # SLACK_SIGNING_SECRET: without that secret a click could not be verified, so no button.
@@ -187,6 +188,7 @@ class SlackAdapter(Adapter):
                                        caution=ctx.another_customer if update else None,
                                        since=ctx.news if update else None,
                                        kept_team=ctx.brief.kept_team if update else None)
+            notes = [*notes, *kit.unlinked(packet)]
         event = {"event_type": UPDATED if update else CREATED, "event_payload": {"handoff_id": ctx.handoff_id}}
         message = {"channel": self._channel(ctx), **message, "metadata": event, "unfurl_links": False,
                    "unfurl_media": False}

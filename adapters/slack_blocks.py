@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from connector.brief import (
     OFFSET_LABEL,
@@ -68,6 +68,7 @@ MAX_FIELDS = 10
 FIELD_TEXT = 2000
 BUTTON_TEXT = 75
 BUTTON_VALUE = 2000
+BUTTON_URL = 3000  # a link button's `url`
 AGGREGATE = 13_000  # `msg_blocks_too_long` fires near here; Slack does not say how it counts
 SAFE_BLOCKS = 45
 SAFE_AGGREGATE = 11_500  # measured on the serialized blocks, structure included: the strictest reading
@@ -154,33 +155,82 @@ def split(raw: str, limit: int, first: int | None = None) -> list[str]:
     return chunks or [""]
 
 
+# What a URL keeps as written: RFC 3986's reserved characters and the `%` of its own escapes (`quote`
+# keeps letters, digits and `-._~`). Anything else the packet accepts in a URL is percent-encoded: `|`
+# and `>` end the address of `<url|label>`, and `<`, `"`, `{`, `\`, a backtick or non-ASCII make no
+# URL a button takes — such a link was shown as its bare label, the conversation's button left out.
+_URL_KEPT = "!#$%&'()*+,/:;=?@[]"
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
 def safe_url(url: Any, longest: int = 2000) -> str | None:
-    """`url` when it is an http(s) URL that cannot break out of `<url|label>`, else None."""
-    if not isinstance(url, str) or len(url) > longest or re.search(r"[\s|<>\"]", url):
+    """`url`, when it is an http(s) URL, as it can go in `<url|label>` or a button (what a URL may
+    not hold as written percent-encoded); else None."""
+    if not isinstance(url, str) or len(url) > longest or re.search(r"\s", url):
         return None
     parts = urlsplit(url)
-    return url if parts.scheme in ("http", "https") and parts.netloc else None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return quote(_STRAY_PERCENT.sub("%25", url), safe=_URL_KEPT)
+
+
+def button_url(url: Any) -> str | None:
+    """`url` as a link button's `url`, or None when it cannot be one."""
+    checked = safe_url(url)
+    return checked if checked is not None and len(checked) <= BUTTON_URL else None
 
 
 # What a link in a thread line's label part may take (`PREFIX_TEXT`, less room for the line around it).
 LINK_ROOM = PREFIX_TEXT - 200
 
 
+def link_target(url: Any, longest: int = 2000, room: int = LINK_ROOM) -> str | None:
+    """`url` as `link` writes it (made safe, escaped), or None when it cannot be linked within
+    `room`: not an http(s) URL, or too long even without its label."""
+    checked = safe_url(url, longest)
+    target = escape(checked) if checked else None
+    return target if target is not None and size(target) + 2 <= room else None  # < and >
+
+
 def link(url: Any, label: Any, limit: int = 200, longest: int = 2000, room: int = LINK_ROOM) -> str:
-    """A link we build: the url validated, the label escaped, the whole within `room`. An unusable
+    """A link we build: the url made safe, the label escaped, the whole within `room`. An unusable
     url shows as text. Each `&` of a url takes five once escaped: a long signed download link left a
     300-character label no room, and the whole link was cut away — the label gives way first, then
-    the label itself; a url that alone outgrows `room` is named as not shown."""
-    checked = safe_url(url, longest)
-    if not checked:
-        return fit(label, limit)[0]
-    target = escape(checked)
+    the label itself; a url that alone outgrows `room` is named as not shown. (`unlinked` says in
+    the receipt which of the packet's urls the thread shows without their link.)"""
+    target = link_target(url, longest, room)
+    if target is None:
+        shown = fit(label, limit)[0]
+        return f"{shown} _(its address is too long to link here)_" if safe_url(url, longest) else shown
     label_room = min(limit, room - size(target) - 3)  # <, | and >
     if label_room >= 20:
         return f"<{target}|{fit(label, label_room)[0]}>"
-    if size(target) + 2 <= room:
-        return f"<{target}>"
-    return f"{fit(label, limit)[0]} _(its address is too long to link here)_"
+    return f"<{target}>"
+
+
+UNLINKED = "cannot be a link in Slack (not an http(s) address, or too long)"
+
+
+def unlinked(packet: Mapping[str, Any], messages_from: int | None = None) -> list[Note]:
+    """The packet's urls Slack gets without their link, for the receipt: the conversation's (no
+    button), and the thread's attachments, attempts and earlier tickets (their labels alone) — by
+    the thread's rule (`link_target`), where everything is whole. `messages_from`: a follow-up's
+    reply, which carries the transcript's messages from there on, and nothing else."""
+    entries = list(enumerate(packet.get("transcript") or []))[messages_from or 0:]
+    places = [("transcript", f"transcript[{n}].attachments[{m}].url", attachment.get("url"))
+              for n, entry in entries for m, attachment in enumerate(entry.get("attachments") or [])]
+    notes: list[Note] = []
+    if messages_from is None:
+        url = (packet.get("conversation") or {}).get("url")
+        if url and button_url(url) is None:
+            notes.append({"part": "conversation",
+                          "reason": f"conversation.url {UNLINKED}: no Open conversation button"})
+        places += [("attempted_solutions", f"attempted_solutions[{n}].url", attempt.get("url"))
+                   for n, attempt in enumerate(packet.get("attempted_solutions") or [])]
+        places += [("history", f"history[{n}].ticket.url", (contact.get("ticket") or {}).get("url"))
+                   for n, contact in enumerate(packet.get("history") or [])]
+    return [*notes, *({"part": part, "reason": f"{where} {UNLINKED}: its label is shown without it"}
+                      for part, where, url in places if url and link_target(url) is None)]
 
 
 def clip(mrkdwn: str, limit: int) -> str:
@@ -434,7 +484,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     if tickets:
         blocks.append(section("*Tickets for this handoff:* " + " · ".join(tickets), block_id="related"))
 
-    url = safe_url(conversation.get("url"))
+    url = button_url(conversation.get("url"))
     actions = [button("Claim", None, CLAIM_ACTION, handoff_id, style="primary")] if claim else []
     if url:
         actions.append(button("Open conversation", url, "handoff_open_conversation", handoff_id))

@@ -536,13 +536,13 @@ def test_update_interrupted_mid_thread_resumes_without_duplicates(slack: FakeSla
     assert parts == list(range(len(adapter.render(ctx)["thread"])))
 
 
-def _messages_while_waiting(first_link: Link, text: str) -> Any:
+def _messages_while_waiting(first_link: Link, text: str, **entry: Any) -> Any:
     """A follow-up's context as the outbox builds it once its handoff reached Slack: the short brief."""
     from connector.brief import render_brief
 
     packet = full_packet()
     packet["follow_up"] = {"handoff_id": "hnd_01TESTHANDOFF0000000000000", "first": len(packet["transcript"])}
-    packet["transcript"].append({"at": "2026-11-20T09:30:00Z", "role": "customer", "text": text})
+    packet["transcript"].append({"at": "2026-11-20T09:30:00Z", "role": "customer", "text": text, **entry})
     return replace(ctx_for(packet, handoff_id="msg_batch", link=first_link),
                    brief=render_brief(packet, "msg_batch", update=True))
 
@@ -1022,7 +1022,9 @@ def test_hostile_text_is_rendered_inert(slack: FakeSlack, adapter: SlackAdapter)
     assert "Refund me now &lt;@U123&gt; &amp; &lt;!here&gt;" in joined
     assert "&lt;!channel&gt;.png" in joined  # attachment names too
     urls = [el.get("url") for m in messages for b in m["blocks"] if b["type"] == "actions" for el in b["elements"]]
-    assert urls == [None]  # only Claim: the conversation URL tried to break out of the link, no button for it
+    # The conversation URL that tried to break out of the link is percent-encoded: inert, and still a button.
+    assert urls == [None, "https://bots.example/c/1%3E%7C%3C!channel%3E"]
+    assert "<https://ok.example/a%7C%3C!channel%3E|Pipe trick>" in joined
     for message in messages:
         assert_within_limits(message)
 
@@ -1376,9 +1378,69 @@ def test_a_url_of_many_ampersands_keeps_its_link_or_says_why_not(slack: FakeSlac
     escaped = url.replace("&", "&amp;")
     assert len(lines) == 1 and (f"<{escaped}|Report rrr" in lines[0]) is linked, lines
     assert linked or "its address is too long to link here" in lines[0]
+    adapter = SlackAdapter(settings_for(slack), {})
+    ctx = ctx_for(packet)
+    assert [d["part"] for d in adapter.receipt(ctx, adapter.render(ctx))["dropped"]] == ([] if linked else ["transcript"])
     assert lines[0].endswith("(application/pdf, 10 B)")
     for reply in payload["thread"]:
         assert_within_limits(reply)
+
+
+def _links_packet(url: str, conversation_url: str | None = None) -> dict[str, Any]:
+    packet = full_packet(transcript=[{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "see attached",
+                                      "attachments": [{"url": url, "name": "invoice.pdf"}]}],
+                         attempted_solutions=[{"title": "Reset guide", "url": url, "outcome": "not_helpful"}],
+                         history=[{"at": "2026-10-01T10:00:00Z", "channel": "email", "summary": "Asked before",
+                                   "ticket": {"system": "zendesk", "id": "4410", "url": url}}])
+    packet["conversation"]["url"] = conversation_url or url
+    return packet
+
+
+def test_a_link_holding_what_slacks_link_syntax_cannot_is_percent_encoded_not_dropped(slack: FakeSlack) -> None:
+    # The packet accepts `|`, `<`, `>`, `"`, `{`, a backtick, non-ASCII… in a URL: such a link was
+    # shown as its bare label, the conversation's button left out, and `dropped` said nothing.
+    url = 'https://bot.example.com/conv/8841?view=transcript|full&q=<a>"b"{c}`d`\\^é#50%'
+    encoded = "https://bot.example.com/conv/8841?view=transcript%7Cfull&q=%3Ca%3E%22b%22%7Bc%7D%60d%60%5C%5E%C3%A9#50%25"
+    adapter = SlackAdapter(settings_for(slack), {})
+    ctx = ctx_for(_links_packet(url))
+    payload = adapter.render(ctx)
+    buttons = next(b for b in payload["message"]["blocks"] if b["type"] == "actions")["elements"]
+    assert [button.get("url") for button in buttons] == [None, encoded]
+    alert = json.dumps(payload["message"], ensure_ascii=False)
+    thread = json.dumps(payload["thread"], ensure_ascii=False)
+    escaped = encoded.replace("&", "&amp;")
+    assert f"<{escaped}|Reset guide>" in alert and f"<{escaped}|Zendesk 4410>" in alert
+    for label in ("invoice.pdf", "Reset guide", "Zendesk 4410"):
+        assert f"<{escaped}|{label}>" in thread, label
+    assert adapter.receipt(ctx, payload)["dropped"] == []
+    for message in [payload["message"], *payload["thread"]]:
+        assert_within_limits(message)
+
+
+def test_a_link_slack_cannot_carry_is_named_in_the_receipt(slack: FakeSlack) -> None:
+    # An ftp:// address passes the packet's schema; no button nor `<url|label>` carries it.
+    adapter = SlackAdapter(settings_for(slack), {})
+    ctx = ctx_for(_links_packet("ftp://files.example.com/invoice.pdf",
+                                conversation_url="ftp://bot.example.com/conv/8841"))
+    payload = adapter.render(ctx)
+    buttons = next(b for b in payload["message"]["blocks"] if b["type"] == "actions")["elements"]
+    assert [button["action_id"] for button in buttons] == ["handoff_claim"]
+    assert "ftp://" not in json.dumps(payload)
+    assert adapter.receipt(ctx, payload)["dropped"] == [
+        {"part": "conversation", "reason": "conversation.url cannot be a link in Slack (not an http(s) address, "
+                                           "or too long): no Open conversation button"},
+        {"part": "transcript", "reason": "transcript[0].attachments[0].url cannot be a link in Slack (not an "
+                                         "http(s) address, or too long): its label is shown without it"},
+        {"part": "attempted_solutions", "reason": "attempted_solutions[0].url cannot be a link in Slack (not an "
+                                                  "http(s) address, or too long): its label is shown without it"},
+        {"part": "history", "reason": "history[0].ticket.url cannot be a link in Slack (not an http(s) address, "
+                                      "or too long): its label is shown without it"}]
+    # Messages sent while waiting: their reply carries only them, named where the packet has them.
+    link = Link("C0HANDOFF/1795262300.000100", None, {"channel": "C0HANDOFF", "ts": "1795262300.000100"})
+    ctx = _messages_while_waiting(link, "here it is", attachments=[{"url": "ftp://f.example/x", "name": "x"}])
+    assert adapter.receipt(ctx, adapter.render(ctx))["dropped"] == [
+        {"part": "transcript", "reason": "transcript[5].attachments[0].url cannot be a link in Slack (not an "
+                                         "http(s) address, or too long): its label is shown without it"}]
 
 
 def test_bidirectional_controls_count_as_the_names_they_are_written_as(slack: FakeSlack) -> None:
