@@ -143,9 +143,9 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             owed = not _completed_owed(session, handoff.id) and _owe_callback(session, services, handoff, event, routed)
             team = str(handoff.assignment.get("team") or "")
             wait = max(0, int((event.at - handoff.created_at).total_seconds()))
-            taking = dict(target=event.target, vendor_ticket_id=event.ticket_id, team=team, agent_id=event.agent_id,
-                          agent_name=event.agent_name, event_id=event.event_id, assigned_at=event.at,
-                          wait_seconds=wait, routed=routed)
+            taking = dict(target=event.target, vendor_ticket_id=_ticket_named(event), team=team,
+                          agent_id=event.agent_id, agent_name=event.agent_name, event_id=event.event_id,
+                          assigned_at=event.at, wait_seconds=wait, routed=routed)
             if taken is not None:  # routing's choice gives way: this agent is the one the customer waited for
                 # Only while it is still routing's: of two takers at once (or two copies of this
                 # event), the second's update waits for the first's commit, then matches nothing.
@@ -243,6 +243,13 @@ def _ticket_at(tickets: list[dict[str, Any]], target: str, ticket_id: str) -> di
     return {**taken, "id": ticket_id}
 
 
+def _ticket_named(event: AssignmentEvent) -> str:
+    """The ticket `event` took: where the action came from (`named_in`) when the vendor says — a
+    Slack click on a re-escalation's reply is on a message in the alert's thread, and the alert is
+    the ticket (the reply's own id was the bot's `ticket.id` beside the alert's url) — else its ticket."""
+    return event.named_in or event.ticket_id
+
+
 def _completed_owed(session: Session, handoff_id: str) -> bool:
     """Whether `completed` is owed for the handoff: its row, whatever became of it. One given up
     (the bot answered 404 once) may be resent by an operator, and went out before an `assigned`
@@ -262,7 +269,7 @@ def _owe_callback(session: Session, services: Services, handoff: Handoff, event:
     tickets = _tickets(handoff)
     agent = {"id": event.agent_id, "name": event.agent_name, "target": event.target, "routed": routed}
     new = callbacks.row(handoff, "assigned", url, tickets, event.at, agent=agent,
-                        primary=_ticket_at(tickets, event.target, event.ticket_id))
+                        primary=_ticket_at(tickets, event.target, _ticket_named(event)))
     return callbacks.add(session.connection(), services.db, new)
 
 

@@ -295,6 +295,22 @@ def test_a_claim_on_a_re_escalations_reply_takes_that_handoff(slack_app):
     assert post(slack_app, reply).get_json()["handoff_id"] == "hnd_AGAIN"
 
 
+def test_a_claim_on_a_re_escalations_reply_names_the_alert_as_the_ticket(slack_app):
+    # A review: the reply's own ts was the `assigned` callback's ticket id (its url, `tickets` and
+    # `delivered` the alert's) and the assignment's ticket, which GET shows.
+    alerted(slack_app, "hnd_FIRST", created=-900)
+    alerted(slack_app, "hnd_AGAIN", created=-100, state="updated")
+    with slack_app.extensions["connector"].db.session() as session:
+        session.get(Handoff, "hnd_AGAIN").packet = {"callback": {"url": "https://bot.example/cb"}}
+    assert post(slack_app, reply_claim("hnd_AGAIN", "1795262350.000200")).get_json()["handoff_id"] == "hnd_AGAIN"
+    [row] = assignments(slack_app)
+    assert row.vendor_ticket_id == ALERT
+    with slack_app.extensions["connector"].db.reading() as session:
+        [callback] = session.scalars(select(Callback)).all()
+    assert callback.body["ticket"] == {"target": "slack", "status": "updated", "id": ALERT, "url": None}
+    assert callback.body["tickets"] == [callback.body["ticket"]]
+
+
 @pytest.mark.parametrize(("payload", "detail"), [
     (claim(action__action_id="handoff_open_conversation"), "not a Claim click"),
     ({"type": "view_submission", "user": {"id": "U0AGENT01"}}, "not a button click"),
