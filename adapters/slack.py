@@ -326,7 +326,7 @@ class SlackAdapter(Adapter):
             # the handoff: whoever reads it next would take it too. What the alert says about who
             # took it is read back and kept. (A claim whose edit lands between this read and the
             # update below is still overwritten: Slack has no conditional update.)
-            notice = kit.taken_notice((self._read_alert(channel, ts) or {}).get("blocks") or [])
+            notice = kit.taken_notice((self._read_message(channel, ts) or {}).get("blocks") or [])
             if notice:
                 blocks = kit.claimed(blocks, notice)
         self._call("chat_update", channel=channel, ts=ts, text=message["text"], blocks=blocks,
@@ -351,26 +351,30 @@ class SlackAdapter(Adapter):
         thread and in the channel (`reply_broadcast`), so nobody else takes the handoff too; a
         later click, with a message only that agent sees, naming who has it. Both go to the alert
         our delivery posted (`ticket_id`), never to a channel the click's payload names; a click
-        inside the thread (a re-escalation's reply) is answered in the thread."""
+        inside the thread (a re-escalation's reply, `event.ticket_id`) is answered in the thread."""
         channel, ts = _alert(ticket_id)
+        clicked = _alert(event.ticket_id)[1]  # in the alert's channel: only the ts is the payload's
         text = kit.claim_notice(holder, event.agent_id)
         if holder.first:
-            self._show_taken(channel, ts, text)  # first: a retry of this notice must not post twice
+            # First: a retry of this notice must not post twice. The reply clicked, shown in the
+            # channel too, loses its Claim button as the alert does.
+            for edited in dict.fromkeys((ts, clicked)):
+                self._show_taken(channel, edited, text)
             self._call("chat_postMessage", acts=True, channel=channel, thread_ts=ts, reply_broadcast=True, text=text,
                        unfurl_links=False, unfurl_media=False)
             return
-        in_thread = {"thread_ts": ts} if event.ticket_id != ticket_id else {}
+        in_thread = {"thread_ts": ts} if clicked != ts else {}
         self._call("chat_postEphemeral", acts=True, channel=channel, user=event.agent_id, text=text, **in_thread)
 
     def _show_taken(self, channel: str, ts: str, notice: str) -> None:
-        """The alert itself says who took it, its Claim button gone. Read back first (its blocks as
-        posted, its metadata, which the lookups after a timeout rely on); an alert already edited
-        is left alone, so a retried notice changes nothing twice. Cosmetic: a refusal is logged and
-        the announcement still goes out, except a rate limit or an outage, which the notice's own
-        retry waits out. The related-tickets edit (`related_changed`), should it come later,
-        keeps what this one says."""
+        """The alert itself (or a re-escalation's reply in its thread) says who took it, its Claim
+        button gone. Read back first (its blocks as posted, its metadata, which the lookups after a
+        timeout rely on); one already edited is left alone, so a retried notice changes nothing
+        twice. Cosmetic: a refusal is logged and the announcement still goes out, except a rate
+        limit or an outage, which the notice's own retry waits out. The related-tickets edit
+        (`related_changed`), should it come later, keeps what this one says."""
         try:
-            alert = self._read_alert(channel, ts)
+            alert = self._read_message(channel, ts)
             blocks = kit.claimed(alert.get("blocks") or [], notice) if alert else None
             if alert is None or blocks is None:
                 return
@@ -384,9 +388,12 @@ class SlackAdapter(Adapter):
         except DeliveryError as err:
             log.warning("slack: the alert does not say who took it", extra={"error": str(err)})
 
-    def _read_alert(self, channel: str, ts: str) -> dict[str, Any] | None:
-        """The alert as it stands in Slack (its blocks as last edited, its metadata)."""
-        page = self._call("conversations_replies", channel=channel, ts=ts, limit=1, include_all_metadata=True)
+    def _read_message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        """The alert, or a reply in its thread, as it stands in Slack (its blocks as last edited, its
+        metadata). A reply's ts reads its thread, whose parent may come first: only that moment is
+        asked for, and the message is picked by its ts."""
+        page = self._call("conversations_replies", channel=channel, ts=ts, oldest=ts, latest=ts, inclusive=True,
+                          limit=2, include_all_metadata=True)
         return next((m for m in page.get("messages") or [] if m.get("ts") == ts), None)
 
     def _post_thread(self, channel: str, ts: str, thread: list[dict[str, Any]],

@@ -1307,6 +1307,30 @@ def test_a_later_click_is_answered_to_that_agent_alone_where_they_clicked(adapte
     assert slack.calls_to("chat.postMessage") == []
 
 
+def test_a_first_claim_on_a_re_escalations_reply_takes_that_replys_button_too(adapter, slack):
+    # A review: a repeat's reply, shown in the channel too, offers a Claim of its own; claimed there,
+    # only the alert was edited, and the channel still showed the reply's green Claim.
+    first = adapter.deliver(ctx_for())
+    adapter.deliver(ctx_for(handoff_id="hnd_AGAIN", link=Link(first.vendor_id, first.url, first.link_extra)))
+    alert_ts = first.link_extra["ts"]
+    [reply] = [m for m in slack.replies("C0HANDOFF", alert_ts) if m["metadata"]["event_type"] == "handoff_updated"]
+    assert "handoff_claim" in _buttons(reply)
+    click, taker = _click(f"C0HANDOFF/{reply['ts']}", "U0DANA"), Holder("slack", "U0DANA", "dana", first=True)
+    slack.fail("chat.postMessage", status=429)  # the announcement waits for Slack: the notice is tried again
+    with pytest.raises(RateLimited):
+        adapter.claim_answered(click, taker, first.vendor_id)
+    adapter.claim_answered(click, taker, first.vendor_id)
+
+    [alert] = slack.top_level("C0HANDOFF")
+    [reply] = [m for m in slack.replies("C0HANDOFF", alert_ts) if m["ts"] == reply["ts"]]
+    for message, event_type in ((alert, "handoff_created"), (reply, "handoff_updated")):
+        assert "handoff_claim" not in _buttons(message) and "✋ <@U0DANA> took this handoff." in texts(message)
+        assert message["metadata"]["event_type"] == event_type  # what the lookups after a timeout find it by
+    assert sorted(call.body["ts"] for call in slack.calls_to("chat.update")) == [alert_ts, reply["ts"]]  # once each
+    announced = [m for m in slack.replies("C0HANDOFF", alert_ts) if m["text"].startswith("✋")]
+    assert len(announced) == 1
+
+
 def test_a_failed_answer_to_a_click_is_the_adapters_own_error(adapter, slack):
     slack.fail("chat.postMessage", error="channel_not_found")
     with pytest.raises(RejectedError, match="channel_not_found"):

@@ -199,10 +199,18 @@ class FakeSlack:
 
     def api_conversations_replies(self, body: dict[str, Any]) -> dict[str, Any]:
         channel, ts = body.get("channel", ""), body.get("ts", "")
-        parent = [m for m in self.channels.get(channel, []) if m["ts"] == ts]
-        if not parent:
+        found = [m for m in self.channels.get(channel, []) if m["ts"] == ts]
+        if not found:
             return {"ok": False, "error": "thread_not_found"}
-        return self._page(parent + self.replies(channel, ts), body)
+        # `ts` may name "a thread's parent message or a message in the thread" (Slack): either
+        # reads the whole thread, its parent first — taken here as always first, whatever the times.
+        head = found[0].get("thread_ts") or ts
+        parent = [m for m in self.channels[channel] if m["ts"] == head]
+        low, high = float(body.get("oldest") or 0), float(body.get("latest") or "inf")
+        inclusive = body.get("inclusive") in ("1", "true", True)
+        replies = [m for m in self.replies(channel, head)
+                   if (low <= float(m["ts"]) <= high if inclusive else low < float(m["ts"]) < high)]
+        return self._page(parent + replies, body)
 
     def _page(self, messages: list[dict[str, Any]], body: dict[str, Any]) -> dict[str, Any]:
         start, limit = int(body.get("cursor") or 0), int(body.get("limit") or 100)
