@@ -5,9 +5,10 @@ Slack posts `application/x-www-form-urlencoded` with one field, `payload`: the J
 `block_actions` interaction (`user`, `container` {`channel_id`, `message_ts`}, `trigger_id`,
 `actions` [{`action_id`, `value`, `action_ts`}]). The alert's ticket id is `<channel>/<ts>` (the
 delivery's `vendor_id`); a re-escalation's reply in the thread carries its own handoff id as the
-button's value. Every other interaction (the "Open conversation" link button, shortcuts, modals)
-is `Ignored`. Parsed from the raw bytes the signature was checked over, never from a framework's
-form parser.
+button's value. Every other interaction (the "Open conversation" link button, a bot's own buttons,
+shortcuts, modals, the App Home) is `Ignored`, known by its action id before the rest is read
+(`_claims`); only a Claim is validated. Parsed from the raw bytes the signature was checked over,
+never from a framework's form parser.
 
 A button's value is not ours alone: the bot's `vendor_extra.slack` can post blocks of its own. A
 click on a message that is no alert takes the handoff it names only if that handoff went to the
@@ -104,12 +105,12 @@ def parse(raw_body: bytes, max_depth: int) -> AssignmentEvent | Ignored:
     try:
         if _Envelope().load(payload)["type"] != "block_actions":
             return Ignored("not a button click")
+        if not _claims(payload):
+            return Ignored("not a Claim click")
         interaction = SlackBlockActions().load(payload)
     except ValidationError as err:
         raise ValidationError({"payload": err.messages}) from None
-    claim = next((a for a in interaction["actions"] if a["action_id"] == CLAIM_ACTION), None)
-    if claim is None:
-        return Ignored("not a Claim click")
+    claim = next(a for a in interaction["actions"] if a["action_id"] == CLAIM_ACTION)
     container, user = interaction["container"], interaction["user"]
     channel = container["channel_id"]
     # A re-escalation's reply names its handoff, which was delivered to the alert the reply is
@@ -123,6 +124,16 @@ def parse(raw_body: bytes, max_depth: int) -> AssignmentEvent | Ignored:
                            agent_name=user["name"] or user["username"], at=claim["action_ts"],
                            named_in=f"{channel}/{thread}", named_alone=thread == container["message_ts"],
                            named_sent_to={"channel": channel})
+
+
+def _claims(payload: dict[str, Any]) -> bool:
+    """Whether a click is on a Claim button, decided before anything else is read: only a Claim
+    is held to what we store. A bot's own button (`vendor_extra.slack`) may carry a value up to
+    Slack's 2,000 characters, and a click in a modal or on the App Home is in no message (its
+    `container` a view) — both were refused with 422, and Slack showed the agent an error."""
+    actions = payload.get("actions")
+    return isinstance(actions, list) and any(isinstance(action, dict) and action.get("action_id") == CLAIM_ACTION
+                                             for action in actions)
 
 
 def _payload(raw_body: bytes, max_depth: int) -> dict[str, Any]:

@@ -311,9 +311,21 @@ def test_a_claim_on_a_re_escalations_reply_names_the_alert_as_the_ticket(slack_a
     assert callback.body["tickets"] == [callback.body["ticket"]]
 
 
+# A click in a modal or on the App Home: no message, its container a view (Slack's block_actions).
+IN_A_VIEW = {"type": "block_actions", "user": {"id": "U0AGENT01", "username": "dana.agent"},
+             "container": {"type": "view", "view_id": "V0SETTINGS"}, "trigger_id": "7281926354.1795262405.aa",
+             "view": {"id": "V0SETTINGS", "type": "home", "blocks": []},
+             "actions": [{"action_id": "settings_open", "block_id": "b1", "type": "button", "value": "open",
+                          "action_ts": "1795262405.123456"}]}
+
+
 @pytest.mark.parametrize(("payload", "detail"), [
     (claim(action__action_id="handoff_open_conversation"), "not a Claim click"),
-    ({"type": "view_submission", "user": {"id": "U0AGENT01"}}, "not a button click"),
+    # A review: a bot's own button (`vendor_extra.slack` blocks) may carry a value up to Slack's
+    # 2,000 characters, and a click in a view has no channel nor message: both were refused with
+    # 422 (Slack shows the agent an error) before it was known they were no Claim.
+    (claim(action__action_id="bot_rate_us", action__value="r" * 2_000), "not a Claim click"),
+    (IN_A_VIEW, "not a Claim click"),
     (claim(container__message_ts="1795262999.000000", action__value="hnd_UNKNOWN"),
      "no handoff was delivered to this ticket before this event"),
 ])
