@@ -18,7 +18,9 @@ from connector.text_rules import UNSTORABLE
 class AssignmentEvent:
     target: str
     event_id: str  # the vendor's id for this event: deliveries are at least once
-    ticket_id: str  # the target's `Delivery.vendor_id` of the ticket, case or alert
+    # The target's `Delivery.vendor_id` of the ticket, case or alert; for a Slack click, the clicked
+    # message (a re-escalation's reply in the alert's thread), whose alert is then `named_in`.
+    ticket_id: str
     handoff_id: str | None  # the handoff the payload names, when it names one (checked, never trusted alone)
     agent_id: str
     agent_name: str | None
