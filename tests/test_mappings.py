@@ -599,10 +599,10 @@ def test_with_a_fallback_a_stray_yaml_file_at_start_serves_it_too(tmp_path, mapd
 
 @pytest.mark.parametrize(("file", "old", "new", "where", "words"), [
     # Zendesk's own fixed sets: each went out on every ticket, and Zendesk refused it by name.
-    ("zendesk.yaml", "type: question", "type: questoin", "zendesk.yaml:6 type", "must be one of question, incident"),
-    ("zendesk.yaml", "  urgent: urgent", "  urgent: urgnet", "zendesk.yaml:17 priority.urgent", "got 'urgnet'"),
-    ("salesforce.yaml", "contact: find_or_create", "contact: find_or_creat", "salesforce.yaml:29 contact", "got 'find_or_creat'"),
-    ("slack.yaml", 'mention_on_urgent: ""', "mention_on_urgent: '@here'", "slack.yaml:11 mention_on_urgent", "<!here>"),
+    ("zendesk.yaml", "type: question", "type: questoin", "zendesk.yaml:{line} type", "must be one of question, incident"),
+    ("zendesk.yaml", "  urgent: urgent", "  urgent: urgnet", "zendesk.yaml:{line} priority.urgent", "got 'urgnet'"),
+    ("salesforce.yaml", "contact: find_or_create", "contact: find_or_creat", "salesforce.yaml:{line} contact", "got 'find_or_creat'"),
+    ("slack.yaml", 'mention_on_urgent: ""', "mention_on_urgent: '@here'", "slack.yaml:{line} mention_on_urgent", "<!here>"),
 ])
 def test_a_vendors_own_refusal_names_the_file_as_read_and_the_line(tmp_path, file, old, new, where, words):
     # They named `mappings/<vendor>.yaml` (wherever CONNECTOR_MAPPINGS_DIR pointed) and no line.
@@ -617,7 +617,8 @@ def test_a_vendors_own_refusal_names_the_file_as_read_and_the_line(tmp_path, fil
     with pytest.raises(ConfigError) as err:
         MappingStore(str(mapdir), "/", TARGETS, keys_of=mapping_keys,
                      check=lambda mappings: build_adapters(Settings(), mappings.targets))
-    assert err.value.source == f"{mapdir}/{where}" and words in err.value.message
+    line = text[:text.index(f"\n{old}\n")].count("\n") + 2  # the edited line's, as the file reads now
+    assert err.value.source == f"{mapdir}/{where.format(line=line)}" and words in err.value.message
 
 
 @pytest.mark.parametrize(("old", "new", "words"), [
