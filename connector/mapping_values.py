@@ -249,8 +249,11 @@ def template_failures(*, quiet: bool = True) -> Iterator[list[FailedOnValues]]:
         _failures.reset(token)
 
 
-def check_document(data: Any, where: str, tables: Mapping[str, Mapping[Any, Any]] | None = None) -> None:
+def check_document(data: Any, where: str,
+                   tables: Mapping[str, Mapping[Any, Any]] | None = None) -> list[tuple[str, str]]:
     """Validate the common part of a vendor file: every template compiles, every path is well-formed.
+    Returns its templates, each after its key path, for the trial on the sample packets
+    (`template_trial.refuse_on_samples`).
 
     Vendor-specific keys are the adapter's; here only `{path|template|literal|lookup}` mappings and
     strings that look like templates are checked, wherever they sit.
@@ -258,14 +261,14 @@ def check_document(data: Any, where: str, tables: Mapping[str, Mapping[Any, Any]
     if isinstance(data, Mapping):
         if any(kind in data for kind in KINDS) and set(data) <= {*KINDS, "from", "default", "id", "name", "field"}:
             compile_value({k: v for k, v in data.items() if k in {*KINDS, "from", "default"}}, where, tables)
-            return
-        for key, item in data.items():
-            check_document(item, f"{where}.{key}" if where else str(key), tables)
-    elif isinstance(data, list):
-        for index, item in enumerate(data):
-            check_document(item, f"{where}[{index}]", tables)
-    elif isinstance(data, str) and looks_like_template(data):
+            return [(f"{where}.template", data["template"])] if "template" in data else []
+        return [found for key, item in data.items()
+                for found in check_document(item, f"{where}.{key}" if where else str(key), tables)]
+    if isinstance(data, list):
+        return [found for index, item in enumerate(data) for found in check_document(item, f"{where}[{index}]", tables)]
+    if isinstance(data, str) and looks_like_template(data):
         # Only templates: a bare string elsewhere may be a vendor's own value sent as written (a
         # Salesforce status `Escalation.L2`, a tag). Where a bare string is a value spec (a path or
         # a literal), its adapter compiles it at load (`compile_value`) and names its line.
-        check_template(data, where)
+        return [(where, check_template(data, where))]
+    return []

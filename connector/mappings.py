@@ -30,6 +30,7 @@ from .errors import ConfigError, MappingProblem
 from .mapping_values import check_document
 from .redaction import KINDS
 from .routing_schema import compile_routing, flatten
+from .template_trial import refuse_on_samples
 from .text_rules import did_you_mean
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ def _load_file(path: Path, name: str, known: Collection[str] | None) -> tuple[di
         raise ConfigError(locate(name, lines, "redact"), f"must be a list of PII kinds from {', '.join(KINDS)}")
     tables = data.get("lookups") if isinstance(data.get("lookups"), Mapping) else None
     try:
-        check_document({k: v for k, v in data.items() if k != "version"}, "", tables)
+        refuse_on_samples(check_document({k: v for k, v in data.items() if k != "version"}, "", tables))
     except ConfigError as err:
         raise ConfigError(locate(name, lines, err.source), err.message) from None
     return data, lines

@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, UndefinedError
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
 from .errors import ConfigError
@@ -54,6 +55,12 @@ class FailedOnValues(ConfigError):
     Python's own errors inside the sandbox, named as the template's."""
 
 
+class Refused(FailedOnValues):
+    """The sandbox refused what the template does (`customer.attributes.pop('plan')` changes the packet;
+    an attribute named `_…` at run time): refused at load when the sample packets show it
+    (`template_trial.refuse_on_samples`), else, at delivery, a field left out as any failure on values."""
+
+
 @lru_cache(maxsize=512)
 def compiled(source: str):  # type: ignore[no-untyped-def]
     """`source` compiled in the sandbox (cached); raises Jinja2's TemplateSyntaxError."""
@@ -63,10 +70,14 @@ def compiled(source: str):  # type: ignore[no-untyped-def]
 def render(source: str, where: str, **context: Any) -> str:
     """Render an admin template; `where` names the file and key for the error message."""
     try:
-        return compiled(source).render(**context)
+        template = compiled(source)
+    except TemplateError as err:  # what `check_template` refuses at load
+        raise ConfigError(where, f"template error: {err}") from None
+    try:
+        return template.render(**context)
     except UndefinedError as err:
         raise MissingValue(where, f"template error: {err}") from None
-    except TemplateError as err:
-        raise ConfigError(where, f"template error: {err}") from None
+    except SecurityError as err:
+        raise Refused(where, f"template error: {err}") from None
     except Exception as err:  # the sandbox runs the template's operations: their errors are its own
         raise FailedOnValues(where, f"template error: {type(err).__name__}: {err}") from None

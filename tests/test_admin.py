@@ -113,6 +113,25 @@ def test_preview_receipt_names_a_mapping_value_its_template_could_not_give(make_
     assert not [r for r in caplog.records if r.name == "connector.mapping_values"]
 
 
+def test_preview_names_a_value_the_sandbox_refuses_on_this_packet_instead_of_a_500(make_app, tmp_path):
+    # Not on the samples' values, so the edit was taken: the dry run answered 500 naming nothing.
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(Path(__file__).parents[1] / "mappings", tmp_path / "m")
+    with (tmp_path / "m" / "zendesk.yaml").open("a") as file:
+        file.write("custom_fields:\n  - {id: 7, template: \"{{ customer.attributes.pop('plan') "
+                   "if customer.attributes.plan == 'Gold' else '' }}\"}\n")
+    packet = full_packet()
+    packet["customer"]["attributes"] = {"plan": "Gold"}
+    response = make_app(mappings_dir=str(tmp_path / "m")).test_client().post(
+        "/v1/preview", data=json.dumps(packet), headers=admin(), content_type="application/json")
+    assert response.status_code == 200
+    dropped = response.get_json()["vendors"]["zendesk"]["receipt"]["dropped"]
+    assert [d["reason"].split(": template error")[0] for d in dropped if d["part"] == "mapping"] == [
+        "zendesk.yaml custom_fields[0]"]
+
+
 def test_preview_reports_packet_errors(client):
     response = client.post("/v1/preview", data=json.dumps({"bot": {}}), headers=admin(),
                            content_type="application/json")

@@ -125,6 +125,21 @@ def test_check_names_a_vendor_template_that_fails_on_the_sample_packets_values(m
             in result.output.splitlines())
 
 
+def test_check_refuses_a_vendor_template_the_sandbox_refuses_on_the_samples(make_app, tmp_path):
+    # A warning ("could not be built"), then "ok": and every delivery was retried, no ticket.
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(Path(__file__).parents[1] / "mappings", tmp_path / "m")
+    app = make_app(**ZENDESK, mappings_dir=str(tmp_path / "m"))
+    with (tmp_path / "m" / "zendesk.yaml").open("a") as file:
+        file.write("custom_fields:\n  - {id: 1, template: \"{{ customer.attributes.pop('plan') }}\"}\n")
+    result = app.test_cli_runner().invoke(args=["connector", "check"])
+    assert result.exit_code != 0
+    assert "zendesk.yaml:" in result.output and "custom_fields[0].template: template error: access to attribute " \
+        "'pop' of 'dict' object is unsafe" in result.output
+
+
 def test_check_names_each_mapping_file_not_there_and_what_serves_instead(make_app, tmp_path):
     (tmp_path / "m").mkdir()  # an empty directory: a deploy that did not copy the files
     result = make_app(**ZENDESK, mappings_dir=str(tmp_path / "m")).test_cli_runner().invoke(args=["connector", "check"])

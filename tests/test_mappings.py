@@ -349,12 +349,36 @@ def test_packet_text_is_never_compiled():
     assert resolve({"template": "[{{ intent.name }}]"}, packet) == "[{{ 7*7 }}]"
 
 
-def test_a_runtime_sandbox_violation_names_the_file_and_key():
-    # `_`-names are refused at load; one built at run time is caught by the sandbox itself.
+def test_a_runtime_sandbox_violation_leaves_the_value_out_and_names_the_file_and_key():
+    # `_`-names are refused at load; one built at run time is caught by the sandbox itself. Raised, it
+    # failed the delivery, retried as a transient error with no ticket; the field is left out instead.
+    from connector.mapping_values import template_failures
+
     value = compile_value({"template": "{{ (cycler | attr(metadata.name)) }}"}, "mappings/zendesk.yaml:9 subject")
+    with template_failures() as failed:
+        assert resolve(value, {**PACKET, "metadata": {"name": "__init__"}}) is MISSING
+    [err] = failed
+    assert err.source == "mappings/zendesk.yaml:9 subject" and "unsafe" in err.message
+
+
+@pytest.mark.parametrize(("text", "source"), [
+    ("version: 1\ncustom_fields:\n  - {id: 1, template: \"{{ customer.attributes.pop('plan') }}\"}\n",
+     "zendesk.yaml:3 custom_fields[0].template"),
+    ("version: 1\nsubject: \"{{ collected_data.update(x=1) }}{{ intent.name }}\"\n", "zendesk.yaml:2 subject"),
+])
+def test_a_template_the_sandbox_refuses_on_the_samples_is_refused_at_load(mapdir, text, source):
+    # It compiled, so `check` said "ok" and every delivery of the vendor raised the sandbox's error.
+    (mapdir / "zendesk.yaml").write_text(text)
     with pytest.raises(ConfigError) as err:
-        resolve(value, {**PACKET, "metadata": {"name": "__init__"}})
-    assert err.value.source == "mappings/zendesk.yaml:9 subject"
+        load(mapdir)
+    assert err.value.source.endswith(source)
+    assert "is unsafe" in err.value.message and "on the values of handoff-full.json" in err.value.message
+
+
+def test_a_template_failing_on_the_samples_values_is_still_only_warned_of(mapdir):
+    (mapdir / "zendesk.yaml").write_text(
+        "version: 1\ncustom_fields:\n  - {id: 1, template: \"{{ customer.attributes.seats + ' seats' }}\"}\n")
+    assert load(mapdir).targets["zendesk"]["custom_fields"][0]["id"] == 1
 
 
 def test_lookup_is_case_insensitive_and_has_a_default():

@@ -1616,6 +1616,18 @@ def test_a_field_its_template_could_not_give_is_in_the_receipt_not_only_the_log(
     assert [r.source for r in caplog.records] == ["zendesk.yaml custom_fields[0]", "zendesk.yaml custom_fields[1]"]
 
 
+def test_a_value_the_sandbox_refuses_on_this_packet_is_left_out_not_a_failed_delivery(zd: FakeZendesk) -> None:
+    # The sandbox's refusal escaped as a ConfigError: every attempt was a "mapping error" retried, no ticket.
+    zd.create_ticket()
+    mapping = {"custom_fields": [{"id": 1, "template": "{{ customer.attributes.pop('plan') }}"},
+                                 {"id": 2, "path": "collected_data.error_code"}]}
+    outcome = adapter(**mapping).deliver(ctx())
+    [body] = zd.json_bodies("POST", TICKETS)
+    assert outcome.status == "created" and body["ticket"]["custom_fields"] == [{"id": 2, "value": "4012"}]
+    [left_out] = [d for d in outcome.receipt["dropped"] if d["part"] == "mapping"]
+    assert left_out["reason"].startswith("zendesk.yaml custom_fields[0]: template error: access to attribute 'pop'")
+
+
 def test_a_field_left_out_is_still_in_the_receipt_when_a_retry_finds_the_ticket_a_timeout_hid(zd: FakeZendesk) -> None:
     # A review: the attempt that found the ticket after a timeout listed nothing as dropped — the
     # bot read that everything arrived while the admin's field never reached the ticket.
