@@ -6,11 +6,16 @@ Packet values are passed as data, never compiled: a `{{ 7*7 }}` a customer typed
 
 from __future__ import annotations
 
-from functools import lru_cache
+import operator
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from functools import lru_cache, wraps
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, UndefinedError
+from jinja2 import StrictUndefined, TemplateError, UndefinedError, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
 from .errors import ConfigError
@@ -43,7 +48,99 @@ class ImmutableSandbox(_DictKeysDirect, ImmutableSandboxedEnvironment):
     """Jinja2's immutable sandbox, reading dicts' keys directly (every template an admin edits)."""
 
 
-_env = ImmutableSandbox(undefined=StrictUndefined, autoescape=False)
+# What one render of an admin's template may do: a loop in messages.yaml froze the reload and every
+# request waiting on it, and `{{ 'x' * 300000000 }}` passed and rendered 300 MB.
+MAX_SIZE = 100_000  # characters or items of a value it makes (bits of a number), and of its output
+MAX_RANGE = 1_000  # items of a range()
+MAX_STEPS = 100_000  # loop turns and calls, all loops and calls of the render together
+_steps: ContextVar[list[int] | None] = ContextVar("template_steps", default=None)
+
+
+class OverLimit(SecurityError):
+    """A render went past one of the limits above (a `Refused` for `render`)."""
+
+
+def _sized(value: Any) -> Any:
+    size = value.bit_length() if isinstance(value, int) else len(value) if isinstance(value, (str, list, tuple, dict)) \
+        else 0
+    if size > MAX_SIZE:
+        raise OverLimit(f"the template made a value over {MAX_SIZE:,} characters, items or bits (MAX_SIZE)")
+    return value
+
+
+def _step() -> None:
+    left = _steps.get()
+    if left is not None:
+        left[0] -= 1
+        if left[0] < 0:
+            raise OverLimit(f"the template took over {MAX_STEPS:,} loop turns and calls (MAX_STEPS)")
+
+
+def _range(*args: int) -> range:
+    items = range(*args)
+    if len(items) > MAX_RANGE:
+        raise OverLimit(f"range() of {len(items):,} items, over {MAX_RANGE:,} (MAX_RANGE)")
+    return items
+
+
+class _Counting(CodeGenerator):
+    """Every `for` loop's items go through `environment.counted` (`MAX_STEPS`)."""
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        node.iter = nodes.Call(nodes.EnvironmentAttribute("counted"), [node.iter], [], None, None)
+        super().visit_For(node, frame)
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:  # `a ~ b`, doubled in a loop
+        self.write("environment.sized(")
+        super().visit_Concat(node, frame)
+        self.write(")")
+
+
+def _sized_filter(function: Any) -> Any:
+    @wraps(function)  # keeps Jinja2's pass_context marks
+    def sized(*args: Any, **kwargs: Any) -> Any:
+        return _sized(function(*args, **kwargs))
+    return sized
+
+
+class AdminSandbox(ImmutableSandbox):
+    """The immutable sandbox within the limits above: `*` and `**` refused before they make a value
+    too large, `+`, `~`, a call's and a filter's result after; range() capped; every loop turn and
+    call counted; the output cut off past MAX_SIZE (`render`)."""
+
+    code_generator_class = _Counting
+    intercepted_binops = frozenset({"*", "**", "+"})
+    sized = staticmethod(_sized)
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        self.globals["range"] = _range
+        self.filters = {name: _sized_filter(function) for name, function in self.filters.items()}
+
+    def counted(self, items: Iterable[Any]) -> Iterator[Any]:
+        for item in items:
+            _step()
+            yield item
+
+    def call_binop(self, context: Context, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "*" and isinstance(left, int) != isinstance(right, int):  # a repeat: 'x' * n
+            count, repeated = (left, right) if isinstance(left, int) else (right, left)
+            if isinstance(repeated, (str, list, tuple)) and count * len(repeated) > MAX_SIZE:
+                raise OverLimit(f"the template made a value over {MAX_SIZE:,} characters or items (MAX_SIZE)")
+        if operator_name == "**" and isinstance(left, int) and isinstance(right, int) and right > 0 \
+                and right * max(abs(left).bit_length() - 1, 0) > MAX_SIZE:
+            raise OverLimit(f"the template made a number over {MAX_SIZE:,} bits (MAX_SIZE)")
+        return _sized(_BINOPS[operator_name](left, right))
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _step()
+        if isinstance(__obj, LoopContext) and args:  # a recursive loop's `loop(items)`: its items counted too
+            args = (__self.counted(args[0]), *args[1:])
+        return _sized(super().call(__context, __obj, *args, **kwargs))
+
+
+_BINOPS = {"*": operator.mul, "**": operator.pow, "+": operator.add}
+_env = AdminSandbox(undefined=StrictUndefined, autoescape=False)
 
 
 class MissingValue(ConfigError):
@@ -73,11 +170,25 @@ def render(source: str, where: str, **context: Any) -> str:
         template = compiled(source)
     except TemplateError as err:  # what `check_template` refuses at load
         raise ConfigError(where, f"template error: {err}") from None
+    budget = _steps.set([MAX_STEPS])
     try:
-        return template.render(**context)
+        return _output(template.generate(**context))
     except UndefinedError as err:
         raise MissingValue(where, f"template error: {err}") from None
     except SecurityError as err:
         raise Refused(where, f"template error: {err}") from None
     except Exception as err:  # the sandbox runs the template's operations: their errors are its own
         raise FailedOnValues(where, f"template error: {type(err).__name__}: {err}") from None
+    finally:
+        _steps.reset(budget)
+
+
+def _output(parts: Iterable[str]) -> str:
+    """The rendered text, given up past MAX_SIZE characters."""
+    said, size = [], 0
+    for part in parts:
+        size += len(part)
+        if size > MAX_SIZE:
+            raise OverLimit(f"the template's output is over {MAX_SIZE:,} characters (MAX_SIZE)")
+        said.append(part)
+    return "".join(said)

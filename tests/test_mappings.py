@@ -375,6 +375,21 @@ def test_a_template_the_sandbox_refuses_on_the_samples_is_refused_at_load(mapdir
     assert "is unsafe" in err.value.message and "on the values of handoff-full.json" in err.value.message
 
 
+def test_a_template_past_its_limits_is_refused_at_load_not_hung_on(mapdir):
+    # A loop of loops in messages.yaml hung the reload, every caller waiting on it, and `check`.
+    loops = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    (mapdir / "messages.yaml").write_text(
+        (mapdir / "messages.yaml").read_text().replace('no_wait: "Soon."', f'no_wait: "Soon.{loops}"'))
+    with pytest.raises(ConfigError) as err:
+        load(mapdir)
+    assert err.value.source.endswith("messages.yaml:8 locales.en.no_wait") and "(MAX_RANGE)" in err.value.message
+    (mapdir / "messages.yaml").write_text((GOOD / "messages.yaml").read_text())
+    (mapdir / "zendesk.yaml").write_text("version: 1\nsubject: \"{{ intent.name * 100000 }}\"\n")
+    with pytest.raises(ConfigError) as err:
+        load(mapdir)
+    assert err.value.source.endswith("zendesk.yaml:2 subject") and "(MAX_SIZE)" in err.value.message
+
+
 def test_a_template_failing_on_the_samples_values_is_still_only_warned_of(mapdir):
     (mapdir / "zendesk.yaml").write_text(
         "version: 1\ncustom_fields:\n  - {id: 1, template: \"{{ customer.attributes.seats + ' seats' }}\"}\n")

@@ -57,3 +57,41 @@ def test_what_a_dict_lacks_is_missing_and_its_internals_stay_refused(ours, jinja
             env.from_string("{{ d.__class__.__subclasses__() }}").render(d={})
     with pytest.raises(SecurityError):  # a dict's own update, refused by the immutable sandbox alone
         ImmutableSandbox().from_string("{{ d.update(x=1) }}").render(d={})
+
+
+@pytest.mark.parametrize(("source", "said"), [
+    # A loop of loops froze the reload of messages.yaml and every request waiting on it; `check` hung.
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+     "range() of 100,000 items, over 1,000 (MAX_RANGE)"),
+    ("{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}",
+     "over 100,000 loop turns and calls (MAX_STEPS)"),
+    ("{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}",
+     "over 100,000 loop turns and calls (MAX_STEPS)"),
+    ("{% for x in range(999) recursive %}{{ loop(range(999)) if loop.depth < 120 and loop.first }}{% endfor %}",
+     "over 100,000 loop turns and calls (MAX_STEPS)"),
+    # It passed check_template and rendered 300 MB.
+    ("{{ 'x' * 300000000 }}", "a value over 100,000 characters or items (MAX_SIZE)"),
+    ("{{ [1] * 300000000 }}", "a value over 100,000 characters or items (MAX_SIZE)"),
+    ("{{ 2 ** 300000000 }}", "a number over 100,000 bits (MAX_SIZE)"),
+    ("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+     "a value over 100,000 characters, items or bits (MAX_SIZE)"),
+    ("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+     "a value over 100,000 characters, items or bits (MAX_SIZE)"),
+    ("{{ 'x' | replace('x', 'x' * 1000) | replace('x', 'x' * 1000) }}",
+     "a value over 100,000 characters, items or bits (MAX_SIZE)"),
+    ("{% for i in range(999) %}{{ 'y' * 999 }}{% endfor %}", "output is over 100,000 characters (MAX_SIZE)"),
+])
+def test_an_admin_template_is_stopped_at_its_limits_naming_the_file_key_and_limit(source, said):
+    from connector.templating import Refused, render
+
+    with pytest.raises(Refused) as err:
+        render(source, "mappings/messages.yaml: locales.en.no_wait", d={"a": 1})
+    assert err.value.source == "mappings/messages.yaml: locales.en.no_wait" and said in err.value.message
+
+
+def test_within_the_limits_a_template_renders_as_before():
+    from connector.templating import render
+
+    source = ("{{ 'ab' * 3 }} {{ 2 ** 10 }} {{ range(3) | join(',') }} {{ '%s-%s' | format(1, 2) }} "
+              "{% for k, v in d.items() %}{{ loop.index }}{{ k }}{% endfor %} {{ ('x' * 100000) | length }}")
+    assert render(source, "here", d={"a": 1}) == "ababab 1024 0,1,2 1-2 1a 100000"
