@@ -201,6 +201,14 @@ def resolve(spec: Any, packet: Mapping[str, Any], extra_context: Mapping[str, An
     `where`: the file and key it was read from (`zendesk.yaml custom_fields[0]`), for what is said."""
     value = spec if isinstance(spec, Value) else compile_value(spec, where, tables)
     found = _value_of(value, {**packet, **(extra_context or {})})
+    items = found if isinstance(found, (list, tuple)) else [found]  # a list of scalars is a multi-select's value
+    if any(isinstance(item, (Mapping, list, tuple)) for item in items):
+        # `customer.attributes` went to Zendesk as an object, which it refuses with the whole ticket,
+        # and to Salesforce as Python's repr ("{'plan': …}"). Left out and said, as a failing template.
+        _told(FailedOnValues(value.where, f"{value.source} is an object or a list of them, which a field does not "
+                                          f"take; write it as text with a template: {{{{ {value.source} | tojson }}}}"),
+              "a mapping value is an object on this handoff's values; it is not sent")
+        return MISSING
     # A bidirectional control in a field agents read (an order number) is named, as the brief names
     # it: raw, "ORD-\u202e1234\u202c" showed as ORD-4321 in a custom field beside a right brief.
     return visible_controls(found) if isinstance(found, str) else found
@@ -223,13 +231,17 @@ def _value_of(value: Value, view: Mapping[str, Any]) -> Any:
         # On this packet's values only (a number where the template adds text): the field is left
         # out as a missing value is, and said. Raised, it failed the whole delivery as an internal
         # error, retried until dead, naming neither the file nor the key.
-        told = _failures.get()
-        if told is None or not told[1]:  # a trial's report says it instead
-            log.warning("a mapping template failed on this handoff's values; its value is not sent",
-                        extra={"source": err.source, "error": err.message})
-        if told is not None:
-            told[0].append(err)
+        _told(err, "a mapping template failed on this handoff's values; its value is not sent")
         return MISSING
+
+
+def _told(err: FailedOnValues, said: str) -> None:
+    """A value left out, said in the log and to `template_failures`' block (the receipt)."""
+    told = _failures.get()
+    if told is None or not told[1]:  # a trial's report says it instead
+        log.warning(said, extra={"source": err.source, "error": err.message})
+    if told is not None:
+        told[0].append(err)
 
 
 # `template_failures`: where a template failing on a packet's values is told, besides the log.

@@ -171,6 +171,18 @@ def test_mapping_sets_picklists_custom_fields_and_handoff_id() -> None:
     assert "Missing__c" not in case
 
 
+def test_a_field_mapped_to_an_object_is_left_out_and_named_not_sent_as_pythons_repr() -> None:
+    # Attributes__c got "{'plan': 'Business Pro', 'seats': 40}"; a list of scalars stays a multi-picklist.
+    mapping = {"fields": {"Attributes__c": "customer.attributes", "Transcript__c": "transcript",
+                          "Skills__c": "routing.skills", "Plan__c": "{{ customer.attributes | tojson }}"}}
+    payload, left_out = adapter(Settings(), **mapping).rendered(ctx_for(), quiet=True)
+    case = payload["case"]
+    assert "Attributes__c" not in case and "Transcript__c" not in case and case["Skills__c"] == "integrations;quickbooks"
+    assert case["Plan__c"] == '{"plan": "Business Pro", "seats": 40}'
+    assert [d["reason"].split(" is an object")[0] for d in left_out] == [
+        "salesforce.yaml fields.Attributes__c: customer.attributes", "salesforce.yaml fields.Transcript__c: transcript"]
+
+
 def test_render_needs_no_credentials_and_long_text_is_never_cut_silently() -> None:
     long_subject = {"stated_problem": "word " * 100}
     huge = [{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "x" * 19_000} for _ in range(3)]

@@ -1628,6 +1628,21 @@ def test_a_value_the_sandbox_refuses_on_this_packet_is_left_out_not_a_failed_del
     assert left_out["reason"].startswith("zendesk.yaml custom_fields[0]: template error: access to attribute 'pop'")
 
 
+def test_a_custom_field_mapped_to_an_object_is_left_out_and_in_the_receipt(zd: FakeZendesk) -> None:
+    # {"value": {"plan": …}} is no value Zendesk takes (text, a number, true/false, a list of text):
+    # it refused the whole ticket. A list of scalars is still a multiselect's value.
+    zd.create_ticket()
+    mapping = {"custom_fields": [{"id": 1, "path": "customer.attributes"}, {"id": 2, "path": "routing.skills"}]}
+    outcome = adapter(**mapping).deliver(ctx())
+    [body] = zd.json_bodies("POST", TICKETS)
+    assert body["ticket"]["custom_fields"] == [{"id": 2, "value": ["integrations", "quickbooks"]}]
+    [left_out] = [d for d in outcome.receipt["dropped"] if d["part"] == "mapping"]
+    assert left_out["reason"] == (
+        "zendesk.yaml custom_fields[0]: customer.attributes is an object or a list of them, which a field does not "
+        "take; write it as text with a template: {{ customer.attributes | tojson }} on this handoff's values; that "
+        "value was not sent")
+
+
 def test_a_field_left_out_is_still_in_the_receipt_when_a_retry_finds_the_ticket_a_timeout_hid(zd: FakeZendesk) -> None:
     # A review: the attempt that found the ticket after a timeout listed nothing as dropped — the
     # bot read that everything arrived while the admin's field never reached the ticket.
