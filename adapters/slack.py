@@ -341,9 +341,9 @@ class SlackAdapter(Adapter):
         channel, where = self._configured_channel()
         try:
             self._call("conversations_history", channel=channel, limit=1)
-        except RejectedError as err:
-            raise RejectedError(f"{err.message} (reading {channel}, {where})", status=err.status,
-                                reply=err.reply) from err
+        except (RejectedError, AuthError) as err:  # not_in_channel; missing_scope (a private one's groups:history)
+            kind = AuthError if isinstance(err, AuthError) else RejectedError
+            raise kind(f"{err.message} (reading {channel}, {where})", status=err.status, reply=err.reply) from err
         return Probed(f"signed in as {who.get('user')} in {who.get('team')}; {channel} readable ({where})")
 
     def claim_answered(self, event: AssignmentEvent, holder: Holder, ticket_id: str) -> None:

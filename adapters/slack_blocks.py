@@ -161,6 +161,7 @@ def split(raw: str, limit: int, first: int | None = None) -> list[str]:
 # URL a button takes — such a link was shown as its bare label, the conversation's button left out.
 _URL_KEPT = "!#$%&'()*+,/:;=?@[]"
 _STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_PATH_END = re.compile(r"[?#]|$")
 
 
 def safe_url(url: Any, longest: int = 2000) -> str | None:
@@ -171,6 +172,10 @@ def safe_url(url: Any, longest: int = 2000) -> str | None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return None
+    # A browser reads a `\` before the query as `/` (WHATWG, for http(s)): `/a\b` is `/a/b`, which
+    # `%5C` would have made another address.
+    path_end = _PATH_END.search(url).start()
+    url = url[:path_end].replace("\\", "/") + url[path_end:]
     return quote(_STRAY_PERCENT.sub("%25", url), safe=_URL_KEPT)
 
 
@@ -217,7 +222,7 @@ def unlinked(packet: Mapping[str, Any], messages_from: int | None = None) -> lis
     the thread's rule (`link_target`), where everything is whole. `messages_from`: a follow-up's
     reply, which carries the transcript's messages from there on, and nothing else."""
     entries = list(enumerate(packet.get("transcript") or []))[messages_from or 0:]
-    places = [("transcript", f"transcript[{n}].attachments[{m}].url", attachment.get("url"))
+    places = [("attachments", f"transcript[{n}].attachments[{m}].url", attachment.get("url"))
               for n, entry in entries for m, attachment in enumerate(entry.get("attachments") or [])]
     notes: list[Note] = []
     if messages_from is None:

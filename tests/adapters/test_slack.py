@@ -1354,6 +1354,10 @@ def test_probe_reads_the_channel_the_mapping_sends_alerts_to_and_names_it(slack:
         adapter.probe()
     assert caught.value.message == \
         "Slack conversations.history: not_in_channel (reading C0NEW, mappings/slack.yaml: channel)"
+    slack.fail("conversations.history", error="missing_scope")  # a private channel needs groups:history
+    with pytest.raises(AuthError) as refused:
+        adapter.probe()
+    assert refused.value.message.endswith("missing_scope (reading C0NEW, mappings/slack.yaml: channel)")
 
 
 def test_probe_names_a_channel_given_by_name_and_what_to_give_instead(slack: FakeSlack) -> None:
@@ -1404,7 +1408,7 @@ def test_a_url_of_many_ampersands_keeps_its_link_or_says_why_not(slack: FakeSlac
     assert linked or "its address is too long to link here" in lines[0]
     adapter = SlackAdapter(settings_for(slack), {})
     ctx = ctx_for(packet)
-    assert [d["part"] for d in adapter.receipt(ctx, adapter.render(ctx))["dropped"]] == ([] if linked else ["transcript"])
+    assert [d["part"] for d in adapter.receipt(ctx, adapter.render(ctx))["dropped"]] == ([] if linked else ["attachments"])
     assert lines[0].endswith("(application/pdf, 10 B)")
     for reply in payload["thread"]:
         assert_within_limits(reply)
@@ -1441,6 +1445,13 @@ def test_a_link_holding_what_slacks_link_syntax_cannot_is_percent_encoded_not_dr
         assert_within_limits(message)
 
 
+def test_a_backslash_before_the_query_is_the_slash_a_browser_reads_it_as() -> None:
+    # `%5C` made `/a\\b` another address: a browser goes to `/a/b`. In the query it is only text.
+    from adapters.slack_blocks import safe_url
+
+    assert safe_url("https://ex.example/a\\b?q=c\\d#e\\f") == "https://ex.example/a/b?q=c%5Cd#e%5Cf"
+
+
 def test_a_link_slack_cannot_carry_is_named_in_the_receipt(slack: FakeSlack) -> None:
     # An ftp:// address passes the packet's schema; no button nor `<url|label>` carries it.
     adapter = SlackAdapter(settings_for(slack), {})
@@ -1453,7 +1464,7 @@ def test_a_link_slack_cannot_carry_is_named_in_the_receipt(slack: FakeSlack) -> 
     assert adapter.receipt(ctx, payload)["dropped"] == [
         {"part": "conversation", "reason": "conversation.url cannot be a link in Slack (not an http(s) address, "
                                            "or too long): no Open conversation button"},
-        {"part": "transcript", "reason": "transcript[0].attachments[0].url cannot be a link in Slack (not an "
+        {"part": "attachments", "reason": "transcript[0].attachments[0].url cannot be a link in Slack (not an "
                                          "http(s) address, or too long): its label is shown without it"},
         {"part": "attempted_solutions", "reason": "attempted_solutions[0].url cannot be a link in Slack (not an "
                                                   "http(s) address, or too long): its label is shown without it"},
@@ -1463,7 +1474,7 @@ def test_a_link_slack_cannot_carry_is_named_in_the_receipt(slack: FakeSlack) -> 
     link = Link("C0HANDOFF/1795262300.000100", None, {"channel": "C0HANDOFF", "ts": "1795262300.000100"})
     ctx = _messages_while_waiting(link, "here it is", attachments=[{"url": "ftp://f.example/x", "name": "x"}])
     assert adapter.receipt(ctx, adapter.render(ctx))["dropped"] == [
-        {"part": "transcript", "reason": "transcript[5].attachments[0].url cannot be a link in Slack (not an "
+        {"part": "attachments", "reason": "transcript[5].attachments[0].url cannot be a link in Slack (not an "
                                          "http(s) address, or too long): its label is shown without it"}]
 
 
