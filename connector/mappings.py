@@ -182,6 +182,11 @@ def _load_file(path: Path, name: str, known: Collection[str] | None) -> tuple[di
                           f"unknown key; {hint}this file's keys are {', '.join(sorted(known))}")
     if isinstance(known, Mapping):
         for key, expected in known.items():
+            if expected is str and key in data and data[key] is None:
+                # `channel: #handoffs` is `channel:` and a comment: the alerts went to SLACK_CHANNEL unsaid.
+                raise ConfigError(locate(name, lines, key), "empty: a '#' after a space starts a YAML comment, so "
+                                                            f"`{key}: #…` holds nothing; quote the text (a channel: "
+                                                            "give its id, C…), or leave the line out")
             if expected is not None and data.get(key) is not None and not _holds(data[key], expected):
                 raise ConfigError(locate(name, lines, key), _wanted(expected, data[key]))
     redact = data.get("redact", [])

@@ -642,6 +642,9 @@ def test_with_a_fallback_a_stray_yaml_file_at_start_serves_it_too(tmp_path, mapd
     ("zendesk.yaml", "  urgent: urgent", "  urgent: urgnet", "zendesk.yaml:{line} priority.urgent", "got 'urgnet'"),
     ("salesforce.yaml", "contact: find_or_create", "contact: find_or_creat", "salesforce.yaml:{line} contact", "got 'find_or_creat'"),
     ("slack.yaml", 'mention_on_urgent: ""', "mention_on_urgent: '@here'", "slack.yaml:{line} mention_on_urgent", "<!here>"),
+    # A YAML comment: the key held nothing, and every alert went to SLACK_CHANNEL without a word.
+    ("slack.yaml", "# channel: C0HANDOFF", "channel: #handoffs", "slack.yaml:{line} channel",
+     "empty: a '#' after a space starts a YAML comment"),
 ])
 def test_a_vendors_own_refusal_names_the_file_as_read_and_the_line(tmp_path, file, old, new, where, words):
     # They named `mappings/<vendor>.yaml` (wherever CONNECTOR_MAPPINGS_DIR pointed) and no line.
