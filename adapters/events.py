@@ -58,6 +58,9 @@ class Holder:
     # The handoff was completed (its ticket solved, the bot told `completed`): the action changed
     # nothing. Its agent fields name whoever took it, if anyone did (none: `agent_id` is empty).
     completed: bool = False
+    # With `first`: the handoff the action took — on Slack, a click on the alert takes the newest
+    # re-escalation, whose own reply in the thread offers its Claim too.
+    handoff_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -357,14 +357,30 @@ class SlackAdapter(Adapter):
         text = kit.claim_notice(holder, event.agent_id)
         if holder.first:
             # First: a retry of this notice must not post twice. The reply clicked, shown in the
-            # channel too, loses its Claim button as the alert does.
-            for edited in dict.fromkeys((ts, clicked)):
-                self._show_taken(channel, edited, text)
+            # channel too, loses its Claim button as the alert does, and so does the taken
+            # handoff's own reply when the click was elsewhere (the alert's Claim takes the newest).
+            for edited in dict.fromkeys((ts, clicked, self._reply_of(channel, ts, holder.handoff_id))):
+                if edited:
+                    self._show_taken(channel, edited, text)
             self._call("chat_postMessage", acts=True, channel=channel, thread_ts=ts, reply_broadcast=True, text=text,
                        unfurl_links=False, unfurl_media=False)
             return
         in_thread = {"thread_ts": ts} if clicked != ts else {}
         self._call("chat_postEphemeral", acts=True, channel=channel, user=event.agent_id, text=text, **in_thread)
+
+    def _reply_of(self, channel: str, ts: str, handoff_id: str | None) -> str | None:
+        """The ts of `handoff_id`'s own reply in the alert's thread (a re-escalation's), if it has one.
+        Cosmetic, as `_show_taken` is: only a rate limit or an outage is raised, for the retry."""
+        if not handoff_id:
+            return None
+        try:
+            update = self._posted_in_thread(channel, ts, handoff_id).update
+        except TransientError:
+            raise
+        except DeliveryError as err:
+            log.warning("slack: the taken handoff's reply could not be looked for", extra={"error": str(err)})
+            return None
+        return str(update["ts"]) if update and update.get("ts") else None
 
     def _show_taken(self, channel: str, ts: str, notice: str) -> None:
         """The alert itself (or a re-escalation's reply in its thread) says who took it, its Claim

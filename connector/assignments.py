@@ -165,7 +165,7 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
         return duplicate or _taken_already(taken, where)
     if owed:
         services.wake_callbacks()  # `assigned`: committed above, so the loop finds it now
-    taker = Holder(event.target, event.agent_id, event.agent_name, first=True)
+    taker = Holder(event.target, event.agent_id, event.agent_name, first=True, handoff_id=matched)
     with log_context(handoff_id=matched):
         log.info("assignment recorded", extra={"target": event.target, "team": team, "wait_seconds": wait,
                                                "routed": routed})

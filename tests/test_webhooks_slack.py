@@ -205,7 +205,7 @@ def test_a_click_is_answered_on_the_handoffs_alert_not_where_the_payload_says(sl
     in_thread = claim(container__message_ts="1795262999.000000", message__ts="1795262999.000000",
                       message__thread_ts="1795262300.000100")
     assert post(slack_app, in_thread).get_json()["outcome"] == "recorded"  # matched by the button's handoff id
-    assert said == [("U0AGENT01", Holder("slack", "U0AGENT01", "dana.agent", first=True))]
+    assert said == [("U0AGENT01", Holder("slack", "U0AGENT01", "dana.agent", first=True, handoff_id=HANDOFF))]
 
 
 @pytest.mark.parametrize("where", [
@@ -267,7 +267,7 @@ def test_a_click_takes_over_from_the_agent_routing_put_on_the_zendesk_ticket(sla
     assert post(slack_app, claim()).get_json()["outcome"] == "recorded"
     [row] = assignments(slack_app)
     assert (row.target, row.agent_id, row.routed, row.wait_seconds) == ("slack", "U0AGENT01", False, 120)
-    assert said == [("U0AGENT01", Holder("slack", "U0AGENT01", "dana.agent", first=True))]
+    assert said == [("U0AGENT01", Holder("slack", "U0AGENT01", "dana.agent", first=True, handoff_id=HANDOFF))]
 
 
 def test_a_click_matching_no_handoff_and_a_repeated_click_tell_nobody(slack_app):
@@ -277,7 +277,7 @@ def test_a_click_matching_no_handoff_and_a_repeated_click_tell_nobody(slack_app)
     assert post(slack_app, unknown).get_json()["outcome"] == "ignored"
     assert post(slack_app, claim()).get_json()["outcome"] == "recorded"
     assert post(slack_app, claim()).get_json()["outcome"] == "duplicate"  # Slack's retry: told once
-    assert said == [("U0AGENT01", Holder("slack", "U0AGENT01", "dana.agent", first=True))]
+    assert said == [("U0AGENT01", Holder("slack", "U0AGENT01", "dana.agent", first=True, handoff_id=HANDOFF))]
 
 
 def test_the_same_click_twice_is_recorded_once(slack_app):
@@ -381,7 +381,7 @@ def test_a_claim_on_a_superseded_reply_takes_the_newest_handoff_and_a_later_clic
     later = reply_claim("hnd_THIRD", "1795262380.000300", trigger_id="trigger-b", user__id="U0AGENTB")
     assert post(slack_app, later).get_json()["outcome"] == "ignored"
     assert [(row.handoff_id, row.agent_id) for row in assignments(slack_app)] == [("hnd_THIRD", "U0AGENT01")]
-    assert said == [("U0AGENT01", Holder("slack", "U0AGENT01", "dana.agent", first=True)),
+    assert said == [("U0AGENT01", Holder("slack", "U0AGENT01", "dana.agent", first=True, handoff_id="hnd_THIRD")),
                     ("U0AGENTB", Holder("slack", "U0AGENT01", "dana.agent", first=False))]
 
 

@@ -1331,6 +1331,26 @@ def test_a_first_claim_on_a_re_escalations_reply_takes_that_replys_button_too(ad
     assert len(announced) == 1
 
 
+@pytest.mark.parametrize("clicked", ["the alert", "an older reply"])
+def test_a_first_claim_takes_the_taken_handoffs_own_reply_button_wherever_the_click_was(adapter, slack, clicked):
+    # A review: the alert's Claim (or an older re-escalation's) takes the newest handoff, and that
+    # one's reply, shown in the channel too, kept its green Claim after it was taken.
+    first = adapter.deliver(ctx_for())
+    link = Link(first.vendor_id, first.url, first.link_extra)
+    for handoff_id in ("hnd_AGAIN", "hnd_THIRD"):
+        adapter.deliver(ctx_for(handoff_id=handoff_id, link=link))
+    alert_ts = first.link_extra["ts"]
+    replies = {m["metadata"]["event_payload"]["handoff_id"]: m["ts"] for m in slack.replies("C0HANDOFF", alert_ts)
+               if m["metadata"]["event_type"] == "handoff_updated"}
+    where = alert_ts if clicked == "the alert" else replies["hnd_AGAIN"]
+    adapter.claim_answered(_click(f"C0HANDOFF/{where}", "U0DANA"),
+                           Holder("slack", "U0DANA", "dana", first=True, handoff_id="hnd_THIRD"), first.vendor_id)
+    newest = next(m for m in slack.replies("C0HANDOFF", alert_ts) if m["ts"] == replies["hnd_THIRD"])
+    assert "handoff_claim" not in _buttons(newest) and "✋ <@U0DANA> took this handoff." in texts(newest)
+    assert sorted(call.body["ts"] for call in slack.calls_to("chat.update")) == sorted({alert_ts, where,
+                                                                                         replies["hnd_THIRD"]})
+
+
 def test_a_failed_answer_to_a_click_is_the_adapters_own_error(adapter, slack):
     slack.fail("chat.postMessage", error="channel_not_found")
     with pytest.raises(RejectedError, match="channel_not_found"):
