@@ -7,6 +7,7 @@ Packet values are passed as data, never compiled: a `{{ 7*7 }}` a customer typed
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from functools import lru_cache, wraps
@@ -49,11 +50,14 @@ class ImmutableSandbox(_DictKeysDirect, ImmutableSandboxedEnvironment):
 
 
 # What one render of an admin's template may do: a loop in messages.yaml froze the reload and every
-# request waiting on it, and `{{ 'x' * 300000000 }}` passed and rendered 300 MB.
-MAX_SIZE = 100_000  # characters or items of a value it makes (bits of a number), and of its output
+# request waiting on it, and `{{ 'x' * 300000000 }}` passed and rendered 300 MB. A value may be as
+# large as a whole packet joined (its body is at most a few MiB: a transcript joined, then cut to a
+# field's size, is the usual template); what all of a render's values add up to is bounded apart.
+MAX_SIZE = 2_000_000  # characters or items of one value it makes (bits of a number), and of its output
+MAX_MADE = 20_000_000  # characters, items and bits of every value it makes, added up
 MAX_RANGE = 1_000  # items of a range()
-MAX_STEPS = 100_000  # loop turns and calls, all loops and calls of the render together
-_steps: ContextVar[list[int] | None] = ContextVar("template_steps", default=None)
+MAX_STEPS = 100_000  # loop turns and calls (filters' on each item too), all of the render's together
+_budget: ContextVar[list[int] | None] = ContextVar("template_budget", default=None)  # [steps, made] left
 
 
 class OverLimit(SecurityError):
@@ -65,15 +69,55 @@ def _sized(value: Any) -> Any:
         else 0
     if size > MAX_SIZE:
         raise OverLimit(f"the template made a value over {MAX_SIZE:,} characters, items or bits (MAX_SIZE)")
+    left = _budget.get()
+    if left is not None:
+        left[1] -= size
+        if left[1] < 0:
+            raise OverLimit(f"the template made over {MAX_MADE:,} characters, items and bits in all (MAX_MADE)")
     return value
 
 
 def _step() -> None:
-    left = _steps.get()
+    left = _budget.get()
     if left is not None:
         left[0] -= 1
         if left[0] < 0:
             raise OverLimit(f"the template took over {MAX_STEPS:,} loop turns and calls (MAX_STEPS)")
+
+
+def _too_large(asked: int) -> None:
+    if asked > MAX_SIZE:
+        raise OverLimit(f"the template asked for a value of {asked:,} characters, over {MAX_SIZE:,} (MAX_SIZE)")
+
+
+# A width in a printf-style (`%09d`, `%.3f`) or a str.format (`{:>20}`) spec: what the text it makes
+# is padded to. Refused before the text is made: `'%0999999999d' % 1` made a gigabyte, then was refused.
+_PRINTF_SPEC = re.compile(r"%[-#0 +]*\d*(?:\.\d+)?")
+_BRACED_SPEC = re.compile(r"\{[^{}]*:([^{}]*)\}")
+
+
+def _widths_fit(text: str) -> None:
+    specs = [*_PRINTF_SPEC.findall(text), *_BRACED_SPEC.findall(text)]
+    for digits in (run for spec in specs for run in re.findall(r"\d+", spec)):
+        _too_large(int(digits) if len(digits) < 100 else 10 ** 100)  # int() of thousands of digits refuses
+
+
+def _before(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """What a filter or a str method is asked to make of `value`, refused before it is made when it
+    would be too large: a width or count (`center(2000000000)`, `ljust`, `indent`), a format's
+    widths, what `replace` would add (`replace('', 'x' * 100000)` goes between every character).
+    The value itself may be any number (`filesizeformat` of a large one)."""
+    for number in (*args, *kwargs.values()):
+        if isinstance(number, int) and not isinstance(number, bool):
+            _too_large(number)
+    if not isinstance(value, str):
+        return
+    if name in ("format", "format_map"):
+        _widths_fit(value)
+    texts = [text for text in args if isinstance(text, str)]
+    if name == "replace" and len(texts) >= 2:
+        old, new = texts[:2]
+        _too_large(len(value) + (value.count(old) if old else len(value) + 1) * (len(new) - len(old)))
 
 
 def _range(*args: int) -> range:
@@ -96,26 +140,48 @@ class _Counting(CodeGenerator):
         self.write(")")
 
 
-def _sized_filter(function: Any) -> Any:
+def _sized_filter(name: str, function: Any) -> Any:
+    value_at = 1 if getattr(function, "jinja_pass_arg", None) is not None else 0  # after a context it is passed
+
     @wraps(function)  # keeps Jinja2's pass_context marks
     def sized(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > value_at:
+            _before(name, args[value_at], args[value_at + 1:], kwargs)
         return _sized(function(*args, **kwargs))
     return sized
 
 
+def _concat(parts: Iterable[str]) -> str:
+    """Jinja2's `concat` (a `{% set %}` block's text, a macro's): twelve blocks each doubling the
+    last made 400 million characters without a look."""
+    return _sized("".join(parts))
+
+
 class AdminSandbox(ImmutableSandbox):
-    """The immutable sandbox within the limits above: `*` and `**` refused before they make a value
-    too large, `+`, `~`, a call's and a filter's result after; range() capped; every loop turn and
-    call counted; the output cut off past MAX_SIZE (`render`)."""
+    """The immutable sandbox within the limits above: `*`, `**`, `%`, a filter and a str method
+    refused before they make a value too large when what they are asked says so, every value made
+    (`+`, `~`, a block's text, a call's or a filter's result) counted after; range() capped; every
+    loop turn and call counted, a filter's on each item of `map` or `select` too; no `lipsum()`
+    (lorem ipsum of any length); the output cut off past MAX_SIZE (`render`)."""
 
     code_generator_class = _Counting
-    intercepted_binops = frozenset({"*", "**", "+"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
     sized = staticmethod(_sized)
+    concat = staticmethod(_concat)
 
     def __init__(self, **options: Any):
         super().__init__(**options)
         self.globals["range"] = _range
-        self.filters = {name: _sized_filter(function) for name, function in self.filters.items()}
+        self.globals.pop("lipsum", None)
+        self.filters = {name: _sized_filter(name, function) for name, function in self.filters.items()}
+
+    def call_filter(self, *args: Any, **kwargs: Any) -> Any:  # `map('upper')`: once per item
+        _step()
+        return super().call_filter(*args, **kwargs)
+
+    def call_test(self, *args: Any, **kwargs: Any) -> Any:  # `select('odd')`: once per item
+        _step()
+        return super().call_test(*args, **kwargs)
 
     def counted(self, items: Iterable[Any]) -> Iterator[Any]:
         for item in items:
@@ -130,16 +196,21 @@ class AdminSandbox(ImmutableSandbox):
         if operator_name == "**" and isinstance(left, int) and isinstance(right, int) and right > 0 \
                 and right * max(abs(left).bit_length() - 1, 0) > MAX_SIZE:
             raise OverLimit(f"the template made a number over {MAX_SIZE:,} bits (MAX_SIZE)")
+        if operator_name == "%" and isinstance(left, str):
+            _widths_fit(left)
         return _sized(_BINOPS[operator_name](left, right))
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _step()
+        method = getattr(__obj, "__wrapped__", __obj)  # str.format comes wrapped by the sandbox
+        if isinstance(getattr(method, "__self__", None), str):  # 'x'.ljust(10**9), '{:>9999999999}'.format(1)
+            _before(method.__name__, method.__self__, args, kwargs)
         if isinstance(__obj, LoopContext) and args:  # a recursive loop's `loop(items)`: its items counted too
             args = (__self.counted(args[0]), *args[1:])
         return _sized(super().call(__context, __obj, *args, **kwargs))
 
 
-_BINOPS = {"*": operator.mul, "**": operator.pow, "+": operator.add}
+_BINOPS = {"*": operator.mul, "**": operator.pow, "+": operator.add, "%": operator.mod}
 _env = AdminSandbox(undefined=StrictUndefined, autoescape=False)
 
 
@@ -170,7 +241,7 @@ def render(source: str, where: str, **context: Any) -> str:
         template = compiled(source)
     except TemplateError as err:  # what `check_template` refuses at load
         raise ConfigError(where, f"template error: {err}") from None
-    budget = _steps.set([MAX_STEPS])
+    budget = _budget.set([MAX_STEPS, MAX_MADE])
     try:
         return _output(template.generate(**context))
     except UndefinedError as err:
@@ -180,7 +251,7 @@ def render(source: str, where: str, **context: Any) -> str:
     except Exception as err:  # the sandbox runs the template's operations: their errors are its own
         raise FailedOnValues(where, f"template error: {type(err).__name__}: {err}") from None
     finally:
-        _steps.reset(budget)
+        _budget.reset(budget)
 
 
 def _output(parts: Iterable[str]) -> str:

@@ -384,7 +384,7 @@ def test_a_template_past_its_limits_is_refused_at_load_not_hung_on(mapdir):
         load(mapdir)
     assert err.value.source.endswith("messages.yaml:8 locales.en.no_wait") and "(MAX_RANGE)" in err.value.message
     (mapdir / "messages.yaml").write_text((GOOD / "messages.yaml").read_text())
-    (mapdir / "zendesk.yaml").write_text("version: 1\nsubject: \"{{ intent.name * 100000 }}\"\n")
+    (mapdir / "zendesk.yaml").write_text("version: 1\nsubject: \"{{ intent.name * 1000000 }}\"\n")
     with pytest.raises(ConfigError) as err:
         load(mapdir)
     assert err.value.source.endswith("zendesk.yaml:2 subject") and "(MAX_SIZE)" in err.value.message

@@ -70,16 +70,34 @@ def test_what_a_dict_lacks_is_missing_and_its_internals_stay_refused(ours, jinja
     ("{% for x in range(999) recursive %}{{ loop(range(999)) if loop.depth < 120 and loop.first }}{% endfor %}",
      "over 100,000 loop turns and calls (MAX_STEPS)"),
     # It passed check_template and rendered 300 MB.
-    ("{{ 'x' * 300000000 }}", "a value over 100,000 characters or items (MAX_SIZE)"),
-    ("{{ [1] * 300000000 }}", "a value over 100,000 characters or items (MAX_SIZE)"),
-    ("{{ 2 ** 300000000 }}", "a number over 100,000 bits (MAX_SIZE)"),
+    ("{{ 'x' * 300000000 }}", "a value over 2,000,000 characters or items (MAX_SIZE)"),
+    ("{{ [1] * 300000000 }}", "a value over 2,000,000 characters or items (MAX_SIZE)"),
+    ("{{ 2 ** 300000000 }}", "a number over 2,000,000 bits (MAX_SIZE)"),
     ("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
-     "a value over 100,000 characters, items or bits (MAX_SIZE)"),
+     "a value over 2,000,000 characters, items or bits (MAX_SIZE)"),
     ("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
-     "a value over 100,000 characters, items or bits (MAX_SIZE)"),
-    ("{{ 'x' | replace('x', 'x' * 1000) | replace('x', 'x' * 1000) }}",
-     "a value over 100,000 characters, items or bits (MAX_SIZE)"),
-    ("{% for i in range(999) %}{{ 'y' * 999 }}{% endfor %}", "output is over 100,000 characters (MAX_SIZE)"),
+     "a value over 2,000,000 characters, items or bits (MAX_SIZE)"),
+    ("{{ 'x' | replace('x', 'x' * 1000) | replace('x', 'x' * 1000) | replace('x', 'x' * 1000) }}",
+     "asked for a value of 1,000,000,000 characters, over 2,000,000 (MAX_SIZE)"),
+    ("{{ 'y' * 1999999 }}{{ 'y' * 1999999 }}", "output is over 2,000,000 characters (MAX_SIZE)"),
+    ("{% for i in range(20) %}{% set s = 'z' * 1999999 %}{% endfor %}",
+     "made over 20,000,000 characters, items and bits in all (MAX_MADE)"),
+    # A review of the limits: what went round them. A filter `map` applies to each item was no step.
+    ("{% set s = ('x' * 100000) | list %}{% for i in range(10) %}{% set n = s | map('upper') | list %}{% endfor %}",
+     "over 100,000 loop turns and calls (MAX_STEPS)"),
+    ("{% set s = ('x' * 100000) | list %}{{ s | select('upper') | list | length }}{{ s | select('upper') | list }}",
+     "over 100,000 loop turns and calls (MAX_STEPS)"),
+    # A block's text was never measured: each doubling the last made 400 million characters.
+    ("{% set s = 'x' * 1000000 %}{% set a %}{{ s }}{{ s }}{% endset %}{% set b %}{{ a }}{{ a }}{% endset %}",
+     "a value over 2,000,000 characters, items or bits (MAX_SIZE)"),
+    # Measured only once made (a gigabyte, seconds): refused from what they are asked for.
+    ("{{ ('%0999999999d' % 1) | length }}", "asked for a value of 999,999,999 characters"),
+    ("{{ '%s' | format('%0999999999d') }}{{ '%0999999999d' | format(1) }}", "asked for a value of 999,999,999"),
+    ("{{ 'x' | center(2000000000) }}", "asked for a value of 2,000,000,000 characters"),
+    ("{{ ('x' * 100000) | replace('', 'x' * 100000) }}", "asked for a value of 10,000,200,000 characters"),
+    ("{{ 'x'.ljust(10 ** 9) }}", "asked for a value of 1,000,000,000 characters"),
+    ("{{ '{:>1000000000}'.format(1) }}", "asked for a value of 1,000,000,000 characters"),
+    ("{{ '{:>99999999999999999999999}'.format(1) }}", "asked for a value of 99,999,999,999,999,999,999,999 characters"),
 ])
 def test_an_admin_template_is_stopped_at_its_limits_naming_the_file_key_and_limit(source, said):
     from connector.templating import Refused, render
@@ -87,6 +105,26 @@ def test_an_admin_template_is_stopped_at_its_limits_naming_the_file_key_and_limi
     with pytest.raises(Refused) as err:
         render(source, "mappings/messages.yaml: locales.en.no_wait", d={"a": 1})
     assert err.value.source == "mappings/messages.yaml: locales.en.no_wait" and said in err.value.message
+
+
+def test_lorem_ipsum_of_any_length_is_not_offered():
+    # `lipsum(10 ** 7)` ran for minutes, its text measured only once made.
+    from connector.templating import MissingValue, render
+
+    with pytest.raises(MissingValue, match="'lipsum' is undefined"):
+        render("{{ lipsum(10 ** 7) }}", "here")
+
+
+def test_a_whole_transcript_joined_then_cut_to_a_field_renders():
+    # A review: a value cap of 100,000 characters refused the join of a transcript the packet allows
+    # (200 messages of 600 characters) before `truncate` cut it to the field's size.
+    from connector.templating import render
+
+    messages = [{"text": "m" * 600} for _ in range(200)]
+    said = render("{{ t | map(attribute='text') | join('\\n') | truncate(1000) }}|{{ 9999999999 | filesizeformat }}",
+                  "here", t=messages)
+    cut, size = said.split("|")
+    assert cut.startswith("m" * 600) and cut.endswith("...") and len(cut) <= 1000 and size == "10.0 GB"
 
 
 def test_within_the_limits_a_template_renders_as_before():
