@@ -122,8 +122,18 @@ def case_fields_findings(mapping: Mapping[str, Any], described: Mapping[str, Any
     if spec is None:
         return (f"{where} is not a field of Case the API user can see (create it, or grant the API user's "
                 "profile access to it): every new case would be refused"), warnings
+    kind = spec.get("type")
+    if kind not in ("string", "textarea"):
+        return f"{where} is a {kind} field, and a handoff id is text: every new case would be refused " \
+               "(make it Text(64))", warnings
+    if spec.get("createable") is False:
+        return (f"{where} cannot be written by the API user (read-only to its profile, or a formula): every "
+                "new case would be refused"), warnings
+    if spec.get("filterable") is False:
+        return (f"{where} cannot be searched (a Long Text Area): a retry after a lost answer could not find "
+                "its case, and would open a second one (make it Text(64))"), warnings
     length = spec.get("length")
-    if spec.get("type") in ("string", "textarea") and isinstance(length, int) and length < HANDOFF_ID_LENGTH:
+    if isinstance(length, int) and length < HANDOFF_ID_LENGTH:
         return (f"{where} holds {length} characters, a handoff id {HANDOFF_ID_LENGTH}: every new case would be "
                 "refused (make it Text(64))"), warnings
     if mapping.get("handoff_id_is_external_id"):

@@ -359,8 +359,12 @@ class SlackAdapter(Adapter):
             # First: a retry of this notice must not post twice. The reply clicked, shown in the
             # channel too, loses its Claim button as the alert does, and so does the taken
             # handoff's own reply when the click was elsewhere (the alert's Claim takes the newest).
-            for edited in dict.fromkeys((ts, clicked, self._reply_of(channel, ts, holder.handoff_id))):
-                if edited:
+            alert = self._show_taken(channel, ts, text)
+            # The taken handoff's own reply is looked for only when it is not the alert's handoff
+            # (a re-escalation's): every claim read the whole thread.
+            mine = alert is not None and _ours(alert, CREATED, holder.handoff_id or "")
+            for edited in dict.fromkeys((clicked, None if mine else self._reply_of(channel, ts, holder.handoff_id))):
+                if edited and edited != ts:
                     self._show_taken(channel, edited, text)
             self._call("chat_postMessage", acts=True, channel=channel, thread_ts=ts, reply_broadcast=True, text=text,
                        unfurl_links=False, unfurl_media=False)
@@ -382,18 +386,20 @@ class SlackAdapter(Adapter):
             return None
         return str(update["ts"]) if update and update.get("ts") else None
 
-    def _show_taken(self, channel: str, ts: str, notice: str) -> None:
+    def _show_taken(self, channel: str, ts: str, notice: str) -> dict[str, Any] | None:
         """The alert itself (or a re-escalation's reply in its thread) says who took it, its Claim
         button gone. Read back first (its blocks as posted, its metadata, which the lookups after a
         timeout rely on); one already edited is left alone, so a retried notice changes nothing
         twice. Cosmetic: a refusal is logged and the announcement still goes out, except a rate
         limit or an outage, which the notice's own retry waits out. The related-tickets edit
-        (`related_changed`), should it come later, keeps what this one says."""
+        (`related_changed`), should it come later, keeps what this one says. Returns the message as
+        read (None when it could not be)."""
+        alert = None
         try:
             alert = self._read_message(channel, ts)
             blocks = kit.claimed(alert.get("blocks") or [], notice) if alert else None
             if alert is None or blocks is None:
-                return
+                return alert
             kept = {"metadata": alert["metadata"]} if alert.get("metadata") else {}
             self._call("chat_update", acts=True, channel=channel, ts=ts, text=alert.get("text") or notice,
                        blocks=blocks, parse=AS_POSTED, **kept)
@@ -403,6 +409,7 @@ class SlackAdapter(Adapter):
             raise
         except DeliveryError as err:
             log.warning("slack: the alert does not say who took it", extra={"error": str(err)})
+        return alert
 
     def _read_message(self, channel: str, ts: str) -> dict[str, Any] | None:
         """The alert, or a reply in its thread, as it stands in Slack (its blocks as last edited, its

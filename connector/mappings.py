@@ -182,7 +182,7 @@ def _load_file(path: Path, name: str, known: Collection[str] | None) -> tuple[di
                           f"unknown key; {hint}this file's keys are {', '.join(sorted(known))}")
     if isinstance(known, Mapping):
         for key, expected in known.items():
-            if expected is str and key in data and data[key] is None:
+            if key == "channel" and key in data and data[key] is None:
                 # `channel: #handoffs` is `channel:` and a comment: the alerts went to SLACK_CHANNEL unsaid.
                 raise ConfigError(locate(name, lines, key), "empty: a '#' after a space starts a YAML comment, so "
                                                             f"`{key}: #…` holds nothing; quote the text (a channel: "

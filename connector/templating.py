@@ -54,7 +54,8 @@ class ImmutableSandbox(_DictKeysDirect, ImmutableSandboxedEnvironment):
 # large as a whole packet joined (its body is at most a few MiB: a transcript joined, then cut to a
 # field's size, is the usual template); what all of a render's values add up to is bounded apart.
 MAX_SIZE = 2_000_000  # characters or items of one value it makes (bits of a number), and of its output
-MAX_MADE = 20_000_000  # characters, items and bits of every value it makes, added up
+MAX_MADE = 200_000_000  # characters, items and bits of every value it makes, added up (a text built
+# up in a loop makes each of its lengths: 200 messages of 2,000 characters, ~40 million)
 MAX_RANGE = 1_000  # items of a range()
 MAX_STEPS = 100_000  # loop turns and calls (filters' on each item too), all of the render's together
 _budget: ContextVar[list[int] | None] = ContextVar("template_budget", default=None)  # [steps, made] left
@@ -93,7 +94,11 @@ def _too_large(asked: int) -> None:
 # A width in a printf-style (`%09d`, `%.3f`) or a str.format (`{:>20}`) spec: what the text it makes
 # is padded to. Refused before the text is made: `'%0999999999d' % 1` made a gigabyte, then was refused.
 _PRINTF_SPEC = re.compile(r"%[-#0 +]*\d*(?:\.\d+)?")
-_BRACED_SPEC = re.compile(r"\{[^{}]*:([^{}]*)\}")
+_BRACED_SPEC = re.compile(r"\{[^{}:]*:([^{}]*)\}")  # a field's name ends at its first `:` (linear, not quadratic)
+# Where a width comes from the values, not the text: `%*d`, `{:>{}}`.
+_WIDTH_GIVEN = re.compile(r"%[-#0 +]*\*|\{[^{}:]*:[^{}]*\{")
+# The str methods and filters whose whole-number argument is a width the text is padded to.
+_WIDTHS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "indent"})
 
 
 def _widths_fit(text: str) -> None:
@@ -102,22 +107,62 @@ def _widths_fit(text: str) -> None:
         _too_large(int(digits) if len(digits) < 100 else 10 ** 100)  # int() of thousands of digits refuses
 
 
+def _weight(value: Any, seen: dict[int, int] | None = None) -> int:
+    """Characters and items `value` prints as, counting a list repeated inside another each time:
+    `[[('x' * 2000)] * 1000] * 1000` is a thousand items at each level, and two billion characters."""
+    seen = {} if seen is None else seen
+    if isinstance(value, str):
+        return len(value)
+    if not isinstance(value, (list, tuple, dict)):
+        return 1
+    if id(value) not in seen:
+        items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+        seen[id(value)] = len(items) + sum(_weight(item, seen) for item in items)
+    return seen[id(value)]
+
+
+def _numbers(values: Iterable[Any]) -> list[int]:
+    """The whole numbers among `values`, and inside the lists and mappings among them."""
+    found: list[int] = []
+    for value in values:
+        inner = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else (value,)
+        found += [n for n in inner if isinstance(n, int) and not isinstance(n, bool)]
+    return found
+
+
 def _before(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """What a filter or a str method is asked to make of `value`, refused before it is made when it
-    would be too large: a width or count (`center(2000000000)`, `ljust`, `indent`), a format's
-    widths, what `replace` would add (`replace('', 'x' * 100000)` goes between every character).
-    The value itself may be any number (`filesizeformat` of a large one)."""
-    for number in (*args, *kwargs.values()):
-        if isinstance(number, int) and not isinstance(number, bool):
+    would be too large: a width (`center(2000000000)`, `ljust`, `indent`), a format's widths, what
+    `replace` or `join` would add (`replace('', 'x' * 100000)` goes between every character). Any
+    other number is a value (`'Order %s' | format(12345678)`, `default(3600000)`)."""
+    given = (*args, *kwargs.values())
+    if name in _WIDTHS:
+        for number in _numbers(given):
             _too_large(number)
+        if name == "indent" and isinstance(value, str):  # a text width: before every line
+            _too_large(len(value) + sum(len(t) for t in given if isinstance(t, str)) * (value.count("\n") + 1))
+    if isinstance(value, (list, tuple, dict)):
+        _too_large(_weight(value))  # what it prints as, or turns into JSON (`tojson`)
+    if name == "join" and isinstance(value, (list, tuple, dict, range, str)):
+        _too_large(len(value) * sum(len(t) for t in given if isinstance(t, str)))
     if not isinstance(value, str):
         return
     if name in ("format", "format_map"):
-        _widths_fit(value)
-    texts = [text for text in args if isinstance(text, str)]
+        _format_fits(value, given)
+    texts = [text for text in given if isinstance(text, str)]
     if name == "replace" and len(texts) >= 2:
         old, new = texts[:2]
         _too_large(len(value) + (value.count(old) if old else len(value) + 1) * (len(new) - len(old)))
+    if name == "wordwrap" and texts:  # at most one wrap per character
+        _too_large(len(value) * (1 + max(len(t) for t in texts)))
+
+
+def _format_fits(text: str, values: Iterable[Any]) -> None:
+    """A printf-style or str.format text's widths, and those it takes from `values` (`%*d`)."""
+    _widths_fit(text)
+    if _WIDTH_GIVEN.search(text):
+        for number in _numbers(values):
+            _too_large(number)
 
 
 def _range(*args: int) -> range:
@@ -151,6 +196,13 @@ def _sized_filter(name: str, function: Any) -> Any:
     return sized
 
 
+def _printed(value: Any) -> Any:
+    """What `{{ … }}` prints, measured before it is turned into text."""
+    if isinstance(value, (list, tuple, dict)):
+        _too_large(_weight(value))
+    return value
+
+
 def _concat(parts: Iterable[str]) -> str:
     """Jinja2's `concat` (a `{% set %}` block's text, a macro's): twelve blocks each doubling the
     last made 400 million characters without a look."""
@@ -170,7 +222,7 @@ class AdminSandbox(ImmutableSandbox):
     concat = staticmethod(_concat)
 
     def __init__(self, **options: Any):
-        super().__init__(**options)
+        super().__init__(finalize=_printed, **options)
         self.globals["range"] = _range
         self.globals.pop("lipsum", None)
         self.filters = {name: _sized_filter(name, function) for name, function in self.filters.items()}
@@ -197,7 +249,7 @@ class AdminSandbox(ImmutableSandbox):
                 and right * max(abs(left).bit_length() - 1, 0) > MAX_SIZE:
             raise OverLimit(f"the template made a number over {MAX_SIZE:,} bits (MAX_SIZE)")
         if operator_name == "%" and isinstance(left, str):
-            _widths_fit(left)
+            _format_fits(left, (right,))
         return _sized(_BINOPS[operator_name](left, right))
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:

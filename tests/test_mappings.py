@@ -643,6 +643,7 @@ def test_with_a_fallback_a_stray_yaml_file_at_start_serves_it_too(tmp_path, mapd
     ("salesforce.yaml", "contact: find_or_create", "contact: find_or_creat", "salesforce.yaml:{line} contact", "got 'find_or_creat'"),
     ("slack.yaml", 'mention_on_urgent: ""', "mention_on_urgent: '@here'", "slack.yaml:{line} mention_on_urgent", "<!here>"),
     # A YAML comment: the key held nothing, and every alert went to SLACK_CHANNEL without a word.
+    # (Only `channel:`: a null mention_on_urgent or Zendesk type means off, or the default.)
     ("slack.yaml", "# channel: C0HANDOFF", "channel: #handoffs", "slack.yaml:{line} channel",
      "empty: a '#' after a space starts a YAML comment"),
 ])
@@ -661,6 +662,21 @@ def test_a_vendors_own_refusal_names_the_file_as_read_and_the_line(tmp_path, fil
                      check=lambda mappings: build_adapters(Settings(), mappings.targets))
     line = text[:text.index(f"\n{old}\n")].count("\n") + 2  # the edited line's, as the file reads now
     assert err.value.source == f"{mapdir}/{where.format(line=line)}" and words in err.value.message
+
+
+def test_a_null_text_key_other_than_a_channel_still_means_off(tmp_path):
+    # A review: refusing every empty text key stopped `mention_on_urgent:` (off) and Zendesk's `type: ~`.
+    from adapters.registry import build_adapters, mapping_keys
+    from connector.settings import Settings
+
+    mapdir = tmp_path / "elsewhere"
+    shutil.copytree(ROOT / "mappings", mapdir)
+    text = (mapdir / "slack.yaml").read_text()
+    (mapdir / "slack.yaml").write_text(text.replace('\nmention_on_urgent: ""\n', "\nmention_on_urgent:\n", 1))
+    text = (mapdir / "zendesk.yaml").read_text()
+    (mapdir / "zendesk.yaml").write_text(text.replace("\ntype: question\n", "\ntype: ~\n", 1))
+    MappingStore(str(mapdir), "/", TARGETS, keys_of=mapping_keys,
+                 check=lambda mappings: build_adapters(Settings(), mappings.targets))
 
 
 @pytest.mark.parametrize(("old", "new", "words"), [

@@ -80,8 +80,16 @@ def test_what_a_dict_lacks_is_missing_and_its_internals_stay_refused(ours, jinja
     ("{{ 'x' | replace('x', 'x' * 1000) | replace('x', 'x' * 1000) | replace('x', 'x' * 1000) }}",
      "asked for a value of 1,000,000,000 characters, over 2,000,000 (MAX_SIZE)"),
     ("{{ 'y' * 1999999 }}{{ 'y' * 1999999 }}", "output is over 2,000,000 characters (MAX_SIZE)"),
-    ("{% for i in range(20) %}{% set s = 'z' * 1999999 %}{% endfor %}",
-     "made over 20,000,000 characters, items and bits in all (MAX_MADE)"),
+    ("{% for i in range(120) %}{% set s = 'z' * 1999999 %}{% endfor %}",
+     "made over 200,000,000 characters, items and bits in all (MAX_MADE)"),
+    # A review of those: widths taken from the values, a separator, a text width, a list printed.
+    ("{{ '%*d' % (1500000000, 1) }}", "asked for a value of 1,500,000,000 characters"),
+    ("{{ '{0[0]:>{0[1]}}'.format(['x', 1500000000]) }}", "asked for a value of 1,500,000,000 characters"),
+    ("{{ range(1000) | join('x' * 1500000) }}", "asked for a value of 1,500,000,000 characters"),
+    ("{{ ('a\\n' * 20000) | indent(' ' * 50000) }}", "asked for a value of 1,000,090,000 characters"),
+    ("{{ ('a ' * 500000) | wordwrap(1, wrapstring='x' * 2000) }}", "asked for a value of 2,001,000,000 characters"),
+    ("{{ [[('x' * 2000)] * 1000] * 1000 }}", "asked for a value of 2,001,001,000 characters"),
+    ("{{ ([[('x' * 2000)] * 1000] * 1000) | tojson }}", "asked for a value of 2,001,001,000 characters"),
     # A review of the limits: what went round them. A filter `map` applies to each item was no step.
     ("{% set s = ('x' * 100000) | list %}{% for i in range(10) %}{% set n = s | map('upper') | list %}{% endfor %}",
      "over 100,000 loop turns and calls (MAX_STEPS)"),
@@ -105,6 +113,29 @@ def test_an_admin_template_is_stopped_at_its_limits_naming_the_file_key_and_limi
     with pytest.raises(Refused) as err:
         render(source, "mappings/messages.yaml: locales.en.no_wait", d={"a": 1})
     assert err.value.source == "mappings/messages.yaml: locales.en.no_wait" and said in err.value.message
+
+
+@pytest.mark.parametrize(("source", "said"), [
+    # A review: every whole number given to a filter or a method was taken for a width.
+    ("{{ 'Order %s' | format(n) }} {{ 'Order {}'.format(n) }} {{ '{:,}'.format(n) }} {{ x | default(3600000) }}",
+     "Order 12345678 Order 12345678 12,345,678 3600000"),
+    ("{{ '%.2f' % 3.14159 }} {{ 'Order %d' % n }} {{ 'ab' | center(6) }}", "3.14 Order 12345678   ab  "),
+    # A field's name ends at its first `:`: the spec's pattern took seconds, then hours, on a run of them.
+    ("{{ (('{' ~ ':' * 200000) % ()) | length }}", "200001"),
+])
+def test_numbers_given_as_values_are_not_widths(source, said):
+    from connector.templating import render
+
+    assert render(source, "here", n=12345678) == said
+
+
+def test_a_text_built_up_message_by_message_fits_what_a_render_may_make():
+    # 200 messages of 2,000 characters joined one by one made ~40 million characters on the way.
+    from connector.templating import render
+
+    source = ("{% set ns = namespace(t='') %}{% for m in t %}{% set ns.t = ns.t ~ m ~ '\\n' %}{% endfor %}"
+              "{{ ns.t | truncate(32000) | length }}")
+    assert render(source, "here", t=["m" * 2000] * 200) == "32000"
 
 
 def test_lorem_ipsum_of_any_length_is_not_offered():

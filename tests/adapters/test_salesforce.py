@@ -1266,7 +1266,8 @@ def test_probe_logs_in_and_reads_a_case(org: SalesforceFake) -> None:
 
 
 def _id_field(**spec: Any) -> dict[str, Any]:
-    return {"name": "Handoff_Id__c", "type": "string", "length": 64, "externalId": True, "unique": True, **spec}
+    return {"name": "Handoff_Id__c", "type": "string", "length": 64, "externalId": True, "unique": True,
+            "createable": True, "filterable": True, **spec}
 
 
 def test_probe_reads_case_only_when_the_mapping_names_its_fields(org: SalesforceFake) -> None:
@@ -1281,6 +1282,11 @@ def test_probe_reads_case_only_when_the_mapping_names_its_fields(org: Salesforce
     (_id_field(length=20), "handoff_id_field: Handoff_Id__c holds 20 characters, a handoff id 30"),
     (_id_field(externalId=False), "handoff_id_field: Handoff_Id__c is not an External ID field, and "
                                   "handoff_id_is_external_id asks to upsert on it"),
+    # A review: what the describe says and the first check did not read.
+    (_id_field(type="double"), "handoff_id_field: Handoff_Id__c is a double field, and a handoff id is text"),
+    (_id_field(createable=False), "handoff_id_field: Handoff_Id__c cannot be written by the API user"),
+    (_id_field(type="textarea", length=32768, filterable=False), "handoff_id_field: Handoff_Id__c cannot be "
+                                                                  "searched"),
 ])
 def test_probe_refuses_a_handoff_id_field_that_would_refuse_every_case(org: SalesforceFake, spec, refused) -> None:
     # Found by the first handoff, which failed, until `check --vendors` asked Case's describe.

@@ -1351,6 +1351,15 @@ def test_a_first_claim_takes_the_taken_handoffs_own_reply_button_wherever_the_cl
                                                                                          replies["hnd_THIRD"]})
 
 
+def test_a_first_claim_of_the_alerts_own_handoff_reads_no_thread(adapter, slack):
+    # A review: looking for the taken handoff's reply read the whole thread on every claim.
+    first = adapter.deliver(ctx_for())
+    slack.calls.clear()
+    adapter.claim_answered(_click(first.vendor_id, "U0DANA"),
+                           Holder("slack", "U0DANA", "dana", first=True, handoff_id=ctx_for().handoff_id), first.vendor_id)
+    assert [call.method for call in slack.calls] == ["conversations.replies", "chat.update", "chat.postMessage"]
+
+
 def test_a_failed_answer_to_a_click_is_the_adapters_own_error(adapter, slack):
     slack.fail("chat.postMessage", error="channel_not_found")
     with pytest.raises(RejectedError, match="channel_not_found"):
