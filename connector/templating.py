@@ -128,12 +128,23 @@ def _weight(value: Any, seen: dict[int, int] | None = None) -> int:
     return seen[id(value)]
 
 
-# The filters whose work is as long as their value's whole text: measured first, at no extra order
-# of cost (any filter measuring its value made a loop over a transcript's messages 600 times slower).
-_WEIGHED = frozenset({"tojson", "string", "pprint", "join"})
+# The filters that read a list or a mapping as one, without turning it into text: not measured
+# (measuring the transcript at each message's `length` made a loop over it 600 times slower). Every
+# other filter given one writes it out first (`upper`, `e`, `tojson`): its text is measured before.
+_STRUCTURAL = frozenset({"length", "count", "first", "last", "map", "select", "reject", "selectattr", "rejectattr",
+                         "list", "sort", "unique", "min", "max", "sum", "batch", "slice", "groupby", "dictsort",
+                         "items", "default", "d", "attr", "random", "reverse", "abs", "int", "float", "bool"})
 
 
-def _before(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _printf_fits(text: str) -> None:
+    """A printf-style text's widths (`%09d`), before it is filled; one taken from the values is not
+    offered (`%*d`: write it in the text)."""
+    if _STAR_WIDTH.search(text):
+        raise OverLimit("a width taken from the values ('%*d') is not offered: write it in the text")
+    _widths_fit(text)
+
+
+def _before(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any], method: bool = False) -> None:
     """What a filter or a str method is asked to make of `value`, refused before it is made when it
     would be too large: a width (`center(2000000000)`, `ljust`, `indent`), a format's widths, what
     `replace` or `join` would add (`replace('', 'x' * 100000)` goes between every character). Any
@@ -146,8 +157,8 @@ def _before(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
                 _too_large(number)
         if name == "indent" and isinstance(value, str):  # a text width: before every line
             _too_large(len(value) + sum(map(len, texts)) * (value.count("\n") + 1))
-    if name in _WEIGHED and isinstance(value, (list, tuple, dict)):
-        _too_large(_weight(value))  # what it prints as, or turns into JSON
+    if name not in _STRUCTURAL and isinstance(value, (list, tuple, dict)):
+        _too_large(_weight(value))  # what it is written out as, or turned into JSON
     if name == "join":
         if isinstance(value, str) and args and isinstance(args[0], (list, tuple, dict, range)):  # sep.join(items)
             _too_large(len(args[0]) * len(value))
@@ -155,9 +166,12 @@ def _before(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
             _too_large(len(value) * sum(map(len, texts)))
     if not isinstance(value, str):
         return
-    if name in ("format", "format_map"):
+    if name in ("format", "format_map") and method:  # str.format: `{:>9}`, widths from the values too
         _widths_fit(value)
         _given_widths_fit(value, args, kwargs, name == "format_map")
+        _too_large(sum(_weight(v) for v in given if isinstance(v, (list, tuple, dict))))
+    elif name == "format":  # the filter: printf-style, `'%09d' | format(n)`
+        _printf_fits(value)
     if name == "replace" and len(texts) >= 2:
         old, new = texts[:2]
         _too_large(len(value) + (value.count(old) if old else len(value) + 1) * (len(new) - len(old)))
@@ -176,6 +190,8 @@ def _given_widths_fit(text: str, args: tuple[Any, ...], kwargs: dict[str, Any], 
     for _literal, field, spec, _conversion in Formatter().parse(text):
         auto += field == ""  # `{}` numbered as str.format numbers it: the field, then those in its spec
         if spec and "{" in spec:
+            if any(inner for _text, _name, inner, _conv in Formatter().parse(spec)):  # `{:{0:{1}}}`
+                raise OverLimit("a width nested in a width is not offered")
             pieces = spec.split("{}")
             numbered = pieces[0] + "".join(f"{{{auto + n}}}{piece}" for n, piece in enumerate(pieces[1:]))
             auto += len(pieces) - 1
@@ -266,16 +282,15 @@ class AdminSandbox(ImmutableSandbox):
                 and right * max(abs(left).bit_length() - 1, 0) > MAX_SIZE:
             raise OverLimit(f"the template made a number over {MAX_SIZE:,} bits (MAX_SIZE)")
         if operator_name == "%" and isinstance(left, str):
-            if _STAR_WIDTH.search(left):
-                raise OverLimit("a width taken from the values ('%*d') is not offered: write it in the text")
-            _widths_fit(left)
+            _printf_fits(left)
+            _too_large(_weight(right) if isinstance(right, (list, tuple, dict)) else 0)  # '%s' % (big,)
         return _sized(_BINOPS[operator_name](left, right))
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _step()
         method = getattr(__obj, "__wrapped__", __obj)  # str.format comes wrapped by the sandbox
         if isinstance(getattr(method, "__self__", None), str):  # 'x'.ljust(10**9), '{:>9999999999}'.format(1)
-            _before(method.__name__, method.__self__, args, kwargs)
+            _before(method.__name__, method.__self__, args, kwargs, method=True)
         if isinstance(__obj, LoopContext) and args:  # a recursive loop's `loop(items)`: its items counted too
             args = (__self.counted(args[0]), *args[1:])
         return _sized(super().call(__context, __obj, *args, **kwargs))

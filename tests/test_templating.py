@@ -94,6 +94,13 @@ def test_what_a_dict_lacks_is_missing_and_its_internals_stay_refused(ours, jinja
     ("{{ ('x' * 1999999).join(['a'] * 1001) }}", "asked for a value of 2,001,998,999 characters"),
     ("{{ '{0:>{1[0][0]}}'.format('a', [[600000000]]) }}", "asked for a value of 600,000,000 characters"),
     ("{{ '{0:>{1[a][b]}}'.format('a', {'a': {'b': 600000000}}) }}", "asked for a value of 600,000,000 characters"),
+    # A third review: a width in a width, '%*d' by the filter, a list written out by any filter.
+    ("{{ '{:{0:{1}}}'.format(1, 1000000000) }}", "a width nested in a width is not offered"),
+    ("{{ '%*d' | format(1000000000, 1) }}", "a width taken from the values ('%*d') is not offered"),
+    ("{{ ([[('x' * 500)] * 1000] * 1000) | upper }}", "asked for a value of 501,001,000 characters"),
+    ("{{ ([[('x' * 500)] * 1000] * 1000) | e }}", "asked for a value of 501,001,000 characters"),
+    ("{{ '{}'.format([[('x' * 500)] * 1000] * 1000) }}", "asked for a value of 501,001,000 characters"),
+    ("{{ '%s' % ([[('x' * 500)] * 1000] * 1000,) }}", "asked for a value of 501,001,001 characters"),
     ("{% set ns = namespace(l=[]) %}{% for i in range(99) %}{% set ns.l = ns.l + [('x' ~ i) * 666666] %}"
      "{% endfor %}", "made over 50,000,000 characters, items and bits in all (MAX_MADE)"),
     # A review of the limits: what went round them. A filter `map` applies to each item was no step.
@@ -127,6 +134,8 @@ def test_an_admin_template_is_stopped_at_its_limits_naming_the_file_key_and_limi
      "Order 12345678 Order 12345678 12,345,678 3600000"),
     ("{{ '%.2f' % 3.14159 }} {{ 'Order %d' % n }} {{ 'ab' | center(6) }}", "3.14 Order 12345678   ab  "),
     ("{{ '{:>{}}'.format(n, 10) }}|{{ '{0:{1}}'.format('a', 3) }}|", "  12345678|a  |"),
+    # The format filter is printf-style: braces in its text are text (JSON), not str.format fields.
+    ("{{ '{\"a\": {\"b\": \"%s\"}}' | format('hi') }}|{{ '{:>{w}}'.format('ab', w=4) }}", '{"a": {"b": "hi"}}|  ab'),
     # A field's name ends at its first `:`: the spec's pattern took seconds, then hours, on a run of them.
     ("{{ (('{' ~ ':' * 200000) % ()) | length }}", "200001"),
 ])
