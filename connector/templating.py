@@ -55,8 +55,7 @@ class ImmutableSandbox(_DictKeysDirect, ImmutableSandboxedEnvironment):
 # large as a whole packet joined (its body is at most a few MiB: a transcript joined, then cut to a
 # field's size, is the usual template); what all of a render's values add up to is bounded apart.
 MAX_SIZE = 2_000_000  # characters or items of one value it makes (bits of a number), and of its output
-MAX_MADE = 50_000_000  # characters, items and bits of every value it makes, added up (a text built
-# up in a loop makes each of its lengths: 200 messages of 2,000 characters, ~40 million)
+MAX_MADE = 50_000_000  # characters, items and bits of every value it makes (`a ~ b` aside: `_fits`), added up
 MAX_RANGE = 1_000  # items of a range()
 MAX_STEPS = 100_000  # loop turns and calls (filters' on each item too), all of the render's together
 _budget: ContextVar[list[int] | None] = ContextVar("template_budget", default=None)  # [steps, made] left
@@ -66,11 +65,22 @@ class OverLimit(SecurityError):
     """A render went past one of the limits above (a `Refused` for `render`)."""
 
 
-def _sized(value: Any) -> Any:
-    size = value.bit_length() if isinstance(value, int) else len(value) if isinstance(value, (str, list, tuple, dict)) \
-        else 0
-    if size > MAX_SIZE:
+def _fits(value: Any) -> Any:
+    """`value` within MAX_SIZE. `a ~ b` is measured so, not counted in MAX_MADE: a text built up
+    message by message (`{% set ns.t = ns.t ~ m.text %}`) is extended in place, and counting each of
+    its lengths refused a transcript of 450 messages."""
+    if _size(value) > MAX_SIZE:
         raise OverLimit(f"the template made a value over {MAX_SIZE:,} characters, items or bits (MAX_SIZE)")
+    return value
+
+
+def _size(value: Any) -> int:
+    return value.bit_length() if isinstance(value, int) else len(value) if isinstance(value, (str, list, tuple, dict)) \
+        else 0
+
+
+def _sized(value: Any) -> Any:
+    size = _size(_fits(value))
     left = _budget.get()
     if left is not None:
         left[1] -= size
@@ -92,14 +102,10 @@ def _too_large(asked: int) -> None:
         raise OverLimit(f"the template asked for a value of {asked:,} characters, over {MAX_SIZE:,} (MAX_SIZE)")
 
 
-# A width in a printf-style (`%09d`, `%.3f`) or a str.format (`{:>20}`) spec: what the text it makes
-# is padded to. Refused before the text is made: `'%0999999999d' % 1` made a gigabyte, then was refused.
-_PRINTF_SPEC = re.compile(r"%[-#0 +]*\d*(?:\.\d+)?")
-_BRACED_SPEC = re.compile(r"\{[^{}:]*:([^{}]*)\}")  # a field's name ends at its first `:` (linear, not quadratic)
-# Where a width comes from the values, not the text: `{:>{}}` (filled in and measured); `%*d`,
-# refused in an admin's template (its widths are counted among the values: write it in the text).
-_WIDTH_GIVEN = re.compile(r"\{[^{}:]*:[^{}]*\{")
-_STAR_WIDTH = re.compile(r"%[-#0 +]*(?:\*|\d*\.\*)")
+# A printf-style conversion (`%09d`, `%.3f`, `%(name)s`; `%%` is text): its width and precision, what
+# the text it makes is padded to. Refused before the text is made: `'%0999999999d' % 1` made a
+# gigabyte, then was refused. Only a whole conversion counts: `order%2012345678` in a URL is text.
+_PRINTF = re.compile(r"%%|%(?:\([^)]*\))?[-#0 +]*(\*|\d*)(?:\.(\*|\d*))?[diouxXeEfFgGcrsa]")
 # The str methods and filters whose whole-number argument is a width the text is padded to.
 _WIDTHS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "indent"})
 
@@ -107,11 +113,6 @@ _WIDTHS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "indent"
 def _spec_fits(spec: str) -> None:
     for digits in re.findall(r"\d+", spec):
         _too_large(int(digits) if len(digits) < 100 else 10 ** 100)  # int() of thousands of digits refuses
-
-
-def _widths_fit(text: str) -> None:
-    for spec in (*_PRINTF_SPEC.findall(text), *_BRACED_SPEC.findall(text)):
-        _spec_fits(spec)
 
 
 def _weight(value: Any, seen: dict[int, int] | None = None) -> int:
@@ -139,9 +140,10 @@ _STRUCTURAL = frozenset({"length", "count", "first", "last", "map", "select", "r
 def _printf_fits(text: str) -> None:
     """A printf-style text's widths (`%09d`), before it is filled; one taken from the values is not
     offered (`%*d`: write it in the text)."""
-    if _STAR_WIDTH.search(text):
-        raise OverLimit("a width taken from the values ('%*d') is not offered: write it in the text")
-    _widths_fit(text)
+    for conversion in _PRINTF.finditer(text):
+        if "*" in conversion.group(0):
+            raise OverLimit("a width taken from the values ('%*d') is not offered: write it in the text")
+        _spec_fits(" ".join(part for part in conversion.groups() if part))
 
 
 def _before(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any], method: bool = False) -> None:
@@ -167,29 +169,31 @@ def _before(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     if not isinstance(value, str):
         return
     if name in ("format", "format_map") and method:  # str.format: `{:>9}`, widths from the values too
-        _widths_fit(value)
-        _given_widths_fit(value, args, kwargs, name == "format_map")
+        _format_fits(value, args, kwargs, name == "format_map")
         _too_large(sum(_weight(v) for v in given if isinstance(v, (list, tuple, dict))))
     elif name == "format":  # the filter: printf-style, `'%09d' | format(n)`
         _printf_fits(value)
     if name == "replace" and len(texts) >= 2:
         old, new = texts[:2]
         _too_large(len(value) + (value.count(old) if old else len(value) + 1) * (len(new) - len(old)))
-    if name == "wordwrap" and texts:  # at most one wrap per character
-        _too_large(len(value) * (1 + max(len(t) for t in texts)))
+    if name == "wordwrap" and texts:  # a wrap about every `width` characters, and at each line's end
+        width = next((n for n in given if isinstance(n, int) and not isinstance(n, bool)), 79)
+        wraps = len(value) // max(width, 1) + value.count("\n") + 1
+        _too_large(len(value) + wraps * max(len(t) for t in texts))
 
 
-def _given_widths_fit(text: str, args: tuple[Any, ...], kwargs: dict[str, Any], as_map: bool) -> None:
-    """A str.format field's width taken from the values (`{0:>{1}}`): the spec filled in as the
-    sandbox's formatter fills it (its reads checked as any), then measured."""
-    if not _WIDTH_GIVEN.search(text):
-        return
+def _format_fits(text: str, args: tuple[Any, ...], kwargs: dict[str, Any], as_map: bool) -> None:
+    """A str.format text's widths (`{:>20}`), read as str.format reads its fields (`{{` is text); one
+    taken from the values (`{0:>{1}}`) filled in as the sandbox's formatter fills it (its reads
+    checked as any), then measured."""
     if as_map:
         args, kwargs = (), (args[0] if args and isinstance(args[0], dict) else {})
     formatter, auto = SandboxedFormatter(_env), 0
     for _literal, field, spec, _conversion in Formatter().parse(text):
         auto += field == ""  # `{}` numbered as str.format numbers it: the field, then those in its spec
-        if spec and "{" in spec:
+        if spec and "{" not in spec:
+            _spec_fits(spec)
+        elif spec:
             if any(inner for _text, _name, inner, _conv in Formatter().parse(spec)):  # `{:{0:{1}}}`
                 raise OverLimit("a width nested in a width is not offered")
             pieces = spec.split("{}")
@@ -213,7 +217,7 @@ class _Counting(CodeGenerator):
         super().visit_For(node, frame)
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:  # `a ~ b`, doubled in a loop
-        self.write("environment.sized(")
+        self.write("environment.fits(")
         super().visit_Concat(node, frame)
         self.write(")")
 
@@ -252,6 +256,7 @@ class AdminSandbox(ImmutableSandbox):
     code_generator_class = _Counting
     intercepted_binops = frozenset({"*", "**", "+", "%"})
     sized = staticmethod(_sized)
+    fits = staticmethod(_fits)
     concat = staticmethod(_concat)
 
     def __init__(self, **options: Any):

@@ -87,7 +87,7 @@ def test_what_a_dict_lacks_is_missing_and_its_internals_stay_refused(ours, jinja
     ("{{ '{0[0]:>{0[1]}}'.format(['x', 1500000000]) }}", "asked for a value of 1,500,000,000 characters"),
     ("{{ range(1000) | join('x' * 1500000) }}", "asked for a value of 1,500,000,000 characters"),
     ("{{ ('a\\n' * 20000) | indent(' ' * 50000) }}", "asked for a value of 1,000,090,000 characters"),
-    ("{{ ('a ' * 500000) | wordwrap(1, wrapstring='x' * 2000) }}", "asked for a value of 2,001,000,000 characters"),
+    ("{{ ('a ' * 500000) | wordwrap(1, wrapstring='x' * 2000) }}", "asked for a value of 2,001,002,000 characters"),
     ("{{ [[('x' * 2000)] * 1000] * 1000 }}", "asked for a value of 2,001,001,000 characters"),
     ("{{ ([[('x' * 2000)] * 1000] * 1000) | tojson }}", "asked for a value of 2,001,001,000 characters"),
     # A review of those: the str method's join, widths nested deeper, what a render keeps.
@@ -143,6 +143,36 @@ def test_numbers_given_as_values_are_not_widths(source, said):
     from connector.templating import render
 
     assert render(source, "here", n=12345678) == said
+
+
+@pytest.mark.parametrize("source", [
+    # A review: digits in text were taken for widths, and such a file refused at load (no start).
+    "{{ '{\"group_id\": 360001234567, \"subject\": \"%s\"}' % 'x' }}",
+    "{{ '{\"phone\": \"+14155550134\", \"customer\": \"%s\"}' | format('x') }}",
+    "{{ 'https://crm.example/search?q=order%2012345678&cust={}'.format('x') }}",
+    "{{ 'Ref: %s (100%% 12345678)' | format('x') }}",
+    "{{ '{} got 100% 12345678 refund'.format('x') }}",
+    "{{ '{:%Y-%m-%d}'.format(when) }}",
+])
+def test_digits_in_a_formats_text_are_text(source):
+    import datetime as dt
+
+    from connector.templating import render
+
+    assert render(source, "here", when=dt.date(2026, 12, 6))
+
+
+def test_a_whole_transcript_wrapped_and_built_up_renders():
+    # A review: wordwrap was taken to wrap at every character, and each length of a text built up
+    # message by message was counted — a legal packet of 2,000 messages was refused both ways.
+    from connector.templating import render
+
+    messages = [{"role": "customer", "text": ("word " * 100).strip()} for _ in range(2000)]
+    wrapped = render("{{ t | map(attribute='text') | join('\\n\\n') | wordwrap(100, wrapstring='\\n> ') "
+                     "| truncate(32000) | length }}", "here", t=messages)
+    built = render("{% set ns = namespace(t='') %}{% for m in t %}{% set ns.t = ns.t ~ m.role ~ ': ' ~ m.text ~ "
+                   "'\\n' %}{% endfor %}{{ ns.t | truncate(32000) | length }}", "here", t=messages)
+    assert int(wrapped) > 31_000 and int(built) > 31_000
 
 
 def test_a_text_built_up_message_by_message_fits_what_a_render_may_make():
