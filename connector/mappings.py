@@ -180,13 +180,12 @@ def _load_file(path: Path, name: str, known: Collection[str] | None) -> tuple[di
         hint = did_you_mean(unknown[0], sorted(known))
         raise ConfigError(locate(name, lines, str(unknown[0])),
                           f"unknown key; {hint}this file's keys are {', '.join(sorted(known))}")
+    if (commented := _commented_out(path, data, lines)) is not None:
+        raise ConfigError(locate(name, lines, commented), "empty: a '#' after a space starts a YAML comment, so "
+                                                          f"`{commented}: #…` holds nothing; quote the text (a "
+                                                          "channel: give its id, C…), or leave the line out")
     if isinstance(known, Mapping):
         for key, expected in known.items():
-            if key == "channel" and key in data and data[key] is None:
-                # `channel: #handoffs` is `channel:` and a comment: the alerts went to SLACK_CHANNEL unsaid.
-                raise ConfigError(locate(name, lines, key), "empty: a '#' after a space starts a YAML comment, so "
-                                                            f"`{key}: #…` holds nothing; quote the text (a channel: "
-                                                            "give its id, C…), or leave the line out")
             if expected is not None and data.get(key) is not None and not _holds(data[key], expected):
                 raise ConfigError(locate(name, lines, key), _wanted(expected, data[key]))
     redact = data.get("redact", [])
@@ -198,6 +197,17 @@ def _load_file(path: Path, name: str, known: Collection[str] | None) -> tuple[di
     except ConfigError as err:
         raise ConfigError(locate(name, lines, err.source), err.message) from None
     return data, lines
+
+
+def _commented_out(path: Path, data: Mapping[str, Any], lines: Lines) -> str | None:
+    """The first key whose value YAML read as a comment (`channel: #handoffs` is `channel:`: every
+    alert went to SLACK_CHANNEL unsaid); a key left empty on purpose (`mention_on_urgent:`) is not."""
+    text = path.read_text(encoding="utf-8").splitlines()
+    return next((key for key, value in data.items() if value is None and (line := lines.get((key,)))
+                 and _COMMENT_AS_VALUE.search(text[line - 1])), None)
+
+
+_COMMENT_AS_VALUE = re.compile(r":\s+#")
 
 
 def _holds(value: Any, expected: type | tuple[type, ...]) -> bool:

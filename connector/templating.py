@@ -110,6 +110,16 @@ _PRINTF = re.compile(r"%%|%(?:\([^)]*\))?[-#0 +]*(\*|\d*)(?:\.(\*|\d*))?[diouxXe
 _WIDTHS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "indent"})
 
 
+def _whole_numbers(values: Iterable[Any]) -> list[int]:
+    return [n for n in values if isinstance(n, int) and not isinstance(n, bool)]
+
+
+def _written(value: Any) -> None:
+    """A list or mapping, measured as the text it is written out as (printed, a filter's, a format's)."""
+    if isinstance(value, (list, tuple, dict)):
+        _too_large(_weight(value))
+
+
 def _spec_fits(spec: str) -> None:
     for digits in re.findall(r"\d+", spec):
         _too_large(int(digits) if len(digits) < 100 else 10 ** 100)  # int() of thousands of digits refuses
@@ -154,13 +164,12 @@ def _before(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     given = (*args, *kwargs.values())
     texts = [text for text in given if isinstance(text, str)]
     if name in _WIDTHS:
-        for number in given:
-            if isinstance(number, int) and not isinstance(number, bool):
-                _too_large(number)
+        for number in _whole_numbers(given):
+            _too_large(number)
         if name == "indent" and isinstance(value, str):  # a text width: before every line
             _too_large(len(value) + sum(map(len, texts)) * (value.count("\n") + 1))
-    if name not in _STRUCTURAL and isinstance(value, (list, tuple, dict)):
-        _too_large(_weight(value))  # what it is written out as, or turned into JSON
+    if name not in _STRUCTURAL:
+        _written(value)
     if name == "join":
         if isinstance(value, str) and args and isinstance(args[0], (list, tuple, dict, range)):  # sep.join(items)
             _too_large(len(args[0]) * len(value))
@@ -170,14 +179,15 @@ def _before(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
         return
     if name in ("format", "format_map") and method:  # str.format: `{:>9}`, widths from the values too
         _format_fits(value, args, kwargs, name == "format_map")
-        _too_large(sum(_weight(v) for v in given if isinstance(v, (list, tuple, dict))))
+        for written in given:
+            _written(written)
     elif name == "format":  # the filter: printf-style, `'%09d' | format(n)`
         _printf_fits(value)
     if name == "replace" and len(texts) >= 2:
         old, new = texts[:2]
         _too_large(len(value) + (value.count(old) if old else len(value) + 1) * (len(new) - len(old)))
     if name == "wordwrap" and texts:  # a wrap about every `width` characters, and at each line's end
-        width = next((n for n in given if isinstance(n, int) and not isinstance(n, bool)), 79)
+        width = next(iter(_whole_numbers(given)), 79)
         wraps = len(value) // max(width, 1) + value.count("\n") + 1
         _too_large(len(value) + wraps * max(len(t) for t in texts))
 
@@ -235,8 +245,7 @@ def _sized_filter(name: str, function: Any) -> Any:
 
 def _printed(value: Any) -> Any:
     """What `{{ … }}` prints, measured before it is turned into text."""
-    if isinstance(value, (list, tuple, dict)):
-        _too_large(_weight(value))
+    _written(value)
     return value
 
 
@@ -281,14 +290,14 @@ class AdminSandbox(ImmutableSandbox):
     def call_binop(self, context: Context, operator_name: str, left: Any, right: Any) -> Any:
         if operator_name == "*" and isinstance(left, int) != isinstance(right, int):  # a repeat: 'x' * n
             count, repeated = (left, right) if isinstance(left, int) else (right, left)
-            if isinstance(repeated, (str, list, tuple)) and count * len(repeated) > MAX_SIZE:
-                raise OverLimit(f"the template made a value over {MAX_SIZE:,} characters or items (MAX_SIZE)")
+            if isinstance(repeated, (str, list, tuple)):
+                _too_large(count * len(repeated))
         if operator_name == "**" and isinstance(left, int) and isinstance(right, int) and right > 0 \
                 and right * max(abs(left).bit_length() - 1, 0) > MAX_SIZE:
             raise OverLimit(f"the template made a number over {MAX_SIZE:,} bits (MAX_SIZE)")
         if operator_name == "%" and isinstance(left, str):
             _printf_fits(left)
-            _too_large(_weight(right) if isinstance(right, (list, tuple, dict)) else 0)  # '%s' % (big,)
+            _written(right)  # '%s' % (big,)
         return _sized(_BINOPS[operator_name](left, right))
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:

@@ -646,6 +646,8 @@ def test_with_a_fallback_a_stray_yaml_file_at_start_serves_it_too(tmp_path, mapd
     # (Only `channel:`: a null mention_on_urgent or Zendesk type means off, or the default.)
     ("slack.yaml", "# channel: C0HANDOFF", "channel: #handoffs", "slack.yaml:{line} channel",
      "empty: a '#' after a space starts a YAML comment"),
+    ("zendesk.yaml", "type: question", "type: #question", "zendesk.yaml:{line} type",
+     "empty: a '#' after a space starts a YAML comment"),
 ])
 def test_a_vendors_own_refusal_names_the_file_as_read_and_the_line(tmp_path, file, old, new, where, words):
     # They named `mappings/<vendor>.yaml` (wherever CONNECTOR_MAPPINGS_DIR pointed) and no line.

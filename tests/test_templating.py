@@ -70,8 +70,8 @@ def test_what_a_dict_lacks_is_missing_and_its_internals_stay_refused(ours, jinja
     ("{% for x in range(999) recursive %}{{ loop(range(999)) if loop.depth < 120 and loop.first }}{% endfor %}",
      "over 100,000 loop turns and calls (MAX_STEPS)"),
     # It passed check_template and rendered 300 MB.
-    ("{{ 'x' * 300000000 }}", "a value over 2,000,000 characters or items (MAX_SIZE)"),
-    ("{{ [1] * 300000000 }}", "a value over 2,000,000 characters or items (MAX_SIZE)"),
+    ("{{ 'x' * 300000000 }}", "asked for a value of 300,000,000 characters, over 2,000,000 (MAX_SIZE)"),
+    ("{{ [1] * 300000000 }}", "asked for a value of 300,000,000 characters, over 2,000,000 (MAX_SIZE)"),
     ("{{ 2 ** 300000000 }}", "a number over 2,000,000 bits (MAX_SIZE)"),
     ("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
      "a value over 2,000,000 characters, items or bits (MAX_SIZE)"),
