@@ -29,7 +29,7 @@ from simple_salesforce import Salesforce, format_soql
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
 from simple_salesforce.format import format_external_id
 
-from connector.brief import named
+from connector.brief import named, subject_line
 from connector.errors import ConfigError
 from connector.mapping_values import MISSING, resolve
 from connector.settings import Settings, salesforce_domain
@@ -171,8 +171,14 @@ class SalesforceAdapter(Adapter):
         }
         context = mapping_context(ctx)
         for api_name, spec in (self.mapping.get("fields") or {}).items():
-            case[api_name] = _field_value(resolve(spec, ctx.packet, context, tables=self.mapping.get("lookups"),
-                                                  where=f"salesforce.yaml fields.{api_name}"))
+            value = _field_value(resolve(spec, ctx.packet, context, tables=self.mapping.get("lookups"),
+                                         where=f"salesforce.yaml fields.{api_name}", one_value=api_name == "Subject"))
+            if api_name == "Subject":
+                # On one line, its secrets masked, as the brief's (list views, searches and e-mails show
+                # it); one that finds nothing is the brief's, as Zendesk's mapped subject.
+                line = subject_line(str(value), SUBJECT_MAX) if value is not None else ""
+                value = _clip(line, SUBJECT_MAX) if line.strip() else case["Subject"]
+            case[api_name] = value
         case = {key: value for key, value in case.items() if value not in (None, "")}
         request = {"method": "POST", "path": "sobjects/Case/"}
         field = self.mapping.get("handoff_id_field")

@@ -28,6 +28,7 @@ import requests
 from zenpy import Zenpy
 
 from connector import json_codec
+from connector.brief import subject_line
 from connector.decision import lookup_ends
 from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import KINDS as VALUE_KINDS
@@ -65,6 +66,7 @@ log = logging.getLogger(__name__)
 # Zendesk caps a comment at about 64 KB. Stay well under it: the limit counts the stored body and
 # Zendesk may add markup of its own.
 COMMENT_LIMIT_BYTES = 60_000
+SUBJECT_MAX = 250  # characters of a mapped subject (mappings/README.md); the brief's is shorter
 PRIORITIES = {"low": "low", "normal": "normal", "high": "high", "urgent": "urgent"}
 TICKET_TYPES = ("question", "incident", "problem", "task")
 DEFAULTS: dict[str, Any] = {"type": "question", "public_comment": False, "tags": [], "custom_fields": [],
@@ -157,13 +159,15 @@ class ZendeskAdapter(Adapter):
                        where=f"zendesk.yaml {where}")
 
     def _subject(self, ctx: HandoffContext) -> str:
-        """The brief's one-line subject, unless the mapping gives a value spec (e.g. a template)."""
+        """The brief's one-line subject, unless the mapping gives a value spec (e.g. a template): on one
+        line and its secrets masked as the brief's (views, searches and notification e-mails show it)."""
         spec = self.mapping.get("subject")
         if not spec:
             return ctx.brief.subject
         value = resolve(spec, ctx.packet, mapping_context(ctx), tables=self.mapping.get("lookups"),
-                        where="zendesk.yaml subject")
-        return ctx.brief.subject if value is MISSING or not str(value).strip() else str(value)[:250]
+                        where="zendesk.yaml subject", one_value=True)
+        subject = "" if value is MISSING else subject_line(str(value), SUBJECT_MAX)
+        return subject if subject.strip() else ctx.brief.subject
 
     def build_create(self, ctx: HandoffContext) -> dict[str, Any]:
         packet, mapping = ctx.packet, self._conf
@@ -217,9 +221,10 @@ class ZendeskAdapter(Adapter):
         # unless an agent removed it.
         ticket: dict[str, Any] = {"comment": comment}
         raised = self._conf["priority"].get("urgent") if ctx.assignment.get("priority") == "urgent" else None
-        if raised is not None:  # `urgent: null` (no priority) would clear the ticket's own
+        if raised == "urgent":  # `urgent: null` (no priority) would clear the ticket's own
             # Raised, never lowered: the ticket's own priority is not known here (an agent may have
-            # raised it), and urgent is the top — an urgent return must not sit at the old priority.
+            # raised it), and urgent is Zendesk's top — an urgent return must not sit at the old
+            # priority. Mapped lower (`urgent: high`), it is left alone: it took an agent's urgent down.
             ticket["priority"] = raised
         return {"ticket": ticket, "tags": self._tags(ctx, routed=False)}
 

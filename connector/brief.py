@@ -348,7 +348,13 @@ ONE_LINE_SECRETS = ("secret", "iban", "card", "national_id")
 
 def subject_for(packet: Mapping[str, Any]) -> str:
     """One line an agent can triage by: the problem, in the customer's words when we have them."""
-    return one_line(problem_words(packet) or "Conversation handed off", 120, masked=ONE_LINE_SECRETS)
+    return subject_line(problem_words(packet) or "Conversation handed off", 120)
+
+
+def subject_line(text: str, limit: int) -> str:
+    """`text` as a ticket's subject: one line, its secrets masked — the brief's, and an admin's mapped
+    subject alike (a `subject:` template of `intent.stated_problem` sent a card number unmasked)."""
+    return one_line(text, limit, masked=ONE_LINE_SECRETS)
 
 
 def problem_words(packet: Mapping[str, Any], *, echoed: bool = False) -> str:

@@ -196,11 +196,18 @@ def lookup(table: Mapping[Any, Any], value: Any, default: Any = MISSING) -> Any:
 
 
 def resolve(spec: Any, packet: Mapping[str, Any], extra_context: Mapping[str, Any] | None = None,
-            *, tables: Mapping[str, Mapping[Any, Any]] | None = None, where: str = "mapping value") -> Any:
+            *, tables: Mapping[str, Mapping[Any, Any]] | None = None, where: str = "mapping value",
+            one_value: bool = False) -> Any:
     """The value `spec` gives for this packet; MISSING when a path or lookup finds nothing.
-    `where`: the file and key it was read from (`zendesk.yaml custom_fields[0]`), for what is said."""
+    `where`: the file and key it was read from (`zendesk.yaml custom_fields[0]`), for what is said.
+    `one_value`: a field that takes no list either (a subject: `routing.skills` went as "['a', 'b']")."""
     value = spec if isinstance(spec, Value) else compile_value(spec, where, tables)
     found = _value_of(value, {**packet, **(extra_context or {})})
+    if one_value and isinstance(found, (list, tuple)):
+        _told(FailedOnValues(value.where, f"{value.source} is a list, which this field does not take; write it as "
+                                          f"text with a template: {{{{ {value.source} | join(', ') }}}}"),
+              "a mapping value is a list on this handoff's values; it is not sent")
+        return MISSING
     items = found if isinstance(found, (list, tuple)) else [found]  # a list of scalars is a multi-select's value
     if any(isinstance(item, (Mapping, list, tuple)) for item in items):
         # `customer.attributes` went to Zendesk as an object, which it refuses with the whole ticket,

@@ -1401,3 +1401,23 @@ def test_a_vendor_extra_description_on_a_new_case_drops_all_but_the_transcript_i
     update = ctx_for(full_packet(vendor_extra={"salesforce": {"Description": "See the chat."}}),
                      link=Link("500XX", None, {}))
     assert salesforce.receipt(update, salesforce.render(update))["dropped"] == []
+
+
+@pytest.mark.parametrize("spec", [{"template": "Chatbot: {{ intent.stated_problem }}"}, "intent.stated_problem"])
+def test_a_subject_mapped_in_fields_is_one_line_with_its_secrets_masked_as_the_briefs(spec: Any) -> None:
+    # A review of Zendesk's mapped subject, here too: `fields: {Subject: …}` sent a card number and a
+    # password into the subject list views, searches and e-mails show, where README promises
+    # "whatever it says … masked in a ticket's subject".
+    packet = full_packet()
+    packet["intent"]["stated_problem"] = "Refund to my card 4111 1111 1111 1111 please,\npassword: hunter2"
+    subject = adapter(Settings(), fields={"Subject": spec}).render(ctx_for(packet))["case"]["Subject"]
+    assert "4111 1111 1111 1111" not in subject and "hunter2" not in subject and "\n" not in subject
+    assert "[redacted card ••••1111]" in subject and "[redacted secret]" in subject
+
+
+@pytest.mark.parametrize("spec", ["routing.skills", "collected_data.not_there", {"literal": " "}])
+def test_a_subject_mapped_in_fields_that_finds_no_line_is_the_briefs(spec: Any) -> None:
+    # A list went as "integrations;quickbooks" (a multi-picklist's form); a path finding nothing left the
+    # case without a subject at all, where Zendesk's mapped subject falls back to the brief's.
+    context = ctx_for()
+    assert adapter(Settings(), fields={"Subject": spec}).render(context)["case"]["Subject"] == context.brief.subject

@@ -163,6 +163,12 @@ def test_an_urgent_return_raises_the_tickets_priority_and_nothing_lowers_it() ->
     assert "priority" not in adapter().render(high)["ticket"]  # the ticket's own may be higher: left as it is
     # `urgent: null` (no priority on new tickets) leaves the ticket's own: a PUT of null cleared it.
     assert "priority" not in adapter(priority={"urgent": None}).render(urgent)["ticket"]
+    # A review: mapped lower than Zendesk's top (`urgent: high`), an urgent return sent `high` and took
+    # the urgent an agent had set down. Only urgent itself cannot lower anything.
+    lower = {"low": "low", "normal": "normal", "high": "high", "urgent": "high"}
+    assert "priority" not in adapter(priority=lower).render(urgent)["ticket"]
+    assert adapter(priority=lower).render(ctx(assignment={"priority": "urgent", "team": "support"}))[
+        "ticket"]["priority"] == "high"  # a new ticket takes the mapping as it is
 
 
 @pytest.mark.parametrize("caught_up", [True, False])  # the ticket has everything before it, or is behind
@@ -1533,6 +1539,31 @@ def test_custom_fields_use_the_mapping_value_language() -> None:
         {"id": 5, "value": context.assignment["team"]},
     ]
     assert ticket["subject"] == f"[{context.assignment['team']}] {context.brief.subject}"
+
+
+@pytest.mark.parametrize("spec", [{"template": "Chatbot: {{ intent.stated_problem }}"},
+                                  {"path": "intent.stated_problem"}])
+def test_a_mapped_subject_is_one_line_with_its_secrets_masked_as_the_briefs(spec: dict[str, str]) -> None:
+    # A review: a mapped subject went as written — a card number and a password into the subject
+    # views, searches and notification e-mails show, its line breaks kept — where README promises
+    # "whatever it says … masked in a ticket's subject", as the brief's is.
+    packet = full_packet()
+    packet["intent"]["stated_problem"] = "Refund to my card 4111 1111 1111 1111 please,\npassword: hunter2"
+    subject = adapter(subject=spec).render(ctx(packet))["ticket"]["subject"]
+    assert "4111 1111 1111 1111" not in subject and "hunter2" not in subject and "\n" not in subject
+    assert "[redacted card ••••1111]" in subject and "[redacted secret]" in subject
+    if "path" in spec:  # the brief's subject says the same problem, masked the same way
+        assert subject == ctx(packet).brief.subject
+
+
+def test_a_mapped_subject_finding_a_list_is_the_briefs_and_says_so(caplog) -> None:
+    # It went as Python's list text, "['integrations', 'quickbooks']".
+    context = ctx()
+    with caplog.at_level("WARNING", logger="connector.mapping_values"):
+        subject = adapter(subject={"path": "routing.skills"}).render(context)["ticket"]["subject"]
+    assert subject == context.brief.subject
+    [record] = caplog.records
+    assert record.source == "zendesk.yaml subject" and "is a list" in record.error
 
 
 def test_a_template_failing_on_a_packets_values_leaves_its_field_out_and_says_where(caplog) -> None:
