@@ -66,7 +66,11 @@ _ASSIGNMENT = re.compile(
     r"((?>\s*[:=]\s*|\s+(?:(?:is|ist|es|est|was|war)\b(?:\s*[:=])?\s*(?:(?:now|still|jetzt|noch)\s+)?)?)))"
     r"(?!\[redacted)(\"[^\"\n]*\"|'[^'\n]*'|(?:[^\s&;,'\"]|[&;,](?=[^\s&;,'\"])(?![A-Za-z_][\w.-]*=))+)"
 )
+# The spaces and dashes, other than ASCII's, that numbers are copied with (character class ranges).
+_SPACE_LIKE = "\u00a0\u2000-\u200a\u202f\u205f\u3000"
+_DASH_LIKE = "\u2010-\u2014\u2212\ufe63\uff0d"
 _IBAN_START = re.compile(r"(?<![A-Za-z0-9\]])[A-Za-z]{2}[0-9]{2}")
+_IBAN_SEPARATOR = re.compile(rf"[ \-{_SPACE_LIKE}{_DASH_LIKE}]")
 # SWIFT IBAN registry: total length per country.
 _IBAN_LENGTHS = {
     code: int(length) for code, length in (item.split(":") for item in (
@@ -78,7 +82,10 @@ _IBAN_LENGTHS = {
         "TL:23 TN:24 TR:26 UA:29 VA:22 VG:24 XK:20 YE:30"
     ).split())
 }
-_DIGIT_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")  # no required suffix, so no backtracking
+# Groups apart by up to three spaces or dashes ("4111  1111", "4111 - 1111"): a copy from a web page
+# or a banking app spaces them so (with a no-break space, read as a space below). No required
+# suffix, and separators and digits never overlap, so no backtracking.
+_DIGIT_RUN = re.compile(r"[0-9](?:[ -]{0,3}[0-9])*")
 # A card grouped by dots ("4111.1111.1111.1111"): only in a card's own groups — 4-4-4 and the rest
 # (13 to 19 digits), Amex's 4-6-5, Diners' 4-6-4 — since dots also join dates (2026.11.20),
 # versions and addresses. A pass of its own before `_DIGIT_RUN`'s: one pattern for both let a run
@@ -86,10 +93,13 @@ _DIGIT_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")  # no required suffix, so no ba
 _DOTTED_CARD = r"(?:[0-9]{4}\.){3}[0-9]{1,7}|[0-9]{4}\.[0-9]{6}\.[0-9]{4,5}"
 # Not inside a longer dotted run ("1.4111.…", "….1111.1"); "no.4111.…" is a card after a word.
 _DOTTED_CARD_RUN = re.compile(r"(?<![0-9])(?<![0-9]\.)(?:" + _DOTTED_CARD + r")(?![0-9]|\.[0-9])")
-# A digit of another script (fullwidth ４, Arabic-Indic ٤) and the fullwidth separators typed with
-# them: read as ASCII, one character for one, so a card's place in what was written is unchanged.
-_OTHER_DIGIT = re.compile(r"(?![0-9])\d|[\u3000\uff0d\uff0e]")
-_FULLWIDTH_SEPARATORS = {"\u3000": " ", "\uff0d": "-", "\uff0e": "."}
+# A digit of another script (fullwidth ４, Arabic-Indic ٤), the fullwidth separators typed with them,
+# and the spaces and dashes a card is copied with from a web page or a banking app (a no-break space,
+# French's narrow one, a figure space, a hyphen or minus sign — each sent a whole card to Slack): read
+# as ASCII, one character for one, so a card's place in what was written is unchanged.
+_OTHER_DIGIT = re.compile(rf"(?![0-9])\d|[{_SPACE_LIKE}{_DASH_LIKE}\uff0e]")
+_SEPARATOR_AS = {"\uff0e": "."} | {char: " " for char in "\u00a0\u202f\u205f\u3000"} | {
+    chr(code): " " for code in range(0x2000, 0x200B)} | {char: "-" for char in "\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d"}
 _DIGITS = re.compile(r"[0-9]+")
 _SSN = re.compile(r"(?<![\w\]-])(?!000|666|9)[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?![\w\[-])")
 _NINO = re.compile(
@@ -219,7 +229,8 @@ def _mask_ibans(text: str, counts: Counter[str]) -> str:
 
 
 def _iban_at(text: str, start: int) -> tuple[int, str] | None:
-    """(end, compact IBAN) when a valid IBAN starts at `start`: spaces allowed between groups of 4."""
+    """(end, compact IBAN) when a valid IBAN starts at `start`: one space or dash (a no-break one too)
+    allowed between groups of 4."""
     length = _IBAN_LENGTHS.get(text[start : start + 2].upper())
     if length is None:
         return None
@@ -228,7 +239,7 @@ def _iban_at(text: str, start: int) -> tuple[int, str] | None:
         char = text[pos]
         if char.isascii() and char.isalnum():
             chars.append(char.upper())
-        elif not (char == " " and chars and len(chars) % 4 == 0 and text[pos - 1] != " "):
+        elif not (_IBAN_SEPARATOR.match(char) and chars and len(chars) % 4 == 0 and text[pos - 1].isalnum()):
             return None
         pos += 1
     following = text[pos : pos + 1]
@@ -261,7 +272,7 @@ def _mask_card_runs(text: str, counts: Counter[str], runs: re.Pattern[str]) -> s
 
 def _as_ascii(match: re.Match[str]) -> str:
     char = match.group()
-    return _FULLWIDTH_SEPARATORS.get(char) or str(unicodedata.decimal(char))
+    return _SEPARATOR_AS.get(char) or str(unicodedata.decimal(char))
 
 
 def _mask_cards_in_run(run: str, counts: Counter[str], written: str) -> str:
