@@ -518,8 +518,8 @@ class ZendeskAdapter(Adapter):
         except (DeliveryError, ConfigError) as err:
             # Routing goes on without the hint; say why once.
             log.warning("zendesk: previous agent unknown (%s)", type(err).__name__,
-                        extra={"conversation_id": (packet.get("conversation") or {}).get("id"),
-                               "waited_ms": round((time.monotonic() - started) * 1000)})
+                        extra={"waited_ms": round((time.monotonic() - started) * 1000)})  # no conversation id:
+            # on WhatsApp or SMS it is the customer's phone number
             return None
 
     def _latest_open_ticket(self, packet: Mapping[str, Any], assigned: bool = False,

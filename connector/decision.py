@@ -101,7 +101,7 @@ def previous_agent(packet: Mapping[str, Any], adapters: Mapping[str, Any],
             continue
         except FutureTimeout:
             log.warning("previous agent lookup left behind at the end of its share of the sync budget",
-                        extra={"target": name, "conversation_id": (packet.get("conversation") or {}).get("id")})
+                        extra={"target": name})  # no conversation id: it may be a phone number
             return None
         if agent:
             return {**agent, "target": name}

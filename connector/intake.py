@@ -162,8 +162,9 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
     if callbacks.url_for(packet, "queued"):
         services.wake_callbacks()  # its `queued` row is committed: send it now, not at the next poll
     with log_context(handoff_id=stored.handoff.id):
-        log.info("handoff accepted", extra={"targets": [d.target for d in stored.handoff.deliveries],
-                                            "conversation_id": stored.handoff.conversation_id})
+        # No conversation id: on WhatsApp or SMS it is the customer's phone number (kept out of the
+        # access log for the same reason); `GET /v1/handoffs?conversation_id=` gives the handoff ids.
+        log.info("handoff accepted", extra={"targets": [d.target for d in stored.handoff.deliveries]})
         return _warned(deliver_and_answer(services, stored, answers.render, deadline=deadline), packet, services)
 
 

@@ -98,8 +98,7 @@ _DOTTED_CARD_RUN = re.compile(r"(?<![0-9])(?<![0-9]\.)(?:" + _DOTTED_CARD + r")(
 # French's narrow one, a figure space, a hyphen or minus sign — each sent a whole card to Slack): read
 # as ASCII, one character for one, so a card's place in what was written is unchanged.
 _OTHER_DIGIT = re.compile(rf"(?![0-9])\d|[{_SPACE_LIKE}{_DASH_LIKE}\uff0e]")
-_SEPARATOR_AS = {"\uff0e": "."} | {char: " " for char in "\u00a0\u202f\u205f\u3000"} | {
-    chr(code): " " for code in range(0x2000, 0x200B)} | {char: "-" for char in "\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d"}
+_DASH = re.compile(f"[{_DASH_LIKE}]")
 _DIGITS = re.compile(r"[0-9]+")
 _SSN = re.compile(r"(?<![\w\]-])(?!000|666|9)[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?![\w\[-])")
 _NINO = re.compile(
@@ -272,7 +271,9 @@ def _mask_card_runs(text: str, counts: Counter[str], runs: re.Pattern[str]) -> s
 
 def _as_ascii(match: re.Match[str]) -> str:
     char = match.group()
-    return _SEPARATOR_AS.get(char) or str(unicodedata.decimal(char))
+    if char.isdecimal():
+        return str(unicodedata.decimal(char))
+    return "." if char == "\uff0e" else "-" if _DASH.match(char) else " "
 
 
 def _mask_cards_in_run(run: str, counts: Counter[str], written: str) -> str:

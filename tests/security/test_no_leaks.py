@@ -125,13 +125,16 @@ def test_error_answers_hold_no_secret_trace_or_path(leaky_app, name, send):
 
 def test_logs_of_a_whole_handoff_carry_ids_not_the_packet(leaky_app, log_lines):
     client = leaky_app.test_client()
-    created = post(client, full_packet(), headers={**auth(), "Idempotency-Key": "leak-1"})
+    # On WhatsApp or SMS the conversation's id is the customer's phone number: a review found it in
+    # every handoff's "handoff accepted" line.
+    packet = full_packet(conversation={**full_packet()["conversation"], "id": "whatsapp:+14155550132"})
+    created = post(client, packet, headers={**auth(), "Idempotency-Key": "leak-1"})
     assert created.status_code == 201
-    post(client, full_packet(), headers={**auth(), "Idempotency-Key": "leak-1"})  # the replay path
+    post(client, packet, headers={**auth(), "Idempotency-Key": "leak-1"})  # the replay path
     client.get(created.get_json()["links"]["self"], headers=auth())
     logged = log_lines.getvalue()
-    assert created.get_json()["id"] in logged
-    for needle in (*SECRETS, *PII):
+    assert created.get_json()["id"] in logged and "handoff accepted" in logged
+    for needle in (*SECRETS, *PII, "4155550132"):
         assert needle not in logged, needle
 
 
