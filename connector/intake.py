@@ -85,10 +85,19 @@ def _unservable(packet: Mapping[str, Any], services: Services) -> dict[str, tupl
     problem = callback_http.url_problem(callback["url"], services.settings.callback_allow_private) if callback else None
     if problem is not None:
         problems["callback.url"] = (f"The callback URL cannot be used: it {problem}.", problem)
-    for index, name in enumerate(packet.get("targets") or []):
+    named = packet.get("targets") or []
+    for index, name in enumerate(named):
         if name not in services.adapters:
             problems[f"targets.{index}"] = (f"Target {name!r} is not enabled on this connector.",
                                             f"not enabled; enabled: {', '.join(services.adapters)}")
+    vendors = [name for name in services.adapters if name != registry.BUILT_IN]
+    if named and vendors and all(name == registry.BUILT_IN for name in named):
+        # Beside a vendor the built-in preview reaches no agent: the bot was told `delivered` and the
+        # customer "someone will reply here", and nobody ever had it. A dry run is POST /v1/preview.
+        problems["targets"] = ("Only the built-in preview is named, and it reaches no agent while "
+                               f"{', '.join(vendors)} is enabled: name a vendor, or leave targets out.",
+                               f"preview alone reaches no agent beside {', '.join(vendors)}; "
+                               "for a dry run, POST /v1/preview")
     # Against the targets the packet names, else every enabled one — not routing's choice, which
     # may differ between a request and its retry (a sticky rule's lookup timing out): a retry
     # arriving while the first was storing was told 422 beside its 201, and the dry run, which

@@ -1041,6 +1041,19 @@ def test_what_the_settings_cannot_serve_is_named_at_once_and_a_retry_stored_befo
     assert post(later.test_client(), minimal_packet(targets=["preview"]), key="new").status_code == 422
 
 
+def test_preview_alone_beside_a_vendor_is_refused_for_it_would_reach_nobody(make_app):
+    # A contract review: with zendesk and preview enabled, `"targets": ["preview"]` was answered 201
+    # `delivered`, the customer told "Someone will reply here", and nothing reached an agent.
+    app = make_app(targets=("zendesk", "preview"), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
+                   zendesk_api_token="t")
+    refused = post(app.test_client(), minimal_packet(targets=["preview"]))
+    assert refused.status_code == 422
+    [said] = refused.get_json()["errors"]["targets"]
+    assert "reaches no agent beside zendesk" in said and "POST /v1/preview" in said
+    # Alone, preview stands in for the vendors (the quickstart), and beside one it may go along.
+    assert post(make_app().test_client(), minimal_packet(targets=["preview"])).status_code == 201
+
+
 def test_an_unusable_idempotency_key_names_its_limit(app):
     response = post(app.test_client(), minimal_packet(), key="a b")
     assert response.status_code == 400
