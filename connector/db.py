@@ -350,15 +350,37 @@ class Database:
     def upgrade(self) -> None:
         """Create or upgrade the schema to the newest migration."""
         config = _alembic_config()
-        with self.engine.begin() as connection:
-            if self.dialect == "postgresql":
-                # One at a time: two processes starting together (gunicorn masters, `migrate`
-                # beside a deploy) both created the schema and one failed on PostgreSQL's
-                # catalog. The second waits, then finds it at head. (SQLite's writer lock serializes.)
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        with self.engine.connect() as connection, self._foreign_keys_off(connection):
+            with connection.begin():
+                if self.dialect == "postgresql":
+                    # One at a time: two processes starting together (gunicorn masters, `migrate`
+                    # beside a deploy) both created the schema and one failed on PostgreSQL's
+                    # catalog. The second waits, then finds it at head. (SQLite's writer lock serializes.)
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+                if self.dialect == "sqlite" and (broken := connection.exec_driver_sql("PRAGMA foreign_key_check")
+                                                 .fetchall()):
+                    raise ConfigError("CONNECTOR_DATABASE_URL", f"the migration left rows naming rows that are not "
+                                                                f"there (nothing was changed): {broken[:5]}")
         log.info("database schema at head", extra={"dialect": self.dialect})
+
+    @contextlib.contextmanager
+    def _foreign_keys_off(self, connection: Connection) -> Iterator[None]:
+        """SQLite's foreign keys off for a migration, as Alembic's batch mode asks: it changes a
+        table by copying it and dropping the old one, and with them on the drop cascaded — 0003's
+        copy of `handoffs` deleted every delivery of a database upgraded from 0001 or 0002 (their
+        pending handoffs were never sent, and read as delivered). The pragma does nothing inside a
+        transaction: it goes to the driver before the migration's begins, and back on after."""
+        if self.dialect != "sqlite":
+            yield
+            return
+        raw = connection.connection.dbapi_connection
+        raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            yield
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")
 
     def schema_gap(self) -> SchemaGap | None:
         """None when the schema is at the newest migration, else how it differs. Reads only
