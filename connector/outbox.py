@@ -150,8 +150,18 @@ def _told(connection: driver_cursor.Pooled, key: Mapping[str, str], outcome: Out
                                                "extra": {**extra, "told": stood}})
 
 
+HOST_SHOWN = 40  # characters of the host's name in a lease: a lease token fits `lease_owner` (80)
+
+
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    """This process, as its leases name it: host, pid and a random part. A long host name keeps its
+    start and its end (a Kubernetes pod's differs at the end, an FQDN's at the start): whole, a
+    name of 56 characters or more made every lease too long for its column, and every handoff a 500
+    on PostgreSQL (SQLite does not hold a VARCHAR to its length)."""
+    host = socket.gethostname()
+    if len(host) > HOST_SHOWN:
+        host = f"{host[:HOST_SHOWN // 2 - 1]}~{host[-(HOST_SHOWN // 2):]}"
+    return f"{host}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 @dataclass(frozen=True)
@@ -298,8 +308,9 @@ class Outbox:
         with self.db.session() as session:
             result = session.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(sorted(running)), Delivery.lease_owner.startswith(f"{self.owner}/"),
-                       Delivery.state == "pending", Delivery.lease_expires_at.is_not(None))
+                .where(Delivery.id.in_(sorted(running)),
+                       Delivery.lease_owner.startswith(f"{self.owner}/", autoescape=True), Delivery.state == "pending",
+                       Delivery.lease_expires_at.is_not(None))
                 .values(lease_expires_at=now + dt.timedelta(seconds=self.settings.lease_s))
             )
             return result.rowcount

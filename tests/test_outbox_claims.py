@@ -827,3 +827,22 @@ def test_the_backlog_is_logged_while_a_delivery_waits_given_up_ones_included(app
     _stored(services, "hnd_RETRYING", "pending")
     [line] = _backlog_lines(services, caplog)
     assert line == {"preview": {"pending": 0, "retrying": 1, "dead": 1, "failed": 0}}
+
+
+def test_a_long_host_name_leaves_every_lease_within_its_column(make_app, postgres_url, monkeypatch):
+    # A review: a Kubernetes pod's or an FQDN's name of 56 characters or more made every lease token
+    # longer than `lease_owner`'s 80, and every handoff a 500 on PostgreSQL (SQLite does not check).
+    import socket
+
+    from connector.outbox import worker_id
+
+    host = "ip-10-20-30-40.eu-central-1.compute.internal.support-handoff-connector-5f7b8c9d4f-abcde"
+    monkeypatch.setattr(socket, "gethostname", lambda: host)
+    owner = worker_id()
+    assert owner.startswith("ip-10-20-30-40.eu-c~") and "-5f7b8c9d4f-abcde:" in owner  # both ends of it
+    app = make_app(database_url=postgres_url)
+    answer = app.test_client().post("/v1/handoffs", json=minimal_packet(), headers={**auth(), "Idempotency-Key": "k1"})
+    assert answer.status_code in (201, 202), answer.get_json()
+    services = app.extensions["connector"]
+    token = services.outbox.new_token()
+    assert len(token) <= Delivery.lease_owner.type.length and len(services.outbox.owner) < len(token)
