@@ -68,6 +68,16 @@ class FlakyAdapter(_Recording):
         return Sent(vendor_id=f"flaky-{ctx.handoff_id}", url=f"https://flaky.example/t/{ctx.handoff_id}")
 
 
+class QuickAdapter(_Recording):
+    """Succeeds at once: a vendor that answers fast beside a slow one (the built-in preview named
+    alone beside a vendor is refused at intake)."""
+
+    name = "quick"
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        return Sent(vendor_id=f"quick-{ctx.handoff_id}", url=f"https://quick.example/t/{ctx.handoff_id}")
+
+
 class SlowAdapter(_Recording):
     """Takes longer than the test's sync budget, then succeeds."""
 

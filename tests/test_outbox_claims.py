@@ -494,15 +494,16 @@ def test_an_attempt_that_crashed_is_retried_when_its_lease_ends_though_other_wor
     # Every lease of the process was renewed while anything ran: the crashed attempt's too, so
     # under steady traffic it stayed claimed, pending, never retried, until the process restarted.
     monkeypatch.setitem(registry.TARGETS, "slow", "tests.support_adapters:SlowAdapter")
+    monkeypatch.setitem(registry.TARGETS, "quick", "tests.support_adapters:QuickAdapter")
     monkeypatch.setattr(SlowAdapter, "delay", 30.0)
     SlowAdapter.release.clear()
-    app = make_app(targets=("preview", "slow"), lease_s=1, poll_interval_s=0.1, sync_budget_ms=300)
+    app = make_app(targets=("quick", "slow"), lease_s=1, poll_interval_s=0.1, sync_budget_ms=300)
     services, client = app.extensions["connector"], app.test_client()
     _refuse_once(monkeypatch, services.outbox)
     try:
         slow = minimal_packet(targets=["slow"], conversation={"id": "conv-slow"})
         assert post(client, slow).status_code == 202  # its vendor call runs on: something is in flight
-        crashed = post(client, minimal_packet(targets=["preview"])).get_json()["id"]
+        crashed = post(client, minimal_packet(targets=["quick"])).get_json()["id"]
         services.start_loop(0.1)
         deadline = time.monotonic() + 6.0  # six lease lengths
         while time.monotonic() < deadline:
