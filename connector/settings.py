@@ -65,6 +65,11 @@ def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None
                               "(or by the environment and that line alike): run the command with "
                               "FLASK_SKIP_DOTENV=1, and set CONNECTOR_ENV_FILE in the real environment — a "
                               "line in the dotenv file is ignored")
+    if path and environ.get(FILE_READ) == os.path.abspath(path):
+        # Read by gunicorn's master, which judges each edit on a reload: a worker forked later (one
+        # replaced after a crash) read the file again, and took up an edit nobody had judged — or,
+        # the file gone since, failed to boot, and gunicorn stopped the whole service.
+        return path
     if path and not os.path.isfile(path):
         if named is None and not os.path.islink(path):  # none, or a directory (a virtualenv named .env)
             return None
@@ -76,10 +81,6 @@ def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None
         _refuse_flasks_own_read(named)
     if not path:
         return None
-    if environ.get(FILE_READ) == os.path.abspath(path):
-        # Read by gunicorn's master, which judges each edit on a reload: a worker forked later (one
-        # replaced after a crash) read the file again, and took up an edit nobody had judged.
-        return path
     lines = _refuse_unreadable_lines(path)
     environ[FILE_READ] = os.path.abspath(path)
     # As load_dotenv(override=False) does — its own reader, so that ${VAR} in the file resolves the
@@ -181,6 +182,12 @@ def reread_env_file(check: Callable[[Mapping[str, str]], Any],
     settings, where a typo made them fail to boot and gunicorn stop the whole service."""
     environ = os.environ if environ is None else environ
     before = dict(environ)
+    read = environ.get(FILE_READ)
+    if read and not os.path.isfile(read):
+        # Moved away or unmounted: not the operator's CONNECTOR_ENV_FILE "naming" a missing file
+        # (they never set it; the master pinned it for its workers). What it set stays in use.
+        return ConfigError(read, "was read at start (or at the last reload) and is gone: the settings in use "
+                                 "are kept; put it back, or restart the service to run without it")
     awaited = environ.get(AWAITED)
     if environ.get(ENV_FILE) == "" and awaited and os.path.isfile(awaited):
         environ[ENV_FILE] = awaited  # made since a start that found none (refused, it is "" again)

@@ -648,3 +648,22 @@ def test_settings_that_cannot_work_as_meant_are_warned_about_naming_the_variable
 def test_settings_that_work_as_meant_draw_none_of_those_warnings(environ):
     words = ("is not in CONNECTOR_TARGETS", "CONNECTOR_MAX_BODY_BYTES", "CONNECTOR_MAX_DELIVERY_AGE_S")
     assert not [w for w in Settings.from_env(environ).warnings() if any(word in w for word in words)]
+
+
+def test_a_dotenv_gone_since_it_was_read_keeps_the_settings_in_use_and_lets_workers_boot(tmp_path, monkeypatch):
+    """A newcomer's review: with the `.env` the master read removed (moved to real variables, a secret
+    unmounted), a reload was refused naming CONNECTOR_ENV_FILE, which nobody set, and the next worker
+    forked — after that reload, or after a crash — failed to boot on it: gunicorn stopped the service."""
+    from connector.settings import ENV_FILE, Settings, load_env_file, pin_env_file, reread_env_file
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("CONNECTOR_SYNC_BUDGET_MS=700\n")
+    environ: dict[str, str] = {}
+    pin_env_file(load_env_file(environ), environ)  # gunicorn's master at start
+    (tmp_path / ".env").unlink()
+    before = dict(environ)
+    refused = reread_env_file(Settings.from_env, environ)
+    assert refused is not None and refused.source == str(tmp_path / ".env") and "is gone" in str(refused)
+    assert environ == before and ENV_FILE not in str(refused)
+    worker = dict(environ)  # a worker forked now inherits the master's environment
+    assert load_env_file(worker) == str(tmp_path / ".env") and Settings.from_env(worker).sync_budget_ms == 700
