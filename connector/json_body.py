@@ -1,5 +1,5 @@
 """Reading a JSON body the way every caller's is read (packets, messages, vendor events, Slack's
-interaction payload): UTF-8, finite numbers, a bounded depth, no key given twice in one object, no
+interaction payload): UTF-8, numbers Python can hold, a bounded depth, no key given twice in one object, no
 text that cannot be stored — each refusal naming where. One reader, so that what a packet may not
 hold a vendor event may not either."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from functools import partial
@@ -30,8 +31,9 @@ def parse_json(raw: bytes, content_type: str | None, max_depth: int, what: str =
     try:
         text = raw.decode("utf-8")
         repeated: list[bool] = []  # set by `_object` when an object names a key twice
-        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite,
-                          object_pairs_hook=partial(_object, repeated))
+        unheld: list[bool] = []  # set by `_whole`/`_finite` when a number is put as `_Unheld` in its place
+        data = json.loads(text, parse_constant=_refuse_constant, parse_float=partial(_finite, unheld),
+                          parse_int=partial(_whole, unheld), object_pairs_hook=partial(_object, repeated))
     except UnicodeDecodeError:
         if charset not in ("utf-8", "utf8"):
             raise UnsupportedMediaType(f"Send the {what} as UTF-8 JSON (got charset={charset}, and bytes that "
@@ -63,18 +65,50 @@ def parse_json(raw: bytes, content_type: str | None, max_depth: int, what: str =
             "is taken. Send each key once.",
             errors={path: ["given more than once in the same object"] for path in twice[:_MAX_REPORTED]},
         )
+    if unheld:
+        beyond = _unheld(data)
+        raise ValidationFailed(
+            "A number is valid JSON but beyond what the connector can hold (an integer of at most "
+            f"{sys.get_int_max_str_digits()} digits, any other number within ±1.8e308). Send it within these "
+            "limits, or as a string where the field takes text.",
+            errors={path: [reason] for path, reason in beyond[:_MAX_REPORTED]},
+        )
     if not isinstance(data, dict):
         raise ValidationFailed(f"The {what} must be a JSON object.", errors={"(body)": ["must be an object"]})
     return data
 
 
-def _finite(literal: str) -> float:
+class _Unheld:
+    """In a number's place, one JSON allows and Python cannot hold: refused after the parse, named
+    by its path (raising from the parse named no field, and CPython's message told the bot to call
+    `sys.set_int_max_str_digits()`)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _finite(unheld: list[bool], literal: str) -> float | _Unheld:
     # A literal too large for a float (1e400) would load as infinity, which JSON cannot carry on:
     # stored or sent, it would come out as null or be refused by PostgreSQL and the vendors.
     value = float(literal)
-    if not math.isfinite(value):
-        raise ValueError(f"{literal[:40]} is out of a number's range (about ±1.8e308)")
-    return value
+    if math.isfinite(value):
+        return value
+    unheld.append(True)
+    return _Unheld("a number within ±1.8e308")
+
+
+def _whole(unheld: list[bool], literal: str) -> int | _Unheld:
+    # CPython refuses to convert an integer of more digits than `sys.get_int_max_str_digits()`
+    # (4300 by default; the digit count is checked before any conversion work). The scanner hands
+    # only well-formed integers here, so that is the one ValueError `int` can raise.
+    try:
+        return int(literal)
+    except ValueError:
+        unheld.append(True)
+        digits = len(literal) - literal.startswith("-")
+        return _Unheld(f"a number of at most {sys.get_int_max_str_digits()} digits (this one has {digits})")
 
 
 def _refuse_constant(name: str) -> Any:
@@ -171,6 +205,11 @@ def _twice(value: Any) -> list[str]:
     """The paths of keys given more than once in their object."""
     return sorted(_child(path, _shown(key)) for path, item in _nodes(value) if isinstance(item, _Repeated)
                   for key in item.twice)
+
+
+def _unheld(value: Any) -> list[tuple[str, str]]:
+    """The paths of numbers that could not be held (`_Unheld`), each with its limit."""
+    return sorted((path or "(body)", item.reason) for path, item in _nodes(value) if isinstance(item, _Unheld))
 
 
 def _shown(key: str) -> str:

@@ -13,7 +13,7 @@ import time
 import pytest
 from standardwebhooks import Webhook
 
-from tests.conftest import auth
+from tests.conftest import ADMIN_TOKEN, auth
 from tests.factories import full_packet, minimal_packet
 
 
@@ -420,11 +420,62 @@ def test_malformed_json_is_400(client, raw):
     problem(post(client, raw), 400)
 
 
-def test_a_number_beyond_a_float_s_range_is_refused_naming_it(client):
+# A valid JSON number Python cannot hold was a 400 "not valid JSON" naming no field (CPython's own
+# message for a long integer told the bot to call sys.set_int_max_str_digits()): a 422 naming it.
+@pytest.mark.parametrize(("where", "number", "said"), [
+    ("collected_data.order_total", "1e400", "a number within ±1.8e308"),
+    ("metadata.score", "-1e400", "a number within ±1.8e308"),
+    ("intent.confidence", "1e400", "a number within ±1.8e308"),
+    ("collected_data.order_number", "1" * 4301, "a number of at most 4300 digits (this one has 4301)"),
+    ("metadata.ids.1", "-" + "9" * 5000, "a number of at most 4300 digits (this one has 5000)"),
+])
+def test_a_number_beyond_what_python_holds_is_422_naming_it_and_the_limit(client, where, number, said):
     packet = minimal_packet()
-    packet["collected_data"] = {"order_total": "@@"}
-    body = problem(post(client, json.dumps(packet).replace('"@@"', "1e400")), 400)
-    assert "1e400" in body["detail"] and "range" in body["detail"]
+    packet["intent"] = {"name": "refund", "confidence": 0.5}
+    packet["collected_data"] = {"order_total": 1, "order_number": 1}
+    packet["metadata"] = {"score": 1, "ids": [1, 2, 3]}
+    node = packet
+    *parents, last = where.split(".")
+    for part in parents:
+        node = node[part]
+    node[int(last) if isinstance(node, list) else last] = "@@"
+    response = post(client, json.dumps(packet).replace('"@@"', number))
+    body = problem(response, 422)
+    assert body["errors"] == {where: [said]}
+    assert "4300 digits" in body["detail"] and "1.8e308" in body["detail"]
+    assert "sys." not in response.get_data(as_text=True) and "not valid JSON" not in body["detail"]
+
+
+def test_every_json_entry_point_refuses_such_a_number_the_same_way(client):
+    long = "1" * 4301
+    created = post(client, minimal_packet())
+    assert created.status_code == 201, created.get_json()
+    said = ('{"messages": [{"role": "customer", "text": "hi", "timestamp": "2026-11-21T10:00:00Z", '
+            f'"meta": {long}}}]}}')
+    sent = client.post(f"/v1/handoffs/{created.get_json()['id']}/messages", data=said, headers=auth(),
+                       content_type="application/json")
+    assert problem(sent, 422)["errors"] == {"messages.0.meta": ["a number of at most 4300 digits (this one has 4301)"]}
+    packet = minimal_packet()
+    packet["metadata"] = {"score": "@@"}
+    previewed = client.post("/v1/preview", data=json.dumps(packet).replace('"@@"', "1e400"),
+                            headers=auth(ADMIN_TOKEN), content_type="application/json")
+    assert problem(previewed, 422)["errors"] == {"metadata.score": ["a number within ±1.8e308"]}
+
+
+def test_numbers_at_the_limits_are_read_as_before(client):
+    packet = minimal_packet()
+    packet["collected_data"] = {"order_number": "@@", "order_total": 1.7e308}
+    packet["metadata"] = {"score": -1.7e308, "tiny": 1e-400}
+    created = post(client, json.dumps(packet).replace('"@@"', "9" * 4300))
+    assert created.status_code == 201, created.get_json()
+    kept = client.get(f"/v1/handoffs/{created.get_json()['id']}", headers=auth())
+    assert kept.status_code == 200, kept.get_json()
+    # A confidence is between 0 and 1: the schema's own rule, not the number's size, refuses these.
+    packet = minimal_packet()
+    packet["intent"] = {"name": "refund", "confidence": "@@"}
+    for number in ("9" * 4300, "1.7e308"):
+        body = problem(post(client, json.dumps(packet).replace('"@@"', number)), 422)
+        assert list(body["errors"]) == ["intent.confidence"] and "digits" not in str(body["errors"])
 
 
 def test_json_that_is_not_an_object_is_422(client):

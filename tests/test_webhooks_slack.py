@@ -350,6 +350,7 @@ def test_other_interactions_are_ignored_without_error(slack_app, payload, detail
     (b'payload={"type":"block_actions","type":"x"}', "payload.type"),
     (b"payload=" + quote_plus('{"a":' * 40 + "1" + "}" * 40).encode(), "payload" + ".a" * 32),  # past the depth
     (b'payload={"type":NaN}', "payload"),
+    (b'payload={"type":"block_actions","n":1e400}', "payload.n"),  # a number no float holds
     # A time past the year 9999: a 500, which Slack retries.
     (form(claim(action__action_ts="999999999999")), "payload.actions.0.action_ts"),
 ])
