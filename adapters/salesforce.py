@@ -158,8 +158,8 @@ class SalesforceAdapter(Adapter):
             "Subject": _clip(ctx.brief.subject, SUBJECT_MAX),
             "Description": text,
             "Status": self.mapping.get("status", "New"),
-            "Priority": (self.mapping.get("priority") or PRIORITY).get(priority),
-            "Origin": (self.mapping.get("origin") or ORIGIN).get(channel, self.mapping.get("default_origin", "Web")),
+            "Priority": self._table("priority", PRIORITY).get(priority),
+            "Origin": self._table("origin", ORIGIN).get(channel, self.mapping.get("default_origin", "Web")),
             # Salesforce refuses a value longer than its field (STRING_TOO_LONG) and with it the
             # case: a name is shortened, an address or number too long is left out (a cut one is
             # wrong). The brief in the Description carries all three whole.
@@ -171,6 +171,8 @@ class SalesforceAdapter(Adapter):
         }
         context = mapping_context(ctx)
         for api_name, spec in (self.mapping.get("fields") or {}).items():
+            # Salesforce reads a field's name in any case: `subject:` is the case's Subject, not a second key.
+            api_name = next((key for key in case if key.lower() == api_name.lower()), api_name)
             value = _field_value(resolve(spec, ctx.packet, context, tables=self.mapping.get("lookups"),
                                          where=f"salesforce.yaml fields.{api_name}", one_value=api_name == "Subject"))
             if api_name == "Subject":
@@ -200,7 +202,7 @@ class SalesforceAdapter(Adapter):
             "headers": {"Sforce-Auto-Assign": "FALSE"},  # a case being worked must not be re-routed
             "case": {},  # fields to PATCH: an urgent return's priority, and vendor_extra (neither for a batch)
         }
-        raised = (self.mapping.get("priority") or PRIORITY).get("urgent")
+        raised = self._table("priority", PRIORITY).get("urgent")
         # Raised, never lowered (the top), as Zendesk's; an unmapped urgent leaves it alone, not cleared.
         # Only by a new handoff: messages sent while waiting (`follow_up`) carry their handoff's routing,
         # and every batch re-raised a Priority an agent had lowered since triage.
@@ -348,6 +350,12 @@ class SalesforceAdapter(Adapter):
         then = " (the org's assignment rules chose the owner)" if name == "OwnerId" and done == "made" else ""
         return {"part": part, "reason": f"Salesforce refused {where} ({why[:300]}); the case was {done} "
                                         f"without it{then}"}
+
+    def _table(self, key: str, built_in: Mapping[str, str]) -> Mapping[str, str]:
+        """salesforce.yaml's `priority` or `origin` table; the built-in one only when the key is not
+        there — `priority: {}` (Priority left to the org's default) still sent High, Medium, Low."""
+        table = self.mapping.get(key)
+        return built_in if table is None else table
 
     def _mapping_key_of(self, name: str, ctx: HandoffContext) -> str | None:
         """The salesforce.yaml key a built-in case field took its value from; None: a default."""
@@ -755,9 +763,12 @@ def _fields_refused(reply: Any, case: Mapping[str, Any], keep: set[Any]) -> set[
         fields += _NO_SUCH_COLUMN.findall(str(error.get("message") or ""))
         if not fields and error["errorCode"] == "INACTIVE_OWNER_OR_USER" and _about_owner(error, case):
             fields = ["OwnerId"]  # Salesforce names no field
-        if not fields or any(f not in case or f in keep for f in fields):
+        # Salesforce names a field as it is defined; the case may hold it as a mapping wrote it
+        # (`integration__c`): matched in any case, or the case failed for good over one field.
+        as_sent = [next((key for key in case if key.lower() == f.lower()), None) for f in fields]
+        if not as_sent or any(key is None or key in keep for key in as_sent):
             return set()
-        named.update(fields)
+        named.update(key for key in as_sent if key is not None)
     return named
 
 

@@ -93,6 +93,12 @@ def check_mapping(mapping: Mapping[str, Any]) -> None:
     if problem := priority_map_problem("salesforce", mapping.get("priority")):
         raise problem
     for name, spec in (mapping.get("fields") or {}).items():
+        if isinstance(name, str) and name.lower() == "description":
+            # The brief's place, and the handoff id a retry finds the case by (without handoff_id_field):
+            # the agent got one line, the receipt said all was delivered, a timed-out create made two cases.
+            raise MappingProblem("salesforce", f"fields.{name}", "the Description holds the agent's brief and the "
+                                 "handoff id a retry finds the case by: map this value to a field of its own "
+                                 "(Summary__c)")
         # A misspelt path (`colected_data.error_code`) failed every delivery, naming no file or line.
         compile_for("salesforce", spec, f"fields.{name}", mapping.get("lookups"))
     for key, name in named:

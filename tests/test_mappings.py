@@ -731,3 +731,20 @@ def test_a_stray_yaml_file_appearing_and_going_while_serving_is_noticed(mapdir, 
     (mapdir / stranger).unlink()
     clock.now += 2
     assert store.current() is not good and store.errors is None
+
+
+@pytest.mark.parametrize("key", ["Description", "description"])
+def test_salesforce_fields_may_not_replace_the_description_the_brief_and_its_handoff_id_live_in(tmp_path, key):
+    # A review: `fields: {Description: intent.summary}` gave the agent one line for a brief, a receipt
+    # saying everything was delivered, and — without handoff_id_field — a second case after a timed-out create.
+    from adapters.registry import build_adapters, mapping_keys
+    from connector.settings import Settings
+
+    mapdir = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings", mapdir)
+    text = (mapdir / "salesforce.yaml").read_text()
+    (mapdir / "salesforce.yaml").write_text(text.replace("\nfields: {}\n", f"\nfields:\n  {key}: intent.summary\n"))
+    with pytest.raises(ConfigError) as err:
+        MappingStore(str(mapdir), "/", TARGETS, keys_of=mapping_keys,
+                     check=lambda mappings: build_adapters(Settings(), mappings.targets))
+    assert err.value.source.endswith(f"fields.{key}") and "holds the agent's brief" in err.value.message

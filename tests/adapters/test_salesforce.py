@@ -1421,3 +1421,38 @@ def test_a_subject_mapped_in_fields_that_finds_no_line_is_the_briefs(spec: Any) 
     # case without a subject at all, where Zendesk's mapped subject falls back to the brief's.
     context = ctx_for()
     assert adapter(Settings(), fields={"Subject": spec}).render(context)["case"]["Subject"] == context.brief.subject
+
+
+def test_a_refused_field_mapped_in_another_letter_case_is_left_out_not_the_whole_case(org: SalesforceFake) -> None:
+    # A review: Salesforce reads `integration__c` as Integration__c and names it so when it refuses the
+    # value; matched as written, the refusal failed the handoff for good — no case, brief or transcript.
+    org.query([{"Id": "0035g00000Existing"}])
+    org.rsps.add("POST", f"{org.api}/sobjects/Case/", status=400, json=[
+        {"errorCode": "STRING_TOO_LONG", "message": "Integration: data value too large", "fields": ["Integration__c"]}])
+    org.create("Case")
+    org.comments(1)
+    outcome = adapter(fields={"integration__c": "intent.summary"}).deliver(ctx_for())
+    first, second = org.sent("Case")
+    assert "integration__c" in first and "integration__c" not in second
+    assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID)
+    [entry] = [d for d in outcome.receipt["dropped"] if d["part"] == "mapping"]
+    assert entry["reason"].startswith("Salesforce refused salesforce.yaml fields.integration__c")
+
+
+def test_a_standard_field_mapped_in_another_letter_case_is_that_field_not_a_second_key() -> None:
+    case = adapter(Settings(), fields={"subject": "intent.summary"}).render(ctx_for())["case"]
+    assert "subject" not in case and case["Subject"].startswith("QuickBooks sync failing")
+
+
+@pytest.mark.parametrize("key", ["priority", "origin"])
+def test_an_empty_priority_or_origin_table_leaves_the_field_to_the_org(key: str) -> None:
+    # A review: `priority: {}` (the shipped file: "An unmapped priority leaves Priority out") still
+    # sent High, Medium, Low, and an urgent repeat PATCHed Priority: High; `origin: {}` sent Phone, Chat….
+    target = adapter(Settings(), **{key: {}})
+    urgent = {"priority": "urgent", "team": "support"}
+    case = target.render(ctx_for(full_packet(conversation={"id": "c", "channel": "voice"}), assignment=urgent))["case"]
+    if key == "priority":
+        assert "Priority" not in case
+        assert "Priority" not in target.render(ctx_for(link=Link(vendor_id=CASE_ID), assignment=urgent))["case"]
+    else:
+        assert case["Origin"] == "Web"  # default_origin for every channel
