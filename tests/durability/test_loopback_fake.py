@@ -61,3 +61,70 @@ def test_a_repeat_on_the_loopback_zendesk_adds_its_tags_beside_its_note():
         ticket = fakes.zendesk.tickets[int(made.vendor_id)]
     assert (again.status, again.vendor_id) == ("updated", made.vendor_id)
     assert len(ticket["comments"]) == 2 and "handoff" in ticket["tags"]
+
+
+def _zendesk(fakes):
+    from adapters.zendesk import ZendeskAdapter
+    from connector.mappings import load_file
+    from connector.settings import Settings
+    from tests.adapters.test_zendesk import MAPPING_FILE
+    from tests.fakes.loopback import ZENDESK_TOKEN
+
+    settings = Settings(zendesk_subdomain="acme", zendesk_email="bot@acme.example", zendesk_api_token=ZENDESK_TOKEN,
+                        zendesk_base_url=fakes.zendesk.url)
+    return ZendeskAdapter(settings, load_file(MAPPING_FILE))
+
+
+def test_the_loopback_zendesk_lists_a_tickets_comments_as_stored():
+    # After an update timed out the adapter reads the ticket's comments for its handoff id: the
+    # fake answered 404 InvalidEndpoint, the ticket was taken for deleted and a second one opened.
+    from adapters.base import Link
+    from tests.adapters.test_zendesk import ctx
+
+    with Loopback(Behaviour()) as fakes:
+        adapter = _zendesk(fakes)
+        made = adapter.deliver(ctx())
+        link = Link(vendor_id=made.vendor_id)
+        again = adapter.deliver(ctx(handoff_id="hnd_01TESTHANDOFF0000000000002", link=link))
+        base = fakes.zendesk.url + f"/api/v2/tickets/{made.vendor_id}/comments.json"
+        status, _, newest = http("GET", base + "?sort_order=desc&per_page=100")
+        _, _, paged = http("GET", base + "?per_page=1&page=1")
+        _, _, last = http("GET", base + "?per_page=1&page=2")
+        missing = http("GET", fakes.zendesk.url + "/api/v2/tickets/999999/comments.json")[0]
+        # An update whose answer was lost: found by its comment, not posted again, no second ticket.
+        found = adapter.deliver(ctx(handoff_id="hnd_01TESTHANDOFF0000000000002", link=link, outcome_unknown=True))
+        lost = adapter.deliver(ctx(handoff_id="hnd_01TESTHANDOFF0000000000003", link=link, outcome_unknown=True))
+        stored = fakes.zendesk.comments(int(made.vendor_id))
+    assert again.status == "updated" and status == 200 and missing == 404
+    assert newest["count"] == 2 and newest["next_page"] is None
+    assert "hnd_01TESTHANDOFF0000000000002" in newest["comments"][0]["html_body"]
+    assert "hnd_01TESTHANDOFF0000000000000" in newest["comments"][1]["html_body"]
+    assert paged["comments"] == [newest["comments"][1]] and paged["next_page"].endswith("page=2")
+    assert last["comments"] == [newest["comments"][0]] and last["next_page"] is None
+    assert (found.status, found.vendor_id, found.reply.get("found_by")) == ("updated", made.vendor_id, "comment")
+    assert (lost.status, lost.vendor_id) == ("updated", made.vendor_id)  # not there: posted once now
+    assert len(stored) == 3 and sum("hnd_01TESTHANDOFF0000000000002" in body for body in stored) == 1
+
+
+def test_the_loopback_salesforce_answers_an_updates_owner_query(monkeypatch):
+    # An update reads the case first (`SELECT IsClosed, OwnerId, Owner.Name, CreatedById`): the
+    # fake refused the dotted column as MALFORMED_QUERY, and every update failed.
+    from adapters.base import Link
+    from adapters.salesforce import SalesforceAdapter
+    from connector.settings import Settings
+    from tests.adapters.test_salesforce import ctx_for
+    from tests.fakes.loopback import HANDOFF_ID_FIELD, SALESFORCE_TOKEN
+
+    with Loopback(Behaviour()) as fakes:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", fakes.ca_file)  # simple-salesforce speaks https only
+        settings = Settings(salesforce_instance_url=fakes.salesforce.url, salesforce_access_token=SALESFORCE_TOKEN)
+        adapter = SalesforceAdapter(settings, {"handoff_id_field": HANDOFF_ID_FIELD})
+        made = adapter.deliver(ctx_for())
+        again = adapter.deliver(ctx_for(handoff_id="hnd_01TESTHANDOFF0000000000002",
+                                         link=Link(vendor_id=made.vendor_id)))
+        comments = [c["CommentBody"] for c in fakes.salesforce.records["CaseComment"]]
+    assert (again.status, again.vendor_id) == ("updated", made.vendor_id)
+    assert again.reply["owner"] == {"id": "005000000000001AAA", "name": "Loopback Integration", "kind": "user"}
+    assert any("hnd_01TESTHANDOFF0000000000002" in body.split("\n", 1)[0] for body in comments)
+    assert fakes.salesforce.duplicates() == []
+

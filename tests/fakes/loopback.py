@@ -75,6 +75,7 @@ ZENDESK_TOKEN = "zd-loopback-token"
 SALESFORCE_TOKEN = "00D000000000000!loopback-token"
 SLACK_TOKEN = "xoxb-loopback-0000-token"
 SLACK_CHANNEL = "C0HANDOFF"
+SALESFORCE_USER = "005000000000001AAA"  # the API user the token signs in as: a case's creator, its owner by default
 HANDOFF_ID_FIELD = "Handoff_Id__c"  # the Salesforce custom field the mapping must name (`handoff_id_field`)
 SF_API = "/services/data/v59.0/"
 FAULTS = ("5xx", "429", "timeout", "drop")
@@ -231,7 +232,8 @@ class FakeVendor(abc.ABC):
 
 
 class FakeZendesk(FakeVendor):
-    """Tickets (create with Idempotency-Key semantics, update, list by external_id), search, users, uploads."""
+    """Tickets (create with Idempotency-Key semantics, update, list by external_id), a ticket's
+    comments as stored (List Comments), search, users, uploads."""
 
     name = "zendesk"
 
@@ -268,9 +270,15 @@ class FakeZendesk(FakeVendor):
                 if ticket is None:
                     return Reply(404, {"error": "RecordNotFound", "description": "Not found"})
                 if method == "PUT":
-                    ticket.setdefault("comments", []).append((body or {}).get("ticket", {}).get("comment"))
+                    wanted = dict((body or {}).get("ticket") or {})
+                    if wanted.get("comment"):  # a status-only update (a reopen) adds no comment
+                        ticket["comments"].append(self._comment(wanted["comment"]))
+                    if wanted.get("status"):
+                        ticket["status"] = wanted["status"]
                     ticket["updated_at"] = _now()
                 return Reply(200, {"ticket": _public(ticket), "audit": {"id": self.new_id(), "ticket_id": ticket["id"]}})
+            if method == "GET" and (match := re.fullmatch(r"/api/v2/tickets/(\d+)/comments(?:\.json)?", path)):
+                return self._comments(int(match[1]), query)
             if method == "PUT" and (match := re.fullmatch(r"/api/v2/tickets/(\d+)/tags", path)):
                 ticket = self.tickets.get(int(match[1]))
                 if ticket is None:
@@ -301,12 +309,49 @@ class FakeZendesk(FakeVendor):
         wanted = dict((body or {}).get("ticket") or {})
         ticket_id = self.new_id()
         ticket = {**wanted, "id": ticket_id, "url": f"{self.url}/api/v2/tickets/{ticket_id}.json", "status": "new",
-                  "created_at": _now(), "updated_at": _now(), "comments": [wanted.get("comment")]}
+                  "created_at": _now(), "updated_at": _now(),
+                  "comments": [self._comment(wanted["comment"])] if wanted.get("comment") else []}
         self.tickets[ticket_id] = ticket
         if key:
             self._keys[key] = (digest, ticket_id)
         return Reply(201, {"ticket": _public(ticket), "audit": {"id": self.new_id(), "ticket_id": ticket_id}},
                      {"x-idempotency-lookup": "miss"})
+
+    def _comment(self, sent: Mapping[str, Any]) -> dict[str, Any]:
+        """A comment as Zendesk keeps it (List Comments' `TicketCommentObject`): what was sent as
+        `html_body` or `body`, both forms, with its own id and audit."""
+        html = sent.get("html_body")
+        text = sent.get("body")
+        html = html if isinstance(html, str) else f"<p>{text or ''}</p>"
+        text = text if isinstance(text, str) else re.sub(r"<[^>]*>", "", html)
+        return {"id": self.new_id(), "type": "Comment", "author_id": 1, "body": text, "html_body": html,
+                "plain_body": text, "public": bool(sent.get("public", True)), "attachments": [],
+                "audit_id": self.new_id(), "created_at": _now(), "uploads": list(sent.get("uploads") or [])}
+
+    def _comments(self, ticket_id: int, query: Mapping[str, str]) -> Reply:
+        """List Comments (`GET /api/v2/tickets/{id}/comments.json`), offset pagination: oldest first
+        unless `sort_order=desc`, `per_page` up to 100 (its default), `page` from 1; `next_page` the
+        next page's address or null. What creates and updates of the ticket actually stored."""
+        ticket = self.tickets.get(ticket_id)
+        if ticket is None:
+            return Reply(404, {"error": "RecordNotFound", "description": "Not found"})
+        comments = list(ticket["comments"])
+        if query.get("sort_order") == "desc":
+            comments.reverse()
+        per_page = min(max(int(query.get("per_page") or 100), 1), 100)
+        page = max(int(query.get("page") or 1), 1)
+        start = (page - 1) * per_page
+        base = f"{self.url}/api/v2/tickets/{ticket_id}/comments.json?sort_order={query.get('sort_order') or 'asc'}" \
+               f"&per_page={per_page}&page="
+        return Reply(200, {"comments": [{k: v for k, v in c.items() if k != "uploads"}
+                                        for c in comments[start:start + per_page]],
+                           "next_page": f"{base}{page + 1}" if start + per_page < len(comments) else None,
+                           "previous_page": f"{base}{page - 1}" if page > 1 else None, "count": len(comments)})
+
+    def comments(self, ticket_id: int) -> list[str]:
+        """The html bodies of a ticket's comments, oldest first."""
+        with self.lock:
+            return [c["html_body"] for c in self.tickets[ticket_id]["comments"]]
 
     def counts(self) -> dict[str, int]:
         with self.lock:
@@ -314,7 +359,9 @@ class FakeZendesk(FakeVendor):
 
 
 class FakeSalesforce(FakeVendor):
-    """REST API v59.0 over TLS, token auth: SOQL `SELECT f FROM Obj WHERE g = '…'`, sobject create/update."""
+    """REST API v59.0 over TLS, token auth: SOQL `SELECT f FROM Obj WHERE g = '…'` (and a case's
+    `Owner.Name`), sobject create/update. The token's user makes every record and owns a case no
+    routing gave an owner."""
 
     name = "salesforce"
     PREFIX = {"Case": "500", "Contact": "003", "CaseComment": "00a", "FeedItem": "0D5"}
@@ -341,7 +388,11 @@ class FakeSalesforce(FakeVendor):
                 if method != "POST" or match[1] not in self.records:
                     return Reply(404, [{"errorCode": "NOT_FOUND", "message": rest}])
                 record_id = f"{self.PREFIX[match[1]]}{self.new_id():015d}"
-                self.records[match[1]].append({**(body or {}), "Id": record_id, "_seq": self.new_id()})
+                record = {**(body or {}), "Id": record_id, "_seq": self.new_id(), "CreatedById": SALESFORCE_USER}
+                if match[1] == "Case":  # no owner named, no assignment rule here: the API user owns it
+                    record.setdefault("IsClosed", False)
+                    record["OwnerId"] = record.get("OwnerId") or SALESFORCE_USER
+                self.records[match[1]].append(record)
                 return Reply(201, {"id": record_id, "success": True, "errors": []})
             if (match := re.fullmatch(r"sobjects/(\w+)/(\w+)", rest)) and method == "PATCH":
                 for record in self.records.get(match[1], []):
@@ -353,7 +404,7 @@ class FakeSalesforce(FakeVendor):
 
     def _query(self, soql: str) -> Reply:
         # Only the first condition filters (a time bound after AND is taken as met).
-        match = re.match(r"SELECT\s+([\w, ]+?)\s+FROM\s+(\w+)\s+WHERE\s+(\w+)\s*=\s*'((?:[^'\\]|\\.)*)'(.*)$", soql, re.S)
+        match = re.match(r"SELECT\s+([\w., ]+?)\s+FROM\s+(\w+)\s+WHERE\s+(\w+)\s*=\s*'((?:[^'\\]|\\.)*)'(.*)$", soql, re.S)
         if not match or match[2] not in self.records:
             return Reply(400, [{"errorCode": "MALFORMED_QUERY", "message": soql[:200]}])
         columns, sobject, where, value, rest = match.groups()
@@ -361,8 +412,17 @@ class FakeSalesforce(FakeVendor):
         rows = [r for r in self.records[sobject] if str(r.get(where)) == value]
         if limit := re.search(r"LIMIT\s+(\d+)", rest):
             rows = rows[: int(limit[1])]
-        records = [{"attributes": {"type": sobject, "url": f"{SF_API}sobjects/{sobject}/{r['Id']}"},
-                    **{column.strip(): r.get(column.strip()) for column in columns.split(",")}} for r in rows]
+        records = []
+        for r in rows:
+            record: dict[str, Any] = {"attributes": {"type": sobject, "url": f"{SF_API}sobjects/{sobject}/{r['Id']}"}}
+            for column in (c.strip() for c in columns.split(",")):
+                if column == "Owner.Name":  # the one relationship field asked for (an update's `_still_open`)
+                    record["Owner"] = _owner(r.get("OwnerId"))
+                elif "." in column:
+                    return Reply(400, [{"errorCode": "INVALID_FIELD", "message": f"No such relation: {column}"}])
+                else:
+                    record[column] = r.get(column)
+            records.append(record)
         return Reply(200, {"totalSize": len(records), "done": True, "records": records})
 
     def counts(self) -> dict[str, int]:
@@ -715,6 +775,15 @@ def _decode(raw: bytes, content_type: str) -> Any:
     if "x-www-form-urlencoded" in content_type:
         return dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
     return {"_raw": raw[:200].decode("utf-8", "replace")}
+
+
+def _owner(owner_id: Any) -> dict[str, Any] | None:
+    """A case's `Owner` as SOQL returns `Owner.Name`: polymorphic (a user or a queue), typed `Name`."""
+    if not owner_id:
+        return None
+    kind = "Group" if str(owner_id).startswith("00G") else "User"
+    name = "Loopback Integration" if owner_id == SALESFORCE_USER else f"{kind} {owner_id}"
+    return {"attributes": {"type": "Name", "url": f"{SF_API}sobjects/{kind}/{owner_id}"}, "Name": name}
 
 
 def _public(ticket: Mapping[str, Any]) -> dict[str, Any]:
