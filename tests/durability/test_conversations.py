@@ -20,7 +20,6 @@ from tests.fakes.loopback import HANDOFF_ID_FIELD, SLACK_CHANNEL
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 CONVERSATIONS, HANDOFFS = 10, 5
-REPRO = "test_a_resumed_salesforce_update_finds_its_brief_after_the_next_handoff"
 HANDOFF_ID = re.compile(r"hnd_[0-9A-Z]{26}")
 
 
@@ -79,11 +78,10 @@ def _zendesk(vendors, ids: dict[int, list[str]]) -> list[str]:
     return wrong
 
 
-def _salesforce(vendors, ids: dict[int, list[str]], known: list[str] | None = None) -> list[str]:
+def _salesforce(vendors, ids: dict[int, list[str]]) -> list[str]:
     """A conversation without exactly one case; a handoff whose comments (its brief, its transcript,
-    each headed `Handoff <id> · <kind> · part i/N`) are not on that case each exactly once. With
-    `known`, a comment posted again reworded (`_reworded_note`: the connector's defect that
-    `test_a_resumed_salesforce_update_finds_its_brief_after_the_next_handoff` shows) goes there instead."""
+    each headed `Handoff <id> · <kind> · part i/N`) are not on that case each exactly once — a
+    retry's comment posted again reworded too (`test_a_resumed_salesforce_update_finds_its_brief_…`)."""
     wrong = []
     with vendors.salesforce.lock:
         cases = [dict(c) for c in vendors.salesforce.records["Case"]]
@@ -103,10 +101,8 @@ def _salesforce(vendors, ids: dict[int, list[str]], known: list[str] | None = No
                 bodies[comment["CommentBody"].split("\n", 1)[0]].append(comment["CommentBody"])
         heads = Counter({head: len(posted) for head, posted in bodies.items()})
         for head, posted in bodies.items():
-            if len(posted) > 1 and (known is None or not _reworded_note(head, posted)):
+            if len(posted) > 1:
                 wrong.append(f"case {found[0]}: comments posted twice {head!r}")
-            elif len(posted) > 1:
-                known.append(f"case {found[0]}: {head!r} posted {len(posted)} times, reworded")
         for hid in handoffs:
             parts = [re.search(r" · part (\d+)/(\d+)$", head) for head in heads if hid in head]
             numbers = sorted(int(p[1]) for p in parts if p)
@@ -115,20 +111,6 @@ def _salesforce(vendors, ids: dict[int, list[str]], known: list[str] | None = No
                 wrong.append(f"case {found[0]}, handoff {hid}: comment parts {numbers}")
     wrong += [f"cases of no conversation: {left}" for left in per_conversation.values()]
     return wrong
-
-
-def _reworded_note(head: str, posted: list[str]) -> bool:
-    """The one double the connector is known to make (see the xfail below): a later handoff's
-    comment (its brief, a transcript part) posted again by the attempt after one that failed
-    midway, where another handoff of the conversation updated the case in between. The retry
-    re-renders against the link as that handoff left it — the brief's "Handed off again … New
-    since …" line, the transcript's "[new]" marks — the resume compares whole bodies, misses the
-    first one and posts it again. Bodies alike but for those."""
-    def plain(body: str) -> str:
-        lines = [line for line in body.split("\n") if not line.startswith("Handed off again:")]
-        return "\n".join(lines).replace("[new] ", "")
-
-    return len(set(posted)) > 1 and len({plain(body) for body in posted}) == 1
 
 
 def _slack(vendors, ids: dict[int, list[str]]) -> list[str]:
@@ -194,21 +176,14 @@ def test_several_handoffs_of_each_conversation_through_vendor_faults(processes, 
     # The vendors' side: one ticket, case and alert per conversation, each handoff on it once.
     assert vendors.duplicates() == []
     assert _zendesk(vendors, ids) == []
-    known: list[str] = []
-    assert _salesforce(vendors, ids, known) == []
+    assert _salesforce(vendors, ids) == []
     assert _slack(vendors, ids) == []
     faults = {name: s["faults"] for name, s in vendors.stats().items()}
     for name, kinds in faults.items():  # the faults really happened, at every vendor
         assert {"5xx", "timeout"} <= set(kinds) and {"drop", "drop_before"} & set(kinds), (name, kinds)
     print(f"\nconversations: faults {faults}")
-    if known:  # everything else held: the known Salesforce defect, marked where it shows
-        pytest.xfail(f"known defect (Salesforce update comment posted twice, reworded; see {REPRO}): {known}")
 
 
-@pytest.mark.xfail(strict=True, reason="connector defect: a Salesforce update's retry re-renders the brief's "
-                   "'Handed off again … New since' line (and its transcript's [new] marks) against the conversation's "
-                   "link as a later handoff left it; the resume (`_transcript_to`) matches whole comment bodies, "
-                   "misses the brief the failed attempt posted and posts it again, reworded")
 def test_a_resumed_salesforce_update_finds_its_brief_after_the_next_handoff(monkeypatch):
     """The double the conversations scenario meets, made deterministic on the loopback Salesforce:
     handoff B's update posts its brief, then its transcript comment fails (503); handoff C of the
