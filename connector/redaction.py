@@ -3,8 +3,10 @@
 Kinds, applied in this order so a longer secret is not half-masked as a card or phone first:
 
 * `secret` — Stripe `sk_/rk_live|test_…`, `whsec_…`, Slack `xox[abposr]-…`/`xapp-…`, GitHub `ghp_…`
-  (and `gho_ ghu_ ghs_ ghr_ github_pat_`), AWS `AKIA…`/`ASIA…`, JWTs `eyJ….….…`, `Bearer <token>` /
-  `Basic <token>`, and assignments such as `password: …`, `pwd=…`, `api_key=…`, `token: …`, `pin: …`
+  (and `gho_ ghu_ ghs_ ghr_ github_pat_`), AWS `AKIA…`/`ASIA…`, OpenAI/Anthropic `sk-…` (digits among
+  32 characters or more), Google `AIza…`, GitLab `glpat-…`, npm `npm_…`, JWTs `eyJ….….…`, `Bearer <token>` /
+  `Basic <token>`, and assignments such as `password: …`, `pwd=…`, `api_key=…`, `secret_key=…`,
+  `aws_secret_access_key=…`, `private_key: …`, `token: …`, `pin: …`
   (after `token` and `pin`, words prose puts before a colon too, only a value that is quoted, holds
   a digit or has 16 characters or more: "token: expired since monday" is a diagnosis); and in prose,
   a password's or a code's name then "is" (ist, es, est, was; "now", "still" may follow) or a
@@ -47,6 +49,9 @@ _SECRET_TOKENS = re.compile(
     _KEY_START + r"(?:(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}|whsec_[A-Za-z0-9+/=]{10,}"
     r"|xox[abposr]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{10,}|gh[pousr]_[A-Za-z0-9]{30,}"
     r"|github_pat_[A-Za-z0-9_]{30,}|(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9\[])"
+    # OpenAI's and Anthropic's (sk-proj-…, sk-ant-…: 48 characters and more, digits among them; so a
+    # hyphenated phrase after "sk-" is kept), Google's API keys, GitLab's and npm's tokens.
+    r"|sk-(?:[a-z]+-)?(?=[A-Za-z_-]{0,60}[0-9])[A-Za-z0-9_-]{32,}|AIza[0-9A-Za-z_-]{35}|glpat-[A-Za-z0-9_-]{20,}|npm_[A-Za-z0-9]{36}"
     r"|eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,})"
 )
 # The scheme word stays, so an agent still sees that a credential was there.
@@ -62,6 +67,7 @@ _AUTH_HEADER = re.compile(r"(?<![A-Za-z0-9_\]])([Bb]earer|Basic)(\s+)[A-Za-z0-9.
 _ASSIGNMENT = re.compile(
     r"(?i)(?<![A-Za-z0-9_\]])(((?:password|passwd|passwort|kennwort|contrase[ñn]a|mot de passe|pwd|pw|passcode"
     r"|pin(?:[ -]?code)?|cvv2?|cvc2?|security code|secret|client_secret|api[_-]?key|access[_-]?token"
+    r"|aws_secret_access_key|secret[_-]?key|private[_-]?key"
     r"|auth[_-]?token|token)[\"']?)(?:\s+(?:number|code))?"
     r"((?>\s*[:=]\s*|\s+(?:(?:is|ist|es|est|was|war)\b(?:\s*[:=])?\s*(?:(?:now|still|jetzt|noch)\s+)?)?)))"
     r"(?!\[redacted)(\"[^\"\n]*\"|'[^'\n]*'|(?:[^\s&;,'\"]|[&;,](?=[^\s&;,'\"])(?![A-Za-z_][\w.-]*=))+)"

@@ -66,6 +66,12 @@ def luhn_valid(digits: str) -> bool:
         ("secret", "ghp_abcdefghijklmnopqrstuvwxyz0123456789", "[redacted secret]"),
         ("secret", "aws AKIAIOSFODNN7EXAMPLE", "aws [redacted secret]"),
         ("secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "[redacted secret]"),
+        # A security review's: keys of other providers, and credentials named otherwise.
+        ("secret", "key sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb3dEf6hIj9k ok", "key [redacted secret] ok"),
+        ("secret", "sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxAbCdEfGhIjKlMnOp and AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW",
+         "[redacted secret] and [redacted secret]"),
+        ("secret", "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY secret_key: abc123",
+         "aws_secret_access_key=[redacted secret] secret_key: [redacted secret]"),
         ("secret", "Authorization: Bearer abcDEF0123456789._-~+/xyz", "Authorization: Bearer [redacted secret]"),
         ("secret", "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl ok",
          "jwt [redacted secret] ok"),
@@ -111,6 +117,7 @@ def test_each_kind_is_masked(kind: str, text: str, expected: str) -> None:
     [
         (ALL, "order 1234567890123456 and 4242 4242 4242 4241"),  # 16 digits, not Luhn
         (ALL, "reference 12345678901234567890123"),  # too long to be a card
+        (ALL, "sk-learn-compatible-estimators-and-more-of-them"),  # words after "sk-", no digit: no key
         (ALL, "on 2026-11-21 12:00, due 21/11/2026 or 21.11.2026"),
         (ALL, "ip 192.168.100.200, version 10.0.19045.2965, pi 3.14159265358979"),
         # Dots join dates, versions and addresses: only a card's own groups are read as one (Luhn too).
