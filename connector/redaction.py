@@ -74,7 +74,8 @@ _ASSIGNMENT = re.compile(
 )
 # The spaces and dashes, other than ASCII's, that numbers are copied with (character class ranges).
 _SPACE_LIKE = "\u00a0\u2000-\u200a\u202f\u205f\u3000"
-_DASH_LIKE = "\u2010-\u2014\u2212\ufe63\uff0d"
+# Not the en and em dashes: they join ranges ("2026-01-02 – 2026-01-16", "pages 12–19").
+_DASH_LIKE = "\u2010-\u2012\u2212\ufe63\uff0d"
 _IBAN_START = re.compile(r"(?<![A-Za-z0-9\]])[A-Za-z]{2}[0-9]{2}")
 _IBAN_SEPARATOR = re.compile(rf"[ \-{_SPACE_LIKE}{_DASH_LIKE}]")
 # SWIFT IBAN registry: total length per country.
@@ -88,10 +89,15 @@ _IBAN_LENGTHS = {
         "TL:23 TN:24 TR:26 UA:29 VA:22 VG:24 XK:20 YE:30"
     ).split())
 }
-# Groups apart by up to three spaces or dashes ("4111  1111", "4111 - 1111"): a copy from a web page
-# or a banking app spaces them so (with a no-break space, read as a space below). No required
-# suffix, and separators and digits never overlap, so no backtracking.
-_DIGIT_RUN = re.compile(r"[0-9](?:[ -]{0,3}[0-9])*")
+_DIGIT_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")  # no required suffix, so no backtracking
+# A card's own groups (4-4-4-4…, Amex's 4-6-5, Diners' 4-6-4) apart by up to three spaces or a spaced
+# dash ("4111  1111  1111  1111", "4111 - 1111 - …", as a web page or a banking app lays them out):
+# only in that shape, as the dotted pass — any run so spaced took date ranges ("2026-01-02 - 2026-01-16"),
+# lists of order numbers and table rows for cards whenever their digits passed Luhn (one in ten).
+_WIDE = r"(?: {1,3}| ?- ?)"
+_WIDE_CARD_RUN = re.compile(rf"(?<![0-9])(?<![0-9][ -])(?:(?:[0-9]{{4}}{_WIDE}){{3}}[0-9]{{1,7}}"
+                            rf"|[0-9]{{4}}{_WIDE}[0-9]{{6}}{_WIDE}[0-9]{{4,5}})(?![0-9]|[ -][0-9])")
+_WIDE_GAP = re.compile(r"[0-9](?:  | -|- )")
 # A card grouped by dots ("4111.1111.1111.1111"): only in a card's own groups — 4-4-4 and the rest
 # (13 to 19 digits), Amex's 4-6-5, Diners' 4-6-4 — since dots also join dates (2026.11.20),
 # versions and addresses. A pass of its own before `_DIGIT_RUN`'s: one pattern for both let a run
@@ -260,6 +266,8 @@ def _mask_cards(text: str, counts: Counter[str]) -> str:
     # only where a dot is (the mask it leaves holds no run of 13 digits for the second).
     if "." in text or "\uff0e" in text:
         text = _mask_card_runs(text, counts, _DOTTED_CARD_RUN)
+    if _WIDE_GAP.search(text) or not text.isascii():  # the wide pass only where a gap could be wide
+        text = _mask_card_runs(text, counts, _WIDE_CARD_RUN)
     return _mask_card_runs(text, counts, _DIGIT_RUN)
 
 
