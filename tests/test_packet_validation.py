@@ -247,6 +247,18 @@ def test_an_attachment_with_a_name_only_is_kept_and_one_with_nothing_is_named(cl
         assert body["errors"] == {"transcript.0.attachments.0": [said]}, nameless
 
 
+def test_an_attachment_size_beyond_json_s_exact_integers_is_refused_naming_it(client):
+    # A review: a 401-digit size was accepted (202), then the brief's KB/MB division overflowed a float:
+    # the delivery an unknown outcome retried for ever, the dry run a 500.
+    packet = full_packet()
+    packet["transcript"][0]["attachments"] = [{"name": "huge.bin", "size": 10**400}]
+    body = problem(post(client, packet), 422)
+    assert list(body["errors"]) == ["transcript.0.attachments.0.size"]
+    assert "9007199254740991" in body["errors"]["transcript.0.attachments.0.size"][0]
+    packet["transcript"][0]["attachments"] = [{"name": "big.bin", "size": 2**53 - 1}]
+    assert post(client, packet).status_code == 201
+
+
 def test_unknown_target_is_refused(client):
     body = problem(post(client, minimal_packet(targets=["preview", "jira"])), 422)
     assert "targets.1" in body["errors"]
