@@ -258,3 +258,20 @@ def test_upgrading_a_database_with_handoffs_in_it_keeps_every_row(any_db_app, re
         assert connection.execute(select(delivery.c.handoff_id, delivery.c.state)).all() == [("hnd_OLD", "pending")]
         if db.dialect == "sqlite":  # and back on for the service's own transactions
             assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def test_a_row_orphaned_by_hand_before_does_not_stop_the_service_starting(tmp_path):
+    """A review: the check after the migration ran at every start, and a delivery whose handoff an
+    operator had deleted in the sqlite3 shell (foreign keys off there) stopped it, blaming a migration."""
+    import sqlite3
+
+    from connector.db import Database
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    Database(url, root=".").migrate()
+    with sqlite3.connect(f"{tmp_path}/c.db") as shell:  # the sqlite3 shell: foreign keys off
+        shell.execute("INSERT INTO deliveries (handoff_id, target, position, state, attempts, outcome_unknown, "
+                      "next_attempt_at, window_started_at, created_at, updated_at, rate_limited) VALUES "
+                      "('hnd_GONE', 'zendesk', 0, 'created', 1, 0, '2026-11-20', '2026-11-20', '2026-11-20', "
+                      "'2026-11-20', 0)")
+    Database(url, root=".").migrate()  # at head: nothing to migrate, and nothing refused
