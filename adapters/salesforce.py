@@ -19,6 +19,7 @@ import logging
 import re
 import threading
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -538,16 +539,10 @@ class SalesforceAdapter(Adapter):
         agent sees a part is missing and a resumed attempt skips it, and the receipt names it."""
         sobject, key, body = ("FeedItem", "feed_items", "Body") if "feed_items" in payload else \
             ("CaseComment", "comments", "CommentBody")
-        present: dict[str, list[str]] = {}
-        if resume:
-            # Found by its header's handoff, kind and part number, not by its whole text: a retry
-            # renders again, and a later handoff of the conversation may have moved the case's "told
-            # up to" since — the note's "New since our last update" and the transcript's [new] marks
-            # changed, the whole body matched nothing, and the part was posted twice, reworded.
+        present: Counter[str] = Counter()
+        if resume:  # bodies are unique per handoff (header), so matching them finds what was posted
             soql = format_soql("SELECT {:literal} FROM {:literal} WHERE ParentId = {}", body, sobject, case_id)
-            for record in self._call(lambda sf: sf.query_all(soql), write=False)["records"]:
-                text = str(record[body] or "")
-                present.setdefault(_part_of(text.split("\n", 1)[0]), []).append(text)
+            present.update(r[body] for r in self._call(lambda sf: sf.query_all(soql), write=False)["records"])
         posted = skipped = 0
         refused: list[dict[str, str]] = []
         landing = [] if landed is None else landed
@@ -555,11 +550,12 @@ class SalesforceAdapter(Adapter):
             text = record[body]
             head = text.split("\n", 1)[0]
             note = _refused_note(head)
-            if earlier := present.get(_part_of(head)):
-                found = earlier.pop(0)
+            found = next((b for b in (text, note) if present[b] > 0), None)
+            if found is not None:
+                present[found] -= 1
                 skipped += 1
                 landing.append(head)  # an earlier attempt's: on the case all the same
-                if found == _refused_note(found.split("\n", 1)[0]):  # refused by an earlier attempt: still said
+                if found == note:  # refused by an earlier attempt: still missing, still said
                     refused.append(_refused(head, "an earlier attempt"))
                 continue
             try:
@@ -704,13 +700,6 @@ def _brief_where(ctx: HandoffContext, parts_are: str) -> str:
     follows = (ctx.packet.get("follow_up") or {}).get("handoff_id")
     return (f"Handoff {follows}'s brief is in this case's Description — or, for a handoff that came after the "
             f"case was opened, in its {parts_are} headed “Handoff {follows} · brief”.")
-
-
-def _part_of(head: str) -> str:
-    """A comment's header line without its parts' total ("Handoff hnd_… · brief · part 2"): what names
-    the part whatever a new rendering's count of parts; any other first line, as it is."""
-    start, found, total = head.rpartition("/")
-    return start if found and " · part " in start and total.isdigit() else head
 
 
 def _header(label: str, kind: str, number: int, total: int) -> str:

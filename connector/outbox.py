@@ -19,7 +19,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Boolean, Connection, and_, bindparam, case, exists, func, insert, literal, or_, select, update
@@ -343,6 +343,7 @@ class Outbox:
                 return self._finish_failure(delivery, handoff, "failed",
                                             f"target {delivery.target!r} is not enabled here")
             started = time.perf_counter()
+            link, caught_up = _as_first_rendered(claimed, delivery)
             try:
                 # The brief is rendered inside the attempt: a packet it cannot render (a bug) is a
                 # failed attempt, retried and in the end dead, its failure told — not a crash
@@ -353,13 +354,13 @@ class Outbox:
                     target=delivery.target,
                     packet=packet,
                     brief=render_brief(packet, handoff.id,
-                                       update=claimed.link is not None and claimed.caught_up,
+                                       update=link is not None and caught_up,
                                        assignment=handoff.assignment,
-                                       new_after=last_message_told(claimed.link.extra) if claimed.link else None,
-                                       kept_team=kept_team(claimed.link, handoff.assignment, packet)),
+                                       new_after=last_message_told(link.extra) if link else None,
+                                       kept_team=kept_team(link, handoff.assignment, packet)),
                     assignment=handoff.assignment,
                     idempotency_key=f"{handoff.id}:{delivery.target}",
-                    link=claimed.link,
+                    link=link,
                     outcome_unknown=delivery.outcome_unknown,
                     sent_to=(delivery.sent_to or {}) if delivery.outcome_unknown else {},
                     attempt=delivery.attempts + 1,
@@ -374,7 +375,8 @@ class Outbox:
             except ReplacementUnderway:
                 return self._hold_for_replacement(delivery)
             except DeliveryError as err:
-                return self._record_error(delivery, handoff, err, time.perf_counter() - started)
+                return self._record_error(delivery, handoff, _rendered_as(err, link, caught_up),
+                                          time.perf_counter() - started)
             except ConfigError as err:  # a mapping that cannot serve this packet: retried, as an admin may fix it
                 log.error("mapping error in delivery", extra={"source": err.source})
                 return self._record_error(delivery, handoff, TransientError(f"mapping error: {err}"),
@@ -384,7 +386,8 @@ class Outbox:
                 # decode, a reply without the id we read), a plain retry posted the alert or the
                 # case again. Whatever it was, the next attempt looks before it sends.
                 log.exception("unexpected error in delivery")
-                return self._record_error(delivery, handoff, OutcomeUnknown(f"internal error: {type(err).__name__}"),
+                unknown = OutcomeUnknown(f"internal error: {type(err).__name__}")
+                return self._record_error(delivery, handoff, _rendered_as(unknown, link, caught_up),
                                           time.perf_counter() - started)
             attempted = self._record_success(delivery, handoff, outcome, time.perf_counter() - started)
             if attempted is not None and outcome.status == "updated" and outcome.holder and not handoff.follows_id:
@@ -970,6 +973,34 @@ def _taken_over():  # type: ignore[no-untyped-def]
     (In an UPDATE, SET expressions read the row's values from before the update.)
     """
     return or_(Delivery.outcome_unknown, Delivery.lease_owner.is_not(None))
+
+
+# `sent_to`'s key for what an attempt whose outcome is unknown rendered against: where the ticket
+# stood (`told`) and whether the handoff was caught up. The next attempt renders the same text: a later
+# handoff of the conversation may have updated the ticket in between, and rendered against the link
+# it left, a retry's note ("New since our last update") and [new] marks read otherwise — Salesforce's
+# resume, finding its comments by their text, posted them again, reworded.
+RENDERED_AS = "rendered_as"
+
+
+def _as_first_rendered(claimed: _Claimed, delivery: Delivery) -> tuple[Link | None, bool]:
+    """The link and `caught_up` to render this attempt with: the claim's, unless an attempt whose
+    outcome is unknown recorded what it rendered against (`RENDERED_AS`)."""
+    link, caught_up = claimed.link, claimed.caught_up
+    rendered = (delivery.sent_to or {}).get(RENDERED_AS) if delivery.outcome_unknown else None
+    if link is None or not isinstance(rendered, Mapping):
+        return link, caught_up
+    extra = {key: value for key, value in link.extra.items() if key != "told"}
+    if isinstance(rendered.get("told"), Mapping):
+        extra["told"] = rendered["told"]
+    return replace(link, extra=extra), bool(rendered.get("caught_up"))
+
+
+def _rendered_as(err: DeliveryError, link: Link | None, caught_up: bool) -> DeliveryError:
+    """`err`, an unknown outcome carrying what its attempt rendered against (`RENDERED_AS`)."""
+    if isinstance(err, OutcomeUnknown) and link is not None:
+        err.sent_to = {**(err.sent_to or {}), RENDERED_AS: {"told": link.extra.get("told"), "caught_up": caught_up}}
+    return err
 
 
 def _sent_to(handoff: Handoff, target: str) -> Mapping[str, Any]:

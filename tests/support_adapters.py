@@ -78,6 +78,24 @@ class QuickAdapter(_Recording):
         return Sent(vendor_id=f"quick-{ctx.handoff_id}", url=f"https://quick.example/t/{ctx.handoff_id}")
 
 
+class RenderingAdapter(_Recording):
+    """Makes tickets; a repeat's first update times out after acting (an unknown outcome). Keeps what
+    each update was rendered against: the note's "new since" and the transcript's [new] boundary."""
+
+    name = "rendering"
+    seen: list[tuple[Any, str | None]] = []
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        return Sent(vendor_id=f"T-{ctx.handoff_id}", url=None)
+
+    def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        assert ctx.link is not None
+        self.seen.append((ctx.brief.new_after, ctx.since_opened))
+        if len(self.seen) == 1:
+            raise OutcomeUnknown("the third comment timed out")
+        return Sent(vendor_id=ctx.link.vendor_id, url=None)
+
+
 class SlowAdapter(_Recording):
     """Takes longer than the test's sync budget, then succeeds."""
 

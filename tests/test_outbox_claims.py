@@ -28,6 +28,7 @@ from tests.support_adapters import (
     LimitedAdapter,
     LinkingAdapter,
     LookingAdapter,
+    RenderingAdapter,
     SlowAdapter,
     TakenOverAdapter,
 )
@@ -847,3 +848,27 @@ def test_a_long_host_name_leaves_every_lease_within_its_column(make_app, postgre
     services = app.extensions["connector"]
     token = services.outbox.new_token()
     assert len(token) <= Delivery.lease_owner.type.length and len(services.outbox.owner) < len(token)
+
+
+def test_an_attempt_after_an_unknown_outcome_renders_what_the_first_rendered(make_app, monkeypatch):
+    # A durability scenario (10 conversations × 5 handoffs under faults): handoff B's update posted part
+    # of its comments and timed out; handoff C of the conversation then updated the ticket and moved
+    # its "told up to"; B's retry, rendered against C's, said "New since …" and marked [new] otherwise,
+    # and Salesforce's resume, finding comments by their text, posted them again, reworded.
+    monkeypatch.setitem(registry.TARGETS, "rendering", "tests.support_adapters:RenderingAdapter")
+    monkeypatch.setattr(RenderingAdapter, "seen", [])
+    app = make_app(targets=("rendering",), sync_budget_ms=2000)
+    services, client = app.extensions["connector"], app.test_client()
+    transcript = minimal_packet()["transcript"]
+    assert post(client, minimal_packet()).status_code == 201  # A opens the ticket
+    later = [*transcript, {"at": "2026-11-20T10:05:00Z", "role": "customer", "text": "Still waiting, please."}]
+    b = client.post("/v1/handoffs", data=json.dumps(minimal_packet(transcript=later)),
+                    headers={**auth(), "Idempotency-Key": "b"}, content_type="application/json").get_json()
+    assert b["status"] == "pending" and len(RenderingAdapter.seen) == 1
+    with services.db.session() as session:  # C updated the ticket meanwhile: told up to its 10:30
+        link = session.scalars(select(ConversationLink)).one()
+        link.extra = {**link.extra, "told": {"last_message_at": "2026-11-20T10:30:00+00:00"}}
+    [retry] = [d for d in deliveries(services) if d.handoff_id == b["id"]]
+    assert services.outbox.run_delivery(retry.id).state == "updated"
+    first, again = RenderingAdapter.seen
+    assert again == first and first[0] is not None and "1 message from the customer" in first[1]

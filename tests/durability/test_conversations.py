@@ -227,8 +227,10 @@ def test_a_resumed_salesforce_update_finds_its_brief_after_the_next_handoff(monk
         assert failed
         # C (a later handoff of the conversation) updated the case meanwhile: told up to 10:04.
         adapter.deliver(ctx("hnd_01M951HAW0000000000000000C", 4, told_up_to=0))
-        # B again, as the outbox builds its next attempt: the link as C left it.
-        again = adapter.deliver(ctx(later, 1, told_up_to=4, attempt=2, outcome_unknown=True))
+        # B again, as the outbox builds its next attempt: rendered against the link as B's first attempt
+        # saw it, not as C left it (`outbox.RENDERED_AS`; test_outbox_claims.py shows the outbox does):
+        # the same comments, found by their text — none posted twice, none skipped that differs.
+        again = adapter.deliver(ctx(later, 1, told_up_to=0, attempt=2, outcome_unknown=True))
         briefs = [c["CommentBody"] for c in fakes.salesforce.records["CaseComment"]
                   if c["CommentBody"].startswith(f"Handoff {later} · brief")]
     assert again.status == "updated"
