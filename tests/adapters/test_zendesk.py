@@ -1567,6 +1567,21 @@ def test_a_mapped_subject_finding_a_list_is_the_briefs_and_says_so(caplog) -> No
     assert record.source == "zendesk.yaml subject" and "is a list" in record.error
 
 
+@pytest.mark.parametrize("spec", [
+    {"lookup": "tier", "from": "customer.segment", "default": None},   # no entry for the segment, the default null
+    {"lookup": {"vip": None}, "from": "customer.segment"},              # the segment's entry mapped to null
+    {"literal": None},
+])
+def test_a_mapped_subject_resolving_to_null_is_the_briefs(spec: dict[str, Any]) -> None:
+    # A review: a subject spec that resolves to null gave the ticket the subject "None", where
+    # mappings/README.md says one that finds nothing falls back to the brief's (Salesforce's did).
+    packet = full_packet()
+    packet["customer"]["segment"] = "vip"
+    context = ctx(packet)
+    target = adapter(subject=spec, lookups={"tier": {"enterprise": "Tier 1"}})
+    assert target.render(context)["ticket"]["subject"] == context.brief.subject
+
+
 def test_a_template_failing_on_a_packets_values_leaves_its_field_out_and_says_where(caplog) -> None:
     # 40 seats + ' seats' raised TypeError inside the delivery: an internal error, retried until
     # dead, naming neither file nor key — for every handoff with a number of seats.
