@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 COMMENT_LIMIT_BYTES = 60_000
 SUBJECT_MAX = 250  # characters of a mapped subject (mappings/README.md); the brief's is shorter
 PRIORITIES = {"low": "low", "normal": "normal", "high": "high", "urgent": "urgent"}
+RANK = {"low": 1, "normal": 2, "high": 3, "urgent": 4}  # Zendesk's priorities, lowest first; none (null) is 0
 TICKET_TYPES = ("question", "incident", "problem", "task")
 DEFAULTS: dict[str, Any] = {"type": "question", "public_comment": False, "tags": [], "custom_fields": [],
                             "reopen_solved": True}
@@ -222,13 +223,26 @@ class ZendeskAdapter(Adapter):
         # escalations' tag views and SLAs. The ticket's own team's tag is on it since its creation,
         # unless an agent removed it.
         ticket: dict[str, Any] = {"comment": comment}
-        raised = self._conf["priority"].get("urgent") if ctx.assignment.get("priority") == "urgent" else None
-        if raised == "urgent":  # `urgent: null` (no priority) would clear the ticket's own
+        if self._raises_to(ctx) == "urgent":
             # Raised, never lowered: the ticket's own priority is not known here (an agent may have
-            # raised it), and urgent is Zendesk's top — an urgent return must not sit at the old
-            # priority. Mapped lower (`urgent: high`), it is left alone: it took an agent's urgent down.
-            ticket["priority"] = raised
+            # raised it), and urgent is Zendesk's top, so it goes with the note. Mapped lower
+            # (`urgent: high`), sent here it took an agent's urgent down: it is raised after the note
+            # instead, once the note's reply shows the ticket's own (`_settle`).
+            ticket["priority"] = "urgent"
         return {"ticket": ticket, "tags": self._tags(ctx, routed=False)}
+
+    def _raises_to(self, ctx: HandoffContext) -> str | None:
+        """The priority an update raises its ticket to: the mapped value of urgent, when this is a new
+        urgent handoff of the conversation (a batch of messages, `follow_up`, raises nothing); None
+        otherwise, and for `urgent: null` (no priority), which would clear the ticket's own."""
+        if ctx.packet.get("follow_up") or ctx.assignment.get("priority") != "urgent":
+            return None
+        return self._conf["priority"].get("urgent")
+
+    def _raises_after_note(self, ctx: HandoffContext) -> str | None:
+        """`_raises_to`, unless it is urgent: that went with the note (`build_update`), in the same call."""
+        raise_to = self._raises_to(ctx)
+        return None if raise_to == "urgent" else raise_to
 
     brief_fields = {("comment", "html_body"): frozenset()}  # the comment is the brief
 
@@ -369,8 +383,8 @@ class ZendeskAdapter(Adapter):
         except RejectedError as err:
             raise _gone(err, ticket_id) or err from err
         with carrying(refused):
-            reopened, holder = self._settle(path, ticket_id, reply["ticket"])
-        sent = self._sent(reply["ticket"], reply, reopened=reopened)
+            reopened, raised, holder = self._settle(path, ticket_id, reply["ticket"], self._raises_after_note(ctx))
+        sent = self._sent(reply["ticket"], reply, reopened=reopened, raised_priority=raised)
         return replace(sent, slow_down_s=quota_pause(response), holder=holder, dropped=(*sent.dropped, *refused))
 
     def _add_tags(self, ticket_id: str, tags: list[str]) -> tuple[dict[str, str], ...]:
@@ -390,30 +404,42 @@ class ZendeskAdapter(Adapter):
                      "the note was added without them"},)
         return ()
 
-    def _settle(self, path: str, ticket_id: str, ticket: Mapping[str, Any]) -> tuple[bool, str | None]:
+    def _settle(self, path: str, ticket_id: str, ticket: Mapping[str, Any],
+                raise_to: str | None) -> tuple[bool, str | None, str | None]:
         """A ticket our note is on, as Zendesk shows it: reopened if the note left it waiting on
-        nobody (`reopen_solved`), and who has it then (`_holder`)."""
-        reopened = ticket.get("status") in WAITS_ON_NOBODY and self._conf["reopen_solved"] \
-            and self._reopen(path, ticket_id)
-        return reopened, _holder(ticket, reopened)
+        nobody (`reopen_solved`); raised to `raise_to` (`_raises_after_note`) if that ranks above its own
+        priority, never lowered; both in one call. Returns whether it was reopened, the priority it
+        was raised to (or None) and who has it then (`_holder`)."""
+        changes: dict[str, Any] = {}
+        if ticket.get("status") in WAITS_ON_NOBODY and self._conf["reopen_solved"]:
+            changes["status"] = "open"
+        if raise_to is not None and RANK.get(raise_to, 0) > RANK.get(ticket.get("priority"), 0):
+            # Only a raise: an agent's higher priority (urgent, where urgent is mapped to high) stays.
+            changes["priority"] = raise_to
+        done = bool(changes) and self._change(path, ticket_id, changes)
+        reopened = done and "status" in changes
+        return reopened, changes.get("priority") if done else None, _holder(ticket, reopened)
 
-    def _reopen(self, path: str, ticket_id: str) -> bool:
-        """A note on a solved ticket leaves it solved, out of every queue, until it closes; on a
+    def _change(self, path: str, ticket_id: str, changes: Mapping[str, Any]) -> bool:
+        """`changes` to a ticket our note is on (`_settle`): its status open, its priority raised.
+        A note on a solved ticket leaves it solved, out of every queue, until it closes; on a
         pending one (the agent waiting for the customer), pending: the customer who came back would
-        wait for no one. Reopened as a reply of theirs would.
+        wait for no one. Reopened as a reply of theirs would. An urgent return raises the ticket's
+        priority to what urgent is mapped to, where that is below Zendesk's urgent (`urgent: high`):
+        only after the note, whose reply shows the ticket's own.
 
         The note is in already. A refusal is logged and the note left as it is (trying again cannot
         change Zendesk's mind); a failure that may pass (429 — Update Ticket allows 100 a minute —
         a 5xx, a timeout) is an unknown outcome: the next attempt finds the note by its handoff id
-        (`find_existing_update`, which does not post it again) and reopens the ticket then. It was
+        (`find_existing_update`, which does not post it again) and settles the ticket then. It was
         logged and reported delivered, on a ticket no queue showed."""
         try:
-            self._call("PUT", path, write=True, json={"ticket": {"status": "open"}}, expect="ticket")
+            self._call("PUT", path, write=True, json={"ticket": dict(changes)}, expect="ticket")
         except TransientError as err:
-            raise _not_reopened(ticket_id, err) from err
+            raise _not_settled(ticket_id, err, changes) from err
         except DeliveryError as err:
-            log.warning("solved ticket not reopened", extra={"ticket": ticket_id, "error": type(err).__name__,
-                                                             "status": err.status})
+            log.warning(_NOT_DONE[frozenset(changes)], extra={"ticket": ticket_id, "error": type(err).__name__,
+                                                               "status": err.status})
             return False
         return True
 
@@ -449,9 +475,10 @@ class ZendeskAdapter(Adapter):
             raise _gone(err, ctx.link.vendor_id) or err from err
         for comment in reply["comments"]:
             if ctx.handoff_id in (comment.get("html_body") or comment.get("body") or ""):
-                reopened, holder = self._after_found_note(ctx.link.vendor_id)
+                reopened, raised, holder = self._after_found_note(ctx.link.vendor_id, self._raises_after_note(ctx))
                 return Sent(vendor_id=ctx.link.vendor_id, url=self._agent_url(ctx.link.vendor_id),
-                            reply={"found_by": "comment", **({"reopened": True} if reopened else {})}, holder=holder)
+                            reply={"found_by": "comment", **({"reopened": True} if reopened else {}),
+                                   **({"raised_priority": raised} if raised else {})}, holder=holder)
         return None
 
     def probe(self) -> Probed:
@@ -464,22 +491,26 @@ class ZendeskAdapter(Adapter):
             raise AuthError(f"Zendesk signs these credentials in as {who}, an end user: tickets need an agent")
         return Probed(f"signed in as {who} ({user.get('role')})")
 
-    def _after_found_note(self, ticket_id: str) -> tuple[bool, str | None]:
+    def _after_found_note(self, ticket_id: str, raise_to: str | None) -> tuple[bool, str | None, str | None]:
         """A note a timed-out attempt posted, found: the ticket as `send_update` would have left it
-        — reopened if solved (that attempt may not have got so far), and who has it (`_holder`)."""
+        — reopened if solved, its priority raised to `raise_to` if lower (that attempt may not have
+        got so far), and who has it (`_holder`)."""
         path = f"/api/v2/tickets/{quote(str(ticket_id), safe='')}.json"
         try:
             reply, _ = self._call("GET", path, write=False, expect="ticket")
         except TransientError as err:
-            if self._conf["reopen_solved"]:
-                raise _not_reopened(ticket_id, err) from err
-            return False, None  # only who has it was asked: left unknown, the note is in
+            # Whether it waits on nobody, or is below `raise_to`, is not known: the next attempt reads it again.
+            wanted = {**({"status": "open"} if self._conf["reopen_solved"] else {}),
+                      **({"priority": raise_to} if raise_to is not None else {})}
+            if wanted:
+                raise _not_settled(ticket_id, err, wanted) from err
+            return False, None, None  # only who has it was asked: left unknown, the note is in
         except DeliveryError as err:
             log.warning("zendesk: the ticket could not be read after its note was found (not reopened, "
-                        "who has it unknown)", extra={"ticket": ticket_id, "error": type(err).__name__,
-                                                      "status": err.status})
-            return False, None
-        return self._settle(path, ticket_id, reply["ticket"])
+                        "priority not raised, who has it unknown)",
+                        extra={"ticket": ticket_id, "error": type(err).__name__, "status": err.status})
+            return False, None, None
+        return self._settle(path, ticket_id, reply["ticket"], raise_to)
 
     def find_open_ticket(self, ctx: HandoffContext) -> Link | None:
         try:
@@ -685,12 +716,21 @@ def _holder(ticket: Mapping[str, Any], reopened: bool) -> str | None:
     return str(assignee) if id_problem(assignee) is None else None
 
 
-def _not_reopened(ticket_id: str, cause: TransientError) -> OutcomeUnknown:
-    """The note is on `ticket_id`, which still waits on nobody: the next attempt looks, finds the
-    note and reopens the ticket (a 429 still pauses the target)."""
-    log.warning("solved ticket not reopened yet; the next attempt reopens it",
+# What a refused `_change` logs, by what it was to change.
+_NOT_DONE = {frozenset({"status"}): "solved ticket not reopened",
+             frozenset({"priority"}): "ticket's priority not raised",
+             frozenset({"status", "priority"}): "solved ticket not reopened nor its priority raised"}
+
+
+def _not_settled(ticket_id: str, cause: TransientError, changes: Mapping[str, Any]) -> OutcomeUnknown:
+    """The note is on `ticket_id`, which still waits on nobody or is below the priority it is to be
+    raised to (`changes`): the next attempt looks, finds the note and settles the ticket (a 429
+    still pauses the target)."""
+    log.warning("%s yet; the next attempt does it", _NOT_DONE[frozenset(changes)],
                 extra={"ticket": ticket_id, "error": type(cause).__name__, "status": cause.status})
-    return RateLimitedAfterActing.unknown(f"the note is on ticket {ticket_id}, which could not be reopened yet "
+    undone = " and ".join([*(["reopened"] if "status" in changes else []),
+                           *([f"raised to {changes['priority']}"] if "priority" in changes else [])])
+    return RateLimitedAfterActing.unknown(f"the note is on ticket {ticket_id}, which could not be {undone} yet "
                                           f"({type(cause).__name__})", cause)
 
 

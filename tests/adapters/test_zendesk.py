@@ -365,11 +365,11 @@ def test_a_note_on_a_ticket_on_hold_leaves_it_on_hold(zd: FakeZendesk) -> None:
     assert len(zd.json_bodies("PUT", "/api/v2/tickets/77120.json")) == 1
 
 
-def _note_found(zd: FakeZendesk, context: Any, status: str = "solved") -> None:
+def _note_found(zd: FakeZendesk, context: Any, status: str = "solved", **fields: Any) -> None:
     """What an attempt after an unknown outcome reads: the note among the comments, the ticket."""
     zd.rsps.add("GET", zd.origin + "/api/v2/tickets/77120/comments.json", json={"comments": [
         {"id": 1, "html_body": f"<p>Handoff {context.handoff_id} from support-bot</p>"}]})
-    ticket = fixture("tickets-by-external-id.json")["tickets"][0] | {"id": 77120, "status": status}
+    ticket = fixture("tickets-by-external-id.json")["tickets"][0] | {"id": 77120, "status": status, **fields}
     zd.rsps.add("GET", zd.origin + "/api/v2/tickets/77120.json", json={"ticket": ticket})
 
 
@@ -402,6 +402,96 @@ def test_a_solved_ticket_zendesk_refuses_to_reopen_keeps_the_note_and_is_not_ret
         outcome = adapter().deliver(ctx(link=Link(vendor_id="77120")))
     assert outcome.status == "updated" and "reopened" not in outcome.reply
     assert [r.message for r in caplog.records] == ["solved ticket not reopened"]
+
+
+URGENT_IS_HIGH = {"low": "low", "normal": "normal", "high": "high", "urgent": "high"}  # an org without Zendesk's urgent
+TICKET_77120 = "/api/v2/tickets/77120.json"
+
+
+def _urgent_return(**kwargs: Any) -> Any:
+    return ctx(link=Link(vendor_id="77120"), assignment={**ASSIGNMENT, "priority": "urgent"}, **kwargs)
+
+
+@pytest.mark.parametrize(("own", "raised"), [("normal", "high"), ("low", "high"), (None, "high"),
+                                             ("high", None), ("urgent", None)])
+def test_an_urgent_return_mapped_below_urgent_raises_the_ticket_after_its_note_and_never_lowers_it(
+        zd: FakeZendesk, own: str | None, raised: str | None) -> None:
+    # A review: with `urgent: high`, an urgent return sent no priority at all (so as not to take an
+    # agent's urgent down to high), and a ticket at low or normal stayed there. The note's reply
+    # shows the ticket's own priority: raised after it, only where that is a raise.
+    zd.update_ticket(77120, priority=own)
+    if raised:
+        zd.update_ticket(77120, priority=raised)
+
+    outcome = adapter(priority=URGENT_IS_HIGH).deliver(_urgent_return())
+
+    assert outcome.status == "updated" and outcome.reply.get("raised_priority") == raised
+    note, *after = zd.json_bodies("PUT", TICKET_77120)
+    assert "priority" not in note["ticket"] and "comment" in note["ticket"]
+    assert after == ([{"ticket": {"priority": raised}}] if raised else [])
+
+
+def test_an_urgent_return_mapped_to_urgent_goes_with_the_note_as_before(zd: FakeZendesk) -> None:
+    zd.update_ticket(77120, priority="urgent")  # Zendesk answers with the priority the note's PUT set
+    outcome = adapter().deliver(_urgent_return())
+    [note] = zd.json_bodies("PUT", TICKET_77120)  # no second call: urgent is Zendesk's top
+    assert note["ticket"]["priority"] == "urgent" and "raised_priority" not in outcome.reply
+
+
+def test_messages_after_an_urgent_handoff_mapped_below_urgent_raise_nothing(zd: FakeZendesk) -> None:
+    packet = full_packet(follow_up={"handoff_id": "hnd_01ORIGINAL", "first": 3})
+    batch = _urgent_return(packet=packet, handoff_id="msg_01BATCH")
+    zd.update_ticket(77120, priority="low")  # an agent lowered it since: theirs to decide
+    outcome = adapter(priority=URGENT_IS_HIGH).deliver(batch)
+    assert outcome.status == "updated" and "raised_priority" not in outcome.reply
+    [body] = zd.json_bodies("PUT", TICKET_77120)
+    assert set(body["ticket"]) == {"comment"}
+
+
+def test_a_non_urgent_return_raises_nothing(zd: FakeZendesk) -> None:
+    zd.update_ticket(77120, priority="low")
+    adapter(priority=URGENT_IS_HIGH).deliver(ctx(link=Link(vendor_id="77120")))  # routed high
+    assert len(zd.json_bodies("PUT", TICKET_77120)) == 1
+
+
+def test_a_solved_ticket_an_urgent_return_raises_is_reopened_and_raised_in_one_call(zd: FakeZendesk) -> None:
+    zd.update_ticket(77120, status="solved", priority="normal")
+    zd.update_ticket(77120, priority="high")
+    outcome = adapter(priority=URGENT_IS_HIGH).deliver(_urgent_return())
+    assert zd.json_bodies("PUT", TICKET_77120)[1:] == [{"ticket": {"status": "open", "priority": "high"}}]
+    assert (outcome.reply["reopened"], outcome.reply["raised_priority"]) == (True, "high")
+    assert outcome.holder == "381156009921"
+
+
+def test_a_raise_zendesk_refuses_keeps_the_note_and_is_not_retried(zd: FakeZendesk,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    zd.update_ticket(77120, priority="normal")
+    zd.error("PUT", TICKET_77120, 422, "error-422-record-invalid.json")
+    with caplog.at_level(logging.WARNING, logger="adapters.zendesk"):
+        outcome = adapter(priority=URGENT_IS_HIGH).deliver(_urgent_return())
+    assert outcome.status == "updated" and "raised_priority" not in outcome.reply
+    assert [r.message for r in caplog.records] == ["ticket's priority not raised"]
+
+
+@pytest.mark.parametrize("status", ["open", "solved"])
+def test_a_raise_that_failed_for_now_is_made_by_the_next_attempt_without_a_second_note(
+        zd: FakeZendesk, status: str) -> None:
+    zd.update_ticket(77120, status=status, priority="normal")
+    zd.error("PUT", TICKET_77120, 503, "error-503.html")
+    target = adapter(priority=URGENT_IS_HIGH)
+    with pytest.raises(OutcomeUnknown, match="raised to high"):
+        target.deliver(_urgent_return())
+    second = _urgent_return(outcome_unknown=True, attempt=2)
+    _note_found(zd, second, status=status, priority="normal")
+    zd.update_ticket(77120, priority="high")
+
+    outcome = target.deliver(second)
+
+    wanted = {"status": "open", "priority": "high"} if status == "solved" else {"priority": "high"}
+    assert outcome.status == "updated" and outcome.reply["raised_priority"] == "high"
+    bodies = zd.json_bodies("PUT", TICKET_77120)
+    assert ["comment" in body["ticket"] for body in bodies] == [True, False, False]  # one note
+    assert bodies[1:] == [{"ticket": wanted}] * 2
 
 
 def test_a_timed_out_note_on_the_customers_open_ticket_is_not_posted_again(zd: FakeZendesk) -> None:
