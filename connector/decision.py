@@ -13,6 +13,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
+from adapters import registry
 from adapters.errors import DeliveryError
 
 from . import customer_message, routing
@@ -58,15 +59,24 @@ def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str,
 
 
 def choose_targets(packet: Mapping[str, Any], assignment: dict[str, Any], enabled: list[str]) -> list[str]:
-    """The bot's `targets` (already checked to be enabled), else the rule's, else every enabled one."""
+    """The bot's `targets` (already checked to be enabled), else the rule's, else every enabled one.
+    A rule's that leave only the built-in preview while a vendor is enabled are as if none were
+    enabled: preview reaches no agent beside a vendor (`registry.reaches_agents`), and the handoff
+    was answered `delivered`, the customer told someone would reply, with nobody ever seeing it —
+    intake refuses a packet whose own `targets` name only preview there (`intake._unservable`)."""
     if packet.get("targets"):
         return list(packet["targets"])
     wanted = assignment.get("target_names")
     if wanted:
         chosen = [name for name in wanted if name in enabled]
-        if chosen:
+        vendors = [name for name in enabled if name != registry.BUILT_IN]
+        if chosen and not (vendors and all(name == registry.BUILT_IN for name in chosen)):
             return chosen
-        assignment["trace"].append(f"rule targets {wanted} are not enabled here; every enabled target instead")
+        if chosen:
+            assignment["trace"].append(f"rule targets {wanted} leave only the built-in preview, which reaches no "
+                                       f"agent beside {', '.join(vendors)}; every enabled target instead")
+        else:
+            assignment["trace"].append(f"rule targets {wanted} are not enabled here; every enabled target instead")
     return enabled
 
 

@@ -97,6 +97,14 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
             "Every target of this handoff that reaches an agent was dismissed by an operator: nothing would "
             "deliver these messages. Send a new handoff of the conversation with the whole transcript instead.",
             errors={"messages": ["every target of the handoff was dismissed"]})
+    # Nor to preview alone while a vendor is enabled (a rule sent a handoff there before
+    # `decision.choose_targets` passed such a rule over): it stands in for the vendors only where none is.
+    if not any(registry.reaches_agents(target, [*among, *services.adapters]) for target in targets):
+        vendors = ", ".join(name for name in services.adapters if name != registry.BUILT_IN)
+        raise ValidationFailed(
+            f"This handoff went only to the built-in preview, which reaches no agent while {vendors} is enabled: "
+            "nobody would see these messages. Send a new handoff of the conversation with the whole transcript "
+            "instead.", errors={"messages": [f"the handoff's only target, preview, reaches no agent beside {vendors}"]})
     try:
         for _ in range(PLACE_TRIES):
             earlier = _earlier(services, handoff)

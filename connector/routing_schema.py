@@ -216,6 +216,14 @@ class RoutingSchema(_Strict):
             if unknown:
                 problems.setdefault("then", {})["target_names" if then.get("target_names") else "targets"] = [
                     f"unknown target(s) {unknown}; known: {self.known_targets}"]
+            elif then.get("target_names") and all(n == registry.BUILT_IN for n in then["target_names"]):
+                # Which targets are enabled is not known here (a disabled one is passed over when
+                # routing: `decision.choose_targets`), but this rule is wrong either way: beside a
+                # vendor preview reaches no agent, and alone it gets every handoff without a rule.
+                problems.setdefault("then", {})["target_names"] = [
+                    f"only the built-in {registry.BUILT_IN!r}: beside a vendor it reaches no agent (its handoffs "
+                    "would go to every enabled target instead), and alone it is where every handoff goes "
+                    "already; name a vendor, or leave target_names out"]
             if wrong := _routing_keys(then.get("targets") or {}):
                 problems.setdefault("then", {})["targets"] = wrong
             if not rule["when"] and i != len(rules) - 1:

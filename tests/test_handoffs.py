@@ -1184,3 +1184,54 @@ def test_slack_vendor_extra_is_judged_the_same_whatever_routing_chooses(make_app
         assert post(previewed, stored_before, key="k-old").status_code == 201
     assert post(previewed, stored_before, key="k-old").status_code == 200
     assert post(previewed, stored_before, key="k-new").status_code == 422
+
+
+def _mappings_with_a_first_rule(tmp_path, rule: str) -> str:
+    """A copy of the shipped mappings with `rule` (YAML lines under `rules:`) tried first."""
+    import shutil
+    from pathlib import Path
+
+    root = tmp_path / "mappings-with-a-rule"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", root)
+    routing = root / "routing.yaml"
+    routing.write_text(routing.read_text().replace("rules:\n", "rules:\n" + rule, 1))
+    return str(root)
+
+
+def test_a_rule_leaving_only_preview_beside_a_vendor_sends_the_handoff_to_every_enabled_target(make_app, tmp_path,
+                                                                                            test_targets):
+    # A review: a rule's `target_names` left only the built-in preview (Slack not enabled here)
+    # while a vendor was: 201 `delivered`, the ticket at preview alone, the customer told someone
+    # would reply — no agent ever saw it. Passed over as a rule naming disabled targets is.
+    mappings = _mappings_with_a_first_rule(tmp_path, "  - name: to-preview\n    when: {urgency: urgent}\n"
+                                                     "    then: {team: escalations, target_names: [preview, slack]}\n")
+    client = make_app(targets=("linked_a", "preview"), mappings_dir=mappings).test_client()
+    body = post(client, minimal_packet(escalation={"reason": "customer_request", "urgency": "urgent"})).get_json()
+    assert body["assignment"]["rule"] == "to-preview"
+    assert sorted(t["target"] for t in body["tickets"]) == ["linked_a", "preview"]
+    assert any("leave only the built-in preview, which reaches no agent beside linked_a" in line
+               for line in body["assignment"]["trace"])
+    # Preview alone enabled: the rule's preview is where every handoff goes, as before.
+    alone = make_app(targets=("preview",), mappings_dir=mappings).test_client()
+    body = post(alone, minimal_packet(escalation={"reason": "customer_request", "urgency": "urgent"})).get_json()
+    assert [t["target"] for t in body["tickets"]] == ["preview"] and body["status"] == "delivered"
+
+
+def test_messages_of_a_handoff_to_preview_alone_are_refused_once_a_vendor_is_enabled(make_app, test_targets):
+    # A review: such a handoff's batches were answered `delivered` (`reaches_agents` among the
+    # handoff's own targets only): preview stands in for the vendors only where none is enabled.
+    first = make_app(targets=("preview",))
+    handoff = post(first.test_client(), minimal_packet()).get_json()
+    assert [t["target"] for t in handoff["tickets"]] == ["preview"]
+    database_url = first.extensions["connector"].settings.database_url
+    later = make_app(targets=("preview", "linked_a"), database_url=database_url).test_client()
+    batch = {"messages": [{"at": "2026-11-20T10:05:00Z", "role": "customer", "text": "Still there?"}]}
+    response = later.post(f"/v1/handoffs/{handoff['id']}/messages", headers=auth(), content_type="application/json",
+                          data=json.dumps(batch))
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == {
+        "messages": ["the handoff's only target, preview, reaches no agent beside linked_a"]}
+    # With preview alone enabled they are taken, as in the quickstart.
+    alone = make_app(targets=("preview",), database_url=database_url).test_client()
+    assert alone.post(f"/v1/handoffs/{handoff['id']}/messages", headers=auth(), content_type="application/json",
+                      data=json.dumps(batch)).status_code == 201

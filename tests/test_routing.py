@@ -477,3 +477,35 @@ def test_the_customers_words_are_quoted_as_typed_and_only_from_one_message():
     split["transcript"].append({"at": "2026-11-20T09:18:00Z", "role": "customer", "text": "my account was charged"})
     result = assign(split, SHIPPED, now=TUESDAY_NOON)
     assert result["rule"] != "fraud-or-legal" and "customer_words" not in result
+
+
+def test_a_rule_naming_only_the_built_in_preview_is_refused(tmp_path):
+    # Beside a vendor preview reaches no agent (intake refuses a packet naming it alone there), and
+    # alone it gets every handoff without a rule: such a rule is a mistake whichever is enabled.
+    from adapters import registry
+
+    (tmp_path / "routing.yaml").write_text(
+        BASE + "rules:\n  - {name: dry, when: {segment: vip}, then: {target_names: [preview]}}\n  - {name: default}\n")
+    with pytest.raises(ConfigError) as err:
+        load_mappings(str(tmp_path), "/", list(registry.TARGETS))
+    assert "rules[0].then.target_names" in err.value.source
+    assert "only the built-in 'preview'" in err.value.message
+    (tmp_path / "routing.yaml").write_text(
+        BASE + "rules:\n  - {name: both, when: {segment: vip}, then: {target_names: [preview, zendesk]}}\n"
+        "  - {name: default}\n")
+    load_mappings(str(tmp_path), "/", list(registry.TARGETS))  # a vendor beside it: fine
+
+
+def test_choose_targets_passes_over_a_rule_leaving_only_preview_beside_a_vendor():
+    from connector.decision import choose_targets
+
+    def chosen(wanted, enabled):  # type: ignore[no-untyped-def]
+        assignment = {"target_names": wanted, "trace": []}
+        return choose_targets({}, assignment, enabled), assignment["trace"]
+
+    assert chosen(["preview"], ["zendesk", "preview"]) == (["zendesk", "preview"], [
+        "rule targets ['preview'] leave only the built-in preview, which reaches no agent beside zendesk; every "
+        "enabled target instead"])
+    assert chosen(["preview", "slack"], ["preview"]) == (["preview"], [])  # preview alone: it is everything
+    assert chosen(["preview", "zendesk"], ["zendesk", "preview"]) == (["preview", "zendesk"], [])
+    assert chosen(["slack"], ["zendesk"])[0] == ["zendesk"]
