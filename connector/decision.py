@@ -41,8 +41,13 @@ def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str,
     calendars are read at (a dry run may ask about another; default: now)."""
     previous = None
     facts, now = routing.Facts(packet), now or dt.datetime.now(dt.UTC)  # the rules are checked once, for both
-    if ask_vendors and routing.wants_previous_agent(packet, mappings.routing, now=now, facts=facts):
-        asked = packet.get("targets") or list(adapters)
+    sticky = routing.first_match(packet, mappings.routing, now=now, facts=facts) if ask_vendors else None
+    if sticky is not None and sticky["then"].get("sticky"):
+        # Only the targets the handoff goes to, as that rule chooses them: asked among every
+        # enabled one, a rule's `target_names: [salesforce]` offered a Zendesk agent (and a Zendesk
+        # assignee_id no delivery carries) while only Salesforce got the handoff.
+        asked = choose_targets(packet, {"target_names": sticky["then"].get("target_names"), "trace": []},
+                               list(adapters))
         previous = previous_agent(packet, {name: adapters[name] for name in asked if name in adapters}, deadline)
     assignment = routing.assign(packet, mappings.routing, previous_agent=previous, now=now, facts=facts)
     wait_seconds, wait_source = routing.wait_estimate(assignment, mappings.routing, observed_wait=observed_wait)

@@ -19,7 +19,8 @@ from .errors import ConfigError
 from .routing_schema import PRIORITIES, Keywords, RoutingConfig, compile_routing, compiled, language_tag
 from .text_rules import is_blank
 
-__all__ = ["PRIORITIES", "Facts", "assign", "compile_routing", "expected_wait", "wait_estimate", "wants_previous_agent"]
+__all__ = ["PRIORITIES", "Facts", "assign", "compile_routing", "expected_wait", "first_match", "wait_estimate",
+           "wants_previous_agent"]
 
 class Facts:
     """The packet fields rules look at, normalized once (lowercase, defaults)."""
@@ -159,12 +160,18 @@ def wants_previous_agent(packet: Mapping[str, Any], routing: Mapping[str, Any], 
     """Whether the first rule whose conditions hold is sticky — the only case where asking a vendor
     for the customer's previous agent (a call made before the handoff is stored) can change anything.
     Pass the same `facts` and `now` to `assign` afterwards and it reuses what was checked here."""
+    rule = first_match(packet, routing, now=now, facts=facts)
+    return bool(rule is not None and rule["then"].get("sticky"))
+
+
+def first_match(packet: Mapping[str, Any], routing: Mapping[str, Any], *,
+                now: dt.datetime | None = None, facts: Facts | None = None) -> Mapping[str, Any] | None:
+    """The first rule whose conditions hold (before a sticky rule's `fallback: next`), as
+    `wants_previous_agent` reads it: a sticky one's `target_names` say whom to ask for the previous
+    agent. None when none holds (a file without a default, refused at load)."""
     config, facts = compiled(routing), facts or Facts(packet)
     now = now or dt.datetime.now(dt.UTC)
-    for rule in config["rules"]:
-        if facts.matches(rule, config, now)[0]:
-            return bool(rule["then"].get("sticky"))
-    return False
+    return next((rule for rule in config["rules"] if facts.matches(rule, config, now)[0]), None)
 
 
 def assign(packet: Mapping[str, Any], routing: Mapping[str, Any], *, now: dt.datetime | None = None,

@@ -509,3 +509,38 @@ def test_choose_targets_passes_over_a_rule_leaving_only_preview_beside_a_vendor(
     assert chosen(["preview", "slack"], ["preview"]) == (["preview"], [])  # preview alone: it is everything
     assert chosen(["preview", "zendesk"], ["zendesk", "preview"]) == (["preview", "zendesk"], [])
     assert chosen(["slack"], ["zendesk"])[0] == ["zendesk"]
+
+
+def test_a_sticky_rule_asks_for_the_previous_agent_only_at_the_targets_the_handoff_goes_to():
+    # A review: asked among every enabled target, a rule's `target_names: [salesforce]` offered the
+    # Zendesk agent (and a Zendesk assignee_id) while only Salesforce got the handoff.
+    from types import SimpleNamespace
+
+    from connector.decision import decide
+
+    asked: list[str] = []
+
+    class Vendor:
+        def __init__(self, name, agent):  # type: ignore[no-untyped-def]
+            self.name, self.agent = name, agent
+
+        def previous_agent(self, packet, deadline=None):  # type: ignore[no-untyped-def]
+            asked.append(self.name)
+            return self.agent
+
+    adapters = {"zendesk": Vendor("zendesk", {"id": "381726354", "name": "Zed Zendesk"}),
+                "salesforce": Vendor("salesforce", {"id": "0055g00000AbCdEAAZ", "name": "Sal Salesforce"})}
+    mappings = SimpleNamespace(messages={}, routing=config(
+        "  - {name: sf, when: {segment: vip}, then: {sticky: true, target_names: [salesforce]}}\n"
+        "  - {name: default}\n"))
+    decision = decide(packet(customer__segment="vip"), mappings, adapters, now=TUESDAY_NOON)
+    assert asked == ["salesforce"] and decision.targets == ["salesforce"]
+    assert decision.assignment["agent"] == "Sal Salesforce"
+    assert decision.assignment["targets"].get("salesforce", {}).get("owner_id") == "0055g00000AbCdEAAZ"
+    assert "assignee_id" not in decision.assignment["targets"].get("zendesk", {})
+    assert "Zed" not in decision.customer_message["text"]
+    # A packet naming its targets is asked at those, as before; a rule without target_names, at every one.
+    del asked[:]
+    named = {**packet(customer__segment="vip"), "targets": ["zendesk"]}
+    assert decide(named, mappings, adapters, now=TUESDAY_NOON).assignment["agent"] == "Zed Zendesk"
+    assert asked == ["zendesk"]
