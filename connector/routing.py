@@ -29,7 +29,7 @@ class Facts:
         self.packet = packet
         get = lambda key: packet.get(key) or {}  # noqa: E731
         self.intent = str(get("intent").get("name") or "").lower()
-        self.department = str(get("routing").get("department") or "").lower()
+        self.department = str(get("routing").get("department") or "").strip().lower()
         self.skills = {str(s).lower() for s in get("routing").get("skills") or ()}
         self.segment = str(get("customer").get("segment") or "").lower()
         self.sentiment = str(get("sentiment").get("label") or "").lower()
@@ -253,11 +253,12 @@ def _decide(packet: Mapping[str, Any], rule: Mapping[str, Any], config: RoutingC
 
 def _team_for(hint: Any, config: RoutingConfig, trace: list[str]) -> str | None:
     """The configured team a bot's `routing.department` names, as rules compare it (`Facts`): in
-    any case ("Billing" is billing), nothing more, so a team chosen this way is one a rule's
-    `department:` condition matches too. Taken as written, "Billing" lost billing's calendar,
-    queue and vendor ids, and the customer was promised a reply from a team that was closed. A
-    department no team matches is still the team (a helpdesk group routing.yaml does not
-    describe), and the trace says it has no calendar, queue or ids here."""
+    any case ("Billing" is billing) and without the spaces around it ("billing "), nothing more, so
+    a team chosen this way is one a rule's `department:` condition matches too. Taken as written,
+    "Billing" (and "billing ") lost billing's calendar, queue and vendor ids, and the customer was
+    promised a reply from a team that was closed. A department no team matches is still the team
+    (a helpdesk group routing.yaml does not describe), without the spaces around it, and the trace
+    says it has no calendar, queue or ids here."""
     if not hint:
         return None
     teams = config["teams"]
@@ -265,12 +266,13 @@ def _team_for(hint: Any, config: RoutingConfig, trace: list[str]) -> str | None:
     if found is None and teams:
         trace.append(f"routing.department {str(hint)[:100]!r} is no team in routing.yaml "
                      f"({', '.join(sorted(teams))}): no calendar, queue or vendor ids for it")
-    return found or str(hint)
+    return found or str(hint).strip()
 
 
 def configured_team(hint: Any, teams: Mapping[str, Any]) -> str | None:
-    """The team of routing.yaml that a bot's `routing.department` names, in any case; None if none."""
-    wanted = str(hint).lower()
+    """The team of routing.yaml that a bot's `routing.department` names, in any case and without the
+    spaces around it ("billing " is billing, as a rule's `department:` reads it); None if none."""
+    wanted = str(hint).strip().lower()
     return next((name for name in teams if str(name).lower() == wanted), None)
 
 
@@ -280,7 +282,7 @@ def department_warnings(packet: Mapping[str, Any], assignment: Mapping[str, Any]
     team for. It is taken as written (a helpdesk group the file does not describe), but with no
     queue, calendar or vendor ids: the bot asked for a department and no target routes it there."""
     hint = (packet.get("routing") or {}).get("department")
-    if not hint or assignment.get("team") != str(hint):  # the usual handoff: no hint, or a rule's team
+    if not hint or assignment.get("team") != str(hint).strip():  # the usual handoff: no hint, or a rule's team
         return []
     teams = compiled(routing)["teams"]
     if not teams or configured_team(hint, teams) is not None:

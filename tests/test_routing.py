@@ -544,3 +544,33 @@ def test_a_sticky_rule_asks_for_the_previous_agent_only_at_the_targets_the_hando
     named = {**packet(customer__segment="vip"), "targets": ["zendesk"]}
     assert decide(named, mappings, adapters, now=TUESDAY_NOON).assignment["agent"] == "Zed Zendesk"
     assert asked == ["zendesk"]
+
+
+@pytest.mark.parametrize("department", ["special ", " Special", "\tSPECIAL\n"])
+def test_the_bots_department_names_a_team_without_the_spaces_around_it(department):
+    # A review: "billing " was a team of its own — no queue, calendar or vendor ids — and no
+    # `department:` condition matched it.
+    from connector.routing import department_warnings
+
+    rules = config("  - {name: r, when: {department: special}, then: {priority: high}}\n  - {name: default}\n")
+    hinted = packet(routing__department=department)
+    result = assign(hinted, rules, now=SATURDAY)
+    assert result["rule"] == "r" and (result["team"], result["queue"]) == ("special", "Special")
+    assert result["out_of_hours"] is True and result["targets"]["zendesk"] == {"group_id": "900"}
+    assert not any("is no team" in line for line in result["trace"]) and not department_warnings(hinted, result, rules)
+    # A department no team matches is the team without its spaces, and still warned of.
+    sales = packet(routing__department=department.replace("pecial", "ales").replace("PECIAL", "ALES"))
+    unknown = assign(sales, rules, now=SATURDAY)
+    assert unknown["team"] == unknown["team"].strip() and unknown["team"].lower() == "sales"
+    assert department_warnings(sales, unknown, rules)
+
+
+def test_the_customer_is_told_the_team_a_spaced_department_names():
+    from connector.customer_message import compose
+
+    messages = load_mappings("mappings", str(FIXTURES.parents[1]), ["zendesk", "salesforce", "slack"]).messages
+    hinted = packet(routing__department="billing ", conversation__language="es", customer__segment="standard",
+                    sentiment__trend="stable", sentiment__score=0.1)
+    result = assign(hinted, SHIPPED, now=TUESDAY_NOON)
+    assert (result["rule"], result["team"], result["queue"]) == ("default", "billing", "Billing")
+    assert "nuestro equipo de facturación" in compose(hinted, result, None, messages, now=TUESDAY_NOON)["text"]
