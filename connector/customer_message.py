@@ -186,7 +186,11 @@ _DOUBLED_STOP = re.compile(r"([?!…。？！])\.(?=\s|$)")
 
 
 def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_seconds: int | None,
-            messages: Mapping[str, Any], *, now: dt.datetime | None = None) -> dict[str, str]:
+            messages: Mapping[str, Any], *, now: dt.datetime | None = None,
+            wait_past_closing_s: int | None = None) -> dict[str, str]:
+    """`wait_past_closing_s`: a wait not quoted because it runs past the team's closing
+    (`routing.wait_quote`): the message says when the team closes and opens again, however far off
+    the closing is."""
     config = _config(messages)
     locales = config["locales"]
     locale = pick_locale((packet.get("conversation") or {}).get("language"), locales,
@@ -204,8 +208,9 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     quoted_wait = False
     hours_said = False  # the text says when the team opens or closes
     # What is said when no wait is: when the team closes and reopens, within the hour before it
-    # closes (a locale with `closing`); else that someone will reply as soon as they can.
-    if _closing_soon(hours) and strings.get("closing"):
+    # closes or before the wait that was not quoted would end (a locale with `closing`); else that
+    # someone will reply as soon as they can.
+    if _closing_soon(hours, wait_past_closing_s) and strings.get("closing"):
         hours_said = True
         # `closes_in_s` is whole seconds from a `now` that is not: the closing, always on a minute,
         # is the next whole minute (17:59:59.5 said "17:59").
@@ -311,10 +316,13 @@ def _tagged(text: str, apology_locale: str, locale: str) -> dict[str, str]:
     return {"if_failed": text} if apology_locale == locale else {"if_failed": text, "if_failed_locale": apology_locale}
 
 
-def _closing_soon(hours: Mapping[str, Any]) -> bool:
+def _closing_soon(hours: Mapping[str, Any], wait_past_closing_s: int | None = None) -> bool:
+    """Whether the team, open now, closes within the hour — or before a wait not quoted because it
+    runs past closing: two hours' wait at 16:30 for a team leaving at 18:00 was dropped, and the
+    customer told "as soon as they're free" with nothing of the closing, which at 17:30 they were."""
     closes_in = hours.get("closes_in_s")
     return bool(hours.get("open") and hours.get("reopens_at") and closes_in is not None
-                and closes_in <= CLOSING_SOON_S)
+                and closes_in <= max(CLOSING_SOON_S, wait_past_closing_s or 0))
 
 
 def _opening_words(hours: Mapping[str, Any], strings: Mapping[str, Any], now: dt.datetime | None) -> dict[str, str]:

@@ -50,7 +50,8 @@ def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str,
                                list(adapters))
         previous = previous_agent(packet, {name: adapters[name] for name in asked if name in adapters}, deadline)
     assignment = routing.assign(packet, mappings.routing, previous_agent=previous, now=now, facts=facts)
-    wait_seconds, wait_source = routing.wait_estimate(assignment, mappings.routing, observed_wait=observed_wait)
+    wait_seconds, wait_source, past_closing = routing.wait_quote(assignment, mappings.routing,
+                                                                 observed_wait=observed_wait)
     # The trace is in every answer: it says where the quoted figure came from.
     quoted = f"{wait_seconds} s" if wait_seconds is not None else "none quoted"
     assignment["trace"].append(f"wait: {quoted}, {wait_source}")
@@ -59,7 +60,8 @@ def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str,
         targets=choose_targets(packet, assignment, list(adapters)),
         wait_seconds=wait_seconds,
         wait_source=wait_source,
-        customer_message=customer_message.compose(packet, assignment, wait_seconds, mappings.messages, now=now),
+        customer_message=customer_message.compose(packet, assignment, wait_seconds, mappings.messages, now=now,
+                                                  wait_past_closing_s=past_closing),
     )
 
 

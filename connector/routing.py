@@ -20,7 +20,7 @@ from .routing_schema import PRIORITIES, Keywords, RoutingConfig, compile_routing
 from .text_rules import is_blank
 
 __all__ = ["PRIORITIES", "Facts", "assign", "compile_routing", "expected_wait", "first_match", "wait_estimate",
-           "wants_previous_agent"]
+           "wait_quote", "wants_previous_agent"]
 
 class Facts:
     """The packet fields rules look at, normalized once (lowercase, defaults)."""
@@ -347,14 +347,22 @@ def wait_estimate(assignment: Mapping[str, Any], routing: Mapping[str, Any], *,
                   observed_wait: Callable[[str], int | None] | None = None) -> tuple[int | None, str]:
     """(seconds, where the figure came from). Out of hours there is no wait to quote: the message
     gives the next opening instead. Never an invented number."""
+    return wait_quote(assignment, routing, observed_wait=observed_wait)[:2]
+
+
+def wait_quote(assignment: Mapping[str, Any], routing: Mapping[str, Any], *,
+               observed_wait: Callable[[str], int | None] | None = None) -> tuple[int | None, str, int | None]:
+    """`wait_estimate`'s (seconds, where the figure came from), and the figure not quoted because it
+    runs past the team's closing, else None: the customer message then says when the team closes
+    and opens again (`customer_message.compose`), not "as soon as they're free"."""
     if assignment.get("out_of_hours"):
-        return None, "out of hours"
+        return None, "out of hours", None
     seconds, source = _wait_figure(assignment, routing, observed_wait)
     closes_in = (assignment.get("business_hours") or {}).get("closes_in_s")
     if seconds is not None and closes_in is not None and seconds > closes_in:
         # "About 30 minutes" at 17:55 to a team leaving at 18:00 promised what nobody would keep.
-        return None, f"{source} {seconds} s, but the team closes in {closes_in} s"
-    return seconds, source
+        return None, f"{source} {seconds} s, but the team closes in {closes_in} s", seconds
+    return seconds, source, None
 
 
 def _wait_figure(assignment: Mapping[str, Any], routing: Mapping[str, Any],

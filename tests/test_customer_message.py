@@ -440,3 +440,35 @@ def test_a_problem_ending_in_its_own_stop_gets_no_second_one(problem):
     packet = full_packet(intent={"name": "x", "stated_problem": problem})
     text = compose(packet, ASSIGNMENT, None, MESSAGES)["text"]
     assert f"I've passed on: {problem} " in text
+
+
+@pytest.mark.parametrize(("paris", "wait", "said"), [
+    # A review: two hours' wait at 16:30 on a Friday for a team leaving at 18:00 was dropped, and the
+    # customer told "as soon as they're free", nothing of the closing — which at 17:30 they were.
+    ("16:30", 7200, "We close at 18:00 (Europe/Paris); if nobody has replied by then, we'll reply when we open "
+                    "again at 09:00 Monday."),
+    ("17:30", 7200, "We close at 18:00 (Europe/Paris); if nobody has replied by then, we'll reply when we open "
+                    "again at 09:00 Monday."),
+    ("16:30", 3600, "Someone should be with you in about 60 minutes."),  # it fits before closing: quoted
+    ("14:00", 7200, "Someone should be with you in about 120 minutes."),
+])
+def test_a_wait_dropped_because_it_runs_past_closing_says_when_the_team_closes(paris, wait, said):
+    from types import SimpleNamespace
+
+    from connector.decision import decide
+    from connector.routing import compile_routing
+
+    routing = compile_routing({"version": 1, "default": {"team": "billing"},
+                               "calendars": {"office": {"timezone": "Europe/Paris", "hours": {"mon-fri": "09:00-18:00"}}},
+                               "teams": {"billing": {"calendar": "office", "expected_wait_seconds": wait}},
+                               "rules": [{"name": "default"}]})
+    packet = full_packet()
+    packet.pop("routing")  # no department hint: the default team, billing
+    packet["conversation"]["language"] = "en"
+    now = dt.datetime.fromisoformat(f"2026-11-20T{paris}:00+01:00")  # a Friday
+    decision = decide(packet, SimpleNamespace(routing=routing, messages=SHIPPED), {}, now=now)
+    assert decision.customer_message["text"].endswith(said)
+    if "close" in said:
+        assert decision.wait_seconds is None and "but the team closes in" in decision.wait_source
+        # Once an agent has it, the closing is not said (`answers.shown_message`).
+        assert decision.customer_message["if_assigned"].endswith("Someone will reply here as soon as they're free.")
