@@ -988,7 +988,9 @@ def _as_first_rendered(claimed: _Claimed, delivery: Delivery) -> tuple[Link | No
     outcome is unknown recorded what it rendered against (`RENDERED_AS`)."""
     link, caught_up = claimed.link, claimed.caught_up
     rendered = (delivery.sent_to or {}).get(RENDERED_AS) if delivery.outcome_unknown else None
-    if link is None or not isinstance(rendered, Mapping):
+    if link is None or not isinstance(rendered, Mapping) or rendered.get("ticket") != link.vendor_id:
+        # Not the ticket it rendered for (closed since and replaced by a follow-up): that one's own
+        # "told up to" — the old one's called messages its opening brief showed "new since" it.
         return link, caught_up
     extra = {key: value for key, value in link.extra.items() if key != "told"}
     if isinstance(rendered.get("told"), Mapping):
@@ -999,7 +1001,8 @@ def _as_first_rendered(claimed: _Claimed, delivery: Delivery) -> tuple[Link | No
 def _rendered_as(err: DeliveryError, link: Link | None, caught_up: bool) -> DeliveryError:
     """`err`, an unknown outcome carrying what its attempt rendered against (`RENDERED_AS`)."""
     if isinstance(err, OutcomeUnknown) and link is not None:
-        err.sent_to = {**(err.sent_to or {}), RENDERED_AS: {"told": link.extra.get("told"), "caught_up": caught_up}}
+        err.sent_to = {**(err.sent_to or {}), RENDERED_AS: {"ticket": link.vendor_id, "told": link.extra.get("told"),
+                                                            "caught_up": caught_up}}
     return err
 
 

@@ -244,7 +244,10 @@ def _sized_filter(name: str, function: Any) -> Any:
 
 
 def _printed(value: Any) -> Any:
-    """What `{{ … }}` prints, measured before it is turned into text."""
+    """What `{{ … }}` prints, measured before it is turned into text. A null prints nothing: a bot's
+    unset field (`"order_title": null`) made a ticket titled "None" and "Order: None"."""
+    if value is None:
+        return ""
     _written(value)
     return value
 

@@ -872,3 +872,28 @@ def test_an_attempt_after_an_unknown_outcome_renders_what_the_first_rendered(mak
     assert services.outbox.run_delivery(retry.id).state == "updated"
     first, again = RenderingAdapter.seen
     assert again == first and first[0] is not None and "1 message from the customer" in first[1]
+
+
+def test_an_attempt_after_an_unknown_outcome_on_a_ticket_replaced_since_renders_against_the_new_one(
+        make_app, monkeypatch):
+    # A review of the freeze above: the conversation's ticket closed and a follow-up ticket opened
+    # before the retry; rendered against the old ticket's "told up to", the note on the new one called
+    # a message its opening brief had shown "new since our last update here".
+    monkeypatch.setitem(registry.TARGETS, "rendering", "tests.support_adapters:RenderingAdapter")
+    monkeypatch.setattr(RenderingAdapter, "seen", [])
+    app = make_app(targets=("rendering",), sync_budget_ms=2000)
+    services, client = app.extensions["connector"], app.test_client()
+    transcript = minimal_packet()["transcript"]
+    assert post(client, minimal_packet()).status_code == 201
+    later = [*transcript, {"at": "2026-11-20T10:05:00Z", "role": "customer", "text": "Still waiting, please."}]
+    b = client.post("/v1/handoffs", data=json.dumps(minimal_packet(transcript=later)),
+                    headers={**auth(), "Idempotency-Key": "b"}, content_type="application/json").get_json()
+    assert b["status"] == "pending"
+    with services.db.session() as session:  # closed, and replaced by a follow-up opened at 10:30
+        link = session.scalars(select(ConversationLink)).one()
+        link.vendor_id = "T-C"
+        link.extra = {"opened_with": {"last_message_at": "2026-11-20T10:30:00+00:00"}}
+    [retry] = [d for d in deliveries(services) if d.handoff_id == b["id"]]
+    assert services.outbox.run_delivery(retry.id).state == "updated"
+    _, again = RenderingAdapter.seen
+    assert again[0] is not None and again[0].hour == 10 and again[0].minute == 30 and again[1] is None

@@ -223,3 +223,21 @@ def test_within_the_limits_a_template_renders_as_before():
     source = ("{{ 'ab' * 3 }} {{ 2 ** 10 }} {{ range(3) | join(',') }} {{ '%s-%s' | format(1, 2) }} "
               "{% for k, v in d.items() %}{{ loop.index }}{{ k }}{% endfor %} {{ ('x' * 100000) | length }}")
     assert render(source, "here", d={"a": 1}) == "ababab 1024 0,1,2 1-2 1a 100000"
+
+
+def test_a_null_prints_nothing_so_a_mapped_subject_of_one_is_the_briefs():
+    # A review: a bot's unset field (`"order_title": null`) printed as "None" — a Zendesk ticket titled
+    # "None", a Salesforce case "Order: None".
+    from connector.templating import render
+    from tests.adapters.test_salesforce import adapter as salesforce, ctx_for
+    from tests.adapters.test_zendesk import adapter as zendesk, ctx
+    from tests.factories import full_packet
+
+    assert render("Order: {{ x }}{{ y.z }}", "here", x=None, y={"z": None}) == "Order: "
+    packet = full_packet()
+    packet["collected_data"]["order_title"] = None
+    context = ctx(packet)
+    subject = zendesk(subject={"template": "{{ collected_data.order_title }}"}).render(context)["ticket"]["subject"]
+    assert subject == context.brief.subject
+    case = salesforce(fields={"Subject": "Order: {{ collected_data.order_title }}"}).render(ctx_for(packet))["case"]
+    assert case["Subject"] == "Order:"
