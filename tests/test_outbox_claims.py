@@ -885,6 +885,9 @@ def test_an_attempt_after_an_unknown_outcome_on_a_ticket_replaced_since_renders_
     services, client = app.extensions["connector"], app.test_client()
     transcript = minimal_packet()["transcript"]
     assert post(client, minimal_packet()).status_code == 201
+    with services.db.session() as session:  # an earlier update told the ticket up to 10:00:30
+        link = session.scalars(select(ConversationLink)).one()
+        link.extra = {**link.extra, "told": {"last_message_at": "2026-11-20T10:00:30+00:00"}}
     later = [*transcript, {"at": "2026-11-20T10:05:00Z", "role": "customer", "text": "Still waiting, please."}]
     b = client.post("/v1/handoffs", data=json.dumps(minimal_packet(transcript=later)),
                     headers={**auth(), "Idempotency-Key": "b"}, content_type="application/json").get_json()
