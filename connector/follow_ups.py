@@ -92,7 +92,13 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
     # Nor to the built-in preview alone where the handoff also went to a vendor (dismissed since):
     # its answer said `delivered` beside the handoff's `failed`, and no agent would ever see them.
     among = [delivery.target for delivery in handoff.deliveries]
-    if not any(registry.reaches_agents(target, among) for target in targets):
+    reaches = any(registry.reaches_agents(target, among) for target in targets)
+    # …and not to preview alone while a vendor is enabled (below). A batch stored before either
+    # refusal applied is answered as stored, as any repeat is (a retry was told 422 beside its 201).
+    if not (reaches and any(registry.reaches_agents(target, [*among, *services.adapters]) for target in targets)):
+        if (repeat := find_repeat(services, handoff.bot_id, key, message_id)) is not None:
+            return _replayed(repeat, digest, key, handoff, _earlier(services, handoff), messages)
+    if not reaches:
         raise ValidationFailed(
             "Every target of this handoff that reaches an agent was dismissed by an operator: nothing would "
             "deliver these messages. Send a new handoff of the conversation with the whole transcript instead.",

@@ -96,8 +96,7 @@ def _unservable(packet: Mapping[str, Any], services: Services) -> dict[str, tupl
         # customer "someone will reply here", and nobody ever had it. A dry run is POST /v1/preview.
         problems["targets"] = ("Only the built-in preview is named, and it reaches no agent while "
                                f"{', '.join(vendors)} is enabled: name a vendor, or leave targets out.",
-                               f"preview alone reaches no agent beside {', '.join(vendors)}; "
-                               "for a dry run, POST /v1/preview")
+                               f"preview alone reaches no agent beside {', '.join(vendors)}: name a vendor")
     # Against the targets the packet names, else every enabled one — not routing's choice, which
     # may differ between a request and its retry (a sticky rule's lookup timing out): a retry
     # arriving while the first was storing was told 422 beside its 201, and the dry run, which

@@ -229,8 +229,10 @@ def test_a_null_prints_nothing_so_a_mapped_subject_of_one_is_the_briefs():
     # A review: a bot's unset field (`"order_title": null`) printed as "None" — a Zendesk ticket titled
     # "None", a Salesforce case "Order: None".
     from connector.templating import render
-    from tests.adapters.test_salesforce import adapter as salesforce, ctx_for
-    from tests.adapters.test_zendesk import adapter as zendesk, ctx
+    from tests.adapters.test_salesforce import adapter as salesforce
+    from tests.adapters.test_salesforce import ctx_for
+    from tests.adapters.test_zendesk import adapter as zendesk
+    from tests.adapters.test_zendesk import ctx
     from tests.factories import full_packet
 
     assert render("Order: {{ x }}{{ y.z }}", "here", x=None, y={"z": None}) == "Order: "
