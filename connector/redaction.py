@@ -381,7 +381,14 @@ def _assignment(match: re.Match[str]) -> str | None:
     return f"{prefix}[redacted secret]"
 
 
+# A PEM private key, pasted whole across lines (the assignment's value stops at a space or a line):
+# from its BEGIN line through its base64 body and its END line, when there is one. The body holds no
+# `-`, so it ends at the END line; each BEGIN starts one bounded match (linear).
+_PEM_KEY = re.compile(r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----[A-Za-z0-9+/=\s:,]{0,20000}"
+                      r"(?:-----END [A-Z ]{0,40}PRIVATE KEY-----)?")
+
 _SECRET_MASKS = (
+    _sub(_PEM_KEY, "secret", "[redacted secret]"),
     _sub(_SECRET_TOKENS, "secret", "[redacted secret]"),
     _sub(_AUTH_HEADER, "secret", r"\1\2[redacted secret]"),
     _sub(_ASSIGNMENT, "secret", _assignment),

@@ -66,6 +66,11 @@ def luhn_valid(digits: str) -> bool:
         ("secret", "ghp_abcdefghijklmnopqrstuvwxyz0123456789", "[redacted secret]"),
         ("secret", "aws AKIAIOSFODNN7EXAMPLE", "aws [redacted secret]"),
         ("secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "[redacted secret]"),
+        # A PEM private key pasted whole (a review: only "-----BEGIN" was masked, the body went to Slack).
+        ("secret", "private_key: -----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA0Z3VS5JJcds3\nxfn/ygWyF8PbnGy0AHB7\n"
+         "-----END RSA PRIVATE KEY-----\nthanks", "private_key: [redacted secret]\nthanks"),
+        ("secret", 'key="-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg+/=\n-----END PRIVATE KEY-----"',
+         'key="[redacted secret]"'),
         # A security review's: keys of other providers, and credentials named otherwise.
         ("secret", "key sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb3dEf6hIj9k ok", "key [redacted secret] ok"),
         ("secret", "sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxAbCdEfGhIjKlMnOp and AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW",
