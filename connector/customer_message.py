@@ -92,6 +92,9 @@ CLOSING = ("closes", *CLOSED)  # the closing time, then the reopening's words
 # A team open now that closes within this many seconds, no wait quoted: the message says when it
 # closes and when it reopens — "as soon as they're free" at 17:58 on a Friday meant Monday 09:00.
 CLOSING_SOON_S = 3600
+# A wait not quoted because it runs past closing is a reply "when we open again" when no more than
+# this is left of it after the closing (a morning's first hours); more (days) is not.
+REPLY_AFTER_REOPENING_S = 4 * 3600
 SAMPLES: dict[str, Any] = {"team": "billing", "problem": "I was charged twice for order 1234",
                            "expectation": "Someone should be with you in about 5 minutes.", "minutes": 5,
                            "time": "09:00", "day": "Monday", "date": "2026-12-07", "timezone": "Europe/Berlin",
@@ -189,8 +192,8 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
             messages: Mapping[str, Any], *, now: dt.datetime | None = None,
             wait_past_closing_s: int | None = None) -> dict[str, str]:
     """`wait_past_closing_s`: a wait not quoted because it runs past the team's closing
-    (`routing.wait_quote`): the message says when the team closes and opens again, however far off
-    the closing is."""
+    (`routing.wait_quote`): the message says when the team closes and opens again when little of the
+    wait is left after the closing (`_closing_soon`)."""
     config = _config(messages)
     locales = config["locales"]
     locale = pick_locale((packet.get("conversation") or {}).get("language"), locales,
@@ -318,11 +321,15 @@ def _tagged(text: str, apology_locale: str, locale: str) -> dict[str, str]:
 
 def _closing_soon(hours: Mapping[str, Any], wait_past_closing_s: int | None = None) -> bool:
     """Whether the team, open now, closes within the hour — or before a wait not quoted because it
-    runs past closing: two hours' wait at 16:30 for a team leaving at 18:00 was dropped, and the
-    customer told "as soon as they're free" with nothing of the closing, which at 17:30 they were."""
+    runs past closing, when what is left of it after the closing would end soon after the reopening
+    (`REPLY_AFTER_REOPENING_S`): two hours' wait at 16:30 for a team leaving at 18:00 was dropped,
+    and the customer told "as soon as they're free" with nothing of the closing, which at 17:30 they
+    were. A longer wait (two days) is not a reply at the reopening: "as soon as they're free"."""
     closes_in = hours.get("closes_in_s")
-    return bool(hours.get("open") and hours.get("reopens_at") and closes_in is not None
-                and closes_in <= max(CLOSING_SOON_S, wait_past_closing_s or 0))
+    if not (hours.get("open") and hours.get("reopens_at") and closes_in is not None):
+        return False
+    left_after = (wait_past_closing_s or 0) - closes_in
+    return closes_in <= CLOSING_SOON_S or 0 <= left_after <= REPLY_AFTER_REOPENING_S
 
 
 def _opening_words(hours: Mapping[str, Any], strings: Mapping[str, Any], now: dt.datetime | None) -> dict[str, str]:

@@ -451,6 +451,8 @@ def test_a_problem_ending_in_its_own_stop_gets_no_second_one(problem):
                     "again at 09:00 Monday."),
     ("16:30", 3600, "Someone should be with you in about 60 minutes."),  # it fits before closing: quoted
     ("14:00", 7200, "Someone should be with you in about 120 minutes."),
+    # A second review: two days' wait is no reply "when we open again at 09:00": said as before.
+    ("10:00", 172800, "Someone will reply here as soon as they're free."),
 ])
 def test_a_wait_dropped_because_it_runs_past_closing_says_when_the_team_closes(paris, wait, said):
     from types import SimpleNamespace
