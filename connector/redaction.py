@@ -94,9 +94,13 @@ _DIGIT_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")  # no required suffix, so no ba
 # dash ("4111  1111  1111  1111", "4111 - 1111 - …", as a web page or a banking app lays them out):
 # only in that shape, as the dotted pass — any run so spaced took date ranges ("2026-01-02 - 2026-01-16"),
 # lists of order numbers and table rows for cards whenever their digits passed Luhn (one in ten).
-_WIDE = r"(?: {1,3}| ?- ?)"
-_WIDE_CARD_RUN = re.compile(rf"(?<![0-9])(?<![0-9][ -])(?:(?:[0-9]{{4}}{_WIDE}){{3}}[0-9]{{1,7}}"
-                            rf"|[0-9]{{4}}{_WIDE}[0-9]{{6}}{_WIDE}[0-9]{{4,5}})(?![0-9]|[ -][0-9])")
+# The same gap between every group, and no other number a gap away on either side: a row of years
+# or counts ("2019  2020  …  2026") had any four of its numbers taken for a card.
+_WIDE = r" {1,3}| ?- ?"
+_WIDE_CARD_RUN = re.compile(
+    r"(?<![0-9])(?<![0-9][ -])(?<![0-9]  )(?<![0-9]   )(?<![0-9] -)(?<![0-9]- )(?<![0-9] - )"
+    rf"(?:[0-9]{{4}}(?P<gap>{_WIDE})[0-9]{{4}}(?P=gap)[0-9]{{4}}(?P=gap)[0-9]{{1,7}}"
+    rf"|[0-9]{{4}}(?P<amex>{_WIDE})[0-9]{{6}}(?P=amex)[0-9]{{4,5}})(?![0-9]|[ -]{{1,3}}[0-9])")
 _WIDE_GAP = re.compile(r"[0-9](?:  | -|- )")
 # A card grouped by dots ("4111.1111.1111.1111"): only in a card's own groups — 4-4-4 and the rest
 # (13 to 19 digits), Amex's 4-6-5, Diners' 4-6-4 — since dots also join dates (2026.11.20),

@@ -128,6 +128,8 @@ def test_each_kind_is_masked(kind: str, text: str, expected: str) -> None:
         (["card"], "Stay 2026-01-02 - 2026-01-16, booking 2026-01-02 \u2013 2026-01-16, pages 2026\u20142031"),
         (["card"], "Orders 6433012 - 3530829 - 7624039 never arrived"),
         (["card"], "150631   2   9779   196"),
+        # A second review: rows of 4-digit numbers with wide gaps, a card's shape within a longer row.
+        (["card"], "Years 2019   2020   2021   2022   2023   2024   2025   2026 and 3308  9074 - 6895  9241"),
         (ALL, "on 2026-11-21 12:00, due 21/11/2026 or 21.11.2026"),
         (ALL, "ip 192.168.100.200, version 10.0.19045.2965, pi 3.14159265358979"),
         # Dots join dates, versions and addresses: only a card's own groups are read as one (Luhn too).
