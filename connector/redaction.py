@@ -94,13 +94,14 @@ _DIGIT_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")  # no required suffix, so no ba
 # dash ("4111  1111  1111  1111", "4111 - 1111 - …", as a web page or a banking app lays them out):
 # only in that shape, as the dotted pass — any run so spaced took date ranges ("2026-01-02 - 2026-01-16"),
 # lists of order numbers and table rows for cards whenever their digits passed Luhn (one in ten).
-# The same gap between every group, and no other number a gap away on either side: a row of years
-# or counts ("2019  2020  …  2026") had any four of its numbers taken for a card.
-_WIDE = r" {1,3}| ?- ?"
+# Not within a longer row of 4-digit numbers — none a gap before it or after it: a row of years or
+# counts ("2019  2020  …  2026") had any four of its numbers taken for a card. An expiry or a CVV
+# after it ("4111  1111  1111  1111  12/27  123", the usual way a card is given) is no such number.
+_WIDE = r"(?: {1,3}| ?- ?)"
 _WIDE_CARD_RUN = re.compile(
-    r"(?<![0-9])(?<![0-9][ -])(?<![0-9]  )(?<![0-9]   )(?<![0-9] -)(?<![0-9]- )(?<![0-9] - )"
-    rf"(?:[0-9]{{4}}(?P<gap>{_WIDE})[0-9]{{4}}(?P=gap)[0-9]{{4}}(?P=gap)[0-9]{{1,7}}"
-    rf"|[0-9]{{4}}(?P<amex>{_WIDE})[0-9]{{6}}(?P=amex)[0-9]{{4,5}})(?![0-9]|[ -]{{1,3}}[0-9])")
+    r"(?<![0-9])(?<![0-9]{4}[ -])(?<![0-9]{4}  )(?<![0-9]{4}   )(?<![0-9]{4} -)(?<![0-9]{4}- )(?<![0-9]{4} - )"
+    rf"(?:(?:[0-9]{{4}}{_WIDE}){{3}}[0-9]{{1,7}}|[0-9]{{4}}{_WIDE}[0-9]{{6}}{_WIDE}[0-9]{{4,5}})"
+    rf"(?![0-9]|{_WIDE}[0-9]{{4}}(?![0-9]))")
 _WIDE_GAP = re.compile(r"[0-9](?:  | -|- )")
 # A card grouped by dots ("4111.1111.1111.1111"): only in a card's own groups — 4-4-4 and the rest
 # (13 to 19 digits), Amex's 4-6-5, Diners' 4-6-4 — since dots also join dates (2026.11.20),
@@ -388,8 +389,10 @@ def _assignment(match: re.Match[str]) -> str | None:
 # A PEM private key, pasted whole across lines (the assignment's value stops at a space or a line):
 # from its BEGIN line through its base64 body and its END line, when there is one. The body holds no
 # `-`, so it ends at the END line; each BEGIN starts one bounded match (linear).
-_PEM_KEY = re.compile(r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----[A-Za-z0-9+/=\s:,]{0,20000}"
-                      r"(?:-----END [A-Z ]{0,40}PRIVATE KEY-----)?")
+# Its header lines too (an encrypted key's "Proc-Type: 4,ENCRYPTED", "DEK-Info: …"; a PGP block's
+# "Version: …"), and a PGP key block.
+_PEM_KEY = re.compile(r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:\s*[A-Za-z-]{1,30}:[^\n]{0,200}){0,8}"
+                      r"[A-Za-z0-9+/=\s]{0,20000}(?:-----END [A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----)?")
 
 _SECRET_MASKS = (
     _sub(_PEM_KEY, "secret", "[redacted secret]"),

@@ -51,6 +51,9 @@ def luhn_valid(digits: str) -> bool:
         ("card", "4111\u20071111\u20071111\u20071111", "[redacted card ••••1111]"),
         ("card", "4111  1111  1111  1111 and 4111 - 1111 - 1111 - 1111",
          "[redacted card ••••1111] and [redacted card ••••1111]"),
+        # With its expiry and CVV after it, gaps uneven (a third review: these went whole to Slack).
+        ("card", "card 4111  1111  1111  1111  12/27  123, 5555 5555  5555 4444, exp 12/27  4242  4242  4242  4242",
+         "card [redacted card ••••1111]  12/27  123, [redacted card ••••4444], exp 12/27  [redacted card ••••4242]"),
         ("card", "4111\u20111111\u20111111\u20111111 / 4111\u22121111\u22121111\u22121111",
          "[redacted card ••••1111] / [redacted card ••••1111]"),
         ("iban", "IBAN DE89-3704-0044-0532-0130-00.", "IBAN [redacted iban DE••••3000]."),
@@ -71,6 +74,10 @@ def luhn_valid(digits: str) -> bool:
          "-----END RSA PRIVATE KEY-----\nthanks", "private_key: [redacted secret]\nthanks"),
         ("secret", 'key="-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg+/=\n-----END PRIVATE KEY-----"',
          'key="[redacted secret]"'),
+        ("secret", "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,5E8A3C7D9F1B2A4C\n\n"
+         "MIIEpAIBAAKCAQEAx8mZ3vQ9\n-----END RSA PRIVATE KEY-----", "[redacted secret]"),
+        ("secret", "-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v2\n\nlQOYBF0eAbCd\n=XyZ1\n"
+         "-----END PGP PRIVATE KEY BLOCK----- ok", "[redacted secret] ok"),
         # A security review's: keys of other providers, and credentials named otherwise.
         ("secret", "key sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb3dEf6hIj9k ok", "key [redacted secret] ok"),
         ("secret", "sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxAbCdEfGhIjKlMnOp and AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW",
@@ -128,8 +135,9 @@ def test_each_kind_is_masked(kind: str, text: str, expected: str) -> None:
         (["card"], "Stay 2026-01-02 - 2026-01-16, booking 2026-01-02 \u2013 2026-01-16, pages 2026\u20142031"),
         (["card"], "Orders 6433012 - 3530829 - 7624039 never arrived"),
         (["card"], "150631   2   9779   196"),
-        # A second review: rows of 4-digit numbers with wide gaps, a card's shape within a longer row.
-        (["card"], "Years 2019   2020   2021   2022   2023   2024   2025   2026 and 3308  9074 - 6895  9241"),
+        # A second review: rows of 4-digit numbers with wide gaps, a card's shape within a longer row
+        # (four alone that pass Luhn are a card's shape: masked, as with single spaces).
+        (["card"], "Years 2019   2020   2021   2022   2023   2024   2025   2026, qty 1000  2000  3000  4000  5000"),
         (ALL, "on 2026-11-21 12:00, due 21/11/2026 or 21.11.2026"),
         (ALL, "ip 192.168.100.200, version 10.0.19045.2965, pi 3.14159265358979"),
         # Dots join dates, versions and addresses: only a card's own groups are read as one (Luhn too).
