@@ -51,6 +51,14 @@ def reaches_agents(target: str, targets: Collection[str]) -> bool:
     return target != BUILT_IN or all(name == BUILT_IN for name in targets)
 
 
+def unreached_beside_preview(targets: Collection[str], enabled: Collection[str]) -> list[str]:
+    """The enabled vendors, when `targets` name only the built-in preview beside them (it reaches no
+    agent there: `reaches_agents`); else none. Intake refuses such a packet, routing passes over such a
+    rule, each naming these vendors."""
+    vendors = [name for name in enabled if name != BUILT_IN]
+    return vendors if targets and all(name == BUILT_IN for name in targets) else []
+
+
 def agent_fields() -> dict[str, str]:
     """Vendor → the routing field that assigns an agent there (sticky routing's default)."""
     return {name: field for name in vendor_names() if (field := adapter_class(name).agent_field)}

@@ -76,8 +76,8 @@ def choose_targets(packet: Mapping[str, Any], assignment: dict[str, Any], enable
     wanted = assignment.get("target_names")
     if wanted:
         chosen = [name for name in wanted if name in enabled]
-        vendors = [name for name in enabled if name != registry.BUILT_IN]
-        if chosen and not (vendors and all(name == registry.BUILT_IN for name in chosen)):
+        vendors = registry.unreached_beside_preview(chosen, enabled)
+        if chosen and not vendors:
             return chosen
         if chosen:
             assignment["trace"].append(f"rule targets {wanted} leave only the built-in preview, which reaches no "

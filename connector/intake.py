@@ -90,8 +90,7 @@ def _unservable(packet: Mapping[str, Any], services: Services) -> dict[str, tupl
         if name not in services.adapters:
             problems[f"targets.{index}"] = (f"Target {name!r} is not enabled on this connector.",
                                             f"not enabled; enabled: {', '.join(services.adapters)}")
-    vendors = [name for name in services.adapters if name != registry.BUILT_IN]
-    if named and vendors and all(name == registry.BUILT_IN for name in named):
+    if vendors := registry.unreached_beside_preview(named, services.adapters):
         # Beside a vendor the built-in preview reaches no agent: the bot was told `delivered` and the
         # customer "someone will reply here", and nobody ever had it. A dry run is POST /v1/preview.
         problems["targets"] = ("Only the built-in preview is named, and it reaches no agent while "

@@ -185,10 +185,11 @@ def test_several_handoffs_of_each_conversation_through_vendor_faults(processes, 
 
 
 def test_a_resumed_salesforce_update_finds_its_brief_after_the_next_handoff(monkeypatch):
-    """The double the conversations scenario meets, made deterministic on the loopback Salesforce:
+    """The adapter's half of the double the conversations scenario met, on the loopback Salesforce:
     handoff B's update posts its brief, then its transcript comment fails (503); handoff C of the
-    same conversation updates the case (the link now says the case was told everything up to C's
-    last message); B's retry (attempt 2, outcome unknown) resumes its comments."""
+    same conversation updates the case; B's retry (attempt 2, outcome unknown), rendered as its first
+    attempt was (the outbox's half: test_outbox_claims.py), finds what it posted among C's comments
+    and posts only the rest."""
     from adapters.base import Link
     from adapters.errors import OutcomeUnknown
     from adapters.salesforce import SalesforceAdapter
