@@ -18,6 +18,7 @@ from adapters.errors import PAGE_MARK, TRANSPORT_FAILURE
 from .brief import parts_present
 from .customer_message import FAILED
 from .models import DISMISSED, DONE, Assignment, Callback, Delivery, Handoff, utcnow
+from .routing import as_told
 from .text_rules import rfc3339_utc
 
 T = TypeVar("T")
@@ -193,12 +194,13 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     # The message without the team's hours (`if_assigned`) once an agent has it, or once the hours
     # it told of are past: "away until 09:00 Monday" was still read on Tuesday afternoon.
     unhoured = waited_for or (live and hours_passed(handoff))
+    told = as_told(handoff.assignment)  # with the team the conversation's tickets stay with, as the customer heard
     return {
         "id": handoff.id,
         "status": status,
         "conversation_id": handoff.conversation_id,
         "tickets": [_ticket(d) for d in deliveries],
-        "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS} | _agent_now(handoff, holder),
+        "assignment": {key: told.get(key) for key in _ASSIGNMENT_KEYS} | _agent_now(handoff, holder),
         "customer_message": shown_message(handoff.customer_message, status, delayed=delayed, assigned=unhoured),
         "estimated_wait_seconds": shown_wait(handoff.estimated_wait_seconds, status, delayed=delayed),
         "context_receipt": receipts(deliveries, handoff.packet),
@@ -222,7 +224,7 @@ def wait_ran_out(handoff: Any) -> bool:
 def hours_passed(handoff: Any) -> bool:
     """The team's opening the message told of has come (`closed`: "we open again at 09:00 Monday";
     `closing`: "…and open again at 09:00 tomorrow"): what it says of the hours is over."""
-    assignment = handoff.assignment or {}
+    assignment = as_told(handoff.assignment or {})
     hours = assignment.get("business_hours") or {}
     opening = rfc3339_utc(hours.get("next_opening") if assignment.get("out_of_hours") else hours.get("reopens_at"))
     return opening is not None and utcnow() >= opening

@@ -16,7 +16,7 @@ from typing import Any
 from adapters import registry
 from adapters.errors import DeliveryError
 
-from . import customer_message, routing
+from . import customer_message, kept_tickets, routing
 from .mappings import Mappings
 
 log = logging.getLogger(__name__)
@@ -33,9 +33,13 @@ class Decision:
 
 def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str, Any], *,
            ask_vendors: bool = True, observed_wait: Callable[[str], int | None] | None = None,
-           deadline: float | None = None, now: dt.datetime | None = None) -> Decision:
+           deadline: float | None = None, now: dt.datetime | None = None,
+           tickets: Mapping[str, str] | None = None) -> Decision:
     """One snapshot of the mappings for the whole decision. `ask_vendors=False` (dry runs) never
     calls a vendor, so a sticky rule falls back as if no previous agent were known.
+    `tickets`: the team each of the conversation's tickets was opened for, by target
+    (`connector.kept_tickets.teams`); where the handoff's tickets all stay with another team than
+    routing's, the bot and the customer are told that one (`routing.keep_with`).
     `observed_wait(team)` is the time to assignment seen recently (`connector.observed_wait`);
     `deadline` (a `time.monotonic()`) is when the request's sync budget ends; `now` is the moment
     calendars are read at (a dry run may ask about another; default: now)."""
@@ -50,17 +54,21 @@ def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str,
                                list(adapters))
         previous = previous_agent(packet, {name: adapters[name] for name in asked if name in adapters}, deadline)
     assignment = routing.assign(packet, mappings.routing, previous_agent=previous, now=now, facts=facts)
-    wait_seconds, wait_source, past_closing = routing.wait_quote(assignment, mappings.routing,
-                                                                 observed_wait=observed_wait)
+    targets = choose_targets(packet, assignment, list(adapters))
+    kept = kept_tickets.kept_team(targets, tickets or {}, assignment["team"]) if not packet.get("follow_up") else None
+    if kept is not None:
+        routing.keep_with(assignment, kept, mappings.routing, now, targets)
+    told = routing.as_told(assignment)
+    wait_seconds, wait_source, past_closing = routing.wait_quote(told, mappings.routing, observed_wait=observed_wait)
     # The trace is in every answer: it says where the quoted figure came from.
     quoted = f"{wait_seconds} s" if wait_seconds is not None else "none quoted"
     assignment["trace"].append(f"wait: {quoted}, {wait_source}")
     return Decision(
         assignment=assignment,
-        targets=choose_targets(packet, assignment, list(adapters)),
+        targets=targets,
         wait_seconds=wait_seconds,
         wait_source=wait_source,
-        customer_message=customer_message.compose(packet, assignment, wait_seconds, mappings.messages, now=now,
+        customer_message=customer_message.compose(packet, told, wait_seconds, mappings.messages, now=now,
                                                   wait_past_closing_s=past_closing),
     )
 

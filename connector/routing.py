@@ -19,8 +19,8 @@ from .errors import ConfigError
 from .routing_schema import PRIORITIES, Keywords, RoutingConfig, compile_routing, compiled, language_tag
 from .text_rules import is_blank
 
-__all__ = ["PRIORITIES", "Facts", "assign", "compile_routing", "expected_wait", "first_match", "wait_estimate",
-           "wait_quote", "wants_previous_agent"]
+__all__ = ["PRIORITIES", "Facts", "as_told", "assign", "compile_routing", "expected_wait", "first_match",
+           "keep_with", "wait_estimate", "wait_quote", "wants_previous_agent"]
 
 class Facts:
     """The packet fields rules look at, normalized once (lowercase, defaults)."""
@@ -236,19 +236,45 @@ def _decide(packet: Mapping[str, Any], rule: Mapping[str, Any], config: RoutingC
         "agent": None, "priority": priority, "rule": rule["name"], "trace": trace, "targets": targets,
         "target_names": list(then["target_names"]) if then.get("target_names") else None,
         "customer_message_template": then.get("message"),
-        "business_hours": None, "out_of_hours": False,
     }
     if then.get("sticky"):
         _offer_previous_agent(assignment, previous_agent, config, trace)
     if line := _preferred_agent_line(hints.get("preferred_agent"), assignment, rule):
         trace.append(line)
-    calendar = settings.get("calendar")
-    if calendar is not None:
-        state = business_hours.status(calendar, now)
-        assignment["business_hours"], assignment["out_of_hours"] = state, not state["open"]
-        trace.append(f"team {team} is {'open' if state['open'] else 'closed'} ({calendar.name}, {calendar.timezone})"
-                     + ("" if state["open"] else f"; next opening {state['next_opening'] or 'unknown'}"))
+    assignment.update(_hours(team, settings, now, trace))
     return assignment
+
+
+def _hours(team: str, settings: Mapping[str, Any], now: dt.datetime, trace: list[str]) -> dict[str, Any]:
+    """`business_hours` and `out_of_hours` of a team (none known without a calendar)."""
+    calendar = settings.get("calendar")
+    if calendar is None:
+        return {"business_hours": None, "out_of_hours": False}
+    state = business_hours.status(calendar, now)
+    trace.append(f"team {team} is {'open' if state['open'] else 'closed'} ({calendar.name}, {calendar.timezone})"
+                 + ("" if state["open"] else f"; next opening {state['next_opening'] or 'unknown'}"))
+    return {"business_hours": state, "out_of_hours": not state["open"]}
+
+
+def keep_with(assignment: dict[str, Any], team: str, routing: Mapping[str, Any], now: dt.datetime,
+              targets: list[str]) -> None:
+    """The conversation's tickets at every target stay with `team`, not the one routing chose
+    (`connector.kept_tickets`): the bot and the customer are told that team's name, queue, wait and
+    hours (`as_told`, kept under `kept`). The rest stays routing's: the brief says its choice beside
+    the ticket's team, and a ticket found closed is followed by a new one where routing sends it."""
+    settings = compiled(routing)["teams"].get(team) or {}
+    trace = assignment["trace"]
+    trace.append(f"team {team} keeps this handoff: the conversation's tickets at {', '.join(targets)} were opened "
+                 f"for {team} and are not moved (routing chose {assignment['team']}); the bot and the customer "
+                 f"are told {team}'s wait and hours")
+    assignment["kept"] = {"team": team, "queue": settings.get("queue"), **_hours(team, settings, now, trace)}
+
+
+def as_told(assignment: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The assignment as the bot and the customer are told it: with the team the conversation's
+    tickets stay with, where they do (`keep_with`)."""
+    kept = assignment.get("kept")
+    return {**assignment, **kept} if isinstance(kept, Mapping) else assignment
 
 
 def _team_for(hint: Any, config: RoutingConfig, trace: list[str]) -> str | None:

@@ -77,14 +77,17 @@ def hooked(request):
 
 def delivered(app, handoff_id: str = HANDOFF, ticket: str | None = "1001", *, team: str = "billing",
               created: float = -115, conversation: str = "conv-1", target: str = "zendesk",
-              routed: dict | None = None, follows: str | None = None, state: str | None = None) -> None:
+              routed: dict | None = None, follows: str | None = None, state: str | None = None,
+              kept: str | None = None) -> None:
     """A handoff the bot made `created` seconds from T0, delivered to Zendesk ticket `ticket`;
     `routed`: the per-vendor ids routing chose (`assignment.targets`); `follows`: the handoff
-    whose messages this is (a follow-up)."""
+    whose messages this is (a follow-up); `kept`: the team the conversation's ticket stays with
+    (`routing.keep_with`)."""
     with app.extensions["connector"].db.session() as session:
         session.add(Handoff(id=handoff_id, bot_id="support-bot", conversation_id=conversation,
                             idempotency_key=handoff_id, request_hash="0" * 64, packet={},
-                            assignment={"team": team, "trace": [], "targets": routed or {}},
+                            assignment={"team": team, "trace": [], "targets": routed or {},
+                                        **({"kept": {"team": kept}} if kept else {})},
                             customer_message={"locale": "en", "text": "An agent will be with you shortly."},
                             created_at=at(created), follows_id=follows,
                             deliveries=[Delivery(target=target, state=state or ("created" if ticket else "pending"),
@@ -178,6 +181,14 @@ def test_an_assignment_is_recorded_with_the_handoffs_team_and_wait(hooked):
     assert (row.agent_id, row.agent_name) == ("381156009921", None)
     assert row.event_id == "5bcd1d3a-8f6e-4f3c-9a51-2f0f3b7e6c11"
     assert (row.handed_off_at, row.assigned_at, row.wait_seconds) == (at(-115), at(5), 120)
+
+
+def test_an_assignment_of_a_repeat_whose_ticket_stayed_with_its_team_counts_for_that_team(hooked):
+    # The wait observed is the ticket's team's: its agents took it, not those of the team routing
+    # chose for the repeat — whose next customer was quoted billing's time to answer.
+    delivered(hooked, team="escalations", kept="billing")
+    assert post(hooked, event()).get_json()["outcome"] == "recorded"
+    assert [row.team for row in assignments(hooked)] == ["billing"]
 
 
 def test_the_same_event_twice_is_recorded_once(hooked):

@@ -1,0 +1,176 @@
+"""A repeat handoff routed to another team than its conversation's ticket: the ticket is not moved,
+and the bot and the customer are told the team that has it — its name, queue, wait and hours — not
+the one routing chose (a review: "our escalations team, about 2 minutes" while billing's ticket
+waited for billing)."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from connector import kept_tickets
+from connector.decision import decide
+from connector.models import ConversationLink, Delivery, Handoff
+from tests.conftest import auth
+from tests.factories import minimal_packet
+
+ROOT = Path(__file__).resolve().parents[1]
+ZENDESK = {"targets": ("zendesk",), "zendesk_subdomain": "acme", "zendesk_email": "bot@acme.example",
+           "zendesk_api_token": "t"}
+
+
+def mappings_with_waits(tmp_path: Path) -> str:
+    """The shipped mappings, support quoting 30 minutes and escalations 2."""
+    root = tmp_path / "mappings-with-waits"
+    shutil.copytree(ROOT / "mappings", root)
+    routing = root / "routing.yaml"
+    text = routing.read_text()
+    for old, new in (("    # expected_wait_seconds: 300\n", "    expected_wait_seconds: 1800\n"),
+                     ("    queue: Escalations\n", "    queue: Escalations\n    expected_wait_seconds: 120\n")):
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    routing.write_text(text)
+    return str(root)
+
+
+def post(client, packet):
+    return client.post("/v1/handoffs", data=json.dumps(packet), headers=auth(), content_type="application/json")
+
+
+def on_either_database(request, **settings):
+    """An app on SQLite or PostgreSQL (the database set up first, so it is dropped after the app stops)."""
+    database = {"database_url": request.getfixturevalue("postgres_url")} if request.param == "postgres" else {}
+    return request.getfixturevalue("make_app")(**settings, **database)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def app(request, tmp_path):
+    return on_either_database(request, mappings_dir=mappings_with_waits(tmp_path), **ZENDESK)
+
+
+def fraud(packet):
+    again = copy.deepcopy(packet)
+    again["transcript"].append({"at": "2026-11-20T10:05:00Z", "role": "customer", "text": "This is fraud."})
+    return again
+
+
+def test_a_repeat_routed_elsewhere_is_answered_with_the_team_its_ticket_stays_with(app):
+    import responses
+
+    client = app.test_client()
+    first = minimal_packet(conversation={"id": "conv-kept"})
+    with responses.RequestsMock() as mock:
+        mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201, json={"ticket": {"id": 1}})
+        mock.put("https://acme.zendesk.com/api/v2/tickets/1/tags", json={"tags": ["handoff"]})
+        mock.put("https://acme.zendesk.com/api/v2/tickets/1.json", json={"ticket": {"id": 1, "status": "open"}})
+        opened = post(client, first).get_json()
+        answer = post(client, fraud(first)).get_json()
+        # Another conversation saying the same: a new ticket, where routing sends it.
+        mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201, json={"ticket": {"id": 2}})
+        elsewhere = post(client, fraud(minimal_packet(conversation={"id": "conv-new"}))).get_json()
+    assert (opened["assignment"]["team"], opened["estimated_wait_seconds"]) == ("support", 1800)
+    assert answer["tickets"][0]["status"] == "updated"
+    assert (answer["assignment"]["team"], answer["assignment"]["queue"]) == ("support", "Support")
+    assert answer["assignment"]["rule"] == "fraud-or-legal"  # what routing decided stays said
+    assert answer["estimated_wait_seconds"] == 1800
+    assert "our support team" in answer["customer_message"]["text"]
+    assert "about 30 minutes" in answer["customer_message"]["text"]
+    assert any(line.startswith("team support keeps this handoff: the conversation's tickets at zendesk were opened "
+                               "for support and are not moved (routing chose escalations)")
+               for line in answer["assignment"]["trace"])
+    assert client.get(answer["links"]["self"], headers=auth()).get_json()["assignment"] == answer["assignment"]
+    assert (elsewhere["assignment"]["team"], elsewhere["assignment"]["queue"]) == ("escalations", "Escalations")
+    assert elsewhere["estimated_wait_seconds"] == 120
+    assert "our escalations team" in elsewhere["customer_message"]["text"]
+
+
+def test_the_customer_hears_the_hours_of_the_team_the_ticket_stays_with(make_app):
+    # Billing is closed on a Sunday (the shipped office calendar); escalations has no calendar.
+    app = make_app(**ZENDESK)
+    services = app.extensions["connector"]
+    sunday = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+    packet = fraud(minimal_packet())
+    kept = decide(packet, services.mappings, services.adapters, ask_vendors=False, now=sunday,
+                  tickets={"zendesk": "billing"})
+    routed = decide(packet, services.mappings, services.adapters, ask_vendors=False, now=sunday)
+    assert routed.assignment["team"] == "escalations" and routed.assignment.get("kept") is None
+    assert kept.assignment["team"] == "escalations"  # routing's choice, for the brief's "not moved"
+    assert kept.assignment["kept"]["team"] == "billing" and kept.assignment["kept"]["out_of_hours"]
+    assert kept.wait_seconds is None and "out of hours" in kept.wait_source
+    assert "billing" in kept.customer_message["text"] and "at 09:00 tomorrow" in kept.customer_message["text"]
+    assert "09:00" not in routed.customer_message["text"]
+
+
+@pytest.mark.parametrize(("targets", "tickets", "routed", "kept"), [
+    (["zendesk"], {"zendesk": "billing"}, "escalations", "billing"),
+    (["zendesk", "slack"], {"zendesk": "billing", "slack": "billing"}, "escalations", "billing"),
+    # Slack has no ticket yet: its alert goes where routing sends it, and so the answer says.
+    (["zendesk", "slack"], {"zendesk": "billing"}, "escalations", None),
+    (["zendesk", "slack"], {"zendesk": "billing", "slack": "support"}, "escalations", None),
+    (["zendesk"], {"zendesk": "escalations"}, "escalations", None),  # routing chose the ticket's own team
+    (["zendesk"], {"salesforce": "billing"}, "escalations", None),  # a target the handoff does not go to
+    (["zendesk"], {}, "escalations", None),  # a first handoff
+    (["preview", "zendesk"], {"zendesk": "billing"}, "escalations", "billing"),  # preview beside it reaches nobody
+    (["preview"], {"preview": "billing"}, "escalations", "billing"),  # alone, it stands in for the vendors
+])
+def test_the_kept_team_is_the_one_team_of_every_ticket_that_reaches_an_agent(targets, tickets, routed, kept):
+    assert kept_tickets.kept_team(targets, tickets, routed) == kept
+
+
+def _handoff(session, handoff_id, *, team="billing", completed=None, created=0, link=None, **link_fields):
+    at = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC) + dt.timedelta(minutes=created)
+    delivery = Delivery(target="zendesk", state="pending")
+    session.add(Handoff(id=handoff_id, bot_id="support-bot", conversation_id="conv-1", idempotency_key=handoff_id,
+                        request_hash="0" * 64, packet={}, assignment={"team": team, "trace": []},
+                        customer_message={"locale": "en", "text": "…"}, created_at=at, completed_at=completed,
+                        deliveries=[delivery]))
+    session.flush()
+    if link is not None:
+        session.add(ConversationLink(bot_id="support-bot", conversation_id="conv-1", target=link,
+                                     owner_delivery_id=delivery.id, **link_fields))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request):
+    return on_either_database(request).extensions["connector"].db
+
+
+def test_a_ticket_is_of_the_team_it_was_opened_for_or_is_being_opened_for(db):
+    with db.session() as session:
+        _handoff(session, "hnd_A", team="escalations", link="zendesk", vendor_id="1",
+                 extra={"opened_with": {"team": "billing"}})  # the opening recorded it
+        _handoff(session, "hnd_B", team="support", link="slack", created=1)  # still being opened for support
+        _handoff(session, "hnd_C", link="salesforce", vendor_id="500", extra={}, created=2)  # kept before teams were
+    assert kept_tickets.teams(db, "support-bot", "conv-1") == {"zendesk": "billing", "slack": "support"}
+    assert kept_tickets.teams(db, "other-bot", "conv-1") == {}
+    assert kept_tickets.teams(db, "support-bot", "conv-2") == {}
+
+
+def test_no_ticket_is_kept_once_the_conversations_newest_handoff_was_solved(db):
+    # Its ticket may be closed by now, and a closed one is followed by a new ticket where routing
+    # sends the repeat: the answer names routing's team, as before.
+    solved = dt.datetime(2026, 11, 21, 13, 0, tzinfo=dt.UTC)
+    with db.session() as session:
+        _handoff(session, "hnd_A", completed=solved, link="zendesk", vendor_id="1",
+                 extra={"opened_with": {"team": "billing"}})
+    assert kept_tickets.teams(db, "support-bot", "conv-1") == {}
+    with db.session() as session:  # handed off again since, not solved: the ticket was reopened by it
+        _handoff(session, "hnd_B", created=5)
+    assert kept_tickets.teams(db, "support-bot", "conv-1") == {"zendesk": "billing"}
+
+
+def test_the_hours_told_of_are_the_kept_teams_and_pass_with_its_opening():
+    from types import SimpleNamespace
+
+    from connector.answers import hours_passed
+
+    opened = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat()
+    kept = {"team": "billing", "business_hours": {"next_opening": opened}, "out_of_hours": True}
+    handoff = SimpleNamespace(assignment={"team": "escalations", "business_hours": None, "out_of_hours": False,
+                                          "kept": kept})
+    assert hours_passed(handoff)
