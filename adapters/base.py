@@ -592,6 +592,20 @@ class Adapter(abc.ABC):
         )
 
 
+def routing_field_left_out(said: dict[str, str], field: str) -> dict[str, str]:
+    """A receipt's entry (`said`) for a routing id the vendor refused, the ticket made without it,
+    naming routing's `field` (`assignee_id`): the answer named routing's agent as the one to reply
+    while the ticket waited in its queue for anyone (`refused_routing_fields`)."""
+    return {**said, "field": field}
+
+
+def refused_routing_fields(receipt: Mapping[str, Any] | None) -> set[str]:
+    """The routing fields a delivery's receipt says its vendor refused (`routing_field_left_out`)."""
+    dropped = (receipt or {}).get("dropped") or []
+    return {str(entry["field"]) for entry in dropped
+            if isinstance(entry, Mapping) and entry.get("part") == "routing" and entry.get("field")}
+
+
 def with_dropped(receipt: dict[str, Any], refused: Dropped) -> dict[str, Any]:
     """`receipt` with `refused` added to what it lists as dropped, each entry once (an adapter's
     lookup may name again what the attempt that made the ticket left out: `_carried`)."""

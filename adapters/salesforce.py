@@ -46,6 +46,7 @@ from .base import (
     created_at,
     deep_merge,
     mapping_context,
+    routing_field_left_out,
 )
 from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimitedAfterActing, RejectedError, TicketGone
 from .salesforce_client import (
@@ -345,11 +346,14 @@ class SalesforceAdapter(Adapter):
             part, where = "vendor_extra", f"vendor_extra.salesforce.{name}"
         elif (key := self._mapping_key_of(name, ctx)) is not None:
             part, where = "mapping", f"salesforce.yaml {key}"  # its word for Status, Priority, Origin
+        elif name == "OwnerId" and ((ctx.assignment.get("targets") or {}).get("salesforce") or {}).get("owner_id"):
+            part, where = "routing", "routing's owner_id"
         else:
             part, where = "field", f"the case's {name}"
         then = " (the org's assignment rules chose the owner)" if name == "OwnerId" and done == "made" else ""
-        return {"part": part, "reason": f"Salesforce refused {where} ({why[:300]}); the case was {done} "
-                                        f"without it{then}"}
+        said = {"part": part,
+                "reason": f"Salesforce refused {where} ({why[:300]}); the case was {done} without it{then}"}
+        return routing_field_left_out(said, "owner_id") if part == "routing" else said
 
     def _table(self, key: str, built_in: Mapping[str, str]) -> Mapping[str, str]:
         """salesforce.yaml's `priority` or `origin` table; the built-in one only when the key is not

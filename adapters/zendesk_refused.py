@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from .base import HandoffContext, Sent, carrying
+from .base import HandoffContext, Sent, carrying, routing_field_left_out
 from .errors import RejectedError
 
 log = logging.getLogger("adapters.zendesk")  # the adapter's logger: one place to read Zendesk's lines
@@ -105,7 +105,8 @@ def _field_left_out(key: str, why: str, ctx: HandoffContext, named: bool = False
     else:
         part, where = "mapping", f"zendesk.yaml {key}"
     then = _NAMED_ONLY if named and key.startswith("requester") else _LEFT_WITHOUT.get(key, "")
-    return {"part": part, "reason": f"Zendesk refused {where} ({why[:300]}); the ticket was made without it{then}"}
+    said = {"part": part, "reason": f"Zendesk refused {where} ({why[:300]}); the ticket was made without it{then}"}
+    return routing_field_left_out(said, key) if part == "routing" else said
 
 
 def _no_requester(first: str, then: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters import registry
+from adapters.base import refused_routing_fields
 from adapters.errors import PAGE_MARK, TRANSPORT_FAILURE
 
 from .brief import parts_present
@@ -156,17 +157,30 @@ def _holder(routed: bool | None, name: str | None, agent_id: str) -> Holder:
     return Holder(bool(routed), name or agent_id, str(agent_id))
 
 
-def _agent_now(handoff: Handoff, holder: Holder | None) -> dict[str, str]:
+def _agent_now(handoff: Handoff, holder: Holder | None, deliveries: Sequence[Any]) -> dict[str, str | None]:
     """`assignment.agent` once someone is recorded holding the handoff: that agent — but routing's
     own agent keeps routing's label (Zendesk reports the assignee it was given by id alone, and
     "Dana Smith" became "381726354" in every read). Routing's own by its id: a ticket found held
-    by another agent is recorded `routed` too, and kept routing's name for someone else."""
+    by another agent is recorded `routed` too, and kept routing's name for someone else.
+    Nobody yet, and the vendor refused routing's agent (the ticket made without them, waiting in
+    its queue): none — the answer named the customer's previous agent as the one to reply."""
     if holder is None:
-        return {}
+        return {"agent": None} if _agent_refused(handoff.assignment, deliveries) else {}
     chosen = (handoff.assignment.get("previous_agent") or {}).get("id")
     if handoff.assignment.get("agent") and chosen is not None and str(chosen) == holder.agent_id:
         return {}
     return {"agent": holder.agent}
+
+
+def _agent_refused(assignment: Mapping[str, Any], deliveries: Sequence[Any]) -> bool:
+    """Routing's agent (a sticky rule's previous agent, sent by id to one target) was refused there."""
+    previous = assignment.get("previous_agent") or {}
+    target, agent_id = previous.get("target"), previous.get("id")
+    if not assignment.get("agent") or target is None or agent_id is None:
+        return False
+    sent_as = {field for field, value in ((assignment.get("targets") or {}).get(target) or {}).items()
+               if str(value) == str(agent_id)}
+    return any(d.target == target and sent_as & refused_routing_fields(d.receipt) for d in deliveries)
 
 
 def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
@@ -200,7 +214,7 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
         "status": status,
         "conversation_id": handoff.conversation_id,
         "tickets": [_ticket(d) for d in deliveries],
-        "assignment": {key: told.get(key) for key in _ASSIGNMENT_KEYS} | _agent_now(handoff, holder),
+        "assignment": {key: told.get(key) for key in _ASSIGNMENT_KEYS} | _agent_now(handoff, holder, deliveries),
         "customer_message": shown_message(handoff.customer_message, status, delayed=delayed, assigned=unhoured),
         "estimated_wait_seconds": shown_wait(handoff.estimated_wait_seconds, status, delayed=delayed),
         "context_receipt": receipts(deliveries, handoff.packet),

@@ -38,6 +38,9 @@ class CustomerMessageSchema(Schema):
 class DroppedPartSchema(Schema):
     part = fields.String(required=True)
     reason = fields.String(required=True)
+    field = fields.String(metadata={
+        "description": "With `part: routing`: the routing id the vendor refused (`assignee_id`, `owner_id`), the "
+                       "ticket made without it. A refused agent is no longer `assignment.agent`."})
 
 
 class AttachedPartSchema(Schema):

@@ -216,6 +216,27 @@ def test_a_sticky_rule_offers_the_previous_agent_from_zendesk(zendesk):
     zd.assert_ticket_requests_valid()
 
 
+def test_a_previous_agent_zendesk_refuses_is_not_named_as_the_one_to_reply(zendesk):
+    # A review: Zendesk refused the sticky agent (no longer in the group) and the ticket was made
+    # without them, waiting in its queue; the answer still named them as the customer's agent.
+    client, zd = zendesk
+    zd.search()
+    zd.show_user()
+    zd.rsps.add("POST", zd.origin + "/api/v2/tickets.json", status=422, json={
+        "error": "RecordInvalid", "description": "Record validation errors",
+        "details": {"assignee": [{"description": "Assignee is not a member of the group", "error": "InvalidValue"}]}})
+    zd.create_ticket({"id": 1002})
+    body = post(client, full_packet()).get_json()
+    first, second = (sent["ticket"] for sent in zd.json_bodies("POST", "/api/v2/tickets.json"))
+    assert first["assignee_id"] == 381156009921 and "assignee_id" not in second
+    assert body["tickets"][0]["status"] == "created"
+    assert body["assignment"]["agent"] is None
+    assert any(line.startswith("sticky: offered previous agent") for line in body["assignment"]["trace"])
+    [refused] = [e for e in body["context_receipt"]["zendesk"]["dropped"] if e["part"] == "routing"]
+    assert refused["field"] == "assignee_id" and "Assignee is not a member of the group" in refused["reason"]
+    assert client.get(body["links"]["self"], headers=auth()).get_json()["assignment"] == body["assignment"]
+
+
 def test_the_admin_preview_is_what_is_then_sent(zendesk):
     client, zd = zendesk
     zd.search(results=[])
