@@ -16,10 +16,10 @@ from adapters import registry
 from adapters.base import refused_routing_fields
 from adapters.errors import PAGE_MARK, TRANSPORT_FAILURE
 
+from . import routing
 from .brief import parts_present
 from .customer_message import FAILED
 from .models import DISMISSED, DONE, Assignment, Callback, Delivery, Handoff, utcnow
-from .routing import as_told
 from .text_rules import rfc3339_utc
 
 T = TypeVar("T")
@@ -172,6 +172,35 @@ def _agent_now(handoff: Handoff, holder: Holder | None, deliveries: Sequence[Any
     return {"agent": holder.agent}
 
 
+class _Told:
+    """A handoff as its bot and customer are told it while its conversation's tickets stay with
+    another team than routing's (`routing.keep_with`): that team's name, queue and hours in its
+    assignment, its message and wait; everything else the handoff's own."""
+
+    def __init__(self, handoff: Any, kept: Mapping[str, Any]):
+        self._handoff = handoff
+        self.assignment = routing.as_told(handoff.assignment)
+        self.customer_message = kept.get("customer_message")
+        self.estimated_wait_seconds = kept.get("estimated_wait_seconds")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handoff, name)
+
+
+def as_told(handoff: Any, deliveries: Sequence[Any]) -> Any:
+    """`handoff` as the bot and the customer are told it now: with the team its conversation's
+    tickets stay with (`_Told`) while none of the targets that reach an agent opened a new ticket —
+    one closed for good is followed by a new ticket where routing sends the repeat, and the answer
+    says routing's team, its wait and hours again (as the handoff's own columns have them)."""
+    kept = (handoff.assignment or {}).get("kept")
+    if not isinstance(kept, Mapping):
+        return handoff
+    targets = [d.target for d in deliveries]
+    if any(d.state == "created" and registry.reaches_agents(d.target, targets) for d in deliveries):
+        return handoff
+    return _Told(handoff, kept)
+
+
 def _agent_refused(assignment: Mapping[str, Any], deliveries: Sequence[Any]) -> bool:
     """Routing's agent (a sticky rule's previous agent, sent by id to one target) was refused there."""
     previous = assignment.get("previous_agent") or {}
@@ -195,6 +224,7 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     if reached_later and handoff_status(deliveries) == "failed":
         deliveries = rescued(deliveries, reached_later)
     status = handoff_status(deliveries)
+    handoff = as_told(handoff, deliveries)
     # An agent has it: the wait quoted at intake is over, and the message says none (a failed
     # handoff keeps its apology: an agent may have taken a case whose comments failed). So once
     # the wait has run out with nobody on it. Routing's own agent (a sticky rule's, on the ticket
@@ -208,13 +238,13 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     # The message without the team's hours (`if_assigned`) once an agent has it, or once the hours
     # it told of are past: "away until 09:00 Monday" was still read on Tuesday afternoon.
     unhoured = waited_for or (live and hours_passed(handoff))
-    told = as_told(handoff.assignment)  # with the team the conversation's tickets stay with, as the customer heard
+    agent = _agent_now(handoff, holder, deliveries)
     return {
         "id": handoff.id,
         "status": status,
         "conversation_id": handoff.conversation_id,
         "tickets": [_ticket(d) for d in deliveries],
-        "assignment": {key: told.get(key) for key in _ASSIGNMENT_KEYS} | _agent_now(handoff, holder, deliveries),
+        "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS} | agent,
         "customer_message": shown_message(handoff.customer_message, status, delayed=delayed, assigned=unhoured),
         "estimated_wait_seconds": shown_wait(handoff.estimated_wait_seconds, status, delayed=delayed),
         "context_receipt": receipts(deliveries, handoff.packet),
@@ -238,7 +268,7 @@ def wait_ran_out(handoff: Any) -> bool:
 def hours_passed(handoff: Any) -> bool:
     """The team's opening the message told of has come (`closed`: "we open again at 09:00 Monday";
     `closing`: "…and open again at 09:00 tomorrow"): what it says of the hours is over."""
-    assignment = as_told(handoff.assignment or {})
+    assignment = handoff.assignment or {}
     hours = assignment.get("business_hours") or {}
     opening = rfc3339_utc(hours.get("next_opening") if assignment.get("out_of_hours") else hours.get("reopens_at"))
     return opening is not None and utcnow() >= opening

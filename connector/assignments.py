@@ -36,11 +36,10 @@ from sqlalchemy.orm import Session
 
 from adapters.events import AssignmentEvent, CompletionEvent, Holder, Ignored
 
-from . import callbacks
+from . import answers, callbacks
 from .errors import ValidationFailed
 from .jsonlog import log_context
 from .models import DISMISSED, Assignment, Callback, ConversationLink, Delivery, Handoff, utcnow
-from .routing import as_told
 from .routing_schema import compiled
 from .schemas import flatten_errors
 
@@ -142,7 +141,8 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             # The agent is still recorded, for a read. A bot that did not ask for `completed` hears
             # `assigned` as before (and then no `delivered` after it).
             owed = not _completed_owed(session, handoff.id) and _owe_callback(session, services, handoff, event, routed)
-            team = str(as_told(handoff.assignment).get("team") or "")  # the one whose agents take it
+            # The team whose agents take it: the one its conversation's tickets stay with, where they do.
+            team = str(answers.as_told(handoff, handoff.deliveries).assignment.get("team") or "")
             wait = max(0, int((event.at - handoff.created_at).total_seconds()))
             taking = dict(target=event.target, vendor_ticket_id=_ticket_named(event), team=team,
                           agent_id=event.agent_id, agent_name=event.agent_name, event_id=event.event_id,

@@ -56,21 +56,23 @@ def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str,
     assignment = routing.assign(packet, mappings.routing, previous_agent=previous, now=now, facts=facts)
     targets = choose_targets(packet, assignment, list(adapters))
     kept = kept_tickets.kept_team(targets, tickets or {}, assignment["team"]) if not packet.get("follow_up") else None
+
+    def worded(view: Mapping[str, Any], said: str) -> tuple[int | None, str, dict[str, str]]:
+        wait_s, source, past_closing = routing.wait_quote(view, mappings.routing, observed_wait=observed_wait)
+        # The trace is in every answer: it says where the quoted figure came from.
+        quoted = f"{wait_s} s" if wait_s is not None else "none quoted"
+        assignment["trace"].append(f"{said}: {quoted}, {source}")
+        return wait_s, source, customer_message.compose(packet, view, wait_s, mappings.messages, now=now,
+                                                        wait_past_closing_s=past_closing)
+
+    wait_seconds, wait_source, message = worded(assignment, "wait")
     if kept is not None:
+        # Worded for the team the tickets stay with as well; the answer says it while they do.
         routing.keep_with(assignment, kept, mappings.routing, now, targets)
-    told = routing.as_told(assignment)
-    wait_seconds, wait_source, past_closing = routing.wait_quote(told, mappings.routing, observed_wait=observed_wait)
-    # The trace is in every answer: it says where the quoted figure came from.
-    quoted = f"{wait_seconds} s" if wait_seconds is not None else "none quoted"
-    assignment["trace"].append(f"wait: {quoted}, {wait_source}")
-    return Decision(
-        assignment=assignment,
-        targets=targets,
-        wait_seconds=wait_seconds,
-        wait_source=wait_source,
-        customer_message=customer_message.compose(packet, told, wait_seconds, mappings.messages, now=now,
-                                                  wait_past_closing_s=past_closing),
-    )
+        kept_wait, _, kept_message = worded(routing.as_told(assignment), f"wait while the tickets stay with {kept}")
+        assignment["kept"].update(estimated_wait_seconds=kept_wait, customer_message=kept_message)
+    return Decision(assignment=assignment, targets=targets, wait_seconds=wait_seconds, wait_source=wait_source,
+                    customer_message=message)
 
 
 def choose_targets(packet: Mapping[str, Any], assignment: dict[str, Any], enabled: list[str]) -> list[str]:

@@ -259,20 +259,20 @@ def _hours(team: str, settings: Mapping[str, Any], now: dt.datetime, trace: list
 def keep_with(assignment: dict[str, Any], team: str, routing: Mapping[str, Any], now: dt.datetime,
               targets: list[str]) -> None:
     """The conversation's tickets at every target stay with `team`, not the one routing chose
-    (`connector.kept_tickets`): the bot and the customer are told that team's name, queue, wait and
-    hours (`as_told`, kept under `kept`). The rest stays routing's: the brief says its choice beside
-    the ticket's team, and a ticket found closed is followed by a new one where routing sends it."""
+    (`connector.kept_tickets`): while they do, the bot and the customer are told that team's name,
+    queue, hours (`as_told`, kept under `kept`) and wait (`decision.decide` adds it and the message).
+    The rest stays routing's: the brief says its choice beside the ticket's team, and a ticket found
+    closed is followed by a new one where routing sends it — what the answer then says."""
     settings = compiled(routing)["teams"].get(team) or {}
     trace = assignment["trace"]
     trace.append(f"team {team} keeps this handoff: the conversation's tickets at {', '.join(targets)} were opened "
                  f"for {team} and are not moved (routing chose {assignment['team']}); the bot and the customer "
-                 f"are told {team}'s wait and hours")
+                 f"are told {team}'s wait and hours while they are updated")
     assignment["kept"] = {"team": team, "queue": settings.get("queue"), **_hours(team, settings, now, trace)}
 
 
 def as_told(assignment: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The assignment as the bot and the customer are told it: with the team the conversation's
-    tickets stay with, where they do (`keep_with`)."""
+    """The assignment with the team the conversation's tickets stay with, where they do (`keep_with`)."""
     kept = assignment.get("kept")
     return {**assignment, **kept} if isinstance(kept, Mapping) else assignment
 

@@ -89,20 +89,67 @@ def test_a_repeat_routed_elsewhere_is_answered_with_the_team_its_ticket_stays_wi
     assert "our escalations team" in elsewhere["customer_message"]["text"]
 
 
+def test_a_repeat_whose_ticket_was_closed_is_answered_with_routings_team(app):
+    # A review: the closed ticket is followed by a new one where routing sends the repeat — the
+    # answer said the old ticket's team, its wait and hours all the same.
+    import responses
+
+    from tests.fakes.zendesk import FakeZendesk
+
+    client = app.test_client()
+    first = minimal_packet(conversation={"id": "conv-closed"})
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        zd = FakeZendesk(rsps)
+        zd.create_ticket({"id": 1001})
+        assert post(client, first).get_json()["assignment"]["team"] == "support"
+        zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
+        zd.create_ticket({"id": 1002})
+        answer = post(client, fraud(first)).get_json()
+        new = zd.json_bodies("POST", "/api/v2/tickets.json")[-1]["ticket"]
+    assert (new.get("via_followup_source_id"), answer["tickets"][0]["status"]) == (1001, "created")
+    assert (answer["assignment"]["team"], answer["estimated_wait_seconds"]) == ("escalations", 120)
+    assert "our escalations team" in answer["customer_message"]["text"]
+    assert client.get(answer["links"]["self"], headers=auth()).get_json()["assignment"] == answer["assignment"]
+
+
+def test_a_repeat_whose_ticket_was_solved_is_answered_with_the_team_that_reopens_it(app):
+    # A review: the repeat's note reopens a solved ticket where it was (the shipped reopen_solved),
+    # and the answer said routing's team because the first handoff was recorded solved.
+    import responses
+
+    from connector.models import utcnow
+    from tests.fakes.zendesk import FakeZendesk
+
+    client = app.test_client()
+    first = minimal_packet(conversation={"id": "conv-solved"})
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        zd = FakeZendesk(rsps)
+        zd.create_ticket({"id": 1001})
+        opened = post(client, first).get_json()
+        with app.extensions["connector"].db.session() as session:  # Zendesk's solved event, recorded
+            session.get(Handoff, opened["id"]).completed_at = utcnow()
+        zd.update_ticket(1001, status="solved")
+        answer = post(client, fraud(first)).get_json()
+    assert answer["tickets"][0]["status"] == "updated"
+    assert (answer["assignment"]["team"], answer["estimated_wait_seconds"]) == ("support", 1800)
+
+
 def test_the_customer_hears_the_hours_of_the_team_the_ticket_stays_with(make_app):
     # Billing is closed on a Sunday (the shipped office calendar); escalations has no calendar.
     app = make_app(**ZENDESK)
     services = app.extensions["connector"]
     sunday = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
     packet = fraud(minimal_packet())
-    kept = decide(packet, services.mappings, services.adapters, ask_vendors=False, now=sunday,
-                  tickets={"zendesk": "billing"})
+    decided = decide(packet, services.mappings, services.adapters, ask_vendors=False, now=sunday,
+                     tickets={"zendesk": "billing"})
     routed = decide(packet, services.mappings, services.adapters, ask_vendors=False, now=sunday)
     assert routed.assignment["team"] == "escalations" and routed.assignment.get("kept") is None
-    assert kept.assignment["team"] == "escalations"  # routing's choice, for the brief's "not moved"
-    assert kept.assignment["kept"]["team"] == "billing" and kept.assignment["kept"]["out_of_hours"]
-    assert kept.wait_seconds is None and "out of hours" in kept.wait_source
-    assert "billing" in kept.customer_message["text"] and "at 09:00 tomorrow" in kept.customer_message["text"]
+    # Routing's choice, for the brief's "not moved" and for a new ticket if the old one is closed;
+    # the kept team's words beside it, said while the tickets are updated (`answers.as_told`).
+    assert (decided.assignment["team"], decided.customer_message) == ("escalations", routed.customer_message)
+    kept = decided.assignment["kept"]
+    assert kept["team"] == "billing" and kept["out_of_hours"] and kept["estimated_wait_seconds"] is None
+    assert "billing" in kept["customer_message"]["text"] and "at 09:00 tomorrow" in kept["customer_message"]["text"]
     assert "09:00" not in routed.customer_message["text"]
 
 
@@ -122,9 +169,10 @@ def test_the_kept_team_is_the_one_team_of_every_ticket_that_reaches_an_agent(tar
     assert kept_tickets.kept_team(targets, tickets, routed) == kept
 
 
-def _handoff(session, handoff_id, *, team="billing", completed=None, created=0, link=None, **link_fields):
+def _handoff(session, handoff_id, *, team="billing", completed=None, created=0, link=None, state="pending",
+             **link_fields):
     at = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC) + dt.timedelta(minutes=created)
-    delivery = Delivery(target="zendesk", state="pending")
+    delivery = Delivery(target=link or "zendesk", state=state)
     session.add(Handoff(id=handoff_id, bot_id="support-bot", conversation_id="conv-1", idempotency_key=handoff_id,
                         request_hash="0" * 64, packet={}, assignment={"team": team, "trace": []},
                         customer_message={"locale": "en", "text": "…"}, created_at=at, completed_at=completed,
@@ -141,36 +189,30 @@ def db(request):
 
 
 def test_a_ticket_is_of_the_team_it_was_opened_for_or_is_being_opened_for(db):
+    solved = dt.datetime(2026, 11, 21, 13, 0, tzinfo=dt.UTC)
     with db.session() as session:
-        _handoff(session, "hnd_A", team="escalations", link="zendesk", vendor_id="1",
-                 extra={"opened_with": {"team": "billing"}})  # the opening recorded it
+        # The opening recorded it; solved since, it is reopened there by the repeat's note.
+        _handoff(session, "hnd_A", team="escalations", completed=solved, link="zendesk", vendor_id="1",
+                 extra={"opened_with": {"team": "billing"}})
         _handoff(session, "hnd_B", team="support", link="slack", created=1)  # still being opened for support
         _handoff(session, "hnd_C", link="salesforce", vendor_id="500", extra={}, created=2)  # kept before teams were
+        # A review: an opening given up opened nothing — the repeat opens a ticket where routing says.
+        _handoff(session, "hnd_D", link="preview", state="failed", created=3)
     assert kept_tickets.teams(db, "support-bot", "conv-1") == {"zendesk": "billing", "slack": "support"}
     assert kept_tickets.teams(db, "other-bot", "conv-1") == {}
     assert kept_tickets.teams(db, "support-bot", "conv-2") == {}
 
 
-def test_no_ticket_is_kept_once_the_conversations_newest_handoff_was_solved(db):
-    # Its ticket may be closed by now, and a closed one is followed by a new ticket where routing
-    # sends the repeat: the answer names routing's team, as before.
-    solved = dt.datetime(2026, 11, 21, 13, 0, tzinfo=dt.UTC)
-    with db.session() as session:
-        _handoff(session, "hnd_A", completed=solved, link="zendesk", vendor_id="1",
-                 extra={"opened_with": {"team": "billing"}})
-    assert kept_tickets.teams(db, "support-bot", "conv-1") == {}
-    with db.session() as session:  # handed off again since, not solved: the ticket was reopened by it
-        _handoff(session, "hnd_B", created=5)
-    assert kept_tickets.teams(db, "support-bot", "conv-1") == {"zendesk": "billing"}
-
-
 def test_the_hours_told_of_are_the_kept_teams_and_pass_with_its_opening():
     from types import SimpleNamespace
 
-    from connector.answers import hours_passed
+    from connector.answers import as_told, hours_passed
 
     opened = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat()
-    kept = {"team": "billing", "business_hours": {"next_opening": opened}, "out_of_hours": True}
+    kept = {"team": "billing", "business_hours": {"next_opening": opened}, "out_of_hours": True,
+            "customer_message": {"text": "billing"}, "estimated_wait_seconds": None}
     handoff = SimpleNamespace(assignment={"team": "escalations", "business_hours": None, "out_of_hours": False,
                                           "kept": kept})
-    assert hours_passed(handoff)
+    updated = SimpleNamespace(target="zendesk", state="updated")
+    assert hours_passed(as_told(handoff, [updated]))
+    assert not hours_passed(as_told(handoff, [SimpleNamespace(target="zendesk", state="created")]))

@@ -183,12 +183,14 @@ def test_an_assignment_is_recorded_with_the_handoffs_team_and_wait(hooked):
     assert (row.handed_off_at, row.assigned_at, row.wait_seconds) == (at(-115), at(5), 120)
 
 
-def test_an_assignment_of_a_repeat_whose_ticket_stayed_with_its_team_counts_for_that_team(hooked):
+@pytest.mark.parametrize(("state", "team"), [("updated", "billing"), ("created", "escalations")])
+def test_an_assignment_of_a_repeat_counts_for_the_team_whose_ticket_it_was(hooked, state, team):
     # The wait observed is the ticket's team's: its agents took it, not those of the team routing
-    # chose for the repeat — whose next customer was quoted billing's time to answer.
-    delivered(hooked, team="escalations", kept="billing")
+    # chose for the repeat — whose next customer was quoted billing's time to answer. Unless the
+    # ticket was closed and the repeat opened a new one (`created`), where routing sent it.
+    delivered(hooked, team="escalations", kept="billing", state=state)
     assert post(hooked, event()).get_json()["outcome"] == "recorded"
-    assert [row.team for row in assignments(hooked)] == ["billing"]
+    assert [row.team for row in assignments(hooked)] == [team]
 
 
 def test_the_same_event_twice_is_recorded_once(hooked):
