@@ -15,12 +15,13 @@ from typing import Any, Literal
 # How each adapter's messages for a failure on the way to its vendor begin (connect, TLS, proxy,
 # no usable answer): what follows them is the transport library's own words, which quote host names.
 # A bot reads such a message without them (`connector.answers.for_bot`); a vendor's refusal, the
-# vendor's words, it reads whole. An adapter's new transport message must begin one of these ways
-# (tests/adapters/test_transport_messages.py).
+# vendor's words, it reads whole. An adapter's new transport message must begin one of these ways,
+# or carry one after its own words ("case … exists but its transcript is incomplete: could not
+# reach Salesforce: …") — tests/adapters/test_transport_messages.py.
 TRANSPORT_FAILURE = re.compile(
-    r"(?:\w+: )?(?:could not connect to|TLS failed with|the proxy refused|Zendesk kept failing|reading from"
-    r" Zendesk failed|no usable answer from|no answer from Salesforce|could not reach Salesforce|Slack \S+: cannot"
-    r" reach Slack|Slack \S+: no answer)")
+    r"(?:\w+: )?(?:could not connect to|TLS failed with|TLS broke after|the proxy refused|Zendesk kept failing"
+    r"|reading from Zendesk failed|no usable answer from|no answer from Salesforce|could not reach Salesforce"
+    r"|Slack \S+: cannot reach Slack|Slack \S+: no answer)")
 
 
 # What a failure's message carries of an answer that was not the vendor's JSON (a proxy's or a

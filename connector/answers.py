@@ -103,7 +103,9 @@ _TRANSPORT = re.compile(
 def for_bot(error: str | None) -> str | None:
     if error and PAGE_MARK in error:  # a proxy's page, after the vendor's or our words: admins read it
         error = f"{error[:error.index(PAGE_MARK)]} (what it said is on the admin page)"
-    if not error or not TRANSPORT_FAILURE.match(error):
+    # Anywhere in it: an adapter may say first what had been done ("case … exists but its
+    # transcript is incomplete: could not reach Salesforce: …", "alert … posted, then: …").
+    if not error or not TRANSPORT_FAILURE.search(error):
         return error
     # What is left past the libraries' first words is still theirs: a host they quote, a host:port.
     text = _HOST_PORT.sub("…", _QUOTED.sub("'…'", _ADDRESS.sub("…", error)))

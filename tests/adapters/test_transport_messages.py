@@ -136,3 +136,75 @@ def test_a_proxys_page_quoted_in_a_receipts_reason_is_cut_for_the_bot_too():
     assert "internal" not in str(shown) and shown["dropped"][1] == receipt["dropped"][1]
     assert shown["dropped"][0]["reason"].startswith("Salesforce refused the comment 'part 2/3' (Salesforce 413")
     assert receipt_for_bot(shown) == shown and receipt_for_bot({"delivered": []}) == {"delivered": []}
+
+
+# ---- a transport failure after the adapter's own words --------------------------------------------
+
+EGRESS = "https://zendesk-egress.corp.internal:8443"
+
+
+class _BrokenAfterSending(requests.exceptions.SSLError):
+    """A TLS record broken in the answer, after the request left (`call_deadline.request_sent`)."""
+
+    request_sent = property(lambda self: True, lambda self, value: None)
+
+
+def _posted(client, packet):
+    import json
+
+    from tests.conftest import auth
+
+    answer = client.post("/v1/handoffs", data=json.dumps(packet), headers=auth(), content_type="application/json")
+    read = client.get(answer.get_json()["links"]["self"], headers=auth()).get_json()
+    return answer.get_json(), read
+
+
+def test_tls_broken_after_sending_reaches_the_bot_without_the_proxys_host(make_app):
+    # A review: "TLS broke after the request was sent to https://zendesk-egress.corp.internal:8443/…"
+    # was no transport message, and reached the bot whole.
+    import responses
+
+    from tests.factories import minimal_packet
+
+    client = make_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
+                      zendesk_api_token="t", zendesk_base_url=EGRESS).test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add("POST", f"{EGRESS}/api/v2/tickets.json", body=_BrokenAfterSending(
+            "[SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC] decryption failed or bad record mac (_ssl.c:2580) talking "
+            "to zendesk-egress.corp.internal (10.20.30.40)"))
+        answer, read = _posted(client, minimal_packet())
+    error = answer["tickets"][0]["error"]
+    assert error.startswith("OutcomeUnknown: TLS broke after the request was sent to") and "details are on" in error
+    assert "corp.internal" not in str(answer) and "10.20.30.40" not in str(answer)
+    assert "corp.internal" not in str(read) and "10.20.30.40" not in str(read)
+
+
+def test_a_transport_failure_after_a_case_was_made_reaches_the_bot_without_the_host(make_app):
+    # A review: "case … exists but its transcript is incomplete: could not reach Salesforce: … host=
+    # 'sfdc-egress.corp.internal', port=3128" — the transport words after the adapter's own.
+    import responses
+
+    from tests.factories import full_packet
+    from tests.fakes.salesforce import INSTANCE, TOKEN, SalesforceFake
+
+    client = make_app(targets=("salesforce",), salesforce_instance_url=INSTANCE,
+                      salesforce_access_token=TOKEN).test_client()
+    url = f"{INSTANCE}/services/data/v60.0/sobjects/CaseComment/"
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        org = SalesforceFake(rsps)
+        org.query([])
+        org.create("Contact")
+        org.create("Case")
+        reason = NewConnectionError(None, "HTTPSConnection(host='sfdc-egress.corp.internal', port=3128): "  # type: ignore[arg-type]
+                                          "Failed to establish a new connection: [Errno 111] Connection refused")
+        org.raise_("POST", "sobjects/CaseComment/", requests.ConnectionError(MaxRetryError(None, url, reason)))  # type: ignore[arg-type]
+        answer, read = _posted(client, full_packet())
+    error = answer["tickets"][0]["error"]
+    assert "exists but its transcript is incomplete: could not reach Salesforce" in error, error
+    assert "corp.internal" not in str(answer) and "3128" not in str(answer) and "corp.internal" not in str(read)
+
+
+def test_slacks_words_after_posting_keep_the_transport_out_too():
+    said = ("OutcomeUnknown: alert C0HANDOFF/1732190000.000100 posted, then: Slack chat.postMessage: cannot reach "
+            "Slack: <urlopen error [Errno -2] Name or service not known: slack-egress.corp.internal:8443>")
+    assert "corp.internal" not in for_bot(said) and for_bot(said).startswith("OutcomeUnknown: alert C0HANDOFF")
