@@ -324,7 +324,11 @@ def _answer(services: Services, handoff: Handoff, attempted: list[Attempted | No
     """201 when every target finished within the budget, else 202. What the request committed is
     in memory, and each finished attempt says what it wrote; only an attempt that did not run
     (its target paused meanwhile, another handoff of the conversation creating the ticket) makes
-    the rows worth reading again."""
+    the rows worth reading again. An updated ticket's agent (`Attempted.holder`) has the handoff:
+    recorded after the answer, named in it already — a replay named them where the answer had not."""
+    held = next((a.holder for a in attempted if a is not None and a.holder), None)
+    if held is not None:
+        render = partial(render, holder=answers.Holder(routed=True, agent=held, agent_id=held))
     if None not in attempted:
         ended = {a.target: a for a in attempted if a is not None}
         rows = [ended.get(d.target, d) for d in handoff.deliveries]

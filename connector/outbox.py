@@ -176,6 +176,9 @@ class Attempted:
     last_error: str | None
     receipt: dict[str, Any] | None
     next_attempt_at: dt.datetime | None = None  # when still pending: not tried again before then
+    # The agent the updated ticket waits on (`Outcome.holder`), recorded holding the handoff off the
+    # bot's path (`assignments.held`): the answer names them already, as a replay or a read will.
+    holder: str | None = None
 
     @classmethod
     def of(cls, row: Delivery) -> Attempted:
@@ -393,6 +396,7 @@ class Outbox:
             if attempted is not None and outcome.status == "updated" and outcome.holder and not handoff.follows_id:
                 holder, ticket = outcome.holder, outcome.vendor_id  # off the bot's path, as the links below
                 self.defer(lambda: self.held(handoff.id, delivery.target, ticket, holder))
+                attempted = replace(attempted, holder=holder)
         if len(handoff.deliveries) > 1 and not handoff.follows_id:
             # Linking the targets' tickets to each other is cosmetic: it must not delay the answer.
             self.defer(lambda: self._notify_related(handoff, delivery.target))

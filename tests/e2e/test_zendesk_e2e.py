@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import time
 
 import pytest
 import responses
@@ -235,6 +236,27 @@ def test_a_previous_agent_zendesk_refuses_is_not_named_as_the_one_to_reply(zende
     [refused] = [e for e in body["context_receipt"]["zendesk"]["dropped"] if e["part"] == "routing"]
     assert refused["field"] == "assignee_id" and "Assignee is not a member of the group" in refused["reason"]
     assert client.get(body["links"]["self"], headers=auth()).get_json()["assignment"] == body["assignment"]
+
+
+def test_a_repeat_onto_a_ticket_an_agent_has_names_them_in_its_answer_as_its_replay_does(zendesk):
+    # A review: the update's answer names the ticket's assignee, recorded holding the handoff after
+    # the answer — the 201 said agent null, its replay (nothing changed) and a read named them.
+    client, zd = zendesk
+    packet = full_packet(customer={**full_packet()["customer"], "segment": "smb"})  # no sticky lookup
+    zd.create_ticket({"id": 77120})
+    assert post(client, packet).status_code == 201
+    zd.update_ticket(77120)  # answered with assignee_id 381156009921: an agent has the ticket
+    packet["transcript"].append({"at": "2026-11-20T11:00:00Z", "role": "customer", "text": "Any news?"})
+    answer = post(client, packet).get_json()
+    assert answer["tickets"][0]["status"] == "updated"
+    assert answer["assignment"]["agent"] == "381156009921"
+    for _ in range(100):  # the holder is recorded off the bot's path
+        read = client.get(answer["links"]["self"], headers=auth()).get_json()
+        if read["assignment"]["agent"] is not None:
+            break
+        time.sleep(0.05)
+    assert read["assignment"] == answer["assignment"]
+    assert post(client, packet).get_json() == answer
 
 
 def test_the_admin_preview_is_what_is_then_sent(zendesk):
