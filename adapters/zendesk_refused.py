@@ -9,6 +9,7 @@ errors)."""
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -46,6 +47,8 @@ def create_or_without(create: Create, body: dict[str, Any], ctx: HandoffContext,
             raise
         why = err.message
     without = {**body, "ticket": _without(body["ticket"], refused, name_alone)}
+    if "assignee_id" in refused and ctx.assignment.get("agent"):
+        without["ticket"]["comment"] = _unassigned(without["ticket"]["comment"], str(ctx.assignment["agent"]), why)
     named = "requester" in without["ticket"]  # a refused requester left as the customer's name alone
     left_out = tuple(_field_left_out(name, why, ctx, named) for name in refused)
     # The vendor's words stay out of the log (they echo the values: an address); the receipt has them.
@@ -82,6 +85,15 @@ def _without(ticket: Mapping[str, Any], refused: tuple[str, ...], name_alone: st
     if {"requester", "requester_id"} & set(refused) and not (isinstance(was, Mapping) and set(was) == {"name"}):
         kept["requester"] = {"name": name_alone}
     return kept
+
+
+def _unassigned(comment: Mapping[str, Any], agent: str, why: str) -> dict[str, Any]:
+    """The ticket's comment opening with a note that routing's agent was refused: its brief's "Routed
+    to: … / Sam Okafor" told the agent who opened the unassigned ticket that Sam had it. Short, it
+    fits the room `COMMENT_LIMIT_BYTES` leaves under Zendesk's own limit."""
+    note = (f"Not assigned to {agent[:100]}: Zendesk refused routing's assignee ({why[:200]}). This ticket waits in "
+            f"its group's queue for anyone; the brief below names the agent routing chose.")
+    return {**comment, "html_body": f"<p><em>{html.escape(note)}</em></p>{comment.get('html_body', '')}"}
 
 
 def _refused_fields(err: RejectedError, ticket: Mapping[str, Any]) -> tuple[str, ...]:

@@ -230,6 +230,12 @@ def test_a_previous_agent_zendesk_refuses_is_not_named_as_the_one_to_reply(zende
     body = post(client, full_packet()).get_json()
     first, second = (sent["ticket"] for sent in zd.json_bodies("POST", "/api/v2/tickets.json"))
     assert first["assignee_id"] == 381156009921 and "assignee_id" not in second
+    # The agent who opens the unassigned ticket reads why its brief names Sam (a second review).
+    note = ("<p><em>Not assigned to Sam Okafor: Zendesk refused routing&#x27;s assignee (Zendesk rejected the request "
+            "(422): RecordInvalid — Record validation errors — assignee: Assignee is not a member of the group). ")
+    assert second["comment"]["html_body"] == note + (
+        "This ticket waits in its group&#x27;s queue for anyone; the brief below names the agent routing chose.</em></p>"
+        + first["comment"]["html_body"])
     assert body["tickets"][0]["status"] == "created"
     assert body["assignment"]["agent"] is None
     assert any(line.startswith("sticky: offered previous agent") for line in body["assignment"]["trace"])
