@@ -331,6 +331,8 @@ class SalesforceAdapter(Adapter):
                 raise
             why = err.message
         kept = {key: value for key, value in case.items() if key not in named_fields}
+        if "OwnerId" in named_fields and done == "made":
+            kept = _unowned(kept, ctx, why)
         # The vendor's words stay out of the log (they echo the values: an address); the receipt has them.
         log.warning("Salesforce refused fields of the case; sending it without them",
                     extra={"fields": sorted(named_fields)})
@@ -669,6 +671,18 @@ def _flag_half(ch: str) -> bool:
 
 def _size(text: str, in_bytes: bool) -> int:
     return len(text.encode()) if in_bytes else _units(text)
+
+
+def _unowned(case: dict[str, Any], ctx: HandoffContext, why: str) -> dict[str, Any]:
+    """A new case made without routing's refused owner, its Description opening with a line saying
+    so: its brief's "Routed to: … / Sam Okafor" told whoever the org's rules gave the case that Sam
+    had it. Left out when the Description has no room for it (a brief near Salesforce's limit)."""
+    agent, description = ctx.assignment.get("agent"), case.get("Description")
+    if not agent or not isinstance(description, str):
+        return case
+    note = (f"Not owned by {str(agent)[:100]}: Salesforce refused routing's owner ({why[:200]}); the org's "
+            f"assignment rules chose the owner. The brief below names the agent routing chose.\n\n")
+    return {**case, "Description": note + description} if _units(note + description) <= DESCRIPTION_MAX else case
 
 
 def _units(text: str) -> int:

@@ -911,6 +911,23 @@ def test_an_owner_refused_leaves_the_case_to_the_orgs_assignment_rules(org: Sale
     [entry] = [d for d in outcome.receipt["dropped"] if d["reason"].endswith("(the org's assignment rules chose the owner)")]
     # Routing's owner, named by its routing field: the answer stops naming a refused agent.
     assert (entry["part"], entry["field"]) == ("routing", "owner_id") and "routing's owner_id" in entry["reason"]
+    assert json.loads(second.request.body)["Description"] == json.loads(first.request.body)["Description"]  # no agent
+
+
+def test_a_previous_agent_refused_as_owner_is_said_atop_the_cases_brief(org: SalesforceFake) -> None:
+    # A review: the brief's "Routed to: … / Sam Okafor" told whoever the org's rules gave the case that
+    # Sam had it.
+    org.query([{"Id": "0035g00000Existing"}])
+    org.rsps.add("POST", f"{org.api}/sobjects/Case/", status=400, json=[{
+        "errorCode": "INACTIVE_OWNER_OR_USER", "message": "operation performed with inactive user", "fields": ["OwnerId"]}])
+    org.create("Case")
+    org.comments(1)
+    sticky = {**routed("0055g00000SamAAA"), "agent": "Sam Okafor"}
+    adapter().deliver(ctx_for(assignment=sticky))
+    first, second = (json.loads(call.request.body)["Description"] for call in org.calls("POST", "sobjects/Case/"))
+    assert second == ("Not owned by Sam Okafor: Salesforce refused routing's owner (Salesforce 400 INACTIVE_OWNER_OR_USER: "
+                      "operation performed with inactive user (fields: OwnerId)); the org's assignment rules chose the owner. The brief "
+                      "below names the agent routing chose.\n\n" + first)
 
 
 @pytest.mark.parametrize("error", [
