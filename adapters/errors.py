@@ -16,10 +16,13 @@ from typing import Any, Literal
 # no usable answer): what follows them is the transport library's own words, which quote host names.
 # A bot reads such a message without them (`connector.answers.for_bot`); a vendor's refusal, the
 # vendor's words, it reads whole. An adapter's new transport message must begin one of these ways,
-# or carry one after its own words ("case … exists but its transcript is incomplete: could not
-# reach Salesforce: …") — tests/adapters/test_transport_messages.py.
+# after one of the adapters' words for what had been done before it failed ("case … exists but its
+# transcript is incomplete: could not reach Salesforce: …") or none — anchored: a vendor's refusal
+# that says "could not connect to" somewhere is still its own words (tests/adapters/test_transport_messages.py).
 TRANSPORT_FAILURE = re.compile(
-    r"(?:\w+: )?(?:could not connect to|TLS failed with|TLS broke after|the proxy refused|Zendesk kept failing"
+    r"(?:\w+: )?(?:(?:case \S+ (?:exists but its transcript is incomplete|may hold part of this update)"
+    r"|(?:alert|update of) \S+ posted, then): )?"
+    r"(?:could not connect to|TLS failed with|TLS broke after|the proxy refused|Zendesk kept failing"
     r"|reading from Zendesk failed|no usable answer from|no answer from Salesforce|could not reach Salesforce"
     r"|Slack \S+: cannot reach Slack|Slack \S+: no answer)")
 

@@ -103,9 +103,7 @@ _TRANSPORT = re.compile(
 def for_bot(error: str | None) -> str | None:
     if error and PAGE_MARK in error:  # a proxy's page, after the vendor's or our words: admins read it
         error = f"{error[:error.index(PAGE_MARK)]} (what it said is on the admin page)"
-    # Anywhere in it: an adapter may say first what had been done ("case … exists but its
-    # transcript is incomplete: could not reach Salesforce: …", "alert … posted, then: …").
-    if not error or not TRANSPORT_FAILURE.search(error):
+    if not error or not TRANSPORT_FAILURE.match(error):
         return error
     # What is left past the libraries' first words is still theirs: a host they quote, a host:port.
     text = _HOST_PORT.sub("…", _QUOTED.sub("'…'", _ADDRESS.sub("…", error)))
@@ -189,16 +187,20 @@ class _Told:
         return getattr(self._handoff, name)
 
 
-def as_told(handoff: Any, deliveries: Sequence[Any]) -> Any:
+def as_told(handoff: Any, deliveries: Sequence[T], target: Callable[[T], str] = attrgetter("target"),
+            state: Callable[[T], str] = attrgetter("state")) -> Any:
     """`handoff` as the bot and the customer are told it now: with the team its conversation's
     tickets stay with (`_Told`) while none of the targets that reach an agent opened a new ticket —
     one closed for good is followed by a new ticket where routing sends the repeat, and the answer
-    says routing's team, its wait and hours again (as the handoff's own columns have them)."""
+    says routing's team, its wait and hours again (as the handoff's own columns have them). Every
+    reader of its message, wait or team goes through here: a `failed` callback read the columns
+    and named routing's team where the answer named the kept one. Rows of either shape, as
+    `handoff_status`'s."""
     kept = (handoff.assignment or {}).get("kept")
     if not isinstance(kept, Mapping):
         return handoff
-    targets = [d.target for d in deliveries]
-    if any(d.state == "created" and registry.reaches_agents(d.target, targets) for d in deliveries):
+    targets = [target(d) for d in deliveries]
+    if any(state(d) == "created" and registry.reaches_agents(target(d), targets) for d in deliveries):
         return handoff
     return _Told(handoff, kept)
 

@@ -149,6 +149,7 @@ def row(handoff: Handoff, state: str, url: str, tickets: Sequence[Mapping[str, A
     `schemas.HandoffStatusSchema` describes it in /openapi.json). Its `ticket` is `primary` (the
     agent's) or else the first one made that an agent can see (`agent_tickets`)."""
     done = [primary] if primary is not None else agent_tickets(tickets)
+    handoff = answers.as_told(handoff, tickets, itemgetter("target"), itemgetter("status"))  # its message and wait
     body = {
         "type": "handoff.status",
         "handoff_id": handoff.id,

@@ -325,10 +325,10 @@ def _answer(services: Services, handoff: Handoff, attempted: list[Attempted | No
     in memory, and each finished attempt says what it wrote; only an attempt that did not run
     (its target paused meanwhile, another handoff of the conversation creating the ticket) makes
     the rows worth reading again. An updated ticket's agent (`Attempted.holder`) has the handoff:
-    recorded after the answer, named in it already — a replay named them where the answer had not."""
-    held = next((a.holder for a in attempted if a is not None and a.holder), None)
-    if held is not None:
-        render = partial(render, holder=answers.Holder(routed=True, agent=held, agent_id=held))
+    the answer names whoever is recorded holding it, as a replay or a read does (a replay named
+    them where the answer had not)."""
+    if any(a is not None and a.holder for a in attempted):
+        render = partial(render, holder=_holder(services, handoff.id))
     if None not in attempted:
         ended = {a.target: a for a in attempted if a is not None}
         rows = [ended.get(d.target, d) for d in handoff.deliveries]
@@ -345,6 +345,16 @@ def _answer(services: Services, handoff: Handoff, attempted: list[Attempted | No
                     extra={"error": reason(err)})
         return render(handoff), 202, []
     return render(handoff, rows), 201 if answers.all_finished(rows) else 202, rows
+
+
+def _holder(services: Services, handoff_id: str) -> answers.Holder | None:
+    """Who is recorded holding the handoff (`answers.taken`); None if that cannot be read now."""
+    try:
+        with services.db.reading() as session:
+            return answers.holding(assignments.assignment_of(session, handoff_id))
+    except OperationalError as err:
+        log.warning("could not read who has the handoff; answering without", extra={"error": reason(err)})
+        return None
 
 
 def find_repeat(services: Services, bot_id: str, key: str, message_id: str | None) -> Handoff | None:

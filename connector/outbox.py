@@ -176,8 +176,8 @@ class Attempted:
     last_error: str | None
     receipt: dict[str, Any] | None
     next_attempt_at: dt.datetime | None = None  # when still pending: not tried again before then
-    # The agent the updated ticket waits on (`Outcome.holder`), recorded holding the handoff off the
-    # bot's path (`assignments.held`): the answer names them already, as a replay or a read will.
+    # The agent the updated ticket waits on (`Outcome.holder`), recorded holding the handoff
+    # (`assignments.held`): the answer reads who is recorded, as a replay or a read does.
     holder: str | None = None
 
     @classmethod
@@ -394,9 +394,14 @@ class Outbox:
                                           time.perf_counter() - started)
             attempted = self._record_success(delivery, handoff, outcome, time.perf_counter() - started)
             if attempted is not None and outcome.status == "updated" and outcome.holder and not handoff.follows_id:
-                holder, ticket = outcome.holder, outcome.vendor_id  # off the bot's path, as the links below
-                self.defer(lambda: self.held(handoff.id, delivery.target, ticket, holder))
-                attempted = replace(attempted, holder=holder)
+                # Recorded before the answer, which names who has it as a replay or a read does: two
+                # targets' agents, or a newer handoff on the ticket first, and only one is recorded.
+                # Only a repeat onto a ticket an agent has pays for it on the bot's path.
+                try:
+                    self.held(handoff.id, delivery.target, outcome.vendor_id, outcome.holder)
+                    attempted = replace(attempted, holder=outcome.holder)
+                except Exception:  # the ticket is recorded; who has it is for the next vendor event
+                    log.exception("could not record the agent the updated ticket waits on")
         if len(handoff.deliveries) > 1 and not handoff.follows_id:
             # Linking the targets' tickets to each other is cosmetic: it must not delay the answer.
             self.defer(lambda: self._notify_related(handoff, delivery.target))

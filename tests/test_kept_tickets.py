@@ -216,3 +216,42 @@ def test_the_hours_told_of_are_the_kept_teams_and_pass_with_its_opening():
     updated = SimpleNamespace(target="zendesk", state="updated")
     assert hours_passed(as_told(handoff, [updated]))
     assert not hours_passed(as_told(handoff, [SimpleNamespace(target="zendesk", state="created")]))
+
+
+def test_a_failed_callback_and_the_admin_page_say_the_kept_team_as_the_answer_does(make_app, tmp_path):
+    # A review: the `failed` callback read the handoff's own message (routing's team) and said
+    # "…our escalations team…" where the answer and a read said support; so did the admin page's
+    # "the bot may have shown the customer this".
+    import re
+
+    import responses
+    from sqlalchemy import update
+
+    from tests.fakes.bot import FakeBot
+    from tests.fakes.zendesk import FakeZendesk
+    from tests.test_admin_page import signed_in
+    from tests.test_callbacks import TWO_SECRETS, send_due
+
+    app = make_app(mappings_dir=mappings_with_waits(tmp_path), bot_secrets=TWO_SECRETS, callback_allow_private=True,
+                   **ZENDESK)
+    app.config["CHECK_OPENAPI"] = False  # the admin page is no API
+    client = app.test_client()
+    with FakeBot() as bot, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        zd = FakeZendesk(rsps)
+        rsps.add_passthru(bot.url)
+        first = minimal_packet(conversation={"id": "conv-kept"})
+        zd.create_ticket({"id": 1001})
+        assert post(client, first).get_json()["assignment"]["team"] == "support"
+        zd.error("PUT", "/api/v2/tickets/1001.json", 400, {"error": "InvalidValue", "description": "nope"})
+        again = fraud(first)
+        again["callback"] = {"url": bot.url, "events": ["failed"]}
+        answer = post(client, again).get_json()
+        send_due(app)
+        [failed] = [r.json for r in bot.requests if r.json["state"] == "failed"]
+    assert answer["status"] == "failed" and "our support team" in answer["customer_message"]["text"]
+    assert failed["message"] == answer["customer_message"]["text"]
+    with app.extensions["connector"].db.session() as session:  # retried: the page quotes the delayed words
+        session.execute(update(Delivery).where(Delivery.handoff_id == answer["id"]).values(attempts=2))
+    page = signed_in(app).get(f"/admin/handoffs/{answer['id']}").get_data(as_text=True)
+    said = re.search(r"the bot may have shown the customer this:</span> ([^<]*)", page).group(1)
+    assert "support team" in said and "escalations" not in said

@@ -195,7 +195,8 @@ def handoff(handoff_id: str) -> str | tuple[str, int]:
         # While no target had it and attempts failed, answers showed the message without its wait
         # (`answers.shown_message`): the bot may have shown the customer that one instead.
         retried = any(d.attempts > 1 for d in found.deliveries)
-        delayed_text = (found.customer_message or {}).get("if_delayed") if retried else None
+        told = answers.as_told(found, found.deliveries)  # the message as the bot had it (the kept team's)
+        delayed_text = (told.customer_message or {}).get("if_delayed") if retried else None
     payloads = {d["target"]: json.dumps(d["payload"], indent=2, ensure_ascii=False) if d["payload"] else None
                 for d in detail["deliveries"]}
     return render_template("admin/handoff.html", h=detail, brief=brief, follows=follows, payloads=payloads,

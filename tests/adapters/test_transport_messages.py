@@ -208,3 +208,16 @@ def test_slacks_words_after_posting_keep_the_transport_out_too():
     said = ("OutcomeUnknown: alert C0HANDOFF/1732190000.000100 posted, then: Slack chat.postMessage: cannot reach "
             "Slack: <urlopen error [Errno -2] Name or service not known: slack-egress.corp.internal:8443>")
     assert "corp.internal" not in for_bot(said) and for_bot(said).startswith("OutcomeUnknown: alert C0HANDOFF")
+
+
+def test_a_vendors_refusal_that_says_could_not_connect_is_read_whole():
+    # A review: a search anywhere in the message took a validation rule's words for a transport
+    # failure, and cut them ("…attach the warranty (the connection's details are on the admin page)").
+    from simple_salesforce.exceptions import SalesforceMalformedRequest
+
+    rule = ("Warranty cases could not connect to a product without its serial: attach the warranty certificate "
+            "under 'Files' before 17:30, see https://acme.my.salesforce.com/help")
+    refused = salesforce_client.translate(SalesforceMalformedRequest(
+        URL, 400, "Case", [{"errorCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": rule}]), write=True)
+    recorded = f"{type(refused).__name__}: {refused.message}"
+    assert rule in recorded and for_bot(recorded) == recorded
