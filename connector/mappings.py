@@ -262,11 +262,19 @@ def _strangers(base: Path, known: list[str], shown: Callable[[str], str]) -> lis
     without a word, and the built-in defaults served in its place (every handoff to `default`)."""
     refused = []
     for path in sorted(base.iterdir()):
-        if path.suffix.lower() in (".yaml", ".yml") and path.name not in known:
+        if _looked_at(path.name) and path.name not in known:
             hint = did_you_mean(path.name.lower().replace(".yml", ".yaml"), known, cutoff=0.7)
             refused.append(ConfigError(shown(path.name),
                                        f"is not a file the connector reads; {hint}it reads {', '.join(known)}"))
     return refused
+
+
+def _looked_at(name: str) -> bool:
+    """A name in the mappings directory the load reads or refuses (`_strangers`), and a change of
+    which reloads (`MappingStore._scan`): a YAML name, not a hidden one — an editor's lock while a
+    buffer is unsaved (Emacs' `.#routing.yaml`, a dangling link) or macOS's `._routing.yaml` refused
+    the whole set, /readyz failing while `check` passed."""
+    return Path(name).suffix.lower() in (".yaml", ".yml") and not name.startswith(".")
 
 
 def load_mappings(directory: str, root: str, target_names: list[str], keys_of: KeysOf | None = None) -> Mappings:
@@ -383,12 +391,15 @@ class MappingStore:
             # Every name the load looks at (`_strangers` refuses a stray `routing.yml` or `Slack.YAML`):
             # a `*.yaml` glob missed those, and with one gone /readyz stayed "refused" until another
             # file changed.
-            if path.suffix.lower() not in (".yaml", ".yml"):
+            if not _looked_at(path.name):
                 continue
             try:
                 stat = path.stat()
-            except OSError:  # removed between listing and stat: the next scan sees it gone
-                continue
+            except OSError:
+                try:  # a link to nothing is refused by the load: its coming and going are changes too
+                    stat = path.lstat()
+                except OSError:  # removed between listing and stat: the next scan sees it gone
+                    continue
             stamps[path.name] = (stat.st_mtime_ns, stat.st_size)
         return stamps
 

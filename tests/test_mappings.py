@@ -733,6 +733,29 @@ def test_a_stray_yaml_file_appearing_and_going_while_serving_is_noticed(mapdir, 
     assert store.current() is not good and store.errors is None
 
 
+def test_an_editors_lock_file_is_not_read_and_a_dangling_link_coming_and_going_is_noticed(mapdir):
+    """A review: Emacs' `.#routing.yaml` (a link to nothing, while a buffer is unsaved) refused the
+    set — /readyz failing, `check` passing — and, never stamped, its removal went unnoticed."""
+    from adapters.registry import mapping_keys
+
+    clock = Clock()
+    store = MappingStore(str(mapdir), "/", TARGETS, keys_of=mapping_keys, clock=clock)
+    good = store.current()
+    (mapdir / ".#routing.yaml").symlink_to("root@host.1234:1700000000")
+    (mapdir / "._zendesk.yaml").write_bytes(b"\x00\x05\x16\x07")  # macOS's resource fork on a shared volume
+    edited = (mapdir / "messages.yaml").read_text().replace("version: 1", "version: 1  # edited", 1)
+    (mapdir / "messages.yaml").write_text(edited)
+    clock.now += 2
+    assert store.current() is not good and store.errors is None  # the edit is served
+    (mapdir / "routing.yml").symlink_to("nowhere")  # a stray name, dangling: refused, then gone
+    clock.now += 2
+    refused = store.current()
+    assert store.errors is not None and store.errors.source.endswith("routing.yml")
+    (mapdir / "routing.yml").unlink()
+    clock.now += 2
+    assert store.current() is not refused and store.errors is None
+
+
 @pytest.mark.parametrize("key", ["Description", "description"])
 def test_salesforce_fields_may_not_replace_the_description_the_brief_and_its_handoff_id_live_in(tmp_path, key):
     # A review: `fields: {Description: intent.summary}` gave the agent one line for a brief, a receipt
