@@ -340,13 +340,24 @@ def _public_url(name: str, raw: str) -> str:
     return parts._replace(scheme=parts.scheme.lower()).geturl() if value else value
 
 
-def _bool(name: str, raw: str) -> bool:
+BOOL_WORDS = "1 or 0 (true/false, yes/no and on/off work too)"
+
+
+def truth(raw: str) -> bool | None:
+    """A yes or no as a setting or a query parameter says it, in any case; None for anything else."""
     lowered = raw.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
         return True
     if lowered in {"0", "false", "no", "off", ""}:
         return False
-    raise ConfigError(name, f"must be 1 or 0 (true/false, yes/no and on/off work too), got {raw!r}")
+    return None
+
+
+def _bool(name: str, raw: str) -> bool:
+    said = truth(raw)
+    if said is None:
+        raise ConfigError(name, f"must be {BOOL_WORDS}, got {raw!r}")
+    return said
 
 
 def _list(name: str, raw: str) -> tuple[str, ...]:

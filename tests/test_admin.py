@@ -144,6 +144,28 @@ def _kill(app):
         session.execute(update(Delivery).where(Delivery.state == "pending").values(state="dead", attempts=12))
 
 
+@pytest.mark.parametrize("said", ["True", "yes", "1", "ON"])
+def test_a_retry_including_failed_deliveries_takes_any_way_of_saying_yes(make_app, flaky, said):
+    # An operator's review: `?include_failed=True` (Python's requests) replayed none of the failed
+    # deliveries and answered `{"replayed": []}`, an all-clear.
+    app = make_app(targets=("flaky",))
+    client = app.test_client()
+    client.post("/v1/handoffs", data=json.dumps(minimal_packet()), headers=auth(), content_type="application/json")
+    with app.extensions["connector"].db.session() as session:
+        [refused] = session.scalars(select(Delivery.id)).all()
+        session.execute(update(Delivery).values(state="failed", attempts=1))
+    answer = client.post(f"/v1/deliveries/retry?include_failed={said}", headers=admin())
+    assert answer.status_code == 202 and answer.get_json()["replayed"] == [refused]
+
+
+@pytest.mark.parametrize(("query", "named"), [("include_failed=maybe", "include_failed"),
+                                               ("include-failed=1", "include-failed"),
+                                               ("target=flaky&dry_run=1", "dry_run")])
+def test_a_retry_refuses_a_parameter_it_does_not_read_or_a_flag_it_cannot_read(client, flaky, query, named):
+    answer = client.post(f"/v1/deliveries/retry?{query}", headers=admin())
+    assert answer.status_code == 422 and named in answer.get_json()["errors"]
+
+
 def test_dead_deliveries_are_listed_and_replayed_once(make_app, flaky):
     app = make_app(targets=("flaky",))
     client = app.test_client()

@@ -13,6 +13,7 @@ from ..outbox import REPLAYABLE, list_deliveries
 from ..previewing import preview_packet
 from ..schemas.responses import DELIVERY_STATES
 from ..services import current_services
+from ..settings import BOOL_WORDS, truth
 from . import query_limit
 
 bp = Blueprint("admin", __name__, url_prefix="/v1")
@@ -151,11 +152,30 @@ def retry_many() -> Response:
         401: {$ref: "#/components/responses/Problem"}
         422: {$ref: "#/components/responses/Problem"}
     """
-    states = REPLAYABLE if request.args.get("include_failed") in ("1", "true") else ("dead",)
+    _only("target", "include_failed")
+    states = REPLAYABLE if _flag("include_failed") else ("dead",)
     replayed, left = current_services().replay_given_up(states, target=_target())
     response = jsonify({"replayed": replayed, "not_enabled": left})
     response.status_code = 202
     return response
+
+
+def _only(*names: str) -> None:
+    """Refuse a query parameter this route does not read: `include-failed=1` (the CLI's spelling)
+    replayed none of the failed deliveries, answered `{"replayed": []}` — an all-clear."""
+    unknown = sorted(set(request.args) - set(names))
+    if unknown:
+        raise ValidationFailed(f"{unknown[0][:40]!r} is no parameter of this route; it reads {', '.join(names)}.",
+                               errors={name[:40]: ["unknown parameter"] for name in unknown})
+
+
+def _flag(name: str) -> bool:
+    """A yes-or-no query parameter: `True` (Python's requests), `yes`, `1`… — only `1` and `true`
+    counted, and anything else replayed nothing, as if none were failed."""
+    said = truth(request.args.get(name, ""))
+    if said is None:
+        raise ValidationFailed(f"{name} must be {BOOL_WORDS}.", errors={name: [f"not a yes or no: {request.args[name][:40]!r}"]})
+    return said
 
 
 def _target() -> str | None:
