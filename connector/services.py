@@ -211,9 +211,18 @@ class Services:
         if self._loop is not None:
             return
         self._stop.clear()
-        self._loop = threading.Thread(target=self._run_loop, args=(interval,), name="outbox-loop", daemon=True)
+        # Each loop renews its running leases once a turn: a turn longer than a third of a lease
+        # (CONNECTOR_POLL_INTERVAL_S 60 beside CONNECTOR_LEASE_S 60) let a running attempt's lease
+        # lapse, and another worker ran the same delivery at the same time.
+        turn = min(interval, self.settings.lease_s / 3)
+        callback_turn = min(interval, self.callbacks.lease.total_seconds() / 3)
+        if turn < interval:
+            log.warning("the poll interval is longer than a third of the lease: the loop turns every %g s to keep "
+                        "running attempts' leases alive", turn,
+                        extra={"poll_interval_s": interval, "lease_s": self.settings.lease_s})
+        self._loop = threading.Thread(target=self._run_loop, args=(turn,), name="outbox-loop", daemon=True)
         self._loop.start()
-        self._callback_loop = threading.Thread(target=self._run_callbacks, args=(interval,), name="callback-loop",
+        self._callback_loop = threading.Thread(target=self._run_callbacks, args=(callback_turn,), name="callback-loop",
                                                daemon=True)
         self._callback_loop.start()
         log.info("outbox loop started", extra={"owner": self.outbox.owner})

@@ -518,6 +518,25 @@ def test_an_attempt_that_crashed_is_retried_when_its_lease_ends_though_other_wor
         SlowAdapter.release.set()
 
 
+def test_a_poll_interval_longer_than_the_lease_still_keeps_a_running_attempts_lease(make_app, monkeypatch):
+    # An operator's review: leases are renewed once a loop turn, and a turn of CONNECTOR_POLL_INTERVAL_S
+    # 10 beside CONNECTOR_LEASE_S 2 let a running attempt's lease lapse — another worker ran it too.
+    monkeypatch.setitem(registry.TARGETS, "slow", "tests.support_adapters:SlowAdapter")
+    monkeypatch.setattr(SlowAdapter, "delay", 30.0)
+    SlowAdapter.release.clear()
+    app = make_app(targets=("slow",), lease_s=2, poll_interval_s=10.0, sync_budget_ms=200)
+    services, client = app.extensions["connector"], app.test_client()
+    try:
+        handoff = post(client, minimal_packet()).get_json()["id"]  # its vendor call runs on
+        services.start_loop(10.0)
+        time.sleep(3.5)  # past the first lease's end
+        with services.db.reading() as session:
+            row = session.scalars(select(Delivery).where(Delivery.handoff_id == handoff)).one()
+        assert row.state == "pending" and row.lease_expires_at > utcnow()  # renewed: nobody may take it over
+    finally:
+        SlowAdapter.release.set()
+
+
 def test_a_lease_given_back_at_shutdown_is_marked_unknown_so_the_next_process_looks_first(
         make_app, monkeypatch, tmp_path):
     monkeypatch.setitem(registry.TARGETS, "looking", "tests.support_adapters:LookingAdapter")
