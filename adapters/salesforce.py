@@ -332,7 +332,7 @@ class SalesforceAdapter(Adapter):
             why = err.message
         kept = {key: value for key, value in case.items() if key not in named_fields}
         if "OwnerId" in named_fields and done == "made":
-            kept = _unowned(kept, ctx, why)
+            kept = _unowned(kept, ctx, why, case["OwnerId"])
         # The vendor's words stay out of the log (they echo the values: an address); the receipt has them.
         log.warning("Salesforce refused fields of the case; sending it without them",
                     extra={"fields": sorted(named_fields)})
@@ -673,12 +673,16 @@ def _size(text: str, in_bytes: bool) -> int:
     return len(text.encode()) if in_bytes else _units(text)
 
 
-def _unowned(case: dict[str, Any], ctx: HandoffContext, why: str) -> dict[str, Any]:
-    """A new case made without routing's refused owner, its Description opening with a line saying
-    so: its brief's "Routed to: … / Sam Okafor" told whoever the org's rules gave the case that Sam
-    had it. Left out when the Description has no room for it (a brief near Salesforce's limit)."""
+def _unowned(case: dict[str, Any], ctx: HandoffContext, why: str, refused: Any) -> dict[str, Any]:
+    """A new case made without routing's agent as its owner (`refused`: the OwnerId sent), its
+    Description opening with a line saying so: its brief's "Routed to: … / Sam Okafor" told whoever
+    the org's rules gave the case that Sam had it. Only when the owner refused was that agent's id
+    (not a team's queue, nor a bot's own `OwnerId`); left out when the Description has no room for
+    it (a brief near Salesforce's limit)."""
     agent, description = ctx.assignment.get("agent"), case.get("Description")
-    if not agent or not isinstance(description, str):
+    previous = ctx.assignment.get("previous_agent") or {}
+    theirs = previous.get("target") == "salesforce" and str(previous.get("id")) == str(refused)
+    if not agent or not theirs or not isinstance(description, str):
         return case
     note = (f"Not owned by {str(agent)[:100]}: Salesforce refused routing's owner ({why[:200]}); the org's "
             f"assignment rules chose the owner. The brief below names the agent routing chose.\n\n")

@@ -922,12 +922,31 @@ def test_a_previous_agent_refused_as_owner_is_said_atop_the_cases_brief(org: Sal
         "errorCode": "INACTIVE_OWNER_OR_USER", "message": "operation performed with inactive user", "fields": ["OwnerId"]}])
     org.create("Case")
     org.comments(1)
-    sticky = {**routed("0055g00000SamAAA"), "agent": "Sam Okafor"}
+    sticky = {**routed("0055g00000SamAAA"), "agent": "Sam Okafor",
+              "previous_agent": {"id": "0055g00000SamAAA", "name": "Sam Okafor", "target": "salesforce"}}
     adapter().deliver(ctx_for(assignment=sticky))
     first, second = (json.loads(call.request.body)["Description"] for call in org.calls("POST", "sobjects/Case/"))
     assert second == ("Not owned by Sam Okafor: Salesforce refused routing's owner (Salesforce 400 INACTIVE_OWNER_OR_USER: "
                       "operation performed with inactive user (fields: OwnerId)); the org's assignment rules chose the owner. The brief "
                       "below names the agent routing chose.\n\n" + first)
+
+
+@pytest.mark.parametrize("whose", ["the team's queue", "the bot's own"])
+def test_an_owner_refused_that_was_not_routings_agent_says_nothing_of_the_agent(org: SalesforceFake, whose: str) -> None:
+    # A review: the note named the sticky agent (a Zendesk agent) when the team's queue was refused,
+    # and blamed routing when the bot's vendor_extra OwnerId was.
+    org.query([{"Id": "0035g00000Existing"}])
+    org.rsps.add("POST", f"{org.api}/sobjects/Case/", status=400, json=[{
+        "errorCode": "INVALID_CROSS_REFERENCE_KEY", "message": "invalid cross reference id", "fields": ["OwnerId"]}])
+    org.create("Case")
+    org.comments(1)
+    packet = full_packet(vendor_extra={"salesforce": {"OwnerId": "0055g00000OtherAAA"}}) if whose == "the bot's own" \
+        else full_packet()
+    sticky = {**routed(), "agent": "Sam Okafor",
+              "previous_agent": {"id": "381156009921", "name": "Sam Okafor", "target": "zendesk"}}
+    adapter().deliver(ctx_for(packet, assignment=sticky))
+    first, second = (json.loads(call.request.body) for call in org.calls("POST", "sobjects/Case/"))
+    assert "OwnerId" in first and "OwnerId" not in second and second["Description"] == first["Description"]
 
 
 @pytest.mark.parametrize("error", [
