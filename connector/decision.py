@@ -4,6 +4,7 @@ what the customer is told and what wait to quote. The dry run (`preview`) decide
 from __future__ import annotations
 
 import contextvars
+import copy
 import datetime as dt
 import logging
 import time
@@ -16,7 +17,7 @@ from typing import Any
 from adapters import registry
 from adapters.errors import DeliveryError
 
-from . import customer_message, kept_tickets, routing
+from . import customer_message, routing
 from .mappings import Mappings
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,9 @@ class Decision:
 
 def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str, Any], *,
            ask_vendors: bool = True, observed_wait: Callable[[str], int | None] | None = None,
-           deadline: float | None = None, now: dt.datetime | None = None,
-           tickets: Mapping[str, str] | None = None) -> Decision:
+           deadline: float | None = None, now: dt.datetime | None = None) -> Decision:
     """One snapshot of the mappings for the whole decision. `ask_vendors=False` (dry runs) never
     calls a vendor, so a sticky rule falls back as if no previous agent were known.
-    `tickets`: the team each of the conversation's tickets was opened for, by target
-    (`connector.kept_tickets.teams`); where the handoff's tickets all stay with another team than
-    routing's, the bot and the customer are told that one (`routing.keep_with`).
     `observed_wait(team)` is the time to assignment seen recently (`connector.observed_wait`);
     `deadline` (a `time.monotonic()`) is when the request's sync budget ends; `now` is the moment
     calendars are read at (a dry run may ask about another; default: now)."""
@@ -55,24 +52,36 @@ def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str,
         previous = previous_agent(packet, {name: adapters[name] for name in asked if name in adapters}, deadline)
     assignment = routing.assign(packet, mappings.routing, previous_agent=previous, now=now, facts=facts)
     targets = choose_targets(packet, assignment, list(adapters))
-    kept = kept_tickets.kept_team(targets, tickets or {}, assignment["team"]) if not packet.get("follow_up") else None
-
-    def worded(view: Mapping[str, Any], said: str) -> tuple[int | None, str, dict[str, str]]:
-        wait_s, source, past_closing = routing.wait_quote(view, mappings.routing, observed_wait=observed_wait)
-        # The trace is in every answer: it says where the quoted figure came from.
-        quoted = f"{wait_s} s" if wait_s is not None else "none quoted"
-        assignment["trace"].append(f"{said}: {quoted}, {source}")
-        return wait_s, source, customer_message.compose(packet, view, wait_s, mappings.messages, now=now,
-                                                        wait_past_closing_s=past_closing)
-
-    wait_seconds, wait_source, message = worded(assignment, "wait")
-    if kept is not None:
-        # Worded for the team the tickets stay with as well; the answer says it while they do.
-        routing.keep_with(assignment, kept, mappings.routing, now, targets)
-        kept_wait, _, kept_message = worded(routing.as_told(assignment), f"wait while the tickets stay with {kept}")
-        assignment["kept"].update(estimated_wait_seconds=kept_wait, customer_message=kept_message)
+    wait_seconds, wait_source, message = _worded(packet, assignment, assignment, mappings, observed_wait, now, "wait")
     return Decision(assignment=assignment, targets=targets, wait_seconds=wait_seconds, wait_source=wait_source,
                     customer_message=message)
+
+
+def with_kept(packet: Mapping[str, Any], assignment: Mapping[str, Any], team: str, mappings: Mappings,
+              targets: list[str], *, observed_wait: Callable[[str], int | None] | None = None,
+              now: dt.datetime) -> dict[str, Any]:
+    """`assignment` with what the bot and the customer are told while the conversation's tickets
+    stay with `team` (`routing.keep_with`): that team's name, queue and hours, and the wait and the
+    message worded for it at `now` (the handoff's arrival: the hours as they were then)."""
+    kept = copy.deepcopy(dict(assignment))
+    routing.keep_with(kept, team, mappings.routing, now, targets)
+    wait_s, _, message = _worded(packet, kept, routing.as_told(kept), mappings, observed_wait, now,
+                                 f"wait while the tickets stay with {team}")
+    kept["kept"].update(estimated_wait_seconds=wait_s, customer_message=message)
+    return kept
+
+
+def _worded(packet: Mapping[str, Any], assignment: dict[str, Any], view: Mapping[str, Any], mappings: Mappings,
+            observed_wait: Callable[[str], int | None] | None, now: dt.datetime,
+            said: str) -> tuple[int | None, str, dict[str, str]]:
+    """The wait quoted and the customer message for `view` (an assignment as told), the wait's
+    source added to `assignment`'s trace as `said`."""
+    wait_s, source, past_closing = routing.wait_quote(view, mappings.routing, observed_wait=observed_wait)
+    # The trace is in every answer: it says where the quoted figure came from.
+    quoted = f"{wait_s} s" if wait_s is not None else "none quoted"
+    assignment["trace"].append(f"{said}: {quoted}, {source}")
+    return wait_s, source, customer_message.compose(packet, view, wait_s, mappings.messages, now=now,
+                                                    wait_past_closing_s=past_closing)
 
 
 def choose_targets(packet: Mapping[str, Any], assignment: dict[str, Any], enabled: list[str]) -> list[str]:

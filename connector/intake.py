@@ -23,7 +23,7 @@ from ulid import ULID
 from adapters import registry
 from adapters.errors import RETRY_AFTER_MAX_S
 
-from . import answers, assignments, callback_http, callbacks, customer_message, kept_tickets, routing
+from . import answers, assignments, callback_http, callbacks, customer_message, routing
 from .auth import Caller, check_bot
 from .db import reason
 from .decision import decide
@@ -384,14 +384,11 @@ def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, d
             message_id: str | None, deadline: float) -> Stored | None:
     """Decide, build the rows, and store them with whatever other requests are storing at the same
     moment (`handoff_store`); None when the handoff repeats a stored one."""
-    conversation_id = packet["conversation"]["id"]
-    # Messages sent while a handoff waits (`follow_up`) are no new handoff: nothing is decided anew.
-    tickets = {} if packet.get("follow_up") else kept_tickets.teams(services.db, bot_id, conversation_id)
     decision = decide(packet, services.mappings, services.adapters, observed_wait=services.observed_wait,
-                      deadline=deadline, tickets=tickets)
+                      deadline=deadline)
     now = utcnow()
     row = dict(
-        id=f"hnd_{ULID()}", bot_id=bot_id, conversation_id=conversation_id, idempotency_key=key,
+        id=f"hnd_{ULID()}", bot_id=bot_id, conversation_id=packet["conversation"]["id"], idempotency_key=key,
         request_hash=digest, message_id=message_id, packet=packet, assignment=decision.assignment,
         customer_message=decision.customer_message, estimated_wait_seconds=decision.wait_seconds,
         created_at=now, updated_at=now,

@@ -1,14 +1,15 @@
-"""The team a repeat handoff's tickets stay with, known before it is decided what the bot is told.
+"""The team a repeat handoff's tickets stay with, and what its bot and customer are told then.
 
 A conversation's second handoff updates the ticket its first one opened (`ConversationLink`), and
 a ticket being worked is not moved: it keeps its group and owner (`adapters.base.kept_team`, the
 note saying so). When routing chose another team for the repeat, the answer named that team and
-the customer was told its wait and hours ("our escalations team, about 30 minutes") while the
-ticket stayed with billing, whose agents were the ones to reply. Intake reads here which team each
-of the conversation's tickets was opened for, and the decision words what the bot and the customer
-are told for that team too (`routing.keep_with`) when every target the handoff goes to has one, the
-same one — said while the tickets are updated, not once a delivery opens a new one where routing
-sends it (a ticket closed for good: `connector.answers.as_told`).
+the customer was told its wait and hours ("our escalations team, about 2 minutes") while the
+ticket stayed with support, whose agents were the ones to reply. Once a delivery has updated one
+of the conversation's tickets opened for another team (`keep`, called by the outbox before the
+answer is made), the handoff's assignment gains what is told for that team (`routing.keep_with`)
+when every target the handoff goes to has a ticket of that one team — said while none of them
+opens a new ticket where routing sends it (a ticket closed for good: `connector.answers.as_told`).
+Nothing is read on intake's path: a first handoff, nearly every one, pays nothing for it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 
 from adapters import registry
 
+from . import decision
 from .db import Database
 from .models import ConversationLink, Delivery, Handoff
 
@@ -68,3 +70,22 @@ def kept_team(targets: Collection[str], tickets: Mapping[str, str], routed: Any)
         return None
     team = kept.pop()
     return None if team == routed else team
+
+
+def keep(services: Any, handoff: Any) -> dict[str, Any] | None:
+    """After a delivery of `handoff` updated one of its conversation's tickets, opened for another
+    team than routing chose: its assignment with what is told for the team every ticket stays with
+    (`decision.with_kept`), stored — or None, none kept (tickets of several teams, a target with no
+    ticket yet, already kept). Worded as at the handoff's arrival: its hours as they were then."""
+    assignment = handoff.assignment or {}
+    if handoff.follows_id or isinstance(assignment.get("kept"), Mapping):
+        return None
+    targets = [delivery.target for delivery in handoff.deliveries]
+    team = kept_team(targets, teams(services.db, handoff.bot_id, handoff.conversation_id), assignment.get("team"))
+    if team is None:
+        return None
+    kept = decision.with_kept(handoff.packet, assignment, team, services.mappings, targets,
+                              observed_wait=services.observed_wait, now=handoff.created_at)
+    with services.db.writing() as connection:
+        connection.execute(update(_HANDOFFS).where(_HANDOFFS.c.id == handoff.id).values(assignment=kept))
+    return kept

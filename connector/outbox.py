@@ -180,6 +180,7 @@ class Attempted:
     # (`assignments.held`): the answer reads who is recorded, as a replay or a read does.
     holder: str | None = None
 
+
     @classmethod
     def of(cls, row: Delivery) -> Attempted:
         return cls(row.target, row.state, row.vendor_id, row.url, row.attempts, row.last_error, row.receipt,
@@ -216,12 +217,14 @@ class Outbox:
     def __init__(self, db: Database, adapters: Callable[[], Mapping[str, Adapter]], settings: Settings,
                  defer: Callable[[Callable[[], None]], Any] | None = None,
                  callback_owed: Callable[[], None] | None = None,
-                 held: Callable[[str, str, str, str], Any] | None = None):
+                 held: Callable[[str, str, str, str], Any] | None = None,
+                 kept: Callable[[Any], dict[str, Any] | None] | None = None):
         self.db = db
         self.defer = defer or (lambda work: work())  # where follow-up work runs (services: its thread pool)
         self.callback_owed = callback_owed or (lambda: None)  # after a commit that may owe a status callback
         # An update's answer named the agent who has the ticket: (handoff, target, ticket, agent).
         self.held = held or (lambda *_: None)
+        self.kept = kept or (lambda _: None)
         self.adapters = adapters  # a provider: the set changes when an admin edits the mappings
         self.settings = settings
         self.owner = worker_id()
@@ -402,6 +405,17 @@ class Outbox:
                     attempted = replace(attempted, holder=outcome.holder)
                 except Exception:  # the ticket is recorded; who has it is for the next vendor event
                     log.exception("could not record the agent the updated ticket waits on")
+            if attempted is not None and outcome.status == "updated" and kept_team(link, handoff.assignment, packet):
+                # The ticket was opened for another team than routing chose: what the bot and the
+                # customer are told becomes that team's, before the answer is made (from this same
+                # handoff object: intake's own, `fresh`).
+                try:
+                    kept = self.kept(handoff)
+                except Exception:  # the ticket is recorded; the answer names routing's team, as before
+                    log.exception("could not record the team the conversation's tickets stay with")
+                    kept = None
+                if kept is not None:
+                    handoff.assignment = kept
         if len(handoff.deliveries) > 1 and not handoff.follows_id:
             # Linking the targets' tickets to each other is cosmetic: it must not delay the answer.
             self.defer(lambda: self._notify_related(handoff, delivery.target))

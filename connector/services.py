@@ -20,7 +20,7 @@ from adapters.base import Adapter
 from adapters.errors import DeliveryError, OutcomeUnknown, TransientError
 from adapters.events import AssignmentEvent, Holder
 
-from . import assignments, callbacks, handoff_store, retention
+from . import assignments, callbacks, handoff_store, kept_tickets, retention
 from .db import Database, reason, service_busy_timeout
 from .group_commit import GroupCommit
 from .loop_failures import LoopFailures
@@ -91,7 +91,8 @@ class Services:
         self.clock: Callable[[], float] = time.time  # the wall clock signature windows are checked against
         self.outbox = Outbox(self.db, lambda: self.adapters, settings, defer=self._defer,
                              callback_owed=self.wake_callbacks,
-                             held=lambda *held: assignments.held(self, *held))
+                             held=lambda *held: assignments.held(self, *held),
+                             kept=lambda handoff: kept_tickets.keep(self, handoff))
         self.executor = ThreadPoolExecutor(max_workers=settings.delivery_threads, thread_name_prefix="deliver")
         self._loop: threading.Thread | None = None
         self._stop = threading.Event()

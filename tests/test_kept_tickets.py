@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from connector import kept_tickets
-from connector.decision import decide
+from connector.decision import decide, with_kept
 from connector.models import ConversationLink, Delivery, Handoff
 from tests.conftest import auth
 from tests.factories import minimal_packet
@@ -140,14 +140,13 @@ def test_the_customer_hears_the_hours_of_the_team_the_ticket_stays_with(make_app
     services = app.extensions["connector"]
     sunday = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
     packet = fraud(minimal_packet())
-    decided = decide(packet, services.mappings, services.adapters, ask_vendors=False, now=sunday,
-                     tickets={"zendesk": "billing"})
     routed = decide(packet, services.mappings, services.adapters, ask_vendors=False, now=sunday)
     assert routed.assignment["team"] == "escalations" and routed.assignment.get("kept") is None
+    decided = with_kept(packet, routed.assignment, "billing", services.mappings, ["zendesk"], now=sunday)
     # Routing's choice, for the brief's "not moved" and for a new ticket if the old one is closed;
     # the kept team's words beside it, said while the tickets are updated (`answers.as_told`).
-    assert (decided.assignment["team"], decided.customer_message) == ("escalations", routed.customer_message)
-    kept = decided.assignment["kept"]
+    assert decided["team"] == "escalations" and "kept" not in routed.assignment  # a copy
+    kept = decided["kept"]
     assert kept["team"] == "billing" and kept["out_of_hours"] and kept["estimated_wait_seconds"] is None
     assert "billing" in kept["customer_message"]["text"] and "at 09:00 tomorrow" in kept["customer_message"]["text"]
     assert "09:00" not in routed.customer_message["text"]
@@ -218,10 +217,10 @@ def test_the_hours_told_of_are_the_kept_teams_and_pass_with_its_opening():
     assert not hours_passed(as_told(handoff, [SimpleNamespace(target="zendesk", state="created")]))
 
 
-def test_a_failed_callback_and_the_admin_page_say_the_kept_team_as_the_answer_does(make_app, tmp_path):
-    # A review: the `failed` callback read the handoff's own message (routing's team) and said
-    # "…our escalations team…" where the answer and a read said support; so did the admin page's
-    # "the bot may have shown the customer this".
+def test_a_callback_and_the_admin_page_say_the_kept_team_as_the_answer_does(make_app, tmp_path):
+    # A review: a callback built from the handoff's own message (routing's team) said "…our
+    # escalations team…" where the answer and a read said support; so did the admin page's "the bot
+    # may have shown the customer this" — also once a retry had opened a new ticket.
     import re
 
     import responses
@@ -242,20 +241,19 @@ def test_a_failed_callback_and_the_admin_page_say_the_kept_team_as_the_answer_do
         first = minimal_packet(conversation={"id": "conv-kept"})
         zd.create_ticket({"id": 1001})
         assert post(client, first).get_json()["assignment"]["team"] == "support"
-        zd.error("PUT", "/api/v2/tickets/1001.json", 400, {"error": "InvalidValue", "description": "nope"})
+        zd.update_ticket(1001)
         again = fraud(first)
-        again["callback"] = {"url": bot.url, "events": ["failed"]}
+        again["callback"] = {"url": bot.url, "events": ["delivered"]}
         answer = post(client, again).get_json()
         send_due(app)
-        [failed] = [r.json for r in bot.requests if r.json["state"] == "failed"]
-    assert answer["status"] == "failed" and "our support team" in answer["customer_message"]["text"]
-    assert failed["message"] == answer["customer_message"]["text"]
-    with app.extensions["connector"].db.session() as session:  # retried: the page quotes the delayed words
-        session.execute(update(Delivery).where(Delivery.handoff_id == answer["id"]).values(attempts=2))
+        [delivered] = [r.json for r in bot.requests if r.json["state"] == "delivered"]
+    assert answer["status"] == "delivered" and "our support team" in answer["customer_message"]["text"]
+    assert delivered["message"] == answer["customer_message"]["text"]
+    assert delivered["estimated_wait_seconds"] == answer["estimated_wait_seconds"] == 1800
     admin = signed_in(app)
-    for state in ("failed", "created"):  # and once a retry opened a new ticket (a second review): said then
+    for state in ("updated", "created"):  # retried, then a new ticket: the delayed words said meanwhile
         with app.extensions["connector"].db.session() as session:
-            session.execute(update(Delivery).where(Delivery.handoff_id == answer["id"]).values(state=state))
+            session.execute(update(Delivery).where(Delivery.handoff_id == answer["id"]).values(state=state, attempts=2))
         page = admin.get(f"/admin/handoffs/{answer['id']}").get_data(as_text=True)
         said = re.search(r"the bot may have shown the customer this:</span> ([^<]*)", page).group(1)
         assert "support team" in said and "escalations" not in said
