@@ -46,7 +46,8 @@ FALLBACK = {
             "no_wait": "Someone will reply here as soon as they're free.",
             "closed": "The team is away right now, though: we open again at {{ time }} {{ day }} ({{ timezone }}) and "
                       "will reply then.",
-            "closing": ("We close at {{ closes }} ({{ timezone }}); if nobody has replied by then, we'll reply when "
+            "closing": ("We close at {{ closes }}{{ ' ' ~ closes_day if closes_day }} ({{ timezone }}); if nobody has "
+                        "replied by then, we'll reply when "
                         "we open again at {{ time }} {{ day }}."),
             "failed": FAILED,
             "no_problem": NO_PROBLEM,
@@ -88,7 +89,7 @@ class Template(fields.String):
 # and an example of each, of the kind it is given: text, but `minutes` a whole number.
 MESSAGE = ("team", "problem", "expectation")
 CLOSED = ("time", "day", "date", "timezone")
-CLOSING = ("closes", *CLOSED)  # the closing time, then the reopening's words
+CLOSING = ("closes", "closes_day", *CLOSED)  # the closing's time and day (none today), then the reopening's words
 # A team open now that closes within this many seconds, no wait quoted: the message says when it
 # closes and when it reopens — "as soon as they're free" at 17:58 on a Friday meant Monday 09:00.
 CLOSING_SOON_S = 3600
@@ -98,7 +99,7 @@ REPLY_AFTER_REOPENING_S = 4 * 3600
 SAMPLES: dict[str, Any] = {"team": "billing", "problem": "I was charged twice for order 1234",
                            "expectation": "Someone should be with you in about 5 minutes.", "minutes": 5,
                            "time": "09:00", "day": "Monday", "date": "2026-12-07", "timezone": "Europe/Berlin",
-                           "closes": "18:00"}
+                           "closes": "18:00", "closes_day": ""}
 
 
 # What every message must carry (contract §3: it restates the problem and sets an expectation), by
@@ -218,9 +219,11 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
         # `closes_in_s` is whole seconds from a `now` that is not: the closing, always on a minute,
         # is the next whole minute (17:59:59.5 said "17:59").
         at = (now or dt.datetime.now(dt.UTC)) + dt.timedelta(seconds=hours["closes_in_s"] + 59)
-        closes = at.astimezone(ZoneInfo(hours["timezone"])).replace(second=0, microsecond=0).strftime("%H:%M")
+        at = at.astimezone(ZoneInfo(hours["timezone"])).replace(second=0, microsecond=0)
+        # Its day when not today (`closes_day`): a 24/5 team closing in 38 hours was "We close at 00:00".
         words = _opening_words({**hours, "next_opening": hours["reopens_at"]}, strings, now)
-        no_wait = _render(strings["closing"], f"{where}.closing", "closing", closes=closes, **words)
+        no_wait = _render(strings["closing"], f"{where}.closing", "closing", closes=at.strftime("%H:%M"),
+                          closes_day=_day_word(at, strings, now) or "", **words)
     else:
         no_wait = _render(strings["no_wait"], f"{where}.no_wait", "no_wait")
     if assignment.get("out_of_hours") and hours.get("next_opening"):
@@ -336,14 +339,21 @@ def _opening_words(hours: Mapping[str, Any], strings: Mapping[str, Any], now: dt
     """`time`, `day`, `date`, `timezone` for the `closed` template, in the team's zone."""
     zone = ZoneInfo(hours["timezone"])
     at = dt.datetime.fromisoformat(hours["next_opening"]).astimezone(zone)
-    days = (at.date() - (now or dt.datetime.now(dt.UTC)).astimezone(zone).date()).days
+    day = _day_word(at, strings, now) or strings.get("today") or (strings.get("weekdays") or ENGLISH_DAYS)[at.weekday()]
+    return {"time": at.strftime("%H:%M"), "day": str(day), "date": at.date().isoformat(), "timezone": zone.key}
+
+
+def _day_word(at: dt.datetime, strings: Mapping[str, Any], now: dt.datetime | None) -> str | None:
+    """The day of `at` (in its zone) as the customer reads it from `now`: None for today, else the
+    locale's word for tomorrow, the weekday, or a weekday and its date a week or more away."""
+    days = (at.date() - (now or dt.datetime.now(dt.UTC)).astimezone(at.tzinfo).date()).days
+    if days == 0:
+        return None
     day = (strings.get("weekdays") or ENGLISH_DAYS)[at.weekday()]
-    if days == 0 and strings.get("today"):
-        day = strings["today"]
-    elif days == 1 and strings.get("tomorrow"):
-        day = strings["tomorrow"]
-    elif days >= 7:
+    if days == 1 and strings.get("tomorrow"):
+        return str(strings["tomorrow"])
+    if days >= 7:
         # A weekday a week or more away names the wrong one (a holiday closure: "by Monday" read
         # as this Monday): the date follows it, written the one way every locale reads.
-        day = f"{day} {at.date().isoformat()}"
-    return {"time": at.strftime("%H:%M"), "day": day, "date": at.date().isoformat(), "timezone": zone.key}
+        return f"{day} {at.date().isoformat()}"
+    return str(day)

@@ -192,6 +192,33 @@ def test_a_handoff_just_before_closing_is_told_when_the_team_closes_and_reopens(
     assert "close" not in compose(packet, earlier, None, messages, now=at(2026, 11, 27, 14, 0))["text"].lower()
 
 
+def test_a_closing_that_is_not_today_is_said_with_its_day():
+    # A team open round the clock on weekdays, Thursday 10:00, a 40-hour wait not quoted: it runs
+    # past Friday's midnight closing by 2 hours — "We close at 00:00" read as tonight's.
+    routing = compile_routing({"version": 1, "default": {"team": "billing", "expected_wait_seconds": 40 * 3600},
+                               "calendars": {"desk": {"timezone": "Europe/Paris", "hours": {"mon-fri": "00:00-24:00"}}},
+                               "teams": {"billing": {"calendar": "desk"}}, "rules": [{"name": "default"}]})
+    packet = full_packet()
+    packet.pop("routing")
+    messages = load_mappings(str(FIXTURES.parents[1] / "mappings"), "/", []).messages  # the shipped ones
+    thursday = at(2026, 11, 26, 9, 0)  # 10:00 in Paris
+    assigned = assign(packet, routing, now=thursday)
+    said = {}
+    for language in ("en", "es", "fr", "de"):
+        packet["conversation"]["language"] = language
+        said[language] = compose(packet, assigned, None, messages, now=thursday, wait_past_closing_s=40 * 3600)["text"]
+    assert "We close at 00:00 Saturday (Europe/Paris)" in said["en"] and "open again at 00:00 Monday" in said["en"]
+    assert "Cerramos el sábado a las 00:00" in said["es"]
+    assert "Nous fermons samedi à 00:00" in said["fr"]
+    assert "Wir schließen Samstag um 00:00 Uhr" in said["de"]
+    # Closing tomorrow: the locale's word for it (today: no day, as before — test above).
+    friday = at(2026, 11, 27, 9, 0)
+    packet["conversation"]["language"] = "en"
+    tomorrow = compose(packet, assign(packet, routing, now=friday), None, messages, now=friday,
+                       wait_past_closing_s=16 * 3600)["text"]
+    assert "We close at 00:00 tomorrow (Europe/Paris)" in tomorrow
+
+
 def test_day_ranges_wrap_and_lists_allow_breaks():
     cal = calendar("UTC", {"fri-mon": ["08:00-12:00", "13:00-17:00"]})
     assert is_open(cal, at(2026, 11, 29, 9, 0))  # Sunday
