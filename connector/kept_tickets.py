@@ -73,14 +73,27 @@ def kept_team(targets: Collection[str], tickets: Mapping[str, str], routed: Any)
 
 
 def keep(services: Any, handoff: Any) -> dict[str, Any] | None:
-    """After a delivery of `handoff` updated one of its conversation's tickets, opened for another
-    team than routing chose: its assignment with what is told for the team every ticket stays with
+    """Before a delivery of `handoff` that updated one of its conversation's tickets, opened for
+    another team than routing chose, is recorded (its `delivered` callback is read from what is
+    stored): its assignment with what is told for the team every ticket stays with
     (`decision.with_kept`), stored — or None, none kept (tickets of several teams, a target with no
-    ticket yet, already kept). Worded as at the handoff's arrival: its hours as they were then."""
-    assignment = handoff.assignment or {}
-    if handoff.follows_id or isinstance(assignment.get("kept"), Mapping):
+    ticket yet, already kept). Worded as at the handoff's arrival: its hours as they were then.
+    A batch of messages (`follows_id`) keeps its handoff's: given up, it is rescued by the batch's
+    ticket (`answers.rescued`) and told as that ticket's team's."""
+    if handoff.follows_id:
+        with services.db.reading() as session:
+            parent = session.get(Handoff, handoff.follows_id)
+            targets = [delivery.target for delivery in parent.deliveries] if parent is not None else []
+        if parent is not None:
+            _keep(services, parent, targets)
         return None
-    targets = [delivery.target for delivery in handoff.deliveries]
+    return _keep(services, handoff, [delivery.target for delivery in handoff.deliveries])
+
+
+def _keep(services: Any, handoff: Any, targets: list[str]) -> dict[str, Any] | None:
+    assignment = handoff.assignment or {}
+    if isinstance(assignment.get("kept"), Mapping):
+        return None
     team = kept_team(targets, teams(services.db, handoff.bot_id, handoff.conversation_id), assignment.get("team"))
     if team is None:
         return None

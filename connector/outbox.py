@@ -395,6 +395,18 @@ class Outbox:
                 unknown = OutcomeUnknown(f"internal error: {type(err).__name__}")
                 return self._record_error(delivery, handoff, _rendered_as(unknown, link, caught_up),
                                           time.perf_counter() - started)
+            if outcome.status == "updated" and kept_team(link, handoff.assignment, {}) is not None:
+                # The ticket was opened for another team than routing chose: what the bot and the
+                # customer are told becomes that team's — stored before the success, whose
+                # `delivered` callback and any read show it, and set on this same handoff object
+                # (intake's own, `fresh`), from which the answer is made.
+                try:
+                    kept = self.kept(handoff)
+                except Exception:  # the answer names routing's team, as before; the ticket is recorded next
+                    log.exception("could not record the team the conversation's tickets stay with")
+                    kept = None
+                if kept is not None:
+                    handoff.assignment = kept
             attempted = self._record_success(delivery, handoff, outcome, time.perf_counter() - started)
             if attempted is not None and outcome.status == "updated" and outcome.holder and not handoff.follows_id:
                 # Recorded before the answer, which names who has it as a replay or a read does: two
@@ -405,17 +417,6 @@ class Outbox:
                     attempted = replace(attempted, holder=outcome.holder)
                 except Exception:  # the ticket is recorded; who has it is for the next vendor event
                     log.exception("could not record the agent the updated ticket waits on")
-            if attempted is not None and outcome.status == "updated" and kept_team(link, handoff.assignment, packet):
-                # The ticket was opened for another team than routing chose: what the bot and the
-                # customer are told becomes that team's, before the answer is made (from this same
-                # handoff object: intake's own, `fresh`).
-                try:
-                    kept = self.kept(handoff)
-                except Exception:  # the ticket is recorded; the answer names routing's team, as before
-                    log.exception("could not record the team the conversation's tickets stay with")
-                    kept = None
-                if kept is not None:
-                    handoff.assignment = kept
         if len(handoff.deliveries) > 1 and not handoff.follows_id:
             # Linking the targets' tickets to each other is cosmetic: it must not delay the answer.
             self.defer(lambda: self._notify_related(handoff, delivery.target))

@@ -195,10 +195,9 @@ def handoff(handoff_id: str) -> str | tuple[str, int]:
         # While no target had it and attempts failed, answers showed the message without its wait
         # (`answers.shown_message`): the bot may have shown the customer that one instead.
         retried = any(d.attempts > 1 for d in found.deliveries)
-        # As the bot had it while no target had the handoff: the kept team's, whatever a retry
-        # opened since (a new ticket where routing says brings routing's words back, not these).
-        told = answers.as_told(found, [])
-        delayed_text = (told.customer_message or {}).get("if_delayed") if retried else None
+        # Routing's words: while attempts failed no ticket had been updated, and the team its
+        # tickets stay with (`kept_tickets.keep`) was not told yet.
+        delayed_text = (found.customer_message or {}).get("if_delayed") if retried else None
     payloads = {d["target"]: json.dumps(d["payload"], indent=2, ensure_ascii=False) if d["payload"] else None
                 for d in detail["deliveries"]}
     return render_template("admin/handoff.html", h=detail, brief=brief, follows=follows, payloads=payloads,
