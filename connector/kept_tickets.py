@@ -72,25 +72,26 @@ def kept_team(targets: Collection[str], tickets: Mapping[str, str], routed: Any)
     return None if team == routed else team
 
 
-def keep(services: Any, handoff: Any) -> dict[str, Any] | None:
+def keep(services: Any, handoff: Any, delivery: Any) -> dict[str, Any] | None:
     """Before a delivery of `handoff` that updated one of its conversation's tickets, opened for
     another team than routing chose, is recorded (its `delivered` callback is read from what is
     stored): its assignment with what is told for the team every ticket stays with
     (`decision.with_kept`), stored — or None, none kept (tickets of several teams, a target with no
     ticket yet, already kept). Worded as at the handoff's arrival: its hours as they were then.
     A batch of messages (`follows_id`) keeps its handoff's: given up, it is rescued by the batch's
-    ticket (`answers.rescued`) and told as that ticket's team's."""
+    ticket (`answers.rescued`) and told as that ticket's team's. Stored only while `delivery` (the
+    attempt's) is still its lease's: one taken over and given up meanwhile had its `failed` told."""
     if handoff.follows_id:
         with services.db.reading() as session:
             parent = session.get(Handoff, handoff.follows_id)
-            targets = [delivery.target for delivery in parent.deliveries] if parent is not None else []
+            targets = [row.target for row in parent.deliveries] if parent is not None else []
         if parent is not None:
-            _keep(services, parent, targets)
+            _keep(services, parent, targets, delivery)
         return None
-    return _keep(services, handoff, [delivery.target for delivery in handoff.deliveries])
+    return _keep(services, handoff, [row.target for row in handoff.deliveries], delivery)
 
 
-def _keep(services: Any, handoff: Any, targets: list[str]) -> dict[str, Any] | None:
+def _keep(services: Any, handoff: Any, targets: list[str], delivery: Any) -> dict[str, Any] | None:
     assignment = handoff.assignment or {}
     if isinstance(assignment.get("kept"), Mapping):
         return None
@@ -99,6 +100,9 @@ def _keep(services: Any, handoff: Any, targets: list[str]) -> dict[str, Any] | N
         return None
     kept = decision.with_kept(handoff.packet, assignment, team, services.mappings, targets,
                               observed_wait=services.observed_wait, now=handoff.created_at)
+    attempting = select(_DELIVERIES.c.id).where(_DELIVERIES.c.id == delivery.id, _DELIVERIES.c.state == "pending",
+                                                _DELIVERIES.c.lease_owner == delivery.lease_owner).exists()
     with services.db.writing() as connection:
-        connection.execute(update(_HANDOFFS).where(_HANDOFFS.c.id == handoff.id).values(assignment=kept))
-    return kept
+        stored = connection.execute(update(_HANDOFFS).where(_HANDOFFS.c.id == handoff.id, attempting)
+                                    .values(assignment=kept)).rowcount
+    return kept if stored else None

@@ -218,13 +218,13 @@ class Outbox:
                  defer: Callable[[Callable[[], None]], Any] | None = None,
                  callback_owed: Callable[[], None] | None = None,
                  held: Callable[[str, str, str, str], Any] | None = None,
-                 kept: Callable[[Any], dict[str, Any] | None] | None = None):
+                 kept: Callable[[Any, Delivery], dict[str, Any] | None] | None = None):
         self.db = db
         self.defer = defer or (lambda work: work())  # where follow-up work runs (services: its thread pool)
         self.callback_owed = callback_owed or (lambda: None)  # after a commit that may owe a status callback
         # An update's answer named the agent who has the ticket: (handoff, target, ticket, agent).
         self.held = held or (lambda *_: None)
-        self.kept = kept or (lambda _: None)
+        self.kept = kept or (lambda *_: None)
         self.adapters = adapters  # a provider: the set changes when an admin edits the mappings
         self.settings = settings
         self.owner = worker_id()
@@ -401,7 +401,7 @@ class Outbox:
                 # `delivered` callback and any read show it, and set on this same handoff object
                 # (intake's own, `fresh`), from which the answer is made.
                 try:
-                    kept = self.kept(handoff)
+                    kept = self.kept(handoff, delivery)
                 except Exception:  # the answer names routing's team, as before; the ticket is recorded next
                     log.exception("could not record the team the conversation's tickets stay with")
                     kept = None

@@ -92,7 +92,7 @@ class Services:
         self.outbox = Outbox(self.db, lambda: self.adapters, settings, defer=self._defer,
                              callback_owed=self.wake_callbacks,
                              held=lambda *held: assignments.held(self, *held),
-                             kept=lambda handoff: kept_tickets.keep(self, handoff))
+                             kept=lambda handoff, delivery: kept_tickets.keep(self, handoff, delivery))
         self.executor = ThreadPoolExecutor(max_workers=settings.delivery_threads, thread_name_prefix="deliver")
         self._loop: threading.Thread | None = None
         self._stop = threading.Event()

@@ -323,3 +323,54 @@ def test_the_admin_page_quotes_the_words_the_bot_had_while_attempts_failed(make_
     page = signed_in(app).get(f"/admin/handoffs/{answer['id']}").get_data(as_text=True)
     said = re.search(r"the bot may have shown the customer this:</span> ([^<]*)", page).group(1)
     assert "our escalations team" in said
+
+
+def test_an_attempt_whose_lease_was_taken_over_and_given_up_keeps_nothing(make_app, tmp_path):
+    # A review: the slow attempt's update came back after its lease had lapsed and another attempt
+    # had given the delivery up (its `failed` told: "…our escalations team"); the kept team was stored
+    # all the same, and the answer and reads said "…our support team".
+    import datetime as dt
+
+    import responses
+    from sqlalchemy import select, update
+
+    from connector.models import Callback, utcnow
+    from tests.fakes.zendesk import FakeZendesk, fixture
+
+    app = make_app(mappings_dir=mappings_with_waits(tmp_path), max_attempts=1, **ZENDESK)
+    services, client = app.extensions["connector"], app.test_client()
+    first = minimal_packet(conversation={"id": "conv-lease"})
+    calls = []
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        zd = FakeZendesk(rsps)
+        zd.create_ticket({"id": 1001})
+        post(client, first)
+        rsps.reset()
+        zd = FakeZendesk(rsps)
+        zd.add_tags(1001)
+        rsps.get("https://acme.zendesk.com/api/v2/tickets/1001/comments.json",
+                 json={"comments": [], "next_page": None, "count": 0})
+        body = fixture("ticket-update-200.json")
+        body["ticket"]["id"] = body["audit"]["ticket_id"] = 1001
+
+        def put(_request):
+            calls.append(1)
+            if len(calls) == 1:  # the first attempt, slow: its lease lapses, another runs and gives up
+                with services.db.session() as session:
+                    session.execute(update(Delivery).values(lease_expires_at=utcnow() - dt.timedelta(seconds=1)))
+                ids, token = services.outbox.claim_due()
+                assert [services.outbox.run_delivery(i, token).state for i in ids] == ["dead"]
+                return 200, {}, json.dumps(body)
+            return 503, {}, "oops"
+
+        rsps.add_callback("PUT", "https://acme.zendesk.com/api/v2/tickets/1001.json", callback=put)
+        again = fraud(first)
+        again["callback"] = {"url": "https://bot.example/cb", "events": ["failed", "delivered"]}
+        answer = post(client, again).get_json()
+    read = client.get(answer["links"]["self"], headers=auth()).get_json()
+    with services.db.reading() as session:
+        [(state, told)] = [(c.state, c.body["message"])
+                           for c in session.scalars(select(Callback).where(Callback.handoff_id == answer["id"]))]
+    assert state == "failed" and "our escalations team" in told
+    assert read["assignment"]["team"] == "escalations" and read["customer_message"]["text"] == told
+    assert answer["customer_message"]["text"] == told
