@@ -179,7 +179,7 @@ class _Told:
 
     def __init__(self, handoff: Any, kept: Mapping[str, Any]):
         self._handoff = handoff
-        self.assignment = routing.as_told(handoff.assignment)
+        self.assignment = routing.kept_view(handoff.assignment)
         self.customer_message = kept.get("customer_message")
         self.estimated_wait_seconds = kept.get("estimated_wait_seconds")
 

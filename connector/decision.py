@@ -65,7 +65,7 @@ def with_kept(packet: Mapping[str, Any], assignment: Mapping[str, Any], team: st
     message worded for it at `now` (the handoff's arrival: the hours as they were then)."""
     kept = copy.deepcopy(dict(assignment))
     routing.keep_with(kept, team, mappings.routing, now, targets)
-    wait_s, _, message = _worded(packet, kept, routing.as_told(kept), mappings, observed_wait, now,
+    wait_s, _, message = _worded(packet, kept, routing.kept_view(kept), mappings, observed_wait, now,
                                  f"wait while the tickets stay with {team}")
     kept["kept"].update(estimated_wait_seconds=wait_s, customer_message=message)
     return kept

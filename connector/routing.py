@@ -19,8 +19,8 @@ from .errors import ConfigError
 from .routing_schema import PRIORITIES, Keywords, RoutingConfig, compile_routing, compiled, language_tag
 from .text_rules import is_blank
 
-__all__ = ["PRIORITIES", "Facts", "as_told", "assign", "compile_routing", "expected_wait", "first_match",
-           "keep_with", "wait_estimate", "wait_quote", "wants_previous_agent"]
+__all__ = ["PRIORITIES", "Facts", "assign", "compile_routing", "expected_wait", "first_match", "keep_with",
+           "kept_view", "wait_estimate", "wait_quote", "wants_previous_agent"]
 
 class Facts:
     """The packet fields rules look at, normalized once (lowercase, defaults)."""
@@ -260,7 +260,7 @@ def keep_with(assignment: dict[str, Any], team: str, routing: Mapping[str, Any],
               targets: list[str]) -> None:
     """The conversation's tickets at every target stay with `team`, not the one routing chose
     (`connector.kept_tickets`): while they do, the bot and the customer are told that team's name,
-    queue, hours (`as_told`, kept under `kept`) and wait (`decision.decide` adds it and the message).
+    queue, hours (`kept_view`, kept under `kept`) and wait (`decision.with_kept` adds it and the message).
     The rest stays routing's: the brief says its choice beside the ticket's team, and a ticket found
     closed is followed by a new one where routing sends it — what the answer then says."""
     settings = compiled(routing)["teams"].get(team) or {}
@@ -271,7 +271,7 @@ def keep_with(assignment: dict[str, Any], team: str, routing: Mapping[str, Any],
     assignment["kept"] = {"team": team, "queue": settings.get("queue"), **_hours(team, settings, now, trace)}
 
 
-def as_told(assignment: Mapping[str, Any]) -> Mapping[str, Any]:
+def kept_view(assignment: Mapping[str, Any]) -> Mapping[str, Any]:
     """The assignment with the team the conversation's tickets stay with, where they do (`keep_with`)."""
     kept = assignment.get("kept")
     return {**assignment, **kept} if isinstance(kept, Mapping) else assignment

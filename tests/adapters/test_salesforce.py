@@ -898,12 +898,17 @@ def test_what_was_left_out_is_still_said_when_a_retry_finds_the_case(org: Salesf
     assert again.value.sent_to == {"left_out": []}
 
 
-def test_an_owner_refused_leaves_the_case_to_the_orgs_assignment_rules(org: SalesforceFake) -> None:
+def _owner_refused(org: SalesforceFake, code: str, message: str) -> None:
+    """A contact found, the first Case create refused for its OwnerId, the second made, its comment posted."""
     org.query([{"Id": "0035g00000Existing"}])
     org.rsps.add("POST", f"{org.api}/sobjects/Case/", status=400, json=[{
-        "errorCode": "INACTIVE_OWNER_OR_USER", "message": "operation performed with inactive user", "fields": ["OwnerId"]}])
+        "errorCode": code, "message": message, "fields": ["OwnerId"]}])
     org.create("Case")
     org.comments(1)
+
+
+def test_an_owner_refused_leaves_the_case_to_the_orgs_assignment_rules(org: SalesforceFake) -> None:
+    _owner_refused(org, "INACTIVE_OWNER_OR_USER", "operation performed with inactive user")
     outcome = adapter().deliver(ctx_for(assignment=routed()))
     first, second = org.calls("POST", "sobjects/Case/")
     assert first.request.headers["Sforce-Auto-Assign"] == "FALSE" and "OwnerId" in json.loads(first.request.body)
@@ -917,11 +922,7 @@ def test_an_owner_refused_leaves_the_case_to_the_orgs_assignment_rules(org: Sale
 def test_a_previous_agent_refused_as_owner_is_said_atop_the_cases_brief(org: SalesforceFake) -> None:
     # A review: the brief's "Routed to: … / Sam Okafor" told whoever the org's rules gave the case that
     # Sam had it.
-    org.query([{"Id": "0035g00000Existing"}])
-    org.rsps.add("POST", f"{org.api}/sobjects/Case/", status=400, json=[{
-        "errorCode": "INACTIVE_OWNER_OR_USER", "message": "operation performed with inactive user", "fields": ["OwnerId"]}])
-    org.create("Case")
-    org.comments(1)
+    _owner_refused(org, "INACTIVE_OWNER_OR_USER", "operation performed with inactive user")
     sticky = {**routed("0055g00000SamAAA"), "agent": "Sam Okafor",
               "previous_agent": {"id": "0055g00000SamAAA", "name": "Sam Okafor", "target": "salesforce"}}
     adapter().deliver(ctx_for(assignment=sticky))
@@ -935,11 +936,7 @@ def test_a_previous_agent_refused_as_owner_is_said_atop_the_cases_brief(org: Sal
 def test_an_owner_refused_that_was_not_routings_agent_says_nothing_of_the_agent(org: SalesforceFake, whose: str) -> None:
     # A review: the note named the sticky agent (a Zendesk agent) when the team's queue was refused,
     # and blamed routing when the bot's vendor_extra OwnerId was.
-    org.query([{"Id": "0035g00000Existing"}])
-    org.rsps.add("POST", f"{org.api}/sobjects/Case/", status=400, json=[{
-        "errorCode": "INVALID_CROSS_REFERENCE_KEY", "message": "invalid cross reference id", "fields": ["OwnerId"]}])
-    org.create("Case")
-    org.comments(1)
+    _owner_refused(org, "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
     packet = full_packet(vendor_extra={"salesforce": {"OwnerId": "0055g00000OtherAAA"}}) if whose == "the bot's own" \
         else full_packet()
     sticky = {**routed(), "agent": "Sam Okafor",
