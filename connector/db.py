@@ -29,7 +29,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql import Select
 
 from . import driver_cursor, json_codec
 from .errors import ConfigError
@@ -285,35 +284,22 @@ class Database:
         """A unit of work of `driver_cursor` statements only, on a pooled driver connection: no
         SQLAlchemy `Connection`, whose checkout, begin and close cost ~0.1 ms a transaction on a CPU
         that has just been idle (`bench/FIXES.md`, round 6) — twice per handoff on the bot's path."""
-        with self._writing_turn(), self._pooled() as pooled:
-            if self.dialect == "sqlite":  # PostgreSQL's driver begins at the first statement
-                driver_cursor.plain(pooled, "BEGIN IMMEDIATE")
-            yield pooled
-            pooled.commit()
-
-    def read(self, statement: Select[Any], params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """The rows of one `driver_cursor` read, on a pooled driver connection outside any write
-        turn (SQLite's autocommit: a WAL reader waits for no writer), for the bot's path: a
-        `reading()` session cost ~0.2 ms more than the statement."""
-        with self._pooled() as pooled:
-            return driver_cursor.run(pooled, statement, params).rows
-
-    @contextlib.contextmanager
-    def _pooled(self) -> Iterator[driver_cursor.Pooled]:
-        """A pooled driver connection, rolled back on an error (invalidated if the database dropped
-        it: never back into the pool) and returned to the pool."""
-        pooled = driver_cursor.Pooled.checkout(self.engine)
-        try:
-            yield pooled
-        except BaseException as err:
-            if isinstance(err, DBAPIError) and err.connection_invalidated:
-                pooled.connection.invalidate(err)
-            else:
-                with contextlib.suppress(Exception):  # the error that got here is the one to report
-                    pooled.connection.rollback()
-            raise
-        finally:
-            pooled.connection.close()  # back to the pool (its reset rolls back a read's transaction)
+        with self._writing_turn():
+            pooled = driver_cursor.Pooled.checkout(self.engine)
+            try:
+                if self.dialect == "sqlite":  # PostgreSQL's driver begins at the first statement
+                    driver_cursor.plain(pooled, "BEGIN IMMEDIATE")
+                yield pooled
+                pooled.commit()
+            except BaseException as err:
+                if isinstance(err, DBAPIError) and err.connection_invalidated:
+                    pooled.connection.invalidate(err)  # dropped by the database: never back into the pool
+                else:
+                    with contextlib.suppress(Exception):  # the error that got here is the one to report
+                        pooled.connection.rollback()
+                raise
+            finally:
+                pooled.connection.close()  # back to the pool
 
     def _writing_turn(self) -> contextlib.AbstractContextManager[None]:
         return self._writer.held() if self._writer is not None else contextlib.nullcontext()

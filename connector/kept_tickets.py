@@ -44,7 +44,8 @@ def teams(db: Database, bot_id: str, conversation_id: str) -> dict[str, str]:
     since is still its team's: the repeat's note reopens it there. One closed for good is followed
     by a new ticket where routing sends the repeat — the answer then says routing's team
     (`connector.answers.as_told`), as the delivery's `created` shows it."""
-    rows = db.read(_TICKETS, {"bot_id": bot_id, "conversation_id": conversation_id})
+    with db.reading() as session:
+        rows = session.execute(_TICKETS, {"bot_id": bot_id, "conversation_id": conversation_id}).all()
     return {target: team for target, vendor_id, extra, state, owner in rows
             if (team := _opened_for(vendor_id, extra, state, owner))}
 

@@ -395,6 +395,7 @@ class Outbox:
                 unknown = OutcomeUnknown(f"internal error: {type(err).__name__}")
                 return self._record_error(delivery, handoff, _rendered_as(unknown, link, caught_up),
                                           time.perf_counter() - started)
+            # `{}` for the packet: a batch of messages too, which keeps its handoff's (`kept_tickets.keep`).
             if outcome.status == "updated" and kept_team(link, handoff.assignment, {}) is not None:
                 # The ticket was opened for another team than routing chose: what the bot and the
                 # customer are told becomes that team's — stored before the success, whose

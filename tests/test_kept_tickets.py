@@ -5,6 +5,7 @@ waited for billing)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
@@ -12,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from connector import kept_tickets
 from connector.decision import decide, with_kept
@@ -59,6 +61,22 @@ def fraud(packet):
     return again
 
 
+@contextlib.contextmanager
+def a_ticket_for_support(client, conversation: str):
+    """Zendesk faked, and the conversation's first handoff made ticket 1001 for support: (the mock,
+    the fake, the first packet) — a repeat of it (`fraud`) is routed to escalations."""
+    import responses
+
+    from tests.fakes.zendesk import FakeZendesk
+
+    first = minimal_packet(conversation={"id": conversation})
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        zd = FakeZendesk(rsps)
+        zd.create_ticket({"id": 1001})
+        assert post(client, first).get_json()["assignment"]["team"] == "support"
+        yield rsps, zd, first
+
+
 def test_a_repeat_routed_elsewhere_is_answered_with_the_team_its_ticket_stays_with(app):
     import responses
 
@@ -92,16 +110,8 @@ def test_a_repeat_routed_elsewhere_is_answered_with_the_team_its_ticket_stays_wi
 def test_a_repeat_whose_ticket_was_closed_is_answered_with_routings_team(app):
     # A review: the closed ticket is followed by a new one where routing sends the repeat — the
     # answer said the old ticket's team, its wait and hours all the same.
-    import responses
-
-    from tests.fakes.zendesk import FakeZendesk
-
     client = app.test_client()
-    first = minimal_packet(conversation={"id": "conv-closed"})
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        zd = FakeZendesk(rsps)
-        zd.create_ticket({"id": 1001})
-        assert post(client, first).get_json()["assignment"]["team"] == "support"
+    with a_ticket_for_support(client, "conv-closed") as (_, zd, first):
         zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
         zd.create_ticket({"id": 1002})
         answer = post(client, fraud(first)).get_json()
@@ -115,19 +125,12 @@ def test_a_repeat_whose_ticket_was_closed_is_answered_with_routings_team(app):
 def test_a_repeat_whose_ticket_was_solved_is_answered_with_the_team_that_reopens_it(app):
     # A review: the repeat's note reopens a solved ticket where it was (the shipped reopen_solved),
     # and the answer said routing's team because the first handoff was recorded solved.
-    import responses
-
     from connector.models import utcnow
-    from tests.fakes.zendesk import FakeZendesk
 
     client = app.test_client()
-    first = minimal_packet(conversation={"id": "conv-solved"})
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        zd = FakeZendesk(rsps)
-        zd.create_ticket({"id": 1001})
-        opened = post(client, first).get_json()
+    with a_ticket_for_support(client, "conv-solved") as (_, zd, first):
         with app.extensions["connector"].db.session() as session:  # Zendesk's solved event, recorded
-            session.get(Handoff, opened["id"]).completed_at = utcnow()
+            session.execute(update(Handoff).values(completed_at=utcnow()))
         zd.update_ticket(1001, status="solved")
         answer = post(client, fraud(first)).get_json()
     assert answer["tickets"][0]["status"] == "updated"
@@ -257,17 +260,11 @@ def test_the_delivered_callback_says_the_kept_team_as_the_answer_does(make_app, 
 def test_a_repeat_rescued_by_its_messages_is_told_as_the_kept_team(make_app, tmp_path):
     # A review: the repeat's own delivery given up, the messages sent meanwhile updated the support
     # ticket — a read said `delivered` and "our escalations team, about 2 minutes".
-    import responses
-
     from tests.fakes.zendesk import FakeZendesk
 
     app = make_app(mappings_dir=mappings_with_waits(tmp_path), max_attempts=1, **ZENDESK)
     client = app.test_client()
-    first = minimal_packet(conversation={"id": "conv-rescued"})
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        zd = FakeZendesk(rsps)
-        zd.create_ticket({"id": 1001})
-        assert post(client, first).get_json()["assignment"]["team"] == "support"
+    with a_ticket_for_support(client, "conv-rescued") as (rsps, zd, first):
         zd.error("PUT", "/api/v2/tickets/1001.json", 503, "oops")
         answer = post(client, fraud(first)).get_json()
         assert (answer["status"], answer["assignment"]["team"]) == ("failed", "escalations")  # nothing updated
@@ -290,9 +287,6 @@ def test_the_admin_page_quotes_the_words_the_bot_had_while_attempts_failed(make_
     # (escalations); the page quoted the kept team's, told only once a retry updated the ticket.
     import re
 
-    import responses
-    from sqlalchemy import update
-
     from connector.models import utcnow
     from tests.fakes.zendesk import FakeZendesk
     from tests.test_admin_page import signed_in
@@ -300,11 +294,7 @@ def test_the_admin_page_quotes_the_words_the_bot_had_while_attempts_failed(make_
     app = make_app(mappings_dir=mappings_with_waits(tmp_path), **ZENDESK)
     app.config["CHECK_OPENAPI"] = False  # the admin page is no API
     services, client = app.extensions["connector"], app.test_client()
-    first = minimal_packet(conversation={"id": "conv-retried"})
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        zd = FakeZendesk(rsps)
-        zd.create_ticket({"id": 1001})
-        post(client, first)
+    with a_ticket_for_support(client, "conv-retried") as (rsps, zd, first):
         zd.error("PUT", "/api/v2/tickets/1001.json", 503, "oops")
         answer = post(client, fraud(first)).get_json()
         failing = client.get(answer["links"]["self"], headers=auth()).get_json()["customer_message"]["text"]
@@ -329,22 +319,15 @@ def test_an_attempt_whose_lease_was_taken_over_and_given_up_keeps_nothing(make_a
     # A review: the slow attempt's update came back after its lease had lapsed and another attempt
     # had given the delivery up (its `failed` told: "…our escalations team"); the kept team was stored
     # all the same, and the answer and reads said "…our support team".
-    import datetime as dt
-
-    import responses
-    from sqlalchemy import select, update
+    from sqlalchemy import select
 
     from connector.models import Callback, utcnow
     from tests.fakes.zendesk import FakeZendesk, fixture
 
     app = make_app(mappings_dir=mappings_with_waits(tmp_path), max_attempts=1, **ZENDESK)
     services, client = app.extensions["connector"], app.test_client()
-    first = minimal_packet(conversation={"id": "conv-lease"})
     calls = []
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        zd = FakeZendesk(rsps)
-        zd.create_ticket({"id": 1001})
-        post(client, first)
+    with a_ticket_for_support(client, "conv-lease") as (rsps, zd, first):
         rsps.reset()
         zd = FakeZendesk(rsps)
         zd.add_tags(1001)
