@@ -14,9 +14,11 @@ from functools import lru_cache, wraps
 from string import Formatter
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, UndefinedError, nodes
+from jinja2 import StrictUndefined, TemplateError, UndefinedError, nodes, pass_eval_context
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
+from jinja2.filters import make_attrgetter, sync_do_join
+from jinja2.nodes import EvalContext
 from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment, SandboxedFormatter
 
@@ -226,10 +228,19 @@ class _Counting(CodeGenerator):
         node.iter = nodes.Call(nodes.EnvironmentAttribute("counted"), [node.iter], [], None, None)
         super().visit_For(node, frame)
 
-    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:  # `a ~ b`, doubled in a loop
-        self.write("environment.fits(")
-        super().visit_Concat(node, frame)
-        self.write(")")
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        """`a ~ b` measured (`fits`: doubled in a loop), a null in it empty text as `{{ }}` prints it
+        (`text_of`): a bot's unset company made "Dana (None)". Jinja2's own, with each part wrapped."""
+        if frame.eval_ctx.volatile:
+            join = "(markup_join if context.eval_ctx.volatile else str_join)"
+        else:
+            join = "markup_join" if frame.eval_ctx.autoescape else "str_join"
+        self.write(f"environment.fits({join}((")
+        for part in node.nodes:
+            self.write("environment.text_of(")
+            self.visit(part, frame)
+            self.write("), ")
+        self.write(")))")
 
 
 def _sized_filter(name: str, function: Any) -> Any:
@@ -252,6 +263,19 @@ def _printed(value: Any) -> Any:
     return value
 
 
+def _text_of(value: Any) -> Any:
+    return "" if value is None else value
+
+
+@pass_eval_context
+def _join(eval_ctx: EvalContext, value: Iterable[Any], d: str = "", attribute: str | int | None = None) -> str:
+    """Jinja2's `join`, leaving nulls out: `[first_name, last_name] | join(' ')` of a bot that sent no
+    last name made "Dana None"."""
+    if attribute is not None:
+        value = map(make_attrgetter(eval_ctx.environment, attribute), value)
+    return sync_do_join(eval_ctx, [item for item in value if item is not None], d)
+
+
 def _concat(parts: Iterable[str]) -> str:
     """Jinja2's `concat` (a `{% set %}` block's text, a macro's): twelve blocks each doubling the
     last made 400 million characters without a look."""
@@ -269,12 +293,14 @@ class AdminSandbox(ImmutableSandbox):
     intercepted_binops = frozenset({"*", "**", "+", "%"})
     sized = staticmethod(_sized)
     fits = staticmethod(_fits)
+    text_of = staticmethod(_text_of)
     concat = staticmethod(_concat)
 
     def __init__(self, **options: Any):
         super().__init__(finalize=_printed, **options)
         self.globals["range"] = _range
         self.globals.pop("lipsum", None)
+        self.filters["join"] = _join
         self.filters = {name: _sized_filter(name, function) for name, function in self.filters.items()}
 
     def call_filter(self, *args: Any, **kwargs: Any) -> Any:  # `map('upper')`: once per item

@@ -225,6 +225,26 @@ def test_within_the_limits_a_template_renders_as_before():
     assert render(source, "here", d={"a": 1}) == "ababab 1024 0,1,2 1-2 1a 100000"
 
 
+def test_a_null_is_empty_text_in_a_concatenation_and_left_out_of_a_join():
+    # `{{ }}` printed a null as nothing, `~` and `join` still as "None": "Dana (None)" on a ticket.
+    from connector.templating import render
+    from tests.adapters.test_zendesk import adapter as zendesk
+    from tests.adapters.test_zendesk import ctx
+    from tests.factories import full_packet
+
+    assert render("{{ a ~ ' (' ~ b ~ ')' }}", "here", a="Dana", b=None) == "Dana ()"
+    assert render("{{ [a, b, c] | join(' ') }}", "here", a="Dana", b=None, c="Lee") == "Dana Lee"
+    assert render("{{ xs | join(', ', attribute='n') }}", "here", xs=[{"n": 1}, {"n": None}, {"n": 3}]) == "1, 3"
+    built = "{% set ns = namespace(t='') %}{% for m in ms %}{% set ns.t = ns.t ~ m ~ ';' %}{% endfor %}{{ ns.t }}"
+    assert render(built, "here", ms=["a", None, "b"]) == "a;;b;"
+    assert render("{{ 1 ~ x }}|{{ [1, 2] | join('-') }}|{{ 'ab' | join(',') }}", "here", x=2) == "12|1-2|a,b"
+    packet = full_packet()
+    packet["customer"]["company"] = None
+    subject = zendesk(subject={"template": "{{ customer.name ~ ' at ' ~ customer.company ~ ': ' ~ intent.name }}"}
+                      ).render(ctx(packet))["ticket"]["subject"]
+    assert "None" not in subject and subject.endswith(f" at : {packet['intent']['name']}")
+
+
 def test_a_null_prints_nothing_so_a_mapped_subject_of_one_is_the_briefs():
     # A review: a bot's unset field (`"order_title": null`) printed as "None" — a Zendesk ticket titled
     # "None", a Salesforce case "Order: None".
