@@ -58,7 +58,7 @@ from .errors import (
     TransientError,
 )
 from .zendesk_http import ZendeskSession, edge, id_problem, quota_pause
-from .zendesk_refused import create_or_without
+from .zendesk_refused import create_or_without, update_or_without
 from .zendesk_users import EndUsers, customer_external_id
 
 log = logging.getLogger(__name__)
@@ -379,9 +379,12 @@ class ZendeskAdapter(Adapter):
             refused = self._add_tags(ticket_id, body["tags"]) if body.get("tags") else ()
             # Tags refused, then the note's outcome unknown: the attempt that finds the note says so too.
             with carrying(refused):
-                reply, response = self._call("PUT", path, write=True, json={"ticket": body["ticket"]}, expect="ticket")
+                (reply, response), left_out = update_or_without(
+                    lambda ticket: self._call("PUT", path, write=True, json={"ticket": ticket}, expect="ticket"),
+                    body["ticket"], ctx)
         except RejectedError as err:
             raise _gone(err, ticket_id) or err from err
+        refused = (*refused, *left_out)
         with carrying(refused):
             reopened, raised, holder = self._settle(path, ticket_id, reply["ticket"], self._raises_after_note(ctx))
         sent = self._sent(reply["ticket"], reply, reopened=reopened, raised_priority=raised)
@@ -395,8 +398,10 @@ class ZendeskAdapter(Adapter):
         try:
             self._call("PUT", f"/api/v2/tickets/{quote(ticket_id, safe='')}/tags", write=False, json={"tags": tags},
                        expect="tags")
-        except RejectedError as err:
-            if _gone(err, ticket_id) is not None:
+        except (RejectedError, AuthError) as err:
+            # A 403 is a permission the API user lacks (a custom role that may not edit tags), not its
+            # credentials: a 401, or the note's own call on them, says that.
+            if _gone(err, ticket_id) is not None or (isinstance(err, AuthError) and err.status != 403):
                 raise
             log.warning("Zendesk refused the handoff's tags; adding the note without them",
                         extra={"ticket": ticket_id, "status": err.status})

@@ -21,6 +21,7 @@ from .errors import RejectedError
 log = logging.getLogger("adapters.zendesk")  # the adapter's logger: one place to read Zendesk's lines
 
 Create = Callable[[dict[str, Any], str], Sent]  # `ZendeskAdapter._create`: (body, Idempotency-Key) → Sent
+Update = Callable[[dict[str, Any]], Any]  # the note's Update Ticket: (the body's `ticket`) → its answer
 
 # What a 422's `details` may name (Zendesk's words) that a ticket can be made without, and the
 # ticket's keys that carry it. Anything else refused (the comment, the subject, a custom field's
@@ -74,6 +75,27 @@ def create_or_without(create: Create, body: dict[str, Any], ctx: HandoffContext,
     return replace(sent, dropped=(*sent.dropped, *left_out))
 
 
+def update_or_without(update: Update, ticket: dict[str, Any],
+                      ctx: HandoffContext) -> tuple[Any, tuple[dict[str, str], ...]]:
+    """A repeat's note (`ticket`: the comment, and what `vendor_extra.zendesk` adds to it) put by
+    `update`; refused by name for fields it can go without (an `assignee_id` the bot sends with every
+    handoff, its agent since moved to another group or deactivated), put once more without them.
+    Returns the answer and the receipt's entries naming each: the whole note, the repeat's brief
+    and transcript, was lost for good. Nothing of a refused update is applied, so it is safe to send
+    again (the note has no Idempotency-Key)."""
+    try:
+        return update(ticket), ()
+    except RejectedError as err:
+        refused = _refused_fields(err, ticket)
+        if not refused:
+            raise
+        why = err.message
+    left_out = tuple(_field_left_out(name, why, ctx, made="the note was added without it") for name in refused)
+    log.warning("Zendesk refused fields of the update; adding the note without them", extra={"fields": list(refused)})
+    with carrying(left_out):
+        return update({key: value for key, value in ticket.items() if key not in refused}), left_out
+
+
 def _without(ticket: Mapping[str, Any], refused: tuple[str, ...], name_alone: str) -> dict[str, Any]:
     """The ticket without the fields Zendesk refused. A refused requester (an address its rules will
     not take, an end user suspended) becomes the customer's name alone (`name_alone`) rather than
@@ -105,9 +127,10 @@ def _refused_fields(err: RejectedError, ticket: Mapping[str, Any]) -> tuple[str,
     return tuple(key for name in details for key in CAN_GO_WITHOUT[name] if key in ticket)
 
 
-def _field_left_out(key: str, why: str, ctx: HandoffContext, named: bool = False) -> dict[str, str]:
+def _field_left_out(key: str, why: str, ctx: HandoffContext, named: bool = False, *,
+                    made: str = "the ticket was made without it") -> dict[str, str]:
     """The receipt's entry for a ticket field Zendesk refused, named where it came from; `named`: a
-    refused requester was left as the customer's name alone (`_without`)."""
+    refused requester was left as the customer's name alone (`_without`); `made`: what went without it."""
     if key in ctx.vendor_extra:
         part, where = "vendor_extra", f"vendor_extra.zendesk.{key}"
     elif key in ("group_id", "assignee_id"):
@@ -116,8 +139,9 @@ def _field_left_out(key: str, why: str, ctx: HandoffContext, named: bool = False
         part, where = "customer", "the requester"
     else:
         part, where = "mapping", f"zendesk.yaml {key}"
-    then = _NAMED_ONLY if named and key.startswith("requester") else _LEFT_WITHOUT.get(key, "")
-    said = {"part": part, "reason": f"Zendesk refused {where} ({why[:300]}); the ticket was made without it{then}"}
+    then = _NAMED_ONLY if named and key.startswith("requester") else _LEFT_WITHOUT.get(key, "") \
+        if made.startswith("the ticket") else ""
+    said = {"part": part, "reason": f"Zendesk refused {where} ({why[:300]}); {made}{then}"}
     return routing_field_left_out(said, key) if part == "routing" else said
 
 

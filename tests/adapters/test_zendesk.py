@@ -241,6 +241,54 @@ def test_tags_zendesk_refuses_leave_the_note_to_go_without_them_and_the_receipt_
     assert refused["part"] == "mapping" and "handoff" in refused["reason"] and "without them" in refused["reason"]
 
 
+def test_a_repeats_note_goes_without_a_field_zendesk_refuses_and_the_receipt_names_it(zd: FakeZendesk) -> None:
+    # A review: a bot sending its agent with every handoff (`vendor_extra.zendesk.assignee_id`), the
+    # agent since moved to another group — the repeat's whole note, brief and transcript, failed for
+    # good, where a new ticket goes without the field.
+    refused = {"error": "RecordInvalid", "description": "Record validation errors", "details": {
+        "assignee": [{"description": "Assignee: is not a member of the group", "error": "InvalidValue"}]}}
+    zd.add_tags(77120)
+    zd.rsps.add("PUT", zd.origin + "/api/v2/tickets/77120.json", status=422, json=refused)
+    zd.update_ticket(77120)
+
+    outcome = adapter().deliver(ctx(full_packet(vendor_extra={"zendesk": {"assignee_id": 381156009921}}),
+                                    link=Link(vendor_id="77120")))
+
+    assert (outcome.status, outcome.vendor_id) == ("updated", "77120")
+    first, second = zd.json_bodies("PUT", "/api/v2/tickets/77120.json")
+    assert first["ticket"]["assignee_id"] == 381156009921
+    assert set(second["ticket"]) == {"comment"} and second["ticket"]["comment"] == first["ticket"]["comment"]
+    [left_out] = [entry for entry in outcome.receipt["dropped"] if entry["part"] == "vendor_extra"]
+    assert left_out["reason"].startswith("Zendesk refused vendor_extra.zendesk.assignee_id (")
+    assert "not a member of the group" in left_out["reason"] and left_out["reason"].endswith(
+        "the note was added without it")
+
+
+def test_a_note_refused_for_anything_else_is_not_sent_again(zd: FakeZendesk) -> None:
+    zd.add_tags(77120)
+    zd.error("PUT", "/api/v2/tickets/77120.json", 422, "error-422-record-invalid.json")
+    with pytest.raises(RejectedError):
+        adapter().deliver(ctx(full_packet(vendor_extra={"zendesk": {"assignee_id": 381156009921}}),
+                              link=Link(vendor_id="77120")))
+    assert len(zd.json_bodies("PUT", "/api/v2/tickets/77120.json")) == 1
+
+
+@pytest.mark.parametrize("status", [403, 401])
+def test_tags_forbidden_leave_the_note_to_go_and_bad_credentials_still_stop_it(zd: FakeZendesk, status: int) -> None:
+    # A review: a custom role that may not edit tags (403) stopped the repeat's note as a credentials
+    # failure; a 401 is the credentials, which the note would meet too.
+    zd.rsps.add("PUT", zd.origin + "/api/v2/tickets/77120/tags", status=status,
+                json={"error": "Forbidden", "description": "You do not have access to this page."})
+    if status == 401:
+        with pytest.raises(AuthError):
+            adapter().deliver(ctx(link=Link(vendor_id="77120")))
+        return
+    zd.update_ticket(77120)
+    outcome = adapter().deliver(ctx(link=Link(vendor_id="77120")))
+    assert outcome.status == "updated" and zd.json_bodies("PUT", "/api/v2/tickets/77120.json")
+    assert any("Zendesk refused the tags" in entry["reason"] for entry in outcome.receipt["dropped"])
+
+
 def test_tags_refused_before_a_note_that_timed_out_are_still_in_the_receipt_of_the_attempt_finding_it(
         zd: FakeZendesk) -> None:
     # A review: the refusal was only in the reply the timeout took away; the attempt that found the
