@@ -24,14 +24,18 @@ Create = Callable[[dict[str, Any], str], Sent]  # `ZendeskAdapter._create`: (bod
 Update = Callable[[dict[str, Any]], Any]  # the note's Update Ticket: (the body's `ticket`) → its answer
 
 # What a 422's `details` may name (Zendesk's words) that a ticket can be made without, and the
-# ticket's keys that carry it. Anything else refused (the comment, the subject, a custom field's
-# value, which `details` names only as "base") fails the delivery as before.
+# ticket's keys that carry it. Anything else refused (the comment, the subject) fails the delivery as
+# before. A custom field's value is named only as "base" ("Custom field Plan: value is not valid", by
+# its title, not its id): the ticket goes without its custom fields, all of them — a dropdown the
+# mapping fills from `intent.name` failed every ticket of an intent its options lacked. A "base"
+# refusal of anything else is refused again without them, and fails the delivery then.
 CAN_GO_WITHOUT = {"assignee": ("assignee_id",), "group": ("group_id",), "brand": ("brand_id",),
                   "ticket_form": ("ticket_form_id",), "organization": ("organization_id",),
-                  "requester": ("requester", "requester_id")}
+                  "requester": ("requester", "requester_id"), "base": ("custom_fields",)}
 _LEFT_WITHOUT = {"assignee_id": " (it waits in its group's queue for anyone)",
                  "requester": " (the API user is its requester; the brief names the customer)",
-                 "requester_id": " (the API user is its requester; the brief names the customer)"}
+                 "requester_id": " (the API user is its requester; the brief names the customer)",
+                 "custom_fields": " (all of them: Zendesk names the field by its title; the brief carries the values)"}
 _NAMED_ONLY = (" (its requester is the customer's name alone: a reply by e-mail does not reach them; the brief "
                "names the customer)")
 
@@ -123,6 +127,8 @@ def _refused_fields(err: RejectedError, ticket: Mapping[str, Any]) -> tuple[str,
     anything else too (sent without some, it would be refused again)."""
     details = err.reply.get("details") if err.status == 422 and isinstance(err.reply, Mapping) else None
     if not isinstance(details, Mapping) or not details or any(name not in CAN_GO_WITHOUT for name in details):
+        return ()
+    if "base" in details and "custom_fields" not in ticket:  # the ticket itself: nothing to leave out
         return ()
     return tuple(key for name in details for key in CAN_GO_WITHOUT[name] if key in ticket)
 

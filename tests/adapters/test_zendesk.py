@@ -797,6 +797,34 @@ def test_a_field_zendesk_refuses_by_name_is_left_out_and_the_ticket_made(zd: Fak
     assert entry.get("field") == (gone if part == "routing" else None)
 
 
+def test_a_custom_field_value_zendesk_refuses_leaves_the_custom_fields_out_and_the_ticket_made(
+        zd: FakeZendesk) -> None:
+    # A review: Zendesk names a refused custom field's value only as "base", by the field's title — a
+    # dropdown the mapping fills from intent.name failed every ticket of an intent its options lacked.
+    zd.error("POST", TICKETS, 422, "error-422-base-invalid.json")
+    zd.create_ticket()
+    mapped = adapter(custom_fields=[{"id": "360001", "path": "intent.name"}, {"id": "360002", "literal": "gold"}])
+
+    outcome = mapped.deliver(ctx())
+
+    first, second = (json.loads(c.request.body)["ticket"] for c in zd.calls("POST", TICKETS))
+    assert len(first["custom_fields"]) == 2 and {k: v for k, v in first.items() if k != "custom_fields"} == second
+    assert outcome.status == "created"
+    [entry] = [e for e in outcome.receipt["dropped"] if "custom_fields" in e["reason"]]
+    assert entry["part"] == "mapping" and "Custom field Plan: value is not valid" in entry["reason"]
+    assert "all of them" in entry["reason"]
+
+
+def test_a_base_refusal_of_a_ticket_without_custom_fields_or_refused_again_fails_the_delivery(zd: FakeZendesk) -> None:
+    zd.error("POST", TICKETS, 422, "error-422-base-invalid.json")
+    with pytest.raises(RejectedError):
+        adapter().deliver(ctx())  # nothing to leave out: not sent again
+    assert len(zd.calls("POST", TICKETS)) == 1
+    with pytest.raises(RejectedError):  # refused for something else: refused again without them
+        adapter(custom_fields=[{"id": "360001", "path": "intent.name"}]).deliver(ctx())
+    assert len(zd.calls("POST", TICKETS)) == 3
+
+
 def test_a_requester_refused_again_by_name_alone_leaves_the_ticket_to_the_api_user(zd: FakeZendesk) -> None:
     # A review: a name-only requester is always a new user, and an account may let no one make users;
     # refused again, the whole ticket failed for good. Made a third time without one, its own key.
