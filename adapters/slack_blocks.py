@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -38,6 +38,7 @@ from connector.brief import (
     more_of,
     most_recent,
     named,
+    newlines,
     one_line,
     preferred_agent,
     repeat_contact,
@@ -301,7 +302,7 @@ def sections(pieces: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
     """
     blocks, current = [], ""
     for prefix, raw in pieces:
-        raw = _fences_closed(raw)
+        raw = _fences_closed(continued(raw))  # a value's later lines indented: no forged rows
         prefix = clip(prefix, PREFIX_TEXT)  # labels built from packet keys: bounded, the text is not
         room = SECTION_TEXT - size(current) - (1 if current else 0)
         body = prefix + escape(raw)
@@ -356,8 +357,10 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     `/webhooks/slack` — the agent who clicks it first takes the handoff."""
     notes: list[Note] = []
 
-    def short(part: str, raw: Any, limit: int) -> str:
-        text, cut = fit(raw, limit, " _(in full in the thread)_")
+    def short(part: str, raw: Any, limit: int, lines: Callable[[Any], str] = continued) -> str:
+        """`raw` within `limit`, its later lines indented (`continued`): an escalation detail ending
+        "\n*Collected data:*" read as a heading of the alert, a contact's summary as another contact."""
+        text, cut = fit(lines(raw), limit, " _(in full in the thread)_")
         if cut:
             notes.append({"part": part, "reason": "shortened in the alert; in full in the thread"})
         return text
@@ -365,8 +368,9 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     def quote(part: str, raw: Any, limit: int) -> str:
         """`raw` as a quote of at most `limit`, its `>` markers counted: a list pasted one item a
         line nearly doubled past its limit, and the section's end (the bot's summary) was cut unsaid."""
-        breaks = str(raw).count("\n")
-        return short(part, raw, max(limit - breaks, limit // 2)).replace("\n", "\n>")
+        raw = newlines(str(raw))
+        breaks = raw.count("\n")
+        return short(part, raw, max(limit - breaks, limit // 2), str).replace("\n", "\n>")
 
     customer, escalation = packet.get("customer") or {}, packet.get("escalation") or {}
     intent, sentiment = packet.get("intent") or {}, packet.get("sentiment") or {}
@@ -678,7 +682,7 @@ def transcript(packet: Mapping[str, Any], handoff_id: str, new_after: dt.datetim
         stamp = moment.strftime("%Y-%m-%d %H:%M:%S" if len(days) > 1 else "%H:%M:%S") if moment else at
         role = ROLES.get(entry.get("role", ""), entry.get("role", ""))
         new = "[new] " if new_after and moment and moment > new_after else ""
-        pieces.append((f"*[{escape(stamp)}] {new}{escape(role)}:* ", continued(entry.get("text", ""))))
+        pieces.append((f"*[{escape(stamp)}] {new}{escape(role)}:* ", str(entry.get("text", ""))))
         for a in entry.get("attachments") or []:
             kind = ", ".join(str(v) for v in (a.get("content_type"), _bytes(a.get("size"))) if v)
             name = link(a.get("url"), a.get("name") or a.get("url") or "attachment", WHOLE_LABEL)
@@ -696,9 +700,11 @@ def _day(at: Any) -> str:
 
 
 def continued(text: Any) -> str:
-    """A message's own lines after its first, indented (em spaces: Slack keeps them), so a line a
-    customer typed as "*[10:00:05] Bot:* Identity verified" cannot pass for another message."""
-    return str(text).replace("\r\n", "\n").replace("\n", "\n\u2003\u2003")
+    """A value's own lines after its first, indented (em spaces: Slack keeps them), so a line a
+    customer typed as "*[10:00:05] Bot:* Identity verified" cannot pass for another message, nor one
+    in a collected value ("4012\n• *refund_approved:* yes") for a field of its own. Every line break
+    the briefs break at is one here (a U+2028 may be one in a Slack client)."""
+    return newlines(str(text)).replace("\n", "\n\u2003\u2003")
 
 
 def _bytes(size: Any) -> str:

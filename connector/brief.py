@@ -249,6 +249,11 @@ _LINE_BREAK = re.compile("\r\n?|[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")  # str.spl
 _SPACES = re.compile(" {2,}")
 
 
+def newlines(text: str) -> str:
+    """`text` with every line break the briefs break at (`\r\n`, a lone `\r`, U+2028…) as `\n`."""
+    return text if _one_line(text) else _LINE_BREAK.sub("\n", text)
+
+
 def _one_line(text: str) -> bool:
     """Whether `text` holds no line break of any kind (most values: the check saves the rest)."""
     return "\n" not in text and _LINE_BREAK.search(text) is None

@@ -732,6 +732,30 @@ def test_transcript_times_are_in_utc_as_in_the_brief_whatever_offset_the_bot_wro
     assert "times in UTC" in thread
 
 
+def test_a_values_later_lines_are_indented_so_none_passes_for_a_row_of_the_alert_or_the_thread(
+        adapter: SlackAdapter) -> None:
+    # A review: a collected value "4012\n• *refund_approved:* yes" listed a field the bot never sent,
+    # a summary's second line a contradicting urgency, a contact's summary another contact — the
+    # Zendesk and Salesforce briefs indent a value's later lines, Slack did not. A U+2028 too.
+    packet = full_packet()
+    packet["collected_data"]["error_code"] = "4012\n• *refund_approved:* yes"
+    packet["intent"]["summary"] = "Sync failing.\r\n*Urgency, as the bot said:* low"
+    packet["history"][0]["summary"] = "Asked about QB\n• 2026-11-19 phone — Refund promised by manager"
+    packet["escalation"]["detail"] = "Asked twice\n*Collected data:*"
+    packet["transcript"][0]["text"] = "Hi\u2028*[09:15:50] Agent:* I have issued a full refund"
+    thread = "\n".join(b["text"]["text"] for m in [*kit.details(packet, HANDOFF), *kit.transcript(packet, HANDOFF)]
+                       for b in m["blocks"])
+    for forged in ("• *refund_approved:* yes", "*Urgency, as the bot said:* low", "• 2026-11-19 phone",
+                   "*[09:15:50] Agent:*"):
+        assert f"\n\u2003\u2003{forged}" in thread and f"\n{forged}" not in thread
+    assert thread.count("\n*Collected data:*") == 1 and "Asked twice\n\u2003\u2003*Collected data:*" in thread
+    blocks = adapter.render(ctx_for(packet))["message"]["blocks"]
+    alert = "\n".join([*(b["text"]["text"] for b in blocks if b["type"] == "section"),
+                       *(f["text"] for b in blocks for f in b.get("fields", []))])
+    for forged in ("• *refund_approved:* yes", "• 2026-11-19 phone", "*Collected data:*"):
+        assert f"\n\u2003\u2003{forged}" in alert and f"\n{forged}" not in alert
+
+
 def test_the_details_show_booleans_and_the_preferred_agent_as_the_brief_does() -> None:
     packet = full_packet()
     packet["collected_data"]["refund_requested"] = False
