@@ -259,8 +259,11 @@ def _one_line(text: str) -> bool:
     return "\n" not in text and _LINE_BREAK.search(text) is None
 
 
-# http(s) addresses in free text; the closing punctuation of a sentence is not part of one.
-_URL = re.compile(r"https?://[^\s<>\"'`]+")
+# http(s) addresses in free text; the closing punctuation of a sentence is not part of one. Only
+# the characters an address is written in (RFC 3986's, `%` for the rest, and the `|` of a Slack
+# label): Japanese with no space after an address, or a smart quote closing it, went into the link
+# ("…/orders/5521をご覧ください。", "…/checkout”"). A browser copies a non-ASCII path encoded.
+_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&()*+,;=%|]+")
 _URL_TAIL = ".,;:!?)]}"
 _SLACK_LABEL = re.compile(r"\|[^<>|\n]*>")
 

@@ -128,6 +128,14 @@ def test_the_slack_alert_quotes_the_latest_words_too():
     ("line one\nhttps://a.example/x", 'line one<br>\n&emsp;&emsp;<a href="https://a.example/x">https://a.example/x</a>'),
     ("<https://a.example/x|click me>", '&lt;<a href="https://a.example/x">https://a.example/x</a>|click me&gt;'),
     ("https://maps.example/x?m=red|40.7", '<a href="https://maps.example/x?m=red|40.7">https://maps.example/x?m=red|40.7</a>'),
+    ("The page “https://shop.acme.example/checkout” shows 4012",
+     'The page “<a href="https://shop.acme.example/checkout">https://shop.acme.example/checkout</a>” shows 4012'),
+    ("詳細はhttps://shop.acme.example/orders/5521をご覧ください。スクショ（https://f.acme.example/s/1.png）",
+     '詳細は<a href="https://shop.acme.example/orders/5521">https://shop.acme.example/orders/5521</a>をご覧ください。'
+     'スクショ（<a href="https://f.acme.example/s/1.png">https://f.acme.example/s/1.png</a>）'),
+    ("«https://a.example/x» and https://a.example/%E6%97%A5’s",
+     '«<a href="https://a.example/x">https://a.example/x</a>» and '
+     '<a href="https://a.example/%E6%97%A5">https://a.example/%E6%97%A5</a>’s'),
     ("<https://maps.example/x?m=red|40.7 ok", '&lt;<a href="https://maps.example/x?m=red|40.7">'
                                               'https://maps.example/x?m=red|40.7</a> ok'),  # no label's >
 ])
