@@ -18,7 +18,6 @@ import datetime as dt
 import logging
 import re
 import threading
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -33,7 +32,7 @@ from connector.brief import named, subject_line
 from connector.errors import ConfigError
 from connector.mapping_values import MISSING, resolve
 from connector.settings import Settings, salesforce_domain
-from connector.text_rules import as_identity
+from connector.text_rules import as_identity, whole_end
 
 from .base import (
     CLOCK_SKEW_S,
@@ -80,7 +79,6 @@ CONTINUED = "\n(continued)"  # ends every part of a message too long for one com
 OVERFLOW = "\n[… the brief continues in the case comments · handoff {}]"
 PRIORITY = {"low": "Low", "normal": "Medium", "high": "High", "urgent": "High"}
 ORIGIN = {"web_chat": "Web", "email": "Email", "voice": "Phone", "sms": "Phone"}
-_JOINERS = {"\u200d", "\ufe0e", "\ufe0f"}  # zero-width joiner, variation selectors
 
 
 class SalesforceAdapter(Adapter):
@@ -649,24 +647,11 @@ def _cut(text: str, budget: int, in_bytes: bool) -> str:
     """The longest prefix within `budget` ending on a character (not byte) boundary, not inside an
     emoji sequence or before a combining mark, and after a space when one is near the end."""
     fit = len(text.encode()[:budget].decode("utf-8", "ignore")) if in_bytes else len(_within(text, budget))
-    end = fit
-    while 0 < end < len(text) and (unicodedata.combining(text[end]) or text[end] in _JOINERS
-                                   or text[end - 1] == "\u200d" or "\U0001f3fb" <= text[end] <= "\U0001f3ff"):
-        end -= 1
-    if 0 < end < len(text) and _flag_half(text[end]):
-        # Flags are pairs of regional indicators: cut after an odd one, every flag after it paired
-        # with the wrong half (🇺🇸🇺🇸 read as 🇸🇺 in the next comment). Count the run to the cut.
-        run = end
-        while run > 0 and _flag_half(text[run - 1]):
-            run -= 1
-        end -= (end - run) % 2
-    end = end or fit or 1  # a "character" longer than the budget: split it rather than loop forever
+    # Flags are pairs of regional indicators: cut after an odd one, every flag after it paired with
+    # the wrong half (🇺🇸🇺🇸 read as 🇸🇺 in the next comment).
+    end = whole_end(text, fit) or fit or 1  # a "character" longer than the budget: split it rather than loop forever
     space = max(text.rfind(" ", 0, end), text.rfind("\n", 0, end))
     return text[: space + 1] if space >= end * 0.8 else text[:end]
-
-
-def _flag_half(ch: str) -> bool:
-    return "\U0001f1e6" <= ch <= "\U0001f1ff"
 
 
 def _size(text: str, in_bytes: bool) -> int:

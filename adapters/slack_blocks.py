@@ -56,6 +56,7 @@ from connector.text_rules import (
     name_of,
     rfc3339_utc,
     said_text,
+    whole_end,
 )
 from connector.while_waiting import announced
 
@@ -119,14 +120,14 @@ def fit(raw: Any, limit: int, more: str = "") -> tuple[str, bool]:
     if size(text) <= limit:
         return text, False
     tail = ELLIPSIS + more
-    budget, used, out = limit - size(tail), 0, []
-    for ch in str(raw):  # escape per character, so the cut never lands inside an entity
+    budget, used, out, raw = limit - size(tail), 0, [], str(raw)
+    for ch in raw:  # escape per character, so the cut never lands inside an entity
         piece = _WRITTEN.get(ch, ch)
         if used + size(piece) > budget:
             break
         out.append(piece)
         used += size(piece)
-    return "".join(out).rstrip() + tail, True
+    return "".join(out[:whole_end(raw, len(out))]).rstrip() + tail, True  # not through a character (🇯🇵)
 
 
 def split(raw: str, limit: int, first: int | None = None) -> list[str]:
@@ -150,6 +151,8 @@ def split(raw: str, limit: int, first: int | None = None) -> list[str]:
             end += 1
         if end < len(raw) and last_break > start + (end - start) // 2:
             end = last_break + 1
+        elif whole_end(raw, end) > start:  # not through a character: a flag's halves paired the next ones wrongly
+            end = whole_end(raw, end)
         end = max(end, start + 1)  # always progress, even if one character outgrows a tiny limit
         chunks.append(escape(raw[start:end]))
         start = end

@@ -43,6 +43,7 @@ from .text_rules import (
     rfc3339_utc,
     said_text,
     visible_controls,
+    whole_end,
     without_invisible,
 )
 from .while_waiting import announced
@@ -593,7 +594,7 @@ def one_line(text: str, limit: int, shown: Callable[[str], str] = visible_contro
         flat = window
     if len(flat) <= limit:
         return flat
-    cut = flat[: limit - 1]
+    cut = flat[: whole_end(flat, limit - 1) or limit - 1]  # not through a character (🇯🇵, क्ष, 👨‍👩‍👧)
     # At a word's end when one is near ("…Sentence num…" read as a typo); a long unbroken run
     # (a URL, a token) is cut where it stands.
     if flat[limit - 1] != " ":  # else `cut` ends on a whole word already

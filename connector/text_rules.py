@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -154,3 +155,34 @@ def did_you_mean(word: Any, names: Iterable[Any], cutoff: float = 0.6) -> str:
     wording for every refusal of a name the connector does not know (keys, files, targets, paths)."""
     close = difflib.get_close_matches(str(word), [str(name) for name in names], n=1, cutoff=cutoff)
     return f"did you mean {close[0]!r}? " if close else ""
+
+
+# What may not begin a cut's rest (it belongs to the character before): the joiner and the variation
+# selectors of emoji sequences; skin tones, and marks (`_a_mark`), are looked up below.
+_JOINERS = frozenset({"\u200d", "\ufe0e", "\ufe0f"})
+
+
+def whole_end(text: str, end: int) -> int:
+    """`end`, or the nearest cut before it that splits no character as a reader sees one: not
+    before a combining or spacing mark (ि, ́), a joiner or a variation selector, nor after a zero-width
+    joiner (👨‍👩‍👧) or a virama (क्ष), nor before a skin tone; nor through a run of flags' halves at an
+    odd place (🇯🇵🇺🇸 cut after 🇯 read as 🇵🇺 after it). 0 when the first character alone reaches `end`."""
+    if not 0 < end < len(text):
+        return end
+    while end > 0 and (_a_mark(text[end]) or text[end] in _JOINERS or text[end - 1] == "\u200d"
+                       or "\U0001f3fb" <= text[end] <= "\U0001f3ff" or unicodedata.combining(text[end - 1]) == 9):
+        end -= 1
+    if 0 < end and _flag_half(text[end]):
+        run = end
+        while run > 0 and _flag_half(text[run - 1]):
+            run -= 1
+        end -= (end - run) % 2
+    return end
+
+
+def _a_mark(ch: str) -> bool:
+    return unicodedata.category(ch)[0] == "M"
+
+
+def _flag_half(ch: str) -> bool:
+    return "\U0001f1e6" <= ch <= "\U0001f1ff"

@@ -632,3 +632,26 @@ def test_the_channel_the_customer_waits_on_is_under_the_customer_not_only_in_the
     assert f"<br>waiting on: <strong>{shown}</strong>" in html
     del packet["conversation"]["channel"]
     assert "waiting on" not in render_brief(packet, "hnd_1").text
+
+
+@pytest.mark.parametrize(("text", "ends"), [
+    ("注" * 118 + "🇯🇵🇺🇸です", "注注…"),  # not half a flag
+    ("क" * 117 + "क्षि" + "त" * 5, "ककक…"),  # not a conjunct's virama, nor before its vowel sign
+    ("a" * 117 + "e\u0301\u0301" + "b" * 9, None),  # not before its accents
+    ("a" * 115 + "👨‍👩‍👧 ok" * 3, "aaa…"),  # not inside a family
+])
+def test_a_one_line_cut_splits_no_character_as_a_reader_sees_one(text, ends):
+    # A review: a Japanese subject ended in a lone regional indicator, a Hindi one in a dangling
+    # virama, the Slack header's family emoji in its first member; Salesforce's comments cut whole.
+    from adapters.slack_blocks import fit, sections
+    from connector.brief import subject_line
+    from connector.text_rules import whole_end
+
+    for cut in (subject_line(text, 120), fit(text, 120)[0]):
+        kept = cut.removesuffix("…")
+        assert whole_end(text, len(kept)) == len(kept) and text.startswith(kept)
+        if ends:
+            assert cut.endswith(ends)
+    flags = "🇺🇸🇯🇵🇩🇪🇫🇷" * 500
+    first, second = (b["text"]["text"] for b in sections([("*[09:15:40] Customer:* ", "Flags: " + flags)])[:2])
+    assert first.endswith("🇯🇵") and second.startswith("🇩🇪🇫🇷")  # cut after 🇯 before: 🇵🇩 🇪🇫 🇷🇺 …
