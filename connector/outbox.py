@@ -26,7 +26,15 @@ from sqlalchemy import Boolean, Connection, and_, bindparam, case, exists, func,
 from sqlalchemy.orm import Session, aliased
 
 from adapters.base import Adapter, HandoffContext, Link, Outcome, kept_team, last_message_told, last_told
-from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, ReplacementUnderway, TransientError, decide
+from adapters.errors import (
+    DeliveryError,
+    NotMade,
+    OutcomeUnknown,
+    RateLimited,
+    ReplacementUnderway,
+    TransientError,
+    decide,
+)
 
 from . import callbacks, driver_cursor, follow_up_packets, metrics
 from .backoff import backoff_seconds
@@ -368,6 +376,7 @@ class Outbox:
                     idempotency_key=f"{handoff.id}:{delivery.target}",
                     link=link,
                     outcome_unknown=delivery.outcome_unknown,
+                    look_only=delivery.outcome_unknown and self._out_of_tries(delivery, utcnow()),
                     sent_to=(delivery.sent_to or {}) if delivery.outcome_unknown else {},
                     attempt=delivery.attempts + 1,
                     related=claimed.related,
@@ -700,16 +709,26 @@ class Outbox:
             if isinstance(err, RateLimited):
                 self._pause(session.connection(), row.target, now + dt.timedelta(seconds=err.retry_after or 30),
                             err.message)
+            if isinstance(err, NotMade):  # looked: nothing was made, the outcome is known now
+                row.outcome_unknown, row.sent_to = False, None
             given_up, failed = "", row.attempts - row.rate_limited
+            out_of_tries = self._out_of_tries(row, now)
             if decide(err) == "fail":
                 row.state, row.finished_at = "failed", now
                 given_up = "refused: retrying the same payload cannot help"
+            elif out_of_tries and isinstance(err, OutcomeUnknown) and failed <= self.settings.max_attempts:
+                # One last look before giving up (`HandoffContext.look_only`): this try may have made
+                # the ticket. Given up on the spot, the bot and the customer were told nobody had it.
+                row.next_attempt_at = now + dt.timedelta(seconds=backoff_seconds(
+                    failed, err.retry_after, self.settings.retry_base_s, self.settings.retry_max_s))
             elif failed >= self.settings.max_attempts:
                 row.state, row.finished_at = "dead", now
                 given_up = (f"{failed} attempt(s), as many as CONNECTOR_MAX_ATTEMPTS allows"
                             + (f" (and {row.rate_limited} more turned away by a rate limit, not counted)"
-                               if row.rate_limited else ""))
-            elif (now - row.window_started_at).total_seconds() > self.settings.max_delivery_age_s:
+                               if row.rate_limited else "")
+                            + ("; the last one looked for what the one before may have made: nothing"
+                               if isinstance(err, NotMade) else ""))
+            elif out_of_tries:
                 row.state, row.finished_at = "dead", now
                 given_up = f"tried for over {self.settings.max_delivery_age_s} s (CONNECTOR_MAX_DELIVERY_AGE_S)"
             else:
@@ -736,6 +755,12 @@ class Outbox:
                 extra={"state": state, "attempts": attempts, "error_type": type(err).__name__,
                        "vendor_status": err.status, **ended})
         return attempted
+
+    def _out_of_tries(self, delivery: Delivery, now: dt.datetime) -> bool:
+        """Whether `delivery` has had the attempts CONNECTOR_MAX_ATTEMPTS allows (rate limits aside),
+        or tried for longer than CONNECTOR_MAX_DELIVERY_AGE_S."""
+        return (delivery.attempts - delivery.rate_limited >= self.settings.max_attempts
+                or (now - delivery.window_started_at).total_seconds() > self.settings.max_delivery_age_s)
 
     def _pause(self, connection: Connection | driver_cursor.Pooled, target: str, until: dt.datetime, reason: str,
                level: int = logging.WARNING) -> None:

@@ -629,6 +629,39 @@ def test_an_unexpected_error_after_the_vendor_acted_is_looked_up_not_sent_again(
     assert len(ActsThenBreaksAdapter.made) == 1, "the ticket was made twice"
 
 
+@pytest.mark.parametrize("made", [True, False])
+def test_attempts_run_out_on_an_unknown_outcome_look_once_more_and_send_nothing(make_app, monkeypatch, made):
+    # A review: the last attempt timed out after the vendor made the ticket, and the delivery was
+    # given up on the spot — the bot and the customer told nobody had the handoff, an agent working
+    # its ticket. Now one more attempt only looks: found, it is recorded; not, given up knowing so.
+    from tests.support_adapters import ActsThenBreaksAdapter
+
+    monkeypatch.setitem(registry.TARGETS, "breaks", "tests.support_adapters:ActsThenBreaksAdapter")
+    ActsThenBreaksAdapter.made = []
+    app = make_app(targets=("breaks",), max_attempts=1)
+    services = app.extensions["connector"]
+    answer = post(app.test_client(), minimal_packet()).get_json()
+    [row] = deliveries(services)
+    assert (row.state, row.attempts, row.outcome_unknown) == ("pending", 1, True)  # not dead: a look is owed
+    if not made:
+        ActsThenBreaksAdapter.made.clear()  # the request never reached the vendor after all
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+    [delivery_id], token = services.outbox.claim_due()
+    attempted = services.outbox.run_delivery(delivery_id, token)
+    assert len(ActsThenBreaksAdapter.made) == int(made), "the look sent the ticket again"
+    [row] = deliveries(services)
+    read = app.test_client().get(f"/v1/handoffs/{answer['id']}", headers=auth()).get_json()
+    if made:
+        assert attempted.state == "created" and row.vendor_id == f"breaks-{answer['id']}"
+        assert read["status"] == "delivered"
+    else:
+        assert (row.state, row.attempts, row.outcome_unknown) == ("dead", 2, False)
+        assert "NotMade: looked for what the last attempt may have made" in row.last_error
+        assert read["status"] == "failed"
+    assert services.outbox.claim_due()[0] == []  # nothing more
+
+
 @pytest.mark.parametrize(("claimed_meanwhile", "status", "attempts"), [(True, 202, 0), (False, 201, 1)])
 def test_a_lease_that_ran_out_while_the_handoff_was_stored_is_renewed_or_left(make_app, monkeypatch,
                                                                              claimed_meanwhile, status, attempts):
