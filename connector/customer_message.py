@@ -70,6 +70,8 @@ class Template(fields.String):
 
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
+        if not text.strip():  # `no_wait: ""` told customers nothing of when anyone would reply
+            raise ValidationError("must not be empty: every message says this part")
         try:
             check_template(text, attr or "template", self.variables)
             render(text, attr or "template", **{name: SAMPLES[name] for name in self.variables})

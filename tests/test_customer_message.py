@@ -195,6 +195,9 @@ def test_every_shipped_locale_has_every_part():
     # Names all given, but `date` is text: it passed `check` and made every closed-hours handoff a 500.
     ("closed", "We open {{ date.strftime('%d/%m') }}.", "has no attribute 'strftime'"),
     ("wait", "About {{ minutes + ' minutes' }}.", "TypeError"),
+    # An operator's review: `no_wait: ""` loaded, and customers were told nothing of when anyone would reply.
+    ("no_wait", "", "must not be empty"), ("no_wait", "  ", "must not be empty"),
+    ("failed", "", "must not be empty"),
 ])
 def test_a_template_that_fails_on_example_values_is_refused_when_the_file_is_loaded(key, template, said):
     from connector.customer_message import MessagesSchema
