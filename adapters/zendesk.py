@@ -771,13 +771,19 @@ def _config(mapping: Mapping[str, Any]) -> dict[str, Any]:
         if problem := id_problem(conf["brand_id"]):
             raise MappingProblem("zendesk", "brand_id", problem)
         conf["brand_id"] = int(conf["brand_id"])
-    fields = []
+    fields: list[dict[str, Any]] = []
     for i, entry in enumerate(conf["custom_fields"]):
         if not isinstance(entry, Mapping) or "id" not in entry or not any(entry.get(k) for k in VALUE_KINDS):
             raise MappingProblem("zendesk", f"custom_fields[{i}]",
                                  "needs an 'id' and a value: path, template, literal or lookup")
         if problem := id_problem(entry["id"]):
             raise MappingProblem("zendesk", f"custom_fields[{i}].id", problem)
+        # A misspelt `default` (`defualt: tier_2`) was dropped before the value was checked: the
+        # field went missing from tickets with no warning, where subject: and Salesforce refuse it.
+        if unknown := sorted(set(entry) - {"id", *VALUE_KINDS, "from", "default"}):
+            raise MappingProblem("zendesk", f"custom_fields[{i}]", f"unknown key(s) {unknown}")
+        if int(entry["id"]) in (field["id"] for field in fields):  # Zendesk keeps one of the two values
+            raise MappingProblem("zendesk", f"custom_fields[{i}].id", f"{entry['id']} is mapped twice")
         compile_for("zendesk", _spec(entry), f"custom_fields[{i}]", mapping.get("lookups"))
         # Ids are integers to Zendesk (TicketObject's brand_id, TicketFieldValueInput's id): one
         # written in quotes (`id: "360001"`, as YAML keeps a long number safe) was sent as a string.
@@ -785,6 +791,9 @@ def _config(mapping: Mapping[str, Any]) -> dict[str, Any]:
     conf["custom_fields"] = fields
     if not isinstance(conf["tags"], list):
         raise MappingProblem("zendesk", "tags", "must be a list")
+    for i, tag in enumerate(conf["tags"]):  # `{a: 1}` became the tag `a_1`, `null` the tag `none`
+        if isinstance(tag, bool) or not isinstance(tag, (str, int, float)) or not _tag(str(tag)):
+            raise MappingProblem("zendesk", f"tags[{i}]", f"must be a word or a number, got {tag!r}")
     if mapping.get("subject"):  # a value spec, as a custom field's: checked now, not at every delivery
         compile_for("zendesk", mapping["subject"], "subject", mapping.get("lookups"))
     return conf

@@ -1894,6 +1894,22 @@ def test_a_custom_field_without_a_value_is_refused_at_start_up() -> None:
         adapter(custom_fields=[{"id": 1}])
 
 
+@pytest.mark.parametrize(("mapping", "said"), [
+    # An operator's review: a misspelt `default` dropped the field from every ticket, unsaid.
+    ({"custom_fields": [{"id": 360001, "lookup": {"vip": "tier_1"}, "from": "customer.segment",
+                         "defualt": "tier_2"}]}, r"custom_fields\[0\].*unknown key\(s\) \['defualt'\]"),
+    ({"custom_fields": [{"id": 360001, "path": "intent.name"}, {"id": "360001", "path": "customer.id"}]},
+     r"custom_fields\[1\]\.id.*360001 is mapped twice"),  # Zendesk keeps one of the two values
+    ({"tags": ["chatbot", {"a": 1}]}, r"tags\[1\].*must be a word or a number"),  # sent as the tag `a_1`
+    ({"tags": ["chatbot", None]}, r"tags\[1\]"), ({"tags": ["???"]}, r"tags\[0\]"), ({"tags": [True]}, r"tags\[0\]"),
+])
+def test_a_mistake_in_custom_fields_or_tags_is_refused_at_start_up(mapping, said) -> None:
+    with pytest.raises(ConfigError, match=said):
+        adapter(**mapping)
+    adapter(custom_fields=[{"id": 360001, "lookup": {"vip": "tier_1"}, "from": "customer.segment", "default": "t2"}],
+            tags=["chatbot", 2026, "{{ intent.name }}"])  # what is meant still loads
+
+
 def test_a_timed_out_comment_is_looked_up_not_posted_twice(zd: FakeZendesk) -> None:
     link = Link(vendor_id="77120", url="https://acme.zendesk.com/agent/tickets/77120")
     context = ctx(link=link, outcome_unknown=True)
