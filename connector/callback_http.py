@@ -112,6 +112,9 @@ def url_problem(url: str, allow_private: bool) -> str | None:
     return None
 
 
+RESOLVE_FAILED = "cannot resolve"  # how a name that does not resolve is said (`callbacks._cause` logs it)
+
+
 def check_url(url: str, allow_private: bool) -> None:
     """Refuse what a callback may not reach: anything but https, or a host with a non-public address."""
     problem = url_problem(url, allow_private)
@@ -124,7 +127,7 @@ def check_url(url: str, allow_private: bool) -> None:
     try:
         infos = socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as err:
-        raise requests.ConnectionError(f"cannot resolve {host!r}: {err}") from None  # may resolve later: retried
+        raise requests.ConnectionError(f"{RESOLVE_FAILED} {host!r}: {err}") from None  # may resolve later: retried
     private = sorted({info[4][0] for info in infos if not is_public(info[4][0])})
     if private:
         raise Refused(f"{host} resolves to {', '.join(private)}, not a public address ({ALLOW_VARIABLE})")

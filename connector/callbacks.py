@@ -541,6 +541,9 @@ def _cause(err: requests.RequestException) -> str:
     reason = err.args[0] if err.args else None
     if isinstance(reason, MaxRetryError) and reason.reason is not None:
         return f"{type(reason.reason).__name__}: {reason.reason}"[:300]
+    # The guard's own words, which name the host alone (no path, no query).
+    if isinstance(reason, str) and reason.startswith(callback_http.RESOLVE_FAILED):
+        return f"{type(err).__name__}: {reason}"[:300]
     return type(err).__name__
 
 

@@ -512,6 +512,23 @@ def test_a_callback_not_sent_leaves_its_cause_and_host_in_the_log_not_with_the_b
     assert "Connection refused" in said.cause and "s3cret" not in caplog.text  # type: ignore[attr-defined]
 
 
+def test_a_callback_host_that_does_not_resolve_is_said_so_in_the_log(make_app, caplog, monkeypatch):
+    # An operator's review: `cause: ConnectionError` alone, a name that does not resolve looking like
+    # a firewall or a closed port, though the guard's own words named it.
+    def unknown(host, *args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(callback_http.socket, "getaddrinfo", unknown)
+    app = make_app(bot_secrets=TWO_SECRETS)
+    post(app, full_packet(callback={"url": "https://bots.acme.example/hook?token=s3cret", "events": ["delivered"]}))
+    with caplog.at_level(logging.INFO, logger="connector.callbacks"):
+        send_due(app)
+    [said] = [r for r in caplog.records if r.getMessage() == "status callback not sent"]
+    assert said.cause == ("ConnectionError: cannot resolve 'bots.acme.example': "  # type: ignore[attr-defined]
+                          "[Errno -2] Name or service not known")
+    assert "s3cret" not in caplog.text
+
+
 @pytest.fixture
 def public_tls(monkeypatch, tmp_path):
     """A TLS context for a bot at `bot.example`, trusted through REQUESTS_CA_BUNDLE; the name
