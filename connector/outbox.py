@@ -92,6 +92,16 @@ _OUTCOMES_OF_HANDOFF = (
     .where(_DELIVERIES.c.handoff_id == bindparam("handoff_id")).order_by(_DELIVERIES.c.position)
 )
 _HANDOFFS = Handoff.__table__
+# The first batch of a handoff's messages that reached a target (`_claim_and_load`): one that went
+# while the handoff's own delivery there was given up carried the whole brief with it.
+_CARRIED_BY = (
+    select(_DELIVERIES.c.state, _DELIVERIES.c.vendor_id, _DELIVERIES.c.url, _DELIVERIES.c.receipt,
+           _DELIVERIES.c.handoff_id)
+    .join(_HANDOFFS, _HANDOFFS.c.id == _DELIVERIES.c.handoff_id)
+    .where(_HANDOFFS.c.follows_id == bindparam("handoff_id"), _DELIVERIES.c.target == bindparam("target"),
+           _DELIVERIES.c.state.in_(DONE))
+    .order_by(_HANDOFFS.c.follow_up_seq).limit(1)
+)
 # What came before a follow-up at its target: its handoff's delivery there, and earlier follow-ups'.
 _BEFORE_FOLLOW_UP = (
     select(_DELIVERIES.c.state, _DELIVERIES.c.next_attempt_at)
@@ -210,6 +220,9 @@ class _Claimed:
     packet: Mapping[str, Any] | None = None
     # `_Opening.after`: those handoffs, each with the packet it is delivered with.
     after: tuple[tuple[Handoff, Mapping[str, Any]], ...] = ()
+    # The batch of this handoff's messages that reached the target while its own delivery there was
+    # given up, with the whole brief (`_CARRIED_BY`): the delivery is done by it, nothing is sent.
+    carried_by: Any = None
 
 
 @dataclass(frozen=True)
@@ -356,6 +369,11 @@ class Outbox:
             if adapter is None:
                 return self._finish_failure(delivery, handoff, "failed",
                                             f"target {delivery.target!r} is not enabled here")
+            if (carried := claimed.carried_by) is not None:
+                log.info("delivered by the messages sent while it waited", extra={"carried_by": carried.handoff_id})
+                return self._record_success(delivery, handoff, Outcome(
+                    status=carried.state, vendor_id=carried.vendor_id, url=carried.url, payload=None,
+                    receipt=carried.receipt or {}), 0.0)
             started = time.perf_counter()
             link, caught_up = _as_first_rendered(claimed, delivery)
             try:
@@ -523,12 +541,19 @@ class Outbox:
             earlier = [session.get(Handoff, id_) for id_ in (link.after if isinstance(link, _Opening) else ())]
             after = tuple((h, follow_up_packets.whole_of(session, h)) for h in earlier if h is not None)
             link = None if isinstance(link, _Opening) else link
+            # A replayed (or retried) delivery whose messages went meanwhile: they went with everything,
+            # opening or updating the ticket, so it is done. Sent, it posted the whole brief again as
+            # "Handed off again" (the same handoff), with an older transcript under the newer one.
+            carried_by = None
+            if link is not None and handoff.follows_id is None:
+                carried_by = connection.execute(_CARRIED_BY, {"handoff_id": handoff.id,
+                                                              "target": delivery.target}).first()
             related = tuple(
                 {"target": d.target, "status": d.state, "id": d.vendor_id, "url": d.url}
                 for d in handoff.deliveries
                 if d.id != delivery.id and d.state in DONE
             )
-            return _Claimed(delivery, handoff, link or None, related, caught_up, follows, packet, after)
+            return _Claimed(delivery, handoff, link or None, related, caught_up, follows, packet, after, carried_by)
 
     def _follow_up_may_go(self, connection: Connection, delivery: Delivery, handoff: Handoff,
                           now: dt.datetime) -> bool | None:
