@@ -10,6 +10,7 @@ a locale without that variant uses its `template`. Everything renders in Jinja2'
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import logging
 import re
 from collections.abc import Mapping
@@ -171,6 +172,23 @@ def _matching_locale(language: str | None, available: Mapping[str, Any]) -> str 
 def _config(messages: Mapping[str, Any]) -> Mapping[str, Any]:
     """mappings/messages.yaml, or the built-in English one when it has no locales."""
     return messages if messages.get("locales") else FALLBACK
+
+
+def team_name_warnings(messages: Mapping[str, Any], routing: Mapping[str, Any]) -> list[str]:
+    """A locale's `teams:` name that no team of routing.yaml has (`technical-support` for
+    `technical_support`): its customers were told the team's own name in English, unsaid. Not
+    refused: a bot's `routing.department` may name a team routing.yaml does not describe."""
+    teams = set(routing.get("teams") or {})
+    if not teams:
+        return []
+    said = []
+    for locale, strings in (messages.get("locales") or {}).items():
+        for name in sorted(set(strings.get("teams") or {}) - teams - {"support"}):
+            close = difflib.get_close_matches(name, sorted(teams), n=1)
+            meant = f" (meant {close[0]!r}?)" if close else ""
+            said.append(f"messages.yaml locales.{locale}.teams names {name!r}, no team of routing.yaml{meant}: "
+                        f"said only for a bot's routing.department of that name")
+    return said
 
 
 def language_warnings(packet: Mapping[str, Any], messages: Mapping[str, Any]) -> list[str]:

@@ -20,7 +20,7 @@ from adapters.base import Adapter
 from adapters.errors import DeliveryError, OutcomeUnknown, TransientError
 from adapters.events import AssignmentEvent, Holder
 
-from . import assignments, callbacks, handoff_store, kept_tickets, retention
+from . import assignments, callbacks, customer_message, handoff_store, kept_tickets, retention
 from .db import Database, reason, service_busy_timeout
 from .group_commit import GroupCommit
 from .loop_failures import LoopFailures
@@ -65,6 +65,15 @@ def absent_warnings(mappings: Mappings, enabled: Collection[str]) -> list[str]:
 def routing_warnings(adapters: Mapping[str, Adapter], routing: Mapping[str, Any]) -> list[str]:
     """What each enabled target finds risky in routing.yaml (a Slack channel named, not its id)."""
     return [warning for adapter in adapters.values() for warning in adapter.routing_warnings(routing)]
+
+
+def mapping_warnings(adapters: Mapping[str, Adapter], mappings: Mappings) -> list[str]:
+    """What an edit of the mappings is logged with (`check` and the start-up say it too): each
+    target's own (a Slack channel named, not its id; a Salesforce key it ignores), routing's, and
+    messages.yaml's team names. After an edit only routing's were, and `check` alone said the rest."""
+    return [*(w for adapter in adapters.values() for w in adapter.warnings()),
+            *routing_warnings(adapters, mappings.routing),
+            *customer_message.team_name_warnings(mappings.messages, mappings.routing)]
 
 
 class Services:
@@ -126,8 +135,7 @@ class Services:
                     self._adapters = registry.build_adapters(self.settings, current.targets)
                     self._adapters_source = current
                     if edited:  # at start-up `log_warnings` says it; after an edit, here
-                        for warning in [*template_warnings(self._adapters),
-                                        *routing_warnings(self._adapters, current.routing)]:
+                        for warning in [*template_warnings(self._adapters), *mapping_warnings(self._adapters, current)]:
                             log.warning("mapping to look at", extra={"warning": warning})
         return self._adapters
 
@@ -135,7 +143,8 @@ class Services:
         """What is risky or useless in this setup without being wrong: `connector check` lists it,
         the service logs it at start-up."""
         return [*setup_warnings(self.settings, self.adapters, self.db), *absent_warnings(self.mappings, self.adapters),
-                *routing_warnings(self.adapters, self.mappings.routing)]
+                *routing_warnings(self.adapters, self.mappings.routing),
+                *customer_message.team_name_warnings(self.mappings.messages, self.mappings.routing)]
 
     def reserve(self, wanted: int) -> int:
         """Take up to `wanted` of the pool's free threads for a request's fresh deliveries.

@@ -482,6 +482,21 @@ def test_an_edit_that_names_a_slack_channel_instead_of_its_id_is_logged_as_at_st
     assert any(w.startswith("mappings/routing.yaml: teams.billing.targets.slack.channel is '#vip'") for w in said), said
     assert services.mapping_store.errors is None
 
+    # An operator's review: slack.yaml's own channel by name, and a team name in messages.yaml that
+    # routing.yaml has not, were said by `check` only — an edit logged "mappings reloaded" alone.
+    caplog.clear()
+    slack = tmp_path / "m" / "slack.yaml"
+    slack.write_text(slack.read_text() + "channel: handoffs\n")
+    messages = tmp_path / "m" / "messages.yaml"
+    messages.write_text(messages.read_text().replace("technical_support: soporte técnico", "technical-support: soporte técnico"))
+    with caplog.at_level(logging.WARNING, logger="connector.services"):
+        assert services.adapters["slack"]
+    said = [r.warning for r in caplog.records if r.message == "mapping to look at"]
+    assert any("'handoffs'" in w and "channel" in w for w in said), said
+    assert any(w.startswith("messages.yaml locales.es.teams names 'technical-support', no team of routing.yaml "
+                            "(meant 'technical_support'?)") for w in said), said
+    assert any("technical-support" in w for w in services.warnings())  # and `check`, as before the edit
+
 
 def test_the_loop_reads_an_edited_mapping_without_waiting_for_a_request(make_app, tmp_path, caplog):
     import logging
