@@ -312,15 +312,18 @@ def replay_command(delivery_ids: tuple[int, ...], all_dead: bool, include_failed
 def dismiss_command(delivery_ids: tuple[int, ...], all_dead: bool, include_failed: bool, target: str | None) -> None:
     """Put dead (or failed) deliveries aside for good: they will not be sent (their target disabled
     since, the customer reached another way). No longer counted as given up (metrics, /readyz), never
-    replayed, and retention may forget their handoffs; a bot reads them as failed."""
+    replayed, and retention may forget their handoffs; a bot reads them as failed. Named by id or
+    --target, a pending one of a target not in CONNECTOR_TARGETS is put aside too."""
     from .outbox import dismiss
 
     states = _given_up_states(delivery_ids, all_dead, include_failed)
     services = _migrated()
-    dismissed = dismiss(services.db, ids=list(delivery_ids) or None, states=states, target=target)
+    dismissed = dismiss(services.db, ids=list(delivery_ids) or None, states=states, target=target,
+                        served=list(services.adapters))
     _said("dismissed", dismissed, "delivery")
     if delivery_ids and len(dismissed) < len(delivery_ids):
-        _left_alone(services.db, Delivery, set(delivery_ids) - set(dismissed), "not dead or failed", "delivery")
+        _left_alone(services.db, Delivery, set(delivery_ids) - set(dismissed),
+                    "not dead or failed, nor pending for a target not enabled here", "delivery")
 
 
 def _said(done: str, ids: list[int], noun: str) -> None:

@@ -932,21 +932,40 @@ def replay(db: Database, *, ids: list[int] | None = None, states: tuple[str, ...
 
 
 def dismiss(db: Database, *, ids: list[int] | None = None, states: tuple[str, ...] = ("dead",),
-            target: str | None = None) -> list[int]:
-    """Put given-up deliveries aside for good (`DISMISSED`); their last error keeps why they gave up."""
+            target: str | None = None, served: Collection[str] | None = None) -> list[int]:
+    """Put given-up deliveries aside for good (`DISMISSED`); their last error keeps why they gave up.
+
+    `served`: the targets this process serves. Named by id or by `target`, a pending delivery of a
+    target not among them, that no attempt holds, is put aside too: a target switched off left its
+    deliveries retrying nowhere for a day (`UNSERVED_AFTER_S` past the age limit), the bot told
+    someone would reply, and `dismiss` refused them as not given up. Its handoff's `failed`
+    callback is owed then, if that was its last target."""
     now = utcnow()
-    given_up = _in_states(states)
+    given_up = taken = _in_states(states)
+    unserved = None
+    if served is not None and (ids is not None or target is not None):
+        unserved = and_(Delivery.state == "pending", Delivery.target.not_in(sorted(served)), _lease_free(now))
+        taken = or_(given_up, unserved)
     with db.session() as session:
         # Carried since by later messages too: nothing of it is missing, and it kept its handoff from
         # retention for ever (no replay takes it).
-        candidates = list(session.scalars(_given_up(given_up, ids, target, carried=True).order_by(Delivery.id)))
+        candidates = list(session.scalars(_given_up(taken, ids, target, carried=True).order_by(Delivery.id)))
+        pending = set(session.scalars(select(Delivery.id).where(Delivery.id.in_(candidates), unserved))) \
+            if unserved is not None and candidates else set()
         chosen = sorted(session.scalars(  # given up still: a replay may have taken one meanwhile
-            update(Delivery).where(Delivery.id.in_(candidates), given_up)
+            update(Delivery).where(Delivery.id.in_(candidates), taken)
             # Said after the error, not before it: a bot reads the error through `answers.for_bot`,
             # which knows a connection failure (and hides its hosts) by how it starts.
             .values(state=DISMISSED, finished_at=now, updated_at=now, lease_owner=None, lease_expires_at=None,
                     last_error=func.coalesce(Delivery.last_error, "no error") + literal(" (dismissed by an operator)"))
             .returning(Delivery.id))) if candidates else []
+        if pending & set(chosen):
+            session.flush()
+            for handoff_id in sorted(set(session.scalars(select(Delivery.handoff_id).where(
+                    Delivery.id.in_(sorted(pending & set(chosen))))))):
+                handoff = session.get(Handoff, handoff_id)
+                if handoff is not None:
+                    callbacks.on_given_up(session.connection(), db, handoff, now)
     log.info("deliveries dismissed", extra={"count": len(chosen)})
     return chosen
 

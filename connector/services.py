@@ -196,8 +196,10 @@ class Services:
                 of_targets_not_enabled(self.db, ids=ids, states=states, target=target, enabled=enabled))
 
     def dismiss_one(self, delivery_id: int) -> bool:
-        """Put one dead or failed delivery aside for good (`outbox.dismiss`); False when it was neither."""
-        return 0 < delivery_id < 2**63 and bool(dismiss(self.db, ids=[delivery_id], states=REPLAYABLE))
+        """Put one dead or failed delivery, or a pending one of a target not served here, aside for good
+        (`outbox.dismiss`); False when it was none of these."""
+        return 0 < delivery_id < 2**63 and bool(dismiss(self.db, ids=[delivery_id], states=REPLAYABLE,
+                                                        served=list(self.adapters)))
 
     def _run_logged(self, delivery_id: int, token: str | None, fresh: Handoff | None = None,
                     prepared: bool = False) -> Attempted | None:

@@ -272,6 +272,39 @@ def test_a_given_up_delivery_of_a_target_disabled_since_is_dismissed_not_replaye
     assert forgot.exit_code == 0 and "forgot 2 handoff(s)" in forgot.output, forgot.output
 
 
+def test_a_delivery_still_retrying_for_a_target_switched_off_can_be_dismissed(make_app, flaky):
+    # An operator's review: Slack taken out of CONNECTOR_TARGETS while a delivery retried; no process
+    # would try it, `dismiss` refused it as not given up, and the bot was told for a day that someone
+    # would reply.
+    from connector.models import Callback
+    from tests.test_callbacks import TWO_SECRETS
+
+    app = make_app(targets=("flaky",), max_attempts=5, bot_secrets=TWO_SECRETS)
+    client, runner, services = app.test_client(), app.test_cli_runner(), app.extensions["connector"]
+    packets = [minimal_packet() | {"conversation": {"id": f"conv-{n}"},
+                                   "callback": {"url": "https://bot.example/cb", "events": ["failed"]}}
+               for n in range(3)]
+    ids = [client.post("/v1/handoffs", data=json.dumps(p), headers=auth(), content_type="application/json")
+           .get_json()["id"] for p in packets]
+    with services.db.session() as session:
+        session.execute(update(Delivery).where(Delivery.handoff_id.in_(ids[:2])).values(target="slack"))
+        rows = {d.handoff_id: d for d in session.scalars(select(Delivery))}
+        assert all(d.state == "pending" for d in rows.values())
+    off, also_off, served = (rows[h].id for h in ids)
+
+    assert runner.invoke(args=["connector", "dismiss", "--all-dead"]).output.startswith("dismissed 0")  # dead only
+    assert client.post(f"/v1/deliveries/{served}/dismiss", headers=admin()).status_code == 404  # flaky serves it
+    answered = client.post(f"/v1/deliveries/{off}/dismiss", headers=admin())
+    assert answered.status_code == 200 and answered.get_json()["items"][0]["state"] == "dismissed"
+    by_target = runner.invoke(args=["connector", "dismiss", "--all-dead", "--target", "slack"])
+    assert by_target.output.strip() == f"dismissed 1 delivery: {also_off}"
+    bot = client.get(f"/v1/handoffs/{ids[0]}", headers=auth()).get_json()
+    assert bot["status"] == "failed" and "as soon as they're free" not in bot["customer_message"]["text"]
+    with services.db.reading() as session:  # its bot asked to hear of a failure: owed now
+        owed = {c.handoff_id: c.state for c in session.scalars(select(Callback))}
+    assert owed == {ids[0]: "failed", ids[1]: "failed"}
+
+
 def test_a_dismissed_delivery_is_said_to_the_bot_as_failed_everywhere_and_hides_what_it_hid(make_app, flaky):
     # The review's finds: "dismissed by an operator; before: " in front of a connection failure
     # kept `for_bot` from knowing it (the proxy's host went to the bot), and a status callback

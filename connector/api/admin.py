@@ -126,7 +126,7 @@ def dismiss_one(delivery_id: int) -> Response:
         404: {$ref: "#/components/responses/Problem"}
     """
     if not current_services().dismiss_one(delivery_id):
-        raise NotFound(f"No dead or failed delivery {delivery_id}.")
+        raise NotFound(f"No dead or failed delivery {delivery_id}, nor a pending one of a target not enabled here.")
     return _one(delivery_id, 200)
 
 
