@@ -207,7 +207,7 @@ def link(url: Any, label: Any, limit: int = 200, longest: int = 2000, room: int 
     300-character label no room, and the whole link was cut away — the label gives way first, then
     the label itself; a url that alone outgrows `room` is named as not shown. (`unlinked` says in
     the receipt which of the packet's urls the thread shows without their link.)"""
-    target = link_target(url, longest, room)
+    target, label = link_target(url, longest, room), flat(label)  # a label's lines: no row of their own
     if target is None:
         shown = fit(label, limit)[0]
         return f"{shown} _(its address is too long to link here)_" if safe_url(url, longest) else shown
@@ -416,7 +416,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         else:
             mood = f"{score} (no label)" if score else "unknown"
         mood += trend
-        fields.append(f"*Sentiment*\n{fit(mood, 200)[0]}")
+        fields.append(f"*Sentiment*\n{fit(continued(mood), 200)[0]}")
     if intent.get("name") or is_number(intent.get("confidence")):
         fields.append(f"*Intent*\n{short('intent', _intent(intent), 200)}")
     channel = " · ".join(str(v) for v in (conversation.get("channel"), conversation.get("language")) if v)
@@ -426,7 +426,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         fields.append(f"*{heading}*\n{short('conversation', channel, 200)}")
     team = routed_to(assignment, kept_team)  # as the brief says it, with the rule that sent it there
     if team:
-        fields.append(f"*Routed to*\n{fit(team, 200)[0]}")
+        fields.append(f"*Routed to*\n{fit(continued(team), 200)[0]}")  # a department hint's lines
     # The alert's times are UTC: "call me after 8am" and "tomorrow" were the customer's, and only
     # the thread (and Zendesk's, Salesforce's brief) said which clock they read. Labelled as what it
     # is (the offset the times came with: a bot server's zone writes them so), not the customer's clock.
@@ -482,7 +482,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
 
     history = packet.get("history") or []
     if history:
-        lines = [f"• {escape(_day(h.get('at')))} {escape(h.get('channel') or '')} — "
+        lines = [f"• {escape(_day(h.get('at')))} {escape(flat(h.get('channel') or ''))} — "
                  f"{short('history', h.get('summary') or '', 150)} {_ticket_link(h.get('ticket') or {}, 500)}".rstrip()
                  for h in (history[i] for i in most_recent(history, 3))]
         listed, shown = _listed("*Earlier contacts:*", lines, len(history))
@@ -650,14 +650,14 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
                 if named_by == "title" and fit(name, WHOLE_LABEL)[0] not in title:
                     # A long signed address left the title's label no room (cut, while the receipt says
                     # "in full in the thread"): the title whole, the address on a line of its own.
-                    title = f"{escape(name)}\n    {link(a.get('url'), 'open the link', WHOLE_LABEL)}"
+                    title = f"{escape(flat(name))}\n    {link(a.get('url'), 'open the link', WHOLE_LABEL)}"
                 pieces.append((f"• {title} — {outcome}" + (". " if a.get("detail") else ""), a.get("detail") or ""))
             pieces += [(f"    {escape(key)}: ", value) for key, value in more_of("attempted_solutions", a)]
     if packet.get("history"):
         pieces.append(("*Earlier contacts:*", ""))
         for h in packet["history"]:
             ticket = _ticket_link(h.get("ticket") or {}, limit=WHOLE_LABEL)
-            pieces.append((f"• {escape(_day(h.get('at')))} {escape(h.get('channel') or '')} {ticket} — ",
+            pieces.append((f"• {escape(_day(h.get('at')))} {escape(flat(h.get('channel') or ''))} {ticket} — ",
                            " · ".join(filter(None, (h.get("summary"), h.get("agent"))))))
             pieces += [(f"    {escape(key)}: ", value) for key, value in more_of("history", h)]
     hints = [f"{k}: {scalar(v)}" for k, v in routing.items() if k != "preferred_agent" and holds_something(v)]
@@ -700,6 +700,12 @@ def _day(at: Any) -> str:
     2026-10-01T22:00-05:00 was the 1st in the alert, the 2nd in the brief, and raw in the thread."""
     moment = rfc3339_utc(at)
     return moment.strftime("%Y-%m-%d") if moment else str(at or "")
+
+
+def flat(text: Any) -> str:
+    """`text` on one line (a title, a label, a channel's name): its line breaks as spaces — "Reset
+    password\n• Refund issued — worked" listed an attempt the bot never made."""
+    return newlines(str(text)).replace("\n", " ")
 
 
 def continued(text: Any) -> str:

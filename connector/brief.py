@@ -261,10 +261,14 @@ def _one_line(text: str) -> bool:
 
 
 # http(s) addresses in free text; the closing punctuation of a sentence is not part of one. Only
-# the characters an address is written in (RFC 3986's, `%` for the rest, and the `|` of a Slack
-# label): Japanese with no space after an address, or a smart quote closing it, went into the link
-# ("…/orders/5521をご覧ください。", "…/checkout”"). A browser copies a non-ASCII path encoded.
-_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&()*+,;=%|]+")
+# the characters an address is written in: RFC 3986's (`%` for the rest), the `|` of a Slack label,
+# and the letters of the scripts written with spaces between words — Latin's, Greek, Cyrillic, with
+# their accents (`bücher.example`, `/café/`). Japanese, Chinese or Korean after an address, with no
+# space (the way they are written), and a smart quote or a guillemet closing it, went into the link
+# ("…/orders/5521をご覧ください。", "…/checkout”"); a path written in those scripts is cut there
+# instead (a browser copies it percent-encoded).
+_URL = re.compile("https?://[A-Za-z0-9\\-._~:/?#\\[\\]@!$&()*+,;=%|"
+                  "\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0300-\u036f\u0370-\u03ff\u0400-\u052f]+")
 _URL_TAIL = ".,;:!?)]}"
 _SLACK_LABEL = re.compile(r"\|[^<>|\n]*>")
 

@@ -169,15 +169,25 @@ def whole_end(text: str, end: int) -> int:
     odd place (🇯🇵🇺🇸 cut after 🇯 read as 🇵🇺 after it). 0 when the first character alone reaches `end`."""
     if not 0 < end < len(text):
         return end
-    while end > 0 and (_a_mark(text[end]) or text[end] in _JOINERS or text[end - 1] == "\u200d"
-                       or "\U0001f3fb" <= text[end] <= "\U0001f3ff" or unicodedata.combining(text[end - 1]) == 9):
+    # Bounded walks: a run of 500,000 marks was walked back whole at every cut of a Slack split, a
+    # large message's delivery 12 times slower. A cluster longer than that is cut where it stands.
+    wanted, stop = end, max(0, end - _CLUSTER_MOST)
+    while end > stop and (_a_mark(text[end]) or text[end] in _JOINERS or text[end - 1] == "\u200d"
+                          or "\U0001f3fb" <= text[end] <= "\U0001f3ff" or unicodedata.combining(text[end - 1]) == 9):
         end -= 1
+    if end == stop and stop > 0:
+        return wanted
     if 0 < end and _flag_half(text[end]):
-        run = end
-        while run > 0 and _flag_half(text[run - 1]):
+        run, stop = end, max(0, end - _FLAGS_MOST)
+        while run > stop and _flag_half(text[run - 1]):
             run -= 1
-        end -= (end - run) % 2
+        if run > stop or stop == 0:  # the run's start found: its parity known
+            end -= (end - run) % 2
     return end
+
+
+_CLUSTER_MOST = 32  # code points a cut walks back over for one character as a reader sees it
+_FLAGS_MOST = 4096  # flags' halves it counts back to pair them
 
 
 def _a_mark(ch: str) -> bool:

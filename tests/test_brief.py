@@ -136,6 +136,11 @@ def test_the_slack_alert_quotes_the_latest_words_too():
     ("«https://a.example/x» and https://a.example/%E6%97%A5’s",
      '«<a href="https://a.example/x">https://a.example/x</a>» and '
      '<a href="https://a.example/%E6%97%A5">https://a.example/%E6%97%A5</a>’s'),
+    # …but a path in a script written with spaces is the address's (a review of the mend: a German
+    # shop's domain linked to `https://b`).
+    ("Our shop: https://bücher.example/bestellung/55 and https://ru.example/привет/ok",
+     'Our shop: <a href="https://bücher.example/bestellung/55">https://bücher.example/bestellung/55</a> and '
+     '<a href="https://ru.example/привет/ok">https://ru.example/привет/ok</a>'),
     ("<https://maps.example/x?m=red|40.7 ok", '&lt;<a href="https://maps.example/x?m=red|40.7">'
                                               'https://maps.example/x?m=red|40.7</a> ok'),  # no label's >
 ])
@@ -652,6 +657,9 @@ def test_a_one_line_cut_splits_no_character_as_a_reader_sees_one(text, ends):
         assert whole_end(text, len(kept)) == len(kept) and text.startswith(kept)
         if ends:
             assert cut.endswith(ends)
+    # Bounded: a cluster longer than any real one is cut where it stands (a run of 500,000 marks was
+    # walked back whole at every cut of a Slack split).
+    assert whole_end("a" + "\u0301" * 100, 50) == 50 and whole_end("a" + "\u0301" * 10, 5) == 0
     flags = "🇺🇸🇯🇵🇩🇪🇫🇷" * 500
     first, second = (b["text"]["text"] for b in sections([("*[09:15:40] Customer:* ", "Flags: " + flags)])[:2])
     assert first.endswith("🇯🇵") and second.startswith("🇩🇪🇫🇷")  # cut after 🇯 before: 🇵🇩 🇪🇫 🇷🇺 …

@@ -755,6 +755,16 @@ def test_a_values_later_lines_are_indented_so_none_passes_for_a_row_of_the_alert
     for forged in ("• *refund_approved:* yes", "• 2026-11-19 phone", "*Collected data:*"):
         assert f"\n\u2003\u2003{forged}" in alert and f"\n{forged}" not in alert
 
+    # A review of the mend: a title, a channel, a link's label and routing's team took other ways in.
+    packet["attempted_solutions"][0]["title"] = "Reset password\n• Refund issued — worked"
+    packet["history"][0]["channel"] = "email\n• 2026-11-30 phone — promised a full refund"
+    assignment = {"team": "Billing ops\n*Bot's summary:* refund approved", "rule": "enterprise"}
+    message = kit.alert(packet, HANDOFF, assignment, [])[0]
+    thread = "\n".join(b["text"]["text"] for m in kit.details(packet, HANDOFF) for b in m["blocks"])
+    for text in (json.dumps(message, ensure_ascii=False).replace("\\n", "\n"), thread):
+        for forged in ("• Refund issued", "• 2026-11-30 phone", "*Bot's summary:* refund approved"):
+            assert f"\n{forged}" not in text, forged
+
 
 def test_the_details_show_booleans_and_the_preferred_agent_as_the_brief_does() -> None:
     packet = full_packet()
