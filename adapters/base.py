@@ -40,7 +40,7 @@ from connector.schemas.packet import URGENCIES
 from connector.settings import Settings
 from connector.text_rules import did_you_mean, rfc3339_utc
 
-from .errors import LookupUnreadable, NotMade, OutcomeUnknown, ReplacementUnderway, TicketGone
+from .errors import LookupUnreadable, NotMade, OutcomeUnknown, ReplacementUnderway, TicketGone, TransientError
 from .events import AssignmentEvent, Holder
 
 log = logging.getLogger(__name__)
@@ -502,6 +502,11 @@ class Adapter(abc.ABC):
                 found = self._already_on(ctx) if ctx.outcome_unknown else None
                 if found is not None:
                     return self._outcome("updated", found, None, ctx, _carried(ctx))
+        if ctx.look_only and ctx.link is not None and type(self).find_existing_update is Adapter.find_existing_update:
+            # Nothing looked for: "nothing found" would clear the unknown outcome, and tell the bot
+            # nobody had the handoff while the update may be on the ticket.
+            raise TransientError(f"{self.name} cannot look for an update the last attempt may have posted: "
+                                 f"its outcome stays unknown")
         if ctx.look_only:
             raise NotMade(f"looked for what the last attempt may have made (its outcome was unknown): nothing "
                           f"found at {self.name}")

@@ -54,6 +54,9 @@ WAIT_FOR_OWNER_S = 2.0
 # it up (`claim_due`): a process serving its target takes a due delivery within a poll or two, a
 # backlog within minutes (the benchmark's burst of 10,000 drained in under three).
 UNSERVED_AFTER_S = 3600
+# How long a pending delivery of a target this process does not serve must have been due, untaken,
+# before an operator may dismiss it from here (`dismiss`): no process serves its target.
+UNTAKEN_TO_DISMISS_S = 300
 
 
 # The statements every attempt runs, built once (compiled once, cached by SQLAlchemy) on the tables.
@@ -92,14 +95,16 @@ _OUTCOMES_OF_HANDOFF = (
     .where(_DELIVERIES.c.handoff_id == bindparam("handoff_id")).order_by(_DELIVERIES.c.position)
 )
 _HANDOFFS = Handoff.__table__
-# The first batch of a handoff's messages that reached a target (`_claim_and_load`): one that went
-# while the handoff's own delivery there was given up carried the whole brief with it.
+# The batch of a handoff's messages that opened the conversation's ticket at a target
+# (`_claim_and_load`): it went while the handoff's own delivery there was given up, with the whole
+# brief. Only one that opened it: a batch's update of an existing ticket is a comment, without what
+# a repeat's own update carries (an urgent one raises the ticket's priority).
 _CARRIED_BY = (
     select(_DELIVERIES.c.state, _DELIVERIES.c.vendor_id, _DELIVERIES.c.url, _DELIVERIES.c.receipt,
            _DELIVERIES.c.handoff_id)
     .join(_HANDOFFS, _HANDOFFS.c.id == _DELIVERIES.c.handoff_id)
     .where(_HANDOFFS.c.follows_id == bindparam("handoff_id"), _DELIVERIES.c.target == bindparam("target"),
-           _DELIVERIES.c.state.in_(DONE))
+           _DELIVERIES.c.state == "created")
     .order_by(_HANDOFFS.c.follow_up_seq).limit(1)
 )
 # What came before a follow-up at its target: its handoff's delivery there, and earlier follow-ups'.
@@ -371,9 +376,11 @@ class Outbox:
                                             f"target {delivery.target!r} is not enabled here")
             if (carried := claimed.carried_by) is not None:
                 log.info("delivered by the messages sent while it waited", extra={"carried_by": carried.handoff_id})
+                # The delivery's row alone: the link is the batch's, which kept there what its ticket
+                # was opened with (a repeat's note says what is new since, and which team has it).
                 return self._record_success(delivery, handoff, Outcome(
                     status=carried.state, vendor_id=carried.vendor_id, url=carried.url, payload=None,
-                    receipt=carried.receipt or {}), 0.0)
+                    receipt=carried.receipt or {}), 0.0, link=False)
             started = time.perf_counter()
             link, caught_up = _as_first_rendered(claimed, delivery)
             try:
@@ -394,7 +401,7 @@ class Outbox:
                     idempotency_key=f"{handoff.id}:{delivery.target}",
                     link=link,
                     outcome_unknown=delivery.outcome_unknown,
-                    look_only=delivery.outcome_unknown and self._out_of_tries(delivery, utcnow()),
+                    look_only=delivery.outcome_unknown and self._looks_only(delivery),
                     sent_to=(delivery.sent_to or {}) if delivery.outcome_unknown else {},
                     attempt=delivery.attempts + 1,
                     related=claimed.related,
@@ -630,7 +637,8 @@ class Outbox:
 
     # ---- recording -------------------------------------------------------------------------
 
-    def _record_success(self, delivery: Delivery, handoff: Handoff, outcome: Outcome, seconds: float) -> Attempted:
+    def _record_success(self, delivery: Delivery, handoff: Handoff, outcome: Outcome, seconds: float,
+                        link: bool = True) -> Attempted:
         now = utcnow()
         # Prepared statements, not loaded rows: the attempt knows every value it writes (the ORM's
         # read and flush of both rows showed in the benchmark's profile of every delivery).
@@ -652,7 +660,7 @@ class Outbox:
         # transaction: the handoff's packet and answer do not change).
         parent = self._parent(handoff) if handoff.follows_id else None
         try:
-            owed = self._write_success(done, ticket, key, outcome, delivery, handoff, now, parent)
+            owed = self._write_success(done, ticket, key if link else None, outcome, delivery, handoff, now, parent)
         except _LeaseLost:
             _lease_lost(outcome.status, outcome.vendor_id)
             return None
@@ -670,7 +678,7 @@ class Outbox:
                 session.expunge(parent)
             return parent
 
-    def _write_success(self, done: dict[str, Any], ticket: dict[str, Any], key: Mapping[str, str],
+    def _write_success(self, done: dict[str, Any], ticket: dict[str, Any], key: Mapping[str, str] | None,
                        outcome: Outcome, delivery: Delivery, handoff: Handoff, now: dt.datetime,
                        parent: Handoff | None = None) -> bool:
         """`_record_success`'s transaction; True when a status callback is owed. Raises `_LeaseLost`
@@ -685,6 +693,8 @@ class Outbox:
                                             {**done, "payload": dict(outcome.payload)})
             if not written.rowcount:
                 raise _LeaseLost
+            if key is None:  # the conversation's link left as it is (`carried_by`)
+                return callbacks.on_delivered(connection, self.db, handoff, now)
             # The usual case, one statement: the link this delivery took at intake gets its ticket.
             filled = driver_cursor.run(connection, _LINK_TICKET_BY_KEY,
                                        {**key, **ticket, "replaces": outcome.status == "created", "now": now,
@@ -737,13 +747,16 @@ class Outbox:
             if isinstance(err, NotMade):  # looked: nothing was made, the outcome is known now
                 row.outcome_unknown, row.sent_to = False, None
             given_up, failed = "", row.attempts - row.rate_limited
-            out_of_tries = self._out_of_tries(row, now)
+            too_old = (now - row.window_started_at).total_seconds() > self.settings.max_delivery_age_s
             if decide(err) == "fail":
                 row.state, row.finished_at = "failed", now
                 given_up = "refused: retrying the same payload cannot help"
-            elif out_of_tries and isinstance(err, OutcomeUnknown) and failed <= self.settings.max_attempts:
-                # One last look before giving up (`HandoffContext.look_only`): this try may have made
-                # the ticket. Given up on the spot, the bot and the customer were told nobody had it.
+            elif (failed == self.settings.max_attempts and row.outcome_unknown and not too_old
+                  and isinstance(err, (OutcomeUnknown, RateLimited))):
+                # The last counted try's outcome unknown: one last look before giving up (`_looks_only`,
+                # `HandoffContext.look_only`), that try may have made the ticket — given up on the spot,
+                # the bot and the customer were told nobody had it. A look turned away by a rate limit
+                # (not counted) looks again after it; the age limit bounds both.
                 row.next_attempt_at = now + dt.timedelta(seconds=backoff_seconds(
                     failed, err.retry_after, self.settings.retry_base_s, self.settings.retry_max_s))
             elif failed >= self.settings.max_attempts:
@@ -753,7 +766,7 @@ class Outbox:
                                if row.rate_limited else "")
                             + ("; the last one looked for what the one before may have made: nothing"
                                if isinstance(err, NotMade) else ""))
-            elif out_of_tries:
+            elif too_old:
                 row.state, row.finished_at = "dead", now
                 given_up = f"tried for over {self.settings.max_delivery_age_s} s (CONNECTOR_MAX_DELIVERY_AGE_S)"
             else:
@@ -781,11 +794,11 @@ class Outbox:
                        "vendor_status": err.status, **ended})
         return attempted
 
-    def _out_of_tries(self, delivery: Delivery, now: dt.datetime) -> bool:
-        """Whether `delivery` has had the attempts CONNECTOR_MAX_ATTEMPTS allows (rate limits aside),
-        or tried for longer than CONNECTOR_MAX_DELIVERY_AGE_S."""
-        return (delivery.attempts - delivery.rate_limited >= self.settings.max_attempts
-                or (now - delivery.window_started_at).total_seconds() > self.settings.max_delivery_age_s)
+    def _looks_only(self, delivery: Delivery) -> bool:
+        """Whether this attempt is the last look `_record_error` granted: the attempts CONNECTOR_MAX_ATTEMPTS
+        allows are spent (rate limits aside), the last one's outcome unknown. (Past the age limit
+        instead, the last try is a real one, as before: the vendor may be back.)"""
+        return delivery.attempts - delivery.rate_limited >= self.settings.max_attempts
 
     def _pause(self, connection: Connection | driver_cursor.Pooled, target: str, until: dt.datetime, reason: str,
                level: int = logging.WARNING) -> None:
@@ -936,15 +949,22 @@ def dismiss(db: Database, *, ids: list[int] | None = None, states: tuple[str, ..
     """Put given-up deliveries aside for good (`DISMISSED`); their last error keeps why they gave up.
 
     `served`: the targets this process serves. Named by id or by `target`, a pending delivery of a
-    target not among them, that no attempt holds, is put aside too: a target switched off left its
-    deliveries retrying nowhere for a day (`UNSERVED_AFTER_S` past the age limit), the bot told
-    someone would reply, and `dismiss` refused them as not given up. Its handoff's `failed`
-    callback is owed then, if that was its last target."""
+    target not among them, due and untaken for `UNTAKEN_TO_DISMISS_S`, is put aside too: a target
+    switched off left its deliveries retrying nowhere for a day (`UNSERVED_AFTER_S` past the age
+    limit), the bot told someone would reply, and `dismiss` refused them as not given up. Its
+    handoff's `failed` callback is owed then, if that was its last target."""
     now = utcnow()
     given_up = taken = _in_states(states)
     unserved = None
     if served is not None and (ids is not None or target is not None):
-        unserved = and_(Delivery.state == "pending", Delivery.target.not_in(sorted(served)), _lease_free(now))
+        # Due and untaken for a while, as `claim_due` judges a target no process serves: another
+        # process may serve it (a rolling change of CONNECTOR_TARGETS), and takes a due delivery
+        # within a poll or two — dismissed from here, its next try, which would have made the
+        # ticket, never came. A target's pause holds its deliveries, served or not.
+        untaken_since = now - dt.timedelta(seconds=UNTAKEN_TO_DISMISS_S)
+        unserved = and_(Delivery.state == "pending", Delivery.target.not_in(sorted(served)), _lease_free(now),
+                        Delivery.next_attempt_at < untaken_since,
+                        Delivery.target.not_in(select(TargetPause.target).where(TargetPause.until > untaken_since)))
         taken = or_(given_up, unserved)
     with db.session() as session:
         # Carried since by later messages too: nothing of it is missing, and it kept its handoff from

@@ -230,6 +230,19 @@ class ActsThenBreaksAdapter(_Recording):
         return Sent(vendor_id=f"breaks-{ctx.handoff_id}", url=None) if ctx.handoff_id in self.made else None
 
 
+class LookLimitedAdapter(ActsThenBreaksAdapter):
+    """`ActsThenBreaksAdapter` whose lookups are turned away by a rate limit `limited` times first."""
+
+    name = "looklimited"
+    limited = 1
+
+    def find_existing(self, ctx: HandoffContext) -> Sent | None:
+        if self.limited > 0:
+            type(self).limited -= 1
+            raise RateLimited("429 on the lookup", retry_after=1)
+        return super().find_existing(ctx)
+
+
 class ClosingAdapter(_Recording):
     """A vendor whose tickets an agent may close (`closed`: an update of one is `TicketGone`). The
     test holds a handoff's answer back by the customer's name: `answer_update` after its update is

@@ -291,6 +291,17 @@ def test_a_delivery_still_retrying_for_a_target_switched_off_can_be_dismissed(ma
         rows = {d.handoff_id: d for d in session.scalars(select(Delivery))}
         assert all(d.state == "pending" for d in rows.values())
     off, also_off, served = (rows[h].id for h in ids)
+    # Due a moment ago: another process may serve slack (a rolling change of CONNECTOR_TARGETS) and
+    # take it at its next poll — not dismissed from here (a review of the mend).
+    assert client.post(f"/v1/deliveries/{off}/dismiss", headers=admin()).status_code == 404
+    import datetime as dt
+
+    from connector.models import utcnow
+    from connector.outbox import UNTAKEN_TO_DISMISS_S
+
+    with services.db.session() as session:  # untaken since: nobody serves slack
+        untaken = utcnow() - dt.timedelta(seconds=UNTAKEN_TO_DISMISS_S + 1)
+        session.execute(update(Delivery).values(next_attempt_at=untaken))
 
     assert runner.invoke(args=["connector", "dismiss", "--all-dead"]).output.startswith("dismissed 0")  # dead only
     assert client.post(f"/v1/deliveries/{served}/dismiss", headers=admin()).status_code == 404  # flaky serves it

@@ -662,6 +662,71 @@ def test_attempts_run_out_on_an_unknown_outcome_look_once_more_and_send_nothing(
     assert services.outbox.claim_due()[0] == []  # nothing more
 
 
+def test_the_last_look_turned_away_by_a_rate_limit_looks_again_and_the_age_still_bounds_it(make_app, monkeypatch):
+    # A review of the mend: a 429 on the last look gave up a ticket that existed; and a rate limit after
+    # acting, never counted, was granted look after look past the age limit, for ever.
+    from tests.support_adapters import LookLimitedAdapter
+
+    monkeypatch.setitem(registry.TARGETS, "looklimited", "tests.support_adapters:LookLimitedAdapter")
+    monkeypatch.setattr(LookLimitedAdapter, "made", [])
+    monkeypatch.setattr(LookLimitedAdapter, "limited", 1)
+    app = make_app(targets=("looklimited",), max_attempts=1)
+    services = app.extensions["connector"]
+    handoff_id = post(app.test_client(), minimal_packet()).get_json()["id"]
+
+    def again():  # type: ignore[no-untyped-def]
+        with services.db.session() as session:
+            session.execute(delete(TargetPause))
+            session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+        [delivery_id], token = services.outbox.claim_due()
+        return services.outbox.run_delivery(delivery_id, token)
+
+    assert again().state == "pending"  # the look met a 429: it looks again after it
+    assert again().state == "created" and LookLimitedAdapter.made == [handoff_id]
+
+    monkeypatch.setattr(LookLimitedAdapter, "limited", 10**6)  # turned away for ever: the age ends it
+    second = post(app.test_client(), minimal_packet() | {"conversation": {"id": "conv-2"}}).get_json()["id"]
+    assert again().state == "pending"
+    with services.db.session() as session:
+        session.execute(update(Delivery).where(Delivery.handoff_id == second).values(
+            window_started_at=utcnow() - dt.timedelta(seconds=services.settings.max_delivery_age_s + 1)))
+    assert again().state == "dead"
+
+
+def test_past_the_age_limit_the_last_try_after_an_unknown_outcome_is_a_real_one(make_app, monkeypatch):
+    # A review of the mend: past CONNECTOR_MAX_DELIVERY_AGE_S the last try after a timeout was only a
+    # look, and the delivery died though the vendor was back.
+    from tests.support_adapters import ActsThenBreaksAdapter
+
+    monkeypatch.setitem(registry.TARGETS, "breaks", "tests.support_adapters:ActsThenBreaksAdapter")
+    ActsThenBreaksAdapter.made = []
+    app = make_app(targets=("breaks",), max_attempts=5)
+    services = app.extensions["connector"]
+    post(app.test_client(), minimal_packet())
+    ActsThenBreaksAdapter.made.clear()  # the first try never reached the vendor after all
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(next_attempt_at=utcnow(), window_started_at=utcnow() - dt.timedelta(
+            seconds=services.settings.max_delivery_age_s + 1)))
+    [delivery_id], token = services.outbox.claim_due()
+    services.outbox.run_delivery(delivery_id, token)
+    assert len(ActsThenBreaksAdapter.made) == 1, "the last try sent nothing"
+
+
+def test_a_last_look_at_an_update_a_target_cannot_look_for_leaves_the_outcome_unknown() -> None:
+    # A review of the mend: Slack and Salesforce look for no update they may have posted; the look
+    # said "nothing found", cleared the unknown outcome, and the bot was told nobody had it.
+    from adapters.base import Link
+    from adapters.errors import NotMade, TransientError
+    from tests.factories import make_context
+    from tests.support_adapters import QuickAdapter
+
+    adapter = QuickAdapter(None, {})  # type: ignore[arg-type]
+    update_look = make_context(link=Link(vendor_id="T1"), outcome_unknown=True, look_only=True)
+    with pytest.raises(TransientError) as caught:
+        adapter.deliver(update_look)
+    assert not isinstance(caught.value, NotMade) and "outcome stays unknown" in caught.value.message
+
+
 @pytest.mark.parametrize(("claimed_meanwhile", "status", "attempts"), [(True, 202, 0), (False, 201, 1)])
 def test_a_lease_that_ran_out_while_the_handoff_was_stored_is_renewed_or_left(make_app, monkeypatch,
                                                                              claimed_meanwhile, status, attempts):

@@ -9,7 +9,7 @@ from adapters import registry
 
 from ..auth import authenticate_admin
 from ..errors import MappingsRefused, NotFound, ValidationFailed
-from ..outbox import REPLAYABLE, list_deliveries
+from ..outbox import REPLAYABLE, UNTAKEN_TO_DISMISS_S, list_deliveries
 from ..previewing import preview_packet
 from ..schemas.responses import DELIVERY_STATES
 from ..services import current_services
@@ -126,7 +126,8 @@ def dismiss_one(delivery_id: int) -> Response:
         404: {$ref: "#/components/responses/Problem"}
     """
     if not current_services().dismiss_one(delivery_id):
-        raise NotFound(f"No dead or failed delivery {delivery_id}, nor a pending one of a target not enabled here.")
+        raise NotFound(f"No dead or failed delivery {delivery_id}, nor a pending one of a target not enabled here "
+                       f"that no process has taken for {UNTAKEN_TO_DISMISS_S} s.")
     return _one(delivery_id, 200)
 
 

@@ -10,7 +10,7 @@ import responses
 from requests.exceptions import ReadTimeout
 from sqlalchemy import select, update
 
-from connector.models import Callback, Delivery, Handoff, utcnow
+from connector.models import Callback, ConversationLink, Delivery, Handoff, utcnow
 from tests.conftest import ADMIN_TOKEN, OTHER_KEY, auth
 from tests.factories import full_packet, minimal_packet
 from tests.fakes.salesforce import IDS, INSTANCE, TOKEN, SalesforceFake
@@ -383,6 +383,8 @@ def test_a_replayed_handoff_and_the_messages_opening_its_ticket_do_not_wait_for_
     zd.tickets_by_external_id(batch["id"], found=False)  # its 503 may have followed the create: looked for first
     zd.create_ticket({"id": 1003})
     assert services.outbox.run_delivery(ids[batch["id"]]).state == "created"  # not held by the replay
+    with services.db.reading() as session:
+        [kept] = [link.extra for link in session.scalars(select(ConversationLink))]
     # The messages opened the ticket with everything, the handoff's brief too: the replay is done by
     # them, nothing sent. (A review: it posted the whole brief again, as "Handed off again", though
     # the same handoff, with an older transcript under the newer one.)
@@ -393,6 +395,33 @@ def test_a_replayed_handoff_and_the_messages_opening_its_ticket_do_not_wait_for_
     assert not zd.calls("PUT", "/api/v2/tickets/1003.json")
     read = client.get(f"/v1/handoffs/{handoff['id']}", headers=auth()).get_json()
     assert read["status"] == "delivered" and read["tickets"][0]["id"] == "1003"
+    with services.db.reading() as session:  # what the ticket was opened with stays (a review of the mend: wiped)
+        [link] = session.scalars(select(ConversationLink))
+    assert link.extra == kept and kept.get("opened_with") and link.vendor_id == "1003"
+
+
+def test_a_replayed_repeat_whose_messages_only_added_a_comment_still_sends_its_own_update(zendesk):
+    # A review of the mend: a batch's comment on the existing ticket was taken for carrying the repeat
+    # — an urgent repeat's own update (its priority raised) never went, the bot told `delivered`.
+    app, zd = zendesk
+    client, services = app.test_client(), app.extensions["connector"]
+    _handoff_with_ticket(app, zd)
+    zd.error("PUT", "/api/v2/tickets/1001.json", 422, {"error": "RecordInvalid", "description": "Record validation"})
+    again = full_packet()
+    again["transcript"].append({"at": "2026-11-20T09:30:00Z", "role": "customer", "text": "Back again."})
+    repeat = post(client, again).get_json()
+    assert repeat["tickets"][0]["status"] == "failed"
+    zd.update_ticket(1001)
+    assert send(client, repeat["id"]).get_json()["tickets"][0]["status"] == "updated"  # a comment
+    puts = len(zd.calls("PUT", "/api/v2/tickets/1001.json"))
+    ids = _deliveries(services)
+    with services.db.session() as session:  # as a replay taking it while the batch's update was in flight
+        session.execute(update(Delivery).where(Delivery.id == ids[repeat["id"]]).values(
+            state="pending", attempts=0, next_attempt_at=utcnow(), outcome_unknown=True, finished_at=None))
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/1001/comments.json", status=200,
+                json={"comments": [], "next_page": None})
+    assert services.outbox.run_delivery(ids[repeat["id"]]).state == "updated"
+    assert len(zd.calls("PUT", "/api/v2/tickets/1001.json")) == puts + 1  # its own note went
 
 
 def test_batches_posted_at_the_same_moment_each_take_their_own_place(make_app, monkeypatch):
