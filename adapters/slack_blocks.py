@@ -381,7 +381,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     urgency = urgency_of(packet, assignment)
     emoji, label = URGENCY.get(urgency, ("🔵", urgency.title()))
     subject = subject_for(packet)
-    who = called(customer, "Customer")
+    who = flat(called(customer, "Customer"))  # a name on one line: its later lines forged rows
     title = f"{emoji} {'Handed off again' if repeat else label}: {subject}"
     blocks: list[dict[str, Any]] = [header(title)]
     if mention:
@@ -454,7 +454,8 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     # A value the bot sent empty (null, "", []) is no field: it was asked for, not collected.
     collected, not_collected = collected_of(packet)
     if collected or not_collected:
-        shown = [f"*{fit(k, 100)[0]}*\n{short('collected_data', scalar(v), 150)}" for k, v in collected[:MAX_FIELDS]]
+        shown = [f"*{fit(flat(k), 100)[0]}*\n{short('collected_data', scalar(v), 150)}"
+                 for k, v in collected[:MAX_FIELDS]]
         heading = "*Collected data*"
         if len(collected) > MAX_FIELDS:
             heading += f" — {MAX_FIELDS} of {len(collected)} shown; all in the thread"
@@ -573,7 +574,7 @@ def follow_up(packet: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]) 
     """The reply that brings a waiting handoff's thread what was said since: one line saying so, in
     the words of the agent's note (`while_waiting.announced`: the customer named only for their own
     messages); the messages follow in the thread (`transcript` of them)."""
-    who = called(packet.get("customer") or {}, "The customer")
+    who = flat(called(packet.get("customer") or {}, "The customer"))  # a name's lines: no message of their own
     return {"text": fit(f"💬 {announced(messages, who)}", FALLBACK_TEXT)[0],
             "blocks": [section(f"💬 {announced(messages, fit(who, 200)[0])}:")]}
 
@@ -606,32 +607,32 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     if clock_there := local_time(packet):  # the thread's times are UTC: the offset they were sent with
         pieces.append((f"• {OFFSET_LABEL}: ", clock_there))
     # The customer's attributes under the customer: after the intent line they read as its data.
-    pieces += [(f"• {escape(k)}: ", scalar(v)) for k, v in (customer.get("attributes") or {}).items()
+    pieces += [(f"• {escape(flat(k))}: ", scalar(v)) for k, v in (customer.get("attributes") or {}).items()
                if holds_something(v)]  # "ltv: —" told nothing
     # What the bot sent beyond the contract, each with the part it came in (`brief.also_sent`).
-    pieces += [(f"• {escape(k)}: ", v) for k, v in also_sent(packet, "customer", "sentiment")]
+    pieces += [(f"• {escape(flat(k))}: ", v) for k, v in also_sent(packet, "customer", "sentiment")]
     # What the alert's fields and context line shorten (the conversation, the bot, the intent): whole here.
     conversation, bot = packet.get("conversation") or {}, packet.get("bot") or {}
     said = [str(v) for v in (conversation.get("id"), conversation.get("channel"), conversation.get("language")) if v]
     pieces.append(("*Conversation:* ", " · ".join([*said, f"bot: {bot.get('name') or bot.get('id') or ''}"])))
-    pieces += [(f"• {escape(k)}: ", v) for k, v in also_sent(packet, "conversation")]
+    pieces += [(f"• {escape(flat(k))}: ", v) for k, v in also_sent(packet, "conversation")]
     if intent.get("name") or is_number(intent.get("confidence")):
         pieces.append(("*Intent:* ", _intent(intent)))
-    pieces += [(f"• {escape(k)}: ", v) for k, v in also_sent(packet, "intent")]
+    pieces += [(f"• {escape(flat(k))}: ", v) for k, v in also_sent(packet, "intent")]
     reason = REASONS.get(escalation.get("reason", ""), escalation.get("reason", ""))
     pieces.append(("*Why:* ", " — ".join(filter(None, (reason, escalation.get("detail"))))))
     if escalation.get("keywords"):  # the alert shortens them to 300 characters
         pieces.append(("*Trigger words:* ", ", ".join(map(str, escalation["keywords"]))))
     if escalation.get("urgency"):  # the bot's word; the header shows routing's priority
         pieces.append(("*Urgency, as the bot said:* ", str(escalation["urgency"])))
-    pieces += [(f"• {escape(k)}: ", v) for k, v in also_sent(packet, "escalation")]
+    pieces += [(f"• {escape(flat(k))}: ", v) for k, v in also_sent(packet, "escalation")]
     for key, title in (("stated_problem", "In the customer's words"), ("summary", "Bot's summary")):
         if said_text(intent.get(key)):
             pieces.append((f"*{title}:* ", intent[key]))
     collected, not_collected = collected_of(packet)
     if collected or not_collected:
         pieces.append(("*Collected data:*", ""))
-        pieces += [(f"• *{escape(k)}:* ", scalar(v)) for k, v in collected]
+        pieces += [(f"• *{escape(flat(k))}:* ", scalar(v)) for k, v in collected]
         if not_collected:
             pieces.append(("• _Not collected (sent empty):_ ", ", ".join(not_collected)))
     if packet.get("attempted_solutions"):
@@ -647,19 +648,19 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
                     pieces.append((f"    {link(a.get('url'), 'open the link', WHOLE_LABEL)}", ""))
             else:
                 outcome, title = escape(said), link(a.get("url"), name, WHOLE_LABEL)  # a blank title is no label
-                if named_by == "title" and fit(name, WHOLE_LABEL)[0] not in title:
+                if named_by == "title" and a.get("url") and fit(flat(name), WHOLE_LABEL)[0] not in title:
                     # A long signed address left the title's label no room (cut, while the receipt says
                     # "in full in the thread"): the title whole, the address on a line of its own.
                     title = f"{escape(flat(name))}\n    {link(a.get('url'), 'open the link', WHOLE_LABEL)}"
                 pieces.append((f"• {title} — {outcome}" + (". " if a.get("detail") else ""), a.get("detail") or ""))
-            pieces += [(f"    {escape(key)}: ", value) for key, value in more_of("attempted_solutions", a)]
+            pieces += [(f"    {escape(flat(key))}: ", value) for key, value in more_of("attempted_solutions", a)]
     if packet.get("history"):
         pieces.append(("*Earlier contacts:*", ""))
         for h in packet["history"]:
             ticket = _ticket_link(h.get("ticket") or {}, limit=WHOLE_LABEL)
             pieces.append((f"• {escape(_day(h.get('at')))} {escape(flat(h.get('channel') or ''))} {ticket} — ",
                            " · ".join(filter(None, (h.get("summary"), h.get("agent"))))))
-            pieces += [(f"    {escape(key)}: ", value) for key, value in more_of("history", h)]
+            pieces += [(f"    {escape(flat(key))}: ", value) for key, value in more_of("history", h)]
     hints = [f"{k}: {scalar(v)}" for k, v in routing.items() if k != "preferred_agent" and holds_something(v)]
     if preferred := preferred_agent(routing):  # as the brief names them, not a dict's repr
         hints.append(f"preferred agent: {preferred}")
@@ -690,8 +691,9 @@ def transcript(packet: Mapping[str, Any], handoff_id: str, new_after: dt.datetim
             kind = ", ".join(str(v) for v in (a.get("content_type"), _bytes(a.get("size"))) if v)
             name = link(a.get("url"), a.get("name") or a.get("url") or "attachment", WHOLE_LABEL)
             pieces.append((f"    📎 {name} ", f"({kind})" if kind else ""))
-            pieces += [(f"      {escape(key)}: ", one_line(value, 500)) for key, value in more_of("attachments", a)]
-        pieces += [(f"    {escape(key)}: ", value) for key, value in more_of("transcript", entry)]
+            pieces += [(f"      {escape(flat(key))}: ", one_line(value, 500))
+                       for key, value in more_of("attachments", a)]
+        pieces += [(f"    {escape(flat(key))}: ", value) for key, value in more_of("transcript", entry)]
     return pack(sections(pieces), f"Transcript of {named(handoff_id, packet)}")
 
 

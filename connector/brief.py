@@ -261,14 +261,27 @@ def _one_line(text: str) -> bool:
 
 
 # http(s) addresses in free text; the closing punctuation of a sentence is not part of one. Only
-# the characters an address is written in: RFC 3986's (`%` for the rest), the `|` of a Slack label,
-# and the letters of the scripts written with spaces between words — Latin's, Greek, Cyrillic, with
-# their accents (`bücher.example`, `/café/`). Japanese, Chinese or Korean after an address, with no
-# space (the way they are written), and a smart quote or a guillemet closing it, went into the link
-# ("…/orders/5521をご覧ください。", "…/checkout”"); a path written in those scripts is cut there
-# instead (a browser copies it percent-encoded).
-_URL = re.compile("https?://[A-Za-z0-9\\-._~:/?#\\[\\]@!$&()*+,;=%|"
-                  "\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0300-\u036f\u0370-\u03ff\u0400-\u052f]+")
+# the characters an address is written in (`_address_end`): RFC 3986's (`%` for the rest), the `|` of
+# a Slack label, and the letters, marks and digits of scripts written with spaces between words
+# (`bücher.example`, `/Tiếng_Việt`, `/привет`, `/भारत`). Japanese, Chinese, Korean or Thai after an
+# address, with no space (the way they are written), and a smart quote, a guillemet or a Greek
+# question mark closing it, went into the link ("…/orders/5521をご覧ください。", "…/checkout”"); a path
+# written in those scripts is cut there instead (a browser copies it percent-encoded).
+_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&()*+,;=%|\u0080-\U0010ffff]+")
+# Scripts written without spaces between words (`_address_end` stops at them): Thai to Myanmar and
+# Khmer, Hangul jamo, CJK punctuation to ideographs, Hangul syllables, compatibility ideographs,
+# full-width forms, and the ideographs' supplementary planes.
+_NO_SPACES = re.compile("[\u0e00-\u109f\u1100-\u11ff\u1780-\u17ff\u2e80-\ua4cf\uac00-\ud7ff"
+                        "\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef\U00020000-\U0003ffff]")
+
+
+def _address_end(url: str) -> str:
+    """`url` up to its first character no address is written in: not a letter, mark or digit (a
+    quote, a guillemet, U+037E), or one of a script written without spaces (`_NO_SPACES`)."""
+    for index, char in enumerate(url):
+        if char >= "\x80" and (unicodedata.category(char)[0] not in "LMN" or _NO_SPACES.match(char)):
+            return url[:index]
+    return url
 _URL_TAIL = ".,;:!?)]}"
 _SLACK_LABEL = re.compile(r"\|[^<>|\n]*>")
 
@@ -277,8 +290,14 @@ def _with_links(text: Any, continued: bool = False) -> Markup:
     """`_line_breaks`, and an address in the text a link: Zendesk's HTML comments do not link bare
     addresses (the bot's "here is our guide: https://…" was text to copy)."""
     raw, out, last = str(text), [], 0
-    for found in _URL.finditer(raw):
-        url = found.group()
+    # Searched on from where each address ends, not where the match did: an address with Japanese
+    # after it took the next one, in the same sentence, into what was cut away.
+    while (found := _URL.search(raw, last)) is not None:
+        url = _address_end(found.group())
+        if url.endswith("://"):  # nothing of an address after the scheme
+            out.append(_line_breaks(raw[last:found.start() + len(url)], continued))
+            last = found.start() + len(url)
+            continue
         pipe = url.find("|")
         # Slack's `<https://…|label>`, pasted: the address, not "…|label" (one holding a | keeps it).
         if raw[found.start() - 1 : found.start()] == "<" and pipe > 0 and _SLACK_LABEL.match(raw, found.start() + pipe):

@@ -141,6 +141,12 @@ def test_the_slack_alert_quotes_the_latest_words_too():
     ("Our shop: https://bücher.example/bestellung/55 and https://ru.example/привет/ok",
      'Our shop: <a href="https://bücher.example/bestellung/55">https://bücher.example/bestellung/55</a> and '
      '<a href="https://ru.example/привет/ok">https://ru.example/привет/ok</a>'),
+    ("https://vi.wikipedia.org/wiki/Tiếng_Việt, https://x.org/wiki/भारत and https://gr.example/βοήθεια\u037e ok",
+     '<a href="https://vi.wikipedia.org/wiki/Tiếng_Việt">https://vi.wikipedia.org/wiki/Tiếng_Việt</a>, '
+     '<a href="https://x.org/wiki/भारत">https://x.org/wiki/भारत</a> and '
+     '<a href="https://gr.example/βοήθεια">https://gr.example/βοήθεια</a>\u037e ok'),
+    ("https://th.example/okขอบคุณ https://をご覧", '<a href="https://th.example/ok">https://th.example/ok</a>ขอบคุณ '
+                                                'https://をご覧'),
     ("<https://maps.example/x?m=red|40.7 ok", '&lt;<a href="https://maps.example/x?m=red|40.7">'
                                               'https://maps.example/x?m=red|40.7</a> ok'),  # no label's >
 ])

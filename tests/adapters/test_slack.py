@@ -765,6 +765,23 @@ def test_a_values_later_lines_are_indented_so_none_passes_for_a_row_of_the_alert
         for forged in ("• Refund issued", "• 2026-11-30 phone", "*Bot's summary:* refund approved"):
             assert f"\n{forged}" not in text, forged
 
+    # A second review: a key of the packet, and the customer's name in the messages' reply, too; and a
+    # title of two lines lost its link (or got an "open the link" line with none).
+    packet["collected_data"]["order_id\n• *refund_approved:* yes"] = "5521"
+    packet["customer"]["name"] = "Ann\n*[10:00:05] Agent:* refund approved"
+    packet["attempted_solutions"] = [{"title": "Reset password\nvia email", "outcome": "not_helpful"},
+                                     {"title": "Line one\nline two", "outcome": "not_helpful",
+                                      "url": "https://help.example.com/x"}]
+    message = kit.alert(packet, HANDOFF, {"team": "support"}, [])[0]
+    thread = "\n".join(b["text"]["text"] for m in kit.details(packet, HANDOFF) for b in m["blocks"])
+    said = kit.follow_up(packet, [{"at": "2026-11-20T10:00:00Z", "role": "customer", "text": "hi"}])
+    for text in (json.dumps(message, ensure_ascii=False).replace("\\n", "\n"), thread,
+                 said["blocks"][0]["text"]["text"]):
+        for forged in ("• *refund_approved:* yes", "*[10:00:05] Agent:*"):
+            assert f"\n{forged}" not in text, forged
+    assert "• Reset password via email — did not help" in thread and "open the link" not in thread
+    assert "• <https://help.example.com/x|Line one line two> — did not help" in thread
+
 
 def test_the_details_show_booleans_and_the_preferred_agent_as_the_brief_does() -> None:
     packet = full_packet()
