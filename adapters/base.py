@@ -40,7 +40,7 @@ from connector.schemas.packet import URGENCIES
 from connector.settings import Settings
 from connector.text_rules import did_you_mean, rfc3339_utc
 
-from .errors import LookupUnreadable, NotMade, OutcomeUnknown, ReplacementUnderway, TicketGone, TransientError
+from .errors import LookupUnreadable, OutcomeUnknown, ReplacementUnderway, TicketGone
 from .events import AssignmentEvent, Holder
 
 log = logging.getLogger(__name__)
@@ -78,10 +78,6 @@ class HandoffContext:
     idempotency_key: str
     link: Link | None = None
     outcome_unknown: bool = False
-    # The last look: the attempts ran out on an unknown outcome (the last try may have made the
-    # ticket). Only looked for, nothing sent: found, it is recorded; not, `NotMade`. Given up without
-    # it, the bot and the customer were told nobody had the handoff while an agent had its ticket.
-    look_only: bool = False
     # With `outcome_unknown`: where the last unanswered request went, as its adapter said
     # (`OutcomeUnknown.sent_to`); empty when none said. An attempt nobody recorded (a process
     # killed mid-attempt) leaves an earlier one's there, or none: look where the next would go too.
@@ -502,14 +498,6 @@ class Adapter(abc.ABC):
                 found = self._already_on(ctx) if ctx.outcome_unknown else None
                 if found is not None:
                     return self._outcome("updated", found, None, ctx, _carried(ctx))
-        if ctx.look_only and ctx.link is not None and type(self).find_existing_update is Adapter.find_existing_update:
-            # Nothing looked for: "nothing found" would clear the unknown outcome, and tell the bot
-            # nobody had the handoff while the update may be on the ticket.
-            raise TransientError(f"{self.name} cannot look for an update the last attempt may have posted: "
-                                 f"its outcome stays unknown")
-        if ctx.look_only:
-            raise NotMade(f"looked for what the last attempt may have made (its outcome was unknown): nothing "
-                          f"found at {self.name}")
         payload, left_out = self.rendered(ctx)
         if ctx.link is not None:
             try:

@@ -91,11 +91,6 @@ class OutcomeUnknown(TransientError):
         self.sent_to = dict(sent_to) if sent_to else None
 
 
-class NotMade(TransientError):
-    """The last look (`HandoffContext.look_only`) found nothing the unanswered attempt before it
-    made: the delivery is given up knowing no ticket exists."""
-
-
 class RateLimitedAfterActing(OutcomeUnknown, RateLimited):
     """A 429 once part of the delivery is at the vendor (an alert's thread reply, a case's
     transcript comment): the next attempt looks first, and the whole target pauses all the same."""

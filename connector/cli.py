@@ -313,8 +313,9 @@ def dismiss_command(delivery_ids: tuple[int, ...], all_dead: bool, include_faile
     """Put dead (or failed) deliveries aside for good: they will not be sent (their target disabled
     since, the customer reached another way). No longer counted as given up (metrics, /readyz), never
     replayed, and retention may forget their handoffs; a bot reads them as failed. Named by id or
-    --target, a pending one of a target not in CONNECTOR_TARGETS is put aside too."""
-    from .outbox import dismiss
+    --target, a pending one of a target not in CONNECTOR_TARGETS, due and untaken for five minutes
+    (no process serves it), is put aside too."""
+    from .outbox import UNTAKEN_TO_DISMISS_S, dismiss
 
     states = _given_up_states(delivery_ids, all_dead, include_failed)
     services = _migrated()
@@ -323,7 +324,8 @@ def dismiss_command(delivery_ids: tuple[int, ...], all_dead: bool, include_faile
     _said("dismissed", dismissed, "delivery")
     if delivery_ids and len(dismissed) < len(delivery_ids):
         _left_alone(services.db, Delivery, set(delivery_ids) - set(dismissed),
-                    "not dead or failed, nor pending for a target not enabled here", "delivery")
+                    f"not dead or failed, nor pending for a target not enabled here and untaken for "
+                    f"{UNTAKEN_TO_DISMISS_S} s", "delivery")
 
 
 def _said(done: str, ids: list[int], noun: str) -> None:

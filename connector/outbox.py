@@ -28,7 +28,6 @@ from sqlalchemy.orm import Session, aliased
 from adapters.base import Adapter, HandoffContext, Link, Outcome, kept_team, last_message_told, last_told
 from adapters.errors import (
     DeliveryError,
-    NotMade,
     OutcomeUnknown,
     RateLimited,
     ReplacementUnderway,
@@ -57,6 +56,9 @@ UNSERVED_AFTER_S = 3600
 # How long a pending delivery of a target this process does not serve must have been due, untaken,
 # before an operator may dismiss it from here (`dismiss`): no process serves its target.
 UNTAKEN_TO_DISMISS_S = 300
+# `Delivery.sent_to`'s mark of the one more attempt `_record_error` grants a delivery whose tries ran
+# out on an unknown outcome (a second is not granted).
+ONE_MORE = "one_more"
 
 
 # The statements every attempt runs, built once (compiled once, cached by SQLAlchemy) on the tables.
@@ -95,16 +97,16 @@ _OUTCOMES_OF_HANDOFF = (
     .where(_DELIVERIES.c.handoff_id == bindparam("handoff_id")).order_by(_DELIVERIES.c.position)
 )
 _HANDOFFS = Handoff.__table__
-# The batch of a handoff's messages that opened the conversation's ticket at a target
-# (`_claim_and_load`): it went while the handoff's own delivery there was given up, with the whole
-# brief. Only one that opened it: a batch's update of an existing ticket is a comment, without what
-# a repeat's own update carries (an urgent one raises the ticket's priority).
+# The first batch of a handoff's messages that reached a target (`_claim_and_load`): one that went
+# while the handoff's own delivery there was given up carried the whole brief with it — opening the
+# ticket, completing the one that delivery's timed-out try made, or on the conversation's ticket as
+# a comment. The rule replays keep too (`_carried_later`): such a delivery is not replayed either.
 _CARRIED_BY = (
     select(_DELIVERIES.c.state, _DELIVERIES.c.vendor_id, _DELIVERIES.c.url, _DELIVERIES.c.receipt,
            _DELIVERIES.c.handoff_id)
     .join(_HANDOFFS, _HANDOFFS.c.id == _DELIVERIES.c.handoff_id)
     .where(_HANDOFFS.c.follows_id == bindparam("handoff_id"), _DELIVERIES.c.target == bindparam("target"),
-           _DELIVERIES.c.state == "created")
+           _DELIVERIES.c.state.in_(DONE))
     .order_by(_HANDOFFS.c.follow_up_seq).limit(1)
 )
 # What came before a follow-up at its target: its handoff's delivery there, and earlier follow-ups'.
@@ -401,7 +403,6 @@ class Outbox:
                     idempotency_key=f"{handoff.id}:{delivery.target}",
                     link=link,
                     outcome_unknown=delivery.outcome_unknown,
-                    look_only=delivery.outcome_unknown and self._looks_only(delivery),
                     sent_to=(delivery.sent_to or {}) if delivery.outcome_unknown else {},
                     attempt=delivery.attempts + 1,
                     related=claimed.related,
@@ -744,28 +745,30 @@ class Outbox:
             if isinstance(err, RateLimited):
                 self._pause(session.connection(), row.target, now + dt.timedelta(seconds=err.retry_after or 30),
                             err.message)
-            if isinstance(err, NotMade):  # looked: nothing was made, the outcome is known now
-                row.outcome_unknown, row.sent_to = False, None
             given_up, failed = "", row.attempts - row.rate_limited
             too_old = (now - row.window_started_at).total_seconds() > self.settings.max_delivery_age_s
+            # This attempt was the one more granted below (marked where it went: replays reset the rest).
+            extra = self._spent(delivery, now) and bool((delivery.sent_to or {}).get(ONE_MORE))
             if decide(err) == "fail":
                 row.state, row.finished_at = "failed", now
                 given_up = "refused: retrying the same payload cannot help"
-            elif (failed == self.settings.max_attempts and row.outcome_unknown and not too_old
-                  and isinstance(err, (OutcomeUnknown, RateLimited))):
-                # The last counted try's outcome unknown: one last look before giving up (`_looks_only`,
-                # `HandoffContext.look_only`), that try may have made the ticket — given up on the spot,
-                # the bot and the customer were told nobody had it. A look turned away by a rate limit
-                # (not counted) looks again after it; the age limit bounds both.
+            elif ((failed >= self.settings.max_attempts or too_old) and row.outcome_unknown
+                  and ((isinstance(err, OutcomeUnknown) and not extra)
+                       or (isinstance(err, RateLimited) and extra and not too_old))):
+                # Its tries spent on an unknown outcome (that try may have made the ticket): one more
+                # attempt, which looks first as every retry after one does — found, it is recorded; not,
+                # sent. Given up on the spot, the bot and the customer were told nobody had the handoff
+                # while an agent worked its ticket. That one turned away by a rate limit (not counted)
+                # tries again after it, within the age limit.
                 row.next_attempt_at = now + dt.timedelta(seconds=backoff_seconds(
                     failed, err.retry_after, self.settings.retry_base_s, self.settings.retry_max_s))
+                row.sent_to = {**(row.sent_to or {}), ONE_MORE: True}
             elif failed >= self.settings.max_attempts:
                 row.state, row.finished_at = "dead", now
                 given_up = (f"{failed} attempt(s), as many as CONNECTOR_MAX_ATTEMPTS allows"
+                            + (", and one more after an unknown outcome" if extra else "")
                             + (f" (and {row.rate_limited} more turned away by a rate limit, not counted)"
-                               if row.rate_limited else "")
-                            + ("; the last one looked for what the one before may have made: nothing"
-                               if isinstance(err, NotMade) else ""))
+                               if row.rate_limited else ""))
             elif too_old:
                 row.state, row.finished_at = "dead", now
                 given_up = f"tried for over {self.settings.max_delivery_age_s} s (CONNECTOR_MAX_DELIVERY_AGE_S)"
@@ -794,11 +797,11 @@ class Outbox:
                        "vendor_status": err.status, **ended})
         return attempted
 
-    def _looks_only(self, delivery: Delivery) -> bool:
-        """Whether this attempt is the last look `_record_error` granted: the attempts CONNECTOR_MAX_ATTEMPTS
-        allows are spent (rate limits aside), the last one's outcome unknown. (Past the age limit
-        instead, the last try is a real one, as before: the vendor may be back.)"""
-        return delivery.attempts - delivery.rate_limited >= self.settings.max_attempts
+    def _spent(self, delivery: Delivery, now: dt.datetime) -> bool:
+        """Whether `delivery` (as claimed) had had its tries when this attempt began: the attempts
+        CONNECTOR_MAX_ATTEMPTS allows (rate limits aside), or CONNECTOR_MAX_DELIVERY_AGE_S."""
+        return (delivery.attempts - delivery.rate_limited >= self.settings.max_attempts
+                or (now - delivery.window_started_at).total_seconds() > self.settings.max_delivery_age_s)
 
     def _pause(self, connection: Connection | driver_cursor.Pooled, target: str, until: dt.datetime, reason: str,
                level: int = logging.WARNING) -> None:
