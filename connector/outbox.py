@@ -57,7 +57,7 @@ UNSERVED_AFTER_S = 3600
 # before an operator may dismiss it from here (`dismiss`): no process serves its target.
 UNTAKEN_TO_DISMISS_S = 300
 # `Delivery.sent_to`'s mark of the one more attempt `_record_error` grants a delivery whose tries ran
-# out on an unknown outcome (a second is not granted).
+# out on an unknown outcome (a second is not granted): the delivery's attempts when it was granted.
 ONE_MORE = "one_more"
 
 
@@ -747,8 +747,9 @@ class Outbox:
                             err.message)
             given_up, failed = "", row.attempts - row.rate_limited
             too_old = (now - row.window_started_at).total_seconds() > self.settings.max_delivery_age_s
-            # This attempt was the one more granted below (marked where it went: replays reset the rest).
-            extra = self._spent(delivery, now) and bool((delivery.sent_to or {}).get(ONE_MORE))
+            # This attempt was the one more granted below: marked with the attempts it was granted at,
+            # which a replay (attempts back to 0) or any later attempt no longer matches.
+            extra = self._spent(delivery, now) and (delivery.sent_to or {}).get(ONE_MORE) == delivery.attempts
             if decide(err) == "fail":
                 row.state, row.finished_at = "failed", now
                 given_up = "refused: retrying the same payload cannot help"
@@ -762,7 +763,7 @@ class Outbox:
                 # tries again after it, within the age limit.
                 row.next_attempt_at = now + dt.timedelta(seconds=backoff_seconds(
                     failed, err.retry_after, self.settings.retry_base_s, self.settings.retry_max_s))
-                row.sent_to = {**(row.sent_to or {}), ONE_MORE: True}
+                row.sent_to = {**(row.sent_to or {}), ONE_MORE: row.attempts}
             elif failed >= self.settings.max_attempts:
                 row.state, row.finished_at = "dead", now
                 given_up = (f"{failed} attempt(s), as many as CONNECTOR_MAX_ATTEMPTS allows"

@@ -661,6 +661,30 @@ def test_attempts_run_out_on_an_unknown_outcome_get_one_more_that_looks_first(ma
     assert services.outbox.claim_due()[0] == []  # nothing more
 
 
+def test_a_replayed_delivery_gets_its_one_more_attempt_again(make_app, monkeypatch):
+    from connector.outbox import replay
+    from tests.support_adapters import ActsThenBreaksAdapter
+
+    monkeypatch.setitem(registry.TARGETS, "breaks", "tests.support_adapters:ActsThenBreaksAdapter")
+    ActsThenBreaksAdapter.made = []
+    app = make_app(targets=("breaks",), max_attempts=1)
+    services = app.extensions["connector"]
+    post(app.test_client(), minimal_packet())
+
+    def again():  # type: ignore[no-untyped-def]
+        ActsThenBreaksAdapter.made.clear()  # no try reaches the vendor: each is sent, and times out
+        with services.db.session() as session:
+            session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+        [delivery_id], token = services.outbox.claim_due()
+        return services.outbox.run_delivery(delivery_id, token).state
+
+    assert again() == "dead"  # the one more, after intake's
+    [row] = deliveries(services)
+    assert replay(services.db, ids=[row.id], states=("dead",)) == [row.id]
+    assert again() == "pending"  # the replay's try: its one more is owed again, not spent by the mark
+    assert again() == "dead"
+
+
 def test_the_one_more_attempt_turned_away_by_a_rate_limit_tries_again_and_the_age_bounds_it(make_app, monkeypatch):
     # A review of the mend: a 429 on its lookup gave up a ticket that existed; and a rate limit after
     # acting, never counted, was granted attempt after attempt past the age limit, for ever.
