@@ -766,7 +766,7 @@ class Outbox:
                 row.sent_to = {**(row.sent_to or {}), ONE_MORE: row.attempts}
             elif failed >= self.settings.max_attempts:
                 row.state, row.finished_at = "dead", now
-                given_up = (f"{failed} attempt(s), as many as CONNECTOR_MAX_ATTEMPTS allows"
+                given_up = (f"{failed - extra} attempt(s), as many as CONNECTOR_MAX_ATTEMPTS allows"
                             + (", and one more after an unknown outcome" if extra else "")
                             + (f" (and {row.rate_limited} more turned away by a rate limit, not counted)"
                                if row.rate_limited else ""))
