@@ -97,28 +97,16 @@ _OUTCOMES_OF_HANDOFF = (
     .where(_DELIVERIES.c.handoff_id == bindparam("handoff_id")).order_by(_DELIVERIES.c.position)
 )
 _HANDOFFS = Handoff.__table__
-
-
-def _anothers_ticket(batch: Any, handoff_id: Any) -> Any:
-    """Whether the ticket `batch` (a delivery's columns) reached was one an earlier delivery of
-    another handoff of the conversation (not `handoff_id` nor its batches) had reached before it."""
-    other, whose = Delivery.__table__.alias("other"), Handoff.__table__.alias("whose")
-    return exists().where(other.c.target == batch.target, other.c.vendor_id == batch.vendor_id,
-                          other.c.state.in_(DONE), other.c.id < batch.id, whose.c.id == other.c.handoff_id,
-                          func.coalesce(whose.c.follows_id, whose.c.id) != handoff_id)
-
-
-# The batch of a handoff's messages that opened the conversation's ticket at a target, or completed
-# the one the handoff's own timed-out try made (`_claim_and_load`): it went while the handoff's own
-# delivery was given up, with the whole brief. Not one that commented on a ticket an earlier handoff
-# made (`_ANOTHERS_TICKET`): a repeat's own update raises an urgent one's priority and names who has
-# it. The rule replays keep too (`_carried_later`).
+# The first batch of a handoff's messages that reached a target (`_claim_and_load`): one that went
+# while the handoff's own delivery there was given up carried the whole brief with it — opening the
+# ticket, completing the one that delivery's timed-out try made, or on the conversation's ticket as
+# a comment. The rule replays keep too (`_carried_later`): such a delivery is not replayed either.
 _CARRIED_BY = (
     select(_DELIVERIES.c.state, _DELIVERIES.c.vendor_id, _DELIVERIES.c.url, _DELIVERIES.c.receipt,
            _DELIVERIES.c.handoff_id)
     .join(_HANDOFFS, _HANDOFFS.c.id == _DELIVERIES.c.handoff_id)
     .where(_HANDOFFS.c.follows_id == bindparam("handoff_id"), _DELIVERIES.c.target == bindparam("target"),
-           _DELIVERIES.c.state.in_(DONE), ~_anothers_ticket(_DELIVERIES.c, bindparam("handoff_id")))
+           _DELIVERIES.c.state.in_(DONE))
     .order_by(_HANDOFFS.c.follow_up_seq).limit(1)
 )
 # What came before a follow-up at its target: its handoff's delivery there, and earlier follow-ups'.
@@ -1034,12 +1022,10 @@ def _carried_later():  # type: ignore[no-untyped-def]
     since carried to the same target: that batch went with everything — it goes caught up only
     when everything before it arrived — so a replay posted them a second time, after newer ones."""
     mine, later, delivered = aliased(Handoff), aliased(Handoff), aliased(Delivery)
-    # A handoff's own delivery: only by a batch that opened or completed its ticket (`_CARRIED_BY`).
     return exists().where(
         mine.id == Delivery.handoff_id,
         later.follows_id == func.coalesce(mine.follows_id, mine.id),
-        or_(and_(mine.follows_id.is_(None), ~_anothers_ticket(delivered, mine.id)),
-            later.follow_up_seq > mine.follow_up_seq),
+        or_(mine.follows_id.is_(None), later.follow_up_seq > mine.follow_up_seq),
         delivered.handoff_id == later.id, delivered.target == Delivery.target, delivered.state.in_(DONE))
 
 

@@ -400,35 +400,6 @@ def test_a_replayed_handoff_and_the_messages_opening_its_ticket_do_not_wait_for_
     assert link.extra == kept and kept.get("opened_with") and link.vendor_id == "1003"
 
 
-def test_a_replayed_repeat_whose_messages_only_added_a_comment_still_sends_its_own_update(zendesk):
-    # A review of the mend: a batch's comment on the existing ticket was taken for carrying the repeat
-    # — an urgent repeat's own update (its priority raised) never went, the bot told `delivered`.
-    app, zd = zendesk
-    client, services = app.test_client(), app.extensions["connector"]
-    _handoff_with_ticket(app, zd)
-    zd.error("PUT", "/api/v2/tickets/1001.json", 422, {"error": "RecordInvalid", "description": "Record validation"})
-    again = full_packet()
-    again["transcript"].append({"at": "2026-11-20T09:30:00Z", "role": "customer", "text": "Back again."})
-    repeat = post(client, again).get_json()
-    assert repeat["tickets"][0]["status"] == "failed"
-    zd.update_ticket(1001)
-    assert send(client, repeat["id"]).get_json()["tickets"][0]["status"] == "updated"  # a comment
-    puts = len(zd.calls("PUT", "/api/v2/tickets/1001.json"))
-    ids = _deliveries(services)
-    with services.db.session() as session:  # as a replay taking it while the batch's update was in flight
-        session.execute(update(Delivery).where(Delivery.id == ids[repeat["id"]]).values(
-            state="pending", attempts=0, next_attempt_at=utcnow(), outcome_unknown=True, finished_at=None))
-    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/1001/comments.json", status=200,
-                json={"comments": [], "next_page": None})
-    assert services.outbox.run_delivery(ids[repeat["id"]]).state == "updated"
-    assert len(zd.calls("PUT", "/api/v2/tickets/1001.json")) == puts + 1  # its own note went
-    # …and a replay may take it: only a batch that opened (or completed) the ticket carries a handoff
-    # (a third review: replay refused it, listed as carried, and the repeat's own update never went).
-    from connector.outbox import list_deliveries
-
-    assert not any(d.carried_since for d in list_deliveries(services.db, state=None, target=None, limit=20))
-
-
 def test_batches_posted_at_the_same_moment_each_take_their_own_place(make_app, monkeypatch):
     """Two batches of one handoff posted at once (two processes) read the same earlier batches; the
     second to be stored must not share the first's place: it reads again, follows it, carries it."""
