@@ -43,6 +43,15 @@ def deliveries(services):
         return list(session.scalars(select(Delivery).order_by(Delivery.id)))
 
 
+def run_next(services, **values):  # type: ignore[no-untyped-def]
+    """Every pending delivery due now (pauses lifted, `values` set on it too); the one claimed run."""
+    with services.db.session() as session:
+        session.execute(delete(TargetPause))
+        session.execute(update(Delivery).where(Delivery.state == "pending").values(next_attempt_at=utcnow(), **values))
+    [delivery_id], token = services.outbox.claim_due()
+    return services.outbox.run_delivery(delivery_id, token)
+
+
 def pause(services, target: str, seconds: float) -> dt.datetime:
     until = utcnow() + dt.timedelta(seconds=seconds)
     with services.db.session() as session:
@@ -645,10 +654,7 @@ def test_attempts_run_out_on_an_unknown_outcome_get_one_more_that_looks_first(ma
     assert (row.state, row.attempts, row.outcome_unknown) == ("pending", 1, True)  # not dead: a look is owed
     if not made:
         ActsThenBreaksAdapter.made.clear()  # the request never reached the vendor after all
-    with services.db.session() as session:
-        session.execute(update(Delivery).values(next_attempt_at=utcnow()))
-    [delivery_id], token = services.outbox.claim_due()
-    attempted = services.outbox.run_delivery(delivery_id, token)
+    attempted = run_next(services)
     assert len(ActsThenBreaksAdapter.made) == 1, "found, it was sent again; not found, it was not sent"
     [row] = deliveries(services)
     read = app.test_client().get(f"/v1/handoffs/{answer['id']}", headers=auth()).get_json()
@@ -671,12 +677,9 @@ def test_a_replayed_delivery_gets_its_one_more_attempt_again(make_app, monkeypat
     services = app.extensions["connector"]
     post(app.test_client(), minimal_packet())
 
-    def again():  # type: ignore[no-untyped-def]
+    def again() -> str:
         ActsThenBreaksAdapter.made.clear()  # no try reaches the vendor: each is sent, and times out
-        with services.db.session() as session:
-            session.execute(update(Delivery).values(next_attempt_at=utcnow()))
-        [delivery_id], token = services.outbox.claim_due()
-        return services.outbox.run_delivery(delivery_id, token).state
+        return run_next(services).state
 
     assert again() == "dead"  # the one more, after intake's
     [row] = deliveries(services)
@@ -697,23 +700,14 @@ def test_the_one_more_attempt_turned_away_by_a_rate_limit_tries_again_and_the_ag
     services = app.extensions["connector"]
     handoff_id = post(app.test_client(), minimal_packet()).get_json()["id"]
 
-    def again():  # type: ignore[no-untyped-def]
-        with services.db.session() as session:
-            session.execute(delete(TargetPause))
-            session.execute(update(Delivery).values(next_attempt_at=utcnow()))
-        [delivery_id], token = services.outbox.claim_due()
-        return services.outbox.run_delivery(delivery_id, token)
-
-    assert again().state == "pending"  # the look met a 429: it looks again after it
-    assert again().state == "created" and LookLimitedAdapter.made == [handoff_id]
+    assert run_next(services).state == "pending"  # the look met a 429: it looks again after it
+    assert run_next(services).state == "created" and LookLimitedAdapter.made == [handoff_id]
 
     monkeypatch.setattr(LookLimitedAdapter, "limited", 10**6)  # turned away for ever: the age ends it
-    second = post(app.test_client(), minimal_packet() | {"conversation": {"id": "conv-2"}}).get_json()["id"]
-    assert again().state == "pending"
-    with services.db.session() as session:
-        session.execute(update(Delivery).where(Delivery.handoff_id == second).values(
-            window_started_at=utcnow() - dt.timedelta(seconds=services.settings.max_delivery_age_s + 1)))
-    assert again().state == "dead"
+    post(app.test_client(), minimal_packet() | {"conversation": {"id": "conv-2"}})
+    assert run_next(services).state == "pending"
+    too_old = utcnow() - dt.timedelta(seconds=services.settings.max_delivery_age_s + 1)
+    assert run_next(services, window_started_at=too_old).state == "dead"
 
 
 def test_past_the_age_limit_an_unknown_outcome_gets_one_more_attempt_too(make_app, monkeypatch):
@@ -730,12 +724,8 @@ def test_past_the_age_limit_an_unknown_outcome_gets_one_more_attempt_too(make_ap
     ActsThenBreaksAdapter.made.clear()  # the first try never reached the vendor after all
 
     def again():  # type: ignore[no-untyped-def]
-        with services.db.session() as session:
-            session.execute(update(Delivery).where(Delivery.state == "pending").values(
-                next_attempt_at=utcnow(),
-                window_started_at=utcnow() - dt.timedelta(seconds=services.settings.max_delivery_age_s + 1)))
-        [delivery_id], token = services.outbox.claim_due()
-        return services.outbox.run_delivery(delivery_id, token)
+        return run_next(services, window_started_at=utcnow() - dt.timedelta(
+            seconds=services.settings.max_delivery_age_s + 1))
 
     # The last try, past the age, is a real one: it made the ticket, and timed out.
     assert again().state == "pending" and len(ActsThenBreaksAdapter.made) == 1
