@@ -26,14 +26,7 @@ from sqlalchemy import Boolean, Connection, and_, bindparam, case, exists, func,
 from sqlalchemy.orm import Session, aliased
 
 from adapters.base import Adapter, HandoffContext, Link, Outcome, kept_team, last_message_told, last_told
-from adapters.errors import (
-    DeliveryError,
-    OutcomeUnknown,
-    RateLimited,
-    ReplacementUnderway,
-    TransientError,
-    decide,
-)
+from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, ReplacementUnderway, TransientError, decide
 
 from . import callbacks, driver_cursor, follow_up_packets, metrics
 from .backoff import backoff_seconds
