@@ -266,7 +266,7 @@ def test_a_repeat_rescued_by_its_messages_is_told_as_the_kept_team(make_app, tmp
     app = make_app(mappings_dir=mappings_with_waits(tmp_path), max_attempts=1, **ZENDESK)
     client = app.test_client()
     with a_ticket_for_support(client, "conv-rescued") as (rsps, zd, first):
-        # Nothing sent (an unknown outcome would get a last look before the delivery is given up)
+        # Nothing sent (an unknown outcome would get one more attempt before the delivery is given up)
         zd.raises("PUT", "/api/v2/tickets/1001.json", requests.exceptions.ConnectTimeout("connect timed out"))
         answer = post(client, fraud(first)).get_json()
         assert (answer["status"], answer["assignment"]["team"]) == ("failed", "escalations")  # nothing updated
@@ -346,7 +346,7 @@ def test_an_attempt_whose_lease_was_taken_over_and_given_up_keeps_nothing(make_a
                 ids, token = services.outbox.claim_due()
                 assert [services.outbox.run_delivery(i, token).state for i in ids] == ["dead"]
                 return 200, {}, json.dumps(body)
-            raise requests.exceptions.ConnectTimeout("connect timed out")  # nothing sent: no last look owed
+            raise requests.exceptions.ConnectTimeout("connect timed out")  # nothing sent: no one more attempt owed
 
         rsps.add_callback("PUT", "https://acme.zendesk.com/api/v2/tickets/1001.json", callback=put)
         again = fraud(first)

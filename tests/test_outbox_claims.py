@@ -52,6 +52,22 @@ def run_next(services, **values):  # type: ignore[no-untyped-def]
     return services.outbox.run_delivery(delivery_id, token)
 
 
+def breaking_app(make_app, monkeypatch, max_attempts: int):  # type: ignore[no-untyped-def]
+    """An app whose only target makes its ticket, then fails on the answer (`ActsThenBreaksAdapter`:
+    an unknown outcome), with one handoff posted to it; (the app, that handoff's id)."""
+    from tests.support_adapters import ActsThenBreaksAdapter
+
+    monkeypatch.setitem(registry.TARGETS, "breaks", "tests.support_adapters:ActsThenBreaksAdapter")
+    monkeypatch.setattr(ActsThenBreaksAdapter, "made", [])
+    app = make_app(targets=("breaks",), max_attempts=max_attempts)
+    return app, post(app.test_client(), minimal_packet()).get_json()["id"]
+
+
+def past_the_age(services) -> dt.datetime:  # type: ignore[no-untyped-def]
+    """A `window_started_at` older than CONNECTOR_MAX_DELIVERY_AGE_S allows."""
+    return utcnow() - dt.timedelta(seconds=services.settings.max_delivery_age_s + 1)
+
+
 def pause(services, target: str, seconds: float) -> dt.datetime:
     until = utcnow() + dt.timedelta(seconds=seconds)
     with services.db.session() as session:
@@ -645,21 +661,18 @@ def test_attempts_run_out_on_an_unknown_outcome_get_one_more_that_looks_first(ma
     # its ticket. Now one more attempt, which looks first: found, it is recorded; not, it is sent.
     from tests.support_adapters import ActsThenBreaksAdapter
 
-    monkeypatch.setitem(registry.TARGETS, "breaks", "tests.support_adapters:ActsThenBreaksAdapter")
-    ActsThenBreaksAdapter.made = []
-    app = make_app(targets=("breaks",), max_attempts=1)
+    app, handoff_id = breaking_app(make_app, monkeypatch, max_attempts=1)
     services = app.extensions["connector"]
-    answer = post(app.test_client(), minimal_packet()).get_json()
     [row] = deliveries(services)
-    assert (row.state, row.attempts, row.outcome_unknown) == ("pending", 1, True)  # not dead: a look is owed
+    assert (row.state, row.attempts, row.outcome_unknown) == ("pending", 1, True)  # not dead: one more is owed
     if not made:
         ActsThenBreaksAdapter.made.clear()  # the request never reached the vendor after all
     attempted = run_next(services)
     assert len(ActsThenBreaksAdapter.made) == 1, "found, it was sent again; not found, it was not sent"
     [row] = deliveries(services)
-    read = app.test_client().get(f"/v1/handoffs/{answer['id']}", headers=auth()).get_json()
+    read = app.test_client().get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()
     if made:
-        assert attempted.state == "created" and row.vendor_id == f"breaks-{answer['id']}"
+        assert attempted.state == "created" and row.vendor_id == f"breaks-{handoff_id}"
         assert read["status"] == "delivered"
     else:  # sent, and its outcome unknown again: no third
         assert (row.state, row.attempts, row.outcome_unknown) == ("dead", 2, True)
@@ -671,11 +684,7 @@ def test_a_replayed_delivery_gets_its_one_more_attempt_again(make_app, monkeypat
     from connector.outbox import replay
     from tests.support_adapters import ActsThenBreaksAdapter
 
-    monkeypatch.setitem(registry.TARGETS, "breaks", "tests.support_adapters:ActsThenBreaksAdapter")
-    ActsThenBreaksAdapter.made = []
-    app = make_app(targets=("breaks",), max_attempts=1)
-    services = app.extensions["connector"]
-    post(app.test_client(), minimal_packet())
+    services = breaking_app(make_app, monkeypatch, max_attempts=1)[0].extensions["connector"]
 
     def again() -> str:
         ActsThenBreaksAdapter.made.clear()  # no try reaches the vendor: each is sent, and times out
@@ -700,14 +709,13 @@ def test_the_one_more_attempt_turned_away_by_a_rate_limit_tries_again_and_the_ag
     services = app.extensions["connector"]
     handoff_id = post(app.test_client(), minimal_packet()).get_json()["id"]
 
-    assert run_next(services).state == "pending"  # the look met a 429: it looks again after it
+    assert run_next(services).state == "pending"  # the one more met a 429 on its lookup: it tries again after it
     assert run_next(services).state == "created" and LookLimitedAdapter.made == [handoff_id]
 
     monkeypatch.setattr(LookLimitedAdapter, "limited", 10**6)  # turned away for ever: the age ends it
     post(app.test_client(), minimal_packet() | {"conversation": {"id": "conv-2"}})
     assert run_next(services).state == "pending"
-    too_old = utcnow() - dt.timedelta(seconds=services.settings.max_delivery_age_s + 1)
-    assert run_next(services, window_started_at=too_old).state == "dead"
+    assert run_next(services, window_started_at=past_the_age(services)).state == "dead"
 
 
 def test_past_the_age_limit_an_unknown_outcome_gets_one_more_attempt_too(make_app, monkeypatch):
@@ -716,16 +724,11 @@ def test_past_the_age_limit_an_unknown_outcome_gets_one_more_attempt_too(make_ap
     # timed out after making the ticket was given up with no look.
     from tests.support_adapters import ActsThenBreaksAdapter
 
-    monkeypatch.setitem(registry.TARGETS, "breaks", "tests.support_adapters:ActsThenBreaksAdapter")
-    ActsThenBreaksAdapter.made = []
-    app = make_app(targets=("breaks",), max_attempts=5)
-    services = app.extensions["connector"]
-    post(app.test_client(), minimal_packet())
+    services = breaking_app(make_app, monkeypatch, max_attempts=5)[0].extensions["connector"]
     ActsThenBreaksAdapter.made.clear()  # the first try never reached the vendor after all
 
     def again():  # type: ignore[no-untyped-def]
-        return run_next(services, window_started_at=utcnow() - dt.timedelta(
-            seconds=services.settings.max_delivery_age_s + 1))
+        return run_next(services, window_started_at=past_the_age(services))
 
     # The last try, past the age, is a real one: it made the ticket, and timed out.
     assert again().state == "pending" and len(ActsThenBreaksAdapter.made) == 1
