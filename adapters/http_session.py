@@ -22,6 +22,15 @@ def honour_ssl_cert_file(session: requests.Session, environ: Mapping[str, str] |
         session.verify = environ["SSL_CERT_FILE"]
 
 
+def no_netrc(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """A session's `auth` that adds nothing. With none, requests reads `~/.netrc` (or `$NETRC`) and
+    sends its login for the host as Basic auth, over whatever Authorization the call set: a
+    `default` entry (common on build machines, for package mirrors) went to every bot's callback
+    address (a review), and replaced Salesforce's and Zendesk OAuth's bearer token. Each call's own
+    credentials are set by its client (zenpy's API-token `auth` replaces this one)."""
+    return request
+
+
 class SettledEnvironmentSession(requests.Session):
     """A requests session that reads the environment's proxy and CA variables once per origin.
 
@@ -38,6 +47,7 @@ class SettledEnvironmentSession(requests.Session):
     def __init__(self, **adapter: Any) -> None:
         super().__init__()
         self._environment: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.auth = no_netrc
         honour_ssl_cert_file(self)
         # Every call with a deadline for the whole of it and a cap on its answer (`call_deadline`);
         # `adapter`: more for the adapter (Zendesk's `max_retries`).

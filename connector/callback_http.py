@@ -30,9 +30,11 @@ from http.cookiejar import DefaultCookiePolicy
 from urllib.parse import urlsplit
 
 import requests
+from requests.auth import HTTPBasicAuth
+from requests.utils import get_auth_from_url
 
 from adapters.call_deadline import WatchedAdapter, watched_pools
-from adapters.http_session import honour_ssl_cert_file
+from adapters.http_session import honour_ssl_cert_file, no_netrc
 
 ALLOW_VARIABLE = "CONNECTOR_CALLBACK_ALLOW_PRIVATE"
 
@@ -149,6 +151,13 @@ class _Guarded:
 _POOLS = {True: watched_pools(), False: watched_pools(_Guarded)}  # by `allow_private`
 
 
+def _the_address_own_credentials(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """A callback carries no credentials but those the bot wrote in its address (`no_netrc`: the
+    operator's `~/.netrc` went to any address a bot named), as requests sends those."""
+    user, password = get_auth_from_url(request.url)
+    return HTTPBasicAuth(user, password)(request) if user or password else no_netrc(request)
+
+
 def session(allow_private: bool) -> requests.Session:
     """A session for callbacks: its connections are under a send's `deadline`, and with
     `allow_private` off, its direct connections check their peer. Proxies and CA bundles come from
@@ -157,6 +166,7 @@ def session(allow_private: bool) -> requests.Session:
     # Shared by every bot's callbacks: a cookie one bot's endpoint sets must never reach another's.
     http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     http.headers["User-Agent"] = "handoff-connector/1 (status callbacks)"
+    http.auth = _the_address_own_credentials
     honour_ssl_cert_file(http)
     for prefix in ("http://", "https://"):
         # The answer is never read: only its status and headers, within the send's deadline.

@@ -951,6 +951,23 @@ def test_a_cookie_one_bots_endpoint_sets_is_never_sent_back(make_callback_app, b
     assert len(bot.requests) == 2 and "cookie" not in bot.requests[1].headers
 
 
+def test_a_callback_carries_the_addresses_own_credentials_never_the_operators_netrc(make_callback_app, bot,
+                                                                                     tmp_path, monkeypatch):
+    # A review: requests sends ~/.netrc's login (a `default` entry: every host) as Basic auth when the
+    # session has none — an operator's mirror password went to whatever address a bot named.
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("default login deploy password mirror-pw\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    app = make_callback_app()
+    post(app, full_packet(callback={"url": bot.url, "events": ["delivered"]}), key="k-a")
+    post(app, full_packet(callback={"url": bot.url.replace("://", "://hook-user:hook-pw@"), "events": ["delivered"]}),
+         key="k-b")
+    send_due(app)
+    said = sorted(str(r.headers.get("authorization")) for r in bot.requests)
+    assert said == ["Basic " + base64.b64encode(b"hook-user:hook-pw").decode(), "None"]
+
+
 def test_a_retry_after_given_as_a_date_is_honoured(make_callback_app, bot):
     from email.utils import format_datetime
 

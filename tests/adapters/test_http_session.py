@@ -213,3 +213,19 @@ def test_tls_broken_after_the_request_left_is_not_taken_for_nothing_sent(tmp_pat
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_operators_netrc_never_replaces_a_vendors_bearer_token(monkeypatch, tmp_path):
+    # A review: with no session `auth`, requests sends ~/.netrc's login as Basic auth over the call's
+    # own Authorization — a `default` entry replaced Salesforce's (and Zendesk OAuth's) bearer token.
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("default login deploy password mirror-pw\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    for session in (VendorSession(5.0), ZendeskSession("https://acme.zendesk.com")):
+        sent = session.prepare_request(requests.Request("GET", "https://acme.my.salesforce.com/services/data/",
+                                                        headers={"Authorization": "Bearer the-token"}))
+        assert sent.headers["Authorization"] == "Bearer the-token"
+    plain = requests.Session().prepare_request(requests.Request("GET", "https://acme.my.salesforce.com/",
+                                                                headers={"Authorization": "Bearer the-token"}))
+    assert plain.headers["Authorization"].startswith("Basic ")  # what requests does without it
