@@ -12,6 +12,11 @@ from .errors import MalformedRequest
 
 # An id a caller chooses and we store (String(200)): an `Idempotency-Key`, a signed request's `webhook-id`.
 CALLER_ID = re.compile(r"^[\x21-\x7e]{1,200}$")
+# An `Idempotency-Key` is one without a comma: a header sent twice (a proxy's or an SDK's retry
+# adding it again) reaches us as its values joined by commas — `a1,a1` under gunicorn, a new key
+# that made a second handoff when the retry sent `a1` alone (a review).
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x2b\x2d-\x7e]{1,200}$")
+KEY_RULE = "must be 1 to 200 visible ASCII characters, no comma, sent once"
 
 
 def packet_hash(packet: Mapping[str, Any]) -> str:
@@ -24,9 +29,7 @@ def key_for(header: str | None, digest: str) -> str:
     """The `Idempotency-Key` header, or — when absent — the packet hash (scoped to the bot by the caller)."""
     if header is None:
         return f"sha256:{digest}"
-    if not CALLER_ID.match(header):
-        raise MalformedRequest(
-            "Idempotency-Key must be 1 to 200 visible ASCII characters.",
-            errors={"Idempotency-Key": ["must be 1 to 200 visible ASCII characters"]}
-        )
+    if not IDEMPOTENCY_KEY.match(header):
+        raise MalformedRequest(f"Idempotency-Key {KEY_RULE} (a header sent twice arrives joined by commas).",
+                               errors={"Idempotency-Key": [KEY_RULE]})
     return header

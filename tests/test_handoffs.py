@@ -9,6 +9,7 @@ import threading
 
 import pytest
 from flask.testing import FlaskClient
+from werkzeug.datastructures import Headers
 
 from adapters import registry
 from tests.conftest import OTHER_KEY, auth
@@ -1058,10 +1059,22 @@ def test_preview_alone_beside_a_vendor_is_refused_for_it_would_reach_nobody(make
     assert post(make_app().test_client(), minimal_packet(targets=["preview"])).status_code == 201
 
 
-def test_an_unusable_idempotency_key_names_its_limit(app):
-    response = post(app.test_client(), minimal_packet(), key="a b")
+@pytest.mark.parametrize("key", ["a b", "a1,a1"])
+def test_an_unusable_idempotency_key_names_its_limit(app, key):
+    response = post(app.test_client(), minimal_packet(), key=key)
     assert response.status_code == 400
-    assert response.get_json()["errors"] == {"Idempotency-Key": ["must be 1 to 200 visible ASCII characters"]}
+    assert response.get_json()["errors"] == {
+        "Idempotency-Key": ["must be 1 to 200 visible ASCII characters, no comma, sent once"]}
+
+
+def test_an_idempotency_key_sent_twice_is_refused_not_taken_for_another_key(app):
+    # A review: gunicorn joins a header sent twice with "," (Werkzeug with ", "): stored under `a1,a1`,
+    # the retry that sent `a1` once made a second handoff.
+    headers = Headers(auth())
+    headers.add("Idempotency-Key", "a1")
+    headers.add("Idempotency-Key", "a1")
+    response = app.test_client().post("/v1/handoffs", json=minimal_packet(), headers=headers)
+    assert response.status_code == 400 and "sent twice" in response.get_json()["detail"]
 
 
 def test_the_preview_of_a_repeat_shows_the_note_it_would_send(app):

@@ -263,16 +263,16 @@ def test_messages_that_say_nothing_are_refused_by_the_document_too(client, app):
 
 @pytest.mark.parametrize("key, status", [
     ("", 400), (" ", 400), ("two words", 400), ("clé", 400), ("\t", 400), ("k" * 201, 400),
-    ("k" * 200, 201), ("order-42:retry~1", 201)])
+    ("k" * 200, 201), ("order-42:retry~1", 201), ("a1,a1", 400)])
 def test_the_idempotency_key_is_described_as_it_is_checked(client, app, key, status):
-    from connector.idempotency import CALLER_ID
+    from connector.idempotency import IDEMPOTENCY_KEY
     from tests.factories import minimal_packet
 
     packet = minimal_packet()
     assert _posted(client, packet, headers={"Idempotency-Key": key}).status_code == status
     assert (document_errors(app, packet, headers={"Idempotency-Key": key}) is None) == (status == 201)
     document = client.get("/openapi.json").get_json()
-    assert document["components"]["parameters"]["IdempotencyKey"]["schema"]["pattern"] == CALLER_ID.pattern
+    assert document["components"]["parameters"]["IdempotencyKey"]["schema"]["pattern"] == IDEMPOTENCY_KEY.pattern
 
 
 def test_urls_are_uris_and_nothing_is_described_with_a_format_openapi_does_not_know(client):

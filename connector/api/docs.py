@@ -19,7 +19,7 @@ from .. import errors, schemas
 from ..callback_http import ALLOW_VARIABLE
 from ..callbacks import RETRYABLE_STATUS
 from ..errors import NotFound
-from ..idempotency import CALLER_ID
+from ..idempotency import IDEMPOTENCY_KEY
 from ..problems import http_type_slug
 from ..schemas.json_schema import any_case, null
 from ..schemas.packet import null_is_absent
@@ -151,9 +151,9 @@ def build_spec(app: Flask) -> dict[str, Any]:
     # `idempotency.key_for`'s rule, as it checks it (a 400 otherwise).
     spec.components.parameter("IdempotencyKey", "header", {
         "name": "Idempotency-Key", "required": False,
-        "description": "1 to 200 visible ASCII characters (no spaces); the same key with the same body is "
-                       "the same request.",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": CALLER_ID.pattern}})
+        "description": "1 to 200 visible ASCII characters (no spaces, no comma: a header sent twice arrives "
+                       "joined by commas), sent once; the same key with the same body is the same request.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": IDEMPOTENCY_KEY.pattern}})
     spec.components.response(
         "Problem",
         {"description": "RFC 9457 problem details", "content": {"application/problem+json": {"schema": "Problem"}}},
