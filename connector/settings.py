@@ -12,7 +12,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -336,6 +336,9 @@ def _public_url(name: str, raw: str) -> str:
     parts = urlsplit(value)
     if value and (parts.scheme.lower() not in ("http", "https") or not parts.hostname):
         raise ConfigError(name, f"must be an http(s):// address (https://handoff.example.com), got {raw!r}")
+    if "?" in value or "#" in value:  # a review: every link came out `https://x.example/c?x=1/v1/handoffs/…`
+        raise ConfigError(name, f"must be an address without a ?query or #fragment (links are built by adding "
+                          f"/v1/… to it), got {raw!r}")
     # `HTTPS://…` passed as it was, and the admin cookie's Secure flag (which asks "https://") was off.
     return parts._replace(scheme=parts.scheme.lower()).geturl() if value else value
 
@@ -606,23 +609,7 @@ class Settings:
         if self.retry_max_s < self.retry_base_s:
             raise ConfigError("CONNECTOR_RETRY_MAX_S", f"must be at least CONNECTOR_RETRY_BASE_S "
                               f"({self.retry_base_s:g}), got {self.retry_max_s:g}")
-        # A key or secret says who is calling: shared by two bots, one of them would act as the
-        # other (signed requests: the first bot whose secret matched); shared with the admin or
-        # the metrics, a bot's credential would open those too, or the reverse.
-        # Secrets as the keys they decode to: `whsec_<b64>` and `<b64>` sign alike.
-        secret_keys = [(bot_id, signing_key(secret)) for bot_id, secret in self.bot_secrets]
-        for variable, pairs in (("CONNECTOR_BOT_KEYS", self.bot_keys), ("CONNECTOR_BOT_SECRETS", secret_keys)):
-            holders: dict[str | bytes, str] = {}
-            for bot_id, value in pairs:
-                other = holders.setdefault(value, bot_id)
-                if other != bot_id:
-                    raise ConfigError(variable, f"{other!r} and {bot_id!r} have the same value; each bot needs its own")
-        bot_keys = {key for _, key in self.bot_keys}
-        if self.admin_token and self.admin_token in bot_keys:
-            raise ConfigError("CONNECTOR_ADMIN_TOKEN", "is also a bot's key (CONNECTOR_BOT_KEYS): it must be its own")
-        if self.metrics_token and (self.metrics_token == self.admin_token or self.metrics_token in bot_keys):
-            raise ConfigError("CONNECTOR_METRICS_TOKEN", "is also the admin token or a bot's key: a scraper's token "
-                              "must open nothing else")
+        self._each_credential_its_own()
         for attr in ("public_url", "zendesk_base_url", "salesforce_instance_url", "slack_api_url"):
             if _has_userinfo(getattr(self, attr)):
                 # Never used to sign in (each vendor's credentials have their variables), and these
@@ -647,6 +634,38 @@ class Settings:
             raise ConfigError("CONNECTOR_RETENTION_DAYS", f"must be 0 (keep everything) or at least "
                               f"{RETENTION_MIN_DAYS}: {RETENTION_WHY}")
         return self
+
+    def _each_credential_its_own(self) -> None:
+        """A key or secret says who is calling: shared by two bots, one of them would act as the
+        other (signed requests: the first bot whose secret matched); shared by a bot and the admin
+        or the metrics, one credential would open both. Compared across every kind, not kind by
+        kind (a review: one bot's signing secret sent as another's bearer key was that bot, and a
+        bot's secret as the admin token opened the admin API), vendors' secrets too: whoever reads
+        one in Zendesk's or Slack's console must not hold a credential of ours with it."""
+        held: dict[str | bytes, tuple[str, str]] = {}
+        for variable, holder, forms in self._credentials():
+            for form in forms:
+                other = held.setdefault(form, (variable, holder))
+                if other[1] != holder:
+                    raise ConfigError(variable, f"{holder} has the same value as {other[1]} ({other[0]}): "
+                                      "each must be its own, or one would act as the other")
+
+    def _credentials(self) -> Iterator[tuple[str, str, tuple[str | bytes, ...]]]:
+        """Each credential as (variable, whose, the forms a request could present it in)."""
+        for bot_id, key in self.bot_keys:
+            yield "CONNECTOR_BOT_KEYS", f"the key of {bot_id!r}", (key,)
+        for bot_id, secret in self.bot_secrets:
+            # As written, without `whsec_`, and as the key it decodes to: `whsec_<b64>` and `<b64>` sign alike.
+            yield ("CONNECTOR_BOT_SECRETS", f"the signing secret of {bot_id!r}",
+                   (secret, secret.removeprefix("whsec_"), signing_key(secret)))
+        for variable, holder, value in (("CONNECTOR_ADMIN_TOKEN", "the admin token", self.admin_token),
+                                        ("CONNECTOR_METRICS_TOKEN", "the metrics token", self.metrics_token),
+                                        ("SLACK_SIGNING_SECRET", "Slack's signing secret", self.slack_signing_secret)):
+            if value:
+                yield variable, holder, (value,)
+        for secret in self.zendesk_webhook_secrets:  # a rotation lists two of Zendesk's, one holder
+            if secret:
+                yield "ZENDESK_WEBHOOK_SECRETS", "a Zendesk webhook secret", (secret,)
 
     def warnings(self) -> list[str]:
         """What is risky or useless in these settings without being wrong: `connector check` prints

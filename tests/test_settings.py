@@ -50,6 +50,9 @@ SALESFORCE_PASSWORD_LOGIN = {"CONNECTOR_TARGETS": "salesforce", "SALESFORCE_USER
     ({"CONNECTOR_RETRY_BASE_S": "inf"}, "CONNECTOR_RETRY_BASE_S: must be a number of seconds up to"),
     # without a scheme, every stored link and problem type came out as a path
     ({"CONNECTOR_PUBLIC_URL": "handoff.example.com"}, "CONNECTOR_PUBLIC_URL"),
+    # a query or a fragment: every link and problem type was built after it (`…/c?x=1/v1/handoffs/…`)
+    ({"CONNECTOR_PUBLIC_URL": "https://x.example/c?x=1"}, "CONNECTOR_PUBLIC_URL: must be an address without"),
+    ({"CONNECTOR_PUBLIC_URL": "https://x.example/#top"}, "CONNECTOR_PUBLIC_URL: must be an address without"),
     # a cap under the first wait; one key for two bots (either could act as the other)
     ({"CONNECTOR_RETRY_BASE_S": "30", "CONNECTOR_RETRY_MAX_S": "10"}, "CONNECTOR_RETRY_MAX_S"),
     ({"CONNECTOR_BOT_KEYS": "bot-a:shared-key-0123456789abcdefgh,bot-b:shared-key-0123456789abcdefgh"},
@@ -63,6 +66,17 @@ SALESFORCE_PASSWORD_LOGIN = {"CONNECTOR_TARGETS": "salesforce", "SALESFORCE_USER
      "CONNECTOR_ADMIN_TOKEN"),
     ({"CONNECTOR_ADMIN_TOKEN": "shared-key-0123456789abcdefgh", "CONNECTOR_METRICS_TOKEN": "shared-key-0123456789abcdefgh"},
      "CONNECTOR_METRICS_TOKEN"),
+    # compared across kinds (a review): one bot's signing secret sent as another's bearer key was that bot,
+    # a bot's secret as the admin token opened the admin API; a vendor's secret is read in its console
+    ({"CONNECTOR_BOT_KEYS": f"bot-a:{SECRET}", "CONNECTOR_BOT_SECRETS": f"bot-b:{SECRET}"}, "CONNECTOR_BOT_SECRETS"),
+    ({"CONNECTOR_BOT_KEYS": f"bot-a:{SECRET.removeprefix('whsec_')}", "CONNECTOR_BOT_SECRETS": f"bot-b:{SECRET}"},
+     "CONNECTOR_BOT_SECRETS"),
+    ({"CONNECTOR_ADMIN_TOKEN": SECRET, "CONNECTOR_BOT_SECRETS": f"bot-b:{SECRET}"}, "CONNECTOR_ADMIN_TOKEN"),
+    ({"CONNECTOR_METRICS_TOKEN": SECRET, "CONNECTOR_BOT_SECRETS": f"bot-b:{SECRET}"}, "CONNECTOR_METRICS_TOKEN"),
+    ({"CONNECTOR_ADMIN_TOKEN": "shared-key-0123456789abcdefgh", "SLACK_SIGNING_SECRET": "shared-key-0123456789abcdefgh"},
+     "SLACK_SIGNING_SECRET"),
+    ({"CONNECTOR_BOT_KEYS": "bot-a:shared-key-0123456789abcdefgh",
+      "ZENDESK_WEBHOOK_SECRETS": "zd-secret-0123456789abcdef,shared-key-0123456789abcdefgh"}, "ZENDESK_WEBHOOK_SECRETS"),
     # the login address pasted whole: each case tried https://https://test.salesforce.com.salesforce.com for a day
     ({**SALESFORCE_PASSWORD_LOGIN, "SALESFORCE_DOMAIN": "https://test.salesforce.com"},
      "SALESFORCE_DOMAIN: must be what comes before"),
