@@ -40,7 +40,7 @@ from connector.schemas.packet import URGENCIES
 from connector.settings import Settings
 from connector.text_rules import did_you_mean, rfc3339_utc
 
-from .errors import LookupUnreadable, OutcomeUnknown, ReplacementUnderway, TicketGone
+from .errors import AuthError, LookupUnreadable, OutcomeUnknown, ReplacementUnderway, TicketGone
 from .events import AssignmentEvent, Holder
 
 log = logging.getLogger(__name__)
@@ -266,6 +266,20 @@ def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]
     return merged
 
 
+@contextlib.contextmanager
+def _still_unknown() -> Iterator[None]:
+    """Around a lookup for what a timed-out attempt may have made: credentials refused there (a
+    token expired, a re-login failed) leave the outcome as unknown as it was. Raised as they came,
+    the delivery failed on the spot and the bot showed the apology beside the ticket that attempt
+    may have made (a review); retried as any unknown outcome (within the attempts), an operator
+    may renew them meanwhile."""
+    try:
+        yield
+    except AuthError as err:
+        raise OutcomeUnknown(f"what an earlier attempt may have made could not be looked for: {err.message}",
+                             status=err.status, reply=err.reply) from err
+
+
 class Adapter(abc.ABC):
     """Base of every target. Subclasses set `name` and implement the abstract hooks."""
 
@@ -484,7 +498,8 @@ class Adapter(abc.ABC):
         # mistaken for "the customer's open ticket" and commented on a second time.
         if ctx.outcome_unknown:
             try:
-                found = self.find_existing_update(ctx) if ctx.link else self.find_existing(ctx)
+                with _still_unknown():
+                    found = self.find_existing_update(ctx) if ctx.link else self.find_existing(ctx)
             except TicketGone as gone:  # the ticket went meanwhile
                 ctx, found = self._instead_of(gone, ctx)
             if found is not None:
@@ -495,7 +510,8 @@ class Adapter(abc.ABC):
                 ctx = replace(ctx, link=found_link)
                 # This delivery's timed-out try may have added to that ticket already (no ticket of
                 # its own was made, as looked above): comments take no idempotency key.
-                found = self._already_on(ctx) if ctx.outcome_unknown else None
+                with _still_unknown():
+                    found = self._already_on(ctx) if ctx.outcome_unknown else None
                 if found is not None:
                     return self._outcome("updated", found, None, ctx, _carried(ctx))
         payload, left_out = self.rendered(ctx)
@@ -571,7 +587,8 @@ class Adapter(abc.ABC):
         # a repeat's marked [new] what the old ticket had not seen — a new ticket has no note saying so.
         brief = render_brief(ctx.packet, ctx.handoff_id, assignment=ctx.assignment)
         ctx = replace(ctx, link=None, brief=brief, follows_ticket=gone.ticket_id if gone.closed else None)
-        return ctx, self.find_existing(ctx) if ctx.outcome_unknown else None
+        with _still_unknown():
+            return ctx, self.find_existing(ctx) if ctx.outcome_unknown else None
 
     def _outcome(self, status: Status, sent: Sent, payload: dict[str, Any] | None, ctx: HandoffContext,
                  left_out: Dropped = ()) -> Outcome:

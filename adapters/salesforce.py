@@ -540,7 +540,11 @@ class SalesforceAdapter(Adapter):
 
         A comment refused for good (a validation rule, a trigger) is refused again on every retry
         while the case waits in a queue: a note with the part's header takes its place, so the
-        agent sees a part is missing and a resumed attempt skips it, and the receipt names it."""
+        agent sees a part is missing and a resumed attempt skips it, and the receipt names it.
+        A 403 is a refusal too, of every comment: the API user may not edit this case (sharing
+        moved it to a queue it cannot write to) — credentials refused are a 401. Raised, a new
+        case's 403 was an unknown outcome retried for an hour and then "failed" beside the case
+        (a review); the rest are not tried, each would be refused alike."""
         sobject, key, body = ("FeedItem", "feed_items", "Body") if "feed_items" in payload else \
             ("CaseComment", "comments", "CommentBody")
         present: Counter[str] = Counter()
@@ -550,6 +554,7 @@ class SalesforceAdapter(Adapter):
         posted = skipped = 0
         refused: list[dict[str, str]] = []
         landing = [] if landed is None else landed
+        no_access: AuthError | None = None
         for record in payload.get(key) or []:
             text = record[body]
             head = text.split("\n", 1)[0]
@@ -562,19 +567,26 @@ class SalesforceAdapter(Adapter):
                 if found == note:  # refused by an earlier attempt: still missing, still said
                     refused.append(_refused(head, "an earlier attempt"))
                 continue
+            if no_access is not None:
+                refused.append(_refused(head, no_access.message[:300]))
+                posted += 1
+                continue
             try:
                 self._create(sobject, {**record, "ParentId": case_id})
                 landing.append(head)
-            except RejectedError as err:
-                if isinstance(err, TicketGone):
+            except (RejectedError, AuthError) as err:
+                if isinstance(err, TicketGone) or (isinstance(err, AuthError) and err.status != 403):
                     raise
                 log.warning("salesforce: a comment was refused; a note stands in its place",
                             extra={"error_code": vendor_error(err.reply)[0], "status": err.status})
-                try:
-                    self._create(sobject, {**record, body: note, "ParentId": case_id})
-                    landing.append(head)
-                except RejectedError:  # the note too (a trigger refusing every comment): said all the same
-                    pass
+                if isinstance(err, AuthError):
+                    no_access = err
+                else:
+                    try:
+                        self._create(sobject, {**record, body: note, "ParentId": case_id})
+                        landing.append(head)
+                    except RejectedError:  # the note too (a trigger refusing every comment): said all the same
+                        pass
                 refused.append(_refused(head, err.message[:300]))
             posted += 1
         return {"comments_posted": posted, "comments_skipped": skipped}, tuple(refused)

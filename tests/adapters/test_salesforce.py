@@ -485,23 +485,37 @@ def test_credentials_still_refused_when_a_repeat_is_resumed_keep_it_unknown(org:
     assert not isinstance(caught.value, OutcomeUnknown)
 
 
+def test_credentials_refused_when_looking_for_a_timed_out_creates_case_keep_it_unknown(org: SalesforceFake) -> None:
+    # A review: the create timed out (the case may be there), the retry's lookup met a 401 (a token
+    # expired, a re-login failed) and failed for good: the apology beside the case an agent may work.
+    context = replace(ctx_for(), outcome_unknown=True, attempt=2)
+    org.error("GET", "query/", 401, "error-401-invalid-session.json")
+    with pytest.raises(OutcomeUnknown, match="could not be looked for"):
+        adapter().deliver(context)
+    assert not org.calls("POST", "sobjects/Case/")  # nothing made meanwhile
+    with pytest.raises(AuthError) as caught:  # a first attempt refused so made nothing: told at once
+        adapter().deliver(replace(context, outcome_unknown=False, attempt=1))
+    assert not isinstance(caught.value, OutcomeUnknown)
+
+
 def test_a_repeat_on_a_case_the_api_user_may_not_edit_is_refused_not_kept_pending(org: SalesforceFake) -> None:
     # Readable, not editable: the PATCH and the first comment both 403. Taken for credentials
     # refused midway, it was retried for half an hour, the bot told "pending", nothing on the case.
+    # The other comments are not tried: each would be refused alike.
     context = make_context(full_packet(), target="salesforce", link=Link(vendor_id=CASE_ID),
                            assignment={"priority": "urgent", "team": "support"})
     org.case_state(CASE_ID)
     org.error("PATCH", f"sobjects/Case/{CASE_ID}", 403, "error-403-insufficient-access.json")
     org.error("POST", "sobjects/CaseComment/", 403, "error-403-insufficient-access.json")
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(RejectedError, match="refused every comment") as caught:
         adapter().deliver(context)
     assert not isinstance(caught.value, OutcomeUnknown) and len(org.calls("POST", "sobjects/CaseComment/")) == 1
 
 
-@pytest.mark.parametrize(("status", "name"), [(401, "error-401-invalid-session.json"),
-                                             (403, "error-403-insufficient-access.json")])
+@pytest.mark.parametrize(("status", "name", "told"), [(401, "error-401-invalid-session.json", AuthError),
+                                                     (403, "error-403-insufficient-access.json", RejectedError)])
 def test_a_refusal_before_any_comment_of_a_repeat_is_told_at_once_though_its_fields_went(
-        org: SalesforceFake, status, name) -> None:
+        org: SalesforceFake, status, name, told) -> None:
     # The fields carry no brief and a retry sends them again: with no comment on the case, the
     # refusal is the bot's to hear now, not after every retry (the user may edit fields, not comment).
     context = make_context(full_packet(), target="salesforce", link=Link(vendor_id=CASE_ID),
@@ -509,9 +523,24 @@ def test_a_refusal_before_any_comment_of_a_repeat_is_told_at_once_though_its_fie
     org.case_state(CASE_ID)
     org.rsps.add("PATCH", f"{org.api}/sobjects/Case/{CASE_ID}", status=204)
     org.error("POST", "sobjects/CaseComment/", status, name)
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(told) as caught:
         adapter().deliver(context)
     assert not isinstance(caught.value, OutcomeUnknown)
+
+
+def test_a_new_case_whose_comments_this_user_may_not_add_is_created_with_them_named(org: SalesforceFake) -> None:
+    # A review: assignment rules moved the new case to a queue the API user may not write to, and each
+    # comment was refused with a 403. Raised as credentials refused, it was an unknown outcome retried
+    # for an hour (the comment posted again each time), then "failed" with the apology beside the case.
+    lines = [{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "z" * 3_000} for _ in range(3)]
+    org.query([{"Id": "0035g00000Existing"}])
+    org.create("Case")
+    org.error("POST", "sobjects/CaseComment/", 403, "error-403-insufficient-access.json")
+    outcome = adapter().deliver(ctx_for(full_packet(transcript=lines)))
+    assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID)
+    assert len(org.calls("POST", "sobjects/CaseComment/")) == 1  # the rest not tried: each refused alike
+    refused = [d for d in outcome.receipt["dropped"] if "refused" in d["reason"]]
+    assert len(refused) == 3 and all("INSUFFICIENT_ACCESS" in d["reason"] for d in refused)
 
 
 def test_a_repeat_that_met_a_limit_after_its_brief_went_is_resumed_then_decided_by_what_is_on_the_case(
@@ -527,21 +556,22 @@ def test_a_repeat_that_met_a_limit_after_its_brief_went_is_resumed_then_decided_
         adapter().deliver(context)
     assert isinstance(caught.value, RateLimited)  # the whole target still pauses
 
-    # The retry finds the brief there: a 403 on the next comment keeps it unknown (resumed later)…
+    # The retry finds the brief there: a 403 on the next comment (this user may not add to the case
+    # now) leaves it updated, the comment named as refused — retried, it was refused to the end…
     retry = replace(context, outcome_unknown=True, attempt=2)
     soql = f"SELECT CommentBody FROM CaseComment WHERE ParentId = '{CASE_ID}'"
     org.rsps.reset()
     org.case_state(CASE_ID)
     org.query([{"CommentBody": comments[0]["CommentBody"]}], sobject="CaseComment", soql=soql)
     org.error("POST", "sobjects/CaseComment/", 403, "error-403-insufficient-access.json")
-    with pytest.raises(OutcomeUnknown, match=CASE_ID):
-        adapter().deliver(retry)
+    outcome = adapter().deliver(retry)
+    assert outcome.status == "updated" and any("INSUFFICIENT_ACCESS" in d["reason"] for d in outcome.receipt["dropped"])
     # …while one that finds nothing of it there hears the refusal at once.
     org.rsps.reset()
     org.case_state(CASE_ID)
     org.query([], sobject="CaseComment", soql=soql)
     org.error("POST", "sobjects/CaseComment/", 403, "error-403-insufficient-access.json")
-    with pytest.raises(AuthError) as refused:
+    with pytest.raises(RejectedError, match="refused every comment") as refused:
         adapter().deliver(retry)
     assert not isinstance(refused.value, OutcomeUnknown)
 
