@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from marshmallow import ValidationError
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -122,7 +122,12 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             matched, where = handoff.id, _ticket_of(handoff, event.target)
             if event.held and handoff.id != event.handoff_id:  # a newer handoff is on the ticket: its own answer says
                 return Received("ignored", "a newer handoff is on the ticket", matched)
-            if handoff.completed_at is not None and event.at > handoff.completed_at:
+            # Read under the handoff's row lock, held to the commit: the solve of the same update
+            # (its own webhook, in another worker) waits for it, or is seen done. On PostgreSQL
+            # both read "not yet" and the bot heard `assigned` after `completed` (a review).
+            completed_at = session.scalars(select(Handoff.completed_at).where(Handoff.id == handoff.id)
+                                           .with_for_update()).one()
+            if completed_at is not None and event.at > completed_at:
                 # Its ticket was solved and the bot told `completed`: a click on its old alert was
                 # recorded, the bot heard `assigned` after it, and the channel that the agent took it.
                 # Only an action after the solve: Zendesk's webhooks come in no set order, and "take
@@ -215,13 +220,14 @@ def complete(services: Services, event: CompletionEvent) -> Received:
         handoff = _delivered_to(session, event)
         if handoff is None:
             return Received("ignored", NO_HANDOFF)
+        # The row's lock, to the commit, orders it with an assignment being recorded (`record`).
         first = session.execute(update(Handoff).where(Handoff.id == handoff.id, Handoff.completed_at.is_(None))
                                 .values(completed_at=event.at).execution_options(synchronize_session=False))
         url = callbacks.url_for(handoff.packet, "completed")
         owed = False
         if url is not None:
             tickets = _tickets(handoff)
-            new = callbacks.row(handoff, "completed", url, tickets, event.at,
+            new = callbacks.row(handoff, "completed", url, tickets, _told_at(session, handoff, event.at),
                                 primary=_ticket_at(tickets, event.target, event.ticket_id))
             owed = callbacks.add(session.connection(), services.db, new)
         if not first.rowcount and not owed:
@@ -269,9 +275,19 @@ def _owe_callback(session: Session, services: Services, handoff: Handoff, event:
         return False
     tickets = _tickets(handoff)
     agent = {"id": event.agent_id, "name": event.agent_name, "target": event.target, "routed": routed}
-    new = callbacks.row(handoff, "assigned", url, tickets, event.at, agent=agent,
+    new = callbacks.row(handoff, "assigned", url, tickets, _told_at(session, handoff, event.at), agent=agent,
                         primary=_ticket_at(tickets, event.target, _ticket_named(event)))
     return callbacks.add(session.connection(), services.db, new)
+
+
+def _told_at(session: Session, handoff: Handoff, at: dt.datetime) -> dt.datetime:
+    """The `at` a vendor's event is told to the bot with: its time, but never before the handoff's
+    callbacks owed already. Zendesk's times are whole seconds (and a vendor's clock may run behind
+    ours, `CLOCK_SKEW`): a ticket a trigger assigned in the second it was made was told `assigned`
+    at an instant before `queued` and `delivered`, and a bot ordering by `at` (README) ended on
+    "waiting" while an agent had it (a review)."""
+    latest = session.scalar(select(func.max(Callback.created_at)).where(Callback.handoff_id == handoff.id))
+    return max(at, handoff.created_at, latest or handoff.created_at)
 
 
 def _from_routings_choice(handoff: Handoff, taken: Assignment | None, event: AssignmentEvent,

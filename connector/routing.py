@@ -391,17 +391,24 @@ def wait_quote(assignment: Mapping[str, Any], routing: Mapping[str, Any], *,
     return seconds, source, None
 
 
+# The least wait quoted: the customer is told "about 1 minute" at the least (`customer_message`),
+# and the bot's `estimated_wait_seconds` says the same. A team whose tickets a trigger assigns as
+# they are made observes 0 s (Zendesk's whole seconds): quoted so, the bot read "someone is there
+# now" beside "about 1 minute" (a review); `expected_wait_seconds: 0` alike.
+LEAST_QUOTED_S = 60
+
+
 def _wait_figure(assignment: Mapping[str, Any], routing: Mapping[str, Any],
                  observed_wait: Callable[[str], int | None] | None) -> tuple[int | None, str]:
     team = str(assignment.get("team") or "")
     observed = observed_wait(team) if observed_wait else None
     if observed is not None:
-        return int(observed), "observed"
+        return max(LEAST_QUOTED_S, int(observed)), "observed"
     config = compiled(routing)
     for value, source in (((config["teams"].get(team) or {}).get("expected_wait_seconds"), "team"),
                           (config["default"].get("expected_wait_seconds"), "default")):
         if value is not None:
-            return int(value), f"configured ({source})"
+            return max(LEAST_QUOTED_S, int(value)), f"configured ({source})"
     return None, "unknown"
 
 

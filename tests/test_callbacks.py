@@ -21,7 +21,7 @@ from standardwebhooks.webhooks import Webhook
 
 from adapters import registry
 from adapters.base import HandoffContext, Sent
-from adapters.events import AssignmentEvent
+from adapters.events import AssignmentEvent, CompletionEvent
 from connector import assignments, callback_http
 from connector.errors import ConfigError
 from connector.models import Callback, Delivery, Handoff, utcnow
@@ -341,7 +341,7 @@ def test_an_assignment_tells_the_bot_who_took_which_ticket(make_callback_app, bo
     hid = post(app, full_packet(callback={"url": bot.url, "events": ["assigned"]}))["id"]
     with services.db.session() as session:  # a team with a wait to quote (the shipped routing quotes none)
         session.execute(update(Handoff).values(estimated_wait_seconds=300))
-    at = utcnow().replace(microsecond=0)
+    at = utcnow()  # after the handoff and its `queued` (one before them is told after them: below)
     event = AssignmentEvent(target="preview", event_id="ev-1", ticket_id=f"preview-{hid}", handoff_id=None,
                             agent_id="agent-7", agent_name="Dana", at=at)
     assert assignments.record(services, event).outcome == "recorded"
@@ -358,6 +358,26 @@ def test_an_assignment_tells_the_bot_who_took_which_ticket(make_callback_app, bo
     assert received.json["estimated_wait_seconds"] is None
     detail = app.test_client().get(f"/v1/handoffs/{hid}", headers=auth()).get_json()
     assert detail["assigned"]["agent_id"] == "agent-7" and detail["estimated_wait_seconds"] is None
+
+
+def test_an_assignment_dated_before_the_handoffs_earlier_callbacks_is_told_after_them(make_callback_app, bot):
+    # A review: Zendesk's times are whole seconds (and its clock may run behind ours): a ticket a trigger
+    # assigned in the second it was made was told `assigned` at an instant before `queued` and `delivered`,
+    # and a bot ordering by `at` (README) ended on "waiting" while an agent had it. So was `completed`.
+    app = make_callback_app()
+    services = app.extensions["connector"]
+    hid = post(app, full_packet(callback={"url": bot.url}))["id"]
+    early = utcnow() - dt.timedelta(seconds=30)
+    ticket = f"preview-{hid}"
+    assert assignments.record(services, AssignmentEvent(target="preview", event_id="ev-1", ticket_id=ticket,
+                                                        handoff_id=None, agent_id="agent-7", agent_name="Dana",
+                                                        at=early)).outcome == "recorded"
+    assert assignments.complete(services, CompletionEvent(target="preview", event_id="ev-2", ticket_id=ticket, handoff_id=None,
+                                                          at=early)).outcome == "recorded"
+    send_due(app)
+    told = [(r.json["state"], dt.datetime.fromisoformat(r.json["at"].replace("Z", "+00:00"))) for r in bot.requests]
+    assert [state for state, _ in told] == ["queued", "delivered", "assigned", "completed"]
+    assert [when for _, when in told] == sorted(when for _, when in told)
 
 
 def test_every_read_names_the_agent_recorded_taking_the_handoff_in_assignment_agent(make_callback_app, bot):
@@ -683,6 +703,43 @@ def test_take_it_and_solve_it_arriving_solve_first_never_tells_assigned_after_co
     from tests.test_webhooks_zendesk import assignments
 
     assert [row.agent_id for row in assignments(app)] == ["381156009921"]  # still recorded, for a read
+
+
+@pytest.mark.postgres
+def test_take_it_and_solve_it_handled_at_once_on_postgresql_never_tells_assigned_after_completed(
+        make_app, postgres_url, bot, monkeypatch):
+    # A review: the solve's webhook handled by another worker while the take's transaction was open
+    # (after it had looked for `completed`): on PostgreSQL neither saw the other, and the bot heard
+    # `completed`, then `assigned`. The solve now waits for the take's commit.
+    from connector import assignments
+    from tests.test_webhooks_zendesk import event, signed
+
+    app = _with_a_zendesk_handoff(lambda **kw: make_app(database_url=postgres_url, bot_secrets=TWO_SECRETS,
+                                                        callback_allow_private=True, **kw),
+                                  "hnd_RACE", full_packet(callback={"url": bot.url, "events": ["assigned", "completed"]}))
+
+    def hook(body: dict) -> str:
+        data = json.dumps(body).encode()
+        return app.test_client().post("/webhooks/zendesk", data=data, content_type="application/json",
+                                      headers=signed(data)).get_json()["outcome"]
+
+    solved: list[str] = []
+    solving = threading.Thread(target=lambda: solved.append(hook(event(
+        id="evt-solved", type="zen:event-type:ticket.status_changed", event={"current": "SOLVED", "previous": "OPEN"}))))
+    looked = assignments._completed_owed
+
+    def solve_meanwhile(session, handoff_id):
+        owed = looked(session, handoff_id)
+        solving.start()
+        solving.join(1.0)  # done within the second unless it waits for this transaction
+        return owed
+
+    monkeypatch.setattr(assignments, "_completed_owed", solve_meanwhile)
+    assert hook(event()) == "recorded"
+    solving.join(10)
+    assert solved == ["recorded"]
+    send_due(app)
+    assert [received.json["state"] for received in bot.requests] == ["assigned", "completed"]
 
 
 def test_a_completed_given_up_then_resent_is_not_followed_by_an_assigned(make_callback_app, bot):

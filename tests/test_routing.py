@@ -323,6 +323,16 @@ def test_wait_observed_beats_configured_beats_none():
     assert wait_estimate({"team": "support"}, bare) == (None, "unknown")
 
 
+def test_a_wait_under_a_minute_is_quoted_as_the_minute_the_customer_is_told():
+    # A review: a team whose tickets a trigger assigns as they are made observes 0 s (whole seconds):
+    # the bot read `estimated_wait_seconds: 0` ("someone is there now") beside "about 1 minute".
+    rules = compile_routing(yaml.safe_load((FIXTURES / "mappings" / "good" / "routing.yaml").read_text()))
+    assert wait_estimate({"team": "billing"}, rules, observed_wait=lambda team: 0) == (60, "observed")
+    assert wait_estimate({"team": "billing"}, rules, observed_wait=lambda team: 45) == (60, "observed")
+    quick = config("  - {name: default}\n", BASE.replace("{queue: Support,", "{queue: Support, expected_wait_seconds: 0,"))
+    assert wait_estimate({"team": "support"}, quick) == (60, "configured (team)")
+
+
 def test_observed_wait_is_asked_for_the_assigned_team():
     asked: list[str] = []
     expected_wait({"team": "billing"}, {}, observed_wait=lambda team: asked.append(team))

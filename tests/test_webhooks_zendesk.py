@@ -414,21 +414,22 @@ def test_an_agent_taking_the_ticket_from_routings_agent_is_the_one_the_customer_
 
 @pytest.mark.postgres
 def test_two_agents_who_both_saw_routings_agent_cannot_both_take_over(make_app, postgres_url, monkeypatch):
-    """Both transactions read the routed row before either writes (READ COMMITTED): the second's
-    update waits for the first's commit and must then find the row no longer routing's."""
+    """Both transactions read the routed row before either writes (READ COMMITTED): the second
+    waits for the first's commit (the handoff's row lock) and must then find the row no longer routing's."""
     from connector import assignments as recording
 
     app = make_app(zendesk_webhook_secrets=(SECRET,), database_url=postgres_url)
     app.extensions["connector"].clock = lambda: T0 + 30
     delivered(app, routed={"zendesk": {"assignee_id": "381156009921"}})
     assert post(app, event()).get_json()["outcome"] == "recorded"  # routing's own choice
-    barrier, real = threading.Barrier(2, timeout=10), recording._owe_callback
+    barrier, real = threading.Barrier(2, timeout=10), recording._waiting_handoff
 
     def after_both_have_read(*args):
+        found = real(*args)
         barrier.wait()
-        return real(*args)
+        return found
 
-    monkeypatch.setattr(recording, "_owe_callback", after_both_have_read)
+    monkeypatch.setattr(recording, "_waiting_handoff", after_both_have_read)
     takers = [event(id=f"evt-{n}", time="2026-11-21T12:02:05Z", event__current=f"2097839{n}") for n in range(2)]
     with ThreadPoolExecutor(max_workers=2) as pool:
         answers = list(pool.map(lambda body: post(app, body).get_json(), takers))
@@ -450,17 +451,18 @@ def test_an_agent_whose_insert_lost_to_routings_report_takes_over_from_it(make_a
     app = make_app(zendesk_webhook_secrets=(SECRET,), database_url=postgres_url)
     app.extensions["connector"].clock = lambda: T0 + 30
     delivered(app, routed={"zendesk": {"assignee_id": "381156009921"}})
-    barrier, real, calls = threading.Barrier(2, timeout=10), recording._owe_callback, []
+    barrier, real, calls = threading.Barrier(2, timeout=10), recording._waiting_handoff, []
 
-    def after_both_have_read(session, services, handoff, event, routed):
+    def after_both_have_read(session, event):
+        found = real(session, event)
         calls.append(event.event_id)
         if len(calls) <= 2:  # the two first looks; the taker's second try goes straight on
             barrier.wait()
             if event.agent_id != "381156009921":
                 time.sleep(0.3)  # routing's report commits first
-        return real(session, services, handoff, event, routed)
+        return found
 
-    monkeypatch.setattr(recording, "_owe_callback", after_both_have_read)
+    monkeypatch.setattr(recording, "_waiting_handoff", after_both_have_read)
     taker = event(id="evt-taker", time="2026-11-21T12:02:05Z", event__current="20978392")
     with ThreadPoolExecutor(max_workers=2) as pool:
         answers = list(pool.map(lambda body: post(app, body).get_json(), [event(), taker]))

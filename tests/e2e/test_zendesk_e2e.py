@@ -301,7 +301,7 @@ def wait_line(body) -> str:
 def test_assignments_zendesk_reports_set_the_wait_quoted_next(zendesk):
     client, zd = zendesk
     handoffs = []
-    for n, wait_s in enumerate((30, 45, 120)):
+    for n, wait_s in enumerate((30, 90, 150)):
         zd.search(results=[])
         zd.create_ticket({"id": 2001 + n})
         packet = full_packet()
@@ -330,11 +330,11 @@ def test_assignments_zendesk_reports_set_the_wait_quoted_next(zendesk):
     packet = full_packet()
     packet["conversation"]["id"] = "conv-wait-next"
     body = post(client, packet).get_json()
-    assert body["estimated_wait_seconds"] == 45  # the median of 30, 45 and 120
-    assert wait_line(body) == "wait: 45 s, observed"
-    assert "about 1 minute" in body["customer_message"]["text"]
+    assert body["estimated_wait_seconds"] == 90  # the median of 30, 90 and 150
+    assert wait_line(body) == "wait: 90 s, observed"
+    assert "about 2 minutes" in body["customer_message"]["text"]
     assert client.get(f"/v1/handoffs/{body['id']}", headers=auth()).get_json()["assigned"] is None
 
     preview = client.post("/v1/preview", data=json.dumps(packet), headers=auth(ADMIN_TOKEN),
                           content_type="application/json").get_json()
-    assert (preview["estimated_wait_seconds"], preview["wait_source"]) == (45, "observed")
+    assert (preview["estimated_wait_seconds"], preview["wait_source"]) == (90, "observed")
