@@ -334,11 +334,13 @@ def _public_url(name: str, raw: str) -> str:
     are built on it (`handoff.example.com/v1/…` without a scheme, `…//v1/…` with the slash)."""
     value = raw.strip().rstrip("/")
     parts = urlsplit(value)
+    # The value is shown unless it may hold a credential (user:password@, a token in a query).
+    shown = f", got {raw!r}" if "@" not in raw and "?" not in raw else ""
     if value and (parts.scheme.lower() not in ("http", "https") or not parts.hostname):
-        raise ConfigError(name, f"must be an http(s):// address (https://handoff.example.com), got {raw!r}")
+        raise ConfigError(name, f"must be an http(s):// address (https://handoff.example.com){shown}")
     if "?" in value or "#" in value:  # a review: every link came out `https://x.example/c?x=1/v1/handoffs/…`
         raise ConfigError(name, f"must be an address without a ?query or #fragment (links are built by adding "
-                          f"/v1/… to it), got {raw!r}")
+                          f"/v1/… to it){shown}")
     # `HTTPS://…` passed as it was, and the admin cookie's Secure flag (which asks "https://") was off.
     return parts._replace(scheme=parts.scheme.lower()).geturl() if value else value
 
@@ -642,30 +644,35 @@ class Settings:
         kind (a review: one bot's signing secret sent as another's bearer key was that bot, and a
         bot's secret as the admin token opened the admin API), vendors' secrets too: whoever reads
         one in Zendesk's or Slack's console must not hold a credential of ours with it."""
-        held: dict[str | bytes, tuple[str, str]] = {}
-        for variable, holder, forms in self._credentials():
+        held: dict[str | bytes, tuple[str, str, str]] = {}
+        for variable, holder, what, forms in self._credentials():
             for form in forms:
-                other = held.setdefault(form, (variable, holder))
+                other = held.setdefault(form, (variable, holder, what))
                 if other[1] != holder:
-                    raise ConfigError(variable, f"{holder} has the same value as {other[1]} ({other[0]}): "
+                    raise ConfigError(variable, f"{what} has the same value as {other[2]} ({other[0]}): "
                                       "each must be its own, or one would act as the other")
 
-    def _credentials(self) -> Iterator[tuple[str, str, tuple[str | bytes, ...]]]:
-        """Each credential as (variable, whose, the forms a request could present it in)."""
+    def _credentials(self) -> Iterator[tuple[str, str, str, tuple[str | bytes, ...]]]:
+        """Each credential as (variable, who holds it, what it is, the forms it could be presented
+        in): as written and with or without `whsec_` — the library signs with `whsec_<b64>` and
+        `<b64>` alike, and a bearer key is compared as sent — and a secret as the key it decodes to.
+        A bot's key and its own secret have one holder: the same bot."""
+        def forms(value: str) -> tuple[str, ...]:
+            return (value, value.removeprefix("whsec_"), "whsec_" + value.removeprefix("whsec_"))
+
         for bot_id, key in self.bot_keys:
-            yield "CONNECTOR_BOT_KEYS", f"the key of {bot_id!r}", (key,)
+            yield "CONNECTOR_BOT_KEYS", f"bot {bot_id}", f"the key of {bot_id!r}", forms(key)
         for bot_id, secret in self.bot_secrets:
-            # As written, without `whsec_`, and as the key it decodes to: `whsec_<b64>` and `<b64>` sign alike.
-            yield ("CONNECTOR_BOT_SECRETS", f"the signing secret of {bot_id!r}",
-                   (secret, secret.removeprefix("whsec_"), signing_key(secret)))
-        for variable, holder, value in (("CONNECTOR_ADMIN_TOKEN", "the admin token", self.admin_token),
-                                        ("CONNECTOR_METRICS_TOKEN", "the metrics token", self.metrics_token),
-                                        ("SLACK_SIGNING_SECRET", "Slack's signing secret", self.slack_signing_secret)):
+            yield ("CONNECTOR_BOT_SECRETS", f"bot {bot_id}", f"the signing secret of {bot_id!r}",
+                   (*forms(secret), signing_key(secret)))
+        for variable, what, value in (("CONNECTOR_ADMIN_TOKEN", "the admin token", self.admin_token),
+                                      ("CONNECTOR_METRICS_TOKEN", "the metrics token", self.metrics_token),
+                                      ("SLACK_SIGNING_SECRET", "Slack's signing secret", self.slack_signing_secret)):
             if value:
-                yield variable, holder, (value,)
+                yield variable, variable, what, forms(value)
         for secret in self.zendesk_webhook_secrets:  # a rotation lists two of Zendesk's, one holder
             if secret:
-                yield "ZENDESK_WEBHOOK_SECRETS", "a Zendesk webhook secret", (secret,)
+                yield "ZENDESK_WEBHOOK_SECRETS", "zendesk", "a Zendesk webhook secret", forms(secret)
 
     def warnings(self) -> list[str]:
         """What is risky or useless in these settings without being wrong: `connector check` prints

@@ -71,6 +71,11 @@ SALESFORCE_PASSWORD_LOGIN = {"CONNECTOR_TARGETS": "salesforce", "SALESFORCE_USER
     ({"CONNECTOR_BOT_KEYS": f"bot-a:{SECRET}", "CONNECTOR_BOT_SECRETS": f"bot-b:{SECRET}"}, "CONNECTOR_BOT_SECRETS"),
     ({"CONNECTOR_BOT_KEYS": f"bot-a:{SECRET.removeprefix('whsec_')}", "CONNECTOR_BOT_SECRETS": f"bot-b:{SECRET}"},
      "CONNECTOR_BOT_SECRETS"),
+    # and the other way round (a review of the mend): the secret written bare, the key or token with whsec_
+    ({"CONNECTOR_BOT_KEYS": f"bot-a:{SECRET}", "CONNECTOR_BOT_SECRETS": f"bot-b:{SECRET.removeprefix('whsec_')}"},
+     "CONNECTOR_BOT_SECRETS"),
+    ({"CONNECTOR_ADMIN_TOKEN": SECRET, "CONNECTOR_BOT_SECRETS": f"bot-b:{SECRET.removeprefix('whsec_')}"},
+     "CONNECTOR_ADMIN_TOKEN"),
     ({"CONNECTOR_ADMIN_TOKEN": SECRET, "CONNECTOR_BOT_SECRETS": f"bot-b:{SECRET}"}, "CONNECTOR_ADMIN_TOKEN"),
     ({"CONNECTOR_METRICS_TOKEN": SECRET, "CONNECTOR_BOT_SECRETS": f"bot-b:{SECRET}"}, "CONNECTOR_METRICS_TOKEN"),
     ({"CONNECTOR_ADMIN_TOKEN": "shared-key-0123456789abcdefgh", "SLACK_SIGNING_SECRET": "shared-key-0123456789abcdefgh"},
@@ -89,6 +94,21 @@ def test_bad_values_stop_start_up_naming_the_variable(environ, variable, tmp_pat
     with pytest.raises(ConfigError) as caught:
         create_app({"environ": environ})
     assert variable in str(caught.value) and ".env.example" in str(caught.value)
+
+
+def test_one_bots_key_and_signing_secret_may_be_one_value_and_rotated_zendesk_secrets_stand():
+    # A review of the mend: the same bot's key and secret were refused as "one would act as the other".
+    Settings.from_env({"CONNECTOR_BOT_KEYS": f"bot-a:{SECRET}", "CONNECTOR_BOT_SECRETS": f"bot-a:{SECRET}"})
+    Settings.from_env({"ZENDESK_WEBHOOK_SECRETS": "zd-old-0123456789abcdef,zd-new-0123456789abcdef",
+                       "CONNECTOR_BOT_KEYS": "bot-a:key-a-0123456789abcdef,bot-b:key-b-0123456789abcdef"})
+
+
+@pytest.mark.parametrize("url", ["https://ops:S3cretPw@handoff.example.com/?x=1", "https://handoff.example.com/?t=S3cretPw",
+                                 "ops:S3cretPw@handoff.example.com"])
+def test_a_refused_public_url_is_not_echoed_when_it_may_hold_a_credential(url):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"CONNECTOR_PUBLIC_URL": url})
+    assert "CONNECTOR_PUBLIC_URL" in str(caught.value) and "S3cretPw" not in str(caught.value)
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file::memory:?uri=true",
