@@ -427,6 +427,13 @@ class Adapter(abc.ABC):
         which are only logged."""
         return None
 
+    def taken_elsewhere(self, holder: Holder, ticket_id: str) -> None:
+        """An agent took the handoff at another target (`holder.target`, not routing's own choice):
+        where this target's ticket `ticket_id` invites its agents to take it too, it says who has
+        it. Default: nothing (a helpdesk's ticket shows its own assignee, nobody else's). Called off
+        the request, after the commit; raises `adapters.errors` errors, which are only logged."""
+        return None
+
     def apply_extra(self, payload: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
         """Merge `vendor_extra` last. Override when the payload wraps the object (`{"ticket": …}`)."""
         return deep_merge(payload, extra)

@@ -356,21 +356,32 @@ class SlackAdapter(Adapter):
         clicked = _alert(event.ticket_id)[1]  # in the alert's channel: only the ts is the payload's
         text = kit.claim_notice(holder, event.agent_id)
         if holder.first:
-            # First: a retry of this notice must not post twice. The reply clicked, shown in the
-            # channel too, loses its Claim button as the alert does, and so does the taken
-            # handoff's own reply when the click was elsewhere (the alert's Claim takes the newest).
-            alert = self._show_taken(channel, ts, text)
-            # The taken handoff's own reply is looked for only when it is not the alert's handoff
-            # (a re-escalation's): every claim read the whole thread.
-            mine = alert is not None and _ours(alert, CREATED, holder.handoff_id or "")
-            for edited in dict.fromkeys((clicked, None if mine else self._reply_of(channel, ts, holder.handoff_id))):
-                if edited and edited != ts:
-                    self._show_taken(channel, edited, text)
+            # First: a retry of this notice must not post twice.
+            self._mark_taken(channel, ts, text, holder, clicked)
             self._call("chat_postMessage", acts=True, channel=channel, thread_ts=ts, reply_broadcast=True, text=text,
                        unfurl_links=False, unfurl_media=False)
             return
         in_thread = {"thread_ts": ts} if clicked != ts else {}
         self._call("chat_postEphemeral", acts=True, channel=channel, user=event.agent_id, text=text, **in_thread)
+
+    def taken_elsewhere(self, holder: Holder, ticket_id: str) -> None:
+        """An agent took the handoff in Zendesk (or Salesforce): the alert loses its Claim button and
+        says who has it, as after a claim here. Left live, the channel saw a handoff nobody had, and
+        an agent who clicked learned only then (a review). Nothing is posted: the alert says it."""
+        channel, ts = _alert(ticket_id)
+        self._mark_taken(channel, ts, kit.claim_notice(holder, ""), holder, None)
+
+    def _mark_taken(self, channel: str, ts: str, text: str, holder: Holder, clicked: str | None) -> None:
+        """The alert says who took the handoff, its Claim button gone; so does the reply clicked
+        (`clicked`, shown in the channel too), and the taken handoff's own reply when the click was
+        elsewhere (the alert's Claim takes the newest)."""
+        alert = self._show_taken(channel, ts, text)
+        # The taken handoff's own reply is looked for only when it is not the alert's handoff
+        # (a re-escalation's): every claim read the whole thread.
+        mine = alert is not None and _ours(alert, CREATED, holder.handoff_id or "")
+        for edited in dict.fromkeys((clicked, None if mine else self._reply_of(channel, ts, holder.handoff_id))):
+            if edited and edited != ts:
+                self._show_taken(channel, edited, text)
 
     def _reply_of(self, channel: str, ts: str, handoff_id: str | None) -> str | None:
         """The ts of `handoff_id`'s own reply in the alert's thread (a re-escalation's), if it has one.

@@ -101,6 +101,9 @@ def receive(services: Services, parse: Callable[[Any], AssignmentEvent | Complet
     if isinstance(event, AssignmentEvent) and received.holder is not None and received.ticket_id:
         with log_context(handoff_id=received.held, target=event.target):
             services.tell_agent(event, received.holder, received.ticket_id)
+            if received.outcome == "recorded" and received.detail != ROUTED and received.held:
+                # Not routing's own choice: an agent who takes the handoff from them is still welcome.
+                services.tell_other_targets(received.held, received.holder)
     if received.outcome == "ignored":
         log.info("vendor event ignored", extra={"target": event.target, "reason": received.detail})
     return received

@@ -4,15 +4,17 @@ threads that deliver. Built once by `create_app`, reached through `current_servi
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import tenacity
 from flask import Flask, current_app
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from adapters import registry
@@ -25,7 +27,7 @@ from .db import Database, reason, service_busy_timeout
 from .group_commit import GroupCommit
 from .loop_failures import LoopFailures
 from .mappings import Mappings, MappingStore
-from .models import Handoff
+from .models import DONE, Delivery, Handoff
 from .observed_wait import ObservedWait
 from .outbox import REPLAYABLE, Attempted, Outbox, dismiss, of_targets_not_enabled, release_all, replay
 from .settings import Settings
@@ -344,8 +346,28 @@ class Services:
         of waiting in all, and never once `stop()` has begun; one whose fate is unknown is not
         (the agent may have been told). Then a failure is logged. Two threads: notices waiting
         out a rate limit hold up the others, which would meet the same limit."""
-        adapter = self.adapters.get(event.target)
-        if adapter is None or type(adapter).claim_answered is Adapter.claim_answered:
+        self._notify(event.target, "claim_answered", lambda: ((event, holder, ticket_id),))
+
+    def tell_other_targets(self, handoff_id: str, holder: Holder) -> None:
+        """The handoff's tickets at its other targets say that `holder` took it at theirs, where
+        they would invite their own agents to take it too (`Adapter.taken_elsewhere`: a Slack
+        alert's Claim button). Its tickets are read on the notices' pool, off the request."""
+        def tickets(target: str) -> list[tuple[Any, ...]]:
+            with self.db.reading() as session:
+                rows = session.execute(select(Delivery.target, Delivery.vendor_id).where(
+                    Delivery.handoff_id == handoff_id, Delivery.target == target, Delivery.state.in_(DONE),
+                    Delivery.vendor_id.is_not(None))).all()
+            return [(holder, vendor_id) for _, vendor_id in rows]
+
+        for target in self.adapters:
+            if target != holder.target:
+                self._notify(target, "taken_elsewhere", functools.partial(tickets, target))
+
+    def _notify(self, target: str, method: str, calls: Callable[[], Sequence[tuple[Any, ...]]]) -> None:
+        """`method` of `target`'s adapter called with each of `calls()`'s arguments, on a small pool
+        of its own (see `tell_agent`). Nothing queued when the adapter does not override it."""
+        adapter = self.adapters.get(target)
+        if adapter is None or getattr(type(adapter), method) is getattr(Adapter, method):
             return  # the vendor shows the agent the assignment itself: nothing to queue
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_notice_worth_another_try),
@@ -354,14 +376,15 @@ class Services:
 
         def tell() -> None:
             try:
-                retrying(adapter.claim_answered, event, holder, ticket_id)
+                for args in calls():
+                    retrying(getattr(adapter, method), *args)
             except _ShuttingDown:
-                log.info("notice to the agent dropped at shutdown", extra={"target": event.target})
+                log.info("notice to the agent dropped at shutdown", extra={"target": target})
             except DeliveryError as err:
                 log.warning("could not tell the agent who holds the handoff",
-                            extra={"target": event.target, "ticket_id": ticket_id, "error": str(err)})
+                            extra={"target": target, "error": str(err)})
             except Exception:  # nobody reads the future: unlogged, the failure would vanish
-                log.exception("telling the agent who holds the handoff failed", extra={"target": event.target})
+                log.exception("telling the agent who holds the handoff failed", extra={"target": target})
 
         try:
             # In the caller's log context (a pool thread has its own): the notice's lines, and the

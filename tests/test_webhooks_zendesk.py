@@ -374,6 +374,8 @@ def test_copies_arriving_at_once_are_recorded_once(hooked):
 def test_the_agent_routing_put_on_the_ticket_holds_it_but_is_not_an_observed_wait(hooked):
     # A sticky rule offered the customer's previous agent: the ticket was created assigned to them.
     delivered(hooked, routed={"zendesk": {"group_id": "360004421977", "assignee_id": "381156009921"}})
+    others: list[tuple[str, str]] = []  # the other targets' tickets told (a Slack alert's Claim button)
+    hooked.extensions["connector"].tell_other_targets = lambda held, holder: others.append((held, holder.agent_id))
     response = post(hooked, event())
     assert response.get_json() == {"outcome": "recorded", "handoff_id": HANDOFF,
                                    "detail": "the agent routing named when the ticket was made (not an observed wait)"}
@@ -386,6 +388,8 @@ def test_the_agent_routing_put_on_the_ticket_holds_it_but_is_not_an_observed_wai
     assert later.get_json()["outcome"] == "recorded"
     [row] = assignments(hooked)
     assert (row.agent_id, row.routed, row.wait_seconds, row.event_id) == ("20978392", False, 240, "evt-later")
+    # Routing's own choice left the others inviting their agents; the one who took it over did not.
+    assert others == [(HANDOFF, "20978392")]
     # …and only once: a third report is the ticket's handoff being assigned already.
     third = post(hooked, event(id="evt-third", time="2026-11-21T12:03:05Z", event__current="31"))
     assert third.get_json()["detail"] == "the ticket's newest handoff was assigned already"

@@ -234,3 +234,34 @@ def test_the_notices_failures_are_logged_with_the_handoff_they_are_about(make_ap
         alert_unchanged = [r for r in caplog.records if r.message == "slack: the alert does not say who took it"]
         assert len(said) == 2 and len(alert_unchanged) == 1
         assert {(r.handoff_id, r.target) for r in said + alert_unchanged} == {(body["id"], "slack")}
+
+
+def test_a_handoff_taken_in_zendesk_leaves_no_live_claim_button_on_its_slack_alert(make_app):
+    # A review: an agent took the Zendesk ticket; the Slack alert still invited the channel to Claim, and
+    # a click learned only then, in a message only the clicker saw, that someone had it.
+    import datetime as dt
+
+    from tests.e2e.test_zendesk_e2e import WEBHOOK_SECRET, zendesk_event
+
+    with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add_passthru("http://127.0.0.1")
+        zd = FakeZendesk(rsps)
+        zd.search(results=[])
+        zd.create_ticket({"id": 1001})
+        app = make_app(targets=("zendesk", "slack"), slack_bot_token=slack.token, slack_api_url=slack.api_url,
+                       slack_channel="C0HANDOFF", slack_signing_secret=SIGNING_SECRET,
+                       zendesk_webhook_secrets=(WEBHOOK_SECRET,), **ZENDESK)
+        client = app.test_client()
+        handoff_id = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
+                                 content_type="application/json").get_json()["id"]
+        _eventually(lambda: slack.calls_to("chat.update"))  # the alert's link to the Zendesk ticket
+        answer = zendesk_event(client, 1001, handoff_id, "evt-taken", dt.datetime.now(dt.UTC))
+        assert answer.get_json()["outcome"] == "recorded"
+        said = _eventually(lambda: [c for c in slack.calls_to("chat.update") if "took this handoff" in json.dumps(c.body)])
+        assert said, "the alert was not edited"
+        [alert] = slack.top_level("C0HANDOFF")
+        buttons = [e["action_id"] for b in alert["blocks"] if b["type"] == "actions" for e in b["elements"]]
+        assert buttons == ["handoff_open_conversation"]
+        context = [e["text"] for b in alert["blocks"] if b["type"] == "context" for e in b["elements"]]
+        assert context[0] == "✋ agent 381156009921 (in Zendesk) took this handoff."
+        assert not [c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")]
