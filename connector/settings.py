@@ -335,9 +335,15 @@ def _public_url(name: str, raw: str) -> str:
     value = raw.strip().rstrip("/")
     parts = urlsplit(value)
     # The value is shown unless it may hold a credential (user:password@, a token in a query).
-    shown = f", got {raw!r}" if "@" not in raw and "?" not in raw else ""
+    shown = f", got {raw!r}" if not any(mark in raw for mark in "@?#") else ""
     if value and (parts.scheme.lower() not in ("http", "https") or not parts.hostname):
         raise ConfigError(name, f"must be an http(s):// address (https://handoff.example.com){shown}")
+    try:
+        port = parts.port
+    except ValueError:  # no number, or past 65535: every link built on it was one no client could parse
+        port = 0
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(name, f"has a port that is not a number from 1 to 65535{shown}")
     if "?" in value or "#" in value:  # a review: every link came out `https://x.example/c?x=1/v1/handoffs/…`
         raise ConfigError(name, f"must be an address without a ?query or #fragment (links are built by adding "
                           f"/v1/… to it){shown}")
@@ -653,16 +659,19 @@ class Settings:
                                       "each must be its own, or one would act as the other")
 
     def _credentials(self) -> Iterator[tuple[str, str, str, tuple[str | bytes, ...]]]:
-        """Each credential as (variable, who holds it, what it is, the forms it could be presented
-        in): as written and with or without `whsec_` — the library signs with `whsec_<b64>` and
-        `<b64>` alike, and a bearer key is compared as sent — and a secret as the key it decodes to.
-        A bot's key and its own secret have one holder: the same bot."""
-        def forms(value: str) -> tuple[str, ...]:
-            return (value, value.removeprefix("whsec_"), "whsec_" + value.removeprefix("whsec_"))
+        """Each credential as (variable, who holds it, what it is, the forms it could be turned
+        into and presented as): its text without `whsec_` and base64 padding (the library signs
+        with `whsec_<b64>`, `<b64>` and either unpadded alike), its text as bytes, and the key it
+        decodes to — a secret's holder who decodes it holds that text (a review of the mend: a
+        secret `whsec_` + base64(P) beside an admin token P). A bot's key and its own secret have
+        one holder: the same bot."""
+        def forms(value: str) -> tuple[str | bytes, ...]:
+            return value.removeprefix("whsec_").rstrip("="), value.encode()
 
         for bot_id, key in self.bot_keys:
             yield "CONNECTOR_BOT_KEYS", f"bot {bot_id}", f"the key of {bot_id!r}", forms(key)
         for bot_id, secret in self.bot_secrets:
+            # Only a bot's secret is a key: other values decoded as base64 meet by chance (`s1`, `s2`).
             yield ("CONNECTOR_BOT_SECRETS", f"bot {bot_id}", f"the signing secret of {bot_id!r}",
                    (*forms(secret), signing_key(secret)))
         for variable, what, value in (("CONNECTOR_ADMIN_TOKEN", "the admin token", self.admin_token),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from connector import create_app
@@ -9,6 +11,8 @@ from connector.errors import ConfigError
 from connector.settings import Settings, load_env_file, reread_env_file
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+PADDED = base64.b64encode(b"k" * 31 + b"!").decode()  # ends in "="
+PLAIN = "shared-admin-password-0123456789"
 
 
 SALESFORCE_PASSWORD_LOGIN = {"CONNECTOR_TARGETS": "salesforce", "SALESFORCE_USERNAME": "api@acme.example",
@@ -53,6 +57,10 @@ SALESFORCE_PASSWORD_LOGIN = {"CONNECTOR_TARGETS": "salesforce", "SALESFORCE_USER
     # a query or a fragment: every link and problem type was built after it (`…/c?x=1/v1/handoffs/…`)
     ({"CONNECTOR_PUBLIC_URL": "https://x.example/c?x=1"}, "CONNECTOR_PUBLIC_URL: must be an address without"),
     ({"CONNECTOR_PUBLIC_URL": "https://x.example/#top"}, "CONNECTOR_PUBLIC_URL: must be an address without"),
+    # a port no client parses: every link built on it was broken (a review)
+    ({"CONNECTOR_PUBLIC_URL": "https://x.example:8443x"}, "CONNECTOR_PUBLIC_URL: has a port"),
+    ({"CONNECTOR_PUBLIC_URL": "https://x.example:84430"}, "CONNECTOR_PUBLIC_URL: has a port"),
+    ({"CONNECTOR_PUBLIC_URL": "https://x.example:0"}, "CONNECTOR_PUBLIC_URL: has a port"),
     # a cap under the first wait; one key for two bots (either could act as the other)
     ({"CONNECTOR_RETRY_BASE_S": "30", "CONNECTOR_RETRY_MAX_S": "10"}, "CONNECTOR_RETRY_MAX_S"),
     ({"CONNECTOR_BOT_KEYS": "bot-a:shared-key-0123456789abcdefgh,bot-b:shared-key-0123456789abcdefgh"},
@@ -76,6 +84,11 @@ SALESFORCE_PASSWORD_LOGIN = {"CONNECTOR_TARGETS": "salesforce", "SALESFORCE_USER
      "CONNECTOR_BOT_SECRETS"),
     ({"CONNECTOR_ADMIN_TOKEN": SECRET, "CONNECTOR_BOT_SECRETS": f"bot-b:{SECRET.removeprefix('whsec_')}"},
      "CONNECTOR_ADMIN_TOKEN"),
+    # padding optional, and a secret's holder may decode it (a review of the mend)
+    ({"CONNECTOR_BOT_SECRETS": f"bot-b:whsec_{PADDED.rstrip('=')}", "CONNECTOR_ADMIN_TOKEN": PADDED},
+     "CONNECTOR_ADMIN_TOKEN"),
+    ({"CONNECTOR_BOT_SECRETS": f"bot-b:whsec_{base64.b64encode(PLAIN.encode()).decode()}",
+      "CONNECTOR_BOT_KEYS": f"bot-a:{PLAIN}"}, "CONNECTOR_BOT_SECRETS"),
     ({"CONNECTOR_ADMIN_TOKEN": SECRET, "CONNECTOR_BOT_SECRETS": f"bot-b:{SECRET}"}, "CONNECTOR_ADMIN_TOKEN"),
     ({"CONNECTOR_METRICS_TOKEN": SECRET, "CONNECTOR_BOT_SECRETS": f"bot-b:{SECRET}"}, "CONNECTOR_METRICS_TOKEN"),
     ({"CONNECTOR_ADMIN_TOKEN": "shared-key-0123456789abcdefgh", "SLACK_SIGNING_SECRET": "shared-key-0123456789abcdefgh"},
@@ -104,7 +117,7 @@ def test_one_bots_key_and_signing_secret_may_be_one_value_and_rotated_zendesk_se
 
 
 @pytest.mark.parametrize("url", ["https://ops:S3cretPw@handoff.example.com/?x=1", "https://handoff.example.com/?t=S3cretPw",
-                                 "ops:S3cretPw@handoff.example.com"])
+                                 "ops:S3cretPw@handoff.example.com", "https://handoff.example.com/#access_token=S3cretPw"])
 def test_a_refused_public_url_is_not_echoed_when_it_may_hold_a_credential(url):
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({"CONNECTOR_PUBLIC_URL": url})
