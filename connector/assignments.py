@@ -128,8 +128,11 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             # Read under the handoff's row lock, held to the commit: the solve of the same update
             # (its own webhook, in another worker) waits for it, or is seen done. On PostgreSQL
             # both read "not yet" and the bot heard `assigned` after `completed` (a review).
-            completed_at = session.scalars(select(Handoff.completed_at).where(Handoff.id == handoff.id)
-                                           .with_for_update()).one()
+            locked = session.execute(select(Handoff.completed_at).where(Handoff.id == handoff.id)
+                                     .with_for_update()).first()
+            if locked is None:  # retention removed it since the first look (another worker's pass)
+                return Received("ignored", NO_HANDOFF)
+            completed_at = locked.completed_at
             if completed_at is not None and event.at > completed_at:
                 # Its ticket was solved and the bot told `completed`: a click on its old alert was
                 # recorded, the bot heard `assigned` after it, and the channel that the agent took it.

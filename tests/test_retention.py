@@ -273,3 +273,30 @@ def test_on_postgres_the_purge_skips_a_handoff_whose_messages_are_being_stored_a
     poster.join(10)
     assert answered["response"].status_code == 404, answered["response"].get_json()
     assert left(db, Handoff, Handoff.id) == set()
+
+
+@pytest.mark.postgres
+def test_an_agent_taking_a_ticket_whose_handoff_retention_forgets_meanwhile_is_ignored(make_app, postgres_url,
+                                                                                       monkeypatch):
+    # A review: the take found the handoff, another worker's retention pass deleted it before the take's
+    # row lock, and the lock's read failed (NoResultFound): the vendor's webhook got an error answer.
+    from adapters.events import AssignmentEvent
+    from connector import assignments
+
+    services = make_app(database_url=postgres_url).extensions["connector"]
+    with services.db.session() as session:
+        session.add(Handoff(id="hnd_OLD", bot_id="support-bot", conversation_id="c", idempotency_key="k",
+                            request_hash="0" * 64, packet=minimal_packet(), created_at=utcnow() - dt.timedelta(days=30),
+                            assignment={"team": "billing", "trace": [], "targets": {}}, customer_message={},
+                            deliveries=[Delivery(target="zendesk", state="created", vendor_id="77")]))
+    found = assignments._waiting_handoff
+
+    def forgotten_meanwhile(session, event):
+        looked = found(session, event)
+        assert retention.purge(services.db, utcnow() - dt.timedelta(days=7))
+        return looked
+
+    monkeypatch.setattr(assignments, "_waiting_handoff", forgotten_meanwhile)
+    taken = assignments.record(services, AssignmentEvent(target="zendesk", event_id="e1", ticket_id="77",
+                                                         handoff_id=None, agent_id="A", agent_name=None, at=utcnow()))
+    assert (taken.outcome, taken.detail) == ("ignored", assignments.NO_HANDOFF)
