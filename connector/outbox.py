@@ -22,8 +22,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Boolean, Connection, and_, bindparam, case, exists, func, insert, literal, or_, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Boolean, Connection, and_, bindparam, case, func, insert, literal, or_, select, update
+from sqlalchemy.orm import Session
 
 from adapters.base import Adapter, HandoffContext, Link, Outcome, kept_team, last_message_told, last_told
 from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, ReplacementUnderway, TransientError, decide
@@ -31,6 +31,7 @@ from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, Replacem
 from . import callbacks, driver_cursor, follow_up_packets, metrics
 from .backoff import backoff_seconds
 from .brief import render_brief
+from .carried import GIVEN_UP, carried_later, carried_since
 from .db import Database
 from .errors import ConfigError
 from .jsonlog import log_context
@@ -93,7 +94,7 @@ _HANDOFFS = Handoff.__table__
 # The first batch of a handoff's messages that reached a target (`_claim_and_load`): one that went
 # while the handoff's own delivery there was given up carried the whole brief with it — opening the
 # ticket, completing the one that delivery's timed-out try made, or on the conversation's ticket as
-# a comment. The rule replays keep too (`_carried_later`): such a delivery is not replayed either.
+# a comment. The rule replays keep too (`carried.carried_later`): such a delivery is not replayed either.
 _CARRIED_BY = (
     select(_DELIVERIES.c.state, _DELIVERIES.c.vendor_id, _DELIVERIES.c.url, _DELIVERIES.c.receipt,
            _DELIVERIES.c.handoff_id)
@@ -882,7 +883,7 @@ class Outbox:
         """Deliveries per target and state (pending split into waiting and retrying), every
         `enabled` target at 0 when it has none: a target that appears only once there is trouble
         cannot tell "fine" from "not counted" (`/readyz` showed `{}` beside `/metrics`' zeros). A given-up
-        one whose messages a later batch carried since (`_carried_later`) is not counted: nothing
+        one whose messages a later batch carried since (`carried.carried_later`) is not counted: nothing
         of it is missing at the vendor, nor can a replay take it — a `dead` gauge that never went
         back to zero had an operator look for a loss there was not."""
         from sqlalchemy import func, literal_column
@@ -895,7 +896,7 @@ class Outbox:
         with self.db.reading() as session:
             rows = session.execute(
                 select(Delivery.target, Delivery.state, retried, func.count())
-                .where(or_(Delivery.state == "pending", and_(Delivery.state.in_(REPLAYABLE), ~_carried_later())))
+                .where(or_(Delivery.state == "pending", and_(Delivery.state.in_(REPLAYABLE), ~carried_later())))
                 .group_by(Delivery.target, Delivery.state, retried)
             ).all()
         counts = {target: dict.fromkeys(COUNTED, 0) for target in enabled}
@@ -906,7 +907,7 @@ class Outbox:
         return counts
 
 
-REPLAYABLE = ("dead", "failed")
+REPLAYABLE = GIVEN_UP
 COUNTED = ("pending", "retrying", "dead", "failed")  # `Outbox.counts`' states, as /readyz and /metrics name them
 
 
@@ -1002,7 +1003,7 @@ def _in_states(states: tuple[str, ...]) -> Any:
 
 def _given_up(given_up: Any, ids: list[int] | None, target: str | None, *, carried: bool = False) -> Any:
     """The given-up deliveries a replay (not those carried since) or a dismissal may take."""
-    query = select(Delivery.id).where(given_up) if carried else select(Delivery.id).where(given_up, ~_carried_later())
+    query = select(Delivery.id).where(given_up) if carried else select(Delivery.id).where(given_up, ~carried_later())
     if ids is not None:
         query = query.where(Delivery.id.in_(ids))
     if target is not None:
@@ -1010,35 +1011,23 @@ def _given_up(given_up: Any, ids: list[int] | None, target: str | None, *, carri
     return query
 
 
-def _carried_later():  # type: ignore[no-untyped-def]
-    """A given-up delivery whose messages a later batch of the same handoff (`follow_ups`) has
-    since carried to the same target: that batch went with everything — it goes caught up only
-    when everything before it arrived — so a replay posted them a second time, after newer ones."""
-    mine, later, delivered = aliased(Handoff), aliased(Handoff), aliased(Delivery)
-    return exists().where(
-        mine.id == Delivery.handoff_id,
-        later.follows_id == func.coalesce(mine.follows_id, mine.id),
-        or_(mine.follows_id.is_(None), later.follow_up_seq > mine.follow_up_seq),
-        delivered.handoff_id == later.id, delivered.target == Delivery.target, delivered.state.in_(DONE))
-
-
 def list_deliveries(db: Database, *, state: str | None, target: str | None, limit: int,
                     carried: bool = True) -> list[Delivery]:
     """Newest first. Each row's `carried_since` says whether it is a given-up one whose messages a
     later batch carried since (nothing of it is missing at its target; a replay skips it);
     `carried` False leaves those out."""
-    carried_later = _carried_later()
-    query = select(Delivery, and_(Delivery.state.in_(REPLAYABLE), carried_later).label("carried_since"))
+    since = carried_since(Delivery.handoff_id, Delivery.target, Delivery.state)
+    query = select(Delivery, since.label("carried_since"))
     if state:
         query = query.where(Delivery.state == state)
     if not carried:
-        query = query.where(~carried_later)
+        query = query.where(~carried_later())
     if target:
         query = query.where(Delivery.target == target)
     with db.session() as session:
         rows = session.execute(query.order_by(Delivery.updated_at.desc(), Delivery.id.desc()).limit(limit)).all()
-    for row, carried_since in rows:
-        row.carried_since = bool(carried_since)  # not a column: what this listing found
+    for row, was_carried in rows:
+        row.carried_since = bool(was_carried)  # not a column: what this listing found
     return [row for row, _ in rows]
 
 

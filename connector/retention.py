@@ -35,6 +35,7 @@ from sqlalchemy import and_, delete, exists, func, or_, select, tuple_
 from sqlalchemy.engine import Connection
 
 from . import metrics
+from .carried import carried_since
 from .db import Database
 from .models import DISMISSED, DONE, Callback, ConversationLink, Delivery, Handoff, utcnow
 
@@ -77,8 +78,10 @@ def _settled(row: Any, before: dt.datetime):  # type: ignore[no-untyped-def]
     """`row` (the handoffs table or an alias of it) is older than `before`, every delivery of it
     reached its target (or an operator dismissed it), and no status callback of it is still being sent."""
     deliveries, sending = _D.alias(), _C.alias()
+    # Given up, but carried since by a later batch of the handoff's messages: it owes nothing.
+    carried = carried_since(deliveries.c.handoff_id, deliveries.c.target, deliveries.c.state)
     return and_(row.c.created_at < before,
-                ~exists().where(deliveries.c.handoff_id == row.c.id, deliveries.c.state.not_in(_SETTLED)),
+                ~exists().where(deliveries.c.handoff_id == row.c.id, deliveries.c.state.not_in(_SETTLED), ~carried),
                 ~exists().where(sending.c.handoff_id == row.c.id, sending.c.status == "pending"))
 
 

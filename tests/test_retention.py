@@ -30,10 +30,10 @@ def post(client, conversation: str) -> str:
     return response.get_json()["id"]
 
 
-def follow_up(client, handoff_id: str) -> str:
+def follow_up(client, handoff_id: str, text: str = "Still there?") -> str:
     response = client.post(f"/v1/handoffs/{handoff_id}/messages", headers=auth(), content_type="application/json",
                            data=json.dumps({"messages": [{"at": "2026-11-20T09:25:00Z", "role": "customer",
-                                                          "text": "Still there?"}]}))
+                                                          "text": text}]}))
     assert response.status_code == 201, response.get_json()
     return response.get_json()["id"]
 
@@ -300,3 +300,27 @@ def test_an_agent_taking_a_ticket_whose_handoff_retention_forgets_meanwhile_is_i
     taken = assignments.record(services, AssignmentEvent(target="zendesk", event_id="e1", ticket_id="77",
                                                          handoff_id=None, agent_id="A", agent_name=None, at=utcnow()))
     assert (taken.outcome, taken.detail) == ("ignored", assignments.NO_HANDOFF)
+
+
+@pytest.mark.parametrize("given_up", ["batch", "handoff"])
+def test_a_given_up_delivery_a_later_batch_of_messages_carried_is_forgotten_with_its_handoff(app, given_up):
+    # A review: a given-up batch (or the handoff's own delivery) that a later batch carried since owes
+    # nothing — `deliveries` says so, replay skips it, /readyz and the metrics do not count it — yet
+    # retention kept it as "dead", with the customer's data, for ever, and nothing reported it.
+    from connector.outbox import list_deliveries
+
+    db, client = app.extensions["connector"].db, app.test_client()
+    handoff = post(client, "c-carried")
+    first = follow_up(client, handoff, "Still there?")
+    second = follow_up(client, handoff, "Hello?")  # went caught up: with what was given up before it
+    with db.session() as session:
+        session.execute(update(Delivery).where(Delivery.handoff_id == (first if given_up == "batch" else handoff))
+                        .values(state="dead"))
+    age(db, handoff, first, second)
+    [dead] = list_deliveries(db, state="dead", target=None, limit=10)
+    assert dead.carried_since
+    assert retention.count(db, BEFORE) == 1
+    # …and not one the later batch has not carried: the last batch given up keeps it.
+    with db.session() as session:
+        session.execute(update(Delivery).where(Delivery.handoff_id == second).values(state="dead"))
+    assert retention.count(db, BEFORE) == 0
