@@ -244,6 +244,10 @@ def callbacks_command(callback_ids: tuple[int, ...], status: str, limit: int, re
         raise click.UsageError("--all-dead goes with --dismiss (--resend alone takes every dead callback)")
     if dismiss and not callback_ids and not all_dead:  # as `dismiss` of deliveries: never all by omission
         raise click.UsageError("name callback ids, or pass --all-dead")
+    if callback_ids and all_dead:
+        raise click.UsageError("callback ids or --all-dead, not both")
+    if callback_ids and not (resend or dismiss):  # listed all the same: a mistyped id read as an all-clear
+        raise click.UsageError("callback ids go with --resend or --dismiss (the listing takes --status and --limit)")
     sender = _migrated().callbacks
     if dismiss:
         dismissed = sender.dismiss(list(callback_ids) or None)
@@ -286,6 +290,8 @@ def _given_up_states(delivery_ids: tuple[int, ...], all_dead: bool, include_fail
 
     if not delivery_ids and not all_dead:
         raise click.UsageError("name delivery ids, or pass --all-dead")
+    if delivery_ids and all_dead:  # the ids alone were taken: --all-dead did nothing, and nothing said so
+        raise click.UsageError("delivery ids or --all-dead, not both")
     return REPLAYABLE if include_failed or delivery_ids else ("dead",)
 
 

@@ -1285,6 +1285,12 @@ def test_a_given_up_callback_can_be_dismissed_so_the_owed_gauge_returns_to_zero(
     # Never all by omission, as `dismiss` of deliveries.
     unnamed = runner.invoke(args=["connector", "callbacks", "--dismiss"])
     assert unnamed.exit_code == 2 and "name callback ids, or pass --all-dead" in unnamed.output
+    # Ids where they are not read are refused, not ignored (a review: `callbacks 99999` listed "0
+    # callbacks", an all-clear for a mistyped id; `--dismiss --all-dead 5` took only 5).
+    listed = runner.invoke(args=["connector", "callbacks", str(callback.id)])
+    assert listed.exit_code == 2 and "callback ids go with --resend or --dismiss" in listed.output
+    both = runner.invoke(args=["connector", "callbacks", "--dismiss", "--all-dead", str(callback.id)])
+    assert both.exit_code == 2 and "callback ids or --all-dead, not both" in both.output
     dismissed = runner.invoke(args=["connector", "callbacks", "--dismiss", str(callback.id)])
     assert dismissed.exit_code == 0 and dismissed.output.strip() == f"dismissed 1 callback: {callback.id}"
     assert app.extensions["connector"].callbacks.counts() == {"pending": 0, "dead": 0}

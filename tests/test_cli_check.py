@@ -112,6 +112,14 @@ def test_a_mistyped_target_is_refused_not_answered_with_nothing_found(make_app, 
     assert result.exit_code == 2 and "Invalid value for '--target'" in result.output
 
 
+@pytest.mark.parametrize("command", ["replay", "dismiss"])
+def test_delivery_ids_beside_all_dead_are_refused_not_one_of_them_ignored(make_app, command):
+    # A review: `replay --all-dead 12` took only 12 (a wrong id: "no such delivery"), every dead one left
+    # dead, and nothing said --all-dead did nothing.
+    result = make_app().test_cli_runner().invoke(args=["connector", command, "--all-dead", "12"])
+    assert result.exit_code == 2 and "delivery ids or --all-dead, not both" in result.output
+
+
 def test_check_names_a_vendor_template_that_fails_on_the_sample_packets_values(make_app, tmp_path):
     # It compiles, so the edit was taken; on a packet with a number of seats it raised, and only the
     # deliveries said so. Tried on examples/, `check` (and start-up, and an edit's reload) say where.
