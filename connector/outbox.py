@@ -240,13 +240,16 @@ class Outbox:
                  defer: Callable[[Callable[[], None]], Any] | None = None,
                  callback_owed: Callable[[], None] | None = None,
                  held: Callable[[str, str, str, str], Any] | None = None,
-                 kept: Callable[[Any, Delivery], dict[str, Any] | None] | None = None):
+                 kept: Callable[[Any, Delivery], dict[str, Any] | None] | None = None,
+                 recorded: Callable[[str, str], Any] | None = None):
         self.db = db
         self.defer = defer or (lambda work: work())  # where follow-up work runs (services: its thread pool)
         self.callback_owed = callback_owed or (lambda: None)  # after a commit that may owe a status callback
         # An update's answer named the agent who has the ticket: (handoff, target, ticket, agent).
         self.held = held or (lambda *_: None)
         self.kept = kept or (lambda *_: None)
+        # A handoff's ticket at a target whose tickets say who took it elsewhere (`Adapter.taken_elsewhere`).
+        self.recorded = recorded or (lambda *_: None)
         self.adapters = adapters  # a provider: the set changes when an admin edits the mappings
         self.settings = settings
         self.owner = worker_id()
@@ -450,6 +453,8 @@ class Outbox:
         if len(handoff.deliveries) > 1 and not handoff.follows_id:
             # Linking the targets' tickets to each other is cosmetic: it must not delay the answer.
             self.defer(lambda: self._notify_related(handoff, delivery.target))
+            if attempted is not None and type(adapter).taken_elsewhere is not Adapter.taken_elsewhere:
+                self.recorded(handoff.id, delivery.target)  # queued on the notices' pool: nothing waits
         return attempted
 
     def _still_leased(self, delivery: Delivery, token: str) -> bool:

@@ -25,6 +25,7 @@ from adapters.events import AssignmentEvent, Holder
 from . import assignments, callbacks, customer_message, handoff_store, kept_tickets, retention
 from .db import Database, reason, service_busy_timeout
 from .group_commit import GroupCommit
+from .jsonlog import log_context
 from .loop_failures import LoopFailures
 from .mappings import Mappings, MappingStore
 from .models import DONE, Delivery, Handoff
@@ -102,7 +103,7 @@ class Services:
         self.clock: Callable[[], float] = time.time  # the wall clock signature windows are checked against
         self.outbox = Outbox(self.db, lambda: self.adapters, settings, defer=self._defer,
                              callback_owed=self.wake_callbacks,
-                             held=lambda *held: assignments.held(self, *held),
+                             held=lambda *held: assignments.held(self, *held), recorded=self.ticket_recorded,
                              kept=lambda handoff, delivery: kept_tickets.keep(self, handoff, delivery))
         self.executor = ThreadPoolExecutor(max_workers=settings.delivery_threads, thread_name_prefix="deliver")
         self._loop: threading.Thread | None = None
@@ -352,16 +353,30 @@ class Services:
         """The handoff's tickets at its other targets say that `holder` took it at theirs, where
         they would invite their own agents to take it too (`Adapter.taken_elsewhere`: a Slack
         alert's Claim button). Its tickets are read on the notices' pool, off the request."""
-        def tickets(target: str) -> list[tuple[Any, ...]]:
-            with self.db.reading() as session:
-                rows = session.execute(select(Delivery.target, Delivery.vendor_id).where(
-                    Delivery.handoff_id == handoff_id, Delivery.target == target, Delivery.state.in_(DONE),
-                    Delivery.vendor_id.is_not(None))).all()
-            return [(holder, vendor_id) for _, vendor_id in rows]
-
         for target in self.adapters:
             if target != holder.target:
-                self._notify(target, "taken_elsewhere", functools.partial(tickets, target))
+                self._notify(target, "taken_elsewhere", functools.partial(self._to_mark, handoff_id, target, holder))
+
+    def ticket_recorded(self, handoff_id: str, target: str) -> None:
+        """`target`'s ticket of the handoff was just recorded: if an agent took the handoff at
+        another target before (their take found no ticket here to mark: a Slack alert still being
+        posted, or retried), it says so now — it went up inviting the channel to Claim (a review).
+        Whichever of the two reads second sees the other's commit: one of them marks it."""
+        self._notify(target, "taken_elsewhere", functools.partial(self._to_mark, handoff_id, target, None))
+
+    def _to_mark(self, handoff_id: str, target: str, holder: Holder | None) -> list[tuple[Any, ...]]:
+        """(holder, ticket) for each of the handoff's tickets at `target`; `holder` None: whoever
+        took it at another target, not routing's own choice (nobody: nothing to mark)."""
+        with self.db.reading() as session:
+            if holder is None:
+                taken = assignments.assignment_of(session, handoff_id)
+                if taken is None or taken.routed or taken.target == target:
+                    return []
+                holder = Holder(taken.target, taken.agent_id, taken.agent_name, first=True, handoff_id=handoff_id)
+            rows = session.scalars(select(Delivery.vendor_id).where(
+                Delivery.handoff_id == handoff_id, Delivery.target == target, Delivery.state.in_(DONE),
+                Delivery.vendor_id.is_not(None))).all()
+        return [(holder, vendor_id) for vendor_id in rows]
 
     def _notify(self, target: str, method: str, calls: Callable[[], Sequence[tuple[Any, ...]]]) -> None:
         """`method` of `target`'s adapter called with each of `calls()`'s arguments, on a small pool
@@ -375,14 +390,17 @@ class Services:
             wait=_vendors_wait, sleep=self._nap, reraise=True)
 
         def tell() -> None:
+            ticket_id = None  # the last argument of each call
             try:
-                for args in calls():
-                    retrying(getattr(adapter, method), *args)
+                with log_context(target=target):  # the adapter's own lines too: not the event's target
+                    for args in calls():
+                        ticket_id = args[-1]
+                        retrying(getattr(adapter, method), *args)
             except _ShuttingDown:
                 log.info("notice to the agent dropped at shutdown", extra={"target": target})
             except DeliveryError as err:
                 log.warning("could not tell the agent who holds the handoff",
-                            extra={"target": target, "error": str(err)})
+                            extra={"target": target, "ticket_id": ticket_id, "error": str(err)})
             except Exception:  # nobody reads the future: unlogged, the failure would vanish
                 log.exception("telling the agent who holds the handoff failed", extra={"target": target})
 
