@@ -450,12 +450,33 @@ class Outbox:
                     attempted = replace(attempted, holder=outcome.holder)
                 except Exception:  # the ticket is recorded; who has it is for the next vendor event
                     log.exception("could not record the agent the updated ticket waits on")
+        # A ticket that says who took the handoff elsewhere (`Adapter.taken_elsewhere`) is told of a
+        # take made before it was recorded — a batch of messages too, which may have opened it
+        # when its handoff's delivery was given up.
+        marks = (attempted is not None and len(handoff.deliveries) > 1
+                 and type(adapter).taken_elsewhere is not Adapter.taken_elsewhere)
         if len(handoff.deliveries) > 1 and not handoff.follows_id:
             # Linking the targets' tickets to each other is cosmetic: it must not delay the answer.
-            self.defer(lambda: self._notify_related(handoff, delivery.target))
-            if attempted is not None and type(adapter).taken_elsewhere is not Adapter.taken_elsewhere:
-                self.recorded(handoff.id, delivery.target)  # queued on the notices' pool: nothing waits
+            self.defer(lambda: self._related_then_taken(handoff, delivery.target, marks))
+        elif marks:
+            self._taken_before(handoff, delivery.target)
         return attempted
+
+    def _related_then_taken(self, handoff: Handoff, target: str, marks: bool) -> None:
+        """The targets' tickets linked to each other, then — with `marks` — `_taken_before`. In
+        that order: the link's edit of a Slack alert, read before the mark and written after it,
+        put the Claim button back (a review, and a test under load)."""
+        try:
+            self._notify_related(handoff, target)
+        finally:
+            if marks:
+                self._taken_before(handoff, target)
+
+    def _taken_before(self, handoff: Handoff, target: str) -> None:
+        """`recorded`, queued on the notices' pool, for the handoff the batch is of, in its log context."""
+        handoff_id = handoff.follows_id or handoff.id
+        with log_context(handoff_id=handoff_id):
+            self.recorded(handoff_id, target)
 
     def _still_leased(self, delivery: Delivery, token: str) -> bool:
         """Whether intake's lease on a delivery it has just stored is still its own.

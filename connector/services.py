@@ -14,7 +14,7 @@ from typing import Any
 
 import tenacity
 from flask import Flask, current_app
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from adapters import registry
@@ -373,9 +373,10 @@ class Services:
                 if taken is None or taken.routed or taken.target == target:
                     return []
                 holder = Holder(taken.target, taken.agent_id, taken.agent_name, first=True, handoff_id=handoff_id)
-            rows = session.scalars(select(Delivery.vendor_id).where(
-                Delivery.handoff_id == handoff_id, Delivery.target == target, Delivery.state.in_(DONE),
-                Delivery.vendor_id.is_not(None))).all()
+            # Its own ticket, or the one a batch of its messages opened when its own delivery was given up.
+            rows = session.scalars(select(Delivery.vendor_id).distinct().join(Handoff).where(
+                or_(Handoff.id == handoff_id, Handoff.follows_id == handoff_id), Delivery.target == target,
+                Delivery.state.in_(DONE), Delivery.vendor_id.is_not(None))).all()
         return [(holder, vendor_id) for vendor_id in rows]
 
     def _notify(self, target: str, method: str, calls: Callable[[], Sequence[tuple[Any, ...]]]) -> None:

@@ -334,3 +334,39 @@ def test_the_alerts_edit_after_a_zendesk_take_is_logged_as_slacks(make_app, capl
             [said] = _eventually(lambda: [r for r in caplog.records
                                           if r.getMessage() == "slack: the alert does not say who took it"])
         assert (said.target, said.handoff_id) == ("slack", handoff_id)
+
+
+def test_an_alert_a_batch_of_messages_posts_after_a_zendesk_take_is_marked_taken(make_app):
+    # A review of the mend: the handoff's own alert refused (failed), an agent took the Zendesk ticket,
+    # then the customer's messages went to Slack with everything — a new alert inviting the channel to Claim.
+    import datetime as dt
+
+    from tests.e2e.test_follow_ups_e2e import send
+    from tests.e2e.test_zendesk_e2e import WEBHOOK_SECRET, zendesk_event
+
+    with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add_passthru("http://127.0.0.1")
+        zd = FakeZendesk(rsps)
+        zd.search(results=[])
+        zd.create_ticket({"id": 1001})
+        zd.update_ticket(1001)
+        slack.fail("chat.postMessage", error="invalid_blocks")  # the handoff's alert refused for good
+        app = make_app(targets=("zendesk", "slack"), slack_bot_token=slack.token, slack_api_url=slack.api_url,
+                       slack_channel="C0HANDOFF", slack_signing_secret=SIGNING_SECRET,
+                       zendesk_webhook_secrets=(WEBHOOK_SECRET,), **ZENDESK)
+        client = app.test_client()
+        answer = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
+                             content_type="application/json").get_json()
+        assert {t["target"]: t["status"] for t in answer["tickets"]}["slack"] == "failed"
+        assert zendesk_event(client, 1001, answer["id"], "evt-taken", dt.datetime.now(dt.UTC)).get_json()[
+            "outcome"] == "recorded"
+        assert send(client, answer["id"]).status_code in (201, 202)
+
+        def alert_blocks() -> str:
+            top = slack.top_level("C0HANDOFF")
+            return json.dumps(top[0]["blocks"]) if top else '"handoff_claim"'
+
+        deadline = time.monotonic() + 8
+        while '"handoff_claim"' in alert_blocks() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert '"handoff_claim"' not in alert_blocks() and "(in Zendesk) took this handoff" in alert_blocks()
