@@ -339,12 +339,34 @@ class AdminSandbox(ImmutableSandbox):
         return _sized(super().call(__context, __obj, *args, **kwargs))
 
 
+class _Missing(StrictUndefined):
+    """A value the context lacks. As StrictUndefined, printing it, looping over it, comparing or
+    computing with it fails — the field is left out (`MissingValue`) — but a path through it is
+    missing too, and it is false, so a template's own fallback works on a packet without the
+    parent: `intent.name | default('unknown')`, `customer.segment or 'standard'`, `{% if sentiment %}`.
+    StrictUndefined raised at `intent.name` itself: the README's own example left the field out of
+    every packet without an intent, with nothing said (a review)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        if name[:2] == "__":
+            raise AttributeError(name)
+        return self
+
+    def __getitem__(self, _: Any) -> Any:
+        return self
+
+    def __bool__(self) -> bool:
+        return False
+
+
 _BINOPS = {"*": operator.mul, "**": operator.pow, "+": operator.add, "%": operator.mod}
-_env = AdminSandbox(undefined=StrictUndefined, autoescape=False)
+_env = AdminSandbox(undefined=_Missing, autoescape=False)
 
 
 class MissingValue(ConfigError):
-    """The template reads a value its context lacks (StrictUndefined)."""
+    """The template prints (or computes with) a value its context lacks (`_Missing`)."""
 
 
 class FailedOnValues(ConfigError):
