@@ -158,7 +158,9 @@ class SalesforceAdapter(Adapter):
             "Description": text,
             "Status": self.mapping.get("status", "New"),
             "Priority": self._table("priority", PRIORITY).get(priority),
-            "Origin": self._table("origin", ORIGIN).get(channel, self.mapping.get("default_origin", "Web")),
+            # `origin: {}` leaves Origin to the org's default: its "Web" for any channel went all the same (a review).
+            "Origin": self._table("origin", ORIGIN).get(
+                channel, self.mapping.get("default_origin", None if self.mapping.get("origin") == {} else "Web")),
             # Salesforce refuses a value longer than its field (STRING_TOO_LONG) and with it the
             # case: a name is shortened, an address or number too long is left out (a cut one is
             # wrong). The brief in the Description carries all three whole.

@@ -92,7 +92,13 @@ def check_mapping(mapping: Mapping[str, Any]) -> None:
              *((f"fields.{name}", name) for name in mapping.get("fields") or {})]
     if problem := priority_map_problem("salesforce", mapping.get("priority")):
         raise problem
+    seen: dict[str, str] = {}
     for name, spec in (mapping.get("fields") or {}).items():
+        # Salesforce reads a name in any letter case: `Team__c:` and `team__c:` (a merge of two edits)
+        # are one field, and the later one silently replaced the other's value (a review).
+        if isinstance(name, str) and (first := seen.setdefault(name.lower(), name)) != name:
+            raise MappingProblem("salesforce", f"fields.{name}", f"is {first} in another letter case: "
+                                 "Salesforce reads them as one field, mapped twice")
         if isinstance(name, str) and name.lower() == "description":
             # The brief's place, and the handoff id a retry finds the case by (without handoff_id_field):
             # the agent got one line, the receipt said all was delivered, a timed-out create made two cases.

@@ -772,6 +772,23 @@ def test_an_editors_lock_file_is_not_read_and_a_dangling_link_coming_and_going_i
     assert store.current() is not refused and store.errors is None
 
 
+def test_salesforce_fields_named_twice_in_another_letter_case_are_refused(tmp_path):
+    # A review: `Team__c:` and `team__c:` loaded without a word; Salesforce reads them as one field,
+    # and the later mapping silently replaced the other's value on every case.
+    from adapters.registry import build_adapters, mapping_keys
+    from connector.settings import Settings
+
+    mapdir = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings", mapdir)
+    text = (mapdir / "salesforce.yaml").read_text()
+    (mapdir / "salesforce.yaml").write_text(text.replace(
+        "\nfields: {}\n", "\nfields:\n  Team__c: assignment.team\n  team__c: customer.segment\n"))
+    with pytest.raises(ConfigError) as err:
+        MappingStore(str(mapdir), "/", TARGETS, keys_of=mapping_keys,
+                     check=lambda mappings: build_adapters(Settings(), mappings.targets))
+    assert err.value.source.endswith("fields.team__c") and "is Team__c in another letter case" in err.value.message
+
+
 @pytest.mark.parametrize("key", ["Description", "description"])
 def test_salesforce_fields_may_not_replace_the_description_the_brief_and_its_handoff_id_live_in(tmp_path, key):
     # A review: `fields: {Description: intent.summary}` gave the agent one line for a brief, a receipt
