@@ -57,6 +57,10 @@ def test_preview_shows_every_vendor_and_sends_nothing(client, app):
     assert body["vendors"]["zendesk"]["payload"]["ticket"]["subject"].startswith("Invoices stopped syncing")
     with app.extensions["connector"].db.session() as session:
         assert session.scalars(select(Delivery)).all() == []
+    # The full packet meets a sticky rule: the dry run says it did not ask for the previous agent, not
+    # only "no previous agent known", which read as a fact about the customer (a review).
+    assert any(line.startswith("dry run: the customer's previous agent is not looked up for sticky rule ")
+               for line in body["assignment"]["trace"]), body["assignment"]["trace"]
 
 
 def test_preview_decides_as_at_another_moment_when_asked(client):
