@@ -340,12 +340,13 @@ class AdminSandbox(ImmutableSandbox):
 
 
 class _Missing(StrictUndefined):
-    """A value the context lacks. As StrictUndefined, printing it, looping over it, comparing or
-    computing with it fails — the field is left out (`MissingValue`) — but a path through it is
-    missing too, and it is false, so a template's own fallback works on a packet without the
-    parent: `intent.name | default('unknown')`, `customer.segment or 'standard'`, `{% if sentiment %}`.
-    StrictUndefined raised at `intent.name` itself: the README's own example left the field out of
-    every packet without an intent, with nothing said (a review)."""
+    """A value the context lacks. As StrictUndefined, printing it (inside a list too), testing it,
+    looping over it, comparing or computing with it fails — the field is left out (`MissingValue`)
+    — but a path through it is missing too, so a template's own fallback works on a packet without
+    the parent: `intent.name | default('unknown')`, `{% if sentiment is defined %}`. StrictUndefined
+    raised at `intent.name` itself: the README's own example left the field out of every packet
+    without an intent, with nothing said (a review). Not false: `map`, `select` and the like skip a
+    false value, and sent an empty field where the value was missing (a review of the mend)."""
 
     __slots__ = ()
 
@@ -357,8 +358,8 @@ class _Missing(StrictUndefined):
     def __getitem__(self, _: Any) -> Any:
         return self
 
-    def __bool__(self) -> bool:
-        return False
+    def __repr__(self) -> str:  # `{{ [intent.name] }}` printed "[Undefined]"
+        return self._fail_with_undefined_error()  # type: ignore[no-any-return]
 
 
 _BINOPS = {"*": operator.mul, "**": operator.pow, "+": operator.add, "%": operator.mod}

@@ -349,11 +349,14 @@ def test_resolve(spec, expected):
     # own example left the field out of every such packet, with nothing said (a review).
     ("{{ intent.name | default('unknown') }}", "unknown"),
     ("{{ intent.name | default('') }} ({{ customer.segment | default('standard') }})", " (standard)"),
-    ("{{ customer.segment or 'standard' }}", "standard"),
-    ("{% if sentiment %}{{ sentiment.label }}{% else %}none{% endif %}", "none"),
+    ("{% if sentiment is defined %}{{ sentiment.label }}{% else %}none{% endif %}", "none"),
     ("{{ intent.name is defined }}", "False"),
-    # Printed or computed with, a missing value still leaves the field out.
+    # Printed, tested or computed with, a missing value still leaves the field out — not an empty value
+    # (`map` and `select` skip a false one), nor "[Undefined]" (a review of the mend).
     ("{{ intent.name }}", MISSING), ("{{ intent.name ~ '!' }}", MISSING), ("{{ intent.name == 'x' }}", MISSING),
+    ("{{ customer.segment or 'standard' }}", MISSING), ("{% if sentiment %}x{% endif %}", MISSING),
+    ("{{ intent.entities | map(attribute='value') | join(', ') }}", MISSING),
+    ("{{ customer.tags | select | join(', ') }}", MISSING), ("{{ [intent.name, 'x'] }}", MISSING),
 ])
 def test_a_templates_fallback_stands_in_for_a_missing_parent(template, expected):
     assert resolve({"template": template}, minimal_packet()) == expected
