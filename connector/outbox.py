@@ -458,7 +458,7 @@ class Outbox:
         if len(handoff.deliveries) > 1 and not handoff.follows_id:
             # Linking the targets' tickets to each other is cosmetic: it must not delay the answer.
             self.defer(lambda: self._related_then_taken(handoff, delivery.target, marks))
-        elif marks:
+        elif marks and outcome.status == "created":  # a batch that posted in the thread: the alert was marked
             self._taken_before(handoff, delivery.target)
         return attempted
 

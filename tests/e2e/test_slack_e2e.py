@@ -370,3 +370,37 @@ def test_an_alert_a_batch_of_messages_posts_after_a_zendesk_take_is_marked_taken
         while '"handoff_claim"' in alert_blocks() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert '"handoff_claim"' not in alert_blocks() and "(in Zendesk) took this handoff" in alert_blocks()
+
+
+def test_batches_of_messages_after_a_zendesk_take_do_not_read_the_marked_alert_again(make_app):
+    # A review of the mend: each batch posted in the thread of an alert marked already read it back from
+    # Slack (conversations.replies, rate limited) on the notices' pool, and changed nothing.
+    import datetime as dt
+
+    from tests.e2e.test_follow_ups_e2e import send
+    from tests.e2e.test_zendesk_e2e import WEBHOOK_SECRET, zendesk_event
+
+    with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add_passthru("http://127.0.0.1")
+        zd = FakeZendesk(rsps)
+        zd.search(results=[])
+        zd.create_ticket({"id": 1001})
+        for _ in range(3):
+            zd.update_ticket(1001)
+        app = make_app(targets=("zendesk", "slack"), slack_bot_token=slack.token, slack_api_url=slack.api_url,
+                       slack_channel="C0HANDOFF", slack_signing_secret=SIGNING_SECRET,
+                       zendesk_webhook_secrets=(WEBHOOK_SECRET,), **ZENDESK)
+        client = app.test_client()
+        answer = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
+                             content_type="application/json").get_json()
+        _eventually(lambda: slack.calls_to("chat.update"))  # the alert's link to the Zendesk ticket
+        assert zendesk_event(client, 1001, answer["id"], "evt-taken", dt.datetime.now(dt.UTC)).get_json()[
+            "outcome"] == "recorded"
+        _eventually(lambda: [c for c in slack.calls_to("chat.update") if "took this handoff" in json.dumps(c.body)])
+        time.sleep(0.3)
+        read = len(slack.calls_to("conversations.replies"))
+        for n in range(2):
+            said = [{"at": f"2026-11-20T09:3{n}:00Z", "role": "customer", "text": f"still there {n}?"}]
+            assert send(client, answer["id"], messages=said).status_code == 201
+        time.sleep(0.5)  # the notices' pool, had anything been queued
+        assert len(slack.calls_to("conversations.replies")) == read
