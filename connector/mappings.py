@@ -407,13 +407,20 @@ class MappingStore:
         now = self._clock()
         if now - self._checked < self.interval:
             return self._mappings
-        with self._lock:
+        # One request looks (and reloads); the others are served the set in force meanwhile. Waiting
+        # for the lock, every request of the process stalled while a large edited file was parsed
+        # (12 s for a 4.5 MB lookup table, a review).
+        if not self._lock.acquire(blocking=False):
+            return self._mappings
+        try:
             if now - self._checked >= self.interval:
                 self._checked = now
                 stamps = self._scan()
                 if stamps != self._stamps:
                     self._stamps = stamps  # a bad edit is reported once, not every second
                     self._reload()
+        finally:
+            self._lock.release()
         return self._mappings
 
     def _reload(self) -> None:

@@ -247,6 +247,35 @@ def test_a_good_edit_is_picked_up_without_a_restart(mapdir):
     assert store.errors is None
 
 
+def test_while_one_request_reloads_an_edit_the_others_are_served_the_set_in_force(mapdir, monkeypatch):
+    # A review: the reload parsed under the store's lock, and every other request of the process waited
+    # for it (12 s for a 4.5 MB lookup table) instead of being served the last good set.
+    import threading
+
+    clock = Clock()
+    store = MappingStore(str(mapdir), "/", TARGETS, clock=clock)
+    first = store.current()
+    parsing, release, load = threading.Event(), threading.Event(), store.load
+
+    def slow_load():  # type: ignore[no-untyped-def]
+        parsing.set()
+        release.wait(10)
+        return load()
+
+    monkeypatch.setattr(store, "load", slow_load)
+    routing = mapdir / "routing.yaml"
+    touch(routing, routing.read_text().replace("expected_wait_seconds: 600", "expected_wait_seconds: 30"), 5)
+    clock.now += 1.5
+    reloading = threading.Thread(target=store.current)
+    reloading.start()
+    assert parsing.wait(10)
+    clock.now += 1.5  # another request, another second later
+    assert store.current() is first  # at once, not after the parse
+    release.set()
+    reloading.join(10)
+    assert store.current().routing["default"]["expected_wait_seconds"] == 30
+
+
 def test_a_bad_edit_keeps_the_last_good_set_and_is_logged(mapdir, caplog):
     clock = Clock()
     store = MappingStore(str(mapdir), "/", TARGETS, clock=clock)
