@@ -403,14 +403,16 @@ class MappingStore:
             stamps[path.name] = (stat.st_mtime_ns, stat.st_size)
         return stamps
 
-    def current(self) -> Mappings:
+    def current(self, *, verdict: bool = False) -> Mappings:
+        """The set in force, the files looked at (at most once per `interval`). One caller looks
+        (and reloads); the others are served the set in force meanwhile — waiting for the lock,
+        every request of the process stalled while a large edited file was parsed (12 s for a
+        4.5 MB lookup table, a review). `verdict`: wait for a reload under way, to read the files'
+        own verdict after it (`errors`): a preview answered 200 with the set an edit was replacing."""
         now = self._clock()
-        if now - self._checked < self.interval:
+        if now - self._checked < self.interval and not verdict:
             return self._mappings
-        # One request looks (and reloads); the others are served the set in force meanwhile. Waiting
-        # for the lock, every request of the process stalled while a large edited file was parsed
-        # (12 s for a 4.5 MB lookup table, a review).
-        if not self._lock.acquire(blocking=False):
+        if not self._lock.acquire(blocking=verdict):
             return self._mappings
         try:
             if now - self._checked >= self.interval:

@@ -458,7 +458,9 @@ class Outbox:
         if len(handoff.deliveries) > 1 and not handoff.follows_id:
             # Linking the targets' tickets to each other is cosmetic: it must not delay the answer.
             self.defer(lambda: self._related_then_taken(handoff, delivery.target, marks))
-        elif marks and outcome.status == "created":  # a batch that posted in the thread: the alert was marked
+        elif marks and (outcome.status == "created" or claimed.link is None):
+            # A batch that opened the alert, or found the one a given-up delivery made (no link to the
+            # conversation's ticket was recorded); one posted in a recorded alert's thread found it marked.
             self._taken_before(handoff, delivery.target)
         return attempted
 

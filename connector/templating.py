@@ -243,11 +243,17 @@ class _Counting(CodeGenerator):
         self.write(")))")
 
 
+_ON_MISSING = frozenset({"default", "d"})  # the filters a missing value may go through
+
+
 def _sized_filter(name: str, function: Any) -> Any:
     value_at = 1 if getattr(function, "jinja_pass_arg", None) is not None else 0  # after a context it is passed
 
     @wraps(function)  # keeps Jinja2's pass_context marks
     def sized(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > value_at and isinstance(args[value_at], _Missing) and name not in _ON_MISSING:
+            # `map`, `select` and the like skip a false value: a missing one sent an empty field (a review).
+            args[value_at]._fail_with_undefined_error()
         if len(args) > value_at:
             _before(name, args[value_at], args[value_at + 1:], kwargs)
         return _sized(function(*args, **kwargs))
@@ -340,13 +346,14 @@ class AdminSandbox(ImmutableSandbox):
 
 
 class _Missing(StrictUndefined):
-    """A value the context lacks. As StrictUndefined, printing it (inside a list too), testing it,
-    looping over it, comparing or computing with it fails — the field is left out (`MissingValue`)
-    — but a path through it is missing too, so a template's own fallback works on a packet without
-    the parent: `intent.name | default('unknown')`, `{% if sentiment is defined %}`. StrictUndefined
+    """A value the context lacks. As StrictUndefined, printing it (inside a list too), looping over
+    it, comparing or computing with it, or any filter but `default` (`_sized_filter`), fails — the
+    field is left out (`MissingValue`) — but a path through it is missing too, and it is false, so
+    a template's own fallback works on a packet without the parent: `intent.name | default('unknown')`,
+    `customer.segment or 'standard'`, `{% if m.attachments %}` on a message without any. StrictUndefined
     raised at `intent.name` itself: the README's own example left the field out of every packet
-    without an intent, with nothing said (a review). Not false: `map`, `select` and the like skip a
-    false value, and sent an empty field where the value was missing (a review of the mend)."""
+    without an intent, and a test of an optional key of each message left it out of nearly every
+    packet, with nothing said (reviews)."""
 
     __slots__ = ()
 
@@ -360,6 +367,9 @@ class _Missing(StrictUndefined):
 
     def __repr__(self) -> str:  # `{{ [intent.name] }}` printed "[Undefined]"
         return self._fail_with_undefined_error()  # type: ignore[no-any-return]
+
+    def __bool__(self) -> bool:
+        return False
 
 
 _BINOPS = {"*": operator.mul, "**": operator.pow, "+": operator.add, "%": operator.mod}

@@ -565,3 +565,32 @@ def test_the_loop_reads_an_edited_mapping_without_waiting_for_a_request(make_app
             time.sleep(0.02)
     assert any(r.message == refused for r in caplog.records)
     assert services.mapping_store.errors is not None and "redcat" in services.mapping_store.errors.source
+
+
+def test_a_preview_while_another_request_reloads_an_edit_waits_for_the_files_verdict(make_app, tmp_path):
+    # A review of the mend: with the store's lock no longer waited for, a preview made while the outbox
+    # loop was parsing a refused edit answered 200 with the set the edit was replacing, not 409.
+    import shutil
+    import threading
+    import time
+    from pathlib import Path
+
+    shutil.copytree(Path(__file__).parents[1] / "mappings", tmp_path / "m")
+    app = make_app(mappings_dir=str(tmp_path / "m"))
+    store = app.extensions["connector"].mapping_store
+    parsing, load = threading.Event(), store.load
+
+    def slow_load():  # type: ignore[no-untyped-def]
+        parsing.set()
+        time.sleep(1)
+        return load()
+
+    store.load = slow_load
+    (tmp_path / "m" / "routing.yaml").write_text("version: 1\nrules: [{name: x, when: {segmnt: vip}}]\n")
+    store.interval = 0
+    other = threading.Thread(target=store.current)  # another request, or the outbox loop, looks first
+    other.start()
+    assert parsing.wait(5)
+    previewed = app.test_client().post("/v1/preview", json=minimal_packet(), headers=admin())
+    other.join(10)
+    assert previewed.status_code == 409, previewed.get_json()

@@ -383,12 +383,23 @@ def test_resolve(spec, expected):
     # Printed, tested or computed with, a missing value still leaves the field out — not an empty value
     # (`map` and `select` skip a false one), nor "[Undefined]" (a review of the mend).
     ("{{ intent.name }}", MISSING), ("{{ intent.name ~ '!' }}", MISSING), ("{{ intent.name == 'x' }}", MISSING),
-    ("{{ customer.segment or 'standard' }}", MISSING), ("{% if sentiment %}x{% endif %}", MISSING),
+    ("{{ customer.segment or 'standard' }}", "standard"),
+    ("{% if sentiment %}{{ sentiment.label }}{% else %}none{% endif %}", "none"),
     ("{{ intent.entities | map(attribute='value') | join(', ') }}", MISSING),
     ("{{ customer.tags | select | join(', ') }}", MISSING), ("{{ [intent.name, 'x'] }}", MISSING),
 ])
 def test_a_templates_fallback_stands_in_for_a_missing_parent(template, expected):
     assert resolve({"template": template}, minimal_packet()) == expected
+
+
+@pytest.mark.parametrize(("template", "expected"), [
+    # An optional key only some messages have, tested: the whole field was left out of nearly every packet
+    # (a review of the mends) — only one message of the full example has attachments.
+    ("{{ transcript | selectattr('attachments') | list | length }}", "1"),
+    ("{% for m in transcript %}{% if m.attachments %}{{ m.attachments | length }}{% endif %}{% endfor %}", "1"),
+])
+def test_an_optional_key_of_each_message_may_be_tested(template, expected):
+    assert resolve({"template": template}, full_packet()) == expected
 
 
 def test_packet_text_is_never_compiled():

@@ -53,7 +53,7 @@ def preview() -> Response:
         422: {$ref: "#/components/responses/Problem"}
     """
     services = current_services()
-    services.mapping_store.current()  # looks at the files: an edit made since the last look
+    services.mapping_store.current(verdict=True)  # looks at the files: an edit made since the last look
     refused = services.mapping_store.errors
     if refused is not None:
         # As the `preview` command: a dry run of the set still served would pass for the edit's.

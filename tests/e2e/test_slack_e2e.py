@@ -404,3 +404,48 @@ def test_batches_of_messages_after_a_zendesk_take_do_not_read_the_marked_alert_a
             assert send(client, answer["id"], messages=said).status_code == 201
         time.sleep(0.5)  # the notices' pool, had anything been queued
         assert len(slack.calls_to("conversations.replies")) == read
+
+
+def test_an_alert_a_given_up_delivery_made_is_marked_when_a_batch_finds_it_after_a_zendesk_take(make_app):
+    # A review of the mend: the alert went up but its answer timed out, the delivery was given up, an agent
+    # took the Zendesk ticket, then the customer's messages found that alert and posted in its thread
+    # (`updated`): marking only a batch that opened an alert left this one inviting the channel to Claim.
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from connector.models import Delivery
+    from tests.e2e.test_follow_ups_e2e import send
+    from tests.e2e.test_zendesk_e2e import WEBHOOK_SECRET, zendesk_event
+
+    with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add_passthru("http://127.0.0.1")
+        zd = FakeZendesk(rsps)
+        zd.search(results=[])
+        zd.create_ticket({"id": 1001})
+        for _ in range(3):
+            zd.update_ticket(1001)
+        slack.delay("chat.postMessage", 2.5, act=True)  # the alert goes up; its answer comes too late
+        app = make_app(targets=("zendesk", "slack"), slack_bot_token=slack.token, slack_api_url=slack.api_url,
+                       slack_channel="C0HANDOFF", slack_signing_secret=SIGNING_SECRET,
+                       zendesk_webhook_secrets=(WEBHOOK_SECRET,), vendor_timeout_s=1, max_attempts=1, **ZENDESK)
+        client = app.test_client()
+        answer = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
+                             content_type="application/json").get_json()
+        _eventually(lambda: slack.top_level("C0HANDOFF"), within_s=6)
+        time.sleep(0.5)
+        with app.extensions["connector"].db.session() as session:  # its retries ran out
+            session.execute(update(Delivery).where(Delivery.handoff_id == answer["id"], Delivery.target == "slack",
+                                                   Delivery.state == "pending").values(state="dead"))
+        assert zendesk_event(client, 1001, answer["id"], "evt-taken", dt.datetime.now(dt.UTC)).get_json()[
+            "outcome"] == "recorded"
+        assert send(client, answer["id"]).status_code in (201, 202)
+
+        def blocks() -> str:
+            [alert] = slack.top_level("C0HANDOFF")
+            return json.dumps(alert["blocks"])
+
+        deadline = time.monotonic() + 8
+        while '"handoff_claim"' in blocks() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert '"handoff_claim"' not in blocks() and "took this handoff" in blocks()
