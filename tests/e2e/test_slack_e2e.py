@@ -3,7 +3,9 @@ then the alert updated with the Zendesk ticket's link once it exists; and an age
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -13,6 +15,8 @@ from urllib.parse import quote_plus
 import responses
 
 from tests.conftest import auth
+from tests.e2e.test_follow_ups_e2e import send
+from tests.e2e.test_zendesk_e2e import WEBHOOK_SECRET, zendesk_event
 from tests.factories import full_packet
 from tests.fakes.slack import FakeSlack
 from tests.fakes.zendesk import FakeZendesk
@@ -236,29 +240,54 @@ def test_the_notices_failures_are_logged_with_the_handoff_they_are_about(make_ap
         assert {(r.handoff_id, r.target) for r in said + alert_unchanged} == {(body["id"], "slack")}
 
 
-def test_a_handoff_taken_in_zendesk_leaves_no_live_claim_button_on_its_slack_alert(make_app):
-    # A review: an agent took the Zendesk ticket; the Slack alert still invited the channel to Claim, and
-    # a click learned only then, in a message only the clicker saw, that someone had it.
-    import datetime as dt
-
-    from tests.e2e.test_zendesk_e2e import WEBHOOK_SECRET, zendesk_event
-
+@contextlib.contextmanager
+def _zendesk_and_slack(make_app, **settings):
+    """An app handing off to Zendesk (ticket 1001, its webhook signed) and Slack (Claim buttons on),
+    with both fakes; the test scripts Slack before handing off (`_hand_off`)."""
     with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         rsps.add_passthru("http://127.0.0.1")
         zd = FakeZendesk(rsps)
         zd.search(results=[])
         zd.create_ticket({"id": 1001})
-        app = make_app(targets=("zendesk", "slack"), slack_bot_token=slack.token, slack_api_url=slack.api_url,
+        for _ in range(3):  # the batches of messages' comments
+            zd.update_ticket(1001)
+        yield make_app(targets=("zendesk", "slack"), slack_bot_token=slack.token, slack_api_url=slack.api_url,
                        slack_channel="C0HANDOFF", slack_signing_secret=SIGNING_SECRET,
-                       zendesk_webhook_secrets=(WEBHOOK_SECRET,), **ZENDESK)
-        client = app.test_client()
-        handoff_id = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
-                                 content_type="application/json").get_json()["id"]
+                       zendesk_webhook_secrets=(WEBHOOK_SECRET,), **ZENDESK, **settings), slack
+
+
+def _hand_off(app) -> dict:
+    return app.test_client().post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
+                                  content_type="application/json").get_json()
+
+
+def _taken_in_zendesk(app, handoff_id: str) -> None:
+    taken = zendesk_event(app.test_client(), 1001, handoff_id, "evt-taken", dt.datetime.now(dt.UTC))
+    assert taken.get_json()["outcome"] == "recorded"
+
+
+def _alert_blocks(slack) -> str:
+    """The alert's blocks as text ("" before it is posted)."""
+    top = slack.top_level("C0HANDOFF")
+    return json.dumps(top[0]["blocks"]) if top else ""
+
+
+def _marked_taken(slack, within_s: float = 8.0) -> bool:
+    """Whether the alert, once posted, says who took it and offers no Claim button (waited for)."""
+    deadline = time.monotonic() + within_s
+    while not ((said := _alert_blocks(slack)) and '"handoff_claim"' not in said) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return '"handoff_claim"' not in _alert_blocks(slack) and "took this handoff" in _alert_blocks(slack)
+
+
+def test_a_handoff_taken_in_zendesk_leaves_no_live_claim_button_on_its_slack_alert(make_app):
+    # A review: an agent took the Zendesk ticket; the Slack alert still invited the channel to Claim, and
+    # a click learned only then, in a message only the clicker saw, that someone had it.
+    with _zendesk_and_slack(make_app) as (app, slack):
+        handoff_id = _hand_off(app)["id"]
         _eventually(lambda: slack.calls_to("chat.update"))  # the alert's link to the Zendesk ticket
-        answer = zendesk_event(client, 1001, handoff_id, "evt-taken", dt.datetime.now(dt.UTC))
-        assert answer.get_json()["outcome"] == "recorded"
-        said = _eventually(lambda: [c for c in slack.calls_to("chat.update") if "took this handoff" in json.dumps(c.body)])
-        assert said, "the alert was not edited"
+        _taken_in_zendesk(app, handoff_id)
+        assert _marked_taken(slack)
         [alert] = slack.top_level("C0HANDOFF")
         buttons = [e["action_id"] for b in alert["blocks"] if b["type"] == "actions" for e in b["elements"]]
         assert buttons == ["handoff_open_conversation"]
@@ -270,67 +299,28 @@ def test_a_handoff_taken_in_zendesk_leaves_no_live_claim_button_on_its_slack_ale
 def test_a_handoff_taken_in_zendesk_while_its_slack_alert_is_being_posted_is_marked_once_it_is_up(make_app):
     # A review of the mend: the take found no Slack ticket yet (the alert up, its delivery not recorded:
     # Slack a little slow, or a 429 to retry), and the alert stayed inviting the channel to Claim.
-    import datetime as dt
-
-    from tests.e2e.test_zendesk_e2e import WEBHOOK_SECRET, zendesk_event
-
-    with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.add_passthru("http://127.0.0.1")
-        zd = FakeZendesk(rsps)
-        zd.search(results=[])
-        zd.create_ticket({"id": 1001})
+    with _zendesk_and_slack(make_app, sync_budget_ms=300) as (app, slack):
         slack.delay("chat.getPermalink", 1.5)  # the alert is up, its delivery not yet recorded
-        app = make_app(targets=("zendesk", "slack"), slack_bot_token=slack.token, slack_api_url=slack.api_url,
-                       slack_channel="C0HANDOFF", slack_signing_secret=SIGNING_SECRET,
-                       zendesk_webhook_secrets=(WEBHOOK_SECRET,), sync_budget_ms=300, **ZENDESK)
-        client = app.test_client()
-        answer = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
-                             content_type="application/json").get_json()
+        answer = _hand_off(app)
         assert {t["target"]: t["status"] for t in answer["tickets"]}["slack"] == "pending"
-        taken = zendesk_event(client, 1001, answer["id"], "evt-taken", dt.datetime.now(dt.UTC))
-        assert taken.get_json()["outcome"] == "recorded"
-
-        def claims() -> list[str]:
-            [alert] = slack.top_level("C0HANDOFF") or [{"blocks": [{"type": "actions", "elements": [
-                {"action_id": "handoff_claim"}]}]}]
-            return [e["action_id"] for b in alert["blocks"] if b["type"] == "actions" for e in b["elements"]
-                    if e["action_id"] == "handoff_claim"]
-
-        deadline = time.monotonic() + 8
-        while claims() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert claims() == []
-        [alert] = slack.top_level("C0HANDOFF")
-        said = [e["text"] for b in alert["blocks"] if b["type"] == "context" for e in b["elements"]]
-        assert said[0] == "✋ agent 381156009921 (in Zendesk) took this handoff."
+        _taken_in_zendesk(app, answer["id"])
+        assert _marked_taken(slack)
 
 
 def test_the_alerts_edit_after_a_zendesk_take_is_logged_as_slacks(make_app, caplog):
     # A review of the mend: the notice ran in the Zendesk event's log context, and the Slack adapter's
     # own warning said `target: zendesk` — an operator filtering on slack missed it.
-    import datetime as dt
     import logging
 
     from connector.jsonlog import _ContextFilter
-    from tests.e2e.test_zendesk_e2e import WEBHOOK_SECRET, zendesk_event
 
     caplog.handler.addFilter(_ContextFilter())
-    with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.add_passthru("http://127.0.0.1")
-        zd = FakeZendesk(rsps)
-        zd.search(results=[])
-        zd.create_ticket({"id": 1001})
-        app = make_app(targets=("zendesk", "slack"), slack_bot_token=slack.token, slack_api_url=slack.api_url,
-                       slack_channel="C0HANDOFF", slack_signing_secret=SIGNING_SECRET,
-                       zendesk_webhook_secrets=(WEBHOOK_SECRET,), **ZENDESK)
-        client = app.test_client()
-        handoff_id = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
-                                 content_type="application/json").get_json()["id"]
+    with _zendesk_and_slack(make_app) as (app, slack):
+        handoff_id = _hand_off(app)["id"]
         _eventually(lambda: slack.calls_to("chat.update"))  # the alert's link to the Zendesk ticket
         slack.fail("chat.update", error="cant_update_message")
         with caplog.at_level(logging.WARNING):
-            assert zendesk_event(client, 1001, handoff_id, "evt-taken", dt.datetime.now(dt.UTC)).get_json()[
-                "outcome"] == "recorded"
+            _taken_in_zendesk(app, handoff_id)
             [said] = _eventually(lambda: [r for r in caplog.records
                                           if r.getMessage() == "slack: the alert does not say who took it"])
         assert (said.target, said.handoff_id) == ("slack", handoff_id)
@@ -339,69 +329,28 @@ def test_the_alerts_edit_after_a_zendesk_take_is_logged_as_slacks(make_app, capl
 def test_an_alert_a_batch_of_messages_posts_after_a_zendesk_take_is_marked_taken(make_app):
     # A review of the mend: the handoff's own alert refused (failed), an agent took the Zendesk ticket,
     # then the customer's messages went to Slack with everything — a new alert inviting the channel to Claim.
-    import datetime as dt
-
-    from tests.e2e.test_follow_ups_e2e import send
-    from tests.e2e.test_zendesk_e2e import WEBHOOK_SECRET, zendesk_event
-
-    with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.add_passthru("http://127.0.0.1")
-        zd = FakeZendesk(rsps)
-        zd.search(results=[])
-        zd.create_ticket({"id": 1001})
-        zd.update_ticket(1001)
+    with _zendesk_and_slack(make_app) as (app, slack):
         slack.fail("chat.postMessage", error="invalid_blocks")  # the handoff's alert refused for good
-        app = make_app(targets=("zendesk", "slack"), slack_bot_token=slack.token, slack_api_url=slack.api_url,
-                       slack_channel="C0HANDOFF", slack_signing_secret=SIGNING_SECRET,
-                       zendesk_webhook_secrets=(WEBHOOK_SECRET,), **ZENDESK)
-        client = app.test_client()
-        answer = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
-                             content_type="application/json").get_json()
+        answer = _hand_off(app)
         assert {t["target"]: t["status"] for t in answer["tickets"]}["slack"] == "failed"
-        assert zendesk_event(client, 1001, answer["id"], "evt-taken", dt.datetime.now(dt.UTC)).get_json()[
-            "outcome"] == "recorded"
-        assert send(client, answer["id"]).status_code in (201, 202)
-
-        def alert_blocks() -> str:
-            top = slack.top_level("C0HANDOFF")
-            return json.dumps(top[0]["blocks"]) if top else '"handoff_claim"'
-
-        deadline = time.monotonic() + 8
-        while '"handoff_claim"' in alert_blocks() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert '"handoff_claim"' not in alert_blocks() and "(in Zendesk) took this handoff" in alert_blocks()
+        _taken_in_zendesk(app, answer["id"])
+        assert send(app.test_client(), answer["id"]).status_code in (201, 202)
+        assert _marked_taken(slack)
 
 
 def test_batches_of_messages_after_a_zendesk_take_do_not_read_the_marked_alert_again(make_app):
     # A review of the mend: each batch posted in the thread of an alert marked already read it back from
     # Slack (conversations.replies, rate limited) on the notices' pool, and changed nothing.
-    import datetime as dt
-
-    from tests.e2e.test_follow_ups_e2e import send
-    from tests.e2e.test_zendesk_e2e import WEBHOOK_SECRET, zendesk_event
-
-    with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.add_passthru("http://127.0.0.1")
-        zd = FakeZendesk(rsps)
-        zd.search(results=[])
-        zd.create_ticket({"id": 1001})
-        for _ in range(3):
-            zd.update_ticket(1001)
-        app = make_app(targets=("zendesk", "slack"), slack_bot_token=slack.token, slack_api_url=slack.api_url,
-                       slack_channel="C0HANDOFF", slack_signing_secret=SIGNING_SECRET,
-                       zendesk_webhook_secrets=(WEBHOOK_SECRET,), **ZENDESK)
-        client = app.test_client()
-        answer = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
-                             content_type="application/json").get_json()
+    with _zendesk_and_slack(make_app) as (app, slack):
+        handoff_id = _hand_off(app)["id"]
         _eventually(lambda: slack.calls_to("chat.update"))  # the alert's link to the Zendesk ticket
-        assert zendesk_event(client, 1001, answer["id"], "evt-taken", dt.datetime.now(dt.UTC)).get_json()[
-            "outcome"] == "recorded"
-        _eventually(lambda: [c for c in slack.calls_to("chat.update") if "took this handoff" in json.dumps(c.body)])
+        _taken_in_zendesk(app, handoff_id)
+        assert _marked_taken(slack)
         time.sleep(0.3)
         read = len(slack.calls_to("conversations.replies"))
         for n in range(2):
             said = [{"at": f"2026-11-20T09:3{n}:00Z", "role": "customer", "text": f"still there {n}?"}]
-            assert send(client, answer["id"], messages=said).status_code == 201
+            assert send(app.test_client(), handoff_id, messages=said).status_code == 201
         time.sleep(0.5)  # the notices' pool, had anything been queued
         assert len(slack.calls_to("conversations.replies")) == read
 
@@ -410,42 +359,18 @@ def test_an_alert_a_given_up_delivery_made_is_marked_when_a_batch_finds_it_after
     # A review of the mend: the alert went up but its answer timed out, the delivery was given up, an agent
     # took the Zendesk ticket, then the customer's messages found that alert and posted in its thread
     # (`updated`): marking only a batch that opened an alert left this one inviting the channel to Claim.
-    import datetime as dt
-
     from sqlalchemy import update
 
     from connector.models import Delivery
-    from tests.e2e.test_follow_ups_e2e import send
-    from tests.e2e.test_zendesk_e2e import WEBHOOK_SECRET, zendesk_event
 
-    with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.add_passthru("http://127.0.0.1")
-        zd = FakeZendesk(rsps)
-        zd.search(results=[])
-        zd.create_ticket({"id": 1001})
-        for _ in range(3):
-            zd.update_ticket(1001)
+    with _zendesk_and_slack(make_app, vendor_timeout_s=1, max_attempts=1) as (app, slack):
         slack.delay("chat.postMessage", 2.5, act=True)  # the alert goes up; its answer comes too late
-        app = make_app(targets=("zendesk", "slack"), slack_bot_token=slack.token, slack_api_url=slack.api_url,
-                       slack_channel="C0HANDOFF", slack_signing_secret=SIGNING_SECRET,
-                       zendesk_webhook_secrets=(WEBHOOK_SECRET,), vendor_timeout_s=1, max_attempts=1, **ZENDESK)
-        client = app.test_client()
-        answer = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
-                             content_type="application/json").get_json()
+        answer = _hand_off(app)
         _eventually(lambda: slack.top_level("C0HANDOFF"), within_s=6)
         time.sleep(0.5)
         with app.extensions["connector"].db.session() as session:  # its retries ran out
             session.execute(update(Delivery).where(Delivery.handoff_id == answer["id"], Delivery.target == "slack",
                                                    Delivery.state == "pending").values(state="dead"))
-        assert zendesk_event(client, 1001, answer["id"], "evt-taken", dt.datetime.now(dt.UTC)).get_json()[
-            "outcome"] == "recorded"
-        assert send(client, answer["id"]).status_code in (201, 202)
-
-        def blocks() -> str:
-            [alert] = slack.top_level("C0HANDOFF")
-            return json.dumps(alert["blocks"])
-
-        deadline = time.monotonic() + 8
-        while '"handoff_claim"' in blocks() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert '"handoff_claim"' not in blocks() and "took this handoff" in blocks()
+        _taken_in_zendesk(app, answer["id"])
+        assert send(app.test_client(), answer["id"]).status_code in (201, 202)
+        assert _marked_taken(slack)
