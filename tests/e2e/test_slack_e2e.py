@@ -280,13 +280,19 @@ def _marked_taken(slack, within_s: float = 8.0) -> bool:
     return '"handoff_claim"' not in _alert_blocks(slack) and "took this handoff" in _alert_blocks(slack)
 
 
+def _alert_up_then_taken(app, slack) -> str:
+    """A handoff whose alert is up and linked to its Zendesk ticket, then taken there; its id."""
+    handoff_id = _hand_off(app)["id"]
+    _eventually(lambda: slack.calls_to("chat.update"))  # the alert's link to the Zendesk ticket
+    _taken_in_zendesk(app, handoff_id)
+    return handoff_id
+
+
 def test_a_handoff_taken_in_zendesk_leaves_no_live_claim_button_on_its_slack_alert(make_app):
     # A review: an agent took the Zendesk ticket; the Slack alert still invited the channel to Claim, and
     # a click learned only then, in a message only the clicker saw, that someone had it.
     with _zendesk_and_slack(make_app) as (app, slack):
-        handoff_id = _hand_off(app)["id"]
-        _eventually(lambda: slack.calls_to("chat.update"))  # the alert's link to the Zendesk ticket
-        _taken_in_zendesk(app, handoff_id)
+        _alert_up_then_taken(app, slack)
         assert _marked_taken(slack)
         [alert] = slack.top_level("C0HANDOFF")
         buttons = [e["action_id"] for b in alert["blocks"] if b["type"] == "actions" for e in b["elements"]]
@@ -342,9 +348,7 @@ def test_batches_of_messages_after_a_zendesk_take_do_not_read_the_marked_alert_a
     # A review of the mend: each batch posted in the thread of an alert marked already read it back from
     # Slack (conversations.replies, rate limited) on the notices' pool, and changed nothing.
     with _zendesk_and_slack(make_app) as (app, slack):
-        handoff_id = _hand_off(app)["id"]
-        _eventually(lambda: slack.calls_to("chat.update"))  # the alert's link to the Zendesk ticket
-        _taken_in_zendesk(app, handoff_id)
+        handoff_id = _alert_up_then_taken(app, slack)
         assert _marked_taken(slack)
         time.sleep(0.3)
         read = len(slack.calls_to("conversations.replies"))
