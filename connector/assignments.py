@@ -39,7 +39,7 @@ from adapters.events import AssignmentEvent, CompletionEvent, Holder, Ignored
 from . import answers, callbacks
 from .errors import ValidationFailed
 from .jsonlog import log_context
-from .models import DISMISSED, Assignment, Callback, ConversationLink, Delivery, Handoff, utcnow
+from .models import DISMISSED, DONE, Assignment, Callback, ConversationLink, Delivery, Handoff, utcnow
 from .routing_schema import compiled
 from .schemas import flatten_errors
 
@@ -407,6 +407,22 @@ def _waiting_handoff(session: Session, event: AssignmentEvent) -> tuple[Handoff 
         return None, None
     # Only the newest handoff on the ticket is waiting: older ones were superseded by it.
     return handoff, assignment_of(session, handoff.id)
+
+
+def to_mark(session: Session, handoff_id: str, target: str, holder: Holder | None) -> list[tuple[Holder, str]]:
+    """(holder, ticket) for each of the handoff's tickets at `target` that should say who took it
+    elsewhere (`Adapter.taken_elsewhere`); `holder` None: whoever took it at another target, not
+    routing's own choice (nobody: nothing to mark)."""
+    if holder is None:
+        taken = assignment_of(session, handoff_id)
+        if taken is None or taken.routed or taken.target == target:
+            return []
+        holder = Holder(taken.target, taken.agent_id, taken.agent_name, first=True, handoff_id=handoff_id)
+    # Its own ticket, or the one a batch of its messages opened when its own delivery was given up.
+    tickets = session.scalars(select(Delivery.vendor_id).distinct().join(Handoff).where(
+        or_(Handoff.id == handoff_id, Handoff.follows_id == handoff_id), Delivery.target == target,
+        Delivery.state.in_(DONE), Delivery.vendor_id.is_not(None))).all()
+    return [(holder, vendor_id) for vendor_id in tickets]
 
 
 def assignment_of(session: Session, handoff_id: str | None) -> Assignment | None:

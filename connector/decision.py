@@ -43,7 +43,8 @@ def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str,
     previous = None
     facts, now = routing.Facts(packet), now or dt.datetime.now(dt.UTC)  # the rules are checked once, for both
     sticky = routing.first_match(packet, mappings.routing, now=now, facts=facts)
-    if sticky is not None and sticky["then"].get("sticky") and ask_vendors:
+    sticky = sticky if sticky is not None and sticky["then"].get("sticky") else None
+    if sticky is not None and ask_vendors:
         # Only the targets the handoff goes to, as that rule chooses them: asked among every
         # enabled one, a rule's `target_names: [salesforce]` offered a Zendesk agent (and a Zendesk
         # assignee_id no delivery carries) while only Salesforce got the handoff.
@@ -51,7 +52,7 @@ def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str,
                                list(adapters))
         previous = previous_agent(packet, {name: adapters[name] for name in asked if name in adapters}, deadline)
     assignment = routing.assign(packet, mappings.routing, previous_agent=previous, now=now, facts=facts)
-    if not ask_vendors and sticky is not None and sticky["then"].get("sticky"):
+    if sticky is not None and not ask_vendors:
         # "no previous agent known" read as a fact about the customer; a delivery asks and may assign one (a review).
         assignment["trace"].append(f"dry run: the customer's previous agent is not looked up for sticky rule "
                                    f"{sticky['name']} (a delivery asks the vendors): its rule, team and agent "

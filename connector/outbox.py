@@ -1049,7 +1049,7 @@ def list_deliveries(db: Database, *, state: str | None, target: str | None, limi
     if state:
         query = query.where(Delivery.state == state)
     if not carried:
-        query = query.where(~carried_later())
+        query = query.where(~since)
     if target:
         query = query.where(Delivery.target == target)
     with db.session() as session:

@@ -14,7 +14,6 @@ from typing import Any
 
 import tenacity
 from flask import Flask, current_app
-from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from adapters import registry
@@ -28,7 +27,7 @@ from .group_commit import GroupCommit
 from .jsonlog import log_context
 from .loop_failures import LoopFailures
 from .mappings import Mappings, MappingStore
-from .models import DONE, Delivery, Handoff
+from .models import Handoff
 from .observed_wait import ObservedWait
 from .outbox import REPLAYABLE, Attempted, Outbox, dismiss, of_targets_not_enabled, release_all, replay
 from .settings import Settings
@@ -365,19 +364,9 @@ class Services:
         self._notify(target, "taken_elsewhere", functools.partial(self._to_mark, handoff_id, target, None))
 
     def _to_mark(self, handoff_id: str, target: str, holder: Holder | None) -> list[tuple[Any, ...]]:
-        """(holder, ticket) for each of the handoff's tickets at `target`; `holder` None: whoever
-        took it at another target, not routing's own choice (nobody: nothing to mark)."""
+        """`taken_elsewhere`'s arguments for each of the handoff's tickets at `target`."""
         with self.db.reading() as session:
-            if holder is None:
-                taken = assignments.assignment_of(session, handoff_id)
-                if taken is None or taken.routed or taken.target == target:
-                    return []
-                holder = Holder(taken.target, taken.agent_id, taken.agent_name, first=True, handoff_id=handoff_id)
-            # Its own ticket, or the one a batch of its messages opened when its own delivery was given up.
-            rows = session.scalars(select(Delivery.vendor_id).distinct().join(Handoff).where(
-                or_(Handoff.id == handoff_id, Handoff.follows_id == handoff_id), Delivery.target == target,
-                Delivery.state.in_(DONE), Delivery.vendor_id.is_not(None))).all()
-        return [(holder, vendor_id) for vendor_id in rows]
+            return assignments.to_mark(session, handoff_id, target, holder)
 
     def _notify(self, target: str, method: str, calls: Callable[[], Sequence[tuple[Any, ...]]]) -> None:
         """`method` of `target`'s adapter called with each of `calls()`'s arguments, on a small pool
