@@ -850,7 +850,7 @@ def _field_value(value: Any) -> Any:
     if value is MISSING:
         return None
     if isinstance(value, list):
-        return ";".join(str(item) for item in value)
+        return ";".join(value)  # text, each (`mapping_values.multi_select`)
     return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
 
 

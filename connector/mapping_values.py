@@ -216,9 +216,24 @@ def resolve(spec: Any, packet: Mapping[str, Any], extra_context: Mapping[str, An
                                           f"take; write it as text with a template: {{{{ {value.source} | tojson }}}}"),
               "a mapping value is an object on this handoff's values; it is not sent")
         return MISSING
+    if isinstance(found, (list, tuple)):
+        return multi_select(found)
     # A bidirectional control in a field agents read (an order number) is named, as the brief names
     # it: raw, "ORD-\u202e1234\u202c" showed as ORD-4321 in a custom field beside a right brief.
     return visible_controls(found) if isinstance(found, str) else found
+
+
+def multi_select(items: list[Any] | tuple[Any, ...]) -> list[str]:
+    """A list of scalars as a multi-select's options: text, each (Zendesk's value is an array of
+    strings; `order_ids: [1042, 1043]` broke its schema, and the refusal remade the ticket without
+    any custom field), a null left out (not "None"), true/false as JSON writes them."""
+    return [_option(item) for item in items if item is not None]
+
+
+def _option(scalar: Any) -> str:
+    if isinstance(scalar, bool):
+        return "true" if scalar else "false"
+    return visible_controls(scalar) if isinstance(scalar, str) else str(scalar)
 
 
 def _value_of(value: Value, view: Mapping[str, Any]) -> Any:

@@ -183,6 +183,14 @@ def test_a_field_mapped_to_an_object_is_left_out_and_named_not_sent_as_pythons_r
         "salesforce.yaml fields.Attributes__c: customer.attributes", "salesforce.yaml fields.Transcript__c: transcript"]
 
 
+def test_a_list_of_numbers_with_a_null_is_a_multi_picklist_of_the_numbers() -> None:
+    # A null among them went as "1042;None" (str() of each item).
+    packet = full_packet()
+    packet["collected_data"]["order_ids"] = [1042, None, 1043]
+    payload, _ = adapter(Settings(), fields={"Orders__c": "collected_data.order_ids"}).rendered(ctx_for(packet),
+                                                                                              quiet=True)
+    assert payload["case"]["Orders__c"] == "1042;1043"
+
 def test_render_needs_no_credentials_and_long_text_is_never_cut_silently() -> None:
     long_subject = {"stated_problem": "word " * 100}
     huge = [{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "x" * 19_000} for _ in range(3)]

@@ -1858,6 +1858,21 @@ def test_a_custom_field_mapped_to_an_object_is_left_out_and_in_the_receipt(zd: F
         "value was not sent")
 
 
+def test_a_list_of_numbers_or_flags_goes_as_a_multiselects_text_options(zd: FakeZendesk) -> None:
+    # A review: `order_ids: [1042, 1043]` went as numbers, which Zendesk's schema refuses (a
+    # multiselect's value is an array of strings); its refusal names no field (`details.base`), so
+    # the ticket was made again without any custom field. The fixture checks the schema.
+    zd.create_ticket()
+    packet = full_packet()
+    packet["collected_data"].update(order_ids=[1042, 1043], flags=[True, None, False])
+    mapping = {"custom_fields": [{"id": 1, "path": "collected_data.order_ids"},
+                                 {"id": 2, "path": "collected_data.flags"}]}
+    adapter(**mapping).deliver(ctx(packet))
+    [body] = zd.json_bodies("POST", TICKETS)
+    assert body["ticket"]["custom_fields"] == [{"id": 1, "value": ["1042", "1043"]},
+                                               {"id": 2, "value": ["true", "false"]}]
+
+
 def test_a_field_left_out_is_still_in_the_receipt_when_a_retry_finds_the_ticket_a_timeout_hid(zd: FakeZendesk) -> None:
     # A review: the attempt that found the ticket after a timeout listed nothing as dropped — the
     # bot read that everything arrived while the admin's field never reached the ticket.
