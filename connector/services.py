@@ -250,9 +250,7 @@ class Services:
                 # Keep the leases of running attempts alive (see Outbox.renew_leases).
                 if time.monotonic() - last_renewal >= self.settings.lease_s / 3:
                     last_renewal = time.monotonic()
-                    with self._count_lock:
-                        running = set(self._attempting)
-                    self.outbox.renew_leases(running)
+                    self._renew_running()
                 # An edited mapping file is read (and a bad edit logged) now, not when the next
                 # request happens to arrive: an admin watching the log sees the verdict at once.
                 self.mapping_store.current()
@@ -429,6 +427,35 @@ class Services:
         except RuntimeError:  # shutting down: the links are cosmetic, skip them
             self.release(1)
 
+    def _renew_running(self) -> None:
+        with self._count_lock:
+            running = set(self._attempting)
+        self.outbox.renew_leases(running)
+
+    def _finish_attempts(self) -> None:
+        """Wait for the running attempts, their leases still renewed: the loop that renews them has
+        stopped, and an attempt outlasting its lease (a slow Slack posting a long thread, at a
+        SIGTERM) was claimed by another worker and run there at the same time — parts posted twice.
+        Each attempt ends within its vendor calls' deadlines; gunicorn's graceful timeout ends a
+        web worker's wait, and the leases of what it cut then lapse as a crash's do."""
+        finished = threading.Event()
+
+        def renew() -> None:
+            while not finished.wait(self.settings.lease_s / 3):
+                try:
+                    self._renew_running()
+                except SQLAlchemyError as err:  # tried again next turn; the lease may still lapse
+                    log.warning("could not renew running attempts' leases while stopping",
+                                extra={"error": reason(err)})
+
+        renewer = threading.Thread(target=renew, name="lease-renewer", daemon=True)
+        renewer.start()
+        try:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+        finally:
+            finished.set()
+            renewer.join(timeout=5)
+
     def _in_flight(self) -> int:
         with self._count_lock:
             return self._running
@@ -441,7 +468,7 @@ class Services:
             if loop is not None:
                 loop.join(timeout=5)
         self._loop = self._callback_loop = None
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        self._finish_attempts()
         self._callback_pool.shutdown(wait=True, cancel_futures=True)
         self._notices.shutdown(wait=True, cancel_futures=True)
         try:

@@ -562,6 +562,31 @@ def test_a_poll_interval_longer_than_the_lease_still_keeps_a_running_attempts_le
         SlowAdapter.release.set()
 
 
+def test_a_stopping_process_keeps_renewing_the_leases_of_the_attempts_it_waits_for(make_app, monkeypatch):
+    # A review: at a SIGTERM the loop that renews leases stopped first, then the process waited for
+    # its running attempts; one that outlasted its lease (a slow Slack posting a long thread) was
+    # claimed by another worker and run there at once: parts of the thread posted twice.
+    monkeypatch.setitem(registry.TARGETS, "slow", "tests.support_adapters:SlowAdapter")
+    monkeypatch.setattr(SlowAdapter, "delay", 30.0)
+    SlowAdapter.release.clear()
+    app = make_app(targets=("slow",), lease_s=2, sync_budget_ms=200)
+    services, client = app.extensions["connector"], app.test_client()
+    stopping = threading.Thread(target=services.stop)
+    try:
+        handoff = post(client, minimal_packet()).get_json()["id"]  # its vendor call runs on
+        services.start_loop(1.0)
+        stopping.start()
+        time.sleep(3.5)  # past the lease it had when the stop began
+        with services.db.reading() as session:
+            row = session.scalars(select(Delivery).where(Delivery.handoff_id == handoff)).one()
+        assert stopping.is_alive()  # still waiting for the attempt
+        assert row.state == "pending" and row.lease_expires_at > utcnow()  # renewed: nobody may take it over
+    finally:
+        SlowAdapter.release.set()
+        stopping.join(timeout=30)
+    assert not stopping.is_alive()
+
+
 def test_a_lease_given_back_at_shutdown_is_marked_unknown_so_the_next_process_looks_first(
         make_app, monkeypatch, tmp_path):
     monkeypatch.setitem(registry.TARGETS, "looking", "tests.support_adapters:LookingAdapter")
