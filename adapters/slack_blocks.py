@@ -26,6 +26,7 @@ from connector.brief import (
     ROLES,
     TRENDS,
     also_sent,
+    attachment_more,
     attempt_title,
     bot_loop,
     clock,
@@ -39,7 +40,6 @@ from connector.brief import (
     most_recent,
     named,
     newlines,
-    one_line,
     preferred_agent,
     repeat_contact,
     routed_to,
@@ -691,8 +691,7 @@ def transcript(packet: Mapping[str, Any], handoff_id: str, new_after: dt.datetim
             kind = ", ".join(str(v) for v in (a.get("content_type"), _bytes(a.get("size"))) if v)
             name = link(a.get("url"), a.get("name") or a.get("url") or "attachment", WHOLE_LABEL)
             pieces.append((f"    📎 {name} ", f"({kind})" if kind else ""))
-            pieces += [(f"      {escape(flat(key))}: ", one_line(value, 500))
-                       for key, value in more_of("attachments", a)]
+            pieces += [(f"      {escape(flat(key))}: ", value) for key, value in attachment_more(a)]
         pieces += [(f"    {escape(flat(key))}: ", value) for key, value in more_of("transcript", entry)]
     return pack(sections(pieces), f"Transcript of {named(handoff_id, packet)}")
 

@@ -534,6 +534,13 @@ def more_of(part: str, entry: Mapping[str, Any]) -> list[tuple[str, str]]:
     return more
 
 
+def attachment_more(attachment: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """An attachment's fields beyond the contract's, each whole on the attachment's own line: a
+    caption's line break started a line that read as the message's, and a voice note's transcription
+    cut at 500 characters lost the request at its end, in every target, the receipt saying nothing."""
+    return [(key, " ".join(visible_controls(value).split())) for key, value in more_of("attachments", attachment)]
+
+
 def also_sent(packet: Mapping[str, Any], *parts: str) -> list[tuple[str, str]]:
     """What the bot sent beyond the contract's fields in `parts` (all of them when none is named),
     as `part.key: value`: a customer's time zone or locale reached no agent, while the receipt said
@@ -775,8 +782,7 @@ def _transcript(entries: list[Mapping[str, Any]], new_after: dt.datetime | None)
             "attachments": [
                 {"name": a.get("name") or a.get("url"), "url": a.get("url"),
                  "type": a.get("content_type") or "", "size": _size(a.get("size")),
-                 # On the attachment's own line: a caption's line break started a line that read as the message's.
-                 "more": [(key, one_line(value, 500)) for key, value in more_of("attachments", a)]}
+                 "more": attachment_more(a)}
                 for a in entry.get("attachments") or []
             ],
             "more": more_of("transcript", entry),

@@ -459,6 +459,22 @@ def test_fields_a_bot_adds_to_messages_contacts_and_attempts_reach_the_agent_eve
     assert brief.transcript_lines[0].endswith("\n    translation: Nuestras facturas dejaron de sincronizarse")
 
 
+def test_an_attachments_long_field_reaches_the_agent_whole_on_its_line():
+    # A review: cut at 500 characters in every target (the attached transcript too), the receipt
+    # saying nothing was dropped — the end of a voice note's transcription is often the request.
+    from adapters import slack_blocks
+
+    packet = full_packet()
+    said = "Voice note:\n" + " ".join(f"word{i}" for i in range(150)) + " please refund order A-5521"
+    packet["transcript"][2]["attachments"][0]["transcription"] = said
+    brief = render_brief(packet, "hnd_1")
+    whole = "transcription: " + " ".join(said.split())
+    slack = "".join(block["text"]["text"] for message in slack_blocks.transcript(packet, "hnd_1")
+                    for block in message["blocks"] if block.get("type") == "section")
+    assert whole in brief.text and whole in brief.html and whole in "\n".join(brief.transcript_lines)
+    assert "please refund order A-5521" in slack and "word149 please" in slack
+
+
 def test_the_offset_the_times_were_sent_with_is_given_beside_the_utc_times():
     # Every time is shown in UTC: sent at 10:00+09:00, "since this morning" read as 01:00. Labelled as
     # what it is: "local time" passed a bot server's zone off as the customer's clock.
