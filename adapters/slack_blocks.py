@@ -408,15 +408,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
             why += f"\n*{heading}:* {short('escalation', said, 400)}"
     fields = []
     if sentiment:
-        score = signed_score(sentiment.get("score")) or ""
-        trend = f", {TRENDS.get(sentiment.get('trend', ''), sentiment.get('trend'))}" if sentiment.get("trend") else ""
-        # A score without a label is the mood (it may have made the priority): "— (-0.95)" hid it.
-        if sentiment.get("label"):
-            mood = f"{sentiment['label']} ({score})" if score else str(sentiment["label"])
-        else:
-            mood = f"{score} (no label)" if score else "unknown"
-        mood += trend
-        fields.append(f"*Sentiment*\n{fit(continued(mood), 200)[0]}")
+        fields.append(f"*Sentiment*\n{fit(continued(_mood(sentiment)), 200)[0]}")
     if intent.get("name") or is_number(intent.get("confidence")):
         fields.append(f"*Intent*\n{short('intent', _intent(intent), 200)}")
     channel = " · ".join(str(v) for v in (conversation.get("channel"), conversation.get("language")) if v)
@@ -596,6 +588,17 @@ def _ticket_link(ticket: Mapping[str, Any], longest: int = 2000, limit: int = 12
 # ---- the thread ---------------------------------------------------------------------------
 
 
+def _mood(sentiment: Mapping[str, Any]) -> str:
+    score = signed_score(sentiment.get("score")) or ""
+    trend = f", {TRENDS.get(sentiment.get('trend', ''), sentiment.get('trend'))}" if sentiment.get("trend") else ""
+    # A score without a label is the mood (it may have made the priority): "— (-0.95)" hid it.
+    if sentiment.get("label"):
+        mood = f"{sentiment['label']} ({score})" if score else str(sentiment["label"])
+    else:
+        mood = f"{score} (no label)" if score else "unknown"
+    return mood + trend
+
+
 def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     """Everything known, unshortened: what the alert had to cut is always here."""
     customer, escalation = packet.get("customer") or {}, packet.get("escalation") or {}
@@ -610,11 +613,20 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     pieces += [(f"• {escape(flat(k))}: ", scalar(v)) for k, v in (customer.get("attributes") or {}).items()
                if holds_something(v)]  # "ltv: —" told nothing
     # What the bot sent beyond the contract, each with the part it came in (`brief.also_sent`).
-    pieces += [(f"• {escape(flat(k))}: ", v) for k, v in also_sent(packet, "customer", "sentiment")]
-    # What the alert's fields and context line shorten (the conversation, the bot, the intent): whole here.
+    pieces += [(f"• {escape(flat(k))}: ", v) for k, v in also_sent(packet, "customer")]
+    # What the alert's fields, context line and buttons shorten or carry (the mood, the conversation
+    # and its link, the bot, the intent): here too, whole — a bot's `vendor_extra.slack.blocks`
+    # replaces the alert, and the sentiment and the conversation's link then reached no agent.
+    if packet.get("sentiment"):
+        pieces.append(("*Sentiment:* ", _mood(packet["sentiment"])))
+    pieces += [(f"• {escape(flat(k))}: ", v) for k, v in also_sent(packet, "sentiment")]
     conversation, bot = packet.get("conversation") or {}, packet.get("bot") or {}
     said = [str(v) for v in (conversation.get("id"), conversation.get("channel"), conversation.get("language")) if v]
-    pieces.append(("*Conversation:* ", " · ".join([*said, f"bot: {bot.get('name') or bot.get('id') or ''}"])))
+    by = " ".join(filter(None, (str(bot.get("name") or bot.get("id") or ""),
+                                f"({bot['platform']})" if bot.get("platform") else "")))
+    pieces.append(("*Conversation:* ", " · ".join([*said, f"bot: {by}"])))
+    if conversation.get("url"):
+        pieces.append(("• " + link(conversation["url"], "open the conversation", WHOLE_LABEL), ""))
     pieces += [(f"• {escape(flat(k))}: ", v) for k, v in also_sent(packet, "conversation")]
     if intent.get("name") or is_number(intent.get("confidence")):
         pieces.append(("*Intent:* ", _intent(intent)))

@@ -557,7 +557,11 @@ def preferred_agent(routing: Mapping[str, Any]) -> str | None:
     agent = routing.get("preferred_agent")
     if not isinstance(agent, Mapping):
         return None
-    handle = said_text(agent.get("email")) or (said_text(str(agent["id"])) if agent.get("id") is not None else None)
+    # Both when both are sent: the id may be the helpdesk's own, which an agent reassigns by (it was
+    # left out whenever an e-mail came with it).
+    email = said_text(agent.get("email"))
+    agent_id = said_text(str(agent["id"])) if agent.get("id") is not None else None
+    handle = f"{email}, id {agent_id}" if email and agent_id else email or agent_id
     name = said_text(agent.get("name"))
     return f"{name} ({handle})" if name and handle else name or handle
 

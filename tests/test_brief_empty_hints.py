@@ -41,7 +41,10 @@ def test_empty_values_are_left_out_of_the_slack_thread():
 @pytest.mark.parametrize(("agent", "shown"), [({"name": "Alex Kim"}, "Alex Kim"),
                                               ({"name": "Alex Kim", "email": "alex@acme.example"},
                                                "Alex Kim (alex@acme.example)"),
-                                              ({"id": "381156009921"}, "381156009921")])
+                                              ({"id": "381156009921"}, "381156009921"),
+                                              # the id was left out beside an e-mail (a review)
+                                              ({"email": "sam@acme.example", "id": 381156009921},
+                                               "sam@acme.example, id 381156009921")])
 def test_a_preferred_agent_named_by_the_bot_is_shown_whatever_it_is_known_by(agent, shown):
     """Sent with a name alone (the contract names id and email), the agent was lost and the Slack
     thread read "*Routing hints:* " with nothing after it."""

@@ -788,8 +788,20 @@ def test_the_details_show_booleans_and_the_preferred_agent_as_the_brief_does() -
     packet["collected_data"]["refund_requested"] = False
     packet["routing"]["preferred_agent"] = {"id": "U123", "email": "sam@acme.example"}
     thread = "\n".join(b["text"]["text"] for m in kit.details(packet, HANDOFF) for b in m["blocks"])
-    assert "*refund_requested:* no" in thread and "preferred agent: sam@acme.example" in thread
+    assert "*refund_requested:* no" in thread and "preferred agent: sam@acme.example, id U123" in thread
     assert "{'id'" not in thread and "False" not in thread
+
+
+def test_the_details_carry_what_else_only_the_alert_does_the_mood_the_conversations_link_the_platform() -> None:
+    # A review: a bot's `vendor_extra.slack.blocks` replaces the alert, and the sentiment and the
+    # conversation's link (the alert's field and button) then reached no agent, the receipt saying
+    # both were delivered; the bot's platform was in no Slack message at all.
+    packet = full_packet()
+    thread = "\n".join(b["text"]["text"] for m in kit.details(packet, HANDOFF) for b in m["blocks"])
+    sentiment, conversation, bot = packet["sentiment"], packet["conversation"], packet["bot"]
+    assert f"*Sentiment:* {sentiment['label']} (" in thread
+    assert f"<{conversation['url']}|open the conversation>" in thread
+    assert f"bot: {bot['name']} ({bot['platform']})" in thread
 
 
 def test_the_customers_attributes_are_listed_under_the_customer_not_the_intent() -> None:
