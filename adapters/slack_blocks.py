@@ -625,8 +625,10 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
     by = " ".join(filter(None, (str(bot.get("name") or bot.get("id") or ""),
                                 f"({bot['platform']})" if bot.get("platform") else "")))
     pieces.append(("*Conversation:* ", " · ".join([*said, f"bot: {by}"])))
-    if conversation.get("url"):
+    if conversation.get("url") and link_target(conversation["url"]) is not None:
         pieces.append(("• " + link(conversation["url"], "open the conversation", WHOLE_LABEL), ""))
+    elif conversation.get("url"):  # an address no link can carry (ftp, too long once escaped): as text
+        pieces.append(("• conversation address: ", str(conversation["url"])))
     pieces += [(f"• {escape(flat(k))}: ", v) for k, v in also_sent(packet, "conversation")]
     if intent.get("name") or is_number(intent.get("confidence")):
         pieces.append(("*Intent:* ", _intent(intent)))

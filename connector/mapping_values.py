@@ -242,7 +242,18 @@ def _value_of(value: Value, view: Mapping[str, Any]) -> Any:
     if value.kind == "path":
         return get_path(view, value.source)
     if value.kind == "lookup":
-        return lookup(value.table or {}, get_path(view, value.source), value.default)
+        found = get_path(view, value.source)
+        if isinstance(found, Mapping):  # left out and named by `resolve`, as at a path
+            return found
+        if isinstance(found, (list, tuple)):
+            # Each item looked up, for a multi-select (`routing.skills` through a table of options):
+            # the list itself was looked up, an internal error that failed every delivery. An item
+            # the table lacks (and no default) is left out; an object among them, named by `resolve`.
+            table = value.table or {}
+            items = [item if isinstance(item, (Mapping, list, tuple)) else lookup(table, item, value.default)
+                     for item in found]
+            return [item for item in items if item is not MISSING] or MISSING
+        return lookup(value.table or {}, found, value.default)
     # A template sees only packet keys as variables; packet text is data, never compiled. A part
     # the packet lacks (`{{ sentiment.label }}` with no sentiment) leaves the field out, as a path does.
     try:

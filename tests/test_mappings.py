@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from connector.errors import ConfigError
-from connector.mapping_values import MISSING, compile_value, lookup, resolve
+from connector.mapping_values import MISSING, compile_value, lookup, resolve, template_failures
 from connector.mappings import MappingStore, load_file, load_mappings
 from tests.factories import FIXTURES, full_packet, minimal_packet
 
@@ -459,6 +459,20 @@ def test_lookup_is_case_insensitive_and_has_a_default():
     assert lookup({"Billing": 1}, "billing", 0) == 1
     assert lookup({"billing": 1}, "sales", 0) == 0
     assert lookup({"billing": 1}, MISSING, "x") == "x"
+
+
+def test_a_lookup_from_a_list_looks_up_each_item_for_a_multi_select():
+    # A review: the list itself was looked up (unhashable), an internal error that failed every
+    # delivery of a packet holding it. An item the table lacks is left out, or its default given.
+    packet = {"routing": {"skills": ["Billing", "quickbooks", 7]}, "customer": {"attributes": {"plan": "pro"}}}
+    table = {"billing": "billing_team", 7: "seven"}
+    assert resolve({"lookup": table, "from": "routing.skills"}, packet) == ["billing_team", "seven"]
+    assert resolve({"lookup": table, "from": "routing.skills", "default": "other"}, packet) == [
+        "billing_team", "other", "seven"]
+    assert resolve({"lookup": {"x": 1}, "from": "routing.skills"}, packet) is MISSING  # none found: left out
+    with template_failures() as failures:  # an object is left out and named, as at a path
+        assert resolve({"lookup": table, "from": "customer.attributes"}, packet) is MISSING
+    assert "customer.attributes is an object" in str(failures[0])
 
 
 @pytest.mark.parametrize("spec", [{"path": "a", "template": "b"}, {"path": "a b"}, {"lookup": "t", "from": "x"},

@@ -804,6 +804,17 @@ def test_the_details_carry_what_else_only_the_alert_does_the_mood_the_conversati
     assert f"bot: {bot['name']} ({bot['platform']})" in thread
 
 
+@pytest.mark.parametrize("url", ["ftp://files.acme.example/conversations/1029",
+                                 ("https://bot.example/c?" + "&".join(f"a{i}=1" for i in range(400)))[:2000]])
+def test_a_conversation_address_no_link_can_carry_is_in_the_thread_as_text(url: str) -> None:
+    # A review of the line above: "• open the conversation", linking nothing, the address nowhere.
+    packet = full_packet()
+    packet["conversation"]["url"] = url
+    thread = "\n".join(b["text"]["text"] for m in kit.details(packet, HANDOFF) for b in m["blocks"])
+    assert "open the conversation" not in thread
+    assert f"• conversation address: {url[:60].replace('&', '&amp;')}" in thread
+
+
 def test_the_customers_attributes_are_listed_under_the_customer_not_the_intent() -> None:
     # After the intent line, "• plan: Business Pro" and "• seats: 40" read as the intent's data.
     thread = "\n".join(b["text"]["text"] for m in kit.details(full_packet(), HANDOFF) for b in m["blocks"])
@@ -1553,7 +1564,10 @@ def test_a_link_slack_cannot_carry_is_named_in_the_receipt(slack: FakeSlack) -> 
     payload = adapter.render(ctx)
     buttons = next(b for b in payload["message"]["blocks"] if b["type"] == "actions")["elements"]
     assert [button["action_id"] for button in buttons] == ["handoff_claim"]
-    assert "ftp://" not in json.dumps(payload)
+    sent = json.dumps(payload)
+    assert "<ftp://" not in sent and '"url": "ftp://' not in sent  # no link, no button
+    # Only the conversation's address is shown, as text in the thread: where else would an agent find it?
+    assert sent.count("ftp://") == 1 and "conversation address: ftp://bot.example.com/conv/8841" in sent
     assert adapter.receipt(ctx, payload)["dropped"] == [
         {"part": "conversation", "reason": "conversation.url cannot be a link in Slack (not an http(s) address, "
                                            "or too long): no Open conversation button"},
