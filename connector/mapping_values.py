@@ -246,13 +246,7 @@ def _value_of(value: Value, view: Mapping[str, Any]) -> Any:
         if isinstance(found, Mapping):  # left out and named by `resolve`, as at a path
             return found
         if isinstance(found, (list, tuple)):
-            # Each item looked up, for a multi-select (`routing.skills` through a table of options):
-            # the list itself was looked up, an internal error that failed every delivery. An item
-            # the table lacks (and no default) is left out; an object among them, named by `resolve`.
-            table = value.table or {}
-            items = [item if isinstance(item, (Mapping, list, tuple)) else lookup(table, item, value.default)
-                     for item in found]
-            return [item for item in items if item is not MISSING] or MISSING
+            return _looked_up_each(value, found)
         return lookup(value.table or {}, found, value.default)
     # A template sees only packet keys as variables; packet text is data, never compiled. A part
     # the packet lacks (`{{ sentiment.label }}` with no sentiment) leaves the field out, as a path does.
@@ -266,6 +260,24 @@ def _value_of(value: Value, view: Mapping[str, Any]) -> Any:
         # error, retried until dead, naming neither the file nor the key.
         _told(err, "a mapping template failed on this handoff's values; its value is not sent")
         return MISSING
+
+
+def _looked_up_each(value: Value, found: list[Any] | tuple[Any, ...]) -> Any:
+    """Each item of a list looked up, for a multi-select (`routing.skills` through a table of
+    options): the list itself was looked up, an internal error that failed every delivery. A table
+    entry (or `default:`) that is a list gives its options, as it does for one value; an option
+    given twice goes once; an item the table lacks (and no default) is left out; an object or a
+    list among the packet's items is kept, for `resolve` to leave out and name."""
+    options: list[Any] = []
+    for item in found:
+        if isinstance(item, (Mapping, list, tuple)):
+            options.append(item)
+            continue
+        got = lookup(value.table or {}, item, value.default)
+        for option in got if isinstance(got, (list, tuple)) else [got]:
+            if option is not MISSING and (isinstance(option, (Mapping, list)) or option not in options):
+                options.append(option)
+    return options or MISSING
 
 
 def _told(err: FailedOnValues, said: str) -> None:

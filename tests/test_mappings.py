@@ -470,6 +470,10 @@ def test_a_lookup_from_a_list_looks_up_each_item_for_a_multi_select():
     assert resolve({"lookup": table, "from": "routing.skills", "default": "other"}, packet) == [
         "billing_team", "other", "seven"]
     assert resolve({"lookup": {"x": 1}, "from": "routing.skills"}, packet) is MISSING  # none found: left out
+    # An entry (or the default) that is a list gives its options, as for one value; an option once.
+    several = {"billing": ["billing_team", "finance"], "quickbooks": "finance"}
+    assert resolve({"lookup": several, "from": "routing.skills", "default": ["triage"]}, packet) == [
+        "billing_team", "finance", "triage"]
     with template_failures() as failures:  # an object is left out and named, as at a path
         assert resolve({"lookup": table, "from": "customer.attributes"}, packet) is MISSING
     assert "customer.attributes is an object" in str(failures[0])
