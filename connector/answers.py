@@ -220,12 +220,12 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
            reached_later: Sequence[Any] = (), holder: Holder | None = None) -> dict[str, Any]:
     """`deliveries`: rows with the `DELIVERY_COLUMNS` read apart from the handoff (default: its own).
     `reached_later`: the finished deliveries of its follow-ups (`reached_later()`), for a handoff
-    every target of which gave up: where they opened a ticket, the answer shows that ticket.
+    a target of which gave up: where they opened a ticket there, the answer shows that ticket.
     `holder`: who has it (`holding`, `taken`): `assignment.agent` names them — routing's pick
     until someone is recorded taking it. It stayed null after an agent took the handoff (the
     `assigned` callback named them; only the extension `assigned.agent_id` did in GET)."""
     deliveries = handoff.deliveries if deliveries is None else deliveries
-    if reached_later and handoff_status(deliveries) == "failed":
+    if reached_later:
         deliveries = rescued(deliveries, reached_later)
     status = handoff_status(deliveries)
     handoff = as_told(handoff, deliveries)
@@ -296,13 +296,15 @@ def _held_past(delivery: Any, wait_s: int | None) -> bool:
 
 def rescued(deliveries: Sequence[T], later: Iterable[T], target: Callable[[T], str] = attrgetter("target"),
             state: Callable[[T], str] = attrgetter("state")) -> list[T]:
-    """A failed handoff's deliveries, each target that a follow-up reached since (`later`, oldest
-    first) shown by the newest ticket it reached: `status: failed` with no ticket, beside a message
-    promising a reply, contradicted itself, and no read of the handoff gave the bot the ticket's link.
+    """A handoff's deliveries, each given-up one whose target a follow-up reached since (`later`,
+    oldest first) shown by the newest ticket it reached: `status: failed` with no ticket, beside a
+    message promising a reply, contradicted itself, and no read of the handoff gave the bot the
+    ticket's link — nor, beside another target's ticket, the alert its messages opened (`partial`,
+    "nothing reached slack", a review). A target the handoff reached keeps its own ticket.
     One rule for rows of either shape: the ORM's (answers) and the status callback's dicts
     (`callbacks.on_given_up`, pass `itemgetter`s)."""
     reached = {target(d): d for d in later if state(d) in DONE}
-    return [reached.get(target(d), d) for d in deliveries]
+    return [d if state(d) in DONE else reached.get(target(d), d) for d in deliveries]
 
 
 def taken(session: Session, handoffs: Iterable[Handoff]) -> dict[str, Holder]:
@@ -317,10 +319,10 @@ def taken(session: Session, handoffs: Iterable[Handoff]) -> dict[str, Holder]:
 
 
 def reached_later(session: Session, handoffs: Iterable[Handoff]) -> dict[str, list[Any]]:
-    """Of `handoffs`, those every target of which gave up, yet whose messages sent since
-    (`follow_ups`) opened a ticket after all: by id, the follow-ups' finished deliveries, oldest
-    first, for `render`. One query, and none unless one of them failed."""
-    failed = [h.id for h in handoffs if handoff_status(h.deliveries) == "failed"]
+    """Of `handoffs`, those a target of which gave up, yet whose messages sent since
+    (`follow_ups`) opened a ticket there after all: by id, the follow-ups' finished deliveries,
+    oldest first, for `render`. One query, and none unless a delivery of one of them gave up."""
+    failed = [h.id for h in handoffs if any(d.state in GIVEN_UP for d in h.deliveries)]
     if not failed:
         return {}
     opened = select(Handoff.follows_id, *DELIVERY_COLUMNS).join(Delivery, Delivery.handoff_id == Handoff.id) \

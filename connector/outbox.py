@@ -18,7 +18,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -105,7 +105,7 @@ _CARRIED_BY = (
 )
 # What came before a follow-up at its target: its handoff's delivery there, and earlier follow-ups'.
 _BEFORE_FOLLOW_UP = (
-    select(_DELIVERIES.c.state, _DELIVERIES.c.next_attempt_at)
+    select(_DELIVERIES.c.state, _DELIVERIES.c.next_attempt_at, _HANDOFFS.c.follow_up_seq)
     .join(_HANDOFFS, _HANDOFFS.c.id == _DELIVERIES.c.handoff_id)
     .where(_DELIVERIES.c.target == bindparam("target"),
            or_(_HANDOFFS.c.id == bindparam("follows_id"),
@@ -593,9 +593,9 @@ class Outbox:
         given up, this follow-up carries everything (the packet holds it all), so nothing is lost."""
         before = connection.execute(_BEFORE_FOLLOW_UP, {"target": delivery.target, "follows_id": handoff.follows_id,
                                                          "seq": handoff.follow_up_seq}).all()
-        waiting_for = [next_at for state, next_at in before if state == "pending"]
+        waiting_for = [next_at for state, next_at, _ in before if state == "pending"]
         if not waiting_for:
-            return bool(before) and all(state in DONE for state, _ in before)
+            return _all_arrived(before)
         link = connection.execute(_LINK_OF, ConversationLink.key_for(handoff, delivery.target)).first()
         if link is not None and link.owner_delivery_id == delivery.id and not link.vendor_id:
             # It went ahead once (all before it given up), took the conversation's link and is
@@ -1109,6 +1109,20 @@ def _taken_over():  # type: ignore[no-untyped-def]
 # it left, a retry's note ("New since our last update") and [new] marks read otherwise — Salesforce's
 # resume, finding its comments by their text, posted them again, reworded.
 RENDERED_AS = "rendered_as"
+
+
+def _all_arrived(before: Sequence[Any]) -> bool:
+    """Whether everything before a batch of messages reached its target (`before`: state, next
+    attempt, batch number — None for the handoff's own delivery): each delivery there, or a later
+    one of them, which carried what a given-up one had not (`carried`). Counted missing for ever,
+    one given-up delivery made every later batch post the whole brief and all earlier messages
+    again — "Handed off again" in a Slack thread per batch, a review."""
+    if not before:
+        return False
+    reached = [-1 if seq is None else seq for state, _, seq in before if state in DONE]
+    latest = max(reached, default=None)
+    return all(state in DONE or (latest is not None and (-1 if seq is None else seq) < latest)
+               for state, _, seq in before)
 
 
 def _as_first_rendered(claimed: _Claimed, delivery: Delivery) -> tuple[Link | None, bool]:

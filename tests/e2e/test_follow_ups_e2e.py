@@ -205,6 +205,25 @@ def test_when_the_handoff_never_reached_the_target_its_messages_open_the_ticket_
     assert "delivered" in row and "failed" not in row
 
 
+def test_after_a_batch_carried_what_was_given_up_the_next_batch_carries_only_its_own(zendesk):
+    # A review: a given-up delivery counted as missing for ever, and every later batch posted the
+    # whole brief and every earlier message onto the ticket again.
+    app, zd = zendesk
+    client = app.test_client()
+    zd.search(results=[])
+    zd.error("POST", "/api/v2/tickets.json", 422, {"error": "RecordInvalid", "description": "Record validation"})
+    handoff = post(client, full_packet()).get_json()
+    assert handoff["tickets"][0]["status"] == "failed"
+    zd.create_ticket({"id": 1002})
+    assert send(client, handoff["id"], messages=SAID[:1]).get_json()["tickets"][0]["status"] == "created"
+    zd.update_ticket(1002)
+    assert send(client, handoff["id"], messages=SAID[1:]).get_json()["tickets"][0]["status"] == "updated"
+    [note] = zd.json_bodies("PUT", "/api/v2/tickets/1002.json")
+    html = note["ticket"]["comment"]["html_body"]
+    assert "Error code is now 4013" in html
+    assert "Still waiting" not in html and EARLIER not in html  # on the ticket already, with the brief
+
+
 def test_salesforce_gets_the_messages_as_case_comments_on_the_handoffs_case(make_app):
     client = make_app(targets=("salesforce",), salesforce_instance_url=INSTANCE,
                       salesforce_access_token=TOKEN).test_client()
@@ -245,6 +264,29 @@ def test_slack_gets_the_messages_in_the_alerts_thread_without_broadcasting(make_
         assert "wrote again while waiting" in text and "Error code is now 4013, not 4012." in text
         assert EARLIER not in text
         assert {r["metadata"]["event_payload"]["handoff_id"] for r in replies} == {batch}  # found again after a timeout
+
+
+def test_a_partial_handoff_shows_the_alert_its_messages_opened_where_its_own_was_refused(make_app):
+    # A review: Zendesk had the ticket, Slack refused the alert and the messages opened one after
+    # all; every read still said `partial`, slack `failed` with no id, "nothing reached slack".
+    with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        app = make_app(**{**ZENDESK, "targets": ("zendesk", "slack")}, slack_bot_token=slack.token,
+                       slack_api_url=slack.api_url, slack_channel="C0HANDOFF")
+        client, zd = app.test_client(), FakeZendesk(rsps)
+        zd.search(results=[])
+        zd.create_ticket({"id": 1001})
+        slack.fail("chat.postMessage", error="invalid_blocks")
+        handoff = post(client, full_packet()).get_json()
+        assert {t["target"]: t["status"] for t in handoff["tickets"]} == {"zendesk": "created", "slack": "failed"}
+        zd.update_ticket(1001)
+        batch = send(client, handoff["id"]).get_json()
+        assert {t["target"]: t["status"] for t in batch["tickets"]} == {"zendesk": "updated", "slack": "created"}
+        detail = client.get(f"/v1/handoffs/{handoff['id']}", headers=auth()).get_json()
+        tickets = {t["target"]: t for t in detail["tickets"]}
+        assert detail["status"] == "delivered"
+        assert tickets["zendesk"]["status"] == "created" and tickets["zendesk"]["id"] == "1001"  # its own
+        assert tickets["slack"]["status"] == "created" and tickets["slack"]["id"]
+        assert "nothing reached slack" not in json.dumps(detail["context_receipt"])
 
 
 def test_messages_are_refused_with_the_field_and_the_limit_named(make_app):
