@@ -48,7 +48,20 @@ from urllib.parse import urlsplit
 
 import requests
 import tenacity
-from sqlalchemy import Connection, and_, bindparam, case, exists, func, literal, literal_column, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 from urllib3.exceptions import MaxRetryError
@@ -256,6 +269,22 @@ class Due:
 
 _EARLIER = aliased(Callback)
 _LATER = aliased(Callback)
+
+
+def _overtaken() -> ColumnElement[bool]:
+    """A callback that a later state of its handoff has reached the bot past: resent, it came last —
+    a `failed` given up while the bot was down, resent after the replayed delivery's `delivered`,
+    left the bot on "failed" for a handoff with a ticket. So it is owed no more: not resent in bulk,
+    not counted (the gauge's alert fired for ever over what the bot no longer needs), marked so in
+    the listing. By how far each state takes the bot, not by the order written: a `delivered`
+    written after an `assigned` (a rescue by messages) does not make the `assigned` stale; a
+    `delivered` sent after a `failed` does."""
+    return exists().where(
+        _LATER.handoff_id == Callback.handoff_id, _LATER.id > Callback.id, _LATER.status == "sent",
+        or_(_progress(_LATER.state) > _progress(Callback.state),
+            and_(Callback.state == "failed", _LATER.state == "delivered")))
+
+
 # A process without a bot's signing secret leaves its callbacks this long to one that has it (a
 # rolling change of CONNECTOR_BOT_SECRETS, a worker started with another .env) before it puts them
 # aside: one process's settings decided for the fleet, and callbacks promised to a bot vanished.
@@ -468,16 +497,7 @@ class Sender:
         secret, they are not what "resend everything given up" means."""
         now = utcnow()
         statuses = ("dead",) if ids is None else ("dead", DISMISSED)
-        # Not one a later state of its handoff has reached the bot past: resent, it came last — a
-        # `failed` given up while the bot was down, resent after the replayed delivery's `delivered`,
-        # left the bot on "failed" for a handoff with a ticket.
-        # By how far each state takes the bot, not by the order written: a `delivered` written
-        # after an `assigned` (a rescue by messages) does not make the `assigned` stale; a
-        # `delivered` sent after a `failed` does.
-        overtaken = exists().where(
-            _LATER.handoff_id == Callback.handoff_id, _LATER.id > Callback.id, _LATER.status == "sent",
-            or_(_progress(_LATER.state) > _progress(Callback.state),
-                and_(Callback.state == "failed", _LATER.state == "delivered")))
+        overtaken = _overtaken()
         query = select(Callback.id).where(Callback.status.in_(statuses), ~overtaken)
         if ids is not None:
             query = query.where(Callback.id.in_(ids))
@@ -515,7 +535,7 @@ class Sender:
         """Callbacks owed, by status (`pending`, `dead`): zero included; sent and dismissed ones are not,
         nor the pending ones of a bot without a signing secret, which will be put aside — each handoff
         of a key-only bot showed as owed for `UNSIGNED_GRACE_S`."""
-        owed = or_(Callback.status == "dead",
+        owed = or_(and_(Callback.status == "dead", ~_overtaken()),
                    and_(Callback.status == "pending", Callback.bot_id.in_(self._signable())))
         with self.db.reading() as session:
             rows = session.execute(select(Callback.status, func.count()).where(owed)
@@ -523,9 +543,18 @@ class Sender:
         return {"pending": 0, "dead": 0, **{status: number for status, number in rows}}
 
     def listed(self, status: str, limit: int) -> list[Callback]:
+        """Newest first; each row's `overtaken` says whether a later state was sent past it (`_overtaken`)."""
         with self.db.reading() as session:
-            return list(session.scalars(select(Callback).where(Callback.status == status)
-                                        .order_by(Callback.id.desc()).limit(limit)))
+            rows = session.execute(select(Callback, _overtaken().label("overtaken")).where(Callback.status == status)
+                                   .order_by(Callback.id.desc()).limit(limit)).all()
+        for row, overtaken in rows:
+            row.overtaken = bool(overtaken)  # not a column: what this listing found
+        return [row for row, _ in rows]
+
+    def overtaken_dead(self) -> int:
+        """Given-up callbacks a later state was sent past: left out of a bulk resend, and of the count."""
+        with self.db.reading() as session:
+            return session.scalar(select(func.count()).where(Callback.status == "dead", _overtaken())) or 0
 
     def release(self) -> int:
         """Give back this process's leases (shutdown)."""

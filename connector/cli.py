@@ -261,12 +261,17 @@ def callbacks_command(callback_ids: tuple[int, ...], status: str, limit: int, re
         if callback_ids and len(queued) < len(callback_ids):  # as `replay` says of deliveries
             _left_alone(sender.db, Callback, set(callback_ids) - set(queued),
                         "not given up, or a later state of its handoff was sent past it", "callback")
+        elif not callback_ids and (overtaken := sender.overtaken_dead()):
+            # "queued again 0 callbacks" said nothing of why while the gauge had shown them owed.
+            click.echo(f"left alone {overtaken} given-up callback{'' if overtaken == 1 else 's'} a later state of "
+                       "its handoff was sent past (the bot has the newer word; --dismiss puts them aside)")
         return
     rows = sender.listed(status, limit)
     for row in rows:
         # Named: the one time shown was the creation's, read as the last attempt's after a resend.
         finished = f"\tfinished={row.finished_at:%Y-%m-%d %H:%M:%S}" if row.finished_at else ""
-        click.echo(f"{row.id}\t{row.handoff_id}\t{row.state}\t{row.status}\tattempts={row.attempts}\t"
+        status_shown = f"{row.status} (a later state sent since)" if row.overtaken else row.status
+        click.echo(f"{row.id}\t{row.handoff_id}\t{row.state}\t{status_shown}\tattempts={row.attempts}\t"
                    f"created={row.created_at:%Y-%m-%d %H:%M:%S}{finished}\t{_one_line(row.last_error)}")
     click.echo(f"{len(rows)} callback{'' if len(rows) == 1 else 's'}", err=True)
 
