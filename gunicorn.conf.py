@@ -9,7 +9,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from connector import settings as _settings
 from connector.errors import ConfigError
-from connector.settings import ENV_FILE, bind_address, count, load_env_file, pin_env_file, reread_env_file
+from connector.settings import ENV_FILE, FILE_READ, bind_address, count, load_env_file, pin_env_file, reread_env_file
 
 # `.env` (or CONNECTOR_ENV_FILE) is read here, in the directory gunicorn starts in: CONNECTOR_BIND
 # and the worker counts below are needed before the app exists, and `make run` should honour them.
@@ -19,6 +19,10 @@ from connector.settings import ENV_FILE, bind_address, count, load_env_file, pin
 # gunicorn executes this file again on a reload (SIGHUP), in the master that started: the file is
 # then read afresh and judged before any new worker starts on it (`reread_env_file`, `on_reload`).
 DEFAULT_BIND = "127.0.0.1:8000"
+# The metrics directory `share_metrics` made, removed at exit. In the environment, not in this
+# module: gunicorn executes this file again on a reload, and a module list started empty then (one
+# directory was left in /tmp after each reload).
+MADE_METRICS_DIRECTORY = "_CONNECTOR_METRICS_DIR_MADE"
 _refused: ConfigError | None = None
 if _settings.GUNICORN_STARTED:
     _in_use = dict(os.environ)
@@ -49,9 +53,22 @@ if _settings.GUNICORN_STARTED:
             raise ConfigError("CONNECTOR_MAPPINGS_DIR", "changed: a reload does not move the service to another "
                               "mappings directory (the workers gunicorn starts next would still read the old one); "
                               "restart it")
-        if environ.get("PROMETHEUS_MULTIPROC_DIR") != _in_use.get("PROMETHEUS_MULTIPROC_DIR"):
+        if environ.get("PROMETHEUS_MULTIPROC_DIR") != _in_use.get("PROMETHEUS_MULTIPROC_DIR") \
+                or _file_sets_another_metrics_directory(environ):
             raise ConfigError("PROMETHEUS_MULTIPROC_DIR", "changed: the metrics directory is chosen at start; "
                               "restart the service")
+
+    def _file_sets_another_metrics_directory(environ):
+        """The edited file names a metrics directory where the service made its own at start: that
+        one, in the master's environment, wins over the file's line, which was taken and ignored."""
+        made = _in_use.get(MADE_METRICS_DIRECTORY)
+        read = environ.get(FILE_READ)
+        if not made or made != _in_use.get("PROMETHEUS_MULTIPROC_DIR") or not read:
+            return False
+        from dotenv import dotenv_values
+
+        named = dotenv_values(read).get("PROMETHEUS_MULTIPROC_DIR")
+        return bool(named) and os.path.abspath(named) != os.path.abspath(made)
 
     _refused = reread_env_file(_usable)
     _settings.REFUSED_EDIT = _refused  # for the workers forked next: /readyz and /metrics say it
@@ -111,11 +128,6 @@ def limit_malloc_arenas(log, arenas: int = 2) -> bool:
         return False
     return True
 
-
-# The metrics directory `share_metrics` made, removed at exit. In the environment, not in this
-# module: gunicorn executes this file again on a reload, and a module list started empty then (one
-# directory was left in /tmp after each reload).
-MADE_METRICS_DIRECTORY = "_CONNECTOR_METRICS_DIR_MADE"
 
 
 # prometheus-client's names for its files in multiprocess mode: counter_, histogram_, summary_,

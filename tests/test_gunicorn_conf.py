@@ -414,6 +414,32 @@ def test_a_reload_that_moves_the_mappings_directory_is_refused(tmp_path):
     assert same is None
 
 
+def test_a_reload_adding_a_metrics_directory_where_the_service_made_one_is_refused(tmp_path):
+    """A review: started without one (the service made a temporary directory, set in the master's
+    environment), a line added to .env was taken and ignored — the environment wins — while the
+    reload said the settings were read again and a worker given that directory was never counted."""
+    from connector import settings
+
+    env_file = tmp_path / "svc.env"
+    database = f"CONNECTOR_DATABASE_URL=sqlite:///{tmp_path}/c.db\n"
+    env_file.write_text(database)
+    made = str(tmp_path / "made")
+    with mock.patch.dict("os.environ", {"CONNECTOR_ENV_FILE": str(env_file)}, clear=True):
+        runpy.run_path(CONF)  # the start; then `share_metrics`, as on_starting runs it:
+        os.environ.update({"PROMETHEUS_MULTIPROC_DIR": made, "_CONNECTOR_METRICS_DIR_MADE": made})
+        settings.GUNICORN_STARTED = True
+        try:
+            untouched = runpy.run_path(CONF)["_refused"]  # SIGHUP, the file as it was
+            env_file.write_text(database + f"PROMETHEUS_MULTIPROC_DIR={tmp_path / 'shared'}\n")
+            refused = runpy.run_path(CONF)["_refused"]
+            assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == made
+        finally:
+            settings.GUNICORN_STARTED = False
+            settings.REFUSED_EDIT = None
+    assert untouched is None
+    assert str(refused).startswith("PROMETHEUS_MULTIPROC_DIR: changed: the metrics directory is chosen at start")
+
+
 def test_a_start_that_fails_leaves_no_metrics_directory_behind():
     from connector import metrics  # noqa: F401  (its mode chosen before the environment below)
 
