@@ -74,6 +74,10 @@ def make_engine(url: str, root: str, busy_timeout_s: float = BUSY_TIMEOUT_S) -> 
         if plain and not os.path.isabs(database):
             database = os.path.join(root, database)
             parsed = parsed.set(database=database)
+        if plain and os.path.isdir(database):
+            # SQLite said only "unable to open database file", and `check` advised a chmod 600 of it.
+            raise ConfigError("CONNECTOR_DATABASE_URL", f"names a directory ({database}), not a database file: add "
+                                                        "the file's name (sqlite:///instance/connector.db)")
         # hide_parameters: an error's text must not carry the packets a statement was writing
         # (a group commit writes several customers' at once) into a log line.
         engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": busy_timeout_s},

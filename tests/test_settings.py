@@ -135,6 +135,20 @@ def test_an_in_memory_sqlite_database_stops_start_up_asking_for_a_file(url):
     assert "give a file path" in caught.value.message
 
 
+@pytest.mark.parametrize("relative", [False, True])
+def test_a_sqlite_url_naming_a_directory_stops_start_up_saying_so(tmp_path, monkeypatch, relative):
+    # A review: SQLite's "unable to open database file", and `check` advised `chmod 600 '<dir>'*`,
+    # which makes the directory unusable.
+    (tmp_path / "instance").mkdir()
+    monkeypatch.chdir(tmp_path)
+    url = "sqlite:///instance/" if relative else f"sqlite:///{tmp_path}/instance"
+    from connector.db import make_engine
+
+    with pytest.raises(ConfigError) as caught:
+        make_engine(url, str(tmp_path))
+    assert caught.value.source == "CONNECTOR_DATABASE_URL" and "names a directory" in caught.value.message
+
+
 @pytest.mark.parametrize(("written", "meant"), [
     ("https://test.salesforce.com", "test"), ("login.salesforce.com", "login"),
     ("https://acme--uat.sandbox.my.salesforce.com/", "acme--uat.sandbox.my"),
