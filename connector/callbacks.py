@@ -206,7 +206,7 @@ def on_delivered(connection: Connection | driver_cursor.Pooled, db: Database, ha
     url = url_for(handoff.packet, "delivered")
     if url is None:
         return False  # the usual packet: no statement at all
-    outcomes = _outcomes(connection, handoff)
+    outcomes = _told(connection, handoff)
     if not agent_tickets(outcomes):
         return False  # preview's ticket beside a vendor's still to come: no agent sees it
     if driver_cursor.run(connection, _HEARD_OF_A_HOLDER, {"handoff_id": handoff.id}).rows:
@@ -231,14 +231,16 @@ def on_given_up(connection: Connection | driver_cursor.Pooled, db: Database, han
         # makes the second read what the first wrote.
         driver_cursor.run(connection, _LOCK_HANDOFF, {"handoff_id": handoff.id})
     outcomes = _outcomes(connection, handoff)
-    if answers.handoff_status(outcomes, itemgetter("target"), itemgetter("status")) != "failed":
-        return False  # a target still being tried, or one that has the handoff: its own callbacks tell
-    reached = [ticket(*r) for r in driver_cursor.run(connection, _REACHED_LATER, {"handoff_id": handoff.id}).rows]
-    tickets = answers.rescued(outcomes, reached, itemgetter("target"), itemgetter("status"))
+    tickets = _told(connection, handoff, outcomes)
     if agent_tickets(tickets):
+        # Its follow-ups reached a target where its own delivery gave up — with the others given up
+        # too, or still tried: a read shows that ticket (`answers.render`), and the bot hears of it
+        # now, not hours later when the last target finishes (once: a `delivered` owed already stays).
         if driver_cursor.run(connection, _HEARD_OF_A_HOLDER, {"handoff_id": handoff.id}).rows:
             return False  # as `on_delivered`: the bot heard someone has it
         return delivered is not None and add(connection, db, row(handoff, "delivered", delivered, tickets, now))
+    if answers.handoff_status(outcomes, itemgetter("target"), itemgetter("status")) != "failed":
+        return False  # a target still being tried: its own callbacks tell
     return failed is not None and add(connection, db, row(handoff, "failed", failed, outcomes, now))
 
 
@@ -250,6 +252,18 @@ def agent_tickets(tickets: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any
 
 def _outcomes(connection: Connection | driver_cursor.Pooled, handoff: Handoff) -> list[dict[str, Any]]:
     return [ticket(*r) for r in driver_cursor.run(connection, _OUTCOMES, {"handoff_id": handoff.id}).rows]
+
+
+def _told(connection: Connection | driver_cursor.Pooled, handoff: Handoff,
+          outcomes: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The handoff's tickets as a read tells them (`answers.rescued`): a target its own delivery gave
+    up on shown by the ticket its follow-ups opened there since. A `delivered` listed it `failed`
+    with no id while every read of the handoff showed the ticket (a review)."""
+    outcomes = _outcomes(connection, handoff) if outcomes is None else outcomes
+    if not any(t["status"] in answers.GIVEN_UP for t in outcomes):
+        return outcomes  # the usual handoff: no second statement
+    reached = [ticket(*r) for r in driver_cursor.run(connection, _REACHED_LATER, {"handoff_id": handoff.id}).rows]
+    return answers.rescued(outcomes, reached, itemgetter("target"), itemgetter("status"))
 
 
 # ---- sending ---------------------------------------------------------------------------------

@@ -282,6 +282,26 @@ def test_delivered_when_the_last_target_gives_up_after_messages_opened_a_ticket(
     assert bot.requests[0].json["ticket"]["id"] == "T-7"
 
 
+def test_delivered_as_soon_as_messages_open_a_ticket_while_another_target_is_still_tried(
+        make_callback_app, bot, monkeypatch):
+    # A review: a read showed the messages' ticket (`partial`) while the bot heard nothing until the
+    # other target finished, hours later; then `delivered` listed that target `failed` with no id.
+    monkeypatch.setitem(registry.TARGETS, "picky", "tests.support_adapters:PickyAdapter")
+    monkeypatch.setitem(registry.TARGETS, "down", "tests.support_adapters:DownAdapter")
+    app = make_callback_app(targets=("picky", "down"), max_attempts=5)
+    handoff = post(app, full_packet(callback={"url": bot.url, "events": ["delivered", "failed"]}))
+    assert [t["status"] for t in handoff["tickets"]] == ["failed", "pending"]
+    assert send_message(app, handoff["id"], "2026-11-20T09:25:00Z", "Still there?").status_code in (201, 202)
+    send_due(app)
+    [delivered] = [r.json for r in bot.requests]
+    read = app.test_client().get(f"/v1/handoffs/{handoff['id']}", headers=auth()).get_json()
+    assert delivered["state"] == "delivered" and delivered["ticket"]["id"] == "T-7"
+    assert [(t["target"], t["status"], t["id"]) for t in delivered["tickets"]] == [
+        ("picky", "created", "T-7"), ("down", "pending", None)]
+    assert [(t["target"], t["status"], t["id"]) for t in read["tickets"]] == [
+        ("picky", "created", "T-7"), ("down", "pending", None)]
+
+
 def test_failed_when_no_target_made_a_ticket(make_callback_app, bot, monkeypatch):
     monkeypatch.setitem(registry.TARGETS, "broken", "tests.support_adapters:BrokenAdapter")
     monkeypatch.setitem(registry.TARGETS, "linked_a", "tests.support_adapters:LinkedAAdapter")
