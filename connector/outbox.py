@@ -1040,16 +1040,17 @@ def _given_up(given_up: Any, ids: list[int] | None, target: str | None, *, carri
 
 
 def list_deliveries(db: Database, *, state: str | None, target: str | None, limit: int,
-                    carried: bool = True, before: int | None = None) -> list[Delivery]:
+                    carried: bool = True, before: tuple[dt.datetime, int] | None = None) -> list[Delivery]:
     """Newest first. Each row's `carried_since` says whether it is a given-up one whose messages a
     later batch carried since (nothing of it is missing at its target; a replay skips it);
-    `carried` False leaves those out. `before`: the rows listed after delivery `before` in this
-    order (the next page; none if that delivery is not there)."""
+    `carried` False leaves those out. `before`: the position (`updated_at`, id) of the last row of
+    the page before — where that row was then, not where it is now: replayed meanwhile, it moved
+    to the top, and the next page began with the first page again."""
     since = carried_since(Delivery.handoff_id, Delivery.target, Delivery.state)
     query = select(Delivery, since.label("carried_since"))
     if before is not None:
-        mark = select(Delivery.updated_at).where(Delivery.id == before).scalar_subquery()
-        query = query.where(or_(Delivery.updated_at < mark, and_(Delivery.updated_at == mark, Delivery.id < before)))
+        at, last = before
+        query = query.where(or_(Delivery.updated_at < at, and_(Delivery.updated_at == at, Delivery.id < last)))
     if state:
         query = query.where(Delivery.state == state)
     if not carried:

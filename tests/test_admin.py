@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select, update
 
 from adapters import registry
-from connector.models import Delivery
+from connector.models import Delivery, utcnow
 from tests.conftest import ADMIN_TOKEN, BOT_KEY, auth
 from tests.factories import full_packet, minimal_packet
 from tests.support_adapters import FlakyAdapter
@@ -222,7 +222,16 @@ def test_the_deliveries_listing_pages_and_refuses_a_parameter_it_does_not_read(r
             break
     assert [delivery for page in pages for delivery in page] == everything and len(everything) == 5
     assert [len(page) for page in pages] == [2, 2, 1]
-    for query in ("tagret=slack", "status=dead", "offset=2", "before=x", "before=%C2%B2"):
+    # Where the page ended, not where its last row is now: replayed or retried meanwhile, it moved to
+    # the top and the next page began with the first page again (a review).
+    first = client.get("/v1/deliveries", query_string={"limit": 2}, headers=admin()).get_json()
+    with app.extensions["connector"].db.session() as session:
+        session.execute(update(Delivery).where(Delivery.id == first["items"][-1]["id"]).values(updated_at=utcnow()))
+    second = client.get("/v1/deliveries", query_string={"limit": 2, "before": first["next_before"]},
+                        headers=admin()).get_json()
+    assert [row["id"] for row in second["items"]] == everything[2:4]
+    for query in ("tagret=slack", "status=dead", "offset=2", "before=x", "before=%C2%B2", "before=5",
+                  "before=20261399T000000.000000Z.5"):
         refused = client.get(f"/v1/deliveries?{query}", headers=admin())
         assert refused.status_code == 422, query
         assert list(refused.get_json()["errors"]) == [query.split("=")[0]]

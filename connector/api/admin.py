@@ -3,6 +3,7 @@ never open it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from flask import Blueprint, Response, jsonify, request
@@ -19,7 +20,7 @@ from ..settings import BOOL_WORDS, truth
 from . import query_limit
 
 bp = Blueprint("admin", __name__, url_prefix="/v1")
-_DELIVERY_ID = re.compile(r"[0-9]{1,18}")  # within a 64-bit integer
+_POSITION = re.compile(r"(?P<at>[0-9]{8}T[0-9]{6}\.[0-9]{6}Z)\.(?P<id>[0-9]{1,18})", re.ASCII)  # `next_before`
 
 
 @bp.before_request
@@ -77,7 +78,7 @@ def deliveries() -> Response:
         - {in: query, name: state, required: false, schema: {type: string, enum: [created, updated, pending, failed, dead, dismissed]}}
         - {in: query, name: target, required: false, description: "One target; empty or absent for every target", schema: {type: string, enum: ["", preview, zendesk, salesforce, slack]}}
         - {in: query, name: limit, required: false, schema: {type: integer, minimum: 1, maximum: 500, default: 100}}
-        - {in: query, name: before, required: false, description: "The next page: the deliveries listed after this one (the last page's `next_before`)", schema: {type: integer}}
+        - {in: query, name: before, required: false, description: "The next page: the last page's `next_before`, where it ended", schema: {type: string}}
       responses:
         200: {description: Deliveries, content: {application/json: {schema: DeliveryList}}}
         401: {$ref: "#/components/responses/Problem"}
@@ -91,14 +92,24 @@ def deliveries() -> Response:
         raise ValidationFailed(f"state must be one of {', '.join(DELIVERY_STATES)}.", errors={"state": ["unknown"]})
     limit = query_limit(default=100, most=500)
     target = _target()
-    before = request.args.get("before")
-    if before is not None and not _DELIVERY_ID.fullmatch(before):
-        raise ValidationFailed("before must be a delivery id (the last page's next_before).",
-                               errors={"before": ["a delivery id"]})
-    rows = list_deliveries(current_services().db, state=state, target=target, limit=limit,
-                           before=int(before) if before is not None else None)
-    # Where the next page starts, when this one is full (there may be none after it).
-    return jsonify({"items": [_row(row) for row in rows], "next_before": rows[-1].id if len(rows) == limit else None})
+    rows = list_deliveries(current_services().db, state=state, target=target, limit=limit, before=_position())
+    # Where this page ends, when it is full (there may be none after it): the next page's `before`.
+    last = rows[-1] if len(rows) == limit else None
+    return jsonify({"items": [_row(row) for row in rows],
+                    "next_before": f"{last.updated_at.astimezone(dt.UTC):%Y%m%dT%H%M%S.%fZ}.{last.id}" if last else None})
+
+
+def _position() -> tuple[dt.datetime, int] | None:
+    """`?before=`, a page's `next_before`: its last row's time and id, as they were then."""
+    raw = request.args.get("before")
+    if raw is None:
+        return None
+    found = _POSITION.fullmatch(raw)
+    try:
+        return dt.datetime.strptime(found["at"], "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.UTC), int(found["id"])
+    except (TypeError, ValueError):  # no match, or no such moment (month 13)
+        raise ValidationFailed("before must be the last page's next_before.",
+                               errors={"before": ["not a next_before"]}) from None
 
 
 @bp.post("/deliveries/<int:delivery_id>/retry")

@@ -244,7 +244,7 @@ class DeliveryRowSchema(Schema):
 class DeliveryListSchema(Schema):
     items = fields.List(fields.Nested(DeliveryRowSchema), required=True)
     # `GET /v1/deliveries` only: `?before=` this for the next page; null when the page was not full.
-    next_before = fields.Integer(allow_none=True)
+    next_before = fields.String(allow_none=True)
 
 
 class HealthSchema(Schema):
