@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from alembic import command
 from alembic.config import Config
@@ -74,7 +75,7 @@ def make_engine(url: str, root: str, busy_timeout_s: float = BUSY_TIMEOUT_S) -> 
         if plain and not os.path.isabs(database):
             database = os.path.join(root, database)
             parsed = parsed.set(database=database)
-        if plain and os.path.isdir(database):
+        if os.path.isdir(database if plain else _uri_path(database)):
             # SQLite said only "unable to open database file", and `check` advised a chmod 600 of it.
             raise ConfigError("CONNECTOR_DATABASE_URL", f"names a directory ({database}), not a database file: add "
                                                         "the file's name (sqlite:///instance/connector.db)")
@@ -92,6 +93,13 @@ def make_engine(url: str, root: str, busy_timeout_s: float = BUSY_TIMEOUT_S) -> 
         return engine
     return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True,
                          json_serializer=json_codec.dumps)
+
+
+def _uri_path(database: str) -> str:
+    """The file a SQLite URI filename (`file:…`) names: its path, decoded, without its query (relative
+    to the working directory, as SQLite takes it; `file://localhost/…` or `file:///…` absolute)."""
+    path = unquote(database.removeprefix("file:").split("?", 1)[0].split("#", 1)[0])
+    return "/" + path[2:].partition("/")[2] if path.startswith("//") else path
 
 
 def _in_memory(database: str, query: Any) -> bool:

@@ -135,13 +135,15 @@ def test_an_in_memory_sqlite_database_stops_start_up_asking_for_a_file(url):
     assert "give a file path" in caught.value.message
 
 
-@pytest.mark.parametrize("relative", [False, True])
-def test_a_sqlite_url_naming_a_directory_stops_start_up_saying_so(tmp_path, monkeypatch, relative):
+@pytest.mark.parametrize("form", ["absolute", "relative", "uri", "uri with a host"])
+def test_a_sqlite_url_naming_a_directory_stops_start_up_saying_so(tmp_path, monkeypatch, form):
     # A review: SQLite's "unable to open database file", and `check` advised `chmod 600 '<dir>'*`,
     # which makes the directory unusable.
     (tmp_path / "instance").mkdir()
     monkeypatch.chdir(tmp_path)
-    url = "sqlite:///instance/" if relative else f"sqlite:///{tmp_path}/instance"
+    url = {"absolute": f"sqlite:///{tmp_path}/instance", "relative": "sqlite:///instance/",
+           "uri": "sqlite:///file:instance?uri=true",
+           "uri with a host": f"sqlite:///file://localhost{tmp_path}/inst%61nce?mode=rwc&uri=true"}[form]
     from connector.db import make_engine
 
     with pytest.raises(ConfigError) as caught:
