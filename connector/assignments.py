@@ -122,7 +122,7 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             if handoff is None:
                 # A copy of this event may have been committed since the first look (READ COMMITTED).
                 return _recorded(session, event) or Received("ignored", NO_HANDOFF)
-            matched, where = handoff.id, _ticket_of(handoff, event.target)
+            matched, where = handoff.id, _ticket_of(session, handoff, event.target)
             if event.held and handoff.id != event.handoff_id:  # a newer handoff is on the ticket: its own answer says
                 return Received("ignored", "a newer handoff is on the ticket", matched)
             # Read under the handoff's row lock, held to the commit: the solve of the same update
@@ -213,8 +213,11 @@ def _completed_already(taken: Assignment | None, where: str | None, target: str,
     return Received("ignored", COMPLETED, holder=holder, ticket_id=where, held=handoff_id)
 
 
-def _ticket_of(handoff: Handoff, target: str) -> str | None:
-    return next((d.vendor_id for d in handoff.deliveries if d.target == target), None)
+def _ticket_of(session: Session, handoff: Handoff, target: str) -> str | None:
+    """The handoff's ticket at `target` as a read names it — the one its messages opened where its own
+    delivery gave up too: a take of that one was recorded and told nobody (no "took this handoff" in
+    the Slack thread, a live Claim button on its alert and on another target's, a review)."""
+    return next((t["id"] for t in _tickets(session, handoff) if t["target"] == target), None)
 
 
 def complete(services: Services, event: CompletionEvent) -> Received:
@@ -232,7 +235,7 @@ def complete(services: Services, event: CompletionEvent) -> Received:
         url = callbacks.url_for(handoff.packet, "completed")
         owed = False
         if url is not None:
-            tickets = _tickets(handoff)
+            tickets = _tickets(session, handoff)
             new = callbacks.row(handoff, "completed", url, tickets, _told_at(session, handoff, event.at),
                                 primary=_ticket_at(tickets, event.target, event.ticket_id))
             owed = callbacks.add(session.connection(), services.db, new)
@@ -246,8 +249,12 @@ def complete(services: Services, event: CompletionEvent) -> Received:
     return Received("recorded", "completed", handoff_id)
 
 
-def _tickets(handoff: Handoff) -> list[dict[str, Any]]:
-    return [callbacks.ticket(d.target, d.state, d.vendor_id, d.url) for d in handoff.deliveries]
+def _tickets(session: Session, handoff: Handoff) -> list[dict[str, Any]]:
+    """The handoff's tickets as a read tells them (`answers.rescued`): `assigned` and `completed` said
+    `failed` with no id for the ticket its messages opened, which `delivered` and every read named."""
+    later = answers.reached_later(session, [handoff]).get(handoff.id, [])
+    deliveries = answers.rescued(handoff.deliveries, later) if later else handoff.deliveries
+    return [callbacks.ticket(d.target, d.state, d.vendor_id, d.url) for d in deliveries]
 
 
 def _ticket_at(tickets: list[dict[str, Any]], target: str, ticket_id: str) -> dict[str, Any]:
@@ -279,7 +286,7 @@ def _owe_callback(session: Session, services: Services, handoff: Handoff, event:
     url = callbacks.url_for(handoff.packet, "assigned")
     if url is None:
         return False
-    tickets = _tickets(handoff)
+    tickets = _tickets(session, handoff)
     agent = {"id": event.agent_id, "name": event.agent_name, "target": event.target, "routed": routed}
     new = callbacks.row(handoff, "assigned", url, tickets, _told_at(session, handoff, event.at), agent=agent,
                         primary=_ticket_at(tickets, event.target, _ticket_named(event)))

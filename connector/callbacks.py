@@ -206,6 +206,10 @@ def on_delivered(connection: Connection | driver_cursor.Pooled, db: Database, ha
     url = url_for(handoff.packet, "delivered")
     if url is None:
         return False  # the usual packet: no statement at all
+    if db.dialect == "postgresql":
+        # As `on_given_up`, and as an assignment being recorded takes it (`assignments.record`): an
+        # `assigned` committing meanwhile went unseen below, and `delivered` went out after it (a review).
+        driver_cursor.run(connection, _LOCK_HANDOFF, {"handoff_id": handoff.id})
     outcomes = _told(connection, handoff)
     if not agent_tickets(outcomes):
         return False  # preview's ticket beside a vendor's still to come: no agent sees it

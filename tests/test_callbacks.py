@@ -302,6 +302,64 @@ def test_delivered_as_soon_as_messages_open_a_ticket_while_another_target_is_sti
         ("picky", "created", "T-7"), ("down", "pending", None)]
 
 
+def test_assigned_and_completed_after_messages_opened_the_ticket_name_it_as_a_read_does(
+        make_callback_app, bot, monkeypatch):
+    # A review: `delivered` and every read named T-7; `assigned` and `completed` listed the target
+    # `failed` with no id or url, their `ticket` "failed" with the id.
+    monkeypatch.setitem(registry.TARGETS, "picky", "tests.support_adapters:PickyAdapter")
+    app = make_callback_app(targets=("picky",))
+    services = app.extensions["connector"]
+    handoff = post(app, full_packet(callback={"url": bot.url}))
+    assert send_message(app, handoff["id"], "2026-11-20T09:25:00Z", "Still there?").status_code in (201, 202)
+    now = utcnow()
+    taken = AssignmentEvent(target="picky", event_id="ev-1", ticket_id="T-7", handoff_id=None, agent_id="a1",
+                            agent_name="Ann", at=now - dt.timedelta(seconds=2))
+    assert assignments.record(services, taken).outcome == "recorded"
+    solved = CompletionEvent(target="picky", event_id="ev-2", ticket_id="T-7", handoff_id=None,
+                             at=now - dt.timedelta(seconds=1))
+    assert assignments.complete(services, solved).outcome == "recorded"
+    read = app.test_client().get(f"/v1/handoffs/{handoff['id']}", headers=auth()).get_json()
+    send_due(app)
+    heard = {r.json["state"]: r.json for r in bot.requests}
+    named = ("picky", "created", "T-7", "https://vendor.example/tickets/T-7")
+    assert [(t["target"], t["status"], t["id"], t["url"]) for t in read["tickets"]] == [named]
+    for state in ("delivered", "assigned", "completed"):
+        assert [(t["target"], t["status"], t["id"], t["url"]) for t in heard[state]["tickets"]] == [named], state
+        assert (heard[state]["ticket"]["status"], heard[state]["ticket"]["id"]) == ("created", "T-7"), state
+
+
+@pytest.mark.postgres
+def test_delivered_is_never_written_after_an_assigned_committing_meanwhile(make_callback_app, bot, monkeypatch):
+    # A review: on PostgreSQL `on_delivered` read "no holder heard of" while an assignment's
+    # transaction wrote `assigned`; `delivered` then went out after it, the bot back to "waiting".
+    from connector import callbacks
+
+    app = make_callback_app(targets=("preview",))
+    services = app.extensions["connector"]
+    if services.db.dialect != "postgresql":
+        pytest.skip("SQLite's one writer orders the two already")
+    real_add, fired = callbacks.add, []
+
+    def add(connection, db, new):  # the assignment comes exactly between the read and the write
+        if new["state"] == "delivered" and not fired:
+            fired.append(True)
+            event = AssignmentEvent(target="preview", event_id="ev-1", ticket_id=f"preview-{new['handoff_id']}",
+                                    handoff_id=new["handoff_id"], agent_id="a1", agent_name="Ann", at=utcnow())
+            racer = threading.Thread(target=lambda: assignments.record(services, event))
+            racer.start()
+            racer.join(2)  # blocked on the handoff's row lock (fixed), or done (before the fix)
+        return real_add(connection, db, new)
+
+    monkeypatch.setattr(callbacks, "add", add)
+    post(app, full_packet(callback={"url": bot.url}))
+    for _ in range(100):
+        if send_due(app) == 0 and "assigned" in bot.states():
+            break
+        time.sleep(0.05)
+    heard = bot.states()
+    assert "assigned" in heard and "delivered" not in heard[heard.index("assigned"):], heard
+
+
 def test_failed_when_no_target_made_a_ticket(make_callback_app, bot, monkeypatch):
     monkeypatch.setitem(registry.TARGETS, "broken", "tests.support_adapters:BrokenAdapter")
     monkeypatch.setitem(registry.TARGETS, "linked_a", "tests.support_adapters:LinkedAAdapter")

@@ -336,7 +336,8 @@ def test_where_an_unanswered_request_went_is_kept_for_every_lookup_until_one_res
 
 def test_slow_target_sets_latency_not_the_sum_and_finishes_in_background(make_app, test_targets):
     SlowAdapter.release.clear()
-    client = make_app(targets=("linked_a", "slow"), sync_budget_ms=300).test_client()
+    # A budget linked_a meets under a loaded CI host (it missed 300 ms once beside a full suite).
+    client = make_app(targets=("linked_a", "slow"), sync_budget_ms=1000).test_client()
     response = post(client, minimal_packet())
     assert response.status_code == 202 and response.headers["Retry-After"] == "1"  # never "0": at least a second
     body = response.get_json()

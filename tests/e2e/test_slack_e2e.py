@@ -58,17 +58,25 @@ def test_alert_thread_and_links_to_the_other_targets_ticket(make_app):
 SIGNING_SECRET = "slack-signing-secret-e2e-0001"
 
 
-def _claimable(make_app, slack, **settings):
-    """A handoff alerted in Slack with a Claim button, and a way to click it as Slack would."""
+def _claimable(make_app, slack, opened_by_messages: bool = False, **settings):
+    """A handoff alerted in Slack with a Claim button, and a way to click it as Slack would.
+    `opened_by_messages`: the handoff's own alert refused, the alert is the one its messages opened."""
     app = make_app(targets=("slack",), slack_bot_token=slack.token, slack_api_url=slack.api_url,
                    slack_channel="C0HANDOFF", slack_signing_secret=SIGNING_SECRET, **settings)
     client = app.test_client()
+    if opened_by_messages:
+        slack.fail("chat.postMessage", error="invalid_blocks")
     body = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
                        content_type="application/json").get_json()
+    if opened_by_messages:
+        said = [{"at": "2026-11-20T09:25:00Z", "role": "customer", "text": "Still there?"}]
+        opened = client.post(f"/v1/handoffs/{body['id']}/messages", data=json.dumps({"messages": said}),
+                             headers=auth(), content_type="application/json")
+        assert opened.get_json()["tickets"][0]["status"] == "created", opened.get_json()
     [alert] = slack.top_level("C0HANDOFF")
     [claim] = [e for b in alert["blocks"] if b["type"] == "actions" for e in b["elements"]
                if e["action_id"] == "handoff_claim"]
-    assert claim["value"] == body["id"]
+    assert claim["value"] == body["id"] or opened_by_messages
 
     def click(user: str, trigger: str):
         """What Slack posts when `user` clicks it (only the fields that matter here), signed as Slack signs."""
@@ -117,6 +125,23 @@ def test_the_agent_who_clicks_claim_takes_the_handoff(make_app):
         assert {c.body["channel"] for c in slack.calls_to("chat.postEphemeral")} == {"C0HANDOFF"}
         assert len([c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")]) == 1
         assert len(slack.calls_to("chat.update")) == 1  # later clicks leave the alert alone
+
+
+def test_a_claim_on_the_alert_the_messages_opened_is_announced_and_marked(make_app):
+    # A review: the handoff's own alert refused, its messages opened one; a click was recorded and
+    # told nobody — no announcement, the Claim button live, a second click answered nothing.
+    with FakeSlack() as slack:
+        *_, click = _claimable(make_app, slack, opened_by_messages=True)
+        assert click("U0DANA", "7281926354.1.abc") == "recorded"
+        said = _eventually(lambda: [c.body["text"] for c in slack.calls_to("chat.postMessage")
+                                    if c.body.get("text", "").startswith("✋")])
+        assert said == ["✋ <@U0DANA> took this handoff."]
+        assert _eventually(lambda: [1 for b in slack.top_level("C0HANDOFF")[0]["blocks"] if b["type"] == "context"
+                                    and "took this handoff" in json.dumps(b)])
+        assert '"handoff_claim"' not in json.dumps(slack.top_level("C0HANDOFF")[0]["blocks"])
+        assert click("U0SAM", "7281926354.2.def") == "ignored"
+        told = _eventually(lambda: [c.body["text"] for c in slack.calls_to("chat.postEphemeral")])
+        assert told == ["<@U0DANA> took this handoff already; nothing changed."]
 
 
 def test_an_alert_slack_will_not_edit_still_gets_the_claims_announcement(make_app):
