@@ -260,10 +260,6 @@ def _tickets(session: Session, handoff: Handoff) -> list[dict[str, Any]]:
 def _ticket_at(tickets: list[dict[str, Any]], target: str, ticket_id: str) -> dict[str, Any]:
     """The ticket the event is about; its id from the event, which may precede the delivery's record."""
     taken = next((t for t in tickets if t["target"] == target), callbacks.ticket(target, "pending", None, None))
-    if taken["status"] in answers.GIVEN_UP:
-        # The handoff's own delivery gave up; the agent has a ticket its messages are opening there,
-        # not recorded yet: being made, as for a handoff whose own is (it said `failed`, a review).
-        return {**taken, "status": "pending", "id": ticket_id}
     return {**taken, "id": ticket_id}
 
 
@@ -350,14 +346,7 @@ def _delivered_to(session: Session, event: AssignmentEvent | CompletionEvent) ->
                       .where(Delivery.target == event.target, Handoff.created_at <= event.at + CLOCK_SKEW))
     on_ticket = (delivered_here.where(Delivery.vendor_id == event.ticket_id)
                  .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(1))
-    # The handoffs on the ticket: by their own delivery, or by their messages' (a newer handoff whose
-    # own update gave up, its messages then updating the ticket: a read shows it there, and a take
-    # went to the older one, the newer left waiting for ever — a review).
-    reached = (select(func.coalesce(Handoff.follows_id, Handoff.id)).join(Delivery, Delivery.handoff_id == Handoff.id)
-               .where(Delivery.target == event.target, Delivery.vendor_id == event.ticket_id))
-    handoff = _newest_then(session, select(Handoff).where(Handoff.id.in_(reached), Handoff.follows_id.is_(None),
-                                                          Handoff.created_at <= event.at + CLOCK_SKEW)
-                           .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(1), event.at)
+    handoff = _newest_then(session, on_ticket.where(Handoff.follows_id.is_(None)), event.at)
     if handoff is None and event.handoff_id:
         named = delivered_here.where(Handoff.id == event.handoff_id)
         if isinstance(event, AssignmentEvent) and event.named_in is not None:

@@ -328,17 +328,6 @@ def test_assigned_and_completed_after_messages_opened_the_ticket_name_it_as_a_re
         assert (heard[state]["ticket"]["status"], heard[state]["ticket"]["id"]) == ("created", "T-7"), state
 
 
-def test_assigned_names_a_ticket_being_opened_where_the_handoff_gave_up_as_being_made_not_failed():
-    # A review: the messages' create not recorded yet when the vendor's trigger assigned the ticket;
-    # `assigned` said the agent's ticket `failed`, and no `delivered` followed (a holder was heard of).
-    from connector.assignments import _ticket_at
-    from connector.callbacks import ticket
-
-    tickets = [ticket("zendesk", "failed", None, None), ticket("slack", "created", "C1/1.0", "https://x")]
-    assert _ticket_at(tickets, "zendesk", "2002") == ticket("zendesk", "pending", "2002", None)
-    assert _ticket_at(tickets, "slack", "C1/1.0") == tickets[1]
-
-
 @pytest.mark.postgres
 def test_delivered_is_never_written_after_an_assigned_committing_meanwhile(make_callback_app, bot, monkeypatch):
     # A review: on PostgreSQL `on_delivered` read "no holder heard of" while an assignment's
