@@ -589,8 +589,9 @@ class Outbox:
                           now: dt.datetime) -> bool | None:
         """Messages sent while a handoff waited go to a target after the handoff, and after the
         earlier messages: None (held, not an attempt) while any of those is still being delivered
-        there. Else whether all of them reached it — then only these messages need to; if any was
-        given up, this follow-up carries everything (the packet holds it all), so nothing is lost."""
+        there. Else whether all of them reached it, or a later one of them carried what one given up had
+        not (`_all_arrived`) — then only these messages need to; else this follow-up carries
+        everything (the packet holds it all), so nothing is lost."""
         before = connection.execute(_BEFORE_FOLLOW_UP, {"target": delivery.target, "follows_id": handoff.follows_id,
                                                          "seq": handoff.follow_up_seq}).all()
         waiting_for = [next_at for state, next_at, _ in before if state == "pending"]
