@@ -163,13 +163,19 @@ def test_messages_wait_for_a_ticket_still_being_created_then_go_on_it(zendesk):
     assert "Error code is now 4013" in update["ticket"]["comment"]["html_body"]
 
 
-def test_when_the_handoff_never_reached_the_target_its_messages_open_the_ticket_with_everything(zendesk):
-    app, zd = zendesk
-    client = app.test_client()
+def _refused_handoff(client, zd) -> dict:
+    """A handoff Zendesk refused (`failed`): its messages will open the ticket."""
     zd.search(results=[])
     zd.error("POST", "/api/v2/tickets.json", 422, {"error": "RecordInvalid", "description": "Record validation"})
     handoff = post(client, full_packet()).get_json()
     assert handoff["tickets"][0]["status"] == "failed"
+    return handoff
+
+
+def test_when_the_handoff_never_reached_the_target_its_messages_open_the_ticket_with_everything(zendesk):
+    app, zd = zendesk
+    client = app.test_client()
+    handoff = _refused_handoff(client, zd)
     apology = handoff["customer_message"]["text"]
     assert "nobody has it yet" in apology
 
@@ -210,10 +216,7 @@ def test_after_a_batch_carried_what_was_given_up_the_next_batch_carries_only_its
     # whole brief and every earlier message onto the ticket again.
     app, zd = zendesk
     client = app.test_client()
-    zd.search(results=[])
-    zd.error("POST", "/api/v2/tickets.json", 422, {"error": "RecordInvalid", "description": "Record validation"})
-    handoff = post(client, full_packet()).get_json()
-    assert handoff["tickets"][0]["status"] == "failed"
+    handoff = _refused_handoff(client, zd)
     zd.create_ticket({"id": 1002})
     assert send(client, handoff["id"], messages=SAID[:1]).get_json()["tickets"][0]["status"] == "created"
     zd.update_ticket(1002)
