@@ -129,7 +129,6 @@ def limit_malloc_arenas(log, arenas: int = 2) -> bool:
     return True
 
 
-
 # prometheus-client's names for its files in multiprocess mode: counter_, histogram_, summary_,
 # gauge_<mode>_ (all, liveall, max, livesum, mostrecent…), then the writing process's pid.
 METRICS_FILE = re.compile(r"(?:counter|histogram|summary|gauge_[a-z]+)_(?P<pid>\d+)\.db")

@@ -20,7 +20,9 @@ from ..settings import BOOL_WORDS, truth
 from . import query_limit
 
 bp = Blueprint("admin", __name__, url_prefix="/v1")
-_POSITION = re.compile(r"(?P<at>[0-9]{8}T[0-9]{6}\.[0-9]{6}Z)\.(?P<id>[0-9]{1,18})", re.ASCII)  # `next_before`
+# `next_before`: where a page ended, its last row's `updated_at` (in UTC) and id.
+_POSITION = re.compile(r"(?P<at>[0-9]{8}T[0-9]{6}\.[0-9]{6}Z)\.(?P<id>[0-9]{1,18})", re.ASCII)
+_POSITION_AT = "%Y%m%dT%H%M%S.%fZ"
 
 
 @bp.before_request
@@ -96,7 +98,7 @@ def deliveries() -> Response:
     # Where this page ends, when it is full (there may be none after it): the next page's `before`.
     last = rows[-1] if len(rows) == limit else None
     return jsonify({"items": [_row(row) for row in rows],
-                    "next_before": f"{last.updated_at.astimezone(dt.UTC):%Y%m%dT%H%M%S.%fZ}.{last.id}" if last else None})
+                    "next_before": f"{last.updated_at.astimezone(dt.UTC).strftime(_POSITION_AT)}.{last.id}" if last else None})
 
 
 def _position() -> tuple[dt.datetime, int] | None:
@@ -106,7 +108,7 @@ def _position() -> tuple[dt.datetime, int] | None:
         return None
     found = _POSITION.fullmatch(raw)
     try:
-        return dt.datetime.strptime(found["at"], "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.UTC), int(found["id"])
+        return dt.datetime.strptime(found["at"], _POSITION_AT).replace(tzinfo=dt.UTC), int(found["id"])
     except (TypeError, ValueError):  # no match, or no such moment (month 13)
         raise ValidationFailed("before must be the last page's next_before.",
                                errors={"before": ["not a next_before"]}) from None
