@@ -277,18 +277,31 @@ RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "QUERY_
 
 
 def vendor_error(content: Any) -> tuple[str, str]:
-    """(errorCode, message) from Salesforce's error list `[{"errorCode", "message", "fields"}]`."""
-    first = content[0] if isinstance(content, list) and content and isinstance(content[0], dict) else {}
-    if not first and isinstance(content, dict):
-        first = content
+    """(errorCode, message) from Salesforce's error list `[{"errorCode", "message", "fields"}]`: the
+    first error's code, and every error's words — a refusal listing a missing field and a
+    validation rule told only the first, and the admin who mended it met the rule on the replay."""
+    errors = [error for error in content if isinstance(error, dict)] if isinstance(content, list) else []
+    first = errors[0] if errors else content if isinstance(content, dict) else {}
     code = str(first.get("errorCode") or first.get("error") or "")
     if isinstance(content, (str, bytes)) and content.strip():  # not JSON: a proxy's or a gateway's page
         text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
         return code, f"an answer that is not Salesforce's JSON{page_of(text)}"
-    message = str(first.get("message") or first.get("error_description") or content)[:1000]
-    if first.get("fields"):
-        message += f" (fields: {', '.join(map(str, first['fields']))})"
+    message = _error_words(first, content)
+    for error in errors[1:MAX_ERRORS_TOLD]:
+        message += f"; {error.get('errorCode') or 'error'}: {_error_words(error, '')}"
+    if len(errors) > MAX_ERRORS_TOLD:
+        message += f"; and {len(errors) - MAX_ERRORS_TOLD} more"
     return code, message
+
+
+MAX_ERRORS_TOLD = 5  # of one refusal's list (each error's words cut at 1,000 characters)
+
+
+def _error_words(error: Mapping[str, Any], otherwise: Any) -> str:
+    message = str(error.get("message") or error.get("error_description") or otherwise)[:1000]
+    if error.get("fields"):
+        message += f" (fields: {', '.join(map(str, error['fields']))})"
+    return message
 
 
 def translate(err: Exception, *, write: bool, rate_limit_after: float = DEFAULT_RETRY_AFTER_S) -> DeliveryError:

@@ -837,6 +837,25 @@ def test_400_is_rejected_with_the_vendor_message(org: SalesforceFake) -> None:
     assert len(org.calls("POST", "sobjects/Case/")) == 1  # nothing to leave out: not sent again
 
 
+def test_every_error_of_a_refusal_is_told_with_its_code_and_fields(org: SalesforceFake) -> None:
+    # A missing field and a validation rule in one answer: told only the first, the admin who mended
+    # it met the rule on the replay (a review).
+    org.query([{"Id": "0035g00000Existing"}])
+    org.rsps.post(f"{org.api}/sobjects/Case/", status=400, json=[
+        {"message": "Required fields are missing: [Reason]", "errorCode": "REQUIRED_FIELD_MISSING",
+         "fields": ["Reason"]},
+        {"message": "Cases opened by the bot need a Product", "errorCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+         "fields": []},
+        *({"message": f"rule {n}", "errorCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION"} for n in range(5))])
+    with pytest.raises(RejectedError) as caught:
+        adapter().deliver(ctx_for())
+    assert caught.value.message == (
+        "Salesforce 400 REQUIRED_FIELD_MISSING: Required fields are missing: [Reason] (fields: Reason); "
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION: Cases opened by the bot need a Product; "
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION: rule 0; FIELD_CUSTOM_VALIDATION_EXCEPTION: rule 1; "
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION: rule 2; and 2 more")
+
+
 def test_a_field_salesforce_refuses_is_left_out_and_the_case_made_without_it(org: SalesforceFake) -> None:
     # A picklist value the org lacks refused the whole case, brief and transcript with it, for good.
     org.query([{"Id": "0035g00000Existing"}])
