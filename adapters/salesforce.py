@@ -229,11 +229,18 @@ class SalesforceAdapter(Adapter):
     def brief_fields_for(self, ctx: HandoffContext) -> Mapping[tuple[str, ...], frozenset[str]]:
         # A new case's Description holds the brief; the transcript goes as comments whatever it holds.
         # An update's brief goes as comments only: a Description the bot sets there is its own business.
-        return {} if ctx.link else {("Description",): frozenset({"transcript"})}
+        # Salesforce reads a field's name in any letter case: a bot's `description` replaces it too.
+        spelt = next((key for key in ctx.vendor_extra if str(key).lower() == "description"), "Description")
+        return {} if ctx.link else {(spelt,): frozenset({"transcript"})}
 
     def apply_extra(self, payload: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
         if not extra:
             return payload
+        # Salesforce reads a field's name in any letter case, so the bot's `ownerid` is the case's
+        # OwnerId: merged under the case's (or Salesforce's) spelling, not beside it as a second key
+        # the org's assignment rules then overwrote (`_headers` saw no owner; a review).
+        spelling = {str(key).lower(): key for key in (*_NAMED_HERE, *payload["case"])}
+        extra = {spelling.get(str(key).lower(), key): value for key, value in extra.items()}
         merged = payload | {"case": deep_merge(payload["case"], extra)}
         if "request" in merged:  # a create: vendor_extra may have chosen the owner
             merged["headers"] = _headers(merged["case"])
@@ -809,6 +816,10 @@ def _owner(case: Mapping[str, Any]) -> dict[str, Any]:
     name = (case.get("Owner") or {}).get("Name") if isinstance(case.get("Owner"), Mapping) else None
     kind = "user" if owner.startswith("005") else "queue" if owner.startswith("00G") else None
     return {"id": owner or None, "name": name, "kind": kind}
+
+
+# Case fields this adapter acts on by name (`_headers`, `brief_fields_for`), however a bot spells them.
+_NAMED_HERE = ("OwnerId", "Description")
 
 
 def _headers(case: Mapping[str, Any]) -> dict[str, str]:

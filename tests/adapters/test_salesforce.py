@@ -157,6 +157,28 @@ def test_vendor_extra_reaches_the_wire_last_and_can_choose_the_owner(org: Salesf
     assert (case["Status"], case["OwnerId"]) == ("Escalated", "0055g00000AgentAAA")
 
 
+@pytest.mark.parametrize("owner_key", ["ownerid", "OWNERID"])
+def test_vendor_extra_spelt_in_another_letter_case_is_the_field_salesforce_reads(org: SalesforceFake,
+                                                                               owner_key: str) -> None:
+    # Salesforce reads `ownerid` as OwnerId: sent beside the case's own spelling, the owner the bot
+    # chose went with Sforce-Auto-Assign TRUE (the org's rules overwrote it), and a `description`
+    # replaced the brief while the receipt said all of it was delivered (a review).
+    extra = {"salesforce": {owner_key: "0055g00000AgentAAA", "description": "See the chat."}}
+    org.query([{"Id": "0035g00000Existing"}])
+    org.create("Case", headers={"Sforce-Auto-Assign": "FALSE"})
+    org.comments(1)
+    ctx = ctx_for(full_packet(vendor_extra=extra))
+
+    adapter().deliver(ctx)
+
+    [case] = org.sent("Case")
+    assert (case["OwnerId"], case["Description"]) == ("0055g00000AgentAAA", "See the chat.")
+    assert not {"ownerid", "OWNERID", "description"} & set(case)
+    receipt = adapter().receipt(ctx, adapter().render(ctx))
+    assert receipt["delivered"] == ["transcript"]
+    assert receipt["dropped"][0]["reason"].startswith("vendor_extra.salesforce.description replaced")
+
+
 def test_mapping_sets_picklists_custom_fields_and_handoff_id() -> None:
     mapping = {"priority": {"high": "P2"}, "origin": {"web_chat": "Chat"}, "status": "Open",
                "handoff_id_field": "Handoff_Id__c",
