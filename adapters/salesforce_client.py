@@ -76,9 +76,14 @@ def auth_mode(settings: Settings) -> str:
         also = f" (and {', '.join(missing[1:])})" if missing[1:] else ""
         raise ConfigError(missing[0], f"must be set for Salesforce {mode.replace('_', '-')} auth{also}")
     url = urlparse(settings.salesforce_instance_url)
-    if settings.salesforce_instance_url and (url.scheme != "https" or not url.hostname):
-        # simple-salesforce builds https:// URLs from the host alone; anything else would be ignored.
-        raise ConfigError(var("salesforce_instance_url"), "must be an https:// URL like https://acme.my.salesforce.com")
+    if settings.salesforce_instance_url and (url.scheme != "https" or not url.hostname
+                                             or url.path.strip("/") or url.query or url.fragment):
+        # simple-salesforce builds https:// URLs from the host alone, so anything else was ignored
+        # there — and kept in every case link the bot got (an address copied from the browser,
+        # `…/lightning/page/home`, made `…/lightning/page/home/lightning/r/Case/…`; a review).
+        raise ConfigError(var("salesforce_instance_url"), "must be an https:// URL like https://acme.my.salesforce.com"
+                                                          + (" (the org's address alone, without a path)"
+                                                             if url.scheme == "https" and url.hostname else ""))
     return mode
 
 

@@ -1272,6 +1272,10 @@ def test_a_read_timeout_on_a_query_is_transient(org: SalesforceFake) -> None:
      "SALESFORCE_CLIENT_ID"),
     ({"salesforce_instance_url": "http://acme.my.salesforce.com", "salesforce_access_token": TOKEN},
      "SALESFORCE_INSTANCE_URL"),
+    # An address copied from the browser: its path went into every case link the bot got (a review).
+    ({"salesforce_instance_url": INSTANCE + "/lightning/page/home", "salesforce_access_token": TOKEN},
+     "SALESFORCE_INSTANCE_URL"),
+    ({"salesforce_instance_url": INSTANCE + "?x=1", "salesforce_access_token": TOKEN}, "SALESFORCE_INSTANCE_URL"),
 ])
 def test_check_settings_names_the_missing_variable(values: dict[str, str], missing: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -1287,7 +1291,8 @@ def test_every_variable_a_salesforce_auth_mode_still_lacks_is_named_at_once() ->
 
 
 @pytest.mark.parametrize("settings", [TOKEN_SETTINGS, PASSWORD_SETTINGS, CC_SETTINGS,
-                                      replace(PASSWORD_SETTINGS, salesforce_domain="test")])
+                                      replace(PASSWORD_SETTINGS, salesforce_domain="test"),
+                                      replace(TOKEN_SETTINGS, salesforce_instance_url=INSTANCE + "/")])
 def test_check_settings_accepts_each_complete_mode(settings: Settings) -> None:
     SalesforceAdapter.check_settings(settings)
 
