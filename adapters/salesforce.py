@@ -667,7 +667,7 @@ def split_blocks(blocks: Sequence[str], budget: int, in_bytes: bool) -> list[str
 def _cut(text: str, budget: int, in_bytes: bool) -> str:
     """The longest prefix within `budget` ending on a character (not byte) boundary, not inside an
     emoji sequence or before a combining mark, and after a space when one is near the end."""
-    fit = len(text.encode()[:budget].decode("utf-8", "ignore")) if in_bytes else len(_within(text, budget))
+    fit = len(text.encode()[:budget].decode("utf-8", "ignore")) if in_bytes else _code_points_within(text, budget)
     # Flags are pairs of regional indicators: cut after an odd one, every flag after it paired with
     # the wrong half (🇺🇸🇺🇸 read as 🇸🇺 in the next comment).
     end = whole_end(text, fit) or fit or 1  # a "character" longer than the budget: split it rather than loop forever
@@ -703,8 +703,15 @@ def _units(text: str) -> int:
 
 
 def _within(text: str, units: int) -> str:
-    """The longest prefix of `text` of at most `units` UTF-16 code units (never half an emoji)."""
-    return text.encode("utf-16-le")[: max(0, units) * 2].decode("utf-16-le", "ignore")
+    """The longest prefix of `text` of at most `units` UTF-16 code units ending on a whole character
+    as a reader sees one: a name cut through 👍🏽 lost its skin tone, é its accent, and a family
+    ended on a joiner (a review)."""
+    return text[: whole_end(text, _code_points_within(text, units))]
+
+
+def _code_points_within(text: str, units: int) -> int:
+    """How many of `text`'s code points fit in `units` UTF-16 code units (never half an emoji)."""
+    return len(text.encode("utf-16-le")[: max(0, units) * 2].decode("utf-16-le", "ignore"))
 
 
 def _refused(head: str, why: str) -> dict[str, str]:

@@ -19,7 +19,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from adapters.base import Link
 from adapters.errors import AuthError, OutcomeUnknown, RateLimited, RejectedError, TicketGone, TransientError
-from adapters.salesforce import COMMENT_MAX_BYTES, CONTINUED, SalesforceAdapter
+from adapters.salesforce import COMMENT_MAX_BYTES, CONTINUED, OVERFLOW, SalesforceAdapter
 from connector.brief import render_brief
 from connector.errors import ConfigError
 from connector.settings import Settings
@@ -1458,6 +1458,23 @@ def test_lengths_are_counted_as_salesforce_counts_them_in_utf16_units() -> None:
     assert units(case["Subject"]) <= 255 and case["Subject"].endswith("…")
     assert units(case["SuppliedName"]) <= 80 and case["SuppliedName"].endswith("…")
     assert "\ufffd" not in case["Subject"] + case["SuppliedName"]  # never half an emoji
+
+
+@pytest.mark.parametrize("unit", ["👍🏽", "🇯🇵", "👨‍👩‍👧‍👦", "e\u0301"])
+def test_a_clipped_name_subject_or_description_ends_on_a_whole_character(unit: str) -> None:
+    # Cut on UTF-16 units alone, a name lost its last skin tone or accent, flags re-paired, and a
+    # family (or the Description before its overflow marker) ended on a joiner (a review).
+    name = (unit * 300)[:500]
+    packet = full_packet(customer={"id": "c1", "name": name, "email": "a@example.com"},
+                         intent={"stated_problem": (unit * 5000)[:19990]})
+    payload = SalesforceAdapter(Settings(), {"fields": {"Subject": "customer.name"}}).render(
+        make_context(packet, target="salesforce"))
+    for kept in (payload["case"]["SuppliedName"].removesuffix("…"), payload["contact"]["create"]["LastName"]
+                 .removesuffix("…"), payload["case"]["Subject"].removesuffix("…")):
+        assert kept == unit * (len(kept) // len(unit))
+    description, marker = payload["case"]["Description"], OVERFLOW.format(HID)
+    if len(unit.encode("utf-16-le")) > 20:  # the family's summary is over the Description's 32,000 units
+        assert description.endswith(unit + marker)
 
 
 def test_an_urgent_return_raises_the_cases_priority_and_nothing_lowers_it() -> None:
