@@ -41,9 +41,12 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(dt.UTC) if value is not None else None
 
     def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        return value
+        if value is None:
+            return None
+        # PostgreSQL gives it in the session's zone (PGTZ, the server's `timezone`, often the host's):
+        # in UTC, or the bot read +09:00 where SQLite said +00:00, and the dashboard labelled Tokyo's
+        # time UTC (a review).
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 class Base(DeclarativeBase):

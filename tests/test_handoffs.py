@@ -106,6 +106,19 @@ def test_same_request_again_returns_the_identical_body_with_200(any_db_app):
     assert again.get_data() == first.get_data()
 
 
+@pytest.mark.postgres
+def test_times_are_answered_in_utc_whatever_the_database_sessions_zone(postgres_url, make_app, monkeypatch):
+    # PostgreSQL answers in its session's zone (PGTZ, or the server's `timezone`): the bot read
+    # +09:00 where SQLite said +00:00, and the dashboard labelled Tokyo's time UTC (a review).
+    monkeypatch.setenv("PGTZ", "Asia/Tokyo")
+    client = make_app(database_url=postgres_url).test_client()
+    answer = post(client, minimal_packet()).get_json()
+    read = client.get(f"/v1/handoffs/{answer['id']}", headers=auth()).get_json()
+    created = dt.datetime.fromisoformat(read["created_at"])
+    assert created.utcoffset() == dt.timedelta(0)
+    assert abs(dt.datetime.now(dt.UTC) - created) < dt.timedelta(minutes=1)
+
+
 def test_without_a_key_the_packet_hash_identifies_the_handoff(client):
     first = post(client, minimal_packet())
     reordered = json.loads(json.dumps(minimal_packet()), object_pairs_hook=lambda p: dict(reversed(p)))

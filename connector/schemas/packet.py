@@ -100,6 +100,7 @@ def is_rfc3339(text: str) -> bool:
 
 
 SCALAR_CHARS = 20_000
+ITEM_IS_SCALAR = "Must be a string, number, boolean or null (an item of a list)."
 
 
 class Scalar(fields.Raw):
@@ -127,15 +128,25 @@ class Scalar(fields.Raw):
 
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> Any:
         if self.allow_list and isinstance(value, list):
-            return [self._scalar(item) for item in value]
+            # Each item's error at its index (`collected_data.orders.2`), as every other list's: a
+            # bot with fifty orders was told only that one of them was too long (a review).
+            items, errors = [], {}
+            for index, item in enumerate(value):
+                try:
+                    items.append(self._scalar(item, ITEM_IS_SCALAR))
+                except ValidationError as err:
+                    errors[index] = err.messages
+            if errors:
+                raise ValidationError(errors)
+            return items
         return self._scalar(value)
 
-    def _scalar(self, value: Any) -> Any:
+    def _scalar(self, value: Any, not_one: str | None = None) -> Any:
         if value is None or isinstance(value, (str, int, float, bool)):
             if isinstance(value, str) and len(value) > SCALAR_CHARS:
                 raise ValidationError(f"Longer than {SCALAR_CHARS} characters.")
             return value
-        raise self.make_error("scalar")
+        raise ValidationError(not_one) if not_one else self.make_error("scalar")
 
 
 @json_schema(lambda: {"uniqueItems": True})
