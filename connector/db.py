@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
@@ -83,16 +83,32 @@ def make_engine(url: str, root: str, busy_timeout_s: float = BUSY_TIMEOUT_S) -> 
         # (a group commit writes several customers' at once) into a log line.
         engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": busy_timeout_s},
                                hide_parameters=True, json_serializer=json_codec.dumps)
-        if plain:
+        if plain or _uri_makes(parsed.query):
             # Made when first connected to, not before: `check` or `deliveries` with a mistyped
-            # path must say there is no such database rather than leave an empty one behind.
-            default = url == DEFAULT_DATABASE_URL
-            event.listen(engine, "do_connect", lambda *_: _private_file(database, default))
+            # path must say there is no such database rather than leave an empty one behind. A URI
+            # filename's too: SQLite made it readable by all (0644), and without a word (a review).
+            default, file = url == DEFAULT_DATABASE_URL, sqlite_file_of(database)
+            event.listen(engine, "do_connect", lambda *_: _private_file(file, default))
         event.listen(engine, "connect", partial(_sqlite_pragmas, busy_timeout_ms=round(busy_timeout_s * 1000)))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True,
                          json_serializer=json_codec.dumps)
+
+
+def sqlite_file_of(database: str) -> str:
+    """The file a SQLite URL's database part names: a path as it is, a URI filename's own path."""
+    return _uri_path(database) if database.startswith("file:") else database
+
+
+def _uri_makes(query: Mapping[str, Any]) -> bool:
+    """Whether SQLite makes the file a URI filename names when it is not there (`mode=rwc`, the
+    default; the URL's query carries the URI's parameters)."""
+    def last(name: str, default: str) -> str:
+        value = query.get(name, default)
+        return str(value[-1] if isinstance(value, tuple) else value)
+
+    return last("mode", "rwc") == "rwc" and last("immutable", "0") in ("0", "")
 
 
 def _uri_path(database: str) -> str:
@@ -263,8 +279,9 @@ class Database:
     def __init__(self, url: str, root: str, busy_timeout_s: float = BUSY_TIMEOUT_S):
         self.engine = make_engine(url, root, busy_timeout_s)
         database = self.engine.url.database if self.dialect == "sqlite" else None
-        on_disk = bool(database) and not str(database).startswith("file:")
-        self.sqlite_file = database if on_disk else None
+        # A URI filename's file too: its writers took no turns (no -writer.lock), a mistyped one was
+        # made empty by `check`, and a readable one drew no warning (a review).
+        self.sqlite_file = sqlite_file_of(database) if database else None
         self._writer = WriterLock(self.sqlite_file, busy_timeout_s) if self.dialect == "sqlite" else None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.readers = sessionmaker(self.engine.execution_options(**{READONLY: True}), expire_on_commit=False)

@@ -150,6 +150,40 @@ def test_a_sqlite_uri_is_used_as_written_not_joined_to_the_project_directory(tmp
     assert (tmp_path / "uri.db").stat().st_size > 0
 
 
+def test_a_sqlite_uri_files_are_kept_as_a_paths_are(tmp_path):
+    # A URI filename skipped the file's rules: made readable by all (0644), a mistyped one made empty
+    # by a read-only look, and its writers took no turns (no -writer.lock) (a review).
+    import stat
+
+    from sqlalchemy import text
+
+    from connector import create_app
+
+    tmp_path.chmod(0o755)
+    app = create_app({"database_url": f"sqlite:///file:{tmp_path}/c.db?uri=true"})
+    try:
+        app.extensions["connector"].db.upgrade()
+        with app.extensions["connector"].db.session() as session:
+            session.execute(text("SELECT 1"))
+    finally:
+        app.extensions["connector"].stop()
+    assert stat.S_IMODE((tmp_path / "c.db").stat().st_mode) == 0o600
+    assert (tmp_path / "c.db-writer.lock").exists()
+    typo = create_app({"database_url": f"sqlite:///file:{tmp_path}/typo.db?uri=true"})
+    try:
+        gap = typo.extensions["connector"].db.schema_gap()
+        assert gap is not None and gap.no_file and not (tmp_path / "typo.db").exists()
+    finally:
+        typo.extensions["connector"].stop()
+    (tmp_path / "open.db").touch(mode=0o644)
+    (tmp_path / "open.db").chmod(0o644)
+    readable = create_app({"database_url": f"sqlite:///file:{tmp_path}/open.db?mode=rw&uri=true"})
+    try:
+        assert any("can be read by other users" in said for said in readable.extensions["connector"].warnings())
+    finally:
+        readable.extensions["connector"].stop()
+
+
 @pytest.mark.postgres
 def test_two_processes_migrating_one_new_postgresql_database_at_once_both_start(postgres_template):
     # Two gunicorn masters (or `migrate` beside a deploy) on a new database: both created the
