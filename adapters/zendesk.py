@@ -336,7 +336,7 @@ class ZendeskAdapter(Adapter):
                   "escalation": (packet.get("escalation") or {}).get("reason"),
                   "segment": (packet.get("customer") or {}).get("segment"),
                   "team": ctx.assignment.get("team") if routed else None,
-                  "lang": str((packet.get("conversation") or {}).get("language") or "").split("-")[0]}
+                  "lang": str((packet.get("conversation") or {}).get("language") or "").replace("_", "-").split("-")[0]}
         tags = [*map(str, self._conf["tags"]), "handoff", *(f"{key}_{value}" for key, value in facets.items() if value)]
         if ctx.brief.repeat_contact:
             tags.append("repeat_contact")

@@ -1786,6 +1786,8 @@ def test_tags_say_the_segment_the_team_routed_to_the_language_and_a_repeat_conta
     packet["customer"]["segment"] = "VIP"
     tags = adapter().render(ctx(packet, assignment={**ASSIGNMENT, "team": "priority_support"}))["ticket"]["tags"]
     assert {"segment_vip", "team_priority_support", "lang_de", "repeat_contact"} <= set(tags)
+    packet["conversation"]["language"] = "de_AT"
+    assert "lang_de" in adapter().render(ctx(packet, assignment=ASSIGNMENT))["ticket"]["tags"]
     update = adapter().render(ctx(packet, link=Link(vendor_id="77120")))["tags"]
     # No team tag on an update (it used to be there): an update routes nothing, so it claimed a move.
     assert {"segment_vip", "repeat_contact"} <= set(update) and not any(t.startswith("team_") for t in update)
