@@ -182,17 +182,32 @@ def get_path(data: Any, path: str) -> Any:
 
 
 def lookup(table: Mapping[Any, Any], value: Any, default: Any = MISSING) -> Any:
-    """`table[value]`, matching strings case-insensitively; `default` when absent."""
+    """`table[value]`, matching as text, case-insensitively; `default` when absent.
+
+    As text because YAML reads an unquoted key as it looks: `4012:` a number, `yes:` true. Matched
+    exactly, neither ever met the packet's "4012" or "yes", and the field was left out without a
+    word (a review). A true/false key matches the words YAML reads so (`yes`, `on`, `true`)."""
     if value is MISSING or value is None:
         return default
-    if value in table:
+    if isinstance(value, str) and value in table:
         return table[value]
-    if isinstance(value, str):
-        folded = value.casefold()
-        for key, mapped in table.items():
-            if isinstance(key, str) and key.casefold() == folded:
-                return mapped
+    wanted = _key_words(value)
+    for key, mapped in table.items():
+        if wanted & _key_words(key):
+            return mapped
     return default
+
+
+# The plain words PyYAML (YAML 1.1) reads as true and false.
+_YAML_WORDS = {True: frozenset({"true", "yes", "on"}), False: frozenset({"false", "no", "off"})}
+
+
+def _key_words(value: Any) -> frozenset[str]:
+    if isinstance(value, bool):
+        return _YAML_WORDS[value]
+    if isinstance(value, str):
+        return frozenset({value.casefold()})
+    return frozenset({str(value).casefold()}) if isinstance(value, (int, float)) else frozenset()
 
 
 def resolve(spec: Any, packet: Mapping[str, Any], extra_context: Mapping[str, Any] | None = None,

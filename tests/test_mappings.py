@@ -461,6 +461,18 @@ def test_lookup_is_case_insensitive_and_has_a_default():
     assert lookup({"billing": 1}, MISSING, "x") == "x"
 
 
+def test_a_lookup_matches_as_text_a_key_yaml_read_as_a_number_or_true_false():
+    # `4012:` is a number to YAML and `yes:` true: matched exactly, neither met the packet's "4012" or
+    # "yes", and the field was left out without a word (a review).
+    import yaml
+
+    table = yaml.safe_load("{4012: oauth, yes: opted_in, no: opted_out, 2.5: half, '77': quoted}")
+    said = {value: lookup(table, value, None) for value in ("4012", 4012, "YES", "on", True, "no", False, "2.5", 77)}
+    assert said == {"4012": "oauth", 4012: "oauth", "YES": "opted_in", "on": "opted_in", True: "opted_in",
+                    "no": "opted_out", False: "opted_out", "2.5": "half", 77: "quoted"}
+    assert lookup({1: "one"}, True, None) is None and lookup({True: "yes"}, 1, None) is None
+
+
 def test_a_lookup_from_a_list_looks_up_each_item_for_a_multi_select():
     # A review: the list itself was looked up (unhashable), an internal error that failed every
     # delivery of a packet holding it. An item the table lacks is left out, or its default given.
