@@ -196,6 +196,8 @@ class RoutingSchema(_Strict):
                 errors.setdefault("teams", {}).setdefault(name, {})["targets"] = wrong
         if teams and data["default"]["team"] not in teams:
             errors["default"] = {"team": [_not_a_team(data["default"]["team"], teams)]}
+        if wrong := _agent_fields(data.get("agent_fields") or {}):
+            errors["agent_fields"] = wrong
         seen: set[str] = set()
         rules = data.get("rules") or []
         for i, rule in enumerate(rules):
@@ -280,6 +282,23 @@ def _routing_keys(targets: Mapping[str, Mapping[str, Any]], *, names: bool = Fal
                     f"write the {target} id itself (quoted if it must begin with '#')"]
             elif problem := adapter.routing_id_problem(key, value):
                 wrong.setdefault(target, {}).setdefault("_schema", []).append(f"{key}: {problem}")
+    return wrong
+
+
+def _agent_fields(given: Mapping[str, str]) -> dict[str, list[str]]:
+    """`agent_fields:` entries no adapter reads: `zendesk: assignee` put the sticky agent nowhere,
+    `zendesk: group_id` put a user's id where a group's goes, and `zendsk:` was read by no one — while
+    the answer named the agent (a review). Each target takes an agent by one field of its own."""
+    wrong: dict[str, list[str]] = {}
+    takes = registry.agent_fields()
+    for target, field in given.items():
+        if target not in registry.TARGETS:
+            hint = did_you_mean(target, takes)
+            wrong[target] = [f"no target is called {target!r}; {hint}targets that take an agent: {', '.join(takes)}"]
+        elif target not in takes:
+            wrong[target] = [f"{target} takes no agent by id; targets that do: {', '.join(takes)}"]
+        elif field != takes[target]:
+            wrong[target] = [f"{target} takes an agent by {takes[target]!r} only, not {field!r}"]
     return wrong
 
 

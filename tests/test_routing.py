@@ -241,6 +241,24 @@ def test_an_empty_id_is_refused_with_its_line_and_why(tmp_path, text, line, key)
     assert "starts a YAML comment" in err.value.message and "quoted" in err.value.message
 
 
+@pytest.mark.parametrize(("fields", "problem", "words"), [
+    # The sticky agent went nowhere, or a user's id went where the team's group goes, while the
+    # answer named the agent (a review).
+    ("{zendesk: assignee}", "agent_fields.zendesk", "takes an agent by 'assignee_id' only, not 'assignee'"),
+    ("{zendesk: group_id}", "agent_fields.zendesk", "not 'group_id'"),
+    ("{zendsk: assignee_id}", "agent_fields.zendsk", "did you mean 'zendesk'?"),
+    ("{slack: channel}", "agent_fields.slack", "slack takes no agent by id"),
+])
+def test_an_agent_field_no_target_takes_an_agent_by_is_refused(tmp_path, fields, problem, words):
+    (tmp_path / "routing.yaml").write_text(BASE + f"agent_fields: {fields}\nrules:\n  - {{name: default}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_mappings(str(tmp_path), "/", ["zendesk", "salesforce", "slack"])
+    assert problem in err.value.source and words in str(err.value)
+    # Naming fewer targets than take an agent is what the key is for: only those take one by id.
+    assert config("  - {name: default}\n", BASE + "agent_fields: {salesforce: owner_id}\n")["agent_fields"] == {
+        "salesforce": "owner_id"}
+
+
 def test_well_formed_ids_are_taken_as_written():
     base = BASE + ("  billing: {targets: {zendesk: {group_id: 360001, assignee_id: '7'}, "
                    "salesforce: {owner_id: 0055g00000AbCdE}}}\n")
