@@ -97,6 +97,7 @@ def check_mapping(mapping: Mapping[str, Any]) -> None:
              *((f"fields.{name}", name) for name in mapping.get("fields") or {})]
     if problem := priority_map_problem("salesforce", mapping.get("priority")):
         raise problem
+    _picklist_words(mapping)
     seen: dict[str, str] = {}
     for name, spec in (mapping.get("fields") or {}).items():
         # Salesforce reads a name in any letter case: `Team__c:` and `team__c:` (a merge of two edits)
@@ -116,6 +117,21 @@ def check_mapping(mapping: Mapping[str, Any]) -> None:
         if not isinstance(name, str) or not _IDENTIFIER.match(name):
             raise MappingProblem("salesforce", key,
                                  f"{name!r} is not a Salesforce field API name (like Order_Number__c)")
+
+
+def _picklist_words(mapping: Mapping[str, Any]) -> None:
+    """The Case's picklist values a mapping names are words: `status: [New]` or `origin: {web_chat: {x:
+    Web}}` went into every case as a list or an object, which Salesforce refuses, while `check` said
+    ok (a review); `status: on` is true to YAML."""
+    given = [(key, mapping[key]) for key in ("status", "default_origin") if key in mapping]
+    for table in ("priority", "origin"):
+        if isinstance(mapping.get(table), Mapping):
+            given += [(f"{table}.{ours}", word) for ours, word in mapping[table].items()]
+    for key, word in given:
+        if isinstance(word, (bool, list, tuple, Mapping)):
+            seen = ("true/false (quote it)" if isinstance(word, bool)
+                    else "a mapping" if isinstance(word, Mapping) else "a list")
+            raise MappingProblem("salesforce", key, f"must be one picklist value (a word such as New), got {seen}")
 
 
 # "hnd_" and a ULID's 26 characters: what handoff_id_field must hold.

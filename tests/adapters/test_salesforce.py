@@ -1312,6 +1312,20 @@ def test_bad_mapping_is_a_config_error(mapping: dict[str, Any]) -> None:
         SalesforceAdapter(Settings(), mapping)
 
 
+@pytest.mark.parametrize(("mapping", "where", "seen"), [
+    # Sent into every case as a list or an object, which Salesforce refuses, while `check` said ok (a review).
+    ({"status": ["New"]}, "salesforce.yaml status", "a list"),
+    ({"priority": {"high": ["High"]}}, "salesforce.yaml priority.high", "a list"),
+    ({"origin": {"web_chat": {"x": "Web"}}}, "salesforce.yaml origin.web_chat", "a mapping"),
+    ({"default_origin": True}, "salesforce.yaml default_origin", "true/false (quote it)"),
+])
+def test_a_picklist_value_that_is_not_one_word_is_refused(mapping: dict[str, Any], where: str, seen: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        SalesforceAdapter(Settings(), mapping)
+    assert caught.value.source == where.replace("salesforce.yaml ", "mappings/salesforce.yaml: ")
+    assert caught.value.message.endswith(f"got {seen}")
+
+
 def test_an_update_open_ticket_salesforce_does_not_act_on_is_warned_about() -> None:
     # Every mapping may hold the key; only Zendesk looks for the customer's open ticket. Set in
     # salesforce.yaml, it was accepted without a word, and every first handoff opened a case.
