@@ -164,6 +164,7 @@ def _check_version(data: Any, name: str, lines: Lines) -> dict[str, Any]:
 
 
 KeysOf = Callable[[str], Collection[str] | None]  # a target's name → the keys its file may hold; None: no file
+VendorCheck = Callable[[str, Mapping[str, Any]], object]  # a target's own checks of its file (raise MappingProblem)
 
 
 def load_file(path: Path, name: str | None = None, known: Collection[str] | None = None) -> dict[str, Any]:
@@ -277,11 +278,15 @@ def _looked_at(name: str) -> bool:
     return Path(name).suffix.lower() in (".yaml", ".yml") and not name.startswith(".")
 
 
-def load_mappings(directory: str, root: str, target_names: list[str], keys_of: KeysOf | None = None) -> Mappings:
+def load_mappings(directory: str, root: str, target_names: list[str], keys_of: KeysOf | None = None,
+                  vendor_check: VendorCheck | None = None) -> Mappings:
     """Every mapping file, validated; raises ConfigError naming the first bad file, line and key,
     and every other problem found in any file after it (`also …`).
     `keys_of` gives each target's known keys (`adapters.registry.mapping_keys`); without it, vendor
-    files are not checked for unknown keys (tests of the common checks)."""
+    files are not checked for unknown keys (tests of the common checks). `vendor_check(target,
+    data)`: the vendor's own checks of its file (its adapter built from it), whose MappingProblem is
+    listed with the rest — run after the set loaded, a second bad file was named only once the
+    first was mended (a review)."""
     base = Path(directory)
     if not base.is_absolute():
         base = Path(root) / base
@@ -309,6 +314,11 @@ def load_mappings(directory: str, root: str, target_names: list[str], keys_of: K
                                  keys_of(name) if keys_of else None))
             for name in with_files if (base / f"{name}.yaml").exists()}
     read = {name: found for name, found in read.items() if found is not None}
+    for name, (data, lines) in read.items() if vendor_check is not None else ():
+        try:
+            vendor_check(name, data)
+        except MappingProblem as err:
+            refused.append(ConfigError(locate(shown(err.file), lines, err.key_path), err.message))
     targets = {name: data for name, (data, _) in read.items()}
     files = {f"{name}.yaml": (shown(f"{name}.yaml"), lines) for name, (_, lines) in read.items()}
     known = list(target_names)
@@ -344,14 +354,15 @@ class MappingStore:
     once per `interval` seconds, by mtime and size), and keeps the last good set when an edit is bad."""
 
     def __init__(self, directory: str, root: str, target_names: list[str], *, keys_of: KeysOf | None = None,
-                 check: Callable[[Mappings], object] | None = None, interval: float = 1.0,
+                 check: Callable[[Mappings], object] | None = None, vendor_check: VendorCheck | None = None,
+                 interval: float = 1.0,
                  clock: Callable[[], float] = time.monotonic, fallback: Mappings | None = None):
         """`check`: what else a set must pass before it serves (the services build the enabled
         adapters from it, whose own checks — a Zendesk custom field without an id — would
         otherwise refuse it only when first used, as a 500 on every request). `fallback`: the set
         to serve when the files are bad at start (`inherited`); without one, a bad file stops us."""
         self.directory, self.root, self.target_names, self.keys_of = directory, root, list(target_names), keys_of
-        self.check = check
+        self.check, self.vendor_check = check, vendor_check
         self.interval, self._clock = interval, clock
         self._lock = threading.Lock()
         self._stamps = self._scan()
@@ -369,7 +380,7 @@ class MappingStore:
 
     def load(self) -> Mappings:
         """A fresh, strict load of the directory (raises ConfigError), whatever the store holds."""
-        mappings = load_mappings(self.directory, self.root, self.target_names, self.keys_of)
+        mappings = load_mappings(self.directory, self.root, self.target_names, self.keys_of, self.vendor_check)
         if self.check is not None:
             try:
                 self.check(mappings)

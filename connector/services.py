@@ -89,6 +89,7 @@ class Services:
         # `fallback`: what a gunicorn worker serves when an edit is bad as it boots (`mappings.inherited`).
         self.mapping_store = MappingStore(settings.mappings_dir, root, list(registry.TARGETS),
                                           keys_of=registry.mapping_keys, fallback=fallback,
+                                          vendor_check=lambda name, data: registry.adapter_class(name)(settings, data),
                                           check=lambda mappings: registry.build_adapters(settings, mappings.targets))
         self._adapters_lock = threading.Lock()
         self._adapters_source: Mappings | None = None

@@ -805,6 +805,21 @@ def test_every_refused_file_is_named_at_once(tmp_path):
     assert "\n  also " in said and "routing.yaml:2 rules[0].when.segmnt" in said and "messages.yaml:2" in said
 
 
+def test_every_file_a_vendor_refuses_is_named_at_once_with_the_others(tmp_path, make_app):
+    # The vendors' own checks ran once the set had loaded, one vendor at a time: a routing typo hid
+    # a Zendesk `type` typo, which hid a Salesforce one (a review).
+    mapdir = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings", mapdir)
+    (mapdir / "routing.yaml").write_text("version: 1\nrules: [{name: x, when: {segmnt: vip}}]\n")
+    (mapdir / "zendesk.yaml").write_text("version: 1\ntype: questoin\n")
+    (mapdir / "salesforce.yaml").write_text("version: 1\ncontact: find_or_craete\n")
+    with pytest.raises(ConfigError) as err:
+        make_app(mappings_dir=str(mapdir))
+    said = str(err.value)
+    assert err.value.source.endswith("zendesk.yaml:2 type")
+    assert "also " in said and "salesforce.yaml:2 contact" in said and "routing.yaml:2 rules[0].when.segmnt" in said
+
+
 @pytest.mark.parametrize("stranger", ["zendesk.yml", "Routing.YAML"])
 def test_a_stray_yaml_file_appearing_and_going_while_serving_is_noticed(mapdir, stranger):
     """Only `*.yaml` was looked at: a `zendesk.yml` copied in went unnoticed, and once it was
