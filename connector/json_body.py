@@ -93,17 +93,10 @@ def _finite(unheld: list[bool], literal: str) -> float | _Unheld:
     # A literal too large for a float (1e400) would load as infinity, which JSON cannot carry on:
     # stored or sent, it would come out as null or be refused by PostgreSQL and the vendors.
     value = float(literal)
-    if value.is_integer() and abs(value) <= _EXACT:
-        # One number however it is written: `40.0` read as 40, so that a retry whose serializer
-        # writes 40 (or 4e1) is the same handoff, not a second one (the packet hash; a review).
-        return int(value)
     if math.isfinite(value):
         return value
     unheld.append(True)
     return _Unheld("a number within ±1.8e308")
-
-
-_EXACT = 2**53  # a float's whole numbers are exact up to here: beyond, `1e300` stays a float
 
 
 def _whole(unheld: list[bool], literal: str) -> int | _Unheld:
