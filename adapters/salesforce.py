@@ -349,10 +349,13 @@ class SalesforceAdapter(Adapter):
 
     def _field_left_out(self, name: str, why: str, ctx: HandoffContext, done: str) -> dict[str, str]:
         """The receipt's entry for a case field Salesforce refused, named where it came from."""
+        # The bot's key as it spelt it: merged under the case's spelling (`apply_extra`), an `ownerid`
+        # Salesforce refused was blamed on routing's owner (a review).
+        bots = next((str(key) for key in ctx.vendor_extra if str(key).lower() == name.lower()), None)
         if name in (self.mapping.get("fields") or {}):
             part, where = "mapping", f"salesforce.yaml fields.{name}"
-        elif name in ctx.vendor_extra:
-            part, where = "vendor_extra", f"vendor_extra.salesforce.{name}"
+        elif bots is not None:
+            part, where = "vendor_extra", f"vendor_extra.salesforce.{bots}"
         elif (key := self._mapping_key_of(name, ctx)) is not None:
             part, where = "mapping", f"salesforce.yaml {key}"  # its word for Status, Priority, Origin
         elif name == "OwnerId" and ((ctx.assignment.get("targets") or {}).get("salesforce") or {}).get("owner_id"):

@@ -1025,6 +1025,16 @@ def test_an_owner_refused_that_was_not_routings_agent_says_nothing_of_the_agent(
     assert "OwnerId" in first and "OwnerId" not in second and second["Description"] == first["Description"]
 
 
+@pytest.mark.parametrize("key", ["OwnerId", "ownerid"])
+def test_a_bots_owner_refused_is_named_as_the_bots_in_its_own_spelling(org: SalesforceFake, key: str) -> None:
+    # Merged under the case's spelling, the bot's `ownerid` refused was blamed on routing's owner (a review).
+    _owner_refused(org, "INACTIVE_OWNER_OR_USER", "operation performed with inactive user")
+    packet = full_packet(vendor_extra={"salesforce": {key: "0055g00000OtherAAA"}})
+    outcome = adapter().deliver(ctx_for(packet, assignment=routed()))
+    [entry] = [d for d in outcome.receipt["dropped"] if "owner" in d["reason"].lower()]
+    assert entry["part"] == "vendor_extra" and entry["reason"].startswith(f"Salesforce refused vendor_extra.salesforce.{key} ")
+
+
 @pytest.mark.parametrize("error", [
     {"errorCode": "STRING_TOO_LONG", "message": "Subject: data value too large", "fields": ["Subject"]},
     {"errorCode": "STRING_TOO_LONG", "message": "Handoff: data value too large", "fields": ["Handoff_Id__c"]},
