@@ -186,14 +186,16 @@ def lookup(table: Mapping[Any, Any], value: Any, default: Any = MISSING) -> Any:
 
     As text because YAML reads an unquoted key as it looks: `4012:` a number, `yes:` true. Matched
     exactly, neither ever met the packet's "4012" or "yes", and the field was left out without a
-    word (a review). A true/false key matches the words YAML reads so (`yes`, `on`, `true`)."""
+    word (a review). A true/false key matches the words YAML reads so (`yes`, `on`, `true`); a
+    number, a number however written (`1.0:` the packet's 1, "1" or "1.0")."""
     if value is MISSING or value is None:
         return default
     if isinstance(value, str) and value in table:
         return table[value]
     wanted = _key_words(value)
+    number = _number(value)
     for key, mapped in table.items():
-        if wanted & _key_words(key):
+        if wanted & _key_words(key) or (number is not None and number == _number(key)):
             return mapped
     return default
 
@@ -205,9 +207,21 @@ _YAML_WORDS = {True: frozenset({"true", "yes", "on"}), False: frozenset({"false"
 def _key_words(value: Any) -> frozenset[str]:
     if isinstance(value, bool):
         return _YAML_WORDS[value]
-    if isinstance(value, str):
-        return frozenset({value.casefold()})
-    return frozenset({str(value).casefold()}) if isinstance(value, (int, float)) else frozenset()
+    return frozenset({value.casefold()}) if isinstance(value, str) else frozenset()
+
+
+def _number(value: Any) -> float | None:
+    """A number, or a text that is one in decimal ("4012", "1.0"; not "0x10" or "١٢"), as a float."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        return float(value)
+    return None
+
+
+_DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", re.ASCII)
 
 
 def resolve(spec: Any, packet: Mapping[str, Any], extra_context: Mapping[str, Any] | None = None,

@@ -467,10 +467,13 @@ def test_a_lookup_matches_as_text_a_key_yaml_read_as_a_number_or_true_false():
     import yaml
 
     table = yaml.safe_load("{4012: oauth, yes: opted_in, no: opted_out, 2.5: half, '77': quoted}")
-    said = {value: lookup(table, value, None) for value in ("4012", 4012, "YES", "on", True, "no", False, "2.5", 77)}
-    assert said == {"4012": "oauth", 4012: "oauth", "YES": "opted_in", "on": "opted_in", True: "opted_in",
-                    "no": "opted_out", False: "opted_out", "2.5": "half", 77: "quoted"}
+    values = ("4012", 4012, "YES", "on", True, "no", False, "2.5", 77)
+    assert [lookup(table, value, None) for value in values] == [
+        "oauth", "oauth", "opted_in", "opted_in", "opted_in", "opted_out", "opted_out", "half", "quoted"]
+    versions = yaml.safe_load("{1.0: classic, 2: next}")  # a number however written (1.0 matched 1 before)
+    assert [lookup(versions, value, None) for value in (1, "1", "1.0", 2.0, "2.00")] == ["classic"] * 3 + ["next"] * 2
     assert lookup({1: "one"}, True, None) is None and lookup({True: "yes"}, 1, None) is None
+    assert lookup({16: "hex"}, "0x10", None) is None and lookup({"on": "x"}, True, None) == "x"
 
 
 def test_a_lookup_from_a_list_looks_up_each_item_for_a_multi_select():
