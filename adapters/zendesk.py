@@ -773,7 +773,7 @@ def _config(mapping: Mapping[str, Any]) -> dict[str, Any]:
         conf["brand_id"] = int(conf["brand_id"])
     fields: list[dict[str, Any]] = []
     for i, entry in enumerate(conf["custom_fields"]):
-        if not isinstance(entry, Mapping) or "id" not in entry or not any(entry.get(k) for k in VALUE_KINDS):
+        if not isinstance(entry, Mapping) or "id" not in entry or all(entry.get(k) is None for k in VALUE_KINDS):
             raise MappingProblem("zendesk", f"custom_fields[{i}]",
                                  "needs an 'id' and a value: path, template, literal or lookup")
         if problem := id_problem(entry["id"]):

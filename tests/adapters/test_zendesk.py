@@ -1579,6 +1579,16 @@ def test_malformed_custom_field_names_its_key() -> None:
     with pytest.raises(ConfigError) as caught:
         adapter(custom_fields=[{"id": 1, "path": "intent.name"}, {"path": "intent.name"}])
     assert caught.value.source == "mappings/zendesk.yaml: custom_fields[1]"
+    with pytest.raises(ConfigError) as caught:
+        adapter(custom_fields=[{"id": 1, "path": None}])
+    assert caught.value.source == "mappings/zendesk.yaml: custom_fields[0]"
+
+
+def test_a_fixed_false_or_zero_is_a_custom_fields_value() -> None:
+    # An unticked checkbox or a 0 was refused at start as having no value (a review).
+    fields = [{"id": 360009, "literal": False}, {"id": 360010, "literal": 0}, {"id": 360011, "literal": True}]
+    assert adapter(custom_fields=fields).render(ctx())["ticket"]["custom_fields"] == [
+        {"id": 360009, "value": False}, {"id": 360010, "value": 0}, {"id": 360011, "value": True}]
 
 
 @pytest.mark.parametrize(("mapping", "key", "words"), [
