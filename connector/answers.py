@@ -219,8 +219,8 @@ def _agent_refused(assignment: Mapping[str, Any], deliveries: Sequence[Any]) -> 
 def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
            reached_later: Sequence[Any] = (), holder: Holder | None = None) -> dict[str, Any]:
     """`deliveries`: rows with the `DELIVERY_COLUMNS` read apart from the handoff (default: its own).
-    `reached_later`: the finished deliveries of its follow-ups (`reached_later()`), for a handoff
-    a target of which gave up: where they opened a ticket there, the answer shows that ticket.
+    `reached_later`: the finished deliveries of its follow-ups (`reached_later()`): where they opened
+    a ticket its own delivery did not reach, or one in place of its closed one, the answer shows it.
     `holder`: who has it (`holding`, `taken`): `assignment.agent` names them — routing's pick
     until someone is recorded taking it. It stayed null after an agent took the handoff (the
     `assigned` callback named them; only the extension `assigned.agent_id` did in GET)."""
@@ -295,16 +295,25 @@ def _held_past(delivery: Any, wait_s: int | None) -> bool:
 
 
 def rescued(deliveries: Sequence[T], later: Iterable[T], target: Callable[[T], str] = attrgetter("target"),
-            state: Callable[[T], str] = attrgetter("state")) -> list[T]:
+            state: Callable[[T], str] = attrgetter("state"),
+            ticket_id: Callable[[T], str | None] = attrgetter("vendor_id")) -> list[T]:
     """A handoff's deliveries, each given-up one whose target a follow-up reached since (`later`,
     oldest first) shown by the newest ticket it reached: `status: failed` with no ticket, beside a
     message promising a reply, contradicted itself, and no read of the handoff gave the bot the
     ticket's link — nor, beside another target's ticket, the alert its messages opened (`partial`,
-    "nothing reached slack", a review). A target the handoff reached keeps its own ticket.
+    "nothing reached slack", a review). A target the handoff reached keeps its own ticket — unless
+    its messages found that one closed or deleted and opened another: the conversation is there now
+    (reads and callbacks linked the dead ticket, `assigned` naming the new one's id with the old
+    one's url; a review).
     One rule for rows of either shape: the ORM's (answers) and the status callback's dicts
     (`callbacks.on_given_up`, pass `itemgetter`s)."""
     reached = {target(d): d for d in later if state(d) in DONE}
-    return [d if state(d) in DONE else reached.get(target(d), d) for d in deliveries]
+
+    def shown(d: T) -> T:
+        newest = reached.get(target(d))
+        return newest if newest is not None and (state(d) not in DONE or ticket_id(newest) != ticket_id(d)) else d
+
+    return [shown(d) for d in deliveries]
 
 
 def taken(session: Session, handoffs: Iterable[Handoff]) -> dict[str, Holder]:
@@ -319,14 +328,14 @@ def taken(session: Session, handoffs: Iterable[Handoff]) -> dict[str, Holder]:
 
 
 def reached_later(session: Session, handoffs: Iterable[Handoff]) -> dict[str, list[Any]]:
-    """Of `handoffs`, those a target of which gave up, yet whose messages sent since
-    (`follow_ups`) opened a ticket there after all: by id, the follow-ups' finished deliveries,
-    oldest first, for `render`. One query, and none unless a delivery of one of them gave up."""
-    failed = [h.id for h in handoffs if any(d.state in GIVEN_UP for d in h.deliveries)]
-    if not failed:
+    """Of `handoffs`, those whose messages sent since (`follow_ups`) reached a ticket: by id, the
+    follow-ups' finished deliveries, oldest first, for `render` (`rescued`: where a target gave up
+    or its ticket was replaced). One query."""
+    ids = [h.id for h in handoffs]
+    if not ids:
         return {}
     opened = select(Handoff.follows_id, *DELIVERY_COLUMNS).join(Delivery, Delivery.handoff_id == Handoff.id) \
-        .where(Handoff.follows_id.in_(failed), Delivery.state.in_(DONE)) \
+        .where(Handoff.follows_id.in_(ids), Delivery.state.in_(DONE)) \
         .order_by(Handoff.created_at, Handoff.id, Delivery.position)
     found: dict[str, list[Any]] = {}
     for row in session.execute(opened):

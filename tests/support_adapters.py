@@ -43,6 +43,23 @@ class PickyAdapter(_Recording):
         return Sent(vendor_id="T-7", url="https://vendor.example/tickets/T-7")
 
 
+class ReplacedAdapter(_Recording):
+    """Its handoff's ticket (T-1) is deleted once made: an update of it is `TicketGone`, and the
+    messages sent since open another (T-2)."""
+
+    name = "replaced"
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        ticket = "T-2" if ctx.handoff_id.startswith("msg_") else "T-1"
+        return Sent(vendor_id=ticket, url=f"https://vendor.example/tickets/{ticket}")
+
+    def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        assert ctx.link is not None
+        if ctx.link.vendor_id == "T-1":
+            raise TicketGone("deleted", ticket_id="T-1", closed=False, status=404)
+        return Sent(vendor_id=ctx.link.vendor_id, url=ctx.link.url)
+
+
 class DownAdapter(_Recording):
     """A vendor that is down: every attempt fails, transiently."""
 

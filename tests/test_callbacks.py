@@ -328,6 +328,39 @@ def test_assigned_and_completed_after_messages_opened_the_ticket_name_it_as_a_re
         assert (heard[state]["ticket"]["status"], heard[state]["ticket"]["id"]) == ("created", "T-7"), state
 
 
+def test_a_ticket_the_messages_opened_in_place_of_a_deleted_one_is_named_whole_from_then_on(
+        make_callback_app, bot, monkeypatch):
+    # A review: reads kept linking the deleted ticket, and `assigned`/`completed` named the new one's
+    # id with the deleted one's url.
+    monkeypatch.setitem(registry.TARGETS, "replaced", "tests.support_adapters:ReplacedAdapter")
+    app = make_callback_app(targets=("replaced",))
+    services = app.extensions["connector"]
+    handoff = post(app, full_packet(callback={"url": bot.url}))
+    assert handoff["tickets"][0]["id"] == "T-1"
+    batch = send_message(app, handoff["id"], "2026-11-20T09:25:00Z", "Still there?").get_json()
+    assert [(t["status"], t["id"]) for t in batch["tickets"]] == [("created", "T-2")]
+    now = utcnow()
+    taken = AssignmentEvent(target="replaced", event_id="ev-1", ticket_id="T-2", handoff_id=None, agent_id="a1",
+                            agent_name="Ann", at=now - dt.timedelta(seconds=2))
+    assert assignments.record(services, taken).outcome == "recorded"
+    solved = CompletionEvent(target="replaced", event_id="ev-2", ticket_id="T-2", handoff_id=None,
+                             at=now - dt.timedelta(seconds=1))
+    assert assignments.complete(services, solved).outcome == "recorded"
+    read = app.test_client().get(f"/v1/handoffs/{handoff['id']}", headers=auth()).get_json()
+    replay = app.test_client().post("/v1/handoffs", data=json.dumps(full_packet(callback={"url": bot.url})),
+                                    headers={**auth(), "Idempotency-Key": "k-1"}, content_type="application/json")
+    assert replay.status_code == 200
+    replay = replay.get_json()
+    send_due(app)
+    heard = {r.json["state"]: r.json for r in bot.requests}
+    named = ("replaced", "created", "T-2", "https://vendor.example/tickets/T-2")
+    for tickets in (read["tickets"], replay["tickets"], heard["assigned"]["tickets"], heard["completed"]["tickets"]):
+        assert [(t["target"], t["status"], t["id"], t["url"]) for t in tickets] == [named]
+    for state in ("assigned", "completed"):
+        assert (heard[state]["ticket"]["id"], heard[state]["ticket"]["url"]) == named[2:], state
+    assert heard["delivered"]["ticket"]["id"] == "T-1"  # as it was when told
+
+
 @pytest.mark.postgres
 def test_delivered_is_never_written_after_an_assigned_committing_meanwhile(make_callback_app, bot, monkeypatch):
     # A review: on PostgreSQL `on_delivered` read "no holder heard of" while an assignment's
