@@ -162,10 +162,12 @@ def _agent_now(handoff: Handoff, holder: Holder | None, deliveries: Sequence[Any
     own agent keeps routing's label (Zendesk reports the assignee it was given by id alone, and
     "Dana Smith" became "381726354" in every read). Routing's own by its id: a ticket found held
     by another agent is recorded `routed` too, and kept routing's name for someone else.
-    Nobody yet, and the vendor refused routing's agent (the ticket made without them, waiting in
-    its queue): none — the answer named the customer's previous agent as the one to reply."""
+    Nobody yet, and routing's agent never reached the ticket — the vendor refused them (the ticket
+    made without them, waiting in its queue), or the handoff only added to the conversation's
+    ticket, which routes nothing (a repeat onto a ticket handed back to its group): none — the
+    answer named the customer's previous agent as the one to reply (a review)."""
     if holder is None:
-        return {"agent": None} if _agent_refused(handoff.assignment, deliveries) else {}
+        return {"agent": None} if _agent_not_placed(handoff.assignment, deliveries) else {}
     chosen = (handoff.assignment.get("previous_agent") or {}).get("id")
     if handoff.assignment.get("agent") and chosen is not None and str(chosen) == holder.agent_id:
         return {}
@@ -205,15 +207,17 @@ def as_told(handoff: Any, deliveries: Sequence[T], target: Callable[[T], str] = 
     return _Told(handoff, kept)
 
 
-def _agent_refused(assignment: Mapping[str, Any], deliveries: Sequence[Any]) -> bool:
-    """Routing's agent (a sticky rule's previous agent, sent by id to one target) was refused there."""
+def _agent_not_placed(assignment: Mapping[str, Any], deliveries: Sequence[Any]) -> bool:
+    """Routing's agent (a sticky rule's previous agent, sent by id to one target) was refused there,
+    or went nowhere: that target's delivery updated a ticket (an update carries no assignee)."""
     previous = assignment.get("previous_agent") or {}
     target, agent_id = previous.get("target"), previous.get("id")
     if not assignment.get("agent") or target is None or agent_id is None:
         return False
     sent_as = {field for field, value in ((assignment.get("targets") or {}).get(target) or {}).items()
                if str(value) == str(agent_id)}
-    return any(d.target == target and sent_as & refused_routing_fields(d.receipt) for d in deliveries)
+    return any(d.target == target and (d.state == "updated" or sent_as & refused_routing_fields(d.receipt))
+               for d in deliveries)
 
 
 def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,

@@ -151,5 +151,15 @@ def test_routings_own_agent_keeps_routings_label_when_the_vendor_reports_it_by_i
 
     assert agent(routed=True) == "Dana Smith"
     assert agent(routed=False) == "Dana Smith"  # the same agent, recorded taking it
+    # Nobody recorded: routing's agent while its ticket is made with them; none once the handoff only
+    # updated the conversation's ticket, which routes nothing (a ticket handed back to its group told
+    # the bot "Dana Smith" has it; a review).
+    handoff.assignment["previous_agent"]["target"] = "zendesk"
+    assert render(handoff, rows)["assignment"]["agent"] == "Dana Smith"
+    updated = [SimpleNamespace(**{**vars(rows[0]), "state": "updated"})]
+    assert render(handoff, updated)["assignment"]["agent"] is None
+    assert render(handoff, updated, holder=holding(SimpleNamespace(routed=True, agent_name=None,
+                                                                   agent_id="381726354")))["assignment"]["agent"] \
+        == "Dana Smith"
     # Another agent holding the ticket (recorded `routed` when found so): not routing's name (a review).
     assert agent(routed=True, agent_id="555") == "555"
