@@ -418,11 +418,12 @@ def _waiting_handoff(session: Session, event: AssignmentEvent) -> tuple[Handoff 
 
 def to_mark(session: Session, handoff_id: str, target: str, holder: Holder | None) -> list[tuple[Holder, str]]:
     """(holder, ticket) for each of the handoff's tickets at `target` that should say who took it
-    elsewhere (`Adapter.taken_elsewhere`); `holder` None: whoever took it at another target, not
-    routing's own choice (nobody: nothing to mark)."""
+    (`Adapter.taken_elsewhere`); `holder` None: whoever took it, not routing's own choice (nobody:
+    nothing to mark) — at another target, or at this one before its ticket was recorded (a claim on
+    a Slack alert whose posting timed out found no ticket to answer on)."""
     if holder is None:
         taken = assignment_of(session, handoff_id)
-        if taken is None or taken.routed or taken.target == target:
+        if taken is None or taken.routed:
             return []
         holder = Holder(taken.target, taken.agent_id, taken.agent_name, first=True, handoff_id=handoff_id)
     # Its own ticket, or the one a batch of its messages opened when its own delivery was given up.

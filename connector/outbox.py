@@ -451,11 +451,11 @@ class Outbox:
                     attempted = replace(attempted, holder=outcome.holder)
                 except Exception:  # the ticket is recorded; who has it is for the next vendor event
                     log.exception("could not record the agent the updated ticket waits on")
-        # A ticket that says who took the handoff elsewhere (`Adapter.taken_elsewhere`) is told of a
-        # take made before it was recorded — a batch of messages too, which may have opened it
-        # when its handoff's delivery was given up.
-        marks = (attempted is not None and len(handoff.deliveries) > 1
-                 and type(adapter).taken_elsewhere is not Adapter.taken_elsewhere)
+        # A ticket that says who took the handoff (`Adapter.taken_elsewhere`) is told of a take made
+        # before it was recorded — elsewhere, or on it: a Slack claim on an alert whose posting timed
+        # out was announced to nobody, its Claim button left live (a review) — a batch of messages
+        # too, which may have opened it when its handoff's delivery was given up.
+        marks = attempted is not None and type(adapter).taken_elsewhere is not Adapter.taken_elsewhere
         if len(handoff.deliveries) > 1 and not handoff.follows_id:
             # Linking the targets' tickets to each other is cosmetic: it must not delay the answer.
             self.defer(lambda: self._related_then_taken(handoff, delivery.target, marks))

@@ -165,6 +165,31 @@ def test_a_claim_on_the_alert_the_messages_opened_is_announced_and_marked(make_a
         assert told == ["<@U0DANA> took this handoff already; nothing changed."]
 
 
+def test_a_claim_on_an_alert_not_recorded_yet_is_marked_on_it_once_it_is(make_app):
+    # A review: the alert went up but its answer was lost (a timeout); a click on it was recorded and
+    # told nobody, and the retry that found the alert left its Claim button live.
+    from sqlalchemy import update
+
+    from connector.models import Delivery, utcnow
+
+    with FakeSlack() as slack:
+        slack.delay("chat.postMessage", 3, act=True)
+        client, body, _, click = _claimable(make_app, slack, vendor_timeout_s=1, sync_budget_ms=2500)
+        assert body["tickets"][0]["status"] == "pending"
+        assert click("U0DANA", "7281926354.1.abc") == "recorded"
+        services = client.application.extensions["connector"]
+        with services.db.session() as session:
+            session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+        ids, token = services.outbox.claim_due()  # the retry finds the alert by its metadata and records it
+        for delivery_id in ids:
+            services.outbox.run_delivery(delivery_id, token)
+        marked = _eventually(lambda: [e["text"] for b in slack.top_level("C0HANDOFF")[0]["blocks"]
+                                      if b["type"] == "context" for e in b["elements"] if "took this" in e["text"]])
+        assert marked == ["✋ <@U0DANA> took this handoff."]
+        assert '"handoff_claim"' not in json.dumps(slack.top_level("C0HANDOFF")[0]["blocks"])
+        assert click("U0SAM", "7281926354.2.def") == "ignored"
+
+
 def test_an_alert_slack_will_not_edit_still_gets_the_claims_announcement(make_app):
     with FakeSlack() as slack:
         _, _, alert, click = _claimable(make_app, slack)
