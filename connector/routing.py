@@ -143,7 +143,12 @@ def _no_keyword(patterns: Keywords, where: list[str]) -> tuple[bool, str]:
 
 def _matches(rule: Mapping[str, Any], f: Facts, config: RoutingConfig, now: dt.datetime) -> tuple[bool, list[str]]:
     when = dict(rule["when"])
-    team = when.pop("hours_of", None) or rule["then"].get("team") or config["default"]["team"]
+    # The team the rule routes to, as `_decide` chooses it: without a `then.team`, the bot's
+    # department when it names a team with hours — `in_hours` read the default team's, and an open
+    # billing team's handoff went out as after-hours while New York's support was closed (a review).
+    hinted = configured_team(f.department, config["teams"]) if f.department else None
+    by_hint = hinted if hinted and (config["teams"].get(hinted) or {}).get("calendar") else None
+    team = when.pop("hours_of", None) or rule["then"].get("team") or by_hint or config["default"]["team"]
     ctx = {"now": now, "team": team, "keywords_in": when.pop("keywords_in", KEYWORDS_IN),
            "calendar": (config["teams"].get(team) or {}).get("calendar")}
     checked: list[str] = []

@@ -120,6 +120,34 @@ def test_in_hours_reads_the_rules_team_calendar_or_hours_of():
     assert any("team special is closed now" in line for line in result["trace"])
 
 
+def test_in_hours_reads_the_calendar_of_the_team_the_bots_department_names():
+    # A review: a rule without a team read the default team's hours, so billing's handoff went out as
+    # after-hours while billing was open (New York's support closed), and not once billing closed.
+    hours = compile_routing(yaml.safe_load("""
+version: 1
+default: {team: support}
+calendars:
+  ny: {timezone: America/New_York, hours: {mon-fri: "09:00-17:00"}}
+  paris: {timezone: Europe/Paris, hours: {mon-fri: "09:00-18:00"}}
+teams:
+  support: {calendar: ny}
+  billing: {calendar: paris}
+  sales: {}
+rules:
+  - {name: closed, when: {in_hours: false}, then: {priority: urgent}}
+  - {name: default}
+"""), ["zendesk"])
+    morning, evening = (dt.datetime(2026, 11, 24, hour, 30, tzinfo=dt.UTC) for hour in (9, 19))  # Paris open; NY open
+    billing = packet(routing__department="Billing")
+    assert assign(billing, hours, now=morning)["rule"] == "default"
+    evening_billing = assign(billing, hours, now=evening)
+    assert evening_billing["rule"] == "closed" and evening_billing["team"] == "billing"
+    assert any("team billing is closed now (paris" in line for line in evening_billing["trace"])
+    # A department naming a team without hours, or none: the default team's, as before.
+    assert assign(packet(routing__department="sales"), hours, now=morning)["rule"] == "closed"  # NY closed
+    assert assign(packet(routing__department="sales"), hours, now=evening)["rule"] == "default"
+
+
 def test_all_conditions_of_a_rule_must_hold():
     rules = one_rule("{segment: enterprise, sentiment: angry}")
     assert assign(packet(), rules, now=TUESDAY_NOON)["rule"] == "default"  # frustrated, not angry
