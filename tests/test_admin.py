@@ -85,6 +85,10 @@ def test_preview_decides_as_at_another_moment_when_asked(client):
     typed = client.post("/v1/preview?at=2026-12-24T19:30:00+01:00", data=billing, headers=admin(),
                         content_type="application/json")
     assert typed.status_code == 422 and "write it %2B" in typed.get_json()["detail"]
+    # A valid time past what a calendar can look ahead from: a 500 (a review).
+    late = client.post("/v1/preview?at=9999-12-30T12:00:00Z", data=billing, headers=admin(),
+                       content_type="application/json")
+    assert late.status_code == 422 and late.get_json()["errors"] == {"at": ["before 9000"]}
 
 
 def test_preview_warns_as_the_answer_would(client):
