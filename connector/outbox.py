@@ -29,7 +29,7 @@ from adapters.base import Adapter, HandoffContext, Link, Outcome, kept_team, las
 from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, ReplacementUnderway, TransientError, decide
 
 from . import callbacks, driver_cursor, follow_up_packets, metrics
-from .backoff import backoff_seconds, courtesy_retrying
+from .backoff import backoff_seconds
 from .brief import render_brief
 from .carried import GIVEN_UP, carried_later, carried_since
 from .db import Database
@@ -241,10 +241,9 @@ class Outbox:
                  callback_owed: Callable[[], None] | None = None,
                  held: Callable[[str, str, str, str], Any] | None = None,
                  kept: Callable[[Any, Delivery], dict[str, Any] | None] | None = None,
-                 recorded: Callable[[str, str], Any] | None = None, nap: Callable[[float], None] = time.sleep):
+                 recorded: Callable[[str, str], Any] | None = None):
         self.db = db
         self.defer = defer or (lambda work: work())  # where follow-up work runs (services: its thread pool)
-        self.nap = nap  # a courtesy's wait for the vendor's Retry-After (services: cut short by its stop)
         self.callback_owed = callback_owed or (lambda: None)  # after a commit that may owe a status callback
         # An update's answer named the agent who has the ticket: (handoff, target, ticket, agent).
         self.held = held or (lambda *_: None)
@@ -897,10 +896,8 @@ class Outbox:
                 public_url=self.settings.public_url,
             )
             try:
-                # Again after a rate limit's Retry-After, as the agents' notices are: tried once, a
-                # single 429 left the alert without the other tickets' links for good (a review).
-                courtesy_retrying(self.nap)(adapter.link_related, ctx)
-            except DeliveryError as err:  # cosmetic: the tickets exist
+                adapter.link_related(ctx)
+            except DeliveryError as err:  # cosmetic: the tickets exist; the links can wait
                 log.warning("could not link related tickets",
                             extra={"target": target, "error_type": type(err).__name__, "vendor_status": err.status})
 

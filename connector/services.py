@@ -12,16 +12,16 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import tenacity
 from flask import Flask, current_app
 from sqlalchemy.exc import SQLAlchemyError
 
 from adapters import registry
 from adapters.base import Adapter
-from adapters.errors import DeliveryError
+from adapters.errors import DeliveryError, OutcomeUnknown, TransientError
 from adapters.events import AssignmentEvent, Holder
 
 from . import assignments, callbacks, customer_message, handoff_store, kept_tickets, retention
-from .backoff import courtesy_retrying
 from .db import Database, reason, service_busy_timeout
 from .group_commit import GroupCommit
 from .jsonlog import log_context
@@ -38,6 +38,7 @@ REPORT_EVERY_S = 60.0
 CLAIM_COALESCE_S = 0.05
 # An agent's notice is worth a short wait: Slack allows about one message a second per channel, so
 # claims at once meet 429s whose Retry-After is a second or two. Longer than this, it is stale.
+NOTICE_TRIES, NOTICE_WAIT_MAX_S = 3, 30.0
 
 
 def setup_warnings(settings: Settings, adapters: Mapping[str, Adapter], db: Database | None = None) -> list[str]:
@@ -100,7 +101,7 @@ class Services:
             lambda group: handoff_store.store(self.db, group))
         self.observed_wait = ObservedWait(self.db, lambda: self.mappings.routing)
         self.clock: Callable[[], float] = time.time  # the wall clock signature windows are checked against
-        self.outbox = Outbox(self.db, lambda: self.adapters, settings, defer=self._defer, nap=self._nap,
+        self.outbox = Outbox(self.db, lambda: self.adapters, settings, defer=self._defer,
                              callback_owed=self.wake_callbacks,
                              held=lambda *held: assignments.held(self, *held), recorded=self.ticket_recorded,
                              kept=lambda handoff, delivery: kept_tickets.keep(self, handoff, delivery))
@@ -340,10 +341,10 @@ class Services:
         ticket `ticket_id` (`Adapter.claim_answered`). On a small pool of its own, never on the
         request (Slack wants its answer within three seconds) nor on the delivery threads. Best
         effort: a notice the vendor refused for its rate limit, or that never reached it, is sent
-        again after the vendor's Retry-After — up to `COURTESY_TRIES` tries and `COURTESY_WAIT_MAX_S`
-        of waiting in all (`backoff.courtesy_retrying`), and never once `stop()` has begun; one
-        whose fate is unknown is not (the agent may have been told). Then a failure is logged. Two
-        threads: notices waiting out a rate limit hold up the others, which would meet the same limit."""
+        again after the vendor's Retry-After — up to `NOTICE_TRIES` tries and `NOTICE_WAIT_MAX_S`
+        of waiting in all, and never once `stop()` has begun; one whose fate is unknown is not
+        (the agent may have been told). Then a failure is logged. Two threads: notices waiting
+        out a rate limit hold up the others, which would meet the same limit."""
         self._notify(event.target, "claim_answered", lambda: ((event, holder, ticket_id),))
 
     def tell_other_targets(self, handoff_id: str, holder: Holder) -> None:
@@ -372,7 +373,10 @@ class Services:
         adapter = self.adapters.get(target)
         if adapter is None or getattr(type(adapter), method) is getattr(Adapter, method):
             return  # the vendor shows the agent the assignment itself: nothing to queue
-        retrying = courtesy_retrying(self._nap)
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_notice_worth_another_try),
+            stop=tenacity.stop_any(tenacity.stop_after_attempt(NOTICE_TRIES), _notice_waits_too_long),
+            wait=_vendors_wait, sleep=self._nap, reraise=True)
 
         def tell() -> None:
             ticket_id = None  # the last argument of each call
@@ -494,3 +498,15 @@ class _ShuttingDown(Exception):
     """`stop()` began while a notice waited to be sent again."""
 
 
+def _notice_worth_another_try(err: BaseException) -> bool:
+    return isinstance(err, TransientError) and not isinstance(err, OutcomeUnknown)
+
+
+def _notice_waits_too_long(state: tenacity.RetryCallState) -> bool:
+    """The next wait would take the notice's waiting past `NOTICE_WAIT_MAX_S` in all: it is stale."""
+    return state.idle_for + state.upcoming_sleep > NOTICE_WAIT_MAX_S
+
+
+def _vendors_wait(state: tenacity.RetryCallState) -> float:
+    err = state.outcome.exception() if state.outcome else None
+    return float(getattr(err, "retry_after", None) or 1.0)
