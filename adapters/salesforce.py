@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -29,6 +30,7 @@ from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSessi
 from simple_salesforce.format import format_external_id
 
 from connector.brief import named, subject_line
+from connector.decision import lookup_ends
 from connector.errors import ConfigError
 from connector.mapping_values import MISSING, resolve
 from connector.settings import Settings, salesforce_domain
@@ -47,7 +49,15 @@ from .base import (
     mapping_context,
     routing_field_left_out,
 )
-from .errors import AuthError, DeliveryError, OutcomeUnknown, RateLimitedAfterActing, RejectedError, TicketGone
+from .errors import (
+    AuthError,
+    DeliveryError,
+    OutcomeUnknown,
+    RateLimitedAfterActing,
+    RejectedError,
+    TicketGone,
+    TransientError,
+)
 from .salesforce_client import (
     DEFAULT_RETRY_AFTER_S,
     Client,
@@ -461,6 +471,35 @@ class SalesforceAdapter(Adapter):
             raise TicketGone(f"case {case_id} is {'closed' if records else 'deleted or not visible to the API user'}",
                              ticket_id=case_id, closed=bool(records))
         return records[0]
+
+    def previous_agent(self, packet: Mapping[str, Any], deadline: float | None = None) -> Mapping[str, Any] | None:
+        """The user owning the customer's newest open case (`_holder`: not a queue, nor the API user
+        who made it and still owns it), found by the address it was made for or its contact's: for
+        sticky routing, which offers them as `owner_id`. Only Zendesk was asked, and every sticky
+        rule over Salesforce acted as a plain team rule (a review). Asked while the bot waits: the
+        query has the lookup's share of the budget (`deadline`); routing goes on without it."""
+        email = _fits((packet.get("customer") or {}).get("email"), "Email")
+        if not email:
+            return None
+        started = time.monotonic()
+        ends = deadline if deadline is not None else lookup_ends(started + self.settings.sync_budget_ms / 1000, started)
+        soql = format_soql("SELECT OwnerId, Owner.Name, CreatedById FROM Case WHERE IsClosed = false AND "
+                           "(SuppliedEmail = {email} OR Contact.Email = {email}) ORDER BY CreatedDate DESC LIMIT 20",
+                           email=email)
+        try:
+            left = ends - time.monotonic()
+            if left <= 0:
+                raise TransientError("the lookup used up its share of the sync budget")
+            timeout = min(self.settings.vendor_timeout_s, left)
+            records = self._call(lambda sf: sf.query(soql, timeout=timeout), write=False).get("records") or []
+        except DeliveryError as err:  # routing goes on without the hint; said once
+            log.warning("salesforce: previous agent unknown (%s)", type(err).__name__,
+                        extra={"waited_ms": round((time.monotonic() - started) * 1000)})
+            return None
+        owned = next((case for case in records if _holder(case) is not None), None)
+        if owned is None:
+            return None
+        return {"id": owned["OwnerId"], "name": (owned.get("Owner") or {}).get("Name"), "email": None}
 
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
         recorded = ctx.sent_to.get("case_id")

@@ -179,6 +179,16 @@ def test_vendor_extra_spelt_in_another_letter_case_is_the_field_salesforce_reads
     assert receipt["dropped"][0]["reason"].startswith("vendor_extra.salesforce.description replaced")
 
 
+def test_the_previous_agent_is_not_asked_for_without_an_address_nor_when_the_query_fails(org: SalesforceFake,
+                                                                                      caplog) -> None:
+    assert adapter().previous_agent(full_packet(customer={"id": "c1", "phone": "+14155550100"})) is None  # no call
+    org.error("GET", "query/", 503, "error-500-unknown.json")
+    with caplog.at_level(logging.WARNING, logger="adapters.salesforce"):
+        assert adapter().previous_agent(full_packet()) is None
+    assert "salesforce: previous agent unknown (TransientError)" in caplog.text
+    assert adapter().previous_agent(full_packet(), deadline=time.monotonic() - 1) is None  # its share spent
+
+
 def test_mapping_sets_picklists_custom_fields_and_handoff_id() -> None:
     mapping = {"priority": {"high": "P2"}, "origin": {"web_chat": "Chat"}, "status": "Open",
                "handoff_id_field": "Handoff_Id__c",
