@@ -23,6 +23,7 @@ from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, meta, nodes
@@ -193,11 +194,12 @@ def lookup(table: Mapping[Any, Any], value: Any, default: Any = MISSING) -> Any:
     if isinstance(value, str) and value in table:
         return table[value]
     wanted = _key_words(value)
-    number = _number(value)
-    for key, mapped in table.items():
-        if wanted & _key_words(key) or (number is not None and number == _number(key)):
-            return mapped
-    return default
+    found = next((mapped for key, mapped in table.items() if wanted & _key_words(key)), MISSING)
+    if found is MISSING and (number := _number(value)) is not None:  # as text first: '007' is not 7's
+        # Then as a number, keys written as numbers first (7.0 is 7's, not '007''s).
+        keys = sorted(table.items(), key=lambda item: isinstance(item[0], (str, bool)))
+        found = next((mapped for key, mapped in keys if number == _number(key)), MISSING)
+    return default if found is MISSING else found
 
 
 # The plain words PyYAML (YAML 1.1) reads as true and false.
@@ -207,17 +209,20 @@ _YAML_WORDS = {True: frozenset({"true", "yes", "on"}), False: frozenset({"false"
 def _key_words(value: Any) -> frozenset[str]:
     if isinstance(value, bool):
         return _YAML_WORDS[value]
+    if isinstance(value, (int, float)):
+        return frozenset({str(value)})
     return frozenset({value.casefold()}) if isinstance(value, str) else frozenset()
 
 
-def _number(value: Any) -> float | None:
-    """A number, or a text that is one in decimal ("4012", "1.0"; not "0x10" or "١٢"), as a float."""
+def _number(value: Any) -> Decimal | None:
+    """A number, or a text that is one in decimal ("4012", "1.0"; not "0x10" or "١٢"), exactly: as
+    floats, ids past 2**53 (9007199254740993 and …992) were one number, and the wrong row was sent."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value)
+        return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
     if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
-        return float(value)
+        return Decimal(value.strip())
     return None
 
 

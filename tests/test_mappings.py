@@ -474,6 +474,10 @@ def test_a_lookup_matches_as_text_a_key_yaml_read_as_a_number_or_true_false():
     assert [lookup(versions, value, None) for value in (1, "1", "1.0", 2.0, "2.00")] == ["classic"] * 3 + ["next"] * 2
     assert lookup({1: "one"}, True, None) is None and lookup({True: "yes"}, 1, None) is None
     assert lookup({16: "hex"}, "0x10", None) is None and lookup({"on": "x"}, True, None) == "x"
+    # Exactly, and as text first: ids past 2**53 were one number as floats, and '007' beat 7 (a review).
+    ids = yaml.safe_load("{'9007199254740993': silver, '9007199254740992': gold, '007': bond, 7: seven}")
+    assert [lookup(ids, value, None) for value in (9007199254740992, "9007199254740992", 7, "7", "007", 7.0)] == [
+        "gold", "gold", "seven", "seven", "bond", "seven"]
 
 
 def test_a_lookup_from_a_list_looks_up_each_item_for_a_multi_select():
