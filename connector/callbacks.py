@@ -261,9 +261,14 @@ def _outcomes(connection: Connection | driver_cursor.Pooled, handoff: Handoff) -
 def _told(connection: Connection | driver_cursor.Pooled, handoff: Handoff,
           outcomes: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The handoff's tickets as a read tells them (`answers.rescued`): a target its own delivery gave
-    up on, or whose ticket was closed since, shown by the ticket its follow-ups opened there. A
-    `delivered` listed it `failed` with no id while every read of the handoff showed the ticket (a review)."""
+    up on shown by the ticket its follow-ups opened there. A `delivered` listed it `failed` with no
+    id while every read of the handoff showed the ticket (a review). Asked only then: `delivered` and
+    `failed` are owed before any follow-up could replace a ticket the handoff made, and a query more
+    on every delivery's record was the bot's path's (`assigned` and `completed` read the replaced
+    one: `assignments._tickets`)."""
     outcomes = _outcomes(connection, handoff) if outcomes is None else outcomes
+    if not any(t["status"] in answers.GIVEN_UP for t in outcomes):
+        return outcomes  # the usual handoff: no second statement
     reached = [ticket(*r) for r in driver_cursor.run(connection, _REACHED_LATER, {"handoff_id": handoff.id}).rows]
     return answers.rescued(outcomes, reached, itemgetter("target"), itemgetter("status"), itemgetter("id"))
 
