@@ -226,7 +226,9 @@ def _number(value: Any) -> Decimal | None:
     return None
 
 
-_DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", re.ASCII)
+# An exponent of at most 4 digits: Decimal refuses one past its context's (InvalidOperation), and a
+# packet's "1e99999999999" failed every delivery of its handoff (a review).
+_DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,4})?", re.ASCII)
 
 
 def resolve(spec: Any, packet: Mapping[str, Any], extra_context: Mapping[str, Any] | None = None,

@@ -71,15 +71,15 @@ def _moment(at: str | None) -> dt.datetime | None:
         hint = " A + in a query string is read as a space: write it %2B (…T19:30:00%2B01:00)." if plus else ""
         raise ValidationFailed("`at` must be an RFC 3339 time with a time zone (e.g. 2026-12-24T19:30:00+01:00)."
                                + hint, errors={"at": [rfc3339_problem(at)]})
-    if moment >= LAST_MOMENT:
-        # A calendar's next opening is looked for up to a year on: past 9998 it overflowed Python's
-        # dates, a 500 (a review).
-        raise ValidationFailed(f"`at` must be before {LAST_MOMENT.year} (got {at}).",
-                               errors={"at": [f"before {LAST_MOMENT.year}"]})
+    if not FIRST_MOMENT <= moment < LAST_MOMENT:
+        # A calendar's next opening is looked for up to a year on, and its day begins at local
+        # midnight: past 9998, or in year 1, that overflowed Python's dates, a 500 (a review).
+        between = f"from {FIRST_MOMENT.year} to before {LAST_MOMENT.year}"
+        raise ValidationFailed(f"`at` must be {between} (got {at}).", errors={"at": [between]})
     return moment
 
 
-LAST_MOMENT = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+FIRST_MOMENT, LAST_MOMENT = dt.datetime(1900, 1, 1, tzinfo=dt.UTC), dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 
 
 _SPACE_FOR_PLUS = re.compile(r"\d \d\d:?\d\d$")

@@ -88,7 +88,10 @@ def test_preview_decides_as_at_another_moment_when_asked(client):
     # A valid time past what a calendar can look ahead from: a 500 (a review).
     late = client.post("/v1/preview?at=9999-12-30T12:00:00Z", data=billing, headers=admin(),
                        content_type="application/json")
-    assert late.status_code == 422 and late.get_json()["errors"] == {"at": ["before 9000"]}
+    assert late.status_code == 422 and late.get_json()["errors"] == {"at": ["from 1900 to before 9000"]}
+    early = client.post("/v1/preview?at=0001-01-01T00:00:00Z", data=billing, headers=admin(),
+                        content_type="application/json")
+    assert early.status_code == 422 and early.get_json()["errors"] == {"at": ["from 1900 to before 9000"]}
 
 
 def test_preview_warns_as_the_answer_would(client):

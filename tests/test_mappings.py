@@ -478,6 +478,8 @@ def test_a_lookup_matches_as_text_a_key_yaml_read_as_a_number_or_true_false():
     ids = yaml.safe_load("{'9007199254740993': silver, '9007199254740992': gold, '007': bond, 7: seven}")
     assert [lookup(ids, value, None) for value in (9007199254740992, "9007199254740992", 7, "7", "007", 7.0)] == [
         "gold", "gold", "seven", "seven", "bond", "seven"]
+    # No number Decimal cannot hold: a huge exponent failed every delivery (InvalidOperation; a review).
+    assert lookup({7: "x"}, "1e" + "9" * 30, "default") == lookup({7: "x"}, "1e-" + "9" * 40, "default") == "default"
 
 
 def test_a_lookup_from_a_list_looks_up_each_item_for_a_multi_select():
