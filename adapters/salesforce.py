@@ -483,7 +483,8 @@ class SalesforceAdapter(Adapter):
             return None
         started = time.monotonic()
         ends = deadline if deadline is not None else lookup_ends(started + self.settings.sync_budget_ms / 1000, started)
-        soql = format_soql("SELECT OwnerId, Owner.Name, CreatedById FROM Case WHERE IsClosed = false AND "
+        soql = format_soql("SELECT OwnerId, Owner.Name, Owner.Email, Owner.IsActive, CreatedById FROM Case WHERE "
+                           "IsClosed = false AND "
                            "(SuppliedEmail = {email} OR Contact.Email = {email}) ORDER BY CreatedDate DESC LIMIT 20",
                            email=email)
         try:
@@ -496,10 +497,14 @@ class SalesforceAdapter(Adapter):
             log.warning("salesforce: previous agent unknown (%s)", type(err).__name__,
                         extra={"waited_ms": round((time.monotonic() - started) * 1000)})
             return None
-        owned = next((case for case in records if _holder(case) is not None), None)
+        # Not one who left (an inactive user): offered, the case was refused them and made without the
+        # team's queue either (a review).
+        owned = next((case for case in records if _holder(case) is not None
+                      and (case.get("Owner") or {}).get("IsActive") is not False), None)
         if owned is None:
             return None
-        return {"id": owned["OwnerId"], "name": (owned.get("Owner") or {}).get("Name"), "email": None}
+        owner = owned.get("Owner") or {}
+        return {"id": owned["OwnerId"], "name": owner.get("Name"), "email": owner.get("Email")}
 
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
         recorded = ctx.sent_to.get("case_id")

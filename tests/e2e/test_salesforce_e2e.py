@@ -36,23 +36,29 @@ def test_a_sticky_rule_offers_the_owner_of_the_customers_open_case(make_app):
     # A review: only Zendesk was asked for the previous agent; every sticky rule over Salesforce (the
     # shipped vip and enterprise) acted as a plain team rule.
     client = make_app(**SALESFORCE).test_client()
-    soql = ("SELECT OwnerId, Owner.Name, CreatedById FROM Case WHERE IsClosed = false AND "
+    soql = ("SELECT OwnerId, Owner.Name, Owner.Email, Owner.IsActive, CreatedById FROM Case WHERE IsClosed = false AND "
             "(SuppliedEmail = 'dana.whitfield@example.com' OR Contact.Email = 'dana.whitfield@example.com') "
             "ORDER BY CreatedDate DESC LIMIT 20")
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
         org = SalesforceFake(rsps)
         org.query([{"Id": "500A", "OwnerId": "00G5g000003QueueAA", "CreatedById": "0055g00000ApiUsAAA"},
                    {"Id": "500B", "OwnerId": "0055g00000ApiUsAAA", "CreatedById": "0055g00000ApiUsAAA"},
-                   {"Id": "500C", "OwnerId": "0055g00000Agnt1AAB", "Owner": {"Name": "Ana Agent"},
-                    "CreatedById": "0055g00000ApiUsAAA"}], soql=soql, sobject="Case")
+                   {"Id": "500D", "OwnerId": "0055g00000SamLeAAA", "Owner": {"Name": "Sam Left", "IsActive": False},
+                    "CreatedById": "0055g00000ApiUsAAA"},  # left the org: refused as an owner
+                   {"Id": "500C", "OwnerId": "0055g00000Agnt1AAB", "CreatedById": "0055g00000ApiUsAAA",
+                    "Owner": {"Name": "Ana Agent", "Email": "ana.agent@acme.example", "IsActive": True}}],
+                  soql=soql, sobject="Case")
         org.query([])  # no contact: one is made
         org.create("Contact")
         org.create("Case", headers={"Sforce-Auto-Assign": "FALSE"})  # routing chose the owner
         org.comments(1)
-        body = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
+        packet = full_packet()
+        packet["routing"]["preferred_agent"] = {"email": "ana.agent@acme.example"}  # the bot named her too
+        body = client.post("/v1/handoffs", data=json.dumps(packet), headers=auth(),
                            content_type="application/json").get_json()
         [case] = org.sent("Case")
     assert body["assignment"]["agent"] == "Ana Agent"
+    assert not [said for said in body.get("warnings", []) if "preferred_agent" in said]
     assert "sticky: offered previous agent Ana Agent (salesforce owner_id=0055g00000Agnt1AAB)" in body["assignment"]["trace"]
     assert case["OwnerId"] == "0055g00000Agnt1AAB"
 
