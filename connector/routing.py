@@ -91,6 +91,8 @@ def _check(name: str, wanted: Any, f: Facts, ctx: dict[str, Any]) -> tuple[bool,
         return _keywords(wanted, f, ctx["keywords_in"])
     if name == "in_hours":
         calendar, team = ctx["calendar"], ctx["team"]
+        if calendar is None:  # a team the bot's department names, without hours (the others are checked at load)
+            return wanted, f"team {team} has no calendar: always open"
         is_open = business_hours.is_open(calendar, ctx["now"])
         return is_open == wanted, f"team {team} is {'open' if is_open else 'closed'} now ({calendar.name}, " \
                                   f"{calendar.timezone})"
@@ -143,12 +145,12 @@ def _no_keyword(patterns: Keywords, where: list[str]) -> tuple[bool, str]:
 
 def _matches(rule: Mapping[str, Any], f: Facts, config: RoutingConfig, now: dt.datetime) -> tuple[bool, list[str]]:
     when = dict(rule["when"])
-    # The team the rule routes to, as `_decide` chooses it: without a `then.team`, the bot's
-    # department when it names a team with hours — `in_hours` read the default team's, and an open
-    # billing team's handoff went out as after-hours while New York's support was closed (a review).
+    # The team the rule routes to, as `_decide` chooses it: without a `then.team`, the team the bot's
+    # department names — `in_hours` read the default team's, and an open billing team's handoff went
+    # out as after-hours while New York's support was closed (a review). One without a calendar is
+    # always open, as routing.yaml says.
     hinted = configured_team(f.department, config["teams"]) if f.department else None
-    by_hint = hinted if hinted and (config["teams"].get(hinted) or {}).get("calendar") else None
-    team = when.pop("hours_of", None) or rule["then"].get("team") or by_hint or config["default"]["team"]
+    team = when.pop("hours_of", None) or rule["then"].get("team") or hinted or config["default"]["team"]
     ctx = {"now": now, "team": team, "keywords_in": when.pop("keywords_in", KEYWORDS_IN),
            "calendar": (config["teams"].get(team) or {}).get("calendar")}
     checked: list[str] = []

@@ -143,9 +143,13 @@ rules:
     evening_billing = assign(billing, hours, now=evening)
     assert evening_billing["rule"] == "closed" and evening_billing["team"] == "billing"
     assert any("team billing is closed now (paris" in line for line in evening_billing["trace"])
-    # A department naming a team without hours, or none: the default team's, as before.
-    assert assign(packet(routing__department="sales"), hours, now=morning)["rule"] == "closed"  # NY closed
-    assert assign(packet(routing__department="sales"), hours, now=evening)["rule"] == "default"
+    # A department naming a team without hours: always open, as routing.yaml says; naming none: the
+    # default team's hours.
+    for now in (morning, evening):
+        sales = assign(packet(routing__department="sales"), hours, now=now)
+        assert sales["rule"] == "default" and "team sales has no calendar: always open" in " ".join(sales["trace"])
+    assert assign(packet(routing__department="legal"), hours, now=morning)["rule"] == "closed"  # NY closed
+    assert assign(packet(routing__department="legal"), hours, now=evening)["rule"] == "default"
 
 
 def test_all_conditions_of_a_rule_must_hold():
