@@ -463,7 +463,8 @@ class SalesforceAdapter(Adapter):
         before adding to it. Comments on a closed case reach no queue: the customer who came back
         would wait for no one. A closed (or deleted) case makes the base open a new case, its child
         (`TicketGone`)."""
-        soql = format_soql("SELECT IsClosed, OwnerId, Owner.Name, CreatedById FROM Case WHERE Id = {}", case_id)
+        soql = format_soql("SELECT IsClosed, OwnerId, Owner.Name, Owner.IsActive, CreatedById FROM Case WHERE Id = {}",
+                           case_id)
         records = self._call(lambda sf: sf.query(soql), write=False).get("records") or []
         if not records or records[0].get("IsClosed"):
             # No row: deleted, or no longer visible to the API user (private sharing after a change
@@ -493,14 +494,12 @@ class SalesforceAdapter(Adapter):
                 raise TransientError("the lookup used up its share of the sync budget")
             timeout = min(self.settings.vendor_timeout_s, left)
             records = self._call(lambda sf: sf.query(soql, timeout=timeout), write=False).get("records") or []
-        except DeliveryError as err:  # routing goes on without the hint; said once
+        except DeliveryError as err:  # routing goes on without the hint; said once, with what to look at
             log.warning("salesforce: previous agent unknown (%s)", type(err).__name__,
-                        extra={"waited_ms": round((time.monotonic() - started) * 1000)})
+                        extra={"waited_ms": round((time.monotonic() - started) * 1000), "status": err.status,
+                               "error_code": vendor_error(err.reply)[0] or None})
             return None
-        # Not one who left (an inactive user): offered, the case was refused them and made without the
-        # team's queue either (a review).
-        owned = next((case for case in records if _holder(case) is not None
-                      and (case.get("Owner") or {}).get("IsActive") is not False), None)
+        owned = next((case for case in records if _holder(case) is not None), None)
         if owned is None:
             return None
         owner = owned.get("Owner") or {}
@@ -857,9 +856,13 @@ def _fields_refused(reply: Any, case: Mapping[str, Any], keep: set[Any]) -> set[
 def _holder(case: Mapping[str, Any]) -> str | None:
     """The agent a case we added to waits on (`Sent.holder`): its owner when that is a user (005…)
     — an agent took it since, or routing gave it one. A queue (00G…) is nobody yet; so is the user
-    who made the case, still its owner (the connector's API user: no assignment rule moved it)."""
+    who made the case, still its owner (the connector's API user: no assignment rule moved it), and
+    one who left (an inactive user keeps their open cases): told as having the conversation, and
+    offered to sticky routing, who was then refused as an owner (a review)."""
     owner = case.get("OwnerId")
     if not isinstance(owner, str) or not _OWNER_ID.fullmatch(owner) or not owner.startswith("005"):
+        return None
+    if (case.get("Owner") or {}).get("IsActive") is False:
         return None
     return None if owner == case.get("CreatedById") else owner
 

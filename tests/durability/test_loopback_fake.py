@@ -107,7 +107,7 @@ def test_the_loopback_zendesk_lists_a_tickets_comments_as_stored():
 
 
 def test_the_loopback_salesforce_answers_an_updates_owner_query(monkeypatch):
-    # An update reads the case first (`SELECT IsClosed, OwnerId, Owner.Name, CreatedById`): the
+    # An update reads the case first (`SELECT IsClosed, OwnerId, Owner.Name, Owner.IsActive, CreatedById`): the
     # fake refused the dotted column as MALFORMED_QUERY, and every update failed.
     from adapters.base import Link
     from adapters.salesforce import SalesforceAdapter

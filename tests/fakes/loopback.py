@@ -416,7 +416,7 @@ class FakeSalesforce(FakeVendor):
         for r in rows:
             record: dict[str, Any] = {"attributes": {"type": sobject, "url": f"{SF_API}sobjects/{sobject}/{r['Id']}"}}
             for column in (c.strip() for c in columns.split(",")):
-                if column == "Owner.Name":  # the one relationship field asked for (an update's `_still_open`)
+                if column in ("Owner.Name", "Owner.IsActive"):  # the relationship's fields asked for (`_still_open`)
                     record["Owner"] = _owner(r.get("OwnerId"))
                 elif "." in column:
                     return Reply(400, [{"errorCode": "INVALID_FIELD", "message": f"No such relation: {column}"}])
@@ -783,7 +783,8 @@ def _owner(owner_id: Any) -> dict[str, Any] | None:
         return None
     kind = "Group" if str(owner_id).startswith("00G") else "User"
     name = "Loopback Integration" if owner_id == SALESFORCE_USER else f"{kind} {owner_id}"
-    return {"attributes": {"type": "Name", "url": f"{SF_API}sobjects/{kind}/{owner_id}"}, "Name": name}
+    return {"attributes": {"type": "Name", "url": f"{SF_API}sobjects/{kind}/{owner_id}"}, "Name": name,
+            "IsActive": True if kind == "User" else None}
 
 
 def _public(ticket: Mapping[str, Any]) -> dict[str, Any]:

@@ -95,15 +95,17 @@ class SalesforceFake:
         self.comments(comments)
 
     def case_state(self, case_id: str, *, closed: bool = False, gone: bool = False, owner: str = QUEUE,
-                   owner_name: str = "Support", created_by: str = API_USER) -> None:
+                   owner_name: str = "Support", created_by: str = API_USER, active: bool = True) -> None:
         """The look at a conversation's case before adding to it: open, closed, or deleted (no row),
         and who owns it — by default the queue Salesforce's assignment rules put it in."""
         record = {"Id": case_id, "IsClosed": closed, "OwnerId": owner, "CreatedById": created_by,
                   "Owner": {"attributes": {"type": "Name", "url": f"/services/data/v{API_VERSION}/sobjects/"
                                                                   f"{'User' if owner.startswith('005') else 'Group'}"
-                                                                  f"/{owner}"}, "Name": owner_name}}
+                                                                  f"/{owner}"}, "Name": owner_name,
+                            "IsActive": active if owner.startswith("005") else None}}
         self.query([] if gone else [record], sobject="Case",
-                   soql=f"SELECT IsClosed, OwnerId, Owner.Name, CreatedById FROM Case WHERE Id = '{case_id}'")
+                   soql=f"SELECT IsClosed, OwnerId, Owner.Name, Owner.IsActive, CreatedById FROM Case WHERE Id = "
+                        f"'{case_id}'")
 
     def comments(self, count: int, sobject: str = "CaseComment") -> list[str]:
         return [self.create(sobject, IDS[sobject] % n) for n in range(1, count + 1)]
