@@ -810,6 +810,8 @@ class Outbox:
             state, attempts, next_at, attempted = row.state, row.attempts, row.next_attempt_at, Attempted.of(row)
         if owed:
             self.callback_owed()
+        if state != "pending":
+            self._relate_the_others(handoff, delivery.target)
         metrics.attempted(delivery.target, state, seconds)
         level = logging.WARNING if state == "pending" else logging.ERROR
         # Vendors quote back what they refused (a requester's address…): the text stays in
@@ -854,9 +856,17 @@ class Outbox:
             attempted = Attempted.of(row)
         if owed:
             self.callback_owed()
+        self._relate_the_others(handoff, delivery.target)
         metrics.attempted(attempted.target, attempted.state)
         log.error("delivery not possible", extra={"error": message})
         return attempted
+
+    def _relate_the_others(self, handoff: Handoff, given_up: str) -> None:
+        """A target given up may have been the last to finish: the others' tickets are linked to each
+        other then, as after a success (a Slack alert never linked the Salesforce case when Zendesk,
+        the last, went dead; a review). Deferred, as there: it must not delay anything."""
+        if len(handoff.deliveries) > 1 and not handoff.follows_id:
+            self.defer(lambda: self._notify_related(handoff, given_up))
 
     def _notify_related(self, handoff: Handoff, finished_target: str) -> None:
         """Tell the finished targets of this handoff about each other's tickets (Slack links) — once,

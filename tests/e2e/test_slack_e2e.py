@@ -58,6 +58,39 @@ def test_alert_thread_and_links_to_the_other_targets_ticket(make_app):
 SIGNING_SECRET = "slack-signing-secret-e2e-0001"
 
 
+def test_the_alert_links_the_other_tickets_when_the_last_target_to_finish_gives_up(make_app):
+    # A review: the links edit ran only after a success, so when Zendesk — the last to finish — went
+    # dead, the alert never linked the Salesforce case.
+    from sqlalchemy import update
+
+    from connector.models import Delivery, utcnow
+    from tests.fakes.salesforce import INSTANCE, TOKEN, SalesforceFake
+
+    with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        zd, org = FakeZendesk(rsps), SalesforceFake(rsps)
+        zd.search(results=[])
+        org.query([], sobject="Case")
+        zd.error("POST", "/api/v2/tickets.json", 503, "error-503.html")
+        org.new_case()
+        app = make_app(targets=("zendesk", "salesforce", "slack"), slack_bot_token=slack.token,
+                       slack_api_url=slack.api_url, slack_channel="C0HANDOFF", salesforce_instance_url=INSTANCE,
+                       salesforce_access_token=TOKEN, max_attempts=1, **ZENDESK)
+        body = app.test_client().post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
+                                      content_type="application/json").get_json()
+        assert {t["target"]: t["status"] for t in body["tickets"]} == {
+            "zendesk": "pending", "salesforce": "created", "slack": "created"}
+        zd.tickets_by_external_id(body["id"], found=False)
+        zd.error("POST", "/api/v2/tickets.json", 503, "error-503.html")
+        services = app.extensions["connector"]
+        with services.db.session() as session:
+            session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+        ids, token = services.outbox.claim_due()
+        assert [services.outbox.run_delivery(i, token).state for i in ids] == ["dead"]
+        related = _eventually(lambda: [b for b in slack.top_level("C0HANDOFF")[0]["blocks"]
+                                       if b.get("block_id") == "related"])
+        assert "/lightning/r/Case/" in json.dumps(related) and "zendesk" not in json.dumps(related).lower()
+
+
 def _claimable(make_app, slack, opened_by_messages: bool = False, **settings):
     """A handoff alerted in Slack with a Claim button, and a way to click it as Slack would.
     `opened_by_messages`: the handoff's own alert refused, the alert is the one its messages opened."""
