@@ -63,9 +63,8 @@ def test_a_sticky_rule_offers_the_owner_of_the_customers_open_case(make_app):
     assert case["OwnerId"] == "0055g00000Agnt1AAB"
 
 
-def test_a_repeat_handoff_onto_a_case_an_agent_owns_is_theirs_in_the_bots_read(make_app):
-    # No event comes from Salesforce for an owner who does not change: the second handoff onto the
-    # case Ana took was "waiting" for good, the bot never told anyone had it.
+def _repeat_onto_a_case_owned_by(make_app, owner: str, name: str, active: bool = True) -> dict:
+    """A second handoff of the conversation onto its case, which `owner` owns now: its read."""
     app = make_app(**SALESFORCE)
     services, client = app.extensions["connector"], app.test_client()
     again = full_packet()
@@ -75,13 +74,19 @@ def test_a_repeat_handoff_onto_a_case_an_agent_owns_is_theirs_in_the_bots_read(m
         org.new_case()
         assert client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
                            content_type="application/json").status_code == 201
-        org.case_state(IDS["Case"], owner="0055g00000Agnt1AAB", owner_name="Ana Agent")
+        org.case_state(IDS["Case"], owner=owner, owner_name=name, active=active)
         org.comments(2)
         second = client.post("/v1/handoffs", data=json.dumps(again), headers=auth(),
                              content_type="application/json").get_json()
         services.executor.shutdown(wait=True)  # the assignment is recorded off the bot's path
     assert second["tickets"][0]["status"] == "updated", second
-    held = client.get(f"/v1/handoffs/{second['id']}", headers=auth()).get_json()["assigned"]
+    return client.get(f"/v1/handoffs/{second['id']}", headers=auth()).get_json()
+
+
+def test_a_repeat_handoff_onto_a_case_an_agent_owns_is_theirs_in_the_bots_read(make_app):
+    # No event comes from Salesforce for an owner who does not change: the second handoff onto the
+    # case Ana took was "waiting" for good, the bot never told anyone had it.
+    held = _repeat_onto_a_case_owned_by(make_app, "0055g00000Agnt1AAB", "Ana Agent")["assigned"]
     assert {k: held[k] for k in ("target", "ticket_id", "agent_id", "routed")} == {
         "target": "salesforce", "ticket_id": IDS["Case"], "agent_id": "0055g00000Agnt1AAB", "routed": True}
 
@@ -89,20 +94,5 @@ def test_a_repeat_handoff_onto_a_case_an_agent_owns_is_theirs_in_the_bots_read(m
 def test_a_repeat_handoff_onto_a_case_a_deactivated_user_owns_waits_for_an_agent(make_app):
     # Salesforce keeps a user who left as the owner of their open cases: the bot was told they had the
     # conversation (a review); nobody does.
-    app = make_app(**SALESFORCE)
-    services, client = app.extensions["connector"], app.test_client()
-    again = full_packet()
-    again["transcript"].append({"at": "2026-11-20T10:05:00Z", "role": "customer", "text": "still broken"})
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
-        org = SalesforceFake(rsps)
-        org.new_case()
-        assert client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
-                           content_type="application/json").status_code == 201
-        org.case_state(IDS["Case"], owner="0055g00000SamLeAAA", owner_name="Sam Left", active=False)
-        org.comments(2)
-        second = client.post("/v1/handoffs", data=json.dumps(again), headers=auth(),
-                             content_type="application/json").get_json()
-        services.executor.shutdown(wait=True)
-    assert second["tickets"][0]["status"] == "updated", second
-    read = client.get(f"/v1/handoffs/{second['id']}", headers=auth()).get_json()
+    read = _repeat_onto_a_case_owned_by(make_app, "0055g00000SamLeAAA", "Sam Left", active=False)
     assert read["assigned"] is None and read["assignment"]["agent"] != "Sam Left"
