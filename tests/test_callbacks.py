@@ -302,6 +302,17 @@ def test_delivered_as_soon_as_messages_open_a_ticket_while_another_target_is_sti
         ("picky", "created", "T-7"), ("down", "pending", None)]
 
 
+def _taken_then_solved(services, target: str, ticket_id: str) -> None:
+    """Ann takes `ticket_id` at `target`, then it is solved: the vendor's two events, recorded."""
+    now = utcnow()
+    taken = AssignmentEvent(target=target, event_id="ev-1", ticket_id=ticket_id, handoff_id=None, agent_id="a1",
+                            agent_name="Ann", at=now - dt.timedelta(seconds=2))
+    assert assignments.record(services, taken).outcome == "recorded"
+    solved = CompletionEvent(target=target, event_id="ev-2", ticket_id=ticket_id, handoff_id=None,
+                             at=now - dt.timedelta(seconds=1))
+    assert assignments.complete(services, solved).outcome == "recorded"
+
+
 def test_assigned_and_completed_after_messages_opened_the_ticket_name_it_as_a_read_does(
         make_callback_app, bot, monkeypatch):
     # A review: `delivered` and every read named T-7; `assigned` and `completed` listed the target
@@ -311,13 +322,7 @@ def test_assigned_and_completed_after_messages_opened_the_ticket_name_it_as_a_re
     services = app.extensions["connector"]
     handoff = post(app, full_packet(callback={"url": bot.url}))
     assert send_message(app, handoff["id"], "2026-11-20T09:25:00Z", "Still there?").status_code in (201, 202)
-    now = utcnow()
-    taken = AssignmentEvent(target="picky", event_id="ev-1", ticket_id="T-7", handoff_id=None, agent_id="a1",
-                            agent_name="Ann", at=now - dt.timedelta(seconds=2))
-    assert assignments.record(services, taken).outcome == "recorded"
-    solved = CompletionEvent(target="picky", event_id="ev-2", ticket_id="T-7", handoff_id=None,
-                             at=now - dt.timedelta(seconds=1))
-    assert assignments.complete(services, solved).outcome == "recorded"
+    _taken_then_solved(services, "picky", "T-7")
     read = app.test_client().get(f"/v1/handoffs/{handoff['id']}", headers=auth()).get_json()
     send_due(app)
     heard = {r.json["state"]: r.json for r in bot.requests}
@@ -339,13 +344,7 @@ def test_a_ticket_the_messages_opened_in_place_of_a_deleted_one_is_named_whole_f
     assert handoff["tickets"][0]["id"] == "T-1"
     batch = send_message(app, handoff["id"], "2026-11-20T09:25:00Z", "Still there?").get_json()
     assert [(t["status"], t["id"]) for t in batch["tickets"]] == [("created", "T-2")]
-    now = utcnow()
-    taken = AssignmentEvent(target="replaced", event_id="ev-1", ticket_id="T-2", handoff_id=None, agent_id="a1",
-                            agent_name="Ann", at=now - dt.timedelta(seconds=2))
-    assert assignments.record(services, taken).outcome == "recorded"
-    solved = CompletionEvent(target="replaced", event_id="ev-2", ticket_id="T-2", handoff_id=None,
-                             at=now - dt.timedelta(seconds=1))
-    assert assignments.complete(services, solved).outcome == "recorded"
+    _taken_then_solved(services, "replaced", "T-2")
     read = app.test_client().get(f"/v1/handoffs/{handoff['id']}", headers=auth()).get_json()
     replay = app.test_client().post("/v1/handoffs", data=json.dumps(full_packet(callback={"url": bot.url})),
                                     headers={**auth(), "Idempotency-Key": "k-1"}, content_type="application/json")
