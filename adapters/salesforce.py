@@ -348,16 +348,29 @@ class SalesforceAdapter(Adapter):
                 raise
             why = err.message
         kept = {key: value for key, value in case.items() if key not in named_fields}
-        if "OwnerId" in named_fields and done == "made":
-            kept = _unowned(kept, ctx, why, case["OwnerId"])
+        owner_refused = "OwnerId" in named_fields and done == "made"
+        queue = _teams_owner(ctx, case["OwnerId"]) if owner_refused else None
         # The vendor's words stay out of the log (they echo the values: an address); the receipt has them.
         log.warning("Salesforce refused fields of the case; sending it without them",
-                    extra={"fields": sorted(named_fields)})
+                    extra={"fields": sorted(named_fields), "team_owner_instead": queue is not None})
+        if queue is not None:
+            queued = _unowned({**kept, "OwnerId": queue}, ctx, why, case["OwnerId"], queue)
+            left_out = tuple(self._field_left_out(name, why, ctx, done, queue) for name in sorted(named_fields))
+            try:
+                with carrying(left_out):
+                    return send(queued), left_out
+            except RejectedError as err:
+                if _fields_refused(err.reply, queued, keep=set()) != {"OwnerId"}:
+                    raise
+                log.warning("Salesforce refused the team's owner too; the org's assignment rules choose")
+        if owner_refused:
+            kept = _unowned(kept, ctx, why, case["OwnerId"])
         left_out = tuple(self._field_left_out(name, why, ctx, done) for name in sorted(named_fields))
         with carrying(left_out):
             return send(kept), left_out
 
-    def _field_left_out(self, name: str, why: str, ctx: HandoffContext, done: str) -> dict[str, str]:
+    def _field_left_out(self, name: str, why: str, ctx: HandoffContext, done: str,
+                        queue: str | None = None) -> dict[str, str]:
         """The receipt's entry for a case field Salesforce refused, named where it came from."""
         # The bot's key as it spelt it: merged under the case's spelling (`apply_extra`), an `ownerid`
         # Salesforce refused was blamed on routing's owner (a review).
@@ -373,6 +386,8 @@ class SalesforceAdapter(Adapter):
         else:
             part, where = "field", f"the case's {name}"
         then = " (the org's assignment rules chose the owner)" if name == "OwnerId" and done == "made" else ""
+        if name == "OwnerId" and queue is not None:
+            then = f" (it went to the team's owner, {queue}, in place of routing's agent)"
         said = {"part": part,
                 "reason": f"Salesforce refused {where} ({why[:300]}); the case was {done} without it{then}"}
         return routing_field_left_out(said, "owner_id") if part == "routing" else said
@@ -725,19 +740,31 @@ def _size(text: str, in_bytes: bool) -> int:
     return len(text.encode()) if in_bytes else _units(text)
 
 
-def _unowned(case: dict[str, Any], ctx: HandoffContext, why: str, refused: Any) -> dict[str, Any]:
+def _teams_owner(ctx: HandoffContext, refused: Any) -> str | None:
+    """The team's own OwnerId (its queue) that routing's sticky agent went in place of
+    (`previous_agent.in_place_of`), when that agent is the owner Salesforce refused: the case goes
+    there. Without it the case went to the org's assignment rules — not the team routing chose."""
+    previous = ctx.assignment.get("previous_agent") or {}
+    theirs = previous.get("target") == "salesforce" and str(previous.get("id")) == str(refused)
+    team = previous.get("in_place_of")
+    return str(team) if theirs and team is not None and str(team) != str(refused) else None
+
+
+def _unowned(case: dict[str, Any], ctx: HandoffContext, why: str, refused: Any,
+             queue: str | None = None) -> dict[str, Any]:
     """A new case made without routing's agent as its owner (`refused`: the OwnerId sent), its
     Description opening with a line saying so: its brief's "Routed to: … / Sam Okafor" told whoever
     the org's rules gave the case that Sam had it. Only when the owner refused was that agent's id
     (not a team's queue, nor a bot's own `OwnerId`); left out when the Description has no room for
-    it (a brief near Salesforce's limit)."""
+    it (a brief near Salesforce's limit). `queue`: the team's owner the case went to instead."""
     agent, description = ctx.assignment.get("agent"), case.get("Description")
     previous = ctx.assignment.get("previous_agent") or {}
     theirs = previous.get("target") == "salesforce" and str(previous.get("id")) == str(refused)
     if not agent or not theirs or not isinstance(description, str):
         return case
-    note = (f"Not owned by {str(agent)[:100]}: Salesforce refused routing's owner ({why[:200]}); the org's "
-            f"assignment rules chose the owner. The brief below names the agent routing chose.\n\n")
+    chose = f"the case went to the team's owner ({queue})" if queue else "the org's assignment rules chose the owner"
+    note = (f"Not owned by {str(agent)[:100]}: Salesforce refused routing's owner ({why[:200]}); {chose}. "
+            f"The brief below names the agent routing chose.\n\n")
     return {**case, "Description": note + description} if _units(note + description) <= DESCRIPTION_MAX else case
 
 

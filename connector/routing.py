@@ -370,7 +370,13 @@ def _offer_previous_agent(assignment: dict[str, Any], agent: Mapping[str, Any] |
     assignment["previous_agent"] = {k: agent.get(k) for k in ("id", "name", "email", "target")}
     field = config["agent_fields"].get(str(agent.get("target")))
     if field and agent.get("id"):
-        assignment["targets"].setdefault(agent["target"], {})[field] = agent["id"]
+        ids = assignment["targets"].setdefault(agent["target"], {})
+        team_value, ids[field] = ids.get(field), agent["id"]
+        # Where the agent went in place of the team's own id (Salesforce's owner_id: the team's queue),
+        # the adapter falls back to that one if the vendor refuses the agent: the case went to nobody's
+        # queue, left to the org's assignment rules (a review).
+        if team_value is not None and str(team_value) != str(agent["id"]):
+            assignment["previous_agent"]["in_place_of"] = team_value
         trace.append(f"sticky: offered previous agent {label} ({agent['target']} {field}={agent['id']})")
     else:
         trace.append(f"sticky: offered previous agent {label} by name only (no id field for {agent.get('target')!r})")

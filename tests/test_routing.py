@@ -308,6 +308,21 @@ def test_sticky_rule_offers_the_previous_agent():
     assert "sticky: offered previous agent Sam (zendesk assignee_id=123)" in result["trace"]
     sf = assign(packet(), rules, now=TUESDAY_NOON, previous_agent={**PREVIOUS, "id": "005X", "target": "salesforce"})
     assert sf["targets"]["salesforce"] == {"owner_id": "005X"} and "assignee_id" not in sf["targets"]["zendesk"]
+    assert "in_place_of" not in sf["previous_agent"]  # the team had no owner of its own
+
+
+def test_a_sticky_agent_in_place_of_the_teams_own_id_keeps_that_id_to_fall_back_to():
+    # Salesforce's one routing id is the owner: the agent replaced the team's queue, and when Salesforce
+    # refused the agent (deactivated since the lookup) the case went to no team at all (a review).
+    base = BASE + "  cases: {targets: {salesforce: {owner_id: 00G5g000003QueueAA}}}\n"
+    rules = config("  - {name: r, when: {segment: enterprise}, then: {team: cases, sticky: true}}\n"
+                   "  - {name: default}\n", base)
+    agent = {**PREVIOUS, "id": "0055g00000SamAAA", "target": "salesforce"}
+    sf = assign(packet(), rules, now=TUESDAY_NOON, previous_agent=agent)
+    assert sf["targets"]["salesforce"] == {"owner_id": "0055g00000SamAAA"}
+    assert sf["previous_agent"]["in_place_of"] == "00G5g000003QueueAA"
+    same = assign(packet(), rules, now=TUESDAY_NOON, previous_agent={**agent, "id": "00G5g000003QueueAA"})
+    assert "in_place_of" not in same["previous_agent"]
 
 
 def test_sticky_falls_back_to_the_team_without_a_previous_agent():

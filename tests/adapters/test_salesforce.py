@@ -1021,6 +1021,44 @@ def test_a_previous_agent_refused_as_owner_is_said_atop_the_cases_brief(org: Sal
                       "below names the agent routing chose.\n\n" + first)
 
 
+def _sticky_in_place_of_queue() -> dict[str, Any]:
+    return {**routed("0055g00000SamAAA"), "agent": "Sam Okafor",
+            "previous_agent": {"id": "0055g00000SamAAA", "name": "Sam Okafor", "target": "salesforce",
+                               "in_place_of": "00G5g000003QueueAA"}}
+
+
+def test_a_previous_agent_refused_as_owner_leaves_the_case_in_the_teams_queue(org: SalesforceFake) -> None:
+    # A review: the sticky agent had replaced the team's queue as routing's owner; refused, the case went
+    # to the org's assignment rules — not the team routing chose — and the answer still named that team.
+    _owner_refused(org, "INACTIVE_OWNER_OR_USER", "operation performed with inactive user")
+    outcome = adapter().deliver(ctx_for(assignment=_sticky_in_place_of_queue()))
+    first, second = org.calls("POST", "sobjects/Case/")
+    sent = json.loads(second.request.body)
+    assert json.loads(first.request.body)["OwnerId"] == "0055g00000SamAAA"
+    assert sent["OwnerId"] == "00G5g000003QueueAA" and second.request.headers["Sforce-Auto-Assign"] == "FALSE"
+    assert sent["Description"].startswith("Not owned by Sam Okafor: Salesforce refused routing's owner (") and \
+        "; the case went to the team's owner (00G5g000003QueueAA). The brief below" in sent["Description"]
+    [entry] = [d for d in outcome.receipt["dropped"] if d.get("field") == "owner_id"]
+    assert entry["part"] == "routing" and entry["reason"].endswith(
+        "(it went to the team's owner, 00G5g000003QueueAA, in place of routing's agent)")
+
+
+def test_a_teams_queue_refused_after_its_agent_leaves_the_case_to_the_orgs_rules(org: SalesforceFake) -> None:
+    org.query([{"Id": "0035g00000Existing"}])
+    for code in ("INACTIVE_OWNER_OR_USER", "INVALID_CROSS_REFERENCE_KEY"):
+        org.rsps.add("POST", f"{org.api}/sobjects/Case/", status=400, json=[{
+            "errorCode": code, "message": "refused", "fields": ["OwnerId"]}])
+    org.create("Case")
+    org.comments(1)
+    outcome = adapter().deliver(ctx_for(assignment=_sticky_in_place_of_queue()))
+    bodies = [json.loads(call.request.body) for call in org.calls("POST", "sobjects/Case/")]
+    assert [body.get("OwnerId") for body in bodies] == ["0055g00000SamAAA", "00G5g000003QueueAA", None]
+    assert org.calls("POST", "sobjects/Case/")[2].request.headers["Sforce-Auto-Assign"] == "TRUE"
+    assert "the org's assignment rules chose the owner. The brief" in bodies[2]["Description"]
+    [entry] = [d for d in outcome.receipt["dropped"] if d.get("field") == "owner_id"]
+    assert entry["reason"].endswith("(the org's assignment rules chose the owner)")
+
+
 @pytest.mark.parametrize("whose", ["the team's queue", "the bot's own"])
 def test_an_owner_refused_that_was_not_routings_agent_says_nothing_of_the_agent(org: SalesforceFake, whose: str) -> None:
     # A review: the note named the sticky agent (a Zendesk agent) when the team's queue was refused,
