@@ -513,7 +513,7 @@ class SalesforceAdapter(Adapter):
             log.warning("salesforce: previous agent unknown (%s)", type(err).__name__,
                         extra={"waited_ms": round((time.monotonic() - started) * 1000), "status": err.status,
                                "error_code": vendor_error(err.reply)[0] or None})
-            return None
+            raise  # the trace says the lookup failed: "no previous agent known" read as a fact (a review)
         owned = next((case for case in records if _holder(case) is not None), None)
         if owned is None:
             return None

@@ -18,6 +18,7 @@ from adapters import registry
 from adapters.errors import DeliveryError
 
 from . import customer_message, routing
+from .errors import ConfigError
 from .mappings import Mappings
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str,
     `observed_wait(team)` is the time to assignment seen recently (`connector.observed_wait`);
     `deadline` (a `time.monotonic()`) is when the request's sync budget ends; `now` is the moment
     calendars are read at (a dry run may ask about another; default: now)."""
-    previous = None
+    previous, lookup_failed = None, None
     facts, now = routing.Facts(packet), now or dt.datetime.now(dt.UTC)  # the rules are checked once, for both
     sticky = routing.first_match(packet, mappings.routing, now=now, facts=facts)
     sticky = sticky if sticky is not None and sticky["then"].get("sticky") else None
@@ -50,8 +51,10 @@ def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str,
         # assignee_id no delivery carries) while only Salesforce got the handoff.
         asked = choose_targets(packet, {"target_names": sticky["then"].get("target_names"), "trace": []},
                                list(adapters))
-        previous = previous_agent(packet, {name: adapters[name] for name in asked if name in adapters}, deadline)
-    assignment = routing.assign(packet, mappings.routing, previous_agent=previous, now=now, facts=facts)
+        previous, lookup_failed = previous_agent(packet, {name: adapters[name] for name in asked if name in adapters},
+                                                 deadline)
+    assignment = routing.assign(packet, mappings.routing, previous_agent=previous, now=now, facts=facts,
+                                lookup_failed=lookup_failed)
     if sticky is not None and not ask_vendors:
         # "no previous agent known" read as a fact about the customer; a delivery asks and may assign one (a review).
         assignment["trace"].append(f"dry run: the customer's previous agent is not looked up for sticky rule "
@@ -124,8 +127,9 @@ def lookup_ends(deadline: float, now: float) -> float:
 
 
 def previous_agent(packet: Mapping[str, Any], adapters: Mapping[str, Any],
-                   deadline: float | None = None) -> dict | None:
-    """The assignee of the customer's recent open ticket at the first of `adapters` that knows one.
+                   deadline: float | None = None) -> tuple[dict | None, str | None]:
+    """The assignee of the customer's recent open ticket at the first of `adapters` that knows one,
+    and, when none is known because asking failed, why (for the trace: not "no previous agent known").
 
     Asked only when the matching rule is sticky: it is a vendor call made before the handoff is
     stored, inside the request's sync budget (`deadline`, a `time.monotonic()`). The adapters bound
@@ -134,20 +138,21 @@ def previous_agent(packet: Mapping[str, Any], adapters: Mapping[str, Any],
     its own and is left behind at its end: routing goes on without the hint.
     """
     ends = None if deadline is None else lookup_ends(deadline, time.monotonic())
+    failed: list[str] = []
     for name, adapter in adapters.items():
         try:
             agent = _by(ends, adapter.previous_agent, packet)
-        except DeliveryError as err:  # routing must not fail because a lookup did
-            log.warning("previous agent lookup failed",
-                        extra={"target": name, "error_type": type(err).__name__, "vendor_status": err.status})
+        except (DeliveryError, ConfigError) as err:  # routing must not fail because a lookup did; logged by the adapter
+            status = f" {err.status}" if getattr(err, "status", None) else ""
+            failed.append(f"asking {name} failed ({type(err).__name__}{status})")
             continue
         except FutureTimeout:
             log.warning("previous agent lookup left behind at the end of its share of the sync budget",
                         extra={"target": name})  # no conversation id: it may be a phone number
-            return None
+            return None, "; ".join([*failed, f"{name} did not answer within the lookup's share of the sync budget"])
         if agent:
-            return {**agent, "target": name}
-    return None
+            return {**agent, "target": name}, None
+    return None, "; ".join(failed) or None
 
 
 def _by(ends: float | None, lookup: Callable[..., Any], packet: Mapping[str, Any]) -> Any:

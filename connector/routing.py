@@ -182,9 +182,11 @@ def first_match(packet: Mapping[str, Any], routing: Mapping[str, Any], *,
 
 
 def assign(packet: Mapping[str, Any], routing: Mapping[str, Any], *, now: dt.datetime | None = None,
-           previous_agent: Mapping[str, Any] | None = None, facts: Facts | None = None) -> dict[str, Any]:
+           previous_agent: Mapping[str, Any] | None = None, facts: Facts | None = None,
+           lookup_failed: str | None = None) -> dict[str, Any]:
     """The first matching rule's decision. `previous_agent` is the assignee of the customer's recent
-    open ticket (`{"id", "name", "email", "target"}`), offered when the rule says `sticky: true`."""
+    open ticket (`{"id", "name", "email", "target"}`), offered when the rule says `sticky: true`;
+    `lookup_failed` says why none is known when asking for one failed (the trace says it)."""
     config = compiled(routing)
     now = now or dt.datetime.now(dt.UTC)
     facts, trace = facts or Facts(packet), []
@@ -194,11 +196,12 @@ def assign(packet: Mapping[str, Any], routing: Mapping[str, Any], *, now: dt.dat
             trace.append(f"rule {rule['name']}: skipped, {checked[-1]}")
             continue
         if rule["then"].get("sticky") and not previous_agent and rule["then"].get("fallback") == "next":
-            trace.append(f"rule {rule['name']}: matched, but sticky with no previous agent known; fallback: next rule")
+            trace.append(f"rule {rule['name']}: matched, but sticky with {_no_agent(lookup_failed)}; "
+                         "fallback: next rule")
             continue
         why = "; ".join(checked) if checked else "default rule, no conditions"
         trace.append(f"rule {rule['name']}: matched ({why})")
-        assignment = _decide(packet, rule, config, now, previous_agent, trace)
+        assignment = _decide(packet, rule, config, now, previous_agent, trace, lookup_failed)
         if said := _words_said(rule, facts):
             assignment["customer_words"] = said
         return assignment
@@ -206,7 +209,7 @@ def assign(packet: Mapping[str, Any], routing: Mapping[str, Any], *, now: dt.dat
 
 
 def _decide(packet: Mapping[str, Any], rule: Mapping[str, Any], config: RoutingConfig, now: dt.datetime,
-            previous_agent: Mapping[str, Any] | None, trace: list[str]) -> dict[str, Any]:
+            previous_agent: Mapping[str, Any] | None, trace: list[str], lookup_failed: str | None) -> dict[str, Any]:
     then, default = rule["then"], config["default"]
     escalation = packet.get("escalation") or {}
     # A hint that says nothing is no hint ("a text that says nothing is no text", as for ids): a
@@ -245,7 +248,7 @@ def _decide(packet: Mapping[str, Any], rule: Mapping[str, Any], config: RoutingC
         "customer_message_template": then.get("message"),
     }
     if then.get("sticky"):
-        _offer_previous_agent(assignment, previous_agent, config, trace)
+        _offer_previous_agent(assignment, previous_agent, config, trace, lookup_failed)
     if line := _preferred_agent_line(hints.get("preferred_agent"), assignment, rule):
         trace.append(line)
     assignment.update(_hours(team, settings, now, trace))
@@ -361,9 +364,9 @@ def preferred_agent_warnings(assignment: Mapping[str, Any]) -> list[str]:
 
 
 def _offer_previous_agent(assignment: dict[str, Any], agent: Mapping[str, Any] | None, config: RoutingConfig,
-                          trace: list[str]) -> None:
+                          trace: list[str], lookup_failed: str | None = None) -> None:
     if not agent:
-        trace.append(f"sticky: no previous agent known; fallback: team {assignment['team']}")
+        trace.append(f"sticky: {_no_agent(lookup_failed)}; fallback: team {assignment['team']}")
         return
     label = agent.get("name") or agent.get("email") or agent.get("id")
     assignment["agent"] = label
@@ -380,6 +383,12 @@ def _offer_previous_agent(assignment: dict[str, Any], agent: Mapping[str, Any] |
         trace.append(f"sticky: offered previous agent {label} ({agent['target']} {field}={agent['id']})")
     else:
         trace.append(f"sticky: offered previous agent {label} by name only (no id field for {agent.get('target')!r})")
+
+
+def _no_agent(lookup_failed: str | None) -> str:
+    """The trace's words for a sticky rule without an agent: a failed lookup is not a customer
+    without one — it read "no previous agent known" when the vendor was down (a review)."""
+    return f"the previous agent unknown: {lookup_failed}" if lookup_failed else "no previous agent known"
 
 
 def wait_estimate(assignment: Mapping[str, Any], routing: Mapping[str, Any], *,

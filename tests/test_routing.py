@@ -649,3 +649,40 @@ def test_the_customer_is_told_the_team_a_spaced_department_names():
     result = assign(hinted, SHIPPED, now=TUESDAY_NOON)
     assert (result["rule"], result["team"], result["queue"]) == ("default", "billing", "Billing")
     assert "nuestro equipo de facturación" in compose(hinted, result, None, messages, now=TUESDAY_NOON)["text"]
+
+
+@pytest.mark.parametrize("fallback", ["team", "next"])
+def test_a_failed_previous_agent_lookup_is_said_as_failed_not_as_no_agent(fallback: str) -> None:
+    # A review: a vendor down (or slow past the lookup's share of the budget) read "no previous agent
+    # known" in the trace — a fact about the customer — while the log alone said the lookup failed.
+    import time
+    from types import SimpleNamespace
+
+    from adapters.errors import RateLimited
+    from connector.decision import decide
+
+    class Down:
+        def previous_agent(self, packet, deadline=None):  # type: ignore[no-untyped-def]
+            raise RateLimited("Zendesk rate limit", status=429)
+
+    class Slow:
+        def previous_agent(self, packet, deadline=None):  # type: ignore[no-untyped-def]
+            time.sleep(max(0.0, deadline - time.monotonic()) + 0.3)
+
+    class Nobody:
+        def previous_agent(self, packet, deadline=None):  # type: ignore[no-untyped-def]
+            return None
+
+    mappings = SimpleNamespace(messages={}, routing=config(
+        f"  - {{name: mine, when: {{segment: vip}}, then: {{team: special, sticky: true, fallback: {fallback}}}}}\n"
+        "  - {name: default}\n"))
+    vip = packet(customer__segment="vip")
+    said = "; fallback: team special" if fallback == "team" else "; fallback: next rule"
+    down = decide(vip, mappings, {"zendesk": Down(), "salesforce": Nobody()}, now=TUESDAY_NOON).assignment
+    assert any(line.endswith(f"the previous agent unknown: asking zendesk failed (RateLimited 429){said}")
+               for line in down["trace"]), down["trace"]
+    slow = decide(vip, mappings, {"zendesk": Slow()}, now=TUESDAY_NOON, deadline=time.monotonic() + 0.2).assignment
+    assert any(line.endswith("the previous agent unknown: zendesk did not answer within the lookup's share of the "
+                             f"sync budget{said}") for line in slow["trace"]), slow["trace"]
+    nobody = decide(vip, mappings, {"zendesk": Nobody()}, now=TUESDAY_NOON).assignment
+    assert any(line.endswith(f"no previous agent known{said}") for line in nobody["trace"])

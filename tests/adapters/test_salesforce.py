@@ -183,10 +183,12 @@ def test_the_previous_agent_is_not_asked_for_without_an_address_nor_when_the_que
                                                                                       caplog) -> None:
     assert adapter().previous_agent(full_packet(customer={"id": "c1", "phone": "+14155550100"})) is None  # no call
     org.error("GET", "query/", 503, "error-500-unknown.json")
-    with caplog.at_level(logging.WARNING, logger="adapters.salesforce"):
-        assert adapter().previous_agent(full_packet()) is None
+    # Raised, not None: routing's trace says the lookup failed, not "no previous agent known" (a review).
+    with caplog.at_level(logging.WARNING, logger="adapters.salesforce"), pytest.raises(TransientError):
+        adapter().previous_agent(full_packet())
     assert "salesforce: previous agent unknown (TransientError)" in caplog.text
-    assert adapter().previous_agent(full_packet(), deadline=time.monotonic() - 1) is None  # its share spent
+    with pytest.raises(TransientError, match="used up its share"):
+        adapter().previous_agent(full_packet(), deadline=time.monotonic() - 1)
 
 
 def test_mapping_sets_picklists_custom_fields_and_handoff_id() -> None:

@@ -702,11 +702,14 @@ def test_rate_limit_on_the_adapter_session_stops_zenpys_sleep_loop(zd: FakeZende
     assert time.monotonic() - started < 0.5
 
 
-def test_previous_agent_failure_is_none_and_logged(zd: FakeZendesk, caplog: pytest.LogCaptureFixture) -> None:
+def test_previous_agent_failure_is_raised_and_logged(zd: FakeZendesk, caplog: pytest.LogCaptureFixture) -> None:
+    # Raised, not None: routing's trace says the lookup failed (`decision.previous_agent`), where
+    # "no previous agent known" read as a fact about the customer (a review).
     zd.search()
     zd.error("GET", "/api/v2/users/381156009921.json", 429, "error-429.json", headers={"Retry-After": "60"})
     started = time.monotonic()
-    assert adapter().previous_agent(full_packet()) is None
+    with pytest.raises(RateLimited):
+        adapter().previous_agent(full_packet())
     assert time.monotonic() - started < 0.5
     [said] = [r for r in caplog.records if "previous agent unknown" in r.getMessage()]
     # No conversation id: on WhatsApp or SMS it is the customer's phone number (tests/security/test_no_leaks.py).
@@ -1403,7 +1406,8 @@ def test_a_search_that_used_the_whole_share_skips_the_user_read_and_routing_fall
     zd.search(query="type:ticket requester:dana.whitfield@example.com status<solved")
     target = adapter()
     slow_search(target, clock, 2.5)
-    assert target.previous_agent(full_packet()) is None  # no GET /users: it was never registered
+    with pytest.raises(TransientError):  # no GET /users: it was never registered
+        target.previous_agent(full_packet())
     [warning] = [r for r in caplog.records if "previous agent unknown (TransientError)" in r.getMessage()]
     assert warning.waited_ms == 2500
 
@@ -1480,7 +1484,8 @@ def test_a_user_lookup_that_used_the_whole_share_reads_no_tickets_and_routing_fa
         zd: FakeZendesk, clock: list[float], caplog: pytest.LogCaptureFixture) -> None:
     zd.end_user(id=902841170001, external_id=DANA)
     slow_user_lookup(zd, clock, 2.5)
-    assert adapter().previous_agent(full_packet(customer=WHATSAPP)) is None
+    with pytest.raises(TransientError):
+        adapter().previous_agent(full_packet(customer=WHATSAPP))
     assert paths(zd) == [f"GET {USERS_BY_EXTERNAL_ID}"]
     [warning] = [r for r in caplog.records if "previous agent unknown (TransientError)" in r.getMessage()]
     assert warning.waited_ms == 2500
