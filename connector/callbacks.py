@@ -443,36 +443,45 @@ class Sender:
         row says whether routing chose them), or was routing's choice, since only routing's agent
         is ever replaced."""
         if due.state in ("queued", "delivered"):
-            return self._waiting_now(due)
+            if (shown := self._read_now(due)) is None:
+                return due.body
+            return {**due.body, "estimated_wait_seconds": shown["estimated_wait_seconds"],
+                    "message": (shown["customer_message"] or {}).get("text")}
         agent = due.body.get("agent")
-        if due.state != "assigned" or not isinstance(agent, dict) or "routed" in agent:
+        if due.state != "assigned" or not isinstance(agent, dict):
             return due.body
+        body = due.body if "routed" in agent else {**due.body, "agent": {**agent, "routed": self._routed(due, agent)}}
+        if not body["agent"]["routed"]:
+            return body
+        # Routing's own agent changes nothing the bot was told (README, "Vendor events"): the wait a
+        # read quotes stands — `assigned` said null while GET and the answer still quoted it (a review).
+        shown = self._read_now(due)
+        return body if shown is None else {**body, "estimated_wait_seconds": shown["estimated_wait_seconds"]}
+
+    def _routed(self, due: Due, agent: Mapping[str, Any]) -> bool:
+        """For an `assigned` body stored before its agent had `routed`: from the assignments table."""
         with self.db.reading() as session:
             holder = session.execute(select(Assignment.agent_id, Assignment.routed)
                                      .where(Assignment.handoff_id == due.handoff_id)).first()
         if holder is None:  # cannot happen (an `assigned` is owed with its assignment); claim nothing
-            routed = False
-        else:
-            routed = bool(holder.routed) if holder.agent_id == agent.get("id") else True
-        return {**due.body, "agent": {**agent, "routed": routed}}
+            return False
+        return bool(holder.routed) if holder.agent_id == agent.get("id") else True
 
-    def _waiting_now(self, due: Due) -> dict[str, Any]:
-        """`queued` or `delivered` with its wait and message as a read of the handoff now shows them
-        (`answers.render`): written when the handoff was stored, before any attempt, `queued` quoted
-        a wait the answer had since held back (the target failing or paused past it, every target
+    def _read_now(self, due: Due) -> dict[str, Any] | None:
+        """The handoff as a read of it now shows it (`answers.render`), for the wait and message a
+        callback tells: written when the handoff was stored, before any attempt, `queued` quoted a
+        wait the answer had since held back (the target failing or paused past it, every target
         given up, an agent having it) — the bot got the wait back after the answer; a `delivered`
         owed hours on (a failed handoff's messages opening a ticket) quoted the wait of intake."""
         with self.db.reading() as session:
             handoff = session.get(Handoff, due.handoff_id)
             if handoff is None:
-                return due.body
+                return None
             deliveries = session.execute(select(*answers.DELIVERY_COLUMNS)
                                          .where(Delivery.handoff_id == due.handoff_id)).all()
             later = answers.reached_later(session, [handoff]).get(handoff.id, [])
-            shown = answers.render(handoff, deliveries, reached_later=later,
-                                   holder=answers.taken(session, [handoff]).get(handoff.id))
-        return {**due.body, "estimated_wait_seconds": shown["estimated_wait_seconds"],
-                "message": (shown["customer_message"] or {}).get("text")}
+            return answers.render(handoff, deliveries, reached_later=later,
+                                  holder=answers.taken(session, [handoff]).get(handoff.id))
 
     def _retry(self, due: Due, error: str, retry_after: float | None) -> _Verdict:
         now, attempts, settings = utcnow(), due.attempts + 1, self.settings

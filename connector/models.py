@@ -229,7 +229,8 @@ class Assignment(Base):
 class Callback(Base):
     """A status callback owed to a bot (contract §6): one per handoff and state, its body fixed when
     the state was reached (in the same transaction) — but `queued`'s and `delivered`'s wait and
-    message, read again when it is sent (`callbacks.Sender._waiting_now`) — sent by
+    message, and the wait of an `assigned` naming routing's own agent, read again when it is sent
+    (`callbacks.Sender._read_now`) — sent by
     `callbacks.Sender` with a lease like a delivery, and retried until the bot answers 2xx or it is
     given up (`dead`)."""
 

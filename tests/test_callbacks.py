@@ -1051,6 +1051,31 @@ def test_an_agent_routing_named_is_still_news_to_the_bot(make_callback_app, bot)
     assert received.json["agent"] == {"id": "381156009921", "name": None, "target": "zendesk", "routed": True}
 
 
+@pytest.mark.parametrize("taken_over", [False, True])
+def test_routings_own_agent_leaves_the_wait_quoted_in_assigned_as_a_read_shows_it(make_callback_app, bot, taken_over):
+    # A review: `assigned` naming routing's own agent said `estimated_wait_seconds: null` while GET and
+    # the answer kept quoting 300 s (README: routing's agent never changes the wait the bot reads).
+    # Another agent taking it over before it is sent ends the wait, as in the read.
+    from tests.test_webhooks_zendesk import EVENT_BYTES, event, headers, signed
+
+    hid = "hnd_01TESTHANDOFF0000000000000"
+    app = _with_a_zendesk_handoff(make_callback_app, hid, full_packet(callback={"url": bot.url, "events": ["assigned"]}),
+                                  routed={"zendesk": {"assignee_id": "381156009921"}})
+    with app.extensions["connector"].db.session() as session:
+        session.execute(update(Handoff).values(estimated_wait_seconds=300, customer_message={
+            "locale": "en", "text": "Someone should be with you in about 5 minutes."}))
+    client = app.test_client()
+    client.post("/webhooks/zendesk", data=EVENT_BYTES, content_type="application/json", headers=headers())
+    if taken_over:
+        later = json.dumps(event(id="evt-later", time="2026-11-21T12:02:05Z", event__current="20978392")).encode()
+        client.post("/webhooks/zendesk", data=later, content_type="application/json", headers=signed(later))
+    read = client.get(f"/v1/handoffs/{hid}", headers=auth()).get_json()
+    send_due(app)
+    [received] = bot.requests
+    assert received.json["agent"]["routed"] is True and received.json["message"] is None
+    assert received.json["estimated_wait_seconds"] == read["estimated_wait_seconds"] == (None if taken_over else 300)
+
+
 def test_an_agent_taking_over_from_routings_owes_no_second_assigned(make_callback_app, bot):
     from tests.test_webhooks_zendesk import EVENT_BYTES, event, headers, signed
 
