@@ -3,11 +3,12 @@ and whole transcripts, and nothing else ever removes them.
 
 A handoff is forgotten — its row, its follow-ups (messages sent while it waited), and by cascade
 their deliveries, assignments and status callbacks — once it and all of its follow-ups are older
-than the cutoff, **every one of their deliveries reached its target**, and no status callback is
-still being sent. A delivery that is pending, dead or failed keeps its handoff however old: that
-handoff never reached an agent, and the admin page and replay still need it. A conversation's
-link to its ticket goes once no handoff of the conversation is left, so a conversation that comes
-back after the cutoff starts a new ticket instead of updating one the helpdesk may have archived.
+than the cutoff, so is the agent's taking it (if any), **every one of their deliveries reached its
+target**, and no status callback is still being sent. A delivery that is pending, dead or failed
+keeps its handoff however old: that handoff never reached an agent, and the admin page and replay
+still need it. A conversation's link to its ticket goes once no handoff of the conversation is
+left, so a conversation that comes back after the cutoff starts a new ticket instead of updating
+one the helpdesk may have archived.
 Messages posted to a handoff keep it: a batch stores only its own messages and is delivered with
 its handoff's context put together from the handoff (`follow_up_packets`), so the handoff stays
 until they are delivered and old, and goes with them. Messages stored at the moment it is chosen
@@ -16,8 +17,10 @@ refused (404, nothing stored), as they would be a moment later.
 
 What else forgetting means: a bot retrying with an idempotency key older than the cutoff makes a
 new handoff (bots retry within minutes; the cutoff is at least `settings.RETENTION_MIN_DAYS`
-days), and the observed wait reads assignments of at most seven days (`routing_schema`), hence
-that minimum. The previous agent for sticky routing is asked of the vendors, not read here.
+days), and the observed wait reads assignments taken in the last seven days at most
+(`routing_schema`), hence that minimum — counted from the taking: a handoff made eight days ago and
+taken a day later was forgotten with its assignment still read, dropping the long waits from the
+median (a review). The previous agent for sticky routing is asked of the vendors, not read here.
 
 Each pass removes at most `CHUNK` handoffs in one transaction, oldest first, so SQLite's single
 writer is held for milliseconds, not for the whole backlog of a first run.
@@ -37,7 +40,7 @@ from sqlalchemy.engine import Connection
 from . import metrics
 from .carried import carried_since
 from .db import Database
-from .models import DISMISSED, DONE, Callback, ConversationLink, Delivery, Handoff, utcnow
+from .models import DISMISSED, DONE, Assignment, Callback, ConversationLink, Delivery, Handoff, utcnow
 
 log = logging.getLogger(__name__)
 CHUNK = 200  # handoffs forgotten per transaction
@@ -46,6 +49,7 @@ EVERY_S = 3600.0  # how often each process's outbox loop looks, once it found no
 _H = Handoff.__table__
 _D = Delivery.__table__
 _C = Callback.__table__
+_A = Assignment.__table__
 _L = ConversationLink.__table__
 
 
@@ -77,12 +81,13 @@ _SETTLED = (*DONE, DISMISSED)
 def _settled(row: Any, before: dt.datetime):  # type: ignore[no-untyped-def]
     """`row` (the handoffs table or an alias of it) is older than `before`, every delivery of it
     reached its target (or an operator dismissed it), and no status callback of it is still being sent."""
-    deliveries, sending = _D.alias(), _C.alias()
+    deliveries, sending, taken = _D.alias(), _C.alias(), _A.alias()
     # Given up, but carried since by a later batch of the handoff's messages: it owes nothing.
     carried = carried_since(deliveries.c.handoff_id, deliveries.c.target, deliveries.c.state)
     return and_(row.c.created_at < before,
                 ~exists().where(deliveries.c.handoff_id == row.c.id, deliveries.c.state.not_in(_SETTLED), ~carried),
-                ~exists().where(sending.c.handoff_id == row.c.id, sending.c.status == "pending"))
+                ~exists().where(sending.c.handoff_id == row.c.id, sending.c.status == "pending"),
+                ~exists().where(taken.c.handoff_id == row.c.id, taken.c.assigned_at >= before))
 
 
 def _forgettable(before: dt.datetime):  # type: ignore[no-untyped-def]

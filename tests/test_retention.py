@@ -324,3 +324,23 @@ def test_a_given_up_delivery_a_later_batch_of_messages_carried_is_forgotten_with
     with db.session() as session:
         session.execute(update(Delivery).where(Delivery.handoff_id == second).values(state="dead"))
     assert retention.count(db, BEFORE) == 0
+
+
+def test_a_handoff_taken_after_the_cutoff_is_kept_while_the_observed_wait_may_read_its_taking(any_db_app):
+    # A review: cut on the handoff's making, a handoff made over a week ago and taken hours later went
+    # with its assignment while the observed wait (up to seven days of takings) still read it: the long
+    # waits dropped out of the median, or the team fell under min_samples.
+    from adapters.events import AssignmentEvent
+    from connector import assignments
+
+    services = any_db_app.extensions["connector"]
+    db, client = services.db, any_db_app.test_client()
+    taken_late, taken_early = post(client, "c-late"), post(client, "c-early")
+    age(db, taken_late, taken_early)
+    for hid, days in ((taken_late, 29), (taken_early, 39)):  # both made 40 days ago
+        event = AssignmentEvent(target="preview", event_id=f"ev-{hid}", ticket_id=f"preview-{hid}", handoff_id=None,
+                                agent_id="agent-7", agent_name="Dana", at=utcnow() - dt.timedelta(days=days))
+        assert assignments.record(services, event).outcome == "recorded"
+    assert retention.count(db, BEFORE) == 1
+    assert retention.purge(db, BEFORE).handoffs == 1
+    assert left(db, Handoff, Handoff.id) == {taken_late}
