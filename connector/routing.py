@@ -148,8 +148,10 @@ def _matches(rule: Mapping[str, Any], f: Facts, config: RoutingConfig, now: dt.d
     # The team the rule routes to, as `_decide` chooses it: without a `then.team`, the team the bot's
     # department names — `in_hours` read the default team's, and an open billing team's handoff went
     # out as after-hours while New York's support was closed (a review). One without a calendar is
-    # always open, as routing.yaml says.
-    hinted = configured_team(f.department, config["teams"]) if f.department else None
+    # always open, as routing.yaml says — so is a department no team matches, which `_decide` makes
+    # the team as named (the default team's hours were read for it).
+    named = str((f.packet.get("routing") or {}).get("department") or "").strip()
+    hinted = (configured_team(f.department, config["teams"]) or named) if f.department else None
     team = when.pop("hours_of", None) or rule["then"].get("team") or hinted or config["default"]["team"]
     ctx = {"now": now, "team": team, "keywords_in": when.pop("keywords_in", KEYWORDS_IN),
            "calendar": (config["teams"].get(team) or {}).get("calendar")}

@@ -144,12 +144,14 @@ rules:
     assert evening_billing["rule"] == "closed" and evening_billing["team"] == "billing"
     assert any("team billing is closed now (paris" in line for line in evening_billing["trace"])
     # A department naming a team without hours: always open, as routing.yaml says; naming none: the
-    # default team's hours.
+    # team is the department as named, without hours either — the default team's were read for it, and
+    # the rule said closed (NY) while the assignment, read on the department's team, said open.
     for now in (morning, evening):
         sales = assign(packet(routing__department="sales"), hours, now=now)
         assert sales["rule"] == "default" and "team sales has no calendar: always open" in " ".join(sales["trace"])
-    assert assign(packet(routing__department="legal"), hours, now=morning)["rule"] == "closed"  # NY closed
-    assert assign(packet(routing__department="legal"), hours, now=evening)["rule"] == "default"
+        legal = assign(packet(routing__department="Legal "), hours, now=now)
+        assert (legal["rule"], legal["team"], legal["out_of_hours"]) == ("default", "Legal", False)
+        assert "team Legal has no calendar: always open" in " ".join(legal["trace"])
 
 
 def test_all_conditions_of_a_rule_must_hold():
