@@ -30,12 +30,12 @@ from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, Replacem
 
 from . import callbacks, driver_cursor, follow_up_packets, metrics
 from .backoff import backoff_seconds
-from .brief import render_brief
+from .brief import parts_present, render_brief
 from .carried import GIVEN_UP, carried_later, carried_since
 from .db import Database
 from .errors import ConfigError
 from .jsonlog import log_context
-from .models import DISMISSED, DONE, ConversationLink, Delivery, Handoff, TargetPause, utcnow
+from .models import DISMISSED, DONE, Assignment, ConversationLink, Delivery, Handoff, TargetPause, utcnow
 from .settings import Settings
 from .text_rules import rfc3339_utc
 
@@ -413,8 +413,10 @@ class Outbox:
             except ReplacementUnderway:
                 return self._hold_for_replacement(delivery)
             except DeliveryError as err:
-                return self._record_error(delivery, handoff, _rendered_as(err, link, caught_up),
-                                          time.perf_counter() - started)
+                if (taken := self._taken_ticket(delivery, handoff, err)) is None:
+                    return self._record_error(delivery, handoff, _rendered_as(err, link, caught_up),
+                                              time.perf_counter() - started)
+                outcome = taken  # recorded as made below, as a found ticket is
             except ConfigError as err:  # a mapping that cannot serve this packet: retried, as an admin may fix it
                 log.error("mapping error in delivery", extra={"source": err.source})
                 return self._record_error(delivery, handoff, TransientError(f"mapping error: {err}"),
@@ -463,6 +465,29 @@ class Outbox:
             # conversation's ticket was recorded); one posted in a recorded alert's thread found it marked.
             self._taken_before(handoff, delivery.target)
         return attempted
+
+    def _taken_ticket(self, delivery: Delivery, handoff: Handoff, err: DeliveryError) -> Outcome | None:
+        """The ticket the vendor's own event named as this handoff's — an agent took it (`assignments`
+        matched it by the handoff's id while the delivery may have made a ticket not recorded yet) —
+        when this failed attempt would give up a delivery whose create may have landed: recorded as
+        made. Given up, the bot heard `failed` ("nobody has it") after `assigned` had named the agent
+        and the ticket, and GET said both (a review). The looks for it failed, so whether all of the
+        context reached it is not known: the receipt says so part by part."""
+        if handoff.follows_id or not (delivery.outcome_unknown or isinstance(err, OutcomeUnknown)):
+            return None
+        if not (self._spent(delivery, utcnow()) or decide(err) == "fail"):
+            return None  # tries left: the next looks for it, and completes what it lacks
+        with self.db.reading() as session:
+            ticket = session.scalar(select(Assignment.vendor_ticket_id).where(
+                Assignment.handoff_id == handoff.id, Assignment.target == delivery.target))
+        if ticket is None:
+            return None
+        log.warning("delivery recorded from the vendor's event naming its ticket; its own looks failed",
+                    extra={"vendor_id": ticket, "error_type": type(err).__name__})
+        reason = (f"{delivery.target}'s own event named ticket {ticket} as this handoff's (an agent took it), but "
+                  f"every look for it failed ({type(err).__name__}): it may lack this part")
+        return Outcome(status="created", vendor_id=str(ticket), url=None, payload=None, receipt={
+            "delivered": [], "dropped": [{"part": part, "reason": reason} for part in parts_present(handoff.packet)]})
 
     def _related_then_taken(self, handoff: Handoff, target: str, marks: bool) -> None:
         """The targets' tickets linked to each other, then — with `marks` — `_taken_before`. In

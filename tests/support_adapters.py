@@ -289,3 +289,16 @@ class ClosingAdapter(_Recording):
         if name in self.answer_update:
             self.answer_update[name].wait(10)
         return Sent(vendor_id=ctx.link.vendor_id, url=None)
+
+
+class VanishingAdapter(_Recording):
+    """Every create's answer is lost after sending (the ticket may be made), and every lookup for it
+    fails: only the vendor's own event can say where it went."""
+
+    name = "vanishing"
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        raise OutcomeUnknown("no answer (timed out after sending)")
+
+    def find_existing(self, ctx: HandoffContext) -> Sent | None:
+        raise TransientError("503 on the lookup", status=503)

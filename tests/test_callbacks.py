@@ -470,6 +470,36 @@ def test_an_assignment_tells_the_bot_who_took_which_ticket(make_callback_app, bo
     assert detail["assigned"]["agent_id"] == "agent-7" and detail["estimated_wait_seconds"] is None
 
 
+@pytest.mark.parametrize("taken", [True, False])
+def test_a_delivery_given_up_after_its_vendor_named_the_ticket_an_agent_took_is_recorded_not_failed(
+        make_callback_app, bot, monkeypatch, taken):
+    # A review: the create's answer lost, the vendor's event named the handoff's ticket and its agent
+    # (`assigned` told), and every look for it failed: the delivery was given up and the bot heard
+    # `failed` — "nobody has it yet, reach us another way" — while GET named the agent and the ticket.
+    monkeypatch.setitem(registry.TARGETS, "vanishing", "tests.support_adapters:VanishingAdapter")
+    app = make_callback_app(targets=("vanishing",), max_attempts=1)
+    services = app.extensions["connector"]
+    hid = post(app, full_packet(targets=["vanishing"], callback={"url": bot.url}))["id"]
+    if taken:
+        event = AssignmentEvent(target="vanishing", event_id="ev-1", ticket_id="V-1", handoff_id=hid,
+                                agent_id="agent-7", agent_name="Dana", at=utcnow())
+        assert assignments.record(services, event).outcome == "recorded"
+    with services.db.session() as session:
+        [delivery] = session.scalars(select(Delivery).filter_by(handoff_id=hid)).all()
+        delivery.next_attempt_at = utcnow() - dt.timedelta(seconds=1)  # the one more try an unknown outcome gets
+    services.outbox.run_delivery(delivery.id)
+    send_due(app)
+    read = app.test_client().get(f"/v1/handoffs/{hid}", headers=auth()).get_json()
+    if not taken:  # nothing said where it went: given up, as before
+        assert bot.states()[-1] == "failed" and read["status"] == "failed"
+        return
+    assert bot.states() == ["queued", "assigned"]  # `delivered` is behind `assigned`: not owed after it
+    assert read["status"] == "delivered" and read["tickets"][0]["id"] == "V-1"
+    assert read["assignment"]["agent"] == "Dana"
+    dropped = read["context_receipt"]["vanishing"]["dropped"]
+    assert dropped and all("named ticket V-1 as this handoff's" in d["reason"] for d in dropped)
+
+
 def test_an_assignment_dated_before_the_handoffs_earlier_callbacks_is_told_after_them(make_callback_app, bot):
     # A review: Zendesk's times are whole seconds (and its clock may run behind ours): a ticket a trigger
     # assigned in the second it was made was told `assigned` at an instant before `queued` and `delivered`,
