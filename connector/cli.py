@@ -22,7 +22,7 @@ from adapters import registry
 
 from .db import Database, SchemaGap, reason
 from .errors import ApiProblem, ConfigError
-from .models import DISMISSED, Callback, Delivery
+from .models import DISMISSED, Callback, Delivery, names_a_row
 from .settings import MAX_DAYS, MAX_SECONDS, RETENTION_MIN_DAYS, RETENTION_WHY, in_flask_command, web_server_problems
 
 group = AppGroup("connector", help="Operate the handoff connector.")
@@ -250,13 +250,13 @@ def callbacks_command(callback_ids: tuple[int, ...], status: str, limit: int, re
         raise click.UsageError("callback ids go with --resend or --dismiss (the listing takes --status and --limit)")
     sender = _migrated().callbacks
     if dismiss:
-        dismissed = sender.dismiss(list(callback_ids) or None)
+        dismissed = sender.dismiss(_named(callback_ids))
         _said("dismissed", dismissed, "callback")
         if callback_ids and len(dismissed) < len(callback_ids):
             _left_alone(sender.db, Callback, set(callback_ids) - set(dismissed), "not given up", "callback")
         return
     if resend:
-        queued = sender.resend(list(callback_ids) or None)
+        queued = sender.resend(_named(callback_ids))
         _said("queued again", queued, "callback")
         if callback_ids and len(queued) < len(callback_ids):  # as `replay` says of deliveries
             _left_alone(sender.db, Callback, set(callback_ids) - set(queued),
@@ -306,7 +306,7 @@ def replay_command(delivery_ids: tuple[int, ...], all_dead: bool, include_failed
     """Queue dead (or failed) deliveries again; each is looked up at the vendor before any resend."""
     states = _given_up_states(delivery_ids, all_dead, include_failed)
     services = _migrated()
-    replayed, left = services.replay_given_up(states, ids=list(delivery_ids) or None, target=target)
+    replayed, left = services.replay_given_up(states, ids=_named(delivery_ids), target=target)
     _said("replayed", replayed, "delivery")
     if left:
         click.echo(f"of a target not enabled here (CONNECTOR_TARGETS), left alone: {' '.join(map(str, left))} "
@@ -330,13 +330,20 @@ def dismiss_command(delivery_ids: tuple[int, ...], all_dead: bool, include_faile
 
     states = _given_up_states(delivery_ids, all_dead, include_failed)
     services = _migrated()
-    dismissed = dismiss(services.db, ids=list(delivery_ids) or None, states=states, target=target,
+    dismissed = dismiss(services.db, ids=_named(delivery_ids), states=states, target=target,
                         served=list(services.adapters))
     _said("dismissed", dismissed, "delivery")
     if delivery_ids and len(dismissed) < len(delivery_ids):
         _left_alone(services.db, Delivery, set(delivery_ids) - set(dismissed),
                     f"not dead or failed, nor pending for a target not enabled here and untaken for "
                     f"{UNTAKEN_TO_DISMISS_S} s", "delivery")
+
+
+def _named(ids: tuple[int, ...]) -> list[int] | None:
+    """The ids given that can name a row, as the API reads them (`names_a_row`): one past the
+    database's integers is answered "no such …" by `_left_alone`, not an OverflowError's traceback.
+    None when none were given (every one); [] when none of those given can be one (never all of them)."""
+    return [i for i in ids if names_a_row(i)] if ids else None
 
 
 def _said(done: str, ids: list[int], noun: str) -> None:
@@ -350,7 +357,7 @@ def _left_alone(db: Database, model: type[Delivery] | type[Callback], ids: set[i
     """The ids named that were not queued, and why: in another state, or no such row at all (a typo's
     `replay 9999` was answered "not dead or failed")."""
     with db.reading() as session:
-        found = set(session.scalars(select(model.id).where(model.id.in_(sorted(ids)))))
+        found = set(session.scalars(select(model.id).where(model.id.in_(sorted(filter(names_a_row, ids))))))
     if found:
         click.echo(f"{why}, left alone: {' '.join(map(str, sorted(found)))}", err=True)
     if ids - found:

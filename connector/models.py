@@ -29,6 +29,12 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def names_a_row(row_id: int) -> bool:
+    """Whether an id given in a URL or on the command line can be a delivery's or callback's: past the
+    database's integers it names none (a query with it raised OverflowError: a 500, a traceback)."""
+    return 0 < row_id < 2**63
+
+
 class UTCDateTime(TypeDecorator):
     """SQLite forgets time zones; store UTC and give every datetime back as aware UTC."""
 

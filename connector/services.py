@@ -27,7 +27,7 @@ from .group_commit import GroupCommit
 from .jsonlog import log_context
 from .loop_failures import LoopFailures
 from .mappings import Mappings, MappingStore
-from .models import Handoff
+from .models import Handoff, names_a_row
 from .observed_wait import ObservedWait
 from .outbox import REPLAYABLE, Attempted, Outbox, dismiss, of_targets_not_enabled, release_all, replay
 from .settings import Settings
@@ -184,8 +184,8 @@ class Services:
         """Put one dead or failed delivery back and attempt it now (it looks the handoff up at the
         vendor first: `outbox.replay`); False when it was neither. An id beyond the database's
         integers names no delivery (a URL may hold any number: not an overflow's 500)."""
-        if not 0 < delivery_id < 2**63 or not replay(self.db, ids=[delivery_id], states=REPLAYABLE,
-                                                     enabled=self.settings.targets):
+        if not names_a_row(delivery_id) or not replay(self.db, ids=[delivery_id], states=REPLAYABLE,
+                                                      enabled=self.settings.targets):
             return False
         self.submit(delivery_id)
         return True
@@ -201,8 +201,8 @@ class Services:
     def dismiss_one(self, delivery_id: int) -> bool:
         """Put one dead or failed delivery, or a pending one of a target not served here, aside for good
         (`outbox.dismiss`); False when it was none of these."""
-        return 0 < delivery_id < 2**63 and bool(dismiss(self.db, ids=[delivery_id], states=REPLAYABLE,
-                                                        served=list(self.adapters)))
+        return names_a_row(delivery_id) and bool(dismiss(self.db, ids=[delivery_id], states=REPLAYABLE,
+                                                         served=list(self.adapters)))
 
     def _run_logged(self, delivery_id: int, token: str | None, fresh: Handoff | None = None,
                     prepared: bool = False) -> Attempted | None:

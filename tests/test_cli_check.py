@@ -120,6 +120,20 @@ def test_delivery_ids_beside_all_dead_are_refused_not_one_of_them_ignored(make_a
     assert result.exit_code == 2 and "delivery ids or --all-dead, not both" in result.output
 
 
+@pytest.mark.parametrize(("command", "noun"), [(["replay"], "delivery"), (["dismiss"], "delivery"),
+                                             (["callbacks", "--resend"], "callback"),
+                                             (["callbacks", "--dismiss"], "callback")])
+def test_an_id_past_the_databases_integers_is_no_such_row_not_a_traceback(make_app, command, noun):
+    # A review: 2**63 raised OverflowError out of the query (a traceback), where the API answers 404 and
+    # a smaller unknown id is "no such"; nor does naming only such ids act on every given-up row.
+    runner = make_app().test_cli_runner()
+    for ids in (["9223372036854775808"], ["999", str(2**70)]):
+        result = runner.invoke(args=["connector", *command, *ids])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        assert f"0 {noun[:-1]}ies" in result.output or f"0 {noun}s" in result.output
+        assert result.output.endswith(f"no such {noun}: {' '.join(ids)}\n")
+
+
 def test_check_names_a_vendor_template_that_fails_on_the_sample_packets_values(make_app, tmp_path):
     # It compiles, so the edit was taken; on a packet with a number of seats it raised, and only the
     # deliveries said so. Tried on examples/, `check` (and start-up, and an edit's reload) say where.
