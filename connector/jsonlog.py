@@ -16,9 +16,12 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from pythonjsonlogger.json import JsonFormatter
+
+if TYPE_CHECKING:
+    from .models import Handoff
 
 MAX_WAITING_LINES = 10_000  # a few MB of JSON lines: minutes of a busy worker's log
 # The writer wakes on its own this often and writes what has piled up. Waking it for every line
@@ -37,6 +40,15 @@ def log_context(**values: str) -> Iterator[None]:
         yield
     finally:
         _context.reset(token)
+
+
+def handoff_fields(handoff: Handoff) -> dict[str, str]:
+    """The fields naming a handoff on a log line. A batch of messages (a follow-up, `msg_…`) is named
+    as intake names it: its handoff's id as handoff_id, its own as follow_up_id — under its own id as
+    handoff_id, a search of the logs by the handoff's id missed its messages failing at the vendor."""
+    if handoff.follows_id:
+        return {"handoff_id": handoff.follows_id, "follow_up_id": handoff.id}
+    return {"handoff_id": handoff.id}
 
 
 class _ContextFilter(logging.Filter):

@@ -34,7 +34,7 @@ from .brief import parts_present, render_brief
 from .carried import GIVEN_UP, carried_later, carried_since
 from .db import Database
 from .errors import ConfigError
-from .jsonlog import log_context
+from .jsonlog import handoff_fields, log_context
 from .models import DISMISSED, DONE, Assignment, ConversationLink, Delivery, Handoff, TargetPause, utcnow
 from .settings import Settings
 from .text_rules import rfc3339_utc
@@ -368,7 +368,7 @@ class Outbox:
         if claimed is None:
             return None
         delivery, handoff = claimed.delivery, claimed.handoff
-        with log_context(handoff_id=handoff.id, target=delivery.target, delivery_id=str(delivery.id)):
+        with log_context(**handoff_fields(handoff), target=delivery.target, delivery_id=str(delivery.id)):
             adapter = self.adapters().get(delivery.target)
             if adapter is None:
                 return self._finish_failure(delivery, handoff, "failed",
@@ -501,9 +501,8 @@ class Outbox:
 
     def _taken_before(self, handoff: Handoff, target: str) -> None:
         """`recorded`, queued on the notices' pool, for the handoff the batch is of, in its log context."""
-        handoff_id = handoff.follows_id or handoff.id
-        with log_context(handoff_id=handoff_id):
-            self.recorded(handoff_id, target)
+        with log_context(**handoff_fields(handoff)):
+            self.recorded(handoff.follows_id or handoff.id, target)
 
     def _still_leased(self, delivery: Delivery, token: str) -> bool:
         """Whether intake's lease on a delivery it has just stored is still its own.
@@ -632,7 +631,10 @@ class Outbox:
         # 2 s per batch), and no sooner than the wait for a conversation's first ticket.
         until = max(now + dt.timedelta(seconds=WAIT_FOR_OWNER_S), *waiting_for)
         connection.execute(_HOLD_FOR_TURN, {"delivery_id": delivery.id, "token": delivery.lease_owner, "until": until})
-        log.info("messages wait for what came before them at this target")
+        # Named in full, as `_wait_for_owner` says why: the loop's claim comes here before the attempt's
+        # log context is set, and the line named no handoff, batch or delivery.
+        log.info("messages wait for what came before them at this target",
+                 extra={**handoff_fields(handoff), "target": delivery.target, "delivery_id": str(delivery.id)})
         return None
 
     def _link_for(self, connection: Connection, delivery: Delivery, handoff: Handoff,
@@ -649,7 +651,7 @@ class Outbox:
         if row.owner_delivery_id not in (None, delivery.id):
             owner = connection.execute(_OWNER_OF, {"delivery_id": row.owner_delivery_id}).first()
             if owner is not None and owner.state == "pending":
-                return self._wait_for_owner(connection, delivery, now, row.owner_delivery_id)
+                return self._wait_for_owner(connection, delivery, handoff, now, row.owner_delivery_id)
             if owner is not None and owner.outcome_unknown:
                 # Given up, its last try may have made the ticket: looked for first, by every attempt
                 # of the owners to come until the link has its ticket (kept on the link, as
@@ -658,7 +660,7 @@ class Outbox:
         taken = connection.execute(_SET_LINK_OWNER, {"link_id": row.id, "owner": delivery.id, "now": now,
                                                      "was": row.owner_delivery_id, "extra": extra}).rowcount
         if not taken:  # another delivery took it (or its ticket came) since it was read
-            return self._wait_for_owner(connection, delivery, now, None)
+            return self._wait_for_owner(connection, delivery, handoff, now, None)
         replaces, after = extra.get("replaces"), tuple(extra.get("after", ()))
         return _Opening(replaces, after) if replaces or after else None
 
@@ -673,14 +675,15 @@ class Outbox:
             for handoff, packet in claimed.after)
 
     @staticmethod
-    def _wait_for_owner(connection: Connection, delivery: Delivery, now: dt.datetime, owner: int | None) -> bool:
+    def _wait_for_owner(connection: Connection, delivery: Delivery, handoff: Handoff, now: dt.datetime,
+                        owner: int | None) -> bool:
         """Wait for the conversation's first ticket rather than open a second one; not an attempt."""
         connection.execute(_HOLD, {"delivery_id": delivery.id, "token": delivery.lease_owner,
                                    "until": now + dt.timedelta(seconds=WAIT_FOR_OWNER_S)})
         # Named in full: a claim by intake or the loop comes here before the attempt's log context is
         # set, and the line said only which delivery it waited for, not which one waited.
         log.info("waiting for the conversation's first ticket",
-                 extra={"handoff_id": delivery.handoff_id, "target": delivery.target,
+                 extra={**handoff_fields(handoff), "target": delivery.target,
                         "delivery_id": str(delivery.id), "owner_delivery": owner})
         return False
 

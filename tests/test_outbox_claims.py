@@ -1050,3 +1050,32 @@ def test_an_attempt_after_an_unknown_outcome_on_a_ticket_replaced_since_renders_
     assert services.outbox.run_delivery(retry.id).state == "updated"
     _, again = RenderingAdapter.seen
     assert again[0] is not None and again[0].hour == 10 and again[0].minute == 30 and again[1] is None
+
+
+def test_a_batch_of_messages_delivery_is_logged_under_its_handoff_with_the_batch_as_follow_up_id(make_app, monkeypatch,
+                                                                                                caplog):
+    # A review: its lines said the batch's msg_… id as handoff_id (intake's said it as follow_up_id), so a
+    # search of the logs by the handoff's id missed its messages failing at the vendor.
+    import logging
+
+    from connector.jsonlog import _ContextFilter
+
+    caplog.handler.addFilter(_ContextFilter())  # as the JSON handler adds the context's fields
+    monkeypatch.setitem(registry.TARGETS, "broken", "tests.support_adapters:BrokenAdapter")
+    app = make_app(targets=("broken",))
+    services, client = app.extensions["connector"], app.test_client()
+    handoff_id = post(client, minimal_packet(targets=["broken"])).get_json()["id"]
+    with caplog.at_level(logging.INFO, logger="connector.outbox"):
+        batch = client.post(f"/v1/handoffs/{handoff_id}/messages", headers=auth(), content_type="application/json",
+                            data=json.dumps({"messages": [{"at": "2026-11-20T10:00:00Z", "role": "customer",
+                                                           "text": "still there?"}]}))
+        assert batch.status_code in (201, 202)
+        for _ in range(100):
+            [_, batch_row] = deliveries(services)
+            if batch_row.state == "failed":
+                break
+            time.sleep(0.05)
+    assert batch_row.state == "failed" and batch_row.handoff_id.startswith("msg_")
+    lines = [r for r in caplog.records if getattr(r, "delivery_id", None) == str(batch_row.id)]
+    assert "delivery attempt failed" in [r.getMessage() for r in lines]
+    assert {(r.handoff_id, getattr(r, "follow_up_id", None)) for r in lines} == {(handoff_id, batch_row.handoff_id)}
