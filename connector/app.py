@@ -50,8 +50,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         fallback = mappings.none_loaded(settings.mappings_dir, ROOT, list(registry.TARGETS))
     init_app(app, Services(settings, ROOT, fallback=fallback))
     problems.init_app(app)
-    body_limit.init_app(app)
+    # Before body_limit: before_request hooks run in the order registered, and one that refuses the body
+    # (415, 413) ends the request before those after it — its answer was counted, never timed.
     metrics.init_app(app)
+    body_limit.init_app(app)
     cli.init_app(app)
 
     from .api import admin, admin_page, docs, handoffs, health, webhooks
