@@ -251,7 +251,7 @@ def _decide(packet: Mapping[str, Any], rule: Mapping[str, Any], config: RoutingC
     }
     if then.get("sticky"):
         _offer_previous_agent(assignment, previous_agent, config, trace, lookup_failed)
-    if line := _preferred_agent_line(hints.get("preferred_agent"), assignment, rule):
+    if line := _preferred_agent_line(hints.get("preferred_agent"), assignment, rule, lookup_failed):
         trace.append(line)
     assignment.update(_hours(team, settings, now, trace))
     return assignment
@@ -335,7 +335,8 @@ def department_warnings(packet: Mapping[str, Any], assignment: Mapping[str, Any]
 PREFERRED_NOT_TAKEN = "routing.preferred_agent "
 
 
-def _preferred_agent_line(hint: Any, assignment: Mapping[str, Any], rule: Mapping[str, Any]) -> str | None:
+def _preferred_agent_line(hint: Any, assignment: Mapping[str, Any], rule: Mapping[str, Any],
+                          lookup_failed: str | None = None) -> str | None:
     """What became of the bot's `routing.preferred_agent`, for the trace. routing.yaml cannot assign
     an agent a bot names: the only agent it offers is the customer's previous one, on a sticky
     rule (`_offer_previous_agent`). The hint was dropped without a word — the agent null, the trace
@@ -353,7 +354,7 @@ def _preferred_agent_line(hint: Any, assignment: Mapping[str, Any], rule: Mappin
         why = (f"rule {rule['name']} is sticky and offered the customer's previous agent, {assignment['agent']}, "
                "instead; routing.yaml has no rule that assigns the agent a bot prefers")
     else:
-        sticky = "is sticky, but no previous agent was known" if rule["then"].get("sticky") else "is not sticky"
+        sticky = f"is sticky, but {_no_agent(lookup_failed)}" if rule["then"].get("sticky") else "is not sticky"
         why = (f"routing.yaml has no rule that assigns the agent a bot prefers (a sticky rule offers the customer's "
                f"previous agent; rule {rule['name']} {sticky}): the ticket goes to team {assignment['team']}")
     return f"{PREFERRED_NOT_TAKEN}{named} (the bot's hint) not taken: {why}"

@@ -357,7 +357,13 @@ def test_a_preferred_agent_no_rule_can_assign_is_said_not_taken_and_why():
     sticky = one_rule("{segment: enterprise}", "{team: special, sticky: true, fallback: team}")
     unknown = assign(packet(routing__preferred_agent={"id": "381156009921"}), sticky, now=TUESDAY_NOON)
     assert any(line.startswith("routing.preferred_agent 381156009921 (the bot's hint) not taken: ") and
-               "rule r is sticky, but no previous agent was known" in line for line in unknown["trace"])
+               "rule r is sticky, but no previous agent known" in line for line in unknown["trace"])
+    # Asking failed: the warning the bot gets says so, as the trace's sticky line does (a review).
+    failed = assign(packet(routing__preferred_agent={"id": "381156009921"}), sticky, now=TUESDAY_NOON,
+                    lookup_failed="asking zendesk failed (TransientError 503)")
+    assert any(line.startswith("routing.preferred_agent 381156009921 (the bot's hint) not taken: ") and
+               "rule r is sticky, but the previous agent unknown: asking zendesk failed (TransientError 503)" in line
+               for line in failed["trace"])
     other = assign(packet(routing__preferred_agent=PREFERRED), sticky, now=TUESDAY_NOON, previous_agent=PREVIOUS)
     assert other["agent"] == "Sam" and any(
         "not taken: rule r is sticky and offered the customer's previous agent, Sam, instead" in line
