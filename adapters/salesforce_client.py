@@ -15,7 +15,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 import requests
 import simple_salesforce
@@ -32,7 +31,7 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 
 from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import compile_for
-from connector.settings import Settings
+from connector.settings import Settings, http_address
 
 from .base import priority_map_problem
 from .call_deadline import request_sent
@@ -75,15 +74,15 @@ def auth_mode(settings: Settings) -> str:
     if missing:  # every one at once: named one per start, an operator fixed one variable per restart
         also = f" (and {', '.join(missing[1:])})" if missing[1:] else ""
         raise ConfigError(missing[0], f"must be set for Salesforce {mode.replace('_', '-')} auth{also}")
-    url = urlparse(settings.salesforce_instance_url)
-    if settings.salesforce_instance_url and (url.scheme != "https" or not url.hostname
-                                             or url.path.strip("/") or url.query or url.fragment):
-        # simple-salesforce builds https:// URLs from the host alone, so anything else was ignored
-        # there — and kept in every case link the bot got (an address copied from the browser,
-        # `…/lightning/page/home`, made `…/lightning/page/home/lightning/r/Case/…`; a review).
-        raise ConfigError(var("salesforce_instance_url"), "must be an https:// URL like https://acme.my.salesforce.com"
-                                                          + (" (the org's address alone, without a path)"
-                                                             if url.scheme == "https" and url.hostname else ""))
+    if settings.salesforce_instance_url:
+        url = http_address(var("salesforce_instance_url"), settings.salesforce_instance_url,
+                           "https://acme.my.salesforce.com", schemes=("https",))
+        if url.path.strip("/") or url.query or url.fragment:
+            # simple-salesforce builds https:// URLs from the host alone, so a path was ignored there
+            # — and kept in every case link the bot got (an address copied from the browser,
+            # `…/lightning/page/home`, made `…/lightning/page/home/lightning/r/Case/…`; a review).
+            raise ConfigError(var("salesforce_instance_url"), "must be an https:// URL like "
+                              "https://acme.my.salesforce.com (the org's address alone, without a path)")
     return mode
 
 

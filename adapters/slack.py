@@ -33,7 +33,7 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 
 from connector.errors import ConfigError, MappingProblem
 from connector.schemas.packet import URGENCIES
-from connector.settings import Settings
+from connector.settings import Settings, http_address
 
 from . import call_deadline
 from . import slack_blocks as kit
@@ -123,8 +123,11 @@ class SlackAdapter(Adapter):
     @classmethod
     def setting_problems(cls, settings: Settings) -> list[ConfigError]:
         problems = super().setting_problems(settings)
-        if settings.slack_api_url and not kit.safe_url(settings.slack_api_url):
-            problems.append(ConfigError("SLACK_API_URL", "must be an http(s) URL such as https://slack.com/api/"))
+        if settings.slack_api_url:
+            try:  # the client adds each method's name to it (…/api/chat.postMessage)
+                http_address("SLACK_API_URL", settings.slack_api_url, "https://slack.com/api/")
+            except ConfigError as err:
+                problems.append(err)
         return problems
 
     def warnings(self) -> list[str]:

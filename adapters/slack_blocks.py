@@ -173,7 +173,10 @@ def safe_url(url: Any, longest: int = 2000) -> str | None:
     not hold as written percent-encoded); else None."""
     if not isinstance(url, str) or len(url) > longest or re.search(r"\s", url):
         return None
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a `[` or `]` not around an IPv6 host: no URL either, not a failed delivery
+        return None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return None
     # A browser reads a `\` before the query as `/` (WHATWG, for http(s)): `/a\b` is `/a/b`, which

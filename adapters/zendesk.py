@@ -33,7 +33,7 @@ from connector.decision import lookup_ends
 from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import KINDS as VALUE_KINDS
 from connector.mapping_values import MISSING, compile_for, resolve
-from connector.settings import Settings
+from connector.settings import Settings, http_address
 from connector.text_rules import as_identity, called
 
 from .base import (
@@ -147,10 +147,11 @@ class ZendeskAdapter(Adapter):
             # `acme.zendesk.com` passed, and every link went to acme.zendesk.com.zendesk.com.
             problems.append(ConfigError("ZENDESK_SUBDOMAIN", f"must be the account's name alone (acme for "
                                         f"acme.zendesk.com), got {subdomain[:60]!r}"))
-        base = settings.zendesk_base_url
-        if base and not re.match(r"https?://[^/\s]+", base):
-            problems.append(ConfigError("ZENDESK_BASE_URL",
-                                        f"must start with https:// (or http://), got {base[:40]!r}"))
+        if settings.zendesk_base_url:
+            try:  # a path may follow the host (a proxy's prefix): the API's paths are added to it
+                http_address("ZENDESK_BASE_URL", settings.zendesk_base_url, "https://acme.zendesk.com")
+            except ConfigError as err:
+                problems.append(err)
         return problems
 
     # ---- payloads ---------------------------------------------------------------------------

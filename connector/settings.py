@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from .errors import ConfigError
 from .vendor_signatures import signing_key, usable_secret
@@ -329,15 +329,33 @@ MAX_ANY_SECONDS = 1e8  # about three years: any wait or date the connector compu
 MAX_DAYS = int(MAX_ANY_SECONDS // 86_400)  # 1157: the same bound in days
 
 
+def http_address(name: str, raw: str, example: str, schemes: tuple[str, ...] = ("http", "https")) -> SplitResult:
+    """`raw` split, when it is an http(s) address with a host: `ConfigError` naming `name` otherwise.
+    The one judge of the addresses the connector is given — CONNECTOR_PUBLIC_URL here, each vendor's
+    override in its adapter — with their own rules on top: a `[` without its `]` was urlsplit's
+    ValueError, a traceback at start and in `check`, and at a reload one that stopped gunicorn."""
+    # The value is shown unless it may hold a credential (user:password@, a token in a query).
+    shown = f", got {raw!r}" if not any(mark in raw for mark in "@?#") else ""
+    try:
+        parts = urlsplit(raw)
+    except ValueError:  # `https://[::1`, `http://a]b`, `http://[host]`
+        raise ConfigError(name, f"is not an address a client can read: [ and ] go around an IPv6 host alone "
+                          f"(https://[::1]:8000){shown}") from None
+    if parts.scheme.lower() not in schemes or not parts.hostname:
+        raise ConfigError(name, f"must be an {'http(s)' if len(schemes) > 1 else schemes[0]}:// address "
+                          f"({example}){shown}")
+    return parts
+
+
 def _public_url(name: str, raw: str) -> str:
     """The address bots and people reach the service at, without a trailing slash: stored links
     are built on it (`handoff.example.com/v1/…` without a scheme, `…//v1/…` with the slash)."""
     value = raw.strip().rstrip("/")
-    parts = urlsplit(value)
+    if not value:
+        return value
+    parts = http_address(name, value, "https://handoff.example.com")
     # The value is shown unless it may hold a credential (user:password@, a token in a query).
     shown = f", got {raw!r}" if not any(mark in raw for mark in "@?#") else ""
-    if value and (parts.scheme.lower() not in ("http", "https") or not parts.hostname):
-        raise ConfigError(name, f"must be an http(s):// address (https://handoff.example.com){shown}")
     try:
         port = parts.port
     except ValueError:  # no number, or past 65535: every link built on it was one no client could parse
@@ -348,7 +366,7 @@ def _public_url(name: str, raw: str) -> str:
         raise ConfigError(name, f"must be an address without a ?query or #fragment (links are built by adding "
                           f"/v1/… to it){shown}")
     # `HTTPS://…` passed as it was, and the admin cookie's Secure flag (which asks "https://") was off.
-    return parts._replace(scheme=parts.scheme.lower()).geturl() if value else value
+    return parts._replace(scheme=parts.scheme.lower()).geturl()
 
 
 BOOL_WORDS = "1 or 0 (true/false, yes/no and on/off work too)"

@@ -414,6 +414,30 @@ def test_a_reload_that_moves_the_mappings_directory_is_refused(tmp_path):
     assert same is None
 
 
+@pytest.mark.parametrize(("line", "variable"), [
+    ("CONNECTOR_PUBLIC_URL=https://[::1\n", "CONNECTOR_PUBLIC_URL"),
+    ("CONNECTOR_TARGETS=zendesk\nZENDESK_SUBDOMAIN=acme\nZENDESK_EMAIL=a@example.com\nZENDESK_API_TOKEN=t\n"
+     "ZENDESK_BASE_URL=http://a]b\n", "ZENDESK_BASE_URL")])
+def test_a_reload_with_an_address_urlsplit_cannot_read_is_refused_not_the_masters_end(tmp_path, line, variable):
+    """urlsplit's ValueError, where a reload catches a ConfigError: gunicorn's master died on it."""
+    from connector import settings
+
+    env_file = tmp_path / "svc.env"
+    database = f"CONNECTOR_DATABASE_URL=sqlite:///{tmp_path}/c.db\n"
+    env_file.write_text(database)
+    with mock.patch.dict("os.environ", {"CONNECTOR_ENV_FILE": str(env_file)}, clear=True):
+        runpy.run_path(CONF)  # the start
+        settings.GUNICORN_STARTED = True
+        try:
+            env_file.write_text(database + line)
+            refused = runpy.run_path(CONF)["_refused"]  # SIGHUP
+            assert variable not in os.environ  # the workers start on the settings in use
+            assert settings.refused_edit() is refused  # and /readyz and /metrics say it
+        finally:
+            settings.REFUSED_EDIT = None
+    assert str(refused).startswith(f"{variable}: is not an address a client can read")
+
+
 def test_a_reload_adding_a_metrics_directory_where_the_service_made_one_is_refused(tmp_path):
     """A review: started without one (the service made a temporary directory, set in the master's
     environment), a line added to .env was taken and ignored — the environment wins — while the

@@ -730,3 +730,20 @@ def test_a_dotenv_gone_since_it_was_read_keeps_the_settings_in_use_and_lets_work
     assert environ == before and ENV_FILE not in str(refused)
     worker = dict(environ)  # a worker forked now inherits the master's environment
     assert load_env_file(worker) == str(tmp_path / ".env") and Settings.from_env(worker).sync_budget_ms == 700
+
+
+# Each address with its target enabled and signed in, so that the adapter judging it runs.
+ADDRESSED = {"CONNECTOR_PUBLIC_URL": {},
+             "ZENDESK_BASE_URL": {"CONNECTOR_TARGETS": "zendesk", **ZENDESK_SIGN_IN},
+             "SALESFORCE_INSTANCE_URL": {"CONNECTOR_TARGETS": "salesforce", "SALESFORCE_ACCESS_TOKEN": "sf-token"},
+             "SLACK_API_URL": {"CONNECTOR_TARGETS": "slack", "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_CHANNEL": "C0HANDOFF"}}
+
+
+@pytest.mark.parametrize("variable", list(ADDRESSED))
+@pytest.mark.parametrize("url", ["https://[::1", "http://a]b", "https://[not-ipv6]/api/"])
+def test_an_address_with_a_stray_bracket_is_a_configuration_error_naming_its_variable(variable, url, tmp_path):
+    # urlsplit's ValueError: a traceback at start and in `check`, and a reload's stopped gunicorn.
+    environ = {"CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", **ADDRESSED[variable], variable: url}
+    with pytest.raises(ConfigError) as caught:
+        create_app({"environ": environ})
+    assert str(caught.value).startswith(f"{variable}: is not an address a client can read"), caught.value

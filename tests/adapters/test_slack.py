@@ -1556,6 +1556,14 @@ def test_a_backslash_before_the_query_is_the_slash_a_browser_reads_it_as() -> No
     assert safe_url("https://ex.example/a\\b?q=c\\d#e\\f") == "https://ex.example/a/b?q=c%5Cd#e%5Cf"
 
 
+@pytest.mark.parametrize("url", ["https://[::1", "http://a]b/c", "https://[not-ipv6]/"])
+def test_an_address_urlsplit_cannot_read_is_no_link_not_a_failed_delivery(url: str) -> None:
+    # urlsplit's ValueError went up through every link and button built on the address.
+    from adapters.slack_blocks import button_url, link_target, safe_url
+
+    assert safe_url(url) is None and button_url(url) is None and link_target(url) is None
+
+
 def test_a_link_slack_cannot_carry_is_named_in_the_receipt(slack: FakeSlack) -> None:
     # An ftp:// address passes the packet's schema; no button nor `<url|label>` carries it.
     adapter = SlackAdapter(settings_for(slack), {})
