@@ -77,7 +77,7 @@ def auth_mode(settings: Settings) -> str:
     if settings.salesforce_instance_url:
         url = http_address(var("salesforce_instance_url"), settings.salesforce_instance_url,
                            "https://acme.my.salesforce.com", schemes=("https",))
-        if url.path.strip("/") or url.query or url.fragment:
+        if url.path.strip("/"):
             # simple-salesforce builds https:// URLs from the host alone, so a path was ignored there
             # — and kept in every case link the bot got (an address copied from the browser,
             # `…/lightning/page/home`, made `…/lightning/page/home/lightning/r/Case/…`; a review).

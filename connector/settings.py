@@ -330,10 +330,12 @@ MAX_DAYS = int(MAX_ANY_SECONDS // 86_400)  # 1157: the same bound in days
 
 
 def http_address(name: str, raw: str, example: str, schemes: tuple[str, ...] = ("http", "https")) -> SplitResult:
-    """`raw` split, when it is an http(s) address with a host: `ConfigError` naming `name` otherwise.
-    The one judge of the addresses the connector is given — CONNECTOR_PUBLIC_URL here, each vendor's
-    override in its adapter — with their own rules on top: a `[` without its `]` was urlsplit's
-    ValueError, a traceback at start and in `check`, and at a reload one that stopped gunicorn."""
+    """`raw` split, when it is an http(s) address a client can call and add paths to: `ConfigError`
+    naming `name` otherwise. The one judge of the addresses the connector is given —
+    CONNECTOR_PUBLIC_URL here, each vendor's override in its adapter — with their own rules on top:
+    a `[` without its `]` was urlsplit's ValueError, a traceback at start and in `check`, and at a
+    reload one that stopped gunicorn; a vendor's with a port past 65535, a space, a ?query or a
+    #fragment passed, and every delivery then failed as transient for a day."""
     # The value is shown unless it may hold a credential (user:password@, a token in a query).
     shown = f", got {raw!r}" if not any(mark in raw for mark in "@?#") else ""
     try:
@@ -344,6 +346,16 @@ def http_address(name: str, raw: str, example: str, schemes: tuple[str, ...] = (
     if parts.scheme.lower() not in schemes or not parts.hostname:
         raise ConfigError(name, f"must be an {'http(s)' if len(schemes) > 1 else schemes[0]}:// address "
                           f"({example}){shown}")
+    if re.search(r"\s", raw):
+        raise ConfigError(name, f"must not hold a space (or a tab, a line break){shown}")
+    try:
+        port = parts.port
+    except ValueError:  # no number, or past 65535: no client can parse the address
+        port = 0
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(name, f"has a port that is not a number from 1 to 65535{shown}")
+    if "?" in raw or "#" in raw:  # a review: every link came out `https://x.example/c?x=1/v1/handoffs/…`
+        raise ConfigError(name, f"must be an address without a ?query or #fragment (paths are added to it){shown}")
     return parts
 
 
@@ -354,17 +366,6 @@ def _public_url(name: str, raw: str) -> str:
     if not value:
         return value
     parts = http_address(name, value, "https://handoff.example.com")
-    # The value is shown unless it may hold a credential (user:password@, a token in a query).
-    shown = f", got {raw!r}" if not any(mark in raw for mark in "@?#") else ""
-    try:
-        port = parts.port
-    except ValueError:  # no number, or past 65535: every link built on it was one no client could parse
-        port = 0
-    if port is not None and not 1 <= port <= 65535:
-        raise ConfigError(name, f"has a port that is not a number from 1 to 65535{shown}")
-    if "?" in value or "#" in value:  # a review: every link came out `https://x.example/c?x=1/v1/handoffs/…`
-        raise ConfigError(name, f"must be an address without a ?query or #fragment (links are built by adding "
-                          f"/v1/… to it){shown}")
     # `HTTPS://…` passed as it was, and the admin cookie's Secure flag (which asks "https://") was off.
     return parts._replace(scheme=parts.scheme.lower()).geturl()
 

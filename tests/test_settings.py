@@ -747,3 +747,18 @@ def test_an_address_with_a_stray_bracket_is_a_configuration_error_naming_its_var
     with pytest.raises(ConfigError) as caught:
         create_app({"environ": environ})
     assert str(caught.value).startswith(f"{variable}: is not an address a client can read"), caught.value
+
+
+@pytest.mark.parametrize("variable", list(ADDRESSED))
+@pytest.mark.parametrize(("url", "said"), [("https://acme.example:99999", "has a port that is not a number"),
+                                           ("https://acme.example:0", "has a port that is not a number"),
+                                           ("https://acme .example", "must not hold a space"),
+                                           ("https://acme.example?x=1", "must be an address without a ?query"),
+                                           ("https://acme.example#top", "must be an address without a ?query")])
+def test_an_address_no_client_can_call_is_refused_for_every_variable_that_holds_one(variable, url, said, tmp_path):
+    # A vendor's passed `check` and start-up, and every delivery then failed as transient for a day.
+    environ = {"CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", **ADDRESSED[variable], variable: url}
+    with pytest.raises(ConfigError) as caught:
+        create_app({"environ": environ})
+    assert str(caught.value).startswith(f"{variable}: {said}"), caught.value
+    create_app({"environ": {**environ, variable: "https://acme.example:8443"}})  # a port of its own is one
