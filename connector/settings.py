@@ -124,16 +124,31 @@ def _refuse_unreadable_lines(path: str) -> dict[str, list[int]]:
                           "variable would be read under another name; save it as plain UTF-8")
     lines: dict[str, list[int]] = {}
     for binding in parse_stream(io.StringIO(text)):
+        # The parser counts the blank lines above a binding as its own: its first is not the name's.
+        blank = binding.original.string[:len(binding.original.string) - len(binding.original.string.lstrip())]
+        line = binding.original.line + blank.count("\n")
         if binding.key is not None:
-            lines.setdefault(binding.key, []).append(binding.original.line)
+            lines.setdefault(binding.key, []).append(line)
         if binding.error:
-            # The name only, never the rest: a line without `=` may be a secret's whole value.
-            # Only a name an `=` or `:` follows: a bare secret's start matched the pattern too.
-            name = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]{0,60})(?=\s*[=:])", binding.original.string)
-            shown = f" ({name.group(1)}…)" if name else ""
-            raise ConfigError(path, f"line {binding.original.line}{shown} is not NAME=value as a .env file "
-                              "writes it (an unclosed quote?); nothing of it would be set")
+            raise ConfigError(path, f"line {line}{_shown_name(binding.original.string)} is not NAME=value as a "
+                              ".env file writes it (an unclosed quote?); nothing of it would be set")
+        if binding.key is not None and binding.value is None:
+            # A name alone, or `NAME:value`: python-dotenv reads a name without a value and skips it,
+            # and `CONNECTOR_RETENTION_DAYS` (its value forgotten) left retention off without a word.
+            raise ConfigError(path, f"line {line}{_shown_name(binding.original.string)} has no '=': it is not "
+                              "NAME=value and would set nothing (NAME= sets an empty value)")
     return lines
+
+
+def _shown_name(line: str) -> str:
+    """The name a refused .env line starts with, to be shown — never the rest: a line without `=`
+    may be a secret's whole value. Only a name an `=` or `:` follows, or one the connector reads: a
+    bare secret's start matched the pattern too."""
+    name = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]{0,60})(?=\s*[=:])", line)
+    if name:
+        return f" ({name.group(1)}…)"
+    alone = line.strip().removeprefix("export").strip()
+    return f" ({alone})" if alone in _VARIABLES or alone in _READ_ELSEWHERE else ""
 
 
 def _chooses_another(path: str, values: Mapping[str, str | None]) -> str | None:

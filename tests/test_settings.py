@@ -397,6 +397,34 @@ def test_a_line_the_env_file_cannot_hold_stops_start_up_naming_the_file_and_line
         "preview"
 
 
+@pytest.mark.parametrize(("line", "shown"), [
+    ("CONNECTOR_RETENTION_DAYS", "line 4 (CONNECTOR_RETENTION_DAYS) has no '='"),  # its value forgotten
+    ("export CONNECTOR_RETENTION_DAYS", "line 4 (CONNECTOR_RETENTION_DAYS) has no '='"),
+    ("CONNECTOR_METRICS_TOKEN:s3cr3t-metrics-token-0123456789", "line 4 (CONNECTOR_METRICS_TOKEN…) has no '='"),
+    ("s3cr3t-pasted-alone-0123456789", "line 4 has no '='")])  # a bare secret: none of it shown
+def test_a_name_without_an_equals_sign_stops_start_up_naming_the_file_and_line(tmp_path, monkeypatch, line, shown):
+    # python-dotenv reads it as a name without a value, and it was skipped: retention stayed off, and
+    # /metrics open, with `check` saying ok. Counted from the name's line, not the blank ones above it.
+    env_file = tmp_path / "prod.env"
+    env_file.write_text(f"CONNECTOR_TARGETS=preview\n# retention\n\n{line}\n")
+    with pytest.raises(ConfigError) as caught:
+        _read_env_file(tmp_path, monkeypatch, {"CONNECTOR_ENV_FILE": str(env_file)})
+    assert str(caught.value).startswith(f"{env_file}: {shown}: it is not NAME=value"), caught.value
+    assert "s3cr3t" not in str(caught.value)
+    checked = _flask_check(tmp_path, CONNECTOR_ENV_FILE=str(env_file), FLASK_SKIP_DOTENV="1")
+    assert checked.returncode != 0 and f"configuration error: {env_file}: {shown}" in checked.stderr + checked.stdout
+
+
+def test_the_lines_a_variable_is_set_on_twice_count_the_blank_lines_between(tmp_path):
+    # python-dotenv's parser counts the blank lines above a line as its own: "lines 1 and 2" for 1 and 4.
+    env_file = tmp_path / "svc.env"
+    env_file.write_text("CONNECTOR_LOG_LEVEL=INFO\n\n\nCONNECTOR_LOG_LEVEL=DEBUG\n")
+    environ = {"CONNECTOR_ENV_FILE": str(env_file)}
+    load_env_file(environ)
+    assert [w for w in Settings.from_env(environ).warnings() if " is set on lines " in w] == \
+        [f"CONNECTOR_LOG_LEVEL is set on lines 1 and 4 of {env_file}: line 4's value is used; remove the other"]
+
+
 def _flask_check(tmp_path, **env: str):  # type: ignore[no-untyped-def]
     import os
     import subprocess
