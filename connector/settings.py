@@ -276,6 +276,8 @@ def bind_address(name: str, raw: str) -> str:
     stopped gunicorn with its own traceback (`OverflowError: bind(): port must be 0-65535`)."""
     value = raw.strip()
     if value.startswith("unix:"):
+        if not value.removeprefix("unix:").strip():  # passed `check`, and gunicorn then failed to bind
+            raise ConfigError(name, "must name the socket's path after unix: (unix:/run/connector.sock)")
         return value
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:

@@ -190,8 +190,8 @@ def test_a_trial_that_cannot_build_a_payload_is_a_warning_not_a_crash():
         "zendesk: the payload for handoff-minimal.json could not be built: KeyError: 'boom'"]
 
 
-@pytest.mark.parametrize(("name", "value"), [("CONNECTOR_BIND", "8080"), ("CONNECTOR_WEB_WORKERS", "0"),
-                                             ("CONNECTOR_WEB_THREADS", "many")])
+@pytest.mark.parametrize(("name", "value"), [("CONNECTOR_BIND", "8080"), ("CONNECTOR_BIND", "unix:"),
+                                             ("CONNECTOR_WEB_WORKERS", "0"), ("CONNECTOR_WEB_THREADS", "many")])
 def test_check_refuses_what_would_stop_gunicorn(make_app, monkeypatch, name, value):
     # gunicorn.conf.py reads these, not the app: check said "ok", and the service did not start.
     monkeypatch.setenv(name, value)

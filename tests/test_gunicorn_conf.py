@@ -101,7 +101,7 @@ def test_workers_and_threads_follow_their_variables():
 
 @pytest.mark.parametrize("environ", [{"CONNECTOR_WEB_WORKERS": "three"}, {"CONNECTOR_WEB_THREADS": "0"},
                                      {"CONNECTOR_BIND": "127.0.0.1:99999"}, {"CONNECTOR_BIND": "127.0.0.1"},
-                                     {"CONNECTOR_BIND": "localhost:http"}])
+                                     {"CONNECTOR_BIND": "localhost:http"}, {"CONNECTOR_BIND": "unix:"}])
 def test_a_wrong_worker_or_thread_count_is_one_line_naming_the_variable(environ):
     # was gunicorn's "Failed to read config file" and int()'s traceback
     with pytest.raises(SystemExit) as caught:
