@@ -1,6 +1,7 @@
 """gunicorn settings for `make run` and production. Every value can be overridden on the command line
 or with GUNICORN_CMD_ARGS."""
 
+import atexit
 import os
 import re
 import sys
@@ -145,6 +146,9 @@ def share_metrics(environ=os.environ) -> str:
     if not directory:
         directory = tempfile.mkdtemp(prefix="connector-metrics-")
         environ[MADE_METRICS_DIRECTORY] = directory
+        # gunicorn calls on_exit only after a start: its sys.exit(1) on a port in use, made after
+        # this, left one directory in /tmp per try.
+        atexit.register(_remove_made, directory, os.getpid())
     os.makedirs(directory, exist_ok=True)
     for name in os.listdir(directory):
         # Only prometheus-client's own files, `<kind>_<pid>.db`: any `*.db` took the SQLite database
@@ -156,6 +160,15 @@ def share_metrics(environ=os.environ) -> str:
             os.remove(os.path.join(directory, name))
     environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     return directory
+
+
+def _remove_made(directory: str, maker: int) -> None:
+    """At the exit of the process that made `directory`, however it exits: the workers it forks
+    inherit the handler, and their exit must leave the directory the others still write to."""
+    import shutil
+
+    if os.getpid() == maker:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:

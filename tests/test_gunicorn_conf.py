@@ -476,6 +476,19 @@ def test_a_start_that_fails_leaves_no_metrics_directory_behind():
     assert made and not Path(made).exists()  # gunicorn calls on_exit only after a start: one was left per try
 
 
+def test_a_master_that_exits_without_on_exit_still_removes_the_metrics_directory_it_made(tmp_path):
+    """gunicorn's sock.create_sockets calls sys.exit(1) on a port in use, and on_exit is called only
+    after a start: each try left a /tmp/connector-metrics-* directory. A worker's exit leaves it."""
+    script = (f"import os, runpy, sys\nmade = runpy.run_path({CONF!r})['share_metrics']({{}})\n"
+              "pid = os.fork()\n"
+              "if pid == 0:\n    sys.exit(0)  # a worker: it inherits the master's exit handlers\n"
+              "os.waitpid(pid, 0)\nprint(os.path.isdir(made), flush=True)\nsys.exit(1)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={"PATH": os.environ["PATH"], "TMPDIR": str(tmp_path), "CONNECTOR_ENV_FILE": ""})
+    assert done.returncode == 1 and done.stdout == "True\n", done.stderr  # kept while the master ran
+    assert not list(tmp_path.glob("connector-metrics-*"))
+
+
 def test_the_access_log_leaves_query_strings_out():
     # `GET /v1/handoffs?conversation_id=+15551234567` wrote a customer's phone number to the access log.
     from gunicorn.config import Config
