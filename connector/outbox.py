@@ -413,10 +413,13 @@ class Outbox:
             except ReplacementUnderway:
                 return self._hold_for_replacement(delivery)
             except DeliveryError as err:
-                if (taken := self._taken_ticket(delivery, handoff, err)) is None:
+                if (taken := self._taken_ticket(delivery, handoff, err, link)) is None:
                     return self._record_error(delivery, handoff, _rendered_as(err, link, caught_up),
                                               time.perf_counter() - started)
-                outcome = taken  # recorded as made below, as a found ticket is
+                # The delivery's row alone, as a carried one's: the conversation's link keeps what it
+                # knows (its ticket's url, what it was opened with and for whom), which an outcome made
+                # of an event does not — written, it wiped them for every later handoff (a review).
+                return self._record_success(delivery, handoff, taken, time.perf_counter() - started, link=False)
             except ConfigError as err:  # a mapping that cannot serve this packet: retried, as an admin may fix it
                 log.error("mapping error in delivery", extra={"source": err.source})
                 return self._record_error(delivery, handoff, TransientError(f"mapping error: {err}"),
@@ -466,13 +469,15 @@ class Outbox:
             self._taken_before(handoff, delivery.target)
         return attempted
 
-    def _taken_ticket(self, delivery: Delivery, handoff: Handoff, err: DeliveryError) -> Outcome | None:
+    def _taken_ticket(self, delivery: Delivery, handoff: Handoff, err: DeliveryError,
+                      link: Link | None) -> Outcome | None:
         """The ticket the vendor's own event named as this handoff's — an agent took it (`assignments`
         matched it by the handoff's id while the delivery may have made a ticket not recorded yet) —
         when this failed attempt would give up a delivery whose create may have landed: recorded as
         made. Given up, the bot heard `failed` ("nobody has it") after `assigned` had named the agent
         and the ticket, and GET said both (a review). The looks for it failed, so whether all of the
-        context reached it is not known: the receipt says so part by part."""
+        context reached it is not known: the receipt says so part by part. An update of the
+        conversation's ticket (`link`) is recorded as that: `updated`, on the ticket and url it has."""
         if handoff.follows_id or not (delivery.outcome_unknown or isinstance(err, OutcomeUnknown)):
             return None
         if not (self._spent(delivery, utcnow()) or decide(err) == "fail"):
@@ -486,8 +491,11 @@ class Outbox:
                     extra={"vendor_id": ticket, "error_type": type(err).__name__})
         reason = (f"{delivery.target}'s own event named ticket {ticket} as this handoff's (an agent took it), but "
                   f"every look for it failed ({type(err).__name__}): it may lack this part")
-        return Outcome(status="created", vendor_id=str(ticket), url=None, payload=None, receipt={
-            "delivered": [], "dropped": [{"part": part, "reason": reason} for part in parts_present(handoff.packet)]})
+        receipt = {"delivered": [],
+                   "dropped": [{"part": part, "reason": reason} for part in parts_present(handoff.packet)]}
+        if link is not None:
+            return Outcome(status="updated", vendor_id=link.vendor_id, url=link.url, payload=None, receipt=receipt)
+        return Outcome(status="created", vendor_id=str(ticket), url=None, payload=None, receipt=receipt)
 
     def _related_then_taken(self, handoff: Handoff, target: str, marks: bool) -> None:
         """The targets' tickets linked to each other, then — with `marks` — `_taken_before`. In

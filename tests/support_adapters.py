@@ -302,3 +302,24 @@ class VanishingAdapter(_Recording):
 
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
         raise TransientError("503 on the lookup", status=503)
+
+
+class ThreadedAdapter(_Recording):
+    """Opens alert C1/A-1 (its url and where it is kept with the conversation's link); with
+    `losing`, an update loses its answer after sending, and every look for it fails."""
+
+    name = "threaded"
+    losing = False
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        return Sent(vendor_id="C1/A-1", url="https://vendor.example/A-1",
+                    extra={"channel": "C1", "ts": "A-1", "handoff_id": ctx.handoff_id})
+
+    def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        assert ctx.link is not None
+        if self.losing:
+            raise OutcomeUnknown("no answer (timed out after sending)")
+        return Sent(vendor_id=ctx.link.vendor_id, url=ctx.link.url)
+
+    def find_existing_update(self, ctx: HandoffContext) -> Sent | None:
+        raise TransientError("503 on the lookup", status=503)

@@ -24,7 +24,7 @@ from adapters.base import HandoffContext, Sent
 from adapters.events import AssignmentEvent, CompletionEvent
 from connector import assignments, callback_http
 from connector.errors import ConfigError
-from connector.models import Callback, Delivery, Handoff, utcnow
+from connector.models import Callback, ConversationLink, Delivery, Handoff, utcnow
 from connector.outbox import UNSERVED_AFTER_S
 from connector.schemas import HandoffStatusSchema
 from tests.conftest import auth
@@ -498,6 +498,41 @@ def test_a_delivery_given_up_after_its_vendor_named_the_ticket_an_agent_took_is_
     assert read["assignment"]["agent"] == "Dana"
     dropped = read["context_receipt"]["vanishing"]["dropped"]
     assert dropped and all("named ticket V-1 as this handoff's" in d["reason"] for d in dropped)
+
+
+def test_an_update_given_up_after_an_agent_took_its_reply_is_recorded_updated_and_leaves_the_link_alone(
+        make_callback_app, bot, monkeypatch):
+    # A review of the mend above: recorded as `created` with no url, an update of the conversation's
+    # alert wiped the conversation's link (its url, what it was opened with, for whom): every later
+    # handoff's answer said url null, and their briefs lost the "another customer" and "not moved" notes.
+    from tests.support_adapters import ThreadedAdapter
+
+    monkeypatch.setitem(registry.TARGETS, "threaded", "tests.support_adapters:ThreadedAdapter")
+    app = make_callback_app(targets=("threaded",), max_attempts=1)
+    services = app.extensions["connector"]
+
+    def link():  # type: ignore[no-untyped-def]
+        with services.db.reading() as session:
+            kept = session.scalars(select(ConversationLink)).one()
+            return kept.vendor_id, kept.url, kept.extra
+
+    post(app, full_packet(targets=["threaded"]), key="k-1")
+    before = link()
+    monkeypatch.setattr(ThreadedAdapter, "losing", True)
+    hid = post(app, {**full_packet(targets=["threaded"], callback={"url": bot.url}), "metadata": {"n": 2}},
+               key="k-2")["id"]
+    with services.db.session() as session:  # its first attempt (intake's) ended unknown: the one more is due
+        [delivery] = session.scalars(select(Delivery).filter_by(handoff_id=hid)).all()
+        assert delivery.outcome_unknown and delivery.state == "pending"
+        delivery.next_attempt_at = utcnow() - dt.timedelta(seconds=1)
+    claim = AssignmentEvent(target="threaded", event_id="ev-1", ticket_id="C1/R-2", handoff_id=hid, agent_id="agent-7",
+                            agent_name="Dana", at=utcnow(), named_in="C1/A-1")
+    assert assignments.record(services, claim).outcome == "recorded"
+    services.outbox.run_delivery(delivery.id)
+    read = app.test_client().get(f"/v1/handoffs/{hid}", headers=auth()).get_json()
+    assert [(t["status"], t["id"], t["url"]) for t in read["tickets"]] == [
+        ("updated", "C1/A-1", "https://vendor.example/A-1")]
+    assert link() == before
 
 
 def test_an_assignment_dated_before_the_handoffs_earlier_callbacks_is_told_after_them(make_callback_app, bot):
