@@ -356,6 +356,12 @@ _PROSE_KEYS = frozenset({"token", "pin"})
 _CODE_KEYS = re.compile(r"(?i)pin|cvv|cvc|security code")  # a PIN or a card's code: digits only
 _SPOKEN_KEYS = re.compile(r"(?i)pass|pw|kennwort|contrase|mot de passe|pin|cvv|cvc|security code")
 _CODE = re.compile(r"[0-9]{3,8}")
+# After "password:" in prose, what names the problem or where to fix it, never the password: "Reset
+# password: link expired" became "Reset password: [redacted secret] expired" in every subject, and
+# the bot's "To reset your password: https://help…/reset" hid the article it kept sending (a review).
+_LINK = re.compile(r"(?i)https?://")
+_PROBLEM_WORDS = frozenset({"link", "reset", "expired", "incorrect", "wrong", "invalid", "forgot", "forgotten",
+                            "not", "locked", "required", "changed", "change", "help", "error", "email", "e-mail"})
 
 
 def _assignment(match: re.Match[str]) -> str | None:
@@ -382,6 +388,9 @@ def _assignment(match: re.Match[str]) -> str | None:
         elif len(bare) < 6 or "-" in bare or not any(c.isdigit() for c in bare):
             return None
     elif name in _PROSE_KEYS and not quoted and len(value) < 16 and not any(c.isdigit() for c in value):
+        return None
+    elif "=" not in separator and not quoted and _SPOKEN_KEYS.match(name) and \
+            (_LINK.match(value) or value.rstrip(".!?,;:").lower() in _PROBLEM_WORDS):
         return None
     return f"{prefix}[redacted secret]"
 
