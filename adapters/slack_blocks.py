@@ -697,7 +697,10 @@ def transcript(packet: Mapping[str, Any], handoff_id: str, new_after: dt.datetim
     moments = [rfc3339_utc(e.get("at")) for e in entries]
     days = {m.date() for m in moments if m is not None}
     many = "s" if len(entries) != 1 else ""
-    pieces: list[tuple[str, str]] = [(f"*Transcript* — {len(entries)} message{many}, times in UTC", "")]
+    # One day: it is said once, at the top (its times alone read as today's: a conversation escalated
+    # the next morning had no date anywhere in the alert, a review); over several, each time has it.
+    on = f", on {next(iter(days)):%Y-%m-%d}" if len(days) == 1 else ""
+    pieces: list[tuple[str, str]] = [(f"*Transcript* — {len(entries)} message{many}{on}, times in UTC", "")]
     for entry, moment in zip(entries, moments, strict=True):
         at = str(entry.get("at", ""))
         stamp = moment.strftime("%Y-%m-%d %H:%M:%S" if len(days) > 1 else "%H:%M:%S") if moment else at

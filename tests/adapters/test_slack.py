@@ -729,7 +729,11 @@ def test_transcript_times_are_in_utc_as_in_the_brief_whatever_offset_the_bot_wro
     packet["transcript"][2]["at"] = "2026-11-20T10:15:40+01:00"
     thread = "\n".join(b["text"]["text"] for m in kit.transcript(packet, HANDOFF) for b in m["blocks"])
     assert re.findall(r"\*\[([^\]]+)\] (?:Customer|Bot):\*", thread)[:3] == ["09:14:02", "09:14:05", "09:15:40"]
-    assert "times in UTC" in thread
+    # A review: one day's times alone read as today's (no date anywhere in the alert): its day said once.
+    assert "messages, on 2026-11-20, times in UTC" in thread
+    packet["transcript"][-1]["at"] = "2026-11-21T08:00:00Z"  # over two days: each time says its day
+    later = "\n".join(b["text"]["text"] for m in kit.transcript(packet, HANDOFF) for b in m["blocks"])
+    assert "messages, times in UTC" in later and "*[2026-11-21 08:00:00]" in later
 
 
 def test_a_values_later_lines_are_indented_so_none_passes_for_a_row_of_the_alert_or_the_thread(
