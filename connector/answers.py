@@ -246,6 +246,8 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     # The message without the team's hours (`if_assigned`) once an agent has it, or once the hours
     # it told of are past: "away until 09:00 Monday" was still read on Tuesday afternoon.
     unhoured = waited_for or (live and hours_passed(handoff))
+    # The opening's day has come (the team's midnight passed since intake): "tomorrow" is today.
+    opening_day = live and not unhoured and opening_day_came(handoff)
     agent = _agent_now(handoff, holder, deliveries)
     return {
         "id": handoff.id,
@@ -253,7 +255,8 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
         "conversation_id": handoff.conversation_id,
         "tickets": [_ticket(d) for d in deliveries],
         "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS} | agent,
-        "customer_message": shown_message(handoff.customer_message, status, delayed=delayed, assigned=unhoured),
+        "customer_message": shown_message(handoff.customer_message, status, delayed=delayed, assigned=unhoured,
+                                          opening_day=opening_day),
         "estimated_wait_seconds": shown_wait(handoff.estimated_wait_seconds, status, delayed=delayed),
         "context_receipt": receipts(deliveries, handoff.packet),
         "links": {"self": f"/v1/handoffs/{handoff.id}"},
@@ -280,6 +283,14 @@ def hours_passed(handoff: Any) -> bool:
     hours = assignment.get("business_hours") or {}
     opening = rfc3339_utc(hours.get("next_opening") if assignment.get("out_of_hours") else hours.get("reopens_at"))
     return opening is not None and utcnow() >= opening
+
+
+def opening_day_came(handoff: Any) -> bool:
+    """The day of the opening the message told of has begun where the team is (and the team is
+    closed until then): its "tomorrow" or "Monday" is today now (`customer_message.compose`'s
+    `if_opening_day`)."""
+    since = rfc3339_utc((handoff.customer_message or {}).get("opening_day_from"))
+    return since is not None and utcnow() >= since
 
 
 def is_delayed(status: str, deliveries: Iterable[Any], wait_s: int | None) -> bool:
@@ -347,19 +358,22 @@ def reached_later(session: Session, handoffs: Iterable[Handoff]) -> dict[str, li
     return found
 
 
-def shown_message(message: dict[str, str] | None, status: str, *,
-                  delayed: bool = False, assigned: bool = False) -> dict[str, str] | None:
+def shown_message(message: dict[str, str] | None, status: str, *, delayed: bool = False, assigned: bool = False,
+                  opening_day: bool = False) -> dict[str, str] | None:
     """The customer message as the bot should show it now: its promise that someone will reply
     holds while any target has the handoff or is still being tried; once every one has given up
     (`failed`), the stored apology says so instead (`customer_message.compose`) — unless messages
     sent since (`follow_ups`) opened a ticket after all: `render` shows that ticket, and the status
     is no longer `failed`. `delayed` (no target has it, attempts failing): the message without its
     wait, where one was quoted. `assigned` (an agent has it, or the opening it told of has come:
-    `hours_passed`): the message without the team's hours, where it said them."""
+    `hours_passed`): the message without the team's hours, where it said them. `opening_day` (that
+    opening's day has come: `opening_day_came`): the hours as said on that day ("at 09:00 today")."""
     if not message:
         return message
     if assigned and message.get("if_assigned"):
         return {"locale": message["locale"], "text": message["if_assigned"]}
+    if opening_day and message.get("if_opening_day"):
+        return {"locale": message["locale"], "text": message["if_opening_day"]}
     if delayed and message.get("if_delayed"):
         return {"locale": message["locale"], "text": message["if_delayed"]}
     if status != "failed":

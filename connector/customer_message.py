@@ -231,6 +231,7 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     hours = assignment.get("business_hours") or {}
     quoted_wait = False
     hours_said = False  # the text says when the team opens or closes
+    opening, closed_from = None, None  # the opening it tells of, and when the team is closed until then
     # What is said when no wait is: when the team closes and reopens, within the hour before it
     # closes or before the wait that was not quoted would end (a locale with `closing`); else that
     # someone will reply as soon as they can.
@@ -244,11 +245,13 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
         words = _opening_words({**hours, "next_opening": hours["reopens_at"]}, strings, now)
         no_wait = _render(strings["closing"], f"{where}.closing", "closing", closes=at.strftime("%H:%M"),
                           closes_day=_day_word(at, strings, now) or "", **words)
+        opening, closed_from = hours["reopens_at"], at
     else:
         no_wait = _render(strings["no_wait"], f"{where}.no_wait", "no_wait")
     if assignment.get("out_of_hours") and hours.get("next_opening"):
         hours_said = True
         expectation = _render(strings["closed"], f"{where}.closed", "closed", **_opening_words(hours, strings, now))
+        opening, closed_from = hours["next_opening"], now or dt.datetime.now(dt.UTC)
     elif wait_seconds is not None:
         quoted_wait = True
         minutes = max(1, round(wait_seconds / 60))
@@ -274,7 +277,25 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
         # What the answer shows once an agent has it (`answers.shown_message`): "the team is away
         # right now … will reply at 09:00 tomorrow" stood beside an agent on it — read the next day too.
         composed["if_assigned"] = whole(_render(strings["no_wait"], f"{where}.no_wait", "no_wait"))
+    if opening is not None and closed_from is not None:
+        # Its day words ("tomorrow", "Monday") are the intake's: read after the team's midnight and
+        # before the opening, "we open again at 01:00 tomorrow" was false (a review). What is shown
+        # from then (`answers.shown_message`): the `closed` wording as read on the opening's day.
+        day_came = _day_of(opening, hours["timezone"], closed_from)
+        if day_came > (now or dt.datetime.now(dt.UTC)):
+            words = _opening_words({**hours, "next_opening": opening}, strings, day_came)
+            composed["if_opening_day"] = whole(_render(strings["closed"], f"{where}.closed", "closed", **words))
+            composed["opening_day_from"] = day_came.astimezone(dt.UTC).isoformat()
     return {**composed, **_apology(config, locale, assignment, problem)}
+
+
+def _day_of(opening: str, timezone: str, closed_from: dt.datetime) -> dt.datetime:
+    """When the customer's reading of the opening's day changes to "today": the start of that day
+    in the team's zone — but not before the team is closed (a team closing after midnight)."""
+    zone = ZoneInfo(timezone)
+    at = dt.datetime.fromisoformat(opening).astimezone(zone)
+    midnight = dt.datetime.combine(at.date(), dt.time(), zone)
+    return max(midnight.astimezone(dt.UTC), closed_from.astimezone(dt.UTC))
 
 
 def _no_problem(config: Mapping[str, Any], locale: str) -> str:

@@ -104,6 +104,34 @@ def test_the_teams_hours_are_no_longer_said_once_the_opening_they_told_of_has_co
     assert not hours_passed(SimpleNamespace(assignment={"out_of_hours": True, "business_hours": {"next_opening": "x"}}))
 
 
+def test_after_the_teams_midnight_a_read_says_the_opening_is_today():
+    # A review: "we open again at 09:00 tomorrow", composed at intake, was read after midnight (a
+    # `delivered` callback the next morning) until the opening itself had come.
+    import datetime as dt
+
+    from connector.answers import render
+    from connector.models import utcnow
+
+    message = {"locale": "en", "text": "… we open again at 09:00 tomorrow.", "if_assigned": "… as soon as they're free.",
+               "if_opening_day": "… we open again at 09:00 today."}
+    row = SimpleNamespace(target="zendesk", state="created", vendor_id="1", url=None, attempts=1, last_error=None,
+                          receipt=None, next_attempt_at=None)
+
+    def read(day_came: dt.datetime, opening: dt.datetime, state: str = "created") -> str:
+        handoff = SimpleNamespace(id="hnd_1", conversation_id="c", packet={}, completed_at=None, created_at=utcnow(),
+                                  customer_message={**message, "opening_day_from": day_came.isoformat()},
+                                  assignment={"out_of_hours": True,
+                                              "business_hours": {"next_opening": opening.isoformat()}},
+                                  estimated_wait_seconds=None, deliveries=[])
+        return render(handoff, [SimpleNamespace(**{**vars(row), "state": state})])["customer_message"]["text"]
+
+    now = utcnow()
+    assert read(now + dt.timedelta(hours=1), now + dt.timedelta(hours=9)) == message["text"]  # before midnight
+    assert read(now - dt.timedelta(hours=1), now + dt.timedelta(hours=9)) == message["if_opening_day"]
+    assert read(now - dt.timedelta(hours=9), now - dt.timedelta(hours=1)) == message["if_assigned"]  # opened since
+    assert read(now - dt.timedelta(hours=1), now + dt.timedelta(hours=9), state="dead") != message["if_opening_day"]
+
+
 def test_a_solved_handoff_quotes_no_wait_and_says_no_hours():
     # A review: the test of completion quoted no wait to begin with.
     import datetime as dt

@@ -124,6 +124,21 @@ def test_an_opening_tomorrow_says_tomorrow_where_the_locale_has_the_word():
     assert "again at 09:00 tomorrow (Europe/Paris)" in compose(full_packet(), CLOSED, None, SHIPPED, now=sunday)["text"]
 
 
+def test_read_once_the_openings_day_has_come_the_message_says_today_not_the_intakes_tomorrow():
+    # A review: composed at intake, "we open again at 09:00 tomorrow" was still read by GET, a replay and a
+    # callback after the team's midnight, before the opening — a vendor outage overnight, a `delivered`
+    # told the next morning.
+    sunday = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
+    message = compose(full_packet(), CLOSED, None, SHIPPED, now=sunday)
+    assert "again at 09:00 tomorrow" in shown_message(message, "pending")["text"]
+    assert message["opening_day_from"] == "2026-11-29T23:00:00+00:00"  # midnight in Paris
+    assert "again at 09:00 today (Europe/Paris)" in shown_message(message, "pending", opening_day=True)["text"]
+    assert "today" not in shown_message(message, "pending", opening_day=True, assigned=True)["text"]
+    # Said on the opening's own day already: nothing to change to.
+    assert "opening_day_from" not in compose(full_packet(), CLOSED, None, SHIPPED,
+                                             now=dt.datetime(2026, 11, 30, 7, 0, tzinfo=dt.UTC))
+
+
 @pytest.mark.parametrize(("language", "today", "tomorrow"), [
     ("en", "again at 09:00 today", "again at 09:00 tomorrow"),
     ("es", "volvemos a abrir hoy a las 09:00", "volvemos a abrir mañana a las 09:00"),
