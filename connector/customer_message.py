@@ -204,9 +204,14 @@ def language_warnings(packet: Mapping[str, Any], messages: Mapping[str, Any]) ->
             f"{', '.join(sorted(config['locales']))}); the message is in {default!r}"]
 
 
-# A problem the customer ended with "?", "!" or "…" — or a CJK full stop, "。" (also "？", "！") — keeps
-# its own, not the template's "." after it ("…表示されています。.").
-_DOUBLED_STOP = re.compile(r"([?!…。？！])\.(?=\s|$)")
+# A problem the customer ended with "?", "!" or "…" — or a CJK full stop, "。" (also "？", "！"), or
+# another script's (Arabic "؟", Urdu "۔", Devanagari "।", full-width "．", "‽"), also inside a closing
+# quote or bracket ('He said "stop."') — keeps its own, not the template's "." after it
+# ("…表示されています。.", "…شخص؟.", a review).
+_ENDS = "?!…。？！؟۔।॥．｡‽⁇⁈⁉"
+_DOUBLED_STOP = re.compile(rf"([{_ENDS}]|[.{_ENDS}][\"'”’»」』)\]]+)\.(?=\s|$)")
+# One ended mid-sentence (",", ":", ";") gets the template's stop in its place: "wrong,." read as a typo.
+_HANGING_MARK = re.compile(r"[,;:、，；：]\.(?=\s|$)")
 
 
 def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_seconds: int | None,
@@ -266,7 +271,7 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     def whole(expected: str) -> str:
         text = _render(template, f"{where}.{key}", "template", team=team, problem=problem, expectation=expected)
         # Templates end the problem with a full stop; one the customer ended with "?" or "!" keeps its own.
-        return _DOUBLED_STOP.sub(r"\1", " ".join(text.split()))
+        return _HANGING_MARK.sub(".", _DOUBLED_STOP.sub(r"\1", " ".join(text.split())))
 
     composed = {"locale": locale, "text": whole(expectation)}
     if quoted_wait:

@@ -77,6 +77,13 @@ def test_a_known_wait_is_quoted_and_an_unknown_one_is_not_invented():
     ("en", "It stopped working…", "I've passed on: It stopped working… "),
     ("en", "The export fails.", "I've passed on: The export fails. "),
     ("es", "¿Puedo hablar con una persona?", "Les he contado: ¿Puedo hablar con una persona? "),
+    # A review: other scripts' marks, one inside a closing quote, and one that ends mid-sentence.
+    ("en", "هل يمكنني التحدث مع شخص؟", "I've passed on: هل يمكنني التحدث مع شخص؟ "),
+    ("en", "क्या मैं किसी से बात कर सकता हूँ।", "I've passed on: क्या मैं किसी से बात कर सकता हूँ। "),
+    ("en", "注文が届きません．", "I've passed on: 注文が届きません． "),
+    ("en", 'He said "stop."', 'I\'ve passed on: He said "stop." '),
+    ("en", "My invoice is wrong,", "I've passed on: My invoice is wrong. "),
+    ("en", "The error says:", "I've passed on: The error says. "),
 ])
 def test_the_customers_own_question_or_exclamation_mark_ends_the_problem_not_a_doubled_stop(language, stated,
                                                                                            shown):
