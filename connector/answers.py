@@ -18,7 +18,7 @@ from adapters.errors import PAGE_MARK, TRANSPORT_FAILURE
 
 from . import routing
 from .brief import parts_present
-from .customer_message import FAILED
+from .customer_message import FAILED, told_minutes
 from .models import DISMISSED, DONE, Assignment, Callback, Delivery, Handoff, utcnow
 from .text_rules import rfc3339_utc
 
@@ -272,7 +272,7 @@ def wait_ran_out(handoff: Any) -> bool:
     wait_s, message = handoff.estimated_wait_seconds, handoff.customer_message or {}
     if wait_s is None or not message.get("if_delayed"):
         return False
-    told_s = max(1, round(wait_s / 60)) * 60  # `customer_message.compose`'s minutes
+    told_s = told_minutes(wait_s) * 60  # the minutes the customer was told
     return utcnow() - handoff.created_at >= dt.timedelta(seconds=told_s)
 
 

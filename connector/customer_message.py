@@ -259,7 +259,7 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
         opening, closed_from = hours["next_opening"], now or dt.datetime.now(dt.UTC)
     elif wait_seconds is not None:
         quoted_wait = True
-        minutes = max(1, round(wait_seconds / 60))
+        minutes = told_minutes(wait_seconds)
         expectation = _render(strings["wait"], f"{where}.wait", "wait", minutes=minutes)
     else:
         expectation = no_wait
@@ -301,6 +301,12 @@ def _day_of(opening: str, timezone: str, closed_from: dt.datetime) -> dt.datetim
     at = dt.datetime.fromisoformat(opening).astimezone(zone)
     midnight = dt.datetime.combine(at.date(), dt.time(), zone)
     return max(midnight.astimezone(dt.UTC), closed_from.astimezone(dt.UTC))
+
+
+def told_minutes(wait_seconds: int) -> int:
+    """The minutes a wait is said in: the nearest, a half up, never none. Python's `round` goes to
+    the even one: 150 s was "about 2 minutes" and 210 s "about 4" (a review)."""
+    return max(1, int(wait_seconds / 60 + 0.5))
 
 
 def _no_problem(config: Mapping[str, Any], locale: str) -> str:

@@ -95,6 +95,13 @@ def test_the_customers_own_question_or_exclamation_mark_ends_the_problem_not_a_d
     assert not any(doubled in text for doubled in ("?.", "!.", "….", ".."))
 
 
+@pytest.mark.parametrize(("seconds", "minutes"), [(29, "1 minute"), (90, "2 minutes"), (150, "3 minutes"),
+                                                  (210, "4 minutes"), (270, "5 minutes"), (149, "2 minutes")])
+def test_a_wait_is_said_in_the_nearest_minutes_a_half_up(seconds, minutes):
+    # A review: rounded half to even, 150 s was "about 2 minutes" and 210 s "about 4".
+    assert f"in about {minutes}." in compose(full_packet(), ASSIGNMENT, seconds, MESSAGES)["text"]
+
+
 def test_customer_text_is_not_a_template():
     packet = full_packet()
     packet["intent"]["stated_problem"] = "{{ 7*7 }} {{ ''.__class__.__mro__ }}"
