@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Boolean, Connection, and_, bindparam, case, func, insert, literal, or_, select, update
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 from adapters.base import Adapter, HandoffContext, Link, Outcome, kept_team, last_message_told, last_told
 from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, ReplacementUnderway, TransientError, decide
 
-from . import callbacks, driver_cursor, follow_up_packets, metrics
+from . import answers, callbacks, driver_cursor, follow_up_packets, metrics
 from .backoff import backoff_seconds
 from .brief import parts_present, render_brief
 from .carried import GIVEN_UP, carried_later, carried_since
@@ -467,6 +468,12 @@ class Outbox:
             # A batch that opened the alert, or found the one a given-up delivery made (no link to the
             # conversation's ticket was recorded); one posted in a recorded alert's thread found it marked.
             self._taken_before(handoff, delivery.target)
+        if handoff.follows_id and attempted is not None and outcome.status == "created":
+            # A batch of messages that opened a ticket (its handoff's delivery there had given up, or
+            # found its ticket closed): the handoff's other tickets link it now, as they link each
+            # other — a Slack alert never linked the Zendesk ticket such a batch opened (a review).
+            # After the mark above: the edit reads what the alert says of who took it, and keeps it.
+            self.defer(lambda: self._relink_for_batch(handoff, delivery.target))
         return attempted
 
     def _taken_ticket(self, delivery: Delivery, handoff: Handoff, err: DeliveryError,
@@ -904,16 +911,29 @@ class Outbox:
         if len(handoff.deliveries) > 1 and not handoff.follows_id:
             self.defer(lambda: self._notify_related(handoff, given_up))
 
-    def _notify_related(self, handoff: Handoff, finished_target: str) -> None:
+    def _relink_for_batch(self, follow_up: Handoff, target: str) -> None:
+        """`_notify_related` for the handoff of a batch of messages that opened a ticket at `target`."""
+        parent = self._parent(follow_up)
+        if parent is not None:
+            self._notify_related(parent, target, with_batches=True)
+
+    def _notify_related(self, handoff: Handoff, finished_target: str, *, with_batches: bool = False) -> None:
         """Tell the finished targets of this handoff about each other's tickets (Slack links) — once,
         when the last target has finished (an edit per finished target cost the bench 2 Slack calls
         per handoff). The packet and assignment are the attempt's own; only what the other attempts
         wrote is read: the deliveries' outcomes and the conversation's links (reading the whole
         handoff back through the ORM, packet included, took ~10 % of the workers' time in the
-        benchmark's intake with three targets, `bench/FIXES.md` round 8)."""
+        benchmark's intake with three targets, `bench/FIXES.md` round 8). `with_batches`: each target
+        shown by the newest ticket its batches of messages opened where it gave up or lost its ticket
+        (`answers.rescued`, as reads show it)."""
         with self.db.reading() as session:
             connection = session.connection()
             outcomes = driver_cursor.run(connection, _OUTCOMES_OF_HANDOFF, {"handoff_id": handoff.id}).rows
+            if with_batches:
+                later = [(None, d.target, d.state, d.vendor_id, d.url)
+                         for d in answers.reached_later(session, [handoff]).get(handoff.id, [])]
+                shown = answers.rescued(outcomes, later, itemgetter(1), itemgetter(2), itemgetter(3))
+                outcomes = [(own[0], *told[1:]) for own, told in zip(outcomes, shown, strict=True)]
             if any(state == "pending" for _, _, state, _, _ in outcomes):
                 return
             done = [(delivery_id, target, state, vendor_id, url)

@@ -450,6 +450,34 @@ def _settled(services, timeout_s: float = 5.0) -> None:
     assert not services._in_flight()
 
 
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_ticket_a_batch_of_messages_opened_where_its_handoff_gave_up_is_linked_by_the_others(
+        make_app, monkeypatch, request, db):
+    # A review: a target refused the handoff, the messages sent while it waited opened its ticket there,
+    # and the handoff's other tickets (a Slack alert) never linked it — reads and callbacks showed it.
+    monkeypatch.setitem(registry.TARGETS, "linked_a", "tests.support_adapters:LinkedAAdapter")
+    monkeypatch.setitem(registry.TARGETS, "picky", "tests.support_adapters:PickyAdapter")
+    monkeypatch.setattr(LinkingAdapter, "related_calls", [])
+    overrides: dict = {"targets": ("linked_a", "picky")}
+    if db == "postgres":
+        overrides["database_url"] = request.getfixturevalue("postgres_url")
+    app = make_app(**overrides)
+    services, client = app.extensions["connector"], app.test_client()
+    packet = minimal_packet()
+    packet["targets"] = ["linked_a", "picky"]
+    handoff_id = post(client, packet).get_json()["id"]
+    _settled(services)
+    assert LinkingAdapter.related_calls == []  # picky gave up: no ticket to link
+    sent = client.post(f"/v1/handoffs/{handoff_id}/messages", headers=auth(), content_type="application/json",
+                       data=json.dumps({"messages": [{"at": "2026-11-20T09:25:00Z", "role": "customer",
+                                                      "text": "Still there?"}]}))
+    assert sent.status_code in (201, 202), sent.get_json()
+    _settled(services)  # the batch's deliveries ran in the request; the links after, on the pool
+    assert [(name, ctx.handoff_id, ctx.related) for name, ctx in LinkingAdapter.related_calls] == [
+        ("linked_a", handoff_id, ({"target": "picky", "status": "created", "id": "T-7",
+                                   "url": "https://vendor.example/tickets/T-7"},))]
+
+
 def test_each_target_is_told_the_others_tickets_once_when_the_last_finishes_on_the_loop(linking_app):
     services = linking_app.extensions["connector"]
     packet = minimal_packet()
