@@ -417,10 +417,12 @@ class Outbox:
                 if (taken := self._taken_ticket(delivery, handoff, err, link)) is None:
                     return self._record_error(delivery, handoff, _rendered_as(err, link, caught_up),
                                               time.perf_counter() - started)
-                # The delivery's row alone, as a carried one's: the conversation's link keeps what it
-                # knows (its ticket's url, what it was opened with and for whom), which an outcome made
-                # of an event does not — written, it wiped them for every later handoff (a review).
-                return self._record_success(delivery, handoff, taken, time.perf_counter() - started, link=False)
+                # An update of the conversation's ticket leaves its link as it is: the link keeps what it
+                # knows (its ticket's url, what it was opened with and for whom), which an outcome made of
+                # an event does not — written, it wiped them for every later handoff (a review). A ticket
+                # made is the link's now: without it, the next handoff of the conversation opened another.
+                return self._record_success(delivery, handoff, taken, time.perf_counter() - started,
+                                            link=taken.status == "created")
             except ConfigError as err:  # a mapping that cannot serve this packet: retried, as an admin may fix it
                 log.error("mapping error in delivery", extra={"source": err.source})
                 return self._record_error(delivery, handoff, TransientError(f"mapping error: {err}"),
@@ -484,7 +486,8 @@ class Outbox:
         made. Given up, the bot heard `failed` ("nobody has it") after `assigned` had named the agent
         and the ticket, and GET said both (a review). The looks for it failed, so whether all of the
         context reached it is not known: the receipt says so part by part. An update of the
-        conversation's ticket (`link`) is recorded as that: `updated`, on the ticket and url it has."""
+        conversation's ticket (`link`, the ticket the event named) is recorded as that: `updated`, on
+        the ticket and url it has; another ticket (one made in place of the link's, closed since) as made."""
         if handoff.follows_id or not (delivery.outcome_unknown or isinstance(err, OutcomeUnknown)):
             return None
         if not (self._spent(delivery, utcnow()) or decide(err) == "fail"):
@@ -500,7 +503,7 @@ class Outbox:
                   f"every look for it failed ({type(err).__name__}): it may lack this part")
         receipt = {"delivered": [],
                    "dropped": [{"part": part, "reason": reason} for part in parts_present(handoff.packet)]}
-        if link is not None:
+        if link is not None and str(link.vendor_id) == str(ticket):
             return Outcome(status="updated", vendor_id=link.vendor_id, url=link.url, payload=None, receipt=receipt)
         return Outcome(status="created", vendor_id=str(ticket), url=None, payload=None, receipt=receipt)
 

@@ -323,3 +323,33 @@ class ThreadedAdapter(_Recording):
 
     def find_existing_update(self, ctx: HandoffContext) -> Sent | None:
         raise TransientError("503 on the lookup", status=503)
+
+
+class ClosedThenLostAdapter(_Recording):
+    """Opens T<n>; with `losing`, every create and update loses its answer after sending; an update
+    of a ticket in `closed` is `TicketGone` (the base then opens another in its place)."""
+
+    name = "closedthenlost"
+    losing = False
+    closed: set[str] = set()
+    made: list[str] = []
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        self.made.append(ctx.handoff_id)
+        if self.losing:
+            raise OutcomeUnknown("no answer (timed out after sending)")
+        return Sent(vendor_id=f"T{len(self.made)}", url=f"https://vendor.example/T{len(self.made)}")
+
+    def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        assert ctx.link is not None
+        if ctx.link.vendor_id in self.closed:
+            raise TicketGone("closed", ticket_id=ctx.link.vendor_id, closed=True, status=422)
+        if self.losing:
+            raise OutcomeUnknown("no answer (timed out after sending)")
+        return Sent(vendor_id=ctx.link.vendor_id, url=ctx.link.url)
+
+    def find_existing(self, ctx: HandoffContext) -> Sent | None:
+        raise TransientError("503 on the lookup", status=503)
+
+    def find_existing_update(self, ctx: HandoffContext) -> Sent | None:
+        raise TransientError("503 on the lookup", status=503)

@@ -498,6 +498,40 @@ def test_a_delivery_given_up_after_its_vendor_named_the_ticket_an_agent_took_is_
     assert read["assignment"]["agent"] == "Dana"
     dropped = read["context_receipt"]["vanishing"]["dropped"]
     assert dropped and all("named ticket V-1 as this handoff's" in d["reason"] for d in dropped)
+    # The conversation's ticket now: the next handoff of it updates V-1 (a review of the mend: the
+    # link was left without it, and the next handoff opened a second ticket while Dana worked V-1).
+    again = post(app, {**full_packet(targets=["vanishing"]), "metadata": {"n": 2}}, key="k-2")
+    assert [(t["status"], t["id"]) for t in again["tickets"]] == [("updated", "V-1")]
+
+
+def test_an_update_that_met_its_ticket_closed_is_recorded_on_the_ticket_the_event_named(make_callback_app, bot,
+                                                                                        monkeypatch):
+    # A review of the mend: the update found T1 closed, opened another in its place (its answer lost), the
+    # event named that one — and the delivery was recorded on T1, the closed ticket; the next handoff of
+    # the conversation opened a third.
+    from tests.support_adapters import ClosedThenLostAdapter
+
+    monkeypatch.setitem(registry.TARGETS, "closedthenlost", "tests.support_adapters:ClosedThenLostAdapter")
+    for name, value in (("losing", False), ("closed", set()), ("made", [])):
+        monkeypatch.setattr(ClosedThenLostAdapter, name, value)
+    app = make_callback_app(targets=("closedthenlost",), max_attempts=1)
+    services = app.extensions["connector"]
+    post(app, full_packet(targets=["closedthenlost"]), key="k-1")  # opens T1
+    monkeypatch.setattr(ClosedThenLostAdapter, "losing", True)
+    hid = post(app, {**full_packet(targets=["closedthenlost"]), "metadata": {"n": 2}}, key="k-2")["id"]
+    ClosedThenLostAdapter.closed.add("T1")  # closed since: the one more try opens another, its answer lost
+    claim = AssignmentEvent(target="closedthenlost", event_id="ev-9", ticket_id="T-NEW", handoff_id=hid,
+                            agent_id="agent-7", agent_name="Dana", at=utcnow())
+    assert assignments.record(services, claim).outcome == "recorded"
+    with services.db.session() as session:
+        [delivery] = session.scalars(select(Delivery).filter_by(handoff_id=hid)).all()
+        delivery.next_attempt_at = utcnow() - dt.timedelta(seconds=1)
+    services.outbox.run_delivery(delivery.id)
+    read = app.test_client().get(f"/v1/handoffs/{hid}", headers=auth()).get_json()
+    assert [(t["status"], t["id"]) for t in read["tickets"]] == [("created", "T-NEW")]
+    monkeypatch.setattr(ClosedThenLostAdapter, "losing", False)
+    third = post(app, {**full_packet(targets=["closedthenlost"]), "metadata": {"n": 3}}, key="k-3")
+    assert [(t["status"], t["id"]) for t in third["tickets"]] == [("updated", "T-NEW")]
 
 
 def test_an_update_given_up_after_an_agent_took_its_reply_is_recorded_updated_and_leaves_the_link_alone(
