@@ -359,7 +359,9 @@ _CODE = re.compile(r"[0-9]{3,8}")
 # After "password:" in prose, what names the problem or where to fix it, never the password: "Reset
 # password: link expired" became "Reset password: [redacted secret] expired" in every subject, and
 # the bot's "To reset your password: https://help…/reset" hid the article it kept sending (a review).
-_LINK = re.compile(r"(?i)https?://")
+# A link alone: one with a user, a query or a fragment may carry a password or a reset token in it
+# (kept whole, nothing inside it was masked: a review), and is masked as before.
+_LINK = re.compile(r"(?i)https?://[^\s@?#]+")
 _PROBLEM_WORDS = frozenset({"link", "reset", "expired", "incorrect", "wrong", "invalid", "forgot", "forgotten",
                             "not", "locked", "required", "changed", "change", "help", "error", "email", "e-mail"})
 
@@ -390,7 +392,7 @@ def _assignment(match: re.Match[str]) -> str | None:
     elif name in _PROSE_KEYS and not quoted and len(value) < 16 and not any(c.isdigit() for c in value):
         return None
     elif "=" not in separator and not quoted and _SPOKEN_KEYS.match(name) and \
-            (_LINK.match(value) or value.rstrip(".!?,;:").lower() in _PROBLEM_WORDS):
+            (_LINK.fullmatch(value.rstrip(".!,;:")) or value.rstrip(".!?,;:").lower() in _PROBLEM_WORDS):
         return None
     return f"{prefix}[redacted secret]"
 

@@ -110,6 +110,10 @@ def luhn_valid(digits: str) -> bool:
         # A "number" or "code" after the name, "now" or "still" after "is" (a review's misses).
         ("secret", "my pin number is 4821, CVV code: 123 was rejected",
          "my pin number is [redacted secret], CVV code: [redacted secret] was rejected"),
+        # A link after "password:" is kept only bare: a user, a query or a fragment may hold the secret.
+        ("secret", "To reset your password: https://acme.example/reset?token=8f3a9c4d, "
+                   "password: http://admin:S3cr3tPass@192.168.1.1/",
+         "To reset your password: [redacted secret], password: [redacted secret]"),
         ("secret", "my password is now Welcome1, it is still Hunter22? My password is still Hunter22",
          "my password is now [redacted secret], it is still Hunter22? My password is still [redacted secret]"),
         ("email", "write to josé.o'brien+billing@example.co.uk.", "write to [redacted email]."),
