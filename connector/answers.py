@@ -246,8 +246,8 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     # The message without the team's hours (`if_assigned`) once an agent has it, or once the hours
     # it told of are past: "away until 09:00 Monday" was still read on Tuesday afternoon.
     unhoured = waited_for or (live and hours_passed(handoff))
-    # The opening's day has come (the team's midnight passed since intake): "tomorrow" is today.
-    opening_day = live and not unhoured and opening_day_came(handoff)
+    # The team's hours as said now, where a midnight or its closing has passed since intake.
+    hours_now = hours_said_now(handoff.customer_message) if live and not unhoured else None
     agent = _agent_now(handoff, holder, deliveries)
     return {
         "id": handoff.id,
@@ -256,7 +256,7 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
         "tickets": [_ticket(d) for d in deliveries],
         "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS} | agent,
         "customer_message": shown_message(handoff.customer_message, status, delayed=delayed, assigned=unhoured,
-                                          opening_day=opening_day),
+                                          hours_now=hours_now),
         "estimated_wait_seconds": shown_wait(handoff.estimated_wait_seconds, status, delayed=delayed),
         "context_receipt": receipts(deliveries, handoff.packet),
         "links": {"self": f"/v1/handoffs/{handoff.id}"},
@@ -285,12 +285,17 @@ def hours_passed(handoff: Any) -> bool:
     return opening is not None and utcnow() >= opening
 
 
-def opening_day_came(handoff: Any) -> bool:
-    """The day of the opening the message told of has begun where the team is (and the team is
-    closed until then): its "tomorrow" or "Monday" is today now (`customer_message.compose`'s
-    `if_opening_day`)."""
-    since = rfc3339_utc((handoff.customer_message or {}).get("opening_day_from"))
-    return since is not None and utcnow() >= since
+def hours_said_now(message: Mapping[str, Any] | None) -> str | None:
+    """The message with the team's hours as said now, where the words composed at intake read
+    otherwise since — its "tomorrow" is today after the team's midnight, its "we close at 21:00"
+    is past after 21:00 (`customer_message.compose`'s `later`) — else None."""
+    now, said = utcnow(), None
+    for variant in (message or {}).get("later") or ():
+        since = rfc3339_utc(variant.get("from"))
+        if since is None or since > now:
+            break
+        said = variant.get("text")
+    return said
 
 
 def is_delayed(status: str, deliveries: Iterable[Any], wait_s: int | None) -> bool:
@@ -358,22 +363,23 @@ def reached_later(session: Session, handoffs: Iterable[Handoff]) -> dict[str, li
     return found
 
 
-def shown_message(message: dict[str, str] | None, status: str, *, delayed: bool = False, assigned: bool = False,
-                  opening_day: bool = False) -> dict[str, str] | None:
+def shown_message(message: dict[str, Any] | None, status: str, *, delayed: bool = False, assigned: bool = False,
+                  hours_now: str | None = None) -> dict[str, str] | None:
     """The customer message as the bot should show it now: its promise that someone will reply
     holds while any target has the handoff or is still being tried; once every one has given up
     (`failed`), the stored apology says so instead (`customer_message.compose`) — unless messages
     sent since (`follow_ups`) opened a ticket after all: `render` shows that ticket, and the status
     is no longer `failed`. `delayed` (no target has it, attempts failing): the message without its
     wait, where one was quoted. `assigned` (an agent has it, or the opening it told of has come:
-    `hours_passed`): the message without the team's hours, where it said them. `opening_day` (that
-    opening's day has come: `opening_day_came`): the hours as said on that day ("at 09:00 today")."""
+    `hours_passed`): the message without the team's hours, where it said them. `hours_now` (a
+    midnight or the closing passed since they were said: `hours_said_now`): the message with them as
+    said now ("at 09:00 today"), in place of the one that says them — a quoted wait's stands until it is over."""
     if not message:
         return message
     if assigned and message.get("if_assigned"):
         return {"locale": message["locale"], "text": message["if_assigned"]}
-    if opening_day and message.get("if_opening_day"):
-        return {"locale": message["locale"], "text": message["if_opening_day"]}
+    if hours_now and status != "failed" and (delayed or not message.get("if_delayed")):
+        return {"locale": message["locale"], "text": hours_now}
     if delayed and message.get("if_delayed"):
         return {"locale": message["locale"], "text": message["if_delayed"]}
     if status != "failed":

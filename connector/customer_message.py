@@ -13,7 +13,7 @@ import datetime as dt
 import difflib
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -236,7 +236,11 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     hours = assignment.get("business_hours") or {}
     quoted_wait = False
     hours_said = False  # the text says when the team opens or closes
-    opening, closed_from = None, None  # the opening it tells of, and when the team is closed until then
+    # The hours' words as said at a moment (`now`): the `closing` wording before the closing, the `closed`
+    # one from then (none: the hours are not said).
+    hours_words: Callable[[dt.datetime | None], str] | None = None
+    opening: str | None = None  # the opening they tell of
+    closing: dt.datetime | None = None  # and the closing before it, if they tell of one
     # What is said when no wait is: when the team closes and reopens, within the hour before it
     # closes or before the wait that was not quoted would end (a locale with `closing`); else that
     # someone will reply as soon as they can.
@@ -246,17 +250,29 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
         # is the next whole minute (17:59:59.5 said "17:59").
         at = (now or dt.datetime.now(dt.UTC)) + dt.timedelta(seconds=hours["closes_in_s"] + 59)
         at = at.astimezone(ZoneInfo(hours["timezone"])).replace(second=0, microsecond=0)
-        # Its day when not today (`closes_day`): a 24/5 team closing in 38 hours was "We close at 00:00".
-        words = _opening_words({**hours, "next_opening": hours["reopens_at"]}, strings, now)
-        no_wait = _render(strings["closing"], f"{where}.closing", "closing", closes=at.strftime("%H:%M"),
-                          closes_day=_day_word(at, strings, now) or "", **words)
-        opening, closed_from = hours["reopens_at"], at
+        reopening = {**hours, "next_opening": hours["reopens_at"]}
+
+        def closing_words(moment: dt.datetime | None) -> str:
+            if moment is not None and moment >= at:  # closed since: when it opens again
+                return _render(strings["closed"], f"{where}.closed", "closed",
+                               **_opening_words(reopening, strings, moment))
+            # Its day when not today (`closes_day`): a 24/5 team closing in 38 hours was "We close at 00:00".
+            return _render(strings["closing"], f"{where}.closing", "closing", closes=at.strftime("%H:%M"),
+                           closes_day=_day_word(at, strings, moment) or "",
+                           **_opening_words(reopening, strings, moment))
+
+        hours_words, opening, closing = closing_words, hours["reopens_at"], at
+        no_wait = hours_words(now)
     else:
         no_wait = _render(strings["no_wait"], f"{where}.no_wait", "no_wait")
     if assignment.get("out_of_hours") and hours.get("next_opening"):
         hours_said = True
-        expectation = _render(strings["closed"], f"{where}.closed", "closed", **_opening_words(hours, strings, now))
-        opening, closed_from = hours["next_opening"], now or dt.datetime.now(dt.UTC)
+
+        def closed_words(moment: dt.datetime | None) -> str:
+            return _render(strings["closed"], f"{where}.closed", "closed", **_opening_words(hours, strings, moment))
+
+        hours_words, opening, closing = closed_words, hours["next_opening"], None
+        expectation = hours_words(now)
     elif wait_seconds is not None:
         quoted_wait = True
         minutes = told_minutes(wait_seconds)
@@ -282,25 +298,38 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
         # What the answer shows once an agent has it (`answers.shown_message`): "the team is away
         # right now … will reply at 09:00 tomorrow" stood beside an agent on it — read the next day too.
         composed["if_assigned"] = whole(_render(strings["no_wait"], f"{where}.no_wait", "no_wait"))
-    if opening is not None and closed_from is not None:
-        # Its day words ("tomorrow", "Monday") are the intake's: read after the team's midnight and
-        # before the opening, "we open again at 01:00 tomorrow" was false (a review). What is shown
-        # from then (`answers.shown_message`): the `closed` wording as read on the opening's day.
-        day_came = _day_of(opening, hours["timezone"], closed_from)
-        if day_came > (now or dt.datetime.now(dt.UTC)):
-            words = _opening_words({**hours, "next_opening": opening}, strings, day_came)
-            composed["if_opening_day"] = whole(_render(strings["closed"], f"{where}.closed", "closed", **words))
-            composed["opening_day_from"] = day_came.astimezone(dt.UTC).isoformat()
+    if hours_words is not None and opening is not None:
+        # Their day words ("tomorrow", "Monday") and "we close at" are the intake's: read after the
+        # team's midnight or its closing, before the opening, "we open again at 01:00 tomorrow" was
+        # false (a review). What is said from each such moment on (`answers.shown_message`).
+        said_at = now or dt.datetime.now(dt.UTC)
+        later, told = [], hours_words(now)
+        for moment in _turns(said_at, opening, hours["timezone"], closing):
+            words = hours_words(moment)
+            if words != told:
+                later.append({"from": moment.astimezone(dt.UTC).isoformat(), "text": whole(words)})
+                told = words
+        if later:
+            composed["later"] = later
     return {**composed, **_apology(config, locale, assignment, problem)}
 
 
-def _day_of(opening: str, timezone: str, closed_from: dt.datetime) -> dt.datetime:
-    """When the customer's reading of the opening's day changes to "today": the start of that day
-    in the team's zone — but not before the team is closed (a team closing after midnight)."""
-    zone = ZoneInfo(timezone)
-    at = dt.datetime.fromisoformat(opening).astimezone(zone)
-    midnight = dt.datetime.combine(at.date(), dt.time(), zone)
-    return max(midnight.astimezone(dt.UTC), closed_from.astimezone(dt.UTC))
+LATER_MAX = 16  # moments a message's hours' words are said again at (a holiday stretch's midnights)
+
+
+def _turns(said_at: dt.datetime, opening: str, timezone: str, closing: dt.datetime | None) -> list[dt.datetime]:
+    """The moments after `said_at` and before `opening` at which the hours' words may read
+    otherwise: each midnight where the team is, and its `closing`."""
+    zone, ends = ZoneInfo(timezone), dt.datetime.fromisoformat(opening)
+    moments = {closing} if closing is not None and said_at < closing < ends else set()
+    day = said_at.astimezone(zone).date()
+    while len(moments) < LATER_MAX:
+        day += dt.timedelta(days=1)
+        midnight = dt.datetime.combine(day, dt.time(), zone)
+        if midnight >= ends:
+            break
+        moments.add(midnight)
+    return sorted(moments)
 
 
 def told_minutes(wait_seconds: int) -> int:

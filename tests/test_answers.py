@@ -112,14 +112,14 @@ def test_after_the_teams_midnight_a_read_says_the_opening_is_today():
     from connector.answers import render
     from connector.models import utcnow
 
-    message = {"locale": "en", "text": "… we open again at 09:00 tomorrow.", "if_assigned": "… as soon as they're free.",
-               "if_opening_day": "… we open again at 09:00 today."}
+    message = {"locale": "en", "text": "… we open again at 09:00 tomorrow.", "if_assigned": "… as soon as they're free."}
+    today = "… we open again at 09:00 today."
     row = SimpleNamespace(target="zendesk", state="created", vendor_id="1", url=None, attempts=1, last_error=None,
                           receipt=None, next_attempt_at=None)
 
     def read(day_came: dt.datetime, opening: dt.datetime, state: str = "created") -> str:
         handoff = SimpleNamespace(id="hnd_1", conversation_id="c", packet={}, completed_at=None, created_at=utcnow(),
-                                  customer_message={**message, "opening_day_from": day_came.isoformat()},
+                                  customer_message={**message, "later": [{"from": day_came.isoformat(), "text": today}]},
                                   assignment={"out_of_hours": True,
                                               "business_hours": {"next_opening": opening.isoformat()}},
                                   estimated_wait_seconds=None, deliveries=[])
@@ -127,9 +127,9 @@ def test_after_the_teams_midnight_a_read_says_the_opening_is_today():
 
     now = utcnow()
     assert read(now + dt.timedelta(hours=1), now + dt.timedelta(hours=9)) == message["text"]  # before midnight
-    assert read(now - dt.timedelta(hours=1), now + dt.timedelta(hours=9)) == message["if_opening_day"]
+    assert read(now - dt.timedelta(hours=1), now + dt.timedelta(hours=9)) == today
     assert read(now - dt.timedelta(hours=9), now - dt.timedelta(hours=1)) == message["if_assigned"]  # opened since
-    assert read(now - dt.timedelta(hours=1), now + dt.timedelta(hours=9), state="dead") != message["if_opening_day"]
+    assert read(now - dt.timedelta(hours=1), now + dt.timedelta(hours=9), state="dead") != today
 
 
 def test_a_solved_handoff_quotes_no_wait_and_says_no_hours():

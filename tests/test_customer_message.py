@@ -142,15 +142,33 @@ def test_read_once_the_openings_day_has_come_the_message_says_today_not_the_inta
     # A review: composed at intake, "we open again at 09:00 tomorrow" was still read by GET, a replay and a
     # callback after the team's midnight, before the opening — a vendor outage overnight, a `delivered`
     # told the next morning.
-    sunday = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
-    message = compose(full_packet(), CLOSED, None, SHIPPED, now=sunday)
-    assert "again at 09:00 tomorrow" in shown_message(message, "pending")["text"]
-    assert message["opening_day_from"] == "2026-11-29T23:00:00+00:00"  # midnight in Paris
-    assert "again at 09:00 today (Europe/Paris)" in shown_message(message, "pending", opening_day=True)["text"]
-    assert "today" not in shown_message(message, "pending", opening_day=True, assigned=True)["text"]
+    friday = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+    message = compose(full_packet(), CLOSED, None, SHIPPED, now=friday)
+    assert "again at 09:00 Monday" in shown_message(message, "pending")["text"]
+    # From each midnight in Paris: the same opening, as read that day.
+    assert [(v["from"], v["text"].split("again at ")[1][:14]) for v in message["later"]] == [
+        ("2026-11-28T23:00:00+00:00", "09:00 tomorrow"), ("2026-11-29T23:00:00+00:00", "09:00 today (E")]
+    today = message["later"][-1]["text"]
+    assert shown_message(message, "pending", hours_now=today)["text"] == today
+    assert "today" not in shown_message(message, "pending", hours_now=today, assigned=True)["text"]
     # Said on the opening's own day already: nothing to change to.
-    assert "opening_day_from" not in compose(full_packet(), CLOSED, None, SHIPPED,
-                                             now=dt.datetime(2026, 11, 30, 7, 0, tzinfo=dt.UTC))
+    assert "later" not in compose(full_packet(), CLOSED, None, SHIPPED, now=dt.datetime(2026, 11, 30, 7, 0, tzinfo=dt.UTC))
+
+
+def test_a_closing_after_midnight_is_said_again_at_midnight_and_at_the_closing():
+    # A review of the mend: a team open until 02:00 was still "We close at 02:00 tomorrow … open again at
+    # 20:00 tomorrow" at 00:30, both "tomorrow"s false.
+    closing = {"team": "billing", "out_of_hours": False,
+               "business_hours": {"calendar": "late", "timezone": "Europe/Paris", "open": True,
+                                  "closes_in_s": 9000, "reopens_at": "2026-11-24T20:00:00+01:00"}}
+    said = dt.datetime(2026, 11, 23, 22, 30, tzinfo=dt.UTC)  # 23:30 Monday in Paris; closes 02:00 Tuesday
+    message = compose(full_packet(), closing, None, SHIPPED, now=said, wait_past_closing_s=10800)
+    assert "We close at 02:00 tomorrow" in message["text"] and "20:00 tomorrow" in message["text"]
+    [midnight, closed] = message["later"]
+    assert midnight["from"] == "2026-11-23T23:00:00+00:00" and "We close at 02:00 (Europe/Paris)" in midnight["text"]
+    assert "again at 20:00 today" in midnight["text"]
+    assert closed["from"] == "2026-11-24T01:00:00+00:00" and "away right now" in closed["text"]
+    assert "again at 20:00 today" in closed["text"]
 
 
 @pytest.mark.parametrize(("language", "today", "tomorrow"), [
