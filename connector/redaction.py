@@ -359,9 +359,11 @@ _CODE = re.compile(r"[0-9]{3,8}")
 # After "password:" in prose, what names the problem or where to fix it, never the password: "Reset
 # password: link expired" became "Reset password: [redacted secret] expired" in every subject, and
 # the bot's "To reset your password: https://help…/reset" hid the article it kept sending (a review).
-# A link alone: one with a user, a query or a fragment may carry a password or a reset token in it
-# (kept whole, nothing inside it was masked: a review), and is masked as before.
-_LINK = re.compile(r"(?i)https?://[^\s@?#]+")
+# A link of words alone: one with a user, a query, a fragment, or a digit or other mark in its path
+# may carry a password or a reset token in it (`/reset/MjQ/bq7x-4f1e…/`: kept whole, nothing inside
+# it was masked; two reviews), and is masked as before.
+_LINK = re.compile(r"(?i)https?://[a-z0-9.-]+(?::[0-9]{1,5})?(?:/[a-z_.-]*)*")
+_ENDS_HERE = re.compile(r"[.,!?)]*(?:\s|$)")  # and nothing of it goes on past the value (`;jsessionid=…`)
 _PROBLEM_WORDS = frozenset({"link", "reset", "expired", "incorrect", "wrong", "invalid", "forgot", "forgotten",
                             "not", "locked", "required", "changed", "change", "help", "error", "email", "e-mail"})
 
@@ -392,7 +394,8 @@ def _assignment(match: re.Match[str]) -> str | None:
     elif name in _PROSE_KEYS and not quoted and len(value) < 16 and not any(c.isdigit() for c in value):
         return None
     elif "=" not in separator and not quoted and _SPOKEN_KEYS.match(name) and \
-            (_LINK.fullmatch(value.rstrip(".!,;:")) or value.rstrip(".!?,;:").lower() in _PROBLEM_WORDS):
+            ((_LINK.fullmatch(value.rstrip(".!,;:")) and _ENDS_HERE.match(match.string, match.end()))
+             or value.rstrip(".!?,;:").lower() in _PROBLEM_WORDS):
         return None
     return f"{prefix}[redacted secret]"
 

@@ -114,6 +114,8 @@ def luhn_valid(digits: str) -> bool:
         ("secret", "To reset your password: https://acme.example/reset?token=8f3a9c4d, "
                    "password: http://admin:S3cr3tPass@192.168.1.1/",
          "To reset your password: [redacted secret], password: [redacted secret]"),
+        ("secret", "password: https://acme.example/reset/MjQ/bq7x-4f1e9a2c8d3b/ and password: https://host/a,b",
+         "password: [redacted secret] and password: [redacted secret]"),
         ("secret", "my password is now Welcome1, it is still Hunter22? My password is still Hunter22",
          "my password is now [redacted secret], it is still Hunter22? My password is still [redacted secret]"),
         ("email", "write to josé.o'brien+billing@example.co.uk.", "write to [redacted email]."),
