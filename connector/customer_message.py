@@ -314,22 +314,19 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     return {**composed, **_apology(config, locale, assignment, problem)}
 
 
-LATER_MAX = 16  # moments a message's hours' words are said again at (a holiday stretch's midnights)
+LATER_MAX = 16  # midnights a message's hours' words are said again at: the last ones before the opening
 
 
 def _turns(said_at: dt.datetime, opening: str, timezone: str, closing: dt.datetime | None) -> list[dt.datetime]:
     """The moments after `said_at` and before `opening` at which the hours' words may read
-    otherwise: each midnight where the team is, and its `closing`."""
+    otherwise: its `closing`, and each midnight where the team is — the last `LATER_MAX` of them, as
+    the words change in the week before the opening ("Tuesday 2027-01-05", "Tuesday", "tomorrow",
+    "today"): the first ones of a longer closure said nothing new, and its last day read "Tuesday"."""
     zone, ends = ZoneInfo(timezone), dt.datetime.fromisoformat(opening)
-    moments = {closing} if closing is not None and said_at < closing < ends else set()
-    day = said_at.astimezone(zone).date()
-    while len(moments) < LATER_MAX:
-        day += dt.timedelta(days=1)
-        midnight = dt.datetime.combine(day, dt.time(), zone)
-        if midnight >= ends:
-            break
-        moments.add(midnight)
-    return sorted(moments)
+    first, last = said_at.astimezone(zone).date(), ends.astimezone(zone).date()
+    days = [last - dt.timedelta(days=back) for back in range(min((last - first).days, LATER_MAX) - 1, -1, -1)]
+    midnights = [m for m in (dt.datetime.combine(day, dt.time(), zone) for day in days) if said_at < m < ends]
+    return sorted({*midnights, *([closing] if closing is not None and said_at < closing < ends else [])})
 
 
 def told_minutes(wait_seconds: int) -> int:

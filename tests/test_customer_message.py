@@ -155,6 +155,18 @@ def test_read_once_the_openings_day_has_come_the_message_says_today_not_the_inta
     assert "later" not in compose(full_packet(), CLOSED, None, SHIPPED, now=dt.datetime(2026, 11, 30, 7, 0, tzinfo=dt.UTC))
 
 
+def test_a_long_closure_says_the_last_days_before_its_opening_as_they_come():
+    # A review of the mend: only the first 16 midnights were kept, and a closure of more — the last
+    # days before the opening — read "Tuesday" on Monday and on Tuesday morning itself.
+    closure = {"team": "billing", "out_of_hours": True,
+               "business_hours": {"timezone": "Europe/Paris", "open": False, "next_opening": "2027-01-05T09:00:00+01:00"}}
+    message = compose(full_packet(), closure, None, SHIPPED, now=dt.datetime(2026, 12, 18, 17, 30, tzinfo=dt.UTC))
+    assert "09:00 Tuesday 2027-01-05" in message["text"]
+    said = [(v["from"][:10], v["text"].split("again at 09:00 ")[1].split(" (")[0]) for v in message["later"]]
+    # From midnight in Paris (23:00 UTC the day before) six days ahead, the day before, the day itself.
+    assert said == [("2026-12-29", "Tuesday"), ("2027-01-03", "tomorrow"), ("2027-01-04", "today")]
+
+
 def test_a_closing_after_midnight_is_said_again_at_midnight_and_at_the_closing():
     # A review of the mend: a team open until 02:00 was still "We close at 02:00 tomorrow … open again at
     # 20:00 tomorrow" at 00:30, both "tomorrow"s false.
