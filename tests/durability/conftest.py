@@ -250,7 +250,9 @@ def connector_env(postgres_url: str, vendors: Loopback, mappings_dir: str) -> di
 
 @pytest.fixture
 def processes(tmp_path: Path, connector_env: dict[str, str]) -> Iterator[Processes]:
-    procs = Processes(tmp_path, connector_env)
+    # Their temporary files under the test's own directory: a gunicorn these tests kill (SIGKILL runs no
+    # exit handler) left its /tmp/connector-metrics-* folder behind, dozens a run.
+    procs = Processes(tmp_path, {**connector_env, "TMPDIR": str(tmp_path)})
     try:
         yield procs
     finally:
