@@ -150,8 +150,7 @@ def _matches(rule: Mapping[str, Any], f: Facts, config: RoutingConfig, now: dt.d
     # out as after-hours while New York's support was closed (a review). One without a calendar is
     # always open, as routing.yaml says — so is a department no team matches, which `_decide` makes
     # the team as named (the default team's hours were read for it).
-    named = str((f.packet.get("routing") or {}).get("department") or "").strip()
-    hinted = (configured_team(f.department, config["teams"]) or named) if f.department else None
+    hinted = department_team((f.packet.get("routing") or {}).get("department"), config["teams"])
     team = when.pop("hours_of", None) or rule["then"].get("team") or hinted or config["default"]["team"]
     ctx = {"now": now, "team": team, "keywords_in": when.pop("keywords_in", KEYWORDS_IN),
            "calendar": (config["teams"].get(team) or {}).get("calendar")}
@@ -297,14 +296,21 @@ def _team_for(hint: Any, config: RoutingConfig, trace: list[str]) -> str | None:
     promised a reply from a team that was closed. A department no team matches is still the team
     (a helpdesk group routing.yaml does not describe), without the spaces around it, and the trace
     says it has no calendar, queue or ids here."""
-    if not hint:
-        return None
     teams = config["teams"]
-    found = configured_team(hint, teams)
-    if found is None and teams:
+    team = department_team(hint, teams)
+    if team is not None and teams and team not in teams:
         trace.append(f"routing.department {str(hint)[:100]!r} is no team in routing.yaml "
                      f"({', '.join(sorted(teams))}): no calendar, queue or vendor ids for it")
-    return found or str(hint).strip()
+    return team
+
+
+def department_team(hint: Any, teams: Mapping[str, Any]) -> str | None:
+    """The team a bot's `routing.department` sends the handoff to: the configured one it names
+    (`configured_team`), else the department as written, without the spaces around it; None when it
+    names nothing. One rule for routing's choice (`_team_for`) and `in_hours`' (`_matches`)."""
+    if not hint or not str(hint).strip():
+        return None
+    return configured_team(hint, teams) or str(hint).strip()
 
 
 def configured_team(hint: Any, teams: Mapping[str, Any]) -> str | None:
