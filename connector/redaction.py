@@ -64,11 +64,14 @@ _AUTH_HEADER = re.compile(r"(?<![A-Za-z0-9_\]])([Bb]earer|Basic)(\s+)[A-Za-z0-9.
 # second redaction cannot take "is:" as the value before a placeholder.
 # An unquoted value runs to a space; `&`, `;` and `,` end it only before a space, its end, or the
 # next `key=` of a query string ("password: Tr0ub4dor&3" left "&3" showing).
+# A session cookie (`;jsessionid=…` after a masked link, `PHPSESSID=…` in a pasted cookie) lets whoever
+# reads it act as the customer: it was left in the ticket after "password: https://host/login" was masked.
+# Not "Session ID: 8842", which bots give as a support reference.
 _ASSIGNMENT = re.compile(
     r"(?i)(?<![A-Za-z0-9_\]])(((?:password|passwd|passwort|kennwort|contrase[ñn]a|mot de passe|pwd|pw|passcode"
     r"|pin(?:[ -]?code)?|cvv2?|cvc2?|security code|secret|client_secret|api[_-]?key|access[_-]?token"
     r"|aws_secret_access_key|secret[_-]?key|private[_-]?key"
-    r"|auth[_-]?token|token)[\"']?)(?:\s+(?:number|code))?"
+    r"|auth[_-]?token|token|j?sessionid|phpsessid|session[_-]?token)[\"']?)(?:\s+(?:number|code))?"
     r"((?>\s*[:=]\s*|\s+(?:(?:is|ist|es|est|was|war)\b(?:\s*[:=])?\s*(?:(?:now|still|jetzt|noch)\s+)?)?)))"
     r"(?!\[redacted)(\"[^\"\n]*\"|'[^'\n]*'|(?:[^\s&;,'\"]|[&;,](?=[^\s&;,'\"])(?![A-Za-z_][\w.-]*=))+)"
 )

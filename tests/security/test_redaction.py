@@ -116,6 +116,10 @@ def luhn_valid(digits: str) -> bool:
          "To reset your password: [redacted secret], password: [redacted secret]"),
         ("secret", "password: https://acme.example/reset/MjQ/bq7x-4f1e9a2c8d3b/ and password: https://host/a,b",
          "password: [redacted secret] and password: [redacted secret]"),
+        # A session id is a credential, after a link it followed or in a pasted cookie (a review).
+        ("secret", "password: https://host/login;jsessionid=A1B2C3D4E5 and Cookie: PHPSESSID=9f8e7d6c5b; lang=en",
+         "password: [redacted secret];jsessionid=[redacted secret] and Cookie: PHPSESSID=[redacted secret]; lang=en"),
+        ("secret", "sessionid=k2j3h4g5f6d7 (Session ID: 8842)", "sessionid=[redacted secret] (Session ID: 8842)"),
         ("secret", "my password is now Welcome1, it is still Hunter22? My password is still Hunter22",
          "my password is now [redacted secret], it is still Hunter22? My password is still [redacted secret]"),
         ("email", "write to josé.o'brien+billing@example.co.uk.", "write to [redacted email]."),
