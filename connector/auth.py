@@ -69,6 +69,10 @@ def _signed(request: Request, settings: Settings, now: float) -> Caller:
         if err.reason in ("stale_timestamp", "future_timestamp"):  # what a developer needs to fix a clock
             clock = dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
             said = f": {err.detail}; the connector's clock reads {clock}"
+        elif err.reason == "malformed_timestamp":  # JavaScript's Date.now() is in milliseconds: the usual slip
+            stamp = request.headers.get("webhook-timestamp", "").strip()
+            said = f": {err.detail}" + (" (this one reads as milliseconds)" if stamp.isdigit() and len(stamp) >= 13
+                                        else "")
         if "webhook-signature" not in request.headers and request.headers.get("Authorization"):
             # A relay that adds `webhook-id` made a bearer-key request a signed one, refused as unsigned.
             said += ("; a webhook-id header makes this a signed request, so its Authorization header was not "

@@ -108,7 +108,9 @@ def url_problem(url: str, allow_private: bool) -> str | None:
         return "has a port outside 1-65535"
     host = (parts.hostname or "").rstrip(".").lower()
     address = literal_address(host)
-    if host == "localhost" or host.endswith(".localhost") or (address is not None and not is_public(address)):
+    # A name without a dot is a local one (a compose service's, a search domain's): no public DNS name is.
+    local = host == "localhost" or host.endswith(".localhost") or (address is None and "." not in host)
+    if local or (address is not None and not is_public(address)):
         written = host if address in (None, host) else f"{host} ({address})"
         return f"must reach a public address, not {written} (only with {ALLOW_VARIABLE})"
     return None

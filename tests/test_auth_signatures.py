@@ -87,6 +87,16 @@ def test_stale_and_future_timestamps_are_refused(signed_app):
         assert f" s {said}; the window is 300 s; the connector's clock reads 20" in detail, detail
 
 
+def test_a_timestamp_in_milliseconds_is_told_as_such(signed_app):
+    # Date.now() gave "signature refused (malformed_timestamp)" and nothing more (a review).
+    headers = {**signed(BODY), "webhook-timestamp": str(int(time.time() * 1000))}
+    detail = post(signed_app.test_client(), BODY, headers).get_json()["detail"]
+    assert detail.endswith("(malformed_timestamp): timestamp is not whole unix seconds (this one reads as milliseconds)."), \
+        detail
+    detail = post(signed_app.test_client(), BODY, {**signed(BODY), "webhook-timestamp": "yesterday"}).get_json()["detail"]
+    assert detail.endswith("(malformed_timestamp): timestamp is not whole unix seconds."), detail
+
+
 def test_a_bearer_key_beside_a_relays_webhook_id_is_told_why_it_was_not_read(make_app):
     # A relay added `webhook-id`: the valid key was ignored and the bot read "signature refused
     # (missing_timestamp)" without a word about its key.

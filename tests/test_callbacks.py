@@ -653,6 +653,7 @@ def test_the_last_two_deliveries_given_up_at_once_owe_exactly_one_failed(make_ca
     ("https://[::1]/status", "must reach a public address, not ::1"),
     ("https://169.254.169.254/latest/meta-data", "must reach a public address, not 169.254.169.254"),
     ("https://localhost/status", "must reach a public address, not localhost"),
+    ("https://botpress/status", "must reach a public address, not botpress"),
     ("https://bots.acme.example:99999/status", "has a port outside 1-65535"),
     # Written as the resolver reads them (`inet_aton`): `ipaddress` refused the form, they passed for
     # names, the bot got 201 and every send was refused until the callback was given up.
@@ -677,6 +678,13 @@ def test_intake_refuses_a_callback_url_that_is_not_public_https(make_app, url, p
 ])
 def test_a_host_is_read_as_the_address_the_resolver_would_take_it_for(host, address):
     assert callback_http.literal_address(host) == address
+
+
+def test_a_callback_host_without_a_dot_is_taken_where_private_addresses_are_allowed(make_app):
+    # A compose service's name was refused as "Not a valid URL." (a review).
+    app = make_app(callback_allow_private=True)
+    post(app, full_packet(callback={"url": "http://rasa-x:5002/cb"}))  # 201 or 202
+    assert {row.url for row in rows(app)} == {"http://rasa-x:5002/cb"}
 
 
 def test_a_public_address_written_oddly_is_not_refused_at_intake(make_app):

@@ -392,7 +392,9 @@ class RoutingHintsSchema(_Open):
 
 
 class CallbackSchema(_Open):
-    url = fields.Url(required=True, schemes={"http", "https"}, validate=Length(max=2000))
+    # A dotless host too (a compose service: `http://rasa-x:5002/cb`, with CONNECTOR_CALLBACK_ALLOW_PRIVATE):
+    # it was "Not a valid URL." while the README and /openapi.json took it. `url_problem` says what may be called.
+    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False, validate=Length(max=2000))
     events = fields.List(fields.String(validate=validate.OneOf(CALLBACK_EVENTS)))
 
 
