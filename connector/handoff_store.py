@@ -168,7 +168,18 @@ def _rows(connection: Connection | driver_cursor.Pooled, statement: Executable,
     A group: one multi-row statement (SQLAlchemy's insertmanyvalues)."""
     if isinstance(connection, driver_cursor.Pooled) or len(params) == 1:
         return [row for one in params for row in driver_cursor.run(connection, statement, one).rows]
-    return [tuple(row) for row in connection.execute(statement, params)]
+    return [tuple(row) for row in connection.execute(statement, _uniform(params))]
+
+
+def _uniform(params: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every row with the group's every key, None where a row has none (a column it leaves NULL).
+    A multi-row statement takes its columns from the first row: a handoff's row (no `follows_id`)
+    before a batch of messages' dropped the batch's `follows_id` — stored as a handoff of its own,
+    posted as a note naming no customer — and a batch's first failed the whole group (a review)."""
+    keys = dict.fromkeys(key for row in params for key in row)
+    if all(len(row) == len(keys) for row in params):
+        return params
+    return [{**dict.fromkeys(keys), **row} for row in params]
 
 
 def _stored(new: NewHandoff, ids: dict[tuple[str, int], int], prepared: set[int]) -> Stored:
