@@ -400,6 +400,13 @@ class Adapter(abc.ABC):
         """
         return None
 
+    def ticket_url(self, vendor_id: str) -> str | None:
+        """The page an agent opens for this target's ticket `vendor_id` (a `Sent.vendor_id`): the
+        url a create gives it, for a ticket recorded without one (the vendor's event named it: the
+        outbox's `_taken_ticket`). None when it cannot be told (the default); where the vendor must
+        be asked, raises `adapters.errors` errors as a delivery would."""
+        return None
+
     def previous_agent(self, packet: Mapping[str, Any], deadline: float | None = None) -> Mapping[str, Any] | None:
         """The assignee of the customer's most recent open ticket (`{"id", "name", "email"}`), for routing.
         Asked while the bot waits: `deadline` (a `time.monotonic()`, `decision.lookup_ends`) is when

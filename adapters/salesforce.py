@@ -595,7 +595,7 @@ class SalesforceAdapter(Adapter):
         except DeliveryError as err:
             self._unfinished[ctx.handoff_id] = case_id
             message = f"case {case_id} exists but its transcript is incomplete: {err.message}"
-            reply = {"case_id": case_id, "url": self._link(case_id), "error": err.reply}
+            reply = {"case_id": case_id, "url": self.ticket_url(case_id), "error": err.reply}
             # `sent_to`: the case, for a retry in another process (or after a restart) to finish
             # it without a lookup first — a lookup the same refused credentials would fail for good.
             raise RateLimitedAfterActing.unknown(message, err, status=err.status, reply=reply,
@@ -666,11 +666,13 @@ class SalesforceAdapter(Adapter):
 
     def _sent(self, case_id: str, reply: dict[str, Any], refused: tuple[dict[str, str], ...]) -> Sent:
         """The case, and the comments Salesforce refused for good (`dropped`: the receipt says what is missing)."""
-        return Sent(vendor_id=case_id, url=self._link(case_id), reply=reply, dropped=refused)
+        return Sent(vendor_id=case_id, url=self.ticket_url(case_id), reply=reply, dropped=refused)
 
-    def _link(self, case_id: str) -> str:
+    def ticket_url(self, vendor_id: str) -> str | None:
         base = self._conn.instance_url if self._conn else self.settings.salesforce_instance_url.rstrip("/")
-        return f"{base}/lightning/r/Case/{case_id}/view"
+        # Not signed in yet with a password (the instance is the login's answer): no host to name,
+        # and "/lightning/r/Case/…" alone is no page an agent can open.
+        return f"{base}/lightning/r/Case/{vendor_id}/view" if base else None
 
     # ---- the edge -----------------------------------------------------------------------------
 

@@ -261,7 +261,7 @@ class SlackAdapter(Adapter):
                                  sent_to=_where(payload["message"]), reply=posted)
         with _after_posting(f"alert {channel}/{ts}", channel):
             refused = self._post_thread(channel, ts, payload["thread"], start=0)
-            permalink = self._call("chat_getPermalink", channel=channel, message_ts=ts).get("permalink")
+            permalink = self._permalink(channel, ts)
         return replace(self._sent(ctx, channel, ts, permalink, posted.get("message")), dropped=refused)
 
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
@@ -301,7 +301,7 @@ class SlackAdapter(Adapter):
         thread = self.render(ctx)["thread"]
         posted = self._posted_in_thread(channel, ts, ctx.handoff_id)
         refused = self._post_thread(channel, ts, thread, start=posted.highest + 1)
-        permalink = self._call("chat_getPermalink", channel=channel, message_ts=ts).get("permalink")
+        permalink = self._permalink(channel, ts)
         return replace(self._sent(ctx, channel, ts, permalink, alert), dropped=(*posted.refused, *refused))
 
     def _find_alert_in_former(self, channel: str, handoff_id: str) -> dict[str, Any] | None:
@@ -524,6 +524,13 @@ class SlackAdapter(Adapter):
             if not page.get("has_more") or not cursor:
                 break
         return Posted(update, highest, tuple(refused))
+
+    def ticket_url(self, vendor_id: str) -> str | None:
+        # Slack alone knows a message's permalink (the workspace's own host): asked, as a post asks.
+        return self._permalink(*_alert(vendor_id))
+
+    def _permalink(self, channel: str, ts: str) -> str | None:
+        return self._call("chat_getPermalink", channel=channel, message_ts=ts).get("permalink")
 
     def _sent(self, ctx: HandoffContext, channel: str, ts: str, permalink: str | None, message: Any) -> Sent:
         return Sent(vendor_id=f"{channel}/{ts}", url=permalink,

@@ -482,7 +482,7 @@ class ZendeskAdapter(Adapter):
         for comment in reply["comments"]:
             if ctx.handoff_id in (comment.get("html_body") or comment.get("body") or ""):
                 reopened, raised, holder = self._after_found_note(ctx.link.vendor_id, self._raises_after_note(ctx))
-                return Sent(vendor_id=ctx.link.vendor_id, url=self._agent_url(ctx.link.vendor_id),
+                return Sent(vendor_id=ctx.link.vendor_id, url=self.ticket_url(ctx.link.vendor_id),
                             reply={"found_by": "comment", **({"reopened": True} if reopened else {}),
                                    **({"raised_priority": raised} if raised else {})}, holder=holder)
         return None
@@ -527,7 +527,7 @@ class ZendeskAdapter(Adapter):
             # The vendor's text can quote the customer; the log gets the kind of failure only.
             log.warning("zendesk: open-ticket search failed (%s), creating a new ticket", type(err).__name__)
             return None
-        return Link(vendor_id=str(ticket["id"]), url=self._agent_url(ticket["id"]), extra={"found_by": "search"}) \
+        return Link(vendor_id=str(ticket["id"]), url=self.ticket_url(ticket["id"]), extra={"found_by": "search"}) \
             if ticket else None
 
     def previous_agent(self, packet: Mapping[str, Any], deadline: float | None = None) -> Mapping[str, Any] | None:
@@ -669,10 +669,10 @@ class ZendeskAdapter(Adapter):
     def _origin(self) -> str:
         return self.settings.zendesk_base_url.rstrip("/") or f"https://{self.settings.zendesk_subdomain}.zendesk.com"
 
-    def _agent_url(self, ticket_id: Any) -> str:
+    def ticket_url(self, vendor_id: Any) -> str:
         # Where agents open it: the account's own address, even when the API is reached through
         # ZENDESK_BASE_URL (a proxy's internal address no agent can open).
-        return f"https://{self.settings.zendesk_subdomain}.zendesk.com/agent/tickets/{ticket_id}"
+        return f"https://{self.settings.zendesk_subdomain}.zendesk.com/agent/tickets/{vendor_id}"
 
     def _sent(self, ticket: Mapping[str, Any], reply: Mapping[str, Any], **notes: Any) -> Sent:
         # A small reply for debugging: ids and states, no customer data, no comment bodies.
@@ -688,7 +688,7 @@ class ZendeskAdapter(Adapter):
             # to …/tickets/None; unread, a KeyError. Looked up by its external_id instead.
             raise OutcomeUnknown(f"Zendesk answered without the ticket's id (got {str(ticket_id)[:40]!r})",
                                  reply=small)
-        return Sent(vendor_id=str(ticket_id), url=self._agent_url(ticket_id), reply=small)
+        return Sent(vendor_id=str(ticket_id), url=self.ticket_url(ticket_id), reply=small)
 
 
 def _most_that_fit(most: int, render: Callable[[int], str], fits: Callable[[str], bool]) -> tuple[int, str]:

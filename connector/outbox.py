@@ -414,7 +414,7 @@ class Outbox:
             except ReplacementUnderway:
                 return self._hold_for_replacement(delivery)
             except DeliveryError as err:
-                if (taken := self._taken_ticket(delivery, handoff, err, link)) is None:
+                if (taken := self._taken_ticket(adapter, delivery, handoff, err, link)) is None:
                     return self._record_error(delivery, handoff, _rendered_as(err, link, caught_up),
                                               time.perf_counter() - started)
                 # An update of the conversation's ticket leaves its link as it is: the link keeps what it
@@ -478,7 +478,7 @@ class Outbox:
             self.defer(lambda: self._relink_for_batch(handoff, delivery.target))
         return attempted
 
-    def _taken_ticket(self, delivery: Delivery, handoff: Handoff, err: DeliveryError,
+    def _taken_ticket(self, adapter: Adapter, delivery: Delivery, handoff: Handoff, err: DeliveryError,
                       link: Link | None) -> Outcome | None:
         """The ticket the vendor's own event named as this handoff's — an agent took it (`assignments`
         matched it by the handoff's id while the delivery may have made a ticket not recorded yet) —
@@ -487,7 +487,9 @@ class Outbox:
         and the ticket, and GET said both (a review). The looks for it failed, so whether all of the
         context reached it is not known: the receipt says so part by part. An update of the
         conversation's ticket (`link`, the ticket the event named) is recorded as that: `updated`, on
-        the ticket and url it has; another ticket (one made in place of the link's, closed since) as made."""
+        the ticket and url it has; another ticket (one made in place of the link's, closed since) as made,
+        with the url a create gives it (`Adapter.ticket_url`): without one, the answer, GET and the
+        callbacks gave the bot a ticket with no link for an agent to open (a review)."""
         if handoff.follows_id or not (delivery.outcome_unknown or isinstance(err, OutcomeUnknown)):
             return None
         if not (self._spent(delivery, utcnow()) or decide(err) == "fail"):
@@ -505,7 +507,8 @@ class Outbox:
                    "dropped": [{"part": part, "reason": reason} for part in parts_present(handoff.packet)]}
         if link is not None and str(link.vendor_id) == str(ticket):
             return Outcome(status="updated", vendor_id=link.vendor_id, url=link.url, payload=None, receipt=receipt)
-        return Outcome(status="created", vendor_id=str(ticket), url=None, payload=None, receipt=receipt)
+        return Outcome(status="created", vendor_id=str(ticket), url=_url_of(adapter, str(ticket)), payload=None,
+                       receipt=receipt)
 
     def _related_then_taken(self, handoff: Handoff, target: str, marks: bool) -> None:
         """The targets' tickets linked to each other, then — with `marks` — `_taken_before`. In
@@ -1221,6 +1224,20 @@ def _rendered_as(err: DeliveryError, link: Link | None, caught_up: bool) -> Deli
         err.sent_to = {**(err.sent_to or {}), RENDERED_AS: {"ticket": link.vendor_id, "told": link.extra.get("told"),
                                                             "caught_up": caught_up}}
     return err
+
+
+def _url_of(adapter: Adapter, ticket: str) -> str | None:
+    """`Adapter.ticket_url` of a ticket the vendor's event named; None when it cannot be told now
+    (Slack's permalink is asked of a Slack whose every look just failed): the ticket is recorded
+    all the same — the delivery's outcome is not this link's to decide."""
+    try:
+        return adapter.ticket_url(ticket)
+    except DeliveryError as err:
+        log.warning("the url of the ticket the vendor's event named could not be told",
+                    extra={"vendor_id": ticket, "error_type": type(err).__name__, "vendor_status": err.status})
+    except Exception:  # a bug: recorded without it, as before
+        log.exception("the url of the ticket the vendor's event named could not be told")
+    return None
 
 
 def _sent_to(handoff: Handoff, target: str) -> Mapping[str, Any]:

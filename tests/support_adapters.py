@@ -293,7 +293,7 @@ class ClosingAdapter(_Recording):
 
 class VanishingAdapter(_Recording):
     """Every create's answer is lost after sending (the ticket may be made), and every lookup for it
-    fails: only the vendor's own event can say where it went."""
+    fails, its link's too: only the vendor's own event can say where it went."""
 
     name = "vanishing"
 
@@ -302,6 +302,9 @@ class VanishingAdapter(_Recording):
 
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
         raise TransientError("503 on the lookup", status=503)
+
+    def ticket_url(self, vendor_id: str) -> str | None:  # asked of the vendor (Slack's permalink), down too
+        raise TransientError("503 on the permalink", status=503)
 
 
 class ThreadedAdapter(_Recording):

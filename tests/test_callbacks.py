@@ -495,6 +495,7 @@ def test_a_delivery_given_up_after_its_vendor_named_the_ticket_an_agent_took_is_
         return
     assert bot.states() == ["queued", "assigned"]  # `delivered` is behind `assigned`: not owed after it
     assert read["status"] == "delivered" and read["tickets"][0]["id"] == "V-1"
+    assert read["tickets"][0]["url"] is None  # the vendor could not say its link either: recorded all the same
     assert read["assignment"]["agent"] == "Dana"
     dropped = read["context_receipt"]["vanishing"]["dropped"]
     assert dropped and all("named ticket V-1 as this handoff's" in d["reason"] for d in dropped)
@@ -502,6 +503,41 @@ def test_a_delivery_given_up_after_its_vendor_named_the_ticket_an_agent_took_is_
     # link was left without it, and the next handoff opened a second ticket while Dana worked V-1).
     again = post(app, {**full_packet(targets=["vanishing"]), "metadata": {"n": 2}}, key="k-2")
     assert [(t["status"], t["id"]) for t in again["tickets"]] == [("updated", "V-1")]
+
+
+def test_a_zendesk_ticket_recorded_from_its_event_carries_the_agent_url_a_create_gives_it(make_callback_app, bot):
+    # A review: the create's answer lost and every look for it failed, the ticket Zendesk's event
+    # named was recorded with no url — the answer, GET and the callbacks gave the bot a ticket
+    # without the agent's link the contract promises (§3 `tickets[].url`).
+    import requests
+    import responses
+
+    from tests.fakes.zendesk import FakeZendesk
+
+    app = make_callback_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
+                            zendesk_api_token="t", max_attempts=1)
+    services, url = app.extensions["connector"], "https://acme.zendesk.com/agent/tickets/1001"
+    packet = minimal_packet(callback={"url": bot.url})
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        zendesk = FakeZendesk(rsps)
+        zendesk.raises("POST", "/api/v2/tickets.json", requests.exceptions.ReadTimeout("read timed out"))
+        zendesk.error("GET", "/api/v2/tickets.json", 503, "Service Unavailable")  # the look by external_id
+        hid = post(app, packet)["id"]
+        taken = AssignmentEvent(target="zendesk", event_id="ev-1", ticket_id="1001", handoff_id=hid,
+                                agent_id="agent-7", agent_name="Dana", at=utcnow())
+        assert assignments.record(services, taken).outcome == "recorded"
+        with services.db.session() as session:
+            [delivery] = session.scalars(select(Delivery).filter_by(handoff_id=hid)).all()
+            delivery.next_attempt_at = utcnow() - dt.timedelta(seconds=1)  # the one more try an unknown outcome gets
+        services.outbox.run_delivery(delivery.id)
+    read = app.test_client().get(f"/v1/handoffs/{hid}", headers=auth()).get_json()
+    assert [(t["status"], t["id"], t["url"]) for t in read["tickets"]] == [("created", "1001", url)]
+    replay = app.test_client().post("/v1/handoffs", json=packet, headers={**auth(), "Idempotency-Key": "k-1"})
+    assert [t["url"] for t in replay.get_json()["tickets"]] == [url]  # the answer, as the bot's retry gets it
+    solved = CompletionEvent(target="zendesk", event_id="ev-2", ticket_id="1001", handoff_id=hid, at=utcnow())
+    assert assignments.complete(services, solved).outcome == "recorded"
+    send_due(app)
+    assert bot.states()[-1] == "completed" and bot.requests[-1].json["ticket"]["url"] == url
 
 
 def test_an_update_that_met_its_ticket_closed_is_recorded_on_the_ticket_the_event_named(make_callback_app, bot,

@@ -731,9 +731,14 @@ def test_expired_login_is_renewed_once_and_the_retry_keeps_its_headers(org: Sale
     org.create("Case", headers={"Authorization": "Bearer TOKEN-2", "Sforce-Auto-Assign": "FALSE"})
     org.comments(1)
 
-    outcome = adapter(settings).deliver(ctx_for(assignment=routed()))
+    target = adapter(settings)
+    # Before a password login the host is not known: no link, rather than "/lightning/r/Case/…/view".
+    link = f"{INSTANCE}/lightning/r/Case/{CASE_ID}/view"
+    assert target.ticket_url(CASE_ID) == (None if settings is PASSWORD_SETTINGS else link)
+    outcome = target.deliver(ctx_for(assignment=routed()))
 
-    assert outcome.url == f"{INSTANCE}/lightning/r/Case/{CASE_ID}/view"
+    # What a case recorded from Salesforce's own event is given (the outbox's `_taken_ticket`): the same link.
+    assert outcome.url == target.ticket_url(CASE_ID) == link
     assert [c.request.headers.get("Sforce-Auto-Assign") for c in org.calls("POST", "sobjects/Case/")] == ["FALSE"] * 2
 
 

@@ -163,6 +163,10 @@ def test_create_posts_alert_then_thread_then_permalink(slack: FakeSlack, adapter
     assert outcome.vendor_id == f"C0HANDOFF/{ts}"
     assert outcome.url == f"https://acme.slack.com/archives/C0HANDOFF/p{ts.replace('.', '')}"
     assert outcome.link_extra == {"channel": "C0HANDOFF", "ts": ts, "handoff_id": HANDOFF}
+    # What an alert recorded from Slack's own event is given (the outbox's `_taken_ticket`): the same
+    # link, asked of Slack as the create asked it.
+    assert adapter.ticket_url(outcome.vendor_id) == outcome.url
+    assert slack.calls[-1].method == "chat.getPermalink" and slack.calls[-1].body == permalink.body
     assert outcome.receipt["dropped"] == []
     for message in sent_messages(slack):
         assert_within_limits(message)

@@ -581,6 +581,8 @@ def test_base_url_override_is_used_for_the_api_and_agent_links_stay_the_accounts
         outcome = target.deliver(ctx())
         agent = target.previous_agent(full_packet())
     assert outcome.url == "https://acme.zendesk.com/agent/tickets/1001"
+    # What a ticket recorded from Zendesk's own event is given (the outbox's `_taken_ticket`): the same link.
+    assert target.ticket_url("1001") == outcome.url
     assert all(c.request.url.startswith("http://127.0.0.1:8089/zd/") for c in rsps.calls)
     assert agent == {"id": "381156009921", "name": "Sam Okafor", "email": "sam@acme.example"}
 
