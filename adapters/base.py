@@ -216,6 +216,10 @@ class Sent:
     # The agent the vendor's answer to an update says has the ticket, waiting on them: no event
     # comes for an assignee who does not change, and the handoff stayed unassigned for good.
     holder: str | None = None
+    # An update that went to another ticket than the link's, which takes its place (Zendesk: the
+    # open ticket an agent merged the link's closed one into): the link's ticket id, so the outbox
+    # links the conversation to this one, as it does a new ticket.
+    moved_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,7 @@ class Outcome:
     customer: Mapping[str, str] = field(default_factory=dict)
     opened_with: Mapping[str, Any] = field(default_factory=dict)
     holder: str | None = None  # from `Sent.holder`
+    moved_from: str | None = None  # from `Sent.moved_from`
 
 
 def mapping_context(ctx: HandoffContext) -> dict[str, Any]:
@@ -616,6 +621,7 @@ class Adapter(abc.ABC):
             link_extra=sent.extra,
             slow_down_s=sent.slow_down_s,
             holder=sent.holder,
+            moved_from=sent.moved_from,
             # From the packet as delivered: a batch of messages that opens the ticket carries its
             # handoff's customer only here (its stored packet holds its own messages).
             customer=customer_marks(ctx.packet),

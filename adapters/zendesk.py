@@ -372,7 +372,55 @@ class ZendeskAdapter(Adapter):
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         assert ctx.link is not None  # the base calls this only with a link
         body = self._with_upload(payload, ctx)
-        ticket_id = str(ctx.link.vendor_id)
+        try:
+            return self._update(body, ctx, str(ctx.link.vendor_id))
+        except TicketGone as gone:
+            into = self._merged_into(gone)
+            if into is None:
+                raise
+            return self._update_merged(body, ctx, gone, into)
+
+    def _update_merged(self, body: dict[str, Any], ctx: HandoffContext, gone: TicketGone, into: str) -> Sent:
+        """The update on the ticket an agent merged the conversation's closed one into, where the
+        conversation goes on: it opened a follow-up instead, a duplicate of the ticket agents were
+        already working on. The link names that ticket from now on (`Sent.moved_from`). Closed or
+        deleted too, the conversation's own closed ticket gets its follow-up, as any closed one."""
+        try:
+            sent = self._update(body, ctx, into)
+        except (RejectedError, AuthError) as err:
+            # Closed or deleted since (`TicketGone`), or refused (a 403: a ticket the API user may
+            # not see): the follow-up, as before. A 401 is the credentials, which it would meet too.
+            if isinstance(err, AuthError) and err.status != 403:
+                raise
+            log.info("zendesk: the ticket the conversation's was merged into takes no update; opening a follow-up",
+                     extra={"ticket": gone.ticket_id, "merged_into": into, "status": err.status})
+            raise gone from None
+        except OutcomeUnknown as err:  # the note may be on the merge target: the next attempt looks there
+            err.sent_to = {**(err.sent_to or {}), "merged_into": into}
+            raise
+        return replace(sent, moved_from=gone.ticket_id)
+
+    def _merged_into(self, gone: TicketGone) -> str | None:
+        """The ticket an agent merged the closed `gone` into, from its audits (newest first, one
+        page: the merge closed it, so it is among its last): None when it was not merged, or its
+        audits cannot be read (a 403 for an OAuth token without the global `read` scope Zendesk
+        asks for them). The update on it tells whether it is still open."""
+        if not gone.closed:
+            return None
+        path = f"/api/v2/tickets/{quote(gone.ticket_id, safe='')}/audits.json"
+        try:
+            reply, _ = self._call("GET", path, write=False, params={"sort_order": "desc"}, expect="audits")
+        except DeliveryError as err:
+            if isinstance(err, RateLimited) or (isinstance(err, AuthError) and err.status != 403):
+                raise  # the follow-up's create would meet it too; let the outbox pause / report
+            log.warning("zendesk: the closed ticket's audits could not be read (%s); a follow-up names it",
+                        type(err).__name__, extra={"ticket": gone.ticket_id})
+            return None
+        return _merge_target(reply["audits"], gone.ticket_id)
+
+    def _update(self, body: dict[str, Any], ctx: HandoffContext, ticket_id: str) -> Sent:
+        """`body` (its attachment uploaded) on ticket `ticket_id`: its tags, its note, then the
+        ticket settled (`_settle`). A ticket that takes no more updates raises `TicketGone`."""
         path = f"/api/v2/tickets/{quote(ticket_id, safe='')}.json"
         try:
             # The tags first: adding them again is harmless, so a failure after them only sends them
@@ -471,20 +519,25 @@ class ZendeskAdapter(Adapter):
     def find_existing_update(self, ctx: HandoffContext) -> Sent | None:
         """After a timed-out comment: did it land? Updates have no Idempotency-Key at Zendesk, but
         every brief names its handoff id, so the ticket's newest comments tell — a page of 100,
-        Zendesk's most (20 missed the note on a busy ticket replayed later: posted twice)."""
+        Zendesk's most (20 missed the note on a busy ticket replayed later: posted twice). One that
+        went to the ticket the link's was merged into (`_update_merged`) is looked for there."""
         assert ctx.link is not None
-        ticket_id = quote(ctx.link.vendor_id)
+        merged = str(ctx.sent_to.get("merged_into") or "")
+        ticket_id = merged or ctx.link.vendor_id
         try:
-            reply, _ = self._call("GET", f"/api/v2/tickets/{ticket_id}/comments.json", write=False,
+            reply, _ = self._call("GET", f"/api/v2/tickets/{quote(ticket_id)}/comments.json", write=False,
                                   params={"sort_order": "desc", "per_page": 100}, expect="comments")
         except RejectedError as err:  # deleted since: the comment cannot be there, a new ticket may
-            raise _gone(err, ctx.link.vendor_id) or err from err
+            if merged:
+                return None  # the update meets the link's ticket closed, and looks for its merge again
+            raise _gone(err, ticket_id) or err from err
         for comment in reply["comments"]:
             if ctx.handoff_id in (comment.get("html_body") or comment.get("body") or ""):
-                reopened, raised, holder = self._after_found_note(ctx.link.vendor_id, self._raises_after_note(ctx))
-                return Sent(vendor_id=ctx.link.vendor_id, url=self.ticket_url(ctx.link.vendor_id),
+                reopened, raised, holder = self._after_found_note(ticket_id, self._raises_after_note(ctx))
+                return Sent(vendor_id=ticket_id, url=self.ticket_url(ticket_id),
                             reply={"found_by": "comment", **({"reopened": True} if reopened else {}),
-                                   **({"raised_priority": raised} if raised else {})}, holder=holder)
+                                   **({"raised_priority": raised} if raised else {})}, holder=holder,
+                            moved_from=ctx.link.vendor_id if merged else None)
         return None
 
     def probe(self) -> Probed:
@@ -739,6 +792,22 @@ def _not_settled(ticket_id: str, cause: TransientError, changes: Mapping[str, An
                            *([f"raised to {changes['priority']}"] if "priority" in changes else [])])
     return RateLimitedAfterActing.unknown(f"the note is on ticket {ticket_id}, which could not be {undone} yet "
                                           f"({type(cause).__name__})", cause)
+
+
+def _merge_target(audits: list[Any], ticket_id: str) -> str | None:
+    """The ticket the newest merge audit of closed ticket `ticket_id` names, or None. Zendesk
+    records a merge in the audits of the tickets merged, `via.source.rel` "merge", the other ticket
+    in `via.source.from.ticket_id` (the ticket object's own `via` is how it was made, not merged).
+    Zendesk's OpenAPI description leaves `via.source` open; this is how integrations that follow
+    merges read it.
+    A ticket merged into this one is closed by its merge as well: named, its update meets it closed,
+    and the follow-up is opened as before — no other open ticket can be updated by mistake."""
+    for audit in audits:
+        source = ((audit.get("via") if isinstance(audit, dict) else None) or {}).get("source")
+        if isinstance(source, dict) and source.get("rel") == "merge":
+            target = (source.get("from") or {}).get("ticket_id") if isinstance(source.get("from"), dict) else None
+            return str(target) if id_problem(target) is None and str(target) != ticket_id else None
+    return None
 
 
 def _gone(err: RejectedError, ticket_id: str) -> TicketGone | None:

@@ -121,12 +121,15 @@ _SET_LINK_OWNER = (update(_LINKS).where(_LINKS.c.id == bindparam("link_id"),
 # A new ticket replaces the conversation's link; an update of its ticket fills a link that has
 # none — unless another delivery owns it: that one is opening the successor of a ticket closed
 # since this update was sent, and the closed ticket put back freed the link for a second one.
+# An update that went to the ticket the link's was merged into (`Outcome.moved_from`) replaces
+# the link while it still names the merged ticket: the next handoff read its closed ticket again.
 _NO_TICKET = or_(_LINKS.c.vendor_id.is_(None), _LINKS.c.vendor_id == "")
 _OWNED_BY_NONE_BUT_THIS = or_(_LINKS.c.owner_delivery_id.is_(None),
                               _LINKS.c.owner_delivery_id == bindparam("delivery_id"))
 _LINK_TICKET_BY_KEY = (
     update(_LINKS).where(_THE_LINK, or_(and_(_NO_TICKET, _OWNED_BY_NONE_BUT_THIS),
-                                        bindparam("replaces", type_=Boolean)))
+                                        bindparam("replaces", type_=Boolean),
+                                        _LINKS.c.vendor_id == bindparam("moved_from")))
     .values(vendor_id=bindparam("vendor_id"), url=bindparam("url"), extra=bindparam("extra"),
             owner_delivery_id=None, updated_at=bindparam("now"))
 )
@@ -771,7 +774,7 @@ class Outbox:
             # The usual case, one statement: the link this delivery took at intake gets its ticket.
             filled = driver_cursor.run(connection, _LINK_TICKET_BY_KEY,
                                        {**key, **ticket, "replaces": outcome.status == "created", "now": now,
-                                        "delivery_id": delivery.id})
+                                        "delivery_id": delivery.id, "moved_from": outcome.moved_from})
             if not filled.rowcount:
                 # No link (taken over from an older handoff without one), one whose ticket was
                 # updated, or one another delivery is opening a successor on.

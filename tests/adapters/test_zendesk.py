@@ -195,6 +195,7 @@ def test_a_closed_ticket_gets_a_follow_up_ticket_with_the_whole_brief(zd: FakeZe
     """Zendesk refuses every update of a closed ticket, for good: the conversation came back after
     it closed. Failing would lose this handoff and every later one of the conversation."""
     zd.error("PUT", "/api/v2/tickets/77120.json", 422, "error-422-closed-ticket.json")
+    zd.audits(77120)  # closed, not merged into another ticket
     zd.create_ticket({"id": 1002})
     packet = {**full_packet(), "follow_up": {"handoff_id": "hnd_01TESTHANDOFF0000000000000", "first": 3}}
     short = replace(ctx(packet, link=Link(vendor_id="77120")), brief=render_brief(packet, "msg_1", update=True))
@@ -208,6 +209,77 @@ def test_a_closed_ticket_gets_a_follow_up_ticket_with_the_whole_brief(zd: FakeZe
     assert created["ticket"]["comment"]["html_body"] == render_brief(
         packet, "hnd_01TESTHANDOFF0000000000000", assignment=short.assignment).html
     assert outcome.payload["ticket"]["via_followup_source_id"] == 77120
+
+
+def test_a_ticket_merged_into_an_open_one_is_updated_there_not_followed_up(zd: FakeZendesk) -> None:
+    # A review: an agent merged the conversation's ticket into the customer's other open one (the
+    # merge closes it); the next handoff met it closed and opened a follow-up — a duplicate of the
+    # ticket agents were already working on. The merge is in the closed ticket's audits.
+    zd.error("PUT", "/api/v2/tickets/77120.json", 422, "error-422-closed-ticket.json")
+    zd.audits(77120, merged_into=88001)
+    zd.update_ticket(88001)
+
+    outcome = adapter().deliver(ctx(link=Link(vendor_id="77120")))
+
+    assert (outcome.status, outcome.vendor_id) == ("updated", "88001")
+    assert outcome.url == "https://acme.zendesk.com/agent/tickets/88001"
+    assert outcome.moved_from == "77120"  # the outbox links the conversation to 88001 from now on
+    [audits] = zd.calls("GET", "/api/v2/tickets/77120/audits.json")
+    assert audits.request.params == {"sort_order": "desc"}  # the merge that closed it is among the newest
+    [note] = zd.json_bodies("PUT", "/api/v2/tickets/88001.json")
+    assert "Handed off again" in note["ticket"]["comment"]["html_body"]
+    assert "handoff" in zd.json_bodies("PUT", "/api/v2/tickets/88001/tags")[0]["tags"]
+    assert zd.calls("POST", TICKETS) == []
+
+
+@pytest.mark.parametrize("target", ["closed", "deleted", "forbidden"])
+def test_a_merge_target_that_takes_no_update_gets_the_follow_up_of_the_closed_ticket(zd: FakeZendesk,
+                                                                                     target: str) -> None:
+    zd.error("PUT", "/api/v2/tickets/77120.json", 422, "error-422-closed-ticket.json")
+    zd.audits(77120, merged_into=88001)
+    status, answer = {"closed": (422, "error-422-closed-ticket.json"), "deleted": (404, "error-404-ticket.json"),
+                      "forbidden": (403, "error-403-forbidden.json")}[target]
+    zd.error("PUT", "/api/v2/tickets/88001.json", status, answer)
+    zd.create_ticket({"id": 1002})
+
+    outcome = adapter().deliver(ctx(link=Link(vendor_id="77120")))
+
+    assert (outcome.status, outcome.vendor_id, outcome.moved_from) == ("created", "1002", None)
+    assert zd.json_bodies("POST", TICKETS)[0]["ticket"]["via_followup_source_id"] == 77120  # the conversation's own
+
+
+@pytest.mark.parametrize("audits", [403, 503])
+def test_a_closed_ticket_whose_audits_cannot_be_read_gets_its_follow_up(zd: FakeZendesk, audits: int) -> None:
+    # An OAuth token without Zendesk's global `read` scope may not list audits (403); the follow-up
+    # is what the conversation got before merges were looked for.
+    zd.error("PUT", "/api/v2/tickets/77120.json", 422, "error-422-closed-ticket.json")
+    zd.error("GET", "/api/v2/tickets/77120/audits.json", audits,
+             "error-403-forbidden.json" if audits == 403 else "error-503.html")
+    zd.create_ticket({"id": 1002})
+
+    outcome = adapter().deliver(ctx(link=Link(vendor_id="77120")))
+
+    assert (outcome.status, outcome.vendor_id) == ("created", "1002")
+    assert zd.json_bodies("POST", TICKETS)[0]["ticket"]["via_followup_source_id"] == 77120
+
+
+def test_a_note_on_a_merge_target_that_timed_out_is_found_there_not_posted_twice(zd: FakeZendesk) -> None:
+    zd.error("PUT", "/api/v2/tickets/77120.json", 422, "error-422-closed-ticket.json")
+    zd.audits(77120, merged_into=88001)
+    zd.raises("PUT", "/api/v2/tickets/88001.json", requests.exceptions.ReadTimeout("read timed out"))
+    link = Link(vendor_id="77120")
+    with pytest.raises(OutcomeUnknown) as unknown:
+        adapter().deliver(ctx(link=link))
+    assert unknown.value.sent_to["merged_into"] == "88001"
+    context = ctx(link=link, outcome_unknown=True, attempt=2, sent_to=unknown.value.sent_to)
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/88001/comments.json", json={"comments": [
+        {"id": 1, "html_body": f"<p>Handoff {context.handoff_id} from support-bot</p>"}]})
+    zd.show_ticket(88001)
+
+    outcome = adapter().deliver(context)
+
+    assert (outcome.status, outcome.vendor_id, outcome.moved_from) == ("updated", "88001", "77120")
+    assert len(zd.calls("PUT", "/api/v2/tickets/88001.json")) == 1
 
 
 def test_a_closed_ticket_another_delivery_is_replacing_is_waited_for_not_replaced_twice(zd: FakeZendesk) -> None:

@@ -97,6 +97,7 @@ def test_a_conversation_back_after_its_ticket_closed_gets_a_follow_up_ticket_and
     assert post(client, full_packet()).get_json()["tickets"][0]["id"] == "1001"
 
     zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
+    zd.audits(1001)  # closed, not merged into another ticket
     zd.create_ticket({"id": 1002})
     came_back = full_packet()
     came_back["transcript"].append({"at": "2026-11-27T11:00:00Z", "role": "customer", "text": "It broke again."})
@@ -114,6 +115,37 @@ def test_a_conversation_back_after_its_ticket_closed_gets_a_follow_up_ticket_and
         "target": "zendesk", "status": "updated", "id": "1002", "url": "https://acme.zendesk.com/agent/tickets/1002",
         "attempts": 1, "error": None}
     assert len(zd.calls("PUT", "/api/v2/tickets/1001.json")) == 1
+    zd.assert_ticket_requests_valid()
+
+
+def test_a_conversation_whose_ticket_was_merged_goes_on_on_the_ticket_it_was_merged_into(zendesk):
+    """An agent merged the conversation's ticket into the customer's other open one (the merge closes
+    it): the next handoff updates that ticket — no follow-up duplicating it — and the one after it
+    updates it straight away, the conversation linked to it."""
+    client, zd = zendesk
+    zd.search(results=[])  # the sticky rule's look for an open ticket, once per handoff
+    zd.create_ticket({"id": 1001})
+    assert post(client, full_packet()).get_json()["tickets"][0]["id"] == "1001"
+
+    zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
+    zd.audits(1001, merged_into=88001)
+    zd.update_ticket(88001)
+    came_back = full_packet()
+    came_back["transcript"].append({"at": "2026-11-27T11:00:00Z", "role": "customer", "text": "It broke again."})
+    second = post(client, came_back)
+    assert second.status_code == 201, second.get_json()
+    assert second.get_json()["tickets"][0] == {
+        "target": "zendesk", "status": "updated", "id": "88001",
+        "url": "https://acme.zendesk.com/agent/tickets/88001", "attempts": 1, "error": None}
+    assert "It broke again." in zd.json_bodies("PUT", "/api/v2/tickets/88001.json")[0]["ticket"]["comment"]["html_body"]
+
+    third = full_packet()
+    third["transcript"].append({"at": "2026-11-27T11:05:00Z", "role": "customer", "text": "Still broken."})
+    assert post(client, third).get_json()["tickets"][0]["id"] == "88001"
+    assert len(zd.calls("PUT", "/api/v2/tickets/1001.json")) == 1  # the merged ticket is not tried again
+    assert len(zd.calls("GET", "/api/v2/tickets/1001/audits.json")) == 1
+    assert len(zd.json_bodies("PUT", "/api/v2/tickets/88001.json")) == 2
+    assert len(zd.calls("POST", "/api/v2/tickets.json")) == 1  # no follow-up ticket
     zd.assert_ticket_requests_valid()
 
 

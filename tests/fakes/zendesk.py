@@ -90,6 +90,24 @@ class FakeZendesk:
         ticket["id"] = ticket_id
         return self._add("GET", f"/api/v2/tickets/{ticket_id}.json", 200, {"ticket": ticket})
 
+    def audits(self, ticket_id: int = 77120, *, merged_into: int | None = None) -> responses.BaseResponse:
+        """`GET /api/v2/tickets/{id}/audits.json`, newest first: a closed ticket's history. With
+        `merged_into`, its last audit is the merge that closed it, as Zendesk records one on each
+        ticket merged (`via.source.rel` "merge", the other ticket in `via.source.from.ticket_id`);
+        without, that audit is not there (a ticket closed after it was solved). Shaped after
+        Zendesk's TicketAuditObject and that `via` as integrations following merges read it: not a
+        recording."""
+        body = fixture("ticket-audits-merged.json")
+        merge, *older = body["audits"]
+        if merged_into is None:
+            body.update(audits=older, count=len(older))
+        else:
+            merge["via"]["source"]["from"]["ticket_id"] = merged_into
+        for audit in body["audits"]:
+            audit["ticket_id"] = ticket_id
+        return self._add("GET", f"/api/v2/tickets/{ticket_id}/audits.json", 200, body,
+                         match=[matchers.query_param_matcher({"sort_order": "desc"})])
+
     def tickets_by_external_id(self, external_id: str, *, found: bool = True) -> responses.BaseResponse:
         body = fixture("tickets-by-external-id.json")
         if found:
