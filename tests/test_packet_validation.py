@@ -415,6 +415,8 @@ def test_limits_are_reported_with_the_other_field_errors(make_app):
     errors = problem(post(client, packet), 422)["errors"]
     assert errors["transcript.1.text"] == ["At most 100 characters (CONNECTOR_MAX_ENTRY_CHARS); got 101."]
     assert "transcript.2.role" in errors and "escalation.reason" in errors
+    # The text's limit beside another fault of its own entry too (it was left for the next try; a review).
+    assert errors["transcript.2.text"] == ["At most 100 characters (CONNECTOR_MAX_ENTRY_CHARS); got 101."]
 
 
 def test_default_limits_accept_exactly_the_maximum(client):
@@ -537,6 +539,14 @@ def test_a_body_declared_in_another_charset_and_not_utf8_is_415_naming_it(client
 def test_a_body_that_is_utf8_is_taken_whatever_charset_it_declares(client, charset):
     # A review: Spring's ISO-8859-1 default and us-ascii over ASCII bytes were refused as 415.
     assert post(client, minimal_packet(), content_type=f"application/json; charset={charset}").status_code == 201
+
+
+def test_a_body_starting_with_a_byte_order_mark_is_taken(client):
+    # It was a 400 telling the bot to "decode using utf-8-sig", something only the server can do (a review).
+    raw = b"\xef\xbb\xbf" + json.dumps(minimal_packet()).encode()
+    response = client.post("/v1/handoffs", data=raw, headers=auth(), content_type="application/json")
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["conversation_id"] == minimal_packet()["conversation"]["id"]
 
 
 def test_unicode_survives_intact(client):

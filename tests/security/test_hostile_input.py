@@ -200,6 +200,15 @@ def test_nul_and_lone_surrogates_are_422_on_every_database(any_db_app, replace, 
     assert list(problem["errors"]) == [shown]
 
 
+def test_past_twenty_unstorable_texts_the_first_twenty_are_named_in_order_and_the_cut_is_said(client):
+    # Sorted as strings, entries 0-4 and 10-24 were named, 5-9 left out, and nothing said so (a review).
+    packet = minimal_packet()
+    packet["transcript"] = [{"at": f"2026-11-20T10:00:{n:02}Z", "role": "customer", "text": "x\x00"} for n in range(25)]
+    problem = assert_problem(post_raw(client, json.dumps(packet).encode()), 422)
+    assert list(problem["errors"]) == [f"transcript.{n}.text" for n in range(20)]
+    assert problem["detail"].endswith(" The first 20 of 25 are named.")
+
+
 # `{"email": "a", "email": "b"}` was read as its last value: a proxy or the bot's own logs may have
 # read the first, so what was checked and what was stored could differ. Refused, each path named.
 def test_a_key_given_twice_in_one_object_is_refused_naming_where(client):
