@@ -48,6 +48,10 @@ def test_document_states_the_limits_this_service_enforces(make_app):
     assert [rule["required"] for rule in schemas["Customer"]["anyOf"]] == [["id"], ["email"], ["phone"]]
     for path in ("/v1/handoffs", "/v1/handoffs/{handoff_id}/messages"):
         assert "65536 bytes" in document["paths"][path]["post"]["requestBody"]["description"]
+    # Map keys' limits, which OpenAPI 3.0 cannot state as a rule (a client was told a longer key was fine).
+    assert schemas["Customer"]["properties"]["attributes"]["description"] == "Keys of at most 200 characters."
+    assert schemas["Packet"]["properties"]["collected_data"]["description"] == "Keys of at most 200 characters."
+    assert "at most 40 characters" in schemas["Packet"]["properties"]["vendor_extra"]["description"]
 
 
 def test_document_is_served_the_same_each_time_and_built_once(client, monkeypatch):

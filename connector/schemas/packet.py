@@ -222,7 +222,9 @@ class CustomerSchema(_Open):
     phone = fields.String(validate=Length(max=64))
     account_id = fields.String(validate=ID)
     segment = fields.String(validate=Length(max=100))
-    attributes = fields.Dict(keys=fields.String(validate=Length(max=200)), values=Scalar())
+    # OpenAPI 3.0 has no `propertyNames`: the key's limit is said in words (the document took longer keys).
+    attributes = fields.Dict(keys=fields.String(validate=Length(max=200)), values=Scalar(),
+                             metadata={"description": "Keys of at most 200 characters."})
 
     @validates_schema
     @json_schema(lambda: {
@@ -420,14 +422,16 @@ class PacketSchema(_NullIsAbsent):
     intent = fields.Nested(IntentSchema)
     sentiment = fields.Nested(SentimentSchema)
     attempted_solutions = fields.List(fields.Nested(AttemptSchema), validate=Length(max=100))
-    collected_data = fields.Dict(keys=fields.String(validate=Length(max=200)), values=ScalarOrList())
+    collected_data = fields.Dict(keys=fields.String(validate=Length(max=200)), values=ScalarOrList(),
+                                 metadata={"description": "Keys of at most 200 characters."})
     history = fields.List(fields.Nested(HistorySchema), validate=Length(max=200))
     escalation = fields.Nested(EscalationSchema, required=True)
     routing = fields.Nested(RoutingHintsSchema)
     targets = fields.List(fields.String(validate=Length(max=40)),
                           validate=[Length(min=1, max=20), distinct])
     callback = fields.Nested(CallbackSchema)
-    vendor_extra = fields.Dict(keys=fields.String(validate=Length(max=40)), values=fields.Dict())
+    vendor_extra = fields.Dict(keys=fields.String(validate=Length(max=40)), values=fields.Dict(),
+                               metadata={"description": "Keys (target names) of at most 40 characters."})
     metadata = fields.Dict()
 
     def __init__(self, limits: Limits | None = None, **kwargs: Any):
