@@ -387,6 +387,16 @@ def test_list_by_conversation_newest_first_and_only_own_bot(client):
     assert response.status_code == 422 and "conversation_id" in response.get_json()["errors"]
 
 
+@pytest.mark.parametrize(("query", "errors"), [
+    ("conversation_id=conv-2001&limt=1", {"limt": ["unknown parameter"]}),
+    ("conversation_id=conv-2001&conversation_id=conv-9", {"conversation_id": ["given more than once"]}),
+])
+def test_a_list_query_with_a_parameter_it_does_not_read_or_one_given_twice_is_refused(client, query, errors):
+    # `?limt=1` was read as the default 20, a second conversation_id dropped, each without a word (a review).
+    response = client.get(f"/v1/handoffs?{query}", headers=auth())
+    assert response.status_code == 422 and response.get_json()["errors"] == errors
+
+
 @pytest.mark.parametrize("limit", ["\uff11\uff10", "\u0661", "\u00b2", " 2", "+2", "1_0", "0", "101", "9" * 40])
 def test_a_list_limit_is_whole_ascii_digits_in_range(client, limit):
     # int() read "１０" (fullwidth), "١" (Arabic-Indic), " 2", "+2" and "1_0" as numbers: a limit no

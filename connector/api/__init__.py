@@ -14,6 +14,20 @@ from ..errors import ValidationFailed
 _WHOLE = re.compile(r"[0-9]{1,6}")
 
 
+def only_params(*names: str) -> None:
+    """Refuse a query parameter the route does not read, or one given twice: `include-failed=1` (the
+    CLI's spelling) replayed none of the failed deliveries, answered `{"replayed": []}` — an
+    all-clear; a bot's `?limt=5` was read as the default 20, `?conversation_id=a&conversation_id=b` as `a`."""
+    unknown = sorted(set(request.args) - set(names))
+    if unknown:
+        raise ValidationFailed(f"{unknown[0][:40]!r} is no parameter of this route; it reads {', '.join(names)}.",
+                               errors={name[:40]: ["unknown parameter"] for name in unknown})
+    twice = sorted(name for name in names if len(request.args.getlist(name)) > 1)
+    if twice:
+        raise ValidationFailed(f"{twice[0]} is given more than once; send it once.",
+                               errors={name: ["given more than once"] for name in twice})
+
+
 def query_limit(default: int, most: int) -> int:
     """`?limit=`: a whole number from 1 to `most`, `default` when left out; else 422 naming it."""
     raw = request.args.get("limit", str(default))

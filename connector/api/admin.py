@@ -17,7 +17,7 @@ from ..previewing import preview_packet
 from ..schemas.responses import DELIVERY_STATES
 from ..services import current_services
 from ..settings import BOOL_WORDS, truth
-from . import query_limit
+from . import only_params, query_limit
 
 bp = Blueprint("admin", __name__, url_prefix="/v1")
 # `next_before`: where a page ended, its last row's `updated_at` (in UTC) and id.
@@ -58,7 +58,7 @@ def preview() -> Response:
         409: {description: "An edit of the mapping files is refused: the service serves the last good set, which is not what was edited", content: {application/problem+json: {schema: Problem}}}
         422: {$ref: "#/components/responses/Problem"}
     """
-    _only("at")  # a misspelt `At=` decided as of now: a holiday checked showed today's routing
+    only_params("at")  # a misspelt `At=` decided as of now: a holiday checked showed today's routing
     services = current_services()
     services.mapping_store.current(verdict=True)  # looks at the files: an edit made since the last look
     refused = services.mapping_store.errors
@@ -88,7 +88,7 @@ def deliveries() -> Response:
     """
     # A misspelt filter (`tagret=`, the callbacks command's `status=`) listed every delivery, as if
     # asked for; a paging parameter of another API (`offset=`) the first page again, for ever.
-    _only("state", "target", "limit", "before")
+    only_params("state", "target", "limit", "before")
     state = request.args.get("state")
     if state is not None and state not in DELIVERY_STATES:
         raise ValidationFailed(f"state must be one of {', '.join(DELIVERY_STATES)}.", errors={"state": ["unknown"]})
@@ -180,21 +180,12 @@ def retry_many() -> Response:
         401: {$ref: "#/components/responses/Problem"}
         422: {$ref: "#/components/responses/Problem"}
     """
-    _only("target", "include_failed")
+    only_params("target", "include_failed")
     states = REPLAYABLE if _flag("include_failed") else ("dead",)
     replayed, left = current_services().replay_given_up(states, target=_target())
     response = jsonify({"replayed": replayed, "not_enabled": left})
     response.status_code = 202
     return response
-
-
-def _only(*names: str) -> None:
-    """Refuse a query parameter this route does not read: `include-failed=1` (the CLI's spelling)
-    replayed none of the failed deliveries, answered `{"replayed": []}` — an all-clear."""
-    unknown = sorted(set(request.args) - set(names))
-    if unknown:
-        raise ValidationFailed(f"{unknown[0][:40]!r} is no parameter of this route; it reads {', '.join(names)}.",
-                               errors={name[:40]: ["unknown parameter"] for name in unknown})
 
 
 def _flag(name: str) -> bool:

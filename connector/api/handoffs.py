@@ -14,7 +14,7 @@ from ..errors import NotFound, ValidationFailed
 from ..intake import Answer, accept, warned
 from ..models import Assignment, Callback, Handoff
 from ..services import current_services
-from . import query_limit
+from . import only_params, query_limit
 
 bp = Blueprint("handoffs", __name__, url_prefix="/v1/handoffs")
 
@@ -244,6 +244,7 @@ def list_handoffs() -> Response:
     """
     services = current_services()
     caller = authenticate_bot(request, services.settings)
+    only_params("conversation_id", "limit")
     conversation_id = request.args.get("conversation_id", "")
     if not conversation_id:
         raise ValidationFailed("Say which conversation: ?conversation_id=…", errors={"conversation_id": ["required"]})
