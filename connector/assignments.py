@@ -229,17 +229,13 @@ def complete(services: Services, event: CompletionEvent) -> Received:
         handoff = _delivered_to(session, event)
         if handoff is None:
             return Received("ignored", NO_HANDOFF)
-        # The row's lock, to the commit, orders it with an assignment being recorded (`record`).
-        first = session.execute(update(Handoff).where(Handoff.id == handoff.id, Handoff.completed_at.is_(None))
-                                .values(completed_at=event.at).execution_options(synchronize_session=False))
-        url = callbacks.url_for(handoff.packet, "completed")
-        owed = False
-        if url is not None:
-            tickets = _tickets(session, handoff)
-            new = callbacks.row(handoff, "completed", url, tickets, _told_at(session, handoff, event.at),
-                                primary=_ticket_at(tickets, event.target, event.ticket_id))
-            owed = callbacks.add(session.connection(), services.db, new)
-        if not first.rowcount and not owed:
+        first, owed = _completed(session, services, handoff, event)
+        # The conversation's earlier handoffs the solved ticket holds (a later one updated it) are
+        # solved with it: each kept quoting its wait in a read and its bot never heard `completed`.
+        for earlier in _earlier_on_ticket(session, handoff, event):
+            solved, told = _completed(session, services, earlier, event)
+            first, owed = first or solved, owed or told
+        if not first and not owed:
             return Received("duplicate", "the handoff's completion was recorded already", handoff.id)
         handoff_id = handoff.id
     if owed:
@@ -247,6 +243,32 @@ def complete(services: Services, event: CompletionEvent) -> Received:
     with log_context(handoff_id=handoff_id):
         log.info("completion recorded", extra={"target": event.target})
     return Received("recorded", "completed", handoff_id)
+
+
+def _completed(session: Session, services: Services, handoff: Handoff, event: CompletionEvent) -> tuple[bool, bool]:
+    """`handoff` recorded as solved at `event.at` and its `completed` owed if its bot asked: whether
+    each was new (a copy of the event finds both done)."""
+    # The row's lock, to the commit, orders it with an assignment being recorded (`record`).
+    first = session.execute(update(Handoff).where(Handoff.id == handoff.id, Handoff.completed_at.is_(None))
+                            .values(completed_at=event.at).execution_options(synchronize_session=False))
+    url = callbacks.url_for(handoff.packet, "completed")
+    owed = False
+    if url is not None:
+        tickets = _tickets(session, handoff)
+        new = callbacks.row(handoff, "completed", url, tickets, _told_at(session, handoff, event.at),
+                            primary=_ticket_at(tickets, event.target, event.ticket_id))
+        owed = callbacks.add(session.connection(), services.db, new)
+    return bool(first.rowcount), owed
+
+
+def _earlier_on_ticket(session: Session, handoff: Handoff, event: CompletionEvent) -> list[Handoff]:
+    """The handoffs before `handoff` delivered to the solved ticket and not solved yet, newest first
+    (the order `_delivered_to` took the newest in: locks are taken in one order)."""
+    return list(session.scalars(
+        select(Handoff).join(Delivery, Delivery.handoff_id == Handoff.id)
+        .where(Delivery.target == event.target, Delivery.vendor_id == event.ticket_id, Handoff.follows_id.is_(None),
+               Handoff.completed_at.is_(None), Handoff.id != handoff.id, Handoff.created_at <= handoff.created_at)
+        .order_by(Handoff.created_at.desc(), Handoff.id.desc())).unique())
 
 
 def _tickets(session: Session, handoff: Handoff) -> list[dict[str, Any]]:

@@ -932,6 +932,37 @@ def test_a_ticket_solved_at_zendesk_tells_the_bot_completed_once(make_callback_a
     assert received.json["at"] == "2026-11-21T12:00:05Z"  # Zendesk's time for the event
 
 
+def test_a_solved_ticket_completes_the_conversations_earlier_handoff_it_holds_too(make_callback_app, bot):
+    # A later handoff of the conversation updated the ticket: solved, only the newest was; the earlier
+    # one kept quoting its wait in a read and its bot never heard `completed`.
+    from tests.test_webhooks_zendesk import at, event, signed
+
+    packet = full_packet(callback={"url": bot.url, "events": ["completed"]})
+    app = _with_a_zendesk_handoff(make_callback_app, "hnd_LATER", packet, url="https://acme.zendesk.com/agent/tickets/1001")
+    with app.extensions["connector"].db.session() as session:
+        for handoff_id, ticket, seconds in (("hnd_EARLIER", "1001", -300), ("hnd_ELSEWHERE", "1002", -200)):
+            session.add(Handoff(id=handoff_id, bot_id="support-bot", conversation_id="conv-1", idempotency_key=handoff_id,
+                                request_hash="0" * 64, packet=packet, assignment={"team": "billing", "trace": []},
+                                customer_message={"locale": "en", "text": "An agent will be with you."},
+                                estimated_wait_seconds=240, created_at=at(seconds),
+                                deliveries=[Delivery(target="zendesk", state="created", vendor_id=ticket)]))
+    solved = json.dumps(event(type="zen:event-type:ticket.status_changed",
+                              event={"current": "SOLVED", "previous": "OPEN"})).encode()
+    answer = app.test_client().post("/webhooks/zendesk", data=solved, content_type="application/json",
+                                    headers=signed(solved)).get_json()
+    assert answer == {"outcome": "recorded", "detail": "completed", "handoff_id": "hnd_LATER"}
+    send_due(app)
+    assert sorted((r.json["handoff_id"], r.json["state"]) for r in bot.requests) == [
+        ("hnd_EARLIER", "completed"), ("hnd_LATER", "completed")]
+    earlier = app.test_client().get("/v1/handoffs/hnd_EARLIER", headers=auth()).get_json()
+    assert earlier["completed_at"] is not None and earlier["estimated_wait_seconds"] is None
+    other = app.test_client().get("/v1/handoffs/hnd_ELSEWHERE", headers=auth()).get_json()
+    assert other["completed_at"] is None  # another ticket's
+    again = app.test_client().post("/webhooks/zendesk", data=solved, content_type="application/json",
+                                   headers=signed(solved)).get_json()
+    assert again["outcome"] == "duplicate"
+
+
 @pytest.mark.parametrize(("events", "heard"), [
     (["assigned", "completed"], ["completed"]),
     # A bot that will not hear `completed` still hears who took it (a review of the first mend:
