@@ -220,7 +220,10 @@ def _unheld(value: Any) -> list[tuple[str, str]]:
 def _in_order(path: str) -> tuple[tuple[int, int | str], ...]:
     """A path's place in the document: `transcript.5` before `transcript.10` (as strings, the answer
     cut at 20 named entries 0-4 and 10-24, and left out 5-9; a review)."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in path.split("."))
+    # ASCII digits of a list's index only: `isdigit` is true of "²" and of a 5,000-digit key, which
+    # `int` refuses (a 500 in place of the 422; a review).
+    return tuple((0, int(part)) if part.isascii() and part.isdigit() and len(part) <= 18 else (1, part)
+                 for part in path.split("."))
 
 
 def _first(paths: list[Any]) -> tuple[list[Any], str]:

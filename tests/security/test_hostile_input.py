@@ -207,6 +207,10 @@ def test_past_twenty_unstorable_texts_the_first_twenty_are_named_in_order_and_th
     problem = assert_problem(post_raw(client, json.dumps(packet).encode()), 422)
     assert list(problem["errors"]) == [f"transcript.{n}.text" for n in range(20)]
     assert problem["detail"].endswith(" The first 20 of 25 are named.")
+    for key in ("\u00b2", "9" * 5000):  # digits `int` cannot read, as keys: a 500 (a review)
+        packet = {**minimal_packet(), "collected_data": {key: "a\x00", "1": "b\x00"}}
+        problem = assert_problem(post_raw(client, json.dumps(packet).encode()), 422)
+        assert list(problem["errors"]) == ["collected_data.1", f"collected_data.{key}"]
 
 
 # `{"email": "a", "email": "b"}` was read as its last value: a proxy or the bot's own logs may have
