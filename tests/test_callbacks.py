@@ -719,8 +719,13 @@ def test_a_host_is_read_as_the_address_the_resolver_would_take_it_for(host, addr
 def test_a_callback_host_without_a_dot_is_taken_where_private_addresses_are_allowed(make_app):
     # A compose service's name was refused as "Not a valid URL." (a review).
     app = make_app(callback_allow_private=True)
-    post(app, full_packet(callback={"url": "http://rasa-x:5002/cb"}))  # 201 or 202
-    assert {row.url for row in rows(app)} == {"http://rasa-x:5002/cb"}
+    for n, url in enumerate(("http://rasa-x:5002/cb", "http://action_server:5055/cb", "http://bot_api_1:8080/cb")):
+        post(app, full_packet(callback={"url": url}, conversation={"id": f"conv-{n}"}), key=f"k-{n}")  # 201 or 202
+    assert {row.url for row in rows(app)} == {"http://rasa-x:5002/cb", "http://action_server:5055/cb",
+                                              "http://bot_api_1:8080/cb"}
+    refused = app.test_client().post("/v1/handoffs", data=json.dumps(full_packet(callback={"url": "http://a b/cb"})),
+                                     headers=auth(), content_type="application/json")
+    assert refused.get_json()["errors"] == {"callback.url": ["Not a valid URL."]}
 
 
 def test_a_public_address_written_oddly_is_not_refused_at_intake(make_app):

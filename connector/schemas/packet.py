@@ -402,10 +402,31 @@ class RoutingHintsSchema(_Open):
     preferred_agent = fields.Nested(PreferredAgentSchema)
 
 
+class _ServiceUrl(fields.Url):
+    """A URL whose host may be a compose service's name, dotless and with `_` (`http://rasa-x:5002/cb`,
+    `http://action_server:5055/cb`, with CONNECTOR_CALLBACK_ALLOW_PRIVATE): each was "Not a valid URL."
+    while the README and /openapi.json took it (two reviews). marshmallow's check is kept for the
+    rest, the host read with `-` for `_`; `callback_http.url_problem` says what may be called."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(require_tld=False, **kwargs)
+        check = self.validators.pop(0)  # marshmallow's URL check, which refuses `_` in a host
+
+        def checked(url: str) -> str:
+            check(_underscores_read_as_hyphens(url))  # raises what marshmallow says
+            return url
+
+        self.validators.insert(0, checked)
+
+
+def _underscores_read_as_hyphens(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    host_end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    return f"{scheme}{sep}{rest[:host_end].replace('_', '-')}{rest[host_end:]}" if sep else url
+
+
 class CallbackSchema(_Open):
-    # A dotless host too (a compose service: `http://rasa-x:5002/cb`, with CONNECTOR_CALLBACK_ALLOW_PRIVATE):
-    # it was "Not a valid URL." while the README and /openapi.json took it. `url_problem` says what may be called.
-    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False, validate=Length(max=2000))
+    url = _ServiceUrl(required=True, schemes={"http", "https"}, validate=Length(max=2000))
     events = fields.List(fields.String(validate=validate.OneOf(CALLBACK_EVENTS)))
 
 
