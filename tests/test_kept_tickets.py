@@ -114,6 +114,7 @@ def test_a_repeat_whose_ticket_was_closed_is_answered_with_routings_team(app):
     client = app.test_client()
     with a_ticket_for_support(client, "conv-closed") as (_, zd, first):
         zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
+        zd.audits(1001)  # closed, not merged
         zd.create_ticket({"id": 1002})
         answer = post(client, fraud(first)).get_json()
         new = zd.json_bodies("POST", "/api/v2/tickets.json")[-1]["ticket"]

@@ -164,6 +164,7 @@ def test_two_handoffs_meeting_the_same_closed_ticket_make_one_new_ticket(zendesk
     zd.create_ticket({"id": 1001})
     post(client, full_packet())
     zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
+    zd.audits(1001)  # closed, not merged
     zd.raises("POST", "/api/v2/tickets.json", ReadTimeout("read timed out"))  # the new ticket: fate unknown
     packets = [full_packet(), full_packet()]
     for n, packet in enumerate(packets):
@@ -224,6 +225,7 @@ def test_when_the_closed_tickets_successor_fails_to_open_the_next_handoff_still_
     zd.create_ticket({"id": 1001})
     post(client, full_packet())
     zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
+    zd.audits(1001)  # closed, not merged
     zd.error("POST", "/api/v2/tickets.json", 422, "error-422-base-invalid.json")  # this one is refused
     first = full_packet()
     first["transcript"].append({"at": "2026-11-27T11:00:00Z", "role": "customer", "text": "Back."})
