@@ -64,14 +64,19 @@ _AUTH_HEADER = re.compile(r"(?<![A-Za-z0-9_\]])([Bb]earer|Basic)(\s+)[A-Za-z0-9.
 # second redaction cannot take "is:" as the value before a placeholder.
 # An unquoted value runs to a space; `&`, `;` and `,` end it only before a space, its end, or the
 # next `key=` of a query string ("password: Tr0ub4dor&3" left "&3" showing).
-# A session cookie (`;jsessionid=…` after a masked link, `PHPSESSID=…` in a pasted cookie) lets whoever
-# reads it act as the customer: it was left in the ticket after "password: https://host/login" was masked.
-# Not "Session ID: 8842", which bots give as a support reference.
+# A session cookie (`;jsessionid=…` after a masked link, `PHPSESSID=…`, `ASP.NET_SessionId=…`,
+# `laravel_session=…` in a pasted cookie) lets whoever reads it act as the customer: it was left in the
+# ticket after "password: https://host/login" was masked. `_assignment` masks only a value as long as
+# one (a support reference, "SessionID: 8842", and "session_token: expired" stay).
+_SESSION_NAMES = (r"j?session[_-]?id|phpsessid|session[_-]?token|asp\.net_sessionid|connect\.sid"
+                  r"|_?[a-z0-9]*_session(?:_?id)?")
+_SESSION_KEY = re.compile(_SESSION_NAMES)
+_SESSION_VALUE_MIN = 16  # characters: JSESSIONID's are 32, PHPSESSID's 26 or more, ASP.NET's 24
 _ASSIGNMENT = re.compile(
     r"(?i)(?<![A-Za-z0-9_\]])(((?:password|passwd|passwort|kennwort|contrase[ñn]a|mot de passe|pwd|pw|passcode"
     r"|pin(?:[ -]?code)?|cvv2?|cvc2?|security code|secret|client_secret|api[_-]?key|access[_-]?token"
     r"|aws_secret_access_key|secret[_-]?key|private[_-]?key"
-    r"|auth[_-]?token|token|j?sessionid|phpsessid|session[_-]?token)[\"']?)(?:\s+(?:number|code))?"
+    r"|auth[_-]?token|token|" + _SESSION_NAMES + r")[\"']?)(?:\s+(?:number|code))?"
     r"((?>\s*[:=]\s*|\s+(?:(?:is|ist|es|est|was|war)\b(?:\s*[:=])?\s*(?:(?:now|still|jetzt|noch)\s+)?)?)))"
     r"(?!\[redacted)(\"[^\"\n]*\"|'[^'\n]*'|(?:[^\s&;,'\"]|[&;,](?=[^\s&;,'\"])(?![A-Za-z_][\w.-]*=))+)"
 )
@@ -374,6 +379,9 @@ _PROBLEM_WORDS = frozenset({"link", "reset", "expired", "incorrect", "wrong", "i
 def _assignment(match: re.Match[str]) -> str | None:
     prefix, name, separator, value = match.groups()
     name, quoted = name.rstrip("\"'").lower(), value[:1] in "\"'"
+    if _SESSION_KEY.fullmatch(name):  # `=` or `:`, or a tab: a cookie's row copied from a browser's tools
+        given = ":" in separator or "=" in separator or separator == "\t"
+        return f"{prefix}[redacted secret]" if given and len(value.strip("\"'")) >= _SESSION_VALUE_MIN else None
     if ":" not in separator and "=" not in separator:
         # Prose ("is", or a space): only a password's or a code's name, and only a value shaped like
         # one — "password is wrong", "Password 2FA code never arrives", "pin 2 of the cable" and

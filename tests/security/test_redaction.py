@@ -117,9 +117,16 @@ def luhn_valid(digits: str) -> bool:
         ("secret", "password: https://acme.example/reset/MjQ/bq7x-4f1e9a2c8d3b/ and password: https://host/a,b",
          "password: [redacted secret] and password: [redacted secret]"),
         # A session id is a credential, after a link it followed or in a pasted cookie (a review).
-        ("secret", "password: https://host/login;jsessionid=A1B2C3D4E5 and Cookie: PHPSESSID=9f8e7d6c5b; lang=en",
-         "password: [redacted secret];jsessionid=[redacted secret] and Cookie: PHPSESSID=[redacted secret]; lang=en"),
-        ("secret", "sessionid=k2j3h4g5f6d7 (Session ID: 8842)", "sessionid=[redacted secret] (Session ID: 8842)"),
+        ("secret", "password: https://host/login;jsessionid=A1B2C3D4E5F6A7B8C9D0 and Cookie: PHPSESSID=9f8e7d6c5b4a3f2e1d0c9b8a7f; "
+                   "lang=en", "password: [redacted secret];jsessionid=[redacted secret] and Cookie: "
+                   "PHPSESSID=[redacted secret]; lang=en"),
+        # Frameworks' own names, and a row copied from a browser's cookie table (a review of the mend).
+        ("secret", "Cookie: ASP.NET_SessionId=abcd1234efgh5678ijkl; _session_id=9f8e7d6c5b4a3f2e1d0c; "
+                   "laravel_session=eyJpdiI6IkZ4bW9zS2; connect.sid=s%3AQx81kq0Pz7wLm2Nb",
+         "Cookie: ASP.NET_SessionId=[redacted secret]; _session_id=[redacted secret]; "
+         "laravel_session=[redacted secret]; connect.sid=[redacted secret]"),
+        ("secret", "JSESSIONID\tA1B2C3D4E5F6A7B8C9D0E1F2\tshop.example.com\t/",
+         "JSESSIONID\t[redacted secret]\tshop.example.com\t/"),
         ("secret", "my password is now Welcome1, it is still Hunter22? My password is still Hunter22",
          "my password is now [redacted secret], it is still Hunter22? My password is still [redacted secret]"),
         ("email", "write to josé.o'brien+billing@example.co.uk.", "write to [redacted email]."),
@@ -170,6 +177,8 @@ def test_each_kind_is_masked(kind: str, text: str, expected: str) -> None:
         # "Reset password: [redacted secret] expired", and the bot's help link was hidden in Slack).
         (["secret"], "Reset password: link expired. To reset your password: https://help.acme.example/reset"),
         (["secret"], "Password: Expired. pwd: incorrect, passcode: not accepted"),
+        # A session's name with a support reference or a diagnosis, not a cookie (a review of the mend).
+        (["secret"], "SessionID: 8842, sessionId: 8842, Session ID: 8842, session_token: expired since monday"),
         (ALL, "user@localhost, @handle, a@b"),
         (["card", "iban", "national_id", "secret", "email"], "order 555-123-4567 / 415 555 0134 / +14155550134"),
         (["phone"], "order 12345678 has 3 items"),  # too short for a phone
