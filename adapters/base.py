@@ -1,7 +1,8 @@
 """The adapter interface. The base class owns the pipeline; a vendor fills in hooks.
 
     deliver(ctx):  outcome of the last attempt unknown? ─ yes ─▶ find_existing(_update) → found? → done,
-                        │ no / not found                                                nothing re-sent
+                        │ no / not found          (find_existing: the link's                nothing re-sent
+                        │                          ticket is this handoff's own)
                         ▼
                  no link? ─▶ a given-up delivery's ticket (find_existing for `ctx.earlier`), else
                         │    the customer's open one (`update_open_ticket`: find_open_ticket) → becomes
@@ -57,6 +58,11 @@ COMMON_MAPPING_KEYS = frozenset({"version", "redact", "lookups", "update_open_ti
 COMMON_MAPPING_TYPES: Mapping[str, type | tuple[type, ...]] = {"update_open_ticket": bool}
 
 
+# The key of a link's `extra` naming the handoff whose delivery made its ticket (the outbox keeps it;
+# Slack's alerts said it before): a replay of that delivery finds its own ticket, not the conversation's.
+MADE_FOR = "handoff_id"
+
+
 @dataclass(frozen=True)
 class Link:
     """The ticket this conversation already has at the target."""
@@ -64,6 +70,9 @@ class Link:
     vendor_id: str
     url: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Found as the ticket a delivery given up with its outcome unknown made (`Adapter._ticket_to_update`):
+    # that delivery's handoff and the outcome its own next attempt would have recorded (`Outcome.made_earlier`).
+    made_earlier: tuple[str, Outcome] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -238,6 +247,10 @@ class Outcome:
     opened_with: Mapping[str, Any] = field(default_factory=dict)
     holder: str | None = None  # from `Sent.holder`
     moved_from: str | None = None  # from `Sent.moved_from`
+    # The ticket this delivery went to was made by a delivery of an earlier handoff given up with its
+    # outcome unknown (`Link.made_earlier`): the outbox records that one as made there too — it stayed
+    # `dead`, its bot told nobody had the handoff, and a replay of it updated its own ticket.
+    made_earlier: tuple[str, Outcome] | None = None
 
 
 def mapping_context(ctx: HandoffContext) -> dict[str, Any]:
@@ -516,11 +529,21 @@ class Adapter(abc.ABC):
         # An unknown outcome is resolved first: the ticket our timed-out create made must not be
         # mistaken for "the customer's open ticket" and commented on a second time.
         if ctx.outcome_unknown:
+            # A link naming this handoff's own ticket (`MADE_FOR`: a later handoff found what this
+            # delivery made, given up, and took it for the conversation's) is looked up as made: a
+            # replay updated it as the conversation's — Zendesk answered `updated` on the ticket this
+            # handoff opened, Slack posted "Handed off again" under its own alert (contract §4).
+            own = ctx.link if ctx.link is not None and ctx.link.extra.get(MADE_FOR) == ctx.handoff_id else None
+            ctx = ctx if own is None else replace(ctx, link=None)
             try:
                 with _still_unknown():
                     found = self.find_existing_update(ctx) if ctx.link else self.find_existing(ctx)
             except TicketGone as gone:  # the ticket went meanwhile
                 ctx, found = self._instead_of(gone, ctx)
+            else:
+                # Not found by a lookup that cannot tell it (`vendor_extra` replaced its mark): the link's record.
+                if found is None and own is not None:
+                    found = Sent(vendor_id=own.vendor_id, url=own.url, extra=dict(own.extra))
             if found is not None:
                 return self._outcome("updated" if ctx.link else "created", found, None, ctx, _carried(ctx))
         if ctx.link is None:
@@ -562,9 +585,10 @@ class Adapter(abc.ABC):
         delivery would have — its thread, its comments — and it was opened a second time), else
         the customer's open one when the mapping says so (not for the successor of a closed
         ticket: that one is opened, naming it)."""
-        for earlier in ctx.earlier:
+        for given_up in ctx.earlier:
+            earlier = self.for_target(given_up)
             try:
-                made = self.find_existing(self.for_target(earlier))
+                made = self.find_existing(earlier)
             except (LookupUnreadable, TicketGone) as err:
                 # Where that delivery went cannot be read (a channel the bot left, or named in a way
                 # the lookup cannot read), or what it made takes no more (an alert found in a channel
@@ -577,7 +601,8 @@ class Adapter(abc.ABC):
             if made is not None:
                 log.info("the conversation's ticket was made by a delivery given up; updating it",
                          extra={"vendor_id": made.vendor_id, "made_for": earlier.handoff_id})
-                return Link(vendor_id=made.vendor_id, url=made.url, extra=dict(made.extra))
+                return Link(vendor_id=made.vendor_id, url=made.url, extra=dict(made.extra), made_earlier=(
+                    earlier.handoff_id, self._outcome("created", made, None, earlier, _carried(earlier))))
         if ctx.follows_ticket is None and self.mapping.get("update_open_ticket"):
             return self.find_open_ticket(ctx)
         return None
@@ -622,6 +647,7 @@ class Adapter(abc.ABC):
             slow_down_s=sent.slow_down_s,
             holder=sent.holder,
             moved_from=sent.moved_from,
+            made_earlier=ctx.link.made_earlier if ctx.link is not None else None,
             # From the packet as delivered: a batch of messages that opens the ticket carries its
             # handoff's customer only here (its stored packet holds its own messages).
             customer=customer_marks(ctx.packet),

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Boolean, Connection, and_, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from adapters.base import Adapter, HandoffContext, Link, Outcome, kept_team, last_message_told, last_told
+from adapters.base import MADE_FOR, Adapter, HandoffContext, Link, Outcome, kept_team, last_message_told, last_told
 from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, ReplacementUnderway, TransientError, decide
 
 from . import answers, callbacks, driver_cursor, follow_up_packets, metrics
@@ -68,14 +68,26 @@ _HOLD = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("delivery_id"),
          .values(next_attempt_at=bindparam("until"), lease_owner=None, lease_expires_at=None))
 # A follow-up held for its turn: its retry window starts when it may go, not while it waits.
 _HOLD_FOR_TURN = _HOLD.values(window_started_at=bindparam("until"))
+# What a delivery's recorded outcome writes (`_done` gives the values).
+_OUTCOME = dict(state=bindparam("state"), vendor_id=bindparam("vendor_id"), url=bindparam("url"),
+                receipt=bindparam("receipt"), vendor_reply=bindparam("vendor_reply"), last_error=None,
+                outcome_unknown=False, sent_to=None, lease_owner=None, lease_expires_at=None,
+                finished_at=bindparam("now"), updated_at=bindparam("now"))
 # Only while the attempt's lease is still its own (`_LeaseLost`).
 _DELIVERED = (
     update(_DELIVERIES)
     .where(_DELIVERIES.c.id == bindparam("delivery_id"), _DELIVERIES.c.lease_owner == bindparam("token"))
-    .values(state=bindparam("state"), attempts=_DELIVERIES.c.attempts + 1, vendor_id=bindparam("vendor_id"),
-            url=bindparam("url"), receipt=bindparam("receipt"), vendor_reply=bindparam("vendor_reply"),
-            last_error=None, outcome_unknown=False, sent_to=None, lease_owner=None, lease_expires_at=None,
-            finished_at=bindparam("now"), updated_at=bindparam("now"))
+    .values(attempts=_DELIVERIES.c.attempts + 1, **_OUTCOME)
+)
+# A delivery given up with its outcome unknown whose ticket a later handoff's attempt found
+# (`Outcome.made_earlier`), recorded in that attempt's transaction — only while still given up: a
+# replay of it under way records what its own lookup finds.
+_MADE_EARLIER = (
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.handoff_id == bindparam("handoff_id"), _DELIVERIES.c.target == bindparam("target"),
+           or_(*(_DELIVERIES.c.state == state for state in GIVEN_UP)),  # the driver's cursor runs no expanding IN
+           _DELIVERIES.c.outcome_unknown.is_(True))
+    .values(**_OUTCOME)
 )
 _DELIVERED_WITH_PAYLOAD = _DELIVERED.values(payload=bindparam("payload"))
 _RENEW_OWN = (update(_DELIVERIES)
@@ -123,12 +135,15 @@ _SET_LINK_OWNER = (update(_LINKS).where(_LINKS.c.id == bindparam("link_id"),
 # since this update was sent, and the closed ticket put back freed the link for a second one.
 # An update that went to the ticket the link's was merged into (`Outcome.moved_from`) replaces
 # the link while it still names the merged ticket: the next handoff read its closed ticket again.
+# A ticket made that the link names already (a replay finding its own: `adapters.base.MADE_FOR`) leaves
+# it as it is: rewritten, it lost where the later handoffs' updates had left the conversation (`told`).
 _NO_TICKET = or_(_LINKS.c.vendor_id.is_(None), _LINKS.c.vendor_id == "")
 _OWNED_BY_NONE_BUT_THIS = or_(_LINKS.c.owner_delivery_id.is_(None),
                               _LINKS.c.owner_delivery_id == bindparam("delivery_id"))
 _LINK_TICKET_BY_KEY = (
     update(_LINKS).where(_THE_LINK, or_(and_(_NO_TICKET, _OWNED_BY_NONE_BUT_THIS),
-                                        bindparam("replaces", type_=Boolean),
+                                        and_(bindparam("replaces", type_=Boolean),
+                                             _LINKS.c.vendor_id.is_distinct_from(bindparam("vendor_id"))),
                                         _LINKS.c.vendor_id == bindparam("moved_from")))
     .values(vendor_id=bindparam("vendor_id"), url=bindparam("url"), extra=bindparam("extra"),
             owner_delivery_id=None, updated_at=bindparam("now"))
@@ -718,25 +733,30 @@ class Outbox:
         now = utcnow()
         # Prepared statements, not loaded rows: the attempt knows every value it writes (the ORM's
         # read and flush of both rows showed in the benchmark's profile of every delivery).
-        done = {"delivery_id": delivery.id, "token": delivery.lease_owner, "state": outcome.status,
-                "vendor_id": outcome.vendor_id, "url": outcome.url, "receipt": dict(outcome.receipt),
-                "vendor_reply": _jsonable(outcome.reply), "now": now}
+        done = {"delivery_id": delivery.id, "token": delivery.lease_owner, **_done(outcome, now)}
         # Which customer a ticket was opened for, as marks (no address kept with the link), and where
         # its conversation stood: a later handoff says what is new, and when it names another
         # customer (`HandoffContext.handed_off_again`).
         # Whatever the outcome: an "updated" one (the ticket an earlier given-up delivery made, the
         # customer's open one) may be what first fills the link; a link with its ticket already
         # is not written again (`_LINK_TICKET_BY_KEY`), so nothing kept there is replaced.
-        kept = {"customer": dict(outcome.customer), "opened_with": dict(outcome.opened_with)}
+        # And which handoff made the ticket (`MADE_FOR`): a replay of a given-up delivery whose ticket
+        # a later handoff found, taken for the conversation's, updated it.
+        made_earlier = outcome.made_earlier
+        made_for = made_earlier[0] if made_earlier else handoff.id if outcome.status == "created" else None
+        kept = {"customer": dict(outcome.customer), "opened_with": dict(outcome.opened_with), MADE_FOR: made_for}
         ticket = {"vendor_id": outcome.vendor_id, "url": outcome.url,
                   "extra": {**outcome.link_extra, **{key: value for key, value in kept.items() if value}}}
         key = ConversationLink.key_for(handoff, delivery.target)
         # Messages sent while a handoff waited, delivered: if every target had given up on the
         # handoff itself, its bot was told `failed` — it is owed `delivered` now (read before the
-        # transaction: the handoff's packet and answer do not change).
+        # transaction: the handoff's packet and answer do not change). So is the handoff whose
+        # given-up delivery made the ticket found (`Outcome.made_earlier`).
         parent = self._parent(handoff) if handoff.follows_id else None
+        earlier = self._stored(made_earlier[0]) if made_earlier else None
         try:
-            owed = self._write_success(done, ticket, key if link else None, outcome, delivery, handoff, now, parent)
+            owed = self._write_success(done, ticket, key if link else None, outcome, delivery, handoff, now, parent,
+                                       earlier)
         except _LeaseLost:
             _lease_lost(outcome.status, outcome.vendor_id)
             return None
@@ -748,19 +768,22 @@ class Outbox:
                          None, done["receipt"])
 
     def _parent(self, follow_up: Handoff) -> Handoff | None:
+        return self._stored(follow_up.follows_id)
+
+    def _stored(self, handoff_id: str | None) -> Handoff | None:
         with self.db.reading() as session:
-            parent = session.get(Handoff, follow_up.follows_id)
-            if parent is not None:
-                session.expunge(parent)
-            return parent
+            stored = session.get(Handoff, handoff_id)
+            if stored is not None:
+                session.expunge(stored)
+            return stored
 
     def _write_success(self, done: dict[str, Any], ticket: dict[str, Any], key: Mapping[str, str] | None,
                        outcome: Outcome, delivery: Delivery, handoff: Handoff, now: dt.datetime,
-                       parent: Handoff | None = None) -> bool:
+                       parent: Handoff | None = None, earlier: Handoff | None = None) -> bool:
         """`_record_success`'s transaction; True when a status callback is owed. Raises `_LeaseLost`
         (rolling it all back) when the delivery is no longer this attempt's. Statements straight on
         the driver's cursor (`driver_cursor`): this transaction is on the path between the vendor's
-        answer and the bot's."""
+        answer and the bot's. `earlier`: the handoff of `Outcome.made_earlier`."""
         with self.db.statements() as connection:
             if outcome.payload is None:
                 written = driver_cursor.run(connection, _DELIVERED, done)
@@ -785,12 +808,29 @@ class Outbox:
                                                               "created_at": now, "updated_at": now})
             if outcome.status == "updated" and outcome.opened_with:
                 _told(connection, key, outcome, now)
+            owed = earlier is not None and outcome.made_earlier is not None and self._made_earlier(
+                connection, earlier, delivery.target, outcome.made_earlier[1], now)
             if outcome.slow_down_s:
                 self._pause(connection, delivery.target, now + dt.timedelta(seconds=outcome.slow_down_s),
                             "the vendor's per-minute allowance is nearly spent", level=logging.INFO)
             if parent is not None:  # the handoff's own question, asked again: it shows this ticket now
-                return callbacks.on_given_up(connection, self.db, parent, now)
-            return callbacks.on_delivered(connection, self.db, handoff, now)
+                return callbacks.on_given_up(connection, self.db, parent, now) or owed
+            return callbacks.on_delivered(connection, self.db, handoff, now) or owed
+
+    def _made_earlier(self, connection: Connection | driver_cursor.Pooled, earlier: Handoff, target: str,
+                      made: Outcome, now: dt.datetime) -> bool:
+        """In the transaction recording a later handoff's outcome, which found the ticket the given-up
+        delivery of `earlier` to `target` made (`Outcome.made_earlier`): that delivery recorded as
+        `made`, as its own next attempt would have, and `delivered` owed to its bot. Left `dead`, its
+        bot heard `failed` ("nobody has it yet") of a ticket the connector had found and updated, and
+        a replay of it took that ticket for the conversation's and updated it. True when owed."""
+        found = driver_cursor.run(connection, _MADE_EARLIER, {"handoff_id": earlier.id, "target": target,
+                                                              **_done(made, now)})
+        if not found.rowcount:  # replayed meanwhile (its attempt records what it finds), or recorded already
+            return False
+        log.info("a given-up delivery recorded: a later handoff found the ticket it made",
+                 extra={"made_for": earlier.id, "vendor_id": made.vendor_id})
+        return callbacks.on_delivered(connection, self.db, earlier, now)
 
     def _record_error(self, delivery: Delivery, handoff: Handoff, err: DeliveryError,
                       seconds: float | None = None) -> Attempted | None:
@@ -1227,6 +1267,12 @@ def _rendered_as(err: DeliveryError, link: Link | None, caught_up: bool) -> Deli
         err.sent_to = {**(err.sent_to or {}), RENDERED_AS: {"ticket": link.vendor_id, "told": link.extra.get("told"),
                                                             "caught_up": caught_up}}
     return err
+
+
+def _done(outcome: Outcome, now: dt.datetime) -> dict[str, Any]:
+    """The values `_OUTCOME` writes for `outcome`."""
+    return {"state": outcome.status, "vendor_id": outcome.vendor_id, "url": outcome.url,
+            "receipt": dict(outcome.receipt), "vendor_reply": _jsonable(outcome.reply), "now": now}
 
 
 def _url_of(adapter: Adapter, ticket: str) -> str | None:

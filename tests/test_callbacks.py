@@ -540,6 +540,70 @@ def test_a_zendesk_ticket_recorded_from_its_event_carries_the_agent_url_a_create
     assert bot.states()[-1] == "completed" and bot.requests[-1].json["ticket"]["url"] == url
 
 
+def test_a_given_up_delivery_whose_ticket_the_next_handoff_found_is_recorded_made_and_its_replay_updates_nothing(
+        make_callback_app, bot):
+    # A review: handoff A's create made Zendesk ticket 1001, its answers lost, and A went `dead`. The
+    # conversation's next handoff B found 1001 by A's external_id and updated it — while A stayed `dead`,
+    # its bot told `failed` ("nobody has it yet"), and a replay of A took 1001 for the conversation's
+    # ticket: `updated` on the ticket A itself made, its brief posted there again (contract §4).
+    import requests
+    import responses
+
+    from connector.outbox import replay
+    from tests.fakes.zendesk import FakeZendesk
+
+    app = make_callback_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
+                            zendesk_api_token="t", max_attempts=1)
+    services, url = app.extensions["connector"], "https://acme.zendesk.com/agent/tickets/1001"
+
+    def read(handoff_id):
+        return app.test_client().get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()
+
+    def run_again(handoff_id):  # its next try (the one more an unknown outcome gets, or a replay's), due now
+        with services.db.session() as session:
+            [delivery] = session.scalars(select(Delivery).filter_by(handoff_id=handoff_id)).all()
+            delivery.next_attempt_at = utcnow() - dt.timedelta(seconds=1)
+        services.outbox.run_delivery(delivery.id)
+
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        rsps.add_passthru(bot.url)
+        zendesk = FakeZendesk(rsps)
+        zendesk.raises("POST", "/api/v2/tickets.json", requests.exceptions.ReadTimeout("read timed out"))
+        zendesk.error("GET", "/api/v2/tickets.json", 503, "Service Unavailable")  # its look for 1001 fails too
+        a = post(app, minimal_packet(callback={"url": bot.url}))["id"]
+        run_again(a)
+        assert read(a)["tickets"][0]["status"] == "dead"
+        zendesk.tickets_by_external_id(a)  # B's look for what A made: 1001
+        zendesk.update_ticket(1001)
+        b = post(app, minimal_packet(callback={"url": bot.url}, metadata={"n": 2}), key="k-2")
+        assert [(t["status"], t["id"]) for t in b["tickets"]] == [("updated", "1001")]
+        b = b["id"]
+        a_read = read(a)
+        assert a_read["status"] == "delivered"
+        assert [(t["status"], t["id"], t["url"]) for t in a_read["tickets"]] == [("created", "1001", url)]
+        assert [(t["status"], t["id"]) for t in read(b)["tickets"]] == [("updated", "1001")]
+        send_due(app)
+        told = {handoff_id: [r.json for r in bot.requests if r.json["handoff_id"] == handoff_id] for handoff_id in (a, b)}
+        assert [body["state"] for body in told[a]] == ["queued", "failed", "delivered"]
+        assert told[a][-1]["ticket"] == {"target": "zendesk", "status": "created", "id": "1001", "url": url}
+        assert [body["state"] for body in told[b]] == ["queued", "delivered", "assigned"]  # its update named the agent
+
+        # A replayed while B's attempt ran (B then left it alone): the link names A's own ticket, and
+        # the replay finds it as made, by its external_id — no update of it.
+        with services.db.session() as session:
+            session.execute(update(Delivery).where(Delivery.handoff_id == a).values(
+                state="dead", vendor_id=None, url=None, outcome_unknown=True))
+        assert replay(services.db, states=("dead",)) != []
+        zendesk.tickets_by_external_id(a)
+        run_again(a)
+        assert [(t["status"], t["id"], t["url"]) for t in read(a)["tickets"]] == [("created", "1001", url)]
+        assert len(zendesk.calls("POST", "/api/v2/tickets.json")) == 1  # A's own, timed out
+        assert len(zendesk.calls("PUT", "/api/v2/tickets/1001.json")) == 1  # B's update only
+    with services.db.reading() as session:  # and B's update is what the next handoff's note counts from
+        [link] = session.scalars(select(ConversationLink)).all()
+    assert (link.vendor_id, link.extra["handoff_id"], "told" in link.extra) == ("1001", a, True)
+
+
 def test_an_update_that_met_its_ticket_closed_is_recorded_on_the_ticket_the_event_named(make_callback_app, bot,
                                                                                         monkeypatch):
     # A review of the mend: the update found T1 closed, opened another in its place (its answer lost), the

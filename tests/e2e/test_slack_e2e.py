@@ -461,3 +461,53 @@ def test_an_alert_a_given_up_delivery_made_is_marked_when_a_batch_finds_it_after
         _taken_in_zendesk(app, answer["id"])
         assert send(app.test_client(), answer["id"]).status_code in (201, 202)
         assert _marked_taken(slack)
+
+
+def test_an_alert_a_given_up_delivery_made_is_recorded_when_the_next_handoff_finds_it_and_never_posted_to_again(
+        make_app):
+    # A review: handoff A's alert went up, its answer lost, A given up; the conversation's next handoff B
+    # found that alert and posted "Handed off again" in its thread — A stayed `dead`, and a replay of A
+    # took the alert for the conversation's and posted "Handed off again" under it for A itself: two
+    # messages for one handoff (contract §4).
+    from sqlalchemy import select, update
+
+    from connector.models import Delivery
+    from connector.outbox import replay
+
+    with FakeSlack() as slack:
+        app = make_app(targets=("slack",), slack_bot_token=slack.token, slack_api_url=slack.api_url,
+                       slack_channel="C0HANDOFF", vendor_timeout_s=1, max_attempts=1)
+        services = app.extensions["connector"]
+
+        def given_up(handoff_id):  # its retries ran out (or, after B, it was being replayed meanwhile)
+            with services.db.session() as session:
+                session.execute(update(Delivery).where(Delivery.handoff_id == handoff_id).values(
+                    state="dead", vendor_id=None, url=None, outcome_unknown=True))
+
+        def tickets(handoff_id):
+            read = app.test_client().get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()
+            return [(t["status"], t["id"]) for t in read["tickets"]]
+
+        slack.delay("chat.postMessage", 2.5, act=True)  # the alert goes up; its answer comes too late
+        a = _hand_off(app)["id"]
+        [alert] = _eventually(lambda: slack.top_level("C0HANDOFF"), within_s=6)
+        time.sleep(0.5)
+        given_up(a)
+        again = full_packet()
+        again["transcript"].append({"at": "2026-11-20T11:00:00Z", "role": "customer", "text": "Any news?"})
+        b = app.test_client().post("/v1/handoffs", data=json.dumps(again), headers=auth(),
+                                   content_type="application/json").get_json()
+        ticket = f"C0HANDOFF/{alert['ts']}"
+        assert [(t["status"], t["id"]) for t in b["tickets"]] == [("updated", ticket)]
+        assert tickets(a) == [("created", ticket)]
+
+        given_up(a)
+        assert replay(services.db, states=("dead",)) != []
+        with services.db.session() as session:
+            [delivery_id] = session.scalars(select(Delivery.id).where(Delivery.handoff_id == a))
+        services.outbox.run_delivery(delivery_id)
+        assert tickets(a) == [("created", ticket)]
+        assert len(slack.top_level("C0HANDOFF")) == 1
+        repeats = [m for m in slack.replies("C0HANDOFF", alert["ts"])
+                   if m.get("metadata", {}).get("event_type") == "handoff_updated"]
+        assert [m["metadata"]["event_payload"]["handoff_id"] for m in repeats] == [b["id"]]  # B's only
