@@ -89,6 +89,7 @@ CONTINUED = "\n(continued)"  # ends every part of a message too long for one com
 OVERFLOW = "\n[… the brief continues in the case comments · handoff {}]"
 PRIORITY = {"low": "Low", "normal": "Medium", "high": "High", "urgent": "High"}
 ORIGIN = {"web_chat": "Web", "email": "Email", "voice": "Phone", "sms": "Phone"}
+MAX_MERGES = 5  # Case Merges followed from the conversation's deleted case (`_update_merged`)
 
 
 class SalesforceAdapter(Adapter):
@@ -409,7 +410,64 @@ class SalesforceAdapter(Adapter):
         return key if key is not None and self.mapping.get(key) is not None else None
 
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
-        case_id, headers = payload["case_id"], payload["headers"]
+        try:
+            return self._update(payload, ctx, payload["case_id"])
+        except TicketGone as gone:
+            return self._update_merged(payload, ctx, gone)
+
+    def _update_merged(self, payload: dict[str, Any], ctx: HandoffContext, gone: TicketGone) -> Sent:
+        """The update on the case an agent merged the conversation's deleted one into (Case Merge
+        deletes the cases merged away), where the conversation goes on: it opened a new case
+        instead, a duplicate of the one agents were already working on. The link names that case
+        from now on (`Sent.moved_from`). Merged on in turn, the merges are followed, `MAX_MERGES` of
+        them; one not merged, closed, deleted for good or refused, a new case is opened as before."""
+        deleted, seen = gone, {gone.ticket_id}
+        for _ in range(MAX_MERGES):
+            into = self._merged_into(deleted)
+            if into is None or into in seen:
+                break
+            seen.add(into)
+            try:
+                # A retry after part of it landed finds the deleted case again, the merge again, and
+                # resumes there (`_transcript_to`): nothing to carry in `sent_to`.
+                return replace(self._update(payload, ctx, into), moved_from=gone.ticket_id)
+            except TicketGone as again:  # closed, or deleted (merged on?) since
+                deleted = again
+            except (RejectedError, AuthError) as err:
+                # Refused (a 403: a case the API user may not see or edit): a new case, as before. A
+                # 401 is the credentials, which its create would meet too.
+                if isinstance(err, AuthError) and err.status != 403:
+                    raise
+                log.info("salesforce: the case the conversation's was merged into takes no update; opening a "
+                         "new case", extra={"case": gone.ticket_id, "merged_into": into, "status": err.status})
+                break
+        raise gone
+
+    def _merged_into(self, gone: TicketGone) -> str | None:
+        """The case an agent merged the deleted `gone` into: its `MasterRecordId`, which Salesforce
+        sets on the cases a merge deletes, readable with queryAll while they are in the recycle bin
+        (15 days). None when it was not merged (deleted, or closed: a merge deletes), emptied from
+        the recycle bin, or not readable (a refusal). The update on it tells whether it is open. A
+        failure that may pass (a timeout, a 5xx, a 429) is raised, to be retried: taken as "not
+        merged", it opened the duplicate of the master case, linked from then on (as Zendesk's)."""
+        if gone.closed:
+            return None
+        soql = format_soql("SELECT MasterRecordId FROM Case WHERE Id = {}", gone.ticket_id)
+        try:
+            records = self._call(lambda sf: sf.query(soql, include_deleted=True), write=False).get("records") or []
+        except DeliveryError as err:
+            if isinstance(err, TransientError) or (isinstance(err, AuthError) and err.status != 403):
+                raise
+            log.warning("salesforce: the deleted case's merge could not be read (%s); a new case is opened",
+                        type(err).__name__, extra={"case": gone.ticket_id, "status": err.status})
+            return None
+        master = records[0].get("MasterRecordId") if records else None
+        return master if isinstance(master, str) and master and master != gone.ticket_id else None
+
+    def _update(self, payload: dict[str, Any], ctx: HandoffContext, case_id: str) -> Sent:
+        """`payload` on case `case_id` (the link's, or the one it was merged into): its fields, then
+        its comments. A case closed or deleted raises `TicketGone`."""
+        headers = payload["headers"]
 
         def unknown(err: DeliveryError) -> OutcomeUnknown:
             # Part of this update is on the case (the brief's comment an agent may be reading): told

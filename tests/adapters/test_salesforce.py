@@ -19,7 +19,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from adapters.base import Link
 from adapters.errors import AuthError, OutcomeUnknown, RateLimited, RejectedError, TicketGone, TransientError
-from adapters.salesforce import COMMENT_MAX_BYTES, CONTINUED, OVERFLOW, SalesforceAdapter
+from adapters.salesforce import COMMENT_MAX_BYTES, CONTINUED, MAX_MERGES, OVERFLOW, SalesforceAdapter
 from connector.brief import render_brief
 from connector.errors import ConfigError
 from connector.settings import Settings
@@ -319,6 +319,8 @@ def test_a_repeat_handoff_reports_who_owns_the_case_now(org: SalesforceFake, own
 def test_a_closed_or_deleted_case_gets_a_new_case_with_the_whole_brief(org: SalesforceFake, closed, parent) -> None:
     """Comments on a closed case reach no queue: the conversation came back after it closed."""
     org.case_state("5005g00000OldCasAA", closed=closed, gone=not closed)
+    if not closed:
+        org.merged("5005g00000OldCasAA")  # deleted by hand: no case it was merged into
     org.new_case(comments=1)
 
     outcome = adapter().deliver(ctx_for(link=Link(vendor_id="5005g00000OldCasAA", url=None)))
@@ -328,6 +330,132 @@ def test_a_closed_or_deleted_case_gets_a_new_case_with_the_whole_brief(org: Sale
     assert case.get("ParentId") == parent  # a child of the closed case; a deleted one is not named
     assert case["Description"] == ctx_for().brief.text
     assert [c["ParentId"] for c in org.sent("CaseComment")] == [CASE_ID]
+
+
+OLD_CASE, MASTER = "5005g00000OldCasAA", "5005g00000MastrCAA"
+STATE_SOQL = "SELECT IsClosed, OwnerId, Owner.Name, Owner.IsActive, CreatedById FROM Case WHERE Id = '{}'"
+
+
+def test_a_case_merged_into_another_is_updated_there_and_the_link_moves(org: SalesforceFake) -> None:
+    """Case Merge deleted the conversation's case into the customer's other open one: the next
+    handoff opened a new case, duplicating the one agents were working on. The deleted case's
+    MasterRecordId, read through queryAll, names it."""
+    org.case_state(OLD_CASE, gone=True)
+    org.merged(OLD_CASE, into=MASTER)
+    org.case_state(MASTER, owner=AGENT, owner_name="Ana Agent")
+    org.comments(2)
+
+    outcome = adapter().deliver(ctx_for(link=Link(vendor_id=OLD_CASE, url=None)))
+
+    assert (outcome.status, outcome.vendor_id, outcome.moved_from) == ("updated", MASTER, OLD_CASE)
+    assert outcome.url == f"{INSTANCE}/lightning/r/Case/{MASTER}/view"
+    assert outcome.holder == AGENT  # who has the master case, as for the link's own
+    assert org.queries("queryAll/") == [f"SELECT MasterRecordId FROM Case WHERE Id = '{OLD_CASE}'"]
+    assert org.queries() == [STATE_SOQL.format(OLD_CASE), STATE_SOQL.format(MASTER)]
+    assert [c["ParentId"] for c in org.sent("CaseComment")] == [MASTER, MASTER]
+    assert not org.sent("Case")
+
+
+@pytest.mark.parametrize("then", ["open", "back", "too_many"])
+def test_merges_made_in_steps_are_followed_a_few_never_back_to_a_case_seen(org: SalesforceFake, then) -> None:
+    """The master merged on in turn (duplicates consolidated in steps, three at most each): followed
+    to the open case; a chain that leads back, or on past `MAX_MERGES`, gets a new case as before."""
+    chain = [OLD_CASE, *(f"5005g00000Mid{n}CsAA" for n in range(MAX_MERGES if then == "too_many" else 1))]
+    for case_id, into in zip(chain, [*chain[1:], OLD_CASE if then == "back" else MASTER]):
+        org.case_state(case_id, gone=True)
+        if case_id != chain[-1] or then != "too_many":  # the last is not looked at: five merges followed
+            org.merged(case_id, into=into)
+    if then == "open":
+        org.case_state(MASTER)
+        org.comments(2)
+    else:
+        org.new_case(comments=1)
+
+    outcome = adapter().deliver(ctx_for(link=Link(vendor_id=OLD_CASE)))
+
+    if then == "open":
+        assert (outcome.status, outcome.vendor_id, outcome.moved_from) == ("updated", MASTER, OLD_CASE)
+    else:
+        assert (outcome.status, outcome.vendor_id, outcome.moved_from) == ("created", CASE_ID, None)
+        assert "ParentId" not in org.sent("Case")[0]  # the conversation's case was deleted: named by none
+    assert len(org.queries("queryAll/")) == (MAX_MERGES if then == "too_many" else len(chain))
+
+
+@pytest.mark.parametrize("master", ["closed", "deleted", "refused", "look_refused", "not_merged"])
+def test_a_merge_that_leads_to_no_case_taking_the_update_gets_a_new_case_as_before(org: SalesforceFake,
+                                                                                  master) -> None:
+    """The master closed too, deleted for good (the recycle bin emptied: no row), or out of the API
+    user's reach (a 403 on it, or on the deleted case's row); or a case deleted by hand."""
+    org.case_state(OLD_CASE, gone=True)
+    if master == "look_refused":
+        org.error("GET", "queryAll/", 403, "error-403-insufficient-access.json")
+    else:
+        org.merged(OLD_CASE, into=None if master == "not_merged" else MASTER)
+    if master in ("closed", "deleted"):
+        org.case_state(MASTER, closed=master == "closed", gone=master == "deleted")
+    if master == "deleted":
+        org.rsps.get(f"{org.api}/queryAll/", json={"totalSize": 0, "done": True, "records": []})
+    if master == "refused":
+        org.error("GET", "query/", 403, "error-403-insufficient-access.json",
+                  match=[matchers.query_param_matcher({"q": STATE_SOQL.format(MASTER)})])
+    org.new_case(comments=1)
+
+    outcome = adapter().deliver(ctx_for(link=Link(vendor_id=OLD_CASE)))
+
+    assert (outcome.status, outcome.vendor_id, outcome.moved_from) == ("created", CASE_ID, None)
+    assert "ParentId" not in org.sent("Case")[0]  # the conversation's case was deleted: named by none
+    assert [c["ParentId"] for c in org.sent("CaseComment")] == [CASE_ID]
+
+
+@pytest.mark.parametrize(("answer", "raised"), [
+    ((503, "error-500-unknown.json"), TransientError),
+    ((429, "error-429-too-many.json"), RateLimited),
+    (requests.ReadTimeout("read timed out"), TransientError),
+    ((401, "error-401-invalid-session.json"), AuthError),
+])
+def test_a_failure_reading_the_merge_that_may_pass_is_retried_not_taken_for_not_merged(
+        org: SalesforceFake, answer, raised) -> None:
+    """Taken as "not merged", one passing failure opened the duplicate of the master case, and the
+    conversation was linked to it from then on (as Zendesk's audits, a review). Credentials refused
+    would refuse the new case too."""
+    org.case_state(OLD_CASE, gone=True)
+    if isinstance(answer, Exception):
+        org.raise_("GET", "queryAll/", answer)
+    else:
+        org.error("GET", "queryAll/", *answer)
+
+    with pytest.raises(raised) as caught:
+        adapter().deliver(ctx_for(link=Link(vendor_id=OLD_CASE)))
+
+    assert not isinstance(caught.value, (OutcomeUnknown, RejectedError))
+    assert not org.sent("Case") and not org.sent("Contact")
+
+
+def test_an_update_of_the_master_cut_short_is_resumed_there_by_the_retry(org: SalesforceFake) -> None:
+    """The retry meets the deleted case again, follows its merge again and finishes the update on
+    the master case: its comments read, the one missing posted."""
+    context = ctx_for(link=Link(vendor_id=OLD_CASE))
+    org.case_state(OLD_CASE, gone=True)
+    org.merged(OLD_CASE, into=MASTER)
+    org.case_state(MASTER)
+    org.comments(1)
+    org.error("POST", "sobjects/CaseComment/", 503, "error-500-unknown.json")
+    with pytest.raises(OutcomeUnknown, match=MASTER):
+        adapter().deliver(context)
+    brief, _ = org.sent("CaseComment")
+
+    org.case_state(OLD_CASE, gone=True)
+    org.merged(OLD_CASE, into=MASTER)
+    org.case_state(MASTER)
+    org.query([{"CommentBody": brief["CommentBody"]}], sobject="CaseComment",
+              soql=f"SELECT CommentBody FROM CaseComment WHERE ParentId = '{MASTER}'")
+    org.comments(1)
+    outcome = adapter().deliver(replace(context, outcome_unknown=True, attempt=2))
+
+    assert (outcome.status, outcome.vendor_id, outcome.moved_from) == ("updated", MASTER, OLD_CASE)
+    assert (outcome.reply["comments_posted"], outcome.reply["comments_skipped"]) == (1, 1)
+    assert [c["ParentId"] for c in org.sent("CaseComment")] == [MASTER] * 3
+    assert not org.sent("Case")
 
 
 def test_timeout_after_the_vendor_acted_does_not_make_a_second_case(org: SalesforceFake) -> None:
@@ -1261,6 +1389,7 @@ def test_a_case_deleted_between_the_look_and_the_update_gets_a_new_case(org: Sal
                            assignment={"priority": "urgent", "team": "support"})
     org.case_state("5005g00000OldCasAA")
     org.error("PATCH", "sobjects/Case/5005g00000OldCasAA", 404, "error-404-not-found.json")
+    org.merged("5005g00000OldCasAA")
     org.new_case(comments=1)
 
     outcome = adapter().deliver(context)

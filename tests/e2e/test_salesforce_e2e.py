@@ -96,3 +96,39 @@ def test_a_repeat_handoff_onto_a_case_a_deactivated_user_owns_waits_for_an_agent
     # conversation (a review); nobody does.
     read = _repeat_onto_a_case_owned_by(make_app, "0055g00000SamLeAAA", "Sam Left", active=False)
     assert read["assigned"] is None and read["assignment"]["agent"] != "Sam Left"
+
+
+def test_a_conversation_whose_case_was_merged_goes_on_on_the_case_it_was_merged_into(make_app):
+    """An agent merged the conversation's case into the customer's other open one (Case Merge deletes
+    it): the next handoff updates that case — no new case duplicating it — and the one after it
+    updates it straight away, the conversation linked to it."""
+    client = make_app(**SALESFORCE).test_client()
+    master = "5005g00000MastrCAA"
+
+    def handoff(text: str | None = None) -> dict:
+        packet = full_packet()
+        if text:
+            packet["transcript"].append({"at": "2026-11-20T10:05:00Z", "role": "customer", "text": text})
+        response = client.post("/v1/handoffs", data=json.dumps(packet), headers=auth(), content_type="application/json")
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()["tickets"][0]
+
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        org = SalesforceFake(rsps)
+        org.new_case()
+        assert handoff()["id"] == IDS["Case"]
+
+        org.case_state(IDS["Case"], gone=True)
+        org.merged(IDS["Case"], into=master)
+        org.case_state(master)
+        org.comments(2)
+        assert handoff("It broke again.") == {
+            "target": "salesforce", "status": "updated", "id": master,
+            "url": f"{INSTANCE}/lightning/r/Case/{master}/view", "attempts": 1, "error": None}
+
+        org.case_state(master)
+        org.comments(2)
+        assert handoff("Still broken.")["id"] == master
+        assert len(org.calls("GET", "queryAll/")) == 1  # the deleted case is not looked at again
+        assert len(org.sent("Case")) == 1  # no second case
+        assert [c["ParentId"] for c in org.sent("CaseComment")[1:]] == [master] * 4

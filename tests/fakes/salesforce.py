@@ -107,6 +107,15 @@ class SalesforceFake:
                    soql=f"SELECT IsClosed, OwnerId, Owner.Name, Owner.IsActive, CreatedById FROM Case WHERE Id = "
                         f"'{case_id}'")
 
+    def merged(self, case_id: str, into: str | None = None) -> None:
+        """The look at a deleted case's merge, through queryAll (the recycle bin's rows too): the
+        case Case Merge deleted it into (`MasterRecordId`), or None — deleted by hand, not merged."""
+        record = {"attributes": {"type": "Case", "url": f"/services/data/v{API_VERSION}/sobjects/Case/{case_id}"},
+                  "MasterRecordId": into}
+        self.rsps.get(f"{self.api}/queryAll/", json={"totalSize": 1, "done": True, "records": [record]},
+                      match=[matchers.query_param_matcher({"q": f"SELECT MasterRecordId FROM Case WHERE Id = "
+                                                                f"'{case_id}'"})])
+
     def comments(self, count: int, sobject: str = "CaseComment") -> list[str]:
         return [self.create(sobject, IDS[sobject] % n) for n in range(1, count + 1)]
 
@@ -149,9 +158,9 @@ class SalesforceFake:
         """JSON bodies sent to sobjects/<sobject>/…, in order."""
         return [json.loads(c.request.body) for c in self.calls(method, f"sobjects/{sobject}/")]
 
-    def queries(self) -> list[str]:
-        """SOQL strings sent, decoded from the query string, in order."""
-        return [parse_qs(urlparse(c.request.url).query)["q"][0] for c in self.calls("GET", "query/")]
+    def queries(self, resource: str = "query/") -> list[str]:
+        """SOQL strings sent to `resource` (queryAll/: deleted rows too), decoded, in order."""
+        return [parse_qs(urlparse(c.request.url).query)["q"][0] for c in self.calls("GET", resource)]
 
 
 def _from(sobject: str) -> Any:
