@@ -41,7 +41,7 @@ from connector.schemas.packet import URGENCIES
 from connector.settings import Settings
 from connector.text_rules import did_you_mean, rfc3339_utc
 
-from .errors import AuthError, LookupUnreadable, OutcomeUnknown, ReplacementUnderway, TicketGone
+from .errors import AuthError, LookupUnreadable, OutcomeUnknown, RejectedError, ReplacementUnderway, TicketGone
 from .events import AssignmentEvent, Holder
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ COMMON_MAPPING_KEYS = frozenset({"version", "redact", "lookups", "update_open_ti
 # `public_comment: "false"` (quoted, so text, so true) made every brief a public reply.
 COMMON_MAPPING_TYPES: Mapping[str, type | tuple[type, ...]] = {"update_open_ticket": bool}
 
+
+MAX_MERGES = 5  # merges followed from the conversation's gone ticket (`Adapter.update_merged`), one look each
 
 # The key of a link's `extra` naming the handoff whose delivery made its ticket (the outbox keeps it;
 # Slack's alerts said it before): a replay of that delivery finds its own ticket, not the conversation's.
@@ -394,6 +396,45 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         """Send an update to `ctx.link`; translate errors likewise."""
+
+    def merged_into(self, gone: TicketGone) -> str | None:
+        """The ticket an agent merged the conversation's `gone` one into, as the vendor records it
+        (`update_merged`); None when it was not merged, or that cannot be read for good. A failure
+        that may pass is raised, to be retried: taken as "not merged", one opened the duplicate of
+        the merge target, linked from then on. The default: no merges."""
+        return None
+
+    def update_merged(self, update: Callable[[str], Sent], gone: TicketGone) -> Sent:
+        """`update` (the conversation's update, on the ticket id given) on the ticket an agent merged
+        the conversation's gone one into (`merged_into`), where the conversation goes on: the gone
+        ticket's successor was opened instead, a duplicate of the ticket agents were already working
+        on. The link names that ticket from now on (`Sent.moved_from`). Merged on in turn
+        (duplicates consolidated in steps), the merges are followed, `MAX_MERGES` of them, never
+        back to a ticket seen; one not merged, gone for good or refused raises `gone`: its successor
+        is opened as before."""
+        closed, seen = gone, {gone.ticket_id}
+        for _ in range(MAX_MERGES):
+            into = self.merged_into(closed)
+            if into is None or into in seen:
+                break
+            seen.add(into)
+            try:
+                return replace(update(into), moved_from=gone.ticket_id)
+            except TicketGone as again:  # gone (merged on?) since
+                closed = again
+            except (RejectedError, AuthError) as err:
+                # Refused (a 403: a ticket the API user may not see): the successor, as before. A 401
+                # is the credentials, which its create would meet too.
+                if isinstance(err, AuthError) and err.status != 403:
+                    raise
+                log.info("the ticket the conversation's was merged into takes no update; opening its successor",
+                         extra={"target": self.name, "vendor_id": gone.ticket_id, "merged_into": into,
+                                "vendor_status": err.status})
+                break
+            except OutcomeUnknown as err:  # part of it may be there: the next attempt looks there
+                err.sent_to = {**(err.sent_to or {}), "merged_into": into}
+                raise
+        raise gone
 
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
         """After an unknown outcome: the ticket this handoff already made, if the vendor has it.

@@ -89,7 +89,6 @@ CONTINUED = "\n(continued)"  # ends every part of a message too long for one com
 OVERFLOW = "\n[… the brief continues in the case comments · handoff {}]"
 PRIORITY = {"low": "Low", "normal": "Medium", "high": "High", "urgent": "High"}
 ORIGIN = {"web_chat": "Web", "email": "Email", "voice": "Phone", "sms": "Phone"}
-MAX_MERGES = 5  # Case Merges followed from the conversation's deleted case (`_update_merged`)
 
 
 class SalesforceAdapter(Adapter):
@@ -413,37 +412,11 @@ class SalesforceAdapter(Adapter):
         try:
             return self._update(payload, ctx, payload["case_id"])
         except TicketGone as gone:
-            return self._update_merged(payload, ctx, gone)
+            # A retry after part of it landed on the case merged into finds the merge again, and
+            # resumes there (`_transcript_to`).
+            return self.update_merged(lambda into: self._update(payload, ctx, into), gone)
 
-    def _update_merged(self, payload: dict[str, Any], ctx: HandoffContext, gone: TicketGone) -> Sent:
-        """The update on the case an agent merged the conversation's deleted one into (Case Merge
-        deletes the cases merged away), where the conversation goes on: it opened a new case
-        instead, a duplicate of the one agents were already working on. The link names that case
-        from now on (`Sent.moved_from`). Merged on in turn, the merges are followed, `MAX_MERGES` of
-        them; one not merged, closed, deleted for good or refused, a new case is opened as before."""
-        deleted, seen = gone, {gone.ticket_id}
-        for _ in range(MAX_MERGES):
-            into = self._merged_into(deleted)
-            if into is None or into in seen:
-                break
-            seen.add(into)
-            try:
-                # A retry after part of it landed finds the deleted case again, the merge again, and
-                # resumes there (`_transcript_to`): nothing to carry in `sent_to`.
-                return replace(self._update(payload, ctx, into), moved_from=gone.ticket_id)
-            except TicketGone as again:  # closed, or deleted (merged on?) since
-                deleted = again
-            except (RejectedError, AuthError) as err:
-                # Refused (a 403: a case the API user may not see or edit): a new case, as before. A
-                # 401 is the credentials, which its create would meet too.
-                if isinstance(err, AuthError) and err.status != 403:
-                    raise
-                log.info("salesforce: the case the conversation's was merged into takes no update; opening a "
-                         "new case", extra={"case": gone.ticket_id, "merged_into": into, "status": err.status})
-                break
-        raise gone
-
-    def _merged_into(self, gone: TicketGone) -> str | None:
+    def merged_into(self, gone: TicketGone) -> str | None:
         """The case an agent merged the deleted `gone` into: its `MasterRecordId`, which Salesforce
         sets on the cases a merge deletes, readable with queryAll while they are in the recycle bin
         (15 days). None when it was not merged (deleted, or closed: a merge deletes), emptied from

@@ -74,7 +74,6 @@ DEFAULTS: dict[str, Any] = {"type": "question", "public_comment": False, "tags":
                             "reopen_solved": True}
 # Zendesk's answer to any update of a closed ticket (422 RecordInvalid); a deleted one answers 404.
 CLOSED_TICKET = "closed prevents ticket update"
-MAX_MERGES = 5  # merges followed from the conversation's closed ticket (`_update_merged`), one audits read each
 OPEN_STATUSES = ("new", "open", "pending", "hold")
 # A ticket in these is in no agent's queue: solved, or pending (the agent waits for the customer).
 # A note that the customer came back reopens it (`reopen_solved`), as a reply of theirs would.
@@ -376,38 +375,9 @@ class ZendeskAdapter(Adapter):
         try:
             return self._update(body, ctx, str(ctx.link.vendor_id))
         except TicketGone as gone:
-            return self._update_merged(body, ctx, gone)
+            return self.update_merged(lambda into: self._update(body, ctx, into), gone)
 
-    def _update_merged(self, body: dict[str, Any], ctx: HandoffContext, gone: TicketGone) -> Sent:
-        """The update on the ticket an agent merged the conversation's closed one into, where the
-        conversation goes on: it opened a follow-up instead, a duplicate of the ticket agents were
-        already working on. The link names that ticket from now on (`Sent.moved_from`). Merged on
-        in turn (duplicates consolidated in steps), the merges are followed, `MAX_MERGES` of them;
-        one not merged, deleted or refused, the conversation's own closed ticket gets its follow-up."""
-        closed, seen = gone, {gone.ticket_id}
-        for _ in range(MAX_MERGES):
-            into = self._merged_into(closed)
-            if into is None or into in seen:
-                break
-            seen.add(into)
-            try:
-                return replace(self._update(body, ctx, into), moved_from=gone.ticket_id)
-            except TicketGone as again:  # closed (merged on?) or deleted since
-                closed = again
-            except (RejectedError, AuthError) as err:
-                # Refused (a 403: a ticket the API user may not see): the follow-up, as before. A
-                # 401 is the credentials, which it would meet too.
-                if isinstance(err, AuthError) and err.status != 403:
-                    raise
-                log.info("zendesk: the ticket the conversation's was merged into takes no update; opening a "
-                         "follow-up", extra={"ticket": gone.ticket_id, "merged_into": into, "status": err.status})
-                break
-            except OutcomeUnknown as err:  # the note may be on the merge target: the next attempt looks there
-                err.sent_to = {**(err.sent_to or {}), "merged_into": into}
-                raise
-        raise gone
-
-    def _merged_into(self, gone: TicketGone) -> str | None:
+    def merged_into(self, gone: TicketGone) -> str | None:
         """The ticket an agent merged the closed `gone` into, from its audits (newest first, one
         page: the merge closed it, so it is among its last): None when it was not merged, or its
         audits cannot be read (a 403 for an OAuth token without the global `read` scope Zendesk
@@ -529,7 +499,7 @@ class ZendeskAdapter(Adapter):
         """After a timed-out comment: did it land? Updates have no Idempotency-Key at Zendesk, but
         every brief names its handoff id, so the ticket's newest comments tell — a page of 100,
         Zendesk's most (20 missed the note on a busy ticket replayed later: posted twice). One that
-        went to the ticket the link's was merged into (`_update_merged`) is looked for there."""
+        went to the ticket the link's was merged into (`update_merged`) is looked for there."""
         assert ctx.link is not None
         merged = str(ctx.sent_to.get("merged_into") or "")
         ticket_id = merged or ctx.link.vendor_id

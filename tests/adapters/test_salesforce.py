@@ -17,9 +17,9 @@ import responses
 from responses import matchers
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from adapters.base import Link
+from adapters.base import MAX_MERGES, Link
 from adapters.errors import AuthError, OutcomeUnknown, RateLimited, RejectedError, TicketGone, TransientError
-from adapters.salesforce import COMMENT_MAX_BYTES, CONTINUED, MAX_MERGES, OVERFLOW, SalesforceAdapter
+from adapters.salesforce import COMMENT_MAX_BYTES, CONTINUED, OVERFLOW, SalesforceAdapter
 from connector.brief import render_brief
 from connector.errors import ConfigError
 from connector.settings import Settings
