@@ -85,7 +85,8 @@ _DELIVERED = (
 _MADE_EARLIER = (
     update(_DELIVERIES)
     .where(_DELIVERIES.c.handoff_id == bindparam("handoff_id"), _DELIVERIES.c.target == bindparam("target"),
-           or_(*(_DELIVERIES.c.state == state for state in GIVEN_UP)),  # the driver's cursor runs no expanding IN
+           # Dismissed too: `_link_for` looks for what such a delivery made as for the others (a review).
+           or_(*(_DELIVERIES.c.state == state for state in (*GIVEN_UP, DISMISSED))),  # no expanding IN on the cursor
            _DELIVERIES.c.outcome_unknown.is_(True))
     .values(**_OUTCOME)
 )
@@ -755,13 +756,20 @@ class Outbox:
         parent = self._parent(handoff) if handoff.follows_id else None
         earlier = self._stored(made_earlier[0]) if made_earlier else None
         try:
-            owed = self._write_success(done, ticket, key if link else None, outcome, delivery, handoff, now, parent,
-                                       earlier)
+            owed, recorded = self._write_success(done, ticket, key if link else None, outcome, delivery, handoff, now,
+                                                 parent, earlier)
         except _LeaseLost:
             _lease_lost(outcome.status, outcome.vendor_id)
             return None
         if owed:
             self.callback_owed()
+        if recorded is not None:
+            # As its own attempt's success would: its other tickets linked to this one, and a take
+            # recorded before told it (a Slack alert found so never linked the Zendesk ticket; a review).
+            if len(recorded.deliveries) > 1:
+                self.defer(lambda: self._related_then_taken(recorded, delivery.target, True))
+            else:
+                self._taken_before(recorded, delivery.target)
         metrics.attempted(delivery.target, outcome.status, seconds)
         log.info("delivered", extra={"state": outcome.status, "vendor_id": outcome.vendor_id})
         return Attempted(delivery.target, outcome.status, outcome.vendor_id, outcome.url, delivery.attempts + 1,
@@ -779,11 +787,12 @@ class Outbox:
 
     def _write_success(self, done: dict[str, Any], ticket: dict[str, Any], key: Mapping[str, str] | None,
                        outcome: Outcome, delivery: Delivery, handoff: Handoff, now: dt.datetime,
-                       parent: Handoff | None = None, earlier: Handoff | None = None) -> bool:
-        """`_record_success`'s transaction; True when a status callback is owed. Raises `_LeaseLost`
+                       parent: Handoff | None = None, earlier: Handoff | None = None) -> tuple[bool, Handoff | None]:
+        """`_record_success`'s transaction: whether a status callback is owed, and `earlier` (the
+        handoff of `Outcome.made_earlier`) when its delivery was recorded too. Raises `_LeaseLost`
         (rolling it all back) when the delivery is no longer this attempt's. Statements straight on
         the driver's cursor (`driver_cursor`): this transaction is on the path between the vendor's
-        answer and the bot's. `earlier`: the handoff of `Outcome.made_earlier`."""
+        answer and the bot's."""
         with self.db.statements() as connection:
             if outcome.payload is None:
                 written = driver_cursor.run(connection, _DELIVERED, done)
@@ -793,7 +802,7 @@ class Outbox:
             if not written.rowcount:
                 raise _LeaseLost
             if key is None:  # the conversation's link left as it is (`carried_by`)
-                return callbacks.on_delivered(connection, self.db, handoff, now)
+                return callbacks.on_delivered(connection, self.db, handoff, now), None
             # The usual case, one statement: the link this delivery took at intake gets its ticket.
             filled = driver_cursor.run(connection, _LINK_TICKET_BY_KEY,
                                        {**key, **ticket, "replaces": outcome.status == "created", "now": now,
@@ -808,29 +817,35 @@ class Outbox:
                                                               "created_at": now, "updated_at": now})
             if outcome.status == "updated" and outcome.opened_with:
                 _told(connection, key, outcome, now)
-            owed = earlier is not None and outcome.made_earlier is not None and self._made_earlier(
-                connection, earlier, delivery.target, outcome.made_earlier[1], now)
             if outcome.slow_down_s:
                 self._pause(connection, delivery.target, now + dt.timedelta(seconds=outcome.slow_down_s),
                             "the vendor's per-minute allowance is nearly spent", level=logging.INFO)
             if parent is not None:  # the handoff's own question, asked again: it shows this ticket now
-                return callbacks.on_given_up(connection, self.db, parent, now) or owed
-            return callbacks.on_delivered(connection, self.db, handoff, now) or owed
+                owed = callbacks.on_given_up(connection, self.db, parent, now)
+            else:
+                owed = callbacks.on_delivered(connection, self.db, handoff, now)
+            # The earlier handoff's rows after this one's: `assignments.complete` locks the newest
+            # handoff's first, and the other order deadlocked with it on PostgreSQL (a review).
+            if earlier is None or outcome.made_earlier is None:
+                return owed, None
+            made, told = self._made_earlier(connection, earlier, delivery.target, outcome.made_earlier[1], now)
+            return owed or told, earlier if made else None
 
     def _made_earlier(self, connection: Connection | driver_cursor.Pooled, earlier: Handoff, target: str,
-                      made: Outcome, now: dt.datetime) -> bool:
+                      made: Outcome, now: dt.datetime) -> tuple[bool, bool]:
         """In the transaction recording a later handoff's outcome, which found the ticket the given-up
         delivery of `earlier` to `target` made (`Outcome.made_earlier`): that delivery recorded as
         `made`, as its own next attempt would have, and `delivered` owed to its bot. Left `dead`, its
         bot heard `failed` ("nobody has it yet") of a ticket the connector had found and updated, and
-        a replay of it took that ticket for the conversation's and updated it. True when owed."""
+        a replay of it took that ticket for the conversation's and updated it. Whether it was
+        recorded, and whether a callback is owed."""
         found = driver_cursor.run(connection, _MADE_EARLIER, {"handoff_id": earlier.id, "target": target,
                                                               **_done(made, now)})
         if not found.rowcount:  # replayed meanwhile (its attempt records what it finds), or recorded already
-            return False
+            return False, False
         log.info("a given-up delivery recorded: a later handoff found the ticket it made",
                  extra={"made_for": earlier.id, "vendor_id": made.vendor_id})
-        return callbacks.on_delivered(connection, self.db, earlier, now)
+        return True, callbacks.on_delivered(connection, self.db, earlier, now)
 
     def _record_error(self, delivery: Delivery, handoff: Handoff, err: DeliveryError,
                       seconds: float | None = None) -> Attempted | None:

@@ -511,3 +511,29 @@ def test_an_alert_a_given_up_delivery_made_is_recorded_when_the_next_handoff_fin
         repeats = [m for m in slack.replies("C0HANDOFF", alert["ts"])
                    if m.get("metadata", {}).get("event_type") == "handoff_updated"]
         assert [m["metadata"]["event_payload"]["handoff_id"] for m in repeats] == [b["id"]]  # B's only
+
+
+def test_an_alert_the_next_handoff_found_links_its_own_handoffs_other_tickets(make_app):
+    # A review of the mend: A went to Zendesk (1001) and Slack, its alert's answer lost and given up;
+    # B found the alert and A's delivery was recorded in B's transaction — with none of what A's own
+    # success runs: the alert never linked A's Zendesk ticket (A's own replay's did).
+    from sqlalchemy import update
+
+    from connector.models import Delivery
+
+    with _zendesk_and_slack(make_app, vendor_timeout_s=1, max_attempts=1) as (app, slack):
+        slack.delay("chat.postMessage", 2.5, act=True)  # the alert goes up; its answer comes too late
+        a = _hand_off(app)["id"]
+        _eventually(lambda: slack.top_level("C0HANDOFF"), within_s=6)
+        time.sleep(0.5)
+        with app.extensions["connector"].db.session() as session:  # its retries ran out
+            session.execute(update(Delivery).where(Delivery.handoff_id == a, Delivery.target == "slack").values(
+                state="dead", vendor_id=None, url=None, outcome_unknown=True, lease_owner=None))
+        again = full_packet()
+        again["transcript"].append({"at": "2026-11-20T11:00:00Z", "role": "customer", "text": "Any news?"})
+        b = app.test_client().post("/v1/handoffs", data=json.dumps(again), headers=auth(),
+                                   content_type="application/json").get_json()
+        assert [t["status"] for t in b["tickets"]] == ["updated", "updated"]
+        assert _eventually(lambda: slack.calls_to("chat.update"))  # deferred, after the answer
+        [alert] = slack.top_level("C0HANDOFF")
+        assert "tickets/1001" in json.dumps(alert["blocks"])
