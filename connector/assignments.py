@@ -263,12 +263,16 @@ def _completed(session: Session, services: Services, handoff: Handoff, event: Co
 
 def _earlier_on_ticket(session: Session, handoff: Handoff, event: CompletionEvent) -> list[Handoff]:
     """The handoffs before `handoff` delivered to the solved ticket and not solved yet, newest first
-    (the order `_delivered_to` took the newest in: locks are taken in one order)."""
+    (the order `_delivered_to` took the newest in: locks are taken in one order) — by their own
+    delivery, or by a batch of their messages that opened it (as every read shows it, `answers.rescued`:
+    such a handoff stayed unsolved; a review)."""
+    on_ticket = (select(func.coalesce(Handoff.follows_id, Handoff.id)).join(Delivery, Delivery.handoff_id == Handoff.id)
+                 .where(Delivery.target == event.target, Delivery.vendor_id == event.ticket_id))
     return list(session.scalars(
-        select(Handoff).join(Delivery, Delivery.handoff_id == Handoff.id)
-        .where(Delivery.target == event.target, Delivery.vendor_id == event.ticket_id, Handoff.follows_id.is_(None),
-               Handoff.completed_at.is_(None), Handoff.id != handoff.id, Handoff.created_at <= handoff.created_at)
-        .order_by(Handoff.created_at.desc(), Handoff.id.desc())).unique())
+        select(Handoff)
+        .where(Handoff.id.in_(on_ticket), Handoff.follows_id.is_(None), Handoff.completed_at.is_(None),
+               Handoff.id != handoff.id, Handoff.created_at <= handoff.created_at)
+        .order_by(Handoff.created_at.desc(), Handoff.id.desc())))
 
 
 def _tickets(session: Session, handoff: Handoff) -> list[dict[str, Any]]:

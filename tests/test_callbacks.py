@@ -540,8 +540,9 @@ def test_a_zendesk_ticket_recorded_from_its_event_carries_the_agent_url_a_create
     assert bot.states()[-1] == "completed" and bot.requests[-1].json["ticket"]["url"] == url
 
 
+@pytest.mark.parametrize("put_aside", [False, True])
 def test_a_given_up_delivery_whose_ticket_the_next_handoff_found_is_recorded_made_and_its_replay_updates_nothing(
-        make_callback_app, bot):
+        make_callback_app, bot, put_aside):
     # A review: handoff A's create made Zendesk ticket 1001, its answers lost, and A went `dead`. The
     # conversation's next handoff B found 1001 by A's external_id and updated it — while A stayed `dead`,
     # its bot told `failed` ("nobody has it yet"), and a replay of A took 1001 for the conversation's
@@ -549,7 +550,7 @@ def test_a_given_up_delivery_whose_ticket_the_next_handoff_found_is_recorded_mad
     import requests
     import responses
 
-    from connector.outbox import replay
+    from connector.outbox import dismiss, replay
     from tests.fakes.zendesk import FakeZendesk
 
     app = make_callback_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
@@ -573,6 +574,8 @@ def test_a_given_up_delivery_whose_ticket_the_next_handoff_found_is_recorded_mad
         a = post(app, minimal_packet(callback={"url": bot.url}))["id"]
         run_again(a)
         assert read(a)["tickets"][0]["status"] == "dead"
+        if put_aside:  # an operator's dismiss: B looks for what it made all the same (it stayed `failed`; a review)
+            assert dismiss(services.db, states=("dead",)) != []
         zendesk.tickets_by_external_id(a)  # B's look for what A made: 1001
         zendesk.update_ticket(1001)
         b = post(app, minimal_packet(callback={"url": bot.url}, metadata={"n": 2}), key="k-2")
@@ -1032,6 +1035,42 @@ def test_a_solved_ticket_completes_the_conversations_earlier_handoff_it_holds_to
     assert again["outcome"] == "duplicate"
 
 
+def test_a_solved_ticket_an_earlier_handoffs_messages_opened_completes_that_handoff_too(make_callback_app, bot):
+    # A review of the mend: H1's Zendesk create was refused, its batch of messages opened 1002 (H1's
+    # ticket, as every read shows it); H2 updated 1002; solved, H1 stayed unsolved, its bot never told.
+    import responses
+
+    from tests.e2e.test_follow_ups_e2e import ZENDESK, send
+    from tests.e2e.test_follow_ups_e2e import post as hand_off
+    from tests.fakes.zendesk import FakeZendesk
+    from tests.test_webhooks_zendesk import SECRET, event, signed
+
+    app = make_callback_app(**ZENDESK, zendesk_webhook_secrets=(SECRET,))
+    client = app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add_passthru(bot.url)
+        zd = FakeZendesk(rsps)
+        zd.search(results=[])
+        zd.error("POST", "/api/v2/tickets.json", 422, {"error": "RecordInvalid", "description": "Record validation"})
+        h1 = hand_off(client, full_packet(callback={"url": bot.url})).get_json()["id"]
+        zd.create_ticket({"id": 1002})
+        assert send(client, h1).status_code == 201  # its messages open 1002
+        again = full_packet(callback={"url": bot.url})
+        again["transcript"].append({"at": "2026-11-20T11:00:00Z", "role": "customer", "text": "Any news?"})
+        zd.update_ticket(1002)
+        h2 = hand_off(client, again).get_json()["id"]
+    now = utcnow().replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    solved = json.dumps(event(type="zen:event-type:ticket.status_changed", id="solve-1", time=now,
+                              detail__id="1002", detail__external_id=None,
+                              event={"current": "SOLVED", "previous": "OPEN"})).encode()
+    answer = client.post("/webhooks/zendesk", data=solved, content_type="application/json",
+                         headers=signed(solved, timestamp=now)).get_json()
+    assert (answer["outcome"], answer["handoff_id"]) == ("recorded", h2)
+    assert client.get(f"/v1/handoffs/{h1}", headers=auth()).get_json()["completed_at"] is not None
+    send_due(app)
+    assert [r.json["state"] for r in bot.requests if r.json["handoff_id"] == h1][-1] == "completed"
+
+
 @pytest.mark.parametrize(("events", "heard"), [
     (["assigned", "completed"], ["completed"]),
     # A bot that will not hear `completed` still hears who took it (a review of the first mend:
@@ -1093,6 +1132,81 @@ def test_take_it_and_solve_it_handled_at_once_on_postgresql_never_tells_assigned
     assert solved == ["recorded"]
     send_due(app)
     assert [received.json["state"] for received in bot.requests] == ["assigned", "completed"]
+
+
+@pytest.mark.postgres
+def test_a_solve_while_a_later_handoff_records_the_earlier_ones_alert_does_not_deadlock(make_app, postgres_url, bot,
+                                                                                        monkeypatch):
+    # A review: `complete` locks the ticket's newest handoff, then the earlier ones; recording a later
+    # handoff's outcome that found an earlier one's alert (`Outcome.made_earlier`) locked the earlier
+    # first: PostgreSQL aborted one of them (DeadlockDetected), the vendor's act left pending.
+    from adapters.base import Outcome
+    from connector import callbacks
+
+    app = make_app(database_url=postgres_url, bot_secrets=TWO_SECRETS, callback_allow_private=True,
+                   targets=("zendesk", "slack"), slack_bot_token="xoxb-x", slack_channel="C0HANDOFF",
+                   zendesk_subdomain="acme", zendesk_email="bot@acme.example", zendesk_api_token="t")
+    services, packet, now = app.extensions["connector"], full_packet(callback={"url": bot.url}), utcnow()
+    with services.db.session() as session:
+        for handoff_id, ago, deliveries in (
+                ("hnd_A", 60, [Delivery(target="zendesk", state="created", vendor_id="1001", position=0),
+                               Delivery(target="slack", state="dead", outcome_unknown=True, position=1)]),
+                ("hnd_B", 10, [Delivery(target="zendesk", state="updated", vendor_id="1001", position=0),
+                               Delivery(target="slack", state="pending", lease_owner="tok", position=1,
+                                        lease_expires_at=now + dt.timedelta(minutes=5))])):
+            session.add(Handoff(id=handoff_id, bot_id="support-bot", conversation_id="conv-1",
+                                idempotency_key=handoff_id, request_hash="0" * 64, packet=packet,
+                                assignment={"team": "billing", "trace": []}, customer_message={},
+                                created_at=now - dt.timedelta(seconds=ago), deliveries=deliveries))
+    with services.db.reading() as session:
+        b = session.get(Handoff, "hnd_B")
+        [b_slack] = [d for d in b.deliveries if d.target == "slack"]
+        session.expunge_all()
+    holding_a, completing = threading.Event(), threading.Event()
+    delivered, earlier = callbacks.on_delivered, assignments._earlier_on_ticket
+
+    def on_delivered(connection, db, handoff, at):
+        owed = delivered(connection, db, handoff, at)
+        if handoff.id == "hnd_A":  # the recording holds A's row: the solve starts now
+            holding_a.set()
+            completing.wait(1.0)
+        return owed
+
+    def earlier_on_ticket(session, handoff, event):  # the solve holds B's row
+        completing.set()
+        return earlier(session, handoff, event)
+
+    monkeypatch.setattr(callbacks, "on_delivered", on_delivered)
+    monkeypatch.setattr(assignments, "_earlier_on_ticket", earlier_on_ticket)
+    results: dict[str, object] = {}
+
+    def record() -> None:
+        made = Outcome(status="created", vendor_id="C0HANDOFF/1.0", url=None, payload=None, receipt={})
+        try:
+            results["record"] = services.outbox._record_success(b_slack, b, Outcome(
+                status="updated", vendor_id="C0HANDOFF/1.0", url=None, payload=None, receipt={},
+                made_earlier=("hnd_A", made)), 0.0)
+        except Exception as err:
+            results["record"] = err
+
+    def solve() -> None:
+        holding_a.wait(5)
+        try:
+            results["solve"] = assignments.complete(services, CompletionEvent(
+                target="zendesk", event_id="solve-1", ticket_id="1001", handoff_id=None, at=utcnow()))
+        except Exception as err:
+            results["solve"] = err
+
+    threads = [threading.Thread(target=record), threading.Thread(target=solve)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not [r for r in results.values() if isinstance(r, Exception)], results
+    with services.db.reading() as session:
+        assert session.scalars(select(Delivery.state).where(Delivery.handoff_id == "hnd_A", Delivery.target == "slack")
+                               ).one() == "created"
+        assert all(session.get(Handoff, h).completed_at is not None for h in ("hnd_A", "hnd_B"))
 
 
 def test_a_completed_given_up_then_resent_is_not_followed_by_an_assigned(make_callback_app, bot):
