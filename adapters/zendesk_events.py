@@ -7,7 +7,9 @@ uuid>, "time": RFC 3339, "subject": "zen:ticket:35436", "detail": {<the ticket: 
 Our tickets carry the handoff id as `external_id` (`adapters.zendesk`); the ticket id is the
 delivery's `vendor_id`. Other event types, unassignments and reassignments are `Ignored`: only an
 agent taking an unassigned ticket ends a customer's wait. A status change (`ticket.status_changed`,
-UPPERCASE statuses in `event.current`) counts only when it is to SOLVED or CLOSED.
+UPPERCASE statuses in `event.current`) counts only when it is to SOLVED, or to CLOSED from SOLVED
+(or from a status not said): an agent's merge closes an unsolved ticket, and the conversation goes on
+on the ticket it was merged into (`ZendeskAdapter.merged_into`) — it told the bot `completed`.
 """
 
 from __future__ import annotations
@@ -83,6 +85,10 @@ def parse(data: Mapping[str, Any]) -> AssignmentEvent | CompletionEvent | Ignore
     if kind == STATUS_CHANGED:
         if not isinstance(change["current"], str) or change["current"].upper() not in FINISHED:
             return Ignored("a status change to something other than solved or closed")
+        previous = change["previous"].upper() if isinstance(change["previous"], str) else None
+        if change["current"].upper() == "CLOSED" and previous not in (None, "", "SOLVED", "CLOSED"):
+            return Ignored("closed without being solved, as a merge closes a ticket: the conversation goes on "
+                           "where it was merged")
         return CompletionEvent(target=TARGET, event_id=event["id"], ticket_id=ticket["id"],
                                handoff_id=ticket["external_id"] or None, at=event["time"])
     current, previous = _agent(change["current"], "current"), _agent(change["previous"], "previous")

@@ -310,6 +310,10 @@ def test_an_external_id_alone_proves_nothing_without_a_zendesk_delivery(hooked):
      "a status change to something other than solved or closed"),
     ({"type": "zen:event-type:ticket.status_changed", "event": {"current": None, "previous": "OPEN"}},
      "a status change to something other than solved or closed"),
+    # An agent's merge closes the ticket unsolved: the conversation goes on where it was merged, and the
+    # bot was told `completed` (a review).
+    ({"type": "zen:event-type:ticket.status_changed", "event": {"current": "CLOSED", "previous": "OPEN"}},
+     "closed without being solved, as a merge closes a ticket: the conversation goes on where it was merged"),
     ({"event__current": None, "event__previous": "381156009921"}, "the ticket was unassigned"),
     ({"event__current": ""}, "the ticket was unassigned"),
     ({"event__previous": "20978392"}, "a reassignment from one agent to another"),
