@@ -432,7 +432,9 @@ class Adapter(abc.ABC):
                                 "vendor_status": err.status})
                 break
             except OutcomeUnknown as err:  # part of it may be there: the next attempt looks there
-                err.sent_to = {**(err.sent_to or {}), "merged_into": into}
+                # With the ticket merged away: found there, it moves the link only if the link still
+                # names that one (a later handoff may have moved it on, or further).
+                err.sent_to = {**(err.sent_to or {}), "merged_into": into, "merged_from": gone.ticket_id}
                 raise
         raise gone
 

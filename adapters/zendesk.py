@@ -510,13 +510,16 @@ class ZendeskAdapter(Adapter):
             if merged:
                 return None  # the update meets the link's ticket closed, and looks for its merge again
             raise _gone(err, ticket_id) or err from err
+        # The link moves from the ticket merged away, and only while it names that one: a later handoff
+        # may have moved it to this one already (its `told` was put back; a review), or further on.
+        moved_from = str(ctx.sent_to.get("merged_from") or ctx.link.vendor_id) if merged else None
         for comment in reply["comments"]:
             if ctx.handoff_id in (comment.get("html_body") or comment.get("body") or ""):
                 reopened, raised, holder = self._after_found_note(ticket_id, self._raises_after_note(ctx))
                 return Sent(vendor_id=ticket_id, url=self.ticket_url(ticket_id),
                             reply={"found_by": "comment", **({"reopened": True} if reopened else {}),
                                    **({"raised_priority": raised} if raised else {})}, holder=holder,
-                            moved_from=ctx.link.vendor_id if merged else None)
+                            moved_from=moved_from if moved_from != ticket_id else None)
         return None
 
     def probe(self) -> Probed:

@@ -803,6 +803,8 @@ class Outbox:
                 raise _LeaseLost
             if key is None:  # the conversation's link left as it is (`carried_by`)
                 return callbacks.on_delivered(connection, self.db, handoff, now), None
+            if outcome.moved_from:
+                ticket = _carried_over(connection, key, ticket, outcome.moved_from)
             # The usual case, one statement: the link this delivery took at intake gets its ticket.
             filled = driver_cursor.run(connection, _LINK_TICKET_BY_KEY,
                                        {**key, **ticket, "replaces": outcome.status == "created", "now": now,
@@ -1282,6 +1284,20 @@ def _rendered_as(err: DeliveryError, link: Link | None, caught_up: bool) -> Deli
         err.sent_to = {**(err.sent_to or {}), RENDERED_AS: {"ticket": link.vendor_id, "told": link.extra.get("told"),
                                                             "caught_up": caught_up}}
     return err
+
+
+def _carried_over(connection: Connection | driver_cursor.Pooled, key: Mapping[str, str], ticket: dict[str, Any],
+                  moved_from: str) -> dict[str, Any]:
+    """`ticket` for the link moving from `moved_from` (merged into it): with whom and for which team
+    the conversation's ticket was opened, and what it was told, as the link kept them. Routing's
+    choice for the moving handoff, which the merge did not apply, was read as the team the ticket was
+    opened for: the next handoff named that team to its bot, and its note a move that never was (a review)."""
+    rows = driver_cursor.run(connection, _LINK_EXTRA, {**key, "vendor_id": moved_from}).rows
+    if not rows:
+        return ticket
+    [(kept,)] = rows
+    carried = {name: value for name, value in (kept or {}).items() if name in ("customer", "opened_with", "told")}
+    return {**ticket, "extra": {**ticket["extra"], **carried}}
 
 
 def _done(outcome: Outcome, now: dt.datetime) -> dict[str, Any]:

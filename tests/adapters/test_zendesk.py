@@ -310,7 +310,7 @@ def test_a_note_on_a_merge_target_that_timed_out_is_found_there_not_posted_twice
     link = Link(vendor_id="77120")
     with pytest.raises(OutcomeUnknown) as unknown:
         adapter().deliver(ctx(link=link))
-    assert unknown.value.sent_to["merged_into"] == "88001"
+    assert (unknown.value.sent_to["merged_into"], unknown.value.sent_to["merged_from"]) == ("88001", "77120")
     context = ctx(link=link, outcome_unknown=True, attempt=2, sent_to=unknown.value.sent_to)
     zd.rsps.add("GET", zd.origin + "/api/v2/tickets/88001/comments.json", json={"comments": [
         {"id": 1, "html_body": f"<p>Handoff {context.handoff_id} from support-bot</p>"}]})
@@ -320,6 +320,12 @@ def test_a_note_on_a_merge_target_that_timed_out_is_found_there_not_posted_twice
 
     assert (outcome.status, outcome.vendor_id, outcome.moved_from) == ("updated", "88001", "77120")
     assert len(zd.calls("PUT", "/api/v2/tickets/88001.json")) == 1
+    # The link moved on meanwhile (a later handoff's): the link's ticket is not what it moves from — it
+    # moved a link already on 88001 onto itself, or one moved further back to 88001 (a review).
+    for moved, sent_to in ((Link(vendor_id="99001"), unknown.value.sent_to), (Link(vendor_id="88001"),
+                                                                             {"merged_into": "88001"})):
+        found = adapter().deliver(ctx(link=moved, outcome_unknown=True, attempt=3, sent_to=sent_to))
+        assert (found.vendor_id, found.moved_from) == ("88001", "77120" if "merged_from" in sent_to else None)
 
 
 def test_a_closed_ticket_another_delivery_is_replacing_is_waited_for_not_replaced_twice(zd: FakeZendesk) -> None:

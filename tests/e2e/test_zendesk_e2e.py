@@ -372,3 +372,57 @@ def test_assignments_zendesk_reports_set_the_wait_quoted_next(zendesk):
     preview = client.post("/v1/preview", data=json.dumps(packet), headers=auth(ADMIN_TOKEN),
                           content_type="application/json").get_json()
     assert (preview["estimated_wait_seconds"], preview["wait_source"]) == (90, "observed")
+
+
+def _later(department: str, *times: str) -> dict:
+    packet = full_packet()
+    packet["routing"]["department"] = department
+    packet["transcript"] += [{"at": at, "role": "customer", "text": f"and {at}"} for at in times]
+    return packet
+
+
+def test_a_link_moved_to_the_merge_target_keeps_the_team_and_what_the_ticket_was_told(make_app):
+    # Reviews of the mend: (1) the move wrote routing's unapplied choice (billing) as the team the
+    # ticket was opened for: the next handoff's bot heard billing, its note claimed a move that never
+    # was. (2) an older handoff's note found on the merge target after a later one moved the link
+    # there rewrote the link, `told` back to its own, and the next note marked [new] what was told.
+    from requests.exceptions import ReadTimeout
+    from sqlalchemy import select
+
+    from connector.models import ConversationLink, Delivery
+
+    app = make_app(**ZENDESK)
+    client, services = app.test_client(), app.extensions["connector"]
+
+    def link():
+        with services.db.reading() as session:
+            row = session.scalars(select(ConversationLink)).one()
+            return row.vendor_id, (row.extra or {}).get("opened_with", {}).get("team"), \
+                (row.extra or {}).get("told", {}).get("last_message_at")
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        zd = FakeZendesk(rsps)
+        zd.search(results=[])
+        zd.create_ticket({"id": 1001})
+        assert post(client, _later("technical_support")).get_json()["assignment"]["team"] == "technical_support"
+        zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
+        zd.audits(1001, merged_into=88001)
+        zd.raises("PUT", "/api/v2/tickets/88001.json", ReadTimeout("read timed out"))  # H2's note lands unseen
+        h2 = post(client, _later("billing", "2026-11-27T11:00:00Z")).get_json()
+        assert h2["tickets"][0]["status"] == "pending"
+        zd.update_ticket(88001)
+        h3 = post(client, _later("billing", "2026-11-27T11:00:00Z", "2026-11-27T11:05:00Z")).get_json()
+        assert (h3["tickets"][0]["id"], h3["assignment"]["team"]) == ("88001", "technical_support")
+        assert link()[:2] == ("88001", "technical_support")
+        told = link()[2]
+        assert told.startswith("2026-11-27T11:05")
+
+        rsps.add("GET", zd.origin + "/api/v2/tickets/88001/comments.json", json={"comments": [
+            {"id": 1, "html_body": f"<p>Handoff {h2['id']} from support-bot</p>"}]})
+        zd.show_ticket(88001)
+        with services.db.session() as session:
+            [h2_delivery] = session.scalars(select(Delivery).where(Delivery.handoff_id == h2["id"])).all()
+            h2_delivery.next_attempt_at = h2_delivery.created_at
+        services.outbox.run_delivery(h2_delivery.id)
+        assert client.get(f"/v1/handoffs/{h2['id']}", headers=auth()).get_json()["tickets"][0]["id"] == "88001"
+        assert link() == ("88001", "technical_support", told)
