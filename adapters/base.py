@@ -404,22 +404,30 @@ class Adapter(abc.ABC):
         the merge target, linked from then on. The default: no merges."""
         return None
 
-    def update_merged(self, update: Callable[[str], Sent], gone: TicketGone) -> Sent:
-        """`update` (the conversation's update, on the ticket id given) on the ticket an agent merged
-        the conversation's gone one into (`merged_into`), where the conversation goes on: the gone
-        ticket's successor was opened instead, a duplicate of the ticket agents were already working
-        on. The link names that ticket from now on (`Sent.moved_from`). Merged on in turn
-        (duplicates consolidated in steps), the merges are followed, `MAX_MERGES` of them, never
+    def update_merged(self, ctx: HandoffContext, gone: TicketGone,
+                      update: Callable[[dict[str, Any], HandoffContext, str], Sent]) -> Sent:
+        """`update` (payload, context, ticket id: the conversation's update sent there) on the ticket an
+        agent merged the conversation's gone one into (`merged_into`), where the conversation goes
+        on: the gone ticket's successor was opened instead, a duplicate of the ticket agents were
+        already working on. The link names that ticket from now on (`Sent.moved_from`). Merged on in
+        turn (duplicates consolidated in steps), the merges are followed, `MAX_MERGES` of them, never
         back to a ticket seen; one not merged, gone for good or refused raises `gone`: its successor
         is opened as before."""
-        closed, seen = gone, {gone.ticket_id}
+        closed, seen, whole = gone, {gone.ticket_id}, None
         for _ in range(MAX_MERGES):
             into = self.merged_into(closed)
             if into is None or into in seen:
                 break
             seen.add(into)
+            if whole is None:
+                # With the whole brief, as a successor gets it (`_instead_of`): the merge target holds
+                # none of it (Zendesk copies the merged ticket's last comment, Salesforce keeps the
+                # master's own Description), and a batch's short note sent agents to "the brief
+                # above", which was not there (a review).
+                whole = replace(ctx, brief=render_brief(ctx.packet, ctx.handoff_id, assignment=ctx.assignment))
+                payload, _ = self.rendered(whole)
             try:
-                return replace(update(into), moved_from=gone.ticket_id)
+                return replace(update(payload, whole, into), moved_from=gone.ticket_id)
             except TicketGone as again:  # gone (merged on?) since
                 closed = again
             except (RejectedError, AuthError) as err:

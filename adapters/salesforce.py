@@ -414,7 +414,7 @@ class SalesforceAdapter(Adapter):
         except TicketGone as gone:
             # A retry after part of it landed on the case merged into finds the merge again, and
             # resumes there (`_transcript_to`).
-            return self.update_merged(lambda into: self._update(payload, ctx, into), gone)
+            return self.update_merged(ctx, gone, self._update)
 
     def merged_into(self, gone: TicketGone) -> str | None:
         """The case an agent merged the deleted `gone` into: its `MasterRecordId`, which Salesforce

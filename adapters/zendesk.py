@@ -375,7 +375,10 @@ class ZendeskAdapter(Adapter):
         try:
             return self._update(body, ctx, str(ctx.link.vendor_id))
         except TicketGone as gone:
-            return self.update_merged(lambda into: self._update(body, ctx, into), gone)
+            def uploaded(whole: dict[str, Any], on: HandoffContext, into: str) -> Sent:
+                return self._update(self._with_upload(whole, on), on, into)
+
+            return self.update_merged(ctx, gone, uploaded)
 
     def merged_into(self, gone: TicketGone) -> str | None:
         """The ticket an agent merged the closed `gone` into, from its audits (newest first, one

@@ -644,3 +644,39 @@ def test_a_batch_given_up_whose_messages_a_later_one_carried_is_not_replayed(zen
     assert "carried since by later messages" in out
     done = [d for d in list_deliveries(services.db, state=None, target=None, limit=20) if d.state != "failed"]
     assert done and not any(d.carried_since for d in done)
+
+
+def test_messages_going_to_the_ticket_the_handoffs_was_merged_into_carry_the_whole_brief(make_app):
+    # A review: the batch's short note ("the handoff's brief above has the rest") went to the merge
+    # target, which holds none of it: Zendesk copies the merged ticket's last comment, Salesforce keeps
+    # the master's own Description.
+    app = make_app(**ZENDESK)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        zd = FakeZendesk(rsps)
+        handoff_id = _handoff_with_ticket(app, zd)
+        zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
+        zd.audits(1001, merged_into=88001)
+        zd.update_ticket(88001)
+        [ticket] = send(app.test_client(), handoff_id).get_json()["tickets"]
+        [note] = zd.json_bodies("PUT", "/api/v2/tickets/88001.json")
+    assert (ticket["status"], ticket["id"]) == ("updated", "88001")
+    html = note["ticket"]["comment"]["html_body"]
+    assert "brief above has the rest" not in html
+    assert "Self-service reconnect failed twice" in html  # the escalation's detail: the brief's
+
+    master = "5005g00000MastrCAA"
+    client = make_app(targets=("salesforce",), salesforce_instance_url=INSTANCE,
+                      salesforce_access_token=TOKEN).test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        org = SalesforceFake(rsps)
+        org.new_case()
+        handoff_id = post(client, full_packet()).get_json()["id"]
+        org.case_state(IDS["Case"], gone=True)  # Case Merge deleted it
+        org.merged(IDS["Case"], into=master)
+        org.case_state(master)
+        org.comments(2)
+        [ticket] = send(client, handoff_id).get_json()["tickets"]
+        comments = org.sent("CaseComment")[1:]
+    assert (ticket["status"], ticket["id"]) == ("updated", master)
+    assert all(comment["ParentId"] == master for comment in comments)
+    assert "brief is in this case's Description" not in " ".join(c["CommentBody"] for c in comments)
