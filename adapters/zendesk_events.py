@@ -7,9 +7,10 @@ uuid>, "time": RFC 3339, "subject": "zen:ticket:35436", "detail": {<the ticket: 
 Our tickets carry the handoff id as `external_id` (`adapters.zendesk`); the ticket id is the
 delivery's `vendor_id`. Other event types, unassignments and reassignments are `Ignored`: only an
 agent taking an unassigned ticket ends a customer's wait. A status change (`ticket.status_changed`,
-UPPERCASE statuses in `event.current`) counts only when it is to SOLVED, or to CLOSED from SOLVED
-(or from a status not said): an agent's merge closes an unsolved ticket, and the conversation goes on
-on the ticket it was merged into (`ZendeskAdapter.merged_into`) — it told the bot `completed`.
+UPPERCASE statuses in `event.current`) counts only when it is to SOLVED or CLOSED — not a close by an
+agent's merge (the ticket tagged `closed_by_merge`): the conversation goes on on the ticket it was
+merged into (`ZendeskAdapter.merged_into`), and the bot was told `completed`. Other ways to CLOSED
+without SOLVED (a trigger's "close now", an automation, the API) are completions.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ TARGET = "zendesk"
 ASSIGNMENT_CHANGED = "zen:event-type:ticket.agent_assignment_changed"
 STATUS_CHANGED = "zen:event-type:ticket.status_changed"
 FINISHED = ("SOLVED", "CLOSED")
+MERGED_TAG = "closed_by_merge"  # Zendesk's tag on a ticket its merge into another closed
 
 
 class _Lenient(Schema):
@@ -52,6 +54,7 @@ class Time(fields.String):
 class ZendeskTicketDetail(_Lenient):
     id = VendorId(required=True)
     external_id = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
+    tags = fields.Raw(allow_none=True, load_default=None)  # read leniently: only `closed_by_merge` is looked for
 
 
 class ZendeskChange(_Lenient):
@@ -85,10 +88,8 @@ def parse(data: Mapping[str, Any]) -> AssignmentEvent | CompletionEvent | Ignore
     if kind == STATUS_CHANGED:
         if not isinstance(change["current"], str) or change["current"].upper() not in FINISHED:
             return Ignored("a status change to something other than solved or closed")
-        previous = change["previous"].upper() if isinstance(change["previous"], str) else None
-        if change["current"].upper() == "CLOSED" and previous not in (None, "", "SOLVED", "CLOSED"):
-            return Ignored("closed without being solved, as a merge closes a ticket: the conversation goes on "
-                           "where it was merged")
+        if isinstance(ticket["tags"], list) and MERGED_TAG in ticket["tags"]:
+            return Ignored("closed by a merge: the conversation goes on on the ticket it was merged into")
         return CompletionEvent(target=TARGET, event_id=event["id"], ticket_id=ticket["id"],
                                handoff_id=ticket["external_id"] or None, at=event["time"])
     current, previous = _agent(change["current"], "current"), _agent(change["previous"], "previous")

@@ -288,6 +288,16 @@ def test_a_handoff_given_up_at_zendesk_is_named_by_an_external_id_only_if_a_tick
     assert post(hooked, solved).get_json()["handoff_id"] == (HANDOFF if outcome == "recorded" else None)
 
 
+@pytest.mark.parametrize("previous", ["OPEN", "PENDING", "SOLVED"])
+def test_a_ticket_closed_other_than_by_a_merge_completes_its_handoff(hooked, previous):
+    # A trigger's "close now", an automation or the API close a ticket without solving it first: a
+    # review of the merge's mend, which took every such close for a merge (the handoff never completed).
+    delivered(hooked)
+    closed = event(id="evt-closed", type="zen:event-type:ticket.status_changed",
+                   event={"current": "CLOSED", "previous": previous})
+    assert post(hooked, closed).get_json() == {"outcome": "recorded", "detail": "completed", "handoff_id": HANDOFF}
+
+
 def test_an_external_id_alone_proves_nothing_without_a_zendesk_delivery(hooked):
     delivered(hooked, ticket="preview-x", target="preview")
     response = post(hooked, event())
@@ -310,10 +320,11 @@ def test_an_external_id_alone_proves_nothing_without_a_zendesk_delivery(hooked):
      "a status change to something other than solved or closed"),
     ({"type": "zen:event-type:ticket.status_changed", "event": {"current": None, "previous": "OPEN"}},
      "a status change to something other than solved or closed"),
-    # An agent's merge closes the ticket unsolved: the conversation goes on where it was merged, and the
-    # bot was told `completed` (a review).
-    ({"type": "zen:event-type:ticket.status_changed", "event": {"current": "CLOSED", "previous": "OPEN"}},
-     "closed without being solved, as a merge closes a ticket: the conversation goes on where it was merged"),
+    # An agent's merge closes the ticket (Zendesk tags it): the conversation goes on where it was merged,
+    # and the bot was told `completed` (a review).
+    ({"type": "zen:event-type:ticket.status_changed", "event": {"current": "CLOSED", "previous": "OPEN"},
+      "detail__tags": ["handoff", "closed_by_merge"]},
+     "closed by a merge: the conversation goes on on the ticket it was merged into"),
     ({"event__current": None, "event__previous": "381156009921"}, "the ticket was unassigned"),
     ({"event__current": ""}, "the ticket was unassigned"),
     ({"event__previous": "20978392"}, "a reassignment from one agent to another"),
