@@ -537,3 +537,43 @@ def test_an_alert_the_next_handoff_found_links_its_own_handoffs_other_tickets(ma
         assert _eventually(lambda: slack.calls_to("chat.update"))  # deferred, after the answer
         [alert] = slack.top_level("C0HANDOFF")
         assert "tickets/1001" in json.dumps(alert["blocks"])
+
+
+def test_the_first_alert_names_the_ticket_its_conversation_goes_on_on_after_a_merge(make_app):
+    # A review: an agent merged the conversation's Zendesk ticket into another; the next handoff went on
+    # on that one, and the first handoff's Slack alert (which later handoffs post under) kept linking
+    # the closed ticket. Its line of tickets is brought up to date, nothing else of it.
+    with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        zd = FakeZendesk(rsps)
+        zd.search(results=[])
+        zd.create_ticket({"id": 1001})
+        app = make_app(targets=("zendesk", "slack"), slack_bot_token=slack.token, slack_api_url=slack.api_url,
+                       slack_channel="C0HANDOFF", **ZENDESK)
+        assert _hand_off(app)["status"] == "delivered"
+        assert _eventually(lambda: slack.calls_to("chat.update"))  # linked to 1001
+        [alert] = slack.top_level("C0HANDOFF")
+        before = [block for block in alert["blocks"] if block.get("block_id") != "related"]
+        assert "tickets/1001" in json.dumps(alert["blocks"])
+
+        zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
+        zd.audits(1001, merged_into=88001)
+        zd.update_ticket(88001)
+        again = full_packet()
+        again["transcript"].append({"at": "2026-11-27T11:00:00Z", "role": "customer", "text": "It broke again."})
+        second = app.test_client().post("/v1/handoffs", data=json.dumps(again), headers=auth(),
+                                        content_type="application/json").get_json()
+        assert {t["target"]: t["id"] for t in second["tickets"]}["zendesk"] == "88001"
+        assert _eventually(lambda: slack.calls_to("chat.update"), count=2)
+        [alert] = slack.top_level("C0HANDOFF")
+        assert "tickets/88001" in json.dumps(alert["blocks"]) and "tickets/1001" not in json.dumps(alert["blocks"])
+        assert [block for block in alert["blocks"] if block.get("block_id") != "related"] == before
+        assert alert["metadata"]["event_payload"]["handoff_id"] != second["id"]  # still the first handoff's
+
+        time.sleep(0.5)  # both targets' finishing may each ask for the links: let them land
+        edits = len(slack.calls_to("chat.update"))
+        third = copy.deepcopy(again)
+        third["transcript"].append({"at": "2026-11-27T11:05:00Z", "role": "customer", "text": "Still broken."})
+        zd.update_ticket(88001)
+        app.test_client().post("/v1/handoffs", data=json.dumps(third), headers=auth(), content_type="application/json")
+        time.sleep(0.5)
+        assert len(slack.calls_to("chat.update")) == edits  # it names 88001 already: read, not edited
