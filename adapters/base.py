@@ -231,6 +231,10 @@ class Sent:
     # open ticket an agent merged the link's closed one into): the link's ticket id, so the outbox
     # links the conversation to this one, as it does a new ticket.
     moved_from: str | None = None
+    # What was sent when it was not the payload `deliver` rendered (the merge target's whole brief,
+    # `update_merged`): the payload and the context it was rendered from, which the outcome keeps and
+    # its receipt reads — they said the short note, and no file, reached the ticket (a review).
+    sent_as: tuple[dict[str, Any], HandoffContext, Dropped] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -424,10 +428,14 @@ class Adapter(abc.ABC):
                 # none of it (Zendesk copies the merged ticket's last comment, Salesforce keeps the
                 # master's own Description), and a batch's short note sent agents to "the brief
                 # above", which was not there (a review).
-                whole = replace(ctx, brief=render_brief(ctx.packet, ctx.handoff_id, assignment=ctx.assignment))
-                payload, _ = self.rendered(whole)
+                # Its marks and team as the short one had them: the note's heading names [new] messages
+                # and the team the ticket stays with (a review).
+                whole = replace(ctx, brief=render_brief(ctx.packet, ctx.handoff_id, assignment=ctx.assignment,
+                                                        new_after=ctx.brief.new_after, kept_team=ctx.brief.kept_team))
+                payload, left_out = self.rendered(whole)
             try:
-                return replace(update(payload, whole, into), moved_from=gone.ticket_id)
+                return replace(update(payload, whole, into), moved_from=gone.ticket_id,
+                               sent_as=(payload, whole, left_out))
             except TicketGone as again:  # gone (merged on?) since
                 closed = again
             except (RejectedError, AuthError) as err:
@@ -611,7 +619,10 @@ class Adapter(abc.ABC):
         if ctx.link is not None:
             try:
                 with carrying(left_out):
-                    return self._outcome("updated", self.send_update(payload, ctx), payload, ctx, left_out)
+                    sent = self.send_update(payload, ctx)
+                if sent.sent_as is not None:
+                    payload, ctx, left_out = sent.sent_as
+                return self._outcome("updated", sent, payload, ctx, left_out)
             except TicketGone as gone:
                 ctx, found = self._instead_of(gone, ctx)
                 if found is not None:

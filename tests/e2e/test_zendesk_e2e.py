@@ -426,3 +426,32 @@ def test_a_link_moved_to_the_merge_target_keeps_the_team_and_what_the_ticket_was
         services.outbox.run_delivery(h2_delivery.id)
         assert client.get(f"/v1/handoffs/{h2['id']}", headers=auth()).get_json()["tickets"][0]["id"] == "88001"
         assert link() == ("88001", "technical_support", told)
+
+
+def test_a_repeat_on_the_merge_target_keeps_its_new_marks_its_kept_team_and_says_what_it_sent(make_app):
+    # Reviews of the mend: the whole brief for the merge target dropped the [new] marks its heading
+    # names and the team the ticket stays with ("Routed to: billing" under "was not moved"); and the
+    # delivery kept the short note's payload and receipt, no file said, while the whole brief went.
+    from sqlalchemy import select
+
+    from connector.models import Delivery
+
+    app = make_app(**ZENDESK)
+    client = app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        zd = FakeZendesk(rsps)
+        zd.search(results=[])
+        zd.create_ticket({"id": 1001})
+        post(client, _later("technical_support"))
+        zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
+        zd.audits(1001, merged_into=88001)
+        zd.update_ticket(88001)
+        h2 = post(client, _later("billing", "2026-11-27T11:00:00Z")).get_json()
+        [note] = zd.json_bodies("PUT", "/api/v2/tickets/88001.json")
+    assert h2["tickets"][0]["id"] == "88001"
+    html = note["ticket"]["comment"]["html_body"]
+    assert "marked [new] in the transcript" in html and html.count("[new]") >= 2  # the heading's and a message's
+    assert "not moved: this ticket stays with technical_support" in html
+    with app.extensions["connector"].db.reading() as session:
+        stored = session.scalars(select(Delivery).where(Delivery.handoff_id == h2["id"])).one()
+    assert stored.payload["ticket"]["comment"]["html_body"] == html
