@@ -320,7 +320,6 @@ class SlackAdapter(Adapter):
         # Only our own alert is rewritten; an alert made by an earlier handoff of the conversation
         # describes that handoff and keeps its own metadata (find_existing relies on it).
         if ctx.link.extra.get("handoff_id") != ctx.handoff_id:
-            self._relink_earlier_alert(ctx)
             return
         channel, ts = _link_target(ctx)
         message = self.apply_extra(self.build_create(ctx), ctx.vendor_extra)["message"]
@@ -400,25 +399,6 @@ class SlackAdapter(Adapter):
             log.warning("slack: the taken handoff's reply could not be looked for", extra={"error": str(err)})
             return None
         return str(update["ts"]) if update and update.get("ts") else None
-
-    def _relink_earlier_alert(self, ctx: HandoffContext) -> None:
-        """An earlier handoff's alert, which the conversation's later handoffs post under: its line of
-        tickets names the conversation's tickets as they are now — one merged into another, or
-        closed and followed up, left Slack's agents clicking through to the old one (a review). Only
-        that line is edited, the rest as Slack holds it (that handoff's, its metadata what the
-        lookups read), and only when it names others: one read of the alert per later handoff."""
-        line = kit.related_section(ctx.related)
-        if line is None:
-            return
-        channel, ts = _link_target(ctx)
-        alert = self._read_message(channel, ts) or {}
-        blocks = alert.get("blocks") or []
-        shown = next((block for block in blocks if block.get("block_id") == "related"), None)
-        if shown is None or (shown.get("text") or {}).get("text") == line["text"]["text"]:
-            return
-        kept = {"metadata": alert["metadata"]} if alert.get("metadata") else {}
-        self._call("chat_update", channel=channel, ts=ts, text=alert.get("text") or "",
-                   blocks=[line if block is shown else block for block in blocks], parse=AS_POSTED, **kept)
 
     def _show_taken(self, channel: str, ts: str, notice: str) -> dict[str, Any] | None:
         """The alert itself (or a re-escalation's reply in its thread) says who took it, its Claim

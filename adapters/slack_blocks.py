@@ -273,13 +273,6 @@ def header(raw: str) -> dict[str, Any]:
     return {"type": "header", "text": {"type": "plain_text", "text": fit(raw, HEADER_TEXT)[0], "emoji": True}}
 
 
-def related_section(related: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The alert's line of the handoff's tickets at its other targets (block `related`); None without any."""
-    tickets = [_ticket_link({"system": r.get("target"), "id": r.get("id"), "url": r.get("url")}, 500)
-               for r in related[:10]]
-    return section("*Tickets for this handoff:* " + " · ".join(tickets), block_id="related") if tickets else None
-
-
 def section(text: str, fields: Sequence[str] = (), block_id: str = "") -> dict[str, Any]:
     block: dict[str, Any] = {"type": "section", "text": mrkdwn(text)}
     if block_id:  # the packet part it shows: lets the size guard and the receipt name it
@@ -494,8 +487,10 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
                                                        "alert; all in the thread"})
         blocks.append(section(listed, block_id="history"))
 
-    if (line := related_section(related)) is not None:
-        blocks.append(line)
+    tickets = [_ticket_link({"system": r.get("target"), "id": r.get("id"), "url": r.get("url")}, 500)
+               for r in related[:10]]
+    if tickets:
+        blocks.append(section("*Tickets for this handoff:* " + " · ".join(tickets), block_id="related"))
 
     url = button_url(conversation.get("url"))
     actions = [button("Claim", None, CLAIM_ACTION, handoff_id, style="primary")] if claim else []
