@@ -233,8 +233,10 @@ class Sent:
     moved_from: str | None = None
     # What was sent when it was not the payload `deliver` rendered (the merge target's whole brief,
     # `update_merged`): the payload and the context it was rendered from, which the outcome keeps and
-    # its receipt reads — they said the short note, and no file, reached the ticket (a review).
-    sent_as: tuple[dict[str, Any], HandoffContext, Dropped] | None = field(default=None, repr=False, compare=False)
+    # its receipt reads — they said the short note, and no file, reached the ticket (a review). No
+    # payload when found there after a timeout (`find_existing_update`): the context alone.
+    sent_as: tuple[dict[str, Any] | None, HandoffContext, Dropped] | None = field(default=None, repr=False,
+                                                                                  compare=False)
 
 
 @dataclass(frozen=True)
@@ -424,14 +426,7 @@ class Adapter(abc.ABC):
                 break
             seen.add(into)
             if whole is None:
-                # With the whole brief, as a successor gets it (`_instead_of`): the merge target holds
-                # none of it (Zendesk copies the merged ticket's last comment, Salesforce keeps the
-                # master's own Description), and a batch's short note sent agents to "the brief
-                # above", which was not there (a review).
-                # Its marks and team as the short one had them: the note's heading names [new] messages
-                # and the team the ticket stays with (a review).
-                whole = replace(ctx, brief=render_brief(ctx.packet, ctx.handoff_id, assignment=ctx.assignment,
-                                                        new_after=ctx.brief.new_after, kept_team=ctx.brief.kept_team))
+                whole = merge_target_context(ctx)
                 payload, left_out = self.rendered(whole)
             try:
                 return replace(update(payload, whole, into), moved_from=gone.ticket_id,
@@ -604,6 +599,8 @@ class Adapter(abc.ABC):
                 if found is None and own is not None:
                     found = Sent(vendor_id=own.vendor_id, url=own.url, extra=dict(own.extra))
             if found is not None:
+                if found.sent_as is not None:  # found where it went in place of the link's (a merge target)
+                    _, ctx, _ = found.sent_as
                 return self._outcome("updated" if ctx.link else "created", found, None, ctx, _carried(ctx))
         if ctx.link is None:
             found_link = self._ticket_to_update(ctx)
@@ -715,6 +712,16 @@ class Adapter(abc.ABC):
             customer=customer_marks(ctx.packet),
             opened_with=opened_with(ctx),
         )
+
+
+def merge_target_context(ctx: HandoffContext) -> HandoffContext:
+    """`ctx` with the whole brief, for the ticket the conversation's was merged into (`update_merged`),
+    as a successor gets it (`_instead_of`): the merge target holds none of it (Zendesk copies the
+    merged ticket's last comment, Salesforce keeps the master's own Description), and a batch's short
+    note sent agents to "the brief above", which was not there (a review). Its [new] marks and kept
+    team as the short one had them: the note's heading names them."""
+    return replace(ctx, brief=render_brief(ctx.packet, ctx.handoff_id, assignment=ctx.assignment,
+                                           new_after=ctx.brief.new_after, kept_team=ctx.brief.kept_team))
 
 
 def routing_field_left_out(said: dict[str, str], field: str) -> dict[str, str]:

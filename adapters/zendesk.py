@@ -45,6 +45,7 @@ from .base import (
     carrying,
     deep_merge,
     mapping_context,
+    merge_target_context,
     priority_map_problem,
 )
 from .errors import (
@@ -519,10 +520,13 @@ class ZendeskAdapter(Adapter):
         for comment in reply["comments"]:
             if ctx.handoff_id in (comment.get("html_body") or comment.get("body") or ""):
                 reopened, raised, holder = self._after_found_note(ticket_id, self._raises_after_note(ctx))
+                # On the merge target it went with the whole brief: the receipt says that (it said a
+                # batch's messages alone and no file; a review).
                 return Sent(vendor_id=ticket_id, url=self.ticket_url(ticket_id),
                             reply={"found_by": "comment", **({"reopened": True} if reopened else {}),
                                    **({"raised_priority": raised} if raised else {})}, holder=holder,
-                            moved_from=moved_from if moved_from != ticket_id else None)
+                            moved_from=moved_from if moved_from != ticket_id else None,
+                            sent_as=(None, merge_target_context(ctx), ()) if merged else None)
         return None
 
     def probe(self) -> Probed:

@@ -680,3 +680,28 @@ def test_messages_going_to_the_ticket_the_handoffs_was_merged_into_carry_the_who
     assert (ticket["status"], ticket["id"]) == ("updated", master)
     assert all(comment["ParentId"] == master for comment in comments)
     assert "brief is in this case's Description" not in " ".join(c["CommentBody"] for c in comments)
+
+
+def test_messages_found_on_the_merge_target_after_a_timeout_are_received_as_the_whole_brief(make_app):
+    # A review: the retry found the note on the merge target and recorded the short note's receipt
+    # ("transcript" alone) though the whole brief went there.
+    app = make_app(**ZENDESK)
+    services = app.extensions["connector"]
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        zd = FakeZendesk(rsps)
+        handoff_id = _handoff_with_ticket(app, zd)
+        zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
+        zd.audits(1001, merged_into=88001)
+        zd.raises("PUT", "/api/v2/tickets/88001.json", ReadTimeout("read timed out"))
+        assert send(app.test_client(), handoff_id).get_json()["tickets"][0]["status"] == "pending"
+        [note] = zd.json_bodies("PUT", "/api/v2/tickets/88001.json")
+        rsps.add("GET", zd.origin + "/api/v2/tickets/88001/comments.json",
+                 json={"comments": [{"id": 5, "html_body": note["ticket"]["comment"]["html_body"]}]})
+        zd.show_ticket(88001)
+        with services.db.session() as session:
+            session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+        ids, token = services.outbox.claim_due()
+        assert [services.outbox.run_delivery(i, token).state for i in ids] == ["updated"]
+    with services.db.reading() as session:
+        receipt = session.scalars(select(Delivery.receipt).join(Handoff).where(Handoff.follows_id == handoff_id)).one()
+    assert {"escalation", "customer", "transcript"} <= set(receipt["delivered"])
