@@ -41,7 +41,16 @@ from connector.schemas.packet import URGENCIES
 from connector.settings import Settings
 from connector.text_rules import did_you_mean, rfc3339_utc
 
-from .errors import AuthError, LookupUnreadable, OutcomeUnknown, RejectedError, ReplacementUnderway, TicketGone
+from .errors import (
+    AuthError,
+    DeliveryError,
+    LookupUnreadable,
+    OutcomeUnknown,
+    RejectedError,
+    ReplacementUnderway,
+    TicketGone,
+    TransientError,
+)
 from .events import AssignmentEvent, Holder
 
 log = logging.getLogger(__name__)
@@ -434,9 +443,7 @@ class Adapter(abc.ABC):
             except TicketGone as again:  # gone (merged on?) since
                 closed = again
             except (RejectedError, AuthError) as err:
-                # Refused (a 403: a ticket the API user may not see): the successor, as before. A 401
-                # is the credentials, which its create would meet too.
-                if isinstance(err, AuthError) and err.status != 403:
+                if not merge_not_followed(err):
                     raise
                 log.info("the ticket the conversation's was merged into takes no update; opening its successor",
                          extra={"target": self.name, "vendor_id": gone.ticket_id, "merged_into": into,
@@ -712,6 +719,15 @@ class Adapter(abc.ABC):
             customer=customer_marks(ctx.packet),
             opened_with=opened_with(ctx),
         )
+
+
+def merge_not_followed(err: DeliveryError) -> bool:
+    """Whether a failure on the way to a merge target (reading the merge, or updating the ticket it
+    names) ends the following of merges, its successor opened as before: a refusal, a 403 too (a
+    ticket or history the API user may not see) — not a failure that may pass, raised to be retried
+    (taken for "not merged", one opened the duplicate of the merge target, linked from then on), nor
+    the credentials (a 401, which the successor's create would meet too)."""
+    return not isinstance(err, TransientError) and not (isinstance(err, AuthError) and err.status != 403)
 
 
 def merge_target_context(ctx: HandoffContext) -> HandoffContext:

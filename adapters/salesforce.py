@@ -47,6 +47,7 @@ from .base import (
     created_at,
     deep_merge,
     mapping_context,
+    merge_not_followed,
     routing_field_left_out,
 )
 from .errors import (
@@ -429,7 +430,7 @@ class SalesforceAdapter(Adapter):
         try:
             records = self._call(lambda sf: sf.query(soql, include_deleted=True), write=False).get("records") or []
         except DeliveryError as err:
-            if isinstance(err, TransientError) or (isinstance(err, AuthError) and err.status != 403):
+            if not merge_not_followed(err):
                 raise
             log.warning("salesforce: the deleted case's merge could not be read (%s); a new case is opened",
                         type(err).__name__, extra={"case": gone.ticket_id, "status": err.status})

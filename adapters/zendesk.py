@@ -45,6 +45,7 @@ from .base import (
     carrying,
     deep_merge,
     mapping_context,
+    merge_not_followed,
     merge_target_context,
     priority_map_problem,
 )
@@ -394,7 +395,7 @@ class ZendeskAdapter(Adapter):
         try:
             reply, _ = self._call("GET", path, write=False, params={"sort_order": "desc"}, expect="audits")
         except DeliveryError as err:
-            if isinstance(err, TransientError) or (isinstance(err, AuthError) and err.status != 403):
+            if not merge_not_followed(err):
                 raise
             log.warning("zendesk: the closed ticket's audits could not be read (%s); a follow-up names it",
                         type(err).__name__, extra={"ticket": gone.ticket_id})

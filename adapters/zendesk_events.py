@@ -9,7 +9,7 @@ delivery's `vendor_id`. Other event types, unassignments and reassignments are `
 agent taking an unassigned ticket ends a customer's wait. A status change (`ticket.status_changed`,
 UPPERCASE statuses in `event.current`) counts only when it is to SOLVED or CLOSED — not a close by an
 agent's merge (the ticket tagged `closed_by_merge`): the conversation goes on on the ticket it was
-merged into (`ZendeskAdapter.merged_into`), and the bot was told `completed`. Other ways to CLOSED
+merged into (`ZendeskAdapter.merged_into`; it told the bot `completed`). Other ways to CLOSED
 without SOLVED (a trigger's "close now", an automation, the API) are completions.
 """
 

@@ -230,8 +230,8 @@ def complete(services: Services, event: CompletionEvent) -> Received:
         if handoff is None:
             return Received("ignored", NO_HANDOFF)
         first, owed = _completed(session, services, handoff, event)
-        # The conversation's earlier handoffs the solved ticket holds (a later one updated it) are
-        # solved with it: each kept quoting its wait in a read and its bot never heard `completed`.
+        # The earlier handoffs the solved ticket holds (a later one updated it, or their messages
+        # opened it) are solved with it: each kept quoting its wait and its bot never heard `completed`.
         for earlier in _earlier_on_ticket(session, handoff, event):
             solved, told = _completed(session, services, earlier, event)
             first, owed = first or solved, owed or told
