@@ -80,6 +80,15 @@ def post(app, packet, key="k-1"):
     return response.get_json()
 
 
+def run_again(app, handoff_id: str):
+    """The handoff's one delivery tried again now (the one more try an unknown outcome gets, or a replay's)."""
+    services = app.extensions["connector"]
+    with services.db.session() as session:
+        [delivery] = session.scalars(select(Delivery).filter_by(handoff_id=handoff_id)).all()
+        delivery.next_attempt_at = utcnow() - dt.timedelta(seconds=1)
+    return services.outbox.run_delivery(delivery.id)
+
+
 def send_message(app, handoff_id: str, at: str, text: str):
     """A customer message sent while the handoff waits (`POST …/messages`)."""
     return app.test_client().post(f"/v1/handoffs/{handoff_id}/messages", headers=auth(), content_type="application/json",
@@ -484,10 +493,7 @@ def test_a_delivery_given_up_after_its_vendor_named_the_ticket_an_agent_took_is_
         event = AssignmentEvent(target="vanishing", event_id="ev-1", ticket_id="V-1", handoff_id=hid,
                                 agent_id="agent-7", agent_name="Dana", at=utcnow())
         assert assignments.record(services, event).outcome == "recorded"
-    with services.db.session() as session:
-        [delivery] = session.scalars(select(Delivery).filter_by(handoff_id=hid)).all()
-        delivery.next_attempt_at = utcnow() - dt.timedelta(seconds=1)  # the one more try an unknown outcome gets
-    services.outbox.run_delivery(delivery.id)
+    run_again(app, hid)  # the one more try an unknown outcome gets
     send_due(app)
     read = app.test_client().get(f"/v1/handoffs/{hid}", headers=auth()).get_json()
     if not taken:  # nothing said where it went: given up, as before
@@ -526,10 +532,7 @@ def test_a_zendesk_ticket_recorded_from_its_event_carries_the_agent_url_a_create
         taken = AssignmentEvent(target="zendesk", event_id="ev-1", ticket_id="1001", handoff_id=hid,
                                 agent_id="agent-7", agent_name="Dana", at=utcnow())
         assert assignments.record(services, taken).outcome == "recorded"
-        with services.db.session() as session:
-            [delivery] = session.scalars(select(Delivery).filter_by(handoff_id=hid)).all()
-            delivery.next_attempt_at = utcnow() - dt.timedelta(seconds=1)  # the one more try an unknown outcome gets
-        services.outbox.run_delivery(delivery.id)
+        run_again(app, hid)  # the one more try an unknown outcome gets
     read = app.test_client().get(f"/v1/handoffs/{hid}", headers=auth()).get_json()
     assert [(t["status"], t["id"], t["url"]) for t in read["tickets"]] == [("created", "1001", url)]
     replay = app.test_client().post("/v1/handoffs", json=packet, headers={**auth(), "Idempotency-Key": "k-1"})
@@ -560,19 +563,13 @@ def test_a_given_up_delivery_whose_ticket_the_next_handoff_found_is_recorded_mad
     def read(handoff_id):
         return app.test_client().get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()
 
-    def run_again(handoff_id):  # its next try (the one more an unknown outcome gets, or a replay's), due now
-        with services.db.session() as session:
-            [delivery] = session.scalars(select(Delivery).filter_by(handoff_id=handoff_id)).all()
-            delivery.next_attempt_at = utcnow() - dt.timedelta(seconds=1)
-        services.outbox.run_delivery(delivery.id)
-
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
         rsps.add_passthru(bot.url)
         zendesk = FakeZendesk(rsps)
         zendesk.raises("POST", "/api/v2/tickets.json", requests.exceptions.ReadTimeout("read timed out"))
         zendesk.error("GET", "/api/v2/tickets.json", 503, "Service Unavailable")  # its look for 1001 fails too
         a = post(app, minimal_packet(callback={"url": bot.url}))["id"]
-        run_again(a)
+        run_again(app, a)
         assert read(a)["tickets"][0]["status"] == "dead"
         if put_aside:  # an operator's dismiss: B looks for what it made all the same (it stayed `failed`; a review)
             assert dismiss(services.db, states=("dead",)) != []
@@ -598,7 +595,7 @@ def test_a_given_up_delivery_whose_ticket_the_next_handoff_found_is_recorded_mad
                 state="dead", vendor_id=None, url=None, outcome_unknown=True))
         assert replay(services.db, states=("dead",)) != []
         zendesk.tickets_by_external_id(a)
-        run_again(a)
+        run_again(app, a)
         assert [(t["status"], t["id"], t["url"]) for t in read(a)["tickets"]] == [("created", "1001", url)]
         assert len(zendesk.calls("POST", "/api/v2/tickets.json")) == 1  # A's own, timed out
         assert len(zendesk.calls("PUT", "/api/v2/tickets/1001.json")) == 1  # B's update only
@@ -626,10 +623,7 @@ def test_an_update_that_met_its_ticket_closed_is_recorded_on_the_ticket_the_even
     claim = AssignmentEvent(target="closedthenlost", event_id="ev-9", ticket_id="T-NEW", handoff_id=hid,
                             agent_id="agent-7", agent_name="Dana", at=utcnow())
     assert assignments.record(services, claim).outcome == "recorded"
-    with services.db.session() as session:
-        [delivery] = session.scalars(select(Delivery).filter_by(handoff_id=hid)).all()
-        delivery.next_attempt_at = utcnow() - dt.timedelta(seconds=1)
-    services.outbox.run_delivery(delivery.id)
+    run_again(app, hid)
     read = app.test_client().get(f"/v1/handoffs/{hid}", headers=auth()).get_json()
     assert [(t["status"], t["id"]) for t in read["tickets"]] == [("created", "T-NEW")]
     monkeypatch.setattr(ClosedThenLostAdapter, "losing", False)
