@@ -1,6 +1,7 @@
 """What a vendor tells us after delivery, normalized. A vendor-event module (`zendesk_events`,
-`slack_events`) turns a verified payload into an `AssignmentEvent` or a `CompletionEvent`, or says
-why it is `Ignored`; `connector.assignments` records it. Vendor payload shapes never leave those modules."""
+`slack_events`) turns a verified payload into an `AssignmentEvent`, a `CompletionEvent` or a
+`MergeEvent`, or says why it is `Ignored`; `connector.vendor_events` records it. Vendor payload shapes
+never leave those modules."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class AssignmentEvent:
     # vendor says where the action came from: the ticket whose thread the clicked message is in
     # (`C1/1795262300.000100`, the alert's). A bot's `vendor_extra.slack` can post blocks of its own
     # — a Claim button naming another handoff — so a name counts only there
-    # (`connector.assignments._delivered_to`). Without it (Zendesk's external_id, which any
+    # (`connector.assignments.delivered_to`). Without it (Zendesk's external_id, which any
     # integration or agent can write), a name counts only while its ticket is not recorded.
     named_in: str | None = None
     # With `named_in`: the clicked message is in no thread (`named_in` is its own id: an alert not
@@ -72,6 +73,20 @@ class CompletionEvent:
     ticket_id: str  # the target's `Delivery.vendor_id`
     handoff_id: str | None  # the handoff the payload names, when it names one (checked, never trusted alone)
     at: dt.datetime  # `handoff_id`, written by Zendesk's external_id: counted only while its ticket is not recorded
+
+
+@dataclass(frozen=True)
+class MergeEvent:
+    """An agent merged the ticket into another, which closed it (Zendesk tags it `closed_by_merge`):
+    no completion — the conversation goes on on the ticket it was merged into, whose solve completes
+    its handoffs (`connector.merges`). The event does not say which ticket that is; the vendor's
+    record of the merge does (`Adapter.merged_into`)."""
+
+    target: str
+    event_id: str
+    ticket_id: str  # the merged ticket: the target's `Delivery.vendor_id`
+    handoff_id: str | None  # as `CompletionEvent.handoff_id`
+    at: dt.datetime
 
 
 @dataclass(frozen=True)

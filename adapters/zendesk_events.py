@@ -1,5 +1,5 @@
 """Zendesk event webhooks (`POST /webhooks/zendesk`): an agent assignment becomes an `AssignmentEvent`,
-a ticket solved or closed a `CompletionEvent`.
+a ticket solved or closed a `CompletionEvent`, one closed by an agent's merge a `MergeEvent`.
 
 Zendesk's event format: `{"type": "zen:event-type:ticket.agent_assignment_changed", "id": <event
 uuid>, "time": RFC 3339, "subject": "zen:ticket:35436", "detail": {<the ticket: "id", "external_id",
@@ -7,10 +7,12 @@ uuid>, "time": RFC 3339, "subject": "zen:ticket:35436", "detail": {<the ticket: 
 Our tickets carry the handoff id as `external_id` (`adapters.zendesk`); the ticket id is the
 delivery's `vendor_id`. Other event types, unassignments and reassignments are `Ignored`: only an
 agent taking an unassigned ticket ends a customer's wait. A status change (`ticket.status_changed`,
-UPPERCASE statuses in `event.current`) counts only when it is to SOLVED or CLOSED — not a close by an
-agent's merge (the ticket tagged `closed_by_merge`): the conversation goes on on the ticket it was
-merged into (`ZendeskAdapter.merged_into`; it told the bot `completed`). Other ways to CLOSED
-without SOLVED (a trigger's "close now", an automation, the API) are completions.
+UPPERCASE statuses in `event.current`) counts only when it is to SOLVED or CLOSED. A close by an
+agent's merge (the ticket tagged `closed_by_merge`) is no completion: the conversation goes on on the
+ticket it was merged into (`ZendeskAdapter.merged_into`), whose solve completes its handoffs
+(`connector.merges`; the merge itself told the bot `completed`, of a ticket agents had just begun to
+work on under another number). Other ways to CLOSED without SOLVED (a trigger's "close now", an
+automation, the API) are completions.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from .events import AssignmentEvent, CompletionEvent, Ignored, VendorId
+from .events import AssignmentEvent, CompletionEvent, Ignored, MergeEvent, VendorId
 
 TARGET = "zendesk"
 ASSIGNMENT_CHANGED = "zen:event-type:ticket.agent_assignment_changed"
@@ -78,7 +80,7 @@ class _Envelope(_Lenient):
     type = fields.String(required=True, validate=validate.Length(min=1, max=200))
 
 
-def parse(data: Mapping[str, Any]) -> AssignmentEvent | CompletionEvent | Ignored:
+def parse(data: Mapping[str, Any]) -> AssignmentEvent | CompletionEvent | MergeEvent | Ignored:
     """Raises marshmallow's ValidationError naming the field when the body is not an event."""
     kind = _Envelope().load(data)["type"]
     if kind not in (ASSIGNMENT_CHANGED, STATUS_CHANGED):
@@ -88,10 +90,9 @@ def parse(data: Mapping[str, Any]) -> AssignmentEvent | CompletionEvent | Ignore
     if kind == STATUS_CHANGED:
         if not isinstance(change["current"], str) or change["current"].upper() not in FINISHED:
             return Ignored("a status change to something other than solved or closed")
-        if isinstance(ticket["tags"], list) and MERGED_TAG in ticket["tags"]:
-            return Ignored("closed by a merge: the conversation goes on on the ticket it was merged into")
-        return CompletionEvent(target=TARGET, event_id=event["id"], ticket_id=ticket["id"],
-                               handoff_id=ticket["external_id"] or None, at=event["time"])
+        finished = MergeEvent if isinstance(ticket["tags"], list) and MERGED_TAG in ticket["tags"] else CompletionEvent
+        return finished(target=TARGET, event_id=event["id"], ticket_id=ticket["id"],
+                        handoff_id=ticket["external_id"] or None, at=event["time"])
     current, previous = _agent(change["current"], "current"), _agent(change["previous"], "previous")
     if current is None:
         return Ignored("the ticket was unassigned")

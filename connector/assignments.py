@@ -25,23 +25,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from marshmallow import ValidationError
 from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from adapters.events import AssignmentEvent, CompletionEvent, Holder, Ignored
+from adapters.events import AssignmentEvent, CompletionEvent, Holder, MergeEvent
 
 from . import answers, callbacks
-from .errors import ValidationFailed
 from .jsonlog import log_context
 from .models import DISMISSED, DONE, Assignment, Callback, ConversationLink, Delivery, Handoff, utcnow
 from .routing_schema import compiled
-from .schemas import flatten_errors
 
 if TYPE_CHECKING:  # services builds the outbox, which records what an update's answer says here
     from .services import Services
@@ -56,8 +52,6 @@ CLOCK_SKEW = dt.timedelta(seconds=60)
 # solve that reached us after the customer came back (a webhook late by seconds) completed the
 # newer handoff, dated before it, and the older one promised a wait for ever.
 TICKET_HAD_ONE_SKEW = dt.timedelta(seconds=2)
-# An event dated further ahead than this is not believed (a sample there would sit in every window).
-FUTURE_LIMIT = dt.timedelta(minutes=5)
 NO_HANDOFF = "no handoff was delivered to this ticket before this event"
 ROUTED = "the agent routing named when the ticket was made (not an observed wait)"
 REASSIGNED = "a reassignment from one agent to another"
@@ -80,33 +74,6 @@ class Received:
 
     def body(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "detail": self.detail, "handoff_id": self.handoff_id}
-
-
-def receive(services: Services, parse: Callable[[Any], AssignmentEvent | CompletionEvent | Ignored], payload: Any,
-            now: dt.datetime) -> Received:
-    """Parse a verified vendor payload with its vendor's `parse` and record what it says."""
-    try:
-        event = parse(payload)
-    except ValidationError as err:
-        errors = flatten_errors(err.messages)
-        raise ValidationFailed(f"The event is not valid: {len(errors)} field(s) need attention.", errors=errors) \
-            from None
-    if isinstance(event, Ignored):
-        log.debug("vendor event ignored", extra={"reason": event.reason})
-        return Received("ignored", event.reason)
-    if event.at > now + FUTURE_LIMIT:
-        log.info("vendor event ignored", extra={"target": event.target, "reason": "dated in the future"})
-        return Received("ignored", "the event is dated in the future")
-    received = record(services, event) if isinstance(event, AssignmentEvent) else complete(services, event)
-    if isinstance(event, AssignmentEvent) and received.holder is not None and received.ticket_id:
-        with log_context(handoff_id=received.held, target=event.target):
-            services.tell_agent(event, received.holder, received.ticket_id)
-            if received.outcome == "recorded" and received.detail != ROUTED and received.held:
-                # Not routing's own choice: an agent who takes the handoff from them is still welcome.
-                services.tell_other_targets(received.held, received.holder)
-    if received.outcome == "ignored":
-        log.info("vendor event ignored", extra={"target": event.target, "reason": received.detail})
-    return received
 
 
 def record(services: Services, event: AssignmentEvent, again: bool = True) -> Received:
@@ -226,18 +193,20 @@ def complete(services: Services, event: CompletionEvent) -> Received:
     that did not ask — one without a signing secret cannot — read "someone will reply in about 5
     minutes" of a ticket solved days before. Once: a copy of the event finds it recorded."""
     with services.db.session() as session:
-        handoff = _delivered_to(session, event)
-        if handoff is None:
+        handoff = delivered_to(session, event)
+        solved = _solved_with(session, handoff, event)
+        if not solved:
             return Received("ignored", NO_HANDOFF)
-        first, owed = _completed(session, services, handoff, event)
-        # The earlier handoffs the solved ticket holds (a later one updated it, or their messages
-        # opened it) are solved with it: each kept quoting its wait and its bot never heard `completed`.
-        for earlier in _earlier_on_ticket(session, handoff, event):
-            solved, told = _completed(session, services, earlier, event)
-            first, owed = first or solved, owed or told
+        handoff_id = handoff.id if handoff is not None else solved[0].id
+        # The ticket's own url, for a handoff that reached it by a merge (its delivery names another).
+        url = session.scalars(select(ConversationLink.url).where(
+            ConversationLink.target == event.target, ConversationLink.vendor_id == event.ticket_id).limit(1)).first()
+        first = owed = False
+        for each in solved:
+            recorded, told = _completed(session, services, each, event, url)
+            first, owed = first or recorded, owed or told
         if not first and not owed:
-            return Received("duplicate", "the handoff's completion was recorded already", handoff.id)
-        handoff_id = handoff.id
+            return Received("duplicate", "the handoff's completion was recorded already", handoff_id)
     if owed:
         services.wake_callbacks()  # `completed`
     with log_context(handoff_id=handoff_id):
@@ -245,25 +214,57 @@ def complete(services: Services, event: CompletionEvent) -> Received:
     return Received("recorded", "completed", handoff_id)
 
 
-def _completed(session: Session, services: Services, handoff: Handoff, event: CompletionEvent) -> tuple[bool, bool]:
+def _solved_with(session: Session, handoff: Handoff | None, event: CompletionEvent) -> list[Handoff]:
+    """What the solve of `event`'s ticket completes, newest first (the order locks are taken in):
+    `handoff`, the newest delivered to it; the earlier handoffs the ticket holds (a later one updated
+    it, or their messages opened it: each kept quoting its wait, its bot never heard `completed`);
+    and the waiting handoffs of the conversations linked to it, whose ticket an agent merged into this
+    one (`connector.merges` moves the link; so does a later handoff's update that followed the merge)."""
+    found = [handoff, *_earlier_on_ticket(session, handoff, event)] if handoff is not None else []
+    seen = {each.id for each in found}
+    found += [each for each in _on_linked_conversations(session, event) if each.id not in seen]
+    return sorted(found, key=lambda each: (each.created_at, each.id), reverse=True)
+
+
+def _on_linked_conversations(session: Session, event: CompletionEvent) -> list[Handoff]:
+    """The handoffs of the conversations whose link at the target names the solved ticket, stored by
+    the event (give or take TICKET_HAD_ONE_SKEW: a customer back just after the solve is not done)
+    and delivered to a ticket there (by their own delivery or a batch of their messages): their own
+    ticket was merged into this one. The link names one ticket per conversation and target, so
+    nothing of a conversation that moved on is taken. Those solved already too: a copy of the event
+    finds them, and is answered as one (`_completed` changes nothing of theirs)."""
+    follow_up = aliased(Handoff)
+    linked = exists().where(ConversationLink.target == event.target, ConversationLink.vendor_id == event.ticket_id,
+                            ConversationLink.bot_id == Handoff.bot_id,
+                            ConversationLink.conversation_id == Handoff.conversation_id)
+    its_messages = select(follow_up.id).where(follow_up.follows_id == Handoff.id)
+    reached = exists().where(Delivery.target == event.target, Delivery.vendor_id.is_not(None), Delivery.vendor_id != "",
+                             or_(Delivery.handoff_id == Handoff.id, Delivery.handoff_id.in_(its_messages)))
+    return list(session.scalars(
+        select(Handoff).where(linked, reached, Handoff.follows_id.is_(None),
+                              Handoff.created_at <= event.at + TICKET_HAD_ONE_SKEW)))
+
+
+def _completed(session: Session, services: Services, handoff: Handoff, event: CompletionEvent,
+               url: str | None) -> tuple[bool, bool]:
     """`handoff` recorded as solved at `event.at` and its `completed` owed if its bot asked: whether
-    each was new (a copy of the event finds both done)."""
+    each was new (a copy of the event finds both done). `url`: the solved ticket's, where known."""
     # The row's lock, to the commit, orders it with an assignment being recorded (`record`).
     first = session.execute(update(Handoff).where(Handoff.id == handoff.id, Handoff.completed_at.is_(None))
                             .values(completed_at=event.at).execution_options(synchronize_session=False))
-    url = callbacks.url_for(handoff.packet, "completed")
+    callback_url = callbacks.url_for(handoff.packet, "completed")
     owed = False
-    if url is not None:
+    if callback_url is not None:
         tickets = _tickets(session, handoff)
-        new = callbacks.row(handoff, "completed", url, tickets, _told_at(session, handoff, event.at),
-                            primary=_ticket_at(tickets, event.target, event.ticket_id))
+        new = callbacks.row(handoff, "completed", callback_url, tickets, _told_at(session, handoff, event.at),
+                            primary=_solved_ticket(tickets, event, url))
         owed = callbacks.add(session.connection(), services.db, new)
     return bool(first.rowcount), owed
 
 
 def _earlier_on_ticket(session: Session, handoff: Handoff, event: CompletionEvent) -> list[Handoff]:
     """The handoffs before `handoff` delivered to the solved ticket and not solved yet, newest first
-    (the order `_delivered_to` took the newest in: locks are taken in one order) — by their own
+    (the order `delivered_to` took the newest in: locks are taken in one order) — by their own
     delivery, or by a batch of their messages that opened it (as every read shows it, `answers.rescued`:
     such a handoff stayed unsolved; a review)."""
     on_ticket = (select(func.coalesce(Handoff.follows_id, Handoff.id)).join(Delivery, Delivery.handoff_id == Handoff.id)
@@ -287,6 +288,14 @@ def _ticket_at(tickets: list[dict[str, Any]], target: str, ticket_id: str) -> di
     """The ticket the event is about; its id from the event, which may precede the delivery's record."""
     taken = next((t for t in tickets if t["target"] == target), callbacks.ticket(target, "pending", None, None))
     return {**taken, "id": ticket_id}
+
+
+def _solved_ticket(tickets: list[dict[str, Any]], event: CompletionEvent, url: str | None) -> dict[str, Any]:
+    """The solved ticket as `completed` names it: the handoff's own — or the one its own was merged
+    into, whose `url` (where known) is not its own ticket's."""
+    solved = _ticket_at(tickets, event.target, event.ticket_id)
+    merged = any(t["target"] == event.target and t["id"] not in (None, event.ticket_id) for t in tickets)
+    return {**solved, "url": url} if merged else solved
 
 
 def _ticket_named(event: AssignmentEvent) -> str:
@@ -354,7 +363,7 @@ def _recorded(session: Session, event: AssignmentEvent) -> Received | None:
     return Received("duplicate", "this event was recorded already", handoff_id) if handoff_id else None
 
 
-def _delivered_to(session: Session, event: AssignmentEvent | CompletionEvent) -> Handoff | None:
+def delivered_to(session: Session, event: AssignmentEvent | CompletionEvent | MergeEvent) -> Handoff | None:
     """The newest handoff delivered to this ticket before `at`, else the one the payload names if
     it was delivered to `target`: only while its delivery may have made a ticket not recorded yet
     (the event may come first: `_may_have_unrecorded_ticket`) — others can write that name
@@ -435,7 +444,7 @@ def _newest_then(session: Session, newest_first: Any, at: dt.datetime) -> Handof
 
 def _waiting_handoff(session: Session, event: AssignmentEvent) -> tuple[Handoff | None, Assignment | None]:
     """The handoff this event is about, and who took it already (None: it is still waiting)."""
-    handoff = _delivered_to(session, event)
+    handoff = delivered_to(session, event)
     if handoff is None:
         return None, None
     # Only the newest handoff on the ticket is waiting: older ones were superseded by it.

@@ -162,7 +162,11 @@ class ConversationLink(Base):
     """
 
     __tablename__ = "conversation_links"
-    __table_args__ = (UniqueConstraint("bot_id", "conversation_id", "target", name="uq_links_conversation_target"),)
+    __table_args__ = (
+        UniqueConstraint("bot_id", "conversation_id", "target", name="uq_links_conversation_target"),
+        # A vendor's event names a ticket: the conversations linked to it (a solve, a merge, a click's thread).
+        Index("ix_links_ticket", "target", "vendor_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     bot_id: Mapped[str] = mapped_column(String(200))

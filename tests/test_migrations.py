@@ -249,7 +249,7 @@ def test_a_database_a_newer_release_moved_on_while_this_one_waited_is_one_named_
         database.dispose()
 
 
-REVISIONS = [f"{n:04d}" for n in range(1, 11)]  # every one before head
+REVISIONS = [f"{n:04d}" for n in range(1, 12)]  # every one before head
 
 
 def _filled(connection, table: str, values: dict) -> dict:

@@ -320,11 +320,6 @@ def test_an_external_id_alone_proves_nothing_without_a_zendesk_delivery(hooked):
      "a status change to something other than solved or closed"),
     ({"type": "zen:event-type:ticket.status_changed", "event": {"current": None, "previous": "OPEN"}},
      "a status change to something other than solved or closed"),
-    # An agent's merge closes the ticket (Zendesk tags it): the conversation goes on where it was merged,
-    # and the bot was told `completed` (a review).
-    ({"type": "zen:event-type:ticket.status_changed", "event": {"current": "CLOSED", "previous": "OPEN"},
-      "detail__tags": ["handoff", "closed_by_merge"]},
-     "closed by a merge: the conversation goes on on the ticket it was merged into"),
     ({"event__current": None, "event__previous": "381156009921"}, "the ticket was unassigned"),
     ({"event__current": ""}, "the ticket was unassigned"),
     ({"event__previous": "20978392"}, "a reassignment from one agent to another"),
@@ -332,13 +327,13 @@ def test_an_external_id_alone_proves_nothing_without_a_zendesk_delivery(hooked):
 ])
 def test_what_is_not_a_handoff_being_taken_is_ignored_without_error(hooked, caplog, changes, detail):
     delivered(hooked)
-    with caplog.at_level(logging.DEBUG, logger="connector.assignments"):
+    with caplog.at_level(logging.DEBUG, logger="connector.vendor_events"):
         response = post(hooked, event(**changes))
     assert response.status_code == 200
     assert response.get_json() == {"outcome": "ignored", "detail": detail, "handoff_id": None}
     assert assignments(hooked) == []
-    assert [r.levelno for r in caplog.records if r.name == "connector.assignments"] in ([logging.DEBUG],
-                                                                                       [logging.INFO])
+    assert [r.levelno for r in caplog.records if r.name == "connector.vendor_events"] in ([logging.DEBUG],
+                                                                                         [logging.INFO])
 
 
 @pytest.mark.parametrize(("body", "field", "status"), [

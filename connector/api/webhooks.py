@@ -13,10 +13,10 @@ from flask import Blueprint, Response, jsonify, request
 
 from adapters import slack_events, zendesk_events
 
-from ..assignments import receive
 from ..errors import Unauthenticated, UnsupportedMediaType
 from ..json_body import parse_json
 from ..services import current_services
+from ..vendor_events import receive
 from ..vendor_signatures import SignatureError, at_fault, verify_slack, verify_zendesk
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,11 @@ def zendesk() -> Response:
         feeds the observed wait; the agent routing itself put on the ticket is recorded as
         holding it (`routed`), never as an observed wait, until another agent takes the ticket
         and replaces it. A ticket solved or closed is recorded (GET shows completed_at) and
-        owes the handoff's bot its `completed` status callback, once, if it asked for it.
-        Other event types, unassignments, reassignments between agents other than routing's
+        owes the handoff's bot its `completed` status callback, once, if it asked for it. A
+        close by an agent's merge (tagged `closed_by_merge`) links the conversation to the
+        ticket it was merged into, whose solve completes its handoffs; a merge that cannot be
+        followed is a close like any other, and one whose record Zendesk could not give now
+        is answered 503 with Retry-After, nothing recorded. Other event types, unassignments, reassignments between agents other than routing's
         own, other statuses and tickets that no handoff made are answered 200 with outcome
         `ignored`.
       security: [{zendeskSignature: []}]
@@ -69,6 +72,7 @@ def zendesk() -> Response:
         413: {$ref: "#/components/responses/Problem"}
         415: {$ref: "#/components/responses/Problem"}
         422: {$ref: "#/components/responses/Problem"}
+        503: {$ref: "#/components/responses/Problem"}
     """
     services = current_services()
     raw, now = _verified(verify_zendesk, services.settings.zendesk_webhook_secrets, "ZENDESK_WEBHOOK_SECRETS")

@@ -1,0 +1,58 @@
+"""A verified vendor payload, parsed by its vendor's module (`adapters.zendesk_events`,
+`adapters.slack_events`) and recorded: an agent taking a handoff (`assignments.record`), a ticket
+solved (`assignments.complete`) or merged into another (`merges.merged`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from marshmallow import ValidationError
+
+from adapters.events import AssignmentEvent, CompletionEvent, Ignored, MergeEvent
+
+from .assignments import ROUTED, Received, complete, record
+from .errors import ValidationFailed
+from .jsonlog import log_context
+from .merges import merged
+from .schemas import flatten_errors
+
+if TYPE_CHECKING:
+    from .services import Services
+
+log = logging.getLogger(__name__)
+
+# An event dated further ahead than this is not believed (a sample there would sit in every window).
+FUTURE_LIMIT = dt.timedelta(minutes=5)
+
+
+def receive(services: Services, parse: Callable[[Any], AssignmentEvent | CompletionEvent | MergeEvent | Ignored],
+            payload: Any, now: dt.datetime) -> Received:
+    """Parse a verified vendor payload with its vendor's `parse` and record what it says."""
+    try:
+        event = parse(payload)
+    except ValidationError as err:
+        errors = flatten_errors(err.messages)
+        raise ValidationFailed(f"The event is not valid: {len(errors)} field(s) need attention.", errors=errors) \
+            from None
+    if isinstance(event, Ignored):
+        log.debug("vendor event ignored", extra={"reason": event.reason})
+        return Received("ignored", event.reason)
+    if event.at > now + FUTURE_LIMIT:
+        log.info("vendor event ignored", extra={"target": event.target, "reason": "dated in the future"})
+        return Received("ignored", "the event is dated in the future")
+    if isinstance(event, AssignmentEvent):
+        received = record(services, event)
+    else:
+        received = complete(services, event) if isinstance(event, CompletionEvent) else merged(services, event)
+    if isinstance(event, AssignmentEvent) and received.holder is not None and received.ticket_id:
+        with log_context(handoff_id=received.held, target=event.target):
+            services.tell_agent(event, received.holder, received.ticket_id)
+            if received.outcome == "recorded" and received.detail != ROUTED and received.held:
+                # Not routing's own choice: an agent who takes the handoff from them is still welcome.
+                services.tell_other_targets(received.held, received.holder)
+    if received.outcome == "ignored":
+        log.info("vendor event ignored", extra={"target": event.target, "reason": received.detail})
+    return received
