@@ -211,6 +211,15 @@ class HandoffContext:
 
 
 @dataclass(frozen=True)
+class MergeEnd:
+    """Where a conversation whose ticket an agent merged goes on (`Adapter.merge_end`)."""
+
+    ticket_id: str  # the ticket it was merged into, merges made one after another followed
+    url: str | None
+    finished: bool  # solved or closed already (not by a merge): the conversation's handoffs are done
+
+
+@dataclass(frozen=True)
 class Probed:
     """`connector check --vendors`: who the vendor takes us for, and what it showed that works
     today but should be mended (each a line of `check`'s warnings)."""
@@ -417,6 +426,15 @@ class Adapter(abc.ABC):
         (`update_merged`); None when it was not merged, or that cannot be read for good. A failure
         that may pass is raised, to be retried: taken as "not merged", one opened the duplicate of
         the merge target, linked from then on. The default: no merges."""
+        return None
+
+    def merge_end(self, gone: TicketGone) -> MergeEnd | None:
+        """Where the conversation of `gone`, a ticket an agent's merge closed, goes on: the ticket it
+        was merged into (`merged_into`), followed through merges made one after another
+        (`MAX_MERGES`, never back to a ticket seen), and whether that one is finished already. Its
+        merge event may come before the event of a merge before it, or after the solve of where it
+        went (Zendesk sends events in no set order). None when it was not merged, or that cannot be
+        read for good; a failure that may pass is raised. The default: no merges."""
         return None
 
     def update_merged(self, ctx: HandoffContext, gone: TicketGone,

@@ -37,9 +37,11 @@ from connector.settings import Settings, http_address
 from connector.text_rules import as_identity, called
 
 from .base import (
+    MAX_MERGES,
     Adapter,
     HandoffContext,
     Link,
+    MergeEnd,
     Probed,
     Sent,
     carrying,
@@ -59,6 +61,7 @@ from .errors import (
     TicketGone,
     TransientError,
 )
+from .zendesk_events import MERGED_TAG
 from .zendesk_http import ZendeskSession, edge, id_problem, quota_pause
 from .zendesk_refused import create_or_without, update_or_without
 from .zendesk_users import EndUsers, customer_external_id
@@ -401,6 +404,34 @@ class ZendeskAdapter(Adapter):
                         type(err).__name__, extra={"ticket": gone.ticket_id})
             return None
         return _merge_target(reply["audits"], gone.ticket_id)
+
+    def merge_end(self, gone: TicketGone) -> MergeEnd | None:
+        """`Adapter.merge_end`: each ticket merged into read (Show Ticket) — one its own merge closed
+        since (status closed, tagged `closed_by_merge`) is followed on; its audits alone cannot tell,
+        as a merge target's name the tickets merged into it, the way back. None where a ticket on
+        the way may not be read (a refusal, a 403, deleted)."""
+        closed, seen = gone, {gone.ticket_id}
+        for _ in range(MAX_MERGES):
+            into = self.merged_into(closed)
+            if into is None or into in seen:
+                return None
+            seen.add(into)
+            try:
+                reply, _ = self._call("GET", f"/api/v2/tickets/{quote(into, safe='')}.json", write=False,
+                                      expect="ticket")
+            except DeliveryError as err:
+                if not merge_not_followed(err):
+                    raise
+                log.warning("zendesk: the ticket a merge names could not be read (%s)", type(err).__name__,
+                            extra={"ticket": into, "status": err.status})
+                return None
+            ticket = reply["ticket"]
+            status, tags = ticket.get("status"), ticket.get("tags")
+            if status == "closed" and isinstance(tags, list) and MERGED_TAG in tags:
+                closed = TicketGone(f"ticket {into} was closed by a merge", ticket_id=into, closed=True)
+                continue
+            return MergeEnd(into, self.ticket_url(into), finished=status in ("solved", "closed"))
+        return None
 
     def _update(self, body: dict[str, Any], ctx: HandoffContext, ticket_id: str) -> Sent:
         """`body` (its attachment uploaded) on ticket `ticket_id`: its tags, its note, then the

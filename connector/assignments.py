@@ -28,7 +28,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -222,16 +222,17 @@ def _solved_with(session: Session, handoff: Handoff | None, event: CompletionEve
     one (`connector.merges` moves the link; so does a later handoff's update that followed the merge)."""
     found = [handoff, *_earlier_on_ticket(session, handoff, event)] if handoff is not None else []
     seen = {each.id for each in found}
-    found += [each for each in _on_linked_conversations(session, event) if each.id not in seen]
+    found += [each for each in session.scalars(_linked_handoffs(event)) if each.id not in seen]
     return sorted(found, key=lambda each: (each.created_at, each.id), reverse=True)
 
 
-def _on_linked_conversations(session: Session, event: CompletionEvent) -> list[Handoff]:
-    """The handoffs of the conversations whose link at the target names the solved ticket, stored by
-    the event (give or take TICKET_HAD_ONE_SKEW: a customer back just after the solve is not done)
-    and delivered to a ticket there (by their own delivery or a batch of their messages): their own
-    ticket was merged into this one. The link names one ticket per conversation and target, so
-    nothing of a conversation that moved on is taken. Those solved already too: a copy of the event
+def _linked_handoffs(event: AssignmentEvent | CompletionEvent | MergeEvent) -> Select[tuple[Handoff]]:
+    """The handoffs of the conversations whose link at the target names the event's ticket, stored by
+    the event (give or take TICKET_HAD_ONE_SKEW: a customer back just after a solve is not done) and
+    delivered to a ticket there (by their own delivery or a batch of their messages): their own
+    ticket was merged into this one (`connector.merges` moves the link; so does a later handoff's
+    update that followed the merge). The link names one ticket per conversation and target, so
+    nothing of a conversation that moved on is taken. Those solved already too: a copy of a solve
     finds them, and is answered as one (`_completed` changes nothing of theirs)."""
     follow_up = aliased(Handoff)
     linked = exists().where(ConversationLink.target == event.target, ConversationLink.vendor_id == event.ticket_id,
@@ -240,9 +241,17 @@ def _on_linked_conversations(session: Session, event: CompletionEvent) -> list[H
     its_messages = select(follow_up.id).where(follow_up.follows_id == Handoff.id)
     reached = exists().where(Delivery.target == event.target, Delivery.vendor_id.is_not(None), Delivery.vendor_id != "",
                              or_(Delivery.handoff_id == Handoff.id, Delivery.handoff_id.in_(its_messages)))
-    return list(session.scalars(
-        select(Handoff).where(linked, reached, Handoff.follows_id.is_(None),
-                              Handoff.created_at <= event.at + TICKET_HAD_ONE_SKEW)))
+    return select(Handoff).where(linked, reached, Handoff.follows_id.is_(None),
+                                 Handoff.created_at <= event.at + TICKET_HAD_ONE_SKEW)
+
+
+def _newest_linked(session: Session, event: AssignmentEvent | CompletionEvent | MergeEvent) -> Handoff | None:
+    """The newest of `_linked_handoffs`: the one an agent taking the ticket takes — not for a Slack
+    click, whose thread says which handoff it is (`named_in`)."""
+    if isinstance(event, AssignmentEvent) and event.named_in is not None:
+        return None
+    return session.scalars(_linked_handoffs(event).order_by(Handoff.created_at.desc(), Handoff.id.desc())
+                           .limit(1)).first()
 
 
 def _completed(session: Session, services: Services, handoff: Handoff, event: CompletionEvent,
@@ -376,12 +385,20 @@ def delivered_to(session: Session, event: AssignmentEvent | CompletionEvent | Me
 
     Agents take a handoff, not the messages that followed it (`follow_ups`): a follow-up found
     here answers for its handoff. It is found only when no handoff is: one named by the payload
-    (a Slack alert it posted), or one that opened the ticket when its handoff gave up there."""
+    (a Slack alert it posted), or one that opened the ticket when its handoff gave up there.
+
+    A ticket a conversation's own was merged into (the conversation's link names it) is that
+    conversation's too: its newest handoff is found where no handoff was delivered to the ticket by
+    then (`_newest_linked`) — an agent taking it took the customer's problem, its solve solved it."""
     delivered_here = (select(Handoff).join(Delivery, Delivery.handoff_id == Handoff.id)
                       .where(Delivery.target == event.target, Handoff.created_at <= event.at + CLOCK_SKEW))
     on_ticket = (delivered_here.where(Delivery.vendor_id == event.ticket_id)
                  .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(1))
-    handoff = _newest_then(session, on_ticket.where(Handoff.follows_id.is_(None)), event.at)
+    # The ticket's newest handoff then; else the newest of a conversation whose own ticket was merged
+    # into it (before one stored just after the event: a customer back after the solve was completed).
+    direct = on_ticket.where(Handoff.follows_id.is_(None))
+    handoff = session.scalars(direct.where(Handoff.created_at <= event.at + TICKET_HAD_ONE_SKEW)).first() \
+        or _newest_linked(session, event) or session.scalars(direct).first()
     if handoff is None and event.handoff_id:
         named = delivered_here.where(Handoff.id == event.handoff_id)
         if isinstance(event, AssignmentEvent) and event.named_in is not None:

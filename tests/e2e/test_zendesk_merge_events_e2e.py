@@ -9,13 +9,15 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import time
 
 import pytest
 import responses
 from requests.exceptions import ReadTimeout
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from connector.models import Callback, ConversationLink
+from connector.merges import NOTHING_LINKED
+from connector.models import Callback, ConversationLink, Handoff
 from tests.conftest import auth
 from tests.e2e.test_zendesk_e2e import WEBHOOK_SECRET, ZENDESK, post
 from tests.factories import full_packet
@@ -35,14 +37,26 @@ def zendesk(request):
 
 
 def status_changed(client, ticket_id: int, handoff_id: str | None, event_id: str, status: str, *,
-                   merged: bool = False):
+                   merged: bool = False, at: dt.datetime | None = None):
     """Zendesk's `ticket.status_changed`, signed as Zendesk signs (written out here, not our verifier)."""
     body = fixture("event-agent-assignment-changed.json")
     body.update(type="zen:event-type:ticket.status_changed", id=event_id, subject=f"zen:ticket:{ticket_id}",
-                time=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                time=(at or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 event={"current": status, "previous": "OPEN"})
     body["detail"].update(id=str(ticket_id), external_id=handoff_id, status=status,
                           tags=["handoff", *(["closed_by_merge"] if merged else [])])
+    return signed_post(client, body)
+
+
+def assigned(client, ticket_id: int, event_id: str, agent: str = "381156009921"):
+    body = fixture("event-agent-assignment-changed.json")
+    body.update(id=event_id, subject=f"zen:ticket:{ticket_id}", time=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                event={"current": agent, "previous": None})
+    body["detail"].update(id=str(ticket_id), external_id=None)
+    return signed_post(client, body)
+
+
+def signed_post(client, body: dict):
     raw = json.dumps(body).encode()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     signature = base64.b64encode(hmac.new(WEBHOOK_SECRET.encode(), stamp.encode() + raw, hashlib.sha256).digest())
@@ -67,6 +81,12 @@ def link_of(client) -> tuple[str | None, str | None]:
         return link.vendor_id, link.url
 
 
+def merged_into_open(zd, into: int = 88001) -> None:
+    """Ticket 1001 was merged into `into`, open: its audits say so, and Zendesk shows that one."""
+    zd.audits(1001, merged_into=into)
+    zd.show_ticket(into, status="open")
+
+
 def first_handoff(client, zd) -> str:
     zd.search(results=[])
     zd.create_ticket({"id": 1001})
@@ -80,7 +100,7 @@ def test_a_handoff_whose_ticket_was_merged_is_completed_when_the_ticket_it_went_
     number); the solve of the ticket it was merged into is — with no later handoff to say where it went."""
     client, zd = zendesk
     first = first_handoff(client, zd)
-    zd.audits(1001, merged_into=88001)
+    merged_into_open(zd)
     merge = status_changed(client, 1001, first, "evt-merge", "CLOSED", merged=True)
     assert merge.status_code == 200, merge.get_json()
     assert merge.get_json() == {"outcome": "recorded", "detail": MERGED, "handoff_id": first}
@@ -97,7 +117,7 @@ def test_a_handoff_whose_ticket_was_merged_is_completed_when_the_ticket_it_went_
 def test_the_next_handoff_after_a_merge_updates_the_ticket_it_went_into_straight_away(zendesk):
     client, zd = zendesk
     first = first_handoff(client, zd)
-    zd.audits(1001, merged_into=88001)
+    merged_into_open(zd)
     assert status_changed(client, 1001, first, "evt-merge", "CLOSED", merged=True).get_json()["outcome"] == "recorded"
     zd.update_ticket(88001)
     second = post(client, came_back("It broke again.")).get_json()
@@ -135,7 +155,7 @@ def test_the_bot_hears_completed_of_the_ticket_its_handoffs_went_into(make_app):
         zd.create_ticket({"id": 1001})
         packet = full_packet(callback={"url": "https://bot.example.com/handoff-status", "events": ["completed"]})
         first = post(client, packet).get_json()["id"]
-        zd.audits(1001, merged_into=88001)
+        merged_into_open(zd)
         status_changed(client, 1001, first, "evt-merge", "CLOSED", merged=True)
         status_changed(client, 88001, None, "evt-solved", "SOLVED")
         with app.extensions["connector"].db.reading() as session:
@@ -168,7 +188,7 @@ def test_a_merge_whose_record_cannot_be_read_now_is_refused_for_zendesk_to_send_
     assert refused.status_code == 503 and refused.headers["Retry-After"] == "30"
     assert "ticket 1001" in refused.get_json()["detail"] and "nothing was recorded" in refused.get_json()["detail"]
     assert completed_at(client, first) is None and link_of(client)[0] == "1001"
-    zd.audits(1001, merged_into=88001)
+    merged_into_open(zd)
     again = status_changed(client, 1001, first, "evt-merge", "CLOSED", merged=True)
     assert again.get_json()["detail"] == MERGED and link_of(client)[0] == "88001"
 
@@ -176,8 +196,7 @@ def test_a_merge_whose_record_cannot_be_read_now_is_refused_for_zendesk_to_send_
 def test_a_merge_of_a_ticket_no_handoff_reached_asks_zendesk_nothing(zendesk):
     client, _zd = zendesk  # every call to the fake would have to be registered
     answer = status_changed(client, 5005, None, "evt-merge", "CLOSED", merged=True).get_json()
-    assert answer == {"outcome": "ignored", "detail": "no handoff was delivered to this ticket before this event",
-                      "handoff_id": None}
+    assert answer == {"outcome": "ignored", "detail": NOTHING_LINKED, "handoff_id": None}
 
 
 def test_the_solve_leaves_the_handoffs_of_other_conversations_waiting(zendesk):
@@ -188,7 +207,77 @@ def test_the_solve_leaves_the_handoffs_of_other_conversations_waiting(zendesk):
     other = full_packet()
     other["conversation"]["id"] = "conv-other"
     elsewhere = post(client, other).get_json()["id"]
-    zd.audits(1001, merged_into=88001)
+    merged_into_open(zd)
     status_changed(client, 1001, first, "evt-merge", "CLOSED", merged=True)
     assert status_changed(client, 88001, None, "evt-solved", "SOLVED").get_json()["handoff_id"] == first
     assert completed_at(client, elsewhere) is None  # its ticket is another
+
+
+def test_merges_whose_events_come_out_of_order_are_followed_to_the_ticket_still_in_use(zendesk):
+    """1001 was merged into 88001, and 88001 into 99001; 88001's event came first (Zendesk keeps no
+    order; a 503 sends one again later): 1001's is followed through 88001, closed by its own merge."""
+    client, zd = zendesk
+    first = first_handoff(client, zd)
+    early = status_changed(client, 88001, None, "evt-merge-2", "CLOSED", merged=True).get_json()
+    assert early == {"outcome": "ignored", "detail": NOTHING_LINKED, "handoff_id": None}
+    zd.audits(1001, merged_into=88001)
+    zd.show_ticket(88001, status="closed", tags=["handoff", "closed_by_merge"])
+    zd.audits(88001, merged_into=99001)
+    zd.show_ticket(99001, status="open")
+    answer = status_changed(client, 1001, first, "evt-merge-1", "CLOSED", merged=True).get_json()
+    assert answer["detail"].startswith("merged into ticket 99001") and link_of(client)[0] == "99001"
+    assert status_changed(client, 99001, None, "evt-solved", "SOLVED").get_json()["handoff_id"] == first
+    assert completed_at(client, first) is not None
+
+
+def test_a_merge_into_a_ticket_solved_already_completes_the_handoff_at_once(zendesk):
+    """The solve of the ticket it went into came first ("merge and solve", or a merge event sent
+    again after a 503): nothing would complete the handoff after it."""
+    client, zd = zendesk
+    first = first_handoff(client, zd)
+    assert status_changed(client, 88001, None, "evt-solved", "SOLVED").get_json()["outcome"] == "ignored"
+    zd.audits(1001, merged_into=88001)
+    zd.show_ticket(88001, status="solved")
+    answer = status_changed(client, 1001, first, "evt-merge", "CLOSED", merged=True).get_json()
+    assert answer == {"outcome": "recorded", "detail": "completed", "handoff_id": first}
+    assert completed_at(client, first) is not None and link_of(client)[0] == "88001"
+
+
+def test_a_copy_of_a_merge_event_asks_zendesk_nothing(zendesk):
+    client, zd = zendesk
+    first = first_handoff(client, zd)
+    merged_into_open(zd)
+    assert status_changed(client, 1001, first, "evt-merge", "CLOSED", merged=True).get_json()["outcome"] == "recorded"
+    copy = status_changed(client, 1001, first, "evt-merge", "CLOSED", merged=True).get_json()
+    assert copy == {"outcome": "ignored", "detail": NOTHING_LINKED, "handoff_id": None}
+    assert len(zd.calls("GET", "/api/v2/tickets/1001/audits.json")) == 1
+    assert completed_at(client, first) is None
+
+
+def test_an_agent_taking_the_ticket_a_handoffs_went_into_takes_the_handoff(zendesk):
+    client, zd = zendesk
+    first = first_handoff(client, zd)
+    merged_into_open(zd)
+    status_changed(client, 1001, first, "evt-merge", "CLOSED", merged=True)
+    taken = assigned(client, 88001, "evt-taken").get_json()
+    assert taken["outcome"] == "recorded" and taken["handoff_id"] == first
+    read = client.get(f"/v1/handoffs/{first}", headers=auth()).get_json()
+    assert read["assigned"]["agent_id"] == "381156009921"
+
+
+def test_a_customer_back_just_after_the_solve_of_the_ticket_their_handoff_went_into_is_not_done(zendesk):
+    """The solve's webhook came late: the handoff stored after it updated (reopened) the ticket and waits."""
+    client, zd = zendesk
+    first = first_handoff(client, zd)
+    merged_into_open(zd)
+    status_changed(client, 1001, first, "evt-merge", "CLOSED", merged=True)
+    solved_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    with client.application.extensions["connector"].db.session() as session:  # the first, stored well before
+        session.execute(update(Handoff).where(Handoff.id == first)
+                        .values(created_at=solved_at - dt.timedelta(minutes=10)))
+    time.sleep(3.1)  # past the clocks' ordinary difference (TICKET_HAD_ONE_SKEW)
+    zd.update_ticket(88001)
+    second = post(client, came_back("Actually it is still broken.")).get_json()
+    answer = status_changed(client, 88001, None, "evt-solved", "SOLVED", at=solved_at).get_json()
+    assert answer["handoff_id"] == first
+    assert completed_at(client, first) is not None and completed_at(client, second["id"]) is None
