@@ -217,6 +217,7 @@ class MergeEnd:
     ticket_id: str  # the ticket it was merged into, merges made one after another followed
     url: str | None
     finished: bool  # solved or closed already (not by a merge): the conversation's handoffs are done
+    holder: str | None = None  # the agent on it (its assignee, while it waits on one), who holds them
 
 
 @dataclass(frozen=True)

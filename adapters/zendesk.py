@@ -430,7 +430,8 @@ class ZendeskAdapter(Adapter):
             if status == "closed" and isinstance(tags, list) and MERGED_TAG in tags:
                 closed = TicketGone(f"ticket {into} was closed by a merge", ticket_id=into, closed=True)
                 continue
-            return MergeEnd(into, self.ticket_url(into), finished=status in ("solved", "closed"))
+            return MergeEnd(into, self.ticket_url(into), finished=status in ("solved", "closed"),
+                            holder=_holder(ticket, reopened=False))
         return None
 
     def _update(self, body: dict[str, Any], ctx: HandoffContext, ticket_id: str) -> Sent:

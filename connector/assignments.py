@@ -154,16 +154,20 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
     return Received("recorded", f"assigned after {wait} s", matched, holder=taker, ticket_id=where, held=matched)
 
 
-def held(services: Services, handoff_id: str, target: str, ticket_id: str, agent_id: str) -> Received:
+def held(services: Services, handoff_id: str, target: str, ticket_id: str, agent_id: str, *,
+         merged: bool = False) -> Received:
     """The vendor's answer to `handoff_id`'s update of its conversation's ticket says an agent has
     that ticket (`Outcome.holder`): they hold the handoff — the bot hears who, in its read and its
     `assigned` callback — though no vendor event comes, their assignee unchanged. Recorded as
     routed (no wait was observed: nobody took it); an agent who takes the ticket from them replaces
     them, as one taking it from routing's choice does. Only for `handoff_id`: a newer handoff on
     the ticket has an answer of its own (it may have found the ticket solved: nobody's). Zendesk
-    names no agent in its events either: the agent's id only."""
+    names no agent in its events either: the agent's id only. `merged`: the ticket is the one the
+    handoff's own was merged into (`connector.merges`), its conversation's link names it — the
+    handoff is found through that link, not where it was delivered."""
     event = AssignmentEvent(target=target, event_id=f"held:{handoff_id}", ticket_id=ticket_id, handoff_id=handoff_id,
-                            agent_id=agent_id, agent_name=None, at=utcnow(), named_in=ticket_id, held=True)
+                            agent_id=agent_id, agent_name=None, at=utcnow(), named_in=None if merged else ticket_id,
+                            held=True)
     return record(services, event)
 
 

@@ -4,8 +4,9 @@
 The conversations linked to the merged ticket are linked to that one from then on — their next
 handoff updates it straight away, as an update that followed the merge itself would have moved the
 link (`adapters.base.Adapter.update_merged`) — and the link keeps whom and for which team the
-ticket was opened and what it was told. An agent taking that ticket takes their newest handoff, and
-its solve completes their handoffs (`assignments.delivered_to`, `assignments.complete`). The
+ticket was opened and what it was told. An agent taking that ticket takes their newest handoff (the
+agent it has already holds it, as after an update: `assignments.held`), and its solve completes
+their handoffs (`assignments.delivered_to`, `assignments.complete`). The
 merge's close once told the bot `completed` of a problem agents had only begun to work on under
 another number; then nothing completed those handoffs at all.
 
@@ -30,7 +31,7 @@ from adapters.base import MADE_FOR, Adapter, MergeEnd
 from adapters.errors import DeliveryError, TicketGone
 from adapters.events import CompletionEvent, MergeEvent
 
-from .assignments import Received, complete, delivered_to
+from .assignments import Received, complete, delivered_to, held
 from .errors import ServiceUnavailable
 from .jsonlog import log_context
 from .models import ConversationLink, utcnow
@@ -75,6 +76,9 @@ def merged(services: Services, event: MergeEvent) -> Received:
                                           "merged_into": end.ticket_id, "finished": end.finished, "links_moved": moved})
     if end.finished:  # its solve came before this event: it completes them now
         return complete(services, CompletionEvent(**asdict(replace(event, ticket_id=end.ticket_id, handoff_id=None))))
+    if end.holder is not None and handoff is not None:
+        # An agent has that ticket already: no event will say they took it, and the customer waits on them.
+        held(services, handoff.id, event.target, end.ticket_id, end.holder, merged=True)
     return Received("recorded", f"merged into ticket {end.ticket_id}: its handoffs are completed when that ticket "
                     "is solved", handoff_id)
 

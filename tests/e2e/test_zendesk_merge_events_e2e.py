@@ -48,10 +48,10 @@ def status_changed(client, ticket_id: int, handoff_id: str | None, event_id: str
     return signed_post(client, body)
 
 
-def assigned(client, ticket_id: int, event_id: str, agent: str = "381156009921"):
+def assigned(client, ticket_id: int, event_id: str, agent: str = "381156009921", previous: str | None = None):
     body = fixture("event-agent-assignment-changed.json")
     body.update(id=event_id, subject=f"zen:ticket:{ticket_id}", time=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                event={"current": agent, "previous": None})
+                event={"current": agent, "previous": previous})
     body["detail"].update(id=str(ticket_id), external_id=None)
     return signed_post(client, body)
 
@@ -281,3 +281,18 @@ def test_a_customer_back_just_after_the_solve_of_the_ticket_their_handoff_went_i
     answer = status_changed(client, 88001, None, "evt-solved", "SOLVED", at=solved_at).get_json()
     assert answer["handoff_id"] == first
     assert completed_at(client, first) is not None and completed_at(client, second["id"]) is None
+
+
+def test_the_agent_the_ticket_a_handoffs_went_into_has_holds_the_handoff(zendesk):
+    """Merge targets usually have an agent already: no event says they took it, yet the customer waits on them."""
+    client, zd = zendesk
+    first = first_handoff(client, zd)
+    zd.audits(1001, merged_into=88001)
+    zd.show_ticket(88001, status="open", assignee=381156004412)
+    status_changed(client, 1001, first, "evt-merge", "CLOSED", merged=True)
+    read = client.get(f"/v1/handoffs/{first}", headers=auth()).get_json()
+    assert (read["assigned"]["agent_id"], read["assigned"]["routed"]) == ("381156004412", True)
+    # Another agent taking it from them is the one the customer waited for.
+    taken = assigned(client, 88001, "evt-taken", agent="20978392", previous="381156004412").get_json()
+    assert taken["outcome"] == "recorded" and taken["handoff_id"] == first
+    assert client.get(f"/v1/handoffs/{first}", headers=auth()).get_json()["assigned"]["agent_id"] == "20978392"

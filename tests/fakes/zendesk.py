@@ -85,12 +85,14 @@ class FakeZendesk:
         return self.rsps.add(_Optional("PUT", f"{self.origin}/api/v2/tickets/{ticket_id}/tags", callback=answer,
                                        content_type="application/json"))
 
-    def show_ticket(self, ticket_id: int = 1001, *, status: str | None = None,
-                    tags: list[str] | None = None) -> responses.BaseResponse:
-        """Show Ticket; `status`, `tags`: the ticket's, where the recording's (new, ["handoff"]) will not do."""
+    def show_ticket(self, ticket_id: int = 1001, *, status: str | None = None, tags: list[str] | None = None,
+                    assignee: int | None = None) -> responses.BaseResponse:
+        """Show Ticket; `status`, `tags`, `assignee`: the ticket's, where the recording's (new,
+        ["handoff"], nobody) will not do."""
         ticket = fixture("tickets-by-external-id.json")["tickets"][0]
         ticket["id"] = ticket_id
-        ticket.update({key: value for key, value in (("status", status), ("tags", tags)) if value is not None})
+        changes = (("status", status), ("tags", tags), ("assignee_id", assignee))
+        ticket.update({key: value for key, value in changes if value is not None})
         return self._add("GET", f"/api/v2/tickets/{ticket_id}.json", 200, {"ticket": ticket})
 
     def audits(self, ticket_id: int = 77120, *, merged_into: int | None = None) -> responses.BaseResponse:
