@@ -452,13 +452,15 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_USEFUL_BODY_BYTES = 16 * 1024
 # Read by /webhooks/<vendor> whether the target is enabled or not: events still come for tickets
 # made while it was (`_unused_vendor_settings` leaves them out).
-_READ_WITHOUT_TARGET = frozenset({"ZENDESK_WEBHOOK_SECRETS", "SLACK_SIGNING_SECRET"})
+_READ_WITHOUT_TARGET = frozenset({"ZENDESK_WEBHOOK_SECRETS", "SLACK_SIGNING_SECRET", "SALESFORCE_WEBHOOK_TOKENS",
+                                  "SALESFORCE_ORG_ID"})
 # What the `preview` target renders each vendor's payload with (a channel, the ticket's address):
 # not ignored while it is enabled, whichever vendors are.
 _READ_BY_PREVIEW = frozenset({"SLACK_CHANNEL", "ZENDESK_SUBDOMAIN", "SALESFORCE_INSTANCE_URL"})
 RETENTION_MIN_DAYS = 7  # the observed wait may read seven days of assignments (`retention`)
 RETENTION_WHY = "the observed wait reads up to seven days of assignments"
 MIN_TOKEN_CHARS = 24  # bearer keys and tokens shorter than this are warned about (SECURITY.md)
+_SALESFORCE_ORG_ID = re.compile(r"00D[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?", re.ASCII)
 MIN_SECRET_BYTES = 16  # bot signing secrets (decoded) shorter than this are warned about
 # Credentials printed in the README and .env.example: whoever read them can use them. `change-me…`
 # values are placeholders (refused); these are working examples (warned about: fine on one's own
@@ -510,6 +512,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "SALESFORCE_DOMAIN": ("salesforce_domain", _str),
     "SALESFORCE_CLIENT_ID": ("salesforce_client_id", _str),
     "SALESFORCE_CLIENT_SECRET": ("salesforce_client_secret", _str),
+    "SALESFORCE_WEBHOOK_TOKENS": ("salesforce_webhook_tokens", _list),
+    "SALESFORCE_ORG_ID": ("salesforce_org_id", _str),
     "SLACK_BOT_TOKEN": ("slack_bot_token", _str),
     "SLACK_SIGNING_SECRET": ("slack_signing_secret", _str),
     "SLACK_CHANNEL": ("slack_channel", _str),
@@ -603,6 +607,10 @@ class Settings:
     salesforce_domain: str = ""
     salesforce_client_id: str = ""
     salesforce_client_secret: str = field(default="", repr=False)
+    # Outbound Messages are not signed: the token in the endpoint URL the admin configures says it
+    # is their org's (several at once for a rotation), and OrganizationId, when this is set, too.
+    salesforce_webhook_tokens: tuple[str, ...] = field(default=(), repr=False)
+    salesforce_org_id: str = ""
     slack_bot_token: str = field(default="", repr=False)
     slack_signing_secret: str = field(default="", repr=False)
     slack_channel: str = ""
@@ -662,12 +670,16 @@ class Settings:
                                   "credentials have variables of their own")
         credentials = [("CONNECTOR_BOT_KEYS", key) for _, key in self.bot_keys] + \
             [("CONNECTOR_BOT_SECRETS", secret) for _, secret in self.bot_secrets] + \
-            [("CONNECTOR_ADMIN_TOKEN", self.admin_token), ("CONNECTOR_METRICS_TOKEN", self.metrics_token)]
+            [("CONNECTOR_ADMIN_TOKEN", self.admin_token), ("CONNECTOR_METRICS_TOKEN", self.metrics_token)] + \
+            [("SALESFORCE_WEBHOOK_TOKENS", token) for token in self.salesforce_webhook_tokens]
         for variable, value in credentials:
             if PLACEHOLDER in value.lower():
                 # Uncommented from .env.example as it stands: a credential everyone who read it knows.
                 raise ConfigError(variable, f"holds the {PLACEHOLDER}… placeholder of .env.example: set a long random "
                                   "value of your own (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        if self.salesforce_org_id and not _SALESFORCE_ORG_ID.fullmatch(self.salesforce_org_id):
+            raise ConfigError("SALESFORCE_ORG_ID", "must be the organization's id as Setup › Company Information shows "
+                              f"it (00D…, 15 or 18 letters and digits), got {self.salesforce_org_id!r}")
         for bot_id, secret in self.bot_secrets:
             if not usable_secret(secret):
                 # Served, it refused every signed request of that bot as "no_secret_configured".
@@ -718,6 +730,9 @@ class Settings:
         for secret in self.zendesk_webhook_secrets:  # a rotation lists two of Zendesk's, one holder
             if secret:
                 yield "ZENDESK_WEBHOOK_SECRETS", "zendesk", "a Zendesk webhook secret", forms(secret)
+        for token in self.salesforce_webhook_tokens:  # it sits in a URL Salesforce's admins can read
+            if token:
+                yield "SALESFORCE_WEBHOOK_TOKENS", "salesforce", "a Salesforce webhook token", forms(token)
 
     def warnings(self) -> list[str]:
         """What is risky or useless in these settings without being wrong: `connector check` prints
@@ -750,9 +765,12 @@ class Settings:
                         "cookie is marked Secure only on requests that reach this process over https — behind a "
                         "TLS proxy, set it to the address people use")
         for variable, token in (("CONNECTOR_ADMIN_TOKEN", self.admin_token),
-                                ("CONNECTOR_METRICS_TOKEN", self.metrics_token)):
+                                ("CONNECTOR_METRICS_TOKEN", self.metrics_token),
+                                *(("SALESFORCE_WEBHOOK_TOKENS", each) for each in self.salesforce_webhook_tokens)):
             if token and len(token) < MIN_TOKEN_CHARS:
-                said.append(f"{variable} is shorter than {MIN_TOKEN_CHARS} characters")
+                said.append(f"{variable}: a token is shorter than {MIN_TOKEN_CHARS} characters"
+                            if variable == "SALESFORCE_WEBHOOK_TOKENS" else
+                            f"{variable} is shorter than {MIN_TOKEN_CHARS} characters")
         for bot_id, secret in self.bot_secrets:
             if len(signing_key(secret)) < MIN_SECRET_BYTES:
                 said.append(f"CONNECTOR_BOT_SECRETS: the secret for {bot_id!r} is shorter than {MIN_SECRET_BYTES} "

@@ -1,12 +1,14 @@
 """A verified vendor payload, parsed by its vendor's module (`adapters.zendesk_events`,
-`adapters.slack_events`) and recorded: an agent taking a handoff (`assignments.record`), a ticket
-solved (`assignments.complete`) or merged into another (`merges.merged`)."""
+`adapters.slack_events`, `adapters.salesforce_events`) and recorded: an agent taking a handoff
+(`assignments.record`), a ticket solved (`assignments.complete`) or merged into another
+(`merges.merged`)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from marshmallow import ValidationError
@@ -31,12 +33,33 @@ FUTURE_LIMIT = dt.timedelta(minutes=5)
 def receive(services: Services, parse: Callable[[Any], AssignmentEvent | CompletionEvent | MergeEvent | Ignored],
             payload: Any, now: dt.datetime) -> Received:
     """Parse a verified vendor payload with its vendor's `parse` and record what it says."""
-    try:
+    with refused_as_invalid("event"):
         event = parse(payload)
+    return record_event(services, event, now)
+
+
+def receive_each(services: Services, events: Iterable[AssignmentEvent | CompletionEvent | MergeEvent | Ignored],
+                 now: dt.datetime) -> list[Received]:
+    """Several events of one vendor message (a Salesforce Outbound Message holds up to 100), parsed
+    whole before any is recorded, recorded in their order: a failure (the database away) leaves the
+    rest unrecorded, and the vendor's resend of the whole message finds the first ones duplicates."""
+    return [record_event(services, event, now) for event in events]
+
+
+@contextlib.contextmanager
+def refused_as_invalid(what: str) -> Iterator[None]:
+    """A vendor parser's ValidationError, as the 422 every vendor's webhook answers, fields named."""
+    try:
+        yield
     except ValidationError as err:
         errors = flatten_errors(err.messages)
-        raise ValidationFailed(f"The event is not valid: {len(errors)} field(s) need attention.", errors=errors) \
+        raise ValidationFailed(f"The {what} is not valid: {len(errors)} field(s) need attention.", errors=errors) \
             from None
+
+
+def record_event(services: Services, event: AssignmentEvent | CompletionEvent | MergeEvent | Ignored,
+                 now: dt.datetime) -> Received:
+    """Record one parsed event: what the answer says of it."""
     if isinstance(event, Ignored):
         log.debug("vendor event ignored", extra={"reason": event.reason})
         return Received("ignored", event.reason)

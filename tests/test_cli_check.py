@@ -223,3 +223,14 @@ def test_slack_without_its_signing_secret_is_warned_about_as_zendesk_without_web
     assert "warning: no SLACK_SIGNING_SECRET: alerts are posted without a Claim button" in result.output
     signed = make_app(**slack, slack_signing_secret="s" * 32).extensions["connector"]
     assert not any("SLACK_SIGNING_SECRET" in said for said in signed.warnings())
+
+
+def test_salesforce_without_webhook_tokens_is_warned_about(make_app):
+    # Every Outbound Message would be refused 401, and no agent taking a case, nor its close, recorded.
+    salesforce = {"targets": ("salesforce",), "salesforce_instance_url": "https://acme.my.salesforce.com",
+                  "salesforce_access_token": "00D5g000004ABCD!AQ4AQGivenToken"}
+    result = make_app(**salesforce).test_cli_runner().invoke(args=["connector", "check"])
+    assert "warning: no SALESFORCE_WEBHOOK_TOKENS: /webhooks/salesforce refuses every Outbound Message" \
+        in result.output, result.output
+    tokened = make_app(**salesforce, salesforce_webhook_tokens=("t" * 32,)).extensions["connector"]
+    assert not any("SALESFORCE_WEBHOOK_TOKENS" in said for said in tokened.warnings())

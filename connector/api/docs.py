@@ -146,6 +146,10 @@ def build_spec(app: Flask) -> dict[str, Any]:
         "type": "apiKey", "in": "header", "name": "X-Slack-Signature",
         "description": "v0= hex HMAC-SHA256 of 'v0:{timestamp}:{raw body}', keyed with SLACK_SIGNING_SECRET; "
                        "five-minute window"})
+    spec.components.security_scheme("salesforceToken", {
+        "type": "apiKey", "in": "query", "name": "token",
+        "description": "One of SALESFORCE_WEBHOOK_TOKENS, in the endpoint URL of the Outbound Message (Salesforce "
+                       "signs nothing); OrganizationId must also be SALESFORCE_ORG_ID when that is set"})
     for name, schema in _COMPONENTS.items():
         spec.components.schema(name, schema=schema)
     # `idempotency.key_for`'s rule, as it checks it (a 400 otherwise).
