@@ -132,3 +132,35 @@ def test_a_conversation_whose_case_was_merged_goes_on_on_the_case_it_was_merged_
         assert len(org.calls("GET", "queryAll/")) == 1  # the deleted case is not looked at again
         assert len(org.sent("Case")) == 1  # no second case
         assert [c["ParentId"] for c in org.sent("CaseComment")[1:]] == [master] * 4
+
+
+def test_the_cases_outbound_messages_assign_and_then_complete_the_handoff(make_app):
+    # The contract: Salesforce sends events (assignee changed, case closed) to /webhooks/salesforce.
+    # A handoff delivered to the (faked) org, then the Outbound Messages its Flow sends for the case.
+    import datetime as dt
+
+    from tests.test_webhooks_salesforce import TOKEN as HOOK_TOKEN
+    from tests.test_webhooks_salesforce import acked, message
+
+    app = make_app(**SALESFORCE, salesforce_webhook_tokens=(HOOK_TOKEN,))
+    client = app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        SalesforceFake(rsps).new_case()
+        made = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
+                           content_type="application/json").get_json()
+    handoff_id = made["id"]
+    assert made["tickets"][0]["id"] == IDS["Case"]
+
+    def sent(notification_id: str, owner: str, closed: str) -> None:
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        body = message(notification_id, owner=owner, closed=closed, modified=now, handoff_id=handoff_id)
+        response = client.post(f"/webhooks/salesforce?token={HOOK_TOKEN}", data=body, content_type="text/xml")
+        assert acked(response), response.get_data(as_text=True)
+
+    sent("04l5g000000Ass1AAK", "0055g00000Agnt1AAB", "false")  # an agent took the case from the queue
+    read = client.get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()
+    assert read["assigned"]["agent_id"] == "0055g00000Agnt1AAB" and read["completed_at"] is None
+    sent("04l5g000000Cls1AAK", "0055g00000Agnt1AAB", "true")  # and closed it
+    read = client.get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()
+    assert read["completed_at"] is not None
+    assert read["assigned"]["agent_id"] == "0055g00000Agnt1AAB"
