@@ -1523,10 +1523,17 @@ def test_a_picklist_value_that_is_not_one_word_is_refused(mapping: dict[str, Any
 def test_an_update_open_ticket_salesforce_does_not_act_on_is_warned_about() -> None:
     # Every mapping may hold the key; only Zendesk looks for the customer's open ticket. Set in
     # salesforce.yaml, it was accepted without a word, and every first handoff opened a case.
+    hooked = TOKEN_SETTINGS.override({"salesforce_webhook_tokens": ("t" * 32,)})  # no warning of its own
     assert not any("update_open_ticket" in line for line in adapter(handoff_id_field="Handoff_Id__c").warnings())
-    [said] = adapter(handoff_id_field="Handoff_Id__c", update_open_ticket=True).warnings()
+    [said] = adapter(hooked, handoff_id_field="Handoff_Id__c", update_open_ticket=True).warnings()
     assert said.startswith("mappings/salesforce.yaml: update_open_ticket is ignored")
-    assert len(adapter(update_open_ticket=True).warnings()) == 2  # and the missing handoff_id_field's
+    assert len(adapter(hooked, update_open_ticket=True).warnings()) == 2  # and the missing handoff_id_field's
+
+
+def test_no_webhook_token_is_warned_about() -> None:
+    # Every Outbound Message would be refused: no agent taking a case, nor its close, recorded.
+    [said] = adapter(handoff_id_field="Handoff_Id__c").warnings()
+    assert said.startswith("no SALESFORCE_WEBHOOK_TOKENS: /webhooks/salesforce refuses every Outbound Message")
 
 
 def test_case_fields_use_the_mapping_value_language() -> None:
