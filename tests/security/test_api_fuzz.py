@@ -49,6 +49,7 @@ OPERATIONS = [
     "GET /problems/{name}",
     "POST /webhooks/zendesk",
     "POST /webhooks/slack",
+    "POST /webhooks/salesforce",
 ]
 
 
