@@ -27,7 +27,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
@@ -436,6 +436,12 @@ class Adapter(abc.ABC):
         merge event may come before the event of a merge before it, or after the solve of where it
         went (Zendesk sends events in no set order). None when it was not merged, or that cannot be
         read for good; a failure that may pass is raised. The default: no merges."""
+        return None
+
+    def merge_left_on(self, ticket_id: str, seen: Collection[str] = ()) -> MergeEnd | None:
+        """`merge_end` from `ticket_id`, a ticket a merge left a conversation on: itself while in
+        use, finished or not — or, merged on since, where that went (never back to one in `seen`).
+        Read again once the conversation is linked to it: its solve may have come in between."""
         return None
 
     def update_merged(self, ctx: HandoffContext, gone: TicketGone,

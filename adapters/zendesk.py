@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -406,32 +406,38 @@ class ZendeskAdapter(Adapter):
         return _merge_target(reply["audits"], gone.ticket_id)
 
     def merge_end(self, gone: TicketGone) -> MergeEnd | None:
-        """`Adapter.merge_end`: each ticket merged into read (Show Ticket) — one its own merge closed
-        since (status closed, tagged `closed_by_merge`) is followed on; its audits alone cannot tell,
-        as a merge target's name the tickets merged into it, the way back. None where a ticket on
-        the way may not be read (a refusal, a 403, deleted)."""
-        closed, seen = gone, {gone.ticket_id}
+        into = self.merged_into(gone)
+        return self.merge_left_on(into, seen=(gone.ticket_id,)) if into is not None else None
+
+    def merge_left_on(self, ticket_id: str, seen: Collection[str] = ()) -> MergeEnd | None:
+        """`Adapter.merge_left_on`: each ticket read (Show Ticket) — one its own merge closed since
+        (status closed, tagged `closed_by_merge`) is followed on; its audits alone cannot tell, as a
+        merge target's name the tickets merged into it, the way back. None where a ticket on the way
+        may not be read (a refusal, a 403, deleted)."""
+        seen = set(seen)
         for _ in range(MAX_MERGES):
-            into = self.merged_into(closed)
-            if into is None or into in seen:
+            if ticket_id in seen:
                 return None
-            seen.add(into)
+            seen.add(ticket_id)
             try:
-                reply, _ = self._call("GET", f"/api/v2/tickets/{quote(into, safe='')}.json", write=False,
+                reply, _ = self._call("GET", f"/api/v2/tickets/{quote(ticket_id, safe='')}.json", write=False,
                                       expect="ticket")
             except DeliveryError as err:
                 if not merge_not_followed(err):
                     raise
                 log.warning("zendesk: the ticket a merge names could not be read (%s)", type(err).__name__,
-                            extra={"ticket": into, "status": err.status})
+                            extra={"ticket": ticket_id, "status": err.status})
                 return None
             ticket = reply["ticket"]
             status, tags = ticket.get("status"), ticket.get("tags")
-            if status == "closed" and isinstance(tags, list) and MERGED_TAG in tags:
-                closed = TicketGone(f"ticket {into} was closed by a merge", ticket_id=into, closed=True)
-                continue
-            return MergeEnd(into, self.ticket_url(into), finished=status in ("solved", "closed"),
-                            holder=_holder(ticket, reopened=False))
+            if not (status == "closed" and isinstance(tags, list) and MERGED_TAG in tags):
+                return MergeEnd(ticket_id, self.ticket_url(ticket_id), finished=status in ("solved", "closed"),
+                                holder=_holder(ticket, reopened=False))
+            into = self.merged_into(TicketGone(f"ticket {ticket_id} was closed by a merge", ticket_id=ticket_id,
+                                               closed=True))
+            if into is None:
+                return None
+            ticket_id = into
         return None
 
     def _update(self, body: dict[str, Any], ctx: HandoffContext, ticket_id: str) -> Sent:

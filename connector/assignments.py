@@ -202,12 +202,9 @@ def complete(services: Services, event: CompletionEvent) -> Received:
         if not solved:
             return Received("ignored", NO_HANDOFF)
         handoff_id = handoff.id if handoff is not None else solved[0].id
-        # The ticket's own url, for a handoff that reached it by a merge (its delivery names another).
-        url = session.scalars(select(ConversationLink.url).where(
-            ConversationLink.target == event.target, ConversationLink.vendor_id == event.ticket_id).limit(1)).first()
         first = owed = False
         for each in solved:
-            recorded, told = _completed(session, services, each, event, url)
+            recorded, told = _completed(session, services, each, event)
             first, owed = first or recorded, owed or told
         if not first and not owed:
             return Received("duplicate", "the handoff's completion was recorded already", handoff_id)
@@ -249,6 +246,13 @@ def _linked_handoffs(event: AssignmentEvent | CompletionEvent | MergeEvent) -> S
                                  Handoff.created_at <= event.at + TICKET_HAD_ONE_SKEW)
 
 
+def _opened_by_us(session: Session, event: AssignmentEvent | CompletionEvent | MergeEvent) -> bool:
+    """Whether a delivery of ours (a handoff's, or a batch of its messages') made the event's ticket."""
+    made = select(Delivery.id).where(Delivery.target == event.target, Delivery.vendor_id == event.ticket_id,
+                                     Delivery.state == "created")
+    return session.scalars(made.limit(1)).first() is not None
+
+
 def _newest_linked(session: Session, event: AssignmentEvent | CompletionEvent | MergeEvent) -> Handoff | None:
     """The newest of `_linked_handoffs`: the one an agent taking the ticket takes — not for a Slack
     click, whose thread says which handoff it is (`named_in`)."""
@@ -258,10 +262,9 @@ def _newest_linked(session: Session, event: AssignmentEvent | CompletionEvent | 
                            .limit(1)).first()
 
 
-def _completed(session: Session, services: Services, handoff: Handoff, event: CompletionEvent,
-               url: str | None) -> tuple[bool, bool]:
+def _completed(session: Session, services: Services, handoff: Handoff, event: CompletionEvent) -> tuple[bool, bool]:
     """`handoff` recorded as solved at `event.at` and its `completed` owed if its bot asked: whether
-    each was new (a copy of the event finds both done). `url`: the solved ticket's, where known."""
+    each was new (a copy of the event finds both done)."""
     # The row's lock, to the commit, orders it with an assignment being recorded (`record`).
     first = session.execute(update(Handoff).where(Handoff.id == handoff.id, Handoff.completed_at.is_(None))
                             .values(completed_at=event.at).execution_options(synchronize_session=False))
@@ -270,7 +273,7 @@ def _completed(session: Session, services: Services, handoff: Handoff, event: Co
     if callback_url is not None:
         tickets = _tickets(session, handoff)
         new = callbacks.row(handoff, "completed", callback_url, tickets, _told_at(session, handoff, event.at),
-                            primary=_solved_ticket(tickets, event, url))
+                            primary=_ticket_told(session, tickets, event.target, event.ticket_id))
         owed = callbacks.add(session.connection(), services.db, new)
     return bool(first.rowcount), owed
 
@@ -303,12 +306,16 @@ def _ticket_at(tickets: list[dict[str, Any]], target: str, ticket_id: str) -> di
     return {**taken, "id": ticket_id}
 
 
-def _solved_ticket(tickets: list[dict[str, Any]], event: CompletionEvent, url: str | None) -> dict[str, Any]:
-    """The solved ticket as `completed` names it: the handoff's own — or the one its own was merged
-    into, whose `url` (where known) is not its own ticket's."""
-    solved = _ticket_at(tickets, event.target, event.ticket_id)
-    merged = any(t["target"] == event.target and t["id"] not in (None, event.ticket_id) for t in tickets)
-    return {**solved, "url": url} if merged else solved
+def _ticket_told(session: Session, tickets: list[dict[str, Any]], target: str, ticket_id: str) -> dict[str, Any]:
+    """The ticket a vendor's event is about as the bot's `assigned` or `completed` names it
+    (`_ticket_at`) — the handoff's own, or one its conversation reached by its link (its own ticket
+    merged into this one): that one's page then, as the link keeps it, not its own ticket's beside
+    the other's number."""
+    told = _ticket_at(tickets, target, ticket_id)
+    if any(t["target"] == target and t["id"] not in (None, ticket_id) for t in tickets):
+        told = {**told, "url": session.scalars(select(ConversationLink.url).where(
+            ConversationLink.target == target, ConversationLink.vendor_id == ticket_id).limit(1)).first()}
+    return told
 
 
 def _ticket_named(event: AssignmentEvent) -> str:
@@ -336,8 +343,11 @@ def _owe_callback(session: Session, services: Services, handoff: Handoff, event:
         return False
     tickets = _tickets(session, handoff)
     agent = {"id": event.agent_id, "name": event.agent_name, "target": event.target, "routed": routed}
+    # A Slack click's ticket is the alert its thread is in (`_ticket_named`): its reply's page is kept.
+    primary = _ticket_at(tickets, event.target, _ticket_named(event)) if event.named_in is not None \
+        else _ticket_told(session, tickets, event.target, event.ticket_id)
     new = callbacks.row(handoff, "assigned", url, tickets, _told_at(session, handoff, event.at), agent=agent,
-                        primary=_ticket_at(tickets, event.target, _ticket_named(event)))
+                        primary=primary)
     return callbacks.add(session.connection(), services.db, new)
 
 
@@ -399,10 +409,13 @@ def delivered_to(session: Session, event: AssignmentEvent | CompletionEvent | Me
     on_ticket = (delivered_here.where(Delivery.vendor_id == event.ticket_id)
                  .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(1))
     # The ticket's newest handoff then; else the newest of a conversation whose own ticket was merged
-    # into it (before one stored just after the event: a customer back after the solve was completed).
+    # into it (before one stored just after the event: a customer back after the solve was completed)
+    # — unless a handoff of ours opened this ticket: then it is that one's, an event racing our record
+    # of a brand-new ticket (a conversation's successor of its closed ticket, its link naming it).
     direct = on_ticket.where(Handoff.follows_id.is_(None))
     handoff = session.scalars(direct.where(Handoff.created_at <= event.at + TICKET_HAD_ONE_SKEW)).first() \
-        or _newest_linked(session, event) or session.scalars(direct).first()
+        or (None if _opened_by_us(session, event) else _newest_linked(session, event)) \
+        or session.scalars(direct).first()
     if handoff is None and event.handoff_id:
         named = delivered_here.where(Handoff.id == event.handoff_id)
         if isinstance(event, AssignmentEvent) and event.named_in is not None:

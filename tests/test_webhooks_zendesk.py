@@ -499,3 +499,25 @@ def test_agents_taking_over_from_routing_at_once_the_first_takes_it(hooked):
     assert row.agent_id == f"2097839{winner}"
 
 
+
+
+@pytest.mark.parametrize("solved", [False, True])
+def test_a_conversations_new_ticket_taken_as_we_record_it_is_its_new_handoffs_not_an_older_ones(hooked, solved):
+    # A review: the conversation's first ticket closed, its second handoff opened 1002 (the link names
+    # it); Zendesk's auto-assignment (or a solve) dated a few seconds before we stored that handoff
+    # was taken for the older handoff's, through the link — its wait counted from hours before.
+    from connector.models import ConversationLink
+
+    delivered(hooked, "hnd_FIRST", ticket="1001", created=-6000)
+    delivered(hooked, "hnd_SECOND", ticket="1002", created=20)  # the event is dated +5
+    with hooked.extensions["connector"].db.session() as session:
+        session.add(ConversationLink(bot_id="support-bot", conversation_id="conv-1", target="zendesk",
+                                     vendor_id="1002", extra={}))
+    changes = {"type": "zen:event-type:ticket.status_changed", "event": {"current": "SOLVED", "previous": "OPEN"}} \
+        if solved else {}
+    answer = post(hooked, event(detail__id="1002", detail__external_id="hnd_SECOND", **changes)).get_json()
+    assert (answer["outcome"], answer["handoff_id"]) == ("recorded", "hnd_SECOND")
+    with hooked.extensions["connector"].db.reading() as session:
+        second = session.get(Handoff, "hnd_SECOND")
+        assert (second.completed_at is not None) == solved
+    assert [row.handoff_id for row in assignments(hooked)] == ([] if solved else ["hnd_SECOND"])
