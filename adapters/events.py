@@ -45,6 +45,9 @@ class AssignmentEvent:
     # Not a vendor's event: its answer to our update said the ticket already has this agent
     # (`Sent.holder`). They hold the handoff, recorded as routed — no wait was observed.
     held: bool = False
+    # The vendor says who owns the ticket now, not that it changed (Salesforce's Outbound Message is
+    # sent on any edit the admin's rule names): the agent holding the handoff already took nothing.
+    owner_only: bool = False
 
 
 @dataclass(frozen=True)

@@ -112,8 +112,10 @@ def _xml(raw_body: bytes) -> Element:
 def _events(notification: Element, at: str, received_at: dt.datetime, field: str | None) -> list[Event]:
     event_id = _id(_text(notification, f"{{{OUTBOUND}}}Id"), f"{at}.Id")
     case = notification.find(f"{{{OUTBOUND}}}sObject")
-    if case is None:
-        raise _invalid(f"{at}.sObject", "Missing.")
+    if case is None or case.find(f"{{{SOBJECT}}}Id") is None:
+        # "If the record is deleted before the notification is delivered, the notification contains
+        # no data" (Salesforce): refused, it held back every other notification of the message.
+        return [Ignored("a notification with no data: its case was deleted before it was sent")]
     kind = (case.get(f"{{{XSI}}}type") or "").rpartition(":")[2]
     if kind != "Case":
         raise _invalid(f"{at}.sObject", f"Must be a Case (xsi:type sf:Case), got {kind or 'no type'!r}: "
@@ -127,13 +129,15 @@ def _events(notification: Element, at: str, received_at: dt.datetime, field: str
         raise _invalid(f"{where}.OwnerId", "Must be a user (005…) or queue (00G…) id.")
     closed = _boolean(_text(case, f"{{{SOBJECT}}}IsClosed"), f"{where}.IsClosed")
     when = _time(_text(case, f"{{{SOBJECT}}}LastModifiedDate"), f"{where}.LastModifiedDate") or received_at
+    # Anyone who may edit the case can write this field: a value that names no handoff of ours is
+    # no name (it is checked, never trusted alone), not a fault holding the message back.
     named = _text(case, f"{{{SOBJECT}}}{field}") if field else None
-    handoff_id = _id(named, f"{where}.{field}") if named else None
+    handoff_id = _handoff_named(named)
     events: list[Event] = []
     agent = _agent(case, owner, where)
     if agent is not None:
         events.append(AssignmentEvent(target=TARGET, event_id=event_id, ticket_id=case_id, handoff_id=handoff_id,
-                                      agent_id=agent, agent_name=None, at=when))
+                                      agent_id=agent, agent_name=None, at=when, owner_only=True))
     if closed:
         events.append(CompletionEvent(target=TARGET, event_id=event_id, ticket_id=case_id, handoff_id=handoff_id,
                                       at=when))
@@ -154,6 +158,13 @@ def _agent(case: Element, owner: str | None, where: str) -> str | None:
         raise _invalid(f"{where}.CreatedById", "Required with a user's OwnerId: add CreatedById to the Outbound "
                        "Message's fields (it tells an agent from the API user that made the case).")
     return None if creator == owner else owner
+
+
+def _handoff_named(text: str | None) -> str | None:
+    try:
+        return stored_text(text) if text else None
+    except ValidationError:
+        return None
 
 
 def _text(parent: Element, tag: str) -> str | None:

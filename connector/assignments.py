@@ -110,8 +110,11 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
                 # The ticket already had an agent, not routing's: moving it is not the end of a wait.
                 return Received("ignored", REASSIGNED)
             routed = event.held or _routed_to(handoff, event, services)
-            # Taken: by anyone, unless routing's own choice holds it and someone else takes it now.
-            if taken is not None and (routed or not taken.routed):
+            # Taken: by anyone, unless routing's own choice holds it and someone else takes it now — not
+            # its holder reported again by a vendor that says who owns it, not who took it (Salesforce:
+            # any edit of the case sends its owner; recorded, it was a wait nobody observed).
+            again = event.owner_only and taken is not None and taken.agent_id == event.agent_id
+            if taken is not None and (routed or not taken.routed or again):
                 return _recorded(session, event) or _taken_already(taken, where)
             # The bot hears of any agent taking its handoff, even one routing chose itself.
             # Not once `completed` is owed: "take it and solve it" may bring the solve first, and the

@@ -140,16 +140,59 @@ def test_a_case_no_handoff_was_delivered_to_is_acked_and_ignored(hooked):
 
 def test_the_handoff_id_field_names_a_handoff_whose_case_is_not_recorded_yet(make_app, tmp_path):
     # The create timed out after Salesforce made the case: the delivery has no case id yet.
+    app = _with_field(make_app, tmp_path)
+    delivered(app, case=None)
+    assert acked(post(app, message()))
+    [row] = assignments(app)
+    assert (row.handoff_id, row.vendor_ticket_id) == (HANDOFF, CASE)
+
+
+def _with_field(make_app, tmp_path):
     root = tmp_path / "mappings"
     shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", root)
     (root / "salesforce.yaml").write_text((root / "salesforce.yaml").read_text()
                                           .replace("# handoff_id_field: Handoff_Id__c", "handoff_id_field: Handoff_Id__c"))
     app = make_app(salesforce_webhook_tokens=(TOKEN,), mappings_dir=str(root))
     app.extensions["connector"].clock = lambda: T0 + 30
-    delivered(app, case=None)
-    assert acked(post(app, message()))
+    return app
+
+
+@pytest.mark.parametrize("deleted", [
+    "<sObject xsi:type=\"sf:Case\" xmlns:sf=\"urn:sobject.enterprise.soap.sforce.com\"/>", ""])
+def test_a_deleted_cases_empty_notification_holds_back_none_sent_with_it(hooked, deleted):
+    # A review: "if the record is deleted before the notification is delivered, the notification
+    # contains no data" (Salesforce) — refused, the whole message was resent for 24 hours, then
+    # dropped with the close sent beside it.
+    delivered(hooked)
+    empty = f"<Notification><Id>04l5g000000DeLdAAK</Id>{deleted}</Notification>"
+    text = message(owner=QUEUE, closed="true", status="Closed").decode()
+    assert acked(post(hooked, text.replace("</Notification>", "</Notification>" + empty, 1).encode()))
+    assert read(hooked)["completed_at"] is not None
+
+
+def test_a_handoff_id_field_holding_no_handoff_id_is_no_name_not_a_fault(make_app, tmp_path):
+    # Anyone who may edit the case can type into the field: its value blocked the message for 24 hours.
+    app = _with_field(make_app, tmp_path)
+    delivered(app)
+    assert acked(post(app, message(handoff_id="x" * 300)))
     [row] = assignments(app)
     assert (row.handoff_id, row.vendor_ticket_id) == (HANDOFF, CASE)
+
+
+def test_the_agent_holding_the_case_reported_again_by_an_edit_took_nothing(hooked):
+    # A review: a later handoff's update found agent A owning the case (held: routed, no wait
+    # observed); A's next edit of the case sent its owner again, recorded as A taking it, its wait a
+    # false sample of the team's.
+    from connector import assignments as taking
+
+    delivered(hooked, created=-400)
+    assert acked(post(hooked, message("04l5g000000N0001AAK", modified="2026-11-21T11:55:00.000Z")))
+    later = "hnd_01TESTHANDOFF0000000000002"
+    delivered(hooked, handoff_id=later, created=-100)
+    taking.held(hooked.extensions["connector"], later, "salesforce", CASE, AGENT)
+    assert acked(post(hooked, message("04l5g000000N0002AAK", modified="2026-11-21T12:00:05.000Z")))
+    rows = {row.handoff_id: row for row in assignments(hooked)}
+    assert (rows[later].agent_id, rows[later].routed) == (AGENT, True)
 
 
 # ---- who may send ------------------------------------------------------------------------------
