@@ -54,43 +54,61 @@ def merged(services: Services, event: MergeEvent) -> Received:
         linked = session.scalars(select(ConversationLink.id).where(
             ConversationLink.target == event.target, ConversationLink.vendor_id == event.ticket_id).limit(1)).first()
         handoff = delivered_to(session, event)
-        now_on = _linked_now(session, handoff, event.target) if linked is None and handoff is not None else None
+        waiting = linked is None and handoff is not None and handoff.completed_at is None
+        now_on = _linked_now(session, handoff, event.target) if waiting else None
+        unrecorded = waiting and _ticket_unrecorded(handoff, event.target)
     adapter = services.adapters.get(event.target)
+    if unrecorded:
+        # Found by the ticket's external_id while its create's outcome is not recorded: answered now,
+        # the link would name the merged ticket once the retry records it, and nothing follow it.
+        raise ServiceUnavailable(f"Ticket {event.ticket_id}'s handoff has not recorded its ticket yet; nothing was "
+                                 "recorded. Send the event again shortly.", headers={"Retry-After": "30"})
     if linked is None:
-        return _moved_already(services, adapter, event, now_on)
+        # A copy of the event — or a resend after a failure once the links had moved: the ticket its
+        # handoff still waits on is read (solved or merged on in between, or an agent on it).
+        end = _read(event, lambda: adapter.merge_left_on(now_on)) if now_on and adapter is not None else None
+        return _go_on(services, adapter, event, now_on, end, handoff) if now_on and end is not None \
+            else Received("ignored", NOTHING_LINKED)
     end = _read(event, lambda: adapter.merge_end(_gone(event))) if adapter is not None else None
     if end is None:
         log.info("a close by a merge that cannot be followed is a completion",
                  extra={"target": event.target, "vendor_id": event.ticket_id})
         return complete(services, CompletionEvent(**asdict(event)))
-    moved = _move_links(services, event, end)
-    handoff_id = handoff.id if handoff is not None else None
-    with log_context(handoff_id=handoff_id):
-        log.info("merge followed", extra={"target": event.target, "vendor_id": event.ticket_id,
-                                          "merged_into": end.ticket_id, "finished": end.finished, "links_moved": moved})
-    if not end.finished:
-        # Read again now the links name it: its solve, handled between the first read and the move,
-        # found nothing linked to it. Failing now, the resend finds the links moved (`_moved_already`).
-        end = _read(event, lambda: adapter.merge_left_on(end.ticket_id)) or end
-    if end.finished:  # its solve came before the links named it: it completes them now
-        return _finished(services, event, end.ticket_id)
-    if end.holder is not None and handoff is not None:
+    return _go_on(services, adapter, event, event.ticket_id, end, handoff)
+
+
+def _go_on(services: Services, adapter: Adapter | None, event: MergeEvent, on: str, end: MergeEnd,
+           handoff: Handoff | None) -> Received:
+    """The links naming `on` moved to `end`'s ticket, which is read again once they name it: a
+    solve, or a merge, of it handled between the read and the move found nothing linked to it (one
+    more move follows that merge). Then finished, it completes their handoffs; an agent on it holds
+    the newest."""
+    moves = 0
+    while end.ticket_id != on and moves < 2 and adapter is not None:
+        moved = _move_links(services, event.target, on, end)
+        with log_context(handoff_id=handoff.id if handoff is not None else None):
+            log.info("merge followed", extra={"target": event.target, "vendor_id": on, "merged_into": end.ticket_id,
+                                              "finished": end.finished, "links_moved": moved})
+        on, moves = end.ticket_id, moves + 1
+        if end.finished:
+            break
+        # Failing now, the resend finds the links moved and reads this ticket again (above).
+        end = _read(event, lambda ticket=on: adapter.merge_left_on(ticket)) or end
+    if end.ticket_id == on and end.finished:  # its solve came before the links named it: it completes them now
+        return _finished(services, event, on)
+    if end.ticket_id == on and end.holder is not None and handoff is not None:
         # An agent has that ticket already: no event will say they took it, and the customer waits on them.
-        held(services, handoff.id, event.target, end.ticket_id, end.holder, merged=True)
-    return Received("recorded", f"merged into ticket {end.ticket_id}: its handoffs are completed when that ticket "
-                    "is solved", handoff_id)
+        held(services, handoff.id, event.target, on, end.holder, merged=True)
+    if not moves:
+        return Received("ignored", NOTHING_LINKED)
+    return Received("recorded", f"merged into ticket {on}: its handoffs are completed when that ticket is solved",
+                    handoff.id if handoff is not None else None)
 
 
-def _moved_already(services: Services, adapter: Adapter | None, event: MergeEvent, now_on: str | None) -> Received:
-    """Nothing is linked to the merged ticket (any more): a copy of its merge event — or a resend
-    after a failure once the links had moved, which must not leave a handoff waiting on a ticket
-    solved in between. Its handoff still waiting where its conversation is linked now (`now_on`), that
-    ticket is read: finished, it completes them. Nothing waiting, Zendesk is asked nothing."""
-    if now_on is not None and adapter is not None:
-        end = _read(event, lambda: adapter.merge_left_on(now_on))
-        if end is not None and end.ticket_id == now_on and end.finished:
-            return _finished(services, event, now_on)
-    return Received("ignored", NOTHING_LINKED)
+def _ticket_unrecorded(handoff: Handoff, target: str) -> bool:
+    """Whether `handoff`'s delivery to `target` may have made a ticket it has not recorded."""
+    return any(d.target == target and not d.vendor_id and (d.state == "pending" or d.outcome_unknown)
+               for d in handoff.deliveries)
 
 
 def _linked_now(session: Session, handoff: Handoff, target: str) -> str | None:
@@ -102,13 +120,12 @@ def _linked_now(session: Session, handoff: Handoff, target: str) -> str | None:
         ConversationLink.target == target)).first() or None
 
 
-def _move_links(services: Services, event: MergeEvent, end: MergeEnd) -> int:
-    """The links naming the merged ticket, moved to `end`'s: how many."""
+def _move_links(services: Services, target: str, on: str, end: MergeEnd) -> int:
+    """The links naming ticket `on`, moved to `end`'s: how many."""
     with services.db.session() as session:
         # Locked to the commit: an update recording its answer writes the same rows (`outbox._told`).
         links = session.scalars(select(ConversationLink).where(
-            ConversationLink.target == event.target, ConversationLink.vendor_id == event.ticket_id)
-            .with_for_update()).all()
+            ConversationLink.target == target, ConversationLink.vendor_id == on).with_for_update()).all()
         for link in links:
             # Which handoff made the ticket (`MADE_FOR`) is not carried: no handoff made this one.
             link.vendor_id, link.url = end.ticket_id, end.url

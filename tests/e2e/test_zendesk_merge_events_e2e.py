@@ -355,3 +355,62 @@ def test_the_bot_hears_assigned_with_the_page_of_the_ticket_its_handoffs_went_in
             [row] = session.scalars(select(Callback).where(Callback.handoff_id == first, Callback.state == "assigned"))
     assert row.body["ticket"] == {"target": "zendesk", "status": "created", "id": "88001",
                                   "url": "https://acme.zendesk.com/agent/tickets/88001"}
+
+
+def read(client, handoff_id: str) -> dict:
+    return client.get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()
+
+
+def test_a_resend_after_the_links_moved_records_the_agent_the_ticket_has(zendesk):
+    """A review: the read after the move failed (a 503) before the target's agent was recorded; the
+    resend only looked for a solve, and a later take from that agent was a reassignment — never assigned."""
+    client, zd = zendesk
+    first = first_handoff(client, zd)
+    zd.audits(1001, merged_into=88001)
+    zd.show_ticket(88001, status="open", assignee=381156004412)
+    zd.raises("GET", "/api/v2/tickets/88001.json", ReadTimeout("read timed out"))
+    assert status_changed(client, 1001, first, "evt-merge", "CLOSED", merged=True).status_code == 503
+    zd.show_ticket(88001, status="open", assignee=381156004412)
+    status_changed(client, 1001, first, "evt-merge", "CLOSED", merged=True)
+    assert read(client, first)["assigned"]["agent_id"] == "381156004412"
+    taken = assigned(client, 88001, "evt-taken", agent="20978392", previous="381156004412").get_json()
+    assert (taken["outcome"], taken["handoff_id"]) == ("recorded", first)
+
+
+def test_a_merge_of_the_target_handled_while_the_merge_was_read_is_followed_too(zendesk, monkeypatch):
+    """A review: 88001 was merged into 99001 while 1001's merge into it was handled; 88001's own event
+    found nothing linked to it, and the link stayed on 88001, closed — 99001's solve completed nothing."""
+    from adapters.zendesk import ZendeskAdapter
+
+    client, zd = zendesk
+    first = first_handoff(client, zd)
+    zd.audits(1001, merged_into=88001)
+    zd.show_ticket(88001, status="open")
+    zd.show_ticket(88001, status="closed", tags=["handoff", "closed_by_merge"])  # read again once linked
+    zd.audits(88001, merged_into=99001)
+    zd.show_ticket(99001, status="open")
+    real = ZendeskAdapter.merge_end
+
+    def merged_on_meanwhile(self, gone):
+        end = real(self, gone)
+        assert status_changed(client, 88001, None, "evt-merge-2", "CLOSED", merged=True).get_json()["outcome"] == \
+            "ignored"
+        return end
+
+    monkeypatch.setattr(ZendeskAdapter, "merge_end", merged_on_meanwhile)
+    answer = status_changed(client, 1001, first, "evt-merge", "CLOSED", merged=True).get_json()
+    assert answer["detail"].startswith("merged into ticket 99001") and link_of(client)[0] == "99001"
+    assert status_changed(client, 99001, None, "evt-solved", "SOLVED").get_json()["handoff_id"] == first
+
+
+def test_a_merge_event_before_the_handoff_recorded_its_ticket_is_refused_for_zendesk_to_send_again(zendesk):
+    """A review: answered `ignored` while the create's outcome was unknown, the retry then linked the
+    conversation to the merged ticket and nothing followed the merge."""
+    client, zd = zendesk
+    zd.search(results=[])
+    zd.raises("POST", "/api/v2/tickets.json", ReadTimeout("read timed out"))
+    handoff = post(client, full_packet()).get_json()
+    assert handoff["tickets"][0]["status"] == "pending"
+    refused = status_changed(client, 1001, handoff["id"], "evt-merge", "CLOSED", merged=True)
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "30"
+    assert "not recorded its ticket yet" in refused.get_json()["detail"]
