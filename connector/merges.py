@@ -106,9 +106,10 @@ def _go_on(services: Services, adapter: Adapter | None, event: MergeEvent, on: s
 
 
 def _ticket_unrecorded(handoff: Handoff, target: str) -> bool:
-    """Whether `handoff`'s delivery to `target` may have made a ticket it has not recorded."""
-    return any(d.target == target and not d.vendor_id and (d.state == "pending" or d.outcome_unknown)
-               for d in handoff.deliveries)
+    """Whether `handoff`'s delivery to `target` is still going and may have made a ticket it has not
+    recorded. Not one given up: Zendesk's resends end within the hour, an operator's replay may
+    come days later (it follows the merge when its update meets the closed ticket, as any does)."""
+    return any(d.target == target and not d.vendor_id and d.state == "pending" for d in handoff.deliveries)
 
 
 def _linked_now(session: Session, handoff: Handoff, target: str) -> str | None:
