@@ -112,7 +112,7 @@ def _xml(raw_body: bytes) -> Element:
 def _events(notification: Element, at: str, received_at: dt.datetime, field: str | None) -> list[Event]:
     event_id = _id(_text(notification, f"{{{OUTBOUND}}}Id"), f"{at}.Id")
     case = notification.find(f"{{{OUTBOUND}}}sObject")
-    if case is None or case.find(f"{{{SOBJECT}}}Id") is None:
+    if case is None or not len(case):
         # "If the record is deleted before the notification is delivered, the notification contains
         # no data" (Salesforce): refused, it held back every other notification of the message.
         return [Ignored("a notification with no data: its case was deleted before it was sent")]

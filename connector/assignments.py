@@ -113,8 +113,8 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             # Taken: by anyone, unless routing's own choice holds it and someone else takes it now — not
             # its holder reported again by a vendor that says who owns it, not who took it (Salesforce:
             # any edit of the case sends its owner; recorded, it was a wait nobody observed).
-            again = event.owner_only and taken is not None and taken.agent_id == event.agent_id
-            if taken is not None and (routed or not taken.routed or again):
+            reported_again = event.owner_only and taken is not None and taken.agent_id == event.agent_id
+            if taken is not None and (routed or not taken.routed or reported_again):
                 return _recorded(session, event) or _taken_already(taken, where)
             # The bot hears of any agent taking its handoff, even one routing chose itself.
             # Not once `completed` is owed: "take it and solve it" may bring the solve first, and the

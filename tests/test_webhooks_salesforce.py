@@ -170,6 +170,14 @@ def test_a_deleted_cases_empty_notification_holds_back_none_sent_with_it(hooked,
     assert read(hooked)["completed_at"] is not None
 
 
+def test_a_case_sent_in_another_namespace_is_refused_not_taken_for_a_deleted_one(hooked):
+    # A review: any sObject without the enterprise namespace's Id was taken for a deleted case's
+    # empty notification — acknowledged, dropped, nothing in Salesforce's Setup to say why.
+    body = message().replace(b"urn:sobject.enterprise.soap.sforce.com", b"urn:sobject.partner.soap.sforce.com")
+    response = post(hooked, body)
+    assert response.status_code == 422 and "Notification.0.sObject.Id" in response.get_json()["errors"]
+
+
 def test_a_handoff_id_field_holding_no_handoff_id_is_no_name_not_a_fault(make_app, tmp_path):
     # Anyone who may edit the case can type into the field: its value blocked the message for 24 hours.
     app = _with_field(make_app, tmp_path)

@@ -521,3 +521,25 @@ def test_a_conversations_new_ticket_taken_as_we_record_it_is_its_new_handoffs_no
         second = session.get(Handoff, "hnd_SECOND")
         assert (second.completed_at is not None) == solved
     assert [row.handoff_id for row in assignments(hooked)] == ([] if solved else ["hnd_SECOND"])
+
+
+def test_a_take_racing_the_report_of_the_agent_routing_put_on_takes_it_over(hooked, monkeypatch):
+    # A review: a local named like `record`'s own `again` turned off the retry that lets a real take
+    # replace routing's report committed while the take was handled — it was answered "assigned already".
+    from connector import assignments as taking
+
+    delivered(hooked)
+    assert taking.held(hooked.extensions["connector"], HANDOFF, "zendesk", "1001", "381156004412").outcome == \
+        "recorded"
+    real, looks = taking._waiting_handoff, []
+
+    def raced(session, event):  # the take's first look came before routing's report was committed
+        handoff, taken = real(session, event)
+        looks.append(event.event_id)
+        return (handoff, None) if len(looks) == 1 else (handoff, taken)
+
+    monkeypatch.setattr(taking, "_waiting_handoff", raced)
+    answer = post(hooked, event(event__current="20978392")).get_json()
+    assert (answer["outcome"], answer["handoff_id"]) == ("recorded", HANDOFF)
+    [row] = assignments(hooked)
+    assert (row.agent_id, row.routed) == ("20978392", False)

@@ -414,3 +414,19 @@ def test_a_merge_event_before_the_handoff_recorded_its_ticket_is_refused_for_zen
     refused = status_changed(client, 1001, handoff["id"], "evt-merge", "CLOSED", merged=True)
     assert refused.status_code == 503 and refused.headers["Retry-After"] == "30"
     assert "not recorded its ticket yet" in refused.get_json()["detail"]
+
+
+def test_a_merge_event_for_a_handoff_whose_create_was_given_up_is_answered(zendesk):
+    """A review: a given-up create with an unknown outcome will record no ticket: every resend was a 503."""
+    from sqlalchemy import update as change
+
+    from connector.models import Delivery
+
+    client, zd = zendesk
+    zd.search(results=[])
+    zd.raises("POST", "/api/v2/tickets.json", ReadTimeout("read timed out"))
+    handoff = post(client, full_packet()).get_json()
+    with client.application.extensions["connector"].db.session() as session:
+        session.execute(change(Delivery).values(state="dead"))
+    answer = status_changed(client, 1001, handoff["id"], "evt-merge", "CLOSED", merged=True)
+    assert answer.status_code == 200 and answer.get_json()["outcome"] == "ignored"
