@@ -520,6 +520,8 @@ def test_a_conversations_new_ticket_taken_as_we_record_it_is_its_new_handoffs_no
     with hooked.extensions["connector"].db.reading() as session:
         second = session.get(Handoff, "hnd_SECOND")
         assert (second.completed_at is not None) == solved
+        # The conversation went on on 1002 after 1001 closed, whose close was never heard: done with it.
+        assert (session.get(Handoff, "hnd_FIRST").completed_at is not None) == solved
     assert [row.handoff_id for row in assignments(hooked)] == ([] if solved else ["hnd_SECOND"])
 
 
