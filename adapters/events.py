@@ -114,3 +114,14 @@ def stored_text(text: str) -> str:
     if UNSTORABLE.search(text):
         raise ValidationError("Contains U+0000 or an unpaired surrogate.")
     return text
+
+
+def utc_moment(text: str) -> dt.datetime | None:
+    """A vendor's time with a time zone (RFC 3339, xsd:dateTime: `2026-11-21T12:00:05.000Z`) in UTC;
+    None when it is not one. In UTC, 9999-12-31T23:59:59-23:59 is no date: it was a 500, which
+    Zendesk retries."""
+    try:
+        parsed = dt.datetime.fromisoformat(text) if len(text) <= 40 else None
+        return parsed.astimezone(dt.UTC) if parsed is not None and parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):
+        return None

@@ -37,7 +37,7 @@ from marshmallow import ValidationError
 
 from connector.errors import MalformedRequest
 
-from .events import AssignmentEvent, CompletionEvent, Ignored, stored_text
+from .events import AssignmentEvent, CompletionEvent, Ignored, stored_text, utc_moment
 
 TARGET = "salesforce"
 MAX_NOTIFICATIONS = 100  # Salesforce sends at most 100 notifications in one message
@@ -197,11 +197,7 @@ def _time(text: str | None, path: str) -> dt.datetime | None:
     """An xsd:dateTime (`2026-11-21T12:00:05.000Z`) in UTC; None when not sent."""
     if text is None:
         return None
-    try:
-        parsed = dt.datetime.fromisoformat(text) if len(text) <= 40 else None
-        moment = parsed.astimezone(dt.UTC) if parsed is not None and parsed.tzinfo is not None else None
-    except (ValueError, OverflowError):
-        moment = None
+    moment = utc_moment(text)
     if moment is None:
         raise _invalid(path, "Not an xsd:dateTime with a time zone (e.g. 2026-11-21T12:00:05.000Z).")
     return moment

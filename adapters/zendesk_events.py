@@ -23,7 +23,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from .events import AssignmentEvent, CompletionEvent, Ignored, MergeEvent, VendorId
+from .events import AssignmentEvent, CompletionEvent, Ignored, MergeEvent, VendorId, utc_moment
 
 TARGET = "zendesk"
 ASSIGNMENT_CHANGED = "zen:event-type:ticket.agent_assignment_changed"
@@ -41,13 +41,7 @@ class Time(fields.String):
     default_error_messages = {"time": "Not an RFC 3339 time with a time zone."}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:
-        text = super()._deserialize(value, attr, data, **kwargs)
-        try:
-            parsed = dt.datetime.fromisoformat(text) if len(text) <= 40 else None
-            # In UTC, 9999-12-31T23:59:59-23:59 is no date: it was a 500, which Zendesk retries.
-            moment = parsed.astimezone(dt.UTC) if parsed is not None and parsed.tzinfo is not None else None
-        except (ValueError, OverflowError):
-            moment = None
+        moment = utc_moment(super()._deserialize(value, attr, data, **kwargs))
         if moment is None:
             raise self.make_error("time")
         return moment

@@ -4,11 +4,7 @@ are completed when that ticket is solved (`connector.merges`, `assignments.compl
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
-import hmac
-import json
 import time
 
 import pytest
@@ -19,7 +15,7 @@ from sqlalchemy import select, update
 from connector.merges import NOTHING_LINKED
 from connector.models import Callback, ConversationLink, Handoff
 from tests.conftest import auth
-from tests.e2e.test_zendesk_e2e import WEBHOOK_SECRET, ZENDESK, post
+from tests.e2e.test_zendesk_e2e import ZENDESK, post, signed_post
 from tests.factories import full_packet
 from tests.fakes.zendesk import FakeZendesk, fixture
 
@@ -54,15 +50,6 @@ def assigned(client, ticket_id: int, event_id: str, agent: str = "381156009921",
                 event={"current": agent, "previous": previous})
     body["detail"].update(id=str(ticket_id), external_id=None)
     return signed_post(client, body)
-
-
-def signed_post(client, body: dict):
-    raw = json.dumps(body).encode()
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    signature = base64.b64encode(hmac.new(WEBHOOK_SECRET.encode(), stamp.encode() + raw, hashlib.sha256).digest())
-    return client.post("/webhooks/zendesk", data=raw, content_type="application/json",
-                       headers={"X-Zendesk-Webhook-Signature": signature.decode(),
-                                "X-Zendesk-Webhook-Signature-Timestamp": stamp})
 
 
 def came_back(text: str) -> dict:
