@@ -222,8 +222,7 @@ def _solved_with(session: Session, handoff: Handoff | None, event: CompletionEve
     """What the solve of `event`'s ticket completes, newest first (the order locks are taken in):
     `handoff`, the newest delivered to it; the earlier handoffs the ticket holds (a later one updated
     it, or their messages opened it: each kept quoting its wait, its bot never heard `completed`);
-    and the waiting handoffs of the conversations linked to it, whose ticket an agent merged into this
-    one (`connector.merges` moves the link; so does a later handoff's update that followed the merge)."""
+    and the handoffs of the conversations linked to it (`_linked_handoffs`)."""
     found = [handoff, *_earlier_on_ticket(session, handoff, event)] if handoff is not None else []
     seen = {each.id for each in found}
     found += [each for each in session.scalars(_linked_handoffs(event)) if each.id not in seen]
@@ -235,13 +234,12 @@ def _linked_handoffs(event: AssignmentEvent | CompletionEvent | MergeEvent) -> S
     the event (give or take TICKET_HAD_ONE_SKEW: a customer back just after a solve is not done) and
     delivered to a ticket there (by their own delivery or a batch of their messages): their own
     ticket was merged into this one (`connector.merges` moves the link; so does a later handoff's
-    update that followed the merge). The link names one ticket per conversation and target, so
+    update that followed the merge), or closed or deleted without the connector hearing of it before
+    the conversation went on on this one (its successor). The link names one ticket per conversation and target, so
     nothing of a conversation that moved on is taken. Those solved already too: a copy of a solve
     finds them, and is answered as one (`_completed` changes nothing of theirs)."""
     follow_up = aliased(Handoff)
-    linked = exists().where(ConversationLink.target == event.target, ConversationLink.vendor_id == event.ticket_id,
-                            ConversationLink.bot_id == Handoff.bot_id,
-                            ConversationLink.conversation_id == Handoff.conversation_id)
+    linked = _conversation_linked_to(event.target, event.ticket_id)
     its_messages = select(follow_up.id).where(follow_up.follows_id == Handoff.id)
     reached = exists().where(Delivery.target == event.target, Delivery.vendor_id.is_not(None), Delivery.vendor_id != "",
                              or_(Delivery.handoff_id == Handoff.id, Delivery.handoff_id.in_(its_messages)))
@@ -317,7 +315,7 @@ def _ticket_told(session: Session, tickets: list[dict[str, Any]], target: str, t
     told = _ticket_at(tickets, target, ticket_id)
     if any(t["target"] == target and t["id"] not in (None, ticket_id) for t in tickets):
         told = {**told, "url": session.scalars(select(ConversationLink.url).where(
-            ConversationLink.target == target, ConversationLink.vendor_id == ticket_id).limit(1)).first()}
+            *ConversationLink.naming(target, ticket_id)).limit(1)).first()}
     return told
 
 
@@ -465,10 +463,13 @@ def _unrecorded_from(event: AssignmentEvent) -> ColumnElement[bool]:
         # agent clicks again, on a recorded alert), a forged button in another channel neither.
         said = [Delivery.sent_to[key].as_string() == value for key, value in event.named_sent_to.items()]
         return and_(_may_have_unrecorded_ticket, *said) if said else false()
-    on_conversations_ticket = exists().where(
-        ConversationLink.bot_id == Handoff.bot_id, ConversationLink.conversation_id == Handoff.conversation_id,
-        ConversationLink.target == event.target, ConversationLink.vendor_id == event.named_in)
-    return and_(_may_have_unrecorded_ticket, on_conversations_ticket)
+    return and_(_may_have_unrecorded_ticket, _conversation_linked_to(event.target, event.named_in))
+
+
+def _conversation_linked_to(target: str, ticket_id: str) -> ColumnElement[bool]:
+    """Whether the handoff's conversation's link at `target` names ticket `ticket_id`."""
+    return exists().where(*ConversationLink.naming(target, ticket_id), ConversationLink.bot_id == Handoff.bot_id,
+                          ConversationLink.conversation_id == Handoff.conversation_id)
 
 
 def _newest_then(session: Session, newest_first: Any, at: dt.datetime) -> Handoff | None:

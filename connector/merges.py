@@ -52,7 +52,7 @@ def merged(services: Services, event: MergeEvent) -> Received:
     their handoffs completed when that one is finished already, or when the merge cannot be followed."""
     with services.db.reading() as session:
         linked = session.scalars(select(ConversationLink.id).where(
-            ConversationLink.target == event.target, ConversationLink.vendor_id == event.ticket_id).limit(1)).first()
+            *ConversationLink.naming(event.target, event.ticket_id)).limit(1)).first()
         handoff = delivered_to(session, event)
         waiting = linked is None and handoff is not None and handoff.completed_at is None
         now_on = _linked_now(session, handoff, event.target) if waiting else None
@@ -66,8 +66,10 @@ def merged(services: Services, event: MergeEvent) -> Received:
     if linked is None:
         # A copy of the event — or a resend after a failure once the links had moved: the ticket its
         # handoff still waits on is read (solved or merged on in between, or an agent on it).
-        end = _read(event, lambda: adapter.merge_left_on(now_on)) if now_on and adapter is not None else None
-        return _go_on(services, adapter, event, now_on, end, handoff) if now_on and end is not None \
+        if now_on is None or adapter is None:
+            return Received("ignored", NOTHING_LINKED)
+        end = _read(event, lambda: adapter.merge_left_on(now_on))
+        return _go_on(services, adapter, event, now_on, end, handoff) if end is not None \
             else Received("ignored", NOTHING_LINKED)
     end = _read(event, lambda: adapter.merge_end(_gone(event))) if adapter is not None else None
     if end is None:
@@ -77,14 +79,14 @@ def merged(services: Services, event: MergeEvent) -> Received:
     return _go_on(services, adapter, event, event.ticket_id, end, handoff)
 
 
-def _go_on(services: Services, adapter: Adapter | None, event: MergeEvent, on: str, end: MergeEnd,
+def _go_on(services: Services, adapter: Adapter, event: MergeEvent, on: str, end: MergeEnd,
            handoff: Handoff | None) -> Received:
     """The links naming `on` moved to `end`'s ticket, which is read again once they name it: a
     solve, or a merge, of it handled between the read and the move found nothing linked to it (one
     more move follows that merge). Then finished, it completes their handoffs; an agent on it holds
     the newest."""
     moves = 0
-    while end.ticket_id != on and moves < 2 and adapter is not None:
+    while end.ticket_id != on and moves < 2:
         moved = _move_links(services, event.target, on, end)
         with log_context(handoff_id=handoff.id if handoff is not None else None):
             log.info("merge followed", extra={"target": event.target, "vendor_id": on, "merged_into": end.ticket_id,
@@ -113,20 +115,17 @@ def _ticket_unrecorded(handoff: Handoff, target: str) -> bool:
 
 
 def _linked_now(session: Session, handoff: Handoff, target: str) -> str | None:
-    """The ticket `handoff`'s conversation is linked to at `target`, while it is not completed."""
-    if handoff.completed_at is not None:
-        return None
-    return session.scalars(select(ConversationLink.vendor_id).where(
-        ConversationLink.bot_id == handoff.bot_id, ConversationLink.conversation_id == handoff.conversation_id,
-        ConversationLink.target == target)).first() or None
+    """The ticket `handoff`'s conversation is linked to at `target`."""
+    return session.scalars(select(ConversationLink.vendor_id)
+                           .filter_by(**ConversationLink.key_for(handoff, target))).first() or None
 
 
 def _move_links(services: Services, target: str, on: str, end: MergeEnd) -> int:
     """The links naming ticket `on`, moved to `end`'s: how many."""
     with services.db.session() as session:
         # Locked to the commit: an update recording its answer writes the same rows (`outbox._told`).
-        links = session.scalars(select(ConversationLink).where(
-            ConversationLink.target == target, ConversationLink.vendor_id == on).with_for_update()).all()
+        links = session.scalars(select(ConversationLink).where(*ConversationLink.naming(target, on))
+                                .with_for_update()).all()
         for link in links:
             # Which handoff made the ticket (`MADE_FOR`) is not carried: no handoff made this one.
             link.vendor_id, link.url = end.ticket_id, end.url

@@ -188,6 +188,11 @@ class ConversationLink(Base):
     def key(bot_id: str, conversation_id: str, target: str) -> dict[str, str]:
         return {"bot_id": bot_id, "conversation_id": conversation_id, "target": target}
 
+    @staticmethod
+    def naming(target: str, ticket_id: str) -> tuple[Any, Any]:
+        """The links naming ticket `ticket_id` at `target` (a vendor's event names a ticket)."""
+        return ConversationLink.target == target, ConversationLink.vendor_id == ticket_id
+
 
 class TargetPause(Base):
     """A target told us to slow down (429): every worker holds its deliveries until `until`."""

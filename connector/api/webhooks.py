@@ -117,7 +117,7 @@ def slack() -> Response:
     """
     services = current_services()
     raw, now = _verified(verify_slack, (services.settings.slack_signing_secret,), "SLACK_SIGNING_SECRET")
-    mimetype = (request.content_type or "").split(";")[0].strip().lower()
+    mimetype = request.mimetype  # werkzeug's: lower-case, without its parameters
     if mimetype != "application/x-www-form-urlencoded":
         raise UnsupportedMediaType(f"Slack interactivity is form-encoded (got {mimetype or 'no content type'}).")
     parse = partial(slack_events.parse, max_depth=services.settings.max_json_depth)
@@ -168,7 +168,7 @@ def salesforce() -> Response:
     settings = services.settings
     _token_holds(settings.salesforce_webhook_tokens)
     raw, now = request.get_data(), services.clock()
-    mimetype = (request.content_type or "").split(";")[0].strip().lower()
+    mimetype = request.mimetype
     if mimetype not in ("text/xml", "application/xml"):
         raise UnsupportedMediaType(f"A Salesforce Outbound Message is SOAP 1.1, text/xml (got {mimetype or 'no content type'}).")
     received_at = dt.datetime.fromtimestamp(now, dt.UTC)
