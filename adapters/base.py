@@ -429,16 +429,18 @@ class Adapter(abc.ABC):
         the merge target, linked from then on. The default: no merges."""
         return None
 
-    def merge_end(self, gone: TicketGone) -> MergeEnd | None:
+    def merge_end(self, gone: TicketGone, deadline: float | None = None) -> MergeEnd | None:
         """Where the conversation of `gone`, a ticket an agent's merge closed, goes on: the ticket it
         was merged into (`merged_into`), followed through merges made one after another
         (`MAX_MERGES`, never back to a ticket seen), and whether that one is finished already. Its
         merge event may come before the event of a merge before it, or after the solve of where it
         went (Zendesk sends events in no set order). None when it was not merged, or that cannot be
-        read for good; a failure that may pass is raised. The default: no merges."""
+        read for good; a failure that may pass is raised — as is `deadline` (a time.monotonic() the
+        reads must end by: a webhook's sender waits only so long) passing. The default: no merges."""
         return None
 
-    def merge_left_on(self, ticket_id: str, seen: Collection[str] = ()) -> MergeEnd | None:
+    def merge_left_on(self, ticket_id: str, seen: Collection[str] = (),
+                      deadline: float | None = None) -> MergeEnd | None:
         """`merge_end` from `ticket_id`, a ticket a merge left a conversation on: itself while in
         use, finished or not — or, merged on since, where that went (never back to one in `seen`).
         Read again once the conversation is linked to it: its solve may have come in between."""

@@ -385,18 +385,20 @@ class ZendeskAdapter(Adapter):
 
             return self.update_merged(ctx, gone, uploaded)
 
-    def merged_into(self, gone: TicketGone) -> str | None:
+    def merged_into(self, gone: TicketGone, timeout: Callable[[], float | None] = lambda: None) -> str | None:
         """The ticket an agent merged the closed `gone` into, from its audits (newest first, one
         page: the merge closed it, so it is among its last): None when it was not merged, or its
         audits cannot be read (a 403 for an OAuth token without the global `read` scope Zendesk
         asks for them). The update on it tells whether it is still open. A failure that may pass (a
         timeout, a 5xx, a 429) is raised, to be retried: taken as "not merged", one passing failure
-        opened the duplicate of the merge target the conversation was linked to from then on (a review)."""
+        opened the duplicate of the merge target the conversation was linked to from then on (a review).
+        `timeout` as `_latest_open_ticket`'s."""
         if not gone.closed:
             return None
         path = f"/api/v2/tickets/{quote(gone.ticket_id, safe='')}/audits.json"
         try:
-            reply, _ = self._call("GET", path, write=False, params={"sort_order": "desc"}, expect="audits")
+            reply, _ = self._call("GET", path, write=False, params={"sort_order": "desc"}, expect="audits",
+                                  timeout=timeout())
         except DeliveryError as err:
             if not merge_not_followed(err):
                 raise
@@ -405,23 +407,24 @@ class ZendeskAdapter(Adapter):
             return None
         return _merge_target(reply["audits"], gone.ticket_id)
 
-    def merge_end(self, gone: TicketGone) -> MergeEnd | None:
-        into = self.merged_into(gone)
-        return self.merge_left_on(into, seen=(gone.ticket_id,)) if into is not None else None
+    def merge_end(self, gone: TicketGone, deadline: float | None = None) -> MergeEnd | None:
+        into = self.merged_into(gone, self._timeouts(deadline))
+        return self.merge_left_on(into, seen=(gone.ticket_id,), deadline=deadline) if into is not None else None
 
-    def merge_left_on(self, ticket_id: str, seen: Collection[str] = ()) -> MergeEnd | None:
+    def merge_left_on(self, ticket_id: str, seen: Collection[str] = (),
+                      deadline: float | None = None) -> MergeEnd | None:
         """`Adapter.merge_left_on`: each ticket read (Show Ticket) — one its own merge closed since
         (status closed, tagged `closed_by_merge`) is followed on; its audits alone cannot tell, as a
         merge target's name the tickets merged into it, the way back. None where a ticket on the way
         may not be read (a refusal, a 403, deleted)."""
-        seen = set(seen)
+        seen, timeout = set(seen), self._timeouts(deadline)
         for _ in range(MAX_MERGES):
             if ticket_id in seen:
                 return None
             seen.add(ticket_id)
             try:
                 reply, _ = self._call("GET", f"/api/v2/tickets/{quote(ticket_id, safe='')}.json", write=False,
-                                      expect="ticket")
+                                      expect="ticket", timeout=timeout())
             except DeliveryError as err:
                 if not merge_not_followed(err):
                     raise
@@ -434,7 +437,7 @@ class ZendeskAdapter(Adapter):
                 return MergeEnd(ticket_id, self.ticket_url(ticket_id), finished=status in ("solved", "closed"),
                                 holder=_holder(ticket, reopened=False))
             into = self.merged_into(TicketGone(f"ticket {ticket_id} was closed by a merge", ticket_id=ticket_id,
-                                               closed=True))
+                                               closed=True), timeout)
             if into is None:
                 return None
             ticket_id = into
@@ -620,13 +623,7 @@ class ZendeskAdapter(Adapter):
         # Routing falls back then.
         started = time.monotonic()
         ends = deadline if deadline is not None else lookup_ends(started + self.settings.sync_budget_ms / 1000, started)
-
-        def timeout() -> float:
-            left = ends - time.monotonic()
-            if left <= 0:
-                raise TransientError("the lookup used up its share of the sync budget")
-            return min(self.settings.vendor_timeout_s, left)
-
+        timeout = self._timeouts(ends, "the lookup used up its share of the sync budget")
         try:
             ticket = self._latest_open_ticket(packet, assigned=True, timeout=timeout)
             if ticket is None:
@@ -707,6 +704,21 @@ class ZendeskAdapter(Adapter):
         token = reply["upload"]["token"]
         comment = payload["ticket"].get("comment") or {}
         return deep_merge(payload, {"ticket": {"comment": {"uploads": [*comment.get("uploads", []), token]}}})
+
+    def _timeouts(self, ends: float | None, used_up: str = "the reads used up the time the event may take"
+                  ) -> Callable[[], float | None]:
+        """Each call's timeout, as it is made, for calls that share one allowance ending at `ends` (a
+        time.monotonic()): what is left of it, at most the delivery timeout; none left raises
+        `TransientError` (`used_up`). Without `ends`, the delivery timeout."""
+        def timeout() -> float | None:
+            if ends is None:
+                return None
+            left = ends - time.monotonic()
+            if left <= 0:
+                raise TransientError(used_up)
+            return min(self.settings.vendor_timeout_s, left)
+
+        return timeout
 
     def _call(self, method: str, path: str, *, write: bool, expect: str, timeout: float | None = None,
               **kwargs: Any) -> tuple[dict[str, Any], requests.Response]:

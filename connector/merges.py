@@ -23,6 +23,7 @@ is still waiting on, in case that was solved in between (a resend after a failur
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING
@@ -44,6 +45,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# How long the reads of one merge event may take. Zendesk waits 10 s for a webhook's answer, then
+# counts it failed; a 503 with Retry-After before that has it sent again. Each read's timeout is what
+# is left of this (`ZendeskAdapter._timeouts`), and a whole call may take twice its timeout
+# (`call_deadline.whole_call_s`): 4.5 s answers within 9 s however the reads stall. The delivery
+# timeout (15 s, a whole call up to 30 s) answered after Zendesk had given up.
+EVENT_READS_S = 4.5
+
 NOTHING_LINKED = "no conversation is linked to this ticket now (a copy of its merge event, or none was)"
 
 
@@ -58,6 +66,7 @@ def merged(services: Services, event: MergeEvent) -> Received:
         now_on = _linked_now(session, handoff, event.target) if waiting else None
         unrecorded = waiting and _ticket_unrecorded(handoff, event.target)
     adapter = services.adapters.get(event.target)
+    ends = time.monotonic() + EVENT_READS_S
     if unrecorded:
         # Found by the ticket's external_id while its create's outcome is not recorded: answered now,
         # the link would name the merged ticket once the retry records it, and nothing follow it.
@@ -68,19 +77,19 @@ def merged(services: Services, event: MergeEvent) -> Received:
         # handoff still waits on is read (solved or merged on in between, or an agent on it).
         if now_on is None or adapter is None:
             return Received("ignored", NOTHING_LINKED)
-        end = _read(event, lambda: adapter.merge_left_on(now_on))
-        return _go_on(services, adapter, event, now_on, end, handoff) if end is not None \
+        end = _read(event, lambda: adapter.merge_left_on(now_on, deadline=ends))
+        return _go_on(services, adapter, event, now_on, end, handoff, ends) if end is not None \
             else Received("ignored", NOTHING_LINKED)
-    end = _read(event, lambda: adapter.merge_end(_gone(event))) if adapter is not None else None
+    end = _read(event, lambda: adapter.merge_end(_gone(event), deadline=ends)) if adapter is not None else None
     if end is None:
         log.info("a close by a merge that cannot be followed is a completion",
                  extra={"target": event.target, "vendor_id": event.ticket_id})
         return complete(services, CompletionEvent(**asdict(event)))
-    return _go_on(services, adapter, event, event.ticket_id, end, handoff)
+    return _go_on(services, adapter, event, event.ticket_id, end, handoff, ends)
 
 
 def _go_on(services: Services, adapter: Adapter, event: MergeEvent, on: str, end: MergeEnd,
-           handoff: Handoff | None) -> Received:
+           handoff: Handoff | None, ends: float) -> Received:
     """The links naming `on` moved to `end`'s ticket, which is read again once they name it: a
     solve, or a merge, of it handled between the read and the move found nothing linked to it (one
     more move follows that merge). Then finished, it completes their handoffs; an agent on it holds
@@ -95,7 +104,7 @@ def _go_on(services: Services, adapter: Adapter, event: MergeEvent, on: str, end
         if end.finished:
             break
         # Failing now, the resend finds the links moved and reads this ticket again (above).
-        end = _read(event, lambda ticket=on: adapter.merge_left_on(ticket)) or end
+        end = _read(event, lambda ticket=on: adapter.merge_left_on(ticket, deadline=ends)) or end
     if end.ticket_id == on and end.finished:  # its solve came before the links named it: it completes them now
         return _finished(services, event, on)
     if end.ticket_id == on and end.holder is not None and handoff is not None:

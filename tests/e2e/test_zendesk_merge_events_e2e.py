@@ -12,7 +12,8 @@ import responses
 from requests.exceptions import ReadTimeout
 from sqlalchemy import select, update
 
-from connector.merges import NOTHING_LINKED
+from connector import merges
+from connector.merges import EVENT_READS_S, NOTHING_LINKED
 from connector.models import Callback, ConversationLink, Handoff
 from tests.conftest import auth
 from tests.e2e.test_zendesk_e2e import ZENDESK, post, signed_post
@@ -180,6 +181,29 @@ def test_a_merge_whose_record_cannot_be_read_now_is_refused_for_zendesk_to_send_
     assert again.get_json()["detail"] == MERGED and link_of(client)[0] == "88001"
 
 
+def test_a_merge_events_reads_end_before_zendesk_stops_waiting_for_the_answer(zendesk):
+    """Zendesk waits 10 s for a webhook's answer: each read's timeout is what is left of the event's
+    allowance, never the delivery timeout (15 s, a whole call up to 30 s), which answered the 503
+    after Zendesk had counted the event failed — and sent it no more."""
+    client, zd = zendesk
+    first = first_handoff(client, zd)
+    merged_into_open(zd)
+    zd.show_ticket(88001, status="open")  # read again once the link names it
+    started = len(zd.rsps.calls)
+    assert status_changed(client, 1001, first, "evt-merge", "CLOSED", merged=True).get_json()["detail"] == MERGED
+    reads = [call.request.req_kwargs["timeout"] for call in zd.rsps.calls[started:]]
+    assert len(reads) == 3 and all(0 < timeout <= EVENT_READS_S for timeout in reads), reads
+
+
+def test_a_merge_whose_reads_use_up_their_time_is_refused_for_zendesk_to_send_again(zendesk, monkeypatch):
+    client, zd = zendesk
+    first = first_handoff(client, zd)
+    monkeypatch.setattr(merges, "EVENT_READS_S", 0.0)  # nothing asked of Zendesk: the time is up
+    refused = status_changed(client, 1001, first, "evt-merge", "CLOSED", merged=True)
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "30"
+    assert completed_at(client, first) is None and link_of(client)[0] == "1001"
+
+
 def test_a_merge_of_a_ticket_no_handoff_reached_asks_zendesk_nothing(zendesk):
     client, _zd = zendesk  # every call to the fake would have to be registered
     answer = status_changed(client, 5005, None, "evt-merge", "CLOSED", merged=True).get_json()
@@ -299,8 +323,8 @@ def test_a_solve_handled_while_the_merge_was_being_read_is_not_lost(zendesk, mon
     zd.show_ticket(88001, status="solved")  # read again once the link names it
     real = ZendeskAdapter.merge_end
 
-    def solved_meanwhile(self, gone):
-        end = real(self, gone)
+    def solved_meanwhile(self, gone, deadline=None):
+        end = real(self, gone, deadline)
         assert status_changed(client, 88001, None, "evt-solved", "SOLVED").get_json()["outcome"] == "ignored"
         return end
 
@@ -378,8 +402,8 @@ def test_a_merge_of_the_target_handled_while_the_merge_was_read_is_followed_too(
     zd.show_ticket(99001, status="open")
     real = ZendeskAdapter.merge_end
 
-    def merged_on_meanwhile(self, gone):
-        end = real(self, gone)
+    def merged_on_meanwhile(self, gone, deadline=None):
+        end = real(self, gone, deadline)
         assert status_changed(client, 88001, None, "evt-merge-2", "CLOSED", merged=True).get_json()["outcome"] == \
             "ignored"
         return end
