@@ -254,7 +254,17 @@ class ZendeskAdapter(Adapter):
 
     def apply_extra(self, payload: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
         # vendor_extra.zendesk speaks of the ticket ({"ticket_form_id": …}), not of the envelope.
-        return {**payload, "ticket": deep_merge(payload["ticket"], extra)} if extra else payload
+        if not extra:
+            return payload
+        tags = extra.get("tags")
+        if "tags" in payload and isinstance(tags, (list, str)):
+            # An update (its tags beside the ticket, for Add Tags): the bot's go there too. In Update
+            # Ticket they were the ticket's whole list, sent after Add Tags — every tag on the ticket
+            # (ours, agents', triggers') gone at each repeat handoff, while the receipt said nothing.
+            extra = {name: value for name, value in extra.items() if name != "tags"}
+            added = tags.split() if isinstance(tags, str) else tags  # Zendesk's own reading of a string
+            payload = {**payload, "tags": list(dict.fromkeys([*payload["tags"], *added]))}
+        return {**payload, "ticket": deep_merge(payload["ticket"], extra)}
 
     def receipt(self, ctx: HandoffContext, payload: Mapping[str, Any]) -> dict[str, Any]:
         receipt = super().receipt(ctx, payload)

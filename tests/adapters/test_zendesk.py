@@ -383,6 +383,23 @@ def test_a_repeats_note_goes_without_a_field_zendesk_refuses_and_the_receipt_nam
         "the note was added without it")
 
 
+@pytest.mark.parametrize("tags", [["vip_callback", "handoff"], "vip_callback handoff"])
+def test_a_bots_tags_on_a_repeat_are_added_to_the_tickets_never_replacing_them(zd: FakeZendesk, tags: Any) -> None:
+    # A review: `vendor_extra.zendesk.tags` went into Update Ticket, where Zendesk takes `tags` as the
+    # whole list — sent after Add Tags, it took every tag off the ticket (ours, agents', triggers').
+    zd.add_tags(77120)
+    zd.update_ticket(77120)
+
+    outcome = adapter().deliver(ctx(full_packet(vendor_extra={"zendesk": {"tags": tags, "ticket_form_id": 3}}),
+                                    link=Link(vendor_id="77120")))
+
+    assert outcome.status == "updated" and not outcome.receipt["dropped"]
+    [added] = zd.json_bodies("PUT", "/api/v2/tickets/77120/tags")
+    assert added["tags"][-1] == "vip_callback" and added["tags"].count("handoff") == 1 and "chatbot" in added["tags"]
+    [note] = zd.json_bodies("PUT", "/api/v2/tickets/77120.json")
+    assert "tags" not in note["ticket"] and note["ticket"]["ticket_form_id"] == 3
+
+
 def test_a_note_refused_for_anything_else_is_not_sent_again(zd: FakeZendesk) -> None:
     zd.add_tags(77120)
     zd.error("PUT", "/api/v2/tickets/77120.json", 422, "error-422-record-invalid.json")
