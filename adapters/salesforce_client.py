@@ -287,6 +287,10 @@ def _client_credentials(settings: Settings, session: VendorSession) -> tuple[str
     return body["access_token"], body.get("instance_url") or settings.salesforce_instance_url
 
 
+# Login faults that say the org's limits are spent for now (its API quota; the user's logins per
+# hour), to wait out as a 429: a login refused for its rate took the whole target for bad
+# credentials, and every handoff needing a login in that hour failed for good (a review).
+LOGIN_LIMITS = frozenset({"REQUEST_LIMIT_EXCEEDED", "LOGIN_RATE_EXCEEDED"})
 # Login faults that say Salesforce cannot answer now (its SOAP API's `ExceptionCode`s), not that
 # the credentials are wrong.
 LOGIN_OUTAGES = frozenset({"SERVER_UNAVAILABLE", "UNKNOWN_EXCEPTION", "UNKNOWN_EXCEPTION_CODE"})
@@ -339,7 +343,7 @@ def translate(err: Exception, *, write: bool, rate_limit_after: float = DEFAULT_
         if status is not None:  # an HTTP status: the answer was no SOAP fault, a proxy's page perhaps
             page = page_of(err.auth_message)
             text = f"Salesforce login failed (HTTP {status}), an answer that is not Salesforce's{page}"
-        if err.code == "REQUEST_LIMIT_EXCEEDED":
+        if err.code in LOGIN_LIMITS:
             return RateLimited(text, retry_after=rate_limit_after, status=status)
         if (status and status >= 500) or err.code in LOGIN_OUTAGES or not err.code:
             # Salesforce (or what stands before it) is down, not the credentials wrong: failed

@@ -903,8 +903,11 @@ def test_a_login_during_salesforces_outage_is_retried_not_taken_for_wrong_creden
     assert not isinstance(caught.value, AuthError)
 
 
-def test_a_login_refused_for_the_orgs_api_quota_pauses_the_target(org: SalesforceFake) -> None:
-    org.password_login_refused(code="REQUEST_LIMIT_EXCEEDED")
+@pytest.mark.parametrize("code", ["REQUEST_LIMIT_EXCEEDED", "LOGIN_RATE_EXCEEDED"])
+def test_a_login_refused_for_the_orgs_api_quota_or_the_users_login_rate_pauses_the_target(
+        org: SalesforceFake, code: str) -> None:
+    # A review: LOGIN_RATE_EXCEEDED (the API user's logins per hour) was taken for wrong credentials.
+    org.password_login_refused(code=code)
     with pytest.raises(RateLimited):
         adapter(PASSWORD_SETTINGS, rate_limit_retry_after_s=300).deliver(ctx_for())
 
