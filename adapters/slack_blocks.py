@@ -139,16 +139,9 @@ def split(raw: str, limit: int, first: int | None = None) -> list[str]:
     chunks: list[str] = []
     start = 0
     while start < len(raw):
-        used, end, last_break = 0, start, -1
         cap = first if first is not None and not chunks else limit
-        while end < len(raw):
-            cost = size(_WRITTEN.get(raw[end], raw[end]))
-            if used + cost > cap:
-                break
-            used += cost
-            if raw[end] in " \n":
-                last_break = end
-            end += 1
+        end = _fitting_end(raw, start, cap)
+        last_break = max(raw.rfind(" ", start, end), raw.rfind("\n", start, end))
         if end < len(raw) and last_break > start + (end - start) // 2:
             end = last_break + 1
         elif whole_end(raw, end) > start:  # not through a character: a flag's halves paired the next ones wrongly
@@ -157,6 +150,24 @@ def split(raw: str, limit: int, first: int | None = None) -> list[str]:
         chunks.append(escape(raw[start:end]))
         start = end
     return chunks or [""]
+
+
+def _fitting_end(raw: str, start: int, cap: int) -> int:
+    """The end of the longest run of `raw` from `start` whose escape is at most `cap` long. Every
+    character costs at least one, so the run is at most `cap` characters: that window whole when it
+    fits, else the longest of its beginnings that does, found by halving — an escaped prefix is the
+    escape's prefix, so the size only grows. (Character by character, a 1 MB packet value took a
+    second of CPU to split, a delivery past the bot's budget: a review.)"""
+    low, high = start, min(len(raw), start + cap)
+    if size(escape(raw[start:high])) <= cap:
+        return high
+    while low < high:  # the answer is in [low, high): a prefix ending at low fits, one ending at high does not
+        middle = (low + high + 1) // 2
+        if size(escape(raw[start:middle])) <= cap:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 # What a URL keeps as written: RFC 3986's reserved characters and the `%` of its own escapes (`quote`
