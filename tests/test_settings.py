@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 
 import pytest
 
@@ -25,7 +26,8 @@ SALESFORCE_PASSWORD_LOGIN = {"CONNECTOR_TARGETS": "salesforce", "SALESFORCE_USER
     ({"CONNECTOR_ALLOW_UNAUTHENTICATED": "maybe"}, "CONNECTOR_ALLOW_UNAUTHENTICATED"),
     ({"CONNECTOR_TARGETS": "preview,jira"}, "CONNECTOR_TARGETS"),
     ({"CONNECTOR_DATABASE_URL": "not a url"}, "CONNECTOR_DATABASE_URL"),
-    ({"CONNECTOR_MAPPINGS_DIR": "/nonexistent"}, "CONNECTOR_MAPPINGS_DIR"),
+    # Under a file, a directory no one can have made (a "/nonexistent" someone made failed this test).
+    ({"CONNECTOR_MAPPINGS_DIR": os.path.join(os.devnull, "mappings")}, "CONNECTOR_MAPPINGS_DIR"),
     # Zero switches none of these off, it breaks them: requests refuses a 0 s timeout on every
     # call (each delivery and callback failed until dead), a 0 s lease is taken over as it runs.
     ({"CONNECTOR_VENDOR_TIMEOUT_S": "0"}, "CONNECTOR_VENDOR_TIMEOUT_S"),
