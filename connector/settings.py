@@ -444,6 +444,10 @@ _AT_LEAST = {
     "callback_timeout_s": 1, "lease_s": 1, "max_body_bytes": 1, "max_transcript_entries": 1,
     "max_entry_chars": 1, "max_json_depth": 2, "max_delivery_age_s": 1,
 }
+# Deeper JSON than this is more than the brief's rendering and the vendors' payloads can walk (a
+# metadata object 300 deep failed every delivery attempt with a RecursionError until it went dead,
+# after a 202: a review); the parser's own limit then answered "deeper than 100000 levels".
+MAX_JSON_DEPTH = 100
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -653,6 +657,9 @@ class Settings:
     def checked(self) -> "Settings":
         if self.sync_budget_ms > 60_000:
             raise ConfigError("CONNECTOR_SYNC_BUDGET_MS", "must be at most 60000 (bots time out long before)")
+        if self.max_json_depth > MAX_JSON_DEPTH:
+            raise ConfigError("CONNECTOR_MAX_JSON_DEPTH", f"must be at most {MAX_JSON_DEPTH} (deeper JSON is more than "
+                              f"a handoff's brief and payloads can walk), got {self.max_json_depth}")
         for attr, least in _AT_LEAST.items():
             if getattr(self, attr) < least:
                 raise ConfigError(self.variable_for(attr), f"must be at least {least}, got {getattr(self, attr)}")

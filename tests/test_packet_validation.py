@@ -13,6 +13,7 @@ import time
 import pytest
 from standardwebhooks import Webhook
 
+from connector.settings import MAX_JSON_DEPTH
 from tests.conftest import ADMIN_TOKEN, auth
 from tests.factories import full_packet, minimal_packet
 
@@ -437,6 +438,18 @@ def test_deep_json_is_refused_without_crashing(client):
     assert body["errors"] == {"metadata" + ".x" * 31: ["nesting deeper than 32"]}
     body = problem(post(client, "[" * 100_000 + "]" * 100_000), 400)
     assert "deeper" in body["detail"]
+
+
+def test_a_packet_as_deep_as_the_highest_depth_setting_is_delivered(make_app):
+    # A review: with the depth setting unbounded, metadata 300 deep was accepted, then every delivery
+    # attempt failed on a RecursionError until the handoff went dead. The setting stops at 100; the
+    # preview target renders every vendor's payload from such a packet.
+    client = make_app(max_json_depth=MAX_JSON_DEPTH).test_client()
+    node: object = "deepest"
+    for _ in range(MAX_JSON_DEPTH - 2):  # the body, then metadata
+        node = {"x": node}
+    answer = post(client, {**full_packet(), "metadata": node})
+    assert answer.status_code == 201 and answer.get_json()["tickets"][0]["status"] == "created"
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"", b'{"a": NaN}', b'{"a": -Infinity}', b"\xff\xfe{}"])
