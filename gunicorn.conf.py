@@ -10,7 +10,16 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from connector import settings as _settings
 from connector.errors import ConfigError
-from connector.settings import ENV_FILE, FILE_READ, bind_address, count, load_env_file, pin_env_file, reread_env_file
+from connector.settings import (
+    ENV_FILE,
+    FILE_READ,
+    bind_address,
+    count,
+    load_env_file,
+    pin_env_file,
+    reread_env_file,
+    writable_directory,
+)
 
 # `.env` (or CONNECTOR_ENV_FILE) is read here, in the directory gunicorn starts in: CONNECTOR_BIND
 # and the worker counts below are needed before the app exists, and `make run` should honour them.
@@ -139,7 +148,8 @@ def share_metrics(environ=os.environ) -> str:
     """Every worker writes its metrics to files in one directory, so a scrape of any worker adds
     them all up (prometheus-client's multiprocess mode): PROMETHEUS_MULTIPROC_DIR, else a new
     temporary directory. A previous run's files are removed, or they would be counted again. Must
-    run before prometheus-client is first imported (it picks its mode then), so before the app."""
+    run before prometheus-client is first imported (it picks its mode then), so before the app.
+    A directory it cannot make or write is a `ConfigError` naming the variable."""
     import tempfile
 
     directory = environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -149,7 +159,7 @@ def share_metrics(environ=os.environ) -> str:
         # gunicorn calls on_exit only after a start: its sys.exit(1) on a port in use, made after
         # this, left one directory in /tmp per try.
         atexit.register(_remove_made, directory, os.getpid())
-    os.makedirs(directory, exist_ok=True)
+    writable_directory("PROMETHEUS_MULTIPROC_DIR", directory)  # a file there was a traceback, not a line
     for name in os.listdir(directory):
         # Only prometheus-client's own files, `<kind>_<pid>.db`: any `*.db` took the SQLite database
         # (`connector.db`) or its backup with them when the directory was `instance/`. A live
@@ -186,10 +196,13 @@ def on_starting(server):
     metrics, then create or upgrade the schema."""
     _settings.GUNICORN_STARTED = True  # from now on, executing this file again is a reload
     limit_malloc_arenas(server.log)
-    share_metrics()
+    try:
+        share_metrics()  # before the app: prometheus-client picks its mode as it is imported
+    except ConfigError as err:  # one line saying what to fix, not a traceback ending with it
+        server.log.error("configuration error: %s", err)
+        raise SystemExit(2) from None
     from connector import create_app
     from connector.app import WARNED
-    from connector.errors import ConfigError
 
     try:
         app = create_app()

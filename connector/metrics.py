@@ -31,8 +31,7 @@ from prometheus_client.registry import Collector
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from .db import reason
-from .errors import ConfigError
-from .settings import refused_edit
+from .settings import refused_edit, writable_directory
 
 if TYPE_CHECKING:
     from .services import Services
@@ -181,14 +180,8 @@ def check_directory(environ: Mapping[str, str]) -> None:
     A missing one is made, as gunicorn.conf.py makes it: set in `.env`, it reaches every `flask`
     command too, and `check` or `purge` before the first `make run` should not fail for it."""
     directory = environ.get(MULTIPROCESS_DIR)
-    if not directory:
-        return
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(MULTIPROCESS_DIR, f"{directory!r} cannot be made ({err.strerror})") from None
-    if not (os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK)):
-        raise ConfigError(MULTIPROCESS_DIR, f"{directory!r} is not a directory this process can write")
+    if directory:
+        writable_directory(MULTIPROCESS_DIR, directory)
 
 
 def process_gone(pid: int) -> None:

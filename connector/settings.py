@@ -346,6 +346,19 @@ MAX_ANY_SECONDS = 1e8  # about three years: any wait or date the connector compu
 MAX_DAYS = int(MAX_ANY_SECONDS // 86_400)  # 1157: the same bound in days
 
 
+def writable_directory(name: str, directory: str) -> str:
+    """`directory` (the value of the variable `name`), made if missing; refused, naming the variable,
+    when it cannot be made or this process cannot write in it. For gunicorn.conf.py too, which may
+    not import the metrics module before it chooses the metrics directory."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(name, f"{directory!r} cannot be made ({err.strerror})") from None
+    if not (os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK)):
+        raise ConfigError(name, f"{directory!r} is not a directory this process can write")
+    return directory
+
+
 def http_address(name: str, raw: str, example: str, schemes: tuple[str, ...] = ("http", "https")) -> SplitResult:
     """`raw` split, when it is an http(s) address a client can call and add paths to: `ConfigError`
     naming `name` otherwise. The one judge of the addresses the connector is given —

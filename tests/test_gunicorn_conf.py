@@ -476,6 +476,21 @@ def test_a_start_that_fails_leaves_no_metrics_directory_behind():
     assert made and not Path(made).exists()  # gunicorn calls on_exit only after a start: one was left per try
 
 
+def test_a_metrics_directory_that_is_a_file_stops_the_start_with_one_line_naming_the_variable(tmp_path):
+    # A review: gunicorn's start ended in os.makedirs's FileExistsError traceback, where `check` and
+    # `connector worker` named the variable.
+    (taken := tmp_path / "notadir").write_text("")
+    on_starting, log = _conf()["on_starting"], mock.Mock()
+    with mock.patch.dict("os.environ", {"PROMETHEUS_MULTIPROC_DIR": str(taken)}, clear=True), \
+            mock.patch("ctypes.CDLL", return_value=FakeLibc()):
+        with pytest.raises(SystemExit) as caught:
+            on_starting(mock.Mock(log=log))
+    assert caught.value.code == 2
+    [(text, refused)] = [call.args for call in log.error.call_args_list]
+    assert text == "configuration error: %s" and str(refused).startswith("PROMETHEUS_MULTIPROC_DIR: ")
+    assert "cannot be made (File exists)" in str(refused)
+
+
 def test_a_master_that_exits_without_on_exit_still_removes_the_metrics_directory_it_made(tmp_path):
     """gunicorn's sock.create_sockets calls sys.exit(1) on a port in use, and on_exit is called only
     after a start: each try left a /tmp/connector-metrics-* directory. A worker's exit leaves it."""
