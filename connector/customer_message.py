@@ -112,6 +112,20 @@ NEEDS = {"problem": "the problem, restated", "expectation": "when someone will r
          "minutes": "the wait", "time": "when the team opens", "closes": "when the team closes"}
 
 
+class PlainText(fields.String):
+    """A word or name said as written (a team's name, a day's): template syntax in it is an admin's
+    mistake — `{{ team }}` there reached customers as the braces themselves, and `check` said ok (a
+    review). Only `template`, `variants`, `wait` … are filled in."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if any(mark in text for mark in ("{{", "{%", "{#")):
+            raise ValidationError(f"is plain text, said as written: {text[:60]!r} would reach customers with its "
+                                  "braces (only template, variants, wait, no_wait, closed, closing and failed are "
+                                  "filled in)")
+        return text
+
+
 class LocaleSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -125,13 +139,13 @@ class LocaleSchema(Schema):
     # Optional (files written before it stay valid): without it, `no_wait` is said instead.
     closing = Template(CLOSING, needs=("closes", "time"))
     failed = Template(("team", "problem"))  # optional: the default locale's, else the built-in English one
-    teams = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
-    weekdays = fields.List(fields.String(), validate=validate.Length(equal=7), load_default=lambda: ENGLISH_DAYS)
-    today = fields.String()
-    tomorrow = fields.String()
+    teams = fields.Dict(keys=fields.String(), values=PlainText(), load_default=dict)
+    weekdays = fields.List(PlainText(), validate=validate.Length(equal=7), load_default=lambda: ENGLISH_DAYS)
+    today = PlainText()
+    tomorrow = PlainText()
     # `problem` when the packet words none (`_no_problem`): the English subject line ("Conversation
     # handed off") stood in the middle of a Spanish message.
-    no_problem = fields.String(validate=validate.Length(min=1, max=140))
+    no_problem = PlainText(validate=validate.Length(min=1, max=140))
 
 
 class MessagesSchema(Schema):

@@ -125,6 +125,22 @@ def test_sandbox_escapes_are_refused_at_load_in_messages(mapdir, escape):
     assert "not allowed" in err.value.message
 
 
+@pytest.mark.parametrize(("line", "where"), [
+    ("    teams: {support: '{{ team }} crew'}", "locales.en.teams.support"),
+    ("    no_problem: 'your {{ team }} request'", "locales.en.no_problem"),
+    ("    today: '{% if x %}today{% endif %}'", "locales.en.today"),
+    ("    weekdays: [Mo, Tu, We, Th, Fr, Sa, '{# Sunday #}']", "locales.en.weekdays[6]"),
+])
+def test_template_syntax_in_messages_plain_words_is_refused_at_load(mapdir, line, where):
+    # A review: said as written, `{{ team }}` reached customers as the braces, and `check` said ok.
+    with (mapdir / "messages.yaml").open("a") as file:
+        file.write(line + "\n")
+    with pytest.raises(ConfigError) as err:
+        load(mapdir)
+    assert err.value.source.endswith(f"messages.yaml:10 {where}")
+    assert "is plain text, said as written" in err.value.message
+
+
 @pytest.mark.parametrize("escape", ESCAPES)
 def test_sandbox_escapes_are_refused_at_load_in_vendor_files(mapdir, escape):
     (mapdir / "zendesk.yaml").write_text(f'version: 1\ncustom_fields:\n  - {{id: 1, template: "{escape}"}}\n')
