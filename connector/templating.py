@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from functools import lru_cache, wraps
 from string import Formatter
@@ -244,6 +244,11 @@ class _Counting(CodeGenerator):
 
 
 _ON_MISSING = frozenset({"default", "d"})  # the filters a missing value may go through
+# Filters that make text of their value: a null (a bot's unset field) passes them as a null — printed
+# empty, left out of a join — where they made "None" ("NONE" through `upper`) of it (a review).
+_TEXT_FILTERS = frozenset({"capitalize", "center", "e", "escape", "forceescape", "indent", "lower", "replace",
+                           "safe", "string", "striptags", "title", "trim", "truncate", "upper", "urlencode",
+                           "urlize", "wordwrap"})
 
 
 def _sized_filter(name: str, function: Any) -> Any:
@@ -254,6 +259,11 @@ def _sized_filter(name: str, function: Any) -> Any:
         if len(args) > value_at and isinstance(args[value_at], _Missing) and name not in _ON_MISSING:
             # `map`, `select` and the like skip a false value: a missing one sent an empty field (a review).
             args[value_at]._fail_with_undefined_error()
+        if len(args) > value_at and args[value_at] is None:
+            if name in _ON_MISSING:  # the admin's stand-in for a null as for a missing value (Jinja2's: missing only)
+                return args[value_at + 1] if len(args) > value_at + 1 else kwargs.get("default_value", "")
+            if name in _TEXT_FILTERS:
+                return None
         if len(args) > value_at:
             _before(name, args[value_at], args[value_at + 1:], kwargs)
         return _sized(function(*args, **kwargs))
@@ -265,7 +275,12 @@ def _printed(value: Any) -> Any:
     unset field (`"order_title": null`) made a ticket titled "None" and "Order: None"."""
     if value is None:
         return ""
-    _written(value)
+    _written(value)  # too large to write out: that limit is named first
+    if isinstance(value, (Mapping, list, tuple)):
+        # Written as Python writes it (`{'plan': None}`, `['a', None]`), as no field reads it: left out,
+        # as a path finding an object is (`mapping_values`), with what to write instead.
+        raise TypeError(f"prints {'an object' if isinstance(value, Mapping) else 'a list'} as Python writes it: "
+                        "write `| tojson` (an object) or `| join(', ')` (a list)")
     return value
 
 

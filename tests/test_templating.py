@@ -245,6 +245,37 @@ def test_a_null_is_empty_text_in_a_concatenation_and_left_out_of_a_join():
     assert "None" not in subject and subject.endswith(f" at : {packet['intent']['name']}")
 
 
+def test_a_null_passes_text_filters_as_a_null_and_default_stands_in_for_it():
+    # A review: `upper` made "NONE" of a bot's unset field, `default('n/a')` left it empty.
+    from connector.templating import render
+
+    c = {"plan": None, "tags": ["a", None], "seats": 3}
+    assert render("{{ c.plan | upper }}|{{ c.plan | title | trim }}|{{ c.plan | string }}", "here", c=c) == "||"
+    assert render("{{ c.plan | default('n/a') }}|{{ c.plan | d('-') | upper }}", "here", c=c) == "n/a|-"
+    assert render("{{ c.tags | map('upper') | join(',') }}|{{ c.seats | string }}", "here", c=c) == "A|3"
+    assert render("{{ c.plan | tojson }}|{{ c.tags | tojson }}", "here", c=c) == 'null|["a", null]'
+
+
+@pytest.mark.parametrize(("source", "kind"), [("{{ c }}", "an object"), ("Tags: {{ c.tags }}", "a list")])
+def test_an_object_or_a_list_printed_as_python_writes_it_leaves_the_field_out(source, kind, caplog):
+    # A review: `{{ customer.attributes }}` sent Salesforce "{'plan': None, 'seats': 3}" with nothing said.
+    from connector.templating import FailedOnValues, render
+    from tests.adapters.test_salesforce import adapter as salesforce
+    from tests.adapters.test_salesforce import ctx_for
+    from tests.factories import full_packet
+
+    with pytest.raises(FailedOnValues, match=f"prints {kind} as Python writes it: write `| tojson`"):
+        render(source, "here", c={"plan": None, "tags": ["a"]})
+    packet = full_packet()
+    packet["customer"]["attributes"] = {"plan": None, "seats": 3}
+    context = ctx_for(packet)
+    target = salesforce(fields={"Attrs__c": {"template": "{{ customer.attributes }}"}})
+    with caplog.at_level("WARNING", logger="connector.mapping_values"):
+        assert "Attrs__c" not in target.render(context)["case"]
+    [said] = [r for r in caplog.records if "template failed on this handoff's values" in r.getMessage()]
+    assert said.source == "salesforce.yaml fields.Attrs__c" and "prints an object" in said.error
+
+
 def test_a_null_prints_nothing_so_a_mapped_subject_of_one_is_the_briefs():
     # A review: a bot's unset field (`"order_title": null`) printed as "None" — a Zendesk ticket titled
     # "None", a Salesforce case "Order: None".
