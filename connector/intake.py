@@ -297,8 +297,12 @@ def deliver_and_answer(services: Services, stored: Stored, render: Render, claim
         futures = [services.submit(d.id, d.lease_owner, fresh=handoff, prepared=d.id in prepared, reserved=True)
                    for d in handoff.deliveries if d.lease_owner]
     else:  # as many as there are free threads now; the loop takes the rest (`Services.reserve`)
-        free = services.reserve(len(handoff.deliveries))
-        futures = [services.submit(d.id, reserved=True) for d in handoff.deliveries[:free]]
+        # Of the targets this process serves: a batch of messages takes its handoff's targets, and
+        # one reaching a process without one of them (a rolling change of CONNECTOR_TARGETS) failed
+        # that delivery for good — "not enabled here" — where a process serving it takes it (a review).
+        ours = [d for d in handoff.deliveries if d.target in services.adapters]
+        free = services.reserve(len(ours))
+        futures = [services.submit(d.id, reserved=True) for d in ours[:free]]
     budget_s = services.settings.sync_budget_ms / 1000
     finished, _ = wait(futures, timeout=budget_s if deadline is None else max(0.0, deadline - time.monotonic()))
     body, status, rows = _answer(services, handoff, [future.result() for future in finished], render)

@@ -269,6 +269,32 @@ def test_slack_gets_the_messages_in_the_alerts_thread_without_broadcasting(make_
         assert {r["metadata"]["event_payload"]["handoff_id"] for r in replies} == {batch}  # found again after a timeout
 
 
+def test_messages_reaching_a_process_without_the_handoffs_target_wait_for_one_serving_it(make_app):
+    # A review: during a change of CONNECTOR_TARGETS, a batch posted to a process without Slack failed
+    # its Slack delivery for good ("not enabled here"): its words never reached the thread, and the next
+    # batch carried the whole brief again ("Handed off again").
+    with FakeSlack() as slack:
+        serving = make_app(targets=("slack",), slack_bot_token=slack.token, slack_api_url=slack.api_url,
+                           slack_channel="C0HANDOFF")
+        handoff_id = post(serving.test_client(), full_packet()).get_json()["id"]
+        [alert] = slack.top_level("C0HANDOFF")
+        before = len(slack.replies("C0HANDOFF", alert["ts"]))
+        other = make_app(database_url=serving.extensions["connector"].settings.database_url, targets=("preview",))
+
+        answer = send(other.test_client(), handoff_id)
+        assert answer.status_code == 202 and answer.get_json()["tickets"][0]["status"] == "pending"
+        with other.extensions["connector"].db.reading() as session:
+            [(state, attempts)] = session.execute(select(Delivery.state, Delivery.attempts)
+                                                  .where(Delivery.handoff_id == answer.get_json()["id"])).all()
+        assert (state, attempts) == ("pending", 0)
+        services = serving.extensions["connector"]
+        ids, token = services.outbox.claim_due()
+        assert [services.outbox.run_delivery(i, token).state for i in ids] == ["updated"]
+        replies = slack.replies("C0HANDOFF", alert["ts"])[before:]
+        text = json.dumps(replies, ensure_ascii=False)
+        assert "Error code is now 4013, not 4012." in text and "Handed off again" not in text
+
+
 def test_a_partial_handoff_shows_the_alert_its_messages_opened_where_its_own_was_refused(make_app):
     # A review: Zendesk had the ticket, Slack refused the alert and the messages opened one after
     # all; every read still said `partial`, slack `failed` with no id, "nothing reached slack".
