@@ -209,14 +209,15 @@ def as_told(handoff: Any, deliveries: Sequence[T], target: Callable[[T], str] = 
 
 def _agent_not_placed(assignment: Mapping[str, Any], deliveries: Sequence[Any]) -> bool:
     """Routing's agent (a sticky rule's previous agent, sent by id to one target) was refused there,
-    or went nowhere: that target's delivery updated a ticket (an update carries no assignee)."""
+    or went nowhere: that target's delivery updated a ticket (an update carries no assignee), or gave
+    up — no ticket was made with them (the apology beside "Dana Smith" has it: a review)."""
     previous = assignment.get("previous_agent") or {}
     target, agent_id = previous.get("target"), previous.get("id")
     if not assignment.get("agent") or target is None or agent_id is None:
         return False
     sent_as = {field for field, value in ((assignment.get("targets") or {}).get(target) or {}).items()
                if str(value) == str(agent_id)}
-    return any(d.target == target and (d.state == "updated" or sent_as & refused_routing_fields(d.receipt))
+    return any(d.target == target and (d.state in ("updated", *GIVEN_UP) or sent_as & refused_routing_fields(d.receipt))
                for d in deliveries)
 
 

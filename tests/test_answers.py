@@ -186,6 +186,13 @@ def test_routings_own_agent_keeps_routings_label_when_the_vendor_reports_it_by_i
     assert render(handoff, rows)["assignment"]["agent"] == "Dana Smith"
     updated = [SimpleNamespace(**{**vars(rows[0]), "state": "updated"})]
     assert render(handoff, updated)["assignment"]["agent"] is None
+    # Nor once that target gave up: no ticket was made with them (a review: the apology, or a Slack
+    # alert alone, beside "Dana Smith").
+    for given_up in ("failed", "dead", "dismissed"):
+        gone = [SimpleNamespace(**{**vars(rows[0]), "state": given_up, "vendor_id": None})]
+        assert render(handoff, gone)["assignment"]["agent"] is None, given_up
+    pending = [SimpleNamespace(**{**vars(rows[0]), "state": "pending", "vendor_id": None})]
+    assert render(handoff, pending)["assignment"]["agent"] == "Dana Smith"  # still being made with them
     assert render(handoff, updated, holder=holding(SimpleNamespace(routed=True, agent_name=None,
                                                                    agent_id="381726354")))["assignment"]["agent"] \
         == "Dana Smith"
