@@ -174,12 +174,18 @@ def pick_locale(language: str | None, available: Mapping[str, Any], default: str
 
 def _matching_locale(language: str | None, available: Mapping[str, Any]) -> str | None:
     """The locale for a language, its tag compared as routing compares it (`language_tag`): in any
-    case, as BCP 47 has it — pt-br and zh-hant were told in English while pt_BR found pt-BR."""
+    case, as BCP 47 has it — pt-br and zh-hant were told in English while pt_BR found pt-BR. The
+    tag is shortened a subtag at a time, as RFC 4647's lookup does (zh-Hant-TW, zh-Hant, zh): the
+    whole tag and its language alone told a customer routed by `language: zh-hant` in English (a
+    review)."""
     if language:
-        tag, locales = language_tag(language), {language_tag(locale): locale for locale in available}
-        for candidate in (tag, tag.split("-")[0]):
-            if candidate in locales:
+        parts, locales = language_tag(language).split("-"), {language_tag(locale): locale for locale in available}
+        while parts:
+            if (candidate := "-".join(parts)) in locales:
                 return locales[candidate]
+            parts.pop()
+            if len(parts) > 1 and len(parts[-1]) == 1:  # a singleton (`x`, `u`) leads what was dropped
+                parts.pop()
     return None
 
 

@@ -43,6 +43,8 @@ def test_each_locale_and_fallback(language, locale, phrases):
 @pytest.mark.parametrize(("language", "locale"), [
     ("pt-BR", "pt-BR"), ("pt-br", "pt-BR"), ("PT-BR", "pt-BR"), ("pt_BR", "pt-BR"), ("pt_br", "pt-BR"),
     ("zh-hant", "zh-Hant"), ("ZH_HANT", "zh-Hant"), ("ES-mx", "es"), ("DE", "de"),
+    # Shortened a subtag at a time (a review: zh-Hant-TW was told in English, routed by `language: zh-hant`).
+    ("zh-Hant-TW", "zh-Hant"), ("pt-BR-x-private", "pt-BR"), ("es-419-u-nu-latn", "es"), ("de-CH-1901", "de"),
 ])
 def test_a_locale_is_picked_in_any_case_as_language_tags_are_compared(language, locale):
     # BCP 47 tags are not case-sensitive: pt-br and zh-hant were told in English, with a warning,
