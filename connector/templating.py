@@ -244,8 +244,8 @@ class _Counting(CodeGenerator):
 
 
 _ON_MISSING = frozenset({"default", "d"})  # the filters a missing value may go through
-# Filters that make text of their value: a null (a bot's unset field) passes them as a null — printed
-# empty, left out of a join — where they made "None" ("NONE" through `upper`) of it (a review).
+# Filters that make text of their value: a null (a bot's unset field) is empty text to them, where
+# they made "None" ("NONE" through `upper`) of it, and an object or a list is refused (`_as_text`) (a review).
 _TEXT_FILTERS = frozenset({"capitalize", "center", "e", "escape", "forceescape", "indent", "lower", "replace",
                            "safe", "string", "striptags", "title", "trim", "truncate", "upper", "urlencode",
                            "urlize", "wordwrap"})
@@ -259,13 +259,15 @@ def _sized_filter(name: str, function: Any) -> Any:
         if len(args) > value_at and isinstance(args[value_at], _Missing) and name not in _ON_MISSING:
             # `map`, `select` and the like skip a false value: a missing one sent an empty field (a review).
             args[value_at]._fail_with_undefined_error()
-        if len(args) > value_at and args[value_at] is None:
-            if name in _ON_MISSING:  # the admin's stand-in for a null as for a missing value (Jinja2's: missing only)
-                return args[value_at + 1] if len(args) > value_at + 1 else kwargs.get("default_value", "")
-            if name in _TEXT_FILTERS:
-                return None
+        if len(args) > value_at and args[value_at] is None and name in _ON_MISSING:
+            # The admin's stand-in for a null as for a missing value (Jinja2's is for a missing one only).
+            return args[value_at + 1] if len(args) > value_at + 1 else kwargs.get("default_value", "")
+        if len(args) > value_at and name in _TEXT_FILTERS and args[value_at] is None:
+            return ""  # empty text: `in`, `length` and slicing on it work as on any text
         if len(args) > value_at:
-            _before(name, args[value_at], args[value_at + 1:], kwargs)
+            _before(name, args[value_at], args[value_at + 1:], kwargs)  # too large: that limit is named first
+            if name in _TEXT_FILTERS:
+                _as_text(args[value_at], f"makes text ({name}) of")
         return _sized(function(*args, **kwargs))
     return sized
 
@@ -276,16 +278,25 @@ def _printed(value: Any) -> Any:
     if value is None:
         return ""
     _written(value)  # too large to write out: that limit is named first
-    if isinstance(value, (Mapping, list, tuple)):
-        # Written as Python writes it (`{'plan': None}`, `['a', None]`), as no field reads it: left out,
-        # as a path finding an object is (`mapping_values`), with what to write instead.
-        raise TypeError(f"prints {'an object' if isinstance(value, Mapping) else 'a list'} as Python writes it: "
-                        "write `| tojson` (an object) or `| join(', ')` (a list)")
+    _as_text(value, "prints")
     return value
 
 
 def _text_of(value: Any) -> Any:
-    return "" if value is None else value
+    """A part of `a ~ b`: a null empty text, an object or a list refused (`_as_text`)."""
+    if value is None:
+        return ""
+    _as_text(value, "joins (~)")
+    return value
+
+
+def _as_text(value: Any, does: str) -> None:
+    """An object or a list made text is Python's writing of it (`{'plan': None}`, `['a', None]`),
+    which no field reads: the template fails, and its field is left out as a path finding an object
+    is (`mapping_values`), with what to write instead."""
+    if isinstance(value, (Mapping, list, tuple)):
+        raise TypeError(f"{does} {'an object' if isinstance(value, Mapping) else 'a list'} as Python writes it: "
+                        "write `| tojson` (an object) or `| join(', ')` (a list)")
 
 
 @pass_eval_context

@@ -4,6 +4,7 @@ sandboxes do: same values, same refusals, same errors for what is missing."""
 from __future__ import annotations
 
 import copy
+import re
 from collections import OrderedDict
 
 import pytest
@@ -245,26 +246,33 @@ def test_a_null_is_empty_text_in_a_concatenation_and_left_out_of_a_join():
     assert "None" not in subject and subject.endswith(f" at : {packet['intent']['name']}")
 
 
-def test_a_null_passes_text_filters_as_a_null_and_default_stands_in_for_it():
-    # A review: `upper` made "NONE" of a bot's unset field, `default('n/a')` left it empty.
+def test_a_null_is_empty_text_to_text_filters_and_default_stands_in_for_it():
+    # A review: `upper` made "NONE" of a bot's unset field, `default('n/a')` left it empty. Empty text,
+    # not a null, through them: `in`, `length` and slicing on it still work (a second review).
     from connector.templating import render
 
     c = {"plan": None, "tags": ["a", None], "seats": 3}
     assert render("{{ c.plan | upper }}|{{ c.plan | title | trim }}|{{ c.plan | string }}", "here", c=c) == "||"
     assert render("{{ c.plan | default('n/a') }}|{{ c.plan | d('-') | upper }}", "here", c=c) == "n/a|-"
-    assert render("{{ c.tags | map('upper') | join(',') }}|{{ c.seats | string }}", "here", c=c) == "A|3"
+    assert render("{{ c.tags | map('upper') | join(',') }}|{{ c.seats | string }}", "here", c=c) == "A,|3"
+    assert render("{{ 'Enterprise' if 'enterprise' in (c.plan | lower) else 'Standard' }}", "here", c=c) == "Standard"
+    assert render("{{ c.plan | trim | length }}|{{ (c.plan | string)[:3] }}", "here", c=c) == "0|"
     assert render("{{ c.plan | tojson }}|{{ c.tags | tojson }}", "here", c=c) == 'null|["a", null]'
 
 
-@pytest.mark.parametrize(("source", "kind"), [("{{ c }}", "an object"), ("Tags: {{ c.tags }}", "a list")])
-def test_an_object_or_a_list_printed_as_python_writes_it_leaves_the_field_out(source, kind, caplog):
+@pytest.mark.parametrize(("source", "kind"), [
+    ("{{ c }}", "prints an object"), ("Tags: {{ c.tags }}", "prints a list"),
+    ("{{ 'Tags: ' ~ c.tags }}", "joins (~) a list"), ("{{ c ~ '' }}", "joins (~) an object"),
+    ("{{ c.tags | upper }}", "makes text (upper) of a list"), ("{{ c | string }}", "makes text (string) of an object"),
+])
+def test_an_object_or_a_list_made_text_as_python_writes_it_leaves_the_field_out(source, kind, caplog):
     # A review: `{{ customer.attributes }}` sent Salesforce "{'plan': None, 'seats': 3}" with nothing said.
     from connector.templating import FailedOnValues, render
     from tests.adapters.test_salesforce import adapter as salesforce
     from tests.adapters.test_salesforce import ctx_for
     from tests.factories import full_packet
 
-    with pytest.raises(FailedOnValues, match=f"prints {kind} as Python writes it: write `| tojson`"):
+    with pytest.raises(FailedOnValues, match=f"{re.escape(kind)} as Python writes it: write `| tojson`"):
         render(source, "here", c={"plan": None, "tags": ["a"]})
     packet = full_packet()
     packet["customer"]["attributes"] = {"plan": None, "seats": 3}
@@ -274,6 +282,7 @@ def test_an_object_or_a_list_printed_as_python_writes_it_leaves_the_field_out(so
         assert "Attrs__c" not in target.render(context)["case"]
     [said] = [r for r in caplog.records if "template failed on this handoff's values" in r.getMessage()]
     assert said.source == "salesforce.yaml fields.Attrs__c" and "prints an object" in said.error
+    assert render("{{ c.tags | join(', ') | upper }}", "here", c={"tags": ["a", "b"]}) == "A, B"
 
 
 def test_a_null_prints_nothing_so_a_mapped_subject_of_one_is_the_briefs():
