@@ -252,12 +252,22 @@ class ZendeskAdapter(Adapter):
 
     brief_fields = {("comment", "html_body"): frozenset()}  # the comment is the brief
 
+    @classmethod
+    def vendor_extra_problems(cls, extra: Mapping[str, Any]) -> dict[str, str]:
+        """Tags that are not text (`[{"name": "vip"}]`): Zendesk takes none, and a repeat's, added by
+        Add Tags (`apply_extra`), crashed every attempt (a review)."""
+        tags = extra.get("tags")
+        if "tags" in extra and not _tags_as_text(tags):
+            return {"vendor_extra.zendesk.tags": f"{json_codec.dumps(tags)[:100]} is not a list of tags: each is text "
+                                                 "(or a number), as Zendesk takes them"}
+        return {}
+
     def apply_extra(self, payload: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
         # vendor_extra.zendesk speaks of the ticket ({"ticket_form_id": …}), not of the envelope.
         if not extra:
             return payload
         tags = extra.get("tags")
-        if "tags" in payload and isinstance(tags, (list, str)):
+        if "tags" in payload and _tags_as_text(tags):  # (others are refused at intake: `vendor_extra_problems`)
             # An update (its tags beside the ticket, for Add Tags): the bot's go there too. In Update
             # Ticket they were the ticket's whole list, sent after Add Tags — every tag on the ticket
             # (ours, agents', triggers') gone at each repeat handoff, while the receipt said nothing.
@@ -842,6 +852,12 @@ def _not_settled(ticket_id: str, cause: TransientError, changes: Mapping[str, An
                            *([f"raised to {changes['priority']}"] if "priority" in changes else [])])
     return RateLimitedAfterActing.unknown(f"the note is on ticket {ticket_id}, which could not be {undone} yet "
                                           f"({type(cause).__name__})", cause)
+
+
+def _tags_as_text(tags: Any) -> bool:
+    """Tags Zendesk takes: a list of text (or numbers), or one text of them separated by spaces."""
+    return isinstance(tags, str) or (isinstance(tags, list) and all(
+        isinstance(tag, (str, int, float)) and not isinstance(tag, bool) for tag in tags))
 
 
 def _merge_target(audits: list[Any], ticket_id: str) -> str | None:

@@ -1188,6 +1188,18 @@ def test_a_slack_channel_given_by_name_in_vendor_extra_is_refused_with_a_422_nam
     assert post(alone, minimal_packet(vendor_extra={"slack": {"channel": "C0VIP"}})).status_code == 201
 
 
+@pytest.mark.parametrize("tags", [[{"name": "vip"}], [["x"]], [True], {"vip": 1}, 7])
+def test_zendesk_tags_in_vendor_extra_that_are_not_text_are_refused_with_a_422_naming_them(make_app, tags):
+    # A second review: on a repeat they were added by Add Tags and crashed every attempt (unhashable).
+    client = make_app(targets=("preview",)).test_client()  # it renders Zendesk's payload: judged so
+    response = post(client, minimal_packet(vendor_extra={"zendesk": {"tags": tags}}))
+    assert response.status_code == 422
+    [reason] = response.get_json()["errors"]["vendor_extra.zendesk.tags"]
+    assert reason.endswith("is not a list of tags: each is text (or a number), as Zendesk takes them")
+    for fine in (["vip", 7], "vip callback"):
+        assert post(client, minimal_packet(vendor_extra={"zendesk": {"tags": fine}})).status_code == 201
+
+
 def test_slack_vendor_extra_is_judged_the_same_whatever_routing_chooses(make_app, tmp_path, test_targets,
                                                                         monkeypatch):
     # Two reviews: judged against routing's choice, a retry arriving while the first request was
