@@ -47,10 +47,12 @@ log = logging.getLogger(__name__)
 
 # How long the reads of one merge event may take. Zendesk waits 10 s for a webhook's answer, then
 # counts it failed; a 503 with Retry-After before that has it sent again. Each read's timeout is what
-# is left of this (`ZendeskAdapter._timeouts`), and a whole call may take twice its timeout
-# (`call_deadline.whole_call_s`): 4.5 s answers within 9 s however the reads stall. The delivery
-# timeout (15 s, a whole call up to 30 s) answered after Zendesk had given up.
-EVENT_READS_S = 4.5
+# is left of this (`ZendeskAdapter._timeouts`): the delivery timeout (15 s a read) answered after
+# Zendesk had given up. 8 s lets a slow Zendesk (2.5 s a read) through its three reads, and one
+# slower still at least through the two before the links move, so a resend goes on from there:
+# 4.5 s timed the second read out at every resend, and the merge was never followed (a review).
+# (A read whose connection and answer both stall may take twice its timeout: call_deadline.whole_call_s.)
+EVENT_READS_S = 8.0
 
 NOTHING_LINKED = "no conversation is linked to this ticket now (a copy of its merge event, or none was)"
 

@@ -195,6 +195,49 @@ def test_a_merge_events_reads_end_before_zendesk_stops_waiting_for_the_answer(ze
     assert len(reads) == 3 and all(0 < timeout <= EVENT_READS_S for timeout in reads), reads
 
 
+@pytest.mark.parametrize("read_s", [2.5, 3.5])
+def test_a_slow_zendesk_gets_its_merge_followed_within_zendesks_wait_or_on_the_resend(zendesk, monkeypatch, read_s):
+    """A review: with 4.5 s for the reads, a Zendesk taking 2.5 s a read timed the second out at every
+    resend — the merge never followed, the handoff never completed. Each read here takes `read_s` on a
+    clock of the test's, or times out at the timeout it was given."""
+    from types import SimpleNamespace
+
+    from adapters import zendesk as zendesk_module
+    from adapters.errors import TransientError
+    from adapters.zendesk import ZendeskAdapter
+
+    client, zd = zendesk
+    first = first_handoff(client, zd)
+    clock, spent = [1000.0], []
+    slow = SimpleNamespace(monotonic=lambda: clock[0])
+    monkeypatch.setattr(zendesk_module, "time", slow)
+    monkeypatch.setattr(merges, "time", slow)
+    real = ZendeskAdapter._call
+
+    def slow_call(self, method, path, *, timeout=None, **kwargs):
+        took = min(read_s, timeout or self.settings.vendor_timeout_s)
+        clock[0] += took
+        spent.append(took)
+        if took < read_s:
+            raise TransientError(f"read timed out ({took:.2f} s)")
+        return real(self, method, path, timeout=timeout, **kwargs)
+
+    monkeypatch.setattr(ZendeskAdapter, "_call", slow_call)
+    merged_into_open(zd)
+    zd.show_ticket(88001, status="open")  # read again once the link names it
+    answer = status_changed(client, 1001, first, "evt-merge", "CLOSED", merged=True)
+    assert sum(spent) <= EVENT_READS_S < 10  # answered before Zendesk stops waiting
+    if read_s == 2.5:
+        assert answer.get_json()["detail"] == MERGED
+    else:  # the third read timed out: refused, but the links moved — the resend reads 88001 alone
+        assert answer.status_code == 503 and link_of(client)[0] == "88001"
+        spent.clear()
+        assert status_changed(client, 1001, first, "evt-merge", "CLOSED", merged=True).status_code == 200
+        assert spent == [read_s] and link_of(client)[0] == "88001"
+    assert status_changed(client, 88001, None, "evt-solved", "SOLVED").get_json()["handoff_id"] == first
+    assert completed_at(client, first) is not None
+
+
 def test_a_merge_whose_reads_use_up_their_time_is_refused_for_zendesk_to_send_again(zendesk, monkeypatch):
     client, zd = zendesk
     first = first_handoff(client, zd)
