@@ -67,6 +67,9 @@ from .zendesk_refused import create_or_without, update_or_without
 from .zendesk_users import EndUsers, customer_external_id
 
 log = logging.getLogger(__name__)
+# Of a call that must end within its share (`_timeouts(whole=True)`), what its connection may take:
+# a kept-alive one takes none.
+CONNECT_S = 1.0
 
 # Zendesk caps a comment at about 64 KB. Stay well under it: the limit counts the stored body and
 # Zendesk may add markup of its own.
@@ -405,7 +408,7 @@ class ZendeskAdapter(Adapter):
 
             return self.update_merged(ctx, gone, uploaded)
 
-    def merged_into(self, gone: TicketGone, timeout: Callable[[], float | None] = lambda: None) -> str | None:
+    def merged_into(self, gone: TicketGone, timeout: Callable[[], Any] = lambda: None) -> str | None:
         """The ticket an agent merged the closed `gone` into, from its audits (newest first, one
         page: the merge closed it, so it is among its last): None when it was not merged, or its
         audits cannot be read (a 403 for an OAuth token without the global `read` scope Zendesk
@@ -428,7 +431,7 @@ class ZendeskAdapter(Adapter):
         return _merge_target(reply["audits"], gone.ticket_id)
 
     def merge_end(self, gone: TicketGone, deadline: float | None = None) -> MergeEnd | None:
-        into = self.merged_into(gone, self._timeouts(deadline))
+        into = self.merged_into(gone, self._timeouts(deadline, whole=True))
         return self.merge_left_on(into, seen=(gone.ticket_id,), deadline=deadline) if into is not None else None
 
     def merge_left_on(self, ticket_id: str, seen: Collection[str] = (),
@@ -437,7 +440,7 @@ class ZendeskAdapter(Adapter):
         (status closed, tagged `closed_by_merge`) is followed on; its audits alone cannot tell, as a
         merge target's name the tickets merged into it, the way back. None where a ticket on the way
         may not be read (a refusal, a 403, deleted)."""
-        seen, timeout = set(seen), self._timeouts(deadline)
+        seen, timeout = set(seen), self._timeouts(deadline, whole=True)
         for _ in range(MAX_MERGES):
             if ticket_id in seen:
                 return None
@@ -725,25 +728,31 @@ class ZendeskAdapter(Adapter):
         comment = payload["ticket"].get("comment") or {}
         return deep_merge(payload, {"ticket": {"comment": {"uploads": [*comment.get("uploads", []), token]}}})
 
-    def _timeouts(self, ends: float | None, used_up: str = "the reads used up the time the event may take"
-                  ) -> Callable[[], float | None]:
+    def _timeouts(self, ends: float | None, used_up: str = "the reads used up the time the event may take", *,
+                  whole: bool = False) -> Callable[[], Any]:
         """Each call's timeout, as it is made, for calls that share one allowance ending at `ends` (a
         time.monotonic()): what is left of it, at most the delivery timeout; none left raises
-        `TransientError` (`used_up`). Without `ends`, the delivery timeout."""
-        def timeout() -> float | None:
+        `TransientError` (`used_up`). Without `ends`, the delivery timeout. `whole`: the whole call
+        within what is left — requests' (connect, read) pair, the connection given at most
+        `CONNECT_S` of it, as a call may otherwise take its timeout twice (`call_deadline.whole_call_s`):
+        a merge event's reads answered after Zendesk had stopped waiting (a review)."""
+        def timeout() -> Any:
             if ends is None:
                 return None
-            left = ends - time.monotonic()
+            left = min(self.settings.vendor_timeout_s, ends - time.monotonic())
             if left <= 0:
                 raise TransientError(used_up)
-            return min(self.settings.vendor_timeout_s, left)
+            if not whole:
+                return left
+            connect = min(CONNECT_S, left / 2)
+            return connect, left - connect
 
         return timeout
 
-    def _call(self, method: str, path: str, *, write: bool, expect: str, timeout: float | None = None,
+    def _call(self, method: str, path: str, *, write: bool, expect: str, timeout: Any = None,
               **kwargs: Any) -> tuple[dict[str, Any], requests.Response]:
         """One raw call; `expect` is the key a 2xx answer must carry (a proxy's HTML page has none);
-        `timeout` in seconds, else the delivery timeout (VENDOR_TIMEOUT_S)."""
+        `timeout` in seconds (or requests' (connect, read) pair), else the delivery timeout (VENDOR_TIMEOUT_S)."""
         client = self._client()
         if "json" in kwargs:  # encoded by orjson (`json_codec`): requests' `json=` uses the standard library
             kwargs["data"] = json_codec.dumps_bytes(kwargs.pop("json"))

@@ -47,12 +47,13 @@ log = logging.getLogger(__name__)
 
 # How long the reads of one merge event may take. Zendesk waits 10 s for a webhook's answer, then
 # counts it failed; a 503 with Retry-After before that has it sent again. Each read's timeout is what
-# is left of this (`ZendeskAdapter._timeouts`): the delivery timeout (15 s a read) answered after
-# Zendesk had given up. 8 s lets a slow Zendesk (2.5 s a read) through its three reads, and one
-# slower still at least through the two before the links move, so a resend goes on from there:
-# 4.5 s timed the second read out at every resend, and the merge was never followed (a review).
-# (A read whose connection and answer both stall may take twice its timeout: call_deadline.whole_call_s.)
-EVENT_READS_S = 8.0
+# is left of this, the whole call within it (`ZendeskAdapter._timeouts(whole=True)`): the delivery
+# timeout (15 s a read) answered after Zendesk had given up, and so did a read's timeout of what was
+# left, which a call may take twice (connecting, then answering: `call_deadline.whole_call_s`). 9 s
+# lets a slow Zendesk (2.5 s a read) through its three reads, and one slower still at least through
+# the two before the links move, so a resend goes on from there: 4.5 s timed the second read out at
+# every resend, and the merge was never followed (reviews).
+EVENT_READS_S = 9.0
 
 NOTHING_LINKED = "no conversation is linked to this ticket now (a copy of its merge event, or none was)"
 
