@@ -14,7 +14,7 @@ from functools import lru_cache, wraps
 from string import Formatter
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, UndefinedError, nodes, pass_eval_context
+from jinja2 import StrictUndefined, TemplateError, Undefined, UndefinedError, nodes, pass_eval_context
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.filters import make_attrgetter, sync_do_join
@@ -244,11 +244,44 @@ class _Counting(CodeGenerator):
 
 
 _ON_MISSING = frozenset({"default", "d"})  # the filters a missing value may go through
-# Filters that make text of their value: a null (a bot's unset field) is empty text to them, where
-# they made "None" ("NONE" through `upper`) of it, and an object or a list is refused (`_as_text`) (a review).
+# Filters that make text of their value: a null (a bot's unset field) is empty text to them
+# (`_NULL_TEXT`), where they made "None" ("NONE" through `upper`) of it, and an object or a list is
+# refused (`_as_text`) (reviews). `urlencode` takes a null so, but writes an object or a list as a
+# query string (`id=A1&region=eu`): its own reading, not Python's.
 _TEXT_FILTERS = frozenset({"capitalize", "center", "e", "escape", "forceescape", "indent", "lower", "replace",
-                           "safe", "string", "striptags", "title", "trim", "truncate", "upper", "urlencode",
-                           "urlize", "wordwrap"})
+                           "safe", "string", "striptags", "title", "trim", "truncate", "upper", "urlize",
+                           "wordcount", "wordwrap"})
+_NULL_AS_TEXT = _TEXT_FILTERS | {"urlencode"}
+_PRINTF_FILTERS = frozenset({"format"})  # printf-style, its values after the text
+
+
+class _NullText(str):
+    """The empty text a null is made by a filter that makes text: `in`, `length` and slicing work on
+    it as on any text, and `join` leaves it out as it leaves a null out — `[last, first] | map('title')
+    | join(', ')` made ", Dana" of a bot's unset last name (a review)."""
+
+    __slots__ = ()
+
+
+_NULL_TEXT = _NullText()
+
+
+def _no_null(value: Any) -> bool:
+    return value is None or isinstance(value, _NullText)
+
+
+def _printf_values(values: Any) -> Any:
+    """A printf-style format's values (`'%s' % x`, `| format(x)`): a null is empty text ("Plan: None"
+    before), an object or a list refused as printing refuses it. A mapping (`'%(plan)s' % m`): its nulls
+    empty text (which of its values the text names is the format's to say)."""
+    if isinstance(values, Mapping):
+        return {key: "" if _no_null(value) else value for key, value in values.items()}
+    if isinstance(values, tuple):
+        return tuple(_printf_values(value) for value in values)
+    if _no_null(values):
+        return ""
+    _as_text(values, "formats")
+    return values
 
 
 def _sized_filter(name: str, function: Any) -> Any:
@@ -262,8 +295,12 @@ def _sized_filter(name: str, function: Any) -> Any:
         if len(args) > value_at and args[value_at] is None and name in _ON_MISSING:
             # The admin's stand-in for a null as for a missing value (Jinja2's is for a missing one only).
             return args[value_at + 1] if len(args) > value_at + 1 else kwargs.get("default_value", "")
-        if len(args) > value_at and name in _TEXT_FILTERS and args[value_at] is None:
-            return ""  # empty text: `in`, `length` and slicing on it work as on any text
+        if len(args) > value_at and name in _NULL_AS_TEXT and _no_null(args[value_at]):
+            made = function(*args[:value_at], "", *args[value_at + 1:], **kwargs)  # as of empty text
+            return _NULL_TEXT if made == "" else made
+        if name in _PRINTF_FILTERS:
+            args = (*args[:value_at + 1], *_printf_values(tuple(args[value_at + 1:])))
+            kwargs = _printf_values(kwargs)
         if len(args) > value_at:
             _before(name, args[value_at], args[value_at + 1:], kwargs)  # too large: that limit is named first
             if name in _TEXT_FILTERS:
@@ -291,10 +328,10 @@ def _text_of(value: Any) -> Any:
 
 
 def _as_text(value: Any, does: str) -> None:
-    """An object or a list made text is Python's writing of it (`{'plan': None}`, `['a', None]`),
-    which no field reads: the template fails, and its field is left out as a path finding an object
-    is (`mapping_values`), with what to write instead."""
-    if isinstance(value, (Mapping, list, tuple)):
+    """An object or a list made text is Python's writing of it (`{'plan': None}`, `['a', None]`, a
+    `map` not joined: `<generator object …>`), which no field reads: the template fails, and its
+    field is left out as a path finding an object is (`mapping_values`), with what to write instead."""
+    if isinstance(value, Iterable) and not isinstance(value, (str, Undefined)):  # (an `if` without `else`: nothing)
         raise TypeError(f"{does} {'an object' if isinstance(value, Mapping) else 'a list'} as Python writes it: "
                         "write `| tojson` (an object) or `| join(', ')` (a list)")
 
@@ -305,7 +342,10 @@ def _join(eval_ctx: EvalContext, value: Iterable[Any], d: str = "", attribute: s
     last name made "Dana None"."""
     if attribute is not None:
         value = map(make_attrgetter(eval_ctx.environment, attribute), value)
-    return sync_do_join(eval_ctx, [item for item in value if item is not None], d)
+    items = [item for item in value if not _no_null(item)]
+    for item in items:
+        _as_text(item, "joins (join)")
+    return sync_do_join(eval_ctx, items, d)
 
 
 def _concat(parts: Iterable[str]) -> str:
@@ -359,6 +399,7 @@ class AdminSandbox(ImmutableSandbox):
         if operator_name == "%" and isinstance(left, str):
             _printf_fits(left)
             _written(right)  # '%s' % (big,)
+            right = _printf_values(right)
         return _sized(_BINOPS[operator_name](left, right))
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
@@ -366,6 +407,9 @@ class AdminSandbox(ImmutableSandbox):
         method = getattr(__obj, "__wrapped__", __obj)  # str.format comes wrapped by the sandbox
         if isinstance(getattr(method, "__self__", None), str):  # 'x'.ljust(10**9), '{:>9999999999}'.format(1)
             _before(method.__name__, method.__self__, args, kwargs, method=True)
+            if method.__name__ == "format":  # a null is empty text ("Plan: None" before); `{0[plan]}` reads a mapping
+                args = tuple("" if _no_null(arg) else arg for arg in args)
+                kwargs = {key: "" if _no_null(arg) else arg for key, arg in kwargs.items()}
         if isinstance(__obj, LoopContext) and args:  # a recursive loop's `loop(items)`: its items counted too
             args = (__self.counted(args[0]), *args[1:])
         return _sized(super().call(__context, __obj, *args, **kwargs))
