@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Iterable, Iterator, Mapping
+import types
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
-from functools import lru_cache, wraps
+from functools import lru_cache, update_wrapper, wraps
 from string import Formatter
 from typing import Any
 
@@ -21,6 +22,7 @@ from jinja2.filters import make_attrgetter, sync_do_join
 from jinja2.nodes import EvalContext
 from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment, SandboxedFormatter
+from markupsafe import EscapeFormatter, Markup
 
 from .errors import ConfigError
 
@@ -270,18 +272,32 @@ def _no_null(value: Any) -> bool:
     return value is None or isinstance(value, _NullText)
 
 
-def _printf_values(values: Any) -> Any:
+def _printf_values(text: str, values: Any) -> Any:
     """A printf-style format's values (`'%s' % x`, `| format(x)`): a null is empty text ("Plan: None"
-    before), an object or a list refused as printing refuses it. A mapping (`'%(plan)s' % m`): its nulls
-    empty text (which of its values the text names is the format's to say)."""
-    if isinstance(values, Mapping):
+    before), an object or a list refused as printing refuses it. A mapping for a text that names its
+    values (`'%(plan)s' % m`): its nulls empty text (which of them the text uses is the format's to say)."""
+    if isinstance(values, Mapping) and "%(" in text:
         return {key: "" if _no_null(value) else value for key, value in values.items()}
     if isinstance(values, tuple):
-        return tuple(_printf_values(value) for value in values)
-    if _no_null(values):
+        return tuple(_printf_value(value) for value in values)
+    return _printf_value(values)
+
+
+def _printf_value(value: Any) -> Any:
+    if _no_null(value):
         return ""
-    _as_text(values, "formats")
-    return values
+    _as_text(value, "formats")
+    return value
+
+
+def _urlencode_values(value: Any) -> Any:
+    """`urlencode`'s object or pairs with their nulls empty ("plan=None" before): each value is str()-ed."""
+    if isinstance(value, Mapping):
+        return {key: "" if _no_null(item) else item for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [(pair[0], "" if _no_null(pair[1]) else pair[1]) if isinstance(pair, (list, tuple)) and len(pair) == 2
+                else pair for pair in value]
+    return value
 
 
 def _sized_filter(name: str, function: Any) -> Any:
@@ -295,17 +311,22 @@ def _sized_filter(name: str, function: Any) -> Any:
         if len(args) > value_at and args[value_at] is None and name in _ON_MISSING:
             # The admin's stand-in for a null as for a missing value (Jinja2's is for a missing one only).
             return args[value_at + 1] if len(args) > value_at + 1 else kwargs.get("default_value", "")
-        if len(args) > value_at and name in _NULL_AS_TEXT and _no_null(args[value_at]):
-            made = function(*args[:value_at], "", *args[value_at + 1:], **kwargs)  # as of empty text
-            return _NULL_TEXT if made == "" else made
-        if name in _PRINTF_FILTERS:
-            args = (*args[:value_at + 1], *_printf_values(tuple(args[value_at + 1:])))
-            kwargs = _printf_values(kwargs)
+        null = len(args) > value_at and name in _NULL_AS_TEXT and _no_null(args[value_at])
+        if null:  # as empty text, within the limits as any (a null through `center(3000000)` was not measured)
+            args = (*args[:value_at], "", *args[value_at + 1:])
         if len(args) > value_at:
             _before(name, args[value_at], args[value_at + 1:], kwargs)  # too large: that limit is named first
-            if name in _TEXT_FILTERS:
+            if name in _PRINTF_FILTERS:
+                _written(args[value_at + 1:])
+                text = str(args[value_at])
+                args = (*args[:value_at + 1], *_printf_values(text, tuple(args[value_at + 1:])))
+                kwargs = _printf_values("%(", kwargs) if kwargs else kwargs
+            elif name == "urlencode":
+                args = (*args[:value_at], _urlencode_values(args[value_at]), *args[value_at + 1:])
+            elif name in _TEXT_FILTERS:
                 _as_text(args[value_at], f"makes text ({name}) of")
-        return _sized(function(*args, **kwargs))
+        made = _sized(function(*args, **kwargs))
+        return _NULL_TEXT if null and made == "" else made
     return sized
 
 
@@ -354,6 +375,20 @@ def _concat(parts: Iterable[str]) -> str:
     return _sized("".join(parts))
 
 
+class _TextFormatter(SandboxedFormatter):
+    """str.format's fields as text: a null empty text, an object or a list refused (`_as_text`)."""
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        if _no_null(value):
+            value = ""
+        _as_text(value, "formats")
+        return super().format_field(value, format_spec)
+
+
+class _TextEscapeFormatter(_TextFormatter, EscapeFormatter):
+    pass
+
+
 class AdminSandbox(ImmutableSandbox):
     """The immutable sandbox within the limits above: `*`, `**`, `%`, a filter and a str method
     refused before they make a value too large when what they are asked says so, every value made
@@ -374,6 +409,24 @@ class AdminSandbox(ImmutableSandbox):
         self.globals.pop("lipsum", None)
         self.filters["join"] = _join
         self.filters = {name: _sized_filter(name, function) for name, function in self.filters.items()}
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """Jinja2's own, with a formatter that writes each field as text (`_TextFormatter`): a null
+        read by `{0[plan]}`, `{0.plan}` or `format_map` printed "None"."""
+        if not (isinstance(value, (types.MethodType, types.BuiltinMethodType))
+                and value.__name__ in ("format", "format_map") and isinstance(value.__self__, str)):
+            return None
+        text, as_map = value.__self__, value.__name__ == "format_map"
+        formatter = _TextEscapeFormatter(self, escape=text.escape) if isinstance(text, Markup) else _TextFormatter(self)
+
+        def wrapper(*args: Any, **kwargs: Any) -> str:
+            if as_map:
+                if kwargs or len(args) != 1:
+                    raise TypeError(f"format_map() takes exactly one argument ({len(args)} given)")
+                args, kwargs = (), args[0]
+            return type(text)(formatter.vformat(text, args, kwargs))
+
+        return update_wrapper(wrapper, value)
 
     def call_filter(self, *args: Any, **kwargs: Any) -> Any:  # `map('upper')`: once per item
         _step()
@@ -399,7 +452,7 @@ class AdminSandbox(ImmutableSandbox):
         if operator_name == "%" and isinstance(left, str):
             _printf_fits(left)
             _written(right)  # '%s' % (big,)
-            right = _printf_values(right)
+            right = _printf_values(left, right)
         return _sized(_BINOPS[operator_name](left, right))
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
@@ -407,9 +460,6 @@ class AdminSandbox(ImmutableSandbox):
         method = getattr(__obj, "__wrapped__", __obj)  # str.format comes wrapped by the sandbox
         if isinstance(getattr(method, "__self__", None), str):  # 'x'.ljust(10**9), '{:>9999999999}'.format(1)
             _before(method.__name__, method.__self__, args, kwargs, method=True)
-            if method.__name__ == "format":  # a null is empty text ("Plan: None" before); `{0[plan]}` reads a mapping
-                args = tuple("" if _no_null(arg) else arg for arg in args)
-                kwargs = {key: "" if _no_null(arg) else arg for key, arg in kwargs.items()}
         if isinstance(__obj, LoopContext) and args:  # a recursive loop's `loop(items)`: its items counted too
             args = (__self.counted(args[0]), *args[1:])
         return _sized(super().call(__context, __obj, *args, **kwargs))

@@ -246,6 +246,19 @@ def test_a_null_is_empty_text_in_a_concatenation_and_left_out_of_a_join():
     assert "None" not in subject and subject.endswith(f" at : {packet['intent']['name']}")
 
 
+@pytest.mark.parametrize("source", [
+    "{{ c.plan | center(3000000) | length }}", "{{ c.plan | indent(3000000, true) | length }}",
+    "{{ 'Tags: %s' | format(c.tags) }}",
+])
+def test_a_null_or_a_format_value_is_measured_against_the_limits_first(source):
+    # A third review: a null through `center` was made empty text past the width check (300,000,000
+    # characters built), and a format filter's list was refused for its kind before its size was named.
+    from connector.templating import Refused, render
+
+    with pytest.raises(Refused, match=r"over 2,000,000 \(MAX_SIZE\)"):
+        render(source, "here", c={"plan": None, "tags": ["x" * 1000] * 3000})
+
+
 def test_a_null_is_empty_text_to_text_filters_and_default_stands_in_for_it():
     # A review: `upper` made "NONE" of a bot's unset field, `default('n/a')` left it empty. Empty text,
     # not a null, through them: `in`, `length` and slicing on it still work (a second review).
@@ -264,6 +277,12 @@ def test_a_null_is_empty_text_to_text_filters_and_default_stands_in_for_it():
     assert render("{{ 'Plan: %s' | format(c.plan) }}|{{ 'Plan: %s' % c.plan }}|{{ 'Plan: {}'.format(c.plan) }}",
                   "here", c=c) == "Plan: |Plan: |Plan: "
     assert render("{{ '%(plan)s!' % c }}|{{ c.plan | wordcount }}|{{ c.plan | urlencode }}", "here", c=c) == "!|0|"
+    # A third review: read through a format's fields, and inside what urlencode writes, a null is empty too.
+    attrs = {"plan": None, "region": "eu"}
+    for source in ("{0[plan]}", "{0.plan}", "{a[plan]}", "{plan}"):
+        assert render(f"{{{{ 'Plan: {source}'.format(a, a=a, **a) }}}}", "here", a=attrs) == "Plan: ", source
+    assert render("{{ 'Plan: {plan}'.format_map(a) }}|?{{ a | urlencode }}|{{ [['plan', a.plan]] | urlencode }}",
+                  "here", a=attrs) == "Plan: |?plan=&region=eu|plan="
     assert render("{{ 'Enterprise' if 'enterprise' in (c.plan | lower) else 'Standard' }}", "here", c=c) == "Standard"
     assert render("{{ c.plan | trim | length }}|{{ (c.plan | string)[:3] }}", "here", c=c) == "0|"
     assert render("{{ c.plan | tojson }}|{{ c.tags | tojson }}", "here", c=c) == 'null|["a", null]'
@@ -278,6 +297,8 @@ def test_a_null_is_empty_text_to_text_filters_and_default_stands_in_for_it():
     ("{{ c.tags | map('upper') }}", "prints a list"), ("{{ c.keys() }}", "prints a list"),
     ("{{ [c.tags, 'x'] | join(' / ') }}", "joins (join) a list"), ("{{ c | dictsort | join(';') }}", "joins (join) a list"),
     ("{{ 'Tags: %s' | format(c.tags) }}", "formats a list"), ("{{ 'Tags: %s' % (c.tags,) }}", "formats a list"),
+    ("{{ 'Attrs: %s' % c }}", "formats an object"), ("{{ 'Attrs: %s' | format(c) }}", "formats an object"),
+    ("{{ 'Tags: {}'.format(c.tags) }}", "formats a list"),
 ])
 def test_an_object_or_a_list_made_text_as_python_writes_it_leaves_the_field_out(source, kind, caplog):
     # A review: `{{ customer.attributes }}` sent Salesforce "{'plan': None, 'seats': 3}" with nothing said.
