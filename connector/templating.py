@@ -202,7 +202,7 @@ def _format_fits(text: str, args: tuple[Any, ...], kwargs: dict[str, Any], as_ma
     checked as any), then measured."""
     if as_map:
         args, kwargs = (), (args[0] if args and isinstance(args[0], dict) else {})
-    formatter, auto = SandboxedFormatter(_env), 0
+    formatter, auto = _TextFormatter(_env), 0  # a field filled as the real format fills it: a null as ""
     for _literal, field, spec, _conversion in Formatter().parse(text):
         auto += field == ""  # `{}` numbered as str.format numbers it: the field, then those in its spec
         if spec and "{" not in spec:
@@ -276,7 +276,7 @@ def _printf_values(text: str, values: Any) -> Any:
     """A printf-style format's values (`'%s' % x`, `| format(x)`): a null is empty text ("Plan: None"
     before), an object or a list refused as printing refuses it. A mapping for a text that names its
     values (`'%(plan)s' % m`): its nulls empty text (which of them the text uses is the format's to say)."""
-    if isinstance(values, Mapping) and "%(" in text:
+    if isinstance(values, Mapping) and any(found.group().startswith("%(") for found in _PRINTF.finditer(text)):
         return {key: "" if _no_null(value) else value for key, value in values.items()}
     if isinstance(values, tuple):
         return tuple(_printf_value(value) for value in values)
@@ -378,11 +378,12 @@ def _concat(parts: Iterable[str]) -> str:
 class _TextFormatter(SandboxedFormatter):
     """str.format's fields as text: a null empty text, an object or a list refused (`_as_text`)."""
 
+    def convert_field(self, value: Any, conversion: str | None) -> Any:
+        # Before `!s` / `!r`, which made "None" of a null and Python's writing of a list, past `format_field`.
+        return super().convert_field(_printf_value(value), conversion)
+
     def format_field(self, value: Any, format_spec: str) -> Any:
-        if _no_null(value):
-            value = ""
-        _as_text(value, "formats")
-        return super().format_field(value, format_spec)
+        return super().format_field(_printf_value(value), format_spec)
 
 
 class _TextEscapeFormatter(_TextFormatter, EscapeFormatter):

@@ -249,13 +249,16 @@ def test_a_null_is_empty_text_in_a_concatenation_and_left_out_of_a_join():
 @pytest.mark.parametrize("source", [
     "{{ c.plan | center(3000000) | length }}", "{{ c.plan | indent(3000000, true) | length }}",
     "{{ 'Tags: %s' | format(c.tags) }}",
+    # A fourth review: the width check filled a null in a nested width as "None" (999None9999: small
+    # numbers), the format as "" (9999999): the text was made before it was refused.
+    "{{ '{0:>999{1[plan]}9999}'.format('x', c) }}", "{{ '{:>999{}9999}'.format('x', c.plan) }}",
 ])
 def test_a_null_or_a_format_value_is_measured_against_the_limits_first(source):
     # A third review: a null through `center` was made empty text past the width check (300,000,000
     # characters built), and a format filter's list was refused for its kind before its size was named.
     from connector.templating import Refused, render
 
-    with pytest.raises(Refused, match=r"over 2,000,000 \(MAX_SIZE\)"):
+    with pytest.raises(Refused, match=r"asked for a value of [\d,]+ characters, over 2,000,000 \(MAX_SIZE\)"):
         render(source, "here", c={"plan": None, "tags": ["x" * 1000] * 3000})
 
 
@@ -283,6 +286,8 @@ def test_a_null_is_empty_text_to_text_filters_and_default_stands_in_for_it():
         assert render(f"{{{{ 'Plan: {source}'.format(a, a=a, **a) }}}}", "here", a=attrs) == "Plan: ", source
     assert render("{{ 'Plan: {plan}'.format_map(a) }}|?{{ a | urlencode }}|{{ [['plan', a.plan]] | urlencode }}",
                   "here", a=attrs) == "Plan: |?plan=&region=eu|plan="
+    assert render("{{ 'Plan: {!s}'.format(a.plan) }}|{{ 'Plan: {0[plan]!s}'.format(a) }}", "here", a=attrs) == \
+        "Plan: |Plan: "
     assert render("{{ 'Enterprise' if 'enterprise' in (c.plan | lower) else 'Standard' }}", "here", c=c) == "Standard"
     assert render("{{ c.plan | trim | length }}|{{ (c.plan | string)[:3] }}", "here", c=c) == "0|"
     assert render("{{ c.plan | tojson }}|{{ c.tags | tojson }}", "here", c=c) == 'null|["a", null]'
@@ -299,6 +304,9 @@ def test_a_null_is_empty_text_to_text_filters_and_default_stands_in_for_it():
     ("{{ 'Tags: %s' | format(c.tags) }}", "formats a list"), ("{{ 'Tags: %s' % (c.tags,) }}", "formats a list"),
     ("{{ 'Attrs: %s' % c }}", "formats an object"), ("{{ 'Attrs: %s' | format(c) }}", "formats an object"),
     ("{{ 'Tags: {}'.format(c.tags) }}", "formats a list"),
+    # A fourth review: a conversion turned them to text before the check; `%%(` read as naming values.
+    ("{{ 'A: {!s}'.format(c) }}", "formats an object"), ("{{ 'T: {!r}'.format(c.tags) }}", "formats a list"),
+    ("{{ 'A: %s (50%%(off))' % c }}", "formats an object"),
 ])
 def test_an_object_or_a_list_made_text_as_python_writes_it_leaves_the_field_out(source, kind, caplog):
     # A review: `{{ customer.attributes }}` sent Salesforce "{'plan': None, 'seats': 3}" with nothing said.
