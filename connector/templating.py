@@ -320,7 +320,7 @@ def _sized_filter(name: str, function: Any) -> Any:
                 _written(args[value_at + 1:])
                 text = str(args[value_at])
                 args = (*args[:value_at + 1], *_printf_values(text, tuple(args[value_at + 1:])))
-                kwargs = _printf_values("%(", kwargs) if kwargs else kwargs
+                kwargs = _printf_values(text, kwargs) if kwargs else kwargs  # `'%(plan)s' | format(plan=…)`
             elif name == "urlencode":
                 args = (*args[:value_at], _urlencode_values(args[value_at]), *args[value_at + 1:])
             elif name in _TEXT_FILTERS:

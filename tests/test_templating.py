@@ -288,6 +288,8 @@ def test_a_null_is_empty_text_to_text_filters_and_default_stands_in_for_it():
                   "here", a=attrs) == "Plan: |?plan=&region=eu|plan="
     assert render("{{ 'Plan: {!s}'.format(a.plan) }}|{{ 'Plan: {0[plan]!s}'.format(a) }}", "here", a=attrs) == \
         "Plan: |Plan: "
+    # The format filter's named values (a regression of the fourth review's mend refused them all).
+    assert render("{{ '%(plan)s!%(region)s' | format(plan=a.plan, region=a.region) }}", "here", a=attrs) == "!eu"
     assert render("{{ 'Enterprise' if 'enterprise' in (c.plan | lower) else 'Standard' }}", "here", c=c) == "Standard"
     assert render("{{ c.plan | trim | length }}|{{ (c.plan | string)[:3] }}", "here", c=c) == "0|"
     assert render("{{ c.plan | tojson }}|{{ c.tags | tojson }}", "here", c=c) == 'null|["a", null]'
