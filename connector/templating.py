@@ -272,20 +272,24 @@ def _no_null(value: Any) -> bool:
     return value is None or isinstance(value, _NullText)
 
 
+def _blank(value: Any) -> Any:
+    """`value`, a null as empty text."""
+    return "" if _no_null(value) else value
+
+
 def _printf_values(text: str, values: Any) -> Any:
     """A printf-style format's values (`'%s' % x`, `| format(x)`): a null is empty text ("Plan: None"
     before), an object or a list refused as printing refuses it. A mapping for a text that names its
     values (`'%(plan)s' % m`): its nulls empty text (which of them the text uses is the format's to say)."""
     if isinstance(values, Mapping) and any(found.group().startswith("%(") for found in _PRINTF.finditer(text)):
-        return {key: "" if _no_null(value) else value for key, value in values.items()}
+        return {key: _blank(value) for key, value in values.items()}
     if isinstance(values, tuple):
         return tuple(_printf_value(value) for value in values)
     return _printf_value(values)
 
 
 def _printf_value(value: Any) -> Any:
-    if _no_null(value):
-        return ""
+    value = _blank(value)
     _as_text(value, "formats")
     return value
 
@@ -293,10 +297,10 @@ def _printf_value(value: Any) -> Any:
 def _urlencode_values(value: Any) -> Any:
     """`urlencode`'s object or pairs with their nulls empty ("plan=None" before): each value is str()-ed."""
     if isinstance(value, Mapping):
-        return {key: "" if _no_null(item) else item for key, item in value.items()}
+        return {key: _blank(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [(pair[0], "" if _no_null(pair[1]) else pair[1]) if isinstance(pair, (list, tuple)) and len(pair) == 2
-                else pair for pair in value]
+        return [(pair[0], _blank(pair[1])) if isinstance(pair, (list, tuple)) and len(pair) == 2 else pair
+                for pair in value]
     return value
 
 
