@@ -41,20 +41,11 @@ def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str,
     `observed_wait(team)` is the time to assignment seen recently (`connector.observed_wait`);
     `deadline` (a `time.monotonic()`) is when the request's sync budget ends; `now` is the moment
     calendars are read at (a dry run may ask about another; default: now)."""
-    previous, lookup_failed = None, None
     facts, now = routing.Facts(packet), now or dt.datetime.now(dt.UTC)  # the rules are checked once, for both
     sticky = routing.first_match(packet, mappings.routing, now=now, facts=facts)
     sticky = sticky if sticky is not None and sticky["then"].get("sticky") else None
-    if sticky is not None and ask_vendors:
-        # Only the targets the handoff goes to, as that rule chooses them: asked among every
-        # enabled one, a rule's `target_names: [salesforce]` offered a Zendesk agent (and a Zendesk
-        # assignee_id no delivery carries) while only Salesforce got the handoff.
-        asked = choose_targets(packet, {"target_names": sticky["then"].get("target_names"), "trace": []},
-                               list(adapters))
-        previous, lookup_failed = previous_agent(packet, {name: adapters[name] for name in asked if name in adapters},
-                                                 deadline)
-    assignment = routing.assign(packet, mappings.routing, previous_agent=previous, now=now, facts=facts,
-                                lookup_failed=lookup_failed)
+    ask = _asking(packet, adapters, deadline) if ask_vendors else None
+    assignment = routing.assign(packet, mappings.routing, now=now, facts=facts, ask=ask)
     if sticky is not None and not ask_vendors:
         # "no previous agent known" read as a fact about the customer; a delivery asks and may assign one (a review).
         assignment["trace"].append(f"dry run: the customer's previous agent is not looked up for sticky rule "
@@ -93,6 +84,22 @@ def _worded(packet: Mapping[str, Any], assignment: dict[str, Any], view: Mapping
                                                     wait_past_closing_s=past_closing)
 
 
+def _asking(packet: Mapping[str, Any], adapters: Mapping[str, Any],
+            deadline: float | None) -> Callable[[Mapping[str, Any]], routing.Asked]:
+    """`routing.assign`'s `ask`: a sticky rule's previous agent, asked only at the targets the
+    handoff goes to as that rule chooses them (asked among every enabled one, a rule's
+    `target_names: [salesforce]` offered a Zendesk agent — and a Zendesk assignee_id no delivery
+    carries — while only Salesforce got the handoff), each vendor once for the whole decision."""
+    answers: dict[str, _Answer] = {}
+
+    def ask(rule: Mapping[str, Any]) -> routing.Asked:
+        names = choose_targets(packet, {"target_names": rule["then"].get("target_names"), "trace": []},
+                               list(adapters))
+        return previous_agent(packet, {name: adapters[name] for name in names if name in adapters}, deadline,
+                              answers=answers)
+    return ask
+
+
 def choose_targets(packet: Mapping[str, Any], assignment: dict[str, Any], enabled: list[str]) -> list[str]:
     """The bot's `targets` (already checked to be enabled), else the rule's, else every enabled one.
     A rule's that leave only the built-in preview while a vendor is enabled are as if none were
@@ -126,10 +133,19 @@ def lookup_ends(deadline: float, now: float) -> float:
     return now + max(LOOKUP_FLOOR_S, (deadline - now) / 2)
 
 
-def previous_agent(packet: Mapping[str, Any], adapters: Mapping[str, Any],
-                   deadline: float | None = None) -> tuple[dict | None, str | None]:
+@dataclass(frozen=True)
+class _Answer:
+    """One vendor's answer to a previous-agent lookup: the agent, or why none is known."""
+    agent: Mapping[str, Any] | None = None
+    failed: str | None = None
+    late: bool = False  # left behind at the lookup's end
+
+
+def previous_agent(packet: Mapping[str, Any], adapters: Mapping[str, Any], deadline: float | None = None, *,
+                   answers: dict[str, _Answer] | None = None) -> tuple[dict | None, str | None]:
     """The assignee of the customer's recent open ticket at the first of `adapters` that knows one,
     and, when none is known because asking failed, why (for the trace: not "no previous agent known").
+    `answers` keeps each vendor's answer for a later lookup of the same decision (another sticky rule).
 
     Asked only when the matching rule is sticky: it is a vendor call made before the handoff is
     stored, inside the request's sync budget (`deadline`, a `time.monotonic()`). The adapters bound
@@ -138,21 +154,31 @@ def previous_agent(packet: Mapping[str, Any], adapters: Mapping[str, Any],
     its own and is left behind at its end: routing goes on without the hint.
     """
     ends = None if deadline is None else lookup_ends(deadline, time.monotonic())
+    answers = {} if answers is None else answers
     failed: list[str] = []
     for name, adapter in adapters.items():
-        try:
-            agent = _by(ends, adapter.previous_agent, packet)
-        except (DeliveryError, ConfigError) as err:  # routing must not fail because a lookup did; logged by the adapter
-            status = f" {err.status}" if getattr(err, "status", None) else ""
-            failed.append(f"asking {name} failed ({type(err).__name__}{status})")
-            continue
-        except FutureTimeout:
-            log.warning("previous agent lookup left behind at the end of its share of the sync budget",
-                        extra={"target": name})  # no conversation id: it may be a phone number
-            return None, "; ".join([*failed, f"{name} did not answer within the lookup's share of the sync budget"])
-        if agent:
-            return {**agent, "target": name}, None
+        asked_now = name not in answers
+        if asked_now:
+            answers[name] = _ask(name, adapter, packet, ends)
+        answer = answers[name]
+        if answer.agent:
+            return {**answer.agent, "target": name}, None
+        failed += [answer.failed] if answer.failed else []
+        if answer.late and asked_now:  # this lookup's share is spent (an earlier one's was: ask on)
+            break
     return None, "; ".join(failed) or None
+
+
+def _ask(name: str, adapter: Any, packet: Mapping[str, Any], ends: float | None) -> _Answer:
+    try:
+        return _Answer(agent=_by(ends, adapter.previous_agent, packet))
+    except (DeliveryError, ConfigError) as err:  # routing must not fail because a lookup did; logged by the adapter
+        status = f" {err.status}" if getattr(err, "status", None) else ""
+        return _Answer(failed=f"asking {name} failed ({type(err).__name__}{status})")
+    except FutureTimeout:
+        log.warning("previous agent lookup left behind at the end of its share of the sync budget",
+                    extra={"target": name})  # no conversation id: it may be a phone number
+        return _Answer(failed=f"{name} did not answer within the lookup's share of the sync budget", late=True)
 
 
 def _by(ends: float | None, lookup: Callable[..., Any], packet: Mapping[str, Any]) -> Any:

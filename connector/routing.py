@@ -182,12 +182,18 @@ def first_match(packet: Mapping[str, Any], routing: Mapping[str, Any], *,
     return next((rule for rule in config["rules"] if facts.matches(rule, config, now)[0]), None)
 
 
+# What asking for the customer's previous agent gave for a sticky rule: the agent
+# (`{"id", "name", "email", "target"}`) or None, and why none is known when asking failed.
+Asked = tuple[Mapping[str, Any] | None, str | None]
+
+
 def assign(packet: Mapping[str, Any], routing: Mapping[str, Any], *, now: dt.datetime | None = None,
            previous_agent: Mapping[str, Any] | None = None, facts: Facts | None = None,
-           lookup_failed: str | None = None) -> dict[str, Any]:
+           lookup_failed: str | None = None, ask: Callable[[Mapping[str, Any]], Asked] | None = None) -> dict[str, Any]:
     """The first matching rule's decision. `previous_agent` is the assignee of the customer's recent
     open ticket (`{"id", "name", "email", "target"}`), offered when the rule says `sticky: true`;
-    `lookup_failed` says why none is known when asking for one failed (the trace says it)."""
+    `lookup_failed` says why none is known when asking for one failed (the trace says it). Or
+    `ask(rule)` gives both for each sticky rule reached: each asks at the targets it sends to."""
     config = compiled(routing)
     now = now or dt.datetime.now(dt.UTC)
     facts, trace = facts or Facts(packet), []
@@ -196,6 +202,11 @@ def assign(packet: Mapping[str, Any], routing: Mapping[str, Any], *, now: dt.dat
         if not held:
             trace.append(f"rule {rule['name']}: skipped, {checked[-1]}")
             continue
+        if rule["then"].get("sticky") and ask is not None:
+            # A sticky rule's `fallback: next` may reach another sticky rule sending elsewhere
+            # (`target_names`): it was given the first one's lookup, made at the first one's
+            # targets, and its trace said "no previous agent known" of vendors nobody asked.
+            previous_agent, lookup_failed = ask(rule)
         if rule["then"].get("sticky") and not previous_agent and rule["then"].get("fallback") == "next":
             trace.append(f"rule {rule['name']}: matched, but sticky with {_no_agent(lookup_failed)}; "
                          "fallback: next rule")

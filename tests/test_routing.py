@@ -629,6 +629,50 @@ def test_a_sticky_rule_asks_for_the_previous_agent_only_at_the_targets_the_hando
     assert asked == ["zendesk"]
 
 
+def test_a_sticky_rule_reached_by_fallback_next_asks_at_its_own_targets_each_vendor_once():
+    # A review: `fallback: next` from a sticky rule sending to Zendesk reached one sending to
+    # Salesforce with the first one's lookup: Salesforce was never asked, and the trace said "no
+    # previous agent known" while the customer's case had an owner.
+    from types import SimpleNamespace
+
+    from connector.decision import decide
+
+    asked: list[str] = []
+
+    class Vendor:
+        def __init__(self, name, agent):  # type: ignore[no-untyped-def]
+            self.name, self.agent = name, agent
+
+        def previous_agent(self, packet, deadline=None):  # type: ignore[no-untyped-def]
+            asked.append(self.name)
+            return self.agent
+
+    adapters = {"zendesk": Vendor("zendesk", None),
+                "salesforce": Vendor("salesforce", {"id": "0055g00000AbCdEAAZ", "name": "Sal Salesforce"})}
+
+    def decided(second_targets: str):  # type: ignore[no-untyped-def]
+        del asked[:]
+        mappings = SimpleNamespace(messages={}, routing=config(
+            "  - {name: zd, when: {segment: vip}, then: {sticky: true, fallback: next, target_names: [zendesk]}}\n"
+            f"  - {{name: sf, when: {{segment: vip}}, then: {{sticky: true, target_names: {second_targets}}}}}\n"
+            "  - {name: default}\n"))
+        return decide(packet(customer__segment="vip"), mappings, adapters, now=TUESDAY_NOON).assignment
+
+    assignment = decided("[salesforce]")
+    assert asked == ["zendesk", "salesforce"]
+    assert (assignment["rule"], assignment["agent"]) == ("sf", "Sal Salesforce")
+    assert assignment["targets"]["salesforce"]["owner_id"] == "0055g00000AbCdEAAZ"
+    assert "rule zd: matched, but sticky with no previous agent known; fallback: next rule" in assignment["trace"]
+    # Zendesk answered already: the second rule asks Salesforce alone.
+    assignment = decided("[zendesk, salesforce]")
+    assert asked == ["zendesk", "salesforce"] and assignment["agent"] == "Sal Salesforce"
+    # Nobody anywhere: the second rule's trace says so of its own targets, each asked once.
+    adapters["salesforce"].agent = None
+    assignment = decided("[zendesk, salesforce]")
+    assert asked == ["zendesk", "salesforce"] and assignment["agent"] is None
+    assert any(line.startswith("sticky: no previous agent known") for line in assignment["trace"])
+
+
 @pytest.mark.parametrize("department", ["special ", " Special", "\tSPECIAL\n"])
 def test_the_bots_department_names_a_team_without_the_spaces_around_it(department):
     # A review: "billing " was a team of its own — no queue, calendar or vendor ids — and no
@@ -694,3 +738,36 @@ def test_a_failed_previous_agent_lookup_is_said_as_failed_not_as_no_agent(fallba
                              f"sync budget{said}") for line in slow["trace"]), slow["trace"]
     nobody = decide(vip, mappings, {"zendesk": Nobody()}, now=TUESDAY_NOON).assignment
     assert any(line.endswith(f"no previous agent known{said}") for line in nobody["trace"])
+
+
+def test_a_vendor_left_behind_by_one_sticky_rule_does_not_stop_the_next_from_asking_another():
+    # The decision keeps each vendor's answer for the next sticky rule (`fallback: next`): one left
+    # behind at the first lookup's end is not asked again, and does not stop the second lookup, with a
+    # share of its own, from asking the vendor the first never reached.
+    import time
+    from types import SimpleNamespace
+
+    from connector.decision import decide
+
+    asked: list[str] = []
+
+    class Slow:
+        def previous_agent(self, packet, deadline=None):  # type: ignore[no-untyped-def]
+            asked.append("zendesk")
+            time.sleep(max(0.0, deadline - time.monotonic()) + 0.3)
+
+    class Owner:
+        def previous_agent(self, packet, deadline=None):  # type: ignore[no-untyped-def]
+            asked.append("salesforce")
+            return {"id": "0055g00000AbCdEAAZ", "name": "Sal Salesforce"}
+
+    mappings = SimpleNamespace(messages={}, routing=config(
+        "  - {name: both, when: {segment: vip}, then: {sticky: true, fallback: next, target_names: [zendesk, salesforce]}}\n"
+        "  - {name: again, when: {segment: vip}, then: {sticky: true, target_names: [zendesk, salesforce]}}\n"
+        "  - {name: default}\n"))
+    assignment = decide(packet(customer__segment="vip"), mappings, {"zendesk": Slow(), "salesforce": Owner()},
+                        now=TUESDAY_NOON, deadline=time.monotonic() + 2).assignment
+    assert asked == ["zendesk", "salesforce"]
+    assert (assignment["rule"], assignment["agent"]) == ("again", "Sal Salesforce")
+    assert any("rule both: matched, but sticky with the previous agent unknown: zendesk did not answer" in line
+               for line in assignment["trace"]), assignment["trace"]
