@@ -349,6 +349,12 @@ class Adapter(abc.ABC):
     default_redact: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
+    def names_an_agent(cls, value: Any) -> bool:
+        """Whether `value` under `agent_field` is a person (an agent has the ticket from its making),
+        not a place it waits in (Salesforce's owner may be a queue)."""
+        return True
+
+    @classmethod
     def routing_id_problem(cls, key: str, value: Any) -> str | None:
         """What is wrong with `value` for the routing id `key` (one of `routing_keys`), or None.
         Checked at load: a vendor refuses a malformed id on every ticket routed there, for good."""

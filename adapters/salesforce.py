@@ -103,6 +103,10 @@ class SalesforceAdapter(Adapter):
     routing_keys = frozenset({"owner_id"})
 
     @classmethod
+    def names_an_agent(cls, value: Any) -> bool:
+        return str(value).startswith("005")  # a user; a queue (00G…) is nobody yet
+
+    @classmethod
     def routing_id_problem(cls, key: str, value: Any) -> str | None:
         # A case's owner is a user (005…) or a queue (00G…), by its 15- or 18-character id: a name
         # (`bob`) was refused on every case routed there.

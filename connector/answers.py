@@ -168,7 +168,7 @@ def _agent_now(handoff: Handoff, holder: Holder | None, deliveries: Sequence[Any
     answer named the customer's previous agent as the one to reply (a review)."""
     if holder is None:
         return {"agent": None} if _agent_not_placed(handoff.assignment, deliveries) else {}
-    chosen = (handoff.assignment.get("previous_agent") or {}).get("id")
+    chosen = _routings_agent(handoff.assignment).get("id")
     if handoff.assignment.get("agent") and chosen is not None and str(chosen) == holder.agent_id:
         return {}
     return {"agent": holder.agent}
@@ -207,11 +207,17 @@ def as_told(handoff: Any, deliveries: Sequence[T], target: Callable[[T], str] = 
     return _Told(handoff, kept)
 
 
+def _routings_agent(assignment: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The agent routing sent by id to one target (`{"target", "id"}`): a sticky rule's previous
+    agent, or routing.yaml's own (`routing.name_routed_agent`); {} when none."""
+    return assignment.get("previous_agent") or assignment.get("routed_agent") or {}
+
+
 def _agent_not_placed(assignment: Mapping[str, Any], deliveries: Sequence[Any]) -> bool:
-    """Routing's agent (a sticky rule's previous agent, sent by id to one target) was refused there,
-    or went nowhere: that target's delivery updated a ticket (an update carries no assignee), or gave
-    up — no ticket was made with them (the apology beside "Dana Smith" has it: a review)."""
-    previous = assignment.get("previous_agent") or {}
+    """Routing's agent (`_routings_agent`) was refused there, or went nowhere: that target's
+    delivery updated a ticket (an update carries no assignee), or gave up — no ticket was made
+    with them (the apology beside "Dana Smith" has it: a review)."""
+    previous = _routings_agent(assignment)
     target, agent_id = previous.get("target"), previous.get("id")
     if not assignment.get("agent") or target is None or agent_id is None:
         return False

@@ -52,6 +52,7 @@ def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str,
                                    f"{sticky['name']} (a delivery asks the vendors): its rule, team and agent "
                                    "may differ")
     targets = choose_targets(packet, assignment, list(adapters))
+    routing.name_routed_agent(assignment, targets, mappings.routing)
     wait_seconds, wait_source, message = _worded(packet, assignment, assignment, mappings, observed_wait, now, "wait")
     return Decision(assignment=assignment, targets=targets, wait_seconds=wait_seconds, wait_source=wait_source,
                     customer_message=message)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any
 
+from adapters import registry
+
 from . import business_hours
 from .errors import ConfigError
 from .routing_schema import PRIORITIES, Keywords, RoutingConfig, compile_routing, compiled, language_tag
@@ -403,6 +405,27 @@ def _offer_previous_agent(assignment: dict[str, Any], agent: Mapping[str, Any] |
         trace.append(f"sticky: offered previous agent {label} ({agent['target']} {field}={agent['id']})")
     else:
         trace.append(f"sticky: offered previous agent {label} by name only (no id field for {agent.get('target')!r})")
+
+
+def name_routed_agent(assignment: dict[str, Any], targets: list[str], routing: Mapping[str, Any]) -> None:
+    """`assignment.agent` for an agent routing.yaml puts on the ticket itself — a rule's or team's
+    `assignee_id`, a Salesforce user as `owner_id` — at one of `targets` (where the handoff goes):
+    the ticket was made with them, and the answer said nobody (`agent: null`), its trace silent
+    (a review). Named by that id (routing.yaml has no names); `routed_agent` says where, so the
+    answer takes the name back when that delivery does not place them (`answers._agent_not_placed`).
+    A sticky rule's previous agent, already named, stays."""
+    if assignment.get("agent"):
+        return
+    fields = compiled(routing)["agent_fields"]
+    for target in targets:
+        field = fields.get(target)
+        value = ((assignment.get("targets") or {}).get(target) or {}).get(field) if field else None
+        if value is not None and registry.adapter_class(target).names_an_agent(value):
+            assignment["agent"] = str(value)
+            assignment["routed_agent"] = {"target": target, "id": str(value)}
+            assignment["trace"].append(f"agent {value}: {target} {field} from routing.yaml (rule "
+                                       f"{assignment['rule']}, team {assignment['team']})")
+            return
 
 
 def _no_agent(lookup_failed: str | None) -> str:

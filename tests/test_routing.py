@@ -771,3 +771,48 @@ def test_a_vendor_left_behind_by_one_sticky_rule_does_not_stop_the_next_from_ask
     assert (assignment["rule"], assignment["agent"]) == ("again", "Sal Salesforce")
     assert any("rule both: matched, but sticky with the previous agent unknown: zendesk did not answer" in line
                for line in assignment["trace"]), assignment["trace"]
+
+
+@pytest.mark.parametrize(("then", "enabled", "agent"), [
+    ("{targets: {zendesk: {assignee_id: 381726354}}}", ["zendesk", "slack"], "381726354"),
+    ("{targets: {salesforce: {owner_id: 0055g00000AbCdEAAZ}}}", ["salesforce"], "0055g00000AbCdEAAZ"),
+    ("{targets: {salesforce: {owner_id: 00G5g000004XXXXEAA}}}", ["salesforce"], None),  # a queue: nobody yet
+    ("{targets: {zendesk: {assignee_id: 381726354}}, target_names: [slack]}", ["zendesk", "slack"], None),
+    ("{targets: {zendesk: {group_id: 360001}}}", ["zendesk"], None),
+])
+def test_an_agent_routing_yaml_puts_on_the_ticket_is_the_assignments_agent(then, enabled, agent):
+    # A review: a rule's own assignee had the ticket from its making while the answer said
+    # `agent: null` and the trace did not name them. Only where the handoff goes, and only a person.
+    from types import SimpleNamespace
+
+    from connector.decision import decide
+
+    mappings = SimpleNamespace(messages={}, routing=config(
+        f"  - {{name: direct, when: {{segment: vip}}, then: {then}}}\n  - {{name: default}}\n"))
+    adapters = {name: SimpleNamespace() for name in enabled}
+    assignment = decide(packet(customer__segment="vip"), mappings, adapters, now=TUESDAY_NOON).assignment
+    assert assignment["agent"] == agent
+    named = [line for line in assignment["trace"] if line.startswith("agent ")]
+    if agent is None:
+        assert not named and "routed_agent" not in assignment
+    else:
+        target, field = ("zendesk", "assignee_id") if agent[0] == "3" else ("salesforce", "owner_id")
+        assert named == [f"agent {agent}: {target} {field} from routing.yaml (rule direct, team {assignment['team']})"]
+        assert assignment["routed_agent"] == {"target": target, "id": agent}
+
+
+def test_a_sticky_rules_previous_agent_is_not_replaced_by_the_teams_own_assignee():
+    from types import SimpleNamespace
+
+    from connector.decision import decide
+
+    class Vendor:
+        def previous_agent(self, packet, deadline=None):  # type: ignore[no-untyped-def]
+            return {"id": "381000001", "name": "Sam Okafor"}
+
+    mappings = SimpleNamespace(messages={}, routing=config(
+        "  - {name: sticky, when: {segment: vip}, then: {sticky: true, targets: {zendesk: {assignee_id: 381726354}}}}\n"
+        "  - {name: default}\n"))
+    assignment = decide(packet(customer__segment="vip"), mappings, {"zendesk": Vendor()}, now=TUESDAY_NOON).assignment
+    assert assignment["agent"] == "Sam Okafor" and "routed_agent" not in assignment
+    assert assignment["targets"]["zendesk"]["assignee_id"] == "381000001"

@@ -460,3 +460,44 @@ def test_a_repeat_on_the_merge_target_keeps_its_new_marks_its_kept_team_and_says
     with app.extensions["connector"].db.reading() as session:
         stored = session.scalars(select(Delivery).where(Delivery.handoff_id == h2["id"])).one()
     assert stored.payload["ticket"]["comment"]["html_body"] == html
+
+
+def _with_a_first_rule(tmp_path, rule: str) -> str:
+    """A copy of the shipped mappings with `rule` (YAML lines under `rules:`) tried first."""
+    import shutil
+    from pathlib import Path
+
+    root = tmp_path / "mappings-with-a-rule"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "mappings", root)
+    routing = root / "routing.yaml"
+    routing.write_text(routing.read_text().replace("rules:\n", "rules:\n" + rule, 1))
+    return str(root)
+
+
+@pytest.mark.parametrize("refused", [False, True])
+def test_routing_yamls_own_assignee_is_the_answers_agent_until_zendesk_refuses_them(make_app, tmp_path, refused):
+    # A review: a rule's `assignee_id` had the ticket from its making, and the answer said `agent:
+    # null` with a trace that did not name them; refused by Zendesk, the ticket's brief gained no note.
+    mappings = _with_a_first_rule(tmp_path, "  - name: to-dana\n    when: {segment: enterprise}\n"
+                                            "    then: {team: escalations, targets: {zendesk: {assignee_id: 381726354}}}\n")
+    client = make_app(**ZENDESK, mappings_dir=mappings).test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        zd = FakeZendesk(rsps)
+        if refused:
+            zd.rsps.add("POST", zd.origin + "/api/v2/tickets.json", status=422, json={
+                "error": "RecordInvalid", "description": "Record validation errors",
+                "details": {"assignee": [{"description": "Assignee is not a member of the group",
+                                          "error": "InvalidValue"}]}})
+        zd.create_ticket({"id": 1004})
+        body = post(client, full_packet()).get_json()
+        sent = [each["ticket"] for each in zd.json_bodies("POST", "/api/v2/tickets.json")]
+        zd.assert_ticket_requests_valid()
+    assert body["tickets"][0]["status"] == "created" and sent[0]["assignee_id"] == 381726354
+    assert "agent 381726354: zendesk assignee_id from routing.yaml (rule to-dana, team escalations)" \
+        in body["assignment"]["trace"]
+    if refused:
+        assert body["assignment"]["agent"] is None and "assignee_id" not in sent[1]
+        assert sent[1]["comment"]["html_body"].startswith("<p><em>Not assigned to 381726354: Zendesk refused")
+    else:
+        assert body["assignment"]["agent"] == "381726354"
+    assert client.get(body["links"]["self"], headers=auth()).get_json()["assignment"] == body["assignment"]
