@@ -486,7 +486,7 @@ class Sender:
     def _retry(self, due: Due, error: str, retry_after: float | None) -> _Verdict:
         now, attempts, settings = utcnow(), due.attempts + 1, self.settings
         too_old = (now - due.window_started_at).total_seconds() > settings.max_delivery_age_s
-        if attempts >= settings.max_attempts or too_old:
+        if attempts >= settings.callback_max_attempts or too_old:
             return "dead", error, None
         delay = backoff_seconds(attempts, retry_after, settings.retry_base_s, settings.retry_max_s)
         return "pending", error, now + dt.timedelta(seconds=delay)

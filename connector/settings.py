@@ -453,7 +453,7 @@ def salesforce_domain(raw: str, name: str = "SALESFORCE_DOMAIN") -> str:
 # Zero would not switch these off, it would break them: a 0 s timeout is refused by requests on
 # every call, a 0 s lease is taken over while it runs, a limit of 0 refuses every request.
 _AT_LEAST = {
-    "delivery_threads": 1, "callback_threads": 1, "max_attempts": 1, "vendor_timeout_s": 1,
+    "delivery_threads": 1, "callback_threads": 1, "max_attempts": 1, "callback_max_attempts": 1, "vendor_timeout_s": 1,
     "callback_timeout_s": 1, "lease_s": 1, "max_body_bytes": 1, "max_transcript_entries": 1,
     "max_entry_chars": 1, "max_json_depth": 2, "max_delivery_age_s": 1,
 }
@@ -512,6 +512,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CONNECTOR_LOG_LEVEL": ("log_level", _str),
     "CONNECTOR_PUBLIC_URL": ("public_url", _public_url),
     "CONNECTOR_CALLBACK_THREADS": ("callback_threads", _int),
+    "CONNECTOR_CALLBACK_MAX_ATTEMPTS": ("callback_max_attempts", _int),
     "CONNECTOR_CALLBACK_TIMEOUT_S": ("callback_timeout_s", _seconds),
     "CONNECTOR_CALLBACK_ALLOW_PRIVATE": ("callback_allow_private", _bool),
     "CONNECTOR_RETENTION_DAYS": ("retention_days", _days),
@@ -607,6 +608,10 @@ class Settings:
     log_level: str = "INFO"
     public_url: str = ""
     callback_threads: int = 4
+    # A status callback's attempts: enough for CONNECTOR_MAX_DELIVERY_AGE_S (a day) to end them with the
+    # default backoff (~150 by then). Counted as a vendor delivery's (12), a bot's endpoint down for 37
+    # minutes (a deploy gone wrong) lost every state owed meanwhile for good (a review).
+    callback_max_attempts: int = 160
     callback_timeout_s: int = 10
     callback_allow_private: bool = False
     retention_days: int = 0  # 0: keep every handoff (`retention`)

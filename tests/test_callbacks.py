@@ -205,7 +205,7 @@ def test_a_refusal_or_a_redirect_gives_the_callback_up(make_callback_app, bot, s
 
 
 def test_retries_end_when_the_attempts_are_spent(make_callback_app, bot):
-    app = make_callback_app(max_attempts=2)
+    app = make_callback_app(callback_max_attempts=2, max_attempts=12)
     post(app, full_packet(callback={"url": bot.url, "events": ["delivered"]}))
     for _ in range(2):
         bot.answer(500)
@@ -213,6 +213,23 @@ def test_retries_end_when_the_attempts_are_spent(make_callback_app, bot):
         send_due(app)
     [callback] = rows(app)
     assert (callback.status, callback.attempts, callback.last_error) == ("dead", 2, "the bot answered 500")
+
+
+def test_a_bots_endpoint_down_past_a_vendor_deliverys_attempts_still_gets_its_callback(make_callback_app, bot):
+    # A review: counted against CONNECTOR_MAX_ATTEMPTS (12, a vendor delivery's), a bot's endpoint
+    # down for 37 minutes lost every state owed meanwhile for good; a day (the age) ends them now.
+    app = make_callback_app(max_attempts=2)
+    post(app, full_packet(callback={"url": bot.url, "events": ["delivered"]}))
+    for _ in range(20):
+        bot.answer(503)
+        make_due_now(app)
+        send_due(app)
+    [callback] = rows(app)
+    assert (callback.status, callback.attempts) == ("pending", 20)
+    bot.answer(200)
+    make_due_now(app)
+    send_due(app)
+    assert rows(app)[0].status == "sent"
 
 
 def test_a_bot_without_a_signing_secret_gets_nothing_and_the_reason_is_kept(make_callback_app, bot):
