@@ -39,6 +39,8 @@ import email.utils
 import json
 import logging
 import re
+import threading
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -66,7 +68,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 from urllib3.exceptions import MaxRetryError
 
-from adapters.call_deadline import CutOff
+from adapters.call_deadline import CutOff, request_sent
 
 from . import answers, callback_http, driver_cursor, metrics, vendor_signatures
 from .backoff import backoff_seconds
@@ -311,6 +313,11 @@ def _overtaken() -> ColumnElement[bool]:
 # aside: one process's settings decided for the fleet, and callbacks promised to a bot vanished.
 UNSIGNED_GRACE_S = 300
 _Verdict = tuple[str, str | None, dt.datetime | None]  # an attempt's status, error and next attempt
+# A bot whose endpoint does not answer (a timeout, a connection that hangs or drops) holds a thread
+# for up to twice the timeout a send: its sends in a process are taken this many at a time until it
+# answers again. The threads are every bot's: one bot's dead endpoint held all of them, round after
+# round of its retries, while other bots' callbacks waited behind it (a review).
+STRUGGLING_SENDS = 1
 
 
 class Sender:
@@ -324,6 +331,9 @@ class Sender:
         # Renewed by the loop while a send runs (`renew`); a dead process's expires this much later.
         # At least a whole send's deadline (twice the timeout) and time to record its outcome.
         self.lease = dt.timedelta(seconds=max(settings.lease_s, 2 * settings.callback_timeout_s + 10))
+        self._lock = threading.Lock()  # the loop claims, the pool's threads send
+        self._in_flight: Counter[str] = Counter()  # claimed and not yet sent, by bot
+        self._struggling: set[str] = set()  # bots whose last send got no answer (`STRUGGLING_SENDS`)
 
     def claim_due(self, limit: int) -> list[Due]:
         """Up to `limit` due callbacks, each the oldest its handoff still owes (in order per handoff):
@@ -339,19 +349,47 @@ class Sender:
         query = (select(Callback).where(Callback.status == "pending", Callback.next_attempt_at <= now, free, ours,
                                         ~owed_before)
                  .order_by(Callback.next_attempt_at, Callback.id).limit(limit))
+        if held := self._held_back():
+            query = query.where(Callback.bot_id.not_in(held))
         with self.db.reading() as session:  # most looks find nothing: no write lock for those
             if session.scalars(query.with_only_columns(Callback.id).limit(1)).first() is None:
                 return []
         if self.db.dialect == "postgresql":
             query = query.with_for_update(skip_locked=True, of=Callback)
         with self.db.session() as session:
-            rows = list(session.scalars(query))
+            rows = self._fair(list(session.scalars(query)))  # the rest stay free for the next claim
             for callback in rows:
                 callback.lease_owner, callback.lease_expires_at = self.owner, now + self.lease
                 if callback.attempts == 0:  # its retries are counted from its first try, not from when
                     callback.window_started_at = now  # it was owed (it may have waited behind another)
-            return [Due(c.id, c.handoff_id, c.bot_id, c.state, c.url, c.body, c.attempts, c.window_started_at)
-                    for c in rows]
+            claimed = [Due(c.id, c.handoff_id, c.bot_id, c.state, c.url, c.body, c.attempts, c.window_started_at)
+                       for c in rows]
+        with self._lock:
+            self._in_flight.update(due.bot_id for due in claimed)
+        return claimed
+
+    def _held_back(self) -> list[str]:
+        """The struggling bots with as many sends in flight here as they may have."""
+        with self._lock:
+            return sorted(bot for bot in self._struggling if self._in_flight[bot] >= STRUGGLING_SENDS)
+
+    def _fair(self, rows: list[Callback]) -> list[Callback]:
+        """`rows` without a struggling bot's beyond its `STRUGGLING_SENDS` (counting those in flight)."""
+        with self._lock:
+            room = {bot: STRUGGLING_SENDS - self._in_flight[bot] for bot in self._struggling}
+        kept = []
+        for row in rows:
+            if row.bot_id in room:
+                if room[row.bot_id] <= 0:
+                    continue
+                room[row.bot_id] -= 1
+            kept.append(row)
+        return kept
+
+    def _answered(self, bot_id: str, answered: bool) -> None:
+        """Whether `bot_id`'s endpoint answered the last send (any status) or not (`STRUGGLING_SENDS`)."""
+        with self._lock:
+            (self._struggling.discard if answered else self._struggling.add)(bot_id)
 
     def _signable(self) -> list[str]:
         """The bots this process has a signing secret for: another's callbacks it puts aside (`_attempt`)."""
@@ -380,11 +418,17 @@ class Sender:
         If the outcome cannot be recorded (the database is away), the error is raised and the lease
         lapses: the callback is sent again later, a repeat the bot drops by its `webhook-id`."""
         try:
-            verdict = self._attempt(due)
-        except Exception as err:
-            log.exception("status callback failed unexpectedly", extra={"handoff_id": due.handoff_id})
-            verdict = self._retry(due, f"internal error: {type(err).__name__}", None)
-        return self._record(due, *verdict)
+            try:
+                verdict = self._attempt(due)
+            except Exception as err:
+                log.exception("status callback failed unexpectedly", extra={"handoff_id": due.handoff_id})
+                verdict = self._retry(due, f"internal error: {type(err).__name__}", None)
+            return self._record(due, *verdict)
+        finally:
+            with self._lock:
+                self._in_flight[due.bot_id] -= 1
+                if self._in_flight[due.bot_id] <= 0:
+                    del self._in_flight[due.bot_id]
 
     def _attempt(self, due: Due) -> _Verdict:
         hooks = signers(self.settings, due.bot_id)
@@ -420,14 +464,19 @@ class Sender:
                 log.warning("status callback not sent", extra={"handoff_id": due.handoff_id,
                                                                "host": urlsplit(due.url).hostname,
                                                                "cause": _cause(err)})
+                self._answered(due.bot_id, False)
             if isinstance(err, CutOff):
                 return self._retry(due, f"the bot took longer than {2 * timeout:g} s to answer (cut off)", None)
+            if request_sent(err):  # its endpoint had the request: "could not reach" sent its developer to the network
+                return self._retry(due, f"the request was sent, and the connection ended without an answer "
+                                        f"({type(err).__name__})", None)
             # A refused address, a connection refused or timed out: all read alike to the bot,
             # which learns nothing of our network from them. Past the connection (a read
             # timeout) it may.
             unreachable = isinstance(err, (callback_http.Refused, requests.ConnectionError))
             error = "could not reach the callback URL" + ("" if unreachable else f" ({type(err).__name__})")
             return self._retry(due, error, None)
+        self._answered(due.bot_id, True)
         if 200 <= status < 300:
             return "sent", None, None
         answered = f"the bot answered {status}"

@@ -13,6 +13,7 @@ import logging
 import socket
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import select, update
@@ -230,6 +231,44 @@ def test_a_bots_endpoint_down_past_a_vendor_deliverys_attempts_still_gets_its_ca
     make_due_now(app)
     send_due(app)
     assert rows(app)[0].status == "sent"
+
+
+def test_a_bot_whose_endpoint_does_not_answer_is_sent_one_at_a_time_beside_other_bots(make_callback_app, bot):
+    # A review: the callback threads are every bot's, and one bot's endpoint that hangs (each send
+    # held a thread up to twice the timeout) took all of them, round after round of its retries,
+    # while another bot's callbacks waited. Until it answers again it gets one send at a time.
+    import socket
+
+    from tests.conftest import OTHER_KEY
+
+    with socket.socket() as closed:  # a port nobody listens on: no answer
+        closed.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{closed.getsockname()[1]}/handoff-status"
+    app = make_callback_app(bot_secrets=(("support-bot", SECRET_A), ("other-bot", SECRET_B)))
+    for i in range(3):
+        post(app, full_packet(callback={"url": nowhere, "events": ["delivered"]},
+                              conversation={"id": f"c-{i}", "channel": "web"}), key=f"k-{i}")
+    other = full_packet(callback={"url": bot.url, "events": ["delivered"]}, bot={"id": "other-bot"},
+                        conversation={"id": "c-other", "channel": "web"})
+    assert app.test_client().post("/v1/handoffs", data=json.dumps(other), content_type="application/json",
+                                  headers={**auth(OTHER_KEY), "Idempotency-Key": "k-other"}).status_code == 201
+    sender = app.extensions["connector"].callbacks
+    [first] = sender.claim_due(1)
+    assert first.bot_id == "support-bot" and sender.send(first) == "pending"  # no answer: struggling
+    make_due_now(app)
+    taken = sender.claim_due(10)
+    assert sorted(due.bot_id for due in taken) == ["other-bot", "support-bot"]
+    assert sender.claim_due(10) == []  # support-bot's one send is in flight; its others wait
+    for due in taken:
+        sender.send(due)
+    assert len(bot.requests) == 1
+    make_due_now(app)
+    [held] = sender.claim_due(10)
+    assert held.bot_id == "support-bot"
+    # It answers again (any status): its callbacks are taken as every bot's are.
+    assert sender.send(replace(held, url=bot.url)) == "sent"
+    make_due_now(app)
+    assert [due.bot_id for due in sender.claim_due(10)] == ["support-bot", "support-bot"]
 
 
 def test_a_bot_without_a_signing_secret_gets_nothing_and_the_reason_is_kept(make_callback_app, bot):
@@ -1998,3 +2037,32 @@ def test_a_rescue_by_messages_keeps_the_assigned_the_bot_never_heard_resendable(
     assert services.callbacks.resend()
     _drain(app)
     assert bot.states()[-1] == "assigned"
+
+
+def test_a_bot_that_takes_the_request_and_closes_without_an_answer_is_told_so_not_unreachable(make_app):
+    # A review: the bot's server logged the POST and closed the connection (a crash in its handler);
+    # GET said "could not reach the callback URL" and sent its developer looking at the network.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+
+    def take_and_close() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += connection.recv(65536)
+
+    import threading
+
+    taker = threading.Thread(target=take_and_close, daemon=True)
+    taker.start()
+    app = make_app(bot_secrets=TWO_SECRETS, callback_allow_private=True)
+    post(app, full_packet(callback={"url": f"http://127.0.0.1:{server.getsockname()[1]}/hook", "events": ["delivered"]}))
+    send_due(app)
+    taker.join(5)
+    server.close()
+    [callback] = rows(app)
+    assert callback.status == "pending"
+    assert callback.last_error.startswith("the request was sent, and the connection ended without an answer (")
