@@ -29,6 +29,7 @@ import socket
 from http.cookiejar import DefaultCookiePolicy
 from urllib.parse import urlsplit
 
+import idna
 import requests
 from requests.auth import HTTPBasicAuth
 from requests.utils import get_auth_from_url
@@ -93,6 +94,19 @@ def literal_address(host: str) -> str | None:
         return None
 
 
+def _as_sent(host: str) -> str:
+    """`host` as requests sends it (IDNA with UTS 46's mapping): `１２７.0.0.1` (full-width digits)
+    and `127。0。0。1` are 127.0.0.1, and passed intake as names — refused only at each send, after a
+    201, until the callback was given up (a review). A host IDNA refuses is left as written: requests
+    refuses it too."""
+    if host.isascii():
+        return host
+    try:
+        return idna.encode(host, uts46=True).decode("ascii").rstrip(".")
+    except (idna.IDNAError, UnicodeError):
+        return host
+
+
 def url_problem(url: str, allow_private: bool) -> str | None:
     """What is wrong with a callback URL before any lookup (intake answers it as a 422), or None."""
     if allow_private:
@@ -106,7 +120,7 @@ def url_problem(url: str, allow_private: bool) -> str | None:
         port = 0
     if port == 0:
         return "has a port outside 1-65535"
-    host = (parts.hostname or "").rstrip(".").lower()
+    host = _as_sent((parts.hostname or "").rstrip(".").lower())
     address = literal_address(host)
     # A name without a dot is a local one (a compose service's, a search domain's): no public DNS name is.
     local = host == "localhost" or host.endswith(".localhost") or (address is None and "." not in host)

@@ -813,6 +813,10 @@ def test_the_last_two_deliveries_given_up_at_once_owe_exactly_one_failed(make_ca
     ("https://127.0.0.01/hook", "must reach a public address, not 127.0.0.01 (127.0.0.1)"),
     ("https://10.0.0.01/hook", "must reach a public address, not 10.0.0.01 (10.0.0.1)"),
     ("https://169.254.169.0254/latest/meta-data", "must reach a public address, not 169.254.169.0254 (169.254.169.172)"),
+    # As requests sends them (IDNA, UTS 46): they passed for names, refused only at each send (a review).
+    ("https://\uff11\uff12\uff17.0.0.1/cb", "must reach a public address, not 127.0.0.1"),
+    ("https://10\u30020\u30020\u30021/cb", "must reach a public address, not 10.0.0.1"),
+    ("https://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/cb", "must reach a public address, not localhost"),
 ])
 def test_intake_refuses_a_callback_url_that_is_not_public_https(make_app, url, problem):
     app = make_app()
