@@ -191,17 +191,23 @@ def deadline(seconds: float | None) -> Iterator[Watch]:
 class WatchedConnection:
     """Mixed into urllib3's connections: a socket opened during a call is under its watch."""
 
+    _connects_to_send = False  # plain http: the connection is made inside `request`
+
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()  # type: ignore[misc]
         _dog.watch(self, sock)
+        if self._connects_to_send and (watch := current()) is not None:
+            watch.sending = True  # connected: what follows is the request leaving
         return sock
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
-        # The request starts to leave here: urllib3 connects (and finishes TLS's handshake) before.
-        # A TLS error after this — a record broken in the answer — may come after the vendor read
-        # the request and acted on it (`request_sent`).
+        # The request starts to leave here: an https pool connects (and finishes TLS's handshake)
+        # before. A TLS error after this — a record broken in the answer — may come after the vendor
+        # read the request and acted on it (`request_sent`). A plain http connection is made inside
+        # (`_new_conn`): a connection refused there was taken for a request sent.
         watch = current()
-        if watch is not None:
+        self._connects_to_send = getattr(self, "sock", None) is None
+        if watch is not None and not self._connects_to_send:
             watch.sending = True
         return super().request(*args, **kwargs)  # type: ignore[misc]
 

@@ -546,7 +546,9 @@ class Sender:
         """Write an attempt's outcome; a database blip is tried again twice, as a second send would
         be the cost of giving up."""
         now = utcnow()
-        values: dict[str, Any] = {"status": status, "attempts": due.attempts + 1, "last_error": error,
+        # Put aside unsent (no secret to sign with) is no attempt: GET said `dead` after 1 attempt.
+        attempts = due.attempts + (status != DISMISSED)
+        values: dict[str, Any] = {"status": status, "attempts": attempts, "last_error": error,
                                   "lease_owner": None, "lease_expires_at": None}
         if status == "pending":
             values["next_attempt_at"] = next_at
@@ -556,7 +558,7 @@ class Sender:
             kept = session.execute(update(Callback).where(Callback.id == due.id, Callback.lease_owner == self.owner)
                                    .values(**values)).rowcount
         extra: dict[str, Any] = {"handoff_id": due.handoff_id, "callback_state": due.state, "status": status,
-                                 "attempts": due.attempts + 1}
+                                 "attempts": attempts}
         if error:
             extra["error"] = error
         if not kept:  # another process took it over meanwhile; its outcome stands

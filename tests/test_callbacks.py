@@ -299,7 +299,7 @@ def test_a_bot_without_a_signing_secret_gets_nothing_and_the_reason_is_kept(make
     assert app.extensions["connector"].callbacks.counts() == {"pending": 0, "dead": 0}
     # The bot (and its developer) can see why nothing arrives: to it, as the contract words it, dead.
     detail = app.test_client().get(f"/v1/handoffs/{callback.handoff_id}", headers=auth()).get_json()
-    assert detail["callbacks"] == [{"state": "delivered", "status": "dead", "attempts": 1, "next_attempt_at": None,
+    assert detail["callbacks"] == [{"state": "delivered", "status": "dead", "attempts": 0, "next_attempt_at": None,
                                     "finished_at": callback.finished_at.isoformat(),
                                     "last_error": callback.last_error}]
 
@@ -1340,7 +1340,7 @@ def test_given_up_callbacks_are_listed_and_sent_again_once_the_bot_can_be_signed
     [callback] = rows(after)
     listed = runner.invoke(args=["connector", "callbacks", "--status", "dismissed"])  # never sent: not dead
     assert listed.exit_code == 0
-    assert f"{callback.id}\t{callback.handoff_id}\tdelivered\tdismissed\tattempts=1" in listed.output
+    assert f"{callback.id}\t{callback.handoff_id}\tdelivered\tdismissed\tattempts=0" in listed.output
     assert "has no usable signing secret" in listed.output and "\tcreated=" in listed.output
     assert "\tfinished=" in listed.output  # given up: when, not only when it was owed
     with after.extensions["connector"].db.session() as session:  # given up long ago: a fresh window
