@@ -55,10 +55,13 @@ _IN_PLACE = {"routing.yaml": "one rule, no teams, no business hours: every hando
 
 def absent_warnings(mappings: Mappings, enabled: Collection[str]) -> list[str]:
     """A mapping file not there serves the built-in defaults: said, since a file moved away (or never
-    copied in a deploy) changed routing, messages or a target's redaction without a word."""
+    copied in a deploy) changed routing, messages or a target's redaction without a word. The
+    built-in preview renders every vendor's payload from that vendor's file: each is named where
+    it is enabled (a staging copy without zendesk.yaml previewed the shipped ticket, unsaid)."""
     if not mappings.loaded:
         return []
-    names = [f"{target}.yaml" for target in enabled if f"{target}.yaml" in mappings.absent]
+    renders = registry.vendor_names() if registry.BUILT_IN in enabled else []
+    names = [f"{target}.yaml" for target in dict.fromkeys([*enabled, *renders]) if f"{target}.yaml" in mappings.absent]
     names += [name for name in _IN_PLACE if name in mappings.absent]
     return [f"{name} is not in {mappings.source}: {_IN_PLACE.get(name, 'the built-in defaults serve for that target')}"
             for name in names]

@@ -164,7 +164,9 @@ def test_check_refuses_a_vendor_template_the_sandbox_refuses_on_the_samples(make
 
 def test_check_names_each_mapping_file_not_there_and_what_serves_instead(make_app, tmp_path):
     (tmp_path / "m").mkdir()  # an empty directory: a deploy that did not copy the files
-    result = make_app(**ZENDESK, mappings_dir=str(tmp_path / "m")).test_cli_runner().invoke(args=["connector", "check"])
+    zendesk_alone = {**ZENDESK, "targets": ("zendesk",)}
+    result = make_app(**zendesk_alone, mappings_dir=str(tmp_path / "m")).test_cli_runner().invoke(
+        args=["connector", "check"])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if "is not in" in line]
     assert lines == [f"warning: zendesk.yaml is not in {tmp_path / 'm'}: the built-in defaults serve for that target",
@@ -173,6 +175,12 @@ def test_check_names_each_mapping_file_not_there_and_what_serves_instead(make_ap
                      f"warning: messages.yaml is not in {tmp_path / 'm'}: the built-in customer messages, in English only"]
     shipped = make_app(**ZENDESK).test_cli_runner().invoke(args=["connector", "check"])
     assert "is not in" not in shipped.output
+    # The built-in preview renders every vendor's payload from its file: each is named (a review).
+    previewed = make_app(targets=("preview",), mappings_dir=str(tmp_path / "m")).test_cli_runner()
+    lines = [line for line in previewed.invoke(args=["connector", "check"]).output.splitlines() if "is not in" in line]
+    assert [line.split(" is not in")[0] for line in lines] == [
+        "warning: zendesk.yaml", "warning: salesforce.yaml", "warning: slack.yaml", "warning: routing.yaml",
+        "warning: messages.yaml"]
 
 
 def test_a_trial_that_cannot_build_a_payload_is_a_warning_not_a_crash():
