@@ -782,18 +782,19 @@ def _size(text: str, in_bytes: bool) -> int:
     return len(text.encode()) if in_bytes else _units(text)
 
 
-def _sticky_agent_refused(ctx: HandoffContext, refused: Any) -> Mapping[str, Any] | None:
-    """Routing's previous agent (`assignment.previous_agent`) when it is the owner Salesforce
-    refused (`refused`: the OwnerId sent) — not a team's queue, nor a bot's own `OwnerId`."""
-    previous = ctx.assignment.get("previous_agent") or {}
+def _routings_agent_refused(ctx: HandoffContext, refused: Any) -> Mapping[str, Any] | None:
+    """Routing's agent — a sticky rule's previous agent (`assignment.previous_agent`), or a user
+    routing.yaml names as the owner (`routed_agent`) — when it is the owner Salesforce refused
+    (`refused`: the OwnerId sent); not a team's queue, nor a bot's own `OwnerId`."""
+    previous = ctx.assignment.get("previous_agent") or ctx.assignment.get("routed_agent") or {}
     return previous if previous.get("target") == "salesforce" and str(previous.get("id")) == str(refused) else None
 
 
 def _teams_owner(ctx: HandoffContext, refused: Any) -> str | None:
-    """The team's own OwnerId (its queue) that routing's sticky agent went in place of
-    (`previous_agent.in_place_of`), when that agent is the owner Salesforce refused: the case goes
-    there. Without it the case went to the org's assignment rules — not the team routing chose."""
-    team = (_sticky_agent_refused(ctx, refused) or {}).get("in_place_of")
+    """The team's own OwnerId (its queue) that routing's agent went in place of (`in_place_of`),
+    when that agent is the owner Salesforce refused: the case goes there. Without it the case went
+    to the org's assignment rules — not the team routing chose."""
+    team = (_routings_agent_refused(ctx, refused) or {}).get("in_place_of")
     return str(team) if team is not None and str(team) != str(refused) else None
 
 
@@ -805,7 +806,7 @@ def _unowned(case: dict[str, Any], ctx: HandoffContext, why: str, refused: Any,
     (not a team's queue, nor a bot's own `OwnerId`); left out when the Description has no room for
     it (a brief near Salesforce's limit). `queue`: the team's owner the case went to instead."""
     agent, description = ctx.assignment.get("agent"), case.get("Description")
-    if not agent or _sticky_agent_refused(ctx, refused) is None or not isinstance(description, str):
+    if not agent or _routings_agent_refused(ctx, refused) is None or not isinstance(description, str):
         return case
     chose = f"the case went to the team's owner ({queue})" if queue else "the org's assignment rules chose the owner"
     note = (f"Not owned by {str(agent)[:100]}: Salesforce refused routing's owner ({why[:200]}); {chose}. "

@@ -416,13 +416,18 @@ def name_routed_agent(assignment: dict[str, Any], targets: list[str], routing: M
     A sticky rule's previous agent, already named, stays."""
     if assignment.get("agent"):
         return
-    fields = compiled(routing)["agent_fields"]
+    config = compiled(routing)
     for target in targets:
-        field = fields.get(target)
+        field = config["agent_fields"].get(target)
         value = ((assignment.get("targets") or {}).get(target) or {}).get(field) if field else None
         if value is not None and registry.adapter_class(target).names_an_agent(value):
             assignment["agent"] = str(value)
             assignment["routed_agent"] = {"target": target, "id": str(value)}
+            # A rule's agent in place of its team's own id (a Salesforce queue as `owner_id`): the
+            # adapter falls back to that one if the vendor refuses the agent, as for a sticky one.
+            teams = ((config["teams"].get(assignment["team"]) or {}).get("targets") or {}).get(target) or {}
+            if teams.get(field) is not None and str(teams[field]) != str(value):
+                assignment["routed_agent"]["in_place_of"] = teams[field]
             assignment["trace"].append(f"agent {value}: {target} {field} from routing.yaml (rule "
                                        f"{assignment['rule']}, team {assignment['team']})")
             return

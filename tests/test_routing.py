@@ -816,3 +816,18 @@ def test_a_sticky_rules_previous_agent_is_not_replaced_by_the_teams_own_assignee
     assignment = decide(packet(customer__segment="vip"), mappings, {"zendesk": Vendor()}, now=TUESDAY_NOON).assignment
     assert assignment["agent"] == "Sam Okafor" and "routed_agent" not in assignment
     assert assignment["targets"]["zendesk"]["assignee_id"] == "381000001"
+
+
+def test_a_rules_agent_in_place_of_its_teams_own_id_keeps_that_id_to_fall_back_to():
+    from types import SimpleNamespace
+
+    from connector.decision import decide
+
+    base = BASE.replace("teams:\n", "teams:\n  queued: {targets: {salesforce: {owner_id: 00G5g000003QueueAA}}}\n", 1)
+    assert base != BASE
+    mappings = SimpleNamespace(messages={}, routing=config(
+        "  - {name: sam, when: {segment: vip}, then: {team: queued, targets: {salesforce: {owner_id: 0055g00000SamAAAAA}}}}\n"
+        "  - {name: default}\n", base))
+    assignment = decide(packet(customer__segment="vip"), mappings, {"salesforce": None}, now=TUESDAY_NOON).assignment
+    assert assignment["routed_agent"] == {"target": "salesforce", "id": "0055g00000SamAAAAA",
+                                          "in_place_of": "00G5g000003QueueAA"}

@@ -1812,3 +1812,16 @@ def test_an_empty_priority_or_origin_table_leaves_the_field_to_the_org(key: str)
         assert "Origin" not in case
         chat = adapter(Settings(), origin={}, default_origin="Chat")
         assert chat.render(ctx_for(full_packet(conversation={"id": "c", "channel": "voice"})))["case"]["Origin"] == "Chat"
+
+
+def test_a_user_routing_yaml_names_as_owner_refused_leaves_the_case_in_the_teams_queue_said_atop_its_brief(
+        org: SalesforceFake) -> None:
+    # routing.yaml's own owner (a user in place of the team's queue: `routing.name_routed_agent`) is
+    # routing's agent as a sticky one is: refused, the case goes to the team's queue, its brief says so.
+    _owner_refused(org, "INACTIVE_OWNER_OR_USER", "operation performed with inactive user")
+    assignment = {**routed("0055g00000SamAAA"), "agent": "0055g00000SamAAA",
+                  "routed_agent": {"id": "0055g00000SamAAA", "target": "salesforce", "in_place_of": "00G5g000003QueueAA"}}
+    adapter().deliver(ctx_for(assignment=assignment))
+    first, second = (json.loads(call.request.body) for call in org.calls("POST", "sobjects/Case/"))
+    assert (first["OwnerId"], second["OwnerId"]) == ("0055g00000SamAAA", "00G5g000003QueueAA")
+    assert second["Description"].startswith("Not owned by 0055g00000SamAAA: Salesforce refused routing's owner (")
