@@ -40,6 +40,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -346,18 +347,24 @@ class Sender:
         free = or_(Callback.lease_expires_at.is_(None), Callback.lease_expires_at < now)
         owed_before = exists().where(_EARLIER.handoff_id == Callback.handoff_id, _EARLIER.status == "pending",
                                      _EARLIER.id < Callback.id)
-        query = (select(Callback).where(Callback.status == "pending", Callback.next_attempt_at <= now, free, ours,
-                                        ~owed_before)
-                 .order_by(Callback.next_attempt_at, Callback.id).limit(limit))
-        if held := self._held_back():
-            query = query.where(Callback.bot_id.not_in(held))
+        due = (select(Callback).where(Callback.status == "pending", Callback.next_attempt_at <= now, free, ours,
+                                      ~owed_before)
+               .order_by(Callback.next_attempt_at, Callback.id))
+        room = self._room()
+        if held := sorted(bot for bot, left in room.items() if left <= 0):
+            due = due.where(Callback.bot_id.not_in(held))
         with self.db.reading() as session:  # most looks find nothing: no write lock for those
-            if session.scalars(query.with_only_columns(Callback.id).limit(1)).first() is None:
+            if session.scalars(due.with_only_columns(Callback.id).limit(1)).first() is None:
                 return []
+        # Every other bot's in due order, and each struggling bot's oldest it has room for: filtered
+        # after a single query, a struggling bot's backlog filled the claim and left threads idle.
+        queries = [due.where(Callback.bot_id.not_in(sorted(room))).limit(limit) if room else due.limit(limit)]
+        queries += [due.where(Callback.bot_id == bot).limit(left) for bot, left in sorted(room.items()) if left > 0]
         if self.db.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True, of=Callback)
+            queries = [query.with_for_update(skip_locked=True, of=Callback) for query in queries]
         with self.db.session() as session:
-            rows = self._fair(list(session.scalars(query)))  # the rest stay free for the next claim
+            rows = sorted((row for query in queries for row in session.scalars(query)),
+                          key=lambda c: (c.next_attempt_at, c.id))[:limit]
             for callback in rows:
                 callback.lease_owner, callback.lease_expires_at = self.owner, now + self.lease
                 if callback.attempts == 0:  # its retries are counted from its first try, not from when
@@ -368,28 +375,20 @@ class Sender:
             self._in_flight.update(due.bot_id for due in claimed)
         return claimed
 
-    def _held_back(self) -> list[str]:
-        """The struggling bots with as many sends in flight here as they may have."""
+    def _room(self) -> dict[str, int]:
+        """How many more sends each struggling bot may have in flight here (`STRUGGLING_SENDS`)."""
         with self._lock:
-            return sorted(bot for bot in self._struggling if self._in_flight[bot] >= STRUGGLING_SENDS)
+            return {bot: STRUGGLING_SENDS - self._in_flight[bot] for bot in self._struggling}
 
-    def _fair(self, rows: list[Callback]) -> list[Callback]:
-        """`rows` without a struggling bot's beyond its `STRUGGLING_SENDS` (counting those in flight)."""
+    def _answered(self, bot_id: str, answered: bool, took_s: float) -> None:
+        """Whether `bot_id`'s endpoint answered a send (any status), and how long the send took: no
+        answer after a whole timeout (a hang, a drop, a slow name lookup) makes it struggling
+        (`STRUGGLING_SENDS`) until it answers; a fast failure (a connection refused) holds no thread."""
         with self._lock:
-            room = {bot: STRUGGLING_SENDS - self._in_flight[bot] for bot in self._struggling}
-        kept = []
-        for row in rows:
-            if row.bot_id in room:
-                if room[row.bot_id] <= 0:
-                    continue
-                room[row.bot_id] -= 1
-            kept.append(row)
-        return kept
-
-    def _answered(self, bot_id: str, answered: bool) -> None:
-        """Whether `bot_id`'s endpoint answered the last send (any status) or not (`STRUGGLING_SENDS`)."""
-        with self._lock:
-            (self._struggling.discard if answered else self._struggling.add)(bot_id)
+            if answered:
+                self._struggling.discard(bot_id)
+            elif took_s >= self.settings.callback_timeout_s:
+                self._struggling.add(bot_id)
 
     def _signable(self) -> list[str]:
         """The bots this process has a signing secret for: another's callbacks it puts aside (`_attempt`)."""
@@ -451,6 +450,7 @@ class Sender:
         timeout = self.settings.callback_timeout_s
         # Each step has `timeout`; the whole send has twice that (connecting, then the answer's
         # status and headers: `call_deadline`), so a bot dripping its answer frees the thread all the same.
+        started = time.monotonic()
         try:
             callback_http.check_url(due.url, self.settings.callback_allow_private)
             # The body is never read (`stream`, closed at once): a bot's answer is its status.
@@ -464,19 +464,20 @@ class Sender:
                 log.warning("status callback not sent", extra={"handoff_id": due.handoff_id,
                                                                "host": urlsplit(due.url).hostname,
                                                                "cause": _cause(err)})
-                self._answered(due.bot_id, False)
+            self._answered(due.bot_id, False, time.monotonic() - started)
             if isinstance(err, CutOff):
                 return self._retry(due, f"the bot took longer than {2 * timeout:g} s to answer (cut off)", None)
             if request_sent(err):  # its endpoint had the request: "could not reach" sent its developer to the network
-                return self._retry(due, f"the request was sent, and the connection ended without an answer "
-                                        f"({type(err).__name__})", None)
+                return self._retry(due, f"the bot did not answer within {timeout:g} s" if isinstance(
+                    err, requests.Timeout) else f"the request was sent, and the connection ended without an answer "
+                                                f"({type(err).__name__})", None)
             # A refused address, a connection refused or timed out: all read alike to the bot,
             # which learns nothing of our network from them. Past the connection (a read
             # timeout) it may.
             unreachable = isinstance(err, (callback_http.Refused, requests.ConnectionError))
             error = "could not reach the callback URL" + ("" if unreachable else f" ({type(err).__name__})")
             return self._retry(due, error, None)
-        self._answered(due.bot_id, True)
+        self._answered(due.bot_id, True, time.monotonic() - started)
         if 200 <= status < 300:
             return "sent", None, None
         answered = f"the bot answered {status}"
