@@ -409,26 +409,30 @@ def _offer_previous_agent(assignment: dict[str, Any], agent: Mapping[str, Any] |
 
 def name_routed_agent(assignment: dict[str, Any], targets: list[str], routing: Mapping[str, Any]) -> None:
     """`assignment.agent` for an agent routing.yaml puts on the ticket itself — a rule's or team's
-    `assignee_id`, a Salesforce user as `owner_id` — at one of `targets` (where the handoff goes):
-    the ticket was made with them, and the answer said nobody (`agent: null`), its trace silent
-    (a review). Named by that id (routing.yaml has no names); `routed_agent` says where, so the
-    answer takes the name back when that delivery does not place them (`answers._agent_not_placed`).
-    A sticky rule's previous agent, already named, stays."""
+    `assignee_id`, a Salesforce user as `owner_id` — at one of `targets` (where the handoff goes;
+    the built-in preview alone renders every vendor's): the ticket was made with them, and the
+    answer said nobody (`agent: null`), its trace silent (a review). Named by the vendor and that
+    id (routing.yaml has no names; a bare number meant nothing in a Slack alert's "Routed to");
+    `routed_agent` says where, so the answer takes the name back when that delivery does not place
+    them (`answers._agent_not_placed`). A sticky rule's previous agent, already named, stays. The
+    adapters' own fields: routing.yaml's `agent_fields:` says where a sticky agent may go, and a
+    rule's assignee goes on the ticket whatever it says."""
     if assignment.get("agent"):
         return
-    config = compiled(routing)
-    for target in targets:
-        field = config["agent_fields"].get(target)
+    config, fields = compiled(routing), registry.agent_fields()
+    rendered = targets if any(target != registry.BUILT_IN for target in targets) else registry.vendor_names()
+    for target in rendered:
+        field = fields.get(target)
         value = ((assignment.get("targets") or {}).get(target) or {}).get(field) if field else None
         if value is not None and registry.adapter_class(target).names_an_agent(value):
-            assignment["agent"] = str(value)
+            assignment["agent"] = f"{target.capitalize()} agent {value}"
             assignment["routed_agent"] = {"target": target, "id": str(value)}
             # A rule's agent in place of its team's own id (a Salesforce queue as `owner_id`): the
             # adapter falls back to that one if the vendor refuses the agent, as for a sticky one.
             teams = ((config["teams"].get(assignment["team"]) or {}).get("targets") or {}).get(target) or {}
             if teams.get(field) is not None and str(teams[field]) != str(value):
                 assignment["routed_agent"]["in_place_of"] = teams[field]
-            assignment["trace"].append(f"agent {value}: {target} {field} from routing.yaml (rule "
+            assignment["trace"].append(f"agent: {assignment['agent']}, {target} {field} from routing.yaml (rule "
                                        f"{assignment['rule']}, team {assignment['team']})")
             return
 

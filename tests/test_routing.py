@@ -774,31 +774,39 @@ def test_a_vendor_left_behind_by_one_sticky_rule_does_not_stop_the_next_from_ask
 
 
 @pytest.mark.parametrize(("then", "enabled", "agent"), [
-    ("{targets: {zendesk: {assignee_id: 381726354}}}", ["zendesk", "slack"], "381726354"),
-    ("{targets: {salesforce: {owner_id: 0055g00000AbCdEAAZ}}}", ["salesforce"], "0055g00000AbCdEAAZ"),
+    ("{targets: {zendesk: {assignee_id: 381726354}}}", ["zendesk", "slack"], "zendesk 381726354"),
+    ("{targets: {salesforce: {owner_id: 0055g00000AbCdEAAZ}}}", ["salesforce"], "salesforce 0055g00000AbCdEAAZ"),
     ("{targets: {salesforce: {owner_id: 00G5g000004XXXXEAA}}}", ["salesforce"], None),  # a queue: nobody yet
     ("{targets: {zendesk: {assignee_id: 381726354}}, target_names: [slack]}", ["zendesk", "slack"], None),
     ("{targets: {zendesk: {group_id: 360001}}}", ["zendesk"], None),
+    # The built-in preview alone renders every vendor's payload, this assignee's with it.
+    ("{targets: {zendesk: {assignee_id: 381726354}}}", ["preview"], "zendesk 381726354"),
+    ("{targets: {zendesk: {assignee_id: 381726354}}, target_names: [slack]}", ["preview", "slack"], None),
 ])
-def test_an_agent_routing_yaml_puts_on_the_ticket_is_the_assignments_agent(then, enabled, agent):
+@pytest.mark.parametrize("agent_fields", ["", "agent_fields: {salesforce: owner_id}\n"])
+def test_an_agent_routing_yaml_puts_on_the_ticket_is_the_assignments_agent(then, enabled, agent, agent_fields):
     # A review: a rule's own assignee had the ticket from its making while the answer said
-    # `agent: null` and the trace did not name them. Only where the handoff goes, and only a person.
+    # `agent: null` and the trace did not name them. Only where the handoff goes, and only a person;
+    # named with their vendor (a bare number meant nothing in a Slack alert), whatever
+    # `agent_fields:` (a sticky agent's) says.
     from types import SimpleNamespace
 
     from connector.decision import decide
 
     mappings = SimpleNamespace(messages={}, routing=config(
-        f"  - {{name: direct, when: {{segment: vip}}, then: {then}}}\n  - {{name: default}}\n"))
+        f"  - {{name: direct, when: {{segment: vip}}, then: {then}}}\n  - {{name: default}}\n", BASE + agent_fields))
     adapters = {name: SimpleNamespace() for name in enabled}
     assignment = decide(packet(customer__segment="vip"), mappings, adapters, now=TUESDAY_NOON).assignment
-    assert assignment["agent"] == agent
-    named = [line for line in assignment["trace"] if line.startswith("agent ")]
+    named = [line for line in assignment["trace"] if line.startswith("agent: ")]
     if agent is None:
-        assert not named and "routed_agent" not in assignment
+        assert assignment["agent"] is None and not named and "routed_agent" not in assignment
     else:
-        target, field = ("zendesk", "assignee_id") if agent[0] == "3" else ("salesforce", "owner_id")
-        assert named == [f"agent {agent}: {target} {field} from routing.yaml (rule direct, team {assignment['team']})"]
-        assert assignment["routed_agent"] == {"target": target, "id": agent}
+        target, agent_id = agent.split()
+        label = f"{target.capitalize()} agent {agent_id}"
+        field = {"zendesk": "assignee_id", "salesforce": "owner_id"}[target]
+        assert assignment["agent"] == label
+        assert named == [f"agent: {label}, {target} {field} from routing.yaml (rule direct, team {assignment['team']})"]
+        assert assignment["routed_agent"] == {"target": target, "id": agent_id}
 
 
 def test_a_sticky_rules_previous_agent_is_not_replaced_by_the_teams_own_assignee():

@@ -493,11 +493,11 @@ def test_routing_yamls_own_assignee_is_the_answers_agent_until_zendesk_refuses_t
         sent = [each["ticket"] for each in zd.json_bodies("POST", "/api/v2/tickets.json")]
         zd.assert_ticket_requests_valid()
     assert body["tickets"][0]["status"] == "created" and sent[0]["assignee_id"] == 381726354
-    assert "agent 381726354: zendesk assignee_id from routing.yaml (rule to-dana, team escalations)" \
+    assert "agent: Zendesk agent 381726354, zendesk assignee_id from routing.yaml (rule to-dana, team escalations)" \
         in body["assignment"]["trace"]
     if refused:
         assert body["assignment"]["agent"] is None and "assignee_id" not in sent[1]
-        assert sent[1]["comment"]["html_body"].startswith("<p><em>Not assigned to 381726354: Zendesk refused")
+        assert sent[1]["comment"]["html_body"].startswith("<p><em>Not assigned to Zendesk agent 381726354: Zendesk refused")
     else:
-        assert body["assignment"]["agent"] == "381726354"
+        assert body["assignment"]["agent"] == "Zendesk agent 381726354"
     assert client.get(body["links"]["self"], headers=auth()).get_json()["assignment"] == body["assignment"]
