@@ -66,7 +66,8 @@ CALLBACKS = Counter(
     ["outcome"], registry=EVENTS)
 PURGED = Counter(
     "connector_purged", "Rows forgotten for being older than CONNECTOR_RETENTION_DAYS, by kind: handoffs, "
-    "follow_ups (messages sent while a handoff waited), conversation_links.",
+    "follow_ups (messages sent while a handoff waited), conversation_links, unsent_callbacks (given up or put "
+    "aside, never to be resent).",
     ["kind"], registry=EVENTS)
 
 
@@ -96,8 +97,9 @@ def callback_sent(status: str) -> None:
 
 
 @safely
-def purged(handoffs: int, follow_ups: int, links: int) -> None:
-    for kind, rows in (("handoffs", handoffs), ("follow_ups", follow_ups), ("conversation_links", links)):
+def purged(handoffs: int, follow_ups: int, links: int, unsent_callbacks: int = 0) -> None:
+    for kind, rows in (("handoffs", handoffs), ("follow_ups", follow_ups), ("conversation_links", links),
+                       ("unsent_callbacks", unsent_callbacks)):
         PURGED.labels(kind).inc(rows)
 
 

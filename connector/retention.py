@@ -174,9 +174,12 @@ def purge(db: Database, before: dt.datetime, *, max_chunks: int | None = None) -
         if not step.more:
             break
     if total.handoffs:
-        log.info("forgot old handoffs", extra={"before": before.isoformat(), "handoffs": total.handoffs,
+        # Callbacks given up went for good: an operator watching the dead count sees it drop, and
+        # the hourly pass said so at INFO only (a review).
+        level = logging.WARNING if total.dead_callbacks or total.dismissed_callbacks else logging.INFO
+        log.log(level, "forgot old handoffs", extra={"before": before.isoformat(), "handoffs": total.handoffs,
                                                "follow_ups": total.follow_ups, "conversation_links": total.links,
                                                "dead_callbacks": total.dead_callbacks,
                                                "dismissed_callbacks": total.dismissed_callbacks, "more": total.more})
-        metrics.purged(total.handoffs, total.follow_ups, total.links)
+        metrics.purged(total.handoffs, total.follow_ups, total.links, total.dead_callbacks + total.dismissed_callbacks)
     return total
