@@ -16,7 +16,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from adapters import registry
 
@@ -25,7 +25,21 @@ from .errors import ApiProblem, ConfigError
 from .models import DISMISSED, Callback, Delivery, names_a_row
 from .settings import MAX_DAYS, MAX_SECONDS, RETENTION_MIN_DAYS, RETENTION_WHY, in_flask_command, web_server_problems
 
-group = AppGroup("connector", help="Operate the handoff connector.")
+
+class _Group(AppGroup):
+    """The commands, with a database error past `_migrated` said in one line: a SQLite file another
+    program held locked, or a full disk, printed 86 lines of traceback from `purge`, `replay` and
+    `dismiss` (a review). Each write is one transaction: what it did not finish it did not do."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except OperationalError as err:
+            raise click.ClickException(f"the database failed: {reason(err)}; what this command had not "
+                                       "finished was not done — run it again") from None
+
+
+group = _Group("connector", help="Operate the handoff connector.")
 log = logging.getLogger(__name__)
 
 

@@ -349,3 +349,20 @@ def test_a_handoff_taken_after_the_cutoff_is_kept_while_the_observed_wait_may_re
     assert retention.count(db, BEFORE) == 1
     assert retention.purge(db, BEFORE).handoffs == 1
     assert left(db, Handoff, Handoff.id) == {taken_late}
+
+
+def test_a_database_failing_under_a_command_is_one_line_not_a_traceback(app, monkeypatch):
+    # A review: another program holding the SQLite file locked made `purge`, `replay` and `dismiss`
+    # print 86 lines of traceback.
+    from sqlalchemy.exc import OperationalError
+
+    from connector import retention
+
+    def locked(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(retention, "purge", locked)
+    result = app.test_cli_runner().invoke(args=["connector", "purge", "--days", "30"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: the database failed: OperationalError: database is locked; what this command had not finished was not done — run it again"]
