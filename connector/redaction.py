@@ -192,19 +192,30 @@ _STRUCTURAL = frozenset(
 )
 
 
-def _walk(value: Any, path: tuple[str, ...], kinds: tuple[str, ...], counts: Counter[str]) -> Any:
+def _walk(value: Any, path: tuple[str, ...], kinds: tuple[str, ...], counts: Counter[str],
+          named: str | None = None) -> Any:
     if path in _STRUCTURAL:
         return copy.deepcopy(value)
     if isinstance(value, Mapping):
-        return {key: _walk(item, (*path, str(key)), kinds, counts) for key, item in value.items()}
+        return {key: _walk(item, (*path, str(key)), kinds, counts, named=str(key)) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_walk(item, (*path, "[]"), kinds, counts) for item in value]
     if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
         masked = str(value)
         for kind in kinds:
-            masked = _MASKERS[kind](masked, counts)
+            masked = _named_secret(named, masked, counts) if kind == "secret" and named else \
+                _MASKERS[kind](masked, counts)
         return value if masked == str(value) else masked
     return value
+
+
+def _named_secret(key: str, value: str, counts: Counter[str]) -> str:
+    """`value` with its secrets masked, read as the value of `key`: a collected `{"password":
+    "hunter2xyz"}`, `{"cvv": 123}` was masked in the transcript's "password: hunter2xyz" and sent
+    as is from `collected_data` (a review) — a bare value matches no pattern of its own."""
+    head = f"{key}: "
+    masked = _MASKERS["secret"](head + value, counts)
+    return masked[len(head):] if masked.startswith(head) else _MASKERS["secret"](value, counts)
 
 
 def _checked(kinds: Collection[str]) -> tuple[str, ...]:

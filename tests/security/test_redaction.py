@@ -348,3 +348,20 @@ def test_a_card_outside_the_big_networks_first_digits_is_masked_too(number: str)
     # a card starts 2-6 let them through (reverted; an order number that passes Luhn is masked).
     assert luhn_valid(number)
     assert redact_text(f"my card {number}", ["card"])[0] == f"my card [redacted card ••••{number[-4:]}]"
+
+
+def test_a_collected_value_is_read_with_its_name():
+    # A review: a bot's collected `{"password": "hunter2xyz", "cvv": 123}` reached every vendor as is
+    # (a bare value matches no pattern of its own) while "password: hunter2xyz" in the transcript was masked.
+    packet = {"collected_data": {"password": "hunter2xyz", "pin": 4821, "cvv": "123", "api_key": "abc",
+                                 "order_number": "5521", "token": "expired", "notes": "my password: abcdef1"},
+              "customer": {"id": "c-1", "attributes": {"passcode": "9981"}}}
+    masked, counts = redact_packet(packet, ("secret",))
+    assert masked["collected_data"] == {
+        "password": "[redacted secret]", "pin": "[redacted secret]", "cvv": "[redacted secret]",
+        "api_key": "[redacted secret]", "order_number": "5521", "token": "expired",
+        "notes": "my password: [redacted secret]"}
+    assert masked["customer"]["attributes"] == {"passcode": "[redacted secret]"}
+    assert counts == {"secret": 6}
+    assert redact_packet(packet, ("card",))[0] == packet  # only where `secret` is asked for
+    assert redact_packet(masked, ("secret",)) == (masked, {})
