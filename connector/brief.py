@@ -400,22 +400,26 @@ def problem_words(packet: Mapping[str, Any], *, echoed: bool = False) -> str:
                  if text and not is_blank(text)), "")
 
 
-# The words of a line that says nothing but "hello", "yes" or "a person, please", in the shipped
-# locales' languages (and a few greetings beyond them). A line made of nothing else — or of no word
-# at all ("?", "!!!") — is not said back to the customer: "I've passed on: agent." restated
-# nothing. "Refund please" or "transfer" is a problem, and is.
+# The words of a line that says nothing but "hello", "yes", "a person, please" or "I have a
+# question", in the shipped locales' languages (and a few greetings beyond them). A line made of
+# nothing else — or of no word at all ("?", "!!!") — is not said back to the customer: "I've passed
+# on: agent." restated nothing, and "Hi, I have a question" was the subject while the double charge
+# came in the next line (a review). "Refund please" or "transfer" is a problem, and is.
 _NOTHING_SAID = frozenset("""
 hi hello hey hiya yo good morning afternoon evening day there agent agents human humans being person
 people representative rep operator supervisor manager someone somebody anyone real live talk speak
 me to a an the with please pls plz help support customer service care thanks thank you ok okay yes
 no yeah yep nope can i d m could would like want need get give bot now right away immediately asap just
-actual
+actual have has got ve question questions quick problem problems issue issues something some query inquiry
+enquiry ask about my of for
 hola buenos buenas días dias tardes noches agente humano humana persona alguien por favor hablar con
-un una quiero necesito ayuda sí si gracias ahora ya
+un una quiero necesito ayuda sí si gracias ahora ya tengo pregunta preguntas duda consulta problema algo
 bonjour salut bonsoir humain humaine personne quelqu quelqu'un svp s il vous plaît plait parler à
-a conseiller conseillère je veux voudrais besoin aide oui non merci maintenant
+a conseiller conseillère je veux voudrais besoin aide oui non merci maintenant j ai question problème souci
+quelque chose demande
 hallo guten tag morgen abend mitarbeiter mitarbeiterin mensch menschen bitte sprechen mit einem einen einer
-jemandem jemanden echten echte echter ich möchte will brauche hilfe ja nein danke jetzt sofort
+jemandem jemanden echten echte echter ich möchte will brauche hilfe ja nein danke jetzt sofort habe eine frage
+problem anliegen etwas
 une vrai vraie
 你好 您好 人工 转人工 こんにちは
 """.split())

@@ -92,6 +92,22 @@ def test_asking_for_a_person_right_now_is_not_the_problem(asked):
     assert problem_words(packet, echoed=True) == "my parcel never arrived"
 
 
+@pytest.mark.parametrize(("opening", "problem"), [
+    ("Hi, I have a question", "I was charged twice for order 5521 and need a refund of $49.99"),
+    ("hello, can you help me with something?", "My invoice is wrong this month"),
+    ("Hola, tengo una pregunta", "Me cobraron dos veces el pedido 5521"),
+    ("J'ai une question", "Ma facture est fausse"),
+    ("Ich habe eine Frage", "Meine Rechnung ist falsch"),
+])
+def test_announcing_a_question_is_not_the_problem(opening, problem):
+    # A review: with no intent, "Hi, I have a question" was the subject, the Slack header and what the
+    # customer was told had been passed on, while the double charge came in the next line.
+    packet = _conversation(("customer", opening), ("bot", "Sure, what's up?"), ("customer", problem))
+    assert problem_words(packet, echoed=True) == problem
+    assert problem_words(_conversation(("customer", "I have a problem with my order 5521")), echoed=True) == \
+        "I have a problem with my order 5521"  # the order says something
+
+
 def test_the_problem_line_stops_at_the_first_line_that_will_do(monkeypatch):
     """Every customer line was checked first (normalised, case-folded, searched) — three times a
     brief and twice an alert, per target: 2,000 lines of 500 characters took 134 ms a brief."""
