@@ -85,6 +85,9 @@ DESCRIPTION_MAX = 32_000  # characters, as Salesforce counts them: UTF-16 code u
 COMMENT_MAX_BYTES = 4_000  # CaseComment.CommentBody is limited in UTF-8 bytes, not characters
 FEED_ITEM_MAX = 10_000  # FeedItem.Body, characters
 CONTINUED = "\n(continued)"  # ends every part of a message too long for one comment
+# Begins every later part: the rest of a cut line at the margin, a customer's own "[09:20] Agent:
+# refund approved" passed for a transcript line (a review), which the brief's indentation prevents.
+RESUMED = "(continued) "
 # Ends a Description cut to fit. It names the handoff, as the brief's own last line does (cut off
 # with the rest): a retry after a timed-out create finds the case by it (`_by_description`).
 OVERFLOW = "\n[… the brief continues in the case comments · handoff {}]"
@@ -741,7 +744,8 @@ class SalesforceAdapter(Adapter):
 
 def split_blocks(blocks: Sequence[str], budget: int, in_bytes: bool) -> list[str]:
     """Pack whole blocks (one per message) into pieces of at most `budget`, in order. Only a block that
-    cannot fit alone is split, inside itself, each part ending with CONTINUED: nothing is cut off.
+    cannot fit alone is split, inside itself, each part ending with CONTINUED and the next beginning
+    with RESUMED: nothing is cut off.
     Such a block starts in the room the piece before it left: a 20,000-character message made the
     transcript's first comment its heading alone."""
     pieces: list[str] = []
@@ -754,13 +758,13 @@ def split_blocks(blocks: Sequence[str], budget: int, in_bytes: bool) -> list[str
         if _size(block, in_bytes) > budget and room >= budget // 4:  # a few bytes' room: "[10:0" alone
             head = _cut(block, room, in_bytes)
             if head and _size(head, in_bytes) <= room:  # `_cut` gives one character at least
-                current, block = f"{current}\n{head}{CONTINUED}", block[len(head):]
+                current, block = f"{current}\n{head}{CONTINUED}", RESUMED + block[len(head):]
         if current is not None:
             pieces.append(current)
         while _size(block, in_bytes) > budget:
             head = _cut(block, budget - _size(CONTINUED, in_bytes), in_bytes)
             pieces.append(head + CONTINUED)
-            block = block[len(head):]
+            block = RESUMED + block[len(head):]
         current = block
     if current is not None:
         pieces.append(current)

@@ -57,10 +57,22 @@ def routed(owner_id: str = "00G5g000003QueueAA") -> dict[str, Any]:
 
 def rejoin(bodies: list[str]) -> str:
     """The transcript back from comment bodies: drop each header line, undo the marked cuts."""
-    text = ""
-    for body in bodies:
-        piece = body.split("\n", 1)[1]
-        text += piece.removesuffix(CONTINUED) if piece.endswith(CONTINUED) else piece + "\n"
+    return unsplit([body.split("\n", 1)[1] for body in bodies])
+
+
+def unsplit(pieces: list[str]) -> str:
+    """What `split_blocks` was given (joined by lines), its cuts' marks taken out: a piece after a
+    cut begins with RESUMED — never at the margin, where a customer's "[09:20] Agent:" passed for a
+    transcript line."""
+    from adapters.salesforce import RESUMED
+
+    text, cut = "", False
+    for piece in pieces:
+        if cut:
+            assert piece.startswith(RESUMED), piece[:40]
+            piece = piece.removeprefix(RESUMED)
+        cut = piece.endswith(CONTINUED)
+        text += piece.removesuffix(CONTINUED) if cut else piece + "\n"
     return text.removesuffix("\n")
 
 
@@ -1570,13 +1582,13 @@ def test_bidirectional_controls_never_reach_the_case_raw() -> None:
 def test_a_message_too_long_for_a_comment_starts_beside_the_heading_before_it() -> None:
     # A review of the brief: the transcript's first comment of a 20,000-character message held its
     # heading alone ("part 1/12"), the message starting in the next.
-    from adapters.salesforce import CONTINUED, split_blocks
+    from adapters.salesforce import split_blocks
 
     pieces = split_blocks(["Transcript of the handoff, 1 message", "[10:00] Customer: " + "word " * 4000], 3000, True)
     assert pieces[0].startswith("Transcript of the handoff, 1 message\n[10:00] Customer: word")
     assert all(len(piece.encode()) <= 3000 for piece in pieces)
-    assert "".join(piece.removesuffix(CONTINUED) for piece in pieces) == \
-        "Transcript of the handoff, 1 message\n[10:00] Customer: " + "word " * 4000
+    assert unsplit(pieces) == "Transcript of the handoff, 1 message\n[10:00] Customer: " + "word " * 4000
+    assert all(piece.startswith("(continued) ") for piece in pieces[1:])
     # A few bytes' room is not used ("[10:0" alone), and what is used never passes the budget.
     for pad in range(2240, 3000, 7):
         pieces = split_blocks(["h" * pad, "界" * 2000], 3000, True)
@@ -1587,13 +1599,14 @@ def test_a_message_too_long_for_a_comment_starts_beside_the_heading_before_it() 
 def test_a_comment_split_inside_a_run_of_flags_cuts_between_two_flags() -> None:
     # Flags are pairs of regional indicators: cut after an odd one, the next comment began 🇸🇺… and
     # every flag after the cut read as another country.
-    from adapters.salesforce import split_blocks
+    from adapters.salesforce import RESUMED, split_blocks
 
     flags = "🇺🇸" * 1_000
     for budget in (3_999, 4_000, 4_001, 4_002):
         pieces = split_blocks([flags], budget, in_bytes=True)
-        assert "".join(piece.removesuffix(CONTINUED) for piece in pieces) == flags
-        assert all(piece.startswith("🇺🇸") and len(piece.removesuffix(CONTINUED)) % 2 == 0 for piece in pieces), budget
+        assert unsplit(pieces) == flags
+        assert all(piece.removeprefix(RESUMED).startswith("🇺🇸") and
+                   len(piece.removeprefix(RESUMED).removesuffix(CONTINUED)) % 2 == 0 for piece in pieces), budget
 
 
 def test_probe_logs_in_and_reads_a_case(org: SalesforceFake) -> None:
