@@ -675,12 +675,23 @@ def repeat_contact(packet: Mapping[str, Any]) -> str | None:
         return None
     when, latest = recent[-1]
     times = _times(len(recent))
-    ticket = latest.get("ticket") if isinstance(latest.get("ticket"), Mapping) else {}
-    named = f"{ticket.get('system') or 'ticket'} #{ticket['id']}" if ticket.get("id") else ""
-    still_open = str(ticket.get("status") or "").casefold() in _OPEN_TICKET
+    named, still_open = _ticket_of(latest)
     about = ", ".join(part for part in (named, "still open" if still_open else "") if part)
+    # An earlier one still open is named too: only the latest was, and a twin of this ticket opened
+    # two days before went unmentioned when an e-mail came after it (a review).
+    # Each ticket as its newest mention says (one solved since is not open).
+    earlier = {name: (at, is_open) for at, entry in recent[:-1] for name, is_open in [_ticket_of(entry)] if name}
+    still = [f"{name} ({at:%Y-%m-%d})" for name, (at, is_open) in earlier.items() if is_open and name != named]
+    also = f"; still open: {', '.join(still)}" if still else ""
     return (f"contacted us {times} in the {REPEAT_WINDOW_DAYS} days before this conversation (latest "
-            f"{when:%Y-%m-%d}{' · ' + about if about else ''})")
+            f"{when:%Y-%m-%d}{' · ' + about if about else ''}{also})")
+
+
+def _ticket_of(entry: Mapping[str, Any]) -> tuple[str, bool]:
+    """An earlier contact's ticket as the line names it ("zendesk #80001", or ""), and whether it is open."""
+    ticket = entry.get("ticket") if isinstance(entry.get("ticket"), Mapping) else {}
+    named = f"{ticket.get('system') or 'ticket'} #{ticket['id']}" if ticket.get("id") else ""
+    return named, str(ticket.get("status") or "").casefold() in _OPEN_TICKET
 
 
 def _times(n: int) -> str:

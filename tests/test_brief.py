@@ -557,6 +557,21 @@ def test_the_brief_says_up_top_where_it_was_routed_a_repeat_contact_and_a_bot_lo
     assert "Repeat contact" not in plain and "Bot loop" not in plain and "Routed to" not in plain
 
 
+def test_a_repeat_contacts_earlier_ticket_still_open_is_named_beside_the_latest():
+    # A review: an open ticket two days before (this one's twin, maybe) went unmentioned when an
+    # e-mail came after it: the line named the latest contact only.
+    from connector.brief import repeat_contact
+
+    packet = full_packet(history=[
+        {"at": "2026-11-17T10:00:00Z", "channel": "chat", "ticket": {"system": "zendesk", "id": "80001", "status": "open"}},
+        {"at": "2026-11-18T10:00:00Z", "channel": "chat", "ticket": {"system": "zendesk", "id": "80001", "status": "open"}},
+        {"at": "2026-11-16T12:00:00Z", "channel": "chat", "ticket": {"system": "zendesk", "id": "79990", "status": "open"}},
+        {"at": "2026-11-18T12:00:00Z", "channel": "chat", "ticket": {"system": "zendesk", "id": "79990", "status": "solved"}},
+        {"at": "2026-11-19T23:00:00-08:00", "channel": "email", "summary": "Emailed again"}])
+    assert repeat_contact(packet) == ("contacted us 5 times in the 30 days before this conversation (latest "
+                                      "2026-11-20; still open: zendesk #80001 (2026-11-18))")
+
+
 def test_a_bot_loop_is_found_beside_empty_messages_and_untitled_attempts():
     # A review: four attachment-only bot messages ("") outnumbered the loop; two untitled attempts
     # outnumbered the article offered twice.
