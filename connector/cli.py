@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -10,7 +11,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 from flask import Flask
@@ -22,19 +23,23 @@ from adapters import registry
 
 from .db import Database, SchemaGap, reason
 from .errors import ApiProblem, ConfigError
+from .loop_failures import unreachable
 from .models import DISMISSED, Callback, Delivery, names_a_row
 from .settings import MAX_DAYS, MAX_SECONDS, RETENTION_MIN_DAYS, RETENTION_WHY, in_flask_command, web_server_problems
 
 
 class _Group(AppGroup):
-    """The commands, with a database error past `_migrated` said in one line: a SQLite file another
+    """The commands, with the database away past `_migrated` said in one line: a SQLite file another
     program held locked, or a full disk, printed 86 lines of traceback from `purge`, `replay` and
-    `dismiss` (a review). Each write is one transaction: what it did not finish it did not do."""
+    `dismiss` (a review). Each write is one transaction: what it did not finish it did not do. A query
+    the database refused (a bug) keeps its traceback (`loop_failures.unreachable` tells them apart)."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
         except OperationalError as err:
+            if not unreachable(err):
+                raise
             raise click.ClickException(f"the database failed: {reason(err)}; what this command had not "
                                        "finished was not done — run it again") from None
 
@@ -411,7 +416,16 @@ def purge_command(days: int | None, dry_run: bool) -> None:
             click.echo(f"{unsent[DISMISSED]} status callback(s) put aside (dismissed) would go with them, never to "
                        "be sent (`callbacks --resend ID…` first, once the bot has a signing secret)")
         return
-    purged = retention.purge(services.db, before)
+    try:
+        purged = retention.purge(services.db, before)
+    except Exception as err:  # what went before it failed is gone: said before the error (`_Group`)
+        if (partial := getattr(err, "purged", None)) is not None and partial.handoffs:
+            _forgotten(partial, before)
+        raise
+    _forgotten(purged, before)
+
+
+def _forgotten(purged: Any, before: dt.datetime) -> None:
     click.echo(f"forgot {purged.handoffs} handoff(s), {purged.follow_ups} follow-up(s) and {purged.links} "
                f"conversation link(s) created before {before:%Y-%m-%d %H:%M:%S} UTC")
     if purged.dead_callbacks:

@@ -165,14 +165,27 @@ def _forget_links(connection: Connection, conversations: set[tuple[str, str]]) -
 
 
 def purge(db: Database, before: dt.datetime, *, max_chunks: int | None = None) -> Purged:
-    """Forget chunk after chunk until none is whole (or `max_chunks` went); log and count it."""
+    """Forget chunk after chunk until none is whole (or `max_chunks` went); log and count it. What
+    went before a chunk failed is logged and counted too, and rides on the error (`purged`): each
+    chunk is its own transaction, and the committed ones are gone (a review: a `purge` stopped by a
+    lock said nothing of the callbacks it had forgotten)."""
     total = Purged()
     chunks = 0
-    while max_chunks is None or chunks < max_chunks:
-        step = purge_chunk(db, before)
-        total, chunks = total + step, chunks + 1
-        if not step.more:
-            break
+    try:
+        while max_chunks is None or chunks < max_chunks:
+            step = purge_chunk(db, before)
+            total, chunks = total + step, chunks + 1
+            if not step.more:
+                break
+    except Exception as err:
+        _said(total, before)
+        err.purged = total  # type: ignore[attr-defined]
+        raise
+    _said(total, before)
+    return total
+
+
+def _said(total: Purged, before: dt.datetime) -> None:
     if total.handoffs:
         # Callbacks given up went for good: an operator watching the dead count sees it drop, and
         # the hourly pass said so at INFO only (a review).
@@ -182,4 +195,3 @@ def purge(db: Database, before: dt.datetime, *, max_chunks: int | None = None) -
                                                "dead_callbacks": total.dead_callbacks,
                                                "dismissed_callbacks": total.dismissed_callbacks, "more": total.more})
         metrics.purged(total.handoffs, total.follow_ups, total.links, total.dead_callbacks + total.dismissed_callbacks)
-    return total

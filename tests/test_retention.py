@@ -366,3 +366,46 @@ def test_a_database_failing_under_a_command_is_one_line_not_a_traceback(app, mon
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
         "Error: the database failed: OperationalError: database is locked; what this command had not finished was not done — run it again"]
+
+
+def test_a_purge_stopped_by_the_database_says_what_it_had_forgotten(app, monkeypatch, caplog):
+    # A review: chunks committed before a lock stopped `purge` were gone, their dead callbacks with
+    # them, and neither the command, the log nor the metric said so.
+    from sqlalchemy.exc import OperationalError
+
+    from connector import retention
+
+    steps = iter([retention.Purged(handoffs=200, dead_callbacks=3, more=True)])
+
+    def chunk(*args, **kwargs):  # type: ignore[no-untyped-def]
+        for step in steps:
+            return step
+        raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(retention, "purge_chunk", chunk)
+    with caplog.at_level(logging.INFO, logger="connector.retention"):
+        result = app.test_cli_runner().invoke(args=["connector", "purge", "--days", "30"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("forgot 200 handoff(s), 0 follow-up(s) and 0 conversation link(s) created before")
+    assert lines[1:] == ["3 status callback(s) given up (dead) went with them, never resent",
+                         "Error: the database failed: OperationalError: database is locked; what this command had not "
+                         "finished was not done — run it again"]
+    [said] = [r for r in caplog.records if r.getMessage() == "forgot old handoffs"]
+    assert said.levelno == logging.WARNING and said.handoffs == 200
+
+
+def test_a_query_the_database_refuses_under_a_command_keeps_its_traceback(app, monkeypatch):
+    # A review of the one-line error: a SQL syntax error (a bug, on SQLite an OperationalError too)
+    # read "run it again", with nothing logged.
+    from sqlalchemy.exc import OperationalError
+
+    from connector import retention
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OperationalError("SELEC 1", {}, Exception('near "SELEC": syntax error'))
+
+    monkeypatch.setattr(retention, "purge", broken)
+    result = app.test_cli_runner().invoke(args=["connector", "purge", "--days", "30"])
+    assert result.exit_code == 1 and isinstance(result.exception, OperationalError)
+    assert "run it again" not in result.output
