@@ -358,12 +358,14 @@ class Sender:
                 return []
         # Every other bot's in due order, and each struggling bot's oldest it has room for: filtered
         # after a single query, a struggling bot's backlog filled the claim and left threads idle.
-        queries = [due.where(Callback.bot_id.not_in(sorted(room))).limit(limit) if room else due.limit(limit)]
-        queries += [due.where(Callback.bot_id == bot).limit(left) for bot, left in sorted(room.items()) if left > 0]
+        others = due.where(Callback.bot_id.not_in(sorted(room))) if room else due
+        queries = {None: others.limit(limit)} | {
+            bot: due.where(Callback.bot_id == bot).limit(left) for bot, left in sorted(room.items()) if left > 0}
         if self.db.dialect == "postgresql":
-            queries = [query.with_for_update(skip_locked=True, of=Callback) for query in queries]
+            queries = {bot: query.with_for_update(skip_locked=True, of=Callback) for bot, query in queries.items()}
         with self.db.session() as session:
-            rows = sorted((row for query in queries for row in session.scalars(query)),
+            found = {bot: list(session.scalars(query)) for bot, query in queries.items()}
+            rows = sorted((row for some in found.values() for row in some),
                           key=lambda c: (c.next_attempt_at, c.id))[:limit]
             for callback in rows:
                 callback.lease_owner, callback.lease_expires_at = self.owner, now + self.lease
@@ -373,6 +375,11 @@ class Sender:
                        for c in rows]
         with self._lock:
             self._in_flight.update(due.bot_id for due in claimed)
+            # Struggling with nothing due and nothing in flight: forgotten, or every claim asked for
+            # its callbacks again, one query each, for good (a review). Its next send that gets no
+            # answer marks it again.
+            self._struggling -= {bot for bot, rows in found.items()
+                                 if bot is not None and not rows and not self._in_flight[bot]}
         return claimed
 
     def _room(self) -> dict[str, int]:

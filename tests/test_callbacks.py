@@ -2139,3 +2139,15 @@ def test_a_host_whose_every_address_drops_connections_holds_a_send_no_longer_tha
     assert took < 4, took  # the deadline is 2 s; six connect timeouts were 6 s
     [callback] = rows(app)
     assert callback.status == "pending"
+
+
+def test_a_struggling_bot_with_nothing_owed_is_forgotten_at_the_next_claim(make_callback_app, bot):
+    # A review: bots stayed struggling for good, each asked for its callbacks by a query of its own
+    # on every claim (300 such bots: 118 ms a claim on SQLite, under the write lock).
+    app = make_callback_app(bot_secrets=(("support-bot", SECRET_A), ("other-bot", SECRET_B)))
+    _two_bots_owing(app, bot.url, bot.url, owed=1)
+    sender = app.extensions["connector"].callbacks
+    for name in ("gone-bot", "other-bot"):
+        sender._answered(name, False, took_s=app.extensions["connector"].settings.callback_timeout_s)
+    assert sorted(due.bot_id for due in sender.claim_due(10)) == ["other-bot", "support-bot"]
+    assert sender._struggling == {"other-bot"}  # in flight: kept until it answers
