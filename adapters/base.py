@@ -780,6 +780,19 @@ def routing_field_left_out(said: dict[str, str], field: str) -> dict[str, str]:
     return {**said, "field": field}
 
 
+def routings_agents(assignment: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The agents routing sent by id, one per target (`{"target", "id", "label"}`): a sticky rule's
+    previous agent, or routing.yaml's own (`routing.name_routed_agent`: one at each vendor it names
+    one at — a Zendesk assignee and a Salesforce owner are two people)."""
+    previous = assignment.get("previous_agent")
+    return [{**previous, "label": assignment.get("agent")}] if previous else list(assignment.get("routed_agents") or ())
+
+
+def routings_agent_at(assignment: Mapping[str, Any], target: str) -> Mapping[str, Any] | None:
+    """Routing's agent sent to `target` by id, or None."""
+    return next((agent for agent in routings_agents(assignment) if agent.get("target") == target), None)
+
+
 def refused_routing_fields(receipt: Mapping[str, Any] | None) -> set[str]:
     """The routing fields a delivery's receipt says its vendor refused (`routing_field_left_out`)."""
     dropped = (receipt or {}).get("dropped") or []

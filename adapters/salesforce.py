@@ -49,6 +49,7 @@ from .base import (
     mapping_context,
     merge_not_followed,
     routing_field_left_out,
+    routings_agent_at,
 )
 from .errors import (
     AuthError,
@@ -788,10 +789,10 @@ def _size(text: str, in_bytes: bool) -> int:
 
 def _routings_agent_refused(ctx: HandoffContext, refused: Any) -> Mapping[str, Any] | None:
     """Routing's agent — a sticky rule's previous agent (`assignment.previous_agent`), or a user
-    routing.yaml names as the owner (`routed_agent`) — when it is the owner Salesforce refused
+    routing.yaml names as the owner (`routed_agents`) — when it is the owner Salesforce refused
     (`refused`: the OwnerId sent); not a team's queue, nor a bot's own `OwnerId`."""
-    previous = ctx.assignment.get("previous_agent") or ctx.assignment.get("routed_agent") or {}
-    return previous if previous.get("target") == "salesforce" and str(previous.get("id")) == str(refused) else None
+    agent = routings_agent_at(ctx.assignment, "salesforce") or {}
+    return agent if str(agent.get("id")) == str(refused) else None
 
 
 def _teams_owner(ctx: HandoffContext, refused: Any) -> str | None:
@@ -809,8 +810,9 @@ def _unowned(case: dict[str, Any], ctx: HandoffContext, why: str, refused: Any,
     the org's rules gave the case that Sam had it. Only when the owner refused was that agent's id
     (not a team's queue, nor a bot's own `OwnerId`); left out when the Description has no room for
     it (a brief near Salesforce's limit). `queue`: the team's owner the case went to instead."""
-    agent, description = ctx.assignment.get("agent"), case.get("Description")
-    if not agent or _routings_agent_refused(ctx, refused) is None or not isinstance(description, str):
+    refused_agent, description = _routings_agent_refused(ctx, refused), case.get("Description")
+    agent = (refused_agent or {}).get("label")
+    if not agent or not isinstance(description, str):
         return case
     chose = f"the case went to the team's owner ({queue})" if queue else "the org's assignment rules chose the owner"
     note = (f"Not owned by {str(agent)[:100]}: Salesforce refused routing's owner ({why[:200]}); {chose}. "

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from .base import HandoffContext, Sent, carrying, routing_field_left_out
+from .base import HandoffContext, Sent, carrying, routing_field_left_out, routings_agent_at
 from .errors import RejectedError
 
 log = logging.getLogger("adapters.zendesk")  # the adapter's logger: one place to read Zendesk's lines
@@ -52,8 +52,9 @@ def create_or_without(create: Create, body: dict[str, Any], ctx: HandoffContext,
             raise
         why = err.message
     without = {**body, "ticket": _without(body["ticket"], refused, name_alone)}
-    if "assignee_id" in refused and ctx.assignment.get("agent"):
-        without["ticket"]["comment"] = _unassigned(without["ticket"]["comment"], str(ctx.assignment["agent"]), why)
+    named = routings_agent_at(ctx.assignment, "zendesk")
+    if "assignee_id" in refused and (agent := named["label"] if named else ctx.assignment.get("agent")):
+        without["ticket"]["comment"] = _unassigned(without["ticket"]["comment"], str(agent), why)
     named = "requester" in without["ticket"]  # a refused requester left as the customer's name alone
     left_out = tuple(_field_left_out(name, why, ctx, named) for name in refused)
     # The vendor's words stay out of the log (they echo the values: an address); the receipt has them.

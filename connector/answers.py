@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters import registry
-from adapters.base import refused_routing_fields
+from adapters.base import refused_routing_fields, routings_agents
 from adapters.errors import PAGE_MARK, TRANSPORT_FAILURE
 
 from . import routing
@@ -166,11 +166,15 @@ def _agent_now(handoff: Handoff, holder: Holder | None, deliveries: Sequence[Any
     made without them, waiting in its queue), or the handoff only added to the conversation's
     ticket, which routes nothing (a repeat onto a ticket handed back to its group): none — the
     answer named the customer's previous agent as the one to reply (a review)."""
+    assignment, agents = handoff.assignment, routings_agents(handoff.assignment)
     if holder is None:
-        return {"agent": None} if _agent_not_placed(handoff.assignment, deliveries) else {}
-    chosen = _routings_agent(handoff.assignment).get("id")
-    if handoff.assignment.get("agent") and chosen is not None and str(chosen) == holder.agent_id:
-        return {}
+        placed = [agent for agent in agents if not _not_placed(agent, assignment, deliveries)]
+        if not assignment.get("agent") or len(placed) == len(agents):
+            return {}
+        return {"agent": ", ".join(str(agent["label"]) for agent in placed) or None}
+    chosen = next((agent for agent in agents if str(agent.get("id")) == holder.agent_id), None)
+    if assignment.get("agent") and chosen is not None:
+        return {} if len(agents) == 1 else {"agent": chosen["label"]}
     return {"agent": holder.agent}
 
 
@@ -207,19 +211,12 @@ def as_told(handoff: Any, deliveries: Sequence[T], target: Callable[[T], str] = 
     return _Told(handoff, kept)
 
 
-def _routings_agent(assignment: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The agent routing sent by id to one target (`{"target", "id"}`): a sticky rule's previous
-    agent, or routing.yaml's own (`routing.name_routed_agent`); {} when none."""
-    return assignment.get("previous_agent") or assignment.get("routed_agent") or {}
-
-
-def _agent_not_placed(assignment: Mapping[str, Any], deliveries: Sequence[Any]) -> bool:
-    """Routing's agent (`_routings_agent`) was refused there, or went nowhere: that target's
-    delivery updated a ticket (an update carries no assignee), or gave up — no ticket was made
-    with them (the apology beside "Dana Smith" has it: a review)."""
-    previous = _routings_agent(assignment)
-    target, agent_id = previous.get("target"), previous.get("id")
-    if not assignment.get("agent") or target is None or agent_id is None:
+def _not_placed(agent: Mapping[str, Any], assignment: Mapping[str, Any], deliveries: Sequence[Any]) -> bool:
+    """Routing's `agent` (`routings_agents`) was refused at its target, or went nowhere: that
+    target's delivery updated a ticket (an update carries no assignee), or gave up — no ticket was
+    made with them (the apology beside "Dana Smith" has it: a review)."""
+    target, agent_id = agent.get("target"), agent.get("id")
+    if target is None or agent_id is None:
         return False
     sent_as = {field for field, value in ((assignment.get("targets") or {}).get(target) or {}).items()
                if str(value) == str(agent_id)}

@@ -413,28 +413,33 @@ def name_routed_agent(assignment: dict[str, Any], targets: list[str], routing: M
     the built-in preview alone renders every vendor's): the ticket was made with them, and the
     answer said nobody (`agent: null`), its trace silent (a review). Named by the vendor and that
     id (routing.yaml has no names; a bare number meant nothing in a Slack alert's "Routed to");
-    `routed_agent` says where, so the answer takes the name back when that delivery does not place
-    them (`answers._agent_not_placed`). A sticky rule's previous agent, already named, stays. The
+    `routed_agents` says where, one per target that names one (a Zendesk assignee and a Salesforce
+    owner are two people), so the answer takes a name back when that delivery does not place them
+    (`answers._agent_now`). A sticky rule's previous agent, already named, stays. The
     adapters' own fields: routing.yaml's `agent_fields:` says where a sticky agent may go, and a
     rule's assignee goes on the ticket whatever it says."""
     if assignment.get("agent"):
         return
     config, fields = compiled(routing), registry.agent_fields()
     rendered = targets if any(target != registry.BUILT_IN for target in targets) else registry.vendor_names()
+    agents = []
     for target in rendered:
         field = fields.get(target)
         value = ((assignment.get("targets") or {}).get(target) or {}).get(field) if field else None
-        if value is not None and registry.adapter_class(target).names_an_agent(value):
-            assignment["agent"] = f"{target.capitalize()} agent {value}"
-            assignment["routed_agent"] = {"target": target, "id": str(value)}
-            # A rule's agent in place of its team's own id (a Salesforce queue as `owner_id`): the
-            # adapter falls back to that one if the vendor refuses the agent, as for a sticky one.
-            teams = ((config["teams"].get(assignment["team"]) or {}).get("targets") or {}).get(target) or {}
-            if teams.get(field) is not None and str(teams[field]) != str(value):
-                assignment["routed_agent"]["in_place_of"] = teams[field]
-            assignment["trace"].append(f"agent: {assignment['agent']}, {target} {field} from routing.yaml (rule "
-                                       f"{assignment['rule']}, team {assignment['team']})")
-            return
+        if value is None or not registry.adapter_class(target).names_an_agent(value):
+            continue
+        agent = {"target": target, "id": str(value), "label": f"{target.capitalize()} agent {value}"}
+        # A rule's agent in place of its team's own id (a Salesforce queue as `owner_id`): the
+        # adapter falls back to that one if the vendor refuses the agent, as for a sticky one.
+        teams = ((config["teams"].get(assignment["team"]) or {}).get("targets") or {}).get(target) or {}
+        if teams.get(field) is not None and str(teams[field]) != str(value):
+            agent["in_place_of"] = teams[field]
+        agents.append(agent)
+        assignment["trace"].append(f"agent: {agent['label']}, {target} {field} from routing.yaml (rule "
+                                   f"{assignment['rule']}, team {assignment['team']})")
+    if agents:
+        assignment["routed_agents"] = agents
+        assignment["agent"] = ", ".join(agent["label"] for agent in agents)
 
 
 def _no_agent(lookup_failed: str | None) -> str:

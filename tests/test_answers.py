@@ -198,3 +198,34 @@ def test_routings_own_agent_keeps_routings_label_when_the_vendor_reports_it_by_i
         == "Dana Smith"
     # Another agent holding the ticket (recorded `routed` when found so): not routing's name (a review).
     assert agent(routed=True, agent_id="555") == "555"
+
+
+def test_routing_yamls_agents_at_two_vendors_are_each_named_and_each_taken_back_alone():
+    # A review: a Zendesk assignee and a Salesforce owner from routing.yaml are two people; only the
+    # first was named, every vendor's note said that one, and Salesforce refusing its owner made the
+    # answer say nobody while Zendesk's ticket was made with its assignee.
+    from connector.answers import Holder, render
+    from connector.models import utcnow
+
+    agents = [{"target": "zendesk", "id": "381726354", "label": "Zendesk agent 381726354"},
+              {"target": "salesforce", "id": "0055g00000DanaAAAA", "label": "Salesforce agent 0055g00000DanaAAAA"}]
+    assignment = {"team": "support", "agent": "Zendesk agent 381726354, Salesforce agent 0055g00000DanaAAAA",
+                  "routed_agents": agents, "targets": {"zendesk": {"assignee_id": "381726354"},
+                                                       "salesforce": {"owner_id": "0055g00000DanaAAAA"}}}
+    handoff = SimpleNamespace(id="hnd_1", conversation_id="c", packet={}, completed_at=None, assignment=assignment,
+                              customer_message={"locale": "en", "text": "…"}, estimated_wait_seconds=None,
+                              created_at=utcnow(), deliveries=[])
+
+    def row(target, state, receipt=None):  # type: ignore[no-untyped-def]
+        return SimpleNamespace(target=target, state=state, vendor_id="1", url=None, attempts=1, last_error=None,
+                               receipt=receipt, next_attempt_at=None)
+
+    refused = {"dropped": [{"part": "routing", "field": "owner_id", "reason": "inactive"}]}
+    both = [row("zendesk", "created"), row("salesforce", "created")]
+    assert render(handoff, both)["assignment"]["agent"] == assignment["agent"]
+    one = [row("zendesk", "created"), row("salesforce", "created", refused)]
+    assert render(handoff, one)["assignment"]["agent"] == "Zendesk agent 381726354"
+    assert render(handoff, [row("zendesk", "dead"), row("salesforce", "created", refused)])["assignment"]["agent"] is None
+    # Zendesk reports its assignee by id: named as routing names that one, not both.
+    held = Holder(routed=True, agent="381726354", agent_id="381726354")
+    assert render(handoff, both, holder=held)["assignment"]["agent"] == "Zendesk agent 381726354"

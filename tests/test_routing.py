@@ -799,14 +799,14 @@ def test_an_agent_routing_yaml_puts_on_the_ticket_is_the_assignments_agent(then,
     assignment = decide(packet(customer__segment="vip"), mappings, adapters, now=TUESDAY_NOON).assignment
     named = [line for line in assignment["trace"] if line.startswith("agent: ")]
     if agent is None:
-        assert assignment["agent"] is None and not named and "routed_agent" not in assignment
+        assert assignment["agent"] is None and not named and "routed_agents" not in assignment
     else:
         target, agent_id = agent.split()
         label = f"{target.capitalize()} agent {agent_id}"
         field = {"zendesk": "assignee_id", "salesforce": "owner_id"}[target]
         assert assignment["agent"] == label
         assert named == [f"agent: {label}, {target} {field} from routing.yaml (rule direct, team {assignment['team']})"]
-        assert assignment["routed_agent"] == {"target": target, "id": agent_id}
+        assert assignment["routed_agents"] == [{"target": target, "id": agent_id, "label": label}]
 
 
 def test_a_sticky_rules_previous_agent_is_not_replaced_by_the_teams_own_assignee():
@@ -822,7 +822,7 @@ def test_a_sticky_rules_previous_agent_is_not_replaced_by_the_teams_own_assignee
         "  - {name: sticky, when: {segment: vip}, then: {sticky: true, targets: {zendesk: {assignee_id: 381726354}}}}\n"
         "  - {name: default}\n"))
     assignment = decide(packet(customer__segment="vip"), mappings, {"zendesk": Vendor()}, now=TUESDAY_NOON).assignment
-    assert assignment["agent"] == "Sam Okafor" and "routed_agent" not in assignment
+    assert assignment["agent"] == "Sam Okafor" and "routed_agents" not in assignment
     assert assignment["targets"]["zendesk"]["assignee_id"] == "381000001"
 
 
@@ -837,5 +837,6 @@ def test_a_rules_agent_in_place_of_its_teams_own_id_keeps_that_id_to_fall_back_t
         "  - {name: sam, when: {segment: vip}, then: {team: queued, targets: {salesforce: {owner_id: 0055g00000SamAAAAA}}}}\n"
         "  - {name: default}\n", base))
     assignment = decide(packet(customer__segment="vip"), mappings, {"salesforce": None}, now=TUESDAY_NOON).assignment
-    assert assignment["routed_agent"] == {"target": "salesforce", "id": "0055g00000SamAAAAA",
-                                          "in_place_of": "00G5g000003QueueAA"}
+    assert assignment["routed_agents"] == [{"target": "salesforce", "id": "0055g00000SamAAAAA",
+                                            "label": "Salesforce agent 0055g00000SamAAAAA",
+                                            "in_place_of": "00G5g000003QueueAA"}]

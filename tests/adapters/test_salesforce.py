@@ -1832,9 +1832,12 @@ def test_a_user_routing_yaml_names_as_owner_refused_leaves_the_case_in_the_teams
     # routing.yaml's own owner (a user in place of the team's queue: `routing.name_routed_agent`) is
     # routing's agent as a sticky one is: refused, the case goes to the team's queue, its brief says so.
     _owner_refused(org, "INACTIVE_OWNER_OR_USER", "operation performed with inactive user")
-    assignment = {**routed("0055g00000SamAAA"), "agent": "0055g00000SamAAA",
-                  "routed_agent": {"id": "0055g00000SamAAA", "target": "salesforce", "in_place_of": "00G5g000003QueueAA"}}
+    assignment = {**routed("0055g00000SamAAA"), "agent": "Zendesk agent 381726354, Salesforce agent 0055g00000SamAAA",
+                  "routed_agents": [{"id": "381726354", "target": "zendesk", "label": "Zendesk agent 381726354"},
+                                    {"id": "0055g00000SamAAA", "target": "salesforce", "label": "Salesforce agent 0055g00000SamAAA",
+                                     "in_place_of": "00G5g000003QueueAA"}]}
     adapter().deliver(ctx_for(assignment=assignment))
     first, second = (json.loads(call.request.body) for call in org.calls("POST", "sobjects/Case/"))
     assert (first["OwnerId"], second["OwnerId"]) == ("0055g00000SamAAA", "00G5g000003QueueAA")
-    assert second["Description"].startswith("Not owned by 0055g00000SamAAA: Salesforce refused routing's owner (")
+    # Named as Salesforce's own agent, not the Zendesk one beside them (a review).
+    assert second["Description"].startswith("Not owned by Salesforce agent 0055g00000SamAAA: Salesforce refused routing's owner (")

@@ -2197,3 +2197,19 @@ def test_a_refused_lookup_of_an_earlier_given_up_ticket_fails_rather_than_open_a
     with pytest.raises(RejectedError):
         adapter().deliver(ctx(handoff_id="hnd_01TESTHANDOFF0000000000001", earlier=(given_up,)))
     assert zd.calls("POST", TICKETS) == []
+
+
+def test_an_assignee_refused_beside_another_vendors_agent_is_named_as_zendesks_own(zd: FakeZendesk) -> None:
+    # A review: routing.yaml's Zendesk assignee and Salesforce owner are two people; the note said
+    # "Not assigned to" the first named, whichever vendor's.
+    agents = [{"target": "salesforce", "id": "0055g00000DanaAAAA", "label": "Salesforce agent 0055g00000DanaAAAA"},
+              {"target": "zendesk", "id": "381726354", "label": "Zendesk agent 381726354"}]
+    assignment = {**ASSIGNMENT, "agent": "Salesforce agent 0055g00000DanaAAAA, Zendesk agent 381726354",
+                  "routed_agents": agents, "targets": {"zendesk": {"group_id": 360001, "assignee_id": 381726354}}}
+    zd.rsps.add("POST", zd.origin + "/api/v2/tickets.json", status=422, json={
+        "error": "RecordInvalid", "description": "Record validation errors",
+        "details": {"assignee": [{"description": "Assignee: is not a member of the group", "error": "InvalidValue"}]}})
+    zd.create_ticket({"id": 1005})
+    adapter().deliver(ctx(full_packet(), assignment=assignment))
+    _, second = zd.json_bodies("POST", "/api/v2/tickets.json")
+    assert second["ticket"]["comment"]["html_body"].startswith("<p><em>Not assigned to Zendesk agent 381726354: ")
