@@ -194,28 +194,11 @@ class WatchedConnection:
     _connects_to_send = False  # plain http: the connection is made inside `request`
 
     def _new_conn(self) -> socket.socket:
-        watch = current()
-        if watch is not None:
-            self._connect_within(watch.ends - time.monotonic())
         sock = super()._new_conn()  # type: ignore[misc]
         _dog.watch(self, sock)
         if self._connects_to_send and (watch := current()) is not None:
             watch.sending = True  # connected: what follows is the request leaving
         return sock
-
-    def _connect_within(self, left: float) -> None:
-        """Each address's connect timeout, so that trying them all ends by the call's deadline:
-        urllib3 tries every address a name resolves to, each with the whole connect timeout, before
-        the socket is ours to watch — a bot's host with six addresses that drop connections held a
-        callback thread six timeouts, past the deadline (a review)."""
-        timeout = getattr(self, "timeout", None)
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
-            return
-        try:
-            addresses = len(socket.getaddrinfo(self._dns_host, self.port, type=socket.SOCK_STREAM))  # type: ignore[attr-defined]
-        except (OSError, UnicodeError):
-            return  # urllib3's own lookup says why
-        self.timeout = max(0.001, min(float(timeout), left / max(1, addresses)))
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
         # The request starts to leave here: an https pool connects (and finishes TLS's handshake)
