@@ -365,6 +365,12 @@ class Sender:
             queries = {bot: query.with_for_update(skip_locked=True, of=Callback) for bot, query in queries.items()}
         with self.db.session() as session:
             found = {bot: list(session.scalars(query)) for bot, query in queries.items()}
+            # A struggling bot owing nothing at all (none due, none waiting out its backoff) is
+            # forgotten: or every claim asked for its callbacks again, one query each, for good (a
+            # review) — but not one whose retries wait: they would all be claimed at once when due.
+            idle = sorted(bot for bot, rows in found.items() if bot is not None and not rows)
+            owing = set(session.scalars(select(Callback.bot_id).distinct().where(
+                Callback.bot_id.in_(idle), Callback.status == "pending"))) if idle else set()
             rows = sorted((row for some in found.values() for row in some),
                           key=lambda c: (c.next_attempt_at, c.id))[:limit]
             for callback in rows:
@@ -375,11 +381,7 @@ class Sender:
                        for c in rows]
         with self._lock:
             self._in_flight.update(due.bot_id for due in claimed)
-            # Struggling with nothing due and nothing in flight: forgotten, or every claim asked for
-            # its callbacks again, one query each, for good (a review). Its next send that gets no
-            # answer marks it again.
-            self._struggling -= {bot for bot, rows in found.items()
-                                 if bot is not None and not rows and not self._in_flight[bot]}
+            self._struggling -= {bot for bot in idle if bot not in owing and not self._in_flight[bot]}
         return claimed
 
     def _room(self) -> dict[str, int]:
