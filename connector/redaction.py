@@ -39,6 +39,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
+from itertools import pairwise
 from typing import Any
 
 KINDS: tuple[str, ...] = ("secret", "iban", "card", "national_id", "email", "phone")  # order of application
@@ -193,29 +194,50 @@ _STRUCTURAL = frozenset(
 
 
 def _walk(value: Any, path: tuple[str, ...], kinds: tuple[str, ...], counts: Counter[str],
-          named: str | None = None) -> Any:
+          credential: bool = False) -> Any:
     if path in _STRUCTURAL:
         return copy.deepcopy(value)
     if isinstance(value, Mapping):
-        return {key: _walk(item, (*path, str(key)), kinds, counts, named=str(key)) for key, item in value.items()}
+        return {key: _walk(item, (*path, str(key)), kinds, counts,
+                           credential or ("secret" in kinds and names_a_credential(str(key))))
+                for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_walk(item, (*path, "[]"), kinds, counts) for item in value]
+        return [_walk(item, (*path, "[]"), kinds, counts, credential) for item in value]
     if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
         masked = str(value)
+        if credential and masked.strip().casefold() not in _NO_VALUE and not masked.startswith("[redacted "):
+            counts["secret"] += 1
+            return "[redacted secret]"
         for kind in kinds:
-            masked = _named_secret(named, masked, counts) if kind == "secret" and named else \
-                _MASKERS[kind](masked, counts)
+            masked = _MASKERS[kind](masked, counts)
         return value if masked == str(value) else masked
     return value
 
 
-def _named_secret(key: str, value: str, counts: Counter[str]) -> str:
-    """`value` with its secrets masked, read as the value of `key`: a collected `{"password":
-    "hunter2xyz"}`, `{"cvv": 123}` was masked in the transcript's "password: hunter2xyz" and sent
-    as is from `collected_data` (a review) — a bare value matches no pattern of its own."""
-    head = f"{key}: "
-    masked = _MASKERS["secret"](head + value, counts)
-    return masked[len(head):] if masked.startswith(head) else _MASKERS["secret"](value, counts)
+# A name that says its value is a credential, by its words (`new_password`, `cardCvv`, `Security
+# code`, `one_time_code`): a bot's collected `{"password": "correct horse battery staple"}`,
+# `{"cvv": 123}` reached every vendor as is (a bare value matches no pattern of its own; a review),
+# while "password: hunter2xyz" in the transcript was masked. The value goes whole. Not a name about
+# one (`secret_question`, `password_reset`, `pin_length`), nor a value that is none ("no", "n/a").
+_CREDENTIAL_WORDS = frozenset(
+    "password passwd passphrase passcode passwort kennwort contraseña contrasena pwd pin cvv cvv2 cvc cvc2 otp "
+    "secret token apikey".split())
+_CREDENTIAL_PAIRS = frozenset({("api", "key"), ("security", "code"), ("private", "key"), ("one", "time"),
+                               ("access", "key"), ("secret", "key"), ("card", "code")})
+_ABOUT_ONE = frozenset(
+    "question questions answer hint type name id length reset status set changed updated expired expiry expires "
+    "policy required strength url link count attempts attempt".split())
+_NO_VALUE = frozenset({"", "-", "no", "yes", "none", "n/a", "na", "null", "unknown", "not provided", "not given",
+                       "expired", "reset", "forgot", "forgotten", "wrong", "invalid", "ok", "true", "false"})
+_NAME_WORDS = re.compile(r"[A-Z]?[a-zà-öø-ÿ]+|[A-Z]+(?![a-z])|[0-9]+")
+
+
+def names_a_credential(key: str) -> bool:
+    """Whether a field named `key` holds a credential (`_CREDENTIAL_WORDS`)."""
+    words = [word.casefold() for word in _NAME_WORDS.findall(key)]
+    if not words or not _ABOUT_ONE.isdisjoint(words):
+        return False
+    return not _CREDENTIAL_WORDS.isdisjoint(words) or any(pair in _CREDENTIAL_PAIRS for pair in pairwise(words))
 
 
 def _checked(kinds: Collection[str]) -> tuple[str, ...]:

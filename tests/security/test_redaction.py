@@ -365,3 +365,22 @@ def test_a_collected_value_is_read_with_its_name():
     assert counts == {"secret": 6}
     assert redact_packet(packet, ("card",))[0] == packet  # only where `secret` is asked for
     assert redact_packet(masked, ("secret",)) == (masked, {})
+
+
+@pytest.mark.parametrize("key", ["new_password", "password_confirmation", "newPassword", "card_cvv", "cardCVV",
+                                 "security_code", "Security code", "account_pin", "otp", "one_time_code", "apiKey",
+                                 "passphrase", "password2"])
+def test_a_value_named_as_a_credential_goes_whole(key):
+    # A review of the above: read as "key: value", a passphrase kept all but its first word and the
+    # usual form-field names (new_password, card_cvv, otp) were not read as credentials at all.
+    packet = {"collected_data": {key: "correct horse battery staple", "list": {key: ["a1b2c3", "d4e5f6"]}}}
+    masked, counts = redact_packet(packet, ("secret",))
+    assert masked["collected_data"] == {key: "[redacted secret]", "list": {key: ["[redacted secret]"] * 2}}
+    assert counts == {"secret": 3}
+
+
+@pytest.mark.parametrize(("key", "value"), [("secret_question", "first pet's name"), ("password_reset", "requested"),
+                                            ("pin_length", "6"), ("secret", "no"), ("token", "expired"),
+                                            ("pincode", "560001"), ("sk_live_51HxYzAbCdEfGhIjKlMnOp", "plain")])
+def test_a_name_about_a_credential_or_a_value_that_is_none_is_kept(key, value):
+    assert redact_packet({"collected_data": {key: value}}, ("secret",)) == ({"collected_data": {key: value}}, {})
