@@ -411,7 +411,7 @@ people representative rep operator supervisor manager someone somebody anyone re
 me to a an the with please pls plz help support customer service care thanks thank you ok okay yes
 no yeah yep nope can i d m could would like want need get give bot now right away immediately asap just
 actual have has got ve question questions quick problem problems issue issues something some query inquiry
-enquiry ask about my of for
+enquiry complaint ask about my of for
 hola buenos buenas días dias tardes noches agente humano humana persona alguien por favor hablar con
 un una quiero necesito ayuda sí si gracias ahora ya tengo pregunta preguntas duda consulta problema algo
 bonjour salut bonsoir humain humaine personne quelqu quelqu'un svp s il vous plaît plait parler à
@@ -419,7 +419,7 @@ a conseiller conseillère je veux voudrais besoin aide oui non merci maintenant 
 quelque chose demande
 hallo guten tag morgen abend mitarbeiter mitarbeiterin mensch menschen bitte sprechen mit einem einen einer
 jemandem jemanden echten echte echter ich möchte will brauche hilfe ja nein danke jetzt sofort habe eine frage
-problem anliegen etwas
+fragen ein problem anliegen anfrage etwas
 une vrai vraie
 你好 您好 人工 转人工 こんにちは
 """.split())
@@ -682,9 +682,13 @@ def repeat_contact(packet: Mapping[str, Any]) -> str | None:
     # Each ticket as its newest mention says (one solved since is not open).
     earlier = {name: (at, is_open) for at, entry in recent[:-1] for name, is_open in [_ticket_of(entry)] if name}
     still = [f"{name} ({at:%Y-%m-%d})" for name, (at, is_open) in earlier.items() if is_open and name != named]
-    also = f"; still open: {', '.join(still)}" if still else ""
+    more = f" and {len(still) - _OPEN_NAMED} more" if len(still) > _OPEN_NAMED else ""  # the line stays a line
+    also = f"; still open: {', '.join(still[-_OPEN_NAMED:])}{more}" if still else ""
     return (f"contacted us {times} in the {REPEAT_WINDOW_DAYS} days before this conversation (latest "
             f"{when:%Y-%m-%d}{' · ' + about if about else ''}{also})")
+
+
+_OPEN_NAMED = 3  # the newest earlier tickets still open the repeat-contact line names
 
 
 def _ticket_of(entry: Mapping[str, Any]) -> tuple[str, bool]:

@@ -570,6 +570,10 @@ def test_a_repeat_contacts_earlier_ticket_still_open_is_named_beside_the_latest(
         {"at": "2026-11-19T23:00:00-08:00", "channel": "email", "summary": "Emailed again"}])
     assert repeat_contact(packet) == ("contacted us 5 times in the 30 days before this conversation (latest "
                                       "2026-11-20; still open: zendesk #80001 (2026-11-18))")
+    many = full_packet(history=[{"at": f"2026-11-{day:02d}T10:00:00Z", "channel": "chat",
+                                 "ticket": {"system": "zendesk", "id": str(day), "status": "open"}} for day in range(1, 19)])
+    assert repeat_contact(many).endswith("still open: zendesk #15 (2026-11-15), zendesk #16 (2026-11-16), "
+                                         "zendesk #17 (2026-11-17) and 14 more)")
 
 
 def test_a_bot_loop_is_found_beside_empty_messages_and_untitled_attempts():

@@ -98,6 +98,7 @@ def test_asking_for_a_person_right_now_is_not_the_problem(asked):
     ("Hola, tengo una pregunta", "Me cobraron dos veces el pedido 5521"),
     ("J'ai une question", "Ma facture est fausse"),
     ("Ich habe eine Frage", "Meine Rechnung ist falsch"),
+    ("Hallo, ich habe ein Problem", "Meine Rechnung ist doppelt abgebucht"),
 ])
 def test_announcing_a_question_is_not_the_problem(opening, problem):
     # A review: with no intent, "Hi, I have a question" was the subject, the Slack header and what the
