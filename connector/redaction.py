@@ -35,6 +35,7 @@ either anchored on a literal or on a lookbehind that allows one start per run, s
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -233,7 +234,17 @@ _NAME_WORDS = re.compile(r"[A-Z]?[a-zà-öø-ÿ]+|[A-Z]+(?![a-z])|[0-9]+")
 
 
 def names_a_credential(key: str) -> bool:
-    """Whether a field named `key` holds a credential (`_CREDENTIAL_WORDS`)."""
+    """Whether a field named `key` holds a credential (`_CREDENTIAL_WORDS`). Kept for short names: a
+    packet's are mostly the schema's, and reading each again cost a Slack delivery 165 µs; a bot's
+    own long names are read each time (they would fill the cache's memory)."""
+    return _names_a_credential(key) if len(key) <= _KEPT_NAME else _names_a_credential.__wrapped__(key)
+
+
+_KEPT_NAME = 64  # characters
+
+
+@functools.lru_cache(maxsize=4096)
+def _names_a_credential(key: str) -> bool:
     words = [word.casefold() for word in _NAME_WORDS.findall(key)]
     if not words or not _ABOUT_ONE.isdisjoint(words):
         return False
