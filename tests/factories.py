@@ -63,12 +63,21 @@ def make_context(
 def mappings_quoting_a_wait(tmp_path: Path, seconds: int = 300) -> str:
     """A copy of the shipped mappings whose routing quotes `seconds` as every team's wait (the
     shipped file quotes none), for `make_app(mappings_dir=…)`."""
+    return _routing_edited(tmp_path / "mappings-with-a-wait", "  # expected_wait_seconds: 300   #",
+                           f"  expected_wait_seconds: {seconds}   #")
+
+
+def mappings_with_a_first_rule(tmp_path: Path, rule: str) -> str:
+    """A copy of the shipped mappings with `rule` (YAML lines under `rules:`) tried first."""
+    return _routing_edited(tmp_path / "mappings-with-a-rule", "rules:\n", "rules:\n" + rule)
+
+
+def _routing_edited(root: Path, shipped: str, instead: str) -> str:
+    """The shipped mappings copied to `root`, routing.yaml's first `shipped` made `instead`."""
     import shutil
 
-    root = tmp_path / "mappings-with-a-wait"
     shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", root)
     routing = root / "routing.yaml"
-    shipped = "  # expected_wait_seconds: 300   #"
     assert shipped in routing.read_text()
-    routing.write_text(routing.read_text().replace(shipped, f"  expected_wait_seconds: {seconds}   #", 1))
+    routing.write_text(routing.read_text().replace(shipped, instead, 1))
     return str(root)

@@ -205,13 +205,18 @@ def test_a_refusal_or_a_redirect_gives_the_callback_up(make_callback_app, bot, s
     assert len(bot.requests) == 1  # the redirect was not followed
 
 
+def _answered_each_time(app, bot, status: int, times: int) -> None:  # type: ignore[no-untyped-def]
+    """`times` attempts, each due at once and answered `status` by the bot."""
+    for _ in range(times):
+        bot.answer(status)
+        make_due_now(app)
+        send_due(app)
+
+
 def test_retries_end_when_the_attempts_are_spent(make_callback_app, bot):
     app = make_callback_app(callback_max_attempts=2, max_attempts=12)
     post(app, full_packet(callback={"url": bot.url, "events": ["delivered"]}))
-    for _ in range(2):
-        bot.answer(500)
-        make_due_now(app)
-        send_due(app)
+    _answered_each_time(app, bot, 500, times=2)
     [callback] = rows(app)
     assert (callback.status, callback.attempts, callback.last_error) == ("dead", 2, "the bot answered 500")
 
@@ -221,10 +226,7 @@ def test_a_bots_endpoint_down_past_a_vendor_deliverys_attempts_still_gets_its_ca
     # down for 37 minutes lost every state owed meanwhile for good; a day (the age) ends them now.
     app = make_callback_app(max_attempts=2)
     post(app, full_packet(callback={"url": bot.url, "events": ["delivered"]}))
-    for _ in range(20):
-        bot.answer(503)
-        make_due_now(app)
-        send_due(app)
+    _answered_each_time(app, bot, 503, times=20)
     [callback] = rows(app)
     assert (callback.status, callback.attempts) == ("pending", 20)
     bot.answer(200)

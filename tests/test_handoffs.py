@@ -13,7 +13,7 @@ from werkzeug.datastructures import Headers
 
 from adapters import registry
 from tests.conftest import OTHER_KEY, auth
-from tests.factories import full_packet, mappings_quoting_a_wait, minimal_packet
+from tests.factories import full_packet, mappings_quoting_a_wait, mappings_with_a_first_rule, minimal_packet
 from tests.support_adapters import SlowAdapter
 
 
@@ -1242,24 +1242,12 @@ def test_slack_vendor_extra_is_judged_the_same_whatever_routing_chooses(make_app
     assert post(previewed, stored_before, key="k-new").status_code == 422
 
 
-def _mappings_with_a_first_rule(tmp_path, rule: str) -> str:
-    """A copy of the shipped mappings with `rule` (YAML lines under `rules:`) tried first."""
-    import shutil
-    from pathlib import Path
-
-    root = tmp_path / "mappings-with-a-rule"
-    shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", root)
-    routing = root / "routing.yaml"
-    routing.write_text(routing.read_text().replace("rules:\n", "rules:\n" + rule, 1))
-    return str(root)
-
-
 def test_a_rule_leaving_only_preview_beside_a_vendor_sends_the_handoff_to_every_enabled_target(make_app, tmp_path,
                                                                                             test_targets):
     # A review: a rule's `target_names` left only the built-in preview (Slack not enabled here)
     # while a vendor was: 201 `delivered`, the ticket at preview alone, the customer told someone
     # would reply — no agent ever saw it. Passed over as a rule naming disabled targets is.
-    mappings = _mappings_with_a_first_rule(tmp_path, "  - name: to-preview\n    when: {urgency: urgent}\n"
+    mappings = mappings_with_a_first_rule(tmp_path, "  - name: to-preview\n    when: {urgency: urgent}\n"
                                                      "    then: {team: escalations, target_names: [preview, slack]}\n")
     client = make_app(targets=("linked_a", "preview"), mappings_dir=mappings).test_client()
     body = post(client, minimal_packet(escalation={"reason": "customer_request", "urgency": "urgent"})).get_json()

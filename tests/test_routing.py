@@ -594,14 +594,8 @@ def test_choose_targets_passes_over_a_rule_leaving_only_preview_beside_a_vendor(
     assert chosen(["slack"], ["zendesk"])[0] == ["zendesk"]
 
 
-def test_a_sticky_rule_asks_for_the_previous_agent_only_at_the_targets_the_handoff_goes_to():
-    # A review: asked among every enabled target, a rule's `target_names: [salesforce]` offered the
-    # Zendesk agent (and a Zendesk assignee_id) while only Salesforce got the handoff.
-    from types import SimpleNamespace
-
-    from connector.decision import decide
-
-    asked: list[str] = []
+def _asked_vendor(asked: list[str]):  # type: ignore[no-untyped-def]
+    """A vendor class whose previous-agent lookup gives its `agent`, noting its name in `asked`."""
 
     class Vendor:
         def __init__(self, name, agent):  # type: ignore[no-untyped-def]
@@ -610,6 +604,19 @@ def test_a_sticky_rule_asks_for_the_previous_agent_only_at_the_targets_the_hando
         def previous_agent(self, packet, deadline=None):  # type: ignore[no-untyped-def]
             asked.append(self.name)
             return self.agent
+
+    return Vendor
+
+
+def test_a_sticky_rule_asks_for_the_previous_agent_only_at_the_targets_the_handoff_goes_to():
+    # A review: asked among every enabled target, a rule's `target_names: [salesforce]` offered the
+    # Zendesk agent (and a Zendesk assignee_id) while only Salesforce got the handoff.
+    from types import SimpleNamespace
+
+    from connector.decision import decide
+
+    asked: list[str] = []
+    Vendor = _asked_vendor(asked)
 
     adapters = {"zendesk": Vendor("zendesk", {"id": "381726354", "name": "Zed Zendesk"}),
                 "salesforce": Vendor("salesforce", {"id": "0055g00000AbCdEAAZ", "name": "Sal Salesforce"})}
@@ -638,14 +645,7 @@ def test_a_sticky_rule_reached_by_fallback_next_asks_at_its_own_targets_each_ven
     from connector.decision import decide
 
     asked: list[str] = []
-
-    class Vendor:
-        def __init__(self, name, agent):  # type: ignore[no-untyped-def]
-            self.name, self.agent = name, agent
-
-        def previous_agent(self, packet, deadline=None):  # type: ignore[no-untyped-def]
-            asked.append(self.name)
-            return self.agent
+    Vendor = _asked_vendor(asked)
 
     adapters = {"zendesk": Vendor("zendesk", None),
                 "salesforce": Vendor("salesforce", {"id": "0055g00000AbCdEAAZ", "name": "Sal Salesforce"})}

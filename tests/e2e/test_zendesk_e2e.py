@@ -14,7 +14,7 @@ import pytest
 import responses
 
 from tests.conftest import ADMIN_TOKEN, auth
-from tests.factories import full_packet
+from tests.factories import full_packet, mappings_with_a_first_rule
 from tests.fakes.zendesk import FakeZendesk, fixture
 
 WEBHOOK_SECRET = "zd-webhook-signing-secret-e2e-0001"
@@ -462,23 +462,11 @@ def test_a_repeat_on_the_merge_target_keeps_its_new_marks_its_kept_team_and_says
     assert stored.payload["ticket"]["comment"]["html_body"] == html
 
 
-def _with_a_first_rule(tmp_path, rule: str) -> str:
-    """A copy of the shipped mappings with `rule` (YAML lines under `rules:`) tried first."""
-    import shutil
-    from pathlib import Path
-
-    root = tmp_path / "mappings-with-a-rule"
-    shutil.copytree(Path(__file__).resolve().parents[2] / "mappings", root)
-    routing = root / "routing.yaml"
-    routing.write_text(routing.read_text().replace("rules:\n", "rules:\n" + rule, 1))
-    return str(root)
-
-
 @pytest.mark.parametrize("refused", [False, True])
 def test_routing_yamls_own_assignee_is_the_answers_agent_until_zendesk_refuses_them(make_app, tmp_path, refused):
     # A review: a rule's `assignee_id` had the ticket from its making, and the answer said `agent:
     # null` with a trace that did not name them; refused by Zendesk, the ticket's brief gained no note.
-    mappings = _with_a_first_rule(tmp_path, "  - name: to-dana\n    when: {segment: enterprise}\n"
+    mappings = mappings_with_a_first_rule(tmp_path, "  - name: to-dana\n    when: {segment: enterprise}\n"
                                             "    then: {team: escalations, targets: {zendesk: {assignee_id: 381726354}}}\n")
     client = make_app(**ZENDESK, mappings_dir=mappings).test_client()
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
