@@ -29,6 +29,7 @@ from connector.brief import (
     attachment_more,
     attempt_title,
     bot_loop,
+    byte_size,
     clock,
     collected_of,
     first_customer_line,
@@ -719,7 +720,7 @@ def transcript(packet: Mapping[str, Any], handoff_id: str, new_after: dt.datetim
         new = "[new] " if new_after and moment and moment > new_after else ""
         pieces.append((f"*[{escape(stamp)}] {new}{escape(role)}:* ", str(entry.get("text", ""))))
         for a in entry.get("attachments") or []:
-            kind = ", ".join(str(v) for v in (a.get("content_type"), _bytes(a.get("size"))) if v)
+            kind = ", ".join(str(v) for v in (a.get("content_type"), byte_size(a.get("size"))) if v)
             name = link(a.get("url"), a.get("name") or a.get("url") or "attachment", WHOLE_LABEL)
             pieces.append((f"    📎 {name} ", f"({kind})" if kind else ""))
             pieces += [(f"      {escape(flat(key))}: ", value) for key, value in attachment_more(a)]
@@ -746,12 +747,6 @@ def continued(text: Any) -> str:
     in a collected value ("4012\n• *refund_approved:* yes") for a field of its own. Every line break
     the briefs break at is one here (a U+2028 may be one in a Slack client)."""
     return newlines(str(text)).replace("\n", "\n\u2003\u2003")
-
-
-def _bytes(size: Any) -> str:
-    if not isinstance(size, int):
-        return ""
-    return f"{size} B" if size < 1024 else f"{size / 1024:.1f} KB" if size < 1024 * 1024 else f"{size / 1048576:.1f} MB"
 
 
 USER_ID = r"[UW][A-Z0-9]+"  # a Slack user id, the only thing that may become a mention `<@…>`

@@ -753,7 +753,8 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
-def _size(size: Any) -> str:
+def byte_size(size: Any) -> str:
+    """An attachment's size as every brief shows it (the Slack alert's too: it said 4768.4 MB for 4.7 GB)."""
     if not isinstance(size, int):
         return ""
     for unit in ("B", "KB", "MB", "GB"):
@@ -804,7 +805,7 @@ def _transcript(entries: list[Mapping[str, Any]], new_after: dt.datetime | None)
             "text": entry.get("text", ""),
             "attachments": [
                 {"name": a.get("name") or a.get("url"), "url": a.get("url"),
-                 "type": a.get("content_type") or "", "size": _size(a.get("size")),
+                 "type": a.get("content_type") or "", "size": byte_size(a.get("size")),
                  "more": attachment_more(a)}
                 for a in entry.get("attachments") or []
             ],

@@ -1788,3 +1788,12 @@ def test_an_earlier_alert_found_in_a_channel_archived_since_does_not_fail_the_ne
     outcome = SlackAdapter(settings_for(slack, slack_channel="C0NEW"), {}).deliver(
         ctx_for(handoff_id="hnd_01TESTHANDOFF0000000000001", earlier=(given_up,)))
     assert outcome.status == "created" and outcome.vendor_id.startswith("C0NEW/")
+
+
+def test_an_attachments_size_reads_as_in_the_brief(slack: FakeSlack) -> None:
+    # A brief review: 4.7 GB in the ticket's brief was 4768.4 MB in the Slack thread.
+    packet = full_packet(transcript=[{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "the backup",
+                                      "attachments": [{"url": "https://files.example.com/b.tar", "name": "b.tar",
+                                                       "content_type": "application/x-tar", "size": 5_000_000_000}]}])
+    thread = json.dumps(SlackAdapter(settings_for(slack), {}).render(ctx_for(packet))["thread"])
+    assert "(application/x-tar, 4.7 GB)" in thread and "MB" not in thread
