@@ -802,11 +802,17 @@ def refused_routing_fields(receipt: Mapping[str, Any] | None) -> set[str]:
 
 def with_dropped(receipt: dict[str, Any], refused: Dropped) -> dict[str, Any]:
     """`receipt` with `refused` added to what it lists as dropped, each entry once (an adapter's
-    lookup may name again what the attempt that made the ticket left out: `_carried`)."""
+    lookup may name again what the attempt that made the ticket left out: `_carried`). A file
+    refused (an entry naming its `file`) is no longer among the receipt's `attached`."""
     if not refused:
         return receipt
     listed = [*receipt.get("dropped", []), *map(dict, refused)]
-    return {**receipt, "dropped": list({tuple(sorted(entry.items())): entry for entry in listed}.values())}
+    receipt = {**receipt, "dropped": list({tuple(sorted(entry.items())): entry for entry in listed}.values())}
+    files = {entry.get("file") for entry in refused if entry.get("file")}
+    if files and "attached" in receipt:
+        kept = [entry for entry in receipt["attached"] if entry.get("file") not in files]
+        receipt = {**{k: v for k, v in receipt.items() if k != "attached"}, **({"attached": kept} if kept else {})}
+    return receipt
 
 
 @contextlib.contextmanager

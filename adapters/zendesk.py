@@ -62,7 +62,7 @@ from .errors import (
     TransientError,
 )
 from .zendesk_events import MERGED_TAG
-from .zendesk_http import ZendeskSession, edge, id_problem, quota_pause
+from .zendesk_http import ZendeskSession, edge, id_problem, quota_pause, vendor_message
 from .zendesk_refused import create_or_without, update_or_without
 from .zendesk_users import EndUsers, customer_external_id
 
@@ -100,6 +100,7 @@ class _Comment:
     attachment: tuple[str, str] | None = None  # (file name, text) uploaded and linked at send time
     attached_part: str = ""
     carries: str = ""  # what the comment still holds, for the receipt
+    note: str = ""  # the line in `html_body` that says what is attached (`_unattached` rewrites it)
 
 
 @dataclass(frozen=True)
@@ -269,15 +270,27 @@ class ZendeskAdapter(Adapter):
         # vendor_extra.zendesk speaks of the ticket ({"ticket_form_id": …}), not of the envelope.
         if not extra:
             return payload
-        tags = extra.get("tags")
-        if "tags" in payload and _tags_as_text(tags):  # (others are refused at intake: `vendor_extra_problems`)
-            # An update (its tags beside the ticket, for Add Tags): the bot's go there too. In Update
-            # Ticket they were the ticket's whole list, sent after Add Tags — every tag on the ticket
-            # (ours, agents', triggers') gone at each repeat handoff, while the receipt said nothing.
-            extra = {name: value for name, value in extra.items() if name != "tags"}
+        tags, fields = extra.get("tags"), extra.get("custom_fields")
+        ticket, used = payload["ticket"], set()
+        if "tags" in extra and _tags_as_text(tags):  # (others are refused at intake: `vendor_extra_problems`)
+            # Beside the connector's, never in place of them: on an update (its tags beside the ticket,
+            # for Add Tags) Update Ticket took them for the ticket's whole list — every tag on it gone
+            # at each repeat handoff; on a new ticket `chatbot`, `team_…`, `segment_…`, which views,
+            # triggers and SLA policies key on, were replaced by a bot's campaign tag (a review).
             added = tags.split() if isinstance(tags, str) else tags  # Zendesk's own reading of a string
-            payload = {**payload, "tags": list(dict.fromkeys([*payload["tags"], *added]))}
-        return {**payload, "ticket": deep_merge(payload["ticket"], extra)}
+            used.add("tags")
+            if "tags" in payload:
+                payload = {**payload, "tags": list(dict.fromkeys([*payload["tags"], *added]))}
+            else:
+                ticket = {**ticket, "tags": list(dict.fromkeys([*(ticket.get("tags") or []), *added]))}
+        if isinstance(fields, list) and all(isinstance(f, Mapping) and "id" in f for f in fields):
+            # By field: the bot's value for a field the mapping fills wins; the mapping's others stay.
+            theirs = {str(f["id"]) for f in fields}
+            used.add("custom_fields")
+            ticket = {**ticket, "custom_fields": [
+                *(f for f in ticket.get("custom_fields") or [] if str(f.get("id")) not in theirs), *fields]}
+        rest = {name: value for name, value in extra.items() if name not in used}
+        return {**payload, "ticket": deep_merge(ticket, rest)}
 
     def receipt(self, ctx: HandoffContext, payload: Mapping[str, Any]) -> dict[str, Any]:
         receipt = super().receipt(ctx, payload)
@@ -315,7 +328,7 @@ class ZendeskAdapter(Adapter):
         recent = ctx.brief.html_recent_contacts(RECENT_CONTACTS, include_transcript=True)
         if recent is not None and _fits(lead + recent + attached):
             return _Comment(recent + attached, whole, "brief",
-                            f"everything but the earlier contacts before the {RECENT_CONTACTS} most recent")
+                            f"everything but the earlier contacts before the {RECENT_CONTACTS} most recent", attached)
         name = f"transcript-{safe_id}.txt"
         note = _note(f"The whole transcript ({len(ctx.brief.transcript_lines)} messages) is attached as "
                      f"{name}: it is too long for a Zendesk comment. Nothing was cut.")
@@ -329,23 +342,23 @@ class ZendeskAdapter(Adapter):
                 lambda n: ctx.brief.summary_html_with(note + ctx.brief.html_latest_messages(n)),
                 lambda body: _fits(lead + body))
             if shown:
-                return _Comment(body, (name, text), "transcript", f"the summary and the last {shown} messages")
-            return _Comment(ctx.brief.summary_html_with(note), (name, text), "transcript", "the summary")
+                return _Comment(body, (name, text), "transcript", f"the summary and the last {shown} messages", note)
+            return _Comment(ctx.brief.summary_html_with(note), (name, text), "transcript", "the summary", note)
         recent = ctx.brief.html_recent_contacts(RECENT_CONTACTS, include_transcript=False)
         if recent is not None and _fits(lead + recent + attached):
             return _Comment(recent + attached, whole, "brief",
-                            f"the summary with the {RECENT_CONTACTS} most recent earlier contacts")
+                            f"the summary with the {RECENT_CONTACTS} most recent earlier contacts", attached)
         # Who, why, what they want and the urgency stay in the comment an agent opens first; the long
         # lists (earlier contacts, what was tried, collected data) and the transcript go in the file.
         # Only a subject line was left here before: two hundred earlier contacts hid even the urgency.
-        core = ctx.brief.core_html + _note(f"Earlier contacts, what was tried, what the bot collected and the "
-                                           f"transcript are too long for a Zendesk comment: the whole brief is "
-                                           f"attached as {brief_file}. Nothing was cut.")
-        if _fits(lead + core):
-            return _Comment(core, whole, "brief", "who, why, what they want and the urgency")
-        return _Comment(_note(f"Handoff {ctx.handoff_id}: the brief is too long for a Zendesk comment. "
-                              f"It is attached in full as {brief_file}.") + f"<p>{html.escape(ctx.brief.subject)}</p>",
-                        whole, "brief", "the subject only")
+        rest = _note(f"Earlier contacts, what was tried, what the bot collected and the transcript are too long "
+                     f"for a Zendesk comment: the whole brief is attached as {brief_file}. Nothing was cut.")
+        if _fits(lead + ctx.brief.core_html + rest):
+            return _Comment(ctx.brief.core_html + rest, whole, "brief", "who, why, what they want and the urgency",
+                            rest)
+        alone = _note(f"Handoff {ctx.handoff_id}: the brief is too long for a Zendesk comment. "
+                      f"It is attached in full as {brief_file}.")
+        return _Comment(alone + f"<p>{html.escape(ctx.brief.subject)}</p>", whole, "brief", "the subject only", alone)
 
     def _comment_json(self, comment: _Comment) -> dict[str, Any]:
         return {"html_body": comment.html_body, "public": bool(self._conf["public_comment"])}
@@ -384,11 +397,13 @@ class ZendeskAdapter(Adapter):
         (`EndUsers.with_end_user`), so the payload sent names them by `requester_id`: what the preview
         shows (`requester: {name}`) is what goes when that is not possible."""
         payload, user_left_out = self._users.with_end_user(payload, ctx)
-        with carrying(user_left_out):
+        body, unattached = self._with_upload(payload, ctx)
+        left_out = (*user_left_out, *unattached)
+        with carrying(left_out):
             # What a refused requester becomes: the name `_requester` gives the customer, alone.
             name_alone = _requester(as_identity(ctx.packet.get("customer") or {}))["name"]
-            sent = create_or_without(self._create, self._with_upload(payload, ctx), ctx, name_alone)
-        return replace(sent, dropped=(*user_left_out, *sent.dropped))
+            sent = create_or_without(self._create, body, ctx, name_alone)
+        return replace(sent, dropped=(*left_out, *sent.dropped))
 
     def _create(self, body: dict[str, Any], key: str) -> Sent:
         reply, response = self._call("POST", "/api/v2/tickets.json", write=True, json=body,
@@ -399,12 +414,13 @@ class ZendeskAdapter(Adapter):
 
     def send_update(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
         assert ctx.link is not None  # the base calls this only with a link
-        body = self._with_upload(payload, ctx)
+        body, unattached = self._with_upload(payload, ctx)
         try:
-            return self._update(body, ctx, str(ctx.link.vendor_id))
+            return self._update(body, ctx, str(ctx.link.vendor_id), unattached)
         except TicketGone as gone:
             def uploaded(whole: dict[str, Any], on: HandoffContext, into: str) -> Sent:
-                return self._update(self._with_upload(whole, on), on, into)
+                whole_body, whole_unattached = self._with_upload(whole, on)
+                return self._update(whole_body, on, into, whole_unattached)
 
             return self.update_merged(ctx, gone, uploaded)
 
@@ -466,14 +482,16 @@ class ZendeskAdapter(Adapter):
             ticket_id = into
         return None
 
-    def _update(self, body: dict[str, Any], ctx: HandoffContext, ticket_id: str) -> Sent:
-        """`body` (its attachment uploaded) on ticket `ticket_id`: its tags, its note, then the
-        ticket settled (`_settle`). A ticket that takes no more updates raises `TicketGone`."""
+    def _update(self, body: dict[str, Any], ctx: HandoffContext, ticket_id: str,
+                unattached: tuple[dict[str, str], ...] = ()) -> Sent:
+        """`body` (its attachment uploaded, or `unattached` saying why not) on ticket `ticket_id`: its
+        tags, its note, then the ticket settled (`_settle`). A ticket that takes no more updates
+        raises `TicketGone`."""
         path = f"/api/v2/tickets/{quote(ticket_id, safe='')}.json"
         try:
             # The tags first: adding them again is harmless, so a failure after them only sends them
             # again, where a note already in would be looked for before anything else (`find_existing_update`).
-            refused = self._add_tags(ticket_id, body["tags"]) if body.get("tags") else ()
+            refused = (*unattached, *(self._add_tags(ticket_id, body["tags"]) if body.get("tags") else ()))
             # Tags refused, then the note's outcome unknown: the attempt that finds the note says so too.
             with carrying(refused):
                 (reply, response), left_out = update_or_without(
@@ -712,21 +730,34 @@ class ZendeskAdapter(Adapter):
             log.info("zendesk: the customer's newest 100 tickets hold no open one; older ones are not read")
         return _latest_open(reply["tickets"], assigned)
 
-    def _with_upload(self, payload: dict[str, Any], ctx: HandoffContext) -> dict[str, Any]:
-        """Upload the attachment `_comment` planned and link its token to the comment.
+    def _with_upload(self, payload: dict[str, Any],
+                     ctx: HandoffContext) -> tuple[dict[str, Any], tuple[dict[str, str], ...]]:
+        """Upload the attachment `_comment` planned and link its token to the comment; and what the
+        receipt must add as dropped when Zendesk refuses the file (`_unattached`).
 
         The token exists only once uploaded, so the preview shows the payload without it.
         """
-        attachment = self._comment(ctx).attachment
-        if attachment is None:
-            return payload
-        name, text = attachment
-        reply, _ = self._call("POST", "/api/v2/uploads.json", write=False, expect="upload", params={"filename": name},
-                              data=text.encode("utf-8"), headers={"Content-Type": "text/plain; charset=utf-8"})
+        planned = self._comment(ctx)
+        if planned.attachment is None:
+            return payload, ()
+        name, text = planned.attachment
+        try:
+            reply, _ = self._call("POST", "/api/v2/uploads.json", write=False, expect="upload",
+                                  params={"filename": name}, data=text.encode("utf-8"),
+                                  headers={"Content-Type": "text/plain; charset=utf-8"})
+        except (RejectedError, AuthError) as err:
+            if err.status == 401:
+                raise  # the credentials: the ticket would be refused too
+            # Attachments turned off in the account (a 422), a role that may not upload (a 403): the
+            # comment still carries what an agent reads first. Raised, it failed every long handoff
+            # for good — no ticket, no note on the open one (a review).
+            log.warning("Zendesk refused the file holding the rest of the brief; sending the comment without it",
+                        extra={"vendor_status": err.status})
+            return _unattached(payload, planned, err)
         # An upload only becomes visible to agents once a comment links it: safe to redo.
         token = reply["upload"]["token"]
         comment = payload["ticket"].get("comment") or {}
-        return deep_merge(payload, {"ticket": {"comment": {"uploads": [*comment.get("uploads", []), token]}}})
+        return deep_merge(payload, {"ticket": {"comment": {"uploads": [*comment.get("uploads", []), token]}}}), ()
 
     def _timeouts(self, ends: float | None, used_up: str = "the reads used up the time the event may take", *,
                   whole: bool = False) -> Callable[[], Any]:
@@ -965,6 +996,28 @@ def _requester(customer: Mapping[str, Any]) -> dict[str, Any]:
 def _tag(value: str) -> str:
     # Zendesk splits tags on spaces and lowercases them; keep letters, digits, _ and -.
     return re.sub(r"_{2,}", "_", _TAG_UNSAFE.sub("_", value.strip().lower())).strip("_")[:80]
+
+
+def _unattached(payload: dict[str, Any], planned: _Comment,
+                err: DeliveryError) -> tuple[dict[str, Any], tuple[dict[str, str], ...]]:
+    """`payload` whose comment says the file it names was refused rather than attached, and the
+    receipt's entry for it: the part cut is named, with Zendesk's reason (`with_dropped` takes the
+    file off the receipt's `attached`)."""
+    assert planned.attachment is not None
+    name = planned.attachment[0]
+    why = f"{err.status}: {vendor_message(err.reply) or err.message}"[:200]
+    said = (f"Zendesk refused {name} ({why}): the comment carries {planned.carries}; "
+            f"the rest of the {planned.attached_part} is not on the ticket")
+    comment = payload["ticket"].get("comment") or {}
+    body = comment.get("html_body")
+    if isinstance(body, str) and planned.note and planned.note in body:  # (vendor_extra may have replaced it)
+        # About as long as the note it replaces: the comment was sized with that one (60,000 bytes of
+        # Zendesk's ~64 KB).
+        body = body.replace(planned.note, _note(f"The whole {planned.attached_part} is too long for a Zendesk "
+                                                f"comment, and Zendesk refused it as a file ({why}). This comment "
+                                                f"carries {planned.carries}."), 1)
+        payload = deep_merge(payload, {"ticket": {"comment": {"html_body": body}}})
+    return payload, ({"part": planned.attached_part, "file": name, "reason": said},)
 
 
 def _fits(html_body: str) -> bool:

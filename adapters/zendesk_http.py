@@ -64,8 +64,12 @@ def error_for_response(response: requests.Response) -> DeliveryError:
     kwargs: dict[str, Any] = {"status": status, "reply": body}
     if status == 429:
         return RateLimited(f"Zendesk rate limit: {message}", retry_after=retry_after(response), **kwargs)
-    if status in (401, 403):
-        return AuthError(f"Zendesk refused the credentials ({status}): {message}", **kwargs)
+    if status == 401:
+        return AuthError(f"Zendesk refused the credentials (401): {message}", **kwargs)
+    if status == 403:
+        # The credentials were taken; the API user may not do this (a role, a plan, a setting): an
+        # operator told "refused the credentials" went looking for a token that was fine (a review).
+        return AuthError(f"Zendesk does not let the API user do this (403): {message}", **kwargs)
     if status == 400 and "IdempotentRequestError" in message:
         # The key was already used with another body (e.g. a fresh upload token on a retry): the
         # first attempt probably made the ticket. Unknown outcome → the next attempt looks it up.

@@ -1155,6 +1155,25 @@ def test_vendor_extra_reaches_the_wire_last(zd: FakeZendesk) -> None:
     assert ticket["comment"]["public"] is True and ticket["comment"]["html_body"]  # merged, not replaced
 
 
+@pytest.mark.parametrize("tags", [["campaign_blackfriday", "handoff"], "campaign_blackfriday handoff"])
+def test_a_bots_tags_on_a_new_ticket_join_the_connectors(zd: FakeZendesk, tags: Any) -> None:
+    # A review: on a new ticket they replaced the list — `chatbot`, `team_…`, `segment_…`, which
+    # views, triggers and SLA policies key on, gone; on a repeat they were added (above).
+    zd.create_ticket()
+    packet = full_packet(vendor_extra={"zendesk": {"tags": tags, "custom_fields": [
+        {"id": 360001, "value": "bot's"}, {"id": 360009, "value": "campaign"}]}})
+
+    adapter(custom_fields=[{"id": "360001", "literal": "gold"}, {"id": "360002", "literal": "chat"}]).deliver(ctx(packet))
+
+    [body] = zd.json_bodies("POST", TICKETS)
+    sent = body["ticket"]["tags"]
+    assert {"chatbot", "handoff", "campaign_blackfriday"} <= set(sent) and sent.count("handoff") == 1
+    assert sent[-1] == "campaign_blackfriday" and any(tag.startswith("team_") for tag in sent)
+    # A field the mapping fills and the bot names takes the bot's value; the mapping's others stay.
+    assert body["ticket"]["custom_fields"] == [{"id": 360002, "value": "chat"}, {"id": 360001, "value": "bot's"},
+                                               {"id": 360009, "value": "campaign"}]
+
+
 @pytest.mark.parametrize(("customer", "requester"), [
     ({"name": "Dana", "email": "dana@example.com", "id": "cus_77", "phone": "+1 415 555 0134"},
      {"name": "Dana", "email": "dana@example.com"}),
@@ -1785,6 +1804,64 @@ def test_brief_too_long_even_without_transcript_is_attached_whole(zd: FakeZendes
     assert "carries who, why, what they want and the urgency" in outcome.receipt["attached"][0]["reason"]
 
 
+UPLOADS = "/api/v2/uploads.json"
+
+
+@pytest.mark.parametrize("status, reply", [
+    (422, {"error": "RecordInvalid", "description": "Record validation errors",
+           "details": {"base": [{"description": "Attachments are disabled"}]}}),
+    (403, {"error": "Forbidden", "description": "You do not have access to this page."}),
+])
+def test_a_refused_upload_leaves_the_ticket_made_with_what_the_comment_carries(zd: FakeZendesk, status: int,
+                                                                             reply: dict[str, Any]) -> None:
+    # Raised, it failed every long handoff for good: no ticket at all, the customer told nobody had it.
+    lines = [f"message {i}: " + "my order has not arrived " * 12 for i in range(220)]
+    packet = full_packet(transcript=[{"at": f"2026-11-20T09:{i // 60:02d}:{i % 60:02d}Z", "role": "customer",
+                                      "text": line} for i, line in enumerate(lines)])
+    context = ctx(packet)
+    zd.error("POST", UPLOADS, status, reply)
+    zd.create_ticket()
+
+    outcome = adapter().deliver(context)
+
+    assert outcome.status == "created"
+    [body] = zd.json_bodies("POST", TICKETS)
+    comment = body["ticket"]["comment"]
+    assert "uploads" not in comment
+    assert "is attached as" not in comment["html_body"] and "Zendesk refused it as a file" in comment["html_body"]
+    assert lines[-1] in comment["html_body"]  # the latest messages still there
+    assert len(comment["html_body"].encode()) <= COMMENT_LIMIT_BYTES + 400
+    assert "attached" not in outcome.receipt
+    [said] = [entry for entry in outcome.receipt["dropped"] if entry.get("file")]
+    assert said["part"] == "transcript" and said["file"] == "transcript-hnd_01TESTHANDOFF0000000000000.txt"
+    assert f"Zendesk refused transcript-hnd_01TESTHANDOFF0000000000000.txt ({status}: " in said["reason"]
+    assert "the comment carries the summary and the last" in said["reason"]
+
+
+def test_a_refused_upload_leaves_the_note_on_the_conversations_ticket(zd: FakeZendesk) -> None:
+    packet = full_packet(collected_data={f"field_{i}": "ü" * 2000 for i in range(40)})
+    context = ctx(packet)
+    zd.error("POST", UPLOADS, 422, {"error": "RecordInvalid", "description": "Attachments are disabled"})
+    zd.update_ticket(77120)
+
+    outcome = adapter().deliver(replace(context, link=Link(vendor_id="77120")))
+
+    [body] = zd.json_bodies("PUT", "/api/v2/tickets/77120.json")
+    assert "uploads" not in body["ticket"]["comment"]
+    assert "Why a person is needed" in body["ticket"]["comment"]["html_body"]
+    assert "Zendesk refused it as a file (422: RecordInvalid" in body["ticket"]["comment"]["html_body"]
+    assert outcome.status == "updated" and "attached" not in outcome.receipt
+    assert [entry["part"] for entry in outcome.receipt["dropped"] if entry.get("file")] == ["brief"]
+
+
+def test_an_upload_refusing_the_credentials_fails_as_the_ticket_would(zd: FakeZendesk) -> None:
+    packet = full_packet(collected_data={f"field_{i}": "ü" * 2000 for i in range(40)})
+    zd.error("POST", UPLOADS, 401, {"error": "Couldn't authenticate you"})
+    with pytest.raises(AuthError, match=r"\(401\)"):
+        adapter().deliver(ctx(packet))
+    assert zd.calls("POST", TICKETS) == []
+
+
 def _contacts(count: int) -> list[dict[str, object]]:
     return [{"at": f"2025-{i % 12 + 1:02d}-{i % 28 + 1:02d}T10:00:00Z", "channel": "email",
              "summary": f"contact {i}: " + "the agent explained the reconnect flow and closed it. " * 16,
@@ -2213,3 +2290,10 @@ def test_an_assignee_refused_beside_another_vendors_agent_is_named_as_zendesks_o
     adapter().deliver(ctx(full_packet(), assignment=assignment))
     _, second = zd.json_bodies("POST", "/api/v2/tickets.json")
     assert second["ticket"]["comment"]["html_body"].startswith("<p><em>Not assigned to Zendesk agent 381726354: ")
+
+
+def test_a_403_says_what_the_api_user_may_not_do_not_that_the_credentials_were_refused(zd: FakeZendesk) -> None:
+    zd.error("POST", TICKETS, 403, {"error": "Forbidden", "description": "You do not have access to this page."})
+    with pytest.raises(AuthError, match=r"Zendesk does not let the API user do this \(403\): Forbidden") as raised:
+        adapter().deliver(ctx())
+    assert "credentials" not in raised.value.message
