@@ -355,6 +355,12 @@ class Adapter(abc.ABC):
         return True
 
     @classmethod
+    def routing_id(cls, value: Any) -> Any:
+        """A routing id (checked by `routing_id_problem`) as the vendor's own answers and events
+        write it: what routing put on a ticket is compared with who the vendor says has it."""
+        return value
+
+    @classmethod
     def routing_id_problem(cls, key: str, value: Any) -> str | None:
         """What is wrong with `value` for the routing id `key` (one of `routing_keys`), or None.
         Checked at load: a vendor refuses a malformed id on every ticket routed there, for good."""

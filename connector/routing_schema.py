@@ -242,6 +242,12 @@ class RoutingSchema(_Strict):
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> RoutingConfig:
+        for ids_by_target in [*(team.get("targets") for team in data["teams"].values()),
+                              *(rule["then"].get("targets") for rule in data["rules"])]:
+            for target, ids in (ids_by_target or {}).items():
+                if target in registry.TARGETS:  # (checked by `_routing_keys`: others are refused)
+                    adapter = registry.adapter_class(target)
+                    ids.update({key: adapter.routing_id(value) for key, value in ids.items()})
         calendars = business_hours.build_calendars(data["calendars"])
         for team in data["teams"].values():
             if team.get("calendar"):

@@ -293,10 +293,19 @@ def test_an_agent_field_no_target_takes_an_agent_by_is_refused(tmp_path, fields,
         "salesforce": "owner_id"}
 
 
-def test_well_formed_ids_are_taken_as_written():
+def test_well_formed_ids_are_taken_as_their_vendor_writes_them():
+    # Salesforce answers and reports owners by 18 characters: a 15-character user in routing.yaml was
+    # someone else when the case's owner event came — routing's own agent counted as one who picked
+    # it up after 0 s, and the quoted wait fell to "about 1 minute" (a review).
     base = BASE + ("  billing: {targets: {zendesk: {group_id: 360001, assignee_id: '7'}, "
                    "salesforce: {owner_id: 0055g00000AbCdE}}}\n")
-    assert config("  - {name: default}\n", base)["teams"]["billing"]["targets"]["salesforce"] == {"owner_id": "0055g00000AbCdE"}
+    rules = config("  - {name: r, when: {segment: enterprise}, then: {team: billing, targets: "
+                   "{salesforce: {owner_id: 00G5g000003Queu}}}}\n  - {name: other, then: {team: billing}}\n", base)
+    assert rules["teams"]["billing"]["targets"]["salesforce"] == {"owner_id": "0055g00000AbCdEAAV"}
+    assert rules["teams"]["billing"]["targets"]["zendesk"] == {"group_id": 360001, "assignee_id": "7"}
+    assert assign(packet(), rules, now=TUESDAY_NOON)["targets"]["salesforce"] == {"owner_id": "00G5g000003QueuEAC"}
+    assert assign(packet(customer__segment="standard"), rules, now=TUESDAY_NOON)["targets"]["salesforce"] == {
+        "owner_id": "0055g00000AbCdEAAV"}
 
 
 PREVIOUS = {"id": "123", "name": "Sam", "email": "sam@acme.example", "target": "zendesk"}
