@@ -243,6 +243,9 @@ class Sent:
     # What the vendor refused once the ticket was up (a Slack thread reply, a Salesforce case
     # comment): added to the receipt's `dropped`, so a delivery that lost part of the context says so.
     dropped: Dropped = ()
+    # Parts none of which reached the ticket (every comment carrying them refused): taken off the
+    # receipt's `delivered`, where they were listed beside their refusals.
+    undelivered: tuple[str, ...] = ()
     # The agent the vendor's answer to an update says has the ticket, waiting on them: no event
     # comes for an assignee who does not change, and the handoff stayed unassigned for good.
     holder: str | None = None
@@ -746,7 +749,8 @@ class Adapter(abc.ABC):
             vendor_id=sent.vendor_id,
             url=sent.url,
             payload=payload,
-            receipt=with_dropped(self.receipt(ctx, payload or {}), (*left_out, *sent.dropped)),
+            receipt=_without(with_dropped(self.receipt(ctx, payload or {}), (*left_out, *sent.dropped)),
+                             sent.undelivered),
             reply=sent.reply,
             link_extra=sent.extra,
             slow_down_s=sent.slow_down_s,
@@ -804,6 +808,13 @@ def refused_routing_fields(receipt: Mapping[str, Any] | None) -> set[str]:
     dropped = (receipt or {}).get("dropped") or []
     return {str(entry["field"]) for entry in dropped
             if isinstance(entry, Mapping) and entry.get("part") == "routing" and entry.get("field")}
+
+
+def _without(receipt: dict[str, Any], undelivered: tuple[str, ...]) -> dict[str, Any]:
+    """`receipt` whose `delivered` lists none of the parts `undelivered`."""
+    if not undelivered:
+        return receipt
+    return {**receipt, "delivered": [part for part in receipt.get("delivered", []) if part not in undelivered]}
 
 
 def with_dropped(receipt: dict[str, Any], refused: Dropped) -> dict[str, Any]:

@@ -642,8 +642,10 @@ class SalesforceAdapter(Adapter):
         credentials refused midway too (an admin may renew them): told "failed" with no case, the
         bot showed the apology beside a routed case, and the conversation's next message opened a
         second one. A comment refused for good is `_transcript_to`'s to note, not a failure."""
+        # The Description carries the whole brief, transcript too, when it fits (`build_create`).
+        whole_in_description = _units(ctx.brief.text) <= DESCRIPTION_MAX
         try:
-            counts = self._transcript_to(case_id, payload, resume=resume)
+            counts = self._transcript_to(case_id, payload, resume=resume, described=whole_in_description)
         except DeliveryError as err:
             self._unfinished[ctx.handoff_id] = case_id
             message = f"case {case_id} exists but its transcript is incomplete: {err.message}"
@@ -656,9 +658,11 @@ class SalesforceAdapter(Adapter):
         return counts
 
     def _transcript_to(self, case_id: str, payload: Mapping[str, Any], *, resume: bool,
-                       landed: list[str] | None = None) -> tuple[dict[str, int], tuple[dict[str, str], ...]]:
+                       landed: list[str] | None = None,
+                       described: bool = False) -> tuple[dict[str, int], tuple[dict[str, str], ...]]:
         """Post the comments; their counts, and what Salesforce refused for good (for the receipt).
         `landed` gets the head of each comment (or stand-in note) on the case, as it is posted or found.
+        `described`: the case's Description holds the transcript too (`build_create` when it fits).
 
         A comment refused for good (a validation rule, a trigger) is refused again on every retry
         while the case waits in a queue: a note with the part's header takes its place, so the
@@ -677,6 +681,7 @@ class SalesforceAdapter(Adapter):
         refused: list[dict[str, str]] = []
         landing = [] if landed is None else landed
         no_access: AuthError | None = None
+        carried: list[str] = []  # the heads of comments whose own text is on the case (not a note)
         for record in payload.get(key) or []:
             text = record[body]
             head = text.split("\n", 1)[0]
@@ -686,6 +691,7 @@ class SalesforceAdapter(Adapter):
                 present[found] -= 1
                 skipped += 1
                 landing.append(head)  # an earlier attempt's: on the case all the same
+                carried += [head] if found == text else []
                 if found == note:  # refused by an earlier attempt: still missing, still said
                     refused.append(_refused(head, "an earlier attempt"))
                 continue
@@ -696,6 +702,7 @@ class SalesforceAdapter(Adapter):
             try:
                 self._create(sobject, {**record, "ParentId": case_id})
                 landing.append(head)
+                carried.append(head)
             except (RejectedError, AuthError) as err:
                 if isinstance(err, TicketGone) or (isinstance(err, AuthError) and err.status != 403):
                     raise
@@ -711,14 +718,25 @@ class SalesforceAdapter(Adapter):
                         pass
                 refused.append(_refused(head, err.message[:300]))
             posted += 1
+        heads = [str(record[body]).split("\n", 1)[0] for record in payload.get(key) or []]
+        if not described and _lost(heads, carried, _TRANSCRIPT_PART):
+            # Its comments were the only place it went: "delivered" beside twelve refusals told a bot
+            # reading `delivered` that the agent had the conversation (a review).
+            refused.append({"part": "transcript", UNDELIVERED: True, "reason": "none of the transcript reached "
+                            "the case: its Description holds the summary, and Salesforce refused every comment "
+                            "carrying the transcript"})
         return {"comments_posted": posted, "comments_skipped": skipped}, tuple(refused)
 
     def _create(self, sobject: str, record: dict[str, Any]) -> dict[str, Any]:
         return self._call(lambda sf: getattr(sf, sobject).create(record))
 
-    def _sent(self, case_id: str, reply: dict[str, Any], refused: tuple[dict[str, str], ...]) -> Sent:
-        """The case, and the comments Salesforce refused for good (`dropped`: the receipt says what is missing)."""
-        return Sent(vendor_id=case_id, url=self.ticket_url(case_id), reply=reply, dropped=refused)
+    def _sent(self, case_id: str, reply: dict[str, Any], refused: tuple[dict[str, Any], ...]) -> Sent:
+        """The case, and the comments Salesforce refused for good (`dropped`: the receipt says what is
+        missing; a part none of which reached the case, `undelivered`, is not among its `delivered`)."""
+        undelivered = tuple(str(entry["part"]) for entry in refused if entry.get(UNDELIVERED))
+        dropped = tuple({k: v for k, v in entry.items() if k != UNDELIVERED} for entry in refused)
+        return Sent(vendor_id=case_id, url=self.ticket_url(case_id), reply=reply, dropped=dropped,
+                    undelivered=undelivered)
 
     def ticket_url(self, vendor_id: str) -> str | None:
         base = self._conn.instance_url if self._conn else self.settings.salesforce_instance_url.rstrip("/")
@@ -847,10 +865,19 @@ def _code_points_within(text: str, units: int) -> int:
     return len(text.encode("utf-16-le")[: max(0, units) * 2].decode("utf-16-le", "ignore"))
 
 
+_TRANSCRIPT_PART = " · transcript · "  # in the header line of each comment carrying the transcript (`_header`)
+UNDELIVERED = "_undelivered"  # an entry's mark, between `_transcript_to` and `_sent`: the whole part is missing
+
+
+def _lost(heads: list[str], carried: list[str], kind: str) -> bool:
+    """Comments of `kind` were to go, and the text of none of them is on the case."""
+    return any(kind in head for head in heads) and not any(kind in head for head in carried)
+
+
 def _refused(head: str, why: str) -> dict[str, str]:
     """The receipt's entry for a comment Salesforce refused (`head`: its header line)."""
     # The brief's comments carry every other part: named "brief", the reason says which comment.
-    return {"part": "transcript" if " · transcript · " in head else "brief",
+    return {"part": "transcript" if _TRANSCRIPT_PART in head else "brief",
             "reason": f"Salesforce refused the comment {head!r} ({why}); a note stands in its place where "
                       "Salesforce took one"}
 

@@ -580,6 +580,29 @@ def test_a_comment_refused_for_good_is_noted_in_its_place_and_the_case_still_rec
     assert refused["part"] == "transcript" and "part 2/3" in refused["reason"]
 
 
+@pytest.mark.parametrize("described", [False, True])
+def test_a_transcript_every_comment_of_which_was_refused_is_not_listed_delivered(org: SalesforceFake,
+                                                                                 described: bool) -> None:
+    # A review: with the Description holding the summary (a transcript too long for it) and every
+    # comment refused (a 403: sharing put the case in a queue the API user cannot write to), the
+    # receipt listed `transcript` delivered beside twelve refusals.
+    size = 3_000 if described else 15_000
+    lines = [{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "z" * size} for _ in range(3)]
+    org.query([{"Id": "0035g00000Existing"}])
+    org.create("Case")
+    org.error("POST", "sobjects/CaseComment/", 403, "error-403-insufficient-access.json")
+
+    outcome = adapter().deliver(ctx_for(full_packet(transcript=lines)))
+
+    assert (outcome.status, outcome.vendor_id) == ("created", CASE_ID)
+    assert ("z" * size in org.sent("Case")[0]["Description"]) is described
+    assert ("transcript" in outcome.receipt["delivered"]) is described
+    assert "customer" in outcome.receipt["delivered"]
+    whole = [d for d in outcome.receipt["dropped"] if d["reason"].startswith("none of the transcript reached")]
+    assert [d["part"] for d in whole] == ([] if described else ["transcript"])
+    assert all("_undelivered" not in d for d in outcome.receipt["dropped"])
+
+
 def test_a_refused_comments_log_line_names_the_code_not_the_vendors_words(org: SalesforceFake, caplog) -> None:
     # A trigger's refusal may quote the comment it refused (the customer's words, an address).
     lines = [{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "z" * 3_000} for _ in range(3)]
