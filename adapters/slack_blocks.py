@@ -378,7 +378,11 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     def short(part: str, raw: Any, limit: int, lines: Callable[[Any], str] = continued) -> str:
         """`raw` within `limit`, its later lines indented (`continued`): an escalation detail ending
         "\n*Collected data:*" read as a heading of the alert, a contact's summary as another contact."""
-        text, cut = fit(lines(raw), limit, " _(in full in the thread)_")
+        # Each piece's ``` fences closed, as the thread's (`_fences_closed`): a customer's stray one
+        # paired with the next piece's and ran the alert's own headings into a code block (a review).
+        whole = _fences_closed(lines(raw))
+        text, cut = fit(whole, limit - whole.count("```"), " _(in full in the thread)_")
+        text = _fences_closed(text)  # a cut may leave one of a pair
         if cut:
             notes.append({"part": part, "reason": "shortened in the alert; in full in the thread"})
         return text

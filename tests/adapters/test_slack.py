@@ -1736,6 +1736,22 @@ def test_an_unclosed_code_fence_does_not_run_on_into_the_next_messages() -> None
     assert "``\u200b`Traceback" in thread and "broken ``\u200b`" in thread
 
 
+def test_an_unclosed_code_fence_in_the_alert_does_not_run_on_into_its_headings() -> None:
+    # A review: the thread closed them, the alert did not — the customer's stray ``` paired with one
+    # in the next piece, and "*Latest from them …:*" or "*Trigger words:*" showed inside a code block.
+    packet = full_packet()
+    packet["intent"]["stated_problem"] = "The import fails with ```ERR_4012"
+    packet["transcript"][-1]["text"] = "I pasted the log: ``` see above"
+    packet["escalation"]["detail"] = "Customer pasted ```stack"
+    packet["escalation"]["keywords"] = ["refund```"]
+    packet["intent"]["summary"] = "Sync fails: ```oauth 4012```, since Monday"
+    message = kit.alert(packet, HANDOFF, {"team": "support"}, [])[0]
+    texts = {b.get("block_id"): b["text"]["text"] for b in message["blocks"] if isinstance(b.get("text"), dict)}
+    assert texts["intent"].count("```") == 2 and "```oauth 4012```" in texts["intent"]  # balanced: kept
+    assert "``\u200b`ERR_4012" in texts["intent"] and "log: ``\u200b` see above" in texts["intent"]
+    assert "```" not in texts["escalation"] and "refund``\u200b`" in texts["escalation"]
+
+
 def test_an_attempts_title_squeezed_by_a_long_address_is_whole_in_the_thread() -> None:
     # Its label gave way to a long signed address (each & five characters once escaped), while the
     # receipt said the attempts are "in full in the thread".
