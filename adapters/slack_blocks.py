@@ -435,7 +435,8 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         # Its own name: `label` is the urgency's, which the notification's text says further down.
         heading = "Channel" if conversation.get("channel") else "Language"
         fields.append(f"*{heading}*\n{short('conversation', channel, 200)}")
-    team = routed_to(assignment, kept_team)  # as the brief says it, with the rule that sent it there
+    # As the brief says it, with the rule that sent it there; of the thread a repeat replies in.
+    team = (routed_to(assignment, kept_team) or "").replace("this ticket stays with", "this thread stays with") or None
     if team:
         fields.append(f"*Routed to*\n{fit(continued(team), 200)[0]}")  # a department hint's lines
     # The alert's times are UTC: "call me after 8am" and "tomorrow" were the customer's, and only

@@ -290,6 +290,7 @@ def test_a_second_handoff_for_another_customer_says_so_in_its_reply(slack: FakeS
                if c.body.get("metadata", {}).get("event_type") == "handoff_updated"}
     [caution] = [b["text"]["text"] for b in replies["hnd_second"]["blocks"] if b.get("block_id") == "caution"]
     assert caution.startswith("⚠️ Careful: it names another customer (email carol@example.com)")
+    assert "than the one this thread was opened for" in caution
     assert not [b for b in replies["hnd_third"]["blocks"] if b.get("block_id") == "caution"]  # Alice again
     for message in sent_messages(slack):
         assert_within_limits(message)
@@ -306,7 +307,8 @@ def test_a_second_handoff_says_under_its_title_what_is_new_since_the_alert(slack
                if c.body.get("metadata", {}).get("event_payload", {}).get("handoff_id") == "hnd_second"
                and c.body["metadata"]["event_type"] == "handoff_updated"]
     [since] = [b["text"]["text"] for b in reply["blocks"] if b.get("block_id") == "since"]
-    assert since == ("New since this ticket was opened: 1 message from the customer (from 2026-11-20 09:30 UTC, "
+    # Of the thread it replies in: Slack has no ticket (a review).
+    assert since == ("New since this thread was opened: 1 message from the customer (from 2026-11-20 09:30 UTC, "
                      "marked [new] in the transcript).")
     # The thread's transcript marks that message, and only it (the brief's rows are marked alike).
     thread = [c.body for c in slack.calls_to("chat.postMessage") if c.body.get("thread_ts")
@@ -331,10 +333,10 @@ def test_a_second_handoff_says_under_its_title_what_is_new_since_the_alert(slack
                if c.body.get("metadata", {}).get("event_payload", {}).get("handoff_id") == "hnd_third"
                and c.body["metadata"]["event_type"] == "handoff_updated"]
     [since] = [b["text"]["text"] for b in third["blocks"] if b.get("block_id") == "since"]
-    assert since.endswith(f"Routing chose escalations for this handoff, but this ticket was opened for {team} and "
+    assert since.endswith(f"Routing chose escalations for this handoff, but this thread was opened for {team} and "
                           "was not moved.")
     # ...and its "Routed to" says so too, as the brief does.
-    assert f"*Routed to*\nescalations — not moved: this ticket stays with {team}" in [
+    assert f"*Routed to*\nescalations — not moved: this thread stays with {team}" in [
         field["text"] for block in third["blocks"] for field in block.get("fields", ())]
 
 
