@@ -109,9 +109,16 @@ def _as_sent(host: str) -> str:
 
 def url_problem(url: str, allow_private: bool) -> str | None:
     """What is wrong with a callback URL before any lookup (intake answers it as a 422), or None."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as err:  # `ｂｏｔｓ.acme／example.com`: a 500 the bot retried for good (a review)
+        return f"cannot be sent: {err}"
+    named = (parts.hostname or "").rstrip(".").lower()
+    host = _as_sent(named)
+    if not host.isascii():  # IDNA refuses it (`bots.acme。example.com＼cb`): so does requests, at every send
+        return f"has a host no request can name: {named!r} is not a valid internationalized domain name"
     if allow_private:
         return None
-    parts = urlsplit(url)
     if parts.scheme != "https":
         return f"must be https (plain {parts.scheme} only with {ALLOW_VARIABLE})"
     try:
@@ -120,7 +127,6 @@ def url_problem(url: str, allow_private: bool) -> str | None:
         port = 0
     if port == 0:
         return "has a port outside 1-65535"
-    host = _as_sent((parts.hostname or "").rstrip(".").lower())
     address = literal_address(host)
     # A name without a dot is a local one (a compose service's, a search domain's): no public DNS name is.
     local = host == "localhost" or host.endswith(".localhost") or (address is None and "." not in host)

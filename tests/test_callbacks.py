@@ -848,6 +848,11 @@ def test_the_last_two_deliveries_given_up_at_once_owe_exactly_one_failed(make_ca
     ("https://\uff11\uff12\uff17.0.0.1/cb", "must reach a public address, not 127.0.0.1"),
     ("https://10\u30020\u30020\u30021/cb", "must reach a public address, not 10.0.0.1"),
     ("https://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/cb", "must reach a public address, not localhost"),
+    # urllib refuses these hosts (a 500, retried by the bot for good), IDNA the last (every send
+    # failed as "could not reach", for a day) (a review).
+    ("https://bots.acme\uff0fexample.com/cb", "cannot be sent: netloc 'bots.acme\uff0fexample.com' contains invalid"),
+    ("https://bots.acme\uff20example.com/cb", "cannot be sent: netloc"),
+    ("https://bots.acme\u3002example.com\uff3ccb", "has a host no request can name: 'bots.acme\u3002example.com\uff3ccb'"),
 ])
 def test_intake_refuses_a_callback_url_that_is_not_public_https(make_app, url, problem):
     app = make_app()
@@ -857,6 +862,16 @@ def test_intake_refuses_a_callback_url_that_is_not_public_https(make_app, url, p
     [message] = response.get_json()["errors"]["callback.url"]
     assert message.startswith(problem)
     assert rows(app) == []  # nothing stored
+
+
+def test_a_callback_url_no_request_can_be_sent_to_is_refused_where_private_addresses_are_allowed(make_app):
+    app = make_app(callback_allow_private=True)
+    for url in ("http://rasa\uff0fx:5002/cb", "http://rasa\u3002x\uff3ccb"):
+        response = app.test_client().post("/v1/handoffs", data=json.dumps(full_packet(callback={"url": url})),
+                                          headers=auth(), content_type="application/json")
+        assert response.status_code == 422, response.get_data(as_text=True)
+        assert "callback.url" in response.get_json()["errors"]
+    assert rows(app) == []
 
 
 @pytest.mark.parametrize(("host", "address"), [
