@@ -101,8 +101,21 @@ _CHOICES = {"sentiment": SENTIMENTS, "sentiment_trend": TRENDS, "urgency": URGEN
 _NORMAL = {"language": language_tag}  # the conditions whose packet field is read as more than lowercase
 
 
+def _intent_prefix(word: str) -> str:
+    """An intent as a rule names it: `billing` matches billing and billing.refund (`routing._check`).
+    A wildcard never matched — the intent `billing.refund` is not `billing.*` — and the shipped
+    routing.yaml's own words, "intent billing.* or payments.*", invited it (a review)."""
+    if any(char in word for char in "*?[]"):
+        prefix = word.split("*", 1)[0].rstrip(".") if word.endswith("*") and "*" not in word[:-1] else None
+        hint = f"write {prefix!r}: it matches {prefix} and {prefix}.…" if prefix else \
+            "a rule's intent is a name or its first dotted parts (`billing` matches billing.refund)"
+        raise ValidationError(f"{word!r}: intents are matched by their first parts, not by wildcards; {hint}")
+    return word.lower()
+
+
 class WhenSchema(_Strict):
     locals().update({name: Words(_CHOICES.get(name), _NORMAL.get(name, str.lower)) for name in LIST_CONDITIONS})
+    intent = Words(normal=_intent_prefix)
     keywords = Words()
     keywords_in = fields.List(fields.String(validate=validate.OneOf(("escalation", "transcript"))),
                               validate=validate.Length(min=1))
@@ -118,6 +131,12 @@ class WhenSchema(_Strict):
         errors = {key: [f"no sentiment.score is {side} {limit}: scores run from {lowest} to {highest}"]
                   for key, side, limit in (("score_below", "below", lowest), ("score_above", "above", highest))
                   if data.get(key) == limit}
+        # Each says how another condition is read, and is none itself: alone, the rule held for every
+        # handoff — a rule mid-file that took them all, the rules after it never run (a review).
+        for modifier, condition in (("keywords_in", "keywords"), ("hours_of", "in_hours")):
+            if modifier in data and condition not in data:
+                errors[modifier] = [f"says how `{condition}:` is read, and this rule has no `{condition}:`: "
+                                    f"alone it is no condition (the rule would hold for every handoff)"]
         if errors:
             raise ValidationError(errors)
         if "score_below" in data and "score_above" in data and data["score_above"] >= data["score_below"]:

@@ -237,6 +237,29 @@ def test_a_file_without_a_proper_default_or_with_typos_is_refused(tmp_path, rule
     assert problem in err.value.source and "routing.yaml:" in err.value.source
 
 
+@pytest.mark.parametrize(("when", "key", "words"), [
+    # Alone each held for every handoff: a rule mid-file took them all, unsaid (a review).
+    ("{keywords_in: [escalation]}", "keywords_in", "says how `keywords:` is read, and this rule has no `keywords:`"),
+    ("{hours_of: special, segment: vip}", "hours_of", "this rule has no `in_hours:`"),
+    # A wildcard never matched: `billing.refund` is not `billing.*` (a review).
+    ("{intent: [billing.*, payments]}", "intent", "'billing.*': intents are matched by their first parts, not by "
+                                                  "wildcards; write 'billing': it matches billing and billing.…"),
+    ("{intent: '*.refund'}", "intent", "a rule's intent is a name or its first dotted parts"),
+])
+def test_a_condition_that_cannot_hold_as_written_is_refused(tmp_path, when, key, words):
+    (tmp_path / "routing.yaml").write_text(BASE + f"rules:\n  - {{name: r, when: {when}, then: {{team: special}}}}\n"
+                                                  "  - {name: default}\n")
+    with pytest.raises(ConfigError) as err:
+        load_mappings(str(tmp_path), "/", ["zendesk", "salesforce", "slack"])
+    assert f"rules[0].when.{key}" in err.value.source and words in str(err.value), (err.value.source, str(err.value))
+
+
+def test_an_intent_is_matched_by_its_first_parts_in_any_case():
+    rules = one_rule("{intent: [Billing]}")
+    assert assign(packet(intent__name="billing.refund"), rules, now=TUESDAY_NOON)["rule"] == "r"
+    assert assign(packet(intent__name="billingx"), rules, now=TUESDAY_NOON)["rule"] == "default"
+
+
 @pytest.mark.parametrize(("targets", "problem", "words"), [
     # Read by no adapter: every billing ticket went to the default group without a word.
     ("{zendsk: {group_id: 360001}}", "teams.billing.targets.zendsk", "did you mean 'zendesk'?"),
