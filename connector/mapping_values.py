@@ -43,6 +43,17 @@ ROOTS = frozenset({
     "collected_data", "history", "escalation", "routing", "targets", "callback", "vendor_extra",
     "metadata", "assignment", "handoff", "brief",
 })
+# What the connector builds for mappings (`adapters.base.mapping_context`, `routing.assign`): their
+# keys are known, and a misspelt one (`assignment.teem`, `handoff.uuid`) found nothing on any handoff
+# — the field left off every ticket, the receipt silent (a review). tests/test_mapping_paths.py keeps
+# the assignment's in step with what routing writes.
+BUILT_KEYS: dict[str, frozenset[str]] = {
+    "handoff": frozenset({"id"}),
+    "brief": frozenset({"subject"}),
+    "assignment": frozenset({"team", "queue", "agent", "priority", "rule", "targets", "target_names", "trace",
+                             "previous_agent", "business_hours", "out_of_hours", "routed_agents", "kept",
+                             "customer_message_template", "customer_words"}),
+}
 _SEGMENT = r"(?:[A-Za-z_][A-Za-z0-9_-]*|[0-9]+)"
 PATH_RE = re.compile(rf"^[A-Za-z_][A-Za-z0-9_]*(?:\.{_SEGMENT})*$")
 KINDS = ("path", "template", "literal", "lookup")
@@ -68,7 +79,19 @@ def check_path(path: Any, where: str) -> str:
     if root not in ROOTS:  # it would find nothing in any packet: the field left out, always, without a word
         raise ConfigError(where, f"{path!r} starts at {root!r}, which is not a packet field; "
                                  f"{_guess(root)}paths start at one of {', '.join(sorted(ROOTS))}")
+    parts = path.split(".")
+    if len(parts) > 1 and (problem := _not_built(root, parts[1])):
+        raise ConfigError(where, f"{path!r}: {problem}")
     return path
+
+
+def _not_built(root: str, key: str) -> str | None:
+    """What is wrong with `root.key` when the connector builds `root` (`BUILT_KEYS`), or None."""
+    known = BUILT_KEYS.get(root)
+    if known is None or key in known:
+        return None
+    return (f"{root} has no {key!r}; {did_you_mean(key, sorted(known), cutoff=0.6)}"
+            f"it holds {', '.join(sorted(known))}")
 
 
 def _guess(root: str) -> str:
@@ -99,6 +122,10 @@ def check_template(source: Any, where: str, variables: Collection[str] = ROOTS) 
             bad = isinstance(name, str) and name.startswith("_")
         if bad:
             raise ConfigError(where, f"template refers to {name!r}: names starting with '_' are not allowed")
+    for node in tree.find_all(nodes.Getattr):
+        if isinstance(node.node, nodes.Name) and node.node.name in variables and \
+                (problem := _not_built(node.node.name, node.attr)):
+            raise ConfigError(where, f"template refers to {node.node.name}.{node.attr}: {problem}")
     unknown = sorted(meta.find_undeclared_variables(tree) - set(variables) - set(_parser.globals))
     if unknown:
         given = ", ".join(sorted(variables)) or "none"
