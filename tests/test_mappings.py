@@ -709,12 +709,12 @@ def test_a_misspelt_bare_path_in_a_vendor_file_is_refused_when_the_file_is_loade
     mapdir = tmp_path / "mappings"
     shutil.copytree(ROOT / "mappings", mapdir)
     text = (mapdir / "salesforce.yaml").read_text()
-    assert "\nfields: {}\n" in text
-    (mapdir / "salesforce.yaml").write_text(text.replace("\nfields: {}\n", "\nfields:\n  Error_Code__c: colected_data.error_code\n"))
+    assert "\n# fields:\n" in text
+    (mapdir / "salesforce.yaml").write_text(text.replace("\n# fields:\n", "\nfields:\n  Error_Code__c: colected_data.error_code\n"))
     with pytest.raises(ConfigError) as err:
         MappingStore(str(mapdir), "/", TARGETS, keys_of=mapping_keys,
                      check=lambda mappings: build_adapters(Settings(), mappings.targets))
-    line = text[:text.index("\nfields: {}\n")].count("\n") + 3  # the line of Error_Code__c's value
+    line = text[:text.index("\n# fields:\n")].count("\n") + 3  # the line of Error_Code__c's value
     assert err.value.source.endswith(f"salesforce.yaml:{line} fields.Error_Code__c")
     assert "did you mean 'collected_data'?" in err.value.message
 
@@ -895,7 +895,7 @@ def test_salesforce_fields_named_twice_in_another_letter_case_are_refused(tmp_pa
     shutil.copytree(ROOT / "mappings", mapdir)
     text = (mapdir / "salesforce.yaml").read_text()
     (mapdir / "salesforce.yaml").write_text(text.replace(
-        "\nfields: {}\n", "\nfields:\n  Team__c: assignment.team\n  team__c: customer.segment\n"))
+        "\n# fields:\n", "\nfields:\n  Team__c: assignment.team\n  team__c: customer.segment\n"))
     with pytest.raises(ConfigError) as err:
         MappingStore(str(mapdir), "/", TARGETS, keys_of=mapping_keys,
                      check=lambda mappings: build_adapters(Settings(), mappings.targets))
@@ -912,7 +912,7 @@ def test_salesforce_fields_may_not_replace_the_description_the_brief_and_its_han
     mapdir = tmp_path / "mappings"
     shutil.copytree(ROOT / "mappings", mapdir)
     text = (mapdir / "salesforce.yaml").read_text()
-    (mapdir / "salesforce.yaml").write_text(text.replace("\nfields: {}\n", f"\nfields:\n  {key}: intent.summary\n"))
+    (mapdir / "salesforce.yaml").write_text(text.replace("\n# fields:\n", f"\nfields:\n  {key}: intent.summary\n"))
     with pytest.raises(ConfigError) as err:
         MappingStore(str(mapdir), "/", TARGETS, keys_of=mapping_keys,
                      check=lambda mappings: build_adapters(Settings(), mappings.targets))
