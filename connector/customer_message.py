@@ -24,7 +24,7 @@ from .errors import ConfigError
 from .mapping_values import check_template, variables_used
 from .routing_schema import language_tag
 from .templating import FailedOnValues, render
-from .text_rules import without_invisible
+from .text_rules import did_you_mean, without_invisible
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,18 @@ class MessagesSchema(Schema):
             if (earlier := named.setdefault(language_tag(locale), locale)) != locale:
                 raise ValidationError(f"{earlier!r} and {locale!r} name one language (tags are compared in any "
                                       "case, '_' as '-'): keep one", "locales")
+        # A rule names a variant of the default locale (`mappings._check_variants`); one only another
+        # locale has is never chosen — `es.variants.vpi` told Spanish VIPs the plain message, unsaid (a review).
+        default = (data.get("locales") or {}).get(data["default_locale"]) or {}
+        known = sorted(default.get("variants") or {})
+        for locale, texts in (data.get("locales") or {}).items():
+            for variant in texts.get("variants") or {}:
+                if variant not in known:
+                    raise ValidationError({"locales": {locale: {"variants": {variant: [
+                        f"no rule can choose it: rules name the variants of the default locale "
+                        f"{data['default_locale']!r}, which has no {variant!r}; "
+                        f"{did_you_mean(variant, known) if known else ''}"
+                        f"its variants: {', '.join(known) or 'none'}"]}}}})
 
 
 def pick_locale(language: str | None, available: Mapping[str, Any], default: str) -> str:

@@ -243,6 +243,18 @@ def test_a_locale_without_the_variant_uses_its_template():
     assert text.startswith("Ich verbinde Sie jetzt mit unserem Abrechnungs-Team.")
 
 
+def test_a_variant_no_rule_can_choose_is_refused_with_the_one_it_meant():
+    # A review: `es.variants.vpi` loaded, and Spanish VIPs were told the plain message — rules name the
+    # default locale's variants only.
+    messages = copy.deepcopy(SHIPPED)
+    messages["locales"]["es"]["variants"]["vpi"] = messages["locales"]["es"]["variants"].pop("vip")
+    with pytest.raises(ValidationError) as err:
+        MessagesSchema().load(messages)
+    [said] = err.value.messages["locales"]["es"]["variants"]["vpi"]
+    assert said.startswith("no rule can choose it: rules name the variants of the default locale 'en', which has "
+                           "no 'vpi'; did you mean 'vip'?")
+
+
 def test_every_shipped_locale_has_every_part():
     for locale, strings in SHIPPED["locales"].items():
         for key in ("template", "wait", "no_wait", "closed"):
