@@ -17,6 +17,7 @@ A bare string is a path when it is well-formed and starts at a packet field (`cu
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Collection, Iterator, Mapping
@@ -187,8 +188,22 @@ def compile_for(target: str, spec: Any, key_path: str, tables: Mapping[str, Mapp
         raise MappingProblem(target, err.source, err.message) from None
 
 
+def table_problem(table: Mapping[Any, Any]) -> tuple[str, str] | None:
+    """(key, what is wrong) for a lookup table's value no field can be sent — a mapping, or a list
+    holding one — else None. Found per handoff, the WARNING blamed the packet's field the lookup
+    reads (`sentiment.label is an object…`) and the field went off every such ticket (a review)."""
+    for key, value in table.items():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(item, (Mapping, list, tuple)) for item in items):
+            return str(key), (f"{json.dumps(value, default=str)[:80]} cannot be a field's value: a lookup gives "
+                              "text, a number, true/false, or a list of those (a multi-select)")
+    return None
+
+
 def _table(ref: Any, tables: Mapping[str, Mapping[Any, Any]] | None, where: str) -> Mapping[Any, Any]:
     if isinstance(ref, Mapping):
+        if wrong := table_problem(ref):
+            raise ConfigError(f"{where}.{wrong[0]}", wrong[1])
         return ref
     if isinstance(ref, str) and tables is not None and isinstance(tables.get(ref), Mapping):
         return tables[ref]

@@ -27,7 +27,7 @@ from marshmallow import Schema, ValidationError
 
 from .customer_message import MessagesSchema
 from .errors import ConfigError, MappingProblem
-from .mapping_values import check_document
+from .mapping_values import check_document, table_problem
 from .redaction import KINDS
 from .routing_schema import compile_routing, flatten
 from .template_trial import refuse_on_samples
@@ -193,6 +193,9 @@ def _load_file(path: Path, name: str, known: Collection[str] | None) -> tuple[di
     if not isinstance(redact, list) or not all(kind in KINDS for kind in redact):
         raise ConfigError(locate(name, lines, "redact"), f"must be a list of PII kinds from {', '.join(KINDS)}")
     tables = data.get("lookups") if isinstance(data.get("lookups"), Mapping) else None
+    for table_name, table in (tables or {}).items():
+        if isinstance(table, Mapping) and (wrong := table_problem(table)):
+            raise ConfigError(locate(name, lines, f"lookups.{table_name}.{wrong[0]}"), wrong[1])
     try:
         refuse_on_samples(check_document({k: v for k, v in data.items() if k != "version"}, "", tables))
     except ConfigError as err:

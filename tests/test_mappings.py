@@ -917,3 +917,22 @@ def test_salesforce_fields_may_not_replace_the_description_the_brief_and_its_han
         MappingStore(str(mapdir), "/", TARGETS, keys_of=mapping_keys,
                      check=lambda mappings: build_adapters(Settings(), mappings.targets))
     assert err.value.source.endswith(f"fields.{key}") and "holds the agent's brief" in err.value.message
+
+
+@pytest.mark.parametrize(("lookups", "field", "source"), [
+    ("lookups:\n  tiers:\n    frustrated: {x: 1}\n", "{id: 360001234570, lookup: tiers, from: sentiment.label}",
+     "lookups.tiers.frustrated"),
+    ("", "{id: 360001234570, lookup: {frustrated: [low, {x: 1}]}, from: sentiment.label}",
+     "custom_fields[0].lookup.frustrated"),
+])
+def test_a_lookup_table_whose_value_no_field_can_take_is_refused_at_load(tmp_path, lookups, field, source):
+    # A review: it loaded, and each matching handoff's WARNING blamed `sentiment.label` (text) for
+    # being an object, the field left off every such ticket.
+    directory = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings", directory)
+    with (directory / "zendesk.yaml").open("a") as file:
+        file.write(f"{lookups}custom_fields:\n  - {field}\n")
+    with pytest.raises(ConfigError) as err:
+        load(directory)
+    assert source in err.value.source
+    assert "cannot be a field's value: a lookup gives text, a number, true/false, or a list of those" in err.value.message
