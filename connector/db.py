@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -92,8 +93,23 @@ def make_engine(url: str, root: str, busy_timeout_s: float = BUSY_TIMEOUT_S) -> 
         event.listen(engine, "connect", partial(_sqlite_pragmas, busy_timeout_ms=round(busy_timeout_s * 1000)))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
+    waits = max(2, math.ceil(busy_timeout_s))
     return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True,
-                         json_serializer=json_codec.dumps)
+                         json_serializer=json_codec.dumps, pool_timeout=waits,
+                         connect_args=postgres_waits(parsed.query, waits))
+
+
+def postgres_waits(query: Mapping[str, Any], seconds: int) -> dict[str, int]:
+    """libpq's bounds on a server that stops answering, but those the URL sets itself: a new
+    connection given up after `seconds` (libpq waited ~130 s); one whose peer is gone (a failover
+    moving the address, a partition) dropped once its unacknowledged data or keep-alive probes go
+    unanswered for `seconds` (it waited for ever). Without them every gunicorn thread came to wait
+    on the database — `/healthz` unanswered too — and bots waited minutes for the 503 the README
+    promises (a review). A server process that freezes while its host still acknowledges the
+    bytes is not bounded here: README, "PostgreSQL"."""
+    bounds = {"connect_timeout": seconds, "keepalives": 1, "keepalives_idle": seconds,
+              "keepalives_interval": max(1, seconds // 3), "keepalives_count": 3, "tcp_user_timeout": seconds * 1000}
+    return {name: value for name, value in bounds.items() if name not in query}
 
 
 def sqlite_file_of(database: str) -> str:
