@@ -27,7 +27,7 @@ import ipaddress
 import re
 import socket
 from http.cookiejar import DefaultCookiePolicy
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import idna
 import requests
@@ -113,12 +113,24 @@ def url_problem(url: str, allow_private: bool) -> str | None:
         parts = urlsplit(url)
     except ValueError as err:  # `ｂｏｔｓ.acme／example.com`: a 500 the bot retried for good (a review)
         return f"cannot be sent: {err}"
-    named = (parts.hostname or "").rstrip(".").lower()
-    host = _as_sent(named)
-    if not host.isascii():  # IDNA refuses it (`bots.acme。example.com＼cb`): so does requests, at every send
-        return f"has a host no request can name: {named!r} is not a valid internationalized domain name"
-    if allow_private:
-        return None
+    problem = None if allow_private else _not_public(parts)
+    return problem or _unsendable(url)
+
+
+def _unsendable(url: str) -> str | None:
+    """Why requests would refuse `url` at every send, else None: a host strict IDNA refuses
+    (`bots.acme。example.com`, a decomposed `bu\u0308cher`, full-width letters) was accepted with a
+    201 and "could not reach the callback URL" for a day (a review)."""
+    try:
+        requests.Request("POST", url).prepare()
+    except (requests.RequestException, ValueError) as err:
+        return f"cannot be sent: {err}"
+    return None
+
+
+def _not_public(parts: SplitResult) -> str | None:
+    """Why a callback may not go to `parts` without CONNECTOR_CALLBACK_ALLOW_PRIVATE, else None."""
+    host = _as_sent((parts.hostname or "").rstrip(".").lower())
     if parts.scheme != "https":
         return f"must be https (plain {parts.scheme} only with {ALLOW_VARIABLE})"
     try:

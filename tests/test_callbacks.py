@@ -852,7 +852,10 @@ def test_the_last_two_deliveries_given_up_at_once_owe_exactly_one_failed(make_ca
     # failed as "could not reach", for a day) (a review).
     ("https://bots.acme\uff0fexample.com/cb", "cannot be sent: netloc 'bots.acme\uff0fexample.com' contains invalid"),
     ("https://bots.acme\uff20example.com/cb", "cannot be sent: netloc"),
-    ("https://bots.acme\u3002example.com\uff3ccb", "has a host no request can name: 'bots.acme\u3002example.com\uff3ccb'"),
+    ("https://bots.acme\u3002example.com\uff3ccb", "cannot be sent: Failed to parse"),
+    ("https://bots.acme\u3002example.com/cb", "cannot be sent: Failed to parse: Name 'acme\u3002example' is not a valid"),
+    ("https://bu\u0308cher.example.com/cb", "cannot be sent: Failed to parse"),
+    ("https://\uff42\uff4f\uff54\uff53.example.com/cb", "cannot be sent: Failed to parse"),
 ])
 def test_intake_refuses_a_callback_url_that_is_not_public_https(make_app, url, problem):
     app = make_app()
@@ -862,6 +865,16 @@ def test_intake_refuses_a_callback_url_that_is_not_public_https(make_app, url, p
     [message] = response.get_json()["errors"]["callback.url"]
     assert message.startswith(problem)
     assert rows(app) == []  # nothing stored
+
+
+@pytest.mark.parametrize("url", ["https://b\u00fccher.example/cb", "https://xn--bcher-kva.example/cb",
+                                 "https://stra\u00dfe.de/cb", "https://[2606:4700:4700::1111]:8443/cb",
+                                 "https://bots.acme.example./cb"])
+def test_a_callback_url_requests_can_send_is_taken(make_app, url):
+    app = make_app()
+    response = app.test_client().post("/v1/handoffs", data=json.dumps(full_packet(callback={"url": url})),
+                                      headers=auth(), content_type="application/json")
+    assert response.status_code in (201, 202), response.get_data(as_text=True)
 
 
 def test_a_callback_url_no_request_can_be_sent_to_is_refused_where_private_addresses_are_allowed(make_app):
