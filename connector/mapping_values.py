@@ -123,8 +123,11 @@ def check_template(source: Any, where: str, variables: Collection[str] = ROOTS) 
             bad = isinstance(name, str) and name.startswith("_")
         if bad:
             raise ConfigError(where, f"template refers to {name!r}: names starting with '_' are not allowed")
+    # A name the template binds itself (`{% for handoff in history %}`, `{% set brief = … %}`, a
+    # macro's argument) is its own, whatever keys it has: refused, a file that loaded before did not.
+    bound = {name.name for name in tree.find_all(nodes.Name) if name.ctx in ("store", "param")}
     for node in tree.find_all(nodes.Getattr):
-        if isinstance(node.node, nodes.Name) and node.node.name in variables and \
+        if isinstance(node.node, nodes.Name) and node.node.name in variables and node.node.name not in bound and \
                 (problem := _not_built(node.node.name, node.attr)):
             raise ConfigError(where, f"template refers to {node.node.name}.{node.attr}: {problem}")
     unknown = sorted(meta.find_undeclared_variables(tree) - set(variables) - set(_parser.globals))

@@ -32,6 +32,17 @@ def test_a_misspelt_key_of_what_the_connector_builds_is_refused_at_load(path, wo
     assert f"template refers to {path}: " in str(err.value)
 
 
+@pytest.mark.parametrize("template", [
+    "{% for handoff in history %}{{ handoff.summary }}; {% endfor %}",
+    "{% set brief = history | first %}{{ brief.channel }}",
+    "{% with assignment = routing %}{{ assignment.department }}{% endwith %}",
+    "{% macro line(handoff) %}{{ handoff.summary }}{% endmacro %}{{ line(history | first) }}",
+])
+def test_a_name_the_template_binds_itself_is_its_own(template):
+    # A review of the mend: a loop variable called `handoff` was refused, and a file that had loaded stopped the service.
+    assert check_template(template, "zendesk.yaml custom_fields[0].template") == template
+
+
 @pytest.mark.parametrize("path", ["assignment.team", "assignment.targets.zendesk.group_id", "handoff.id",
                                   "brief.subject", "collected_data.anything_at_all", "customer.attributes.tier"])
 def test_what_the_connector_builds_is_read_by_its_own_keys(path):
