@@ -642,8 +642,9 @@ class SalesforceAdapter(Adapter):
         credentials refused midway too (an admin may renew them): told "failed" with no case, the
         bot showed the apology beside a routed case, and the conversation's next message opened a
         second one. A comment refused for good is `_transcript_to`'s to note, not a failure."""
-        # The Description carries the whole brief, transcript too, when it fits (`build_create`).
-        whole_in_description = _units(ctx.brief.text) <= DESCRIPTION_MAX
+        # The Description carries the whole brief, transcript too, when it fits (`build_create`) and
+        # is sent as rendered: a bot's `vendor_extra` or a mapping's `fields:` may have replaced it.
+        whole_in_description = (payload.get("case") or {}).get("Description") == ctx.brief.text
         try:
             counts = self._transcript_to(case_id, payload, resume=resume, described=whole_in_description)
         except DeliveryError as err:

@@ -603,6 +603,21 @@ def test_a_transcript_every_comment_of_which_was_refused_is_not_listed_delivered
     assert all("_undelivered" not in d for d in outcome.receipt["dropped"])
 
 
+def test_a_transcript_refused_beside_a_description_the_bot_replaced_is_not_listed_delivered(
+        org: SalesforceFake) -> None:
+    # A review of the mend: the Description's length was read, not what was sent — the bot's "See the
+    # chat." holds no transcript, and `delivered` still listed it beside the refusals.
+    org.query([{"Id": "0035g00000Existing"}])
+    org.create("Case")
+    org.error("POST", "sobjects/CaseComment/", 403, "error-403-insufficient-access.json")
+
+    outcome = adapter().deliver(ctx_for(full_packet(vendor_extra={"salesforce": {"description": "See the chat."}})))
+
+    assert org.sent("Case")[0]["Description"] == "See the chat."
+    assert outcome.receipt["delivered"] == []
+    assert any(d["reason"].startswith("none of the transcript reached") for d in outcome.receipt["dropped"])
+
+
 def test_a_refused_comments_log_line_names_the_code_not_the_vendors_words(org: SalesforceFake, caplog) -> None:
     # A trigger's refusal may quote the comment it refused (the customer's words, an address).
     lines = [{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "z" * 3_000} for _ in range(3)]
