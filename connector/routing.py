@@ -366,8 +366,12 @@ def _preferred_agent_line(hint: Any, assignment: Mapping[str, Any], rule: Mappin
         return None
     named = f"{email} (id {agent_id})" if email and agent_id else email or agent_id
     previous = assignment.get("previous_agent") or {}
+    # By its vendor's own form: a Salesforce user named by the 15 characters its pages show is the
+    # 18-character one the lookup found ("not taken: … offered Sam instead", of Sam; a review).
+    vendor = registry.adapter_class(previous["target"]) if previous.get("target") in registry.TARGETS else None
+    as_vendor_writes = str(vendor.routing_id(agent_id)) if vendor is not None else agent_id
     if (email and email.lower() == str(previous.get("email") or "").lower()) or \
-            (agent_id and agent_id == str(previous.get("id") or "")):
+            (agent_id and as_vendor_writes == str(previous.get("id") or "")):
         return f"sticky: the previous agent offered is routing.preferred_agent {named} (the bot's hint)"
     if previous:
         why = (f"rule {rule['name']} is sticky and offered the customer's previous agent, {assignment['agent']}, "

@@ -410,6 +410,12 @@ def test_a_preferred_agent_who_is_the_previous_agent_offered_is_said_taken():
     assert "sticky: the previous agent offered is routing.preferred_agent SAM@acme.example (the bot's hint)" \
         in same["trace"]
     assert not any(line.startswith("routing.preferred_agent ") for line in same["trace"])
+    # A Salesforce user named by the 15 characters its pages show is the 18-character one found (a review).
+    salesforce = {**PREVIOUS, "id": "0055g00000AbCdEAAV", "target": "salesforce"}
+    fifteen = assign(packet(routing__preferred_agent={"id": "0055g00000AbCdE"}), sticky, now=TUESDAY_NOON,
+                     previous_agent=salesforce)
+    assert "sticky: the previous agent offered is routing.preferred_agent 0055g00000AbCdE (the bot's hint)" \
+        in fifteen["trace"]
 
 
 def test_a_non_sticky_rule_ignores_the_previous_agent():
