@@ -259,12 +259,19 @@ class ZendeskAdapter(Adapter):
     @classmethod
     def vendor_extra_problems(cls, extra: Mapping[str, Any]) -> dict[str, str]:
         """Tags that are not text (`[{"name": "vip"}]`): Zendesk takes none, and a repeat's, added by
-        Add Tags (`apply_extra`), crashed every attempt (a review)."""
-        tags = extra.get("tags")
+        Add Tags (`apply_extra`), crashed every attempt (a review). Custom fields without an id."""
+        tags, fields = extra.get("tags"), extra.get("custom_fields")
+        problems = {}
         if "tags" in extra and not _tags_as_text(tags):
-            return {"vendor_extra.zendesk.tags": f"{json_codec.dumps(tags)[:100]} is not a list of tags: each is text "
-                                                 "(or a number), as Zendesk takes them"}
-        return {}
+            problems["vendor_extra.zendesk.tags"] = (f"{json_codec.dumps(tags)[:100]} is not a list of tags: each is "
+                                                     "text (or a number), as Zendesk takes them")
+        if "custom_fields" in extra and not (isinstance(fields, list) and
+                                             all(isinstance(f, Mapping) and f.get("id") is not None for f in fields)):
+            # Each replaces the mapping's field of its id (`apply_extra`); one without took the
+            # mapping's every field off the ticket, unsaid (a review).
+            said = f"{json_codec.dumps(fields)[:100]} is not a list of fields: each is {{\"id\": …, \"value\": …}}"
+            problems["vendor_extra.zendesk.custom_fields"] = f"{said}, as Zendesk takes them"
+        return problems
 
     def apply_extra(self, payload: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
         # vendor_extra.zendesk speaks of the ticket ({"ticket_form_id": …}), not of the envelope.
@@ -283,7 +290,7 @@ class ZendeskAdapter(Adapter):
                 payload = {**payload, "tags": list(dict.fromkeys([*payload["tags"], *added]))}
             else:
                 ticket = {**ticket, "tags": list(dict.fromkeys([*(ticket.get("tags") or []), *added]))}
-        if isinstance(fields, list) and all(isinstance(f, Mapping) and "id" in f for f in fields):
+        if isinstance(fields, list):  # (each with an id: `vendor_extra_problems`)
             # By field: the bot's value for a field the mapping fills wins; the mapping's others stay.
             theirs = {str(f["id"]) for f in fields}
             used.add("custom_fields")

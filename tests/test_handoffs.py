@@ -1200,6 +1200,19 @@ def test_zendesk_tags_in_vendor_extra_that_are_not_text_are_refused_with_a_422_n
         assert post(client, minimal_packet(vendor_extra={"zendesk": {"tags": fine}})).status_code == 201
 
 
+@pytest.mark.parametrize("fields", [[{"id": 360001, "value": "bot"}, {"value": "no id"}], {"360001": "x"},
+                                    [{"id": None, "value": "x"}], ["360001"]])
+def test_zendesk_custom_fields_in_vendor_extra_without_an_id_are_refused_with_a_422_naming_them(make_app, fields):
+    # A review: one entry without an id made the bot's list replace the mapping's every field, unsaid.
+    client = make_app(targets=("preview",)).test_client()
+    response = post(client, minimal_packet(vendor_extra={"zendesk": {"custom_fields": fields}}))
+    assert response.status_code == 422
+    [reason] = response.get_json()["errors"]["vendor_extra.zendesk.custom_fields"]
+    assert reason.endswith('is not a list of fields: each is {"id": …, "value": …}, as Zendesk takes them')
+    fine = [{"id": 360001, "value": "bot"}, {"id": "360002", "value": None}]
+    assert post(client, minimal_packet(vendor_extra={"zendesk": {"custom_fields": fine}})).status_code == 201
+
+
 def test_slack_vendor_extra_is_judged_the_same_whatever_routing_chooses(make_app, tmp_path, test_targets,
                                                                         monkeypatch):
     # Two reviews: judged against routing's choice, a retry arriving while the first request was
