@@ -338,6 +338,15 @@ def sections(pieces: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
     return blocks
 
 
+def fit_closed(text: str, limit: int, tail: str = "") -> tuple[str, bool]:
+    """`fit`, its ``` fences closed (`_fences_closed`) before and after the cut (which may leave one
+    of a pair): a customer's stray fence in one piece of the alert paired with the next piece's, and
+    ran the alert's own headings into a code block (a review)."""
+    whole = _fences_closed(text)
+    cut, was_cut = fit(whole, limit - whole.count("```"), tail)
+    return _fences_closed(cut), was_cut
+
+
 def _fences_closed(raw: str) -> str:
     """A piece with an odd number of ``` fences: the last one opened a code block that ran on into
     the pieces after it in the section (the next messages, their labels shown as raw `*[09:15:40]
@@ -378,11 +387,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     def short(part: str, raw: Any, limit: int, lines: Callable[[Any], str] = continued) -> str:
         """`raw` within `limit`, its later lines indented (`continued`): an escalation detail ending
         "\n*Collected data:*" read as a heading of the alert, a contact's summary as another contact."""
-        # Each piece's ``` fences closed, as the thread's (`_fences_closed`): a customer's stray one
-        # paired with the next piece's and ran the alert's own headings into a code block (a review).
-        whole = _fences_closed(lines(raw))
-        text, cut = fit(whole, limit - whole.count("```"), " _(in full in the thread)_")
-        text = _fences_closed(text)  # a cut may leave one of a pair
+        text, cut = fit_closed(lines(raw), limit, " _(in full in the thread)_")
         if cut:
             notes.append({"part": part, "reason": "shortened in the alert; in full in the thread"})
         return text
@@ -427,7 +432,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
             why += f"\n*{heading}:* {short('escalation', said, 400)}"
     fields = []
     if sentiment:
-        fields.append(f"*Sentiment*\n{fit(continued(_mood(sentiment)), 200)[0]}")
+        fields.append(f"*Sentiment*\n{fit_closed(continued(_mood(sentiment)), 200)[0]}")
     if intent.get("name") or is_number(intent.get("confidence")):
         fields.append(f"*Intent*\n{short('intent', _intent(intent), 200)}")
     channel = " · ".join(str(v) for v in (conversation.get("channel"), conversation.get("language")) if v)
@@ -438,7 +443,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     # As the brief says it, with the rule that sent it there; of the thread a repeat replies in.
     team = (routed_to(assignment, kept_team) or "").replace("this ticket stays with", "this thread stays with") or None
     if team:
-        fields.append(f"*Routed to*\n{fit(continued(team), 200)[0]}")  # a department hint's lines
+        fields.append(f"*Routed to*\n{fit_closed(continued(team), 200)[0]}")  # a department hint's lines
     # The alert's times are UTC: "call me after 8am" and "tomorrow" were the customer's, and only
     # the thread (and Zendesk's, Salesforce's brief) said which clock they read. Labelled as what it
     # is (the offset the times came with: a bot server's zone writes them so), not the customer's clock.
@@ -466,7 +471,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     # A value the bot sent empty (null, "", []) is no field: it was asked for, not collected.
     collected, not_collected = collected_of(packet)
     if collected or not_collected:
-        shown = [f"*{fit(flat(k), 100)[0]}*\n{short('collected_data', scalar(v), 150)}"
+        shown = [f"*{fit_closed(flat(k), 100)[0]}*\n{short('collected_data', scalar(v), 150)}"
                  for k, v in collected[:MAX_FIELDS]]
         heading = "*Collected data*"
         if len(collected) > MAX_FIELDS:
@@ -480,7 +485,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     attempts = packet.get("attempted_solutions") or []
     if attempts:
         named_by = [attempt_title(a, 150) for a in attempts[:5]]  # a title, else the detail that says what it was
-        titles = [title for title, _ in named_by]
+        titles = [_fences_closed(title) for title, _ in named_by]
         # A link's label takes no marker: said in the receipt (as a detail cut to name the attempt).
         if any(fit(title, 150)[1] or (key == "detail" and title.endswith(ELLIPSIS)) for title, key in named_by):
             notes.append({"part": "attempted_solutions", "reason": "shortened in the alert; in full in the thread"})

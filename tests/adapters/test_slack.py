@@ -1752,6 +1752,21 @@ def test_an_unclosed_code_fence_in_the_alert_does_not_run_on_into_its_headings()
     assert texts["intent"].count("```") == 2 and "```oauth 4012```" in texts["intent"]  # balanced: kept
     assert "``\u200b`ERR_4012" in texts["intent"] and "log: ``\u200b` see above" in texts["intent"]
     assert "```" not in texts["escalation"] and "refund``\u200b`" in texts["escalation"]
+    # Nor in what the bot tried, a collected field's name, the sentiment or "Routed to" (a review of the mend).
+    packet["attempted_solutions"] = [
+        {"title": "Had them paste the log: ```ERR 4012", "outcome": "not_helpful"},
+        {"title": "Reset the token", "outcome": "not_helpful"},
+        {"title": "Asked for the output of ```qb sync --verbose", "outcome": "not_helpful"}]
+    packet["collected_data"] = {"log ```": "x", "trace": "```y```"}
+    message = kit.alert(packet, HANDOFF, {"team": "support ```", "rule": "r"}, [])[0]
+    for block in message["blocks"]:
+        mrkdwn = [text for text in [block.get("text"), *block.get("fields", ())]
+                  if isinstance(text, dict) and text.get("type") == "mrkdwn"]  # (a header is plain text)
+        pieces = [text["text"] for text in mrkdwn]
+        for piece in pieces:
+            assert piece.count("```") % 2 == 0, piece
+    texts = {b.get("block_id"): b["text"]["text"] for b in message["blocks"] if isinstance(b.get("text"), dict)}
+    assert "paste the log: ``\u200b`ERR 4012" in texts["attempted_solutions"]
 
 
 def test_an_attempts_title_squeezed_by_a_long_address_is_whole_in_the_thread() -> None:
