@@ -242,10 +242,9 @@ class Sent:
     slow_down_s: float | None = None
     # What the vendor refused once the ticket was up (a Slack thread reply, a Salesforce case
     # comment): added to the receipt's `dropped`, so a delivery that lost part of the context says so.
+    # An entry marked `UNDELIVERED` says none of its part reached the ticket (every comment carrying
+    # it refused, the file holding it refused): the part is taken off the receipt's `delivered`.
     dropped: Dropped = ()
-    # Parts none of which reached the ticket (every comment carrying them refused): taken off the
-    # receipt's `delivered`, where they were listed beside their refusals.
-    undelivered: tuple[str, ...] = ()
     # The agent the vendor's answer to an update says has the ticket, waiting on them: no event
     # comes for an assignee who does not change, and the handoff stayed unassigned for good.
     holder: str | None = None
@@ -749,8 +748,7 @@ class Adapter(abc.ABC):
             vendor_id=sent.vendor_id,
             url=sent.url,
             payload=payload,
-            receipt=_without(with_dropped(self.receipt(ctx, payload or {}), (*left_out, *sent.dropped)),
-                             sent.undelivered),
+            receipt=_undelivered(self.receipt(ctx, payload or {}), (*left_out, *sent.dropped)),
             reply=sent.reply,
             link_extra=sent.extra,
             slow_down_s=sent.slow_down_s,
@@ -810,11 +808,18 @@ def refused_routing_fields(receipt: Mapping[str, Any] | None) -> set[str]:
             if isinstance(entry, Mapping) and entry.get("part") == "routing" and entry.get("field")}
 
 
-def _without(receipt: dict[str, Any], undelivered: tuple[str, ...]) -> dict[str, Any]:
-    """`receipt` whose `delivered` lists none of the parts `undelivered`."""
-    if not undelivered:
+# A `dropped` entry's mark (between an adapter and `_outcome`, never in a receipt): none of its part
+# reached the ticket — listed `delivered` beside its refusals, it told a bot the agent had it (a review).
+UNDELIVERED = "_undelivered"
+
+
+def _undelivered(receipt: dict[str, Any], refused: Dropped) -> dict[str, Any]:
+    """`with_dropped(receipt, refused)`, the parts `refused` marks `UNDELIVERED` off its `delivered`."""
+    gone = {str(entry["part"]) for entry in refused if entry.get(UNDELIVERED)}
+    receipt = with_dropped(receipt, tuple({k: v for k, v in entry.items() if k != UNDELIVERED} for entry in refused))
+    if not gone:
         return receipt
-    return {**receipt, "delivered": [part for part in receipt.get("delivered", []) if part not in undelivered]}
+    return {**receipt, "delivered": [part for part in receipt.get("delivered", []) if part not in gone]}
 
 
 def with_dropped(receipt: dict[str, Any], refused: Dropped) -> dict[str, Any]:

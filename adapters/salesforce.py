@@ -38,6 +38,7 @@ from connector.text_rules import as_identity, whole_end
 
 from .base import (
     CLOCK_SKEW_S,
+    UNDELIVERED,
     Adapter,
     Dropped,
     HandoffContext,
@@ -733,11 +734,8 @@ class SalesforceAdapter(Adapter):
 
     def _sent(self, case_id: str, reply: dict[str, Any], refused: tuple[dict[str, Any], ...]) -> Sent:
         """The case, and the comments Salesforce refused for good (`dropped`: the receipt says what is
-        missing; a part none of which reached the case, `undelivered`, is not among its `delivered`)."""
-        undelivered = tuple(str(entry["part"]) for entry in refused if entry.get(UNDELIVERED))
-        dropped = tuple({k: v for k, v in entry.items() if k != UNDELIVERED} for entry in refused)
-        return Sent(vendor_id=case_id, url=self.ticket_url(case_id), reply=reply, dropped=dropped,
-                    undelivered=undelivered)
+        missing; a part none of which reached the case is marked `UNDELIVERED`)."""
+        return Sent(vendor_id=case_id, url=self.ticket_url(case_id), reply=reply, dropped=refused)
 
     def ticket_url(self, vendor_id: str) -> str | None:
         base = self._conn.instance_url if self._conn else self.settings.salesforce_instance_url.rstrip("/")
@@ -867,7 +865,6 @@ def _code_points_within(text: str, units: int) -> int:
 
 
 _TRANSCRIPT_PART = " · transcript · "  # in the header line of each comment carrying the transcript (`_header`)
-UNDELIVERED = "_undelivered"  # an entry's mark, between `_transcript_to` and `_sent`: the whole part is missing
 
 
 def _lost(heads: list[str], carried: list[str], kind: str) -> bool:

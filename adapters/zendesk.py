@@ -28,7 +28,7 @@ import requests
 from zenpy import Zenpy
 
 from connector import json_codec
-from connector.brief import subject_line
+from connector.brief import PARTS, subject_line
 from connector.decision import lookup_ends
 from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import KINDS as VALUE_KINDS
@@ -38,6 +38,7 @@ from connector.text_rules import as_identity, called
 
 from .base import (
     MAX_MERGES,
+    UNDELIVERED,
     Adapter,
     HandoffContext,
     Link,
@@ -92,6 +93,9 @@ _TAG_UNSAFE = re.compile(r"[^\w\-]+")
 
 
 RECENT_CONTACTS = 5  # earlier contacts a comment keeps when the whole history does not fit (`_sized`)
+# The parts a shortened comment leaves to the file (brief.html.j2's `include_transcript`, `include_lists`).
+_TRANSCRIPT = ("transcript", "attachments")
+_LISTS = ("attempted_solutions", "collected_data", "history", "routing")
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class _Comment:
     attached_part: str = ""
     carries: str = ""  # what the comment still holds, for the receipt
     note: str = ""  # the line in `html_body` that says what is attached (`_unattached` rewrites it)
+    only_attached: tuple[str, ...] = ()  # the parts (`brief.PARTS`) the comment holds nothing of
 
 
 @dataclass(frozen=True)
@@ -350,11 +355,13 @@ class ZendeskAdapter(Adapter):
                 lambda body: _fits(lead + body))
             if shown:
                 return _Comment(body, (name, text), "transcript", f"the summary and the last {shown} messages", note)
-            return _Comment(ctx.brief.summary_html_with(note), (name, text), "transcript", "the summary", note)
+            return _Comment(ctx.brief.summary_html_with(note), (name, text), "transcript", "the summary", note,
+                            _TRANSCRIPT)
         recent = ctx.brief.html_recent_contacts(RECENT_CONTACTS, include_transcript=False)
         if recent is not None and _fits(lead + recent + attached):
             return _Comment(recent + attached, whole, "brief",
-                            f"the summary with the {RECENT_CONTACTS} most recent earlier contacts", attached)
+                            f"the summary with the {RECENT_CONTACTS} most recent earlier contacts", attached,
+                            _TRANSCRIPT)
         # Who, why, what they want and the urgency stay in the comment an agent opens first; the long
         # lists (earlier contacts, what was tried, collected data) and the transcript go in the file.
         # Only a subject line was left here before: two hundred earlier contacts hid even the urgency.
@@ -362,10 +369,11 @@ class ZendeskAdapter(Adapter):
                      f"for a Zendesk comment: the whole brief is attached as {brief_file}. Nothing was cut.")
         if _fits(lead + ctx.brief.core_html + rest):
             return _Comment(ctx.brief.core_html + rest, whole, "brief", "who, why, what they want and the urgency",
-                            rest)
+                            rest, _LISTS + _TRANSCRIPT)
         alone = _note(f"Handoff {ctx.handoff_id}: the brief is too long for a Zendesk comment. "
                       f"It is attached in full as {brief_file}.")
-        return _Comment(alone + f"<p>{html.escape(ctx.brief.subject)}</p>", whole, "brief", "the subject only", alone)
+        return _Comment(alone + f"<p>{html.escape(ctx.brief.subject)}</p>", whole, "brief", "the subject only", alone,
+                        PARTS)
 
     def _comment_json(self, comment: _Comment) -> dict[str, Any]:
         return {"html_body": comment.html_body, "public": bool(self._conf["public_comment"])}
@@ -760,7 +768,7 @@ class ZendeskAdapter(Adapter):
             # for good — no ticket, no note on the open one (a review).
             log.warning("Zendesk refused the file holding the rest of the brief; sending the comment without it",
                         extra={"vendor_status": err.status})
-            return _unattached(payload, planned, err)
+            return _unattached(payload, planned, err, ctx.brief.parts_present)
         # An upload only becomes visible to agents once a comment links it: safe to redo.
         token = reply["upload"]["token"]
         comment = payload["ticket"].get("comment") or {}
@@ -1005,11 +1013,12 @@ def _tag(value: str) -> str:
     return re.sub(r"_{2,}", "_", _TAG_UNSAFE.sub("_", value.strip().lower())).strip("_")[:80]
 
 
-def _unattached(payload: dict[str, Any], planned: _Comment,
-                err: DeliveryError) -> tuple[dict[str, Any], tuple[dict[str, str], ...]]:
+def _unattached(payload: dict[str, Any], planned: _Comment, err: DeliveryError,
+                present: Collection[str]) -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:
     """`payload` whose comment says the file it names was refused rather than attached, and the
-    receipt's entry for it: the part cut is named, with Zendesk's reason (`with_dropped` takes the
-    file off the receipt's `attached`)."""
+    receipt's entries for it: the part cut is named, with Zendesk's reason (`with_dropped` takes the
+    file off the receipt's `attached`), and each of the packet's parts (`present`) that only the
+    file held is marked `UNDELIVERED`."""
     assert planned.attachment is not None
     name = planned.attachment[0]
     why = f"{err.status}: {vendor_message(err.reply) or err.message}"[:200]
@@ -1024,7 +1033,9 @@ def _unattached(payload: dict[str, Any], planned: _Comment,
                                                 f"comment, and Zendesk refused it as a file ({why}). This comment "
                                                 f"carries {planned.carries}."), 1)
         payload = deep_merge(payload, {"ticket": {"comment": {"html_body": body}}})
-    return payload, ({"part": planned.attached_part, "file": name, "reason": said},)
+    lost = tuple({"part": part, UNDELIVERED: True, "reason": f"not on the ticket: only {name} held it"}
+                 for part in planned.only_attached if part in present)
+    return payload, ({"part": planned.attached_part, "file": name, "reason": said}, *lost)
 
 
 def _fits(html_body: str) -> bool:

@@ -1830,6 +1830,7 @@ def test_a_refused_upload_leaves_the_ticket_made_with_what_the_comment_carries(z
     assert "uploads" not in comment
     assert "is attached as" not in comment["html_body"] and "Zendesk refused it as a file" in comment["html_body"]
     assert lines[-1] in comment["html_body"]  # the latest messages still there
+    assert "transcript" in outcome.receipt["delivered"]  # in part: said under dropped
     assert len(comment["html_body"].encode()) <= COMMENT_LIMIT_BYTES + 400
     assert "attached" not in outcome.receipt
     [said] = [entry for entry in outcome.receipt["dropped"] if entry.get("file")]
@@ -1852,6 +1853,14 @@ def test_a_refused_upload_leaves_the_note_on_the_conversations_ticket(zd: FakeZe
     assert "Zendesk refused it as a file (422: RecordInvalid" in body["ticket"]["comment"]["html_body"]
     assert outcome.status == "updated" and "attached" not in outcome.receipt
     assert [entry["part"] for entry in outcome.receipt["dropped"] if entry.get("file")] == ["brief"]
+    # What only the file held is not listed delivered: the comment kept who, why, what and the
+    # urgency (a review of the mend: every part was still listed).
+    gone = {"attempted_solutions", "collected_data", "history", "transcript"}
+    assert not gone & set(outcome.receipt["delivered"]) and {"customer", "escalation"} <= set(
+        outcome.receipt["delivered"])
+    assert gone <= {entry["part"] for entry in outcome.receipt["dropped"]
+                    if entry["reason"] == "not on the ticket: only handoff-hnd_01TESTHANDOFF0000000000000.txt held it"}
+    assert all("_undelivered" not in entry for entry in outcome.receipt["dropped"])
 
 
 def test_an_upload_refusing_the_credentials_fails_as_the_ticket_would(zd: FakeZendesk) -> None:
