@@ -224,8 +224,10 @@ def worker(interval: float | None) -> None:
 
 
 @group.command("deliveries")
-@click.option("--state", type=click.Choice(["created", "updated", "pending", "failed", "dead", "dismissed"]),
-              default="dead", show_default=True)
+@click.option("--state", default="dead", show_default=True,
+              type=click.Choice(["created", "updated", "pending", "retrying", "failed", "dead", "dismissed"]),
+              help="retrying: the pending ones tried at least once, as /readyz and /metrics count them "
+                   "(pending lists both).")
 @click.option("--target", type=click.Choice(list(registry.TARGETS)), default=None,
               help="Only this target.")  # a typo listed "0 deliveries", a false all-clear
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)  # 0 listed "0 deliveries"

@@ -1062,14 +1062,15 @@ class Outbox:
             ).all()
         counts = {target: dict.fromkeys(COUNTED, 0) for target in enabled}
         for target, state, retried, number in rows:
-            name = "retrying" if state == "pending" and retried else state
+            name = RETRYING if state == "pending" and retried else state
             bucket = counts.setdefault(target, dict.fromkeys(COUNTED, 0))
             bucket[name] += number
         return counts
 
 
 REPLAYABLE = GIVEN_UP
-COUNTED = ("pending", "retrying", "dead", "failed")  # `Outbox.counts`' states, as /readyz and /metrics name them
+RETRYING = "retrying"  # a pending delivery tried at least once, as counted and listed
+COUNTED = ("pending", RETRYING, "dead", "failed")  # `Outbox.counts`' states, as /readyz and /metrics name them
 
 
 def replay(db: Database, *, ids: list[int] | None = None, states: tuple[str, ...] = ("dead",),
@@ -1184,7 +1185,9 @@ def list_deliveries(db: Database, *, state: str | None, target: str | None, limi
     if before is not None:
         at, last = before
         query = query.where(or_(Delivery.updated_at < at, and_(Delivery.updated_at == at, Delivery.id < last)))
-    if state:
+    if state == RETRYING:  # as /readyz and /metrics count them (`Outbox.counts`): pending, tried before
+        query = query.where(Delivery.state == "pending", Delivery.attempts > 0)
+    elif state:
         query = query.where(Delivery.state == state)
     if not carried:
         query = query.where(~since)

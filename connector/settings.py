@@ -424,6 +424,13 @@ def _list(name: str, raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def _none_named(name: str, raw: str) -> tuple[str, ...]:
+    """An empty `CONNECTOR_TARGETS=`: a deploy template's unset `${TARGETS}` started the service
+    delivering to no agent (the built-in preview alone), bots told `delivered` (an operator review)."""
+    raise ConfigError(name, f"names no target ({raw!r}): name them (preview, zendesk, salesforce, slack), "
+                            "or leave the variable out for the built-in preview alone")
+
+
 def _str(name: str, raw: str) -> str:
     return raw.strip()
 
@@ -490,7 +497,7 @@ PUBLISHED_SECRETS = {"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw": "the Standard Webhooks 
 _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CONNECTOR_DATABASE_URL": ("database_url", _str),
     "CONNECTOR_MAPPINGS_DIR": ("mappings_dir", _str),
-    "CONNECTOR_TARGETS": ("targets", _list),
+    "CONNECTOR_TARGETS": ("targets", lambda name, raw: _list(name, raw) or _none_named(name, raw)),
     "CONNECTOR_BOT_KEYS": ("bot_keys", _split_pairs),
     "CONNECTOR_BOT_SECRETS": ("bot_secrets", _split_pairs),
     "CONNECTOR_ADMIN_TOKEN": ("admin_token", _str),
@@ -658,8 +665,6 @@ class Settings:
                     refused.append(err)
         if refused:
             raise ConfigError.joined(refused)
-        if "targets" in values and not values["targets"]:
-            values.pop("targets")
         twice = tuple((key, tuple(lines)) for key, lines in json.loads(environ.get(FILE_TWICE) or "{}").items())
         return cls(**values, unread=unread(environ), env_file=environ.get(FILE_READ, ""), set_twice=twice,
                    env_file_chooses=bool(environ.get(FILE_CHOOSES))).checked()

@@ -643,3 +643,27 @@ def test_a_preview_while_another_request_reloads_an_edit_waits_for_the_files_ver
     previewed = app.test_client().post("/v1/preview", json=minimal_packet(), headers=admin())
     other.join(10)
     assert previewed.status_code == 409, previewed.get_json()
+
+
+def test_retrying_deliveries_are_listed_as_readyz_and_metrics_count_them(make_app):
+    # An operator review: alerted on connector_deliveries{state="retrying"}, they could not list
+    # those by that name (`--state retrying` and `?state=retrying` were refused).
+    from connector.models import Handoff
+
+    app = make_app(targets=("preview",))
+    with app.extensions["connector"].db.session() as session:
+        for n, (state, attempts) in enumerate((("pending", 0), ("pending", 3), ("dead", 12))):
+            session.add(Handoff(id=f"hnd_{n}", bot_id="support-bot", conversation_id=f"c{n}", idempotency_key=f"k{n}",
+                                request_hash="0" * 64, packet={}, assignment={"team": "support", "trace": []},
+                                customer_message={"locale": "en", "text": "x"},
+                                deliveries=[Delivery(target="preview", state=state, attempts=attempts,
+                                                     next_attempt_at=utcnow())]))
+    client = app.test_client()
+    listed = client.get("/v1/deliveries?state=retrying", headers=admin()).get_json()["items"]
+    assert [(d["handoff_id"], d["attempts"]) for d in listed] == [("hnd_1", 3)]
+    assert len(client.get("/v1/deliveries?state=pending", headers=admin()).get_json()["items"]) == 2
+    counts = client.get("/readyz").get_json()["checks"]["deliveries"]["preview"]
+    assert (counts["pending"], counts["retrying"]) == (1, 1)
+    result = app.test_cli_runner().invoke(args=["connector", "deliveries", "--state", "retrying"])
+    assert result.exit_code == 0 and "hnd_1\tpreview\tpending\tattempts=3" in result.output
+    assert "hnd_0" not in result.output

@@ -793,3 +793,12 @@ def test_an_address_no_client_can_call_is_refused_for_every_variable_that_holds_
         create_app({"environ": environ})
     assert str(caught.value).startswith(f"{variable}: {said}"), caught.value
     create_app({"environ": {**environ, variable: "https://acme.example:8443"}})  # a port of its own is one
+
+
+@pytest.mark.parametrize("written", ["", " , ", ","])
+def test_a_targets_variable_naming_none_is_refused_not_read_as_preview_alone(written):
+    # An operator review: a template's unset `${TARGETS}` started the service delivering to no agent.
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"CONNECTOR_TARGETS": written})
+    assert err.value.source == "CONNECTOR_TARGETS" and "names no target" in err.value.message
+    assert Settings.from_env({}).targets == ("preview",)

@@ -12,7 +12,7 @@ from adapters import registry
 
 from ..auth import authenticate_admin
 from ..errors import MappingsRefused, NotFound, ValidationFailed
-from ..outbox import REPLAYABLE, UNTAKEN_TO_DISMISS_S, list_deliveries
+from ..outbox import REPLAYABLE, RETRYING, UNTAKEN_TO_DISMISS_S, list_deliveries
 from ..previewing import preview_packet
 from ..schemas.responses import DELIVERY_STATES
 from ..services import current_services
@@ -20,6 +20,8 @@ from ..settings import BOOL_WORDS, truth
 from . import only_params, query_limit
 
 bp = Blueprint("admin", __name__, url_prefix="/v1")
+# What `?state=` lists: a delivery's states, and `retrying` as /readyz and /metrics count it.
+LISTED_STATES = (*DELIVERY_STATES, RETRYING)
 # `next_before`: where a page ended, its last row's `updated_at` (in UTC) and id.
 _POSITION = re.compile(r"(?P<at>[0-9]{8}T[0-9]{6}\.[0-9]{6}Z)\.(?P<id>[0-9]{1,18})", re.ASCII)
 _POSITION_AT = "%Y%m%dT%H%M%S.%fZ"
@@ -77,7 +79,7 @@ def deliveries() -> Response:
       summary: Deliveries, newest first, filtered by state and target (e.g. ?state=dead)
       security: [{adminAuth: []}]
       parameters:
-        - {in: query, name: state, required: false, schema: {type: string, enum: [created, updated, pending, failed, dead, dismissed]}}
+        - {in: query, name: state, required: false, description: "retrying: pending ones tried at least once, as /readyz counts them (pending lists both)", schema: {type: string, enum: [created, updated, pending, retrying, failed, dead, dismissed]}}
         - {in: query, name: target, required: false, description: "One target; empty or absent for every target", schema: {type: string, enum: ["", preview, zendesk, salesforce, slack]}}
         - {in: query, name: limit, required: false, schema: {type: integer, minimum: 1, maximum: 500, default: 100}}
         - {in: query, name: before, required: false, description: "The next page: the last page's `next_before`, where it ended", schema: {type: string}}
@@ -90,8 +92,8 @@ def deliveries() -> Response:
     # asked for; a paging parameter of another API (`offset=`) the first page again, for ever.
     only_params("state", "target", "limit", "before")
     state = request.args.get("state")
-    if state is not None and state not in DELIVERY_STATES:
-        raise ValidationFailed(f"state must be one of {', '.join(DELIVERY_STATES)}.", errors={"state": ["unknown"]})
+    if state is not None and state not in LISTED_STATES:
+        raise ValidationFailed(f"state must be one of {', '.join(LISTED_STATES)}.", errors={"state": ["unknown"]})
     limit = query_limit(default=100, most=500)
     target = _target()
     rows = list_deliveries(current_services().db, state=state, target=target, limit=limit, before=_position())
