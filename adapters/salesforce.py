@@ -725,8 +725,8 @@ class SalesforceAdapter(Adapter):
             # Its comments were the only place it went: "delivered" beside twelve refusals told a bot
             # reading `delivered` that the agent had the conversation (a review).
             refused.append({"part": "transcript", UNDELIVERED: True, "reason": "none of the transcript reached "
-                            "the case: its Description holds the summary, and Salesforce refused every comment "
-                            "carrying the transcript"})
+                            "the case: its Description does not hold it, and Salesforce refused every comment "
+                            "carrying it"})
         return {"comments_posted": posted, "comments_skipped": skipped}, tuple(refused)
 
     def _create(self, sobject: str, record: dict[str, Any]) -> dict[str, Any]:
