@@ -99,6 +99,53 @@ def _guess(root: str) -> str:
     return did_you_mean(root, sorted(ROOTS), cutoff=0.8)
 
 
+def _built_keys_read(node: nodes.Node, own: set[str], built: frozenset[str]) -> Iterator[tuple[str, str]]:
+    """Each `name.key` the template reads of what the connector builds (`built`, given to it), in
+    the template's own scopes: a name it binds itself — a loop's `handoff`, a macro's argument, a
+    `set brief` before — is its own where Jinja2 binds it, and the connector's again after (the
+    loop's end): refused, a file that had loaded stopped the service; taken as bound anywhere, a
+    misspelt `handoff.uuid` after such a loop loaded again (reviews of the mend). `own` (the names
+    bound so far in this scope) gains a `set`'s, which later statements of the scope see."""
+    def walk(child: nodes.Node | None, names: set[str]) -> Iterator[tuple[str, str]]:
+        return _built_keys_read(child, names, built) if child is not None else iter(())
+
+    if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) and node.node.name in built \
+            and node.node.name not in own:
+        yield node.node.name, node.attr
+    if isinstance(node, nodes.For):
+        yield from walk(node.iter, own)
+        inner = own | _stored(node.target) | {"loop"}
+        for child in (node.test, *node.body):
+            yield from walk(child, set(inner))
+        for child in node.else_:
+            yield from walk(child, own)
+    elif isinstance(node, (nodes.Macro, nodes.CallBlock)):
+        for child in (*node.defaults, *([node.call] if isinstance(node, nodes.CallBlock) else [])):
+            yield from walk(child, own)
+        inner = own | {arg.name for arg in node.args} | {"caller", "varargs", "kwargs"}
+        for child in node.body:
+            yield from walk(child, inner)
+    elif isinstance(node, nodes.With):
+        for child in node.values:
+            yield from walk(child, own)
+        inner = own | {name for target in node.targets for name in _stored(target)}
+        for child in node.body:
+            yield from walk(child, inner)
+    elif isinstance(node, (nodes.Assign, nodes.AssignBlock)):
+        for child in ([node.node] if isinstance(node, nodes.Assign) else [*node.body, node.filter]):
+            yield from walk(child, own)
+        own.update(_stored(node.target))  # the scope's later statements read the template's own
+    else:
+        for child in node.iter_child_nodes():
+            yield from walk(child, own)
+
+
+def _stored(target: nodes.Node) -> set[str]:
+    """The names an assignment's or a loop's target binds (`handoff`, or `a, handoff`)."""
+    names = {name.name for name in target.find_all(nodes.Name)}
+    return names | ({target.name} if isinstance(target, nodes.Name) else set())
+
+
 def check_template(source: Any, where: str, variables: Collection[str] = ROOTS) -> str:
     """Compile `source` and refuse, at load time, what could only be a sandbox escape
     (`_`-attributes), a filter or test Jinja2 does not have, and a variable the template will not
@@ -123,13 +170,9 @@ def check_template(source: Any, where: str, variables: Collection[str] = ROOTS) 
             bad = isinstance(name, str) and name.startswith("_")
         if bad:
             raise ConfigError(where, f"template refers to {name!r}: names starting with '_' are not allowed")
-    # A name the template binds itself (`{% for handoff in history %}`, `{% set brief = … %}`, a
-    # macro's argument) is its own, whatever keys it has: refused, a file that loaded before did not.
-    bound = {name.name for name in tree.find_all(nodes.Name) if name.ctx in ("store", "param")}
-    for node in tree.find_all(nodes.Getattr):
-        if isinstance(node.node, nodes.Name) and node.node.name in variables and node.node.name not in bound and \
-                (problem := _not_built(node.node.name, node.attr)):
-            raise ConfigError(where, f"template refers to {node.node.name}.{node.attr}: {problem}")
+    for name, key in _built_keys_read(tree, set(), frozenset(variables) & BUILT_KEYS.keys()):
+        if problem := _not_built(name, key):
+            raise ConfigError(where, f"template refers to {name}.{key}: {problem}")
     unknown = sorted(meta.find_undeclared_variables(tree) - set(variables) - set(_parser.globals))
     if unknown:
         given = ", ".join(sorted(variables)) or "none"

@@ -43,6 +43,20 @@ def test_a_name_the_template_binds_itself_is_its_own(template):
     assert check_template(template, "zendesk.yaml custom_fields[0].template") == template
 
 
+@pytest.mark.parametrize(("template", "read"), [
+    ("{% for handoff in history %}{{ handoff.summary }} {% endfor %}Ref {{ handoff.uuid }}", "handoff.uuid"),
+    ("{% macro line(brief) %}{{ brief.summary }}{% endmacro %}{{ brief.subjct }}", "brief.subjct"),
+    ("{% with assignment = routing %}{% endwith %}{{ assignment.teem }}", "assignment.teem"),
+    ("{{ assignment.teem }}{% set assignment = routing %}", "assignment.teem"),
+    ("{% for x in history %}{% set handoff = x %}{% endfor %}{{ handoff.uuid }}", "handoff.uuid"),
+])
+def test_the_connectors_names_are_checked_outside_where_the_template_binds_them(template, read):
+    # A second review of the mend: bound anywhere, a misspelt key after the loop loaded again.
+    with pytest.raises(ConfigError) as err:
+        check_template(template, "x")
+    assert f"template refers to {read}: " in str(err.value)
+
+
 @pytest.mark.parametrize("path", ["assignment.team", "assignment.targets.zendesk.group_id", "handoff.id",
                                   "brief.subject", "collected_data.anything_at_all", "customer.attributes.tier"])
 def test_what_the_connector_builds_is_read_by_its_own_keys(path):

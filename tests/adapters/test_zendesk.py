@@ -1174,6 +1174,17 @@ def test_a_bots_tags_on_a_new_ticket_join_the_connectors(zd: FakeZendesk, tags: 
                                                {"id": 360009, "value": "campaign"}]
 
 
+def test_custom_fields_without_ids_stored_before_intake_refused_them_still_go(zd: FakeZendesk) -> None:
+    # A review of the mend: a packet stored before the upgrade (pending, or replayed) failed every
+    # attempt with a KeyError; the entry without an id is left out (Zendesk takes none), the rest by id.
+    zd.create_ticket()
+    packet = full_packet(vendor_extra={"zendesk": {"custom_fields": [{"id": 360001, "value": "a"}, {"value": "b"}]}})
+    outcome = adapter(custom_fields=[{"id": "360002", "literal": "chat"}]).deliver(ctx(packet))
+    assert outcome.status == "created"
+    [body] = zd.json_bodies("POST", TICKETS)
+    assert body["ticket"]["custom_fields"] == [{"id": 360002, "value": "chat"}, {"id": 360001, "value": "a"}]
+
+
 @pytest.mark.parametrize(("customer", "requester"), [
     ({"name": "Dana", "email": "dana@example.com", "id": "cus_77", "phone": "+1 415 555 0134"},
      {"name": "Dana", "email": "dana@example.com"}),
