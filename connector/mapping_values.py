@@ -114,9 +114,9 @@ def _built_keys_read(node: nodes.Node, own: set[str], built: frozenset[str]) -> 
         yield node.node.name, node.attr
     if isinstance(node, nodes.For):
         yield from walk(node.iter, own)
-        inner = own | _stored(node.target) | {"loop"}
+        inner = own | _stored(node.target) | {"loop"}  # a new set: the body's own `set`s end with it
         for child in (node.test, *node.body):
-            yield from walk(child, set(inner))
+            yield from walk(child, inner)
         for child in node.else_:
             yield from walk(child, own)
     elif isinstance(node, (nodes.Macro, nodes.CallBlock)):

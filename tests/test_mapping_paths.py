@@ -37,6 +37,8 @@ def test_a_misspelt_key_of_what_the_connector_builds_is_refused_at_load(path, wo
     "{% set brief = history | first %}{{ brief.channel }}",
     "{% with assignment = routing %}{{ assignment.department }}{% endwith %}",
     "{% macro line(handoff) %}{{ handoff.summary }}{% endmacro %}{{ line(history | first) }}",
+    "{% for h in history %}{% set handoff = h %}{{ handoff.summary }}{% endfor %}",
+    "{% if history %}{% set brief = history | first %}{% endif %}{{ brief.channel }}",
 ])
 def test_a_name_the_template_binds_itself_is_its_own(template):
     # A review of the mend: a loop variable called `handoff` was refused, and a file that had loaded stopped the service.
