@@ -5,7 +5,8 @@ ends the wait of is the newest handoff delivered to that ticket before the event
 of a conversation updates the first one's ticket, and supersedes it), if not assigned yet; else
 the handoff the payload names (Zendesk's `external_id`, the Claim button's value) when that
 handoff was delivered to the target — an event can arrive before the delivery has recorded the
-ticket id. The wait is counted from the handoff's arrival, when the customer started waiting.
+ticket id. The wait is counted from when the customer started waiting: the handoff's arrival, or an
+earlier one's on the same ticket that nobody took (`_waiting_since`).
 
 An agent routing itself put on the ticket (sticky routing, a rule's assignee) is recorded as
 `routed`: the handoff is theirs (the bot sees who holds it), but the vendor reports our own choice,
@@ -124,7 +125,8 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             owed = not _completed_owed(session, handoff.id) and _owe_callback(session, services, handoff, event, routed)
             # The team whose agents take it: the one its conversation's tickets stay with, where they do.
             team = str(answers.as_told(handoff, handoff.deliveries).assignment.get("team") or "")
-            wait = max(0, int((event.at - handoff.created_at).total_seconds()))
+            since = _waiting_since(session, handoff, event)
+            wait = max(0, int((event.at - since).total_seconds()))
             taking = dict(target=event.target, vendor_ticket_id=_ticket_named(event), team=team,
                           agent_id=event.agent_id, agent_name=event.agent_name, event_id=event.event_id,
                           assigned_at=event.at, wait_seconds=wait, routed=routed)
@@ -137,7 +139,7 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
                     session.expire(taken)
                     return _recorded(session, event) or _taken_already(assignment_of(session, matched), where)
             else:
-                session.add(Assignment(handoff_id=handoff.id, handed_off_at=handoff.created_at, **taking))
+                session.add(Assignment(handoff_id=handoff.id, handed_off_at=since, **taking))
     except IntegrityError:  # the same event, or another report for this handoff, committed first
         with services.db.reading() as session:
             duplicate = _recorded(session, event)
@@ -223,7 +225,7 @@ def _solved_with(session: Session, handoff: Handoff | None, event: CompletionEve
     `handoff`, the newest delivered to it; the earlier handoffs the ticket holds (a later one updated
     it, or their messages opened it: each kept quoting its wait, its bot never heard `completed`);
     and the handoffs of the conversations linked to it (`_linked_handoffs`)."""
-    found = [handoff, *_earlier_on_ticket(session, handoff, event)] if handoff is not None else []
+    found = [] if handoff is None else [handoff, *_earlier_on_ticket(session, handoff, event.target, event.ticket_id)]
     seen = {each.id for each in found}
     found += [each for each in session.scalars(_linked_handoffs(event)) if each.id not in seen]
     return sorted(found, key=lambda each: (each.created_at, each.id), reverse=True)
@@ -279,18 +281,31 @@ def _completed(session: Session, services: Services, handoff: Handoff, event: Co
     return bool(first.rowcount), owed
 
 
-def _earlier_on_ticket(session: Session, handoff: Handoff, event: CompletionEvent) -> list[Handoff]:
-    """The handoffs before `handoff` delivered to the solved ticket and not solved yet, newest first
+def _earlier_on_ticket(session: Session, handoff: Handoff, target: str, ticket_id: str) -> list[Handoff]:
+    """The handoffs before `handoff` delivered to the ticket and not solved yet, newest first
     (the order `delivered_to` took the newest in: locks are taken in one order) — by their own
     delivery, or by a batch of their messages that opened it (as every read shows it, `answers.rescued`:
     such a handoff stayed unsolved; a review)."""
     on_ticket = (select(func.coalesce(Handoff.follows_id, Handoff.id)).join(Delivery, Delivery.handoff_id == Handoff.id)
-                 .where(Delivery.target == event.target, Delivery.vendor_id == event.ticket_id))
+                 .where(Delivery.target == target, Delivery.vendor_id == ticket_id))
     return list(session.scalars(
         select(Handoff)
         .where(Handoff.id.in_(on_ticket), Handoff.follows_id.is_(None), Handoff.completed_at.is_(None),
                Handoff.id != handoff.id, Handoff.created_at <= handoff.created_at)
         .order_by(Handoff.created_at.desc(), Handoff.id.desc())))
+
+
+def _waiting_since(session: Session, handoff: Handoff, event: AssignmentEvent) -> dt.datetime:
+    """When the customer began waiting for the agent `event` reports: the earliest handoff on the
+    ticket still unsolved and taken by nobody since the last one taken. A re-escalation ("anyone
+    there?") comes precisely when nobody answers: timed from it, the slowest waits went into the
+    observed median as 0 s, and the next customers were quoted a minute (a review)."""
+    since = handoff.created_at
+    for earlier in _earlier_on_ticket(session, handoff, event.target, _ticket_named(event)):
+        if assignment_of(session, earlier.id) is not None:
+            break  # served: the wait after it began with the next handoff
+        since = earlier.created_at
+    return since
 
 
 def _tickets(session: Session, handoff: Handoff) -> list[dict[str, Any]]:

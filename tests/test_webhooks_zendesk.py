@@ -208,7 +208,7 @@ def test_a_ticket_updated_by_a_second_handoff_assigns_the_newest(hooked):
     delivered(hooked, "hnd_SECOND", created=-60)  # the same conversation again: the same ticket
     assert post(hooked, event(detail__external_id="hnd_FIRST")).get_json()["handoff_id"] == "hnd_SECOND"
     [row] = assignments(hooked)
-    assert row.wait_seconds == 65
+    assert row.wait_seconds == 605  # from the first: the customer has waited since (`_waiting_since`)
     # Unassigned, then taken again: the newest handoff has its agent; the older one was superseded.
     again = post(hooked, event(id="another-event", time="2026-11-21T12:01:00Z"))
     assert again.get_json() == {"outcome": "ignored", "detail": "the ticket's newest handoff was assigned already",
@@ -545,3 +545,21 @@ def test_a_take_racing_the_report_of_the_agent_routing_put_on_takes_it_over(hook
     assert (answer["outcome"], answer["handoff_id"]) == ("recorded", HANDOFF)
     [row] = assignments(hooked)
     assert (row.agent_id, row.routed) == ("20978392", False)
+
+
+@pytest.mark.parametrize("earlier_taken", [False, True])
+def test_the_wait_a_re_escalation_ends_counts_from_the_earliest_handoff_still_waiting(hooked, earlier_taken):
+    # A review: timed from the re-escalation ("anyone there?", sent because nobody answered), the
+    # slowest waits went into the observed median as near 0 s and the next customers were quoted a
+    # minute. A handoff already taken ended its wait: the next one's began after it.
+    delivered(hooked, "hnd_first", created=-715)
+    delivered(hooked, HANDOFF, created=-115, state="updated")
+    if earlier_taken:
+        with hooked.extensions["connector"].db.session() as session:
+            session.add(Assignment(handoff_id="hnd_first", target="zendesk", vendor_ticket_id="1001", team="billing",
+                                   agent_id="7", event_id="earlier", assigned_at=at(-700), handed_off_at=at(-715),
+                                   wait_seconds=15, routed=False))
+    response = post(hooked, EVENT_BYTES, headers())
+    assert response.get_json()["outcome"] == "recorded", response.get_json()
+    [row] = [row for row in assignments(hooked) if row.handoff_id == HANDOFF]
+    assert (row.wait_seconds, row.handed_off_at) == ((120, at(-115)) if earlier_taken else (720, at(-715)))
