@@ -179,18 +179,25 @@ class SlackAdapter(Adapter):
     def _compose(self, ctx: HandoffContext, update: bool) -> tuple[dict[str, Any], list[kit.Note]]:
         """The payload and what the alert had to shorten. `update`: a reply on `ctx.link`'s alert."""
         packet, messages = ctx.packet, ctx.brief.follow_up
+        # A batch of messages not caught up (an earlier one did not arrive) carries the whole brief,
+        # but is no re-escalation: titled "Handed off again", broadcast to the channel with the
+        # urgent mention, it paged everyone for a customer's next message (a review).
+        batch = (packet.get("follow_up") or {}).get("handoff_id")
         if messages is not None:  # a follow-up's reply: a line, then only the messages it adds
             message = kit.follow_up(packet, messages)
             notes = kit.unlinked(packet, messages_from=packet["follow_up"]["first"])  # as the brief takes them
         else:
             # The Claim button needs Slack's interactivity, which posts back signed with
             # SLACK_SIGNING_SECRET: without that secret a click could not be verified, so no button.
+            in_thread = update and batch is not None
             message, notes = kit.alert(packet, ctx.handoff_id, ctx.assignment, ctx.related,
-                                       mention=self._mention(ctx), repeat=update,
+                                       mention="" if in_thread else self._mention(ctx), repeat=update,
                                        claim=bool(self.settings.slack_signing_secret),
                                        caution=_in_thread(ctx.another_customer) if update else None,
-                                       since=_in_thread(ctx.news) if update else None,
-                                       kept_team=ctx.brief.kept_team if update else None)
+                                       since=(BATCH_AGAIN.format(batch) if in_thread else _in_thread(ctx.news))
+                                       if update else None,
+                                       kept_team=ctx.brief.kept_team if update else None,
+                                       again="Messages while waiting" if in_thread else "Handed off again")
             notes = [*notes, *kit.unlinked(packet)]
         event = {"event_type": UPDATED if update else CREATED, "event_payload": {"handoff_id": ctx.handoff_id}}
         message = {"channel": self._channel(ctx), **message, "metadata": event, "unfurl_links": False,
@@ -199,7 +206,7 @@ class SlackAdapter(Adapter):
             channel, ts = _link_target(ctx)
             # A re-escalation is news: broadcast the first reply to the channel unless the mapping
             # says no. Messages while waiting stay in the thread, where whoever holds it looks.
-            broadcast = messages is None and bool(self.mapping.get("broadcast_updates", True))
+            broadcast = messages is None and batch is None and bool(self.mapping.get("broadcast_updates", True))
             message.update(channel=channel, thread_ts=ts, reply_broadcast=broadcast)
         if messages is not None:
             # With the batch's `follow_up`: its replies are named as messages of the handoff they follow.
@@ -762,6 +769,10 @@ def _where(kwargs: Mapping[str, Any]) -> dict[str, str] | None:
     """`OutcomeUnknown.sent_to` of a call that may have posted: the channel it named."""
     channel = kwargs.get("channel")
     return {"channel": channel} if isinstance(channel, str) and channel else None
+
+
+BATCH_AGAIN = ("Messages the customer sent while handoff {} waited. An earlier batch of them did not reach this "
+               "thread, so everything is here again.")
 
 
 def _in_thread(note: str | None) -> str | None:

@@ -377,8 +377,9 @@ def urgency_of(packet: Mapping[str, Any], assignment: Mapping[str, Any]) -> str:
 def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any],
           related: Sequence[Mapping[str, Any]], mention: str = "", repeat: bool = False,
           claim: bool = False, caution: str | None = None, since: str | None = None,
-          kept_team: str | None = None) -> tuple[Message, list[Note]]:
+          kept_team: str | None = None, again: str = "Handed off again") -> tuple[Message, list[Note]]:
     """The one message agents triage from, and notes on what it had to shorten (for the receipt).
+    `repeat`: a reply in the first alert's thread, titled `again`.
 
     `claim`: a "Claim" button (`CLAIM_ACTION`, value the handoff id) that Slack posts to
     `/webhooks/slack` — the agent who clicks it first takes the handoff."""
@@ -406,7 +407,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     emoji, label = URGENCY.get(urgency, ("🔵", urgency.title()))
     subject = subject_for(packet)
     who = flat(called(customer, "Customer"))  # a name on one line: its later lines forged rows
-    title = f"{emoji} {'Handed off again' if repeat else label}: {subject}"
+    title = f"{emoji} {again if repeat else label}: {subject}"
     blocks: list[dict[str, Any]] = [header(title)]
     if mention:
         blocks.append(section(f"{mention} {escape(label.lower())} handoff"))
@@ -552,7 +553,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         longest["text"]["text"] = clip(text, size(text) // 2 - size(CUT_FOR_SIZE)) + CUT_FOR_SIZE
         notes.append({"part": longest.get("block_id") or "alert",
                       "reason": "cut in the alert (size); in full in the thread"})
-    fallback = f"{emoji} {'Handed off again' if repeat else label + ' handoff'}: {subject} — {who}"
+    fallback = f"{emoji} {again if repeat else label + ' handoff'}: {subject} — {who}"
     text = f"{mention} {fit(fallback, FALLBACK_TEXT)[0]}" if mention else fit(fallback, FALLBACK_TEXT)[0]
     reasons: dict[str, list[str]] = {}  # one note per part, its reasons in order, each once
     for note in notes:

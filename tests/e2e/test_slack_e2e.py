@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import time
+from pathlib import Path
 from urllib.parse import quote_plus
 
 import responses
@@ -537,3 +538,33 @@ def test_an_alert_the_next_handoff_found_links_its_own_handoffs_other_tickets(ma
         assert _eventually(lambda: slack.calls_to("chat.update"))  # deferred, after the answer
         [alert] = slack.top_level("C0HANDOFF")
         assert "tickets/1001" in json.dumps(alert["blocks"])
+
+
+def test_a_batch_after_a_lost_batch_stays_in_the_thread_unannounced(make_app, tmp_path):
+    # A review: an earlier batch refused, the next carried the whole brief — and was posted as
+    # "Handed off again", broadcast to the channel with the urgent mention, for the customer's next message.
+    import shutil
+
+    shutil.copytree(Path(__file__).resolve().parents[2] / "mappings", tmp_path / "m")
+    slack_yaml = tmp_path / "m" / "slack.yaml"
+    slack_yaml.write_text(slack_yaml.read_text().replace('mention_on_urgent: ""', 'mention_on_urgent: "<!here>"'))
+    later = [{"at": "2026-11-20T09:26:00Z", "role": "customer", "text": "second follow"}]
+    with FakeSlack() as slack:
+        client = make_app(targets=("slack",), slack_bot_token=slack.token, slack_api_url=slack.api_url,
+                          slack_channel="C0HANDOFF", mappings_dir=str(tmp_path / "m")).test_client()
+        packet = full_packet()
+        packet["escalation"]["urgency"] = "urgent"
+        handoff = client.post("/v1/handoffs", json=packet, headers=auth()).get_json()
+        slack.fail("chat.postMessage", error="invalid_blocks")
+        first = [{"at": "2026-11-20T09:25:00Z", "role": "customer", "text": "first follow"}]
+        assert client.post(f"/v1/handoffs/{handoff['id']}/messages", json={"messages": first},
+                           headers=auth()).get_json()["status"] == "failed"
+        sent = len(slack.calls_to("chat.postMessage"))
+        assert client.post(f"/v1/handoffs/{handoff['id']}/messages", json={"messages": later},
+                           headers=auth()).get_json()["status"] == "delivered"
+        reply = slack.calls_to("chat.postMessage")[sent].body
+    assert reply["thread_ts"] and not reply.get("reply_broadcast")
+    assert "<!here>" not in json.dumps(reply) and "Handed off again" not in json.dumps(reply)
+    assert reply["text"].startswith("🔴 Messages while waiting: ")
+    [since] = [b["text"]["text"] for b in reply["blocks"] if b.get("block_id") == "since"]
+    assert since.startswith(f"Messages the customer sent while handoff {handoff['id']} waited.")
