@@ -523,7 +523,10 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         blocks.append({"type": "actions", "elements": actions})
     bot = (packet.get("bot") or {}).get("name") or (packet.get("bot") or {}).get("id") or ""
     count = len(packet.get("transcript") or [])
-    blocks.append(context(f"Handoff `{escape(handoff_id)}` · conversation "
+    follows = (packet.get("follow_up") or {}).get("handoff_id")  # a batch's alert names its handoff (`named`)
+    named_as = f"Messages `{escape(handoff_id)}` of handoff `{escape(str(follows))}`" if follows else \
+        f"Handoff `{escape(handoff_id)}`"
+    blocks.append(context(f"{named_as} · conversation "
                           f"`{short('conversation', conversation.get('id', ''), 100)}` · {short('bot', bot, 80)} · "
                           f"{count} message{'s' if count != 1 else ''} in the thread"))
 

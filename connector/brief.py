@@ -888,8 +888,12 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     latest = last_customer_entry(packet)
     if latest is not None and first_line is not None and latest["text"] == first_line:
         latest = None  # shown already as what they wrote (and only then: a stated problem replaces that line)
+    called_so = named(handoff_id, packet)
     return {
         "handoff_id": handoff_id,
+        # The footer's: a batch of messages that carries the whole brief was signed "Handoff msg_…",
+        # an id no bot or read knows as a handoff, its handoff's nowhere (a review).
+        "named": called_so[:1].upper() + called_so[1:],
         "subject": subject_for(packet),
         "bot": bot.get("name") or bot.get("id"),
         "bot_id": bot.get("id"),

@@ -704,3 +704,13 @@ def test_a_one_line_cut_splits_no_character_as_a_reader_sees_one(text, ends):
     flags = "🇺🇸🇯🇵🇩🇪🇫🇷" * 500
     first, second = (b["text"]["text"] for b in sections([("*[09:15:40] Customer:* ", "Flags: " + flags)])[:2])
     assert first.endswith("🇯🇵") and second.startswith("🇩🇪🇫🇷")  # cut after 🇯 before: 🇵🇩 🇪🇫 🇷🇺 …
+
+
+def test_a_batch_carrying_the_whole_brief_is_signed_as_messages_of_its_handoff():
+    # A review: a batch that caught up on a lost one repeated the brief signed "Handoff msg_…", an id
+    # no bot or read knows as a handoff, its handoff's nowhere on the ticket.
+    packet = {**full_packet(), "follow_up": {"handoff_id": "hnd_01FIRST", "first": 5}}
+    brief = render_brief(packet, "msg_01BATCH")
+    assert "Messages msg_01BATCH of handoff hnd_01FIRST from " in brief.text
+    assert "Messages msg_01BATCH of handoff hnd_01FIRST from " in brief.html
+    assert "Handoff hnd_01TEST from " in render_brief(full_packet(), "hnd_01TEST").text
