@@ -125,8 +125,12 @@ class HandoffContext:
     def handed_off_again(self) -> str | None:
         """The line a new handoff on the conversation's ticket opens with: its brief reads like the
         first one's, and an agent took it for a repeat. None for a first handoff, or for messages
-        sent while one waited — caught up or not (a batch behind the ticket carries the whole brief,
-        and was announced as a handoff under its messages' id)."""
+        sent while one waited (a batch behind the ticket carries the whole brief, and was announced
+        as a handoff under its messages' id) — one that does says so (`BATCH_AGAIN`)."""
+        follows = (self.packet.get("follow_up") or {}).get("handoff_id")
+        if self.link is not None and follows and self.brief.follow_up is None:
+            # Its whole brief again, with nothing saying why (a review).
+            return BATCH_AGAIN.format(follows)
         if self.link is None or self.packet.get("follow_up"):
             return None
         said = f"Handed off again: the conversation came back to a person (handoff {self.handoff_id})."
@@ -208,6 +212,12 @@ class HandoffContext:
         if self.link is not None and self.packet.get("follow_up"):
             return {}
         return (self.packet.get("vendor_extra") or {}).get(self.target, {})
+
+
+# What a batch of messages that carries the whole brief (an earlier batch did not arrive) opens with
+# on the conversation's ticket (`HandoffContext.handed_off_again`; Slack's reply says it under its title).
+BATCH_AGAIN = ("Messages the customer sent while handoff {} waited. An earlier batch of them did not reach this "
+               "ticket, so everything is here again.")
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from connector.settings import Settings, http_address
 
 from . import call_deadline
 from . import slack_blocks as kit
-from .base import Adapter, Dropped, HandoffContext, Probed, Sent, created_at, deep_merge
+from .base import BATCH_AGAIN, Adapter, Dropped, HandoffContext, Probed, Sent, created_at, deep_merge
 from .errors import (
     AuthError,
     DeliveryError,
@@ -194,7 +194,7 @@ class SlackAdapter(Adapter):
                                        mention="" if in_thread else self._mention(ctx), repeat=update,
                                        claim=bool(self.settings.slack_signing_secret),
                                        caution=_in_thread(ctx.another_customer) if update else None,
-                                       since=(BATCH_AGAIN.format(batch) if in_thread else _in_thread(ctx.news))
+                                       since=_in_thread(BATCH_AGAIN.format(batch) if in_thread else ctx.news)
                                        if update else None,
                                        kept_team=ctx.brief.kept_team if update else None,
                                        again="Messages while waiting" if in_thread else "Handed off again")
@@ -769,10 +769,6 @@ def _where(kwargs: Mapping[str, Any]) -> dict[str, str] | None:
     """`OutcomeUnknown.sent_to` of a call that may have posted: the channel it named."""
     channel = kwargs.get("channel")
     return {"channel": channel} if isinstance(channel, str) and channel else None
-
-
-BATCH_AGAIN = ("Messages the customer sent while handoff {} waited. An earlier batch of them did not reach this "
-               "thread, so everything is here again.")
 
 
 def _in_thread(note: str | None) -> str | None:

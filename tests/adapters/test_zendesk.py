@@ -149,11 +149,15 @@ def test_link_present_adds_a_comment_instead_of_a_second_ticket(zd: FakeZendesk)
 
 def test_messages_behind_the_ticket_are_not_announced_as_a_handoff_again() -> None:
     # A batch the ticket is behind carries the whole brief (a full Brief, not FollowUpBrief): it
-    # opened with "Handed off again … (handoff msg_…)", calling its messages a handoff.
+    # opened with "Handed off again … (handoff msg_…)", calling its messages a handoff; then with
+    # nothing saying why the whole brief was there again (a review).
     packet = full_packet(follow_up={"handoff_id": "hnd_01ORIGINAL", "first": 3})
     batch = ctx(packet, handoff_id="msg_01BATCH", link=Link(vendor_id="77120"))
-    assert batch.brief.follow_up is None and batch.handed_off_again is None
-    assert "Handed off again" not in adapter().render(batch)["ticket"]["comment"]["html_body"]
+    assert batch.brief.follow_up is None
+    assert batch.handed_off_again == ("Messages the customer sent while handoff hnd_01ORIGINAL waited. An earlier "
+                                      "batch of them did not reach this ticket, so everything is here again.")
+    html_body = adapter().render(batch)["ticket"]["comment"]["html_body"]
+    assert "Handed off again" not in html_body and "An earlier batch of them did not reach this ticket" in html_body
 
 
 def test_an_urgent_return_raises_the_tickets_priority_and_nothing_lowers_it() -> None:
