@@ -97,7 +97,7 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
     # refusal applied is answered as stored, as any repeat is (a retry was told 422 beside its 201).
     if not (reaches and any(registry.reaches_agents(target, [*among, *services.adapters]) for target in targets)):
         if (repeat := find_repeat(services, handoff.bot_id, key, message_id)) is not None:
-            return _replayed(repeat, digest, key, handoff, _earlier(services, handoff), messages)
+            return _replayed(services, repeat, digest, key, handoff, _earlier(services, handoff), messages)
     if not reaches:
         raise ValidationFailed(
             "Every target of this handoff that reaches an agent was dismissed by an operator: nothing would "
@@ -117,7 +117,7 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
             if len(earlier) >= MAX_BATCHES:
                 repeat = find_repeat(services, handoff.bot_id, key, message_id)
                 if repeat is not None:
-                    return _replayed(repeat, digest, key, handoff, earlier, messages)
+                    return _replayed(services, repeat, digest, key, handoff, earlier, messages)
                 raise ValidationFailed(
                     f"A handoff takes at most {MAX_BATCHES} batches of messages, and this one has them. Send a new "
                     "handoff of the conversation with the whole transcript instead.",
@@ -132,7 +132,7 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
                 # it): answered as stored, as any repeat is, not refused.
                 repeat = find_repeat(services, handoff.bot_id, key, message_id)
                 if repeat is not None:
-                    return _replayed(repeat, digest, key, handoff, earlier, messages)
+                    return _replayed(services, repeat, digest, key, handoff, earlier, messages)
                 raise
             now = utcnow()
             row = dict(
@@ -156,7 +156,7 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
                 break
             repeat = find_repeat(services, handoff.bot_id, key, message_id)
             if repeat is not None:
-                return _replayed(repeat, digest, key, handoff, earlier, messages)
+                return _replayed(services, repeat, digest, key, handoff, earlier, messages)
             # Not a repeat: a batch posted at the same moment took the next place. Read them again,
             # so this one follows it and carries its messages too.
         else:
@@ -176,11 +176,11 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
         return with_warnings(answer, warnings_for(messages, held))
 
 
-def _replayed(repeat: Handoff, digest: str, key: str, handoff: Handoff, earlier: list[Handoff],
-              messages: list[dict[str, Any]]) -> Answer:
+def _replayed(services: Services, repeat: Handoff, digest: str, key: str, handoff: Handoff,
+              earlier: list[Handoff], messages: list[dict[str, Any]]) -> Answer:
     """The stored answer to a repeated batch, warning as its first answer did: of what the ticket
     had before it, not of the batch itself or those posted after it."""
-    answer = replay(repeat, digest, key, answers.render_follow_up)
+    answer = replay(repeat, digest, key, answers.render_follow_up, services.settings.sync_budget_ms / 1000)
     return with_warnings(answer, warnings_for(messages, _held(handoff, earlier, repeat.follow_up_seq)))
 
 

@@ -195,7 +195,7 @@ def _replayed(services: Services, existing: Handoff, digest: str, key: str, pack
         # …and an agent may have taken it: no wait then, as a read of it says.
         holder = assignments.assignment_of(session, existing.id)
     shown = partial(answers.render, reached_later=later, holder=answers.holding(holder))
-    return _warned(replay(existing, digest, key, shown), packet, services)
+    return _warned(replay(existing, digest, key, shown, services.settings.sync_budget_ms / 1000), packet, services)
 
 
 def _warned(answer: Answer, packet: dict[str, Any], services: Services) -> Answer:
@@ -371,8 +371,10 @@ def find_repeat(services: Services, bot_id: str, key: str, message_id: str | Non
         return session.scalars(select(Handoff).where(Handoff.bot_id == bot_id, same)).first()
 
 
-def replay(existing: Handoff, digest: str, key: str, render: Render) -> Answer:
-    """The stored answer to a repeated request (200), or 409 when the key came with another body.
+def replay(existing: Handoff, digest: str, key: str, render: Render, budget_s: float | None = None) -> Answer:
+    """The stored answer to a repeated request (200), or 409 when the key came with another body;
+    with `budget_s` (the sync budget), the polling hint of a target paused past it (`_poll_after`):
+    a retry during a 120 s pause was told to poll every 5 s (a review).
     A key names one request of one kind: a handoff's key reused for messages is another body.
     `key` is this request's; when the stored one differs, the signed message id matched, and the
     409 names webhook-id — not an Idempotency-Key the bot may never have sent."""
@@ -381,7 +383,7 @@ def replay(existing: Handoff, digest: str, key: str, render: Render) -> Answer:
         raise Conflict(f"This {header} was already used with a different body.",
                        errors={header: ["reused with another body"]})
     log.info("idempotent replay", extra={"handoff_id": existing.id})
-    return Answer(200, render(existing))
+    return Answer(200, render(existing), None if budget_s is None else _poll_after(existing.deliveries, budget_s))
 
 
 def _commit(services: Services, packet: dict[str, Any], bot_id: str, key: str, digest: str,

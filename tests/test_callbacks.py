@@ -1285,9 +1285,9 @@ def test_a_solve_while_a_later_handoff_records_the_earlier_ones_alert_does_not_d
             completing.wait(1.0)
         return owed
 
-    def earlier_on_ticket(session, handoff, event):  # the solve holds B's row
+    def earlier_on_ticket(session, handoff, target, ticket_id):  # the solve holds B's row
         completing.set()
-        return earlier(session, handoff, event)
+        return earlier(session, handoff, target, ticket_id)
 
     monkeypatch.setattr(callbacks, "on_delivered", on_delivered)
     monkeypatch.setattr(assignments, "_earlier_on_ticket", earlier_on_ticket)
