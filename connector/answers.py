@@ -148,13 +148,21 @@ class Holder:
     agent_id: str = ""
 
 
+# The event id of an agent found holding the conversation's ticket when a handoff updated it
+# (`assignments.held`): recorded `routed` (nobody took it, no wait was observed), but the wait and
+# message the customer was told at intake were said not knowing them — quoted on beside the agent
+# who has it (a review). Answers read it as an agent who took it.
+HELD_EVENT = "held:"
+
+
 def holding(assignment: Assignment | None) -> Holder | None:
     """`render`'s `holder` for a handoff's recorded assignment (or none)."""
-    return None if assignment is None else _holder(assignment.routed, assignment.agent_name, assignment.agent_id)
+    return None if assignment is None else _holder(assignment.routed, assignment.agent_name, assignment.agent_id,
+                                                   assignment.event_id)
 
 
-def _holder(routed: bool | None, name: str | None, agent_id: str) -> Holder:
-    return Holder(bool(routed), name or agent_id, str(agent_id))
+def _holder(routed: bool | None, name: str | None, agent_id: str, event_id: str | None) -> Holder:
+    return Holder(bool(routed) and not str(event_id or "").startswith(HELD_EVENT), name or agent_id, str(agent_id))
 
 
 def _agent_now(handoff: Handoff, holder: Holder | None, deliveries: Sequence[Any]) -> dict[str, str | None]:
@@ -347,8 +355,9 @@ def taken(session: Session, handoffs: Iterable[Handoff]) -> dict[str, Holder]:
     if not ids:
         return {}
     rows = session.execute(select(Assignment.handoff_id, Assignment.routed, Assignment.agent_name,
-                                  Assignment.agent_id).where(Assignment.handoff_id.in_(ids)))
-    return {handoff_id: _holder(routed, name, agent_id) for handoff_id, routed, name, agent_id in rows}
+                                  Assignment.agent_id, Assignment.event_id).where(Assignment.handoff_id.in_(ids)))
+    return {handoff_id: _holder(routed, name, agent_id, event_id) for handoff_id, routed, name, agent_id, event_id
+            in rows}
 
 
 def reached_later(session: Session, handoffs: Iterable[Handoff]) -> dict[str, list[Any]]:

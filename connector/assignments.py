@@ -170,7 +170,8 @@ def held(services: Services, handoff_id: str, target: str, ticket_id: str, agent
     names no agent in its events either: the agent's id only. `merged`: the ticket is the one the
     handoff's own was merged into (`connector.merges`), its conversation's link names it — the
     handoff is found through that link, not where it was delivered."""
-    event = AssignmentEvent(target=target, event_id=f"held:{handoff_id}", ticket_id=ticket_id, handoff_id=handoff_id,
+    event = AssignmentEvent(target=target, event_id=f"{answers.HELD_EVENT}{handoff_id}", ticket_id=ticket_id,
+                            handoff_id=handoff_id,
                             agent_id=agent_id, agent_name=None, at=utcnow(), named_in=None if merged else ticket_id,
                             held=True)
     return record(services, event)

@@ -155,9 +155,13 @@ def test_the_agent_who_has_it_is_named_as_routing_names_one():
     # `assignment.agent` names who has the handoff once one is recorded: their name, else their id.
     from connector.answers import Holder, holding
 
-    assert holding(SimpleNamespace(routed=False, agent_name="Dana", agent_id="agent-7")) == Holder(False, "Dana", "agent-7")
-    assert holding(SimpleNamespace(routed=True, agent_name=None, agent_id="agent-9")) == Holder(True, "agent-9", "agent-9")
+    assert holding(SimpleNamespace(event_id="evt", routed=False, agent_name="Dana", agent_id="agent-7")) == Holder(False, "Dana", "agent-7")
+    assert holding(SimpleNamespace(event_id="evt", routed=True, agent_name=None, agent_id="agent-9")) == Holder(True, "agent-9", "agent-9")
     assert holding(None) is None
+    # Found holding the conversation's ticket by an update (`assignments.held`): recorded routed (no
+    # wait observed), answered as an agent who has it — no wait quoted beside them (a review).
+    held = SimpleNamespace(event_id="held:hnd_2", routed=True, agent_name=None, agent_id="agent-9")
+    assert holding(held) == Holder(False, "agent-9", "agent-9")
 
 
 def test_routings_own_agent_keeps_routings_label_when_the_vendor_reports_it_by_id():
@@ -174,7 +178,7 @@ def test_routings_own_agent_keeps_routings_label_when_the_vendor_reports_it_by_i
                             last_error=None, receipt=None, next_attempt_at=None)]
 
     def agent(routed: bool, agent_id: str = "381726354") -> str:
-        taken = holding(SimpleNamespace(routed=routed, agent_name=None, agent_id=agent_id))
+        taken = holding(SimpleNamespace(event_id="evt", routed=routed, agent_name=None, agent_id=agent_id))
         return render(handoff, rows, holder=taken)["assignment"]["agent"]
 
     assert agent(routed=True) == "Dana Smith"
@@ -193,7 +197,7 @@ def test_routings_own_agent_keeps_routings_label_when_the_vendor_reports_it_by_i
         assert render(handoff, gone)["assignment"]["agent"] is None, given_up
     pending = [SimpleNamespace(**{**vars(rows[0]), "state": "pending", "vendor_id": None})]
     assert render(handoff, pending)["assignment"]["agent"] == "Dana Smith"  # still being made with them
-    assert render(handoff, updated, holder=holding(SimpleNamespace(routed=True, agent_name=None,
+    assert render(handoff, updated, holder=holding(SimpleNamespace(event_id="evt", routed=True, agent_name=None,
                                                                    agent_id="381726354")))["assignment"]["agent"] \
         == "Dana Smith"
     # Another agent holding the ticket (recorded `routed` when found so): not routing's name (a review).

@@ -133,7 +133,7 @@ def test_a_repeat_whose_ticket_was_solved_is_answered_with_the_team_that_reopens
     with a_ticket_for_support(client, "conv-solved") as (_, zd, first):
         with app.extensions["connector"].db.session() as session:  # Zendesk's solved event, recorded
             session.execute(update(Handoff).values(completed_at=utcnow()))
-        zd.update_ticket(1001, status="solved")
+        zd.update_ticket(1001, status="solved", assignee_id=None)  # nobody has it: the kept team's wait
         answer = post(client, fraud(first)).get_json()
     assert answer["tickets"][0]["status"] == "updated"
     assert (answer["assignment"]["team"], answer["estimated_wait_seconds"]) == ("support", 1800)
@@ -245,7 +245,7 @@ def test_the_delivered_callback_says_the_kept_team_as_the_answer_does(make_app, 
             first = minimal_packet(conversation={"id": f"conv-kept-{n}"})
             zd.create_ticket({"id": 1001 + n})
             assert post(client, first).get_json()["assignment"]["team"] == "support"
-            zd.update_ticket(1001 + n)
+            zd.update_ticket(1001 + n, assignee_id=None)  # nobody has it: the kept team's wait
             again = fraud(first)
             again["callback"] = {"url": bot.url, "events": ["delivered"]}
             answers.append(post(client, again).get_json())

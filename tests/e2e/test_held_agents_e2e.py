@@ -52,3 +52,31 @@ def test_the_answer_names_the_agent_recorded_when_both_targets_tickets_have_one(
     assert answer["assignment"]["agent"] is not None
     assert read["assignment"] == answer["assignment"] and replay == answer
     assert answer["assignment"]["agent"] == read["assigned"]["agent_id"] == "0055g00000Agnt1AAB"
+
+
+def test_a_repeat_onto_a_ticket_an_agent_holds_quotes_no_wait_beside_them(make_app, tmp_path):
+    # A review: recorded as routing's own (no wait observed), the agent found holding the ticket kept
+    # the wait quoted at intake — said not knowing them — beside their name.
+    from tests.factories import mappings_quoting_a_wait
+
+    zendesk = {key: value for key, value in BOTH.items() if not key.startswith("salesforce")}
+    app = make_app(**{**zendesk, "targets": ("zendesk",)}, mappings_dir=mappings_quoting_a_wait(tmp_path))
+    client = app.test_client()
+    packet = full_packet(customer={**full_packet()["customer"], "segment": "smb"})  # no sticky lookup
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        zd = FakeZendesk(rsps)
+        zd.create_ticket({"id": 77120})
+        first = post(client, packet).get_json()
+        assert first["estimated_wait_seconds"] == 300
+        body = fixture("ticket-update-200.json")
+        body["ticket"].update(id=77120, status="open")  # its assignee: 381156009921
+        body["audit"]["ticket_id"] = 77120
+        zd.add_tags(77120)
+        rsps.add("PUT", "https://acme.zendesk.com/api/v2/tickets/77120.json", json=body)
+        packet["transcript"].append({"at": "2026-11-20T11:00:00Z", "role": "customer", "text": "Any news?"})
+        answer = post(client, packet).get_json()
+    read = client.get(answer["links"]["self"], headers=auth()).get_json()
+    assert answer["assignment"]["agent"] == "381156009921" and read["assigned"]["routed"] is True
+    for said in (answer, read):
+        assert said["estimated_wait_seconds"] is None, said["customer_message"]
+        assert "5 minutes" not in said["customer_message"]["text"]

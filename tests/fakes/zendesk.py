@@ -66,11 +66,14 @@ class FakeZendesk:
         return self._add("GET", "/api/v2/users/me.json", 200, body)
 
     def update_ticket(self, ticket_id: int = 77120, *, quota: Mapping[str, str] | None = None,
-                      status: str = "open", priority: str | None = "normal") -> responses.BaseResponse:
-        """`status`, `priority`: the ticket's after the update, as Zendesk answers it (priority None:
-        none). A handoff's update adds its tags first (`add_tags`), which is registered too."""
+                      status: str = "open", priority: str | None = "normal",
+                      assignee_id: int | None = 381156009921) -> responses.BaseResponse:
+        """`status`, `priority`, `assignee_id`: the ticket's after the update, as Zendesk answers it
+        (priority None: none; assignee None: nobody has it). A handoff's update adds its tags first
+        (`add_tags`), which is registered too."""
         body = fixture("ticket-update-200.json")
         body["ticket"]["id"] = body["audit"]["ticket_id"] = ticket_id
+        body["ticket"]["assignee_id"] = assignee_id
         body["ticket"]["status"] = status
         body["ticket"]["priority"] = priority
         return self._add("PUT", f"/api/v2/tickets/{ticket_id}.json", 200, body, quota)
