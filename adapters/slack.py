@@ -193,8 +193,8 @@ class SlackAdapter(Adapter):
             message, notes = kit.alert(packet, ctx.handoff_id, ctx.assignment, ctx.related,
                                        mention="" if in_thread else self._mention(ctx), repeat=update,
                                        claim=bool(self.settings.slack_signing_secret),
-                                       caution=_in_thread(ctx.another_customer) if update else None,
-                                       since=_in_thread(BATCH_AGAIN.format(batch) if in_thread else ctx.news)
+                                       caution=kit.of_the_thread(ctx.another_customer) if update else None,
+                                       since=kit.of_the_thread(BATCH_AGAIN.format(batch) if in_thread else ctx.news)
                                        if update else None,
                                        kept_team=ctx.brief.kept_team if update else None,
                                        again="Messages while waiting" if in_thread else "Handed off again")
@@ -769,12 +769,6 @@ def _where(kwargs: Mapping[str, Any]) -> dict[str, str] | None:
     """`OutcomeUnknown.sent_to` of a call that may have posted: the channel it named."""
     channel = kwargs.get("channel")
     return {"channel": channel} if isinstance(channel, str) and channel else None
-
-
-def _in_thread(note: str | None) -> str | None:
-    """A repeat's note (`HandoffContext.news`, `another_customer`, written of a ticket) as a reply in
-    the first alert's thread reads: "New since this thread was opened", not of a ticket Slack has none of."""
-    return note.replace("this ticket", "this thread") if note else note
 
 
 def _link_target(ctx: HandoffContext) -> tuple[str, str]:

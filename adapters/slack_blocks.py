@@ -338,6 +338,13 @@ def sections(pieces: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
     return blocks
 
 
+def of_the_thread(note: str | None) -> str | None:
+    """A note shared with the ticket vendors (a repeat's `HandoffContext.news`, `another_customer`,
+    the brief's "Routed to"), written of a ticket, as a reply in the first alert's thread reads it:
+    "New since this thread was opened", not of a ticket Slack has none of."""
+    return note.replace("this ticket", "this thread") if note else note
+
+
 def fit_closed(text: str, limit: int, tail: str = "") -> tuple[str, bool]:
     """`fit`, its ``` fences closed (`_fences_closed`) before and after the cut (which may leave one
     of a pair): a customer's stray fence in one piece of the alert paired with the next piece's, and
@@ -442,7 +449,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         heading = "Channel" if conversation.get("channel") else "Language"
         fields.append(f"*{heading}*\n{short('conversation', channel, 200)}")
     # As the brief says it, with the rule that sent it there; of the thread a repeat replies in.
-    team = (routed_to(assignment, kept_team) or "").replace("this ticket stays with", "this thread stays with") or None
+    team = of_the_thread(routed_to(assignment, kept_team))
     if team:
         fields.append(f"*Routed to*\n{fit_closed(continued(team), 200)[0]}")  # a department hint's lines
     # The alert's times are UTC: "call me after 8am" and "tomorrow" were the customer's, and only
