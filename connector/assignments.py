@@ -38,6 +38,7 @@ from adapters.events import AssignmentEvent, CompletionEvent, Holder, MergeEvent
 from . import answers, callbacks
 from .jsonlog import log_context
 from .models import DISMISSED, DONE, Assignment, Callback, ConversationLink, Delivery, Handoff, utcnow
+from .outbox import revive_named
 from .routing_schema import compiled
 
 if TYPE_CHECKING:  # services builds the outbox, which records what an update's answer says here
@@ -80,6 +81,7 @@ class Received:
 def record(services: Services, event: AssignmentEvent, again: bool = True) -> Received:
     matched: str | None = None  # the handoff the event was matched to, and its ticket at the target
     where: str | None = None
+    revived: int | None = None  # its given-up delivery there, put back (`outbox.revive_named`)
     routed = False
     try:
         with services.db.session() as session:
@@ -122,6 +124,9 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             # bot heard `assigned` after `completed`, a step back from the end (README: it never does).
             # The agent is still recorded, for a read. A bot that did not ask for `completed` hears
             # `assigned` as before (and then no `delivered` after it).
+            if handoff.id == event.handoff_id and (revived := revive_named(session, handoff.id, event.target)):
+                session.expire(handoff, ["deliveries"])  # the `assigned` below tells the ticket as it is now
+                where = _ticket_named(event)
             owed = not _completed_owed(session, handoff.id) and _owe_callback(session, services, handoff, event, routed)
             # The team whose agents take it: the one its conversation's tickets stay with, where they do.
             team = str(answers.as_told(handoff, handoff.deliveries).assignment.get("team") or "")
@@ -149,6 +154,8 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
         return duplicate or _taken_already(taken, where)
     if owed:
         services.wake_callbacks()  # `assigned`: committed above, so the loop finds it now
+    if revived is not None:
+        services.submit(revived)
     taker = Holder(event.target, event.agent_id, event.agent_name, first=True, handoff_id=matched)
     with log_context(handoff_id=matched):
         log.info("assignment recorded", extra={"target": event.target, "team": team, "wait_seconds": wait,

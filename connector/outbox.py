@@ -1104,6 +1104,27 @@ def replay(db: Database, *, ids: list[int] | None = None, states: tuple[str, ...
     return chosen
 
 
+def revive_named(session: Session, handoff_id: str, target: str) -> int | None:
+    """In the transaction recording that an agent took the ticket a vendor's event named as
+    `handoff_id`'s (by its name: `assignments.delivered_to`), its delivery to `target` given up after
+    an attempt whose outcome was unknown (`dead`, `failed`, or dismissed since) is put back: the id
+    of the delivery to attempt now, or None. Left given up, its bot read `failed` and the apology
+    ("nobody has it yet") while GET named the agent working that ticket (a review). The attempt looks
+    the handoff up first, as every attempt after an unknown outcome does: it finds the ticket and
+    completes what it lacks; when the looks fail again, `Outbox._taken_ticket` records the ticket the
+    event named. Its attempts are kept: they were spent, and the next failed look records it at once."""
+    revived = session.scalars(
+        update(Delivery)
+        .where(Delivery.handoff_id == handoff_id, Delivery.target == target, Delivery.vendor_id.is_(None),
+               Delivery.state.in_((*GIVEN_UP, DISMISSED)), Delivery.outcome_unknown.is_(True), ~carried_later())
+        .values(state="pending", next_attempt_at=utcnow(), finished_at=None, lease_owner=None, lease_expires_at=None)
+        .returning(Delivery.id)).first()
+    if revived is not None:
+        log.warning("a given-up delivery put back: the vendor's event named its ticket, which an agent took",
+                    extra={"delivery_id": revived})
+    return revived
+
+
 def dismiss(db: Database, *, ids: list[int] | None = None, states: tuple[str, ...] = ("dead",),
             target: str | None = None, served: Collection[str] | None = None) -> list[int]:
     """Put given-up deliveries aside for good (`DISMISSED`); their last error keeps why they gave up.
