@@ -41,6 +41,10 @@ class DroppedPartSchema(Schema):
     field = fields.String(metadata={
         "description": "With `part: routing`: the routing id the vendor refused (`assignee_id`, `owner_id`), the "
                        "ticket made without it. A refused agent is no longer `assignment.agent`."})
+    file = fields.String(metadata={
+        "description": "The file this part was to be sent as, which the vendor refused (Zendesk: attachments off "
+                       "in the account, or a role that may not upload); `reason` says what of the part is on the "
+                       "ticket without it."})
 
 
 class AttachedPartSchema(Schema):

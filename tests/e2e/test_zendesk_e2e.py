@@ -489,3 +489,21 @@ def test_routing_yamls_own_assignee_is_the_answers_agent_until_zendesk_refuses_t
     else:
         assert body["assignment"]["agent"] == "Zendesk agent 381726354"
     assert client.get(body["links"]["self"], headers=auth()).get_json()["assignment"] == body["assignment"]
+
+
+def test_a_transcript_file_zendesk_refused_is_named_in_an_answer_the_document_allows(zendesk):
+    # A review: the refused file's entry under `dropped` carries `file`, which the answer's schema did
+    # not allow (additionalProperties false): a client generated from /openapi.json rejected the
+    # answer — its ticket and the news of the lost context — exactly when context was lost.
+    client, zd = zendesk
+    zd.search(results=[])
+    zd.error("POST", "/api/v2/uploads.json", 403, "error-403-forbidden.json")
+    zd.create_ticket({"id": 1001})
+    packet = full_packet()
+    packet["transcript"] += [{"at": f"2026-11-20T09:4{n % 10}:00Z", "role": "customer", "text": "word " * 400}
+                             for n in range(40)]
+    response = post(client, packet)  # the CheckedClient validates the answer against the document
+    assert response.status_code == 201, response.get_json()
+    [refused] = [d for d in response.get_json()["context_receipt"]["zendesk"]["dropped"] if d.get("file")]
+    assert refused["part"] == "transcript"
+    assert client.get(response.get_json()["links"]["self"], headers=auth()).status_code == 200
