@@ -393,11 +393,15 @@ def problem_words(packet: Mapping[str, Any], *, echoed: bool = False) -> str:
     """The problem as the packet words it (the customer's, else the bot's), unflattened; "" if none.
     The customer's line is their first that says something (`first_customer_line`), for the agent
     as for the customer. `echoed` (said back to the customer): when no line does, none — "I've
-    passed on: agent." restated nothing; an agent's subject then shows the line all the same."""
+    passed on: agent." restated nothing; an agent's subject then shows the line all the same. Nor
+    the bot's `intent.summary` (contract §2: what the bot understood, written for the agent — "angry
+    customer, chargeback risk, low value: deprioritise" was said back to the customer; a review):
+    the customer hears their own words, or the locale's `no_problem`."""
     intent = packet.get("intent") or {}
     line = first_customer_line(packet, echoed=echoed)
-    return next((text for text in (intent.get("stated_problem"), intent.get("summary"), line)
-                 if text and not is_blank(text)), "")
+    stated = intent.get("stated_problem")
+    said = (stated, line) if echoed else (stated, intent.get("summary"), line)
+    return next((text for text in said if text and not is_blank(text)), "")
 
 
 # The words of a line that says nothing but "hello", "yes", "a person, please" or "I have a

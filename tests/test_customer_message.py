@@ -550,3 +550,18 @@ def test_a_wait_dropped_because_it_runs_past_closing_says_when_the_team_closes(p
         assert decision.wait_seconds is None and "but the team closes in" in decision.wait_source
         # Once an agent has it, the closing is not said (`answers.shown_message`).
         assert decision.customer_message["if_assigned"].endswith("Someone will reply here as soon as they're free.")
+
+
+@pytest.mark.parametrize(("lines", "shown"), [
+    (["I was charged twice for order 8841"], "I've passed on: I was charged twice for order 8841. "),
+    (["Hi, a person please"], "I've passed on: your request. "),  # a line that says nothing: the locale's words
+])
+def test_the_bots_summary_written_for_the_agent_is_never_said_back_to_the_customer(lines, shown):
+    # A review: with no `stated_problem`, the bot's `intent.summary` (contract: what the bot understood,
+    # for the agent) was what the customer was told they had "passed on" — the bot's own assessment.
+    packet = full_packet()
+    del packet["intent"]["stated_problem"]
+    packet["intent"]["summary"] = "Angry customer demanding refund; chargeback risk, low value - deprioritise"
+    packet["transcript"] = [{"at": "2026-11-20T09:00:00Z", "role": "customer", "text": line} for line in lines]
+    text = compose(packet, ASSIGNMENT, None, MESSAGES)["text"]
+    assert shown in text and "deprioritise" not in text
