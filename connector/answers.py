@@ -252,6 +252,9 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     # the team's hours were said knowing it ("someone will reply soon" at 22:00 on a Friday was false).
     # Solved (`completed_at`): the same — nobody is still to come, and no wait is quoted.
     live = status != "failed"
+    message = handoff.customer_message
+    if live and message and message.get("if_context_lost") and context_lost(deliveries, handoff.packet):
+        message = message["if_context_lost"]
     waited_for = live and ((holder is not None and not holder.routed) or handoff.completed_at is not None)
     delayed = waited_for or (live and wait_ran_out(handoff)) \
         or is_delayed(status, counted(deliveries), handoff.estimated_wait_seconds)
@@ -259,7 +262,7 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     # it told of are past: "away until 09:00 Monday" was still read on Tuesday afternoon.
     unhoured = waited_for or (live and hours_passed(handoff))
     # The team's hours as said now, where a midnight or its closing has passed since intake.
-    hours_now = hours_said_now(handoff.customer_message) if live and not unhoured else None
+    hours_now = hours_said_now(message) if live and not unhoured else None
     agent = _agent_now(handoff, holder, deliveries)
     return {
         "id": handoff.id,
@@ -267,12 +270,25 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
         "conversation_id": handoff.conversation_id,
         "tickets": [_ticket(d) for d in deliveries],
         "assignment": {key: handoff.assignment.get(key) for key in _ASSIGNMENT_KEYS} | agent,
-        "customer_message": shown_message(handoff.customer_message, status, delayed=delayed, assigned=unhoured,
+        "customer_message": shown_message(message, status, delayed=delayed, assigned=unhoured,
                                           hours_now=hours_now),
         "estimated_wait_seconds": shown_wait(handoff.estimated_wait_seconds, status, delayed=delayed),
         "context_receipt": receipts(deliveries, handoff.packet),
         "links": {"self": f"/v1/handoffs/{handoff.id}"},
     }
+
+
+def context_lost(deliveries: Sequence[Any], packet: Mapping[str, Any]) -> bool:
+    """The conversation reached no agent: every target has finished, and of the tickets an agent
+    sees (`counted`) none holds the transcript the packet carried — each vendor refused it, or what
+    held it (Zendesk's file, Salesforce's comments). The message then says so (`context_lost` of
+    messages.yaml) instead of "they'll see our whole conversation, so you won't need to repeat
+    yourself", beside a receipt saying the transcript was dropped (a review)."""
+    seen = counted(deliveries)
+    if any(d.state == "pending" for d in seen) or not any(d.state in DONE for d in seen):
+        return False
+    return not any("transcript" in ((d.receipt or {}).get("delivered") or ()) for d in seen if d.state in DONE) \
+        and "transcript" in parts_present(packet)
 
 
 def wait_ran_out(handoff: Any) -> bool:

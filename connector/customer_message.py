@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 # No promise that trying again soon will work: a target may have refused the handoff for good.
 FAILED = ("I'm sorry — I couldn't pass this on to our team, so nobody has it yet. "
           "Please reach us another way, or try again later.")
+# Shown in place of the message when the conversation reached no agent (`answers.context_lost`): its
+# "they'll see our whole conversation, so you won't need to repeat yourself" would be false.
+CONTEXT_LOST = ("I'm connecting you with our {{ team }} team now. I couldn't pass on our whole conversation, "
+                "so they may need to ask you about some of it again. I've passed on: {{ problem }}. {{ expectation }}")
 NO_PROBLEM = "your request"  # `problem` when the packet words none and no locale says it (`no_problem`)
 ENGLISH_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 FALLBACK = {
@@ -51,6 +55,7 @@ FALLBACK = {
                         "replied by then, we'll reply when "
                         "we open again at {{ time }} {{ day }}."),
             "failed": FAILED,
+            "context_lost": CONTEXT_LOST,
             "no_problem": NO_PROBLEM,
         }
     },
@@ -121,8 +126,8 @@ class PlainText(fields.String):
         text = super()._deserialize(value, attr, data, **kwargs)
         if any(mark in text for mark in ("{{", "{%", "{#")):
             raise ValidationError(f"is plain text, said as written: {text[:60]!r} would reach customers with its "
-                                  "braces (only template, variants, wait, no_wait, closed, closing and failed are "
-                                  "filled in)")
+                                  "braces (only template, variants, wait, no_wait, closed, closing, failed and "
+                                  "context_lost are filled in)")
         return text
 
 
@@ -139,6 +144,9 @@ class LocaleSchema(Schema):
     # Optional (files written before it stay valid): without it, `no_wait` is said instead.
     closing = Template(CLOSING, needs=("closes", "time"))
     failed = Template(("team", "problem"))  # optional: the default locale's, else the built-in English one
+    # Optional: without it, this locale's customers keep the whole message when their conversation
+    # reached no agent (`context_lost_warnings` says so at load).
+    context_lost = Template(MESSAGE, needs=("problem", "expectation"))
     teams = fields.Dict(keys=fields.String(), values=PlainText(), load_default=dict)
     weekdays = fields.List(PlainText(), validate=validate.Length(equal=7), load_default=lambda: ENGLISH_DAYS)
     today = PlainText()
@@ -221,6 +229,20 @@ def team_name_warnings(messages: Mapping[str, Any], routing: Mapping[str, Any]) 
             said.append(f"messages.yaml locales.{locale}.teams names {name!r}, no team of routing.yaml{meant}: "
                         f"said only for a bot's routing.department of that name")
     return said
+
+
+def warnings(messages: Mapping[str, Any], routing: Mapping[str, Any]) -> list[str]:
+    """What `check` and the start-up say of messages.yaml."""
+    return [*team_name_warnings(messages, routing), *context_lost_warnings(messages)]
+
+
+def context_lost_warnings(messages: Mapping[str, Any]) -> list[str]:
+    """A locale without `context_lost`: its customers are still told they won't repeat themselves
+    when their conversation reached no agent (the receipt says so; the message does not)."""
+    return [f"messages.yaml locales.{locale} has no context_lost: when the conversation reaches no agent "
+            "(a vendor refused the transcript), its customers are still told they won't need to repeat "
+            "themselves" for locale, strings in (messages.get("locales") or {}).items()
+            if not strings.get("context_lost")]
 
 
 def language_warnings(packet: Mapping[str, Any], messages: Mapping[str, Any]) -> list[str]:
@@ -313,33 +335,43 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     if variant and variant in (strings.get("variants") or {}):
         key, template = f"variants.{variant}", strings["variants"][variant]
 
-    def whole(expected: str) -> str:
-        text = _render(template, f"{where}.{key}", "template", team=team, problem=problem, expectation=expected)
+    def whole(expected: str, lost: bool = False) -> str:
+        said, at, built_in = (strings["context_lost"], f"{where}.context_lost", "context_lost") if lost \
+            else (template, f"{where}.{key}", "template")
+        text = _render(said, at, built_in, team=team, problem=problem, expectation=expected)
         # Templates end the problem with a full stop; one the customer ended with "?" or "!" keeps its own.
         return _HANGING_MARK.sub(".", _DOUBLED_STOP.sub(r"\1", " ".join(text.split())))
 
-    composed = {"locale": locale, "text": whole(expectation)}
-    if quoted_wait:
-        # What the answer shows instead while no target has the handoff and attempts are failing
-        # (`answers.shown_message`): a wait counted from now would be a promise nobody can keep yet.
-        composed["if_delayed"] = whole(no_wait)
-    if hours_words is not None:
-        # What the answer shows once an agent has it (`answers.shown_message`): "the team is away
-        # right now … will reply at 09:00 tomorrow" stood beside an agent on it — read the next day too.
-        composed["if_assigned"] = whole(_render(strings["no_wait"], f"{where}.no_wait", "no_wait"))
+    # Each text twice where the locale says what to say when the conversation reached no agent
+    # (`context_lost`): the receipts are known only after delivery, and the answer then shows that one.
+    both = (False, True) if strings.get("context_lost") else (False,)
+    told: dict[bool, dict[str, Any]] = {lost: {"locale": locale, "text": whole(expectation, lost)} for lost in both}
+    for lost, composed in told.items():
+        if quoted_wait:
+            # What the answer shows instead while no target has the handoff and attempts are failing
+            # (`answers.shown_message`): a wait counted from now would be a promise nobody can keep yet.
+            composed["if_delayed"] = whole(no_wait, lost)
+        if hours_words is not None:
+            # What the answer shows once an agent has it (`answers.shown_message`): "the team is away
+            # right now … will reply at 09:00 tomorrow" stood beside an agent on it — read the next day too.
+            composed["if_assigned"] = whole(_render(strings["no_wait"], f"{where}.no_wait", "no_wait"), lost)
+    composed = told[False]
     if hours_words is not None and opening is not None:
         # Their day words ("tomorrow", "Monday") and "we close at" are the intake's: read after the
         # team's midnight or its closing, before the opening, "we open again at 01:00 tomorrow" was
         # false (a review). What is said from each such moment on (`answers.shown_message`).
         said_at = now or dt.datetime.now(dt.UTC)
-        later, told = [], hours_words(now)
+        turns, last = [], hours_words(now)
         for moment in _turns(said_at, opening, hours["timezone"], closing):
             words = hours_words(moment)
-            if words != told:
-                later.append({"from": moment.astimezone(dt.UTC).isoformat(), "text": whole(words)})
-                told = words
-        if later:
-            composed["later"] = later
+            if words != last:
+                turns.append((moment.astimezone(dt.UTC).isoformat(), words))
+                last = words
+        for lost, shape in told.items():
+            if turns:
+                shape["later"] = [{"from": moment, "text": whole(words, lost)} for moment, words in turns]
+    if True in told:
+        composed["if_context_lost"] = told[True]
     return {**composed, **_apology(config, locale, assignment, problem)}
 
 

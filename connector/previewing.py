@@ -51,6 +51,9 @@ def preview_packet(services: Services, raw: bytes, content_type: str | None = "a
         # every target gives up (`answers.shown_message`).
         "customer_message": answers.shown_message(decision.customer_message, "pending"),
         "customer_message_if_failed": answers.shown_message(decision.customer_message, "failed"),
+        # …and instead if the conversation reaches no agent (`answers.context_lost`), where the locale says that.
+        "customer_message_if_context_lost": answers.shown_message(
+            (decision.customer_message or {}).get("if_context_lost"), "pending"),
         "estimated_wait_seconds": decision.wait_seconds,
         "wait_source": decision.wait_source,
         "brief": {"subject": brief.subject, "text": brief.text},

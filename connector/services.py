@@ -78,7 +78,7 @@ def mapping_warnings(adapters: Mapping[str, Adapter], mappings: Mappings) -> lis
     messages.yaml's team names. After an edit only routing's were, and `check` alone said the rest."""
     return [*(w for adapter in adapters.values() for w in adapter.warnings()),
             *routing_warnings(adapters, mappings.routing),
-            *customer_message.team_name_warnings(mappings.messages, mappings.routing)]
+            *customer_message.warnings(mappings.messages, mappings.routing)]
 
 
 class Services:
@@ -150,7 +150,7 @@ class Services:
         the service logs it at start-up."""
         return [*setup_warnings(self.settings, self.adapters, self.db), *absent_warnings(self.mappings, self.adapters),
                 *routing_warnings(self.adapters, self.mappings.routing),
-                *customer_message.team_name_warnings(self.mappings.messages, self.mappings.routing)]
+                *customer_message.warnings(self.mappings.messages, self.mappings.routing)]
 
     def reserve(self, wanted: int) -> int:
         """Take up to `wanted` of the pool's free threads for a request's fresh deliveries.

@@ -54,6 +54,7 @@ def test_preview_shows_every_vendor_and_sends_nothing(client, app):
     assert body["customer_message_if_failed"] == {
         "locale": "en", "text": "I'm sorry — I couldn't pass this on to our technical support team, so nobody "
                                 "has it yet. Please reach us another way, or try again later."}
+    assert "may need to ask you about some of it again" in body["customer_message_if_context_lost"]["text"]
     assert body["vendors"]["zendesk"]["payload"]["ticket"]["subject"].startswith("Invoices stopped syncing")
     with app.extensions["connector"].db.session() as session:
         assert session.scalars(select(Delivery)).all() == []

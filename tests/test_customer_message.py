@@ -565,3 +565,32 @@ def test_the_bots_summary_written_for_the_agent_is_never_said_back_to_the_custom
     packet["transcript"] = [{"at": "2026-11-20T09:00:00Z", "role": "customer", "text": line} for line in lines]
     text = compose(packet, ASSIGNMENT, None, MESSAGES)["text"]
     assert shown in text and "deprioritise" not in text
+
+
+@pytest.mark.parametrize(("language", "promise", "said"), [
+    ("en", "won't need to repeat", "may need to ask you about some of it again"),
+    ("es", "no tendrás que repetir", "quizá tengan que preguntarte de nuevo"),
+    ("fr", "pas à vous répéter", "devra peut-être vous en redemander"),
+    ("de", "nichts wiederholen", "noch einmal nach einem Teil davon"),
+])
+def test_each_shipped_locale_has_words_for_a_conversation_that_reached_no_agent(language, promise, said):
+    packet = full_packet()
+    packet["conversation"]["language"] = language
+    composed = compose(packet, ASSIGNMENT, 240, MESSAGES)
+    lost = composed["if_context_lost"]
+    assert promise in composed["text"] and promise not in lost["text"] and said in lost["text"]
+    assert lost["locale"] == composed["locale"]
+    # The same turns as the message: its wait, and the words without it while deliveries fail.
+    assert lost["if_delayed"] != lost["text"] and promise not in lost["if_delayed"]
+
+
+def test_a_locale_without_context_lost_keeps_its_message_and_check_says_so():
+    from connector.customer_message import warnings
+    messages = copy.deepcopy(MESSAGES)
+    del messages["locales"]["de"]["context_lost"]
+    packet = full_packet()
+    packet["conversation"]["language"] = "de"
+    assert "if_context_lost" not in compose(packet, ASSIGNMENT, None, messages)
+    assert [w for w in warnings(messages, {}) if "context_lost" in w] == [
+        "messages.yaml locales.de has no context_lost: when the conversation reaches no agent (a vendor refused the "
+        "transcript), its customers are still told they won't need to repeat themselves"]

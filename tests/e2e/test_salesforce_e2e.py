@@ -164,3 +164,26 @@ def test_the_cases_outbound_messages_assign_and_then_complete_the_handoff(make_a
     read = client.get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()
     assert read["completed_at"] is not None
     assert read["assigned"]["agent_id"] == "0055g00000Agnt1AAB"
+
+
+def test_a_conversation_no_agent_received_is_not_promised_to_the_customer(make_app):
+    # A review: Salesforce refused every case comment (sharing put the case where the API user cannot
+    # write), and only they held the transcript: the receipt said so, and the customer message still
+    # said "they'll see our whole conversation, so you won't need to repeat yourself".
+    client = make_app(**SALESFORCE).test_client()
+    lines = [{"at": "2026-11-20T09:14:02Z", "role": "customer", "text": "z" * 15000} for _ in range(3)]
+    packet = full_packet(transcript=lines, customer={**full_packet()["customer"], "segment": "smb"})
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        org = SalesforceFake(rsps)
+        org.query([{"Id": "0035g00000Existing"}])
+        org.create("Case")
+        org.error("POST", "sobjects/CaseComment/", 403, "error-403-insufficient-access.json")
+        answer = client.post("/v1/handoffs", data=json.dumps(packet), headers=auth(), content_type="application/json")
+    body = answer.get_json()
+    assert answer.status_code == 201 and body["status"] == "delivered"
+    assert "transcript" not in body["context_receipt"]["salesforce"]["delivered"]
+    text = body["customer_message"]["text"]
+    assert "whole conversation" in text and "won't need to repeat" not in text
+    assert "may need to ask you about some of it again" in text
+    read = client.get(body["links"]["self"], headers=auth()).get_json()
+    assert read["customer_message"] == body["customer_message"]
