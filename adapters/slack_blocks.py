@@ -603,8 +603,9 @@ def follow_up(packet: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]) 
     the words of the agent's note (`while_waiting.announced`: the customer named only for their own
     messages); the messages follow in the thread (`transcript` of them)."""
     who = flat(called(packet.get("customer") or {}, "The customer"))  # a name's lines: no message of their own
-    return {"text": fit(f"💬 {announced(messages, who)}", FALLBACK_TEXT)[0],
-            "blocks": [section(f"💬 {announced(messages, fit(who, 200)[0])}:")]}
+    taken = bool((packet.get("follow_up") or {}).get("taken"))
+    return {"text": fit(f"💬 {announced(messages, who, taken)}", FALLBACK_TEXT)[0],
+            "blocks": [section(f"💬 {announced(messages, fit(who, 200)[0], taken)}:")]}
 
 
 def _intent(intent: Mapping[str, Any]) -> str:

@@ -328,7 +328,14 @@ class FollowUpBrief(Brief):
         self.follow_up = tuple(packet["transcript"][follows["first"]:])
         super().__init__({**packet, "transcript": list(self.follow_up)}, handoff_id, assignment)
         self._view["follows"] = follows["handoff_id"]
-        self._view["announced"] = announced(self.follow_up, self._view["customer_name"] or "The customer")
+        # The conversation's problem, as its ticket's subject says it: read from the batch alone, a
+        # packet without stated_problem or summary headed the note with the batch's first line
+        # ("Also my password reset link is broken") as if it were the problem (a review).
+        before = {**packet, "transcript": packet["transcript"][:follows["first"]]}
+        self._view["subject"] = self.subject = subject_for(before)
+        self._view["taken"] = bool(follows.get("taken"))
+        self._view["announced"] = announced(self.follow_up, self._view["customer_name"] or "The customer",
+                                            self._view["taken"])
         self.sections = self.parts_present = tuple(
             part for part in ("transcript", "attachments") if _has({"transcript": self.follow_up}, part))
 

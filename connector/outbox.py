@@ -628,6 +628,10 @@ class Outbox:
                 if caught_up is None:
                     return None
                 packet = follow_up_packets.whole_of(session, handoff)
+                if session.scalar(select(Assignment.id).where(Assignment.handoff_id == handoff.follows_id).limit(1)):
+                    # An agent has the handoff: its messages are not announced as sent "while waiting for an
+                    # agent" under the line saying who took it (a review; `while_waiting.announced`).
+                    packet = {**packet, "follow_up": {**packet["follow_up"], "taken": True}}
             link = self._link_for(connection, delivery, handoff, now)
             if link is False:
                 return None

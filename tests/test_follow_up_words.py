@@ -43,3 +43,27 @@ def test_the_note_without_its_transcript_does_not_call_the_bots_messages_theirs(
     brief = render_brief(_batch("bot"), "msg_1", update=True)
 
     assert "The messages are in the case's comments." in brief.summary_text("in the case's comments")
+
+
+def test_a_batch_after_an_agent_took_the_handoff_is_not_said_to_wait_for_one():
+    # A review: under "✋ Dana took this handoff", the next message read "wrote again while waiting for
+    # an agent", and the note was headed "New messages while waiting".
+    packet = _batch("customer", "bot")
+    packet["follow_up"]["taken"] = True
+    brief = render_brief(packet, "msg_1", update=True)
+    slack = follow_up(packet, packet["transcript"][1:])
+    line = "sam.lee@example.net wrote again: 1 message (and 1 from the bot)"
+    assert f"\n{line}, 2026-11-20 " in brief.text and f"<p>{line}, 2026-11-20 " in brief.html
+    assert slack["text"] == f"💬 {line}"
+    assert "waiting" not in brief.text and "waiting" not in brief.html
+
+
+def test_a_batchs_heading_names_the_conversations_problem_not_its_own_first_line():
+    # A review: with no stated problem or summary, the note was headed by the batch's first line, as if
+    # that were the problem the ticket is about.
+    packet = _batch("customer")
+    packet["transcript"][-1]["text"] = "Also my password reset link is broken, separate thing"
+    brief = render_brief(packet, "msg_1", update=True)
+    subject = render_brief(minimal_packet(), "hnd_0").subject
+    assert f"New messages while waiting — {subject}</h2>" in brief.html
+    assert "password reset" not in brief.html.split("</h2>")[0]

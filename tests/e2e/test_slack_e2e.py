@@ -161,6 +161,21 @@ def test_the_agent_who_clicks_claim_takes_the_handoff(make_app):
         assert len(slack.calls_to("chat.update")) == 1  # later clicks leave the alert alone
 
 
+def test_messages_after_a_claim_are_not_said_to_wait_for_an_agent(make_app):
+    # A review: under "✋ Dana took this handoff" the thread said the customer "wrote again while
+    # waiting for an agent" — the agent who had it read them as waiting for someone else.
+    with FakeSlack() as slack:
+        client, body, _alert, click = _claimable(make_app, slack)
+        assert click("U0DANA", "7281926354.1.abc") == "recorded"
+        said = [{"at": "2026-11-20T09:30:00Z", "role": "customer", "text": "Here is the invoice number INV-1"}]
+        sent = client.post(f"/v1/handoffs/{body['id']}/messages", data=json.dumps({"messages": said}),
+                           headers=auth(), content_type="application/json")
+        assert sent.get_json()["tickets"][0]["status"] == "updated", sent.get_json()
+        [announced] = [c.body["text"] for c in slack.calls_to("chat.postMessage")
+                       if c.body.get("text", "").startswith("💬")]
+        assert announced == "💬 Dana Whitfield wrote again: 1 message"
+
+
 def test_a_claim_on_the_alert_the_messages_opened_is_announced_and_marked(make_app):
     # A review: the handoff's own alert refused, its messages opened one; a click was recorded and
     # told nobody — no announcement, the Claim button live, a second click answered nothing.
