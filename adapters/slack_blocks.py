@@ -666,7 +666,7 @@ def details(packet: Mapping[str, Any], handoff_id: str) -> list[Message]:
         pieces.append(("• " + link(conversation["url"], "open the conversation", WHOLE_LABEL), ""))
     elif conversation.get("url"):  # an address no link can carry (ftp, too long once escaped): as text
         pieces.append(("• conversation address: ", str(conversation["url"])))
-    pieces += [(f"• {escape(flat(k))}: ", v) for k, v in also_sent(packet, "conversation")]
+    pieces += [(f"• {escape(flat(k))}: ", v) for k, v in also_sent(packet, "conversation", "bot")]
     if intent.get("name") or is_number(intent.get("confidence")):
         pieces.append(("*Intent:* ", _intent(intent)))
     pieces += [(f"• {escape(flat(k))}: ", v) for k, v in also_sent(packet, "intent")]

@@ -25,6 +25,7 @@ from .redaction import redact_text
 from .schemas.packet import (
     AttachmentSchema,
     AttemptSchema,
+    BotSchema,
     ConversationSchema,
     CustomerSchema,
     EscalationSchema,
@@ -486,7 +487,9 @@ def first_customer_line(packet: Mapping[str, Any], *, echoed: bool = False) -> s
 # objects keep fields the contract does not list) and shown as sent (`also_sent`).
 _NAMED = {part: frozenset(schema().fields) for part, schema in (
     ("customer", CustomerSchema), ("conversation", ConversationSchema), ("intent", IntentSchema),
-    ("sentiment", SentimentSchema), ("escalation", EscalationSchema))}
+    ("sentiment", SentimentSchema), ("escalation", EscalationSchema), ("bot", BotSchema))}
+# The footer names the bot by its `name` (outside the contract, read all the same): not again among its others.
+_NAMED["bot"] |= {"name"}
 
 
 # The same for each entry of the lists: a message's `translation`, an earlier contact's `outcome`.
@@ -578,7 +581,12 @@ def preferred_agent(routing: Mapping[str, Any]) -> str | None:
     agent_id = said_text(str(agent["id"])) if agent.get("id") is not None else None
     handle = f"{email}, id {agent_id}" if email and agent_id else email or agent_id
     name = said_text(agent.get("name"))
-    return f"{name} ({handle})" if name and handle else name or handle
+    said = f"{name} ({handle})" if name and handle else name or handle
+    # The bot's other keys, as sent (`team_hint: billing`): they reached no agent, the receipt saying
+    # `routing` was delivered (a review).
+    others = [f"{key}: {scalar(value)}" for key, value in agent.items()
+              if key not in ("email", "id", "name") and holds_something(value)]
+    return "; ".join([said, *others]) if said else "; ".join(others) or None
 
 
 def holds_something(value: Any) -> bool:

@@ -54,3 +54,18 @@ def test_nested_values_keep_their_grouping():
     assert scalar({"a": [{"b": 1, "c": 2}], "d": 3}) == "a: (b: 1, c: 2), d: 3"
     assert scalar([["SKU1", 2], ["SKU2", 1]]) == "(SKU1, 2), (SKU2, 1)"
     assert scalar({"x": [1]}) == "x: 1" and scalar([{"a": 1}, {"b": 2}]) == "a: 1; b: 2"
+
+
+def test_the_bots_own_extras_and_a_preferred_agents_are_shown_too():
+    # A review: `bot.model_version` (what an agent judging a bad answer needs) and a preferred agent's
+    # `team_hint` reached no agent — brief, note, case or thread — the receipt saying nothing was dropped.
+    packet = minimal_packet(routing={"preferred_agent": {"email": "dana@acme.example", "team_hint": "billing"}})
+    packet["bot"].update(model_version="2026-11-rc3", name="Helper")
+    brief = render_brief(packet, "hnd_1")
+    footer = brief.text.split("\n—\n")[1]
+    assert "bot.model_version: 2026-11-rc3" in footer and "bot.name" not in footer
+    assert "bot.model_version: 2026-11-rc3" in brief.html
+    assert "preferred agent: dana@acme.example; team_hint: billing" in brief.text
+    assert "team_hint: billing" in brief.html
+    thread = json.dumps(slack_blocks.details(packet, "hnd_1"), ensure_ascii=False)
+    assert "bot.model_version" in thread and "team_hint: billing" in thread
