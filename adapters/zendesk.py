@@ -603,7 +603,32 @@ class ZendeskAdapter(Adapter):
         tickets = sorted(reply.get("tickets") or [], key=lambda t: t["id"])
         if own:
             tickets = [t for t in tickets if ctx.handoff_id in str(t.get("description") or "")]
-        return self._sent(tickets[0], {}, found_by="external_id") if tickets else None
+        return self._with_its_file(ctx, self._sent(tickets[0], {}, found_by="external_id")) if tickets else None
+
+    def _with_its_file(self, ctx: HandoffContext, found: Sent) -> Sent:
+        """`found`, the ticket a timed-out or interrupted create made, with the file its comment was to
+        carry checked: the attempt that made it may have met the upload refused (attachments off, a
+        role that may not upload) and died before saying so — a worker killed, its record refused —
+        and the receipt rebuilt from the render said "the whole text is attached, nothing cut" of a
+        ticket holding the last messages only (a black-hole review). An unknown outcome raised after
+        the refusal carries it already (`_carried`). Its first comment is read (one call, only when a
+        file was planned)."""
+        planned = self._comment(ctx)
+        if planned.attachment is None:
+            return found
+        name = planned.attachment[0]
+        if any(entry.get("file") == name for entry in ctx.sent_to.get("left_out") or () if isinstance(entry, Mapping)):
+            return found
+        reply, _ = self._call("GET", f"/api/v2/tickets/{quote(found.vendor_id)}/comments.json", write=False,
+                              params={"sort_order": "asc", "per_page": 1}, expect="comments")
+        first = next(iter(reply.get("comments") or ()), {})
+        if any(isinstance(a, Mapping) and a.get("file_name") == name for a in first.get("attachments") or ()):
+            return found
+        log.warning("the ticket found after an unknown outcome lacks the file its comment was to carry",
+                    extra={"vendor_id": found.vendor_id})
+        said = (f"{name} is not on the ticket (Zendesk refused it when the ticket was made, or it was removed): "
+                f"the comment carries {planned.carries}; the rest of the {planned.attached_part} is not on the ticket")
+        return replace(found, dropped=_file_refused(planned, said, ctx.brief.parts_present))
 
     def find_existing_update(self, ctx: HandoffContext) -> Sent | None:
         """After a timed-out comment: did it land? Updates have no Idempotency-Key at Zendesk, but
@@ -1041,9 +1066,17 @@ def _unattached(payload: dict[str, Any], planned: _Comment, err: DeliveryError,
                                                 f"comment, and Zendesk refused it as a file ({why}). This comment "
                                                 f"carries {planned.carries}."), 1)
         payload = deep_merge(payload, {"ticket": {"comment": {"html_body": body}}})
+    return payload, _file_refused(planned, said, present)
+
+
+def _file_refused(planned: _Comment, said: str, present: Collection[str]) -> tuple[dict[str, Any], ...]:
+    """The receipt's entries for the file `planned` names, not on the ticket (`said`: why): the part cut,
+    and each of the packet's parts (`present`) that only the file held, marked `UNDELIVERED`."""
+    assert planned.attachment is not None
+    name = planned.attachment[0]
     lost = tuple({"part": part, UNDELIVERED: True, "reason": f"not on the ticket: only {name} held it"}
                  for part in planned.only_attached if part in present)
-    return payload, ({"part": planned.attached_part, "file": name, "reason": said}, *lost)
+    return ({"part": planned.attached_part, "file": name, "reason": said}, *lost)
 
 
 def _fits(html_body: str) -> bool:

@@ -1854,6 +1854,51 @@ def test_a_refused_upload_leaves_the_ticket_made_with_what_the_comment_carries(z
     assert "the comment carries the summary and the last" in said["reason"]
 
 
+def _long_transcript() -> dict[str, Any]:
+    lines = [f"message {i}: " + "my order has not arrived " * 12 for i in range(220)]
+    return full_packet(transcript=[{"at": f"2026-11-20T09:{i // 60:02d}:{i % 60:02d}Z", "role": "customer",
+                                    "text": line} for i, line in enumerate(lines)])
+
+
+@pytest.mark.parametrize("on_ticket", [True, False])
+def test_a_ticket_found_after_an_unknown_outcome_says_whether_its_file_is_on_it(zd: FakeZendesk,
+                                                                                on_ticket: bool) -> None:
+    # A black-hole review: the attempt that made the ticket met the upload refused and died before
+    # recording it (a worker killed): the next one found the ticket and its receipt, rebuilt from the
+    # render, said "the whole text is attached, nothing cut" of a ticket holding the last messages only.
+    name = "transcript-hnd_01TESTHANDOFF0000000000000.txt"
+    zd.tickets_by_external_id("hnd_01TESTHANDOFF0000000000000")
+    zd.first_comment(1001, *([name] if on_ticket else []))
+
+    outcome = adapter().deliver(ctx(_long_transcript(), outcome_unknown=True, attempt=2))
+
+    assert (outcome.status, outcome.vendor_id) == ("created", "1001") and not zd.calls("POST", TICKETS)
+    if on_ticket:
+        assert outcome.receipt["attached"][0]["file"] == name and outcome.receipt["dropped"] == []
+        return
+    assert "attached" not in outcome.receipt
+    [said] = [entry for entry in outcome.receipt["dropped"] if entry.get("file")]
+    assert said["part"] == "transcript" and said["file"] == name
+    assert said["reason"].startswith(f"{name} is not on the ticket") and "nothing cut" not in said["reason"]
+
+
+def test_a_refusal_an_unknown_outcome_carried_is_not_looked_for_again(zd: FakeZendesk) -> None:
+    name = "transcript-hnd_01TESTHANDOFF0000000000000.txt"
+    zd.error("POST", UPLOADS, 403, {"error": "Forbidden", "description": "You do not have access to this page."})
+    zd.raises("POST", TICKETS, requests.exceptions.ReadTimeout("read timed out"))
+    target = adapter()
+    with pytest.raises(OutcomeUnknown) as raised:
+        target.deliver(ctx(_long_transcript()))
+    zd.tickets_by_external_id("hnd_01TESTHANDOFF0000000000000")
+
+    outcome = target.deliver(ctx(_long_transcript(), outcome_unknown=True, attempt=2,
+                                 sent_to=raised.value.sent_to))
+
+    [said] = [entry for entry in outcome.receipt["dropped"] if entry.get("file")]
+    assert said["file"] == name and said["reason"].startswith("Zendesk refused")
+    assert not zd.calls("GET", "/api/v2/tickets/1001/comments.json")
+
+
 def test_a_refused_upload_leaves_the_note_on_the_conversations_ticket(zd: FakeZendesk) -> None:
     packet = full_packet(collected_data={f"field_{i}": "ü" * 2000 for i in range(40)})
     context = ctx(packet)

@@ -125,6 +125,15 @@ class FakeZendesk:
         return self._add("GET", "/api/v2/tickets.json", 200, body, match=[matchers.query_param_matcher(
             {"external_id": external_id})])
 
+    def first_comment(self, ticket_id: int | str, *files: str) -> responses.BaseResponse:
+        """List Comments, oldest first, a page of one: the ticket's first comment with `files` attached."""
+        comment = {"id": 1, "type": "Comment", "public": False, "html_body": "<p>brief</p>",
+                   "attachments": [{"id": 10 + n, "file_name": name, "content_type": "text/plain", "size": 1}
+                                   for n, name in enumerate(files)]}
+        return self._add("GET", f"/api/v2/tickets/{ticket_id}/comments.json", 200,
+                         {"comments": [comment], "next_page": None, "previous_page": None, "count": 1},
+                         match=[matchers.query_param_matcher({"sort_order": "asc", "per_page": "1"})])
+
     def upload(self, filename: str | None = None, token: str = "6bk3gql82em5nmf") -> responses.BaseResponse:
         body = fixture("upload-201.json")
         body["upload"]["token"] = token
