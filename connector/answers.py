@@ -18,7 +18,7 @@ from adapters.errors import PAGE_MARK, TRANSPORT_FAILURE
 
 from . import routing
 from .brief import parts_present
-from .customer_message import FAILED, told_minutes
+from .customer_message import FAILED, context_lost_message, told_minutes
 from .models import DISMISSED, DONE, Assignment, Callback, Delivery, Handoff, utcnow
 from .text_rules import rfc3339_utc
 
@@ -254,7 +254,7 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
     live = status != "failed"
     message = handoff.customer_message
     if live and message and message.get("if_context_lost") and context_lost(deliveries, handoff.packet):
-        message = message["if_context_lost"]
+        message = context_lost_message(message["if_context_lost"])
     waited_for = live and ((holder is not None and not holder.routed) or handoff.completed_at is not None)
     delayed = waited_for or (live and wait_ran_out(handoff)) \
         or is_delayed(status, counted(deliveries), handoff.estimated_wait_seconds)

@@ -335,44 +335,69 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     if variant and variant in (strings.get("variants") or {}):
         key, template = f"variants.{variant}", strings["variants"][variant]
 
-    def whole(expected: str, lost: bool = False) -> str:
-        said, at, built_in = (strings["context_lost"], f"{where}.context_lost", "context_lost") if lost \
-            else (template, f"{where}.{key}", "template")
-        text = _render(said, at, built_in, team=team, problem=problem, expectation=expected)
-        # Templates end the problem with a full stop; one the customer ended with "?" or "!" keeps its own.
-        return _HANGING_MARK.sub(".", _DOUBLED_STOP.sub(r"\1", " ".join(text.split())))
+    def whole(expected: str) -> str:
+        return _whole(template, f"{where}.{key}", "template", team, problem, expected)
 
-    # Each text twice where the locale says what to say when the conversation reached no agent
-    # (`context_lost`): the receipts are known only after delivery, and the answer then shows that one.
-    both = (False, True) if strings.get("context_lost") else (False,)
-    told: dict[bool, dict[str, Any]] = {lost: {"locale": locale, "text": whole(expectation, lost)} for lost in both}
-    for lost, composed in told.items():
-        if quoted_wait:
-            # What the answer shows instead while no target has the handoff and attempts are failing
-            # (`answers.shown_message`): a wait counted from now would be a promise nobody can keep yet.
-            composed["if_delayed"] = whole(no_wait, lost)
-        if hours_words is not None:
-            # What the answer shows once an agent has it (`answers.shown_message`): "the team is away
-            # right now … will reply at 09:00 tomorrow" stood beside an agent on it — read the next day too.
-            composed["if_assigned"] = whole(_render(strings["no_wait"], f"{where}.no_wait", "no_wait"), lost)
-    composed = told[False]
+    composed: dict[str, Any] = {"locale": locale, "text": whole(expectation)}
+    # What it says instead when the conversation reaches no agent (`context_lost`), known only after
+    # delivery: its words kept, its template rendered only then (`context_lost_message`) — two more
+    # renders on every handoff's path otherwise.
+    lost: dict[str, Any] | None = None
+    if strings.get("context_lost"):
+        lost = {"locale": locale, "template": strings["context_lost"], "where": f"{where}.context_lost",
+                "team": team, "problem": problem, "text": expectation}
+    if quoted_wait:
+        # What the answer shows instead while no target has the handoff and attempts are failing
+        # (`answers.shown_message`): a wait counted from now would be a promise nobody can keep yet.
+        composed["if_delayed"] = whole(no_wait)
+        if lost is not None:
+            lost["if_delayed"] = no_wait
+    if hours_words is not None:
+        # What the answer shows once an agent has it (`answers.shown_message`): "the team is away
+        # right now … will reply at 09:00 tomorrow" stood beside an agent on it — read the next day too.
+        unhoured = _render(strings["no_wait"], f"{where}.no_wait", "no_wait")
+        composed["if_assigned"] = whole(unhoured)
+        if lost is not None:
+            lost["if_assigned"] = unhoured
     if hours_words is not None and opening is not None:
         # Their day words ("tomorrow", "Monday") and "we close at" are the intake's: read after the
         # team's midnight or its closing, before the opening, "we open again at 01:00 tomorrow" was
         # false (a review). What is said from each such moment on (`answers.shown_message`).
         said_at = now or dt.datetime.now(dt.UTC)
-        turns, last = [], hours_words(now)
+        later, told = [], hours_words(now)
         for moment in _turns(said_at, opening, hours["timezone"], closing):
             words = hours_words(moment)
-            if words != last:
-                turns.append((moment.astimezone(dt.UTC).isoformat(), words))
-                last = words
-        for lost, shape in told.items():
-            if turns:
-                shape["later"] = [{"from": moment, "text": whole(words, lost)} for moment, words in turns]
-    if True in told:
-        composed["if_context_lost"] = told[True]
+            if words != told:
+                later.append({"from": moment.astimezone(dt.UTC).isoformat(), "words": words})
+                told = words
+        if later:
+            composed["later"] = [{"from": turn["from"], "text": whole(turn["words"])} for turn in later]
+            if lost is not None:
+                lost["later"] = later
+    if lost is not None:
+        composed["if_context_lost"] = lost
     return {**composed, **_apology(config, locale, assignment, problem)}
+
+
+def context_lost_message(kept: Mapping[str, Any]) -> dict[str, Any]:
+    """The message shown when the conversation reached no agent (`answers.context_lost`), rendered
+    from what `compose` kept of it (its `if_context_lost`): the locale's `context_lost` template, with
+    the words each of the message's turns says (its wait, without it, the hours as said later)."""
+    def said(words: str) -> str:
+        return _whole(kept["template"], kept["where"], "context_lost", kept["team"], kept["problem"], words)
+
+    shown: dict[str, Any] = {"locale": kept["locale"], "text": said(kept["text"])}
+    shown.update((key, said(kept[key])) for key in ("if_delayed", "if_assigned") if key in kept)
+    if kept.get("later"):
+        shown["later"] = [{"from": turn["from"], "text": said(turn["words"])} for turn in kept["later"]]
+    return shown
+
+
+def _whole(template: str, where: str, built_in: str, team: str, problem: str, expected: str) -> str:
+    """A whole message: `template` rendered, the problem's full stop not doubled."""
+    text = _render(template, where, built_in, team=team, problem=problem, expectation=expected)
+    # Templates end the problem with a full stop; one the customer ended with "?" or "!" keeps its own.
+    return _HANGING_MARK.sub(".", _DOUBLED_STOP.sub(r"\1", " ".join(text.split())))
 
 
 LATER_MAX = 16  # midnights a message's hours' words are said again at: the last ones before the opening

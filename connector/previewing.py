@@ -11,6 +11,7 @@ from adapters.base import HandoffContext, with_dropped
 
 from . import answers
 from .brief import render_brief
+from .customer_message import context_lost_message
 from .decision import decide
 from .errors import PayloadTooLarge, ValidationFailed
 from .intake import validate_packet, warnings_for
@@ -52,8 +53,8 @@ def preview_packet(services: Services, raw: bytes, content_type: str | None = "a
         "customer_message": answers.shown_message(decision.customer_message, "pending"),
         "customer_message_if_failed": answers.shown_message(decision.customer_message, "failed"),
         # …and instead if the conversation reaches no agent (`answers.context_lost`), where the locale says that.
-        "customer_message_if_context_lost": answers.shown_message(
-            (decision.customer_message or {}).get("if_context_lost"), "pending"),
+        "customer_message_if_context_lost": answers.shown_message(context_lost_message(lost), "pending")
+        if (lost := decision.customer_message.get("if_context_lost")) else None,
         "estimated_wait_seconds": decision.wait_seconds,
         "wait_source": decision.wait_source,
         "brief": {"subject": brief.subject, "text": brief.text},

@@ -13,7 +13,7 @@ import yaml
 from marshmallow import ValidationError
 
 from connector.answers import shown_message
-from connector.customer_message import FAILED, MessagesSchema, compose, language_warnings
+from connector.customer_message import FAILED, MessagesSchema, compose, context_lost_message, language_warnings
 from connector.mappings import load_mappings
 from tests.factories import full_packet
 
@@ -577,7 +577,7 @@ def test_each_shipped_locale_has_words_for_a_conversation_that_reached_no_agent(
     packet = full_packet()
     packet["conversation"]["language"] = language
     composed = compose(packet, ASSIGNMENT, 240, MESSAGES)
-    lost = composed["if_context_lost"]
+    lost = context_lost_message(composed["if_context_lost"])
     assert promise in composed["text"] and promise not in lost["text"] and said in lost["text"]
     assert lost["locale"] == composed["locale"]
     # The same turns as the message: its wait, and the words without it while deliveries fail.
@@ -594,3 +594,17 @@ def test_a_locale_without_context_lost_keeps_its_message_and_check_says_so():
     assert [w for w in warnings(messages, {}) if "context_lost" in w] == [
         "messages.yaml locales.de has no context_lost: when the conversation reaches no agent (a vendor refused the "
         "transcript), its customers are still told they won't need to repeat themselves"]
+
+
+def test_the_words_for_a_lost_conversation_follow_the_hours_as_the_message_does():
+    # Out of hours: the message's later turns ("…at 09:00 tomorrow" read after midnight: "today") are
+    # said the same way by the message shown when the conversation reached no agent.
+    now = dt.datetime(2026, 12, 4, 20, 0, tzinfo=dt.UTC)  # a Friday evening
+    hours = {"open": False, "timezone": "UTC", "next_opening": "2026-12-07T09:00:00+00:00"}
+    assignment = {**ASSIGNMENT, "out_of_hours": True, "business_hours": hours}
+    composed = compose(full_packet(), assignment, None, MESSAGES, now=now)
+    lost = context_lost_message(composed["if_context_lost"])
+    assert [turn["from"] for turn in lost["later"]] == [turn["from"] for turn in composed["later"]]
+    for mine, theirs in zip(lost["later"], composed["later"], strict=True):
+        assert mine["text"].endswith(theirs["text"].split("I've passed on: ")[1])
+    assert "if_assigned" in lost and "won't need to repeat" not in lost["if_assigned"]
