@@ -171,7 +171,9 @@ def redact_packet(packet: Mapping[str, Any], kinds: Collection[str]) -> tuple[di
     """A deep copy of a handoff packet with its free text masked, and counts per kind.
 
     Kept as they are: dict keys, non-text values, and `_STRUCTURAL` — ids, enums, timestamps,
-    links (attachment and ticket urls must still open), `routing`, `callback`, `vendor_extra`
+    links (attachment and ticket urls must still open), the contract's `routing` and `bot` fields
+    (their others are the bot's, which the brief shows: masked as the rest — a `bot.api_key` went
+    out whole beside a `conversation.api_key` redacted; a review), `callback`, `vendor_extra`
     (the bot's explicit vendor fields) and the customer's identity fields, which the adapters need
     to find the requester. Everything else is masked, including nested fields added later.
     Integers in free-text places are checked too (a card number sent as a JSON number).
@@ -184,12 +186,14 @@ def redact_packet(packet: Mapping[str, Any], kinds: Collection[str]) -> tuple[di
 _STRUCTURAL = frozenset(
     tuple(path.split("."))
     for path in (
-        "bot conversation.id conversation.channel conversation.language conversation.url customer.id "
-        "customer.name customer.email customer.phone customer.account_id customer.segment transcript.[].at "
+        "bot.id bot.platform bot.name conversation.id conversation.channel conversation.language conversation.url "
+        "customer.id customer.name customer.email customer.phone customer.account_id customer.segment transcript.[].at "
         "transcript.[].role transcript.[].attachments.[].url transcript.[].attachments.[].content_type "
         "transcript.[].attachments.[].size intent.name intent.confidence sentiment attempted_solutions.[].url "
         "attempted_solutions.[].outcome history.[].at history.[].channel history.[].ticket history.[].agent "
-        "escalation.reason escalation.urgency routing targets callback vendor_extra"
+        "escalation.reason escalation.urgency routing.department routing.skills routing.priority routing.queue "
+        "routing.preferred_agent.id routing.preferred_agent.email routing.preferred_agent.name targets callback "
+        "vendor_extra"
     ).split()
 )
 

@@ -384,3 +384,20 @@ def test_a_value_named_as_a_credential_goes_whole(key):
                                             ("pincode", "560001"), ("sk_live_51HxYzAbCdEfGhIjKlMnOp", "plain")])
 def test_a_name_about_a_credential_or_a_value_that_is_none_is_kept(key, value):
     assert redact_packet({"collected_data": {key: value}}, ("secret",)) == ({"collected_data": {key: value}}, {})
+
+
+def test_a_bots_own_keys_in_bot_and_routing_are_masked_as_any_others():
+    # A review: the brief shows a bot's extra keys of `bot` and of its preferred agent; kept whole as
+    # structure, a `bot.api_key` and a `preferred_agent.auth_token` went out in clear beside a
+    # `conversation.api_key` redacted.
+    packet = {"bot": {"id": "support-bot", "platform": "rasa", "name": "Helper", "api_key": "sk_live_4eC39HqLy"},
+              "routing": {"department": "billing", "skills": ["refunds"], "extra": "card 4111 1111 1111 1111",
+                          "preferred_agent": {"email": "dana@acme.example", "id": "42", "name": "Dana",
+                                              "auth_token": "xoxb-1234567890-abcdefghijkl"}}}
+    redacted, counts = redact_packet(packet, ("card", "secret"))
+    assert redacted["bot"] == {"id": "support-bot", "platform": "rasa", "name": "Helper",
+                               "api_key": "[redacted secret]"}
+    agent = redacted["routing"]["preferred_agent"]
+    assert agent == {"email": "dana@acme.example", "id": "42", "name": "Dana", "auth_token": "[redacted secret]"}
+    assert redacted["routing"]["department"] == "billing" and redacted["routing"]["skills"] == ["refunds"]
+    assert "4111" not in redacted["routing"]["extra"] and counts == {"secret": 2, "card": 1}
