@@ -44,6 +44,7 @@ from connector.text_rules import did_you_mean, rfc3339_utc
 from .errors import (
     AuthError,
     DeliveryError,
+    FoundOnlyByTheVendor,
     LookupUnreadable,
     OutcomeUnknown,
     RejectedError,
@@ -72,6 +73,10 @@ MAX_MERGES = 5  # merges followed from the conversation's gone ticket (`Adapter.
 # The key of a link's `extra` naming the handoff whose delivery made its ticket (the outbox keeps it;
 # Slack's alerts said it before): a replay of that delivery finds its own ticket, not the conversation's.
 MADE_FOR = "handoff_id"
+# The key of a delivery's `sent_to` naming the ticket the vendor's own event named as the handoff's
+# (an agent took it after the delivery was given up: `outbox.revive_named`): a lookup that finds
+# nothing records that one (`FoundOnlyByTheVendor`), never makes a second ticket beside it.
+NAMED_TICKET = "named_ticket"
 
 
 @dataclass(frozen=True)
@@ -656,6 +661,9 @@ class Adapter(abc.ABC):
                 # Not found by a lookup that cannot tell it (`vendor_extra` replaced its mark): the link's record.
                 if found is None and own is not None:
                     found = Sent(vendor_id=own.vendor_id, url=own.url, extra=dict(own.extra))
+            if found is None and ctx.link is None and ctx.sent_to.get(NAMED_TICKET):
+                raise FoundOnlyByTheVendor(f"no ticket of this handoff found by its lookup; {self.name}'s own event "
+                                           f"named {ctx.sent_to[NAMED_TICKET]} as its ticket, which an agent took")
             if found is not None:
                 if found.sent_as is not None:  # found where it went in place of the link's (a merge target)
                     _, ctx, _ = found.sent_as

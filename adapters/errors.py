@@ -91,6 +91,13 @@ class OutcomeUnknown(TransientError):
         self.sent_to = dict(sent_to) if sent_to else None
 
 
+class FoundOnlyByTheVendor(OutcomeUnknown):
+    """After an unknown outcome, the lookup found no ticket of this handoff, while the vendor's own
+    event named one (an agent took it after the delivery was given up: `outbox.revive_named` put it
+    back with that ticket in its `sent_to`, `NAMED_TICKET`). Never a second ticket made beside the
+    one an agent works: the outbox records the named one (`Outbox._taken_ticket`)."""
+
+
 class RateLimitedAfterActing(OutcomeUnknown, RateLimited):
     """A 429 once part of the delivery is at the vendor (an alert's thread reply, a case's
     transcript comment): the next attempt looks first, and the whole target pauses all the same."""

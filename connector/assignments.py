@@ -124,9 +124,10 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             # bot heard `assigned` after `completed`, a step back from the end (README: it never does).
             # The agent is still recorded, for a read. A bot that did not ask for `completed` hears
             # `assigned` as before (and then no `delivered` after it).
-            if handoff.id == event.handoff_id and (revived := revive_named(session, handoff.id, event.target)):
+            named = _ticket_named(event)
+            if handoff.id == event.handoff_id and (revived := revive_named(session, handoff.id, event.target, named)):
                 session.expire(handoff, ["deliveries"])  # the `assigned` below tells the ticket as it is now
-                where = _ticket_named(event)
+                where = named
             owed = not _completed_owed(session, handoff.id) and _owe_callback(session, services, handoff, event, routed)
             # The team whose agents take it: the one its conversation's tickets stay with, where they do.
             team = str(answers.as_told(handoff, handoff.deliveries).assignment.get("team") or "")

@@ -26,8 +26,26 @@ from typing import Any
 from sqlalchemy import Boolean, Connection, and_, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from adapters.base import MADE_FOR, Adapter, HandoffContext, Link, Outcome, kept_team, last_message_told, last_told
-from adapters.errors import DeliveryError, OutcomeUnknown, RateLimited, ReplacementUnderway, TransientError, decide
+from adapters.base import (
+    MADE_FOR,
+    NAMED_TICKET,
+    Adapter,
+    HandoffContext,
+    Link,
+    Outcome,
+    kept_team,
+    last_message_told,
+    last_told,
+)
+from adapters.errors import (
+    DeliveryError,
+    FoundOnlyByTheVendor,
+    OutcomeUnknown,
+    RateLimited,
+    ReplacementUnderway,
+    TransientError,
+    decide,
+)
 
 from . import answers, callbacks, driver_cursor, follow_up_packets, metrics
 from .backoff import backoff_seconds
@@ -511,7 +529,7 @@ class Outbox:
         callbacks gave the bot a ticket with no link for an agent to open (a review)."""
         if handoff.follows_id or not (delivery.outcome_unknown or isinstance(err, OutcomeUnknown)):
             return None
-        if not (self._spent(delivery, utcnow()) or decide(err) == "fail"):
+        if not (self._spent(delivery, utcnow()) or decide(err) == "fail" or isinstance(err, FoundOnlyByTheVendor)):
             return None  # tries left: the next looks for it, and completes what it lacks
         with self.db.reading() as session:
             ticket = session.scalar(select(Assignment.vendor_ticket_id).where(
@@ -1108,25 +1126,30 @@ def replay(db: Database, *, ids: list[int] | None = None, states: tuple[str, ...
     return chosen
 
 
-def revive_named(session: Session, handoff_id: str, target: str) -> int | None:
+def revive_named(session: Session, handoff_id: str, target: str, ticket: str) -> int | None:
     """In the transaction recording that an agent took the ticket a vendor's event named as
     `handoff_id`'s (by its name: `assignments.delivered_to`), its delivery to `target` given up after
     an attempt whose outcome was unknown (`dead`, `failed`, or dismissed since) is put back: the id
     of the delivery to attempt now, or None. Left given up, its bot read `failed` and the apology
     ("nobody has it yet") while GET named the agent working that ticket (a review). The attempt looks
     the handoff up first, as every attempt after an unknown outcome does: it finds the ticket and
-    completes what it lacks; when the looks fail again, `Outbox._taken_ticket` records the ticket the
-    event named. Its attempts are kept: they were spent, and the next failed look records it at once."""
-    revived = session.scalars(
-        update(Delivery)
+    completes what it lacks; when the looks fail, or find nothing (a Slack channel busy past its
+    pages, a Zendesk comment `vendor_extra` replaced), `Outbox._taken_ticket` records `ticket`, the one
+    the event named (`NAMED_TICKET`): a second alert was posted beside the one an agent had claimed.
+    Its attempts are kept: they were spent, and the next failed look records it at once."""
+    row = session.scalars(
+        select(Delivery)
         .where(Delivery.handoff_id == handoff_id, Delivery.target == target, Delivery.vendor_id.is_(None),
                Delivery.state.in_((*GIVEN_UP, DISMISSED)), Delivery.outcome_unknown.is_(True), ~carried_later())
-        .values(state="pending", next_attempt_at=utcnow(), finished_at=None, lease_owner=None, lease_expires_at=None)
-        .returning(Delivery.id)).first()
-    if revived is not None:
-        log.warning("a given-up delivery put back: the vendor's event named its ticket, which an agent took",
-                    extra={"delivery_id": revived})
-    return revived
+        .with_for_update()).first()
+    if row is None:
+        return None
+    row.state, row.next_attempt_at, row.finished_at, row.lease_owner, row.lease_expires_at = \
+        "pending", utcnow(), None, None, None
+    row.sent_to = {**(row.sent_to or {}), NAMED_TICKET: ticket}
+    log.warning("a given-up delivery put back: the vendor's event named its ticket, which an agent took",
+                extra={"delivery_id": row.id, "vendor_id": ticket})
+    return row.id
 
 
 def dismiss(db: Database, *, ids: list[int] | None = None, states: tuple[str, ...] = ("dead",),

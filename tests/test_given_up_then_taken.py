@@ -82,3 +82,25 @@ def test_a_delivery_given_up_knowing_nothing_was_made_is_not_put_back(make_callb
     assert submitted == []
     with services.db.reading() as session:
         assert session.scalars(select(Delivery.state).filter_by(handoff_id=hid)).one() == "failed"
+
+
+def test_a_lookup_that_finds_nothing_records_the_ticket_the_agent_took_not_a_second_one(
+        make_callback_app, bot, monkeypatch):  # noqa: F811
+    # A mends review: the put-back attempt's lookup found nothing (a Slack channel busy past the pages
+    # it reads) and posted a second alert beside the one an agent had claimed; GET named that one.
+    from adapters.base import Sent
+    from tests.support_adapters import VanishingAdapter
+
+    monkeypatch.setitem(registry.TARGETS, "vanishing", "tests.support_adapters:VanishingAdapter")
+    app = make_callback_app(targets=("vanishing",), max_attempts=1)
+    services, hid, _ = _given_up(app, bot, "vanishing")
+    made: list[str] = []
+    monkeypatch.setattr(VanishingAdapter, "find_existing", lambda self, ctx: None)
+    monkeypatch.setattr(VanishingAdapter, "send_create",
+                        lambda self, payload, ctx: made.append(ctx.handoff_id) or Sent(vendor_id="V-2", url=None))
+
+    _taken(services, hid, monkeypatch)
+
+    assert made == []
+    read = app.test_client().get(f"/v1/handoffs/{hid}", headers=auth()).get_json()
+    assert read["status"] == "delivered" and read["tickets"][0]["id"] == "V-1"
