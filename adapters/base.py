@@ -77,6 +77,9 @@ MADE_FOR = "handoff_id"
 # (an agent took it after the delivery was given up: `outbox.revive_named`): a lookup that finds
 # nothing records that one (`FoundOnlyByTheVendor`), never makes a second ticket beside it.
 NAMED_TICKET = "named_ticket"
+# How a receipt's `dropped` says a part was only shortened where it is first shown, and is whole on
+# the same ticket (a Slack alert's, in its thread): nothing of it is lost (`answers.context_lost`).
+IN_FULL_ON_THE_TICKET = "in full in the thread"
 
 
 @dataclass(frozen=True)

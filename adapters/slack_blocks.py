@@ -61,6 +61,7 @@ from connector.text_rules import (
 )
 from connector.while_waiting import announced
 
+from .base import IN_FULL_ON_THE_TICKET
 from .events import Holder
 
 # Slack's documented limits, and the ones we hold ourselves to (a margin under each).
@@ -397,7 +398,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "\n*Collected data:*" read as a heading of the alert, a contact's summary as another contact."""
         text, cut = fit_closed(lines(raw), limit, " _(in full in the thread)_")
         if cut:
-            notes.append({"part": part, "reason": "shortened in the alert; in full in the thread"})
+            notes.append({"part": part, "reason": f"shortened in the alert; {IN_FULL_ON_THE_TICKET}"})
         return text
 
     def quote(part: str, raw: Any, limit: int) -> str:
@@ -496,7 +497,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         titles = [_fences_closed(title) for title, _ in named_by]
         # A link's label takes no marker: said in the receipt (as a detail cut to name the attempt).
         if any(fit(title, 150)[1] or (key == "detail" and title.endswith(ELLIPSIS)) for title, key in named_by):
-            notes.append({"part": "attempted_solutions", "reason": "shortened in the alert; in full in the thread"})
+            notes.append({"part": "attempted_solutions", "reason": f"shortened in the alert; {IN_FULL_ON_THE_TICKET}"})
         lines = [f"• {link(a.get('url'), title, 150, 500)} — "
                  f"{escape(OUTCOMES.get(a.get('outcome', 'unknown'), a.get('outcome')))}"
                  for a, title in zip(attempts[:5], titles, strict=True)]
@@ -551,7 +552,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         if blocks_size(blocks) + room > SAFE_AGGREGATE and any(b.get("block_id") == part for b in blocks):
             blocks = [b for b in blocks if b.get("block_id") != part]
             left_out.append(_LEFT_OUT[part])
-            notes.append({"part": part, "reason": "left out of the alert (size); in full in the thread"})
+            notes.append({"part": part, "reason": f"left out of the alert (size); {IN_FULL_ON_THE_TICKET}"})
             room = blocks_size([left_out_line(list(_LEFT_OUT.values()))])  # its longest wording
     if left_out:  # above the context line, the alert's last
         blocks.insert(len(blocks) - 1, left_out_line(left_out))
@@ -562,7 +563,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
             break
         longest["text"]["text"] = clip(text, size(text) // 2 - size(CUT_FOR_SIZE)) + CUT_FOR_SIZE
         notes.append({"part": longest.get("block_id") or "alert",
-                      "reason": "cut in the alert (size); in full in the thread"})
+                      "reason": f"cut in the alert (size); {IN_FULL_ON_THE_TICKET}"})
     fallback = f"{emoji} {again if repeat else label + ' handoff'}: {subject} — {who}"
     text = f"{mention} {fit(fallback, FALLBACK_TEXT)[0]}" if mention else fit(fallback, FALLBACK_TEXT)[0]
     reasons: dict[str, list[str]] = {}  # one note per part, its reasons in order, each once

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters import registry
-from adapters.base import refused_routing_fields, routings_agents
+from adapters.base import IN_FULL_ON_THE_TICKET, refused_routing_fields, routings_agents
 from adapters.errors import PAGE_MARK, TRANSPORT_FAILURE
 
 from . import routing
@@ -129,9 +129,17 @@ def receipts(deliveries: Iterable[Any], packet: Mapping[str, Any]) -> dict[str, 
     return said
 
 
+# A stored receipt's mark, never shown: its ticket was recorded from the vendor's own event, every
+# look for it failed (`Outbox._taken_ticket`) — what reached it is not known (`_holds_the_transcript`).
+UNVERIFIED = "_unverified"
+
+
 def receipt_for_bot(receipt: dict[str, Any]) -> dict[str, Any]:
     """A receipt as a bot reads it: a reason for something `dropped` quotes the vendor's refusal, and
-    that may be a proxy's page (a comment refused by a gateway's 413): cut as `for_bot` cuts errors."""
+    that may be a proxy's page (a comment refused by a gateway's 413): cut as `for_bot` cuts errors.
+    Without the marks kept for the connector's own reading (`UNVERIFIED`)."""
+    if UNVERIFIED in receipt:
+        receipt = {key: value for key, value in receipt.items() if key != UNVERIFIED}
     dropped = receipt.get("dropped") or []
     if not any(PAGE_MARK in str(entry.get("reason") or "") for entry in dropped):
         return receipt
@@ -279,16 +287,29 @@ def render(handoff: Handoff, deliveries: Sequence[Any] | None = None, *,
 
 
 def context_lost(deliveries: Sequence[Any], packet: Mapping[str, Any]) -> bool:
-    """The conversation reached no agent: every target has finished, and of the tickets an agent
-    sees (`counted`) none holds the transcript the packet carried — each vendor refused it, or what
-    held it (Zendesk's file, Salesforce's comments). The message then says so (`context_lost` of
-    messages.yaml) instead of "they'll see our whole conversation, so you won't need to repeat
-    yourself", beside a receipt saying the transcript was dropped (a review)."""
+    """The whole conversation reached no agent: every target has finished, and of the tickets an
+    agent sees (`counted`) none holds all of the transcript the packet carried — each vendor refused
+    it, or part of it (Zendesk's file: the start of a long one; Salesforce's comments; a thread's
+    replies). The message then says so (`context_lost` of messages.yaml) instead of "they'll see our
+    whole conversation, so you won't need to repeat yourself", beside a receipt saying the transcript
+    was dropped (a review)."""
     seen = counted(deliveries)
     if any(d.state == "pending" for d in seen) or not any(d.state in DONE for d in seen):
         return False
-    return not any("transcript" in ((d.receipt or {}).get("delivered") or ()) for d in seen if d.state in DONE) \
+    return not any(_holds_the_transcript(d.receipt or {}) for d in seen if d.state in DONE) \
         and "transcript" in parts_present(packet)
+
+
+def _holds_the_transcript(receipt: Mapping[str, Any]) -> bool:
+    """Whether a ticket's receipt says all of the transcript is on it: delivered, nothing of it
+    dropped but what is whole elsewhere on it (a Slack alert's cut, whole in its thread). One recorded
+    from the vendor's own event, its looks failed (`UNVERIFIED`), may well hold it: the ticket its
+    create made, which an agent took — not told "I couldn't pass on our whole conversation"."""
+    if receipt.get(UNVERIFIED):
+        return True
+    return "transcript" in (receipt.get("delivered") or ()) and not any(
+        entry.get("part") == "transcript" and IN_FULL_ON_THE_TICKET not in str(entry.get("reason") or "")
+        for entry in receipt.get("dropped") or ())
 
 
 def wait_ran_out(handoff: Any) -> bool:

@@ -540,7 +540,7 @@ class Outbox:
                     extra={"vendor_id": ticket, "error_type": type(err).__name__})
         reason = (f"{delivery.target}'s own event named ticket {ticket} as this handoff's (an agent took it), but "
                   f"every look for it failed ({type(err).__name__}): it may lack this part")
-        receipt = {"delivered": [],
+        receipt = {"delivered": [], answers.UNVERIFIED: True,
                    "dropped": [{"part": part, "reason": reason} for part in parts_present(handoff.packet)]}
         if link is not None and str(link.vendor_id) == str(ticket):
             return Outcome(status="updated", vendor_id=link.vendor_id, url=link.url, payload=None, receipt=receipt)

@@ -233,3 +233,31 @@ def test_routing_yamls_agents_at_two_vendors_are_each_named_and_each_taken_back_
     # Zendesk reports its assignee by id: named as routing names that one, not both.
     held = Holder(routed=True, agent="381726354", agent_id="381726354")
     assert render(handoff, both, holder=held)["assignment"]["agent"] == "Zendesk agent 381726354"
+
+
+def test_the_conversation_is_lost_only_where_no_ticket_holds_all_of_it():
+    from types import SimpleNamespace
+
+    from connector.answers import UNVERIFIED, context_lost, receipt_for_bot
+    from tests.factories import full_packet
+
+    def row(target, receipt, state="created"):
+        return SimpleNamespace(target=target, state=state, receipt=receipt)
+
+    packet = full_packet()
+    whole = {"delivered": ["transcript"], "dropped": []}
+    cut_in_alert = {"delivered": ["transcript"],
+                    "dropped": [{"part": "transcript", "reason": "shortened in the alert; in full in the thread"}]}
+    file_refused = {"delivered": ["transcript"], "dropped": [
+        {"part": "transcript", "file": "t.txt", "reason": "Zendesk refused t.txt: the rest is not on the ticket"}]}
+    refused = {"delivered": [], "dropped": [{"part": "transcript", "reason": "none of it reached the case"}]}
+    unverified = {"delivered": [], UNVERIFIED: True, "dropped": [{"part": "transcript", "reason": "may lack it"}]}
+    assert not context_lost([row("zendesk", whole)], packet)
+    assert not context_lost([row("slack", cut_in_alert)], packet)
+    assert context_lost([row("zendesk", file_refused)], packet)
+    assert context_lost([row("salesforce", refused)], packet)
+    assert not context_lost([row("salesforce", refused), row("slack", whole)], packet)
+    assert not context_lost([row("salesforce", refused), row("slack", None, state="pending")], packet)
+    assert not context_lost([row("zendesk", unverified)], packet)
+    assert UNVERIFIED not in receipt_for_bot(unverified)
+    assert not context_lost([row("salesforce", refused)], {**packet, "transcript": []})

@@ -62,6 +62,8 @@ def test_a_given_up_delivery_whose_ticket_an_agent_took_is_recorded_and_the_bot_
     assert read["tickets"][0]["status"] == "created" and read["tickets"][0]["id"] == "V-1"
     assert read["assignment"]["agent"] == "Dana"
     assert "nobody has it" not in read["customer_message"]["text"]
+    # What reached the ticket is not known: it was made by the create that sent the whole brief.
+    assert "won't need to repeat" in read["customer_message"]["text"]
     # Its looks failed again: the receipt says the ticket may lack each part.
     dropped = read["context_receipt"]["vanishing"]["dropped"]
     assert dropped and all("named ticket V-1 as this handoff's" in d["reason"] for d in dropped)

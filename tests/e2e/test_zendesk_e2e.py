@@ -507,3 +507,5 @@ def test_a_transcript_file_zendesk_refused_is_named_in_an_answer_the_document_al
     [refused] = [d for d in response.get_json()["context_receipt"]["zendesk"]["dropped"] if d.get("file")]
     assert refused["part"] == "transcript"
     assert client.get(response.get_json()["links"]["self"], headers=auth()).status_code == 200
+    # The start of the conversation is not on the ticket: the customer is not promised it is (a review).
+    assert "won't need to repeat" not in response.get_json()["customer_message"]["text"]
