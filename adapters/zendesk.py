@@ -614,21 +614,32 @@ class ZendeskAdapter(Adapter):
         the refusal carries it already (`_carried`). Its first comment is read (one call, only when a
         file was planned)."""
         planned = self._comment(ctx)
-        if planned.attachment is None:
-            return found
-        name = planned.attachment[0]
-        if any(entry.get("file") == name for entry in ctx.sent_to.get("left_out") or () if isinstance(entry, Mapping)):
+        if planned.attachment is None or self._refusal_carried(ctx, planned):
             return found
         reply, _ = self._call("GET", f"/api/v2/tickets/{quote(found.vendor_id)}/comments.json", write=False,
                               params={"sort_order": "asc", "per_page": 1}, expect="comments")
-        first = next(iter(reply.get("comments") or ()), {})
-        if any(isinstance(a, Mapping) and a.get("file_name") == name for a in first.get("attachments") or ()):
-            return found
-        log.warning("the ticket found after an unknown outcome lacks the file its comment was to carry",
-                    extra={"vendor_id": found.vendor_id})
-        said = (f"{name} is not on the ticket (Zendesk refused it when the ticket was made, or it was removed): "
+        return replace(found, dropped=self._file_missing(ctx, next(iter(reply.get("comments") or ()), {})))
+
+    @staticmethod
+    def _refusal_carried(ctx: HandoffContext, planned: _Comment) -> bool:
+        """Whether the unknown outcome raised after the upload was refused carries that (`carrying`)."""
+        assert planned.attachment is not None
+        return any(entry.get("file") == planned.attachment[0]
+                   for entry in ctx.sent_to.get("left_out") or () if isinstance(entry, Mapping))
+
+    def _file_missing(self, ctx: HandoffContext, comment: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
+        """The receipt's entries for the file `ctx`'s comment was to carry, when `comment` — the one found
+        after an unknown outcome, the ticket's first or the note — does not have it (`_with_its_file`)."""
+        planned = self._comment(ctx)
+        if planned.attachment is None or self._refusal_carried(ctx, planned):
+            return ()
+        name = planned.attachment[0]
+        if any(isinstance(a, Mapping) and a.get("file_name") == name for a in comment.get("attachments") or ()):
+            return ()
+        log.warning("the comment found after an unknown outcome lacks the file it was to carry")
+        said = (f"{name} is not on the ticket (Zendesk refused it when the comment was made, or it was removed): "
                 f"the comment carries {planned.carries}; the rest of the {planned.attached_part} is not on the ticket")
-        return replace(found, dropped=_file_refused(planned, said, ctx.brief.parts_present))
+        return _file_refused(planned, said, ctx.brief.parts_present)
 
     def find_existing_update(self, ctx: HandoffContext) -> Sent | None:
         """After a timed-out comment: did it land? Updates have no Idempotency-Key at Zendesk, but
@@ -653,11 +664,12 @@ class ZendeskAdapter(Adapter):
                 reopened, raised, holder = self._after_found_note(ticket_id, self._raises_after_note(ctx))
                 # On the merge target it went with the whole brief: the receipt says that (it said a
                 # batch's messages alone and no file; a review).
+                sent_as = (None, merge_target_context(ctx), ()) if merged else None
                 return Sent(vendor_id=ticket_id, url=self.ticket_url(ticket_id),
+                            dropped=self._file_missing(sent_as[1] if sent_as else ctx, comment),
                             reply={"found_by": "comment", **({"reopened": True} if reopened else {}),
                                    **({"raised_priority": raised} if raised else {})}, holder=holder,
-                            moved_from=moved_from if moved_from != ticket_id else None,
-                            sent_as=(None, merge_target_context(ctx), ()) if merged else None)
+                            moved_from=moved_from if moved_from != ticket_id else None, sent_as=sent_as)
         return None
 
     def probe(self) -> Probed:

@@ -1882,6 +1882,28 @@ def test_a_ticket_found_after_an_unknown_outcome_says_whether_its_file_is_on_it(
     assert said["reason"].startswith(f"{name} is not on the ticket") and "nothing cut" not in said["reason"]
 
 
+@pytest.mark.parametrize("on_note", [True, False])
+def test_a_note_found_after_an_unknown_outcome_says_whether_its_file_is_on_it(zd: FakeZendesk, on_note: bool) -> None:
+    # A mends review: the same for a note on the conversation's ticket, its file in the found comment.
+    name = "transcript-hnd_01TESTHANDOFF0000000000000.txt"
+    context = ctx(_long_transcript(), link=Link(vendor_id="77120"), outcome_unknown=True, attempt=2)
+    files = [{"id": 9, "file_name": name, "content_type": "text/plain", "size": 1}] if on_note else []
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/77120/comments.json", json={"comments": [
+        {"id": 1, "html_body": f"<p>Handoff {context.handoff_id} from support-bot</p>", "attachments": files}]})
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/77120.json",
+                json={"ticket": fixture("tickets-by-external-id.json")["tickets"][0] | {"id": 77120, "status": "open"}})
+
+    outcome = adapter().deliver(context)
+
+    assert outcome.status == "updated" and not zd.calls("PUT", "/api/v2/tickets/77120.json")
+    if on_note:
+        assert outcome.receipt["attached"][0]["file"] == name
+        return
+    assert "attached" not in outcome.receipt
+    [said] = [entry for entry in outcome.receipt["dropped"] if entry.get("file")]
+    assert said["file"] == name and said["reason"].startswith(f"{name} is not on the ticket")
+
+
 def test_a_refusal_an_unknown_outcome_carried_is_not_looked_for_again(zd: FakeZendesk) -> None:
     name = "transcript-hnd_01TESTHANDOFF0000000000000.txt"
     zd.error("POST", UPLOADS, 403, {"error": "Forbidden", "description": "You do not have access to this page."})
