@@ -138,7 +138,7 @@ class HandoffContext:
         follows = (self.packet.get("follow_up") or {}).get("handoff_id")
         if self.link is not None and follows and self.brief.follow_up is None:
             # Its whole brief again, with nothing saying why (a review).
-            return BATCH_AGAIN.format(follows)
+            return batch_again(self.packet)
         if self.link is None or self.packet.get("follow_up"):
             return None
         said = f"Handed off again: the conversation came back to a person (handoff {self.handoff_id})."
@@ -226,6 +226,15 @@ class HandoffContext:
 # on the conversation's ticket (`HandoffContext.handed_off_again`; Slack's reply says it under its title).
 BATCH_AGAIN = ("Messages the customer sent while handoff {} waited. An earlier batch of them did not reach this "
                "ticket, so everything is here again.")
+# …and once an agent has the handoff (`follow_up.taken`): nobody is waiting for one (a review).
+BATCH_AGAIN_TAKEN = ("Messages the customer sent since an agent took handoff {}. An earlier batch of them did not "
+                     "reach this ticket, so everything is here again.")
+
+
+def batch_again(packet: Mapping[str, Any]) -> str:
+    """`BATCH_AGAIN` for a batch's packet, as its handoff stands (`follow_up.taken`)."""
+    follow_up = packet.get("follow_up") or {}
+    return (BATCH_AGAIN_TAKEN if follow_up.get("taken") else BATCH_AGAIN).format(follow_up.get("handoff_id"))
 
 
 @dataclass(frozen=True)

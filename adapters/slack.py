@@ -37,7 +37,7 @@ from connector.settings import Settings, http_address
 
 from . import call_deadline
 from . import slack_blocks as kit
-from .base import BATCH_AGAIN, Adapter, Dropped, HandoffContext, Probed, Sent, created_at, deep_merge
+from .base import Adapter, Dropped, HandoffContext, Probed, Sent, batch_again, created_at, deep_merge
 from .errors import (
     AuthError,
     DeliveryError,
@@ -194,10 +194,10 @@ class SlackAdapter(Adapter):
                                        mention="" if in_thread else self._mention(ctx), repeat=update,
                                        claim=bool(self.settings.slack_signing_secret),
                                        caution=kit.of_the_thread(ctx.another_customer) if update else None,
-                                       since=kit.of_the_thread(BATCH_AGAIN.format(batch) if in_thread else ctx.news)
+                                       since=kit.of_the_thread(batch_again(packet) if in_thread else ctx.news)
                                        if update else None,
                                        kept_team=ctx.brief.kept_team if update else None,
-                                       again="Messages while waiting" if in_thread else "Handed off again")
+                                       again=_batch_title(packet) if in_thread else "Handed off again")
             notes = [*notes, *kit.unlinked(packet)]
         event = {"event_type": UPDATED if update else CREATED, "event_payload": {"handoff_id": ctx.handoff_id}}
         message = {"channel": self._channel(ctx), **message, "metadata": event, "unfurl_links": False,
@@ -797,3 +797,9 @@ def _named_channels(places: Iterable[tuple[str, Any]]) -> list[str]:
     return [f"{where} is {channel!r}, a channel's name: give its id (C…, from the channel's details in "
             "Slack), or a delivery whose outcome was unknown cannot find its alert"
             for where, channel in places if isinstance(channel, str) and channel and not CHANNEL_ID.fullmatch(channel)]
+
+
+def _batch_title(packet: Mapping[str, Any]) -> str:
+    """The title of a thread reply carrying a batch's whole brief: not "while waiting" once an agent has it."""
+    taken = (packet.get("follow_up") or {}).get("taken")
+    return "Messages since an agent took it" if taken else "Messages while waiting"

@@ -176,6 +176,27 @@ def test_messages_after_a_claim_are_not_said_to_wait_for_an_agent(make_app):
         assert announced == "💬 Dana Whitfield wrote again: 1 message"
 
 
+def test_a_batch_carrying_the_whole_brief_after_a_claim_is_not_said_to_wait_either(make_app):
+    # A mends review: a batch refused, the next carries the whole brief in the thread — titled
+    # "Messages while waiting", opening "…while handoff … waited", under the agent's claim.
+    with FakeSlack() as slack:
+        client, body, _alert, click = _claimable(make_app, slack)
+        assert click("U0DANA", "7281926354.1.abc") == "recorded"
+        _eventually(lambda: [c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")])
+        slack.fail("chat.postMessage", error="invalid_blocks")
+        first = [{"at": "2026-11-20T09:25:00Z", "role": "customer", "text": "first follow"}]
+        assert client.post(f"/v1/handoffs/{body['id']}/messages", json={"messages": first},
+                           headers=auth()).get_json()["status"] == "failed"
+        sent = len(slack.calls_to("chat.postMessage"))
+        later = [{"at": "2026-11-20T09:26:00Z", "role": "customer", "text": "second follow"}]
+        assert client.post(f"/v1/handoffs/{body['id']}/messages", json={"messages": later},
+                           headers=auth()).get_json()["status"] == "delivered"
+        reply = slack.calls_to("chat.postMessage")[sent].body
+        [since] = [b["text"]["text"] for b in reply["blocks"] if b.get("block_id") == "since"]
+        assert "waiting" not in reply["text"] and "waited" not in since
+        assert "since an agent took handoff" in since
+
+
 def test_a_claim_on_the_alert_the_messages_opened_is_announced_and_marked(make_app):
     # A review: the handoff's own alert refused, its messages opened one; a click was recorded and
     # told nobody — no announcement, the Claim button live, a second click answered nothing.
