@@ -25,23 +25,24 @@ __all__ = ["PRIORITIES", "Facts", "assign", "compile_routing", "expected_wait", 
            "kept_view", "wait_estimate", "wait_quote", "wants_previous_agent"]
 
 class Facts:
-    """The packet fields rules look at, normalized once (lowercase, defaults)."""
+    """The packet fields rules look at, normalized once (lowercase, trimmed, defaults): a CRM's
+    `segment: "VIP "` skipped the vip rule while a department with spaces was tolerated (a review)."""
 
     def __init__(self, packet: Mapping[str, Any]):
         self.packet = packet
         get = lambda key: packet.get(key) or {}  # noqa: E731
-        self.intent = str(get("intent").get("name") or "").lower()
+        self.intent = str(get("intent").get("name") or "").strip().lower()
         self.department = str(get("routing").get("department") or "").strip().lower()
-        self.skills = {str(s).lower() for s in get("routing").get("skills") or ()}
-        self.segment = str(get("customer").get("segment") or "").lower()
-        self.sentiment = str(get("sentiment").get("label") or "").lower()
-        self.trend = str(get("sentiment").get("trend") or "").lower()
+        self.skills = {str(s).strip().lower() for s in get("routing").get("skills") or ()}
+        self.segment = str(get("customer").get("segment") or "").strip().lower()
+        self.sentiment = str(get("sentiment").get("label") or "").strip().lower()
+        self.trend = str(get("sentiment").get("trend") or "").strip().lower()
         self.score = get("sentiment").get("score")
-        self.urgency = str(get("escalation").get("urgency") or "").lower()
-        self.reason = str(get("escalation").get("reason") or "").lower()
+        self.urgency = str(get("escalation").get("urgency") or "").strip().lower()
+        self.reason = str(get("escalation").get("reason") or "").strip().lower()
         self.keywords = {str(k).strip().lower() for k in get("escalation").get("keywords") or ()}
         self.language = language_tag(str(get("conversation").get("language") or ""))
-        self.channel = str(get("conversation").get("channel") or "").lower()
+        self.channel = str(get("conversation").get("channel") or "").strip().lower()
         self._checked: dict[tuple[int, dt.datetime], tuple[Mapping[str, Any], bool, list[str]]] = {}
 
     def matches(self, rule: Mapping[str, Any], config: RoutingConfig, now: dt.datetime) -> tuple[bool, list[str]]:

@@ -64,6 +64,11 @@ CONDITIONS = [  # (when, packet change that matches, packet change that does not
     ("{language: [es_mx]}", {"conversation__language": "es_MX"}, {"conversation__language": "es-AR"}),
     ("{language: es_MX}", {"conversation__language": "es-MX"}, {"conversation__language": "es"}),
     ("{channel: [voice, sms]}", {"conversation__channel": "voice"}, {"conversation__channel": "web_chat"}),
+    # A CRM's value with spaces around it is the same value (a review: "VIP " skipped the vip rule).
+    ("{segment: vip}", {"customer__segment": " VIP "}, {"customer__segment": "VIP gold"}),
+    ("{skills_any: [quickbooks]}", {"routing__skills": ["QuickBooks "]}, {"routing__skills": ["Quick Books"]}),
+    ("{intent: billing}", {"intent__name": " billing.refund"}, {"intent__name": "bill ing"}),
+    ("{channel: voice}", {"conversation__channel": "voice "}, {"conversation__channel": "voicemail"}),
 ]
 
 
