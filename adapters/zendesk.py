@@ -732,6 +732,12 @@ class ZendeskAdapter(Adapter):
             path = f"/api/v2/users/{quote(str(ticket['assignee_id']))}.json"
             reply, _ = self._call("GET", path, write=False, expect="user", timeout=timeout())
             user = reply["user"]
+            if user.get("active") is False or user.get("suspended") or user.get("role") not in (None, "agent", "admin"):
+                # Suspended, deleted or no longer an agent: offered, they held the ticket and nobody in the
+                # group was asked to take it (a review; Salesforce's lookup skips an inactive owner too).
+                log.info("zendesk: the previous agent no longer takes tickets; not offered",
+                         extra={"agent_role": user.get("role"), "suspended": bool(user.get("suspended"))})
+                return None
             return {"id": str(user["id"]), "name": user.get("name"), "email": user.get("email")}
         except (DeliveryError, ConfigError) as err:
             # Routing goes on without the hint; say why once. Raised on: the trace says the lookup

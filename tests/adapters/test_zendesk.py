@@ -1540,6 +1540,16 @@ def test_previous_agent_is_the_assignee_of_the_latest_open_ticket(zd: FakeZendes
     assert timeouts(zd) == [2.5, 2.5]
 
 
+@pytest.mark.parametrize("no_longer", [{"suspended": True}, {"active": False}, {"role": "end-user"}])
+def test_a_previous_agent_who_no_longer_takes_tickets_is_not_offered(zd: FakeZendesk, clock: list[float],
+                                                                    no_longer: dict[str, Any]) -> None:
+    # A routing review: a suspended, deleted or downgraded assignee was offered; routing's `fallback`
+    # never ran, and the ticket sat with someone who will not answer it.
+    zd.search(query="type:ticket requester:dana.whitfield@example.com status<solved")
+    zd.show_user(**no_longer)
+    assert adapter().previous_agent(full_packet()) is None
+
+
 @pytest.mark.parametrize(("budget_ms", "vendor_timeout_s", "expected"), [(1000, 15, 1.0), (500, 15, 1.0),
                                                                          (20000, 4, 4)])
 def test_previous_agent_lookups_are_bounded_by_the_budget_and_the_vendor_timeout(

@@ -159,9 +159,9 @@ class FakeZendesk:
             ticket["requester_id"] = user_id
         return self._add("GET", f"/api/v2/users/{user_id}/tickets/requested.json", 200, body)
 
-    def show_user(self, user_id: int = 381156009921) -> responses.BaseResponse:
+    def show_user(self, user_id: int = 381156009921, **user: Any) -> responses.BaseResponse:
         body = fixture("user-show-agent.json")
-        body["user"]["id"] = user_id
+        body["user"].update(id=user_id, **user)
         return self._add("GET", f"/api/v2/users/{user_id}.json", 200, body)
 
     # ---- end users: a customer known by the bot's id, not by e-mail -------------------------------
