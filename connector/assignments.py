@@ -33,6 +33,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, se
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from adapters import registry
 from adapters.events import AssignmentEvent, CompletionEvent, Holder, MergeEvent
 
 from . import answers, callbacks
@@ -400,9 +401,14 @@ def _from_routings_choice(handoff: Handoff, taken: Assignment | None, event: Ass
 def _routed_to(handoff: Handoff, event: AssignmentEvent, services: Services) -> bool:
     """Routing put this agent on the ticket itself (a sticky previous agent, a rule's assignee): the
     vendor reports our own choice, made before anyone was free, not a wait that was observed."""
-    field = compiled(services.mappings.routing)["agent_fields"].get(event.target)
-    chosen = ((handoff.assignment.get("targets") or {}).get(event.target) or {}).get(field) if field else None
-    return chosen is not None and str(chosen) == event.agent_id
+    # Where a sticky agent goes (routing.yaml's `agent_fields:`), and the adapter's own field, where a
+    # rule's or team's agent goes whatever `agent_fields:` says (`routing.name_routed_agent`): read from
+    # the first alone, a rule's assignee at a vendor it leaves out was an observed wait of seconds, and
+    # pulled the team's quoted wait down (a routing review).
+    fields = {compiled(services.mappings.routing)["agent_fields"].get(event.target),
+              registry.agent_fields().get(event.target)} - {None}
+    chosen = (handoff.assignment.get("targets") or {}).get(event.target) or {}
+    return any(chosen.get(field) is not None and str(chosen[field]) == event.agent_id for field in fields)
 
 
 def _recorded(session: Session, event: AssignmentEvent) -> Received | None:

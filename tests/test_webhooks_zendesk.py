@@ -405,6 +405,26 @@ def test_the_agent_routing_put_on_the_ticket_holds_it_but_is_not_an_observed_wai
     assert third.get_json()["detail"] == "the ticket's newest handoff was assigned already"
 
 
+def test_a_rules_agent_at_a_vendor_agent_fields_leaves_out_is_routings_too(make_app, tmp_path):
+    # A routing review: `agent_fields:` says where a sticky agent may go; a rule's assignee goes on the
+    # ticket whatever it says. Read from it alone, that assignee's report was an observed wait of
+    # seconds, pulling the team's quoted wait down.
+    import shutil
+    from pathlib import Path
+
+    root = tmp_path / "mappings"
+    shutil.copytree(Path(__file__).parents[1] / "mappings", root)
+    routing = root / "routing.yaml"
+    routing.write_text(routing.read_text().replace("rules:\n", "agent_fields: {salesforce: owner_id}\nrules:\n", 1))
+    app = make_app(zendesk_webhook_secrets=(SECRET,), mappings_dir=str(root))
+    app.extensions["connector"].clock = lambda: T0 + 30
+    delivered(app, routed={"zendesk": {"group_id": "360004421977", "assignee_id": "381156009921"}})
+    assert post(app, event()).get_json()["detail"] == \
+        "the agent routing named when the ticket was made (not an observed wait)"
+    [row] = assignments(app)
+    assert row.routed
+
+
 @pytest.mark.parametrize("reported", [True, False])
 def test_an_agent_taking_the_ticket_from_routings_agent_is_the_one_the_customer_waited_for(hooked, reported):
     # Zendesk says whom it was taken from: the sticky agent the ticket was made with. Every such
