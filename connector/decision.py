@@ -52,7 +52,8 @@ def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str,
                                    f"{sticky['name']} (a delivery asks the vendors): its rule, team and agent "
                                    "may differ")
     targets = choose_targets(packet, assignment, list(adapters))
-    routing.name_routed_agent(assignment, targets, mappings.routing)
+    preferred = (packet.get("routing") or {}).get("preferred_agent")
+    routing.name_routed_agent(assignment, targets, mappings.routing, preferred)
     wait_seconds, wait_source, message = _worded(packet, assignment, assignment, mappings, observed_wait, now, "wait")
     return Decision(assignment=assignment, targets=targets, wait_seconds=wait_seconds, wait_source=wait_source,
                     customer_message=message)

@@ -412,7 +412,8 @@ def _offer_previous_agent(assignment: dict[str, Any], agent: Mapping[str, Any] |
         trace.append(f"sticky: offered previous agent {label} by name only (no id field for {agent.get('target')!r})")
 
 
-def name_routed_agent(assignment: dict[str, Any], targets: list[str], routing: Mapping[str, Any]) -> None:
+def name_routed_agent(assignment: dict[str, Any], targets: list[str], routing: Mapping[str, Any],
+                      preferred: Any = None) -> None:
     """`assignment.agent` for an agent routing.yaml puts on the ticket itself — a rule's or team's
     `assignee_id`, a Salesforce user as `owner_id` — at one of `targets` (where the handoff goes;
     the built-in preview alone renders every vendor's): the ticket was made with them, and the
@@ -422,7 +423,8 @@ def name_routed_agent(assignment: dict[str, Any], targets: list[str], routing: M
     owner are two people), so the answer takes a name back when that delivery does not place them
     (`answers._agent_now`). A sticky rule's previous agent, already named, stays. The
     adapters' own fields: routing.yaml's `agent_fields:` says where a sticky agent may go, and a
-    rule's assignee goes on the ticket whatever it says."""
+    rule's assignee goes on the ticket whatever it says. `preferred`: the bot's `routing.preferred_agent`
+    (`_preferred_agent_routed`)."""
     if assignment.get("agent"):
         return
     config, fields = compiled(routing), registry.agent_fields()
@@ -445,6 +447,26 @@ def name_routed_agent(assignment: dict[str, Any], targets: list[str], routing: M
     if agents:
         assignment["routed_agents"] = agents
         assignment["agent"] = ", ".join(agent["label"] for agent in agents)
+        _preferred_agent_routed(assignment, agents, preferred)
+
+
+def _preferred_agent_routed(assignment: dict[str, Any], agents: list[dict[str, Any]], hint: Any) -> None:
+    """The trace's line on the bot's preferred agent (`_preferred_agent_line`, written before routing's
+    own agent was named) as it stands once one is: taken, where the rule's or team's agent is that
+    one; else naming the agent the ticket goes to. It said "not taken … the ticket goes to team tier2"
+    beside a ticket assigned to exactly that agent, and the answer warned of it (a routing review)."""
+    trace = assignment["trace"]
+    at = next((n for n, line in enumerate(trace) if line.startswith(PREFERRED_NOT_TAKEN)), None)
+    if at is None:
+        return
+    hint = hint if isinstance(hint, Mapping) else {}
+    agent_id = str(hint.get("id") or "")
+    if agent_id and any(str(registry.adapter_class(agent["target"]).routing_id(agent_id)) == agent["id"]
+                        for agent in agents):
+        trace[at] = f"agent: routing.preferred_agent {agent_id} (the bot's hint) is the agent routing.yaml names"
+        return
+    team = f"the ticket goes to team {assignment['team']}"
+    trace[at] = trace[at].replace(team, f"{team}, to {', '.join(agent['label'] for agent in agents)}")
 
 
 def _no_agent(lookup_failed: str | None) -> str:

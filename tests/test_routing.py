@@ -883,3 +883,21 @@ def test_a_rules_agent_in_place_of_its_teams_own_id_keeps_that_id_to_fall_back_t
     assert assignment["routed_agents"] == [{"target": "salesforce", "id": "0055g00000SamAAAAA",
                                             "label": "Salesforce agent 0055g00000SamAAAAA",
                                             "in_place_of": "00G5g000003QueueAA"}]
+
+
+@pytest.mark.parametrize(("preferred", "said"), [
+    ({"id": "381156009921"}, "agent: routing.preferred_agent 381156009921 (the bot's hint) is the agent "
+                             "routing.yaml names"),
+    ({"id": "42"}, "the ticket goes to team special, to Zendesk agent 381156009921"),
+])
+def test_a_preferred_agent_beside_the_agent_a_rule_names_is_said_as_it_is(preferred, said):
+    # A routing review: a team's assignee was exactly the bot's preferred agent, and the trace and the
+    # answer's warnings said "not taken … the ticket goes to team" beside the ticket assigned to them.
+    from connector.routing import name_routed_agent, preferred_agent_warnings
+
+    routing = one_rule("{segment: enterprise}", "{team: special, targets: {zendesk: {assignee_id: 381156009921}}}")
+    assignment = assign(packet(routing__preferred_agent=preferred), routing, now=TUESDAY_NOON)
+    name_routed_agent(assignment, ["zendesk"], routing, preferred)
+    assert assignment["agent"] == "Zendesk agent 381156009921"
+    assert any(said in line for line in assignment["trace"])
+    assert bool(preferred_agent_warnings(assignment)) is (preferred["id"] != "381156009921")
