@@ -147,6 +147,10 @@ class LocaleSchema(Schema):
     # Optional: without it, this locale's customers keep the whole message when their conversation
     # reached no agent (`context_lost_warnings` says so at load).
     context_lost = Template(MESSAGE, needs=("problem", "expectation"))
+    # …and per variant (`urgent`, `vip`): without one, a variant's customers get `context_lost`, and
+    # lose what their variant says ("I've flagged this as urgent", "ahead of the usual queue").
+    context_lost_variants = fields.Dict(keys=fields.String(), load_default=dict,
+                                        values=Template(MESSAGE, needs=("problem", "expectation")))
     teams = fields.Dict(keys=fields.String(), values=PlainText(), load_default=dict)
     weekdays = fields.List(PlainText(), validate=validate.Length(equal=7), load_default=lambda: ENGLISH_DAYS)
     today = PlainText()
@@ -179,13 +183,14 @@ class MessagesSchema(Schema):
         default = (data.get("locales") or {}).get(data["default_locale"]) or {}
         known = sorted(default.get("variants") or {})
         for locale, texts in (data.get("locales") or {}).items():
-            for variant in texts.get("variants") or {}:
-                if variant not in known:
-                    raise ValidationError({"locales": {locale: {"variants": {variant: [
-                        f"no rule can choose it: rules name the variants of the default locale "
-                        f"{data['default_locale']!r}, which has no {variant!r}; "
-                        f"{did_you_mean(variant, known) if known else ''}"
-                        f"its variants: {', '.join(known) or 'none'}"]}}}})
+            for kind in ("variants", "context_lost_variants"):
+                for variant in texts.get(kind) or {}:
+                    if variant not in known:
+                        raise ValidationError({"locales": {locale: {kind: {variant: [
+                            f"no rule can choose it: rules name the variants of the default locale "
+                            f"{data['default_locale']!r}, which has no {variant!r}; "
+                            f"{did_you_mean(variant, known) if known else ''}"
+                            f"its variants: {', '.join(known) or 'none'}"]}}}})
 
 
 def pick_locale(language: str | None, available: Mapping[str, Any], default: str) -> str:
@@ -343,8 +348,11 @@ def compose(packet: Mapping[str, Any], assignment: Mapping[str, Any], wait_secon
     # delivery: its words kept, its template rendered only then (`context_lost_message`) — two more
     # renders on every handoff's path otherwise.
     lost: dict[str, Any] | None = None
-    if strings.get("context_lost"):
-        lost = {"locale": locale, "template": strings["context_lost"], "where": f"{where}.context_lost",
+    lost_key = f"context_lost_variants.{variant}" if variant in (strings.get("context_lost_variants") or {}) \
+        else "context_lost"
+    if strings.get("context_lost") or lost_key != "context_lost":
+        said = strings["context_lost_variants"][variant] if lost_key != "context_lost" else strings["context_lost"]
+        lost = {"locale": locale, "template": said, "where": f"{where}.{lost_key}",
                 "team": team, "problem": problem, "text": expectation}
     if quoted_wait:
         # What the answer shows instead while no target has the handoff and attempts are failing

@@ -608,3 +608,29 @@ def test_the_words_for_a_lost_conversation_follow_the_hours_as_the_message_does(
     for mine, theirs in zip(lost["later"], composed["later"], strict=True):
         assert mine["text"].endswith(theirs["text"].split("I've passed on: ")[1])
     assert "if_assigned" in lost and "won't need to repeat" not in lost["if_assigned"]
+
+
+@pytest.mark.parametrize("language", ["en", "es", "fr", "de"])
+@pytest.mark.parametrize(("variant", "kept"), [
+    ("urgent", {"en": "flagged this as urgent", "es": "marcado como urgente", "fr": "signalé comme urgent",
+                "de": "als dringend markiert"}),
+    ("vip", {"en": "ahead of the usual queue", "es": "por delante de la cola", "fr": "avant la file d'attente",
+             "de": "an der üblichen Warteschlange vorbei"}),
+])
+def test_a_variants_customers_keep_what_it_says_when_the_conversation_reached_no_agent(language, variant, kept):
+    # A mends review: an urgent customer lost "I've flagged this as urgent", a VIP "ahead of the queue".
+    packet = full_packet()
+    packet["conversation"]["language"] = language
+    composed = compose(packet, {**ASSIGNMENT, "customer_message_template": variant}, 240, MESSAGES)
+    lost = context_lost_message(composed["if_context_lost"])
+    assert kept[language] in composed["text"] and kept[language] in lost["text"]
+    assert lost["text"] != composed["text"]
+    assert composed["if_context_lost"]["where"].endswith(f".context_lost_variants.{variant}")
+
+
+def test_a_context_lost_variant_no_rule_can_choose_is_refused():
+    messages = copy.deepcopy(yaml.safe_load((ROOT / "mappings" / "messages.yaml").read_text()))
+    messages["locales"]["es"]["context_lost_variants"]["vpi"] = "{{ problem }} {{ expectation }}"
+    with pytest.raises(ValidationError) as refused:
+        MessagesSchema().load(messages)
+    assert "vpi" in str(refused.value.messages["locales"]["es"]["context_lost_variants"])
