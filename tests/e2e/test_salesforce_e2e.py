@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
+import pytest
+import requests
 import responses
+from sqlalchemy import select
 
+from adapters.events import AssignmentEvent
+from connector import assignments
+from connector.models import Delivery, utcnow
 from tests.conftest import auth
 from tests.factories import full_packet
 from tests.fakes.salesforce import IDS, INSTANCE, TOKEN, SalesforceFake
@@ -187,3 +194,40 @@ def test_a_conversation_no_agent_received_is_not_promised_to_the_customer(make_a
     assert "may need to ask you about some of it again" in text
     read = client.get(body["links"]["self"], headers=auth()).get_json()
     assert read["customer_message"] == body["customer_message"]
+
+
+@pytest.mark.parametrize("taken", [True, False])
+def test_a_batch_retried_after_an_agent_took_the_handoff_is_not_posted_again_reworded(make_app, taken):
+    # A review of a mend: a batch's comment timed out (it landed), an agent took the handoff, and the
+    # retry announced the batch without "while waiting" — Salesforce's resume, finding comments by
+    # their text, posted it again. The retry says it as the attempt whose outcome was unknown did.
+    app = make_app(**SALESFORCE)
+    services, client = app.extensions["connector"], app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        org = SalesforceFake(rsps)
+        org.new_case()
+        hid = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
+                          content_type="application/json").get_json()["id"]
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        org = SalesforceFake(rsps)
+        org.case_state(IDS["Case"])
+        org.raise_("POST", "sobjects/CaseComment/", requests.exceptions.ReadTimeout("read timed out"))
+        said = [{"at": "2026-11-20T09:30:00Z", "role": "customer", "text": "Here is the invoice number INV-1"}]
+        client.post(f"/v1/handoffs/{hid}/messages", data=json.dumps({"messages": said}), headers=auth(),
+                    content_type="application/json")
+        [first] = [json.loads(c.request.body)["CommentBody"] for c in org.calls("POST", "sobjects/CaseComment/")][:1]
+    if taken:
+        assignments.record(services, AssignmentEvent(target="salesforce", event_id="ev-1", ticket_id=IDS["Case"],
+                                                     handoff_id=hid, agent_id="0055g00000Agnt1AAB",
+                                                     agent_name="Ana", at=utcnow()))
+    with services.db.session() as session:
+        [batch] = session.scalars(select(Delivery).where(Delivery.handoff_id != hid)).all()
+        batch.next_attempt_at = utcnow() - dt.timedelta(seconds=1)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        org = SalesforceFake(rsps)
+        org.case_state(IDS["Case"])
+        org.query([{"Id": "00a5g00000Cmt01AAB", "CommentBody": first}], sobject="CaseComment")  # it landed
+        org.comments(1)
+        services.outbox.run_delivery(batch.id)
+        again = [json.loads(c.request.body)["CommentBody"] for c in org.calls("POST", "sobjects/CaseComment/")]
+    assert first not in again and not any(body.split("\n", 1)[0] == first.split("\n", 1)[0] for body in again)
