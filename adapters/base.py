@@ -77,9 +77,12 @@ MADE_FOR = "handoff_id"
 # (an agent took it after the delivery was given up: `outbox.revive_named`): a lookup that finds
 # nothing records that one (`FoundOnlyByTheVendor`), never makes a second ticket beside it.
 NAMED_TICKET = "named_ticket"
-# How a receipt's `dropped` says a part was only shortened where it is first shown, and is whole on
-# the same ticket (a Slack alert's, in its thread): nothing of it is lost (`answers.context_lost`).
+# How a receipt's `dropped` says a part was only shortened or refused somewhere, and is whole on the
+# same ticket all the same — a Slack alert's cut, in its thread; a Salesforce comment refused, in the
+# case's Description: nothing of it is lost (`answers.context_lost`).
 IN_FULL_ON_THE_TICKET = "in full in the thread"
+WHOLE_IN_THE_DESCRIPTION = "it is whole in the case's Description"
+SAID_WHOLE = (IN_FULL_ON_THE_TICKET, WHOLE_IN_THE_DESCRIPTION)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from connector.text_rules import as_identity, whole_end
 from .base import (
     CLOCK_SKEW_S,
     UNDELIVERED,
+    WHOLE_IN_THE_DESCRIPTION,
     Adapter,
     Dropped,
     HandoffContext,
@@ -695,10 +696,10 @@ class SalesforceAdapter(Adapter):
                 landing.append(head)  # an earlier attempt's: on the case all the same
                 carried += [head] if found == text else []
                 if found == note:  # refused by an earlier attempt: still missing, still said
-                    refused.append(_refused(head, "an earlier attempt"))
+                    refused.append(_refused(head, "an earlier attempt", described))
                 continue
             if no_access is not None:
-                refused.append(_refused(head, no_access.message[:300]))
+                refused.append(_refused(head, no_access.message[:300], described))
                 posted += 1
                 continue
             try:
@@ -718,7 +719,7 @@ class SalesforceAdapter(Adapter):
                         landing.append(head)
                     except RejectedError:  # the note too (a trigger refusing every comment): said all the same
                         pass
-                refused.append(_refused(head, err.message[:300]))
+                refused.append(_refused(head, err.message[:300], described))
             posted += 1
         heads = [str(record[body]).split("\n", 1)[0] for record in payload.get(key) or []]
         if not described and _lost(heads, carried, _TRANSCRIPT_PART):
@@ -872,12 +873,15 @@ def _lost(heads: list[str], carried: list[str], kind: str) -> bool:
     return any(kind in head for head in heads) and not any(kind in head for head in carried)
 
 
-def _refused(head: str, why: str) -> dict[str, str]:
-    """The receipt's entry for a comment Salesforce refused (`head`: its header line)."""
+def _refused(head: str, why: str, described: bool = False) -> dict[str, str]:
+    """The receipt's entry for a comment Salesforce refused (`head`: its header line). `described`: the
+    case's Description holds the whole brief, transcript and all — said, or the customer was told the
+    conversation had not reached the agent (`answers.context_lost`; a review)."""
     # The brief's comments carry every other part: named "brief", the reason says which comment.
+    whole = f"; {WHOLE_IN_THE_DESCRIPTION}" if described else ""
     return {"part": "transcript" if _TRANSCRIPT_PART in head else "brief",
             "reason": f"Salesforce refused the comment {head!r} ({why}); a note stands in its place where "
-                      "Salesforce took one"}
+                      f"Salesforce took one{whole}"}
 
 
 def _refused_note(head: str) -> str:

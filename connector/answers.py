@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters import registry
-from adapters.base import IN_FULL_ON_THE_TICKET, refused_routing_fields, routings_agents
+from adapters.base import SAID_WHOLE, refused_routing_fields, routings_agents
 from adapters.errors import PAGE_MARK, TRANSPORT_FAILURE
 
 from . import routing
@@ -302,13 +302,14 @@ def context_lost(deliveries: Sequence[Any], packet: Mapping[str, Any]) -> bool:
 
 def _holds_the_transcript(receipt: Mapping[str, Any]) -> bool:
     """Whether a ticket's receipt says all of the transcript is on it: delivered, nothing of it
-    dropped but what is whole elsewhere on it (a Slack alert's cut, whole in its thread). One recorded
+    dropped but what is whole elsewhere on it (a Slack alert's cut, whole in its thread; a Salesforce
+    comment refused, whole in the case's Description). One recorded
     from the vendor's own event, its looks failed (`UNVERIFIED`), may well hold it: the ticket its
     create made, which an agent took — not told "I couldn't pass on our whole conversation"."""
     if receipt.get(UNVERIFIED):
         return True
     return "transcript" in (receipt.get("delivered") or ()) and not any(
-        entry.get("part") == "transcript" and IN_FULL_ON_THE_TICKET not in str(entry.get("reason") or "")
+        entry.get("part") == "transcript" and not any(mark in str(entry.get("reason") or "") for mark in SAID_WHOLE)
         for entry in receipt.get("dropped") or ())
 
 

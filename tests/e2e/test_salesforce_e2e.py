@@ -231,3 +231,24 @@ def test_a_batch_retried_after_an_agent_took_the_handoff_is_not_posted_again_rew
         services.outbox.run_delivery(batch.id)
         again = [json.loads(c.request.body)["CommentBody"] for c in org.calls("POST", "sobjects/CaseComment/")]
     assert first not in again and not any(body.split("\n", 1)[0] == first.split("\n", 1)[0] for body in again)
+
+
+@pytest.mark.parametrize(("status", "error"), [(403, "error-403-insufficient-access.json"),
+                                               (400, "error-400-required-field.json")])
+def test_refused_comments_beside_a_description_holding_the_whole_brief_lose_nothing(make_app, status, error):
+    # A review of a mend: the case's Description held every transcript line; its comments refused, the
+    # customer was told "I couldn't pass on our whole conversation".
+    client = make_app(**SALESFORCE).test_client()
+    packet = full_packet(customer={**full_packet()["customer"], "segment": "smb"})
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        org = SalesforceFake(rsps)
+        org.query([{"Id": "0035g00000Existing"}])
+        org.create("Case")
+        org.error("POST", "sobjects/CaseComment/", status, error)
+        body = client.post("/v1/handoffs", data=json.dumps(packet), headers=auth(),
+                           content_type="application/json").get_json()
+        [case] = org.sent("Case")
+    assert all(line["text"] in case["Description"] for line in packet["transcript"])
+    dropped = [d for d in body["context_receipt"]["salesforce"]["dropped"] if d["part"] == "transcript"]
+    assert dropped and all("it is whole in the case's Description" in d["reason"] for d in dropped)
+    assert "won't need to repeat" in body["customer_message"]["text"]
