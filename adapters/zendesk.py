@@ -726,19 +726,20 @@ class ZendeskAdapter(Adapter):
         ends = deadline if deadline is not None else lookup_ends(started + self.settings.sync_budget_ms / 1000, started)
         timeout = self._timeouts(ends, "the lookup used up its share of the sync budget")
         try:
-            ticket = self._latest_open_ticket(packet, assigned=True, timeout=timeout)
-            if ticket is None:
-                return None
-            path = f"/api/v2/users/{quote(str(ticket['assignee_id']))}.json"
-            reply, _ = self._call("GET", path, write=False, expect="user", timeout=timeout())
-            user = reply["user"]
-            if user.get("active") is False or user.get("suspended") or user.get("role") not in (None, "agent", "admin"):
+            assignees = list(dict.fromkeys(str(t["assignee_id"]) for t in self._open_tickets(packet, True, timeout)))
+            for assignee in assignees[:PREVIOUS_AGENTS_READ]:
+                reply, _ = self._call("GET", f"/api/v2/users/{quote(assignee)}.json", write=False, expect="user",
+                                      timeout=timeout())
+                user = reply["user"]
+                if user.get("active") is not False and not user.get("suspended") \
+                        and user.get("role") in (None, "agent", "admin"):
+                    return {"id": str(user["id"]), "name": user.get("name"), "email": user.get("email")}
                 # Suspended, deleted or no longer an agent: offered, they held the ticket and nobody in the
-                # group was asked to take it (a review; Salesforce's lookup skips an inactive owner too).
-                log.info("zendesk: the previous agent no longer takes tickets; not offered",
+                # group was asked to take it (a review). The next open ticket's, as Salesforce's lookup
+                # skips an inactive owner for the next case's.
+                log.info("zendesk: a previous agent no longer takes tickets; not offered",
                          extra={"agent_role": user.get("role"), "suspended": bool(user.get("suspended"))})
-                return None
-            return {"id": str(user["id"]), "name": user.get("name"), "email": user.get("email")}
+            return None
         except (DeliveryError, ConfigError) as err:
             # Routing goes on without the hint; say why once. Raised on: the trace says the lookup
             # failed, where "no previous agent known" read as a fact about the customer (a review).
@@ -751,31 +752,36 @@ class ZendeskAdapter(Adapter):
                             timeout: Callable[[], float | None] = lambda: None) -> dict[str, Any] | None:
         """The customer's newest open ticket (`assigned`: with an assignee), or None. `timeout`
         gives each call's timeout in seconds as it is made (None: the delivery timeout)."""
+        return next(iter(self._open_tickets(packet, assigned, timeout)), None)
+
+    def _open_tickets(self, packet: Mapping[str, Any], assigned: bool,
+                      timeout: Callable[[], float | None]) -> list[dict[str, Any]]:
+        """The customer's open tickets, newest first (`assigned`: with an assignee)."""
         if (external_id := customer_external_id(packet)) is not None:
-            return self._latest_open_requested(external_id, assigned, timeout)
+            return _open(self._requested_tickets(external_id, assigned, timeout), assigned)
         email = str((packet.get("customer") or {}).get("email") or "")
         if not SEARCHABLE_EMAIL.fullmatch(email):
             # Zendesk's search reads `*` as a wildcard and other characters as its syntax: an
             # address such as *@bigcorp.com would find another customer's open ticket (routing
             # their agent in, or adding this brief to it). Such an address is not looked up.
-            return None
+            return []
         query = f"type:ticket requester:{email} status<solved"
         reply, _ = self._call("GET", "/api/v2/search.json", write=False, timeout=timeout(),
                               params={"query": query, "sort_by": "created_at", "sort_order": "desc"}, expect="results")
-        return _latest_open([result for result in reply.get("results") or [] if result.get("result_type") == "ticket"],
-                            assigned)
+        return _open([result for result in reply.get("results") or [] if result.get("result_type") == "ticket"],
+                     assigned)
 
-    def _latest_open_requested(self, external_id: str, assigned: bool,
-                               timeout: Callable[[], float | None]) -> dict[str, Any] | None:
-        """The newest open ticket of a customer the bot knows by its id and no e-mail: their end user
-        (`EndUsers.find`, under `external_id`; never made here) requested it. Read from the ticket
-        table (List User Requested Tickets), not searched: search is eventually consistent and its
+    def _requested_tickets(self, external_id: str, assigned: bool,
+                           timeout: Callable[[], float | None]) -> list[dict[str, Any]]:
+        """The newest tickets (open or not: `_open` says) of a customer the bot knows by its id and no
+        e-mail: their end user (`EndUsers.find`, under `external_id`; never made here) requested them.
+        Read from the ticket table (List User Requested Tickets), not searched: search is eventually consistent and its
         syntax is not in Zendesk's description. Nobody found who may be the customer, nothing is read:
         a user held under the id that is someone else's (an agent, suspended, the id in another
         case) would lend this customer their ticket or their agent."""
         user_id = self._users.find(external_id, timeout=timeout())
         if user_id is None:
-            return None
+            return []
         # Newest first, a page of 100 (Zendesk's most), archived tickets (closed ones) left out: a
         # customer's open ticket is among their latest.
         try:
@@ -791,10 +797,10 @@ class ZendeskAdapter(Adapter):
             # made — raised, it failed the delivery for good, no ticket at all.
             log.warning("Zendesk would not list the customer's tickets; their open ticket is not looked for",
                         extra={"status": err.status})
-            return None
+            return []
         if len(reply["tickets"]) >= 100 and _latest_open(reply["tickets"], assigned) is None:
             log.info("zendesk: the customer's newest 100 tickets hold no open one; older ones are not read")
-        return _latest_open(reply["tickets"], assigned)
+        return reply["tickets"]
 
     def _with_upload(self, payload: dict[str, Any],
                      ctx: HandoffContext) -> tuple[dict[str, Any], tuple[dict[str, str], ...]]:
@@ -924,13 +930,20 @@ def _most_that_fit(most: int, render: Callable[[int], str], fits: Callable[[str]
     return best
 
 
+# The agents of a customer's open tickets read, newest first, for one who still takes tickets
+# (`previous_agent`): each read shares the lookup's part of the sync budget.
+PREVIOUS_AGENTS_READ = 3
+
+
 def _latest_open(tickets: list[Any], assigned: bool) -> dict[str, Any] | None:
     """The first of `tickets` (newest first) still open (`assigned`: with an assignee), or None."""
-    for ticket in tickets:
-        if isinstance(ticket, dict) and ticket.get("status") in OPEN_STATUSES \
-                and (ticket.get("assignee_id") or not assigned):
-            return ticket
-    return None
+    return next(iter(_open(tickets, assigned)), None)
+
+
+def _open(tickets: list[Any], assigned: bool) -> list[dict[str, Any]]:
+    """Those of `tickets` (newest first) still open (`assigned`: with an assignee)."""
+    return [ticket for ticket in tickets if isinstance(ticket, dict) and ticket.get("status") in OPEN_STATUSES
+            and (ticket.get("assignee_id") or not assigned)]
 
 
 def _holder(ticket: Mapping[str, Any], reopened: bool) -> str | None:

@@ -1562,14 +1562,14 @@ def test_previous_agent_lookups_are_bounded_by_the_budget_and_the_vendor_timeout
 
 
 def slow_search(target: ZendeskAdapter, clock: list[float], seconds: float) -> None:
-    real = target._latest_open_ticket
+    real = target._open_tickets
 
     def search(*args: Any, **kwargs: Any) -> Any:
         found = real(*args, **kwargs)
         clock[0] += seconds
         return found
 
-    target._latest_open_ticket = search  # type: ignore[method-assign]
+    target._open_tickets = search  # type: ignore[method-assign]
 
 
 def test_previous_agent_lookups_share_one_allowance_from_the_requests_deadline(
@@ -2398,3 +2398,16 @@ def test_a_403_says_what_the_api_user_may_not_do_not_that_the_credentials_were_r
     with pytest.raises(AuthError, match=r"Zendesk does not let the API user do this \(403\): Forbidden") as raised:
         adapter().deliver(ctx())
     assert "credentials" not in raised.value.message
+
+
+def test_an_older_open_tickets_agent_is_offered_when_the_newest_ones_no_longer_takes_tickets(
+        zd: FakeZendesk, clock: list[float]) -> None:
+    # A review of the mend: the newest assigned ticket's agent suspended, the older one's active — nobody
+    # was offered, where Salesforce's lookup offers the next case's owner.
+    newest = {**fixture("search-open-tickets.json")["results"][0], "id": 2002, "assignee_id": 111}
+    older = {**fixture("search-open-tickets.json")["results"][0], "id": 1001, "assignee_id": 381156009921}
+    zd.search(query="type:ticket requester:dana.whitfield@example.com status<solved", results=[newest, older])
+    zd.show_user(111, suspended=True)
+    zd.show_user()
+    assert adapter().previous_agent(full_packet()) == {"id": "381156009921", "name": "Sam Okafor",
+                                                       "email": "sam@acme.example"}
