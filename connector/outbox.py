@@ -536,10 +536,14 @@ class Outbox:
                 Assignment.handoff_id == handoff.id, Assignment.target == delivery.target))
         if ticket is None:
             return None
-        log.warning("delivery recorded from the vendor's event naming its ticket; its own looks failed",
+        # Its lookup answered and found nothing (a Slack channel busy past the pages read, a comment
+        # `vendor_extra` replaced), or every look failed (the vendor down): said as it was (a review).
+        looked = "its lookup found no ticket of this handoff" if isinstance(err, FoundOnlyByTheVendor) \
+            else f"every look for it failed ({type(err).__name__})"
+        log.warning("delivery recorded from the vendor's event naming its ticket; its own looks did not find it",
                     extra={"vendor_id": ticket, "error_type": type(err).__name__})
         reason = (f"{delivery.target}'s own event named ticket {ticket} as this handoff's (an agent took it), but "
-                  f"every look for it failed ({type(err).__name__}): it may lack this part")
+                  f"{looked}: it may lack this part")
         receipt = {"delivered": [], answers.UNVERIFIED: True,
                    "dropped": [{"part": part, "reason": reason} for part in parts_present(handoff.packet)]}
         if link is not None and str(link.vendor_id) == str(ticket):

@@ -106,3 +106,5 @@ def test_a_lookup_that_finds_nothing_records_the_ticket_the_agent_took_not_a_sec
     assert made == []
     read = app.test_client().get(f"/v1/handoffs/{hid}", headers=auth()).get_json()
     assert read["status"] == "delivered" and read["tickets"][0]["id"] == "V-1"
+    dropped = read["context_receipt"]["vanishing"]["dropped"]
+    assert dropped and all("its lookup found no ticket of this handoff" in d["reason"] for d in dropped)
