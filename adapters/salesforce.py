@@ -690,11 +690,18 @@ class SalesforceAdapter(Adapter):
             head = text.split("\n", 1)[0]
             note = _refused_note(head)
             found = next((b for b in (text, note) if present[b] > 0), None)
+            if found is None:
+                # Its own comment posted with other words: a batch's announcement once an agent took
+                # the handoff ("wrote again", not "while waiting"), the attempt whose outcome was
+                # unknown said before. Its header names the handoff and the part: posted again, it
+                # reached the case twice (a review).
+                found = next((b for b, n in present.items() if n > 0 and b != note and b.split("\n", 1)[0] == head),
+                             None)
             if found is not None:
                 present[found] -= 1
                 skipped += 1
                 landing.append(head)  # an earlier attempt's: on the case all the same
-                carried += [head] if found == text else []
+                carried += [head] if found != note else []
                 if found == note:  # refused by an earlier attempt: still missing, still said
                     refused.append(_refused(head, "an earlier attempt", described))
                 continue

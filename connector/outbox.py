@@ -452,7 +452,7 @@ class Outbox:
                 return self._hold_for_replacement(delivery)
             except DeliveryError as err:
                 if (taken := self._taken_ticket(adapter, delivery, handoff, err, link)) is None:
-                    return self._record_error(delivery, handoff, _rendered_as(err, link, caught_up, claimed.packet),
+                    return self._record_error(delivery, handoff, _rendered_as(err, link, caught_up),
                                               time.perf_counter() - started)
                 # An update of the conversation's ticket leaves its link as it is: the link keeps what it
                 # knows (its ticket's url, what it was opened with and for whom), which an outcome made of
@@ -470,7 +470,7 @@ class Outbox:
                 # case again. Whatever it was, the next attempt looks before it sends.
                 log.exception("unexpected error in delivery")
                 unknown = OutcomeUnknown(f"internal error: {type(err).__name__}")
-                return self._record_error(delivery, handoff, _rendered_as(unknown, link, caught_up, claimed.packet),
+                return self._record_error(delivery, handoff, _rendered_as(unknown, link, caught_up),
                                           time.perf_counter() - started)
             # `{}` for the packet: a batch of messages too, which keeps its handoff's (`kept_tickets.keep`).
             if outcome.status == "updated" and kept_team(link, handoff.assignment, {}) is not None:
@@ -650,17 +650,9 @@ class Outbox:
                 if caught_up is None:
                     return None
                 packet = follow_up_packets.whole_of(session, handoff)
-                # An agent has the handoff: its messages are not announced as sent "while waiting for an
-                # agent" under the line saying who took it (a review; `while_waiting.announced`). As the
-                # attempt whose outcome was unknown said it (`RENDERED_AS`): reworded, Salesforce's resume,
-                # finding comments by their text, posted them again (a review of the mend).
-                rendered = (delivery.sent_to or {}).get(RENDERED_AS) if delivery.outcome_unknown else None
-                if isinstance(rendered, Mapping) and "taken" in rendered:
-                    taken = bool(rendered["taken"])
-                else:
-                    taken = session.scalar(select(Assignment.id).where(Assignment.handoff_id == handoff.follows_id)
-                                           .limit(1)) is not None
-                if taken:
+                if session.scalar(select(Assignment.id).where(Assignment.handoff_id == handoff.follows_id).limit(1)):
+                    # An agent has the handoff: its messages are not announced as sent "while waiting for an
+                    # agent" under the line saying who took it (a review; `while_waiting.announced`).
                     packet = {**packet, "follow_up": {**packet["follow_up"], "taken": True}}
             link = self._link_for(connection, delivery, handoff, now)
             if link is False:
@@ -1341,19 +1333,11 @@ def _as_first_rendered(claimed: _Claimed, delivery: Delivery) -> tuple[Link | No
     return replace(link, extra=extra), bool(rendered.get("caught_up"))
 
 
-def _rendered_as(err: DeliveryError, link: Link | None, caught_up: bool,
-                 packet: Mapping[str, Any] | None = None) -> DeliveryError:
-    """`err`, an unknown outcome carrying what its attempt rendered against (`RENDERED_AS`): the ticket
-    and how far it was told, and for a batch whether it was told as taken (`follow_up.taken`)."""
-    if not isinstance(err, OutcomeUnknown):
-        return err
-    said: dict[str, Any] = {}
-    if link is not None:
-        said.update(ticket=link.vendor_id, told=link.extra.get("told"), caught_up=caught_up)
-    if packet is not None and isinstance(packet.get("follow_up"), Mapping):
-        said["taken"] = bool(packet["follow_up"].get("taken"))
-    if said:
-        err.sent_to = {**(err.sent_to or {}), RENDERED_AS: said}
+def _rendered_as(err: DeliveryError, link: Link | None, caught_up: bool) -> DeliveryError:
+    """`err`, an unknown outcome carrying what its attempt rendered against (`RENDERED_AS`)."""
+    if isinstance(err, OutcomeUnknown) and link is not None:
+        err.sent_to = {**(err.sent_to or {}), RENDERED_AS: {"ticket": link.vendor_id, "told": link.extra.get("told"),
+                                                            "caught_up": caught_up}}
     return err
 
 

@@ -197,6 +197,39 @@ def test_a_batch_carrying_the_whole_brief_after_a_claim_is_not_said_to_wait_eith
         assert "since an agent took handoff" in since
 
 
+def test_a_batch_retried_after_a_claim_is_told_as_the_handoff_stands_then(make_app):
+    # A review of a mend: its first try posted nothing (a 503); an agent took the handoff; the retry
+    # said "while waiting for an agent", as the first try would have.
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from adapters.events import AssignmentEvent
+    from connector import assignments
+    from connector.models import Delivery, utcnow
+
+    with FakeSlack() as slack:
+        app = make_app(targets=("slack",), slack_bot_token=slack.token, slack_api_url=slack.api_url,
+                       slack_channel="C0HANDOFF")
+        services, client = app.extensions["connector"], app.test_client()
+        hid = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
+                          content_type="application/json").get_json()["id"]
+        [alert] = slack.top_level("C0HANDOFF")
+        slack.fail("chat.postMessage", status=503)
+        said = [{"at": "2026-11-20T09:30:00Z", "role": "customer", "text": "Here is the invoice number INV-1"}]
+        client.post(f"/v1/handoffs/{hid}/messages", data=json.dumps({"messages": said}), headers=auth(),
+                    content_type="application/json")
+        assignments.record(services, AssignmentEvent(
+            target="slack", event_id="ev-1", ticket_id=f"C0HANDOFF/{alert['ts']}", handoff_id=hid,
+            agent_id="U0AGENT", agent_name="Ana", at=utcnow(), named_in=f"C0HANDOFF/{alert['ts']}"))
+        with services.db.session() as session:
+            [batch] = session.scalars(select(Delivery).where(Delivery.handoff_id != hid)).all()
+            batch.next_attempt_at = utcnow() - dt.timedelta(seconds=1)
+        services.outbox.run_delivery(batch.id)
+        [announced] = [r["text"] for r in slack.replies("C0HANDOFF", alert["ts"]) if r.get("text", "").startswith("💬")]
+        assert announced == "💬 Dana Whitfield wrote again: 1 message"
+
+
 def test_a_claim_on_the_alert_the_messages_opened_is_announced_and_marked(make_app):
     # A review: the handoff's own alert refused, its messages opened one; a click was recorded and
     # told nobody — no announcement, the Claim button live, a second click answered nothing.
