@@ -129,8 +129,8 @@ def receipts(deliveries: Iterable[Any], packet: Mapping[str, Any]) -> dict[str, 
     return said
 
 
-# A stored receipt's mark, never shown: its ticket was recorded from the vendor's own event, every
-# look for it failed (`Outbox._taken_ticket`) — what reached it is not known (`_holds_the_transcript`).
+# A stored receipt's mark, never shown: its ticket was recorded from the vendor's own event, its looks
+# failing or finding nothing (`Outbox._taken_ticket`) — what reached it is not known (`_holds_the_transcript`).
 UNVERIFIED = "_unverified"
 
 
@@ -303,9 +303,9 @@ def context_lost(deliveries: Sequence[Any], packet: Mapping[str, Any]) -> bool:
 def _holds_the_transcript(receipt: Mapping[str, Any]) -> bool:
     """Whether a ticket's receipt says all of the transcript is on it: delivered, nothing of it
     dropped but what is whole elsewhere on it (a Slack alert's cut, whole in its thread; a Salesforce
-    comment refused, whole in the case's Description). One recorded
-    from the vendor's own event, its looks failed (`UNVERIFIED`), may well hold it: the ticket its
-    create made, which an agent took — not told "I couldn't pass on our whole conversation"."""
+    comment refused, whole in the case's Description). One recorded from the vendor's own event
+    (`UNVERIFIED`) may well hold it: the ticket its create made, which an agent took — the customer
+    is not told "I couldn't pass on our whole conversation" of it."""
     if receipt.get(UNVERIFIED):
         return True
     return "transcript" in (receipt.get("delivered") or ()) and not any(
