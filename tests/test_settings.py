@@ -536,7 +536,12 @@ def test_check_prints_each_warning_once_and_the_worker_logs_them(tmp_path):
         assert worker.stdout is not None and "running" in worker.stdout.readline()
     finally:
         worker.send_signal(signal.SIGTERM)
-        _, stderr = worker.communicate(timeout=30)
+        try:
+            _, stderr = worker.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # never left running past the test (one ran on for half an hour)
+            worker.kill()
+            worker.communicate()
+            raise
     assert '"setting to look at"' in stderr and "no CONNECTOR_BOT_KEYS" in stderr
 
 
