@@ -13,7 +13,7 @@ import time
 import pytest
 from standardwebhooks import Webhook
 
-from connector.settings import MAX_JSON_DEPTH
+from connector.settings import _AT_LEAST, MAX_JSON_DEPTH
 from tests.conftest import ADMIN_TOKEN, auth
 from tests.factories import full_packet, minimal_packet
 
@@ -440,6 +440,12 @@ def test_deep_json_is_refused_without_crashing(client):
     assert "deeper" in body["detail"]
 
 
+def test_a_preferred_agents_address_has_the_customers_limit(client):
+    email = "a" * 64 + "@" + ("b" * 63 + ".") * 5 + "com"
+    body = problem(post(client, minimal_packet(routing={"preferred_agent": {"email": email}})), 422)
+    assert body["errors"] == {"routing.preferred_agent.email": ["Longer than maximum length 320. Got 388 characters."]}
+
+
 def test_a_packet_as_deep_as_the_highest_depth_setting_is_delivered(make_app):
     # A review: with the depth setting unbounded, metadata 300 deep was accepted, then every delivery
     # attempt failed on a RecursionError until the handoff went dead. The setting stops at 100; the
@@ -450,6 +456,12 @@ def test_a_packet_as_deep_as_the_highest_depth_setting_is_delivered(make_app):
         node = {"x": node}
     answer = post(client, {**full_packet(), "metadata": node})
     assert answer.status_code == 201 and answer.get_json()["tickets"][0]["status"] == "created"
+
+
+def test_the_lowest_depth_setting_takes_the_contracts_own_packet(make_app):
+    # A review: 2 to 5 were accepted, and 5 refused the example's `transcript.2.attachments.0.size`.
+    client = make_app(max_json_depth=_AT_LEAST["max_json_depth"]).test_client()
+    assert post(client, full_packet()).status_code == 201
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"", b'{"a": NaN}', b'{"a": -Infinity}', b"\xff\xfe{}"])
