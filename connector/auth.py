@@ -21,7 +21,7 @@ from flask import Request
 
 from . import callbacks
 from .errors import Forbidden, Unauthenticated
-from .idempotency import CALLER_ID
+from .idempotency import CALLER_ID, CALLER_ID_RULE
 from .settings import Settings
 from .vendor_signatures import SignatureError, at_fault, signed_by
 
@@ -58,7 +58,8 @@ def _signed(request: Request, settings: Settings, now: float) -> Caller:
     # failed on PostgreSQL as a 500, after a valid signature.
     message_id = request.headers.get("webhook-id")
     if message_id is not None and not CALLER_ID.match(message_id):
-        return _refused("webhook_id_malformed")
+        # The rule said, as an Idempotency-Key's is: the reason alone left a bot guessing (a review).
+        return _refused("webhook_id_malformed", f": webhook-id {CALLER_ID_RULE}")
     by_bot: dict[str, list[str]] = {}
     for bot_id, secret in settings.bot_secrets:
         by_bot.setdefault(bot_id, []).append(secret)

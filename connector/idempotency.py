@@ -12,11 +12,12 @@ from .errors import MalformedRequest
 
 # An id a caller chooses and we store (String(200)): an `Idempotency-Key`, a signed request's `webhook-id`.
 CALLER_ID = re.compile(r"^[\x21-\x7e]{1,200}$")
+CALLER_ID_RULE = "must be 1 to 200 visible ASCII characters"
 # An `Idempotency-Key` is one without a comma: a header sent twice (a proxy's or an SDK's retry
 # adding it again) reaches us as its values joined by commas — `a1,a1` under gunicorn, a new key
 # that made a second handoff when the retry sent `a1` alone (a review).
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x2b\x2d-\x7e]{1,200}$")
-KEY_RULE = "must be 1 to 200 visible ASCII characters, no comma, sent once"
+KEY_RULE = f"{CALLER_ID_RULE}, no comma, sent once"
 
 
 def packet_hash(packet: Mapping[str, Any]) -> str:

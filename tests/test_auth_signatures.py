@@ -63,6 +63,8 @@ def test_each_signature_failure_is_refused_with_its_reason_at_the_header_at_faul
     response = post(signed_app.test_client(), BODY, mutate(signed(BODY)))
     assert response.status_code == 401
     assert response.get_json()["errors"] == {header: [reason]}
+    if reason == "webhook_id_malformed":  # the rule, as an Idempotency-Key's refusal says it
+        assert "webhook-id must be 1 to 200 visible ASCII characters" in response.get_json()["detail"]
 
 
 def test_a_signed_body_that_is_not_utf8_is_refused_as_the_bodys_fault(signed_app):
