@@ -401,6 +401,15 @@ def test_a_list_query_with_a_parameter_it_does_not_read_or_one_given_twice_is_re
     assert response.status_code == 422 and response.get_json()["errors"] == errors
 
 
+def test_the_messages_list_refuses_a_parameter_as_it_reads_none(client):
+    # `?limit=1` answered every batch, read as a limit kept (a review).
+    handoff_id = post(client, minimal_packet(), key="m-1").get_json()["id"]
+    response = client.get(f"/v1/handoffs/{handoff_id}/messages?limit=1", headers=auth())
+    assert response.status_code == 422 and response.get_json()["errors"] == {"limit": ["unknown parameter"]}
+    assert response.get_json()["detail"] == "'limit' is no parameter of this route; it reads none."
+    assert client.get(f"/v1/handoffs/{handoff_id}/messages", headers=auth()).status_code == 200
+
+
 @pytest.mark.parametrize("limit", ["\uff11\uff10", "\u0661", "\u00b2", " 2", "+2", "1_0", "0", "101", "9" * 40])
 def test_a_list_limit_is_whole_ascii_digits_in_range(client, limit):
     # int() read "１０" (fullwidth), "١" (Arabic-Indic), " 2", "+2" and "1_0" as numbers: a limit no

@@ -20,7 +20,8 @@ def only_params(*names: str) -> None:
     all-clear; a bot's `?limt=5` was read as the default 20, `?conversation_id=a&conversation_id=b` as `a`."""
     unknown = sorted(set(request.args) - set(names))
     if unknown:
-        raise ValidationFailed(f"{unknown[0][:40]!r} is no parameter of this route; it reads {', '.join(names)}.",
+        reads = f"it reads {', '.join(names)}" if names else "it reads none"
+        raise ValidationFailed(f"{unknown[0][:40]!r} is no parameter of this route; {reads}.",
                                errors={name[:40]: ["unknown parameter"] for name in unknown})
     twice = sorted(name for name in names if len(request.args.getlist(name)) > 1)
     if twice:

@@ -202,9 +202,12 @@ def list_messages(handoff_id: str) -> Response:
         200: {description: The batches, content: {application/json: {schema: MessagesList}}}
         401: {$ref: "#/components/responses/Problem"}
         404: {$ref: "#/components/responses/Problem"}
+        422: {$ref: "#/components/responses/Problem"}
     """
     services = current_services()
     caller = authenticate_bot(request, services.settings)
+    # Every batch, always: a bot's `?limit=1` answered with all of them read as a limit kept (a review).
+    only_params()
     with services.db.reading() as session:
         handoff = _callers_handoff(session, handoff_id, caller.bot_id)
         return _json({"items": [answers.render_follow_up(f) for f in follow_ups_of(session, handoff.id)]}, 200)
