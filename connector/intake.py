@@ -71,8 +71,19 @@ def _loaded(data: dict[str, Any], services: Services) -> dict[str, Any]:
         return plain_load.load(schema, data)
     except ValidationError as err:
         errors = flatten_errors(err.messages, schema=schema)
+        # What the settings cannot serve is said beside what the schema refused, from the parts it
+        # took: a bot fixed `transcript.0.at`, then met `callback.url` and `targets.0` (a review).
+        for field, (_, said) in _unservable(_sound_parts(data, errors), services).items():
+            errors.setdefault(field, [said])
         detail = f"The packet is not valid: {len(errors)} field(s) need attention."
         raise ValidationFailed(detail, errors=errors) from None
+
+
+def _sound_parts(data: Mapping[str, Any], errors: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts `_unservable` judges that the schema refused nothing of, as the bot sent them."""
+    def sound(key: str) -> bool:
+        return key in data and not any(field == key or field.startswith(f"{key}.") for field in errors)
+    return {key: data[key] for key in ("callback", "targets", "vendor_extra") if sound(key)}
 
 
 def _unservable(packet: Mapping[str, Any], services: Services) -> dict[str, tuple[str, str]]:

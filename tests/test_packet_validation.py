@@ -399,6 +399,24 @@ def test_entry_too_long_names_the_entry_and_limit(make_app):
     ]
 
 
+@pytest.mark.parametrize("path", ["/v1/handoffs", "/v1/preview"])
+def test_what_the_settings_cannot_serve_is_said_beside_the_fields_errors(client, path):
+    # A review: a bad `transcript.0.at` was answered alone; fixed, the next try met `callback.url`
+    # and `targets.0`.
+    packet = minimal_packet(targets=["zendesk"], callback={"url": "https://127.0.0.1/cb"})
+    packet["transcript"][0]["at"] = "yesterday"
+    headers = auth() if path == "/v1/handoffs" else {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    response = client.post(path, data=json.dumps(packet), headers=headers, content_type="application/json")
+    errors = problem(response, 422)["errors"]
+    assert set(errors) == {"transcript.0.at", "callback.url", "targets.0"}
+    assert response.get_json()["detail"] == "The packet is not valid: 3 field(s) need attention."
+    # A part the schema refused is not judged again: its own error is the one said.
+    packet["targets"] = ["zendesk", 7]
+    errors = problem(client.post(path, data=json.dumps(packet), headers=headers,
+                                 content_type="application/json"), 422)["errors"]
+    assert set(errors) == {"transcript.0.at", "callback.url", "targets.1"}
+
+
 def test_limits_are_reported_with_the_other_field_errors(make_app):
     # Checked after the fields, the limits went unreported beside any other error: a bot fixed
     # the one it was told of and met the limit on its next try.
