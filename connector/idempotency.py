@@ -20,10 +20,36 @@ IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x2b\x2d-\x7e]{1,200}$")
 KEY_RULE = f"{CALLER_ID_RULE}, no comma, sent once"
 
 
+# How json.dumps writes a float with no fraction (`49.0`, `1e+20`): maybe one in a packet, maybe
+# only a string's words — the fast test before the walk that writes them as whole numbers.
+_WHOLE_FLOAT = re.compile(r"\d(?:\.0|e\+\d+)[,}\]]")
+
+
 def packet_hash(packet: Mapping[str, Any]) -> str:
-    """A hash of the packet's meaning: key order and whitespace do not matter."""
-    canonical = json.dumps(packet, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """A hash of the packet's meaning: key order, whitespace and how a number is written do not
+    matter. The free-form values (`collected_data`, `metadata`, attributes) keep the number the bot
+    wrote: a retry re-serialised on its way (a JavaScript or Go relay writing `49.0` as `49`) was
+    a new handoff without a key, and a 409 telling the bot to use a new key with one (a review).
+    A packet with no whole-valued float hashes as it did before."""
+    canonical = _dumped(packet)
+    if _WHOLE_FLOAT.search(canonical):
+        canonical = _dumped(_whole_numbers(packet))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _dumped(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _whole_numbers(value: Any) -> Any:
+    """`value` with each float that is a whole number written as an int (`49.0` → `49`)."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, Mapping):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    return value
 
 
 def key_for(header: str | None, digest: str) -> str:

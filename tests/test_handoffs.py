@@ -125,6 +125,25 @@ def test_without_a_key_the_packet_hash_identifies_the_handoff(client):
     assert again.status_code == 200 and again.get_json() == first.get_json()
 
 
+@pytest.mark.parametrize("key", [None, "k-num"])
+def test_a_retry_writing_a_whole_number_another_way_is_the_same_handoff(client, key):
+    # A review: `49.0` re-serialised as `49` on its way (a JavaScript or Go relay) was a second
+    # handoff without a key and a 409 ("use a new key") with one.
+    packet = minimal_packet(collected_data={"order_total": 49.0, "big": 1e20, "half": 0.5},
+                            metadata={"note": "v 2.0,", "n": [3.0]})
+    sent = json.dumps(packet)
+    headers = {**auth(), **({"Idempotency-Key": key} if key else {})}
+    first = client.post("/v1/handoffs", data=sent, headers=headers, content_type="application/json")
+    resent = sent.replace("49.0", "49").replace("1e+20", "100000000000000000000").replace("[3.0]", "[3]")
+    again = client.post("/v1/handoffs", data=resent, headers=headers, content_type="application/json")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.get_json()["id"] == first.get_json()["id"]
+    # Another value is another body still.
+    other = client.post("/v1/handoffs", data=sent.replace("0.5", "0.25"), headers=headers,
+                        content_type="application/json")
+    assert other.status_code == (201 if key is None else 409)
+
+
 def test_same_key_other_body_is_409(client):
     assert post(client, minimal_packet(), key="k-3").status_code == 201
     changed = minimal_packet()
