@@ -39,7 +39,16 @@ from .db import reason
 from .errors import NotFound, ServiceUnavailable, ValidationFailed
 from .handoff_store import HandoffGone
 from .idempotency import key_for, packet_hash
-from .intake import Answer, deliver_and_answer, find_repeat, out_of_order, replay, store, with_warnings
+from .intake import (
+    Answer,
+    deliver_and_answer,
+    find_repeat,
+    out_of_order,
+    replay,
+    store,
+    unserved_warnings,
+    with_warnings,
+)
 from .json_body import parse_json
 from .jsonlog import log_context
 from .loop_failures import unreachable
@@ -173,7 +182,7 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
         answer = deliver_and_answer(services, stored, answers.render_follow_up, claimed=False)
         # What the ticket has before this batch: the packet built above, up to its own messages.
         held = packet["transcript"][:packet["follow_up"]["first"]]
-        return with_warnings(answer, warnings_for(messages, held))
+        return with_warnings(answer, warnings_for(messages, held) + unserved_warnings(answer.body, services))
 
 
 def _replayed(services: Services, repeat: Handoff, digest: str, key: str, handoff: Handoff,
@@ -181,7 +190,8 @@ def _replayed(services: Services, repeat: Handoff, digest: str, key: str, handof
     """The stored answer to a repeated batch, warning as its first answer did: of what the ticket
     had before it, not of the batch itself or those posted after it."""
     answer = replay(repeat, digest, key, answers.render_follow_up, services.settings.sync_budget_ms / 1000)
-    return with_warnings(answer, warnings_for(messages, _held(handoff, earlier, repeat.follow_up_seq)))
+    return with_warnings(answer, warnings_for(messages, _held(handoff, earlier, repeat.follow_up_seq))
+                         + unserved_warnings(answer.body, services))
 
 
 def warnings_for(messages: list[dict[str, Any]], held: list[dict[str, Any]]) -> list[str]:

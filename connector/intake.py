@@ -219,7 +219,18 @@ def warned(body: dict[str, Any], packet: Mapping[str, Any], services: Services) 
     """A handoff's answer `body` with the `warnings` its targets and assignment call for (absent when
     there is nothing to say): the POST's, its replay's and a read's alike."""
     targets = [ticket["target"] for ticket in body.get("tickets") or []]
-    return _with(body, warnings_for(packet, targets, body.get("assignment") or {}, services))
+    return _with(body, warnings_for(packet, targets, body.get("assignment") or {}, services)
+                 + unserved_warnings(body, services))
+
+
+def unserved_warnings(body: Mapping[str, Any], services: Services) -> list[str]:
+    """Targets the answer's tickets wait on that this connector does not serve — taken out of
+    CONNECTOR_TARGETS since the handoff (a rolling change, or for good): messages sent meanwhile were
+    answered `pending`, "retry in 5 s", without a word of why (an operations review)."""
+    waiting = sorted({ticket["target"] for ticket in body.get("tickets") or []
+                      if ticket.get("status") == "pending" and ticket["target"] not in services.adapters})
+    return [f"{name} is not enabled on this connector (CONNECTOR_TARGETS): its ticket waits for a process that "
+            "serves it, or for an operator to dismiss it" for name in waiting]
 
 
 def with_warnings(answer: Answer, said: list[str]) -> Answer:

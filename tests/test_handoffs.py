@@ -1330,3 +1330,30 @@ def test_messages_of_a_handoff_to_preview_alone_are_refused_once_a_vendor_is_ena
     again = later.post(f"/v1/handoffs/{handoff['id']}/messages", content_type="application/json",
                        headers={**auth(), "Idempotency-Key": "batch-1"}, data=json.dumps(batch))
     assert (again.status_code, again.get_json()["id"]) == (200, taken.get_json()["id"])
+
+
+def test_a_target_taken_out_of_the_settings_is_said_where_its_ticket_waits(make_app, monkeypatch, tmp_path):
+    # An operations review: messages for a handoff whose target an operator took out of
+    # CONNECTOR_TARGETS were answered 202, `pending`, "retry in 5 s", without a word of why.
+    from tests.support_adapters import FlakyAdapter
+
+    monkeypatch.setitem(registry.TARGETS, "flaky", "tests.support_adapters:FlakyAdapter")
+    monkeypatch.setitem(registry.TARGETS, "quick", "tests.support_adapters:QuickAdapter")
+    monkeypatch.setattr(FlakyAdapter, "seen", set())
+    database = {"database_url": f"sqlite:///{tmp_path}/shared.db"}
+    before = make_app(targets=("quick", "flaky"), **database).test_client()
+    handoff = post(before, minimal_packet(targets=["quick", "flaky"])).get_json()  # flaky: retrying
+    assert handoff["status"] == "partial" and "warnings" not in handoff
+    after = make_app(targets=("quick",), **database).test_client()
+    said = ("flaky is not enabled on this connector (CONNECTOR_TARGETS): its ticket waits for a process that "
+            "serves it, or for an operator to dismiss it")
+    assert said in after.get(f"/v1/handoffs/{handoff['id']}", headers=auth()).get_json()["warnings"]
+    messages = {"messages": [{"at": "2026-11-20T11:00:00Z", "role": "customer", "text": "anyone?"}]}
+    sent = after.post(f"/v1/handoffs/{handoff['id']}/messages", data=json.dumps(messages), headers=auth(),
+                      content_type="application/json")
+    assert sent.status_code == 202 and sent.get_json()["warnings"] == [said]
+    again = after.post(f"/v1/handoffs/{handoff['id']}/messages", data=json.dumps(messages), headers=auth(),
+                       content_type="application/json")
+    assert again.status_code == 200 and again.get_json()["warnings"] == [said]
+    # Where it is served, nothing is said.
+    assert "warnings" not in before.get(f"/v1/handoffs/{handoff['id']}", headers=auth()).get_json()
