@@ -435,6 +435,15 @@ class Adapter(abc.ABC):
 
     def warnings(self) -> list[str]:
         """What `connector check` should tell an operator about this target's setup (not fatal)."""
+        return [*self.setting_warnings(), *self.mapping_warnings()]
+
+    def setting_warnings(self) -> list[str]:
+        """Those of its settings: said at start-up, by `check` and when the settings are reloaded."""
+        return []
+
+    def mapping_warnings(self) -> list[str]:
+        """Those of its mapping file: said again after an edit of the mappings, which a missing secret
+        was logged with as "mapping to look at" (an operations review)."""
         return []
 
     def routing_warnings(self, routing: Mapping[str, Any]) -> list[str]:

@@ -37,7 +37,7 @@ class PreviewAdapter(Adapter):
             }
         return rendered
 
-    def warnings(self) -> list[str]:
+    def setting_warnings(self) -> list[str]:
         # README's "add a vendor to CONNECTOR_TARGETS" left `preview,zendesk`: its tickets reach no
         # agent, so they are not counted (`registry.reaches_agents`), and an operator should know.
         if registry.reaches_agents(self.name, self.settings.targets):

@@ -148,16 +148,18 @@ class SalesforceAdapter(Adapter):
 
     # ---- building -----------------------------------------------------------------------------
 
-    def warnings(self) -> list[str]:
+    def setting_warnings(self) -> list[str]:
+        if self.settings.salesforce_webhook_tokens:
+            return []
+        return ["no SALESFORCE_WEBHOOK_TOKENS: /webhooks/salesforce refuses every Outbound Message, so who took a "
+                "handoff's case and its close are never recorded (README: Salesforce's Outbound Message)"]
+
+    def mapping_warnings(self) -> list[str]:
         said = []
         if not self.mapping.get("handoff_id_field"):
             said.append("mappings/salesforce.yaml: no handoff_id_field — after a timeout a case is looked up by its "
                         "subject and the handoff id its description ends with; a vendor_extra that replaces the "
                         "description defeats that, and a retry may then open a second case")
-        if not self.settings.salesforce_webhook_tokens:
-            said.append("no SALESFORCE_WEBHOOK_TOKENS: /webhooks/salesforce refuses every Outbound Message, so who "
-                        "took a handoff's case and its close are never recorded (README: Salesforce's Outbound "
-                        "Message)")
         if self.mapping.get("update_open_ticket"):  # accepted (every mapping may hold it), read by no one here
             said.append("mappings/salesforce.yaml: update_open_ticket is ignored — Salesforce has no lookup of the "
                         "customer's open case; each conversation's first handoff opens a case of its own")

@@ -130,9 +130,11 @@ class SlackAdapter(Adapter):
                 problems.append(err)
         return problems
 
-    def warnings(self) -> list[str]:
-        said = _named_channels((("SLACK_CHANNEL", self.settings.slack_channel),
-                                ("mappings/slack.yaml: channel", self.mapping.get("channel"))))
+    def mapping_warnings(self) -> list[str]:
+        return _named_channels([("mappings/slack.yaml: channel", self.mapping.get("channel"))])
+
+    def setting_warnings(self) -> list[str]:
+        said = _named_channels([("SLACK_CHANNEL", self.settings.slack_channel)])
         if not self.settings.slack_signing_secret:  # as Zendesk's missing webhook secrets are warned about
             said.append("no SLACK_SIGNING_SECRET: alerts are posted without a Claim button (/webhooks/slack could "
                         "not verify its clicks), so who took a handoff is never recorded and quoted waits stay "

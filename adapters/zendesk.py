@@ -136,7 +136,7 @@ class ZendeskAdapter(Adapter):
         self._lock = threading.Lock()
         self._users = EndUsers(self._call)
 
-    def warnings(self) -> list[str]:
+    def setting_warnings(self) -> list[str]:
         said = []
         base = urlsplit(self.settings.zendesk_base_url or "")
         if base.scheme == "http" and base.hostname not in ("localhost", "127.0.0.1", "::1"):

@@ -44,7 +44,7 @@ NOTICE_TRIES, NOTICE_WAIT_MAX_S = 3, 30.0
 def setup_warnings(settings: Settings, adapters: Mapping[str, Adapter], db: Database | None = None) -> list[str]:
     """The settings', the targets' and the database's warnings (`Services.warnings`); without `db`
     for a reload, which cannot change the database."""
-    return [*settings.warnings(), *(w for adapter in adapters.values() for w in adapter.warnings()),
+    return [*settings.warnings(), *(w for adapter in adapters.values() for w in adapter.setting_warnings()),
             *template_warnings(adapters), *(db.warnings() if db is not None else ())]
 
 
@@ -76,7 +76,7 @@ def mapping_warnings(adapters: Mapping[str, Adapter], mappings: Mappings) -> lis
     """What an edit of the mappings is logged with (`check` and the start-up say it too): each
     target's own (a Slack channel named, not its id; a Salesforce key it ignores), routing's, and
     messages.yaml's team names. After an edit only routing's were, and `check` alone said the rest."""
-    return [*(w for adapter in adapters.values() for w in adapter.warnings()),
+    return [*(w for adapter in adapters.values() for w in adapter.mapping_warnings()),
             *routing_warnings(adapters, mappings.routing),
             *customer_message.warnings(mappings.messages, mappings.routing)]
 
@@ -149,8 +149,7 @@ class Services:
         """What is risky or useless in this setup without being wrong: `connector check` lists it,
         the service logs it at start-up."""
         return [*setup_warnings(self.settings, self.adapters, self.db), *absent_warnings(self.mappings, self.adapters),
-                *routing_warnings(self.adapters, self.mappings.routing),
-                *customer_message.warnings(self.mappings.messages, self.mappings.routing)]
+                *mapping_warnings(self.adapters, self.mappings)]
 
     def reserve(self, wanted: int) -> int:
         """Take up to `wanted` of the pool's free threads for a request's fresh deliveries.

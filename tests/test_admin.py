@@ -594,6 +594,10 @@ def test_an_edit_that_names_a_slack_channel_instead_of_its_id_is_logged_as_at_st
     assert any(w.startswith("messages.yaml locales.es.teams names 'technical-support', no team of routing.yaml "
                             "(meant 'technical_support'?)") for w in said), said
     assert any("technical-support" in w for w in services.warnings())  # and `check`, as before the edit
+    # A setting's warning is not a mapping's: the missing signing secret was logged with every edit as
+    # "mapping to look at" (an operations review); the start-up and `check` say it.
+    assert not any("SLACK_SIGNING_SECRET" in w for w in said), said
+    assert any("SLACK_SIGNING_SECRET" in w for w in services.warnings())
 
 
 def test_the_loop_reads_an_edited_mapping_without_waiting_for_a_request(make_app, tmp_path, caplog):
