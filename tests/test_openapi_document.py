@@ -296,3 +296,40 @@ def test_a_plain_http_callback_is_in_the_document_when_the_settings_allow_it(mak
     allowing = make_app(callback_allow_private=True)
     assert _posted(allowing.test_client(), packet).status_code in (201, 202)
     assert document_errors(allowing, packet) is None
+
+
+def test_an_answers_null_object_is_null_alone_not_any_object(client):
+    # A bot developer's review: apispec's `{"type": "object", "nullable": true}` beside a nested
+    # answer field takes any object in 3.0 — a callback's `ticket: {"ticket_id": 5}` passed.
+    from openapi_schema_validator import OAS30Validator
+
+    document = client.get("/openapi.json").get_json()
+    loose = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            if {"type": "object", "nullable": True} in node.get("anyOf", []):  # a branch beside a $ref
+                loose.append(where)
+            for key, value in node.items():
+                walk(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for n, value in enumerate(node):
+                walk(value, f"{where}.{n}")
+
+    walk(document, "")
+    assert loose == []
+
+    def inline(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(document["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]])
+            return {key: inline(value) for key, value in node.items()}
+        return [inline(value) for value in node] if isinstance(node, list) else node
+
+    status = OAS30Validator(inline(document["components"]["schemas"]["HandoffStatus"]))
+    body = {"type": "handoff.status", "handoff_id": "hnd_1", "conversation_id": "c", "state": "assigned",
+            "at": "2026-12-07T12:00:00Z", "ticket": None, "agent": None, "estimated_wait_seconds": None,
+            "message": None, "tickets": []}
+    assert not list(status.iter_errors(body))
+    assert list(status.iter_errors({**body, "ticket": {"ticket_id": 5}}))
+    assert list(status.iter_errors({**body, "agent": {"who": ["x"]}}))
