@@ -70,7 +70,7 @@ def create_handoff() -> Response:
             schema: Packet
       responses:
         200: {description: The same handoff was seen before; its stored answer, content: {application/json: {schema: HandoffResponse}},
-              headers: {Location: {description: "Where to read this answer again", schema: {type: string}}, Retry-After: {description: "While a target is still going: seconds until reading it again may find more finished (the sync budget, at least 1)", schema: {type: integer}}}}
+              headers: {Location: {description: "Where to read this answer again", schema: {type: string}}, Retry-After: {description: "While a target is still going: seconds until reading it again may find more finished (as a 202's: the sync budget, at least 1; longer when every target still going waits longer: paused, backing off)", schema: {type: integer}}}}
         201: {description: "Every target finished: has the handoff, or gave up on it (`status` says which: `failed` when none has it; the customer message is then an apology)", content: {application/json: {schema: HandoffResponse}},
               headers: {Location: {description: "Where to read this answer again", schema: {type: string}}}}
         202: {description: Some targets are still being delivered, content: {application/json: {schema: HandoffResponse}},
@@ -165,7 +165,7 @@ def add_messages(handoff_id: str) -> Response:
             schema: Messages
       responses:
         200: {description: The same messages were seen before; their stored answer, content: {application/json: {schema: MessagesResponse}},
-              headers: {Location: {description: "Where to read this answer again", schema: {type: string}}, Retry-After: {description: "While a target is still going: seconds until reading it again may find more finished (the sync budget, at least 1)", schema: {type: integer}}}}
+              headers: {Location: {description: "Where to read this answer again", schema: {type: string}}, Retry-After: {description: "While a target is still going: seconds until reading it again may find more finished (as a 202's: the sync budget, at least 1; longer when every target still going waits longer: paused, backing off)", schema: {type: integer}}}}
         201: {description: "Every target finished: has them, or gave up (`status` says which)", content: {application/json: {schema: MessagesResponse}},
               headers: {Location: {description: "Where to read this answer again", schema: {type: string}}}}
         202: {description: Some targets are still being given them, content: {application/json: {schema: MessagesResponse}},
