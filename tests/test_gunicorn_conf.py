@@ -521,3 +521,26 @@ def test_the_access_log_leaves_query_strings_out():
         seconds=0, microseconds=1000))
     line = config.access_log_format % atoms
     assert '"GET /v1/handoffs HTTP/1.1" 200' in line and "15551234567" not in line
+
+
+def test_a_reload_enabling_a_target_says_its_mapping_files_warnings_too(tmp_path):
+    """A mends review: once a target's warnings were split, a SIGHUP enabling Salesforce said its
+    missing webhook tokens but no longer the shipped salesforce.yaml's missing handoff_id_field."""
+    from adapters import registry
+    from connector import mappings, settings
+
+    environ = {"CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/c.db", "CONNECTOR_BOT_KEYS": "b:" + "k" * 32,
+               "CONNECTOR_MAPPINGS_DIR": str(Path(CONF).parent / "mappings"), "CONNECTOR_TARGETS": "salesforce",
+               "SALESFORCE_INSTANCE_URL": "https://acme.my.salesforce.com", "SALESFORCE_ACCESS_TOKEN": "t"}
+    with mock.patch.dict("os.environ", environ, clear=True):
+        loaded = settings.Settings.from_env()
+        mappings._INHERITED = mappings.load_mappings(loaded.mappings_dir, str(Path(CONF).parent),
+                                                     list(registry.TARGETS), keys_of=registry.mapping_keys)
+        settings.GUNICORN_STARTED = True
+        conf = runpy.run_path(CONF)
+        server = mock.Mock()
+        conf["on_reload"](server)
+    said = [call.args[0] % call.args[1:] for call in server.log.warning.call_args_list]
+    assert any(line.startswith("reload: setting to look at: no SALESFORCE_WEBHOOK_TOKENS") for line in said), said
+    assert any(line.startswith("reload: mapping to look at: mappings/salesforce.yaml: no handoff_id_field")
+               for line in said), said
