@@ -80,10 +80,15 @@ def _loaded(data: dict[str, Any], services: Services) -> dict[str, Any]:
 
 
 def _sound_parts(data: Mapping[str, Any], errors: Mapping[str, Any]) -> dict[str, Any]:
-    """The parts `_unservable` judges that the schema refused nothing of, as the bot sent them."""
+    """The parts `_unservable` judges that the schema refused nothing of, as the bot sent them;
+    `vendor_extra` not when the targets it is judged against were refused (it was judged against
+    every enabled target then, and refused for one the bot never named: a review)."""
     def sound(key: str) -> bool:
         return key in data and not any(field == key or field.startswith(f"{key}.") for field in errors)
-    return {key: data[key] for key in ("callback", "targets", "vendor_extra") if sound(key)}
+    parts = {key: data[key] for key in ("callback", "targets", "vendor_extra") if sound(key)}
+    if "targets" in data and "targets" not in parts:
+        parts.pop("vendor_extra", None)
+    return parts
 
 
 def _unservable(packet: Mapping[str, Any], services: Services) -> dict[str, tuple[str, str]]:

@@ -13,6 +13,7 @@ import time
 import pytest
 from standardwebhooks import Webhook
 
+from adapters import registry
 from connector.settings import _AT_LEAST, MAX_JSON_DEPTH
 from tests.conftest import ADMIN_TOKEN, auth
 from tests.factories import full_packet, minimal_packet
@@ -415,6 +416,17 @@ def test_what_the_settings_cannot_serve_is_said_beside_the_fields_errors(client,
     errors = problem(client.post(path, data=json.dumps(packet), headers=headers,
                                  content_type="application/json"), 422)["errors"]
     assert set(errors) == {"transcript.0.at", "callback.url", "targets.1"}
+
+
+def test_vendor_extra_is_not_judged_against_targets_the_schema_refused(make_app, monkeypatch):
+    # A mends review: with `targets` refused, vendor_extra was judged against every enabled target,
+    # and refused for Slack, which the bot never named.
+    monkeypatch.setitem(registry.TARGETS, "quick", "tests.support_adapters:QuickAdapter")
+    client = make_app(targets=("quick", "slack"), slack_bot_token="xoxb-test", slack_channel="C0HANDOFF").test_client()
+    packet = minimal_packet(targets=["quick", "quick"], vendor_extra={"slack": {"channel": "#vip"}})
+    assert set(problem(post(client, packet), 422)["errors"]) == {"targets.1"}
+    packet["targets"] = ["quick"]
+    assert post(client, packet).status_code == 201
 
 
 def test_limits_are_reported_with_the_other_field_errors(make_app):
