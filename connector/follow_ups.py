@@ -38,7 +38,7 @@ from . import answers, follow_up_packets, json_codec
 from .db import reason
 from .errors import NotFound, ServiceUnavailable, ValidationFailed
 from .handoff_store import HandoffGone
-from .idempotency import key_for, packet_hash
+from .idempotency import earlier_hash, key_for, packet_hash
 from .intake import (
     Answer,
     deliver_and_answer,
@@ -189,7 +189,8 @@ def _replayed(services: Services, repeat: Handoff, digest: str, key: str, handof
               earlier: list[Handoff], messages: list[dict[str, Any]]) -> Answer:
     """The stored answer to a repeated batch, warning as its first answer did: of what the ticket
     had before it, not of the batch itself or those posted after it."""
-    answer = replay(repeat, digest, key, answers.render_follow_up, services.settings.sync_budget_ms / 1000)
+    answer = replay(repeat, digest, key, answers.render_follow_up, services.settings.sync_budget_ms / 1000,
+                    earlier_hash({"messages": messages}))
     return with_warnings(answer, warnings_for(messages, _held(handoff, earlier, repeat.follow_up_seq))
                          + unserved_warnings(answer.body, services))
 

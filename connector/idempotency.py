@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from .errors import MalformedRequest
@@ -34,7 +35,19 @@ def packet_hash(packet: Mapping[str, Any]) -> str:
     canonical = _dumped(packet)
     if _WHOLE_FLOAT.search(canonical):
         canonical = _dumped(_whole_numbers(packet))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return _sha256(canonical)
+
+
+def earlier_hash(packet: Mapping[str, Any]) -> str | None:
+    """The hash a release before `packet_hash` wrote whole numbers one way gave this packet, when it
+    differs (a whole-valued float in it: `sentiment.score: 0.0`): a retry across the upgrade is the
+    handoff that release stored, not a 409 or a second handoff (a review)."""
+    canonical = _dumped(packet)
+    return _sha256(canonical) if _WHOLE_FLOAT.search(canonical) and packet_hash(packet) != _sha256(canonical) else None
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _dumped(value: Any) -> str:
@@ -42,9 +55,13 @@ def _dumped(value: Any) -> str:
 
 
 def _whole_numbers(value: Any) -> Any:
-    """`value` with each float that is a whole number written as an int (`49.0` → `49`)."""
+    """`value` with each float that is a whole number written as an int (`49.0` → `49`); past 2**53
+    as its shortest digits, as JavaScript writes them (`1.2345678901234567e19` → 12345678901234567000,
+    where `int()` gives the double's exact 12345678901234567168)."""
     if isinstance(value, float):
-        return int(value) if value.is_integer() else value
+        if not value.is_integer():
+            return value
+        return int(value) if abs(value) < 2**53 else int(Decimal(repr(value)))
     if isinstance(value, Mapping):
         return {key: _whole_numbers(item) for key, item in value.items()}
     if isinstance(value, list):

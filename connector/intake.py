@@ -29,7 +29,7 @@ from .db import reason
 from .decision import decide
 from .errors import Conflict, ServiceUnavailable, ValidationFailed
 from .handoff_store import Stored, new_handoff
-from .idempotency import key_for, packet_hash
+from .idempotency import earlier_hash, key_for, packet_hash
 from .json_body import parse_json
 from .jsonlog import log_context
 from .loop_failures import unreachable
@@ -161,6 +161,12 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
     check_bot(caller, bot_id)
     digest = packet_hash(packet)
     key = key_for(idempotency_header, digest)
+    if idempotency_header is None and (earlier := earlier_hash(packet)) is not None:
+        # Stored by a release that hashed `0.0` as written, its retry is that handoff still (a review).
+        with _database_away("read its handoffs"):
+            existing = find_repeat(services, bot_id, key_for(None, earlier), None)
+        if existing is not None:
+            return _replayed(services, existing, digest, key, packet)
     unservable = _unservable(packet, services)
     if unservable:
         # A retry of a handoff stored before a setting changed (its target disabled since, private
@@ -211,7 +217,8 @@ def _replayed(services: Services, existing: Handoff, digest: str, key: str, pack
         # …and an agent may have taken it: no wait then, as a read of it says.
         holder = assignments.assignment_of(session, existing.id)
     shown = partial(answers.render, reached_later=later, holder=answers.holding(holder))
-    return _warned(replay(existing, digest, key, shown, services.settings.sync_budget_ms / 1000), packet, services)
+    answer = replay(existing, digest, key, shown, services.settings.sync_budget_ms / 1000, earlier_hash(packet))
+    return _warned(answer, packet, services)
 
 
 def _warned(answer: Answer, packet: dict[str, Any], services: Services) -> Answer:
@@ -398,14 +405,16 @@ def find_repeat(services: Services, bot_id: str, key: str, message_id: str | Non
         return session.scalars(select(Handoff).where(Handoff.bot_id == bot_id, same)).first()
 
 
-def replay(existing: Handoff, digest: str, key: str, render: Render, budget_s: float | None = None) -> Answer:
+def replay(existing: Handoff, digest: str, key: str, render: Render, budget_s: float | None = None,
+           earlier: str | None = None) -> Answer:
     """The stored answer to a repeated request (200), or 409 when the key came with another body;
     with `budget_s` (the sync budget), the polling hint of a target paused past it (`_poll_after`):
     a retry during a 120 s pause was told to poll every 5 s (a review).
     A key names one request of one kind: a handoff's key reused for messages is another body.
     `key` is this request's; when the stored one differs, the signed message id matched, and the
-    409 names webhook-id — not an Idempotency-Key the bot may never have sent."""
-    if existing.request_hash != digest:
+    409 names webhook-id — not an Idempotency-Key the bot may never have sent. `earlier`: the
+    hash an earlier release gave the same body (`idempotency.earlier_hash`)."""
+    if existing.request_hash not in (digest, earlier):
         header = "Idempotency-Key" if existing.idempotency_key == key else "webhook-id"
         raise Conflict(f"This {header} was already used with a different body.",
                        errors={header: ["reused with another body"]})

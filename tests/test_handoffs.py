@@ -144,6 +144,30 @@ def test_a_retry_writing_a_whole_number_another_way_is_the_same_handoff(client, 
     assert other.status_code == (201 if key is None else 409)
 
 
+@pytest.mark.parametrize("key", [None, "k-up"])
+def test_a_retry_across_the_upgrade_that_wrote_whole_numbers_one_way_is_the_stored_handoff(client, key):
+    # A mends review: a release before hashed `0.0` as written; the same bytes retried after the
+    # upgrade were a 409 with a key and a second handoff without one.
+    import hashlib
+
+    from sqlalchemy import update
+
+    from connector.models import Handoff
+
+    body = json.dumps(minimal_packet(sentiment={"label": "neutral", "score": 0.0}))
+    headers = {**auth(), **({"Idempotency-Key": key} if key else {})}
+    first = client.post("/v1/handoffs", data=body, headers=headers, content_type="application/json")
+    assert first.status_code == 201
+    with client.application.extensions["connector"].db.session() as session:
+        row = session.get(Handoff, first.get_json()["id"])
+        then = hashlib.sha256(json.dumps(row.packet, sort_keys=True, separators=(",", ":"),
+                                         ensure_ascii=False).encode()).hexdigest()  # the release before's
+        session.execute(update(Handoff).where(Handoff.id == row.id).values(
+            request_hash=then, idempotency_key=key or f"sha256:{then}"))
+    again = client.post("/v1/handoffs", data=body, headers=headers, content_type="application/json")
+    assert again.status_code == 200 and again.get_json()["id"] == first.get_json()["id"]
+
+
 def test_same_key_other_body_is_409(client):
     assert post(client, minimal_packet(), key="k-3").status_code == 201
     changed = minimal_packet()
@@ -1357,3 +1381,16 @@ def test_a_target_taken_out_of_the_settings_is_said_where_its_ticket_waits(make_
     assert again.status_code == 200 and again.get_json()["warnings"] == [said]
     # Where it is served, nothing is said.
     assert "warnings" not in before.get(f"/v1/handoffs/{handoff['id']}", headers=auth()).get_json()
+
+
+def test_a_whole_number_past_two_to_the_53_is_hashed_as_javascript_writes_it():
+    # A mends review: int() gave the double's exact digits (…567168) where a JavaScript relay writes
+    # the shortest ones (…567000): one JSON value, two hashes.
+    from connector.idempotency import packet_hash
+    from connector.json_body import parse_json
+
+    def hashed(text):
+        return packet_hash(parse_json(text.encode(), "application/json", 100))
+
+    assert hashed('{"a": 1.2345678901234567e19}') == hashed('{"a": 12345678901234567000}')
+    assert hashed('{"a": [1e16, -0.0, 2.5]}') == hashed('{"a": [10000000000000000, 0, 2.5]}')
