@@ -73,22 +73,26 @@ def _loaded(data: dict[str, Any], services: Services) -> dict[str, Any]:
         errors = flatten_errors(err.messages, schema=schema)
         # What the settings cannot serve is said beside what the schema refused, from the parts it
         # took: a bot fixed `transcript.0.at`, then met `callback.url` and `targets.0` (a review).
-        for field, (_, said) in _unservable(_sound_parts(data, errors), services).items():
+        for field, (_, said) in _unservable_beside(data, errors, services).items():
             errors.setdefault(field, [said])
         detail = f"The packet is not valid: {len(errors)} field(s) need attention."
         raise ValidationFailed(detail, errors=errors) from None
 
 
-def _sound_parts(data: Mapping[str, Any], errors: Mapping[str, Any]) -> dict[str, Any]:
-    """The parts `_unservable` judges that the schema refused nothing of, as the bot sent them;
-    `vendor_extra` not when the targets it is judged against were refused (it was judged against
-    every enabled target then, and refused for one the bot never named: a review)."""
+def _unservable_beside(data: Mapping[str, Any], errors: Mapping[str, Any],
+                       services: Services) -> dict[str, tuple[str, str]]:
+    """`_unservable` of the parts the schema refused nothing of, as the bot sent them. With `targets`
+    refused (a name twice, say), `vendor_extra` is judged against the enabled names it lists: against
+    every enabled target it was refused for one the bot never named (a review)."""
     def sound(key: str) -> bool:
         return key in data and not any(field == key or field.startswith(f"{key}.") for field in errors)
     parts = {key: data[key] for key in ("callback", "targets", "vendor_extra") if sound(key)}
-    if "targets" in data and "targets" not in parts:
-        parts.pop("vendor_extra", None)
-    return parts
+    if "targets" not in data or "targets" in parts:
+        return _unservable(parts, services)
+    extra = parts.pop("vendor_extra", None)
+    named = data["targets"] if isinstance(data["targets"], list) else []
+    going = [name for name in dict.fromkeys(n for n in named if isinstance(n, str)) if name in services.adapters]
+    return _unservable(parts, services) | _vendor_extra_problems({"vendor_extra": extra}, going)
 
 
 def _unservable(packet: Mapping[str, Any], services: Services) -> dict[str, tuple[str, str]]:
@@ -161,12 +165,6 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
     check_bot(caller, bot_id)
     digest = packet_hash(packet)
     key = key_for(idempotency_header, digest)
-    if idempotency_header is None and (earlier := earlier_hash(packet)) is not None:
-        # Stored by a release that hashed `0.0` as written, its retry is that handoff still (a review).
-        with _database_away("read its handoffs"):
-            existing = find_repeat(services, bot_id, key_for(None, earlier), None)
-        if existing is not None:
-            return _replayed(services, existing, digest, key, packet)
     unservable = _unservable(packet, services)
     if unservable:
         # A retry of a handoff stored before a setting changed (its target disabled since, private
