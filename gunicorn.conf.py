@@ -242,7 +242,7 @@ def on_reload(server):
     server.log.info("reload: settings read again from %s", os.environ.get(ENV_FILE) or "the environment")
     from adapters.registry import build_adapters
     from connector.mappings import inherited
-    from connector.services import mapping_warnings, setup_warnings
+    from connector.services import absent_warnings, mapping_warnings, setup_warnings
 
     settings = _settings.Settings.from_env()
     held = inherited()  # the mapping set the new workers inherit; None only outside a started master
@@ -253,7 +253,7 @@ def on_reload(server):
         server.log.warning("reload: setting to look at: %s", warning)
     # …and of its mapping file (Salesforce's missing handoff_id_field, a Slack channel by name): the
     # workers inherit the master's word that all was said, and an edit of the mappings says them.
-    for warning in mapping_warnings(adapters, held) if held is not None else ():
+    for warning in [*absent_warnings(held, adapters), *mapping_warnings(adapters, held)] if held is not None else ():
         server.log.warning("reload: mapping to look at: %s", warning)
 
 

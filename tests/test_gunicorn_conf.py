@@ -544,3 +544,28 @@ def test_a_reload_enabling_a_target_says_its_mapping_files_warnings_too(tmp_path
     assert any(line.startswith("reload: setting to look at: no SALESFORCE_WEBHOOK_TOKENS") for line in said), said
     assert any(line.startswith("reload: mapping to look at: mappings/salesforce.yaml: no handoff_id_field")
                for line in said), said
+
+
+def test_a_reload_enabling_a_target_whose_mapping_file_is_absent_says_so_as_a_start_does(tmp_path):
+    """A second mends review: a start says slack.yaml is not there (the built-in defaults serve); a
+    reload enabling Slack did not."""
+    import shutil
+
+    from adapters import registry
+    from connector import mappings, settings
+
+    mine = tmp_path / "mappings"
+    shutil.copytree(Path(CONF).parent / "mappings", mine)
+    (mine / "slack.yaml").unlink()
+    environ = {"CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/c.db", "CONNECTOR_BOT_KEYS": "b:" + "k" * 32,
+               "CONNECTOR_MAPPINGS_DIR": str(mine), "CONNECTOR_TARGETS": "slack", "SLACK_BOT_TOKEN": "xoxb-t",
+               "SLACK_CHANNEL": "C0HANDOFF", "SLACK_SIGNING_SECRET": "s" * 32}
+    with mock.patch.dict("os.environ", environ, clear=True):
+        loaded = settings.Settings.from_env()
+        mappings._INHERITED = mappings.load_mappings(loaded.mappings_dir, str(Path(CONF).parent),
+                                                     list(registry.TARGETS), keys_of=registry.mapping_keys)
+        settings.GUNICORN_STARTED = True
+        server = mock.Mock()
+        runpy.run_path(CONF)["on_reload"](server)
+    said = [call.args[0] % call.args[1:] for call in server.log.warning.call_args_list]
+    assert any(line.startswith(f"reload: mapping to look at: slack.yaml is not in {mine}") for line in said), said

@@ -427,6 +427,11 @@ def test_vendor_extra_is_not_judged_against_targets_the_schema_refused(make_app,
     assert set(problem(post(client, packet), 422)["errors"]) == {"targets.1"}
     packet["targets"] = ["quick"]
     assert post(client, packet).status_code == 201
+    # …and against the ones it names: said at once, not after the bot fixed `targets` (a second mends review).
+    for targets, refused in ((["slack", "slack"], "targets.1"), (["slack", 7], "targets.1")):
+        packet["targets"] = targets
+        errors = problem(post(client, packet), 422)["errors"]
+        assert set(errors) == {refused, "vendor_extra.slack.channel"}, errors
 
 
 def test_limits_are_reported_with_the_other_field_errors(make_app):
