@@ -613,25 +613,28 @@ class ZendeskAdapter(Adapter):
         ticket holding the last messages only (a black-hole review). An unknown outcome raised after
         the refusal carries it already (`_carried`). Its first comment is read (one call, only when a
         file was planned)."""
-        planned = self._comment(ctx)
-        if planned.attachment is None or self._refusal_carried(ctx, planned):
+        planned = self._file_to_check(ctx)
+        if planned is None:
             return found
         reply, _ = self._call("GET", f"/api/v2/tickets/{quote(found.vendor_id)}/comments.json", write=False,
                               params={"sort_order": "asc", "per_page": 1}, expect="comments")
-        return replace(found, dropped=self._file_missing(ctx, next(iter(reply.get("comments") or ()), {})))
+        return replace(found, dropped=self._file_missing(ctx, planned, next(iter(reply.get("comments") or ()), {})))
 
-    @staticmethod
-    def _refusal_carried(ctx: HandoffContext, planned: _Comment) -> bool:
-        """Whether the unknown outcome raised after the upload was refused carries that (`carrying`)."""
-        assert planned.attachment is not None
-        return any(entry.get("file") == planned.attachment[0]
-                   for entry in ctx.sent_to.get("left_out") or () if isinstance(entry, Mapping))
-
-    def _file_missing(self, ctx: HandoffContext, comment: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
-        """The receipt's entries for the file `ctx`'s comment was to carry, when `comment` — the one found
-        after an unknown outcome, the ticket's first or the note — does not have it (`_with_its_file`)."""
+    def _file_to_check(self, ctx: HandoffContext) -> _Comment | None:
+        """`ctx`'s comment as planned, when it was to carry a file whose refusal the unknown outcome
+        raised after it does not carry already (`carrying`): the file to look for on what was found."""
         planned = self._comment(ctx)
-        if planned.attachment is None or self._refusal_carried(ctx, planned):
+        if planned.attachment is None or any(entry.get("file") == planned.attachment[0]
+                                             for entry in ctx.sent_to.get("left_out") or ()
+                                             if isinstance(entry, Mapping)):
+            return None
+        return planned
+
+    def _file_missing(self, ctx: HandoffContext, planned: _Comment | None,
+                      comment: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
+        """The receipt's entries for the file `planned` (`_file_to_check`) was to carry, when `comment` —
+        the one found after an unknown outcome, the ticket's first or the note — does not have it."""
+        if planned is None or planned.attachment is None:
             return ()
         name = planned.attachment[0]
         if any(isinstance(a, Mapping) and a.get("file_name") == name for a in comment.get("attachments") or ()):
@@ -665,8 +668,9 @@ class ZendeskAdapter(Adapter):
                 # On the merge target it went with the whole brief: the receipt says that (it said a
                 # batch's messages alone and no file; a review).
                 sent_as = (None, merge_target_context(ctx), ()) if merged else None
+                as_sent = sent_as[1] if sent_as else ctx
                 return Sent(vendor_id=ticket_id, url=self.ticket_url(ticket_id),
-                            dropped=self._file_missing(sent_as[1] if sent_as else ctx, comment),
+                            dropped=self._file_missing(as_sent, self._file_to_check(as_sent), comment),
                             reply={"found_by": "comment", **({"reopened": True} if reopened else {}),
                                    **({"raised_priority": raised} if raised else {})}, holder=holder,
                             moved_from=moved_from if moved_from != ticket_id else None, sent_as=sent_as)
