@@ -24,6 +24,11 @@ from .text_rules import is_blank
 __all__ = ["PRIORITIES", "Facts", "assign", "compile_routing", "expected_wait", "first_match", "keep_with",
            "kept_view", "wait_estimate", "wait_quote", "wants_previous_agent"]
 
+def _word(value: Any) -> str:
+    """A packet value as rules compare it: trimmed, lowercase ("" when absent)."""
+    return str(value or "").strip().lower()
+
+
 class Facts:
     """The packet fields rules look at, normalized once (lowercase, trimmed, defaults): a CRM's
     `segment: "VIP "` skipped the vip rule while a department with spaces was tolerated (a review)."""
@@ -31,18 +36,18 @@ class Facts:
     def __init__(self, packet: Mapping[str, Any]):
         self.packet = packet
         get = lambda key: packet.get(key) or {}  # noqa: E731
-        self.intent = str(get("intent").get("name") or "").strip().lower()
-        self.department = str(get("routing").get("department") or "").strip().lower()
-        self.skills = {str(s).strip().lower() for s in get("routing").get("skills") or ()}
-        self.segment = str(get("customer").get("segment") or "").strip().lower()
-        self.sentiment = str(get("sentiment").get("label") or "").strip().lower()
-        self.trend = str(get("sentiment").get("trend") or "").strip().lower()
+        self.intent = _word(get("intent").get("name"))
+        self.department = _word(get("routing").get("department"))
+        self.skills = {_word(s) for s in get("routing").get("skills") or ()}
+        self.segment = _word(get("customer").get("segment"))
+        self.sentiment = _word(get("sentiment").get("label"))
+        self.trend = _word(get("sentiment").get("trend"))
         self.score = get("sentiment").get("score")
-        self.urgency = str(get("escalation").get("urgency") or "").strip().lower()
-        self.reason = str(get("escalation").get("reason") or "").strip().lower()
-        self.keywords = {str(k).strip().lower() for k in get("escalation").get("keywords") or ()}
+        self.urgency = _word(get("escalation").get("urgency"))
+        self.reason = _word(get("escalation").get("reason"))
+        self.keywords = {_word(k) for k in get("escalation").get("keywords") or ()}
         self.language = language_tag(str(get("conversation").get("language") or ""))
-        self.channel = str(get("conversation").get("channel") or "").strip().lower()
+        self.channel = _word(get("conversation").get("channel"))
         self._checked: dict[tuple[int, dt.datetime], tuple[Mapping[str, Any], bool, list[str]]] = {}
 
     def matches(self, rule: Mapping[str, Any], config: RoutingConfig, now: dt.datetime) -> tuple[bool, list[str]]:
