@@ -499,6 +499,13 @@ class Adapter(abc.ABC):
         Read again once the conversation is linked to it: its solve may have come in between."""
         return None
 
+    def merged_away_into(self, ticket_ids: Collection[str], deadline: float | None = None) -> dict[str, str]:
+        """The tickets an agent's merge removed into one of `ticket_ids` (tickets the vendor's events
+        name), each with the one of them it went into, as named there — for a vendor that sends
+        nothing of a merge (`connector.merges.follow_merged_away`). A failure that may pass is
+        raised, as is `deadline` passing. The default: none (Zendesk sends an event of its merges)."""
+        return {}
+
     def update_merged(self, ctx: HandoffContext, gone: TicketGone,
                       update: Callable[[dict[str, Any], HandoffContext, str], Sent]) -> Sent:
         """`update` (payload, context, ticket id: the conversation's update sent there) on the ticket an

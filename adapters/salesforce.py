@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -461,6 +461,29 @@ class SalesforceAdapter(Adapter):
             return None
         master = records[0].get("MasterRecordId") if records else None
         return master if isinstance(master, str) and master and master != gone.ticket_id else None
+
+    def merged_away_into(self, ticket_ids: Collection[str], deadline: float | None = None) -> dict[str, str]:
+        """`Adapter.merged_away_into`: the deleted cases whose `MasterRecordId` is one of `ticket_ids`
+        (queryAll: the recycle bin keeps them 15 days). Case Merge sends no Outbound Message for the
+        case it deletes, and the master's name no case a handoff went to. The master is answered as
+        it was asked: an Outbound Message may name a case by its 15 characters, the API by its 18."""
+        asked = {each[:15]: each for each in ticket_ids}
+        if not asked:
+            return {}
+        soql = format_soql("SELECT Id, MasterRecordId FROM Case WHERE IsDeleted = true AND MasterRecordId IN {}",
+                           sorted(asked.values()))
+        left = (deadline - time.monotonic()) if deadline is not None else self.settings.vendor_timeout_s
+        if left <= 0:
+            raise TransientError("the reads used up the time the event may take")
+        timeout = min(self.settings.vendor_timeout_s, left)
+        records = self._call(lambda sf: sf.query(soql, include_deleted=True, timeout=timeout),
+                             write=False).get("records") or []
+        found = {}
+        for record in records:
+            gone, master = record.get("Id"), str(record.get("MasterRecordId") or "")
+            if isinstance(gone, str) and gone and master[:15] in asked and gone[:15] != master[:15]:
+                found[gone] = asked[master[:15]]
+        return found
 
     def _update(self, payload: dict[str, Any], ctx: HandoffContext, case_id: str) -> Sent:
         """`payload` on case `case_id` (the link's, or the one it was merged into): its fields, then

@@ -18,20 +18,23 @@ need an OAuth token's global `read` scope), the target no longer enabled — the
 completion, as any other close. A failure that may pass is a 503, which Zendesk retries. A copy of
 the event finds nothing linked to the merged ticket any more: it reads only the ticket its handoff
 is still waiting on, in case that was solved in between (a resend after a failure).
+
+Salesforce's Case Merge sends nothing: the cases merged into those its Outbound Messages name are
+read before the messages are recorded, and the links moved the same way (`follow_merged_away`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from adapters.base import MADE_FOR, Adapter, MergeEnd
+from adapters.base import MADE_FOR, MAX_MERGES, Adapter, MergeEnd, merge_not_followed
 from adapters.errors import DeliveryError, TicketGone
 from adapters.events import CompletionEvent, MergeEvent
 
@@ -89,6 +92,71 @@ def merged(services: Services, event: MergeEvent) -> Received:
                  extra={"target": event.target, "vendor_id": event.ticket_id})
         return complete(services, CompletionEvent(**asdict(event)))
     return _go_on(services, adapter, event, event.ticket_id, end, handoff, ends)
+
+
+def follow_merged_away(services: Services, target: str, ticket_ids: Collection[str]) -> int:
+    """The conversations linked to a ticket an agent merged into one of `ticket_ids` — tickets the
+    vendor's events are about, read before they are recorded — linked to that one, when the vendor
+    sends nothing of the merge itself (`Adapter.merged_away_into`): Salesforce's Case Merge deletes
+    the merged case in silence, and the master case's Outbound Messages named a case no handoff went
+    to: an agent taking and closing it neither took nor completed the handoff, which read "waiting"
+    until the customer came back. Then as a Zendesk merge: an agent taking the ticket takes their
+    newest handoff, where no handoff of its own is on it; its close completes them (`delivered_to`,
+    `complete`). Merges one after another are followed back (`MAX_MERGES` reads), through tickets no
+    conversation is linked to. Asked only while a conversation linked elsewhere still waits — one
+    read per vendor message then. A failure that may pass is a 503 (nothing recorded: the vendor
+    sends the message again); a refusal (the API user may not read deleted cases) leaves the merge
+    unfollowed, as before, the events recorded. How many links moved."""
+    adapter = services.adapters.get(target)
+    asked = set(ticket_ids)
+    if adapter is None or not asked or not _waiting_elsewhere(services, target, asked):
+        return 0
+    ends, into, ask = time.monotonic() + EVENT_READS_S, {}, asked  # into: a removed ticket → the asked one
+    for _ in range(MAX_MERGES):
+        try:
+            found = adapter.merged_away_into(ask, deadline=ends)
+        except DeliveryError as err:
+            if not merge_not_followed(err):
+                log.warning("the merges into the event's tickets could not be read now; the message is refused, "
+                            "for the vendor to send again", extra={"target": target, "error_type": type(err).__name__,
+                                                                   "vendor_status": err.status})
+                raise ServiceUnavailable(f"The merges into the tickets of this message could not be read from "
+                                         f"{target} now; nothing was recorded. Send it again shortly.",
+                                         headers={"Retry-After": "30"}) from None
+            log.warning("the merges into the event's tickets cannot be read; recorded without following them",
+                        extra={"target": target, "error_type": type(err).__name__, "vendor_status": err.status})
+            break
+        found = {gone: master for gone, master in found.items() if gone not in into and gone not in asked}
+        for gone, master in found.items():
+            into[gone] = into.get(master, master)  # a merge before a merge: to the ticket the event names
+        with services.db.reading() as session:
+            linked = set(session.scalars(select(ConversationLink.vendor_id).where(
+                ConversationLink.target == target, ConversationLink.vendor_id.in_(found))))
+        ask = set(found) - linked
+        if not ask:
+            break
+    moved = 0
+    for gone, master in into.items():
+        count = _move_links(services, target, gone, MergeEnd(master, adapter.ticket_url(master), finished=False,
+                                                              holder=None))
+        if count:
+            log.info("merge followed", extra={"target": target, "vendor_id": gone, "merged_into": master,
+                                              "finished": False, "links_moved": count})
+        moved += count
+    return moved
+
+
+def _waiting_elsewhere(services: Services, target: str, ticket_ids: Collection[str]) -> bool:
+    """Whether a conversation linked to a ticket at `target` other than `ticket_ids` has a handoff
+    not completed: only such a one may be linked to a ticket merged away."""
+    waiting = (select(ConversationLink.id)
+               .join(Handoff, and_(Handoff.bot_id == ConversationLink.bot_id,
+                                   Handoff.conversation_id == ConversationLink.conversation_id))
+               .where(ConversationLink.target == target, ConversationLink.vendor_id.is_not(None),
+                      ConversationLink.vendor_id.not_in(ticket_ids), Handoff.follows_id.is_(None),
+                      Handoff.completed_at.is_(None)).limit(1))
+    with services.db.reading() as session:
+        return session.scalars(waiting).first() is not None
 
 
 def _go_on(services: Services, adapter: Adapter, event: MergeEvent, on: str, end: MergeEnd,

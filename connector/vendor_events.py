@@ -18,7 +18,7 @@ from adapters.events import AssignmentEvent, CompletionEvent, Ignored, MergeEven
 from .assignments import ROUTED, Received, complete, record
 from .errors import ValidationFailed
 from .jsonlog import log_context
-from .merges import merged
+from .merges import follow_merged_away, merged
 from .schemas import flatten_errors
 
 if TYPE_CHECKING:
@@ -42,7 +42,13 @@ def receive_each(services: Services, events: Iterable[AssignmentEvent | Completi
                  now: dt.datetime) -> list[Received]:
     """Several events of one vendor message (a Salesforce Outbound Message holds up to 100), parsed
     whole before any is recorded, recorded in their order: a failure (the database away) leaves the
-    rest unrecorded, and the vendor's resend of the whole message finds the first ones duplicates."""
+    rest unrecorded, and the vendor's resend of the whole message finds the first ones duplicates.
+    First, conversations linked to a ticket merged into one the events name in silence are linked
+    to that one (`merges.follow_merged_away`)."""
+    events = list(events)
+    named = {(event.target, event.ticket_id) for event in events if not isinstance(event, Ignored)}
+    for target in sorted({target for target, _ in named}):
+        follow_merged_away(services, target, {ticket for at, ticket in named if at == target})
     return [record_event(services, event, now) for event in events]
 
 

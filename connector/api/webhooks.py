@@ -141,9 +141,12 @@ def salesforce() -> Response:
         owned by a user other than the one who made it (the connector's API user) is that agent
         taking the handoff, as a Zendesk assignment is; a closed case completes it (GET shows
         completed_at; the bot's `completed` callback is owed once). A case owned by a queue is
-        ignored. The answer is Salesforce's `notificationsResponse` with Ack true once every
+        ignored. A conversation whose case an agent merged into one the message names (Case Merge
+        deletes it in silence) is linked to that one first, as its deleted case's MasterRecordId
+        says. The answer is Salesforce's `notificationsResponse` with Ack true once every
         notification is recorded, a duplicate or ignored; anything else, and a 503 when the
-        database is away, makes Salesforce send the whole message again (for up to 24 hours). A
+        database is away or those merges could not be read now, makes Salesforce send the whole
+        message again (for up to 24 hours). A
         body that is not an Outbound Message of 1 to 100 Cases, or declares a DTD, is refused.
       security: [{salesforceToken: []}]
       requestBody:

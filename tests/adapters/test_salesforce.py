@@ -368,6 +368,22 @@ def test_a_case_merged_into_another_is_updated_there_and_the_link_moves(org: Sal
     assert not org.sent("Case")
 
 
+def test_the_cases_merged_away_into_those_a_message_names_are_answered_by_the_names_asked(org) -> None:
+    """Case Merge sends nothing of the case it deletes: the deleted cases whose MasterRecordId is a
+    case an Outbound Message names, through queryAll. The message may name a case by its 15
+    characters, the API answers with 18: each is answered with the master as it was asked."""
+    short = MASTER[:15]
+    org.merged_away([short, "5005g00000OtherCAA"], {OLD_CASE: MASTER, "5005g00000OtherCAA": "5005g00000OtherCAA"})
+    found = adapter().merged_away_into({short, "5005g00000OtherCAA"})
+    assert found == {OLD_CASE: short}  # a row naming itself is no merge
+
+
+def test_reading_the_merges_away_with_no_time_left_reads_nothing(org) -> None:
+    with pytest.raises(TransientError):
+        adapter().merged_away_into({MASTER}, deadline=time.monotonic() - 1)
+    assert org.calls() == []
+
+
 @pytest.mark.parametrize("then", ["open", "back", "too_many"])
 def test_merges_made_in_steps_are_followed_a_few_never_back_to_a_case_seen(org: SalesforceFake, then) -> None:
     """The master merged on in turn (duplicates consolidated in steps, three at most each): followed

@@ -116,6 +116,23 @@ class SalesforceFake:
                       match=[matchers.query_param_matcher({"q": f"SELECT MasterRecordId FROM Case WHERE Id = "
                                                                 f"'{case_id}'"})])
 
+    def merged_away(self, masters: list[str], found: dict[str, str] | None = None, *, status: int = 200) -> None:
+        """The look, through queryAll, for the cases Case Merge deleted into one of `masters` (the
+        cases an Outbound Message names): `found` maps each deleted case to its MasterRecordId. With
+        `status` other than 200, Salesforce's error for it instead."""
+        soql = ("SELECT Id, MasterRecordId FROM Case WHERE IsDeleted = true AND MasterRecordId IN "
+                f"({','.join(repr(each) for each in sorted(masters))})")
+        match = [matchers.query_param_matcher({"q": soql})]
+        if status != 200:
+            self.rsps.get(f"{self.api}/queryAll/", status=status, match=match,
+                          json=[{"errorCode": "INSUFFICIENT_ACCESS" if status == 403 else "SERVER_UNAVAILABLE",
+                                 "message": "refused" if status == 403 else "try again"}])
+            return
+        records = [{"attributes": {"type": "Case", "url": f"/services/data/v{API_VERSION}/sobjects/Case/{gone}"},
+                    "Id": gone, "MasterRecordId": master} for gone, master in (found or {}).items()]
+        self.rsps.get(f"{self.api}/queryAll/", json={"totalSize": len(records), "done": True, "records": records},
+                      match=match)
+
     def comments(self, count: int, sobject: str = "CaseComment") -> list[str]:
         return [self.create(sobject, IDS[sobject] % n) for n in range(1, count + 1)]
 

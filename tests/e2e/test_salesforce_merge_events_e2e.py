@@ -1,0 +1,149 @@
+"""Salesforce's Case Merge, end to end: it deletes the merged case and sends nothing of it, and the
+master case's Outbound Messages name a case no handoff went to. The connector looks for the cases
+merged into the ones a message names (queryAll: `MasterRecordId`), links their conversations to
+the master, and then records the message: an agent taking the master takes the handoff, its close
+completes it. A review found the handoff read "waiting" until the customer came back."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+import pytest
+import responses
+from sqlalchemy import select
+
+from connector.models import ConversationLink
+from tests.conftest import auth
+from tests.factories import full_packet
+from tests.fakes.salesforce import IDS, INSTANCE, TOKEN, SalesforceFake
+from tests.test_webhooks_salesforce import TOKEN as HOOK_TOKEN
+from tests.test_webhooks_salesforce import acked, message
+
+SALESFORCE = {"targets": ("salesforce",), "salesforce_instance_url": INSTANCE, "salesforce_access_token": TOKEN,
+              "salesforce_webhook_tokens": (HOOK_TOKEN,)}
+MERGED = IDS["Case"]  # the conversation's own case, which an agent merged away
+MASTER = "5005g00000MastrCAA"  # the customer's other case, made by hand
+BETWEEN = "5005g00000BtwenCAA"  # merged into MASTER after MERGED was merged into it
+AGENT = "0055g00000Agnt1AAB"
+
+
+def handed_off(client, org: SalesforceFake, conversation: str = "conv-merged", case: str = MERGED) -> str:
+    """A handoff of `conversation` delivered to a new case `case`: its id."""
+    org.query([])
+    org.create("Contact")
+    org.create("Case", case, headers={"Sforce-Auto-Assign": "TRUE"})
+    org.comments(1)
+    packet = full_packet()
+    packet["conversation"]["id"] = conversation
+    response = client.post("/v1/handoffs", data=json.dumps(packet), headers=auth(), content_type="application/json")
+    assert response.status_code == 201 and response.get_json()["tickets"][0]["id"] == case, response.get_json()
+    return response.get_json()["id"]
+
+
+def sent(client, notification_id: str, *, case: str = MASTER, owner: str = AGENT, closed: str = "false"):
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    body = message(notification_id, owner=owner, closed=closed, modified=now, handoff_id="", case_id=case)
+    return client.post(f"/webhooks/salesforce?token={HOOK_TOKEN}", data=body, content_type="text/xml")
+
+
+def read(client, handoff_id: str) -> dict:
+    return client.get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()
+
+
+def linked_to(app) -> list[str]:
+    with app.extensions["connector"].db.reading() as session:
+        return list(session.scalars(select(ConversationLink.vendor_id).order_by(ConversationLink.id)))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request) -> dict:
+    return {"database_url": request.getfixturevalue("postgres_url")} if request.param == "postgres" else {}
+
+
+def test_an_agent_taking_and_closing_the_master_case_takes_and_completes_the_merged_handoff(make_app, database):
+    app = make_app(**SALESFORCE, **database)
+    client = app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        org = SalesforceFake(rsps)
+        handoff_id = handed_off(client, org)
+        org.merged_away([MASTER], {MERGED: MASTER})
+        assert acked(sent(client, "04l5g000000Ass1AAK"))
+        assert org.queries("queryAll/") == [
+            f"SELECT Id, MasterRecordId FROM Case WHERE IsDeleted = true AND MasterRecordId IN ('{MASTER}')"]
+        taken = read(client, handoff_id)
+        assert taken["assigned"]["agent_id"] == AGENT and taken["completed_at"] is None
+        assert linked_to(app) == [MASTER]
+        # Its close: the conversation is linked to the master now, nothing waits elsewhere — no read.
+        assert acked(sent(client, "04l5g000000Cls1AAK", closed="true"))
+        assert len(org.queries("queryAll/")) == 1
+    done = read(client, handoff_id)
+    assert done["completed_at"] is not None and done["assigned"]["agent_id"] == AGENT
+
+
+def test_the_close_of_a_master_case_of_ours_completes_both_conversations(make_app, database):
+    app = make_app(**SALESFORCE, **database)
+    client = app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        org = SalesforceFake(rsps)
+        merged = handed_off(client, org)
+        master = handed_off(client, org, conversation="conv-master", case=MASTER)
+        org.merged_away([MASTER], {MERGED: MASTER})
+        assert acked(sent(client, "04l5g000000Cls1AAK", closed="true"))
+    assert read(client, master)["completed_at"] is not None
+    assert read(client, merged)["completed_at"] is not None
+    assert linked_to(app) == [MASTER, MASTER]
+
+
+def test_merges_one_after_another_are_followed_back_to_the_case_the_message_names(make_app):
+    app = make_app(**SALESFORCE)
+    client = app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        org = SalesforceFake(rsps)
+        handoff_id = handed_off(client, org)
+        org.merged_away([MASTER], {BETWEEN: MASTER})  # a case made by hand, no conversation's
+        org.merged_away([BETWEEN], {MERGED: BETWEEN})
+        assert acked(sent(client, "04l5g000000Ass1AAK"))
+    assert read(client, handoff_id)["assigned"]["agent_id"] == AGENT
+    assert linked_to(app) == [MASTER]
+
+
+def test_a_read_that_may_pass_failing_refuses_the_message_unrecorded_and_its_resend_is_taken(make_app):
+    # Salesforce sends the whole message again until it reads Ack true: nothing is lost by waiting.
+    app = make_app(**SALESFORCE)
+    client = app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        org = SalesforceFake(rsps)
+        handoff_id = handed_off(client, org)
+        org.merged_away([MASTER], status=503)
+        refused = sent(client, "04l5g000000Ass1AAK")
+        assert refused.status_code == 503 and "nothing was recorded" in refused.get_json()["detail"]
+        assert read(client, handoff_id)["assigned"] is None and linked_to(app) == [MERGED]
+        org.merged_away([MASTER], {MERGED: MASTER})
+        assert acked(sent(client, "04l5g000000Ass1AAK"))
+    assert read(client, handoff_id)["assigned"]["agent_id"] == AGENT
+
+
+def test_a_refused_read_records_the_message_without_following_the_merge(make_app, caplog):
+    app = make_app(**SALESFORCE)
+    client = app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        org = SalesforceFake(rsps)
+        handoff_id = handed_off(client, org)
+        org.merged_away([MASTER], status=403)
+        with caplog.at_level(logging.WARNING, logger="connector.merges"):
+            assert acked(sent(client, "04l5g000000Ass1AAK"))
+    assert read(client, handoff_id)["assigned"] is None and linked_to(app) == [MERGED]
+    assert "recorded without following them" in caplog.text
+
+
+def test_a_case_nothing_was_merged_into_changes_nothing(make_app):
+    app = make_app(**SALESFORCE)
+    client = app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        org = SalesforceFake(rsps)
+        handoff_id = handed_off(client, org)
+        org.merged_away([MASTER], {})
+        assert acked(sent(client, "04l5g000000Ass1AAK"))
+    assert read(client, handoff_id)["assigned"] is None and linked_to(app) == [MERGED]
