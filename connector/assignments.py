@@ -213,10 +213,13 @@ def complete(services: Services, event: CompletionEvent) -> Received:
     minutes" of a ticket solved days before. Once: a copy of the event finds it recorded."""
     with services.db.session() as session:
         handoff = delivered_to(session, event)
-        solved = _solved_with(session, handoff, event)
+        # Each row locked, to the commit, as it is kept: another worker's retention pass may have
+        # forgotten one since it was read — its `completed` broke the callbacks' foreign key (a 500
+        # to the vendor, the message's later events unrecorded), or "recorded already" was said.
+        solved = [each for each in _solved_with(session, handoff, event) if _locked(session, each.id)]
         if not solved:
             return Received("ignored", NO_HANDOFF)
-        handoff_id = handoff.id if handoff is not None else solved[0].id
+        handoff_id = handoff.id if handoff is not None and handoff in solved else solved[0].id
         first = owed = False
         for each in solved:
             recorded, told = _completed(session, services, each, event)
@@ -273,6 +276,11 @@ def _newest_linked(session: Session, event: AssignmentEvent | CompletionEvent | 
         return None
     return session.scalars(_linked_handoffs(event).order_by(Handoff.created_at.desc(), Handoff.id.desc())
                            .limit(1)).first()
+
+
+def _locked(session: Session, handoff_id: str) -> bool:
+    """`handoff_id`'s row locked to the commit; False when it is gone (retention forgot it)."""
+    return session.execute(select(Handoff.id).where(Handoff.id == handoff_id).with_for_update()).first() is not None
 
 
 def _completed(session: Session, services: Services, handoff: Handoff, event: CompletionEvent) -> tuple[bool, bool]:

@@ -4,11 +4,11 @@ and whole transcripts, and nothing else ever removes them.
 A handoff is forgotten — its row, its follow-ups (messages sent while it waited), and by cascade
 their deliveries, assignments and status callbacks — once it and all of its follow-ups are older
 than the cutoff, so is the agent's taking it (if any), **every one of their deliveries reached its
-target**, and no status callback is still being sent. A delivery that is pending, dead or failed
-keeps its handoff however old: that handoff never reached an agent, and the admin page and replay
-still need it. A conversation's link to its ticket goes once no handoff of the conversation is
-left, so a conversation that comes back after the cutoff starts a new ticket instead of updating
-one the helpdesk may have archived.
+target** (before the cutoff too: a replay's ticket is new), and no status callback is still being
+sent. A delivery that is pending, dead or failed keeps its handoff however old: that handoff never
+reached an agent, and the admin page and replay still need it. A conversation's link to its ticket
+goes once no handoff of the conversation is left, so a conversation that comes back after the cutoff
+starts a new ticket instead of updating one the helpdesk may have archived.
 Messages posted to a handoff keep it: a batch stores only its own messages and is delivered with
 its handoff's context put together from the handoff (`follow_up_packets`), so the handoff stays
 until they are delivered and old, and goes with them. Messages stored at the moment it is chosen
@@ -80,14 +80,19 @@ _SETTLED = (*DONE, DISMISSED)
 
 def _settled(row: Any, before: dt.datetime):  # type: ignore[no-untyped-def]
     """`row` (the handoffs table or an alias of it) is older than `before`, every delivery of it
-    reached its target (or an operator dismissed it), and no status callback of it is still being sent."""
-    deliveries, sending, taken = _D.alias(), _C.alias(), _A.alias()
+    reached its target (or an operator dismissed it) before `before` too, and no status callback of
+    it is still being sent. An old handoff an operator replayed made its ticket minutes ago: gone
+    with its link at the next pass, the agent's take and solve of that ticket were ignored and the
+    customer back that day got a second ticket beside it (a review)."""
+    deliveries, sending, taken, reached = _D.alias(), _C.alias(), _A.alias(), _D.alias()
     # Given up, but carried since by a later batch of the handoff's messages: it owes nothing.
     carried = carried_since(deliveries.c.handoff_id, deliveries.c.target, deliveries.c.state)
     return and_(row.c.created_at < before,
                 ~exists().where(deliveries.c.handoff_id == row.c.id, deliveries.c.state.not_in(_SETTLED), ~carried),
                 ~exists().where(sending.c.handoff_id == row.c.id, sending.c.status == "pending"),
-                ~exists().where(taken.c.handoff_id == row.c.id, taken.c.assigned_at >= before))
+                ~exists().where(taken.c.handoff_id == row.c.id, taken.c.assigned_at >= before),
+                ~exists().where(reached.c.handoff_id == row.c.id, reached.c.state.in_(DONE),
+                               reached.c.finished_at >= before))
 
 
 def _forgettable(before: dt.datetime):  # type: ignore[no-untyped-def]

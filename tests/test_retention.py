@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from connector import follow_up_packets, metrics, retention
 from connector.errors import ConfigError
-from connector.models import Callback, ConversationLink, Delivery, Handoff, utcnow
+from connector.models import Assignment, Callback, ConversationLink, Delivery, Handoff, utcnow
 from connector.settings import Settings
 from tests.conftest import auth
 from tests.factories import minimal_packet
@@ -40,8 +40,11 @@ def follow_up(client, handoff_id: str, text: str = "Still there?") -> str:
 
 
 def age(db, *ids: str) -> None:
+    """The handoffs `ids` made, and their deliveries finished, at OLD."""
     with db.session() as session:
         session.execute(update(Handoff).where(Handoff.id.in_(ids)).values(created_at=OLD))
+        session.execute(update(Delivery).where(Delivery.handoff_id.in_(ids), Delivery.finished_at.is_not(None))
+                        .values(finished_at=OLD))
 
 
 def left(db, model, column) -> set:
@@ -118,6 +121,7 @@ def test_a_backlog_goes_a_chunk_per_transaction_oldest_first(app):
         for n, handoff_id in enumerate(ids):
             session.execute(update(Handoff).where(Handoff.id == handoff_id)
                             .values(created_at=OLD + dt.timedelta(minutes=n)))
+        session.execute(update(Delivery).where(Delivery.handoff_id.in_(ids)).values(finished_at=OLD))
     first = retention.purge_chunk(db, BEFORE, limit=2)
     assert (first.handoffs, first.more) == (2, True)
     assert left(db, Handoff, Handoff.id) == set(ids[2:])
@@ -305,6 +309,68 @@ def test_an_agent_taking_a_ticket_whose_handoff_retention_forgets_meanwhile_is_i
     taken = assignments.record(services, AssignmentEvent(target="zendesk", event_id="e1", ticket_id="77",
                                                          handoff_id=None, agent_id="A", agent_name=None, at=utcnow()))
     assert (taken.outcome, taken.detail) == ("ignored", assignments.NO_HANDOFF)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("callback", [True, False], ids=["with_callback", "without"])
+def test_a_solve_whose_handoff_retention_forgets_meanwhile_is_ignored(make_app, postgres_url, monkeypatch, callback):
+    # A review: the solve read the handoff, another worker's pass forgot it, and the `completed`
+    # callback's insert broke the foreign key — a 500 to the vendor, the rest of a Salesforce message
+    # unrecorded; without a callback, "recorded already" was said of a handoff that was gone.
+    from adapters.events import CompletionEvent
+    from connector import assignments
+
+    services = make_app(database_url=postgres_url).extensions["connector"]
+    packet = minimal_packet()
+    if callback:
+        packet["callback"] = {"url": "https://bot.example/cb"}
+    with services.db.session() as session:
+        session.add(Handoff(id="hnd_OLD", bot_id="support-bot", conversation_id="c", idempotency_key="k",
+                            request_hash="0" * 64, packet=packet, created_at=utcnow() - dt.timedelta(days=30),
+                            assignment={"team": "billing", "trace": [], "targets": {}}, customer_message={},
+                            deliveries=[Delivery(target="zendesk", state="created", vendor_id="77")]))
+    found = assignments._solved_with
+
+    def forgotten_meanwhile(session, handoff, event):
+        looked = found(session, handoff, event)
+        assert retention.purge(services.db, utcnow() - dt.timedelta(days=7)).handoffs == 1
+        return looked
+
+    monkeypatch.setattr(assignments, "_solved_with", forgotten_meanwhile)
+    solved = assignments.complete(services, CompletionEvent(target="zendesk", event_id="e1", ticket_id="77",
+                                                            handoff_id=None, at=utcnow()))
+    assert (solved.outcome, solved.detail) == ("ignored", assignments.NO_HANDOFF)
+
+
+def test_an_old_handoff_replayed_today_keeps_its_new_ticket_until_that_is_old(app):
+    # A review: a handoff given up 40 days ago, replayed by an operator as the README says, made its
+    # ticket today — and the next hourly pass forgot it with its link: the agent's take of that ticket
+    # was ignored, and the customer back that day got a second ticket beside it.
+    from adapters.events import AssignmentEvent
+    from connector import assignments, outbox
+
+    services = app.extensions["connector"]
+    db, client = services.db, app.test_client()
+    handoff_id = post(client, "c-replayed")
+    with db.session() as session:
+        session.execute(update(Handoff).where(Handoff.id == handoff_id).values(created_at=OLD))
+        session.execute(update(Delivery).where(Delivery.handoff_id == handoff_id)
+                        .values(state="dead", vendor_id=None, url=None, finished_at=OLD))
+        session.execute(update(ConversationLink).values(vendor_id=None, url=None))
+    [delivery_id] = outbox.replay(db)
+    services.outbox.run_delivery(delivery_id)
+    with db.session() as session:
+        ticket = session.get(Delivery, delivery_id).vendor_id
+        session.execute(update(Callback).values(status="sent"))
+    assert ticket and retention.purge(db, BEFORE).handoffs == 0
+    assert left(db, ConversationLink, ConversationLink.vendor_id) == {ticket}
+    taken = assignments.record(services, AssignmentEvent(target="preview", event_id="e1", ticket_id=ticket,
+                                                         handoff_id=None, agent_id="A", agent_name=None, at=utcnow()))
+    assert taken.outcome == "recorded"
+    with db.session() as session:  # forty days on, ticket and taking old too
+        session.execute(update(Delivery).values(finished_at=OLD))
+        session.execute(update(Assignment).values(assigned_at=OLD))
+    assert retention.purge(db, BEFORE).handoffs == 1
 
 
 @pytest.mark.parametrize("given_up", ["batch", "handoff"])
