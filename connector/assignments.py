@@ -452,7 +452,16 @@ def delivered_to(session: Session, event: AssignmentEvent | CompletionEvent | Me
     # — unless a handoff of ours opened this ticket: then it is that one's, an event racing our record
     # of a brand-new ticket (a conversation's successor of its closed ticket, its link naming it).
     direct = on_ticket.where(Handoff.follows_id.is_(None))
-    handoff = session.scalars(direct.where(Handoff.created_at <= event.at + TICKET_HAD_ONE_SKEW)).first() \
+    handoff = session.scalars(direct.where(Handoff.created_at <= event.at + TICKET_HAD_ONE_SKEW)).first()
+    if handoff is not None and handoff.completed_at is not None:
+        # Solved once, and a newer ticket of a conversation merged into it since (a successor merged
+        # back into the conversation's first case): the customer waits on the linked handoff, and
+        # an agent taking the ticket took that one — matched to the solved one, it was ignored.
+        linked = _newest_linked(session, event)
+        if linked is not None and linked.completed_at is None and \
+                (linked.created_at, linked.id) > (handoff.created_at, handoff.id):
+            handoff = linked
+    handoff = handoff \
         or (None if _opened_by_us(session, event) else _newest_linked(session, event)) \
         or session.scalars(direct).first()
     if handoff is None and event.handoff_id:

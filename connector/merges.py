@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from adapters.base import MADE_FOR, MAX_MERGES, Adapter, MergeEnd, merge_not_followed
-from adapters.errors import DeliveryError, TicketGone
+from adapters.base import MADE_FOR, MAX_MERGES, Adapter, MergeEnd
+from adapters.errors import DeliveryError, RateLimited, TicketGone, TransientError
 from adapters.events import CompletionEvent, MergeEvent
 
 from .assignments import Received, complete, delivered_to, held
@@ -102,11 +102,14 @@ def follow_merged_away(services: Services, target: str, ticket_ids: Collection[s
     to: an agent taking and closing it neither took nor completed the handoff, which read "waiting"
     until the customer came back. Then as a Zendesk merge: an agent taking the ticket takes their
     newest handoff, where no handoff of its own is on it; its close completes them (`delivered_to`,
-    `complete`). Merges one after another are followed back (`MAX_MERGES` reads), through tickets no
-    conversation is linked to. Asked only while a conversation linked elsewhere still waits — one
-    read per vendor message then. A failure that may pass is a 503 (nothing recorded: the vendor
-    sends the message again); a refusal (the API user may not read deleted cases) leaves the merge
-    unfollowed, as before, the events recorded. How many links moved."""
+    `complete`). Merges one after another are followed back (`MAX_MERGES` reads, one more only where
+    a merge was found). Asked only while a conversation linked elsewhere still waits — one read per
+    vendor message then. The first read failing in a way that passes in moments (a timeout, a 5xx)
+    is a 503 (nothing recorded: the vendor sends the message again); refused — credentials, the
+    API quota spent (hours), an API user who may not read deleted cases — the merge is not followed
+    and the events are recorded as before: holding them back would hold every take and close. A
+    later read failing (a long chain, the time used up) records what was found: a resend would read
+    the same chain again from the start. How many links moved."""
     adapter = services.adapters.get(target)
     asked = set(ticket_ids)
     if adapter is None or not asked or not _waiting_elsewhere(services, target, asked):
@@ -116,23 +119,22 @@ def follow_merged_away(services: Services, target: str, ticket_ids: Collection[s
         try:
             found = adapter.merged_away_into(ask, deadline=ends)
         except DeliveryError as err:
-            if not merge_not_followed(err):
+            if ask is asked and isinstance(err, TransientError) and not isinstance(err, RateLimited):
                 log.warning("the merges into the event's tickets could not be read now; the message is refused, "
                             "for the vendor to send again", extra={"target": target, "error_type": type(err).__name__,
                                                                    "vendor_status": err.status})
                 raise ServiceUnavailable(f"The merges into the tickets of this message could not be read from "
                                          f"{target} now; nothing was recorded. Send it again shortly.",
                                          headers={"Retry-After": "30"}) from None
-            log.warning("the merges into the event's tickets cannot be read; recorded without following them",
+            log.warning("the merges into the event's tickets cannot be read; recorded without following them"
+                        if ask is asked else "a chain of merges was followed as far as it could be read",
                         extra={"target": target, "error_type": type(err).__name__, "vendor_status": err.status})
             break
         found = {gone: master for gone, master in found.items() if gone not in into and gone not in asked}
         for gone, master in found.items():
             into[gone] = into.get(master, master)  # a merge before a merge: to the ticket the event names
-        with services.db.reading() as session:
-            linked = set(session.scalars(select(ConversationLink.vendor_id).where(
-                ConversationLink.target == target, ConversationLink.vendor_id.in_(found))))
-        ask = set(found) - linked
+        # Linked or not, each is asked in turn: a conversation's case merged into another's, merged on.
+        ask = set(found)
         if not ask:
             break
     moved = 0

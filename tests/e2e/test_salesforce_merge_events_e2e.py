@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 
 import pytest
 import responses
@@ -17,7 +18,7 @@ from sqlalchemy import select
 from connector.models import ConversationLink
 from tests.conftest import auth
 from tests.factories import full_packet
-from tests.fakes.salesforce import IDS, INSTANCE, TOKEN, SalesforceFake
+from tests.fakes.salesforce import IDS, INSTANCE, QUEUE, TOKEN, SalesforceFake
 from tests.test_webhooks_salesforce import TOKEN as HOOK_TOKEN
 from tests.test_webhooks_salesforce import acked, message
 
@@ -69,15 +70,17 @@ def test_an_agent_taking_and_closing_the_master_case_takes_and_completes_the_mer
         org = SalesforceFake(rsps)
         handoff_id = handed_off(client, org)
         org.merged_away([MASTER], {MERGED: MASTER})
+        org.merged_away([MERGED], {})  # and merged into it before? (a merge found asks once more)
         assert acked(sent(client, "04l5g000000Ass1AAK"))
         assert org.queries("queryAll/") == [
-            f"SELECT Id, MasterRecordId FROM Case WHERE IsDeleted = true AND MasterRecordId IN ('{MASTER}')"]
+            f"SELECT Id, MasterRecordId FROM Case WHERE IsDeleted = true AND MasterRecordId IN ('{case}')"
+            for case in (MASTER, MERGED)]
         taken = read(client, handoff_id)
         assert taken["assigned"]["agent_id"] == AGENT and taken["completed_at"] is None
         assert linked_to(app) == [MASTER]
         # Its close: the conversation is linked to the master now, nothing waits elsewhere — no read.
         assert acked(sent(client, "04l5g000000Cls1AAK", closed="true"))
-        assert len(org.queries("queryAll/")) == 1
+        assert len(org.queries("queryAll/")) == 2
     done = read(client, handoff_id)
     assert done["completed_at"] is not None and done["assigned"]["agent_id"] == AGENT
 
@@ -90,6 +93,7 @@ def test_the_close_of_a_master_case_of_ours_completes_both_conversations(make_ap
         merged = handed_off(client, org)
         master = handed_off(client, org, conversation="conv-master", case=MASTER)
         org.merged_away([MASTER], {MERGED: MASTER})
+        org.merged_away([MERGED], {})
         assert acked(sent(client, "04l5g000000Cls1AAK", closed="true"))
     assert read(client, master)["completed_at"] is not None
     assert read(client, merged)["completed_at"] is not None
@@ -121,21 +125,87 @@ def test_a_read_that_may_pass_failing_refuses_the_message_unrecorded_and_its_res
         assert refused.status_code == 503 and "nothing was recorded" in refused.get_json()["detail"]
         assert read(client, handoff_id)["assigned"] is None and linked_to(app) == [MERGED]
         org.merged_away([MASTER], {MERGED: MASTER})
+        org.merged_away([MERGED], {})
         assert acked(sent(client, "04l5g000000Ass1AAK"))
     assert read(client, handoff_id)["assigned"]["agent_id"] == AGENT
 
 
-def test_a_refused_read_records_the_message_without_following_the_merge(make_app, caplog):
+@pytest.mark.parametrize(("status", "code"), [(403, "INSUFFICIENT_ACCESS"), (401, "INVALID_SESSION_ID"),
+                                              (403, "REQUEST_LIMIT_EXCEEDED")])
+def test_a_refused_read_records_the_message_without_following_the_merge(make_app, caplog, status, code):
+    # A review: credentials refused, or the day's API quota spent (a RateLimited for hours), were
+    # 503s — every take and close of every case held back until Salesforce gave up its resends.
+    app = make_app(**SALESFORCE)
+    client = app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        org = SalesforceFake(rsps)
+        waiting = handed_off(client, org)
+        mine = handed_off(client, org, conversation="conv-master", case=MASTER)
+        org.merged_away([MASTER], status=status, code=code)
+        with caplog.at_level(logging.WARNING, logger="connector.merges"):
+            assert acked(sent(client, "04l5g000000Ass1AAK"))
+    assert read(client, mine)["assigned"]["agent_id"] == AGENT  # recorded as before
+    assert read(client, waiting)["assigned"] is None and linked_to(app) == [MERGED, MASTER]
+    assert "recorded without following them" in caplog.text
+
+
+def test_a_chain_through_a_case_a_conversation_is_linked_to_is_followed_on(make_app, database):
+    # A review: B's case merged into A's, A's into a case made by hand: the close of that one completed
+    # A's handoff alone — B's read "waiting", its link on the deleted case.
+    app = make_app(**SALESFORCE, **database)
+    client = app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        org = SalesforceFake(rsps)
+        first = handed_off(client, org)
+        second = handed_off(client, org, conversation="conv-second", case=BETWEEN)
+        org.merged_away([MASTER], {MERGED: MASTER})
+        org.merged_away([MERGED], {BETWEEN: MERGED})
+        org.merged_away([BETWEEN], {})
+        assert acked(sent(client, "04l5g000000Cls1AAK", closed="true"))
+    assert read(client, first)["completed_at"] is not None and read(client, second)["completed_at"] is not None
+    assert linked_to(app) == [MASTER, MASTER]
+
+
+def test_a_later_read_failing_records_what_was_found(make_app):
+    # A review: everything found was dropped and the message refused — its resend read the same chain
+    # from the start and failed the same way, for as long as Salesforce resent it.
     app = make_app(**SALESFORCE)
     client = app.test_client()
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
         org = SalesforceFake(rsps)
         handoff_id = handed_off(client, org)
-        org.merged_away([MASTER], status=403)
-        with caplog.at_level(logging.WARNING, logger="connector.merges"):
-            assert acked(sent(client, "04l5g000000Ass1AAK"))
-    assert read(client, handoff_id)["assigned"] is None and linked_to(app) == [MERGED]
-    assert "recorded without following them" in caplog.text
+        org.merged_away([MASTER], {MERGED: MASTER})
+        org.merged_away([MERGED], status=503)
+        assert acked(sent(client, "04l5g000000Ass1AAK"))
+    assert read(client, handoff_id)["assigned"]["agent_id"] == AGENT and linked_to(app) == [MASTER]
+
+
+def test_a_successor_merged_back_into_the_conversations_solved_case_is_taken_with_it(make_app, database):
+    # A review: the conversation's first case was closed (its handoff completed), the customer came back
+    # (a successor case), an agent merged that into the first and took it: the take was matched to the
+    # completed handoff, and the waiting one was never assigned.
+    app = make_app(**SALESFORCE, **database)
+    client = app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        org = SalesforceFake(rsps)
+        first = handed_off(client, org)
+        assert acked(sent(client, "04l5g000000Cls0AAK", case=MERGED, owner=QUEUE, closed="true"))
+        org.case_state(MERGED, closed=True)
+        org.query([])
+        org.create("Contact")
+        org.create("Case", BETWEEN)
+        org.comments(1)
+        packet = full_packet()
+        packet["conversation"]["id"] = "conv-merged"
+        packet["transcript"].append({"at": "2026-11-20T10:05:00Z", "role": "customer", "text": "It broke again."})
+        again = client.post("/v1/handoffs", data=json.dumps(packet), headers=auth(), content_type="application/json")
+        assert again.get_json()["tickets"][0]["id"] == BETWEEN, again.get_json()
+        org.merged_away([MERGED], {BETWEEN: MERGED})
+        org.merged_away([BETWEEN], {})
+        time.sleep(1.05)  # taken after the close: LastModifiedDate is in whole seconds
+        assert acked(sent(client, "04l5g000000Ass2AAK", case=MERGED))
+    assert read(client, again.get_json()["id"])["assigned"]["agent_id"] == AGENT
+    assert read(client, first)["assigned"] is None and linked_to(app) == [MERGED]
 
 
 def test_a_case_nothing_was_merged_into_changes_nothing(make_app):

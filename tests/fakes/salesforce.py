@@ -116,16 +116,17 @@ class SalesforceFake:
                       match=[matchers.query_param_matcher({"q": f"SELECT MasterRecordId FROM Case WHERE Id = "
                                                                 f"'{case_id}'"})])
 
-    def merged_away(self, masters: list[str], found: dict[str, str] | None = None, *, status: int = 200) -> None:
+    def merged_away(self, masters: list[str], found: dict[str, str] | None = None, *, status: int = 200,
+                    code: str | None = None) -> None:
         """The look, through queryAll, for the cases Case Merge deleted into one of `masters` (the
         cases an Outbound Message names): `found` maps each deleted case to its MasterRecordId. With
-        `status` other than 200, Salesforce's error for it instead."""
+        `status` other than 200, Salesforce's error for it instead (`code` its errorCode)."""
         soql = ("SELECT Id, MasterRecordId FROM Case WHERE IsDeleted = true AND MasterRecordId IN "
                 f"({','.join(repr(each) for each in sorted(masters))})")
         match = [matchers.query_param_matcher({"q": soql})]
         if status != 200:
             self.rsps.get(f"{self.api}/queryAll/", status=status, match=match,
-                          json=[{"errorCode": "INSUFFICIENT_ACCESS" if status == 403 else "SERVER_UNAVAILABLE",
+                          json=[{"errorCode": code or ("INSUFFICIENT_ACCESS" if status == 403 else "SERVER_UNAVAILABLE"),
                                  "message": "refused" if status == 403 else "try again"}])
             return
         records = [{"attributes": {"type": "Case", "url": f"/services/data/v{API_VERSION}/sobjects/Case/{gone}"},
