@@ -132,6 +132,8 @@ _HEARD_OF_A_HOLDER = (select(_CALLBACKS.c.id).where(
     _CALLBACKS.c.status.in_([literal_column("'sent'"), literal_column("'pending'")]),
     ~exists().where(_AFTER.c.handoff_id == _CALLBACKS.c.handoff_id, _AFTER.c.id > _CALLBACKS.c.id,
                     _AFTER.c.state == literal_column("'failed'"))).limit(1))
+_COMPLETED = select(_HANDOFFS.c.id).where(_HANDOFFS.c.id == bindparam("handoff_id"),
+                                        _HANDOFFS.c.completed_at.is_not(None))
 _OUTCOMES = (select(_DELIVERIES.c.target, _DELIVERIES.c.state, _DELIVERIES.c.vendor_id, _DELIVERIES.c.url)
              .where(_DELIVERIES.c.handoff_id == bindparam("handoff_id")).order_by(_DELIVERIES.c.position))
 # The tickets its follow-ups (messages sent while it waited) reached, oldest first (`answers.reached_later`).
@@ -248,6 +250,12 @@ def on_given_up(connection: Connection | driver_cursor.Pooled, db: Database, han
         return delivered is not None and add(connection, db, row(handoff, "delivered", delivered, tickets, now))
     if answers.handoff_status(outcomes, itemgetter("target"), itemgetter("status")) != "failed":
         return False  # a target still being tried: its own callbacks tell
+    if driver_cursor.run(connection, _COMPLETED, {"handoff_id": handoff.id}).rows:
+        # The vendor's own event named its ticket solved (by the handoff's name, its create's answer
+        # lost and every look failing): "nobody has it yet" came after `completed` (a review).
+        log.warning("a handoff whose ticket was solved is not told `failed`: its delivery gave up unrecorded",
+                    extra={"handoff_id": handoff.id})
+        return False
     return failed is not None and add(connection, db, row(handoff, "failed", failed, outcomes, now))
 
 
@@ -675,7 +683,10 @@ def _retry_after(value: str | None) -> float | None:
         seconds = float(value)
     except ValueError:
         try:
-            seconds = (email.utils.parsedate_to_datetime(value) - utcnow()).total_seconds()
+            # An asctime date (`Mon Dec  7 15:09:40 2026`) or a `-0000` offset parses naive: UTC, as
+            # RFC 9110 has every HTTP date (subtracted from an aware now, it raised and was dropped).
+            when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return None
+        seconds = (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp() - utcnow().timestamp()
     return min(max(seconds, 0.0), 3600.0)
