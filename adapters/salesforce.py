@@ -476,8 +476,16 @@ class SalesforceAdapter(Adapter):
         if left <= 0:
             raise TransientError("the reads used up the time the event may take")
         timeout = min(self.settings.vendor_timeout_s, left)
-        records = self._call(lambda sf: sf.query(soql, include_deleted=True, timeout=timeout),
-                             write=False).get("records") or []
+        try:
+            records = self._call(lambda sf: sf.query(soql, include_deleted=True, timeout=timeout),
+                                 write=False).get("records") or []
+        except TransientError as err:
+            if not (isinstance(err.__cause__, requests.Timeout) or vendor_error(err.reply)[0] == "QUERY_TIMEOUT"):
+                raise
+            # MasterRecordId is no index: in a large org's recycle bin the read may time out every
+            # time, and a message refused for it was refused for a day, every take and close in it.
+            raise RejectedError(f"the read of the cases merged away timed out ({err.message}); it may every time",
+                                status=err.status, reply=err.reply) from err
         found = {}
         for record in records:
             gone, master = record.get("Id"), str(record.get("MasterRecordId") or "")

@@ -255,9 +255,12 @@ def _linked_handoffs(event: AssignmentEvent | CompletionEvent | MergeEvent) -> S
     finds them, and is answered as one (`_completed` changes nothing of theirs)."""
     follow_up = aliased(Handoff)
     linked = _conversation_linked_to(event.target, event.ticket_id)
-    its_messages = select(follow_up.id).where(follow_up.follows_id == Handoff.id)
-    reached = exists().where(Delivery.target == event.target, Delivery.vendor_id.is_not(None), Delivery.vendor_id != "",
-                             or_(Delivery.handoff_id == Handoff.id, Delivery.handoff_id.in_(its_messages)))
+    there = and_(Delivery.target == event.target, Delivery.vendor_id.is_not(None), Delivery.vendor_id != "")
+    # Two EXISTS, not `handoff_id IN (its messages)` beside its own: PostgreSQL planned that as a
+    # hashed subplan reading the whole handoffs table, twice (89 ms at 200k handoffs, for every
+    # event on a solved ticket; a review).
+    reached = or_(exists().where(Delivery.handoff_id == Handoff.id, there),
+                  exists().where(follow_up.follows_id == Handoff.id, Delivery.handoff_id == follow_up.id, there))
     return select(Handoff).where(linked, reached, Handoff.follows_id.is_(None),
                                  Handoff.created_at <= event.at + TICKET_HAD_ONE_SKEW)
 
@@ -269,13 +272,14 @@ def _opened_by_us(session: Session, event: AssignmentEvent | CompletionEvent | M
     return session.scalars(made.limit(1)).first() is not None
 
 
-def _newest_linked(session: Session, event: AssignmentEvent | CompletionEvent | MergeEvent) -> Handoff | None:
-    """The newest of `_linked_handoffs`: the one an agent taking the ticket takes — not for a Slack
-    click, whose thread says which handoff it is (`named_in`)."""
+def _newest_linked(session: Session, event: AssignmentEvent | CompletionEvent | MergeEvent,
+                   waiting: bool = False) -> Handoff | None:
+    """The newest of `_linked_handoffs` (`waiting`: of those not completed): the one an agent taking
+    the ticket takes — not for a Slack click, whose thread says which handoff it is (`named_in`)."""
     if isinstance(event, AssignmentEvent) and event.named_in is not None:
         return None
-    return session.scalars(_linked_handoffs(event).order_by(Handoff.created_at.desc(), Handoff.id.desc())
-                           .limit(1)).first()
+    linked = _linked_handoffs(event).where(Handoff.completed_at.is_(None)) if waiting else _linked_handoffs(event)
+    return session.scalars(linked.order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(1)).first()
 
 
 def _locked(session: Session, handoff_id: str) -> bool:
@@ -442,7 +446,8 @@ def delivered_to(session: Session, event: AssignmentEvent | CompletionEvent | Me
 
     A ticket a conversation's own was merged into (the conversation's link names it) is that
     conversation's too: its newest handoff is found where no handoff was delivered to the ticket by
-    then (`_newest_linked`) — an agent taking it took the customer's problem, its solve solved it."""
+    then (`_newest_linked`), or the one delivered was completed and it waits — an agent taking it
+    took the customer's problem, its solve solved it."""
     delivered_here = (select(Handoff).join(Delivery, Delivery.handoff_id == Handoff.id)
                       .where(Delivery.target == event.target, Handoff.created_at <= event.at + CLOCK_SKEW))
     on_ticket = (delivered_here.where(Delivery.vendor_id == event.ticket_id)
@@ -454,13 +459,11 @@ def delivered_to(session: Session, event: AssignmentEvent | CompletionEvent | Me
     direct = on_ticket.where(Handoff.follows_id.is_(None))
     handoff = session.scalars(direct.where(Handoff.created_at <= event.at + TICKET_HAD_ONE_SKEW)).first()
     if handoff is not None and handoff.completed_at is not None:
-        # Solved once, and a newer ticket of a conversation merged into it since (a successor merged
-        # back into the conversation's first case): the customer waits on the linked handoff, and
-        # an agent taking the ticket took that one — matched to the solved one, it was ignored.
-        linked = _newest_linked(session, event)
-        if linked is not None and linked.completed_at is None and \
-                (linked.created_at, linked.id) > (handoff.created_at, handoff.id):
-            handoff = linked
+        # Solved once, and another ticket of a conversation merged into it since (a successor merged
+        # back into the conversation's first case, a customer's two chats): the customer waits on the
+        # linked handoff, and an agent taking the ticket took that one — matched to the solved one,
+        # it was ignored. Any waiting one: the solved conversation's link names the ticket too.
+        handoff = _newest_linked(session, event, waiting=True) or handoff
     handoff = handoff \
         or (None if _opened_by_us(session, event) else _newest_linked(session, event)) \
         or session.scalars(direct).first()

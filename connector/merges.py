@@ -104,9 +104,10 @@ def follow_merged_away(services: Services, target: str, ticket_ids: Collection[s
     newest handoff, where no handoff of its own is on it; its close completes them (`delivered_to`,
     `complete`). Merges one after another are followed back (`MAX_MERGES` reads, one more only where
     a merge was found). Asked only while a conversation linked elsewhere still waits — one read per
-    vendor message then. The first read failing in a way that passes in moments (a timeout, a 5xx)
-    is a 503 (nothing recorded: the vendor sends the message again); refused — credentials, the
-    API quota spent (hours), an API user who may not read deleted cases — the merge is not followed
+    vendor message then. The first read failing in a way that passes in moments (a 5xx, a
+    connection refused) is a 503 (nothing recorded: the vendor sends the message again); refused —
+    credentials, the API quota spent (hours), an API user who may not read deleted cases, a read
+    that may time out every time (the adapter says so: a `RejectedError`) — the merge is not followed
     and the events are recorded as before: holding them back would hold every take and close. A
     later read failing (a long chain, the time used up) records what was found: a resend would read
     the same chain again from the start. How many links moved."""

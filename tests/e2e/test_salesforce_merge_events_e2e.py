@@ -12,6 +12,7 @@ import logging
 import time
 
 import pytest
+import requests
 import responses
 from sqlalchemy import select
 
@@ -131,9 +132,11 @@ def test_a_read_that_may_pass_failing_refuses_the_message_unrecorded_and_its_res
 
 
 @pytest.mark.parametrize(("status", "code"), [(403, "INSUFFICIENT_ACCESS"), (401, "INVALID_SESSION_ID"),
-                                              (403, "REQUEST_LIMIT_EXCEEDED")])
+                                              (403, "REQUEST_LIMIT_EXCEEDED"), (400, "QUERY_TIMEOUT"),
+                                              (0, "read timed out")])
 def test_a_refused_read_records_the_message_without_following_the_merge(make_app, caplog, status, code):
-    # A review: credentials refused, or the day's API quota spent (a RateLimited for hours), were
+    # Reviews: credentials refused, the day's API quota spent (a RateLimited for hours), a read timing
+    # out (MasterRecordId is no index: a large org's recycle bin may time it out every time) were
     # 503s — every take and close of every case held back until Salesforce gave up its resends.
     app = make_app(**SALESFORCE)
     client = app.test_client()
@@ -141,7 +144,10 @@ def test_a_refused_read_records_the_message_without_following_the_merge(make_app
         org = SalesforceFake(rsps)
         waiting = handed_off(client, org)
         mine = handed_off(client, org, conversation="conv-master", case=MASTER)
-        org.merged_away([MASTER], status=status, code=code)
+        if status:
+            org.merged_away([MASTER], status=status, code=code)
+        else:
+            org.raise_("GET", "queryAll/", requests.exceptions.ReadTimeout(code))
         with caplog.at_level(logging.WARNING, logger="connector.merges"):
             assert acked(sent(client, "04l5g000000Ass1AAK"))
     assert read(client, mine)["assigned"]["agent_id"] == AGENT  # recorded as before
@@ -217,3 +223,23 @@ def test_a_case_nothing_was_merged_into_changes_nothing(make_app):
         org.merged_away([MASTER], {})
         assert acked(sent(client, "04l5g000000Ass1AAK"))
     assert read(client, handoff_id)["assigned"] is None and linked_to(app) == [MERGED]
+
+
+def test_an_older_waiting_conversation_merged_into_a_solved_case_is_taken_with_it(make_app, database):
+    # A review: a customer's two chats — the newer one's case closed (its handoff completed), the older
+    # one's merged into it, the case reopened and taken: the take went to the completed handoff (the
+    # newest linked to the case, its own conversation's), and the waiting one was never assigned.
+    app = make_app(**SALESFORCE, **database)
+    client = app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        org = SalesforceFake(rsps)
+        older = handed_off(client, org, conversation="conv-older", case=BETWEEN)
+        newer = handed_off(client, org, conversation="conv-newer", case=MERGED)
+        org.merged_away([MERGED], {})  # the older one waits elsewhere: the close's message reads
+        assert acked(sent(client, "04l5g000000Cls0AAK", case=MERGED, owner=QUEUE, closed="true"))
+        org.merged_away([MERGED], {BETWEEN: MERGED})
+        org.merged_away([BETWEEN], {})
+        time.sleep(1.05)  # taken after the close: LastModifiedDate is in whole seconds
+        assert acked(sent(client, "04l5g000000Ass2AAK", case=MERGED))
+    assert linked_to(app) == [MERGED, MERGED]
+    assert read(client, older)["assigned"]["agent_id"] == AGENT and read(client, newer)["assigned"] is None
