@@ -36,7 +36,7 @@ from ulid import ULID
 from connector.brief import Brief, collected_of, one_line, render_brief
 from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import template_failures
-from connector.redaction import redact_packet
+from connector.redaction import redact_packet, redact_text
 from connector.schemas.packet import URGENCIES
 from connector.settings import Settings
 from connector.text_rules import did_you_mean, rfc3339_utc
@@ -611,10 +611,31 @@ class Adapter(abc.ABC):
         """Merge `vendor_extra` last. Override when the payload wraps the object (`{"ticket": …}`)."""
         return deep_merge(payload, extra)
 
+    @property
+    def redact_kinds(self) -> Collection[str]:
+        """The PII kinds this target's mapping masks (`redact:`, else the adapter's default)."""
+        return self.mapping["redact"] if "redact" in self.mapping else self.default_redact
+
+    def masked(self, value: Any) -> Any:
+        """A value a mapping rendered, its text masked as the packet's was (`redact_kinds`): the packet
+        is masked before rendering, and a template put a card back together from pieces (`join`, two
+        fields side by side) — whole in a Zendesk custom field and a Salesforce field with `redact:
+        [card]` (a review). A number that masks is sent as the masked text (the vendor may refuse it:
+        the field is left out, and the receipt says so), never whole."""
+        kinds = self.redact_kinds
+        if not kinds:
+            return value
+        if isinstance(value, list):
+            return [self.masked(item) for item in value]
+        if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+            text, counts = redact_text(str(value), kinds)
+            return text if any(counts.values()) else value
+        return value
+
     def for_target(self, ctx: HandoffContext) -> HandoffContext:
         """The context as this target may see it: the PII kinds its mapping lists under `redact:`
         masked in every free-text field, and the brief rendered from that."""
-        kinds = self.mapping["redact"] if "redact" in self.mapping else self.default_redact
+        kinds = self.redact_kinds
         if not kinds:
             return ctx
         packet, counts = redact_packet(ctx.packet, kinds)

@@ -210,7 +210,8 @@ class SalesforceAdapter(Adapter):
             # Salesforce reads a field's name in any case: `subject:` is the case's Subject, not a second key.
             api_name = next((key for key in case if key.lower() == api_name.lower()), api_name)
             value = _field_value(resolve(spec, ctx.packet, context, tables=self.mapping.get("lookups"),
-                                         where=f"salesforce.yaml fields.{api_name}", one_value=api_name == "Subject"))
+                                         where=f"salesforce.yaml fields.{api_name}", one_value=api_name == "Subject",
+                                         masked=self.masked))
             if api_name == "Subject":
                 # On one line, its secrets masked, as the brief's (list views, searches and e-mails show
                 # it); one that finds nothing is the brief's, as Zendesk's mapped subject.

@@ -106,6 +106,13 @@ class SlackAdapter(Adapter):
     default_redact = ("card", "iban", "national_id", "secret")
     routing_keys = frozenset({"channel"})
 
+    @classmethod
+    def routing_id_problem(cls, key: str, value: Any) -> str | None:
+        # A number (`channel: 12345` in routing.yaml) passed `check` and went to chat.postMessage as
+        # one: every alert routed there an unknown outcome, retried for its whole window (a review).
+        # A name is warned of (`_named_channels`), not refused: it posts.
+        return None if isinstance(value, str) and value.strip() else f"a Slack channel id (C…) as text, got {value!r}"
+
     def __init__(self, settings: Settings, mapping: Mapping[str, Any] | None = None):
         super().__init__(settings, mapping)
         self._web: WebClient | None = None  # built on first send: `preview` renders without credentials

@@ -172,7 +172,7 @@ class ZendeskAdapter(Adapter):
 
     def _value(self, spec: Mapping[str, Any], ctx: HandoffContext, where: str) -> Any:
         return resolve(_spec(spec), ctx.packet, mapping_context(ctx), tables=self.mapping.get("lookups"),
-                       where=f"zendesk.yaml {where}")
+                       where=f"zendesk.yaml {where}", masked=self.masked)
 
     def _subject(self, ctx: HandoffContext) -> str:
         """The brief's one-line subject, unless the mapping gives a value spec (e.g. a template): on one

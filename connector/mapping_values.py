@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -207,7 +207,10 @@ def compile_value(raw: Any, where: str, tables: Mapping[str, Mapping[Any, Any]] 
         if kind == "template":
             return Value("template", check_template(raw["template"], f"{where}.template"), where)
         if kind == "literal":
+            _sendable(raw["literal"], f"{where}.literal")
             return Value("literal", raw["literal"], where)
+        if "default" in raw:
+            _sendable(raw["default"], f"{where}.default")
         return Value("lookup", check_path(raw.get("from"), f"{where}.from"), where,
                      table=_table(raw["lookup"], tables, f"{where}.lookup"), default=raw.get("default", MISSING))
     if isinstance(raw, str):
@@ -239,11 +242,26 @@ def table_problem(table: Mapping[Any, Any]) -> tuple[str, str] | None:
     holding one — else None. Found per handoff, the WARNING blamed the packet's field the lookup
     reads (`sentiment.label is an object…`) and the field went off every such ticket (a review)."""
     for key, value in table.items():
-        items = value if isinstance(value, (list, tuple)) else [value]
-        if any(isinstance(item, (Mapping, list, tuple)) for item in items):
-            return str(key), (f"{json.dumps(value, default=str)[:80]} cannot be a field's value: a lookup gives "
-                              "text, a number, true/false, or a list of those (a multi-select)")
+        if wrong := _unsendable(value):
+            return str(key), wrong
     return None
+
+
+def _unsendable(value: Any) -> str | None:
+    """What is wrong with `value`, written in a mapping as a field's value, or None."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if any(isinstance(item, (Mapping, list, tuple)) for item in items):
+        return (f"{json.dumps(value, default=str)[:80]} cannot be a field's value: a lookup gives "
+                "text, a number, true/false, or a list of those (a multi-select)")
+    return None
+
+
+def _sendable(value: Any, where: str) -> None:
+    """A `literal:` or a lookup's `default:` that no field can take, refused at load: warned per
+    handoff, the warning blamed the packet's field the lookup reads, and the field went off every
+    ticket that fell through to it (a review)."""
+    if wrong := _unsendable(value):
+        raise ConfigError(where, wrong.replace("a lookup gives", "a mapping value is"))
 
 
 def _table(ref: Any, tables: Mapping[str, Mapping[Any, Any]] | None, where: str) -> Mapping[Any, Any]:
@@ -321,12 +339,17 @@ _DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,4})?", re.ASCII)
 
 def resolve(spec: Any, packet: Mapping[str, Any], extra_context: Mapping[str, Any] | None = None,
             *, tables: Mapping[str, Mapping[Any, Any]] | None = None, where: str = "mapping value",
-            one_value: bool = False) -> Any:
+            one_value: bool = False, masked: Callable[[Any], Any] | None = None) -> Any:
     """The value `spec` gives for this packet; MISSING when a path or lookup finds nothing.
     `where`: the file and key it was read from (`zendesk.yaml custom_fields[0]`), for what is said.
-    `one_value`: a field that takes no list either (a subject: `routing.skills` went as "['a', 'b']")."""
+    `one_value`: a field that takes no list either (a subject: `routing.skills` went as "['a', 'b']").
+    `masked`: the target's masking (`Adapter.masked`), for what a template writes: the packet was
+    masked before, but a template can put a card back together from pieces (a review). A path's
+    value is the packet's as masked — or an identity field the admin sends on purpose."""
     value = spec if isinstance(spec, Value) else compile_value(spec, where, tables)
     found = _value_of(value, {**packet, **(extra_context or {})})
+    if masked is not None and value.kind == "template" and found is not MISSING:
+        found = masked(found)
     if one_value and isinstance(found, (list, tuple)):
         _told(FailedOnValues(value.where, f"{value.source} is a list, which this field does not take; write it as "
                                           f"text with a template: {{{{ {value.source} | join(', ') }}}}"),

@@ -920,6 +920,19 @@ def test_salesforce_fields_may_not_replace_the_description_the_brief_and_its_han
 
 
 @pytest.mark.parametrize(("lookups", "field", "source"), [
+    ("", "{id: 360001234570, lookup: {frustrated: low}, from: sentiment.label, default: {x: 1}}",
+     "custom_fields[0].default"),
+    ("", "{id: 360001234570, literal: {x: 1}}", "custom_fields[0].literal"),
+])
+def test_a_default_or_literal_no_field_can_take_is_refused_at_load(tmp_path, lookups, field, source):
+    # A review: it loaded, warned per handoff blaming `customer.segment` (text) for being an object,
+    # and the field went off every ticket that fell through to it.
+    err = _zendesk_field_refused(tmp_path, lookups, field)
+    assert source in err.source
+    assert "cannot be a field's value: a mapping value is text, a number, true/false, or a list" in err.message
+
+
+@pytest.mark.parametrize(("lookups", "field", "source"), [
     ("lookups:\n  tiers:\n    frustrated: {x: 1}\n", "{id: 360001234570, lookup: tiers, from: sentiment.label}",
      "lookups.tiers.frustrated"),
     ("", "{id: 360001234570, lookup: {frustrated: [low, {x: 1}]}, from: sentiment.label}",
@@ -928,11 +941,16 @@ def test_salesforce_fields_may_not_replace_the_description_the_brief_and_its_han
 def test_a_lookup_table_whose_value_no_field_can_take_is_refused_at_load(tmp_path, lookups, field, source):
     # A review: it loaded, and each matching handoff's WARNING blamed `sentiment.label` (text) for
     # being an object, the field left off every such ticket.
+    err = _zendesk_field_refused(tmp_path, lookups, field)
+    assert source in err.source
+    assert "cannot be a field's value: a lookup gives text, a number, true/false, or a list of those" in err.message
+
+
+def _zendesk_field_refused(tmp_path, lookups: str, field: str) -> ConfigError:
     directory = tmp_path / "mappings"
     shutil.copytree(ROOT / "mappings", directory)
     with (directory / "zendesk.yaml").open("a") as file:
         file.write(f"{lookups}custom_fields:\n  - {field}\n")
     with pytest.raises(ConfigError) as err:
         load(directory)
-    assert source in err.value.source
-    assert "cannot be a field's value: a lookup gives text, a number, true/false, or a list of those" in err.value.message
+    return err.value

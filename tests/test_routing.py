@@ -273,6 +273,8 @@ def test_an_intent_is_matched_by_its_first_parts_in_any_case():
     ("{zendesk: {assignee_id: -4}}", "teams.billing.targets.zendesk", "got -4"),
     ("{salesforce: {owner_id: bob}}", "teams.billing.targets.salesforce", "owner_id: a Salesforce user (005…)"),
     ("{salesforce: {owner_id: 00G5g000004BILLEA}}", "teams.billing.targets.salesforce", "15 or 18 characters"),
+    # A number passed `check` and went to chat.postMessage as one: every alert an unknown outcome (a review).
+    ("{slack: {channel: 12345}}", "teams.billing.targets.slack", "channel: a Slack channel id (C…) as text, got 12345"),
 ])
 def test_a_teams_misspelt_target_or_malformed_id_is_refused(tmp_path, targets, problem, words):
     base = BASE + f"  billing: {{queue: Billing, targets: {targets}}}\n"

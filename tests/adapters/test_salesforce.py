@@ -1895,3 +1895,11 @@ def test_a_user_routing_yaml_names_as_owner_refused_leaves_the_case_in_the_teams
     assert (first["OwnerId"], second["OwnerId"]) == ("0055g00000SamAAA", "00G5g000003QueueAA")
     # Named as Salesforce's own agent, not the Zendesk one beside them (a review).
     assert second["Description"].startswith("Not owned by Salesforce agent 0055g00000SamAAA: Salesforce refused routing's owner (")
+
+
+def test_a_field_template_cannot_put_a_masked_card_back_together() -> None:
+    # A review: `fields: {Card__c: "{{ … | join(' ') }}"}` sent a card whole with `redact: [card]`.
+    packet = full_packet()
+    packet["collected_data"]["card_groups"] = ["4111", "1111", "1111", "1111"]
+    mapped = adapter(Settings(), redact=["card"], fields={"Card__c": "{{ collected_data.card_groups | join(' ') }}"})
+    assert mapped.render(ctx_for(packet))["case"]["Card__c"] == "[redacted card ••••1111]"

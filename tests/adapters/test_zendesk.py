@@ -2411,3 +2411,14 @@ def test_an_older_open_tickets_agent_is_offered_when_the_newest_ones_no_longer_t
     zd.show_user()
     assert adapter().previous_agent(full_packet()) == {"id": "381156009921", "name": "Sam Okafor",
                                                        "email": "sam@acme.example"}
+
+
+def test_a_custom_field_template_cannot_put_a_masked_card_back_together() -> None:
+    # A review: the packet is masked before rendering, and a template joined a card's four groups
+    # into a custom field whole, with `redact: [card]` — a path keeps an identity field the admin sends.
+    packet = full_packet()
+    packet["collected_data"]["card_groups"] = ["4111", "1111", "1111", "1111"]
+    mapped = adapter(redact=["card"], custom_fields=[
+        {"id": 1, "template": "{{ collected_data.card_groups | join(' ') }}"}, {"id": 2, "path": "customer.email"}])
+    fields = mapped.render(ctx(packet))["ticket"]["custom_fields"]
+    assert fields == [{"id": 1, "value": "[redacted card ••••1111]"}, {"id": 2, "value": packet["customer"]["email"]}]
