@@ -481,7 +481,8 @@ class SalesforceAdapter(Adapter):
             records = self._call(lambda sf: sf.query(soql, include_deleted=True, timeout=timeout),
                                  write=False).get("records") or []
         except TransientError as err:
-            if not (isinstance(err.__cause__, requests.Timeout) or vendor_error(err.reply)[0] == "QUERY_TIMEOUT"):
+            # A read timing out, not a connect one: nothing reached Salesforce then, as a refused connection.
+            if not (isinstance(err.__cause__, requests.ReadTimeout) or vendor_error(err.reply)[0] == "QUERY_TIMEOUT"):
                 raise
             # MasterRecordId is no index: in a large org's recycle bin the read may time out every
             # time, and a message refused for it was refused for a day, every take and close in it.

@@ -272,14 +272,16 @@ def _opened_by_us(session: Session, event: AssignmentEvent | CompletionEvent | M
     return session.scalars(made.limit(1)).first() is not None
 
 
-def _newest_linked(session: Session, event: AssignmentEvent | CompletionEvent | MergeEvent,
-                   waiting: bool = False) -> Handoff | None:
-    """The newest of `_linked_handoffs` (`waiting`: of those not completed): the one an agent taking
-    the ticket takes — not for a Slack click, whose thread says which handoff it is (`named_in`)."""
+def _newest_linked(session: Session, event: AssignmentEvent | CompletionEvent | MergeEvent) -> Handoff | None:
+    """The newest of `_linked_handoffs` still waiting, else the newest: the one an agent taking the
+    ticket takes — not for a Slack click, whose thread says which handoff it is (`named_in`). A
+    customer's two chats merged into one ticket, the newer one's solved before the older one's was
+    merged in: the take went to the completed one, and the waiting one was never assigned (a review)."""
     if isinstance(event, AssignmentEvent) and event.named_in is not None:
         return None
-    linked = _linked_handoffs(event).where(Handoff.completed_at.is_(None)) if waiting else _linked_handoffs(event)
-    return session.scalars(linked.order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(1)).first()
+    return session.scalars(_linked_handoffs(event).order_by(Handoff.completed_at.is_(None).desc(),
+                                                            Handoff.created_at.desc(), Handoff.id.desc())
+                           .limit(1)).first()
 
 
 def _locked(session: Session, handoff_id: str) -> bool:
@@ -463,7 +465,8 @@ def delivered_to(session: Session, event: AssignmentEvent | CompletionEvent | Me
         # back into the conversation's first case, a customer's two chats): the customer waits on the
         # linked handoff, and an agent taking the ticket took that one — matched to the solved one,
         # it was ignored. Any waiting one: the solved conversation's link names the ticket too.
-        handoff = _newest_linked(session, event, waiting=True) or handoff
+        linked = _newest_linked(session, event)
+        handoff = linked if linked is not None and linked.completed_at is None else handoff
     handoff = handoff \
         or (None if _opened_by_us(session, event) else _newest_linked(session, event)) \
         or session.scalars(direct).first()

@@ -243,3 +243,37 @@ def test_an_older_waiting_conversation_merged_into_a_solved_case_is_taken_with_i
         assert acked(sent(client, "04l5g000000Ass2AAK", case=MERGED))
     assert linked_to(app) == [MERGED, MERGED]
     assert read(client, older)["assigned"]["agent_id"] == AGENT and read(client, newer)["assigned"] is None
+
+
+def test_an_older_waiting_conversation_merged_into_a_closed_case_of_no_handoff_is_taken_with_it(make_app, database):
+    # A review of the mend above: with the master a case no handoff made (the customer's e-mail case),
+    # the take still went to the completed handoff.
+    app = make_app(**SALESFORCE, **database)
+    client = app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        org = SalesforceFake(rsps)
+        older = handed_off(client, org, conversation="conv-older", case=BETWEEN)
+        newer = handed_off(client, org, conversation="conv-newer", case=MERGED)
+        org.merged_away([MASTER], {MERGED: MASTER})
+        org.merged_away([MERGED], {})
+        assert acked(sent(client, "04l5g000000Cls0AAK", case=MASTER, owner=QUEUE, closed="true"))
+        assert read(client, newer)["completed_at"] is not None
+        org.merged_away([MASTER], {BETWEEN: MASTER})
+        org.merged_away([BETWEEN], {})
+        time.sleep(1.05)  # reopened and taken after the close: LastModifiedDate is in whole seconds
+        assert acked(sent(client, "04l5g000000Ass2AAK", case=MASTER))
+    assert linked_to(app) == [MASTER, MASTER]
+    assert read(client, older)["assigned"]["agent_id"] == AGENT and read(client, newer)["assigned"] is None
+
+
+def test_a_connect_timeout_is_refused_for_salesforce_to_send_again_as_a_refused_connection(make_app):
+    # A review: a connect timeout was taken for the read that may time out every time — nothing reached
+    # Salesforce, and the take of the merged case was recorded unfollowed, never to be resent.
+    app = make_app(**SALESFORCE)
+    client = app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        org = SalesforceFake(rsps)
+        handoff_id = handed_off(client, org)
+        org.raise_("GET", "queryAll/", requests.exceptions.ConnectTimeout("connect timed out"))
+        assert sent(client, "04l5g000000Ass1AAK").status_code == 503
+    assert read(client, handoff_id)["assigned"] is None and linked_to(app) == [MERGED]

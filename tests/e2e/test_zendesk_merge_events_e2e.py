@@ -488,3 +488,29 @@ def test_a_merge_event_for_a_handoff_whose_create_was_given_up_is_answered(zende
         session.execute(change(Delivery).values(state="dead"))
     answer = status_changed(client, 1001, handoff["id"], "evt-merge", "CLOSED", merged=True)
     assert answer.status_code == 200 and answer.get_json()["outcome"] == "ignored"
+
+
+@pytest.mark.parametrize("holder", [None, 381156004412])
+def test_an_older_chat_merged_into_a_ticket_whose_newer_merged_chat_was_solved_is_taken_there(zendesk, holder):
+    # A review: a customer's two chats merged into their e-mail ticket (none of ours), the newer one's
+    # solved before the older one's came in: a take, or the agent the ticket has, went to the completed
+    # handoff — the waiting one was never assigned.
+    client, zd = zendesk
+    older = first_handoff(client, zd)  # conv-1 on 1001
+    zd.search(results=[])
+    zd.create_ticket({"id": 1002})
+    packet = full_packet()
+    packet["conversation"]["id"] = "conv-newer"
+    newer = post(client, packet).get_json()["id"]
+    zd.audits(1002, merged_into=88001)
+    zd.show_ticket(88001, status="open")
+    assert status_changed(client, 1002, newer, "evt-merge-n", "CLOSED", merged=True).get_json()["outcome"] == "recorded"
+    assert status_changed(client, 88001, None, "evt-solved", "SOLVED").get_json()["handoff_id"] == newer
+    time.sleep(1.1)  # the customer writes again, 88001 reopens; Zendesk's times are whole seconds
+    zd.audits(1001, merged_into=88001)
+    zd.show_ticket(88001, status="open", **({"assignee": holder} if holder else {}))
+    assert status_changed(client, 1001, older, "evt-merge-o", "CLOSED", merged=True).get_json()["outcome"] == "recorded"
+    if holder is None:
+        assert assigned(client, 88001, "evt-taken").get_json()["handoff_id"] == older
+    read = client.get(f"/v1/handoffs/{older}", headers=auth()).get_json()
+    assert read["assigned"]["agent_id"] == str(holder or "381156009921") and read["completed_at"] is None
