@@ -28,10 +28,9 @@ from decimal import Decimal
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, meta, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import ConfigError, MappingProblem
-from .templating import FailedOnValues, MissingValue, compiled, render
+from .templating import GLOBALS, FailedOnValues, MissingValue, compiled, parsed, render
 from .text_rules import did_you_mean, visible_controls
 
 log = logging.getLogger(__name__)
@@ -58,8 +57,6 @@ BUILT_KEYS: dict[str, frozenset[str]] = {
 _SEGMENT = r"(?:[A-Za-z_][A-Za-z0-9_-]*|[0-9]+)"
 PATH_RE = re.compile(rf"^[A-Za-z_][A-Za-z0-9_]*(?:\.{_SEGMENT})*$")
 KINDS = ("path", "template", "literal", "lookup")
-# Parsing only: the sandbox that renders is `connector.templating`'s.
-_parser = ImmutableSandboxedEnvironment()
 
 
 @dataclass(frozen=True)
@@ -158,7 +155,7 @@ def check_template(source: Any, where: str, variables: Collection[str] = ROOTS) 
     if not isinstance(source, str):
         raise ConfigError(where, "a template must be a string")
     try:
-        tree = _parser.parse(source)
+        tree = parsed(source)
         compiled(source)  # unknown filters and tests are refused when compiling
     except TemplateSyntaxError as err:
         raise ConfigError(where, f"template syntax error: {err.message} (template line {err.lineno})") from None
@@ -173,7 +170,7 @@ def check_template(source: Any, where: str, variables: Collection[str] = ROOTS) 
     for name, key in _built_keys_read(tree, set(), frozenset(variables) & BUILT_KEYS.keys()):
         if problem := _not_built(name, key):
             raise ConfigError(where, f"template refers to {name}.{key}: {problem}")
-    unknown = sorted(meta.find_undeclared_variables(tree) - set(variables) - set(_parser.globals))
+    unknown = sorted(meta.find_undeclared_variables(tree) - set(variables) - GLOBALS)
     if unknown:
         given = ", ".join(sorted(variables)) or "none"
         raise ConfigError(where, f"template uses {', '.join(unknown)}, which it is not given here "
@@ -183,7 +180,7 @@ def check_template(source: Any, where: str, variables: Collection[str] = ROOTS) 
 
 def variables_used(source: str) -> set[str]:
     """The names a template reads (one `check_template` has passed)."""
-    return set(meta.find_undeclared_variables(_parser.parse(source)))
+    return set(meta.find_undeclared_variables(parsed(source)))
 
 
 def looks_like_template(text: str) -> bool:

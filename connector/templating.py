@@ -79,8 +79,9 @@ def _fits(value: Any) -> Any:
 
 
 def _size(value: Any) -> int:
-    return value.bit_length() if isinstance(value, int) else len(value) if isinstance(value, (str, list, tuple, dict)) \
-        else 0
+    # Bytes too: `'x'.encode() * 300000000` counted 0 and made 300 MB (a review).
+    return value.bit_length() if isinstance(value, int) \
+        else len(value) if isinstance(value, (*_TEXTS, list, tuple, dict)) else 0
 
 
 def _sized(value: Any) -> Any:
@@ -111,7 +112,10 @@ def _too_large(asked: int) -> None:
 # gigabyte, then was refused. Only a whole conversion counts: `order%2012345678` in a URL is text.
 _PRINTF = re.compile(r"%%|%(?:\([^)]*\))?[-#0 +]*(\*|\d*)(?:\.(\*|\d*))?[diouxXeEfFgGcrsa]")
 # The str methods and filters whose whole-number argument is a width the text is padded to.
-_WIDTHS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "indent"})
+# Names whose numbers are sizes asked for: a width, and `slice`'s count of lists (`[1] | slice(20000000)`
+# made twenty million lists before the result was measured: 9 s and 1.4 GB; a review).
+_WIDTHS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "indent", "slice"})
+_TEXTS = (str, bytes, bytearray)  # what a repeat, a width or a join makes longer: bytes were not measured
 
 
 def _whole_numbers(values: Iterable[Any]) -> list[int]:
@@ -175,10 +179,12 @@ def _before(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     if name not in _STRUCTURAL:
         _written(value)
     if name == "join":
-        if isinstance(value, str) and args and isinstance(args[0], (list, tuple, dict, range)):  # sep.join(items)
-            _too_large(len(args[0]) * len(value))
+        if isinstance(value, _TEXTS) and args and isinstance(args[0], (list, tuple, dict, range)):  # sep.join(items)
+            _too_large(max(len(args[0]) - 1, 0) * len(value) + _lengths(args[0]))
         elif isinstance(value, (list, tuple, dict, range, str)):  # items | join(sep)
-            _too_large(len(value) * sum(map(len, texts)))
+            _too_large(max(len(value) - 1, 0) * sum(map(len, texts)) + _lengths(value))
+    if name == "sum" and isinstance(value, (list, tuple)):  # lists added up (`sum(start=[])`): what they make
+        _too_large(_lengths(value))
     if not isinstance(value, str):
         return
     if name in ("format", "format_map") and method:  # str.format: `{:>9}`, widths from the values too
@@ -194,6 +200,13 @@ def _before(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
         width = next(iter(_whole_numbers(given)), 79)
         wraps = len(value) // max(width, 1) + value.count("\n") + 1
         _too_large(len(value) + wraps * max(len(t) for t in texts))
+
+
+def _lengths(items: Any) -> int:
+    """What the texts and lists among `items` (a list or a tuple already made) hold, added up: what
+    joining or adding them makes — measured after, `''.join(['x' * 2000000] * 150)` made 300 MB first."""
+    return sum(len(item) for item in items if isinstance(item, (*_TEXTS, list, tuple))) \
+        if isinstance(items, (list, tuple)) else 0
 
 
 def _format_fits(text: str, args: tuple[Any, ...], kwargs: dict[str, Any], as_map: bool) -> None:
@@ -449,7 +462,7 @@ class AdminSandbox(ImmutableSandbox):
     def call_binop(self, context: Context, operator_name: str, left: Any, right: Any) -> Any:
         if operator_name == "*" and isinstance(left, int) != isinstance(right, int):  # a repeat: 'x' * n
             count, repeated = (left, right) if isinstance(left, int) else (right, left)
-            if isinstance(repeated, (str, list, tuple)):
+            if isinstance(repeated, (*_TEXTS, list, tuple)):
                 _too_large(count * len(repeated))
         if operator_name == "**" and isinstance(left, int) and isinstance(right, int) and right > 0 \
                 and right * max(abs(left).bit_length() - 1, 0) > MAX_SIZE:
@@ -463,7 +476,7 @@ class AdminSandbox(ImmutableSandbox):
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _step()
         method = getattr(__obj, "__wrapped__", __obj)  # str.format comes wrapped by the sandbox
-        if isinstance(getattr(method, "__self__", None), str):  # 'x'.ljust(10**9), '{:>9999999999}'.format(1)
+        if isinstance(getattr(method, "__self__", None), _TEXTS):  # 'x'.ljust(10**9), '{:>9999999999}'.format(1)
             _before(method.__name__, method.__self__, args, kwargs, method=True)
         if isinstance(__obj, LoopContext) and args:  # a recursive loop's `loop(items)`: its items counted too
             args = (__self.counted(args[0]), *args[1:])
@@ -514,6 +527,17 @@ class Refused(FailedOnValues):
     """The sandbox refused what the template does (`customer.attributes.pop('plan')` changes the packet;
     an attribute named `_…` at run time): refused at load when the sample packets show it
     (`template_trial.refuse_on_samples`), else, at delivery, a field left out as any failure on values."""
+
+
+def parsed(source: str) -> nodes.Template:
+    """`source`'s syntax tree, in the environment that renders it: what reads it (the variables it
+    uses: `jinja2.meta`) runs Jinja2's code generator, which works out constant parts by calling
+    their filters — an environment of Jinja2's own called them unchecked, and `check` of
+    `{{ ([[1] * 2000000] * 100) | sum(start=[]) }}` took 74 s and 3 GB (a review)."""
+    return _env.parse(source)
+
+
+GLOBALS = frozenset(_env.globals)
 
 
 @lru_cache(maxsize=512)
