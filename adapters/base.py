@@ -68,6 +68,10 @@ COMMON_MAPPING_KEYS = frozenset({"version", "redact", "lookups", "update_open_ti
 COMMON_MAPPING_TYPES: Mapping[str, type | tuple[type, ...]] = {"update_open_ticket": bool}
 
 
+# The kinds a template's output is masked for again (`Adapter.masked`): numbers a template can join
+# from pieces the packet's masking saw apart. Not identity (email, phone) nor credentials: a template
+# writes the customer's address and a link's token on purpose.
+REJOINED = frozenset({"card", "iban", "national_id"})
 MAX_MERGES = 5  # merges followed from the conversation's gone ticket (`Adapter.update_merged`), one look each
 
 # The key of a link's `extra` naming the handoff whose delivery made its ticket (the outbox keeps it;
@@ -617,19 +621,24 @@ class Adapter(abc.ABC):
         return self.mapping["redact"] if "redact" in self.mapping else self.default_redact
 
     def masked(self, value: Any) -> Any:
-        """A value a mapping rendered, its text masked as the packet's was (`redact_kinds`): the packet
-        is masked before rendering, and a template put a card back together from pieces (`join`, two
-        fields side by side) — whole in a Zendesk custom field and a Salesforce field with `redact:
-        [card]` (a review). A number that masks is sent as the masked text (the vendor may refuse it:
-        the field is left out, and the receipt says so), never whole."""
-        kinds = self.redact_kinds
+        """What a mapping's template wrote, the numbers of `redact_kinds` masked in it as the packet's
+        were: the packet is masked before rendering, and a template put a card back together from
+        pieces (`join`, two fields side by side) — whole in a Zendesk custom field and a Salesforce
+        field with `redact: [card]` (a review). Only the numbers a template can join (`REJOINED`):
+        the customer's identity fields and the packet's links are never masked (README), and a
+        template writing them (`{{ customer.email }}`, a signed `conversation.url`) sends them whole.
+        A number that masks is sent as the masked text (the vendor may refuse it: the field is left
+        out, and the receipt says so), never whole. Said in the log: the receipt counts the packet's."""
+        kinds = [kind for kind in self.redact_kinds if kind in REJOINED]
         if not kinds:
             return value
         if isinstance(value, list):
             return [self.masked(item) for item in value]
         if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
             text, counts = redact_text(str(value), kinds)
-            return text if any(counts.values()) else value
+            if any(counts.values()):
+                log.info("a template's output masked again", extra={"target": self.name, "redacted": dict(counts)})
+                return text
         return value
 
     def for_target(self, ctx: HandoffContext) -> HandoffContext:

@@ -181,7 +181,7 @@ class ZendeskAdapter(Adapter):
         if not spec:
             return ctx.brief.subject
         value = resolve(spec, ctx.packet, mapping_context(ctx), tables=self.mapping.get("lookups"),
-                        where="zendesk.yaml subject", one_value=True)
+                        where="zendesk.yaml subject", one_value=True, masked=self.masked)
         # Nothing found is the brief's; so is null (a lookup's `default: null`, a table entry or a literal
         # mapped to null), which went as the subject "None" (Salesforce's fields.Subject already fell back).
         subject = "" if value is MISSING or value is None else subject_line(str(value), SUBJECT_MAX)

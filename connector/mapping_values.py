@@ -17,6 +17,7 @@ A bare string is a path when it is well-formed and starts at a packet field (`cu
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import re
@@ -246,6 +247,10 @@ def table_problem(table: Mapping[Any, Any]) -> tuple[str, str] | None:
 
 def _unsendable(value: Any) -> str | None:
     """What is wrong with `value`, written in a mapping as a field's value, or None."""
+    if isinstance(value, (dt.date, dt.time)):
+        # YAML reads `2026-12-07` as a date: it passed `check`, and every render of it failed (no
+        # JSON for a date), the preview's and every delivery's (a review).
+        return f"{value} is read as a date: write it quoted ('{value}') to send it as text"
     items = value if isinstance(value, (list, tuple)) else [value]
     if any(isinstance(item, (Mapping, list, tuple)) for item in items):
         return (f"{json.dumps(value, default=str)[:80]} cannot be a field's value: a lookup gives "

@@ -112,9 +112,10 @@ def _too_large(asked: int) -> None:
 # gigabyte, then was refused. Only a whole conversion counts: `order%2012345678` in a URL is text.
 _PRINTF = re.compile(r"%%|%(?:\([^)]*\))?[-#0 +]*(\*|\d*)(?:\.(\*|\d*))?[diouxXeEfFgGcrsa]")
 # The str methods and filters whose whole-number argument is a width the text is padded to.
-# Names whose numbers are sizes asked for: a width, and `slice`'s count of lists (`[1] | slice(20000000)`
-# made twenty million lists before the result was measured: 9 s and 1.4 GB; a review).
-_WIDTHS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "indent", "slice"})
+# Names whose numbers are sizes asked for: a width, `slice`'s count of lists (`[1] | slice(20000000)`
+# made twenty million lists before the result was measured: 9 s and 1.4 GB) and `batch`'s size, to
+# which its fill value pads (`batch(100000000, 0)`: 1.5 GB; reviews).
+_WIDTHS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "indent", "slice", "batch"})
 _TEXTS = (str, bytes, bytearray)  # what a repeat, a width or a join makes longer: bytes were not measured
 
 
@@ -176,6 +177,8 @@ def _before(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
             _too_large(number)
         if name == "indent" and isinstance(value, str):  # a text width: before every line
             _too_large(len(value) + sum(map(len, texts)) * (value.count("\n") + 1))
+        if name == "expandtabs" and isinstance(value, str):  # up to the width at every tab
+            _too_large(len(value) + value.count("\t") * max(_whole_numbers(given) or [8]))
     if name not in _STRUCTURAL:
         _written(value)
     if name == "join":
@@ -328,6 +331,10 @@ def _sized_filter(name: str, function: Any) -> Any:
         if len(args) > value_at and args[value_at] is None and name in _ON_MISSING:
             # The admin's stand-in for a null as for a missing value (Jinja2's is for a missing one only).
             return args[value_at + 1] if len(args) > value_at + 1 else kwargs.get("default_value", "")
+        if len(args) > value_at and name in ("join", "sum") and isinstance(args[value_at], Iterator):
+            # What `select`, `reject` or `reverse` give: made a list first, so what joining or adding
+            # them makes is measured before (through a generator, 300 MB were made first; a review).
+            args = (*args[:value_at], list(args[value_at]), *args[value_at + 1:])
         null = len(args) > value_at and name in _NULL_AS_TEXT and _no_null(args[value_at])
         if null:  # as empty text, within the limits as any (a null through `center(3000000)` was not measured)
             args = (*args[:value_at], "", *args[value_at + 1:])
@@ -427,6 +434,13 @@ class AdminSandbox(ImmutableSandbox):
         self.globals.pop("lipsum", None)
         self.filters["join"] = _join
         self.filters = {name: _sized_filter(name, function) for name, function in self.filters.items()}
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        # No bytes: no field takes them, and every text check reads `str` — `replace`, a `%` width and
+        # a join of bytes made 300 MB past MAX_SIZE (reviews). `encode` is their only way in.
+        if attr == "encode" and isinstance(obj, str):
+            return False
+        return super().is_safe_attribute(obj, attr, value)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         """Jinja2's own, with a formatter that writes each field as text (`_TextFormatter`): a null

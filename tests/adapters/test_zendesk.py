@@ -2422,3 +2422,20 @@ def test_a_custom_field_template_cannot_put_a_masked_card_back_together() -> Non
         {"id": 1, "template": "{{ collected_data.card_groups | join(' ') }}"}, {"id": 2, "path": "customer.email"}])
     fields = mapped.render(ctx(packet))["ticket"]["custom_fields"]
     assert fields == [{"id": 1, "value": "[redacted card ••••1111]"}, {"id": 2, "value": packet["customer"]["email"]}]
+
+
+def test_a_template_writing_an_identity_field_or_a_link_sends_it_whole_and_the_subject_is_masked_too() -> None:
+    # A review of the mend above: every kind was masked again — `{{ customer.email }}` went as
+    # "[redacted email]" and a signed `conversation.url` lost its token, which README says never
+    # happens; and a mapped subject's template was not masked again at all.
+    packet = full_packet()
+    packet["conversation"]["url"] = "https://bots.acme.example/c/conv-1029?access_token=a1b2c3d4e5f6g7h8i9j0k1l2"
+    packet["collected_data"]["card_groups"] = ["4111", "1111", "1111", "1111"]
+    mapped = adapter(redact=["card", "email", "phone", "secret"],
+                     subject={"template": "Card {{ collected_data.card_groups | join('') }}"}, custom_fields=[
+                         {"id": 1, "template": "{{ customer.name }} <{{ customer.email }}>"},
+                         {"id": 2, "template": "{{ conversation.url }}"}])
+    ticket = mapped.render(ctx(packet))["ticket"]
+    assert [f["value"] for f in ticket["custom_fields"]] == [
+        f"{packet['customer']['name']} <{packet['customer']['email']}>", packet["conversation"]["url"]]
+    assert ticket["subject"] == "Card [redacted card ••••1111]"
