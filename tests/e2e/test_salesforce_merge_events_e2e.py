@@ -225,44 +225,28 @@ def test_a_case_nothing_was_merged_into_changes_nothing(make_app):
     assert read(client, handoff_id)["assigned"] is None and linked_to(app) == [MERGED]
 
 
-def test_an_older_waiting_conversation_merged_into_a_solved_case_is_taken_with_it(make_app, database):
-    # A review: a customer's two chats — the newer one's case closed (its handoff completed), the older
+@pytest.mark.parametrize("master", [MERGED, MASTER], ids=["the_newer_ones_case", "a_case_no_handoff_made"])
+def test_an_older_waiting_conversation_merged_into_a_solved_case_is_taken_with_it(make_app, database, master):
+    # Reviews: a customer's two chats — the newer one's case closed (its handoff completed), the older
     # one's merged into it, the case reopened and taken: the take went to the completed handoff (the
-    # newest linked to the case, its own conversation's), and the waiting one was never assigned.
+    # newest linked to the case, its own conversation's), and the waiting one was never assigned; with
+    # the master a case no handoff made (the customer's e-mail case), after the first mend too.
     app = make_app(**SALESFORCE, **database)
     client = app.test_client()
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
         org = SalesforceFake(rsps)
         older = handed_off(client, org, conversation="conv-older", case=BETWEEN)
         newer = handed_off(client, org, conversation="conv-newer", case=MERGED)
-        org.merged_away([MERGED], {})  # the older one waits elsewhere: the close's message reads
-        assert acked(sent(client, "04l5g000000Cls0AAK", case=MERGED, owner=QUEUE, closed="true"))
-        org.merged_away([MERGED], {BETWEEN: MERGED})
-        org.merged_away([BETWEEN], {})
-        time.sleep(1.05)  # taken after the close: LastModifiedDate is in whole seconds
-        assert acked(sent(client, "04l5g000000Ass2AAK", case=MERGED))
-    assert linked_to(app) == [MERGED, MERGED]
-    assert read(client, older)["assigned"]["agent_id"] == AGENT and read(client, newer)["assigned"] is None
-
-
-def test_an_older_waiting_conversation_merged_into_a_closed_case_of_no_handoff_is_taken_with_it(make_app, database):
-    # A review of the mend above: with the master a case no handoff made (the customer's e-mail case),
-    # the take still went to the completed handoff.
-    app = make_app(**SALESFORCE, **database)
-    client = app.test_client()
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
-        org = SalesforceFake(rsps)
-        older = handed_off(client, org, conversation="conv-older", case=BETWEEN)
-        newer = handed_off(client, org, conversation="conv-newer", case=MERGED)
-        org.merged_away([MASTER], {MERGED: MASTER})
-        org.merged_away([MERGED], {})
-        assert acked(sent(client, "04l5g000000Cls0AAK", case=MASTER, owner=QUEUE, closed="true"))
+        org.merged_away([master], {MERGED: master} if master != MERGED else {})  # the older one waits elsewhere
+        if master != MERGED:
+            org.merged_away([MERGED], {})
+        assert acked(sent(client, "04l5g000000Cls0AAK", case=master, owner=QUEUE, closed="true"))
         assert read(client, newer)["completed_at"] is not None
-        org.merged_away([MASTER], {BETWEEN: MASTER})
+        org.merged_away([master], {BETWEEN: master})
         org.merged_away([BETWEEN], {})
         time.sleep(1.05)  # reopened and taken after the close: LastModifiedDate is in whole seconds
-        assert acked(sent(client, "04l5g000000Ass2AAK", case=MASTER))
-    assert linked_to(app) == [MASTER, MASTER]
+        assert acked(sent(client, "04l5g000000Ass2AAK", case=master))
+    assert linked_to(app) == [master, master]
     assert read(client, older)["assigned"]["agent_id"] == AGENT and read(client, newer)["assigned"] is None
 
 
