@@ -41,6 +41,7 @@ from connector.brief import (
     most_recent,
     named,
     newlines,
+    out_of_hours,
     preferred_agent,
     repeat_contact,
     routed_to,
@@ -453,6 +454,8 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     team = of_the_thread(routed_to(assignment, kept_team))
     if team:
         fields.append(f"*Routed to*\n{fit_closed(continued(team), 200)[0]}")  # a department hint's lines
+    if closed := out_of_hours(assignment):
+        fields.append(f"*Out of hours*\n{closed}")
     # The alert's times are UTC: "call me after 8am" and "tomorrow" were the customer's, and only
     # the thread (and Zendesk's, Salesforce's brief) said which clock they read. Labelled as what it
     # is (the offset the times came with: a bot server's zone writes them so), not the customer's clock.

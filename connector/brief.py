@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import FileSystemLoader, StrictUndefined, pass_eval_context, select_autoescape
 from jinja2.nodes import EvalContext
@@ -861,6 +862,23 @@ def routed_to(assignment: Mapping[str, Any], kept_team: str | None = None) -> st
     return f"{shown} — not moved: this ticket stays with {kept_team}" if shown and kept_team else shown
 
 
+def out_of_hours(assignment: Mapping[str, Any]) -> str | None:
+    """When the team routing chose opens again, where it is closed: what the customer was told to
+    wait for (`customer_message`: "we open again at 09:00 Monday"). No target said it, and the agent
+    opening the ticket on Monday did not know what the customer expected (a review)."""
+    if not assignment.get("out_of_hours"):
+        return None
+    hours = assignment.get("business_hours") or {}
+    if not hours.get("next_opening"):
+        return "the team is closed, and no opening is known"
+    try:
+        zone = ZoneInfo(str(hours.get("timezone")))
+        at = dt.datetime.fromisoformat(hours["next_opening"]).astimezone(zone)
+    except (ValueError, KeyError, ZoneInfoNotFoundError):
+        return f"the team is closed; it opens again at {hours['next_opening']}"
+    return f"the customer was told the team opens again {at:%a %d %b %H:%M} ({zone.key})"
+
+
 def attempt_title(attempt: Mapping[str, Any], limit: int) -> tuple[str, str]:
     """What names an attempted solution, and which of its fields that is: its title, else its detail
     on one line (cut at `limit`), else its link. Slack showed "• (untitled) — did not help" and hid
@@ -937,6 +955,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "latest": latest and {"text": one_line(latest["text"], 300), "at": clock(latest.get("at")),
                               "far": _far(packet.get("transcript") or [])},
         "routed": routed_to(assignment, kept_team),
+        "out_of_hours": out_of_hours(assignment),
         "repeat_contact": repeat_contact(packet),
         "bot_loop": bot_loop(packet),
         "identity": identity,

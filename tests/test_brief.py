@@ -714,3 +714,22 @@ def test_a_batch_carrying_the_whole_brief_is_signed_as_messages_of_its_handoff()
     assert "Messages msg_01BATCH of handoff hnd_01FIRST from " in brief.text
     assert "Messages msg_01BATCH of handoff hnd_01FIRST from " in brief.html
     assert "Handoff hnd_01TEST from " in render_brief(full_packet(), "hnd_01TEST").text
+
+
+CLOSED = {"team": "billing", "out_of_hours": True,
+          "business_hours": {"open": False, "timezone": "Europe/Paris", "next_opening": "2026-11-23T08:00:00+00:00"}}
+
+
+def test_out_of_hours_every_target_says_when_the_customer_was_told_the_team_opens():
+    # A review: the customer read "we open again at 09:00 Monday (Europe/Paris)", and no target's brief
+    # said it — the agent opening the ticket on Monday did not know what the customer expected.
+    from adapters import slack_blocks
+
+    said = "the customer was told the team opens again Mon 23 Nov 09:00 (Europe/Paris)"
+    brief = render_brief(full_packet(), "hnd_1", assignment=CLOSED)
+    assert f"Out of hours: {said}" in brief.text
+    assert f"<strong>Out of hours:</strong> {said}" in brief.html
+    message, _ = slack_blocks.alert(full_packet(), "hnd_1", CLOSED, [])
+    assert f"*Out of hours*\\n{said}" in json.dumps(message)
+    open_now = render_brief(full_packet(), "hnd_1", assignment={**CLOSED, "out_of_hours": False})
+    assert "Out of hours" not in open_now.text
