@@ -332,8 +332,10 @@ class FollowUpBrief(Brief):
         self._view["follows"] = follows["handoff_id"]
         # The conversation's problem, as its ticket's subject says it: read from the batch alone, a
         # packet without stated_problem or summary headed the note with the batch's first line
-        # ("Also my password reset link is broken") as if it were the problem (a review).
-        before = {**packet, "transcript": packet["transcript"][:follows["first"]]}
+        # ("Also my password reset link is broken") as if it were the problem (a review); read from the
+        # handoff's own messages, not an earlier batch's too: the second batch's note was headed by the
+        # first batch's line (a later review). A packet stored whole by an older release says `first`.
+        before = {**packet, "transcript": packet["transcript"][:follows.get("handoff_ends", follows["first"])]}
         self._view["subject"] = self.subject = subject_for(before)
         self._view["taken"] = bool(follows.get("taken"))
         self._view["announced"] = announced(self.follow_up, self._view["customer_name"] or "The customer",

@@ -26,7 +26,9 @@ def whole(handoff: Handoff, earlier: Sequence[Handoff], messages: list[dict[str,
     packet = {key: value for key, value in handoff.packet.items() if key != "callback"}
     said = [entry for before in earlier for entry in own_messages(before)]
     packet["transcript"] = [*handoff.packet["transcript"], *said]
-    packet["follow_up"] = {"handoff_id": handoff.id, "first": len(packet["transcript"])}
+    # `handoff_ends`: where the handoff's own messages end — the ticket's subject was read from them.
+    packet["follow_up"] = {"handoff_id": handoff.id, "first": len(packet["transcript"]),
+                           "handoff_ends": len(handoff.packet["transcript"])}
     packet["transcript"].extend(messages)
     return packet
 

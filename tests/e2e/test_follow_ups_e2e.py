@@ -731,3 +731,26 @@ def test_messages_found_on_the_merge_target_after_a_timeout_are_received_as_the_
     with services.db.reading() as session:
         receipt = session.scalars(select(Delivery.receipt).join(Handoff).where(Handoff.follows_id == handoff_id)).one()
     assert {"escalation", "customer", "transcript"} <= set(receipt["delivered"])
+
+
+def test_every_batchs_note_is_headed_by_the_tickets_subject_not_an_earlier_batchs_line(make_app):
+    # A review: with no stated problem, the second batch's note was headed by the first batch's line
+    # ("Also my password reset link is broken"), as if it were the conversation's problem.
+    app = make_app(**ZENDESK)
+    client = app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        zendesk = FakeZendesk(rsps)
+        zendesk.search(results=[])
+        zendesk.create_ticket({"id": 1001})
+        handoff_id = client.post("/v1/handoffs", data=json.dumps(minimal_packet()), headers=auth(),
+                                 content_type="application/json").get_json()["id"]
+        subject = zendesk.json_bodies("POST", "/api/v2/tickets.json")[0]["ticket"]["subject"]
+        zendesk.update_ticket(1001)
+        for n, text in enumerate(["Also my password reset link is broken", "Any news?"]):
+            answer = client.post(f"/v1/handoffs/{handoff_id}/messages", headers=auth(), content_type="application/json",
+                                 data=json.dumps({"messages": [{"at": f"2026-11-20T10:0{n + 1}:00Z",
+                                                                "role": "customer", "text": text}]}))
+            assert answer.status_code == 201, answer.get_json()
+        heads = [body["ticket"]["comment"]["html_body"].split("</h2>")[0]
+                 for body in zendesk.json_bodies("PUT", "/api/v2/tickets/1001.json")]
+    assert len(heads) == 2 and all(head.endswith(f"— {subject}") for head in heads), (subject, heads)
