@@ -790,14 +790,17 @@ def scalar(value: Any) -> str:
     """A packet value as an agent reads it (also in Slack's details): lists joined, booleans as yes/no,
     an object as its `key: value` pairs — it read as Python's `{'arm': 'B'}`, then as JSON, quotes
     and braces (`[{"type": "order_id", "value": "88"}]`) an agent had to read through. Objects in a
-    list are set apart by ";", one inside another by parentheses. Empty values are left out."""
+    list are set apart by ";", and so are texts holding a comma (two addresses, "12 Main St,
+    Springfield" and "4 Elm Rd, Shelbyville", read as four parts); one inside another by
+    parentheses. Empty values are left out."""
     if isinstance(value, Mapping):
         return ", ".join(f"{key}: {_inner(item)}" for key, item in value.items() if holds_something(item))
     if isinstance(value, list | tuple):
         # A list inside a list in parentheses: [["SKU1", 2], ["SKU2", 1]] read "SKU1, 2, SKU2, 1".
         shown = [f"({scalar(item)})" if isinstance(item, list | tuple) else scalar(item)
                  for item in value if holds_something(item)]
-        return ("; " if any(isinstance(item, Mapping) for item in value) else ", ").join(shown)
+        apart = any(isinstance(item, Mapping) or (isinstance(item, str) and "," in item) for item in value)
+        return ("; " if apart else ", ").join(shown)
     if isinstance(value, bool):
         return "yes" if value else "no"
     return "—" if value is None else str(value)

@@ -733,3 +733,15 @@ def test_out_of_hours_every_target_says_when_the_customer_was_told_the_team_open
     assert f"*Out of hours*\\n{said}" in json.dumps(message)
     open_now = render_brief(full_packet(), "hnd_1", assignment={**CLOSED, "out_of_hours": False})
     assert "Out of hours" not in open_now.text
+
+
+def test_list_items_holding_a_comma_are_set_apart_by_semicolons():
+    # A review: two addresses read as four parts; `["Blue shirt, size M", "Red hat"]` as three items.
+    from connector.brief import scalar
+
+    assert scalar(["12 Main St, Springfield", "4 Elm Rd, Shelbyville"]) == "12 Main St, Springfield; 4 Elm Rd, Shelbyville"
+    assert scalar(["Blue shirt, size M", "Red hat"]) == "Blue shirt, size M; Red hat"
+    assert scalar(["SKU1", "SKU2"]) == "SKU1, SKU2"
+    packet = full_packet()
+    packet["collected_data"]["shipping_addresses"] = ["12 Main St, Springfield", "4 Elm Rd, Shelbyville"]
+    assert "12 Main St, Springfield; 4 Elm Rd, Shelbyville" in render_brief(packet, "hnd_1").text

@@ -548,7 +548,8 @@ def test_each_batch_stores_its_own_messages_not_a_copy_of_the_handoff(make_app):
         last = whole_of(session, batches[-1])  # what it carries, should it carry everything
     assert last["transcript"][0]["text"] == "x" * 20_000 and last["customer"] == packet["customer"]
     assert [e["text"] for e in last["transcript"][-5:]] == [f"message {n}" for n in range(5)]
-    assert last["follow_up"] == {"handoff_id": handoff_id, "first": len(packet["transcript"]) + 4}
+    assert last["follow_up"] == {"handoff_id": handoff_id, "first": len(packet["transcript"]) + 4,
+                                 "handoff_ends": len(packet["transcript"])}
     assert "callback" not in last
 
 
