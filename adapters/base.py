@@ -185,7 +185,10 @@ class HandoffContext:
                 f"(from {later[0]:%Y-%m-%d %H:%M} UTC, marked [new] in the transcript)"] if later else []
         urgency = self.assignment.get("priority")
         if was.get("urgency") and urgency and urgency != was["urgency"]:
-            news.append(f"urgency {was['urgency']} → {urgency}")
+            # Only urgent raises the ticket's priority (README): "urgency normal → high" above "[HIGH]"
+            # read as the ticket's own, while views and SLAs kept it at normal (a review).
+            kept = "" if urgency == "urgent" else " (the ticket's priority is left as it is: only urgent raises it)"
+            news.append(f"urgency {was['urgency']} → {urgency}{kept}")
         if collected := collected_news(was.get("collected"), collected_marks(self.packet)):
             news.append(collected)
         if not news:

@@ -807,6 +807,10 @@ def test_a_second_handoff_says_what_is_new_since_the_ticket_was_opened(make_app)
     said = note(again, "urgent")
     assert (f"New since this ticket was opened: 1 message from the customer (from 2026-11-20 10:05 UTC, marked [new] "
             f"in the transcript); urgency {was} → urgent.") in said
+    # A review: raised short of urgent, the brief said "[HIGH]" while the ticket's priority stayed.
+    other = "high" if was != "high" else "low"
+    assert f"urgency {was} → {other} (the ticket's priority is left as it is: only urgent raises it)." \
+        in note(again, other)
     assert "New since" not in note(first, was)  # nothing new: nothing said
     # A review: the bot's own "let me connect you" read as the customer having written again.
     bots = minimal_packet(conversation={"id": "conv-again"})
