@@ -25,4 +25,4 @@ def test_earlier_batches_count_their_own_messages_whichever_way_they_were_stored
     packet = whole(HANDOFF, [old, new], [{"text": "e"}])
 
     assert [e["text"] for e in packet["transcript"]] == ["a", "b", "c", "d", "e"]
-    assert packet["follow_up"] == {"handoff_id": "hnd_1", "first": 4} and "callback" not in packet
+    assert packet["follow_up"] == {"handoff_id": "hnd_1", "first": 4, "handoff_ends": 2} and "callback" not in packet
