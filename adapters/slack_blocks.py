@@ -37,6 +37,7 @@ from connector.brief import (
     is_number,
     last_customer_entry,
     local_time,
+    message_for_customer,
     more_of,
     most_recent,
     named,
@@ -456,6 +457,8 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         fields.append(f"*Routed to*\n{fit_closed(continued(team), 200)[0]}")  # a department hint's lines
     if closed := out_of_hours(assignment):
         fields.append(f"*Out of hours*\n{closed}")
+    if told := message_for_customer(assignment, kept_team):
+        fields.append(f"*Message for the customer*\n{fit_closed(continued(told), 600)[0]}")
     # The alert's times are UTC: "call me after 8am" and "tomorrow" were the customer's, and only
     # the thread (and Zendesk's, Salesforce's brief) said which clock they read. Labelled as what it
     # is (the offset the times came with: a bot server's zone writes them so), not the customer's clock.

@@ -868,9 +868,9 @@ def routed_to(assignment: Mapping[str, Any], kept_team: str | None = None) -> st
 
 
 def out_of_hours(assignment: Mapping[str, Any]) -> str | None:
-    """When the team routing chose opens again, where it is closed: what the customer was told to
-    wait for (`customer_message`: "we open again at 09:00 Monday"). No target said it, and the agent
-    opening the ticket on Monday did not know what the customer expected (a review)."""
+    """When the team routing chose opens again, where it is closed. No target said it, and the
+    agent opening the ticket on Monday did not know what the customer expected (a review). What the
+    customer was told of it is `message_for_customer`'s: an admin's wording may leave the opening out."""
     if not assignment.get("out_of_hours"):
         return None
     hours = assignment.get("business_hours") or {}
@@ -881,7 +881,23 @@ def out_of_hours(assignment: Mapping[str, Any]) -> str | None:
         at = dt.datetime.fromisoformat(hours["next_opening"]).astimezone(zone)
     except (ValueError, KeyError, ZoneInfoNotFoundError):
         return f"the team is closed; it opens again at {hours['next_opening']}"
-    return f"the customer was told the team opens again {at:%a %d %b %H:%M} ({zone.key})"
+    return f"the team is closed; it opens again {at:%a %d %b %H:%M} ({zone.key})"
+
+
+# The assignment's key for the customer message composed with it (`decision.decide`).
+MESSAGE_FOR_CUSTOMER = "message_for_customer"
+
+
+def message_for_customer(assignment: Mapping[str, Any], kept_team: str | None = None) -> str | None:
+    """The message composed for the customer with routing's decision, as the bot was given it to
+    show them: the wait it quoted ("about 30 minutes") or the opening it named was in no brief, and
+    the agent did not know what the customer expected (a brief review). None for a handoff stored
+    before it was kept, and beside `kept_team`: the customer is then told that team's wait and hours,
+    worded after this brief (`decision.with_kept`)."""
+    said = assignment.get(MESSAGE_FOR_CUSTOMER)
+    if kept_team is not None or said_text(said) is None:
+        return None
+    return one_line(said, 600)
 
 
 def attempt_title(attempt: Mapping[str, Any], limit: int) -> tuple[str, str]:
@@ -961,6 +977,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
                               "far": _far(packet.get("transcript") or [])},
         "routed": routed_to(assignment, kept_team),
         "out_of_hours": out_of_hours(assignment),
+        "message_for_customer": message_for_customer(assignment, kept_team),
         "repeat_contact": repeat_contact(packet),
         "bot_loop": bot_loop(packet),
         "identity": identity,

@@ -18,6 +18,7 @@ from adapters import registry
 from adapters.errors import DeliveryError
 
 from . import customer_message, routing
+from .brief import MESSAGE_FOR_CUSTOMER
 from .errors import ConfigError
 from .mappings import Mappings
 
@@ -55,6 +56,9 @@ def decide(packet: Mapping[str, Any], mappings: Mappings, adapters: Mapping[str,
     preferred = (packet.get("routing") or {}).get("preferred_agent")
     routing.name_routed_agent(assignment, targets, mappings.routing, preferred)
     wait_seconds, wait_source, message = _worded(packet, assignment, assignment, mappings, observed_wait, now, "wait")
+    # Kept with the decision for the agent's brief (`brief.message_for_customer`): the wait or the
+    # opening the customer was promised ("about 30 minutes") was in no brief (a brief review).
+    assignment[MESSAGE_FOR_CUSTOMER] = message["text"]
     return Decision(assignment=assignment, targets=targets, wait_seconds=wait_seconds, wait_source=wait_source,
                     customer_message=message)
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jinja2.nodes import EvalContext
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from marshmallow import ValidationError
 
 from connector.brief import render_brief
@@ -720,12 +720,14 @@ CLOSED = {"team": "billing", "out_of_hours": True,
           "business_hours": {"open": False, "timezone": "Europe/Paris", "next_opening": "2026-11-23T08:00:00+00:00"}}
 
 
-def test_out_of_hours_every_target_says_when_the_customer_was_told_the_team_opens():
+def test_out_of_hours_every_target_says_when_the_team_opens():
     # A review: the customer read "we open again at 09:00 Monday (Europe/Paris)", and no target's brief
     # said it — the agent opening the ticket on Monday did not know what the customer expected.
+    # It says when the team opens, not what the customer was told: an admin's wording may leave the
+    # opening out (the message itself is `Message for the customer`).
     from adapters import slack_blocks
 
-    said = "the customer was told the team opens again Mon 23 Nov 09:00 (Europe/Paris)"
+    said = "the team is closed; it opens again Mon 23 Nov 09:00 (Europe/Paris)"
     brief = render_brief(full_packet(), "hnd_1", assignment=CLOSED)
     assert f"Out of hours: {said}" in brief.text
     assert f"<strong>Out of hours:</strong> {said}" in brief.html
@@ -733,6 +735,32 @@ def test_out_of_hours_every_target_says_when_the_customer_was_told_the_team_open
     assert f"*Out of hours*\\n{said}" in json.dumps(message)
     open_now = render_brief(full_packet(), "hnd_1", assignment={**CLOSED, "out_of_hours": False})
     assert "Out of hours" not in open_now.text
+
+
+def test_every_target_says_the_message_the_customer_was_given(make_app):
+    # A brief review: the customer read "someone will reply in about 30 minutes" and no brief said it;
+    # the agent did not know what was promised. The decision keeps it; every target shows it.
+    from adapters import slack_blocks
+
+    services = make_app().extensions["connector"]
+    packet = full_packet()
+    shown = preview_packet(services, json.dumps(packet).encode())
+    text = shown["customer_message"]["text"]
+    assert shown["assignment"]["message_for_customer"] == text
+    assert f"  Message for the customer: “{text}”\n" in shown["brief"]["text"]
+    brief = render_brief(packet, "hnd_1", assignment=shown["assignment"])
+    assert f"<br>Message for the customer: “{escape(text)}”" in brief.html
+    message, _ = slack_blocks.alert(packet, "hnd_1", shown["assignment"], [])
+    fields = [f["text"] for b in message["blocks"] for f in b.get("fields", ())]
+    assert f"*Message for the customer*\n{text}" in fields
+    # Beside the team a repeat's ticket stays with, the customer is told that team's wait and hours,
+    # worded after the brief: nothing is claimed.
+    kept = render_brief(packet, "hnd_1", assignment=shown["assignment"], kept_team="escalations")
+    assert "Message for the customer" not in kept.text + kept.html
+    message, _ = slack_blocks.alert(packet, "hnd_1", shown["assignment"], [], kept_team="escalations")
+    assert "Message for the customer" not in json.dumps(message)
+    # A handoff stored before the decision kept it says nothing of it.
+    assert "Message for the customer" not in render_brief(packet, "hnd_1", assignment=CLOSED).text
 
 
 def test_list_items_holding_a_comma_are_set_apart_by_semicolons():

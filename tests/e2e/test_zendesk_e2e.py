@@ -12,6 +12,7 @@ import time
 
 import pytest
 import responses
+from markupsafe import escape
 
 from tests.conftest import ADMIN_TOKEN, auth
 from tests.factories import full_packet, mappings_with_a_first_rule
@@ -49,6 +50,9 @@ def test_handoff_creates_a_ticket_then_a_second_one_comments_on_it(zendesk):
     assert sent["ticket"]["external_id"] == body["id"]
     assert sent["ticket"]["comment"]["public"] is False
     assert "OAuth token expired (code 4012)" in sent["ticket"]["comment"]["html_body"]
+    # What the bot was given to tell the customer (the wait it quotes), as the agent reads it.
+    told = escape(body["customer_message"]["text"])
+    assert f"Message for the customer: “{told}”" in sent["ticket"]["comment"]["html_body"]
     assert zd.calls("POST", "/api/v2/tickets.json")[0].request.headers["Idempotency-Key"] == f"{body['id']}:zendesk"
     assert "transcript" in body["context_receipt"]["zendesk"]["delivered"]
 
