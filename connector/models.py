@@ -21,6 +21,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -59,6 +60,11 @@ class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON}
 
 
+# A handoff still waiting for an agent: no vendor said its ticket was solved, and not a batch of
+# messages (`follows_id`), which waits with its handoff. The partial index's condition.
+WAITING = text("completed_at IS NULL AND follows_id IS NULL")
+
+
 class Handoff(Base):
     __tablename__ = "handoffs"
     __table_args__ = (
@@ -67,6 +73,9 @@ class Handoff(Base):
         Index("ix_handoffs_conversation", "bot_id", "conversation_id"),
         Index("ix_handoffs_follows", "follows_id", "follow_up_seq", unique=True),
         Index("ix_handoffs_created", "created_at"),  # retention reads the oldest first
+        # The handoffs still waiting for an agent, by conversation (`merges._waiting_elsewhere`): few
+        # beside the solved ones, which a Salesforce message's question read every one of.
+        Index("ix_handoffs_waiting", "bot_id", "conversation_id", postgresql_where=WAITING, sqlite_where=WAITING),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

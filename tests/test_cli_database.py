@@ -110,7 +110,7 @@ def test_a_database_at_an_older_release_names_both_revisions_and_migrate_fixes_i
     runner = fresh_app.test_cli_runner()
     result = runner.invoke(args=["connector", "deliveries"])
     assert result.exit_code == 1
-    assert "its schema is at revision 0006; this code needs 0012. Run `flask" in result.output
+    assert "its schema is at revision 0006; this code needs 0013. Run `flask" in result.output
     assert runner.invoke(args=["connector", "migrate"]).exit_code == 0
     after = runner.invoke(args=["connector", "deliveries"])
     assert after.exit_code == 0 and after.output.strip() == "0 deliveries"

@@ -249,7 +249,7 @@ def test_a_database_a_newer_release_moved_on_while_this_one_waited_is_one_named_
         database.dispose()
 
 
-REVISIONS = [f"{n:04d}" for n in range(1, 12)]  # every one before head
+REVISIONS = [f"{n:04d}" for n in range(1, 13)]  # every one before head
 
 
 def _filled(connection, table: str, values: dict) -> dict:
@@ -309,3 +309,16 @@ def test_a_row_orphaned_by_hand_before_does_not_stop_the_service_starting(tmp_pa
                       "('hnd_GONE', 'zendesk', 0, 'created', 1, 0, '2026-11-20', '2026-11-20', '2026-11-20', "
                       "'2026-11-20', 0)")
     Database(url, root=".").migrate()  # at head: nothing to migrate, and nothing refused
+
+
+def test_the_waiting_handoffs_have_an_index_of_their_own(any_db_app):
+    """Every Salesforce Outbound Message asks whether a conversation linked to another case waits
+    (`merges._waiting_elsewhere`): without an index of the waiting handoffs PostgreSQL read every
+    handoff when none waited (40 ms at 200,000 on each message; 2 ms with it)."""
+    from sqlalchemy import inspect
+
+    engine = any_db_app.extensions["connector"].db.engine
+    [index] = [i for i in inspect(engine).get_indexes("handoffs") if i["name"] == "ix_handoffs_waiting"]
+    assert index["column_names"] == ["bot_id", "conversation_id"]
+    where = index["dialect_options"].get("postgresql_where") or str(index["dialect_options"]["sqlite_where"])
+    assert "completed_at IS NULL" in where and "follows_id IS NULL" in where
