@@ -17,7 +17,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from adapters import registry
 
@@ -37,7 +37,7 @@ class _Group(AppGroup):
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
-        except OperationalError as err:
+        except DBAPIError as err:
             if not unreachable(err):
                 raise
             raise click.ClickException(f"the database failed: {reason(err)}; what this command had not "
@@ -127,10 +127,13 @@ def check(vendors: bool) -> None:
         refused = " (refused: see the problem below)"  # the line alone read as if they were fine
     click.echo(f"mappings: {services.mappings.source}{refused}")
     try:
+        no_writes = services.db.writes_refused()
         gap = services.db.schema_gap()
     except Exception as err:  # report, don't crash: check is for finding problems
         problems.append(f"CONNECTOR_DATABASE_URL: database unreachable ({reason(err)})")
     else:
+        if no_writes is not None:
+            problems.append(f"CONNECTOR_DATABASE_URL: the database is {no_writes}")
         state = "current" if gap is None else gap.state
         reached = "no file yet" if gap is not None and gap.no_file else "reachable"
         click.echo(f"database: {reached} ({services.db.dialect}), schema {state}")

@@ -475,6 +475,18 @@ class Database:
         with self._reader() as connection:
             connection.execute(text("SELECT 1"))
 
+    def writes_refused(self) -> str | None:
+        """Why a database that answers takes no writes: PostgreSQL read-only (a standby, a primary
+        a failover demoted while the address still names it, `default_transaction_read_only`) — every
+        handoff refused while /readyz said ready and the load balancer kept sending bots (an
+        operator's review). None otherwise; SQLite is not asked (nothing is connected to, no file
+        made: a read-only file is refused at intake, 503)."""
+        if self.dialect != "postgresql":
+            return None
+        with self._reader() as connection:
+            read_only = connection.execute(text("SHOW transaction_read_only")).scalar() == "on"
+        return "read-only: it takes no writes (a standby, or default_transaction_read_only)" if read_only else None
+
     def _reader(self) -> contextlib.AbstractContextManager[Connection]:
         """A connection that begins without the write lock: SQLite's `BEGIN IMMEDIATE` would queue a
         readiness probe or a CLI look at the schema behind the service's writers, and block them."""

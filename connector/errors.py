@@ -171,7 +171,8 @@ class ValidationFailed(ApiProblem):
 
 class ServiceUnavailable(ApiProblem):
     status, title, type_slug = 503, "Service unavailable", "service-unavailable"
-    meaning = "the database cannot be reached, or another request for the same handoff holds it; nothing was recorded"
+    meaning = ("the database cannot be reached or takes no writes (a read-only SQLite file; PostgreSQL read-only or a "
+               "role without grants), or another request for the same handoff holds it; nothing was recorded")
     retry = "yes, after `Retry-After`, same key"
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from ulid import ULID
 
 from adapters import registry
@@ -171,7 +171,7 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
         else:
             raise ServiceUnavailable("Other messages for this handoff are being stored at this moment; nothing "
                                      "was recorded. Retry shortly.", headers={"Retry-After": "1"})
-    except OperationalError as err:
+    except DBAPIError as err:
         if not unreachable(err):  # a query refused: a bug (a 500 with its traceback), not an outage
             raise
         log.error("database unavailable for messages", extra={"error": reason(err)})

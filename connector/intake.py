@@ -17,7 +17,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 from sqlalchemy import or_, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from ulid import ULID
 
 from adapters import registry
@@ -201,7 +201,7 @@ def _database_away(what: str) -> Iterator[None]:
     it refused (`unreachable` says which) is a bug: raised, a 500 with its traceback."""
     try:
         yield
-    except OperationalError as err:
+    except DBAPIError as err:
         if not unreachable(err):
             raise
         log.error("database unavailable at intake", extra={"error": reason(err)})

@@ -31,13 +31,26 @@ _SQLITE_AWAY = ("database is locked", "unable to open database", "disk i/o error
                 "database or disk is full")
 
 
+# PostgreSQL's SQLSTATEs of a server that answers and takes no writes from us: 25006, a read-only
+# transaction (a standby, or a primary demoted by a failover the address still points at; the
+# database's `default_transaction_read_only`); 42501, a role without the right to write (its grants
+# taken away). SQLite's "readonly database" is one (`_SQLITE_AWAY`): PostgreSQL's were a 500 "our
+# fault" to every bot and a 4 KB traceback a second from each loop (an operator's review).
+_NO_WRITES = ("25006", "42501")
+
+
 def unreachable(err: BaseException) -> bool:
-    """The database is away (refused, reset, timed out, locked), as opposed to a query it refused."""
-    if isinstance(err, DBAPIError) and err.connection_invalidated:
+    """The database is away (refused, reset, timed out, locked) or takes no writes (read-only, no
+    grants), as opposed to a query it refused."""
+    if not isinstance(err, DBAPIError):
+        return False
+    if err.connection_invalidated:
+        return True
+    sqlstate = getattr(err.orig, "sqlstate", None)  # psycopg's; None when no server answered at all
+    if sqlstate in _NO_WRITES:  # SQLAlchemy's InternalError and ProgrammingError, not OperationalError
         return True
     if not isinstance(err, OperationalError):
         return False
-    sqlstate = getattr(err.orig, "sqlstate", None)  # psycopg's; None when no server answered at all
     if sqlstate:
         # 08: connection exceptions; 53: the server out of resources (too many clients, disk full);
         # 57P01-03: the server shutting down or starting.

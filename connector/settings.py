@@ -263,11 +263,17 @@ def _int(name: str, raw: str) -> int:
     return value
 
 
+# Workers or threads past this are a typo, not a machine: 10²⁰ delivery threads passed `check`, and
+# every claim of due deliveries then failed (a LIMIT past the database's integers) — nothing was
+# delivered, once more each second (an operator's review).
+MAX_COUNT = 1000
+
+
 def count(name: str, raw: str) -> int:
-    """A whole number of at least 1 (workers, threads), the variable named in the error."""
+    """A whole number from 1 to `MAX_COUNT` (workers, threads), the variable named in the error."""
     value = _int(name, raw)
-    if value < 1:
-        raise ConfigError(name, f"must be at least 1, got {value}")
+    if not 1 <= value <= MAX_COUNT:
+        raise ConfigError(name, f"must be from 1 to {MAX_COUNT}, got {value}")
     return value
 
 
@@ -510,7 +516,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CONNECTOR_MAX_TRANSCRIPT_ENTRIES": ("max_transcript_entries", _int),
     "CONNECTOR_MAX_ENTRY_CHARS": ("max_entry_chars", _int),
     "CONNECTOR_MAX_JSON_DEPTH": ("max_json_depth", _int),
-    "CONNECTOR_DELIVERY_THREADS": ("delivery_threads", _int),
+    "CONNECTOR_DELIVERY_THREADS": ("delivery_threads", count),
     "CONNECTOR_MAX_ATTEMPTS": ("max_attempts", _int),
     "CONNECTOR_MAX_DELIVERY_AGE_S": ("max_delivery_age_s", _seconds),
     "CONNECTOR_LEASE_S": ("lease_s", _seconds),
@@ -520,7 +526,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CONNECTOR_VENDOR_TIMEOUT_S": ("vendor_timeout_s", _seconds),
     "CONNECTOR_LOG_LEVEL": ("log_level", _str),
     "CONNECTOR_PUBLIC_URL": ("public_url", _public_url),
-    "CONNECTOR_CALLBACK_THREADS": ("callback_threads", _int),
+    "CONNECTOR_CALLBACK_THREADS": ("callback_threads", count),
     "CONNECTOR_CALLBACK_MAX_ATTEMPTS": ("callback_max_attempts", _int),
     "CONNECTOR_CALLBACK_TIMEOUT_S": ("callback_timeout_s", _seconds),
     "CONNECTOR_CALLBACK_ALLOW_PRIVATE": ("callback_allow_private", _bool),
@@ -688,6 +694,9 @@ class Settings:
         for attr, least in _AT_LEAST.items():
             if getattr(self, attr) < least:
                 raise ConfigError(self.variable_for(attr), f"must be at least {least}, got {getattr(self, attr)}")
+        for attr in ("delivery_threads", "callback_threads"):  # as read (`count`), and as a test's override
+            if getattr(self, attr) > MAX_COUNT:
+                raise ConfigError(self.variable_for(attr), f"must be from 1 to {MAX_COUNT}, got {getattr(self, attr)}")
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError("CONNECTOR_LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if self.retry_max_s < self.retry_base_s:

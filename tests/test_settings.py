@@ -106,6 +106,11 @@ SALESFORCE_PASSWORD_LOGIN = {"CONNECTOR_TARGETS": "salesforce", "SALESFORCE_USER
     ({**SALESFORCE_PASSWORD_LOGIN, "SALESFORCE_DOMAIN": "acme.my.salesforce.com"},
      "SALESFORCE_DOMAIN: must be what comes before"),
     ({**SALESFORCE_PASSWORD_LOGIN, "SALESFORCE_DOMAIN": "login/"}, "SALESFORCE_DOMAIN: must be what comes before"),
+    # a typo's threads (an operator's review): 10²⁰ passed `check`, and every claim of due deliveries
+    # then failed (a LIMIT past the database's integers): nothing was ever delivered
+    ({"CONNECTOR_DELIVERY_THREADS": "99999999999999999999"}, "CONNECTOR_DELIVERY_THREADS: must be from 1 to 1000"),
+    ({"CONNECTOR_CALLBACK_THREADS": "1001"}, "CONNECTOR_CALLBACK_THREADS: must be from 1 to 1000"),
+    ({"CONNECTOR_DELIVERY_THREADS": "0"}, "CONNECTOR_DELIVERY_THREADS: must be from 1 to 1000"),
 ])
 def test_bad_values_stop_start_up_naming_the_variable(environ, variable, tmp_path):
     environ = {"CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", **environ}

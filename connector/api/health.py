@@ -70,6 +70,10 @@ def readiness(services: Services, *, whole: bool = False) -> tuple[bool, dict[st
     checks: dict[str, Any] = {"mappings": mappings, "settings": settings, "targets": list(services.adapters)}
     try:
         services.db.ping()
+        no_writes = services.db.writes_refused()
+        if no_writes is not None:
+            checks["database"] = {"ok": False, "dialect": services.db.dialect, "error": no_writes}
+            return False, checks
         gap = services.db.schema_gap()
         if gap is not None:
             # Another release migrated the shared database (a rolling upgrade), or it went back:
