@@ -27,13 +27,13 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
 from ulid import ULID
 
-from connector.brief import Brief, collected_of, one_line, render_brief
+from connector.brief import REASONS, Brief, attempt_title, collected_of, one_line, render_brief
 from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import template_failures
 from connector.redaction import redact_packet, redact_text
@@ -191,6 +191,7 @@ class HandoffContext:
             news.append(f"urgency {was['urgency']} → {urgency}{kept}")
         if collected := collected_news(was.get("collected"), collected_marks(self.packet)):
             news.append(collected)
+        news.extend(escalation_news(was, self.packet))
         if not news:
             return None
         since = "this ticket was opened"
@@ -967,6 +968,7 @@ def opened_with(ctx: HandoffContext) -> dict[str, Any]:
     # kept before this was), which says nothing is new.
     if (collected := collected_marks(ctx.packet)) is not None:
         stood["collected"] = collected
+    stood.update(escalation_marks(ctx.packet))
     return stood
 
 
@@ -996,8 +998,69 @@ def collected_marks(packet: Mapping[str, Any]) -> dict[str, str] | None:
     given, _ = collected_of(packet)
     if len(given) > MOST_COLLECTED_MARKS:
         return None
-    return {key: hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
-            for key, value in given}
+    return {key: _mark(value) for key, value in given}
+
+
+def _mark(value: Any) -> str:
+    """A short digest of a packet value: tells whether it changed without keeping it."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def _attempt_mark(attempt: Any) -> str:
+    """An attempted solution by what names it (its outcome may be told again differently)."""
+    attempt = attempt if isinstance(attempt, Mapping) else {}
+    return _mark([attempt.get("title"), attempt.get("detail"), attempt.get("url")])
+
+
+def _keyword_mark(word: Any) -> str:
+    return _mark(" ".join(str(word).casefold().split()))
+
+
+def escalation_marks(packet: Mapping[str, Any]) -> dict[str, Any]:
+    """Why the bot handed off, as the ticket heard it: the reason, and digests of its trigger words
+    and of what it tried — for the next handoff's note to say what changed. A second handoff "because
+    the customer is upset", with the bot's two new tries, said only how many messages came since, and
+    the brief below repeated every reason and try unmarked (a brief review). A list longer than
+    `MOST_COLLECTED_MARKS` is not kept (the note then says nothing of it)."""
+    escalation = packet.get("escalation") or {}
+    keywords, attempts = escalation.get("keywords") or [], packet.get("attempted_solutions") or []
+    marks: dict[str, Any] = {"reason": escalation.get("reason")} if escalation.get("reason") else {}
+    if len(keywords) <= MOST_COLLECTED_MARKS:
+        marks["keywords"] = [_keyword_mark(word) for word in keywords]
+    if len(attempts) <= MOST_COLLECTED_MARKS:
+        marks["attempts"] = [_attempt_mark(attempt) for attempt in attempts]
+    return marks
+
+
+def escalation_news(was: Mapping[str, Any], packet: Mapping[str, Any]) -> list[str]:
+    """What a repeat's note says of why the bot handed off again (`escalation_marks`): a changed
+    reason, new trigger words, what the bot tried since. Nothing of what was not kept (a link kept
+    before these were)."""
+    escalation = packet.get("escalation") or {}
+    news = []
+    reason, before = escalation.get("reason"), was.get("reason")
+    if reason and before and reason != before:
+        news.append(f"why: {REASONS.get(before, before)} → {REASONS.get(reason, reason)}")
+    if isinstance(was.get("keywords"), list):
+        heard = set(was["keywords"])
+        words = [one_line(str(word), 40) for word in escalation.get("keywords") or []
+                 if _keyword_mark(word) not in heard]
+        if words:
+            news.append(f"new trigger words: {_few(words, ', ')}")
+    if isinstance(was.get("attempts"), list):
+        tried = set(was["attempts"])
+        titles = [attempt_title(a, 60)[0] for a in packet.get("attempted_solutions") or []
+                  if isinstance(a, Mapping) and _attempt_mark(a) not in tried]
+        if titles:
+            things = "thing" if len(titles) == 1 else "things"
+            news.append(f"the bot tried {len(titles)} more {things}: {_few(titles, '; ')}")
+    return news
+
+
+def _few(items: Sequence[str], separator: str) -> str:
+    """The first `COLLECTED_NAMED` of `items`, and how many more."""
+    more = f" and {len(items) - COLLECTED_NAMED} more" if len(items) > COLLECTED_NAMED else ""
+    return separator.join(items[:COLLECTED_NAMED]) + more
 
 
 def collected_news(was: Any, now: Mapping[str, str] | None) -> str | None:
@@ -1012,9 +1075,7 @@ def collected_news(was: Any, now: Mapping[str, str] | None) -> str | None:
              if was.get(key) != mark]
     if not named:
         return None
-    shown = ", ".join(named[:COLLECTED_NAMED])
-    more = f" and {len(named) - COLLECTED_NAMED} more" if len(named) > COLLECTED_NAMED else ""
-    return f"collected: {shown}{more}"
+    return f"collected: {_few(named, ', ')}"
 
 
 def customer_marks(packet: Mapping[str, Any]) -> dict[str, str]:

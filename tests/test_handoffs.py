@@ -906,6 +906,53 @@ def test_a_repeat_names_the_collected_values_that_are_new_or_changed(make_app):
         assert "New since" not in json.loads(put.calls[-1].request.body)["ticket"]["comment"]["html_body"]
 
 
+def test_a_repeat_names_a_changed_reason_new_trigger_words_and_what_the_bot_tried_since(make_app):
+    # A brief review: a second handoff "because the customer is upset", with two new tries of the bot's,
+    # said only how many messages came since; the brief below repeated every reason and try unmarked.
+    import responses
+
+    app = make_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
+                   zendesk_api_token="t")
+    client = app.test_client()
+    tried = {"title": "Reset password", "outcome": "not_helpful"}
+    first = minimal_packet(conversation={"id": "conv-why"}, attempted_solutions=[tried],
+                           escalation={"reason": "ai_unable", "keywords": ["Refund"]})
+    again = copy.deepcopy(first)
+    again["escalation"] = {"reason": "negative_sentiment", "keywords": ["refund ", "chargeback"]}
+    again["attempted_solutions"] = [{**tried, "outcome": "declined"},  # told again with another outcome: not new
+                                    {"title": "Resent the invoice", "outcome": "not_helpful"},
+                                    {"detail": "Offered a callback\ntomorrow", "outcome": "declined"}]
+    with responses.RequestsMock() as mock:
+        mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201, json={"ticket": {"id": 1}})
+        mock.put("https://acme.zendesk.com/api/v2/tickets/1/tags", json={"tags": ["handoff"]})  # Add Tags, first
+        put = mock.put("https://acme.zendesk.com/api/v2/tickets/1.json", json={"ticket": {"id": 1, "status": "open"}})
+        assert post(client, first).status_code == 201
+        assert post(client, again).status_code == 201
+        note = json.loads(put.calls[-1].request.body)["ticket"]["comment"]["html_body"]
+        # (Upset: routing's rules raise the urgency and choose escalations, said before and after.)
+        assert ("New since this ticket was opened: urgency normal → high (the ticket&#x27;s priority is left as it "
+                "is: only urgent raises it); why: The bot could not handle the request → The customer is "
+                "upset; new trigger words: chargeback; the bot tried 2 more things: Resent the invoice; Offered a "
+                "callback tomorrow.") in note
+        # The update's reason, words and tries are what the next repeat compares with: the same again is no news.
+        assert post(client, again, key="again-2").status_code == 201
+        assert "New since" not in json.loads(put.calls[-1].request.body)["ticket"]["comment"]["html_body"]
+
+
+def test_escalation_news_says_nothing_of_what_was_not_kept():
+    from adapters.base import escalation_marks, escalation_news
+
+    packet = {"escalation": {"reason": "keyword", "keywords": ["a", "b"]},
+              "attempted_solutions": [{"title": f"try {n}"} for n in range(7)]}
+    assert escalation_news({}, packet) == []  # a link kept before these were
+    assert escalation_news(escalation_marks(packet), packet) == []
+    news = escalation_news({"reason": "other", "keywords": [], "attempts": []}, packet)
+    assert news == ["why: Other → A trigger word was said", "new trigger words: a, b",
+                    "the bot tried 7 more things: try 0; try 1; try 2; try 3; try 4 and 2 more"]
+    many = {"escalation": {"reason": "other"}, "attempted_solutions": [{"title": "t"}] * 101}
+    assert "attempts" not in escalation_marks(many)  # not kept: the next note says nothing of them
+
+
 def test_collected_news_names_a_few_keys_and_says_nothing_without_what_was_kept():
     from adapters.base import collected_marks, collected_news
 

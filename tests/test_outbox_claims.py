@@ -510,7 +510,8 @@ def test_each_target_is_told_the_others_tickets_once_when_the_last_finishes_on_t
         # The link's own data, read back, and the mark of the customer it was opened for.
         assert ctx.link.extra == {"handoff_id": handoff_id, "k": [1], "customer": customer_marks(packet_stored),
                                   "opened_with": {"last_message_at": "2026-11-20T10:00:00+00:00", "urgency": "normal",
-                                                  "team": "support", "collected": {}}}
+                                                  "team": "support", "collected": {},
+                                                  "reason": "customer_request", "keywords": [], "attempts": []}}
         assert (ctx.packet, ctx.assignment) == (packet_stored, assignment_stored)
 
 
