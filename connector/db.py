@@ -291,6 +291,15 @@ class SchemaGap:
     no_file: bool = False  # SQLite: the file does not exist (nothing was connected to, or made)
 
 
+# The first of `names` (tables) the role may not read and write. Each right asked alone: several in
+# one `has_table_privilege` are true if any is held.
+_DENIED = text("SELECT name FROM unnest(CAST(:names AS text[])) AS name WHERE NOT ("
+               "has_table_privilege(current_user, to_regclass(name), 'SELECT') AND "
+               "has_table_privilege(current_user, to_regclass(name), 'INSERT') AND "
+               "has_table_privilege(current_user, to_regclass(name), 'UPDATE') AND "
+               "has_table_privilege(current_user, to_regclass(name), 'DELETE')) LIMIT 1")
+
+
 class Database:
     def __init__(self, url: str, root: str, busy_timeout_s: float = BUSY_TIMEOUT_S):
         self.engine = make_engine(url, root, busy_timeout_s)
@@ -483,9 +492,16 @@ class Database:
         made: a read-only file is refused at intake, 503)."""
         if self.dialect != "postgresql":
             return None
+        from .models import Base
+
         with self._reader() as connection:
-            read_only = connection.execute(text("SHOW transaction_read_only")).scalar() == "on"
-        return "read-only: it takes no writes (a standby, or default_transaction_read_only)" if read_only else None
+            if connection.execute(text("SHOW transaction_read_only")).scalar() == "on":
+                return "read-only: it takes no writes (a standby, or default_transaction_read_only)"
+            # A role without the grants (a table a migration made as another role): every handoff a
+            # 503 while /readyz said ready (a review of the mend). `to_regclass`: a table not made yet
+            # is the schema's gap, said apart.
+            denied = connection.execute(_DENIED, {"names": sorted(Base.metadata.tables)}).scalar()
+        return f"not writable by this role: it may not read and write table {denied} (grants)" if denied else None
 
     def _reader(self) -> contextlib.AbstractContextManager[Connection]:
         """A connection that begins without the write lock: SQLite's `BEGIN IMMEDIATE` would queue a

@@ -7,6 +7,7 @@ traceback a second from each loop (an operator's review)."""
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from sqlalchemy.exc import InternalError, ProgrammingError
@@ -58,3 +59,39 @@ def test_a_read_only_postgresql_is_a_503_to_retry_not_ready_and_said_by_check(ma
     _admin(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
     app.extensions["connector"].db.dispose()
     assert client.get("/readyz").status_code == 200
+
+
+@pytest.mark.postgres
+def test_a_role_without_write_grants_is_not_ready_and_said_by_check(make_app, postgres_url):
+    # A review of the mend: every handoff was a 503 ("permission denied for table handoffs") while
+    # /readyz said ready and `check` said ok — the load balancer kept sending bots.
+    name, role = postgres_url.rsplit("/", 1)[1], f"ro_{uuid.uuid4().hex[:8]}"
+    _admin(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        for grant in ("GRANT USAGE ON SCHEMA public TO {role}", "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}",
+                      "GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+                      "REVOKE DELETE ON callbacks FROM {role}"):
+            _on(name, grant.format(role=f'"{role}"'))
+        app = make_app(database_url=postgres_url.replace("postgres@", f"{role}@"))
+        ready = app.test_client().get("/readyz")
+        assert ready.status_code == 503
+        assert ready.get_json()["checks"]["database"]["error"] == \
+            "not writable by this role: it may not read and write table callbacks (grants)"
+        said = app.test_cli_runner().invoke(args=["connector", "check"])
+        assert said.exit_code == 1 and "may not read and write table callbacks" in said.output
+        _on(name, f'GRANT DELETE ON callbacks TO "{role}"')
+        assert app.test_client().get("/readyz").status_code == 200
+        app.extensions["connector"].stop()
+    finally:
+        _on(name, f'DROP OWNED BY "{role}"')
+        _admin(f'DROP ROLE "{role}"')
+
+
+def _on(database: str, sql: str) -> None:
+    import psycopg
+
+    from tests.conftest import PG_URL
+
+    url = PG_URL.replace("postgresql+psycopg", "postgresql").rsplit("/", 1)[0] + f"/{database}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql)
