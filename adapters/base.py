@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Literal
 
 from ulid import ULID
 
-from connector.brief import REASONS, Brief, attempt_title, collected_of, one_line, render_brief
+from connector.brief import REASONS, Brief, attempt_title, collected_of, masked_message, one_line, render_brief
 from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import template_failures
 from connector.redaction import redact_packet, redact_text
@@ -656,9 +656,10 @@ class Adapter(abc.ABC):
             return ctx
         # The same form of brief as given: a follow-up's short one stays short (`render_brief`), a
         # repeat's marks what is new (its note says so: a masked card took the marks away).
-        brief = render_brief(packet, ctx.handoff_id, update=ctx.brief.follow_up is not None, assignment=ctx.assignment,
+        assignment = masked_message(ctx.assignment, kinds)  # the customer's words are in it (Slack reads it here)
+        brief = render_brief(packet, ctx.handoff_id, update=ctx.brief.follow_up is not None, assignment=assignment,
                              new_after=ctx.brief.new_after, kept_team=ctx.brief.kept_team)
-        return replace(ctx, packet=packet, brief=brief,
+        return replace(ctx, packet=packet, brief=brief, assignment=assignment,
                        redactions={kind: n for kind, n in counts.items() if n})
 
     def receipt(self, ctx: HandoffContext, payload: Mapping[str, Any]) -> dict[str, Any]:

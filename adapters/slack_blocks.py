@@ -457,7 +457,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         fields.append(f"*Routed to*\n{fit_closed(continued(team), 200)[0]}")  # a department hint's lines
     if closed := out_of_hours(assignment):
         fields.append(f"*Out of hours*\n{closed}")
-    if told := message_for_customer(assignment, kept_team):
+    if told := message_for_customer(packet, assignment, kept_team):
         fields.append(f"*Message for the customer*\n{fit_closed(continued(told), 600)[0]}")
     # The alert's times are UTC: "call me after 8am" and "tomorrow" were the customer's, and only
     # the thread (and Zendesk's, Salesforce's brief) said which clock they read. Labelled as what it

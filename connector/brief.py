@@ -888,16 +888,38 @@ def out_of_hours(assignment: Mapping[str, Any]) -> str | None:
 MESSAGE_FOR_CUSTOMER = "message_for_customer"
 
 
-def message_for_customer(assignment: Mapping[str, Any], kept_team: str | None = None) -> str | None:
+def message_for_customer(packet: Mapping[str, Any], assignment: Mapping[str, Any],
+                         kept_team: str | None = None) -> str | None:
     """The message composed for the customer with routing's decision, as the bot was given it to
     show them: the wait it quoted ("about 30 minutes") or the opening it named was in no brief, and
     the agent did not know what the customer expected (a brief review). None for a handoff stored
     before it was kept, and beside `kept_team`: the customer is then told that team's wait and hours,
-    worded after this brief (`decision.with_kept`)."""
+    worded after this brief (`decision.with_kept`), or once `kept` is stored; and for a batch of
+    messages, whose answers said its handoff's message as it stood then (a review of the mend)."""
     said = assignment.get(MESSAGE_FOR_CUSTOMER)
-    if kept_team is not None or said_text(said) is None:
+    if kept_team is not None or isinstance(assignment.get("kept"), Mapping) or packet.get("follow_up") \
+            or said_text(said) is None:
         return None
     return one_line(said, 600)
+
+
+def unsaid(assignment: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`assignment` without the customer message: for a delivery's later attempt. The one before it
+    failed, and the bot was answered the message without a wait while no target had the handoff
+    (`answers.shown_message`'s `if_delayed`): a brief quoting "about 5 minutes" told the agent of a
+    promise nobody made (a review of the mend)."""
+    if MESSAGE_FOR_CUSTOMER not in assignment:
+        return assignment
+    return {key: value for key, value in assignment.items() if key != MESSAGE_FOR_CUSTOMER}
+
+
+def masked_message(assignment: Mapping[str, Any], kinds: Collection[str]) -> Mapping[str, Any]:
+    """`assignment` with the customer message masked for a target's `redact:` kinds (the customer's
+    own words are in it: a target masking e-mails showed one in clear under "Message for the customer")."""
+    said = assignment.get(MESSAGE_FOR_CUSTOMER)
+    if not isinstance(said, str):
+        return assignment
+    return {**assignment, MESSAGE_FOR_CUSTOMER: redact_text(said, kinds)[0]}
 
 
 def attempt_title(attempt: Mapping[str, Any], limit: int) -> tuple[str, str]:
@@ -977,7 +999,7 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
                               "far": _far(packet.get("transcript") or [])},
         "routed": routed_to(assignment, kept_team),
         "out_of_hours": out_of_hours(assignment),
-        "message_for_customer": message_for_customer(assignment, kept_team),
+        "message_for_customer": message_for_customer(packet, assignment, kept_team),
         "repeat_contact": repeat_contact(packet),
         "bot_loop": bot_loop(packet),
         "identity": identity,

@@ -49,7 +49,7 @@ from adapters.errors import (
 
 from . import answers, callbacks, driver_cursor, follow_up_packets, metrics
 from .backoff import backoff_seconds
-from .brief import parts_present, render_brief
+from .brief import parts_present, render_brief, unsaid
 from .carried import GIVEN_UP, carried_later, carried_since
 from .db import Database
 from .errors import ConfigError
@@ -425,16 +425,20 @@ class Outbox:
                 # failed attempt, retried and in the end dead, its failure told — not a crash
                 # before any attempt is counted, which left the handoff pending for ever.
                 packet = handoff.packet if claimed.packet is None else claimed.packet
+                # Only a first attempt's brief says what the customer was told (`brief.unsaid`): one
+                # after a failed attempt, or a replay (`outcome_unknown`: its attempts start again).
+                first = not delivery.attempts and delivery.last_error is None and not delivery.outcome_unknown
+                assignment = handoff.assignment if first else unsaid(handoff.assignment)
                 ctx = HandoffContext(
                     handoff_id=handoff.id,
                     target=delivery.target,
                     packet=packet,
                     brief=render_brief(packet, handoff.id,
                                        update=link is not None and caught_up,
-                                       assignment=handoff.assignment,
+                                       assignment=assignment,
                                        new_after=last_message_told(link.extra) if link else None,
-                                       kept_team=kept_team(link, handoff.assignment, packet)),
-                    assignment=handoff.assignment,
+                                       kept_team=kept_team(link, assignment, packet)),
+                    assignment=assignment,
                     idempotency_key=f"{handoff.id}:{delivery.target}",
                     link=link,
                     outcome_unknown=delivery.outcome_unknown,

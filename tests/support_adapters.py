@@ -356,3 +356,16 @@ class ClosedThenLostAdapter(_Recording):
 
     def find_existing_update(self, ctx: HandoffContext) -> Sent | None:
         raise TransientError("503 on the lookup", status=503)
+
+
+class BriefedAdapter(_Recording):
+    """Fails each delivery's first attempt, transiently, then succeeds; keeps each attempt's brief."""
+
+    name = "briefed"
+    briefs: list[str] = []
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        self.briefs.append(ctx.brief.text)
+        if len(self.briefs) == 1:
+            raise TransientError("503 from vendor", status=503)
+        return Sent(vendor_id=f"briefed-{ctx.handoff_id}", url=f"https://briefed.example/t/{ctx.handoff_id}")

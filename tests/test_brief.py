@@ -13,10 +13,13 @@ from hypothesis import strategies as st
 from jinja2.nodes import EvalContext
 from markupsafe import Markup, escape
 from marshmallow import ValidationError
+from sqlalchemy import update
 
 from connector.brief import render_brief
+from connector.models import Delivery, utcnow
 from connector.previewing import preview_packet
 from connector.schemas import PacketSchema
+from tests.conftest import auth
 from tests.factories import full_packet, minimal_packet
 
 
@@ -761,6 +764,55 @@ def test_every_target_says_the_message_the_customer_was_given(make_app):
     assert "Message for the customer" not in json.dumps(message)
     # A handoff stored before the decision kept it says nothing of it.
     assert "Message for the customer" not in render_brief(packet, "hnd_1", assignment=CLOSED).text
+    # Nor, a review of the mend: once the kept team's words are stored (`kept`: the admin page, a batch
+    # opening a ticket), nor for a batch of messages (its answers said the handoff's message as it stood).
+    kept = {**shown["assignment"], "kept": {"team": "support"}}
+    assert "Message for the customer" not in render_brief(packet, "hnd_1", assignment=kept).text
+    batch = {**packet, "follow_up": {"handoff_id": "hnd_0", "first": 3}}
+    assert "Message for the customer" not in render_brief(batch, "msg_1", assignment=shown["assignment"]).text
+
+
+def test_a_targets_masking_covers_the_message_for_the_customer(make_app):
+    # A review of the mend: with `redact: [email, phone]` the customer's words were masked everywhere
+    # in the brief but in the message, which echoes them.
+    from adapters.base import HandoffContext
+
+    app = make_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
+                   zendesk_api_token="t")
+    services = app.extensions["connector"]
+    packet = full_packet()
+    packet["intent"]["stated_problem"] = "Invoices fail; write to kim.ortega@example.org or call +44 7700 900123"
+    shown = preview_packet(services, json.dumps(packet).encode())
+    assert "kim.ortega@example.org" in shown["assignment"]["message_for_customer"]
+    adapter = services.adapters["zendesk"]
+    adapter.mapping = {**adapter.mapping, "redact": ["email", "phone"]}
+    ctx = adapter.for_target(HandoffContext(
+        handoff_id="hnd_1", target="zendesk", packet=packet, idempotency_key="k", assignment=shown["assignment"],
+        brief=render_brief(packet, "hnd_1", assignment=shown["assignment"])))
+    [line] = [line for line in ctx.brief.text.splitlines() if "Message for the customer" in line]
+    assert "write to [redacted email] or call [redacted phone]" in line
+    assert "kim.ortega" not in ctx.brief.html + json.dumps(ctx.assignment)
+
+
+def test_only_a_first_attempts_brief_says_what_the_customer_was_told(make_app, monkeypatch):
+    # A review of the mend: the first attempt failed, the bot was answered the message without a wait
+    # ("as soon as they're free"), and the retry's brief said "about 5 minutes" was promised.
+    from adapters import registry
+    from tests.support_adapters import BriefedAdapter
+
+    monkeypatch.setitem(registry.TARGETS, "briefed", "tests.support_adapters:BriefedAdapter")
+    monkeypatch.setattr(BriefedAdapter, "briefs", [])
+    app = make_app(targets=("briefed",))
+    services = app.extensions["connector"]
+    answer = app.test_client().post("/v1/handoffs", data=json.dumps(minimal_packet()), headers=auth(),
+                                    content_type="application/json").get_json()
+    assert answer["status"] == "pending"
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+    [delivery_id], token = services.outbox.claim_due()
+    assert services.outbox.run_delivery(delivery_id, token).state == "created"
+    first, retry = BriefedAdapter.briefs
+    assert "Message for the customer" in first and "Message for the customer" not in retry
 
 
 def test_list_items_holding_a_comma_are_set_apart_by_semicolons():
