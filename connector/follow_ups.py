@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -63,7 +65,12 @@ log = logging.getLogger(__name__)
 # `_within_the_body_limit`); a bot posting every line as a batch would still grow one handoff's
 # rows, and every read of it, without end.
 MAX_BATCHES = 100
-PLACE_TRIES = 5  # batches of one handoff posted at the same moment: each takes the next place in turn
+# Batches of one handoff posted at the same moment: each takes the next place in turn, the ones that
+# lost a place waiting a moment (up to `PLACE_WAIT_S` times the try, at random) before reading the
+# places again. Five tries at once answered 503 to four of ten batches posted together (a bot sending
+# each line a customer pasted as it came; an idempotency review).
+PLACE_TRIES = 12
+PLACE_WAIT_S = 0.01
 
 
 @lru_cache(maxsize=8)
@@ -121,7 +128,7 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
             "nobody would see these messages. Send a new handoff of the conversation with the whole transcript "
             "instead.", errors={"messages": [f"the handoff's only target, preview, reaches no agent beside {vendors}"]})
     try:
-        for _ in range(PLACE_TRIES):
+        for tried in range(PLACE_TRIES):
             earlier = _earlier(services, handoff)
             if len(earlier) >= MAX_BATCHES:
                 repeat = find_repeat(services, handoff.bot_id, key, message_id)
@@ -167,7 +174,8 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
             if repeat is not None:
                 return _replayed(services, repeat, digest, key, handoff, earlier, messages)
             # Not a repeat: a batch posted at the same moment took the next place. Read them again,
-            # so this one follows it and carries its messages too.
+            # so this one follows it and carries its messages too — after the others had their turn.
+            time.sleep(random.uniform(0, PLACE_WAIT_S * (tried + 1)))  # noqa: S311 (spreading retries, no secret)
         else:
             raise ServiceUnavailable("Other messages for this handoff are being stored at this moment; nothing "
                                      "was recorded. Retry shortly.", headers={"Retry-After": "1"})
