@@ -174,6 +174,14 @@ class Brief:
         label = named(self._view["handoff_id"], self._packet)
         return f"Transcript of {label} — {count} message{'s' if count != 1 else ''}{span}"
 
+    @property
+    def transcript_clock(self) -> str | None:
+        """What a part of the transcript posted apart from its heading says of its lines' times
+        (Salesforce's later comments): "[10:05:00] Customer:" under "part 2/3" said neither the day
+        nor the clock (a brief review). None where the lines carry their dates (several days)."""
+        day = self._view["transcript"]["day"]
+        return f"(times UTC, {day})" if day else None
+
     @cached_property
     def transcript_lines(self) -> tuple[str, ...]:
         """One plain-text line (or block) per message, oldest first."""
@@ -849,6 +857,8 @@ def _transcript(entries: list[Mapping[str, Any]], new_after: dt.datetime | None)
         "count": len(rows),
         "customer_count": sum(1 for e in entries if e.get("role") == "customer"),
         "span": span,
+        # The day of a one-day transcript, whose lines carry times only (`Brief.transcript_clock`).
+        "day": f"{start:%Y-%m-%d}" if start and not multi_day else None,
     }
 
 

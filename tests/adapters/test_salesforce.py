@@ -56,8 +56,14 @@ def routed(owner_id: str = "00G5g000003QueueAA") -> dict[str, Any]:
 
 
 def rejoin(bodies: list[str]) -> str:
-    """The transcript back from comment bodies: drop each header line, undo the marked cuts."""
-    return unsplit([body.split("\n", 1)[1] for body in bodies])
+    """The transcript back from comment bodies: drop each header line (and the line under it that
+    dates a later part's times), undo the marked cuts."""
+    return unsplit([_below_header(body) for body in bodies])
+
+
+def _below_header(body: str) -> str:
+    rest = body.split("\n", 1)[1]
+    return rest.split("\n", 1)[1] if rest.startswith("(times UTC, ") else rest
 
 
 def unsplit(pieces: list[str]) -> str:
@@ -268,6 +274,10 @@ def test_multibyte_transcript_is_split_into_comments_under_4000_bytes(org: Sales
                                                      for i in range(1, count + 1)]
     assert any(body.endswith("\n(continued)") for body in bodies)
     assert rejoin(bodies) == "\n".join((ctx.brief.transcript_heading, *ctx.brief.transcript_lines))
+    # A brief review: "[09:02:00] Customer:" under "part 3/7" said neither the day nor the clock; the
+    # first part's heading does ("Transcript of … 2026-11-20 09:00 – 09:04 UTC").
+    assert "2026-11-20" in bodies[0].split("\n")[1] and "UTC" in bodies[0].split("\n")[1]
+    assert all(body.split("\n")[1] == "(times UTC, 2026-11-20)" for body in bodies[1:])
     for body in bodies:  # never inside an emoji sequence
         piece = body.split("\n", 1)[1]
         assert not piece.startswith(("\u200d", "\ufe0f")) and not piece.removesuffix(CONTINUED).endswith("\u200d")
