@@ -913,14 +913,25 @@ def message_for_customer(packet: Mapping[str, Any], assignment: Mapping[str, Any
     return one_line(said, 600)
 
 
-def unsaid(assignment: Mapping[str, Any]) -> Mapping[str, Any]:
-    """`assignment` without the customer message: for a delivery's later attempt. The one before it
-    failed, and the bot was answered the message without a wait while no target had the handoff
-    (`answers.shown_message`'s `if_delayed`): a brief quoting "about 5 minutes" told the agent of a
-    promise nobody made (a review of the mend)."""
+# The customer message's key for the words the bot was answered, where they were not the composed
+# ones (`intake`: a delay said no wait, an agent already on the ticket).
+ANSWERED = "answered_text"
+
+
+def as_answered(assignment: Mapping[str, Any], customer_message: Mapping[str, Any] | None, *,
+                update: bool) -> Mapping[str, Any]:
+    """`assignment` with the message for the customer as the bot was answered it: the composed one,
+    unless the answer said other words (kept with the message as `ANSWERED`) — a retry's brief after
+    a failed first attempt quoted "about 5 minutes" where the bot had been answered no wait (a review
+    of the mend). An attempt made before the answer gives the composed words, which are the answer's
+    whenever that attempt makes the ticket (a `pending` answer only says no wait). `update`: none, a
+    repeat's ticket may have an agent on it already, which its answer says instead."""
     if MESSAGE_FOR_CUSTOMER not in assignment:
         return assignment
-    return {key: value for key, value in assignment.items() if key != MESSAGE_FOR_CUSTOMER}
+    if update:
+        return {key: value for key, value in assignment.items() if key != MESSAGE_FOR_CUSTOMER}
+    answered = (customer_message or {}).get(ANSWERED)
+    return {**assignment, MESSAGE_FOR_CUSTOMER: answered} if isinstance(answered, str) else assignment
 
 
 def masked_message(assignment: Mapping[str, Any], kinds: Collection[str]) -> Mapping[str, Any]:

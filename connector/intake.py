@@ -16,7 +16,7 @@ from functools import lru_cache, partial
 from typing import Any
 
 from marshmallow import ValidationError
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from ulid import ULID
 
@@ -25,6 +25,7 @@ from adapters.errors import RETRY_AFTER_MAX_S
 
 from . import answers, assignments, callback_http, callbacks, customer_message, routing
 from .auth import Caller, check_bot
+from .brief import ANSWERED
 from .db import reason
 from .decision import decide
 from .errors import Conflict, ServiceUnavailable, ValidationFailed
@@ -192,7 +193,26 @@ def accept(services: Services, caller: Caller, raw: bytes, content_type: str | N
         # No conversation id: on WhatsApp or SMS it is the customer's phone number (kept out of the
         # access log for the same reason); `GET /v1/handoffs?conversation_id=` gives the handoff ids.
         log.info("handoff accepted", extra={"targets": [d.target for d in stored.handoff.deliveries]})
-        return _warned(deliver_and_answer(services, stored, answers.render, deadline=deadline), packet, services)
+        answer = deliver_and_answer(services, stored, answers.render, deadline=deadline)
+        _keep_answered(services, stored.handoff, answer.body)
+        return _warned(answer, packet, services)
+
+
+def _keep_answered(services: Services, handoff: Handoff, body: Mapping[str, Any]) -> None:
+    """The words the bot was answered for the customer, kept with the message where they are not the
+    composed ones (no wait while the targets fail or wait out a pause; an agent already on the
+    ticket): the briefs of later attempts say what the customer was told (`brief.as_answered`).
+    Written only then — one statement more on the rare answer, none on the usual one."""
+    said = (body.get("customer_message") or {}).get("text")
+    message = handoff.customer_message or {}
+    if not isinstance(said, str) or said == message.get("text") or message.get(ANSWERED):
+        return
+    try:
+        with services.db.writing() as connection:
+            connection.execute(update(Handoff).where(Handoff.id == handoff.id)
+                               .values(customer_message={**message, ANSWERED: said}))
+    except DBAPIError as err:  # the answer stands; a later attempt's brief then quotes the composed words
+        log.warning("could not keep the words the customer was told", extra={"error": reason(err)})
 
 
 @contextlib.contextmanager

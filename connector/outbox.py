@@ -49,7 +49,7 @@ from adapters.errors import (
 
 from . import answers, callbacks, driver_cursor, follow_up_packets, metrics
 from .backoff import backoff_seconds
-from .brief import parts_present, render_brief, unsaid
+from .brief import as_answered, parts_present, render_brief
 from .carried import GIVEN_UP, carried_later, carried_since
 from .db import Database
 from .errors import ConfigError
@@ -425,10 +425,8 @@ class Outbox:
                 # failed attempt, retried and in the end dead, its failure told — not a crash
                 # before any attempt is counted, which left the handoff pending for ever.
                 packet = handoff.packet if claimed.packet is None else claimed.packet
-                # Only a first attempt's brief says what the customer was told (`brief.unsaid`): one
-                # after a failed attempt, or a replay (`outcome_unknown`: its attempts start again).
-                first = not delivery.attempts and delivery.last_error is None and not delivery.outcome_unknown
-                assignment = handoff.assignment if first else unsaid(handoff.assignment)
+                # The message for the customer as the bot was answered it (`brief.as_answered`).
+                assignment = as_answered(handoff.assignment, handoff.customer_message, update=link is not None)
                 ctx = HandoffContext(
                     handoff_id=handoff.id,
                     target=delivery.target,
@@ -739,8 +737,9 @@ class Outbox:
         own attempts would have built them, for the adapter to look their tickets up."""
         return tuple(
             HandoffContext(handoff_id=handoff.id, target=target, packet=packet,
-                           brief=render_brief(packet, handoff.id, assignment=handoff.assignment),
-                           assignment=handoff.assignment, idempotency_key=f"{handoff.id}:{target}",
+                           brief=render_brief(packet, handoff.id, assignment=(
+                               told := as_answered(handoff.assignment, handoff.customer_message, update=False))),
+                           assignment=told, idempotency_key=f"{handoff.id}:{target}",
                            outcome_unknown=True, sent_to=_sent_to(handoff, target), public_url=self.settings.public_url)
             for handoff, packet in claimed.after)
 
@@ -1050,10 +1049,12 @@ class Outbox:
             adapter = self.adapters().get(target)
             if adapter is None:
                 continue
+            # The alert or ticket as made (Slack's is made again whole): its message as answered.
+            told = as_answered(handoff.assignment, handoff.customer_message, update=False)
             ctx = HandoffContext(
                 handoff_id=handoff.id, target=target, packet=handoff.packet,
-                brief=render_brief(handoff.packet, handoff.id, assignment=handoff.assignment),
-                assignment=handoff.assignment,
+                brief=render_brief(handoff.packet, handoff.id, assignment=told),
+                assignment=told,
                 idempotency_key=f"{handoff.id}:{target}", link=link, related=related,
                 public_url=self.settings.public_url,
             )

@@ -794,25 +794,33 @@ def test_a_targets_masking_covers_the_message_for_the_customer(make_app):
     assert "kim.ortega" not in ctx.brief.html + json.dumps(ctx.assignment)
 
 
-def test_only_a_first_attempts_brief_says_what_the_customer_was_told(make_app, monkeypatch):
-    # A review of the mend: the first attempt failed, the bot was answered the message without a wait
-    # ("as soon as they're free"), and the retry's brief said "about 5 minutes" was promised.
+@pytest.mark.parametrize("beside", [(), ("quick",)])
+def test_a_retrys_brief_says_the_message_as_the_bot_was_answered_it(make_app, monkeypatch, tmp_path, beside):
+    # Reviews of the mend: the first attempt failed, the bot was answered the message without a wait
+    # ("as soon as they're free"), and the retry's brief said "about 5 minutes" was promised; beside a
+    # target that made its ticket at once the answer did quote the wait, and the retry said nothing.
     from adapters import registry
+    from tests.factories import mappings_quoting_a_wait
     from tests.support_adapters import BriefedAdapter
 
     monkeypatch.setitem(registry.TARGETS, "briefed", "tests.support_adapters:BriefedAdapter")
+    monkeypatch.setitem(registry.TARGETS, "quick", "tests.support_adapters:QuickAdapter")
     monkeypatch.setattr(BriefedAdapter, "briefs", [])
-    app = make_app(targets=("briefed",))
+    app = make_app(targets=("briefed", *beside), mappings_dir=mappings_quoting_a_wait(tmp_path))
     services = app.extensions["connector"]
     answer = app.test_client().post("/v1/handoffs", data=json.dumps(minimal_packet()), headers=auth(),
                                     content_type="application/json").get_json()
-    assert answer["status"] == "pending"
+    answered = answer["customer_message"]["text"]
+    assert answer["status"] == ("partial" if beside else "pending")
+    assert ("about 5 minutes" in answered) == bool(beside)
     with services.db.session() as session:
         session.execute(update(Delivery).values(next_attempt_at=utcnow()))
     [delivery_id], token = services.outbox.claim_due()
     assert services.outbox.run_delivery(delivery_id, token).state == "created"
     first, retry = BriefedAdapter.briefs
-    assert "Message for the customer" in first and "Message for the customer" not in retry
+    assert "about 5 minutes" in first  # made before the answer: the composed words (its ticket failed)
+    [said] = [line for line in retry.splitlines() if "Message for the customer" in line]
+    assert said == f"  Message for the customer: “{answered}”"
 
 
 def test_list_items_holding_a_comma_are_set_apart_by_semicolons():

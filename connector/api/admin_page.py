@@ -40,7 +40,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import answers, follow_up_packets
-from ..brief import render_brief
+from ..brief import as_answered, render_brief
 from ..db import reason
 from ..models import Assignment, Handoff
 from ..outbox import REPLAYABLE, list_deliveries
@@ -190,7 +190,7 @@ def handoff(handoff_id: str) -> str | tuple[str, int]:
         detail = detail_of(reading, found, whole_errors=True)
         packet = follow_up_packets.whole_of(reading, found) if found.follows_id else found.packet
         brief = render_brief(packet, found.id, update=found.follows_id is not None,
-                             assignment=found.assignment).text
+                             assignment=as_answered(found.assignment, found.customer_message, update=False)).text
         follows, delivery_ids = found.follows_id, {d.target: d.id for d in found.deliveries}
         # While no target had it and attempts failed, answers showed the message without its wait
         # (`answers.shown_message`): the bot may have shown the customer that one instead.
