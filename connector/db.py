@@ -291,13 +291,23 @@ class SchemaGap:
     no_file: bool = False  # SQLite: the file does not exist (nothing was connected to, or made)
 
 
-# The first of `names` (tables) the role may not read and write. Each right asked alone: several in
-# one `has_table_privilege` are true if any is held.
-_DENIED = text("SELECT name FROM unnest(CAST(:names AS text[])) AS name WHERE NOT ("
-               "has_table_privilege(current_user, to_regclass(name), 'SELECT') AND "
-               "has_table_privilege(current_user, to_regclass(name), 'INSERT') AND "
-               "has_table_privilege(current_user, to_regclass(name), 'UPDATE') AND "
-               "has_table_privilege(current_user, to_regclass(name), 'DELETE')) LIMIT 1")
+# The first grant the role lacks, and on what: every table read, written and updated; rows deleted
+# from the tables retention deletes from (`_DELETED_FROM`: the rest go by ON DELETE CASCADE, which
+# needs no grant — asked of every table, a least-privilege role was never ready); the id sequences
+# of the tables whose ids are numbered (`ON ALL SEQUENCES` forgotten: every insert refused). Each
+# right asked alone: several in one `has_table_privilege` are true if any is held. A table not made
+# yet (`to_regclass` NULL) is the schema's gap, said apart.
+_DENIED = text(
+    "SELECT 'read and write table ' || name FROM unnest(CAST(:tables AS text[])) AS name WHERE NOT ("
+    "has_table_privilege(current_user, to_regclass(name), 'SELECT') AND "
+    "has_table_privilege(current_user, to_regclass(name), 'INSERT') AND "
+    "has_table_privilege(current_user, to_regclass(name), 'UPDATE')) "
+    "UNION ALL SELECT 'delete from table ' || name FROM unnest(CAST(:deleted AS text[])) AS name "
+    "WHERE NOT has_table_privilege(current_user, to_regclass(name), 'DELETE') "
+    "UNION ALL SELECT 'use the id sequence of table ' || name FROM unnest(CAST(:numbered AS text[])) AS name "
+    "WHERE CASE WHEN to_regclass(name) IS NULL THEN false ELSE NOT COALESCE("
+    "has_sequence_privilege(current_user, pg_get_serial_sequence(name, 'id'), 'USAGE'), true) END LIMIT 1")
+_DELETED_FROM = ("conversation_links", "handoffs")  # `retention.purge`'s deletes
 
 
 class Database:
@@ -500,8 +510,11 @@ class Database:
             # A role without the grants (a table a migration made as another role): every handoff a
             # 503 while /readyz said ready (a review of the mend). `to_regclass`: a table not made yet
             # is the schema's gap, said apart.
-            denied = connection.execute(_DENIED, {"names": sorted(Base.metadata.tables)}).scalar()
-        return f"not writable by this role: it may not read and write table {denied} (grants)" if denied else None
+            tables = Base.metadata.sorted_tables
+            numbered = [t.name for t in tables if "id" in t.c and t.c.id.primary_key and t.c.id.type.python_type is int]
+            denied = connection.execute(_DENIED, {"tables": [t.name for t in tables], "deleted": list(_DELETED_FROM),
+                                                  "numbered": numbered}).scalar()
+        return f"not writable by this role: it may not {denied} (grants)" if denied else None
 
     def _reader(self) -> contextlib.AbstractContextManager[Connection]:
         """A connection that begins without the write lock: SQLite's `BEGIN IMMEDIATE` would queue a
