@@ -1043,15 +1043,16 @@ def escalation_news(was: Mapping[str, Any], packet: Mapping[str, Any]) -> list[s
     if reason and before and reason != before:
         news.append(f"why: {REASONS.get(before, before)} → {REASONS.get(reason, reason)}")
     if isinstance(was.get("keywords"), list):
+        # Each once ("Chargeback" and "chargeback" are one word), as the ticket heard them.
         heard = set(was["keywords"])
         words = [one_line(str(word), 40) for word in escalation.get("keywords") or []
-                 if _keyword_mark(word) not in heard]
+                 if (mark := _keyword_mark(word)) not in heard and not heard.add(mark)]
         if words:
             news.append(f"new trigger words: {_few(words, ', ')}")
     if isinstance(was.get("attempts"), list):
         tried = set(was["attempts"])
-        titles = [attempt_title(a, 60)[0] for a in packet.get("attempted_solutions") or []
-                  if isinstance(a, Mapping) and _attempt_mark(a) not in tried]
+        titles = [one_line(attempt_title(a, 60)[0], 60) for a in packet.get("attempted_solutions") or []
+                  if isinstance(a, Mapping) and (mark := _attempt_mark(a)) not in tried and not tried.add(mark)]
         if titles:
             things = "thing" if len(titles) == 1 else "things"
             news.append(f"the bot tried {len(titles)} more {things}: {_few(titles, '; ')}")

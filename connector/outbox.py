@@ -190,7 +190,8 @@ _LINK_TOLD = update(_LINKS).where(_THE_LINK, _LINKS.c.vendor_id == bindparam("ve
     extra=bindparam("extra"), updated_at=bindparam("now"))
 
 
-def _told(connection: driver_cursor.Pooled, key: Mapping[str, str], outcome: Outcome, now: dt.datetime) -> None:
+def _told(connection: driver_cursor.Pooled, key: Mapping[str, str], outcome: Outcome, now: dt.datetime,
+          batch: bool) -> None:
     """Keep with the link where the conversation stood when this update reached its ticket, for
     the next handoff's note (`HandoffContext.since_opened`): a third handoff's "new since this
     ticket was opened" listed again what the second had already posted. Never moved back: a batch
@@ -200,6 +201,11 @@ def _told(connection: driver_cursor.Pooled, key: Mapping[str, str], outcome: Out
         return
     extra = dict(rows[0][0] or {})
     stood = {**dict(outcome.opened_with), "at": now.isoformat()}
+    if batch and (was := last_told(extra)) is not None:
+        # A batch of messages carries its handoff's packet: only its messages are news to the ticket.
+        # Its reason, tries, urgency and collected values, kept, were an older handoff's, and the next
+        # repeat's note said again what the one between had posted (a review of the mend).
+        stood = {**was, "at": stood["at"], **{k: v for k, v in stood.items() if k == "last_message_at"}}
     before, after = (rfc3339_utc((was or {}).get("last_message_at")) for was in (last_told(extra), stood))
     if before is not None and (after is None or before > after):
         return
@@ -847,7 +853,7 @@ class Outbox:
                     driver_cursor.run(connection, _NEW_LINK, {**key, **ticket, "owner_delivery_id": None,
                                                               "created_at": now, "updated_at": now})
             if outcome.status == "updated" and outcome.opened_with:
-                _told(connection, key, outcome, now)
+                _told(connection, key, outcome, now, batch=handoff.follows_id is not None)
             if outcome.slow_down_s:
                 self._pause(connection, delivery.target, now + dt.timedelta(seconds=outcome.slow_down_s),
                             "the vendor's per-minute allowance is nearly spent", level=logging.INFO)

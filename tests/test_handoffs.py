@@ -939,6 +939,39 @@ def test_a_repeat_names_a_changed_reason_new_trigger_words_and_what_the_bot_trie
         assert "New since" not in json.loads(put.calls[-1].request.body)["ticket"]["comment"]["html_body"]
 
 
+def test_a_batch_of_an_older_handoff_does_not_make_its_reasons_news_again(make_app):
+    # A review of the mend: a batch of messages for the first handoff, delivered after the second, kept
+    # the first's reason, words and tries as what the ticket last heard; the third handoff's note then
+    # said again what the second had posted.
+    import responses
+
+    app = make_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
+                   zendesk_api_token="t")
+    client = app.test_client()
+    first = minimal_packet(conversation={"id": "conv-batch"}, attempted_solutions=[{"title": "Reset password"}],
+                           escalation={"reason": "ai_unable", "keywords": ["refund"]})
+    second = copy.deepcopy(first)
+    second["escalation"] = {"reason": "repeated_failure", "keywords": ["refund", "chargeback"]}
+    second["attempted_solutions"].append({"title": "Resent the invoice"})
+    second["transcript"].append({"at": "2026-11-20T10:05:00Z", "role": "customer", "text": "Still broken."})
+    third = copy.deepcopy(second)
+    third["transcript"].append({"at": "2026-11-20T10:20:00Z", "role": "customer", "text": "Hello?"})
+    with responses.RequestsMock() as mock:
+        mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201, json={"ticket": {"id": 1}})
+        mock.put("https://acme.zendesk.com/api/v2/tickets/1/tags", json={"tags": ["handoff"]})  # Add Tags, first
+        put = mock.put("https://acme.zendesk.com/api/v2/tickets/1.json", json={"ticket": {"id": 1, "status": "open"}})
+        first_id = post(client, first).get_json()["id"]
+        assert post(client, second).status_code == 201
+        assert "why: The bot could not handle" in json.loads(put.calls[-1].request.body)["ticket"]["comment"]["html_body"]
+        said = {"messages": [{"at": "2026-11-20T10:10:00Z", "role": "customer", "text": "Any news?"}]}
+        assert client.post(f"/v1/handoffs/{first_id}/messages", data=json.dumps(said), headers=auth(),
+                           content_type="application/json").status_code == 201
+        assert post(client, third).status_code == 201
+        note = json.loads(put.calls[-1].request.body)["ticket"]["comment"]["html_body"]
+    assert "New since our last update here" in note and "1 message from the customer (from 2026-11-20 10:20" in note
+    assert "why:" not in note and "trigger words" not in note and "the bot tried" not in note
+
+
 def test_escalation_news_says_nothing_of_what_was_not_kept():
     from adapters.base import escalation_marks, escalation_news
 
@@ -949,6 +982,13 @@ def test_escalation_news_says_nothing_of_what_was_not_kept():
     news = escalation_news({"reason": "other", "keywords": [], "attempts": []}, packet)
     assert news == ["why: Other → A trigger word was said", "new trigger words: a, b",
                     "the bot tried 7 more things: try 0; try 1; try 2; try 3; try 4 and 2 more"]
+    # Each once, on one line (a review of the mend): "Chargeback" and "chargeback" are one word, and a
+    # title told twice with another outcome one try.
+    twice = {"escalation": {"reason": "keyword", "keywords": ["Chargeback", "chargeback "]},
+             "attempted_solutions": [{"title": "Resent\ninvoice", "outcome": "declined"},
+                                     {"title": "Resent\ninvoice", "outcome": "not_helpful"}]}
+    assert escalation_news({"keywords": [], "attempts": []}, twice) == [
+        "new trigger words: Chargeback", "the bot tried 1 more thing: Resent invoice"]
     many = {"escalation": {"reason": "other"}, "attempted_solutions": [{"title": "t"}] * 101}
     assert "attempts" not in escalation_marks(many)  # not kept: the next note says nothing of them
 
@@ -1031,7 +1071,7 @@ def test_what_is_new_is_kept_for_the_links_own_ticket_and_said_without_a_time_wh
         outcome = Outcome(status="updated", vendor_id=ticket, url=None, payload=None, receipt={},
                           opened_with={"last_message_at": "2026-11-20T10:05:00+00:00"})
         with services.db.statements() as connection:
-            _told(connection, key, outcome, utcnow())
+            _told(connection, key, outcome, utcnow(), batch=False)
 
     def extra() -> dict:
         with services.db.reading() as session:
