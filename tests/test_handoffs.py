@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
 import threading
+from collections.abc import Callable, Iterator
 
 import pytest
 from flask.testing import FlaskClient
@@ -906,14 +908,24 @@ def test_a_repeat_names_the_collected_values_that_are_new_or_changed(make_app):
         assert "New since" not in json.loads(put.calls[-1].request.body)["ticket"]["comment"]["html_body"]
 
 
-def test_a_repeat_names_a_changed_reason_new_trigger_words_and_what_the_bot_tried_since(make_app):
-    # A brief review: a second handoff "because the customer is upset", with two new tries of the bot's,
-    # said only how many messages came since; the brief below repeated every reason and try unmarked.
+@contextlib.contextmanager
+def ticket_one(make_app) -> Iterator[tuple[FlaskClient, Callable[[], str]]]:
+    """A client of an app delivering to Zendesk, where every conversation's ticket is 1, and what
+    gives the last note put on it."""
     import responses
 
     app = make_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
                    zendesk_api_token="t")
-    client = app.test_client()
+    with responses.RequestsMock() as mock:
+        mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201, json={"ticket": {"id": 1}})
+        mock.put("https://acme.zendesk.com/api/v2/tickets/1/tags", json={"tags": ["handoff"]})  # Add Tags, first
+        put = mock.put("https://acme.zendesk.com/api/v2/tickets/1.json", json={"ticket": {"id": 1, "status": "open"}})
+        yield app.test_client(), lambda: json.loads(put.calls[-1].request.body)["ticket"]["comment"]["html_body"]
+
+
+def test_a_repeat_names_a_changed_reason_new_trigger_words_and_what_the_bot_tried_since(make_app):
+    # A brief review: a second handoff "because the customer is upset", with two new tries of the bot's,
+    # said only how many messages came since; the brief below repeated every reason and try unmarked.
     tried = {"title": "Reset password", "outcome": "not_helpful"}
     first = minimal_packet(conversation={"id": "conv-why"}, attempted_solutions=[tried],
                            escalation={"reason": "ai_unable", "keywords": ["Refund"]})
@@ -922,13 +934,10 @@ def test_a_repeat_names_a_changed_reason_new_trigger_words_and_what_the_bot_trie
     again["attempted_solutions"] = [{**tried, "outcome": "declined"},  # told again with another outcome: not new
                                     {"title": "Resent the invoice", "outcome": "not_helpful"},
                                     {"detail": "Offered a callback\ntomorrow", "outcome": "declined"}]
-    with responses.RequestsMock() as mock:
-        mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201, json={"ticket": {"id": 1}})
-        mock.put("https://acme.zendesk.com/api/v2/tickets/1/tags", json={"tags": ["handoff"]})  # Add Tags, first
-        put = mock.put("https://acme.zendesk.com/api/v2/tickets/1.json", json={"ticket": {"id": 1, "status": "open"}})
+    with ticket_one(make_app) as (client, last_note):
         assert post(client, first).status_code == 201
         assert post(client, again).status_code == 201
-        note = json.loads(put.calls[-1].request.body)["ticket"]["comment"]["html_body"]
+        note = last_note()
         # (Upset: routing's rules raise the urgency and choose escalations, said before and after.)
         assert ("New since this ticket was opened: urgency normal → high (the ticket&#x27;s priority is left as it "
                 "is: only urgent raises it); why: The bot could not handle the request → The customer is "
@@ -936,18 +945,13 @@ def test_a_repeat_names_a_changed_reason_new_trigger_words_and_what_the_bot_trie
                 "callback tomorrow.") in note
         # The update's reason, words and tries are what the next repeat compares with: the same again is no news.
         assert post(client, again, key="again-2").status_code == 201
-        assert "New since" not in json.loads(put.calls[-1].request.body)["ticket"]["comment"]["html_body"]
+        assert "New since" not in last_note()
 
 
 def test_a_batch_of_an_older_handoff_does_not_make_its_reasons_news_again(make_app):
     # A review of the mend: a batch of messages for the first handoff, delivered after the second, kept
     # the first's reason, words and tries as what the ticket last heard; the third handoff's note then
     # said again what the second had posted.
-    import responses
-
-    app = make_app(targets=("zendesk",), zendesk_subdomain="acme", zendesk_email="bot@acme.example",
-                   zendesk_api_token="t")
-    client = app.test_client()
     first = minimal_packet(conversation={"id": "conv-batch"}, attempted_solutions=[{"title": "Reset password"}],
                            escalation={"reason": "ai_unable", "keywords": ["refund"]})
     second = copy.deepcopy(first)
@@ -956,18 +960,15 @@ def test_a_batch_of_an_older_handoff_does_not_make_its_reasons_news_again(make_a
     second["transcript"].append({"at": "2026-11-20T10:05:00Z", "role": "customer", "text": "Still broken."})
     third = copy.deepcopy(second)
     third["transcript"].append({"at": "2026-11-20T10:20:00Z", "role": "customer", "text": "Hello?"})
-    with responses.RequestsMock() as mock:
-        mock.post("https://acme.zendesk.com/api/v2/tickets.json", status=201, json={"ticket": {"id": 1}})
-        mock.put("https://acme.zendesk.com/api/v2/tickets/1/tags", json={"tags": ["handoff"]})  # Add Tags, first
-        put = mock.put("https://acme.zendesk.com/api/v2/tickets/1.json", json={"ticket": {"id": 1, "status": "open"}})
+    with ticket_one(make_app) as (client, last_note):
         first_id = post(client, first).get_json()["id"]
         assert post(client, second).status_code == 201
-        assert "why: The bot could not handle" in json.loads(put.calls[-1].request.body)["ticket"]["comment"]["html_body"]
+        assert "why: The bot could not handle" in last_note()
         said = {"messages": [{"at": "2026-11-20T10:10:00Z", "role": "customer", "text": "Any news?"}]}
         assert client.post(f"/v1/handoffs/{first_id}/messages", data=json.dumps(said), headers=auth(),
                            content_type="application/json").status_code == 201
         assert post(client, third).status_code == 201
-        note = json.loads(put.calls[-1].request.body)["ticket"]["comment"]["html_body"]
+        note = last_note()
     assert "New since our last update here" in note and "1 message from the customer (from 2026-11-20 10:20" in note
     assert "why:" not in note and "trigger words" not in note and "the bot tried" not in note
 
