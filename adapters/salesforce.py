@@ -304,15 +304,20 @@ class SalesforceAdapter(Adapter):
         feed = self.mapping.get("transcript_as", "case_comment") == "feed_item"
         limit, in_bytes = (FEED_ITEM_MAX, False) if feed else (COMMENT_MAX_BYTES, True)
         label = named(ctx.handoff_id, ctx.packet)
-        # A transcript's part after its first says the day and the clock of its lines' times under
-        # its header (the header alone is what a resumed attempt matches: kept as it was).
-        clock = f"{ctx.brief.transcript_clock}\n" if ctx.brief.transcript_clock else ""
-        budget = limit - _size(_header(label, "transcript", 9999, 9999) + clock, in_bytes)
+        budget = limit - _size(_header(label, "transcript", 9999, 9999), in_bytes)
         pieces = [(kind, piece) for kind, blocks in parts for piece in split_blocks(blocks, budget, in_bytes)]
+        # A transcript's part after its first says the day and the clock of its lines' times under its
+        # header, where it has room: split as before it did (a resumed attempt finds the parts an
+        # earlier release posted by their headers, "part 2/5"; split for the line, they were "2/6",
+        # and the whole transcript went again — a review of the mend).
+        clock = f"{ctx.brief.transcript_clock}\n" if ctx.brief.transcript_clock else ""
         later = {i for i, (kind, _) in enumerate(pieces, 1) if kind == "transcript"}
         later.discard(min(later, default=0))  # the first holds the heading that dates them
-        bodies = [_header(label, kind, i, len(pieces)) + (clock if i in later else "") + piece
-                  for i, (kind, piece) in enumerate(pieces, 1)]
+        bodies = []
+        for i, (kind, piece) in enumerate(pieces, 1):
+            head = _header(label, kind, i, len(pieces))
+            dated = clock if i in later and _size(head + clock + piece, in_bytes) <= limit else ""
+            bodies.append(head + dated + piece)
         parent = {"ParentId": parent_id} if parent_id else {}
         if feed:
             return {"feed_items": [{**parent, "Body": body, "Type": "TextPost", "IsRichText": False}

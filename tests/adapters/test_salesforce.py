@@ -277,7 +277,11 @@ def test_multibyte_transcript_is_split_into_comments_under_4000_bytes(org: Sales
     # A brief review: "[09:02:00] Customer:" under "part 3/7" said neither the day nor the clock; the
     # first part's heading does ("Transcript of … 2026-11-20 09:00 – 09:04 UTC").
     assert "2026-11-20" in bodies[0].split("\n")[1] and "UTC" in bodies[0].split("\n")[1]
-    assert all(body.split("\n")[1] == "(times UTC, 2026-11-20)" for body in bodies[1:])
+    # Where it has room: split as an earlier release split it (a resumed attempt finds its parts).
+    clock = "(times UTC, 2026-11-20)\n"
+    dated = [body.split("\n")[1] == clock.strip() for body in bodies[1:]]
+    assert any(dated) and all(dated[n] or len((clock + body).encode()) > COMMENT_MAX_BYTES
+                              for n, body in enumerate(bodies[1:]))
     for body in bodies:  # never inside an emoji sequence
         piece = body.split("\n", 1)[1]
         assert not piece.startswith(("\u200d", "\ufe0f")) and not piece.removesuffix(CONTINUED).endswith("\u200d")
@@ -1913,3 +1917,19 @@ def test_a_field_template_cannot_put_a_masked_card_back_together() -> None:
     packet["collected_data"]["card_groups"] = ["4111", "1111", "1111", "1111"]
     mapped = adapter(Settings(), redact=["card"], fields={"Card__c": "{{ collected_data.card_groups | join(' ') }}"})
     assert mapped.render(ctx_for(packet))["case"]["Card__c"] == "[redacted card ••••1111]"
+
+
+def test_a_transcripts_parts_are_split_as_before_they_were_dated(monkeypatch) -> None:
+    # A review of the mend: split for the line that dates them, a transcript near a part's end made one
+    # part more ("2/6" for "2/5"), and an attempt resumed after the upgrade found none of the parts an
+    # earlier release had posted by their headers — the whole transcript went again.
+    from connector.brief import Brief
+
+    lines = [{"at": f"2026-11-20T09:{n:02d}:00Z", "role": "customer", "text": "x" * 930} for n in range(20)]
+    ctx = ctx_for(full_packet(transcript=lines))
+    dated = [c["CommentBody"] for c in SalesforceAdapter(Settings(), {}).render(ctx)["comments"]]
+    monkeypatch.setattr(Brief, "transcript_clock", property(lambda self: None))
+    undated = [c["CommentBody"] for c in SalesforceAdapter(Settings(), {}).render(ctx_for(full_packet(transcript=lines)))
+               ["comments"]]
+    assert [b.split("\n", 1)[0] for b in dated] == [b.split("\n", 1)[0] for b in undated]
+    assert any("(times UTC, 2026-11-20)" in body for body in dated)
