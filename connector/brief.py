@@ -924,8 +924,10 @@ def as_answered(assignment: Mapping[str, Any], customer_message: Mapping[str, An
     unless the answer said other words (kept with the message as `ANSWERED`) — a retry's brief after
     a failed first attempt quoted "about 5 minutes" where the bot had been answered no wait (a review
     of the mend). An attempt made before the answer gives the composed words, which are the answer's
-    whenever that attempt makes the ticket (a `pending` answer only says no wait). `update`: none, a
-    repeat's ticket may have an agent on it already, which its answer says instead."""
+    whenever that attempt makes the ticket within the sync budget (a `pending` answer only says no
+    wait). Not when it was still running at the answer while another target had failed or waited out a
+    pause: the answer said no wait, and that ticket quotes the wait (a limit, in README). `update`:
+    none, a repeat's ticket may have an agent on it already, which its answer says instead."""
     if MESSAGE_FOR_CUSTOMER not in assignment:
         return assignment
     if update:

@@ -294,8 +294,9 @@ class SchemaGap:
 # The first grant the role lacks, and on what: every table read, written and updated; rows deleted
 # from the tables retention deletes from (`_DELETED_FROM`: the rest go by ON DELETE CASCADE, which
 # needs no grant — asked of every table, a least-privilege role was never ready); the id sequences
-# of the tables whose ids are numbered (`ON ALL SEQUENCES` forgotten: every insert refused). Each
-# right asked alone: several in one `has_table_privilege` are true if any is held. A table not made
+# of the tables whose ids are numbered (`ON ALL SEQUENCES` forgotten: every insert refused; `nextval`
+# takes USAGE or UPDATE, either). Each table right asked alone: several in one `has_table_privilege`
+# are true if any is held. A table not made
 # yet (`to_regclass` NULL) is the schema's gap, said apart.
 _DENIED = text(
     "SELECT 'read and write table ' || name FROM unnest(CAST(:tables AS text[])) AS name WHERE NOT ("
@@ -306,7 +307,7 @@ _DENIED = text(
     "WHERE NOT has_table_privilege(current_user, to_regclass(name), 'DELETE') "
     "UNION ALL SELECT 'use the id sequence of table ' || name FROM unnest(CAST(:numbered AS text[])) AS name "
     "WHERE CASE WHEN to_regclass(name) IS NULL THEN false ELSE NOT COALESCE("
-    "has_sequence_privilege(current_user, pg_get_serial_sequence(name, 'id'), 'USAGE'), true) END LIMIT 1")
+    "has_sequence_privilege(current_user, pg_get_serial_sequence(name, 'id'), 'USAGE, UPDATE'), true) END LIMIT 1")
 _DELETED_FROM = ("conversation_links", "handoffs")  # `retention.purge`'s deletes
 
 

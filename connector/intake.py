@@ -205,7 +205,11 @@ def _keep_answered(services: Services, handoff: Handoff, body: Mapping[str, Any]
     Written only then — one statement more on the rare answer, none on the usual one."""
     said = (body.get("customer_message") or {}).get("text")
     message = handoff.customer_message or {}
-    if not isinstance(said, str) or said == message.get("text") or message.get(ANSWERED):
+    # Not the apology of a handoff every target refused: an operator's replay then makes the ticket,
+    # and the bot is told the message again (its `delivered` callback) — the brief quoted "nobody has
+    # it" (a review of the mend).
+    if not isinstance(said, str) or said == message.get("text") or message.get(ANSWERED) \
+            or body.get("status") == "failed":
         return
     try:
         with services.db.writing() as connection:

@@ -369,3 +369,15 @@ class BriefedAdapter(_Recording):
         if len(self.briefs) == 1:
             raise TransientError("503 from vendor", status=503)
         return Sent(vendor_id=f"briefed-{ctx.handoff_id}", url=f"https://briefed.example/t/{ctx.handoff_id}")
+
+
+class RefusedOnceAdapter(BriefedAdapter):
+    """Refuses each delivery's first attempt for good (a 422), then succeeds: an operator's replay."""
+
+    name = "refused-once"
+
+    def send_create(self, payload: dict[str, Any], ctx: HandoffContext) -> Sent:
+        self.briefs.append(ctx.brief.text)
+        if len(self.briefs) == 1:
+            raise RejectedError("Subject is too long for this vendor", status=422)
+        return Sent(vendor_id=f"refused-{ctx.handoff_id}", url=f"https://refused.example/t/{ctx.handoff_id}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from jinja2.nodes import EvalContext
 from markupsafe import Markup, escape
 from marshmallow import ValidationError
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from connector.brief import render_brief
 from connector.models import Delivery, utcnow
@@ -821,6 +822,34 @@ def test_a_retrys_brief_says_the_message_as_the_bot_was_answered_it(make_app, mo
     assert "about 5 minutes" in first  # made before the answer: the composed words (its ticket failed)
     [said] = [line for line in retry.splitlines() if "Message for the customer" in line]
     assert said == f"  Message for the customer: “{answered}”"
+
+
+def test_a_replayed_handoffs_brief_does_not_quote_the_apology(make_app, monkeypatch, tmp_path):
+    # A review of the mend: every target refused, the bot was answered the apology ("nobody has it
+    # yet"), an operator replayed it, and the ticket's brief quoted the apology while the bot's
+    # `delivered` callback gave the message with its wait to show.
+    from adapters import registry
+    from tests.factories import mappings_quoting_a_wait
+    from tests.support_adapters import RefusedOnceAdapter
+
+    monkeypatch.setitem(registry.TARGETS, "refused-once", "tests.support_adapters:RefusedOnceAdapter")
+    monkeypatch.setattr(RefusedOnceAdapter, "briefs", [])
+    app = make_app(targets=("refused-once",), mappings_dir=mappings_quoting_a_wait(tmp_path))
+    services = app.extensions["connector"]
+    answer = app.test_client().post("/v1/handoffs", data=json.dumps(minimal_packet()), headers=auth(),
+                                    content_type="application/json").get_json()
+    assert answer["status"] == "failed" and "nobody has it" in answer["customer_message"]["text"]
+    with services.db.reading() as session:
+        delivery_id = session.scalars(select(Delivery.id)).one()
+    assert services.replay_one(delivery_id)  # attempted now, on a delivery thread
+    for _ in range(100):
+        with services.db.reading() as session:
+            if session.get(Delivery, delivery_id).state == "created":
+                break
+        time.sleep(0.05)
+    assert len(RefusedOnceAdapter.briefs) == 2
+    [said] = [line for line in RefusedOnceAdapter.briefs[-1].splitlines() if "Message for the customer" in line]
+    assert "about 5 minutes" in said and "nobody has it" not in said
 
 
 def test_list_items_holding_a_comma_are_set_apart_by_semicolons():
