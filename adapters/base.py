@@ -615,6 +615,12 @@ class Adapter(abc.ABC):
         the request, after the commit; raises `adapters.errors` errors, which are only logged."""
         return None
 
+    def completed_elsewhere(self, handoff_id: str, solved_at: str, ticket_id: str) -> None:
+        """The handoff `handoff_id` was solved at another target (`solved_at`): where this target's
+        ticket `ticket_id` still invites its agents to take it, it says so instead. Default: nothing.
+        Called off the request, after the commit; raises `adapters.errors` errors, only logged."""
+        return None
+
     def apply_extra(self, payload: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
         """Merge `vendor_extra` last. Override when the payload wraps the object (`{"ticket": …}`)."""
         return deep_merge(payload, extra)

@@ -390,6 +390,18 @@ class SlackAdapter(Adapter):
         channel, ts = _alert(ticket_id)
         self._mark_taken(channel, ts, kit.claim_notice(holder, ""), holder, None)
 
+    def completed_elsewhere(self, handoff_id: str, solved_at: str, ticket_id: str) -> None:
+        """Its ticket at another target was solved: the alert (and the handoff's own reply, a
+        re-escalation's) loses its Claim button and says so. Left live, the channel saw an unclaimed
+        handoff for good, and an agent who clicked learned only then that it was done (a review).
+        One that says who took it already is left as it is."""
+        channel, ts = _alert(ticket_id)
+        notice = kit.solved_notice(solved_at)
+        alert = self._show_taken(channel, ts, notice)
+        if alert is not None and not _ours(alert, CREATED, handoff_id):
+            if (reply := self._reply_of(channel, ts, handoff_id)) and reply != ts:
+                self._show_taken(channel, reply, notice)
+
     def _mark_taken(self, channel: str, ts: str, text: str, holder: Holder, clicked: str | None) -> None:
         """The alert says who took the handoff, its Claim button gone; so does the reply clicked
         (`clicked`, shown in the channel too), and the taken handoff's own reply when the click was

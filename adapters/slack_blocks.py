@@ -835,6 +835,11 @@ def taken_notice(blocks: list[dict[str, Any]]) -> str | None:
     return (marked or worded or [None])[0]
 
 
+def solved_notice(target: str) -> str:
+    """What an alert says in place of its Claim button once its ticket at `target` was solved."""
+    return f"✔ Solved in {TARGET_NAMES.get(target, escape(target))}: nobody needs to take this handoff."
+
+
 def claim_notice(holder: Holder, clicker: str) -> str:
     """What an agent who clicked Claim is told: who took the handoff (the channel's reply for the
     first claim; a message only the clicker sees for a later one)."""

@@ -221,13 +221,16 @@ def complete(services: Services, event: CompletionEvent) -> Received:
             return Received("ignored", NO_HANDOFF)
         handoff_id = handoff.id if handoff is not None and handoff in solved else solved[0].id
         first = owed = False
+        newly: list[str] = []
         for each in solved:
             recorded, told = _completed(session, services, each, event)
             first, owed = first or recorded, owed or told
+            newly += [each.id] if recorded else []
         if not first and not owed:
             return Received("duplicate", "the handoff's completion was recorded already", handoff_id)
     if owed:
         services.wake_callbacks()  # `completed`
+    services.tell_solved(newly, event.target)  # a Slack alert's Claim button goes
     with log_context(handoff_id=handoff_id):
         log.info("completion recorded", extra={"target": event.target})
     return Received("recorded", "completed", handoff_id)

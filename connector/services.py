@@ -357,6 +357,22 @@ class Services:
             if target != holder.target:
                 self._notify(target, "taken_elsewhere", functools.partial(self._to_mark, handoff_id, target, holder))
 
+    def tell_solved(self, handoff_ids: Sequence[str], solved_at: str) -> None:
+        """The handoffs' tickets at their other targets say they were solved at `solved_at`, where
+        they would invite their own agents to take them (`Adapter.completed_elsewhere`: a Slack
+        alert's Claim button). Read and sent on the notices' pool, off the request."""
+        for target in self.adapters:
+            if target != solved_at:
+                for handoff_id in handoff_ids:
+                    self._notify(target, "completed_elsewhere",
+                                 functools.partial(self._to_close, handoff_id, target, solved_at))
+
+    def _to_close(self, handoff_id: str, target: str, solved_at: str) -> list[tuple[Any, ...]]:
+        """`completed_elsewhere`'s arguments for each of the handoff's tickets at `target`."""
+        with self.db.reading() as session:
+            return [(handoff_id, solved_at, ticket) for _, ticket in assignments.to_mark(
+                session, handoff_id, target, Holder(solved_at, "", None, first=False))]
+
     def ticket_recorded(self, handoff_id: str, target: str) -> None:
         """`target`'s ticket of the handoff was just recorded: if an agent took the handoff at
         another target before (their take found no ticket here to mark: a Slack alert still being

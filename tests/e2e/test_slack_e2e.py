@@ -637,3 +637,28 @@ def test_a_batch_after_a_lost_batch_stays_in_the_thread_unannounced(make_app, tm
     assert reply["text"].startswith("🔴 Messages while waiting: ")
     [since] = [b["text"]["text"] for b in reply["blocks"] if b.get("block_id") == "since"]
     assert since.startswith(f"Messages the customer sent while handoff {handoff['id']} waited.")
+
+
+def test_a_handoff_solved_in_zendesk_leaves_no_live_claim_button_on_its_slack_alert(make_app):
+    # A review: the Zendesk ticket was solved, and the Slack alert invited the channel to Claim for good;
+    # an agent who clicked learned only then that the handoff was done.
+    from tests.e2e.test_zendesk_e2e import signed_post
+    from tests.fakes.zendesk import fixture
+
+    with _zendesk_and_slack(make_app) as (app, slack):
+        handoff_id = _hand_off(app)["id"]
+        _eventually(lambda: slack.calls_to("chat.update"))  # the alert's link to the Zendesk ticket
+        solved = fixture("event-agent-assignment-changed.json")
+        solved.update(id="evt-solved", type="zen:event-type:ticket.status_changed",
+                      time=dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+                      event={"current": "SOLVED", "previous": "OPEN"})
+        solved["detail"].update(external_id=handoff_id, status="SOLVED")
+        assert signed_post(app.test_client(), solved).get_json()["detail"] == "completed"
+        deadline = time.monotonic() + 8
+        while '"handoff_claim"' in _alert_blocks(slack) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [alert] = slack.top_level("C0HANDOFF")
+        buttons = [e["action_id"] for b in alert["blocks"] if b["type"] == "actions" for e in b["elements"]]
+        assert buttons == ["handoff_open_conversation"]
+        context = [e["text"] for b in alert["blocks"] if b["type"] == "context" for e in b["elements"]]
+        assert context[0] == "✔ Solved in Zendesk: nobody needs to take this handoff."
