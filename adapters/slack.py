@@ -336,6 +336,7 @@ class SlackAdapter(Adapter):
         # Only our own alert is rewritten; an alert made by an earlier handoff of the conversation
         # describes that handoff and keeps its own metadata (find_existing relies on it).
         if ctx.link.extra.get("handoff_id") != ctx.handoff_id:
+            self._relate_reply(ctx)
             return
         channel, ts = _link_target(ctx)
         message = self.apply_extra(self.build_create(ctx), ctx.vendor_extra)["message"]
@@ -350,6 +351,19 @@ class SlackAdapter(Adapter):
                 blocks = kit.claimed(blocks, notice)
         self._call("chat_update", channel=channel, ts=ts, text=message["text"], blocks=blocks,
                    metadata=message["metadata"], parse=AS_POSTED)
+
+    def _relate_reply(self, ctx: HandoffContext) -> None:
+        """A re-escalation's tickets linked in its own reply in the alert's thread (only that section
+        changed): a closed Zendesk ticket's successor, opened for it while the reply was posted, was
+        reachable from nowhere in Slack — the alert links the first handoff's ticket (a review)."""
+        channel, ts = _link_target(ctx)
+        reply = self._posted_in_thread(channel, ts, ctx.handoff_id).update
+        blocks = kit.with_related(reply.get("blocks") or [], ctx.related) if reply and reply.get("ts") else None
+        if reply is None or blocks is None:
+            return
+        kept = {"metadata": reply["metadata"]} if reply.get("metadata") else {}
+        self._call("chat_update", channel=channel, ts=str(reply["ts"]), text=reply.get("text") or "", blocks=blocks,
+                   parse=AS_POSTED, **kept)
 
     def probe(self) -> Probed:
         who = self._call("auth_test")

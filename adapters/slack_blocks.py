@@ -524,10 +524,8 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
                                                        "alert; all in the thread"})
         blocks.append(section(listed, block_id="history"))
 
-    tickets = [_ticket_link({"system": r.get("target"), "id": r.get("id"), "url": r.get("url")}, 500)
-               for r in related[:10]]
-    if tickets:
-        blocks.append(section("*Tickets for this handoff:* " + " · ".join(tickets), block_id="related"))
+    if tickets := related_section(related):
+        blocks.append(tickets)
 
     url = button_url(conversation.get("url"))
     actions = [button("Claim", None, CLAIM_ACTION, handoff_id, style="primary")] if claim else []
@@ -804,6 +802,27 @@ def _claims(block: dict[str, Any]) -> bool:
 def offers_claim(blocks: list[dict[str, Any]]) -> bool:
     """Whether the alert still has its Claim button."""
     return any(_claims(block) for block in blocks)
+
+
+def related_section(related: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The section linking the handoff's tickets at the other targets; None when it has none."""
+    tickets = [_ticket_link({"system": r.get("target"), "id": r.get("id"), "url": r.get("url")}, 500)
+               for r in related[:10]]
+    return section("*Tickets for this handoff:* " + " · ".join(tickets), block_id="related") if tickets else None
+
+
+def with_related(blocks: list[dict[str, Any]], related: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
+    """A message's blocks (a re-escalation's reply) with its section of related tickets as `related`
+    says: in place of the one it has, else before its buttons. None when nothing changes."""
+    tickets = related_section(related)
+    kept = [block for block in blocks if block.get("block_id") != "related"]
+    if tickets is None:
+        return kept if len(kept) != len(blocks) else None
+    if tickets in blocks:
+        return None
+    at = next((n for n, block in enumerate(kept) if block.get("type") == "actions"), len(kept))
+    changed = [*kept[:at], tickets, *kept[at:]]
+    return changed if len(changed) <= MAX_BLOCKS else None
 
 
 def claimed(blocks: list[dict[str, Any]], notice: str) -> list[dict[str, Any]] | None:

@@ -1287,6 +1287,27 @@ def test_related_tickets_leave_an_earlier_handoffs_alert_alone(slack: FakeSlack,
     assert slack.calls_to("chat.update") == []
 
 
+def test_a_re_escalations_tickets_are_linked_in_its_own_reply(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    # A review: the first handoff's Zendesk ticket was closed, the repeat opened 1002 while its Slack
+    # reply was posted, and nothing in Slack ever linked 1002 — the alert links the first's ticket.
+    first = adapter.deliver(ctx_for())
+    link = Link(first.vendor_id, first.url, first.link_extra)
+    adapter.deliver(ctx_for(handoff_id="hnd_later", link=link))
+    [before] = [copy.deepcopy(r) for r in slack.replies("C0HANDOFF", first.link_extra["ts"])
+                if "Handed off again" in r["text"]]  # as posted: the fake edits its own copy in place
+    related = ({"target": "zendesk", "status": "created", "id": "1002",
+                "url": "https://acme.zendesk.com/agent/tickets/1002"},)
+    adapter.related_changed(ctx_for(handoff_id="hnd_later", link=link, related=related))
+    [reply] = [r for r in slack.replies("C0HANDOFF", first.link_extra["ts"]) if "Handed off again" in r["text"]]
+    assert "<https://acme.zendesk.com/agent/tickets/1002|Zendesk 1002>" in " ".join(texts(reply))
+    assert reply["metadata"] == before["metadata"] and _buttons(reply) == _buttons(before)
+    assert [b for b in reply["blocks"] if b.get("block_id") != "related"] == before["blocks"]
+    assert "1002" not in json.dumps(slack.top_level("C0HANDOFF"))  # the alert is the first handoff's
+    edits = len(slack.calls_to("chat.update"))
+    adapter.related_changed(ctx_for(handoff_id="hnd_later", link=link, related=related))  # told again: no edit
+    assert len(slack.calls_to("chat.update")) == edits
+
+
 @pytest.mark.parametrize(("missing", "variable"), [("slack_bot_token", "SLACK_BOT_TOKEN"),
                                                    ("slack_channel", "SLACK_CHANNEL")])
 def test_check_settings_names_the_missing_variable(missing: str, variable: str) -> None:
