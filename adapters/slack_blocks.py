@@ -855,8 +855,10 @@ def taken_notice(blocks: list[dict[str, Any]]) -> str | None:
 
 
 def solved_notice(target: str) -> str:
-    """What an alert says in place of its Claim button once its ticket at `target` was solved."""
-    return f"✔ Solved in {TARGET_NAMES.get(target, escape(target))}: nobody needs to take this handoff."
+    """What an alert says in place of its Claim button once its ticket at `target` was solved (""
+    when that is not known: a solve before the alert was recorded)."""
+    where = f" in {TARGET_NAMES.get(target, escape(target))}" if target else ""
+    return f"✔ Solved{where}: nobody needs to take this handoff."
 
 
 def claim_notice(holder: Holder, clicker: str) -> str:

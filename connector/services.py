@@ -362,23 +362,33 @@ class Services:
         they would invite their own agents to take them (`Adapter.completed_elsewhere`: a Slack
         alert's Claim button). Read and sent on the notices' pool, off the request."""
         for target in self.adapters:
-            if target != solved_at:
-                for handoff_id in handoff_ids:
-                    self._notify(target, "completed_elsewhere",
-                                 functools.partial(self._to_close, handoff_id, target, solved_at))
+            if target != solved_at and handoff_ids:
+                # One notice for them all, in turn: their alert, shared, was read and edited by each at once.
+                self._notify(target, "completed_elsewhere",
+                             functools.partial(self._to_close, list(handoff_ids), target, solved_at))
 
-    def _to_close(self, handoff_id: str, target: str, solved_at: str) -> list[tuple[Any, ...]]:
-        """`completed_elsewhere`'s arguments for each of the handoff's tickets at `target`."""
+    def _to_close(self, handoff_ids: Sequence[str], target: str, solved_at: str,
+                  only_completed: bool = False) -> list[tuple[Any, ...]]:
+        """`completed_elsewhere`'s arguments for each of the handoffs' tickets at `target`;
+        `only_completed`: of those the vendors said were solved."""
         with self.db.reading() as session:
-            return [(handoff_id, solved_at, ticket) for _, ticket in assignments.to_mark(
-                session, handoff_id, target, Holder(solved_at, "", None, first=False))]
+            if only_completed:
+                handoff_ids = [one for one in handoff_ids if (found := session.get(Handoff, one)) is not None
+                               and found.completed_at is not None]
+            return [(handoff_id, solved_at, ticket) for handoff_id in handoff_ids
+                    for _, ticket in assignments.to_mark(session, handoff_id, target,
+                                                         Holder(solved_at, "", None, first=False))]
 
     def ticket_recorded(self, handoff_id: str, target: str) -> None:
         """`target`'s ticket of the handoff was just recorded: if an agent took the handoff at
         another target before (their take found no ticket here to mark: a Slack alert still being
         posted, or retried), it says so now — it went up inviting the channel to Claim (a review).
-        Whichever of the two reads second sees the other's commit: one of them marks it."""
+        Whichever of the two reads second sees the other's commit: one of them marks it. So with a
+        solve before it was recorded (`completed_elsewhere`; where is not kept: said without it) —
+        a Slack alert retried past a 429 kept its Claim button for good (a review of the mend)."""
         self._notify(target, "taken_elsewhere", functools.partial(self._to_mark, handoff_id, target, None))
+        self._notify(target, "completed_elsewhere",
+                     functools.partial(self._to_close, [handoff_id], target, "", only_completed=True))
 
     def _to_mark(self, handoff_id: str, target: str, holder: Holder | None) -> list[tuple[Any, ...]]:
         """`taken_elsewhere`'s arguments for each of the handoff's tickets at `target`."""

@@ -639,26 +639,56 @@ def test_a_batch_after_a_lost_batch_stays_in_the_thread_unannounced(make_app, tm
     assert since.startswith(f"Messages the customer sent while handoff {handoff['id']} waited.")
 
 
-def test_a_handoff_solved_in_zendesk_leaves_no_live_claim_button_on_its_slack_alert(make_app):
-    # A review: the Zendesk ticket was solved, and the Slack alert invited the channel to Claim for good;
-    # an agent who clicked learned only then that the handoff was done.
+def _solved_in_zendesk(app, handoff_id: str) -> None:
     from tests.e2e.test_zendesk_e2e import signed_post
     from tests.fakes.zendesk import fixture
 
+    solved = fixture("event-agent-assignment-changed.json")
+    solved.update(id="evt-solved", type="zen:event-type:ticket.status_changed",
+                  time=dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+                  event={"current": "SOLVED", "previous": "OPEN"})
+    solved["detail"].update(external_id=handoff_id, status="SOLVED")
+    assert signed_post(app.test_client(), solved).get_json()["detail"] == "completed"
+
+
+def _says_solved(slack, where: str) -> None:
+    """The alert, once its Claim button went (waited for), says the handoff was solved."""
+    deadline = time.monotonic() + 8
+    while (not _alert_blocks(slack) or '"handoff_claim"' in _alert_blocks(slack)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [alert] = slack.top_level("C0HANDOFF")
+    buttons = [e["action_id"] for b in alert["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert buttons == ["handoff_open_conversation"]
+    context = [e["text"] for b in alert["blocks"] if b["type"] == "context" for e in b["elements"]]
+    assert context[0] == f"✔ Solved{where}: nobody needs to take this handoff."
+
+
+def test_a_handoff_solved_in_zendesk_leaves_no_live_claim_button_on_its_slack_alert(make_app):
+    # A review: the Zendesk ticket was solved, and the Slack alert invited the channel to Claim for good;
+    # an agent who clicked learned only then that the handoff was done.
     with _zendesk_and_slack(make_app) as (app, slack):
         handoff_id = _hand_off(app)["id"]
         _eventually(lambda: slack.calls_to("chat.update"))  # the alert's link to the Zendesk ticket
-        solved = fixture("event-agent-assignment-changed.json")
-        solved.update(id="evt-solved", type="zen:event-type:ticket.status_changed",
-                      time=dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
-                      event={"current": "SOLVED", "previous": "OPEN"})
-        solved["detail"].update(external_id=handoff_id, status="SOLVED")
-        assert signed_post(app.test_client(), solved).get_json()["detail"] == "completed"
-        deadline = time.monotonic() + 8
-        while '"handoff_claim"' in _alert_blocks(slack) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        [alert] = slack.top_level("C0HANDOFF")
-        buttons = [e["action_id"] for b in alert["blocks"] if b["type"] == "actions" for e in b["elements"]]
-        assert buttons == ["handoff_open_conversation"]
-        context = [e["text"] for b in alert["blocks"] if b["type"] == "context" for e in b["elements"]]
-        assert context[0] == "✔ Solved in Zendesk: nobody needs to take this handoff."
+        _solved_in_zendesk(app, handoff_id)
+        _says_solved(slack, " in Zendesk")
+
+
+def test_a_handoff_solved_before_its_slack_alert_was_recorded_is_marked_once_it_is(make_app):
+    # A review of the mend: Slack answered the alert's post 429, the Zendesk ticket was solved, and the
+    # alert the retry posted kept its Claim button for good (where it was solved is not kept).
+    from sqlalchemy import delete, update
+
+    from connector.models import Delivery, TargetPause, utcnow
+
+    with _zendesk_and_slack(make_app) as (app, slack):
+        slack.fail("chat.postMessage", status=429, headers={"Retry-After": "1"})
+        answer = _hand_off(app)
+        assert {t["target"]: t["status"] for t in answer["tickets"]} == {"zendesk": "created", "slack": "pending"}
+        _solved_in_zendesk(app, answer["id"])
+        services = app.extensions["connector"]
+        with services.db.session() as session:  # its retry due now, the 429's pause over
+            session.execute(update(Delivery).where(Delivery.target == "slack").values(next_attempt_at=utcnow()))
+            session.execute(delete(TargetPause))
+        [due], token = services.outbox.claim_due()
+        assert services.outbox.run_delivery(due, token).state == "created"
+        _says_solved(slack, "")
