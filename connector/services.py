@@ -14,6 +14,7 @@ from typing import Any
 
 import tenacity
 from flask import Flask, current_app
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from adapters import registry
@@ -372,9 +373,9 @@ class Services:
         """`completed_elsewhere`'s arguments for each of the handoffs' tickets at `target`;
         `only_completed`: of those the vendors said were solved."""
         with self.db.reading() as session:
-            if only_completed:
-                handoff_ids = [one for one in handoff_ids if (found := session.get(Handoff, one)) is not None
-                               and found.completed_at is not None]
+            if only_completed:  # one light read: most recorded tickets' handoffs are not solved (nothing more)
+                handoff_ids = session.scalars(select(Handoff.id).where(Handoff.id.in_(handoff_ids),
+                                                                       Handoff.completed_at.is_not(None))).all()
             return [(handoff_id, solved_at, ticket) for handoff_id in handoff_ids
                     for _, ticket in assignments.to_mark(session, handoff_id, target,
                                                          Holder(solved_at, "", None, first=False))]
