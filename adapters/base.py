@@ -1050,19 +1050,27 @@ def escalation_news(was: Mapping[str, Any], packet: Mapping[str, Any]) -> list[s
         news.append(f"why: {REASONS.get(before, before)} → {REASONS.get(reason, reason)}")
     if isinstance(was.get("keywords"), list):
         # Each once ("Chargeback" and "chargeback" are one word), as the ticket heard them.
-        heard = set(was["keywords"])
-        words = [one_line(str(word), 40) for word in escalation.get("keywords") or []
-                 if (mark := _keyword_mark(word)) not in heard and not heard.add(mark)]
+        words = [one_line(str(word), 40) for word in _unheard(escalation.get("keywords") or [], _keyword_mark,
+                                                               was["keywords"])]
         if words:
             news.append(f"new trigger words: {_few(words, ', ')}")
     if isinstance(was.get("attempts"), list):
-        tried = set(was["attempts"])
-        titles = [one_line(attempt_title(a, 60)[0], 60) for a in packet.get("attempted_solutions") or []
-                  if isinstance(a, Mapping) and (mark := _attempt_mark(a)) not in tried and not tried.add(mark)]
+        tried = [a for a in packet.get("attempted_solutions") or [] if isinstance(a, Mapping)]
+        titles = [one_line(attempt_title(a, 60)[0], 60) for a in _unheard(tried, _attempt_mark, was["attempts"])]
         if titles:
             things = "thing" if len(titles) == 1 else "things"
             news.append(f"the bot tried {len(titles)} more {things}: {_few(titles, '; ')}")
     return news
+
+
+def _unheard(items: Sequence[Any], mark_of: Callable[[Any], str], heard: Sequence[str]) -> list[Any]:
+    """The items whose mark is not among `heard`, each mark once (the first item with it)."""
+    seen, unheard = set(heard), []
+    for item in items:
+        if (mark := mark_of(item)) not in seen:
+            seen.add(mark)
+            unheard.append(item)
+    return unheard
 
 
 def _few(items: Sequence[str], separator: str) -> str:

@@ -296,8 +296,7 @@ class SchemaGap:
 # needs no grant — asked of every table, a least-privilege role was never ready); the id sequences
 # of the tables whose ids are numbered (`ON ALL SEQUENCES` forgotten: every insert refused; `nextval`
 # takes USAGE or UPDATE, either). Each table right asked alone: several in one `has_table_privilege`
-# are true if any is held. A table not made
-# yet (`to_regclass` NULL) is the schema's gap, said apart.
+# are true if any is held. A table not made yet (`to_regclass` NULL) is the schema's gap, said apart.
 _DENIED = text(
     "SELECT 'read and write table ' || name FROM unnest(CAST(:tables AS text[])) AS name WHERE NOT ("
     "has_table_privilege(current_user, to_regclass(name), 'SELECT') AND "
