@@ -26,6 +26,14 @@ KEY_RULE = f"{CALLER_ID_RULE}, no comma, sent once"
 _WHOLE_FLOAT = re.compile(r"\d(?:\.0|e\+\d+)[,}\]]")
 
 
+def _whole_float_in(canonical: str) -> bool:
+    """Whether `canonical` may write a whole-valued float (`_WHOLE_FLOAT`). The substring tests
+    come first: the pattern tries every digit of the text, 19 µs of the sample packet's 40 µs hash,
+    and nearly no packet holds any of these."""
+    return ("e+" in canonical or ".0," in canonical or ".0}" in canonical or ".0]" in canonical) \
+        and _WHOLE_FLOAT.search(canonical) is not None
+
+
 def packet_hash(packet: Mapping[str, Any]) -> str:
     """A hash of the packet's meaning: key order, whitespace and how a number is written do not
     matter. The free-form values (`collected_data`, `metadata`, attributes) keep the number the bot
@@ -33,7 +41,7 @@ def packet_hash(packet: Mapping[str, Any]) -> str:
     a new handoff without a key, and a 409 telling the bot to use a new key with one (a review).
     A packet with no whole-valued float hashes as it did before."""
     canonical = _dumped(packet)
-    if _WHOLE_FLOAT.search(canonical):
+    if _whole_float_in(canonical):
         canonical = _dumped(_whole_numbers(packet))
     return _sha256(canonical)
 
@@ -43,7 +51,7 @@ def earlier_hash(packet: Mapping[str, Any]) -> str | None:
     differs (a whole-valued float in it: `sentiment.score: 0.0`): a retry across the upgrade is the
     handoff that release stored, not a 409 or a second handoff (a review)."""
     canonical = _dumped(packet)
-    return _sha256(canonical) if _WHOLE_FLOAT.search(canonical) and packet_hash(packet) != _sha256(canonical) else None
+    return _sha256(canonical) if _whole_float_in(canonical) and packet_hash(packet) != _sha256(canonical) else None
 
 
 def _sha256(text: str) -> str:

@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from werkzeug.datastructures import Headers
 
 from adapters import registry
+from connector import idempotency
 from tests.conftest import OTHER_KEY, auth
 from tests.factories import full_packet, mappings_quoting_a_wait, mappings_with_a_first_rule, minimal_packet
 from tests.support_adapters import SlowAdapter
@@ -144,6 +145,14 @@ def test_a_retry_writing_a_whole_number_another_way_is_the_same_handoff(client, 
     other = client.post("/v1/handoffs", data=sent.replace("0.5", "0.25"), headers=headers,
                         content_type="application/json")
     assert other.status_code == (201 if key is None else 409)
+
+
+@pytest.mark.parametrize("canonical", [
+    '{"a":49.0,"b":1}', '{"a":49.0}', '[3.0]', '{"a":1e+20,"b":2}', '{"a":"v 2.0,"}',  # whole floats, or words like one
+    '{"a":0.05}', '{"a":1.05,"b":[0.5]}', '{"a":"e+"}', '{"a":1e-05}', '{"a":".0,"}', '{}'])
+def test_the_quick_test_for_a_whole_float_agrees_with_the_pattern(canonical):
+    # The substring tests before the pattern only save its walk: what either finds, both do.
+    assert idempotency._whole_float_in(canonical) is bool(idempotency._WHOLE_FLOAT.search(canonical))
 
 
 @pytest.mark.parametrize("key", ["k-up"])
