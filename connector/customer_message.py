@@ -24,7 +24,7 @@ from .errors import ConfigError
 from .mapping_values import check_template, variables_used
 from .routing_schema import language_tag
 from .templating import FailedOnValues, render
-from .text_rules import did_you_mean, without_invisible
+from .text_rules import did_you_mean, is_blank, without_invisible
 
 log = logging.getLogger(__name__)
 
@@ -447,13 +447,21 @@ def _render(source: str, where: str, built_in: str, **context: Any) -> str:
 
 
 def _rendered(source: str, where: str, **context: Any) -> str | None:
-    """`source` rendered, or None (logged) when it fails on these values."""
+    """`source` rendered, or None (logged) when it fails on these values — or says nothing on them:
+    a branch the load's example values took and these do not (`{% if team == 'billing' %}…{% endif %}`)
+    told a support customer "", or a wait of 20 minutes nothing of when anyone would reply (an
+    admin's review). The load refuses a template that is empty as written."""
     try:
-        return render(source, where, **context)
+        text = render(source, where, **context)
     except Exception as err:  # the sandbox's errors and Python's own alike
         log.error("customer message template failed; the built-in one was used",
                   extra={"where": where, "error": str(getattr(err, "message", err))[:300]})
         return None
+    if is_blank(text):
+        log.error("customer message template said nothing on this handoff's values; the built-in one was used",
+                  extra={"where": where, "error": "the template rendered no text"})
+        return None
+    return text
 
 
 # A team the messages do not name is said by its id only when that reads as a name: the id may be

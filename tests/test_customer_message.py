@@ -293,6 +293,26 @@ def test_a_template_failing_on_this_packets_values_gives_the_built_in_words_not_
     assert record.where == "mappings/messages.yaml: locales.en.wait" and "days" in record.error
 
 
+@pytest.mark.parametrize(("key", "template", "team", "wait", "said"), [
+    # Branches the load's example values (team billing, a few minutes) take and this handoff's do not.
+    ("template", "{% if team == 'Billing' %}Connecting you: {{ problem }}. {{ expectation }}{% endif %}", "support",
+     None, "I'm connecting you with our support team"),
+    ("wait", "{% if minutes < 10 %}About {{ minutes }} minutes.{% endif %}", "billing", 1200,
+     "Someone should be with you in about 20 minutes."),
+])
+def test_a_template_saying_nothing_on_this_packets_values_gives_the_built_in_words(caplog, key, template, team,
+                                                                                    wait, said):
+    # An admin's review: the customer was told "" (or nothing of the 20 minutes quoted to the bot).
+    messages = copy.deepcopy(SHIPPED)
+    messages["locales"]["en"][key] = template
+    MessagesSchema().load(messages)  # the load's check passes it
+    with caplog.at_level(logging.ERROR, logger="connector.customer_message"):
+        composed = compose(full_packet(), {"team": team}, wait, messages)
+    assert said in composed["text"] and "Invoices stopped syncing" in composed["text"]
+    [record] = [r for r in caplog.records if r.name == "connector.customer_message"]
+    assert record.where == f"mappings/messages.yaml: locales.en.{key}" and "said nothing" in record.getMessage()
+
+
 def _without_failed(*locales):
     messages = copy.deepcopy(SHIPPED)
     messages["locales"]["it"] = {**copy.deepcopy(messages["locales"]["en"]), "teams": {"billing": "Fatturazione"}}
