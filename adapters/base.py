@@ -135,6 +135,10 @@ class HandoffContext:
     # outcome unknown (a last try may have made the ticket), whose place this one takes: their
     # tickets are looked for, and the one found updated, before another is opened.
     earlier: tuple[HandoffContext, ...] = field(default=(), repr=False, compare=False)
+    # An update's assignment leaves the message for the customer out (an agent may have the ticket,
+    # and the answer names them instead, `brief.as_answered`); a new ticket in place of one that
+    # takes no more updates is a first one, and shows it (`_instead_of`). None: as `assignment`.
+    new_ticket_assignment: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def handed_off_again(self) -> str | None:
@@ -665,7 +669,9 @@ class Adapter(abc.ABC):
         assignment = masked_message(ctx.assignment, kinds)  # the customer's words are in it (Slack reads it here)
         brief = render_brief(packet, ctx.handoff_id, update=ctx.brief.follow_up is not None, assignment=assignment,
                              new_after=ctx.brief.new_after, kept_team=ctx.brief.kept_team)
+        fresh = ctx.new_ticket_assignment
         return replace(ctx, packet=packet, brief=brief, assignment=assignment,
+                       new_ticket_assignment=masked_message(fresh, kinds) if fresh is not None else None,
                        redactions={kind: n for kind, n in counts.items() if n})
 
     def receipt(self, ctx: HandoffContext, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -826,8 +832,12 @@ class Adapter(abc.ABC):
                  extra={"target": self.name, "ticket": gone.ticket_id, "closed": gone.closed})
         # Always rendered afresh: a follow-up's short brief assumed the old ticket held the rest, and
         # a repeat's marked [new] what the old ticket had not seen — a new ticket has no note saying so.
-        brief = render_brief(ctx.packet, ctx.handoff_id, assignment=ctx.assignment)
-        ctx = replace(ctx, link=None, brief=brief, follows_ticket=gone.ticket_id if gone.closed else None)
+        # With the message for the customer, which an update's assignment leaves out (a Salesforce
+        # case opened under a closed one never said what the customer was promised; a review).
+        assignment = ctx.assignment if ctx.new_ticket_assignment is None else ctx.new_ticket_assignment
+        brief = render_brief(ctx.packet, ctx.handoff_id, assignment=assignment)
+        ctx = replace(ctx, link=None, brief=brief, assignment=assignment,
+                      follows_ticket=gone.ticket_id if gone.closed else None, new_ticket_assignment=None)
         with _still_unknown():
             return ctx, self.find_existing(ctx) if ctx.outcome_unknown else None
 

@@ -433,6 +433,7 @@ class Outbox:
                 packet = handoff.packet if claimed.packet is None else claimed.packet
                 # The message for the customer as the bot was answered it (`brief.as_answered`).
                 assignment = as_answered(handoff.assignment, handoff.customer_message, update=link is not None)
+                fresh = as_answered(handoff.assignment, handoff.customer_message, update=False) if link else None
                 ctx = HandoffContext(
                     handoff_id=handoff.id,
                     target=delivery.target,
@@ -453,6 +454,7 @@ class Outbox:
                     follows_ticket=claimed.follows_ticket,
                     take_replacement=self._replacement_taker(delivery, handoff),
                     earlier=self._earlier_context(claimed, delivery.target),
+                    new_ticket_assignment=fresh,
                 )
                 log.info("delivery attempt", extra={"attempt": ctx.attempt, "update": ctx.link is not None})
                 outcome = adapter.deliver(ctx)

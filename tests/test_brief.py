@@ -793,6 +793,13 @@ def test_a_targets_masking_covers_the_message_for_the_customer(make_app):
     [line] = [line for line in ctx.brief.text.splitlines() if "Message for the customer" in line]
     assert "write to [redacted email] or call [redacted phone]" in line
     assert "kim.ortega" not in ctx.brief.html + json.dumps(ctx.assignment)
+    # An update's, kept apart for a new ticket in place of a closed one (`new_ticket_assignment`), too.
+    update = {key: value for key, value in shown["assignment"].items() if key != "message_for_customer"}
+    ctx = adapter.for_target(HandoffContext(
+        handoff_id="hnd_1", target="zendesk", packet=packet, idempotency_key="k", assignment=update,
+        new_ticket_assignment=shown["assignment"], brief=render_brief(packet, "hnd_1", assignment=update)))
+    assert "[redacted email]" in ctx.new_ticket_assignment["message_for_customer"]
+    assert "kim.ortega" not in json.dumps(ctx.new_ticket_assignment)
 
 
 @pytest.mark.parametrize("beside", [(), ("quick",)])

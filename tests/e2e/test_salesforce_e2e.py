@@ -39,6 +39,28 @@ def test_handoff_opens_a_case_with_the_transcript_as_comments(make_app):
         assert "[09:17:10] Customer: Did that. Still broken" in comment["CommentBody"]
 
 
+def test_a_case_opened_under_a_closed_one_says_what_the_customer_was_told(make_app):
+    # A review: the repeat's attempt leaves the message out of an update's brief, and the new case
+    # that replaced the closed one kept it out — the agent could not see what was promised.
+    client = make_app(**SALESFORCE).test_client()
+    post = lambda packet: client.post("/v1/handoffs", data=json.dumps(packet), headers=auth(),  # noqa: E731
+                                      content_type="application/json")
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        org = SalesforceFake(rsps)
+        org.new_case()
+        assert post(full_packet()).status_code == 201
+        org.case_state(IDS["Case"], closed=True)
+        org.create("Case", "5005g00000Hnd0gAAB")
+        again = full_packet()
+        again["transcript"].append({"at": "2026-11-20T11:00:00Z", "role": "customer", "text": "It broke again"})
+        answer = post(again).get_json()
+        assert answer["tickets"][0]["status"] == "created"
+        first, second = org.sent("Case")
+        assert second["ParentId"] == IDS["Case"]
+        told = f"Message for the customer: “{answer['customer_message']['text']}”"
+        assert told in first["Description"] and told in second["Description"]
+
+
 def test_a_sticky_rule_offers_the_owner_of_the_customers_open_case(make_app):
     # A review: only Zendesk was asked for the previous agent; every sticky rule over Salesforce (the
     # shipped vip and enterprise) acted as a plain team rule.
