@@ -469,11 +469,15 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     # The line the ticket's subject takes (`brief.first_customer_line`): "hi" said nothing, and the
     # order number in the next message was missing from the one message people triage from.
     # (`brief.first_customer_line` is the one rule for it, the customer message's too.)
-    words = said_text(intent.get("stated_problem")) or first_customer_line(packet)
+    stated = said_text(intent.get("stated_problem"))
+    words = stated or first_customer_line(packet)
     summary = said_text(intent.get("summary"))
     if words or summary:
         # Every line quoted: after the first, a line typed as "*Bot's summary:* …" read as the alert's own.
-        text = f"*In the customer's words:*\n>{quote('intent', words, 1200)}" if words else ""
+        # A cut is the part's the words came from: one of the transcript's was told as `intent` dropped,
+        # to a bot that sent no intent (a bot developer's review).
+        part = "intent" if stated else "transcript"
+        text = f"*In the customer's words:*\n>{quote(part, words, 1200)}" if words else ""
         latest = last_customer_entry(packet)
         if latest is not None and latest["text"] != words:  # where the conversation got to: the thread is below
             quoted = quote("transcript", latest["text"], 600)

@@ -844,6 +844,20 @@ def test_trigger_words_the_alert_shortens_are_in_the_thread_whole(slack: FakeSla
     assert "keyword-number-39" in json.dumps(thread)
 
 
+@pytest.mark.parametrize(("stated", "part"), [(None, "transcript"), ("x " * 700, "intent")])
+def test_the_customers_words_shortened_in_the_alert_are_told_as_the_part_they_came_from(
+        slack: FakeSlack, adapter: SlackAdapter, stated, part) -> None:
+    # A bot developer's review: words from the transcript's first line, cut, were told as `intent`
+    # dropped — to a bot that sent no intent.
+    packet = minimal_packet()
+    packet["transcript"][0]["text"] = "My order never arrived. " * 80
+    if stated:
+        packet["intent"] = {"stated_problem": stated}
+    outcome = adapter.deliver(ctx_for(packet))
+    dropped = {entry["part"] for entry in outcome.receipt["dropped"]}
+    assert part in dropped and dropped <= {part, "transcript"}
+
+
 def test_a_rate_limit_once_the_alert_is_up_still_pauses_slack(slack: FakeSlack, adapter: SlackAdapter) -> None:
     # Turned into a plain unknown outcome, only this delivery waited: the others went on posting
     # into the limit.
