@@ -110,6 +110,9 @@ def visible_controls(text: str) -> str:
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)",
                       re.ASCII)
 _ANY_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?([+-]\d{2}:\d{2})", re.ASCII)
+# Python's str(datetime) ("2026-11-20 10:00:00+00:00") and strftime's %z ("+0000"): `rfc3339_problem`'s hint.
+_NO_T = re.compile(r"^(\d{4}-\d{2}-\d{2}) (?=\d{2}:)", re.ASCII)
+_NO_COLON = re.compile(r"(:\d{2}(?:\.\d+)?[+-]\d{2})(\d{2})$", re.ASCII)
 
 
 def rfc3339(text: object) -> dt.datetime | None:
@@ -130,6 +133,14 @@ def rfc3339_problem(text: str) -> str:
     """Why `rfc3339` refused `text`, in words a bot's developer can act on: a time that is well
     formed but no real moment was told its *format* was wrong."""
     if not _RFC3339.fullmatch(text):
+        # The two forms a bot's own library writes most often, which carry a time zone: "Not … with a
+        # time zone" sent its developer to fix what was right (a bot developer's review).
+        spaced = _NO_T.sub(r"\1T", text, count=1)
+        mended = _NO_COLON.sub(r"\1:\2", spaced, count=1)
+        if mended != text and rfc3339(mended) is not None:
+            said = [*(["“T” between the date and the time, not a space"] if spaced != text else []),
+                    *(["a colon in the offset"] if mended != spaced else [])]
+            return f"Write it {mended}: {'; '.join(said)} (RFC 3339)."
         odd = _ANY_OFFSET.fullmatch(text)
         if odd:
             return f"The offset {odd.group(1)} is not a time zone offset (hours 00 to 23, minutes 00 to 59)."
