@@ -30,7 +30,7 @@ from simple_salesforce.exceptions import (
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 
 from connector.errors import ConfigError, MappingProblem
-from connector.mapping_values import compile_for
+from connector.mapping_values import compile_for, looks_like_template
 from connector.settings import Settings, http_address
 
 from .base import priority_map_problem
@@ -131,6 +131,9 @@ def _picklist_words(mapping: Mapping[str, Any]) -> None:
             seen = ("true/false (quote it)" if isinstance(word, bool)
                     else "a mapping" if isinstance(word, Mapping) else "a list")
             raise MappingProblem("salesforce", key, f"must be one picklist value (a word such as New), got {seen}")
+        if isinstance(word, str) and looks_like_template(word):  # every case sent with the braces (a review)
+            raise MappingProblem("salesforce", key, f"is one picklist value as written, not a template: every case "
+                                 f"would be sent {word!r} (a value of the packet goes under fields:, with template:)")
 
 
 # "hnd_" and a ULID's 26 characters: what handoff_id_field must hold.

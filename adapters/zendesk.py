@@ -32,7 +32,7 @@ from connector.brief import PARTS, subject_line
 from connector.decision import lookup_ends
 from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import KINDS as VALUE_KINDS
-from connector.mapping_values import MISSING, compile_for, resolve
+from connector.mapping_values import MISSING, compile_for, looks_like_template, resolve
 from connector.settings import Settings, http_address
 from connector.text_rules import as_identity, called
 
@@ -1054,6 +1054,10 @@ def _config(mapping: Mapping[str, Any]) -> dict[str, Any]:
     for i, tag in enumerate(conf["tags"]):  # `{a: 1}` became the tag `a_1`, `null` the tag `none`
         if isinstance(tag, bool) or not isinstance(tag, (str, int, float)) or not _tag(str(tag)):
             raise MappingProblem("zendesk", f"tags[{i}]", f"must be a word or a number, got {tag!r}")
+        if isinstance(tag, str) and looks_like_template(tag):  # every ticket got the tag `intent_name` (a review)
+            raise MappingProblem("zendesk", f"tags[{i}]", f"is a tag as written, not a template: {tag!r} would be the "
+                                 f"tag {_tag(tag)!r} on every ticket (a value of the packet goes in custom_fields, "
+                                 "with template:)")
     if mapping.get("subject"):  # a value spec, as a custom field's: checked now, not at every delivery
         compile_for("zendesk", mapping["subject"], "subject", mapping.get("lookups"))
     return conf

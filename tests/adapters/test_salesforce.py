@@ -1591,16 +1591,19 @@ def test_bad_mapping_is_a_config_error(mapping: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(("mapping", "where", "seen"), [
     # Sent into every case as a list or an object, which Salesforce refuses, while `check` said ok (a review).
-    ({"status": ["New"]}, "salesforce.yaml status", "a list"),
-    ({"priority": {"high": ["High"]}}, "salesforce.yaml priority.high", "a list"),
-    ({"origin": {"web_chat": {"x": "Web"}}}, "salesforce.yaml origin.web_chat", "a mapping"),
-    ({"default_origin": True}, "salesforce.yaml default_origin", "true/false (quote it)"),
+    ({"status": ["New"]}, "salesforce.yaml status", "got a list"),
+    ({"priority": {"high": ["High"]}}, "salesforce.yaml priority.high", "got a list"),
+    ({"origin": {"web_chat": {"x": "Web"}}}, "salesforce.yaml origin.web_chat", "got a mapping"),
+    ({"default_origin": True}, "salesforce.yaml default_origin", "got true/false (quote it)"),
+    # An admin's review: sent as written, braces and all, and refused by a restricted picklist on every case.
+    ({"status": "{{ intent.name }}"}, "salesforce.yaml status", "(a value of the packet goes under fields:, with template:)"),
+    ({"origin": {"web_chat": "{% if x %}Web{% endif %}"}}, "salesforce.yaml origin.web_chat", "with template:)"),
 ])
 def test_a_picklist_value_that_is_not_one_word_is_refused(mapping: dict[str, Any], where: str, seen: str) -> None:
     with pytest.raises(ConfigError) as caught:
         SalesforceAdapter(Settings(), mapping)
     assert caught.value.source == where.replace("salesforce.yaml ", "mappings/salesforce.yaml: ")
-    assert caught.value.message.endswith(f"got {seen}")
+    assert caught.value.message.endswith(seen)
 
 
 def test_an_update_open_ticket_salesforce_does_not_act_on_is_warned_about() -> None:

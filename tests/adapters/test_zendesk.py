@@ -2252,12 +2252,14 @@ def test_a_custom_field_without_a_value_is_refused_at_start_up() -> None:
      r"custom_fields\[1\]\.id.*360001 is mapped twice"),  # Zendesk keeps one of the two values
     ({"tags": ["chatbot", {"a": 1}]}, r"tags\[1\].*must be a word or a number"),  # sent as the tag `a_1`
     ({"tags": ["chatbot", None]}, r"tags\[1\]"), ({"tags": ["???"]}, r"tags\[0\]"), ({"tags": [True]}, r"tags\[0\]"),
+    # An admin's review: every ticket got the constant tag `intent_name`.
+    ({"tags": ["{{ intent.name }}"]}, r"tags\[0\].*not a template.*'intent_name' on every ticket"),
 ])
 def test_a_mistake_in_custom_fields_or_tags_is_refused_at_start_up(mapping, said) -> None:
     with pytest.raises(ConfigError, match=said):
         adapter(**mapping)
     adapter(custom_fields=[{"id": 360001, "lookup": {"vip": "tier_1"}, "from": "customer.segment", "default": "t2"}],
-            tags=["chatbot", 2026, "{{ intent.name }}"])  # what is meant still loads
+            tags=["chatbot", 2026, "v2"])  # what is meant still loads
 
 
 def test_a_timed_out_comment_is_looked_up_not_posted_twice(zd: FakeZendesk) -> None:
