@@ -237,6 +237,24 @@ class CalendarSchema(Schema):
     holidays = fields.List(HolidayField(), load_default=list)
 
 
+# Zones that keep one offset all year, named like a region's clock: `EST` is New York's winter time
+# only, so a New York team's 09:00 opened at 10:00 every summer; `Etc/GMT+5` is UTC−5 (POSIX's sign).
+_FIXED = re.compile(r"(?:EST|MST|HST|Etc/GMT[+-](?:[1-9]|1[0-4]))")
+
+
+def zone_warnings(calendars: Mapping[str, Calendar]) -> list[str]:
+    """Calendars in a zone of one offset all year (`_FIXED`): loaded, since a team may mean it (a ship
+    at sea), and said — an admin in New York wrote `timezone: EST` (an admin's review)."""
+    said = []
+    for name, calendar in calendars.items():
+        key = calendar.zone.key
+        if _FIXED.fullmatch(key):
+            offset = dt.datetime(2026, 7, 1, tzinfo=calendar.zone).strftime("%z")
+            said.append(f"routing.yaml calendars.{name}.timezone: {key} is UTC{offset[:3]}:{offset[3:]} all year, "
+                        "with no summer time; a region's name (America/New_York, Europe/Berlin) follows its clock")
+    return said
+
+
 def build_calendars(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, Calendar]:
     """Calendars from data already loaded by `CalendarSchema` (see routing's schema)."""
     return {

@@ -22,7 +22,7 @@ from adapters.base import Adapter
 from adapters.errors import DeliveryError, OutcomeUnknown, TransientError
 from adapters.events import AssignmentEvent, Holder
 
-from . import assignments, callbacks, customer_message, handoff_store, kept_tickets, retention
+from . import assignments, business_hours, callbacks, customer_message, handoff_store, kept_tickets, retention
 from .db import Database, reason, service_busy_timeout
 from .group_commit import GroupCommit
 from .jsonlog import log_context
@@ -79,6 +79,7 @@ def mapping_warnings(adapters: Mapping[str, Adapter], mappings: Mappings) -> lis
     messages.yaml's team names. After an edit only routing's were, and `check` alone said the rest."""
     return [*(w for adapter in adapters.values() for w in adapter.mapping_warnings()),
             *routing_warnings(adapters, mappings.routing),
+            *business_hours.zone_warnings(mappings.routing.get("calendars") or {}),
             *customer_message.warnings(mappings.messages, mappings.routing)]
 
 

@@ -242,3 +242,18 @@ def test_salesforce_without_webhook_tokens_is_warned_about(make_app):
         in result.output, result.output
     tokened = make_app(**salesforce, salesforce_webhook_tokens=("t" * 32,)).extensions["connector"]
     assert not any("SALESFORCE_WEBHOOK_TOKENS" in said for said in tokened.warnings())
+
+
+@pytest.mark.parametrize(("zone", "offset"), [("EST", "UTC-05:00"), ("Etc/GMT+2", "UTC-02:00"), ("Europe/Paris", None)])
+def test_check_warns_of_a_calendar_in_a_zone_of_one_offset_all_year(make_app, tmp_path, zone, offset):
+    # An admin's review: `timezone: EST` for a New York team closed it an hour early every summer
+    # morning, and Etc/GMT+2 is UTC−2; `check` said ok.
+    from tests.factories import _routing_edited
+
+    root = _routing_edited(tmp_path / "m", "timezone: Europe/Paris", f"timezone: {zone}")
+    result = make_app(**ZENDESK, mappings_dir=root).test_cli_runner().invoke(args=["connector", "check"])
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.output.splitlines() if ".timezone:" in line]
+    assert said == ([f"warning: routing.yaml calendars.office.timezone: {zone} is {offset} all year, with no "
+                     "summer time; a region's name (America/New_York, Europe/Berlin) follows its clock"]
+                    if offset else [])
