@@ -455,12 +455,14 @@ def init_app(app: Flask) -> None:
 
 def _say_a_schema_gap(services) -> None:  # type: ignore[no-untyped-def]
     """The development server does not migrate (gunicorn's start does): on a database never
-    migrated it answered every request 503 "Retry shortly", with only `no such table` in the log."""
+    migrated every request that uses it fails — a 500, a refused query being a fault, not an outage
+    (`problems._database_away`) — with only `no such table` in the log. Said before the first one;
+    it promised 503 once that had changed (a newcomer's review)."""
     try:
         gap = services.db.schema_gap()
     except SQLAlchemyError as err:  # said by each request as well; here before the first one
         log.warning("the database cannot be reached", extra={"reason": reason(err)})
         return
     if gap is not None:
-        log.warning("the database cannot be used by this code: every request will be answered 503",
+        log.warning("the database cannot be used by this code: requests that use it fail (500) until it is migrated",
                     extra={"reason": _advice(gap)})

@@ -282,7 +282,7 @@ def test_the_development_server_says_at_start_that_the_database_needs_migrating(
         server.wait(timeout=30)
     said = [json.loads(line) for line in log.read_text().splitlines() if '"connector.cli"' in line]
     assert [(line["level"], line["message"], line["reason"]) for line in said] == [
-        ("WARNING", "the database cannot be used by this code: every request will be answered 503",
+        ("WARNING", "the database cannot be used by this code: requests that use it fail (500) until it is migrated",
          "it holds no connector schema yet. Run `flask --app wsgi connector migrate` (starting the service with "
          "gunicorn runs it too)")], log.read_text()
 
