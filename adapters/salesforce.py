@@ -32,7 +32,7 @@ from simple_salesforce.format import format_external_id
 from connector.brief import named, subject_line
 from connector.decision import lookup_ends
 from connector.errors import ConfigError
-from connector.mapping_values import MISSING, resolve
+from connector.mapping_values import MISSING, misspelt_in, resolve
 from connector.settings import Settings, salesforce_domain
 from connector.text_rules import as_identity, whole_end
 
@@ -163,7 +163,9 @@ class SalesforceAdapter(Adapter):
         if self.mapping.get("update_open_ticket"):  # accepted (every mapping may hold it), read by no one here
             said.append("mappings/salesforce.yaml: update_open_ticket is ignored — Salesforce has no lookup of the "
                         "customer's open case; each conversation's first handoff opens a case of its own")
-        return said
+        fields = self.mapping.get("fields") or {}
+        return [*said, *misspelt_in("salesforce", [(f"fields.{name}", spec) for name, spec in fields.items()],
+                                    self.mapping.get("lookups"))]
 
     def probe(self) -> Probed:
         # The lookups after a timeout read Case with SOQL; a delivery's first call would log in.

@@ -32,7 +32,7 @@ from connector.brief import PARTS, subject_line
 from connector.decision import lookup_ends
 from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import KINDS as VALUE_KINDS
-from connector.mapping_values import MISSING, compile_for, looks_like_template, resolve
+from connector.mapping_values import MISSING, compile_for, looks_like_template, misspelt_in, resolve
 from connector.settings import Settings, http_address
 from connector.text_rules import as_identity, called
 
@@ -149,6 +149,11 @@ class ZendeskAdapter(Adapter):
             said.append("no ZENDESK_WEBHOOK_SECRETS: /webhooks/zendesk refuses every event, so who took a handoff "
                         "is never recorded and quoted waits stay the configured figures (README: Vendor events)")
         return said
+
+    def mapping_warnings(self) -> list[str]:
+        specs = [(f"custom_fields[{i}]", _spec(entry)) for i, entry in enumerate(self._conf["custom_fields"])]
+        return misspelt_in("zendesk", [*specs, *([("subject", self.mapping["subject"])] if self.mapping.get("subject")
+                                                 else [])], self.mapping.get("lookups"))
 
     @classmethod
     def setting_problems(cls, settings: Settings) -> list[ConfigError]:

@@ -21,7 +21,7 @@ import datetime as dt
 import json
 import logging
 import re
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -31,6 +31,7 @@ from typing import Any
 from jinja2 import TemplateSyntaxError, meta, nodes
 
 from .errors import ConfigError, MappingProblem
+from .schemas.near_misses import path_near_miss
 from .templating import GLOBALS, FailedOnValues, MissingValue, compiled, parsed, render
 from .text_rules import did_you_mean, visible_controls
 
@@ -233,6 +234,40 @@ def compile_for(target: str, spec: Any, key_path: str, tables: Mapping[str, Mapp
         return compile_value(spec, key_path, tables)
     except ConfigError as err:
         raise MappingProblem(target, err.source, err.message) from None
+
+
+def misspelt_in(target: str, specs: Iterable[tuple[str, Any]],
+                tables: Mapping[str, Mapping[Any, Any]] | None) -> list[str]:
+    """Warnings for the packet paths the value specs of target's file read (`(key path, spec)`, each
+    one `compile_for` passed) that most likely misspell a field the packet declares: `customer.segmnt`
+    found nothing in any packet, and the field went off every ticket — or a lookup's `default` onto
+    every VIP's — with `check` saying ok (an admin's review). Not refused: a bot's own keys are read
+    as written, and one may sit that close to a declared name."""
+    said = []
+    for key_path, spec in specs:
+        value = compile_value(spec, key_path, tables)
+        for path in _paths_of(value):
+            if (meant := path_near_miss(path)) is not None:
+                said.append(f"mappings/{target}.yaml: {key_path}: {path} is no field the packet declares — did you "
+                            f"mean {meant}? (a bot's own field is read as written)")
+    return list(dict.fromkeys(said))
+
+
+def _paths_of(value: Value) -> list[str]:
+    """The packet paths `value` reads: its path, its lookup's `from`, or each `root.key…` its template does."""
+    if value.kind in ("path", "lookup"):
+        return [value.source]
+    if value.kind != "template":
+        return []
+    paths = []
+    for node in parsed(value.source).find_all(nodes.Getattr):
+        keys: list[str] = []
+        while isinstance(node, nodes.Getattr):
+            keys.append(node.attr)
+            node = node.node
+        if isinstance(node, nodes.Name) and node.name in ROOTS:
+            paths.append(".".join([node.name, *reversed(keys)]))
+    return sorted(set(paths))
 
 
 def table_problem(table: Mapping[Any, Any]) -> tuple[str, str] | None:

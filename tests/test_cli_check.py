@@ -257,3 +257,22 @@ def test_check_warns_of_a_calendar_in_a_zone_of_one_offset_all_year(make_app, tm
     assert said == ([f"warning: routing.yaml calendars.office.timezone: {zone} is {offset} all year, with no "
                      "summer time; a region's name (America/New_York, Europe/Berlin) follows its clock"]
                     if offset else [])
+
+
+def test_check_warns_of_a_mapping_path_that_misspells_a_packet_field(make_app, tmp_path):
+    # An admin's review: `customer.segmnt` found nothing in any packet — every VIP got the lookup's
+    # default, `sentiment.lable` every ticket 'unknown' — and `check` said ok. A bot's own key stays quiet.
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "zendesk.yaml").write_text(
+        "version: 1\ncustom_fields:\n"
+        "  - {id: 1, lookup: {vip: tier_1}, from: customer.segmnt, default: tier_2}\n"
+        "  - {id: 2, template: \"{{ sentiment.lable | default('unknown') }}\"}\n"
+        "  - {id: 3, path: customer.plan_tier}\n  - {id: 4, path: history.0.tickt.id}\n")
+    result = make_app(**ZENDESK, mappings_dir=str(tmp_path / "m")).test_cli_runner().invoke(args=["connector", "check"])
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.output.splitlines() if "no field the packet declares" in line]
+    assert said == [f"warning: mappings/zendesk.yaml: custom_fields[{i}]: {wrote} is no field the packet declares — "
+                    f"did you mean {meant}? (a bot's own field is read as written)"
+                    for i, wrote, meant in [(0, "customer.segmnt", "customer.segment"),
+                                            (1, "sentiment.lable", "sentiment.label"),
+                                            (3, "history.0.tickt.id", "history.0.ticket.id")]]

@@ -96,3 +96,21 @@ def _node(schema: Schema) -> _Node:
     names = tuple(declared.data_key or name for name, declared in schema.fields.items())
     lengths = (min(map(len, names)), max(map(len, names))) if names else (0, 0)
     return _Node(names, frozenset(names), lengths, schema.unknown == INCLUDE, children)
+
+
+def path_near_miss(path: str, schema: type[Schema] = PacketSchema) -> str | None:
+    """The declared path a mapping's packet path most likely misspells (`customer.segmnt` →
+    `customer.segment`), or None: a key the schema declares no closer than `CLOSE` is a bot's own
+    field, read as written. A list's index (`history.0.ticket`) is passed over."""
+    node, parts = _tree(schema), path.split(".")
+    for depth, key in enumerate(parts):
+        if key.isdigit() and depth:  # an index into the list before it
+            continue
+        if key in node.known:
+            if key not in node.children:
+                return None  # a declared value (or a free-form object): what is under it is the bot's
+            node = node.children[key][0]
+            continue
+        close = _close_to(key, node.names) if node.open else None
+        return ".".join([*parts[:depth], close, *parts[depth + 1:]]) if close else None
+    return None

@@ -1936,3 +1936,12 @@ def test_a_transcripts_parts_are_split_as_before_they_were_dated(monkeypatch) ->
                ["comments"]]
     assert [b.split("\n", 1)[0] for b in dated] == [b.split("\n", 1)[0] for b in undated]
     assert any("(times UTC, 2026-11-20)" in body for body in dated)
+
+
+def test_a_field_path_that_misspells_a_packet_field_is_warned_of() -> None:
+    # An admin's review: `Segment__c: customer.segmnt` was left off every case, with `check` saying ok.
+    warned = SalesforceAdapter(Settings(), {"handoff_id_field": "Handoff_Id__c", "fields": {
+        "Segment__c": "customer.segmnt", "Tier__c": "customer.plan_tier", "Plan__c": "{{ customer.segment }}"}})
+    assert warned.mapping_warnings() == [
+        "mappings/salesforce.yaml: fields.Segment__c: customer.segmnt is no field the packet declares — did you mean "
+        "customer.segment? (a bot's own field is read as written)"]
