@@ -352,3 +352,48 @@ def compiled(routing: Mapping[str, Any]) -> RoutingConfig:
         return compile_routing(routing)
     except ValidationError as err:
         raise ConfigError("mappings/routing.yaml", "; ".join(f"{k}: {v}" for k, v in flatten(err.messages))) from None
+
+
+# Conditions a later rule's may be compared with (`shadowed_rules`): each a set of words matched as
+# equal, or as a prefix (an intent's dotted parts, a language tag's); `skills_all` the other way round.
+_EQUAL = ("department", "segment", "sentiment", "sentiment_trend", "urgency", "reason", "channel", "skills_any")
+_PREFIX = {"intent": ".", "language": "-"}
+
+
+def shadowed_rules(routing: Mapping[str, Any]) -> list[str]:
+    """Rules that never run: every handoff one matches, an earlier rule matches first — a rule
+    added after a broader one (`vip-billing` after `vip`), or a copy of one (an admin's review).
+    Only plain word conditions are compared; an earlier rule that may pass a handoff on (`fallback:
+    next`, `target_names`) or reads keywords, scores or hours is taken as shadowing nothing."""
+    rules, said = routing.get("rules") or [], []
+    for i, later in enumerate(rules):
+        if not later["when"]:
+            continue  # the default: it takes what every rule before it did not
+        for j, earlier in enumerate(rules[:i]):
+            if earlier["when"] and _covers(earlier, later["when"]):
+                said.append(f"routing.yaml rules[{i}] ({later['name']}) never runs: every handoff it matches, "
+                            f"rules[{j}] ({earlier['name']}) matches first — move it above that rule, or narrow "
+                            "that one")
+                break
+    return said
+
+
+def _covers(earlier: Mapping[str, Any], later: Mapping[str, Any]) -> bool:
+    """Whether every handoff `later`'s conditions hold for, `earlier` (a rule) takes."""
+    when, then = earlier["when"], earlier["then"]
+    if then.get("fallback") == "next" or then.get("target_names") or set(when) - {*_EQUAL, *_PREFIX, "skills_all"}:
+        return False
+    for key, wanted in when.items():
+        if key not in later:
+            return False
+        if key == "skills_all":  # a handoff with all of later's skills has all of the earlier's
+            if not set(wanted) <= set(later[key]):
+                return False
+        elif key in _PREFIX:
+            mark = _PREFIX[key]
+            if not all(any(word == w.rstrip(mark) or word.startswith(w.rstrip(mark) + mark) for w in wanted)
+                       for word in later[key]):
+                return False
+        elif not set(later[key]) <= set(wanted):
+            return False
+    return True

@@ -22,7 +22,16 @@ from adapters.base import Adapter
 from adapters.errors import DeliveryError, OutcomeUnknown, TransientError
 from adapters.events import AssignmentEvent, Holder
 
-from . import assignments, business_hours, callbacks, customer_message, handoff_store, kept_tickets, retention
+from . import (
+    assignments,
+    business_hours,
+    callbacks,
+    customer_message,
+    handoff_store,
+    kept_tickets,
+    retention,
+    routing_schema,
+)
 from .db import Database, reason, service_busy_timeout
 from .group_commit import GroupCommit
 from .jsonlog import log_context
@@ -80,6 +89,7 @@ def mapping_warnings(adapters: Mapping[str, Adapter], mappings: Mappings) -> lis
     return [*(w for adapter in adapters.values() for w in adapter.mapping_warnings()),
             *routing_warnings(adapters, mappings.routing),
             *business_hours.zone_warnings(mappings.routing.get("calendars") or {}),
+            *routing_schema.shadowed_rules(mappings.routing),
             *customer_message.warnings(mappings.messages, mappings.routing)]
 
 

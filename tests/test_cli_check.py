@@ -276,3 +276,18 @@ def test_check_warns_of_a_mapping_path_that_misspells_a_packet_field(make_app, t
                     for i, wrote, meant in [(0, "customer.segmnt", "customer.segment"),
                                             (1, "sentiment.lable", "sentiment.label"),
                                             (3, "history.0.tickt.id", "history.0.ticket.id")]]
+
+
+def test_check_warns_of_a_rule_an_earlier_one_takes_every_handoff_of(make_app, tmp_path):
+    # An admin's review: `vip-billing` added after `vip` never fired, and `check` said ok. A rule an
+    # earlier one covers only in part (billing after vip: a billing customer who is not a VIP) is fine.
+    from tests.factories import _routing_edited
+
+    added = ("  - name: vip-billing\n    when: {segment: vip, intent: billing.refund}\n    then: {team: billing}\n"
+             "  - name: billing-vip\n    when: {intent: billing}\n    then: {team: billing}\n")
+    root = _routing_edited(tmp_path / "m", "  - name: enterprise\n", added + "  - name: enterprise\n")
+    result = make_app(**ZENDESK, mappings_dir=root).test_cli_runner().invoke(args=["connector", "check"])
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.output.splitlines() if "never runs" in line] == [
+        "warning: routing.yaml rules[4] (vip-billing) never runs: every handoff it matches, rules[3] (vip) matches "
+        "first — move it above that rule, or narrow that one"]

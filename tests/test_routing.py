@@ -903,3 +903,34 @@ def test_a_preferred_agent_beside_the_agent_a_rule_names_is_said_as_it_is(prefer
     assert assignment["agent"] == "Zendesk agent 381156009921"
     assert any(said in line for line in assignment["trace"])
     assert bool(preferred_agent_warnings(assignment)) is (preferred["id"] != "381156009921")
+
+
+@pytest.mark.parametrize(("earlier", "later", "shadowed"), [
+    ({"segment": "vip"}, {"segment": "vip", "intent": "billing"}, True),
+    ({"segment": ["vip", "enterprise"]}, {"segment": "vip"}, True),
+    ({"segment": "vip"}, {"segment": ["vip", "enterprise"]}, False),  # an enterprise customer reaches it
+    ({"intent": "billing"}, {"intent": ["billing.refund", "billing"]}, True),
+    ({"intent": "billing.refund"}, {"intent": "billing"}, False),
+    ({"language": "de"}, {"language": "de-AT"}, True),
+    ({"skills_all": ["a"]}, {"skills_all": ["a", "b"]}, True),
+    ({"skills_all": ["a", "b"]}, {"skills_all": ["a"]}, False),
+    ({"segment": "vip", "urgency": "high"}, {"segment": "vip"}, False),  # a later condition the earlier lacks
+    ({"keywords": ["refund"]}, {"keywords": ["refund"], "segment": "vip"}, False),  # not compared: said nothing
+    ({"score_below": -0.5}, {"score_below": -0.7}, False),
+])
+def test_a_rule_an_earlier_one_takes_every_handoff_of_is_named(earlier, later, shadowed):
+    from connector.routing_schema import shadowed_rules
+
+    routing = compile_routing({"version": 1, "rules": [
+        {"name": "earlier", "when": earlier, "then": {}}, {"name": "later", "when": later, "then": {}},
+        {"name": "default"}]})
+    assert bool(shadowed_rules(routing)) is shadowed
+
+
+def test_a_rule_that_may_pass_a_handoff_on_shadows_nothing():
+    from connector.routing_schema import shadowed_rules
+
+    routing = compile_routing({"version": 1, "rules": [
+        {"name": "vip", "when": {"segment": "vip"}, "then": {"sticky": True, "fallback": "next"}},
+        {"name": "vip-billing", "when": {"segment": "vip", "intent": "billing"}, "then": {}}, {"name": "default"}]})
+    assert shadowed_rules(routing) == []
