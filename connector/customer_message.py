@@ -180,17 +180,35 @@ class MessagesSchema(Schema):
                                       "case, '_' as '-'): keep one", "locales")
         # A rule names a variant of the default locale (`mappings._check_variants`); one only another
         # locale has is never chosen — `es.variants.vpi` told Spanish VIPs the plain message, unsaid (a review).
-        default = (data.get("locales") or {}).get(data["default_locale"]) or {}
-        known = sorted(default.get("variants") or {})
-        for locale, texts in (data.get("locales") or {}).items():
-            for kind in ("variants", "context_lost_variants"):
+        locales, first = data.get("locales") or {}, data["default_locale"]
+        known = sorted((locales.get(first) or {}).get("variants") or {})
+        kinds = ("variants", "context_lost_variants")
+        # Where the other locales agree on a name and the default's is close to it, the default's is
+        # the typo: `en.variants.vpi` was named only once each other locale's `vip` had been renamed
+        # `vpi`, one `check` at a time, as its hint said (an admin's review).
+        elsewhere = {variant: sorted(locale for locale, texts in locales.items() if locale != first
+                                     and any(variant in (texts.get(kind) or {}) for kind in kinds))
+                     for texts in locales.values() for kind in kinds for variant in texts.get(kind) or {}}
+        lone = [name for name in known if not elsewhere.get(name)]
+        errors: dict[str, Any] = {}
+        for locale, texts in locales.items():
+            for kind in kinds:
                 for variant in texts.get(kind) or {}:
-                    if variant not in known:
-                        raise ValidationError({"locales": {locale: {kind: {variant: [
-                            f"no rule can choose it: rules name the variants of the default locale "
-                            f"{data['default_locale']!r}, which has no {variant!r}; "
-                            f"{did_you_mean(variant, known) if known else ''}"
-                            f"its variants: {', '.join(known) or 'none'}"]}}}})
+                    if variant in known:
+                        continue
+                    odd = difflib.get_close_matches(variant, lone, n=1) if elsewhere.get(variant) else []
+                    if odd:
+                        meant = odd[0]
+                        errors.setdefault(first, {}).setdefault("variants", {})[meant] = [
+                            f"no other locale names {meant!r}, and {', '.join(elsewhere[variant])} name "
+                            f"{variant!r}: did you mean {variant!r}?"]
+                        continue
+                    errors.setdefault(locale, {}).setdefault(kind, {})[variant] = [
+                        f"no rule can choose it: rules name the variants of the default locale {first!r}, which "
+                        f"has no {variant!r}; {did_you_mean(variant, known) if known else ''}"
+                        f"its variants: {', '.join(known) or 'none'}"]
+        if errors:
+            raise ValidationError({"locales": errors})
 
 
 def pick_locale(language: str | None, available: Mapping[str, Any], default: str) -> str:

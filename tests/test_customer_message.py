@@ -255,6 +255,17 @@ def test_a_variant_no_rule_can_choose_is_refused_with_the_one_it_meant():
                            "no 'vpi'; did you mean 'vip'?")
 
 
+def test_a_default_locales_variant_the_other_locales_name_otherwise_is_named_as_the_typo():
+    # An admin's review: with `en.variants.vpi`, the hint sent them to rename every other locale's
+    # `vip` (and `en.context_lost_variants.vip`) to `vpi`, one `check` at a time.
+    messages = copy.deepcopy(SHIPPED)
+    messages["locales"]["en"]["variants"]["vpi"] = messages["locales"]["en"]["variants"].pop("vip")
+    with pytest.raises(ValidationError) as err:
+        MessagesSchema().load(messages)
+    assert err.value.messages == {"locales": {"en": {"variants": {"vpi": [
+        "no other locale names 'vpi', and de, es, fr name 'vip': did you mean 'vip'?"]}}}}
+
+
 def test_every_shipped_locale_has_every_part():
     for locale, strings in SHIPPED["locales"].items():
         for key in ("template", "wait", "no_wait", "closed"):
