@@ -60,9 +60,15 @@ def read_yaml(path: Path, name: str | None = None) -> tuple[Any, Lines]:
     """The document and, for every key path, the line it starts on (1-based)."""
     name = name or str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except OSError as err:
         raise ConfigError(name, f"cannot be read: {err}") from None
+    except UnicodeDecodeError as err:
+        # "position 5610" sent an admin counting characters; its line, and what to do (a review).
+        line = raw[:err.start].count(b"\n") + 1
+        raise ConfigError(f"{name}:{line}", f"is not UTF-8 (byte 0x{raw[err.start]:02x}): save the file as UTF-8 — an "
+                                            "editor's Latin-1 or Windows-1252 writes é and ü so") from None
     data, lines = _parsed(text, name)
     return copy.deepcopy(data), dict(lines)  # the cached parse stays as it was read
 

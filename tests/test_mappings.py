@@ -958,3 +958,16 @@ def _zendesk_field_refused(tmp_path, lookups: str, field: str) -> ConfigError:
     with pytest.raises(ConfigError) as err:
         load(directory)
     return err.value
+
+
+def test_a_file_saved_in_another_encoding_is_refused_with_its_line_and_what_to_do(tmp_path):
+    # An admin's review: "position 5610" and no advice, for a messages.yaml an editor saved as Latin-1.
+    shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", tmp_path / "m")
+    messages = tmp_path / "m" / "messages.yaml"
+    text = messages.read_text(encoding="utf-8")
+    messages.write_bytes(text.encode("utf-8").replace("facturación".encode(), "facturación".encode("latin-1")))
+    line = text[:text.index("facturación")].count("\n") + 1
+    with pytest.raises(ConfigError) as err:
+        load_mappings(str(tmp_path / "m"), str(tmp_path), [])
+    assert (err.value.source, err.value.message) == (f"{tmp_path / 'm' / 'messages.yaml'}:{line}", (
+        "is not UTF-8 (byte 0xf3): save the file as UTF-8 — an editor's Latin-1 or Windows-1252 writes é and ü so"))
