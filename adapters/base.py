@@ -81,6 +81,9 @@ MADE_FOR = "handoff_id"
 # (an agent took it after the delivery was given up: `outbox.revive_named`): a lookup that finds
 # nothing records that one (`FoundOnlyByTheVendor`), never makes a second ticket beside it.
 NAMED_TICKET = "named_ticket"
+# The key of a delivery's `sent_to` saying its last failed attempt had made the ticket all the same
+# (`OutcomeUnknown.made`): the answer still quotes the wait (`answers.is_delayed`).
+TICKET_MADE = "ticket_made"
 # How a receipt's `dropped` says a part was only shortened or refused somewhere, and is whole on the
 # same ticket all the same — a Slack alert's cut, in its thread; a Salesforce comment refused, in the
 # case's Description: nothing of it is lost (`answers.context_lost`).

@@ -86,9 +86,13 @@ class OutcomeUnknown(TransientError):
     (`HandoffContext.sent_to`), so it searches where the alert may be, not where the next would go.
     """
 
-    def __init__(self, message: str, *, sent_to: Mapping[str, Any] | None = None, **kwargs: Any):
+    def __init__(self, message: str, *, sent_to: Mapping[str, Any] | None = None, made: bool = False,
+                 **kwargs: Any):
         super().__init__(message, **kwargs)
         self.sent_to = dict(sent_to) if sent_to else None
+        # The ticket is known to be there (the vendor acted; a later part of the delivery failed:
+        # a case's comments, an alert's thread): an agent may take it while the attempts go on.
+        self.made = made
 
 
 class FoundOnlyByTheVendor(OutcomeUnknown):
@@ -107,7 +111,7 @@ class RateLimitedAfterActing(OutcomeUnknown, RateLimited):
         """The OutcomeUnknown that `cause`, met after the vendor acted, becomes: still a rate
         limit when it was one, so other deliveries stop pressing on the limit too."""
         kind = cls if isinstance(cause, RateLimited) else OutcomeUnknown
-        return kind(message, retry_after=getattr(cause, "retry_after", None), **kwargs)
+        return kind(message, retry_after=getattr(cause, "retry_after", None), made=True, **kwargs)
 
 
 class AuthError(DeliveryError):

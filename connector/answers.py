@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters import registry
-from adapters.base import SAID_WHOLE, refused_routing_fields, routings_agents
+from adapters.base import SAID_WHOLE, TICKET_MADE, refused_routing_fields, routings_agents
 from adapters.errors import PAGE_MARK, TRANSPORT_FAILURE
 
 from . import routing
@@ -58,7 +58,7 @@ def counted(deliveries: Sequence[T], target: Callable[[T], str] = attrgetter("ta
 
 # What an answer reads of each delivery: intake reads just these columns back after its wait.
 DELIVERY_COLUMNS = (Delivery.target, Delivery.state, Delivery.vendor_id, Delivery.url, Delivery.attempts,
-                    Delivery.last_error, Delivery.receipt, Delivery.next_attempt_at)
+                    Delivery.last_error, Delivery.receipt, Delivery.next_attempt_at, Delivery.sent_to)
 
 
 def all_finished(deliveries: Iterable[Any]) -> bool:
@@ -351,8 +351,12 @@ def hours_said_now(message: Mapping[str, Any] | None) -> str | None:
 def is_delayed(status: str, deliveries: Iterable[Any], wait_s: int | None) -> bool:
     """Nobody has the handoff and the attempts so far failed (a vendor down), or none can be made
     before the wait would be over (its target paused for a rate limit): no wait can be promised
-    yet (`shown_message`, `shown_wait`). One rule for the answers and the `queued` callback."""
-    return status == "pending" and any(d.last_error or _held_past(d, wait_s) for d in deliveries)
+    yet (`shown_message`, `shown_wait`). One rule for the answers and the `queued` callback. Not a
+    delivery whose failed attempt made its ticket all the same (`TICKET_MADE`: a case whose comments
+    failed, an alert whose thread did): it is in the agents' queue, quoting the wait — the customer
+    was told none, beside the case's "about 10 minutes" (a Salesforce review)."""
+    return status == "pending" and any(not (getattr(d, "sent_to", None) or {}).get(TICKET_MADE)
+                                       and (d.last_error or _held_past(d, wait_s)) for d in deliveries)
 
 
 def _held_past(delivery: Any, wait_s: int | None) -> bool:

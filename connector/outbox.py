@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from adapters.base import (
     MADE_FOR,
     NAMED_TICKET,
+    TICKET_MADE,
     Adapter,
     HandoffContext,
     Link,
@@ -242,12 +243,13 @@ class Attempted:
     # The agent the updated ticket waits on (`Outcome.holder`), recorded holding the handoff
     # (`assignments.held`): the answer reads who is recorded, as a replay or a read does.
     holder: str | None = None
+    sent_to: dict[str, Any] | None = None  # whether a failed attempt made the ticket (`TICKET_MADE`)
 
 
     @classmethod
     def of(cls, row: Delivery) -> Attempted:
         return cls(row.target, row.state, row.vendor_id, row.url, row.attempts, row.last_error, row.receipt,
-                   row.next_attempt_at)
+                   row.next_attempt_at, sent_to=row.sent_to)
 
 
 @dataclass
@@ -910,7 +912,8 @@ class Outbox:
                 # Kept until the next unknown outcome says otherwise, key by key: a later plain
                 # failure (refused before sending), or an unknown outcome that does not say where
                 # it went, leaves the unanswered one where it went (each attempt says its `left_out`).
-                row.sent_to = {**(row.sent_to or {}), **(err.sent_to or {})} or None
+                row.sent_to = {**(row.sent_to or {}), **(err.sent_to or {}),
+                               **({TICKET_MADE: True} if err.made else {})} or None
             if isinstance(err, RateLimited):
                 self._pause(session.connection(), row.target, now + dt.timedelta(seconds=err.retry_after or 30),
                             err.message)
