@@ -929,7 +929,11 @@ def test_a_callback_host_without_a_dot_is_taken_where_private_addresses_are_allo
                                               "http://bot_api_1:8080/cb"}
     refused = app.test_client().post("/v1/handoffs", data=json.dumps(full_packet(callback={"url": "http://a b/cb"})),
                                      headers=auth(), content_type="application/json")
-    assert refused.get_json()["errors"] == {"callback.url": ["Not a valid URL."]}
+    assert refused.get_json()["errors"] == {"callback.url": ["Not a valid http:// or https:// URL."]}
+    # …and one of another scheme is told which it may be (a bot developer's review).
+    refused = app.test_client().post("/v1/handoffs", data=json.dumps(full_packet(callback={"url": "ftp://bot/cb"})),
+                                     headers=auth(), content_type="application/json")
+    assert refused.get_json()["errors"] == {"callback.url": ["Not a valid http:// or https:// URL."]}
 
 
 def test_a_public_address_written_oddly_is_not_refused_at_intake(make_app):

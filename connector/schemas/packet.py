@@ -428,7 +428,9 @@ def _underscores_read_as_hyphens(url: str) -> str:
 
 
 class CallbackSchema(_Open):
-    url = _ServiceUrl(required=True, schemes={"http", "https"}, validate=Length(max=2000))
+    # The schemes said: `ftp://…` was told only "Not a valid URL." (a bot developer's review).
+    url = _ServiceUrl(required=True, schemes={"http", "https"}, validate=Length(max=2000),
+                      error_messages={"invalid": "Not a valid http:// or https:// URL."})
     events = fields.List(fields.String(validate=validate.OneOf(CALLBACK_EVENTS)))
 
 
