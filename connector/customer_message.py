@@ -189,6 +189,10 @@ class MessagesSchema(Schema):
         elsewhere = {variant: sorted(locale for locale, texts in locales.items() if locale != first
                                      and any(variant in (texts.get(kind) or {}) for kind in kinds))
                      for texts in locales.values() for kind in kinds for variant in texts.get(kind) or {}}
+        # Only where two other locales or more agree, and none of those with variants says otherwise:
+        # with `en` and `es` alone, `es.vpi` blamed `en.vip`, which routing's rules name (a review of the mend).
+        others = [locale for locale, texts in locales.items() if locale != first and texts.get("variants")]
+        agreed = {variant for variant, where in elsewhere.items() if len(where) >= 2 and set(others) <= set(where)}
         lone = [name for name in known if not elsewhere.get(name)]
         errors: dict[str, Any] = {}
         for locale, texts in locales.items():
@@ -196,7 +200,7 @@ class MessagesSchema(Schema):
                 for variant in texts.get(kind) or {}:
                     if variant in known:
                         continue
-                    odd = difflib.get_close_matches(variant, lone, n=1) if elsewhere.get(variant) else []
+                    odd = difflib.get_close_matches(variant, lone, n=1) if variant in agreed else []
                     if odd:
                         meant = odd[0]
                         errors.setdefault(first, {}).setdefault("variants", {})[meant] = [

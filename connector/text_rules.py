@@ -137,10 +137,12 @@ def rfc3339_problem(text: str) -> str:
         # time zone" sent its developer to fix what was right (a bot developer's review).
         spaced = _NO_T.sub(r"\1T", text, count=1)
         mended = _NO_COLON.sub(r"\1:\2", spaced, count=1)
-        if mended != text and rfc3339(mended) is not None:
+        if mended != text and _RFC3339.fullmatch(mended):
             said = [*(["“T” between the date and the time, not a space"] if spaced != text else []),
                     *(["a colon in the offset"] if mended != spaced else [])]
-            return f"Write it {mended}: {'; '.join(said)} (RFC 3339)."
+            # A date that is no real one is said too: told only the form, the bot met a second refusal.
+            real = "" if rfc3339(mended) is not None else f" {rfc3339_problem(mended)}"
+            return f"Write it {mended}: {'; '.join(said)} (RFC 3339).{real}"
         odd = _ANY_OFFSET.fullmatch(text)
         if odd:
             return f"The offset {odd.group(1)} is not a time zone offset (hours 00 to 23, minutes 00 to 59)."

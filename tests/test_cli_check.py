@@ -267,7 +267,8 @@ def test_check_warns_of_a_mapping_path_that_misspells_a_packet_field(make_app, t
         "version: 1\ncustom_fields:\n"
         "  - {id: 1, lookup: {vip: tier_1}, from: customer.segmnt, default: tier_2}\n"
         "  - {id: 2, template: \"{{ sentiment.lable | default('unknown') }}\"}\n"
-        "  - {id: 3, path: customer.plan_tier}\n  - {id: 4, path: history.0.tickt.id}\n")
+        "  - {id: 3, path: customer.plan_tier}\n  - {id: 4, path: history.0.tickt.id}\n"
+        "  - {id: 5, path: conversation.channel_id}\n")  # a bot's own, extending `channel` (a review of the mend)
     result = make_app(**ZENDESK, mappings_dir=str(tmp_path / "m")).test_cli_runner().invoke(args=["connector", "check"])
     assert result.exit_code == 0, result.output
     said = [line for line in result.output.splitlines() if "no field the packet declares" in line]

@@ -266,6 +266,20 @@ def test_a_default_locales_variant_the_other_locales_name_otherwise_is_named_as_
         "no other locale names 'vpi', and de, es, fr name 'vip': did you mean 'vip'?"]}}}}
 
 
+def test_with_one_other_locale_its_own_typo_is_named_not_the_default_locales_variant():
+    # A review of the mend: with `en` and `es` alone, `es.variants.vpi` blamed `en.variants.vip`, which
+    # routing's rules name.
+    messages = copy.deepcopy(SHIPPED)
+    messages["locales"] = {key: messages["locales"][key] for key in ("en", "es")}
+    spanish = messages["locales"]["es"]
+    spanish["variants"]["vpi"] = spanish["variants"].pop("vip")
+    spanish.pop("context_lost_variants", None)
+    with pytest.raises(ValidationError) as err:
+        MessagesSchema().load(messages)
+    [said] = err.value.messages["locales"]["es"]["variants"]["vpi"]
+    assert "did you mean 'vip'?" in said and "en" not in err.value.messages["locales"]
+
+
 def test_every_shipped_locale_has_every_part():
     for locale, strings in SHIPPED["locales"].items():
         for key in ("template", "wait", "no_wait", "closed"):
