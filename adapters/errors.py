@@ -107,11 +107,12 @@ class RateLimitedAfterActing(OutcomeUnknown, RateLimited):
     transcript comment): the next attempt looks first, and the whole target pauses all the same."""
 
     @classmethod
-    def unknown(cls, message: str, cause: DeliveryError, **kwargs: Any) -> OutcomeUnknown:
+    def unknown(cls, message: str, cause: DeliveryError, *, made: bool = True, **kwargs: Any) -> OutcomeUnknown:
         """The OutcomeUnknown that `cause`, met after the vendor acted, becomes: still a rate
-        limit when it was one, so other deliveries stop pressing on the limit too."""
+        limit when it was one, so other deliveries stop pressing on the limit too. `made`: the
+        ticket is in the agents' queue (`OutcomeUnknown.made`) — not a solved one not reopened."""
         kind = cls if isinstance(cause, RateLimited) else OutcomeUnknown
-        return kind(message, retry_after=getattr(cause, "retry_after", None), made=True, **kwargs)
+        return kind(message, retry_after=getattr(cause, "retry_after", None), made=made, **kwargs)
 
 
 class AuthError(DeliveryError):

@@ -978,8 +978,9 @@ def _not_settled(ticket_id: str, cause: TransientError, changes: Mapping[str, An
                 extra={"ticket": ticket_id, "error": type(cause).__name__, "status": cause.status})
     undone = " and ".join([*(["reopened"] if "status" in changes else []),
                            *([f"raised to {changes['priority']}"] if "priority" in changes else [])])
+    # Not reopened, it is in no agent's queue: no wait is quoted meanwhile (a review of the mend).
     return RateLimitedAfterActing.unknown(f"the note is on ticket {ticket_id}, which could not be {undone} yet "
-                                          f"({type(cause).__name__})", cause)
+                                          f"({type(cause).__name__})", cause, made="status" not in changes)
 
 
 def _tags_as_text(tags: Any) -> bool:

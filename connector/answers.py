@@ -355,8 +355,9 @@ def is_delayed(status: str, deliveries: Iterable[Any], wait_s: int | None) -> bo
     delivery whose failed attempt made its ticket all the same (`TICKET_MADE`: a case whose comments
     failed, an alert whose thread did): it is in the agents' queue, quoting the wait — the customer
     was told none, beside the case's "about 10 minutes" (a Salesforce review)."""
-    return status == "pending" and any(not (getattr(d, "sent_to", None) or {}).get(TICKET_MADE)
-                                       and (d.last_error or _held_past(d, wait_s)) for d in deliveries)
+    # As a ticket made beside a failing target is (`partial`, a wait quoted): one in a queue is enough.
+    return status == "pending" and not any((getattr(d, "sent_to", None) or {}).get(TICKET_MADE) for d in deliveries) \
+        and any(d.last_error or _held_past(d, wait_s) for d in deliveries)
 
 
 def _held_past(delivery: Any, wait_s: int | None) -> bool:

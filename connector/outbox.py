@@ -435,7 +435,7 @@ class Outbox:
                 packet = handoff.packet if claimed.packet is None else claimed.packet
                 # The message for the customer as the bot was answered it (`brief.as_answered`).
                 assignment = as_answered(handoff.assignment, handoff.customer_message, update=link is not None)
-                fresh = as_answered(handoff.assignment, handoff.customer_message, update=False) if link else None
+                fresh = _new_ticket_assignment(handoff) if link else None
                 ctx = HandoffContext(
                     handoff_id=handoff.id,
                     target=delivery.target,
@@ -1389,6 +1389,17 @@ def _url_of(adapter: Adapter, ticket: str) -> str | None:
     except Exception:  # a bug: recorded without it, as before
         log.exception("the url of the ticket the vendor's event named could not be told")
     return None
+
+
+def _new_ticket_assignment(handoff: Handoff) -> Mapping[str, Any]:
+    """The assignment a new ticket in place of the conversation's closed one shows
+    (`HandoffContext.new_ticket_assignment`): with the message as the bot was answered it — or,
+    where the tickets stayed with another team (`kept`), routing's own: the new ticket goes where
+    routing sends the repeat, and reads of the handoff say routing's team, wait and message again
+    (`answers.as_told`); with `kept` the brief said no message at all (a review of the mend)."""
+    if isinstance(handoff.assignment.get("kept"), Mapping):
+        return {key: value for key, value in handoff.assignment.items() if key != "kept"}
+    return as_answered(handoff.assignment, handoff.customer_message, update=False)
 
 
 def _sent_to(handoff: Handoff, target: str) -> Mapping[str, Any]:

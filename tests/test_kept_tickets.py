@@ -360,3 +360,48 @@ def test_an_attempt_whose_lease_was_taken_over_and_given_up_keeps_nothing(make_a
     assert state == "failed" and "our escalations team" in told
     assert read["assignment"]["team"] == "escalations" and read["customer_message"]["text"] == told
     assert answer["customer_message"]["text"] == told
+
+
+def test_a_new_ticket_in_place_of_a_closed_one_says_routings_message_where_the_team_was_kept(make_app, tmp_path):
+    # A review of the mend: Slack's alert kept support's team (the bot was told support's 30 minutes);
+    # Zendesk's retry found ticket 1001 closed and opened 1002 for escalations — with no message line,
+    # while reads then said escalations' 2 minutes. It says those now, as the reads do.
+    import re
+    import time
+
+    import responses
+    from sqlalchemy import select
+
+    from connector.models import utcnow
+    from tests.fakes.slack import FakeSlack
+    from tests.fakes.zendesk import FakeZendesk
+
+    with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        zd = FakeZendesk(rsps)
+        zd.create_ticket({"id": 1001})
+        app = make_app(**{**ZENDESK, "targets": ("zendesk", "slack")}, slack_bot_token=slack.token,
+                       slack_api_url=slack.api_url, slack_channel="C0HANDOFF", mappings_dir=mappings_with_waits(tmp_path))
+        services, client = app.extensions["connector"], app.test_client()
+        first = minimal_packet(conversation={"id": "conv-k"})
+        assert post(client, first).status_code == 201
+        time.sleep(1.5)
+        zd.raises("PUT", "/api/v2/tickets/1001.json", requests.ConnectionError("refused"))
+        repeat = post(client, fraud(first)).get_json()
+        assert "about 30 minutes" in repeat["customer_message"]["text"]  # support's: Slack's alert stays with it
+        zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
+        zd.audits(1001)
+        rsps.add("GET", zd.origin + "/api/v2/tickets/1001/comments.json", json={"comments": []})
+        zd.tickets_by_external_id(repeat["id"], found=False)
+        zd.create_ticket({"id": 1002})
+        with services.db.session() as session:
+            session.execute(update(Delivery).where(Delivery.handoff_id == repeat["id"], Delivery.target == "zendesk")
+                            .values(next_attempt_at=utcnow()))
+            delivery_id = session.scalar(select(Delivery.id).where(Delivery.handoff_id == repeat["id"],
+                                                                   Delivery.target == "zendesk"))
+        assert services.outbox.run_delivery(delivery_id).vendor_id == "1002"
+        new = zd.json_bodies("POST", "/api/v2/tickets.json")[-1]["ticket"]
+        assert new["via_followup_source_id"] == 1001
+        read = client.get(repeat["links"]["self"], headers=auth()).get_json()["customer_message"]["text"]
+        assert "escalations" in read and "about 2 minutes" in read
+        brief = re.sub("<[^>]+>", "\n", new["comment"]["html_body"]).replace("&#39;", "'")
+        assert f"Message for the customer: “{read}”" in brief
