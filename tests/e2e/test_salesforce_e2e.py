@@ -275,27 +275,3 @@ def test_refused_comments_beside_a_description_holding_the_whole_brief_lose_noth
     assert dropped and all("it is whole in the case's Description" in d["reason"] for d in dropped)
     assert "won't need to repeat" in body["customer_message"]["text"]
 
-
-def test_a_case_made_before_its_comments_failed_keeps_the_wait_it_quotes(make_app, tmp_path):
-    # A Salesforce review: the case's brief quoted "about 5 minutes", and the answer — `pending`, an
-    # attempt failed — told the customer no wait while the case sat in the agents' queue.
-    from tests.factories import mappings_quoting_a_wait
-
-    client = make_app(**SALESFORCE, mappings_dir=mappings_quoting_a_wait(tmp_path)).test_client()
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        org = SalesforceFake(rsps)
-        org.query([], sobject="Case")
-        org.query([])
-        org.create("Contact")
-        org.create("Case")
-        rsps.add("POST", f"{org.api}/sobjects/CaseComment/", status=503, json=[
-            {"message": "try later", "errorCode": "SERVER_UNAVAILABLE"}])
-        body = client.post("/v1/handoffs", data=json.dumps(full_packet()), headers=auth(),
-                           content_type="application/json").get_json()
-        assert (body["status"], body["tickets"][0]["status"]) == ("pending", "pending")
-        assert body["estimated_wait_seconds"] == 300
-        told = body["customer_message"]["text"]
-        assert "about 5 minutes" in told
-        assert f"Message for the customer: “{told}”" in org.sent("Case")[0]["Description"]
-        again = client.get(body["links"]["self"], headers=auth()).get_json()  # a read says the same
-        assert (again["estimated_wait_seconds"], again["customer_message"]["text"]) == (300, told)
