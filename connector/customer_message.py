@@ -13,7 +13,7 @@ import datetime as dt
 import difflib
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -169,6 +169,12 @@ class MessagesSchema(Schema):
     locales = fields.Dict(keys=fields.String(), values=fields.Nested(LocaleSchema), required=True,
                           validate=validate.Length(min=1))
 
+    def __init__(self, *, named_variants: Collection[str] | None = None, **kwargs: Any):
+        """`named_variants`: the variants routing.yaml's rules name (`message:`), when it loaded —
+        which of two close spellings is the typo (`_default_exists`)."""
+        super().__init__(**kwargs)
+        self.named_variants = None if named_variants is None else frozenset(named_variants)
+
     @validates_schema
     def _default_exists(self, data: dict[str, Any], **_: Any) -> None:
         if data.get("locales") and data["default_locale"] not in data["locales"]:
@@ -189,11 +195,14 @@ class MessagesSchema(Schema):
         elsewhere = {variant: sorted(locale for locale, texts in locales.items() if locale != first
                                      and any(variant in (texts.get(kind) or {}) for kind in kinds))
                      for texts in locales.values() for kind in kinds for variant in texts.get(kind) or {}}
-        # Only where two other locales or more agree, and none of those with variants says otherwise:
-        # with `en` and `es` alone, `es.vpi` blamed `en.vip`, which routing's rules name (a review of the mend).
+        # Which spelling is right, routing's rules say where they loaded: the name a rule uses (with `en`
+        # and `es` alone, `es.vpi` blamed `en.vip`, and `en.vpi` then `es.vip`; reviews of the mend). Else
+        # two other locales or more agreeing, and none of those with variants saying otherwise.
+        named = self.named_variants
         others = [locale for locale, texts in locales.items() if locale != first and texts.get("variants")]
-        agreed = {variant for variant, where in elsewhere.items() if len(where) >= 2 and set(others) <= set(where)}
-        lone = [name for name in known if not elsewhere.get(name)]
+        agreed = {variant for variant, where in elsewhere.items()
+                  if (variant in named if named is not None else len(where) >= 2 and set(others) <= set(where))}
+        lone = [name for name in known if not elsewhere.get(name) and (named is None or name not in named)]
         errors: dict[str, Any] = {}
         for locale, texts in locales.items():
             for kind in kinds:
@@ -203,9 +212,10 @@ class MessagesSchema(Schema):
                     odd = difflib.get_close_matches(variant, lone, n=1) if variant in agreed else []
                     if odd:
                         meant = odd[0]
+                        who = [*(["routing.yaml's rules"] if named is not None else []), *elsewhere[variant]]
                         errors.setdefault(first, {}).setdefault("variants", {})[meant] = [
-                            f"no other locale names {meant!r}, and {', '.join(elsewhere[variant])} name "
-                            f"{variant!r}: did you mean {variant!r}?"]
+                            f"no other locale names {meant!r}, and {', '.join(who)} name {variant!r}: did you "
+                            f"mean {variant!r}?"]
                         continue
                     errors.setdefault(locale, {}).setdefault(kind, {})[variant] = [
                         f"no rule can choose it: rules name the variants of the default locale {first!r}, which "

@@ -336,7 +336,10 @@ def load_mappings(directory: str, root: str, target_names: list[str], keys_of: K
                if (base / "routing.yaml").exists() else compile_routing({}, known))
     messages: Mapping[str, Any] = {}
     if (base / "messages.yaml").exists():
-        messages = loaded(lambda: _schema_load(MessagesSchema(), base / "messages.yaml", shown("messages.yaml")))
+        named = None if routing is None else {rule["then"]["message"] for rule in routing["rules"]
+                                              if rule["then"].get("message")}
+        messages = loaded(lambda: _schema_load(MessagesSchema(named_variants=named), base / "messages.yaml",
+                                               shown("messages.yaml")))
         if routing is not None and messages is not None:
             loaded(lambda: _check_variants(routing, messages, shown("routing.yaml"), base / "routing.yaml"))
     if refused:

@@ -50,7 +50,7 @@ from adapters.errors import (
 
 from . import answers, callbacks, driver_cursor, follow_up_packets, metrics
 from .backoff import backoff_seconds
-from .brief import as_answered, parts_present, render_brief
+from .brief import ANSWERED, as_answered, parts_present, render_brief
 from .carried import GIVEN_UP, carried_later, carried_since
 from .db import Database
 from .errors import ConfigError
@@ -1393,13 +1393,30 @@ def _url_of(adapter: Adapter, ticket: str) -> str | None:
 
 def _new_ticket_assignment(handoff: Handoff) -> Mapping[str, Any]:
     """The assignment a new ticket in place of the conversation's closed one shows
-    (`HandoffContext.new_ticket_assignment`): with the message as the bot was answered it — or,
-    where the tickets stayed with another team (`kept`), routing's own: the new ticket goes where
-    routing sends the repeat, and reads of the handoff say routing's team, wait and message again
-    (`answers.as_told`); with `kept` the brief said no message at all (a review of the mend)."""
-    if isinstance(handoff.assignment.get("kept"), Mapping):
-        return {key: value for key, value in handoff.assignment.items() if key != "kept"}
-    return as_answered(handoff.assignment, handoff.customer_message, update=False)
+    (`HandoffContext.new_ticket_assignment`): with the message as the bot was answered it — but not
+    the words of the team the tickets stayed with (`kept`): the new ticket goes where routing sends
+    the repeat, and reads of the handoff say routing's team, wait and message again (`answers.as_told`);
+    with `kept` the brief said no message at all (a review of the mend), and routing's own words,
+    answered without their wait, are still the answer's (a review of that mend)."""
+    kept = handoff.assignment.get("kept")
+    if not isinstance(kept, Mapping):
+        return as_answered(handoff.assignment, handoff.customer_message, update=False)
+    routed = {key: value for key, value in handoff.assignment.items() if key != "kept"}
+    answered = (handoff.customer_message or {}).get(ANSWERED)
+    return routed if answered in _words_of(kept.get("customer_message")) else \
+        as_answered(routed, handoff.customer_message, update=False)
+
+
+def _words_of(message: Any) -> set[str]:
+    """Every text a composed customer message holds (its text, without its wait, with the hours as
+    said later…), to tell whose words an answer said."""
+    if isinstance(message, str):
+        return {message}
+    if isinstance(message, Mapping):
+        return {words for value in message.values() for words in _words_of(value)}
+    if isinstance(message, list):
+        return {words for value in message for words in _words_of(value)}
+    return set()
 
 
 def _sent_to(handoff: Handoff, target: str) -> Mapping[str, Any]:

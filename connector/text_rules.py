@@ -137,7 +137,7 @@ def rfc3339_problem(text: str) -> str:
         # time zone" sent its developer to fix what was right (a bot developer's review).
         spaced = _NO_T.sub(r"\1T", text, count=1)
         mended = _NO_COLON.sub(r"\1:\2", spaced, count=1)
-        if mended != text and _RFC3339.fullmatch(mended):
+        if mended != text and (_RFC3339.fullmatch(mended) or _ANY_OFFSET.fullmatch(mended)):
             said = [*(["“T” between the date and the time, not a space"] if spaced != text else []),
                     *(["a colon in the offset"] if mended != spaced else [])]
             # A date that is no real one is said too: told only the form, the bot met a second refusal.

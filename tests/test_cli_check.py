@@ -268,7 +268,8 @@ def test_check_warns_of_a_mapping_path_that_misspells_a_packet_field(make_app, t
         "  - {id: 1, lookup: {vip: tier_1}, from: customer.segmnt, default: tier_2}\n"
         "  - {id: 2, template: \"{{ sentiment.lable | default('unknown') }}\"}\n"
         "  - {id: 3, path: customer.plan_tier}\n  - {id: 4, path: history.0.tickt.id}\n"
-        "  - {id: 5, path: conversation.channel_id}\n")  # a bot's own, extending `channel` (a review of the mend)
+        "  - {id: 5, path: conversation.channel_id}\n"  # a bot's own, extending `channel` (a review of the mend)
+        "  - {id: 6, path: customer.emai}\n")  # cut short: a typo still (a review of that mend)
     result = make_app(**ZENDESK, mappings_dir=str(tmp_path / "m")).test_cli_runner().invoke(args=["connector", "check"])
     assert result.exit_code == 0, result.output
     said = [line for line in result.output.splitlines() if "no field the packet declares" in line]
@@ -276,7 +277,8 @@ def test_check_warns_of_a_mapping_path_that_misspells_a_packet_field(make_app, t
                     f"did you mean {meant}? (a bot's own field is read as written)"
                     for i, wrote, meant in [(0, "customer.segmnt", "customer.segment"),
                                             (1, "sentiment.lable", "sentiment.label"),
-                                            (3, "history.0.tickt.id", "history.0.ticket.id")]]
+                                            (3, "history.0.tickt.id", "history.0.ticket.id"),
+                                            (5, "customer.emai", "customer.email")]]
 
 
 def test_check_warns_of_a_rule_an_earlier_one_takes_every_handoff_of(make_app, tmp_path):

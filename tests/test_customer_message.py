@@ -280,6 +280,30 @@ def test_with_one_other_locale_its_own_typo_is_named_not_the_default_locales_var
     assert "did you mean 'vip'?" in said and "en" not in err.value.messages["locales"]
 
 
+@pytest.mark.parametrize("typo_in", ["en", "es"])
+def test_with_one_other_locale_routings_rules_say_which_spelling_is_the_typo(tmp_path, typo_in):
+    # A review of the mend: with `en` and `es` alone, `en.variants.vpi` was blamed on `es.vip`, and
+    # following the hint met routing.yaml's `message: vip` next. A rule's name is the right spelling.
+    import shutil
+
+    from connector.errors import ConfigError
+    from connector.mappings import load_mappings
+
+    root = tmp_path / "m"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", root)
+    messages = copy.deepcopy(SHIPPED)
+    messages["locales"] = {key: messages["locales"][key] for key in ("en", "es")}
+    for kind in ("variants", "context_lost_variants"):
+        said = messages["locales"][typo_in].get(kind) or {}
+        if "vip" in said:
+            said["vpi"] = said.pop("vip")
+    (root / "messages.yaml").write_text(yaml.safe_dump(messages, allow_unicode=True))
+    with pytest.raises(ConfigError) as err:
+        load_mappings(str(root), str(tmp_path), [])
+    assert f"locales.{typo_in}.variants.vpi" in err.value.source
+    assert "did you mean 'vip'?" in err.value.message
+
+
 def test_every_shipped_locale_has_every_part():
     for locale, strings in SHIPPED["locales"].items():
         for key in ("template", "wait", "no_wait", "closed"):

@@ -405,3 +405,52 @@ def test_a_new_ticket_in_place_of_a_closed_one_says_routings_message_where_the_t
         assert "escalations" in read and "about 2 minutes" in read
         brief = re.sub("<[^>]+>", "\n", new["comment"]["html_body"]).replace("&#39;", "'")
         assert f"Message for the customer: “{read}”" in brief
+
+
+def test_a_new_ticket_in_place_of_a_closed_one_keeps_routings_words_as_the_bot_was_answered_them(make_app, tmp_path):
+    # A review of that mend: both targets failed at intake, the bot was answered routing's words without
+    # a wait; Slack's retry then kept support's team, and Zendesk's new ticket quoted "about 2 minutes".
+    import re
+    import time
+
+    import responses
+    from sqlalchemy import select
+
+    from connector.models import utcnow
+    from tests.fakes.slack import FakeSlack
+    from tests.fakes.zendesk import FakeZendesk
+
+    with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        zd = FakeZendesk(rsps)
+        zd.create_ticket({"id": 1001})
+        app = make_app(**{**ZENDESK, "targets": ("zendesk", "slack")}, slack_bot_token=slack.token,
+                       slack_api_url=slack.api_url, slack_channel="C0HANDOFF", mappings_dir=mappings_with_waits(tmp_path))
+        services, client = app.extensions["connector"], app.test_client()
+        first = minimal_packet(conversation={"id": "conv-k"})
+        assert post(client, first).status_code == 201
+        time.sleep(1.5)
+        zd.raises("PUT", "/api/v2/tickets/1001.json", requests.ConnectionError("refused"))
+        slack.fail("chat.postMessage", status=503, times=1)
+        repeat = post(client, fraud(first)).get_json()
+        told = repeat["customer_message"]["text"]
+        assert repeat["estimated_wait_seconds"] is None and "escalations" in told and "minutes" not in told
+        with services.db.session() as session:
+            session.execute(update(Delivery).where(Delivery.handoff_id == repeat["id"]).values(next_attempt_at=utcnow()))
+            ids = {target: id_ for target, id_ in session.execute(
+                select(Delivery.target, Delivery.id).where(Delivery.handoff_id == repeat["id"]))}
+        services.outbox.run_delivery(ids["slack"])
+        with services.db.reading() as session:
+            assert session.get(Handoff, repeat["id"]).assignment["kept"]["team"] == "support"
+        rsps.reset()
+        zd = FakeZendesk(rsps)
+        zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
+        zd.audits(1001)
+        rsps.add("GET", zd.origin + "/api/v2/tickets/1001/comments.json", json={"comments": []})
+        zd.tickets_by_external_id(repeat["id"], found=False)
+        zd.create_ticket({"id": 1002})
+        with services.db.session() as session:
+            session.execute(update(Delivery).where(Delivery.id == ids["zendesk"]).values(next_attempt_at=utcnow()))
+        assert services.outbox.run_delivery(ids["zendesk"]).vendor_id == "1002"
+        new = zd.json_bodies("POST", "/api/v2/tickets.json")[-1]["ticket"]
+        brief = re.sub("<[^>]+>", "\n", new["comment"]["html_body"]).replace("&#39;", "'")
+        assert f"Message for the customer: “{told}”" in brief

@@ -332,7 +332,9 @@ def test_a_time_that_is_no_date_in_utc_is_named(client, field, stamp):
     # …with the date's own problem, where it has one (a review of the mend: "no time zone" again).
     ("2026-02-30 09:14:02Z", "Write it 2026-02-30T09:14:02Z: “T” between the date and the time, not a space "
                              "(RFC 3339). Not a real date or time of day (e.g. February 30th, hour 24)."),
-    ("2026-11-20T10:00:00+2500", "Not an RFC 3339 time with a time zone (e.g. 2026-11-20T09:14:02Z)."),
+    ("2026-11-20 10:00:00+2500", "Write it 2026-11-20T10:00:00+25:00: “T” between the date and the time, not a "
+                                 "space; a colon in the offset (RFC 3339). The offset +25:00 is not a time zone offset "
+                                 "(hours 00 to 23, minutes 00 to 59)."),
 ])
 def test_a_well_formed_time_that_is_no_moment_is_told_why_not_that_its_format_is_wrong(client, stamp, said):
     packet = minimal_packet()

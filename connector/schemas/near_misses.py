@@ -112,9 +112,9 @@ def path_near_miss(path: str, schema: type[Schema] = PacketSchema) -> str | None
             node = node.children[key][0]
             continue
         close = _close_to(key, node.names) if node.open else None
-        # A name that extends the field's (`conversation.channel_id`, `customer.account` of
-        # `account_id`) is a bot's own, as `_look` takes it beside the field (a review of the mend).
-        if close is None or key.startswith(close) or key.endswith(close) or close.startswith(key):
+        # A name that extends the field's by a word (`conversation.channel_id`, `customer.account` of
+        # `account_id`) is a bot's own (a review of the mend); one cut short or a letter added is not.
+        if close is None or key.startswith(close + "_") or key.endswith("_" + close) or close.startswith(key + "_"):
             return None
         return ".".join([*parts[:depth], close, *parts[depth + 1:]])
     return None
