@@ -201,7 +201,7 @@ class MessagesSchema(Schema):
         named = self.named_variants
         others = [locale for locale, texts in locales.items() if locale != first and texts.get("variants")]
         agreed = {variant for variant, where in elsewhere.items()
-                  if (variant in named if named is not None else len(where) >= 2 and set(others) <= set(where))}
+                  if (named is not None and variant in named) or (len(where) >= 2 and set(others) <= set(where))}
         lone = [name for name in known if not elsewhere.get(name) and (named is None or name not in named)]
         errors: dict[str, Any] = {}
         for locale, texts in locales.items():

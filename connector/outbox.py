@@ -1402,9 +1402,13 @@ def _new_ticket_assignment(handoff: Handoff) -> Mapping[str, Any]:
     if not isinstance(kept, Mapping):
         return as_answered(handoff.assignment, handoff.customer_message, update=False)
     routed = {key: value for key, value in handoff.assignment.items() if key != "kept"}
-    answered = (handoff.customer_message or {}).get(ANSWERED)
-    return routed if answered in _words_of(kept.get("customer_message")) else \
-        as_answered(routed, handoff.customer_message, update=False)
+    message = handoff.customer_message or {}
+    answered = message.get(ANSWERED)
+    # Routing's own words first: a template without `{{ team }}` words both teams' alike (a review).
+    own = _words_of({key: value for key, value in message.items() if key != ANSWERED})
+    if answered not in own and answered in _words_of(kept.get("customer_message")):
+        return routed
+    return as_answered(routed, message, update=False)
 
 
 def _words_of(message: Any) -> set[str]:

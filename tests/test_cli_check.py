@@ -269,7 +269,8 @@ def test_check_warns_of_a_mapping_path_that_misspells_a_packet_field(make_app, t
         "  - {id: 2, template: \"{{ sentiment.lable | default('unknown') }}\"}\n"
         "  - {id: 3, path: customer.plan_tier}\n  - {id: 4, path: history.0.tickt.id}\n"
         "  - {id: 5, path: conversation.channel_id}\n"  # a bot's own, extending `channel` (a review of the mend)
-        "  - {id: 6, path: customer.emai}\n")  # cut short: a typo still (a review of that mend)
+        "  - {id: 6, path: customer.emai}\n"  # cut short: a typo still (a review of that mend)
+        "  - {id: 7, path: conversation.channelId}\n")  # camelCase: a bot's own too (a review of that one)
     result = make_app(**ZENDESK, mappings_dir=str(tmp_path / "m")).test_cli_runner().invoke(args=["connector", "check"])
     assert result.exit_code == 0, result.output
     said = [line for line in result.output.splitlines() if "no field the packet declares" in line]

@@ -304,6 +304,19 @@ def test_with_one_other_locale_routings_rules_say_which_spelling_is_the_typo(tmp
     assert "did you mean 'vip'?" in err.value.message
 
 
+@pytest.mark.parametrize("named", [None, frozenset(), frozenset({"vip"})])
+def test_a_default_locales_typo_of_a_variant_no_rule_names_yet_is_named_once(named):
+    # A review of the mend: `loyal` added to every locale, `en.loyl` mistyped, no rule naming it yet —
+    # de, es and fr were each told to rename theirs.
+    messages = copy.deepcopy(SHIPPED)
+    for locale, texts in messages["locales"].items():
+        texts["variants"]["loyl" if locale == "en" else "loyal"] = texts["template"]
+    with pytest.raises(ValidationError) as err:
+        MessagesSchema(named_variants=named).load(messages)
+    assert list(err.value.messages["locales"]) == ["en"]
+    assert list(err.value.messages["locales"]["en"]["variants"]) == ["loyl"]
+
+
 def test_every_shipped_locale_has_every_part():
     for locale, strings in SHIPPED["locales"].items():
         for key in ("template", "wait", "no_wait", "closed"):

@@ -98,6 +98,16 @@ def _node(schema: Schema) -> _Node:
     return _Node(names, frozenset(names), lengths, schema.unknown == INCLUDE, children)
 
 
+def _extends(longer: str, word: str) -> bool:
+    """Whether `longer` is `word` with a word more before or after it: the character at the seam is
+    no lower-case letter (`_`, `-`, a digit, a camelCase capital)."""
+    extra = len(longer) - len(word)
+    if extra <= 0:
+        return False
+    return (longer.startswith(word) and not longer[len(word)].islower()) or \
+        (longer.endswith(word) and not longer[extra - 1].islower())
+
+
 def path_near_miss(path: str, schema: type[Schema] = PacketSchema) -> str | None:
     """The declared path a mapping's packet path most likely misspells (`customer.segmnt` →
     `customer.segment`), or None: a key the schema declares no closer than `CLOSE` is a bot's own
@@ -112,9 +122,10 @@ def path_near_miss(path: str, schema: type[Schema] = PacketSchema) -> str | None
             node = node.children[key][0]
             continue
         close = _close_to(key, node.names) if node.open else None
-        # A name that extends the field's by a word (`conversation.channel_id`, `customer.account` of
-        # `account_id`) is a bot's own (a review of the mend); one cut short or a letter added is not.
-        if close is None or key.startswith(close + "_") or key.endswith("_" + close) or close.startswith(key + "_"):
+        # A name that extends the field's by a word (`conversation.channel_id`, `channelId`, `channel-id`,
+        # `customer.account` of `account_id`) is a bot's own (reviews of the mend); one cut short or a
+        # letter added (`customer.emai`, `segments`) is not.
+        if close is None or _extends(key, close) or _extends(close, key):
             return None
         return ".".join([*parts[:depth], close, *parts[depth + 1:]])
     return None
