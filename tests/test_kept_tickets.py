@@ -362,48 +362,68 @@ def test_an_attempt_whose_lease_was_taken_over_and_given_up_keeps_nothing(make_a
     assert answer["customer_message"]["text"] == told
 
 
-def test_a_new_ticket_in_place_of_a_closed_one_says_routings_message_where_the_team_was_kept(make_app, tmp_path):
-    # A review of the mend: Slack's alert kept support's team (the bot was told support's 30 minutes);
-    # Zendesk's retry found ticket 1001 closed and opened 1002 for escalations — with no message line,
-    # while reads then said escalations' 2 minutes. It says those now, as the reads do.
-    import re
+@contextlib.contextmanager
+def a_repeat_over_support_tickets(make_app, mappings_dir: str, *, slack_fails: bool = False):
+    """Zendesk and Slack faked, the conversation's first handoff made ticket 1001 and an alert for
+    support, and its repeat (routed to escalations) failed at Zendesk — and at Slack, `slack_fails`:
+    (the services, the client, the mock, the repeat's answer)."""
     import time
 
     import responses
-    from sqlalchemy import select
 
-    from connector.models import utcnow
     from tests.fakes.slack import FakeSlack
     from tests.fakes.zendesk import FakeZendesk
 
     with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        zd = FakeZendesk(rsps)
-        zd.create_ticket({"id": 1001})
+        FakeZendesk(rsps).create_ticket({"id": 1001})
         app = make_app(**{**ZENDESK, "targets": ("zendesk", "slack")}, slack_bot_token=slack.token,
-                       slack_api_url=slack.api_url, slack_channel="C0HANDOFF", mappings_dir=mappings_with_waits(tmp_path))
+                       slack_api_url=slack.api_url, slack_channel="C0HANDOFF", mappings_dir=mappings_dir)
         services, client = app.extensions["connector"], app.test_client()
         first = minimal_packet(conversation={"id": "conv-k"})
         assert post(client, first).status_code == 201
         time.sleep(1.5)
-        zd.raises("PUT", "/api/v2/tickets/1001.json", requests.ConnectionError("refused"))
-        repeat = post(client, fraud(first)).get_json()
+        FakeZendesk(rsps).raises("PUT", "/api/v2/tickets/1001.json", requests.ConnectionError("refused"))
+        if slack_fails:
+            slack.fail("chat.postMessage", status=503, times=1)
+        yield services, client, rsps, post(client, fraud(first)).get_json()
+
+
+def zendesk_finds_1001_closed(services, rsps, handoff_id: str) -> str:  # type: ignore[no-untyped-def]
+    """Zendesk's retry of `handoff_id`: ticket 1001 closed, follow-up 1002 opened; its brief as text."""
+    import re
+
+    from sqlalchemy import select
+
+    from connector.models import utcnow
+    from tests.fakes.zendesk import FakeZendesk
+
+    rsps.reset()
+    zd = FakeZendesk(rsps)
+    zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
+    zd.audits(1001)
+    rsps.add("GET", zd.origin + "/api/v2/tickets/1001/comments.json", json={"comments": []})
+    zd.tickets_by_external_id(handoff_id, found=False)
+    zd.create_ticket({"id": 1002})
+    with services.db.session() as session:
+        session.execute(update(Delivery).where(Delivery.handoff_id == handoff_id, Delivery.target == "zendesk")
+                        .values(next_attempt_at=utcnow()))
+        delivery_id = session.scalar(select(Delivery.id).where(Delivery.handoff_id == handoff_id,
+                                                               Delivery.target == "zendesk"))
+    assert services.outbox.run_delivery(delivery_id).vendor_id == "1002"
+    new = zd.json_bodies("POST", "/api/v2/tickets.json")[-1]["ticket"]
+    assert new["via_followup_source_id"] == 1001
+    return re.sub("<[^>]+>", "\n", new["comment"]["html_body"]).replace("&#39;", "'")
+
+
+def test_a_new_ticket_in_place_of_a_closed_one_says_routings_message_where_the_team_was_kept(make_app, tmp_path):
+    # A review of the mend: Slack's alert kept support's team (the bot was told support's 30 minutes);
+    # Zendesk's retry found ticket 1001 closed and opened 1002 for escalations — with no message line,
+    # while reads then said escalations' 2 minutes. It says those now, as the reads do.
+    with a_repeat_over_support_tickets(make_app, mappings_with_waits(tmp_path)) as (services, client, rsps, repeat):
         assert "about 30 minutes" in repeat["customer_message"]["text"]  # support's: Slack's alert stays with it
-        zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
-        zd.audits(1001)
-        rsps.add("GET", zd.origin + "/api/v2/tickets/1001/comments.json", json={"comments": []})
-        zd.tickets_by_external_id(repeat["id"], found=False)
-        zd.create_ticket({"id": 1002})
-        with services.db.session() as session:
-            session.execute(update(Delivery).where(Delivery.handoff_id == repeat["id"], Delivery.target == "zendesk")
-                            .values(next_attempt_at=utcnow()))
-            delivery_id = session.scalar(select(Delivery.id).where(Delivery.handoff_id == repeat["id"],
-                                                                   Delivery.target == "zendesk"))
-        assert services.outbox.run_delivery(delivery_id).vendor_id == "1002"
-        new = zd.json_bodies("POST", "/api/v2/tickets.json")[-1]["ticket"]
-        assert new["via_followup_source_id"] == 1001
+        brief = zendesk_finds_1001_closed(services, rsps, repeat["id"])
         read = client.get(repeat["links"]["self"], headers=auth()).get_json()["customer_message"]["text"]
         assert "escalations" in read and "about 2 minutes" in read
-        brief = re.sub("<[^>]+>", "\n", new["comment"]["html_body"]).replace("&#39;", "'")
         assert f"Message for the customer: “{read}”" in brief
 
 
@@ -423,50 +443,19 @@ def test_a_new_ticket_in_place_of_a_closed_one_keeps_routings_words_as_the_bot_w
     # A review of that mend: both targets failed at intake, the bot was answered routing's words without
     # a wait; Slack's retry then kept support's team, and Zendesk's new ticket quoted "about 2 minutes" —
     # and again where a template without the team's name words both teams' alike (a review of that one).
-    import re
-    import time
-
-    import responses
-    from sqlalchemy import select
-
     from connector.models import utcnow
-    from tests.fakes.slack import FakeSlack
-    from tests.fakes.zendesk import FakeZendesk
 
-    with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        zd = FakeZendesk(rsps)
-        zd.create_ticket({"id": 1001})
-        mappings = mappings_with_waits(tmp_path)
-        app = make_app(**{**ZENDESK, "targets": ("zendesk", "slack")}, slack_bot_token=slack.token,
-                       slack_api_url=slack.api_url, slack_channel="C0HANDOFF",
-                       mappings_dir=_teamless(mappings) if teamless else mappings)
-        services, client = app.extensions["connector"], app.test_client()
-        first = minimal_packet(conversation={"id": "conv-k"})
-        assert post(client, first).status_code == 201
-        time.sleep(1.5)
-        zd.raises("PUT", "/api/v2/tickets/1001.json", requests.ConnectionError("refused"))
-        slack.fail("chat.postMessage", status=503, times=1)
-        repeat = post(client, fraud(first)).get_json()
+    mappings = mappings_with_waits(tmp_path)
+    with a_repeat_over_support_tickets(make_app, _teamless(mappings) if teamless else mappings,
+                                       slack_fails=True) as (services, _, rsps, repeat):
         told = repeat["customer_message"]["text"]
         assert repeat["estimated_wait_seconds"] is None and "minutes" not in told
         assert ("a person" if teamless else "escalations") in told
-        with services.db.session() as session:
-            session.execute(update(Delivery).where(Delivery.handoff_id == repeat["id"]).values(next_attempt_at=utcnow()))
-            ids = {target: id_ for target, id_ in session.execute(
-                select(Delivery.target, Delivery.id).where(Delivery.handoff_id == repeat["id"]))}
-        services.outbox.run_delivery(ids["slack"])
+        with services.db.session() as session:  # Slack's retry: the alert is support's, the team kept
+            session.execute(update(Delivery).where(Delivery.handoff_id == repeat["id"], Delivery.target == "slack")
+                            .values(next_attempt_at=utcnow()))
+            [slack_id] = [d.id for d in session.get(Handoff, repeat["id"]).deliveries if d.target == "slack"]
+        services.outbox.run_delivery(slack_id)
         with services.db.reading() as session:
             assert session.get(Handoff, repeat["id"]).assignment["kept"]["team"] == "support"
-        rsps.reset()
-        zd = FakeZendesk(rsps)
-        zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
-        zd.audits(1001)
-        rsps.add("GET", zd.origin + "/api/v2/tickets/1001/comments.json", json={"comments": []})
-        zd.tickets_by_external_id(repeat["id"], found=False)
-        zd.create_ticket({"id": 1002})
-        with services.db.session() as session:
-            session.execute(update(Delivery).where(Delivery.id == ids["zendesk"]).values(next_attempt_at=utcnow()))
-        assert services.outbox.run_delivery(ids["zendesk"]).vendor_id == "1002"
-        new = zd.json_bodies("POST", "/api/v2/tickets.json")[-1]["ticket"]
-        brief = re.sub("<[^>]+>", "\n", new["comment"]["html_body"]).replace("&#39;", "'")
-        assert f"Message for the customer: “{told}”" in brief
+        assert f"Message for the customer: “{told}”" in zendesk_finds_1001_closed(services, rsps, repeat["id"])
