@@ -270,7 +270,31 @@ def team_name_warnings(messages: Mapping[str, Any], routing: Mapping[str, Any]) 
 
 def warnings(messages: Mapping[str, Any], routing: Mapping[str, Any]) -> list[str]:
     """What `check` and the start-up say of messages.yaml."""
-    return [*team_name_warnings(messages, routing), *context_lost_warnings(messages)]
+    return [*team_name_warnings(messages, routing), *context_lost_warnings(messages), *length_warnings(messages)]
+
+
+# A whole message longer than this, with the example values, is said at load: chat widgets show it
+# as a wall, and SMS carries 1,600 characters at most (a 20,000-character template reached the bot
+# whole, `check` saying ok; an admin's review). Not refused: the words are the admin's to choose.
+LONG_MESSAGE = 1000
+
+
+def length_warnings(messages: Mapping[str, Any]) -> list[str]:
+    """Whole messages (`template`, `context_lost`, `failed`, and their variants) over `LONG_MESSAGE`
+    characters as the example values (`SAMPLES`) render them."""
+    said = []
+    for locale, strings in (messages.get("locales") or {}).items():
+        wholes = [(key, strings.get(key)) for key in ("template", "context_lost", "failed")]
+        wholes += [(f"{kind}.{name}", text) for kind in ("variants", "context_lost_variants")
+                   for name, text in (strings.get(kind) or {}).items()]
+        for key, source in wholes:
+            if not source:
+                continue
+            size = len(" ".join(render(source, key, **SAMPLES).split()))
+            if size > LONG_MESSAGE:
+                said.append(f"messages.yaml locales.{locale}.{key} says {size:,} characters with the example values: "
+                            f"a chat shows it as a wall, and SMS cuts it (over {LONG_MESSAGE:,} is said)")
+    return said
 
 
 def context_lost_warnings(messages: Mapping[str, Any]) -> list[str]:

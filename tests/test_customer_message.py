@@ -317,6 +317,17 @@ def test_a_default_locales_typo_of_a_variant_no_rule_names_yet_is_named_once(nam
     assert list(err.value.messages["locales"]["en"]["variants"]) == ["loyl"]
 
 
+def test_a_whole_message_that_says_over_a_thousand_characters_is_warned_of():
+    # An admin's review: a 20,000-character template passed `check` and reached the bot whole.
+    from connector.customer_message import warnings
+
+    messages = copy.deepcopy(SHIPPED)
+    assert [said for said in warnings(MessagesSchema().load(messages), {}) if "characters" in said] == []
+    messages["locales"]["es"]["variants"]["vip"] += " Lorem ipsum dolor." * 60
+    [said] = [said for said in warnings(MessagesSchema().load(messages), {}) if "characters" in said]
+    assert said.startswith("messages.yaml locales.es.variants.vip says 1,") and "SMS" in said
+
+
 def test_every_shipped_locale_has_every_part():
     for locale, strings in SHIPPED["locales"].items():
         for key in ("template", "wait", "no_wait", "closed"):
