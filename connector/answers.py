@@ -351,13 +351,13 @@ def hours_said_now(message: Mapping[str, Any] | None) -> str | None:
 def is_delayed(status: str, deliveries: Iterable[Any], wait_s: int | None) -> bool:
     """Nobody has the handoff and the attempts so far failed (a vendor down), or none can be made
     before the wait would be over (its target paused for a rate limit): no wait can be promised
-    yet (`shown_message`, `shown_wait`). One rule for the answers and the `queued` callback. Not a
-    delivery whose failed attempt made its ticket all the same (`TICKET_MADE`: a case whose comments
-    failed, an alert whose thread did): it is in the agents' queue, quoting the wait — the customer
-    was told none, beside the case's "about 10 minutes" (a Salesforce review)."""
-    # As a ticket made beside a failing target is (`partial`, a wait quoted): one in a queue is enough.
-    return status == "pending" and not any((getattr(d, "sent_to", None) or {}).get(TICKET_MADE) for d in deliveries) \
-        and any(d.last_error or _held_past(d, wait_s) for d in deliveries)
+    yet (`shown_message`, `shown_wait`). One rule for the answers and the `queued` callback. Not
+    while a failed attempt made its ticket all the same (`TICKET_MADE`: a case whose comments failed,
+    an alert whose thread did): that ticket is in the agents' queue, as a finished one beside a
+    failing target is (`partial`, its wait quoted) — the customer was told none, beside the case's
+    "about 10 minutes" (a Salesforce review)."""
+    made = any((getattr(d, "sent_to", None) or {}).get(TICKET_MADE) for d in deliveries)
+    return status == "pending" and not made and any(d.last_error or _held_past(d, wait_s) for d in deliveries)
 
 
 def _held_past(delivery: Any, wait_s: int | None) -> bool:

@@ -145,7 +145,10 @@ def rfc3339_problem(text: str) -> str:
             return f"Write it {mended}: {'; '.join(said)} (RFC 3339).{real}"
         odd = _ANY_OFFSET.fullmatch(text)
         if odd:
-            return f"The offset {odd.group(1)} is not a time zone offset (hours 00 to 23, minutes 00 to 59)."
+            # With the date's own problem, where it has one: said apart, each fix met another refusal.
+            moment = f"{text[:odd.start(1)]}Z"
+            date = "" if rfc3339(moment) is not None else f" {rfc3339_problem(moment)}"
+            return f"The offset {odd.group(1)} is not a time zone offset (hours 00 to 23, minutes 00 to 59).{date}"
         return "Not an RFC 3339 time with a time zone (e.g. 2026-11-20T09:14:02Z)."
     if text[17:19] == "60":
         return "A leap second (:60) is not accepted; send :59."
