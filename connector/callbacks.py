@@ -74,6 +74,7 @@ from adapters.call_deadline import CutOff, request_sent
 from . import answers, callback_http, driver_cursor, metrics, vendor_signatures
 from .backoff import backoff_seconds
 from .db import Database
+from .jsonlog import log_each
 from .models import DISMISSED, DONE, Assignment, Callback, Delivery, Handoff, utcnow
 from .schemas.packet import CALLBACK_EVENTS
 from .settings import Settings
@@ -301,6 +302,13 @@ class Due:
 
 _EARLIER = aliased(Callback)
 _LATER = aliased(Callback)
+
+
+def _said_each(session: Any, what: str, chosen: list[int]) -> None:
+    """A line per callback an operator resent or dismissed (`jsonlog.log_each`)."""
+    log_each(log, what, session.execute(
+        select(Callback.id.label("callback_id"), Callback.handoff_id, Callback.state.label("callback_state"))
+        .where(Callback.id.in_(chosen)).order_by(Callback.id)).mappings())
 
 
 def _overtaken() -> ColumnElement[bool]:
@@ -609,6 +617,7 @@ class Sender:
                 update(Callback).where(Callback.id.in_(candidates), Callback.status.in_(statuses), ~overtaken).values(
                     status="pending", attempts=0, next_attempt_at=now, window_started_at=now, finished_at=None,
                     lease_owner=None, lease_expires_at=None).returning(Callback.id))) if candidates else []
+            _said_each(session, "status callback queued again", chosen)
         log.info("status callbacks queued again", extra={"count": len(chosen)})
         return chosen
 
@@ -627,6 +636,7 @@ class Sender:
                     status=DISMISSED, finished_at=now, lease_owner=None, lease_expires_at=None,
                     last_error=func.coalesce(Callback.last_error, "no error") + literal(" (dismissed by an operator)"))
                 .returning(Callback.id))) if candidates else []
+            _said_each(session, "status callback dismissed by an operator", chosen)
         log.info("status callbacks dismissed", extra={"count": len(chosen)})
         return chosen
 

@@ -15,8 +15,8 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Mapping
+from typing import IO, TYPE_CHECKING, Any
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -30,6 +30,14 @@ MAX_WAITING_LINES = 10_000  # a few MB of JSON lines: minutes of a busy worker's
 WRITE_EVERY_S = 0.05
 
 _context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("log_context", default=None)
+
+
+def log_each(logger: logging.Logger, what: str, rows: Iterable[Mapping[str, Any]]) -> None:
+    """One INFO line per row an operator acted on (a delivery replayed, a callback dismissed), its ids
+    as its fields: a search of the log for a handoff showed its attempts stop, or start again at 1,
+    with nothing between — the bulk line said only a count (an operator's review)."""
+    for row in rows:
+        logger.info(what, extra={key: value if isinstance(value, str) else str(value) for key, value in row.items()})
 
 
 @contextlib.contextmanager

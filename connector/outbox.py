@@ -54,7 +54,7 @@ from .brief import ANSWERED, as_answered, parts_present, render_brief
 from .carried import GIVEN_UP, carried_later, carried_since
 from .db import Database
 from .errors import ConfigError
-from .jsonlog import handoff_fields, log_context
+from .jsonlog import handoff_fields, log_context, log_each
 from .models import DISMISSED, DONE, Assignment, ConversationLink, Delivery, Handoff, TargetPause, utcnow
 from .settings import Settings
 from .text_rules import rfc3339_utc
@@ -1142,6 +1142,7 @@ def replay(db: Database, *, ids: list[int] | None = None, states: tuple[str, ...
                         outcome_unknown=True, finished_at=None, lease_owner=None, lease_expires_at=None)
                 .returning(Delivery.id)
             ))
+        _said_each(session, "delivery replayed", chosen)
     log.info("deliveries replayed", extra={"count": len(chosen)})
     return chosen
 
@@ -1214,8 +1215,15 @@ def dismiss(db: Database, *, ids: list[int] | None = None, states: tuple[str, ..
                 handoff = session.get(Handoff, handoff_id)
                 if handoff is not None:
                     callbacks.on_given_up(session.connection(), db, handoff, now)
+        _said_each(session, "delivery dismissed by an operator", chosen)
     log.info("deliveries dismissed", extra={"count": len(chosen)})
     return chosen
+
+
+def _said_each(session: Session, what: str, chosen: list[int]) -> None:
+    """A line per delivery an operator replayed or dismissed (`jsonlog.log_each`)."""
+    log_each(log, what, session.execute(select(Delivery.id.label("delivery_id"), Delivery.handoff_id, Delivery.target)
+                                        .where(Delivery.id.in_(chosen)).order_by(Delivery.id)).mappings())
 
 
 def of_targets_not_enabled(db: Database, *, ids: list[int] | None, states: tuple[str, ...], target: str | None,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from sqlalchemy import select, update
 
 from adapters import registry
-from connector.models import Delivery, utcnow
+from connector.models import Callback, Delivery, utcnow
 from tests.conftest import ADMIN_TOKEN, BOT_KEY, auth
 from tests.factories import full_packet, minimal_packet
 from tests.support_adapters import FlakyAdapter
@@ -672,3 +673,29 @@ def test_retrying_deliveries_are_listed_as_readyz_and_metrics_count_them(make_ap
     result = app.test_cli_runner().invoke(args=["connector", "deliveries", "--state", "retrying"])
     assert result.exit_code == 0 and "hnd_1\tpreview\tpending\tattempts=3" in result.output
     assert "hnd_0" not in result.output
+
+
+def test_each_delivery_and_callback_an_operator_acts_on_is_logged_with_its_handoff(make_app, flaky, caplog):
+    # An operator's review: a search of the log for a handoff showed its attempts stop (dismissed) or
+    # start again at 1 (replayed) with nothing between; the bulk lines said a count only.
+    from connector.outbox import dismiss, replay
+
+    app = make_app(targets=("flaky",))
+    client, services = app.test_client(), app.extensions["connector"]
+    handoff_id = client.post("/v1/handoffs", data=json.dumps(minimal_packet(callback={
+        "url": "https://bot.example.com/cb"})), headers=auth(), content_type="application/json").get_json()["id"]
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(state="dead"))
+        session.execute(update(Callback).values(status="dead"))
+    with caplog.at_level(logging.INFO):
+        [replayed] = replay(services.db)
+        with services.db.session() as session:
+            session.execute(update(Delivery).values(state="dead", lease_owner=None))
+        dismiss(services.db)
+        services.callbacks.dismiss()
+    said = [(r.getMessage(), getattr(r, "handoff_id", None)) for r in caplog.records
+            if r.getMessage().endswith(("replayed", "by an operator"))]
+    assert ("delivery replayed", handoff_id) in said and ("delivery dismissed by an operator", handoff_id) in said
+    assert ("status callback dismissed by an operator", handoff_id) in said
+    [line] = [r for r in caplog.records if r.getMessage() == "delivery replayed"]
+    assert (line.delivery_id, line.target) == (str(replayed), "flaky")
