@@ -81,6 +81,9 @@ MADE_FOR = "handoff_id"
 # (an agent took it after the delivery was given up: `outbox.revive_named`): a lookup that finds
 # nothing records that one (`FoundOnlyByTheVendor`), never makes a second ticket beside it.
 NAMED_TICKET = "named_ticket"
+# A link's `extra` key and value for the customer's open ticket a search found (`update_open_ticket`):
+# the handoff is added to it, and is not its conversation's repeat (`HandoffContext.handed_off_again`).
+FOUND_BY, OPEN_TICKET_SEARCH = "found_by", "search"
 # The key of a delivery's `sent_to` saying its last failed attempt had made the ticket all the same
 # (`OutcomeUnknown.made`): the answer still quotes the wait (`answers.is_delayed`).
 TICKET_MADE = "ticket_made"
@@ -155,6 +158,13 @@ class HandoffContext:
             return batch_again(self.packet)
         if self.link is None or self.packet.get("follow_up"):
             return None
+        if self.link.extra.get(FOUND_BY) == OPEN_TICKET_SEARCH:
+            # The customer's open ticket (`update_open_ticket`), not this conversation's: "Handed off
+            # again" told its agent an e-mail about an invoice was this chat's repeat (a review).
+            conversation = (self.packet.get("conversation") or {}).get("id")
+            return (f"A new handoff from this customer (handoff {self.handoff_id}, conversation {conversation}), "
+                    "added to their open ticket: a conversation of its own, not this ticket's — what it is "
+                    "about is below.")
         said = f"Handed off again: the conversation came back to a person (handoff {self.handoff_id})."
         return " ".join(part for part in (said, self.news, self.another_customer) if part)
 

@@ -37,7 +37,9 @@ from connector.settings import Settings, http_address
 from connector.text_rules import as_identity, called
 
 from .base import (
+    FOUND_BY,
     MAX_MERGES,
+    OPEN_TICKET_SEARCH,
     UNDELIVERED,
     Adapter,
     HandoffContext,
@@ -721,8 +723,8 @@ class ZendeskAdapter(Adapter):
             # The vendor's text can quote the customer; the log gets the kind of failure only.
             log.warning("zendesk: open-ticket search failed (%s), creating a new ticket", type(err).__name__)
             return None
-        return Link(vendor_id=str(ticket["id"]), url=self.ticket_url(ticket["id"]), extra={"found_by": "search"}) \
-            if ticket else None
+        return Link(vendor_id=str(ticket["id"]), url=self.ticket_url(ticket["id"]),
+                    extra={FOUND_BY: OPEN_TICKET_SEARCH}) if ticket else None
 
     def previous_agent(self, packet: Mapping[str, Any], deadline: float | None = None) -> Mapping[str, Any] | None:
         # Asked before the handoff is stored, while the bot waits: the search (for a customer

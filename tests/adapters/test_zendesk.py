@@ -808,6 +808,12 @@ def test_open_ticket_reused_when_mapping_asks(zd: FakeZendesk) -> None:
     outcome = adapter(update_open_ticket=True).deliver(ctx(packet))
 
     assert (outcome.status, outcome.vendor_id) == ("updated", "77120")
+    # The customer's open ticket, not this conversation's: its note says so, not "Handed off again"
+    # (a Zendesk agent's review: an e-mail ticket about an invoice read as this chat's repeat).
+    note = zd.json_bodies("PUT", "/api/v2/tickets/77120.json")[-1]["ticket"]["comment"]["html_body"]
+    assert "Handed off again" not in note
+    assert note.startswith("<p><em>A new handoff from this customer (handoff hnd_01TESTHANDOFF0000000000000, "
+                           "conversation ")
 
 
 @pytest.mark.parametrize("email", ["*@bigcorp.com", "dana*@bigcorp.com", "a@b.com OR requester:c@d.com"])
