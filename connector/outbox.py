@@ -311,7 +311,7 @@ class Outbox:
         result = session.execute(
             update(Delivery)
             .where(Delivery.id == delivery_id, Delivery.state == "pending", _lease_free(now))
-            .values(lease_owner=token, lease_expires_at=lease_until, outcome_unknown=_taken_over())
+            .values(lease_owner=token, lease_expires_at=lease_until, **_taken_over_values())
         )
         return result.rowcount == 1
 
@@ -364,7 +364,7 @@ class Outbox:
                     update(Delivery)
                     .where(Delivery.id.in_(ids))
                     .values(lease_owner=token, lease_expires_at=now + dt.timedelta(seconds=self.settings.lease_s),
-                            outcome_unknown=_taken_over())
+                            **_taken_over_values())
                 )
         return ids, token
 
@@ -416,6 +416,10 @@ class Outbox:
         delivery, handoff = claimed.delivery, claimed.handoff
         with log_context(**handoff_fields(handoff), target=delivery.target, delivery_id=str(delivery.id)):
             adapter = self.adapters().get(delivery.target)
+            if self._lapsed_too_often(delivery):
+                return self._finish_failure(delivery, handoff, "dead", (
+                    f"{LEASE_LAPSED}: {delivery.attempts - delivery.rate_limited} attempts, past "
+                    "CONNECTOR_MAX_ATTEMPTS and the one more an unknown outcome gets"))
             if adapter is None:
                 return self._finish_failure(delivery, handoff, "failed",
                                             f"target {delivery.target!r} is not enabled here")
@@ -972,6 +976,13 @@ class Outbox:
                        "vendor_status": err.status, **ended})
         return attempted
 
+    def _lapsed_too_often(self, delivery: Delivery) -> bool:
+        """Taken over from a process that stopped (`LEASE_LAPSED`) with more attempts counted than
+        CONNECTOR_MAX_ATTEMPTS and the one more after an unknown outcome allow: given up, dead (a
+        replay looks before it sends), not tried again."""
+        return delivery.last_error == LEASE_LAPSED and \
+            delivery.attempts - delivery.rate_limited > self.settings.max_attempts
+
     def _spent(self, delivery: Delivery, now: dt.datetime) -> bool:
         """Whether `delivery` (as claimed) had had its tries when this attempt began: the attempts
         CONNECTOR_MAX_ATTEMPTS allows (rate limits aside), or CONNECTOR_MAX_DELIVERY_AGE_S."""
@@ -1307,6 +1318,22 @@ def _lease_lost(state: str, vendor_id: str | None, **extra: Any) -> None:
 
 def _lease_free(now: dt.datetime):  # type: ignore[no-untyped-def]
     return or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now)
+
+
+# `last_error` of a delivery taken over from a process that stopped: counted as an attempt there
+# (`_taken_over_values`), so a packet that kills its process every time is given up by
+# CONNECTOR_MAX_ATTEMPTS (`Outbox._lapsed_too_often`), not claimed again every CONNECTOR_LEASE_S for
+# ever as "pending, 0 attempts, no error" (an operator's review).
+LEASE_LAPSED = ("its process stopped before or during an attempt (the lease ran out); the next attempt looks "
+                "for what it may have made before it sends")
+
+
+def _taken_over_values() -> dict[str, Any]:
+    """What a claim sets beside its lease: an unknown outcome (`_taken_over`), and where the row
+    still names an owner whose lease ran out, one more attempt and why (`LEASE_LAPSED`)."""
+    lapsed = Delivery.lease_owner.is_not(None)
+    return {"outcome_unknown": _taken_over(), "attempts": Delivery.attempts + case((lapsed, 1), else_=0),
+            "last_error": case((lapsed, literal(LEASE_LAPSED)), else_=Delivery.last_error)}
 
 
 def _taken_over():  # type: ignore[no-untyped-def]

@@ -1108,3 +1108,31 @@ def test_a_batch_of_messages_delivery_is_logged_under_its_handoff_with_the_batch
     lines = [r for r in caplog.records if getattr(r, "delivery_id", None) == str(batch_row.id)]
     assert "delivery attempt failed" in [r.getMessage() for r in lines]
     assert {(r.handoff_id, getattr(r, "follow_up_id", None)) for r in lines} == {(handoff_id, batch_row.handoff_id)}
+
+
+def test_a_delivery_whose_process_stops_every_time_counts_each_lost_attempt_and_is_given_up(make_app, monkeypatch):
+    # An operator's review: a packet that killed its process on each attempt was claimed again every
+    # CONNECTOR_LEASE_S for ever — "pending, 0 attempts, no error" everywhere, the bot told `pending`.
+    from connector.outbox import LEASE_LAPSED
+
+    monkeypatch.setitem(registry.TARGETS, "down", "tests.support_adapters:DownAdapter")
+    app = make_app(targets=("down",), max_attempts=3, sync_budget_ms=1)
+    services = app.extensions["connector"]
+    services.reserve = lambda wanted: 0  # nothing attempted on the request: the loop takes it
+    handoff_id = app.test_client().post("/v1/handoffs", data=json.dumps(minimal_packet()), headers=auth(),
+                                        content_type="application/json").get_json()["id"]
+    seen = []
+    for _ in range(5):  # each claim's process "stops": its lease runs out
+        ids, _ = services.outbox.claim_due()
+        assert ids
+        with services.db.session() as session:
+            session.execute(update(Delivery).values(lease_expires_at=utcnow() - dt.timedelta(seconds=1)))
+            row = session.scalars(select(Delivery)).one()
+            seen.append((row.attempts, row.last_error))
+    assert seen[0] == (0, None)  # the first claim took a delivery nobody had tried
+    assert seen[1:] == [(n, LEASE_LAPSED) for n in range(1, 5)]
+    [delivery_id], token = services.outbox.claim_due()
+    attempted = services.outbox.run_delivery(delivery_id, token)
+    assert attempted.state == "dead" and attempted.last_error.startswith(LEASE_LAPSED)
+    read = app.test_client().get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()
+    assert read["status"] == "failed" and read["tickets"][0]["status"] == "dead"
