@@ -344,3 +344,29 @@ def test_the_dashboard_says_when_a_reload_refused_the_edited_settings(app, monke
     monkeypatch.setattr(settings, "REFUSED_EDIT", ConfigError("CONNECTOR_MAX_ATTEMPTS", "must be a whole number"))
     page = client.get("/admin").get_data(as_text=True)
     assert "a reload's edit was refused — CONNECTOR_MAX_ATTEMPTS: must be a whole number" in page
+
+
+def test_a_pending_delivery_of_a_target_not_served_here_is_explained_and_can_be_dismissed(app):
+    # An operator's review: it read "pending … next at <a time past>", as if about to be tried, with no
+    # Dismiss button (the route worked), and a refused dismissal's flash named dead or failed ones only.
+    import datetime as dt
+
+    from connector.models import utcnow
+
+    client = signed_in(app)
+    handoff_id = handoff(client)
+    services = app.extensions["connector"]
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(state="pending", target="zendesk", lease_owner=None,
+                                                next_attempt_at=utcnow() - dt.timedelta(minutes=1)))
+    page = client.get(f"/admin/handoffs/{handoff_id}").get_data(as_text=True)
+    assert "No process here serves zendesk (it is not in CONNECTOR_TARGETS)" in page
+    [delivery_id] = re.findall(r'/admin/deliveries/(\d+)/dismiss', page)
+    early = client.post(f"/admin/deliveries/{delivery_id}/dismiss", data={"csrf": csrf_of(page)},
+                        follow_redirects=True).get_data(as_text=True)
+    assert "nor pending for a target not enabled here that no process has taken for 300 s" in early
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(next_attempt_at=utcnow() - dt.timedelta(minutes=10)))
+    done = client.post(f"/admin/deliveries/{delivery_id}/dismiss", data={"csrf": csrf_of(page)}, follow_redirects=True)
+    assert f"Delivery {delivery_id} is dismissed" in done.get_data(as_text=True)
+    assert "No process here serves" not in client.get(f"/admin/handoffs/{handoff_id}").get_data(as_text=True)

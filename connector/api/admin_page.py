@@ -43,7 +43,7 @@ from .. import answers, follow_up_packets
 from ..brief import as_answered, render_brief
 from ..db import reason
 from ..models import Assignment, Handoff
-from ..outbox import REPLAYABLE, list_deliveries
+from ..outbox import REPLAYABLE, UNTAKEN_TO_DISMISS_S, list_deliveries
 from ..services import current_services
 from .handoffs import detail_of
 from .health import readiness
@@ -200,8 +200,12 @@ def handoff(handoff_id: str) -> str | tuple[str, int]:
         delayed_text = (found.customer_message or {}).get("if_delayed") if retried else None
     payloads = {d["target"]: json.dumps(d["payload"], indent=2, ensure_ascii=False) if d["payload"] else None
                 for d in detail["deliveries"]}
+    # A pending delivery of a target this process does not serve read "next at <a time past>", as if
+    # about to be tried, with no way to put it aside here (an operator's review).
+    unserved = {d["target"] for d in detail["deliveries"] if d["state"] == "pending" and d["target"] not in services.adapters}
     return render_template("admin/handoff.html", h=detail, brief=brief, follows=follows, payloads=payloads,
-                           delivery_ids=delivery_ids, delayed_text=delayed_text, csrf=session["csrf"])
+                           delivery_ids=delivery_ids, delayed_text=delayed_text, csrf=session["csrf"],
+                           unserved=unserved, untaken_s=UNTAKEN_TO_DISMISS_S)
 
 
 @bp.post("/deliveries/<int:delivery_id>/retry")
@@ -219,7 +223,8 @@ def dismiss_one(delivery_id: int) -> Response:
     if current_services().dismiss_one(delivery_id):
         flash(f"Delivery {delivery_id} is dismissed: it will not be sent, nor counted as given up.")
     else:
-        flash(f"Delivery {delivery_id} was not dead or failed: nothing dismissed.")
+        flash(f"Delivery {delivery_id} was not dead or failed, nor pending for a target not enabled here that no "
+              f"process has taken for {UNTAKEN_TO_DISMISS_S} s: nothing dismissed.")
     return redirect(_back())
 
 
