@@ -1227,8 +1227,32 @@ def dismiss(db: Database, *, ids: list[int] | None = None, states: tuple[str, ..
                 if handoff is not None:
                     callbacks.on_given_up(session.connection(), db, handoff, now)
         _said_each(session, "delivery dismissed by an operator", chosen)
+        behind = _batches_behind(session, chosen, now)
+        _said_each(session, "delivery dismissed with the handoff's there", behind)
     log.info("deliveries dismissed", extra={"count": len(chosen)})
     return chosen
+
+
+# `last_error` of a batch of messages put aside with its handoff's delivery at the same target.
+BEHIND_DISMISSED = "not sent: its handoff's delivery to this target was dismissed by an operator"
+
+
+def _batches_behind(session: Session, chosen: list[int], now: dt.datetime) -> list[int]:
+    """The batches of messages waiting behind the dismissed deliveries `chosen`, at their targets,
+    put aside too (none running now): finding nothing delivered before them, they carried the whole
+    handoff where the operator had said it was not to go, and a batch could not be dismissed itself
+    (an operator's review). Later batches are not sent there at all (`follow_ups`)."""
+    behind: list[int] = []
+    for handoff_id, target in session.execute(select(Delivery.handoff_id, Delivery.target)
+                                              .where(Delivery.id.in_(chosen)).order_by(Delivery.id)).all():
+        behind += session.scalars(
+            update(Delivery)
+            .where(Delivery.target == target, Delivery.state == "pending", _lease_free(now),
+                   Delivery.handoff_id.in_(select(Handoff.id).where(Handoff.follows_id == handoff_id)))
+            .values(state=DISMISSED, finished_at=now, updated_at=now, lease_owner=None, lease_expires_at=None,
+                    last_error=literal(BEHIND_DISMISSED))
+            .returning(Delivery.id)).all()
+    return sorted(behind)
 
 
 def _said_each(session: Session, what: str, chosen: list[int]) -> None:

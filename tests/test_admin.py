@@ -699,3 +699,29 @@ def test_each_delivery_and_callback_an_operator_acts_on_is_logged_with_its_hando
     assert ("status callback dismissed by an operator", handoff_id) in said
     [line] = [r for r in caplog.records if r.getMessage() == "delivery replayed"]
     assert (line.delivery_id, line.target) == (str(replayed), "flaky")
+
+
+def test_messages_waiting_behind_a_dismissed_delivery_are_put_aside_with_it(make_app, monkeypatch):
+    # An operator's review: the batch queued while the vendor was down found nothing delivered before
+    # it and carried the whole handoff there once the vendor came back — where the operator had
+    # dismissed it — and could not be dismissed itself (404).
+    from connector.outbox import BEHIND_DISMISSED, dismiss
+
+    monkeypatch.setitem(registry.TARGETS, "down", "tests.support_adapters:DownAdapter")
+    app = make_app(targets=("down",))
+    client, services = app.test_client(), app.extensions["connector"]
+    handoff_id = client.post("/v1/handoffs", data=json.dumps(minimal_packet()), headers=auth(),
+                             content_type="application/json").get_json()["id"]
+    batch = client.post(f"/v1/handoffs/{handoff_id}/messages", headers=auth(), content_type="application/json",
+                        data=json.dumps({"messages": [{"at": "2026-11-20T10:00:00Z", "role": "customer",
+                                                       "text": "hello?"}]})).get_json()
+    with services.db.session() as session:
+        session.execute(update(Delivery).where(Delivery.handoff_id == handoff_id).values(state="dead"))
+        session.execute(update(Delivery).values(lease_owner=None, lease_expires_at=None))
+    assert len(dismiss(services.db, states=("dead",))) == 1  # the handoff's own; the batch's below
+    with services.db.reading() as session:
+        rows = {d.handoff_id: (d.state, d.last_error) for d in session.scalars(select(Delivery))}
+    assert rows[batch["id"]] == ("dismissed", BEHIND_DISMISSED)
+    with services.db.session() as session:  # the vendor back: whatever still waits is due
+        session.execute(update(Delivery).where(Delivery.state == "pending").values(next_attempt_at=utcnow()))
+    assert services.outbox.claim_due()[0] == []  # nothing left to carry the handoff there
