@@ -154,8 +154,9 @@ class ZendeskAdapter(Adapter):
 
     def mapping_warnings(self) -> list[str]:
         specs = [(f"custom_fields[{i}]", _spec(entry)) for i, entry in enumerate(self._conf["custom_fields"])]
-        return misspelt_in("zendesk", [*specs, *([("subject", self.mapping["subject"])] if self.mapping.get("subject")
-                                                 else [])], self.mapping.get("lookups"))
+        if self.mapping.get("subject"):
+            specs.append(("subject", self.mapping["subject"]))
+        return misspelt_in("zendesk", specs, self.mapping.get("lookups"))
 
     @classmethod
     def setting_problems(cls, settings: Settings) -> list[ConfigError]:

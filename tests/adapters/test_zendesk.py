@@ -2447,3 +2447,11 @@ def test_a_template_writing_an_identity_field_or_a_link_sends_it_whole_and_the_s
     assert [f["value"] for f in ticket["custom_fields"]] == [
         f"{packet['customer']['name']} <{packet['customer']['email']}>", packet["conversation"]["url"]]
     assert ticket["subject"] == "Card [redacted card ••••1111]"
+
+
+def test_a_subject_reading_a_misspelt_packet_field_is_warned_of() -> None:
+    # As a custom field's path is (`mapping_values.misspelt_in`): the subject fell back to the brief's, unsaid.
+    assert adapter(subject="{{ intent.stated_problm }}").mapping_warnings() == [
+        "mappings/zendesk.yaml: subject: intent.stated_problm is no field the packet declares — did you mean "
+        "intent.stated_problem? (a bot's own field is read as written)"]
+    assert adapter(subject="{{ intent.stated_problem }}").mapping_warnings() == []
