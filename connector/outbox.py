@@ -1202,8 +1202,7 @@ def dismiss(db: Database, *, ids: list[int] | None = None, states: tuple[str, ..
         # within a poll or two — dismissed from here, its next try, which would have made the
         # ticket, never came. A target's pause holds its deliveries, served or not.
         untaken_since = now - dt.timedelta(seconds=UNTAKEN_TO_DISMISS_S)
-        unserved = and_(Delivery.state == "pending", Delivery.target.not_in(sorted(served)), _lease_free(now),
-                        Delivery.next_attempt_at < untaken_since,
+        unserved = and_(pending_unserved(served), _lease_free(now), Delivery.next_attempt_at < untaken_since,
                         Delivery.target.not_in(select(TargetPause.target).where(TargetPause.until > untaken_since)))
         taken = or_(given_up, unserved)
     with db.session() as session:
@@ -1261,6 +1260,13 @@ def _said_each(session: Session, what: str, chosen: list[int]) -> None:
                                         .where(Delivery.id.in_(chosen)).order_by(Delivery.id)).mappings())
 
 
+def pending_unserved(served: Collection[str]) -> Any:
+    """A pending delivery of a target not among `served` (this process's): no process here will try it.
+    It waits for one that does (a rolling change of CONNECTOR_TARGETS) — or for an operator, who may
+    dismiss it once it has been due `UNTAKEN_TO_DISMISS_S` with no process taking it (`dismiss`)."""
+    return and_(Delivery.state == "pending", Delivery.target.not_in(sorted(served)))
+
+
 def of_targets_not_enabled(db: Database, *, ids: list[int] | None, states: tuple[str, ...], target: str | None,
                            enabled: Collection[str]) -> list[int]:
     """The given-up deliveries a replay with `enabled` leaves alone: their target is not enabled here."""
@@ -1285,12 +1291,14 @@ def _given_up(given_up: Any, ids: list[int] | None, target: str | None, *, carri
 
 
 def list_deliveries(db: Database, *, state: str | None, target: str | None, limit: int,
-                    carried: bool = True, before: tuple[dt.datetime, int] | None = None) -> list[Delivery]:
+                    carried: bool = True, before: tuple[dt.datetime, int] | None = None,
+                    unserved_by: Collection[str] | None = None) -> list[Delivery]:
     """Newest first. Each row's `carried_since` says whether it is a given-up one whose messages a
     later batch carried since (nothing of it is missing at its target; a replay skips it);
     `carried` False leaves those out. `before`: the position (`updated_at`, id) of the last row of
     the page before — where that row was then, not where it is now: replayed meanwhile, it moved
-    to the top, and the next page began with the first page again."""
+    to the top, and the next page began with the first page again. `unserved_by`: only the pending
+    deliveries of a target not among these (`pending_unserved`)."""
     since = carried_since(Delivery.handoff_id, Delivery.target, Delivery.state)
     query = select(Delivery, since.label("carried_since"))
     if before is not None:
@@ -1302,6 +1310,8 @@ def list_deliveries(db: Database, *, state: str | None, target: str | None, limi
         query = query.where(Delivery.state == state)
     if not carried:
         query = query.where(~since)
+    if unserved_by is not None:
+        query = query.where(pending_unserved(unserved_by))
     if target:
         query = query.where(Delivery.target == target)
     with db.session() as session:

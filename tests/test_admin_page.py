@@ -8,7 +8,7 @@ import json
 import re
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from connector.models import Delivery
 from tests.conftest import ADMIN_TOKEN, BOT_KEY, auth
@@ -370,3 +370,33 @@ def test_a_pending_delivery_of_a_target_not_served_here_is_explained_and_can_be_
     done = client.post(f"/admin/deliveries/{delivery_id}/dismiss", data={"csrf": csrf_of(page)}, follow_redirects=True)
     assert f"Delivery {delivery_id} is dismissed" in done.get_data(as_text=True)
     assert "No process here serves" not in client.get(f"/admin/handoffs/{handoff_id}").get_data(as_text=True)
+
+
+def test_the_dashboard_lists_pending_deliveries_of_a_target_not_served_here_with_dismiss(app):
+    # An operator's review: CONNECTOR_TARGETS lost a target while deliveries to it were pending, and the
+    # dashboard listed them nowhere — "Given up" has dead and failed ones only; the handoff's page alone said.
+    import datetime as dt
+
+    from connector.models import utcnow
+
+    client = signed_in(app)
+    stranded, served = handoff(client), handoff(client, minimal_packet(conversation={"id": "conv-2002"}))
+    services = app.extensions["connector"]
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(state="pending", lease_owner=None,
+                                                next_attempt_at=utcnow() - dt.timedelta(minutes=10)))
+        session.execute(update(Delivery).where(Delivery.handoff_id == stranded).values(target="zendesk"))
+    page = client.get("/admin").get_data(as_text=True)
+    assert "<h2>Waiting for a target no process here serves</h2>" in page
+    listed = page.split("<h2>Waiting for a target no process here serves</h2>")[1].split("<h2>Latest handoffs</h2>")[0]
+    assert f'href="/admin/handoffs/{stranded}"' in listed and served not in listed  # preview is served: not here
+    [delivery_id] = re.findall(r'/admin/deliveries/(\d+)/dismiss', listed)
+    assert "not in CONNECTOR_TARGETS here: each waits for a process that serves its target" in listed
+    assert "zendesk <span class=\"warn\">(not served here)</span>" in page  # its row of the counts, as /readyz's
+    assert "Nothing waiting, retrying or given up." not in page and "No dead or failed deliveries." in page
+
+    done = client.post(f"/admin/deliveries/{delivery_id}/dismiss", data={"csrf": csrf_of(page)}, follow_redirects=True)
+    assert f"Delivery {delivery_id} is dismissed" in done.get_data(as_text=True)
+    with services.db.reading() as session:
+        assert session.scalars(select(Delivery.state).where(Delivery.handoff_id == served)).all() == ["pending"]
+    assert "Waiting for a target no process here serves" not in done.get_data(as_text=True)  # the served one waits

@@ -138,6 +138,7 @@ def dashboard() -> str:
     services = current_services()
     ready, checks = readiness(services, whole=True)
     attention: list[Any] = []
+    unserved: list[Any] = []
     recent: list[dict[str, Any]] = []
     paused: list[str] = []
     owed: dict[str, int] = {}
@@ -147,6 +148,10 @@ def dashboard() -> str:
             attention = [row for state in REPLAYABLE
                          for row in list_deliveries(services.db, state=state, target=None, limit=LISTED,
                                                     carried=False)]
+            # Pending for a target this process does not serve (taken out of CONNECTOR_TARGETS): in no
+            # list above, counted as waiting, and never to be sent unless a process serves it again.
+            unserved = list_deliveries(services.db, state=None, target=None, limit=LISTED,
+                                       unserved_by=list(services.adapters))
             with services.db.reading() as reading:
                 handoffs = reading.scalars(select(Handoff).where(Handoff.follows_id.is_(None))
                                            .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(20)).all()
@@ -162,7 +167,8 @@ def dashboard() -> str:
         except SQLAlchemyError as err:  # the database went away between the check and the lists
             ready, checks["database"] = False, {"ok": False, "error": type(err).__name__}
     return render_template("admin/dashboard.html", ready=ready, checks=checks, attention=attention, recent=recent,
-                           paused=paused, owed=owed, csrf=session["csrf"])
+                           paused=paused, owed=owed, csrf=session["csrf"], unserved=unserved,
+                           untaken_s=UNTAKEN_TO_DISMISS_S)
 
 
 def _agent(assignment: Assignment | None) -> str | None:
