@@ -159,7 +159,11 @@ def check_url(url: str, allow_private: bool) -> None:
     if allow_private:
         return
     parts = urlsplit(url)
-    host = parts.hostname or ""
+    # The name requests sends (IDNA 2008 with UTS 46), not the one `socket` would make of the
+    # written host (IDNA 2003: `ß.example` is `ss.example` to it, `xn--zca.example` to requests).
+    # A proxy is told the sent name and connects there itself, past `_Guarded`'s peer check: the
+    # check resolved a name the bot also owned, and the proxy tunnelled to an internal one (a review).
+    host = _as_sent(parts.hostname or "")
     try:
         infos = socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as err:

@@ -16,6 +16,7 @@ import time
 from dataclasses import replace
 
 import pytest
+import requests
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from standardwebhooks.webhooks import Webhook
@@ -978,6 +979,24 @@ def test_a_name_that_leads_to_a_private_address_is_refused_and_the_bot_learns_no
     [refused] = [r for r in caplog.records if r.getMessage() == "status callback refused"]
     assert refused.reason.startswith(reason)  # the operators' log has it
     assert "s3cret" not in caplog.text  # never the URL's path or query
+
+
+def test_the_name_checked_is_the_one_sent_not_what_idna_2003_makes_of_it(monkeypatch):
+    # `ß` is `ss` to IDNA 2003 (the socket module's codec) and `xn--zca` to UTS 46 (requests'): the
+    # check resolved one name and a proxy was told the other, an internal one (a security review).
+    asked: list[str] = []
+    zone = {"ss.attacker.example": "93.184.215.14", "xn--zca.attacker.example": "10.0.0.5"}
+
+    def lookup(host, port, *args, **kwargs):
+        asked.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (zone[host.encode("idna").decode()], port))]
+
+    monkeypatch.setattr(callback_http.socket, "getaddrinfo", lookup)
+    with pytest.raises(callback_http.Refused, match=r"^xn--zca\.attacker\.example resolves to 10\.0\.0\.5"):
+        callback_http.check_url("https://ß.attacker.example/hook", allow_private=False)
+    assert asked == ["xn--zca.attacker.example"]
+    sent = requests.Request("POST", "https://ß.attacker.example/hook").prepare().url
+    assert sent == "https://xn--zca.attacker.example/hook"  # what a proxy is asked to CONNECT to
 
 
 def test_a_callback_not_sent_leaves_its_cause_and_host_in_the_log_not_with_the_bot(make_app, caplog):
