@@ -145,6 +145,9 @@ class HandoffContext:
     # and the answer names them instead, `brief.as_answered`); a new ticket in place of one that
     # takes no more updates is a first one, and shows it (`_instead_of`). None: as `assignment`.
     new_ticket_assignment: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    # The conversation's ticket an agent merged into the one this update goes to (`merge_target_context`):
+    # a batch of messages there says so, not that an earlier batch failed (`batch_again`).
+    merged_from: str | None = None
 
     @property
     def handed_off_again(self) -> str | None:
@@ -155,7 +158,7 @@ class HandoffContext:
         follows = (self.packet.get("follow_up") or {}).get("handoff_id")
         if self.link is not None and follows and self.brief.follow_up is None:
             # Its whole brief again, with nothing saying why (a review).
-            return batch_again(self.packet)
+            return batch_again(self.packet, self.merged_from)
         if self.link is None or self.packet.get("follow_up"):
             return None
         if self.link.extra.get(FOUND_BY) == OPEN_TICKET_SEARCH:
@@ -259,10 +262,26 @@ BATCH_AGAIN_TAKEN = ("Messages the customer sent since an agent took handoff {}.
                      "reach this ticket, so everything is here again.")
 
 
-def batch_again(packet: Mapping[str, Any]) -> str:
-    """`BATCH_AGAIN` for a batch's packet, as its handoff stands (`follow_up.taken`)."""
+# …and on the ticket an agent merged the conversation's into (`merge_target_context`): nothing failed
+# there — the brief and the earlier batches went to the ticket merged away, and "an earlier batch did
+# not reach this ticket" sent its agent looking for a failure (a review). The batch's own messages are
+# marked [new] (`render_brief`'s `batch_new`): under the whole transcript, they were told only by their times.
+BATCH_MERGED = ("{} ({}, marked [new] in the transcript). This conversation's ticket {} was merged into this one, "
+                "so the handoff's whole brief is here with them.")
+BATCH_WAITED = "Messages the customer sent while handoff {} waited"
+BATCH_TAKEN = "Messages the customer sent since an agent took handoff {}"
+
+
+def batch_again(packet: Mapping[str, Any], merged_from: str | None = None) -> str:
+    """`BATCH_AGAIN` for a batch's packet, as its handoff stands (`follow_up.taken`); `BATCH_MERGED`
+    on the ticket the conversation's, `merged_from`, was merged into."""
     follow_up = packet.get("follow_up") or {}
-    return (BATCH_AGAIN_TAKEN if follow_up.get("taken") else BATCH_AGAIN).format(follow_up.get("handoff_id"))
+    taken, handoff = follow_up.get("taken"), follow_up.get("handoff_id")
+    if merged_from is None:
+        return (BATCH_AGAIN_TAKEN if taken else BATCH_AGAIN).format(handoff)
+    own = len(packet.get("transcript") or ()) - int(follow_up.get("first") or 0)
+    return BATCH_MERGED.format((BATCH_TAKEN if taken else BATCH_WAITED).format(handoff),
+                               f"{own} message{'s' if own != 1 else ''}", merged_from)
 
 
 @dataclass(frozen=True)
@@ -547,7 +566,7 @@ class Adapter(abc.ABC):
                 break
             seen.add(into)
             if whole is None:
-                whole = merge_target_context(ctx)
+                whole = merge_target_context(ctx, gone.ticket_id)
                 payload, left_out = self.rendered(whole)
             try:
                 return replace(update(payload, whole, into), moved_from=gone.ticket_id,
@@ -681,7 +700,8 @@ class Adapter(abc.ABC):
         # repeat's marks what is new (its note says so: a masked card took the marks away).
         assignment = masked_message(ctx.assignment, kinds)  # the customer's words are in it (Slack reads it here)
         brief = render_brief(packet, ctx.handoff_id, update=ctx.brief.follow_up is not None, assignment=assignment,
-                             new_after=ctx.brief.new_after, kept_team=ctx.brief.kept_team)
+                             new_after=ctx.brief.new_after, kept_team=ctx.brief.kept_team,
+                             batch_new=ctx.brief.new_from is not None)
         fresh = ctx.new_ticket_assignment
         return replace(ctx, packet=packet, brief=brief, assignment=assignment,
                        new_ticket_assignment=masked_message(fresh, kinds) if fresh is not None else None,
@@ -884,14 +904,16 @@ def merge_not_followed(err: DeliveryError) -> bool:
     return not isinstance(err, TransientError) and not (isinstance(err, AuthError) and err.status != 403)
 
 
-def merge_target_context(ctx: HandoffContext) -> HandoffContext:
-    """`ctx` with the whole brief, for the ticket the conversation's was merged into (`update_merged`),
-    as a successor gets it (`_instead_of`): the merge target holds none of it (Zendesk copies the
-    merged ticket's last comment, Salesforce keeps the master's own Description), and a batch's short
-    note sent agents to "the brief above", which was not there (a review). Its [new] marks and kept
-    team as the short one had them: the note's heading names them."""
-    return replace(ctx, brief=render_brief(ctx.packet, ctx.handoff_id, assignment=ctx.assignment,
-                                           new_after=ctx.brief.new_after, kept_team=ctx.brief.kept_team))
+def merge_target_context(ctx: HandoffContext, merged_from: str) -> HandoffContext:
+    """`ctx` with the whole brief, for the ticket the conversation's (`merged_from`) was merged into
+    (`update_merged`), as a successor gets it (`_instead_of`): the merge target holds none of it
+    (Zendesk copies the merged ticket's last comment, Salesforce keeps the master's own Description),
+    and a batch's short note sent agents to "the brief above", which was not there (a review). Its
+    [new] marks and kept team as the short one had them: the note's heading names them; a batch's
+    own messages marked new, as its note says (`batch_again`)."""
+    return replace(ctx, merged_from=merged_from, brief=render_brief(
+        ctx.packet, ctx.handoff_id, assignment=ctx.assignment, new_after=ctx.brief.new_after,
+        kept_team=ctx.brief.kept_team, batch_new=True))
 
 
 def routing_field_left_out(said: dict[str, str], field: str) -> dict[str, str]:

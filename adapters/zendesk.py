@@ -669,13 +669,14 @@ class ZendeskAdapter(Adapter):
             raise _gone(err, ticket_id) or err from err
         # The link moves from the ticket merged away, and only while it names that one: a later handoff
         # may have moved it to this one already (its `told` was put back; a review), or further on.
-        moved_from = str(ctx.sent_to.get("merged_from") or ctx.link.vendor_id) if merged else None
+        merged_from = str(ctx.sent_to.get("merged_from") or ctx.link.vendor_id)
+        moved_from = merged_from if merged else None
         for comment in reply["comments"]:
             if ctx.handoff_id in (comment.get("html_body") or comment.get("body") or ""):
                 reopened, raised, holder = self._after_found_note(ticket_id, self._raises_after_note(ctx))
                 # On the merge target it went with the whole brief: the receipt says that (it said a
                 # batch's messages alone and no file; a review).
-                sent_as = (None, merge_target_context(ctx), ()) if merged else None
+                sent_as = (None, merge_target_context(ctx, merged_from), ()) if merged else None
                 as_sent = sent_as[1] if sent_as else ctx
                 return Sent(vendor_id=ticket_id, url=self.ticket_url(ticket_id),
                             dropped=self._file_missing(as_sent, self._file_to_check(as_sent), comment),

@@ -90,12 +90,13 @@ class Brief:
     follow_up: tuple[Mapping[str, Any], ...] | None = None
 
     def __init__(self, packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any] | None = None,
-                 new_after: dt.datetime | None = None, kept_team: str | None = None):
-        self._view = _view(packet, handoff_id, assignment or {}, new_after, kept_team)
+                 new_after: dt.datetime | None = None, kept_team: str | None = None, new_from: int | None = None):
+        self._view = _view(packet, handoff_id, assignment or {}, new_after, kept_team, new_from)
         self._packet = packet
         # The transcript's messages after this are marked new (`render_brief`); Slack, which writes
         # its own transcript, reads it here.
         self.new_after = new_after
+        self.new_from = new_from  # …and those from this entry on (a batch's own: `render_brief`'s `batch_new`)
         self.kept_team = kept_team  # and its "Routed to", here
         self.subject: str = self._view["subject"]
         present = parts_present(packet)
@@ -359,7 +360,7 @@ def parts_present(packet: Mapping[str, Any]) -> tuple[str, ...]:
 
 def render_brief(packet: Mapping[str, Any], handoff_id: str, update: bool = False,
                  assignment: Mapping[str, Any] | None = None, new_after: dt.datetime | None = None,
-                 kept_team: str | None = None) -> Brief:
+                 kept_team: str | None = None, batch_new: bool = False) -> Brief:
     """The brief of `handoff_id`. `update`: the ticket holds everything before this follow-up (its
     handoff and the earlier follow-ups all reached it: `Outbox._follow_up_may_go`), so a follow-up
     carries only its own messages; otherwise it carries everything its packet holds. `assignment`:
@@ -368,10 +369,15 @@ def render_brief(packet: Mapping[str, Any], handoff_id: str, update: bool = Fals
     messages are marked new — a repeat posts the whole transcript again, and its note's "3 messages
     from the customer since…" left the agent to find them by their times. `kept_team`: the team a
     repeat's ticket stays with when routing chose another (`adapters.base.kept_team`), which its
-    "Routed to" says."""
-    if update and packet.get("follow_up"):
+    "Routed to" says. `batch_new`: a batch's whole brief on a ticket that never had its handoff's
+    (the one the conversation's was merged into: `adapters.base.merge_target_context`) marks the
+    batch's own messages new (`follow_up.first` on) — there they are all the whole transcript's news,
+    and its note said which were the customer's latest only by their times."""
+    follows = packet.get("follow_up")
+    if update and follows:
         return FollowUpBrief(packet, handoff_id, assignment)
-    return Brief(packet, handoff_id, assignment, None if packet.get("follow_up") else new_after, kept_team)
+    new_from = follows.get("first") if batch_new and follows else None
+    return Brief(packet, handoff_id, assignment, None if follows else new_after, kept_team, new_from)
 
 
 def urgency_shown(packet: Mapping[str, Any], assignment: Mapping[str, Any]) -> str | None:
@@ -822,19 +828,20 @@ def _inner(value: Any) -> str:
     return f"({shown})" if isinstance(value, Mapping) or nested else shown
 
 
-def _transcript(entries: list[Mapping[str, Any]], new_after: dt.datetime | None) -> dict[str, Any]:
+def _transcript(entries: list[Mapping[str, Any]], new_after: dt.datetime | None,
+                new_from: int | None = None) -> dict[str, Any]:
     times = [rfc3339_utc(entry.get("at")) for entry in entries]
     known = [t for t in times if t]
     start, end = (min(known), max(known)) if known else (None, None)
     multi_day = bool(start and end and start.date() != end.date())
     rows = []
-    for entry, at in zip(entries, times, strict=True):
+    for n, (entry, at) in enumerate(zip(entries, times, strict=True)):
         stamp = at.strftime("%Y-%m-%d %H:%M:%S" if multi_day else "%H:%M:%S") if at else entry.get("at", "")
         rows.append({
             "at": stamp,
             "role": ROLES.get(entry.get("role", ""), entry.get("role", "")),
             "is_customer": entry.get("role") == "customer",
-            "is_new": bool(new_after and at and at > new_after),
+            "is_new": bool(new_after and at and at > new_after) or (new_from is not None and n >= new_from),
             "text": entry.get("text", ""),
             "attachments": [
                 {"name": a.get("name") or a.get("url"), "url": a.get("url"),
@@ -967,7 +974,8 @@ def is_number(value: Any) -> bool:
 
 
 def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any],
-          new_after: dt.datetime | None = None, kept_team: str | None = None) -> dict[str, Any]:
+          new_after: dt.datetime | None = None, kept_team: str | None = None,
+          new_from: int | None = None) -> dict[str, Any]:
     bot = packet.get("bot") or {}
     conversation = packet.get("conversation") or {}
     customer = packet.get("customer") or {}
@@ -1062,6 +1070,6 @@ def _view(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         "history_more": 0,  # earlier contacts left out of this rendering (`Brief.html_recent_contacts`)
         "routing": {k: scalar(v) for k, v in routing.items() if k != "preferred_agent" and holds_something(v)},
         "preferred_agent": preferred_agent(routing),
-        "transcript": _transcript(packet.get("transcript") or [], new_after),
+        "transcript": _transcript(packet.get("transcript") or [], new_after, new_from),
         "metadata": [(k, scalar(v)) for k, v in (packet.get("metadata") or {}).items() if holds_something(v)],
     }

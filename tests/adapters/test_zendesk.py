@@ -236,6 +236,34 @@ def test_a_ticket_merged_into_an_open_one_is_updated_there_not_followed_up(zd: F
     assert zd.calls("POST", TICKETS) == []
 
 
+@pytest.mark.parametrize(("caught_up", "taken"), [(True, False), (False, False), (True, True)])
+def test_messages_on_the_ticket_the_conversations_was_merged_into_say_the_merge_and_mark_theirs_new(
+        zd: FakeZendesk, caught_up: bool, taken: bool) -> None:
+    # A review: a batch of messages re-sent to the merge target with the whole brief opened with "An
+    # earlier batch of them did not reach this ticket" — nothing had failed, the brief and the earlier
+    # messages were on the ticket merged away — and the batch's messages were marked nowhere in it.
+    follow_up = {"handoff_id": "hnd_01ORIGINAL", "first": 3, **({"taken": True} if taken else {})}
+    packet = full_packet(follow_up=follow_up)
+    batch = ctx(packet, handoff_id="msg_01BATCH", link=Link(vendor_id="77120"))
+    if caught_up:
+        batch = replace(batch, brief=render_brief(packet, "msg_01BATCH", update=True, assignment=batch.assignment))
+    zd.error("PUT", "/api/v2/tickets/77120.json", 422, "error-422-closed-ticket.json")
+    zd.audits(77120, merged_into=88001)
+    zd.update_ticket(88001)
+
+    assert adapter().deliver(batch).vendor_id == "88001"
+
+    [note] = zd.json_bodies("PUT", "/api/v2/tickets/88001.json")
+    html_body = note["ticket"]["comment"]["html_body"]
+    said = "since an agent took handoff hnd_01ORIGINAL" if taken else "while handoff hnd_01ORIGINAL waited"
+    assert html_body.startswith(f"<p><em>Messages the customer sent {said} (2 messages, marked [new] in the "
+                                "transcript). This conversation&#x27;s ticket 77120 was merged into this one, so the "
+                                "handoff&#x27;s whole brief is here with them.</em></p>"), html_body[:400]
+    assert "did not reach" not in html_body
+    rows = re.findall(r"<p><small>[\d:]+</small> (.*?)</p>", html_body)
+    assert [row.startswith("<strong>[new]</strong>") for row in rows] == [False, False, False, True, True]
+
+
 @pytest.mark.parametrize("target", ["closed", "deleted", "forbidden"])
 def test_a_merge_target_that_takes_no_update_gets_the_follow_up_of_the_closed_ticket(zd: FakeZendesk,
                                                                                      target: str) -> None:
