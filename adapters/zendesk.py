@@ -108,6 +108,9 @@ class _Comment:
     carries: str = ""  # what the comment still holds, for the receipt
     note: str = ""  # the line in `html_body` that says what is attached (`_unattached` rewrites it)
     only_attached: tuple[str, ...] = ()  # the parts (`brief.PARTS`) the comment holds nothing of
+    # Other words of `html_body` that send the agent to the file (the transcript's heading, the older
+    # contacts' line), each with what it says instead when Zendesk refuses the file (`_unattached`).
+    swaps: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -356,36 +359,53 @@ class ZendeskAdapter(Adapter):
         recent = ctx.brief.html_recent_contacts(RECENT_CONTACTS, include_transcript=True)
         if recent is not None and _fits(lead + recent + attached):
             return _Comment(recent + attached, whole, "brief",
-                            f"everything but the earlier contacts before the {RECENT_CONTACTS} most recent", attached)
+                            f"everything but the earlier contacts before the {RECENT_CONTACTS} most recent", attached,
+                            swaps=(_OLDER_CONTACTS,))
+        # Each heading of a transcript the comment leaves out says where it is: "see below / attached"
+        # sent agents below for a five-message transcript that only the file held (a review).
+        count = len(ctx.brief.transcript_lines)
         name = f"transcript-{safe_id}.txt"
-        note = _note(f"The whole transcript ({len(ctx.brief.transcript_lines)} messages) is attached as "
-                     f"{name}: it is too long for a Zendesk comment. Nothing was cut.")
-        if _fits(lead + ctx.brief.summary_html + note):
+        note = _note(f"The whole transcript ({count} messages) is attached as {name}: with it the brief is too long "
+                     f"for a Zendesk comment. Nothing was cut.")
+        in_file = f"in the attached {name}, not in this comment"
+        bare = ctx.brief.summary_html_with(note, in_file)
+        if _fits(lead + bare):
             text = "\n".join((ctx.brief.transcript_heading, "", *ctx.brief.transcript_lines)) + "\n"
+
+            def below(n: int) -> str:
+                return f"below, and in the attached {name}" if n == count else \
+                    f"the last {n} below, all {count} in the attached {name}"
+
             # The end of the conversation stays in the comment, as much of it as fits: with the whole
             # transcript in a file, an agent read none of it without downloading it (and then only
             # the last ten, of 400 messages in 5 KB of a 60 KB comment).
             shown, body = _most_that_fit(
-                len(ctx.brief.transcript_lines),
-                lambda n: ctx.brief.summary_html_with(note + ctx.brief.html_latest_messages(n)),
+                count, lambda n: ctx.brief.summary_html_with(note + ctx.brief.html_latest_messages(n), below(n)),
                 lambda body: _fits(lead + body))
             if shown:
-                return _Comment(body, (name, text), "transcript", f"the summary and the last {shown} messages", note)
-            return _Comment(ctx.brief.summary_html_with(note), (name, text), "transcript", "the summary", note,
-                            _TRANSCRIPT)
-        recent = ctx.brief.html_recent_contacts(RECENT_CONTACTS, include_transcript=False)
+                refused = "below" if shown == count else \
+                    f"the last {shown} below (Zendesk refused the file holding all)"
+                return _Comment(body, (name, text), "transcript", f"the summary and the last {shown} messages", note,
+                                swaps=(_heading(below(shown), refused),))
+            return _Comment(bare, (name, text), "transcript", "the summary", note, _TRANSCRIPT,
+                            (_heading(in_file, _NOT_ON_TICKET),))
+        in_brief = f"in the attached {brief_file} with the whole brief, not in this comment"
+        recent = ctx.brief.html_recent_contacts(RECENT_CONTACTS, include_transcript=False, transcript_where=in_brief)
         if recent is not None and _fits(lead + recent + attached):
             return _Comment(recent + attached, whole, "brief",
                             f"the summary with the {RECENT_CONTACTS} most recent earlier contacts", attached,
-                            _TRANSCRIPT)
+                            _TRANSCRIPT, (_heading(in_brief, _NOT_ON_TICKET), _OLDER_CONTACTS))
         # Who, why, what they want and the urgency stay in the comment an agent opens first; the long
         # lists (earlier contacts, what was tried, collected data) and the transcript go in the file.
         # Only a subject line was left here before: two hundred earlier contacts hid even the urgency.
-        rest = _note(f"Earlier contacts, what was tried, what the bot collected and the transcript are too long "
-                     f"for a Zendesk comment: the whole brief is attached as {brief_file}. Nothing was cut.")
-        if _fits(lead + ctx.brief.core_html + rest):
-            return _Comment(ctx.brief.core_html + rest, whole, "brief", "who, why, what they want and the urgency",
-                            rest, _LISTS + _TRANSCRIPT)
+        # Not each of them is long: a five-message transcript was said to be "too long" (a review).
+        rest = _note(f"Earlier contacts, what was tried, what the bot collected and the transcript are not in this "
+                     f"comment: with them the brief is too long for a Zendesk comment. The whole brief is attached "
+                     f"as {brief_file}. Nothing was cut.")
+        core = ctx.brief.core_html(in_brief)
+        if _fits(lead + core + rest):
+            return _Comment(core + rest, whole, "brief", "who, why, what they want and the urgency",
+                            rest, _LISTS + _TRANSCRIPT, (_heading(in_brief, _NOT_ON_TICKET),))
         alone = _note(f"Handoff {ctx.handoff_id}: the brief is too long for a Zendesk comment. "
                       f"It is attached in full as {brief_file}.")
         return _Comment(alone + f"<p>{html.escape(ctx.brief.subject)}</p>", whole, "brief", "the subject only", alone,
@@ -1114,8 +1134,22 @@ def _unattached(payload: dict[str, Any], planned: _Comment, err: DeliveryError,
         body = body.replace(planned.note, _note(f"The whole {planned.attached_part} is too long for a Zendesk "
                                                 f"comment, and Zendesk refused it as a file ({why}). This comment "
                                                 f"carries {planned.carries}."), 1)
+        for said_attached, said_refused in planned.swaps:  # nothing of it may send the agent to the file
+            body = body.replace(said_attached, said_refused, 1)
         payload = deep_merge(payload, {"ticket": {"comment": {"html_body": body}}})
     return payload, _file_refused(planned, said, present)
+
+
+def _heading(where: str, refused: str) -> tuple[str, str]:
+    """A `_Comment.swaps` entry for the transcript heading saying `where` the transcript is
+    (`Brief.summary_html_with`), and saying `refused` instead when Zendesk refuses the file."""
+    return f": {html.escape(where)}.</h3>", f": {html.escape(refused)}.</h3>"
+
+
+_NOT_ON_TICKET = "not on this ticket (Zendesk refused the file holding it)"
+# brief.html.j2's line counting the earlier contacts a comment leaves to the file (`html_recent_contacts`).
+_OLDER_CONTACTS = (", in the attached brief</em></li>",
+                   ", not on this ticket (Zendesk refused the file holding them)</em></li>")
 
 
 def _file_refused(planned: _Comment, said: str, present: Collection[str]) -> tuple[dict[str, Any], ...]:

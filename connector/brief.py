@@ -79,6 +79,9 @@ PARTS = (
     "collected_data", "history", "routing", "transcript", "attachments", "metadata",
 )
 
+# Where a summary's transcript heading says the transcript is, unless its caller says (`Brief.core_html`).
+SEE_BELOW = "see below / attached"
+
 
 class Brief:
     """The brief of one handoff. Each rendering is done on first use: an adapter reads one or two of
@@ -125,29 +128,32 @@ class Brief:
     def summary_html(self) -> str:
         return self._render("html", include_transcript=False)
 
-    def summary_html_with(self, inserted: str) -> str:
+    def summary_html_with(self, inserted: str, transcript_where: str = SEE_BELOW) -> str:
         """`summary_html` with `inserted` (HTML of ours: where the transcript went, its last
         messages) where the transcript would be — above the footer, which it followed before, as if
-        added after the signature."""
-        return self._render("html", include_transcript=False, inserted=inserted)
+        added after the signature — its heading saying where the transcript is (`transcript_where`)."""
+        return self._render("html", include_transcript=False, inserted=inserted, transcript_where=transcript_where)
 
-    @cached_property
-    def core_html(self) -> str:
+    def core_html(self, transcript_where: str = SEE_BELOW) -> str:
         """The summary without its long lists (earlier contacts, attempts, collected data, hints):
-        who, why, what they want, the urgency — for a target whose limit the summary overflows."""
-        return self._render("html", include_transcript=False, include_lists=False)
+        who, why, what they want, the urgency — for a target whose limit the summary overflows. Its
+        transcript heading says where the transcript is (`transcript_where`): "see below / attached"
+        over nothing below sent agents looking for a five-message transcript (a review)."""
+        return self._render("html", include_transcript=False, include_lists=False, transcript_where=transcript_where)
 
-    def html_recent_contacts(self, shown: int, include_transcript: bool) -> str | None:
+    def html_recent_contacts(self, shown: int, include_transcript: bool,
+                             transcript_where: str = SEE_BELOW) -> str | None:
         """The HTML brief with only the `shown` most recent earlier contacts and a line counting the
         rest, for a target whose limit a long history overflows: what was tried, what was collected
         and the transcript are worth more in the comment than the tenth old ticket. None when the
-        history has no more than `shown`."""
+        history has no more than `shown`. Without the transcript, its heading says where it is
+        (`transcript_where`)."""
         history = self._view["history"]
         if len(history) <= shown:
             return None
         kept = most_recent(self._packet.get("history") or [], shown)
         view = {**self._view, "history": [history[i] for i in kept], "history_more": len(history) - shown}
-        return self._render("html", include_transcript, view=view)
+        return self._render("html", include_transcript, view=view, transcript_where=transcript_where)
 
     def html_latest_messages(self, shown: int) -> str:
         """The last `shown` messages as HTML, under a heading saying they are the last of how many,
@@ -157,7 +163,7 @@ class Brief:
         return _env.get_template("latest_messages.html.j2").render(b=self._view, rows=rows)
 
     def _render(self, kind: str, include_transcript: bool, include_lists: bool = True,
-                transcript_where: str = "see below / attached", view: Mapping[str, Any] | None = None,
+                transcript_where: str = SEE_BELOW, view: Mapping[str, Any] | None = None,
                 inserted: str = "") -> str:
         # `inserted` is HTML this module's templates and the adapter's own notes wrote, escaped there.
         return _env.get_template(f"{self.template}.{kind}.j2").render(

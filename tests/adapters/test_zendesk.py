@@ -1114,6 +1114,8 @@ def test_oversize_multibyte_transcript_goes_as_attachment_nothing_cut(zd: FakeZe
     # As much of the conversation's end as fits stays readable in the comment (60 messages of ~2 KB).
     shown = int(comment["html_body"].split("<h3>The last ")[1].split(" of 60 messages</h3>")[0])
     assert 20 <= shown < 60 and f"the last {shown} messages" in outcome.receipt["attached"][0]["reason"]
+    assert f"<h3>Transcript — 60 messages, 2026-11-20 09:00 UTC, 59 s: the last {shown} below, all 60 in the " \
+           "attached transcript-hnd_01TESTHANDOFF0000000000000.txt.</h3>" in comment["html_body"]
     assert "第59条消息" in comment["html_body"] and f"第{60 - shown}条消息" in comment["html_body"]
     assert f"第{59 - shown}条消息" not in comment["html_body"]
 
@@ -1855,7 +1857,7 @@ def test_brief_too_long_even_without_transcript_is_attached_whole(zd: FakeZendes
     [body] = zd.json_bodies("PUT", "/api/v2/tickets/77120.json")
     assert body["ticket"]["comment"]["uploads"] == ["6bk3gql82em5nmf"]
     comment = body["ticket"]["comment"]["html_body"]
-    assert "the whole brief is attached as handoff-hnd_01TESTHANDOFF0000000000000.txt" in comment
+    assert "The whole brief is attached as handoff-hnd_01TESTHANDOFF0000000000000.txt" in comment
     # Who, why, what they want and the urgency stay in the comment: only the subject was left before.
     assert "Why a person is needed" in comment and "Urgency: <strong>high</strong>" in comment
     assert "Dana Whitfield" in comment and "field_0" not in comment
@@ -1889,6 +1891,9 @@ def test_a_refused_upload_leaves_the_ticket_made_with_what_the_comment_carries(z
     assert "uploads" not in comment
     assert "is attached as" not in comment["html_body"] and "Zendesk refused it as a file" in comment["html_body"]
     assert lines[-1] in comment["html_body"]  # the latest messages still there
+    # The transcript's heading too says the file is not there (it said "see below / attached").
+    assert re.search(r"<h3>Transcript — [^<]*: the last \d+ below \(Zendesk refused the file holding all\)\.</h3>",
+                     comment["html_body"])
     assert "transcript" in outcome.receipt["delivered"]  # in part: said under dropped
     assert len(comment["html_body"].encode()) <= COMMENT_LIMIT_BYTES + 400
     assert "attached" not in outcome.receipt
@@ -2050,6 +2055,44 @@ def test_a_brief_whose_core_is_too_long_keeps_the_subject_and_says_so() -> None:
     comment = adapter().render(context)["ticket"]["comment"]["html_body"]
     assert "It is attached in full as handoff-" in comment
     assert "carries the subject only" in adapter().receipt(context, {})["attached"][0]["reason"]
+
+
+@pytest.mark.parametrize("refused", [False, True])
+@pytest.mark.parametrize("step", ["recent contacts", "core"])
+def test_a_short_transcript_left_to_the_file_is_said_to_be_there_not_below(zd: FakeZendesk, monkeypatch,
+                                                                          step: str, refused: bool) -> None:
+    # A review: long collected values (or many earlier contacts) took a five-message transcript out of
+    # the comment with the lists, and its heading there said "see below / attached" over nothing below,
+    # the note calling it too long; with the file refused, the heading still sent agents to it.
+    name = "handoff-hnd_01TESTHANDOFF0000000000000.txt"
+    if step == "core":
+        packet = full_packet(collected_data={f"field_{i}": "ü" * 2000 for i in range(40)})
+    else:
+        packet = full_packet(history=_contacts(80))
+        # The five most recent contacts fit beside the note, not with the transcript too.
+        with_transcript = ctx(packet).brief.html_recent_contacts(5, include_transcript=True)
+        monkeypatch.setattr(zendesk_module, "COMMENT_LIMIT_BYTES", len(with_transcript.encode()))
+    if refused:
+        zd.error("POST", UPLOADS, 422, {"error": "RecordInvalid", "description": "Attachments are disabled"})
+    else:
+        zd.upload(filename=name)
+    zd.create_ticket()
+
+    outcome = adapter().deliver(ctx(packet))
+
+    comment = zd.json_bodies("POST", TICKETS)[0]["ticket"]["comment"]["html_body"]
+    assert outcome.receipt["attached" if not refused else "dropped"][0]["file"] == name
+    assert "carries " + ("who, why" if step == "core" else "the summary with the 5 most recent") in str(outcome.receipt)
+    assert not re.search(r"<p><small>[\d:]+</small>", comment)  # no message of the transcript in the comment…
+    [heading] = re.findall(r"<h3>Transcript — [^<]*</h3>", comment)
+    assert "below" not in comment and "transcript are too long" not in comment  # …nor said to be
+    if refused:
+        assert heading.endswith(": not on this ticket (Zendesk refused the file holding it).</h3>")
+        assert "attached" not in comment  # nothing sends the agent to a file that is not there
+    else:
+        assert heading.endswith(f": in the attached {name} with the whole brief, not in this comment.</h3>")
+    if step == "recent contacts":
+        assert f"…and 75 older contacts, {'not on this ticket' if refused else 'in the attached brief'}" in comment
 
 
 def test_custom_fields_use_the_mapping_value_language() -> None:
