@@ -111,9 +111,23 @@ def accept(services: Services, handoff: Handoff, message_id: str | None, raw: by
     reaches = any(registry.reaches_agents(target, among) for target in targets)
     # …and not to preview alone while a vendor is enabled (below). A batch stored before either
     # refusal applied is answered as stored, as any repeat is (a retry was told 422 beside its 201).
-    if not (reaches and any(registry.reaches_agents(target, [*among, *services.adapters]) for target in targets)):
+    # …nor to a handoff whose ticket was solved or closed (`completed_at`, from the vendor's event): a
+    # closed Zendesk ticket's batch opened a new one that nobody held, while a read of the handoff
+    # still said `completed`, named the old ticket's agent beside the new ticket's link, and the new
+    # one's own events were dropped as the handoff's, recorded already (a bot developer's review).
+    # A new handoff of the conversation is the way back: it reopens or follows up the ticket, and
+    # its answer, reads and callbacks say where it stands.
+    completed = handoff.completed_at is not None
+    if completed or not (reaches and any(registry.reaches_agents(target, [*among, *services.adapters])
+                                         for target in targets)):
         if (repeat := find_repeat(services, handoff.bot_id, key, message_id)) is not None:
             return _replayed(services, repeat, digest, key, handoff, _earlier(services, handoff), messages)
+    if completed:
+        raise ValidationFailed(
+            f"This handoff was completed at {handoff.completed_at.isoformat()}: its ticket was solved or closed, "
+            "and nobody is waiting to read these messages there. Send a new handoff of the conversation with the "
+            "whole transcript instead.", errors={"messages": ["the handoff was completed: its ticket was solved or "
+                                                              "closed"]})
     if not reaches:
         raise ValidationFailed(
             "Every target of this handoff that reaches an agent was dismissed by an operator: nothing would "

@@ -12,6 +12,8 @@ from sqlalchemy import select, update
 
 from connector.models import Callback, ConversationLink, Delivery, Handoff, utcnow
 from tests.conftest import ADMIN_TOKEN, OTHER_KEY, auth
+from tests.e2e.test_zendesk_e2e import ZENDESK as WITH_EVENTS
+from tests.e2e.test_zendesk_merge_events_e2e import status_changed
 from tests.factories import full_packet, minimal_packet
 from tests.fakes.salesforce import IDS, INSTANCE, TOKEN, SalesforceFake
 from tests.fakes.slack import FakeSlack
@@ -755,3 +757,27 @@ def test_every_batchs_note_is_headed_by_the_tickets_subject_not_an_earlier_batch
         heads = [body["ticket"]["comment"]["html_body"].split("</h2>")[0]
                  for body in zendesk.json_bodies("PUT", "/api/v2/tickets/1001.json")]
     assert len(heads) == 2 and all(head.endswith(f"— {subject}") for head in heads), (subject, heads)
+
+
+def test_messages_to_a_handoff_whose_ticket_was_solved_are_refused_but_one_stored_before_is_answered(make_app):
+    # A bot developer's review: a batch sent after the ticket was closed opened a new ticket nobody held,
+    # while the handoff still read `completed`, with the old ticket's agent beside the new one's link.
+    app = make_app(**WITH_EVENTS)
+    client = app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        zd = FakeZendesk(rsps)
+        handoff_id = _handoff_with_ticket(app, zd)
+        zd.update_ticket(1001)
+        before = send(client, handoff_id, **{"Idempotency-Key": "before"})
+        assert before.status_code == 201
+        assert status_changed(client, 1001, handoff_id, "evt-solved", "SOLVED").get_json()["outcome"] == "recorded"
+        later = [{"at": "2026-11-27T09:25:00Z", "role": "customer", "text": "It broke again."}]
+        refused = send(client, handoff_id, later, **{"Idempotency-Key": "after"})  # nothing reaches Zendesk
+        assert refused.status_code == 422
+        problem = refused.get_json()
+        assert problem["errors"] == {"messages": ["the handoff was completed: its ticket was solved or closed"]}
+        assert "Send a new handoff of the conversation" in problem["detail"]
+        replayed = send(client, handoff_id, **{"Idempotency-Key": "before"})  # a retry of the earlier batch
+        assert (replayed.status_code, replayed.get_json()) == (200, before.get_json())
+    read = client.get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()
+    assert read["completed_at"] is not None and len(read["messages"]) == 1
