@@ -36,7 +36,7 @@ from ulid import ULID
 from connector.brief import REASONS, Brief, attempt_title, collected_of, masked_message, one_line, render_brief
 from connector.errors import ConfigError, MappingProblem
 from connector.mapping_values import template_failures
-from connector.redaction import redact_packet, redact_text
+from connector.redaction import redact_packet, redact_text, scalar_text
 from connector.schemas.packet import URGENCIES
 from connector.settings import Settings
 from connector.text_rules import did_you_mean, rfc3339_utc
@@ -680,8 +680,8 @@ class Adapter(abc.ABC):
             return value
         if isinstance(value, list):
             return [self.masked(item) for item in value]
-        if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
-            text, counts = redact_text(str(value), kinds)
+        if (written := scalar_text(value)) is not None:
+            text, counts = redact_text(written, kinds)
             if any(counts.values()):
                 log.info("a template's output masked again", extra={"target": self.name, "redacted": dict(counts)})
                 return text

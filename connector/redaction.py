@@ -82,12 +82,15 @@ _ASSIGNMENT = re.compile(
     r"((?>\s*[:=]\s*|\s+(?:(?:is|ist|es|est|was|war)\b(?:\s*[:=])?\s*(?:(?:now|still|jetzt|noch)\s+)?)?)))"
     r"(?!\[redacted)(\"[^\"\n]*\"|'[^'\n]*'|(?:[^\s&;,'\"]|[&;,](?=[^\s&;,'\"])(?![A-Za-z_][\w.-]*=))+)"
 )
-# The spaces and dashes, other than ASCII's, that numbers are copied with (character class ranges).
-_SPACE_LIKE = "\u00a0\u2000-\u200a\u202f\u205f\u3000"
+# The spaces and dashes, other than ASCII's, that numbers are copied with (character class ranges),
+# and the characters nobody sees that join them as a space would (a soft hyphen, a zero-width space,
+# a word joiner, a byte order mark, direction marks): a card so joined reads as one, and went whole
+# to every subject and alert (a data protection review).
+_SPACE_LIKE = "\u00a0\u2000-\u200a\u202f\u205f\u3000\u00ad\u200b-\u200f\u2060\ufeff"
 # Not the en and em dashes: they join ranges ("2026-01-02 – 2026-01-16", "pages 12–19").
 _DASH_LIKE = "\u2010-\u2012\u2212\ufe63\uff0d"
 _IBAN_START = re.compile(r"(?<![A-Za-z0-9\]])[A-Za-z]{2}[0-9]{2}")
-_IBAN_SEPARATOR = re.compile(rf"[ \-{_SPACE_LIKE}{_DASH_LIKE}]")
+_IBAN_SEPARATOR = re.compile(rf"[ \t\-{_SPACE_LIKE}{_DASH_LIKE}]")
 # SWIFT IBAN registry: total length per country.
 _IBAN_LENGTHS = {
     code: int(length) for code, length in (item.split(":") for item in (
@@ -99,7 +102,8 @@ _IBAN_LENGTHS = {
         "TL:23 TN:24 TR:26 UA:29 VA:22 VG:24 XK:20 YE:30"
     ).split())
 }
-_DIGIT_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")  # no required suffix, so no backtracking
+# A tab between groups too: a card pasted from a spreadsheet's cells went whole to a Slack thread (a review).
+_DIGIT_RUN = re.compile(r"[0-9](?:[ \t-]?[0-9])*")  # no required suffix, so no backtracking
 # A card's own groups (4-4-4-4…, Amex's 4-6-5, Diners' 4-6-4) apart by up to three spaces or a spaced
 # dash ("4111  1111  1111  1111", "4111 - 1111 - …", as a web page or a banking app lays them out):
 # only in that shape, as the dotted pass — any run so spaced took date ranges ("2026-01-02 - 2026-01-16"),
@@ -183,6 +187,8 @@ def redact_packet(packet: Mapping[str, Any], kinds: Collection[str]) -> tuple[di
     return _walk(packet, (), order, counts), dict(counts)
 
 
+# Of an earlier contact's ticket, only its own ids and state: the rest a bot copies in (its subject,
+# "Refund to card 4111 …") is free text, masked as the contact's summary is (a data protection review).
 _STRUCTURAL = frozenset(
     tuple(path.split("."))
     for path in (
@@ -190,7 +196,8 @@ _STRUCTURAL = frozenset(
         "customer.id customer.name customer.email customer.phone customer.account_id customer.segment transcript.[].at "
         "transcript.[].role transcript.[].attachments.[].url transcript.[].attachments.[].content_type "
         "transcript.[].attachments.[].size intent.name intent.confidence sentiment attempted_solutions.[].url "
-        "attempted_solutions.[].outcome history.[].at history.[].channel history.[].ticket history.[].agent "
+        "attempted_solutions.[].outcome history.[].at history.[].channel history.[].ticket.system history.[].ticket.id "
+        "history.[].ticket.url history.[].ticket.status history.[].agent "
         "escalation.reason escalation.urgency routing.department routing.skills routing.priority routing.queue "
         "routing.preferred_agent.id routing.preferred_agent.email routing.preferred_agent.name targets callback "
         "vendor_extra"
@@ -208,15 +215,36 @@ def _walk(value: Any, path: tuple[str, ...], kinds: tuple[str, ...], counts: Cou
                 for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_walk(item, (*path, "[]"), kinds, counts, credential) for item in value]
-    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
-        masked = str(value)
-        if credential and masked.strip().casefold() not in _NO_VALUE and not masked.startswith("[redacted "):
+    text = scalar_text(value)
+    if text is None:
+        # A fraction under a credential's name (`"pin": 48.21`) is one too; nothing else is masked.
+        if credential and isinstance(value, float):
             counts["secret"] += 1
             return "[redacted secret]"
-        for kind in kinds:
-            masked = _MASKERS[kind](masked, counts)
-        return value if masked == str(value) else masked
-    return value
+        return value
+    masked = text
+    if credential and masked.strip().casefold() not in _NO_VALUE and not masked.startswith("[redacted "):
+        counts["secret"] += 1
+        return "[redacted secret]"
+    for kind in kinds:
+        masked = _MASKERS[kind](masked, counts)
+    return value if masked == text else masked
+
+
+def scalar_text(value: Any) -> str | None:
+    """The text a packet's value is masked as: a string, an integer, or a float with nothing after
+    its point, as its integer (protobuf's Struct and a chatbot platform's number slots write whole
+    numbers so: `"card_number": 4111111111111111.0` and `"pin": 4821.0` reached every vendor whole; a
+    data protection review). None for anything else (a fraction, a boolean, null)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return None
 
 
 # A name that says its value is a credential, by its words (`new_password`, `cardCvv`, `Security

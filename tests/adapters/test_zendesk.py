@@ -2526,3 +2526,14 @@ def test_a_subject_reading_a_misspelt_packet_field_is_warned_of() -> None:
         "mappings/zendesk.yaml: subject: intent.stated_problm is no field the packet declares — did you mean "
         "intent.stated_problem? (a bot's own field is read as written)"]
     assert adapter(subject="{{ intent.stated_problem }}").mapping_warnings() == []
+
+
+def test_a_card_sent_as_a_whole_number_with_a_fraction_is_masked_in_a_mapped_field_and_the_comment() -> None:
+    # A data protection review: `"card_number": 4111111111111111.0` (protobuf's Struct, a number slot)
+    # went whole to a custom field mapped by its path and to the comment, with `redact: [card]`.
+    packet = full_packet()
+    packet["collected_data"]["card_number"] = 4111111111111111.0
+    mapped = adapter(redact=["card"], custom_fields=[{"id": 1, "path": "collected_data.card_number"}])
+    ticket = mapped.render(mapped.for_target(ctx(packet)))["ticket"]
+    assert ticket["custom_fields"] == [{"id": 1, "value": "[redacted card ••••1111]"}]
+    assert "4111111111111111" not in json.dumps(ticket) and "[redacted card ••••1111]" in ticket["comment"]["html_body"]

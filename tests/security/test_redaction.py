@@ -401,3 +401,35 @@ def test_a_bots_own_keys_in_bot_and_routing_are_masked_as_any_others():
     assert agent == {"email": "dana@acme.example", "id": "42", "name": "Dana", "auth_token": "[redacted secret]"}
     assert redacted["routing"]["department"] == "billing" and redacted["routing"]["skills"] == ["refunds"]
     assert "4111" not in redacted["routing"]["extra"] and counts == {"secret": 2, "card": 1}
+
+
+@pytest.mark.parametrize("joiner", ["\u200b", "\u00ad", "\u2060", "\ufeff", "\u200e", "\t"])
+def test_a_card_joined_by_a_character_nobody_sees_or_a_tab_is_masked(joiner: str) -> None:
+    # A data protection review: joined by a zero-width space, a soft hyphen, a word joiner or a byte
+    # order mark (copied from a web page or a PDF), or by tabs (a spreadsheet's cells), a card went
+    # whole to every subject and alert: it shows as 4111111111111111 there.
+    card = joiner.join(["4111", "1111", "1111", "1111"])
+    assert redact_text(f"Card {card} declined", ("card",)) == ("Card [redacted card ••••1111] declined", {"card": 1})
+    iban = joiner.join(["DE89", "3704", "0044", "0532", "0130", "00"])
+    assert redact_text(f"IBAN {iban}", ("iban",))[0] == "IBAN [redacted iban DE••••3000]"
+
+
+def test_a_whole_number_written_with_a_fraction_is_masked_as_its_integer() -> None:
+    # A data protection review: protobuf's Struct and number slots write whole numbers as floats, and
+    # `"card_number": 4111111111111111.0` and `"pin": 4821.0` reached every vendor whole.
+    packet = {"collected_data": {"card_number": 4111111111111111.0, "pin": 4821.0, "passcode": 48.21, "amount": 12.5,
+                                 "seats": 40.0}}
+    masked, counts = redact_packet(packet, ("card", "secret"))
+    assert masked["collected_data"] == {"card_number": "[redacted card ••••1111]", "pin": "[redacted secret]",
+                                        "passcode": "[redacted secret]", "amount": 12.5, "seats": 40.0}
+    assert counts == {"card": 1, "secret": 2}
+    assert redact_packet(masked, ("card", "secret")) == (masked, {})
+
+
+def test_an_earlier_contacts_ticket_keeps_its_ids_and_masks_what_the_bot_copied_in() -> None:
+    # A data protection review: `history[].ticket` was kept whole as structure, its subject with it.
+    ticket = {"system": "zendesk", "id": "4111111111111111", "url": "https://acme.zendesk.com/agent/tickets/7",
+              "status": "solved", "subject": "Refund to card 4111 1111 1111 1111"}
+    masked, counts = redact_packet({"history": [{"summary": "refund", "ticket": ticket}]}, ("card",))
+    assert masked["history"][0]["ticket"] == {**ticket, "subject": "Refund to card [redacted card ••••1111]"}
+    assert counts == {"card": 1}
