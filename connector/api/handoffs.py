@@ -153,7 +153,10 @@ def add_messages(handoff_id: str) -> Response:
         (a new ticket if there is none). Delivered within CONNECTOR_SYNC_BUDGET_MS like
         a handoff, then retried in the background. No status callbacks are sent for messages; GET
         the handoff, or this route, to see where they are. A repeated Idempotency-Key (or, without
-        one, the same messages for the same handoff) returns the stored answer with 200.
+        one, the same messages for the same handoff) returns the stored answer with 200. Refused with
+        422 (`errors.messages` says why), for a new handoff of the conversation instead: once the
+        handoff was completed (its ticket solved or closed), every target reaching an agent was
+        dismissed, it has 100 batches, or they would take it over a handoff's limits.
       security: [{bearerAuth: []}, {botSignature: []}]
       parameters:
         - {in: path, name: handoff_id, required: true, schema: {type: string}}
