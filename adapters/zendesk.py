@@ -346,7 +346,8 @@ class ZendeskAdapter(Adapter):
         """`_comment`'s body, chosen so that with `lead` before it it fits one comment. Each step
         down keeps what an agent needs most in the comment and attaches the rest, nothing cut: all
         of it; the transcript and the most recent earlier contacts; the summary; the summary with
-        the most recent contacts; who, why, what they want and the urgency; the subject."""
+        the most recent contacts; who, why, what they want and the urgency; the subject. Each step
+        from the summary down keeps the transcript's last messages that fit below its heading."""
         if _fits(lead + ctx.brief.html):
             return _Comment(ctx.brief.html)
         safe_id = re.sub(r"[^A-Za-z0-9_-]", "_", ctx.handoff_id)
@@ -371,41 +372,59 @@ class ZendeskAdapter(Adapter):
         bare = ctx.brief.summary_html_with(note, in_file)
         if _fits(lead + bare):
             text = "\n".join((ctx.brief.transcript_heading, "", *ctx.brief.transcript_lines)) + "\n"
-
-            def below(n: int) -> str:
-                return f"below, and in the attached {name}" if n == count else \
-                    f"the last {n} below, all {count} in the attached {name}"
-
             # The end of the conversation stays in the comment, as much of it as fits: with the whole
             # transcript in a file, an agent read none of it without downloading it (and then only
             # the last ten, of 400 messages in 5 KB of a 60 KB comment).
             shown, body = _most_that_fit(
-                count, lambda n: ctx.brief.summary_html_with(note + ctx.brief.html_latest_messages(n), below(n)),
+                count, lambda n: ctx.brief.summary_html_with(note + ctx.brief.html_latest_messages(n),
+                                                             _below(n, count, name)),
                 lambda body: _fits(lead + body))
             if shown:
-                refused = "below" if shown == count else \
-                    f"the last {shown} below (Zendesk refused the file holding all)"
                 return _Comment(body, (name, text), "transcript", f"the summary and the last {shown} messages", note,
-                                swaps=(_heading(below(shown), refused),))
+                                swaps=(_heading(_below(shown, count, name), _below_refused(shown, count)),))
             return _Comment(bare, (name, text), "transcript", "the summary", note, _TRANSCRIPT,
                             (_heading(in_file, _NOT_ON_TICKET),))
+        # The steps below leave the transcript to the brief's file with the long lists, and keep its last
+        # messages that fit as the step above does: eighty earlier contacts beside 120 long messages left
+        # none of them in the comment, ~52 KB of its 60 KB unused — none on the ticket at all when Zendesk
+        # refused the file; a five-message transcript went to the file beside long collected values (a review).
         in_brief = f"in the attached {brief_file} with the whole brief, not in this comment"
         recent = ctx.brief.html_recent_contacts(RECENT_CONTACTS, include_transcript=False, transcript_where=in_brief)
         if recent is not None and _fits(lead + recent + attached):
-            return _Comment(recent + attached, whole, "brief",
-                            f"the summary with the {RECENT_CONTACTS} most recent earlier contacts", attached,
-                            _TRANSCRIPT, (_heading(in_brief, _NOT_ON_TICKET), _OLDER_CONTACTS))
+            contacts = f"the summary with the {RECENT_CONTACTS} most recent earlier contacts"
+
+            def recent_and_latest(n: int) -> str:
+                return (ctx.brief.html_recent_contacts(RECENT_CONTACTS, include_transcript=False,
+                                                       transcript_where=_below(n, count, brief_file),
+                                                       inserted=ctx.brief.html_latest_messages(n)) or "") + attached
+
+            shown, body = _most_that_fit(count, recent_and_latest, lambda body: _fits(lead + body))
+            if shown:
+                return _Comment(body, whole, "brief", f"{contacts} and the last {shown} messages", attached,
+                                swaps=(_heading(_below(shown, count, brief_file), _below_refused(shown, count)),
+                                       _OLDER_CONTACTS))
+            return _Comment(recent + attached, whole, "brief", contacts, attached, _TRANSCRIPT,
+                            (_heading(in_brief, _NOT_ON_TICKET), _OLDER_CONTACTS))
         # Who, why, what they want and the urgency stay in the comment an agent opens first; the long
         # lists (earlier contacts, what was tried, collected data) and the transcript go in the file.
         # Only a subject line was left here before: two hundred earlier contacts hid even the urgency.
         # Not each of them is long: a five-message transcript was said to be "too long" (a review).
-        rest = _note(f"Earlier contacts, what was tried, what the bot collected and the transcript are not in this "
-                     f"comment: with them the brief is too long for a Zendesk comment. The whole brief is attached "
-                     f"as {brief_file}. Nothing was cut.")
+
+        def rest(n: int) -> str:  # the note over a core with the last `n` messages
+            return _note(f"{_left_out(n, count)} not in this comment: with them the brief is too long for a Zendesk "
+                         f"comment. The whole brief is attached as {brief_file}. Nothing was cut.")
+
         core = ctx.brief.core_html(in_brief)
-        if _fits(lead + core + rest):
-            return _Comment(core + rest, whole, "brief", "who, why, what they want and the urgency",
-                            rest, _LISTS + _TRANSCRIPT, (_heading(in_brief, _NOT_ON_TICKET),))
+        if _fits(lead + core + rest(0)):
+            shown, body = _most_that_fit(
+                count, lambda n: ctx.brief.core_html(_below(n, count, brief_file), ctx.brief.html_latest_messages(n))
+                + rest(n), lambda body: _fits(lead + body))
+            if shown:
+                return _Comment(body, whole, "brief", f"who, why, what they want, the urgency and the last {shown} "
+                                f"messages", rest(shown), _LISTS,
+                                (_heading(_below(shown, count, brief_file), _below_refused(shown, count)),))
+            return _Comment(core + rest(0), whole, "brief", "who, why, what they want and the urgency",
+                            rest(0), _LISTS + _TRANSCRIPT, (_heading(in_brief, _NOT_ON_TICKET),))
         alone = _note(f"Handoff {ctx.handoff_id}: the brief is too long for a Zendesk comment. "
                       f"It is attached in full as {brief_file}.")
         return _Comment(alone + f"<p>{html.escape(ctx.brief.subject)}</p>", whole, "brief", "the subject only", alone,
@@ -1138,6 +1157,29 @@ def _unattached(payload: dict[str, Any], planned: _Comment, err: DeliveryError,
             body = body.replace(said_attached, said_refused, 1)
         payload = deep_merge(payload, {"ticket": {"comment": {"html_body": body}}})
     return payload, _file_refused(planned, said, present)
+
+
+def _below(shown: int, count: int, name: str) -> str:
+    """Where a transcript's heading over its last `shown` of `count` messages says it is, the file
+    `name` holding all of them."""
+    return f"below, and in the attached {name}" if shown == count else \
+        f"the last {shown} below, all {count} in the attached {name}"
+
+
+def _below_refused(shown: int, count: int) -> str:
+    """`_below` where Zendesk refused the file."""
+    return "below" if shown == count else f"the last {shown} below (Zendesk refused the file holding all)"
+
+
+def _left_out(shown: int, count: int) -> str:
+    """What a comment down to its core leaves out, with the last `shown` of the transcript's `count`
+    messages kept ("… are")."""
+    lists = ["Earlier contacts", "what was tried", "what the bot collected"]
+    if not shown:
+        lists.append("the transcript")
+    elif shown < count:
+        lists.append(f"the first {count - shown} messages of the transcript")
+    return f"{', '.join(lists[:-1])} and {lists[-1]} are"
 
 
 def _heading(where: str, refused: str) -> tuple[str, str]:

@@ -134,26 +134,29 @@ class Brief:
         added after the signature — its heading saying where the transcript is (`transcript_where`)."""
         return self._render("html", include_transcript=False, inserted=inserted, transcript_where=transcript_where)
 
-    def core_html(self, transcript_where: str = SEE_BELOW) -> str:
+    def core_html(self, transcript_where: str = SEE_BELOW, inserted: str = "") -> str:
         """The summary without its long lists (earlier contacts, attempts, collected data, hints):
         who, why, what they want, the urgency — for a target whose limit the summary overflows. Its
         transcript heading says where the transcript is (`transcript_where`): "see below / attached"
-        over nothing below sent agents looking for a five-message transcript (a review)."""
-        return self._render("html", include_transcript=False, include_lists=False, transcript_where=transcript_where)
+        over nothing below sent agents looking for a five-message transcript (a review). `inserted`
+        under that heading, as `summary_html_with`'s."""
+        return self._render("html", include_transcript=False, include_lists=False, transcript_where=transcript_where,
+                            inserted=inserted)
 
     def html_recent_contacts(self, shown: int, include_transcript: bool,
-                             transcript_where: str = SEE_BELOW) -> str | None:
+                             transcript_where: str = SEE_BELOW, inserted: str = "") -> str | None:
         """The HTML brief with only the `shown` most recent earlier contacts and a line counting the
         rest, for a target whose limit a long history overflows: what was tried, what was collected
         and the transcript are worth more in the comment than the tenth old ticket. None when the
         history has no more than `shown`. Without the transcript, its heading says where it is
-        (`transcript_where`)."""
+        (`transcript_where`), `inserted` under it (as `summary_html_with`'s)."""
         history = self._view["history"]
         if len(history) <= shown:
             return None
         kept = most_recent(self._packet.get("history") or [], shown)
         view = {**self._view, "history": [history[i] for i in kept], "history_more": len(history) - shown}
-        return self._render("html", include_transcript, view=view, transcript_where=transcript_where)
+        return self._render("html", include_transcript, view=view, transcript_where=transcript_where,
+                            inserted=inserted)
 
     def html_latest_messages(self, shown: int) -> str:
         """The last `shown` messages as HTML, under a heading saying they are the last of how many,

@@ -1861,8 +1861,13 @@ def test_brief_too_long_even_without_transcript_is_attached_whole(zd: FakeZendes
     # Who, why, what they want and the urgency stay in the comment: only the subject was left before.
     assert "Why a person is needed" in comment and "Urgency: <strong>high</strong>" in comment
     assert "Dana Whitfield" in comment and "field_0" not in comment
+    # …and the five-message transcript, which went to the file with the lists, 58 KB of the comment free.
+    assert len(re.findall(r"<p><small>[\d:]+</small>", comment)) == 5
+    assert ": below, and in the attached handoff-hnd_01TESTHANDOFF0000000000000.txt.</h3>" in comment
+    assert "Earlier contacts, what was tried and what the bot collected are not in this comment" in comment
     assert outcome.receipt["attached"][0]["part"] == "brief"
-    assert "carries who, why, what they want and the urgency" in outcome.receipt["attached"][0]["reason"]
+    assert "carries who, why, what they want, the urgency and the last 5 messages" in \
+        outcome.receipt["attached"][0]["reason"]
 
 
 UPLOADS = "/api/v2/uploads.json"
@@ -1985,8 +1990,10 @@ def test_a_refused_upload_leaves_the_note_on_the_conversations_ticket(zd: FakeZe
     assert outcome.status == "updated" and "attached" not in outcome.receipt
     assert [entry["part"] for entry in outcome.receipt["dropped"] if entry.get("file")] == ["brief"]
     # What only the file held is not listed delivered: the comment kept who, why, what and the
-    # urgency (a review of the mend: every part was still listed).
-    gone = {"attempted_solutions", "collected_data", "history", "transcript"}
+    # urgency (a review of the mend: every part was still listed), and the five-message transcript.
+    gone = {"attempted_solutions", "collected_data", "history"}
+    assert "transcript" in outcome.receipt["delivered"]
+    assert re.search(r"<h3>Transcript — [^<]*: below\.</h3>", body["ticket"]["comment"]["html_body"])
     assert not gone & set(outcome.receipt["delivered"]) and {"customer", "escalation"} <= set(
         outcome.receipt["delivered"])
     assert gone <= {entry["part"] for entry in outcome.receipt["dropped"]
@@ -2057,21 +2064,27 @@ def test_a_brief_whose_core_is_too_long_keeps_the_subject_and_says_so() -> None:
     assert "carries the subject only" in adapter().receipt(context, {})["attached"][0]["reason"]
 
 
+def _chat(count: int, last: str = "") -> list[dict[str, Any]]:
+    """`count` messages of ~900 characters, the customer's every other one; `last` the last one's text."""
+    chat = [{"at": f"2026-11-20T09:{i // 60:02d}:{i % 60:02d}Z", "role": "customer" if i % 2 else "bot",
+             "text": f"message {i}: " + "a" * 900} for i in range(count)]
+    return [*chat[:-1], {**chat[-1], "text": last}] if last else chat
+
+
+_FILLS_THE_LISTS = {"recent contacts": {"history": _contacts(80)},
+                    "core": {"collected_data": {f"field_{i}": "ü" * 2000 for i in range(40)}}}
+
+
 @pytest.mark.parametrize("refused", [False, True])
 @pytest.mark.parametrize("step", ["recent contacts", "core"])
-def test_a_short_transcript_left_to_the_file_is_said_to_be_there_not_below(zd: FakeZendesk, monkeypatch,
-                                                                          step: str, refused: bool) -> None:
-    # A review: long collected values (or many earlier contacts) took a five-message transcript out of
-    # the comment with the lists, and its heading there said "see below / attached" over nothing below,
-    # the note calling it too long; with the file refused, the heading still sent agents to it.
+def test_a_transcript_left_to_the_file_with_the_lists_keeps_its_last_messages_in_the_comment(
+        zd: FakeZendesk, step: str, refused: bool) -> None:
+    # A review: eighty earlier contacts (or long collected values) beside 120 long messages took the
+    # transcript to the brief's file with the lists, and none of it stayed — only the summary's
+    # "Latest from them" line, with ~52 KB of the 60 KB comment free; with the file refused, not one
+    # message was on the ticket.
     name = "handoff-hnd_01TESTHANDOFF0000000000000.txt"
-    if step == "core":
-        packet = full_packet(collected_data={f"field_{i}": "ü" * 2000 for i in range(40)})
-    else:
-        packet = full_packet(history=_contacts(80))
-        # The five most recent contacts fit beside the note, not with the transcript too.
-        with_transcript = ctx(packet).brief.html_recent_contacts(5, include_transcript=True)
-        monkeypatch.setattr(zendesk_module, "COMMENT_LIMIT_BYTES", len(with_transcript.encode()))
+    packet = full_packet(**_FILLS_THE_LISTS[step], transcript=_chat(120))
     if refused:
         zd.error("POST", UPLOADS, 422, {"error": "RecordInvalid", "description": "Attachments are disabled"})
     else:
@@ -2081,14 +2094,60 @@ def test_a_short_transcript_left_to_the_file_is_said_to_be_there_not_below(zd: F
     outcome = adapter().deliver(ctx(packet))
 
     comment = zd.json_bodies("POST", TICKETS)[0]["ticket"]["comment"]["html_body"]
-    assert outcome.receipt["attached" if not refused else "dropped"][0]["file"] == name
-    assert "carries " + ("who, why" if step == "core" else "the summary with the 5 most recent") in str(outcome.receipt)
+    shown = len(re.findall(r"<p><small>[\d:]+</small>", comment))
+    assert 20 <= shown < 120 and f"<h3>The last {shown} of 120 messages</h3>" in comment
+    assert "message 119:" in comment and f"message {120 - shown}:" in comment
+    assert f"message {119 - shown}:" not in comment
+    assert len(comment.encode()) <= COMMENT_LIMIT_BYTES + (400 if refused else 0)
+    # Their heading says where the rest is, true with the file refused too.
+    [heading] = re.findall(r"<h3>Transcript — [^<]*</h3>", comment)
+    if refused:
+        assert heading.endswith(f": the last {shown} below (Zendesk refused the file holding all).</h3>")
+        assert "attached" not in comment
+    else:
+        assert heading.endswith(f": the last {shown} below, all 120 in the attached {name}.</h3>")
+    said = outcome.receipt["dropped" if refused else "attached"][0]
+    carries = {"recent contacts": "the summary with the 5 most recent earlier contacts",
+               "core": "who, why, what they want, the urgency"}[step]
+    assert said["file"] == name and f"carries {carries} and the last {shown} messages" in said["reason"]
+    assert "transcript" in outcome.receipt["delivered"]  # in part: the rest only in the file
+    assert "transcript" not in {entry["part"] for entry in outcome.receipt["dropped"] if not entry.get("file")}
+    if step == "recent contacts":
+        assert f"…and 75 older contacts, {'not on this ticket' if refused else 'in the attached brief'}" in comment
+    elif not refused:
+        assert (f"Earlier contacts, what was tried, what the bot collected and the first {120 - shown} messages of "
+                f"the transcript are not in this comment") in comment
+
+
+@pytest.mark.parametrize("refused", [False, True])
+@pytest.mark.parametrize("step", ["recent contacts", "core"])
+def test_a_transcript_none_of_whose_messages_fits_is_said_to_be_in_the_file_not_below(zd: FakeZendesk, step: str,
+                                                                                    refused: bool) -> None:
+    # A review: a five-message transcript left to the file with the lists had "see below / attached"
+    # over nothing below, the note calling it too long; with the file refused, the heading still sent
+    # agents to it. Here its last message (a pasted log) alone overflows the room the lists left.
+    name = "handoff-hnd_01TESTHANDOFF0000000000000.txt"
+    packet = full_packet(**_FILLS_THE_LISTS[step], transcript=_chat(5, "the log: " + "x" * 59_000))
+    if refused:
+        zd.error("POST", UPLOADS, 422, {"error": "RecordInvalid", "description": "Attachments are disabled"})
+    else:
+        zd.upload(filename=name)
+    zd.create_ticket()
+
+    outcome = adapter().deliver(ctx(packet))
+
+    comment = zd.json_bodies("POST", TICKETS)[0]["ticket"]["comment"]["html_body"]
+    said = outcome.receipt["dropped" if refused else "attached"][0]
+    carries = {"recent contacts": "the summary with the 5 most recent earlier contacts",
+               "core": "who, why, what they want and the urgency"}[step]
+    assert said["file"] == name and f"carries {carries}{';' if refused else ' and the whole text'}" in said["reason"]
     assert not re.search(r"<p><small>[\d:]+</small>", comment)  # no message of the transcript in the comment…
     [heading] = re.findall(r"<h3>Transcript — [^<]*</h3>", comment)
     assert "below" not in comment and "transcript are too long" not in comment  # …nor said to be
     if refused:
         assert heading.endswith(": not on this ticket (Zendesk refused the file holding it).</h3>")
         assert "attached" not in comment  # nothing sends the agent to a file that is not there
+        assert "transcript" in {entry["part"] for entry in outcome.receipt["dropped"] if not entry.get("file")}
     else:
         assert heading.endswith(f": in the attached {name} with the whole brief, not in this comment.</h3>")
     if step == "recent contacts":
