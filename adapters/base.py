@@ -77,6 +77,9 @@ MAX_MERGES = 5  # merges followed from the conversation's gone ticket (`Adapter.
 # The key of a link's `extra` naming the handoff whose delivery made its ticket (the outbox keeps it;
 # Slack's alerts said it before): a replay of that delivery finds its own ticket, not the conversation's.
 MADE_FOR = "handoff_id"
+# The key of a link's `extra` naming the ticket an agent merged into the link's (the outbox and
+# `merges` keep it): a batch whose handoff's brief is on that one sends it whole (`merge_target_context`).
+LINK_MERGED_FROM = "merged_from"
 # The key of a delivery's `sent_to` naming the ticket the vendor's own event named as the handoff's
 # (an agent took it after the delivery was given up: `outbox.revive_named`): a lookup that finds
 # nothing records that one (`FoundOnlyByTheVendor`), never makes a second ticket beside it.
@@ -148,6 +151,11 @@ class HandoffContext:
     # The conversation's ticket an agent merged into the one this update goes to (`merge_target_context`):
     # a batch of messages there says so, not that an earlier batch failed (`batch_again`).
     merged_from: str | None = None
+    # When the handoff a batch of messages follows was completed (a vendor's event: its ticket solved
+    # or closed). The batch still goes where its ticket takes it (a solved one reopens), but no new
+    # ticket is opened in its place (`_instead_of`): one stored before the close and retried, or
+    # replayed, after it opened a ticket nobody held while the handoff read `completed` (a review).
+    handoff_completed_at: dt.datetime | None = None
 
     @property
     def handed_off_again(self) -> str | None:
@@ -861,6 +869,8 @@ class Adapter(abc.ABC):
             # the other then updates (the outbox holds it while that ticket is being made).
             raise ReplacementUnderway(f"ticket {gone.ticket_id} takes no more updates and another delivery of "
                                       "this conversation is opening the new one", retry_after=REPLACEMENT_WAIT_S)
+        if ctx.handoff_completed_at is not None and ctx.packet.get("follow_up"):
+            raise completed_gone(gone, ctx.handoff_completed_at)
         log.info("the conversation's ticket takes no more updates; opening a new one",
                  extra={"target": self.name, "ticket": gone.ticket_id, "closed": gone.closed})
         # Always rendered afresh: a follow-up's short brief assumed the old ticket held the rest, and
@@ -893,6 +903,18 @@ class Adapter(abc.ABC):
             customer=customer_marks(ctx.packet),
             opened_with=opened_with(ctx),
         )
+
+
+def completed_gone(gone: TicketGone, completed_at: dt.datetime) -> TicketGone:
+    """`gone`, met by a batch of messages whose handoff was completed (`HandoffContext.handoff_completed_at`),
+    as the refusal that gives the batch up: why, and what the bot can do (the 422 such a batch is told
+    when it is posted after the completion, `follow_ups.accept`)."""
+    return TicketGone(f"the handoff was completed ({completed_at.isoformat()}) and its ticket "
+                      f"{'closed' if gone.closed else 'is gone'}: "
+                      f"{gone.message}. No new ticket is opened for these messages in place of it, "
+                      "where nobody would hold the handoff; send a new handoff of the conversation "
+                      "with them instead.", ticket_id=gone.ticket_id, closed=gone.closed, status=gone.status,
+                      reply=gone.reply)
 
 
 def merge_not_followed(err: DeliveryError) -> bool:

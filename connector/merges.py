@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from adapters.base import MADE_FOR, MAX_MERGES, Adapter, MergeEnd
+from adapters.base import LINK_MERGED_FROM, MADE_FOR, MAX_MERGES, Adapter, MergeEnd
 from adapters.errors import DeliveryError, RateLimited, TicketGone, TransientError
 from adapters.events import CompletionEvent, MergeEvent
 
@@ -214,9 +214,11 @@ def _move_links(services: Services, target: str, on: str, end: MergeEnd) -> int:
         links = session.scalars(select(ConversationLink).where(*ConversationLink.naming(target, on))
                                 .with_for_update()).all()
         for link in links:
-            # Which handoff made the ticket (`MADE_FOR`) is not carried: no handoff made this one.
+            # Which handoff made the ticket (`MADE_FOR`) is not carried: no handoff made this one. That a
+            # merge brought the link there is: the brief is on the ticket merged away (`LINK_MERGED_FROM`).
+            link.extra = {**{name: value for name, value in (link.extra or {}).items() if name != MADE_FOR},
+                          LINK_MERGED_FROM: link.vendor_id}
             link.vendor_id, link.url = end.ticket_id, end.url
-            link.extra = {name: value for name, value in (link.extra or {}).items() if name != MADE_FOR}
             link.updated_at = utcnow()
         return len(links)
 

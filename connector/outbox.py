@@ -27,6 +27,7 @@ from sqlalchemy import Boolean, Connection, and_, bindparam, case, func, insert,
 from sqlalchemy.orm import Session
 
 from adapters.base import (
+    LINK_MERGED_FROM,
     MADE_FOR,
     NAMED_TICKET,
     TICKET_MADE,
@@ -37,6 +38,7 @@ from adapters.base import (
     kept_team,
     last_message_told,
     last_told,
+    merge_target_context,
 )
 from adapters.errors import (
     DeliveryError,
@@ -138,7 +140,7 @@ _CARRIED_BY = (
 )
 # What came before a follow-up at its target: its handoff's delivery there, and earlier follow-ups'.
 _BEFORE_FOLLOW_UP = (
-    select(_DELIVERIES.c.state, _DELIVERIES.c.next_attempt_at, _HANDOFFS.c.follow_up_seq)
+    select(_DELIVERIES.c.state, _DELIVERIES.c.next_attempt_at, _HANDOFFS.c.follow_up_seq, _DELIVERIES.c.vendor_id)
     .join(_HANDOFFS, _HANDOFFS.c.id == _DELIVERIES.c.handoff_id)
     .where(_DELIVERIES.c.target == bindparam("target"),
            or_(_HANDOFFS.c.id == bindparam("follows_id"),
@@ -270,6 +272,11 @@ class _Claimed:
     # The batch of this handoff's messages that reached the target while its own delivery there was
     # given up, with the whole brief (`_CARRIED_BY`): the delivery is done by it, nothing is sent.
     carried_by: Any = None
+    # A follow-up's: when its handoff was completed (`HandoffContext.handoff_completed_at`), and the
+    # ticket its handoff and earlier batches reached when a merge has moved the conversation's link
+    # off it since (`merge_target_context`: the brief is not on the link's ticket).
+    completed_at: dt.datetime | None = None
+    merged_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -461,7 +468,12 @@ class Outbox:
                     take_replacement=self._replacement_taker(delivery, handoff),
                     earlier=self._earlier_context(claimed, delivery.target),
                     new_ticket_assignment=fresh,
+                    handoff_completed_at=claimed.completed_at,
                 )
+                if claimed.merged_from is not None and link is not None:
+                    # Its handoff's brief and earlier batches are on the ticket merged away: sent as an
+                    # update that meets the merge itself sends it (`Adapter.update_merged`).
+                    ctx = merge_target_context(ctx, claimed.merged_from)
                 log.info("delivery attempt", extra={"attempt": ctx.attempt, "update": ctx.link is not None})
                 outcome = adapter.deliver(ctx)
             except ReplacementUnderway:
@@ -660,12 +672,15 @@ class Outbox:
                 # The vendor asked everyone to wait: hold this delivery until then; not an attempt.
                 connection.execute(_HOLD, {"delivery_id": delivery.id, "token": delivery.lease_owner, "until": until})
                 return None
-            caught_up, packet = False, None
+            caught_up, reached, packet, completed_at = False, None, None, None
             if handoff.follows_id is not None:
-                caught_up = self._follow_up_may_go(connection, delivery, handoff, now)
-                if caught_up is None:
+                turn = self._follow_up_may_go(connection, delivery, handoff, now)
+                if turn is None:
                     return None
+                caught_up, reached = turn
                 packet = follow_up_packets.whole_of(session, handoff)
+                if (parent := session.get(Handoff, handoff.follows_id)) is not None:
+                    completed_at = parent.completed_at
                 if session.scalar(select(Assignment.id).where(Assignment.handoff_id == handoff.follows_id).limit(1)):
                     # An agent has the handoff: its messages are not announced as sent "while waiting for an
                     # agent" under the line saying who took it (a review; `while_waiting.announced`).
@@ -689,26 +704,28 @@ class Outbox:
                 for d in handoff.deliveries
                 if d.id != delivery.id and d.state in DONE
             )
-            return _Claimed(delivery, handoff, link or None, related, caught_up, follows, packet, after, carried_by)
+            return _Claimed(delivery, handoff, link or None, related, caught_up, follows, packet, after, carried_by,
+                            completed_at, _merged_away(link or None, caught_up, reached))
 
     def _follow_up_may_go(self, connection: Connection, delivery: Delivery, handoff: Handoff,
-                          now: dt.datetime) -> bool | None:
+                          now: dt.datetime) -> tuple[bool, str | None] | None:
         """Messages sent while a handoff waited go to a target after the handoff, and after the
         earlier messages: None (held, not an attempt) while any of those is still being delivered
         there. Else whether all of them reached it, or a later one of them carried what one given up had
         not (`_all_arrived`) — then only these messages need to; else this follow-up carries
-        everything (the packet holds it all), so nothing is lost."""
+        everything (the packet holds it all), so nothing is lost. With it, the ticket the latest of
+        them reached (`_reached`)."""
         before = connection.execute(_BEFORE_FOLLOW_UP, {"target": delivery.target, "follows_id": handoff.follows_id,
                                                          "seq": handoff.follow_up_seq}).all()
-        waiting_for = [next_at for state, next_at, _ in before if state == "pending"]
+        waiting_for = [next_at for state, next_at, *_ in before if state == "pending"]
         if not waiting_for:
-            return _all_arrived(before)
+            return _all_arrived(before), _reached(before)
         link = connection.execute(_LINK_OF, ConversationLink.key_for(handoff, delivery.target)).first()
         if link is not None and link.owner_delivery_id == delivery.id and not link.vendor_id:
             # It went ahead once (all before it given up), took the conversation's link and is
             # opening the ticket with everything: what was replayed since waits for it (`_link_for`),
             # so waiting for that in turn would hold both for ever.
-            return False
+            return False, None
         # Until the latest of their next attempts (a vendor down for an hour: not a poll every
         # 2 s per batch), and no sooner than the wait for a conversation's first ticket.
         until = max(now + dt.timedelta(seconds=WAIT_FOR_OWNER_S), *waiting_for)
@@ -1397,10 +1414,26 @@ def _all_arrived(before: Sequence[Any]) -> bool:
     again — "Handed off again" in a Slack thread per batch, a review."""
     if not before:
         return False
-    reached = [-1 if seq is None else seq for state, _, seq in before if state in DONE]
+    reached = [-1 if seq is None else seq for state, _, seq, _ in before if state in DONE]
     latest = max(reached, default=None)
     return all(state in DONE or (latest is not None and (-1 if seq is None else seq) < latest)
-               for state, _, seq in before)
+               for state, _, seq, _ in before)
+
+
+def _reached(before: Sequence[Any]) -> str | None:
+    """The ticket the latest of `before` (as `_all_arrived`'s) to arrive reached: where the brief, and
+    every earlier batch's messages, are (one that carried everything took them there)."""
+    done = [(-1 if seq is None else seq, ticket) for state, _, seq, ticket in before if state in DONE]
+    return max(done, key=lambda arrived: arrived[0])[1] if done else None
+
+
+def _merged_away(link: Link | None, caught_up: bool, reached: str | None) -> str | None:
+    """`reached` (`_reached`), when a merge has moved the conversation's link to another ticket since
+    (`LINK_MERGED_FROM`): the batch's short note there pointed to "the brief above", on the ticket merged
+    away — the link moved by Zendesk's merge event before the update met the closed ticket (a review)."""
+    if link is None or not caught_up or not reached or reached == link.vendor_id:
+        return None
+    return reached if link.extra.get(LINK_MERGED_FROM) else None
 
 
 def _as_first_rendered(claimed: _Claimed, delivery: Delivery) -> tuple[Link | None, bool]:
@@ -1433,11 +1466,10 @@ def _carried_over(connection: Connection | driver_cursor.Pooled, key: Mapping[st
     choice for the moving handoff, which the merge did not apply, was read as the team the ticket was
     opened for: the next handoff named that team to its bot, and its note a move that never was (a review)."""
     rows = driver_cursor.run(connection, _LINK_EXTRA, {**key, "vendor_id": moved_from}).rows
-    if not rows:
-        return ticket
-    [(kept,)] = rows
+    kept = rows[0][0] if rows else None
     carried = {name: value for name, value in (kept or {}).items() if name in ("customer", "opened_with", "told")}
-    return {**ticket, "extra": {**ticket["extra"], **carried}}
+    # And that a merge brought it there: a batch whose handoff's brief is on the ticket merged away (`_merged_away`).
+    return {**ticket, "extra": {**ticket["extra"], **carried, LINK_MERGED_FROM: moved_from}}
 
 
 def _done(outcome: Outcome, now: dt.datetime) -> dict[str, Any]:

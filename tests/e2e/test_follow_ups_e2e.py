@@ -781,3 +781,74 @@ def test_messages_to_a_handoff_whose_ticket_was_solved_are_refused_but_one_store
         assert (replayed.status_code, replayed.get_json()) == (200, before.get_json())
     read = client.get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()
     assert read["completed_at"] is not None and len(read["messages"]) == 1
+
+
+def _stored_then_closed(app, zd, client) -> str:
+    """A batch stored while Zendesk was down (its first PUT a 503), then the ticket closed — the
+    handoff completed by the event — and Zendesk answering a closed ticket's 422 since: the handoff's id."""
+    handoff_id = _handoff_with_ticket(app, zd)
+    zd.error("PUT", "/api/v2/tickets/1001.json", 503, {"error": "down"})
+    assert send(client, handoff_id, **{"Idempotency-Key": "before"}).status_code == 202
+    assert status_changed(client, 1001, handoff_id, "evt-closed", "CLOSED").get_json()["outcome"] == "recorded"
+    zd.rsps.reset()
+    # The 503 may have come after Zendesk acted: the next attempt looks for its note on the ticket first.
+    zd.rsps.add("GET", zd.origin + "/api/v2/tickets/1001/comments.json", json={"comments": [], "next_page": None})
+    zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
+    zd.audits(1001)  # not merged: closed
+    return handoff_id
+
+
+@pytest.mark.parametrize("replayed", [False, True], ids=["retried", "replayed"])
+def test_messages_stored_before_the_close_give_up_on_the_closed_ticket_not_open_another(make_app, replayed):
+    # A review: the batch's retry (or an operator's replay of it, dead) met the closed ticket after the
+    # handoff completed and opened Zendesk's follow-up ticket 1002: nobody held it, GET listed only it
+    # (the solved 1001 gone), and its solve was dropped as the completed handoff's duplicate.
+    from connector.outbox import replay
+
+    app = make_app(**WITH_EVENTS)
+    client, services = app.test_client(), app.extensions["connector"]
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        zd = FakeZendesk(rsps)
+        handoff_id = _stored_then_closed(app, zd, client)
+        if replayed:
+            with services.db.session() as session:
+                session.execute(update(Delivery).where(Delivery.state == "pending").values(state="dead"))
+            assert len(replay(services.db)) == 1
+        with services.db.session() as session:
+            session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+        ids, token = services.outbox.claim_due()
+        [done] = [services.outbox.run_delivery(i, token) for i in ids]
+        assert not zd.json_bodies("POST", "/api/v2/tickets.json")  # no ticket opened: the fake has none to give
+    assert (done.state, done.vendor_id) == ("failed", None)
+    assert "the handoff was completed" in done.last_error and "ticket closed" in done.last_error
+    assert "send a new handoff of the conversation" in done.last_error
+    read = client.get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()
+    assert read["completed_at"] is not None
+    assert [(t["status"], t["id"]) for t in read["tickets"]] == [("created", "1001")]
+    [batch] = client.get(f"/v1/handoffs/{handoff_id}/messages", headers=auth()).get_json()["items"]
+    [ticket] = batch["tickets"]
+    assert ticket["status"] == "failed" and "send a new handoff of the conversation" in ticket["error"]
+    app.config["CHECK_OPENAPI"] = False  # HTML pages, not in the API's document
+    admin = app.test_client()
+    assert admin.post("/admin/login", data={"token": ADMIN_TOKEN}).status_code == 302
+    assert "send a new handoff of the conversation" in admin.get(f"/admin/handoffs/{batch['id']}").get_data(as_text=True)
+
+
+def test_messages_stored_before_the_solve_still_reopen_the_solved_ticket(make_app):
+    # Solved, not closed: the comment reopens the ticket as a customer's reply would, and its agent sees it.
+    app = make_app(**WITH_EVENTS)
+    client, services = app.test_client(), app.extensions["connector"]
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        zd = FakeZendesk(rsps)
+        handoff_id = _handoff_with_ticket(app, zd)
+        zd.error("PUT", "/api/v2/tickets/1001.json", 503, {"error": "down"})
+        assert send(client, handoff_id).status_code == 202
+        assert status_changed(client, 1001, handoff_id, "evt-solved", "SOLVED").get_json()["outcome"] == "recorded"
+        rsps.reset()
+        rsps.add("GET", zd.origin + "/api/v2/tickets/1001/comments.json", json={"comments": [], "next_page": None})
+        zd.update_ticket(1001)
+        with services.db.session() as session:
+            session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+        ids, token = services.outbox.claim_due()
+        assert [(d.state, d.vendor_id) for d in (services.outbox.run_delivery(i, token) for i in ids)] == [
+            ("updated", "1001")]

@@ -261,3 +261,29 @@ def test_a_connect_timeout_is_refused_for_salesforce_to_send_again_as_a_refused_
         org.raise_("GET", "queryAll/", requests.exceptions.ConnectTimeout("connect timed out"))
         assert sent(client, "04l5g000000Ass1AAK").status_code == 503
     assert read(client, handoff_id)["assigned"] is None and linked_to(app) == [MERGED]
+
+
+def test_messages_after_a_merge_found_by_a_message_carry_the_whole_brief_to_the_master_case(make_app):
+    # A review (Zendesk's event first, and Salesforce alike): the link moved to the master before any
+    # update met the deleted case, and the next batch's short comment sent its agent to "the brief
+    # in this case's Description" — the master's own, not the handoff's.
+    from tests.e2e.test_follow_ups_e2e import send
+
+    app = make_app(**SALESFORCE)
+    client = app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        org = SalesforceFake(rsps)
+        handoff_id = handed_off(client, org)
+        org.merged_away([MASTER], {MERGED: MASTER})
+        org.merged_away([MERGED], {})
+        assert acked(sent(client, "04l5g000000Ass1AAK"))
+        assert linked_to(app) == [MASTER]
+        org.case_state(MASTER, owner=AGENT)
+        org.comments(2)
+        [ticket] = send(client, handoff_id).get_json()["tickets"]
+        comments = org.sent("CaseComment")[1:]
+    assert (ticket["status"], ticket["id"]) == ("updated", MASTER)
+    said = " ".join(comment["CommentBody"] for comment in comments)
+    assert all(comment["ParentId"] == MASTER for comment in comments)
+    assert "brief is in this case's Description" not in said and "Self-service reconnect failed twice" in said
+    assert f"(2 messages, marked [new] in the transcript). This conversation's ticket {MERGED} was merged" in said

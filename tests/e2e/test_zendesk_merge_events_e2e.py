@@ -5,6 +5,7 @@ are completed when that ticket is solved (`connector.merges`, `assignments.compl
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 
 import pytest
@@ -514,3 +515,30 @@ def test_an_older_chat_merged_into_a_ticket_whose_newer_merged_chat_was_solved_i
         assert assigned(client, 88001, "evt-taken").get_json()["handoff_id"] == older
     read = client.get(f"/v1/handoffs/{older}", headers=auth()).get_json()
     assert read["assigned"]["agent_id"] == str(holder or "381156009921") and read["completed_at"] is None
+
+
+def test_messages_after_the_merge_event_moved_the_link_carry_the_whole_brief_to_the_ticket_it_went_into(zendesk):
+    # A review: the merge's event (the normal order with webhooks) moved the conversation's link to 88001
+    # before any update met the closed ticket; the next batch's short note went there, pointing its agent
+    # to "the handoff's brief above" — which is on 1001.
+    from tests.e2e.test_follow_ups_e2e import SAID, send
+
+    client, zd = zendesk
+    first = first_handoff(client, zd)
+    merged_into_open(zd)
+    assert status_changed(client, 1001, first, "evt-merge", "CLOSED", merged=True).get_json()["outcome"] == "recorded"
+    zd.update_ticket(88001)
+    zd.update_ticket(88001)
+    assert send(client, first).get_json()["tickets"][0]["id"] == "88001"
+    again = [{"at": "2026-11-20T09:40:00Z", "role": "customer", "text": "Hello?"}]
+    assert send(client, first, again).get_json()["tickets"][0]["id"] == "88001"
+    whole, short = (body["ticket"]["comment"]["html_body"] for body in zd.json_bodies("PUT", "/api/v2/tickets/88001.json"))
+    assert "brief above has the rest" not in whole and "Self-service reconnect failed twice" in whole
+    assert whole.startswith(f"<p><em>Messages the customer sent while handoff {first} waited (2 messages, marked "
+                            "[new] in the transcript). This conversation&#x27;s ticket 1001 was merged into this "
+                            "one, so the handoff&#x27;s whole brief is here with them.</em></p>"), whole[:400]
+    rows = re.findall(r"<p><small>[\d:]+</small> (.*?)</p>", whole)
+    assert [row for row in rows if row.startswith("<strong>[new]</strong>")] == [
+        f"<strong>[new]</strong> <strong>Customer</strong>: {message['text']}" for message in SAID]
+    # The next batch finds the first one's whole brief on 88001: its own messages alone.
+    assert "brief above has the rest" in short and "Self-service reconnect failed twice" not in short
