@@ -148,8 +148,9 @@ class HandoffContext:
     # and the answer names them instead, `brief.as_answered`); a new ticket in place of one that
     # takes no more updates is a first one, and shows it (`_instead_of`). None: as `assignment`.
     new_ticket_assignment: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
-    # The conversation's ticket an agent merged into the one this update goes to (`merge_target_context`):
-    # a batch of messages there says so, not that an earlier batch failed (`batch_again`).
+    # The conversation's ticket an agent merged into the one this update goes to, as the agent reads
+    # it ("ticket 77120", "case 500…": `merge_target_context`): a batch of messages there says so, not
+    # that an earlier batch failed (`batch_again`).
     merged_from: str | None = None
     # When the handoff a batch of messages follows was completed (a vendor's event: its ticket solved
     # or closed). The batch still goes where its ticket takes it (a solved one reopens), but no new
@@ -274,7 +275,7 @@ BATCH_AGAIN_TAKEN = ("Messages the customer sent since an agent took handoff {}.
 # there — the brief and the earlier batches went to the ticket merged away, and "an earlier batch did
 # not reach this ticket" sent its agent looking for a failure (a review). The batch's own messages are
 # marked [new] (`render_brief`'s `batch_new`): under the whole transcript, they were told only by their times.
-BATCH_MERGED = ("{} ({}, marked [new] in the transcript). This conversation's ticket {} was merged into this one, "
+BATCH_MERGED = ("{} ({}, marked [new] in the transcript). This conversation's {} was merged into this one, "
                 "so the handoff's whole brief is here with them.")
 BATCH_WAITED = "Messages the customer sent while handoff {} waited"
 BATCH_TAKEN = "Messages the customer sent since an agent took handoff {}"
@@ -431,6 +432,9 @@ class Adapter(abc.ABC):
     # The PII kinds masked when the mapping says nothing (no `redact:`, or no file at all): what the
     # shipped file lists. `redact: []` masks nothing.
     default_redact: ClassVar[tuple[str, ...]] = ()
+    # What this vendor calls the record a handoff makes, where the agent reads of another one of it
+    # (`merge_target_context`: "This conversation's case 500… was merged into this one").
+    ticket_noun: ClassVar[str] = "ticket"
 
     @classmethod
     def names_an_agent(cls, value: Any) -> bool:
@@ -574,7 +578,7 @@ class Adapter(abc.ABC):
                 break
             seen.add(into)
             if whole is None:
-                whole = merge_target_context(ctx, gone.ticket_id)
+                whole = merge_target_context(ctx, f"{self.ticket_noun} {gone.ticket_id}")
                 payload, left_out = self.rendered(whole)
             try:
                 return replace(update(payload, whole, into), moved_from=gone.ticket_id,
@@ -927,7 +931,8 @@ def merge_not_followed(err: DeliveryError) -> bool:
 
 
 def merge_target_context(ctx: HandoffContext, merged_from: str) -> HandoffContext:
-    """`ctx` with the whole brief, for the ticket the conversation's (`merged_from`) was merged into
+    """`ctx` with the whole brief, for the ticket the conversation's (`merged_from`, as the agent reads
+    it: "ticket 77120", the adapter's `ticket_noun` and its id) was merged into
     (`update_merged`), as a successor gets it (`_instead_of`): the merge target holds none of it
     (Zendesk copies the merged ticket's last comment, Salesforce keeps the master's own Description),
     and a batch's short note sent agents to "the brief above", which was not there (a review). Its

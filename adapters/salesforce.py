@@ -106,6 +106,7 @@ class SalesforceAdapter(Adapter):
     mapping_types = {"comments_published": bool, "handoff_id_is_external_id": bool, "fields": dict, "priority": dict,
                      "origin": dict, "rate_limit_retry_after_s": (int, float)}
     agent_field = "owner_id"  # a user (005…); routing may also put a queue (00G…) there
+    ticket_noun = "case"
     routing_keys = frozenset({"owner_id"})
 
     @classmethod

@@ -715,7 +715,7 @@ class ZendeskAdapter(Adapter):
                 reopened, raised, holder = self._after_found_note(ticket_id, self._raises_after_note(ctx))
                 # On the merge target it went with the whole brief: the receipt says that (it said a
                 # batch's messages alone and no file; a review).
-                sent_as = (None, merge_target_context(ctx, merged_from), ()) if merged else None
+                sent_as = (None, merge_target_context(ctx, f"{self.ticket_noun} {merged_from}"), ()) if merged else None
                 as_sent = sent_as[1] if sent_as else ctx
                 return Sent(vendor_id=ticket_id, url=self.ticket_url(ticket_id),
                             dropped=self._file_missing(as_sent, self._file_to_check(as_sent), comment),

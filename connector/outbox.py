@@ -473,7 +473,7 @@ class Outbox:
                 if claimed.merged_from is not None and link is not None:
                     # Its handoff's brief and earlier batches are on the ticket merged away: sent as an
                     # update that meets the merge itself sends it (`Adapter.update_merged`).
-                    ctx = merge_target_context(ctx, claimed.merged_from)
+                    ctx = merge_target_context(ctx, f"{adapter.ticket_noun} {claimed.merged_from}")
                 log.info("delivery attempt", extra={"attempt": ctx.attempt, "update": ctx.link is not None})
                 outcome = adapter.deliver(ctx)
             except ReplacementUnderway:

@@ -286,4 +286,4 @@ def test_messages_after_a_merge_found_by_a_message_carry_the_whole_brief_to_the_
     said = " ".join(comment["CommentBody"] for comment in comments)
     assert all(comment["ParentId"] == MASTER for comment in comments)
     assert "brief is in this case's Description" not in said and "Self-service reconnect failed twice" in said
-    assert f"(2 messages, marked [new] in the transcript). This conversation's ticket {MERGED} was merged" in said
+    assert f"(2 messages, marked [new] in the transcript). This conversation's case {MERGED} was merged" in said
