@@ -157,6 +157,10 @@ class HandoffContext:
     # ticket is opened in its place (`_instead_of`): one stored before the close and retried, or
     # replayed, after it opened a ticket nobody held while the handoff read `completed` (a review).
     handoff_completed_at: dt.datetime | None = None
+    # The agent recorded holding the conversation's ticket here (the newest earlier handoff's on it,
+    # `Holder.handoff_id`), for a vendor whose ticket does not say who has it, as Zendesk's assignee
+    # does: a Slack alert an agent claimed. None: nobody, or no ticket yet (or a new one since).
+    held_by: Holder | None = None
 
     @property
     def handed_off_again(self) -> str | None:

@@ -199,14 +199,16 @@ class SlackAdapter(Adapter):
             # The Claim button needs Slack's interactivity, which posts back signed with
             # SLACK_SIGNING_SECRET: without that secret a click could not be verified, so no button.
             in_thread = update and batch is not None
+            held = _held(ctx) if update else None
             message, notes = kit.alert(packet, ctx.handoff_id, ctx.assignment, ctx.related,
-                                       mention="" if in_thread else self._mention(ctx), repeat=update,
+                                       mention="" if in_thread or held else self._mention(ctx), repeat=update,
                                        claim=bool(self.settings.slack_signing_secret),
                                        caution=kit.of_the_thread(ctx.another_customer) if update else None,
                                        since=kit.of_the_thread(batch_again(packet) if in_thread else ctx.news)
                                        if update else None,
                                        kept_team=ctx.brief.kept_team if update else None,
-                                       again=_batch_title(packet) if in_thread else "Handed off again")
+                                       again=_batch_title(packet) if in_thread else "Handed off again",
+                                       held=kit.held_notice(held) if held and not in_thread else None)
             notes = [*notes, *kit.unlinked(packet)]
         event = {"event_type": UPDATED if update else CREATED, "event_payload": {"handoff_id": ctx.handoff_id}}
         message = {"channel": self._channel(ctx), **message, "metadata": event, "unfurl_links": False,
@@ -214,8 +216,10 @@ class SlackAdapter(Adapter):
         if update:
             channel, ts = _link_target(ctx)
             # A re-escalation is news: broadcast the first reply to the channel unless the mapping
-            # says no. Messages while waiting stay in the thread, where whoever holds it looks.
-            broadcast = messages is None and batch is None and bool(self.mapping.get("broadcast_updates", True))
+            # says no. Messages while waiting stay in the thread, where whoever holds it looks; so
+            # does a re-escalation an agent holds already (`_held`): its reply names them instead.
+            broadcast = messages is None and batch is None and _held(ctx) is None \
+                and bool(self.mapping.get("broadcast_updates", True))
             message.update(channel=channel, thread_ts=ts, reply_broadcast=broadcast)
         if messages is not None:
             # With the batch's `follow_up`: its replies are named as messages of the handoff they follow.
@@ -295,9 +299,12 @@ class SlackAdapter(Adapter):
             raise _gone(err, ctx.link.vendor_id) or err from err
         with _after_posting(f"update of {channel}/{ts}", channel):
             refused = self._post_thread(channel, ts, payload["thread"], start=start)
+        # Whoever claimed the alert has the conversation (the reply said so, with no Claim): as
+        # Zendesk's answer names the assignee of a ticket updated, they hold this handoff too.
+        held = _held(ctx)
         return Sent(vendor_id=ctx.link.vendor_id, url=ctx.link.url, extra=dict(ctx.link.extra),
                     reply={"ts": first.get("ts"), "replies": len(payload["thread"]) + 1},
-                    dropped=(*earlier, *refused))
+                    dropped=(*earlier, *refused), holder=held.agent_id if held else None)
 
     def find_existing(self, ctx: HandoffContext) -> Sent | None:
         # First where the unanswered post went (recorded with that attempt): a mapping edit or a
@@ -812,6 +819,14 @@ def _link_target(ctx: HandoffContext) -> tuple[str, str]:
     if extra.get("channel") and extra.get("ts"):
         return str(extra["channel"]), str(extra["ts"])
     return _alert(ctx.link.vendor_id)
+
+
+def _held(ctx: HandoffContext) -> Holder | None:
+    """The Slack user recorded holding the conversation's alert (`HandoffContext.held_by`: a claim
+    of an earlier handoff in its thread), who has this re-escalation too. Nobody for an alert posted
+    anew in place of the claimed one (`held_by` is the link's alert's), nor for someone elsewhere."""
+    held = ctx.held_by
+    return held if held is not None and held.target == SlackAdapter.name and held.agent_id else None
 
 
 def _alert(vendor_id: str) -> tuple[str, str]:

@@ -387,12 +387,14 @@ def urgency_of(packet: Mapping[str, Any], assignment: Mapping[str, Any]) -> str:
 def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, Any],
           related: Sequence[Mapping[str, Any]], mention: str = "", repeat: bool = False,
           claim: bool = False, caution: str | None = None, since: str | None = None,
-          kept_team: str | None = None, again: str = "Handed off again") -> tuple[Message, list[Note]]:
+          kept_team: str | None = None, again: str = "Handed off again",
+          held: str | None = None) -> tuple[Message, list[Note]]:
     """The one message agents triage from, and notes on what it had to shorten (for the receipt).
     `repeat`: a reply in the first alert's thread, titled `again`.
 
     `claim`: a "Claim" button (`CLAIM_ACTION`, value the handoff id) that Slack posts to
-    `/webhooks/slack` — the agent who clicks it first takes the handoff."""
+    `/webhooks/slack` — the agent who clicks it first takes the handoff. `held` (`held_notice`): an
+    agent has the conversation already; the line saying so stands where the button would."""
     notes: list[Note] = []
 
     def short(part: str, raw: Any, limit: int, lines: Callable[[Any], str] = continued) -> str:
@@ -531,8 +533,10 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     if tickets := related_section(related):
         blocks.append(tickets)
 
+    if held:  # as a claimed alert says who took it (`claimed`): the same line, where its button was
+        blocks.append({**context(held), "block_id": CLAIMED_BLOCK})
     url = button_url(conversation.get("url"))
-    actions = [button("Claim", None, CLAIM_ACTION, handoff_id, style="primary")] if claim else []
+    actions = [button("Claim", None, CLAIM_ACTION, handoff_id, style="primary")] if claim and not held else []
     if url:
         actions.append(button("Open conversation", url, "handoff_open_conversation", handoff_id))
     if actions:
@@ -856,6 +860,15 @@ def taken_notice(blocks: list[dict[str, Any]]) -> str | None:
     marked = [text(block) for block in contexts if block.get("block_id") == CLAIMED_BLOCK]
     worded = [text(block) for block in contexts if (text(block) or "").startswith(TAKEN)]
     return (marked or worded or [None])[0]
+
+
+def held_notice(holder: Holder) -> str:
+    """What a re-escalation's reply says in place of its Claim button when an agent holds the
+    conversation already (`HandoffContext.held_by`): offered to the channel again, a second agent
+    took the customer the first one had (a review)."""
+    taker = who(holder.target, holder.agent_id, holder.agent_name)
+    held = escape(str(holder.handoff_id))
+    return f"{TAKEN}{taker} has this conversation (handoff `{held}` is theirs): it stays with them."
 
 
 def solved_notice(target: str) -> str:

@@ -118,7 +118,10 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             # its holder reported again by a vendor that says who owns it, not who took it (Salesforce:
             # any edit of the case sends its owner; recorded, it was a wait nobody observed).
             reported_again = event.owner_only and taken is not None and taken.agent_id == event.agent_id
-            if taken is not None and (routed or not taken.routed or reported_again):
+            # Nor a Claim offered before the agent who has the conversation there was found holding it.
+            claimed_again = event.claim and taken is not None and taken.target == event.target \
+                and taken.event_id.startswith(answers.HELD_EVENT)
+            if taken is not None and (routed or not taken.routed or reported_again or claimed_again):
                 return _recorded(session, event) or _taken_already(taken, where)
             # The bot hears of any agent taking its handoff, even one routing chose itself.
             # Not once `completed` is owed: "take it and solve it" may bring the solve first, and the
@@ -169,7 +172,7 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
 
 
 def held(services: Services, handoff_id: str, target: str, ticket_id: str, agent_id: str, *,
-         merged: bool = False) -> Received:
+         merged: bool = False, agent_name: str | None = None) -> Received:
     """The vendor's answer to `handoff_id`'s update of its conversation's ticket says an agent has
     that ticket (`Outcome.holder`): they hold the handoff — the bot hears who, in its read and its
     `assigned` callback — though no vendor event comes, their assignee unchanged. Recorded as
@@ -178,11 +181,11 @@ def held(services: Services, handoff_id: str, target: str, ticket_id: str, agent
     the ticket has an answer of its own (it may have found the ticket solved: nobody's). Zendesk
     names no agent in its events either: the agent's id only. `merged`: the ticket is the one the
     handoff's own was merged into (`connector.merges`), its conversation's link names it — the
-    handoff is found through that link, not where it was delivered."""
+    handoff is found through that link, not where it was delivered. `agent_name`: as the agent's own
+    take of an earlier handoff on the ticket was recorded (a Slack claim's), when that is who it is."""
     event = AssignmentEvent(target=target, event_id=f"{answers.HELD_EVENT}{handoff_id}", ticket_id=ticket_id,
-                            handoff_id=handoff_id,
-                            agent_id=agent_id, agent_name=None, at=utcnow(), named_in=None if merged else ticket_id,
-                            held=True)
+                            handoff_id=handoff_id, agent_id=agent_id, agent_name=agent_name, at=utcnow(),
+                            named_in=None if merged else ticket_id, held=True)
     return record(services, event)
 
 

@@ -49,6 +49,7 @@ from adapters.errors import (
     TransientError,
     decide,
 )
+from adapters.events import Holder
 
 from . import answers, callbacks, driver_cursor, follow_up_packets, metrics
 from .backoff import backoff_seconds
@@ -137,6 +138,17 @@ _CARRIED_BY = (
     .where(_HANDOFFS.c.follows_id == bindparam("handoff_id"), _DELIVERIES.c.target == bindparam("target"),
            _DELIVERIES.c.state.in_(DONE))
     .order_by(_HANDOFFS.c.follow_up_seq).limit(1)
+)
+# Who the conversation's ticket at a target is recorded with (`HandoffContext.held_by`): the agent
+# holding the newest of its other handoffs on that very ticket — not on one it replaced (a Slack
+# alert posted anew after the old one took no more replies: nobody claimed that one).
+_HELD_ON = (
+    select(Assignment.target, Assignment.agent_id, Assignment.agent_name, Assignment.handoff_id)
+    .join(Handoff, Handoff.id == Assignment.handoff_id)
+    .where(Handoff.bot_id == bindparam("bot_id"), Handoff.conversation_id == bindparam("conversation_id"),
+           Handoff.id != bindparam("handoff_id"), Assignment.target == bindparam("target"),
+           Assignment.vendor_ticket_id == bindparam("ticket"))
+    .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(1)
 )
 # What came before a follow-up at its target: its handoff's delivery there, and earlier follow-ups'.
 _BEFORE_FOLLOW_UP = (
@@ -277,6 +289,7 @@ class _Claimed:
     # off it since (`merge_target_context`: the brief is not on the link's ticket).
     completed_at: dt.datetime | None = None
     merged_from: str | None = None
+    held_by: Holder | None = None  # `HandoffContext.held_by`
 
 
 @dataclass(frozen=True)
@@ -292,14 +305,14 @@ class Outbox:
     def __init__(self, db: Database, adapters: Callable[[], Mapping[str, Adapter]], settings: Settings,
                  defer: Callable[[Callable[[], None]], Any] | None = None,
                  callback_owed: Callable[[], None] | None = None,
-                 held: Callable[[str, str, str, str], Any] | None = None,
+                 held: Callable[..., Any] | None = None,
                  kept: Callable[[Any, Delivery], dict[str, Any] | None] | None = None,
                  recorded: Callable[[str, str], Any] | None = None):
         self.db = db
         self.defer = defer or (lambda work: work())  # where follow-up work runs (services: its thread pool)
         self.callback_owed = callback_owed or (lambda: None)  # after a commit that may owe a status callback
         # An update's answer named the agent who has the ticket: (handoff, target, ticket, agent).
-        self.held = held or (lambda *_: None)
+        self.held = held or (lambda *_, **__: None)
         self.kept = kept or (lambda *_: None)
         # A handoff's ticket at a target whose tickets say who took it elsewhere (`Adapter.taken_elsewhere`).
         self.recorded = recorded or (lambda *_: None)
@@ -469,6 +482,7 @@ class Outbox:
                     earlier=self._earlier_context(claimed, delivery.target),
                     new_ticket_assignment=fresh,
                     handoff_completed_at=claimed.completed_at,
+                    held_by=claimed.held_by,
                 )
                 if claimed.merged_from is not None and link is not None:
                     # Its handoff's brief and earlier batches are on the ticket merged away: sent as an
@@ -519,7 +533,10 @@ class Outbox:
                 # targets' agents, or a newer handoff on the ticket first, and only one is recorded.
                 # Only a repeat onto a ticket an agent has pays for it on the bot's path.
                 try:
-                    self.held(handoff.id, delivery.target, outcome.vendor_id, outcome.holder)
+                    # By the name their own take was recorded with, where the holder is the one recorded.
+                    known = claimed.held_by if claimed.held_by and claimed.held_by.agent_id == outcome.holder else None
+                    self.held(handoff.id, delivery.target, outcome.vendor_id, outcome.holder,
+                              agent_name=known.agent_name if known else None)
                     attempted = replace(attempted, holder=outcome.holder)
                 except Exception:  # the ticket is recorded; who has it is for the next vendor event
                     log.exception("could not record the agent the updated ticket waits on")
@@ -704,8 +721,14 @@ class Outbox:
                 for d in handoff.deliveries
                 if d.id != delivery.id and d.state in DONE
             )
+            held_by = None
+            if link and handoff.follows_id is None and carried_by is None:  # a batch's messages hold nobody
+                held = connection.execute(_HELD_ON, {**ConversationLink.key_for(handoff, delivery.target),
+                                                     "handoff_id": handoff.id, "ticket": link.vendor_id}).first()
+                held_by = Holder(held.target, held.agent_id, held.agent_name, first=False,
+                                 handoff_id=held.handoff_id) if held is not None else None
             return _Claimed(delivery, handoff, link or None, related, caught_up, follows, packet, after, carried_by,
-                            completed_at, _merged_away(link or None, caught_up, reached))
+                            completed_at, _merged_away(link or None, caught_up, reached), held_by)
 
     def _follow_up_may_go(self, connection: Connection, delivery: Delivery, handoff: Handoff,
                           now: dt.datetime) -> tuple[bool, str | None] | None:

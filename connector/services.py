@@ -118,7 +118,8 @@ class Services:
         self.clock: Callable[[], float] = time.time  # the wall clock signature windows are checked against
         self.outbox = Outbox(self.db, lambda: self.adapters, settings, defer=self._defer,
                              callback_owed=self.wake_callbacks,
-                             held=lambda *held: assignments.held(self, *held), recorded=self.ticket_recorded,
+                             held=lambda *held, **named: assignments.held(self, *held, **named),
+                             recorded=self.ticket_recorded,
                              kept=lambda handoff, delivery: kept_tickets.keep(self, handoff, delivery))
         self.executor = ThreadPoolExecutor(max_workers=settings.delivery_threads, thread_name_prefix="deliver")
         self._loop: threading.Thread | None = None

@@ -692,3 +692,85 @@ def test_a_handoff_solved_before_its_slack_alert_was_recorded_is_marked_once_it_
         [due], token = services.outbox.claim_due()
         assert services.outbox.run_delivery(due, token).state == "created"
         _says_solved(slack, "")
+
+
+def _again(client, text: str = "Hello?? still broken"):
+    """The conversation handed off again: the customer came back to the bot and said `text`."""
+    again = full_packet()
+    again["transcript"].append({"at": "2026-11-20T10:17:10Z", "role": "customer", "text": text})
+    return client.post("/v1/handoffs", data=json.dumps(again), headers=auth(),
+                       content_type="application/json").get_json()
+
+
+def test_a_reescalation_of_a_claimed_alert_stays_with_the_agent_who_claimed_it(make_app, tmp_path):
+    # A review (Slack only): Dana clicked Claim, the customer came back, and the re-escalation's
+    # reply was broadcast to the channel with a live Claim button, nothing naming Dana; the bot was
+    # told nobody had the customer, with a wait — and a second agent claimed them. Zendesk and
+    # Salesforce record the agent on the ticket as holding such a handoff (`"routed": true`).
+    from tests.factories import mappings_quoting_a_wait
+
+    with FakeSlack() as slack:
+        client, body, alert, click = _claimable(make_app, slack, mappings_dir=mappings_quoting_a_wait(tmp_path))
+        assert body["estimated_wait_seconds"] == 300
+        assert click("U0DANA", "7281926354.1.abc") == "recorded"
+        _eventually(lambda: [c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")])
+        second = _again(client)
+        assert [(t["status"], t["id"]) for t in second["tickets"]] == [("updated", f"C0HANDOFF/{alert['ts']}")]
+        [posted] = [c.body for c in slack.calls_to("chat.postMessage") if "Handed off again" in c.body.get("text", "")]
+        assert posted["thread_ts"] == alert["ts"] and posted["reply_broadcast"] is False
+        assert '"handoff_claim"' not in json.dumps(posted["blocks"])
+        held = [e["text"] for b in posted["blocks"] if b.get("block_id") == "handoff_claimed" for e in b["elements"]]
+        assert held == [f"✋ <@U0DANA> has this conversation (handoff `{body['id']}` is theirs): it stays with them."]
+
+        read = client.get(f"/v1/handoffs/{second['id']}", headers=auth()).get_json()
+        assert second["assignment"]["agent"] == read["assignment"]["agent"] == "u0dana"
+        assigned = read["assigned"]
+        assert (assigned["target"], assigned["agent_id"], assigned["agent_name"], assigned["routed"]) == (
+            "slack", "U0DANA", "u0dana", True)
+        for said in (second, read):
+            assert said["estimated_wait_seconds"] is None
+            assert "5 minutes" not in said["customer_message"]["text"]
+        # Nobody is told again that Dana took it: the reply says it.
+        assert len([c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")]) == 1
+
+        # A third time: still Dana's, as the second one was.
+        third = _again(client, "Anyone?")
+        assert third["tickets"][0]["status"] == "updated"
+        assert third["assignment"]["agent"] == "u0dana" and third["estimated_wait_seconds"] is None
+        assert len([c for c in slack.calls_to("chat.postMessage") if c.body.get("reply_broadcast")]) == 1  # the ✋
+
+
+def test_a_claim_of_an_alert_replaced_since_holds_nothing_of_the_new_one(make_app):
+    # The claimed alert's channel archived: the next handoff posts a new alert (offering Claim), and
+    # the one after that is a reply under it — Dana claimed the old alert, not this one.
+    with FakeSlack() as slack:
+        client, _, alert, click = _claimable(make_app, slack)
+        assert click("U0DANA", "7281926354.1.abc") == "recorded"
+        _eventually(lambda: [c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")])
+        slack.fail("chat.postMessage", error="is_archived")
+        second = _again(client)
+        [(status, ticket)] = [(t["status"], t["id"]) for t in second["tickets"]]
+        assert status == "created" and ticket != f"C0HANDOFF/{alert['ts']}"
+        assert second["assignment"]["agent"] is None
+        third = _again(client, "Anyone?")
+        assert [t["status"] for t in third["tickets"]] == ["updated"]
+        [posted] = [c.body for c in slack.calls_to("chat.postMessage") if "Handed off again" in c.body.get("text", "")
+                    and c.body.get("thread_ts") == ticket.partition("/")[2]]
+        assert '"handoff_claim"' in json.dumps(posted["blocks"]) and posted["reply_broadcast"] is True
+        read = client.get(f"/v1/handoffs/{third['id']}", headers=auth()).get_json()
+        assert third["assignment"]["agent"] is None and read["assigned"] is None
+
+
+def test_a_claim_left_on_the_alert_takes_nothing_from_the_agent_holding_the_reescalation(make_app):
+    # The alert's Claim button still showing after Dana's claim (its edit refused, or a copy of the
+    # alert not refreshed): a click on it took the re-escalation Dana holds — two agents, one customer.
+    with FakeSlack() as slack:
+        client, _, _, click = _claimable(make_app, slack)
+        assert click("U0DANA", "7281926354.1.abc") == "recorded"
+        _eventually(lambda: [c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")])
+        second = _again(client)
+        assert click("U0SAM", "7281926354.2.def") == "ignored"
+        told = _eventually(lambda: [(c.body["user"], c.body["text"]) for c in slack.calls_to("chat.postEphemeral")])
+        assert told == [("U0SAM", "<@U0DANA> took this handoff already; nothing changed.")]
+        assigned = client.get(f"/v1/handoffs/{second['id']}", headers=auth()).get_json()["assigned"]
+        assert (assigned["agent_id"], assigned["routed"]) == ("U0DANA", True)
