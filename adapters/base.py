@@ -510,11 +510,12 @@ class Adapter(abc.ABC):
         """The same, of the values routing.yaml gives this target (a team's or a rule's `targets`)."""
         return []
 
-    def probe(self) -> Probed | None:
+    def probe(self, routing: Mapping[str, Any] | None = None) -> Probed | None:
         """`connector check --vendors`: one cheap authenticated read that a delivery's calls would
         need to pass, and who the vendor takes us for; None when there is no vendor to ask. Raises
         `DeliveryError` as a delivery would (bad credentials: `AuthError`), or for what the vendor
-        shows would fail every delivery (`RejectedError`)."""
+        shows would fail every delivery (`RejectedError`) — or every delivery routing sends to one of
+        the places its `routing` (routing.yaml) names for this target (a team's Slack channel)."""
         return None
 
     # ---- hooks ---------------------------------------------------------------------------

@@ -168,7 +168,7 @@ class SalesforceAdapter(Adapter):
         return [*said, *misspelt_in("salesforce", [(f"fields.{name}", spec) for name, spec in fields.items()],
                                     self.mapping.get("lookups"))]
 
-    def probe(self) -> Probed:
+    def probe(self, routing: Mapping[str, Any] | None = None) -> Probed:
         # The lookups after a timeout read Case with SOQL; a delivery's first call would log in.
         self._call(lambda sf: sf.query("SELECT Id FROM Case LIMIT 1"), write=False)
         said = f"signed in ({auth_mode(self.settings).replace('_', '-')} auth), cases readable"

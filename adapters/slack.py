@@ -149,13 +149,9 @@ class SlackAdapter(Adapter):
         return said
 
     def routing_warnings(self, routing: Mapping[str, Any]) -> list[str]:
-        teams = [(f"mappings/routing.yaml: teams.{name}.targets.slack.channel", team.get("targets"))
-                 for name, team in (routing.get("teams") or {}).items() if isinstance(team, Mapping)]
-        rules = [(f"mappings/routing.yaml: rules.{rule.get('name') or n}.then.targets.slack.channel",
-                  (rule.get("then") or {}).get("targets"))
-                 for n, rule in enumerate(routing.get("rules") or []) if isinstance(rule, Mapping)]
-        return _named_channels((where, ((targets or {}).get("slack") or {}).get("channel"))
-                               for where, targets in [*teams, *rules])
+        return _named_channels((f"mappings/routing.yaml: {'teams' if kind == 'team' else 'rules'}.{name}"
+                                f"{'.then' if kind == 'rule' else ''}.targets.slack.channel", channel)
+                               for kind, name, channel in _routed_channels(routing))
 
     # ---- build ---------------------------------------------------------------------------
 
@@ -372,19 +368,29 @@ class SlackAdapter(Adapter):
         self._call("chat_update", channel=channel, ts=str(reply["ts"]), text=reply.get("text") or "", blocks=blocks,
                    parse=AS_POSTED, **kept)
 
-    def probe(self) -> Probed:
+    def probe(self, routing: Mapping[str, Any] | None = None) -> Probed:
         who = self._call("auth_test")
         # The alert channel's history is what the lookup after a timeout reads: it needs the
         # history scope and, for a private channel, the bot in it. The channel alerts go to (routing
         # aside): the mapping's overrides SLACK_CHANNEL, and reading SLACK_CHANNEL approved a channel
-        # the bot was in while every alert went to one it was not (`not_in_channel`).
+        # the bot was in while every alert went to one it was not (`not_in_channel`). Then each
+        # channel routing.yaml gives a team or a rule, once: one the bot was not in passed, and every
+        # handoff of that team then failed for good (`not_in_channel`; a review).
         channel, where = self._configured_channel()
-        try:
-            self._call("conversations_history", channel=channel, limit=1)
-        except (RejectedError, AuthError) as err:  # not_in_channel; missing_scope (a private one's groups:history)
-            kind = AuthError if isinstance(err, AuthError) else RejectedError
-            raise kind(f"{err.message} (reading {channel}, {where})", status=err.status, reply=err.reply) from err
-        return Probed(f"signed in as {who.get('user')} in {who.get('team')}; {channel} readable ({where})")
+        channels: dict[str, list[str]] = {channel: [where]}
+        for kind, name, routed in _routed_channels(routing or {}):
+            if isinstance(routed, str) and routed.strip():
+                channels.setdefault(routed, []).append(f"{kind} {name}")
+        said = []
+        for channel, users in channels.items():
+            by = ", ".join(users) if users[0] == where else f"routing.yaml: {', '.join(users)}"
+            try:
+                self._call("conversations_history", channel=channel, limit=1)
+            except (RejectedError, AuthError) as err:  # not_in_channel; missing_scope (a private one's groups:history)
+                kind = AuthError if isinstance(err, AuthError) else RejectedError
+                raise kind(f"{err.message} (reading {channel}, {by})", status=err.status, reply=err.reply) from err
+            said.append(f"{channel} readable ({by})")
+        return Probed(f"signed in as {who.get('user')} in {who.get('team')}; {'; '.join(said)}")
 
     def claim_answered(self, event: AssignmentEvent, holder: Holder, ticket_id: str) -> None:
         """Slack shows nothing when a button is clicked. The first claim is answered in the alert's
@@ -839,6 +845,17 @@ def _ours(message: Mapping[str, Any], event_type: str, handoff_id: str) -> bool:
     metadata = message.get("metadata") or {}
     payload = metadata.get("event_payload") or {}
     return metadata.get("event_type") == event_type and payload.get("handoff_id") == handoff_id
+
+
+def _routed_channels(routing: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+    """The channels routing.yaml sends alerts to, as given: ("team" or "rule", its name, the channel)."""
+    teams = [("team", str(name), team.get("targets")) for name, team in (routing.get("teams") or {}).items()
+             if isinstance(team, Mapping)]
+    rules = [("rule", str(rule.get("name") or n), (rule.get("then") or {}).get("targets"))
+             for n, rule in enumerate(routing.get("rules") or []) if isinstance(rule, Mapping)]
+    return [(kind, name, targets["slack"]["channel"]) for kind, name, targets in [*teams, *rules]
+            if isinstance(targets, Mapping) and isinstance(targets.get("slack"), Mapping)
+            and targets["slack"].get("channel") is not None]
 
 
 def _named_channels(places: Iterable[tuple[str, Any]]) -> list[str]:

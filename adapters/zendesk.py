@@ -724,7 +724,7 @@ class ZendeskAdapter(Adapter):
                             moved_from=moved_from if moved_from != ticket_id else None, sent_as=sent_as)
         return None
 
-    def probe(self) -> Probed:
+    def probe(self, routing: Mapping[str, Any] | None = None) -> Probed:
         reply, _ = self._call("GET", "/api/v2/users/me.json", write=False, expect="user")
         user = reply["user"]
         who = user.get("email") or user.get("name") or f"user {user.get('id')}"

@@ -142,7 +142,7 @@ def check(vendors: bool) -> None:
     warnings.extend(services.warnings())
     problems.extend(web_server_problems(os.environ))
     if vendors:
-        refused, warned = _probe(services.adapters)
+        refused, warned = _probe(services.adapters, services.mappings.routing)
         problems.extend(refused)
         warnings.extend(warned)
     for line in warnings:
@@ -154,9 +154,9 @@ def check(vendors: bool) -> None:
     click.echo("ok" if not warnings else f"ok with {len(warnings)} warning(s)")
 
 
-def _probe(adapters) -> tuple[list[str], list[str]]:  # type: ignore[no-untyped-def]
-    """Each enabled vendor's answer to one authenticated read, printed; the refusals and the
-    warnings returned."""
+def _probe(adapters, routing) -> tuple[list[str], list[str]]:  # type: ignore[no-untyped-def]
+    """Each enabled vendor's answer to one authenticated read (and to a read of each place
+    `routing` sends it to), printed; the refusals and the warnings returned."""
     from adapters.errors import DeliveryError
 
     refused: list[str] = []
@@ -164,7 +164,7 @@ def _probe(adapters) -> tuple[list[str], list[str]]:  # type: ignore[no-untyped-
     asked = 0
     for name, adapter in adapters.items():
         try:
-            probed = adapter.probe()
+            probed = adapter.probe(routing)
         except DeliveryError as err:
             refused.append(f"{name}: {err.message}")
             continue

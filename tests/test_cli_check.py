@@ -295,3 +295,27 @@ def test_check_warns_of_a_rule_an_earlier_one_takes_every_handoff_of(make_app, t
     assert [line for line in result.output.splitlines() if "never runs" in line] == [
         "warning: routing.yaml rules[4] (vip-billing) never runs: every handoff it matches, rules[3] (vip) matches "
         "first — move it above that rule, or narrow that one"]
+
+
+def test_check_vendors_reads_a_slack_channel_routing_gives_a_team(make_app, tmp_path):
+    # A review: only SLACK_CHANNEL was read; a team's own channel the bot was not in passed, and
+    # that team's handoffs then failed for good with not_in_channel.
+    import shutil
+    from pathlib import Path
+
+    from tests.fakes.slack import FakeSlack
+
+    root = tmp_path / "mappings"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", root)
+    routing = root / "routing.yaml"
+    routing.write_text(routing.read_text().replace("  billing:\n    queue: Billing\n",
+                                                   "  billing:\n    queue: Billing\n    targets: {slack: {channel: C0BILLING}}\n", 1))
+    with FakeSlack() as slack:
+        app = make_app(targets=("slack",), slack_bot_token=slack.token, slack_api_url=slack.api_url,
+                       slack_channel="C0HANDOFF", mappings_dir=str(root))
+        slack.fail("conversations.history", error="not_in_channel", after=1)
+        result = app.test_cli_runner().invoke(args=["connector", "check", "--vendors"])
+        assert [c.body["channel"] for c in slack.calls_to("conversations.history")] == ["C0HANDOFF", "C0BILLING"]
+    assert result.exit_code == 1
+    assert "problem: slack: Slack conversations.history: not_in_channel (reading C0BILLING, routing.yaml: team " \
+           "billing)" in result.output, result.output

@@ -1551,6 +1551,32 @@ def test_probe_reads_the_channel_the_mapping_sends_alerts_to_and_names_it(slack:
     assert refused.value.message.endswith("missing_scope (reading C0NEW, mappings/slack.yaml: channel)")
 
 
+ROUTED_CHANNELS = {"teams": {"billing": {"queue": "Billing", "targets": {"slack": {"channel": "C0BILLING"}}},
+                             "refunds": {"queue": "Billing", "targets": {"slack": {"channel": "C0BILLING"}}},
+                             "support": {"queue": "Support", "targets": {"slack": {"channel": "C0HANDOFF"}}},
+                             "sales": {"queue": "Sales", "targets": {"zendesk": {"group_id": 5}}}},
+                   "rules": [{"name": "vip", "then": {"targets": {"slack": {"channel": "C0VIP"}}}}]}
+
+
+def test_probe_reads_each_channel_routing_sends_alerts_to_once(slack: FakeSlack, adapter: SlackAdapter) -> None:
+    # A review: a team's own channel (routing.yaml) the bot was not in passed `check --vendors`, and
+    # every handoff of that team then failed for good with not_in_channel.
+    assert adapter.probe(ROUTED_CHANNELS).said == (
+        "signed in as handoff-bot in Acme; C0HANDOFF readable (SLACK_CHANNEL, team support); "
+        "C0BILLING readable (routing.yaml: team billing, team refunds); C0VIP readable (routing.yaml: rule vip)")
+    assert [call.body.get("channel") for call in slack.calls_to("conversations.history")] == \
+        ["C0HANDOFF", "C0BILLING", "C0VIP"]
+
+
+def test_probe_fails_for_a_channel_routing_sends_alerts_to_that_the_bot_cannot_read(slack: FakeSlack,
+                                                                                    adapter: SlackAdapter) -> None:
+    slack.fail("conversations.history", error="not_in_channel", after=1)  # C0HANDOFF is read, C0BILLING is not
+    with pytest.raises(RejectedError) as caught:
+        adapter.probe(ROUTED_CHANNELS)
+    assert caught.value.message == \
+        "Slack conversations.history: not_in_channel (reading C0BILLING, routing.yaml: team billing, team refunds)"
+
+
 def test_probe_names_a_channel_given_by_name_and_what_to_give_instead(slack: FakeSlack) -> None:
     with pytest.raises(RejectedError, match=r"channel_not_found \('#support' is a name: give the channel's id"):
         SlackAdapter(settings_for(slack, slack_channel="#support"), {}).probe()
