@@ -873,13 +873,15 @@ class Adapter(abc.ABC):
         brief (a follow-up's short one assumed the old ticket held the rest) and, when the old one
         was closed, its id to name; and that new ticket if an earlier attempt made it before timing
         out. The outbox then links the conversation to the new ticket."""
+        # Before the conversation's link is taken for the new ticket: taken, and the batch then given up,
+        # the next batch or a replay found it empty and opened the new ticket all the same (a review).
+        if ctx.handoff_completed_at is not None and ctx.packet.get("follow_up"):
+            raise completed_gone(gone, ctx.handoff_completed_at)
         if ctx.take_replacement is not None and not ctx.take_replacement(gone.ticket_id, gone.closed):
             # Two deliveries of the conversation met the same closed ticket: one new ticket, which
             # the other then updates (the outbox holds it while that ticket is being made).
             raise ReplacementUnderway(f"ticket {gone.ticket_id} takes no more updates and another delivery of "
                                       "this conversation is opening the new one", retry_after=REPLACEMENT_WAIT_S)
-        if ctx.handoff_completed_at is not None and ctx.packet.get("follow_up"):
-            raise completed_gone(gone, ctx.handoff_completed_at)
         log.info("the conversation's ticket takes no more updates; opening a new one",
                  extra={"target": self.name, "ticket": gone.ticket_id, "closed": gone.closed})
         # Always rendered afresh: a follow-up's short brief assumed the old ticket held the rest, and

@@ -852,3 +852,59 @@ def test_messages_stored_before_the_solve_still_reopen_the_solved_ticket(make_ap
         ids, token = services.outbox.claim_due()
         assert [(d.state, d.vendor_id) for d in (services.outbox.run_delivery(i, token) for i in ids)] == [
             ("updated", "1001")]
+
+
+def _due_run(services) -> list:
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+    ids, token = services.outbox.claim_due()
+    return [services.outbox.run_delivery(i, token) for i in ids]
+
+
+def test_a_completed_handoffs_batch_given_up_and_replayed_opens_no_ticket(make_app):
+    # A review: refused, the batch had already taken the conversation's link for the new ticket, and
+    # its replay from the admin page, finding that link empty, opened the new ticket after all.
+    from connector.outbox import replay
+
+    app = make_app(**WITH_EVENTS)
+    client, services = app.test_client(), app.extensions["connector"]
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        zd = FakeZendesk(rsps)
+        handoff_id = _stored_then_closed(app, zd, client)
+        [refused] = _due_run(services)
+        assert refused.state == "failed" and "the handoff was completed" in refused.last_error
+        assert replay(services.db, states=("failed",)) != []
+        [again] = _due_run(services)
+        assert not zd.json_bodies("POST", "/api/v2/tickets.json")
+    assert again.state == "failed" and "the handoff was completed" in again.last_error
+    with services.db.reading() as session:
+        assert [(link.vendor_id, link.owner_delivery_id) for link in session.scalars(select(ConversationLink))] == [
+            ("1001", None)]
+    read = client.get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()
+    assert [(t["status"], t["id"]) for t in read["tickets"]] == [("created", "1001")]
+
+
+def test_a_second_batch_of_a_completed_handoff_opens_no_ticket_either(make_app):
+    # The same review: two batches stored while Zendesk was down, then the ticket closed; the first
+    # was refused and the second, finding the link the first had taken, opened ticket 1002.
+    app = make_app(**WITH_EVENTS)
+    client, services = app.test_client(), app.extensions["connector"]
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        zd = FakeZendesk(rsps)
+        handoff_id = _handoff_with_ticket(app, zd)
+        zd.error("PUT", "/api/v2/tickets/1001.json", 503, {"error": "down"})
+        assert send(client, handoff_id, **{"Idempotency-Key": "one"}).status_code == 202
+        assert send(client, handoff_id, [{"at": "2026-11-20T09:30:00Z", "role": "customer", "text": "still there?"}],
+                    **{"Idempotency-Key": "two"}).status_code == 202
+        assert status_changed(client, 1001, handoff_id, "evt-closed", "CLOSED").get_json()["outcome"] == "recorded"
+        zd.rsps.reset()
+        zd.rsps.add("GET", zd.origin + "/api/v2/tickets/1001/comments.json", json={"comments": [], "next_page": None})
+        zd.error("PUT", "/api/v2/tickets/1001.json", 422, "error-422-closed-ticket.json")
+        zd.audits(1001)
+        for _ in range(4):
+            _due_run(services)
+        assert not zd.json_bodies("POST", "/api/v2/tickets.json")
+    items = client.get(f"/v1/handoffs/{handoff_id}/messages", headers=auth()).get_json()["items"]
+    assert [[t["status"] for t in item["tickets"]] for item in items] == [["failed"], ["failed"]]
+    read = client.get(f"/v1/handoffs/{handoff_id}", headers=auth()).get_json()
+    assert [(t["status"], t["id"]) for t in read["tickets"]] == [("created", "1001")]
