@@ -43,6 +43,8 @@ from collections.abc import Callable, Collection, Mapping
 from itertools import pairwise
 from typing import Any
 
+from .text_rules import DRAWN_AS_NOTHING
+
 KINDS: tuple[str, ...] = ("secret", "iban", "card", "national_id", "email", "phone")  # order of application
 MASK = "••••"
 
@@ -83,10 +85,10 @@ _ASSIGNMENT = re.compile(
     r"(?!\[redacted)(\"[^\"\n]*\"|'[^'\n]*'|(?:[^\s&;,'\"]|[&;,](?=[^\s&;,'\"])(?![A-Za-z_][\w.-]*=))+)"
 )
 # The spaces and dashes, other than ASCII's, that numbers are copied with (character class ranges),
-# and the characters nobody sees that join them as a space would (a soft hyphen, a zero-width space,
-# a word joiner, a byte order mark, direction marks): a card so joined reads as one, and went whole
-# to every subject and alert (a data protection review).
-_SPACE_LIKE = "\u00a0\u2000-\u200a\u202f\u205f\u3000\u00ad\u200b-\u200f\u2060\ufeff"
+# and the characters drawn as nothing that join them as a space would (a soft hyphen, a zero-width
+# space, a word joiner, a byte order mark, direction marks and isolates, the Arabic letter mark): a
+# card so joined reads as one, and went whole to every subject and alert (data protection reviews).
+_SPACE_LIKE = "\u00a0\u2000-\u200a\u202f\u205f\u3000\u061c" + DRAWN_AS_NOTHING
 # Not the en and em dashes: they join ranges ("2026-01-02 – 2026-01-16", "pages 12–19").
 _DASH_LIKE = "\u2010-\u2012\u2212\ufe63\uff0d"
 _IBAN_START = re.compile(r"(?<![A-Za-z0-9\]])[A-Za-z]{2}[0-9]{2}")
@@ -102,8 +104,7 @@ _IBAN_LENGTHS = {
         "TL:23 TN:24 TR:26 UA:29 VA:22 VG:24 XK:20 YE:30"
     ).split())
 }
-# A tab between groups too: a card pasted from a spreadsheet's cells went whole to a Slack thread (a review).
-_DIGIT_RUN = re.compile(r"[0-9](?:[ \t-]?[0-9])*")  # no required suffix, so no backtracking
+_DIGIT_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")  # no required suffix, so no backtracking
 # A card's own groups (4-4-4-4…, Amex's 4-6-5, Diners' 4-6-4) apart by up to three spaces or a spaced
 # dash ("4111  1111  1111  1111", "4111 - 1111 - …", as a web page or a banking app lays them out):
 # only in that shape, as the dotted pass — any run so spaced took date ranges ("2026-01-02 - 2026-01-16"),
@@ -111,12 +112,14 @@ _DIGIT_RUN = re.compile(r"[0-9](?:[ \t-]?[0-9])*")  # no required suffix, so no 
 # Not within a longer row of 4-digit numbers — none a gap before it or after it: a row of years or
 # counts ("2019  2020  …  2026") had any four of its numbers taken for a card. An expiry or a CVV
 # after it ("4111  1111  1111  1111  12/27  123", the usual way a card is given) is no such number.
-_WIDE = r"(?: {1,3}| ?- ?)"
+# Tabs too, in a card's own groups only (a card pasted from a spreadsheet's cells went whole to a
+# Slack thread): any digits so joined took rows of dates, order numbers and quantities for cards.
+_WIDE = r"(?:[ \t]{1,3}| ?- ?)"
 _WIDE_CARD_RUN = re.compile(
-    r"(?<![0-9])(?<![0-9]{4}[ -])(?<![0-9]{4}  )(?<![0-9]{4}   )(?<![0-9]{4} -)(?<![0-9]{4}- )(?<![0-9]{4} - )"
+    r"(?<![0-9])(?<![0-9]{4}[ \t-])(?<![0-9]{4}  )(?<![0-9]{4}   )(?<![0-9]{4} -)(?<![0-9]{4}- )(?<![0-9]{4} - )"
     rf"(?:(?:[0-9]{{4}}{_WIDE}){{3}}[0-9]{{1,7}}|[0-9]{{4}}{_WIDE}[0-9]{{6}}{_WIDE}[0-9]{{4,5}})"
     rf"(?![0-9]|{_WIDE}[0-9]{{4}}(?![0-9]))")
-_WIDE_GAP = re.compile(r"[0-9](?:  | -|- )")
+_WIDE_GAP = re.compile(r"[0-9](?:[ \t]{2}| -|- |\t)")
 # A card grouped by dots ("4111.1111.1111.1111"): only in a card's own groups — 4-4-4 and the rest
 # (13 to 19 digits), Amex's 4-6-5, Diners' 4-6-4 — since dots also join dates (2026.11.20),
 # versions and addresses. A pass of its own before `_DIGIT_RUN`'s: one pattern for both let a run
@@ -216,11 +219,7 @@ def _walk(value: Any, path: tuple[str, ...], kinds: tuple[str, ...], counts: Cou
     if isinstance(value, (list, tuple)):
         return [_walk(item, (*path, "[]"), kinds, counts, credential) for item in value]
     text = scalar_text(value)
-    if text is None:
-        # A fraction under a credential's name (`"pin": 48.21`) is one too; nothing else is masked.
-        if credential and isinstance(value, float):
-            counts["secret"] += 1
-            return "[redacted secret]"
+    if text is None:  # a fraction is an amount (`"token_balance": 12.5`), no credential
         return value
     masked = text
     if credential and masked.strip().casefold() not in _NO_VALUE and not masked.startswith("[redacted "):

@@ -46,6 +46,9 @@ _ONLY_WITH_OTHERS = "\u00ad\u034f\u115f\u1160\u180e\u200c\u200d\ufe00-\ufe0f\U00
 # A character someone sees. Searched for, not stripped out: it stops at the first one, and a
 # transcript's 20,000-character entries are checked on the bot's path.
 _SEEN = re.compile(f"[^\\s{_INVISIBLE_SET}{_ONLY_WITH_OTHERS}]")
+# Both, as character class ranges: what masking reads as a space between a number's digits
+# (`redaction`: a card so joined showed whole).
+DRAWN_AS_NOTHING = _INVISIBLE_SET + _ONLY_WITH_OTHERS
 
 
 def without_invisible(text: str) -> str:
