@@ -381,7 +381,8 @@ class ZendeskAdapter(Adapter):
                 lambda body: _fits(lead + body))
             if shown:
                 return _Comment(body, (name, text), "transcript", f"the summary and the last {shown} messages", note,
-                                swaps=(_heading(_below(shown, count, name), _below_refused(shown, count)),))
+                                _files_left_out(ctx, shown),
+                                (_heading(_below(shown, count, name), _below_refused(shown, count)),))
             return _Comment(bare, (name, text), "transcript", "the summary", note, _TRANSCRIPT,
                             (_heading(in_file, _NOT_ON_TICKET),))
         # The steps below leave the transcript to the brief's file with the long lists, and keep its last
@@ -401,8 +402,9 @@ class ZendeskAdapter(Adapter):
             shown, body = _most_that_fit(count, recent_and_latest, lambda body: _fits(lead + body))
             if shown:
                 return _Comment(body, whole, "brief", f"{contacts} and the last {shown} messages", attached,
-                                swaps=(_heading(_below(shown, count, brief_file), _below_refused(shown, count)),
-                                       _OLDER_CONTACTS))
+                                _files_left_out(ctx, shown),
+                                (_heading(_below(shown, count, brief_file), _below_refused(shown, count)),
+                                 _OLDER_CONTACTS))
             return _Comment(recent + attached, whole, "brief", contacts, attached, _TRANSCRIPT,
                             (_heading(in_brief, _NOT_ON_TICKET), _OLDER_CONTACTS))
         # Who, why, what they want and the urgency stay in the comment an agent opens first; the long
@@ -421,7 +423,7 @@ class ZendeskAdapter(Adapter):
                 + rest(n), lambda body: _fits(lead + body))
             if shown:
                 return _Comment(body, whole, "brief", f"who, why, what they want, the urgency and the last {shown} "
-                                f"messages", rest(shown), _LISTS,
+                                f"messages", rest(shown), _LISTS + _files_left_out(ctx, shown),
                                 (_heading(_below(shown, count, brief_file), _below_refused(shown, count)),))
             return _Comment(core + rest(0), whole, "brief", "who, why, what they want and the urgency",
                             rest(0), _LISTS + _TRANSCRIPT, (_heading(in_brief, _NOT_ON_TICKET),))
@@ -1180,6 +1182,15 @@ def _left_out(shown: int, count: int) -> str:
     elif shown < count:
         lists.append(f"the first {count - shown} messages of the transcript")
     return f"{', '.join(lists[:-1])} and {lists[-1]} are"
+
+
+def _files_left_out(ctx: HandoffContext, shown: int) -> tuple[str, ...]:
+    """`("attachments",)` when a message the comment leaves out (all but its last `shown`) has a file:
+    only the attached brief or transcript holds its link, and a refused upload left the receipt saying
+    the customer's files were delivered (a review)."""
+    entries = ctx.packet.get("transcript") or []
+    left_out = entries[:max(0, len(entries) - shown)]
+    return ("attachments",) if any(entry.get("attachments") for entry in left_out) else ()
 
 
 def _heading(where: str, refused: str) -> tuple[str, str]:

@@ -2596,3 +2596,20 @@ def test_a_card_sent_as_a_whole_number_with_a_fraction_is_masked_in_a_mapped_fie
     ticket = mapped.render(mapped.for_target(ctx(packet)))["ticket"]
     assert ticket["custom_fields"] == [{"id": 1, "value": "[redacted card ••••1111]"}]
     assert "4111111111111111" not in json.dumps(ticket) and "[redacted card ••••1111]" in ticket["comment"]["html_body"]
+
+
+@pytest.mark.parametrize("step", ["transcript", "recent contacts", "core"])
+def test_a_file_on_a_message_the_comment_leaves_out_is_not_delivered_when_zendesk_refuses_the_upload(zd, step):
+    # A review: the comment kept the last messages, an earlier one's invoice was only in the refused
+    # file, and the receipt told the bot the customer's files were on the ticket.
+    chat = _chat(120)
+    chat[3] = {**chat[3], "attachments": [{"url": "https://files.example/invoice-4412.pdf", "name": "invoice-4412.pdf",
+                                           "content_type": "application/pdf", "size": 1000}]}
+    extra = {"recent contacts": {"history": _contacts(80)},
+             "core": {"collected_data": {f"field_{i}": "ü" * 2000 for i in range(40)}}, "transcript": {}}[step]
+    zd.error("POST", UPLOADS, 422, {"error": "RecordInvalid", "description": "Attachments are disabled"})
+    zd.create_ticket()
+    outcome = adapter().deliver(ctx(full_packet(transcript=chat, **extra)))
+    assert "invoice-4412" not in zd.json_bodies("POST", TICKETS)[0]["ticket"]["comment"]["html_body"]
+    assert "attachments" not in outcome.receipt["delivered"]
+    assert "attachments" in [dropped["part"] for dropped in outcome.receipt["dropped"]]
