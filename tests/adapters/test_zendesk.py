@@ -2071,6 +2071,21 @@ def _chat(count: int, last: str = "") -> list[dict[str, Any]]:
     return [*chat[:-1], {**chat[-1], "text": last}] if last else chat
 
 
+BRIEF_FILE = "handoff-hnd_01TESTHANDOFF0000000000000.txt"
+
+
+def _delivered_oversize(zd: FakeZendesk, packet: dict[str, Any], refused: bool) -> tuple[Any, str]:
+    """`packet` made a ticket, Zendesk taking the brief's file or refusing it (attachments turned
+    off): the outcome, and the comment sent."""
+    if refused:
+        zd.error("POST", UPLOADS, 422, {"error": "RecordInvalid", "description": "Attachments are disabled"})
+    else:
+        zd.upload(filename=BRIEF_FILE)
+    zd.create_ticket()
+    outcome = adapter().deliver(ctx(packet))
+    return outcome, zd.json_bodies("POST", TICKETS)[0]["ticket"]["comment"]["html_body"]
+
+
 _FILLS_THE_LISTS = {"recent contacts": {"history": _contacts(80)},
                     "core": {"collected_data": {f"field_{i}": "ü" * 2000 for i in range(40)}}}
 
@@ -2083,17 +2098,8 @@ def test_a_transcript_left_to_the_file_with_the_lists_keeps_its_last_messages_in
     # transcript to the brief's file with the lists, and none of it stayed — only the summary's
     # "Latest from them" line, with ~52 KB of the 60 KB comment free; with the file refused, not one
     # message was on the ticket.
-    name = "handoff-hnd_01TESTHANDOFF0000000000000.txt"
-    packet = full_packet(**_FILLS_THE_LISTS[step], transcript=_chat(120))
-    if refused:
-        zd.error("POST", UPLOADS, 422, {"error": "RecordInvalid", "description": "Attachments are disabled"})
-    else:
-        zd.upload(filename=name)
-    zd.create_ticket()
-
-    outcome = adapter().deliver(ctx(packet))
-
-    comment = zd.json_bodies("POST", TICKETS)[0]["ticket"]["comment"]["html_body"]
+    name = BRIEF_FILE
+    outcome, comment = _delivered_oversize(zd, full_packet(**_FILLS_THE_LISTS[step], transcript=_chat(120)), refused)
     shown = len(re.findall(r"<p><small>[\d:]+</small>", comment))
     assert 20 <= shown < 120 and f"<h3>The last {shown} of 120 messages</h3>" in comment
     assert "message 119:" in comment and f"message {120 - shown}:" in comment
@@ -2126,17 +2132,8 @@ def test_a_transcript_none_of_whose_messages_fits_is_said_to_be_in_the_file_not_
     # A review: a five-message transcript left to the file with the lists had "see below / attached"
     # over nothing below, the note calling it too long; with the file refused, the heading still sent
     # agents to it. Here its last message (a pasted log) alone overflows the room the lists left.
-    name = "handoff-hnd_01TESTHANDOFF0000000000000.txt"
-    packet = full_packet(**_FILLS_THE_LISTS[step], transcript=_chat(5, "the log: " + "x" * 59_000))
-    if refused:
-        zd.error("POST", UPLOADS, 422, {"error": "RecordInvalid", "description": "Attachments are disabled"})
-    else:
-        zd.upload(filename=name)
-    zd.create_ticket()
-
-    outcome = adapter().deliver(ctx(packet))
-
-    comment = zd.json_bodies("POST", TICKETS)[0]["ticket"]["comment"]["html_body"]
+    name = BRIEF_FILE
+    outcome, comment = _delivered_oversize(zd, full_packet(**_FILLS_THE_LISTS[step], transcript=_chat(5, "the log: " + "x" * 59_000)), refused)
     said = outcome.receipt["dropped" if refused else "attached"][0]
     carries = {"recent contacts": "the summary with the 5 most recent earlier contacts",
                "core": "who, why, what they want and the urgency"}[step]
@@ -2605,11 +2602,8 @@ def test_a_file_on_a_message_the_comment_leaves_out_is_not_delivered_when_zendes
     chat = _chat(120)
     chat[3] = {**chat[3], "attachments": [{"url": "https://files.example/invoice-4412.pdf", "name": "invoice-4412.pdf",
                                            "content_type": "application/pdf", "size": 1000}]}
-    extra = {"recent contacts": {"history": _contacts(80)},
-             "core": {"collected_data": {f"field_{i}": "ü" * 2000 for i in range(40)}}, "transcript": {}}[step]
-    zd.error("POST", UPLOADS, 422, {"error": "RecordInvalid", "description": "Attachments are disabled"})
-    zd.create_ticket()
-    outcome = adapter().deliver(ctx(full_packet(transcript=chat, **extra)))
-    assert "invoice-4412" not in zd.json_bodies("POST", TICKETS)[0]["ticket"]["comment"]["html_body"]
+    outcome, comment = _delivered_oversize(zd, full_packet(transcript=chat, **_FILLS_THE_LISTS.get(step, {})),
+                                           refused=True)
+    assert "invoice-4412" not in comment
     assert "attachments" not in outcome.receipt["delivered"]
     assert "attachments" in [dropped["part"] for dropped in outcome.receipt["dropped"]]

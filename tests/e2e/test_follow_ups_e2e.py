@@ -45,6 +45,14 @@ def zendesk(request):
         yield app, FakeZendesk(rsps)
 
 
+def _due_run(services) -> list:
+    """Every delivery made due now, claimed and attempted: what each attempt left."""
+    with services.db.session() as session:
+        session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+    ids, token = services.outbox.claim_due()
+    return [services.outbox.run_delivery(i, token) for i in ids]
+
+
 def _handoff_with_ticket(app, zd, ticket_id=1001):
     zd.search(results=[])  # the shipped enterprise rule is sticky: intake asks for the open ticket
     zd.create_ticket({"id": ticket_id})
@@ -727,10 +735,7 @@ def test_messages_found_on_the_merge_target_after_a_timeout_are_received_as_the_
         rsps.add("GET", zd.origin + "/api/v2/tickets/88001/comments.json",
                  json={"comments": [{"id": 5, "html_body": note["ticket"]["comment"]["html_body"]}]})
         zd.show_ticket(88001)
-        with services.db.session() as session:
-            session.execute(update(Delivery).values(next_attempt_at=utcnow()))
-        ids, token = services.outbox.claim_due()
-        assert [services.outbox.run_delivery(i, token).state for i in ids] == ["updated"]
+        assert [d.state for d in _due_run(services)] == ["updated"]
     with services.db.reading() as session:
         receipt = session.scalars(select(Delivery.receipt).join(Handoff).where(Handoff.follows_id == handoff_id)).one()
     assert {"escalation", "customer", "transcript"} <= set(receipt["delivered"])
@@ -814,10 +819,7 @@ def test_messages_stored_before_the_close_give_up_on_the_closed_ticket_not_open_
             with services.db.session() as session:
                 session.execute(update(Delivery).where(Delivery.state == "pending").values(state="dead"))
             assert len(replay(services.db)) == 1
-        with services.db.session() as session:
-            session.execute(update(Delivery).values(next_attempt_at=utcnow()))
-        ids, token = services.outbox.claim_due()
-        [done] = [services.outbox.run_delivery(i, token) for i in ids]
+        [done] = _due_run(services)
         assert not zd.json_bodies("POST", "/api/v2/tickets.json")  # no ticket opened: the fake has none to give
     assert (done.state, done.vendor_id) == ("failed", None)
     assert "the handoff was completed" in done.last_error and "ticket closed" in done.last_error
@@ -847,18 +849,7 @@ def test_messages_stored_before_the_solve_still_reopen_the_solved_ticket(make_ap
         rsps.reset()
         rsps.add("GET", zd.origin + "/api/v2/tickets/1001/comments.json", json={"comments": [], "next_page": None})
         zd.update_ticket(1001)
-        with services.db.session() as session:
-            session.execute(update(Delivery).values(next_attempt_at=utcnow()))
-        ids, token = services.outbox.claim_due()
-        assert [(d.state, d.vendor_id) for d in (services.outbox.run_delivery(i, token) for i in ids)] == [
-            ("updated", "1001")]
-
-
-def _due_run(services) -> list:
-    with services.db.session() as session:
-        session.execute(update(Delivery).values(next_attempt_at=utcnow()))
-    ids, token = services.outbox.claim_due()
-    return [services.outbox.run_delivery(i, token) for i in ids]
+        assert [(d.state, d.vendor_id) for d in _due_run(services)] == [("updated", "1001")]
 
 
 def test_a_completed_handoffs_batch_given_up_and_replayed_opens_no_ticket(make_app):
