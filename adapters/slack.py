@@ -204,7 +204,7 @@ class SlackAdapter(Adapter):
                                        if update else None,
                                        kept_team=ctx.brief.kept_team if update else None,
                                        again=_batch_title(packet) if in_thread else "Handed off again",
-                                       held=kit.held_notice(held) if held and not in_thread else None)
+                                       held=kit.held_notice(held) if held else None)
             notes = [*notes, *kit.unlinked(packet)]
         event = {"event_type": UPDATED if update else CREATED, "event_payload": {"handoff_id": ctx.handoff_id}}
         message = {"channel": self._channel(ctx), **message, "metadata": event, "unfurl_links": False,
@@ -295,9 +295,10 @@ class SlackAdapter(Adapter):
             raise _gone(err, ctx.link.vendor_id) or err from err
         with _after_posting(f"update of {channel}/{ts}", channel):
             refused = self._post_thread(channel, ts, payload["thread"], start=start)
-        # Whoever claimed the alert has the conversation (the reply said so, with no Claim): as
-        # Zendesk's answer names the assignee of a ticket updated, they hold this handoff too.
-        held = _held(ctx)
+        # Whoever claimed the alert has the conversation (the reply said so, with no Claim — a
+        # batch's carrying the whole brief too): as Zendesk's answer names the assignee of a ticket
+        # updated, they hold this handoff too. A batch's plain messages said nothing of it.
+        held = _held(ctx) if ctx.brief.follow_up is None else None
         return Sent(vendor_id=ctx.link.vendor_id, url=ctx.link.url, extra=dict(ctx.link.extra),
                     reply={"ts": first.get("ts"), "replies": len(payload["thread"]) + 1},
                     dropped=(*earlier, *refused), holder=held.agent_id if held else None)
@@ -433,13 +434,13 @@ class SlackAdapter(Adapter):
         """The alert says who took the handoff, its Claim button gone; so does the reply clicked
         (`clicked`, shown in the channel too), and the taken handoff's own reply when the click was
         elsewhere (the alert's Claim takes the newest)."""
-        alert = self._show_taken(channel, ts, text)
+        alert = self._show_taken(channel, ts, text, held=True)
         # The taken handoff's own reply is looked for only when it is not the alert's handoff
         # (a re-escalation's): every claim read the whole thread.
         mine = alert is not None and _ours(alert, CREATED, holder.handoff_id or "")
         for edited in dict.fromkeys((clicked, None if mine else self._reply_of(channel, ts, holder.handoff_id))):
             if edited and edited != ts:
-                self._show_taken(channel, edited, text)
+                self._show_taken(channel, edited, text, held=True)
 
     def _reply_of(self, channel: str, ts: str, handoff_id: str | None) -> str | None:
         """The ts of `handoff_id`'s own reply in the alert's thread (a re-escalation's), if it has one.
@@ -455,18 +456,19 @@ class SlackAdapter(Adapter):
             return None
         return str(update["ts"]) if update and update.get("ts") else None
 
-    def _show_taken(self, channel: str, ts: str, notice: str) -> dict[str, Any] | None:
+    def _show_taken(self, channel: str, ts: str, notice: str, held: bool = False) -> dict[str, Any] | None:
         """The alert itself (or a re-escalation's reply in its thread) says who took it, its Claim
         button gone. Read back first (its blocks as posted, its metadata, which the lookups after a
         timeout rely on); one already edited is left alone, so a retried notice changes nothing
         twice. Cosmetic: a refusal is logged and the announcement still goes out, except a rate
         limit or an outage, which the notice's own retry waits out. The related-tickets edit
         (`related_changed`), should it come later, keeps what this one says. Returns the message as
-        read (None when it could not be)."""
+        read (None when it could not be). `held`: a take, whose line replaces the one saying who held
+        the conversation as the reply was posted (`kit.claimed`); a solve leaves that one as it is."""
         alert = None
         try:
             alert = self._read_message(channel, ts)
-            blocks = kit.claimed(alert.get("blocks") or [], notice) if alert else None
+            blocks = kit.claimed(alert.get("blocks") or [], notice, held) if alert else None
             if alert is None or blocks is None:
                 return alert
             kept = {"metadata": alert["metadata"]} if alert.get("metadata") else {}

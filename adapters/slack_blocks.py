@@ -534,7 +534,7 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
         blocks.append(tickets)
 
     if held:  # as a claimed alert says who took it (`claimed`): the same line, where its button was
-        blocks.append({**context(held), "block_id": CLAIMED_BLOCK})
+        blocks.append({**context(held), "block_id": HELD_BLOCK})
     url = button_url(conversation.get("url"))
     actions = [button("Claim", None, CLAIM_ACTION, handoff_id, style="primary")] if claim and not held else []
     if url:
@@ -800,6 +800,9 @@ def who(target: str, agent_id: str, agent_name: str | None) -> str:
 
 CLAIMED_BLOCK = "handoff_claimed"  # the block_id of the line saying who took the handoff
 TAKEN = "✋ "  # how that line begins
+# The line a re-escalation's reply has in place of its Claim button when an agent held the conversation
+# as it was posted (`held_notice`): a take since, elsewhere, replaces it as it would the button.
+HELD_BLOCK = "handoff_held"
 
 
 def _claims(block: dict[str, Any]) -> bool:
@@ -833,13 +836,18 @@ def with_related(blocks: list[dict[str, Any]], related: Sequence[Mapping[str, An
     return changed if len(changed) <= MAX_BLOCKS else None
 
 
-def claimed(blocks: list[dict[str, Any]], notice: str) -> list[dict[str, Any]] | None:
+def claimed(blocks: list[dict[str, Any]], notice: str, held: bool = False) -> list[dict[str, Any]] | None:
     """The alert's blocks once its handoff is taken: the Claim button gives way to who took it, so
     nobody reads the alert as still waiting. None when it has no Claim button (already edited, or
-    posted without one): nothing to change."""
+    posted without one): nothing to change. `held`: the line saying who held the conversation as a
+    reply was posted (`HELD_BLOCK`) gives way too — left, the thread named an agent who no longer had
+    the customer once a Zendesk agent took the handoff (a review)."""
     changed, found = [], False
     for block in blocks:
-        if _claims(block):
+        if held and block.get("block_id") == HELD_BLOCK:
+            found = True
+            changed.append({**context(notice), "block_id": CLAIMED_BLOCK})
+        elif _claims(block):
             found = True
             changed.append({**context(notice), "block_id": CLAIMED_BLOCK})
             rest = [e for e in block["elements"] if e.get("action_id") != CLAIM_ACTION]

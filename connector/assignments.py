@@ -90,6 +90,8 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             if duplicate is not None:
                 return duplicate
             handoff, taken = _waiting_handoff(session, event)
+            if event.held and handoff is not None and handoff.id != event.handoff_id:
+                handoff, taken = _carried_here(session, event, handoff, taken)
             if handoff is None:
                 # A copy of this event may have been committed since the first look (READ COMMITTED).
                 return _recorded(session, event) or Received("ignored", NO_HANDOFF)
@@ -537,6 +539,19 @@ def _newest_then(session: Session, newest_first: Any, at: dt.datetime) -> Handof
     then, its first one stored within CLOCK_SKEW (auto-assignment racing our record)."""
     return session.scalars(newest_first.where(Handoff.created_at <= at + TICKET_HAD_ONE_SKEW)).first() \
         or session.scalars(newest_first).first()
+
+
+def _carried_here(session: Session, event: AssignmentEvent, found: Handoff,
+                  taken: Assignment | None) -> tuple[Handoff, Assignment | None]:
+    """Our own answer (`held`) for a handoff newer than the ticket's newest: one whose own delivery
+    there was refused, its brief carried to the ticket by a batch of its messages — that handoff is
+    the one waiting on it (matched to the older one, the batch's reply named who had the customer
+    and the handoff stayed nobody's). Only ours: a vendor's payload names what anyone can write."""
+    named = session.get(Handoff, event.handoff_id) if event.handoff_id else None
+    if named is None or (named.bot_id, named.conversation_id) != (found.bot_id, found.conversation_id) \
+            or (named.created_at, named.id) <= (found.created_at, found.id):
+        return found, taken
+    return named, assignment_of(session, named.id)
 
 
 def _waiting_handoff(session: Session, event: AssignmentEvent) -> tuple[Handoff | None, Assignment | None]:

@@ -139,15 +139,17 @@ _CARRIED_BY = (
            _DELIVERIES.c.state.in_(DONE))
     .order_by(_HANDOFFS.c.follow_up_seq).limit(1)
 )
-# Who the conversation's ticket at a target is recorded with (`HandoffContext.held_by`): the agent
-# holding the newest of its other handoffs on that very ticket — not on one it replaced (a Slack
-# alert posted anew after the old one took no more replies: nobody claimed that one).
+# Who the conversation's ticket at a target is recorded with (`HandoffContext.held_by`): the newest
+# take of its other handoffs, at any target — theirs only when it is on that very ticket. Not one on a
+# ticket it replaced (a Slack alert posted anew after the old one took no more replies: nobody claimed
+# that one), nor one a take elsewhere since replaced: a Zendesk agent who took the handoff after a
+# Slack claim has the conversation, and the next one was recorded as the Slack claimer's (a review).
 _HELD_ON = (
-    select(Assignment.target, Assignment.agent_id, Assignment.agent_name, Assignment.handoff_id)
+    select(Assignment.target, Assignment.vendor_ticket_id, Assignment.agent_id, Assignment.agent_name,
+           Assignment.handoff_id)
     .join(Handoff, Handoff.id == Assignment.handoff_id)
     .where(Handoff.bot_id == bindparam("bot_id"), Handoff.conversation_id == bindparam("conversation_id"),
-           Handoff.id != bindparam("handoff_id"), Assignment.target == bindparam("target"),
-           Assignment.vendor_ticket_id == bindparam("ticket"))
+           Handoff.id != bindparam("handoff_id"))
     .order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(1)
 )
 # What came before a follow-up at its target: its handoff's delivery there, and earlier follow-ups'.
@@ -528,16 +530,21 @@ class Outbox:
                 if kept is not None:
                     handoff.assignment = kept
             attempted = self._record_success(delivery, handoff, outcome, time.perf_counter() - started)
-            if attempted is not None and outcome.status == "updated" and outcome.holder and not handoff.follows_id:
+            # By the name their own take was recorded with, where the holder is the one recorded.
+            known = claimed.held_by if claimed.held_by and claimed.held_by.agent_id == outcome.holder else None
+            if attempted is not None and outcome.status == "updated" and outcome.holder \
+                    and (not handoff.follows_id or known):
                 # Recorded before the answer, which names who has it as a replay or a read does: two
                 # targets' agents, or a newer handoff on the ticket first, and only one is recorded.
-                # Only a repeat onto a ticket an agent has pays for it on the bot's path.
+                # Only a repeat onto a ticket an agent has pays for it on the bot's path. A batch's
+                # handoff too, where the batch's reply named the conversation's holder (`held_by`):
+                # that reply offered no Claim, its own none at all (refused).
                 try:
-                    # By the name their own take was recorded with, where the holder is the one recorded.
-                    known = claimed.held_by if claimed.held_by and claimed.held_by.agent_id == outcome.holder else None
-                    self.held(handoff.id, delivery.target, outcome.vendor_id, outcome.holder,
-                              agent_name=known.agent_name if known else None)
-                    attempted = replace(attempted, holder=outcome.holder)
+                    received = self.held(handoff.follows_id or handoff.id, delivery.target, outcome.vendor_id,
+                                         outcome.holder, agent_name=known.agent_name if known else None)
+                    self._held_by_another(adapter, handoff, outcome, received)
+                    if not handoff.follows_id:  # a batch's answer says where it went, not who has it
+                        attempted = replace(attempted, holder=outcome.holder)
                 except Exception:  # the ticket is recorded; who has it is for the next vendor event
                     log.exception("could not record the agent the updated ticket waits on")
         # A ticket that says who took the handoff (`Adapter.taken_elsewhere`) is told of a take made
@@ -605,6 +612,19 @@ class Outbox:
         finally:
             if marks:
                 self._taken_before(handoff, target)
+
+    def _held_by_another(self, adapter: Adapter, handoff: Handoff, outcome: Outcome, received: Any) -> None:
+        """The ticket's answer named an agent (`Outcome.holder`: a Slack reply saying who has the
+        conversation) but another was recorded holding the handoff first — Zendesk's assignee, its
+        own update answered first beside Slack: where the ticket says who took it
+        (`Adapter.taken_elsewhere`), it says who is recorded instead. Left, the thread named one agent
+        while the bot was told another had the customer (a review)."""
+        holder = getattr(received, "holder", None)
+        if holder is None or holder.agent_id == outcome.holder or getattr(received, "outcome", None) == "recorded" \
+                or type(adapter).taken_elsewhere is Adapter.taken_elsewhere:
+            return
+        holder = replace(holder, handoff_id=handoff.follows_id or handoff.id)
+        self.defer(lambda: adapter.taken_elsewhere(holder, str(outcome.vendor_id)))
 
     def _taken_before(self, handoff: Handoff, target: str) -> None:
         """`recorded`, queued on the notices' pool, for the handoff the batch is of, in its log context."""
@@ -722,11 +742,15 @@ class Outbox:
                 if d.id != delivery.id and d.state in DONE
             )
             held_by = None
-            if link and handoff.follows_id is None and carried_by is None:  # a batch's messages hold nobody
-                held = connection.execute(_HELD_ON, {**ConversationLink.key_for(handoff, delivery.target),
-                                                     "handoff_id": handoff.id, "ticket": link.vendor_id}).first()
-                held_by = Holder(held.target, held.agent_id, held.agent_name, first=False,
-                                 handoff_id=held.handoff_id) if held is not None else None
+            if link and carried_by is None:
+                # A batch's too: one carrying its handoff's whole brief into the thread (its own reply
+                # refused) offered a live Claim there, and a second agent took the customer (a review).
+                held = connection.execute(_HELD_ON, {"bot_id": handoff.bot_id,
+                                                     "conversation_id": handoff.conversation_id,
+                                                     "handoff_id": handoff.follows_id or handoff.id}).first()
+                if held is not None and held.target == delivery.target and held.vendor_ticket_id == link.vendor_id:
+                    held_by = Holder(held.target, held.agent_id, held.agent_name, first=False,
+                                     handoff_id=held.handoff_id)
             return _Claimed(delivery, handoff, link or None, related, caught_up, follows, packet, after, carried_by,
                             completed_at, _merged_away(link or None, caught_up, reached), held_by)
 

@@ -719,7 +719,7 @@ def test_a_reescalation_of_a_claimed_alert_stays_with_the_agent_who_claimed_it(m
         [posted] = [c.body for c in slack.calls_to("chat.postMessage") if "Handed off again" in c.body.get("text", "")]
         assert posted["thread_ts"] == alert["ts"] and posted["reply_broadcast"] is False
         assert '"handoff_claim"' not in json.dumps(posted["blocks"])
-        held = [e["text"] for b in posted["blocks"] if b.get("block_id") == "handoff_claimed" for e in b["elements"]]
+        held = [e["text"] for b in posted["blocks"] if b.get("block_id") == "handoff_held" for e in b["elements"]]
         assert held == [f"✋ <@U0DANA> has this conversation (handoff `{body['id']}` is theirs): it stays with them."]
 
         read = client.get(f"/v1/handoffs/{second['id']}", headers=auth()).get_json()
@@ -774,3 +774,124 @@ def test_a_claim_left_on_the_alert_takes_nothing_from_the_agent_holding_the_rees
         assert told == [("U0SAM", "<@U0DANA> took this handoff already; nothing changed.")]
         assigned = client.get(f"/v1/handoffs/{second['id']}", headers=auth()).get_json()["assigned"]
         assert (assigned["agent_id"], assigned["routed"]) == ("U0DANA", True)
+
+
+def _held_line(message: dict) -> list[str]:
+    """What a reply says of who has the conversation, in place of its Claim button."""
+    return [e["text"] for b in message["blocks"] if b.get("block_id") in ("handoff_held", "handoff_claimed")
+            for e in b["elements"]]
+
+
+def test_a_zendesk_take_of_a_reescalation_held_in_slack_is_who_has_the_conversation_next(make_app):
+    # A review (Zendesk beside Slack): Dana claimed the alert, the customer came back and the reply
+    # said Dana has them; a Zendesk agent then took that handoff's ticket. The reply still said Dana
+    # had the customer (only a Claim button was rewritten), and the next handoff was recorded as
+    # Dana's again (only Slack's takes were read) — while Zendesk's agent had the conversation.
+    with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add_passthru("http://127.0.0.1")
+        zd = FakeZendesk(rsps)
+        zd.search(results=[])
+        zd.create_ticket({"id": 1001})
+        for _ in range(3):
+            zd.update_ticket(1001, assignee_id=None)  # nobody on the ticket as each update lands
+        app = make_app(targets=("zendesk", "slack"), slack_bot_token=slack.token, slack_api_url=slack.api_url,
+                       slack_channel="C0HANDOFF", slack_signing_secret=SIGNING_SECRET,
+                       zendesk_webhook_secrets=(WEBHOOK_SECRET,), **ZENDESK)
+        client = app.test_client()
+        first = _hand_off(app)
+        _eventually(lambda: slack.calls_to("chat.update"))
+        [alert] = slack.top_level("C0HANDOFF")
+        claim = {"action_id": "handoff_claim", "type": "button", "value": first["id"], "action_ts": f"{time.time():.6f}"}
+        payload = {"type": "block_actions", "trigger_id": "7281926354.1.abc", "user": {"id": "U0DANA", "name": "dana"},
+                   "container": {"type": "message", "channel_id": "C0HANDOFF", "message_ts": alert["ts"]},
+                   "actions": [claim]}
+        form = ("payload=" + quote_plus(json.dumps(payload))).encode()
+        stamp = str(int(time.time()))
+        digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + form, hashlib.sha256).hexdigest()
+        clicked = client.post("/webhooks/slack", data=form, content_type="application/x-www-form-urlencoded",
+                              headers={"X-Slack-Signature": f"v0={digest}", "X-Slack-Request-Timestamp": stamp})
+        assert clicked.get_json()["outcome"] == "recorded"
+        _eventually(lambda: [c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")])
+
+        second = _again(client)
+        assert second["assignment"]["agent"] == "dana"
+
+        def reply_of(handoff_id: str) -> dict:
+            [reply] = [r for r in slack.replies("C0HANDOFF", alert["ts"]) if "Handed off again" in r.get("text", "")
+                       and handoff_id in json.dumps(r.get("metadata") or r.get("blocks"))]
+            return reply
+
+        assert _held_line(reply_of(second["id"])) == [
+            f"✋ <@U0DANA> has this conversation (handoff `{first['id']}` is theirs): it stays with them."]
+        taken = zendesk_event(client, 1001, second["id"], "evt-z-takes", dt.datetime.now(dt.UTC)).get_json()
+        assert taken["outcome"] == "recorded"
+        assigned = client.get(f"/v1/handoffs/{second['id']}", headers=auth()).get_json()["assigned"]
+        assert (assigned["agent_id"], assigned["routed"]) == ("381156009921", False)
+        _eventually(lambda: [1] if "Zendesk" in " ".join(_held_line(reply_of(second["id"]))) else [])
+        assert _held_line(reply_of(second["id"])) == ["✋ agent 381156009921 (in Zendesk) took this handoff."]
+
+        # The next handoff is not Dana's: her claim was of an alert Zendesk's agent took the customer from.
+        third = _again(client, "Anyone?")
+        assert third["assignment"]["agent"] is None
+        assert client.get(f"/v1/handoffs/{third['id']}", headers=auth()).get_json()["assigned"] is None
+        posted = reply_of(third["id"])
+        assert '"handoff_claim"' in json.dumps(posted["blocks"]) and _held_line(posted) == []
+
+
+def test_a_batch_carrying_a_reescalation_into_a_claimed_thread_offers_no_claim(make_app):
+    # A review (Slack only): Dana claimed the alert; the customer came back, and that handoff's own
+    # reply was refused for good. The customer's next messages carried its whole brief into the
+    # thread with a live Claim button, and a second agent took the customer Dana had.
+    with FakeSlack() as slack:
+        client, body, alert, click = _claimable(make_app, slack)
+        assert click("U0DANA", "7281926354.1.abc") == "recorded"
+        _eventually(lambda: [c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")])
+        slack.fail("chat.postMessage", error="invalid_blocks")  # the re-escalation's own reply, for good
+        second = _again(client)
+        assert second["tickets"][0]["status"] == "failed"
+        said = [{"at": "2026-11-20T10:18:00Z", "role": "customer", "text": "hello? anyone"}]
+        sent = client.post(f"/v1/handoffs/{second['id']}/messages", json={"messages": said}, headers=auth()).get_json()
+        assert sent["status"] == "delivered"
+        # The refused reply, then the batch's, which carries the brief (its parts follow as replies too).
+        refused, carrying = [c.body for c in slack.calls_to("chat.postMessage") if c.body.get("thread_ts") == alert["ts"]
+                             and (c.body.get("metadata") or {}).get("event_type") == "handoff_updated"]
+        assert "Handed off again" in refused["text"] and "Handed off again" not in carrying["text"]
+        assert '"handoff_claim"' not in json.dumps(carrying["blocks"]) and carrying["reply_broadcast"] is False
+        assert _held_line(carrying) == [
+            f"✋ <@U0DANA> has this conversation (handoff `{body['id']}` is theirs): it stays with them."]
+        assigned = client.get(f"/v1/handoffs/{second['id']}", headers=auth()).get_json()["assigned"]
+        assert (assigned["agent_id"], assigned["routed"]) == ("U0DANA", True)
+
+
+def test_a_reescalation_held_in_zendesk_first_is_not_named_as_the_slack_claimers_in_the_thread(make_app):
+    # A review: Zendesk's ticket has an assignee, whose update answered first and was recorded
+    # holding the re-escalation; its Slack reply, posted saying Dana (who claimed the alert) has the
+    # conversation, kept saying so while the bot was told Zendesk's agent had the customer.
+    with _zendesk_and_slack(make_app) as (app, slack):  # Zendesk's update answers its assignee, 381156009921
+        client = app.test_client()
+        first = _hand_off(app)
+        _eventually(lambda: slack.calls_to("chat.update"))
+        [alert] = slack.top_level("C0HANDOFF")
+        claim = {"action_id": "handoff_claim", "type": "button", "value": first["id"], "action_ts": f"{time.time():.6f}"}
+        payload = {"type": "block_actions", "trigger_id": "7281926354.1.abc", "user": {"id": "U0DANA", "name": "dana"},
+                   "container": {"type": "message", "channel_id": "C0HANDOFF", "message_ts": alert["ts"]},
+                   "actions": [claim]}
+        form = ("payload=" + quote_plus(json.dumps(payload))).encode()
+        stamp = str(int(time.time()))
+        digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + form, hashlib.sha256).hexdigest()
+        clicked = client.post("/webhooks/slack", data=form, content_type="application/x-www-form-urlencoded",
+                              headers={"X-Slack-Signature": f"v0={digest}", "X-Slack-Request-Timestamp": stamp})
+        assert clicked.get_json()["outcome"] == "recorded"
+        _eventually(lambda: [c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")])
+        second = _again(client)
+
+        def said() -> list[str]:
+            [reply] = [r for r in slack.replies("C0HANDOFF", alert["ts"]) if "Handed off again" in r.get("text", "")]
+            return _held_line(reply)
+
+        assigned = client.get(f"/v1/handoffs/{second['id']}", headers=auth()).get_json()["assigned"]
+        # Whichever target recorded first names the holder; the thread says who that is.
+        holder = {"U0DANA": "<@U0DANA> has this conversation", "381156009921": "agent 381156009921 (in Zendesk)"}
+        _eventually(lambda: [1] if holder[assigned["agent_id"]] in " ".join(said()) else [])
+        assert holder[assigned["agent_id"]] in " ".join(said()), (assigned, said())
+        assert second["assignment"]["agent"] in (assigned["agent_id"], assigned["agent_name"])
