@@ -146,7 +146,7 @@ _CARRIED_BY = (
 # Slack claim has the conversation, and the next one was recorded as the Slack claimer's (a review).
 _HELD_ON = (
     select(Assignment.target, Assignment.vendor_ticket_id, Assignment.agent_id, Assignment.agent_name,
-           Assignment.handoff_id)
+           Assignment.handoff_id, Handoff.completed_at)
     .join(Handoff, Handoff.id == Assignment.handoff_id)
     .where(Handoff.bot_id == bindparam("bot_id"), Handoff.conversation_id == bindparam("conversation_id"),
            Handoff.id != bindparam("handoff_id"))
@@ -620,10 +620,13 @@ class Outbox:
         (`Adapter.taken_elsewhere`), it says who is recorded instead. Left, the thread named one agent
         while the bot was told another had the customer (a review)."""
         holder = getattr(received, "holder", None)
-        if holder is None or holder.agent_id == outcome.holder or getattr(received, "outcome", None) == "recorded" \
+        if holder is None or holder.completed or holder.agent_id == outcome.holder \
+                or getattr(received, "outcome", None) == "recorded" \
                 or type(adapter).taken_elsewhere is Adapter.taken_elsewhere:
             return
-        holder = replace(holder, handoff_id=handoff.follows_id or handoff.id)
+        # Said as the take it was (`first`): as answered to this record, "…took this handoff already;
+        # nothing changed" — the words for a later click, told privately — went into the thread (a review).
+        holder = replace(holder, handoff_id=handoff.follows_id or handoff.id, first=True)
         self.defer(lambda: adapter.taken_elsewhere(holder, str(outcome.vendor_id)))
 
     def _taken_before(self, handoff: Handoff, target: str) -> None:
@@ -748,7 +751,10 @@ class Outbox:
                 held = connection.execute(_HELD_ON, {"bot_id": handoff.bot_id,
                                                      "conversation_id": handoff.conversation_id,
                                                      "handoff_id": handoff.follows_id or handoff.id}).first()
-                if held is not None and held.target == delivery.target and held.vendor_ticket_id == link.vendor_id:
+                # Nobody once that take's handoff was completed (its ticket solved): the customer coming
+                # back, weeks on, was parked on the old claimer with no Claim and no broadcast (a review).
+                if held is not None and held.completed_at is None and held.target == delivery.target \
+                        and held.vendor_ticket_id == link.vendor_id:
                     held_by = Holder(held.target, held.agent_id, held.agent_name, first=False,
                                      handoff_id=held.handoff_id)
             return _Claimed(delivery, handoff, link or None, related, caught_up, follows, packet, after, carried_by,

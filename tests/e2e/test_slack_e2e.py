@@ -394,16 +394,17 @@ def test_the_notices_failures_are_logged_with_the_handoff_they_are_about(make_ap
 
 
 @contextlib.contextmanager
-def _zendesk_and_slack(make_app, **settings):
+def _zendesk_and_slack(make_app, nobody_on_the_ticket: bool = False, **settings):
     """An app handing off to Zendesk (ticket 1001, its webhook signed) and Slack (Claim buttons on),
-    with both fakes; the test scripts Slack before handing off (`_hand_off`)."""
+    with both fakes; the test scripts Slack before handing off (`_hand_off`). Zendesk's updates
+    answer its assignee, or nobody on the ticket (`nobody_on_the_ticket`)."""
     with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         rsps.add_passthru("http://127.0.0.1")
         zd = FakeZendesk(rsps)
         zd.search(results=[])
         zd.create_ticket({"id": 1001})
         for _ in range(3):  # the batches of messages' comments
-            zd.update_ticket(1001)
+            zd.update_ticket(1001, **({"assignee_id": None} if nobody_on_the_ticket else {}))
         yield make_app(targets=("zendesk", "slack"), slack_bot_token=slack.token, slack_api_url=slack.api_url,
                        slack_channel="C0HANDOFF", slack_signing_secret=SIGNING_SECRET,
                        zendesk_webhook_secrets=(WEBHOOK_SECRET,), **ZENDESK, **settings), slack
@@ -776,6 +777,24 @@ def test_a_claim_left_on_the_alert_takes_nothing_from_the_agent_holding_the_rees
         assert (assigned["agent_id"], assigned["routed"]) == ("U0DANA", True)
 
 
+def _claimed_by_dana(client, slack, handoff_id: str) -> dict:
+    """Agent U0DANA clicks the alert's Claim (signed as Slack signs), recorded and said in the
+    channel: the alert."""
+    [alert] = slack.top_level("C0HANDOFF")
+    claim = {"action_id": "handoff_claim", "type": "button", "value": handoff_id, "action_ts": f"{time.time():.6f}"}
+    payload = {"type": "block_actions", "trigger_id": "7281926354.1.abc", "user": {"id": "U0DANA", "name": "dana"},
+               "container": {"type": "message", "channel_id": "C0HANDOFF", "message_ts": alert["ts"]},
+               "actions": [claim]}
+    form = ("payload=" + quote_plus(json.dumps(payload))).encode()
+    stamp = str(int(time.time()))
+    digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + form, hashlib.sha256).hexdigest()
+    clicked = client.post("/webhooks/slack", data=form, content_type="application/x-www-form-urlencoded",
+                          headers={"X-Slack-Signature": f"v0={digest}", "X-Slack-Request-Timestamp": stamp})
+    assert clicked.get_json()["outcome"] == "recorded"
+    _eventually(lambda: [c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")])
+    return alert
+
+
 def _held_line(message: dict) -> list[str]:
     """What a reply says of who has the conversation, in place of its Claim button."""
     return [e["text"] for b in message["blocks"] if b.get("block_id") in ("handoff_held", "handoff_claimed")
@@ -787,31 +806,11 @@ def test_a_zendesk_take_of_a_reescalation_held_in_slack_is_who_has_the_conversat
     # said Dana has them; a Zendesk agent then took that handoff's ticket. The reply still said Dana
     # had the customer (only a Claim button was rewritten), and the next handoff was recorded as
     # Dana's again (only Slack's takes were read) — while Zendesk's agent had the conversation.
-    with FakeSlack() as slack, responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.add_passthru("http://127.0.0.1")
-        zd = FakeZendesk(rsps)
-        zd.search(results=[])
-        zd.create_ticket({"id": 1001})
-        for _ in range(3):
-            zd.update_ticket(1001, assignee_id=None)  # nobody on the ticket as each update lands
-        app = make_app(targets=("zendesk", "slack"), slack_bot_token=slack.token, slack_api_url=slack.api_url,
-                       slack_channel="C0HANDOFF", slack_signing_secret=SIGNING_SECRET,
-                       zendesk_webhook_secrets=(WEBHOOK_SECRET,), **ZENDESK)
+    with _zendesk_and_slack(make_app, nobody_on_the_ticket=True) as (app, slack):
         client = app.test_client()
         first = _hand_off(app)
         _eventually(lambda: slack.calls_to("chat.update"))
-        [alert] = slack.top_level("C0HANDOFF")
-        claim = {"action_id": "handoff_claim", "type": "button", "value": first["id"], "action_ts": f"{time.time():.6f}"}
-        payload = {"type": "block_actions", "trigger_id": "7281926354.1.abc", "user": {"id": "U0DANA", "name": "dana"},
-                   "container": {"type": "message", "channel_id": "C0HANDOFF", "message_ts": alert["ts"]},
-                   "actions": [claim]}
-        form = ("payload=" + quote_plus(json.dumps(payload))).encode()
-        stamp = str(int(time.time()))
-        digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + form, hashlib.sha256).hexdigest()
-        clicked = client.post("/webhooks/slack", data=form, content_type="application/x-www-form-urlencoded",
-                              headers={"X-Slack-Signature": f"v0={digest}", "X-Slack-Request-Timestamp": stamp})
-        assert clicked.get_json()["outcome"] == "recorded"
-        _eventually(lambda: [c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")])
+        alert = _claimed_by_dana(client, slack, first["id"])
 
         second = _again(client)
         assert second["assignment"]["agent"] == "dana"
@@ -871,18 +870,7 @@ def test_a_reescalation_held_in_zendesk_first_is_not_named_as_the_slack_claimers
         client = app.test_client()
         first = _hand_off(app)
         _eventually(lambda: slack.calls_to("chat.update"))
-        [alert] = slack.top_level("C0HANDOFF")
-        claim = {"action_id": "handoff_claim", "type": "button", "value": first["id"], "action_ts": f"{time.time():.6f}"}
-        payload = {"type": "block_actions", "trigger_id": "7281926354.1.abc", "user": {"id": "U0DANA", "name": "dana"},
-                   "container": {"type": "message", "channel_id": "C0HANDOFF", "message_ts": alert["ts"]},
-                   "actions": [claim]}
-        form = ("payload=" + quote_plus(json.dumps(payload))).encode()
-        stamp = str(int(time.time()))
-        digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + form, hashlib.sha256).hexdigest()
-        clicked = client.post("/webhooks/slack", data=form, content_type="application/x-www-form-urlencoded",
-                              headers={"X-Slack-Signature": f"v0={digest}", "X-Slack-Request-Timestamp": stamp})
-        assert clicked.get_json()["outcome"] == "recorded"
-        _eventually(lambda: [c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")])
+        alert = _claimed_by_dana(client, slack, first["id"])
         second = _again(client)
 
         def said() -> list[str]:
@@ -895,3 +883,37 @@ def test_a_reescalation_held_in_zendesk_first_is_not_named_as_the_slack_claimers
         _eventually(lambda: [1] if holder[assigned["agent_id"]] in " ".join(said()) else [])
         assert holder[assigned["agent_id"]] in " ".join(said()), (assigned, said())
         assert second["assignment"]["agent"] in (assigned["agent_id"], assigned["agent_name"])
+
+
+def test_a_customer_back_after_the_conversation_was_solved_is_nobodys_in_slack(make_app):
+    # A review: Dana claimed the alert, the Zendesk ticket was solved; the customer came back weeks on
+    # with a new problem, and the reply named Dana as having them — no Claim, no broadcast, the bot
+    # told someone had the customer — while nobody did.
+    with _zendesk_and_slack(make_app, nobody_on_the_ticket=True) as (app, slack):
+        client = app.test_client()
+        first = _hand_off(app)
+        _eventually(lambda: slack.calls_to("chat.update"))
+        _claimed_by_dana(client, slack, first["id"])
+        _solved_in_zendesk(app, first["id"])
+        second = _again(client, "New problem: my invoice is wrong")
+        [reply] = [c.body for c in slack.calls_to("chat.postMessage") if "Handed off again" in c.body.get("text", "")]
+        assert '"handoff_claim"' in json.dumps(reply["blocks"]) and not _held_line(reply)
+        assert client.get(f"/v1/handoffs/{second['id']}", headers=auth()).get_json()["assigned"] is None
+
+
+def test_a_holder_zendesk_recorded_first_is_said_in_the_thread_as_a_take(make_app):
+    # A review: the reply's line, rewritten to name the Zendesk agent recorded first, read "…took
+    # this handoff already; nothing changed" — the words told privately to a later click.
+    with _zendesk_and_slack(make_app) as (app, slack):  # Zendesk's update answers its assignee
+        client = app.test_client()
+        first = _hand_off(app)
+        _eventually(lambda: slack.calls_to("chat.update"))
+        alert = _claimed_by_dana(client, slack, first["id"])
+        slack.delay("chat.postMessage", 1.0)  # Zendesk's update answers first
+        _again(client)
+
+        def reply() -> dict:
+            return next(r for r in slack.replies("C0HANDOFF", alert["ts"]) if "Handed off again" in r.get("text", ""))
+
+        _eventually(lambda: [1] if "Zendesk" in " ".join(_held_line(reply())) else [])
+        assert _held_line(reply()) == ["✋ agent 381156009921 (in Zendesk) took this handoff."]
