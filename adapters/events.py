@@ -48,11 +48,6 @@ class AssignmentEvent:
     # The vendor says who owns the ticket now, not that it changed (Salesforce's Outbound Message is
     # sent on any edit the admin's rule names): the agent holding the handoff already took nothing.
     owner_only: bool = False
-    # A click on a Claim button, offered while nobody had the handoff (Slack): it takes nothing from
-    # an agent found holding it at this target (`held`: who claimed the conversation's alert) — an
-    # alert whose edit failed, or an old copy of it, still showed the button, and a second agent
-    # took the customer the first one had.
-    claim: bool = False
 
 
 @dataclass(frozen=True)

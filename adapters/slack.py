@@ -197,7 +197,7 @@ class SlackAdapter(Adapter):
             in_thread = update and batch is not None
             held = _held(ctx) if update else None
             message, notes = kit.alert(packet, ctx.handoff_id, ctx.assignment, ctx.related,
-                                       mention="" if in_thread or held else self._mention(ctx), repeat=update,
+                                       mention="" if in_thread else self._mention(ctx), repeat=update,
                                        claim=bool(self.settings.slack_signing_secret),
                                        caution=kit.of_the_thread(ctx.another_customer) if update else None,
                                        since=kit.of_the_thread(batch_again(packet) if in_thread else ctx.news)
@@ -212,10 +212,9 @@ class SlackAdapter(Adapter):
         if update:
             channel, ts = _link_target(ctx)
             # A re-escalation is news: broadcast the first reply to the channel unless the mapping
-            # says no. Messages while waiting stay in the thread, where whoever holds it looks; so
-            # does a re-escalation an agent holds already (`_held`): its reply names them instead.
-            broadcast = messages is None and batch is None and _held(ctx) is None \
-                and bool(self.mapping.get("broadcast_updates", True))
+            # says no, one an agent holds already too (`_held`: its reply names them, and another
+            # may take it over). Messages while waiting stay in the thread, where whoever holds it looks.
+            broadcast = messages is None and batch is None and bool(self.mapping.get("broadcast_updates", True))
             message.update(channel=channel, thread_ts=ts, reply_broadcast=broadcast)
         if messages is not None:
             # With the batch's `follow_up`: its replies are named as messages of the handoff they follow.

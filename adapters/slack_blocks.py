@@ -536,7 +536,10 @@ def alert(packet: Mapping[str, Any], handoff_id: str, assignment: Mapping[str, A
     if held:  # as a claimed alert says who took it (`claimed`): the same line, where its button was
         blocks.append({**context(held), "block_id": HELD_BLOCK})
     url = button_url(conversation.get("url"))
-    actions = [button("Claim", None, CLAIM_ACTION, handoff_id, style="primary")] if claim and not held else []
+    # Beside a holder's line too: whoever holds the conversation holds it as routing's choice does, and
+    # the first other agent to click takes it over — with Slack alone no event ever ends a hold, and a
+    # customer back months later, urgent, waited unseen on a claimer long gone (a review).
+    actions = [button("Claim", None, CLAIM_ACTION, handoff_id, style="primary")] if claim else []
     if url:
         actions.append(button("Open conversation", url, "handoff_open_conversation", handoff_id))
     if actions:
@@ -843,13 +846,16 @@ def claimed(blocks: list[dict[str, Any]], notice: str, held: bool = False) -> li
     reply was posted (`HELD_BLOCK`) gives way too — left, the thread named an agent who no longer had
     the customer once a Zendesk agent took the handoff (a review)."""
     changed, found = [], False
+    # A held reply has both, the line above its button: the line says who took it, once.
+    said = held and any(block.get("block_id") == HELD_BLOCK for block in blocks)
     for block in blocks:
         if held and block.get("block_id") == HELD_BLOCK:
             found = True
             changed.append({**context(notice), "block_id": CLAIMED_BLOCK})
         elif _claims(block):
             found = True
-            changed.append({**context(notice), "block_id": CLAIMED_BLOCK})
+            if not said:
+                changed.append({**context(notice), "block_id": CLAIMED_BLOCK})
             rest = [e for e in block["elements"] if e.get("action_id") != CLAIM_ACTION]
             if rest:  # "Open conversation" stays
                 changed.append({**block, "elements": rest})
@@ -871,12 +877,12 @@ def taken_notice(blocks: list[dict[str, Any]]) -> str | None:
 
 
 def held_notice(holder: Holder) -> str:
-    """What a re-escalation's reply says in place of its Claim button when an agent holds the
-    conversation already (`HandoffContext.held_by`): offered to the channel again, a second agent
-    took the customer the first one had (a review)."""
+    """What a re-escalation's reply says above its Claim button when an agent holds the conversation
+    already (`HandoffContext.held_by`): offered to the channel as new, a second agent took the
+    customer without a word that the first one had them (a review). Its Claim takes it over."""
     taker = who(holder.target, holder.agent_id, holder.agent_name)
     held = escape(str(holder.handoff_id))
-    return f"{TAKEN}{taker} has this conversation (handoff `{held}` is theirs): it stays with them."
+    return f"{TAKEN}{taker} has this conversation (handoff `{held}` is theirs); Claim to take it over."
 
 
 def solved_notice(target: str) -> str:

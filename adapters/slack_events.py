@@ -123,7 +123,7 @@ def parse(raw_body: bytes, max_depth: int) -> AssignmentEvent | Ignored:
                            handoff_id=claim["value"], agent_id=user["id"],
                            agent_name=user["name"] or user["username"], at=claim["action_ts"],
                            named_in=f"{channel}/{thread}", named_alone=thread == container["message_ts"],
-                           named_sent_to={"channel": channel}, claim=True)
+                           named_sent_to={"channel": channel})
 
 
 def _claims(payload: dict[str, Any]) -> bool:

@@ -120,10 +120,7 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             # its holder reported again by a vendor that says who owns it, not who took it (Salesforce:
             # any edit of the case sends its owner; recorded, it was a wait nobody observed).
             reported_again = event.owner_only and taken is not None and taken.agent_id == event.agent_id
-            # Nor a Claim offered before the agent who has the conversation there was found holding it.
-            claimed_again = event.claim and taken is not None and taken.target == event.target \
-                and taken.event_id.startswith(answers.HELD_EVENT)
-            if taken is not None and (routed or not taken.routed or reported_again or claimed_again):
+            if taken is not None and (routed or not taken.routed or reported_again):
                 return _recorded(session, event) or _taken_already(taken, where)
             # The bot hears of any agent taking its handoff, even one routing chose itself.
             # Not once `completed` is owed: "take it and solve it" may bring the solve first, and the
