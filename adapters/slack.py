@@ -427,7 +427,9 @@ class SlackAdapter(Adapter):
         alert = self._show_taken(channel, ts, notice)
         if alert is not None and not _ours(alert, CREATED, handoff_id):
             if (reply := self._reply_of(channel, ts, handoff_id)) and reply != ts:
-                self._show_taken(channel, reply, notice)
+                # Its line naming who held the conversation gives way with its Claim: left, it still said
+                # "Claim to take it over" over a solved handoff with no button (a review).
+                self._show_taken(channel, reply, notice, held=True)
 
     def _mark_taken(self, channel: str, ts: str, text: str, holder: Holder, clicked: str | None) -> None:
         """The alert says who took the handoff, its Claim button gone; so does the reply clicked

@@ -120,7 +120,12 @@ def record(services: Services, event: AssignmentEvent, again: bool = True) -> Re
             # its holder reported again by a vendor that says who owns it, not who took it (Salesforce:
             # any edit of the case sends its owner; recorded, it was a wait nobody observed).
             reported_again = event.owner_only and taken is not None and taken.agent_id == event.agent_id
-            if taken is not None and (routed or not taken.routed or reported_again):
+            # Nor the agent found holding it (`held`) taking it at the same target: Dana clicking the
+            # Claim under the line naming her took it over from herself — her time holding it counted
+            # as an observed wait, and a second "took this handoff" went to the channel (a review).
+            took_own = taken is not None and taken.event_id.startswith(answers.HELD_EVENT) \
+                and taken.target == event.target and taken.agent_id == event.agent_id
+            if taken is not None and (routed or not taken.routed or reported_again or took_own):
                 return _recorded(session, event) or _taken_already(taken, where)
             # The bot hears of any agent taking its handoff, even one routing chose itself.
             # Not once `completed` is owed: "take it and solve it" may bring the solve first, and the

@@ -764,9 +764,9 @@ def test_a_claim_of_an_alert_replaced_since_holds_nothing_of_the_new_one(make_ap
 
 
 def test_a_claim_of_a_held_reescalation_takes_it_over_and_its_line_says_who_once(make_app):
-    # The holder holds it as routing's choice does: the first other agent to click takes it over, the
-    # bot hears `assigned` for them, and the reply's line says who took it (once: it and the button
-    # each gave way to a line of their own).
+    # The holder holds it as routing's choice does: the first other agent to click takes it over, a
+    # read names them, and the reply's line says who took it (once: it and the button each gave way
+    # to a line of their own).
     with FakeSlack() as slack:
         client, _, alert, click = _claimable(make_app, slack)
         assert click("U0DANA", "7281926354.1.abc") == "recorded"
@@ -924,3 +924,55 @@ def test_a_holder_zendesk_recorded_first_is_said_in_the_thread_as_a_take(make_ap
 
         _eventually(lambda: [1] if "Zendesk" in " ".join(_held_line(reply())) else [])
         assert _held_line(reply()) == ["✋ agent 381156009921 (in Zendesk) took this handoff."]
+
+
+def _click_on_reply(client, alert: dict, reply: dict, user: str, trigger: str) -> dict:
+    """`user` clicks the Claim button on `reply` (a message in `alert`'s thread), signed as Slack signs."""
+    [claim] = [e for b in reply["blocks"] if b["type"] == "actions" for e in b["elements"]
+               if e["action_id"] == "handoff_claim"]
+    payload = {"type": "block_actions", "trigger_id": trigger, "user": {"id": user, "name": user.lower()},
+               "container": {"type": "message", "channel_id": "C0HANDOFF", "message_ts": reply["ts"],
+                             "thread_ts": alert["ts"]},
+               "actions": [{**claim, "action_ts": f"{time.time():.6f}"}]}
+    form = ("payload=" + quote_plus(json.dumps(payload))).encode()
+    stamp = str(int(time.time()))
+    digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + form, hashlib.sha256).hexdigest()
+    return client.post("/webhooks/slack", data=form, content_type="application/x-www-form-urlencoded",
+                       headers={"X-Slack-Signature": f"v0={digest}", "X-Slack-Request-Timestamp": stamp}).get_json()
+
+
+def test_the_holder_clicking_her_own_held_reply_changes_nothing(make_app):
+    # A review: Dana clicked the Claim under the line naming her and took the handoff over from herself:
+    # her time holding it counted as an observed wait, and a second "took this handoff" went out.
+    with FakeSlack() as slack:
+        client, _, alert, click = _claimable(make_app, slack)
+        assert click("U0DANA", "7281926354.1.abc") == "recorded"
+        _eventually(lambda: [c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")])
+        second = _again(client)
+        reply = next(r for r in slack.replies("C0HANDOFF", alert["ts"]) if "Handed off again" in r.get("text", ""))
+        assert _click_on_reply(client, alert, reply, "U0DANA", "7281926354.2.def")["outcome"] == "ignored"
+        told = _eventually(lambda: [(c.body["user"], c.body["text"]) for c in slack.calls_to("chat.postEphemeral")])
+        assert told == [("U0DANA", "You took this handoff already.")]
+        assigned = client.get(f"/v1/handoffs/{second['id']}", headers=auth()).get_json()["assigned"]
+        assert (assigned["agent_id"], assigned["routed"], assigned["wait_seconds"]) == ("U0DANA", True, 0)
+        assert len([c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")]) == 1
+
+
+def test_a_held_reply_solved_since_says_only_that(make_app):
+    # A review: solved in Zendesk, the held reply lost its Claim but kept "…; Claim to take it over."
+    with _zendesk_and_slack(make_app, nobody_on_the_ticket=True) as (app, slack):
+        client = app.test_client()
+        first = _hand_off(app)
+        _eventually(lambda: slack.calls_to("chat.update"))
+        alert = _claimed_by_dana(client, slack, first["id"])
+        second = _again(client)
+        _solved_in_zendesk(app, second["id"])
+
+        def reply() -> dict:
+            return next(r for r in slack.replies("C0HANDOFF", alert["ts"]) if "Handed off again" in r.get("text", ""))
+
+        _eventually(lambda: [1] if "Solved" in json.dumps(reply()["blocks"]) else [])
+        lines = [e["text"] for b in reply()["blocks"] if b["type"] == "context" and b.get("block_id") in
+                 ("handoff_held", "handoff_claimed") for e in b["elements"]]
+        assert lines == ["✔ Solved in Zendesk: nobody needs to take this handoff."]
+        assert '"handoff_claim"' not in json.dumps(reply()["blocks"])
