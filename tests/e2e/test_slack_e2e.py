@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import re
 import time
 from pathlib import Path
 from urllib.parse import quote_plus
@@ -92,6 +93,17 @@ def test_the_alert_links_the_other_tickets_when_the_last_target_to_finish_gives_
         assert "/lightning/r/Case/" in json.dumps(related) and "zendesk" not in json.dumps(related).lower()
 
 
+def _signed_click(client, payload: dict) -> dict:
+    """`payload` (a `block_actions` interaction) posted to /webhooks/slack signed as Slack signs: the answer."""
+    form = ("payload=" + quote_plus(json.dumps(payload))).encode()
+    stamp = str(int(time.time()))
+    digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + form, hashlib.sha256).hexdigest()
+    answer = client.post("/webhooks/slack", data=form, content_type="application/x-www-form-urlencoded",
+                         headers={"X-Slack-Signature": f"v0={digest}", "X-Slack-Request-Timestamp": stamp})
+    assert answer.status_code == 200
+    return answer.get_json()
+
+
 def _claimable(make_app, slack, opened_by_messages: bool = False, **settings):
     """A handoff alerted in Slack with a Claim button, and a way to click it as Slack would.
     `opened_by_messages`: the handoff's own alert refused, the alert is the one its messages opened."""
@@ -117,13 +129,7 @@ def _claimable(make_app, slack, opened_by_messages: bool = False, **settings):
         payload = {"type": "block_actions", "trigger_id": trigger, "user": {"id": user, "name": user.lower()},
                    "container": {"type": "message", "channel_id": "C0HANDOFF", "message_ts": alert["ts"]},
                    "actions": [{**claim, "action_ts": f"{time.time():.6f}"}]}
-        form = ("payload=" + quote_plus(json.dumps(payload))).encode()
-        stamp = str(int(time.time()))
-        digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + form, hashlib.sha256).hexdigest()
-        answer = client.post("/webhooks/slack", data=form, content_type="application/x-www-form-urlencoded",
-                             headers={"X-Slack-Signature": f"v0={digest}", "X-Slack-Request-Timestamp": stamp})
-        assert answer.status_code == 200
-        return answer.get_json()["outcome"]
+        return _signed_click(client, payload)["outcome"]
 
     return client, body, alert, click
 
@@ -792,12 +798,7 @@ def _claimed_by_dana(client, slack, handoff_id: str) -> dict:
     payload = {"type": "block_actions", "trigger_id": "7281926354.1.abc", "user": {"id": "U0DANA", "name": "dana"},
                "container": {"type": "message", "channel_id": "C0HANDOFF", "message_ts": alert["ts"]},
                "actions": [claim]}
-    form = ("payload=" + quote_plus(json.dumps(payload))).encode()
-    stamp = str(int(time.time()))
-    digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + form, hashlib.sha256).hexdigest()
-    clicked = client.post("/webhooks/slack", data=form, content_type="application/x-www-form-urlencoded",
-                          headers={"X-Slack-Signature": f"v0={digest}", "X-Slack-Request-Timestamp": stamp})
-    assert clicked.get_json()["outcome"] == "recorded"
+    assert _signed_click(client, payload)["outcome"] == "recorded"
     _eventually(lambda: [c for c in slack.calls_to("chat.postMessage") if c.body.get("text", "").startswith("✋")])
     return alert
 
@@ -934,11 +935,7 @@ def _click_on_reply(client, alert: dict, reply: dict, user: str, trigger: str) -
                "container": {"type": "message", "channel_id": "C0HANDOFF", "message_ts": reply["ts"],
                              "thread_ts": alert["ts"]},
                "actions": [{**claim, "action_ts": f"{time.time():.6f}"}]}
-    form = ("payload=" + quote_plus(json.dumps(payload))).encode()
-    stamp = str(int(time.time()))
-    digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + form, hashlib.sha256).hexdigest()
-    return client.post("/webhooks/slack", data=form, content_type="application/x-www-form-urlencoded",
-                       headers={"X-Slack-Signature": f"v0={digest}", "X-Slack-Request-Timestamp": stamp}).get_json()
+    return _signed_click(client, payload)
 
 
 def test_the_holder_clicking_her_own_held_reply_changes_nothing(make_app):
@@ -974,5 +971,6 @@ def test_a_held_reply_solved_since_says_only_that(make_app):
         _eventually(lambda: [1] if "Solved" in json.dumps(reply()["blocks"]) else [])
         lines = [e["text"] for b in reply()["blocks"] if b["type"] == "context" and b.get("block_id") in
                  ("handoff_held", "handoff_claimed") for e in b["elements"]]
-        assert lines == ["✔ Solved in Zendesk: nobody needs to take this handoff."]
+        # "Solved in Zendesk", or "Solved" when the solve came before the reply was recorded as Slack's.
+        assert len(lines) == 1 and re.fullmatch(r"✔ Solved( in Zendesk)?: nobody needs to take this handoff\.", lines[0])
         assert '"handoff_claim"' not in json.dumps(reply()["blocks"])
