@@ -294,9 +294,9 @@ class SlackAdapter(Adapter):
             raise _gone(err, ctx.link.vendor_id) or err from err
         with _after_posting(f"update of {channel}/{ts}", channel):
             refused = self._post_thread(channel, ts, payload["thread"], start=start)
-        # Whoever claimed the alert has the conversation (the reply said so, with no Claim — a
-        # batch's carrying the whole brief too): as Zendesk's answer names the assignee of a ticket
-        # updated, they hold this handoff too. A batch's plain messages said nothing of it.
+        # Whoever claimed the alert has the conversation (the reply said so — a batch's carrying the
+        # whole brief too): as Zendesk's answer names the assignee of a ticket updated, they hold
+        # this handoff too, until another agent clicks its Claim. A batch's plain messages said nothing of it.
         held = _held(ctx) if ctx.brief.follow_up is None else None
         return Sent(vendor_id=ctx.link.vendor_id, url=ctx.link.url, extra=dict(ctx.link.extra),
                     reply={"ts": first.get("ts"), "replies": len(payload["thread"]) + 1},
@@ -464,8 +464,9 @@ class SlackAdapter(Adapter):
         twice. Cosmetic: a refusal is logged and the announcement still goes out, except a rate
         limit or an outage, which the notice's own retry waits out. The related-tickets edit
         (`related_changed`), should it come later, keeps what this one says. Returns the message as
-        read (None when it could not be). `held`: a take, whose line replaces the one saying who held
-        the conversation as the reply was posted (`kit.claimed`); a solve leaves that one as it is."""
+        read (None when it could not be). `held`: the line saying who held the conversation as the
+        reply was posted gives way too (`kit.claimed`) — to a take, and to a solve of a re-escalation's
+        reply, whose Claim it stood over."""
         alert = None
         try:
             alert = self._read_message(channel, ts)

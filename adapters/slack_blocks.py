@@ -803,8 +803,8 @@ def who(target: str, agent_id: str, agent_name: str | None) -> str:
 
 CLAIMED_BLOCK = "handoff_claimed"  # the block_id of the line saying who took the handoff
 TAKEN = "✋ "  # how that line begins
-# The line a re-escalation's reply has in place of its Claim button when an agent held the conversation
-# as it was posted (`held_notice`): a take since, elsewhere, replaces it as it would the button.
+# The line a re-escalation's reply has above its Claim button when an agent held the conversation as it
+# was posted (`held_notice`): a take since, here or elsewhere, or a solve, replaces it with the button.
 HELD_BLOCK = "handoff_held"
 
 

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, Connection, and_, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
@@ -61,6 +61,9 @@ from .jsonlog import handoff_fields, log_context, log_each
 from .models import DISMISSED, DONE, Assignment, ConversationLink, Delivery, Handoff, TargetPause, utcnow
 from .settings import Settings
 from .text_rules import rfc3339_utc
+
+if TYPE_CHECKING:  # assignments imports this module
+    from .assignments import Received
 
 log = logging.getLogger(__name__)
 
@@ -538,7 +541,7 @@ class Outbox:
                 # targets' agents, or a newer handoff on the ticket first, and only one is recorded.
                 # Only a repeat onto a ticket an agent has pays for it on the bot's path. A batch's
                 # handoff too, where the batch's reply named the conversation's holder (`held_by`):
-                # that reply offered no Claim, its own none at all (refused).
+                # the handoff's own reply was refused, so none said who has it.
                 try:
                     received = self.held(handoff.follows_id or handoff.id, delivery.target, outcome.vendor_id,
                                          outcome.holder, agent_name=known.agent_name if known else None)
@@ -613,15 +616,15 @@ class Outbox:
             if marks:
                 self._taken_before(handoff, target)
 
-    def _held_by_another(self, adapter: Adapter, handoff: Handoff, outcome: Outcome, received: Any) -> None:
+    def _held_by_another(self, adapter: Adapter, handoff: Handoff, outcome: Outcome,
+                         received: Received | None) -> None:
         """The ticket's answer named an agent (`Outcome.holder`: a Slack reply saying who has the
         conversation) but another was recorded holding the handoff first — Zendesk's assignee, its
         own update answered first beside Slack: where the ticket says who took it
         (`Adapter.taken_elsewhere`), it says who is recorded instead. Left, the thread named one agent
         while the bot was told another had the customer (a review)."""
-        holder = getattr(received, "holder", None)
-        if holder is None or holder.completed or holder.agent_id == outcome.holder \
-                or getattr(received, "outcome", None) == "recorded" \
+        holder = received.holder if received is not None else None  # None: `held` not wired (tests)
+        if holder is None or holder.completed or holder.agent_id == outcome.holder or received.outcome == "recorded" \
                 or type(adapter).taken_elsewhere is Adapter.taken_elsewhere:
             return
         # Said as the take it was (`first`): as answered to this record, "…took this handoff already;

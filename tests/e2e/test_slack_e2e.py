@@ -804,7 +804,7 @@ def _claimed_by_dana(client, slack, handoff_id: str) -> dict:
 
 
 def _held_line(message: dict) -> list[str]:
-    """What a reply says of who has the conversation, in place of its Claim button."""
+    """What a reply says of who has (or took) the conversation: its held line, or what replaced it."""
     return [e["text"] for b in message["blocks"] if b.get("block_id") in ("handoff_held", "handoff_claimed")
             for e in b["elements"]]
 
